@@ -1,0 +1,41 @@
+# The two commands of the quick start: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench install clean-venv
+
+# The runtime installation (what the demo needs): pip only.
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap-venv
+	scripts/bootstrap-venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+# Plus what the tests, linters and benchmarks need.
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/aquami demo $(ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(VENV)/.installed-dev
+	scripts/test-deps
+	@if [ -z "$$AQUAMI_TEST_DATABASE_URL" ]; then scripts/timescaledb-up >/dev/null; fi
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	scripts/test-deps
+	@if [ -z "$$AQUAMI_TEST_DATABASE_URL" ]; then scripts/timescaledb-up >/dev/null; fi
+	$(BIN)/python -m benchmarks.run_all $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+"""``python -m aquami`` is the ``aquami`` command."""
+
+from aquami.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""The ``aquami`` command: one entry point with a sub-command per part.
+
+Every module in :mod:`aquami.commands` registers its own commands through ``register(app)``, so a
+part adds its commands by adding a module, without touching this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+import aquami.commands
+
+app = typer.Typer(
+    name="aquami",
+    help="Advanced metering infrastructure for water utilities: meters → gateway → MQTT → collector → API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_commands() -> None:
+    for module_info in sorted(pkgutil.iter_modules(aquami.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"aquami.commands.{module_info.name}")
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()

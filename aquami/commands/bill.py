@@ -1,0 +1,72 @@
+"""``aquami bill``: billing exports straight from the database (the same as ``GET /billing/…``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
+PERIOD = typer.Option(..., help="YYYY-MM (a UTC month) or START/END (ISO 8601, end exclusive).")
+
+
+def register(app: typer.Typer) -> None:
+    bill_app = typer.Typer(help="Billing determinants and interval exports.", no_args_is_help=True)
+
+    @bill_app.command("nem12")
+    def nem12_command(
+        database_url: str = DATABASE_URL,
+        period: str = PERIOD,
+        account: str = typer.Option(None, help="Only this account's meters."),
+        sender: str = typer.Option("AQUAMI", help="100 record: from participant."),
+        receiver: str = typer.Option("BILLING", help="100 record: to participant."),
+        out: Path = typer.Option(None, help="File to write (default: standard output)."),
+    ) -> None:
+        """Hourly consumption in the AEMO NEM12 layout (run `aquami collector vee` first)."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from server.billing.nem12 import nem12_file
+        from server.billing.service import parse_period
+
+        start, end = parse_period(period)
+        with psycopg.connect(database_url, row_factory=dict_row) as conn:
+            text = nem12_file(conn, start, end, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
+        _write(text, out)
+
+    @bill_app.command("determinants")
+    def determinants_command(
+        database_url: str = DATABASE_URL,
+        period: str = PERIOD,
+        account: str = typer.Option(None, help="Only this account."),
+        csv: bool = typer.Option(False, "--csv", help="CSV instead of JSON."),
+        out: Path = typer.Option(None, help="File to write (default: standard output)."),
+    ) -> None:
+        """Consumption per account for a billing period, with opening and closing reads."""
+        import json
+
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from server.billing import repository, service
+
+        start, end = service.parse_period(period)
+        with psycopg.connect(database_url, row_factory=dict_row) as conn:
+            rows = repository.determinant_lines(conn, start, end, account, None, None)  # type: ignore[arg-type]
+        items = service.determinants(rows)
+        if csv:
+            text = service.to_csv(service.DETERMINANT_COLUMNS, service.determinant_csv_rows(items, start, end))
+        else:
+            text = json.dumps({"start": start.isoformat(), "end": end.isoformat(),
+                               "items": [item.model_dump(mode="json") for item in items]}, indent=1) + "\n"
+        _write(text, out)
+
+    app.add_typer(bill_app, name="bill")
+
+
+def _write(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)

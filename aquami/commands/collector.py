@@ -1,0 +1,107 @@
+"""``aquami collector``: MQTT → database ingest, and schema migrations."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+
+DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
+
+
+def register(app: typer.Typer) -> None:
+    collector_app = typer.Typer(help="Ingest readings from MQTT into the database.", no_args_is_help=True)
+
+    @collector_app.command("migrate")
+    def migrate_command(database_url: str = DATABASE_URL) -> None:
+        """Apply the schema migrations that are missing (a no-op when up to date)."""
+        from collector.migrate import migrate
+
+        typer.echo(json.dumps({"applied": migrate(database_url)}))
+
+    @collector_app.command("run")
+    def run(
+        database_url: str = DATABASE_URL,
+        mqtt_url: str = typer.Option(..., envvar="AQUAMI_MQTT_URL", help="mqtt://host:port of the broker."),
+        client_id: str = typer.Option("aquami-collector", help="MQTT client id (its persistent session)."),
+        shared_group: str = typer.Option(None, help="Share the subscription in this group ($share/GROUP/…)."),
+        vee_every: float = typer.Option(
+            0, help="Every so many seconds, run VEE and refresh consumption over the last two days (0: never)."
+        ),
+    ) -> None:
+        """Subscribe to every gateway's reads and store them until stopped (Ctrl-C)."""
+        import logging
+        import signal
+        import threading
+
+        from aquami.mqtt import MqttEndpoint
+        from collector.migrate import migrate
+        from collector.service import Collector, CollectorConfig
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        migrate(database_url)
+        collector = Collector(
+            CollectorConfig(database_url, MqttEndpoint.parse(mqtt_url), client_id=client_id, shared_group=shared_group)
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        collector.start()
+        log = logging.getLogger("collector")
+        interval = min(30.0, vee_every) if vee_every > 0 else 30.0
+        last_vee = time.monotonic()
+        while not stop.wait(interval):
+            log.info("counters %s", collector.counters.snapshot())
+            if vee_every > 0 and time.monotonic() - last_vee >= vee_every:
+                last_vee = time.monotonic()
+                end = datetime.now(UTC) + timedelta(hours=1)
+                log.info("vee %s", _vee_and_consumption(database_url, end - timedelta(days=2), end, None))
+        collector.stop()
+
+    @collector_app.command("vee")
+    def vee_command(
+        database_url: str = DATABASE_URL,
+        start: datetime = typer.Option(..., "--from", help="Start (inclusive), ISO 8601 UTC."),
+        end: datetime = typer.Option(..., "--to", help="End (exclusive), ISO 8601 UTC."),
+        config: Path = typer.Option(None, help="JSON file of VEE settings (collector/vee/config.py)."),
+    ) -> None:
+        """Validate and estimate readings in [from, to), then refresh consumption; prints a JSON report."""
+        typer.echo(json.dumps(_vee_and_consumption(database_url, _utc(start), _utc(end), config)))
+
+    @collector_app.command("consumption")
+    def consumption_command(
+        database_url: str = DATABASE_URL,
+        start: datetime = typer.Option(..., "--from", help="Start, ISO 8601 UTC (whole UTC days are refreshed)."),
+        end: datetime = typer.Option(..., "--to", help="End (exclusive), ISO 8601 UTC."),
+    ) -> None:
+        """Recompute hourly, daily and per-DMA consumption for the days covering [from, to)."""
+        import psycopg
+
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT refresh_consumption(%s, %s)", (_utc(start), _utc(end))).fetchone()
+        typer.echo(json.dumps({"hourly_rows": row[0] if row else 0}))
+
+    app.add_typer(collector_app, name="collector")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _vee_and_consumption(database_url: str, start: datetime, end: datetime, config: Path | None) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    import psycopg
+
+    from collector.vee.config import VeeConfig
+    from collector.vee.runner import run_vee
+
+    settings = VeeConfig.from_mapping(json.loads(config.read_text())) if config else VeeConfig()
+    with psycopg.connect(database_url) as conn:
+        report = run_vee(conn, start, end, settings)
+        row = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+    return {**asdict(report), "consumption_hourly_rows": row[0] if row else 0}

@@ -1,0 +1,44 @@
+"""``aquami demo``: the whole path, live, on embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        meters: int = typer.Option(20, min=1, max=247, help="Simulated Modbus TCP meters."),
+        poll_interval: float = typer.Option(5.0, min=0.2, help="Seconds between polls of each meter."),
+        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+        host: str = typer.Option("127.0.0.1", help="Address the web server listens on."),
+        port: int = typer.Option(8000, help="Web server port (a free one if taken; 0: any)."),
+        database_url: str = typer.Option(
+            None, envvar="AQUAMI_DATABASE_URL", help="Use this PostgreSQL/TimescaleDB instead of the embedded one."
+        ),
+        mqtt_url: str = typer.Option(
+            None, envvar="AQUAMI_MQTT_URL", help="Use this MQTT broker instead of the embedded one."
+        ),
+        data_dir: Path = typer.Option(
+            None, help="Keep the demo's database and spool here (default: a temporary folder)."
+        ),
+    ) -> None:
+        """Run simulated meters → gateway → broker → collector → database → API and web page."""
+        from aquami.demo import DemoOptions, run_demo
+
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        run_demo(
+            DemoOptions(
+                meters=meters,
+                poll_interval_s=poll_interval,
+                duration_s=duration,
+                host=host,
+                port=port,
+                database_url=database_url,
+                mqtt_url=mqtt_url,
+                data_dir=data_dir,
+            )
+        )

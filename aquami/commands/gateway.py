@@ -1,0 +1,99 @@
+"""``aquami gateway``: run a field gateway from its TOML configuration, check the file, or scan a bus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from aquami.contracts.reads import Reading
+    from gateway.config import GatewayConfig
+
+
+def _load(config: Path) -> GatewayConfig:
+    from gateway.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+def register(app: typer.Typer) -> None:
+    gateway_app = typer.Typer(help="The field gateway: poll meters, spool, publish to MQTT.", no_args_is_help=True)
+
+    @gateway_app.command("check")
+    def check(config: Path = typer.Argument(..., help="Gateway TOML configuration.")) -> None:
+        """Validate a configuration without starting; exit 1 naming the line and field at fault."""
+        loaded = _load(config)
+        meters = sum(len(bus.meters) for bus in loaded.buses)
+        typer.echo(f"{config}: ok ({len(loaded.buses)} buses, {meters} meters)")
+
+    @gateway_app.command("run")
+    def run(config: Path = typer.Argument(..., help="Gateway TOML configuration.")) -> None:
+        """Poll and publish until stopped (Ctrl-C); readings wait in the spool while the broker is away."""
+        import asyncio
+        import logging
+        import signal
+
+        from gateway.service import Gateway
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        loaded = _load(config)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await Gateway(loaded, config_path=config).run(stop)
+
+        asyncio.run(main())
+
+    @gateway_app.command("scan")
+    def scan(
+        config: Path = typer.Argument(..., help="Gateway TOML configuration (for the bus settings)."),
+        bus: str = typer.Option(..., help="The bus to scan, by name."),
+        first: int = typer.Option(1, min=1, max=247, help="First Modbus unit id to try."),
+        last: int = typer.Option(247, min=1, max=247, help="Last Modbus unit id to try."),
+        profile: str = typer.Option("smart_water_meter", help="The profile to read with."),
+        output: Path | None = typer.Option(None, help="Write the [[meters]] snippet here (default: stdout)."),
+    ) -> None:
+        """Find the meters on one bus (the gateway must not be polling it) and write a config snippet."""
+        import asyncio
+
+        from gateway.buses import attempt_once, make_transport
+        from gateway.config import MeterConfig
+        from gateway.profiles import ProfileBook
+        from gateway.scan import scan_modbus, snippet
+
+        loaded = _load(config)
+        chosen = next((b for b in loaded.buses if b.name == bus), None)
+        if chosen is None:
+            typer.echo(f"error: no bus {bus!r} in {config}", err=True)
+            raise typer.Exit(1)
+
+        async def main() -> str:
+            assert chosen is not None
+            transport = make_transport(chosen, ProfileBook())
+
+            async def attempt(meter: MeterConfig) -> Reading:
+                return await attempt_once(transport, chosen, meter)
+
+            try:
+                found = await scan_modbus(attempt, chosen.name, range(first, last + 1), profile)
+            finally:
+                await transport.close()
+            typer.echo(f"# {len(found)} meters found on {chosen.name} (units {first}..{last})", err=True)
+            return snippet(chosen.name, found)
+
+        text = asyncio.run(main())
+        if output is None:
+            typer.echo(text)
+        else:
+            output.write_text(text)
+
+    app.add_typer(gateway_app, name="gateway")

@@ -1,0 +1,1 @@
+"""The contracts between parts that belong to neither side (see shared/architecture.md)."""

@@ -1,0 +1,110 @@
+"""The ``reads`` MQTT message: one gateway batch of readings, and its JSON Schema.
+
+Both the gateway (which builds it) and the collector (which validates it) use this module, so the
+schema file beside it is the single definition of the contract.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+
+ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
+Protocol = Literal["modbus-tcp", "modbus-rtu", "mbus", "wmbus", "pulse"]
+TOPIC_ROOT = "aquami/v1"
+
+
+def reads_topic(gateway_id: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{gateway_id}/reads"
+
+
+def status_topic(gateway_id: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{gateway_id}/status"
+
+
+def events_topic(gateway_id: str, root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{gateway_id}/events"
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO 8601 with a trailing Z; refuses naive datetimes, which are never UTC by accident here."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: aquami times are timezone-aware UTC")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One meter reading as the MQTT contract defines it."""
+
+    meter_id: str
+    ts: datetime
+    volume_m3: float
+    flow_m3h: float | None = None
+    reverse_volume_m3: float | None = None
+    alarms: tuple[str, ...] = ()
+    protocol: Protocol = "modbus-tcp"
+    bus: str | None = None
+    address: str | int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"meter_id": self.meter_id, "ts": utc_iso(self.ts), "volume_m3": self.volume_m3}
+        if self.flow_m3h is not None:
+            payload["flow_m3h"] = self.flow_m3h
+        if self.reverse_volume_m3 is not None:
+            payload["reverse_volume_m3"] = self.reverse_volume_m3
+        if self.alarms:
+            payload["alarms"] = list(self.alarms)
+        source: dict[str, Any] = {"protocol": self.protocol}
+        if self.bus is not None:
+            source["bus"] = self.bus
+        if self.address is not None:
+            source["address"] = self.address
+        payload["source"] = source
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class ReadsBatch:
+    gateway_id: str
+    batch_seq: int
+    sent_at: datetime
+    readings: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gateway_id": self.gateway_id,
+            "batch_seq": self.batch_seq,
+            "sent_at": utc_iso(self.sent_at),
+            "readings": self.readings,
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+@cache
+def reads_schema() -> dict[str, Any]:
+    text = resources.files("aquami.contracts").joinpath("reads.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def reads_validator() -> Draft202012Validator:
+    return Draft202012Validator(reads_schema())
+
+
+def schema_errors(message: Any) -> list[str]:
+    """Every way ``message`` breaks the contract, as ``path: reason`` lines (empty when valid)."""
+    errors = []
+    for error in sorted(reads_validator().iter_errors(message), key=lambda e: list(e.absolute_path)):
+        path = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        errors.append(f"{path}: {error.message}")
+    return errors

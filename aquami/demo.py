@@ -1,0 +1,230 @@
+"""``aquami demo``: simulated meters → gateway → MQTT broker → collector → database → API and web page.
+
+Everything runs in this one process on embedded defaults (PostgreSQL from a wheel, a Python MQTT
+broker), or against real services given by URL. It prints the web address and an API key, shows
+progress, and stops cleanly on Ctrl-C or after ``duration`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import psycopg
+
+from aquami.embedded import EmbeddedBroker, start_embedded_postgres
+from aquami.mqtt import MqttEndpoint
+from aquami.ports import free_port, port_is_free
+from collector.migrate import migrate
+from collector.service import Collector, CollectorConfig
+from firmware_protocols.modbus import load_profile
+from gateway.config import GatewayConfig, MeterConfig, ModbusTcpBusConfig
+from gateway.service import Gateway
+from server.auth import create_api_key
+from server.meters.repository import register_meters
+from simulators.modbus_tcp import ModbusTcpSimulator
+from simulators.smart_meter import SmartMeter, SteadyFlow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    meters: int = 20
+    poll_interval_s: float = 5.0
+    duration_s: float | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    data_dir: Path | None = None
+    seed: int = 7
+    progress_every_s: float = 5.0
+
+
+def demo_meters(count: int, seed: int) -> list[SmartMeter]:
+    """Households with steady use, one with a leak alarm and one tampered, so the page shows both."""
+    rng = random.Random(seed)
+    profile = load_profile("smart_water_meter")
+    start = datetime.now(UTC) - timedelta(days=30)
+    meters = []
+    for unit in range(1, count + 1):
+        model = SteadyFlow(
+            start, initial_m3=round(rng.uniform(50, 900), 3), rate_m3h=round(rng.uniform(0.005, 0.06), 4)
+        )
+        meter = SmartMeter(f"WM-{unit:05d}", unit, profile, model)
+        if unit == 3:
+            meter.alarms.add("leak")
+        if unit == 7:
+            meter.alarms.add("tamper")
+        meters.append(meter)
+    return meters
+
+
+def demo_dma(unit_id: int) -> str:
+    """The demo's meters sit in two district metered areas."""
+    return "DMA-NORTH" if unit_id % 2 else "DMA-SOUTH"
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, out: TextIO = sys.stdout):
+        self.options = options
+        self.out = out
+        self.stop = asyncio.Event()
+        self.api_key = ""
+        self.web_url = ""
+        self.database_url = ""
+        self._web_task: asyncio.Task[None] | None = None
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    async def run(self) -> None:
+        o = self.options
+        workdir = o.data_dir or Path(tempfile.mkdtemp(prefix="aquami-demo-"))
+        started = time.monotonic()
+        pg_server = broker = simulator = collector = gateway = web = None
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            if o.database_url:
+                self.database_url = o.database_url
+            else:
+                self.say("· starting embedded PostgreSQL …")
+                pg_server, self.database_url = await asyncio.to_thread(start_embedded_postgres, workdir)
+            applied = await asyncio.to_thread(migrate, self.database_url)
+            meters = demo_meters(o.meters, o.seed)
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                self.api_key = create_api_key(conn, "demo", ["admin"])
+                register_meters(conn, [(m.meter_id, demo_dma(m.unit_id), "customer") for m in meters])
+            self.say(f"· database ready ({len(applied)} migrations applied, {len(meters)} meters registered)")
+            if o.mqtt_url:
+                mqtt_url = o.mqtt_url
+            else:
+                broker = EmbeddedBroker(free_port())
+                await broker.start()
+                mqtt_url = broker.url
+            self.say(f"· MQTT broker at {mqtt_url}")
+
+            simulator = ModbusTcpSimulator(meters)
+            await simulator.start()
+            self.say(f"· {len(meters)} simulated Modbus TCP meters on 127.0.0.1:{simulator.port}")
+
+            collector = Collector(CollectorConfig(database_url=self.database_url, mqtt=MqttEndpoint.parse(mqtt_url)))
+            collector.start()
+
+            gateway = Gateway(
+                GatewayConfig(
+                    gateway_id="demo-gw-1",
+                    mqtt=MqttEndpoint.parse(mqtt_url),
+                    spool_path=workdir / "gateway-spool.sqlite",
+                    buses=(
+                        ModbusTcpBusConfig(
+                            name="modbus-tcp-1",
+                            host="127.0.0.1",
+                            port=simulator.port,
+                            meters=tuple(MeterConfig(m.meter_id, m.unit_id) for m in meters),
+                            poll_interval_s=o.poll_interval_s,
+                        ),
+                    ),
+                )
+            )
+            tasks.append(asyncio.create_task(gateway.run(self.stop)))
+
+            web = await self._start_web()
+            self._banner()
+            await self._progress(collector, gateway, started)
+        finally:
+            self.stop.set()
+            for task in tasks:
+                with suppress(Exception):
+                    await asyncio.wait_for(task, timeout=10)
+            if web is not None and self._web_task is not None:
+                web.should_exit = True
+                with suppress(Exception):
+                    await asyncio.wait_for(self._web_task, timeout=5)
+            if collector is not None:
+                await asyncio.to_thread(collector.stop)
+            if simulator is not None:
+                await simulator.stop()
+            if broker is not None:
+                await broker.stop()
+            if pg_server is not None:
+                await asyncio.to_thread(pg_server.cleanup)
+            if o.data_dir is None:
+                shutil.rmtree(workdir, ignore_errors=True)
+            self.say("· stopped cleanly")
+
+    async def _start_web(self) -> Any:
+        import uvicorn
+
+        from server.app import create_app
+
+        port = self.options.port
+        if port == 0 or not port_is_free(port, self.options.host):
+            chosen = free_port(self.options.host)
+            if port:
+                self.say(f"· port {port} is taken; using {chosen}")
+            port = chosen
+        config = uvicorn.Config(create_app(self.database_url), host=self.options.host, port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        self._web_task = asyncio.create_task(server.serve())
+        while not server.started:
+            if self._web_task.done():
+                self._web_task.result()  # raises what stopped it
+                raise RuntimeError("the web server stopped before it started")
+            await asyncio.sleep(0.05)
+        self.web_url = f"http://{self.options.host}:{port}"
+        return server
+
+    def _banner(self) -> None:
+        self.say("")
+        self.say(f"  aquami demo is running: {self.web_url}/")
+        self.say(f"  sign in with this API key (role admin): {self.api_key}")
+        self.say(f"  or open: {self.web_url}/login?key={self.api_key}")
+        self.say(f"  API:      curl -H 'Authorization: Bearer {self.api_key}' {self.web_url}/meters")
+        self.say(f"  API docs: {self.web_url}/docs")
+        self.say(
+            "  Ctrl-C stops it." if self.options.duration_s is None else f"  stops after {self.options.duration_s:g} s."
+        )
+        self.say("")
+
+    async def _progress(self, collector: Collector, gateway: Gateway, started: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = None if self.options.duration_s is None else loop.time() + self.options.duration_s
+        while not self.stop.is_set():
+            wait = self.options.progress_every_s
+            if deadline is not None:
+                wait = min(wait, deadline - loop.time())
+                if wait <= 0:
+                    break
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=wait)
+            counts = collector.counters.snapshot()
+            self.say(
+                f"  t+{time.monotonic() - started:5.0f}s  polled {gateway.readings_spooled:6d}  "
+                f"stored {counts['readings_stored']:6d}  waiting in spool {gateway.spool.depth():4d}  "
+                f"dead letters {counts['dead_letters']}"
+            )
+
+
+def run_demo(options: DemoOptions) -> None:
+    async def main() -> None:
+        demo = Demo(options)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, demo.stop.set)
+        await demo.run()
+
+    asyncio.run(main())

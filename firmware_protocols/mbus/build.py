@@ -1,0 +1,290 @@
+"""Builders: what simulators send (RSP_UD with records, E5h) and what a master sends (SND_UD selection).
+
+Records are given at DIF/VIF level as :class:`RecordSpec` (exactly what goes on the wire), or as a
+normalised :class:`DataRecord` that :func:`encode_record` turns into one by finding the VIF for its
+quantity and unit and the exponent that makes its value a whole number in the chosen coding.
+Every byte is built by the same Construct definitions that parse it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from construct import ConstructError
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus import link
+from firmware_protocols.mbus.codings import CODING_FIELD
+from firmware_protocols.mbus.dib import (
+    DIF_MANUFACTURER_DATA,
+    DIF_MORE_RECORDS_FOLLOW,
+    FUNCTIONS,
+    split_storage_tariff_subunit,
+)
+from firmware_protocols.mbus.frame import CI_LONG_HEADER
+from firmware_protocols.mbus.header import LongHeader
+from firmware_protocols.mbus.master import CI_SELECTION, SecondaryAddress
+from firmware_protocols.mbus.record import DataRecordBlock
+from firmware_protocols.mbus.timetypes import TypeF, TypeG
+from firmware_protocols.mbus.vif_tables import EXTENSION_FB, EXTENSION_FD, PRIMARY
+from firmware_protocols.records import DataRecord, Function
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSpec:
+    """One data record as it goes on the wire.
+
+    ``vif`` is the VIF without its E bit (7Bh/7Dh for the extension tables, whose code is then the
+    first of ``vifes``); the builder sets every E bit. ``raw`` is the data field's own value: an
+    integer or float before any exponent, or for ``lvar`` a pair (``text``/``bcd``/``negative_bcd``/
+    ``binary``, value).
+    """
+
+    coding: str
+    vif: int
+    raw: Any
+    vifes: tuple[int, ...] = ()
+    storage: int = 0
+    tariff: int = 0
+    subunit: int = 0
+    function: Function = "instantaneous"
+    plain_text: str | None = None
+
+
+def build_record(spec: RecordSpec) -> bytes:
+    """A :class:`RecordSpec` to its bytes through ``record.DataRecordBlock``."""
+    try:
+        data_field = CODING_FIELD[spec.coding]
+    except KeyError:
+        raise DecodeError(f"coding {spec.coding!r}: one of {sorted(CODING_FIELD)}") from None
+    storage_lsb, difes = split_storage_tariff_subunit(spec.storage, spec.tariff, spec.subunit)
+    dif = {
+        "extension": bool(difes),
+        "storage_lsb": storage_lsb,
+        "function": FUNCTIONS.index(spec.function),
+        "data_field": data_field,
+    }
+    dife_list = [
+        {"extension": i < len(difes) - 1, "subunit": u, "tariff": t, "storage": s} for i, (s, t, u) in enumerate(difes)
+    ]
+    vifes = list(spec.vifes)
+    vif = (spec.vif & 0x7F) | (0x80 if vifes else 0)
+    vife_bytes = [(code & 0x7F) | (0x80 if i < len(vifes) - 1 else 0) for i, code in enumerate(vifes)]
+    container = {
+        "dib": {"dif": dif, "difes": dife_list or None},
+        "vib": {"vif": vif, "plain_text": spec.plain_text, "vifes": vife_bytes or None},
+        "data": spec.raw,
+    }
+    try:
+        return bytes(DataRecordBlock.build(container))
+    except (ConstructError, OverflowError, ValueError, TypeError) as error:
+        raise DecodeError(f"cannot build {spec}: {error}") from None
+
+
+# --- From a normalised DataRecord ------------------------------------------------------------------
+
+_INT_RANGES = {
+    "int8": 8, "int16": 16, "int24": 24, "int32": 32, "int48": 48, "int64": 64,
+}  # fmt: skip
+_BCD_DIGITS = {"bcd2": 2, "bcd4": 4, "bcd6": 6, "bcd8": 8, "bcd12": 12}
+
+
+def _fits(raw: int, coding: str) -> bool:
+    if coding in _INT_RANGES:
+        bits = _INT_RANGES[coding]
+        return -(1 << (bits - 1)) <= raw < (1 << (bits - 1))
+    digits = _BCD_DIGITS[coding]
+    return -(10 ** (digits - 1)) < raw < 10**digits
+
+
+def _candidates(quantity: str, unit: str | None) -> list[tuple[int, tuple[int, ...], int]]:
+    """(VIF, extension VIFEs, exponent) for every plain decimal VIF of this quantity and unit."""
+    found: list[tuple[int, tuple[int, ...], int]] = []
+    for table, vif in ((PRIMARY, None), (EXTENSION_FD, 0x7D), (EXTENSION_FB, 0x7B)):
+        for code, entry in table.items():
+            if entry.quantity == quantity and entry.unit == unit and entry.factor == 1 and entry.kind == "number":
+                if vif is None:
+                    found.append((code, (), entry.exponent))
+                else:
+                    found.append((vif, (code,), entry.exponent))
+    return sorted(found, key=lambda item: -item[2])
+
+
+def encode_record(record: DataRecord, coding: str = "int32") -> RecordSpec:
+    """A normalised record to a :class:`RecordSpec` that decodes back to the same value.
+
+    Numbers take the largest exponent that represents the value exactly in ``coding`` (``real32``
+    uses exponent 0 where the table has it); ``date`` values (``YYYY-MM-DD``) become type G and
+    ``datetime`` (``YYYY-MM-DDTHH:MM``) type F; ``fabrication_no`` is sent as given.
+    """
+    common: dict[str, Any] = {
+        "storage": record.storage,
+        "tariff": record.tariff,
+        "subunit": record.subunit,
+        "function": record.function,
+    }
+    if record.quantity == "date" and isinstance(record.value, str):
+        return RecordSpec("int16", 0x6C, _type_g(record.value), **common)
+    if record.quantity == "datetime" and isinstance(record.value, str):
+        return RecordSpec("int32", 0x6D, _type_f(record.value), **common)
+    if record.quantity == "fabrication_no" and isinstance(record.value, int):
+        return RecordSpec(coding, 0x78, record.value, **common)
+    value = record.value
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise DecodeError(f"cannot encode {record}: value is not a number")
+    for vif, vifes, exponent in _candidates(record.quantity, record.unit):
+        raw = _raw_for(value, exponent, coding)
+        if raw is not None:
+            return RecordSpec(coding, vif, raw, vifes, **common)
+    raise DecodeError(f"no VIF encodes {record.quantity} {record.value!r} {record.unit} as {coding}")
+
+
+def _raw_for(value: float, exponent: int, coding: str) -> int | float | None:
+    from firmware_protocols.mbus.normalise import scale
+
+    if coding == "real32":
+        return float(value) if exponent == 0 else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    # integers divide exactly at any size (a float would lose digits past 2**53)
+    raw = value // 10**exponent if isinstance(value, int) else round(value * 10**-exponent)
+    if scale(raw, exponent, 1) != value or not _fits(raw, coding):
+        return None
+    if isinstance(value, int) == (exponent < 0):
+        return None  # negative exponents decode to floats, the others to integers
+    return raw
+
+
+def _year_fields(year: int) -> dict[str, int]:
+    """Year to the type F/G fields, with the 1981..2080 reading of ``timetypes.full_year``."""
+    if not 1981 <= year <= 2080:
+        raise DecodeError(f"year {year}: types F and G carry 1981 to 2080")
+    y = year % 100
+    return {"year_high": y >> 3, "year_low": y & 7}
+
+
+def _signed(data: bytes) -> int:
+    """The data field is a signed integer (Type B); the date's bits go in as they are."""
+    return int.from_bytes(data, "little", signed=True)
+
+
+def _type_g(text: str) -> int:
+    year, month, day = (int(part) for part in text.split("-"))
+    return _signed(TypeG.build({**_year_fields(year), "month": month, "day": day}))
+
+
+def _type_f(text: str) -> int:
+    date, _, time = text.partition("T")
+    year, month, day = (int(part) for part in date.split("-"))
+    hour, minute = (int(part) for part in time.split(":"))
+    fields = {
+        **_year_fields(year),
+        "month": month,
+        "day": day,
+        "summer_time": False,
+        "hundred_year": 0,
+        "hour": hour,
+        "invalid": False,
+        "reserved": False,
+        "minute": minute,
+    }
+    return _signed(TypeF.build(fields))
+
+
+#: A record to build: exact wire-level spec, a DataRecord (coded int32), or (DataRecord, coding).
+RecordInput = RecordSpec | DataRecord | tuple[DataRecord, str]
+
+
+def _spec(record: RecordInput) -> RecordSpec:
+    if isinstance(record, RecordSpec):
+        return record
+    if isinstance(record, tuple):
+        return encode_record(*record)
+    return encode_record(record)
+
+
+# --- Frames ------------------------------------------------------------------------------------------
+
+
+def build_user_data(
+    records: Sequence[RecordInput],
+    manufacturer_data: bytes | None = None,
+    more_records_follow: bool = False,
+) -> bytes:
+    """The variable data records, then DIF 0Fh/1Fh and manufacturer data when given."""
+    body = b"".join(build_record(_spec(record)) for record in records)
+    if manufacturer_data is not None or more_records_follow:
+        marker = DIF_MORE_RECORDS_FOLLOW if more_records_follow else DIF_MANUFACTURER_DATA
+        body += bytes((marker,)) + (manufacturer_data or b"")
+    return body
+
+
+def build_rsp_ud(
+    address: int,
+    identification: str,
+    manufacturer: str,
+    version: int,
+    medium: str,
+    access_no: int,
+    status: int,
+    records: Sequence[RecordInput],
+    *,
+    signature: int = 0,
+    manufacturer_data: bytes | None = None,
+    more_records_follow: bool = False,
+    c_field: int = link.RSP_UD,
+) -> bytes:
+    """A slave's RSP_UD long frame, CI = 72h (long header), with ``records``.
+
+    Each record is a :class:`RecordSpec` (exactly what goes on the wire), a :class:`DataRecord`
+    (coded as a 32-bit integer), or a ``(DataRecord, coding)`` pair, coding being one of ``int8``,
+    ``int16``, ``int24``, ``int32``, ``int48``, ``int64``, ``real32``, ``bcd2`` .. ``bcd12``.
+    Example: ``build_rsp_ud(1, "12345678", "ELS", 7, "water", 0x55, 0,
+    [(DataRecord("volume", "m3", 12.345), "bcd8")])``.
+    """
+    header = bytes(
+        LongHeader.build(
+            {
+                "identification": identification,
+                "manufacturer": manufacturer,
+                "version": version,
+                "medium": medium,
+                "access_no": access_no,
+                "status": status,
+                "signature": signature,
+            }
+        )
+    )
+    body = build_user_data(records, manufacturer_data, more_records_follow)
+    return link.build_long(c_field, address, CI_LONG_HEADER, header + body)
+
+
+def build_ack() -> bytes:
+    """The single character E5h."""
+    return link.build_single_character()
+
+
+def build_snd_ud_select(
+    identification: str = "FFFFFFFF",
+    manufacturer: str | None = None,
+    version: int | None = None,
+    medium: str | None = None,
+    *,
+    fcb: bool = False,
+) -> bytes:
+    """SND_UD to address FDh with CI = 52h: select the slave with this secondary address.
+
+    ``F`` digits in ``identification`` and ``None`` elsewhere are wildcards (Fh nibbles, FFh bytes).
+    """
+    user_data = bytes(
+        SecondaryAddress.build(
+            {"identification": identification, "manufacturer": manufacturer, "version": version, "medium": medium}
+        )
+    )
+    return link.build_long(link.SND_UD | (link.FCB if fcb else 0), link.ADDRESS_NETWORK_LAYER, CI_SELECTION, user_data)
+
+
+__all__ = ["RecordSpec", "build_record", "build_rsp_ud", "build_snd_ud_select", "encode_record"]

@@ -1,0 +1,108 @@
+"""The fixed data structure, CI = 73h (EN 13757-3:2018 Annex G, formerly EN 1434-3 clause 6.4.2).
+
+Identification, access number, status, a medium/unit word and two 32-bit counters. Status bit 7
+says how the counters are coded (0: BCD, 1: binary), bit 6 whether counter 2 is a value stored at
+a fixed date; the medium's four bits are spread over the top two bits of each unit byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from construct import BitsInteger, BitStruct, Bytes, ConstructError, Int8ul, Struct
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus.codings import bcd_decode
+from firmware_protocols.mbus.header import MEDIUM, Identification
+from firmware_protocols.mbus.normalise import scale
+from firmware_protocols.records import DataRecord
+
+#: Annex G: medium and units, two bytes (least significant first).
+MediumUnit = BitStruct(
+    "medium_low" / BitsInteger(2),
+    "unit1" / BitsInteger(6),
+    "medium_high" / BitsInteger(2),
+    "unit2" / BitsInteger(6),
+)
+
+FixedDataStructure = Struct(
+    "identification" / Identification,
+    "access_no" / Int8ul,
+    "status" / Int8ul,
+    "medium_unit" / MediumUnit,
+    "counter1" / Bytes(4),
+    "counter2" / Bytes(4),
+)
+
+#: Annex G table of physical units (6 bits): (quantity, unit, exponent to that unit).
+FIXED_UNITS: dict[int, tuple[str, str | None, int]] = {
+    0x00: ("duration_hms", None, 0),
+    0x01: ("date_dmy", None, 0),
+}
+for _i in range(3):
+    FIXED_UNITS[0x02 + _i] = ("energy", "Wh", _i)  # Wh, 10 Wh, 100 Wh
+    FIXED_UNITS[0x05 + _i] = ("energy", "Wh", 3 + _i)  # kWh ..
+    FIXED_UNITS[0x08 + _i] = ("energy", "Wh", 6 + _i)  # MWh ..
+    FIXED_UNITS[0x0B + _i] = ("energy", "J", 3 + _i)  # kJ ..
+    FIXED_UNITS[0x0E + _i] = ("energy", "J", 6 + _i)  # MJ ..
+    FIXED_UNITS[0x11 + _i] = ("energy", "J", 9 + _i)  # GJ ..
+    FIXED_UNITS[0x14 + _i] = ("power", "W", _i)
+    FIXED_UNITS[0x17 + _i] = ("power", "W", 3 + _i)
+    FIXED_UNITS[0x1A + _i] = ("power", "W", 6 + _i)
+    FIXED_UNITS[0x1D + _i] = ("power", "J/h", 3 + _i)
+    FIXED_UNITS[0x20 + _i] = ("power", "J/h", 6 + _i)
+    FIXED_UNITS[0x23 + _i] = ("power", "J/h", 9 + _i)
+    FIXED_UNITS[0x26 + _i] = ("volume", "m3", -6 + _i)  # ml ..
+    FIXED_UNITS[0x29 + _i] = ("volume", "m3", -3 + _i)  # l ..
+    FIXED_UNITS[0x2C + _i] = ("volume", "m3", _i)
+    FIXED_UNITS[0x2F + _i] = ("flow", "m3/h", -6 + _i)  # ml/h ..
+    FIXED_UNITS[0x32 + _i] = ("flow", "m3/h", -3 + _i)  # l/h ..
+    FIXED_UNITS[0x35 + _i] = ("flow", "m3/h", _i)
+FIXED_UNITS[0x38] = ("temperature", "degC", -3)
+FIXED_UNITS[0x39] = ("hca_units", None, 0)
+FIXED_UNITS[0x3F] = ("dimensionless", None, 0)
+UNIT_SAME_BUT_HISTORIC = 0x3E
+
+
+def _counter(data: bytes, binary: bool) -> int | None:
+    return int.from_bytes(data, "little") if binary else bcd_decode(data)
+
+
+def decode_fixed(data: bytes) -> dict[str, Any]:
+    """The user data of a CI = 73h frame to header fields and two records."""
+    if len(data) != 16:
+        raise DecodeError(f"fixed data structure: {len(data)} bytes, not 16 (EN 13757-3 Annex G)")
+    try:
+        parsed = FixedDataStructure.parse(data)
+    except ConstructError as error:
+        raise DecodeError(f"fixed data structure: {error}") from None
+    binary = bool(parsed.status & 0x80)
+    mu = parsed.medium_unit
+    records = []
+    unit1 = mu.unit1
+    for index, (unit_code, raw) in enumerate(((mu.unit1, parsed.counter1), (mu.unit2, parsed.counter2))):
+        storage = 1 if index == 1 and (parsed.status & 0x40 or unit_code == UNIT_SAME_BUT_HISTORIC) else 0
+        if unit_code == UNIT_SAME_BUT_HISTORIC:
+            unit_code = unit1
+        quantity, unit, exponent = FIXED_UNITS.get(unit_code, (f"reserved_{unit_code:02x}", None, 0))
+        value = _counter(raw, binary)
+        records.append(
+            DataRecord(
+                quantity=quantity,
+                unit=unit,
+                value=scale(value, exponent, 1) if value is not None else None,
+                storage=storage,
+            )
+        )
+    return {
+        "id": parsed.identification,
+        "manufacturer": None,
+        "version": None,
+        "medium": MEDIUM[(mu.medium_high << 2) | mu.medium_low],
+        "access_no": parsed.access_no,
+        "status": parsed.status,
+        "signature": None,
+        "records": [record.to_json() for record in records],
+        "manufacturer_data": None,
+        "more_records_follow": False,
+    }

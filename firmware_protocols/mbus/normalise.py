@@ -1,0 +1,157 @@
+"""A parsed data record to the normalised :class:`DataRecord` (quantity, SI unit, scaled value).
+
+Kept apart from parsing so the fast path can share the decisions: ``describe`` gives everything that
+depends only on the record's DIB and VIB (its "layout"), ``convert`` applies it to one raw value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus.dib import FUNCTIONS, storage_tariff_subunit
+from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, time_j
+from firmware_protocols.mbus.vif_tables import COMBINABLE, lookup
+from firmware_protocols.records import DataRecord, Function, Value
+
+
+class Layout(NamedTuple):
+    """What one record's DIB and VIB say, once worked out."""
+
+    quantity: str
+    unit: str | None
+    storage: int
+    tariff: int
+    subunit: int
+    function: Function
+    data_field: int
+    #: ``number``, ``integer``, ``raw``, ``date``, ``datetime``, ``datetime_s`` or ``time``
+    kind: str
+    exponent: int
+    factor: int | float
+
+
+def describe(
+    dif: int,
+    difes: list[tuple[int, int, int]],
+    vif: int,
+    vifes: list[int],
+    plain_text: str | None,
+) -> Layout:
+    """The meaning of a record's DIB (DIF byte, DIFEs as (storage, tariff, subunit)) and VIB."""
+    storage, tariff, subunit = storage_tariff_subunit((dif >> 6) & 1, difes)
+    function: Function = FUNCTIONS[(dif >> 4) & 3]  # type: ignore[assignment]
+    data_field = dif & 0x0F
+    if vif in (0xFB, 0xFD):
+        if not vifes:
+            raise DecodeError(f"VIF {vif:02X}h without the extension's VIFE")
+        entry = lookup(vif, vifes[0])
+        combinable = vifes[1:]
+    else:
+        entry = lookup(vif, None)
+        combinable = vifes
+    quantity, unit, exponent, factor, kind = entry
+    if vif & 0x7F == 0x7F:  # manufacturer-specific VIF: its VIFEs are the manufacturer's too
+        if vifes:
+            quantity += "_" + "".join(f"{code & 0x7F:02x}" for code in vifes)
+        combinable = []
+    if plain_text is not None:
+        quantity, unit, kind = "plain_text", plain_text, "number"
+    suffixes: list[str] = []
+    for index, code in enumerate(combinable):
+        if code & 0x7F == 0x7F:
+            # Table 15: the rest of the VIFEs are manufacturer specific. They qualify the quantity
+            # (meters use them for the phase, the channel...), so they go into its name, while the
+            # VIF's unit and exponent still hold (libmbus and the meters' manuals agree).
+            rest = "".join(f"{c & 0x7F:02x}" for c in combinable[index + 1 :])
+            suffixes.append("manufacturer" + (f"_{rest}" if rest else ""))
+            break
+        vife = COMBINABLE[code & 0x7F]
+        exponent += vife.exponent
+        if vife.suffix:
+            suffixes.append(vife.suffix)
+        if vife.unit_suffix and unit is not None:
+            unit += vife.unit_suffix
+    if kind == "timepoint":
+        kind, quantity = _timepoint(data_field, quantity)
+    if suffixes:
+        quantity = "_".join([quantity, *suffixes])
+    return Layout(quantity, unit, storage, tariff, subunit, function, data_field, kind, exponent, factor)
+
+
+def _timepoint(data_field: int, quantity: str) -> tuple[str, str]:
+    """Date/time VIFs take their type from the data field's size (Annex A)."""
+    generic = quantity in ("date", "datetime")
+    if data_field == 0x2:
+        return "date", "date" if generic else quantity
+    if data_field == 0x4:
+        return "datetime", "datetime" if generic else quantity
+    if data_field == 0x6:
+        return "datetime_s", "datetime" if generic else quantity
+    if data_field == 0x3:
+        return "time", "time" if generic else quantity
+    return "integer", quantity
+
+
+_SIZES = {0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6}
+
+
+def scale(raw: int | float, exponent: int, factor: int | float) -> int | float:
+    """``raw * factor * 10**exponent``, dividing for negative exponents (see records.py)."""
+    if factor != 1:
+        raw = raw * factor
+    if exponent >= 0:
+        return raw * 10**exponent if exponent else raw
+    return raw / 10**-exponent
+
+
+def convert(layout: Layout, raw: Any) -> Value:
+    """One raw data-field value (as the coding decoded it) to the normalised value."""
+    if raw is None:
+        return None
+    kind = layout.kind
+    if kind == "number":
+        if isinstance(raw, str):
+            return raw
+        return scale(raw, layout.exponent, layout.factor)
+    if kind in ("integer", "raw"):
+        return raw
+    data = (raw & ((1 << (8 * _SIZES[layout.data_field])) - 1)).to_bytes(_SIZES[layout.data_field], "little")
+    if kind == "date":
+        return date_g(data)
+    if kind == "datetime":
+        return datetime_f(data)
+    if kind == "datetime_s":
+        return datetime_i(data)
+    return time_j(data)
+
+
+def to_record(layout: Layout, raw: Any) -> DataRecord:
+    return DataRecord(
+        quantity=layout.quantity,
+        unit=layout.unit,
+        value=convert(layout, raw),
+        storage=layout.storage,
+        tariff=layout.tariff,
+        subunit=layout.subunit,
+        function=layout.function,
+    )
+
+
+def layout_of(parsed: Any) -> Layout:
+    """The :class:`Layout` of a record parsed by ``record.DataRecordBlock``."""
+    dib, vib = parsed.dib, parsed.vib
+    dif = dib.dif
+    dif_byte = (dif.extension << 7) | (dif.storage_lsb << 6) | (dif.function << 4) | dif.data_field
+    difes = [(d.storage, d.tariff, d.subunit) for d in (dib.difes or [])]
+    return describe(dif_byte, difes, vib.vif, list(vib.vifes or []), vib.plain_text)
+
+
+def normalise(parsed: Any) -> DataRecord:
+    layout = layout_of(parsed)
+    raw = parsed.data
+    if layout.data_field == 0xD:
+        raw = raw[1]  # LVAR: (kind, value)
+        if layout.kind not in ("number", "integer", "raw"):
+            return to_record(layout._replace(kind="raw"), raw)
+    return to_record(layout, raw)

@@ -1,0 +1,247 @@
+"""Meter profiles: which registers a meter model exposes and which reading fields they fill.
+
+A profile is a TOML file (see ``profiles/``) naming register blocks, value types with word and byte
+order, a decimal scale, and the reading field each value fills (``volume_m3``, ``flow_m3h``,
+``reverse_volume_m3``, ``alarms`` as bit names, or anything else, reported as is). Like wmbusmeters'
+drivers, each profile carries its own test vectors (``[[examples]]``): registers and what they mean.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import construct as c
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.modbus.types import Order, ValueType, register_count, value_construct
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+READING_FIELDS = ("volume_m3", "flow_m3h", "reverse_volume_m3")
+_VALUE_TYPES = ("u16", "s16", "u32", "s32", "f32", "u64")
+_ORDERS = ("big", "little")
+
+
+class ProfileError(ValueError):
+    """A profile file that is not valid; the message names the file and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterBlock:
+    """Registers read in one request: ``count`` registers from ``start``."""
+
+    start: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterField:
+    name: str
+    register: int
+    type: ValueType
+    scale: Decimal = Decimal(1)
+    word_order: Order = "big"
+    byte_order: Order = "big"
+    bits: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def registers(self) -> range:
+        return range(self.register, self.register + register_count(self.type))
+
+
+@dataclass(frozen=True)
+class MeterProfile:
+    name: str
+    description: str
+    function: Literal["input", "holding"]
+    blocks: tuple[RegisterBlock, ...]
+    fields: tuple[RegisterField, ...]
+    examples: tuple[Mapping[str, Any], ...] = ()
+    _layout: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_layout", self._build_layout())
+
+    @property
+    def register_total(self) -> int:
+        return sum(block.count for block in self.blocks)
+
+    def _offset(self, register: int) -> int:
+        """Where ``register`` sits in the concatenation of all blocks, in registers."""
+        offset = 0
+        for block in self.blocks:
+            if block.start <= register < block.start + block.count:
+                return offset + register - block.start
+            offset += block.count
+        raise ProfileError(f"profile {self.name}: register {register} lies in no block")
+
+    def _build_layout(self) -> Any:
+        """One Construct Struct over all blocks concatenated, fields at their offsets."""
+        members = []
+        for f in sorted(self.fields, key=lambda f: self._offset(f.register)):
+            for register in f.registers:
+                self._offset(register)  # every register of the field must be read
+            members.append(
+                f.name / c.Pointer(2 * self._offset(f.register), value_construct(f.type, f.word_order, f.byte_order))
+            )
+        return c.Struct(*members, c.Bytes(2 * self.register_total))
+
+    def decode_registers(self, registers: Sequence[int]) -> dict[str, Any]:
+        """Registers of all blocks, in block order, to reading fields; raises DecodeError."""
+        if len(registers) != self.register_total:
+            raise DecodeError(f"profile {self.name}: expected {self.register_total} registers, got {len(registers)}")
+        if any(not 0 <= r <= 0xFFFF for r in registers):
+            raise DecodeError(f"profile {self.name}: register values must be 0..65535")
+        return self.decode_bytes(b"".join(r.to_bytes(2, "big") for r in registers))
+
+    def decode_bytes(self, data: bytes) -> dict[str, Any]:
+        """Registers as sent on the wire (big-endian 16-bit words) to reading fields."""
+        if len(data) != 2 * self.register_total:
+            raise DecodeError(
+                f"profile {self.name}: expected {2 * self.register_total} bytes ({self.register_total} registers), "
+                f"got {len(data)}"
+            )
+        try:
+            raw = self._layout.parse(data)
+        except c.ConstructError as error:
+            raise DecodeError(f"profile {self.name}: {error}") from error
+        result: dict[str, Any] = {"profile": self.name}
+        alarms: list[str] = []
+        for f in self.fields:
+            value = raw[f.name]
+            if f.bits:
+                alarms.extend(name for bit, name in sorted(f.bits.items()) if value >> bit & 1)
+                continue
+            if isinstance(value, float) and value != value:  # NaN from an f32 register
+                raise DecodeError(f"profile {self.name}: field {f.name} is not a number")
+            result[f.name] = _scaled(value, f.scale)
+        result["alarms"] = alarms
+        return result
+
+    def encode(self, values: Mapping[str, Any]) -> list[int]:
+        """Reading fields to register values (the simulators' side); alarms as a list of names."""
+        fields_raw: dict[str, Any] = {}
+        for f in self.fields:
+            if f.bits:
+                active = set(values.get("alarms", ()))
+                fields_raw[f.name] = sum(1 << bit for bit, name in f.bits.items() if name in active)
+            elif f.type == "f32":
+                fields_raw[f.name] = float(Decimal(str(values.get(f.name, 0))) / f.scale)
+            else:
+                fields_raw[f.name] = int((Decimal(str(values.get(f.name, 0))) / f.scale).to_integral_value())
+        blank = bytes(2 * self.register_total)
+        data = bytearray(blank)
+        for f in self.fields:
+            offset = 2 * self._offset(f.register)
+            encoded = value_construct(f.type, f.word_order, f.byte_order).build(fields_raw[f.name])
+            data[offset : offset + len(encoded)] = encoded
+        return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def _scaled(value: int | float, scale: Decimal) -> int | float:
+    if isinstance(value, float):
+        return float(Decimal(repr(value)) * scale)
+    if scale == 1:
+        return value
+    return float(Decimal(value) * scale)
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(name_or_path: str | Path, parameters: Mapping[str, Any] | None = None) -> MeterProfile:
+    """Load a profile by name (``profiles/NAME.toml``) or path; ``parameters`` fill ``${name}`` scales.
+
+    A pulse counter's scale depends on the meter behind it (litres per pulse), so its profile says
+    ``scale = "${litres_per_pulse}e-3"`` and the gateway passes the meter's ``litres_per_pulse``.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ProfileError(f"unknown meter profile {name_or_path!r}; known: {', '.join(available_profiles())}")
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{path}: {error}") from error
+    return parse_profile(document, source=str(path), parameters=parameters or {})
+
+
+def _require(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in table:
+        raise ProfileError(f"{where}: missing field {key!r}")
+    value = table[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProfileError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _scale(text: Any, parameters: Mapping[str, Any], where: str) -> Decimal:
+    text = str(text)
+    for key, value in parameters.items():
+        text = text.replace("${" + key + "}", str(value))
+    if "${" in text:
+        raise ProfileError(f"{where}: scale {text!r} needs a parameter the meter's configuration does not give")
+    try:
+        scale = Decimal(text)
+    except InvalidOperation as error:
+        raise ProfileError(f"{where}: scale {text!r} is not a decimal number") from error
+    if not scale.is_finite() or scale == 0:
+        raise ProfileError(f"{where}: scale must be a finite non-zero number")
+    return scale
+
+
+def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[str, Any]) -> MeterProfile:
+    name = _require(document, "name", str, source)
+    function = document.get("function", "input")
+    if function not in ("input", "holding"):
+        raise ProfileError(f"{source}: function must be 'input' or 'holding'")
+    default_words = document.get("word_order", "big")
+    default_bytes = document.get("byte_order", "big")
+    blocks = []
+    for i, block in enumerate(_require(document, "blocks", list, source)):
+        where = f"{source}: blocks[{i}]"
+        start, count = _require(block, "start", int, where), _require(block, "count", int, where)
+        if not (0 <= start <= 0xFFFF and 1 <= count <= 125):  # 125: the most one read may ask (MBAP 6.4)
+            raise ProfileError(f"{where}: start must be 0..65535 and count 1..125")
+        blocks.append(RegisterBlock(start, count))
+    fields = []
+    seen: set[str] = set()
+    for i, table in enumerate(_require(document, "fields", list, source)):
+        where = f"{source}: fields[{i}]"
+        field_name = _require(table, "name", str, where)
+        if field_name in seen:
+            raise ProfileError(f"{where}: duplicate field name {field_name!r}")
+        seen.add(field_name)
+        value_type = _require(table, "type", str, where)
+        if value_type not in _VALUE_TYPES:
+            raise ProfileError(f"{where}: type {value_type!r} is not one of {', '.join(_VALUE_TYPES)}")
+        word_order = table.get("word_order", default_words)
+        byte_order = table.get("byte_order", default_bytes)
+        if word_order not in _ORDERS or byte_order not in _ORDERS:
+            raise ProfileError(f"{where}: word_order and byte_order are 'big' or 'little'")
+        bits = {int(bit): str(alarm) for bit, alarm in table.get("bits", {}).items()}
+        fields.append(
+            RegisterField(
+                name=field_name,
+                register=_require(table, "register", int, where),
+                type=cast(ValueType, value_type),
+                scale=_scale(table.get("scale", "1"), parameters, where),
+                word_order=cast(Order, word_order),
+                byte_order=cast(Order, byte_order),
+                bits=bits,
+            )
+        )
+    return MeterProfile(
+        name=name,
+        description=str(document.get("description", "")),
+        function=function,
+        blocks=tuple(blocks),
+        fields=tuple(fields),
+        examples=tuple(document.get("examples", ())),
+    )

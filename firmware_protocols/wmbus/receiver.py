@@ -1,0 +1,214 @@
+"""Serial framing of the IMST iM871A USB wM-Bus receiver: its host controller interface (HCI).
+
+Sources: IMST GmbH, "WMBus Host Controller Interface, User Guide" for the iM871A/iM170A (the HCI
+message format and the endpoint and message identifiers below), cross-checked against wmbusmeters'
+``src/wmbus_im871a.cc``, which talks to the device. Every message on the serial line is::
+
+    A5 | control (4 bits) + endpoint (4 bits) | message id | length | payload
+       | [timestamp, 4 bytes LE] | [RSSI, 1 byte] | [FCS, CRC-16 2 bytes LE]
+
+The control bits say which optional fields follow the payload. The FCS is CRC-16/IBM-SDLC (X.25:
+reflected polynomial 0x1021, initial 0xFFFF, result inverted) over everything after the start byte.
+A received radio telegram arrives as ``RADIOLINK_MSG_WMBUSMSG_IND`` (endpoint 2, message 3); its payload
+is the telegram from the C-field on: the module checks and removes the link-layer CRCs and leaves the
+L-field out, which :class:`ReceiverStreamParser` puts back so the telegram decodes with
+``decode_telegram(..., crcs=False)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from construct import (
+    BitsInteger,
+    BitStruct,
+    Checksum,
+    Const,
+    ConstructError,
+    Flag,
+    GreedyBytes,
+    If,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    Prefixed,
+    RawCopy,
+    Struct,
+    this,
+)
+
+from firmware_protocols.errors import DecodeError
+
+START_OF_FRAME = 0xA5
+
+# HCI endpoint identifiers.
+DEVMGMT_ID = 0x01
+RADIOLINK_ID = 0x02
+RADIOLINKTEST_ID = 0x03
+HWTEST_ID = 0x04
+
+# Radio link endpoint message identifiers.
+RADIOLINK_MSG_WMBUSMSG_REQ = 0x01  # host -> module: send a telegram
+RADIOLINK_MSG_WMBUSMSG_RSP = 0x02
+RADIOLINK_MSG_WMBUSMSG_IND = 0x03  # module -> host: a telegram was received
+RADIOLINK_MSG_DATA_REQ = 0x04
+RADIOLINK_MSG_DATA_RSP = 0x05
+
+#: Highest message identifier per endpoint: a start byte followed by anything else is not a message.
+MAX_MESSAGE_ID = {DEVMGMT_ID: 0x27, RADIOLINK_ID: 0x05, RADIOLINKTEST_ID: 0x07, HWTEST_ID: 0x02}
+
+
+def crc16_x25(data: bytes) -> int:
+    """CRC-16/IBM-SDLC (X.25), the HCI frame check sequence; check value 0x906E for ``b"123456789"``."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFF
+
+
+# HCI "Control Field" (upper nibble) and "Endpoint ID" (lower nibble), one byte.
+ControlAndEndpoint = BitStruct(
+    "crc16_attached" / Flag,  # bit 7
+    "rssi_attached" / Flag,  # bit 6
+    "timestamp_attached" / Flag,  # bit 5
+    "reserved" / Flag,  # bit 4: always 0
+    "endpoint" / BitsInteger(4),
+)
+
+# HCI message: the fields the FCS covers (everything after the start of frame).
+HciFields = Struct(
+    "control" / ControlAndEndpoint,
+    "message_id" / Int8ul,
+    "payload" / Prefixed(Int8ul, GreedyBytes),  # length field, then the payload
+    "timestamp" / If(this.control.timestamp_attached, Int32ul),  # module ticks
+    "rssi" / If(this.control.rssi_attached, Int8ul),  # raw RSSI byte, larger is stronger
+)
+
+HciMessage = Struct(
+    "start_of_frame" / Const(START_OF_FRAME, Int8ul),
+    "fields" / RawCopy(HciFields),
+    "fcs" / If(this.fields.value.control.crc16_attached, Checksum(Int16ul, crc16_x25, this.fields.data)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedTelegram:
+    """A radio telegram the receiver passed on: L-field restored, link-layer CRCs already removed."""
+
+    telegram: bytes
+    rssi: int | None = None
+    timestamp: int | None = None
+
+
+def build_message(
+    endpoint: int,
+    message_id: int,
+    payload: bytes,
+    *,
+    rssi: int | None = None,
+    timestamp: int | None = None,
+    crc: bool = True,
+) -> bytes:
+    """One HCI message as the module (or host) writes it to the serial line."""
+    control = dict(
+        crc16_attached=crc,
+        rssi_attached=rssi is not None,
+        timestamp_attached=timestamp is not None,
+        reserved=False,
+        endpoint=endpoint,
+    )
+    fields = dict(control=control, message_id=message_id, payload=payload, timestamp=timestamp, rssi=rssi)
+    return bytes(HciMessage.build(dict(fields=dict(value=fields), fcs=None)))
+
+
+def build_indication(
+    telegram: bytes, *, rssi: int | None = None, timestamp: int | None = None, crc: bool = True
+) -> bytes:
+    """The ``WMBUSMSG_IND`` message for a telegram without link-layer CRCs (its L-field is left out)."""
+    if not telegram or telegram[0] != len(telegram) - 1:
+        raise ValueError("telegram must start with an L-field counting its bytes (link-layer CRCs removed)")
+    return build_message(
+        RADIOLINK_ID, RADIOLINK_MSG_WMBUSMSG_IND, telegram[1:], rssi=rssi, timestamp=timestamp, crc=crc
+    )
+
+
+def parse_message(data: bytes) -> Any:
+    """One complete HCI message to its parsed container; :class:`DecodeError` if malformed."""
+    try:
+        parsed = HciMessage.parse(data)
+    except ConstructError as error:
+        raise DecodeError(f"iM871A HCI message: {error}") from None
+    if len(data) != 1 + len(parsed.fields.data) + (2 if parsed.fcs is not None else 0):
+        raise DecodeError("iM871A HCI message: trailing bytes after the message")
+    return parsed
+
+
+def _plausible_header(control: int, message_id: int) -> bool:
+    endpoint = control & 0x0F
+    return not control & 0x10 and 1 <= message_id <= MAX_MESSAGE_ID.get(endpoint, 0)
+
+
+def _message_size(control: int, length: int) -> int:
+    return 4 + length + (4 if control & 0x20 else 0) + (1 if control & 0x40 else 0) + (2 if control & 0x80 else 0)
+
+
+class ReceiverStreamParser:
+    """Cut a serial byte stream into HCI messages and hand back the received telegrams.
+
+    Feed it bytes as they arrive, in any chunks. Bytes that cannot start a message (no start byte, an
+    unknown endpoint or message id, a bad FCS) are dropped one at a time until the stream makes sense
+    again, so garbage between messages costs only the garbage. Messages other than received
+    telegrams (command responses) are counted in :attr:`other_messages`.
+
+    A message without FCS cannot be checked: garbage that looks like its header can swallow the
+    messages after it. With ``require_fcs=True`` (set the module to attach the CRC-16) such messages
+    are treated as garbage, and resynchronisation is guaranteed.
+    """
+
+    def __init__(self, *, require_fcs: bool = False) -> None:
+        self.require_fcs = require_fcs
+        self._buffer = bytearray()
+        self.discarded_bytes = 0
+        self.fcs_errors = 0
+        self.other_messages = 0
+
+    def feed(self, data: bytes) -> list[ReceivedTelegram]:
+        self._buffer += data
+        received: list[ReceivedTelegram] = []
+        buffer = self._buffer
+        while buffer:
+            start = buffer.find(START_OF_FRAME)
+            if start < 0:
+                self._discard(len(buffer))
+                break
+            if start:
+                self._discard(start)
+            if len(buffer) < 4:
+                break
+            if not _plausible_header(buffer[1], buffer[2]) or (self.require_fcs and not buffer[1] & 0x80):
+                self._discard(1)
+                continue
+            size = _message_size(buffer[1], buffer[3])
+            if len(buffer) < size:
+                break
+            try:
+                message = parse_message(bytes(buffer[:size]))
+            except DecodeError:
+                self.fcs_errors += 1
+                self._discard(1)
+                continue
+            del buffer[:size]
+            fields = message.fields.value
+            if fields.control.endpoint == RADIOLINK_ID and fields.message_id == RADIOLINK_MSG_WMBUSMSG_IND:
+                payload = bytes(fields.payload)
+                received.append(ReceivedTelegram(bytes([len(payload)]) + payload, fields.rssi, fields.timestamp))
+            else:
+                self.other_messages += 1
+        return received
+
+    def _discard(self, count: int) -> None:
+        del self._buffer[:count]
+        self.discarded_bytes += count

@@ -1,0 +1,45 @@
+"""The FastAPI application: one router per resource, problem+json errors, a pooled database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+import aquami
+from server.billing.router import router as billing_router
+from server.db import open_pool
+from server.meters.router import router as meters_router
+from server.problems import install_problem_handlers
+from server.web.router import router as web_router
+
+
+def create_app(database_url: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = open_pool(database_url)
+        try:
+            yield
+        finally:
+            app.state.pool.close()
+
+    app = FastAPI(
+        title="aquami",
+        version=aquami.__version__,
+        summary="Meters, validated reads and customer services of a water utility.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(meters_router)
+    app.include_router(billing_router)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
+
+    @app.get("/health", tags=["operations"], summary="Liveness: the process answers")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

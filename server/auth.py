@@ -1,0 +1,93 @@
+"""API keys carrying roles: ``Authorization: Bearer aqk_<id>.<secret>`` (or ``X-API-Key``).
+
+Only the SHA-256 of the secret is stored. A missing or unknown key is 401; a valid key without a
+role the endpoint accepts is 403. ``admin`` is accepted everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from fastapi import Depends, Request
+
+from server.db import get_connection
+from server.problems import Problem
+
+ROLES = ("admin", "reader", "meterization", "billing", "customer_care", "cashier", "credit_control")
+KEY_PREFIX = "aqk_"
+SESSION_COOKIE = "aquami_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    name: str
+    roles: frozenset[str]
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str:
+    """Store a new key and return it; this is the only time the full key is ever seen."""
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown or not roles:
+        raise ValueError(f"roles must be among {', '.join(ROLES)}; got {roles}")
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO api_keys (key_id, secret_hash, name, roles) VALUES (%s, %s, %s, %s)",
+        (key_id, _hash(secret), name, sorted(set(roles))),
+    )
+    return f"{KEY_PREFIX}{key_id}.{secret}"
+
+
+def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:
+    if not key.startswith(KEY_PREFIX) or "." not in key:
+        return None
+    key_id, _, secret = key[len(KEY_PREFIX) :].partition(".")
+    row = conn.execute(
+        "SELECT secret_hash, name, roles FROM api_keys WHERE key_id = %s AND revoked_at IS NULL", (key_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    stored_hash, name, roles = (row["secret_hash"], row["name"], row["roles"]) if isinstance(row, dict) else row
+    if not hmac.compare_digest(stored_hash, _hash(secret)):
+        return None
+    return Principal(key_id, name, frozenset(roles))
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    return request.headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)
+
+
+def require_role(*allowed: str) -> Callable[..., Principal]:
+    """A dependency admitting keys with one of ``allowed`` (or ``admin``)."""
+    accepted = frozenset(allowed) | {"admin"}
+
+    def dependency(request: Request, conn: psycopg.Connection = Depends(get_connection)) -> Principal:
+        key = presented_key(request)
+        principal = verify_api_key(conn, key) if key else None
+        if principal is None:
+            problem = Problem(401, "a valid API key is required (Authorization: Bearer <key>)")
+            problem.headers = {"WWW-Authenticate": "Bearer"}
+            raise problem
+        if not principal.roles & accepted:
+            raise Problem(
+                403,
+                f"this key's roles ({', '.join(sorted(principal.roles))}) may not do this; "
+                f"needs one of {', '.join(sorted(accepted))}",
+            )
+        return principal
+
+    return dependency

@@ -1,0 +1,1 @@
+"""Validated reads and billing determinants for an external billing system (role ``billing``)."""

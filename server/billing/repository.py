@@ -1,0 +1,97 @@
+"""All SQL about billing: reads and determinants per account, over service agreements and meter
+installations (server migration 0010). A meter counts for an account only while both the
+agreement and the installation are in force, clipped to the requested period.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+# The periods in which a meter's reads belong to an account: agreement ∩ installation ∩ [from, to).
+_WINDOWS = """
+SELECT sa.account_id, sa.service_point_id, mi.meter_id,
+       greatest(sa.start_at, mi.installed_at, %(from)s) AS w_from,
+       least(coalesce(sa.end_at, 'infinity'), coalesce(mi.removed_at, 'infinity'), %(to)s) AS w_to
+FROM service_agreements sa
+JOIN meter_installations mi ON mi.service_point_id = sa.service_point_id
+WHERE (%(account)s::text IS NULL OR sa.account_id = %(account)s)
+  AND (%(after_account)s::text IS NULL OR sa.account_id > %(after_account)s)
+  AND sa.start_at < %(to)s AND (sa.end_at IS NULL OR sa.end_at > %(from)s)
+  AND mi.installed_at < %(to)s AND (mi.removed_at IS NULL OR mi.removed_at > %(from)s)
+"""
+
+
+def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM accounts WHERE account_id = %s", (account_id,)).fetchone() is not None
+
+
+def account_reads(
+    conn: psycopg.Connection, account_id: str, start: datetime, end: datetime,
+    after: tuple[datetime, str] | None, limit: int | None,
+) -> list[dict[str, Any]]:
+    """The account's meters' reads in [start, end), by (ts, meter_id), after the keyset cursor."""
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        WITH w AS ({_WINDOWS})
+        SELECT r.ts, w.service_point_id, r.meter_id, r.volume_m3, r.quality, r.quality_by, r.quality_reason,
+               coalesce((SELECT array_agg(f.rule ORDER BY f.rule) FROM vee_flags f
+                         WHERE f.meter_id = r.meter_id AND f.ts = r.ts), '{{}}') AS vee_flags
+        FROM w JOIN readings r ON r.meter_id = w.meter_id AND r.ts >= w.w_from AND r.ts < w.w_to
+        WHERE w.w_from < w.w_to
+          AND (%(after_ts)s::timestamptz IS NULL OR (r.ts, r.meter_id) > (%(after_ts)s, %(after_meter)s))
+        ORDER BY r.ts, r.meter_id
+        LIMIT %(limit)s
+        """,
+        {"account": account_id, "after_account": None, "from": start, "to": end, "limit": limit,
+         "after_ts": after[0] if after else None, "after_meter": after[1] if after else None},
+    ).fetchall()
+
+
+def determinant_lines(
+    conn: psycopg.Connection, start: datetime, end: datetime, account_id: str | None,
+    after_account: str | None, accounts_limit: int | None,
+) -> list[dict[str, Any]]:
+    """One line per (account, service point, meter) in the period, with opening and closing reads.
+
+    Opening: the last read at or before the window's start (or, for a meter installed during the
+    period, its first read in the window); closing: the last read at or before the window's end.
+    Consumption comes from ``meter_consumption`` (collector migration 0015): register differences
+    corrected for rollovers, replacements and reverse flow; NULL if an interval is unknown.
+    """
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        WITH w AS ({_WINDOWS}),
+        accounts_page AS (
+            SELECT DISTINCT account_id FROM w WHERE w_from < w_to ORDER BY account_id LIMIT %(limit)s
+        ),
+        lines AS (
+            SELECT w.*, o.ts AS opening_ts, o.volume_m3 AS opening_volume_m3, o.quality AS opening_quality,
+                   c.ts AS closing_ts, c.volume_m3 AS closing_volume_m3, c.quality AS closing_quality
+            FROM w JOIN accounts_page USING (account_id)
+            LEFT JOIN LATERAL (
+                SELECT * FROM (
+                    (SELECT ts, volume_m3, quality, 0 AS pref FROM readings
+                     WHERE meter_id = w.meter_id AND ts <= w.w_from ORDER BY ts DESC LIMIT 1)
+                    UNION ALL
+                    (SELECT ts, volume_m3, quality, 1 FROM readings
+                     WHERE meter_id = w.meter_id AND ts > w.w_from AND ts <= w.w_to ORDER BY ts LIMIT 1)
+                ) candidates ORDER BY pref LIMIT 1
+            ) o ON true
+            LEFT JOIN LATERAL (
+                SELECT ts, volume_m3, quality FROM readings
+                WHERE meter_id = w.meter_id AND ts <= w.w_to AND ts > o.ts ORDER BY ts DESC LIMIT 1
+            ) c ON true
+            WHERE w.w_from < w.w_to
+        )
+        SELECT account_id, service_point_id, meter_id, w_from, w_to,
+               opening_ts, opening_volume_m3, opening_quality, closing_ts, closing_volume_m3, closing_quality,
+               CASE WHEN closing_ts IS NOT NULL THEN meter_consumption(meter_id, opening_ts, closing_ts) END
+                   AS consumption_m3
+        FROM lines
+        ORDER BY account_id, w_from, meter_id
+        """,
+        {"account": account_id, "after_account": after_account, "from": start, "to": end, "limit": accounts_limit},
+    ).fetchall()

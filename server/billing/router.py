@@ -1,0 +1,120 @@
+"""HTTP for billing: validated reads and determinants, as paged JSON or CSV (``Accept: text/csv``
+or ``?format=csv``; CSV is the whole result in one response, since billing imports files whole).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime
+
+from server.auth import Principal, require_role
+from server.billing import repository, service
+from server.billing.nem12 import nem12_file
+from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
+from server.db import get_connection
+from server.problems import Problem
+
+router = APIRouter(prefix="/billing", tags=["billing"])
+Billing = Annotated[Principal, Depends(require_role("billing"))]
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+Format = Annotated[Literal["json", "csv"] | None, Query(description="csv, or send Accept: text/csv")]
+_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked for"}}
+
+
+def _wants_csv(request: Request, format_: str | None) -> bool:
+    if format_ is not None:
+        return format_ == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _read_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    ts, sep, meter = cursor.partition("~")
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        moment = None
+    if not sep or moment is None or moment.tzinfo is None:
+        raise Problem(400, f"invalid cursor {cursor!r}; use the 'next' URL as given", title="Invalid cursor")
+    return moment, meter
+
+
+@router.get("/reads", response_model=BillingReadPage, responses=_CSV_RESPONSE,
+            summary="An account's validated reads in [from, to), with their quality")
+def billing_reads(
+    request: Request, _: Billing, conn: Connection,
+    account: Annotated[str, Query(description="the billing account")],
+    start: Annotated[AwareDatetime, Query(alias="from", description="inclusive, with a UTC offset")],
+    end: Annotated[AwareDatetime, Query(alias="to", description="exclusive, with a UTC offset")],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: Annotated[str | None, Query(description="from the previous page's 'next'")] = None,
+    format: Format = None,
+) -> BillingReadPage | Response:
+    if end <= start:
+        raise Problem(400, "'to' must be after 'from'", title="Empty period")
+    if not repository.account_exists(conn, account):
+        raise Problem(404, f"no account {account!r}", title="Unknown account")
+    if _wants_csv(request, format):
+        rows = repository.account_reads(conn, account, start, end, None, None)
+        text = service.to_csv(service.READ_COLUMNS, ([r[c] for c in service.READ_COLUMNS] for r in rows))
+        return _csv(text, f"reads-{account}.csv")
+    rows = repository.account_reads(conn, account, start, end, _read_cursor(cursor), limit + 1)
+    items = [BillingRead(**row) for row in rows[:limit]]
+    next_url = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_url = str(request.url.include_query_params(cursor=f"{last.ts.isoformat()}~{last.meter_id}"))
+    return BillingReadPage(account_id=account, start=start, end=end, items=items, next=next_url)
+
+
+@router.get("/determinants", response_model=DeterminantPage, responses=_CSV_RESPONSE,
+            summary="Consumption per account for a billing period, with opening and closing reads")
+def billing_determinants(
+    request: Request, _: Billing, conn: Connection,
+    period: Annotated[str, Query(description="YYYY-MM (UTC month) or START/END (ISO 8601, end exclusive)")],
+    account: Annotated[str | None, Query(description="one account only")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="accounts per page")] = 500,
+    cursor: Annotated[str | None, Query(description="the last account of the previous page")] = None,
+    format: Format = None,
+) -> DeterminantPage | Response:
+    start, end = service.parse_period(period)
+    if account is not None and not repository.account_exists(conn, account):
+        raise Problem(404, f"no account {account!r}", title="Unknown account")
+    if _wants_csv(request, format):
+        items = service.determinants(repository.determinant_lines(conn, start, end, account, None, None))
+        text = service.to_csv(service.DETERMINANT_COLUMNS, service.determinant_csv_rows(items, start, end))
+        return _csv(text, f"determinants-{period.replace('/', '_')}.csv")
+    items = service.determinants(repository.determinant_lines(conn, start, end, account, cursor, limit + 1))
+    next_url = None
+    if len(items) > limit:
+        items = items[:limit]
+        next_url = str(request.url.include_query_params(cursor=items[-1].account_id))
+    return DeterminantPage(start=start, end=end, items=items, next=next_url)
+
+
+@router.get("/nem12", responses={200: {"content": {"text/csv": {}}, "description": "a NEM12 file"}},
+            summary="Hourly interval data in the AEMO NEM12 layout, for MDM-style integrations")
+def billing_nem12(
+    _: Billing, conn: Connection,
+    period: Annotated[str, Query(description="YYYY-MM (UTC month) or START/END (whole UTC days)")],
+    account: Annotated[str | None, Query(description="one account's meters only")] = None,
+    sender: Annotated[str, Query(max_length=10)] = "AQUAMI",
+    receiver: Annotated[str, Query(max_length=10)] = "BILLING",
+) -> Response:
+    start, end = service.parse_period(period)
+    if account is not None and not repository.account_exists(conn, account):
+        raise Problem(404, f"no account {account!r}", title="Unknown account")
+    text = nem12_file(conn, start, end, account=account, sender=sender, receiver=receiver)
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="nem12-{period.replace("/", "_")}.csv"'})

@@ -1,0 +1,58 @@
+"""The JSON shapes of the billing API. Volumes are decimals, sent as strings: exact, as stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+
+class BillingRead(BaseModel):
+    ts: datetime
+    service_point_id: str
+    meter_id: str
+    volume_m3: Decimal
+    quality: str = Field(description="actual, estimated, substituted or edited")
+    quality_by: str | None = None
+    quality_reason: str | None = None
+    vee_flags: list[str] = Field(default_factory=list, description="validation rules this read broke")
+
+
+class BillingReadPage(BaseModel):
+    account_id: str
+    start: datetime
+    end: datetime
+    items: list[BillingRead]
+    next: str | None = Field(description="URL of the next page, or null on the last page")
+
+
+class RegisterRead(BaseModel):
+    ts: datetime
+    volume_m3: Decimal
+    quality: str
+
+
+class DeterminantLine(BaseModel):
+    service_point_id: str
+    meter_id: str
+    start: datetime = Field(description="where this meter starts counting for the account in the period")
+    end: datetime
+    opening: RegisterRead | None
+    closing: RegisterRead | None
+    consumption_m3: Decimal | None = Field(description="null when some interval's consumption is unknown")
+
+
+class Determinant(BaseModel):
+    account_id: str
+    consumption_m3: Decimal | None = Field(description="sum of the lines; null if any line is unknown")
+    complete: bool = Field(description="every line has opening and closing reads and a known consumption")
+    quality: str = Field(description="the weakest quality among the opening and closing reads")
+    lines: list[DeterminantLine]
+
+
+class DeterminantPage(BaseModel):
+    start: datetime
+    end: datetime
+    items: list[Determinant]
+    next: str | None = Field(description="URL of the next page, or null on the last page")

@@ -1,0 +1,124 @@
+"""Billing rules: billing periods, determinants from lines, CSV layouts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from server.billing.schemas import Determinant, DeterminantLine, RegisterRead
+from server.problems import Problem
+
+# Weakest first: a determinant is as good as its weakest read.
+QUALITY_ORDER = ("estimated", "substituted", "edited", "actual")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def _moment(text: str) -> datetime:
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.combine(date.fromisoformat(text), time(), UTC)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(400, f"{text!r} is not a date or a date-time", title="Invalid period") from None
+    if moment.tzinfo is None:
+        raise Problem(400, f"{text!r} has no UTC offset", title="Invalid period")
+    return moment.astimezone(UTC)
+
+
+def parse_period(period: str) -> tuple[datetime, datetime]:
+    """``2026-02`` (a calendar month, UTC) or ``start/end`` (ISO 8601 dates or date-times, end exclusive)."""
+    month = _MONTH.match(period)
+    if month:
+        year, number = int(month[1]), int(month[2])
+        if not 1 <= number <= 12:
+            raise Problem(400, f"{period!r}: no month {number}", title="Invalid period")
+        start = datetime(year, number, 1, tzinfo=UTC)
+        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+        return start, end
+    first, slash, second = period.partition("/")
+    if not slash:
+        raise Problem(400, f"{period!r}: use YYYY-MM or START/END (ISO 8601)", title="Invalid period")
+    start, end = _moment(first), _moment(second)
+    if end <= start:
+        raise Problem(400, "the period's end must be after its start", title="Empty period")
+    return start, end
+
+
+def weakest(qualities: Iterable[str | None]) -> str:
+    present = [q for q in qualities if q is not None]
+    if not present:
+        return "missing"
+    return min(present, key=QUALITY_ORDER.index)
+
+
+def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
+    by_account: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_account.setdefault(row["account_id"], []).append(row)
+    result = []
+    for account_id, account_rows in by_account.items():
+        lines = [
+            DeterminantLine(
+                service_point_id=r["service_point_id"], meter_id=r["meter_id"], start=r["w_from"], end=r["w_to"],
+                opening=None if r["opening_ts"] is None else RegisterRead(
+                    ts=r["opening_ts"], volume_m3=r["opening_volume_m3"], quality=r["opening_quality"]),
+                closing=None if r["closing_ts"] is None else RegisterRead(
+                    ts=r["closing_ts"], volume_m3=r["closing_volume_m3"], quality=r["closing_quality"]),
+                consumption_m3=r["consumption_m3"],
+            )
+            for r in account_rows
+        ]
+        known = [line.consumption_m3 for line in lines]
+        complete = all(c is not None for c in known)
+        total = sum((c for c in known if c is not None), Decimal(0)) if complete else None
+        quality = weakest(q for r in account_rows for q in (r["opening_quality"], r["closing_quality"]))
+        if not complete:
+            quality = "missing" if quality == "actual" else quality
+        result.append(Determinant(account_id=account_id, consumption_m3=total, complete=complete,
+                                  quality=quality, lines=lines))
+    return result
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
+    writer.writerow(header)
+    writer.writerows([_text(v) for v in row] for row in rows)
+    return out.getvalue()
+
+
+READ_COLUMNS = ("ts", "service_point_id", "meter_id", "volume_m3", "quality", "quality_by", "quality_reason",
+                "vee_flags")
+DETERMINANT_COLUMNS = (
+    "account_id", "period_start", "period_end", "service_point_id", "meter_id", "line_start", "line_end",
+    "opening_ts", "opening_volume_m3", "opening_quality", "closing_ts", "closing_volume_m3", "closing_quality",
+    "consumption_m3", "account_consumption_m3", "account_quality", "account_complete",
+)
+
+
+def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: datetime) -> list[list[Any]]:
+    rows = []
+    for d in items:
+        for line in d.lines:
+            o, c = line.opening, line.closing
+            rows.append([
+                d.account_id, start, end, line.service_point_id, line.meter_id, line.start, line.end,
+                o and o.ts, o and o.volume_m3, o and o.quality, c and c.ts, c and c.volume_m3, c and c.quality,
+                line.consumption_m3, d.consumption_m3, d.quality, str(d.complete).lower(),
+            ])
+    return rows

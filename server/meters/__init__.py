@@ -1,0 +1,1 @@
+"""Meters and their readings: the read API of the AMI path."""

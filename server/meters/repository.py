@@ -1,0 +1,82 @@
+"""All SQL about meters and readings, in one place."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+_LATEST = """
+LEFT JOIN LATERAL (
+    SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality
+    FROM readings r WHERE r.meter_id = m.meter_id ORDER BY ts DESC LIMIT 1
+) latest ON true
+"""
+
+_METER_COLUMNS = """
+m.meter_id, m.registered, m.dma, m.role, m.first_seen, m.last_gateway_id,
+latest.ts AS latest_ts, latest.volume_m3 AS latest_volume_m3, latest.flow_m3h AS latest_flow_m3h,
+latest.reverse_volume_m3 AS latest_reverse_volume_m3, latest.alarms AS latest_alarms,
+latest.quality AS latest_quality
+"""
+
+
+def list_meters(conn: psycopg.Connection, after: str | None, limit: int) -> list[dict[str, Any]]:
+    return conn.execute(
+        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} "
+        "WHERE %(after)s::text IS NULL OR m.meter_id > %(after)s ORDER BY m.meter_id LIMIT %(limit)s",
+        {"after": after, "limit": limit},
+    ).fetchall()  # type: ignore[return-value]
+
+
+def get_meter(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | None:
+    return conn.execute(  # type: ignore[return-value]
+        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} WHERE m.meter_id = %s", (meter_id,)
+    ).fetchone()
+
+
+def meter_exists(conn: psycopg.Connection, meter_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM meters WHERE meter_id = %s", (meter_id,)).fetchone() is not None
+
+
+def list_readings(
+    conn: psycopg.Connection,
+    meter_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    after: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Readings in ``[start, end)``, oldest first, after the cursor ``after`` (keyset paging)."""
+    return conn.execute(
+        """
+        SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_reason
+        FROM readings
+        WHERE meter_id = %(meter_id)s
+          AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s)
+          AND (%(end)s::timestamptz IS NULL OR ts < %(end)s)
+          AND (%(after)s::timestamptz IS NULL OR ts > %(after)s)
+        ORDER BY ts LIMIT %(limit)s
+        """,
+        {"meter_id": meter_id, "start": start, "end": end, "after": after, "limit": limit},
+    ).fetchall()  # type: ignore[return-value]
+
+
+def fleet_summary(conn: psycopg.Connection) -> dict[str, Any]:
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM meters) AS meters, "
+        "(SELECT count(*) FROM readings WHERE ts > now() - interval '1 hour') AS readings_last_hour, "
+        "(SELECT max(ts) FROM readings) AS newest"
+    ).fetchone()
+    return dict(row) if row else {}
+
+
+def register_meters(conn: psycopg.Connection, meters: list[tuple[str, str | None, str]]) -> None:
+    """Record meters as installed (meter id, DMA, role): what meterization does when it fits one."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, %s, %s) "
+            "ON CONFLICT (meter_id) DO UPDATE SET registered = true, dma = EXCLUDED.dma, role = EXCLUDED.role",
+            meters,
+        )

@@ -1,0 +1,69 @@
+"""HTTP for meters and readings; rules and SQL live in the repository."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime
+
+from server.auth import Principal, require_role
+from server.db import get_connection
+from server.meters import repository
+from server.meters.schemas import Meter, MeterPage, Reading, ReadingPage, meter_from_row
+from server.problems import Problem
+
+router = APIRouter(prefix="/meters", tags=["meters"])
+Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care"))]
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+
+
+def _next_url(request: Request, cursor: str) -> str:
+    return str(request.url.include_query_params(cursor=cursor))
+
+
+@router.get("", response_model=MeterPage, summary="Meters with their latest reading, by meter id")
+def list_meters(
+    request: Request,
+    _: Readers,
+    conn: Connection,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="meter id to continue after")] = None,
+) -> MeterPage:
+    rows = repository.list_meters(conn, cursor, limit + 1)
+    items = [meter_from_row(row) for row in rows[:limit]]
+    return MeterPage(items=items, next=_next_url(request, items[-1].meter_id) if len(rows) > limit else None)
+
+
+@router.get("/{meter_id}", response_model=Meter, summary="One meter with its latest reading")
+def get_meter(meter_id: str, _: Readers, conn: Connection) -> Meter:
+    row = repository.get_meter(conn, meter_id)
+    if row is None:
+        raise Problem(404, f"no meter {meter_id!r}", title="Unknown meter")
+    return meter_from_row(row)
+
+
+@router.get("/{meter_id}/readings", response_model=ReadingPage, summary="A meter's readings in [from, to)")
+def list_readings(
+    request: Request,
+    meter_id: str,
+    _: Readers,
+    conn: Connection,
+    start: Annotated[AwareDatetime | None, Query(alias="from", description="inclusive, with a UTC offset")] = None,
+    end: Annotated[AwareDatetime | None, Query(alias="to", description="exclusive, with a UTC offset")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: Annotated[AwareDatetime | None, Query(description="ts of the last reading of the previous page")] = None,
+) -> ReadingPage:
+    if start is not None and end is not None and end <= start:
+        raise Problem(400, "'to' must be after 'from'", title="Empty period")
+    if not repository.meter_exists(conn, meter_id):
+        raise Problem(404, f"no meter {meter_id!r}", title="Unknown meter")
+    rows = repository.list_readings(conn, meter_id, start, end, cursor, limit + 1)
+    items = [Reading(**row) for row in rows[:limit]]
+    next_url = None
+    if len(rows) > limit:
+        last: datetime = items[-1].ts
+        next_url = _next_url(request, last.isoformat())
+    return ReadingPage(meter_id=meter_id, items=items, next=next_url)

@@ -1,0 +1,63 @@
+"""The JSON shapes of the meters API. Volumes are decimals, sent as strings: exact, as stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Reading(BaseModel):
+    ts: datetime
+    volume_m3: Decimal
+    flow_m3h: float | None = None
+    reverse_volume_m3: Decimal | None = None
+    alarms: list[str] = Field(default_factory=list)
+    quality: str = "actual"
+    quality_by: str | None = None
+    quality_reason: str | None = None
+
+
+class Meter(BaseModel):
+    meter_id: str
+    registered: bool
+    dma: str | None
+    role: str
+    first_seen: datetime
+    last_gateway_id: str | None
+    latest: Reading | None
+
+
+class MeterPage(BaseModel):
+    items: list[Meter]
+    next: str | None = Field(description="URL of the next page, or null on the last page")
+
+
+class ReadingPage(BaseModel):
+    meter_id: str
+    items: list[Reading]
+    next: str | None = Field(description="URL of the next page, or null on the last page")
+
+
+def meter_from_row(row: dict[str, Any]) -> Meter:
+    latest = None
+    if row["latest_ts"] is not None:
+        latest = Reading(
+            ts=row["latest_ts"],
+            volume_m3=row["latest_volume_m3"],
+            flow_m3h=row["latest_flow_m3h"],
+            reverse_volume_m3=row["latest_reverse_volume_m3"],
+            alarms=row["latest_alarms"] or [],
+            quality=row["latest_quality"],
+        )
+    return Meter(
+        meter_id=row["meter_id"],
+        registered=row["registered"],
+        dma=row["dma"],
+        role=row["role"],
+        first_seen=row["first_seen"],
+        last_gateway_id=row["last_gateway_id"],
+        latest=latest,
+    )

@@ -1,0 +1,86 @@
+"""Modbus TCP simulator: many smart meters, one unit id each, behind one or more TCP ports.
+
+Registers are computed when a request arrives (pymodbus's ``SimDevice.action`` hook), so every read
+returns the meter's state at that instant, as a real meter would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from simulators.smart_meter import SmartMeter
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _refresh_registers(
+    meter: SmartMeter,
+    clock: Clock,
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    current_registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> None:
+    first = min(block.start for block in meter.profile.blocks)
+    values = meter.registers_at(clock())
+    offset = first - start_address
+    current_registers[offset : offset + len(values)] = values
+
+
+def _device(meter: SmartMeter, clock: Clock) -> SimDevice:
+    blocks = meter.profile.blocks
+    first = min(block.start for block in blocks)
+    last = max(block.start + block.count for block in blocks)
+    registers = SimData(first, count=last - first, values=0, datatype=DataType.REGISTERS)
+    simdata = [registers]
+    no_bits = [SimData(0, count=1, values=False, datatype=DataType.BITS)]
+    no_registers = [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
+    as_input = meter.profile.function == "input"
+    blocks_by_kind = (no_bits, no_bits, no_registers if as_input else simdata, simdata if as_input else no_registers)
+    return SimDevice(
+        id=meter.unit_id, simdata=blocks_by_kind, action=functools.partial(_refresh_registers, meter, clock)
+    )
+
+
+class ModbusTcpSimulator:
+    """Serve ``meters`` on ``host:port`` (port 0 picks a free one; see :attr:`port` after start)."""
+
+    def __init__(self, meters: Sequence[SmartMeter], host: str = "127.0.0.1", port: int = 0, clock: Clock = utc_now):
+        unit_ids = [m.unit_id for m in meters]
+        if len(set(unit_ids)) != len(unit_ids):
+            raise ValueError("two meters share a Modbus unit id on one port")
+        if any(not 1 <= u <= 247 for u in unit_ids):
+            raise ValueError("Modbus unit ids are 1..247")
+        self.meters = list(meters)
+        self.host = host
+        self._requested_port = port
+        self.port = port
+        self._server = ModbusTcpServer([_device(m, clock) for m in meters], address=(host, port))
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve_forever())
+        for _ in range(200):
+            transport = getattr(self._server, "transport", None)
+            if transport is not None:
+                self.port = transport.sockets[0].getsockname()[1]
+                return
+            await asyncio.sleep(0.01)
+        raise RuntimeError("Modbus TCP simulator did not start listening")
+
+    async def stop(self) -> None:
+        await self._server.shutdown()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

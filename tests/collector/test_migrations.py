@@ -1,0 +1,46 @@
+"""Migrations: ordered, recorded, a second run is a no-op; readings is a hypertable on TimescaleDB."""
+
+from __future__ import annotations
+
+import psycopg
+
+from collector.migrate import migrate, migration_files
+
+
+def test_migrations_apply_once_in_order_and_rerun_is_a_no_op(database_url):
+    names = [name for name, _ in migration_files()]
+    assert names == sorted(names, key=lambda n: (["collector", "server"].index(n.split("/")[0]), n))
+    assert migrate(database_url) == names
+    assert migrate(database_url) == []
+    with psycopg.connect(database_url) as conn:
+        recorded = [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY applied_at, name")]
+    assert sorted(recorded) == sorted(names)
+
+
+def test_readings_is_a_timescaledb_hypertable(migrated_database_url):
+    with psycopg.connect(migrated_database_url) as conn:
+        row = conn.execute(
+            "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
+        ).fetchone()
+    assert row == ("readings",)
+
+
+def test_a_failing_migration_leaves_nothing_half_done(database_url, monkeypatch, tmp_path):
+    import collector.migrate as migrate_module
+
+    good = tmp_path / "0001_good.sql"
+    good.write_text("CREATE TABLE good (id int);")
+    bad = tmp_path / "0002_bad.sql"
+    bad.write_text("CREATE TABLE half (id int); SELECT no_such_function();")
+    monkeypatch.setattr(migrate_module, "migration_files", lambda: [("t/0001_good.sql", good), ("t/0002_bad.sql", bad)])
+    try:
+        migrate_module.migrate(database_url)
+    except psycopg.Error:
+        pass
+    else:
+        raise AssertionError("the bad migration should have failed")
+    with psycopg.connect(database_url) as conn:
+        tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        recorded = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+    assert "good" in tables and "half" not in tables
+    assert recorded == {"t/0001_good.sql"}

@@ -1,0 +1,149 @@
+"""The VIF tables, data field codings and date/time types against the standard's own definitions.
+
+Each case is a record written out by hand from EN 13757-3's tables, with the value the table implies.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus.records import decode_records, decode_records_reference
+from firmware_protocols.mbus.timetypes import (
+    TypeF,
+    TypeG,
+    TypeI,
+    TypeJ,
+    date_g,
+    datetime_f,
+    datetime_i,
+    format_date,
+    format_datetime,
+    format_datetime_seconds,
+    format_time,
+    time_j,
+)
+from firmware_protocols.records import DataRecord
+
+# (record bytes as hex, quantity, unit, value, function, storage, tariff, subunit)
+CASES = [
+    # Table 10, primary VIF
+    ("0413 4E61BC00", "volume", "m3", 12345.678, "instantaneous", 0, 0, 0),  # 10^-3 m3, int32
+    ("0C13 78563412", "volume", "m3", 12345.678, "instantaneous", 0, 0, 0),  # same as BCD
+    ("0C14 78563412", "volume", "m3", 123456.78, "instantaneous", 0, 0, 0),
+    ("0416 0A000000", "volume", "m3", 10, "instantaneous", 0, 0, 0),  # 10^0 m3: an integer
+    ("0403 E8030000", "energy", "Wh", 1000, "instantaneous", 0, 0, 0),
+    ("0406 01000000", "energy", "Wh", 1000, "instantaneous", 0, 0, 0),  # kWh
+    ("040E 05000000", "energy", "J", 5000000, "instantaneous", 0, 0, 0),  # MJ
+    ("023B 2C01", "flow", "m3/h", 0.3, "instantaneous", 0, 0, 0),  # 10^-3 m3/h
+    ("0243 0500", "flow", "m3/h", 0.03, "instantaneous", 0, 0, 0),  # 10^-4 m3/min * 60
+    ("024F 0100", "flow", "m3/h", 36.0, "instantaneous", 0, 0, 0),  # 10^-2 m3/s * 3600
+    ("0259 D204", "flow_temperature", "degC", 12.34, "instantaneous", 0, 0, 0),
+    ("025D 1F00", "return_temperature", "degC", 0.31, "instantaneous", 0, 0, 0),
+    ("0261 2C01", "temperature_difference", "K", 3.0, "instantaneous", 0, 0, 0),
+    ("0267 1500", "external_temperature", "degC", 21, "instantaneous", 0, 0, 0),
+    ("026A 0A00", "pressure", "bar", 1.0, "instantaneous", 0, 0, 0),
+    ("0222 0200", "on_time", "s", 7200, "instantaneous", 0, 0, 0),  # hours
+    ("0227 0300", "operating_time", "s", 259200, "instantaneous", 0, 0, 0),  # days
+    ("0272 0100", "averaging_duration", "s", 3600, "instantaneous", 0, 0, 0),
+    ("0C78 78563412", "fabrication_no", None, 12345678, "instantaneous", 0, 0, 0),
+    # DIF function field and DIF/DIFE storage, tariff, subunit (Tables 4 and 8)
+    ("1413 01000000", "volume", "m3", 0.001, "maximum", 0, 0, 0),
+    ("2413 01000000", "volume", "m3", 0.001, "minimum", 0, 0, 0),
+    ("3413 01000000", "volume", "m3", 0.001, "error", 0, 0, 0),
+    ("4413 01000000", "volume", "m3", 0.001, "instantaneous", 1, 0, 0),
+    ("C4 0F 13 01000000", "volume", "m3", 0.001, "instantaneous", 31, 0, 0),
+    ("84 F0 40 13 01000000", "volume", "m3", 0.001, "instantaneous", 0, 3, 3),
+    ("84 80 40 13 01000000", "volume", "m3", 0.001, "instantaneous", 0, 0, 2),
+    # Table 12 (FBh) and Table 14 (FDh)
+    ("04FB01 02000000", "energy", "Wh", 2000000, "instantaneous", 0, 0, 0),  # 1 MWh
+    ("04FB09 02000000", "energy", "J", 2000000000, "instantaneous", 0, 0, 0),  # 1 GJ
+    ("02FB1A 5802", "relative_humidity", "%", 60.0, "instantaneous", 0, 0, 0),
+    ("02FD48 FE08", "voltage", "V", 230.2, "instantaneous", 0, 0, 0),  # 10^-1 V
+    ("02FD59 4200", "current", "A", 0.066, "instantaneous", 0, 0, 0),  # 10^-3 A
+    ("02FD17 0400", "error_flags", None, 4, "instantaneous", 0, 0, 0),
+    ("0DFD11 03 434241", "customer", None, "ABC", "instantaneous", 0, 0, 0),  # LVAR text, reversed
+    ("01FD0C 07", "model_version", None, 7, "instantaneous", 0, 0, 0),
+    # Table 15, combinable VIFEs
+    ("0493 3B 10000000", "volume_forward", "m3", 0.016, "instantaneous", 0, 0, 0),
+    ("0493 3C 10000000", "volume_backward", "m3", 0.016, "instantaneous", 0, 0, 0),
+    ("0496 73 10000000", "volume", "m3", 0.016, "instantaneous", 0, 0, 0),  # x10^-3 correction
+    ("02AD 22 0200", "power_per_hour", "W/h", 200, "instantaneous", 0, 0, 0),
+    ("0493 15 00000000", "volume_error_no_data_available", "m3", 0.0, "instantaneous", 0, 0, 0),
+    ("02FC 03 485225 74 D411", "plain_text", "%RH", 45.64, "instantaneous", 0, 0, 0),
+    ("02FF 01 0500", "manufacturer_specific_01", None, 5, "instantaneous", 0, 0, 0),
+    ("02AC FF 02 0900", "power_manufacturer_02", "W", 90, "instantaneous", 0, 0, 0),
+    # data field codings (Table 5, Annex A)
+    ("0113 FF", "volume", "m3", -0.001, "instantaneous", 0, 0, 0),  # Type B is signed
+    ("0313 FFFF7F", "volume", "m3", 8388.607, "instantaneous", 0, 0, 0),
+    ("0613 010000000080", "volume", "m3", -140737488355.327, "instantaneous", 0, 0, 0),
+    ("0716 0100000000000000", "volume", "m3", 1, "instantaneous", 0, 0, 0),
+    ("0516 0000C03F", "volume", "m3", 1.5, "instantaneous", 0, 0, 0),  # Type H real
+    ("0A16 34F1", "volume", "m3", -134, "instantaneous", 0, 0, 0),  # BCD, Fh sign nibble
+    ("0E16 563412000000", "volume", "m3", 123456, "instantaneous", 0, 0, 0),
+    ("0C16 FFFFFFFF", "volume", "m3", None, "instantaneous", 0, 0, 0),  # not BCD: no value
+    ("0D16 C2 3412", "volume", "m3", 1234, "instantaneous", 0, 0, 0),  # LVAR BCD
+    ("0D16 D1 12", "volume", "m3", -12, "instantaneous", 0, 0, 0),  # LVAR negative BCD
+    ("0D16 E2 3412", "volume", "m3", "1234", "instantaneous", 0, 0, 0),  # LVAR binary: hex
+    ("0016", "volume", "m3", None, "instantaneous", 0, 0, 0),  # no data
+    # date and time (Annex A types G, F, I, J)
+    ("426C 9F1C", "date", None, "2012-12-31", "instantaneous", 1, 0, 0),
+    ("046D 3B17 9F1C", "datetime", None, "2012-12-31T23:59", "instantaneous", 0, 0, 0),
+    ("046D BB17 9F1C", "datetime", None, None, "instantaneous", 0, 0, 0),  # IV bit: invalid
+    ("066D 1E3B17 9F1C 00", "datetime", None, "2012-12-31T23:59:30", "instantaneous", 0, 0, 0),
+    ("036D 1E3B17", "time", None, "23:59:30", "instantaneous", 0, 0, 0),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
+def test_record_meaning(case: tuple) -> None:
+    hex_bytes, quantity, unit, value, function, storage, tariff, subunit = case
+    data = bytes.fromhex(hex_bytes.replace(" ", ""))
+    expected = DataRecord(quantity, unit, value, storage, tariff, subunit, function)
+    for decode in (decode_records_reference, decode_records, decode_records):
+        records, manufacturer, more = decode(data)
+        assert records == [expected]
+        assert type(records[0].value) is type(value)
+        assert (manufacturer, more) == (None, False)
+
+
+def test_fillers_and_manufacturer_data_are_not_records() -> None:
+    data = bytes.fromhex("2F2F 0413 01000000 2F 1F 0102")
+    for decode in (decode_records_reference, decode_records):
+        assert decode(data) == ([DataRecord("volume", "m3", 0.001)], "0102", True)
+    assert decode_records(bytes.fromhex("0F"))[1:] == ("", False)
+
+
+@pytest.mark.parametrize(
+    "hex_bytes",
+    ["04", "0413 0100", "84", "8413", "04FB", "0493", "02FC 05 4142", "0DFD11 F7", "0DFD11 05 4142", "3F13 00", "FF"],
+)
+def test_malformed_records_raise_decode_error(hex_bytes: str) -> None:
+    data = bytes.fromhex(hex_bytes.replace(" ", ""))
+    for decode in (decode_records_reference, decode_records):
+        with pytest.raises(DecodeError):
+            decode(data)
+
+
+@given(st.binary(min_size=2, max_size=2))
+def test_type_g_fast_equals_construct(data: bytes) -> None:
+    assert date_g(data) == format_date(TypeG.parse(data))
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_type_f_fast_equals_construct(data: bytes) -> None:
+    assert datetime_f(data) == format_datetime(TypeF.parse(data))
+    assert TypeF.build(TypeF.parse(data)) == data
+
+
+@given(st.binary(min_size=6, max_size=6))
+def test_type_i_fast_equals_construct(data: bytes) -> None:
+    assert datetime_i(data) == format_datetime_seconds(TypeI.parse(data))
+    assert TypeI.build(TypeI.parse(data)) == data
+
+
+@given(st.binary(min_size=3, max_size=3))
+def test_type_j_fast_equals_construct(data: bytes) -> None:
+    assert time_j(data) == format_time(TypeJ.parse(data))

@@ -1,0 +1,138 @@
+"""Modbus meter profiles: each profile's own examples, round trips, layouts, and bad input."""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.modbus import available_profiles, load_profile
+from firmware_protocols.modbus.profile import PROFILE_DIR, ProfileError, parse_profile
+from firmware_protocols.modbus.types import value_construct
+
+PROFILES = available_profiles()
+
+
+def test_the_three_required_profiles_ship():
+    assert {"smart_water_meter", "electromagnetic_flow_meter", "pulse_counter"} <= set(PROFILES)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_each_profile_decodes_its_own_examples(name):
+    document = tomllib.loads((PROFILE_DIR / f"{name}.toml").read_text())
+    assert document.get("examples"), f"{name} carries no test vector"
+    for example in document["examples"]:
+        profile = load_profile(name, example.get("parameters"))
+        decoded = profile.decode_bytes(bytes.fromhex("".join(example["registers"].split())))
+        for field, expected in example["expect"].items():
+            assert decoded[field] == expected, (name, field)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+@given(data=st.data())
+def test_encode_then_decode_gives_the_same_reading(name, data):
+    profile = load_profile(name, {"litres_per_pulse": 10})
+    values: dict[str, object] = {}
+    alarm_names: list[str] = []
+    for field in profile.fields:
+        if field.bits:
+            alarm_names.extend(field.bits.values())
+            continue
+        if field.type == "f32":
+            values[field.name] = data.draw(st.integers(-(2**20), 2**20)) / 8  # exactly representable
+            continue
+        bits = {"u16": 16, "s16": 16, "u32": 32, "s32": 32, "u64": 64}[field.type]
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if field.type.startswith("s") else (0, 2**bits - 1)
+        raw = data.draw(st.integers(low, high))
+        values[field.name] = raw if field.scale == 1 else float(Decimal(raw) * field.scale)
+    values["alarms"] = sorted(data.draw(st.sets(st.sampled_from(alarm_names))) if alarm_names else [])
+    decoded = profile.decode_registers(profile.encode(values))
+    for key, value in values.items():
+        if key == "alarms":
+            assert sorted(decoded["alarms"]) == value
+        else:
+            assert decoded[key] == value
+
+
+@pytest.mark.parametrize(
+    ("word_order", "byte_order", "wire"),
+    [
+        ("big", "big", "12345678"),
+        ("little", "big", "56781234"),
+        ("big", "little", "34127856"),
+        ("little", "little", "78563412"),
+    ],
+)
+def test_word_and_byte_orders_lay_out_a_u32_as_meters_do(word_order, byte_order, wire):
+    layout = value_construct("u32", word_order, byte_order)
+    assert layout.build(0x12345678).hex() == wire
+    assert layout.parse(bytes.fromhex(wire)) == 0x12345678
+
+
+@pytest.mark.parametrize("name", PROFILES)
+@given(payload=st.binary(max_size=64))
+def test_any_register_bytes_decode_or_raise_decode_error(name, payload):
+    profile = load_profile(name, {"litres_per_pulse": 1})
+    try:
+        result = profile.decode_bytes(payload)
+    except DecodeError:
+        return
+    assert len(payload) == 2 * profile.register_total
+    assert "alarms" in result
+
+
+def test_wrong_register_count_is_a_clear_error():
+    profile = load_profile("smart_water_meter")
+    with pytest.raises(DecodeError, match="expected 8 registers, got 3"):
+        profile.decode_registers([1, 2, 3])
+
+
+def test_pulse_counter_scale_comes_from_the_meter():
+    assert load_profile("pulse_counter", {"litres_per_pulse": 2.5}).decode_registers([0, 1000])["volume_m3"] == 2.5
+    with pytest.raises(ProfileError, match="needs a parameter"):
+        load_profile("pulse_counter")
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ({"blocks": [], "fields": []}, "missing field 'name'"),
+        ({"name": "x", "blocks": [{"start": 0, "count": 200}], "fields": []}, "count 1..125"),
+        (
+            {
+                "name": "x",
+                "blocks": [{"start": 0, "count": 2}],
+                "fields": [{"name": "v", "register": 0, "type": "u24"}],
+            },
+            "type 'u24'",
+        ),
+        (
+            {
+                "name": "x",
+                "blocks": [{"start": 0, "count": 1}],
+                "fields": [{"name": "v", "register": 0, "type": "u32"}],
+            },
+            "lies in no block",
+        ),
+        (
+            {
+                "name": "x",
+                "blocks": [{"start": 0, "count": 2}],
+                "fields": [{"name": "v", "register": 0, "type": "u16", "scale": "abc"}],
+            },
+            "not a decimal",
+        ),
+    ],
+)
+def test_invalid_profiles_name_the_field(document, complaint):
+    with pytest.raises(ProfileError, match=complaint):
+        parse_profile(document, "test.toml", {})
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ProfileError, match="smart_water_meter"):
+        load_profile("no_such_meter")

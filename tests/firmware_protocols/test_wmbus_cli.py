@@ -1,0 +1,44 @@
+"""``aquami decode wmbus``: hex in, one JSON line per telegram out, keys per meter, errors per line."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from aquami.cli import app
+from firmware_protocols.wmbus import build_telegram
+
+KEY = bytes.fromhex("0102030405060708090A0B0C0D0E0F11")
+# OMS Specification Vol. 2 security mode 5 example (see test_wmbus_vectors.py).
+OMS_MODE5 = "2E4493157856341233037A2A0020255923C95AAA26D1B2E7493B013EC4A6F6D3529B520EDFF0EA6DEFC99D6D69EBF3"
+
+
+def test_decodes_with_a_key_and_reports_a_missing_one() -> None:
+    other = build_telegram(
+        bytes.fromhex("0413D2040000"),
+        manufacturer="ABC",
+        id="55555555",
+        version=1,
+        medium="water",
+        access_no=3,
+        key=KEY,
+    ).hex()
+    result = CliRunner().invoke(app, ["decode", "wmbus", "--key", f"12345678={KEY.hex()}", OMS_MODE5, other])
+    assert result.exit_code == 1
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["id"] == "12345678" and first["records"][0]["value"] == 28504.27
+    assert "meter 55555555" in second["error"]
+
+
+def test_reads_stdin_and_honours_no_crcs() -> None:
+    result = CliRunner().invoke(
+        app, ["decode", "wmbus", "--no-crcs", "--key", f"12345678={KEY.hex()}"], input=OMS_MODE5 + "\n"
+    )
+    assert result.exit_code == 0, result.stdout
+    assert json.loads(result.stdout)["crcs"] is False
+
+
+def test_bad_key_option() -> None:
+    result = CliRunner().invoke(app, ["decode", "wmbus", "--key", "12345678", OMS_MODE5])
+    assert result.exit_code != 0

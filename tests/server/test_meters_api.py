@@ -1,0 +1,164 @@
+"""The read API: authentication, roles, problem+json errors, paging and periods, against a real DB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.auth import create_api_key
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {
+            "reader": create_api_key(conn, "test reader", ["reader"]),
+            "billing": create_api_key(conn, "test billing", ["billing"]),
+        }
+        conn.execute("INSERT INTO meters (meter_id, registered, dma) VALUES ('M1', true, 'DMA1'), ('M2', false, NULL)")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO readings (meter_id, ts, volume_m3, flow_m3h, alarms) VALUES (%s, %s, %s, %s, %s)",
+                [
+                    ("M1", T0 + timedelta(hours=h), Decimal("100.001") + h, 0.25, ["leak"] if h == 47 else [])
+                    for h in range(48)
+                ],
+            )
+    with TestClient(create_app(migrated_database_url)) as client:
+        yield client, keys
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+def test_no_key_is_401_and_a_wrong_key_too(api):
+    client, _ = api
+    body = assert_problem(client.get("/meters"), 401)
+    assert "API key" in body["detail"]
+    assert_problem(client.get("/meters", headers=auth("aqk_0000.nope")), 401)
+    assert_problem(client.get("/meters", headers={"X-API-Key": "garbage"}), 401)
+
+
+def test_a_key_without_the_role_is_403(api):
+    client, keys = api
+    body = assert_problem(client.get("/meters", headers=auth(keys["billing"])), 403)
+    assert "billing" in body["detail"]
+
+
+def test_a_tampered_secret_is_refused(api):
+    client, keys = api
+    key = keys["reader"]
+    tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert_problem(client.get("/meters", headers=auth(tampered)), 401)
+
+
+def test_meters_list_their_latest_reading(api):
+    client, keys = api
+    response = client.get("/meters", headers=auth(keys["reader"]))
+    assert response.status_code == 200
+    items = {m["meter_id"]: m for m in response.json()["items"]}
+    assert set(items) == {"M1", "M2"}
+    latest = items["M1"]["latest"]
+    assert datetime.fromisoformat(latest["ts"]) == T0 + timedelta(hours=47)
+    assert Decimal(latest["volume_m3"]) == Decimal("147.001")
+    assert latest["alarms"] == ["leak"]
+    assert items["M2"]["latest"] is None and items["M2"]["registered"] is False
+
+
+def test_meters_page_through_with_next(api):
+    client, keys = api
+    first = client.get("/meters", params={"limit": 1}, headers=auth(keys["reader"])).json()
+    assert [m["meter_id"] for m in first["items"]] == ["M1"]
+    second = client.get(first["next"], headers=auth(keys["reader"])).json()
+    assert [m["meter_id"] for m in second["items"]] == ["M2"]
+    assert second["next"] is None
+
+
+def test_readings_in_a_period_paged_without_loss_or_repeat(api):
+    client, keys = api
+    params = {"from": (T0 + timedelta(hours=10)).isoformat(), "to": (T0 + timedelta(hours=30)).isoformat(), "limit": 7}
+    url: str | None = "/meters/M1/readings"
+    seen: list[str] = []
+    while url:
+        page = client.get(url, params=params if url == "/meters/M1/readings" else None, headers=auth(keys["reader"]))
+        assert page.status_code == 200, page.text
+        seen.extend(r["ts"] for r in page.json()["items"])
+        url = page.json()["next"]
+    expected = [T0 + timedelta(hours=h) for h in range(10, 30)]
+    assert [datetime.fromisoformat(ts) for ts in seen] == expected
+
+
+def test_unknown_meter_is_404_problem(api):
+    client, keys = api
+    body = assert_problem(client.get("/meters/NOPE/readings", headers=auth(keys["reader"])), 404)
+    assert "NOPE" in body["detail"]
+    assert_problem(client.get("/meters/NOPE", headers=auth(keys["reader"])), 404)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "2026-11-01T00:00:00"},  # no offset: ambiguous, refused
+        {"from": "yesterday"},
+        {"limit": 0},
+        {"limit": 10**6},
+    ],
+)
+def test_bad_query_parameters_are_422_problems(api, params):
+    client, keys = api
+    body = assert_problem(client.get("/meters/M1/readings", params=params, headers=auth(keys["reader"])), 422)
+    assert body["errors"]
+
+
+def test_an_empty_period_is_400(api):
+    client, keys = api
+    params = {"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+    assert_problem(client.get("/meters/M1/readings", params=params, headers=auth(keys["reader"])), 400)
+
+
+def test_bad_requests_leave_stored_data_intact(api, migrated_database_url):
+    client, keys = api
+    client.get("/meters/M1/readings", params={"from": "nonsense"}, headers=auth(keys["reader"]))
+    client.post("/meters", json={"meter_id": "X"}, headers=auth(keys["reader"]))
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (48,)
+        assert conn.execute("SELECT count(*) FROM meters").fetchone() == (2,)
+
+
+def test_the_web_page_asks_for_a_key_then_lists_meters(api):
+    client, keys = api
+    page = client.get("/")
+    assert page.status_code == 401 and "Sign in" in page.text
+    signed_in = client.post("/login", data={"key": keys["reader"]}, follow_redirects=True)
+    assert signed_in.status_code == 200
+    assert "M1" in signed_in.text and "147.001" in signed_in.text and "leak" in signed_in.text
+
+
+def test_the_web_page_refuses_a_key_without_a_page_role(api):
+    client, keys = api
+    page = client.get("/login", params={"key": keys["billing"]}, follow_redirects=True)
+    assert page.status_code == 401 and "may not see meters" in page.text
+    assert "M1" not in page.text
+
+
+def test_openapi_describes_the_read_api(api):
+    client, _ = api
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/meters", "/meters/{meter_id}", "/meters/{meter_id}/readings"} <= set(paths)

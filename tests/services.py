@@ -1,0 +1,327 @@
+"""Real services for the test suite: a Mosquitto broker and a TimescaleDB server.
+
+Nothing here is a mock. ``scripts/test-deps`` installs the ``mosquitto`` binary and
+``scripts/timescaledb-up`` starts PostgreSQL 17 + TimescaleDB (both run by ``make test``).
+When they are missing the fixtures fail with a message saying so: a test that needs a
+service never silently skips.
+
+The fixtures are declared in ``tests/conftest.py``; they live here so the conftest stays a list.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO_ROOT / "scripts"
+LOOPBACK = "127.0.0.1"
+HOW_TO_FIX = "run `make test` (or `sudo scripts/test-deps` and `sudo scripts/timescaledb-up`)"
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service the tests need is not installed or does not start."""
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+# --- Mosquitto -----------------------------------------------------------------------------------
+
+# MQTT 3.1.1 CONNECT (clean session, keepalive 60 s, empty client id) and DISCONNECT: enough to
+# prove the broker speaks MQTT, not merely that a socket is listening.
+_MQTT_CONNECT = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 60, 0, 0])
+_MQTT_CONNACK_OK = bytes([0x20, 2, 0, 0])
+_MQTT_DISCONNECT = bytes([0xE0, 0])
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise ServiceUnavailable(f"the mosquitto binary is not installed: {HOW_TO_FIX}")
+    return found
+
+
+def mqtt_handshake(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when an MQTT broker at host:port accepts a connection."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(_MQTT_CONNECT)
+            reply = b""
+            while len(reply) < 4:
+                chunk = s.recv(4 - len(reply))
+                if not chunk:
+                    return False
+                reply += chunk
+            s.sendall(_MQTT_DISCONNECT)
+            return reply == _MQTT_CONNACK_OK
+    except OSError:
+        return False
+
+
+class MosquittoBroker:
+    """A private ``mosquitto`` process on a loopback port.
+
+    The port is chosen once and kept: ``stop()`` then ``start()`` (or ``restart()``) brings the
+    broker back on the same port, which is how tests take it away from clients for a while.
+    With ``persistence=True`` retained messages and sessions survive a clean stop.
+    """
+
+    host = LOOPBACK
+
+    def __init__(self, port: int | None = None, *, persistence: bool = False) -> None:
+        self._binary = mosquitto_binary()
+        self._port_fixed = port is not None
+        self._port = port if port is not None else free_port()
+        self._persistence = persistence
+        self._dir = Path(tempfile.mkdtemp(prefix="aquami-mosquitto-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started_once = False  # once clients know the port it must not change
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self._dir / "mosquitto.log"
+
+    def _write_config(self) -> Path:
+        lines = [
+            f"listener {self._port} {self.host}",
+            "allow_anonymous true",
+            f"persistence {'true' if self._persistence else 'false'}",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        if self._persistence:
+            lines.append(f"persistence_location {self._dir}/")
+        if os.geteuid() == 0:
+            # As root mosquitto would switch to the "mosquitto" user, who cannot write our temp dir.
+            lines.append("user root")
+        conf = self._dir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.running:
+            return
+        conf = self._write_config()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.log_path.open("ab") as log:
+                self._proc = subprocess.Popen(
+                    [self._binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                )
+            while time.monotonic() < deadline and self._proc.poll() is None:
+                if mqtt_handshake(self.host, self._port, timeout=0.5):
+                    self._started_once = True
+                    return
+                time.sleep(0.05)
+            if self._proc.poll() is None:  # alive but never answered
+                self.kill()
+                raise ServiceUnavailable(f"mosquitto on port {self._port} did not answer: {self._log_tail()}")
+            # It exited. A port taken in the meantime: pick another unless the caller chose it.
+            if "Address already in use" in self._log_tail() and time.monotonic() < deadline:
+                if not self._port_fixed and not self._started_once:
+                    self._port = free_port()
+                    conf = self._write_config()
+                time.sleep(0.2)
+                continue
+            raise ServiceUnavailable(
+                f"mosquitto exited with code {self._proc.returncode}: {self._log_tail()}"
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait (mosquitto then saves its persistence file)."""
+        self._end(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing saved."""
+        self._end(signal.SIGKILL, 10.0)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop and remove the temp directory."""
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _end(self, sig: signal.Signals, timeout: float) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _log_tail(self, lines: int = 10) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> MosquittoBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# --- TimescaleDB ---------------------------------------------------------------------------------
+
+
+def start_timescaledb() -> str:
+    """Run ``scripts/timescaledb-up`` (builds the first time, ~1 minute) and return its URL."""
+    script = SCRIPTS / "timescaledb-up"
+    if not os.access(script, os.X_OK):
+        raise ServiceUnavailable(f"{script} is missing or not executable: {HOW_TO_FIX}")
+    try:
+        done = subprocess.run([str(script)], capture_output=True, text=True, timeout=900, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise ServiceUnavailable(f"{script} did not finish in {e.timeout} s") from e
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise ServiceUnavailable(
+            f"{script} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}\n"
+            f"Set AQUAMI_TEST_DATABASE_URL to use another TimescaleDB, or {HOW_TO_FIX}"
+        )
+    return lines[-1]
+
+
+def admin_url() -> str:
+    """AQUAMI_TEST_DATABASE_URL when set (any TimescaleDB), else the one the script starts."""
+    return os.environ.get("AQUAMI_TEST_DATABASE_URL") or start_timescaledb()
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server and credentials, another database (URL or key=value form)."""
+    if "://" in url:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(path=f"/{dbname}"))
+    return make_conninfo(url, dbname=dbname)
+
+
+def create_database(server_url: str) -> str:
+    """Create an empty ``aquami_test_<random>`` database; return its URL."""
+    name = f"aquami_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    """Drop a test database, first ending any connections a test left open."""
+    name = conninfo_to_dict(database_url).get("dbname")
+    if not (isinstance(name, str) and name.startswith("aquami_test_")):
+        raise ValueError(f"refusing to drop {name!r}: not a test database")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# --- fixtures (declared in tests/conftest.py) ----------------------------------------------------
+
+
+def _unavailable(e: ServiceUnavailable) -> NoReturn:
+    pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[MosquittoBroker]:
+    """One broker for the session. Tests must not stop it; use ``fresh_mosquitto`` for that."""
+    try:
+        broker = MosquittoBroker()
+        broker.start()
+    except ServiceUnavailable as e:
+        _unavailable(e)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def fresh_mosquitto() -> Iterator[MosquittoBroker]:
+    """A private broker this test may stop, kill and restart (same port)."""
+    try:
+        broker = MosquittoBroker()
+        broker.start()
+    except ServiceUnavailable as e:
+        _unavailable(e)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def timescale_admin_url() -> str:
+    try:
+        return admin_url()
+    except ServiceUnavailable as e:
+        _unavailable(e)
+
+
+@pytest.fixture
+def database_url(timescale_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the TimescaleDB server, dropped after the test."""
+    url = create_database(timescale_admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(timescale_admin_url, url)
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """A fresh database with every migration applied (``collector.migrate.migrate``)."""
+    from collector.migrate import migrate
+
+    migrate(database_url)
+    return database_url

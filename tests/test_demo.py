@@ -1,0 +1,67 @@
+"""The quick start's first command: ``aquami demo`` on its embedded defaults puts readings on the API.
+
+Runs the real command in a subprocess, as a new user would, with no database or broker URL given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AQUAMI_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aquami", "demo", "--port", "0", "--poll-interval", "1", "--meters", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        url = key = None
+        deadline = time.monotonic() + 120
+        while (url is None or key is None) and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if match := re.search(r"aquami demo is running: (http://\S+)/", line):
+                url = match.group(1)
+            if match := re.search(r"API key \(role admin\): (aqk_\S+)", line):
+                key = match.group(1)
+        assert url and key, "".join(output)
+
+        readings: list[dict] = []
+        meters: list[dict] = []
+        while time.monotonic() < deadline:
+            response = httpx.get(f"{url}/meters", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            assert response.status_code == 200, response.text
+            meters = response.json()["items"]
+            if len(meters) == 5 and all(m["latest"] for m in meters):
+                readings = httpx.get(
+                    f"{url}/meters/{meters[0]['meter_id']}/readings",
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=10,
+                ).json()["items"]
+                if len(readings) >= 2:
+                    break
+            time.sleep(1)
+        assert len(meters) == 5 and all(m["latest"] for m in meters), meters
+        assert len(readings) >= 2 and float(readings[-1]["volume_m3"]) >= float(readings[0]["volume_m3"]) > 0
+        page = httpx.get(f"{url}/login", params={"key": key}, follow_redirects=True, timeout=10)
+        assert page.status_code == 200 and meters[0]["meter_id"] in page.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        output.append(rest)
+    assert process.returncode == 0, "".join(output)
+    assert "stopped cleanly" in "".join(output)
