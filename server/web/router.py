@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from collector import alert_store
+from collector.detection.alerts import ACTIVE
 from server.auth import SESSION_COOKIE, presented_key, verify_api_key
 from server.db import get_connection
 from server.meters import repository
@@ -36,9 +38,9 @@ def meters_page(request: Request, conn: Connection) -> Response:
         return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=401)
     meters = [meter_from_row(row) for row in repository.list_meters(conn, None, 500)]
     summary = repository.fleet_summary(conn)
-    return templates.TemplateResponse(
-        request, "meters.html", {"meters": meters, "summary": summary, "who": principal.name}
-    )
+    alerts = [a for a in alert_store.list_alerts(conn, limit=200) if a.status in ACTIVE][:10]
+    context = {"meters": meters, "summary": summary, "who": principal.name, "alerts": alerts}
+    return templates.TemplateResponse(request, "meters.html", context)
 
 
 @router.post("/login")

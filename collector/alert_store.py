@@ -1,0 +1,128 @@
+"""Alerts in the database: load the active ones, persist what :func:`merge_alerts` decided.
+
+All SQL about alerts lives here; the rules of their lifecycle live in
+:mod:`collector.detection.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from collector.detection.alerts import Alert, AlertKind, AlertSource, AlertStatus
+from collector.detection.lifecycle import AlertChanges
+
+_COLUMNS = (
+    "alert_id", "kind", "source", "status", "meter_id", "dma", "start", "detected_at", "last_seen", "ended_at",
+    "rate_l_h", "volume_l", "confidence", "evidence", "resolved_at", "dismissed_at", "dismissed_by",
+    "dismiss_reason", "updated_at",
+)  # fmt: skip
+
+
+def _row(alert: Alert) -> tuple[Any, ...]:
+    evidence = [[a.isoformat(), b.isoformat()] for a, b in alert.evidence]
+    return (
+        alert.alert_id, alert.kind.value, alert.source.value, alert.status.value, alert.meter_id, alert.dma,
+        alert.start, alert.detected_at, alert.last_seen, alert.ended_at, alert.rate_l_h, alert.volume_l,
+        alert.confidence, Jsonb(evidence), alert.resolved_at, alert.dismissed_at, alert.dismissed_by,
+        alert.dismiss_reason, alert.updated_at,
+    )  # fmt: skip
+
+
+def _alert(row: Sequence[Any] | Mapping[str, Any]) -> Alert:
+    """An alert from a row, whichever row factory the connection uses (the API's gives dicts)."""
+    values = dict(row) if isinstance(row, Mapping) else dict(zip(_COLUMNS, row, strict=True))
+    values["kind"] = AlertKind(values["kind"])
+    values["source"] = AlertSource(values["source"])
+    values["status"] = AlertStatus(values["status"])
+    values["evidence"] = tuple(
+        (datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in values["evidence"]
+    )
+    return Alert(**values)
+
+
+def active_alerts(conn: psycopg.Connection[Any]) -> list[Alert]:
+    rows = conn.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing')"
+    ).fetchall()
+    return [_alert(row) for row in rows]
+
+
+def alerts_for(conn: psycopg.Connection[Any], meter_id: str) -> list[Alert]:
+    rows = conn.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE meter_id = %s ORDER BY detected_at", (meter_id,)
+    ).fetchall()
+    return [_alert(row) for row in rows]
+
+
+def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
+    """Insert opened alerts and update the others, in the caller's transaction."""
+    with conn.cursor() as cur:
+        if changes.opened:
+            placeholders = ", ".join(["%s"] * len(_COLUMNS))
+            cur.executemany(
+                f"INSERT INTO alerts ({', '.join(_COLUMNS)}) VALUES ({placeholders}) ON CONFLICT (alert_id) DO NOTHING",
+                [_row(a) for a in changes.opened],
+            )
+        changed = [*changes.updated, *changes.resolved]
+        if changed:
+            assignments = ", ".join(f"{c} = %s" for c in _COLUMNS[1:])
+            cur.executemany(
+                f"UPDATE alerts SET {assignments} WHERE alert_id = %s",
+                [(*_row(a)[1:], a.alert_id) for a in changed],
+            )
+
+
+def dismiss_alert(conn: psycopg.Connection[Any], alert_id: str, *, by: str, reason: str, now: datetime) -> Alert | None:
+    """A person closes an alert as needing no action; None when there is no such alert."""
+    from collector.detection.lifecycle import dismiss
+
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE alert_id = %s FOR UPDATE", (alert_id,))
+    row = rows.fetchone()
+    if row is None:
+        return None
+    dismissed = dismiss(_alert(row), by=by, reason=reason, now=now)
+    save_changes(conn, AlertChanges(updated=[dismissed]))
+    return dismissed
+
+
+def record_run(
+    conn: psycopg.Connection[Any], run_at: datetime, window: tuple[datetime, datetime], meters: int,
+    changes: AlertChanges,
+) -> None:
+    conn.execute(
+        "INSERT INTO detection_runs (run_at, window_from, window_to, meters, opened, updated, resolved) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_at) DO NOTHING",
+        (run_at, *window, meters, len(changes.opened), len(changes.updated), len(changes.resolved)),
+    )
+
+
+def list_alerts(
+    conn: psycopg.Connection[Any],
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    meter_id: str | None = None,
+    dma: str | None = None,
+    after: str | None = None,
+    limit: int = 100,
+) -> list[Alert]:
+    """Alerts newest first (by ``detected_at``, then id), filtered; ``after`` is the last id of a page."""
+    rows = conn.execute(
+        f"""
+        SELECT {', '.join(_COLUMNS)} FROM alerts
+        WHERE (%(status)s::text IS NULL OR status = %(status)s)
+          AND (%(kind)s::text IS NULL OR kind = %(kind)s)
+          AND (%(meter_id)s::text IS NULL OR meter_id = %(meter_id)s)
+          AND (%(dma)s::text IS NULL OR dma = %(dma)s)
+          AND (%(after)s::text IS NULL OR (detected_at, alert_id) <
+               (SELECT detected_at, alert_id FROM alerts WHERE alert_id = %(after)s))
+        ORDER BY detected_at DESC, alert_id DESC LIMIT %(limit)s
+        """,
+        {"status": status, "kind": kind, "meter_id": meter_id, "dma": dma, "after": after, "limit": limit},
+    ).fetchall()
+    return [_alert(row) for row in rows]

@@ -1,0 +1,64 @@
+"""HTTP for alerts; their SQL and lifecycle rules live with the collector that raises them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from collector import alert_store
+from collector.detection.alerts import AlertStatus
+from server.auth import Principal, require_role
+from server.db import get_connection
+from server.problems import Problem
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care", "billing"))]
+CustomerCare = Annotated[Principal, Depends(require_role("customer_care", "meterization"))]
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+Kind = Literal["leak", "burst", "reverse_flow", "stuck", "dma_burst", "tamper", "dry", "low_battery", "meter_error"]
+
+
+class AlertPage(BaseModel):
+    items: list[dict[str, Any]]
+    next: str | None
+
+
+class Dismissal(BaseModel):
+    reason: str = Field(min_length=3, max_length=500, description="Why no action is needed")
+
+
+@router.get("", response_model=AlertPage, summary="Alerts, newest first")
+def list_alerts(
+    request: Request,
+    _: Readers,
+    conn: Connection,
+    status: Annotated[Literal["open", "ongoing", "resolved", "dismissed"] | None, Query()] = None,
+    kind: Annotated[Kind | None, Query()] = None,
+    meter_id: Annotated[str | None, Query(max_length=64)] = None,
+    dma: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="alert_id to continue after")] = None,
+) -> AlertPage:
+    found = alert_store.list_alerts(
+        conn, status=status, kind=kind, meter_id=meter_id, dma=dma, after=cursor, limit=limit + 1
+    )
+    items = [a.to_json() for a in found[:limit]]
+    next_url = str(request.url.include_query_params(cursor=items[-1]["alert_id"])) if len(found) > limit else None
+    return AlertPage(items=items, next=next_url)
+
+
+@router.post("/{alert_id:path}/dismiss", summary="Close an alert as needing no action, with the reason")
+def dismiss(alert_id: str, body: Dismissal, principal: CustomerCare, conn: Connection) -> dict[str, Any]:
+    try:
+        with conn.transaction():
+            alert = alert_store.dismiss_alert(conn, alert_id, by=principal.name, reason=body.reason, now=datetime.now(UTC))
+    except ValueError as error:
+        raise Problem(409, str(error), title="Alert cannot be dismissed") from error
+    if alert is None:
+        raise Problem(404, f"no alert {alert_id!r}", title="Unknown alert")
+    assert alert.status is AlertStatus.DISMISSED
+    return alert.to_json()

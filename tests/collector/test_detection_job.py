@@ -1,0 +1,101 @@
+"""Detection over the database: a leak becomes one open alert, and later runs update it, never duplicate it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from collector.alert_store import alerts_for, dismiss_alert
+from collector.detection.alerts import AlertKind, AlertStatus
+from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, run_detection_once
+from collector.store import ReadingStore
+from simulators.events import Leak
+from simulators.meter_model import MeterModel
+
+START = datetime(2026, 3, 2, tzinfo=UTC)
+LEAK_START = START + timedelta(days=6, hours=3)
+LEAKY = "DJ-007"
+
+
+def fleet() -> list[MeterModel]:
+    meters = [MeterModel(f"DJ-{i:03d}", installed=START - timedelta(days=1), seed=11, dma="D1") for i in range(20)]
+    meters[7].inject(Leak(start=LEAK_START, rate_lph=25.0))
+    return meters
+
+
+def store_hours(database_url: str, meters: list[MeterModel], first: int, last: int) -> None:
+    rows = []
+    for meter in meters:
+        for hour in range(first, last):
+            reading = meter.read(START + timedelta(hours=hour))
+            rows.append(
+                (meter.meter_id, reading.ts.isoformat(), repr(reading.volume_m3), reading.flow_m3h, None,
+                 [], "gw-test", hour)
+            )  # fmt: skip
+    ReadingStore(database_url).write(rows)
+
+
+@pytest.fixture
+def leaky_database(migrated_database_url: str) -> str:
+    meters = fleet()
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    store_hours(migrated_database_url, meters, 0, 9 * 24)
+    return migrated_database_url
+
+
+def test_the_block_holds_each_meters_register_on_the_hour_grid(leaky_database):
+    now = START + timedelta(days=9, minutes=30)
+    with psycopg.connect(leaky_database) as conn:
+        block = fetch_block(conn, now, _job_config())
+    assert block.n_meters == 20
+    assert block.time(block.n_intervals - 1) == grid_end(now, timedelta(hours=1)) == START + timedelta(days=9)
+    row = list(block.meter_ids).index(LEAKY)
+    hour_100 = list(block.timestamps).index(block.timestamps[0] + (START + timedelta(hours=100) - block.time(0)))
+    assert block.volume_m3[row, hour_100] == fleet()[7].read(START + timedelta(hours=100)).volume_m3
+
+
+def test_a_leak_opens_one_alert_that_later_runs_update(leaky_database):
+    first_run = START + timedelta(days=9)
+    with psycopg.connect(leaky_database) as conn:
+        changes = run_detection_once(conn, first_run, _job_config())
+        opened = [a for a in changes.opened if a.kind is AlertKind.LEAK]
+        assert [a.meter_id for a in opened] == [LEAKY]
+        assert abs(opened[0].start - LEAK_START) <= timedelta(hours=2)
+        assert 15 <= opened[0].rate_l_h <= 35
+
+    store_hours(leaky_database, fleet(), 9 * 24, 9 * 24 + 2)  # the leak goes on, an hour later
+    with psycopg.connect(leaky_database) as conn:
+        later = run_detection_once(conn, first_run + timedelta(hours=1), _job_config())
+        assert not [a for a in later.opened if a.kind is AlertKind.LEAK]
+        leaks = [a for a in alerts_for(conn, LEAKY) if a.kind is AlertKind.LEAK]
+        assert len(leaks) == 1
+        assert leaks[0].alert_id == opened[0].alert_id
+        assert leaks[0].status is AlertStatus.ONGOING
+        assert leaks[0].last_seen > opened[0].last_seen
+        assert leaks[0].volume_l > opened[0].volume_l
+        others = conn.execute("SELECT count(*) FROM alerts WHERE kind = 'leak' AND meter_id <> %s", (LEAKY,))
+        assert others.fetchone() == (0,)
+
+
+def test_a_dismissed_alert_stays_dismissed_with_who_and_why(leaky_database):
+    now = START + timedelta(days=9)
+    with psycopg.connect(leaky_database) as conn:
+        alert = next(a for a in run_detection_once(conn, now, _job_config()).opened if a.meter_id == LEAKY)
+        with conn.transaction():
+            dismissed = dismiss_alert(conn, alert.alert_id, by="j.smith", reason="pool filling", now=now)
+        assert dismissed is not None and dismissed.status is AlertStatus.DISMISSED
+        run_detection_once(conn, now + timedelta(hours=1), _job_config())
+        (stored,) = [a for a in alerts_for(conn, LEAKY) if a.kind is AlertKind.LEAK]
+        assert (stored.status, stored.dismissed_by, stored.dismiss_reason) == (
+            AlertStatus.DISMISSED, "j.smith", "pool filling",
+        )  # fmt: skip
+
+
+def _job_config() -> DetectionJobConfig:
+    return DetectionJobConfig(history_days=9)

@@ -1,0 +1,96 @@
+"""The alerts API: listing with filters and paging, dismissal by a person with a reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.alert_store import save_changes
+from collector.detection.alerts import Alert, AlertKind, make_alert_id
+from collector.detection.lifecycle import AlertChanges
+from server.app import create_app
+from server.auth import create_api_key
+
+T0 = datetime(2026, 11, 20, 3, tzinfo=UTC)
+
+
+def alert(kind: AlertKind, meter_id: str | None, hours: int) -> Alert:
+    detected = T0 + timedelta(hours=hours)
+    return Alert(
+        alert_id=make_alert_id(kind, meter_id, "D1", detected),
+        kind=kind, meter_id=meter_id, dma="D1", start=detected - timedelta(hours=5), detected_at=detected,
+        last_seen=detected, rate_l_h=12.5, volume_l=62.5, confidence=0.9,
+        evidence=((detected - timedelta(hours=5), detected),), updated_at=detected,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {role: create_api_key(conn, f"Test {role}", [role]) for role in ("customer_care", "billing")}
+        with conn.transaction():
+            save_changes(
+                conn,
+                AlertChanges(opened=[alert(AlertKind.LEAK, "M1", 0), alert(AlertKind.BURST, "M2", 1),
+                                     alert(AlertKind.DMA_BURST, None, 2)]),
+            )  # fmt: skip
+    with TestClient(create_app(migrated_database_url)) as client:
+        yield client, keys
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_alerts_are_listed_newest_first_filtered_and_paged(api):
+    client, keys = api
+    page = client.get("/alerts", params={"limit": 2}, headers=auth(keys["billing"])).json()
+    assert [a["kind"] for a in page["items"]] == ["dma_burst", "burst"]
+    rest = client.get(page["next"], headers=auth(keys["billing"])).json()
+    assert [a["kind"] for a in rest["items"]] == ["leak"] and rest["next"] is None
+    leaks = client.get("/alerts", params={"kind": "leak", "status": "open"}, headers=auth(keys["billing"])).json()
+    assert [(a["meter_id"], a["rate_l_h"], a["volume_l"]) for a in leaks["items"]] == [("M1", 12.5, 62.5)]
+
+
+def test_customer_care_dismisses_with_a_reason_and_it_is_recorded(api):
+    client, keys = api
+    alert_id = make_alert_id(AlertKind.LEAK, "M1", "D1", T0)
+    response = client.post(f"/alerts/{alert_id}/dismiss", json={"reason": "pool filling"},
+                           headers=auth(keys["customer_care"]))  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["dismissed_by"], body["dismiss_reason"]) == (
+        "dismissed", "Test customer_care", "pool filling",
+    )  # fmt: skip
+    again = client.post(f"/alerts/{alert_id}/dismiss", json={"reason": "twice"}, headers=auth(keys["customer_care"]))
+    assert again.status_code == 409 and again.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("key", "path", "body", "status"),
+    [
+        ("billing", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "no"}, 403),
+        ("customer_care", "/alerts/leak/NOPE/20261120T030000Z/dismiss", {"reason": "gone away"}, 404),
+        ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {}, 422),
+        ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": ""}, 422),
+    ],
+)
+def test_bad_dismissals_are_problems_and_change_nothing(api, migrated_database_url, key, path, body, status):
+    client, keys = api
+    response = client.post(path, json=body, headers=auth(keys[key]))
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM alerts WHERE status = 'dismissed'").fetchone() == (0,)
+
+
+def test_the_web_page_shows_open_alerts(api):
+    client, keys = api
+    page = client.get("/login", params={"key": keys["customer_care"]}, follow_redirects=True)
+    assert page.status_code == 200
+    assert "Open alerts" in page.text
+    assert "district D1" in page.text and "about 12 L/h" in page.text
