@@ -29,7 +29,7 @@ from aquami.ports import free_port, port_is_free
 from collector.migrate import migrate
 from collector.service import Collector, CollectorConfig
 from firmware_protocols.modbus import load_profile
-from gateway.config import GatewayConfig, MeterConfig, ModbusTcpBusConfig
+from gateway.config import GatewayConfig, MeterConfig, ModbusTcpBusConfig, MqttOptions
 from gateway.service import Gateway
 from server.auth import create_api_key
 from server.meters.repository import register_meters
@@ -138,6 +138,8 @@ class Demo:
                             poll_interval_s=o.poll_interval_s,
                         ),
                     ),
+                    # The embedded broker speaks MQTT 3.1.1 only: say so rather than wait for the fallback.
+                    mqtt_options=MqttOptions(protocol="auto" if o.mqtt_url else "3.1.1"),
                 )
             )
             tasks.append(asyncio.create_task(gateway.run(self.stop)))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from simulators.smart_meter import SmartMeter
+from simulators.modbus_unit import RegisterSource, register_addresses
 
 Clock = Callable[[], datetime]
 
@@ -24,7 +24,7 @@ def utc_now() -> datetime:
 
 
 async def _refresh_registers(
-    meter: SmartMeter,
+    meter: RegisterSource,
     clock: Clock,
     function_code: int,
     start_address: int,
@@ -33,13 +33,12 @@ async def _refresh_registers(
     current_registers: list[int],
     set_values: list[int] | list[bool] | None,
 ) -> None:
-    first = min(block.start for block in meter.profile.blocks)
     values = meter.registers_at(clock())
-    offset = first - start_address
-    current_registers[offset : offset + len(values)] = values
+    for register, value in zip(register_addresses(meter.profile), values, strict=True):
+        current_registers[register - start_address] = value
 
 
-def _device(meter: SmartMeter, clock: Clock) -> SimDevice:
+def _device(meter: RegisterSource, clock: Clock) -> SimDevice:
     blocks = meter.profile.blocks
     first = min(block.start for block in blocks)
     last = max(block.start + block.count for block in blocks)
@@ -57,7 +56,9 @@ def _device(meter: SmartMeter, clock: Clock) -> SimDevice:
 class ModbusTcpSimulator:
     """Serve ``meters`` on ``host:port`` (port 0 picks a free one; see :attr:`port` after start)."""
 
-    def __init__(self, meters: Sequence[SmartMeter], host: str = "127.0.0.1", port: int = 0, clock: Clock = utc_now):
+    def __init__(
+        self, meters: Sequence[RegisterSource], host: str = "127.0.0.1", port: int = 0, clock: Clock = utc_now
+    ):
         unit_ids = [m.unit_id for m in meters]
         if len(set(unit_ids)) != len(unit_ids):
             raise ValueError("two meters share a Modbus unit id on one port")

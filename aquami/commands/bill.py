@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -28,9 +29,8 @@ def register(app: typer.Typer) -> None:
         from psycopg.rows import dict_row
 
         from server.billing.nem12 import nem12_file
-        from server.billing.service import parse_period
 
-        start, end = parse_period(period)
+        start, end = _period(period)
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             text = nem12_file(conn, start, end, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
         _write(text, out)
@@ -51,18 +51,37 @@ def register(app: typer.Typer) -> None:
 
         from server.billing import repository, service
 
-        start, end = service.parse_period(period)
+        start, end = _period(period)
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             rows = repository.determinant_lines(conn, start, end, account, None, None)  # type: ignore[arg-type]
         items = service.determinants(rows)
         if csv:
             text = service.to_csv(service.DETERMINANT_COLUMNS, service.determinant_csv_rows(items, start, end))
         else:
-            text = json.dumps({"start": start.isoformat(), "end": end.isoformat(),
-                               "items": [item.model_dump(mode="json") for item in items]}, indent=1) + "\n"
+            text = (
+                json.dumps(
+                    {
+                        "start": start.isoformat(),
+                        "end": end.isoformat(),
+                        "items": [item.model_dump(mode="json") for item in items],
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
         _write(text, out)
 
     app.add_typer(bill_app, name="bill")
+
+
+def _period(period: str) -> tuple[datetime, datetime]:
+    from server.billing.service import parse_period
+    from server.problems import Problem
+
+    try:
+        return parse_period(period)
+    except Problem as problem:
+        raise typer.BadParameter(problem.detail, param_hint="--period") from None
 
 
 def _write(text: str, out: Path | None) -> None:

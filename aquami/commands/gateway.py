@@ -62,13 +62,16 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option("smart_water_meter", help="The profile to read with."),
         output: Path | None = typer.Option(None, help="Write the [[meters]] snippet here (default: stdout)."),
     ) -> None:
-        """Find the meters on one bus (the gateway must not be polling it) and write a config snippet."""
+        """Find the meters on one bus (the gateway must not be polling it) and write a config snippet.
+
+        Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search."""
         import asyncio
 
         from gateway.buses import attempt_once, make_transport
         from gateway.config import MeterConfig
+        from gateway.mbus import MBusTransport
         from gateway.profiles import ProfileBook
-        from gateway.scan import scan_modbus, snippet
+        from gateway.scan import mbus_snippet, scan_modbus, snippet
 
         loaded = _load(config)
         chosen = next((b for b in loaded.buses if b.name == bus), None)
@@ -84,6 +87,10 @@ def register(app: typer.Typer) -> None:
                 return await attempt_once(transport, chosen, meter)
 
             try:
+                if isinstance(transport, MBusTransport):
+                    identifications = await transport.search()
+                    typer.echo(f"# {len(identifications)} meters found on {chosen.name} (secondary search)", err=True)
+                    return mbus_snippet(chosen.name, identifications)
                 found = await scan_modbus(attempt, chosen.name, range(first, last + 1), profile)
             finally:
                 await transport.close()

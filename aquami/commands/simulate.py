@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
@@ -34,5 +36,58 @@ def register(app: typer.Typer) -> None:
             await simulator.stop()
 
         asyncio.run(main())
+
+    @simulate_app.command("rig")
+    def rig(
+        config: Path = typer.Option(..., "--config", "-c", help="Rig file, e.g. simulators/examples/rig.toml."),
+        table: bool = typer.Option(True, "--table/--no-table", help="Show the live table."),
+        check: bool = typer.Option(False, "--check", help="Only validate the file."),
+    ) -> None:
+        """Run a technician's test rig: every configured meter on its wire, a live table, faults on demand."""
+        import asyncio
+
+        from simulators.rig.config import ConfigError, load_rig
+        from simulators.rig.serve import serve
+
+        try:
+            loaded = load_rig(config)
+        except ConfigError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        if check:
+            typer.echo(f"{config}: {len(loaded.meters)} meters on {len(loaded.transports)} transports: OK")
+            return
+        try:
+            asyncio.run(serve(loaded, table=table))
+        except OSError as error:  # a port in use
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+
+    @simulate_app.command("fault")
+    def fault(
+        meter: str = typer.Argument(..., help="Meter id, as in the rig file."),
+        kind: str = typer.Argument(
+            "",
+            help="no_reply, bad_checksum, truncated, garbled, slow, absent, leak, burst, reverse_flow, tamper, "
+            "stuck, dry, low_battery, meter_error, main_burst (empty with --clear).",
+        ),
+        rig_url: str = typer.Option("http://127.0.0.1:8470", "--rig", help="The rig's fault endpoint."),
+        option: list[str] = typer.Option([], "--set", "-s", help="Fault option NAME=VALUE (delay_s=2, rate_lph=40)."),
+        clear: bool = typer.Option(False, "--clear", help="Clear the meter's faults (or fault id KIND) instead."),
+    ) -> None:
+        """Inject a fault into a running rig (or clear faults): prints the endpoint's JSON answer."""
+        import json
+
+        from simulators.rig.client import RigClientError, clear_faults, inject_fault, parse_options
+
+        try:
+            if clear:
+                answer = clear_faults(rig_url, meter, int(kind) if kind.isdigit() else None)
+            else:
+                answer = inject_fault(rig_url, meter, kind, parse_options(option))
+        except RigClientError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps(answer, indent=2))
 
     app.add_typer(simulate_app, name="simulate")

@@ -1,0 +1,1 @@
+"""The field gateway: polls meters, timestamps, spools to disk, and delivers to MQTT with nothing lost."""

@@ -1,0 +1,38 @@
+"""The transport for each kind of bus, and a one-off attempt outside any schedule (for ``scan``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aquami.contracts.reads import Reading
+from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
+from gateway.mbus import MAX_TELEGRAMS, MBusTransport
+from gateway.modbus_rtu import ModbusRtuTransport
+from gateway.modbus_tcp import ModbusTcpTransport
+from gateway.profiles import ProfileBook
+from gateway.transport import PollError, Transport
+
+
+def make_transport(bus: BusConfig, profiles: ProfileBook) -> Transport:
+    """The transport of a polled bus (a wireless M-Bus receiver is listened to: gateway.wmbus)."""
+    if isinstance(bus, ModbusTcpBusConfig):
+        return ModbusTcpTransport(bus, profiles)
+    if isinstance(bus, ModbusRtuBusConfig):
+        return ModbusRtuTransport(bus, profiles)
+    if isinstance(bus, MBusBusConfig):
+        return MBusTransport(bus)
+    raise ValueError(f"bus {bus.name}: a {bus.protocol} bus is not polled")
+
+
+def attempt_limit_s(bus: BusConfig) -> float:
+    """The longest one attempt may take: M-Bus multi-telegram reads take several frame times."""
+    return bus.timeout_s * (MAX_TELEGRAMS + 2 if isinstance(bus, MBusBusConfig) else 3)
+
+
+async def attempt_once(transport: Transport, bus: BusConfig, meter: MeterConfig) -> Reading:
+    """One attempt bounded by the bus's timeout; any failure is a :class:`PollError` and resets."""
+    try:
+        return await asyncio.wait_for(transport.read(meter), attempt_limit_s(bus))
+    except (PollError, TimeoutError, ConnectionError, OSError) as error:
+        await transport.reset()
+        raise PollError(str(error) or type(error).__name__) from error

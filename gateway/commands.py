@@ -1,0 +1,105 @@
+"""Downlink: commands a gateway takes from ``{root}/{gateway_id}/cmd/{name}``, each replied to on
+``cmd/{name}/reply`` with a JSON object carrying the request's ``request_id`` (if it gave one).
+
+- ``read-now`` ``{"meter_id": ...}``: poll that meter now (it is spooled and published as usual too);
+  the reply carries the reading.
+- ``reload``: re-read the configuration file and swap buses and meters; the spool is untouched.
+- ``scan`` ``{"bus": ..., "first": 1, "last": 247, "profile": ...}``: try unit ids on a Modbus bus, or
+  search an M-Bus line for secondary addresses; the reply lists what answered and a ``[[meters]]``
+  snippet for the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gateway.config import ConfigError, load_config
+from gateway.mbus import MBusTransport
+from gateway.scan import mbus_snippet, scan_modbus, snippet
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+
+class Commands:
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.handled = 0
+
+    def dispatch(self, name: str, payload: bytes) -> None:
+        task = asyncio.create_task(self._run(name, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _reply(self, name: str, body: dict[str, Any]) -> None:
+        g = self.gateway
+        topic = f"{g.config.topic_root}/{g.config.gateway_id}/cmd/{name}/reply"
+        g.publisher.send(topic, json.dumps(body, separators=(",", ":")).encode())
+
+    async def _run(self, name: str, payload: bytes) -> None:
+        try:
+            request = json.loads(payload) if payload.strip() else {}
+            if not isinstance(request, dict):
+                raise ValueError("a command's payload is a JSON object")
+        except ValueError as error:
+            self._reply(name, {"ok": False, "error": f"bad payload: {error}"})
+            return
+        reply: dict[str, Any] = {"request_id": request.get("request_id")}
+        handler = {"read-now": self.read_now, "reload": self.reload, "scan": self.scan}.get(name)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown command {name!r} (read-now, reload, scan)")
+            reply.update(await handler(request))
+            reply.setdefault("ok", True)
+        except (ValueError, KeyError, ConfigError) as error:
+            reply.update(ok=False, error=str(error))
+        self.handled += 1
+        self._reply(name, reply)
+
+    async def read_now(self, request: dict[str, Any]) -> dict[str, Any]:
+        meter_id = request.get("meter_id")
+        for scheduler in self.gateway.schedulers.values():
+            if meter_id in scheduler.meters:
+                reading = await scheduler.read_now(str(meter_id))
+                if reading is None:
+                    return {"ok": False, "error": f"{meter_id}: no answer", "meter_id": meter_id}
+                return {"ok": True, "meter_id": meter_id, "reading": reading.to_json()}
+        for listener in self.gateway.listeners.values():
+            if any(m.meter_id == meter_id for m in listener.config.meters):
+                raise ValueError(f"{meter_id} is a wireless M-Bus meter: it is heard when it sends, not polled")
+        raise ValueError(f"no meter {meter_id!r} on this gateway")
+
+    async def reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        path = self.gateway.config_path
+        if path is None:
+            raise ValueError("this gateway was not started from a file; nothing to reload")
+        config = await asyncio.to_thread(load_config, path)
+        notes = await self.gateway.apply_config(config)
+        return {"buses": len(config.buses), "meters": len(config.meters), "notes": notes}
+
+    async def scan(self, request: dict[str, Any]) -> dict[str, Any]:
+        bus = request.get("bus")
+        scheduler = self.gateway.schedulers.get(str(bus))
+        if scheduler is None:
+            raise ValueError(f"no bus {bus!r} (buses: {', '.join(self.gateway.schedulers)})")
+        if isinstance(scheduler.transport, MBusTransport):
+            async with scheduler.lock:
+                found_ids = await scheduler.transport.search()
+            return {"found": found_ids, "snippet": mbus_snippet(scheduler.config.name, found_ids)}
+        first, last = int(request.get("first", 1)), int(request.get("last", 247))
+        if not 1 <= first <= last <= 247:
+            raise ValueError("first and last are Modbus unit ids, 1 <= first <= last <= 247")
+        profile = str(request.get("profile", "smart_water_meter"))
+        found = await scan_modbus(scheduler.attempt, scheduler.config.name, range(first, last + 1), profile)
+        return {"found": [f.unit_id for f in found], "snippet": snippet(scheduler.config.name, found)}

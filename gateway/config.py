@@ -1,0 +1,487 @@
+"""The gateway's configuration: one TOML file, validated at start, errors naming the line and field.
+
+A file looks like ``gateway/examples/gateway.toml``: ``gateway_id``, ``[mqtt]``, ``[spool]``,
+``[health]``, ``[[buses]]`` and ``[[meters]]`` (each naming its ``bus``; meters may also be nested
+as ``[[buses.meters]]``). Relative paths (spool, TLS files) are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from aquami.config.reader import ConfigError, Document, Table
+from aquami.config.toml_lines import LineIndex
+from aquami.mqtt import MqttEndpoint
+from firmware_protocols.modbus import MeterProfile, load_profile
+from firmware_protocols.modbus.profile import ProfileError
+
+__all__ = [
+    "BusConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "HealthOptions",
+    "MBusBusConfig",
+    "MeterConfig",
+    "ModbusRtuBusConfig",
+    "ModbusTcpBusConfig",
+    "MqttOptions",
+    "SpoolOptions",
+    "WMBusBusConfig",
+    "load_config",
+    "parse_config",
+    "parse_config_text",
+]
+
+# The MQTT contract's identifier (aquami/contracts/reads.schema.json, $defs/identifier).
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    meter_id: str
+    unit_id: int
+    profile: str = "smart_water_meter"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    poll_interval_s: float | None = None  # None: the bus's
+    secondary_address: str | None = None  # M-Bus: 8 identification digits (then unit_id is FDh)
+    wmbus_id: str | None = None  # wireless M-Bus: the meter's 8-digit identification
+    key: bytes | None = None  # wireless M-Bus: its AES-128 key, if its telegrams are encrypted
+
+    @property
+    def address(self) -> str | int:
+        """How the bus knows this meter (the ``source.address`` of its readings)."""
+        return self.wmbus_id or self.secondary_address or self.unit_id
+
+
+@dataclass(frozen=True)
+class ModbusTcpBusConfig:
+    name: str
+    host: str
+    port: int
+    meters: tuple[MeterConfig, ...]
+    poll_interval_s: float = 60.0
+    timeout_s: float = 2.0
+    retries: int = 2
+    retry_backoff_s: float = 0.2
+    jitter: float = 0.1  # each poll lands up to ± this fraction of its interval off the grid
+    protocol: ClassVar[str] = "modbus-tcp"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ModbusRtuBusConfig:
+    name: str
+    device: str
+    meters: tuple[MeterConfig, ...]
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: int = 1
+    bytesize: int = 8
+    poll_interval_s: float = 60.0
+    timeout_s: float = 1.0
+    retries: int = 2
+    retry_backoff_s: float = 0.2
+    jitter: float = 0.1
+    protocol: ClassVar[str] = "modbus-rtu"
+
+    @property
+    def address(self) -> str:
+        return self.device
+
+
+def mbus_timeout_s(baudrate: int, reply_bytes: int = 261) -> float:
+    """EN 13757-2 clause 5.4: a slave starts its answer within 330 bit times + 50 ms; then the
+    longest frame (261 bytes of 11 bits) has to arrive."""
+    return 330 / baudrate + 0.05 + reply_bytes * 11 / baudrate
+
+
+@dataclass(frozen=True)
+class MBusBusConfig:
+    name: str
+    device: str
+    meters: tuple[MeterConfig, ...]
+    baudrate: int = 2400
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: int = 1
+    bytesize: int = 8
+    poll_interval_s: float = 900.0
+    timeout_s: float = 0.0  # 0: from the baud rate (:func:`mbus_timeout_s`)
+    retries: int = 2
+    retry_backoff_s: float = 0.2
+    jitter: float = 0.1
+    protocol: ClassVar[str] = "mbus"
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s:
+            object.__setattr__(self, "timeout_s", round(mbus_timeout_s(self.baudrate), 3))
+
+    @property
+    def address(self) -> str:
+        return self.device
+
+
+@dataclass(frozen=True)
+class WMBusBusConfig:
+    """A wireless M-Bus receiver (an iM871A-style stick) on a serial port: listened to, not polled.
+
+    Each meter is expected to be heard at least every ``poll_interval_s`` (its send interval);
+    ``offline_after`` intervals without a telegram make it offline. The same telegram heard again
+    within ``duplicate_window_s`` (from a repeater, or a second receiver) is dropped.
+    """
+
+    name: str
+    device: str
+    meters: tuple[MeterConfig, ...]
+    baudrate: int = 57600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+    poll_interval_s: float = 300.0
+    duplicate_window_s: float = 60.0
+    timeout_s: float = 1.0
+    retries: int = 0
+    retry_backoff_s: float = 0.0
+    jitter: float = 0.0
+    protocol: ClassVar[str] = "wmbus"
+
+    @property
+    def address(self) -> str:
+        return self.device
+
+
+BusConfig = ModbusTcpBusConfig | ModbusRtuBusConfig | MBusBusConfig | WMBusBusConfig
+MBUS_BAUD_RATES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT 5, falling back to 3.1.1
+    qos: int = 1
+    keepalive_s: int = 30
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @property
+    def tls_files_given(self) -> bool:
+        return any(f is not None for f in (self.ca_file, self.cert_file, self.key_file))
+
+
+@dataclass(frozen=True)
+class SpoolOptions:
+    max_readings: int = 1_000_000
+    policy: Literal["drop_oldest", "stop_polling"] = "drop_oldest"
+
+
+@dataclass(frozen=True)
+class HealthOptions:
+    status_interval_s: float = 60.0
+    offline_after: int = 3  # consecutive failed polls before ``meter_offline``
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    gateway_id: str
+    mqtt: MqttEndpoint
+    spool_path: Path
+    buses: tuple[BusConfig, ...]
+    batch_size: int = 500
+    window: int = 8
+    topic_root: str = "aquami/v1"
+    mqtt_options: MqttOptions = MqttOptions()
+    spool: SpoolOptions = SpoolOptions()
+    health: HealthOptions = HealthOptions()
+
+    @property
+    def meters(self) -> list[MeterConfig]:
+        return [meter for bus in self.buses for meter in bus.meters]
+
+
+class _ProfileCache:
+    """Profiles loaded once per (name, parameters): 2,000 meters usually share a handful."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, tuple[tuple[str, str], ...]], MeterProfile] = {}
+
+    def get(self, name: str, parameters: dict[str, Any]) -> MeterProfile:
+        key = (name, tuple(sorted((k, repr(v)) for k, v in parameters.items())))
+        if key not in self._loaded:
+            self._loaded[key] = load_profile(name, parameters)
+        return self._loaded[key]
+
+
+def _resolve(base: Path | None, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() or base is None else base / path
+
+
+def _identifier(table: Table, key: str) -> str:
+    value: str = table.text(key)
+    if not _IDENTIFIER.match(value):
+        raise table.error(key, f"{value!r} is not an identifier (letters, digits and . _ : -, at most 64)")
+    return value
+
+
+def _mqtt(table: Table, base: Path | None) -> tuple[MqttEndpoint, MqttOptions, dict[str, Any]]:
+    try:
+        endpoint = MqttEndpoint.parse(table.text("url"))
+    except ValueError as error:
+        raise table.error("url", str(error)) from error
+    username = table.text("username", None)
+    password = table.text("password", None)
+    if password is not None and username is None and endpoint.username is None:
+        raise table.error("password", "a password needs a username")
+    if username is not None:
+        endpoint = replace(endpoint, username=username, password=password)
+    files: dict[str, Path | None] = {}
+    for key in ("ca_file", "cert_file", "key_file"):
+        text = table.text(key, None)
+        files[key] = None if text is None else _resolve(base, text)
+        if files[key] is not None and not files[key].is_file():  # type: ignore[union-attr]
+            raise table.error(key, f"no such file: {files[key]}")
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        raise table.error(
+            "cert_file" if files["cert_file"] is None else "key_file",
+            "a client certificate needs both cert_file and key_file",
+        )
+    if any(files.values()) and not endpoint.tls:
+        endpoint = replace(endpoint, tls=True)
+    qos = table.integer("qos", 1, low=0, high=2)
+    if qos == 0:
+        raise table.error("qos", "QoS 0 has no PUBACK, and the spool deletes a batch only on PUBACK: use 1 or 2")
+    reconnect_min = table.number("reconnect_min_s", 1.0, low=0.01)
+    options = MqttOptions(
+        protocol=table.choice("protocol", ("auto", "5", "3.1.1"), "auto"),
+        qos=qos,
+        keepalive_s=table.integer("keepalive_s", 30, low=5, high=65535),
+        reconnect_min_s=reconnect_min,
+        reconnect_max_s=table.number("reconnect_max_s", max(60.0, reconnect_min), low=reconnect_min),
+        ca_file=files["ca_file"],
+        cert_file=files["cert_file"],
+        key_file=files["key_file"],
+    )
+    rest = {
+        "batch_size": table.integer("batch_size", 500, low=1, high=10_000),
+        "window": table.integer("window", 8, low=1, high=1000),
+        "topic_root": table.text("topic_root", "aquami/v1"),
+    }
+    if "#" in rest["topic_root"] or "+" in rest["topic_root"]:
+        raise table.error("topic_root", "a topic root may not contain MQTT wildcards")
+    table.no_unknown_keys()
+    return endpoint, options, rest
+
+
+def _bus_timing(table: Table, timeout_default: float) -> dict[str, Any]:
+    return {
+        "poll_interval_s": table.number("poll_interval_s", 60.0, low=0.05),
+        "timeout_s": table.number("timeout_s", timeout_default, low=0.01, high=60),
+        "retries": table.integer("retries", 2, low=0, high=10),
+        "retry_backoff_s": table.number("retry_backoff_s", 0.2, low=0, high=60),
+        "jitter": table.number("jitter", 0.1, low=0, high=0.5),
+    }
+
+
+def _serial(table: Table, baudrate: int, parity: str) -> dict[str, Any]:
+    return {
+        "device": table.text("device"),
+        "baudrate": table.integer("baudrate", baudrate, low=300, high=921600),
+        "parity": table.choice("parity", ("N", "E", "O"), parity),
+        "stopbits": table.integer("stopbits", 1, low=1, high=2),
+        "bytesize": table.integer("bytesize", 8, low=7, high=8),
+    }
+
+
+def _bus(table: Table) -> tuple[str, str, dict[str, Any]]:
+    """A bus's name, protocol and settings (its meters are read separately)."""
+    name = _identifier(table, "name")
+    protocol = table.choice("protocol", ("modbus-tcp", "modbus-rtu", "mbus", "wmbus"))
+    settings: dict[str, Any] = {"name": name}
+    if protocol == "modbus-tcp":
+        settings["host"] = table.text("host")
+        settings["port"] = table.integer("port", 502, low=1, high=65535)
+        settings.update(_bus_timing(table, 2.0))
+    elif protocol == "modbus-rtu":
+        settings.update(_serial(table, 9600, "E"))
+        settings.update(_bus_timing(table, 1.0))
+    elif protocol == "mbus":
+        settings.update(_serial(table, 2400, "E"))
+        if settings["baudrate"] not in MBUS_BAUD_RATES:
+            raise table.error("baudrate", f"M-Bus runs at {', '.join(map(str, MBUS_BAUD_RATES))} baud")
+        settings.update(_bus_timing(table, 0.0))
+        settings["timeout_s"] = table.number("timeout_s", 0.0, low=0.0, high=60)
+        settings["poll_interval_s"] = table.number("poll_interval_s", 900.0, low=0.05)
+    else:
+        settings.update(_serial(table, 57600, "N"))
+        settings["poll_interval_s"] = table.number("poll_interval_s", 300.0, low=0.05)
+        settings["duplicate_window_s"] = table.number("duplicate_window_s", 60.0, low=0.0)
+    return name, protocol, settings
+
+
+def _hex_key(table: Table) -> bytes | None:
+    text = table.text("key", None)
+    if text is None:
+        return None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise table.error("key", "an AES-128 key is 32 hexadecimal digits")
+    return key
+
+
+def _eight_digits(table: Table, key: str) -> str:
+    value: str = table.text(key)
+    if len(value) != 8 or not value.isdigit():
+        raise table.error(key, f"{value!r} is not an 8-digit identification")
+    return value
+
+
+def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> MeterConfig:
+    meter_id = _identifier(table, "meter_id")
+    table.text("bus", bus)
+    poll_interval = table.number("poll_interval_s", None, low=0.05)
+    if protocol in ("modbus-tcp", "modbus-rtu"):
+        unit_id = table.integer("unit_id", low=1, high=247)
+        profile = table.text("profile", "smart_water_meter")
+        parameters = table.raw_table("parameters")
+        try:
+            profiles.get(profile, parameters)
+        except ProfileError as error:
+            raise table.error("profile", str(error)) from error
+        table.no_unknown_keys()
+        return MeterConfig(meter_id, unit_id, profile, parameters, poll_interval)
+    if protocol == "mbus":
+        if table.has("address") == table.has("secondary_address"):
+            raise table.error(None, "an M-Bus meter has either a primary address or a secondary_address")
+        if table.has("address"):
+            address = table.integer("address", low=0, high=250)
+            table.no_unknown_keys()
+            return MeterConfig(meter_id, address, "mbus", {}, poll_interval)
+        secondary = _eight_digits(table, "secondary_address")
+        table.no_unknown_keys()
+        return MeterConfig(meter_id, 0xFD, "mbus", {}, poll_interval, secondary_address=secondary)
+    wmbus_id = _eight_digits(table, "id")
+    key = _hex_key(table)
+    table.no_unknown_keys()
+    return MeterConfig(meter_id, 0, "wmbus", {}, poll_interval, wmbus_id=wmbus_id, key=key)
+
+
+def parse_config(
+    document: dict[str, Any], source: str = "config", lines: LineIndex | None = None, base: Path | None = None
+) -> GatewayConfig:
+    doc = Document(source, lines)
+    top = Table(doc, (), document)
+    gateway_id = _identifier(top, "gateway_id")
+    endpoint, mqtt_options, mqtt_rest = _mqtt(top.table("mqtt", required=True), base)
+
+    spool_table = top.table("spool")
+    spool_path = _resolve(base, spool_table.text("path", f"{gateway_id}-spool.sqlite"))
+    spool = SpoolOptions(
+        max_readings=spool_table.integer("max_readings", 1_000_000, low=1),
+        policy=spool_table.choice("policy", ("drop_oldest", "stop_polling"), "drop_oldest"),
+    )
+    spool_table.no_unknown_keys()
+
+    health_table = top.table("health")
+    health = HealthOptions(
+        status_interval_s=health_table.number("status_interval_s", 60.0, low=0.1),
+        offline_after=health_table.integer("offline_after", 3, low=1),
+    )
+    health_table.no_unknown_keys()
+
+    profiles = _ProfileCache()
+    buses: dict[str, tuple[str, dict[str, Any], Table]] = {}
+    meters: dict[str, list[MeterConfig]] = {}
+    meter_places: dict[str, Table] = {}
+    unit_places: dict[tuple[str, str | int], str] = {}
+
+    def add_meter(table: Table, bus_name: str | None) -> None:
+        bus = bus_name if bus_name is not None else table.text("bus")
+        if bus_name is not None and table.has("bus") and table.text("bus") != bus_name:
+            raise table.error("bus", f"this meter is listed under bus {bus_name!r}")
+        if bus not in buses:
+            known = ", ".join(repr(b) for b in buses) or "none"
+            raise table.error("bus", f"no bus named {bus!r} (buses: {known})")
+        meter = _meter(table, profiles, bus, buses[bus][0])
+        if meter.meter_id in meter_places:
+            first = meter_places[meter.meter_id]
+            first_line = doc.lines.line((*first.path, "meter_id")) if doc.lines else None
+            also = f" (first at line {first_line})" if first_line else ""
+            raise table.error("meter_id", f"duplicate meter id {meter.meter_id!r}{also}")
+        key = (
+            "unit_id"
+            if meter.profile not in ("mbus", "wmbus")
+            else ("id" if meter.wmbus_id else "secondary_address" if meter.secondary_address else "address")
+        )
+        if (bus, meter.address) in unit_places:
+            other = unit_places[bus, meter.address]
+            raise table.error(key, f"{key.replace('_', ' ')} {meter.address} on bus {bus!r} is already meter {other!r}")
+        meter_places[meter.meter_id] = table
+        unit_places[bus, meter.address] = meter.meter_id
+        meters[bus].append(meter)
+
+    nested: list[tuple[Table, str]] = []
+    for bus_table in top.tables("buses"):
+        name, protocol, settings = _bus(bus_table)
+        if name in buses:
+            raise bus_table.error("name", f"duplicate bus name {name!r}")
+        buses[name] = (protocol, settings, bus_table)
+        meters[name] = []
+        nested.extend((meter_table, name) for meter_table in bus_table.tables("meters"))
+        bus_table.no_unknown_keys()
+    if not buses:
+        raise top.error(None, "no [[buses]]: a gateway needs at least one bus")
+    for meter_table, bus_name in nested:
+        add_meter(meter_table, bus_name)
+    for meter_table in top.tables("meters"):
+        add_meter(meter_table, None)
+    top.no_unknown_keys()
+
+    built: list[BusConfig] = []
+    for name, (protocol, settings, _table) in buses.items():
+        kind = {
+            "modbus-tcp": ModbusTcpBusConfig,
+            "modbus-rtu": ModbusRtuBusConfig,
+            "mbus": MBusBusConfig,
+            "wmbus": WMBusBusConfig,
+        }[protocol]
+        built.append(kind(meters=tuple(meters[name]), **settings))
+    return GatewayConfig(
+        gateway_id=gateway_id,
+        mqtt=endpoint,
+        spool_path=spool_path,
+        buses=tuple(built),
+        mqtt_options=mqtt_options,
+        spool=spool,
+        health=health,
+        **mqtt_rest,
+    )
+
+
+def parse_config_text(text: str, source: str = "config", base: Path | None = None) -> GatewayConfig:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}") from error
+    return parse_config(document, source, LineIndex(text), base)
+
+
+def load_config(path: Path | str) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: no such file") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from error
+    return parse_config_text(text, str(path), path.resolve().parent)

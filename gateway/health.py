@@ -1,0 +1,138 @@
+"""Health: what the gateway knows about its buses and meters, and the events when a meter goes quiet.
+
+A meter is ``offline`` after ``offline_after`` consecutive failed polls (each poll counting once,
+however many retries it took); the transition raises one ``meter_offline`` event, and the first good
+read after it one ``meter_online``. The status snapshot (uptime, per-bus success rate, per-meter last
+good read and consecutive failures, spool depth) is published on ``{root}/{gateway_id}/status/health``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aquami.contracts.reads import utc_iso
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class MeterHealth:
+    bus: str
+    polls: int = 0
+    failed_polls: int = 0
+    consecutive_failures: int = 0
+    last_good: datetime | None = None
+    offline_since: datetime | None = None
+
+
+@dataclass(slots=True)
+class BusHealth:
+    attempts: int = 0  # transactions on the wire, retries included
+    successes: int = 0
+    polls_skipped: int = 0  # polls not made (spool full under stop_polling, or the bus fell behind)
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.attempts == 0 else self.successes / self.attempts
+
+
+class Health:
+    def __init__(self, gateway_id: str, offline_after: int, clock: Callable[[], datetime] = utc_now):
+        self.gateway_id = gateway_id
+        self.offline_after = offline_after
+        self.clock = clock
+        self.started_at = clock()
+        self.meters: dict[str, MeterHealth] = {}
+        self.buses: dict[str, BusHealth] = {}
+
+    def track(self, bus: str, meter_ids: Iterable[str]) -> None:
+        self.buses.setdefault(bus, BusHealth())
+        for meter_id in meter_ids:
+            self.meters.setdefault(meter_id, MeterHealth(bus))
+
+    def forget_missing(self, meter_ids: set[str], buses: set[str]) -> None:
+        """After a reload: drop meters and buses no longer configured."""
+        for meter_id in list(self.meters):
+            if meter_id not in meter_ids:
+                del self.meters[meter_id]
+        for bus in list(self.buses):
+            if bus not in buses:
+                del self.buses[bus]
+
+    def attempt(self, bus: str, ok: bool) -> None:
+        counts = self.buses.setdefault(bus, BusHealth())
+        counts.attempts += 1
+        counts.successes += ok
+
+    def skipped(self, bus: str) -> None:
+        self.buses.setdefault(bus, BusHealth()).polls_skipped += 1
+
+    def poll_done(self, meter_id: str, ok: bool, at: datetime | None = None) -> dict[str, Any] | None:
+        """Record one poll's outcome; returns the event it raises, if any."""
+        at = at or self.clock()
+        meter = self.meters.setdefault(meter_id, MeterHealth(bus=""))
+        meter.polls += 1
+        if ok:
+            meter.last_good = at
+            meter.consecutive_failures = 0
+            if meter.offline_since is not None:
+                since, meter.offline_since = meter.offline_since, None
+                return self._event("meter_online", meter_id, meter, at, offline_since=utc_iso(since))
+            return None
+        meter.failed_polls += 1
+        meter.consecutive_failures += 1
+        if meter.offline_since is None and meter.consecutive_failures >= self.offline_after:
+            meter.offline_since = at
+            return self._event("meter_offline", meter_id, meter, at)
+        return None
+
+    def _event(self, name: str, meter_id: str, meter: MeterHealth, at: datetime, **extra: Any) -> dict[str, Any]:
+        event = {
+            "gateway_id": self.gateway_id,
+            "event": name,
+            "ts": utc_iso(at),
+            "meter_id": meter_id,
+            "bus": meter.bus,
+            "consecutive_failures": meter.consecutive_failures,
+            "last_good": None if meter.last_good is None else utc_iso(meter.last_good),
+        }
+        event.update(extra)
+        return event
+
+    def gateway_event(self, name: str, **detail: Any) -> dict[str, Any]:
+        return {"gateway_id": self.gateway_id, "event": name, "ts": utc_iso(self.clock()), **detail}
+
+    def snapshot(self, spool_depth: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "gateway_id": self.gateway_id,
+            "state": "online",
+            "ts": utc_iso(now),
+            "started_at": utc_iso(self.started_at),
+            "uptime_s": round((now - self.started_at).total_seconds(), 3),
+            "spool_depth": spool_depth,
+            "buses": {
+                name: {
+                    "attempts": b.attempts,
+                    "successes": b.successes,
+                    "success_rate": None if b.success_rate is None else round(b.success_rate, 4),
+                    "polls_skipped": b.polls_skipped,
+                }
+                for name, b in self.buses.items()
+            },
+            "meters": {
+                meter_id: {
+                    "bus": m.bus,
+                    "last_good": None if m.last_good is None else utc_iso(m.last_good),
+                    "consecutive_failures": m.consecutive_failures,
+                    "offline": m.offline_since is not None,
+                }
+                for meter_id, m in self.meters.items()
+            },
+            **(extra or {}),
+        }

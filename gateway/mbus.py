@@ -1,0 +1,258 @@
+"""Wired M-Bus master (EN 13757-2 link layer, EN 13757-3 data): one serial line, one transaction at a time.
+
+- On first contact with a meter (and after a failure) the master sends SND_NKE and expects E5h, which
+  also resets the meter's frame count bit (FCB).
+- A read is REQ_UD2 with FCV set and the FCB toggled after each successful exchange; a meter that
+  says "more records follow" (DIF 1Fh) is asked again with the FCB toggled until it says no more,
+  and the records of all its telegrams make the reading (multi-telegram read). A repeat after a
+  missing answer keeps the same FCB, so the meter resends the same telegram rather than the next.
+- A meter with a secondary address is selected first (SND_UD to FDh, CI 52h, E5h back) and then read
+  at FDh.
+- Timeouts follow clause 5.4: the answer must start within 330 bit times + 50 ms; the rest of the
+  frame then gets its transfer time plus a margin.
+
+Serial I/O is blocking pyserial in a worker thread; the bus lock of the scheduler makes sure only one
+transaction is on the line at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import serial
+
+from aquami.contracts.reads import Protocol, Reading
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
+from gateway.config import MBusBusConfig, MeterConfig
+from gateway.modbus_read import millisecond
+from gateway.transport import PollError
+
+ACK = 0xE5
+NETWORK_LAYER = 0xFD
+MAX_TELEGRAMS = 8  # a multi-telegram read longer than this is a meter gone wrong
+
+# EN 13757-3 clause 6.2, the status byte: bit 2 power low, bit 3 permanent error, bit 4 temporary error.
+_STATUS_ALARMS = ((0x04, "low_battery"), (0x08, "meter_error"), (0x10, "meter_error"))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def reading_from_records(
+    meter: MeterConfig, telegrams: list[dict[str, Any]], at: datetime, bus: str, protocol: Protocol = "mbus"
+) -> Reading:
+    """The current volume (and flow) among all telegrams' records; alarms from the status byte."""
+    volume = flow = None
+    for record in (r for t in telegrams for r in t.get("records", [])):
+        current = record["storage"] == 0 and record["tariff"] == 0 and record["function"] == "instantaneous"
+        if not current or not isinstance(record["value"], int | float):
+            continue
+        if record["quantity"] == "volume" and record["unit"] == "m3" and volume is None:
+            volume = float(record["value"])
+        elif record["quantity"] == "flow" and record["unit"] == "m3/h" and flow is None:
+            flow = float(record["value"])
+    if volume is None or volume < 0:
+        raise PollError(f"{meter.meter_id}: no current volume record in its answer")
+    status = telegrams[0].get("status") or 0
+    alarms = tuple(dict.fromkeys(name for bit, name in _STATUS_ALARMS if status & bit))
+    return Reading(
+        meter_id=meter.meter_id,
+        ts=millisecond(at),
+        volume_m3=volume,
+        flow_m3h=flow,
+        alarms=alarms,
+        protocol=protocol,
+        bus=bus,
+        address=meter.address,
+    )
+
+
+class MBusLine:
+    """The blocking side: frames on the serial line, with the standard's timing."""
+
+    def __init__(self, config: MBusBusConfig):
+        self.config = config
+        self.port: serial.Serial | None = None
+        self.char_s = (1 + config.bytesize + (config.parity != "N") + config.stopbits) / config.baudrate
+        self.answer_s = 330 / config.baudrate + 0.05  # clause 5.4
+
+    def open(self) -> serial.Serial:
+        if self.port is None:
+            c = self.config
+            try:
+                self.port = serial.Serial(
+                    c.device, baudrate=c.baudrate, parity=c.parity, stopbits=c.stopbits, bytesize=c.bytesize, timeout=0
+                )
+            except (serial.SerialException, ValueError) as error:
+                raise PollError(f"{c.name}: cannot open {c.device}: {error}") from error
+        return self.port
+
+    def close(self) -> None:
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+
+    def _read(self, port: serial.Serial, count: int, timeout: float) -> bytes:
+        port.timeout = timeout
+        return bytes(port.read(count))
+
+    def _drain(self, port: serial.Serial) -> None:
+        """Read and drop what is still arriving until the line is quiet, so the rest of a garbled
+        answer is not taken for the start of the next one."""
+        while self._read(port, 256, 4 * self.char_s + 0.01):
+            pass
+
+    def exchange(self, frame: bytes) -> bytes:
+        """Send ``frame``; return the answer (E5h or a whole long frame), or raise PollError."""
+        port = self.open()
+        port.reset_input_buffer()
+        port.write(frame)
+        port.flush()
+        wait = self.answer_s + len(frame) * self.char_s  # our own bytes leave first
+        first = self._read(port, 1, wait)
+        if not first:
+            raise PollError("no answer")
+        if first[0] == ACK:
+            extra = self._read(port, 1, 3 * self.char_s + 0.01)
+            if extra:  # more than one slave answered (a collision, in a secondary-address search)
+                self._drain(port)
+                raise PollError("collision")
+            return first
+        if first[0] != 0x68:
+            self._drain(port)
+            raise PollError(f"garbled answer (starts {first.hex()})")
+        head = first + self._read(port, 3, 4 * self.char_s + 0.05)
+        if len(head) < 4 or head[3] != 0x68 or head[1] != head[2]:
+            self._drain(port)
+            raise PollError(f"garbled long frame header {head.hex()}")
+        rest_len = head[1] + 2
+        rest = self._read(port, rest_len, rest_len * self.char_s * 1.5 + 0.05)
+        if len(rest) != rest_len:
+            raise PollError(f"frame cut short ({len(head) + len(rest)} of {rest_len + 4} bytes)")
+        return head + rest
+
+
+class MBusTransport:
+    def __init__(self, config: MBusBusConfig, clock: Callable[[], datetime] = utc_now):
+        self.config = config
+        self.clock = clock
+        self.line = MBusLine(config)
+        self._initialised: set[str] = set()  # meters that have had their SND_NKE
+        self._fcb: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def _exchange(self, frame: bytes) -> bytes:
+        return self.line.exchange(frame)
+
+    def _request(self, frame: bytes, repeats: int) -> bytes:
+        """Within a multi-telegram read, a lost answer is asked for again with the same FCB: the meter
+        then repeats its last telegram instead of moving on (EN 13757-2 clause 5.5.2)."""
+        for attempt in range(repeats + 1):
+            try:
+                return self._exchange(frame)
+            except PollError:
+                if attempt == repeats:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _initialise(self, meter: MeterConfig) -> None:
+        if meter.meter_id in self._initialised:
+            return
+        if meter.secondary_address is None:
+            answer = self._exchange(build_snd_nke(meter.unit_id))
+            if answer != bytes([ACK]):
+                raise PollError("SND_NKE not acknowledged")
+        self._initialised.add(meter.meter_id)
+        self._fcb[meter.meter_id] = True  # the first request after SND_NKE carries FCB = 1
+
+    def _select(self, meter: MeterConfig) -> None:
+        assert meter.secondary_address is not None
+        answer = self._exchange(build_snd_ud_select(meter.secondary_address))
+        if answer != bytes([ACK]):
+            raise PollError("selection not acknowledged")
+
+    def read_blocking(self, meter: MeterConfig) -> Reading:
+        with self._lock:
+            try:
+                self._initialise(meter)
+                if meter.secondary_address is not None:
+                    self._select(meter)
+                address = NETWORK_LAYER if meter.secondary_address is not None else meter.unit_id
+                telegrams: list[dict[str, Any]] = []
+                for _ in range(MAX_TELEGRAMS):
+                    fcb = self._fcb.get(meter.meter_id, True)
+                    answer = self._request(
+                        build_req_ud2(address, fcb=fcb), repeats=self.config.retries if telegrams else 0
+                    )
+                    try:
+                        telegram = decode_frame(answer)
+                    except DecodeError as error:
+                        raise PollError(str(error)) from error
+                    if telegram.get("function") != "RSP_UD":
+                        raise PollError(f"answered {telegram.get('function')}, not RSP_UD")
+                    if meter.secondary_address is not None and telegram.get("id") != meter.secondary_address:
+                        raise PollError(f"answer from {telegram.get('id')}, not the selected meter")
+                    self._fcb[meter.meter_id] = not fcb  # exchange complete: the next request toggles
+                    telegrams.append(telegram)
+                    if not telegram.get("more_records_follow"):
+                        break
+                else:
+                    raise PollError(f"more than {MAX_TELEGRAMS} telegrams")
+            except PollError as error:
+                self._initialised.discard(meter.meter_id)  # SND_NKE again next time
+                raise PollError(f"{meter.meter_id}: {error}") from error
+            return reading_from_records(meter, telegrams, self.clock(), self.config.name)
+
+    async def read(self, meter: MeterConfig) -> Reading:
+        return await asyncio.to_thread(self.read_blocking, meter)
+
+    async def reset(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self.line.close()
+
+    async def close(self) -> None:
+        await self.reset()
+
+    # secondary-address search (EN 13757-3 Annex E) ---------------------------------------------------
+    def search_blocking(self, prefix: str = "") -> list[str]:
+        """Every secondary identification on the line: wildcard selections narrowed digit by digit.
+
+        A selection answered by exactly one E5h holds one meter, read at FDh for its identification;
+        a garbled answer is a collision, narrowed by the next digit; silence means none.
+        """
+        found: list[str] = []
+        with self._lock:
+            self._search(prefix, found)
+        return found
+
+    def _search(self, prefix: str, found: list[str]) -> None:
+        pattern = prefix + "F" * (8 - len(prefix))
+        try:
+            answer = self._exchange(build_snd_ud_select(pattern))
+        except PollError as error:
+            if str(error) == "no answer":
+                return
+            answer = b""  # collision or garbage: more than one meter matches
+        if answer == bytes([ACK]):
+            try:
+                telegram = decode_frame(self._exchange(build_req_ud2(NETWORK_LAYER, fcb=True)))
+                found.append(str(telegram["id"]))
+                return
+            except (PollError, DecodeError, KeyError):
+                pass  # read failed: narrow down as if two had answered
+        if len(prefix) == 8:
+            return
+        for digit in "0123456789":
+            self._search(prefix + digit, found)
+
+    async def search(self) -> list[str]:
+        return await asyncio.to_thread(self.search_blocking)

@@ -1,0 +1,74 @@
+"""Reading one meter's profile over a pymodbus client, the same for Modbus TCP and RTU.
+
+pymodbus's own retries are off (``retries=0`` in the transports): the bus scheduler retries with
+backoff, so every attempt is counted. A reply that does not decode is a failure like no reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pymodbus.client.base import ModbusBaseClient
+from pymodbus.exceptions import ModbusException
+
+from aquami.contracts.reads import Protocol, Reading
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.modbus import MeterProfile
+from gateway.config import MeterConfig
+from gateway.transport import PollError
+
+
+def millisecond(moment: datetime) -> datetime:
+    """Truncate to milliseconds: the grain of the collector's ``(meter_id, ts)`` key."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+async def read_registers(client: ModbusBaseClient, meter: MeterConfig, profile: MeterProfile) -> list[int]:
+    """Every block of ``profile``; pymodbus's own timeout bounds each request (the scheduler bounds
+    the whole attempt too)."""
+    registers: list[int] = []
+    for block in profile.blocks:
+        read = client.read_input_registers if profile.function == "input" else client.read_holding_registers
+        try:
+            response = await read(block.start, count=block.count, device_id=meter.unit_id)
+        except (ModbusException, TimeoutError, ConnectionError, ValueError) as error:
+            raise PollError(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
+        if response.isError():
+            raise PollError(f"{meter.meter_id}: exception response {response}")
+        if len(response.registers) != block.count:
+            raise PollError(f"{meter.meter_id}: asked for {block.count} registers, got {len(response.registers)}")
+        registers.extend(response.registers)
+    return registers
+
+
+def to_reading(
+    meter: MeterConfig,
+    profile: MeterProfile,
+    registers: list[int],
+    at: datetime,
+    protocol: Protocol,
+    bus: str,
+    volume_m3: Callable[[float], float] | None = None,
+) -> Reading:
+    try:
+        fields = profile.decode_registers(registers)
+    except DecodeError as error:
+        raise PollError(f"{meter.meter_id}: {error}") from error
+    volume = fields.get("volume_m3")
+    if not isinstance(volume, int | float) or volume < 0:
+        raise PollError(f"{meter.meter_id}: profile {profile.name} gave no usable volume ({volume!r})")
+    if volume_m3 is not None:
+        volume = volume_m3(float(volume))
+    reverse = fields.get("reverse_volume_m3")
+    return Reading(
+        meter_id=meter.meter_id,
+        ts=millisecond(at),
+        volume_m3=float(volume),
+        flow_m3h=fields.get("flow_m3h"),
+        reverse_volume_m3=None if reverse is None else float(reverse),
+        alarms=tuple(dict.fromkeys(fields.get("alarms", ()))),
+        protocol=protocol,
+        bus=bus,
+        address=meter.unit_id,
+    )

@@ -1,0 +1,348 @@
+"""Delivery: publish sealed spool batches and delete each only when the broker has acknowledged it.
+
+One thread owns the MQTT connection and drives paho's network loop itself (``client.loop``), so the
+PUBACK callback, the spool work and every publish happen on that thread: no cross-thread handoff
+of acknowledgements. Each connection attempt uses a fresh paho client with a clean session; after a
+reconnect, every sealed and unacknowledged batch is sent again from the spool, oldest first, with its
+original ``batch_seq``. Only the batches in flight when the connection broke can arrive twice, and
+the collector's ``(meter_id, ts)`` key makes the repeat a no-op: delivery is at least once.
+
+Reconnection waits grow exponentially with jitter (:class:`gateway.backoff.Backoff`). With
+``protocol = "auto"`` the first attempt speaks MQTT 5; a broker that answers "unsupported protocol
+version" (CONNACK 0x84, or 3.1.1's return code 1), or that stays silent after the CONNECT, is spoken
+to in MQTT 3.1.1 from then on.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from aquami.contracts.reads import ReadsBatch, reads_topic, status_topic
+from aquami.mqtt import MqttEndpoint
+from gateway.backoff import Backoff
+from gateway.config import MqttOptions
+from gateway.spool import Spool
+
+log = logging.getLogger(__name__)
+
+_UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
+_LOOP_TICK_S = 0.05  # how long one network-loop turn may wait for the socket
+_CONNACK_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message other than a batch (status, event, command reply): QoS 1, not spooled."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+CommandHandler = Callable[[str, bytes], None]
+
+
+def encode_batch(gateway_id: str, batch_seq: int, bodies: list[str]) -> bytes:
+    """The ``reads`` message (:class:`aquami.contracts.reads.ReadsBatch`'s JSON) with the readings'
+    stored JSON spliced in as is: decoding and re-encoding them would cost more than the rest."""
+    head = ReadsBatch(gateway_id, batch_seq, datetime.now(UTC)).to_json()
+    del head["readings"]
+    return (json.dumps(head, separators=(",", ":"))[:-1] + ',"readings":[' + ",".join(bodies) + "]}").encode()
+
+
+class Publisher:
+    def __init__(
+        self,
+        spool: Spool,
+        gateway_id: str,
+        endpoint: MqttEndpoint,
+        *,
+        batch_size: int = 500,
+        window: int = 8,
+        topic_root: str = "aquami/v1",
+        options: MqttOptions | None = None,
+        on_command: CommandHandler | None = None,
+        outbox_limit: int = 1000,
+    ):
+        self.spool = spool
+        self.gateway_id = gateway_id
+        self.endpoint = endpoint
+        self.batch_size = batch_size
+        self.window = window
+        self.topic_root = topic_root
+        self.options = options or MqttOptions()
+        self.on_command = on_command
+        self.published_batches = 0
+        self.acknowledged_batches = 0
+        self.connections = 0
+        self.protocol_in_use: str | None = None
+        self.connected = threading.Event()
+        self._outbox: collections.deque[Outgoing] = collections.deque(maxlen=outbox_limit)
+        self._in_flight: dict[int, int] = {}  # message id -> batch_seq
+        self._acked: list[int] = []  # batches acknowledged during the current loop turn
+        self._messages_in_flight: dict[int, int] = {}  # message id -> spool message id (events)
+        self._messages_acked: list[int] = []
+        self._highest_message_sent = 0
+        self._highest_sent = 0
+        self._stop = threading.Event()
+        self._draining = False
+        self._backoff = Backoff(self.options.reconnect_min_s, self.options.reconnect_max_s)
+        self._protocol = mqtt.MQTTv311 if self.options.protocol == "3.1.1" else mqtt.MQTTv5
+        self._connack: Any = None  # this session's CONNACK reason, None until it arrives
+        self._connack_timed_out = False  # this session's CONNECT got no answer in time
+        self._thread = threading.Thread(target=self._run, name=f"publisher-{gateway_id}", daemon=True)
+
+    @property
+    def status_topic(self) -> str:
+        return status_topic(self.gateway_id, self.topic_root)
+
+    @property
+    def command_topic(self) -> str:
+        return f"{self.topic_root}/{self.gateway_id}/cmd/+"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # called from other threads ------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def nudge(self) -> None:
+        """New readings are in the spool; the loop looks at it every tick anyway."""
+
+    def send_durable(self, topic: str, payload: bytes) -> None:
+        """Queue a message (an event) in the spool's database: it survives restarts and is deleted
+        on the broker's acknowledgement, like a batch."""
+        self.spool.add_message(topic, payload)
+
+    def send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Queue a non-batch message; kept (up to the outbox limit, oldest dropped) while offline."""
+        self._outbox.append(Outgoing(topic, payload, retain))
+
+    def stop(self, drain_timeout: float = 0.0) -> None:
+        """Stop; with ``drain_timeout``, first give the publisher that long to empty the spool and outbox."""
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline:  # (re)connecting included: the broker may be just back
+            if self.connected.is_set() and self.spool.depth() == 0 and not self._outbox and not self._waiting():
+                break
+            time.sleep(0.05)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _waiting(self) -> bool:
+        """Durable messages not yet acknowledged."""
+        return bool(self._messages_in_flight) or self.spool.messages_waiting() > 0
+
+    # the connection thread ------------------------------------------------------------------------
+    def _new_client(self) -> mqtt.Client:
+        version = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
+        kwargs: dict[str, Any] = {"clean_session": True} if self._protocol == mqtt.MQTTv311 else {}
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"aquami-gateway-{self.gateway_id}",
+            protocol=self._protocol,
+            **kwargs,
+        )
+        client.max_inflight_messages_set(self.window + 64)  # our window bounds batches; room for the rest
+        client.max_queued_messages_set(0)
+        client.connect_timeout = 10.0
+        if self.endpoint.username is not None:
+            client.username_pw_set(self.endpoint.username, self.endpoint.password)
+        if self.endpoint.tls:
+            o = self.options
+            client.tls_set(
+                ca_certs=str(o.ca_file) if o.ca_file else None,
+                certfile=str(o.cert_file) if o.cert_file else None,
+                keyfile=str(o.key_file) if o.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        client.enable_logger(logging.getLogger("paho"))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        log.debug("new MQTT %s client for %s", version, self.endpoint.url)
+        return client
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            client = self._new_client()
+            try:
+                self._session(client)
+            except Exception:  # the thread must outlive any one bad moment; the spool keeps the data
+                log.exception("MQTT session failed")
+            finally:
+                self._settle_acks()
+                self.connected.clear()
+                self._in_flight.clear()
+                self._highest_sent = 0
+                self._messages_in_flight.clear()
+                self._highest_message_sent = 0
+                client.on_disconnect = None
+                if client.is_connected():
+                    client.disconnect()
+                else:
+                    sock = client.socket()  # a connection that never got its CONNACK: just close it
+                    if sock is not None:
+                        sock.close()
+            if self._stop.is_set():
+                break
+            refused_v5 = self._v5_refused()
+            if refused_v5 and self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5:
+                log.warning("%s does not speak MQTT 5; falling back to MQTT 3.1.1", self.endpoint.url)
+                self._protocol = mqtt.MQTTv311
+                continue
+            delay = self._backoff.next()
+            log.info("reconnecting to %s in %.1f s", self.endpoint.url, delay)
+            self._stop.wait(delay)
+
+    def _v5_refused(self) -> bool:
+        """Did this session's broker refuse MQTT 5: "unsupported protocol version", or no CONNACK at
+        all in time (some 3.1.1 brokers cannot parse MQTT 5 properties and say nothing). A hang-up is
+        not taken as a refusal: a broker going down at that moment does the same."""
+        if self._connack is None:
+            return self._connack_timed_out
+        return bool(getattr(self._connack, "value", 0) == _UNSUPPORTED_PROTOCOL)
+
+    def _session(self, client: mqtt.Client) -> None:
+        self._connack = None
+        self._connack_timed_out = False
+        try:
+            client.connect(self.endpoint.host, self.endpoint.port, keepalive=self.options.keepalive_s)
+        except (OSError, ssl.SSLError) as error:
+            log.warning("cannot connect to %s: %s", self.endpoint.url, error)
+            return
+        started = time.monotonic()
+        while True:
+            rc = client.loop(timeout=_LOOP_TICK_S)
+            self._settle_acks()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            if self._connack is None:
+                if time.monotonic() - started > _CONNACK_TIMEOUT_S:
+                    log.warning("no CONNACK from %s", self.endpoint.url)
+                    self._connack_timed_out = True
+                    return
+                continue
+            if self._connack.is_failure:
+                return
+            if self._stop.is_set():
+                self._say_goodbye(client)
+                return
+            self._drain_outbox(client)
+            self._send_durable_messages(client)
+            self._send_what_fits(client)
+
+    def _settle_acks(self) -> None:
+        if self._messages_acked:
+            acked_messages, self._messages_acked = self._messages_acked, []
+            self.spool.delete_messages(acked_messages)
+        if self._acked:
+            acked, self._acked = self._acked, []
+            self.spool.acknowledge_many(acked)
+            self.acknowledged_batches += len(acked)
+
+    def _say_goodbye(self, client: mqtt.Client) -> None:
+        info = client.publish(self.status_topic, b"offline", qos=1, retain=True)
+        deadline = time.monotonic() + 2.0
+        while not info.is_published() and time.monotonic() < deadline:
+            if client.loop(timeout=_LOOP_TICK_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+        client.disconnect()  # written at once: paho sends from this thread when there is no loop thread
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connack = reason
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self.connections += 1
+        self.protocol_in_use = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
+        self._backoff.reset()
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        client.subscribe(self.command_topic, qos=1)
+        self.connected.set()
+        log.info("connected to %s (MQTT %s)", self.endpoint.url, self.protocol_in_use)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from broker (%s); spooling until it is back", reason)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        message_id = self._messages_in_flight.pop(mid, None)
+        if message_id is not None:
+            if not reason.is_failure:
+                self._messages_acked.append(message_id)
+            return
+        batch_seq = self._in_flight.pop(mid, None)
+        if batch_seq is None:  # a status or a reply
+            return
+        if reason.is_failure:
+            # The broker took the message but refused it (MQTT 5); send it again on the next turn.
+            log.warning("broker refused batch %s: %s; it stays in the spool", batch_seq, reason)
+            self._highest_sent = min(self._highest_sent, batch_seq - 1)
+            return
+        self._acked.append(batch_seq)  # deleted after this loop turn, all in one transaction
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        name = message.topic.rsplit("/", 1)[-1]
+        if self.on_command is not None and not message.topic.endswith("/reply"):
+            try:
+                self.on_command(name, bytes(message.payload))
+            except Exception:
+                log.exception("command %s failed", name)
+
+    def _drain_outbox(self, client: mqtt.Client) -> None:
+        while self._outbox:
+            message = self._outbox.popleft()
+            info = client.publish(message.topic, message.payload, qos=1, retain=message.retain)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._outbox.appendleft(message)
+                return
+
+    def _send_durable_messages(self, client: mqtt.Client) -> None:
+        room = self.window - len(self._messages_in_flight)
+        if room <= 0:
+            return
+        for message_id, topic, payload in self.spool.messages_after(self._highest_message_sent, room):
+            info = client.publish(topic, payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            self._messages_in_flight[info.mid] = message_id
+            self._highest_message_sent = message_id
+
+    def _send_what_fits(self, client: mqtt.Client) -> None:
+        room = self.window - len(self._in_flight)
+        if room <= 0:
+            return
+        batches = self.spool.sealed_batches(after_seq=self._highest_sent, limit=room)
+        if len(batches) < room:
+            batches += self.spool.seal_many(self.batch_size, room - len(batches))
+        topic = reads_topic(self.gateway_id, self.topic_root)
+        for batch in batches:
+            if not batch.bodies:
+                continue
+            info = client.publish(
+                topic, encode_batch(self.gateway_id, batch.batch_seq, batch.bodies), qos=self.options.qos
+            )
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.warning("publish of batch %s failed (%s); it stays in the spool", batch.batch_seq, info.rc)
+                return
+            self._in_flight[info.mid] = batch.batch_seq
+            self._highest_sent = max(self._highest_sent, batch.batch_seq)
+            self.published_batches += 1

@@ -1,0 +1,63 @@
+"""Finding meters on a bus: try each address, keep those that answer, write a config snippet.
+
+For Modbus (TCP and RTU) this tries unit ids with one read of the given profile's registers; a unit
+that answers and decodes is a meter. The snippet is ``[[meters]]`` tables ready to paste into the
+gateway's TOML file, with placeholder meter ids to be replaced by the utility's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from aquami.contracts.reads import Reading
+from gateway.config import MeterConfig
+from gateway.transport import PollError
+
+Attempt = Callable[[MeterConfig], Awaitable[Reading]]
+
+
+@dataclass(frozen=True)
+class Found:
+    unit_id: int
+    profile: str
+    volume_m3: float
+
+
+async def scan_modbus(
+    attempt: Attempt, bus: str, unit_ids: Iterable[int], profile: str = "smart_water_meter"
+) -> list[Found]:
+    found = []
+    for unit_id in unit_ids:
+        probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile)
+        try:
+            reading = await attempt(probe)
+        except PollError:
+            continue
+        found.append(Found(unit_id, profile, reading.volume_m3))
+    return found
+
+
+def snippet(bus: str, found: Iterable[Found]) -> str:
+    """``[[meters]]`` tables for the units found (meter ids to be replaced by the utility's own)."""
+    parts = []
+    for f in found:
+        parts.append(
+            "[[meters]]\n"
+            f'meter_id = "{bus}-unit-{f.unit_id}"  # replace with the meter\'s id; it read {f.volume_m3} m3\n'
+            f'bus = "{bus}"\n'
+            f"unit_id = {f.unit_id}\n"
+            f'profile = "{f.profile}"\n'
+        )
+    return "\n".join(parts)
+
+
+def mbus_snippet(bus: str, identifications: Iterable[str]) -> str:
+    """``[[meters]]`` tables for M-Bus meters found by a secondary-address search."""
+    return "\n".join(
+        "[[meters]]\n"
+        f'meter_id = "{bus}-{ident}"  # replace with the meter\'s id\n'
+        f'bus = "{bus}"\n'
+        f'secondary_address = "{ident}"\n'
+        for ident in identifications
+    )

@@ -1,0 +1,240 @@
+"""The gateway process: schedule every bus, spool each reading, publish from the spool, report health.
+
+Readings go to the spool through one writer task that commits whatever has arrived since its last
+commit in one transaction (group commit), and a poll counts as done only once its reading is on disk.
+The MQTT side runs on the publisher's own thread; commands from the broker are handed to this event
+loop (:mod:`gateway.commands`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import suppress
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aquami.contracts.reads import Reading, events_topic
+from gateway.buses import make_transport
+from gateway.commands import Commands
+from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
+from gateway.health import Health
+from gateway.profiles import ProfileBook
+from gateway.publisher import Publisher
+from gateway.scheduler import BusScheduler
+from gateway.spool import Spool
+from gateway.wmbus import WMBusListener
+
+log = logging.getLogger(__name__)
+
+OVERFLOW_EVENT_EVERY_S = 10.0  # drops are reported at once, then summed into one event per this interval
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, config_path: Path | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.spool = Spool(config.spool_path, config.spool.max_readings, config.spool.policy == "drop_oldest")
+        self.health = Health(config.gateway_id, config.health.offline_after)
+        self.profiles = ProfileBook(self.spool)
+        self.publisher = Publisher(
+            self.spool,
+            config.gateway_id,
+            config.mqtt,
+            batch_size=config.batch_size,
+            window=config.window,
+            topic_root=config.topic_root,
+            options=config.mqtt_options,
+            on_command=self._command_from_broker,
+        )
+        self.schedulers: dict[str, BusScheduler] = {}
+        self.listeners: dict[str, WMBusListener] = {}
+        self.readings_spooled = 0
+        self.readings_dropped = 0
+        self.spool_full = False
+        self._overflow_unreported = 0
+        self._overflow_reported_at = -OVERFLOW_EVENT_EVERY_S
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._wake_writer = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bus_tasks: list[asyncio.Task[None]] = []
+        self._bus_stop = asyncio.Event()
+        self._commands: Commands | None = None
+
+    # spooling -------------------------------------------------------------------------------------
+    async def spool_reading(self, reading: Reading) -> None:
+        """Queue ``reading`` for the next group commit and wait until it is on disk."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((reading.to_json(), done))
+        self._wake_writer.set()
+        await done
+
+    async def _writer(self, stop: asyncio.Event) -> None:
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    appended = await asyncio.to_thread(self.spool.append, [body for body, _ in batch])
+                except Exception as error:  # a full disk: the polls fail, and say why
+                    log.exception("cannot write to the spool")
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(error)
+                    continue
+                self.readings_spooled += appended.stored
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+                if appended.dropped:
+                    self.readings_dropped += appended.dropped
+                    self._overflow_unreported += appended.dropped
+                    if time.monotonic() - self._overflow_reported_at >= OVERFLOW_EVENT_EVERY_S:
+                        self._report_overflow()
+            if stop.is_set() and not self._pending:
+                return
+
+    def _report_overflow(self) -> None:
+        """One ``spool_overflow`` event for the drops since the last one (at most one per interval)."""
+        if self._overflow_unreported:
+            dropped, self._overflow_unreported = self._overflow_unreported, 0
+            self._overflow_reported_at = time.monotonic()
+            depth = self.spool.depth()
+            self.emit(
+                self.health.gateway_event("spool_overflow", dropped=dropped, spool_depth=depth, policy="drop_oldest")
+            )
+
+    def _may_poll(self) -> bool:
+        """The ``stop_polling`` policy: no polls while the spool is at its limit."""
+        if self.config.spool.policy != "stop_polling":
+            return True
+        full = self.spool.is_full()
+        if full != self.spool_full:
+            self.spool_full = full
+            name = "spool_full" if full else "spool_resumed"
+            self.emit(self.health.gateway_event(name, spool_depth=self.spool.depth(), policy="stop_polling"))
+        return not full
+
+    # events and health ------------------------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        log.info("event %s %s", event["event"], event.get("meter_id", ""))
+        topic = events_topic(self.config.gateway_id, self.config.topic_root)
+        self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode())
+
+    def status(self) -> dict[str, Any]:
+        return self.health.snapshot(
+            self.spool.depth(),
+            {
+                "readings_spooled": self.readings_spooled,
+                "readings_dropped": self.readings_dropped,
+                "events_waiting": self.spool.messages_waiting(),
+                "batches_acknowledged": self.publisher.acknowledged_batches,
+                "mqtt_protocol": self.publisher.protocol_in_use,
+            },
+        )
+
+    def publish_status(self) -> None:
+        topic = f"{self.config.topic_root}/{self.config.gateway_id}/status/health"
+        self.publisher.send(topic, json.dumps(self.status(), separators=(",", ":")).encode(), retain=True)
+
+    async def _reporter(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._report_overflow()
+            self.publish_status()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.config.health.status_interval_s)
+
+    # buses ------------------------------------------------------------------------------------------
+    def _on_poll(self, meter: MeterConfig, reading: Reading | None) -> None:
+        self._on_heard(meter, reading is not None)
+
+    def _on_heard(self, meter: MeterConfig, ok: bool) -> None:
+        event = self.health.poll_done(meter.meter_id, ok)
+        if event is not None:
+            self.emit(event)
+
+    def _start_buses(self) -> None:
+        self._bus_stop = asyncio.Event()
+        self.schedulers = {}
+        self.listeners = {}
+        for bus in self.config.buses:
+            self.health.track(bus.name, (m.meter_id for m in bus.meters))
+            name = bus.name
+            if isinstance(bus, WMBusBusConfig):
+                self.listeners[name] = WMBusListener(
+                    bus,
+                    on_reading=self.spool_reading,
+                    on_heard=self._on_heard,
+                    on_attempt=lambda ok, name=name: self.health.attempt(name, ok),  # type: ignore[misc]
+                )
+                continue
+            scheduler = BusScheduler(
+                bus,
+                make_transport(bus, self.profiles),
+                on_reading=self.spool_reading,
+                on_poll=self._on_poll,
+                on_attempt=lambda ok, name=name: self.health.attempt(name, ok),  # type: ignore[misc]
+                may_poll=self._may_poll,
+                on_skip=lambda name=name: self.health.skipped(name),  # type: ignore[misc]
+            )
+            self.schedulers[bus.name] = scheduler
+        runs = [s.run(self._bus_stop) for s in self.schedulers.values()]
+        runs += [listener.run(self._bus_stop) for listener in self.listeners.values()]
+        self._bus_tasks = [asyncio.create_task(run) for run in runs]
+
+    async def _stop_buses(self) -> None:
+        self._bus_stop.set()
+        await asyncio.gather(*self._bus_tasks, return_exceptions=True)
+        for scheduler in self.schedulers.values():
+            await scheduler.transport.close()
+
+    async def apply_config(self, config: GatewayConfig) -> list[str]:
+        """Swap buses and meters for ``config``'s (``cmd/reload``); the spool and MQTT session stay.
+
+        Returns notes on settings that only a restart applies.
+        """
+        notes = []
+        for name in ("gateway_id", "mqtt", "spool_path", "mqtt_options", "batch_size", "window", "topic_root", "spool"):
+            if getattr(config, name) != getattr(self.config, name):
+                notes.append(f"{name} changed: takes effect on restart")
+        await self._stop_buses()
+        kept = config
+        if notes:  # keep the running identity and delivery settings, take the buses and health
+            kept = replace(self.config, buses=config.buses, health=config.health)
+        self.config = kept
+        self.health.offline_after = kept.health.offline_after
+        self.health.forget_missing({m.meter_id for m in kept.meters}, {b.name for b in kept.buses})
+        self._start_buses()
+        return notes
+
+    # commands from the broker -----------------------------------------------------------------------
+    def _command_from_broker(self, name: str, payload: bytes) -> None:
+        """Called on the publisher's thread: hand the command to the event loop."""
+        if self._loop is not None and self._commands is not None:
+            self._loop.call_soon_threadsafe(self._commands.dispatch, name, payload)
+
+    # the whole ------------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, drain_timeout: float = 2.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._commands = Commands(self)
+        self.publisher.start()
+        writer_stop = asyncio.Event()
+        writer = asyncio.create_task(self._writer(writer_stop))
+        reporter = asyncio.create_task(self._reporter(stop))
+        try:
+            self._start_buses()
+            await stop.wait()
+        finally:
+            await self._stop_buses()
+            await self._commands.close()
+            writer_stop.set()
+            self._wake_writer.set()
+            await asyncio.gather(writer, reporter, return_exceptions=True)
+            self._report_overflow()
+            self.publish_status()
+            await asyncio.to_thread(self.publisher.stop, drain_timeout)
+            self.spool.close()

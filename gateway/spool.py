@@ -1,0 +1,210 @@
+"""The durable local spool: every reading is on disk before it is published, until the broker acks it.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed reading survives a power cut. Readings are
+sealed into numbered batches (``batch_seq``, monotonic and persisted, so it survives restarts) before
+they are sent; a batch leaves the spool only through :meth:`Spool.acknowledge`, called on PUBACK.
+After a restart, sealed but unacknowledged batches are sent again first, in order, with their
+original ``batch_seq``: the collector's ``(meter_id, ts)`` key turns the repeat into a no-op.
+
+The spool holds at most ``max_readings``. What happens at the limit is the owner's policy: with
+``drop_oldest`` :meth:`Spool.append` deletes the oldest readings to make room and reports how many
+(the gateway raises a ``spool_overflow`` event); with ``stop_polling`` the gateway asks
+:meth:`Spool.is_full` before each poll and skips polls until the broker has drained it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL,
+    batch_seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS readings_by_batch ON readings (batch_seq, id);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('next_batch_seq', 1);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pulse_wraps (meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, wraps INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    stored: int
+    dropped: int = 0  # the oldest readings deleted to keep within the limit (drop_oldest)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBatch:
+    batch_seq: int
+    bodies: list[str]  # each reading's JSON as stored: the publisher splices them, never re-encodes
+
+    @property
+    def readings(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for body in self.bodies]
+
+
+class Spool:
+    """A thread-safe durable queue of readings (the MQTT client acknowledges from its own thread)."""
+
+    def __init__(self, path: Path | str, max_readings: int | None = None, drop_oldest: bool = True):
+        self.path = Path(path)
+        self.max_readings = max_readings
+        self.drop_oldest = drop_oldest
+        self.dropped_total = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            self._depth: int = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def append(self, readings: Iterable[dict[str, Any]]) -> Appended:
+        """Store readings durably (one transaction); at the limit, drop the oldest if so configured."""
+        rows = [(json.dumps(r, separators=(",", ":")),) for r in readings]
+        dropped = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO readings (body) VALUES (?)", rows)
+                excess = 0 if self.max_readings is None else self._depth + len(rows) - self.max_readings
+                if excess > 0 and self.drop_oldest:
+                    dropped = self._db.execute(
+                        "DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?)", (excess,)
+                    ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth += len(rows) - dropped
+            self.dropped_total += dropped
+        return Appended(len(rows), dropped)
+
+    def is_full(self) -> bool:
+        return self.max_readings is not None and self._depth >= self.max_readings
+
+    def sealed_batches(self, after_seq: int = 0, limit: int = 100) -> list[SealedBatch]:
+        """Sealed, unacknowledged batches with ``batch_seq > after_seq``, oldest first."""
+        with self._lock:
+            seqs = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT DISTINCT batch_seq FROM readings WHERE batch_seq > ? ORDER BY batch_seq LIMIT ?",
+                    (after_seq, limit),
+                )
+            ]
+            return [self._load(seq) for seq in seqs]
+
+    def _load(self, batch_seq: int) -> SealedBatch:
+        bodies = self._db.execute("SELECT body FROM readings WHERE batch_seq = ? ORDER BY id", (batch_seq,))
+        return SealedBatch(batch_seq, [body for (body,) in bodies])
+
+    def seal(self, max_readings: int) -> SealedBatch | None:
+        """Seal the oldest unsealed readings (at most ``max_readings``) into the next batch."""
+        sealed = self.seal_many(max_readings, 1)
+        return sealed[0] if sealed else None
+
+    def seal_many(self, max_readings: int, batches: int) -> list[SealedBatch]:
+        """Seal up to ``batches`` batches of at most ``max_readings`` each, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [
+                    row[0]
+                    for row in self._db.execute(
+                        "SELECT id FROM readings WHERE batch_seq IS NULL ORDER BY id LIMIT ?", (max_readings * batches,)
+                    )
+                ]
+                groups = [ids[i : i + max_readings] for i in range(0, len(ids), max_readings)]
+                (first_seq,) = self._db.execute("SELECT value FROM counters WHERE name = 'next_batch_seq'").fetchone()
+                if groups:
+                    self._db.execute(
+                        "UPDATE counters SET value = value + ? WHERE name = 'next_batch_seq'", (len(groups),)
+                    )
+                for seq, group in enumerate(groups, start=first_seq):
+                    self._db.execute(
+                        "UPDATE readings SET batch_seq = ? WHERE batch_seq IS NULL AND id BETWEEN ? AND ?",
+                        (seq, group[0], group[-1]),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return [self._load(seq) for seq in range(first_seq, first_seq + len(groups))]
+
+    def acknowledge(self, batch_seq: int) -> int:
+        """The broker has the batch: delete it. Returns how many readings left the spool."""
+        return self.acknowledge_many([batch_seq])
+
+    def acknowledge_many(self, batch_seqs: list[int]) -> int:
+        """Delete several acknowledged batches in one transaction (one fsync)."""
+        if not batch_seqs:
+            return 0
+        with self._lock:
+            cursor = self._db.executemany("DELETE FROM readings WHERE batch_seq = ?", [(seq,) for seq in batch_seqs])
+            self._depth -= cursor.rowcount
+            return cursor.rowcount
+
+    def depth(self) -> int:
+        """Readings on disk not yet acknowledged (sealed or not): the spool-depth metric."""
+        return self._depth
+
+    def next_batch_seq(self) -> int:
+        with self._lock:
+            (value,) = self._db.execute("SELECT value FROM counters WHERE name = 'next_batch_seq'").fetchone()
+            return int(value)
+
+    # pulse counters' wrap state (gateway.pulse.WrapStore), kept with the readings it explains
+    def load_wrap(self, meter_id: str) -> tuple[float | None, int]:
+        with self._lock:
+            row = self._db.execute("SELECT last_m3, wraps FROM pulse_wraps WHERE meter_id = ?", (meter_id,)).fetchone()
+        return (None, 0) if row is None else (float(row[0]), int(row[1]))
+
+    def save_wrap(self, meter_id: str, last_m3: float, wraps: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO pulse_wraps (meter_id, last_m3, wraps) VALUES (?, ?, ?) "
+                "ON CONFLICT (meter_id) DO UPDATE SET last_m3 = excluded.last_m3, wraps = excluded.wraps",
+                (meter_id, last_m3, wraps),
+            )
+
+    # other durable messages (events): kept like readings until the broker acknowledges them
+    def add_message(self, topic: str, payload: bytes, limit: int = 10_000) -> None:
+        """Store a message for the broker; beyond ``limit`` waiting, the oldest go."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO messages (topic, payload) VALUES (?, ?)", (topic, payload))
+            self._db.execute("DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?", (limit,))
+            self._db.execute("COMMIT")
+
+    def messages_after(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload FROM messages WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            ).fetchall()
+        return [(int(i), str(t), bytes(p)) for i, t, p in rows]
+
+    def delete_messages(self, ids: list[int]) -> None:
+        if ids:
+            with self._lock:
+                self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+
+    def messages_waiting(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])

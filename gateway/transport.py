@@ -1,0 +1,22 @@
+"""What a bus scheduler needs from a transport: one read attempt of one meter, and a reset."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aquami.contracts.reads import Reading
+from gateway.config import MeterConfig
+
+
+class PollError(Exception):
+    """A meter did not give a usable answer this time (no answer, garbled, an exception response)."""
+
+
+class Transport(Protocol):
+    async def read(self, meter: MeterConfig) -> Reading:
+        """One attempt, bounded by the bus's timeout; raises :class:`PollError` on any failure."""
+
+    async def reset(self) -> None:
+        """After a failure: drop whatever state might be out of step (a TCP connection, a half frame)."""
+
+    async def close(self) -> None: ...

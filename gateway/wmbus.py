@@ -1,0 +1,160 @@
+"""Wireless M-Bus: listen to a receiver (iM871A HCI over a serial port); nothing is polled.
+
+Telegrams of configured meters are decoded (and decrypted with the meter's key) by
+:func:`firmware_protocols.wmbus.decode.decode_telegram`; others are counted and ignored. One telegram
+can be heard twice (directly and through a repeater, or by two receivers): a telegram whose meter,
+access number and records were already taken within ``duplicate_window_s`` is dropped.
+
+Health works in intervals of the bus's ``poll_interval_s`` (the meters' send interval): a meter heard
+counts as a good poll; an interval without it as a failed one, so ``offline_after`` silent intervals
+raise ``meter_offline``, and the next telegram ``meter_online``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import serial
+
+from aquami.contracts.reads import Reading
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.wmbus.decode import decode_telegram
+from firmware_protocols.wmbus.receiver import ReceiverStreamParser
+from gateway.config import MeterConfig, WMBusBusConfig
+from gateway.mbus import reading_from_records
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DuplicateFilter:
+    """Remembers what was taken for ``window_s`` seconds (monotonic time)."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic):
+        self.window_s = window_s
+        self.clock = clock
+        self._seen: dict[tuple[str, int, str], float] = {}
+
+    def first_time(self, meter_id: str, access_no: int, records: Any) -> bool:
+        now = self.clock()
+        if len(self._seen) > 10_000 or (self._seen and next(iter(self._seen.values())) < now - self.window_s):
+            self._seen = {k: t for k, t in self._seen.items() if t >= now - self.window_s}
+        digest = hashlib.blake2b(json.dumps(records, sort_keys=True).encode(), digest_size=8).hexdigest()
+        key = (meter_id, access_no, digest)
+        seen_at = self._seen.get(key)
+        if seen_at is not None and now - seen_at <= self.window_s:
+            return False
+        self._seen[key] = now
+        return True
+
+
+class WMBusListener:
+    def __init__(
+        self,
+        config: WMBusBusConfig,
+        on_reading: Callable[[Reading], Awaitable[None]],
+        on_heard: Callable[[MeterConfig, bool], None],
+        on_attempt: Callable[[bool], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ):
+        self.config = config
+        self.on_reading = on_reading
+        self.on_heard = on_heard
+        self.on_attempt = on_attempt
+        self.clock = clock
+        self.meters = {m.wmbus_id: m for m in config.meters if m.wmbus_id}
+        self.keys = {ident: m.key for ident, m in self.meters.items() if m.key is not None}
+        self.parser = ReceiverStreamParser()
+        self.duplicates = DuplicateFilter(config.duplicate_window_s)
+        self.heard_since_check: set[str] = set()
+        self.telegrams = 0
+        self.duplicates_dropped = 0
+        self.unknown_meters = 0
+        self.undecodable = 0
+
+    def _open(self) -> serial.Serial:
+        c = self.config
+        return serial.Serial(
+            c.device, baudrate=c.baudrate, parity=c.parity, stopbits=c.stopbits, bytesize=c.bytesize, timeout=0.2
+        )
+
+    async def handle(self, telegram: bytes) -> Reading | None:
+        """One telegram from the receiver: a reading, or None (unknown meter, duplicate, undecodable)."""
+        self.telegrams += 1
+        at = self.clock()
+        try:
+            decoded = decode_telegram(telegram, self.keys, crcs=False)
+        except DecodeError as error:
+            self.undecodable += 1
+            if self.on_attempt:
+                self.on_attempt(False)
+            log.warning("%s: telegram not decoded: %s", self.config.name, error)
+            return None
+        ident = (decoded.get("meter") or {}).get("id") or decoded["id"]
+        meter = self.meters.get(ident)
+        if meter is None:
+            self.unknown_meters += 1
+            return None
+        if self.on_attempt:
+            self.on_attempt(True)
+        if not self.duplicates.first_time(meter.meter_id, decoded.get("access_no") or 0, decoded["records"]):
+            self.duplicates_dropped += 1
+            return None
+        reading = reading_from_records(meter, [decoded], at, self.config.name, protocol="wmbus")
+        self.heard_since_check.add(meter.meter_id)
+        await self.on_reading(reading)
+        self.on_heard(meter, True)
+        return reading
+
+    def check_silence(self) -> None:
+        """Once per send interval: every meter not heard in it counts a failed poll."""
+        for meter in self.config.meters:
+            if meter.meter_id not in self.heard_since_check:
+                self.on_heard(meter, False)
+        self.heard_since_check.clear()
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.config.poll_interval_s)
+            if not stop.is_set():
+                self.check_silence()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        watcher = asyncio.create_task(self._watch(stop))
+        port: serial.Serial | None = None
+        try:
+            while not stop.is_set():
+                if port is None:
+                    try:
+                        port = await asyncio.to_thread(self._open)
+                    except (serial.SerialException, OSError) as error:
+                        log.warning("%s: cannot open %s: %s", self.config.name, self.config.device, error)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), timeout=5.0)
+                        continue
+                try:
+                    data = await asyncio.to_thread(port.read, 4096)
+                except (serial.SerialException, OSError) as error:
+                    log.warning("%s: receiver lost: %s", self.config.name, error)
+                    port.close()
+                    port = None
+                    continue
+                for received in self.parser.feed(data):
+                    await self.handle(received.telegram)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            if port is not None:
+                port.close()

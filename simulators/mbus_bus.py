@@ -1,0 +1,193 @@
+"""Meters on one wired M-Bus, behind a pseudo-terminal at the bus' baud rate (2400 8E1 by default).
+
+The master (a gateway, or a technician's tool) opens :attr:`MBusSimulator.port` with pyserial. Each
+frame it writes goes, once the line falls silent, to every meter it reaches (EN 13757-2 clause 5.4):
+its primary address, FDh for the meter(s) selected by secondary address, FEh for all (all answer),
+FFh for all (none answers). A frame whose checksum, length or stop byte is wrong is ignored by every
+meter, as a slave does with a transmission error.
+
+Collisions: when more than one meter answers, their answers overlap on the wire. The M-Bus slave
+signals a 0 (space) by drawing extra current, so the master sees a 0 wherever any slave sends one:
+the bit streams (start bit, 8 data bits, parity, stop bits) combine by AND, each offset by its
+meter's own turnaround, and the master's UART reads what results. Two E5h from meters a few bit
+times apart come out as bytes that are not one clean E5h: that is how a master's wildcard search
+learns that more than one meter matched (EN 13757-3 Annex E).
+
+Wire faults (:mod:`simulators.wire_faults`) act per meter, with its primary address as the fault's
+address: ``absent`` meters hear nothing (and do not change state), the others spoil that meter's
+answer before it meets the others' on the wire. ``bad_checksum`` corrupts the checksum byte (E5h,
+which has none, is sent as is).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus import decode_master_frame, link
+from simulators.mbus_slave import CI_SELECTION, Addressing, MBusWaterMeter
+from simulators.serial_line import LineSettings, Reply, SerialLine
+from simulators.wire_faults import WireFaultKind, WireFaultPlan
+
+log = logging.getLogger(__name__)
+
+#: EN 13757-2: 2400 baud is the usual M-Bus speed; 8 data bits, even parity, one stop bit. A slave
+#: decides a frame is complete from its length field, so a short idle time ends a request.
+MBUS_LINE = LineSettings(baudrate=2400, parity="E", idle_chars=3.0, min_idle_s=0.0)
+
+
+def mbus_line(baudrate: int = 2400) -> LineSettings:
+    return LineSettings(baudrate=baudrate, parity="E", idle_chars=3.0, min_idle_s=0.0)
+
+
+def corrupt_mbus_checksum(frame: bytes) -> bytes:
+    """Flip the checksum byte (second to last) of a short or long frame; E5h has none."""
+    if len(frame) >= 5 and frame[-1] == link.STOP:
+        return frame[:-2] + bytes([frame[-2] ^ 0xFF]) + frame[-1:]
+    return frame
+
+
+def _char_bits(byte: int, settings: LineSettings) -> list[int]:
+    data = [(byte >> i) & 1 for i in range(settings.bytesize)]
+    parity = [] if settings.parity == "N" else [(sum(data) + (settings.parity == "O")) % 2]
+    return [0, *data, *parity] + [1] * settings.stopbits
+
+
+def collide(answers: Sequence[tuple[int, bytes]], settings: LineSettings) -> bytes:
+    """What a master's UART reads when answers (``(start offset in bit times, bytes)``) overlap.
+
+    The line idles at 1 (mark); a 0 from any sender wins. The UART waits for a start bit, samples a
+    character's bits, and waits for the next start bit after it; parity errors cannot be shown on a
+    pty, so the character's data bits are what it delivers.
+    """
+    bpc = settings.bits_per_char
+    length = max(offset + len(data) * bpc for offset, data in answers) + bpc
+    level = [1] * length
+    for offset, data in answers:
+        for k, byte in enumerate(data):
+            for j, bit in enumerate(_char_bits(byte, settings)):
+                level[offset + k * bpc + j] &= bit
+    out = bytearray()
+    i = 0
+    while i < length:
+        if level[i] == 0:
+            out.append(sum(level[i + 1 + j] << j for j in range(settings.bytesize)))
+            i += bpc
+        else:
+            i += 1
+    return bytes(out)
+
+
+@dataclass
+class MBusBus:
+    """The meters on one M-Bus segment: a :class:`~simulators.serial_line.LineDevice`."""
+
+    meters: Sequence[MBusWaterMeter]
+    settings: LineSettings = MBUS_LINE
+    faults: WireFaultPlan | None = None
+
+    def __post_init__(self) -> None:
+        addresses = [m.primary_address for m in self.meters if m.primary_address != link.ADDRESS_UNCONFIGURED]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("two meters share a primary address on one M-Bus")
+        secondaries = [(m.identification, m.manufacturer, m.version, m.medium) for m in self.meters]
+        if len(set(secondaries)) != len(secondaries):
+            raise ValueError("two meters share a secondary address on one M-Bus")
+
+    def _absent(self, meter: MBusWaterMeter, now: datetime) -> bool:
+        return self.faults is not None and any(
+            rule.kind == WireFaultKind.ABSENT and rule.matches(meter.primary_address, now)
+            for rule in self.faults.faults
+        )
+
+    def _reached(self, request: dict[str, object], now: datetime) -> list[tuple[MBusWaterMeter, Addressing]]:
+        address = request.get("a_field")
+        present = [m for m in self.meters if not self._absent(m, now)]
+        if address == link.ADDRESS_NETWORK_LAYER:
+            if request.get("ci_field") == CI_SELECTION and request.get("function") == "SND_UD":
+                selection = request["secondary_address"]
+                assert isinstance(selection, dict)
+                return [(m, "secondary") for m in present if m.select(selection)]
+            return [(m, "secondary") for m in present if m.selected]
+        if address in (link.ADDRESS_BROADCAST_REPLY, link.ADDRESS_BROADCAST_NO_REPLY):
+            return [(m, "broadcast") for m in present]
+        return [(m, "primary") for m in present if m.primary_address == address]
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        try:
+            request = decode_master_frame(frame)
+        except DecodeError:
+            return None  # a transmission error: every slave ignores the frame
+        answers: list[tuple[int, bytes, MBusWaterMeter]] = []
+        for meter, addressing in self._reached(request, now):
+            answer = meter.receive(request, addressing, now)
+            if request.get("a_field") == link.ADDRESS_BROADCAST_NO_REPLY or answer is None:
+                continue
+            bits = meter.turnaround_bits
+            if self.faults is not None:
+                outcome = self.faults.apply(answer, meter.primary_address, now, corrupt_mbus_checksum)
+                if not outcome.reply:
+                    continue
+                answer = outcome.reply
+                bits += round(outcome.delay_s * self.settings.baudrate)
+            answers.append((bits, answer, meter))
+        if not answers:
+            return None
+        first = min(bits for bits, _, _ in answers)
+        turnaround_s = first / self.settings.baudrate
+        if len(answers) == 1:
+            return Reply(answers[0][1], answers[0][2].primary_address, turnaround_s, corrupt_mbus_checksum)
+        offsets = _distinct([bits - first for bits, _, _ in answers])
+        log.debug("collision of %d answers on the M-Bus", len(answers))
+        return Reply(
+            collide(list(zip(offsets, [a for _, a, _ in answers], strict=True)), self.settings), None, turnaround_s
+        )
+
+
+def _distinct(offsets: list[int]) -> list[int]:
+    """No two senders are ever bit-aligned on a real bus: nudge equal offsets apart by one bit."""
+    seen: set[int] = set()
+    out = []
+    for offset in offsets:
+        while offset in seen:
+            offset += 1
+        seen.add(offset)
+        out.append(offset)
+    return out
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class MBusSimulator:
+    """An M-Bus segment on a pty (the gateway opens :attr:`port`), e.g. 2400 baud 8E1."""
+
+    meters: Sequence[MBusWaterMeter]
+    settings: LineSettings = MBUS_LINE
+    faults: WireFaultPlan | None = None
+    clock: Callable[[], datetime] = utc_now
+    bus: MBusBus = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bus = MBusBus(self.meters, self.settings, self.faults)
+        # The bus applies the wire faults per meter (collisions need each answer before they meet).
+        self.line = SerialLine(self.bus, self.settings, None, self.clock)
+        self.port = self.line.port
+
+    def start(self) -> MBusSimulator:
+        self.line.start()
+        return self
+
+    def stop(self) -> None:
+        self.line.stop()
+
+    def __enter__(self) -> MBusSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

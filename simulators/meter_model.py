@@ -1,0 +1,384 @@
+"""A live meter: given a UTC time, what its register, flow and alarms read.
+
+The water through the meter is the consumption model at a fine step (60 s by default) plus the
+injected faults. Within a step the flow is constant, so the registered volume is the exact integral
+of the reported flow: for any ``t1 < t2`` without a replacement or rollover between them,
+``register(t2) - register(t1)`` equals ``∫ flow_m3h dt / 3600`` to within one register resolution
+(the register shows ``floor(volume / resolution)``, like a counting wheel).
+
+Each UTC day's steps are drawn from their own random stream (seeded by seed, meter id and day), so
+any instant can be read in any order and always gives the same answer. Only per-day totals are kept
+for the past; a few recent days are kept whole for the alarms.
+
+The meter's own alarms come from its own measurements, as in a real meter, not from the ground
+truth: ``leak`` when no step in the last 24 h was without flow, ``burst`` when the mean flow over the
+last 30 min exceeds a threshold, ``reverse_flow`` when anything ran backwards in the last 24 h.
+``tamper``, ``dry``, ``low_battery`` and ``meter_error`` are the sensors' states.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import numpy as np
+
+from simulators import consumption, network
+from simulators.consumption import DAY_S, CustomerClass, CustomerMix
+from simulators.events import (
+    Burst,
+    ClockDrift,
+    Dry,
+    Fault,
+    Leak,
+    LowBattery,
+    MeterError,
+    Replacement,
+    ReverseFlow,
+    Stuck,
+    Tamper,
+)
+from simulators.ground_truth import GroundTruthEvent
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(method: Callable[Concatenate[MeterModel, _P], _R]) -> Callable[Concatenate[MeterModel, _P], _R]:
+    """Serialise calls: a wire simulator's thread reads while a test or scenario injects faults."""
+
+    @functools.wraps(method)
+    def wrapper(self: MeterModel, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
+_EPS = 1e-7  # in register counts, against float error at exact multiples of the resolution
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """What the meter shows at ``ts`` (true UTC); ``meter_time`` is its own, possibly drifting, clock."""
+
+    meter_id: str
+    ts: datetime
+    meter_time: datetime
+    volume_m3: float  # net register, quantized, after rollover
+    flow_m3h: float  # the flow the meter measures now (negative when running backwards)
+    reverse_volume_m3: float  # cumulative backward volume, quantized
+    forward_volume_m3: float  # cumulative forward volume, quantized
+    alarms: frozenset[str]
+    true_flow_m3h: float  # what really flows (differs from flow_m3h under tamper or a stuck register)
+
+    def fields(self) -> dict[str, Any]:
+        """The reading fields of the MQTT contract (what a register map is built from)."""
+        return {
+            "meter_id": self.meter_id,
+            "volume_m3": self.volume_m3,
+            "flow_m3h": self.flow_m3h,
+            "reverse_volume_m3": self.reverse_volume_m3,
+            "forward_volume_m3": self.forward_volume_m3,
+            "alarms": sorted(self.alarms),
+            "meter_time": self.meter_time,
+        }
+
+
+@dataclass
+class _Day:
+    fwd: np.ndarray  # registered forward volume per step
+    rev: np.ndarray  # registered backward volume per step
+    true_net: np.ndarray  # true net volume per step
+    cnet: np.ndarray  # (n+1,) cumulative registered net, from 0 at midnight
+    crev: np.ndarray  # (n+1,) cumulative registered reverse
+    ctrue: np.ndarray  # (n+1,) cumulative true net
+
+
+def _s(t: datetime) -> float:
+    if t.tzinfo is None:
+        raise ValueError("naive datetime: times are UTC and timezone-aware")
+    return t.timestamp()
+
+
+def _mix_for(klass: CustomerClass | None) -> CustomerMix:
+    if klass is None:
+        return CustomerMix()
+    return CustomerMix(
+        commercial=1.0 if klass == CustomerClass.COMMERCIAL else 0.0,
+        irrigation=1.0 if klass == CustomerClass.IRRIGATION else 0.0,
+    )
+
+
+@dataclass(eq=False)
+class MeterModel:
+    """One customer meter. ``installed`` is when the register read ``initial_m3``."""
+
+    meter_id: str
+    installed: datetime
+    seed: int = 0
+    customer_class: CustomerClass | None = None  # None: drawn like any customer
+    initial_m3: float = 0.0
+    resolution_m3: float = 0.001
+    modulus_m3: float = 100_000.0
+    dma: str = ""
+    step_s: int = 60
+    burst_threshold_m3h: float = 1.5
+    burst_window_s: int = 1800
+    faults: list[Fault] = field(default_factory=list)
+    _days: OrderedDict[int, _Day] = field(default_factory=OrderedDict, init=False, repr=False)
+    _at_midnight: dict[int, tuple[float, float, float]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if consumption.HOUR_S % self.step_s:
+            raise ValueError("step_s must divide an hour")
+        inv = 1.0 / self.resolution_m3
+        if abs(inv - round(inv)) > 1e-9 * inv:
+            raise ValueError("resolution_m3 must be 1/n for an integer n")
+        self._inv = round(inv)
+        self._lock = threading.RLock()
+        self._install_s = _s(self.installed)
+        key = zlib.crc32(self.meter_id.encode())
+        self._key = key
+        rng = np.random.default_rng([self.seed, key])
+        year = int(self._install_s) + 365 * DAY_S
+        self.customers = consumption.draw_customers(rng, 1, int(self._install_s), year, _mix_for(self.customer_class))
+
+    # ---- faults -------------------------------------------------------------------------------
+
+    @_locked
+    def inject(self, fault: Fault) -> None:
+        """Add a fault; readings from then on (and re-reads of the past) include it."""
+        self.faults.append(fault)
+        self._days.clear()
+        self._at_midnight.clear()
+
+    def _of(self, kind: type[Fault]) -> list[Fault]:
+        return [f for f in self.faults if isinstance(f, kind)]
+
+    # ---- the water, day by day ----------------------------------------------------------------
+
+    def _span(self, faults: Iterable[Fault]) -> tuple[np.ndarray, np.ndarray]:
+        fs = list(faults)
+        start = np.array([_s(f.start) for f in fs], dtype=np.float64)
+        end = np.array([math.inf if f.end is None else _s(f.end) for f in fs], dtype=np.float64)
+        return start, end
+
+    def _flow(self, kind: type[Fault], steps: np.ndarray) -> np.ndarray:
+        """Volume per step of the constant flows of one fault kind, exact at their edges."""
+        fs = self._of(kind)
+        if not fs:
+            return np.zeros(steps.shape)
+        start, end = self._span(fs)
+        rates = np.array([f.size / 1000.0 for f in fs])
+        return network.constant_flow_m3(rates, start, end, steps.astype(np.float64), self.step_s).sum(axis=0)
+
+    def _share(self, kind: type[Fault], steps: np.ndarray) -> np.ndarray:
+        """Share of each step during which a fault of this kind is on (overlaps do not add up past 1)."""
+        fs = self._of(kind)
+        if not fs:
+            return np.zeros(steps.shape)
+        start, end = self._span(fs)
+        hours = network.constant_flow_m3(np.ones(len(fs)), start, end, steps.astype(np.float64), self.step_s)
+        return np.clip(hours.sum(axis=0) * consumption.HOUR_S / self.step_s, 0.0, 1.0)
+
+    def _day(self, d: int) -> _Day:
+        day = self._days.get(d)
+        if day is not None:
+            self._days.move_to_end(d)
+            return day
+        steps = d * DAY_S + self.step_s * np.arange(DAY_S // self.step_s, dtype=np.int64)
+        rng = np.random.default_rng([self.seed, self._key, d])
+        use = consumption.customer_use_m3(rng, self.customers, steps, self.step_s)[0]
+        # Steps before installation do not count; the installation step counts from the instant.
+        live = np.clip((steps + self.step_s - self._install_s) / self.step_s, 0.0, 1.0)
+        wet = 1.0 - self._share(Dry, steps)
+        fwd_true = (use + self._flow(Leak, steps) + self._flow(Burst, steps)) * wet * live
+        rev_true = self._flow(ReverseFlow, steps) * wet * live
+        tampers = self._of(Tamper)
+        counted = 1.0 - self._share(Stuck, steps)
+        if tampers:
+            lost = 1.0 - min(f.size for f in tampers)
+            counted = counted * (1.0 - lost * self._share(Tamper, steps))
+        fwd, rev = fwd_true * counted, rev_true * counted
+        cnet = np.concatenate([[0.0], np.cumsum(fwd - rev)])
+        crev = np.concatenate([[0.0], np.cumsum(rev)])
+        true_net = fwd_true - rev_true
+        day = _Day(fwd, rev, true_net, cnet, crev, np.concatenate([[0.0], np.cumsum(true_net)]))
+        self._days[d] = day
+        while len(self._days) > 4:
+            self._days.popitem(last=False)
+        return day
+
+    def _at_day(self, d: int) -> tuple[float, float, float]:
+        """Registered net, registered reverse and true net volume from installation to day ``d``'s start."""
+        first = int(self._install_s // DAY_S)
+        if d <= first:
+            return 0.0, 0.0, 0.0
+        if d not in self._at_midnight:
+            known = [k for k in self._at_midnight if k < d]
+            k = max(known) if known else first
+            net, rev, true = self._at_midnight.get(k, (0.0, 0.0, 0.0))
+            while k < d:
+                day = self._day(k)
+                net, rev, true = net + float(day.cnet[-1]), rev + float(day.crev[-1]), true + float(day.ctrue[-1])
+                k += 1
+                self._at_midnight[k] = (net, rev, true)
+        return self._at_midnight[d]
+
+    def _cum(self, s: float) -> tuple[float, float, float]:
+        """Exact (registered net, registered reverse, true net) volume from installation to second ``s``."""
+        s = max(s, self._install_s)
+        d = int(s // DAY_S)
+        net0, rev0, true0 = self._at_day(d)
+        day = self._day(d)
+        x = (s - d * DAY_S) / self.step_s
+        i = min(int(x), len(day.fwd) - 1)
+        part = x - i
+        net = net0 + float(day.cnet[i]) + part * float(day.fwd[i] - day.rev[i])
+        rev = rev0 + float(day.crev[i]) + part * float(day.rev[i])
+        true = true0 + float(day.ctrue[i]) + part * float(day.true_net[i])
+        return net, rev, true
+
+    @_locked
+    def true_volume_m3(self, at: datetime) -> float:
+        """Net volume that really went through since installation (what the network supplied)."""
+        return self._cum(_s(at))[2]
+
+    @_locked
+    def true_flow_m3h(self, at: datetime) -> float:
+        s = _s(at)
+        d = int(s // DAY_S)
+        day = self._day(d)
+        i = min(int((s - d * DAY_S) // self.step_s), len(day.fwd) - 1)
+        return float(day.true_net[i]) * consumption.HOUR_S / self.step_s
+
+    def _steps(self, s1: float, s2: float) -> tuple[np.ndarray, np.ndarray]:
+        """Registered forward and reverse volume of the whole steps in ``[s1, s2)``."""
+        a, b = math.floor(s1 / self.step_s), math.ceil(s2 / self.step_s)
+        per_day = DAY_S // self.step_s
+        fwd, rev = [], []
+        for d in range(a // per_day, (b - 1) // per_day + 1):
+            day = self._day(d)
+            lo, hi = max(a - d * per_day, 0), min(b - d * per_day, per_day)
+            fwd.append(day.fwd[lo:hi])
+            rev.append(day.rev[lo:hi])
+        return np.concatenate(fwd), np.concatenate(rev)
+
+    # ---- what the meter shows -----------------------------------------------------------------
+
+    def _exact_register(self, s: float) -> tuple[float, float]:
+        """Unquantized (net register, reverse register) at ``s``, after replacements, before rollover."""
+        base, anchor = self.initial_m3, self._install_s
+        for f in sorted(self._of(Replacement), key=lambda f: f.start):
+            if _s(f.start) <= s:
+                assert isinstance(f, Replacement)
+                base, anchor = f.new_register_m3, _s(f.start)
+        net_a, rev_a, _ = self._cum(anchor)
+        net, rev, _ = self._cum(s)
+        return base + net - net_a, rev - rev_a
+
+    def _quantize(self, v: float) -> float:
+        counts = math.floor(v * self._inv + _EPS)
+        return (counts % round(self.modulus_m3 * self._inv)) / self._inv
+
+    def meter_time(self, t: datetime) -> datetime:
+        s = _s(t)
+        offset = sum(
+            f.size * max(0.0, min(s, _s(f.end) if f.end else s) - _s(f.start)) / DAY_S for f in self._of(ClockDrift)
+        )
+        return t + timedelta(seconds=offset)
+
+    @_locked
+    def volume_m3(self, at: datetime) -> float:
+        """The register at ``at`` (quantized, after rollover); cheaper than :meth:`read`."""
+        return self._quantize(self._exact_register(_s(at))[0])
+
+    @_locked
+    def flow_m3h(self, at: datetime) -> float:
+        """The flow the meter measures at ``at``: constant within each ``step_s`` step."""
+        s = _s(at)
+        d = int(s // DAY_S)
+        day = self._day(d)
+        i = min(int((s - d * DAY_S) // self.step_s), len(day.fwd) - 1)
+        return float(day.fwd[i] - day.rev[i]) * consumption.HOUR_S / self.step_s
+
+    @_locked
+    def read(self, t: datetime) -> MeterReading:
+        s = _s(t)
+        if s < self._install_s:
+            raise ValueError(f"{self.meter_id} was installed at {self.installed.isoformat()}, after {t}")
+        net, rev = self._exact_register(s)
+        d = int(s // DAY_S)
+        day = self._day(d)
+        i = min(int((s - d * DAY_S) // self.step_s), len(day.fwd) - 1)
+        per_h = consumption.HOUR_S / self.step_s
+        flow = float(day.fwd[i] - day.rev[i]) * per_h
+        true_flow = float(day.true_net[i]) * per_h
+        forward = net + rev
+        return MeterReading(
+            meter_id=self.meter_id,
+            ts=t,
+            meter_time=self.meter_time(t),
+            volume_m3=self._quantize(net),
+            flow_m3h=flow,
+            reverse_volume_m3=self._quantize(rev),
+            forward_volume_m3=self._quantize(forward),
+            alarms=self._alarms(t, s),
+            true_flow_m3h=true_flow,
+        )
+
+    def _alarms(self, t: datetime, s: float) -> frozenset[str]:
+        out = {f.kind for f in self.faults if isinstance(f, Tamper | Dry | LowBattery | MeterError) and f.active_at(t)}
+        if s - self._install_s >= DAY_S:
+            fwd, rev = self._steps(s - DAY_S, s)
+            if fwd.min() > 0.0:
+                out.add("leak")
+            if rev.sum() > 0.0:
+                out.add("reverse_flow")
+        if s - self._install_s >= self.burst_window_s:
+            fwd, _ = self._steps(s - self.burst_window_s, s)
+            if fwd.sum() / (fwd.size * self.step_s / consumption.HOUR_S) > self.burst_threshold_m3h:
+                out.add("burst")
+        return frozenset(out)
+
+    # ---- ground truth -------------------------------------------------------------------------
+
+    @_locked
+    def rollovers(self, until: datetime) -> list[datetime]:
+        """When the register wrapped past its modulus between installation and ``until`` (to 1 s)."""
+        modc = round(self.modulus_m3 * self._inv)
+
+        def wraps(s: float) -> int:
+            return math.floor(self._exact_register(s)[0] * self._inv + _EPS) // modc
+
+        out: list[datetime] = []
+        end = _s(until)
+        lo = self._install_s
+        while lo < end:
+            hi = min(lo + DAY_S, end)
+            if wraps(hi) != wraps(lo):
+                a, b = lo, hi
+                while b - a > 1.0:
+                    mid = (a + b) / 2
+                    a, b = (a, mid) if wraps(mid) != wraps(a) else (mid, b)
+                out.append(datetime.fromtimestamp(math.ceil(b), tz=UTC))
+            lo = hi
+        return out
+
+    @_locked
+    def ground_truth(self, until: datetime) -> list[GroundTruthEvent]:
+        """Every fault that started by ``until``, plus the register's rollovers, as ground truth."""
+        events = [f.ground_truth(self.meter_id, self.dma, until) for f in self.faults if f.start <= until]
+        events += [
+            GroundTruthEvent("rollover", self.meter_id, self.dma, t, t, self.modulus_m3) for t in self.rollovers(until)
+        ]
+        return sorted(events, key=lambda e: (e.start, e.event))

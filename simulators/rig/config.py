@@ -1,0 +1,241 @@
+"""The rig's configuration: one TOML file (see ``simulators/examples/rig.toml``), validated at start.
+
+Every error names the file, the line and the field, and unknown keys are errors, through the same
+reader the gateway's configuration uses (:mod:`aquami.config.reader`)::
+
+    rig.toml:31: meter[2].litres_per_pulse: 0.0 must be at least 0.001
+
+A file has ``[rig]`` (seed, installation time, the control endpoint), ``[[transport]]`` (each a
+name and a protocol: ``modbus_tcp``, ``modbus_rtu``, ``mbus``, ``wmbus``) and ``[[meter]]`` (each an
+id, a kind and the transport it sits on). Kinds and the protocols they speak:
+
+- ``smart_water_meter``: Modbus (TCP or RTU), profile ``smart_water_meter``;
+- ``pulse_counter``: a mechanical meter's pulse output on a pulse-counter module, Modbus profile
+  ``pulse_counter`` (``litres_per_pulse``);
+- ``dma_inlet``: a district's bulk inlet meter, Modbus profile ``electromagnetic_flow_meter``; its flow
+  is what the ``customers`` (other meters of the rig) really draw, plus background ``leakage_m3h``;
+- ``mbus_water``: a wired M-Bus water meter (primary ``address``, ``secondary`` identification);
+- ``wmbus_oms``: a wireless M-Bus OMS water meter (``secondary`` identification, AES ``key``, mode 5).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aquami.config.reader import ConfigError, Document, Table
+from aquami.config.toml_lines import LineIndex
+from simulators.ground_truth import parse_iso_utc
+from simulators.rig.faults import FaultSpec, parse_fault
+
+__all__ = ["ConfigError", "MeterConfig", "RigConfig", "TransportConfig", "load_rig", "parse_rig_text"]
+
+PROTOCOLS = ("modbus_tcp", "modbus_rtu", "mbus", "wmbus")
+KIND_PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "smart_water_meter": ("modbus_tcp", "modbus_rtu"),
+    "pulse_counter": ("modbus_tcp", "modbus_rtu"),
+    "dma_inlet": ("modbus_tcp", "modbus_rtu"),
+    "mbus_water": ("mbus",),
+    "wmbus_oms": ("wmbus",),
+}
+DEFAULT_BAUD = {"modbus_rtu": 9600, "mbus": 2400, "wmbus": 57600}
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    name: str
+    protocol: str
+    host: str = "127.0.0.1"
+    port: int = 0  # Modbus TCP; 0 picks a free port
+    baudrate: int = 9600
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    meter_id: str
+    kind: str
+    transport: str
+    address: int | None = None  # Modbus unit id or M-Bus primary address
+    secondary: str | None = None  # M-Bus / wM-Bus identification (8 digits)
+    manufacturer: str = "AQM"
+    initial_m3: float = 0.0
+    litres_per_pulse: float = 10.0
+    customers: tuple[str, ...] = ()
+    leakage_m3h: float = 0.05
+    key: bytes | None = None
+    interval_s: float = 16.0
+    faults: tuple[FaultSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    seed: int
+    installed: datetime
+    control_host: str
+    control_port: int
+    transports: tuple[TransportConfig, ...]
+    meters: tuple[MeterConfig, ...] = field(default=())
+
+    def transport(self, name: str) -> TransportConfig:
+        return next(t for t in self.transports if t.name == name)
+
+
+def _transport(t: Table) -> TransportConfig:
+    name = t.text("name")
+    protocol = t.choice("protocol", PROTOCOLS)
+    host = t.text("host", "127.0.0.1") if protocol == "modbus_tcp" else "127.0.0.1"
+    port = t.integer("port", 0, low=0, high=65535) if protocol == "modbus_tcp" else 0
+    baudrate = t.integer("baudrate", DEFAULT_BAUD.get(protocol, 9600), low=300, high=921600)
+    if protocol == "modbus_tcp" and t.has("baudrate"):
+        raise t.error("baudrate", "a Modbus TCP transport has no baud rate")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise t.error("host", f"{host!r}: the rig listens on loopback only")
+    t.no_unknown_keys()
+    return TransportConfig(name, protocol, host, port, baudrate)
+
+
+def _identification(t: Table, key: str) -> str:
+    value = t.text(key)
+    if len(value) != 8 or not value.isdigit():
+        raise t.error(key, f"{value!r}: 8 decimal digits")
+    return str(value)
+
+
+class RigTable(Table):
+    """The gateway's :class:`Table`, with the two array readers the rig needs."""
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        self._read.add(key)
+        items = self.values.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise self.error(key, "expected an array of strings")
+        return tuple(items)
+
+    def items(self, key: str) -> list[Any]:
+        self._read.add(key)
+        items = self.values.get(key, [])
+        if not isinstance(items, list):
+            raise self.error(key, "expected an array")
+        return items
+
+
+def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
+    meter_id = t.text("id")
+    kind = t.choice("kind", tuple(KIND_PROTOCOLS))
+    transport = t.text("transport")
+    if transport not in transports:
+        raise t.error("transport", f"{transport!r} is no [[transport]] name ({', '.join(transports) or 'none'})")
+    protocol = transports[transport].protocol
+    if protocol not in KIND_PROTOCOLS[kind]:
+        raise t.error("transport", f"a {kind} meter speaks {' or '.join(KIND_PROTOCOLS[kind])}, not {protocol}")
+    values: dict[str, Any] = {"initial_m3": t.number("initial_m3", 0.0, low=0.0, high=99_999.0)}
+    if protocol.startswith("modbus"):
+        values["address"] = t.integer("address", low=1, high=247)
+    elif protocol == "mbus":
+        values["address"] = t.integer("address", low=0, high=250)
+    if kind in ("mbus_water", "wmbus_oms"):
+        values["secondary"] = _identification(t, "secondary")
+        manufacturer = t.text("manufacturer", "AQM")
+        if len(manufacturer) != 3 or not manufacturer.isalpha() or not manufacturer.isupper():
+            raise t.error("manufacturer", f"{manufacturer!r}: three letters A-Z (EN 13757-3 clause 5.6)")
+        values["manufacturer"] = manufacturer
+    if kind == "pulse_counter":
+        values["litres_per_pulse"] = t.number("litres_per_pulse", low=0.001)
+    if kind == "dma_inlet":
+        values["customers"] = t.strings("customers")
+        values["leakage_m3h"] = t.number("leakage_m3h", 0.05, low=0.0)
+    if kind == "wmbus_oms":
+        text = t.text("key")
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != 16:
+            raise t.error("key", "32 hex digits (an AES-128 key)")
+        values["key"] = key
+        values["interval_s"] = t.number("interval_s", 16.0, low=0.1, high=86_400.0)
+    faults = []
+    for index, item in enumerate(t.items("faults")):
+        try:
+            faults.append(parse_fault(item, kind))
+        except ValueError as error:
+            raise t.document.error((*t.path, "faults", index), str(error)) from None
+    t.no_unknown_keys()
+    return MeterConfig(meter_id, kind, transport, faults=tuple(faults), **values)
+
+
+def parse_rig(
+    document: dict[str, Any], source: str = "rig.toml", lines: LineIndex | None = None, now: datetime | None = None
+) -> RigConfig:
+    doc = Document(source, lines)
+    top = Table(doc, (), document)
+    rig = top.table("rig")
+    seed = rig.integer("seed", 7)
+    start = now or datetime.now(UTC)
+    installed_text = rig.text("installed", None)
+    if installed_text is None:
+        installed = datetime(start.year, start.month, start.day, tzinfo=UTC) - timedelta(days=30)
+    else:
+        try:
+            installed = parse_iso_utc(installed_text)
+        except ValueError:
+            raise rig.error(
+                "installed", f"{installed_text!r}: an ISO 8601 UTC time, e.g. 2026-01-01T00:00:00Z"
+            ) from None
+        if installed > start:
+            raise rig.error("installed", f"{installed_text}: in the future; meters must be installed to be read")
+    control = rig.text("control", "127.0.0.1:8470")
+    host, _, port_text = control.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise rig.error("control", f"{control!r}: 127.0.0.1:PORT (the fault endpoint listens on loopback only)")
+    rig.no_unknown_keys()
+
+    transports: dict[str, TransportConfig] = {}
+    for t in top.tables("transport"):
+        transport = _transport(t)
+        if transport.name in transports:
+            raise t.error("name", f"{transport.name!r} is used by another transport")
+        transports[transport.name] = transport
+    meters: list[MeterConfig] = []
+    seen_addresses: dict[tuple[str, str, object], str] = {}
+    for table in top.tables("meter"):
+        t = RigTable(table.document, table.path, table.values)
+        meter = _meter(t, transports)
+        if any(m.meter_id == meter.meter_id for m in meters):
+            raise t.error("id", f"{meter.meter_id!r} is used by another meter")
+        for key, value in (("address", meter.address), ("secondary", meter.secondary)):
+            if value is None or (key == "address" and meter.kind == "mbus_water" and value == 0):
+                continue
+            other = seen_addresses.setdefault((meter.transport, key, value), meter.meter_id)
+            if other != meter.meter_id:
+                raise t.error(key, f"{value!r} is {other}'s on transport {meter.transport!r}")
+        meters.append(meter)
+    by_id = {m.meter_id: m for m in meters}
+    for index, meter in enumerate(meters):
+        for customer in meter.customers:
+            if customer not in by_id or by_id[customer].kind == "dma_inlet":
+                raise doc.error(("meter", index, "customers"), f"{customer!r} is no customer meter of this rig")
+    if not meters:
+        raise doc.error(("meter",), "no [[meter]]: a rig needs at least one meter")
+    top.no_unknown_keys()
+    return RigConfig(seed, installed, host, int(port_text), tuple(transports.values()), tuple(meters))
+
+
+def parse_rig_text(text: str, source: str = "rig.toml", now: datetime | None = None) -> RigConfig:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    return parse_rig(document, source, LineIndex(text), now)
+
+
+def load_rig(path: str | Path, now: datetime | None = None) -> RigConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    return parse_rig_text(text, str(path), now)

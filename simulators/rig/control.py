@@ -1,0 +1,114 @@
+"""The rig's fault endpoint: a small JSON-over-HTTP server on loopback, for the technician and tests.
+
+- ``GET /meters``: one row per meter (what the live table shows).
+- ``GET /faults``: the faults in force, each with its ``id``.
+- ``POST /faults`` with ``{"meter": "M000001", "fault": "no_reply", ...options}``: inject (201, the
+  fault with its id). Options as in :mod:`simulators.rig.faults` (``probability``, ``delay_s``,
+  ``duration_s``, ``rate_lph``, ...).
+- ``DELETE /faults/{id}``, or ``DELETE /faults?meter=M000001`` for all of a meter's: clear (200, what
+  was cleared).
+
+Errors are ``application/problem+json`` (RFC 9457) with a ``detail`` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from simulators.rig.runner import Rig, UnknownMeterError
+
+
+def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "aquami-rig"
+
+        def log_message(self, format: str, *args: Any) -> None:  # the live table owns the terminal
+            pass
+
+        def _send(self, status: HTTPStatus, body: Any, content_type: str = "application/json") -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _problem(self, status: HTTPStatus, detail: str) -> None:
+            body = {"type": "about:blank", "title": status.phrase, "status": int(status), "detail": detail}
+            self._send(status, body, "application/problem+json")
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path.rstrip("/")
+            if path == "/meters":
+                self._send(HTTPStatus.OK, rig.rows())
+            elif path == "/faults":
+                self._send(HTTPStatus.OK, [f.to_json() for f in rig.active_faults()])
+            else:
+                self._problem(HTTPStatus.NOT_FOUND, f"no resource {path!r} (GET /meters, GET /faults)")
+
+        def do_POST(self) -> None:
+            if urlsplit(self.path).path.rstrip("/") != "/faults":
+                self._problem(HTTPStatus.NOT_FOUND, "POST /faults only")
+                return
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"null")
+            except (ValueError, json.JSONDecodeError):
+                self._problem(HTTPStatus.BAD_REQUEST, "body: not JSON")
+                return
+            if not isinstance(body, dict) or not isinstance(body.get("meter"), str):
+                self._problem(HTTPStatus.BAD_REQUEST, "meter: expected a meter id (string)")
+                return
+            options = {k: v for k, v in body.items() if k not in ("meter", "fault")}
+            try:
+                fault = rig.inject(body["meter"], {"kind": body.get("fault"), **options})
+            except UnknownMeterError:
+                self._problem(HTTPStatus.NOT_FOUND, f"meter: {body['meter']!r} is not on this rig")
+            except ValueError as error:
+                self._problem(HTTPStatus.BAD_REQUEST, str(error).replace("kind:", "fault:", 1))
+            else:
+                self._send(HTTPStatus.CREATED, fault.to_json())
+
+        def do_DELETE(self) -> None:
+            url = urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            meter = parse_qs(url.query).get("meter", [None])[0]
+            if parts == ["faults"] and meter:
+                cleared = rig.clear(meter_id=meter)
+            elif len(parts) == 2 and parts[0] == "faults" and parts[1].isdigit():
+                cleared = rig.clear(fault_id=int(parts[1]))
+                if not cleared:
+                    self._problem(HTTPStatus.NOT_FOUND, f"no fault {parts[1]}")
+                    return
+            else:
+                self._problem(HTTPStatus.NOT_FOUND, "DELETE /faults/{id} or /faults?meter=ID")
+                return
+            self._send(HTTPStatus.OK, [f.to_json() for f in cleared])
+
+    return Handler
+
+
+class ControlServer:
+    """The endpoint on ``host:port`` (port 0 picks one; see :attr:`url`), served from a thread."""
+
+    def __init__(self, rig: Rig, host: str = "127.0.0.1", port: int = 0) -> None:
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the fault endpoint listens on loopback only")
+        self._server = ThreadingHTTPServer((host, port), _handler(rig))
+        self._server.daemon_threads = True
+        self.url = f"http://{host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rig-control", daemon=True)
+
+    def start(self) -> ControlServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2.0)

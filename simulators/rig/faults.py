@@ -1,0 +1,196 @@
+"""Faults a technician can inject into a running rig, and clear again: one vocabulary for both kinds.
+
+- Wire faults (:class:`~simulators.wire_faults.WireFaultKind`): ``no_reply``, ``bad_checksum``,
+  ``truncated``, ``garbled``, ``slow`` (``delay_s``), ``absent`` (the meter is gone; with
+  ``duration_s`` it comes back by itself). Options: ``probability``, ``flips`` (garbled).
+- Meter faults (:mod:`simulators.events`), from now on: ``leak``, ``burst``, ``reverse_flow``
+  (``rate_lph``), ``tamper`` (``registered_share``), ``stuck``, ``dry``, ``low_battery``,
+  ``meter_error``; on a ``dma_inlet``: ``main_burst`` (``rate_lph``). ``duration_s`` ends it by itself.
+
+Clearing a meter fault ends it now (the water that went through stays on the register, as it would
+on a real meter); clearing a wire fault removes its rule.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from simulators.events import Burst, Dry, Fault, Leak, LowBattery, MeterError, ReverseFlow, Stuck, Tamper
+from simulators.inlet_model import InletMeterModel, MainBurst
+from simulators.meter_model import MeterModel
+from simulators.wire_faults import Outcome, WireFault, WireFaultKind, WireFaultPlan, flip_last_byte
+
+WIRE_KINDS = tuple(k.value for k in WireFaultKind)
+METER_KINDS = ("leak", "burst", "reverse_flow", "tamper", "stuck", "dry", "low_battery", "meter_error")
+INLET_KINDS = ("main_burst",)
+FAULT_KINDS = WIRE_KINDS + METER_KINDS + INLET_KINDS
+_FLOW_DEFAULTS = {"leak": 20.0, "burst": 1500.0, "reverse_flow": 60.0, "main_burst": 5000.0}
+_OPTIONS = {"kind", "probability", "delay_s", "flips", "duration_s", "rate_lph", "registered_share"}
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    kind: str
+    probability: float = 1.0
+    delay_s: float = 0.5
+    flips: int = 1
+    duration_s: float | None = None
+    rate_lph: float | None = None
+    registered_share: float = 0.0
+
+    @property
+    def is_wire(self) -> bool:
+        return self.kind in WIRE_KINDS
+
+    def to_json(self) -> dict[str, Any]:
+        """The kind and the options that matter to it."""
+        relevant = {"duration_s"}
+        if self.is_wire:
+            relevant |= {"probability"} | ({"delay_s"} if self.kind == "slow" else set())
+            relevant |= {"flips"} if self.kind == "garbled" else set()
+        else:
+            relevant |= {"rate_lph"} if self.rate_lph is not None else set()
+            relevant |= {"registered_share"} if self.kind == "tamper" else set()
+        return {"kind": self.kind, **{k: getattr(self, k) for k in sorted(relevant) if getattr(self, k) is not None}}
+
+
+def _number(d: Mapping[str, Any], key: str, default: float | None, low: float, high: float | None = None) -> Any:
+    value = d.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key}: expected a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{key}: {value!r} is outside {low}..{high if high is not None else '∞'}")
+    return float(value)
+
+
+def parse_fault(d: Any, meter_kind: str) -> FaultSpec:
+    """A fault request (TOML table or JSON object) for a meter of ``meter_kind``; ValueError names the field."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"expected a table with a kind, got {d!r}")
+    unknown = set(d) - _OPTIONS
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_OPTIONS))})")
+    kind = d.get("kind")
+    allowed = WIRE_KINDS + (INLET_KINDS if meter_kind == "dma_inlet" else METER_KINDS)
+    if kind not in allowed:
+        raise ValueError(f"kind: {kind!r} is not a fault of a {meter_kind} meter ({', '.join(allowed)})")
+    flips = d.get("flips", 1)
+    if isinstance(flips, bool) or not isinstance(flips, int) or flips < 1:
+        raise ValueError(f"flips: {flips!r} must be a whole number ≥ 1")
+    return FaultSpec(
+        kind=kind,
+        probability=_number(d, "probability", 1.0, 0.0, 1.0),
+        delay_s=_number(d, "delay_s", 0.5, 0.0, 60.0),
+        flips=flips,
+        duration_s=_number(d, "duration_s", None, 0.001),
+        rate_lph=_number(d, "rate_lph", _FLOW_DEFAULTS.get(kind), 0.0),
+        registered_share=_number(d, "registered_share", 0.0, 0.0, 1.0),
+    )
+
+
+class LivePlan(WireFaultPlan):
+    """A :class:`WireFaultPlan` whose rules come and go while a transport uses it (thread-safe).
+
+    Each rule is its own one-rule plan (its own limit count and random stream), applied in the
+    order added; :attr:`faults` lists the rules in force, for transports that look at them.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__([], seed)
+        self._lock = threading.Lock()
+        self._plans: dict[int, WireFaultPlan] = {}
+        self._next = 0
+
+    def add(self, rule: WireFault) -> int:
+        with self._lock:
+            self._next += 1
+            self._plans[self._next] = WireFaultPlan([rule], seed=self.seed + self._next)
+            self.faults = [p.faults[0] for p in self._plans.values()]
+            return self._next
+
+    def remove(self, handle: int) -> None:
+        with self._lock:
+            self._plans.pop(handle, None)
+            self.faults = [p.faults[0] for p in self._plans.values()]
+
+    def apply(
+        self,
+        reply: bytes | None,
+        address: int | None,
+        now: datetime,
+        corrupt_checksum: Callable[[bytes], bytes] = flip_last_byte,
+    ) -> Outcome:
+        with self._lock:
+            out, delay = reply, 0.0
+            applied: list[WireFaultKind] = []
+            for plan in self._plans.values():
+                if out is None:
+                    break
+                outcome = plan.apply(out, address, now, corrupt_checksum)
+                out, delay = outcome.reply, delay + outcome.delay_s
+                applied.extend(outcome.applied)
+                self.log.extend(plan.log)
+                plan.log.clear()
+            return Outcome(out, delay, tuple(applied))
+
+
+def wire_rule(spec: FaultSpec, address: int, now: datetime) -> WireFault:
+    end = None if spec.duration_s is None else now + timedelta(seconds=spec.duration_s)
+    return WireFault(
+        WireFaultKind(spec.kind),
+        address=address,
+        probability=spec.probability,
+        start=now,
+        end=end,
+        delay_s=spec.delay_s,
+        flips=spec.flips,
+    )
+
+
+def meter_fault(spec: FaultSpec, now: datetime) -> Fault | MainBurst:
+    end = None if spec.duration_s is None else now + timedelta(seconds=spec.duration_s)
+    rate = spec.rate_lph or 0.0
+    flows: dict[str, type[Leak | Burst | ReverseFlow]] = {"leak": Leak, "burst": Burst, "reverse_flow": ReverseFlow}
+    states: dict[str, type[Stuck | Dry | LowBattery | MeterError]] = {
+        "stuck": Stuck, "dry": Dry, "low_battery": LowBattery, "meter_error": MeterError,
+    }  # fmt: skip
+    if spec.kind in flows:
+        return flows[spec.kind](start=now, end=end, rate_lph=rate)
+    if spec.kind in states:
+        return states[spec.kind](start=now, end=end)
+    if spec.kind == "tamper":
+        return Tamper(start=now, end=end, registered_share=spec.registered_share)
+    if spec.kind == "main_burst":
+        return MainBurst(start=now, end=end, rate_lph=rate)
+    raise ValueError(f"{spec.kind}: not a meter fault")
+
+
+def inject_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst) -> None:
+    if isinstance(model, InletMeterModel):
+        if not isinstance(fault, MainBurst):
+            raise ValueError("a DMA inlet meter takes main bursts only")
+        model.inject(fault)
+    elif isinstance(fault, MainBurst):
+        raise ValueError("main bursts happen at a DMA inlet")
+    else:
+        model.inject(fault)
+
+
+def end_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst, now: datetime) -> None:
+    """End ``fault`` at ``now`` (if still going): its past stays, as the water already went through."""
+    if fault.end is not None and fault.end <= now:
+        return
+    ended = replace(fault, end=max(now, fault.start))
+    if isinstance(model, InletMeterModel):
+        if fault in model.bursts and isinstance(ended, MainBurst):
+            model.bursts[model.bursts.index(fault)] = ended
+        return
+    if fault in model.faults and isinstance(ended, Fault):
+        model.faults.remove(fault)
+        model.inject(ended)  # inject also drops the model's cached days

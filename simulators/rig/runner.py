@@ -1,0 +1,300 @@
+"""The running rig: every configured meter on its transport, their state, and faults coming and going.
+
+One process: the Modbus TCP servers run on the asyncio loop (pymodbus), each behind a
+:class:`~simulators.tcp_fault_proxy.ModbusTcpFaultProxy` on the configured port so wire faults can
+reach them; the serial transports (Modbus RTU, M-Bus, the wM-Bus receiver) each run on their own
+pty thread. Every transport has one :class:`~simulators.rig.faults.LivePlan`; a meter's wire faults
+are rules for its address there (Modbus unit id, M-Bus primary address, wM-Bus identification).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, cast
+
+from firmware_protocols.modbus import load_profile
+from simulators.inlet_model import InletMeterModel
+from simulators.mbus_bus import MBusSimulator, mbus_line
+from simulators.mbus_slave import MBusWaterMeter
+from simulators.meter_model import MeterModel
+from simulators.modbus_rtu import ModbusRtuSimulator
+from simulators.modbus_tcp import ModbusTcpSimulator
+from simulators.modbus_unit import RegisterSource
+from simulators.modelled_meter import ModelledMeter
+from simulators.rig.config import MeterConfig, RigConfig, TransportConfig
+from simulators.rig.faults import (
+    FaultSpec,
+    LivePlan,
+    end_meter_fault,
+    inject_meter_fault,
+    meter_fault,
+    parse_fault,
+    wire_rule,
+)
+from simulators.rig.meters import PulseCounter, Watched
+from simulators.serial_line import LineSettings
+from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
+from simulators.wmbus_meter import WMBusMeter
+from simulators.wmbus_receiver import WMBusReceiverSimulator
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnknownMeterError(KeyError):
+    pass
+
+
+@dataclass
+class RigMeter:
+    config: MeterConfig
+    protocol: str
+    model: MeterModel | InletMeterModel
+    fault_address: int
+    plan: LivePlan
+    last_request: Callable[[], datetime | None]
+    register: Callable[[datetime], str]
+    where: str = ""
+
+
+@dataclass
+class ActiveFault:
+    fault_id: int
+    meter_id: str
+    spec: FaultSpec
+    since: datetime
+    clear: Callable[[datetime], None]
+    until: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.fault_id,
+            "meter": self.meter_id,
+            "since": self.since.isoformat(),
+            "until": None if self.until is None else self.until.isoformat(),
+            **self.spec.to_json(),
+        }
+
+
+@dataclass
+class Rig:
+    config: RigConfig
+    clock: Clock = utc_now
+    meters: dict[str, RigMeter] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[int, ActiveFault] = {}
+        self._ids = itertools.count(1)
+        self._plans = {t.name: LivePlan(seed=self.config.seed) for t in self.config.transports}
+        self._tcp: list[tuple[ModbusTcpSimulator, ModbusTcpFaultProxy]] = []
+        self._lines: list[ModbusRtuSimulator | MBusSimulator | WMBusReceiverSimulator] = []
+        self.where: dict[str, str] = {}  # transport name -> where it listens
+        self._models = self._build_models()
+
+    # ---- building -------------------------------------------------------------------------------
+
+    def _build_models(self) -> dict[str, MeterModel | InletMeterModel]:
+        cfg = self.config
+        models: dict[str, MeterModel | InletMeterModel] = {}
+        for m in cfg.meters:
+            if m.kind != "dma_inlet":
+                models[m.meter_id] = MeterModel(
+                    m.meter_id, installed=cfg.installed, seed=cfg.seed, initial_m3=m.initial_m3, dma="RIG"
+                )
+        for m in cfg.meters:
+            if m.kind == "dma_inlet":
+                customers = [models[c] for c in m.customers]
+                models[m.meter_id] = InletMeterModel(
+                    m.meter_id, "RIG", cast(list[MeterModel], customers), installed=cfg.installed,
+                    leakage_m3h=m.leakage_m3h, initial_m3=m.initial_m3,
+                )  # fmt: skip
+        return models
+
+    def _modbus_unit(self, m: MeterConfig) -> tuple[Watched, Callable[[datetime], str]]:
+        model = self._models[m.meter_id]
+        assert m.address is not None
+        source: RegisterSource
+        if m.kind == "pulse_counter":
+            assert isinstance(model, MeterModel)
+            counter = PulseCounter(m.address, model, m.litres_per_pulse, self.config.installed)
+            source = counter
+            return Watched(source), lambda at: f"{counter.pulses(at)} pulses"
+        profile = load_profile("electromagnetic_flow_meter" if m.kind == "dma_inlet" else "smart_water_meter")
+        source = ModelledMeter(m.address, profile, model)
+        return Watched(source), lambda at: f"{model.read(at).volume_m3:.3f} m3"
+
+    def _volume(self, meter_id: str) -> Callable[[datetime], str]:
+        model = self._models[meter_id]
+        return lambda at: f"{model.read(at).volume_m3:.3f} m3"
+
+    async def start(self) -> None:
+        """Start every transport; :attr:`where` then says where each listens."""
+        now = self.clock()
+        for model in self._models.values():
+            model.read(now)  # work out the days since installation before the first request
+        for transport in self.config.transports:
+            members = [m for m in self.config.meters if m.transport == transport.name]
+            await self._start_transport(transport, members)
+        for m in self.config.meters:
+            for spec in m.faults:
+                self._inject(m.meter_id, spec, now)
+
+    async def _start_transport(self, t: TransportConfig, members: Sequence[MeterConfig]) -> None:
+        plan = self._plans[t.name]
+        if t.protocol in ("modbus_tcp", "modbus_rtu"):
+            units = {m.meter_id: self._modbus_unit(m) for m in members}
+            watched = [u for u, _ in units.values()]
+            if t.protocol == "modbus_tcp":
+                simulator = ModbusTcpSimulator(watched, host=t.host, port=0, clock=self.clock)
+                await simulator.start()
+                proxy = ModbusTcpFaultProxy(t.host, simulator.port, plan, host=t.host, port=t.port, clock=self.clock)
+                await proxy.start()
+                self._tcp.append((simulator, proxy))
+                self.where[t.name] = f"{t.host}:{proxy.port}"
+            else:
+                settings = LineSettings(baudrate=t.baudrate, parity="E")
+                line = ModbusRtuSimulator(watched, settings, plan, self.clock).start()
+                self._lines.append(line)
+                self.where[t.name] = line.port
+            for m in members:
+                unit, register = units[m.meter_id]
+                assert m.address is not None
+                self._add(m, t, m.address, plan, partial(getattr, unit, "last_request"), register)
+        elif t.protocol == "mbus":
+            slaves = {
+                m.meter_id: MBusWaterMeter(
+                    cast(MeterModel, self._models[m.meter_id]),
+                    m.address or 0,
+                    m.secondary or "",
+                    manufacturer=m.manufacturer,
+                )
+                for m in members
+            }
+            bus = MBusSimulator(list(slaves.values()), mbus_line(t.baudrate), plan, self.clock).start()
+            self._lines.append(bus)
+            self.where[t.name] = bus.port
+            for m in members:
+                slave = slaves[m.meter_id]
+                self._add(
+                    m, t, slave.primary_address, plan, partial(getattr, slave, "last_request"), self._volume(m.meter_id)
+                )
+        else:
+            radios = {
+                m.meter_id: WMBusMeter(
+                    cast(MeterModel, self._models[m.meter_id]),
+                    m.secondary or "",
+                    m.key or b"",
+                    manufacturer=m.manufacturer,
+                    interval_s=m.interval_s,
+                )
+                for m in members
+            }
+            settings = LineSettings(baudrate=t.baudrate, parity="N", idle_chars=3.5, min_idle_s=0.0)
+            receiver = WMBusReceiverSimulator(list(radios.values()), settings, plan, self.clock, self.config.seed)
+            self._lines.append(receiver.start())
+            self.where[t.name] = receiver.port
+            for m in members:
+                radio = radios[m.meter_id]
+                self._add(m, t, radio.address, plan, partial(getattr, radio, "last_sent"), self._volume(m.meter_id))
+
+    def _add(
+        self,
+        m: MeterConfig,
+        t: TransportConfig,
+        address: int,
+        plan: LivePlan,
+        last: Callable[[], datetime | None],
+        register: Callable[[datetime], str],
+    ) -> None:
+        if t.protocol.startswith("modbus"):
+            where = f"{self.where[t.name]} unit {address}"
+        elif t.protocol == "mbus":
+            where = f"{self.where[t.name]} primary {address} secondary {m.secondary}"
+        else:
+            where = f"{self.where[t.name]} id {m.secondary}"
+        self.meters[m.meter_id] = RigMeter(
+            m, t.protocol, self._models[m.meter_id], address, plan, last, register, where
+        )
+
+    async def stop(self) -> None:
+        for line in self._lines:
+            line.stop()
+        for simulator, proxy in self._tcp:
+            await proxy.stop()
+            await simulator.stop()
+
+    # ---- faults ---------------------------------------------------------------------------------
+
+    def inject(self, meter_id: str, request: dict[str, Any]) -> ActiveFault:
+        """Inject a fault described as in :mod:`simulators.rig.faults`; ValueError says what is wrong."""
+        meter = self.meters.get(meter_id)
+        if meter is None:
+            raise UnknownMeterError(meter_id)
+        return self._inject(meter_id, parse_fault(request, meter.config.kind), self.clock())
+
+    def _inject(self, meter_id: str, spec: FaultSpec, now: datetime) -> ActiveFault:
+        meter = self.meters[meter_id]
+        with self._lock:
+            if spec.is_wire:
+                rule = wire_rule(spec, meter.fault_address, now)
+                handle = meter.plan.add(rule)
+                fault = ActiveFault(next(self._ids), meter_id, spec, now, lambda _: meter.plan.remove(handle), rule.end)
+            else:
+                event = meter_fault(spec, now)
+                inject_meter_fault(meter.model, event)
+                fault = ActiveFault(
+                    next(self._ids), meter_id, spec, now, lambda at: end_meter_fault(meter.model, event, at), event.end
+                )
+            self._faults[fault.fault_id] = fault
+            return fault
+
+    def clear(self, fault_id: int | None = None, meter_id: str | None = None) -> list[ActiveFault]:
+        """Clear one fault by id, or every fault of a meter; returns what was cleared."""
+        now = self.clock()
+        with self._lock:
+            chosen = [
+                f for f in self._faults.values()
+                if (fault_id is None or f.fault_id == fault_id) and (meter_id is None or f.meter_id == meter_id)
+            ]  # fmt: skip
+            for f in chosen:
+                f.clear(now)
+                del self._faults[f.fault_id]
+            return chosen
+
+    def active_faults(self) -> list[ActiveFault]:
+        now = self.clock()
+        with self._lock:
+            return [f for f in self._faults.values() if f.until is None or f.until > now]
+
+    # ---- state ----------------------------------------------------------------------------------
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per meter for the live table and ``GET /meters``."""
+        now = self.clock()
+        active = self.active_faults()
+        out = []
+        for meter_id, meter in self.meters.items():
+            reading = meter.model.read(now)
+            last = meter.last_request()
+            out.append({
+                "meter": meter_id,
+                "kind": meter.config.kind,
+                "protocol": meter.protocol,
+                "where": meter.where,
+                "register": meter.register(now),
+                "flow_m3h": round(reading.flow_m3h, 3),
+                "alarms": sorted(reading.alarms),
+                "last_request": None if last is None else last.isoformat(),
+                "last_request_age_s": None if last is None else round((now - last).total_seconds(), 1),
+                "faults": [f.spec.kind for f in active if f.meter_id == meter_id],
+            })  # fmt: skip
+        return out

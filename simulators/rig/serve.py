@@ -1,0 +1,61 @@
+"""Run a rig until stopped: start its transports and endpoint, say where each listens, show the table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.live import Live
+
+from simulators.rig.config import RigConfig
+from simulators.rig.control import ControlServer
+from simulators.rig.runner import Rig
+from simulators.rig.table import render
+
+
+def describe(rig: Rig, control_url: str) -> list[str]:
+    """What the technician needs to connect: each transport and meter, and the fault endpoint."""
+    lines = []
+    for transport in rig.config.transports:
+        lines.append(f"{transport.name} ({transport.protocol}): {rig.where.get(transport.name, '-')}")
+    for meter_id, meter in rig.meters.items():
+        lines.append(f"  {meter_id:<14} {meter.config.kind:<18} {meter.where}")
+    lines.append(f"faults: {control_url}  (aquami simulate fault --rig {control_url} METER FAULT)")
+    return lines
+
+
+async def serve(
+    config: RigConfig,
+    *,
+    table: bool = True,
+    console: Console | None = None,
+    ready: Callable[[Rig], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    console = console or Console()
+    rig = Rig(config)
+    await rig.start()
+    control = ControlServer(rig, config.control_host, config.control_port).start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        for line in describe(rig, control.url):
+            console.print(line, highlight=False, soft_wrap=True)
+        if ready is not None:
+            ready(rig)
+        if table:
+            with Live(render(rig.rows()), console=console, refresh_per_second=2) as live:
+                while not stop.is_set():
+                    await asyncio.sleep(1.0)
+                    live.update(render(await asyncio.to_thread(rig.rows)))
+        else:
+            await stop.wait()
+    finally:
+        control.stop()
+        await rig.stop()

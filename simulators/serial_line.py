@@ -1,0 +1,251 @@
+"""A serial line on a pseudo-terminal, with the timing of the real wire.
+
+The gateway opens :attr:`SerialLine.port` (the pty's slave side, e.g. ``/dev/pts/7``) with pyserial like
+any serial port. Behind the master side a thread plays the wire and the devices on it:
+
+- bytes the gateway writes arrive one character time apart (``bits_per_char / baudrate``; 9600 8E1
+  is 11 bits, 1.146 ms), as a UART would clock them out;
+- a request is complete after the line has been idle for ``idle_chars`` character times (Modbus RTU's
+  t3.5; M-Bus devices just wait for silence as well); it then goes to the :class:`LineDevice`;
+- the reply, after the device's turnaround and any wire fault (:mod:`simulators.wire_faults`), is
+  delivered byte by byte, each no earlier than its last bit would have left a real UART.
+
+A device that talks unasked (a wM-Bus receiver's stream) uses :meth:`SerialLine.push`, paced alike.
+
+The line is half-duplex and carries one transaction at a time, as RS-485 and the M-Bus do. It knows
+nothing of any protocol: bytes in, bytes out, timing and faults. The device names the address that
+answered (for address-specific wire faults) and how to corrupt its checksum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import select
+import termios
+import threading
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from simulators.wire_faults import WireFaultPlan, flip_last_byte
+
+Parity = Literal["N", "E", "O"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LineSettings:
+    baudrate: int = 9600
+    bytesize: int = 8
+    parity: Parity = "E"
+    stopbits: int = 1
+    idle_chars: float = 3.5  # silence that ends a frame (Modbus RTU t3.5)
+    min_idle_s: float = 0.00175  # Modbus RTU: above 19200 baud t3.5 is fixed at 1.75 ms
+
+    def __post_init__(self) -> None:
+        if self.baudrate <= 0 or self.bytesize not in (5, 6, 7, 8) or self.stopbits not in (1, 2):
+            raise ValueError(f"unusable serial settings {self}")
+
+    @property
+    def bits_per_char(self) -> int:
+        """Start bit, data bits, parity bit if any, stop bits: 8E1 is 11."""
+        return 1 + self.bytesize + (self.parity != "N") + self.stopbits
+
+    @property
+    def char_time_s(self) -> float:
+        return self.bits_per_char / self.baudrate
+
+    @property
+    def idle_s(self) -> float:
+        return max(self.idle_chars * self.char_time_s, self.min_idle_s)
+
+    def transfer_time_s(self, n: int) -> float:
+        return n * self.char_time_s
+
+
+@dataclass(frozen=True)
+class Reply:
+    data: bytes
+    address: int | None = None  # who answered, for address-specific wire faults
+    turnaround_s: float = 0.002  # the device's time between the request's end and its reply
+    corrupt_checksum: Callable[[bytes], bytes] = flip_last_byte
+
+
+class LineDevice(Protocol):
+    """Everything on the far end of the line: gets each request, returns a reply or None (silence)."""
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None: ...
+
+
+def pty_accepts_parity() -> bool:
+    """Whether this kernel's ptys take a parity setting (Linux does; some sandboxes, e.g. gVisor, refuse).
+
+    A pty has no UART, so the setting changes nothing on the wire: the line is timed from its own
+    :class:`LineSettings`. Where the pty refuses it, open the port with parity "N" (pyserial's
+    ``parity=serial.PARITY_NONE``); the timing stays that of the configured framing.
+    """
+    master, slave = os.openpty()
+    try:
+        attrs = termios.tcgetattr(slave)
+        attrs[2] |= termios.PARENB
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        return bool(termios.tcgetattr(slave)[2] & termios.PARENB)
+    except termios.error:
+        return False
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One request and what went back, with monotonic times (for tests and traces)."""
+
+    request: bytes
+    request_end: float
+    reply: bytes | None
+    reply_times: tuple[float, ...]
+
+
+@dataclass
+class SerialLine:
+    device: LineDevice
+    settings: LineSettings = field(default_factory=LineSettings)
+    faults: WireFaultPlan | None = None
+    clock: Callable[[], datetime] = utc_now
+    keep_transactions: int = 100
+
+    def __post_init__(self) -> None:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no echo, no line discipline before the gateway opens the port
+        os.set_blocking(self._master, False)
+        self.port = os.ttyname(self._slave)
+        self._stop = threading.Event()
+        self._outbox: queue.SimpleQueue[tuple[bytes, int | None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._thread: threading.Thread | None = None
+        self.transactions: list[Transaction] = []
+
+    def start(self) -> SerialLine:
+        self._thread = threading.Thread(target=self._run, name=f"serial-line {self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> SerialLine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- the wire -------------------------------------------------------------------------------
+
+    def _read_master(self) -> bytes:
+        try:
+            return os.read(self._master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError:  # EIO: no one has the port open
+            return b""
+
+    def push(self, data: bytes, address: int | None = None) -> None:
+        """Send bytes unasked (a wM-Bus receiver's stream), after whatever is already on the wire."""
+        self._outbox.put((data, address))
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
+
+    def _schedule(self, tx: list[tuple[float, int]], start: float, data: bytes) -> None:
+        """Queue ``data`` to leave from ``start`` on, one character time per byte, after what is queued."""
+        ct = self.settings.char_time_s
+        base = max(start, tx[-1][0] if tx else 0.0)
+        tx.extend((base + (i + 1) * ct, b) for i, b in enumerate(data))
+
+    def _run(self) -> None:
+        ct = self.settings.char_time_s
+        rx = bytearray()
+        rx_last = 0.0  # when the last received byte finished arriving
+        tx: list[tuple[float, int]] = []  # (deliver no earlier than, byte)
+        sent_times: list[float] = []
+        pending: list[tuple[bytes, float, bytes]] = []  # replies on the wire, oldest first
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for b in self._read_master():
+                rx_last = max(now, rx_last, tx[-1][0] if tx else 0.0) + ct
+                rx.append(b)
+            while not self._outbox.empty():
+                data, address = self._outbox.get()
+                out = data if self.faults is None else self.faults.apply(data, address, self.clock()).reply
+                if out:
+                    self._schedule(tx, time.monotonic(), out)
+            now = time.monotonic()
+            if rx and now >= rx_last + self.settings.idle_s:
+                frame, frame_end = bytes(rx), rx_last
+                rx.clear()
+                reply = self._answer(frame, frame_end)
+                if reply is None:
+                    self._record(Transaction(frame, frame_end, None, ()))
+                else:
+                    self._schedule(tx, *reply)
+                    pending.append((frame, frame_end, reply[1]))
+            now = time.monotonic()
+            n_due = sum(1 for t, _ in tx if t <= now)  # tx is in time order
+            if n_due:
+                with contextlib.suppress(OSError):
+                    os.write(self._master, bytes(b for _, b in tx[:n_due]))
+                del tx[:n_due]
+                sent_times.extend([now] * n_due)
+                while pending and len(sent_times) >= len(pending[0][2]):
+                    frame, frame_end, data = pending.pop(0)
+                    times, sent_times = sent_times[: len(data)], sent_times[len(data) :]
+                    self._record(Transaction(frame, frame_end, data, tuple(times)))
+                if not pending:
+                    sent_times.clear()  # pushed bytes are not part of any transaction
+            deadlines = [tx[0][0]] if tx else []
+            if rx:
+                deadlines.append(rx_last + self.settings.idle_s)
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 0.05
+            with contextlib.suppress(OSError, ValueError):
+                ready, _, _ = select.select([self._master, self._wake_r], [], [], min(timeout, 0.05))
+                if self._wake_r in ready:
+                    os.read(self._wake_r, 4096)
+
+    def _answer(self, frame: bytes, frame_end: float) -> tuple[float, bytes] | None:
+        at = self.clock()
+        try:
+            reply = self.device.handle(frame, at)
+        except Exception:  # a device bug must not kill the line; it answers nothing, like a hung meter
+            log.exception("device on %s failed on request %s", self.port, frame.hex())
+            return None
+        if reply is None:
+            return None
+        data: bytes | None = reply.data
+        delay = 0.0
+        if self.faults is not None:
+            outcome = self.faults.apply(reply.data, reply.address, at, reply.corrupt_checksum)
+            data, delay = outcome.reply, outcome.delay_s
+        if not data:
+            return None
+        # The device's own computing time counts as turnaround, as on a real meter.
+        return max(time.monotonic(), frame_end + reply.turnaround_s) + delay, data
+
+    def _record(self, t: Transaction) -> None:
+        self.transactions.append(t)
+        del self.transactions[: -self.keep_transactions]

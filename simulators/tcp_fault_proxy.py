@@ -1,0 +1,92 @@
+"""Wire faults for Modbus TCP: a proxy in front of a TCP simulator that spoils replies as planned.
+
+The gateway connects to the proxy; each request goes through unchanged, each response frame (MBAP
+header, then the PDU) passes :meth:`WireFaultPlan.apply` with its unit id as the address. TCP has no
+checksum, so ``bad_checksum`` spoils the transaction id instead (the client must reject a reply
+that answers another request); the other faults act on the bytes as on a serial line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from simulators.wire_faults import WireFaultPlan
+
+MBAP_HEADER = 7
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def spoil_transaction_id(frame: bytes) -> bytes:
+    return bytes([frame[0] ^ 0xFF, frame[1] ^ 0xFF]) + frame[2:] if len(frame) >= 2 else frame
+
+
+@dataclass
+class ModbusTcpFaultProxy:
+    upstream_host: str
+    upstream_port: int
+    faults: WireFaultPlan
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 picks a free port; read it after start()
+    clock: Callable[[], datetime] = utc_now
+    _server: asyncio.Server | None = field(default=None, init=False, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        forward = asyncio.create_task(self._pipe(reader, up_writer))
+        try:
+            await self._responses(up_reader, writer)
+        finally:
+            forward.cancel()
+            for w in (writer, up_writer):
+                w.close()
+                with contextlib.suppress(Exception):
+                    await w.wait_closed()
+            if task is not None:
+                self._tasks.discard(task)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while data := await reader.read(4096):
+                writer.write(data)
+                await writer.drain()
+
+    async def _responses(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                header = await reader.readexactly(MBAP_HEADER)
+                length = int.from_bytes(header[4:6], "big")
+                frame = header + await reader.readexactly(max(length - 1, 0))
+                outcome = self.faults.apply(frame, header[6], self.clock(), spoil_transaction_id)
+                if outcome.delay_s:
+                    await asyncio.sleep(outcome.delay_s)
+                if outcome.reply:
+                    writer.write(outcome.reply)
+                    await writer.drain()

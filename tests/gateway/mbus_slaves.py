@@ -1,0 +1,103 @@
+"""Wired M-Bus slaves for a :class:`simulators.serial_line.SerialLine`, built from the protocol package.
+
+Each slave answers SND_NKE with E5h, REQ_UD2 with its RSP_UD (several telegrams in turn when
+``telegrams`` > 1, repeating the last one when the master repeats its FCB), and a secondary-address
+selection with E5h; two slaves selected at once collide, which garbles the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus import build_ack, build_rsp_ud, decode_master_frame, secondary_address_matches
+from firmware_protocols.records import DataRecord
+from simulators.serial_line import Reply
+
+MANUFACTURER, VERSION, MEDIUM = "ELS", 7, "water"
+
+
+@dataclass
+class MBusSlave:
+    primary: int
+    identification: str
+    volume_m3: float
+    telegrams: int = 1
+    status: int = 0
+    selected: bool = False
+    last_fcb: bool | None = None
+    current: int = 0
+    requests: list[tuple[str, bool]] = field(default_factory=list)  # (function, FCB) as received
+    drop_once_at: int | None = None  # stay silent, once, when about to send this telegram
+
+    def telegram(self, index: int, address: int) -> bytes:
+        """The last telegram has the current volume; earlier ones flow and a stored (historic) volume."""
+        if self.telegrams == 1:
+            records = [
+                (DataRecord("volume", "m3", self.volume_m3), "bcd8"),
+                (DataRecord("flow", "m3/h", 0.25), "int32"),
+            ]
+        elif index < self.telegrams - 1:
+            records = [(DataRecord("volume", "m3", round(self.volume_m3 - 10 - index, 3), storage=1), "bcd8")]
+        else:
+            records = [(DataRecord("volume", "m3", self.volume_m3), "bcd8")]
+        return build_rsp_ud(
+            address,
+            self.identification,
+            MANUFACTURER,
+            VERSION,
+            MEDIUM,
+            access_no=index,
+            status=self.status,
+            records=records,
+            more_records_follow=index < self.telegrams - 1,
+        )
+
+
+class MBusSlaves:
+    def __init__(self, slaves: list[MBusSlave]):
+        self.slaves = slaves
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        try:
+            request = decode_master_frame(frame)
+        except DecodeError:
+            return None
+        function, address = request["function"], request["a_field"]
+        if function == "SND_UD" and request.get("command") == "select":
+            matching = [
+                s
+                for s in self.slaves
+                if secondary_address_matches(
+                    request["secondary_address"], s.identification, MANUFACTURER, VERSION, MEDIUM
+                )
+            ]
+            for slave in self.slaves:
+                slave.selected = slave in matching
+            if not matching:
+                return None
+            if len(matching) > 1:
+                return Reply(bytes([0xE5 & 0xC5, 0xE5 | 0x18]))  # two E5h on the wire at once: garbage
+            return Reply(build_ack(), matching[0].primary)
+        if address == 0xFD:
+            targets = [s for s in self.slaves if s.selected]
+        else:
+            targets = [s for s in self.slaves if s.primary == address]
+        if len(targets) != 1:
+            return None
+        slave = targets[0]
+        slave.requests.append((function, bool(request.get("fcb"))))
+        if function == "SND_NKE":
+            slave.last_fcb, slave.current = None, -1
+            return Reply(build_ack(), slave.primary)
+        if function == "REQ_UD2":
+            fcb = bool(request["fcb"])
+            if slave.last_fcb is None or fcb != slave.last_fcb or slave.current < 0:
+                slave.current = (slave.current + 1) % slave.telegrams  # a new request: the next telegram
+            slave.last_fcb = fcb
+            if slave.drop_once_at == slave.current:
+                slave.drop_once_at = None
+                return None
+            return Reply(slave.telegram(slave.current, address), slave.primary)
+        return None

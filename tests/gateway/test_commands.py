@@ -1,0 +1,137 @@
+"""Downlink commands through the broker (read-now, reload, scan) and the ``aquami gateway scan`` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import load_config, parse_config_text
+from gateway.service import Gateway
+from simulators.modbus_tcp import ModbusTcpSimulator
+from tests.gateway.helpers import Subscriber, config_text, meters
+
+pytestmark = pytest.mark.services
+AQUAMI = str(Path(sys.executable).with_name("aquami"))
+ROOT = "aquami/v1/gw-cmd"
+
+
+async def command(subscriber: Subscriber, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    request_id = f"{name}-{len(subscriber.messages)}"
+    subscriber.client.publish(f"{ROOT}/cmd/{name}", json.dumps({**body, "request_id": request_id}), qos=1)
+
+    def replied() -> list[dict[str, Any]]:
+        return [r for r in subscriber.payloads(f"/cmd/{name}/reply") if r.get("request_id") == request_id]
+
+    await asyncio.to_thread(subscriber.wait_for, lambda: bool(replied()), 20, f"a reply to {name}")
+    return replied()[0]
+
+
+def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
+    subscriber = Subscriber(mosquitto.url, [f"{ROOT}/cmd/+/reply", f"{ROOT}/reads"], client_id="cmd-sub")
+    config = tmp_path / "gw.toml"
+    replies: dict[str, dict[str, Any]] = {}
+
+    async def scenario() -> None:
+        simulator = ModbusTcpSimulator(meters(3))
+        await simulator.start()
+
+        def write(units: list[int]) -> None:
+            config.write_text(
+                config_text(
+                    mosquitto.url,
+                    {"b": simulator.port},
+                    {"b": units},
+                    str(tmp_path / "s.sqlite"),
+                    gateway_id="gw-cmd",
+                    poll_interval_s=3600,
+                    extra_bus="jitter = 0.0",
+                )
+            )
+
+        write([1, 2])
+        gateway = Gateway(load_config(config), config_path=config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await asyncio.to_thread(gateway.publisher.connected.wait, 10)
+        await asyncio.sleep(0.5)  # the subscription to cmd/+ is in place once connected
+        replies["read"] = await command(subscriber, "read-now", {"meter_id": "WM-0002"})
+        replies["unknown"] = await command(subscriber, "read-now", {"meter_id": "WM-0009"})
+        write([1, 3])
+        replies["reload"] = await command(subscriber, "reload", {})
+        replies["read3"] = await command(subscriber, "read-now", {"meter_id": "WM-0003"})
+        replies["read2"] = await command(subscriber, "read-now", {"meter_id": "WM-0002"})
+        config.write_text(config.read_text().replace("unit_id = 3", 'unit_id = "3"'))
+        replies["bad_reload"] = await command(subscriber, "reload", {})
+        replies["still3"] = await command(subscriber, "read-now", {"meter_id": "WM-0003"})
+        replies["scan"] = await command(subscriber, "scan", {"bus": "b", "first": 1, "last": 6})
+        replies["nonsense"] = await command(subscriber, "reboot", {})
+        stop.set()
+        await task
+        await simulator.stop()
+
+    try:
+        asyncio.run(scenario())
+        subscriber.wait_for(
+            lambda: any(r["meter_id"] == "WM-0003" for b in subscriber.batches() for r in b["readings"]),
+            10,
+            "the read-now reading published",
+        )
+    finally:
+        subscriber.close()
+    read = replies["read"]
+    assert read["ok"] is True and read["reading"]["meter_id"] == "WM-0002" and read["reading"]["volume_m3"] > 20
+    assert replies["unknown"] == {
+        "request_id": replies["unknown"]["request_id"],
+        "ok": False,
+        "error": "no meter 'WM-0009' on this gateway",
+    }
+    assert replies["reload"]["ok"] is True and replies["reload"]["meters"] == 2
+    assert replies["read3"]["ok"] is True and replies["read2"]["ok"] is False
+    bad = replies["bad_reload"]
+    assert bad["ok"] is False and "meters[1].unit_id: expected integer" in bad["error"] and "gw.toml:" in bad["error"]
+    assert replies["still3"]["ok"] is True  # a bad file leaves the running configuration alone
+    scan = replies["scan"]
+    assert scan["found"] == [1, 2, 3]
+    snippet = tomllib.loads(scan["snippet"])
+    assert [(m["bus"], m["unit_id"]) for m in snippet["meters"]] == [("b", 1), ("b", 2), ("b", 3)]
+    assert "unknown command 'reboot'" in replies["nonsense"]["error"]
+
+
+def test_scan_command_line_writes_a_snippet_that_checks(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, str]:
+        simulator = ModbusTcpSimulator(meters(4, first_unit=3))  # units 3..6
+        await simulator.start()
+        config = tmp_path / "gw.toml"
+        config.write_text(
+            config_text("mqtt://127.0.0.1:1", {"b": simulator.port}, {"b": []}, "s.sqlite", timeout_s=0.2, retries=0)
+        )
+        process = await asyncio.create_subprocess_exec(
+            AQUAMI,
+            "gateway",
+            "scan",
+            str(config),
+            "--bus",
+            "b",
+            "--last",
+            "8",
+            "--output",
+            str(tmp_path / "found.toml"),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await process.communicate()
+        await simulator.stop()
+        assert process.returncode is not None
+        return process.returncode, err.decode()
+
+    code, err = asyncio.run(scenario())
+    assert code == 0, err
+    assert "4 meters found on b" in err
+    combined = (tmp_path / "gw.toml").read_text() + "\n" + (tmp_path / "found.toml").read_text()
+    loaded = parse_config_text(combined)
+    assert [m.unit_id for m in loaded.meters] == [3, 4, 5, 6]

@@ -1,0 +1,302 @@
+"""Gateway configuration: a good file loads; a bad one stops the start naming the line and the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aquami.config.toml_lines import LineIndex
+from gateway.config import (
+    ConfigError,
+    MBusBusConfig,
+    ModbusRtuBusConfig,
+    ModbusTcpBusConfig,
+    WMBusBusConfig,
+    load_config,
+    parse_config_text,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "examples" / "gateway.toml"
+AQUAMI = str(Path(sys.executable).with_name("aquami"))
+
+GOOD = """\
+gateway_id = "gw-1"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[buses]]
+name = "tcp-1"
+protocol = "modbus-tcp"
+host = "127.0.0.1"
+port = 5020
+
+[[meters]]
+meter_id = "WM-1"
+bus = "tcp-1"
+unit_id = 1
+
+[[meters]]
+meter_id = "WM-2"
+bus = "tcp-1"
+unit_id = 2
+"""
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, "gw.toml")
+    return str(caught.value)
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    return hits[occurrence - 1]
+
+
+def test_the_example_configuration_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    assert config.gateway_id == "gw-north-1"
+    kinds = {bus.name: type(bus) for bus in config.buses}
+    assert kinds == {
+        "tcp-1": ModbusTcpBusConfig,
+        "rtu-1": ModbusRtuBusConfig,
+        "mbus-1": MBusBusConfig,
+        "radio-1": WMBusBusConfig,
+    }
+    assert [m.meter_id for m in config.meters][:4] == ["WM-00001", "WM-00002", "DMA-7-INLET", "PULSE-0001"]
+    assert {m.meter_id: m.address for m in config.meters[4:]} == {
+        "FLAT-12": 12,
+        "FLAT-13": "12345678",
+        "HOUSE-77": "87654321",
+    }
+    assert config.meters[1].poll_interval_s == 900
+    assert config.meters[3].parameters == {"litres_per_pulse": 10}
+    assert config.spool_path == EXAMPLE.parent / "gw-north-1-spool.sqlite"  # relative to the file
+
+
+def test_a_good_file_gives_defaults() -> None:
+    config = parse_config_text(GOOD)
+    assert config.mqtt.port == 1883 and config.mqtt_options.protocol == "auto" and config.mqtt_options.qos == 1
+    assert config.spool.policy == "drop_oldest"
+    bus = config.buses[0]
+    assert isinstance(bus, ModbusTcpBusConfig)
+    assert (bus.port, bus.retries, bus.poll_interval_s) == (5020, 2, 60.0)
+    assert [m.unit_id for m in bus.meters] == [1, 2]
+
+
+def test_meters_may_be_nested_under_their_bus() -> None:
+    text = GOOD.replace('[[meters]]\nmeter_id = "WM-2"\nbus = "tcp-1"', '[[buses.meters]]\nmeter_id = "WM-2"')
+    text = text.replace("port = 5020\n", 'port = 5020\n\n[[buses.meters]]\nmeter_id = "WM-3"\nunit_id = 3\n')
+    # the nested tables must follow their bus; move the top-level meter to the end
+    config = parse_config_text(text)
+    assert sorted(m.meter_id for m in config.meters) == ["WM-1", "WM-2", "WM-3"]
+
+
+def test_wrong_type_names_line_and_field() -> None:
+    text = GOOD.replace("unit_id = 2", 'unit_id = "2"')
+    message = error_of(text)
+    line = line_of(text, 'unit_id = "2"')
+    assert message == f"gw.toml:{line}: meters[1].unit_id: expected integer, got string '2'"
+
+
+def test_unknown_profile_names_line_and_lists_the_known_ones() -> None:
+    text = GOOD.replace("unit_id = 2\n", 'unit_id = 2\nprofile = "smart_watr_meter"\n')
+    message = error_of(text)
+    assert message.startswith(f"gw.toml:{line_of(text, 'smart_watr_meter')}: meters[1].profile: ")
+    assert "unknown meter profile 'smart_watr_meter'" in message and "smart_water_meter" in message
+
+
+def test_duplicate_meter_id_names_both_lines() -> None:
+    text = GOOD.replace('"WM-2"', '"WM-1"')
+    message = error_of(text)
+    first, second = line_of(text, '"WM-1"', 1), line_of(text, '"WM-1"', 2)
+    assert message == f"gw.toml:{second}: meters[1].meter_id: duplicate meter id 'WM-1' (first at line {first})"
+
+
+@pytest.mark.parametrize(
+    ("change", "needle", "expected"),
+    [
+        (("port = 5020", "port = 70000"), "port = 70000", "buses[0].port: 70000 is outside 1..65535"),
+        (("unit_id = 2", "unit_id = 300"), "unit_id = 300", "meters[1].unit_id: 300 is outside 1..247"),
+        (("unit_id = 2", "unit_id =  1"), "unit_id =  1", "meters[1].unit_id: unit id 1 on bus 'tcp-1' is already"),
+        (('bus = "tcp-1"\nunit_id = 2', 'bus = "tcp-9"\nunit_id = 2'), "tcp-9", "meters[1].bus: no bus named 'tcp-9'"),
+        (
+            ("port = 5020", "port = 5020\npol_interval_s = 5"),
+            "pol_interval_s",
+            "buses[0].pol_interval_s: unknown",
+        ),
+        (
+            ('protocol = "modbus-tcp"', 'protocol = "modbus-udp"'),
+            "modbus-udp",
+            "buses[0].protocol: 'modbus-udp'",
+        ),
+        (("[mqtt]\n", "[mqtt]\nqos = 0\n"), "qos = 0", "mqtt.qos: QoS 0 has no PUBACK"),
+        (("[mqtt]\n", '[mqtt]\nprotocol = "4"\n'), 'protocol = "4"', "mqtt.protocol: '4' is not one of"),
+        (('url = "mqtt://', 'url = "http://'), "http://", "mqtt.url: MQTT URL"),
+        (('"WM-2"', '"WM 2"'), "WM 2", "meters[1].meter_id: 'WM 2' is not an identifier"),
+        (("[mqtt]\n", '[mqtt]\nca_file = "missing-ca.pem"\n'), "missing-ca.pem", "mqtt.ca_file: no such file"),
+        (("[mqtt]\n", '[mqtt]\npassword = "x"\n'), 'password = "x"', "mqtt.password: a password needs a username"),
+    ],
+)
+def test_each_mistake_is_named_with_its_line(change: tuple[str, str], needle: str, expected: str) -> None:
+    text = GOOD.replace(*change, 1)
+    assert text != GOOD
+    message = error_of(text)
+    assert message.startswith(f"gw.toml:{line_of(text, needle)}: {expected}"), message
+
+
+def test_missing_field_points_at_its_table() -> None:
+    text = GOOD.replace('host = "127.0.0.1"\n', "")
+    assert error_of(text) == f"gw.toml:{line_of(text, '[[buses]]')}: buses[0]: missing field 'host'"
+
+
+def test_missing_mqtt_table_and_no_buses() -> None:
+    assert "missing table [mqtt]" in error_of('gateway_id = "g"\n')
+    assert "no [[buses]]" in error_of('gateway_id = "g"\n[mqtt]\nurl = "mqtt://h"\n')
+
+
+def test_pulse_counter_needs_its_litres_per_pulse() -> None:
+    text = GOOD.replace("unit_id = 2\n", 'unit_id = 2\nprofile = "pulse_counter"\n')
+    message = error_of(text)
+    assert message.startswith(f"gw.toml:{line_of(text, 'pulse_counter')}: meters[1].profile: ")
+    assert "needs a parameter" in message
+    fixed = text.replace(
+        'profile = "pulse_counter"\n', 'profile = "pulse_counter"\nparameters = { litres_per_pulse = 1 }\n'
+    )
+    assert parse_config_text(fixed).meters[1].parameters == {"litres_per_pulse": 1}
+
+
+def test_broken_toml_says_where() -> None:
+    message = error_of(GOOD.replace("unit_id = 2", "unit_id = = 2"))
+    assert message.startswith("gw.toml: not valid TOML:") and f"line {line_of(GOOD, 'unit_id = 2')}" in message
+
+
+def test_credentials_and_tls_files(tmp_path: Path) -> None:
+    for name in ("ca.pem", "gw.pem", "gw.key"):
+        (tmp_path / name).write_text("x")
+    text = GOOD.replace(
+        "[mqtt]\n",
+        '[mqtt]\nusername = "gw"\npassword = "pw"\nca_file = "ca.pem"\ncert_file = "gw.pem"\nkey_file = "gw.key"\n',
+    )
+    (tmp_path / "gw.toml").write_text(text)
+    config = load_config(tmp_path / "gw.toml")
+    assert (config.mqtt.username, config.mqtt.password, config.mqtt.tls) == ("gw", "pw", True)
+    assert config.mqtt_options.key_file == tmp_path / "gw.key"
+    half = text.replace('key_file = "gw.key"\n', "")
+    (tmp_path / "half.toml").write_text(half)
+    with pytest.raises(ConfigError, match="key_file: a client certificate needs both"):
+        load_config(tmp_path / "half.toml")
+
+
+def test_line_index_follows_tables_arrays_and_multiline_values() -> None:
+    text = """\
+a = 1
+list = [
+  "x = 2",
+  3,
+]
+[t]
+"quoted.key" = 4
+sub.key = 5
+[[arr]]
+k = 6
+[[arr]]
+k = 7
+[[arr.inner]]
+z = 8
+s = '''
+w = 9
+'''
+after = 10
+"""
+    index = LineIndex(text)
+    assert index.line(("a",)) == 1
+    assert index.line(("list",)) == 2
+    assert index.line(("x",)) is None  # inside the array, not a key
+    assert index.line(("t", "quoted.key")) == 7
+    assert index.line(("t", "sub", "key")) == 8
+    assert index.line(("arr", 0, "k")) == 10
+    assert index.line(("arr", 1, "k")) == 12
+    assert index.line(("arr", 1, "inner", 0, "z")) == 14
+    assert index.line(("arr", 1, "inner", 0, "after")) == 18  # not fooled by the multi-line string
+    assert index.line(("arr", 1, "nothing")) == 11  # falls back to its table
+
+
+def test_check_command_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    done = subprocess.run([AQUAMI, "gateway", "check", str(good)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "ok (1 buses, 2 meters)" in done.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.replace('"WM-2"', '"WM-1"'))
+    for command in ("check", "run"):  # a misconfigured file stops the start, with no traceback
+        done = subprocess.run([AQUAMI, "gateway", command, str(bad)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        assert f"error: {bad}:{line_of(bad.read_text(), 'WM-1', 2)}: meters[1].meter_id: duplicate" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+RADIO = """\
+gateway_id = "gw-1"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[[buses]]
+name = "m"
+protocol = "mbus"
+device = "/dev/ttyUSB0"
+baudrate = 2400
+[[buses]]
+name = "r"
+protocol = "wmbus"
+device = "/dev/ttyUSB1"
+[[meters]]
+meter_id = "A"
+bus = "m"
+address = 5
+[[meters]]
+meter_id = "B"
+bus = "m"
+secondary_address = "12345678"
+[[meters]]
+meter_id = "C"
+bus = "r"
+id = "87654321"
+key = "000102030405060708090a0b0c0d0e0f"
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "needle", "expected"),
+    [
+        (("baudrate = 2400", "baudrate = 1000"), "baudrate = 1000", "buses[0].baudrate: M-Bus runs at 300, 600"),
+        (("address = 5", 'address = 5\nsecondary_address = "1"'), "[[meters]]", "meters[0]: an M-Bus meter"),
+        (('"12345678"', '"1234567X"'), "1234567X", "meters[1].secondary_address: '1234567X' is not an 8-digit"),
+        (("address = 5", "address = 251"), "address = 251", "meters[0].address: 251 is outside 0..250"),
+        (('key = "0001', 'key = "01'), 'key = "01', "meters[2].key: an AES-128 key is 32 hexadecimal digits"),
+        (('id = "87654321"', "id = 87654321"), "id = 87654321", "meters[2].id: expected string, got integer"),
+        (("address = 5", "unit_id = 5"), "[[meters]]", "meters[0]: an M-Bus meter has either"),
+    ],
+)
+def test_mbus_and_wmbus_mistakes(change: tuple[str, str], needle: str, expected: str) -> None:
+    text = RADIO.replace(*change, 1)
+    assert text != RADIO
+    message = error_of(text)
+    assert message.startswith(f"gw.toml:{line_of(text, needle)}: {expected}"), message
+
+
+def test_mbus_timeout_follows_the_baud_rate() -> None:
+    config = parse_config_text(RADIO)
+    bus = config.buses[0]
+    assert isinstance(bus, MBusBusConfig)
+    assert bus.timeout_s == pytest.approx(330 / 2400 + 0.05 + 261 * 11 / 2400, abs=1e-3)
+    slow = parse_config_text(RADIO.replace("baudrate = 2400", "baudrate = 300")).buses[0]
+    assert slow.timeout_s / bus.timeout_s == pytest.approx(8, rel=0.05)
+    duplicate = RADIO.replace(
+        'id = "87654321"', 'id = "87654321"\n[[meters]]\nmeter_id = "D"\nbus = "r"\nid = "87654321"'
+    )
+    assert "id 87654321 on bus 'r' is already meter 'C'" in error_of(duplicate)

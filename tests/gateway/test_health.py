@@ -1,0 +1,225 @@
+"""Health: status with per-bus and per-meter figures, meter_offline/online once each, spool policies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.config import parse_config_text
+from gateway.health import Health
+from gateway.service import Gateway
+from simulators.modbus_tcp import ModbusTcpSimulator
+from tests.gateway.helpers import Subscriber, config_text, meters
+from tests.services import MosquittoBroker, free_port
+
+
+def test_offline_and_online_are_raised_once_per_transition() -> None:
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    health = Health("gw", offline_after=3, clock=lambda: clock[0])
+    health.track("b", ["M"])
+    outcomes = [True, False, False, False, False, False, True, True, False]
+    events = []
+    for ok in outcomes:
+        clock[0] += timedelta(seconds=60)
+        events.append(health.poll_done("M", ok))
+    names = [(i, e["event"]) for i, e in enumerate(events) if e is not None]
+    assert names == [(3, "meter_offline"), (6, "meter_online")]
+    offline = events[3]
+    assert offline is not None
+    assert offline["consecutive_failures"] == 3 and offline["last_good"] == "2026-01-01T00:01:00Z"
+    online = events[6]
+    assert online is not None and online["offline_since"] == "2026-01-01T00:04:00Z"
+    snapshot = health.snapshot(spool_depth=7)
+    assert snapshot["meters"]["M"] == {
+        "bus": "b",
+        "last_good": "2026-01-01T00:08:00Z",
+        "consecutive_failures": 1,
+        "offline": False,
+    }
+    assert snapshot["spool_depth"] == 7
+
+
+@pytest.mark.services
+def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path: Path, mosquitto) -> None:
+    subscriber = Subscriber(mosquitto.url, ["aquami/v1/gw-health/#"], client_id="health-sub")
+    port = free_port()
+
+    async def scenario() -> Gateway:
+        simulator = ModbusTcpSimulator(meters(3), port=port)  # unit 4 is configured but absent
+        await simulator.start()
+        text = config_text(
+            mosquitto.url,
+            {"b": port},
+            {"b": [1, 2, 3, 4]},
+            str(tmp_path / "s.sqlite"),
+            gateway_id="gw-health",
+            timeout_s=0.3,
+            retries=0,
+            extra_top="[health]\noffline_after = 3\nstatus_interval_s = 0.5\n",
+        )
+        gateway = Gateway(parse_config_text(text))
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await asyncio.sleep(3.0)
+        await simulator.stop()
+        simulator = ModbusTcpSimulator(meters(4), port=port)  # unit 4 is back
+        await simulator.start()
+        await asyncio.to_thread(
+            subscriber.wait_for,
+            lambda: any(e["event"] == "meter_online" for e in subscriber.payloads("/events")),
+            20,
+            "meter_online",
+        )
+        await asyncio.sleep(1.0)
+        stop.set()
+        await task
+        await simulator.stop()
+        return gateway
+
+    try:
+        gateway = asyncio.run(scenario())
+        subscriber.wait_for(lambda: len(subscriber.payloads("/status/health")) >= 3, 10, "health status")
+    finally:
+        subscriber.close()
+    events = [(e["event"], e["meter_id"]) for e in subscriber.payloads("/events")]
+    assert events.count(("meter_offline", "WM-0004")) == 1
+    assert events.count(("meter_online", "WM-0004")) == 1
+    assert events.index(("meter_offline", "WM-0004")) < events.index(("meter_online", "WM-0004"))
+    assert all(meter_id == "WM-0004" for _, meter_id in events)  # the simulator restart was brief
+    statuses = subscriber.payloads("/status/health")
+    offline_seen = [s for s in statuses if s["meters"]["WM-0004"]["offline"]]
+    assert offline_seen, "a status while the meter was away says so"
+    assert offline_seen[0]["meters"]["WM-0004"]["consecutive_failures"] >= 3
+    last = statuses[-1]
+    assert last["gateway_id"] == "gw-health" and last["uptime_s"] > 3
+    assert 0 < last["buses"]["b"]["success_rate"] < 1 and last["buses"]["b"]["attempts"] > 10
+    assert last["meters"]["WM-0001"]["last_good"] is not None and "spool_depth" in last
+    assert gateway.health.meters["WM-0004"].offline_since is None
+
+
+def run_with_outage(tmp_path: Path, policy: str, gateway_id: str) -> tuple[Gateway, Subscriber, dict[str, int]]:
+    """Poll 5 meters fast while the broker is away, with a 10-reading spool, then bring it back."""
+    broker = MosquittoBroker(persistence=True)
+    broker.start()
+    subscriber = Subscriber(broker.url, [f"aquami/v1/{gateway_id}/events"], client_id=f"{policy}-sub", persistent=True)
+    figures: dict[str, int] = {}
+
+    async def scenario() -> Gateway:
+        simulator = ModbusTcpSimulator(meters(5))
+        await simulator.start()
+        await asyncio.to_thread(broker.stop)
+        text = config_text(
+            broker.url,
+            {"b": simulator.port},
+            {"b": range(1, 6)},
+            str(tmp_path / f"{policy}.sqlite"),
+            gateway_id=gateway_id,
+            poll_interval_s=0.1,
+            extra_spool=f'max_readings = 10\npolicy = "{policy}"\n',
+        )
+        gateway = Gateway(parse_config_text(text))
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await asyncio.sleep(2.0)
+        figures["spooled_in_outage"] = gateway.readings_spooled
+        figures["depth_in_outage"] = gateway.spool.depth()
+        figures["skipped_in_outage"] = gateway.health.buses["b"].polls_skipped
+        await asyncio.to_thread(broker.start)
+        deadline = time.monotonic() + 20
+        while gateway.readings_spooled < figures["spooled_in_outage"] + 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        await simulator.stop()
+        return gateway
+
+    try:
+        gateway = asyncio.run(scenario())
+        subscriber.wait_for(lambda: len(subscriber.payloads("/events")) >= 1, 10, "events")
+        time.sleep(0.5)
+    finally:
+        subscriber.close()
+        broker.close()
+    return gateway, subscriber, figures
+
+
+@pytest.mark.services
+def test_spool_limit_drop_oldest_raises_overflow_events(tmp_path: Path) -> None:
+    gateway, subscriber, figures = run_with_outage(tmp_path, "drop_oldest", "gw-drop")
+    assert figures["depth_in_outage"] == 10 and figures["spooled_in_outage"] > 30  # polling went on
+    events = [e for e in subscriber.payloads("/events") if e["event"] == "spool_overflow"]
+    assert events and sum(e["dropped"] for e in events) == gateway.readings_dropped  # all told, in few events
+    assert len(events) <= 3
+    assert gateway.readings_dropped >= figures["spooled_in_outage"] - 10
+    assert all(e["policy"] == "drop_oldest" for e in events)
+
+
+@pytest.mark.services
+def test_spool_limit_stop_polling_skips_polls_then_resumes(tmp_path: Path) -> None:
+    gateway, subscriber, figures = run_with_outage(tmp_path, "stop_polling", "gw-stop")
+    assert figures["spooled_in_outage"] <= 10 + 5  # full at 10; at most one poll per meter was under way
+    assert figures["skipped_in_outage"] > 10 and gateway.readings_dropped == 0
+    names = [e["event"] for e in subscriber.payloads("/events")]
+    assert names[:2] == ["spool_full", "spool_resumed"]
+    assert gateway.readings_spooled >= figures["spooled_in_outage"] + 20  # polling resumed
+
+
+@pytest.mark.services
+def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
+    broker = MosquittoBroker(persistence=True)
+    broker.start()
+    subscriber = Subscriber(broker.url, ["aquami/v1/gw-ev/events"], client_id="events-sub", persistent=True)
+    port = free_port()
+    stopped_at: dict[str, str] = {}
+
+    async def run_once(seconds: float, drain: float) -> Gateway:
+        text = config_text(
+            broker.url,
+            {"b": port},
+            {"b": [1, 2]},
+            str(tmp_path / "s.sqlite"),
+            gateway_id="gw-ev",
+            timeout_s=0.2,
+            retries=0,
+            extra_top="[health]\noffline_after = 2\n",
+        )
+        gateway = Gateway(parse_config_text(text))
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop, drain_timeout=drain))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await task
+        return gateway
+
+    async def scenario() -> int:
+        simulator = ModbusTcpSimulator(meters(1), port=port)  # unit 2 never answers
+        await simulator.start()
+        await asyncio.to_thread(broker.stop)
+        first = await run_once(2.0, drain=0.0)  # offline: the event can only wait
+        stopped_at["ts"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        from gateway.spool import Spool
+
+        spool = Spool(tmp_path / "s.sqlite")
+        waiting = spool.messages_waiting()
+        spool.close()
+        assert first.publisher.connections == 0
+        await asyncio.to_thread(broker.start)
+        await run_once(1.5, drain=5.0)
+        await simulator.stop()
+        return waiting
+
+    try:
+        waiting = asyncio.run(scenario())
+        subscriber.wait_for(
+            lambda: any(e["ts"] < stopped_at["ts"] for e in subscriber.payloads("/events")), 10, "the first run's event"
+        )
+    finally:
+        subscriber.close()
+        broker.close()
+    assert waiting >= 1
+    early = [e for e in subscriber.payloads("/events") if e["ts"] < stopped_at["ts"]]
+    assert [(e["event"], e["meter_id"]) for e in early] == [("meter_offline", "WM-0002")]

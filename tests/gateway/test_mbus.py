@@ -1,0 +1,135 @@
+"""Wired M-Bus on a simulated line: SND_NKE first, FCB toggling, multi-telegram reads with a repeat,
+secondary addressing, and the secondary-address search behind ``aquami gateway scan``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+import serial
+
+from aquami.contracts.reads import Reading
+from gateway.config import MBusBusConfig, load_config, parse_config_text
+from gateway.mbus import MBusTransport
+from gateway.service import Gateway
+from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
+from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
+
+PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
+AQUAMI = str(Path(sys.executable).with_name("aquami"))
+
+
+def fcb_sequence(slave: MBusSlave) -> list[bool]:
+    return [fcb for function, fcb in slave.requests if function == "REQ_UD2"]
+
+
+@pytest.mark.services
+def test_primary_secondary_and_multi_telegram_reads(tmp_path: Path, mosquitto) -> None:
+    single = MBusSlave(1, "11110001", 123.456, status=0x04)
+    multi = MBusSlave(2, "11110002", 300.0, telegrams=3, drop_once_at=1)
+    secondary = MBusSlave(0, "22223333", 42.5)
+    line = SerialLine(MBusSlaves([single, multi, secondary]), LineSettings(baudrate=9600, parity="E")).start()
+    text = f"""
+gateway_id = "gw-mbus"
+[mqtt]
+url = "{mosquitto.url}"
+[spool]
+path = "{tmp_path / "s.sqlite"}"
+[[buses]]
+name = "mbus-1"
+protocol = "mbus"
+device = "{line.port}"
+baudrate = 9600
+parity = "{PARITY}"
+poll_interval_s = 1.0
+retries = 1
+[[meters]]
+meter_id = "HOUSE-1"
+bus = "mbus-1"
+address = 1
+[[meters]]
+meter_id = "HOUSE-2"
+bus = "mbus-1"
+address = 2
+[[meters]]
+meter_id = "HOUSE-3"
+bus = "mbus-1"
+secondary_address = "22223333"
+"""
+    config = parse_config_text(text)
+    bus = config.buses[0]
+    assert isinstance(bus, MBusBusConfig) and bus.timeout_s == pytest.approx(
+        330 / 9600 + 0.05 + 261 * 11 / 9600, abs=1e-3
+    )
+    taken: list[Reading] = []
+
+    async def scenario() -> Gateway:
+        gateway = Gateway(config)
+        spool_reading = gateway.spool_reading
+
+        async def recording(reading: Reading) -> None:
+            taken.append(reading)
+            await spool_reading(reading)
+
+        gateway.spool_reading = recording  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await asyncio.sleep(3.5)
+        stop.set()
+        await task
+        return gateway
+
+    try:
+        gateway = asyncio.run(scenario())
+    finally:
+        line.stop()
+    by_meter = {
+        meter_id: [r for r in taken if r.meter_id == meter_id] for meter_id in ("HOUSE-1", "HOUSE-2", "HOUSE-3")
+    }
+    assert all(len(readings) >= 2 for readings in by_meter.values()), {k: len(v) for k, v in by_meter.items()}
+    first = by_meter["HOUSE-1"][0].to_json()
+    assert first["volume_m3"] == 123.456 and first["flow_m3h"] == 0.25 and first["alarms"] == ["low_battery"]
+    assert first["source"] == {"protocol": "mbus", "bus": "mbus-1", "address": 1}
+    assert {r.volume_m3 for r in by_meter["HOUSE-2"]} == {300.0}  # the current volume, from the last telegram
+    assert by_meter["HOUSE-3"][0].to_json()["source"]["address"] == "22223333"
+    assert single.requests[0] == ("SND_NKE", False) and multi.requests[0] == ("SND_NKE", False)
+    assert ("SND_NKE", False) not in single.requests[1:]  # once, on start: no failures in between
+    assert fcb_sequence(single)[:4] == [True, False, True, False]  # toggled after every exchange
+    sequence = fcb_sequence(multi)
+    repeats = [i for i in range(1, len(sequence)) if sequence[i] == sequence[i - 1]]
+    assert len(repeats) == 1, sequence  # the lost second telegram was asked for again with the same FCB
+    assert sum(1 for function, _ in multi.requests if function == "SND_NKE") == 1
+    assert gateway.health.meters["HOUSE-2"].failed_polls == 0
+
+
+def test_secondary_address_search_and_scan_command(tmp_path: Path) -> None:
+    identifications = ["12340001", "12340002", "56780003", "12350004"]
+    slaves = [MBusSlave(0, ident, 1.0) for ident in identifications]
+    line = SerialLine(MBusSlaves(slaves), LineSettings(baudrate=9600, parity="E")).start()
+    config_file = tmp_path / "gw.toml"
+    config_file.write_text(
+        f'gateway_id = "g"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n[[buses]]\nname = "m"\nprotocol = "mbus"\n'
+        f'device = "{line.port}"\nbaudrate = 9600\nparity = "{PARITY}"\n'
+    )
+    try:
+        bus = load_config(config_file).buses[0]
+        assert isinstance(bus, MBusBusConfig)
+        transport = MBusTransport(bus)
+        found = transport.search_blocking()
+        transport.line.close()
+        import subprocess
+
+        done = subprocess.run(
+            [AQUAMI, "gateway", "scan", str(config_file), "--bus", "m", "--output", str(tmp_path / "found.toml")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        line.stop()
+    assert sorted(found) == sorted(identifications)
+    assert done.returncode == 0, done.stderr
+    combined = parse_config_text(config_file.read_text() + "\n" + (tmp_path / "found.toml").read_text())
+    assert sorted(m.secondary_address or "" for m in combined.meters) == sorted(identifications)

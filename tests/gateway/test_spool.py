@@ -1,0 +1,92 @@
+"""The spool: durable, ordered, numbered batches that survive restarts, and a size limit with a policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.pulse import PulseWrap
+from gateway.spool import Spool
+
+
+def reading(n: int) -> dict[str, object]:
+    return {"meter_id": f"WM-{n}", "ts": f"2026-01-01T00:00:{n % 60:02d}Z", "volume_m3": float(n)}
+
+
+def test_batches_are_numbered_in_order_and_leave_only_when_acknowledged(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([reading(n) for n in range(7)])
+    first, second = spool.seal(5), spool.seal(5)
+    assert first is not None and second is not None and spool.seal(5) is None
+    assert (first.batch_seq, second.batch_seq) == (1, 2)
+    assert [r["meter_id"] for r in first.readings + second.readings] == [f"WM-{n}" for n in range(7)]
+    assert spool.depth() == 7
+    assert spool.acknowledge(2) == 2 and spool.depth() == 5
+    assert [b.batch_seq for b in spool.sealed_batches()] == [1]
+    spool.close()
+
+
+def test_sealed_batches_and_batch_seq_survive_a_restart(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([reading(n) for n in range(4)])
+    sealed = spool.seal(2)
+    assert sealed is not None
+    spool.close()  # as good as a crash: every commit is on disk
+    again = Spool(tmp_path / "s.sqlite")
+    assert again.depth() == 4
+    assert [(b.batch_seq, len(b.readings)) for b in again.sealed_batches()] == [(1, 2)]
+    assert again.sealed_batches()[0].readings == sealed.readings
+    nxt = again.seal(10)
+    assert nxt is not None and nxt.batch_seq == 2 and len(nxt.readings) == 2
+    again.close()
+
+
+def test_drop_oldest_keeps_the_newest_and_reports_what_it_dropped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_readings=10, drop_oldest=True)
+    assert spool.append([reading(n) for n in range(8)]).dropped == 0
+    appended = spool.append([reading(n) for n in range(8, 13)])
+    assert (appended.stored, appended.dropped) == (5, 3)
+    assert spool.depth() == 10 and spool.dropped_total == 3 and spool.is_full()
+    sealed = spool.seal(100)
+    assert sealed is not None
+    assert [r["meter_id"] for r in sealed.readings] == [f"WM-{n}" for n in range(3, 13)]
+    spool.close()
+
+
+def test_without_drop_the_limit_only_reports_full(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_readings=3, drop_oldest=False)
+    assert spool.append([reading(n) for n in range(2)]).dropped == 0 and not spool.is_full()
+    assert spool.append([reading(n) for n in range(2, 5)]).dropped == 0
+    assert spool.is_full() and spool.depth() == 5  # stop_polling: the gateway stops asking, nothing is lost
+    spool.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=12), st.integers(5, 40))
+def test_depth_metric_matches_the_rows(tmp_path_factory, sizes: list[int], limit: int) -> None:
+    spool = Spool(tmp_path_factory.mktemp("spool") / "s.sqlite", max_readings=limit)
+    n = 0
+    for size in sizes:
+        spool.append([reading(n + i) for i in range(size)])
+        n += size
+        if size % 3 == 0:
+            sealed = spool.seal(7)
+            if sealed is not None:
+                spool.acknowledge(sealed.batch_seq)
+        rows = spool._db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        assert spool.depth() == rows <= limit
+    spool.close()
+
+
+def test_pulse_counter_wrap_is_unwrapped_and_remembered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    span = 2**32 * 10 / 1000  # 10 litres per pulse
+    wrap = PulseWrap("P-1", span, spool)
+    assert wrap.unwrap(span - 5.0) == span - 5.0
+    assert wrap.unwrap(3.0) == span + 3.0  # the counter rolled over
+    assert wrap.unwrap(2.99) == span + 2.99  # a small step back is not a wrap
+    spool.close()
+    restarted = PulseWrap("P-1", span, Spool(tmp_path / "s.sqlite"))
+    assert restarted.unwrap(4.0) == span + 4.0

@@ -1,0 +1,61 @@
+"""TLS with a client certificate and username/password against a Mosquitto that demands all three."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.config import parse_config_text
+from gateway.service import Gateway
+from simulators.modbus_tcp import ModbusTcpSimulator
+from tests.gateway.helpers import config_text, meters
+from tests.gateway.tls_broker import TlsMosquitto
+
+pytestmark = pytest.mark.services
+
+
+def run_gateway(tmp_path: Path, broker: TlsMosquitto, mqtt_settings: str, seconds: float) -> Gateway:
+    async def scenario() -> Gateway:
+        simulator = ModbusTcpSimulator(meters(2))
+        await simulator.start()
+        text = config_text(
+            f"mqtts://127.0.0.1:{broker.tls_port}",
+            {"b": simulator.port},
+            {"b": [1, 2]},
+            str(tmp_path / f"{time.monotonic_ns()}.sqlite"),
+            extra_mqtt=mqtt_settings,
+        )
+        gateway = Gateway(parse_config_text(text))
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        deadline = time.monotonic() + seconds
+        while gateway.publisher.acknowledged_batches < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        await simulator.stop()
+        return gateway
+
+    return asyncio.run(scenario())
+
+
+def test_tls_client_certificate_and_password(tmp_path: Path) -> None:
+    broker = TlsMosquitto(tmp_path, "gw-test", "s3cret")
+    broker.start()
+    f = broker.files
+    files = f'ca_file = "{f["ca"]}"\ncert_file = "{f["client_cert"]}"\nkey_file = "{f["client_key"]}"\n'
+    try:
+        good = run_gateway(tmp_path, broker, f'username = "gw-test"\npassword = "s3cret"\n{files}', 20)
+        wrong_password = run_gateway(tmp_path, broker, f'username = "gw-test"\npassword = "nope"\n{files}', 3)
+        no_certificate = run_gateway(
+            tmp_path, broker, f'username = "gw-test"\npassword = "s3cret"\nca_file = "{f["ca"]}"\n', 3
+        )
+    finally:
+        broker.close()
+    assert good.publisher.acknowledged_batches >= 2 and good.publisher.connections >= 1
+    for refused in (wrong_password, no_certificate):
+        assert refused.publisher.connections == 0 and refused.publisher.acknowledged_batches == 0
+        assert refused.readings_spooled > 0  # the readings wait in the spool

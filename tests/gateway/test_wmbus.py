@@ -1,0 +1,132 @@
+"""Wireless M-Bus: a receiver's serial stream with encrypted and plain telegrams, a repeated telegram,
+a wrong key, an unknown meter and noise; duplicates dropped, silent meters offline, then online."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aquami.contracts.reads import Reading
+from firmware_protocols.mbus.build import build_user_data
+from firmware_protocols.records import DataRecord
+from firmware_protocols.wmbus.build import build_telegram
+from firmware_protocols.wmbus.receiver import build_indication
+from gateway.config import WMBusBusConfig, parse_config_text
+from gateway.service import Gateway
+from gateway.wmbus import DuplicateFilter
+from simulators.serial_line import LineSettings, Reply, SerialLine
+
+KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
+WRONG = bytes(16)
+
+
+class Receiver:
+    """The far end of the receiver's serial line: it talks unasked and answers nothing."""
+
+    def handle(self, frame: bytes, now: Any) -> Reply | None:
+        return None
+
+
+def indication(ident: str, volume: float, access_no: int, key: bytes | None = None) -> bytes:
+    records = build_user_data([(DataRecord("volume", "m3", volume), "bcd8")])
+    telegram = build_telegram(
+        records, manufacturer="KAM", id=ident, version=1, medium="water", access_no=access_no, key=key, crcs=False
+    )
+    return build_indication(telegram, rssi=0x40)
+
+
+def test_duplicate_filter_window() -> None:
+    now = [0.0]
+    seen = DuplicateFilter(10.0, clock=lambda: now[0])
+    assert seen.first_time("A", 1, [{"v": 1}])
+    assert not seen.first_time("A", 1, [{"v": 1}])  # the repeater's copy
+    assert seen.first_time("A", 2, [{"v": 1}]) and seen.first_time("B", 1, [{"v": 1}])
+    now[0] = 11.0
+    assert seen.first_time("A", 1, [{"v": 1}])  # long after: a new telegram that happens to look the same
+
+
+@pytest.mark.services
+def test_receiver_stream(tmp_path: Path, mosquitto) -> None:
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    text = f"""
+gateway_id = "gw-wmbus"
+[mqtt]
+url = "{mosquitto.url}"
+[spool]
+path = "{tmp_path / "s.sqlite"}"
+[health]
+offline_after = 2
+[[buses]]
+name = "radio"
+protocol = "wmbus"
+device = "{line.port}"
+poll_interval_s = 0.5
+[[meters]]
+meter_id = "FLAT-1"
+bus = "radio"
+id = "12345678"
+key = "{KEY.hex()}"
+[[meters]]
+meter_id = "FLAT-2"
+bus = "radio"
+id = "87654321"
+[[meters]]
+meter_id = "FLAT-3"
+bus = "radio"
+id = "11112222"
+"""
+    config = parse_config_text(text)
+    assert isinstance(config.buses[0], WMBusBusConfig) and config.meters[0].key == KEY
+    taken: list[Reading] = []
+    events: list[dict[str, Any]] = []
+
+    async def scenario() -> Gateway:
+        gateway = Gateway(config)
+        spool_reading, emit = gateway.spool_reading, gateway.emit
+
+        async def recording(reading: Reading) -> None:
+            taken.append(reading)
+            await spool_reading(reading)
+
+        def record_event(event: dict[str, Any]) -> None:
+            events.append(event)
+            emit(event)
+
+        gateway.spool_reading = recording  # type: ignore[method-assign]
+        gateway.emit = record_event  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await asyncio.sleep(0.3)
+        line.push(b"\x00\xa5\x13garbage")
+        first = indication("12345678", 10.001, 1, KEY)
+        line.push(first)
+        line.push(first)  # the same telegram again, through a repeater
+        line.push(indication("12345678", 10.002, 2, WRONG))  # a key that does not fit
+        line.push(indication("99990000", 5.0, 1))  # somebody else's meter
+        for n in range(6):
+            line.push(indication("12345678", 10.01 + n, 3 + n, KEY))
+            line.push(indication("87654321", 20.0 + n, 1 + n))
+            await asyncio.sleep(0.3)
+        line.push(indication("11112222", 30.0, 1))  # the silent meter speaks
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+        return gateway
+
+    try:
+        gateway = asyncio.run(scenario())
+    finally:
+        line.stop()
+    volumes = {m: [r.volume_m3 for r in taken if r.meter_id == m] for m in ("FLAT-1", "FLAT-2", "FLAT-3")}
+    assert volumes["FLAT-1"] == [10.001, *(10.01 + n for n in range(6))]  # once, though heard twice
+    assert volumes["FLAT-2"] == [20.0 + n for n in range(6)] and volumes["FLAT-3"] == [30.0]
+    assert all(r.protocol == "wmbus" for r in taken)
+    assert taken[0].to_json()["source"] == {"protocol": "wmbus", "bus": "radio", "address": "12345678"}
+    listener = gateway.listeners["radio"]
+    assert (listener.duplicates_dropped, listener.undecodable, listener.unknown_meters) == (1, 1, 1)
+    names = [(e["event"], e.get("meter_id")) for e in events]
+    assert names.count(("meter_offline", "FLAT-3")) == 1 and names.count(("meter_online", "FLAT-3")) == 1
+    assert not [n for n in names if n[1] in ("FLAT-1", "FLAT-2")]

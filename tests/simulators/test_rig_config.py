@@ -1,0 +1,94 @@
+"""The rig file: the shipped example validates, and every mistake is named by line and field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aquami.cli import app
+from simulators.rig.config import KIND_PROTOCOLS, ConfigError, load_rig, parse_rig_text
+
+EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
+NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
+
+BASE = """
+[rig]
+installed = "2026-01-01T00:00:00Z"
+
+[[transport]]
+name = "tcp"
+protocol = "modbus_tcp"
+
+[[transport]]
+name = "bus"
+protocol = "mbus"
+
+[[meter]]
+id = "M1"
+kind = "smart_water_meter"
+transport = "tcp"
+address = 1
+"""
+
+
+def test_the_example_has_every_meter_kind_on_every_transport() -> None:
+    config = load_rig(EXAMPLE, now=NOW)
+    assert {m.kind for m in config.meters} == set(KIND_PROTOCOLS)
+    assert {t.protocol for t in config.transports} == {"modbus_tcp", "modbus_rtu", "mbus", "wmbus"}
+    inlet = next(m for m in config.meters if m.kind == "dma_inlet")
+    assert set(inlet.customers) == {m.meter_id for m in config.meters if m.kind != "dma_inlet"}
+    result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(EXAMPLE), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "7 meters on 4 transports: OK" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 1\n',
+         r"rig.toml:2\d: meter\[1\].address: 1 is M1's on transport 'tcp'"),
+        ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "nowhere"\naddress = 2\n',
+         r"meter\[1\].transport: 'nowhere' is no \[\[transport\]\] name"),
+        ('\n[[meter]]\nid = "M2"\nkind = "mbus_water"\ntransport = "tcp"\naddress = 2\n',
+         r"meter\[1\].transport: a mbus_water meter speaks mbus, not modbus_tcp"),
+        ('\n[[meter]]\nid = "M2"\nkind = "pulse_counter"\ntransport = "tcp"\naddress = 2\n',
+         r"meter\[1\]: missing field 'litres_per_pulse'"),
+        ('\n[[meter]]\nid = "M2"\nkind = "pulse_counter"\ntransport = "tcp"\naddress = 2\nlitres_per_pulse = 0\n',
+         r"meter\[1\].litres_per_pulse: 0.0 must be at least 0.001"),
+        ('\n[[meter]]\nid = "M2"\nkind = "mbus_water"\ntransport = "bus"\naddress = 3\nsecondary = "12AB5678"\n',
+         r"meter\[1\].secondary: '12AB5678': 8 decimal digits"),
+        ('\n[[meter]]\nid = "M2"\nkind = "dma_inlet"\ntransport = "tcp"\naddress = 9\ncustomers = ["M1", "M9"]\n',
+         r"meter\[1\].customers: 'M9' is no customer meter of this rig"),
+        ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\nadress = 3\n',
+         r"meter\[1\].adress: unknown field 'adress'"),
+        ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\n'
+         'faults = [{ kind = "main_burst" }]\n', r"meter\[1\].faults\[0\]: kind: 'main_burst' is not a fault"),
+        ('\n[[transport]]\nname = "radio"\nprotocol = "wmbus"\n[[meter]]\nid = "W1"\nkind = "wmbus_oms"\n'
+         'transport = "radio"\nsecondary = "77000001"\nkey = "0011"\n', r"meter\[1\].key: 32 hex digits"),
+        ('\n[[transport]]\nname = "far"\nprotocol = "modbus_tcp"\nhost = "10.0.0.1"\n',
+         r"transport\[2\].host: '10.0.0.1': the rig listens on loopback only"),
+    ],
+)  # fmt: skip
+def test_mistakes_are_named_by_field(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_rig_text(BASE + extra, now=NOW)
+
+
+def test_rig_table_mistakes() -> None:
+    with pytest.raises(ConfigError, match=r"rig.installed: 2027-01-01T00:00:00Z: in the future"):
+        parse_rig_text(BASE.replace("2026-01-01", "2027-01-01"), now=NOW)
+    with pytest.raises(ConfigError, match=r"rig.control: '0.0.0.0:8470'"):
+        parse_rig_text(BASE.replace("[rig]", '[rig]\ncontrol = "0.0.0.0:8470"'), now=NOW)
+    with pytest.raises(ConfigError, match=r"rig.toml: not valid TOML"):
+        parse_rig_text("[rig", now=NOW)
+
+
+def test_the_command_reports_the_field_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "rig.toml"
+    bad.write_text(BASE.replace("address = 1", "address = 300"))
+    result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(bad), "--check"])
+    assert result.exit_code == 2
+    assert "meter[0].address: 300 is outside 1..247" in result.output

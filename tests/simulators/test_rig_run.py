@@ -1,0 +1,206 @@
+"""The example rig running: each meter kind read on its own wire by its own client, faults on demand.
+
+The rig's clock is the test's, so values can be checked against the meter models and faults moved in
+time; the technician's command (``aquami simulate fault``) calls the rig's HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import serial
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from rich.console import Console
+from typer.testing import CliRunner
+
+from aquami.cli import app
+from firmware_protocols.mbus import build_req_ud2, build_snd_ud_select, decode_frame
+from firmware_protocols.modbus import load_profile
+from firmware_protocols.wmbus import decode_telegram
+from firmware_protocols.wmbus.receiver import ReceivedTelegram, ReceiverStreamParser
+from simulators.rig.client import meters as rig_meters
+from simulators.rig.config import parse_rig_text
+from simulators.rig.control import ControlServer
+from simulators.rig.runner import Rig
+from simulators.rig.table import render
+from simulators.serial_line import pty_accepts_parity
+
+EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
+NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
+PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
+KEY = bytes(range(16))
+
+
+@dataclass
+class Running:
+    rig: Rig
+    url: str
+    clock: dict[str, datetime]
+
+    def port(self, transport: str) -> str:
+        return self.rig.where[transport]
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    text = EXAMPLE.read_text()
+    text = text.replace("port = 5020", "port = 0").replace('"127.0.0.1:8470"', '"127.0.0.1:0"')
+    text = text.replace('# installed = "2026-01-01T00:00:00Z"', 'installed = "2026-01-01T00:00:00Z"')
+    text = text.replace("interval_s = 16", "interval_s = 0.2")
+    config = parse_rig_text(text, now=NOW)
+    clock = {"now": NOW}
+    rig = Rig(config, clock=lambda: clock["now"])
+    ready, stop = threading.Event(), threading.Event()
+    holder: dict[str, ControlServer] = {}
+
+    async def main() -> None:
+        await rig.start()
+        holder["control"] = ControlServer(rig, port=0).start()
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        holder["control"].stop()
+        await rig.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    yield Running(rig, holder["control"].url, clock)
+    stop.set()
+    thread.join(10)
+
+
+def fault(running: Running, *args: str) -> str:
+    result = CliRunner().invoke(app, ["simulate", "fault", "--rig", running.url, *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def mbus(port: str, frame: bytes, wait_s: float = 1.0) -> bytes:
+    with serial.Serial(port, 2400, parity=PARITY, timeout=0) as s:
+        s.write(frame)
+        got, deadline = bytearray(), time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            chunk = s.read(512)
+            if chunk:
+                got += chunk
+                if got[0] == 0x68 and len(got) >= 4 and len(got) >= got[1] + 6:
+                    break  # a whole long frame
+                deadline = time.monotonic() + 0.2
+            else:
+                time.sleep(0.002)
+        return bytes(got)
+
+
+def test_modbus_tcp_smart_meter_and_dma_inlet(running: Running) -> None:
+    host, port = running.port("plant-tcp").split(":")
+    client = ModbusTcpClient(host, port=int(port), timeout=2, retries=0)
+    assert client.connect()
+    try:
+        smart = load_profile("smart_water_meter")
+        rr = client.read_input_registers(0, count=8, device_id=1)
+        assert not rr.isError()
+        truth = running.rig.meters["M000001"].model.read(NOW)
+        assert smart.decode_registers(rr.registers)["volume_m3"] == pytest.approx(truth.volume_m3, abs=1e-9)
+        mag = load_profile("electromagnetic_flow_meter")
+        rr = client.read_holding_registers(4096, count=11, device_id=10)
+        assert not rr.isError()
+        inlet = mag.decode_registers(rr.registers)
+        inlet_truth = running.rig.meters["DMA1-INLET"].model.read(NOW)
+        assert inlet["volume_m3"] == pytest.approx(inlet_truth.volume_m3, abs=1e-9)
+        customers = sum(running.rig.meters[c].model.read(NOW).flow_m3h for c in ("M000001", "M000002"))
+        assert inlet["flow_m3h"] > customers  # the inlet sees the customers and the mains' leakage
+    finally:
+        client.close()
+
+
+def test_modbus_rtu_pulse_counter(running: Running) -> None:
+    client = ModbusSerialClient(running.port("rs485-1"), baudrate=9600, parity=PARITY, timeout=1.5, retries=0)
+    assert client.connect()
+    try:
+        rr = client.read_input_registers(0, count=2, device_id=5)
+        assert not rr.isError()
+    finally:
+        client.close()
+    profile = load_profile("pulse_counter", {"litres_per_pulse": 10})
+    volume = profile.decode_registers(rr.registers)["volume_m3"]
+    model = running.rig.meters["P000001"].model
+    through = model.read(NOW).volume_m3 - model.read(running.rig.config.installed).volume_m3
+    assert through - 0.010 < volume <= through + 1e-9  # whole 10 l pulses since the module was wired
+
+
+def test_mbus_primary_and_secondary(running: Running) -> None:
+    port = running.port("mbus-1")
+    first = decode_frame(mbus(port, build_req_ud2(1, fcb=True)))
+    assert first["id"] == "26000001"
+    assert mbus(port, build_snd_ud_select("26000002")) == b"\xe5"
+    assert decode_frame(mbus(port, build_req_ud2(0xFD, fcb=True)))["id"] == "26000002"
+
+
+def test_wmbus_receiver_stream(running: Running) -> None:
+    parser = ReceiverStreamParser(require_fcs=True)
+    received: list[ReceivedTelegram] = []
+    with serial.Serial(running.port("wmbus-usb"), 57600, timeout=0.1) as s:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline and not received:
+            received += parser.feed(s.read(1024))
+    assert received
+    decoded = decode_telegram(received[0].telegram, {"77000001": KEY}, crcs=False)
+    assert decoded["id"] == "77000001" and decoded["security_mode"] == 5
+
+
+def test_faults_injected_and_cleared_while_running(running: Running) -> None:
+    port = running.port("mbus-1")
+    fault(running, "MB000001", "no_reply")
+    assert mbus(port, build_req_ud2(1, fcb=False), wait_s=0.5) == b""
+    assert "no_reply" in next(r for r in rig_meters(running.url) if r["meter"] == "MB000001")["faults"]
+    fault(running, "MB000001", "--clear")
+    assert decode_frame(mbus(port, build_req_ud2(1, fcb=True)))["id"] == "26000001"
+
+    fault(running, "M000001", "leak", "--set", "rate_lph=400")
+    running.clock["now"] = NOW + timedelta(minutes=3)
+    host, tcp_port = running.port("plant-tcp").split(":")
+    client = ModbusTcpClient(host, port=int(tcp_port), timeout=1, retries=0)
+    assert client.connect()
+    try:
+        reading = load_profile("smart_water_meter").decode_registers(
+            client.read_input_registers(0, count=8, device_id=1).registers
+        )
+        assert reading["flow_m3h"] >= 0.4  # the leak's 400 l/h go through the meter on top of any use
+        fault(running, "M000001", "absent")
+        try:
+            answered = not client.read_input_registers(0, count=8, device_id=1).isError()
+        except ModbusException:
+            answered = False
+        assert not answered
+    finally:
+        client.close()
+    out = fault(running, "M000001", "--clear")
+    assert '"kind": "leak"' in out and '"kind": "absent"' in out
+    running.clock["now"] = NOW
+
+    refused = CliRunner().invoke(app, ["simulate", "fault", "--rig", running.url, "M000001", "main_burst"])
+    assert refused.exit_code == 1 and "fault: 'main_burst' is not a fault of a smart_water_meter" in refused.output
+
+
+def test_live_table_shows_every_meter_and_its_last_request(running: Running) -> None:
+    assert decode_frame(mbus(running.port("mbus-1"), build_req_ud2(1, fcb=True)))["id"] == "26000001"
+    time.sleep(0.5)  # W000001 sends every 0.2 s
+    rows = rig_meters(running.url)
+    assert {r["meter"] for r in rows} == set(running.rig.meters)
+    polled = {r["meter"] for r in rows if r["last_request"] is not None}
+    assert {"MB000001", "W000001"} <= polled
+    assert "M000002" not in polled  # nobody asked it
+    console = Console(width=160, record=True)
+    console.print(render(rows))
+    text = console.export_text()
+    for meter in running.rig.meters:
+        assert meter in text
