@@ -1,0 +1,146 @@
+"""A burst behind a customer meter: flow far above anything the meter has carried before.
+
+An interval's flow is compared with the highest flow the same meter carried in the previous
+``burst_history_days`` (a household's worst hour of showers and washing machines, an irrigation
+system's hour, a shop's busiest hour). Above ``burst_factor`` times that, and above
+``burst_min_l_h``, it is a burst, raised on the first interval that shows it. Without enough history
+to know the meter, only a flow above ``burst_no_history_l_h`` counts. The burst lasts while the flow
+stays above half the level that triggered it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from collector.detection.alerts import Alert, AlertKind
+from collector.detection.common import Clock, confidence, new_alert
+from collector.detection.config import DetectionConfig
+from collector.detection.flows import DayLayout, Flows
+from collector.detection.series import SeriesBlock
+
+
+def _history_max(by_day: np.ndarray, days: int, lag: int) -> np.ndarray:
+    """(M, D): the highest value over the ``days`` days before each day, leaving out the last
+    ``lag`` intervals before it (so that the first, partial interval of a burst that began just
+    before midnight is not yet "history" at 00:00). NaN counts as nothing."""
+    # fmax skips NaN and, unlike nanmax, stays quiet on days without reads (warnings are not
+    # thread-safe to silence, and chunks run in threads)
+    head = np.nan_to_num(np.fmax.reduce(by_day[:, :, : by_day.shape[2] - lag], axis=2), nan=-np.inf)
+    tail = np.nan_to_num(np.fmax.reduce(by_day[:, :, by_day.shape[2] - lag :], axis=2), nan=-np.inf)
+    whole = np.maximum(head, tail)
+    m, d = whole.shape
+    padded = np.concatenate([np.full((m, days), -np.inf), whole], axis=1)
+    # days d-days … d-2 whole, day d-1 without its last ``lag`` intervals
+    older = sliding_window_view(padded[:, :-1], days - 1, axis=1)[:, :d].max(axis=2) if days > 1 else padded[:, :d]
+    previous = np.full((m, d), -np.inf)
+    previous[:, 1:] = head[:, :-1]
+    return np.maximum(older, previous)
+
+
+def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(fired (M, days, per_day), threshold (M, days, 2): single-interval and sustained levels).
+
+    Fires when an interval's flow is above ``burst_factor`` × the highest single interval of the
+    previous days, or when two intervals in a row both are above ``burst_sustained_factor`` × the
+    highest such pair (sustained: an irrigation hour is high once, a burst stays high).
+    """
+    f = flows.flow_l_h
+    if flows.spread.any():  # gap averages are not flows anyone saw: not history
+        f = f.copy()
+        f[flows.spread] = np.nan
+    layout = DayLayout.of(block)
+    pair = np.full_like(f, np.nan)
+    np.minimum(f[:, 1:], f[:, :-1], out=pair[:, 1:])
+    single_days = layout.to_days(f, fill=np.nan)
+    pair_days = layout.to_days(pair, fill=np.nan)
+    k, lag = config.burst_history_days, 2
+    seen = layout.to_days(~np.isnan(f)).sum(axis=2)
+    seen_days = (np.cumsum(seen, axis=1) - seen) * (flows.interval_h / 24.0)
+    no_history = seen_days < config.burst_min_history_days
+    thresholds = np.empty((*seen.shape, 2))
+    for i, (history, factor) in enumerate(
+        ((single_days, config.burst_factor), (pair_days, config.burst_sustained_factor))
+    ):
+        level = np.maximum(factor * _history_max(history, k, lag), config.burst_min_l_h)
+        level[no_history] = config.burst_no_history_l_h
+        thresholds[:, :, i] = level
+    current = layout.to_days(flows.flow_l_h, fill=np.nan)
+    with np.errstate(invalid="ignore"):
+        fired = current > thresholds[:, :, :1]
+        fired |= pair_days > thresholds[:, :, 1:]
+        if config.burst_slot_factor > 0:
+            fired |= current > _slot_threshold(single_days, no_history, config)
+    return fired, thresholds
+
+
+def _slot_threshold(single_days: np.ndarray, no_history: np.ndarray, config: DetectionConfig) -> np.ndarray:
+    """(M, D, P): ``burst_slot_factor`` × the highest flow on any earlier day within an interval of
+    this time of day: a shop's meter that is busy all day but still at night shows a burst at night
+    at once, even one smaller than its daytime peak."""
+    seen = np.nan_to_num(single_days, nan=-np.inf)
+    earlier = np.full_like(seen, -np.inf)
+    np.maximum.accumulate(seen[:, :-1], axis=1, out=earlier[:, 1:])
+    around = earlier.copy()
+    np.maximum(around[:, :, 1:], earlier[:, :, :-1], out=around[:, :, 1:])
+    np.maximum(around[:, :, :-1], earlier[:, :, 1:], out=around[:, :, :-1])
+    threshold = np.maximum(config.burst_slot_factor * around, config.burst_min_l_h)
+    threshold[no_history] = np.inf
+    return threshold
+
+
+def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    f = flows.flow_l_h
+    layout = DayLayout.of(block)
+    fired, threshold = burst_trigger(block, flows, config)
+    rows, days, slots = np.nonzero(fired)
+    cols = days * layout.per_day + slots - layout.offset
+    clock = Clock(block.timestamps, block.interval_s)
+    t = block.n_intervals
+    per_day = 86_400 // block.interval_s
+    alerts: list[Alert] = []
+    covered_until: dict[int, int] = {}
+    days_of = (np.arange(t) + layout.offset) // layout.per_day
+    for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        if j < covered_until.get(m, -1):
+            continue  # inside a burst already raised
+        single, sustained = threshold[m, days_of[j]]
+        level = float(single) if f[m, j] > single else min(float(sustained), float(f[m, j]))
+        before = f[m, max(0, j - config.burst_history_days * per_day) : j]
+        base = float(np.nanmean(before)) if np.any(~np.isnan(before)) else 0.0
+        row = f[m]
+        with np.errstate(invalid="ignore"):
+            stops = np.flatnonzero(row[j + 1 :] <= 0.5 * level)
+        end = j + 1 + int(stops[0]) if stops.size else t  # first interval after the burst
+        covered_until[m] = end
+        full = row[j + 1 : end] if end - j > 2 else row[j : j + 1]  # the first interval may be partial
+        full = full[~np.isnan(full)]
+        typical = float(np.median(full)) if full.size else float(row[j])
+        rate = max(typical - base, float(row[j]) - base, 1e-9)
+        share = float(np.clip((row[j] - base) / rate, 0.0, 1.0))
+        start = clock.at(j, -share * block.interval_s)
+        if j >= 1 and not np.isnan(row[j - 1]) and row[j - 1] - base > 0.25 * rate:
+            # it began in the interval before, too little of it there to trigger
+            start = clock.at(j - 1, -float(np.clip((row[j - 1] - base) / rate, 0, 1)) * block.interval_s)
+        ended_at = None
+        if end < t and not np.isnan(row[end]):
+            tail = float(np.clip((row[end] - base) / rate, 0.0, 1.0))
+            ended_at = clock.at(end - 1, tail * block.interval_s)
+        last_seen = clock.at(end - 1)
+        detected_at = clock.at(int(flows.known_idx[m, j]))
+        alerts.append(
+            new_alert(
+                AlertKind.BURST,
+                str(block.meter_ids[m]),
+                str(block.dma[m]),
+                start=start,
+                detected_at=detected_at,
+                last_seen=last_seen,
+                ended_at=ended_at,
+                rate_l_h=rate,
+                volume_l=rate * clock.hours(start, ended_at or last_seen),
+                confidence=confidence(float(row[j]), level),
+                evidence=((clock.at(j - 1) if j else start, detected_at),),
+            )
+        )
+    return alerts

@@ -1,0 +1,94 @@
+"""Every threshold the detectors use, in one place, with the reason for its default.
+
+The defaults were tuned on simulated fleets (``benchmarks/bench_detection.py``, seeds 11 and 12);
+real meters will want them re-checked against labelled cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    # --- register handling ---------------------------------------------------------------------
+    #: A fall of the register by at least this much in one step is a reset (meter replaced,
+    #: register rolled over), not water flowing backwards.
+    reset_drop_m3: float = 1.0
+    #: … and so is a fall to below this share of the previous value (a new meter starting near 0).
+    reset_ratio: float = 0.1
+    #: Register step assumed for a meter whose reads never advance by a single step.
+    default_step_m3: float = 0.001
+
+    # --- continuous flow (leak) ----------------------------------------------------------------
+    #: Evidence (nats) a run of non-zero intervals needs before it is called a leak. Each interval
+    #: with flow adds -ln(1 - p0), p0 being how often this meter is idle at this time of day.
+    leak_threshold_nats: float = 15.0
+    #: A meter's threshold is also at least this much above the most evidence its ordinary use
+    #: reached on any of the previous ``leak_history_days`` days.
+    leak_margin_nats: float = 4.0
+    #: Flow levels (L/h), besides the register's step, at which evidence is also collected.
+    leak_levels_l_h: tuple[float, ...] = (8.0, 30.0)
+    #: Days of the meter's own history that estimate p0 per time of day.
+    leak_history_days: int = 21
+    #: Prior for p0 before the meter has history: p0 = ``leak_prior_p0`` worth this many days. Low,
+    #: so that a meter without history needs a long unbroken run (about two days) to be called leaking.
+    leak_prior_p0: float = 0.25
+    leak_prior_days: float = 2.0
+    #: Cap on p0 so one interval never weighs more than -ln(1 - cap).
+    leak_p0_max: float = 0.95
+
+    # --- customer burst ------------------------------------------------------------------------
+    #: An interval's flow above this multiple of the highest flow in the meter's history…
+    burst_factor: float = 2.0
+    #: … or two intervals in a row above this multiple of the highest such pair …
+    burst_sustained_factor: float = 2.0
+    #: … or above this multiple of the highest flow at that time of day (± one interval) on earlier
+    #: days (0: off) …
+    burst_slot_factor: float = 4.0
+    #: … and above this many litres per hour is a burst. Continuous flow found by the leak detector
+    #: at this rate or more is reported as a burst too.
+    burst_min_l_h: float = 250.0
+    #: History (days) the highest flow is taken from; before this much history exists …
+    burst_history_days: int = 14
+    burst_min_history_days: float = 2.0
+    #: … only a flow above this is called a burst.
+    burst_no_history_l_h: float = 2000.0
+
+    # --- reverse flow --------------------------------------------------------------------------
+    #: Backward movement (litres) within ``reverse_window_h`` that raises an alert, and at least
+    #: this many register steps (a single step back can be a register's jitter).
+    reverse_min_l: float = 2.0
+    reverse_min_steps: int = 2
+    reverse_window_h: float = 24.0
+
+    # --- stuck register ------------------------------------------------------------------------
+    stuck_days: float = 7.0
+    #: "A history of use": mean use over this many days before the register stopped …
+    stuck_history_days: float = 14.0
+    #: … of at least this much per day, seen over at least ``stuck_min_history_days``.
+    stuck_min_daily_l: float = 30.0
+    stuck_min_history_days: float = 3.0
+
+    # --- district (DMA) ------------------------------------------------------------------------
+    #: Days of history whose per-time-of-day median is the DMA balance baseline.
+    dma_baseline_days: int = 14
+    #: Window lengths (intervals) over which the median excess over baseline is tested.
+    dma_windows: tuple[int, ...] = (3, 6, 12, 24)
+    #: z-score a window median must reach against the balance's own noise …
+    dma_z: float = 7.0
+    #: … and the excess must be at least this share of the inlet's mean flow.
+    dma_min_fraction: float = 0.025
+    dma_min_history_days: float = 3.0
+    #: Intervals to wait for a customer's late read before estimating it instead: the balance at
+    #: ``t`` is then known, and alerts raised, at ``t + dma_read_lag`` intervals.
+    dma_read_lag: int = 1
+    #: A customer register still this long (days) is estimated in the balance as if unread.
+    dma_stalled_days: float = 2.0
+
+    # --- engine --------------------------------------------------------------------------------
+    #: Meters per chunk: bounds memory (each (M, T) float64 array of a chunk is M × T × 8 bytes).
+    #: Small chunks stay in the CPU caches, which matters more than the per-chunk overhead.
+    chunk_meters: int = 1_000
+    #: Threads working on chunks at once.
+    workers: int = 2

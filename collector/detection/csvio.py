@@ -1,0 +1,321 @@
+"""Readings and meters from CSV files into a :class:`SeriesBlock`, fast; alerts out as JSON.
+
+``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
+8601 in UTC; ``volume_m3`` the cumulative register), one row per reading, rows in any order.
+``METERS.csv`` has ``meter_id,dma,role``.
+
+Millions of rows are parsed without a Python loop per row: the file is read as bytes, fields are
+cut at the commas and newlines with NumPy, meter ids are compared as fixed-width byte strings,
+timestamps are read digit by digit at fixed positions, and decimals as integer mantissas divided
+by a power of ten (which gives the same double as ``float()``). Anything unusual (quoted fields,
+exponents, mixed timestamp layouts) falls back to a slower, still whole-array path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from collector.detection.alerts import Alert
+from collector.detection.series import CUSTOMER, INLET, SeriesBlock
+from collector.detection.timefmt import parse_iso_utc
+
+#: ``progress(done_rows, total_rows)``
+RowProgress = Callable[[int, int], None]
+
+_BLOCK_ROWS = 1_000_000
+_ZERO = ord("0")
+
+
+class CsvFormatError(ValueError):
+    """The file is not what the command expects; the message says where."""
+
+
+@dataclass(frozen=True)
+class Readings:
+    meter_names: np.ndarray  # (U,) str, the distinct meter ids
+    meter_index: np.ndarray  # (N,) int index into meter_names
+    ts_s: np.ndarray  # (N,) int64 epoch seconds
+    volume_m3: np.ndarray  # (N,) float64
+
+
+def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readings:
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise CsvFormatError(f"{path}: empty file")
+    if data[-1] != ord("\n"):
+        data = np.append(data, np.uint8(ord("\n")))
+    newlines = np.flatnonzero(data == ord("\n"))
+    header = bytes(data[: newlines[0]]).decode("utf-8-sig").strip().split(",")
+    names = [h.strip() for h in header]
+    wanted = ("meter_id", "ts", "volume_m3")
+    if sorted(names) != sorted(wanted):
+        raise CsvFormatError(f"{path}: header must be the columns {','.join(wanted)}, not {','.join(names)}")
+    starts = newlines[:-1] + 1
+    ends = newlines[1:].copy()
+    ends -= data[ends - 1] == ord("\r")
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if np.any(data == ord('"')):
+        return _read_slow(path, names)
+    commas = np.flatnonzero(data[newlines[0] :] == ord(",")) + newlines[0]
+    if commas.size != 2 * starts.size:
+        raise CsvFormatError(f"{path}: every row needs exactly 3 fields")
+    first, second = commas[0::2], commas[1::2]
+    if np.any(first < starts) or np.any(second >= ends):
+        raise CsvFormatError(f"{path}: every row needs exactly 3 fields")
+    bounds = [(starts, first), (first + 1, second), (second + 1, ends)]
+    span = {name: bounds[i] for i, name in enumerate(names)}
+    n = starts.size
+    meter_keys = []
+    ts = np.empty(n, dtype=np.int64)
+    volume = np.empty(n, dtype=np.float64)
+    id_width = int(np.max(span["meter_id"][1] - span["meter_id"][0], initial=1))
+    for lo in range(0, n, _BLOCK_ROWS):
+        hi = min(lo + _BLOCK_ROWS, n)
+        meter_keys.append(_fixed(data, span["meter_id"][0][lo:hi], span["meter_id"][1][lo:hi], id_width))
+        ts[lo:hi] = _parse_timestamps(data, span["ts"][0][lo:hi], span["ts"][1][lo:hi], path, lo)
+        volume[lo:hi] = _parse_decimals(data, span["volume_m3"][0][lo:hi], span["volume_m3"][1][lo:hi])
+        if progress is not None:
+            progress(hi, n)
+    keys = np.concatenate(meter_keys).view(f"S{id_width}").ravel() if n else np.array([], dtype="S1")
+    meter_names, meter_index = _factorize(keys)
+    return Readings(np.char.decode(meter_names, "utf-8").astype(str), meter_index, ts, volume)
+
+
+def _fixed(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """(rows, width) uint8: each field left-aligned, zero-padded (rows copied from a strided view)."""
+    padded = np.concatenate([data, np.zeros(width, dtype=np.uint8)]) if data.size < width + 1 else data
+    windows = sliding_window_view(padded, width)
+    chars = windows[np.minimum(starts, windows.shape[0] - 1)]
+    chars *= np.arange(width) < (ends - starts)[:, None]
+    return chars
+
+
+def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys, index of each key); fast when rows come grouped by meter, as they usually do."""
+    if keys.size == 0:
+        return keys, np.zeros(0, dtype=np.intp)
+    heads = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    uniq, inverse = np.unique(keys[heads], return_inverse=True)
+    run_lengths = np.diff(np.r_[heads, keys.size])
+    return uniq, np.repeat(inverse, run_lengths)
+
+
+def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    width = int(np.max(ends - starts, initial=1))
+    fast = _parse_fixed_point(data, starts, ends, width)
+    if fast is not None:
+        return fast
+    chars = _fixed(data, starts, ends, width)
+    digit = chars - _ZERO
+    is_digit = (chars >= _ZERO) & (chars <= _ZERO + 9)
+    is_dot = chars == ord(".")
+    negative = chars[:, 0] == ord("-")
+    allowed = is_digit | is_dot | (chars == 0)
+    allowed[:, 0] |= negative | (chars[:, 0] == ord("+"))
+    if width > 19 or not allowed.all() or np.any(is_dot.sum(axis=1) > 1) or not is_digit.any(axis=1).all():
+        text = np.char.strip(chars.view(f"S{width}").ravel())
+        try:
+            return text.astype(np.float64)
+        except ValueError as error:
+            raise CsvFormatError(f"volume_m3: {error}") from None
+    # digits after each digit, ignoring the point: its power of ten in the integer mantissa
+    after: np.ndarray = np.cumsum(is_digit[:, ::-1], axis=1)[:, ::-1] - is_digit
+    powers = 10 ** np.arange(20, dtype=np.int64)
+    mantissa = np.sum(np.where(is_digit, digit.astype(np.int64) * powers[after], 0), axis=1)
+    has_dot = is_dot.any(axis=1)
+    dot_at = np.argmax(is_dot, axis=1)
+    fraction_digits = np.where(has_dot, (ends - starts) - dot_at - 1, 0)
+    value = mantissa / powers[fraction_digits].astype(np.float64)
+    return np.where(negative, -value, value)
+
+
+def _parse_fixed_point(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray | None:
+    """Unsigned decimals that all have the same number of decimals (as meters write them), or None."""
+    if starts.size == 0 or width > 19:
+        return None
+    lengths = ends - starts
+    first = bytes(data[starts[0] : ends[0]])
+    point = first.rfind(b".")
+    fraction = len(first) - point - 1 if point >= 0 else 0
+    if point >= 0 and not np.all(data[ends - fraction - 1] == ord(".")):
+        return None
+    if np.any(lengths < (fraction + 2 if point >= 0 else 1)):
+        return None
+    windows = sliding_window_view(data, width)
+    chars = windows[np.maximum(ends - width, 0)]  # right-aligned: the last character in the last column
+    from_right = width - 1 - np.arange(width)
+    inside = from_right < lengths[:, None]
+    mantissa = np.zeros(starts.size, dtype=np.int64)
+    ok = np.ones(starts.size, dtype=bool)
+    for k in range(width):
+        r = int(from_right[k])
+        if point >= 0 and r == fraction:
+            continue  # the point
+        digit = chars[:, k].astype(np.int64) - _ZERO
+        digit *= inside[:, k]
+        ok &= (digit >= 0) & (digit <= 9)
+        mantissa = mantissa * 10 + digit
+    if not ok.all() or np.any(ends - width < 0):
+        return None
+    return mantissa / float(10**fraction)
+
+
+def _parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path, row0: int) -> np.ndarray:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or ``±HH:MM`` (and optional fraction)."""
+    lengths = ends - starts
+    if lengths.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    width = int(lengths.max())
+
+    chars = _fixed(data, starts, ends, width)
+
+    def at(k: int) -> np.ndarray:  # the k-th character of every field
+        return chars[:, k]
+
+    layout_ok = (
+        width >= 20
+        and bool(np.all(lengths == width))
+        and all(bool(np.all(at(k) == ord("-"))) for k in (4, 7))
+        and bool(np.all((at(10) == ord("T")) | (at(10) == ord(" "))))
+        and all(bool(np.all(at(k) == ord(":"))) for k in (13, 16))
+    )
+    suffix = bytes(data[starts[0] + 19 : ends[0]]).decode("ascii", "replace")
+    offset_s = None
+    if layout_ok and suffix == "Z":
+        offset_s = 0
+    elif (
+        layout_ok
+        and len(suffix) == 6
+        and suffix[0] in "+-"
+        and suffix[3] == ":"
+        and all(bool(np.all(at(19 + k) == ord(suffix[k]))) for k in range(6))
+    ):
+        offset_s = (int(suffix[1:3]) * 3600 + int(suffix[4:6]) * 60) * (1 if suffix[0] == "+" else -1)
+    if offset_s is None:
+        return _parse_timestamps_slow(chars, width, path, row0)
+    bad = np.zeros(starts.size, dtype=bool)
+
+    def num(lo: int, hi: int) -> np.ndarray:
+        out = np.zeros(starts.size, dtype=np.int64)
+        for k in range(lo, hi):
+            digit = at(k).astype(np.int64) - _ZERO
+            bad[:] |= (digit < 0) | (digit > 9)
+            out = out * 10 + digit
+        return out
+
+    year, month, day = num(0, 4), num(5, 7), num(8, 10)
+    hour, minute, second = num(11, 13), num(14, 16), num(17, 19)
+    bad |= (month < 1) | (month > 12) | (day < 1) | (day > 31) | (hour > 23) | (minute > 59) | (second > 60)
+    if bad.any():
+        row = row0 + int(np.argmax(bad)) + 2
+        raise CsvFormatError(f"{path}: row {row}: ts is not an ISO 8601 time")
+    return _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), vectorised."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    mp = (m + 9) % 12
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146_097 + doe - 719_468
+
+
+def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int) -> np.ndarray:
+    text = np.ascontiguousarray(chars).view(f"S{width}").ravel()
+    uniq, inverse = np.unique(text, return_inverse=True)
+    seconds = np.empty(uniq.size, dtype=np.int64)
+    for i, raw in enumerate(uniq.tolist()):  # once per distinct instant, not per reading
+        try:
+            seconds[i] = int(parse_iso_utc(raw.decode("ascii")).timestamp())
+        except ValueError as error:
+            raise CsvFormatError(f"{path}: ts {raw!r}: {error}") from None
+    return seconds[inverse]
+
+
+def _read_slow(path: Path, names: Sequence[str]) -> Readings:
+    """Quoted CSV: the csv module, one row at a time (correct, slower)."""
+    ids: list[str] = []
+    stamps: list[str] = []
+    values: list[str] = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        for row in csv.DictReader(f):
+            ids.append(row["meter_id"])
+            stamps.append(row["ts"])
+            values.append(row["volume_m3"])
+    keys = np.array(ids, dtype=str)
+    meter_names, meter_index = np.unique(keys, return_inverse=True)
+    uniq, inverse = np.unique(np.array(stamps, dtype=str), return_inverse=True)
+    seconds = np.array([int(parse_iso_utc(s).timestamp()) for s in uniq.tolist()], dtype=np.int64)
+    return Readings(meter_names, meter_index, seconds[inverse], np.array(values, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class Meters:
+    meter_ids: np.ndarray
+    dma: np.ndarray
+    role: np.ndarray
+
+
+def read_meters_csv(path: Path) -> Meters:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"meter_id", "dma", "role"} - set(reader.fieldnames or [])
+        if missing:
+            raise CsvFormatError(f"{path}: missing columns {sorted(missing)}")
+        rows = [(r["meter_id"].strip(), r["dma"].strip(), r["role"].strip()) for r in reader]
+    for i, (_, _, role) in enumerate(rows):
+        if role not in (CUSTOMER, INLET):
+            raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
+    ids = [r[0] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise CsvFormatError(f"{path}: a meter_id appears twice")
+    return Meters(np.array(ids, dtype=str), np.array([r[1] for r in rows], dtype=str), np.array([r[2] for r in rows]))
+
+
+def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
+    """The block on the readings' own grid (interval: the commonest step between a meter's reads),
+    and how many readings were dropped because their meter is not in the meters file."""
+    if readings.ts_s.size == 0:
+        raise CsvFormatError("no readings")
+    interval = _interval(readings)
+    phase = int(np.bincount((readings.ts_s[:100_000] % interval).astype(np.int64)).argmax())
+    t0 = (int(readings.ts_s.min()) - phase) // interval * interval + phase
+    cols = np.rint((readings.ts_s - t0) / interval).astype(np.int64)
+    t = int(cols.max()) + 1
+    row_of = {name: i for i, name in enumerate(meters.meter_ids.tolist())}
+    mapping = np.array([row_of.get(name, -1) for name in readings.meter_names.tolist()], dtype=np.int64)
+    rows = mapping[readings.meter_index]
+    known = rows >= 0
+    volume = np.full((meters.meter_ids.size, t), np.nan)
+    volume[rows[known], cols[known]] = readings.volume_m3[known]
+    timestamps = (t0 + interval * np.arange(t, dtype=np.int64)).astype("datetime64[s]")
+    block = SeriesBlock(meters.meter_ids, meters.dma, meters.role, timestamps, volume)
+    return block, int((~known).sum())
+
+
+def _interval(readings: Readings) -> int:
+    sample = slice(0, 200_000)
+    idx, ts = readings.meter_index[sample], readings.ts_s[sample]
+    order = np.lexsort((ts, idx))
+    same = idx[order][1:] == idx[order][:-1]
+    steps = np.diff(ts[order])[same]
+    steps = steps[steps > 0]
+    if steps.size == 0:
+        return 3600
+    values, counts = np.unique(steps, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def write_alerts_json(alerts: Sequence[Alert], path: Path) -> None:
+    path.write_text(json.dumps([a.to_json() for a in alerts], indent=1) + "\n", encoding="utf-8")

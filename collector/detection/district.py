@@ -1,0 +1,307 @@
+"""District metered areas: the inlet's flow minus what the customers' meters recorded.
+
+The balance ``inlet - Σ customers`` is the DMA's losses: leakage from the mains and apparent losses
+(under-registering, stuck or bypassed meters). A customer's missing read is not left out of the sum
+(that would look like a loss): its flow is estimated from the same meter's mean at that time of day
+over the previous days, which needs no later read, so the balance at ``t`` is known at ``t``.
+
+A main burst is a step up in the balance. The baseline is the per-time-of-day median of the balance
+over the previous ``dma_baseline_days`` (it carries the night-time swell of pressure-driven leakage
+and the diurnal shape of apparent losses); the excess over it is averaged over several windows, and
+a window whose mean is ``dma_z`` times its own recent noise, and at least ``dma_min_fraction`` of the
+inlet's mean flow, raises the alert. Short windows catch large bursts within an interval, long
+windows small ones within a day. The minimum night flow (the lowest inlet flow of each day), the
+classic indicator, is kept alongside for reports.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from collector.detection.alerts import Alert, AlertKind
+from collector.detection.common import Clock, confidence, new_alert
+from collector.detection.config import DetectionConfig
+from collector.detection.flows import DayLayout, Flows
+from collector.detection.series import SeriesBlock
+
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class DmaBalance:
+    dmas: np.ndarray  # (D,) str
+    timestamps: np.ndarray  # (T,) datetime64[s]
+    interval_s: int
+    inlet_l_h: np.ndarray  # (D, T), NaN where the inlet's flow is unknown
+    customers_l_h: np.ndarray  # (D, T) sum of customer flows, missing reads estimated
+    estimated_l_h: np.ndarray  # (D, T) the estimated part of ``customers_l_h``
+    known_idx: np.ndarray  # (D, T) column of the inlet read that makes the balance known
+    n_customers: np.ndarray  # (D,)
+
+    @property
+    def losses_l_h(self) -> np.ndarray:
+        return self.inlet_l_h - self.customers_l_h
+
+    def minimum_night_flow_l_h(self) -> np.ndarray:
+        """(D, days): each day's lowest inlet flow (UTC days)."""
+        layout = DayLayout.of_grid(self.timestamps, self.interval_s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmin(layout.to_days(self.inlet_l_h, fill=np.nan), axis=2)
+
+    def summary(self) -> list[dict[str, object]]:
+        """Per DMA: volumes in, recorded and lost over the block, and the share estimated."""
+        hours = self.interval_s / 3600.0
+        both = ~np.isnan(self.inlet_l_h)
+        out = []
+        for d, name in enumerate(self.dmas.tolist()):
+            inlet = float(np.nansum(self.inlet_l_h[d, both[d]])) * hours / 1000.0
+            customers = float(np.sum(self.customers_l_h[d, both[d]])) * hours / 1000.0
+            estimated = float(np.sum(self.estimated_l_h[d, both[d]])) * hours / 1000.0
+            out.append(
+                {
+                    "dma": name,
+                    "customers": int(self.n_customers[d]),
+                    "inlet_m3": round(inlet, 3),
+                    "customers_m3": round(customers, 3),
+                    "losses_m3": round(inlet - customers, 3),
+                    "losses_share": round((inlet - customers) / inlet, 4) if inlet > 0 else None,
+                    "estimated_m3": round(estimated, 3),
+                }
+            )
+        return out
+
+
+def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(flow with gaps filled (M, T), the estimated part (M, T)), causal with ``dma_read_lag``.
+
+    An interval inside a gap of missing reads takes the gap's true average once the read after the
+    gap has arrived within ``dma_read_lag`` intervals; otherwise it is estimated. So is every
+    interval of a register that has not moved for ``dma_stalled_days``: a stuck meter's customer
+    still draws water through the inlet, and left at zero it would look like a main burst every
+    day; an empty house gets a little phantom use instead, which only lowers the balance.
+
+    The estimate is the meter's mean flow at that time of day on up to ``dma_baseline_days``
+    earlier days that were read and not stalled (nothing before it has such a day: 0).
+    """
+    f = flows.flow_l_h
+    usable = ~np.isnan(f)
+    if flows.spread.any():
+        cols = np.arange(f.shape[1], dtype=np.int32)
+        usable &= ~flows.spread | (flows.known_idx <= cols + config.dma_read_lag)
+    stalled = _stalled(flows, round(config.dma_stalled_days * 24.0 / flows.interval_h))
+    usable &= ~stalled
+    observed = (usable & ~flows.spread).ravel()
+    filled = f.copy()
+    guess = np.zeros_like(filled)
+    rows, gap_cols = np.nonzero(~usable)  # few: missing reads and stalled registers
+    if rows.size:
+        per_day = 86_400 // block.interval_s
+        flat = rows * f.shape[1] + gap_cols
+        flat_f = f.ravel()
+        total = np.zeros(rows.size)
+        count = np.zeros(rows.size)
+        wanted = config.dma_baseline_days
+        for k in range(1, min(f.shape[1] // per_day, 2 * wanted) + 1):  # back day by day, enough read
+            ok = (gap_cols >= k * per_day) & (count < wanted)
+            if not ok.any():
+                break
+            earlier = flat[ok] - k * per_day
+            seen = observed.take(earlier)
+            total[ok] += np.where(seen, flat_f.take(earlier), 0.0)
+            count[ok] += seen
+        estimate = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        guess.ravel()[flat] = estimate
+        filled.ravel()[flat] = estimate
+    return filled, guess
+
+
+def _stalled(flows: Flows, window: int) -> np.ndarray:
+    """(M, T): the register has not moved in the last ``window`` intervals (nor in this one)."""
+    f = flows.flow_l_h
+    with np.errstate(invalid="ignore"):
+        moving = ~(np.abs(f) < 0.5 * flows.step_flow_l_h)  # unknown counts as moving
+    if window >= f.shape[1]:
+        return np.zeros(f.shape, dtype=bool)
+    cols = np.arange(1, f.shape[1] + 1, dtype=np.int32)
+    last_move = np.maximum.accumulate(moving * cols, axis=1)  # 1 + the last column that moved (0: none)
+    return (cols - last_move) > window
+
+
+def sum_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """(G, T): rows of ``values`` summed by their group code."""
+    out = np.zeros((n_groups, values.shape[1]), dtype=np.float64)
+    if values.shape[0] == 0:
+        return out
+    if np.all(codes[1:] >= codes[:-1]):  # meters usually come grouped by DMA: no reordering
+        sorted_codes, ordered = codes, values
+    else:
+        order = np.argsort(codes, kind="stable")
+        sorted_codes, ordered = codes[order], values[order]
+    heads = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    out[sorted_codes[heads]] += np.add.reduceat(ordered, heads, axis=0)
+    return out
+
+
+def nanmedian_last(x: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN (NaN where all are): a sort and two gathers, much
+    faster than ``np.nanmedian`` on many short rows."""
+    ordered = np.sort(x, axis=-1)  # NaN sort last
+    n = np.count_nonzero(~np.isnan(x), axis=-1)
+    lo = np.maximum((n - 1) // 2, 0)[..., None]
+    hi = np.maximum(n // 2, 0)[..., None]
+    middle = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))[..., 0]
+    return np.where(n > 0, middle, np.nan)
+
+
+def _rolling_median(x: np.ndarray, window: int) -> np.ndarray:
+    """Median of the last ``window`` columns up to each column (robust to one-interval spikes:
+    a customer's missing read whose estimate is far off moves it little). (D, T) with D small."""
+    padded = np.concatenate([np.full((x.shape[0], window - 1), np.nan), x], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows without data give NaN
+        return nanmedian_last(sliding_window_view(padded, window, axis=1))
+
+
+def _previous_days(by_day: np.ndarray, days: int) -> np.ndarray:
+    """(R, D, P, days): for each day the same slot on the ``days`` days before it (NaN-padded)."""
+    r, d, p = by_day.shape
+    padded = np.concatenate([np.full((r, days, p), np.nan), by_day], axis=1)
+    return sliding_window_view(padded, days, axis=1)[:, :d]
+
+
+def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Alert]:
+    losses = balance.losses_l_h
+    layout = DayLayout.of_grid(balance.timestamps, balance.interval_s)
+    k = config.dma_baseline_days
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
+        baseline_days = nanmedian_last(_previous_days(layout.to_days(losses, np.nan), k))
+        baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
+        excess = losses - layout.from_days(baseline_days)
+        inlet_days = layout.to_days(balance.inlet_l_h, np.nan)
+        inlet_mean = layout.from_days(
+            np.repeat(np.nanmean(_previous_days(inlet_days, k), axis=(2, 3))[:, :, None], layout.per_day, 2)
+        )
+        floor = config.dma_min_fraction * inlet_mean
+        seen = np.cumsum(~np.isnan(losses), axis=1) * (balance.interval_s / 86_400.0)
+        means: dict[int, np.ndarray] = {}
+        sigmas: dict[int, np.ndarray] = {}
+        triggered = np.zeros(losses.shape, dtype=bool)
+        z_score = np.zeros(losses.shape)
+        for w in config.dma_windows:
+            mean_w = _rolling_median(excess, w)
+            past = _previous_days(layout.to_days(mean_w, np.nan), k)
+            center = nanmedian_last(past.reshape(*past.shape[:2], -1))
+            # noise from changes over one window: a burst is one step among them, so it barely
+            # inflates the estimate (the spread of the levels themselves would include it)
+            change = np.full_like(mean_w, np.nan)
+            change[:, w:] = mean_w[:, w:] - mean_w[:, :-w]
+            past_change = _previous_days(layout.to_days(change, np.nan), k)
+            noise = nanmedian_last(np.abs(past_change).reshape(*past_change.shape[:2], -1))
+            noise *= _MAD_TO_SIGMA / np.sqrt(2.0)
+            mean_w = mean_w - layout.from_days(np.repeat(center[:, :, None], layout.per_day, 2))
+            sigma = layout.from_days(np.repeat(noise[:, :, None], layout.per_day, 2))
+            hit = (mean_w >= config.dma_z * sigma) & (mean_w >= floor) & (seen >= config.dma_min_history_days)
+            triggered |= hit
+            z_score = np.fmax(z_score, np.where(hit, mean_w / sigma, 0.0))
+            means[w] = np.where(hit, mean_w, np.nan)
+            sigmas[w] = sigma
+    clock = Clock(balance.timestamps, balance.interval_s)
+    alerts = []
+    rising = triggered.copy()
+    rising[:, 1:] &= ~triggered[:, :-1]
+    for d in range(losses.shape[0]):
+        busy_until = -1
+        for j in np.flatnonzero(rising[d]).tolist():
+            if j <= busy_until:
+                continue  # the step that is already an open alert
+            w_hit = min(w for w, hit_mean in means.items() if not np.isnan(hit_mean[d, j]))  # shortest
+            first_rate = float(np.nanmedian(excess[d, max(0, j - w_hit + 1) : j + 1]))
+            # after detection, measure against the baseline frozen at the day the step began
+            start_col = _step_start(excess[d], j, first_rate, config)
+            frozen = baseline_days[d, layout.day_of(start_col)]
+            after = losses[d] - frozen[(layout.offset + np.arange(losses.shape[1])) % layout.per_day]
+            alert, busy_until, base = _episode(balance, d, j, start_col, first_rate, after, clock, config)
+            alerts.append(alert.replace(confidence=confidence(float(z_score[d, j]), config.dma_z)))
+            # another main burst while this one runs: a second step up from the level it holds
+            w2 = 6 if 6 in sigmas else min(sigmas)
+            level = _rolling_median(after[None, :], w2)[0]
+            scan = j + w2
+            while scan < min(busy_until, losses.shape[1]):
+                need = np.maximum(np.maximum(floor[d], config.dma_z * sigmas[w2][d]), 0.5 * base)
+                with np.errstate(invalid="ignore"):
+                    steps = np.flatnonzero(level[scan:busy_until] - base >= need[scan:busy_until])
+                if steps.size == 0:
+                    break
+                j2 = scan + int(steps[0])
+                rest = after - base
+                second_rate = float(level[j2] - base)
+                start2 = max(_step_start(rest, j2, second_rate, config), j + 1)
+                alert2, until2, base2 = _episode(balance, d, j2, start2, second_rate, rest, clock, config)
+                alerts.append(alert2.replace(confidence=confidence(float(second_rate / need[j2]), 1.0)))
+                base += base2
+                busy_until = max(busy_until, until2)
+                scan = j2 + w2
+    return alerts
+
+
+def _step_start(excess: np.ndarray, j: int, rate: float, config: DetectionConfig) -> int:
+    """Where the series stepped up by about ``rate`` before ``j``: a CUSUM's change point."""
+    lo = max(0, j - max(config.dma_windows) * 2)
+    seg = np.nan_to_num(excess[lo : j + 1] - rate / 2.0)
+    return min(lo + int(np.argmin(np.r_[0.0, np.cumsum(seg)])), j)
+
+
+def _episode(
+    balance: DmaBalance,
+    d: int,
+    j: int,
+    start_col: int,
+    first_rate: float,
+    after: np.ndarray,
+    clock: Clock,
+    config: DetectionConfig,
+) -> tuple[Alert, int, float]:
+    """(the alert for a step found at ``j`` in ``after`` (flow above the level before the step),
+    the column until which it is known to be open, the rate as known at detection)."""
+    t = after.shape[0]
+    rate = float(np.nanmedian(after[start_col + 1 : j + 1])) if j > start_col else first_rate
+    rate = max(rate, first_rate, 1e-9)
+    provisional = rate
+    # over when the median of ``run`` intervals falls below half the rate (the repair)
+    run = 6
+    with np.errstate(invalid="ignore"):
+        low = _rolling_median(after[None, :], run)[0] < rate / 2.0
+    ends = np.flatnonzero(low[j + run :])
+    end = j + 1 + int(ends[0]) if ends.size else t  # first column of the quiet run
+    final_rate = float(np.nanmedian(after[start_col + 1 : end])) if end - start_col > 1 else rate
+    rate = max(final_rate, 1e-9)
+    share = float(np.clip(after[start_col] / rate, 0.0, 1.0)) if not np.isnan(after[start_col]) else 1.0
+    start = clock.at(start_col, -share * balance.interval_s)
+    ended_at = None
+    if end < t:
+        tail = float(np.clip(np.nan_to_num(after[end]) / rate, 0.0, 1.0))
+        ended_at = clock.at(end - 1, tail * balance.interval_s)
+    last_seen = clock.at(end - 1)
+    # customers' late reads are waited for ``dma_read_lag`` intervals (see estimated_customer_flow)
+    detected_at = clock.at(min(max(int(balance.known_idx[d, j]), j + config.dma_read_lag), t - 1))
+    alert = new_alert(
+        AlertKind.DMA_BURST,
+        None,
+        str(balance.dmas[d]),
+        start=start,
+        detected_at=detected_at,
+        last_seen=last_seen,
+        ended_at=ended_at,
+        rate_l_h=rate,
+        volume_l=rate * clock.hours(start, ended_at or last_seen),
+        confidence=0.5,
+        evidence=((clock.at(max(start_col - 1, 0)), detected_at),),
+    )
+    # the end is known only once the quiet run is complete: until then the alert is open
+    return alert, (end + run - 1 if end < t else t), provisional

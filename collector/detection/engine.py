@@ -1,0 +1,131 @@
+"""Run every detector over a block: customers in chunks of meters (bounded memory), then the DMAs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from collector.detection.alarms import meter_alarm_alerts
+from collector.detection.alerts import Alert, AlertKind, make_alert_id
+from collector.detection.burst import detect_bursts
+from collector.detection.config import DetectionConfig
+from collector.detection.district import DmaBalance, detect_dma_bursts, estimated_customer_flow, sum_by_group
+from collector.detection.flows import interval_flows
+from collector.detection.leak import detect_leaks
+from collector.detection.register import detect_reverse_flow, detect_stuck
+from collector.detection.series import CUSTOMER, INLET, SeriesBlock
+
+#: ``progress(stage, done, total)``: called as chunks finish.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    alerts: list[Alert]
+    balance: DmaBalance
+
+
+def run_detection(
+    block: SeriesBlock, config: DetectionConfig | None = None, progress: Progress | None = None
+) -> DetectionResult:
+    config = config or DetectionConfig()
+    dmas, dma_code = np.unique(block.dma.astype(str), return_inverse=True)
+    n_dma, t = dmas.shape[0], block.n_intervals
+    customers_sum = np.zeros((n_dma, t))
+    estimated_sum = np.zeros((n_dma, t))
+    alerts: list[Alert] = []
+    customer_rows = np.flatnonzero(block.role == CUSTOMER)
+    size = max(1, config.chunk_meters)
+    chunks = [customer_rows[lo : lo + size] for lo in range(0, customer_rows.shape[0], size)]
+    done = 0
+    # chunks are independent; NumPy releases the GIL inside its loops, so threads share the cores
+    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
+        for rows, (found, filled, estimated) in zip(
+            chunks, pool.map(lambda rows: _customer_chunk(block.take(rows), config), chunks), strict=True
+        ):
+            alerts += found
+            customers_sum += sum_by_group(filled, dma_code[rows], n_dma)
+            estimated_sum += sum_by_group(estimated, dma_code[rows], n_dma)
+            done += rows.shape[0]
+            if progress is not None:
+                progress("customer meters", done, customer_rows.shape[0])
+    inlet_rows = np.flatnonzero(block.role == INLET)
+    inlet_sum = np.full((n_dma, t), np.nan)
+    known = np.tile(np.arange(t, dtype=np.int32), (n_dma, 1))
+    if inlet_rows.size:
+        part = block.take(inlet_rows)
+        flows = interval_flows(part, config)
+        alerts += detect_reverse_flow(part, flows, config)
+        alerts += detect_stuck(part, flows, config)
+        alerts += meter_alarm_alerts(part, flows)
+        codes = dma_code[inlet_rows]
+        with np.errstate(invalid="ignore"):
+            # a DMA's inflow is unknown where any of its inlets' is
+            nan_count = sum_by_group(np.isnan(flows.flow_l_h).astype(np.float64), codes, n_dma)
+            total = sum_by_group(np.nan_to_num(flows.flow_l_h), codes, n_dma)
+        has_inlet = np.zeros(n_dma, dtype=bool)
+        has_inlet[codes] = True
+        inlet_sum = np.where(has_inlet[:, None] & (nan_count == 0), total, np.nan)
+        for i, code in enumerate(codes.tolist()):  # one inlet, or the latest of several
+            known[code] = np.maximum(known[code], flows.known_idx[i])
+    balance = DmaBalance(
+        dmas=dmas,
+        timestamps=block.timestamps,
+        interval_s=block.interval_s,
+        inlet_l_h=inlet_sum,
+        customers_l_h=customers_sum,
+        estimated_l_h=estimated_sum,
+        known_idx=known,
+        n_customers=np.bincount(dma_code[customer_rows], minlength=n_dma),
+    )
+    if inlet_rows.size and t > 1:
+        alerts += detect_dma_bursts(balance, config)
+    if progress is not None:
+        progress("district meter areas", n_dma, n_dma)
+    alerts.sort(key=lambda a: (a.detected_at, a.kind.value, a.subject))
+    return DetectionResult(alerts, balance)
+
+
+def detect(block: SeriesBlock, config: DetectionConfig | None = None, progress: Progress | None = None) -> list[Alert]:
+    """Every alert the block's readings raise, sorted by ``detected_at``."""
+    return run_detection(block, config, progress).alerts
+
+
+def _customer_chunk(part: SeriesBlock, config: DetectionConfig) -> tuple[list[Alert], np.ndarray, np.ndarray]:
+    flows = interval_flows(part, config)
+    bursts = detect_bursts(part, flows, config)
+    leaks = _without_burst_runs(detect_leaks(part, flows, config), bursts)
+    alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
+    alerts += detect_reverse_flow(part, flows, config)
+    alerts += detect_stuck(part, flows, config)
+    alerts += meter_alarm_alerts(part, flows)
+    filled, estimated = estimated_customer_flow(part, flows, config)
+    return alerts, filled, estimated
+
+
+def _as_burst(leak: Alert) -> Alert:
+    """Continuous flow at a burst's rate is a burst (one the meter's busy hours hid at first)."""
+    alert_id = make_alert_id(AlertKind.BURST, leak.meter_id, leak.dma, leak.detected_at)
+    return leak.replace(kind=AlertKind.BURST, alert_id=alert_id)
+
+
+def _without_burst_runs(leaks: list[Alert], bursts: list[Alert]) -> list[Alert]:
+    """Drop continuous-flow alerts that a burst at the same meter explains."""
+    by_meter: dict[str | None, list[Alert]] = {}
+    for b in bursts:
+        by_meter.setdefault(b.meter_id, []).append(b)
+    kept = []
+    for leak in leaks:
+        explained = any(
+            b.start <= leak.last_seen and (b.ended_at is None or leak.start <= b.ended_at)
+            for b in by_meter.get(leak.meter_id, [])
+        )
+        if not explained:
+            kept.append(leak)
+    return kept
+
+
+__all__ = ["DetectionResult", "Progress", "detect", "run_detection"]

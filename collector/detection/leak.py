@@ -1,0 +1,172 @@
+"""Continuous flow at a customer meter: a leak behind the meter never lets the register rest.
+
+A household's register stands still in most night hours and in many day hours. Each interval with
+flow at a time of day when this meter is usually idle is evidence of a leak: it adds ``-ln(1 - p0)``
+nats, where ``p0`` is the share of the meter's recent days (up to ``leak_history_days``, before the
+current day) on which it was idle at that time of day. An idle interval ends the run. A run whose
+evidence reaches ``leak_threshold_nats`` is a leak. So a meter that is always busy at some hour (a
+business open around the clock) gains nothing there, a household that is always quiet at 03:00 gains
+a lot, and the detector needs no clock for "night" and works for any time zone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from collector.detection.alerts import Alert, AlertKind
+from collector.detection.common import Clock, confidence, new_alert
+from collector.detection.config import DetectionConfig
+from collector.detection.flows import DayLayout, Flows, first_crossings, prior_days_sum_by_type
+from collector.detection.series import SeriesBlock
+
+
+def leak_evidence(
+    block: SeriesBlock, flows: Flows, config: DetectionConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alarm (M, T): evidence at some flow level reached the threshold, evidence at the register's
+    step level (M, T) in nats, run-ending mask at that level (M, T)).
+
+    The evidence is computed per flow level: at the register's step (any flow at all) and at each of
+    ``leak_levels_l_h``. At level L an interval with at least L adds ``-ln(1 - p)``, p being how
+    often this meter carried less than L at that time of day; one with less ends the run. A leak of
+    rate r keeps every interval at or above r, so large leaks collect evidence at their own level
+    quickly, even against a household's daytime use; small ones at the step level, at night.
+    """
+    f = flows.flow_l_h
+    known = ~np.isnan(f)
+    gaps = flows.spread.any()
+    observed = known & ~flows.spread if gaps else known
+    layout = DayLayout.of(block)
+    days = config.leak_history_days
+    # weekends are their own history: people sleep in, are home at noon
+    weekend = layout.weekend(block.timestamps)
+    seen_n = prior_days_sum_by_type(layout.to_days(observed.view(np.uint8)), days, weekend, np.int32)
+    # the weight depends only on two small counts: look it up instead of a log per interval
+    low_k, seen_k = np.meshgrid(np.arange(days + 1), np.arange(days + 1), indexing="ij")
+    prior = config.leak_prior_days
+    p_low = np.minimum((low_k + config.leak_prior_p0 * prior) / (seen_k + prior), config.leak_p0_max)
+    table = (-np.log1p(-p_low)).astype(np.float32).ravel()
+    alarm = np.zeros(f.shape, dtype=bool)
+    step_score = np.zeros(f.shape)
+    step_ends = np.ones(f.shape, dtype=bool)
+    # a run needs this many intervals with flow to reach the threshold at all
+    shortest = int(np.ceil(config.leak_threshold_nats / float(table.max())))
+    for i, level in enumerate((0.5 * flows.step_flow_l_h, *config.leak_levels_l_h)):
+        with np.errstate(invalid="ignore"):
+            above = f >= level
+        flowing = above & ~flows.spread if gaps else above
+        ends = (observed & ~above) | (flows.spread & ~above) | ~known if gaps else ~above | ~known
+        if i == 0:
+            step_ends = ends
+        rows = _rows_with_run(flowing, shortest)  # most meters never flow that long at a level
+        if rows.size == 0:
+            continue
+        low_seen = observed[rows] & ~above[rows]
+        low_n = prior_days_sum_by_type(layout.to_days(low_seen.view(np.uint8)), days, weekend, np.int32)
+        weight = layout.from_days(table.take(low_n * (days + 1) + seen_n[rows])) * flowing[rows]
+        cumulative = np.cumsum(weight, axis=1, dtype=np.float64)
+        # evidence restarts after each end; ``cumulative`` never decreases, so its value at the
+        # latest end is the running maximum of its values at ends
+        score = cumulative - np.maximum.accumulate(cumulative * ends[rows], axis=1)
+        alarm[rows] |= _above_threshold(score, layout, config)
+        if i == 0:
+            step_score[rows] = score
+    return alarm, step_score, step_ends
+
+
+def _rows_with_run(mask: np.ndarray, length: int) -> np.ndarray:
+    """Rows of ``mask`` with ``length`` consecutive True somewhere."""
+    t = mask.shape[1]
+    if length > t:
+        return np.zeros(0, dtype=np.intp)
+    run = mask[:, length - 1 :].copy()
+    for k in range(1, length):
+        run &= mask[:, length - 1 - k : t - k]
+    return np.flatnonzero(run.any(axis=1))
+
+
+def _above_threshold(score: np.ndarray, layout: DayLayout, config: DetectionConfig) -> np.ndarray:
+    """(M, T): ``score`` at least ``leak_threshold_nats``, and at least ``leak_margin_nats`` above the
+    most evidence the meter's ordinary use reached on any of the previous ``leak_history_days``.
+    Busy days (guests, a heavy household) make hours with use come in long streaks that the per-hour
+    probabilities, taken as independent, overrate; the meter's own record corrects for that."""
+    by_day = layout.to_days(score, fill=0.0)
+    day_max = by_day.max(axis=2)
+    k = config.leak_history_days
+    padded = np.concatenate([np.zeros((day_max.shape[0], k)), day_max], axis=1)
+    previous = sliding_window_view(padded, k, axis=1)[:, : day_max.shape[1]].max(axis=2)
+    per_day = np.maximum(previous + config.leak_margin_nats, config.leak_threshold_nats)
+    return layout.from_days(by_day >= per_day[:, :, None])
+
+
+def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    alarm, score, ends = leak_evidence(block, flows, config)
+    rows, cols = first_crossings(alarm)
+    if rows.size == 0:
+        return []
+    f = flows.flow_l_h
+    clock = Clock(block.timestamps, block.interval_s)
+    t = block.n_intervals
+    alerts = []
+    raised_until: dict[int, int] = {}
+    for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        if j < raised_until.get(m, -1):
+            continue  # another level already raised this run
+        earlier_ends = np.flatnonzero(ends[m, :j])
+        run_start = int(earlier_ends[-1]) + 1 if earlier_ends.size else 0
+        later_ends = np.flatnonzero(ends[m, j:])
+        run_end = j + int(later_ends[0]) if later_ends.size else t  # first column after the run
+        raised_until[m] = run_end
+        step = float(flows.step_flow_l_h[m, 0])
+        # rate first from the hours this meter is usually idle in (there the leak flows alone) …
+        gained = np.diff(score[m, max(run_start - 1, 0) : j + 1], prepend=0.0 if run_start == 0 else np.nan)
+        quiet = np.zeros(t, dtype=bool)
+        quiet[run_start : j + 1] = gained[-(j + 1 - run_start) :] >= _QUIET_NATS
+        if not quiet.any():
+            quiet[run_start : j + 1] = True
+        # (the run's first interval is skipped: the leak most likely began inside it)
+        first_full = run_start + 1 if j > run_start else run_start
+        rate = _leak_rate(np.where(quiet, f[m], np.nan), flows.spread[m], first_full, j + 1, step)
+        # … the leak began after the last interval with less flow than the leak alone gives …
+        below = np.flatnonzero(f[m, run_start : j + 1] < rate - step)
+        k = run_start + int(below[-1]) if below.size else run_start
+        share = float(np.clip(np.nan_to_num(f[m, k]) / rate, 0.0, 1.0))  # of interval k under leak
+        start = clock.at(k, -share * block.interval_s)
+        # … and the rate again over the whole leak so far
+        rate = _leak_rate(f[m], flows.spread[m], k + 1 if below.size else first_full, run_end, step)
+        detected_at = clock.at(int(flows.known_idx[m, j]))
+        last_seen = clock.at(run_end - 1)
+        ended = run_end < t and not np.isnan(f[m, run_end])
+        alerts.append(
+            new_alert(
+                AlertKind.LEAK,
+                str(block.meter_ids[m]),
+                str(block.dma[m]),
+                start=start,
+                detected_at=detected_at,
+                last_seen=last_seen,
+                ended_at=clock.at(run_end) if ended else None,
+                rate_l_h=rate,
+                volume_l=rate * clock.hours(start, last_seen),
+                confidence=confidence(
+                    max(float(score[m, run_end - 1]), config.leak_threshold_nats), config.leak_threshold_nats
+                ),
+                evidence=((clock.at(max(run_start - 1, 0)), detected_at),),
+            )
+        )
+    return alerts
+
+
+#: An interval adds at least this much evidence where the meter is idle on most days (p0 ≥ 0.5).
+_QUIET_NATS = float(np.log(2.0))
+
+
+def _leak_rate(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, step: float) -> float:
+    """Mean of the lowest flows (within one register step of the minimum) in columns [lo, hi)."""
+    seg = f[lo:hi][~spread[lo:hi]]
+    seg = seg[seg >= 0.5 * step]  # (NaN drops out too)
+    if seg.size == 0:
+        return step
+    low = float(seg.min())
+    return float(seg[seg <= low + 1.01 * step].mean())

@@ -1,0 +1,155 @@
+"""What the register itself betrays: running backwards (reverse flow) or not moving at all (stuck).
+
+Reverse flow: the register falls, by a little at a time (a fall large enough to be a reset, a new
+meter or a rollover, is not counted; see :mod:`collector.detection.flows`). Once the backward
+movement within ``reverse_window_h`` reaches ``reverse_min_l`` litres and ``reverse_min_steps``
+register steps, it is an alert.
+
+Stuck: the register has not changed for ``stuck_days`` on a meter that, before it stopped, used at
+least ``stuck_min_daily_l`` a day. A house left empty looks the same on its register; such alerts
+resolve themselves when the register moves again, and their rate is the use the meter stopped
+recording.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collector.detection.alerts import Alert, AlertKind
+from collector.detection.common import Clock, confidence, new_alert
+from collector.detection.config import DetectionConfig
+from collector.detection.flows import DayLayout, Flows, first_crossings, rolling_sum
+from collector.detection.series import SeriesBlock
+
+
+def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    with np.errstate(invalid="ignore"):
+        backwards_any = np.flatnonzero((flows.flow_l_h < -0.5 * flows.step_flow_l_h).any(axis=1))
+    if backwards_any.size == 0:
+        return []
+    # only meters that ever ran backwards (a handful) go further
+    f = flows.flow_l_h[backwards_any]
+    with np.errstate(invalid="ignore"):
+        backwards = f < -0.5 * flows.step_flow_l_h[backwards_any]
+    back_l = np.where(backwards, -f * flows.interval_h, 0.0)
+    window = max(1, round(config.reverse_window_h / flows.interval_h))
+    in_window = rolling_sum(back_l, window)
+    need = np.maximum(config.reverse_min_l, config.reverse_min_steps * flows.step_l[backwards_any])[:, None]
+    active = in_window >= need - 1e-9
+    rows, cols = first_crossings(active)
+    clock = Clock(block.timestamps, block.interval_s)
+    t = block.n_intervals
+    alerts = []
+    for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        lo = max(0, j - window + 1)
+        first = lo + int(np.flatnonzero(backwards[m, lo : j + 1])[0])
+        quiet = np.flatnonzero(~active[m, j:])
+        end = j + int(quiet[0]) if quiet.size else t
+        last_back = first + int(np.flatnonzero(backwards[m, first:end])[-1])
+        volume = float(back_l[m, first : last_back + 1].sum())
+        rates = back_l[m, first : last_back + 1][backwards[m, first : last_back + 1]] / flows.interval_h
+        # the first and last intervals are usually partial: the rate from those in between
+        rate = float(np.median(rates[1:-1])) if rates.size >= 3 else float(rates.max())
+        share = float(np.clip(back_l[m, first] / (rate * flows.interval_h), 0.0, 1.0))
+        start = clock.at(first, -share * block.interval_s)
+        row = int(backwards_any[m])
+        detected_at = clock.at(int(flows.known_idx[row, j]))
+        alerts.append(
+            new_alert(
+                AlertKind.REVERSE_FLOW,
+                str(block.meter_ids[row]),
+                str(block.dma[row]),
+                start=start,
+                detected_at=detected_at,
+                last_seen=clock.at(last_back),
+                ended_at=clock.at(last_back) if end < t else None,
+                rate_l_h=rate,
+                volume_l=volume,
+                confidence=confidence(volume, float(need[m, 0])),
+                evidence=((clock.at(max(first - 1, 0)), clock.at(last_back)),),
+            )
+        )
+    return alerts
+
+
+def detect_stuck(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    f = flows.flow_l_h
+    with np.errstate(invalid="ignore"):
+        still = np.abs(f) < 0.5 * flows.step_flow_l_h  # known not to have moved (NaN: unknown)
+    window = max(1, round(config.stuck_days * 24.0 / flows.interval_h))
+    if window > f.shape[1] - 1:
+        return []
+    # a stuck meter has whole days without movement in a row: keep only meters that do (cheap)
+    layout = DayLayout.of(block)
+    whole_days = window // layout.per_day - 1
+    if whole_days >= 1:
+        idle_day: np.ndarray = np.asarray(layout.to_days(still, fill=True).all(axis=2))
+        streak = idle_day[:, : idle_day.shape[1] - whole_days + 1].copy()
+        for k in range(1, whole_days):
+            streak &= idle_day[:, k : idle_day.shape[1] - whole_days + 1 + k]
+        keep = np.flatnonzero(streak.any(axis=1))
+        if keep.size == 0:
+            return []
+        if keep.size < f.shape[0]:
+            sub = block.take(keep)
+            part = Flows(
+                f[keep],
+                flows.spread[keep],
+                flows.known_idx[keep],
+                flows.reset[keep],
+                flows.step_l[keep],
+                flows.interval_h,
+            )
+            return detect_stuck_rows(sub, part, still[keep], window, config)
+    return detect_stuck_rows(block, flows, still, window, config)
+
+
+def detect_stuck_rows(
+    block: SeriesBlock, flows: Flows, still: np.ndarray, window: int, config: DetectionConfig
+) -> list[Alert]:
+    f = flows.flow_l_h
+    # stuck at j: every one of the last ``window`` intervals known and still
+    run = np.cumsum(still, axis=1, dtype=np.int32)
+    stuck = np.zeros(f.shape, dtype=bool)
+    np.greater_equal(run[:, window:] - run[:, :-window], window, out=stuck[:, window:])
+    rows, cols = first_crossings(stuck)
+    if rows.size == 0:
+        return []
+    clock = Clock(block.timestamps, block.interval_s)
+    t = block.n_intervals
+    history = round(config.stuck_history_days * 24.0 / flows.interval_h)
+    alerts = []
+    for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        moving_before = np.flatnonzero(~still[m, : j + 1])
+        stop = int(moving_before[-1]) + 1 if moving_before.size else 0  # first still interval
+        # "a history of use": what the meter recorded in the days before it stopped
+        past = f[m, max(0, stop - history) : stop]
+        seen_h = float(np.count_nonzero(~np.isnan(past))) * flows.interval_h
+        if seen_h < config.stuck_min_history_days * 24.0:
+            continue
+        rate = float(np.nansum(past)) * flows.interval_h / seen_h
+        if rate * 24.0 < config.stuck_min_daily_l:
+            continue
+        moved = np.flatnonzero(~still[m, j:])
+        end = j + int(moved[0]) if moved.size else t
+        restarted = end < t and not np.isnan(f[m, end])
+        start = clock.at(max(stop - 1, 0))
+        last_seen = clock.at(end - 1)
+        detected_at = clock.at(int(flows.known_idx[m, j]))
+        stalled_h = clock.hours(start, last_seen)
+        alerts.append(
+            new_alert(
+                AlertKind.STUCK,
+                str(block.meter_ids[m]),
+                str(block.dma[m]),
+                start=start,
+                detected_at=detected_at,
+                last_seen=last_seen,
+                ended_at=clock.at(end) if restarted else None,
+                rate_l_h=rate,
+                volume_l=rate * stalled_h,
+                confidence=confidence(stalled_h, config.stuck_days * 24.0),
+                evidence=((start, detected_at),),
+            )
+        )
+    return alerts

@@ -1,0 +1,106 @@
+"""The block of register series every detector works on: meters × intervals, on one regular time grid.
+
+The database layer fetches a block in bulk (one query, readings pivoted onto the grid) and hands it to
+:func:`collector.detection.detect`; the offline command builds the same block from CSV files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+CUSTOMER = "customer"
+INLET = "inlet"
+
+
+@dataclass(frozen=True)
+class SeriesBlock:
+    """Cumulative registers of M meters at T regularly spaced instants.
+
+    ``volume_m3[m, j]`` is meter m's register at ``timestamps[j]`` (NaN: no read). ``alarms`` maps a
+    meter alarm name (``leak``, ``burst``, ``reverse_flow``, ``tamper``, …) to an (M, T) boolean array
+    of the alarm bits the meters reported with each reading; it may be empty.
+    """
+
+    meter_ids: np.ndarray  # (M,) str
+    dma: np.ndarray  # (M,) str
+    role: np.ndarray  # (M,) str: "customer" | "inlet"
+    timestamps: np.ndarray  # (T,) datetime64[s], UTC, regular spacing
+    volume_m3: np.ndarray  # (M, T) float64
+    alarms: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m = self.meter_ids.shape[0]
+        if self.dma.shape != (m,) or self.role.shape != (m,):
+            raise ValueError("meter_ids, dma and role must have one entry per meter")
+        if self.timestamps.ndim != 1 or self.timestamps.dtype != np.dtype("datetime64[s]"):
+            raise ValueError("timestamps must be a 1-D datetime64[s] array")
+        t = self.timestamps.shape[0]
+        if self.volume_m3.shape != (m, t):
+            raise ValueError(f"volume_m3 has shape {self.volume_m3.shape}, expected {(m, t)}")
+        if t >= 2:
+            steps = np.diff(self.timestamps.astype(np.int64))
+            if steps[0] <= 0 or np.any(steps != steps[0]):
+                raise ValueError("timestamps must be increasing and regularly spaced")
+        bad_roles = set(np.unique(self.role).tolist()) - {CUSTOMER, INLET}
+        if bad_roles:
+            raise ValueError(f"unknown meter roles: {sorted(bad_roles)}")
+        for name, bits in self.alarms.items():
+            if bits.shape != (m, t):
+                raise ValueError(f"alarm {name!r} has shape {bits.shape}, expected {(m, t)}")
+
+    @property
+    def n_meters(self) -> int:
+        return int(self.meter_ids.shape[0])
+
+    @property
+    def n_intervals(self) -> int:
+        return int(self.timestamps.shape[0])
+
+    @property
+    def interval_s(self) -> int:
+        """Seconds between consecutive instants (3600 for a single instant, by convention)."""
+        if self.timestamps.shape[0] < 2:
+            return 3600
+        return int(self.timestamps[1].astype(np.int64) - self.timestamps[0].astype(np.int64))
+
+    def take(self, rows: np.ndarray) -> SeriesBlock:
+        """The block restricted to the meters at ``rows`` (indices or a boolean mask)."""
+        return SeriesBlock(
+            meter_ids=self.meter_ids[rows],
+            dma=self.dma[rows],
+            role=self.role[rows],
+            timestamps=self.timestamps,
+            volume_m3=self.volume_m3[rows],
+            alarms={name: bits[rows] for name, bits in self.alarms.items()},
+        )
+
+    def until(self, t: datetime) -> SeriesBlock:
+        """The block as it was known at ``t``: instants after ``t`` dropped (for causality checks)."""
+        keep = self.timestamps <= np.datetime64(to_naive_utc(t), "s")
+        return SeriesBlock(
+            meter_ids=self.meter_ids,
+            dma=self.dma,
+            role=self.role,
+            timestamps=self.timestamps[keep],
+            volume_m3=self.volume_m3[:, keep],
+            alarms={name: bits[:, keep] for name, bits in self.alarms.items()},
+        )
+
+    def time(self, j: int) -> datetime:
+        """Instant ``j`` as an aware UTC datetime."""
+        return to_datetime(self.timestamps[j])
+
+
+def to_naive_utc(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValueError("naive datetime: times are UTC and timezone-aware")
+    return t.astimezone(UTC).replace(tzinfo=None)
+
+
+def to_datetime(t: np.datetime64) -> datetime:
+    seconds = int(t.astype("datetime64[s]").astype(np.int64))
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,56 @@
+"""Detection is causal: an alert raised at ``detected_at`` is raised from the data up to then."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collector.detection.alerts import AlertKind
+from collector.detection.engine import detect
+from tests.collector.test_detection_households import (
+    add_flow,
+    away,
+    block_of,
+    heavy_household,
+    household,
+    irrigating_household,
+    registers,
+)
+
+DAYS = 18
+
+
+def _fleet():
+    rng = np.random.default_rng(51)
+    uses = {f"H{i}": household(rng, DAYS) for i in range(40)}
+    uses["LEAK"] = add_flow(household(rng, DAYS), 9 * 24 + 3.3, 6.0)
+    uses["BIGLEAK"] = add_flow(heavy_household(rng, DAYS), 10 * 24 + 15.7, 45.0)
+    uses["BURST"] = add_flow(irrigating_household(rng, DAYS), 11 * 24 + 8.5, 900.0, 11 * 24 + 20)
+    uses["AWAY"] = away(household(rng, DAYS), 3, 12)
+    uses["STUCK"] = household(rng, DAYS)
+    uses["BACK"] = household(rng, DAYS)
+    ids = list(uses)
+    volume = registers(np.stack(list(uses.values())))
+    volume[ids.index("STUCK"), 5 * 24 + 7 :] = volume[ids.index("STUCK"), 5 * 24 + 7]
+    back = ids.index("BACK")
+    volume[back, 13 * 24 + 2 :] -= np.minimum(np.arange(volume.shape[1] - 13 * 24 - 2), 4) * 0.02
+    burst = add_flow(np.full(DAYS * 24, 300.0), 14 * 24 + 2.5, 900.0)
+    block = block_of(uses, inlet_extra_l=burst)
+    volume = np.vstack([volume, block.volume_m3[-1:]])
+    rng2 = np.random.default_rng(52)
+    missing = rng2.random(volume.shape) < 0.01
+    missing[:, 0] = False
+    volume[missing] = np.nan
+    return type(block)(block.meter_ids, block.dma, block.role, block.timestamps, volume)
+
+
+def test_every_alert_is_raised_again_from_the_data_up_to_its_detection() -> None:
+    block = _fleet()
+    alerts = detect(block)
+    kinds = {a.kind for a in alerts}
+    assert {AlertKind.LEAK, AlertKind.BURST, AlertKind.STUCK, AlertKind.REVERSE_FLOW, AlertKind.DMA_BURST} <= kinds
+    for alert in alerts:
+        earlier = detect(block.until(alert.detected_at))
+        assert alert.alert_id in {a.alert_id for a in earlier}, alert.alert_id
+        if alert.detected_at > block.time(1):
+            before = block.until(alert.detected_at - (block.time(1) - block.time(0)))
+            assert alert.alert_id not in {a.alert_id for a in detect(before)}

@@ -1,0 +1,85 @@
+"""Continuous flow (leak) at customer meters, against the distractors that also run long."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from collector.detection.alerts import AlertKind
+from collector.detection.engine import detect
+from tests.collector.test_detection_households import (
+    add_flow,
+    at_hour,
+    away,
+    block_of,
+    business,
+    heavy_household,
+    household,
+    irrigating_household,
+)
+
+DAYS = 21
+
+
+def _leaks(alerts: list, meter: str) -> list:
+    return [a for a in alerts if a.kind is AlertKind.LEAK and a.meter_id == meter]
+
+
+@pytest.mark.parametrize(("rate", "deadline_h"), [(3.0, 72), (12.0, 30), (60.0, 30)])
+def test_a_leak_is_found_with_its_rate_start_and_volume(rate: float, deadline_h: float) -> None:
+    rng = np.random.default_rng(7)
+    start_h = 10 * 24 + 2.5  # day 10, 02:30: nobody up, so the start shows
+    uses = {f"H{i}": household(rng, DAYS) for i in range(20)}
+    uses["LEAK"] = add_flow(household(rng, DAYS), start_h, rate)
+    alerts = detect(block_of(uses))
+    found = _leaks(alerts, "LEAK")
+    assert len(found) == 1
+    leak = found[0]
+    delay_h = (leak.detected_at - at_hour(start_h)).total_seconds() / 3600
+    assert 0 < delay_h <= deadline_h
+    assert leak.rate_l_h == pytest.approx(rate, rel=0.15)
+    assert abs((leak.start - at_hour(start_h)).total_seconds()) <= 3600
+    true_volume = rate * (leak.last_seen - at_hour(start_h)).total_seconds() / 3600
+    assert leak.volume_l == pytest.approx(true_volume, rel=0.15)
+    assert leak.ended_at is None and 0.5 <= leak.confidence <= 1.0
+    assert not [a for a in alerts if a.meter_id != "LEAK" and a.kind is AlertKind.LEAK]
+
+
+def test_a_leak_starting_among_evening_use_is_dated_no_later_than_it_began() -> None:
+    """Evening use hides when the leak began: the estimate may be early, never late."""
+    rng = np.random.default_rng(11)
+    start_h = 10 * 24 + 20.5
+    uses = {"LEAK": add_flow(household(rng, DAYS), start_h, 4.0)}
+    (leak,) = _leaks(detect(block_of(uses)), "LEAK")
+    early_h = (at_hour(start_h) - leak.start).total_seconds() / 3600
+    assert -1.0 <= early_h <= 8.0
+
+
+def test_a_repaired_leak_ends_when_the_flow_stops() -> None:
+    rng = np.random.default_rng(8)
+    uses = {"LEAK": add_flow(household(rng, DAYS), 5 * 24 + 1.0, 8.0, 9 * 24 + 14.0)}
+    (leak,) = _leaks(detect(block_of(uses)), "LEAK")
+    assert leak.ended_at is not None
+    assert abs((leak.ended_at - at_hour(9 * 24 + 14.0)).total_seconds()) <= 2 * 3600
+
+
+def test_distractors_raise_no_leak() -> None:
+    rng = np.random.default_rng(9)
+    uses = {}
+    for i in range(15):
+        uses[f"heavy{i}"] = heavy_household(rng, DAYS)
+        uses[f"shop{i}"] = business(rng, DAYS)
+        uses[f"garden{i}"] = irrigating_household(rng, DAYS)
+        uses[f"away{i}"] = away(household(rng, DAYS), 4 + i % 5, 9 + i % 5)
+    alerts = detect(block_of(uses))
+    assert not [a for a in alerts if a.kind is AlertKind.LEAK]
+
+
+def test_a_meter_that_always_flows_at_some_hour_gains_no_evidence_there() -> None:
+    """A business running a cooling tower every night is busy at night by habit, not by leak."""
+    rng = np.random.default_rng(10)
+    use = household(rng, DAYS)
+    hours = np.arange(use.size) % 24
+    use = use + np.where((hours >= 1) & (hours < 5), 20.0, 0.0)  # every night, 01–05, for weeks
+    alerts = detect(block_of({"TOWER": use}))
+    assert not _leaks(alerts, "TOWER")

@@ -1,0 +1,93 @@
+"""The alert lifecycle as a pure merge: open → ongoing → resolved, or dismissed by a person."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collector.detection.alerts import Alert, AlertKind, AlertStatus, make_alert_id
+from collector.detection.lifecycle import dismiss, merge_alerts
+
+T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+def _leak(
+    detected: datetime,
+    last_seen: datetime,
+    *,
+    start: datetime | None = None,
+    ended: datetime | None = None,
+    rate: float = 5.0,
+    meter: str = "M1",
+) -> Alert:
+    start = start or detected - 6 * H
+    return Alert(
+        alert_id=make_alert_id(AlertKind.LEAK, meter, "D1", detected),
+        kind=AlertKind.LEAK,
+        meter_id=meter,
+        dma="D1",
+        start=start,
+        detected_at=detected,
+        last_seen=last_seen,
+        rate_l_h=rate,
+        volume_l=rate * (last_seen - start).total_seconds() / 3600,
+        confidence=0.6,
+        evidence=((start, detected),),
+        ended_at=ended,
+    )
+
+
+def test_a_new_detection_opens_an_alert_and_the_next_run_updates_it_without_duplicating() -> None:
+    first = merge_alerts([], [_leak(T0, T0)], now=T0)
+    assert [a.status for a in first.opened] == [AlertStatus.OPEN] and not first.updated
+    stored = first.opened
+    again = merge_alerts(stored, [_leak(T0, T0 + 5 * H, rate=5.5)], now=T0 + 5 * H)
+    assert not again.opened and not again.resolved
+    (updated,) = again.updated
+    assert updated.alert_id == stored[0].alert_id
+    assert updated.status is AlertStatus.ONGOING
+    assert updated.last_seen == T0 + 5 * H and updated.rate_l_h == 5.5
+    assert updated.updated_at == T0 + 5 * H
+    # the same run once more changes nothing
+    assert not merge_alerts([updated], [_leak(T0, T0 + 5 * H, rate=5.5)], now=T0 + 6 * H)
+
+
+def test_an_alert_resolves_when_the_flow_stops_and_a_later_episode_is_a_new_alert() -> None:
+    stored = merge_alerts([], [_leak(T0, T0 + 2 * H)], now=T0 + 2 * H).opened
+    stopped = merge_alerts(stored, [_leak(T0, T0 + 30 * H, ended=T0 + 31 * H)], now=T0 + 32 * H)
+    (resolved,) = stopped.resolved
+    assert resolved.status is AlertStatus.RESOLVED and resolved.resolved_at == T0 + 31 * H
+    later = T0 + 5 * 24 * H
+    fresh = merge_alerts([resolved], [_leak(T0, T0 + 30 * H, ended=T0 + 31 * H), _leak(later, later)], now=later)
+    assert [a.detected_at for a in fresh.opened] == [later]
+    assert not fresh.updated and not fresh.resolved
+
+
+def test_a_detection_matching_an_open_alert_of_the_same_episode_updates_it() -> None:
+    """A refined start moves the detection, not the episode: no second alert."""
+    stored = merge_alerts([], [_leak(T0, T0)], now=T0).opened
+    shifted = _leak(T0 + H, T0 + 8 * H, start=T0 - 5 * H)
+    changes = merge_alerts(stored, [shifted], now=T0 + 8 * H)
+    assert not changes.opened
+    assert [a.alert_id for a in changes.updated] == [stored[0].alert_id]
+
+
+def test_a_dismissed_alert_stays_dismissed_for_its_episode() -> None:
+    stored = merge_alerts([], [_leak(T0, T0)], now=T0).opened
+    dismissed = dismiss(stored[0], by="ana", reason="pool filling, known", now=T0 + H)
+    assert dismissed.status is AlertStatus.DISMISSED and dismissed.dismiss_reason == "pool filling, known"
+    assert not merge_alerts([dismissed], [_leak(T0, T0 + 9 * H)], now=T0 + 9 * H)
+    with pytest.raises(ValueError):
+        dismiss(stored[0], by="ana", reason=" ", now=T0)
+    with pytest.raises(ValueError):
+        dismiss(dismissed, by="ana", reason="again", now=T0)
+
+
+def test_other_meters_and_kinds_are_other_alerts() -> None:
+    stored = merge_alerts([], [_leak(T0, T0)], now=T0).opened
+    other = merge_alerts(stored, [_leak(T0, T0, meter="M2")], now=T0)
+    assert [a.meter_id for a in other.opened] == ["M2"]
+    with pytest.raises(ValueError):
+        merge_alerts([], [], now=datetime(2026, 1, 1))  # naive on purpose

@@ -1,0 +1,85 @@
+"""Scoring helpers: matching alerts to ground truth, and LeakDB's F1 and early-detection score."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from collector.detection.alerts import Alert, AlertKind, make_alert_id
+from collector.detection.scoring import interval_labels, leakdb_scores, score_kind
+
+T0 = datetime(2026, 1, 10, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Event:
+    event: str
+    meter_id: str | None
+    dma: str
+    start: datetime
+    end: datetime | None
+    size: float
+
+
+def _alert(meter: str, detected: datetime, start: datetime, rate: float) -> Alert:
+    return Alert(
+        alert_id=make_alert_id(AlertKind.LEAK, meter, "D", detected),
+        kind=AlertKind.LEAK,
+        meter_id=meter,
+        dma="D",
+        start=start,
+        detected_at=detected,
+        last_seen=detected + 10 * H,
+        rate_l_h=rate,
+        volume_l=0.0,
+        confidence=0.6,
+        evidence=(),
+    )
+
+
+def test_recall_precision_false_alarms_and_delays() -> None:
+    truth = [
+        Event("leak", "A", "D", T0, None, 10.0),
+        Event("leak", "B", "D", T0, None, 20.0),
+        Event("burst", "C", "D", T0, None, 900.0),
+    ]
+    alerts = [
+        _alert("A", T0 + 6 * H, T0 + 0.5 * H, 10.0),
+        _alert("A", T0 + 9 * H, T0, 10.0),  # the same leak again: not a false alarm
+        _alert("C", T0 + 2 * H, T0, 900.0),  # a leak alert at a burst: a false alarm
+        _alert("E", T0 - 5 * H, T0 - 9 * H, 3.0),  # nothing there
+    ]
+    s = score_kind(alerts, truth, "leak", data_end=T0 + 48 * H, meter_days=1000.0, grace=2 * H)
+    assert (s.events, s.detected, s.alerts, s.false_alarms) == (2, 1, 4, 2)
+    assert s.recall == 0.5 and s.precision == 0.5
+    assert s.false_per_10k_meter_days == pytest.approx(20.0)
+    assert s.median_delay_h == pytest.approx(6.0)
+    assert s.start_within_1h == 1.0 and s.volume_within_10pct == 1.0
+
+
+def test_leakdb_f1_and_early_detection_follow_its_formula() -> None:
+    truth = np.zeros((1, 100), dtype=np.int8)
+    truth[0, 20:60] = 1
+    perfect = truth.copy()
+    f1, sed = leakdb_scores(truth, perfect)
+    assert f1 == pytest.approx(100.0) and sed == pytest.approx(100.0)
+    late = np.zeros_like(truth)
+    late[0, 30:70] = 1  # 10 steps late, then steady
+    f1, sed = leakdb_scores(truth, late)
+    assert f1 == pytest.approx(200 * 30 / (60 + 10 + 10))
+    tw = 39 + 10
+    assert sed == pytest.approx(100 * 2 / (1 + math.exp(5 / tw * 10)))
+    flicker = np.zeros_like(truth)
+    flicker[0, 25:30] = 1  # found, but not held: LeakDB gives no credit
+    assert leakdb_scores(truth, flicker)[1] == 0.0
+
+
+def test_interval_labels_cover_from_start_to_end() -> None:
+    stamps = np.datetime64("2026-01-10T00:00:00", "s") + np.arange(6) * np.timedelta64(3600, "s")
+    labels = interval_labels([("D2", T0 + 2 * H, T0 + 4 * H), ("D1", T0 + 5 * H, None)], ["D1", "D2"], stamps)
+    assert labels.tolist() == [[0, 0, 0, 0, 0, 1], [0, 0, 1, 1, 0, 0]]
