@@ -26,7 +26,6 @@ import struct
 import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
-from typing import cast
 
 import serial
 
@@ -50,7 +49,6 @@ async def _serve(kind: str, meters: int, conn: Connection) -> None:
     from simulators.meter_model import MeterModel
     from simulators.modbus_tcp import ModbusTcpSimulator
     from simulators.modelled_meter import ModelledMeter
-    from simulators.smart_meter import SmartMeter
 
     profile = load_profile("smart_water_meter")
     installed = _installed()
@@ -65,7 +63,7 @@ async def _serve(kind: str, meters: int, conn: Connection) -> None:
             ]
             for m in models:
                 m.registers_at(datetime.now(UTC))  # the model's days worked out before the clock starts
-            sim = ModbusTcpSimulator(cast(list[SmartMeter], models), port=0)  # it uses only the register part
+            sim = ModbusTcpSimulator(models, port=0)
             await sim.start()
             ports.append(sim.port)
             stoppers.append(sim.stop)

@@ -24,6 +24,13 @@ from collector.events_parser import EventRow, parse_events_message
 from collector.store import ReadingStore, StoreResult
 
 log = logging.getLogger(__name__)
+Parsed = ParsedMessage | list[EventRow] | RejectedMessage
+
+
+def _size(result: Parsed) -> int:
+    if isinstance(result, ParsedMessage):
+        return len(result.rows)
+    return len(result) if isinstance(result, list) else 1
 
 
 @dataclass
@@ -52,7 +59,8 @@ class CollectorConfig:
     client_id: str = "aquami-collector"
     topic_root: str = "aquami/v1"
     shared_group: str | None = None  # MQTT 5 shared subscription group, for several collectors
-    max_batch_readings: int = 20_000
+    max_batch_readings: int = 50_000
+    min_batch_readings: int = 1_000  # a smaller batch waits up to max_delay_s for company
     max_delay_s: float = 0.1
 
     @property
@@ -69,7 +77,9 @@ class Collector:
     def __init__(self, config: CollectorConfig):
         self.config = config
         self.counters = CollectorCounters()
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        # Messages are parsed on paho's network thread as they arrive, so parsing overlaps the
+        # writer's time in the database (psycopg releases the GIL while it waits).
+        self._inbox: queue.Queue[tuple[mqtt.MQTTMessage, Parsed]] = queue.Queue()
         self._stop = threading.Event()
         self._store = ReadingStore(config.database_url)
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
@@ -85,7 +95,16 @@ class Collector:
         log.info("subscribed to %s on %s", ", ".join(self.config.subscriptions), self.config.mqtt.url)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(message)
+        result: Parsed
+        try:
+            if message.topic.endswith("/events"):
+                result = parse_events_message(message.topic, message.payload)
+            else:
+                result = parse_reads_message(message.topic, message.payload)
+        except Exception as error:  # a parser bug must not kill paho's network thread
+            log.exception("could not parse a message from %s", message.topic)
+            result = RejectedMessage(f"collector could not parse it: {error!r}")
+        self._inbox.put((message, result))
 
     def start(self) -> None:
         self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=30)
@@ -99,29 +118,32 @@ class Collector:
         self._client.loop_stop()
         self._store.close()
 
-    def _take_batch(self) -> list[mqtt.MQTTMessage]:
+    def _take_batch(self) -> list[tuple[mqtt.MQTTMessage, Parsed]]:
+        """What has arrived, up to ``max_batch_readings``; a small batch waits briefly for more."""
         try:
             first = self._inbox.get(timeout=0.2)
         except queue.Empty:
             return []
         batch = [first]
+        readings = _size(first[1])
         deadline = time.monotonic() + self.config.max_delay_s
-        size = len(first.payload)
-        # Rough size bound: a reading is ~150 bytes of JSON.
-        while size < self.config.max_batch_readings * 150:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        while readings < self.config.max_batch_readings:
             try:
-                message = self._inbox.get(timeout=remaining)
+                item = self._inbox.get_nowait()
             except queue.Empty:
-                break
-            batch.append(message)
-            size += len(message.payload)
+                remaining = deadline - time.monotonic()
+                if readings >= self.config.min_batch_readings or remaining <= 0:
+                    break
+                try:
+                    item = self._inbox.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            batch.append(item)
+            readings += _size(item[1])
         return batch
 
     def _write_loop(self) -> None:
-        pending: list[mqtt.MQTTMessage] = []
+        pending: list[tuple[mqtt.MQTTMessage, Parsed]] = []
         while not self._stop.is_set() or pending:
             if not pending:
                 pending = self._take_batch()
@@ -135,21 +157,16 @@ class Collector:
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue
-            for message in pending:
+            for message, _ in pending:
                 self._client.ack(message.mid, message.qos)
             pending = []
 
-    def _store_messages(self, messages: list[mqtt.MQTTMessage]) -> None:
+    def _store_messages(self, messages: list[tuple[mqtt.MQTTMessage, Parsed]]) -> None:
         rows: list[ReadingRow] = []
         events: list[EventRow] = []
         dead: list[tuple[str, str, bytes]] = []
         parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow]]] = []
-        for message in messages:
-            result: ParsedMessage | list[EventRow] | RejectedMessage
-            if message.topic.endswith("/events"):
-                result = parse_events_message(message.topic, message.payload)
-            else:
-                result = parse_reads_message(message.topic, message.payload)
+        for message, result in messages:
             if isinstance(result, RejectedMessage):
                 log.warning("dead letter from %s: %s", message.topic, result.reason)
                 dead.append((message.topic, result.reason, bytes(message.payload)))

@@ -1,4 +1,4 @@
-"""Writing readings: ``COPY`` into a staging table, then one merge keyed on ``(meter_id, ts)``.
+"""Writing readings with ``COPY``, idempotently on ``(meter_id, ts)``.
 
 A repeat of a reading already stored is a no-op (``ON CONFLICT DO NOTHING``), which turns the
 gateways' at-least-once delivery into exactly once in effect. Meters seen for the first time are
@@ -14,7 +14,8 @@ actual reading replaces an estimate VEE made for the same key (the estimate goes
 
 The COPY text is built here rather than by a per-row adapter: every field has passed the contract's
 patterns (identifiers, UTC timestamps, alarm names, JSON numbers), so none can hold a tab, newline
-or backslash that would need escaping.
+or backslash that would need escaping. Rows given to :meth:`ReadingStore.write` must therefore come
+from :func:`collector.batch_parser.parse_reads_message`.
 """
 
 from __future__ import annotations
@@ -112,8 +113,7 @@ def copy_text(rows: Sequence[ReadingRow]) -> bytes:
     """``rows`` in COPY text format, in ``ROW_COLUMNS`` order (see the module docstring)."""
     null = "\\N"
     lines = [
-        f"{m}\t{ts}\t{v}\t{null if f is None else repr(f)}\t{null if r is None else r}\t"
-        f"{{{','.join(a)}}}\t{g}\t{seq}\n"
+        f"{m}\t{ts}\t{v}\t{null if f is None else repr(f)}\t{null if r is None else r}\t{{{','.join(a)}}}\t{g}\t{seq}\n"
         for m, ts, v, f, r, a, g, seq in rows
     ]
     return "".join(lines).encode()
@@ -173,8 +173,12 @@ class ReadingStore:
         if rows:
             self._known_meters |= known_now
         return StoreResult(
-            received=len(rows), inserted=inserted, new_meters=new_meters, conflicts=conflicts,
-            events_received=len(events), events_inserted=events_inserted,
+            received=len(rows),
+            inserted=inserted,
+            new_meters=new_meters,
+            conflicts=conflicts,
+            events_received=len(events),
+            events_inserted=events_inserted,
         )
 
     def _register_meters(self, cur: psycopg.Cursor[Any], rows: Sequence[ReadingRow]) -> tuple[int, set[str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from aquami.contracts.reads import Reading
 from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
@@ -12,15 +14,25 @@ from gateway.modbus_tcp import ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.transport import PollError, Transport
 
+Clock = Callable[[], datetime]
 
-def make_transport(bus: BusConfig, profiles: ProfileBook) -> Transport:
-    """The transport of a polled bus (a wireless M-Bus receiver is listened to: gateway.wmbus)."""
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_transport(bus: BusConfig, profiles: ProfileBook, clock: Clock = utc_now) -> Transport:
+    """The transport of a polled bus (a wireless M-Bus receiver is listened to: gateway.wmbus).
+
+    ``clock`` timestamps the readings: the wall clock in the field, a simulated one in a test rig
+    that replays days in minutes.
+    """
     if isinstance(bus, ModbusTcpBusConfig):
-        return ModbusTcpTransport(bus, profiles)
+        return ModbusTcpTransport(bus, profiles, clock)
     if isinstance(bus, ModbusRtuBusConfig):
-        return ModbusRtuTransport(bus, profiles)
+        return ModbusRtuTransport(bus, profiles, clock)
     if isinstance(bus, MBusBusConfig):
-        return MBusTransport(bus)
+        return MBusTransport(bus, clock)
     raise ValueError(f"bus {bus.name}: a {bus.protocol} bus is not polled")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aquami.contracts.reads import Reading, events_topic
-from gateway.buses import make_transport
+from gateway.buses import Clock, make_transport, utc_now
 from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
 from gateway.health import Health
@@ -34,11 +34,12 @@ OVERFLOW_EVENT_EVERY_S = 10.0  # drops are reported at once, then summed into on
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, config_path: Path | None = None):
+    def __init__(self, config: GatewayConfig, config_path: Path | None = None, clock: Clock = utc_now):
         self.config = config
         self.config_path = config_path
+        self.clock = clock
         self.spool = Spool(config.spool_path, config.spool.max_readings, config.spool.policy == "drop_oldest")
-        self.health = Health(config.gateway_id, config.health.offline_after)
+        self.health = Health(config.gateway_id, config.health.offline_after, clock)
         self.profiles = ProfileBook(self.spool)
         self.publisher = Publisher(
             self.spool,
@@ -170,11 +171,12 @@ class Gateway:
                     on_reading=self.spool_reading,
                     on_heard=self._on_heard,
                     on_attempt=lambda ok, name=name: self.health.attempt(name, ok),  # type: ignore[misc]
+                    clock=self.clock,
                 )
                 continue
             scheduler = BusScheduler(
                 bus,
-                make_transport(bus, self.profiles),
+                make_transport(bus, self.profiles, self.clock),
                 on_reading=self.spool_reading,
                 on_poll=self._on_poll,
                 on_attempt=lambda ok, name=name: self.health.attempt(name, ok),  # type: ignore[misc]

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import aquami
+from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
 from server.db import open_pool
 from server.meters.router import router as meters_router
@@ -34,6 +35,7 @@ def create_app(database_url: str) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(meters_router)
+    app.include_router(alerts_router)
     app.include_router(billing_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")

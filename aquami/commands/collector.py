@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
         vee_every: float = typer.Option(
             0, help="Every so many seconds, run VEE and refresh consumption over the last two days (0: never)."
         ),
+        detect_every: float = typer.Option(
+            900, help="Every so many seconds, run leak and burst detection over the newest data (0: never)."
+        ),
     ) -> None:
         """Subscribe to every gateway's reads and store them until stopped (Ctrl-C)."""
         import logging
@@ -39,6 +42,7 @@ def register(app: typer.Typer) -> None:
         import threading
 
         from aquami.mqtt import MqttEndpoint
+        from collector.detection_job import DetectionScheduler
         from collector.migrate import migrate
         from collector.service import Collector, CollectorConfig
 
@@ -51,6 +55,9 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         collector.start()
+        detection = DetectionScheduler(database_url, timedelta(seconds=detect_every)) if detect_every > 0 else None
+        if detection is not None:
+            detection.start()
         log = logging.getLogger("collector")
         interval = min(30.0, vee_every) if vee_every > 0 else 30.0
         last_vee = time.monotonic()
@@ -60,6 +67,8 @@ def register(app: typer.Typer) -> None:
                 last_vee = time.monotonic()
                 end = datetime.now(UTC) + timedelta(hours=1)
                 log.info("vee %s", _vee_and_consumption(database_url, end - timedelta(days=2), end, None))
+        if detection is not None:
+            detection.stop()
         collector.stop()
 
     @collector_app.command("vee")
@@ -71,6 +80,41 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate and estimate readings in [from, to), then refresh consumption; prints a JSON report."""
         typer.echo(json.dumps(_vee_and_consumption(database_url, _utc(start), _utc(end), config)))
+
+    @collector_app.command("detect")
+    def detect_command(
+        database_url: str = DATABASE_URL,
+        at: datetime = typer.Option(None, "--at", help="Run as at this instant, ISO 8601 UTC (default: now)."),
+        until: datetime = typer.Option(
+            None, "--until", help="Back-run: repeat every --step from --at up to this instant, as if live."
+        ),
+        step_minutes: int = typer.Option(60, "--step", min=1, help="Minutes between back-run steps."),
+        history_days: int = typer.Option(28, help="Days of readings each run looks at."),
+    ) -> None:
+        """Run detection over stored readings and update the alerts; prints what changed as JSON lines.
+
+        A back-run (``--until``) replays the period run by run, each seeing only readings up to its
+        own instant, as the live schedule would have: the way to tune thresholds on past data.
+        """
+        import psycopg
+
+        from collector.detection_job import DetectionJobConfig, run_detection_once
+
+        first = _utc(at) if at else datetime.now(UTC)
+        last = _utc(until) if until else first
+        config = DetectionJobConfig(history_days=history_days)
+        moment = first
+        with psycopg.connect(database_url) as conn:
+            while moment <= last:
+                changes = run_detection_once(conn, moment, config)
+                summary = {
+                    "at": moment.isoformat(),
+                    "opened": [a.alert_id for a in changes.opened],
+                    "updated": len(changes.updated),
+                    "resolved": [a.alert_id for a in changes.resolved],
+                }
+                typer.echo(json.dumps(summary))
+                moment += timedelta(minutes=step_minutes)
 
     @collector_app.command("consumption")
     def consumption_command(

@@ -64,8 +64,14 @@ def _value(value: Decimal) -> str:
 
 
 def nem12_file(
-    conn: psycopg.Connection, start: datetime, end: datetime, *, account: str | None = None,
-    sender: str = "AQUAMI", receiver: str = "BILLING", now: datetime | None = None,
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    account: str | None = None,
+    sender: str = "AQUAMI",
+    receiver: str = "BILLING",
+    now: datetime | None = None,
 ) -> str:
     """A NEM12 file for whole UTC days in [start, end)."""
     day0 = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -76,8 +82,17 @@ def nem12_file(
     ).fetchall()
     streams: dict[tuple[str, str], dict[datetime, tuple[Decimal, str, str | None]]] = defaultdict(dict)
     for r in rows:
-        r = r if isinstance(r, dict) else dict(zip(("service_point_id", "meter_id", "hour", "consumption_m3",
-                                                    "unknown", "quality", "quality_by"), r, strict=True))
+        r = (
+            r
+            if isinstance(r, dict)
+            else dict(
+                zip(
+                    ("service_point_id", "meter_id", "hour", "consumption_m3", "unknown", "quality", "quality_by"),
+                    r,
+                    strict=True,
+                )
+            )
+        )
         key = (r["service_point_id"], r["meter_id"])
         streams.setdefault(key, {})
         if r["hour"] is not None:

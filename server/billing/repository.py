@@ -29,8 +29,12 @@ def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
 
 
 def account_reads(
-    conn: psycopg.Connection, account_id: str, start: datetime, end: datetime,
-    after: tuple[datetime, str] | None, limit: int | None,
+    conn: psycopg.Connection,
+    account_id: str,
+    start: datetime,
+    end: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int | None,
 ) -> list[dict[str, Any]]:
     """The account's meters' reads in [start, end), by (ts, meter_id), after the keyset cursor."""
     return conn.execute(  # type: ignore[return-value]
@@ -45,14 +49,25 @@ def account_reads(
         ORDER BY r.ts, r.meter_id
         LIMIT %(limit)s
         """,
-        {"account": account_id, "after_account": None, "from": start, "to": end, "limit": limit,
-         "after_ts": after[0] if after else None, "after_meter": after[1] if after else None},
+        {
+            "account": account_id,
+            "after_account": None,
+            "from": start,
+            "to": end,
+            "limit": limit,
+            "after_ts": after[0] if after else None,
+            "after_meter": after[1] if after else None,
+        },
     ).fetchall()
 
 
 def determinant_lines(
-    conn: psycopg.Connection, start: datetime, end: datetime, account_id: str | None,
-    after_account: str | None, accounts_limit: int | None,
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    account_id: str | None,
+    after_account: str | None,
+    accounts_limit: int | None,
 ) -> list[dict[str, Any]]:
     """One line per (account, service point, meter) in the period, with opening and closing reads.
 

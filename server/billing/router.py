@@ -23,7 +23,9 @@ router = APIRouter(prefix="/billing", tags=["billing"])
 Billing = Annotated[Principal, Depends(require_role("billing"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 Format = Annotated[Literal["json", "csv"] | None, Query(description="csv, or send Accept: text/csv")]
-_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked for"}}
+_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked for"}
+}
 
 
 def _wants_csv(request: Request, format_: str | None) -> bool:
@@ -33,8 +35,11 @@ def _wants_csv(request: Request, format_: str | None) -> bool:
 
 
 def _csv(text: str, filename: str) -> Response:
-    return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def _read_cursor(cursor: str | None) -> tuple[datetime, str] | None:
@@ -50,10 +55,16 @@ def _read_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     return moment, meter
 
 
-@router.get("/reads", response_model=BillingReadPage, responses=_CSV_RESPONSE,
-            summary="An account's validated reads in [from, to), with their quality")
+@router.get(
+    "/reads",
+    response_model=BillingReadPage,
+    responses=_CSV_RESPONSE,
+    summary="An account's validated reads in [from, to), with their quality",
+)
 def billing_reads(
-    request: Request, _: Billing, conn: Connection,
+    request: Request,
+    _: Billing,
+    conn: Connection,
     account: Annotated[str, Query(description="the billing account")],
     start: Annotated[AwareDatetime, Query(alias="from", description="inclusive, with a UTC offset")],
     end: Annotated[AwareDatetime, Query(alias="to", description="exclusive, with a UTC offset")],
@@ -78,10 +89,16 @@ def billing_reads(
     return BillingReadPage(account_id=account, start=start, end=end, items=items, next=next_url)
 
 
-@router.get("/determinants", response_model=DeterminantPage, responses=_CSV_RESPONSE,
-            summary="Consumption per account for a billing period, with opening and closing reads")
+@router.get(
+    "/determinants",
+    response_model=DeterminantPage,
+    responses=_CSV_RESPONSE,
+    summary="Consumption per account for a billing period, with opening and closing reads",
+)
 def billing_determinants(
-    request: Request, _: Billing, conn: Connection,
+    request: Request,
+    _: Billing,
+    conn: Connection,
     period: Annotated[str, Query(description="YYYY-MM (UTC month) or START/END (ISO 8601, end exclusive)")],
     account: Annotated[str | None, Query(description="one account only")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="accounts per page")] = 500,
@@ -103,10 +120,14 @@ def billing_determinants(
     return DeterminantPage(start=start, end=end, items=items, next=next_url)
 
 
-@router.get("/nem12", responses={200: {"content": {"text/csv": {}}, "description": "a NEM12 file"}},
-            summary="Hourly interval data in the AEMO NEM12 layout, for MDM-style integrations")
+@router.get(
+    "/nem12",
+    responses={200: {"content": {"text/csv": {}}, "description": "a NEM12 file"}},
+    summary="Hourly interval data in the AEMO NEM12 layout, for MDM-style integrations",
+)
 def billing_nem12(
-    _: Billing, conn: Connection,
+    _: Billing,
+    conn: Connection,
     period: Annotated[str, Query(description="YYYY-MM (UTC month) or START/END (whole UTC days)")],
     account: Annotated[str | None, Query(description="one account's meters only")] = None,
     sender: Annotated[str, Query(max_length=10)] = "AQUAMI",
@@ -116,5 +137,8 @@ def billing_nem12(
     if account is not None and not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
     text = nem12_file(conn, start, end, account=account, sender=sender, receiver=receiver)
-    return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="nem12-{period.replace("/", "_")}.csv"'})
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="nem12-{period.replace("/", "_")}.csv"'},
+    )

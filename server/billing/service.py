@@ -64,11 +64,16 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
     for account_id, account_rows in by_account.items():
         lines = [
             DeterminantLine(
-                service_point_id=r["service_point_id"], meter_id=r["meter_id"], start=r["w_from"], end=r["w_to"],
-                opening=None if r["opening_ts"] is None else RegisterRead(
-                    ts=r["opening_ts"], volume_m3=r["opening_volume_m3"], quality=r["opening_quality"]),
-                closing=None if r["closing_ts"] is None else RegisterRead(
-                    ts=r["closing_ts"], volume_m3=r["closing_volume_m3"], quality=r["closing_quality"]),
+                service_point_id=r["service_point_id"],
+                meter_id=r["meter_id"],
+                start=r["w_from"],
+                end=r["w_to"],
+                opening=None
+                if r["opening_ts"] is None
+                else RegisterRead(ts=r["opening_ts"], volume_m3=r["opening_volume_m3"], quality=r["opening_quality"]),
+                closing=None
+                if r["closing_ts"] is None
+                else RegisterRead(ts=r["closing_ts"], volume_m3=r["closing_volume_m3"], quality=r["closing_quality"]),
                 consumption_m3=r["consumption_m3"],
             )
             for r in account_rows
@@ -79,8 +84,9 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
         quality = weakest(q for r in account_rows for q in (r["opening_quality"], r["closing_quality"]))
         if not complete:
             quality = "missing" if quality == "actual" else quality
-        result.append(Determinant(account_id=account_id, consumption_m3=total, complete=complete,
-                                  quality=quality, lines=lines))
+        result.append(
+            Determinant(account_id=account_id, consumption_m3=total, complete=complete, quality=quality, lines=lines)
+        )
     return result
 
 
@@ -102,12 +108,34 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
-READ_COLUMNS = ("ts", "service_point_id", "meter_id", "volume_m3", "quality", "quality_by", "quality_reason",
-                "vee_flags")
+READ_COLUMNS = (
+    "ts",
+    "service_point_id",
+    "meter_id",
+    "volume_m3",
+    "quality",
+    "quality_by",
+    "quality_reason",
+    "vee_flags",
+)
 DETERMINANT_COLUMNS = (
-    "account_id", "period_start", "period_end", "service_point_id", "meter_id", "line_start", "line_end",
-    "opening_ts", "opening_volume_m3", "opening_quality", "closing_ts", "closing_volume_m3", "closing_quality",
-    "consumption_m3", "account_consumption_m3", "account_quality", "account_complete",
+    "account_id",
+    "period_start",
+    "period_end",
+    "service_point_id",
+    "meter_id",
+    "line_start",
+    "line_end",
+    "opening_ts",
+    "opening_volume_m3",
+    "opening_quality",
+    "closing_ts",
+    "closing_volume_m3",
+    "closing_quality",
+    "consumption_m3",
+    "account_consumption_m3",
+    "account_quality",
+    "account_complete",
 )
 
 
@@ -116,9 +144,25 @@ def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: dat
     for d in items:
         for line in d.lines:
             o, c = line.opening, line.closing
-            rows.append([
-                d.account_id, start, end, line.service_point_id, line.meter_id, line.start, line.end,
-                o and o.ts, o and o.volume_m3, o and o.quality, c and c.ts, c and c.volume_m3, c and c.quality,
-                line.consumption_m3, d.consumption_m3, d.quality, str(d.complete).lower(),
-            ])
+            rows.append(
+                [
+                    d.account_id,
+                    start,
+                    end,
+                    line.service_point_id,
+                    line.meter_id,
+                    line.start,
+                    line.end,
+                    o and o.ts,
+                    o and o.volume_m3,
+                    o and o.quality,
+                    c and c.ts,
+                    c and c.volume_m3,
+                    c and c.quality,
+                    line.consumption_m3,
+                    d.consumption_m3,
+                    d.quality,
+                    str(d.complete).lower(),
+                ]
+            )
     return rows

@@ -99,3 +99,25 @@ def test_a_dismissed_alert_stays_dismissed_with_who_and_why(leaky_database):
 
 def _job_config() -> DetectionJobConfig:
     return DetectionJobConfig(history_days=9)
+
+
+def test_a_back_run_replays_the_period_as_live_runs_would(leaky_database):
+    import json
+
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["collector", "detect", "--database-url", leaky_database, "--at", "2026-03-10T00:00:00",
+         "--until", "2026-03-11T00:00:00", "--step", "360", "--history-days", "9"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["at"] for r in runs] == [f"2026-03-{d}T{h}:00:00+00:00" for d, h in
+                                       [("10", "00"), ("10", "06"), ("10", "12"), ("10", "18"), ("11", "00")]]  # fmt: skip
+    opened = [alert_id for r in runs for alert_id in r["opened"] if alert_id.startswith(f"leak/{LEAKY}/")]
+    assert len(opened) == 1  # opened by the first run that saw it, updated by the others
+    with psycopg.connect(leaky_database) as conn:
+        assert [a.alert_id for a in alerts_for(conn, LEAKY) if a.kind is AlertKind.LEAK] == opened

@@ -1,0 +1,77 @@
+"""Editing: a person corrects or supplies a reading, with a reason; nothing is overwritten unseen.
+
+The ``readings_keep_history`` trigger (collector migration 0013) copies the version being replaced
+into ``reading_history`` with who (the new ``quality_by``), when and why, so the original actual
+reading is always the first entry of a key's history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+
+def _check(by: str, reason: str, volume_m3: Decimal, ts: datetime) -> None:
+    if not by.strip():
+        raise ValueError("an edit needs the name of the person making it")
+    if not reason.strip():
+        raise ValueError("an edit needs a reason")
+    if not isinstance(volume_m3, Decimal) or volume_m3 < 0:
+        raise ValueError(f"volume_m3 must be a non-negative Decimal, got {volume_m3!r}")
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime: aquami times are timezone-aware UTC")
+
+
+def edit_reading(
+    conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, *, by: str, reason: str
+) -> None:
+    """Correct a stored reading's register; it becomes ``edited``. LookupError if there is none."""
+    _check(by, reason, volume_m3, ts)
+    cur = conn.execute(
+        "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_reason = %s "
+        "WHERE meter_id = %s AND ts = %s",
+        (volume_m3, by, reason, meter_id, ts),
+    )
+    if cur.rowcount == 0:
+        raise LookupError(f"no reading of {meter_id} at {ts.isoformat()}")
+
+
+def substitute_reading(
+    conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, *, by: str, reason: str
+) -> None:
+    """Supply a reading a person obtained otherwise (a site visit, a photo): ``substituted``.
+
+    Replaces an estimate at the same time (the estimate goes to history); refuses to hide an
+    actual or edited reading, which must be edited instead.
+    """
+    _check(by, reason, volume_m3, ts)
+    row = conn.execute(
+        """
+        INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_reason)
+        VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(why)s)
+        ON CONFLICT (meter_id, ts) DO UPDATE
+        SET volume_m3 = EXCLUDED.volume_m3, flow_m3h = NULL, reverse_volume_m3 = NULL,
+            quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_reason = EXCLUDED.quality_reason
+        WHERE readings.quality IN ('estimated', 'substituted')
+        RETURNING 1
+        """,
+        {"m": meter_id, "ts": ts, "v": volume_m3, "by": by, "why": reason},
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"{meter_id} has a reading at {ts.isoformat()} already; edit it instead")
+
+
+def reading_history(conn: psycopg.Connection, meter_id: str, ts: datetime) -> list[dict[str, Any]]:
+    """Every earlier version of a reading, oldest first (the first is what arrived, if it arrived)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_reason, "
+            "superseded_at, superseded_by, superseded_reason, superseded_quality "
+            "FROM reading_history WHERE meter_id = %s AND ts = %s ORDER BY id",
+            (meter_id, ts),
+        )
+        return cur.fetchall()

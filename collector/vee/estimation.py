@@ -1,0 +1,139 @@
+"""Estimation: readings for the expected times inside a gap, so consumption and bills have no holes.
+
+- Short gaps (up to ``linear_max_gap_s``): linear on the register between the reads either side.
+- Long gaps: the meter's own profile, i.e. its mean use per hour of the week over the series
+  loaded (``profile_lookback_days`` before the period), shaped to fit the register difference
+  exactly, so the estimates add up to what the meter actually measured across the gap.
+- Never across a backward step (replacement, rollover, reverse flow, unexplained): the two reads
+  do not belong to one register history, so the gap is left for a person.
+
+All gaps of all meters at once: slots are laid out with ``np.repeat`` and per-gap sums with
+``np.add.reduceat``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.vee.config import VeeConfig
+from collector.vee.rules import Validation
+from collector.vee.series import F64, I64, Series
+
+HOURS_PER_WEEK = 168
+
+
+@dataclass(frozen=True)
+class Estimates:
+    meter: I64
+    ts: F64  # epoch seconds, on the expected-interval grid
+    volume: F64  # rounded to the register's resolution
+    method: npt.NDArray[np.str_]  # "linear" or "profile"
+    gap_start: F64
+    gap_end: F64
+    not_estimated: npt.NDArray[np.intp]  # closing reads of gaps left alone (across a step, or too long)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def _hour_of_week(ts: F64) -> I64:
+    # The epoch began on a Thursday; +72 h makes Monday 00:00 hour 0. ts - 1 s: a read at 10:00
+    # closes the hour that began at 09:00.
+    return ((np.floor((ts - 1) / 3600).astype(np.int64) + 72) % HOURS_PER_WEEK).astype(np.int64)
+
+
+def meter_profiles(series: Series, validation: Validation, config: VeeConfig) -> F64:
+    """Mean m³/h per (meter, hour of week) over the series' normal intervals; NaN where unseen."""
+    normal = np.isfinite(validation.interval_consumption) & (validation.step_kind == "") & ~validation.masks["gap"]
+    normal &= validation.gap_s > 0
+    idx = np.flatnonzero(normal)
+    key = series.meter[idx] * HOURS_PER_WEEK + _hour_of_week(series.ts[idx])
+    size = len(series.meter_ids) * HOURS_PER_WEEK
+    rate = validation.interval_consumption[idx] / (validation.gap_s[idx] / 3600)
+    total = np.bincount(key, weights=rate, minlength=size)
+    count = np.bincount(key, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        profile = total / count
+    return profile.reshape(len(series.meter_ids), HOURS_PER_WEEK)
+
+
+def estimate(series: Series, validation: Validation, config: VeeConfig) -> Estimates:
+    closing = validation.flagged("gap")
+    crosses_step = validation.step_kind[closing] != ""
+    too_long = validation.gap_s[closing] > config.max_estimated_gap_s
+    not_estimated = closing[crosses_step | too_long]
+    closing = closing[~(crosses_step | too_long)]
+    interval = float(config.expected_interval_s)
+    t0, t1 = series.ts[closing - 1], series.ts[closing]
+    v0, v1 = series.volume[closing - 1], series.volume[closing]
+    first = np.floor(t0 / interval) + 1
+    counts = np.maximum(np.ceil(t1 / interval) - first, 0).astype(np.int64)
+    keep = counts > 0
+    closing, t0, t1, v0, v1, first, counts = (a[keep] for a in (closing, t0, t1, v0, v1, first, counts))
+    gaps = len(closing)
+    gap_of_slot = np.repeat(np.arange(gaps), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    slot_ts = (first[gap_of_slot] + offset) * interval
+    fraction = (slot_ts - t0[gap_of_slot]) / (t1 - t0)[gap_of_slot]
+
+    long_gap = (t1 - t0) > config.linear_max_gap_s
+    method = np.where(long_gap[gap_of_slot], "profile", "linear").astype("<U7")
+    if long_gap.any():
+        fraction, used_profile = _profile_fractions(
+            series, validation, config, closing, t0, t1, counts, gap_of_slot, slot_ts, fraction, long_gap
+        )
+        method = np.where(long_gap[gap_of_slot] & used_profile[gap_of_slot], "profile", "linear").astype("<U7")
+    volume = np.round(v0[gap_of_slot] + (v1 - v0)[gap_of_slot] * fraction, config.estimate_decimals)
+    return Estimates(
+        meter=series.meter[closing][gap_of_slot],
+        ts=slot_ts,
+        volume=volume,
+        method=method,
+        gap_start=t0[gap_of_slot],
+        gap_end=t1[gap_of_slot],
+        not_estimated=not_estimated,
+    )
+
+
+def _profile_fractions(
+    series: Series,
+    validation: Validation,
+    config: VeeConfig,
+    closing: npt.NDArray[np.intp],
+    t0: F64,
+    t1: F64,
+    counts: I64,
+    gap_of_slot: I64,
+    slot_ts: F64,
+    linear_fraction: F64,
+    long_gap: npt.NDArray[np.bool_],
+) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Cumulative share of the gap's use at each slot, by the meter's profile; linear where it has none."""
+    profiles = meter_profiles(series, validation, config)
+    # Sub-intervals per gap: (t0, s1], (s1, s2], …, (s_m, t1]: the slots plus the closing read.
+    parts = counts + 1
+    gap_of_part = np.repeat(np.arange(len(closing)), parts)
+    ends = np.empty(int(parts.sum()))
+    part_start = np.cumsum(parts) - parts
+    slot_in_gap = np.arange(len(slot_ts)) - np.repeat(np.cumsum(counts) - counts, counts)
+    slot_positions = np.repeat(part_start, counts) + slot_in_gap
+    ends[slot_positions] = slot_ts
+    ends[part_start + counts] = t1
+    starts = np.empty_like(ends)
+    starts[1:] = ends[:-1]
+    starts[part_start] = t0
+    meter = series.meter[closing][gap_of_part]
+    rate = profiles[meter, _hour_of_week(ends)]
+    weight = np.nan_to_num(rate, nan=0.0).clip(min=0) * (ends - starts) / 3600
+    totals = np.add.reduceat(weight, part_start)
+    cumulative = np.cumsum(weight)
+    before = np.repeat(cumulative[part_start] - weight[part_start], parts)
+    within = cumulative - before
+    usable = long_gap & (totals > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = within / totals[gap_of_part]
+    fraction = np.where(usable[gap_of_slot], share[slot_positions], linear_fraction)
+    return fraction, usable

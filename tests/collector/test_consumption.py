@@ -1,0 +1,127 @@
+"""Hourly and daily consumption per meter and per DMA, from the register, across rollover and replacement."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import numpy as np
+import psycopg
+import pytest
+
+from collector.vee.config import VeeConfig
+from collector.vee.rules import validate
+from collector.vee.runner import run_vee
+from tests.collector.test_vee_db import END, START, load_fleet
+from tests.collector.test_vee_rules import NOW, as_series
+
+
+def reference_hourly(data: dict) -> dict[tuple[str, float], float]:
+    """What the consumption tables must hold, computed independently in NumPy."""
+    config = VeeConfig()
+    series = as_series(data["names"], data["meters"], config)
+    consumption = validate(series, config, NOW).interval_consumption
+    hourly: dict[tuple[str, float], float] = defaultdict(float)
+    for i in np.flatnonzero(np.isfinite(consumption)):
+        hour = float(np.floor((series.ts[i] - 1) / 3600) * 3600)
+        hourly[(series.meter_ids[series.meter[i]], hour)] += consumption[i]
+    return hourly
+
+
+def refresh(url: str, estimate: bool) -> None:
+    with psycopg.connect(url) as conn:
+        run_vee(conn, START, END, now=datetime.fromtimestamp(NOW, UTC), estimate_gaps=estimate)
+        conn.execute("UPDATE meters SET dma = CASE WHEN meter_id < 'M5' THEN 'DMA-A' ELSE 'DMA-B' END")
+        conn.execute("SELECT refresh_consumption(%s, %s)", (START, END))
+
+
+def test_hourly_daily_and_dma_consumption_match_the_register_across_steps(migrated_database_url):
+    url = migrated_database_url
+    data = load_fleet(url)
+    refresh(url, estimate=False)
+    expected = reference_hourly(data)
+    with psycopg.connect(url) as conn:
+        hourly = {
+            (m, h.timestamp()): float(c)
+            for m, h, c in conn.execute("SELECT meter_id, hour, consumption_m3 FROM consumption_hourly")
+        }
+        daily = conn.execute("SELECT meter_id, sum(consumption_m3) FROM consumption_daily GROUP BY 1").fetchall()
+        dma_rows = conn.execute("SELECT dma, sum(consumption_m3) FROM dma_consumption_hourly GROUP BY 1").fetchall()
+        dma: dict[str, Decimal] = dict(dma_rows)
+        unknown = conn.execute("SELECT sum(unknown) FROM consumption_hourly").fetchone()
+        dma_daily: dict[str, Decimal] = dict(
+            conn.execute("SELECT dma, sum(consumption_m3) FROM dma_consumption_daily GROUP BY 1").fetchall()
+        )
+        m1 = conn.execute("SELECT meter_consumption('M1-rollover', %s, %s)", (START, END)).fetchone()
+        again = conn.execute("SELECT refresh_consumption(%s, %s)", (START, END)).fetchone()
+        count = conn.execute("SELECT count(*) FROM consumption_hourly").fetchone()
+    assert hourly.keys() == expected.keys()
+    for key, value in expected.items():
+        assert hourly[key] == pytest.approx(value, abs=1e-9), key
+    totals = {m: float(c) for m, c in daily}
+    assert all(total > 0 for total in totals.values())  # a rollover is not -100 000 m³, nor a replacement
+    m1_volume = data["meters"]["M1-rollover"].volume
+    assert totals["M1-rollover"] == pytest.approx(m1_volume[-1] + 100_000 - m1_volume[0], abs=1e-9)
+    assert m1 is not None and float(m1[0]) == pytest.approx(totals["M1-rollover"], abs=1e-9)
+    per_dma: dict[str, float] = defaultdict(float)
+    for meter, total in totals.items():
+        per_dma["DMA-A" if meter < "M5" else "DMA-B"] += total
+    assert {k: float(v) for k, v in dma.items()} == pytest.approx(dict(per_dma), abs=1e-9)
+    assert dma_daily == dma
+    assert unknown == (0,)
+    assert again is not None and count == (again[0],)  # a second refresh rewrites, never adds
+
+
+def test_estimates_spread_a_gap_over_its_hours_without_changing_the_total(migrated_database_url):
+    url = migrated_database_url
+    data = load_fleet(url)
+    refresh(url, estimate=True)
+    expected = reference_hourly(data)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT hour, consumption_m3, not_actual FROM consumption_hourly WHERE meter_id = 'M5-gaps' ORDER BY 1"
+        ).fetchall()
+    total_expected = sum(v for (m, _), v in expected.items() if m == "M5-gaps")
+    assert float(sum(c for _, c, _ in rows)) == pytest.approx(total_expected, abs=1e-9)
+    assert len(rows) == len(data["meters"]["M5-gaps"].ts) + 39 - 1  # every hour has its own value now
+    assert sum(n for _, _, n in rows) == 39
+    assert all(isinstance(c, Decimal) for _, c, _ in rows)
+
+
+def test_an_unexplained_backward_step_is_unknown_not_negative(migrated_database_url):
+    url = migrated_database_url
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO meters (meter_id, dma) VALUES ('U1', 'DMA-U')")
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES "
+            "('U1', '2026-02-02T01:00Z', 500), ('U1', '2026-02-02T02:00Z', 500.5), "
+            "('U1', '2026-02-02T03:00Z', 450), ('U1', '2026-02-02T04:00Z', 450.25)"
+        )
+        conn.commit()
+        run_vee(conn, START, END, now=datetime.fromtimestamp(NOW, UTC))
+        conn.execute("SELECT refresh_consumption(%s, %s)", (START, END))
+        rows = conn.execute("SELECT hour, consumption_m3, unknown FROM consumption_hourly ORDER BY 1").fetchall()
+        flags = conn.execute("SELECT rule FROM vee_flags").fetchall()
+        total = conn.execute("SELECT meter_consumption('U1', '2026-02-02T01:00Z', '2026-02-02T04:00Z')").fetchone()
+    assert [(h.hour, c, u) for h, c, u in rows] == [
+        (1, Decimal("0.5"), 0),
+        (2, Decimal("0"), 1),
+        (3, Decimal("0.25"), 0),
+    ]
+    assert flags == [("register_backwards",)]
+    assert total == (None,)  # billing must not take an incomplete total for a complete one
+
+
+def test_the_schema_records_which_timescaledb_features_it_could_use(migrated_database_url):
+    with psycopg.connect(migrated_database_url) as conn:
+        license_ = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+        features: dict[str, bool] = dict(conn.execute("SELECT feature, available FROM storage_features").fetchall())
+        hypertables = {r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")}
+        jobs = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'readings'"
+        ).fetchone()
+    tsl = license_ == ("timescale",)
+    assert features == {"hypertables": True, "compression": tsl, "retention": tsl, "continuous_aggregates": tsl}
+    assert {"readings", "events", "consumption_hourly"} <= hypertables
+    assert jobs == ((1,) if tsl else (0,))  # the compression policy, only where the edition has it

@@ -1,0 +1,111 @@
+"""The collector's msgspec fast path agrees with the JSON Schema contract, and its COPY text is exact."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from aquami.contracts.reads import reads_schema
+from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
+from collector.fast_reads import ReadsMessage, decode_reads
+from collector.service import CollectorConfig
+from collector.store import copy_text
+
+SCHEMA = Draft202012Validator(reads_schema())
+
+identifiers = st.one_of(st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,10}\Z"), st.text(max_size=6))
+timestamps = st.one_of(
+    st.from_regex(
+        r"\A20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,7})?(Z|\+00:00|\+01:00)?\Z"
+    ),
+    st.text(max_size=5),
+)
+numbers = st.one_of(st.floats(-10, 2e12, allow_nan=False), st.integers(-5, 10**13), st.text(max_size=3), st.none())
+alarms = st.lists(st.sampled_from(["leak", "burst", "tamper", "dry", "fire"]), max_size=3)
+sources = st.fixed_dictionaries(
+    {"protocol": st.sampled_from(["mbus", "wmbus", "zigbee"])},
+    optional={
+        "bus": st.text(max_size=3),
+        "address": st.one_of(st.integers(), st.text(max_size=3), st.booleans()),
+        "extra": st.just(1),
+    },
+)
+readings = st.fixed_dictionaries(
+    {"meter_id": identifiers, "ts": timestamps, "volume_m3": numbers},
+    optional={
+        "flow_m3h": numbers,
+        "reverse_volume_m3": numbers,
+        "alarms": alarms,
+        "source": sources,
+        "colour": st.just("red"),
+    },
+)
+messages = st.fixed_dictionaries(
+    {
+        "gateway_id": identifiers,
+        "batch_seq": st.one_of(st.integers(-2, 10**6), st.booleans()),
+        "sent_at": timestamps,
+        "readings": st.lists(readings, max_size=3),
+    },
+    optional={"note": st.just("x")},
+)
+
+
+@settings(max_examples=600)
+@given(messages)
+def test_the_fast_path_accepts_exactly_what_the_schema_accepts(message: dict[str, Any]):
+    fast = decode_reads(json.dumps(message).encode())
+    assert isinstance(fast, ReadsMessage) == SCHEMA.is_valid(message), (fast, message)
+
+
+def test_the_fast_path_is_stricter_only_where_it_says_so():
+    trailing_newline = {
+        "gateway_id": "gw\n",
+        "batch_seq": 1,
+        "sent_at": "2026-01-01T00:00:00Z",
+        "readings": [{"meter_id": "M1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1}],
+    }
+    assert SCHEMA.is_valid(trailing_newline) and isinstance(decode_reads(json.dumps(trailing_newline).encode()), str)
+    result = parse_reads_message("aquami/v1/gw\n/reads", json.dumps(trailing_newline).encode())
+    assert isinstance(result, RejectedMessage) and "gateway_id" in result.reason
+    nan = (
+        b'{"gateway_id":"gw","batch_seq":1,"sent_at":"2026-01-01T00:00:00Z",'
+        b'"readings":[{"meter_id":"M1","ts":"2026-01-01T00:00:00Z","volume_m3":NaN}]}'
+    )
+    assert isinstance(parse_reads_message("aquami/v1/gw/reads", nan), RejectedMessage)
+
+
+def test_copy_text_carries_every_value_exactly():
+    payload = {
+        "gateway_id": "gw-1",
+        "batch_seq": 3,
+        "sent_at": "2026-01-01T00:00:00Z",
+        "readings": [
+            {
+                "meter_id": "M:1.a_b-c",
+                "ts": "2026-01-01T00:00:00.123456+00:00",
+                "volume_m3": 0.1,
+                "flow_m3h": -1e-7,
+                "reverse_volume_m3": 12,
+                "alarms": ["leak", "reverse_flow"],
+            },
+            {"meter_id": "M2", "ts": "2026-01-01T00:00:00Z", "volume_m3": 123456789012.5},
+        ],
+    }
+    parsed = parse_reads_message("aquami/v1/gw-1/reads", json.dumps(payload).encode())
+    assert isinstance(parsed, ParsedMessage)
+    assert copy_text(parsed.rows).decode().split("\n") == [
+        "M:1.a_b-c\t2026-01-01T00:00:00.123456+00:00\t0.1\t-1e-07\t12.0\t{leak,reverse_flow}\tgw-1\t3",
+        "M2\t2026-01-01T00:00:00Z\t123456789012.5\t\\N\t\\N\t{}\tgw-1\t3",
+        "",
+    ]
+
+
+def test_a_shared_group_shares_both_topics():
+    config = CollectorConfig("postgresql://x", None, shared_group="collectors")  # type: ignore[arg-type]
+    assert config.subscriptions == ["$share/collectors/aquami/v1/+/reads", "$share/collectors/aquami/v1/+/events"]
+    assert CollectorConfig("postgresql://x", None).subscriptions == ["aquami/v1/+/reads", "aquami/v1/+/events"]  # type: ignore[arg-type]

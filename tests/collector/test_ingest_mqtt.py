@@ -1,0 +1,232 @@
+"""Ingest through a real Mosquitto: dead letters, events, and a collector SIGKILLed before commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from aquami.mqtt import MqttEndpoint
+from collector.service import Collector, CollectorConfig
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def publisher(url: str) -> Iterator[Callable[[str, bytes], None]]:
+    endpoint = MqttEndpoint.parse(url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}")
+    client.connect(endpoint.host, endpoint.port)
+    client.loop_start()
+
+    def publish(topic: str, payload: bytes) -> None:
+        client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    try:
+        yield publish
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def reads(gateway: str, seq: int, readings: list[tuple[str, str, float]]) -> bytes:
+    return json.dumps(
+        {
+            "gateway_id": gateway,
+            "batch_seq": seq,
+            "sent_at": "2026-03-02T00:00:00Z",
+            "readings": [{"meter_id": m, "ts": ts, "volume_m3": v} for m, ts, v in readings],
+        }
+    ).encode()
+
+
+def count(url: str, sql: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@contextmanager
+def running_collector(database_url: str, mqtt_url: str) -> Iterator[Collector]:
+    collector = Collector(
+        CollectorConfig(database_url, MqttEndpoint.parse(mqtt_url), client_id=f"test-col-{uuid.uuid4().hex[:8]}")
+    )
+    collector.start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
+
+
+def _ready(publish: Callable[[str, bytes], None], url: str, gateway: str) -> None:
+    """Publish probes until one is stored: the collector is connected and subscribed."""
+    deadline = time.monotonic() + 30
+    seq = 0
+    while count(url, f"SELECT count(*) FROM readings WHERE meter_id = '{gateway}-probe'") == 0:
+        assert time.monotonic() < deadline, "the collector never stored a probe"
+        probe = (f"{gateway}-probe", f"2026-01-01T00:00:{seq % 60:02d}Z", 1.0)
+        publish(f"aquami/v1/{gateway}/reads", reads(gateway, seq, [probe]))
+        seq += 1
+        time.sleep(0.3)
+
+
+def test_a_malformed_batch_lands_in_dead_letters_with_its_reason_and_the_next_good_one_is_stored(
+    migrated_database_url, mosquitto
+):
+    url, gw = migrated_database_url, "gw-dead"
+    with running_collector(url, mosquitto.url), publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        publish(f"aquami/v1/{gw}/reads", b"{not json")
+        publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [("M1", "2026-03-01T00:00:00Z", -5)]))
+        publish(f"aquami/v1/{gw}/reads", reads(gw, 2, [("M1", "2026-03-01T01:00:00Z", 5.5)]))
+        wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'M1'") == 1, 20, "good batch")
+        wait_for(lambda: count(url, "SELECT count(*) FROM dead_letters") == 2, 20, "dead letters")
+    with psycopg.connect(url) as conn:
+        letters = conn.execute("SELECT topic, reason, payload FROM dead_letters ORDER BY id").fetchall()
+        stored = conn.execute("SELECT volume_m3 FROM readings WHERE meter_id = 'M1'").fetchone()
+    assert [topic for topic, _, _ in letters] == [f"aquami/v1/{gw}/reads"] * 2
+    assert "not JSON" in letters[0][1] and bytes(letters[0][2]) == b"{not json"
+    assert "readings/0/volume_m3" in letters[1][1]
+    assert stored == (Decimal("5.5"),)
+
+
+def test_events_are_stored_once_and_bad_events_are_dead_letters(migrated_database_url, mosquitto):
+    url, gw = migrated_database_url, "gw-events"
+    message = {
+        "gateway_id": gw,
+        "batch_seq": 7,
+        "sent_at": "2026-03-02T00:00:00Z",
+        "events": [
+            {"meter_id": "M9", "ts": "2026-03-01T02:00:00Z", "event": "leak"},
+            {
+                "meter_id": "M9",
+                "ts": "2026-03-01T05:00:00Z",
+                "event": "leak",
+                "state": "cleared",
+                "detail": {"litres": 12},
+            },
+        ],
+    }
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        for _ in range(2):  # a redelivery is a no-op
+            publish(f"aquami/v1/{gw}/events", json.dumps(message).encode())
+        publish(f"aquami/v1/{gw}/events", json.dumps({**message, "events": [{"meter_id": "M9"}]}).encode())
+        wait_for(lambda: collector.counters.snapshot()["events_received"] == 4, 20, "both event messages")
+        wait_for(lambda: count(url, "SELECT count(*) FROM dead_letters") == 1, 20, "the bad event message")
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT meter_id, event, state, detail FROM events ORDER BY ts").fetchall()
+        reason = conn.execute("SELECT reason FROM dead_letters").fetchone()
+        registered = conn.execute("SELECT registered FROM meters WHERE meter_id = 'M9'").fetchone()
+    assert rows == [("M9", "leak", "raised", None), ("M9", "leak", "cleared", {"litres": 12})]
+    assert reason is not None and "events/0" in reason[0]
+    assert registered == (False,)  # an unknown meter is recorded for the meterization team
+
+
+def _collector_process(database_url: str, mqtt_url: str, client_id: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AQUAMI_DATABASE_URL": database_url, "AQUAMI_MQTT_URL": mqtt_url}
+    aquami = os.path.join(os.path.dirname(sys.executable), "aquami")
+    return subprocess.Popen(
+        [aquami, "collector", "run", "--client-id", client_id],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_a_collector_killed_between_receiving_and_committing_loses_nothing(migrated_database_url, fresh_mosquitto):
+    url, gw, client_id = migrated_database_url, "gw-kill", f"col-{uuid.uuid4().hex[:8]}"
+    batches = [
+        reads(gw, seq, [(f"K{m}", f"2026-03-01T{seq:02d}:00:00Z", seq + m / 10) for m in range(50)])
+        for seq in range(1, 6)
+    ]
+    process = _collector_process(url, fresh_mosquitto.url, client_id)
+    try:
+        with publisher(fresh_mosquitto.url) as publish:
+            _ready(publish, url, gw)
+            with psycopg.connect(url) as blocker:
+                # Hold the merge: the collector receives, stages, and then waits on this lock,
+                # uncommitted and unacknowledged, when it is killed.
+                blocker.execute("LOCK TABLE readings IN SHARE MODE")
+                for batch in batches:
+                    publish(f"aquami/v1/{gw}/reads", batch)
+                wait_for(
+                    lambda: (
+                        count(
+                            url,
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND query ~ '^\\s*(INSERT INTO|COPY) readings'",
+                        )
+                        >= 1
+                    ),
+                    20,
+                    "the collector to be stuck committing",
+                )
+                process.send_signal(signal.SIGKILL)
+                process.wait(10)
+                blocker.rollback()
+            assert count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'K%'") == 0
+            process = _collector_process(url, fresh_mosquitto.url, client_id)  # same session: redelivery
+            wait_for(
+                lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'K%'") == 250,
+                60,
+                "the redelivered batches",
+            )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+        assert conn.execute("SELECT sum(volume_m3) FROM readings WHERE meter_id LIKE 'K%'").fetchone() == (
+            sum(Decimal(seq) + Decimal(m) / 10 for seq in range(1, 6) for m in range(50)),
+        )
+
+
+def test_collectors_in_a_shared_group_split_the_batches_and_store_each_once(migrated_database_url, fresh_mosquitto):
+    url, gw = migrated_database_url, "gw-shared"
+    endpoint = MqttEndpoint.parse(fresh_mosquitto.url)
+    collectors = [
+        Collector(CollectorConfig(url, endpoint, client_id=f"shared-{i}-{uuid.uuid4().hex[:6]}", shared_group="g1"))
+        for i in range(2)
+    ]
+    for collector in collectors:
+        collector.start()
+    received = lambda: [c.counters.snapshot()["readings_received"] for c in collectors]  # noqa: E731
+    published = 0
+    try:
+        with publisher(fresh_mosquitto.url) as publish:
+            wait_for(lambda: all(c._client.is_connected() for c in collectors), 20, "both collectors")
+            # Publish until both have had a share (their SUBSCRIBEs take a moment), at least 40 batches.
+            while published < 40 or (min(received()) == 0 and published < 400):
+                ts = f"2026-03-01T{published % 24:02d}:{published // 24:02d}:00Z"
+                publish(f"aquami/v1/{gw}/reads", reads(gw, published, [(f"S{m}", ts, 1.0) for m in range(10)]))
+                published += 1
+                time.sleep(0.01)
+            wait_for(lambda: sum(received()) >= published * 10, 30, "every batch")
+    finally:
+        for collector in collectors:
+            collector.stop()
+    shares = received()
+    assert count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'S%'") == published * 10
+    assert sum(shares) == published * 10 and all(share > 0 for share in shares), shares  # split, nothing twice

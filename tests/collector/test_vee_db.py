@@ -1,0 +1,176 @@
+"""VEE against TimescaleDB: flags, register steps and estimates written; edits keep their history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import psycopg
+import pytest
+
+from collector.store import ReadingStore
+from collector.vee.config import VeeConfig
+from collector.vee.editing import edit_reading, reading_history, substitute_reading
+from collector.vee.runner import run_vee
+from tests.collector.test_vee_rules import NOW, T0, fleet
+
+START = datetime.fromtimestamp(T0, UTC)
+END = datetime.fromtimestamp(NOW, UTC) + timedelta(days=1)
+
+
+def load_fleet(url: str) -> dict:
+    names, meters, labels = fleet()
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", [(n,) for n in names])
+        with cur.copy(
+            "COPY readings (meter_id, ts, volume_m3, flow_m3h, reverse_volume_m3, received_at) FROM STDIN"
+        ) as copy:
+            for name in names:
+                m = meters[name]
+                received = m.received if m.received is not None else m.ts
+                for t, v, f, r, rec in zip(m.ts, m.volume, m.flow, m.reverse, received, strict=True):
+                    copy.write_row(
+                        (
+                            name,
+                            datetime.fromtimestamp(t, UTC),
+                            f"{v:.3f}",
+                            float(f),
+                            None if np.isnan(r) else f"{r:.3f}",
+                            datetime.fromtimestamp(rec, UTC),
+                        )
+                    )
+    return {"names": names, "meters": meters, "labels": labels}
+
+
+def stored_flags(url: str) -> set[tuple[str, float, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT meter_id, ts, rule FROM vee_flags").fetchall()
+    return {(m, ts.timestamp(), rule) for m, ts, rule in rows}
+
+
+def test_vee_writes_each_fault_with_its_rule_and_estimates_the_gaps_it_may(migrated_database_url):
+    url = migrated_database_url
+    data = load_fleet(url)
+    with psycopg.connect(url) as conn:
+        report = run_vee(conn, START, END, VeeConfig(), now=datetime.fromtimestamp(NOW, UTC))
+    assert stored_flags(url) == data["labels"]
+    assert report.estimates == 39 and report.gaps_not_estimated == 1
+    with psycopg.connect(url) as conn:
+        steps = conn.execute("SELECT meter_id, kind FROM register_discontinuities ORDER BY 1").fetchall()
+        estimated = conn.execute(
+            "SELECT meter_id, quality_by, count(*) FROM readings WHERE quality = 'estimated' GROUP BY 1, 2 ORDER BY 3"
+        ).fetchall()
+        gap_rows = conn.execute("SELECT meter_id, detail FROM vee_flags WHERE rule = 'gap'").fetchall()
+        gap_details: dict[str, str] = dict(gap_rows)
+    assert steps == [("M1-rollover", "rollover"), ("M2-replaced", "replacement"), ("M3-reverse", "reverse_flow")]
+    assert estimated == [("M5-gaps", "vee:linear", 3), ("M5-gaps", "vee:profile", 36)]
+    assert "not estimated" in gap_details["M2-replaced"]
+
+    # A rerun finds the gaps filled: no gap flags where estimates now stand, nothing estimated twice.
+    with psycopg.connect(url) as conn:
+        again = run_vee(conn, START, END, VeeConfig(), now=datetime.fromtimestamp(NOW, UTC))
+    assert again.estimates == 0
+    assert stored_flags(url) == {f for f in data["labels"] if not (f[0] == "M5-gaps" and f[2] == "gap")}
+
+
+def test_conflicting_duplicates_are_flagged(migrated_database_url):
+    url = migrated_database_url
+    ts = "2026-02-03T05:00:00Z"
+    store = ReadingStore(url)
+    try:
+        store.write([("C1", ts, "10.000", None, None, [], "gw", 1)])
+        store.write([("C1", ts, "10.500", None, None, [], "gw", 2)])
+    finally:
+        store.close()
+    with psycopg.connect(url) as conn:
+        report = run_vee(conn, START, END, now=datetime.fromtimestamp(NOW, UTC))
+        flags = conn.execute("SELECT meter_id, ts, rule, detail FROM vee_flags").fetchall()
+    assert report.flags["conflicting_duplicate"] == 1
+    assert [(m, t.isoformat(), r) for m, t, r, _ in flags] == [
+        ("C1", "2026-02-03T05:00:00+00:00", "conflicting_duplicate")
+    ]
+
+
+def test_an_edit_keeps_the_original_with_who_when_and_why(migrated_database_url):
+    url = migrated_database_url
+    ts = START + timedelta(hours=3)
+    store = ReadingStore(url)
+    try:
+        store.write([("E1", ts.isoformat(), "41.250", 0.2, None, [], "gw", 1)])
+    finally:
+        store.close()
+    with psycopg.connect(url) as conn:
+        edit_reading(conn, "E1", ts, Decimal("41.205"), by="j.smith", reason="digits transposed; photo 1187")
+        conn.commit()
+        edit_reading(conn, "E1", ts, Decimal("41.215"), by="a.jones", reason="second look at the photo")
+        conn.commit()
+        current = conn.execute("SELECT volume_m3, quality, quality_by, quality_reason FROM readings").fetchone()
+        history = reading_history(conn, "E1", ts)
+        with pytest.raises(ValueError, match="reason"):
+            edit_reading(conn, "E1", ts, Decimal("1"), by="x", reason=" ")
+        with pytest.raises(LookupError):
+            edit_reading(conn, "E1", ts + timedelta(hours=1), Decimal("1"), by="x", reason="y")
+        with pytest.raises(ValueError, match="edit it instead"):
+            substitute_reading(conn, "E1", ts, Decimal("1"), by="x", reason="y")
+    assert current == (Decimal("41.215"), "edited", "a.jones", "second look at the photo")
+    assert [(h["volume_m3"], h["quality"], h["superseded_by"], h["superseded_quality"]) for h in history] == [
+        (Decimal("41.250"), "actual", "j.smith", "edited"),
+        (Decimal("41.205"), "edited", "a.jones", "edited"),
+    ]
+    assert history[0]["superseded_reason"] == "digits transposed; photo 1187"
+    assert history[0]["superseded_at"] <= history[1]["superseded_at"]
+
+
+def test_a_person_can_substitute_an_estimate_and_the_estimate_is_kept(migrated_database_url):
+    url = migrated_database_url
+    ts = START + timedelta(hours=7)
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO meters (meter_id) VALUES ('S1')")
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_reason) "
+            "VALUES ('S1', %s, 5.5, 'estimated', 'vee:linear', 'gap')",
+            (ts,),
+        )
+        substitute_reading(conn, "S1", ts, Decimal("5.61"), by="field.crew.7", reason="site visit")
+        conn.commit()
+        row = conn.execute("SELECT volume_m3, quality, quality_by FROM readings").fetchone()
+        history = reading_history(conn, "S1", ts)
+    assert row == (Decimal("5.61"), "substituted", "field.crew.7")
+    assert [(h["volume_m3"], h["quality"]) for h in history] == [(Decimal("5.5"), "estimated")]
+
+
+def test_the_command_line_runs_vee_and_refreshes_consumption(migrated_database_url, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    load_fleet(migrated_database_url)
+    settings = tmp_path / "vee.json"
+    settings.write_text(json.dumps({"default_max_flow_m3h": 20}))  # the 12 m³ burst hour is now plausible
+    result = CliRunner().invoke(
+        app,
+        ["collector", "vee", "--from", START.isoformat(), "--to", END.isoformat(), "--config", str(settings)],
+        env={"AQUAMI_DATABASE_URL": migrated_database_url},
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["flags"]["over_max_flow"] == 0 and report["flags"]["rollover"] == 1
+    assert report["estimates"] == 39 and report["consumption_hourly_rows"] > 0
+    bad = CliRunner().invoke(
+        app,
+        [
+            "collector",
+            "vee",
+            "--from",
+            START.isoformat(),
+            "--to",
+            END.isoformat(),
+            "--config",
+            str(tmp_path / "missing.json"),
+        ],
+        env={"AQUAMI_DATABASE_URL": migrated_database_url},
+    )
+    assert bad.exit_code != 0

@@ -1,0 +1,185 @@
+"""The billing API: determinants across a meter replacement and a change of tenant, reads, CSV, NEM12."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.auth import create_api_key
+
+FEB = datetime(2026, 2, 1, tzinfo=UTC)
+MAR = datetime(2026, 3, 1, tzinfo=UTC)
+SWAP = datetime(2026, 2, 15, tzinfo=UTC)  # B1 replaced by B2 at SP1
+MOVE = datetime(2026, 2, 10, tzinfo=UTC)  # A3 moves out of SP2, A2 moves in
+
+
+def _hourly(meter: str, start: datetime, end: datetime, first: Decimal, per_hour: Decimal) -> list[tuple]:
+    hours = int((end - start).total_seconds() // 3600)
+    return [(meter, start + timedelta(hours=h), first + per_hour * h) for h in range(hours + 1)]
+
+
+@pytest.fixture
+def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        keys = {role: create_api_key(conn, f"test {role}", [role]) for role in ("billing", "reader", "admin")}
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('B1', true), ('B2', true), ('B3', true)")
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A1', 'Ada'), ('A2', 'Bo'), ('A3', 'Cy')")
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP1', 'D1'), ('SP2', 'D1')")
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) VALUES "
+            "('A1', 'SP1', '2025-06-01Z', NULL), ('A3', 'SP2', '2025-01-01Z', %(move)s), ('A2', 'SP2', %(move)s, NULL)",
+            {"move": MOVE},
+        )
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) VALUES "
+            "('SP1', 'B1', '2025-06-01Z', %(swap)s), ('SP1', 'B2', %(swap)s, NULL), ('SP2', 'B3', '2025-01-01Z', NULL)",
+            {"swap": SWAP},
+        )
+        rows = (
+            _hourly("B1", FEB - timedelta(days=1), SWAP, Decimal("100.000"), Decimal("0.010"))
+            + _hourly("B2", SWAP, MAR, Decimal("0.000"), Decimal("0.020"))
+            + _hourly("B3", FEB, MAR, Decimal("500.000"), Decimal("0.005"))
+        )
+        with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.execute(
+            "UPDATE readings SET quality = 'estimated', quality_by = 'vee:linear', quality_reason = 'gap' "
+            "WHERE meter_id = 'B3' AND ts = %s",
+            (MAR,),
+        )
+        conn.execute("SELECT refresh_consumption(%s, %s)", (FEB, MAR))
+    with TestClient(create_app(url)) as client:
+        yield client, keys
+
+
+def auth(key: str, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **headers}
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return response.json()
+
+
+def test_only_billing_and_admin_keys_get_in(api):
+    client, keys = api
+    assert_problem(client.get("/billing/determinants?period=2026-02"), 401)
+    assert_problem(client.get("/billing/determinants?period=2026-02", headers=auth(keys["reader"])), 403)
+    assert client.get("/billing/determinants?period=2026-02", headers=auth(keys["admin"])).status_code == 200
+
+
+def test_determinants_add_up_across_a_replacement_and_split_at_a_change_of_tenant(api):
+    client, keys = api
+    response = client.get("/billing/determinants?period=2026-02", headers=auth(keys["billing"]))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    by_account = {d["account_id"]: d for d in body["items"]}
+    assert sorted(by_account) == ["A1", "A2", "A3"]
+    a1 = by_account["A1"]
+    assert [line["meter_id"] for line in a1["lines"]] == ["B1", "B2"]
+    assert [Decimal(line["consumption_m3"]) for line in a1["lines"]] == [Decimal("3.36"), Decimal("6.72")]
+    assert Decimal(a1["consumption_m3"]) == Decimal("10.08") and a1["complete"] and a1["quality"] == "actual"
+    b1, b2 = a1["lines"]
+    assert b1["opening"]["ts"].startswith("2026-02-01T00:00")
+    assert Decimal(b1["opening"]["volume_m3"]) == Decimal("100.24")
+    assert b1["closing"]["ts"].startswith("2026-02-15T00:00")
+    assert Decimal(b2["opening"]["volume_m3"]) == 0 and Decimal(b2["closing"]["volume_m3"]) == Decimal("6.72")
+    assert Decimal(by_account["A3"]["consumption_m3"]) == Decimal("1.080")  # 9 days x 24 h x 5 l
+    assert Decimal(by_account["A2"]["consumption_m3"]) == Decimal("2.280")  # 19 days
+    assert by_account["A2"]["quality"] == "estimated"  # its closing read was estimated
+
+
+def test_determinants_page_by_account_and_filter_by_one(api):
+    client, keys = api
+    first = client.get("/billing/determinants?period=2026-02&limit=2", headers=auth(keys["billing"])).json()
+    assert [d["account_id"] for d in first["items"]] == ["A1", "A2"] and first["next"]
+    second = client.get(first["next"], headers=auth(keys["billing"])).json()
+    assert [d["account_id"] for d in second["items"]] == ["A3"] and second["next"] is None
+    one = client.get("/billing/determinants?period=2026-02-01/2026-03-01&account=A2", headers=auth(keys["billing"]))
+    assert [d["account_id"] for d in one.json()["items"]] == ["A2"]
+
+
+def test_determinants_as_csv_by_accept_header_or_format(api):
+    client, keys = api
+    by_header = client.get("/billing/determinants?period=2026-02", headers=auth(keys["billing"], Accept="text/csv"))
+    by_param = client.get("/billing/determinants?period=2026-02&format=csv", headers=auth(keys["billing"]))
+    assert by_header.headers["content-type"].startswith("text/csv")
+    assert by_header.text == by_param.text
+    rows = list(csv.DictReader(io.StringIO(by_header.text)))
+    assert [(r["account_id"], r["meter_id"], r["consumption_m3"]) for r in rows] == [
+        ("A1", "B1", "3.360"),
+        ("A1", "B2", "6.720"),
+        ("A2", "B3", "2.280"),
+        ("A3", "B3", "1.080"),
+    ]
+    assert rows[0]["account_consumption_m3"] == "10.080" and rows[2]["closing_quality"] == "estimated"
+
+
+def test_reads_of_an_account_follow_its_meters_paged_and_as_csv(api):
+    client, keys = api
+    query = "/billing/reads?account=A1&from=2026-02-14T22:00:00Z&to=2026-02-15T02:00:00Z&limit=3"
+    page = client.get(query, headers=auth(keys["billing"])).json()
+    assert [(r["meter_id"], r["ts"][11:16]) for r in page["items"]] == [
+        ("B1", "22:00"),
+        ("B1", "23:00"),
+        ("B2", "00:00"),
+    ]
+    rest = client.get(page["next"], headers=auth(keys["billing"])).json()
+    assert [(r["meter_id"], r["ts"][11:16]) for r in rest["items"]] == [("B2", "01:00")] and rest["next"] is None
+    assert all(r["quality"] == "actual" and r["service_point_id"] == "SP1" for r in page["items"] + rest["items"])
+    text = client.get(query + "&format=csv", headers=auth(keys["billing"])).text
+    assert [r["volume_m3"] for r in csv.DictReader(io.StringIO(text))] == ["103.580", "103.590", "0.000", "0.020"]
+
+
+def test_bad_requests_are_problems(api):
+    client, keys = api
+    h = auth(keys["billing"])
+    body = assert_problem(client.get("/billing/determinants?period=2026-13", headers=h), 400)
+    assert body["title"] == "Invalid period"
+    assert_problem(client.get("/billing/determinants?period=2026-03-01/2026-02-01", headers=h), 400)
+    assert_problem(client.get("/billing/determinants?period=2026-02&account=NOPE", headers=h), 404)
+    day = "from=2026-02-01T00:00Z&to=2026-02-02T00:00Z"
+    assert_problem(client.get(f"/billing/reads?account=NOPE&{day}", headers=h), 404)
+    assert_problem(client.get("/billing/reads?account=A1&from=2026-02-02T00:00Z&to=2026-02-01T00:00Z", headers=h), 400)
+    assert_problem(client.get("/billing/reads?account=A1&from=2026-02-01T00:00&to=2026-02-02T00:00Z", headers=h), 422)
+
+
+def test_nem12_export_has_the_record_layout_and_quality_flags(api):
+    client, keys = api
+    response = client.get("/billing/nem12?period=2026-02-27/2026-03-01&account=A2", headers=auth(keys["billing"]))
+    assert response.status_code == 200, response.text
+    records = [line.split(",") for line in response.text.strip().split("\r\n")]
+    assert [r[0] for r in records] == ["100", "200", "300", "300", "400", "400", "900"]
+    assert records[0][1] == "NEM12" and records[1][1] == "SP2" and records[1][6] == "B3" and records[1][7] == "KL"
+    day1, day2 = records[2], records[3]
+    assert day1[1] == "20260227" and day1[2:26] == ["0.005"] * 24 and day1[26] == "A"
+    assert day2[26] == "V"  # the last hour closes on the estimated read
+    assert records[4][1:4] == ["1", "23", "A"] and records[5][1:4] == ["24", "24", "E54"]
+
+
+def test_the_command_line_gives_the_same_determinants_and_nem12(api, migrated_database_url):
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    client, keys = api
+    env = {"AQUAMI_DATABASE_URL": migrated_database_url}
+    by_cli = CliRunner().invoke(app, ["bill", "determinants", "--period", "2026-02", "--csv"], env=env)
+    assert by_cli.exit_code == 0, by_cli.output
+    by_api = client.get("/billing/determinants?period=2026-02&format=csv", headers=auth(keys["billing"])).text
+    assert by_cli.output.splitlines() == by_api.splitlines()
+    nem12 = CliRunner().invoke(app, ["bill", "nem12", "--period", "2026-02-27/2026-03-01", "--account", "A2"], env=env)
+    assert nem12.exit_code == 0 and nem12.output.splitlines()[1].startswith("200,SP2,")
+    bad = CliRunner().invoke(app, ["bill", "nem12", "--period", "2026-13"], env=env)
+    assert bad.exit_code == 2 and "no month 13" in bad.output
