@@ -10,7 +10,10 @@ same run, and the ratio is what to compare between runs:
 2. polling: readings/s the gateway's scheduler takes from a Modbus TCP simulator against a bare
    pymodbus loop reading the same registers;
 3. memory: the resident set of ``aquami gateway run`` with 2,000 configured meters polling (goal
-   at most 150 MB), against a bare interpreter that has imported the same modules.
+   at most 150 MB), against a bare interpreter that has imported the same modules;
+4. M-Bus line use (issue 4): polls per minute the gateway's M-Bus scheduler and transport achieve
+   on one simulated 2400-baud 8E1 line of meters polled back to back, against what the line can
+   carry for the very frames on the wire (goal at least 85 %).
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import serial
 
 from aquami.contracts.reads import ReadsBatch, reads_topic
 from aquami.mqtt import MqttEndpoint
@@ -43,6 +49,16 @@ BATCH = 500
 WINDOW = 8
 MEMORY_METERS = 2_000
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
+MBUS_METERS = 16
+MBUS_BAUD = 2400
+MBUS_SECONDS = 60.0
+MBUS_WARMUP_S = 1.0  # after every meter's SND_NKE and first read, before the measured window
+MBUS_GOAL = 0.85
+#: The line's capacity counts, per exchange, the frames at 11 bits a character and the gaps the rules
+#: require: EN 13757-2, a slave answers 11 bit times after the request at the earliest; gateway.mbus
+#: documents no pause of its own before a request, only a listen of 3 characters + 10 ms after an
+#: E5h (for a colliding second answer), which is counted where an E5h was on the wire.
+MBUS_MIN_TURNAROUND_BITS = 11
 
 
 def _readings(n: int) -> list[dict[str, Any]]:
@@ -222,6 +238,197 @@ async def _bench_memory(
     return rss, peak, bare_rss, polled
 
 
+@dataclass(frozen=True)
+class MBusLineUse:
+    """What one measured window of back-to-back M-Bus polling put on the line, per poll."""
+
+    meters: int
+    baudrate: int
+    seconds: float
+    polls: int
+    failed_attempts: int
+    frames: dict[str, float]  # "REQ_UD2 5 B -> RSP_UD 61 B": how many of these exchanges per poll
+    wire_bits: float  # characters on the wire per poll, 11 bits each (8E1)
+    gap_bits: float  # the required gaps per poll: the slave's minimum turnaround (+ the gateway's own waits)
+    wire_s: float  # mean seconds per poll with a frame on the wire
+    slave_s: float  # ... from a request's end to its answer's start (the simulated meters' turnaround)
+    gateway_s: float  # ... from an answer's end to the next request's start (gateway and pty latency)
+    silent_s: float  # ... after requests nobody answered (timeouts)
+
+    @property
+    def achieved_per_min(self) -> float:
+        return self.polls / self.seconds * 60
+
+    @property
+    def capacity_per_min(self) -> float:
+        """Polls a minute the line carries for these frames: 60 / (bits per poll / baud rate)."""
+        return 60 / ((self.wire_bits + self.gap_bits) / self.baudrate)
+
+    @property
+    def fraction(self) -> float:
+        return self.achieved_per_min / self.capacity_per_min
+
+    @property
+    def slave_bound_per_min(self) -> float:
+        """The line's capacity with the simulated meters' measured turnaround instead of the minimum:
+        what a perfect master could get from these slaves, to tell the gateway's share of the loss."""
+        return 60 / (self.wire_bits / self.baudrate + self.slave_s)
+
+
+def _mbus_slaves(count: int, history_months: int) -> list[Any]:
+    from simulators.mbus_slave import MBusWaterMeter
+    from simulators.meter_model import MeterModel
+
+    now = datetime.now(UTC)
+    due = now - timedelta(days=20)  # a due-date value in telegram 1, as billing meters carry
+    slaves = []
+    for n in range(1, count + 1):
+        model = MeterModel(f"MB-{n:04d}", installed=now - timedelta(days=40), seed=n)
+        model.read(now)  # the model's days worked out before the gateway's timeouts start
+        slaves.append(
+            MBusWaterMeter(
+                model, n, f"2600{n:04d}", due_month=due.month, due_day=due.day, history_months=history_months
+            )
+        )
+    return slaves
+
+
+async def _bench_mbus_line(
+    meters: int = MBUS_METERS, seconds: float = MBUS_SECONDS, history_months: int = 0
+) -> MBusLineUse:
+    """The gateway's M-Bus scheduler and transport polling ``meters`` simulated meters (primary
+    addresses) on one 2400-baud line, every meter due every second: far more than the line carries,
+    so the schedule never leaves it idle and every pause on it is the master's or the slaves'.
+
+    What went over the wire comes from the simulated line's own transaction log (monotonic times):
+    per exchange, the request's end, each answer byte's delivery; the gap before a request is the
+    gateway's turnaround plus the pty's latency both ways.
+    """
+    from firmware_protocols.errors import DecodeError
+    from firmware_protocols.mbus import decode_master_frame
+    from gateway.config import MBusBusConfig, MeterConfig
+    from gateway.mbus import MBusTransport
+    from gateway.scheduler import BusScheduler
+    from simulators.mbus_bus import MBusSimulator, mbus_line
+    from simulators.serial_line import pty_accepts_parity
+
+    settings = mbus_line(MBUS_BAUD)
+    ct = settings.char_time_s
+    slaves = _mbus_slaves(meters, history_months)
+    simulator = MBusSimulator(slaves, settings)
+    simulator.line.keep_transactions = 1_000_000
+    simulator.start()
+    parity = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE  # the line is timed as 8E1 anyway
+    bus = MBusBusConfig(
+        "mbus-bench",
+        simulator.port,
+        tuple(MeterConfig(s.meter_id, s.primary_address, "mbus") for s in slaves),
+        baudrate=MBUS_BAUD,
+        parity=parity,  # type: ignore[arg-type]
+        poll_interval_s=1.0,
+        jitter=0.0,
+    )
+    done: list[float] = []
+    failed = 0
+
+    async def taken(reading: Any) -> None:
+        done.append(time.monotonic())
+
+    def attempted(ok: bool) -> None:
+        nonlocal failed
+        failed += not ok
+
+    transport = MBusTransport(bus)
+    scheduler = BusScheduler(bus, transport, on_reading=taken, on_attempt=attempted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    try:
+        warm_by = time.monotonic() + 30
+        while len(done) < meters and time.monotonic() < warm_by:  # first contact: SND_NKE, then a read
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(MBUS_WARMUP_S)
+        failed = 0
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        t1 = time.monotonic()
+        stop.set()
+        await task
+    finally:
+        await transport.close()
+        simulator.stop()
+    polls = sum(1 for t in done if t0 <= t <= t1)
+    if not polls:
+        raise RuntimeError("the gateway read no M-Bus meter in the measured window")
+    window = [tx for tx in simulator.line.transactions if t0 <= tx.request_end <= t1]
+    frames: Counter[str] = Counter()
+    wire_chars = gap_bits = 0.0
+    wire_s = slave_s = gateway_s = silent_s = 0.0
+    previous_end: float | None = None
+    for tx in window:
+        start = tx.request_end - len(tx.request) * ct
+        try:
+            function = str(decode_master_frame(tx.request)["function"])
+        except DecodeError:
+            function = "garbled"
+        answer = "nothing" if tx.reply is None else "E5h" if tx.reply == b"\xe5" else f"{len(tx.reply)} B"
+        frames[f"{function} {len(tx.request)} B -> {answer}"] += 1
+        wire_chars += len(tx.request) + len(tx.reply or b"")
+        wire_s += (len(tx.request) + len(tx.reply or b"")) * ct
+        if previous_end is not None:
+            gateway_s += max(0.0, start - previous_end)
+        if tx.reply is None:
+            silent_s += bus.timeout_s
+            previous_end = tx.request_end + bus.timeout_s
+            continue
+        gap_bits += MBUS_MIN_TURNAROUND_BITS
+        if tx.reply == b"\xe5":  # gateway.mbus listens 3 characters + 10 ms for a colliding second E5h
+            gap_bits += (3 * ct + 0.01) * MBUS_BAUD
+        slave_s += max(0.0, tx.reply_times[0] - ct - tx.request_end)
+        previous_end = tx.reply_times[-1]
+    return MBusLineUse(
+        meters=meters,
+        baudrate=MBUS_BAUD,
+        seconds=t1 - t0,
+        polls=polls,
+        failed_attempts=failed,
+        frames={name: n / polls for name, n in frames.most_common()},
+        wire_bits=wire_chars * settings.bits_per_char / polls,
+        gap_bits=gap_bits / polls,
+        wire_s=wire_s / polls,
+        slave_s=slave_s / polls,
+        gateway_s=gateway_s / polls,
+        silent_s=silent_s / polls,
+    )
+
+
+def report_mbus_line(seconds: float = MBUS_SECONDS, history_months: int = 0) -> MBusLineUse:
+    use = asyncio.run(_bench_mbus_line(seconds=seconds, history_months=history_months))
+    met = "met" if use.fraction >= MBUS_GOAL else "NOT met"
+    print(
+        f"M-Bus     {use.meters} meters (primary addresses) on one {use.baudrate}-baud 8E1 line, polled back to back"
+        f" for {use.seconds:.0f} s"
+    )
+    for name, per_poll in use.frames.items():
+        print(f"  per poll: {per_poll:4.2f} x {name}")
+    print(
+        f"  line capacity for these frames    {use.capacity_per_min:12.1f} polls/min "
+        f"({use.wire_bits:.0f} bits of frames + {use.gap_bits:.0f} bits of {MBUS_MIN_TURNAROUND_BITS}-bit-time"
+        " turnaround per poll)"
+    )
+    print(f"  gateway achieved                  {use.achieved_per_min:12.1f} polls/min ({use.polls} polls)")
+    print(f"  fraction achieved / capacity      {use.fraction:12.3f} (goal >= {MBUS_GOAL:.2f}: {met})")
+    print(
+        f"  time per poll: frames {use.wire_s * 1e3:.1f} ms, simulated meters' turnaround {use.slave_s * 1e3:.1f} ms,"
+        f" gateway turnaround (with pty latency) {use.gateway_s * 1e3:.1f} ms, timeouts {use.silent_s * 1e3:.1f} ms;"
+        f" failed attempts {use.failed_attempts}"
+    )
+    print(
+        f"  with these meters' own turnaround the line carries {use.slave_bound_per_min:.1f} polls/min:"
+        f" the gateway gets {use.achieved_per_min / use.slave_bound_per_min:.3f} of that"
+    )
+    return use
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="aquami-bench-gw-"))
     broker = MosquittoBroker()
@@ -250,6 +457,8 @@ def main() -> None:
         print(f"  aquami gateway run                {rss:9.1f} MB (peak {peak:.1f} MB; goal <= 150 MB)")
         print(f"  ratio gateway / bare              {rss / bare_rss:12.2f}")
         print(f"  (batches sealed meanwhile: {batches - 1})")
+
+        line = report_mbus_line()
         print(
             json.dumps(
                 {
@@ -257,6 +466,9 @@ def main() -> None:
                     "delivery_vs_spool": through / floor,
                     "polling_ratio": gateway_rate / bare_rate,
                     "rss_mb": rss,
+                    "mbus_polls_per_min": line.achieved_per_min,
+                    "mbus_capacity_per_min": line.capacity_per_min,
+                    "mbus_line_fraction": line.fraction,
                 }
             )
         )
@@ -265,4 +477,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["mbus"]:  # the M-Bus line alone: python -m benchmarks.bench_gateway mbus [SECONDS]
+        report_mbus_line(float(sys.argv[2]) if len(sys.argv) > 2 else MBUS_SECONDS)
+    else:
+        main()

@@ -38,7 +38,7 @@ CREATE TEMP TABLE IF NOT EXISTS readings_staging (
 
 _EVENTS_NEW_METERS = """
 INSERT INTO meters (meter_id, last_gateway_id)
-SELECT DISTINCT ON (meter_id) meter_id, gateway_id FROM events_staging ORDER BY meter_id
+SELECT DISTINCT ON (meter_id) meter_id, gateway_id FROM events_staging WHERE meter_id IS NOT NULL ORDER BY meter_id
 ON CONFLICT (meter_id) DO NOTHING
 """
 

@@ -1,30 +1,21 @@
 """JSON Schema validation of the MQTT payloads, saying every way a message is wrong.
 
 Readings take the msgspec fast path first (collector/fast_reads.py); this validator explains what
-that path refused, and validates ``events`` messages, which are few.
+that path refused. ``events`` messages are validated by :mod:`aquami.contracts.events`.
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from aquami.contracts.reads import reads_schema
+from aquami.contracts.events import events_validator
+from aquami.contracts.reads import reads_validator
 
 
-@cache
-def events_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(resources.files("collector").joinpath("events.schema.json").read_text())
-    return schema
-
-
-@cache
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(reads_schema() if name == "reads" else events_schema())
+    return reads_validator() if name == "reads" else events_validator()
 
 
 def schema_errors(name: str, message: Any) -> list[str]:

@@ -16,6 +16,7 @@ from aquami.contracts.reads import Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig
+from gateway.pulse import source_protocol
 from gateway.transport import PollError
 
 
@@ -51,6 +52,7 @@ def to_reading(
     bus: str,
     volume_m3: Callable[[float], float] | None = None,
 ) -> Reading:
+    """The reading in ``registers``; ``protocol`` is the bus's, "pulse" for a pulse counter's count."""
     try:
         fields = profile.decode_registers(registers)
     except DecodeError as error:
@@ -68,7 +70,7 @@ def to_reading(
         flow_m3h=fields.get("flow_m3h"),
         reverse_volume_m3=None if reverse is None else float(reverse),
         alarms=tuple(dict.fromkeys(fields.get("alarms", ()))),
-        protocol=protocol,
+        protocol=source_protocol(meter, protocol),
         bus=bus,
         address=meter.unit_id,
     )

@@ -1,13 +1,33 @@
-"""Pulse-counter wrap-around: a module's 32-bit counter rolls over to 0; the meter's register must not.
+"""Pulse counters: a module that counts a meter's pulses, read over Modbus like any meter.
 
-The gateway sees successive counts, so a count far below the previous one (more than half the
-counter's span) is a wrap: add the span from then on. The previous count and the number of wraps
-are kept in the spool's database (:class:`WrapStore`), so a restart does not forget a wrap.
+Wrap-around: a module's 32-bit counter rolls over to 0; the meter's register must not. The gateway
+sees successive counts, so a count far below the previous one (more than half the counter's span)
+is a wrap: add the span from then on. The previous count and the number of wraps are kept in the
+spool's database (:class:`WrapStore`), so a restart does not forget a wrap.
+
+Source: the MQTT contract tells a pulse count (``source.protocol`` "pulse") from a meter's own
+register, whatever bus carried it; the bus name and the module's unit id stay as they are.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from aquami.contracts import reads
+from gateway.config import MeterConfig
+
+PULSE_PROFILE = "pulse_counter"
+
+
+def is_pulse_counter(meter: MeterConfig) -> bool:
+    """The ``pulse_counter`` profile, or any profile scaled by ``litres_per_pulse`` (the same test
+    decides that the wrap-around applies, :meth:`gateway.profiles.ProfileBook.volume_filter`)."""
+    return meter.profile == PULSE_PROFILE or "litres_per_pulse" in meter.parameters
+
+
+def source_protocol(meter: MeterConfig, bus_protocol: reads.Protocol) -> reads.Protocol:
+    """``source.protocol`` of ``meter``'s readings: "pulse" for a pulse counter, else the bus's."""
+    return "pulse" if is_pulse_counter(meter) else bus_protocol
 
 
 class WrapStore(Protocol):

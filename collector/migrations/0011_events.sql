@@ -1,7 +1,8 @@
--- Meter events from the gateways' ``events`` topic (alarms raised and cleared), one row per event.
+-- Events from the gateways' ``events`` topic (aquami/contracts/events.schema.json), one row per event.
+-- A meter event names its meter; a gateway's own event (the spool's limit) has meter_id NULL.
 -- The key makes a redelivered event a no-op, like readings.
 CREATE TABLE events (
-    meter_id    text NOT NULL,
+    meter_id    text,
     ts          timestamptz NOT NULL,
     event       text NOT NULL,
     state       text NOT NULL DEFAULT 'raised' CHECK (state IN ('raised', 'cleared')),
@@ -9,7 +10,7 @@ CREATE TABLE events (
     gateway_id  text,
     batch_seq   bigint,
     received_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (meter_id, ts, event, state)
+    CONSTRAINT events_key UNIQUE NULLS NOT DISTINCT (gateway_id, meter_id, ts, event, state)
 );
 CREATE INDEX events_event_ts_idx ON events (event, ts DESC);
 

@@ -1,4 +1,4 @@
-"""Ingest through a real Mosquitto: dead letters, events, and a collector SIGKILLed before commit."""
+"""Ingest through a real Mosquitto: dead letters, and a collector SIGKILLed before commit."""
 
 from __future__ import annotations
 
@@ -106,39 +106,6 @@ def test_a_malformed_batch_lands_in_dead_letters_with_its_reason_and_the_next_go
     assert "not JSON" in letters[0][1] and bytes(letters[0][2]) == b"{not json"
     assert "readings/0/volume_m3" in letters[1][1]
     assert stored == (Decimal("5.5"),)
-
-
-def test_events_are_stored_once_and_bad_events_are_dead_letters(migrated_database_url, mosquitto):
-    url, gw = migrated_database_url, "gw-events"
-    message = {
-        "gateway_id": gw,
-        "batch_seq": 7,
-        "sent_at": "2026-03-02T00:00:00Z",
-        "events": [
-            {"meter_id": "M9", "ts": "2026-03-01T02:00:00Z", "event": "leak"},
-            {
-                "meter_id": "M9",
-                "ts": "2026-03-01T05:00:00Z",
-                "event": "leak",
-                "state": "cleared",
-                "detail": {"litres": 12},
-            },
-        ],
-    }
-    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
-        _ready(publish, url, gw)
-        for _ in range(2):  # a redelivery is a no-op
-            publish(f"aquami/v1/{gw}/events", json.dumps(message).encode())
-        publish(f"aquami/v1/{gw}/events", json.dumps({**message, "events": [{"meter_id": "M9"}]}).encode())
-        wait_for(lambda: collector.counters.snapshot()["events_received"] == 4, 20, "both event messages")
-        wait_for(lambda: count(url, "SELECT count(*) FROM dead_letters") == 1, 20, "the bad event message")
-    with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT meter_id, event, state, detail FROM events ORDER BY ts").fetchall()
-        reason = conn.execute("SELECT reason FROM dead_letters").fetchone()
-        registered = conn.execute("SELECT registered FROM meters WHERE meter_id = 'M9'").fetchone()
-    assert rows == [("M9", "leak", "raised", None), ("M9", "leak", "cleared", {"litres": 12})]
-    assert reason is not None and "events/0" in reason[0]
-    assert registered == (False,)  # an unknown meter is recorded for the meterization team
 
 
 def _collector_process(database_url: str, mqtt_url: str, client_id: str) -> subprocess.Popen[bytes]:

@@ -103,7 +103,8 @@ parameters = {{ litres_per_pulse = {LITRES_PER_PULSE} }}
     for reading in taken:
         by_meter[reading.meter_id].append(reading)
     assert set(by_meter) == {"WM-0001", "WM-0002", "PULSE-1"}
-    assert all(r.protocol == "modbus-rtu" and r.bus == "rtu-1" for r in taken)
+    assert all(r.bus == "rtu-1" for r in taken)
+    assert all(r.protocol == ("pulse" if r.meter_id == "PULSE-1" else "modbus-rtu") for r in taken)
     assert len(by_meter["WM-0001"]) >= 5
     # unit 2's first two replies had bad CRCs: retried within its first poll, which still succeeded
     assert [f.address for f in plan.log] == [2, 2]
