@@ -147,7 +147,7 @@ async def _bench_polling(seconds: float = 4.0) -> tuple[float, float]:
     from pymodbus.client import AsyncModbusTcpClient
 
     from gateway.config import MeterConfig, ModbusTcpBusConfig
-    from gateway.modbus_tcp import ModbusTcpTransport
+    from gateway.modbus_transport import ModbusTcpTransport
     from gateway.profiles import ProfileBook
     from gateway.scheduler import BusScheduler
 

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import UTC, datetime
 
+from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.mbus import MAX_TELEGRAMS, MBusTransport
-from gateway.modbus_rtu import ModbusRtuTransport
-from gateway.modbus_tcp import ModbusTcpTransport
+from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.transport import PollError, Transport
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def make_transport(bus: BusConfig, profiles: ProfileBook, clock: Clock = utc_now) -> Transport:

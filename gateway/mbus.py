@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import serial
 
+from aquami.clock import utc_now
 from aquami.contracts.reads import Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
@@ -38,10 +39,6 @@ MAX_TELEGRAMS = 8  # a multi-telegram read longer than this is a meter gone wron
 
 # EN 13757-3 clause 6.2, the status byte: bit 2 power low, bit 3 permanent error, bit 4 temporary error.
 _STATUS_ALARMS = ((0x04, "low_battery"), (0x08, "meter_error"), (0x10, "meter_error"))
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def reading_from_records(

@@ -17,8 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading, events_topic
-from gateway.buses import Clock, make_transport, utc_now
+from gateway.buses import make_transport
 from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
 from gateway.health import Health

@@ -19,11 +19,12 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import serial
 
+from aquami.clock import utc_now
 from aquami.contracts.reads import Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.wmbus.decode import decode_telegram
@@ -32,10 +33,6 @@ from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class DuplicateFilter:

@@ -13,7 +13,7 @@ from aquami.contracts.reads import Reading, schema_errors
 from firmware_protocols.modbus import MeterProfile, load_profile
 from gateway.config import MeterConfig, ModbusTcpBusConfig
 from gateway.modbus_read import to_reading
-from gateway.modbus_tcp import ModbusTcpTransport
+from gateway.modbus_transport import ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.pulse import is_pulse_counter, source_protocol
 from simulators.modbus_tcp import ModbusTcpSimulator
