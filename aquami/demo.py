@@ -26,17 +26,24 @@ import psycopg
 from aquami.embedded import EmbeddedBroker, start_embedded_postgres
 from aquami.mqtt import MqttEndpoint
 from aquami.ports import free_port, port_is_free
+from collector.detection_job import DetectionJobConfig, DetectionScheduler, grid_end
 from collector.migrate import migrate
 from collector.service import Collector, CollectorConfig
+from collector.store import ReadingStore
 from firmware_protocols.modbus import load_profile
 from gateway.config import GatewayConfig, MeterConfig, ModbusTcpBusConfig, MqttOptions
 from gateway.service import Gateway
 from server.auth import create_api_key
 from server.meters.repository import register_meters
+from simulators.events import Leak, Tamper
+from simulators.meter_model import MeterModel
 from simulators.modbus_tcp import ModbusTcpSimulator
-from simulators.smart_meter import SmartMeter, SteadyFlow
+from simulators.modelled_meter import ModelledMeter
 
 log = logging.getLogger(__name__)
+
+#: Days of hourly history loaded at start: what the leak detector learns each meter's habits from.
+HISTORY_DAYS = 21
 
 
 @dataclass(frozen=True)
@@ -51,25 +58,45 @@ class DemoOptions:
     data_dir: Path | None = None
     seed: int = 7
     progress_every_s: float = 5.0
+    detect_every_s: float = 60.0
 
 
-def demo_meters(count: int, seed: int) -> list[SmartMeter]:
-    """Households with steady use, one with a leak alarm and one tampered, so the page shows both."""
+def demo_fleet(count: int, seed: int, now: datetime) -> list[ModelledMeter]:
+    """Households on the consumption model; one has had a leak for 40 hours, one is tampered with."""
     rng = random.Random(seed)
     profile = load_profile("smart_water_meter")
-    start = datetime.now(UTC) - timedelta(days=30)
-    meters = []
+    installed = now - timedelta(days=HISTORY_DAYS + 30)
+    fleet = []
     for unit in range(1, count + 1):
-        model = SteadyFlow(
-            start, initial_m3=round(rng.uniform(50, 900), 3), rate_m3h=round(rng.uniform(0.005, 0.06), 4)
-        )
-        meter = SmartMeter(f"WM-{unit:05d}", unit, profile, model)
+        model = MeterModel(
+            f"WM-{unit:05d}", installed=installed, seed=seed, initial_m3=rng.randrange(50_000, 900_000) / 1000,
+            dma=demo_dma(unit),
+        )  # fmt: skip
         if unit == 3:
-            meter.alarms.add("leak")
+            model.inject(Leak(start=now - timedelta(hours=40), rate_lph=25.0))
         if unit == 7:
-            meter.alarms.add("tamper")
-        meters.append(meter)
-    return meters
+            model.inject(Tamper(start=now - timedelta(days=2)))
+        fleet.append(ModelledMeter(unit, profile, model))
+    return fleet
+
+
+def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, days: int) -> int:
+    """The meters' hourly reads before the demo started, as a head-end migration would load them.
+
+    They end at the newest hour at or before ``now``, the newest instant of detection's grid, and
+    begin ``days`` before it: the first detection run sees a read at every instant of its window.
+    """
+    last = grid_end(now, timedelta(hours=1))
+    rows = []
+    for unit in fleet:
+        for hours_ago in range(days * 24, -1, -1):
+            reading = unit.meter.read(last - timedelta(hours=hours_ago))
+            rows.append(
+                (unit.meter_id, reading.ts.isoformat(), repr(reading.volume_m3), reading.flow_m3h,
+                 repr(reading.reverse_volume_m3), sorted(reading.alarms), "history", 0)
+            )  # fmt: skip
+    ReadingStore(database_url).write(rows)
+    return len(rows)
 
 
 def demo_dma(unit_id: int) -> str:
@@ -95,7 +122,7 @@ class Demo:
         o = self.options
         workdir = o.data_dir or Path(tempfile.mkdtemp(prefix="aquami-demo-"))
         started = time.monotonic()
-        pg_server = broker = simulator = collector = gateway = web = None
+        pg_server = broker = simulator = collector = gateway = web = detection = None
         tasks: list[asyncio.Task[Any]] = []
         try:
             if o.database_url:
@@ -104,11 +131,14 @@ class Demo:
                 self.say("· starting embedded PostgreSQL …")
                 pg_server, self.database_url = await asyncio.to_thread(start_embedded_postgres, workdir)
             applied = await asyncio.to_thread(migrate, self.database_url)
-            meters = demo_meters(o.meters, o.seed)
+            meters = demo_fleet(o.meters, o.seed, datetime.now(UTC))
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 self.api_key = create_api_key(conn, "demo", ["admin"])
                 register_meters(conn, [(m.meter_id, demo_dma(m.unit_id), "customer") for m in meters])
             self.say(f"· database ready ({len(applied)} migrations applied, {len(meters)} meters registered)")
+            self.say(f"· loading {HISTORY_DAYS} days of hourly history …")
+            loaded = await asyncio.to_thread(load_history, self.database_url, meters, datetime.now(UTC), HISTORY_DAYS)
+            self.say(f"· {loaded} historical readings loaded")
             if o.mqtt_url:
                 mqtt_url = o.mqtt_url
             else:
@@ -143,6 +173,11 @@ class Demo:
                 )
             )
             tasks.append(asyncio.create_task(gateway.run(self.stop)))
+            detection = DetectionScheduler(
+                self.database_url, every=timedelta(seconds=o.detect_every_s),
+                config=DetectionJobConfig(history_days=HISTORY_DAYS),
+            )  # fmt: skip
+            detection.start()
 
             web = await self._start_web()
             self._banner()
@@ -156,6 +191,8 @@ class Demo:
                 web.should_exit = True
                 with suppress(Exception):
                     await asyncio.wait_for(self._web_task, timeout=5)
+            if detection is not None:
+                await asyncio.to_thread(detection.stop)
             if collector is not None:
                 await asyncio.to_thread(collector.stop)
             if simulator is not None:

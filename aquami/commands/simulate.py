@@ -20,12 +20,13 @@ def register(app: typer.Typer) -> None:
         """Serve smart water meters over Modbus TCP until stopped (Ctrl-C)."""
         import asyncio
         import signal
+        from datetime import UTC, datetime
 
-        from aquami.demo import demo_meters
+        from aquami.demo import demo_fleet
         from simulators.modbus_tcp import ModbusTcpSimulator
 
         async def main() -> None:
-            simulator = ModbusTcpSimulator(demo_meters(meters, seed), host=host, port=port)
+            simulator = ModbusTcpSimulator(demo_fleet(meters, seed, datetime.now(UTC)), host=host, port=port)
             await simulator.start()
             typer.echo(f"{meters} meters (unit ids 1..{meters}, profile smart_water_meter) on {host}:{simulator.port}")
             stop = asyncio.Event()

@@ -1,4 +1,8 @@
-"""The meters' own alarm bits (leak, burst, tamper, …), passed through as alerts of their own."""
+"""The meters' own alarm bits (leak, burst, tamper, …), passed through as alerts of their own.
+
+A bit is known only where the meter was read: an interval without a reading says nothing about the
+alarm, so the alarm's state carries over it. An alarm ends at the first reading without its bit.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import numpy as np
 
 from collector.detection.alerts import Alert, AlertKind, AlertSource
 from collector.detection.common import Clock, new_alert
-from collector.detection.flows import Flows, first_crossings, next_index
+from collector.detection.flows import Flows, first_crossings, last_index, next_index
 from collector.detection.series import SeriesBlock
 
 #: Alarm names that become alerts; ``low_battery`` and the like are maintenance, still worth a ticket.
@@ -16,24 +20,28 @@ PASSED_THROUGH = {k.value: k for k in AlertKind if k is not AlertKind.DMA_BURST 
 def meter_alarm_alerts(block: SeriesBlock, flows: Flows) -> list[Alert]:
     clock = Clock(block.timestamps, block.interval_s)
     t = block.n_intervals
+    read = ~np.isnan(block.volume_m3)
     alerts = []
     for name, bits in block.alarms.items():
         kind = PASSED_THROUGH.get(name)
         if kind is None:
             continue
-        bits = np.asarray(bits, dtype=bool)
-        rows, cols = first_crossings(bits)
-        if rows.size == 0:
+        bits = np.asarray(bits, dtype=bool) & read
+        if not bits.any():
             continue
-        clear = next_index(~bits)
+        # the state at each column: the bit of the latest reading at or before it (off before any)
+        latest = last_index(read)
+        state = np.take_along_axis(bits, np.maximum(latest, 0), axis=1) & (latest >= 0)
+        rows, cols = first_crossings(state)
+        clear = next_index(read & ~bits)  # only a reading without the bit clears the alarm
+        last_on = last_index(bits)
         for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
             end = int(clear[m, j])
+            last = int(last_on[m, end - 1])  # the latest reading still showing the alarm
             seg = flows.flow_l_h[m, j:end]
-            rate = float(np.nanmean(seg)) if np.any(~np.isnan(seg)) else 0.0
-            if kind is AlertKind.REVERSE_FLOW:
-                rate = abs(rate)
+            rate = _rate(kind, seg, float(flows.step_flow_l_h[m, 0]))
             start = clock.at(j)
-            last_seen = clock.at(end - 1)
+            last_seen = clock.at(last)
             alerts.append(
                 new_alert(
                     kind,
@@ -51,3 +59,17 @@ def meter_alarm_alerts(block: SeriesBlock, flows: Flows) -> list[Alert]:
                 )
             )
     return alerts
+
+
+def _rate(kind: AlertKind, seg: np.ndarray, step_l_h: float) -> float:
+    """The flow the alarm is about, over the intervals it was on."""
+    known = seg[~np.isnan(seg)]
+    if known.size == 0:
+        return 0.0
+    if kind is AlertKind.REVERSE_FLOW:
+        return abs(float(known.mean()))
+    if kind is AlertKind.LEAK:
+        # a leak is the flow that never stops: the floor under the household's use, not its mean
+        low = float(known.min())
+        return float(known[known <= low + 1.01 * step_l_h].mean())
+    return float(known.mean())

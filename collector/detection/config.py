@@ -35,6 +35,10 @@ class DetectionConfig:
     #: so that a meter without history needs a long unbroken run (about two days) to be called leaking.
     leak_prior_p0: float = 0.25
     leak_prior_days: float = 2.0
+    #: … except at times of day when the meter was idle on at least this share of all its recent
+    #: days, weekdays and weekends together: there that share is the prior (a weekend, with few days
+    #: of its own history, borrows the nights the weekdays show; see ``leak.weight_tables``).
+    leak_shared_p0: float = 0.9
     #: Cap on p0 so one interval never weighs more than -ln(1 - cap).
     leak_p0_max: float = 0.95
 

@@ -3,13 +3,16 @@
 A household's register stands still in most night hours and in many day hours. Each interval with
 flow at a time of day when this meter is usually idle is evidence of a leak: it adds ``-ln(1 - p0)``
 nats, where ``p0`` is the share of the meter's recent days (up to ``leak_history_days``, before the
-current day) on which it was idle at that time of day. An idle interval ends the run. A run whose
-evidence reaches ``leak_threshold_nats`` is a leak. So a meter that is always busy at some hour (a
-business open around the clock) gains nothing there, a household that is always quiet at 03:00 gains
-a lot, and the detector needs no clock for "night" and works for any time zone.
+current day, weekdays and weekends apart) on which it was idle at that time of day. An idle interval
+ends the run. A run whose evidence reaches ``leak_threshold_nats`` is a leak. So a meter that is
+always busy at some hour (a business open around the clock) gains nothing there, a household that is
+always quiet at 03:00 gains a lot, and the detector needs no clock for "night" and works for any
+time zone.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from collector.detection.alerts import Alert, AlertKind
 from collector.detection.common import Clock, confidence, new_alert
 from collector.detection.config import DetectionConfig
-from collector.detection.flows import DayLayout, Flows, first_crossings, prior_days_sum_by_type
+from collector.detection.flows import DayLayout, Flows, first_crossings, prior_days_sum, prior_days_sum_by_type
 from collector.detection.series import SeriesBlock
 
 
@@ -41,17 +44,16 @@ def leak_evidence(
     days = config.leak_history_days
     # weekends are their own history: people sleep in, are home at noon
     weekend = layout.weekend(block.timestamps)
-    seen_n = prior_days_sum_by_type(layout.to_days(observed.view(np.uint8)), days, weekend, np.int32)
-    # the weight depends only on two small counts: look it up instead of a log per interval
-    low_k, seen_k = np.meshgrid(np.arange(days + 1), np.arange(days + 1), indexing="ij")
-    prior = config.leak_prior_days
-    p_low = np.minimum((low_k + config.leak_prior_p0 * prior) / (seen_k + prior), config.leak_p0_max)
-    table = (-np.log1p(-p_low)).astype(np.float32).ravel()
+    observed_days = layout.to_days(observed.view(np.uint8))
+    seen_n = prior_days_sum_by_type(observed_days, days, weekend, np.int32)
+    seen_all = prior_days_sum(observed_days, days, np.int32)  # every day type: see weight_tables
+    table, prior_code, n_priors, most = weight_tables(config)
     alarm = np.zeros(f.shape, dtype=bool)
     step_score = np.zeros(f.shape)
     step_ends = np.ones(f.shape, dtype=bool)
     # a run needs this many intervals with flow to reach the threshold at all
-    shortest = int(np.ceil(config.leak_threshold_nats / float(table.max())))
+    shortest = int(np.ceil(config.leak_threshold_nats / most))
+    n = days + 1
     for i, level in enumerate((0.5 * flows.step_flow_l_h, *config.leak_levels_l_h)):
         with np.errstate(invalid="ignore"):
             above = f >= level
@@ -62,9 +64,12 @@ def leak_evidence(
         rows = _rows_with_run(flowing, shortest)  # most meters never flow that long at a level
         if rows.size == 0:
             continue
-        low_seen = observed[rows] & ~above[rows]
-        low_n = prior_days_sum_by_type(layout.to_days(low_seen.view(np.uint8)), days, weekend, np.int32)
-        weight = layout.from_days(table.take(low_n * (days + 1) + seen_n[rows])) * flowing[rows]
+        low_seen = layout.to_days((observed[rows] & ~above[rows]).view(np.uint8))
+        low_n = prior_days_sum_by_type(low_seen, days, weekend, np.int32)
+        low_all = prior_days_sum(low_seen, days, np.int32)
+        # the weight depends only on a few small counts: look it up instead of a log per interval
+        code = prior_code.take(low_all * n + seen_all[rows])
+        weight = layout.from_days(table.take((low_n * n + seen_n[rows]) * n_priors + code)) * flowing[rows]
         cumulative = np.cumsum(weight, axis=1, dtype=np.float64)
         # evidence restarts after each end; ``cumulative`` never decreases, so its value at the
         # latest end is the running maximum of its values at ends
@@ -73,6 +78,38 @@ def leak_evidence(
         if i == 0:
             step_score[rows] = score
     return alarm, step_score, step_ends
+
+
+@functools.cache
+def weight_tables(config: DetectionConfig) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """The evidence (nats) of one interval above a level, as lookup tables, and its largest value.
+
+    ``low`` of the ``seen`` recent days of the slot's own type (weekdays, weekends) were below the
+    level at that time of day; ``low_all`` of ``seen_all`` days of any type. p0 is ``low / seen``
+    with a prior worth ``leak_prior_days`` days, whose value is the flat ``leak_prior_p0`` except
+    where the meter was below the level on at least ``leak_shared_p0`` of all its recent days: there
+    it is that share. A weekend has few days of its own history (six in three weeks), so under the
+    flat prior its evidence stays weak for long; but a meter idle at 03:00 on nearly every recent
+    day, weekdays and weekends together, is most likely idle at 03:00 this Sunday too. Elsewhere
+    (the hours people sleep in, or spend at home, at weekends) the day types differ.
+
+    Returns (weights by ``(low, seen, prior)`` flattened, the prior's code by ``(low_all,
+    seen_all)`` flattened (0: the flat prior), the number of priors, the largest weight possible).
+    """
+    n = config.leak_history_days + 1
+    k = np.arange(n, dtype=np.float64)
+    prior = config.leak_prior_days
+    p_all = (k[:, None] + config.leak_prior_p0 * prior) / (k[None, :] + prior)
+    shared = (p_all >= config.leak_shared_p0) & (k[:, None] <= k[None, :])  # (low ≤ seen: the rest never occur)
+    priors = np.r_[config.leak_prior_p0, p_all[shared]]
+    code = np.zeros((n, n), dtype=np.int32)
+    code[shared] = np.arange(1, priors.size, dtype=np.int32)
+    p0 = np.minimum((k[:, None, None] + priors * prior) / (k[None, :, None] + prior), config.leak_p0_max)
+    weights = (-np.log1p(-p0)).astype(np.float32)
+    most = float(weights[k[:, None] <= k[None, :]].max())
+    table, codes = weights.ravel(), code.ravel()
+    table.flags.writeable = codes.flags.writeable = False
+    return table, codes, int(priors.size), most
 
 
 def _rows_with_run(mask: np.ndarray, length: int) -> np.ndarray:

@@ -6,9 +6,13 @@ produced, and says which to insert and which to update. The store and the schedu
 
 Matching a detection to a stored alert: the same ``alert_id`` (detection is causal, so re-running
 over more data raises the same episode at the same ``detected_at``), or else the same kind and
-subject with overlapping episodes. An alert only resolves when a detection says its flow stopped
-(``ended_at``); an alert missing from a run is left as it is (the run may simply not have covered
-it). A dismissed alert stays dismissed for the rest of its episode; a later episode is a new alert.
+subject with overlapping episodes. A meter's own alarm about an episode a detector has found (the
+meter's ``leak`` bit, raised after a day of flow, beside the leak detector's alert) is that same
+alert, and only confirms it: the detector's figures (its estimated start, the leak's own rate) stand,
+and the alarm neither overwrites nor resolves them. An alert only resolves when a detection says
+its flow stopped (``ended_at``); an alert missing from a run is left as it is (the run may simply
+not have covered it). A dismissed alert stays dismissed for the rest of its episode; a later
+episode is a new alert.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from collector.detection.alerts import ACTIVE, Alert, AlertStatus
+from collector.detection.alerts import ACTIVE, Alert, AlertSource, AlertStatus
 
 
 @dataclass
@@ -55,7 +59,9 @@ def merge_alerts(existing: Iterable[Alert], detected: Iterable[Alert], now: date
     current = {a.alert_id: a for a in stored_alerts}
     changes = AlertChanges()
     touched: dict[str, Alert] = {}  # alert_id → its new state, for alerts changed in this merge
-    for found in sorted(detected, key=lambda a: (a.detected_at, a.alert_id)):
+    by_detector: set[str] = set()  # alerts a detector's finding opened or matched in this merge
+    # the detectors' findings first, so that a meter's alarm about the same episode finds their alert
+    for found in sorted(detected, key=lambda a: (a.source is not AlertSource.DETECTOR, a.detected_at, a.alert_id)):
         stored = _match(found, current)
         if stored is None:
             new = found.replace(status=AlertStatus.OPEN, resolved_at=None)
@@ -63,7 +69,13 @@ def merge_alerts(existing: Iterable[Alert], detected: Iterable[Alert], now: date
                 new = new.replace(status=AlertStatus.RESOLVED, resolved_at=found.ended_at)
             current[new.alert_id] = new
             touched[new.alert_id] = new
+            if found.source is AlertSource.DETECTOR:
+                by_detector.add(new.alert_id)
             continue
+        if found.source is AlertSource.DETECTOR:
+            by_detector.add(stored.alert_id)
+        elif stored.alert_id in by_detector or stored.source is AlertSource.DETECTOR:
+            continue  # the detector's alert about this episode: the meter's alarm only confirms it
         if stored.status not in ACTIVE:
             continue  # resolved or dismissed: that episode is closed for good
         updated = stored.replace(**{name: getattr(found, name) for name in _FIGURES})

@@ -43,7 +43,8 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
     for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
         lo = max(0, j - window + 1)
         first = lo + int(np.flatnonzero(backwards[m, lo : j + 1])[0])
-        quiet = np.flatnonzero(~active[m, j:])
+        # over once a read shows the window without enough backward flow: missing reads (NaN) show nothing
+        quiet = np.flatnonzero(~active[m, j:] & ~np.isnan(f[m, j:]))
         end = j + int(quiet[0]) if quiet.size else t
         last_back = first + int(np.flatnonzero(backwards[m, first:end])[-1])
         volume = float(back_l[m, first : last_back + 1].sum())

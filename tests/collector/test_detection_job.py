@@ -115,8 +115,8 @@ def test_a_back_run_replays_the_period_as_live_runs_would(leaky_database):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     runs = [json.loads(line) for line in result.output.splitlines()]
-    assert [r["at"] for r in runs] == [f"2026-03-{d}T{h}:00:00+00:00" for d, h in
-                                       [("10", "00"), ("10", "06"), ("10", "12"), ("10", "18"), ("11", "00")]]  # fmt: skip
+    every_six_hours = [("10", "00"), ("10", "06"), ("10", "12"), ("10", "18"), ("11", "00")]
+    assert [r["at"] for r in runs] == [f"2026-03-{d}T{h}:00:00+00:00" for d, h in every_six_hours]
     opened = [alert_id for r in runs for alert_id in r["opened"] if alert_id.startswith(f"leak/{LEAKY}/")]
     assert len(opened) == 1  # opened by the first run that saw it, updated by the others
     with psycopg.connect(leaky_database) as conn:
