@@ -20,7 +20,8 @@ RUN python -m venv /opt/aquami \
  && /opt/aquami/bin/pip install -c constraints.txt .
 
 FROM python:3.11-slim-bookworm AS runtime
-RUN useradd --system --uid 10001 --home-dir /var/lib/aquami --create-home aquami
+RUN useradd --system --uid 10001 --home-dir /var/lib/aquami --create-home aquami \
+ && install -d -o aquami -g aquami /var/lib/aquami/spool
 COPY --from=build /opt/aquami /opt/aquami
 ENV PATH=/opt/aquami/bin:$PATH PYTHONUNBUFFERED=1 AQUAMI_HOST=0.0.0.0
 USER aquami

@@ -11,8 +11,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap-venv
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-# Plus what the tests, linters and benchmarks need.
+# Plus what the tests and linters need …
 $(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+# … and the peer libraries the benchmarks compare against.
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
@@ -32,7 +37,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-bench
 	scripts/test-deps
 	@if [ -z "$$AQUAMI_TEST_DATABASE_URL" ]; then scripts/timescaledb-up >/dev/null; fi
 	$(BIN)/python -m benchmarks.run_all $(ARGS)
