@@ -18,6 +18,7 @@ import psycopg
 
 from aquami.mqtt import MqttEndpoint
 from collector.alert_store import alerts_for
+from collector.batch_parser import ReadingRow
 from collector.detection.alerts import AlertKind, AlertStatus
 from collector.detection_job import DetectionJobConfig, run_detection_once
 from collector.service import Collector, CollectorConfig
@@ -55,7 +56,7 @@ def load_history(database_url: str, meters: list[MeterModel], start: datetime) -
             "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D9', 'customer')",
             [(m.meter_id,) for m in meters],
         )
-    rows = []
+    rows: list[ReadingRow] = []
     for meter in meters:
         for hour in range(HISTORY_HOURS):
             reading = meter.read(start + timedelta(hours=hour))

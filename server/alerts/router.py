@@ -55,7 +55,8 @@ def list_alerts(
 def dismiss(alert_id: str, body: Dismissal, principal: CustomerCare, conn: Connection) -> dict[str, Any]:
     try:
         with conn.transaction():
-            alert = alert_store.dismiss_alert(conn, alert_id, by=principal.name, reason=body.reason, now=datetime.now(UTC))
+            now = datetime.now(UTC)
+            alert = alert_store.dismiss_alert(conn, alert_id, by=principal.name, reason=body.reason, now=now)
     except ValueError as error:
         raise Problem(409, str(error), title="Alert cannot be dismissed") from error
     if alert is None:

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from collector.alert_store import alerts_for, dismiss_alert
+from collector.batch_parser import ReadingRow
 from collector.detection.alerts import AlertKind, AlertStatus
 from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, run_detection_once
 from collector.store import ReadingStore
@@ -26,7 +27,7 @@ def fleet() -> list[MeterModel]:
 
 
 def store_hours(database_url: str, meters: list[MeterModel], first: int, last: int) -> None:
-    rows = []
+    rows: list[ReadingRow] = []
     for meter in meters:
         for hour in range(first, last):
             reading = meter.read(START + timedelta(hours=hour))

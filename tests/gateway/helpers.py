@@ -3,6 +3,7 @@ subscriber, and configuration files for a gateway under test."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -14,8 +15,9 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
-from aquami.contracts.reads import schema_errors
+from aquami.contracts.reads import Reading, schema_errors
 from firmware_protocols.modbus import load_profile
+from gateway.service import Gateway
 from simulators.smart_meter import SmartMeter, SteadyFlow
 
 
@@ -149,3 +151,20 @@ def config_text(
         for unit in units:
             lines += ["[[meters]]", f'meter_id = "WM-{unit:04d}"', f'bus = "{name}"', f"unit_id = {unit}"]
     return "\n".join(lines) + "\n"
+
+
+async def run_recording(gateway: Gateway, seconds: float, taken: list[Reading]) -> Gateway:
+    """Run ``gateway`` for ``seconds``, appending to ``taken`` every reading it spools, in order."""
+    spool_reading = gateway.spool_reading
+
+    async def recording(reading: Reading) -> None:
+        taken.append(reading)
+        await spool_reading(reading)
+
+    gateway.spool_reading = recording  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await task
+    return gateway

@@ -15,7 +15,7 @@ from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.fault_proxy import FaultProxy
-from tests.gateway.helpers import config_text, meters
+from tests.gateway.helpers import config_text, meters, run_recording
 
 pytestmark = pytest.mark.services
 
@@ -53,18 +53,7 @@ def test_slow_silent_and_garbling_meters_do_not_starve_the_others(tmp_path: Path
             extra_top="[health]\noffline_after = 2\n",
         )
         gateway = Gateway(parse_config_text(text))
-        spool_reading = gateway.spool_reading
-
-        async def recording(reading: Reading) -> None:
-            taken.append(reading)
-            await spool_reading(reading)
-
-        gateway.spool_reading = recording  # type: ignore[method-assign]
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.sleep(8.0)
-        stop.set()
-        await task
+        await run_recording(gateway, 8.0, taken)
         await proxy.stop()
         await faulty.stop()
         await clean.stop()

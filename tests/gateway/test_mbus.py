@@ -15,6 +15,7 @@ from gateway.config import MBusBusConfig, load_config, parse_config_text
 from gateway.mbus import MBusTransport
 from gateway.service import Gateway
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
+from tests.gateway.helpers import run_recording
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
 
 PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
@@ -67,18 +68,7 @@ secondary_address = "22223333"
 
     async def scenario() -> Gateway:
         gateway = Gateway(config)
-        spool_reading = gateway.spool_reading
-
-        async def recording(reading: Reading) -> None:
-            taken.append(reading)
-            await spool_reading(reading)
-
-        gateway.spool_reading = recording  # type: ignore[method-assign]
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.sleep(3.5)
-        stop.set()
-        await task
+        await run_recording(gateway, 3.5, taken)
         return gateway
 
     try:

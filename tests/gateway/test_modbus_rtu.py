@@ -19,7 +19,7 @@ from gateway.service import Gateway
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings, pty_accepts_parity
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
-from tests.gateway.helpers import meters
+from tests.gateway.helpers import meters, run_recording
 
 pytestmark = pytest.mark.services
 PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
@@ -81,18 +81,7 @@ parameters = {{ litres_per_pulse = {LITRES_PER_PULSE} }}
 
     async def scenario() -> Gateway:
         gateway = Gateway(parse_config_text(text))
-        spool_reading = gateway.spool_reading
-
-        async def recording(reading: Reading) -> None:
-            taken.append(reading)
-            await spool_reading(reading)
-
-        gateway.spool_reading = recording  # type: ignore[method-assign]
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.sleep(3.5)
-        stop.set()
-        await task
+        await run_recording(gateway, 3.5, taken)
         return gateway
 
     try:
