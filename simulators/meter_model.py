@@ -18,6 +18,7 @@ last 30 min exceeds a threshold, ``reverse_flow`` when anything ran backwards in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -160,6 +161,20 @@ class MeterModel:
         self.faults.append(fault)
         self._days.clear()
         self._at_midnight.clear()
+
+    @_locked
+    def end_fault(self, fault: Fault, at: datetime) -> Fault:
+        """End an injected fault at ``at`` (if still going); returns the fault as it now stands.
+
+        The past stays as it was: the water already went through.
+        """
+        if fault.end is not None and fault.end <= at:
+            return fault
+        ended = dataclasses.replace(fault, end=max(at, fault.start))
+        self.faults[self.faults.index(fault)] = ended
+        self._days.clear()
+        self._at_midnight.clear()
+        return ended
 
     def _of(self, kind: type[Fault]) -> list[Fault]:
         return [f for f in self.faults if isinstance(f, kind)]

@@ -1,16 +1,21 @@
 """A smart water meter for the Modbus simulators: register values from a flow model at a given time.
 
 The flow model is pluggable (:class:`FlowModel`): anything that integrates its own flow exactly. The
-walking skeleton's :class:`SteadyFlow` is a constant flow per meter, so a test knows every value.
+walking skeleton's :class:`SteadyFlow` is a constant flow per meter, so a test knows every value; the
+consumption model's live meters (:class:`~simulators.meter_model.MeterModel`,
+:class:`~simulators.inlet_model.InletMeterModel`) also give reverse volume and the meter's own alarms.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from firmware_protocols.modbus import MeterProfile
+from simulators.inlet_model import InletMeterModel
+from simulators.meter_model import MeterModel
 
 
 class FlowModel(Protocol):
@@ -49,7 +54,11 @@ class SmartMeter:
     alarms: set[str] = field(default_factory=set)
 
     def reading_at(self, at: datetime) -> dict[str, Any]:
-        steps = int(self.model.volume_m3(at) / self.resolution_m3 + 1e-9)  # a register counts whole steps
+        if isinstance(self.model, MeterModel | InletMeterModel):
+            return self._modelled_reading(at, self.model)
+        # A register counts whole steps. The tolerance is in steps: at 1e5 m3 and 0.001 m3 a float
+        # division is off by ~1e-8 steps, so an exact 12345.678 must not floor to 12345.677.
+        steps = math.floor(self.model.volume_m3(at) / self.resolution_m3 + 1e-6)
         volume = round(steps * self.resolution_m3, 9)
         flow = self.model.flow_m3h(at)
         alarms = set(self.alarms)
@@ -61,6 +70,17 @@ class SmartMeter:
             "reverse_volume_m3": 0,
             "alarms": sorted(alarms),
             "battery_percent": 100,
+        }
+
+    def _modelled_reading(self, at: datetime, model: MeterModel | InletMeterModel) -> dict[str, Any]:
+        reading = model.read(at)  # already quantized to the model's own register resolution
+        alarms = set(self.alarms) | reading.alarms
+        return {
+            "volume_m3": reading.volume_m3,
+            "flow_m3h": round(reading.flow_m3h, 3),
+            "reverse_volume_m3": reading.reverse_volume_m3,
+            "alarms": sorted(alarms),
+            "battery_percent": 9 if "low_battery" in alarms else 100,
         }
 
     def registers_at(self, at: datetime) -> list[int]:

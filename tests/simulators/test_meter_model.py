@@ -219,3 +219,16 @@ def test_reading_before_installation_is_refused():
         meter.read(T0 - timedelta(seconds=1))
     with pytest.raises(ValueError):
         MeterModel("M1", installed=datetime(2026, 1, 1))  # naive
+
+
+def test_ending_a_fault_keeps_its_past() -> None:
+    meter = MeterModel("M1", installed=T0, seed=4)
+    leak = Leak(start=T0 + timedelta(hours=2), rate_lph=500.0)
+    meter.inject(leak)
+    at = T0 + timedelta(hours=5)
+    before = meter.volume_m3(at)
+    ended = meter.end_fault(leak, at)
+    assert ended.end == at and meter.faults == [ended]
+    assert meter.volume_m3(at) == before
+    assert meter.flow_m3h(at + timedelta(minutes=1)) < 0.5
+    assert meter.end_fault(ended, at + timedelta(hours=1)) is ended
