@@ -184,13 +184,11 @@ def inject_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainB
 
 def end_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst, now: datetime) -> None:
     """End ``fault`` at ``now`` (if still going): its past stays, as the water already went through."""
-    if fault.end is not None and fault.end <= now:
-        return
-    ended = replace(fault, end=max(now, fault.start))
     if isinstance(model, InletMeterModel):
-        if fault in model.bursts and isinstance(ended, MainBurst):
-            model.bursts[model.bursts.index(fault)] = ended
+        if fault.end is not None and fault.end <= now:
+            return
+        if fault in model.bursts and isinstance(fault, MainBurst):
+            model.bursts[model.bursts.index(fault)] = replace(fault, end=max(now, fault.start))
         return
-    if fault in model.faults and isinstance(ended, Fault):
-        model.faults.remove(fault)
-        model.inject(ended)  # inject also drops the model's cached days
+    if fault in model.faults and isinstance(fault, Fault):
+        model.end_fault(fault, now)  # the model's own, thread-safe: a transport may be reading it
