@@ -80,3 +80,11 @@ def register_meters(conn: psycopg.Connection, meters: list[tuple[str, str | None
             "ON CONFLICT (meter_id) DO UPDATE SET registered = true, dma = EXCLUDED.dma, role = EXCLUDED.role",
             meters,
         )
+
+
+def get_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> dict[str, Any] | None:
+    return conn.execute(  # type: ignore[return-value]
+        "SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_reason "
+        "FROM readings WHERE meter_id = %s AND ts = %s",
+        (meter_id, ts),
+    ).fetchone()

@@ -9,14 +9,25 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
+from collector.vee.editing import edit_reading, reading_history, substitute_reading
 from server.auth import Principal, require_role
 from server.db import get_connection
 from server.meters import repository
-from server.meters.schemas import Meter, MeterPage, Reading, ReadingPage, meter_from_row
+from server.meters.schemas import (
+    Meter,
+    MeterPage,
+    Reading,
+    ReadingCorrection,
+    ReadingPage,
+    ReadingSubstitution,
+    ReadingVersion,
+    meter_from_row,
+)
 from server.problems import Problem
 
 router = APIRouter(prefix="/meters", tags=["meters"])
 Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care"))]
+Editors = Annotated[Principal, Depends(require_role("meterization", "billing"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 
 
@@ -67,3 +78,47 @@ def list_readings(
         last: datetime = items[-1].ts
         next_url = _next_url(request, last.isoformat())
     return ReadingPage(meter_id=meter_id, items=items, next=next_url)
+
+
+def _stored_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> Reading:
+    row = repository.get_reading(conn, meter_id, ts)
+    if row is None:
+        raise Problem(404, f"no reading of {meter_id!r} at {ts.isoformat()}", title="Unknown reading")
+    return Reading(**row)
+
+
+@router.put("/{meter_id}/readings/{ts}", response_model=Reading, summary="Correct a stored reading, with the reason")
+def correct_reading(
+    meter_id: str, ts: AwareDatetime, body: ReadingCorrection, principal: Editors, conn: Connection
+) -> Reading:
+    """The reading becomes ``edited``; the version it replaces is kept with who, when and why."""
+    try:
+        with conn.transaction():
+            edit_reading(conn, meter_id, ts, body.volume_m3, by=principal.name, reason=body.reason)
+    except LookupError as error:
+        raise Problem(404, str(error), title="Unknown reading") from error
+    return _stored_reading(conn, meter_id, ts)
+
+
+@router.post("/{meter_id}/readings", response_model=Reading, status_code=201, summary="Supply a missing reading")
+def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors, conn: Connection) -> Reading:
+    """A ``substituted`` reading: fills a gap or replaces an estimate, never an actual reading."""
+    if not repository.meter_exists(conn, meter_id):
+        raise Problem(404, f"no meter {meter_id!r}", title="Unknown meter")
+    try:
+        with conn.transaction():
+            substitute_reading(conn, meter_id, body.ts, body.volume_m3, by=principal.name, reason=body.reason)
+    except ValueError as error:
+        raise Problem(409, str(error), title="A reading is already stored") from error
+    return _stored_reading(conn, meter_id, body.ts)
+
+
+@router.get(
+    "/{meter_id}/readings/{ts}/history", response_model=list[ReadingVersion], summary="Earlier versions of a reading"
+)
+def reading_versions(meter_id: str, ts: AwareDatetime, _: Readers, conn: Connection) -> list[ReadingVersion]:
+    current = repository.get_reading(conn, meter_id, ts)
+    versions = reading_history(conn, meter_id, ts)
+    if current is None and not versions:
+        raise Problem(404, f"no reading of {meter_id!r} at {ts.isoformat()}", title="Unknown reading")
+    return [ReadingVersion(**version) for version in versions]

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class Reading(BaseModel):
@@ -61,3 +61,32 @@ def meter_from_row(row: dict[str, Any]) -> Meter:
         last_gateway_id=row["last_gateway_id"],
         latest=latest,
     )
+
+
+class ReadingCorrection(BaseModel):
+    """A person's correction of a stored reading's register, with the reason (kept with the original)."""
+
+    volume_m3: Decimal = Field(ge=0, max_digits=18, decimal_places=6, description="the corrected register")
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class ReadingSubstitution(ReadingCorrection):
+    """A reading a person obtained otherwise (a site visit, a photo of the register)."""
+
+    ts: AwareDatetime
+
+
+class ReadingVersion(BaseModel):
+    """An earlier version of a reading, replaced by an edit, a substitution or an actual read."""
+
+    volume_m3: Decimal
+    flow_m3h: float | None
+    reverse_volume_m3: Decimal | None
+    alarms: list[str]
+    quality: str
+    quality_by: str | None
+    quality_reason: str | None
+    superseded_at: datetime
+    superseded_by: str | None
+    superseded_reason: str | None
+    superseded_quality: str | None

@@ -1,0 +1,82 @@
+"""Editing reads over HTTP: a person corrects or supplies a reading with a reason; the original stays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.auth import create_api_key
+
+T0 = datetime(2026, 11, 1, 6, tzinfo=UTC)
+
+
+@pytest.fixture
+def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {role: create_api_key(conn, f"Ann ({role})", [role]) for role in ("meterization", "reader")}
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('M1', true)")
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M1', %s, 100.000), ('M1', %s, 900.000)",
+            (T0, T0 + timedelta(hours=1)),
+        )
+    with TestClient(create_app(migrated_database_url)) as client:
+        yield client, keys
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_a_correction_is_stored_as_edited_and_the_original_kept_with_who_and_why(api):
+    client, keys = api
+    ts = (T0 + timedelta(hours=1)).isoformat()
+    response = client.put(f"/meters/M1/readings/{ts}", json={"volume_m3": "100.125", "reason": "misread digit"},
+                          headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (Decimal(body["volume_m3"]), body["quality"], body["quality_by"], body["quality_reason"]) == (
+        Decimal("100.125"), "edited", "Ann (meterization)", "misread digit",
+    )  # fmt: skip
+    history = client.get(f"/meters/M1/readings/{ts}/history", headers=auth(keys["reader"])).json()
+    assert [(Decimal(v["volume_m3"]), v["quality"]) for v in history] == [(Decimal("900.000"), "actual")]
+    assert history[0]["superseded_by"] == "Ann (meterization)"
+
+
+def test_a_missing_reading_is_supplied_as_substituted_but_never_over_an_actual_one(api):
+    client, keys = api
+    gap = (T0 + timedelta(hours=3)).isoformat()
+    made = client.post("/meters/M1/readings", json={"ts": gap, "volume_m3": "101", "reason": "site visit"},
+                       headers=auth(keys["meterization"]))  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert made.json()["quality"] == "substituted"
+    clash = client.post("/meters/M1/readings", json={"ts": T0.isoformat(), "volume_m3": "5", "reason": "site visit"},
+                        headers=auth(keys["meterization"]))  # fmt: skip
+    assert clash.status_code == 409 and clash.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "body", "status"),
+    [
+        ("reader", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "why not"}, 403),
+        ("meterization", "/meters/M1/readings/2026-11-01T08:00:00Z", {"volume_m3": "1", "reason": "no such"}, 404),
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "-1", "reason": "negative"}, 422),
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1"}, 422),
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00", {"volume_m3": "1", "reason": "no offset"}, 422),
+    ],
+)
+def test_bad_corrections_are_problems_and_leave_the_reading_as_it_was(
+    api, migrated_database_url, who, path, body, status
+):
+    client, keys = api
+    response = client.put(path, json=body, headers=auth(keys[who]))
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    with psycopg.connect(migrated_database_url) as conn:
+        rows = conn.execute("SELECT volume_m3, quality FROM readings ORDER BY ts").fetchall()
+    assert rows == [(Decimal("100.000"), "actual"), (Decimal("900.000"), "actual")]
