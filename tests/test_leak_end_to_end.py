@@ -37,11 +37,20 @@ LEAKY = "LK-003"
 
 
 class SimulatedClock:
+    """The test moves ``current``; the meters answer at it, and the gateway stamps each reading with
+    the instant the meter answered at. (Reading ``current`` again on the gateway's side would race the
+    test: a poll answered at 11:00 could be stamped 12:00 when the test moves on in between.)"""
+
     def __init__(self, start: datetime):
         self.current = start
+        self.answered_at = start
 
-    def now(self) -> datetime:
-        return self.current
+    def meter_now(self) -> datetime:
+        self.answered_at = self.current
+        return self.answered_at
+
+    def gateway_now(self) -> datetime:
+        return self.answered_at
 
 
 def models(start: datetime, leak_start: datetime) -> list[MeterModel]:
@@ -90,7 +99,9 @@ async def live_hours(
 def test_a_leak_behind_a_gateway_opens_one_alert_and_the_next_hour_updates_it(
     mosquitto, migrated_database_url, tmp_path: Path
 ):
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=12)
+    # a Monday two to three weeks ago: the same week pattern in every run, and all of it in the past
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=14 + today.weekday())
     live_from = start + timedelta(hours=HISTORY_HOURS)
     meters = models(start, leak_start=live_from + timedelta(hours=2))
     load_history(migrated_database_url, meters, start)
@@ -104,7 +115,7 @@ def test_a_leak_behind_a_gateway_opens_one_alert_and_the_next_hour_updates_it(
     job = DetectionJobConfig(history_days=10)
 
     async def scenario() -> None:
-        simulator = ModbusTcpSimulator(units, clock=clock.now)
+        simulator = ModbusTcpSimulator(units, clock=clock.meter_now)
         await simulator.start()
         try:
             config = GatewayConfig(
@@ -119,9 +130,13 @@ def test_a_leak_behind_a_gateway_opens_one_alert_and_the_next_hour_updates_it(
                 ),
             )  # fmt: skip
             # Two days of the leak pass through the gateway; detection runs at the end of them …
-            await live_hours(clock, Gateway(config, clock=clock.now), migrated_database_url, live_from, 48)
+            await live_hours(clock, Gateway(config, clock=clock.gateway_now), migrated_database_url, live_from, 48)
             with psycopg.connect(migrated_database_url) as conn:
-                first = run_detection_once(conn, clock.now(), job)
+                live = conn.execute("SELECT meter_id, ts, volume_m3 FROM readings WHERE gateway_id = 'leak-gw'")
+                by_id = {m.meter_id: m for m in meters}
+                for meter_id, ts, volume in live.fetchall():  # what the meters said, at the instant they said it
+                    assert float(volume) == by_id[meter_id].read(ts).volume_m3, (meter_id, ts)
+                first = run_detection_once(conn, clock.current, job)
             opened = [a for a in first.opened if a.kind is AlertKind.LEAK]
             assert [a.meter_id for a in opened] == [LEAKY]
             assert opened[0].start >= live_from  # the leak started behind the gateway
@@ -129,9 +144,9 @@ def test_a_leak_behind_a_gateway_opens_one_alert_and_the_next_hour_updates_it(
             next_hour = live_from + timedelta(hours=48)
             spool = tmp_path / "spool-2.sqlite"
             config2 = GatewayConfig(**{**vars(config), "spool_path": spool})
-            await live_hours(clock, Gateway(config2, clock=clock.now), migrated_database_url, next_hour, 1)
+            await live_hours(clock, Gateway(config2, clock=clock.gateway_now), migrated_database_url, next_hour, 1)
             with psycopg.connect(migrated_database_url) as conn:
-                later = run_detection_once(conn, clock.now(), job)
+                later = run_detection_once(conn, clock.current, job)
                 assert not [a for a in later.opened if a.kind is AlertKind.LEAK]
                 leaks = [a for a in alerts_for(conn, LEAKY) if a.kind is AlertKind.LEAK]
             assert len(leaks) == 1 and leaks[0].alert_id == opened[0].alert_id
