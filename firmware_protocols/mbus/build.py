@@ -9,9 +9,11 @@ Every byte is built by the same Construct definitions that parse it.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from fractions import Fraction
+from typing import Any, NamedTuple
 
 from construct import ConstructError
 
@@ -100,25 +102,47 @@ def _fits(raw: int, coding: str) -> bool:
     return -(10 ** (digits - 1)) < raw < 10**digits
 
 
-def _candidates(quantity: str, unit: str | None) -> list[tuple[int, tuple[int, ...], int]]:
-    """(VIF, extension VIFEs, exponent) for every plain decimal VIF of this quantity and unit."""
-    found: list[tuple[int, tuple[int, ...], int]] = []
-    for table, vif in ((PRIMARY, None), (EXTENSION_FD, 0x7D), (EXTENSION_FB, 0x7B)):
+#: Units whose records may fall back to a VIF in another unit that decodes to them (vif_tables.py):
+#: Wh from J, GJ or Mcal; W from J/h or GJ/h; degC from °F; K from a °F difference.
+_CONVERTED_UNITS = frozenset({"Wh", "W", "degC", "K"})
+
+
+class _Candidate(NamedTuple):
+    vif: int
+    vifes: tuple[int, ...]
+    exponent: int
+    factor: int | Fraction = 1
+    offset: int | Fraction = 0
+
+
+def _candidates(quantity: str, unit: str | None) -> list[_Candidate]:
+    """Every decimal VIF that decodes to this quantity and unit: first the plain ones (the unit itself,
+    largest exponent first), then those converted from another unit (largest step first)."""
+    plain: list[_Candidate] = []
+    converted: list[_Candidate] = []
+    for table, extension in ((PRIMARY, None), (EXTENSION_FD, 0x7D), (EXTENSION_FB, 0x7B)):
         for code, entry in table.items():
-            if entry.quantity == quantity and entry.unit == unit and entry.factor == 1 and entry.kind == "number":
-                if vif is None:
-                    found.append((code, (), entry.exponent))
-                else:
-                    found.append((vif, (code,), entry.exponent))
-    return sorted(found, key=lambda item: -item[2])
+            if entry.quantity != quantity or entry.unit != unit or entry.kind != "number":
+                continue
+            vif, vifes = (code, ()) if extension is None else (extension, (code,))
+            if entry.factor == 1 and entry.offset == 0:
+                plain.append(_Candidate(vif, vifes, entry.exponent))
+            elif unit in _CONVERTED_UNITS:
+                converted.append(_Candidate(vif, vifes, entry.exponent, entry.factor, entry.offset))
+    plain.sort(key=lambda item: -item.exponent)
+    converted.sort(key=lambda item: -(Fraction(item.factor) * Fraction(10) ** item.exponent))
+    return plain + converted
 
 
 def encode_record(record: DataRecord, coding: str = "int32") -> RecordSpec:
     """A normalised record to a :class:`RecordSpec` that decodes back to the same value.
 
     Numbers take the largest exponent that represents the value exactly in ``coding`` (``real32``
-    uses exponent 0 where the table has it); ``date`` values (``YYYY-MM-DD``) become type G and
-    ``datetime`` (``YYYY-MM-DDTHH:MM``) type F; ``fabrication_no`` is sent as given.
+    uses exponent 0 where the table has it), with a VIF in the record's own unit when one does;
+    otherwise a VIF in a unit that converts to it (Wh from J, GJ or Mcal, W from J/h, degC or K
+    from °F), the one with the largest step first, if some raw number decodes to exactly the value.
+    ``date`` values (``YYYY-MM-DD``) become type G and ``datetime`` (``YYYY-MM-DDTHH:MM``) type F;
+    ``fabrication_no`` is sent as given.
     """
     common: dict[str, Any] = {
         "storage": record.storage,
@@ -135,10 +159,13 @@ def encode_record(record: DataRecord, coding: str = "int32") -> RecordSpec:
     value = record.value
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise DecodeError(f"cannot encode {record}: value is not a number")
-    for vif, vifes, exponent in _candidates(record.quantity, record.unit):
-        raw = _raw_for(value, exponent, coding)
+    for candidate in _candidates(record.quantity, record.unit):
+        if candidate.factor == 1 and candidate.offset == 0:
+            raw = _raw_for(value, candidate.exponent, coding)
+        else:
+            raw = _raw_converted(value, candidate, coding)
         if raw is not None:
-            return RecordSpec(coding, vif, raw, vifes, **common)
+            return RecordSpec(coding, candidate.vif, raw, candidate.vifes, **common)
     raise DecodeError(f"no VIF encodes {record.quantity} {record.value!r} {record.unit} as {coding}")
 
 
@@ -155,6 +182,34 @@ def _raw_for(value: float, exponent: int, coding: str) -> int | float | None:
         return None
     if isinstance(value, int) == (exponent < 0):
         return None  # negative exponents decode to floats, the others to integers
+    return raw
+
+
+def _raw_converted(value: float, candidate: _Candidate, coding: str) -> int | float | None:
+    """The raw number that a converting VIF (J, GJ, Mcal, °F...) decodes to exactly ``value``, if any."""
+    from firmware_protocols.mbus.normalise import scale
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    step = Fraction(candidate.factor) * Fraction(10) ** candidate.exponent
+    exact = (Fraction(value) - candidate.offset) / step
+    raw: int | float
+    if coding == "real32":
+        if candidate.exponent != 0:
+            return None
+        raw = float(exact)
+        try:
+            if struct.unpack("<f", struct.pack("<f", raw))[0] != raw:
+                return None  # not a single-precision number
+        except (OverflowError, struct.error):
+            return None
+    else:
+        raw = round(exact)
+        if not _fits(raw, coding):
+            return None
+    decoded = scale(raw, candidate.exponent, candidate.factor, candidate.offset)
+    if decoded != value or type(decoded) is not type(value):
+        return None
     return raw
 
 

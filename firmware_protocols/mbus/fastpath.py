@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
+from fractions import Fraction
 from operator import itemgetter
 from typing import Any
 
 from firmware_protocols.mbus.codings import bcd_decode, lvar_decode, lvar_kind
-from firmware_protocols.mbus.normalise import Layout, layout_of
+from firmware_protocols.mbus.normalise import Layout, exact_terms, layout_of
 from firmware_protocols.mbus.record import parse_items_located
 from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, time_j
 
@@ -49,8 +50,18 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _scaler(exponent: int, factor: int | float) -> Converter:
-    """``raw * factor * 10**exponent`` the same way ``normalise.scale`` does it, or None for 1."""
+def _scaler(exponent: int, factor: int | Fraction, offset: int | Fraction = 0) -> Converter:
+    """``raw * factor * 10**exponent + offset`` the same way ``normalise.scale`` does it, or None for 1."""
+    if isinstance(factor, Fraction) or offset:
+        a, b, c = exact_terms(exponent, factor, offset)
+
+        def exact(raw: int | float) -> float:
+            if isinstance(raw, float):
+                numerator, denominator = raw.as_integer_ratio()
+                return (numerator * a + b * denominator) / (denominator * c)
+            return (raw * a + b) / c
+
+        return exact
     if exponent < 0:
         divisor = 10**-exponent
         if factor == 1:
@@ -78,7 +89,7 @@ def _then(first: Callable[[Any], Any], second: Converter) -> Callable[[Any], Any
 def _field(layout: Layout, lvar: int | None) -> tuple[str, Converter]:
     """The struct code for a record's data field and the converter to its normalised value."""
     field, kind = layout.data_field, layout.kind
-    scale = _scaler(layout.exponent, layout.factor) if kind == "number" else None
+    scale = _scaler(layout.exponent, layout.factor, layout.offset) if kind == "number" else None
     if field == 0xD:
         assert lvar is not None
         lvar_type, size = lvar_kind(lvar)

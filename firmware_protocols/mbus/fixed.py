@@ -7,6 +7,7 @@ a fixed date; the medium's four bits are spread over the top two bits of each un
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from construct import BitsInteger, BitStruct, Bytes, ConstructError, Int8ul, Struct
@@ -34,33 +35,35 @@ FixedDataStructure = Struct(
     "counter2" / Bytes(4),
 )
 
-#: Annex G table of physical units (6 bits): (quantity, unit, exponent to that unit).
-FIXED_UNITS: dict[int, tuple[str, str | None, int]] = {
-    0x00: ("duration_hms", None, 0),
-    0x01: ("date_dmy", None, 0),
+#: Annex G table of physical units (6 bits): (quantity, unit, exponent to that unit, factor). The
+#: J and J/h counters become Wh and W as the spec's units ask (factor 1/3600, see vif_tables.py).
+FIXED_UNITS: dict[int, tuple[str, str | None, int, int | Fraction]] = {
+    0x00: ("duration_hms", None, 0, 1),
+    0x01: ("date_dmy", None, 0, 1),
 }
+_PER_3600 = Fraction(1, 3600)
 for _i in range(3):
-    FIXED_UNITS[0x02 + _i] = ("energy", "Wh", _i)  # Wh, 10 Wh, 100 Wh
-    FIXED_UNITS[0x05 + _i] = ("energy", "Wh", 3 + _i)  # kWh ..
-    FIXED_UNITS[0x08 + _i] = ("energy", "Wh", 6 + _i)  # MWh ..
-    FIXED_UNITS[0x0B + _i] = ("energy", "J", 3 + _i)  # kJ ..
-    FIXED_UNITS[0x0E + _i] = ("energy", "J", 6 + _i)  # MJ ..
-    FIXED_UNITS[0x11 + _i] = ("energy", "J", 9 + _i)  # GJ ..
-    FIXED_UNITS[0x14 + _i] = ("power", "W", _i)
-    FIXED_UNITS[0x17 + _i] = ("power", "W", 3 + _i)
-    FIXED_UNITS[0x1A + _i] = ("power", "W", 6 + _i)
-    FIXED_UNITS[0x1D + _i] = ("power", "J/h", 3 + _i)
-    FIXED_UNITS[0x20 + _i] = ("power", "J/h", 6 + _i)
-    FIXED_UNITS[0x23 + _i] = ("power", "J/h", 9 + _i)
-    FIXED_UNITS[0x26 + _i] = ("volume", "m3", -6 + _i)  # ml ..
-    FIXED_UNITS[0x29 + _i] = ("volume", "m3", -3 + _i)  # l ..
-    FIXED_UNITS[0x2C + _i] = ("volume", "m3", _i)
-    FIXED_UNITS[0x2F + _i] = ("flow", "m3/h", -6 + _i)  # ml/h ..
-    FIXED_UNITS[0x32 + _i] = ("flow", "m3/h", -3 + _i)  # l/h ..
-    FIXED_UNITS[0x35 + _i] = ("flow", "m3/h", _i)
-FIXED_UNITS[0x38] = ("temperature", "degC", -3)
-FIXED_UNITS[0x39] = ("hca_units", None, 0)
-FIXED_UNITS[0x3F] = ("dimensionless", None, 0)
+    FIXED_UNITS[0x02 + _i] = ("energy", "Wh", _i, 1)  # Wh, 10 Wh, 100 Wh
+    FIXED_UNITS[0x05 + _i] = ("energy", "Wh", 3 + _i, 1)  # kWh ..
+    FIXED_UNITS[0x08 + _i] = ("energy", "Wh", 6 + _i, 1)  # MWh ..
+    FIXED_UNITS[0x0B + _i] = ("energy", "Wh", 3 + _i, _PER_3600)  # kJ ..
+    FIXED_UNITS[0x0E + _i] = ("energy", "Wh", 6 + _i, _PER_3600)  # MJ ..
+    FIXED_UNITS[0x11 + _i] = ("energy", "Wh", 9 + _i, _PER_3600)  # GJ ..
+    FIXED_UNITS[0x14 + _i] = ("power", "W", _i, 1)
+    FIXED_UNITS[0x17 + _i] = ("power", "W", 3 + _i, 1)
+    FIXED_UNITS[0x1A + _i] = ("power", "W", 6 + _i, 1)
+    FIXED_UNITS[0x1D + _i] = ("power", "W", 3 + _i, _PER_3600)  # kJ/h ..
+    FIXED_UNITS[0x20 + _i] = ("power", "W", 6 + _i, _PER_3600)  # MJ/h ..
+    FIXED_UNITS[0x23 + _i] = ("power", "W", 9 + _i, _PER_3600)  # GJ/h ..
+    FIXED_UNITS[0x26 + _i] = ("volume", "m3", -6 + _i, 1)  # ml ..
+    FIXED_UNITS[0x29 + _i] = ("volume", "m3", -3 + _i, 1)  # l ..
+    FIXED_UNITS[0x2C + _i] = ("volume", "m3", _i, 1)
+    FIXED_UNITS[0x2F + _i] = ("flow", "m3/h", -6 + _i, 1)  # ml/h ..
+    FIXED_UNITS[0x32 + _i] = ("flow", "m3/h", -3 + _i, 1)  # l/h ..
+    FIXED_UNITS[0x35 + _i] = ("flow", "m3/h", _i, 1)
+FIXED_UNITS[0x38] = ("temperature", "degC", -3, 1)
+FIXED_UNITS[0x39] = ("hca_units", None, 0, 1)
+FIXED_UNITS[0x3F] = ("dimensionless", None, 0, 1)
 UNIT_SAME_BUT_HISTORIC = 0x3E
 
 
@@ -84,13 +87,13 @@ def decode_fixed(data: bytes) -> dict[str, Any]:
         storage = 1 if index == 1 and (parsed.status & 0x40 or unit_code == UNIT_SAME_BUT_HISTORIC) else 0
         if unit_code == UNIT_SAME_BUT_HISTORIC:
             unit_code = unit1
-        quantity, unit, exponent = FIXED_UNITS.get(unit_code, (f"reserved_{unit_code:02x}", None, 0))
+        quantity, unit, exponent, factor = FIXED_UNITS.get(unit_code, (f"reserved_{unit_code:02x}", None, 0, 1))
         value = _counter(raw, binary)
         records.append(
             DataRecord(
                 quantity=quantity,
                 unit=unit,
-                value=scale(value, exponent, 1) if value is not None else None,
+                value=scale(value, exponent, factor) if value is not None else None,
                 storage=storage,
             )
         )

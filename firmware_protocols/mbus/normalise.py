@@ -6,6 +6,8 @@ depends only on the record's DIB and VIB (its "layout"), ``convert`` applies it 
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 from firmware_protocols.errors import DecodeError
@@ -28,7 +30,8 @@ class Layout(NamedTuple):
     #: ``number``, ``integer``, ``raw``, ``date``, ``datetime``, ``datetime_s`` or ``time``
     kind: str
     exponent: int
-    factor: int | float
+    factor: int | Fraction
+    offset: int | Fraction = 0
 
 
 def describe(
@@ -50,7 +53,7 @@ def describe(
     else:
         entry = lookup(vif, None)
         combinable = vifes
-    quantity, unit, exponent, factor, kind = entry
+    quantity, unit, exponent, factor, kind, offset = entry
     if vif & 0x7F == 0x7F:  # manufacturer-specific VIF: its VIFEs are the manufacturer's too
         if vifes:
             quantity += "_" + "".join(f"{code & 0x7F:02x}" for code in vifes)
@@ -72,11 +75,12 @@ def describe(
             suffixes.append(vife.suffix)
         if vife.unit_suffix and unit is not None:
             unit += vife.unit_suffix
+            offset = 0  # a rate or ratio of a temperature converts as a difference: no offset
     if kind == "timepoint":
         kind, quantity = _timepoint(data_field, quantity)
     if suffixes:
         quantity = "_".join([quantity, *suffixes])
-    return Layout(quantity, unit, storage, tariff, subunit, function, data_field, kind, exponent, factor)
+    return Layout(quantity, unit, storage, tariff, subunit, function, data_field, kind, exponent, factor, offset)
 
 
 def _timepoint(data_field: int, quantity: str) -> tuple[str, str]:
@@ -96,8 +100,31 @@ def _timepoint(data_field: int, quantity: str) -> tuple[str, str]:
 _SIZES = {0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6}
 
 
-def scale(raw: int | float, exponent: int, factor: int | float) -> int | float:
-    """``raw * factor * 10**exponent``, dividing for negative exponents (see records.py)."""
+def exact_terms(exponent: int, factor: int | Fraction, offset: int | Fraction = 0) -> tuple[int, int, int]:
+    """Integers ``(a, b, c)`` with ``raw * factor * 10**exponent + offset == (raw * a + b) / c``."""
+    multiplier = Fraction(factor) * Fraction(10) ** exponent
+    shift = Fraction(offset)
+    c = multiplier.denominator * shift.denominator // math.gcd(multiplier.denominator, shift.denominator)
+    return multiplier.numerator * (c // multiplier.denominator), shift.numerator * (c // shift.denominator), c
+
+
+def scale(raw: int | float, exponent: int, factor: int | Fraction, offset: int | Fraction = 0) -> int | float:
+    """``raw * factor * 10**exponent + offset``, the decimal exponent applied first (see records.py).
+
+    With an integer factor (time units, per-minute flow, Mcal): multiply, then divide by the power of
+    ten for a negative exponent; the value stays an integer for the others. With a fractional factor
+    or an offset (the J, GJ, °F and ft3 conversions) the value is worked out exactly, as a fraction
+    of integers, and rounded once to the nearest float: Python's ``int / int`` is correctly rounded,
+    so 43200 J is 12.0 Wh, never 12.000000000000002, and a value no float holds exactly (1 J =
+    0.0002777777777777778 Wh) is the float nearest to it, with no digit dropped that the raw value
+    had. Such values are always floats.
+    """
+    if isinstance(factor, Fraction) or offset:
+        a, b, c = exact_terms(exponent, factor, offset)
+        if isinstance(raw, float):  # Type H: a float is an exact binary fraction
+            numerator, denominator = raw.as_integer_ratio()
+            return (numerator * a + b * denominator) / (denominator * c)
+        return (raw * a + b) / c
     if factor != 1:
         raw = raw * factor
     if exponent >= 0:
@@ -113,7 +140,7 @@ def convert(layout: Layout, raw: Any) -> Value:
     if kind == "number":
         if isinstance(raw, str):
             return raw
-        return scale(raw, layout.exponent, layout.factor)
+        return scale(raw, layout.exponent, layout.factor, layout.offset)
     if kind in ("integer", "raw"):
         return raw
     data = (raw & ((1 << (8 * _SIZES[layout.data_field])) - 1)).to_bytes(_SIZES[layout.data_field], "little")

@@ -2,13 +2,20 @@
 14 (extension FDh) and 15/16 (combinable, "orthogonal", VIFE).
 
 Each entry gives the quantity (snake_case), the SI unit metering uses, and how to get there from the
-raw number: ``value = raw * factor * 10**exponent``. Time units are turned into seconds and volume
-flow per minute or per second into per hour through ``factor``; the standard's own exponents stay in
-``exponent``, so a normaliser can divide by a power of ten instead of multiplying by a fraction.
+raw number: ``value = raw * factor * 10**exponent + offset``. Time units are turned into seconds and
+volume flow per minute or per second into per hour through ``factor``; the standard's own exponents
+stay in ``exponent``, so a normaliser can divide by a power of ten instead of multiplying by a
+fraction. The units the spec does not use are converted the same way, with exact factors: J to Wh
+(``1/3600``), MCal to Wh (1163 Wh per Mcal: EN 13757-3 uses the International Table calorie,
+1 cal = 4.1868 J, and 4.1868e6 J / 3600 = 1163 Wh exactly), J/h to W (``1/3600``), °F to °C
+(``5/9``, offset ``-160/9``, i.e. ``(F - 32) * 5/9``) and a °F difference to K (``5/9``). A
+fractional factor or offset is a :class:`~fractions.Fraction`, so the normaliser can work the value
+out exactly and round once (see ``normalise.scale``).
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import NamedTuple
 
 
@@ -16,10 +23,18 @@ class Vif(NamedTuple):
     quantity: str
     unit: str | None
     exponent: int = 0
-    factor: int | float = 1
+    factor: int | Fraction = 1
     #: ``number``; ``timepoint`` (date/time types by data size); ``raw`` (manufacturer data, shown
     #: as is); ``integer`` (identifiers: BCD or binary, shown as an integer without exponent).
     kind: str = "number"
+    offset: int | Fraction = 0
+
+
+_PER_3600 = Fraction(1, 3600)  # J to Wh, J/h to W
+_WH_PER_MCAL = 1163  # 1 Mcal = 10**6 * 4.1868 J (International Table calorie) = 1163 Wh, exactly
+_FAHRENHEIT = Fraction(5, 9)  # °F (difference) to K
+_FAHRENHEIT_OFFSET = Fraction(-160, 9)  # (F - 32) * 5/9 = F * 5/9 - 160/9
+_FT3 = Fraction("0.028316846592")  # m3 per cubic foot (international foot, 0.3048 m), exactly
 
 
 _SECONDS = (1, 60, 3600, 86400)  # nn = 00 s, 01 min, 10 h, 11 d
@@ -31,11 +46,11 @@ def _primary() -> dict[int, Vif]:
     table: dict[int, Vif] = {}
     for n in range(8):
         table[0x00 + n] = Vif("energy", "Wh", n - 3)
-        table[0x08 + n] = Vif("energy", "J", n)
+        table[0x08 + n] = Vif("energy", "Wh", n, _PER_3600)  # 10^n J
         table[0x10 + n] = Vif("volume", "m3", n - 6)
         table[0x18 + n] = Vif("mass", "kg", n - 3)
         table[0x28 + n] = Vif("power", "W", n - 3)
-        table[0x30 + n] = Vif("power", "J/h", n)
+        table[0x30 + n] = Vif("power", "W", n, _PER_3600)  # 10^n J/h
         table[0x38 + n] = Vif("flow", "m3/h", n - 6)
         table[0x40 + n] = Vif("flow", "m3/h", n - 7, 60)  # m3/min
         table[0x48 + n] = Vif("flow", "m3/h", n - 9, 3600)  # m3/s
@@ -68,26 +83,26 @@ def _extension_fb() -> dict[int, Vif]:
     for n in range(2):
         table[0x00 + n] = Vif("energy", "Wh", n + 5)  # 0.1 MWh, 1 MWh
         table[0x02 + n] = Vif("reactive_energy", "varh", n + 3)
-        table[0x08 + n] = Vif("energy", "J", n + 8)  # 0.1 GJ, 1 GJ
+        table[0x08 + n] = Vif("energy", "Wh", n + 8, _PER_3600)  # 0.1 GJ, 1 GJ
         table[0x10 + n] = Vif("volume", "m3", n + 2)
         table[0x18 + n] = Vif("mass", "kg", n + 5)  # 100 t, 1000 t
         table[0x1A + n] = Vif("relative_humidity", "%", n - 1)
         table[0x28 + n] = Vif("power", "W", n + 5)  # 0.1 MW, 1 MW
-        table[0x30 + n] = Vif("power", "J/h", n + 8)  # 0.1 GJ/h, 1 GJ/h
+        table[0x30 + n] = Vif("power", "W", n + 8, _PER_3600)  # 0.1 GJ/h, 1 GJ/h
     table[0x2A] = Vif("phase_u_u", "deg", -1)
     table[0x2B] = Vif("phase_u_i", "deg", -1)
     for n in range(4):
-        table[0x0C + n] = Vif("energy", "J", n + 5, 4.1868)  # 10^(n-1) MCal
+        table[0x0C + n] = Vif("energy", "Wh", n - 1, _WH_PER_MCAL)  # 10^(n-1) MCal
         table[0x14 + n] = Vif("reactive_power", "var", n)
         table[0x2C + n] = Vif("frequency", "Hz", n - 3)
-        table[0x58 + n] = Vif("flow_temperature", "degF", n - 3)
-        table[0x5C + n] = Vif("return_temperature", "degF", n - 3)
-        table[0x60 + n] = Vif("temperature_difference", "degF", n - 3)
-        table[0x64 + n] = Vif("external_temperature", "degF", n - 3)
-        table[0x70 + n] = Vif("temperature_limit", "degF", n - 3)
+        table[0x58 + n] = Vif("flow_temperature", "degC", n - 3, _FAHRENHEIT, offset=_FAHRENHEIT_OFFSET)
+        table[0x5C + n] = Vif("return_temperature", "degC", n - 3, _FAHRENHEIT, offset=_FAHRENHEIT_OFFSET)
+        table[0x60 + n] = Vif("temperature_difference", "K", n - 3, _FAHRENHEIT)  # °F difference
+        table[0x64 + n] = Vif("external_temperature", "degC", n - 3, _FAHRENHEIT, offset=_FAHRENHEIT_OFFSET)
+        table[0x70 + n] = Vif("temperature_limit", "degC", n - 3, _FAHRENHEIT, offset=_FAHRENHEIT_OFFSET)
         table[0x74 + n] = Vif("temperature_limit", "degC", n - 3)
-    table[0x20] = Vif("volume", "m3", 0, 0.028316846592)  # ft3
-    table[0x21] = Vif("volume", "m3", -1, 0.028316846592)  # 0.1 ft3
+    table[0x20] = Vif("volume", "m3", 0, _FT3)  # ft3
+    table[0x21] = Vif("volume", "m3", -1, _FT3)  # 0.1 ft3
     for n in range(8):
         table[0x78 + n] = Vif("cumulative_max_power", "W", n - 3)
     return table

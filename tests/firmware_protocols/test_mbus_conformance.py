@@ -40,6 +40,11 @@ KNOWN_DIFFERENCES: dict[str, tuple[str, set[int]]] = {
         "EN 13757-3 Annex G: unit code 3Eh is 'same unit as counter 1, historic value' (storage 1)",
         {1},
     ),
+    "sontex_supercal_531_telegram1": (
+        "records.py (the spec's normalised units): energy in Wh; VIF E000 1nnn (10^nnn J, EN 13757-3 "
+        "Table 10) is converted, 1 Wh = 3600 J; libmbus keeps J (the values, 0, agree)",
+        {0, 6},
+    ),
     "sen_pollutherm": (
         "EN 13757-3 Table 10: VIF 7Bh without an extension VIFE names no quantity; we keep the "
         "record (reserved_7b, its BCD value); libmbus drops its content",

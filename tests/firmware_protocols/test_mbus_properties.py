@@ -6,7 +6,9 @@ which walks every VIF table through both.
 
 from __future__ import annotations
 
+import math
 import struct
+from fractions import Fraction
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +22,7 @@ from firmware_protocols.mbus import (
     build_snd_ud_select,
     decode_frame,
     decode_master_frame,
+    encode_record,
     secondary_address_matches,
 )
 from firmware_protocols.mbus.build import RecordInput, build_record, build_user_data
@@ -37,6 +40,7 @@ from firmware_protocols.mbus.header import (
 )
 from firmware_protocols.mbus.record import DataRecordBlock
 from firmware_protocols.mbus.records import decode_records, decode_records_reference
+from firmware_protocols.mbus.vif_tables import lookup
 from firmware_protocols.records import DataRecord
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -235,6 +239,107 @@ def test_rsp_ud_build_then_parse(
         "manufacturer_data": expected_manufacturer_data,
         "more_records_follow": more,
     }
+
+
+# --- Units converted to the spec's (J, J/h, GJ, Mcal, °F) ---------------------------------------------
+
+#: (VIF, extension code or None, exponent of code 0 of its group, codes in the group, unit, SI value of
+#: one unit): 10^n J (Table 10), 10^(n-1) GJ and Mcal, 10^(n-3) °F (Table 12).
+_WH_PER_CAL = Fraction(41868, 10000 * 3600)  # 1 cal = 4.1868 J (International Table calorie)
+_CONVERTED = [
+    (0x08, None, 0, 8, "energy", "Wh", Fraction(1, 3600), 0),  # J
+    (0x30, None, 0, 8, "power", "W", Fraction(1, 3600), 0),  # J/h
+    (0x7B, 0x08, 8, 2, "energy", "Wh", Fraction(1, 3600), 0),  # 0.1 GJ, 1 GJ
+    (0x7B, 0x30, 8, 2, "power", "W", Fraction(1, 3600), 0),  # 0.1 GJ/h, 1 GJ/h
+    (0x7B, 0x0C, 5, 4, "energy", "Wh", _WH_PER_CAL, 0),  # 10^(n-1) Mcal = 10^(n+5) cal
+    (0x7B, 0x58, -3, 4, "flow_temperature", "degC", Fraction(5, 9), Fraction(-32 * 5, 9)),  # °F
+    (0x7B, 0x5C, -3, 4, "return_temperature", "degC", Fraction(5, 9), Fraction(-32 * 5, 9)),
+    (0x7B, 0x64, -3, 4, "external_temperature", "degC", Fraction(5, 9), Fraction(-32 * 5, 9)),
+    (0x7B, 0x70, -3, 4, "temperature_limit", "degC", Fraction(5, 9), Fraction(-32 * 5, 9)),
+    (0x7B, 0x60, -3, 4, "temperature_difference", "K", Fraction(5, 9), 0),  # °F difference
+]
+
+
+@st.composite
+def converted_records(draw: Any, corrections: bool = True) -> tuple[bytes, DataRecord, float, str]:
+    """A record in J, J/h, GJ, Mcal or °F: its bytes, the record it means, the value worked out in
+    floats the plain way (``raw * 10**n / 3600``...), and the coding."""
+    vif, extension, first, count, quantity, unit, per_unit, offset = draw(st.sampled_from(_CONVERTED))
+    n = draw(st.integers(0, count - 1))
+    coding = draw(st.sampled_from(sorted(_INT_CODINGS) + sorted(_BCD_CODINGS)))
+    if coding in _INT_CODINGS:
+        bits = _INT_CODINGS[coding]
+        raw = draw(st.integers(-(1 << (bits - 1)), (1 << (bits - 1)) - 1))
+    else:
+        digits = _BCD_CODINGS[coding]
+        raw = draw(st.integers(-(10 ** (digits - 1)) + 1, 10**digits - 1))
+    # VIFE 0111 0nnn, x 10^(nnn-6) (the builder does not use it: its exponents are the tables')
+    correction = draw(st.one_of(st.none(), st.integers(0, 7))) if corrections else None
+    exponent = first + n + (correction - 6 if correction is not None else 0)
+    vifes = () if extension is None else (extension + n,)
+    if correction is not None:
+        vifes += (0x70 + correction,)
+    data = build_record(RecordSpec(coding, vif + n if extension is None else vif, raw, vifes))
+    exact = Fraction(raw) * Fraction(10) ** exponent * per_unit + offset  # float(): correctly rounded
+    in_unit = raw * 10**exponent if exponent >= 0 else raw / 10**-exponent
+    naive = in_unit / 3600 if per_unit.denominator % 3600 == 0 and offset == 0 else None
+    if per_unit == _WH_PER_CAL:
+        naive = in_unit * 4.1868 / 3600
+    elif per_unit == Fraction(5, 9):
+        naive = (in_unit - 32) * 5 / 9 if offset else in_unit * 5 / 9
+    assert naive is not None
+    # Mcal to Wh is 1163 Wh per Mcal: whole numbers stay integers, as with the Wh VIFs
+    value = int(exact) if per_unit == _WH_PER_CAL and exponent >= 6 else float(exact)
+    return data, DataRecord(quantity, unit, value), naive, coding
+
+
+@FAST
+@given(converted_records())
+def test_converted_record_parses_to_the_spec_unit(case: tuple[bytes, DataRecord, float, str]) -> None:
+    data, record, naive, _ = case
+    for decode in (decode_records_reference, decode_records, decode_records):
+        (decoded,), _, _ = decode(data)
+        # the exact value rounded once to a float (the record's value is float(Fraction(...)));
+        # Mcal is 1163 Wh: an integer when the exponent leaves one
+        assert decoded == record
+        assert type(decoded.value) is type(record.value)
+        # and raw * 10^n / 3600 (or (F - 32) * 5/9...) worked out in floats, within their rounding
+        assert isinstance(decoded.value, int | float)
+        assert math.isclose(decoded.value, naive, rel_tol=1e-12, abs_tol=1e-12 * (abs(naive) + 32))
+
+
+@FAST
+@given(converted_records(corrections=False))
+def test_converted_record_parse_then_build_then_parse(case: tuple[bytes, DataRecord, float, str]) -> None:
+    _, record, _, coding = case
+    data = build_user_data([encode_record(record, coding)])
+    for decoded in (decode_records(data), decode_records_reference(data)):
+        assert decoded == ([record], None, False)
+        assert type(decoded[0][0].value) is type(record.value)
+
+
+@FAST
+@given(numeric_records())
+def test_values_in_the_spec_unit_keep_its_own_vifs(case: tuple[DataRecord, str]) -> None:
+    record, coding = case
+    spec = encode_record(record, coding)
+    entry = lookup(spec.vif, spec.vifes[0] if spec.vifes else None)
+    assert (entry.unit, entry.factor, entry.offset) == (record.unit, 1, 0)
+
+
+def test_converted_encoding_examples() -> None:
+    # 1 J: no Wh VIF holds 1/3600 Wh, so VIF 08h (10^0 J) with 1
+    assert encode_record(DataRecord("energy", "Wh", 1 / 3600)) == RecordSpec("int32", 0x08, 1)
+    # 10.0 Wh (36 kJ) is 100 * 10^-1 Wh (VIF 02h), the Wh VIF with the largest exponent for a float
+    assert encode_record(DataRecord("energy", "Wh", 10.0)) == RecordSpec("int32", 0x02, 100)
+    # -40 °F is -40 °C: the °C VIF; 0.1 °F (-17.72... °C) needs the °F VIF 10^-1 (FBh 5Ah)
+    assert encode_record(DataRecord("flow_temperature", "degC", -40)).vif == 0x5B
+    fahrenheit = DataRecord("flow_temperature", "degC", float((Fraction(1, 10) - 32) * Fraction(5, 9)))
+    assert encode_record(fahrenheit) == RecordSpec("int32", 0x7B, 1, (0x5A,))
+    # 116 300 Wh has no two-digit BCD in Wh, but is 100 Mcal (FBh 0Fh), 1163 Wh per Mcal
+    mcal = DataRecord("energy", "Wh", 116_300)
+    assert encode_record(mcal, "bcd2") == RecordSpec("bcd2", 0x7B, 1, (0x0F,))
+    assert decode_records(build_user_data([(mcal, "bcd2")]))[0] == [mcal]
 
 
 # --- Bytes -> container -> bytes, over every VIF -----------------------------------------------------

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus.fixed import decode_fixed
 from firmware_protocols.mbus.records import decode_records, decode_records_reference
 from firmware_protocols.mbus.timetypes import (
     TypeF,
@@ -36,7 +37,11 @@ CASES = [
     ("0416 0A000000", "volume", "m3", 10, "instantaneous", 0, 0, 0),  # 10^0 m3: an integer
     ("0403 E8030000", "energy", "Wh", 1000, "instantaneous", 0, 0, 0),
     ("0406 01000000", "energy", "Wh", 1000, "instantaneous", 0, 0, 0),  # kWh
-    ("040E 05000000", "energy", "J", 5000000, "instantaneous", 0, 0, 0),  # MJ
+    ("040E 05000000", "energy", "Wh", 1388.888888888889, "instantaneous", 0, 0, 0),  # 5 MJ / 3600
+    ("040B 24000000", "energy", "Wh", 10.0, "instantaneous", 0, 0, 0),  # 36 kJ: exactly 10 Wh, a float
+    ("0408 01000000", "energy", "Wh", 0.0002777777777777778, "instantaneous", 0, 0, 0),  # 1 J
+    ("0433 10000000", "power", "W", 4.444444444444445, "instantaneous", 0, 0, 0),  # 16 kJ/h
+    ("0436 B4000000", "power", "W", 50000.0, "instantaneous", 0, 0, 0),  # 180 MJ/h
     ("023B 2C01", "flow", "m3/h", 0.3, "instantaneous", 0, 0, 0),  # 10^-3 m3/h
     ("0243 0500", "flow", "m3/h", 0.03, "instantaneous", 0, 0, 0),  # 10^-4 m3/min * 60
     ("024F 0100", "flow", "m3/h", 36.0, "instantaneous", 0, 0, 0),  # 10^-2 m3/s * 3600
@@ -59,7 +64,20 @@ CASES = [
     ("84 80 40 13 01000000", "volume", "m3", 0.001, "instantaneous", 0, 0, 2),
     # Table 12 (FBh) and Table 14 (FDh)
     ("04FB01 02000000", "energy", "Wh", 2000000, "instantaneous", 0, 0, 0),  # 1 MWh
-    ("04FB09 02000000", "energy", "J", 2000000000, "instantaneous", 0, 0, 0),  # 1 GJ
+    ("04FB09 02000000", "energy", "Wh", 555555.5555555555, "instantaneous", 0, 0, 0),  # 2 GJ
+    ("04FB08 09000000", "energy", "Wh", 250000.0, "instantaneous", 0, 0, 0),  # 0.9 GJ
+    ("04FB31 24000000", "power", "W", 10000000.0, "instantaneous", 0, 0, 0),  # 36 GJ/h
+    ("04FB0D 02000000", "energy", "Wh", 2326, "instantaneous", 0, 0, 0),  # 2 Mcal: 1 cal = 4.1868 J
+    ("04FB0C 03000000", "energy", "Wh", 348.9, "instantaneous", 0, 0, 0),  # 0.3 Mcal
+    ("04FB0F 01000000", "energy", "Wh", 116300, "instantaneous", 0, 0, 0),  # 100 Mcal
+    ("02FB5B D400", "flow_temperature", "degC", 100.0, "instantaneous", 0, 0, 0),  # 212 °F
+    ("02FB5E F401", "return_temperature", "degC", 10.0, "instantaneous", 0, 0, 0),  # 50.0 °F
+    ("02FB67 D8FF", "external_temperature", "degC", -40.0, "instantaneous", 0, 0, 0),  # -40 °F
+    ("02FB63 0900", "temperature_difference", "K", 5.0, "instantaneous", 0, 0, 0),  # 9 °F difference
+    ("02FB60 0100", "temperature_difference", "K", 0.0005555555555555556, "instantaneous", 0, 0, 0),  # 0.001 °F
+    ("02FB73 2000", "temperature_limit", "degC", 0.0, "instantaneous", 0, 0, 0),  # 32 °F
+    ("02FB77 2000", "temperature_limit", "degC", 32, "instantaneous", 0, 0, 0),  # 32 °C
+    ("02FB20 0A00", "volume", "m3", 0.28316846592, "instantaneous", 0, 0, 0),  # 10 ft3
     ("02FB1A 5802", "relative_humidity", "%", 60.0, "instantaneous", 0, 0, 0),
     ("02FD48 FE08", "voltage", "V", 230.2, "instantaneous", 0, 0, 0),  # 10^-1 V
     ("02FD59 4200", "current", "A", 0.066, "instantaneous", 0, 0, 0),  # 10^-3 A
@@ -107,6 +125,28 @@ def test_record_meaning(case: tuple) -> None:
         assert records == [expected]
         assert type(records[0].value) is type(value)
         assert (manufacturer, more) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("unit1", "unit2", "expected"),
+    [
+        # Annex G units: kJ and kJ/h become Wh and W (1 Wh = 3600 J), exactly when they can
+        (0x0B, 0x1D, [("energy", "Wh", 10.0), ("power", "W", 1000.0)]),  # 36 kJ, 3600 kJ/h
+        (0x11, 0x23, [("energy", "Wh", 10000000.0), ("power", "W", 1000000000.0)]),  # 36 GJ, 3600 GJ/h
+        (0x0E, 0x20, [("energy", "Wh", 10000.0), ("power", "W", 1000000.0)]),  # 36 MJ, 3600 MJ/h
+        (0x05, 0x14, [("energy", "Wh", 36000), ("power", "W", 3600)]),  # kWh, W: unchanged integers
+    ],
+)
+def test_fixed_structure_units(unit1: int, unit2: int, expected: list[tuple[str, str, float]]) -> None:
+    # ID 12345678, access 1, status 80h (binary counters), medium heat (04h), counters 36 and 3600
+    medium = 0x04
+    medium_unit = bytes((((medium & 3) << 6) | unit1, ((medium >> 2) << 6) | unit2))
+    data = bytes.fromhex("78563412 01 80") + medium_unit + (36).to_bytes(4, "little") + (3600).to_bytes(4, "little")
+    decoded = decode_fixed(data)
+    assert decoded["medium"] == "heat"
+    got = [(r["quantity"], r["unit"], r["value"]) for r in decoded["records"]]
+    assert got == expected
+    assert [type(value) for _, _, value in got] == [type(value) for _, _, value in expected]
 
 
 def test_fillers_and_manufacturer_data_are_not_records() -> None:
