@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import typer
 
 DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
-PERIOD = typer.Option(..., help="YYYY-MM (a UTC month) or START/END (ISO 8601, end exclusive).")
+PERIOD = typer.Option(..., help="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive).")
 
 
 def register(app: typer.Typer) -> None:
@@ -28,11 +28,13 @@ def register(app: typer.Typer) -> None:
         import psycopg
         from psycopg.rows import dict_row
 
-        from server.billing.nem12 import nem12_file
+        from server.billing.nem12 import nem12_file, standard_time
+        from server.billing.repository import utility_timezone
 
-        start, end = _period(period)
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
-            text = nem12_file(conn, start, end, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
+            zone = utility_timezone(conn)  # type: ignore[arg-type]
+            start, end = _period(period, standard_time(zone))
+            text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
         _write(text, out)
 
     @bill_app.command("determinants")
@@ -51,8 +53,8 @@ def register(app: typer.Typer) -> None:
 
         from server.billing import repository, service
 
-        start, end = _period(period)
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
+            start, end = _period(period, repository.utility_timezone(conn))  # type: ignore[arg-type]
             rows = repository.determinant_lines(conn, start, end, account, None, None)  # type: ignore[arg-type]
         items = service.determinants(rows)
         if csv:
@@ -74,12 +76,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bill_app, name="bill")
 
 
-def _period(period: str) -> tuple[datetime, datetime]:
+def _period(period: str, zone: tzinfo) -> tuple[datetime, datetime]:
     from server.billing.service import parse_period
     from server.problems import Problem
 
     try:
-        return parse_period(period)
+        return parse_period(period, zone)
     except Problem as problem:
         raise typer.BadParameter(problem.detail, param_hint="--period") from None
 

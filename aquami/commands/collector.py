@@ -119,15 +119,37 @@ def register(app: typer.Typer) -> None:
     @collector_app.command("consumption")
     def consumption_command(
         database_url: str = DATABASE_URL,
-        start: datetime = typer.Option(..., "--from", help="Start, ISO 8601 UTC (whole UTC days are refreshed)."),
+        start: datetime = typer.Option(..., "--from", help="Start, ISO 8601 UTC (whole local days are refreshed)."),
         end: datetime = typer.Option(..., "--to", help="End (exclusive), ISO 8601 UTC."),
     ) -> None:
-        """Recompute hourly, daily and per-DMA consumption for the days covering [from, to)."""
+        """Recompute hourly, daily and per-DMA consumption for the local days covering [from, to)."""
         import psycopg
 
         with psycopg.connect(database_url) as conn:
             row = conn.execute("SELECT refresh_consumption(%s, %s)", (_utc(start), _utc(end))).fetchone()
         typer.echo(json.dumps({"hourly_rows": row[0] if row else 0}))
+
+    @collector_app.command("timezone")
+    def timezone_command(
+        zone: str | None = typer.Argument(None, help="IANA time zone to set, e.g. Europe/London; omit to show it."),
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Show or set the utility's time zone: it decides local hours, billing days and months.
+
+        Setting it recomputes every stored hour and day of consumption in the new zone.
+        """
+        import psycopg
+
+        with psycopg.connect(database_url) as conn:
+            if zone is None:
+                row = conn.execute("SELECT utility_timezone()").fetchone()
+                typer.echo(json.dumps({"timezone": row[0] if row else "UTC"}))
+                return
+            try:
+                row = conn.execute("SELECT set_utility_timezone(%s)", (zone,)).fetchone()
+            except psycopg.errors.InvalidParameterValue as error:
+                raise typer.BadParameter(str(error.diag.message_primary), param_hint="ZONE") from None
+        typer.echo(json.dumps({"timezone": zone, "hourly_rows": row[0] if row else 0}))
 
     app.add_typer(collector_app, name="collector")
 

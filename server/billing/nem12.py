@@ -2,10 +2,24 @@
 
 Records: 100 header, 200 per data stream (here: a meter at a service point, the service point id
 standing in for the NMI), 300 per day with 24 hourly values in kilolitres (= m³), 400 where a day
-mixes qualities (its 300 record then carries ``V``), 900 end. Quality flags: A actual, E estimated,
-S substituted, F final substituted (aquami's ``edited``: a person's final value), N null (no data).
-The two-digit method that follows E/S/F is aquami's mapping of how the value was obtained
-(``METHODS``); confirm it against the receiving MDM's expectations.
+mixes qualities (its 300 record then carries ``V``), 900 end.
+
+Quality and method (the MDFF specification's quality flag and two-digit method flag, substitution
+types 11-19 of remotely read interval metering, installation types 1-4):
+
+- ``A`` actual; ``N`` null (no data yet, or consumption unknown).
+- aquami's ``estimated`` reads fill a gap between two actual reads after the fact. In NEM terms
+  that is a substitution, not a forward estimate (``E`` is for data not yet collected, which aquami
+  never makes): ``S17`` (linear) for VEE's linear estimates, ``S15`` (average like day) for its
+  profile estimates, which are the meter's own mean use at that hour of the week.
+- ``substituted`` (a read a person obtained otherwise, e.g. on a site visit): ``S18`` (alternate).
+- ``edited`` (a person's correction, final): ``F16`` (agreed).
+S and F carry a reason code: 0 (free text) with the reason recorded with the read.
+
+Deviation from the AEMO NEM12 rules, deliberate: the interval length is 60 minutes (aquami's
+consumption is hourly; AEMO lists 5, 15 and 30), and NMI and suffix are aquami's identifiers.
+Days are the utility's time zone at standard time, i.e. a fixed offset all year, as AEMO's NEM time
+is: a NEM12 day always has 24 hours, also when the local clocks change.
 
 Values come from ``consumption_hourly`` (collector: refresh_consumption); an hour's quality is the
 weakest among the reads that close it.
@@ -14,15 +28,17 @@ weakest among the reads that close it.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
-FLAGS = {"actual": "A", "estimated": "E", "substituted": "S", "edited": "F", "missing": "N"}
-METHODS = {"vee:linear": "54", "vee:profile": "52"}  # linear interpolation; the meter's own history
-PERSON_METHOD = "55"  # agreed with / supplied by a person
+# (quality, quality_by) → quality flag and method flag; quality_by names VEE's method or a person.
+VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
+QUALITY_METHODS = {"actual": "A", "missing": "N", "estimated": "S15", "substituted": "S18", "edited": "F16"}
+FREE_TEXT_REASON = "0"
 _RANK = {"estimated": 0, "missing": 0, "substituted": 1, "edited": 2, "actual": 3}
 
 _HOURLY = """
@@ -34,16 +50,19 @@ WITH streams AS (
       AND (%(account)s::text IS NULL OR (sa.account_id = %(account)s AND sa.start_at < %(to)s
                                          AND (sa.end_at IS NULL OR sa.end_at > %(from)s)))
 ), quality AS (
-    SELECT r.meter_id, date_bin('1 hour', r.ts - interval '1 microsecond', '2000-01-01T00:00:00Z') AS hour,
+    SELECT r.meter_id, date_trunc('hour', r.ts - interval '1 microsecond', utility_timezone()) AS hour,
            (array_agg(r.quality ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
                                                          WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality,
            (array_agg(r.quality_by ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
-                                                            WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality_by
+                                                            WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality_by,
+           (array_agg(r.quality_reason ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
+                                                                WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality_reason
     FROM readings r JOIN streams s USING (meter_id)
     WHERE r.ts > %(from)s AND r.ts <= %(to)s
     GROUP BY 1, 2
 )
-SELECT s.service_point_id, s.meter_id, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by
+SELECT s.service_point_id, s.meter_id, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
+       q.quality_reason
 FROM streams s
 LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s AND c.hour < %(to)s
 LEFT JOIN quality q ON q.meter_id = c.meter_id AND q.hour = c.hour
@@ -52,10 +71,17 @@ ORDER BY 1, 2, 3
 
 
 def _method(quality: str, quality_by: str | None) -> str:
-    flag = FLAGS[quality]
-    if flag in ("A", "N"):
-        return flag
-    return flag + METHODS.get(quality_by or "", PERSON_METHOD)
+    if quality == "estimated" and quality_by in VEE_METHODS:
+        return VEE_METHODS[quality_by]
+    return QUALITY_METHODS[quality]
+
+
+def _reason(method: str, reason: str | None) -> tuple[str, str]:
+    """Reason code and description: required for S and F, free text (code 0) from the read's reason."""
+    if method[0] not in "SF":
+        return "", ""
+    text = " ".join((reason or "no reason recorded").replace(",", ";").split())[:240]
+    return FREE_TEXT_REASON, text
 
 
 def _value(value: Decimal) -> str:
@@ -63,56 +89,62 @@ def _value(value: Decimal) -> str:
     return text if "." not in text else text.rstrip("0").rstrip(".")
 
 
+def standard_time(zone: ZoneInfo) -> timezone:
+    """The zone's offset without daylight saving: the smaller of its January and July offsets."""
+    offsets = [datetime(2026, month, 1, tzinfo=zone).utcoffset() or timedelta(0) for month in (1, 7)]
+    return timezone(min(offsets))
+
+
+_COLUMNS = (
+    "service_point_id", "meter_id", "hour", "consumption_m3", "unknown", "quality", "quality_by", "quality_reason"
+)  # fmt: skip
+_NO_DATA = (Decimal(0), "missing", None, None)
+
+
 def nem12_file(
     conn: psycopg.Connection,
     start: datetime,
     end: datetime,
     *,
+    zone: ZoneInfo = ZoneInfo("UTC"),
     account: str | None = None,
     sender: str = "AQUAMI",
     receiver: str = "BILLING",
     now: datetime | None = None,
 ) -> str:
-    """A NEM12 file for whole UTC days in [start, end)."""
-    day0 = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    days = max(1, (end - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)
-    stamp = (now or datetime.now(UTC)).astimezone(UTC)
-    rows: list[dict[str, Any]] = conn.execute(  # type: ignore[assignment]
-        _HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account}
-    ).fetchall()
-    streams: dict[tuple[str, str], dict[datetime, tuple[Decimal, str, str | None]]] = defaultdict(dict)
-    for r in rows:
-        r = (
-            r
-            if isinstance(r, dict)
-            else dict(
-                zip(
-                    ("service_point_id", "meter_id", "hour", "consumption_m3", "unknown", "quality", "quality_by"),
-                    r,
-                    strict=True,
-                )
-            )
-        )
+    """A NEM12 file for the whole days, in ``zone``'s standard time, that [start, end) touches."""
+    fixed = standard_time(zone)
+    day0 = start.astimezone(fixed).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = max(1, (end.astimezone(fixed) - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)
+    stamp = (now or datetime.now(UTC)).astimezone(fixed)
+    rows = conn.execute(_HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account}).fetchall()
+    streams: dict[tuple[str, str], dict[datetime, tuple[Decimal, str, str | None, str | None]]] = defaultdict(dict)
+    for row in rows:
+        r: dict[str, Any] = row if isinstance(row, dict) else dict(zip(_COLUMNS, row, strict=True))
         key = (r["service_point_id"], r["meter_id"])
         streams.setdefault(key, {})
         if r["hour"] is not None:
             quality = "missing" if r["unknown"] else (r["quality"] or "actual")
-            streams[key][r["hour"]] = (r["consumption_m3"], quality, r["quality_by"])
+            streams[key][r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
     lines = [f"100,NEM12,{stamp:%Y%m%d%H%M},{sender},{receiver}"]
     for (service_point, meter), hours in streams.items():
         lines.append(f"200,{service_point},E1,1,E1,N1,{meter},KL,60,")
         for d in range(days):
             day = day0 + timedelta(days=d)
-            cells = [hours.get(day + timedelta(hours=h), (Decimal(0), "missing", None)) for h in range(24)]
-            methods = [_method(q, by) for _, q, by in cells]
-            flag = methods[0] if len(set(methods)) == 1 else "V"
-            values = ",".join(_value(v) for v, _, _ in cells)
-            lines.append(f"300,{day:%Y%m%d},{values},{flag},,,{stamp:%Y%m%d%H%M%S},")
-            if flag == "V":
-                run_start = 0
-                for h in range(1, 25):
-                    if h == 24 or methods[h] != methods[run_start]:
-                        lines.append(f"400,{run_start + 1},{h},{methods[run_start]},,")
-                        run_start = h
+            cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
+            methods = [(_method(quality, by), why) for _, quality, by, why in cells]
+            marks = [(method, *_reason(method, why)) for method, why in methods]
+            values = ",".join(_value(v) for v, *_ in cells)
+            if len(set(marks)) == 1:
+                method, code, text = marks[0]
+                lines.append(f"300,{day:%Y%m%d},{values},{method},{code},{text},{stamp:%Y%m%d%H%M%S},")
+                continue
+            lines.append(f"300,{day:%Y%m%d},{values},V,,,{stamp:%Y%m%d%H%M%S},")
+            run_start = 0
+            for h in range(1, 25):
+                if h == 24 or marks[h] != marks[run_start]:
+                    method, code, text = marks[run_start]
+                    lines.append(f"400,{run_start + 1},{h},{method},{code},{text}")
+                    run_start = h
     lines.append("900")
     return "\r\n".join(lines) + "\r\n"

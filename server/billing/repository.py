@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
+
+from server.problems import Problem
 
 # The periods in which a meter's reads belong to an account: agreement ∩ installation ∩ [from, to).
 _WINDOWS = """
@@ -110,3 +113,13 @@ def determinant_lines(
         """,
         {"account": account_id, "after_account": after_account, "from": start, "to": end, "limit": accounts_limit},
     ).fetchall()
+
+
+def utility_timezone(conn: psycopg.Connection) -> ZoneInfo:
+    """The utility's time zone (collector migration 0020): local days and months are its calendar."""
+    row: Any = conn.execute("SELECT utility_timezone() AS zone").fetchone()
+    name = row["zone"] if isinstance(row, dict) else row[0]
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # PostgreSQL knows a name this Python's tzdata lacks
+        raise Problem(500, f"the utility's time zone {name!r} is unknown to the server", title="Bad setting") from None

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime
 
 from server.auth import Principal, require_role
 from server.billing import repository, service
-from server.billing.nem12 import nem12_file
+from server.billing.nem12 import nem12_file, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
 from server.problems import Problem
@@ -99,13 +99,15 @@ def billing_determinants(
     request: Request,
     _: Billing,
     conn: Connection,
-    period: Annotated[str, Query(description="YYYY-MM (UTC month) or START/END (ISO 8601, end exclusive)")],
+    period: Annotated[
+        str, Query(description="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive)")
+    ],
     account: Annotated[str | None, Query(description="one account only")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="accounts per page")] = 500,
     cursor: Annotated[str | None, Query(description="the last account of the previous page")] = None,
     format: Format = None,
 ) -> DeterminantPage | Response:
-    start, end = service.parse_period(period)
+    start, end = service.parse_period(period, repository.utility_timezone(conn))
     if account is not None and not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
     if _wants_csv(request, format):
@@ -128,15 +130,16 @@ def billing_determinants(
 def billing_nem12(
     _: Billing,
     conn: Connection,
-    period: Annotated[str, Query(description="YYYY-MM (UTC month) or START/END (whole UTC days)")],
+    period: Annotated[str, Query(description="YYYY-MM or START/END: whole days of the utility's standard time")],
     account: Annotated[str | None, Query(description="one account's meters only")] = None,
     sender: Annotated[str, Query(max_length=10)] = "AQUAMI",
     receiver: Annotated[str, Query(max_length=10)] = "BILLING",
 ) -> Response:
-    start, end = service.parse_period(period)
+    zone = repository.utility_timezone(conn)
+    start, end = service.parse_period(period, standard_time(zone))
     if account is not None and not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
-    text = nem12_file(conn, start, end, account=account, sender=sender, receiver=receiver)
+    text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
     return Response(
         text,
         media_type="text/csv; charset=utf-8",

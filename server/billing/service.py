@@ -6,7 +6,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -18,10 +18,10 @@ QUALITY_ORDER = ("estimated", "substituted", "edited", "actual")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
-def _moment(text: str) -> datetime:
+def _moment(text: str, zone: tzinfo) -> datetime:
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return datetime.combine(date.fromisoformat(text), time(), UTC)
+            return datetime.combine(date.fromisoformat(text), time(), zone).astimezone(UTC)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise Problem(400, f"{text!r} is not a date or a date-time", title="Invalid period") from None
@@ -30,20 +30,24 @@ def _moment(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def parse_period(period: str) -> tuple[datetime, datetime]:
-    """``2026-02`` (a calendar month, UTC) or ``start/end`` (ISO 8601 dates or date-times, end exclusive)."""
+def parse_period(period: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """``2026-02`` (a calendar month) or ``start/end`` (ISO 8601 dates or date-times, end exclusive).
+
+    Months and bare dates are the utility's local calendar (``zone``): in Europe/London, ``2026-07``
+    starts at 2026-06-30T23:00Z. Date-times carry their own offset. Both ends come back in UTC.
+    """
     month = _MONTH.match(period)
     if month:
         year, number = int(month[1]), int(month[2])
         if not 1 <= number <= 12:
             raise Problem(400, f"{period!r}: no month {number}", title="Invalid period")
-        start = datetime(year, number, 1, tzinfo=UTC)
-        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+        start = datetime(year, number, 1, tzinfo=zone).astimezone(UTC)
+        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone).astimezone(UTC)
         return start, end
     first, slash, second = period.partition("/")
     if not slash:
         raise Problem(400, f"{period!r}: use YYYY-MM or START/END (ISO 8601)", title="Invalid period")
-    start, end = _moment(first), _moment(second)
+    start, end = _moment(first, zone), _moment(second, zone)
     if end <= start:
         raise Problem(400, "the period's end must be after its start", title="Empty period")
     return start, end

@@ -1,0 +1,61 @@
+"""Billing periods in the utility's calendar, and NEM12 days in its standard time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, available_timezones
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.billing.nem12 import standard_time
+from server.billing.service import parse_period
+from server.problems import Problem
+
+ZONES = sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/")))
+
+
+# From 2000: before it, a few zones (Danmarkshavn 1996, Vostok 1994) jumped hours at a month's midnight.
+@given(st.integers(2000, 2090), st.integers(1, 12), st.sampled_from(ZONES))
+def test_a_month_runs_from_local_midnight_on_the_first_to_the_next_first(year: int, month: int, name: str) -> None:
+    zone = ZoneInfo(name)
+    start, end = parse_period(f"{year:04d}-{month:02d}", zone)
+    assert start.tzinfo is UTC and end.tzinfo is UTC
+    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+    assert (local_start.year, local_start.month, local_start.day) == (year, month, 1)
+    next_month = (year + month // 12, month % 12 + 1)
+    assert (local_end.year, local_end.month, local_end.day) == (*next_month, 1)
+    # Midnight, except where the zone skips it (a few zones change their clocks at 00:00).
+    assert local_start.time() <= datetime(2000, 1, 1, 1).time()
+    assert timedelta(days=27) < end - start < timedelta(days=32)
+
+
+def test_dates_are_local_and_date_times_keep_their_offset() -> None:
+    london = ZoneInfo("Europe/London")
+    assert parse_period("2026-07", london) == (
+        datetime(2026, 6, 30, 23, tzinfo=UTC),
+        datetime(2026, 7, 31, 23, tzinfo=UTC),
+    )
+    assert parse_period("2026-01", london)[0] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_period("2026-07-01/2026-07-02", london) == (
+        datetime(2026, 6, 30, 23, tzinfo=UTC),
+        datetime(2026, 7, 1, 23, tzinfo=UTC),
+    )
+    assert parse_period("2026-07-01T00:00Z/2026-07-02T00:00+02:00", london) == (
+        datetime(2026, 7, 1, tzinfo=UTC),
+        datetime(2026, 7, 1, 22, tzinfo=UTC),
+    )
+    assert parse_period("2026-02") == (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
+    with pytest.raises(Problem):
+        parse_period("2026-07-02/2026-07-01", london)
+
+
+@pytest.mark.parametrize(
+    ("name", "hours"),
+    [("UTC", 0), ("Europe/London", 0), ("Australia/Sydney", 10), ("America/New_York", -5), ("Asia/Kolkata", 5.5)],
+)
+def test_nem12_days_are_standard_time_all_year(name: str, hours: float) -> None:
+    fixed = standard_time(ZoneInfo(name))
+    for month in (1, 4, 7, 10):
+        assert fixed.utcoffset(datetime(2026, month, 15)) == timedelta(hours=hours)
