@@ -16,6 +16,7 @@ from server.problems import Problem
 # The periods in which a meter's reads belong to an account: agreement ∩ installation ∩ [from, to).
 _WINDOWS = """
 SELECT sa.account_id, sa.service_point_id, mi.meter_id,
+       mi.installed_at, mi.removed_at, mi.initial_register_m3, mi.final_register_m3,
        greatest(sa.start_at, mi.installed_at, %(from)s) AS w_from,
        least(coalesce(sa.end_at, 'infinity'), coalesce(mi.removed_at, 'infinity'), %(to)s) AS w_to
 FROM service_agreements sa
@@ -74,10 +75,18 @@ def determinant_lines(
 ) -> list[dict[str, Any]]:
     """One line per (account, service point, meter) in the period, with opening and closing reads.
 
-    Opening: the last read at or before the window's start (or, for a meter installed during the
-    period, its first read in the window); closing: the last read at or before the window's end.
-    Consumption comes from ``meter_consumption`` (collector migration 0015): register differences
-    corrected for rollovers, replacements and reverse flow; NULL if an interval is unknown.
+    Opening: the last read at or before the window's start; for a meter installed at the window's
+    start, the register written on the installation job card (``initial_register_m3``) when it is
+    recorded and no later read precedes the start; otherwise the first read in the window. Closing,
+    the same way round: the last read at or before the window's end, or the removal job card's
+    ``final_register_m3`` at ``removed_at`` when the window ends at the removal. Job-card reads have
+    the quality ``substituted`` (a read a person obtained otherwise). Without them, the water used
+    between installation and first read, or last read and removal, would be billed to no one.
+
+    Consumption: ``meter_consumption`` (collector migration 0015, register differences corrected for
+    rollovers, replacements and reverse flow) between the first and last stored reads of the line,
+    plus the register difference from a job-card opening to the first read and from the last read to
+    a job-card closing; NULL if an interval is unknown or a job card is above the next read.
     """
     return conn.execute(  # type: ignore[return-value]
         f"""
@@ -94,21 +103,48 @@ def determinant_lines(
                     (SELECT ts, volume_m3, quality, 0 AS pref FROM readings
                      WHERE meter_id = w.meter_id AND ts <= w.w_from ORDER BY ts DESC LIMIT 1)
                     UNION ALL
-                    (SELECT ts, volume_m3, quality, 1 FROM readings
+                    SELECT w.installed_at, w.initial_register_m3, 'substituted', 1
+                    WHERE w.w_from = w.installed_at AND w.initial_register_m3 IS NOT NULL
+                    UNION ALL
+                    (SELECT ts, volume_m3, quality, 2 FROM readings
                      WHERE meter_id = w.meter_id AND ts > w.w_from AND ts <= w.w_to ORDER BY ts LIMIT 1)
-                ) candidates ORDER BY pref LIMIT 1
+                ) candidates ORDER BY pref = 2, ts DESC, pref LIMIT 1
             ) o ON true
             LEFT JOIN LATERAL (
-                SELECT ts, volume_m3, quality FROM readings
-                WHERE meter_id = w.meter_id AND ts <= w.w_to AND ts > o.ts ORDER BY ts DESC LIMIT 1
+                SELECT * FROM (
+                    (SELECT ts, volume_m3, quality, 0 AS pref FROM readings
+                     WHERE meter_id = w.meter_id AND ts <= w.w_to AND ts > o.ts ORDER BY ts DESC LIMIT 1)
+                    UNION ALL
+                    SELECT w.removed_at, w.final_register_m3, 'substituted', 1
+                    WHERE w.w_to = w.removed_at AND w.final_register_m3 IS NOT NULL AND w.removed_at > o.ts
+                ) candidates ORDER BY ts DESC, pref LIMIT 1
             ) c ON true
             WHERE w.w_from < w.w_to
+        ),
+        -- The stored reads at each end of a line: where the line's opening or closing is a job card,
+        -- the first or last stored read inside it.
+        spans AS (
+            SELECT l.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3, z.ts AS last_ts, z.volume_m3 AS last_volume_m3
+            FROM lines l
+            LEFT JOIN LATERAL (
+                SELECT ts, volume_m3 FROM readings
+                WHERE meter_id = l.meter_id AND ts >= l.opening_ts AND ts <= l.closing_ts ORDER BY ts LIMIT 1
+            ) f ON true
+            LEFT JOIN LATERAL (
+                SELECT ts, volume_m3 FROM readings
+                WHERE meter_id = l.meter_id AND ts >= l.opening_ts AND ts <= l.closing_ts ORDER BY ts DESC LIMIT 1
+            ) z ON true
         )
         SELECT account_id, service_point_id, meter_id, w_from, w_to,
                opening_ts, opening_volume_m3, opening_quality, closing_ts, closing_volume_m3, closing_quality,
-               CASE WHEN closing_ts IS NOT NULL THEN meter_consumption(meter_id, opening_ts, closing_ts) END
-                   AS consumption_m3
-        FROM lines
+               CASE
+                   WHEN closing_ts IS NULL THEN NULL
+                   WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)
+                   ELSE forward_difference(opening_volume_m3, first_volume_m3)
+                        + CASE WHEN first_ts = last_ts THEN 0 ELSE meter_consumption(meter_id, first_ts, last_ts) END
+                        + forward_difference(last_volume_m3, closing_volume_m3)
+               END AS consumption_m3
+        FROM spans
         ORDER BY account_id, w_from, meter_id
         """,
         {"account": account_id, "after_account": after_account, "from": start, "to": end, "limit": accounts_limit},

@@ -60,11 +60,15 @@ def test_days_are_the_utility_s_local_days_across_a_clock_change(migrated_databa
     result = runner.invoke(app, ["collector", "timezone", "Europe/London"], env=env)
     assert result.exit_code == 0, result.output
     with psycopg.connect(url) as conn:
-        daily = dict(conn.execute("SELECT day, consumption_m3 FROM consumption_daily WHERE meter_id = 'TZ1'").fetchall())
+        daily: dict[datetime, Decimal] = dict(
+            conn.execute("SELECT day, consumption_m3 FROM consumption_daily WHERE meter_id = 'TZ1'").fetchall()
+        )
         hours = conn.execute(
             "SELECT day, sum(intervals) FROM consumption_daily WHERE meter_id = 'TZ1' GROUP BY 1"
         ).fetchall()
-        dma_daily = dict(conn.execute("SELECT day, consumption_m3 FROM dma_consumption_daily").fetchall())
+        dma_daily: dict[datetime, Decimal] = dict(
+            conn.execute("SELECT day, consumption_m3 FROM dma_consumption_daily").fetchall()
+        )
     expected = _local_days(closes, LONDON)
     # The whole local days the reads touch are refreshed; the first and last are partial days.
     assert daily == expected
@@ -100,5 +104,7 @@ def test_back_to_utc_gives_utc_days(migrated_database_url: str) -> None:
     with psycopg.connect(url) as conn:
         conn.execute("SELECT set_utility_timezone('America/New_York')")
         conn.execute("SELECT set_utility_timezone('UTC')")
-        daily = dict(conn.execute("SELECT day, consumption_m3 FROM consumption_daily").fetchall())
+        daily: dict[datetime, Decimal] = dict(
+            conn.execute("SELECT day, consumption_m3 FROM consumption_daily").fetchall()
+        )
     assert daily == _local_days(closes, ZoneInfo("UTC"))
