@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 import aquami
 from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
+from server.care.router import router as care_router
 from server.db import open_pool
 from server.meters.router import router as meters_router
 from server.problems import install_problem_handlers
@@ -37,6 +38,7 @@ def create_app(database_url: str) -> FastAPI:
     app.include_router(meters_router)
     app.include_router(alerts_router)
     app.include_router(billing_router)
+    app.include_router(care_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 

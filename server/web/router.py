@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from collector import alert_store
 from collector.detection.alerts import ACTIVE
 from server.auth import SESSION_COOKIE, presented_key, verify_api_key
+from server.care import repository as care_repository
 from server.db import get_connection
 from server.meters import repository
 from server.meters.schemas import meter_from_row
@@ -39,7 +40,8 @@ def meters_page(request: Request, conn: Connection) -> Response:
     meters = [meter_from_row(row) for row in repository.list_meters(conn, None, 500)]
     summary = repository.fleet_summary(conn)
     alerts = [a for a in alert_store.list_alerts(conn, limit=200) if a.status in ACTIVE][:10]
-    context = {"meters": meters, "summary": summary, "who": principal.name, "alerts": alerts}
+    enquiries = care_repository.enquiries_for_alerts(conn, [a.alert_id for a in alerts])
+    context = {"meters": meters, "summary": summary, "who": principal.name, "alerts": alerts, "enquiries": enquiries}
     return templates.TemplateResponse(request, "meters.html", context)
 
 

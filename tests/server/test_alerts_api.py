@@ -94,3 +94,5 @@ def test_the_web_page_shows_open_alerts(api):
     assert page.status_code == 200
     assert "Open alerts" in page.text
     assert "district D1" in page.text and "about 12 L/h" in page.text
+    # Each alert names the enquiry it raised for customer care: the burst and the district burst are urgent.
+    assert page.text.count("urgent</span>") == 2 and page.text.count("enquiry #") == 3

@@ -1,0 +1,1 @@
+"""Customer care: enquiries, complaints and service requests, and what happened to each."""

@@ -1,0 +1,66 @@
+"""All SQL about enquiries (server migration 0030)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+_COLUMNS = """enquiry_id, kind, category, source, status, priority, subject, account_id, service_point_id,
+              meter_id, dma, alert_id, opened_at, updated_at, closed_at"""
+
+
+def list_enquiries(
+    conn: psycopg.Connection,
+    *,
+    status: str | None,
+    source: str | None,
+    category: str | None,
+    account_id: str | None,
+    dma: str | None,
+    before: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first (by id, which follows opening order), after the keyset cursor ``before``."""
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        SELECT {_COLUMNS} FROM enquiries
+        WHERE (%(status)s::text IS NULL OR status = %(status)s)
+          AND (%(source)s::text IS NULL OR source = %(source)s)
+          AND (%(category)s::text IS NULL OR category = %(category)s)
+          AND (%(account)s::text IS NULL OR account_id = %(account)s)
+          AND (%(dma)s::text IS NULL OR dma = %(dma)s)
+          AND (%(before)s::bigint IS NULL OR enquiry_id < %(before)s)
+        ORDER BY enquiry_id DESC
+        LIMIT %(limit)s
+        """,
+        {
+            "status": status,
+            "source": source,
+            "category": category,
+            "account": account_id,
+            "dma": dma,
+            "before": before,
+            "limit": limit,
+        },
+    ).fetchall()
+
+
+def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
+        f"SELECT {_COLUMNS} FROM enquiries WHERE enquiry_id = %s", (enquiry_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    row["updates"] = conn.execute(
+        "SELECT at, by, note FROM enquiry_updates WHERE enquiry_id = %s ORDER BY at, update_id", (enquiry_id,)
+    ).fetchall()
+    return row
+
+
+def enquiries_for_alerts(conn: psycopg.Connection, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The enquiry each alert raised, by alert id."""
+    rows: list[dict[str, Any]] = conn.execute(  # type: ignore[assignment]
+        "SELECT alert_id, enquiry_id, priority, status FROM enquiries WHERE alert_id = ANY (%s)", (alert_ids,)
+    ).fetchall()
+    return {row["alert_id"]: row for row in rows}

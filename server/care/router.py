@@ -1,0 +1,54 @@
+"""HTTP for customer care's enquiries. Detection raises them by itself (server migration 0030)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+
+from server.auth import Principal, require_role
+from server.care import repository
+from server.care.schemas import Enquiry, EnquiryPage, EnquiryWithUpdates
+from server.db import get_connection
+from server.problems import Problem
+
+router = APIRouter(prefix="/enquiries", tags=["customer care"])
+CareReaders = Annotated[Principal, Depends(require_role("customer_care", "meterization", "reader"))]
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+
+
+@router.get("", response_model=EnquiryPage, summary="Enquiries, newest first")
+def list_enquiries(
+    request: Request,
+    _: CareReaders,
+    conn: Connection,
+    status: Annotated[Literal["open", "in_progress", "escalated", "closed"] | None, Query()] = None,
+    source: Annotated[Literal["customer", "staff", "detection"] | None, Query()] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    account: Annotated[str | None, Query(max_length=64)] = None,
+    dma: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(ge=1, description="from the previous page's 'next'")] = None,
+) -> EnquiryPage:
+    rows = repository.list_enquiries(
+        conn,
+        status=status,
+        source=source,
+        category=category,
+        account_id=account,
+        dma=dma,
+        before=cursor,
+        limit=limit + 1,
+    )
+    items = [Enquiry(**row) for row in rows[:limit]]
+    next_url = str(request.url.include_query_params(cursor=items[-1].enquiry_id)) if len(rows) > limit else None
+    return EnquiryPage(items=items, next=next_url)
+
+
+@router.get("/{enquiry_id}", response_model=EnquiryWithUpdates, summary="One enquiry with its updates")
+def get_enquiry(enquiry_id: int, _: CareReaders, conn: Connection) -> EnquiryWithUpdates:
+    row = repository.get_enquiry(conn, enquiry_id)
+    if row is None:
+        raise Problem(404, f"no enquiry {enquiry_id}", title="Unknown enquiry")
+    return EnquiryWithUpdates(**row)

@@ -1,0 +1,101 @@
+"""Detections raise customer care's enquiries by themselves: one per alert, linked to the customer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.detection.alerts import AlertKind
+from collector.detection_job import DetectionJobConfig, run_detection_once
+from server.app import create_app
+from server.auth import create_api_key
+from tests.collector.test_detection_job import LEAK_START, LEAKY, START, fleet, store_hours
+
+CONFIG = DetectionJobConfig(history_days=9)
+FIRST_RUN = START + timedelta(days=9)
+
+
+@pytest.fixture
+def leaky_customer(migrated_database_url: str) -> Iterator[tuple[str, TestClient, dict[str, str]]]:
+    """Twenty households in D1, the leaky one on account ACC-7; nine days of hourly reads."""
+    url = migrated_database_url
+    meters = fleet()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('ACC-7', 'Household seven')")
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP-7', 'D1')")
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('ACC-7', 'SP-7', %s)",
+            (START - timedelta(days=30),),
+        )
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-7', %s, %s)",
+            (LEAKY, START - timedelta(days=1)),
+        )
+        keys = {role: create_api_key(conn, role, [role]) for role in ("customer_care", "billing")}
+    store_hours(url, meters, 0, 9 * 24)
+    with TestClient(create_app(url)) as client:
+        yield url, client, keys
+
+
+def _enquiries(client: TestClient, key: str, **query: str) -> list[dict]:
+    response = client.get("/enquiries", params=query, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def test_a_leak_raises_one_enquiry_for_its_customer_and_later_runs_add_none(leaky_customer) -> None:
+    url, client, keys = leaky_customer
+    care = keys["customer_care"]
+    assert _enquiries(client, care) == []
+    with psycopg.connect(url) as conn:
+        opened = run_detection_once(conn, FIRST_RUN, CONFIG).opened
+    leak = next(a for a in opened if a.kind is AlertKind.LEAK and a.meter_id == LEAKY)
+
+    raised = _enquiries(client, care, source="detection")
+    assert len(raised) == len(opened)  # every alert, exactly once
+    (enquiry,) = [e for e in raised if e["alert_id"] == leak.alert_id]
+    assert enquiry["kind"] == "service_request" and enquiry["category"] == "customer leak"
+    assert enquiry["priority"] == "high" and enquiry["status"] == "open"
+    assert (enquiry["account_id"], enquiry["service_point_id"], enquiry["meter_id"]) == ("ACC-7", "SP-7", LEAKY)
+    assert LEAKY in enquiry["subject"] and "L/h since" in enquiry["subject"]
+    assert abs(leak.start - LEAK_START) <= timedelta(hours=2)
+
+    store_hours(url, fleet(), 9 * 24, 9 * 24 + 2)  # the leak goes on: the alert is updated, not re-raised
+    with psycopg.connect(url) as conn:
+        run_detection_once(conn, FIRST_RUN + timedelta(hours=1), CONFIG)
+    again = [e for e in _enquiries(client, care, source="detection") if e["alert_id"] == leak.alert_id]
+    assert [e["enquiry_id"] for e in again] == [enquiry["enquiry_id"]]
+    assert _enquiries(client, care, account="ACC-7") == again
+
+
+def test_dismissing_the_alert_is_written_on_its_enquiry(leaky_customer) -> None:
+    url, client, keys = leaky_customer
+    with psycopg.connect(url) as conn:
+        leak = next(a for a in run_detection_once(conn, FIRST_RUN, CONFIG).opened if a.meter_id == LEAKY)
+    care = {"Authorization": f"Bearer {keys['customer_care']}"}
+    dismissed = client.post(f"/alerts/{leak.alert_id}/dismiss", json={"reason": "filling a pool"}, headers=care)
+    assert dismissed.status_code == 200, dismissed.text
+    (listed,) = [e for e in _enquiries(client, keys["customer_care"]) if e["alert_id"] == leak.alert_id]
+    detail = client.get(f"/enquiries/{listed['enquiry_id']}", headers=care).json()
+    notes = [(u["by"], u["note"]) for u in detail["updates"]]
+    assert notes[0][0] == "detection" and leak.alert_id in notes[0][1]
+    assert notes[-1] == ("customer_care", "alert dismissed: filling a pool")
+    assert detail["status"] == "open"  # a person closes the enquiry, not the alert
+
+
+def test_enquiries_need_a_customer_care_key_and_unknown_ones_are_404(leaky_customer) -> None:
+    _, client, keys = leaky_customer
+    assert client.get("/enquiries").status_code == 401
+    assert client.get("/enquiries", headers={"Authorization": f"Bearer {keys['billing']}"}).status_code == 403
+    missing = client.get("/enquiries/999999", headers={"Authorization": f"Bearer {keys['customer_care']}"})
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    bad = client.get("/enquiries?status=lost", headers={"Authorization": f"Bearer {keys['customer_care']}"})
+    assert bad.status_code == 422
