@@ -33,6 +33,18 @@ class RegisterRead(BaseModel):
     quality: str
 
 
+class LeakOnLine(BaseModel):
+    """A leak or burst detected behind the line's meter: what a leak adjustment starts from."""
+
+    alert_id: str
+    kind: str = Field(description="leak or burst")
+    status: str = Field(description="open, ongoing or resolved (dismissed alerts are left out)")
+    start: datetime = Field(description="estimated start, or the line's start if later")
+    end: datetime = Field(description="when it ended or was last seen, or the line's end if earlier")
+    rate_l_h: float = Field(description="estimated flow of the leak (a rate, not money or a register)")
+    estimated_volume_m3: Decimal = Field(description="rate × duration within the line: an estimate")
+
+
 class DeterminantLine(BaseModel):
     service_point_id: str
     meter_id: str
@@ -41,6 +53,7 @@ class DeterminantLine(BaseModel):
     opening: RegisterRead | None
     closing: RegisterRead | None
     consumption_m3: Decimal | None = Field(description="null when some interval's consumption is unknown")
+    leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
 
 
 class Determinant(BaseModel):

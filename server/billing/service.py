@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from server.billing.schemas import Determinant, DeterminantLine, RegisterRead
+from server.billing.schemas import Determinant, DeterminantLine, LeakOnLine, RegisterRead
 from server.problems import Problem
 
 # Weakest first: a determinant is as good as its weakest read.
@@ -79,6 +79,7 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
                 if r["closing_ts"] is None
                 else RegisterRead(ts=r["closing_ts"], volume_m3=r["closing_volume_m3"], quality=r["closing_quality"]),
                 consumption_m3=r["consumption_m3"],
+                leaks=[LeakOnLine(**leak) for leak in r.get("leaks") or []],
             )
             for r in account_rows
         ]
@@ -140,6 +141,7 @@ DETERMINANT_COLUMNS = (
     "account_consumption_m3",
     "account_quality",
     "account_complete",
+    "leak_estimated_m3",
 )
 
 
@@ -167,6 +169,7 @@ def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: dat
                     d.consumption_m3,
                     d.quality,
                     str(d.complete).lower(),
+                    sum((leak.estimated_volume_m3 for leak in line.leaks), Decimal(0)) if line.leaks else None,
                 ]
             )
     return rows

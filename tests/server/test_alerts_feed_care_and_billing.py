@@ -1,9 +1,12 @@
-"""Detections raise customer care's enquiries by themselves: one per alert, linked to the customer."""
+"""Alerts feed customer care (an enquiry per alert, linked to the customer) and billing (leaks on determinants)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -99,3 +102,29 @@ def test_enquiries_need_a_customer_care_key_and_unknown_ones_are_404(leaky_custo
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     bad = client.get("/enquiries?status=lost", headers={"Authorization": f"Bearer {keys['customer_care']}"})
     assert bad.status_code == 422
+
+
+def test_the_leak_is_on_the_customer_s_determinant_for_billing_s_adjustment(leaky_customer) -> None:
+    url, client, keys = leaky_customer
+    with psycopg.connect(url) as conn:
+        leak = next(a for a in run_detection_once(conn, FIRST_RUN, CONFIG).opened if a.meter_id == LEAKY)
+    billing = {"Authorization": f"Bearer {keys['billing']}"}
+    period = f"{START.isoformat()}/{(START + timedelta(days=30)).isoformat()}".replace("+00:00", "Z")
+    body = client.get("/billing/determinants", params={"period": period, "account": "ACC-7"}, headers=billing).json()
+    ((line,),) = [d["lines"] for d in body["items"]]
+    (on_line,) = line["leaks"]
+    assert on_line["alert_id"] == leak.alert_id and on_line["kind"] == "leak"
+    hours = (leak.last_seen - leak.start).total_seconds() / 3600
+    assert Decimal(on_line["estimated_volume_m3"]) == round(Decimal(str(leak.rate_l_h)) / 1000 * Decimal(str(hours)), 3)
+    assert isinstance(on_line["estimated_volume_m3"], str)  # exact decimal, like every volume
+    text = client.get("/billing/determinants", params={"period": period, "format": "csv"}, headers=billing).text
+    (row,) = [r for r in csv.DictReader(io.StringIO(text)) if r["account_id"] == "ACC-7"]
+    assert Decimal(row["leak_estimated_m3"]) == Decimal(on_line["estimated_volume_m3"])
+    # Dismissed (e.g. a pool being filled): no longer offered for adjustment.
+    client.post(
+        f"/alerts/{leak.alert_id}/dismiss",
+        json={"reason": "filling a pool"},
+        headers={"Authorization": f"Bearer {keys['customer_care']}"},
+    )
+    again = client.get("/billing/determinants", params={"period": period, "account": "ACC-7"}, headers=billing).json()
+    assert again["items"][0]["lines"][0]["leaks"] == []
