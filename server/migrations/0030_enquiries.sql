@@ -81,9 +81,10 @@ BEGIN
     INSERT INTO enquiries (kind, category, source, priority, subject, account_id, service_point_id, meter_id, dma,
                            alert_id, opened_at, updated_at)
     VALUES ('service_request', rule.category, 'detection', rule.priority,
-            rule.title || ' ' || coalesce(NEW.meter_id, NEW.dma)
-                || format(': %s L/h since %s', round(NEW.rate_l_h::numeric, 1),
-                          to_char(NEW.start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')),
+            rule.title || ' ' || coalesce(NEW.meter_id, NEW.dma) || ': '
+                || CASE WHEN NEW.kind IN ('leak', 'burst', 'dma_burst', 'reverse_flow')
+                        THEN format('%s L/h ', round(NEW.rate_l_h::numeric, 1)) ELSE '' END
+                || 'since ' || to_char(NEW.start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'),
             account, point, NEW.meter_id, NEW.dma, NEW.alert_id, now(), now());
     INSERT INTO enquiry_updates (enquiry_id, by, note)
     VALUES (currval(pg_get_serial_sequence('enquiries', 'enquiry_id')), 'detection',
