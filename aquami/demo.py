@@ -99,6 +99,34 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
     return len(rows)
 
 
+def register_customers(conn: psycopg.Connection[Any], fleet: list[ModelledMeter], since: datetime) -> None:
+    """One household per meter: account ACC-…, service point SP-…, agreement and installation since
+    the history starts, so billing and customer care have someone to refer to."""
+    rows = [(m.meter_id, m.meter_id.replace("WM-", ""), demo_dma(m.unit_id)) for m in fleet]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO accounts (account_id, name) VALUES ('ACC-' || %s, 'Household ' || %s) ON CONFLICT DO NOTHING",
+            [(n, n) for _, n, _ in rows],
+        )
+        cur.executemany(
+            "INSERT INTO service_points (service_point_id, dma, address) VALUES ('SP-' || %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            [(n, dma, f"{int(n)} Demo Street") for _, n, dma in rows],
+        )
+        cur.executemany(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) "
+            "SELECT 'ACC-' || %(n)s, 'SP-' || %(n)s, %(since)s WHERE NOT EXISTS "
+            "(SELECT 1 FROM service_agreements WHERE service_point_id = 'SP-' || %(n)s)",
+            [{"n": n, "since": since} for _, n, _ in rows],
+        )
+        cur.executemany(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, initial_register_m3) "
+            "SELECT 'SP-' || %(n)s, %(meter)s, %(since)s, NULL WHERE NOT EXISTS "
+            "(SELECT 1 FROM meter_installations WHERE meter_id = %(meter)s)",
+            [{"n": n, "meter": meter, "since": since} for meter, n, _ in rows],
+        )
+
+
 def demo_dma(unit_id: int) -> str:
     """The demo's meters sit in two district metered areas."""
     return "DMA-NORTH" if unit_id % 2 else "DMA-SOUTH"
@@ -135,6 +163,7 @@ class Demo:
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 self.api_key = create_api_key(conn, "demo", ["admin"])
                 register_meters(conn, [(m.meter_id, demo_dma(m.unit_id), "customer") for m in meters])
+                register_customers(conn, meters, datetime.now(UTC) - timedelta(days=HISTORY_DAYS + 1))
             self.say(f"· database ready ({len(applied)} migrations applied, {len(meters)} meters registered)")
             self.say(f"· loading {HISTORY_DAYS} days of hourly history …")
             loaded = await asyncio.to_thread(load_history, self.database_url, meters, datetime.now(UTC), HISTORY_DAYS)
@@ -233,6 +262,8 @@ class Demo:
         self.say(f"  sign in with this API key (role admin): {self.api_key}")
         self.say(f"  or open: {self.web_url}/login?key={self.api_key}")
         self.say(f"  API:      curl -H 'Authorization: Bearer {self.api_key}' {self.web_url}/meters")
+        self.say(f"  billing:  {self.web_url}/billing/determinants?period={datetime.now(UTC):%Y-%m}  (same key)")
+        self.say(f"  care:     {self.web_url}/enquiries  (enquiries raised by detection)")
         self.say(f"  API docs: {self.web_url}/docs")
         self.say(
             "  Ctrl-C stops it." if self.options.duration_s is None else f"  stops after {self.options.duration_s:g} s."
