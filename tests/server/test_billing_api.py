@@ -169,6 +169,23 @@ def test_nem12_export_has_the_record_layout_and_quality_flags(api):
     assert records[4][1:] == ["1", "23", "A", "", ""] and records[5][1:] == ["24", "24", "S17", "0", "gap"]
 
 
+def test_nem12_days_are_the_utility_s_standard_time(api, migrated_database_url):
+    """Sydney in February is on daylight time (+11); NEM12 days stay on standard time (+10)."""
+    client, keys = api
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("SELECT set_utility_timezone('Australia/Sydney')")
+    response = client.get("/billing/nem12?period=2026-02-28/2026-03-02&account=A2", headers=auth(keys["billing"]))
+    assert response.status_code == 200, response.text
+    records = [line.split(",") for line in response.text.strip().split("\r\n")]
+    days = {r[1]: r for r in records if r[0] == "300"}
+    assert list(days) == ["20260228", "20260301"] and all(len(r) == 2 + 24 + 5 for r in days.values())
+    # B3's last read, estimated, is at 2026-03-01T00:00Z = 10:00 on 1 March at +10: it closes interval 10;
+    # the hours after it have no data yet.
+    runs = [r[1:4] for r in records if r[0] == "400"]
+    assert runs == [["1", "9", "A"], ["10", "10", "S17"], ["11", "24", "N"]]
+    assert days["20260228"][2:26] == ["0.005"] * 24 and days["20260228"][26] == "A"
+
+
 def test_the_command_line_gives_the_same_determinants_and_nem12(api, migrated_database_url):
     from typer.testing import CliRunner
 
