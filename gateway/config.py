@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,6 +29,7 @@ __all__ = [
     "ModbusRtuBusConfig",
     "ModbusTcpBusConfig",
     "MqttOptions",
+    "SerialBusConfig",
     "SpoolOptions",
     "WMBusBusConfig",
     "load_config",
@@ -76,7 +77,12 @@ class ModbusTcpBusConfig:
 
 
 @dataclass(frozen=True)
-class ModbusRtuBusConfig:
+class SerialBusConfig:
+    """A bus on a serial port: the port, its framing and how the bus is polled.
+
+    The defaults are Modbus RTU's; each protocol's class declares again only the defaults it changes.
+    """
+
     name: str
     device: str
     meters: tuple[MeterConfig, ...]
@@ -88,12 +94,22 @@ class ModbusRtuBusConfig:
     timeout_s: float = 1.0
     retries: int = 2
     retry_backoff_s: float = 0.2
-    jitter: float = 0.1
-    protocol: ClassVar[str] = "modbus-rtu"
+    jitter: float = 0.1  # each poll lands up to ± this fraction of its interval off the grid
+    protocol: ClassVar[str]
 
     @property
     def address(self) -> str:
         return self.device
+
+    @property
+    def framing(self) -> dict[str, Any]:
+        """The port's settings, as pyserial (and pymodbus) name them."""
+        return {"baudrate": self.baudrate, "parity": self.parity, "stopbits": self.stopbits, "bytesize": self.bytesize}
+
+
+@dataclass(frozen=True)
+class ModbusRtuBusConfig(SerialBusConfig):
+    protocol: ClassVar[str] = "modbus-rtu"
 
 
 def mbus_timeout_s(baudrate: int, reply_bytes: int = 261) -> float:
@@ -103,32 +119,19 @@ def mbus_timeout_s(baudrate: int, reply_bytes: int = 261) -> float:
 
 
 @dataclass(frozen=True)
-class MBusBusConfig:
-    name: str
-    device: str
-    meters: tuple[MeterConfig, ...]
+class MBusBusConfig(SerialBusConfig):
     baudrate: int = 2400
-    parity: Literal["N", "E", "O"] = "E"
-    stopbits: int = 1
-    bytesize: int = 8
     poll_interval_s: float = 900.0
     timeout_s: float = 0.0  # 0: from the baud rate (:func:`mbus_timeout_s`)
-    retries: int = 2
-    retry_backoff_s: float = 0.2
-    jitter: float = 0.1
     protocol: ClassVar[str] = "mbus"
 
     def __post_init__(self) -> None:
         if not self.timeout_s:
             object.__setattr__(self, "timeout_s", round(mbus_timeout_s(self.baudrate), 3))
 
-    @property
-    def address(self) -> str:
-        return self.device
-
 
 @dataclass(frozen=True)
-class WMBusBusConfig:
+class WMBusBusConfig(SerialBusConfig):
     """A wireless M-Bus receiver (an iM871A-style stick) on a serial port: listened to, not polled.
 
     Each meter is expected to be heard at least every ``poll_interval_s`` (its send interval);
@@ -136,27 +139,20 @@ class WMBusBusConfig:
     within ``duplicate_window_s`` (from a repeater, or a second receiver) is dropped.
     """
 
-    name: str
-    device: str
-    meters: tuple[MeterConfig, ...]
     baudrate: int = 57600
     parity: Literal["N", "E", "O"] = "N"
-    stopbits: int = 1
-    bytesize: int = 8
     poll_interval_s: float = 300.0
-    duplicate_window_s: float = 60.0
-    timeout_s: float = 1.0
     retries: int = 0
     retry_backoff_s: float = 0.0
     jitter: float = 0.0
+    duplicate_window_s: float = 60.0
     protocol: ClassVar[str] = "wmbus"
-
-    @property
-    def address(self) -> str:
-        return self.device
 
 
 BusConfig = ModbusTcpBusConfig | ModbusRtuBusConfig | MBusBusConfig | WMBusBusConfig
+BUS_KINDS: dict[str, type[BusConfig]] = {
+    kind.protocol: kind for kind in (ModbusTcpBusConfig, ModbusRtuBusConfig, MBusBusConfig, WMBusBusConfig)
+}
 MBUS_BAUD_RATES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
 
 
@@ -280,49 +276,33 @@ def _mqtt(table: Table, base: Path | None) -> tuple[MqttEndpoint, MqttOptions, d
     return endpoint, options, rest
 
 
-def _bus_timing(table: Table, timeout_default: float) -> dict[str, Any]:
-    return {
-        "poll_interval_s": table.number("poll_interval_s", 60.0, low=0.05),
-        "timeout_s": table.number("timeout_s", timeout_default, low=0.01, high=60),
-        "retries": table.integer("retries", 2, low=0, high=10),
-        "retry_backoff_s": table.number("retry_backoff_s", 0.2, low=0, high=60),
-        "jitter": table.number("jitter", 0.1, low=0, high=0.5),
-    }
-
-
-def _serial(table: Table, baudrate: int, parity: str) -> dict[str, Any]:
-    return {
-        "device": table.text("device"),
-        "baudrate": table.integer("baudrate", baudrate, low=300, high=921600),
-        "parity": table.choice("parity", ("N", "E", "O"), parity),
-        "stopbits": table.integer("stopbits", 1, low=1, high=2),
-        "bytesize": table.integer("bytesize", 8, low=7, high=8),
-    }
-
-
 def _bus(table: Table) -> tuple[str, str, dict[str, Any]]:
-    """A bus's name, protocol and settings (its meters are read separately)."""
+    """A bus's name, protocol and settings (its meters are read separately); the defaults are its class's."""
     name = _identifier(table, "name")
-    protocol = table.choice("protocol", ("modbus-tcp", "modbus-rtu", "mbus", "wmbus"))
+    protocol = table.choice("protocol", tuple(BUS_KINDS))
+    kind = BUS_KINDS[protocol]
+    default = {f.name: f.default for f in fields(kind)}
     settings: dict[str, Any] = {"name": name}
-    if protocol == "modbus-tcp":
+    if kind is ModbusTcpBusConfig:
         settings["host"] = table.text("host")
         settings["port"] = table.integer("port", 502, low=1, high=65535)
-        settings.update(_bus_timing(table, 2.0))
-    elif protocol == "modbus-rtu":
-        settings.update(_serial(table, 9600, "E"))
-        settings.update(_bus_timing(table, 1.0))
-    elif protocol == "mbus":
-        settings.update(_serial(table, 2400, "E"))
-        if settings["baudrate"] not in MBUS_BAUD_RATES:
-            raise table.error("baudrate", f"M-Bus runs at {', '.join(map(str, MBUS_BAUD_RATES))} baud")
-        settings.update(_bus_timing(table, 0.0))
-        settings["timeout_s"] = table.number("timeout_s", 0.0, low=0.0, high=60)
-        settings["poll_interval_s"] = table.number("poll_interval_s", 900.0, low=0.05)
     else:
-        settings.update(_serial(table, 57600, "N"))
-        settings["poll_interval_s"] = table.number("poll_interval_s", 300.0, low=0.05)
-        settings["duplicate_window_s"] = table.number("duplicate_window_s", 60.0, low=0.0)
+        settings["device"] = table.text("device")
+        settings["baudrate"] = table.integer("baudrate", default["baudrate"], low=300, high=921600)
+        settings["parity"] = table.choice("parity", ("N", "E", "O"), default["parity"])
+        settings["stopbits"] = table.integer("stopbits", default["stopbits"], low=1, high=2)
+        settings["bytesize"] = table.integer("bytesize", default["bytesize"], low=7, high=8)
+    if kind is MBusBusConfig and settings["baudrate"] not in MBUS_BAUD_RATES:
+        raise table.error("baudrate", f"M-Bus runs at {', '.join(map(str, MBUS_BAUD_RATES))} baud")
+    settings["poll_interval_s"] = table.number("poll_interval_s", default["poll_interval_s"], low=0.05)
+    if kind is WMBusBusConfig:  # listened to: no timeouts or retries to set
+        settings["duplicate_window_s"] = table.number("duplicate_window_s", default["duplicate_window_s"], low=0.0)
+        return name, protocol, settings
+    # M-Bus's default timeout (0: from the baud rate) cannot be written: a timeout given is at least 0.01 s.
+    settings["timeout_s"] = table.number("timeout_s", default["timeout_s"], low=0.01, high=60)
+    settings["retries"] = table.integer("retries", default["retries"], low=0, high=10)
+    settings["retry_backoff_s"] = table.number("retry_backoff_s", default["retry_backoff_s"], low=0, high=60)
+    settings["jitter"] = table.number("jitter", default["jitter"], low=0, high=0.5)
     return name, protocol, settings
 
 
@@ -449,13 +429,7 @@ def parse_config(
 
     built: list[BusConfig] = []
     for name, (protocol, settings, _table) in buses.items():
-        kind = {
-            "modbus-tcp": ModbusTcpBusConfig,
-            "modbus-rtu": ModbusRtuBusConfig,
-            "mbus": MBusBusConfig,
-            "wmbus": WMBusBusConfig,
-        }[protocol]
-        built.append(kind(meters=tuple(meters[name]), **settings))
+        built.append(BUS_KINDS[protocol](meters=tuple(meters[name]), **settings))
     return GatewayConfig(
         gateway_id=gateway_id,
         mqtt=endpoint,

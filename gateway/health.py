@@ -8,12 +8,12 @@ good read and consecutive failures, spool depth) is published on ``{root}/{gatew
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aquami.clock import utc_now
+from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import utc_iso
 
 
@@ -39,7 +39,7 @@ class BusHealth:
 
 
 class Health:
-    def __init__(self, gateway_id: str, offline_after: int, clock: Callable[[], datetime] = utc_now):
+    def __init__(self, gateway_id: str, offline_after: int, clock: Clock = utc_now):
         self.gateway_id = gateway_id
         self.offline_after = offline_after
         self.clock = clock

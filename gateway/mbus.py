@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import serial
 
-from aquami.clock import utc_now
+from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
@@ -83,9 +82,7 @@ class MBusLine:
         if self.port is None:
             c = self.config
             try:
-                self.port = serial.Serial(
-                    c.device, baudrate=c.baudrate, parity=c.parity, stopbits=c.stopbits, bytesize=c.bytesize, timeout=0
-                )
+                self.port = serial.Serial(c.device, **c.framing, timeout=0)
             except (serial.SerialException, ValueError) as error:
                 raise PollError(f"{c.name}: cannot open {c.device}: {error}") from error
         return self.port
@@ -136,7 +133,7 @@ class MBusLine:
 
 
 class MBusTransport:
-    def __init__(self, config: MBusBusConfig, clock: Callable[[], datetime] = utc_now):
+    def __init__(self, config: MBusBusConfig, clock: Clock = utc_now):
         self.config = config
         self.clock = clock
         self.line = MBusLine(config)

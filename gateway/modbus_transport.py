@@ -84,10 +84,7 @@ class ModbusRtuTransport(_ModbusTransport):
         c = self.rtu
         return AsyncModbusSerialClient(
             c.device,
-            baudrate=c.baudrate,
-            parity=c.parity,
-            stopbits=c.stopbits,
-            bytesize=c.bytesize,
+            **c.framing,
             timeout=c.timeout_s,
             retries=0,
             reconnect_delay=0,

@@ -19,12 +19,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import serial
 
-from aquami.clock import utc_now
+from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.wmbus.decode import decode_telegram
@@ -63,7 +62,7 @@ class WMBusListener:
         on_reading: Callable[[Reading], Awaitable[None]],
         on_heard: Callable[[MeterConfig, bool], None],
         on_attempt: Callable[[bool], None] | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ):
         self.config = config
         self.on_reading = on_reading
@@ -82,9 +81,7 @@ class WMBusListener:
 
     def _open(self) -> serial.Serial:
         c = self.config
-        return serial.Serial(
-            c.device, baudrate=c.baudrate, parity=c.parity, stopbits=c.stopbits, bytesize=c.bytesize, timeout=0.2
-        )
+        return serial.Serial(c.device, **c.framing, timeout=0.2)
 
     async def handle(self, telegram: bytes) -> Reading | None:
         """One telegram from the receiver: a reading, or None (unknown meter, duplicate, undecodable)."""

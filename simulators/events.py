@@ -4,17 +4,31 @@ Each fault is a small immutable record of what happens, from when, until when an
 meter model applies it and :meth:`Fault.ground_truth` states it in the shared ground-truth format.
 Main bursts are not here: they happen in the network, not at a customer meter (see
 :mod:`simulators.network` and :mod:`simulators.fleet`).
+
+A fault kind is declared as ``class Leak(FlowFault, kind="leak")``: every subclass of
+:class:`Fault` is made a frozen, keyword-only dataclass, its ``kind`` the ground truth's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar, dataclass_transform
 
 from simulators.ground_truth import GroundTruthEvent
 
 
+def require_utc(owner: str, start: datetime, end: datetime | None) -> None:
+    if start.tzinfo is None or (end is not None and end.tzinfo is None):
+        raise ValueError(f"{owner}: times must be timezone-aware UTC")
+
+
+def reported_end(end: datetime | None, data_end: datetime | None) -> datetime | None:
+    """An event's end as the ground truth states it: one after ``data_end`` is still ongoing (None)."""
+    return end if end is None or data_end is None or end <= data_end else None
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
 @dataclass(frozen=True, kw_only=True)
 class Fault:
     start: datetime
@@ -22,9 +36,14 @@ class Fault:
 
     kind: ClassVar[str] = ""
 
+    def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind:
+            cls.kind = kind
+        dataclass(frozen=True, kw_only=True)(cls)
+
     def __post_init__(self) -> None:
-        if self.start.tzinfo is None or (self.end is not None and self.end.tzinfo is None):
-            raise ValueError(f"{type(self).__name__}: times must be timezone-aware UTC")
+        require_utc(type(self).__name__, self.start, self.end)
         if self.end is not None and self.end < self.start:
             raise ValueError(f"{type(self).__name__} ends before it starts")
 
@@ -37,11 +56,9 @@ class Fault:
 
     def ground_truth(self, meter_id: str, dma: str, data_end: datetime | None = None) -> GroundTruthEvent:
         """The fault as a ground-truth event; an end after ``data_end`` is reported as ongoing (None)."""
-        end = self.end if self.end is None or data_end is None or self.end <= data_end else None
-        return GroundTruthEvent(self.kind, meter_id, dma, self.start, end, self.size)
+        return GroundTruthEvent(self.kind, meter_id, dma, self.start, reported_end(self.end, data_end), self.size)
 
 
-@dataclass(frozen=True, kw_only=True)
 class FlowFault(Fault):
     """A constant extra flow through the meter."""
 
@@ -57,52 +74,36 @@ class FlowFault(Fault):
         return self.rate_lph
 
 
-@dataclass(frozen=True, kw_only=True)
-class Leak(FlowFault):
+class Leak(FlowFault, kind="leak"):
     """A customer-side leak: continuous flow that never stops, night included."""
 
-    kind: ClassVar[str] = "leak"
 
-
-@dataclass(frozen=True, kw_only=True)
-class Burst(FlowFault):
+class Burst(FlowFault, kind="burst"):
     """A burst pipe behind the meter: a large sudden flow."""
 
-    kind: ClassVar[str] = "burst"
 
-
-@dataclass(frozen=True, kw_only=True)
-class ReverseFlow(FlowFault):
+class ReverseFlow(FlowFault, kind="reverse_flow"):
     """Water flowing back through the meter into the network; the net register runs backwards."""
 
-    kind: ClassVar[str] = "reverse_flow"
 
-
-@dataclass(frozen=True, kw_only=True)
-class Tamper(Fault):
+class Tamper(Fault, kind="tamper"):
     """A magnet on the meter: it registers only ``registered_share`` of the true flow and says so."""
 
     registered_share: float = 0.0
-    kind: ClassVar[str] = "tamper"
 
     @property
     def size(self) -> float:
         return self.registered_share
 
 
-@dataclass(frozen=True, kw_only=True)
-class Stuck(Fault):
+class Stuck(Fault, kind="stuck"):
     """The register stops advancing (and the meter reports no flow) while water still flows."""
 
-    kind: ClassVar[str] = "stuck"
 
-
-@dataclass(frozen=True, kw_only=True)
-class Replacement(Fault):
+class Replacement(Fault, kind="replacement"):
     """The meter is exchanged at ``start``: the register restarts from ``new_register_m3``."""
 
     new_register_m3: float = 0.0
-    kind: ClassVar[str] = "replacement"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,32 +114,23 @@ class Replacement(Fault):
         return GroundTruthEvent(self.kind, meter_id, dma, self.start, self.start, 0.0)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ClockDrift(Fault):
+class ClockDrift(Fault, kind="clock_drift"):
     """The meter's clock gains ``seconds_per_day`` (loses, if negative) from ``start``."""
 
     seconds_per_day: float
-    kind: ClassVar[str] = "clock_drift"
 
     @property
     def size(self) -> float:
         return self.seconds_per_day
 
 
-@dataclass(frozen=True, kw_only=True)
-class Dry(Fault):
+class Dry(Fault, kind="dry"):
     """No water in the pipe (supply off): no flow at all, and the meter's dry alarm."""
 
-    kind: ClassVar[str] = "dry"
+
+class LowBattery(Fault, kind="low_battery"):
+    pass
 
 
-@dataclass(frozen=True, kw_only=True)
-class LowBattery(Fault):
-    kind: ClassVar[str] = "low_battery"
-
-
-@dataclass(frozen=True, kw_only=True)
-class MeterError(Fault):
+class MeterError(Fault, kind="meter_error"):
     """The meter's self-check reports an error (its reading is still given)."""
-
-    kind: ClassVar[str] = "meter_error"

@@ -16,6 +16,7 @@ from datetime import datetime
 import numpy as np
 
 from simulators.consumption import DAY_S, HOUR_S
+from simulators.events import reported_end, require_utc
 from simulators.ground_truth import GroundTruthEvent
 from simulators.meter_model import MeterModel, MeterReading
 from simulators.network import PRESSURE_FACTOR
@@ -33,8 +34,7 @@ class MainBurst:
     end: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.start.tzinfo is None or (self.end is not None and self.end.tzinfo is None):
-            raise ValueError("MainBurst: times must be timezone-aware UTC")
+        require_utc("MainBurst", self.start, self.end)
 
     def volume_m3(self, s1: float, s2: float) -> float:
         lo = max(s1, self.start.timestamp())
@@ -42,8 +42,7 @@ class MainBurst:
         return self.rate_lph / 1000.0 * max(hi - lo, 0.0) / HOUR_S
 
     def ground_truth(self, dma: str, data_end: datetime | None = None) -> GroundTruthEvent:
-        end = self.end if self.end is None or data_end is None or self.end <= data_end else None
-        return GroundTruthEvent("dma_burst", None, dma, self.start, end, self.rate_lph)
+        return GroundTruthEvent("dma_burst", None, dma, self.start, reported_end(self.end, data_end), self.rate_lph)
 
 
 def leakage_m3(rate_m3h: float, s: float) -> float:

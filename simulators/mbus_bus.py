@@ -22,10 +22,11 @@ which has none, is sent as is).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from aquami.clock import Clock, utc_now
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import decode_master_frame, link
 from simulators.mbus_slave import CI_SELECTION, Addressing, MBusWaterMeter
@@ -159,10 +160,6 @@ def _distinct(offsets: list[int]) -> list[int]:
     return out
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class MBusSimulator:
     """An M-Bus segment on a pty (the gateway opens :attr:`port`), e.g. 2400 baud 8E1."""
@@ -170,7 +167,7 @@ class MBusSimulator:
     meters: Sequence[MBusWaterMeter]
     settings: LineSettings = MBUS_LINE
     faults: WireFaultPlan | None = None
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     bus: MBusBus = field(init=False)
 
     def __post_init__(self) -> None:

@@ -14,12 +14,13 @@ Frames with a bad CRC or for another unit are ignored (silence), and broadcasts 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pymodbus.framer import FramerRTU
 
+from aquami.clock import Clock, utc_now
 from simulators.modbus_unit import RegisterSource, register_addresses
 from simulators.serial_line import LineSettings, Reply, SerialLine
 from simulators.wire_faults import WireFaultPlan
@@ -92,10 +93,6 @@ class ModbusRtuSlaves:
         return Reply(answer(unit, frame[:-2], now), frame[0], self.turnaround_s, corrupt_crc)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class ModbusRtuSimulator:
     """Meters on a pty at ``settings``' baud rate; the gateway opens :attr:`port`."""
@@ -103,7 +100,7 @@ class ModbusRtuSimulator:
     units: Sequence[RegisterSource]
     settings: LineSettings = field(default_factory=LineSettings)
     faults: WireFaultPlan | None = None
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
 
     def __post_init__(self) -> None:
         self.slaves = ModbusRtuSlaves(self.units)

@@ -30,9 +30,10 @@ import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal, Protocol
 
+from aquami.clock import Clock, utc_now
 from simulators.wire_faults import WireFaultPlan, flip_last_byte
 
 Parity = Literal["N", "E", "O"]
@@ -103,10 +104,6 @@ def pty_accepts_parity() -> bool:
         os.close(slave)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class Transaction:
     """One request and what went back, with monotonic times (for tests and traces)."""
@@ -122,7 +119,7 @@ class SerialLine:
     device: LineDevice
     settings: LineSettings = field(default_factory=LineSettings)
     faults: WireFaultPlan | None = None
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     keep_transactions: int = 100
 
     def __post_init__(self) -> None:

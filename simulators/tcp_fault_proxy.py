@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from aquami.clock import Clock, utc_now
 from simulators.wire_faults import WireFaultPlan
 
 MBAP_HEADER = 7
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def spoil_transaction_id(frame: bytes) -> bytes:
@@ -34,7 +29,7 @@ class ModbusTcpFaultProxy:
     faults: WireFaultPlan
     host: str = "127.0.0.1"
     port: int = 0  # 0 picks a free port; read it after start()
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     _server: asyncio.Server | None = field(default=None, init=False, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 

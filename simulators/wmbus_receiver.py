@@ -29,10 +29,11 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from aquami.clock import Clock, utc_now
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.wmbus.receiver import DEVMGMT_ID, build_indication, build_message, parse_message
 from simulators.serial_line import LineSettings, Reply, SerialLine
@@ -49,10 +50,6 @@ SET_CONFIG_REQ, SET_CONFIG_RSP = 0x03, 0x04
 GET_DEVICEINFO_REQ, GET_DEVICEINFO_RSP = 0x0F, 0x10
 MODULE_TYPE_IM871A = 0x33
 STATUS_OK = 0x00
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def rssi_byte(meter: WMBusMeter) -> int:
@@ -98,7 +95,7 @@ class WMBusReceiverSimulator:
     meters: Sequence[WMBusMeter]
     settings: LineSettings = RECEIVER_LINE
     faults: WireFaultPlan | None = None
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     seed: int = 0
     host: IM871AHost = field(default_factory=IM871AHost)
 

@@ -13,10 +13,11 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
+from aquami.clock import Clock, utc_now
 from firmware_protocols.modbus import load_profile
 from simulators.inlet_model import InletMeterModel
 from simulators.mbus_bus import MBusSimulator, mbus_line
@@ -41,12 +42,6 @@ from simulators.serial_line import LineSettings
 from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
 from simulators.wmbus_meter import WMBusMeter
 from simulators.wmbus_receiver import WMBusReceiverSimulator
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class UnknownMeterError(KeyError):

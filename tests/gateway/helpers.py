@@ -1,5 +1,5 @@
 """Test helpers for the gateway: simulated meters that count what they serve, a recording MQTT
-subscriber, and configuration files for a gateway under test."""
+subscriber, a broker to take away, configuration files for a gateway under test, and running it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,8 +19,10 @@ import paho.mqtt.client as mqtt
 
 from aquami.contracts.reads import Reading, schema_errors
 from firmware_protocols.modbus import load_profile
+from gateway.config import GatewayConfig
 from gateway.service import Gateway
 from simulators.smart_meter import SmartMeter, SteadyFlow
+from tests.services import MosquittoBroker
 
 
 @dataclass
@@ -102,6 +106,41 @@ class Subscriber:
         self.client.loop_stop()
 
 
+def toml_value(value: Any) -> str:
+    """``value`` as TOML: strings quoted, tables inline (``{ litres_per_pulse = 10 }``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {toml_value(v)}" for key, v in value.items()) + " }"
+    return str(value)
+
+
+def toml_table(header: str, values: dict[str, Any], extra: str = "") -> list[str]:
+    """The lines of one table: ``header`` (``[spool]``, ``[[buses]]``), its keys, then ``extra`` as written."""
+    return [header, *(f"{key} = {toml_value(value)}" for key, value in values.items()), *([extra] if extra else [])]
+
+
+def _head(
+    gateway_id: str,
+    broker_url: str,
+    spool_path: Path | str,
+    mqtt: dict[str, Any],
+    *,
+    extra_top: str = "",
+    extra_mqtt: str = "",
+    extra_spool: str = "",
+) -> list[str]:
+    """``gateway_id``, ``[mqtt]`` and ``[spool]``, each ``extra_…`` written as it is."""
+    return [
+        f"gateway_id = {toml_value(gateway_id)}",
+        *([extra_top] if extra_top else []),
+        *toml_table("[mqtt]", {"url": broker_url, **mqtt}, extra_mqtt),
+        *toml_table("[spool]", {"path": spool_path}, extra_spool),
+    ]
+
+
 def config_text(
     broker_url: str,
     buses: dict[str, int],
@@ -120,41 +159,39 @@ def config_text(
     retries: int = 1,
 ) -> str:
     """A gateway file with Modbus TCP buses ``{name: port}`` and meters ``WM-{unit:04d}`` on them."""
-    lines = [
-        f'gateway_id = "{gateway_id}"',
-        extra_top,
-        "[mqtt]",
-        f'url = "{broker_url}"',
-        f"batch_size = {batch_size}",
-        f"window = {window}",
-        "reconnect_min_s = 0.2",
-        "reconnect_max_s = 1.0",
-        extra_mqtt,
-        "[spool]",
-        f'path = "{spool_path}"',
-        extra_spool,
-    ]
+    mqtt = {"batch_size": batch_size, "window": window, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+    extras = {"extra_top": extra_top, "extra_mqtt": extra_mqtt, "extra_spool": extra_spool}
+    lines = _head(gateway_id, broker_url, spool_path, mqtt, **extras)
     for name, port in buses.items():
-        lines += [
-            "[[buses]]",
-            f'name = "{name}"',
-            'protocol = "modbus-tcp"',
-            'host = "127.0.0.1"',
-            f"port = {port}",
-            f"poll_interval_s = {poll_interval_s}",
-            f"timeout_s = {timeout_s}",
-            f"retries = {retries}",
-            "retry_backoff_s = 0.05",
-            extra_bus,
-        ]
+        bus = {"name": name, "protocol": "modbus-tcp", "host": "127.0.0.1", "port": port}
+        timing = {"poll_interval_s": poll_interval_s, "timeout_s": timeout_s, "retries": retries}
+        lines += toml_table("[[buses]]", {**bus, **timing, "retry_backoff_s": 0.05}, extra_bus)
     for name, units in unit_ids.items():
         for unit in units:
-            lines += ["[[meters]]", f'meter_id = "WM-{unit:04d}"', f'bus = "{name}"', f"unit_id = {unit}"]
+            lines += toml_table("[[meters]]", {"meter_id": f"WM-{unit:04d}", "bus": name, "unit_id": unit})
     return "\n".join(lines) + "\n"
 
 
-async def run_recording(gateway: Gateway, seconds: float, taken: list[Reading]) -> Gateway:
-    """Run ``gateway`` for ``seconds``, appending to ``taken`` every reading it spools, in order."""
+def bus_config_text(
+    broker_url: str,
+    spool_path: Path | str,
+    bus: dict[str, Any],
+    meters: Iterable[dict[str, Any]],
+    *,
+    gateway_id: str,
+    extra_top: str = "",
+) -> str:
+    """A gateway file with one bus (``bus``: its keys, ``name`` and ``protocol`` first) and ``meters``
+    on it (each: ``meter_id``, then how the bus addresses it)."""
+    lines = _head(gateway_id, broker_url, spool_path, {}, extra_top=extra_top)
+    lines += toml_table("[[buses]]", bus)
+    for meter in meters:
+        lines += toml_table("[[meters]]", {"meter_id": meter["meter_id"], "bus": bus["name"], **meter})
+    return "\n".join(lines) + "\n"
+
+
+def record_readings(gateway: Gateway, taken: list[Reading]) -> None:
+    """From now on ``gateway`` appends to ``taken`` every reading it spools, in order."""
     spool_reading = gateway.spool_reading
 
     async def recording(reading: Reading) -> None:
@@ -162,9 +199,58 @@ async def run_recording(gateway: Gateway, seconds: float, taken: list[Reading]) 
         await spool_reading(reading)
 
     gateway.spool_reading = recording  # type: ignore[method-assign]
+
+
+@asynccontextmanager
+async def running(gateway: Gateway, **run_options: Any) -> AsyncIterator[Gateway]:
+    """``gateway`` runs while the block does; then it is stopped (and waited for), or cancelled if the block failed."""
     stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    await asyncio.sleep(seconds)
+    task = asyncio.create_task(gateway.run(stop, **run_options))
+    try:
+        yield gateway
+    except BaseException:
+        task.cancel()
+        raise
     stop.set()
     await task
+
+
+async def until(condition: Callable[[], bool], timeout: float) -> None:
+    """Wait until ``condition`` holds, or ``timeout`` seconds have passed (no error: the test checks)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+@contextmanager
+def outage_broker(topics: Iterable[str], client_id: str) -> Iterator[tuple[MosquittoBroker, Subscriber]]:
+    """A private broker a test may stop and start, keeping sessions across it, with a persistent
+    subscriber on ``topics``: what is published while the broker is away reaches it afterwards."""
+    broker = MosquittoBroker(persistence=True)
+    broker.start()
+    try:
+        subscriber = Subscriber(broker.url, topics, client_id=client_id, persistent=True)
+        try:
+            yield broker, subscriber
+        finally:
+            subscriber.close()
+    finally:
+        broker.close()
+
+
+async def run_recording(gateway: Gateway, seconds: float, taken: list[Reading]) -> Gateway:
+    """Run ``gateway`` for ``seconds``, appending to ``taken`` every reading it spools, in order."""
+    record_readings(gateway, taken)
+    async with running(gateway):
+        await asyncio.sleep(seconds)
     return gateway
+
+
+def run_config(config: GatewayConfig, seconds: float) -> tuple[Gateway, list[Reading]]:
+    """A gateway on ``config``, run for ``seconds`` in an event loop of its own, and what it spooled."""
+    taken: list[Reading] = []
+
+    async def scenario() -> Gateway:
+        return await run_recording(Gateway(config), seconds, taken)
+
+    return asyncio.run(scenario()), taken

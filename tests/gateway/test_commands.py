@@ -14,7 +14,7 @@ import pytest
 from gateway.config import load_config, parse_config_text
 from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import Subscriber, config_text, meters
+from tests.gateway.helpers import Subscriber, config_text, meters, running
 
 pytestmark = pytest.mark.services
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
@@ -56,23 +56,20 @@ def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
 
         write([1, 2])
         gateway = Gateway(load_config(config), config_path=config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.to_thread(gateway.publisher.connected.wait, 10)
-        await asyncio.sleep(0.5)  # the subscription to cmd/+ is in place once connected
-        replies["read"] = await command(subscriber, "read-now", {"meter_id": "WM-0002"})
-        replies["unknown"] = await command(subscriber, "read-now", {"meter_id": "WM-0009"})
-        write([1, 3])
-        replies["reload"] = await command(subscriber, "reload", {})
-        replies["read3"] = await command(subscriber, "read-now", {"meter_id": "WM-0003"})
-        replies["read2"] = await command(subscriber, "read-now", {"meter_id": "WM-0002"})
-        config.write_text(config.read_text().replace("unit_id = 3", 'unit_id = "3"'))
-        replies["bad_reload"] = await command(subscriber, "reload", {})
-        replies["still3"] = await command(subscriber, "read-now", {"meter_id": "WM-0003"})
-        replies["scan"] = await command(subscriber, "scan", {"bus": "b", "first": 1, "last": 6})
-        replies["nonsense"] = await command(subscriber, "reboot", {})
-        stop.set()
-        await task
+        async with running(gateway):
+            await asyncio.to_thread(gateway.publisher.connected.wait, 10)
+            await asyncio.sleep(0.5)  # the subscription to cmd/+ is in place once connected
+            replies["read"] = await command(subscriber, "read-now", {"meter_id": "WM-0002"})
+            replies["unknown"] = await command(subscriber, "read-now", {"meter_id": "WM-0009"})
+            write([1, 3])
+            replies["reload"] = await command(subscriber, "reload", {})
+            replies["read3"] = await command(subscriber, "read-now", {"meter_id": "WM-0003"})
+            replies["read2"] = await command(subscriber, "read-now", {"meter_id": "WM-0002"})
+            config.write_text(config.read_text().replace("unit_id = 3", 'unit_id = "3"'))
+            replies["bad_reload"] = await command(subscriber, "reload", {})
+            replies["still3"] = await command(subscriber, "read-now", {"meter_id": "WM-0003"})
+            replies["scan"] = await command(subscriber, "scan", {"bus": "b", "first": 1, "last": 6})
+            replies["nonsense"] = await command(subscriber, "reboot", {})
         await simulator.stop()
 
     try:

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -19,7 +20,7 @@ from aquami.contracts.reads import Reading
 from gateway.config import parse_config_text
 from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import Subscriber, config_text, meters
+from tests.gateway.helpers import Subscriber, config_text, meters, outage_broker, record_readings, running, until
 from tests.services import MosquittoBroker
 
 pytestmark = pytest.mark.services
@@ -35,51 +36,34 @@ def assert_in_order_without_gaps(subscriber: Subscriber) -> None:
 
 
 def test_broker_outage_delays_readings_but_loses_none(tmp_path: Path) -> None:
-    broker = MosquittoBroker(persistence=True)  # the subscriber's session survives the outage
-    broker.start()
-    subscriber = Subscriber(broker.url, ["aquami/v1/gw-test/reads"], client_id="outage-sub", persistent=True)
     fleet = meters(5)
     taken: list[Reading] = []
     outage: dict[str, float] = {}
 
-    async def scenario() -> Gateway:
+    async def scenario(broker: MosquittoBroker) -> Gateway:
         simulator = ModbusTcpSimulator(fleet)
         await simulator.start()
         text = config_text(broker.url, {"tcp-1": simulator.port}, {"tcp-1": range(1, 6)}, str(tmp_path / "s.sqlite"))
         gateway = Gateway(parse_config_text(text))
-        spool_reading = gateway.spool_reading
-
-        async def recording(reading: Reading) -> None:
-            taken.append(reading)
-            await spool_reading(reading)
-
-        gateway.spool_reading = recording  # type: ignore[method-assign]
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop, drain_timeout=10))
-        await asyncio.sleep(1.5)
-        assert gateway.publisher.acknowledged_batches > 0
-        outage["start"] = time.monotonic()
-        await asyncio.to_thread(broker.stop)
-        before = len(taken)
-        await asyncio.sleep(3.0)
-        outage["taken"] = len(taken) - before
-        outage["depth"] = gateway.spool.depth()
-        await asyncio.to_thread(broker.start)
-        deadline = time.monotonic() + 30
-        while gateway.spool.depth() > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        stop.set()
-        await task
+        record_readings(gateway, taken)
+        async with running(gateway, drain_timeout=10):
+            await asyncio.sleep(1.5)
+            assert gateway.publisher.acknowledged_batches > 0
+            outage["start"] = time.monotonic()
+            await asyncio.to_thread(broker.stop)
+            before = len(taken)
+            await asyncio.sleep(3.0)
+            outage["taken"] = len(taken) - before
+            outage["depth"] = gateway.spool.depth()
+            await asyncio.to_thread(broker.start)
+            await until(lambda: gateway.spool.depth() == 0, 30)
         await simulator.stop()
         return gateway
 
-    try:
-        gateway = asyncio.run(scenario())
+    with outage_broker(["aquami/v1/gw-test/reads"], "outage-sub") as (broker, subscriber):
+        gateway = asyncio.run(scenario(broker))
         expected = {(r.to_json()["meter_id"], r.to_json()["ts"]) for r in taken}
         subscriber.wait_for(lambda: expected <= set(subscriber.keys()), 20, "every reading taken")
-    finally:
-        subscriber.close()
-        broker.close()
     assert outage["taken"] >= 20, "polling went on during the outage"
     assert outage["depth"] >= outage["taken"], "readings waited in the spool"
     received = subscriber.keys()
@@ -109,17 +93,15 @@ def _spool_depth(path: Path) -> int:
 
 def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_path: Path) -> None:
     spool_path = tmp_path / "spool.sqlite"
-    broker = MosquittoBroker(persistence=True)
-    broker.start()
-    subscriber = Subscriber(broker.url, ["aquami/v1/gw-kill/reads"], client_id="kill-sub", persistent=True)
     fleet = meters(10)
     config = tmp_path / "gw.toml"
-    log = (tmp_path / "gateway.log").open("wb")
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([AQUAMI, "gateway", "run", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    async def scenario(
+        broker: MosquittoBroker, subscriber: Subscriber, log: BinaryIO
+    ) -> tuple[set[tuple[str, str]], int]:
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen([AQUAMI, "gateway", "run", str(config)], stdout=log, stderr=subprocess.STDOUT)
 
-    async def scenario() -> tuple[set[tuple[str, str]], int]:
         simulator = ModbusTcpSimulator(fleet)
         await simulator.start()
         config.write_text(
@@ -161,13 +143,12 @@ def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_p
         await simulator.stop()
         return left_in_spool, received_before
 
-    try:
-        left_in_spool, received_before = asyncio.run(scenario())
+    with (
+        outage_broker(["aquami/v1/gw-kill/reads"], "kill-sub") as (broker, subscriber),
+        (tmp_path / "gateway.log").open("wb") as log,
+    ):
+        left_in_spool, received_before = asyncio.run(scenario(broker, subscriber, log))
         subscriber.wait_for(lambda: left_in_spool <= set(subscriber.keys()), 20, "the spool's readings")
-    finally:
-        subscriber.close()
-        broker.close()
-        log.close()
     received = subscriber.keys()
     counts = Counter(received)
     repeated = {key for key, n in counts.items() if n > 1}
@@ -192,11 +173,8 @@ def test_mqtt5_with_mosquitto(tmp_path: Path, mosquitto) -> None:
             mosquitto.url, {"b": simulator.port}, {"b": [1, 2]}, str(tmp_path / "s.sqlite"), gateway_id="gw-v5"
         )
         gateway = Gateway(parse_config_text(text))
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.to_thread(subscriber.wait_for, lambda: len(subscriber.batches()) >= 2, 20, "two batches")
-        stop.set()
-        await task
+        async with running(gateway):
+            await asyncio.to_thread(subscriber.wait_for, lambda: len(subscriber.batches()) >= 2, 20, "two batches")
         await simulator.stop()
         return gateway
 
@@ -220,14 +198,9 @@ def test_falls_back_to_mqtt311_for_a_broker_without_mqtt5(tmp_path: Path) -> Non
         await simulator.start()
         text = config_text(broker.url, {"b": simulator.port}, {"b": [1, 2]}, str(tmp_path / "s.sqlite"))
         gateway = Gateway(parse_config_text(text))
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        deadline = time.monotonic() + 30
-        while gateway.publisher.acknowledged_batches < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        acknowledged = gateway.publisher.acknowledged_batches
-        stop.set()
-        await task
+        async with running(gateway):
+            await until(lambda: gateway.publisher.acknowledged_batches >= 2, 30)
+            acknowledged = gateway.publisher.acknowledged_batches
         await simulator.stop()
         await broker.stop()
         return gateway, acknowledged

@@ -13,7 +13,7 @@ from gateway.config import parse_config_text
 from gateway.health import Health
 from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import Subscriber, config_text, meters
+from tests.gateway.helpers import Subscriber, config_text, meters, outage_broker, running, until
 from tests.services import MosquittoBroker, free_port
 
 
@@ -62,21 +62,18 @@ def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path:
             extra_top="[health]\noffline_after = 3\nstatus_interval_s = 0.5\n",
         )
         gateway = Gateway(parse_config_text(text))
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.sleep(3.0)
-        await simulator.stop()
-        simulator = ModbusTcpSimulator(meters(4), port=port)  # unit 4 is back
-        await simulator.start()
-        await asyncio.to_thread(
-            subscriber.wait_for,
-            lambda: any(e["event"] == "meter_online" for e in subscriber.payloads("/events")),
-            20,
-            "meter_online",
-        )
-        await asyncio.sleep(1.0)
-        stop.set()
-        await task
+        async with running(gateway):
+            await asyncio.sleep(3.0)
+            await simulator.stop()
+            simulator = ModbusTcpSimulator(meters(4), port=port)  # unit 4 is back
+            await simulator.start()
+            await asyncio.to_thread(
+                subscriber.wait_for,
+                lambda: any(e["event"] == "meter_online" for e in subscriber.payloads("/events")),
+                20,
+                "meter_online",
+            )
+            await asyncio.sleep(1.0)
         await simulator.stop()
         return gateway
 
@@ -103,12 +100,9 @@ def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path:
 
 def run_with_outage(tmp_path: Path, policy: str, gateway_id: str) -> tuple[Gateway, Subscriber, dict[str, int]]:
     """Poll 5 meters fast while the broker is away, with a 10-reading spool, then bring it back."""
-    broker = MosquittoBroker(persistence=True)
-    broker.start()
-    subscriber = Subscriber(broker.url, [f"aquami/v1/{gateway_id}/events"], client_id=f"{policy}-sub", persistent=True)
     figures: dict[str, int] = {}
 
-    async def scenario() -> Gateway:
+    async def scenario(broker: MosquittoBroker) -> Gateway:
         simulator = ModbusTcpSimulator(meters(5))
         await simulator.start()
         await asyncio.to_thread(broker.stop)
@@ -122,28 +116,20 @@ def run_with_outage(tmp_path: Path, policy: str, gateway_id: str) -> tuple[Gatew
             extra_spool=f'max_readings = 10\npolicy = "{policy}"\n',
         )
         gateway = Gateway(parse_config_text(text))
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.sleep(2.0)
-        figures["spooled_in_outage"] = gateway.readings_spooled
-        figures["depth_in_outage"] = gateway.spool.depth()
-        figures["skipped_in_outage"] = gateway.health.buses["b"].polls_skipped
-        await asyncio.to_thread(broker.start)
-        deadline = time.monotonic() + 20
-        while gateway.readings_spooled < figures["spooled_in_outage"] + 20 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        stop.set()
-        await task
+        async with running(gateway):
+            await asyncio.sleep(2.0)
+            figures["spooled_in_outage"] = gateway.readings_spooled
+            figures["depth_in_outage"] = gateway.spool.depth()
+            figures["skipped_in_outage"] = gateway.health.buses["b"].polls_skipped
+            await asyncio.to_thread(broker.start)
+            await until(lambda: gateway.readings_spooled >= figures["spooled_in_outage"] + 20, 20)
         await simulator.stop()
         return gateway
 
-    try:
-        gateway = asyncio.run(scenario())
+    with outage_broker([f"aquami/v1/{gateway_id}/events"], f"{policy}-sub") as (broker, subscriber):
+        gateway = asyncio.run(scenario(broker))
         subscriber.wait_for(lambda: len(subscriber.payloads("/events")) >= 1, 10, "events")
         time.sleep(0.5)
-    finally:
-        subscriber.close()
-        broker.close()
     return gateway, subscriber, figures
 
 
@@ -170,13 +156,10 @@ def test_spool_limit_stop_polling_skips_polls_then_resumes(tmp_path: Path) -> No
 
 @pytest.mark.services
 def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
-    broker = MosquittoBroker(persistence=True)
-    broker.start()
-    subscriber = Subscriber(broker.url, ["aquami/v1/gw-ev/events"], client_id="events-sub", persistent=True)
     port = free_port()
     stopped_at: dict[str, str] = {}
 
-    async def run_once(seconds: float, drain: float) -> Gateway:
+    async def run_once(broker: MosquittoBroker, seconds: float, drain: float) -> Gateway:
         text = config_text(
             broker.url,
             {"b": port},
@@ -188,18 +171,15 @@ def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
             extra_top="[health]\noffline_after = 2\n",
         )
         gateway = Gateway(parse_config_text(text))
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop, drain_timeout=drain))
-        await asyncio.sleep(seconds)
-        stop.set()
-        await task
+        async with running(gateway, drain_timeout=drain):
+            await asyncio.sleep(seconds)
         return gateway
 
-    async def scenario() -> int:
+    async def scenario(broker: MosquittoBroker) -> int:
         simulator = ModbusTcpSimulator(meters(1), port=port)  # unit 2 never answers
         await simulator.start()
         await asyncio.to_thread(broker.stop)
-        first = await run_once(2.0, drain=0.0)  # offline: the event can only wait
+        first = await run_once(broker, 2.0, drain=0.0)  # offline: the event can only wait
         stopped_at["ts"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         from gateway.spool import Spool
 
@@ -208,18 +188,15 @@ def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
         spool.close()
         assert first.publisher.connections == 0
         await asyncio.to_thread(broker.start)
-        await run_once(1.5, drain=5.0)
+        await run_once(broker, 1.5, drain=5.0)
         await simulator.stop()
         return waiting
 
-    try:
-        waiting = asyncio.run(scenario())
+    with outage_broker(["aquami/v1/gw-ev/events"], "events-sub") as (broker, subscriber):
+        waiting = asyncio.run(scenario(broker))
         subscriber.wait_for(
             lambda: any(e["ts"] < stopped_at["ts"] for e in subscriber.payloads("/events")), 10, "the first run's event"
         )
-    finally:
-        subscriber.close()
-        broker.close()
     assert waiting >= 1
     early = [e for e in subscriber.payloads("/events") if e["ts"] < stopped_at["ts"]]
     assert [(e["event"], e["meter_id"]) for e in early] == [("meter_offline", "WM-0002")]

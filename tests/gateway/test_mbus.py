@@ -3,23 +3,25 @@ secondary addressing, and the secondary-address search behind ``aquami gateway s
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
 
-from aquami.contracts.reads import Reading
 from gateway.config import MBusBusConfig, load_config, parse_config_text
 from gateway.mbus import MBusTransport
-from gateway.service import Gateway
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
-from tests.gateway.helpers import run_recording
+from tests.gateway.helpers import bus_config_text, run_config
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
 
 PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
+
+
+def mbus_bus(name: str, device: str) -> dict[str, Any]:
+    return {"name": name, "protocol": "mbus", "device": device, "baudrate": 9600, "parity": PARITY}
 
 
 def fcb_sequence(slave: MBusSlave) -> list[bool]:
@@ -32,47 +34,24 @@ def test_primary_secondary_and_multi_telegram_reads(tmp_path: Path, mosquitto) -
     multi = MBusSlave(2, "11110002", 300.0, telegrams=3, drop_once_at=1)
     secondary = MBusSlave(0, "22223333", 42.5)
     line = SerialLine(MBusSlaves([single, multi, secondary]), LineSettings(baudrate=9600, parity="E")).start()
-    text = f"""
-gateway_id = "gw-mbus"
-[mqtt]
-url = "{mosquitto.url}"
-[spool]
-path = "{tmp_path / "s.sqlite"}"
-[[buses]]
-name = "mbus-1"
-protocol = "mbus"
-device = "{line.port}"
-baudrate = 9600
-parity = "{PARITY}"
-poll_interval_s = 1.0
-retries = 1
-[[meters]]
-meter_id = "HOUSE-1"
-bus = "mbus-1"
-address = 1
-[[meters]]
-meter_id = "HOUSE-2"
-bus = "mbus-1"
-address = 2
-[[meters]]
-meter_id = "HOUSE-3"
-bus = "mbus-1"
-secondary_address = "22223333"
-"""
+    text = bus_config_text(
+        mosquitto.url,
+        tmp_path / "s.sqlite",
+        {**mbus_bus("mbus-1", line.port), "poll_interval_s": 1.0, "retries": 1},
+        [
+            {"meter_id": "HOUSE-1", "address": 1},
+            {"meter_id": "HOUSE-2", "address": 2},
+            {"meter_id": "HOUSE-3", "secondary_address": "22223333"},
+        ],
+        gateway_id="gw-mbus",
+    )
     config = parse_config_text(text)
     bus = config.buses[0]
     assert isinstance(bus, MBusBusConfig) and bus.timeout_s == pytest.approx(
         330 / 9600 + 0.05 + 261 * 11 / 9600, abs=1e-3
     )
-    taken: list[Reading] = []
-
-    async def scenario() -> Gateway:
-        gateway = Gateway(config)
-        await run_recording(gateway, 3.5, taken)
-        return gateway
-
     try:
-        gateway = asyncio.run(scenario())
+        gateway, taken = run_config(config, 3.5)
     finally:
         line.stop()
     by_meter = {
@@ -100,8 +79,7 @@ def test_secondary_address_search_and_scan_command(tmp_path: Path) -> None:
     line = SerialLine(MBusSlaves(slaves), LineSettings(baudrate=9600, parity="E")).start()
     config_file = tmp_path / "gw.toml"
     config_file.write_text(
-        f'gateway_id = "g"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n[[buses]]\nname = "m"\nprotocol = "mbus"\n'
-        f'device = "{line.port}"\nbaudrate = 9600\nparity = "{PARITY}"\n'
+        bus_config_text("mqtt://127.0.0.1:1", tmp_path / "s.sqlite", mbus_bus("m", line.port), [], gateway_id="g")
     )
     try:
         bus = load_config(config_file).buses[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,11 +14,10 @@ import serial
 from aquami.contracts.reads import Reading
 from firmware_protocols.modbus import MeterProfile, load_profile
 from gateway.config import parse_config_text
-from gateway.service import Gateway
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings, pty_accepts_parity
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
-from tests.gateway.helpers import meters, run_recording
+from tests.gateway.helpers import bus_config_text, meters, run_config
 
 pytestmark = pytest.mark.services
 PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
@@ -46,46 +44,34 @@ def test_rtu_bus_with_retries_and_a_wrapping_pulse_counter(tmp_path: Path, mosqu
     pulse = PulseModule(PULSE_UNIT, load_profile("pulse_counter", {"litres_per_pulse": LITRES_PER_PULSE}), 2**32 - 2500)
     plan = WireFaultPlan([WireFault(WireFaultKind.BAD_CHECKSUM, address=2, limit=2)])  # unit 2: two bad CRCs
     simulator = ModbusRtuSimulator([*meters(2), pulse], LineSettings(baudrate=9600, parity="E"), plan).start()
-    text = f"""
-gateway_id = "gw-rtu"
-[mqtt]
-url = "{mosquitto.url}"
-[spool]
-path = "{tmp_path / "s.sqlite"}"
-[[buses]]
-name = "rtu-1"
-protocol = "modbus-rtu"
-device = "{simulator.port}"
-baudrate = 9600
-parity = "{PARITY}"
-timeout_s = 0.3
-retries = 2
-retry_backoff_s = 0.05
-poll_interval_s = 0.5
-[[meters]]
-meter_id = "WM-0001"
-bus = "rtu-1"
-unit_id = 1
-[[meters]]
-meter_id = "WM-0002"
-bus = "rtu-1"
-unit_id = 2
-[[meters]]
-meter_id = "PULSE-1"
-bus = "rtu-1"
-unit_id = {PULSE_UNIT}
-profile = "pulse_counter"
-parameters = {{ litres_per_pulse = {LITRES_PER_PULSE} }}
-"""
-    taken: list[Reading] = []
-
-    async def scenario() -> Gateway:
-        gateway = Gateway(parse_config_text(text))
-        await run_recording(gateway, 3.5, taken)
-        return gateway
-
+    text = bus_config_text(
+        mosquitto.url,
+        tmp_path / "s.sqlite",
+        {
+            "name": "rtu-1",
+            "protocol": "modbus-rtu",
+            "device": simulator.port,
+            "baudrate": 9600,
+            "parity": PARITY,
+            "timeout_s": 0.3,
+            "retries": 2,
+            "retry_backoff_s": 0.05,
+            "poll_interval_s": 0.5,
+        },
+        [
+            {"meter_id": "WM-0001", "unit_id": 1},
+            {"meter_id": "WM-0002", "unit_id": 2},
+            {
+                "meter_id": "PULSE-1",
+                "unit_id": PULSE_UNIT,
+                "profile": "pulse_counter",
+                "parameters": {"litres_per_pulse": LITRES_PER_PULSE},
+            },
+        ],
+        gateway_id="gw-rtu",
+    )
     try:
-        gateway = asyncio.run(scenario())
+        gateway, taken = run_config(parse_config_text(text), 3.5)
     finally:
         simulator.stop()
     by_meter: dict[str, list[Reading]] = defaultdict(list)

@@ -11,7 +11,7 @@ import pytest
 from gateway.config import parse_config_text
 from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import config_text, meters
+from tests.gateway.helpers import config_text, meters, running, until
 from tests.gateway.tls_broker import TlsMosquitto
 
 pytestmark = pytest.mark.services
@@ -29,13 +29,8 @@ def run_gateway(tmp_path: Path, broker: TlsMosquitto, mqtt_settings: str, second
             extra_mqtt=mqtt_settings,
         )
         gateway = Gateway(parse_config_text(text))
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        deadline = time.monotonic() + seconds
-        while gateway.publisher.acknowledged_batches < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        stop.set()
-        await task
+        async with running(gateway):
+            await until(lambda: gateway.publisher.acknowledged_batches >= 2, seconds)
         await simulator.stop()
         return gateway
 

@@ -18,6 +18,7 @@ from gateway.config import WMBusBusConfig, parse_config_text
 from gateway.service import Gateway
 from gateway.wmbus import DuplicateFilter
 from simulators.serial_line import LineSettings, Reply, SerialLine
+from tests.gateway.helpers import bus_config_text, record_readings, running
 
 KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 WRONG = bytes(16)
@@ -51,33 +52,18 @@ def test_duplicate_filter_window() -> None:
 @pytest.mark.services
 def test_receiver_stream(tmp_path: Path, mosquitto) -> None:
     line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
-    text = f"""
-gateway_id = "gw-wmbus"
-[mqtt]
-url = "{mosquitto.url}"
-[spool]
-path = "{tmp_path / "s.sqlite"}"
-[health]
-offline_after = 2
-[[buses]]
-name = "radio"
-protocol = "wmbus"
-device = "{line.port}"
-poll_interval_s = 0.5
-[[meters]]
-meter_id = "FLAT-1"
-bus = "radio"
-id = "12345678"
-key = "{KEY.hex()}"
-[[meters]]
-meter_id = "FLAT-2"
-bus = "radio"
-id = "87654321"
-[[meters]]
-meter_id = "FLAT-3"
-bus = "radio"
-id = "11112222"
-"""
+    text = bus_config_text(
+        mosquitto.url,
+        tmp_path / "s.sqlite",
+        {"name": "radio", "protocol": "wmbus", "device": line.port, "poll_interval_s": 0.5},
+        [
+            {"meter_id": "FLAT-1", "id": "12345678", "key": KEY.hex()},
+            {"meter_id": "FLAT-2", "id": "87654321"},
+            {"meter_id": "FLAT-3", "id": "11112222"},
+        ],
+        gateway_id="gw-wmbus",
+        extra_top="[health]\noffline_after = 2\n",
+    )
     config = parse_config_text(text)
     assert isinstance(config.buses[0], WMBusBusConfig) and config.meters[0].key == KEY
     taken: list[Reading] = []
@@ -85,35 +71,28 @@ id = "11112222"
 
     async def scenario() -> Gateway:
         gateway = Gateway(config)
-        spool_reading, emit = gateway.spool_reading, gateway.emit
-
-        async def recording(reading: Reading) -> None:
-            taken.append(reading)
-            await spool_reading(reading)
+        emit = gateway.emit
 
         def record_event(event: dict[str, Any]) -> None:
             events.append(event)
             emit(event)
 
-        gateway.spool_reading = recording  # type: ignore[method-assign]
+        record_readings(gateway, taken)
         gateway.emit = record_event  # type: ignore[method-assign]
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop))
-        await asyncio.sleep(0.3)
-        line.push(b"\x00\xa5\x13garbage")
-        first = indication("12345678", 10.001, 1, KEY)
-        line.push(first)
-        line.push(first)  # the same telegram again, through a repeater
-        line.push(indication("12345678", 10.002, 2, WRONG))  # a key that does not fit
-        line.push(indication("99990000", 5.0, 1))  # somebody else's meter
-        for n in range(6):
-            line.push(indication("12345678", 10.01 + n, 3 + n, KEY))
-            line.push(indication("87654321", 20.0 + n, 1 + n))
+        async with running(gateway):
             await asyncio.sleep(0.3)
-        line.push(indication("11112222", 30.0, 1))  # the silent meter speaks
-        await asyncio.sleep(0.5)
-        stop.set()
-        await task
+            line.push(b"\x00\xa5\x13garbage")
+            first = indication("12345678", 10.001, 1, KEY)
+            line.push(first)
+            line.push(first)  # the same telegram again, through a repeater
+            line.push(indication("12345678", 10.002, 2, WRONG))  # a key that does not fit
+            line.push(indication("99990000", 5.0, 1))  # somebody else's meter
+            for n in range(6):
+                line.push(indication("12345678", 10.01 + n, 3 + n, KEY))
+                line.push(indication("87654321", 20.0 + n, 1 + n))
+                await asyncio.sleep(0.3)
+            line.push(indication("11112222", 30.0, 1))  # the silent meter speaks
+            await asyncio.sleep(0.5)
         return gateway
 
     try:
