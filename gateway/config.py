@@ -11,7 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypedDict
 
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
@@ -76,6 +76,15 @@ class ModbusTcpBusConfig:
         return f"{self.host}:{self.port}"
 
 
+class SerialFraming(TypedDict):
+    """A serial port's settings, as pyserial (and pymodbus) name them."""
+
+    baudrate: int
+    parity: Literal["N", "E", "O"]
+    stopbits: int
+    bytesize: int
+
+
 @dataclass(frozen=True)
 class SerialBusConfig:
     """A bus on a serial port: the port, its framing and how the bus is polled.
@@ -102,8 +111,7 @@ class SerialBusConfig:
         return self.device
 
     @property
-    def framing(self) -> dict[str, Any]:
-        """The port's settings, as pyserial (and pymodbus) name them."""
+    def framing(self) -> SerialFraming:
         return {"baudrate": self.baudrate, "parity": self.parity, "stopbits": self.stopbits, "bytesize": self.bytesize}
 
 
