@@ -8,6 +8,12 @@ and every kind of alert is scored against the ground truth: recall, precision, f
 10,000 meter-days, time to detect (median, p90), how often the estimated start is within an hour
 and the estimated volume within 10%.
 
+A customer burst counts as "detected within one read interval" when it was raised by the read that
+closes the first whole interval it flows through, or, if that read is missing, by the next read
+that came (see :func:`burst_deadline`). Stuck registers are scored at the default ``stuck_days``
+(raised at once where the DMA balance confirms them, otherwise after ``stuck_unconfirmed_days``),
+and beside that the register-only rule at 15 days, longer than the fleet's holidays.
+
 The detectors learn each meter from its own history; the first ``WARM_UP_DAYS`` are that history
 (a deployed system has months of it), so events starting in them, and alerts raised in them, are
 not scored. District results are also scored the LeakDB way (F1 over DMA-hours and its early
@@ -25,7 +31,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -73,30 +80,57 @@ def score_fleet(fleet: Fleet, alerts: list[Alert], config: DetectionConfig) -> l
 
     big = kind("leak", size_range=(10.0, float("inf")), min_observed_h=48)
     small = kind("leak", size_range=(2.0, 10.0), min_observed_h=72, within_h=72)
-    # a burst starting inside an interval shows fully in the next: "within one read interval" is
-    # counted from the start of the first whole interval it flows through
-    burst = kind("burst", min_observed_h=2 * interval_h, within_h=2 * interval_h)
+    burst = kind("burst", min_observed_h=2 * interval_h, deadline=burst_deadline(fleet))
     reverse = kind("reverse_flow")
     stuck = kind("stuck", min_observed_h=24 * (config.stuck_days + 1))
     dma = kind("dma_burst", size_range=(0.0, float("inf")), min_observed_h=24)
+    # every alarm becomes a job for someone: at most one false alarm per 10,000 meter-days, each kind
+    quiet = {k.kind: k.false_per_10k_meter_days <= 1.0 for k in (big, burst, reverse, stuck, dma)}
     return [
         Row(
             "leak ≥ 10 L/h",
             big,
-            "recall ≥ 0.95, median ≤ 12 h, p90 ≤ 24 h",
-            big.recall >= 0.95 and big.median_delay_h <= 12 and big.p90_delay_h <= 24,
+            "recall ≥ 0.95, median ≤ 12 h, p90 ≤ 24 h; false ≤ 1",
+            big.recall >= 0.95 and big.median_delay_h <= 12 and big.p90_delay_h <= 24 and quiet["leak"],
         ),
         Row("leak 2–10 L/h (within 72 h)", small, "recall ≥ 0.8 within 72 h", small.recall >= 0.8),
         Row(
             "customer burst (within 1 interval)",
             burst,
-            "recall ≥ 0.99 within one interval",
-            burst.recall >= 0.99,
+            "recall ≥ 0.99 within one interval; false ≤ 1",
+            burst.recall >= 0.99 and quiet["burst"],
         ),
-        Row("reverse flow", reverse, "–", None),
-        Row(f"stuck ({config.stuck_days:g} days)", stuck, "–", None),
-        Row("district (DMA) burst ≥ 3%", dma, "recall ≥ 0.85", dma.recall >= 0.85),
+        Row("reverse flow", reverse, "false ≤ 1", quiet["reverse_flow"]),
+        Row(f"stuck ({config.stuck_days:g} days)", stuck, "false ≤ 1", quiet["stuck"]),
+        Row("district (DMA) burst ≥ 3%", dma, "recall ≥ 0.85; false ≤ 1", dma.recall >= 0.85 and quiet["dma_burst"]),
     ]
+
+
+def burst_deadline(fleet: Fleet) -> Callable[[Any], datetime | None]:
+    """When a customer burst must have been raised to count as "detected within one read interval".
+
+    A burst starting inside an interval shows only in part there; it shows fully in the next, the
+    first whole interval it flows through, and the read that closes that interval is the deadline.
+    If that read is missing, no detector can see the interval before the next read arrives (the
+    flow over the gap is known only then), so the deadline is the first read that did arrive after
+    it. (Before this rule the deadline was two intervals after the start for every burst, which
+    counted a burst whose first whole interval's read was lost as missed.) None: no such read in
+    the data.
+    """
+    seconds = fleet.timestamps.astype("datetime64[s]").astype(np.int64)
+    row_of = {m: i for i, m in enumerate(fleet.meter_ids.tolist())}
+
+    def deadline(event: Any) -> datetime | None:
+        row = row_of.get(event.meter_id)
+        if row is None:
+            return None
+        first_whole = int(np.searchsorted(seconds, int(event.start.timestamp()), side="left"))
+        present = np.flatnonzero(~np.isnan(fleet.volume_m3[row, first_whole + 1 :]))
+        if present.size == 0:
+            return None
+        return datetime.fromtimestamp(int(seconds[first_whole + 1 + int(present[0])]), tz=UTC)
+
+    return deadline
 
 
 def _stuck_alerts(block: SeriesBlock, config: DetectionConfig) -> list[Alert]:
@@ -202,10 +236,14 @@ def main() -> None:
     result = run_detection(block_of(fleet), config)
     print(f"detection: {len(result.alerts)} alerts in {time.perf_counter() - t0:.2f} s")
     rows = score_fleet(fleet, result.alerts, config)
-    # the same fleet with a longer stuck threshold: holidays (up to two weeks here) stop looking stuck
+    # the register alone with a longer threshold: holidays (up to two weeks here) stop looking stuck
     longer = dataclasses.replace(config, stuck_days=15.0)
     stuck_15 = _stuck_alerts(block_of(fleet), longer)
-    rows += [r for r in score_fleet(fleet, stuck_15, longer) if r.label.startswith("stuck")]
+    rows += [
+        dataclasses.replace(r, label="stuck (register alone, 15 days)")
+        for r in score_fleet(fleet, stuck_15, longer)
+        if r.label.startswith("stuck")
+    ]
     (ours_f1, ours_sed), (mnf_f1, mnf_sed) = district_leakdb(fleet, result.alerts)
     md = 1_000_000 if not args.quick else 200_000
     seconds, cpu, loop_seconds, n = throughput(md, sample=300 if not args.quick else 100, seed=args.seed + 1)
@@ -223,8 +261,9 @@ def main() -> None:
     for r in rows:
         s = r.score
         met = "–" if r.met is None else ("yes" if r.met else "**no**")
+        recall = f"{_fmt(s.recall, 3)} ({s.detected}/{s.events})" if s.events else "–"
         print(
-            f"| {r.label} | {s.events} | {_fmt(s.recall)} | {_fmt(s.precision)} | {_fmt(s.false_per_10k_meter_days)} "
+            f"| {r.label} | {s.events} | {recall} | {_fmt(s.precision)} | {_fmt(s.false_per_10k_meter_days)} "
             f"| {_fmt(s.median_delay_h, 1)} | {_fmt(s.p90_delay_h, 1)} | {_fmt(s.start_within_1h)} "
             f"| {_fmt(s.volume_within_10pct)} | {r.target} | {met} |"
         )

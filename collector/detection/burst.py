@@ -3,7 +3,12 @@
 An interval's flow is compared with the highest flow the same meter carried in the previous
 ``burst_history_days`` (a household's worst hour of showers and washing machines, an irrigation
 system's hour, a shop's busiest hour). Above ``burst_factor`` times that, and above
-``burst_min_l_h``, it is a burst, raised on the first interval that shows it. Without enough history
+``burst_min_l_h``, it is a burst, raised on the first interval that shows it. So is a pair of
+intervals above ``burst_sustained_factor`` times the highest pair, and an interval far above the
+highest flow at that time of day on earlier days: ``burst_slot_factor`` times it, or (a shop whose
+afternoons are busy) ``burst_slot_excess_l_h`` above it and ``burst_slot_ratio`` times it. A burst
+that adds less than a busy shop's ordinary hour to it is still not told from the shop's own odd
+busy hour within one interval: those are the bursts the benchmark still misses. Without enough history
 to know the meter, only a flow above ``burst_no_history_l_h`` counts. The burst lasts while the flow
 stays above half the level that triggered it.
 """
@@ -84,7 +89,12 @@ def _slot_threshold(single_days: np.ndarray, no_history: np.ndarray, config: Det
     around = earlier.copy()
     np.maximum(around[:, :, 1:], earlier[:, :, :-1], out=around[:, :, 1:])
     np.maximum(around[:, :, :-1], earlier[:, :, 1:], out=around[:, :, :-1])
-    threshold = np.maximum(config.burst_slot_factor * around, config.burst_min_l_h)
+    level = config.burst_slot_factor * around
+    if config.burst_slot_excess_l_h > 0:
+        # a meter busy at this hour (a shop open): a burst adds its flow on top of the busiest hour
+        over = np.maximum(around + config.burst_slot_excess_l_h, config.burst_slot_ratio * around)
+        level = np.minimum(level, over)
+    threshold = np.maximum(level, config.burst_min_l_h)
     threshold[no_history] = np.inf
     return threshold
 

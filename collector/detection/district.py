@@ -77,6 +77,14 @@ class DmaBalance:
 
 
 def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(flow with gaps filled (M, T), the estimated part (M, T)): see :func:`customer_flow_parts`."""
+    filled, guess, _ = customer_flow_parts(block, flows, config)
+    return filled, guess
+
+
+def customer_flow_parts(
+    block: SeriesBlock, flows: Flows, config: DetectionConfig
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(flow with gaps filled (M, T), the estimated part (M, T)), causal with ``dma_read_lag``.
 
     An interval inside a gap of missing reads takes the gap's true average once the read after the
@@ -87,6 +95,11 @@ def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionC
 
     The estimate is the meter's mean flow at that time of day on up to ``dma_baseline_days``
     earlier days that were read and not stalled (nothing before it has such a day: 0).
+
+    The third value, ``(rows, cols, values)``, turns the filled flow back into the registers as they
+    are wherever their flow is known (a stalled register at zero, a gap's true average however late
+    its read came): ``values`` is the registers' flow minus the estimate at those few cells. The
+    stuck check (:mod:`collector.detection.stuck`) needs that raw balance, looked at days later.
     """
     f = flows.flow_l_h
     usable = ~np.isnan(f)
@@ -99,6 +112,7 @@ def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionC
     filled = f.copy()
     guess = np.zeros_like(filled)
     rows, gap_cols = np.nonzero(~usable)  # few: missing reads and stalled registers
+    back: tuple[np.ndarray, np.ndarray, np.ndarray] = (rows[:0], gap_cols[:0], np.zeros(0))
     if rows.size:
         per_day = 86_400 // block.interval_s
         flat = rows * f.shape[1] + gap_cols
@@ -117,7 +131,9 @@ def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionC
         estimate = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         guess.ravel()[flat] = estimate
         filled.ravel()[flat] = estimate
-    return filled, guess
+        known = ~np.isnan(flat_f.take(flat))
+        back = (rows[known], gap_cols[known], flat_f.take(flat[known]) - estimate[known])
+    return filled, guess, back
 
 
 def _stalled(flows: Flows, window: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Run every detector over a block: customers in chunks of meters (bounded memory), then the DMAs."""
+"""Run every detector over a block: customers in chunks of meters (bounded memory), then the DMAs,
+then the customers' still registers against their DMA's balance (stuck or an empty house)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from collector.detection.alarms import meter_alarm_alerts
 from collector.detection.alerts import Alert, AlertKind, make_alert_id
 from collector.detection.burst import detect_bursts
 from collector.detection.config import DetectionConfig
-from collector.detection.district import DmaBalance, detect_dma_bursts, estimated_customer_flow, sum_by_group
-from collector.detection.flows import interval_flows
+from collector.detection.district import DmaBalance, customer_flow_parts, detect_dma_bursts, sum_by_group
+from collector.detection.flows import DayLayout, interval_flows
 from collector.detection.leak import detect_leaks
 from collector.detection.register import detect_reverse_flow, detect_stuck
 from collector.detection.series import CUSTOMER, INLET, SeriesBlock
+from collector.detection.stuck import Balance, StillRuns, detect_stuck_confirmed, still_runs
 
 #: ``progress(stage, done, total)``: called as chunks finish.
 Progress = Callable[[str, int, int], None]
@@ -36,6 +38,10 @@ def run_detection(
     n_dma, t = dmas.shape[0], block.n_intervals
     customers_sum = np.zeros((n_dma, t))
     estimated_sum = np.zeros((n_dma, t))
+    # the registers as they are where the balance above estimated them, and when that was known
+    raw_correction = np.zeros((n_dma, t))
+    raw_known = np.zeros((n_dma, t), dtype=np.int64)
+    runs: list[StillRuns] = []
     alerts: list[Alert] = []
     customer_rows = np.flatnonzero(block.role == CUSTOMER)
     size = max(1, config.chunk_meters)
@@ -43,12 +49,19 @@ def run_detection(
     done = 0
     # chunks are independent; NumPy releases the GIL inside its loops, so threads share the cores
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
-        for rows, (found, filled, estimated) in zip(
+        for rows, (found, filled, estimated, (back, back_known), still) in zip(
             chunks, pool.map(lambda rows: _customer_chunk(block.take(rows), config), chunks), strict=True
         ):
             alerts += found
             customers_sum += sum_by_group(filled, dma_code[rows], n_dma)
             estimated_sum += sum_by_group(estimated, dma_code[rows], n_dma)
+            if back[0].size:
+                where = (dma_code[rows[back[0]]], back[1])
+                raw_correction += np.bincount(np.ravel_multi_index(where, (n_dma, t)), back[2], n_dma * t).reshape(
+                    n_dma, t
+                )
+                np.maximum.at(raw_known, where, back_known)
+            runs.append(still.shifted(rows))
             done += rows.shape[0]
             if progress is not None:
                 progress("customer meters", done, customer_rows.shape[0])
@@ -81,8 +94,21 @@ def run_detection(
         known_idx=known,
         n_customers=np.bincount(dma_code[customer_rows], minlength=n_dma),
     )
-    if inlet_rows.size and t > 1:
-        alerts += detect_dma_bursts(balance, config)
+    dma_alerts = detect_dma_bursts(balance, config) if inlet_rows.size and t > 1 else []
+    alerts += dma_alerts
+    has_inlet = np.zeros(n_dma, dtype=bool)
+    has_inlet[dma_code[inlet_rows]] = True
+    known_at = np.maximum(known, raw_known)
+    residual = balance.losses_l_h - raw_correction
+    layout = DayLayout.of(block)
+    daily = layout.to_days(residual, fill=np.nan).mean(axis=2)  # NaN where any interval is unknown
+    alerts += detect_stuck_confirmed(
+        block,
+        StillRuns.concat(runs, layout.per_day),
+        dma_code,
+        Balance(dmas, residual, known_at, daily, has_inlet, dma_alerts),
+        config,
+    )
     if progress is not None:
         progress("district meter areas", n_dma, n_dma)
     alerts.sort(key=lambda a: (a.detected_at, a.kind.value, a.subject))
@@ -94,16 +120,22 @@ def detect(block: SeriesBlock, config: DetectionConfig | None = None, progress: 
     return run_detection(block, config, progress).alerts
 
 
-def _customer_chunk(part: SeriesBlock, config: DetectionConfig) -> tuple[list[Alert], np.ndarray, np.ndarray]:
+ChunkResult = tuple[
+    list[Alert], np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray], StillRuns
+]
+
+
+def _customer_chunk(part: SeriesBlock, config: DetectionConfig) -> ChunkResult:
     flows = interval_flows(part, config)
     bursts = detect_bursts(part, flows, config)
     leaks = _without_burst_runs(detect_leaks(part, flows, config), bursts)
     alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
     alerts += detect_reverse_flow(part, flows, config)
-    alerts += detect_stuck(part, flows, config)
     alerts += meter_alarm_alerts(part, flows)
-    filled, estimated = estimated_customer_flow(part, flows, config)
-    return alerts, filled, estimated
+    filled, estimated, back = customer_flow_parts(part, flows, config)
+    # stuck registers are told from empty houses by the DMA balance, once all chunks are in
+    back_known = flows.known_idx[back[0], back[1]]
+    return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config)
 
 
 def _as_burst(leak: Alert) -> Alert:

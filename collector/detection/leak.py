@@ -145,6 +145,7 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
     f = flows.flow_l_h
     clock = Clock(block.timestamps, block.interval_s)
     t = block.n_intervals
+    per_day = 86_400 // block.interval_s
     alerts = []
     raised_until: dict[int, int] = {}
     for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
@@ -156,22 +157,22 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
         run_end = j + int(later_ends[0]) if later_ends.size else t  # first column after the run
         raised_until[m] = run_end
         step = float(flows.step_flow_l_h[m, 0])
-        # rate first from the hours this meter is usually idle in (there the leak flows alone) …
-        gained = np.diff(score[m, max(run_start - 1, 0) : j + 1], prepend=0.0 if run_start == 0 else np.nan)
-        quiet = np.zeros(t, dtype=bool)
-        quiet[run_start : j + 1] = gained[-(j + 1 - run_start) :] >= _QUIET_NATS
-        if not quiet.any():
-            quiet[run_start : j + 1] = True
-        # (the run's first interval is skipped: the leak most likely began inside it)
-        first_full = run_start + 1 if j > run_start else run_start
-        rate = _leak_rate(np.where(quiet, f[m], np.nan), flows.spread[m], first_full, j + 1, step)
-        # … the leak began after the last interval with less flow than the leak alone gives …
-        below = np.flatnonzero(f[m, run_start : j + 1] < rate - step)
-        k = run_start + int(below[-1]) if below.size else run_start
-        share = float(np.clip(np.nan_to_num(f[m, k]) / rate, 0.0, 1.0))  # of interval k under leak
-        start = clock.at(k, -share * block.interval_s)
-        # … and the rate again over the whole leak so far
-        rate = _leak_rate(f[m], flows.spread[m], k + 1 if below.size else first_full, run_end, step)
+        # the onset is looked for up to detection, against the flows of up to a day after it (as
+        # far as they are known: the alert is updated while the leak goes on)
+        k, floor = _leak_onset(f[m], flows.spread[m], run_start, j, min(run_end, j + per_day + 1), step)
+        # (the onset interval k is partial: the leak began inside it; none: before the run began)
+        first = k + 1 if k >= run_start else run_start + (1 if j > run_start else 0)
+        last = _leak_last(f[m], flows.spread[m], first, run_end, floor, step)
+        rate = _leak_rate(f[m], flows.spread[m], first, last + 1, step)
+        share = float(np.clip(np.nan_to_num(f[m, k]) / rate, 0.0, 1.0)) if k >= run_start else 1.0
+        start = clock.at(max(k, run_start), -share * block.interval_s)
+        # the volume runs until the leak's floor went (household use may keep the register moving a
+        # little longer: that is not the leak's)
+        if last < run_end - 1 and not np.isnan(f[m, last + 1]):
+            tail = float(np.clip(f[m, last + 1] / rate, 0.0, 1.0))
+            until = clock.at(last, tail * block.interval_s)
+        else:
+            until = clock.at(run_end - 1)
         detected_at = clock.at(int(flows.known_idx[m, j]))
         last_seen = clock.at(run_end - 1)
         ended = run_end < t and not np.isnan(f[m, run_end])
@@ -185,7 +186,7 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
                 last_seen=last_seen,
                 ended_at=clock.at(run_end) if ended else None,
                 rate_l_h=rate,
-                volume_l=rate * clock.hours(start, last_seen),
+                volume_l=rate * clock.hours(start, min(until, last_seen)),
                 confidence=confidence(
                     max(float(score[m, run_end - 1]), config.leak_threshold_nats), config.leak_threshold_nats
                 ),
@@ -195,8 +196,53 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
     return alerts
 
 
-#: An interval adds at least this much evidence where the meter is idle on most days (p0 ≥ 0.5).
-_QUIET_NATS = float(np.log(2.0))
+#: Flows an onset needs after it (see :func:`_leak_onset`).
+_ONSET_AFTER = 5
+
+
+def _leak_onset(f: np.ndarray, spread: np.ndarray, lo: int, j: int, hi: int, step: float) -> tuple[int, float]:
+    """(the interval, from ``lo`` to ``j``, the leak began in; the flow's floor from then on), from
+    the flows of ``[lo, hi)``.
+
+    A leak lifts the floor of the flow: from its onset on, no interval carries less than the leak
+    alone, and before it the household's quiet hours carry nothing. So the onset is the last
+    interval of the run (``lo`` … ``j``) that carried less than half the least flow of every
+    interval after it (the partial interval the leak began in, or the household's last quiet hour
+    before it); ``lo - 1`` when there is none (it began before the run did). Half, not "less":
+    an hour of the leak alone followed by hours of use would look like its start, so the onset
+    needs ``_ONSET_AFTER`` flows after it (a run reaches the evidence threshold in no fewer). The
+    two intervals after that onset may still be partial (more than half under the leak) or an
+    hour of light use just before it: against the floor of the intervals from the third on, the
+    onset moves to the last of them more than a register step below it. Gap averages are not
+    flows anyone saw: they count as nothing.
+    """
+    seen = np.where(np.isnan(f[lo:hi]) | spread[lo:hi], np.inf, f[lo:hi])
+    after = np.r_[np.minimum.accumulate(seen[::-1])[::-1][1:], -np.inf]  # the least flow after each
+    later = np.r_[np.cumsum(np.isfinite(seen)[::-1])[::-1][1:], 0]  # how many flows after each
+    with np.errstate(invalid="ignore"):  # inf - inf where nothing after is known: not below
+        below = np.flatnonzero((seen < after - np.maximum(1.5 * step, 0.5 * after)) & (later >= _ONSET_AFTER))
+    below = below[below <= j - lo]
+    k = lo + int(below[-1]) if below.size else lo - 1
+    # the two intervals after it may still be partial, or the household's light use just before
+    # the leak: the floor from the third on, and the onset moved to the last of them clearly below
+    first = max(k, lo)
+    tail = seen[first + 3 - lo :]
+    floor = float(tail.min()) if tail.size and np.isfinite(tail.min()) else float(after[first - lo])
+    if not np.isfinite(floor):
+        return k, step
+    again = np.flatnonzero(seen[first - lo : min(first + 3, j + 1) - lo] < floor - 1.5 * step)
+    if again.size:
+        k = first + int(again[-1])
+    return k, floor
+
+
+def _leak_last(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, floor: float, step: float) -> int:
+    """The last interval of ``[lo, hi)`` before the flow first fell clearly below the leak's
+    ``floor`` (the leak was repaired and the household's use alone kept the run going)."""
+    seg = f[lo:hi]
+    with np.errstate(invalid="ignore"):
+        fell = np.flatnonzero((seg < floor - 1.5 * step) & ~spread[lo:hi])
+    return lo + int(fell[0]) - 1 if fell.size and fell[0] > 0 else hi - 1
 
 
 def _leak_rate(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, step: float) -> float:

@@ -5,10 +5,13 @@ meter or a rollover, is not counted; see :mod:`collector.detection.flows`). Once
 movement within ``reverse_window_h`` reaches ``reverse_min_l`` litres and ``reverse_min_steps``
 register steps, it is an alert.
 
-Stuck: the register has not changed for ``stuck_days`` on a meter that, before it stopped, used at
-least ``stuck_min_daily_l`` a day. A house left empty looks the same on its register; such alerts
-resolve themselves when the register moves again, and their rate is the use the meter stopped
-recording.
+Stuck, by the register alone: the register has not changed for ``stuck_days`` on a meter that,
+before it stopped, used at least ``stuck_min_daily_l`` a day. A house left empty looks the same on
+its register, so for customer meters this is only where the search starts: the engine raises them
+through :mod:`collector.detection.stuck`, which asks the DMA balance whether the water went on
+flowing. :func:`detect_stuck` is the rule for inlet meters and the register-only baseline the
+benchmark compares with. Such alerts resolve themselves when the register moves again, and their
+rate is the use the meter stopped recording.
 """
 
 from __future__ import annotations

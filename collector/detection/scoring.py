@@ -12,7 +12,7 @@ false alarm, including an alert of one kind at a meter whose fault is of another
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -128,11 +128,16 @@ def score_kind(
     size_range: tuple[float, float] = (0.0, float("inf")),
     min_observed_h: float = 0.0,
     within_h: float | None = None,
+    deadline: Callable[[TruthEvent], datetime | None] | None = None,
     scored_from: datetime | None = None,
 ) -> KindScore:
     """Score one kind; events outside ``size_range``, observable for less than ``min_observed_h`` or
     starting before ``scored_from`` are left out of recall (but alerts on them are not false
-    alarms); alerts raised before ``scored_from`` are not counted at all."""
+    alarms); alerts raised before ``scored_from`` are not counted at all.
+
+    A detection counts towards recall only if it came within ``within_h`` of the event's start and,
+    when ``deadline`` is given, no later than ``deadline(event)`` (an event whose deadline is None,
+    one the data cannot show in time, is left out of recall like a too short one)."""
     matches, false = match_alerts(alerts, truth, kind, data_end, grace)
     if scored_from is not None:
         matches = [m for m in matches if m.event.start >= scored_from]
@@ -140,7 +145,19 @@ def score_kind(
         alerts = [a for a in alerts if a.detected_at >= scored_from]
     lo, hi = size_range
     eligible = [m for m in matches if lo <= m.event.size < hi and m.observed_h >= min_observed_h]
-    hits = [m for m in eligible if m.alert is not None and (within_h is None or (m.delay_h or 0) <= within_h)]
+    due = {id(m): deadline(m.event) for m in eligible} if deadline is not None else {}
+    if deadline is not None:
+        eligible = [m for m in eligible if due[id(m)] is not None]
+
+    def in_time(m: Match) -> bool:
+        if m.alert is None:
+            return False
+        if within_h is not None and (m.delay_h or 0) > within_h:
+            return False
+        limit = due.get(id(m))
+        return limit is None or m.alert.detected_at <= limit
+
+    hits = [m for m in eligible if in_time(m)]
     delays = np.array([m.delay_h for m in hits], dtype=np.float64)
     starts = np.array([m.start_error_h for m in hits], dtype=np.float64)
     volumes = np.array([v for m in hits if (v := m.volume_error) is not None], dtype=np.float64)

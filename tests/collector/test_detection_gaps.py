@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from collector.detection.alerts import Alert, AlertKind, AlertSource
+from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect, run_detection
 from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import add_flow, at_hour, block_of, household
@@ -147,10 +148,12 @@ def test_a_stuck_register_is_not_unstuck_by_missing_reads() -> None:
     volume = block_of({"S": use}).volume_m3.copy()
     volume[0, stop_h:-1] = volume[0, stop_h]  # the register stops for nine days …
     block = block_of({"S": use}, volume=volume)  # … and moves again at the last read
-    ended = _one(detect(block), AlertKind.STUCK)
+    # no inlet to confirm it: the register alone decides, here after seven days
+    config = dataclasses.replace(DetectionConfig(), stuck_unconfirmed_days=7.0)
+    ended = _one(detect(block, config), AlertKind.STUCK)
     assert ended.ended_at == block.time(block.n_intervals - 1)
 
-    unknown = _one(detect(_missing_last(block, 1)), AlertKind.STUCK)
+    unknown = _one(detect(_missing_last(block, 1), config), AlertKind.STUCK)
     assert unknown.ended_at is None
     assert unknown.detected_at == ended.detected_at
 

@@ -83,3 +83,19 @@ def test_a_meter_that_always_flows_at_some_hour_gains_no_evidence_there() -> Non
     use = use + np.where((hours >= 1) & (hours < 5), 20.0, 0.0)  # every night, 01–05, for weeks
     alerts = detect(block_of({"TOWER": use}))
     assert not _leaks(alerts, "TOWER")
+
+
+@pytest.mark.parametrize(
+    ("rate", "start_h"), [(40.0, 9 * 24 + 7 + 40 / 60), (120.0, 11 * 24 + 19.25), (15.0, 10 * 24 + 3.6)]
+)
+def test_a_repaired_leak_s_start_rate_and_volume_are_those_billing_needs(rate: float, start_h: float) -> None:
+    """Billing's leak adjustment takes the alert's start and volume: start within an hour, volume
+    within 10%, also when the leak began among the household's use and ended while it went on."""
+    rng = np.random.default_rng(8)
+    end_h = start_h + 50.3
+    uses = {f"H{i}": household(rng, DAYS) for i in range(10)}
+    uses["LEAK"] = add_flow(household(rng, DAYS), start_h, rate, end_h)
+    (leak,) = _leaks(detect(block_of(uses)), "LEAK")
+    assert abs((leak.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert leak.rate_l_h == pytest.approx(rate, rel=0.1)
+    assert leak.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)

@@ -83,3 +83,33 @@ def test_interval_labels_cover_from_start_to_end() -> None:
     stamps = np.datetime64("2026-01-10T00:00:00", "s") + np.arange(6) * np.timedelta64(3600, "s")
     labels = interval_labels([("D2", T0 + 2 * H, T0 + 4 * H), ("D1", T0 + 5 * H, None)], ["D1", "D2"], stamps)
     assert labels.tolist() == [[0, 0, 0, 0, 0, 1], [0, 0, 1, 1, 0, 0]]
+
+
+def test_a_deadline_per_event_decides_what_was_detected_in_time() -> None:
+    """The benchmark's "within one read interval": by the read closing the first whole interval, or,
+    when that read is missing, the next read that came; an event no read can show in time is not
+    counted at all."""
+    truth = [
+        Event("burst", "ON_TIME", "D", T0 + 0.2 * H, None, 900.0),
+        Event("burst", "LATE", "D", T0 + 0.2 * H, None, 900.0),
+        Event("burst", "READ_LOST", "D", T0 + 0.2 * H, None, 900.0),
+        Event("burst", "NO_READ", "D", T0 + 0.2 * H, None, 900.0),
+    ]
+    alerts = [
+        _alert("ON_TIME", T0 + 2 * H, T0, 900.0),
+        _alert("LATE", T0 + 3 * H, T0, 900.0),
+        _alert("READ_LOST", T0 + 3 * H, T0, 900.0),
+    ]
+    alerts = [a.replace(kind=AlertKind.BURST) for a in alerts]
+    due = {"ON_TIME": T0 + 2 * H, "LATE": T0 + 2 * H, "READ_LOST": T0 + 3 * H, "NO_READ": None}
+    s = score_kind(
+        alerts,
+        truth,
+        "burst",
+        data_end=T0 + 48 * H,
+        meter_days=100.0,
+        grace=2 * H,
+        deadline=lambda e: due[str(e.meter_id)],
+    )
+    assert (s.events, s.detected, s.false_alarms) == (3, 2, 0)
+    assert s.recall == pytest.approx(2 / 3)
