@@ -26,8 +26,12 @@ import struct
 import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 import serial
+
+if TYPE_CHECKING:
+    from simulators.serial_line import SerialLine, Transaction
 
 UNITS_PER_PORT = 247
 
@@ -179,22 +183,25 @@ def _wire_timing(baudrate: int, reads: int) -> dict[str, float]:
     end_to_end: list[float] = []
     margins: list[float] = []
     with MBusSimulator([meter], settings, clock=lambda: now) as sim:
-        port = serial.Serial(sim.port, baudrate, parity=parity, timeout=0)
+        # A blocking read (select under pyserial, GIL released) rather than a busy poll: a master
+        # spinning on read(timeout=0) takes the GIL from the line's thread and skews what it measures.
+        port = serial.Serial(sim.port, baudrate, parity=parity, timeout=0.5)
         for i in range(reads):
             request = build_req_ud2(1, fcb=bool(i % 2))
             port.reset_input_buffer()
+            previous = sim.line.transactions[-1] if sim.line.transactions else None
             t0 = time.monotonic()
             port.write(request)
             got = b""
             while len(got) < 5 or len(got) < got[1] + 6:
-                got += port.read(512)
+                got += port.read(max(1, port.in_waiting))
                 if time.monotonic() - t0 > 5:
                     raise RuntimeError("no answer")
             elapsed = time.monotonic() - t0
             allowed = (len(request) + len(got)) * settings.char_time_s + meter.turnaround_bits / baudrate
             end_to_end.append(elapsed / allowed - 1.0)
             # on the line: byte i leaves no earlier than the request's end + turnaround + (i + 1) characters
-            tx = sim.line.transactions[-1]
+            tx = _transaction_after(sim.line, previous, request, got)
             start = tx.request_end + meter.turnaround_bits / baudrate
             margins.append(min(t - (start + (i + 1) * settings.char_time_s) for i, t in enumerate(tx.reply_times)))
         port.close()
@@ -207,6 +214,25 @@ def _wire_timing(baudrate: int, reads: int) -> dict[str, float]:
         "end_to_end_error_max": max(end_to_end),
         "earliest_byte_margin_ms": min(margins) * 1e3,
     }
+
+
+def _transaction_after(line: SerialLine, previous: Transaction | None, request: bytes, reply: bytes) -> Transaction:
+    """The line's record of the exchange that followed ``previous``.
+
+    The line's thread writes an answer's last byte and only then records the transaction, so a
+    master holding the whole answer can be ahead of the record: reading ``transactions[-1]`` at
+    once finds nothing (the first read) or, worse, the previous read's record. Wait for the new one.
+    """
+    deadline = time.monotonic() + 2.0
+    while True:
+        last = line.transactions[-1] if line.transactions else None
+        if last is not None and last is not previous:
+            if last.request != request or last.reply != reply:
+                raise RuntimeError(f"the line recorded {last.request.hex()} -> {last.reply!r}, not this exchange")
+            return last
+        if time.monotonic() > deadline:
+            raise RuntimeError("the line recorded no transaction for an answered request")
+        time.sleep(0.001)
 
 
 # ---- report -------------------------------------------------------------------------------------------

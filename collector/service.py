@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from aquami.mqtt import MqttEndpoint, new_client
-from collector.batch_parser import ParsedMessage, ReadingRow, RejectedMessage, parse_reads_message
+from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
 from collector.events_parser import EventRow, parse_events_message
 from collector.store import ReadingStore, StoreResult
 
@@ -29,7 +29,7 @@ Parsed = ParsedMessage | list[EventRow] | RejectedMessage
 
 def _size(result: Parsed) -> int:
     if isinstance(result, ParsedMessage):
-        return len(result.rows)
+        return result.count
     return len(result) if isinstance(result, list) else 1
 
 
@@ -77,8 +77,9 @@ class Collector:
     def __init__(self, config: CollectorConfig):
         self.config = config
         self.counters = CollectorCounters()
-        # Messages are parsed on paho's network thread as they arrive, so parsing overlaps the
-        # writer's time in the database (psycopg releases the GIL while it waits).
+        # Messages are parsed, and their COPY text built, on paho's network thread as they arrive,
+        # so that work overlaps the writer's time in the database (psycopg releases the GIL while
+        # it waits); the writer only streams the bytes, commits, then acknowledges.
         self._inbox: queue.Queue[tuple[mqtt.MQTTMessage, Parsed]] = queue.Queue()
         self._stop = threading.Event()
         self._store = ReadingStore(config.database_url)
@@ -162,7 +163,7 @@ class Collector:
             pending = []
 
     def _store_messages(self, messages: list[tuple[mqtt.MQTTMessage, Parsed]]) -> None:
-        rows: list[ReadingRow] = []
+        reads: list[ParsedMessage] = []
         events: list[EventRow] = []
         dead: list[tuple[str, str, bytes]] = []
         parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow]]] = []
@@ -172,12 +173,12 @@ class Collector:
                 dead.append((message.topic, result.reason, bytes(message.payload)))
                 continue
             if isinstance(result, ParsedMessage):
-                rows.extend(result.rows)
+                reads.append(result)
             else:
                 events.extend(result)
             parsed.append((message, result))
         try:
-            outcome = self._store.write(rows, dead, events)
+            outcome = self._store.write_messages(reads, dead, events)
         except (psycopg.DataError, psycopg.IntegrityError):
             # One message's rows upset the database: store message by message, so the bad one
             # becomes a dead letter and the others are kept.
@@ -192,7 +193,7 @@ class Collector:
         for message, result in parsed:
             try:
                 if isinstance(result, ParsedMessage):
-                    outcome = self._store.write(result.rows)
+                    outcome = self._store.write_messages([result])
                 else:
                     outcome = self._store.write([], (), result)
                 self._count(1, outcome, 0)

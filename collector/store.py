@@ -12,10 +12,18 @@ actual reading replaces an estimate VEE made for the same key (the estimate goes
 ``reading_history``), and a reading that differs from the stored one is kept in
 ``reading_conflicts`` for VEE.
 
-The COPY text is built here rather than by a per-row adapter: every field has passed the contract's
-patterns (identifiers, UTC timestamps, alarm names, JSON numbers), so none can hold a tab, newline
-or backslash that would need escaping. Rows given to :meth:`ReadingStore.write` must therefore come
-from :func:`collector.batch_parser.parse_reads_message`.
+The COPY text is built without a per-row adapter: every field has passed the contract's patterns
+(identifiers, UTC timestamps, alarm names, JSON numbers), so none can hold a tab, newline or
+backslash that would need escaping. The collector hands :meth:`ReadingStore.write_messages` parsed
+messages whose text was built as they arrived (``ParsedMessage.copy_data``, on paho's thread while
+this one waits on the database), so the writer only streams bytes; :meth:`ReadingStore.write` takes
+rows and builds the same text (:func:`copy_text`). Either way the readings must come from
+:func:`collector.batch_parser.parse_reads_message` or hold values as clean as its.
+
+Durability is the database's: one transaction per flush (up to ``max_batch_readings``), committed
+with the server's ``synchronous_commit`` (on by default), and the collector acknowledges a message
+to the broker only after that commit returns. No unlogged table, no ``synchronous_commit = off``
+here: the collector trades nothing for speed.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any
 
 import psycopg
 
-from collector.batch_parser import ROW_COLUMNS, ReadingRow
+from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow
 from collector.events_parser import EVENT_COLUMNS, EventRow
 
 _STAGING = """
@@ -146,13 +154,43 @@ class ReadingStore:
         events: Sequence[EventRow] = (),
     ) -> StoreResult:
         """Store rows, events and dead letters (topic, reason, payload) in one transaction."""
+        unseen = {row[0]: row[6] for row in rows if row[0] not in self._known_meters}
+        return self._write([copy_text(rows)] if rows else [], len(rows), unseen, dead_letters, events)
+
+    def write_messages(
+        self,
+        messages: Sequence[ParsedMessage],
+        dead_letters: Sequence[tuple[str, str, bytes]] = (),
+        events: Sequence[EventRow] = (),
+    ) -> StoreResult:
+        """Like :meth:`write`, for parsed messages: their COPY text is already built."""
+        known = self._known_meters
+        unseen: dict[str, str] = {}
+        for message in messages:
+            new = message.meter_ids - known
+            if new:
+                unseen.update(dict.fromkeys(new, message.gateway_id))
+        count = sum(message.count for message in messages)
+        return self._write([m.copy_data for m in messages], count, unseen, dead_letters, events)
+
+    def _write(
+        self,
+        chunks: list[bytes],
+        count: int,
+        unseen: dict[str, str],
+        dead_letters: Sequence[tuple[str, str, bytes]],
+        events: Sequence[EventRow],
+    ) -> StoreResult:
+        """``count`` readings in COPY text ``chunks`` (meters not known yet: ``unseen``), events and
+        dead letters, in one transaction."""
         conn = self._connection()
         inserted = new_meters = conflicts = events_inserted = 0
         try:
             with conn.cursor() as cur:
-                if rows:
-                    new_meters, known_now = self._register_meters(cur, rows)
-                    inserted, conflicts = self._write_readings(cur, rows)
+                if unseen:
+                    new_meters = self._register_meters(cur, unseen)
+                if count:
+                    inserted, conflicts = self._write_readings(cur, chunks, count)
                 if events:
                     with cur.copy(f"COPY events_staging ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
                         for event in events:
@@ -170,10 +208,9 @@ class ReadingStore:
             if not conn.closed:
                 conn.rollback()
             raise
-        if rows:
-            self._known_meters |= known_now
+        self._known_meters.update(unseen)
         return StoreResult(
-            received=len(rows),
+            received=count,
             inserted=inserted,
             new_meters=new_meters,
             conflicts=conflicts,
@@ -181,35 +218,33 @@ class ReadingStore:
             events_inserted=events_inserted,
         )
 
-    def _register_meters(self, cur: psycopg.Cursor[Any], rows: Sequence[ReadingRow]) -> tuple[int, set[str]]:
-        """Record meters this process has not seen (unknown ones as unregistered); (new, seen)."""
-        unseen = {row[0]: row[6] for row in rows if row[0] not in self._known_meters}
-        if not unseen:
-            return 0, set()
+    def _register_meters(self, cur: psycopg.Cursor[Any], unseen: dict[str, str]) -> int:
+        """Record meters this process has not seen (unknown ones as unregistered); how many were new."""
         cur.execute(
             "INSERT INTO meters (meter_id, last_gateway_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
             "ON CONFLICT (meter_id) DO NOTHING",
             (list(unseen), list(unseen.values())),
         )
-        return cur.rowcount, set(unseen)
+        return cur.rowcount
 
-    def _write_readings(self, cur: psycopg.Cursor[Any], rows: Sequence[ReadingRow]) -> tuple[int, int]:
+    def _write_readings(self, cur: psycopg.Cursor[Any], chunks: list[bytes], count: int) -> tuple[int, int]:
         """(inserted, conflicts): the fast path, or the careful one when a key is already stored."""
-        data = copy_text(rows)
         cur.execute("SAVEPOINT fast_copy")
         try:
             with cur.copy(f"COPY readings ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
-                copy.write(data)
+                for chunk in chunks:
+                    copy.write(chunk)
             cur.execute("RELEASE SAVEPOINT fast_copy")
-            return len(rows), 0
+            return count, 0
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT fast_copy")
         with cur.copy(f"COPY readings_staging ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
-            copy.write(data)
+            for chunk in chunks:
+                copy.write(chunk)
         cur.execute(_MERGE)
         inserted = cur.rowcount
         conflicts = 0
-        if inserted < len(rows):
+        if inserted < count:
             cur.execute(_REPLACE_ESTIMATES)
             inserted += cur.rowcount
             cur.execute(_CONFLICTS)

@@ -109,3 +109,33 @@ def test_a_shared_group_shares_both_topics():
     config = CollectorConfig("postgresql://x", None, shared_group="collectors")  # type: ignore[arg-type]
     assert config.subscriptions == ["$share/collectors/aquami/v1/+/reads", "$share/collectors/aquami/v1/+/events"]
     assert CollectorConfig("postgresql://x", None).subscriptions == ["aquami/v1/+/reads", "aquami/v1/+/events"]  # type: ignore[arg-type]
+
+
+@settings(max_examples=300)
+@given(messages)
+def test_the_copy_text_built_on_receipt_is_the_rows_copy_text(message: dict[str, Any]):
+    parsed = parse_reads_message(f"aquami/v1/{message['gateway_id']}/reads", json.dumps(message).encode())
+    if isinstance(parsed, ParsedMessage):
+        assert parsed.copy_data == copy_text(parsed.rows)
+        assert parsed.count == len(message["readings"])
+        assert parsed.meter_ids == {r["meter_id"] for r in message["readings"]}
+
+
+def test_identifiers_and_times_are_checked_once_each_but_refused_where_they_first_appear():
+    def reading(meter_id: str, ts: str) -> dict[str, Any]:
+        return {"meter_id": meter_id, "ts": ts, "volume_m3": 1.5}
+
+    good = "2026-01-01T00:00:00Z"
+    base = {"gateway_id": "gw-1", "batch_seq": 1, "sent_at": good}
+    bad_id = dict(base, readings=[reading("M1", good), reading("M1", good), reading("M 2", good), reading("M 2", good)])
+    assert decode_reads(json.dumps(bad_id).encode()) == (
+        "Expected `str` matching regex '^[A-Za-z0-9][A-Za-z0-9._:-]*\\\\Z' - at `$.readings[2].meter_id`"
+    )
+    too_long = dict(base, readings=[reading("M1", good), reading("M" * 65, good)])
+    assert decode_reads(json.dumps(too_long).encode()) == "Expected `str` of length <= 64 - at `$.readings[1].meter_id`"
+    bad_ts = dict(base, readings=[reading("M1", good), reading("M2", "2026-01-01 00:00:00Z"), reading("M 3", good)])
+    reason = decode_reads(json.dumps(bad_ts).encode())
+    assert isinstance(reason, str) and reason.endswith("- at `$.readings[1].ts`")
+    month_13 = dict(base, readings=[reading("M1", good), reading("M1", "2026-13-01T00:00:00Z")])
+    result = parse_reads_message("aquami/v1/gw-1/reads", json.dumps(month_13).encode())
+    assert result == RejectedMessage("readings/1/ts: '2026-13-01T00:00:00Z' is not a real UTC time")
