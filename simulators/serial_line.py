@@ -205,16 +205,19 @@ class SerialLine:
             now = time.monotonic()
             n_due = sum(1 for t, _ in tx if t <= now)  # tx is in time order
             if n_due:
-                with contextlib.suppress(OSError):
-                    os.write(self._master, bytes(b for _, b in tx[:n_due]))
+                due = bytes(b for _, b in tx[:n_due])
                 del tx[:n_due]
                 sent_times.extend([now] * n_due)
+                # Record a finished reply before its last bytes go out, so that whoever has read the
+                # whole reply also finds its transaction (a reader is not faster than this thread).
                 while pending and len(sent_times) >= len(pending[0][2]):
                     frame, frame_end, data = pending.pop(0)
                     times, sent_times = sent_times[: len(data)], sent_times[len(data) :]
                     self._record(Transaction(frame, frame_end, data, tuple(times)))
                 if not pending:
                     sent_times.clear()  # pushed bytes are not part of any transaction
+                with contextlib.suppress(OSError):
+                    os.write(self._master, due)
             deadlines = [tx[0][0]] if tx else []
             if rx:
                 deadlines.append(rx_last + self.settings.idle_s)
