@@ -39,7 +39,6 @@ import psycopg
 VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
 QUALITY_METHODS = {"actual": "A", "missing": "N", "estimated": "S15", "substituted": "S18", "edited": "F16"}
 FREE_TEXT_REASON = "0"
-_RANK = {"estimated": 0, "missing": 0, "substituted": 1, "edited": 2, "actual": 3}
 
 _HOURLY = """
 WITH streams AS (
