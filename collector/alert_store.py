@@ -39,16 +39,12 @@ def _alert(row: Sequence[Any] | Mapping[str, Any]) -> Alert:
     values["kind"] = AlertKind(values["kind"])
     values["source"] = AlertSource(values["source"])
     values["status"] = AlertStatus(values["status"])
-    values["evidence"] = tuple(
-        (datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in values["evidence"]
-    )
+    values["evidence"] = tuple((datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in values["evidence"])
     return Alert(**values)
 
 
 def active_alerts(conn: psycopg.Connection[Any]) -> list[Alert]:
-    rows = conn.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing')"
-    ).fetchall()
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing')").fetchall()
     return [_alert(row) for row in rows]
 
 
@@ -91,7 +87,10 @@ def dismiss_alert(conn: psycopg.Connection[Any], alert_id: str, *, by: str, reas
 
 
 def record_run(
-    conn: psycopg.Connection[Any], run_at: datetime, window: tuple[datetime, datetime], meters: int,
+    conn: psycopg.Connection[Any],
+    run_at: datetime,
+    window: tuple[datetime, datetime],
+    meters: int,
     changes: AlertChanges,
 ) -> None:
     conn.execute(
@@ -114,7 +113,7 @@ def list_alerts(
     """Alerts newest first (by ``detected_at``, then id), filtered; ``after`` is the last id of a page."""
     rows = conn.execute(
         f"""
-        SELECT {', '.join(_COLUMNS)} FROM alerts
+        SELECT {", ".join(_COLUMNS)} FROM alerts
         WHERE (%(status)s::text IS NULL OR status = %(status)s)
           AND (%(kind)s::text IS NULL OR kind = %(kind)s)
           AND (%(meter_id)s::text IS NULL OR meter_id = %(meter_id)s)

@@ -140,7 +140,9 @@ class DetectionScheduler:
                 if self.last_changes:
                     log.info(
                         "detection: %d opened, %d updated, %d resolved",
-                        len(self.last_changes.opened), len(self.last_changes.updated), len(self.last_changes.resolved),
+                        len(self.last_changes.opened),
+                        len(self.last_changes.updated),
+                        len(self.last_changes.resolved),
                     )
             except psycopg.Error as error:
                 log.warning("detection run failed (%s); next try in %s", error, self.every)

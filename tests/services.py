@@ -160,9 +160,7 @@ class MosquittoBroker:
                     conf = self._write_config()
                 time.sleep(0.2)
                 continue
-            raise ServiceUnavailable(
-                f"mosquitto exited with code {self._proc.returncode}: {self._log_tail()}"
-            )
+            raise ServiceUnavailable(f"mosquitto exited with code {self._proc.returncode}: {self._log_tail()}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM and wait (mosquitto then saves its persistence file)."""
@@ -258,8 +256,7 @@ def drop_database(server_url: str, database_url: str) -> None:
         raise ValueError(f"refusing to drop {name!r}: not a test database")
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         )
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

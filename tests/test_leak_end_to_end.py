@@ -79,9 +79,7 @@ def stored_at(database_url: str, ts: datetime) -> int:
     return int(row[0]) if row else 0
 
 
-async def live_hours(
-    clock: SimulatedClock, gateway: Gateway, database_url: str, first: datetime, hours: int
-) -> None:
+async def live_hours(clock: SimulatedClock, gateway: Gateway, database_url: str, first: datetime, hours: int) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     try:

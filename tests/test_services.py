@@ -22,9 +22,7 @@ pytestmark = pytest.mark.services
 
 def test_server_offers_the_timescaledb_extension(timescale_admin_url: str) -> None:
     with psycopg.connect(timescale_admin_url) as conn:
-        row = conn.execute(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
-        ).fetchone()
+        row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
         preload = conn.execute("SHOW shared_preload_libraries").fetchone()
     assert row is not None, "timescaledb is not installed on the test server"
     assert int(row[0].split(".")[0]) >= 2
