@@ -6,11 +6,25 @@ system's hour, a shop's busiest hour). Above ``burst_factor`` times that, and ab
 ``burst_min_l_h``, it is a burst, raised on the first interval that shows it. So is a pair of
 intervals above ``burst_sustained_factor`` times the highest pair, and an interval far above the
 highest flow at that time of day on earlier days: ``burst_slot_factor`` times it, or (a shop whose
-afternoons are busy) ``burst_slot_excess_l_h`` above it and ``burst_slot_ratio`` times it. A burst
-that adds less than a busy shop's ordinary hour to it is still not told from the shop's own odd
-busy hour within one interval: those are the bursts the benchmark still misses. Without enough history
-to know the meter, only a flow above ``burst_no_history_l_h`` counts. The burst lasts while the flow
-stays above half the level that triggered it.
+afternoons are busy) ``burst_slot_excess_l_h`` above it and ``burst_slot_ratio`` times it.
+
+Three rules go below twice the meter's highest flow, each only with evidence beyond the flow itself
+that the meter is not doing what it usually does then (each tested only at the few intervals above
+its level):
+
+* a time of the week at which the meter drew nothing at all on every earlier week (a shop's closed
+  Sunday): above ``burst_closed_factor`` times the highest flow;
+* ``burst_z`` standard deviations above the mean flow at that time of day over the previous
+  ``burst_history_days`` days (without days the meter drew nothing: a shop's closed days), and
+  above ``burst_z_factor`` times the highest flow (a garden meter's quiet evening);
+* the interval and the one before it (a burst's partial first interval and its first whole one)
+  both ``burst_pair_z`` deviations above their time of day and the pair above
+  ``burst_pair_z_factor`` times the highest pair (a busy shop's hour, lifted twice in a row).
+
+A burst that adds less than a busy shop's ordinary hour to a single interval, its first interval
+holding only minutes of it, is still not told from the shop's own odd busy hour within one
+interval. Without enough history to know the meter, only a flow above ``burst_no_history_l_h``
+counts. The burst lasts while the flow stays above half the level that triggered it.
 """
 
 from __future__ import annotations
@@ -64,10 +78,9 @@ def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
     seen_days = (np.cumsum(seen, axis=1) - seen) * (flows.interval_h / 24.0)
     no_history = seen_days < config.burst_min_history_days
     thresholds = np.empty((*seen.shape, 2))
-    for i, (history, factor) in enumerate(
-        ((single_days, config.burst_factor), (pair_days, config.burst_sustained_factor))
-    ):
-        level = np.maximum(factor * _history_max(history, k, lag), config.burst_min_l_h)
+    highest = (_history_max(single_days, k, lag)[:, :, None], _history_max(pair_days, k, lag)[:, :, None])
+    for i, factor in enumerate((config.burst_factor, config.burst_sustained_factor)):
+        level = np.maximum(factor * highest[i][:, :, 0], config.burst_min_l_h)
         level[no_history] = config.burst_no_history_l_h
         thresholds[:, :, i] = level
     current = layout.to_days(flows.flow_l_h, fill=np.nan)
@@ -76,7 +89,90 @@ def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         fired |= pair_days > thresholds[:, :, 1:]
         if config.burst_slot_factor > 0:
             fired |= current > _slot_threshold(single_days, no_history, config)
+        rare = _RareRules(single_days, current, no_history, config)
+        if config.burst_closed_factor > 0:
+            level = np.maximum(config.burst_closed_factor * highest[0], config.burst_min_l_h)
+            fired |= rare.closed_hour_of_week(current > level)
+        if config.burst_z > 0:
+            level = np.maximum(config.burst_z_factor * highest[0], config.burst_min_l_h)
+            fired |= rare.far_above_time_of_day(current > level, config.burst_z, previous_too=False)
+        if config.burst_pair_z > 0:
+            # the partial first interval and the first whole one, both far above their time of day
+            level = np.maximum(config.burst_pair_z_factor * highest[1], config.burst_min_l_h)
+            fired |= rare.far_above_time_of_day(pair_days > level, config.burst_pair_z, previous_too=True)
     return fired, thresholds
+
+
+class _RareRules:
+    """Rules tested only where a cheap level is already passed (few intervals): each looks at the
+    meter's earlier flows around that time of day, gathered for those intervals alone."""
+
+    def __init__(
+        self, single_days: np.ndarray, current: np.ndarray, no_history: np.ndarray, config: DetectionConfig
+    ) -> None:
+        m, d, p = single_days.shape
+        self.shape, self.current, self.no_history, self.config = (m, d, p), current, no_history, config
+        self.weeks = -(-d // 7)
+        self.flows = single_days
+        # days the meter carried nothing at all (a shop's closed day) are no sample of its use
+        with np.errstate(invalid="ignore"):
+            self.closed_day = ~(np.fmax.reduce(single_days, axis=2) > 0)
+
+    def _where(self, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        flat = np.flatnonzero(candidates & ~self.no_history[:, :, None])
+        rows, days, slots = np.unravel_index(flat, self.shape)
+        return rows, days, slots
+
+    def closed_hour_of_week(self, candidates: np.ndarray) -> np.ndarray:
+        """(M, D, P): candidates at a time of the week (± one interval) at which the meter carried
+        nothing at all on each of at least ``burst_closed_min_weeks`` earlier weeks (a shop's closed
+        Sunday)."""
+        rows, days, slots = self._where(candidates)
+        window = self._window(rows, days[:, None] - 7 * np.arange(1, self.weeks + 1)[None, :], slots)
+        weeks_seen = (~np.isnan(window[:, :, 1])).sum(axis=1)
+        idle = ~(np.nan_to_num(window, nan=0.0) > 0).any(axis=(1, 2))
+        hit = idle & (weeks_seen >= self.config.burst_closed_min_weeks)
+        out = np.zeros(self.shape, dtype=bool)
+        out[rows[hit], days[hit], slots[hit]] = True
+        return out
+
+    def far_above_time_of_day(self, candidates: np.ndarray, z: float, *, previous_too: bool) -> np.ndarray:
+        """(M, D, P): candidates ``z`` standard deviations above the mean flow at that time of day
+        (± one interval) over the previous ``burst_history_days`` days without the days the meter
+        carried nothing; with ``previous_too``, the interval before as well (against its own time of
+        day)."""
+        rows, days, slots = self._where(candidates)
+        hit = self._z(rows, days, slots) > z
+        if previous_too:
+            flat = days * self.shape[2] + slots - 1
+            hit &= flat >= 0
+            before_days, before_slots = np.divmod(np.maximum(flat, 0), self.shape[2])
+            hit &= self._z(rows, before_days, before_slots) > z
+        out = np.zeros(self.shape, dtype=bool)
+        out[rows[hit], days[hit], slots[hit]] = True
+        return out
+
+    def _z(self, rows: np.ndarray, days: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        before = days[:, None] - np.arange(self.config.burst_history_days, 0, -1)[None, :]
+        window = self._window(rows, before, slots)
+        closed = self.closed_day[rows[:, None], np.maximum(before, 0)]
+        known = ~np.isnan(window) & ~closed[:, :, None]
+        values = np.where(known, window, 0.0)
+        n = np.maximum(known.sum(axis=(1, 2)), 1)
+        mean = values.sum(axis=(1, 2)) / n
+        var = np.maximum((values * values).sum(axis=(1, 2)) / n - mean * mean, 0.0)
+        sd = np.maximum(np.sqrt(var), self.config.burst_z_min_sd_l_h)
+        with np.errstate(invalid="ignore"):
+            z = (self.current[rows, days, slots] - mean) / sd
+        return np.where(np.isnan(z), -np.inf, z)
+
+    def _window(self, rows: np.ndarray, days: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """(K, len(days[0]), 3): flows on ``days`` (K, n) of the rows, one interval each side of
+        their slots (K,); NaN before the first day and beyond the day's ends."""
+        around = slots[:, None, None] + np.arange(-1, 2)[None, None, :]
+        valid = (days >= 0)[:, :, None] & (around >= 0) & (around < self.shape[2])
+        window = self.flows[rows[:, None, None], np.maximum(days, 0)[:, :, None], np.clip(around, 0, self.shape[2] - 1)]
+        return np.where(valid, window, np.nan)
 
 
 def _slot_threshold(single_days: np.ndarray, no_history: np.ndarray, config: DetectionConfig) -> np.ndarray:

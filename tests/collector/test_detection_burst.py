@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime, timedelta
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.detection.alerts import AlertKind
+from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from tests.collector.test_detection_households import (
     add_flow,
@@ -98,3 +102,68 @@ def test_any_burst_well_above_a_household_s_use_is_raised_by_its_first_whole_int
     assert len(bursts) == 1
     first_whole_closes = np.ceil(start) + 1
     assert bursts[0].detected_at <= at_hour(first_whole_closes)
+
+
+def _bursts(
+    uses: dict[str, np.ndarray], config: DetectionConfig | None = None, until: datetime | None = None
+) -> list[tuple[str | None, datetime]]:
+    block = block_of(uses) if until is None else block_of(uses).until(until)
+    return [(a.meter_id, a.detected_at) for a in detect(block, config) if a.kind is AlertKind.BURST]
+
+
+def _raised_at(uses: dict[str, np.ndarray], meter: str, at: datetime) -> None:
+    """The meter's burst, and nothing else, is raised at ``at``, from the reads up to then and not
+    from those up to the read before (causal)."""
+    assert _bursts(uses) == [(meter, at)]
+    assert _bursts(uses, until=at) == [(meter, at)]
+    assert _bursts(uses, until=at - timedelta(hours=1)) == []
+
+
+def test_a_burst_on_a_shop_s_closed_sunday_is_raised_within_one_interval() -> None:
+    """A busy shop (its busiest hours up to about 700 L/h) closed on Sundays: a burst of 1,100 L/h on
+    a Sunday is below twice its busiest hour and below the busiest flow at that time of day plus its
+    margin, but at a time of the week when the shop has never drawn anything."""
+    rng = np.random.default_rng(31)
+    start_h = 20 * 24 + 11 + 20 / 60  # Sunday 11:20
+    uses = {
+        "SHOP": add_flow(business(rng, DAYS) * 4.0, start_h, 1100.0, start_h + 4),
+        "OTHER": business(rng, DAYS) * 4.0,
+    }
+    first_whole_closes = at_hour(20 * 24 + 13)
+    _raised_at(uses, "SHOP", first_whole_closes)
+    late = _bursts(uses, dataclasses.replace(DetectionConfig(), burst_closed_factor=0.0))
+    assert [m for m, _ in late] == ["SHOP"] and late[0][1] > first_whole_closes  # the rule this pins
+
+
+@pytest.mark.parametrize("rate", [330.0, 360.0])
+def test_a_small_burst_on_a_garden_meter_in_its_quiet_evening_is_raised_within_one_interval(rate: float) -> None:
+    """The benchmark's irrigation meter: a garden system's 200 L mornings, once an evening's 110 L
+    (a paddling pool), and a burst of about 350 L/h at 20:45: below twice the busiest hour, below
+    the busiest evening plus its margin, but ten deviations above the meter's usual evening."""
+    rng = np.random.default_rng(40)
+    garden = irrigating_household(rng, DAYS, 200.0)
+    garden[3 * 24 + 21] += 110.0
+    other = irrigating_household(rng, DAYS, 200.0)
+    other[3 * 24 + 21] += 110.0
+    start_h = 18 * 24 + 20.75
+    uses = {"GARDEN": add_flow(garden, start_h, rate, start_h + 4), "OTHER": other}
+    first_whole_closes = at_hour(18 * 24 + 22)
+    _raised_at(uses, "GARDEN", first_whole_closes)
+    late = _bursts(uses, dataclasses.replace(DetectionConfig(), burst_z=0.0))
+    assert [m for m, _ in late] == ["GARDEN"] and late[0][1] > first_whole_closes
+
+
+def test_a_burst_in_a_shop_s_busy_hour_shows_in_its_partial_and_first_whole_interval_together() -> None:
+    """A shop whose busy hours vary widely (up to about 500 L/h): a 450 L/h burst from 13:10 lifts
+    both the partial interval and the first whole one well above that time of day. Neither alone
+    is above twice anything the shop drew, but the two together are evidence enough."""
+    rng = np.random.default_rng(35)
+    start_h = 15 * 24 + 13 + 10 / 60  # a Tuesday, 13:10
+    uses = {
+        "SHOP": add_flow(business(rng, DAYS) * 3.3, start_h, 450.0, start_h + 4),
+        "OTHER": business(rng, DAYS) * 3.3,
+    }
+    first_whole_closes = at_hour(15 * 24 + 15)
+    _raised_at(uses, "SHOP", first_whole_closes)
+    late = _bursts(uses, dataclasses.replace(DetectionConfig(), burst_pair_z=0.0))
+    assert [m for m, _ in late] == ["SHOP"] and late[0][1] > first_whole_closes
