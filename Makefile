@@ -28,12 +28,14 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: $(VENV)/.installed-dev
 	scripts/test-deps
 	@if [ -z "$$AQUAMI_TEST_DATABASE_URL" ]; then scripts/timescaledb-up >/dev/null; fi
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
