@@ -163,7 +163,9 @@ class Demo:
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 self.api_key = create_api_key(conn, "demo", ["admin"])
                 register_meters(conn, [(m.meter_id, demo_dma(m.unit_id), "customer") for m in meters])
-                register_customers(conn, meters, datetime.now(UTC) - timedelta(days=HISTORY_DAYS + 1))
+                # From the first historical read on, so every determinant opens on a read.
+                since = grid_end(datetime.now(UTC), timedelta(hours=1)) - timedelta(days=HISTORY_DAYS)
+                register_customers(conn, meters, since)
             self.say(f"· database ready ({len(applied)} migrations applied, {len(meters)} meters registered)")
             self.say(f"· loading {HISTORY_DAYS} days of hourly history …")
             loaded = await asyncio.to_thread(load_history, self.database_url, meters, datetime.now(UTC), HISTORY_DAYS)
