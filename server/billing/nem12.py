@@ -94,9 +94,6 @@ def standard_time(zone: ZoneInfo) -> timezone:
     return timezone(min(offsets))
 
 
-_COLUMNS = (
-    "service_point_id", "meter_id", "hour", "consumption_m3", "unknown", "quality", "quality_by", "quality_reason"
-)  # fmt: skip
 _NO_DATA = (Decimal(0), "missing", None, None)
 
 
@@ -116,10 +113,11 @@ def nem12_file(
     day0 = start.astimezone(fixed).replace(hour=0, minute=0, second=0, microsecond=0)
     days = max(1, (end.astimezone(fixed) - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)
     stamp = (now or datetime.now(UTC)).astimezone(fixed)
-    rows = conn.execute(_HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account}).fetchall()
+    rows: list[dict[str, Any]] = conn.execute(  # type: ignore[assignment]  # a dict_row connection
+        _HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account}
+    ).fetchall()
     streams: dict[tuple[str, str], dict[datetime, tuple[Decimal, str, str | None, str | None]]] = defaultdict(dict)
-    for row in rows:
-        r: dict[str, Any] = row if isinstance(row, dict) else dict(zip(_COLUMNS, row, strict=True))
+    for r in rows:
         key = (r["service_point_id"], r["meter_id"])
         streams.setdefault(key, {})
         if r["hour"] is not None:

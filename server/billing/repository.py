@@ -171,8 +171,8 @@ def determinant_lines(
 
 def utility_timezone(conn: psycopg.Connection) -> ZoneInfo:
     """The utility's time zone (collector migration 0020): local days and months are its calendar."""
-    row: Any = conn.execute("SELECT utility_timezone() AS zone").fetchone()
-    name = row["zone"] if isinstance(row, dict) else row[0]
+    row: Any = conn.execute("SELECT utility_timezone() AS zone").fetchone()  # dict rows, as every caller's
+    name = row["zone"]
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):  # PostgreSQL knows a name this Python's tzdata lacks
