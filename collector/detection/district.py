@@ -16,6 +16,7 @@ classic indicator, is kept alongside for reports.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 
@@ -231,44 +232,138 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
     alerts = []
     rising = triggered.copy()
     rising[:, 1:] &= ~triggered[:, :-1]
+    w2 = 6 if 6 in sigmas else min(sigmas)
     for d in range(losses.shape[0]):
         busy_until = -1
+        quiet_from = 0  # the first column after the last episode found: no step begins before it
         for j in np.flatnonzero(rising[d]).tolist():
             if j <= busy_until:
                 continue  # the step that is already an open alert
             w_hit = min(w for w, hit_mean in means.items() if not np.isnan(hit_mean[d, j]))  # shortest
             first_rate = float(np.nanmedian(excess[d, max(0, j - w_hit + 1) : j + 1]))
             # after detection, measure against the baseline frozen at the day the step began
-            start_col = _step_start(excess[d], j, first_rate, config)
+            start_col = _step_start(excess[d], j, first_rate, config, quiet_from)
             frozen = baseline_days[d, layout.day_of(start_col)]
             after = losses[d] - frozen[(layout.offset + np.arange(losses.shape[1])) % layout.per_day]
-            alert, busy_until, base = _episode(balance, d, j, start_col, first_rate, after, clock, config)
-            alerts.append(alert.replace(confidence=confidence(float(z_score[d, j]), config.dma_z)))
-            # another main burst while this one runs: a second step up from the level it holds
-            w2 = 6 if 6 in sigmas else min(sigmas)
-            level = _rolling_median(after[None, :], w2)[0]
+            nest = _Nest(balance, d, after, clock, config)
+            busy_until = nest.add(j, start_col, first_rate, confidence(float(z_score[d, j]), config.dma_z))
+            # another main burst while this one runs: a step up from the level those found hold,
+            # and up in the balance itself (not the balance staying up after one of them ended)
+            overall = _rolling_median(after[None, :], w2)[0]
+            rose = np.full_like(overall, np.nan)
+            rose[w2:] = overall[w2:] - overall[:-w2]
             scan = j + w2
             while scan < min(busy_until, losses.shape[1]):
-                need = np.maximum(np.maximum(floor[d], config.dma_z * sigmas[w2][d]), 0.5 * base)
+                level = _rolling_median((after - nest.held)[None, :], w2)[0]
+                need = np.maximum(np.maximum(floor[d], config.dma_z * sigmas[w2][d]), 0.5 * nest.held)
                 with np.errstate(invalid="ignore"):
-                    steps = np.flatnonzero(level[scan:busy_until] - base >= need[scan:busy_until])
+                    up = (level >= need) & (rose >= 0.5 * need)
+                    steps = np.flatnonzero(up[scan:busy_until])
                 if steps.size == 0:
                     break
                 j2 = scan + int(steps[0])
-                rest = after - base
-                second_rate = float(level[j2] - base)
-                start2 = max(_step_start(rest, j2, second_rate, config), j + 1)
-                alert2, until2, base2 = _episode(balance, d, j2, start2, second_rate, rest, clock, config)
-                alerts.append(alert2.replace(confidence=confidence(float(second_rate / need[j2]), 1.0)))
-                base += base2
+                second_rate = float(level[j2])
+                start2 = max(_step_start(after - nest.held, j2, second_rate, config, quiet_from), j + 1)
+                until2 = nest.add(j2, start2, second_rate, confidence(float(second_rate / need[j2]), 1.0))
                 busy_until = max(busy_until, until2)
                 scan = j2 + w2
+            alerts += nest.alerts()
+            quiet_from = nest.last_end
     return alerts
 
 
-def _step_start(excess: np.ndarray, j: int, rate: float, config: DetectionConfig) -> int:
-    """Where the series stepped up by about ``rate`` before ``j``: a CUSUM's change point."""
-    lo = max(0, j - max(config.dma_windows) * 2)
+class _Nest:
+    """Main bursts of one DMA that overlap: the first step, and each later step up from the level
+    the ones before it hold. The search for a later step takes each earlier one at its rate as
+    known at the time (the median of its flow so far, over its first ``_SETTLE`` intervals at
+    most), so it stays causal; once all are found, each episode's rate and end are measured on the
+    balance less what the others carry, so a second burst neither lifts the first one's rate nor
+    keeps it open."""
+
+    _SETTLE = 48
+    _ROUNDS = 3
+    _MAX_ORDERED = 4  # ends are matched to episodes by trying every order: 4! at most
+
+    def __init__(self, balance: DmaBalance, d: int, after: np.ndarray, clock: Clock, config: DetectionConfig) -> None:
+        self.balance, self.d, self.after, self.clock, self.config = balance, d, after, clock, config
+        self.held = np.zeros_like(after)  # the flow the episodes found so far carry, as known then
+        self.found: list[tuple[int, int, float, float]] = []  # (j, start column, rate at j, confidence)
+        self.spans: list[tuple[int, int, float]] = []  # (start column, end column, rate)
+
+    def add(self, j: int, start_col: int, rate_at_j: float, confidence: float) -> int:
+        """Add the step found at ``j``; the column until which it is known to be open."""
+        rest = self.after - self.held
+        alert, end, busy_until, _ = _episode(
+            self.balance, self.d, j, start_col, rate_at_j, rest, self.clock, self.config
+        )
+        self.found.append((j, start_col, rate_at_j, confidence))
+        self.spans.append((start_col, end, alert.rate_l_h))
+        seg = rest[start_col + 1 : busy_until]
+        settle = min(seg.size, self._SETTLE)
+        so_far = np.full(seg.size, rate_at_j)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN starts
+            for i in range(settle):
+                so_far[i] = np.nanmedian(seg[: i + 1])
+        so_far[settle:] = so_far[settle - 1] if settle else rate_at_j
+        self.held[start_col + 1 : busy_until] += np.nan_to_num(so_far, nan=rate_at_j)
+        return busy_until
+
+    @property
+    def last_end(self) -> int:
+        return max(end for _, end, _ in self.spans)
+
+    def _assign_ends(self) -> None:
+        """Which burst ended where: the balance drops when one is repaired, and the order in
+        which they were found says nothing of the order in which they end. The ends are given
+        to the episodes in the order whose steps, each at its least-squares rate, fit the
+        balance best."""
+        starts = [s for s, _, _ in self.spans]
+        ends = [e for _, e, _ in self.spans]
+        lo, hi = min(starts) + 1, max(ends)
+        y = self.after[lo:hi]
+        ok = ~np.isnan(y)
+        best: tuple[float, tuple[int, ...], np.ndarray] | None = None
+        for order in itertools.permutations(ends):
+            if any(e <= s + 1 for s, e in zip(starts, order, strict=True)):
+                continue
+            design = np.zeros((hi - lo, len(starts)))
+            for k, (s, e) in enumerate(zip(starts, order, strict=True)):
+                design[s + 1 - lo : e - lo, k] = 1.0
+            rates = np.linalg.lstsq(design[ok], y[ok], rcond=None)[0]
+            misfit = float(np.abs(y[ok] - design[ok] @ rates).sum())
+            if best is None or misfit < best[0]:
+                best = (misfit, order, rates)
+        if best is not None:
+            self.spans = [(s, e, max(float(r), 0.0)) for s, e, r in zip(starts, best[1], best[2], strict=True)]
+
+    def alerts(self) -> list[Alert]:
+        if len(self.found) == 1:
+            j, start_col, rate_at_j, conf = self.found[0]
+            alert, *_ = _episode(self.balance, self.d, j, start_col, rate_at_j, self.after, self.clock, self.config)
+            return [alert.replace(confidence=conf)]
+        if len(self.found) <= self._MAX_ORDERED:
+            self._assign_ends()
+        alerts: list[Alert] = []
+        for _ in range(self._ROUNDS):  # each episode's rate depends on the others': settle them in turn
+            alerts = []
+            for i, (j, start_col, rate_at_j, conf) in enumerate(self.found):
+                others = np.zeros_like(self.after)
+                for k, (s, e, rate) in enumerate(self.spans):
+                    if k != i:
+                        others[s + 1 : e] += rate
+                alert, end, *_ = _episode(
+                    self.balance, self.d, j, start_col, rate_at_j, self.after - others, self.clock, self.config
+                )
+                self.spans[i] = (start_col, end, alert.rate_l_h)
+                alerts.append(alert.replace(confidence=conf))
+        return alerts
+
+
+def _step_start(excess: np.ndarray, j: int, rate: float, config: DetectionConfig, not_before: int = 0) -> int:
+    """Where the series stepped up by about ``rate`` before ``j``: a CUSUM's change point, not
+    before ``not_before`` (the end of the burst before: its excess would draw the point back to it)."""
+    lo = max(0, not_before, j - max(config.dma_windows) * 2)
     seg = np.nan_to_num(excess[lo : j + 1] - rate / 2.0)
     return min(lo + int(np.argmin(np.r_[0.0, np.cumsum(seg)])), j)
 
@@ -282,9 +377,10 @@ def _episode(
     after: np.ndarray,
     clock: Clock,
     config: DetectionConfig,
-) -> tuple[Alert, int, float]:
+) -> tuple[Alert, int, int, float]:
     """(the alert for a step found at ``j`` in ``after`` (flow above the level before the step),
-    the column until which it is known to be open, the rate as known at detection)."""
+    the first column after it, the column until which it is known to be open, the rate as known
+    at detection)."""
     t = after.shape[0]
     rate = float(np.nanmedian(after[start_col + 1 : j + 1])) if j > start_col else first_rate
     rate = max(rate, first_rate, 1e-9)
@@ -294,7 +390,12 @@ def _episode(
     with np.errstate(invalid="ignore"):
         low = _rolling_median(after[None, :], run)[0] < rate / 2.0
     ends = np.flatnonzero(low[j + run :])
-    end = j + 1 + int(ends[0]) if ends.size else t  # first column of the quiet run
+    end = t
+    if ends.size:  # the median fell below half at ``c``: the quiet run began within the window before
+        c = j + run + int(ends[0])
+        end = c
+        while end - 1 > max(j, c - run) and not after[end - 1] >= rate / 2.0:  # NaN: no sign of flow
+            end -= 1
     final_rate = float(np.nanmedian(after[start_col + 1 : end])) if end - start_col > 1 else rate
     rate = max(final_rate, 1e-9)
     share = float(np.clip(after[start_col] / rate, 0.0, 1.0)) if not np.isnan(after[start_col]) else 1.0
@@ -320,4 +421,4 @@ def _episode(
         evidence=((clock.at(max(start_col - 1, 0)), detected_at),),
     )
     # the end is known only once the quiet run is complete: until then the alert is open
-    return alert, (end + run - 1 if end < t else t), provisional
+    return alert, end, (end + run - 1 if end < t else t), provisional

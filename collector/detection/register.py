@@ -50,13 +50,15 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
         quiet = np.flatnonzero(~active[m, j:] & ~np.isnan(f[m, j:]))
         end = j + int(quiet[0]) if quiet.size else t
         last_back = first + int(np.flatnonzero(backwards[m, first:end])[-1])
-        volume = float(back_l[m, first : last_back + 1].sum())
         rates = back_l[m, first : last_back + 1][backwards[m, first : last_back + 1]] / flows.interval_h
-        # the first and last intervals are usually partial: the rate from those in between
-        rate = float(np.median(rates[1:-1])) if rates.size >= 3 else float(rates.max())
+        row = int(backwards_any[m])
+        rate = reverse_rate(rates, float(flows.step_flow_l_h[row, 0]))
         share = float(np.clip(back_l[m, first] / (rate * flows.interval_h), 0.0, 1.0))
         start = clock.at(first, -share * block.interval_s)
-        row = int(backwards_any[m])
+        ended_at = None
+        if end < t:  # the last backward interval holds the flow's last minutes
+            tail = float(np.clip(back_l[m, last_back] / (rate * flows.interval_h), 0.0, 1.0))
+            ended_at = clock.at(last_back - 1, tail * block.interval_s) if last_back > first else clock.at(last_back)
         detected_at = clock.at(int(flows.known_idx[row, j]))
         alerts.append(
             new_alert(
@@ -66,14 +68,33 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
                 start=start,
                 detected_at=detected_at,
                 last_seen=clock.at(last_back),
-                ended_at=clock.at(last_back) if end < t else None,
+                ended_at=ended_at,
                 rate_l_h=rate,
-                volume_l=volume,
-                confidence=confidence(volume, float(need[m, 0])),
+                # the household's own use hides some of it from the register: the rate, not the
+                # backward movement, tells what went back
+                volume_l=rate * clock.hours(start, ended_at or clock.at(last_back)),
+                confidence=confidence(float(back_l[m, first : last_back + 1].sum()), float(need[m, 0])),
                 evidence=((clock.at(max(first - 1, 0)), clock.at(last_back)),),
             )
         )
     return alerts
+
+
+def reverse_rate(rates: np.ndarray, step_flow_l_h: float) -> float:
+    """The rate (L/h) of water going back through a meter, from the flows of the intervals in
+    which its register fell (``rates``, as positive numbers, in order).
+
+    The household's own use at the same time takes away from an interval's backward flow and
+    never adds to it, so the rate is the level of the highest intervals, not their median: the
+    mean of those within one and a half register steps of the highest (an exact rate shows as
+    the steps just below and above it). The first and last intervals usually hold only part of
+    the flow: with no others, the larger of them is the best there is.
+    """
+    if rates.size < 3:
+        return float(rates.max())
+    inner = rates[1:-1]
+    top = inner[inner >= inner.max() - 1.5 * step_flow_l_h]
+    return float(top.mean())
 
 
 def detect_stuck(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:

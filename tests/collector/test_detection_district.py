@@ -86,6 +86,40 @@ def test_a_main_burst_of_3_percent_is_found_with_missing_reads_around() -> None:
     assert abs((alert.ended_at - at_hour(start_h + 96)).total_seconds()) <= 6 * 3600
 
 
+def _dma_alerts(rng: np.random.Generator, losses: np.ndarray) -> list:
+    block = _drop_reads(block_of(_dma(rng), inlet_extra_l=losses), rng, 0.01)
+    alerts = [a for a in run_detection(block).alerts if a.kind is AlertKind.DMA_BURST]
+    return sorted(alerts, key=lambda a: a.start)
+
+
+def test_a_second_main_burst_during_the_first_gets_its_own_rate_and_end() -> None:
+    """Two overlapping bursts: each alert's rate is its own, not the sum the balance shows while
+    both run, and the first ends when it is repaired though the second still flows."""
+    first_h, second_h = 12 * 24 + 3.5, 13 * 24 + 16.25
+    first_end_h, second_end_h = 15 * 24 + 8.75, 17 * 24 + 2.0
+    losses = add_flow(_background(300.0), first_h, 400.0, first_end_h)
+    losses = add_flow(losses, second_h, 600.0, second_end_h)
+    first, second = _dma_alerts(np.random.default_rng(44), losses)
+    for alert, start_h, end_h, rate in ((first, first_h, first_end_h, 400.0), (second, second_h, second_end_h, 600.0)):
+        assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+        assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
+        assert alert.ended_at is not None
+        assert abs((alert.ended_at - at_hour(end_h)).total_seconds()) <= 2 * 3600
+        assert alert.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
+
+
+def test_a_main_burst_soon_after_another_is_dated_from_its_own_start() -> None:
+    """The second burst begins 14 hours after the first was repaired: its start is not drawn
+    back into the first (whose excess would weigh in a change point searched two days back)."""
+    first_h, first_end_h, second_h = 11 * 24 + 2.0, 13 * 24 + 6.0, 13 * 24 + 20.5
+    losses = add_flow(_background(300.0), first_h, 900.0, first_end_h)
+    losses = add_flow(losses, second_h, 500.0, second_h + 48.0)
+    first, second = _dma_alerts(np.random.default_rng(45), losses)
+    assert abs((second.start - at_hour(second_h)).total_seconds()) <= 3600
+    assert second.rate_l_h == pytest.approx(500.0, rel=0.1)
+    assert first.ended_at is not None and first.ended_at <= second.start
+
+
 def test_no_burst_no_alert_and_the_balance_counts_estimated_reads() -> None:
     rng = np.random.default_rng(42)
     uses = _dma(rng)

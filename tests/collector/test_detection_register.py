@@ -13,7 +13,7 @@ from collector.detection.alerts import AlertKind
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.series import SeriesBlock
-from tests.collector.test_detection_households import at_hour, away, block_of, household, registers
+from tests.collector.test_detection_households import add_flow, at_hour, away, block_of, household, registers
 
 DAYS = 21
 
@@ -37,6 +37,25 @@ def test_reverse_flow_is_raised_with_its_rate_and_volume() -> None:
     assert reverse.volume_l == pytest.approx(120.0, rel=0.05)
     assert abs((reverse.start - at_hour(start_h)).total_seconds()) <= 3600
     assert reverse.ended_at is not None
+
+
+def test_reverse_flow_under_the_households_own_use_keeps_its_rate_and_end() -> None:
+    """Water goes back 19:00–03:30 while the household is still up: its use lowers some hours'
+    backward flow (or turns them forward), never raises it, so the rate is the level of the
+    clearest hours, not their median, and the alert's volume follows that rate."""
+    rng = np.random.default_rng(35)
+    use = household(rng, DAYS)
+    start_h, end_h = 10 * 24 + 19.0, 11 * 24 + 3.5
+    evening = np.arange(int(start_h), int(start_h) + 5)
+    use[evening] = [10.0, 12.0, 25.0, 4.0, 8.0]  # use beside the reverse flow, every evening hour
+    use[int(start_h) + 5 : int(end_h) + 1] = 0.0
+    rate = 40.0
+    back = add_flow(np.zeros_like(use), start_h, rate, end_h)
+    (reverse,) = [a for a in detect(block_of({"BACK": use - back})) if a.meter_id == "BACK"]
+    assert reverse.rate_l_h == pytest.approx(rate, rel=0.05)
+    assert reverse.ended_at is not None
+    assert abs((reverse.ended_at - at_hour(end_h)).total_seconds()) <= 15 * 60
+    assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
 def test_replacement_and_rollover_are_not_reverse_flow() -> None:
