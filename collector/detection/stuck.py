@@ -23,12 +23,18 @@ balance confirms it:
   ``stuck_history_days`` before it stopped).
 * Holidays begin every day in a DMA of hundreds of houses, and now and then another register
   sticks: other still registers of the DMA (still at least ``dma_stalled_days``, of meters using
-  at least ``stuck_min_daily_l``) whose stillness begins or ends in the window are added to the
-  fit one at a time, the one that explains most of what is left first, while one explains a step
-  of ``stuck_min_share``–``stuck_max_share`` of its own use at least ``stuck_z`` noise deviations
-  clear (at most ``stuck_max_explained``). So another stuck register stopping a day or two apart
-  takes its own step, and a holiday beside a stuck register does not hide it. Two registers
-  stopping the same day cannot be told apart: the candidate is fitted first.
+  at least ``stuck_min_daily_l``) whose stillness begins or ends in the window compete with the
+  candidate: the registers are added to the fit one at a time, the one that explains most of what
+  is left first, while one explains a step of ``stuck_min_share``–``stuck_max_share`` of its own
+  use at least ``stuck_z`` noise deviations clear (at most ``stuck_max_explained``). A candidate
+  passed over for others has no evidence: the step is theirs (a holiday that began the day before
+  another register stuck explains that step less well than the stuck one). Where no register
+  stands out, the candidate is fitted first and the others after it. So another stuck register
+  stopping a day or two apart takes its own step, and a holiday beside a stuck register neither
+  hides it nor takes its step. Two registers stopping the same day cannot be told apart: one whose
+  stillness steps on the candidate's days (correlation 0.9 or more) and which alone would explain
+  the step is fitted beside it whatever the selection, so the standard error grows and neither is
+  confirmed; both wait for ``stuck_unconfirmed_days``.
 * The noise is the balance's own day-to-day spread (successive days' differences, robustly), or
   the fit's residuals if larger. The evidence is the log-likelihood ratio of δ = 1 (the use went on
   unrecorded) against δ = 0 (nobody home): ``(2δ - 1) / (2 se²)`` nats; ``stuck_evidence_nats``
@@ -357,9 +363,18 @@ def _balance_share(
     others = ctx.cover[same[pool], lo:hi][:, ok].T
     if others.shape[1]:
         others = others[:, np.ptp(others, axis=0) > 0]
-    # the candidate first; then whichever other registers explain what it leaves unexplained
-    chosen = _forward_select(mine, others, yy, noise, config)
-    x = np.hstack([mine, others[:, chosen]])
+    # the candidate among the others, none put first: whichever registers explain the balance best
+    # are taken, one at a time (a holiday that began the day before another register stuck explains
+    # that step less well than the stuck one does); a candidate passed over for others has no
+    # evidence, and where none stands out the candidate is fitted first, the others after it
+    chosen = _forward_select(mine[:, 1:], np.hstack([mine[:, :1], others]), yy, noise, config)
+    if chosen and 0 not in chosen:
+        return 0.0, noise / float(np.sqrt(mx @ mx))
+    alongside = [c - 1 for c in chosen if c != 0] if chosen else _forward_select(mine, others, yy, noise, config)
+    # a register whose step falls on the candidate's days is fitted beside it, whether chosen or not:
+    # where the two cannot be told apart, the standard error says so and neither is confirmed
+    alongside += [k for k in _twins(mine[:, 0], others, yy, config) if k not in alongside]
+    x = np.hstack([mine, others[:, alongside]])
     n, p = x.shape
     if n - p < 1:
         return None, None
@@ -369,6 +384,22 @@ def _balance_share(
     sigma2 = max(float(np.sum((yy - x @ coef) ** 2)) / (n - p), noise**2)
     cov = np.linalg.pinv(x.T @ x)
     return float(coef[0]), float(np.sqrt(cov[0, 0] * sigma2))
+
+
+def _twins(candidate: np.ndarray, others: np.ndarray, y: np.ndarray, config: DetectionConfig) -> list[int]:
+    """Columns of ``others`` whose step falls on the same days as the candidate's (correlation of at
+    least 0.9 over the days fitted) and which alone would explain the balance's step as a plausible
+    share of their own use: the step could be theirs as well as the candidate's."""
+    if others.shape[1] == 0:
+        return []
+    c = candidate - candidate.mean()
+    o = others - others.mean(axis=0)
+    norms = np.sqrt((o * o).sum(axis=0) * float(c @ c))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(norms > 0, (o.T @ c) / norms, 0.0)
+        share = np.where((o * o).sum(axis=0) > 0, (o.T @ (y - y.mean())) / (o * o).sum(axis=0), 0.0)
+    twin = (corr >= 0.9) & (share >= config.stuck_min_share) & (share <= config.stuck_max_share)
+    return np.flatnonzero(twin).tolist()
 
 
 def _forward_select(

@@ -131,6 +131,31 @@ def test_a_holiday_beside_a_stuck_register_is_not_taken_for_it() -> None:
     assert [a.meter_id for a in alerts if a.kind is AlertKind.STUCK] == ["STUCK"]
 
 
+def test_a_holiday_begun_the_day_before_a_register_stuck_does_not_take_its_step() -> None:
+    """The household leaves a day before another register sticks: the balance's step comes with
+    the stuck one's first day, so it is the stuck one's, not the holiday's."""
+    rng = np.random.default_rng(39)
+    uses = _district(rng)
+    uses["AWAY"] = away(household(rng, DAYS), 8, 20)
+    uses["STUCK"] = household(rng, DAYS)
+    alerts = detect(_with_inlet(uses, _stuck_registers(uses, {"STUCK": 9 * 24 + 8})))
+    stuck = [a for a in alerts if a.kind is AlertKind.STUCK]
+    assert [a.meter_id for a in stuck] == ["STUCK"]
+    assert stuck[0].confidence > 0.5  # confirmed by the balance at seven days, not the long wait
+
+
+def test_a_holiday_begun_the_day_a_register_stuck_leaves_both_unconfirmed() -> None:
+    """The household leaves at midnight and another register sticks that evening: one daily step,
+    which either could have made. Neither is confirmed at seven days (before, the one checked
+    first took the step: here the holiday, a visit for nothing); both wait for the longer rule."""
+    rng = np.random.default_rng(43)
+    uses = _district(rng)
+    uses["AWAY"] = away(household(rng, DAYS), 9, 20)
+    uses["STUCK"] = household(rng, DAYS)
+    alerts = detect(_with_inlet(uses, _stuck_registers(uses, {"STUCK": 9 * 24 + 20})))
+    assert not [a for a in alerts if a.kind is AlertKind.STUCK]  # 21 days of data: not 21 still
+
+
 def test_without_an_inlet_the_register_alone_raises_stuck_only_after_longer() -> None:
     rng = np.random.default_rng(38)
     uses = {"STUCK": household(rng, DAYS), "OK": household(rng, DAYS)}
