@@ -29,6 +29,12 @@ class DetectionConfig:
     #: takes false leaks from 22 · 21 · 33 to 17 · 18 · 24 in 280,000 meter-days each, for no
     #: large leak missed and a p90 time to detect of 21 · 19 · 23 h; 7 pushes that p90 to 24 h.)
     leak_margin_nats: float = 6.0
+    #: … and at the register's step (any flow at all) this much more again: there every hour of a
+    #: busy day counts as flow, while at the higher levels a day's use breaks the run. (0 before:
+    #: on seeds 11–15, 3 takes false leaks from 17 · 18 · 24 · 15 · 21 to 12 · 12 · 14 · 10 · 13;
+    #: small leaks found within 72 h go from 0.95 · 0.96 · 0.90 · 0.92 · 0.96 to 0.86 · 0.89 ·
+    #: 0.86 · 0.92 · 0.88, the large ones are untouched.)
+    leak_step_extra_nats: float = 3.0
     #: Flow levels (L/h), besides the register's step, at which evidence is also collected.
     leak_levels_l_h: tuple[float, ...] = (8.0, 30.0)
     #: Days of the meter's own history that estimate p0 per time of day.
@@ -129,8 +135,14 @@ class DetectionConfig:
     stuck_unconfirmed_days: float = 21.0
 
     # --- district (DMA) ------------------------------------------------------------------------
-    #: Days of history whose per-time-of-day median is the DMA balance baseline.
+    #: Days of history whose per-time-of-day quantile is the DMA balance baseline …
     dma_baseline_days: int = 14
+    #: … this quantile of them: below the median, since a main burst only ever adds to the balance
+    #: and one that ran for half the days would carry the median with it; the baseline's days
+    #: after such a burst then sat half a burst high, and the balance's return to its own level
+    #: read as a step up. (0.5 before: on seeds 11–15, 0.35 takes false main bursts from
+    #: 9 · 8 · 6 · 7 · 9 to 8 · 6 · 6 · 3 · 6, and finds 1 · 2 · 0 · 0 · -1 more.)
+    dma_baseline_quantile: float = 0.35
     #: Window lengths (intervals) over which the median excess over baseline is tested.
     dma_windows: tuple[int, ...] = (3, 6, 12, 24)
     #: z-score a window median must reach against the balance's own noise …

@@ -5,9 +5,10 @@ The balance ``inlet - Σ customers`` is the DMA's losses: leakage from the mains
 (that would look like a loss): its flow is estimated from the same meter's mean at that time of day
 over the previous days, which needs no later read, so the balance at ``t`` is known at ``t``.
 
-A main burst is a step up in the balance. The baseline is the per-time-of-day median of the balance
-over the previous ``dma_baseline_days`` (it carries the night-time swell of pressure-driven leakage
-and the diurnal shape of apparent losses); the excess over it is averaged over several windows, and
+A main burst is a step up in the balance. The baseline is a low quantile
+(``dma_baseline_quantile``) of the balance at each time of day over the previous
+``dma_baseline_days`` (it carries the night-time swell of pressure-driven leakage and the diurnal
+shape of apparent losses); the excess over it is averaged over several windows, and
 a window whose mean is ``dma_z`` times its own recent noise, and at least ``dma_min_fraction`` of the
 inlet's mean flow, raises the alert. Short windows catch large bursts within an interval, long
 windows small ones within a day. The minimum night flow (the lowest inlet flow of each day), the
@@ -164,6 +165,21 @@ def sum_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.nda
     return out
 
 
+def nanquantile_last(x: np.ndarray, q: float) -> np.ndarray:
+    """The ``q`` quantile over the last axis ignoring NaN (NaN where all are), interpolated between
+    the two nearest values as ``np.nanquantile`` does: a sort and two gathers."""
+    ordered = np.sort(x, axis=-1)  # NaN sort last
+    n = np.count_nonzero(~np.isnan(x), axis=-1)
+    pos = q * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    frac = (pos - lo)[..., None]
+    low = np.take_along_axis(ordered, lo[..., None], -1)
+    high = np.take_along_axis(ordered, hi[..., None], -1)
+    value = (low + frac * (high - low))[..., 0]
+    return np.where(n > 0, value, np.nan)
+
+
 def nanmedian_last(x: np.ndarray) -> np.ndarray:
     """Median over the last axis ignoring NaN (NaN where all are): a sort and two gathers, much
     faster than ``np.nanmedian`` on many short rows."""
@@ -197,7 +213,8 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
     k = config.dma_baseline_days
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
-        baseline_days = nanmedian_last(_previous_days(layout.to_days(losses, np.nan), k))
+        previous = _previous_days(layout.to_days(losses, np.nan), k)
+        baseline_days = nanquantile_last(previous, config.dma_baseline_quantile)
         baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
         excess = losses - layout.from_days(baseline_days)
         inlet_days = layout.to_days(balance.inlet_l_h, np.nan)

@@ -74,7 +74,8 @@ def leak_evidence(
         # evidence restarts after each end; ``cumulative`` never decreases, so its value at the
         # latest end is the running maximum of its values at ends
         score = cumulative - np.maximum.accumulate(cumulative * ends[rows], axis=1)
-        alarm[rows] |= _above_threshold(score, layout, config)
+        extra = config.leak_step_extra_nats if i == 0 else 0.0
+        alarm[rows] |= _above_threshold(score, layout, config, extra)
         if i == 0:
             step_score[rows] = score
     return alarm, step_score, step_ends
@@ -123,7 +124,7 @@ def _rows_with_run(mask: np.ndarray, length: int) -> np.ndarray:
     return np.flatnonzero(run.any(axis=1))
 
 
-def _above_threshold(score: np.ndarray, layout: DayLayout, config: DetectionConfig) -> np.ndarray:
+def _above_threshold(score: np.ndarray, layout: DayLayout, config: DetectionConfig, extra: float = 0.0) -> np.ndarray:
     """(M, T): ``score`` at least ``leak_threshold_nats``, and at least ``leak_margin_nats`` above the
     most evidence the meter's ordinary use reached on any of the previous ``leak_history_days``.
     Busy days (guests, a heavy household) make hours with use come in long streaks that the per-hour
@@ -133,7 +134,7 @@ def _above_threshold(score: np.ndarray, layout: DayLayout, config: DetectionConf
     k = config.leak_history_days
     padded = np.concatenate([np.zeros((day_max.shape[0], k)), day_max], axis=1)
     previous = sliding_window_view(padded, k, axis=1)[:, : day_max.shape[1]].max(axis=2)
-    per_day = np.maximum(previous + config.leak_margin_nats, config.leak_threshold_nats)
+    per_day = np.maximum(previous + config.leak_margin_nats, config.leak_threshold_nats) + extra
     return layout.from_days(by_day >= per_day[:, :, None])
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.detection.alerts import AlertKind
 from collector.detection.config import DetectionConfig
+from collector.detection.district import nanquantile_last
 from collector.detection.engine import run_detection
 from collector.detection.flows import interval_flows
 from tests.collector.test_detection_households import (
@@ -118,6 +123,37 @@ def test_a_main_burst_soon_after_another_is_dated_from_its_own_start() -> None:
     assert abs((second.start - at_hour(second_h)).total_seconds()) <= 3600
     assert second.rate_l_h == pytest.approx(500.0, rel=0.1)
     assert first.ended_at is not None and first.ended_at <= second.start
+
+
+def test_the_balance_back_at_its_level_after_a_week_long_burst_is_no_new_burst() -> None:
+    """A main burst runs for seven and a half days, half the baseline's fortnight: for a week after
+    its repair the baseline's days hold it as often as not, and when they no longer do, the balance
+    at its own level must not read as a step up (with the median as the baseline it did: a second
+    alert of rate 0 a fortnight after the burst began)."""
+    start_h, end_h = 3 * 24 + 3.0, 10 * 24 + 14.5
+    losses = add_flow(_background(300.0), start_h, 700.0, end_h)
+    (alert,) = _dma_alerts(np.random.default_rng(46), losses)
+    assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert alert.ended_at is not None
+    assert abs((alert.ended_at - at_hour(end_h)).total_seconds()) <= 2 * 3600
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6)), min_size=1, max_size=20), min_size=1, max_size=5
+    ),
+    q=st.floats(0.0, 1.0),
+)
+def test_nanquantile_last_is_numpy_s_nanquantile(rows: list[list[float | None]], q: float) -> None:
+    width = max(len(r) for r in rows)
+    x = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        x[i, : len(r)] = [np.nan if v is None else v for v in r]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        expected = np.nanquantile(x, q, axis=-1)
+    assert np.allclose(nanquantile_last(x, q), expected, equal_nan=True, rtol=1e-9, atol=1e-6)
 
 
 def test_no_burst_no_alert_and_the_balance_counts_estimated_reads() -> None:

@@ -99,3 +99,17 @@ def test_a_repaired_leak_s_start_rate_and_volume_are_those_billing_needs(rate: f
     assert abs((leak.start - at_hour(start_h)).total_seconds()) <= 3600
     assert leak.rate_l_h == pytest.approx(rate, rel=0.1)
     assert leak.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
+
+
+def test_a_day_of_use_from_dawn_to_late_evening_is_no_leak() -> None:
+    """Visitors: the register moves every hour from 04:00 until 23:00, a few litres at least, and
+    the house sleeps again at night. The hours at dawn, usually idle, weigh as a leak's would; at
+    the register's step, where any use counts as flow, it takes more than that day to be a leak."""
+    rng = np.random.default_rng(12)
+    uses = {}
+    for i in range(12):
+        use = household(rng, DAYS)
+        day = (14 + i % 4) * 24
+        use[day + 4 : day + 23] = np.maximum(use[day + 4 : day + 23], 3.0 + rng.gamma(2.0, 2.0, 19))
+        uses[f"busy{i}"] = use
+    assert not [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
