@@ -6,7 +6,9 @@ system's hour, a shop's busiest hour). Above ``burst_factor`` times that, and ab
 ``burst_min_l_h``, it is a burst, raised on the first interval that shows it. So is a pair of
 intervals above ``burst_sustained_factor`` times the highest pair, and an interval far above the
 highest flow at that time of day on earlier days: ``burst_slot_factor`` times it, or (a shop whose
-afternoons are busy) ``burst_slot_excess_l_h`` above it and ``burst_slot_ratio`` times it.
+afternoons are busy) ``burst_slot_excess_l_h`` above it and ``burst_slot_ratio`` times it, with the
+interval before (the burst's partial first one) above its own time of day's highest as well: a
+shop's single odd busy hour looks the same in its one interval.
 
 Three rules go below twice the meter's highest flow, each only with evidence beyond the flow itself
 that the meter is not doing what it usually does then (each tested only at the few intervals above
@@ -88,7 +90,15 @@ def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         fired = current > thresholds[:, :, :1]
         fired |= pair_days > thresholds[:, :, 1:]
         if config.burst_slot_factor > 0:
-            fired |= current > _slot_threshold(single_days, no_history, config)
+            far_above, busy_above, around = _slot_thresholds(single_days, no_history, config)
+            fired |= current > far_above
+            # a busy hour above its busiest: a burst only where the interval before (its first,
+            # partial one) was above the busiest at its own time of day too (one odd hour is not)
+            before = np.full_like(current, np.nan)
+            before.reshape(before.shape[0], -1)[:, 1:] = current.reshape(current.shape[0], -1)[:, :-1]
+            before_busiest = np.full_like(around, np.inf)
+            before_busiest.reshape(around.shape[0], -1)[:, 1:] = around.reshape(around.shape[0], -1)[:, :-1]
+            fired |= (current > busy_above) & (before > before_busiest)
         rare = _RareRules(single_days, current, no_history, config)
         if config.burst_closed_factor > 0:
             level = np.maximum(config.burst_closed_factor * highest[0], config.burst_min_l_h)
@@ -175,24 +185,28 @@ class _RareRules:
         return np.where(valid, window, np.nan)
 
 
-def _slot_threshold(single_days: np.ndarray, no_history: np.ndarray, config: DetectionConfig) -> np.ndarray:
-    """(M, D, P): ``burst_slot_factor`` × the highest flow on any earlier day within an interval of
-    this time of day: a shop's meter that is busy all day but still at night shows a burst at night
-    at once, even one smaller than its daytime peak."""
+def _slot_thresholds(
+    single_days: np.ndarray, no_history: np.ndarray, config: DetectionConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(M, D, P) each: ``burst_slot_factor`` × the highest flow on any earlier day within an
+    interval of this time of day (a shop's meter busy all day but still at night shows a burst at
+    night at once, even one smaller than its daytime peak); ``burst_slot_excess_l_h`` above that
+    highest flow and ``burst_slot_ratio`` times it (a shop busy at this hour: a burst adds its flow
+    on top of the busiest hour; inf where off); and that highest flow itself."""
     seen = np.nan_to_num(single_days, nan=-np.inf)
     earlier = np.full_like(seen, -np.inf)
     np.maximum.accumulate(seen[:, :-1], axis=1, out=earlier[:, 1:])
     around = earlier.copy()
     np.maximum(around[:, :, 1:], earlier[:, :, :-1], out=around[:, :, 1:])
     np.maximum(around[:, :, :-1], earlier[:, :, 1:], out=around[:, :, :-1])
-    level = config.burst_slot_factor * around
+    far = np.maximum(config.burst_slot_factor * around, config.burst_min_l_h)
+    far[no_history] = np.inf
+    busy = np.full_like(far, np.inf)
     if config.burst_slot_excess_l_h > 0:
-        # a meter busy at this hour (a shop open): a burst adds its flow on top of the busiest hour
         over = np.maximum(around + config.burst_slot_excess_l_h, config.burst_slot_ratio * around)
-        level = np.minimum(level, over)
-    threshold = np.maximum(level, config.burst_min_l_h)
-    threshold[no_history] = np.inf
-    return threshold
+        busy = np.maximum(np.minimum(far, over), config.burst_min_l_h)
+        busy[no_history] = np.inf
+    return far, busy, around
 
 
 def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:

@@ -73,22 +73,51 @@ def _shop_with_a_cleaning_hour(rng: np.random.Generator, days: int) -> np.ndarra
     return use + ((hours % 24) == 6) * rng.uniform(700.0, 800.0, hours.size)
 
 
-@pytest.mark.parametrize("rate", [450.0, 700.0])
-def test_a_burst_in_a_busy_shop_below_its_busiest_hour_is_raised_within_one_interval(rate: float) -> None:
-    """The bursts the benchmark used to miss: a shop's afternoon, a burst adding less than the shop's
-    busiest hour. Against the highest flow at that time of day it stands out at once."""
+def _shop_burst(rate: float, minutes_before_14: float) -> list:
     rng = np.random.default_rng(24)
-    start_h = 15 * 24 + 13 + 50 / 60  # a Tuesday, 13:50: ten minutes of it in its first interval
+    start_h = 15 * 24 + 14 - minutes_before_14 / 60  # a Tuesday afternoon
     uses = {
         "SHOP": add_flow(_shop_with_a_cleaning_hour(rng, DAYS), start_h, rate, start_h + 5),
         "OTHER": _shop_with_a_cleaning_hour(rng, DAYS),
     }
-    alerts = [a for a in detect(block_of(uses)) if a.kind is AlertKind.BURST]
-    (burst,) = alerts
+    return [a for a in detect(block_of(uses)) if a.kind is AlertKind.BURST]
+
+
+@pytest.mark.parametrize(("rate", "minutes"), [(450.0, 20.0), (700.0, 10.0)])
+def test_a_burst_in_a_busy_shop_below_its_busiest_hour_is_raised_within_one_interval(
+    rate: float, minutes: float
+) -> None:
+    """The bursts the benchmark used to miss: a shop's afternoon, a burst adding less than the shop's
+    busiest hour. Against the highest flow at that time of day, with its first, partial interval
+    above that time of day's highest too, it stands out at once."""
+    (burst,) = _shop_burst(rate, minutes)
     assert burst.meter_id == "SHOP"
     assert burst.detected_at <= at_hour(15 * 24 + 15)  # the read closing 14:00–15:00, its first whole interval
-    assert abs((burst.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert abs((burst.start - at_hour(15 * 24 + 14 - minutes / 60)).total_seconds()) <= 3600
     assert burst.rate_l_h == pytest.approx(rate, rel=0.25)
+
+
+def test_a_small_burst_in_a_busy_shop_with_minutes_in_its_first_interval_waits_one_more() -> None:
+    """450 L/h from 13:50 shows ten minutes of itself in 13:00–14:00, not above that hour's busiest:
+    its first whole interval alone looks like the shop's own odd busy hour (below), so it is raised
+    by the next read. The trade: such odd hours were a third of the benchmark's false bursts, and no
+    benchmark burst was raised later for it."""
+    (burst,) = _shop_burst(450.0, 10.0)
+    assert burst.meter_id == "SHOP"
+    assert at_hour(15 * 24 + 15) < burst.detected_at <= at_hour(15 * 24 + 16)
+
+
+def test_a_shop_s_single_odd_busy_hour_is_not_a_burst() -> None:
+    """One afternoon hour 350 L/h above the busiest the shop has drawn around that time of day (a
+    delivery washed down, a tank filled), the hours before and after as usual: no burst."""
+    rng = np.random.default_rng(27)
+    uses = {f"SHOP{i}": _shop_with_a_cleaning_hour(rng, DAYS) for i in range(6)}
+    for i, use in enumerate(uses.values()):
+        hour = (14 + i % 3) * 24 + 13 + i % 4
+        busiest = max(use[h - 24 : 0 : -24].max() for h in (hour - 1, hour, hour + 1))
+        use[hour] = busiest + 350.0
+        assert use[hour] < DetectionConfig().burst_slot_factor * busiest  # not "far above" it
+    assert not _bursts(uses)
 
 
 @settings(max_examples=10, deadline=None)
