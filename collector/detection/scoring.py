@@ -77,24 +77,40 @@ def _subject(kind: str, meter_id: str | None, dma: str) -> tuple[str, str]:
 def match_alerts(
     alerts: Sequence[Alert], truth: Iterable[TruthEvent], kind: str, data_end: datetime, grace: timedelta
 ) -> tuple[list[Match], list[Alert]]:
-    """(one match per event of ``kind``, the alerts of ``kind`` that match no event)."""
+    """(one match per event of ``kind``, the alerts of ``kind`` that match no event).
+
+    An alert raised while several events of its subject were on (two main bursts in one DMA) can
+    only be the detection of the one whose start its own estimated start is nearest (before, the
+    earliest event took it, and the alert's start and volume were scored against the wrong
+    burst); each event takes the earliest alert that can be its."""
     by_subject: dict[tuple[str, str], list[Alert]] = {}
     for a in alerts:
         if a.kind.value == kind:
             by_subject.setdefault(_subject(kind, a.meter_id, a.dma), []).append(a)
+    events = sorted((e for e in truth if e.event == kind), key=lambda e: e.start)
+
+    def during(e: TruthEvent) -> list[Alert]:
+        end = e.end if e.end is not None else data_end
+        group = by_subject.get(_subject(kind, e.meter_id, e.dma), [])
+        return [a for a in group if e.start <= a.detected_at <= end + grace]
+
+    raised_during = [during(e) for e in events]
+    home: dict[str, int] = {}  # alert → the event (index) whose start is nearest its own
+    for i, group in enumerate(raised_during):
+        for a in group:
+            j = home.get(a.alert_id)
+            if j is None or abs(a.start - events[i].start) < abs(a.start - events[j].start):
+                home[a.alert_id] = i
     first_of: set[str] = set()  # alerts that are some event's (first) detection
     explained: set[str] = set()  # alerts raised while an event of theirs was on
     matches = []
-    for e in sorted((e for e in truth if e.event == kind), key=lambda e: e.start):
-        end = e.end if e.end is not None else data_end
-        during = [
-            a for a in by_subject.get(_subject(kind, e.meter_id, e.dma), []) if e.start <= a.detected_at <= end + grace
-        ]
-        explained.update(a.alert_id for a in during)
-        fresh = [a for a in during if a.alert_id not in first_of]
-        first = min(fresh, key=lambda a: a.detected_at) if fresh else None
+    for i, (e, group) in enumerate(zip(events, raised_during, strict=True)):
+        explained.update(a.alert_id for a in group)
+        own = [a for a in group if home[a.alert_id] == i and a.alert_id not in first_of]
+        first = min(own, key=lambda a: a.detected_at) if own else None
         if first is not None:
             first_of.add(first.alert_id)
+        end = e.end if e.end is not None else data_end
         observed = (min(end, data_end) - e.start).total_seconds() / 3600.0
         matches.append(Match(e, first, observed))
     false = [a for group in by_subject.values() for a in group if a.alert_id not in explained]

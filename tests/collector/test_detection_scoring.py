@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from collector.detection.alerts import Alert, AlertKind, make_alert_id
-from collector.detection.scoring import interval_labels, leakdb_scores, score_kind
+from collector.detection.common import new_alert
+from collector.detection.scoring import interval_labels, leakdb_scores, match_alerts, score_kind
 
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -113,3 +115,37 @@ def test_a_deadline_per_event_decides_what_was_detected_in_time() -> None:
     )
     assert (s.events, s.detected, s.false_alarms) == (3, 2, 0)
     assert s.recall == pytest.approx(2 / 3)
+
+
+def test_an_alert_during_two_overlapping_events_is_the_detection_of_the_one_it_dates_from() -> None:
+    """A small main burst hidden under a large one, then a third: the alert raised while the first
+    two are on, dated from the third's start, is the third's detection, and the first's a miss."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def event(start_h: float, end_h: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            event="dma_burst",
+            meter_id=None,
+            dma="D1",
+            start=t0 + timedelta(hours=start_h),
+            end=t0 + timedelta(hours=end_h),
+            size=500.0,
+        )
+
+    hidden, third = event(0, 150), event(140, 200)
+    alert = new_alert(
+        AlertKind.DMA_BURST,
+        None,
+        "D1",
+        start=t0 + timedelta(hours=140.2),
+        detected_at=t0 + timedelta(hours=143),
+        last_seen=t0 + timedelta(hours=200),
+        ended_at=None,
+        rate_l_h=500.0,
+        volume_l=0.0,
+        confidence=0.9,
+        evidence=(),
+    )
+    matches, false = match_alerts([alert], [hidden, third], "dma_burst", t0 + timedelta(hours=300), timedelta(0))
+    assert [m.alert for m in matches] == [None, alert]
+    assert false == []
