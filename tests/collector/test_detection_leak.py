@@ -113,3 +113,14 @@ def test_a_day_of_use_from_dawn_to_late_evening_is_no_leak() -> None:
         use[day + 4 : day + 23] = np.maximum(use[day + 4 : day + 23], 3.0 + rng.gamma(2.0, 2.0, 19))
         uses[f"busy{i}"] = use
     assert not [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
+
+
+def test_a_20_litre_leak_in_busy_households_is_found_within_a_day() -> None:
+    """20 L/h from 07:30 behind heavy households, whose days rarely fall below 8 L/h and often
+    reach 30: at 16 L/h their days still gather evidence, so no leak waits for a second night."""
+    rng = np.random.default_rng(13)
+    start_h = 12 * 24 + 7.5
+    uses = {f"L{i}": add_flow(heavy_household(rng, DAYS), start_h, 20.0) for i in range(10)}
+    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
+    assert sorted(a.meter_id for a in leaks) == sorted(uses)
+    assert max(a.detected_at for a in leaks) <= at_hour(start_h + 24)
