@@ -272,7 +272,8 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             scan = j + w2
             while scan < min(busy_until, losses.shape[1]):
                 level = _rolling_median((after - nest.held)[None, :], w2)[0]
-                need = np.maximum(np.maximum(floor[d], config.dma_z * sigmas[w2][d]), 0.5 * nest.held)
+                need = np.maximum(floor[d], config.dma_z * sigmas[w2][d])
+                need = np.maximum(need, config.dma_nested_share * nest.held)
                 with np.errstate(invalid="ignore"):
                     up = (level >= need) & (rose >= 0.5 * need)
                     steps = np.flatnonzero(up[scan:busy_until])

@@ -113,6 +113,18 @@ def test_a_second_main_burst_during_the_first_gets_its_own_rate_and_end() -> Non
         assert alert.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
+def test_a_small_main_burst_under_a_large_one_is_found() -> None:
+    """350 L/h more while a 1,000 L/h burst runs: a third of what the balance already carries, a
+    step well clear of the noise."""
+    first_h, second_h = 11 * 24 + 4.0, 13 * 24 + 10.5
+    losses = add_flow(_background(300.0), first_h, 1000.0, 17 * 24)
+    losses = add_flow(losses, second_h, 350.0, 16 * 24)
+    first, second = _dma_alerts(np.random.default_rng(47), losses)
+    assert abs((second.start - at_hour(second_h)).total_seconds()) <= 3600
+    assert second.rate_l_h == pytest.approx(350.0, rel=0.15)
+    assert first.rate_l_h == pytest.approx(1000.0, rel=0.1)
+
+
 def test_a_main_burst_soon_after_another_is_dated_from_its_own_start() -> None:
     """The second burst begins 14 hours after the first was repaired: its start is not drawn
     back into the first (whose excess would weigh in a change point searched two days back)."""

@@ -122,5 +122,5 @@ def test_a_20_litre_leak_in_busy_households_is_found_within_a_day() -> None:
     start_h = 12 * 24 + 7.5
     uses = {f"L{i}": add_flow(heavy_household(rng, DAYS), start_h, 20.0) for i in range(10)}
     leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
-    assert sorted(a.meter_id for a in leaks) == sorted(uses)
+    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
     assert max(a.detected_at for a in leaks) <= at_hour(start_h + 24)
