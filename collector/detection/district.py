@@ -307,14 +307,17 @@ class _Nest:
         self.held = np.zeros_like(after)  # the flow the episodes found so far carry, as known then
         self.found: list[tuple[int, int, float, float]] = []  # (j, start column, rate at j, confidence)
         self.spans: list[tuple[int, int, float]] = []  # (start column, end column, rate)
+        self.first: Alert | None = None  # the first episode's alert, measured with nothing else on
 
-    def add(self, j: int, start_col: int, rate_at_j: float, confidence: float) -> int:
+    def add(self, j: int, start_col: int, rate_at_j: float, conf: float) -> int:
         """Add the step found at ``j``; the column until which it is known to be open."""
         rest = self.after - self.held
         alert, end, busy_until, _ = _episode(
             self.balance, self.d, j, start_col, rate_at_j, rest, self.clock, self.config
         )
-        self.found.append((j, start_col, rate_at_j, confidence))
+        if self.first is None:
+            self.first = alert.replace(confidence=conf)
+        self.found.append((j, start_col, rate_at_j, conf))
         self.spans.append((start_col, end, alert.rate_l_h))
         seg = rest[start_col + 1 : busy_until]
         settle = min(seg.size, self._SETTLE)
@@ -356,10 +359,8 @@ class _Nest:
             self.spans = [(s, e, max(float(r), 0.0)) for s, e, r in zip(starts, best[1], best[2], strict=True)]
 
     def alerts(self) -> list[Alert]:
-        if len(self.found) == 1:
-            j, start_col, rate_at_j, conf = self.found[0]
-            alert, *_ = _episode(self.balance, self.d, j, start_col, rate_at_j, self.after, self.clock, self.config)
-            return [alert.replace(confidence=conf)]
+        if len(self.found) == 1 and self.first is not None:
+            return [self.first]
         if len(self.found) <= self._MAX_ORDERED:
             self._assign_ends()
         alerts: list[Alert] = []
