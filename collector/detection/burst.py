@@ -5,12 +5,14 @@ An interval's flow is compared with the highest flow the same meter carried in t
 system's hour, a shop's busiest hour). Above ``burst_factor`` times that, and above
 ``burst_min_l_h``, it is a burst, raised on the first interval that shows it. So is a pair of
 intervals above ``burst_sustained_factor`` times the highest pair, and an interval far above the
-highest flow at that time of day on earlier days: ``burst_slot_factor`` times it, or (a shop whose
+highest flow at that time of day on earlier days: ``burst_slot_factor`` times it (and above the
+meter's highest flow at any hour: a house's night of tank-filling is not a burst for being at
+night), or (a shop whose
 afternoons are busy) ``burst_slot_excess_l_h`` above it and ``burst_slot_ratio`` times it, with the
 interval before (the burst's partial first one) above its own time of day's highest as well: a
 shop's single odd busy hour looks the same in its one interval.
 
-Three rules go below twice the meter's highest flow, each only with evidence beyond the flow itself
+Three rules go below ``burst_factor`` times the meter's highest flow, each only with evidence beyond the flow itself
 that the meter is not doing what it usually does then (each tested only at the few intervals above
 its level):
 
@@ -91,7 +93,8 @@ def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         fired |= pair_days > thresholds[:, :, 1:]
         if config.burst_slot_factor > 0:
             far_above, busy_above, around = _slot_thresholds(single_days, no_history, config)
-            fired |= current > far_above
+            # far above its time of day, and above the most the meter drew at any hour of late
+            fired |= (current > far_above) & (current > config.burst_slot_highest_factor * highest[0])
             # a busy hour above its busiest: a burst only where the interval before (its first,
             # partial one) was above the busiest at its own time of day too (one odd hour is not)
             before = np.full_like(current, np.nan)

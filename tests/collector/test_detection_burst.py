@@ -210,3 +210,19 @@ def test_a_household_s_odd_hour_at_twice_its_peak_is_not_a_burst() -> None:
     use[hour] = 2.8 * float(use[:hour].max())
     assert use[hour] >= DetectionConfig().burst_min_l_h
     assert not _bursts({"H": use})
+
+
+def test_a_night_hour_below_the_household_s_highest_is_not_a_burst() -> None:
+    """A household that filled a pool on its first evening (320 L in the hour, before the meter
+    was known) fills a tank at 02:00 a week or so later at 90% of that: far above anything it drew
+    at night, but not above what it draws at all, so no burst."""
+    rng = np.random.default_rng(28)
+    uses = {}
+    for i in range(6):
+        use = household(rng, DAYS)
+        use[19] = 320.0
+        hour = (8 + i) * 24 + 2
+        use[hour] = 0.9 * 320.0
+        assert use[hour] > DetectionConfig().burst_min_l_h
+        uses[f"H{i}"] = use
+    assert not _bursts(uses)
