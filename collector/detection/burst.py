@@ -5,16 +5,15 @@ An interval's flow is compared with the highest flow the same meter carried in t
 system's hour, a shop's busiest hour). Above ``burst_factor`` times that, and above
 ``burst_min_l_h``, it is a burst, raised on the first interval that shows it. So is a pair of
 intervals above ``burst_sustained_factor`` times the highest pair, and an interval far above the
-highest flow at that time of day on earlier days: ``burst_slot_factor`` times it (and above the
-meter's highest flow at any hour: a house's night of tank-filling is not a burst for being at
-night), or (a shop whose
-afternoons are busy) ``burst_slot_excess_l_h`` above it and ``burst_slot_ratio`` times it, with the
-interval before (the burst's partial first one) above its own time of day's highest as well: a
-shop's single odd busy hour looks the same in its one interval.
+highest flow at that time of day on earlier days: ``burst_slot_factor`` times it and above the
+meter's highest flow at any hour (a house's night of tank-filling is not a burst for being at
+night), or (a shop whose afternoons are busy) ``burst_slot_excess_l_h`` above it and
+``burst_slot_ratio`` times it, with the interval before (the burst's partial first one) above its
+own time of day's highest as well (a shop's single odd busy hour looks the same in one interval).
 
-Three rules go below ``burst_factor`` times the meter's highest flow, each only with evidence beyond the flow itself
-that the meter is not doing what it usually does then (each tested only at the few intervals above
-its level):
+Three rules go below ``burst_factor`` times the meter's highest flow, each only with evidence beyond
+the flow itself that the meter is not doing what it usually does then (each tested only at the few
+intervals above its level):
 
 * a time of the week at which the meter drew nothing at all on every earlier week (a shop's closed
   Sunday): above ``burst_closed_factor`` times the highest flow;

@@ -142,6 +142,9 @@ class DetectionConfig:
     stuck_max_share: float = 3.0
     stuck_z: float = 3.0
     stuck_max_explained: int = 4
+    #: Another still register whose daily use steps with the candidate's this closely (correlation
+    #: over the days fitted) is fitted beside it whether chosen or not: the two cannot be told apart.
+    stuck_twin_correlation: float = 0.9
     #: … and the balance's day-to-day noise is taken as at least this (L/h, a daily mean).
     stuck_min_noise_l_h: float = 0.5
     #: Otherwise (no inlet, a balance too noisy or disturbed to tell, an empty house) the register

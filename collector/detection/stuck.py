@@ -32,7 +32,7 @@ balance confirms it:
   stands out, the candidate is fitted first and the others after it. So another stuck register
   stopping a day or two apart takes its own step, and a holiday beside a stuck register neither
   hides it nor takes its step. Two registers stopping the same day cannot be told apart: one whose
-  stillness steps on the candidate's days (correlation 0.9 or more) and which alone would explain
+  stillness steps on the candidate's days (``stuck_twin_correlation``) and which alone would explain
   the step is fitted beside it whatever the selection, so the standard error grows and neither is
   confirmed; both wait for ``stuck_unconfirmed_days``.
 * The noise is the balance's own day-to-day spread (successive days' differences, robustly), or
@@ -387,19 +387,20 @@ def _balance_share(
 
 
 def _twins(candidate: np.ndarray, others: np.ndarray, y: np.ndarray, config: DetectionConfig) -> list[int]:
-    """Columns of ``others`` whose step falls on the same days as the candidate's (correlation of at
-    least 0.9 over the days fitted) and which alone would explain the balance's step as a plausible
-    share of their own use: the step could be theirs as well as the candidate's."""
+    """Columns of ``others`` whose step falls on the same days as the candidate's (a correlation of
+    at least ``stuck_twin_correlation`` over the days fitted) and which alone would explain the
+    balance's step as a plausible share of their own use: the step could be theirs as well."""
     if others.shape[1] == 0:
         return []
     c = candidate - candidate.mean()
     o = others - others.mean(axis=0)
-    norms = np.sqrt((o * o).sum(axis=0) * float(c @ c))
+    o_norm2 = (o * o).sum(axis=0)
+    norms = np.sqrt(o_norm2 * float(c @ c))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.where(norms > 0, (o.T @ c) / norms, 0.0)
-        share = np.where((o * o).sum(axis=0) > 0, (o.T @ (y - y.mean())) / (o * o).sum(axis=0), 0.0)
-    twin = (corr >= 0.9) & (share >= config.stuck_min_share) & (share <= config.stuck_max_share)
-    return np.flatnonzero(twin).tolist()
+        share = np.where(o_norm2 > 0, (o.T @ (y - y.mean())) / o_norm2, 0.0)
+    plausible = (share >= config.stuck_min_share) & (share <= config.stuck_max_share)
+    return np.flatnonzero((corr >= config.stuck_twin_correlation) & plausible).tolist()
 
 
 def _forward_select(
