@@ -37,6 +37,9 @@ class AlertSource(StrEnum):
 
 
 ACTIVE = frozenset({AlertStatus.OPEN, AlertStatus.ONGOING})
+#: Kinds whose ``rate_l_h`` is water flowing (lost, or going back): the others' rate is no flow to
+#: show (a tamper or a stuck register's is the use going unrecorded; a meter's own alarms carry none).
+FLOW_KINDS = frozenset({AlertKind.LEAK, AlertKind.BURST, AlertKind.REVERSE_FLOW, AlertKind.DMA_BURST})
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from collector import alert_store
-from collector.detection.alerts import ACTIVE
+from collector.detection.alerts import ACTIVE, FLOW_KINDS
 from server.auth import SESSION_COOKIE, presented_key, verify_api_key
 from server.care import repository as care_repository
 from server.db import get_connection
@@ -41,7 +41,14 @@ def meters_page(request: Request, conn: Connection) -> Response:
     summary = repository.fleet_summary(conn)
     alerts = [a for a in alert_store.list_alerts(conn, limit=200) if a.status in ACTIVE][:10]
     enquiries = care_repository.enquiries_for_alerts(conn, [a.alert_id for a in alerts])
-    context = {"meters": meters, "summary": summary, "who": principal.name, "alerts": alerts, "enquiries": enquiries}
+    context = {
+        "meters": meters,
+        "summary": summary,
+        "who": principal.name,
+        "alerts": alerts,
+        "enquiries": enquiries,
+        "flow_kinds": FLOW_KINDS,
+    }
     return templates.TemplateResponse(request, "meters.html", context)
 
 

@@ -96,3 +96,16 @@ def test_the_web_page_shows_open_alerts(api):
     assert "district D1" in page.text and "about 12 L/h" in page.text
     # Each alert names the enquiry it raised for customer care: the burst and the district burst are urgent.
     assert page.text.count("urgent</span>") == 2 and page.text.count("enquiry #") == 3
+
+
+def test_the_web_page_gives_a_flow_only_for_flow_alerts(api, migrated_database_url):
+    """A tamper alarm's rate is no flow: the page says since when, not "about 0 L/h"."""
+    client, keys = api
+    tamper = alert(AlertKind.TAMPER, "M9", 3).replace(rate_l_h=0.0, volume_l=0.0)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.transaction():
+        save_changes(conn, AlertChanges(opened=[tamper]))
+    page = client.get("/login", params={"key": keys["customer_care"]}, follow_redirects=True).text
+    line = next(li for li in page.split("<li>") if "M9" in li)
+    assert "M9 since 2026-11-20 01:00 UTC" in line and "L/h" not in line and "so far" not in line
+    leak_line = next(li for li in page.split("<li>") if "M1 " in li or "M1\n" in li)
+    assert "about 12 L/h since" in leak_line and "62 L so far" in leak_line
