@@ -271,7 +271,8 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             rose[w2:] = overall[w2:] - overall[:-w2]
             scan = j + w2
             while scan < min(busy_until, losses.shape[1]):
-                level = _rolling_median((after - nest.held)[None, :], w2)[0]
+                rest = after - nest.held
+                level = _rolling_median(rest[None, :], w2)[0]
                 need = np.maximum(floor[d], config.dma_z * sigmas[w2][d])
                 need = np.maximum(need, config.dma_nested_share * nest.held)
                 with np.errstate(invalid="ignore"):
@@ -281,7 +282,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
                     break
                 j2 = scan + int(steps[0])
                 second_rate = float(level[j2])
-                start2 = max(_step_start(after - nest.held, j2, second_rate, config, quiet_from), j + 1)
+                start2 = max(_step_start(rest, j2, second_rate, config, quiet_from), j + 1)
                 until2 = nest.add(j2, start2, second_rate, confidence(float(second_rate / need[j2]), 1.0))
                 busy_until = max(busy_until, until2)
                 scan = j2 + w2

@@ -101,15 +101,12 @@ def match_alerts(
             j = home.get(a.alert_id)
             if j is None or abs(a.start - events[i].start) < abs(a.start - events[j].start):
                 home[a.alert_id] = i
-    first_of: set[str] = set()  # alerts that are some event's (first) detection
     explained: set[str] = set()  # alerts raised while an event of theirs was on
     matches = []
     for i, (e, group) in enumerate(zip(events, raised_during, strict=True)):
         explained.update(a.alert_id for a in group)
-        own = [a for a in group if home[a.alert_id] == i and a.alert_id not in first_of]
+        own = [a for a in group if home[a.alert_id] == i]  # each alert has one home: no event takes another's
         first = min(own, key=lambda a: a.detected_at) if own else None
-        if first is not None:
-            first_of.add(first.alert_id)
         end = e.end if e.end is not None else data_end
         observed = (min(end, data_end) - e.start).total_seconds() / 3600.0
         matches.append(Match(e, first, observed))
