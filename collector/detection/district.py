@@ -165,6 +165,27 @@ def sum_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.nda
     return out
 
 
+def inlet_shaped_like_customers(inlet: np.ndarray, customers: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """(D, T) the inlet's flow, where a gap in its reads was spread evenly (``spread``), reshaped:
+    the customers' flow over the gap plus the gap's mean loss.
+
+    Over a gap only the inlet's total is known. Spread evenly it makes the balance follow the
+    customers upside down: a large user switching on inside the gap shows as losses rising by its
+    flow, then falling below the baseline, which looks like a main burst and its repair. The losses
+    are the steady part of the inflow, so the gap's share of them is spread evenly instead, and the
+    customers' flow (read, or estimated from their own reads) gives the shape. The gap's total
+    volume is unchanged."""
+    out = inlet.copy()
+    rows, cols = np.nonzero(spread & ~np.isnan(inlet) & ~np.isnan(customers))
+    if rows.size == 0:
+        return out
+    run = np.cumsum(np.r_[True, (np.diff(cols) != 1) | (np.diff(rows) != 0)]) - 1
+    loss = inlet[rows, cols] - customers[rows, cols]
+    mean_loss = np.bincount(run, loss) / np.bincount(run)
+    out[rows, cols] = customers[rows, cols] + mean_loss[run]
+    return out
+
+
 def nanquantile_last(x: np.ndarray, q: float) -> np.ndarray:
     """The ``q`` quantile over the last axis ignoring NaN (NaN where all are), interpolated between
     the two nearest values as ``np.nanquantile`` does: a sort and two gathers."""

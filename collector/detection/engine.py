@@ -13,7 +13,13 @@ from collector.detection.alarms import meter_alarm_alerts
 from collector.detection.alerts import Alert, AlertKind, make_alert_id
 from collector.detection.burst import detect_bursts
 from collector.detection.config import DetectionConfig
-from collector.detection.district import DmaBalance, customer_flow_parts, detect_dma_bursts, sum_by_group
+from collector.detection.district import (
+    DmaBalance,
+    customer_flow_parts,
+    detect_dma_bursts,
+    inlet_shaped_like_customers,
+    sum_by_group,
+)
 from collector.detection.flows import DayLayout, interval_flows
 from collector.detection.leak import detect_leaks
 from collector.detection.register import detect_reverse_flow, detect_stuck
@@ -82,6 +88,8 @@ def run_detection(
         has_inlet = np.zeros(n_dma, dtype=bool)
         has_inlet[codes] = True
         inlet_sum = np.where(has_inlet[:, None] & (nan_count == 0), total, np.nan)
+        spread = sum_by_group(flows.spread.astype(np.float64), codes, n_dma) > 0
+        inlet_sum = inlet_shaped_like_customers(inlet_sum, customers_sum, spread)
         for i, code in enumerate(codes.tolist()):  # one inlet, or the latest of several
             known[code] = np.maximum(known[code], flows.known_idx[i])
     balance = DmaBalance(

@@ -199,3 +199,30 @@ def test_estimates_use_only_earlier_days() -> None:
     # interval (whose gap may be closed by a later read)
     assert np.allclose(filled_then[:, : t - 2][usable[:, : t - 2]], filled[:, : t - 2][usable[:, : t - 2]])
     assert np.all(estimated[:, :24] == 0)  # no history, no guess
+
+
+def test_a_large_user_switching_on_while_the_inlet_s_reads_are_missing_is_no_main_burst() -> None:
+    """Over a gap in the inlet's reads only its total is known. Spread evenly, a factory switching on
+    at the gap's end put a quarter of its flow into the balance for three hours before it (and took
+    it back after): a main burst and its repair, to the detector. The gap's losses are now spread
+    evenly and the customers' own flow gives the inlet its shape."""
+    rng = np.random.default_rng(44)
+    uses = _dma(rng)
+    hours = np.arange(DAYS * 24)
+    factory = np.where((hours % 24 >= 6) & (hours % 24 < 18), 40_000.0, 0.0)  # 40 m³/h from 06:00 to 18:00
+    uses["FACTORY"] = factory
+    block = _drop_reads(block_of(uses, inlet_extra_l=_background(300.0)), rng, 0.01)
+    volume = block.volume_m3.copy()
+    inlet = int(np.flatnonzero(block.role == "inlet")[0])
+    gap = [d * 24 + h for d in (12, 15) for h in (4, 5, 6)]  # the reads at 04:00-06:00, two days
+    volume[inlet, gap] = np.nan
+    gappy = type(block)(block.meter_ids, block.dma, block.role, block.timestamps, volume)
+    result = run_detection(gappy)
+    assert not [a for a in result.alerts if a.kind is AlertKind.DMA_BURST]
+    losses = result.balance.losses_l_h[0]
+    for d in (12, 15):
+        closing = d * 24 + 7  # the interval closing the gap: 06:00-07:00, the factory's first hour
+        span = slice(closing - 3, closing + 1)  # 03:00-07:00
+        # the gap's losses, spread evenly, are what the mains lost over it
+        assert np.allclose(losses[span], losses[span].mean())
+        assert losses[span].mean() == pytest.approx(_background(300.0)[closing - 4 : closing].mean(), rel=0.25)
