@@ -99,10 +99,10 @@ def main() -> None:
     print("| main bursts on a WNTR network | value |")
     print("|---|---|")
     print(f"| recall (target ≥ 0.85) | {score.recall:.3f} ({score.detected}/{score.events}) |")
+    print(f"| recall, bursts of any length | {any_length.recall:.3f} ({any_length.detected}/{any_length.events}) |")
     print(f"| precision | {score.precision:.2f} |")
     fa = score.false_alarms
     print(f"| false alarms per DMA-month | {fa / dma_days * 30:.2f} ({fa} in {dma_days:.0f} DMA-days) |")
-    print(f"| recall, bursts of any length | {any_length.recall:.3f} ({any_length.detected}/{any_length.events}) |")
     print(f"| median / p90 hours to detect | {score.median_delay_h:.1f} / {score.p90_delay_h:.1f} |")
     print(f"| start ≤ 1 h · volume ≤ 10% | {score.start_within_1h:.2f} · {score.volume_within_10pct:.2f} |")
     matches, false = match_alerts(result.alerts, fleet.ground_truth, "dma_burst", end, GRACE)
