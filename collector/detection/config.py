@@ -178,6 +178,10 @@ class DetectionConfig:
     dma_nested_share: float = 0.25
     #: A customer register still this long (days) is estimated in the balance as if unread.
     dma_stalled_days: float = 2.0
+    #: A customer register still this long (hours), and not yet stalled, may explain a DMA step as
+    #: large as it usually draws at that time (the largest such register of the DMA): see
+    #: :func:`collector.detection.district.still_register_flow`.
+    dma_still_hours: float = 3.0
 
     # --- engine --------------------------------------------------------------------------------
     #: Meters per chunk: bounds memory (each (M, T) float64 array of a chunk is M × T × 8 bytes).

@@ -3,7 +3,9 @@
 The balance ``inlet - Σ customers`` is the DMA's losses: leakage from the mains and apparent losses
 (under-registering, stuck or bypassed meters). A customer's missing read is not left out of the sum
 (that would look like a loss): its flow is estimated from the same meter's mean at that time of day
-over the previous days, which needs no later read, so the balance at ``t`` is known at ``t``.
+over the previous days of the same kind (weekday, Saturday, Sunday), which needs no later read, so
+the balance at ``t`` is known at ``t``. Over a gap in the inlet's own reads, the inflow takes the
+customers' shape (:func:`inlet_shaped_like_customers`).
 
 A main burst is a step up in the balance. The baseline is a low quantile
 (``dma_baseline_quantile``) of the balance at each time of day over the previous
@@ -11,8 +13,11 @@ A main burst is a step up in the balance. The baseline is a low quantile
 shape of apparent losses); the excess over it is averaged over several windows, and
 a window whose mean is ``dma_z`` times its own recent noise, and at least ``dma_min_fraction`` of the
 inlet's mean flow, raises the alert. Short windows catch large bursts within an interval, long
-windows small ones within a day. The minimum night flow (the lowest inlet flow of each day), the
-classic indicator, is kept alongside for reports.
+windows small ones within a day. A customer register that stood still for hours may be hiding its
+customer's use from the balance (a shop's register stuck at closing time shows up the next morning
+as a step of the shop's use): where what one such register may hide is at least half a step, it is
+taken as explained (:func:`still_register_flow`). The minimum night flow (the lowest inlet flow of
+each day), the classic indicator, is kept alongside for reports.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from collector.detection.alerts import Alert, AlertKind
 from collector.detection.common import Clock, confidence, new_alert
 from collector.detection.config import DetectionConfig
-from collector.detection.flows import DayLayout, Flows
+from collector.detection.flows import DayLayout, Flows, prior_days_sum, prior_days_sum_by_type
 from collector.detection.series import SeriesBlock
 
 _MAD_TO_SIGMA = 1.4826
@@ -43,6 +48,7 @@ class DmaBalance:
     estimated_l_h: np.ndarray  # (D, T) the estimated part of ``customers_l_h``
     known_idx: np.ndarray  # (D, T) column of the inlet read that makes the balance known
     n_customers: np.ndarray  # (D,)
+    still_l_h: np.ndarray  # (D, T) the most flow one still customer register may hide: see still_register_flow
 
     @property
     def losses_l_h(self) -> np.ndarray:
@@ -85,7 +91,7 @@ def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionC
 
 
 def customer_flow_parts(
-    block: SeriesBlock, flows: Flows, config: DetectionConfig
+    block: SeriesBlock, flows: Flows, config: DetectionConfig, quiet: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(flow with gaps filled (M, T), the estimated part (M, T)), causal with ``dma_read_lag``.
 
@@ -95,8 +101,9 @@ def customer_flow_parts(
     still draws water through the inlet, and left at zero it would look like a main burst every
     day; an empty house gets a little phantom use instead, which only lowers the balance.
 
-    The estimate is the meter's mean flow at that time of day on up to ``dma_baseline_days``
-    earlier days that were read and not stalled (nothing before it has such a day: 0).
+    The estimate is the meter's mean flow at that time of day on the latest earlier days of the same
+    kind (as many weekdays, Saturdays and Sundays as ``dma_baseline_days`` hold) that were read and
+    not stalled, however long ago; without such a day, on any earlier days (none: 0).
 
     The third value, ``(rows, cols, values)``, turns the filled flow back into the registers as they
     are wherever their flow is known (a stalled register at zero, a gap's true average however late
@@ -108,7 +115,8 @@ def customer_flow_parts(
     if flows.spread.any():
         cols = np.arange(f.shape[1], dtype=np.int32)
         usable &= ~flows.spread | (flows.known_idx <= cols + config.dma_read_lag)
-    stalled = _stalled(flows, round(config.dma_stalled_days * 24.0 / flows.interval_h))
+    window = round(config.dma_stalled_days * 24.0 / flows.interval_h)
+    stalled = _stalled(flows, window) if quiet is None else quiet > window
     usable &= ~stalled
     observed = (usable & ~flows.spread).ravel()
     filled = f.copy()
@@ -117,19 +125,34 @@ def customer_flow_parts(
     back: tuple[np.ndarray, np.ndarray, np.ndarray] = (rows[:0], gap_cols[:0], np.zeros(0))
     if rows.size:
         per_day = 86_400 // block.interval_s
+        layout = DayLayout.of(block)
+        col_kind = layout.day_kind(block.timestamps)[layout.day_of_columns()]
+        gap_kind = col_kind[gap_cols]
         flat = rows * f.shape[1] + gap_cols
         flat_f = f.ravel()
-        total = np.zeros(rows.size)
-        count = np.zeros(rows.size)
+        total, count = np.zeros(rows.size), np.zeros(rows.size)  # days of the gap's type
+        any_total, any_count = np.zeros(rows.size), np.zeros(rows.size)  # days of any type
         wanted = config.dma_baseline_days
-        for k in range(1, min(f.shape[1] // per_day, 2 * wanted) + 1):  # back day by day, enough read
-            ok = (gap_cols >= k * per_day) & (count < wanted)
+        wanted_n = np.where(gap_kind == 0, max(1, round(wanted * 5 / 7)), max(1, round(wanted / 7)))
+        # back day by day until enough of the same kind (weekday, Saturday, Sunday: a shop shut on
+        # Sundays) were read: as far as it takes, for a register stuck for weeks (stopping at four
+        # weeks made its estimate 0 from then on, and its use a main burst)
+        for k in range(1, f.shape[1] // per_day + 1):
+            ok = (gap_cols >= k * per_day) & (count < wanted_n)
             if not ok.any():
                 break
             earlier = flat[ok] - k * per_day
             seen = observed.take(earlier)
-            total[ok] += np.where(seen, flat_f.take(earlier), 0.0)
-            count[ok] += seen
+            value = np.where(seen, flat_f.take(earlier), 0.0)
+            fresh = ok.copy()
+            fresh[ok] = any_count[ok] < wanted
+            any_total[ok] += np.where(fresh[ok], value, 0.0)
+            any_count[ok] += seen & fresh[ok]
+            same = seen & (col_kind[gap_cols[ok] - k * per_day] == gap_kind[ok])
+            total[ok] += np.where(same, value, 0.0)
+            count[ok] += same
+        # no earlier day of its kind: any day's
+        total, count = np.where(count > 0, total, any_total), np.where(count > 0, count, any_count)
         estimate = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         guess.ravel()[flat] = estimate
         filled.ravel()[flat] = estimate
@@ -138,16 +161,113 @@ def customer_flow_parts(
     return filled, guess, back
 
 
-def _stalled(flows: Flows, window: int) -> np.ndarray:
-    """(M, T): the register has not moved in the last ``window`` intervals (nor in this one)."""
+#: A register newly still may be hiding up to this share of its usual flow at that time of day (a
+#: shop's busy hour is well above its mean hour) …
+_NEWLY_STILL_SHARE = 1.5
+#: … and one stalled, estimated as its usual flow, may be this share of it off either way.
+_STALLED_SHARE = 0.5
+
+
+def still_register_flow(
+    block: SeriesBlock,
+    flows: Flows,
+    estimated: np.ndarray,
+    config: DetectionConfig,
+    smallest_step: np.ndarray | None = None,
+    quiet: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, (R, T)): the flow the rows' customer registers may be hiding from the balance while
+    they stand still (0 where they move); registers that hide nothing are left out.
+
+    A register that stops at a shop's closing time shows as nothing in the balance until the shop
+    would open; then the shop's day of use appears in the balance, like a main burst, until the
+    register counts as stalled (``dma_stalled_days``) and is estimated. Still for
+    ``dma_still_hours`` but not yet stalled, a register may hide ``_NEWLY_STILL_SHARE`` times its
+    usual flow at that time (the mean at that slot on the earlier days of its kind, weekday,
+    Saturday or Sunday, within ``dma_baseline_days``: a shop shut on Sundays hides nothing on a
+    Sunday). Stalled, its estimate (``estimated``) may be ``_STALLED_SHARE`` of itself off. The DMA
+    detector takes the largest of these in the DMA as explained where it is at least half a step
+    (:func:`_explained`): households' flows are small beside a main burst, and only one register
+    counts, so households away on holiday take nothing from the detector's reach.
+
+    ``smallest_step`` (M, days): the smallest main burst the meter's DMA raises that day
+    (:func:`smallest_main_burst_by_day`). Where a newly still register's mean flow over the
+    ``dma_baseline_days`` before is under a ninth of it (its busiest hours taken as three times its
+    mean: it could not hide half a step), it is not looked at. ``quiet``: :func:`still_for` of
+    ``flows``, if known."""
+    f = flows.flow_l_h
+    per_hour = 3600.0 / block.interval_s
+    stalled_after = round(config.dma_stalled_days * 24.0 * per_hour)
+    quiet = still_for(flows) if quiet is None else quiet
+    stalled = quiet > stalled_after
+    newly = (quiet >= round(config.dma_still_hours * per_hour)) & ~stalled
+    layout = DayLayout.of(block)
+    if smallest_step is not None:
+        # by whole days: the meter's mean over the days before against the day's smallest step
+        seen = ~np.isnan(f)
+        day_sum = layout.day_sums(np.where(seen, f, 0.0))[:, :, None]
+        day_n = layout.day_sums(seen.astype(np.float64))[:, :, None]
+        total = prior_days_sum(day_sum, config.dma_baseline_days, np.float64)[:, :, 0]
+        count = prior_days_sum(day_n, config.dma_baseline_days, np.float64)[:, :, 0]
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        with np.errstate(invalid="ignore"):  # NaN step: no inlet, or no history yet
+            big_enough = _NEWLY_STILL_SHARE * 3.0 * mean >= 0.5 * smallest_step
+        newly &= big_enough[:, layout.day_of_columns()]
+    candidate = np.asarray(newly.any(axis=1))
+    rows = np.flatnonzero(candidate | stalled.any(axis=1))
+    hiding = np.zeros((rows.size, f.shape[1]))
+    if rows.size == 0:
+        return rows, hiding
+    st = stalled[rows]
+    hiding[st] = _STALLED_SHARE * estimated[rows][st]
+    looked = np.flatnonzero(candidate[rows])
+    if looked.size:
+        fr = f[rows[looked]]
+        observed = ~np.isnan(fr) & ~flows.spread[rows[looked]] & ~st[looked]
+        kind = layout.day_kind(block.timestamps)
+        total = prior_days_sum_by_type(
+            layout.to_days(np.where(observed, fr, 0.0), 0.0), config.dma_baseline_days, kind, np.float64
+        )
+        count = prior_days_sum_by_type(
+            layout.to_days(observed.astype(np.float64), 0.0), config.dma_baseline_days, kind, np.float64
+        )
+        usual = layout.from_days(np.divide(total, count, out=np.zeros_like(total), where=count > 0))
+        mine = newly[rows[looked]]
+        hiding[looked] = np.where(mine, _NEWLY_STILL_SHARE * np.maximum(usual, 0.0), hiding[looked])
+    keep = hiding.any(axis=1)
+    return rows[keep], hiding[keep]
+
+
+def still_for(flows: Flows) -> np.ndarray:
+    """(M, T) int: intervals since the register last moved (0: it moved in this one)."""
     f = flows.flow_l_h
     with np.errstate(invalid="ignore"):
         moving = ~(np.abs(f) < 0.5 * flows.step_flow_l_h)  # unknown counts as moving
-    if window >= f.shape[1]:
-        return np.zeros(f.shape, dtype=bool)
     cols = np.arange(1, f.shape[1] + 1, dtype=np.int32)
     last_move = np.maximum.accumulate(moving * cols, axis=1)  # 1 + the last column that moved (0: none)
-    return (cols - last_move) > window
+    return cols - last_move
+
+
+def max_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """(G, T): the largest of the rows of ``values`` in each group (0 for a group without rows)."""
+    out = np.zeros((n_groups, values.shape[1]), dtype=np.float64)
+    if values.shape[0] == 0:
+        return out
+    if np.all(codes[1:] >= codes[:-1]):  # meters usually come grouped by DMA: no reordering
+        sorted_codes, ordered = codes, values
+    else:
+        order = np.argsort(codes, kind="stable")
+        sorted_codes, ordered = codes[order], values[order]
+    heads = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    out[sorted_codes[heads]] = np.maximum.reduceat(ordered, heads, axis=0)
+    return out
+
+
+def _stalled(flows: Flows, window: int) -> np.ndarray:
+    """(M, T): the register has not moved in the last ``window`` intervals (nor in this one)."""
+    if window >= flows.flow_l_h.shape[1]:
+        return np.zeros(flows.flow_l_h.shape, dtype=bool)
+    return still_for(flows) > window
 
 
 def sum_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -228,6 +348,16 @@ def _previous_days(by_day: np.ndarray, days: int) -> np.ndarray:
     return sliding_window_view(padded, days, axis=1)[:, :d]
 
 
+def smallest_main_burst_by_day(inlet_l_h: np.ndarray, layout: DayLayout, config: DetectionConfig) -> np.ndarray:
+    """(D, days) the smallest step the DMA detector raises on each day: ``dma_min_fraction`` of the
+    inlet's mean flow over the ``dma_baseline_days`` before it (NaN before any)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
+        previous = _previous_days(layout.to_days(inlet_l_h, np.nan), config.dma_baseline_days)
+        mean: np.ndarray = np.nanmean(previous, axis=(2, 3))
+    return config.dma_min_fraction * mean
+
+
 def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Alert]:
     losses = balance.losses_l_h
     layout = DayLayout.of_grid(balance.timestamps, balance.interval_s)
@@ -238,11 +368,9 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
         baseline_days = nanquantile_last(previous, config.dma_baseline_quantile)
         baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
         excess = losses - layout.from_days(baseline_days)
-        inlet_days = layout.to_days(balance.inlet_l_h, np.nan)
-        inlet_mean = layout.from_days(
-            np.repeat(np.nanmean(_previous_days(inlet_days, k), axis=(2, 3))[:, :, None], layout.per_day, 2)
+        floor = layout.from_days(
+            np.repeat(smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, :, None], layout.per_day, 2)
         )
-        floor = config.dma_min_fraction * inlet_mean
         seen = np.cumsum(~np.isnan(losses), axis=1) * (balance.interval_s / 86_400.0)
         means: dict[int, np.ndarray] = {}
         sigmas: dict[int, np.ndarray] = {}
@@ -261,7 +389,8 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             noise *= _MAD_TO_SIGMA / np.sqrt(2.0)
             mean_w = mean_w - layout.from_days(np.repeat(center[:, :, None], layout.per_day, 2))
             sigma = layout.from_days(np.repeat(noise[:, :, None], layout.per_day, 2))
-            hit = (mean_w >= config.dma_z * sigma) & (mean_w >= floor) & (seen >= config.dma_min_history_days)
+            unexplained = mean_w - _explained(mean_w, _rolling_median(balance.still_l_h, w))
+            hit = (unexplained >= config.dma_z * sigma) & (unexplained >= floor) & (seen >= config.dma_min_history_days)
             triggered |= hit
             z_score = np.fmax(z_score, np.where(hit, mean_w / sigma, 0.0))
             means[w] = np.where(hit, mean_w, np.nan)
@@ -288,12 +417,14 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             # another main burst while this one runs: a step up from the level those found hold,
             # and up in the balance itself (not the balance staying up after one of them ended)
             overall = _rolling_median(after[None, :], w2)[0]
+            hidden = _rolling_median(balance.still_l_h[d : d + 1], w2)[0]
             rose = np.full_like(overall, np.nan)
             rose[w2:] = overall[w2:] - overall[:-w2]
             scan = j + w2
             while scan < min(busy_until, losses.shape[1]):
                 rest = after - nest.held
                 level = _rolling_median(rest[None, :], w2)[0]
+                level = level - _explained(level, hidden)
                 need = np.maximum(floor[d], config.dma_z * sigmas[w2][d])
                 need = np.maximum(need, config.dma_nested_share * nest.held)
                 with np.errstate(invalid="ignore"):
@@ -310,6 +441,14 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             alerts += nest.alerts()
             quiet_from = nest.last_end
     return alerts
+
+
+def _explained(step: np.ndarray, hiding: np.ndarray) -> np.ndarray:
+    """The part of a step that a still customer register explains: what it may be hiding, where that
+    is at least half the step (a stuck shop's day of use), else nothing (the many households still at
+    any hour, each far smaller than a main burst, leave the detector's reach alone)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(hiding >= 0.5 * step, hiding, 0.0)
 
 
 class _Nest:

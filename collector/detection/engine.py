@@ -18,6 +18,10 @@ from collector.detection.district import (
     customer_flow_parts,
     detect_dma_bursts,
     inlet_shaped_like_customers,
+    max_by_group,
+    smallest_main_burst_by_day,
+    still_for,
+    still_register_flow,
     sum_by_group,
 )
 from collector.detection.flows import DayLayout, interval_flows
@@ -43,6 +47,7 @@ def run_detection(
     dmas, dma_code = np.unique(block.dma.astype(str), return_inverse=True)
     n_dma, t = dmas.shape[0], block.n_intervals
     customers_sum = np.zeros((n_dma, t))
+    still_max = np.zeros((n_dma, t))
     estimated_sum = np.zeros((n_dma, t))
     # the registers as they are where the balance above estimated them, and when that was known
     raw_correction = np.zeros((n_dma, t))
@@ -50,16 +55,29 @@ def run_detection(
     runs: list[StillRuns] = []
     alerts: list[Alert] = []
     customer_rows = np.flatnonzero(block.role == CUSTOMER)
+    inlet_rows = np.flatnonzero(block.role == INLET)
+    inlet_part = block.take(inlet_rows)
+    inlet_flows = interval_flows(inlet_part, config)
+    # a customer register can explain a DMA step only if it draws a good part of the smallest step
+    # the DMA detector raises (see still_register_flow): the rest need not be looked at
+    with np.errstate(invalid="ignore"):
+        inflow = sum_by_group(inlet_flows.flow_l_h, dma_code[inlet_rows], n_dma)  # NaN where a read is missing
+    inflow[np.bincount(dma_code[inlet_rows], minlength=n_dma) == 0] = np.nan  # no inlet: no DMA detection
+    smallest_step = smallest_main_burst_by_day(inflow, DayLayout.of(block), config)
     size = max(1, config.chunk_meters)
     chunks = [customer_rows[lo : lo + size] for lo in range(0, customer_rows.shape[0], size)]
     done = 0
     # chunks are independent; NumPy releases the GIL inside its loops, so threads share the cores
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
-        for rows, (found, filled, estimated, (back, back_known), still) in zip(
-            chunks, pool.map(lambda rows: _customer_chunk(block.take(rows), config), chunks), strict=True
+        for rows, (found, filled, estimated, (back, back_known), still, still_flow) in zip(
+            chunks,
+            pool.map(lambda rows: _customer_chunk(block.take(rows), config, smallest_step[dma_code[rows]]), chunks),
+            strict=True,
         ):
             alerts += found
             customers_sum += sum_by_group(filled, dma_code[rows], n_dma)
+            hiding_rows, hiding = still_flow
+            np.maximum(still_max, max_by_group(hiding, dma_code[rows[hiding_rows]], n_dma), out=still_max)
             estimated_sum += sum_by_group(estimated, dma_code[rows], n_dma)
             if back[0].size:
                 where = (dma_code[rows[back[0]]], back[1])
@@ -71,12 +89,10 @@ def run_detection(
             done += rows.shape[0]
             if progress is not None:
                 progress("customer meters", done, customer_rows.shape[0])
-    inlet_rows = np.flatnonzero(block.role == INLET)
     inlet_sum = np.full((n_dma, t), np.nan)
     known = np.tile(np.arange(t, dtype=np.int32), (n_dma, 1))
     if inlet_rows.size:
-        part = block.take(inlet_rows)
-        flows = interval_flows(part, config)
+        part, flows = inlet_part, inlet_flows
         alerts += detect_reverse_flow(part, flows, config)
         alerts += detect_stuck(part, flows, config)
         alerts += meter_alarm_alerts(part, flows)
@@ -101,6 +117,7 @@ def run_detection(
         estimated_l_h=estimated_sum,
         known_idx=known,
         n_customers=np.bincount(dma_code[customer_rows], minlength=n_dma),
+        still_l_h=still_max,
     )
     dma_alerts = detect_dma_bursts(balance, config) if inlet_rows.size and t > 1 else []
     alerts += dma_alerts
@@ -129,21 +146,28 @@ def detect(block: SeriesBlock, config: DetectionConfig | None = None, progress: 
 
 
 ChunkResult = tuple[
-    list[Alert], np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray], StillRuns
+    list[Alert],
+    np.ndarray,
+    np.ndarray,
+    tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    StillRuns,
+    tuple[np.ndarray, np.ndarray],
 ]
 
 
-def _customer_chunk(part: SeriesBlock, config: DetectionConfig) -> ChunkResult:
+def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: np.ndarray) -> ChunkResult:
     flows = interval_flows(part, config)
     bursts = detect_bursts(part, flows, config)
     leaks = _without_burst_runs(detect_leaks(part, flows, config), bursts)
     alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
     alerts += detect_reverse_flow(part, flows, config)
     alerts += meter_alarm_alerts(part, flows)
-    filled, estimated, back = customer_flow_parts(part, flows, config)
+    quiet = still_for(flows)
+    filled, estimated, back = customer_flow_parts(part, flows, config, quiet)
     # stuck registers are told from empty houses by the DMA balance, once all chunks are in
     back_known = flows.known_idx[back[0], back[1]]
-    return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config)
+    hiding = still_register_flow(part, flows, estimated, config, smallest_step, quiet)
+    return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config), hiding
 
 
 def _as_burst(leak: Alert) -> Alert:

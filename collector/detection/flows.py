@@ -145,6 +145,22 @@ class DayLayout:
         first_day = int(timestamps[0].astype("datetime64[D]").astype(np.int64)) if self.n_cols else 0
         return (first_day + np.arange(self.n_days) + 3) % 7 >= 5  # 1970-01-01 was a Thursday
 
+    def day_kind(self, timestamps: np.ndarray) -> np.ndarray:
+        """(days,) 0 Monday to Friday, 1 Saturday, 2 Sunday (UTC): a shop may open on Saturdays and
+        not on Sundays, and two weeks hold only two of each."""
+        first_day = int(timestamps[0].astype("datetime64[D]").astype(np.int64)) if self.n_cols else 0
+        dow = (first_day + np.arange(self.n_days) + 3) % 7  # 1970-01-01 was a Thursday
+        return np.where(dow < 5, 0, dow - 4)
+
+    def day_of_columns(self) -> np.ndarray:
+        """(T,) the day of each column."""
+        return (self.offset + np.arange(self.n_cols)) // self.per_day
+
+    def day_sums(self, x: np.ndarray) -> np.ndarray:
+        """(R, days) the sum of each day's columns of ``x`` (R, T)."""
+        starts = np.maximum(np.arange(self.n_days) * self.per_day - self.offset, 0)
+        return np.add.reduceat(x, starts, axis=1) if self.n_cols else np.zeros((x.shape[0], self.n_days))
+
     def day_of(self, j: int) -> int:
         return (self.offset + j) // self.per_day
 

@@ -15,6 +15,7 @@ from collector.detection.district import nanquantile_last
 from collector.detection.engine import run_detection
 from collector.detection.flows import interval_flows
 from tests.collector.test_detection_households import (
+    HOUR,
     add_flow,
     at_hour,
     block_of,
@@ -226,3 +227,67 @@ def test_a_large_user_switching_on_while_the_inlet_s_reads_are_missing_is_no_mai
         # the gap's losses, spread evenly, are what the mains lost over it
         assert np.allclose(losses[span], losses[span].mean())
         assert losses[span].mean() == pytest.approx(_background(300.0)[closing - 4 : closing].mean(), rel=0.25)
+
+
+def _shop_stuck_at_closing(rng: np.random.Generator, stuck_day: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A DMA with a large shop (600 L/h while open, ± 25% hour to hour) whose register stops at
+    19:30 on ``stuck_day``: (true uses, registers with the shop's frozen)."""
+    from tests.collector.test_detection_households import registers
+
+    uses = _dma(rng)
+    open_hours = business(rng, DAYS) > 0
+    uses["SHOP"] = np.where(open_hours, rng.gamma(16.0, 600.0 / 16.0, open_hours.size), 0.0)
+    volume = registers(np.stack(list(uses.values())))
+    frozen_from = stuck_day * 24 + 20  # the read at 20:00 is the first that no longer moves
+    volume[-1, frozen_from:] = volume[-1, frozen_from - 1]
+    return uses, volume
+
+
+def test_a_shop_whose_register_stops_at_closing_time_is_no_main_burst_next_morning() -> None:
+    """The shop's day of use appears in the balance when it would open. Until the register counts
+    as stalled (two days) and is estimated, what it may hide (half as much again as its usual flow
+    at that hour on earlier weekdays) explains the step; after, its estimate (per weekday, Saturday,
+    Sunday: the shop opens on Saturdays) carries it, give or take half."""
+    rng = np.random.default_rng(45)
+    uses, volume = _shop_stuck_at_closing(rng, stuck_day=15)  # a Tuesday
+    block = block_of(uses, inlet_extra_l=_background(300.0), volume=volume)
+    result = run_detection(block)
+    assert not [a for a in result.alerts if a.kind is AlertKind.DMA_BURST]
+    still = result.balance.still_l_h[0]
+    opening = 16 * 24 + 8  # Wednesday 07:00-08:00: the shop's first hour without its register
+    assert still[opening] > 300.0  # the shop's usual flow then, from earlier weekdays
+    tuesday_open = slice(15 * 24 + 9, 15 * 24 + 20)  # the day it stopped, while the shop's register moved
+    assert still[tuesday_open].max() < 300.0  # households explain little
+
+
+def test_a_main_burst_while_a_shop_s_register_is_newly_still_is_still_raised() -> None:
+    """The shop explains its own hours only: a main burst the night after is raised within hours,
+    and the shop's hours the next day neither end it nor make a second one."""
+    rng = np.random.default_rng(46)
+    uses, volume = _shop_stuck_at_closing(rng, stuck_day=15)
+    start_h = 16 * 24 + 1.5  # 01:30 the night after: the shop explains nothing at night
+    losses = add_flow(_background(300.0), start_h, 900.0, start_h + 3 * 24)
+    block = block_of(uses, inlet_extra_l=losses, volume=volume)
+    (alert,) = [a for a in run_detection(block).alerts if a.kind is AlertKind.DMA_BURST]
+    assert at_hour(start_h) < alert.detected_at <= at_hour(start_h + 6)
+    assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert alert.ended_at is not None and abs(alert.ended_at - at_hour(start_h + 72)) <= 2 * HOUR
+    assert alert.rate_l_h == pytest.approx(900.0, rel=0.1)
+
+
+def test_a_register_stuck_for_weeks_is_estimated_from_its_last_days_of_use() -> None:
+    """The estimate looks back as far as it takes; it used to stop at four weeks, and from then on
+    a stuck shop's use came back into the balance as losses (a main burst every morning)."""
+    from collector.detection.district import estimated_customer_flow
+
+    rng = np.random.default_rng(47)
+    days = 40
+    use = business(rng, days)
+    use[5 * 24 :] = 0.0  # shown as stuck: the register stands still from day 5
+    block = block_of({"SHOP": use})
+    config = DetectionConfig()
+    filled, estimated = estimated_customer_flow(block, interval_flows(block, config), config)
+    ten_am = [d * 24 + 11 for d in (10, 17, 38)]  # the interval 10:00-11:00 on three Thursdays
+    assert estimated[0, ten_am[0]] > 0
+    assert np.allclose(estimated[0, ten_am], estimated[0, ten_am[0]])
+    assert np.allclose(filled[0, ten_am], estimated[0, ten_am])
