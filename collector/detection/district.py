@@ -250,17 +250,7 @@ def still_for(flows: Flows) -> np.ndarray:
 
 def max_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """(G, T): the largest of the rows of ``values`` in each group (0 for a group without rows)."""
-    out = np.zeros((n_groups, values.shape[1]), dtype=np.float64)
-    if values.shape[0] == 0:
-        return out
-    if np.all(codes[1:] >= codes[:-1]):  # meters usually come grouped by DMA: no reordering
-        sorted_codes, ordered = codes, values
-    else:
-        order = np.argsort(codes, kind="stable")
-        sorted_codes, ordered = codes[order], values[order]
-    heads = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    out[sorted_codes[heads]] = np.maximum.reduceat(ordered, heads, axis=0)
-    return out
+    return _reduce_by_group(np.maximum, values, codes, n_groups)
 
 
 def _stalled(flows: Flows, window: int) -> np.ndarray:
@@ -272,6 +262,11 @@ def _stalled(flows: Flows, window: int) -> np.ndarray:
 
 def sum_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """(G, T): rows of ``values`` summed by their group code."""
+    return _reduce_by_group(np.add, values, codes, n_groups)
+
+
+def _reduce_by_group(reduce: np.ufunc, values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """(G, T): rows of ``values`` reduced by ``reduce`` within each group code (0 for a group without rows)."""
     out = np.zeros((n_groups, values.shape[1]), dtype=np.float64)
     if values.shape[0] == 0:
         return out
@@ -281,7 +276,7 @@ def sum_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.nda
         order = np.argsort(codes, kind="stable")
         sorted_codes, ordered = codes[order], values[order]
     heads = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    out[sorted_codes[heads]] += np.add.reduceat(ordered, heads, axis=0)
+    out[sorted_codes[heads]] = reduce.reduceat(ordered, heads, axis=0)
     return out
 
 
