@@ -96,11 +96,7 @@ def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
             fired |= (current > far_above) & (current > config.burst_slot_highest_factor * highest[0])
             # a busy hour above its busiest: a burst only where the interval before (its first,
             # partial one) was above the busiest at its own time of day too (one odd hour is not)
-            before = np.full_like(current, np.nan)
-            before.reshape(before.shape[0], -1)[:, 1:] = current.reshape(current.shape[0], -1)[:, :-1]
-            before_busiest = np.full_like(around, np.inf)
-            before_busiest.reshape(around.shape[0], -1)[:, 1:] = around.reshape(around.shape[0], -1)[:, :-1]
-            fired |= (current > busy_above) & (before > before_busiest)
+            fired |= (current > busy_above) & (_interval_before(current, np.nan) > _interval_before(around, np.inf))
         rare = _RareRules(single_days, current, no_history, config)
         if config.burst_closed_factor > 0:
             level = np.maximum(config.burst_closed_factor * highest[0], config.burst_min_l_h)
@@ -185,6 +181,13 @@ class _RareRules:
         valid = (days >= 0)[:, :, None] & (around >= 0) & (around < self.shape[2])
         window = self.flows[rows[:, None, None], np.maximum(days, 0)[:, :, None], np.clip(around, 0, self.shape[2] - 1)]
         return np.where(valid, window, np.nan)
+
+
+def _interval_before(by_day: np.ndarray, fill: float) -> np.ndarray:
+    """(M, D, P): each interval's value at the interval before it, across midnight (``fill`` first)."""
+    out = np.full_like(by_day, fill)
+    out.reshape(out.shape[0], -1)[:, 1:] = by_day.reshape(by_day.shape[0], -1)[:, :-1]
+    return out
 
 
 def _slot_thresholds(

@@ -124,8 +124,8 @@ def customer_flow_parts(
     rows, gap_cols = np.nonzero(~usable)  # few: missing reads and stalled registers
     back: tuple[np.ndarray, np.ndarray, np.ndarray] = (rows[:0], gap_cols[:0], np.zeros(0))
     if rows.size:
-        per_day = 86_400 // block.interval_s
         layout = DayLayout.of(block)
+        per_day = layout.per_day
         col_kind = layout.day_kind(block.timestamps)[layout.day_of_columns()]
         gap_kind = col_kind[gap_cols]
         flat = rows * f.shape[1] + gap_cols
@@ -241,8 +241,7 @@ def still_register_flow(
 def still_for(flows: Flows) -> np.ndarray:
     """(M, T) int: intervals since the register last moved (0: it moved in this one)."""
     f = flows.flow_l_h
-    with np.errstate(invalid="ignore"):
-        moving = ~(np.abs(f) < 0.5 * flows.step_flow_l_h)  # unknown counts as moving
+    moving = ~flows.still()  # unknown counts as moving
     cols = np.arange(1, f.shape[1] + 1, dtype=np.int32)
     last_move = np.maximum.accumulate(moving * cols, axis=1)  # 1 + the last column that moved (0: none)
     return cols - last_move

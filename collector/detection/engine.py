@@ -56,13 +56,15 @@ def run_detection(
     alerts: list[Alert] = []
     customer_rows = np.flatnonzero(block.role == CUSTOMER)
     inlet_rows = np.flatnonzero(block.role == INLET)
+    has_inlet = np.zeros(n_dma, dtype=bool)
+    has_inlet[dma_code[inlet_rows]] = True
     inlet_part = block.take(inlet_rows)
     inlet_flows = interval_flows(inlet_part, config)
     # a customer register can explain a DMA step only if it draws a good part of the smallest step
     # the DMA detector raises (see still_register_flow): the rest need not be looked at
     with np.errstate(invalid="ignore"):
         inflow = sum_by_group(inlet_flows.flow_l_h, dma_code[inlet_rows], n_dma)  # NaN where a read is missing
-    inflow[np.bincount(dma_code[inlet_rows], minlength=n_dma) == 0] = np.nan  # no inlet: no DMA detection
+    inflow[~has_inlet] = np.nan  # no inlet: no DMA detection
     smallest_step = smallest_main_burst_by_day(inflow, DayLayout.of(block), config)
     size = max(1, config.chunk_meters)
     chunks = [customer_rows[lo : lo + size] for lo in range(0, customer_rows.shape[0], size)]
@@ -101,8 +103,6 @@ def run_detection(
             # a DMA's inflow is unknown where any of its inlets' is
             nan_count = sum_by_group(np.isnan(flows.flow_l_h).astype(np.float64), codes, n_dma)
             total = sum_by_group(np.nan_to_num(flows.flow_l_h), codes, n_dma)
-        has_inlet = np.zeros(n_dma, dtype=bool)
-        has_inlet[codes] = True
         inlet_sum = np.where(has_inlet[:, None] & (nan_count == 0), total, np.nan)
         spread = sum_by_group(flows.spread.astype(np.float64), codes, n_dma) > 0
         inlet_sum = inlet_shaped_like_customers(inlet_sum, customers_sum, spread)
@@ -121,8 +121,6 @@ def run_detection(
     )
     dma_alerts = detect_dma_bursts(balance, config) if inlet_rows.size and t > 1 else []
     alerts += dma_alerts
-    has_inlet = np.zeros(n_dma, dtype=bool)
-    has_inlet[dma_code[inlet_rows]] = True
     known_at = np.maximum(known, raw_known)
     residual = balance.losses_l_h - raw_correction
     layout = DayLayout.of(block)

@@ -34,6 +34,11 @@ class Flows:
         """(M, 1): the flow of one register step per interval."""
         return (self.step_l / self.interval_h)[:, None]
 
+    def still(self) -> np.ndarray:
+        """(M, T) bool: the register is known not to have moved (less than half a step; NaN: unknown)."""
+        with np.errstate(invalid="ignore"):
+            return np.abs(self.flow_l_h) < 0.5 * self.step_flow_l_h
+
 
 def interval_flows(block: SeriesBlock, config: DetectionConfig) -> Flows:
     v = block.volume_m3
@@ -142,15 +147,18 @@ class DayLayout:
 
     def weekend(self, timestamps: np.ndarray) -> np.ndarray:
         """(days,) bool: the layout's days that are Saturdays or Sundays (UTC)."""
-        first_day = int(timestamps[0].astype("datetime64[D]").astype(np.int64)) if self.n_cols else 0
-        return (first_day + np.arange(self.n_days) + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+        return self.day_of_week(timestamps) >= 5
 
     def day_kind(self, timestamps: np.ndarray) -> np.ndarray:
         """(days,) 0 Monday to Friday, 1 Saturday, 2 Sunday (UTC): a shop may open on Saturdays and
         not on Sundays, and two weeks hold only two of each."""
-        first_day = int(timestamps[0].astype("datetime64[D]").astype(np.int64)) if self.n_cols else 0
-        dow = (first_day + np.arange(self.n_days) + 3) % 7  # 1970-01-01 was a Thursday
+        dow = self.day_of_week(timestamps)
         return np.where(dow < 5, 0, dow - 4)
+
+    def day_of_week(self, timestamps: np.ndarray) -> np.ndarray:
+        """(days,) of the layout: 0 Monday … 6 Sunday (UTC)."""
+        first_day = int(timestamps[0].astype("datetime64[D]").astype(np.int64)) if self.n_cols else 0
+        return np.asarray((first_day + np.arange(self.n_days) + 3) % 7)  # 1970-01-01 was a Thursday
 
     def day_of_columns(self) -> np.ndarray:
         """(T,) the day of each column."""

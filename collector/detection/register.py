@@ -99,8 +99,7 @@ def reverse_rate(rates: np.ndarray, step_flow_l_h: float) -> float:
 
 def detect_stuck(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
     f = flows.flow_l_h
-    with np.errstate(invalid="ignore"):
-        still = np.abs(f) < 0.5 * flows.step_flow_l_h  # known not to have moved (NaN: unknown)
+    still = flows.still()
     window = max(1, round(config.stuck_days * 24.0 / flows.interval_h))
     if window > f.shape[1] - 1:
         return []

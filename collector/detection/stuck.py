@@ -127,8 +127,7 @@ def still_runs(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> Sti
     shortest = max(1, round(min(config.dma_stalled_days, config.stuck_days) * 24.0 / flows.interval_h))
     if f.shape[1] <= shortest:
         return StillRuns.empty(per_day)
-    with np.errstate(invalid="ignore"):
-        still = np.abs(f) < 0.5 * flows.step_flow_l_h  # known not to have moved (NaN: unknown)
+    still = flows.still()
     if shortest >= 2 * per_day - 1:
         # a run that long holds a whole still day: only meters with one go further (cheap)
         idle_day = np.asarray(layout.to_days(still, fill=True).all(axis=2))
@@ -163,7 +162,7 @@ def still_runs(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> Sti
     mean = np.divide(total.sum(axis=1), count.sum(axis=1), out=np.zeros(rows.size), where=count.sum(axis=1) > 0)
     profile = np.where(count > 0, profile, mean[:, None])
     # … and per day of the week (a shop closed on Sundays leaves nothing unrecorded on Sundays)
-    dow = _day_of_week(block, layout)[(layout.offset + np.maximum(cols, 0)) // per_day]
+    dow = layout.day_of_week(block.timestamps)[(layout.offset + np.maximum(cols, 0)) // per_day]
     cell = (r_idx * 7 + dow)[ok]
     by_dow = np.bincount(cell, past[ok], rows.size * 7).reshape(rows.size, 7).astype(np.float64)
     dow_n = np.bincount(cell, None, rows.size * 7).reshape(rows.size, 7).astype(np.float64)
@@ -177,12 +176,6 @@ def still_runs(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> Sti
     window = max(1, round(config.stuck_days * 24.0 / flows.interval_h))
     crossing = np.where(end - start >= window, start + window - 1, -1)
     return StillRuns(rows, start, end, profile, weekday, seen_h, crossing)
-
-
-def _day_of_week(block: SeriesBlock, layout: DayLayout) -> np.ndarray:
-    """(days,) of the layout: 0 Monday … 6 Sunday (UTC)."""
-    first_day = int(block.timestamps[0].astype("datetime64[D]").astype(np.int64)) if layout.n_cols else 0
-    return np.asarray((first_day + np.arange(layout.n_days) + 3) % 7)
 
 
 @dataclass(frozen=True)
@@ -301,7 +294,7 @@ class _Context:
         for b in balance.bursts:
             raised = int(np.searchsorted(seconds, int(b.detected_at.timestamp()), side="left"))
             bursts.setdefault(code_of[b.dma], []).append((raised, _burst_days(b, clock, layout)))
-        cover = _daily_use(runs, np.arange(runs.row.size), layout, _day_of_week(block, layout))
+        cover = _daily_use(runs, np.arange(runs.row.size), layout, layout.day_of_week(block.timestamps))
         return cls(
             layout,
             clock,
