@@ -42,6 +42,15 @@ class DetectionConfig:
     #: from 20.8 · 19.1 · 23.1 · 21.7 · 25.4 h to 18.2 · 17.1 · 21.4 · 19.7 · 22.3 h, for 0 · 0 ·
     #: 1 · 0 · 1 more false leak.)
     leak_levels_l_h: tuple[float, ...] = (8.0, 16.0, 30.0)
+    #: A run is called a leak only once this many of its intervals sit on one floor: a leak lifts
+    #: every interval to its own rate, so the household's idle hours all show that rate, while a
+    #: busy day's quietest hours carry whatever little each happened to use (0 or 1: the rule is
+    #: off, as it was before; see ``leak.floor_held`` and the README's detection table for what it
+    #: changed).
+    leak_floor_intervals: int = 3
+    #: … within this share of the floor (or one and a half register steps, if more): a leak's rate
+    #: wanders with the pressure, by a few per cent between night and day.
+    leak_floor_tolerance: float = 0.1
     #: Days of the meter's own history that estimate p0 per time of day.
     leak_history_days: int = 21
     #: Prior for p0 before the meter has history: p0 = ``leak_prior_p0`` worth this many days. Low,

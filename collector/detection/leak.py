@@ -158,6 +158,14 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
         run_end = j + int(later_ends[0]) if later_ends.size else t  # first column after the run
         raised_until[m] = run_end
         step = float(flows.step_flow_l_h[m, 0])
+        if config.leak_floor_intervals > 1:
+            lo = max(run_start, j - _FLOOR_LOOK_BACK_DAYS * per_day)
+            hi = min(run_end, j + _FLOOR_WAIT_DAYS * per_day)
+            seen = np.where(flows.spread[m, lo:hi], np.nan, f[m, lo:hi])
+            held = floor_held(seen, step, config.leak_floor_tolerance, config.leak_floor_intervals, j - lo)
+            if held is None:
+                continue  # the run never settled on a floor: a busy stretch of the household's own use
+            j = lo + held
         # the onset is looked for up to detection, against the flows of up to a day after it (as
         # far as they are known: the alert is updated while the leak goes on)
         k, floor = _leak_onset(f[m], flows.spread[m], run_start, j, min(run_end, j + per_day + 1), step)
@@ -195,6 +203,37 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
             )
         )
     return alerts
+
+
+#: How far before the evidence threshold a leak's floor is looked for, and how long after it it is
+#: waited for (days).
+_FLOOR_LOOK_BACK_DAYS = 3
+_FLOOR_WAIT_DAYS = 2
+
+
+def floor_held(flows: np.ndarray, step: float, share: float, need: int, first: int) -> int | None:
+    """The first index, from ``first`` on, by which ``need`` of ``flows`` (NaN: not seen) sit on one
+    floor, or None.
+
+    A floor is a flow no later one falls clearly below, with the flows within ``share`` of it (or
+    one and a half register steps) counted as on it. A leak of rate r makes one: its intervals
+    never carry less than r, and each of the household's idle hours carries r. The quietest hours
+    of a day of the household's own use do not: each carries whatever little was used in it.
+    Causal: the answer at an index depends only on the flows up to it.
+    """
+    seen = np.flatnonzero(~np.isnan(flows))
+    v = flows[seen]
+    n = v.size
+    if n < need:
+        return None
+    tolerance = np.maximum(1.5 * step, share * v)[:, None]  # around each candidate floor (rows)
+    later = np.triu(np.ones((n, n), dtype=bool))  # [i, l]: l at or after candidate i
+    # [i, l]: no flow from i to l fell clearly below i's (before i: vacuously)
+    unbroken = np.logical_and.accumulate((v[None, :] >= v[:, None] - tolerance) | ~later, axis=1)
+    on_floor = (np.abs(v[None, :] - v[:, None]) <= tolerance) & later & unbroken
+    best = np.where(unbroken, np.cumsum(on_floor, axis=1), 0).max(axis=0)  # by the flow at l
+    reached = np.flatnonzero((best >= need) & (seen >= first))
+    return int(seen[reached[0]]) if reached.size else None
 
 
 #: Flows an onset needs after it (see :func:`_leak_onset`).
