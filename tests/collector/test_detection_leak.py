@@ -210,3 +210,16 @@ def test_flows_that_never_repeat_a_level_hold_no_floor(start: float, n: int) -> 
     falling = rising[::-1]
     assert floor_held(rising, 1.0, 0.1, 2, 0) is None
     assert floor_held(falling, 1.0, 0.1, 2, 0) is None
+
+
+def test_a_large_leak_begun_in_the_morning_is_raised_by_early_afternoon() -> None:
+    """80 L/h from 07:30 on a weekday, behind households with weeks of history: at 60 L/h, a level
+    their hours rarely reach, each hour of the leak weighs nearly the most an hour can, so it is
+    raised within about six hours, not in the evening (with 30 L/h as the highest level: up to
+    8.5 h)."""
+    rng = np.random.default_rng(23)
+    start_h = 17 * 24 + 7.5
+    uses = {f"L{i}": add_flow(household(rng, DAYS), start_h, 80.0) for i in range(10)}
+    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
+    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
+    assert max(a.detected_at for a in leaks) <= at_hour(start_h + 6.5)
