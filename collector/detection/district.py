@@ -466,6 +466,10 @@ class _Nest:
 
     def add(self, j: int, start_col: int, rate_at_j: float, conf: float) -> int:
         """Add the step found at ``j``; the column until which it is known to be open."""
+        if self.found:
+            # the ones before carry, from this step on, what they carried when it began: their
+            # medians so far would soon take this one's flow for theirs
+            np.minimum(self.held[start_col + 1 :], self.held[start_col], out=self.held[start_col + 1 :])
         rest = self.after - self.held
         alert, end, busy_until, _ = _episode(
             self.balance, self.d, j, start_col, rate_at_j, rest, self.clock, self.config
@@ -492,8 +496,8 @@ class _Nest:
     def _assign_ends(self) -> None:
         """Which burst ended where: the balance drops when one is repaired, and the order in
         which they were found says nothing of the order in which they end. The ends are given
-        to the episodes in the order whose steps, each at its least-squares rate, fit the
-        balance best."""
+        to the episodes in the order whose steps, each at its rate (:func:`_rates_by_segment`),
+        fit the balance best."""
         starts = [s for s, _, _ in self.spans]
         ends = [e for _, e, _ in self.spans]
         lo, hi = min(starts) + 1, max(ends)
@@ -506,7 +510,7 @@ class _Nest:
             design = np.zeros((hi - lo, len(starts)))
             for k, (s, e) in enumerate(zip(starts, order, strict=True)):
                 design[s + 1 - lo : e - lo, k] = 1.0
-            rates = np.linalg.lstsq(design[ok], y[ok], rcond=None)[0]
+            rates = _rates_by_segment(design[ok], y[ok])
             misfit = float(np.abs(y[ok] - design[ok] @ rates).sum())
             if best is None or misfit < best[0]:
                 best = (misfit, order, rates)
@@ -532,6 +536,21 @@ class _Nest:
                 self.spans[i] = (start_col, end, alert.rate_l_h)
                 alerts.append(alert.replace(confidence=conf))
         return alerts
+
+
+def _rates_by_segment(design: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The rates of overlapping steps (columns of ``design``, 1 where a step runs) that fit ``y``:
+    least squares on the median of each stretch with the same steps running, weighted by its
+    length. Not on the intervals themselves: a stretch's first and last intervals hold only part
+    of a step that began or ended inside them, and where one burst ran alone for a few intervals
+    before the next began, those few decide its rate, partial ones included."""
+    change = np.r_[True, (design[1:] != design[:-1]).any(axis=1)]
+    first = np.flatnonzero(change)
+    bounds = np.r_[first, design.shape[0]]
+    levels = np.array([np.median(y[a:b]) for a, b in itertools.pairwise(bounds)])
+    weight = np.sqrt(np.diff(bounds))[:, None]
+    rates: np.ndarray = np.linalg.lstsq(design[first] * weight, levels * weight[:, 0], rcond=None)[0]
+    return rates
 
 
 def _step_start(excess: np.ndarray, j: int, rate: float, config: DetectionConfig, not_before: int = 0) -> int:

@@ -114,6 +114,22 @@ def test_a_second_main_burst_during_the_first_gets_its_own_rate_and_end() -> Non
         assert alert.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
+def test_a_larger_main_burst_hours_after_a_smaller_one_gets_its_own_rate() -> None:
+    """500 L/h from 09:15, then 1,100 L/h from 15:30, both still running when the data end. The
+    first's median so far soon took the second's flow for its own, and over their common hours
+    any split of the sum fits: the six hours the first ran alone fix its rate, and the second's is
+    the rest. (Before: the first was ended when the second began, and the second's rate was the
+    sum, 1,607 L/h.)"""
+    first_h, second_h = (DAYS - 3) * 24 + 9.25, (DAYS - 3) * 24 + 15.5
+    losses = add_flow(_background(300.0), first_h, 500.0)
+    losses = add_flow(losses, second_h, 1100.0)
+    first, second = _dma_alerts(np.random.default_rng(48), losses)
+    for alert, start_h, rate in ((first, first_h, 500.0), (second, second_h, 1100.0)):
+        assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+        assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
+        assert alert.ended_at is None
+
+
 def test_a_small_main_burst_under_a_large_one_is_found() -> None:
     """350 L/h more while a 1,000 L/h burst runs: a third of what the balance already carries, a
     step well clear of the noise."""
