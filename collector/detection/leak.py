@@ -8,6 +8,12 @@ ends the run. A run whose evidence reaches ``leak_threshold_nats`` is a leak. So
 always busy at some hour (a business open around the clock) gains nothing there, a household that is
 always quiet at 03:00 gains a lot, and the detector needs no clock for "night" and works for any
 time zone.
+
+The evidence takes the hours as independent, and a long day of a household's own use (guests,
+cleaning, the garden) is not: it can gather as much as a leak. What tells them apart is the floor
+(:func:`floor_held`): a leak lifts every interval to its own rate, so the household's idle hours all
+show that rate, while the quietest hours of a busy day each carry whatever little was used in them.
+An alert waits until ``leak_floor_intervals`` intervals sit on one floor.
 """
 
 from __future__ import annotations
