@@ -175,6 +175,19 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
         # the onset is looked for up to detection, against the flows of up to a day after it (as
         # far as they are known: the alert is updated while the leak goes on)
         k, floor = _leak_onset(f[m], flows.spread[m], run_start, j, min(run_end, j + per_day + 1), step)
+        if config.leak_floor_intervals > 1:
+            # no earlier than the last interval clearly below the leak's floor (the lowest one its
+            # flows sat on, up to a day on): the household's busy hours just before a leak may hold
+            # more than half its rate
+            ahead = min(run_end, j + per_day + 1)
+            window = np.where(flows.spread[m, lo:ahead], np.nan, f[m, lo:ahead])
+            level = lowest_floor(window, step, config.leak_floor_tolerance, config.leak_floor_intervals)
+            if level is not None:
+                clear = level - max(1.5 * step, config.leak_floor_tolerance * level)
+                with np.errstate(invalid="ignore"):
+                    below = np.flatnonzero(window[: j - lo + 1] < clear)
+                if below.size and lo + int(below[-1]) > k:
+                    k, floor = lo + int(below[-1]), max(floor, level)
         # (the onset interval k is partial: the leak began inside it; none: before the run began)
         first = k + 1 if k >= run_start else run_start + (1 if j > run_start else 0)
         last = _leak_last(f[m], flows.spread[m], first, run_end, floor, step)
@@ -227,19 +240,31 @@ def floor_held(flows: np.ndarray, step: float, share: float, need: int, first: i
     of a day of the household's own use do not: each carries whatever little was used in it.
     Causal: the answer at an index depends only on the flows up to it.
     """
+    seen, _, on_floor = _floors(flows, step, share)
+    reached = np.flatnonzero((on_floor.max(axis=0, initial=0) >= need) & (seen >= first))
+    return int(seen[reached[0]]) if reached.size else None
+
+
+def lowest_floor(flows: np.ndarray, step: float, share: float, need: int) -> float | None:
+    """The lowest floor (see :func:`floor_held`) that ``need`` of ``flows`` sat on, or None: a
+    leak's rate, which its idle hours show, below the household's use on top of it."""
+    _, v, on_floor = _floors(flows, step, share)
+    held = on_floor.max(axis=1, initial=0) >= need
+    return float(v[held].min()) if held.any() else None
+
+
+def _floors(flows: np.ndarray, step: float, share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the indices of the flows seen, those flows v, [i, l]: how many of them from i to l sit on
+    v[i] as a floor, 0 once one fell clearly below it)."""
     seen = np.flatnonzero(~np.isnan(flows))
     v = flows[seen]
     n = v.size
-    if n < need:
-        return None
     tolerance = np.maximum(1.5 * step, share * v)[:, None]  # around each candidate floor (rows)
     later = np.triu(np.ones((n, n), dtype=bool))  # [i, l]: l at or after candidate i
     # [i, l]: no flow from i to l fell clearly below i's (before i: vacuously)
     unbroken = np.logical_and.accumulate((v[None, :] >= v[:, None] - tolerance) | ~later, axis=1)
     on_floor = (np.abs(v[None, :] - v[:, None]) <= tolerance) & later & unbroken
-    best = np.where(unbroken, np.cumsum(on_floor, axis=1), 0).max(axis=0)  # by the flow at l
-    reached = np.flatnonzero((best >= need) & (seen >= first))
-    return int(seen[reached[0]]) if reached.size else None
+    return seen, v, np.where(unbroken, np.cumsum(on_floor, axis=1), 0)
 
 
 #: Flows an onset needs after it (see :func:`_leak_onset`).

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from collector.detection.alerts import AlertKind
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
-from collector.detection.leak import floor_held
+from collector.detection.leak import floor_held, lowest_floor
 from tests.collector.test_detection_households import (
     add_flow,
     at_hour,
@@ -185,6 +185,7 @@ def test_a_floor_under_the_use_is_held_by_the_third_idle_interval(
     assume(idle.size >= 3)
     held = floor_held(flows, 1.0, 0.1, 3, 0)
     assert held is not None and held <= idle[2]
+    assert lowest_floor(flows, 1.0, 0.1, 3) == floor  # the leak's rate, under all the use
 
 
 @given(
@@ -210,6 +211,7 @@ def test_flows_that_never_repeat_a_level_hold_no_floor(start: float, n: int) -> 
     falling = rising[::-1]
     assert floor_held(rising, 1.0, 0.1, 2, 0) is None
     assert floor_held(falling, 1.0, 0.1, 2, 0) is None
+    assert lowest_floor(rising, 1.0, 0.1, 2) is None
 
 
 def test_a_large_leak_begun_in_the_morning_is_raised_by_early_afternoon() -> None:
@@ -223,3 +225,24 @@ def test_a_large_leak_begun_in_the_morning_is_raised_by_early_afternoon() -> Non
     leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
     assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
     assert max(a.detected_at for a in leaks) <= at_hour(start_h + 6.5)
+
+
+def test_a_leak_begun_just_after_busy_hours_is_dated_and_sized_from_its_own_floor() -> None:
+    """100 L/h from 10:30, after three busy hours of 80, 75 and 70 litres: each more than half the
+    leak's rate, less than its floor. The onset is the last interval clearly below the floor the
+    leak's idle hours show, and the rate that floor (before: three of six were dated 07:00, at 50
+    L/h, the partial first interval taken for the floor and the busy hours for the leak's)."""
+    rng = np.random.default_rng(24)
+    start_h = 10 * 24 + 10.5
+    uses = {}
+    for i in range(6):
+        use = household(rng, DAYS)
+        use[10 * 24 + 6 : 10 * 24 + 11] = [0.0, 80.0, 75.0, 70.0, 0.0]  # 06–07 … 10–11
+        uses[f"L{i}"] = add_flow(use, start_h, 100.0)
+    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
+    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
+    for leak in leaks:
+        assert abs((leak.start - at_hour(start_h)).total_seconds()) <= 0.25 * 3600
+        assert leak.rate_l_h == pytest.approx(100.0, rel=0.05)
+        true_volume = 100.0 * (leak.last_seen - at_hour(start_h)).total_seconds() / 3600
+        assert leak.volume_l == pytest.approx(true_volume, rel=0.05)
