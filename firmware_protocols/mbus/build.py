@@ -95,11 +95,18 @@ _BCD_DIGITS = {"bcd2": 2, "bcd4": 4, "bcd6": 6, "bcd8": 8, "bcd12": 12}
 
 
 def _fits(raw: int, coding: str) -> bool:
+    lowest, highest = _range(coding)
+    return lowest <= raw <= highest
+
+
+def _range(coding: str) -> tuple[int, int]:
+    """The lowest and highest raw integers ``coding`` carries (Type B integers; BCD with its top
+    digit F for a minus sign, EN 13757-3 Annex A)."""
     if coding in _INT_RANGES:
         bits = _INT_RANGES[coding]
-        return -(1 << (bits - 1)) <= raw < (1 << (bits - 1))
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     digits = _BCD_DIGITS[coding]
-    return -(10 ** (digits - 1)) < raw < 10**digits
+    return -(10 ** (digits - 1)) + 1, 10**digits - 1
 
 
 #: Units whose records may fall back to a VIF in another unit that decodes to them (vif_tables.py):
@@ -205,6 +212,13 @@ def _raw_converted(value: float, candidate: _Candidate, coding: str) -> int | fl
             return None
     else:
         raw = round(exact)
+        if isinstance(value, float) and not _fits(raw, coding):
+            # a float stands for every real within half an ulp of it: near the end of the coding's
+            # range, the raw number it came from may be the one nearest the range, not to ``exact``
+            half = Fraction(math.ulp(value)) / 2
+            lowest = math.ceil((Fraction(value) - half - candidate.offset) / step)
+            highest = math.floor((Fraction(value) + half - candidate.offset) / step)
+            raw = min(max(raw, lowest, _range(coding)[0]), highest, _range(coding)[1])
         if not _fits(raw, coding):
             return None
     decoded = scale(raw, candidate.exponent, candidate.factor, candidate.offset)

@@ -489,3 +489,15 @@ def test_record_spec_explicit_bytes() -> None:
     assert decode_records(build_record(spec))[0] == [
         DataRecord("volume", "m3", 12345.678, storage=2, tariff=1),
     ]
+
+
+def test_a_converted_value_at_the_end_of_the_coding_s_range_builds_back() -> None:
+    """An int64 in °F (VIF FBh 5Bh) 544 above the lowest int64, as °C: no float holds the exact
+    value, and the integer nearest to the float's own preimage lies below the int64 range. The raw
+    number is the one nearest it within the range that still decodes to the same float (found by
+    hypothesis: the builder had said no VIF encodes it)."""
+    data = bytes.fromhex("07fb5b2002000000000080")
+    ([record], _, _) = decode_records(data)
+    assert record.value < -5e18
+    rebuilt = build_user_data([encode_record(record, "int64")])
+    assert decode_records(rebuilt) == ([record], None, False)
