@@ -130,6 +130,20 @@ def test_a_larger_main_burst_hours_after_a_smaller_one_gets_its_own_rate() -> No
         assert alert.ended_at is None
 
 
+def test_a_main_burst_four_hours_into_another_is_found_as_its_own() -> None:
+    """1,500 L/h from 01:00, then 1,000 L/h from 05:15, for three days: the second is raised as
+    its own burst with its own rate (before: the first's median so far took the second's flow
+    for its own within four hours, before the search for a second step began, and one alert
+    said 2,500 L/h)."""
+    first_h, second_h = 12 * 24 + 1.0, 12 * 24 + 5.25
+    losses = add_flow(_background(300.0), first_h, 1500.0, first_h + 72)
+    losses = add_flow(losses, second_h, 1000.0, second_h + 72)
+    first, second = _dma_alerts(np.random.default_rng(49), losses)
+    for alert, start_h, rate in ((first, first_h, 1500.0), (second, second_h, 1000.0)):
+        assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+        assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
+
+
 def test_a_small_main_burst_under_a_large_one_is_found() -> None:
     """350 L/h more while a 1,000 L/h burst runs: a third of what the balance already carries, a
     step well clear of the noise."""
