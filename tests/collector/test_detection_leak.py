@@ -31,6 +31,13 @@ def _leaks(alerts: list, meter: str) -> list:
     return [a for a in alerts if a.kind is AlertKind.LEAK and a.meter_id == meter]
 
 
+def _one_leak_on_each(uses: dict[str, np.ndarray]) -> list:
+    """The leak alerts raised on ``uses``, checked to be one on every meter."""
+    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
+    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
+    return leaks
+
+
 @pytest.mark.parametrize(("rate", "deadline_h"), [(3.0, 72), (12.0, 30), (60.0, 30)])
 def test_a_leak_is_found_with_its_rate_start_and_volume(rate: float, deadline_h: float) -> None:
     rng = np.random.default_rng(7)
@@ -127,8 +134,7 @@ def test_a_20_litre_leak_in_busy_households_is_found_within_a_day() -> None:
     rng = np.random.default_rng(13)
     start_h = 12 * 24 + 7.5
     uses = {f"L{i}": add_flow(heavy_household(rng, DAYS), start_h, 20.0) for i in range(10)}
-    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
-    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
+    leaks = _one_leak_on_each(uses)
     assert max(a.detected_at for a in leaks) <= at_hour(start_h + 24)
 
 
@@ -164,8 +170,7 @@ def test_a_leak_whose_rate_follows_the_pressure_still_shows_its_floor() -> None:
     for i, rate in enumerate((12.0, 40.0, 120.0)):
         leak = add_flow(np.zeros(DAYS * 24), start_h, rate) * swing
         uses[f"L{i}"] = household(rng, DAYS) + leak
-    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
-    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
+    leaks = _one_leak_on_each(uses)
     assert max(a.detected_at for a in leaks) <= at_hour(start_h + 30)
 
 
@@ -222,8 +227,7 @@ def test_a_large_leak_begun_in_the_morning_is_raised_by_early_afternoon() -> Non
     rng = np.random.default_rng(23)
     start_h = 17 * 24 + 7.5
     uses = {f"L{i}": add_flow(household(rng, DAYS), start_h, 80.0) for i in range(10)}
-    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
-    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
+    leaks = _one_leak_on_each(uses)
     assert max(a.detected_at for a in leaks) <= at_hour(start_h + 6.5)
 
 
@@ -239,8 +243,7 @@ def test_a_leak_begun_just_after_busy_hours_is_dated_and_sized_from_its_own_floo
         use = household(rng, DAYS)
         use[10 * 24 + 6 : 10 * 24 + 11] = [0.0, 80.0, 75.0, 70.0, 0.0]  # 06–07 … 10–11
         uses[f"L{i}"] = add_flow(use, start_h, 100.0)
-    leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
-    assert sorted(str(a.meter_id) for a in leaks) == sorted(uses)
+    leaks = _one_leak_on_each(uses)
     for leak in leaks:
         assert abs((leak.start - at_hour(start_h)).total_seconds()) <= 0.25 * 3600
         assert leak.rate_l_h == pytest.approx(100.0, rel=0.05)
