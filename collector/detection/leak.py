@@ -190,7 +190,7 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
                     k, floor = lo + int(below[-1]), max(floor, level)
         # (the onset interval k is partial: the leak began inside it; none: before the run began)
         first = k + 1 if k >= run_start else run_start + (1 if j > run_start else 0)
-        last = _leak_last(f[m], flows.spread[m], first, run_end, floor, step)
+        last = _leak_last(f[m], flows.spread[m], first, run_end, floor, step, config.leak_floor_tolerance)
         rate = _leak_rate(f[m], flows.spread[m], first, last + 1, step)
         share = float(np.clip(np.nan_to_num(f[m, k]) / rate, 0.0, 1.0)) if k >= run_start else 1.0
         start = clock.at(max(k, run_start), -share * block.interval_s)
@@ -307,20 +307,31 @@ def _leak_onset(f: np.ndarray, spread: np.ndarray, lo: int, j: int, hi: int, ste
     return k, floor
 
 
-def _leak_last(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, floor: float, step: float) -> int:
+def _leak_last(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, floor: float, step: float, share: float) -> int:
     """The last interval of ``[lo, hi)`` before the flow first fell clearly below the leak's
-    ``floor`` (the leak was repaired and the household's use alone kept the run going)."""
+    ``floor`` (the leak was repaired and the household's use alone kept the run going). Clearly:
+    by more than ``share`` of it (or one and a half register steps), as the floor rule allows; a
+    leak's flow wanders with the pressure, and a lull of a few per cent is no repair (with the
+    register steps alone, a 150 L/h leak wandering by 5% an hour was ended at its first lull, and
+    its volume read a quarter of the true one), nor is a single deeper lull: the fall must hold
+    for two intervals in a row (or be the run's last)."""
     seg = f[lo:hi]
     with np.errstate(invalid="ignore"):
-        fell = np.flatnonzero((seg < floor - 1.5 * step) & ~spread[lo:hi])
+        below = (seg < floor - max(1.5 * step, share * floor)) & ~spread[lo:hi]
+    fell = np.flatnonzero(below & np.r_[below[1:], True])
     return lo + int(fell[0]) - 1 if fell.size and fell[0] > 0 else hi - 1
 
 
 def _leak_rate(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, step: float) -> float:
-    """Mean of the lowest flows (within one register step of the minimum) in columns [lo, hi)."""
+    """Mean of the lowest flows in columns [lo, hi): those within one register step of the tenth
+    percentile, or of the least flow where that is above it by more. A steady leak shows its rate
+    in every idle hour (the least flow, and a register step above it); one whose flow wanders
+    with the pressure has its least flow in its deepest lull, lower the longer it runs, while a
+    tenth of its hours sit near its rate less a standard deviation or so."""
     seg = f[lo:hi][~spread[lo:hi]]
     seg = seg[seg >= 0.5 * step]  # (NaN drops out too)
     if seg.size == 0:
         return step
-    low = float(seg.min())
-    return float(seg[seg <= low + 1.01 * step].mean())
+    low = float(np.percentile(seg, 10.0))
+    near = seg[np.abs(seg - low) <= 1.01 * step]
+    return float(near.mean()) if near.size else low
