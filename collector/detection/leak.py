@@ -183,7 +183,7 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
             window = np.where(flows.spread[m, lo:ahead], np.nan, f[m, lo:ahead])
             level = lowest_floor(window, step, config.leak_floor_tolerance, config.leak_floor_intervals)
             if level is not None:
-                clear = level - max(1.5 * step, config.leak_floor_tolerance * level)
+                clear = level - float(floor_tolerance(level, step, config.leak_floor_tolerance))
                 with np.errstate(invalid="ignore"):
                     below = np.flatnonzero(window[: j - lo + 1] < clear)
                 if below.size and lo + int(below[-1]) > k:
@@ -253,13 +253,19 @@ def lowest_floor(flows: np.ndarray, step: float, share: float, need: int) -> flo
     return float(v[held].min()) if held.any() else None
 
 
+def floor_tolerance(level: float | np.ndarray, step: float, share: float) -> np.ndarray:
+    """How far a flow may stray from a floor ``level`` and still sit on it: ``share`` of it, or one
+    and a half register steps where that is more (a steady flow reads a step above or below it)."""
+    return np.maximum(1.5 * step, share * np.asarray(level))
+
+
 def _floors(flows: np.ndarray, step: float, share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the indices of the flows seen, those flows v, [i, l]: how many of them from i to l sit on
     v[i] as a floor, 0 once one fell clearly below it)."""
     seen = np.flatnonzero(~np.isnan(flows))
     v = flows[seen]
     n = v.size
-    tolerance = np.maximum(1.5 * step, share * v)[:, None]  # around each candidate floor (rows)
+    tolerance = floor_tolerance(v, step, share)[:, None]  # around each candidate floor (rows)
     later = np.triu(np.ones((n, n), dtype=bool))  # [i, l]: l at or after candidate i
     # [i, l]: no flow from i to l fell clearly below i's (before i: vacuously)
     unbroken = np.logical_and.accumulate((v[None, :] >= v[:, None] - tolerance) | ~later, axis=1)
@@ -317,14 +323,14 @@ def _leak_last(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, floor: float
     for two intervals in a row (or be the run's last)."""
     seg = f[lo:hi]
     with np.errstate(invalid="ignore"):
-        below = (seg < floor - max(1.5 * step, share * floor)) & ~spread[lo:hi]
+        below = (seg < floor - floor_tolerance(floor, step, share)) & ~spread[lo:hi]
     fell = np.flatnonzero(below & np.r_[below[1:], True])
     return lo + int(fell[0]) - 1 if fell.size and fell[0] > 0 else hi - 1
 
 
 def _leak_rate(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, step: float) -> float:
     """Mean of the lowest flows in columns [lo, hi): those within one register step of the tenth
-    percentile, or of the least flow where that is above it by more. A steady leak shows its rate
+    percentile (the percentile itself where no flow is that near it). A steady leak shows its rate
     in every idle hour (the least flow, and a register step above it); one whose flow wanders
     with the pressure has its least flow in its deepest lull, lower the longer it runs, while a
     tenth of its hours sit near its rate less a standard deviation or so."""
