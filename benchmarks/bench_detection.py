@@ -49,8 +49,13 @@ WARM_UP_DAYS = 7
 GRACE = timedelta(hours=2)
 
 
-def block_of(fleet: Fleet) -> SeriesBlock:
-    return SeriesBlock(fleet.meter_ids, fleet.dma, fleet.role, fleet.timestamps, fleet.volume_m3)
+def block_of(fleet: Fleet, *, backward_registers: bool = False) -> SeriesBlock:
+    """The fleet's registers as detection sees them; with ``backward_registers``, the customer
+    meters' backward registers too (the fleet must have been generated with them)."""
+    reverse = fleet.reverse_m3 if backward_registers else None
+    if backward_registers and reverse is None:
+        raise ValueError("the fleet has no backward registers: generate it with reverse_registers=True")
+    return SeriesBlock(fleet.meter_ids, fleet.dma, fleet.role, fleet.timestamps, fleet.volume_m3, reverse_m3=reverse)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +230,7 @@ def main() -> None:
         stuck_fraction=0.005,
         dma_bursts=max(2, meters // 250),
         missing_read_fraction=0.01,
+        reverse_registers=True,  # scored both ways: without them, and with them
     )
     t0 = time.perf_counter()
     fleet = generate_fleet(spec)
@@ -236,6 +242,14 @@ def main() -> None:
     result = run_detection(block_of(fleet), config)
     print(f"detection: {len(result.alerts)} alerts in {time.perf_counter() - t0:.2f} s")
     rows = score_fleet(fleet, result.alerts, config)
+    once = [r for r in rows if r.label != "leak 2–10 L/h (within 72 h)"]  # each kind once, stuck at 7 days
+    # meters that keep a backward register: the same detectors, reverse flow read from it
+    with_backward = run_detection(block_of(fleet, backward_registers=True), config).alerts
+    rows += [
+        dataclasses.replace(r, label="reverse flow (backward register)")
+        for r in score_fleet(fleet, with_backward, config)
+        if r.label == "reverse flow"
+    ]
     # the register alone with a longer threshold: holidays (up to two weeks here) stop looking stuck
     longer = dataclasses.replace(config, stuck_days=15.0)
     stuck_15 = _stuck_alerts(block_of(fleet), longer)
@@ -268,7 +282,6 @@ def main() -> None:
             f"| {_fmt(s.volume_within_10pct)} | {r.target} | {met} |"
         )
     customer_days = float(np.sum(fleet.role == "customer")) * (days - WARM_UP_DAYS)
-    once = [r for r in rows[:-1] if r.label != "leak 2–10 L/h (within 72 h)"]  # each kind once, stuck at 7 days
     total_false = sum(r.score.false_alarms for r in once)
     stuck_false = sum(r.score.false_alarms for r in once if r.label.startswith("stuck"))
     print()

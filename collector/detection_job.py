@@ -31,11 +31,12 @@ _BLOCK_QUERY = """
 SELECT meter_id,
        array_agg(slot ORDER BY slot) AS slots,
        array_agg(volume_m3::float8 ORDER BY slot) AS volumes,
-       array_agg(array_to_string(alarms, ',') ORDER BY slot) AS alarms
+       array_agg(array_to_string(alarms, ',') ORDER BY slot) AS alarms,
+       array_agg(coalesce(reverse_volume_m3::float8, 'NaN') ORDER BY slot) AS reverse_volumes
 FROM (
-    SELECT DISTINCT ON (meter_id, slot) meter_id, slot, volume_m3, alarms
+    SELECT DISTINCT ON (meter_id, slot) meter_id, slot, volume_m3, alarms, reverse_volume_m3
     FROM (
-        SELECT meter_id, volume_m3, alarms, ts,
+        SELECT meter_id, volume_m3, alarms, reverse_volume_m3, ts,
                ceil(extract(epoch FROM ts - %(first)s) / %(step)s)::int AS slot
         FROM readings
         WHERE ts > %(first)s - make_interval(secs => %(step)s) AND ts <= %(last)s
@@ -74,13 +75,15 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
     meters = conn.execute("SELECT meter_id, coalesce(dma, 'unassigned'), role FROM meters ORDER BY meter_id").fetchall()
     index = {meter_id: i for i, (meter_id, _, _) in enumerate(meters)}
     volume = np.full((len(meters), count), np.nan)
+    reverse = np.full((len(meters), count), np.nan)  # NaN: no read, or a meter without a backward register
     alarm_bits: dict[str, np.ndarray] = {}
     rows = conn.execute(_BLOCK_QUERY, {"first": first, "last": last, "step": step.total_seconds()}).fetchall()
-    for meter_id, slots, volumes, alarms in rows:  # one row per meter, arrays inside
+    for meter_id, slots, volumes, alarms, reverse_volumes in rows:  # one row per meter, arrays inside
         row = index.get(meter_id)
         if row is None:
             continue  # a reading whose meter row was removed; nothing to attribute it to
         volume[row, slots] = volumes
+        reverse[row, slots] = reverse_volumes
         for slot, names in zip(slots, alarms, strict=True):
             for name in filter(None, names.split(",")):
                 alarm_bits.setdefault(name, np.zeros((len(meters), count), dtype=bool))[row, slot] = True
@@ -91,6 +94,7 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         timestamps=timestamps,
         volume_m3=volume,
         alarms=alarm_bits,
+        reverse_m3=reverse if not np.isnan(reverse).all() else None,
     )
 
 

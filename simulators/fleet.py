@@ -63,6 +63,12 @@ class FleetSpec:
     inlet_register_modulus_m3: float = 100_000_000.0
     mix: consumption.CustomerMix = field(default_factory=consumption.CustomerMix)
     keep_components: bool = False  # keep the true volumes behind the registers (memory: 2 × M × T)
+    #: Customer meters keep a backward-volume register too (``Fleet.reverse_m3``; memory: M × T).
+    reverse_registers: bool = False
+    #: The flow of one use event (a tap or a shower running). While the household draws, the meter
+    #: runs forwards and its backward register stands still: a backward flow moves that register
+    #: only in the rest of the interval, a share ``1 - use / (use_flow_lph × interval)`` of it.
+    use_flow_lph: float = 500.0
 
     def __post_init__(self) -> None:
         if self.meters < 1 or self.days < 1 or self.meters_per_dma < 1:
@@ -102,18 +108,28 @@ class Fleet:
     customer_class: np.ndarray | None = None  # (M,) str: residential | commercial | irrigation | inlet
     components: FleetComponents | None = None
     resolution_m3: float = 0.001
+    #: (M, T) the customer meters' backward registers (``FleetSpec.reverse_registers``), quantized
+    #: like ``volume_m3``; NaN for inlets and missing reads. None: not generated.
+    reverse_m3: np.ndarray | None = None
 
     def write_readings_csv(self, path: Path) -> None:
-        """``meter_id,ts,volume_m3``, one row per reading, missing reads omitted."""
+        """``meter_id,ts,volume_m3``, one row per reading, missing reads omitted; and
+        ``reverse_volume_m3`` where the fleet has backward registers (empty for inlets)."""
         ts = np.char.add(np.datetime_as_string(self.timestamps, unit="s"), "Z").tolist()
         decimals = max(0, round(-math.log10(self.resolution_m3)))
         with path.open("w", encoding="utf-8", newline="") as f:
-            f.write("meter_id,ts,volume_m3\n")
+            f.write("meter_id,ts,volume_m3" + (",reverse_volume_m3\n" if self.reverse_m3 is not None else "\n"))
             for i, mid in enumerate(self.meter_ids.tolist()):
                 row = self.volume_m3[i]
                 ok = np.flatnonzero(~np.isnan(row))
                 values = row[ok].tolist()
-                f.writelines(f"{mid},{ts[k]},{v:.{decimals}f}\n" for k, v in zip(ok.tolist(), values, strict=True))
+                lines = [f"{mid},{ts[k]},{v:.{decimals}f}" for k, v in zip(ok.tolist(), values, strict=True)]
+                if self.reverse_m3 is not None:
+                    back = self.reverse_m3[i, ok].tolist()
+                    lines = [
+                        f"{line},{'' if b != b else f'{b:.{decimals}f}'}" for line, b in zip(lines, back, strict=True)
+                    ]
+                f.writelines(line + "\n" for line in lines)
 
     def write_meters_csv(self, path: Path) -> None:
         with path.open("w", encoding="utf-8", newline="") as f:
@@ -230,6 +246,29 @@ def _rollovers(r: np.ndarray, ts: np.ndarray, inv: int, modulus: float) -> list[
     return out
 
 
+def _register_faults(
+    r: np.ndarray, ts: np.ndarray, kind: np.ndarray, start: np.ndarray, size: np.ndarray
+) -> np.ndarray:
+    """The registers ``r`` (rows: meters, exact cumulative m³) as the meters show them: a drifting
+    clock labels values early or late, a stuck register stops, a replacement starts from zero."""
+    rows = np.flatnonzero(kind == METER_FAULTS.index("clock_drift"))
+    for row in rows.tolist():
+        # A fast clock reaches the label ts early: the value labelled ts is the true one at ts - offset.
+        offset = size[row] / 86400.0 * np.clip(ts - start[row], 0, None)
+        r[row] = np.interp(ts - offset, ts, r[row])
+    rows = np.flatnonzero(kind == METER_FAULTS.index("stuck"))
+    if rows.size:
+        frozen = _interp_rows(r[rows], ts, start[rows])
+        after = ts[None, :] >= start[rows, None]
+        r[rows] = np.where(after, frozen[:, None], r[rows])
+    rows = np.flatnonzero(kind == METER_FAULTS.index("replacement"))
+    if rows.size:
+        at_replacement = _interp_rows(r[rows], ts, start[rows])
+        after = ts[None, :] >= start[rows, None]
+        r[rows] = np.where(after, r[rows] - at_replacement[:, None], r[rows])
+    return r
+
+
 def generate_fleet(spec: FleetSpec) -> Fleet:
     interval_s = spec.interval_minutes * 60
     step_s = math.gcd(interval_s, consumption.HOUR_S)
@@ -246,6 +285,7 @@ def generate_fleet(spec: FleetSpec) -> Fleet:
     res = spec.register_resolution_m3
 
     volume = np.empty((spec.meters + n_dma, t_count))
+    reverse = np.full((spec.meters + n_dma, t_count), np.nan) if spec.reverse_registers else None
     klass = np.empty(spec.meters, dtype=np.int8)
     truth: list[GroundTruthEvent] = []
     comp_customer = np.empty((spec.meters, t_count - 1)) if spec.keep_components else None
@@ -269,11 +309,15 @@ def generate_fleet(spec: FleetSpec) -> Fleet:
 
         # Flows a customer-side fault adds (leak, burst) or sends backwards (reverse flow).
         true_net = use.copy()
+        backward = np.zeros_like(use) if reverse is not None else None
         for name, sign in (("leak", 1.0), ("burst", 1.0), ("reverse_flow", -1.0)):
             rows = np.flatnonzero(kind == METER_FAULTS.index(name))
             if rows.size:
                 flow = network.constant_flow_m3(p_size[rows] / 1000.0, p_start[rows], p_end[rows], starts, interval_s)
                 true_net[rows] += sign * flow
+                if name == "reverse_flow" and backward is not None:
+                    in_use = use[rows] / (spec.use_flow_lph / 1000.0 * interval_s / consumption.HOUR_S)
+                    backward[rows] = flow * np.clip(1.0 - in_use, 0.0, 1.0)
         registered = true_net.copy()
         rows = np.flatnonzero(kind == METER_FAULTS.index("tamper"))
         if rows.size:
@@ -289,22 +333,13 @@ def generate_fleet(spec: FleetSpec) -> Fleet:
             init[rows] = spec.customer_register_modulus_m3 - _interp_rows(cum[rows], ts, p_start[rows])
         r = init[:, None] + cum
 
-        rows = np.flatnonzero(kind == METER_FAULTS.index("clock_drift"))
-        for row in rows.tolist():
-            # A fast clock reaches the label ts early: the value labelled ts is the true one at ts - offset.
-            offset = p_size[row] / 86400.0 * np.clip(ts - p_start[row], 0, None)
-            r[row] = np.interp(ts - offset, ts, r[row])
-        rows = np.flatnonzero(kind == METER_FAULTS.index("stuck"))
-        if rows.size:
-            frozen = _interp_rows(r[rows], ts, p_start[rows])
-            after = ts[None, :] >= p_start[rows, None]
-            r[rows] = np.where(after, frozen[:, None], r[rows])
-        rows = np.flatnonzero(kind == METER_FAULTS.index("replacement"))
-        if rows.size:
-            at_replacement = _interp_rows(r[rows], ts, p_start[rows])
-            after = ts[None, :] >= p_start[rows, None]
-            r[rows] = np.where(after, r[rows] - at_replacement[:, None], r[rows])
+        r = _register_faults(r, ts, kind, p_start, p_size)
         volume[lo:hi] = _quantize(r, inv, spec.customer_register_modulus_m3)
+        if reverse is not None and backward is not None:
+            backward_cum = np.zeros((n, t_count))
+            np.cumsum(backward, axis=1, out=backward_cum[:, 1:])
+            backward_cum = _register_faults(backward_cum, ts, kind, p_start, p_size)
+            reverse[lo:hi] = _quantize(backward_cum, inv, spec.customer_register_modulus_m3)
 
         for row in np.flatnonzero(kind >= 0).tolist():
             name = METER_FAULTS[kind[row]]
@@ -348,6 +383,8 @@ def generate_fleet(spec: FleetSpec) -> Fleet:
     if spec.missing_read_fraction > 0:
         miss = np.random.default_rng([spec.seed, 2]).random(volume.shape) < spec.missing_read_fraction
         volume[miss] = np.nan
+        if reverse is not None:
+            reverse[miss] = np.nan  # a reading lost is lost whole
 
     class_names = np.array(["residential", "commercial", "irrigation"])
     meter_dma = np.concatenate([dma_names[np.arange(spec.meters) // spec.meters_per_dma], dma_names])
@@ -365,6 +402,7 @@ def generate_fleet(spec: FleetSpec) -> Fleet:
         customer_class=np.concatenate([class_names[klass], np.full(n_dma, "inlet")]),
         components=components,
         resolution_m3=res,
+        reverse_m3=reverse,
     )
 
 

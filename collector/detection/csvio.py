@@ -1,7 +1,8 @@
 """Readings and meters from CSV files into a :class:`SeriesBlock`, fast; alerts out as JSON.
 
 ``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
-8601 in UTC; ``volume_m3`` the cumulative register), one row per reading, rows in any order.
+8601 in UTC; ``volume_m3`` the cumulative register), one row per reading, rows in any order; and
+optionally ``reverse_volume_m3``, the meter's backward register (empty for meters without one).
 ``METERS.csv`` has ``meter_id,dma,role``.
 
 Millions of rows are parsed without a Python loop per row: the file is read as bytes, fields are
@@ -43,6 +44,11 @@ class Readings:
     meter_index: np.ndarray  # (N,) int index into meter_names
     ts_s: np.ndarray  # (N,) int64 epoch seconds
     volume_m3: np.ndarray  # (N,) float64
+    reverse_m3: np.ndarray | None = None  # (N,) float64, NaN where empty; None: no such column
+
+
+REQUIRED_COLUMNS = ("meter_id", "ts", "volume_m3")
+OPTIONAL_COLUMNS = ("reverse_volume_m3",)
 
 
 def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readings:
@@ -54,9 +60,16 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
     newlines = np.flatnonzero(data == ord("\n"))
     header = bytes(data[: newlines[0]]).decode("utf-8-sig").strip().split(",")
     names = [h.strip() for h in header]
-    wanted = ("meter_id", "ts", "volume_m3")
-    if sorted(names) != sorted(wanted):
-        raise CsvFormatError(f"{path}: header must be the columns {','.join(wanted)}, not {','.join(names)}")
+    extra = [n for n in names if n not in REQUIRED_COLUMNS]
+    if (
+        sorted(n for n in names if n in REQUIRED_COLUMNS) != sorted(REQUIRED_COLUMNS)
+        or len(set(names)) != len(names)
+        or any(n not in OPTIONAL_COLUMNS for n in extra)
+    ):
+        raise CsvFormatError(
+            f"{path}: header must be the columns {','.join(REQUIRED_COLUMNS)} (and optionally "
+            f"{','.join(OPTIONAL_COLUMNS)}), not {','.join(names)}"
+        )
     starts = newlines[:-1] + 1
     ends = newlines[1:].copy()
     ends -= data[ends - 1] == ord("\r")
@@ -65,28 +78,37 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
     if np.any(data == ord('"')):
         return _read_slow(path, names)
     commas = np.flatnonzero(data[newlines[0] :] == ord(",")) + newlines[0]
-    if commas.size != 2 * starts.size:
-        raise CsvFormatError(f"{path}: every row needs exactly 3 fields")
-    first, second = commas[0::2], commas[1::2]
-    if np.any(first < starts) or np.any(second >= ends):
-        raise CsvFormatError(f"{path}: every row needs exactly 3 fields")
-    bounds = [(starts, first), (first + 1, second), (second + 1, ends)]
-    span = {name: bounds[i] for i, name in enumerate(names)}
+    k = len(names) - 1  # commas per row
+    if commas.size != k * starts.size:
+        raise CsvFormatError(f"{path}: every row needs exactly {len(names)} fields")
+    cuts = [commas[i::k] for i in range(k)]
+    if np.any(cuts[0] < starts) or np.any(cuts[-1] >= ends):
+        raise CsvFormatError(f"{path}: every row needs exactly {len(names)} fields")
+    lefts, rights = [starts, *(c + 1 for c in cuts)], [*cuts, ends]
+    span = {name: (lefts[i], rights[i]) for i, name in enumerate(names)}
+    for name in REQUIRED_COLUMNS:
+        empty = np.flatnonzero(span[name][1] <= span[name][0])
+        if empty.size:
+            raise CsvFormatError(f"{path}: row {int(empty[0]) + 2}: {name} is empty")
     n = starts.size
     meter_keys = []
     ts = np.empty(n, dtype=np.int64)
     volume = np.empty(n, dtype=np.float64)
+    reverse = np.empty(n, dtype=np.float64) if "reverse_volume_m3" in span else None
     id_width = int(np.max(span["meter_id"][1] - span["meter_id"][0], initial=1))
     for lo in range(0, n, _BLOCK_ROWS):
         hi = min(lo + _BLOCK_ROWS, n)
         meter_keys.append(_fixed(data, span["meter_id"][0][lo:hi], span["meter_id"][1][lo:hi], id_width))
         ts[lo:hi] = _parse_timestamps(data, span["ts"][0][lo:hi], span["ts"][1][lo:hi], path, lo)
         volume[lo:hi] = _parse_decimals(data, span["volume_m3"][0][lo:hi], span["volume_m3"][1][lo:hi])
+        if reverse is not None:
+            field_lo, field_hi = span["reverse_volume_m3"][0][lo:hi], span["reverse_volume_m3"][1][lo:hi]
+            reverse[lo:hi] = _parse_optional_decimals(data, field_lo, field_hi, "reverse_volume_m3")
         if progress is not None:
             progress(hi, n)
     keys = np.concatenate(meter_keys).view(f"S{id_width}").ravel() if n else np.array([], dtype="S1")
     meter_names, meter_index = _factorize(keys)
-    return Readings(np.char.decode(meter_names, "utf-8").astype(str), meter_index, ts, volume)
+    return Readings(np.char.decode(meter_names, "utf-8").astype(str), meter_index, ts, volume, reverse)
 
 
 def _fixed(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
@@ -108,7 +130,16 @@ def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, np.repeat(inverse, run_lengths)
 
 
-def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def _parse_optional_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, column: str) -> np.ndarray:
+    """Like :func:`_parse_decimals`, NaN for empty fields."""
+    out = np.full(starts.shape, np.nan)
+    given = ends > starts
+    if given.any():
+        out[given] = _parse_decimals(data, starts[given], ends[given], column)
+    return out
+
+
+def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, column: str = "volume_m3") -> np.ndarray:
     width = int(np.max(ends - starts, initial=1))
     fast = _parse_fixed_point(data, starts, ends, width)
     if fast is not None:
@@ -125,7 +156,7 @@ def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> n
         try:
             return text.astype(np.float64)
         except ValueError as error:
-            raise CsvFormatError(f"volume_m3: {error}") from None
+            raise CsvFormatError(f"{column}: {error}") from None
     # digits after each digit, ignoring the point: its power of ten in the integer mantissa
     after: np.ndarray = np.cumsum(is_digit[:, ::-1], axis=1)[:, ::-1] - is_digit
     powers = 10 ** np.arange(20, dtype=np.int64)
@@ -246,18 +277,29 @@ def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int)
 def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     """Quoted CSV: the csv module, one row at a time (correct, slower)."""
     ids: list[str] = []
-    stamps: list[str] = []
-    values: list[str] = []
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        for row in csv.DictReader(f):
-            ids.append(row["meter_id"])
-            stamps.append(row["ts"])
-            values.append(row["volume_m3"])
-    keys = np.array(ids, dtype=str)
-    meter_names, meter_index = np.unique(keys, return_inverse=True)
-    uniq, inverse = np.unique(np.array(stamps, dtype=str), return_inverse=True)
-    seconds = np.array([int(parse_iso_utc(s).timestamp()) for s in uniq.tolist()], dtype=np.int64)
-    return Readings(meter_names, meter_index, seconds[inverse], np.array(values, dtype=np.float64))
+    seconds: list[int] = []
+    values: list[float] = []
+    backward: list[float] = []
+    with_backward = "reverse_volume_m3" in names
+    line = 1  # the header
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                if None in row or any(row.get(name) is None for name in names):
+                    raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(names)} fields")
+                ids.append(row["meter_id"])
+                seconds.append(int(parse_iso_utc(row["ts"]).timestamp()))
+                values.append(float(row["volume_m3"]))
+                if with_backward:
+                    text = row["reverse_volume_m3"].strip()
+                    backward.append(float(text) if text else float("nan"))
+    except (ValueError, csv.Error) as error:  # CsvFormatError is a ValueError and says where already
+        if isinstance(error, CsvFormatError):
+            raise
+        raise CsvFormatError(f"{path}: row {line}: {error}") from None
+    meter_names, meter_index = np.unique(np.array(ids, dtype=str), return_inverse=True)
+    reverse = np.array(backward, dtype=np.float64) if with_backward else None
+    return Readings(meter_names, meter_index, np.array(seconds, dtype=np.int64), np.array(values), reverse)
 
 
 @dataclass(frozen=True)
@@ -299,8 +341,12 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     known = rows >= 0
     volume = np.full((meters.meter_ids.size, t), np.nan)
     volume[rows[known], cols[known]] = readings.volume_m3[known]
+    reverse = None
+    if readings.reverse_m3 is not None and not np.isnan(readings.reverse_m3[known]).all():
+        reverse = np.full((meters.meter_ids.size, t), np.nan)
+        reverse[rows[known], cols[known]] = readings.reverse_m3[known]
     timestamps = (t0 + interval * np.arange(t, dtype=np.int64)).astype("datetime64[s]")
-    block = SeriesBlock(meters.meter_ids, meters.dma, meters.role, timestamps, volume)
+    block = SeriesBlock(meters.meter_ids, meters.dma, meters.role, timestamps, volume, reverse_m3=reverse)
     return block, int((~known).sum())
 
 

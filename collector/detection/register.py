@@ -3,7 +3,10 @@
 Reverse flow: the register falls, by a little at a time (a fall large enough to be a reset, a new
 meter or a rollover, is not counted; see :mod:`collector.detection.flows`). Once the backward
 movement within ``reverse_window_h`` reaches ``reverse_min_l`` litres and ``reverse_min_steps``
-register steps, it is an alert.
+register steps, it is an alert. A meter that keeps a backward-volume register (EN 13757-3's
+"volume, backward", the reading's ``reverse_volume_m3``) shows the backward movement there, and
+that register is read instead: a household drawing water in the same hour no longer hides it, so
+its start and volume are known far better (the benchmark scores both ways).
 
 Stuck, by the register alone: the register has not changed for ``stuck_days`` on a meter that,
 before it stopped, used at least ``stuck_min_daily_l`` a day. A house left empty looks the same on
@@ -16,28 +19,78 @@ rate is the use the meter stopped recording.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 
 from collector.detection.alerts import Alert, AlertKind
 from collector.detection.common import Clock, confidence, new_alert
 from collector.detection.config import DetectionConfig
-from collector.detection.flows import DayLayout, Flows, first_crossings, rolling_sum
+from collector.detection.flows import DayLayout, Flows, first_crossings, interval_flows, rolling_sum
 from collector.detection.series import SeriesBlock
 
 
-def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+@dataclass(frozen=True)
+class BackwardFlows:
+    """The backward flow (L/h, positive) of the meters that show any, per interval: 0 where the
+    register shows none, NaN where unknown."""
+
+    rows: np.ndarray  # (K,) rows of the block
+    flow_l_h: np.ndarray  # (K, T)
+    known_idx: np.ndarray  # (K, T) column of the read that makes the value known
+
+
+def backward_flows(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> BackwardFlows:
+    """Where each meter shows water going back: its backward register where it keeps one
+    (``block.reverse_m3``), which counts the backward flow whatever the household draws at other
+    moments of the interval; otherwise its net register, which shows backward flow only in the
+    intervals where it outweighs the household's use."""
+    t = block.n_intervals
+    keeps = np.zeros(block.n_meters, dtype=bool)
+    if block.reverse_m3 is not None:
+        keeps = ~np.isnan(block.reverse_m3).all(axis=1)
+    half_step = 0.5 * flows.step_flow_l_h
     with np.errstate(invalid="ignore"):
-        backwards_any = np.flatnonzero((flows.flow_l_h < -0.5 * flows.step_flow_l_h).any(axis=1))
-    if backwards_any.size == 0:
-        return []
+        net_rows = np.flatnonzero(~keeps & (flows.flow_l_h < -half_step).any(axis=1))
     # only meters that ever ran backwards (a handful) go further
-    f = flows.flow_l_h[backwards_any]
+    net = flows.flow_l_h[net_rows]
     with np.errstate(invalid="ignore"):
-        backwards = f < -0.5 * flows.step_flow_l_h[backwards_any]
-    back_l = np.where(backwards, -f * flows.interval_h, 0.0)
+        parts = [np.where(net < -half_step[net_rows], -net, np.where(np.isnan(net), np.nan, 0.0))]
+    known = [flows.known_idx[net_rows]]
+    rows = [net_rows]
+    kept_rows = np.flatnonzero(keeps)
+    if kept_rows.size and block.reverse_m3 is not None:
+        part = block.take(kept_rows)
+        register = interval_flows(
+            dataclasses.replace(part, volume_m3=block.reverse_m3[kept_rows], reverse_m3=None), config
+        )
+        with np.errstate(invalid="ignore"):
+            moved = (register.flow_l_h > half_step[kept_rows]).any(axis=1)
+            # a backward register that falls was reset (meter replaced): that interval shows nothing
+            back = np.maximum(register.flow_l_h[moved], 0.0)
+        parts.append(back)
+        known.append(register.known_idx[moved])
+        rows.append(kept_rows[moved])
+    return BackwardFlows(
+        rows=np.concatenate(rows),
+        flow_l_h=np.concatenate(parts).reshape(-1, t),
+        known_idx=np.concatenate(known).reshape(-1, t),
+    )
+
+
+def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    found = backward_flows(block, flows, config)
+    if found.rows.size == 0:
+        return []
+    f = found.flow_l_h
+    step_flow = flows.step_flow_l_h[found.rows]
+    with np.errstate(invalid="ignore"):
+        backwards = f > 0.5 * step_flow
+    back_l = np.where(backwards, f * flows.interval_h, 0.0)
     window = max(1, round(config.reverse_window_h / flows.interval_h))
     in_window = rolling_sum(back_l, window)
-    need = np.maximum(config.reverse_min_l, config.reverse_min_steps * flows.step_l[backwards_any])[:, None]
+    need = np.maximum(config.reverse_min_l, config.reverse_min_steps * flows.step_l[found.rows])[:, None]
     active = in_window >= need - 1e-9
     rows, cols = first_crossings(active)
     clock = Clock(block.timestamps, block.interval_s)
@@ -51,15 +104,15 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
         end = j + int(quiet[0]) if quiet.size else t
         last_back = first + int(np.flatnonzero(backwards[m, first:end])[-1])
         rates = back_l[m, first : last_back + 1][backwards[m, first : last_back + 1]] / flows.interval_h
-        row = int(backwards_any[m])
-        rate = reverse_rate(rates, float(flows.step_flow_l_h[row, 0]))
+        row = int(found.rows[m])
+        rate = reverse_rate(rates, float(step_flow[m, 0]))
         share = float(np.clip(back_l[m, first] / (rate * flows.interval_h), 0.0, 1.0))
         start = clock.at(first, -share * block.interval_s)
         ended_at = None
         if end < t:  # the last backward interval holds the flow's last minutes
             tail = float(np.clip(back_l[m, last_back] / (rate * flows.interval_h), 0.0, 1.0))
             ended_at = clock.at(last_back - 1, tail * block.interval_s) if last_back > first else clock.at(last_back)
-        detected_at = clock.at(int(flows.known_idx[row, j]))
+        detected_at = clock.at(int(found.known_idx[m, j]))
         alerts.append(
             new_alert(
                 AlertKind.REVERSE_FLOW,

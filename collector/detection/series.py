@@ -22,7 +22,9 @@ class SeriesBlock:
 
     ``volume_m3[m, j]`` is meter m's register at ``timestamps[j]`` (NaN: no read). ``alarms`` maps a
     meter alarm name (``leak``, ``burst``, ``reverse_flow``, ``tamper``, …) to an (M, T) boolean array
-    of the alarm bits the meters reported with each reading; it may be empty.
+    of the alarm bits the meters reported with each reading; it may be empty. ``reverse_m3``, where
+    given, is each meter's backward-volume register at the same instants (EN 13757-3 "volume,
+    backward"; reading field ``reverse_volume_m3``): NaN where no read or the meter keeps none.
     """
 
     meter_ids: np.ndarray  # (M,) str
@@ -31,6 +33,7 @@ class SeriesBlock:
     timestamps: np.ndarray  # (T,) datetime64[s], UTC, regular spacing
     volume_m3: np.ndarray  # (M, T) float64
     alarms: Mapping[str, np.ndarray] = field(default_factory=dict)
+    reverse_m3: np.ndarray | None = None  # (M, T) float64, NaN where unknown; None: no meter keeps one
 
     def __post_init__(self) -> None:
         m = self.meter_ids.shape[0]
@@ -51,6 +54,8 @@ class SeriesBlock:
         for name, bits in self.alarms.items():
             if bits.shape != (m, t):
                 raise ValueError(f"alarm {name!r} has shape {bits.shape}, expected {(m, t)}")
+        if self.reverse_m3 is not None and self.reverse_m3.shape != (m, t):
+            raise ValueError(f"reverse_m3 has shape {self.reverse_m3.shape}, expected {(m, t)}")
 
     @property
     def n_meters(self) -> int:
@@ -76,6 +81,7 @@ class SeriesBlock:
             timestamps=self.timestamps,
             volume_m3=self.volume_m3[rows],
             alarms={name: bits[rows] for name, bits in self.alarms.items()},
+            reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[rows],
         )
 
     def until(self, t: datetime) -> SeriesBlock:
@@ -88,6 +94,7 @@ class SeriesBlock:
             timestamps=self.timestamps[keep],
             volume_m3=self.volume_m3[:, keep],
             alarms={name: bits[:, keep] for name, bits in self.alarms.items()},
+            reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[:, keep],
         )
 
     def time(self, j: int) -> datetime:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
@@ -79,6 +81,136 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
     roles.write_text("meter_id,dma,role\nA,D1,bulk\n")
     with pytest.raises(CsvFormatError, match="role"):
         read_meters_csv(roles)
+
+
+def test_a_backward_register_column_is_read_in_any_position_and_may_be_empty(tmp_path: Path) -> None:
+    fast, quoted = tmp_path / "fast.csv", tmp_path / "quoted.csv"
+    fast.write_text(
+        "reverse_volume_m3,meter_id,ts,volume_m3\n"
+        "0.012,A,2026-01-05T00:00:00Z,1.5\n"
+        ",B,2026-01-05T00:00:00Z,7\n"
+        "0.015,A,2026-01-05T01:00:00Z,1.25\n"
+        ",B,2026-01-05T01:00:00Z,7.125\n"
+    )
+    quoted.write_text(fast.read_text().replace(",A,", ',"A",'))
+    meters = tmp_path / "m.csv"
+    meters.write_text("meter_id,dma,role\nA,D1,customer\nB,D1,customer\n")
+    for path in (fast, quoted):
+        readings = read_readings_csv(path)
+        assert readings.reverse_m3 is not None
+        block, _ = build_block(readings, read_meters_csv(meters))
+        assert block.reverse_m3 is not None
+        assert block.reverse_m3[0].tolist() == [0.012, 0.015]
+        assert np.isnan(block.reverse_m3[1]).all()
+        assert block.volume_m3.tolist() == [[1.5, 1.25], [7.0, 7.125]]
+    without = tmp_path / "plain.csv"
+    without.write_text("meter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,1.5\nA,2026-01-05T01:00:00Z,1.75\n")
+    assert read_readings_csv(without).reverse_m3 is None
+    assert build_block(read_readings_csv(without), read_meters_csv(meters))[0].reverse_m3 is None
+
+
+def test_bad_backward_register_values_and_unknown_columns_say_what_is_wrong(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("meter_id,ts,volume_m3,reverse_volume_m3\nA,2026-01-05T00:00:00Z,1,x1\n")
+    with pytest.raises(CsvFormatError, match="reverse_volume_m3"):
+        read_readings_csv(bad)
+    bad.write_text("meter_id,ts,volume_m3,flow\nA,2026-01-05T00:00:00Z,1,2\n")
+    with pytest.raises(CsvFormatError, match="header"):
+        read_readings_csv(bad)
+    bad.write_text("meter_id,ts,volume_m3,reverse_volume_m3\nA,2026-01-05T00:00:00Z,1\n")
+    with pytest.raises(CsvFormatError, match="4 fields"):
+        read_readings_csv(bad)
+
+
+_FIELD_TEXT = st.text(alphabet='AB0123456789.,-:TZ+\n\r" e', max_size=60)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.sampled_from(["meter_id,ts,volume_m3", "meter_id,ts,volume_m3,reverse_volume_m3", "ts,x"]),
+    body=_FIELD_TEXT,
+)
+def test_any_bytes_give_readings_or_a_csv_format_error(tmp_path: Path, header: str, body: str) -> None:
+    """Fuzz: whatever the file holds, the reader returns readings or says what is wrong."""
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes((header + "\n" + body).encode())
+    try:
+        readings = read_readings_csv(path)
+    except CsvFormatError:
+        return
+    n = readings.ts_s.size
+    assert readings.meter_index.size == readings.volume_m3.size == n
+    assert readings.reverse_m3 is None or readings.reverse_m3.size == n
+
+
+_VALID = (
+    "meter_id,ts,volume_m3,reverse_volume_m3\n"
+    "A,2026-01-05T00:00:00Z,12.345,0.001\n"
+    "B,2026-01-05T01:00:00+00:00,7,\n"
+    "A,2026-01-05T01:00:00Z,12.5,0.002\n"
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_VALID)), st.integers(0, 2), st.sampled_from(list('AB09.,-:TZ+\n\r" e\x00é'))),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_damaged_file_gives_readings_or_a_csv_format_error(tmp_path: Path, edits) -> None:
+    """Fuzz: a good file with a few characters inserted, changed or deleted."""
+    text = list(_VALID)
+    for at, op, char in edits:
+        at = min(at, len(text))
+        if op == 0:
+            text.insert(at, char)
+        elif at < len(text):
+            text[at : at + 1] = [char] if op == 1 else []
+    path = tmp_path / "damaged.csv"
+    path.write_text("".join(text), encoding="utf-8")
+    meters = tmp_path / "m.csv"
+    meters.write_text("meter_id,dma,role\nA,D1,customer\nB,D1,customer\n")
+    try:
+        readings = read_readings_csv(path)
+        block, _ = build_block(readings, read_meters_csv(meters))
+    except CsvFormatError:
+        return
+    assert block.volume_m3.shape == (2, block.n_intervals)
+    assert block.reverse_m3 is None or block.reverse_m3.shape == block.volume_m3.shape
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B7", "M-000123"]),
+            st.integers(0, 10_000),  # hours after the first instant
+            st.integers(0, 10**12),  # register in litres
+            st.one_of(st.none(), st.integers(0, 10**9)),  # backward register in litres, or none
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_readings_with_a_backward_register_parse_to_what_was_written(tmp_path: Path, rows) -> None:
+    path = tmp_path / "prop.csv"
+    epoch = np.datetime64("2026-01-05T00:00:00", "s")
+    lines = [
+        f"{mid},{np.datetime_as_string(epoch + np.timedelta64(h, 'h'), unit='s')}Z,{v / 1000:.3f},"
+        + ("" if b is None else f"{b / 1000:.3f}")
+        for mid, h, v, b in rows
+    ]
+    path.write_text("meter_id,ts,volume_m3,reverse_volume_m3\n" + "\n".join(lines) + "\n")
+    readings = read_readings_csv(path)
+    assert readings.reverse_m3 is not None
+    names = readings.meter_names[readings.meter_index].tolist()
+    assert names == [r[0] for r in rows]
+    assert (readings.ts_s - int(epoch.astype(np.int64))).tolist() == [r[1] * 3600 for r in rows]
+    assert readings.volume_m3.tolist() == [float(f"{r[2] / 1000:.3f}") for r in rows]
+    expected = [np.nan if r[3] is None else float(f"{r[3] / 1000:.3f}") for r in rows]
+    np.testing.assert_array_equal(readings.reverse_m3, np.array(expected))
 
 
 def test_the_detect_command_writes_alerts_json(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -12,7 +13,7 @@ from collector.batch_parser import ReadingRow
 from collector.detection.alerts import AlertKind, AlertStatus
 from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, run_detection_once
 from collector.store import ReadingStore
-from simulators.events import Leak
+from simulators.events import Leak, ReverseFlow
 from simulators.meter_model import MeterModel
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -82,6 +83,42 @@ def test_a_leak_opens_one_alert_that_later_runs_update(leaky_database):
         assert leaks[0].volume_l > opened[0].volume_l
         others = conn.execute("SELECT count(*) FROM alerts WHERE kind = 'leak' AND meter_id <> %s", (LEAKY,))
         assert others.fetchone() == (0,)
+
+
+def test_the_block_carries_backward_registers_and_reverse_flow_is_read_from_them(migrated_database_url):
+    """Meters that report ``reverse_volume_m3`` have it in the block (NaN where a meter reports
+    none), and a reverse flow is dated from it."""
+    start = START + timedelta(days=5, hours=18, minutes=20)
+    back = MeterModel("RV-001", installed=START - timedelta(days=1), seed=12, dma="D1")
+    back.inject(ReverseFlow(start=start, end=start + timedelta(hours=6), rate_lph=40.0))
+    plain = MeterModel("RV-002", installed=START - timedelta(days=1), seed=13, dma="D1")
+    rows: list[ReadingRow] = []
+    for hour in range(7 * 24):
+        at = START + timedelta(hours=hour)
+        for meter, keeps_backward in ((back, True), (plain, False)):
+            r = meter.read(at)
+            backward = repr(r.reverse_volume_m3) if keeps_backward else None
+            rows.append((meter.meter_id, r.ts.isoformat(), repr(r.volume_m3), None, backward, [], "gw-test", hour))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [("RV-001",), ("RV-002",)],
+        )
+    ReadingStore(migrated_database_url).write(rows)
+    now = START + timedelta(days=7)
+    with psycopg.connect(migrated_database_url) as conn:
+        block = fetch_block(conn, now, DetectionJobConfig(history_days=6))
+        assert block.reverse_m3 is not None
+        row_back, row_plain = list(block.meter_ids).index("RV-001"), list(block.meter_ids).index("RV-002")
+        assert np.isnan(block.reverse_m3[row_plain]).all()
+        newest = block.n_intervals - 2  # the last hour stored
+        assert block.time(newest) == now - timedelta(hours=1)
+        assert block.reverse_m3[row_back, newest] == back.read(now - timedelta(hours=1)).reverse_volume_m3 > 0
+        changes = run_detection_once(conn, now, DetectionJobConfig(history_days=6))
+    (reverse,) = [a for a in changes.opened if a.kind is AlertKind.REVERSE_FLOW]
+    assert reverse.meter_id == "RV-001"
+    assert abs(reverse.start - start) <= timedelta(hours=1)
+    assert reverse.rate_l_h == pytest.approx(40.0, rel=0.1)
 
 
 def test_a_dismissed_alert_stays_dismissed_with_who_and_why(leaky_database):

@@ -58,6 +58,64 @@ def test_reverse_flow_under_the_households_own_use_keeps_its_rate_and_end() -> N
     assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
+USE_FLOW_L_H = 500.0  # a tap or shower: while it runs the meter turns forwards
+
+
+def _backward_register(use: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """A backward-volume register (1-litre steps): the backward flow moves it only in the part of
+    each interval the household is not drawing water (``back`` litres per interval in all)."""
+    idle = np.clip(1.0 - use / USE_FLOW_L_H, 0.0, 1.0)
+    return registers((back * idle)[None, :], initial_m3=0.0)[0]
+
+
+def _evening_reverse_flow() -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """Water goes back 18:20–02:40 while the household draws more than it every evening hour."""
+    rng = np.random.default_rng(41)
+    use = household(rng, DAYS)
+    start_h, end_h, rate = 10 * 24 + 18 + 1 / 3, 11 * 24 + 2 + 2 / 3, 30.0
+    use[10 * 24 + 18 : 10 * 24 + 23] = [60.0, 80.0, 70.0, 50.0, 40.0]
+    use[10 * 24 + 23 : 11 * 24 + 3] = 0.0
+    return use, add_flow(np.zeros_like(use), start_h, rate, end_h), start_h, end_h, rate
+
+
+def test_a_backward_register_dates_reverse_flow_that_the_households_use_hides() -> None:
+    """The net register falls only once the household goes to bed; a meter that keeps a backward
+    register (EN 13757-3 "volume, backward") shows the flow from its first interval."""
+    use, back, start_h, end_h, rate = _evening_reverse_flow()
+    net_only = block_of({"BACK": use - back})
+    (late,) = [a for a in detect(net_only) if a.meter_id == "BACK"]
+    assert late.start - at_hour(start_h) > at_hour(3) - at_hour(0)  # the net register alone: hours late
+
+    with_register = dataclasses.replace(net_only, reverse_m3=_backward_register(use, back)[None, :])
+    (reverse,) = [a for a in detect(with_register) if a.meter_id == "BACK"]
+    assert reverse.kind is AlertKind.REVERSE_FLOW
+    assert abs((reverse.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert reverse.detected_at <= at_hour(start_h + 2)
+    assert reverse.rate_l_h == pytest.approx(rate, rel=0.1)
+    assert reverse.ended_at is not None
+    assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
+
+
+def test_a_still_or_reset_backward_register_raises_no_reverse_flow() -> None:
+    """A meter whose backward register stands still is believed over small falls of its net
+    register (jitter), and a backward register reset to zero (a new meter) is no backward flow."""
+    rng = np.random.default_rng(42)
+    uses = {"STILL": household(rng, DAYS), "NEW": household(rng, DAYS)}
+    volume = registers(np.stack(list(uses.values())))
+    volume[0, 300:302] -= 0.002  # the net register dips two litres and comes back
+    backward = np.zeros_like(volume)
+    backward[1, :250] = 0.040  # 40 litres gone back some time before the data
+    block = dataclasses.replace(block_of(uses, volume=volume), reverse_m3=backward)
+    assert not [a for a in detect(block) if a.kind is AlertKind.REVERSE_FLOW]
+    assert [a.meter_id for a in detect(dataclasses.replace(block, reverse_m3=None))] == ["STILL"]
+
+
+def test_a_backward_register_must_match_the_block() -> None:
+    block = block_of({"A": np.zeros(DAYS * 24)})
+    with pytest.raises(ValueError, match="reverse_m3"):
+        dataclasses.replace(block, reverse_m3=np.zeros((2, block.n_intervals)))
+
+
 def test_replacement_and_rollover_are_not_reverse_flow() -> None:
     rng = np.random.default_rng(32)
     uses = np.stack([household(rng, DAYS), household(rng, DAYS)])

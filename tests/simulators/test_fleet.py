@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,6 +198,57 @@ def test_missing_reads_are_nan_and_left_out_of_the_csv(tmp_path: Path) -> None:
     i = index_of(f, first["meter_id"])
     k = ts_index(f, datetime.fromisoformat(first["ts"].replace("Z", "+00:00")))
     assert float(first["volume_m3"]) == f.volume_m3[i, k]
+
+
+def test_backward_registers_count_reverse_flow_while_the_household_is_not_drawing(tmp_path: Path) -> None:
+    """The backward register moves only in reverse-flow events, never faster than the flow, at the
+    full flow in intervals without use; and having it changes nothing else in the fleet."""
+    spec = FleetSpec(meters=300, days=7, meters_per_dma=150, seed=7, missing_read_fraction=0.02, **EVENTFUL)
+    with_backward = generate_fleet(dataclasses.replace(spec, reverse_registers=True, keep_components=True))
+    plain = generate_fleet(spec)
+    np.testing.assert_array_equal(plain.volume_m3, with_backward.volume_m3)
+    assert plain.reverse_m3 is None and with_backward.reverse_m3 is not None
+    back = with_backward.reverse_m3
+    np.testing.assert_array_equal(np.isnan(back[: spec.meters]), np.isnan(with_backward.volume_m3[: spec.meters]))
+    assert np.isnan(back[spec.meters :]).all()  # inlets keep none
+    step_l = np.diff(back, axis=1) * 1000.0
+    assert np.nanmin(step_l) > -1e-6  # never falls
+    reverse = {e.meter_id: e for e in with_backward.ground_truth if e.event == "reverse_flow"}
+    assert reverse
+    moving = {str(m) for m in with_backward.meter_ids[np.flatnonzero(np.nansum(step_l, axis=1) > 0)]}
+    assert moving <= set(reverse)
+    components = with_backward.components
+    assert components is not None
+    hours = (with_backward.timestamps - with_backward.timestamps[0]).astype(np.int64) / 3600.0
+    idle_checked = 0
+    for meter_id, event in reverse.items():
+        row = index_of(with_backward, str(meter_id))
+        t0 = (np.datetime64(event.start.replace(tzinfo=None), "s") - with_backward.timestamps[0]).astype(
+            np.int64
+        ) / 3600
+        t1 = (
+            hours[-1]
+            if event.end is None
+            else (np.datetime64(event.end.replace(tzinfo=None), "s") - with_backward.timestamps[0]).astype(np.int64)
+            / 3600
+        )
+        overlap = np.clip(np.minimum(hours[1:], t1) - np.maximum(hours[:-1], t0), 0.0, 1.0)
+        flow_l = event.size * overlap
+        known = ~np.isnan(step_l[row])
+        assert np.all(step_l[row][known] <= flow_l[known] + 1.0 + 1e-6)  # a 1-litre register step
+        use_l = components.customer_m3[row] * 1000.0 + flow_l  # the true net plus what went back
+        idle = known & (use_l < 1e-9) & (overlap == 1.0)
+        assert np.all(np.abs(step_l[row][idle] - flow_l[idle]) <= 1.0 + 1e-6)
+        idle_checked += int(idle.sum())
+    assert idle_checked > 10
+    with_backward.write_readings_csv(tmp_path / "r.csv")
+    with (tmp_path / "r.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    first = next(r for r in rows if r["meter_id"] == next(iter(reverse)) and float(r["reverse_volume_m3"] or 0) > 0)
+    i = index_of(with_backward, first["meter_id"])
+    k = ts_index(with_backward, datetime.fromisoformat(first["ts"].replace("Z", "+00:00")))
+    assert float(first["reverse_volume_m3"]) == back[i, k]
+    assert all(r["reverse_volume_m3"] == "" for r in rows if r["meter_id"].endswith("-INLET"))
 
 
 def test_meters_and_ground_truth_files(tmp_path: Path, fleet: Fleet) -> None:
