@@ -43,8 +43,9 @@ _STATUS_ALARMS = ((0x04, "low_battery"), (0x08, "meter_error"), (0x10, "meter_er
 def reading_from_records(
     meter: MeterConfig, telegrams: list[dict[str, Any]], at: datetime, bus: str, protocol: Protocol = "mbus"
 ) -> Reading:
-    """The current volume (and flow) among all telegrams' records; alarms from the status byte."""
-    volume = flow = None
+    """The current volume, flow and backward volume (VIF 13h with the combinable VIFE 3Ch,
+    EN 13757-3:2018 Table 15) among all telegrams' records; alarms from the status byte."""
+    volume = flow = backward = None
     for record in (r for t in telegrams for r in t.get("records", [])):
         current = record["storage"] == 0 and record["tariff"] == 0 and record["function"] == "instantaneous"
         if not current or not isinstance(record["value"], int | float):
@@ -53,6 +54,8 @@ def reading_from_records(
             volume = float(record["value"])
         elif record["quantity"] == "flow" and record["unit"] == "m3/h" and flow is None:
             flow = float(record["value"])
+        elif record["quantity"] == "volume_backward" and record["unit"] == "m3" and backward is None:
+            backward = float(record["value"])
     if volume is None or volume < 0:
         raise PollError(f"{meter.meter_id}: no current volume record in its answer")
     status = telegrams[0].get("status") or 0
@@ -62,6 +65,7 @@ def reading_from_records(
         ts=millisecond(at),
         volume_m3=volume,
         flow_m3h=flow,
+        reverse_volume_m3=backward if backward is not None and backward >= 0 else None,
         alarms=alarms,
         protocol=protocol,
         bus=bus,

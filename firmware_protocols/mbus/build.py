@@ -31,7 +31,7 @@ from firmware_protocols.mbus.header import LongHeader
 from firmware_protocols.mbus.master import CI_SELECTION, SecondaryAddress
 from firmware_protocols.mbus.record import DataRecordBlock
 from firmware_protocols.mbus.timetypes import TypeF, TypeG
-from firmware_protocols.mbus.vif_tables import EXTENSION_FB, EXTENSION_FD, PRIMARY
+from firmware_protocols.mbus.vif_tables import COMBINABLE, EXTENSION_FB, EXTENSION_FD, PRIMARY
 from firmware_protocols.records import DataRecord, Function
 
 
@@ -122,9 +122,37 @@ class _Candidate(NamedTuple):
     offset: int | Fraction = 0
 
 
+def _qualifiers() -> dict[str, int]:
+    """Combinable VIFEs (EN 13757-3:2018 Table 15) that only qualify what is measured, changing
+    neither unit nor value ("forward", "backward", "uncorrected", "at_base_conditions", ...): the
+    suffix the decoder appends to the quantity, to its one code (error codes and suffixes shared by
+    several codes are left out)."""
+    codes: dict[str, list[int]] = {}
+    for code, vife in COMBINABLE.items():
+        if vife.suffix and not vife.unit_suffix and vife.exponent == 0 and not vife.suffix.startswith("error_"):
+            codes.setdefault(vife.suffix, []).append(code)
+    return {suffix: found[0] for suffix, found in codes.items() if len(found) == 1}
+
+
+_QUALIFIERS = _qualifiers()
+
+
 def _candidates(quantity: str, unit: str | None) -> list[_Candidate]:
     """Every decimal VIF that decodes to this quantity and unit: first the plain ones (the unit itself,
-    largest exponent first), then those converted from another unit (largest step first)."""
+    largest exponent first), then those converted from another unit (largest step first). A quantity
+    the tables do not name, ending in a qualifier's suffix (``volume_backward``), is the quantity
+    before it with that qualifier's VIFE appended."""
+    found = _table_candidates(quantity, unit)
+    if found:
+        return found
+    for suffix, code in _QUALIFIERS.items():
+        if quantity.endswith("_" + suffix):
+            base = _candidates(quantity[: -len(suffix) - 1], unit)
+            return [c._replace(vifes=(*c.vifes, code)) for c in base]
+    return []
+
+
+def _table_candidates(quantity: str, unit: str | None) -> list[_Candidate]:
     plain: list[_Candidate] = []
     converted: list[_Candidate] = []
     for table, extension in ((PRIMARY, None), (EXTENSION_FD, 0x7D), (EXTENSION_FB, 0x7B)):

@@ -129,8 +129,10 @@ def numeric_records(draw: Any) -> tuple[DataRecord, str]:
         raw = max(-(2**53), min(raw, 2**53))
     # the value as records.py asks: negative exponents by division (a float), others an integer
     value: int | float = raw / 10**-exponent if exponent < 0 else raw * 10**exponent
+    # Table 15's qualifying VIFEs: a meter's backward register is volume with VIFE 3Ch
+    qualifier = draw(st.sampled_from(["", "_backward", "_forward", "_uncorrected", "_at_base_conditions"]))
     record = DataRecord(
-        quantity=quantity,
+        quantity=quantity + qualifier,
         unit=unit,
         value=value,
         storage=draw(st.one_of(st.integers(0, 15), st.integers(0, (1 << 41) - 1))),

@@ -101,3 +101,29 @@ def test_secondary_address_search_and_scan_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     combined = parse_config_text(config_file.read_text() + "\n" + (tmp_path / "found.toml").read_text())
     assert sorted(m.secondary_address or "" for m in combined.meters) == sorted(identifications)
+
+
+def test_a_reading_takes_the_backward_volume_whatever_the_record_order() -> None:
+    """EN 13757-3 VIF 13h with VIFE 3Ch ("accumulation of the absolute value of negative
+    contributions") is the meter's backward register; it never stands in for the volume."""
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus.build import encode_record
+    from firmware_protocols.mbus.normalise import describe
+    from firmware_protocols.records import DataRecord
+    from gateway.config import MeterConfig
+    from gateway.mbus import reading_from_records
+
+    assert describe(0x0C, [], 0x13, [0x3C], None).quantity == "volume_backward"
+    backward = DataRecord("volume_backward", "m3", 0.042).to_json()
+    volume = DataRecord("volume", "m3", 123.456).to_json()
+    stored = DataRecord("volume_backward", "m3", 0.040, storage=1).to_json()
+    meter = MeterConfig(meter_id="HOUSE-9", unit_id=9)
+    at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    for records in ([backward, volume], [stored, volume, backward]):
+        reading = reading_from_records(meter, [{"records": records, "status": 0}], at, "mbus-1")
+        assert (reading.volume_m3, reading.reverse_volume_m3) == (123.456, 0.042)
+        assert reading.to_json()["reverse_volume_m3"] == 0.042
+    plain = reading_from_records(meter, [{"records": [volume], "status": 0}], at, "mbus-1")
+    assert plain.reverse_volume_m3 is None and "reverse_volume_m3" not in plain.to_json()
+    assert encode_record(DataRecord("volume_backward", "m3", 0.042)) is not None  # the builder knows it too
