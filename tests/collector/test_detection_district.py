@@ -107,42 +107,41 @@ def test_a_second_main_burst_during_the_first_gets_its_own_rate_and_end() -> Non
     losses = add_flow(losses, second_h, 600.0, second_end_h)
     first, second = _dma_alerts(np.random.default_rng(44), losses)
     for alert, start_h, end_h, rate in ((first, first_h, first_end_h, 400.0), (second, second_h, second_end_h, 600.0)):
-        assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
-        assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
-        assert alert.ended_at is not None
-        assert abs((alert.ended_at - at_hour(end_h)).total_seconds()) <= 2 * 3600
+        _assert_its_own(alert, start_h, end_h, rate)
         assert alert.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
-def test_a_main_burst_repaired_days_before_a_larger_one_is_ended_at_its_own_repair() -> None:
-    """500 L/h for three and a half days, 1,250 L/h from a day and a half in, for six days. The
-    first one's own series never falls while the second runs, so its end was taken at the second's
-    and both rates split the balance between them (about 500 and 780 L/h)."""
-    first_h, second_h = 5 * 24 + 19.0, 7 * 24 + 7.0
-    first_end_h, second_end_h = 9 * 24 + 11.0, 15 * 24 + 18.75
-    losses = add_flow(_background(300.0), first_h, 500.0, first_end_h)
-    losses = add_flow(losses, second_h, 1250.0, second_end_h)
-    first, second = _dma_alerts(np.random.default_rng(52), losses)
-    for alert, start_h, end_h, rate in ((first, first_h, first_end_h, 500.0), (second, second_h, second_end_h, 1250.0)):
-        assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
-        assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
-        assert alert.ended_at is not None
-        assert abs((alert.ended_at - at_hour(end_h)).total_seconds()) <= 2 * 3600
+def _assert_its_own(alert, start_h: float, end_h: float, rate: float) -> None:
+    """The alert has its own burst's start (within an hour), rate (10%) and end (two hours)."""
+    assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
+    assert alert.ended_at is not None
+    assert abs((alert.ended_at - at_hour(end_h)).total_seconds()) <= 2 * 3600
 
 
-def test_a_main_burst_repaired_hours_before_a_larger_one_begins_is_ended_there() -> None:
-    """850 L/h repaired at 13:25, 3,250 L/h from 16:50: three quiet hours between them. A median
-    over six hours never fell, so the first ran on to the second's repair and the second's rate
-    was the difference (2,400 L/h)."""
-    first_h, first_end_h = 10 * 24 + 16.5, 15 * 24 + 13.4
-    second_h, second_end_h = 15 * 24 + 16.8, 17 * 24 + 20.1
-    losses = add_flow(_background(300.0), first_h, 850.0, first_end_h)
-    losses = add_flow(losses, second_h, 3250.0, second_end_h)
-    first, second = _dma_alerts(np.random.default_rng(53), losses)
-    assert first.ended_at is not None and abs((first.ended_at - at_hour(first_end_h)).total_seconds()) <= 3600
-    assert first.rate_l_h == pytest.approx(850.0, rel=0.1)
-    assert abs((second.start - at_hour(second_h)).total_seconds()) <= 3600
-    assert second.rate_l_h == pytest.approx(3250.0, rel=0.1)
+@pytest.mark.parametrize(
+    ("first", "second", "seed"),
+    [
+        ((5 * 24 + 19.0, 9 * 24 + 11.0, 500.0), (7 * 24 + 7.0, 15 * 24 + 18.75, 1250.0), 52),
+        ((10 * 24 + 16.5, 15 * 24 + 13.4, 850.0), (15 * 24 + 16.8, 17 * 24 + 20.1, 3250.0), 53),
+    ],
+    ids=["repaired-days-before-the-other-is", "repaired-hours-before-the-next-begins"],
+)
+def test_a_main_burst_repaired_apart_from_another_is_ended_at_its_own_repair(
+    first: tuple[float, float, float], second: tuple[float, float, float], seed: int
+) -> None:
+    """(start hour, end hour, L/h) of two main bursts. 500 L/h for three and a half days under
+    1,250 L/h for six: the first one's own series never fell while the second ran, so it was ended
+    with the second and the two rates split the balance (about 500 and 780 L/h). 850 L/h repaired
+    three hours before 3,250 L/h began: a median over six hours never fell, so the first ran on to
+    the second's repair and the second's rate was the difference (2,400 L/h)."""
+    losses = _background(300.0)
+    for start_h, end_h, rate in (first, second):
+        losses = add_flow(losses, start_h, rate, end_h)
+    alerts = _dma_alerts(np.random.default_rng(seed), losses)
+    assert len(alerts) == 2
+    for alert, (start_h, end_h, rate) in zip(alerts, (first, second), strict=True):
+        _assert_its_own(alert, start_h, end_h, rate)
 
 
 def test_a_larger_main_burst_hours_after_a_smaller_one_gets_its_own_rate() -> None:
