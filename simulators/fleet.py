@@ -79,6 +79,8 @@ class FleetSpec:
             raise ValueError("a fleet needs at least two readings per meter")
         if self.start.tzinfo is None:
             raise ValueError("start must be timezone-aware UTC")
+        if not self.use_flow_lph > 0:
+            raise ValueError("use_flow_lph must be positive")
         inv = 1.0 / self.register_resolution_m3
         if abs(inv - round(inv)) > 1e-9 * inv:
             raise ValueError("register_resolution_m3 must be 1/n for an integer n (0.001, 0.01, 0.1, 1)")

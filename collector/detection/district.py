@@ -582,8 +582,7 @@ class _Nest:
         drop[run : t - run + 1] = level[2 * run - 1 :] - level[run - 1 : t - run]
         with np.errstate(invalid="ignore"):
             deep = np.flatnonzero(drop <= -0.5 * smallest_rate)
-        found = [int(c) for c in deep.tolist() if drop[c] <= np.nanmin(drop[max(0, c - run) : c + run + 1])]
-        return found
+        return [int(c) for c in deep.tolist() if drop[c] <= np.nanmin(drop[max(0, c - run) : c + run + 1])]
 
     def alerts(self) -> list[Alert]:
         if len(self.found) == 1 and self.first is not None:

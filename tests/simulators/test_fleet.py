@@ -241,6 +241,8 @@ def test_backward_registers_count_reverse_flow_while_the_household_is_not_drawin
         assert np.all(np.abs(step_l[row][idle] - flow_l[idle]) <= 1.0 + 1e-6)
         idle_checked += int(idle.sum())
     assert idle_checked > 10
+    with pytest.raises(ValueError, match="use_flow_lph"):
+        FleetSpec(meters=1, days=1, use_flow_lph=0.0)
     with_backward.write_readings_csv(tmp_path / "r.csv")
     with (tmp_path / "r.csv").open() as fh:
         rows = list(csv.DictReader(fh))
