@@ -35,7 +35,7 @@ from gateway.config import GatewayConfig, MeterConfig, ModbusTcpBusConfig, MqttO
 from gateway.service import Gateway
 from server.auth import create_api_key
 from server.meters.repository import register_meters
-from simulators.events import Leak, Tamper
+from simulators.events import Leak, ReverseFlow, Tamper
 from simulators.meter_model import MeterModel
 from simulators.modbus_tcp import ModbusTcpSimulator
 from simulators.modelled_meter import ModelledMeter
@@ -62,7 +62,8 @@ class DemoOptions:
 
 
 def demo_fleet(count: int, seed: int, now: datetime) -> list[ModelledMeter]:
-    """Households on the consumption model; one has had a leak for 40 hours, one is tampered with."""
+    """Households on the consumption model; one has had a leak for 40 hours, one is tampered with,
+    and through one water has gone back into the main for 20 hours (its backward register shows it)."""
     rng = random.Random(seed)
     profile = load_profile("smart_water_meter")
     installed = now - timedelta(days=HISTORY_DAYS + 30)
@@ -76,6 +77,8 @@ def demo_fleet(count: int, seed: int, now: datetime) -> list[ModelledMeter]:
             model.inject(Leak(start=now - timedelta(hours=40), rate_lph=25.0))
         if unit == 7:
             model.inject(Tamper(start=now - timedelta(days=2)))
+        if unit == 12:
+            model.inject(ReverseFlow(start=now - timedelta(hours=20), rate_lph=40.0))
         fleet.append(ModelledMeter(unit, profile, model))
     return fleet
 

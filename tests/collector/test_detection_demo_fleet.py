@@ -2,8 +2,9 @@
 
 At 08:54 UTC on a Monday the demo loads 21 days of hourly history for 20 households; WM-00003 has
 had a 25 L/h leak since Saturday 16:54 (40 hours), WM-00007 has been tampered with since Saturday
-08:54. Found in the demo: the leak alert said "start Sunday 17:00, 37.2 L/h" and resolved itself,
-and so did the tamper alert. The causes, pinned here:
+08:54, and 40 L/h has gone back through WM-00012 since Sunday 12:54. Found in the demo: the leak
+alert said "start Sunday 17:00, 37.2 L/h" and resolved itself, and so did the tamper alert. The
+causes, pinned here:
 
 * the detector itself dates and sizes the leak right (start 16:45, 25 L/h); the alert shown was the
   meter's own ``leak`` alarm (raised after 24 h without an idle minute, by the meter's definition,
@@ -38,6 +39,7 @@ HOUR = timedelta(hours=1)
 LAST = grid_end(NOW, HOUR)
 LEAK_START = NOW - timedelta(hours=40)  # Saturday 16:54
 TAMPER_START = NOW - timedelta(days=2)
+REVERSE_START = NOW - timedelta(hours=20)  # Sunday 12:54, the household up and about
 
 
 class _Captured:
@@ -68,12 +70,14 @@ def _block(rows: list[tuple[Any, ...]], *, without_last: bool = False) -> Series
     meters = sorted({r[0] for r in rows})
     index = {m: i for i, m in enumerate(meters)}
     volume = np.full((len(meters), count), np.nan)
+    backward = np.full((len(meters), count), np.nan)
     alarms: dict[str, np.ndarray] = {}
-    for meter_id, ts, vol, _flow, _reverse, names, _source, _q in rows:
+    for meter_id, ts, vol, _flow, reverse, names, _source, _q in rows:
         j = round((datetime.fromisoformat(ts) - first) / HOUR)
         if without_last and j == count - 1:
             continue
         volume[index[meter_id], j] = float(vol)
+        backward[index[meter_id], j] = float(reverse)
         for name in names:
             alarms.setdefault(name, np.zeros(volume.shape, dtype=bool))[index[meter_id], j] = True
     timestamps = np.datetime64(first.replace(tzinfo=None), "s") + np.arange(count) * np.timedelta64(3600, "s")
@@ -84,6 +88,7 @@ def _block(rows: list[tuple[Any, ...]], *, without_last: bool = False) -> Series
         timestamps=timestamps,
         volume_m3=volume,
         alarms=alarms,
+        reverse_m3=backward,
     )
 
 
@@ -106,7 +111,7 @@ def test_the_demo_leak_is_dated_sized_and_raised_after_its_first_night(
     history: list[tuple[Any, ...]], without_last: bool
 ) -> None:
     alerts = detect(_block(history, without_last=without_last))
-    assert {a.meter_id for a in alerts} == {"WM-00003", "WM-00007"}  # no false alarms in the fleet
+    assert {a.meter_id for a in alerts} == {"WM-00003", "WM-00007", "WM-00012"}  # no false alarms in the fleet
     leak = _by(alerts, AlertKind.LEAK, AlertSource.DETECTOR)
     assert leak.meter_id == "WM-00003"
     assert abs((leak.start - LEAK_START).total_seconds()) <= 3600
@@ -139,7 +144,7 @@ def test_runs_before_and_after_the_newest_read_keep_one_open_leak_alert_with_the
     for a in second.changed:
         stored[a.alert_id] = a
     assert all(a.status in ACTIVE for a in stored.values())
-    assert sorted(a.kind for a in stored.values()) == [AlertKind.LEAK, AlertKind.TAMPER]
+    assert sorted(a.kind for a in stored.values()) == [AlertKind.LEAK, AlertKind.REVERSE_FLOW, AlertKind.TAMPER]
     (leak,) = [a for a in stored.values() if a.kind is AlertKind.LEAK]
     # the meter's alarm (start Sunday 17:00, mean flow 37 L/h) did not overwrite the detector's figures
     assert leak.source is AlertSource.DETECTOR
@@ -159,3 +164,16 @@ def test_a_meter_alarm_stored_first_takes_the_detectors_figures_and_keeps_them(
     assert updated.alert_id == opened.alert_id and updated.status in ACTIVE
     assert (updated.start, updated.rate_l_h) == (detector.start, detector.rate_l_h)
     assert not merge_alerts([updated], [alarm, detector], later + timedelta(minutes=1))  # no flip-flop
+
+
+def test_the_demo_reverse_flow_is_dated_and_sized(history: list[tuple[Any, ...]]) -> None:
+    """40 L/h has gone back through WM-00012 since Sunday 12:54; its meter reports a backward
+    register, which detection reads. The meter's own alarm comes with it."""
+    alerts = detect(_block(history))
+    reverse = _by(alerts, AlertKind.REVERSE_FLOW, AlertSource.DETECTOR)
+    assert reverse.meter_id == "WM-00012"
+    assert abs((reverse.start - REVERSE_START).total_seconds()) <= 3600
+    assert reverse.detected_at <= REVERSE_START + 2 * HOUR
+    assert reverse.rate_l_h == pytest.approx(40.0, rel=0.1)
+    assert reverse.ended_at is None
+    assert _by(alerts, AlertKind.REVERSE_FLOW, AlertSource.METER).meter_id == "WM-00012"
