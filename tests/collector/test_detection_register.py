@@ -96,6 +96,36 @@ def test_a_backward_register_dates_reverse_flow_that_the_households_use_hides() 
     assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rate=st.floats(min_value=10.0, max_value=200.0),
+    start_h=st.floats(min_value=10 * 24, max_value=12 * 24),
+    hours=st.floats(min_value=4.0, max_value=20.0),
+    busy=st.lists(st.floats(min_value=0.0, max_value=0.5 * USE_FLOW_L_H), min_size=24, max_size=24),
+    seed=st.integers(0, 2**16),
+)
+def test_reverse_flow_on_a_backward_register_is_dated_within_an_hour_whatever_the_use(
+    rate: float, start_h: float, hours: float, busy: list[float], seed: int
+) -> None:
+    """Any reverse flow of 10-200 L/h lasting 4-20 h, under household use of up to half of each
+    hour's time (``busy``, litres per hour from its start, two hours of them idle): the backward
+    register still moves in every hour of it, so its start and end are found within an hour and
+    its rate within 10% (or two litres an hour)."""
+    use = household(np.random.default_rng(seed), DAYS)
+    first = int(start_h)
+    last = int(start_h + hours)
+    during = np.array(busy[: last - first + 1])
+    during[1:3] = 0.0  # the hours right after the partial first one: nobody drawing water
+    use[first : last + 1] = during
+    back = add_flow(np.zeros_like(use), start_h, rate, start_h + hours)
+    block = dataclasses.replace(block_of({"BACK": use - back}), reverse_m3=_backward_register(use, back)[None, :])
+    (reverse,) = [a for a in detect(block) if a.kind is AlertKind.REVERSE_FLOW]
+    assert abs((reverse.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert reverse.ended_at is not None
+    assert abs((reverse.ended_at - at_hour(start_h + hours)).total_seconds()) <= 3600
+    assert abs(reverse.rate_l_h - rate) <= max(0.1 * rate, 2.0)
+
+
 def test_a_still_or_reset_backward_register_raises_no_reverse_flow() -> None:
     """A meter whose backward register stands still is believed over small falls of its net
     register (jitter), and a backward register reset to zero (a new meter) is no backward flow."""
