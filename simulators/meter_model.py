@@ -10,8 +10,12 @@ Each UTC day's steps are drawn from their own random stream (seeded by seed, met
 any instant can be read in any order and always gives the same answer. Only per-day totals are kept
 for the past; a few recent days are kept whole for the alarms.
 
+Within a step the meter turns one way: its backward register counts only the steps in which more
+went back than the household drew (so a reverse flow under the household's use shows there in
+part, as in the fleet generator's backward registers).
+
 The meter's own alarms come from its own measurements, as in a real meter, not from the ground
-truth: ``leak`` when no step in the last 24 h was without flow, ``burst`` when the mean flow over the
+truth: ``leak`` when no step in the last 24 h was without flow (either way), ``burst`` when the mean flow over the
 last 30 min exceeds a threshold, ``reverse_flow`` when anything ran backwards in the last 24 h.
 ``tamper``, ``dry``, ``low_battery`` and ``meter_error`` are the sensors' states.
 """
@@ -223,7 +227,10 @@ class MeterModel:
         if tampers:
             lost = 1.0 - min(f.size for f in tampers)
             counted = counted * (1.0 - lost * self._share(Tamper, steps))
-        fwd, rev = fwd_true * counted, rev_true * counted
+        # within a step the meter turns one way: while the household draws more than goes back,
+        # forwards (the backward register stands still), else backwards
+        net = (fwd_true - rev_true) * counted
+        fwd, rev = np.maximum(net, 0.0), np.maximum(-net, 0.0)
         cnet = np.concatenate([[0.0], np.cumsum(fwd - rev)])
         crev = np.concatenate([[0.0], np.cumsum(rev)])
         true_net = fwd_true - rev_true
@@ -355,7 +362,7 @@ class MeterModel:
         out = {f.kind for f in self.faults if isinstance(f, Tamper | Dry | LowBattery | MeterError) and f.active_at(t)}
         if s - self._install_s >= DAY_S:
             fwd, rev = self._steps(s - DAY_S, s)
-            if fwd.min() > 0.0:
+            if (fwd + rev).min() > 0.0:  # flow, either way, in every step
                 out.add("leak")
             if rev.sum() > 0.0:
                 out.add("reverse_flow")
