@@ -60,12 +60,8 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
     newlines = np.flatnonzero(data == ord("\n"))
     header = bytes(data[: newlines[0]]).decode("utf-8-sig").strip().split(",")
     names = [h.strip() for h in header]
-    extra = [n for n in names if n not in REQUIRED_COLUMNS]
-    if (
-        sorted(n for n in names if n in REQUIRED_COLUMNS) != sorted(REQUIRED_COLUMNS)
-        or len(set(names)) != len(names)
-        or any(n not in OPTIONAL_COLUMNS for n in extra)
-    ):
+    given = set(names)
+    if len(given) != len(names) or not set(REQUIRED_COLUMNS) <= given <= {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}:
         raise CsvFormatError(
             f"{path}: header must be the columns {','.join(REQUIRED_COLUMNS)} (and optionally "
             f"{','.join(OPTIONAL_COLUMNS)}), not {','.join(names)}"

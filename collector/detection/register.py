@@ -19,7 +19,6 @@ rate is the use the meter stopped recording.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,10 +60,12 @@ def backward_flows(block: SeriesBlock, flows: Flows, config: DetectionConfig) ->
     rows = [net_rows]
     kept_rows = np.flatnonzero(keeps)
     if kept_rows.size and block.reverse_m3 is not None:
-        part = block.take(kept_rows)
-        register = interval_flows(
-            dataclasses.replace(part, volume_m3=block.reverse_m3[kept_rows], reverse_m3=None), config
-        )
+        # the backward register as a block of its own (its meters' alarms and net registers unneeded)
+        backward = SeriesBlock(
+            block.meter_ids[kept_rows], block.dma[kept_rows], block.role[kept_rows], block.timestamps,
+            block.reverse_m3[kept_rows],
+        )  # fmt: skip
+        register = interval_flows(backward, config)
         with np.errstate(invalid="ignore"):
             moved = (register.flow_l_h > half_step[kept_rows]).any(axis=1)
             # a backward register that falls was reset (meter replaced): that interval shows nothing
