@@ -110,15 +110,18 @@ def _spread_gaps(
 
 
 def register_step_l(delta: np.ndarray, config: DetectionConfig) -> np.ndarray:
-    """Each meter's register resolution (L): its smallest advance between consecutive reads."""
+    """Each meter's register resolution (L): the largest quantum that every advance between
+    consecutive reads is a whole number of (counted in millilitres, which also rounds away float
+    noise such as 0.000999999 m³).
+
+    Not the smallest advance: a household that never draws less than 3 L between two reads has a
+    1-litre register all the same, and a step read as 3 L would hide a 2 L/h leak from every rule
+    that asks for "any flow at all" (half a step) and widen every tolerance of a step and a half.
+    """
     with np.errstate(invalid="ignore"):
-        positive = np.where(delta > 1e-9, delta, np.inf)
-    step = positive.min(axis=1, initial=np.inf)
-    step = np.where(np.isfinite(step), step, config.default_step_m3)
-    # decimal registers count whole steps: round away float noise (0.000999999 → 0.001)
-    exponent = np.floor(np.log10(step))
-    step = np.round(step / 10.0**exponent, 1) * 10.0**exponent
-    return np.asarray(step * 1000.0)
+        advance_ml = np.where(delta > 1e-9, np.rint(delta * 1e6), 0.0).astype(np.int64)
+    step_ml = np.gcd.reduce(advance_ml, axis=1)
+    return np.where(step_ml > 0, step_ml / 1000.0, config.default_step_m3 * 1000.0)
 
 
 @dataclass(frozen=True)

@@ -285,3 +285,17 @@ def test_a_leak_begun_just_after_busy_hours_is_dated_and_sized_from_its_own_floo
         assert leak.rate_l_h == pytest.approx(100.0, rel=0.05)
         true_volume = 100.0 * (leak.last_seen - at_hour(start_h)).total_seconds() / 3600
         assert leak.volume_l == pytest.approx(true_volume, rel=0.05)
+
+
+def test_a_small_leak_is_found_on_a_household_that_never_draws_less_than_a_flush() -> None:
+    """2.5 L/h on a 1-litre register, behind a household whose every hour of use draws at least a
+    6-litre flush: the register's step is 1 L, not the 6 L of its smallest advance (which took
+    half a step, 3 L/h, as "any flow at all", so the leak's hours counted as idle and it was
+    never raised)."""
+    rng = np.random.default_rng(31)
+    start_h = 10 * 24 + 2.5
+    use = household(rng, DAYS)
+    use = np.where(use > 0, np.maximum(use, 6.0), 0.0)
+    (leak,) = _leaks(detect(block_of({"LEAK": add_flow(use, start_h, 2.5)})), "LEAK")
+    assert leak.detected_at <= at_hour(start_h + 72)
+    assert leak.rate_l_h == pytest.approx(2.5, rel=0.15)
