@@ -19,6 +19,7 @@ An alert waits until ``leak_floor_intervals`` intervals sit on one floor.
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -194,6 +195,12 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
         rate = _leak_rate(f[m], flows.spread[m], first, last + 1, step)
         share = float(np.clip(np.nan_to_num(f[m, k]) / rate, 0.0, 1.0)) if k >= run_start else 1.0
         start = clock.at(max(k, run_start), -share * block.interval_s)
+        if k >= max(run_start - 1, 0):  # (the idle interval before the run is the last below, too)
+            until_known = min(run_end, j + per_day + 1, last + 1)
+            before_run = k < run_start
+            start = _onset_among_use(
+                f[m], flows.spread[m], k, until_known, rate, step, start, clock, config, before_run=before_run
+            )
         # the volume runs until the leak's floor went (household use may keep the register moving a
         # little longer: that is not the leak's)
         if last < run_end - 1 and not np.isnan(f[m, last + 1]):
@@ -311,6 +318,89 @@ def _leak_onset(f: np.ndarray, spread: np.ndarray, lo: int, j: int, hi: int, ste
     if again.size:
         k = first + int(again[-1])
     return k, floor
+
+
+def _onset_among_use(
+    f: np.ndarray,
+    spread: np.ndarray,
+    k: int,
+    hi: int,
+    rate: float,
+    step: float,
+    earliest: datetime,
+    clock: Clock,
+    config: DetectionConfig,
+    *,
+    before_run: bool,
+) -> datetime:
+    """The leak's start, where the meter was in use when it began: no earlier than ``earliest``,
+    the instant that ``k`` (the last interval clearly below the leak, or the idle one just
+    ``before_run``) gives.
+
+    An interval of use after ``k`` carries more than the leak, so it could be use alone or use on
+    top of it, up to the first that shows the leak alone (its rate, at a time the meter is idle on
+    more of its earlier days than it draws about that much; ``hi`` if none comes). What tells them
+    apart is the meter's own use at that time of day: the excess over its median on the previous
+    ``leak_history_days`` days is about nothing before the leak and about its rate after (a shop
+    busy from 07:00 whose tap began to run at 10:30 shows its usual 08:00 and 09:00, and 100 L/h
+    more from 11:00). The onset is where that step fits best, each excess weighed by how far the
+    meter's use at that time usually strays from its median: a shop's steady hours count, a
+    household's erratic ones little (the least weighted misfit; the earliest where it ties).
+    """
+    span = np.arange(k, hi)
+    past, same_kind = _use_at_same_times(f, spread, span, clock, config.leak_history_days)
+    if past is None:
+        return earliest
+    seen = np.where(spread[span], np.nan, f[span])
+    tolerance = float(floor_tolerance(rate, step, config.leak_floor_tolerance))
+    of_kind = same_kind & ~np.isnan(past)
+    n_of_kind = np.maximum(of_kind.sum(axis=1), 1)
+    idle_share = (of_kind & (past < 0.5 * step)).sum(axis=1) / n_of_kind
+    if before_run and span.size > 1 and idle_share[1] >= 0.5:
+        return earliest  # the run began at a time the meter is usually idle: the leak began it
+    with np.errstate(invalid="ignore"):
+        like_use = (of_kind & (np.abs(past - seen[:, None]) <= tolerance)).sum(axis=1) / n_of_kind
+        alone = np.flatnonzero((np.abs(seen - rate) <= tolerance) & (idle_share > like_use))
+    alone = alone[alone > 0]
+    if alone.size and alone[0] == 1:
+        return earliest  # the leak alone in the very next interval: it began in k
+    end = int(alone[0]) if alone.size else span.size
+    usual = np.nanmedian(past[:end], axis=1)
+    excess = seen[:end] - usual
+    scale = np.maximum(np.nanmean(np.abs(past[:end] - usual[:, None]), axis=1), tolerance)
+    c = _best_step(excess / scale, rate / scale)
+    if c == 0 and (before_run or np.isnan(excess[0])):
+        return earliest
+    share = float(np.clip(np.nan_to_num(excess[c], nan=0.5 * rate) / rate, 0.0, 1.0))
+    return clock.at(int(span[c]), -share * clock.interval_s)
+
+
+def _use_at_same_times(
+    f: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """((len(span), days): the flows at the same time of day on each of the ``days`` days before,
+    NaN where unknown (a time never seen at all: 0, no use); whether each of those days is of
+    the same kind, weekday or weekend, as the interval's own). None where nothing is known."""
+    per_day = 86_400 // clock.interval_s
+    earlier = span[:, None] - per_day * np.arange(1, days + 1)[None, :]
+    at = np.maximum(earlier, 0)
+    past = np.where((earlier >= 0) & ~spread[at], f[at], np.nan)
+    weekend = ((clock.seconds // 86_400 + 3) % 7) >= 5  # (1970-01-01 was a Thursday)
+    same_kind = weekend[at] == weekend[span][:, None]
+    never = np.isnan(past).all(axis=1)
+    if never.all():
+        return None, same_kind
+    past[never] = 0.0
+    return past, same_kind
+
+
+def _best_step(excess: np.ndarray, rate: np.ndarray) -> int:
+    """The index c at which a step from nothing up to ``rate`` fits ``excess`` best: the least sum
+    of |excess| before c and |excess - rate| after it (c itself is partial and fits either; NaN,
+    an interval not seen, fits both). The first where several tie."""
+    before = np.r_[0.0, np.cumsum(np.nan_to_num(np.abs(excess)))][:-1]
+    after = np.r_[np.cumsum(np.nan_to_num(np.abs(excess - rate))[::-1])[::-1], 0.0][1:]
+    return int(np.argmin(before + after))
 
 
 def _leak_last(f: np.ndarray, spread: np.ndarray, lo: int, hi: int, floor: float, step: float, share: float) -> int:
