@@ -155,8 +155,9 @@ ChunkResult = tuple[
 
 def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: np.ndarray) -> ChunkResult:
     flows = interval_flows(part, config)
-    bursts = detect_bursts(part, flows, config)
-    leaks = _without_burst_runs(detect_leaks(part, flows, config), bursts)
+    leaks = detect_leaks(part, flows, config)
+    bursts = _without_leaks_seen_through_use(detect_bursts(part, flows, config), leaks, config)
+    leaks = _without_burst_runs(leaks, bursts)
     alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
     alerts += detect_reverse_flow(part, flows, config)
     alerts += meter_alarm_alerts(part, flows)
@@ -172,6 +173,33 @@ def _as_burst(leak: Alert) -> Alert:
     """Continuous flow at a burst's rate is a burst (one the meter's busy hours hid at first)."""
     alert_id = make_alert_id(AlertKind.BURST, leak.meter_id, leak.dma, leak.detected_at)
     return leak.replace(kind=AlertKind.BURST, alert_id=alert_id)
+
+
+def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], config: DetectionConfig) -> list[Alert]:
+    """Drop burst alerts that are a leak already raised, seen again on top of the meter's use.
+
+    A leak of 150-200 L/h lifts each of the household's busy hours by as much, and the burst rules
+    see the evening's use on top of it as a flow far above anything the meter carried before (a
+    burst raised hours after the leak began, at the leak's rate plus the busy hours' excess). Where
+    a leak on the same meter began before the burst, was raised no later (so no earlier run raised
+    the burst alone), and the burst adds less than the leak itself and less than a burst's least
+    rate to it, the burst is that leak. A burst on top of a small leak stays a burst."""
+    by_meter: dict[str | None, list[Alert]] = {}
+    for leak in leaks:
+        by_meter.setdefault(leak.meter_id, []).append(leak)
+    kept = []
+    for burst in bursts:
+        seen_before = any(
+            leak.start < burst.start
+            and leak.detected_at <= burst.detected_at
+            and burst.start <= leak.last_seen
+            and (leak.ended_at is None or burst.start <= leak.ended_at)
+            and burst.rate_l_h < min(2.0 * leak.rate_l_h, leak.rate_l_h + config.burst_min_l_h)
+            for leak in by_meter.get(burst.meter_id, [])
+        )
+        if not seen_before:
+            kept.append(burst)
+    return kept
 
 
 def _without_burst_runs(leaks: list[Alert], bursts: list[Alert]) -> list[Alert]:
