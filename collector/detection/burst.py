@@ -28,6 +28,11 @@ A burst that adds less than a busy shop's ordinary hour to a single interval, it
 holding only minutes of it, is still not told from the shop's own odd busy hour within one
 interval. Without enough history to know the meter, only a flow above ``burst_no_history_l_h``
 counts. The burst lasts while the flow stays above half the level that triggered it.
+
+A burst's rate is what its intervals carry beyond the meter's usual flow at that time of day (the
+median on its previous days), not beyond its mean: a shop's busy afternoon under a burst is the
+shop's, not the burst's. It began where that excess rose, back over whole intervals of it that the
+rules let pass (a busy hour can hide a burst for an hour or two), then its partial first interval.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, new_alert
+from collector.detection.common import Clock, confidence, flows_at_same_time, new_alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows
 from collector.detection.series import SeriesBlock
@@ -214,6 +219,20 @@ def _slot_thresholds(
     return far, busy, around
 
 
+def _typical(excess: np.ndarray, trigger: float) -> float:
+    """A burst's rate: the median excess of its intervals (NaN: not seen), at least the triggering
+    interval's."""
+    seen = excess[~np.isnan(excess)]
+    return max(float(np.median(seen)) if seen.size else trigger, trigger, 1e-9)
+
+
+def _usual_use(row: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int) -> np.ndarray:
+    """(len(span),): the meter's median flow at each column's time of day over the ``days`` before
+    it (0 where nothing is known): a shop's busy afternoon, a household's quiet night."""
+    past, _ = flows_at_same_time(row, spread, span, clock, days)
+    return np.zeros(span.size) if past is None else np.nanmedian(past, axis=1)
+
+
 def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
     f = flows.flow_l_h
     layout = DayLayout.of(block)
@@ -227,29 +246,35 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
     covered_until: dict[int, int] = {}
     days_of = (np.arange(t) + layout.offset) // layout.per_day
     for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
-        if j < covered_until.get(m, -1):
+        previous_end = covered_until.get(m, 0)
+        if j < previous_end:
             continue  # inside a burst already raised
         single, sustained = threshold[m, days_of[j]]
         level = float(single) if f[m, j] > single else min(float(sustained), float(f[m, j]))
-        before = f[m, max(0, j - config.burst_history_days * per_day) : j]
-        base = float(np.nanmean(before)) if np.any(~np.isnan(before)) else 0.0
         row = f[m]
         with np.errstate(invalid="ignore"):
             stops = np.flatnonzero(row[j + 1 :] <= 0.5 * level)
         end = j + 1 + int(stops[0]) if stops.size else t  # first interval after the burst
         covered_until[m] = end
-        full = row[j + 1 : end] if end - j > 2 else row[j : j + 1]  # the first interval may be partial
-        full = full[~np.isnan(full)]
-        typical = float(np.median(full)) if full.size else float(row[j])
-        rate = max(typical - base, float(row[j]) - base, 1e-9)
-        share = float(np.clip((row[j] - base) / rate, 0.0, 1.0))
-        start = clock.at(j, -share * block.interval_s)
-        if j >= 1 and not np.isnan(row[j - 1]) and row[j - 1] - base > 0.25 * rate:
-            # it began in the interval before, too little of it there to trigger
-            start = clock.at(j - 1, -float(np.clip((row[j - 1] - base) / rate, 0, 1)) * block.interval_s)
+        # the burst's flow is what each interval carries beyond the meter's usual use at that time
+        lo = max(j - per_day, previous_end, 0)  # (not back into the burst before)
+        span = np.arange(lo, min(end + 1, t))
+        excess = row[span] - _usual_use(row, flows.spread[m], span, clock, config.burst_history_days)
+        at = {int(c): float(x) for c, x in zip(span, excess, strict=True)}
+        rate = _typical(excess[j + 1 - lo : end - lo] if end - j > 2 else excess[j - lo : j + 1 - lo], at[j])
+        # it began where the excess rose: back over whole intervals of it (a shop's busy hours may
+        # hide a burst from the rules for an hour or two), then the partial one before, if any
+        first = j
+        while first > lo and at[first] >= 0.75 * rate and at[first - 1] >= 0.75 * rate:
+            first -= 1
+        if first < j:  # the rate over all its whole intervals
+            rate = _typical(excess[first - lo : end - lo], at[j])
+        if first > lo and not np.isnan(at[first - 1]) and at[first - 1] > 0.25 * rate:
+            first -= 1  # its partial first interval: too little of it there to trigger
+        start = clock.at(first, -float(np.clip(at[first] / rate, 0.0, 1.0)) * block.interval_s)
         ended_at = None
-        if end < t and not np.isnan(row[end]):
-            tail = float(np.clip((row[end] - base) / rate, 0.0, 1.0))
+        if end < t and not np.isnan(at[end]):
+            tail = float(np.clip(at[end] / rate, 0.0, 1.0))
             ended_at = clock.at(end - 1, tail * block.interval_s)
         last_seen = clock.at(end - 1)
         detected_at = clock.at(int(flows.known_idx[m, j]))

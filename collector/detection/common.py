@@ -63,3 +63,24 @@ def new_alert(
         evidence=evidence,
         source=source,
     )
+
+
+def flows_at_same_time(
+    f: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """One meter's flows ``f`` (T,) at the same time of day as each column of ``span`` on each of
+    the ``days`` days before it: ((len(span), days), NaN where unknown or a gap's average in
+    ``spread``, 0 for a time of day never seen at all (no use known); and whether each of those
+    days is of the same kind, weekday or weekend, as the column's own). None where nothing at all
+    is known. What the meter usually draws at that time is the row's median."""
+    per_day = 86_400 // clock.interval_s
+    earlier = span[:, None] - per_day * np.arange(1, days + 1)[None, :]
+    at = np.maximum(earlier, 0)
+    past = np.where((earlier >= 0) & ~spread[at], f[at], np.nan)
+    weekend = ((clock.seconds // 86_400 + 3) % 7) >= 5  # (1970-01-01 was a Thursday)
+    same_kind = weekend[at] == weekend[span][:, None]
+    never = np.isnan(past).all(axis=1)
+    if never.all():
+        return None, same_kind
+    past[never] = 0.0
+    return past, same_kind

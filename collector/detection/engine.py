@@ -178,28 +178,28 @@ def _as_burst(leak: Alert) -> Alert:
 def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], config: DetectionConfig) -> list[Alert]:
     """Drop burst alerts that are a leak already raised, seen again on top of the meter's use.
 
-    A leak of 150-200 L/h lifts each of the household's busy hours by as much, and the burst rules
-    see the evening's use on top of it as a flow far above anything the meter carried before (a
-    burst raised hours after the leak began, at the leak's rate plus the busy hours' excess). Where
-    a leak on the same meter began before the burst, was raised no later (so no earlier run raised
-    the burst alone), and the burst adds less than the leak itself and less than a burst's least
-    rate to it, the burst is that leak. A burst on top of a small leak stays a burst."""
+    A leak of 150-200 L/h lifts each of the meter's busy hours by as much, and the burst rules see
+    the evening's use on top of it as a flow far above anything the meter carried before. Where a
+    leak (below a burst's least rate) on the same meter was raised no later than a burst it
+    overlaps, and the burst adds less than the leak itself and less than a burst's least rate to
+    it, the burst is that leak: no earlier run raised the burst alone, so nothing is left open. A
+    burst raised first stays (a shop's leak shows only after closing, its busy afternoon having
+    raised the burst), and so does a burst on top of a small leak."""
     by_meter: dict[str | None, list[Alert]] = {}
     for leak in leaks:
         by_meter.setdefault(leak.meter_id, []).append(leak)
-    kept = []
-    for burst in bursts:
-        seen_before = any(
-            leak.start < burst.start
+    return [
+        burst
+        for burst in bursts
+        if not any(
+            leak.rate_l_h < config.burst_min_l_h
             and leak.detected_at <= burst.detected_at
-            and burst.start <= leak.last_seen
-            and (leak.ended_at is None or burst.start <= leak.ended_at)
+            and burst.start <= (leak.ended_at or leak.last_seen)
+            and leak.start <= (burst.ended_at or burst.last_seen)
             and burst.rate_l_h < min(2.0 * leak.rate_l_h, leak.rate_l_h + config.burst_min_l_h)
             for leak in by_meter.get(burst.meter_id, [])
         )
-        if not seen_before:
-            kept.append(burst)
-    return kept
+    ]
 
 
 def _without_burst_runs(leaks: list[Alert], bursts: list[Alert]) -> list[Alert]:

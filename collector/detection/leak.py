@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, new_alert
+from collector.detection.common import Clock, confidence, flows_at_same_time, new_alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows, first_crossings, prior_days_sum, prior_days_sum_by_type
 from collector.detection.series import SeriesBlock
@@ -348,7 +348,7 @@ def _onset_among_use(
     household's erratic ones little (the least weighted misfit; the earliest where it ties).
     """
     span = np.arange(k, hi)
-    past, same_kind = _use_at_same_times(f, spread, span, clock, config.leak_history_days)
+    past, same_kind = flows_at_same_time(f, spread, span, clock, config.leak_history_days)
     if past is None:
         return earliest
     seen = np.where(spread[span], np.nan, f[span])
@@ -373,25 +373,6 @@ def _onset_among_use(
         return earliest
     share = float(np.clip(np.nan_to_num(excess[c], nan=0.5 * rate) / rate, 0.0, 1.0))
     return clock.at(int(span[c]), -share * clock.interval_s)
-
-
-def _use_at_same_times(
-    f: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """((len(span), days): the flows at the same time of day on each of the ``days`` days before,
-    NaN where unknown (a time never seen at all: 0, no use); whether each of those days is of
-    the same kind, weekday or weekend, as the interval's own). None where nothing is known."""
-    per_day = 86_400 // clock.interval_s
-    earlier = span[:, None] - per_day * np.arange(1, days + 1)[None, :]
-    at = np.maximum(earlier, 0)
-    past = np.where((earlier >= 0) & ~spread[at], f[at], np.nan)
-    weekend = ((clock.seconds // 86_400 + 3) % 7) >= 5  # (1970-01-01 was a Thursday)
-    same_kind = weekend[at] == weekend[span][:, None]
-    never = np.isnan(past).all(axis=1)
-    if never.all():
-        return None, same_kind
-    past[never] = 0.0
-    return past, same_kind
 
 
 def _best_step(excess: np.ndarray, rate: np.ndarray) -> int:

