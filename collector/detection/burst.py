@@ -41,7 +41,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, flows_at_same_time, new_alert
+from collector.detection.common import Clock, confidence, flows_at_same_time, nanmedian_last, new_alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows
 from collector.detection.series import SeriesBlock
@@ -230,7 +230,7 @@ def _usual_use(row: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clo
     """(len(span),): the meter's median flow at each column's time of day over the ``days`` before
     it (0 where nothing is known): a shop's busy afternoon, a household's quiet night."""
     past, _ = flows_at_same_time(row, spread, span, clock, days)
-    return np.zeros(span.size) if past is None else np.nanmedian(past, axis=1)
+    return np.zeros(span.size) if past is None else nanmedian_last(past)
 
 
 def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:

@@ -84,3 +84,14 @@ def flows_at_same_time(
         return None, same_kind
     past[never] = 0.0
     return past, same_kind
+
+
+def nanmedian_last(x: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN (NaN where all are): a sort and two gathers, much
+    faster than ``np.nanmedian`` on many short rows."""
+    ordered = np.sort(x, axis=-1)  # NaN sort last
+    n = np.count_nonzero(~np.isnan(x), axis=-1)
+    lo = np.maximum((n - 1) // 2, 0)[..., None]
+    hi = np.maximum(n // 2, 0)[..., None]
+    middle = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))[..., 0]
+    return np.where(n > 0, middle, np.nan)

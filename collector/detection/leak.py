@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, flows_at_same_time, new_alert
+from collector.detection.common import Clock, confidence, flows_at_same_time, nanmedian_last, new_alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows, first_crossings, prior_days_sum, prior_days_sum_by_type
 from collector.detection.series import SeriesBlock
@@ -365,9 +365,12 @@ def _onset_among_use(
     if alone.size and alone[0] == 1:
         return earliest  # the leak alone in the very next interval: it began in k
     end = int(alone[0]) if alone.size else span.size
-    usual = np.nanmedian(past[:end], axis=1)
+    usual = nanmedian_last(past[:end])
     excess = seen[:end] - usual
-    scale = np.maximum(np.nanmean(np.abs(past[:end] - usual[:, None]), axis=1), tolerance)
+    deviation = np.abs(past[:end] - usual[:, None])
+    known = ~np.isnan(deviation)
+    mean_deviation = np.where(known, deviation, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
+    scale = np.maximum(mean_deviation, tolerance)
     c = _best_step(excess / scale, rate / scale)
     if c == 0 and (before_run or np.isnan(excess[0])):
         return earliest
