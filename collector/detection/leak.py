@@ -82,7 +82,7 @@ def leak_evidence(
         # latest end is the running maximum of its values at ends
         score = cumulative - np.maximum.accumulate(cumulative * ends[rows], axis=1)
         extra = config.leak_step_extra_nats if i == 0 else 0.0
-        alarm[rows] |= _above_threshold(score, layout, config, extra)
+        alarm[rows] |= _above_threshold(score, ends[rows], layout, config, extra)
         if i == 0:
             step_score[rows] = score
     return alarm, step_score, step_ends
@@ -131,18 +131,37 @@ def _rows_with_run(mask: np.ndarray, length: int) -> np.ndarray:
     return np.flatnonzero(run.any(axis=1))
 
 
-def _above_threshold(score: np.ndarray, layout: DayLayout, config: DetectionConfig, extra: float = 0.0) -> np.ndarray:
+def _above_threshold(
+    score: np.ndarray, ends: np.ndarray, layout: DayLayout, config: DetectionConfig, extra: float = 0.0
+) -> np.ndarray:
     """(M, T): ``score`` at least ``leak_threshold_nats``, and at least ``leak_margin_nats`` above the
     most evidence the meter's ordinary use reached on any of the previous ``leak_history_days``.
     Busy days (guests, a heavy household) make hours with use come in long streaks that the per-hour
-    probabilities, taken as independent, overrate; the meter's own record corrects for that."""
+    probabilities, taken as independent, overrate; the meter's own record corrects for that.
+
+    A run that has gone on for more than a day is not held to its own evidence of the days before:
+    for it, ordinary use is the runs that ended (``ends``), each counted on the day it ended. Held
+    to its own, a small leak behind a household that draws water at night too, gathering a few nats
+    a night, raised its bar by each day's evidence, as fast as the evidence grew, and was never
+    raised. A busy day that runs past midnight is still held to its own evening."""
     by_day = layout.to_days(score, fill=0.0)
-    day_max = by_day.max(axis=2)
+    ended = layout.to_days(ends, fill=True)
+    ends_later_that_day = np.logical_or.accumulate(ended[:, :, ::-1], axis=2)[:, :, ::-1]
+    bar_any = _bar(by_day.max(axis=2), config, extra)
+    bar_ended = _bar(np.where(ends_later_that_day, by_day, 0.0).max(axis=2), config, extra)
+    columns = np.arange(score.shape[1])
+    last_end = np.maximum.accumulate(np.where(ends, columns, -1), axis=1)
+    long_run = layout.to_days(columns - last_end > layout.per_day, fill=False)
+    bar = np.where(long_run, bar_ended[:, :, None], bar_any[:, :, None])
+    return layout.from_days(by_day >= bar)
+
+
+def _bar(day_max: np.ndarray, config: DetectionConfig, extra: float) -> np.ndarray:
+    """(M, days): the evidence each day needs, from the most of each of the days before it."""
     k = config.leak_history_days
     padded = np.concatenate([np.zeros((day_max.shape[0], k)), day_max], axis=1)
     previous = sliding_window_view(padded, k, axis=1)[:, : day_max.shape[1]].max(axis=2)
-    per_day = np.maximum(previous + config.leak_margin_nats, config.leak_threshold_nats) + extra
-    return layout.from_days(by_day >= per_day[:, :, None])
+    return np.maximum(previous + config.leak_margin_nats, config.leak_threshold_nats) + extra
 
 
 def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:

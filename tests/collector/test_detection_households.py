@@ -70,6 +70,15 @@ def business(rng: np.random.Generator, days: int) -> np.ndarray:
     return np.where(open_hours, rng.gamma(4.0, 15.0, hours.size), 0.0)
 
 
+def night_owl_household(rng: np.random.Generator, days: int) -> np.ndarray:
+    """A heavy household that also draws a few litres in about a third of its night hours
+    (00:00–06:00): busy every hour of the day, rarely idle at night."""
+    use = heavy_household(rng, days)
+    hours = np.arange(days * 24)
+    night = (hours % 24) < 6
+    return use + np.where(night & (rng.random(hours.size) < 0.3), rng.gamma(2.0, 3.0, hours.size), 0.0)
+
+
 def irrigating_household(rng: np.random.Generator, days: int, litres: float = 450.0) -> np.ndarray:
     """A household whose garden system runs 05:00–06:00 on Mondays and Thursdays."""
     use = household(rng, days)
