@@ -218,7 +218,7 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
             until_known = min(run_end, j + per_day + 1, last + 1)
             before_run = k < run_start
             start = _onset_among_use(
-                f[m], flows.spread[m], k, until_known, rate, step, start, clock, config, before_run=before_run
+                f[m], flows.spread[m], k, until_known, rate, step, start, clock, config, before_run=before_run, latest=j
             )
         # the volume runs until the leak's floor went (household use may keep the register moving a
         # little longer: that is not the leak's)
@@ -351,6 +351,7 @@ def _onset_among_use(
     config: DetectionConfig,
     *,
     before_run: bool,
+    latest: int,
 ) -> datetime:
     """The leak's start, where the meter was in use when it began: no earlier than ``earliest``,
     the instant that ``k`` (the last interval clearly below the leak, or the idle one just
@@ -384,6 +385,7 @@ def _onset_among_use(
     if alone.size and alone[0] == 1:
         return earliest  # the leak alone in the very next interval: it began in k
     end = int(alone[0]) if alone.size else span.size
+    end = min(end, latest - k + 1)  # it began no later than the interval that raised it
     usual = nanmedian_last(past[:end])
     excess = seen[:end] - usual
     deviation = np.abs(past[:end] - usual[:, None])
