@@ -21,6 +21,7 @@ from tests.collector.test_detection_households import (
     heavy_household,
     household,
     irrigating_household,
+    steady_shop,
 )
 
 DAYS = 21
@@ -271,11 +272,7 @@ def test_a_large_leak_on_a_steady_shop_is_one_alert_with_the_leak_s_start_and_ra
     carry beyond the shop's usual use at those times, from where that excess rose (before: dated
     up to 5.5 h late, at the leak plus the busy hours' excess over the shop's mean, up to 308 L/h
     for 200). 1,000 examples passed locally on each of three seeds."""
-    rng = np.random.default_rng(seed)
-    hours = np.arange(DAYS * 24)
-    usual = rng.uniform(30.0, 150.0, 24)
-    open_hours = ((hours % 24) >= 7) & ((hours % 24) < 19) & ((hours // 24) % 7 != 6)
-    use = np.where(open_hours, usual[hours % 24] * rng.uniform(0.95, 1.05, hours.size), 0.0)
+    use = steady_shop(np.random.default_rng(seed), DAYS)
     start_h = 16 * 24 + start_hour
     (alert,) = detect(block_of({"SHOP": add_flow(use, start_h, rate)}))
     assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600

@@ -79,6 +79,15 @@ def night_owl_household(rng: np.random.Generator, days: int) -> np.ndarray:
     return use + np.where(night & (rng.random(hours.size) < 0.3), rng.gamma(2.0, 3.0, hours.size), 0.0)
 
 
+def steady_shop(rng: np.random.Generator, days: int) -> np.ndarray:
+    """A shop open 07–19 on weekdays and Saturdays, closed on Sundays, whose every open hour draws
+    its own usual amount (30–150 L, drawn once per hour of the day) give or take 5%."""
+    hours = np.arange(days * 24)
+    usual = rng.uniform(30.0, 150.0, 24)
+    open_hours = ((hours % 24) >= 7) & ((hours % 24) < 19) & ((hours // 24) % 7 != 6)
+    return np.where(open_hours, usual[hours % 24] * rng.uniform(0.95, 1.05, hours.size), 0.0)
+
+
 def irrigating_household(rng: np.random.Generator, days: int, litres: float = 450.0) -> np.ndarray:
     """A household whose garden system runs 05:00–06:00 on Mondays and Thursdays."""
     use = household(rng, days)

@@ -23,6 +23,7 @@ from tests.collector.test_detection_households import (
     household,
     irrigating_household,
     night_owl_household,
+    steady_shop,
 )
 
 DAYS = 21
@@ -335,11 +336,7 @@ def test_a_leak_begun_in_any_busy_hour_of_a_steady_shop_is_dated_within_an_hour(
     of a Wednesday's opening hours: busy hours carry more than the leak, so only the shop's usual
     use at those hours dates it. (Above about 100 L/h, a steady shop's hours lifted by a leak are a
     burst to the burst rules.)"""
-    rng = np.random.default_rng(seed)
-    hours = np.arange(DAYS * 24)
-    usual = rng.uniform(30.0, 150.0, 24)
-    open_hours = ((hours % 24) >= 7) & ((hours % 24) < 19) & ((hours // 24) % 7 != 6)
-    use = np.where(open_hours, usual[hours % 24] * rng.uniform(0.95, 1.05, hours.size), 0.0)
+    use = steady_shop(np.random.default_rng(seed), DAYS)
     start_h = 16 * 24 + start_hour
     (leak,) = _leaks(detect(block_of({"SHOP": add_flow(use, start_h, rate)})), "SHOP")
     assert abs((leak.start - at_hour(start_h)).total_seconds()) <= 3600
