@@ -396,7 +396,7 @@ def _onset_among_use(
     if c == 0 and (before_run or np.isnan(excess[0])):
         return earliest
     share = float(np.clip(np.nan_to_num(excess[c], nan=0.5 * rate) / rate, 0.0, 1.0))
-    return clock.at(int(span[c]), -share * clock.interval_s)
+    return max(earliest, clock.at(int(span[c]), -share * clock.interval_s))  # (a usual flow below 0: reverse flow)
 
 
 def _best_step(excess: np.ndarray, rate: np.ndarray) -> int:
