@@ -220,10 +220,10 @@ def _slot_thresholds(
 
 
 def _typical(excess: np.ndarray, trigger: float) -> float:
-    """A burst's rate: the median excess of its intervals (NaN: not seen), at least the triggering
-    interval's."""
+    """A burst's rate: the median excess of its intervals (NaN: not seen; none: the triggering
+    interval's)."""
     seen = excess[~np.isnan(excess)]
-    return max(float(np.median(seen)) if seen.size else trigger, trigger, 1e-9)
+    return max(float(np.median(seen)) if seen.size else trigger, 1e-9)
 
 
 def _usual_use(row: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int) -> np.ndarray:
@@ -257,9 +257,14 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         end = j + 1 + int(stops[0]) if stops.size else t  # first interval after the burst
         covered_until[m] = end
         # the burst's flow is what each interval carries beyond the meter's usual use at that time
+        # of day, as it was in the days before the burst was raised (a burst running for a week
+        # would otherwise become its own usual)
         lo = max(j - per_day, previous_end, 0)  # (not back into the burst before)
         span = np.arange(lo, min(end + 1, t))
-        excess = row[span] - _usual_use(row, flows.spread[m], span, clock, config.burst_history_days)
+        day_before = np.arange(max(j - per_day + 1, 0), j + 1)
+        usual = _usual_use(row, flows.spread[m], day_before, clock, config.burst_history_days)
+        slot = (span - day_before[0]) % per_day
+        excess = row[span] - np.where(slot < usual.size, usual[np.minimum(slot, usual.size - 1)], 0.0)
         at = {int(c): float(x) for c, x in zip(span, excess, strict=True)}
         rate = _typical(excess[j + 1 - lo : end - lo] if end - j > 2 else excess[j - lo : j + 1 - lo], at[j])
         # it began where the excess rose: back over whole intervals of it (a shop's busy hours may
