@@ -198,7 +198,9 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
         if config.leak_floor_intervals > 1:
             # no earlier than the last interval clearly below the leak's floor (the lowest one its
             # flows sat on, up to a day on): the household's busy hours just before a leak may hold
-            # more than half its rate
+            # more than half its rate. And that floor, not the least flow after the onset, is the
+            # leak's: a repair by day leaves the household's evening use running the run on, and
+            # its least flow is no floor of the leak's (the leak would never end, at a mixed rate)
             ahead = min(run_end, j + per_day + 1)
             window = np.where(flows.spread[m, lo:ahead], np.nan, f[m, lo:ahead])
             level = lowest_floor(window, step, config.leak_floor_tolerance, config.leak_floor_intervals)
@@ -207,7 +209,8 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
                 with np.errstate(invalid="ignore"):
                     below = np.flatnonzero(window[: j - lo + 1] < clear)
                 if below.size and lo + int(below[-1]) > k:
-                    k, floor = lo + int(below[-1]), max(floor, level)
+                    k = lo + int(below[-1])
+                floor = max(floor, level)
         # (the onset interval k is partial: the leak began inside it; none: before the run began)
         first = k + 1 if k >= run_start else run_start + (1 if j > run_start else 0)
         last = _leak_last(f[m], flows.spread[m], first, run_end, floor, step, config.leak_floor_tolerance)

@@ -358,3 +358,17 @@ def test_a_small_leak_behind_a_household_busy_all_day_and_often_at_night_is_foun
     for leak in leaks:
         assert leak.detected_at <= at_hour(start_h + 72)
         assert leak.rate_l_h == pytest.approx(2.5, rel=0.15)
+
+
+def test_a_leak_repaired_by_day_while_the_household_goes_on_drawing_keeps_its_own_rate() -> None:
+    """120 L/h from 00:03 to 18:27, repaired while the household is still up: its evening use keeps
+    the run going past the repair. The leak's floor was the least flow of the run, so the evening's
+    use became the floor, the leak never fell below it, and its rate came from hours with and
+    without it (before: 15-120 L/h on these ten, volumes down to 16% of the true one). The floor is
+    now the lowest one the leak's flows sat on."""
+    start_h, end_h = 14 * 24 + 0.05, 14 * 24 + 18.45
+    for seed in range(10):
+        use = add_flow(household(np.random.default_rng(seed), DAYS), start_h, 120.0, end_h)
+        (leak,) = _leaks(detect(block_of({"M": use})), "M")
+        assert leak.rate_l_h == pytest.approx(120.0, rel=0.05)
+        assert leak.volume_l == pytest.approx(120.0 * (end_h - start_h), rel=0.05)
