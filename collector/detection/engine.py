@@ -175,6 +175,13 @@ def _as_burst(leak: Alert) -> Alert:
     return leak.replace(kind=AlertKind.BURST, alert_id=alert_id)
 
 
+def _by_meter(alerts: list[Alert]) -> dict[str | None, list[Alert]]:
+    by_meter: dict[str | None, list[Alert]] = {}
+    for alert in alerts:
+        by_meter.setdefault(alert.meter_id, []).append(alert)
+    return by_meter
+
+
 def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], config: DetectionConfig) -> list[Alert]:
     """Drop burst alerts that are a leak already raised, seen again on top of the meter's use.
 
@@ -185,9 +192,7 @@ def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], con
     it, the burst is that leak: no earlier run raised the burst alone, so nothing is left open. A
     burst raised first stays (a shop's leak shows only after closing, its busy afternoon having
     raised the burst), and so does a burst on top of a small leak."""
-    by_meter: dict[str | None, list[Alert]] = {}
-    for leak in leaks:
-        by_meter.setdefault(leak.meter_id, []).append(leak)
+    by_meter = _by_meter(leaks)
     return [
         burst
         for burst in bursts
@@ -204,9 +209,7 @@ def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], con
 
 def _without_burst_runs(leaks: list[Alert], bursts: list[Alert]) -> list[Alert]:
     """Drop continuous-flow alerts that a burst at the same meter explains."""
-    by_meter: dict[str | None, list[Alert]] = {}
-    for b in bursts:
-        by_meter.setdefault(b.meter_id, []).append(b)
+    by_meter = _by_meter(bursts)
     kept = []
     for leak in leaks:
         explained = any(
