@@ -157,6 +157,7 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     flows = interval_flows(part, config)
     leaks = detect_leaks(part, flows, config)
     bursts = _without_leaks_seen_through_use(detect_bursts(part, flows, config), leaks, config)
+    bursts, leaks = _bursts_found_to_be_leaks(bursts, leaks, config)
     leaks = _without_burst_runs(leaks, bursts)
     alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
     alerts += detect_reverse_flow(part, flows, config)
@@ -205,6 +206,43 @@ def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], con
             for leak in by_meter.get(burst.meter_id, [])
         )
     ]
+
+
+def _bursts_found_to_be_leaks(
+    bursts: list[Alert], leaks: list[Alert], config: DetectionConfig
+) -> tuple[list[Alert], list[Alert]]:
+    """Bursts that later reads show to be a leak become that leak (same alert, kind ``leak``).
+
+    A shop's busy afternoon on top of a 180 L/h leak raises a burst that day; only after closing
+    does the flow show as continuous, and the leak detector raises it. Where such a leak (below a
+    burst's least rate) overlaps a burst raised earlier on the same meter, and the burst itself
+    measures below a burst's least rate, the episode is a leak: it keeps the burst's ``alert_id``
+    and ``detected_at`` (when it was first raised, and the enquiry it raised) and takes the leak's
+    kind and figures. The lifecycle updates the stored alert's kind with the rest."""
+    by_meter = _by_meter(leaks)
+    kept_bursts: list[Alert] = []
+    absorbed: set[str] = set()
+    for burst in bursts:
+        leak = next(
+            (
+                leak
+                for leak in by_meter.get(burst.meter_id, [])
+                if leak.alert_id not in absorbed
+                and leak.rate_l_h < config.burst_min_l_h
+                and burst.rate_l_h < config.burst_min_l_h
+                and burst.detected_at < leak.detected_at
+                and burst.start <= (leak.ended_at or leak.last_seen)
+                and leak.start <= (burst.ended_at or burst.last_seen)
+            ),
+            None,
+        )
+        if leak is None:
+            kept_bursts.append(burst)
+            continue
+        absorbed.add(leak.alert_id)
+        evidence = tuple(sorted({*burst.evidence, *leak.evidence}))
+        kept_bursts.append(leak.replace(alert_id=burst.alert_id, detected_at=burst.detected_at, evidence=evidence))
+    return kept_bursts, [leak for leak in leaks if leak.alert_id not in absorbed]
 
 
 def _without_burst_runs(leaks: list[Alert], bursts: list[Alert]) -> list[Alert]:

@@ -13,6 +13,11 @@ and the alarm neither overwrites nor resolves them. An alert only resolves when 
 its flow stopped (``ended_at``); an alert missing from a run is left as it is (the run may simply
 not have covered it). A dismissed alert stays dismissed for the rest of its episode; a later
 episode is a new alert.
+
+An alert's kind can change once later reads show its episode better: a burst raised on a shop's
+busy afternoon whose flow turns out continuous, at a leak's rate, comes back from the detectors
+with the same ``alert_id`` and kind ``leak`` (see ``engine._bursts_found_to_be_leaks``). It is the
+same alert, updated with the rest of its figures; its enquiry is told (server migration 0032).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class AlertChanges:
         return bool(self.opened or self.updated or self.resolved)
 
 
-_FIGURES = ("start", "last_seen", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
+_FIGURES = ("kind", "start", "last_seen", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
 
 
 def _same_episode(stored: Alert, found: Alert) -> bool:

@@ -85,6 +85,21 @@ def test_a_dismissed_alert_stays_dismissed_for_its_episode() -> None:
         dismiss(dismissed, by="ana", reason="again", now=T0)
 
 
+def test_a_burst_that_later_reads_show_to_be_a_leak_is_the_same_alert_with_its_new_kind() -> None:
+    """The detectors return a burst raised on a busy afternoon, once its flow shows as continuous,
+    under its own id as a leak: the stored alert takes the new kind and figures, and no second
+    alert opens."""
+    raised = _leak(T0, T0, rate=190.0)
+    burst = raised.replace(kind=AlertKind.BURST, alert_id=make_alert_id(AlertKind.BURST, "M1", "D1", T0))
+    stored = merge_alerts([], [burst], now=T0).opened
+    seen_better = burst.replace(kind=AlertKind.LEAK, last_seen=T0 + 9 * H, rate_l_h=183.0)
+    changes = merge_alerts(stored, [seen_better], now=T0 + 9 * H)
+    assert not changes.opened and not changes.resolved
+    (updated,) = changes.updated
+    assert (updated.alert_id, updated.kind, updated.status) == (burst.alert_id, AlertKind.LEAK, AlertStatus.ONGOING)
+    assert updated.rate_l_h == 183.0 and updated.detected_at == T0
+
+
 def test_other_meters_and_kinds_are_other_alerts() -> None:
     stored = merge_alerts([], [_leak(T0, T0)], now=T0).opened
     other = merge_alerts(stored, [_leak(T0, T0, meter="M2")], now=T0)

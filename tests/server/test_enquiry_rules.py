@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from collector.alert_store import save_changes
-from collector.detection.alerts import FLOW_KINDS, AlertKind, AlertSource
+from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource
 from collector.detection.common import new_alert
 from collector.detection.lifecycle import AlertChanges
 
@@ -47,3 +47,51 @@ def test_an_enquiry_quotes_the_rate_of_water_flowing_and_no_other(migrated_datab
     assert subjects["M-leak"] == "Continuous flow (leak) at meter M-leak: 12.5 L/h since 2026-03-01 23:00 UTC"
     assert subjects["M-stuck"] == "Register not advancing at meter M-stuck: since 2026-03-01 23:00 UTC"
     assert subjects["M-tamper"] == "Tamper alarm from meter M-tamper: since 2026-03-01 23:00 UTC"
+
+
+def _burst(meter_id: str) -> Alert:
+    return new_alert(
+        AlertKind.BURST,
+        meter_id,
+        "D1",
+        start=DETECTED - timedelta(hours=7, minutes=19),
+        detected_at=DETECTED,
+        last_seen=DETECTED,
+        ended_at=None,
+        rate_l_h=183.4,
+        volume_l=1342.0,
+        confidence=0.9,
+        evidence=((DETECTED - timedelta(hours=1), DETECTED),),
+    ).replace(updated_at=DETECTED)
+
+
+def test_a_burst_found_to_be_a_leak_refiles_its_enquiry_and_keeps_its_priority(migrated_database_url: str) -> None:
+    """The same alert, now a leak: its one enquiry is filed as a leak, with the leak's subject and a
+    note saying what changed; its priority stays urgent (a crew may be on the way). An enquiry a
+    person refiled keeps its category and gets the note."""
+    bursts = [_burst("M-shop"), _burst("M-refiled")]
+    later = DETECTED + timedelta(hours=9)
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=bursts))
+        conn.execute("UPDATE enquiries SET category = 'meter fault' WHERE meter_id = 'M-refiled'")
+        leaks = [b.replace(kind=AlertKind.LEAK, last_seen=later, updated_at=later) for b in bursts]
+        save_changes(conn, AlertChanges(updated=leaks))
+        enquiries = {
+            row[0]: row[1:]
+            for row in conn.execute("SELECT meter_id, category, priority, subject, enquiry_id FROM enquiries")
+        }
+        notes: dict[str, str] = dict(
+            conn.execute(
+                "SELECT e.meter_id, string_agg(u.note, ' | ' ORDER BY u.at, u.update_id) FROM enquiry_updates u "
+                "JOIN enquiries e USING (enquiry_id) GROUP BY e.meter_id"
+            ).fetchall()
+        )
+    assert len(enquiries) == 2  # no second enquiry for the same alert
+    category, priority, subject, _ = enquiries["M-shop"]
+    assert (category, priority) == ("customer leak", "urgent")
+    assert subject == "Continuous flow (leak) at meter M-shop: 183.4 L/h since 2026-03-01 20:41 UTC"
+    assert "alert is now leak, was burst" in notes["M-shop"]
+    category, priority, subject, _ = enquiries["M-refiled"]
+    assert (category, priority) == ("meter fault", "urgent")
+    assert subject.startswith("Suspected burst behind meter M-refiled")
+    assert "alert is now leak, was burst" in notes["M-refiled"]
