@@ -246,12 +246,16 @@ def _bursts_found_to_be_leaks(
 
 
 def _without_burst_runs(leaks: list[Alert], bursts: list[Alert]) -> list[Alert]:
-    """Drop continuous-flow alerts that a burst at the same meter explains."""
+    """Drop continuous-flow alerts that a burst at the same meter explains.
+
+    A burst running through the night is continuous flow too, and the leak detector raises it as
+    well. Only a burst already flowing when the leak was raised can explain it: a shop's busy
+    afternoon taken for a burst days into a leak raised long before leaves that leak standing."""
     by_meter = _by_meter(bursts)
     kept = []
     for leak in leaks:
         explained = any(
-            b.start <= leak.last_seen and (b.ended_at is None or leak.start <= b.ended_at)
+            b.start <= leak.detected_at and (b.ended_at is None or leak.start <= b.ended_at)
             for b in by_meter.get(leak.meter_id, [])
         )
         if not explained:

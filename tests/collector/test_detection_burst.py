@@ -246,15 +246,21 @@ def test_a_large_leak_seen_again_under_the_evening_s_use_is_one_leak_not_a_burst
             assert leak.rate_l_h == pytest.approx(180.0, rel=0.1)
 
 
-def test_a_burst_on_top_of_a_small_leak_is_still_a_burst() -> None:
+def test_a_burst_on_top_of_a_small_leak_is_still_a_burst_and_the_leak_stays_a_leak() -> None:
     """20 L/h from day 8, then 800 L/h for six hours from 12:15 on day 15: the burst adds far more
-    than the leak carries, so it is raised as a burst at its own start and rate."""
+    than the leak carries, so it is raised as a burst at its own start and rate. The leak, raised
+    days before the burst began, stays raised (before: the burst was taken to explain it, and the
+    leak's alert was dropped)."""
     rng = np.random.default_rng(41)
     use = add_flow(add_flow(household(rng, DAYS), 8 * 24 + 2.5, 20.0), 15 * 24 + 12.25, 800.0, 15 * 24 + 18.25)
-    bursts = [a for a in detect(block_of({"M": use})) if a.kind is AlertKind.BURST]
+    alerts = detect(block_of({"M": use}))
+    bursts = [a for a in alerts if a.kind is AlertKind.BURST]
     assert len(bursts) == 1
     assert abs((bursts[0].start - at_hour(15 * 24 + 12.25)).total_seconds()) <= 3600
     assert bursts[0].rate_l_h == pytest.approx(800.0, rel=0.1)
+    (leak,) = [a for a in alerts if a.kind is AlertKind.LEAK]
+    assert abs((leak.start - at_hour(8 * 24 + 2.5)).total_seconds()) <= 3600
+    assert leak.rate_l_h == pytest.approx(20.0, rel=0.1)
 
 
 @settings(max_examples=50, deadline=None)
