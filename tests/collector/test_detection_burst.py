@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.detection.alerts import AlertKind, make_alert_id
+from collector.detection.alerts import ACTIVE, Alert, AlertKind, make_alert_id
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
+from collector.detection.lifecycle import merge_alerts
 from tests.collector.test_detection_households import (
     add_flow,
     at_hour,
@@ -304,3 +305,25 @@ def test_a_large_leak_raised_as_a_burst_in_a_busy_shop_s_hours_becomes_that_leak
             assert alert.alert_id == make_alert_id(AlertKind.BURST, "SHOP", "D1", alert.detected_at)
             raised_open += 1
     assert raised_open >= 10  # the case in point: raised as a burst while the shop was open
+
+
+def test_hourly_runs_keep_one_alert_as_the_shop_s_burst_turns_out_to_be_a_leak() -> None:
+    """The same shops, run hour by hour as the detection job does, each run's findings merged into
+    the alerts stored before: the burst raised while the shop is open is one alert, never resolved
+    in between, and is a leak after closing (its enquiry is refiled: tests/server)."""
+    start_h = 16 * 24 + 6.7
+    for seed in (4, 9, 17):
+        block = block_of({"SHOP": add_flow(business(np.random.default_rng(seed), DAYS), start_h, 183.0)})
+        stored: dict[str, Alert] = {}
+        kinds: list[AlertKind] = []
+        for hour in range(16 * 24 + 7, 17 * 24 + 3):
+            now = at_hour(hour)
+            for alert in merge_alerts(stored.values(), detect(block.until(now)), now=now).changed:
+                stored[alert.alert_id] = alert
+            kinds += [a.kind for a in stored.values()]
+            assert all(a.status in ACTIVE for a in stored.values())
+        (alert,) = stored.values()
+        assert alert.alert_id == make_alert_id(AlertKind.BURST, "SHOP", "D1", alert.detected_at)
+        assert alert.kind is AlertKind.LEAK
+        assert kinds[0] is AlertKind.BURST and kinds[-1] is AlertKind.LEAK
+        assert alert.rate_l_h == pytest.approx(183.0, rel=0.1)
