@@ -21,24 +21,29 @@ def test_every_alert_kind_has_a_rule_and_exactly_the_flow_kinds_quote_a_rate(mig
     assert {kind for kind, shows in rules.items() if shows} == {k.value for k in FLOW_KINDS}
 
 
+def _alert(kind: AlertKind, meter_id: str, rate_l_h: float, running: timedelta) -> Alert:
+    """An alert raised at DETECTED about an episode ``running`` for so long; a tamper is the meter's own."""
+    return new_alert(
+        kind,
+        meter_id,
+        "D1",
+        start=DETECTED - running,
+        detected_at=DETECTED,
+        last_seen=DETECTED,
+        ended_at=None,
+        rate_l_h=rate_l_h,
+        volume_l=rate_l_h * running.total_seconds() / 3600,
+        confidence=0.8,
+        evidence=((DETECTED - timedelta(hours=1), DETECTED),),
+        source=AlertSource.METER if kind is AlertKind.TAMPER else AlertSource.DETECTOR,
+    ).replace(updated_at=DETECTED)
+
+
 def test_an_enquiry_quotes_the_rate_of_water_flowing_and_no_other(migrated_database_url: str) -> None:
     """A leak's 12.5 L/h is water lost; a stuck register's is use going unrecorded, and a meter's own
     tamper alarm carries none: their enquiries say since when, not how much."""
     alerts = [
-        new_alert(
-            kind,
-            f"M-{kind.value}",
-            "D1",
-            start=DETECTED - timedelta(hours=5),
-            detected_at=DETECTED,
-            last_seen=DETECTED,
-            ended_at=None,
-            rate_l_h=12.5,
-            volume_l=62.5,
-            confidence=0.8,
-            evidence=((DETECTED - timedelta(hours=5), DETECTED),),
-            source=AlertSource.METER if kind is AlertKind.TAMPER else AlertSource.DETECTOR,
-        ).replace(updated_at=DETECTED)
+        _alert(kind, f"M-{kind.value}", 12.5, timedelta(hours=5))
         for kind in (AlertKind.LEAK, AlertKind.STUCK, AlertKind.TAMPER)
     ]
     with psycopg.connect(migrated_database_url) as conn:
@@ -49,27 +54,12 @@ def test_an_enquiry_quotes_the_rate_of_water_flowing_and_no_other(migrated_datab
     assert subjects["M-tamper"] == "Tamper alarm from meter M-tamper: since 2026-03-01 23:00 UTC"
 
 
-def _burst(meter_id: str) -> Alert:
-    return new_alert(
-        AlertKind.BURST,
-        meter_id,
-        "D1",
-        start=DETECTED - timedelta(hours=7, minutes=19),
-        detected_at=DETECTED,
-        last_seen=DETECTED,
-        ended_at=None,
-        rate_l_h=183.4,
-        volume_l=1342.0,
-        confidence=0.9,
-        evidence=((DETECTED - timedelta(hours=1), DETECTED),),
-    ).replace(updated_at=DETECTED)
-
-
 def test_a_burst_found_to_be_a_leak_refiles_its_enquiry_and_keeps_its_priority(migrated_database_url: str) -> None:
     """The same alert, now a leak: its one enquiry is filed as a leak, with the leak's subject and a
     note saying what changed; its priority stays urgent (a crew may be on the way). An enquiry a
     person refiled keeps its category and gets the note."""
-    bursts = [_burst("M-shop"), _burst("M-refiled")]
+    running = timedelta(hours=7, minutes=19)
+    bursts = [_alert(AlertKind.BURST, meter, 183.4, running) for meter in ("M-shop", "M-refiled")]
     later = DETECTED + timedelta(hours=9)
     with psycopg.connect(migrated_database_url) as conn:
         save_changes(conn, AlertChanges(opened=bursts))
