@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from collector.detection.alerts import Alert, AlertKind, AlertSource, make_alert_id
+from collector.detection.flows import day_of_week
 
 
 class Clock:
@@ -77,7 +78,7 @@ def flows_at_same_time(
     earlier = span[:, None] - per_day * np.arange(1, days + 1)[None, :]
     at = np.maximum(earlier, 0)
     past = np.where((earlier >= 0) & ~spread[at], f[at], np.nan)
-    weekend = ((clock.seconds // 86_400 + 3) % 7) >= 5  # (1970-01-01 was a Thursday)
+    weekend = day_of_week(clock.seconds // 86_400) >= 5
     same_kind = weekend[at] == weekend[span][:, None]
     never = np.isnan(past).all(axis=1)
     if never.all():

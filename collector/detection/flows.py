@@ -124,6 +124,11 @@ def register_step_l(delta: np.ndarray, config: DetectionConfig) -> np.ndarray:
     return np.where(step_ml > 0, step_ml / 1000.0, config.default_step_m3 * 1000.0)
 
 
+def day_of_week(epoch_days: np.ndarray) -> np.ndarray:
+    """0 Monday … 6 Sunday (UTC) of days counted from 1970-01-01, which was a Thursday."""
+    return np.asarray((epoch_days + 3) % 7)
+
+
 @dataclass(frozen=True)
 class DayLayout:
     """How the T columns sit on whole days: ``offset`` empty slots before the first, ``per_day``."""
@@ -161,7 +166,7 @@ class DayLayout:
     def day_of_week(self, timestamps: np.ndarray) -> np.ndarray:
         """(days,) of the layout: 0 Monday … 6 Sunday (UTC)."""
         first_day = int(timestamps[0].astype("datetime64[D]").astype(np.int64)) if self.n_cols else 0
-        return np.asarray((first_day + np.arange(self.n_days) + 3) % 7)  # 1970-01-01 was a Thursday
+        return day_of_week(first_day + np.arange(self.n_days))
 
     def day_of_columns(self) -> np.ndarray:
         """(T,) the day of each column."""
