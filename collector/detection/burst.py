@@ -234,6 +234,14 @@ def _usual_use(row: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clo
 
 
 def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    with np.errstate(invalid="ignore"):
+        # every rule fires only above ``burst_min_l_h``, which most meters never carry: the rest
+        # need not be looked at (about five in six of a fleet's households)
+        carrying = np.flatnonzero((flows.flow_l_h > config.burst_min_l_h).any(axis=1))
+    if carrying.size == 0:
+        return []
+    if carrying.size < block.n_meters:
+        block, flows = block.take(carrying), flows.take(carrying)
     f = flows.flow_l_h
     layout = DayLayout.of(block)
     fired, threshold = burst_trigger(block, flows, config)

@@ -34,6 +34,17 @@ class Flows:
         """(M, 1): the flow of one register step per interval."""
         return (self.step_l / self.interval_h)[:, None]
 
+    def take(self, rows: np.ndarray) -> Flows:
+        """The flows of these rows (meters) alone."""
+        return Flows(
+            self.flow_l_h[rows],
+            self.spread[rows],
+            self.known_idx[rows],
+            self.reset[rows],
+            self.step_l[rows],
+            self.interval_h,
+        )
+
     def still(self) -> np.ndarray:
         """(M, T) bool: the register is known not to have moved (less than half a step; NaN: unknown)."""
         with np.errstate(invalid="ignore"):
