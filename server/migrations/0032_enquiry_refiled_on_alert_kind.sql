@@ -61,9 +61,10 @@ BEGIN
                   NEW.kind, OLD.kind, alert_enquiry_subject(now_is, NEW))
     FROM enquiries e WHERE e.alert_id = NEW.alert_id;
     UPDATE enquiries
-    SET category = now_is.category, subject = alert_enquiry_subject(now_is, NEW)
-    WHERE alert_id = NEW.alert_id AND category = was.category;
-    UPDATE enquiries SET updated_at = now() WHERE alert_id = NEW.alert_id;
+    SET category = CASE WHEN category = was.category THEN now_is.category ELSE category END,
+        subject = CASE WHEN category = was.category THEN alert_enquiry_subject(now_is, NEW) ELSE subject END,
+        updated_at = now()
+    WHERE alert_id = NEW.alert_id;
     RETURN NULL;
 END
 $$;
