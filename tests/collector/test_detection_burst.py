@@ -286,21 +286,28 @@ def test_a_large_leak_on_a_steady_shop_is_one_alert_with_the_leak_s_start_and_ra
     assert alert.rate_l_h == pytest.approx(rate, rel=0.1)
 
 
+SHOP_LEAK_H = 16 * 24 + 6.7  # 06:42 on a Wednesday
+
+
+def _busy_shop_leaking(seed: int) -> np.ndarray:
+    """A shop busy every hour from 07:00 (each hour's use varying by half its mean), with 183 L/h
+    from SHOP_LEAK_H on."""
+    return add_flow(business(np.random.default_rng(seed), DAYS), SHOP_LEAK_H, 183.0)
+
+
 def test_a_large_leak_raised_as_a_burst_in_a_busy_shop_s_hours_becomes_that_leak() -> None:
     """183 L/h from 06:42 on a Wednesday, in 30 shops busy every hour from 07:00 (each hour's use
     varies by half its mean): in 15 of them the busy hours on top of the flow raise a burst that
     day, and the leak shows as continuous only after closing. That burst is the leak: one alert,
     first raised when the burst was, of kind leak, with the leak's start and rate. (Before: the
     alert stayed a burst, and one start of 30 was 1.6 h late, the burst's own estimate.)"""
-    start_h = 16 * 24 + 6.7
     closing = at_hour(16 * 24 + 19)
     raised_open = 0
     for seed in range(30):
-        use = add_flow(business(np.random.default_rng(seed), DAYS), start_h, 183.0)
-        (alert,) = detect(block_of({"SHOP": use}))
+        (alert,) = detect(block_of({"SHOP": _busy_shop_leaking(seed)}))
         assert alert.kind is AlertKind.LEAK
         assert alert.rate_l_h == pytest.approx(183.0, rel=0.1)
-        assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 3600
+        assert abs((alert.start - at_hour(SHOP_LEAK_H)).total_seconds()) <= 3600
         if alert.detected_at < closing:
             assert alert.alert_id == make_alert_id(AlertKind.BURST, "SHOP", "D1", alert.detected_at)
             raised_open += 1
@@ -311,9 +318,8 @@ def test_hourly_runs_keep_one_alert_as_the_shop_s_burst_turns_out_to_be_a_leak()
     """The same shops, run hour by hour as the detection job does, each run's findings merged into
     the alerts stored before: the burst raised while the shop is open is one alert, never resolved
     in between, and is a leak after closing (its enquiry is refiled: tests/server)."""
-    start_h = 16 * 24 + 6.7
     for seed in (4, 9, 17):
-        block = block_of({"SHOP": add_flow(business(np.random.default_rng(seed), DAYS), start_h, 183.0)})
+        block = block_of({"SHOP": _busy_shop_leaking(seed)})
         stored: dict[str, Alert] = {}
         kinds: list[AlertKind] = []
         for hour in range(16 * 24 + 7, 17 * 24 + 3):
