@@ -1,4 +1,4 @@
-"""Alerts in the database: load the active ones, persist what :func:`merge_alerts` decided.
+"""Alerts in the database: load those a run may match, persist what :func:`merge_alerts` decided.
 
 All SQL about alerts lives here; the rules of their lifecycle live in
 :mod:`collector.detection.lifecycle`.
@@ -43,8 +43,14 @@ def _alert(row: Sequence[Any] | Mapping[str, Any]) -> Alert:
     return Alert(**values)
 
 
-def active_alerts(conn: psycopg.Connection[Any]) -> list[Alert]:
-    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing')").fetchall()
+def alerts_to_merge(conn: psycopg.Connection[Any], detected: Sequence[Alert]) -> list[Alert]:
+    """The stored alerts a run's findings may match: every active one, and any other that a finding
+    names by its id (a resolved alert the run's window still holds, raised again: left as it is, or
+    reopened under a new kind; never inserted a second time)."""
+    rows = conn.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing') OR alert_id = ANY(%s)",
+        ([a.alert_id for a in detected],),
+    ).fetchall()
     return [_alert(row) for row in rows]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from collector.alert_store import active_alerts, record_run, save_changes
+from collector.alert_store import alerts_to_merge, record_run, save_changes
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.lifecycle import AlertChanges, merge_alerts
@@ -109,7 +109,7 @@ def run_detection_once(
         if block.n_meters == 0:
             return AlertChanges()
         detected = detect(block, config.detection)
-        changes = merge_alerts(active_alerts(conn), detected, now)
+        changes = merge_alerts(alerts_to_merge(conn, detected), detected, now)
         save_changes(conn, changes)
         window = (block.time(0), block.time(block.n_intervals - 1))
         record_run(conn, now, window, block.n_meters, changes)

@@ -18,6 +18,10 @@ An alert's kind can change once later reads show its episode better: a burst rai
 busy afternoon whose flow turns out continuous, at a leak's rate, comes back from the detectors
 with the same ``alert_id`` and kind ``leak`` (see ``engine._bursts_found_to_be_leaks``). It is the
 same alert, updated with the rest of its figures; its enquiry is told (server migration 0032).
+The one exception to "resolved for good" is that case: the burst may have ended at closing time
+(its flow fell below half the level that raised it) while the leak under it goes on all night. The
+episode did not end, so the alert comes back to ``ongoing`` under its new kind rather than the leak
+being lost (its enquiry is told, and reopened if a person had closed it: server migration 0033).
 """
 
 from __future__ import annotations
@@ -56,6 +60,19 @@ def _same_episode(stored: Alert, found: Alert) -> bool:
     return (stored_end is None or found.start <= stored_end) and (found_end is None or stored.start <= found_end)
 
 
+def _seen_again_as_another_kind(stored: Alert, found: Alert) -> bool:
+    """A resolved alert that the detectors now raise, under its own id, as another kind still
+    running: the episode it was part of did not end (a shop's burst that ended at closing is a leak
+    that goes on all night)."""
+    return (
+        stored.status is AlertStatus.RESOLVED
+        and found.source is AlertSource.DETECTOR
+        and found.alert_id == stored.alert_id
+        and found.kind is not stored.kind
+        and found.ended_at is None
+    )
+
+
 def merge_alerts(existing: Iterable[Alert], detected: Iterable[Alert], now: datetime) -> AlertChanges:
     """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware)."""
     if now.tzinfo is None:
@@ -81,9 +98,12 @@ def merge_alerts(existing: Iterable[Alert], detected: Iterable[Alert], now: date
             by_detector.add(stored.alert_id)
         elif stored.alert_id in by_detector or stored.source is AlertSource.DETECTOR:
             continue  # the detector's alert about this episode: the meter's alarm only confirms it
-        if stored.status not in ACTIVE:
+        reopened = _seen_again_as_another_kind(stored, found)
+        if stored.status not in ACTIVE and not reopened:
             continue  # resolved or dismissed: that episode is closed for good
         updated = stored.replace(**{name: getattr(found, name) for name in _FIGURES})
+        if reopened:
+            updated = updated.replace(status=AlertStatus.ONGOING, resolved_at=None)
         if found.ended_at is not None:
             updated = updated.replace(status=AlertStatus.RESOLVED, resolved_at=found.ended_at)
         elif updated != stored:

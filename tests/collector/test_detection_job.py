@@ -15,6 +15,7 @@ from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, r
 from collector.store import ReadingStore
 from simulators.events import Leak, ReverseFlow
 from simulators.meter_model import MeterModel
+from tests.collector.test_detection_households import add_flow, at_hour, business, registers
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 LEAK_START = START + timedelta(days=6, hours=3)
@@ -159,3 +160,31 @@ def test_a_back_run_replays_the_period_as_live_runs_would(leaky_database):
     assert len(opened) == 1  # opened by the first run that saw it, updated by the others
     with psycopg.connect(leaky_database) as conn:
         assert [a.alert_id for a in alerts_for(conn, LEAKY) if a.kind is AlertKind.LEAK] == opened
+
+
+def test_a_burst_that_ends_at_closing_and_goes_on_as_a_leak_is_one_alert_running_again(migrated_database_url):
+    """A busy shop (twice the households tests' shop) springs a 150 L/h leak at 09:42. Its busy hours
+    on top of the leak raise a burst at noon; at closing the flow falls below half the level that
+    raised it, and the burst is stored resolved. That night the flow shows as continuous, and the
+    detectors raise the same alert as a leak. Run hour by hour, as the scheduler does: the leak is
+    that one alert, running again (it was inserted a second time under the same id and dropped)."""
+    leak_h = 16 * 24 + 9.7
+    shop = registers(add_flow(2.0 * business(np.random.default_rng(13), 21), leak_h, 150.0)[None, :])[0]
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered, dma, role) VALUES ('SHOP', true, 'D1', 'customer')")
+    ReadingStore(migrated_database_url).write(
+        [("SHOP", at_hour(h).isoformat(), repr(float(v)), None, None, [], "gw-test", h) for h, v in enumerate(shop)]
+    )
+    seen = []
+    with psycopg.connect(migrated_database_url) as conn:
+        for hour in range(int(leak_h) + 1, 17 * 24 + 6):
+            run_detection_once(conn, at_hour(hour), DetectionJobConfig(history_days=21))
+            stored = alerts_for(conn, "SHOP")
+            assert len(stored) <= 1  # one alert throughout
+            seen += [(a.kind, a.status) for a in stored]
+        (alert,) = stored
+    assert (AlertKind.BURST, AlertStatus.RESOLVED) in seen  # the burst did end at closing
+    assert seen[-1] == (AlertKind.LEAK, AlertStatus.ONGOING)
+    assert alert.resolved_at is None and alert.ended_at is None
+    assert alert.start <= at_hour(leak_h) + timedelta(hours=1)
+    assert alert.rate_l_h == pytest.approx(150.0, rel=0.1)

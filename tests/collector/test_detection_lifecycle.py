@@ -100,6 +100,38 @@ def test_a_burst_that_later_reads_show_to_be_a_leak_is_the_same_alert_with_its_n
     assert updated.rate_l_h == 183.0 and updated.detected_at == T0
 
 
+def test_a_burst_that_ended_and_is_then_seen_to_be_a_running_leak_reopens_as_that_leak() -> None:
+    """A shop's burst ends at closing (its flow falls below half the level that raised it) and is
+    stored resolved; that night the leak under it shows, and the detectors return the burst's id as
+    a leak still running. The episode did not end: the alert is ongoing again, as a leak."""
+    burst = _leak(T0, T0 + 7 * H, rate=186.0).replace(
+        kind=AlertKind.BURST, alert_id=make_alert_id(AlertKind.BURST, "M1", "D1", T0), ended_at=T0 + 7 * H
+    )
+    (stored,) = merge_alerts([], [burst], now=T0 + 8 * H).opened
+    assert stored.status is AlertStatus.RESOLVED
+    leak = burst.replace(kind=AlertKind.LEAK, last_seen=T0 + 14 * H, ended_at=None, rate_l_h=150.0)
+    changes = merge_alerts([stored], [leak], now=T0 + 14 * H)
+    assert not changes.opened and not changes.resolved
+    (reopened,) = changes.updated
+    assert (reopened.alert_id, reopened.kind, reopened.status) == (burst.alert_id, AlertKind.LEAK, AlertStatus.ONGOING)
+    assert reopened.resolved_at is None and reopened.ended_at is None and reopened.rate_l_h == 150.0
+
+
+def test_a_resolved_alert_stays_resolved_when_seen_again_as_the_same_kind_or_as_ended() -> None:
+    """Only a change of kind, to one still running, reopens: the same burst seen again (ended or
+    not), or seen as a leak that ended too, leaves the resolved alert alone; a dismissed one stays
+    dismissed whatever comes."""
+    burst = _leak(T0, T0 + 7 * H, rate=400.0).replace(
+        kind=AlertKind.BURST, alert_id=make_alert_id(AlertKind.BURST, "M1", "D1", T0), ended_at=T0 + 7 * H
+    )
+    (stored,) = merge_alerts([], [burst], now=T0 + 8 * H).opened
+    later = T0 + 12 * H
+    assert not merge_alerts([stored], [burst.replace(ended_at=None, last_seen=later)], now=later)
+    assert not merge_alerts([stored], [burst.replace(kind=AlertKind.LEAK, last_seen=later)], now=later)
+    dismissed = dismiss(stored.replace(status=AlertStatus.OPEN), by="A. Clerk", reason="meter test", now=later)
+    assert not merge_alerts([dismissed], [burst.replace(kind=AlertKind.LEAK, ended_at=None)], now=later)
+
+
 def test_other_meters_and_kinds_are_other_alerts() -> None:
     stored = merge_alerts([], [_leak(T0, T0)], now=T0).opened
     other = merge_alerts(stored, [_leak(T0, T0, meter="M2")], now=T0)

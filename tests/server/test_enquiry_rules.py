@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from collector.alert_store import save_changes
-from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource
+from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource, AlertStatus
 from collector.detection.common import new_alert
 from collector.detection.lifecycle import AlertChanges
 
@@ -70,12 +70,7 @@ def test_a_burst_found_to_be_a_leak_refiles_its_enquiry_and_keeps_its_priority(m
             row[0]: row[1:]
             for row in conn.execute("SELECT meter_id, category, priority, subject, enquiry_id FROM enquiries")
         }
-        notes: dict[str, str] = dict(
-            conn.execute(
-                "SELECT e.meter_id, string_agg(u.note, ' | ' ORDER BY u.at, u.update_id) FROM enquiry_updates u "
-                "JOIN enquiries e USING (enquiry_id) GROUP BY e.meter_id"
-            ).fetchall()
-        )
+        notes = _notes(conn)
     assert len(enquiries) == 2  # no second enquiry for the same alert
     category, priority, subject, _ = enquiries["M-shop"]
     assert (category, priority) == ("customer leak", "urgent")
@@ -85,3 +80,43 @@ def test_a_burst_found_to_be_a_leak_refiles_its_enquiry_and_keeps_its_priority(m
     assert (category, priority) == ("meter fault", "urgent")
     assert subject.startswith("Suspected burst behind meter M-refiled")
     assert "alert is now leak, was burst" in notes["M-refiled"]
+
+
+def _notes(conn: psycopg.Connection[tuple[str, str]]) -> dict[str, str]:
+    """Each meter's enquiry's updates, in order, joined by " | "."""
+    return dict(
+        conn.execute(
+            "SELECT e.meter_id, string_agg(u.note, ' | ' ORDER BY u.at, u.update_id) FROM enquiry_updates u "
+            "JOIN enquiries e USING (enquiry_id) GROUP BY e.meter_id"
+        ).fetchall()
+    )
+
+
+def test_a_resolved_burst_back_as_a_running_leak_reopens_a_closed_enquiry(migrated_database_url: str) -> None:
+    """A burst resolved at closing time comes back that night as a leak still running: its enquiry,
+    closed by a person after "alert resolved", is open again with a note saying so; one still being
+    worked keeps its status and gets the note."""
+    bursts = [_alert(AlertKind.BURST, meter, 186.0, timedelta(hours=2)) for meter in ("M-closed", "M-working")]
+    ended = DETECTED + timedelta(hours=8)
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=bursts))
+        resolved = [b.replace(status=AlertStatus.RESOLVED, ended_at=ended, resolved_at=ended) for b in bursts]
+        save_changes(conn, AlertChanges(resolved=resolved))
+        conn.execute("UPDATE enquiries SET status = 'closed', closed_at = now() WHERE meter_id = 'M-closed'")
+        conn.execute("UPDATE enquiries SET status = 'in_progress' WHERE meter_id = 'M-working'")
+        leaks = [
+            b.replace(kind=AlertKind.LEAK, status=AlertStatus.ONGOING, ended_at=None, resolved_at=None, rate_l_h=150.0)
+            for b in resolved
+        ]
+        save_changes(conn, AlertChanges(updated=leaks))
+        enquiries = {
+            row[0]: row[1:] for row in conn.execute("SELECT meter_id, status, closed_at, category FROM enquiries")
+        }
+        notes = _notes(conn)
+    assert enquiries["M-closed"] == ("open", None, "customer leak")
+    assert enquiries["M-working"] == ("in_progress", None, "customer leak")
+    assert notes["M-closed"].endswith(
+        "alert ongoing again: later reads show its flow did not stop; enquiry reopened"
+    ), notes["M-closed"]
+    assert "alert resolved" in notes["M-closed"] and "alert is now leak, was burst" in notes["M-closed"]
+    assert notes["M-working"].endswith("alert ongoing again: later reads show its flow did not stop")
