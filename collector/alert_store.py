@@ -43,13 +43,13 @@ def _alert(row: Sequence[Any] | Mapping[str, Any]) -> Alert:
     return Alert(**values)
 
 
-def alerts_to_merge(conn: psycopg.Connection[Any], detected: Sequence[Alert]) -> list[Alert]:
-    """The stored alerts a run's findings may match: every active one, and any other that a finding
-    names by its id (a resolved alert the run's window still holds, raised again: left as it is, or
-    reopened under a new kind; never inserted a second time)."""
+def alerts_to_merge(conn: psycopg.Connection[Any], since: datetime) -> list[Alert]:
+    """The stored alerts a run over the window from ``since`` may find again: every active one, and
+    any other whose episode reached into the window. A resolved alert found again, under its own id
+    or one the sliding window shifted, is then left as it is (or reopened under a new kind), never
+    inserted a second time with an enquiry of its own."""
     rows = conn.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing') OR alert_id = ANY(%s)",
-        ([a.alert_id for a in detected],),
+        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing') OR last_seen >= %s", (since,)
     ).fetchall()
     return [_alert(row) for row in rows]
 

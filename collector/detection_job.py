@@ -52,6 +52,10 @@ class DetectionJobConfig:
     interval: timedelta = timedelta(hours=1)
     #: How far back each run looks: the detectors' longest history (leak: 21 days) plus margin.
     history_days: int = 28
+    #: Only episodes detected in the newest part of the window, or still running, open alerts: the
+    #: older part is there as the detectors' history (leak and stuck: 21 days, burst: 14) and has
+    #: too little of its own. Each run opens what it detects in this much of its window.
+    opens_within: timedelta = timedelta(days=7)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
 
 
@@ -109,7 +113,12 @@ def run_detection_once(
         if block.n_meters == 0:
             return AlertChanges()
         detected = detect(block, config.detection)
-        changes = merge_alerts(alerts_to_merge(conn, detected), detected, now)
+        changes = merge_alerts(
+            alerts_to_merge(conn, block.time(0)),
+            detected,
+            now,
+            opens_from=block.time(block.n_intervals - 1) - config.opens_within,
+        )
         save_changes(conn, changes)
         window = (block.time(0), block.time(block.n_intervals - 1))
         record_run(conn, now, window, block.n_meters, changes)

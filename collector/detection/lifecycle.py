@@ -6,7 +6,11 @@ produced, and says which to insert and which to update. The store and the schedu
 
 Matching a detection to a stored alert: the same ``alert_id`` (detection is causal, so re-running
 over more data raises the same episode at the same ``detected_at``), or else the same kind and
-subject with overlapping episodes. A meter's own alarm about an episode a detector has found (the
+subject with overlapping episodes (the detectors' window slides: an episode raised at 10:00 in one
+run may be dated 11:00 from the next one's, and a leak older than the window is dated from the
+window's start), each stored alert taken by one finding at most, the one raised nearest the
+finding's own detection: a district's second burst while its first one runs is an alert of its own.
+A meter's own alarm about an episode a detector has found (the
 meter's ``leak`` bit, raised after a day of flow, beside the leak detector's alert) is that same
 alert, and only confirms it: the detector's figures (its estimated start, the leak's own rate) stand,
 and the alarm neither overwrites nor resolves them. An alert only resolves when a detection says
@@ -73,23 +77,41 @@ def _seen_again_as_another_kind(stored: Alert, found: Alert) -> bool:
     )
 
 
-def merge_alerts(existing: Iterable[Alert], detected: Iterable[Alert], now: datetime) -> AlertChanges:
-    """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware)."""
+def merge_alerts(
+    existing: Iterable[Alert], detected: Iterable[Alert], now: datetime, *, opens_from: datetime | None = None
+) -> AlertChanges:
+    """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware).
+
+    A finding that matches no stored alert opens one if it was detected at or after ``opens_from``
+    or is still running. An ended episode detected before it is left alone: a run's window slides,
+    and its oldest part, there as the detectors' history, has too little history of its own (a
+    burst against a meter's first few days); the run at the episode's own time saw it with its
+    history and opened what it was."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware UTC")
     stored_alerts = list(existing)
     current = {a.alert_id: a for a in stored_alerts}
+    by_key: dict[tuple[str, str | None, str], list[str]] = {}  # alerts' ids by kind and subject
+    for alert in stored_alerts:
+        by_key.setdefault(alert.key, []).append(alert.alert_id)
     changes = AlertChanges()
     touched: dict[str, Alert] = {}  # alert_id → its new state, for alerts changed in this merge
-    by_detector: set[str] = set()  # alerts a detector's finding opened or matched in this merge
+    found_all = list(detected)
+    # alerts a detector's finding opened or matched in this merge; those a finding names by id first
+    by_detector = {f.alert_id for f in found_all if f.source is AlertSource.DETECTOR and f.alert_id in current}
     # the detectors' findings first, so that a meter's alarm about the same episode finds their alert
-    for found in sorted(detected, key=lambda a: (a.source is not AlertSource.DETECTOR, a.detected_at, a.alert_id)):
-        stored = _match(found, current)
+    for found in sorted(found_all, key=lambda a: (a.source is not AlertSource.DETECTOR, a.detected_at, a.alert_id)):
+        # a detector's finding is one episode: it takes a stored alert no other finding has taken
+        taken = by_detector if found.source is AlertSource.DETECTOR else set()
+        stored = _match(found, current, by_key.get(found.key, []), taken)
         if stored is None:
+            if opens_from is not None and found.detected_at < opens_from and found.ended_at is not None:
+                continue
             new = found.replace(status=AlertStatus.OPEN, resolved_at=None)
             if found.ended_at is not None:
                 new = new.replace(status=AlertStatus.RESOLVED, resolved_at=found.ended_at)
             current[new.alert_id] = new
+            by_key.setdefault(new.key, []).append(new.alert_id)
             touched[new.alert_id] = new
             if found.source is AlertSource.DETECTOR:
                 by_detector.add(new.alert_id)
@@ -123,15 +145,21 @@ def merge_alerts(existing: Iterable[Alert], detected: Iterable[Alert], now: date
     return changes
 
 
-def _match(found: Alert, current: dict[str, Alert]) -> Alert | None:
+def _match(found: Alert, current: dict[str, Alert], same_key: list[str], taken: set[str]) -> Alert | None:
+    """The stored alert ``found`` is about: the one with its id, or else one of ``same_key`` (the
+    ids of the alerts of its kind and subject) that no other finding has ``taken``."""
     exact = current.get(found.alert_id)
     if exact is not None:
         return exact
-    candidates = [a for a in current.values() if _same_episode(a, found)]
+    candidates = [current[i] for i in same_key if i not in taken and _same_episode(current[i], found)]
     if not candidates:
         return None
-    # prefer an alert still open, then the latest
-    return max(candidates, key=lambda a: (a.status in ACTIVE, a.detected_at))
+    # prefer an alert still open, then the one raised nearest the finding's own detection, then the
+    # one whose start is nearest (of a district's two bursts, the first is not taken for the second)
+    return min(
+        candidates,
+        key=lambda a: (a.status not in ACTIVE, abs(a.detected_at - found.detected_at), abs(a.start - found.start)),
+    )
 
 
 def dismiss(alert: Alert, *, by: str, reason: str, now: datetime) -> Alert:

@@ -86,7 +86,13 @@ class SeriesBlock:
 
     def until(self, t: datetime) -> SeriesBlock:
         """The block as it was known at ``t``: instants after ``t`` dropped (for causality checks)."""
-        keep = self.timestamps <= np.datetime64(to_naive_utc(t), "s")
+        return self._instants(self.timestamps <= np.datetime64(to_naive_utc(t), "s"))
+
+    def since(self, t: datetime) -> SeriesBlock:
+        """The block from ``t`` on: instants before ``t`` dropped (a run's sliding window)."""
+        return self._instants(self.timestamps >= np.datetime64(to_naive_utc(t), "s"))
+
+    def _instants(self, keep: np.ndarray) -> SeriesBlock:
         return SeriesBlock(
             meter_ids=self.meter_ids,
             dma=self.dma,

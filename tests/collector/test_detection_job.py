@@ -8,12 +8,14 @@ import numpy as np
 import psycopg
 import pytest
 
-from collector.alert_store import alerts_for, dismiss_alert
+from collector.alert_store import alerts_for, alerts_to_merge, dismiss_alert, save_changes
 from collector.batch_parser import ReadingRow
-from collector.detection.alerts import AlertKind, AlertStatus
+from collector.detection.alerts import Alert, AlertKind, AlertStatus
+from collector.detection.common import new_alert
+from collector.detection.lifecycle import AlertChanges
 from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, run_detection_once
 from collector.store import ReadingStore
-from simulators.events import Leak, ReverseFlow
+from simulators.events import Burst, Leak, ReverseFlow
 from simulators.meter_model import MeterModel
 from tests.collector.test_detection_households import add_flow, at_hour, business, registers
 
@@ -188,3 +190,58 @@ def test_a_burst_that_ends_at_closing_and_goes_on_as_a_leak_is_one_alert_running
     assert alert.resolved_at is None and alert.ended_at is None
     assert alert.start <= at_hour(leak_h) + timedelta(hours=1)
     assert alert.rate_l_h == pytest.approx(150.0, rel=0.1)
+
+
+def test_a_run_loads_the_active_alerts_and_those_whose_episodes_reach_into_its_window(migrated_database_url):
+    """A main burst that ended inside the window is found again by every run whose window holds it,
+    sometimes under an id the sliding window dated an hour later: it must be there to be matched, or
+    the run would insert it a second time (and raise a second enquiry). One that ended before the
+    window, and the active ones however old, are as before."""
+    since = START + timedelta(days=10)
+
+    def burst(dma: str, detected: datetime, last_seen: datetime, status: AlertStatus) -> Alert:
+        alert = new_alert(
+            AlertKind.DMA_BURST, None, dma, start=detected - timedelta(hours=2), detected_at=detected,
+            last_seen=last_seen, ended_at=None if status is AlertStatus.OPEN else last_seen, rate_l_h=2000.0,
+            volume_l=1.0, confidence=0.9, evidence=((detected, detected),),
+        )  # fmt: skip
+        return alert.replace(status=status, resolved_at=alert.ended_at, updated_at=last_seen)
+
+    alerts = [
+        burst("OLD-OPEN", START, START + timedelta(days=1), AlertStatus.OPEN),
+        burst("IN-WINDOW", START + timedelta(days=9), since + timedelta(hours=5), AlertStatus.RESOLVED),
+        burst("BEFORE", START + timedelta(days=2), since - timedelta(hours=1), AlertStatus.RESOLVED),
+    ]
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=alerts))
+        loaded = {a.dma for a in alerts_to_merge(conn, since)}
+    assert loaded == {"OLD-OPEN", "IN-WINDOW"}
+
+
+def test_a_run_opens_what_it_detects_in_the_newest_part_of_its_window_or_still_running(migrated_database_url):
+    """A 900 L/h burst five days ago, repaired after three hours, and a leak begun six days ago and
+    still running. A first run over nine days that opens only what it detected in its last two
+    days (the older part being history) opens the leak, not the long-ended burst; one that opens
+    what it detected in all nine opens both."""
+    now = START + timedelta(days=9)
+    meters = fleet()
+    burst_at = now - timedelta(days=5)
+    meters[3].inject(Burst(start=burst_at, end=burst_at + timedelta(hours=3), rate_lph=900.0))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    store_hours(migrated_database_url, meters, 0, 9 * 24 + 1)
+    opened: dict[timedelta, set[tuple[str | None, AlertKind]]] = {}
+    for opens_within in (timedelta(days=2), timedelta(days=9)):
+        with psycopg.connect(migrated_database_url) as conn:
+            with conn.transaction():
+                conn.execute("DELETE FROM enquiry_updates; DELETE FROM enquiries; DELETE FROM alerts")
+            config = DetectionJobConfig(history_days=9, opens_within=opens_within)
+            changes = run_detection_once(conn, now, config)
+        opened[opens_within] = {
+            (a.meter_id, a.kind) for a in changes.opened if a.kind in (AlertKind.BURST, AlertKind.LEAK)
+        }
+    assert opened[timedelta(days=2)] == {(LEAKY, AlertKind.LEAK)}
+    assert opened[timedelta(days=9)] == {(LEAKY, AlertKind.LEAK), (meters[3].meter_id, AlertKind.BURST)}

@@ -138,3 +138,88 @@ def test_other_meters_and_kinds_are_other_alerts() -> None:
     assert [a.meter_id for a in other.opened] == ["M2"]
     with pytest.raises(ValueError):
         merge_alerts([], [], now=datetime(2026, 1, 1))  # naive on purpose
+
+
+def _main_burst(detected: datetime, start: datetime, rate: float, *, ended: datetime | None = None) -> Alert:
+    """A district burst in D1, raised at ``detected``, last seen then."""
+    return _leak(detected, detected, start=start, rate=rate, ended=ended).replace(
+        kind=AlertKind.DMA_BURST, meter_id=None, alert_id=make_alert_id(AlertKind.DMA_BURST, None, "D1", detected)
+    )
+
+
+def test_a_second_burst_in_a_district_while_the_first_runs_is_an_alert_of_its_own() -> None:
+    """A district's first burst (494 L/h) is stored and still running when a second (817 L/h) begins
+    four days later. A run that finds both leaves the first alert as it was and opens one for the
+    second; neither takes the other's figures."""
+    first = merge_alerts([], [_main_burst(T0, T0 - 2 * H, 494.0)], now=T0).opened
+    later = T0 + 96 * H
+    second = _main_burst(later, later - 4 * H, 817.0)
+    first_again = _main_burst(T0 + H, T0 - 2 * H, 494.0).replace(last_seen=later)  # its id dated an hour later
+    changes = merge_alerts(first, [first_again, second], now=later)
+    (opened,) = changes.opened
+    assert (opened.alert_id, opened.rate_l_h, opened.start) == (second.alert_id, 817.0, later - 4 * H)
+    (updated,) = changes.updated
+    assert (updated.alert_id, updated.rate_l_h, updated.start) == (first[0].alert_id, 494.0, T0 - 2 * H)
+    assert not changes.resolved
+
+
+def test_a_leak_older_than_the_window_is_the_same_alert_as_its_start_moves_with_the_window() -> None:
+    """A leak running since before the detectors' window is dated from the window's start, and a
+    later run, whose window starts later, dates it later (and as detected then): the same episode,
+    not a second alert."""
+    stored = merge_alerts([], [_leak(T0, T0, start=T0 - 40 * H, rate=54.0)], now=T0).opened
+    later = T0 + 60 * H
+    slid = _leak(T0 + 50 * H, later, start=T0 + 50 * H, rate=54.0)  # its start past the stored detection
+    changes = merge_alerts(stored, [slid], now=later)
+    assert not changes.opened
+    assert [a.alert_id for a in changes.updated] == [stored[0].alert_id]
+
+
+def test_two_findings_about_the_same_district_in_one_run_are_two_alerts() -> None:
+    """Two main bursts first found in the same run (both overlap, both new): one alert each."""
+    found = [_main_burst(T0, T0 - 30 * H, 3772.0), _main_burst(T0 + H, T0 - 2 * H, 2200.0)]
+    opened = merge_alerts([], found, now=T0 + H).opened
+    assert sorted(a.rate_l_h for a in opened) == [2200.0, 3772.0]
+
+
+def test_a_resolved_alert_found_again_under_an_id_the_sliding_window_shifted_is_not_a_new_alert() -> None:
+    """The detectors' window slides: an ended main burst once raised at 00:00 is dated 01:00 by a
+    later run. The resolved alert is the same episode; nothing opens (its enquiry is not raised
+    twice)."""
+    ended = T0 + 100 * H
+    (stored,) = merge_alerts([], [_main_burst(T0, T0 - 2 * H, 2049.0, ended=ended)], now=ended).opened
+    shifted = _main_burst(T0 + H, T0 - 2 * H, 2048.0, ended=ended).replace(last_seen=ended)
+    assert not merge_alerts([stored], [shifted], now=ended + 5 * H)
+
+
+def test_of_two_stored_alerts_a_finding_takes_the_one_raised_nearest_its_own_detection() -> None:
+    """A district's second burst was first raised with the first one's start and rate (the run saw
+    the step but not yet where it began); the next run dates it right. Of the two stored alerts, the
+    first burst's finding takes the first alert, and the second's takes the one raised for it."""
+    later = T0 + 96 * H
+    first = _main_burst(T0, T0 - 2 * H, 494.0)
+    early_second = _main_burst(later - H, T0 - 2 * H, 494.0)
+    stored = merge_alerts([], [first], now=T0).opened + merge_alerts([], [early_second], now=later - H).opened
+    findings = [
+        _main_burst(T0 + H, T0 - 2 * H, 494.0).replace(last_seen=later),
+        _main_burst(later, later - 4 * H, 817.0),
+    ]
+    changes = merge_alerts(stored, findings, now=later)
+    assert not changes.opened and not changes.resolved
+    figures = {a.alert_id: (a.start, a.rate_l_h) for a in changes.updated}
+    assert figures[early_second.alert_id] == (later - 4 * H, 817.0)
+    assert figures.get(first.alert_id, (first.start, first.rate_l_h)) == (T0 - 2 * H, 494.0)
+
+
+def test_an_ended_episode_found_in_the_windows_old_part_opens_nothing_and_a_running_one_does() -> None:
+    """A run's oldest days are the detectors' history and have little of their own: a burst found
+    there against a meter's first few days, long ended, is no news (the run at its own time saw it
+    with its history). One found there still running, or found in the newest part, opens."""
+    opens_from = T0 + 21 * 24 * H
+    old_ended = _leak(T0 + 5 * 24 * H, T0 + 5 * 24 * H + 2 * H, ended=T0 + 5 * 24 * H + 3 * H, meter="M-old")
+    old_running = _leak(T0 + 6 * 24 * H, opens_from + 30 * H, meter="M-running")
+    recent_ended = _leak(opens_from + H, opens_from + 2 * H, ended=opens_from + 3 * H, meter="M-recent")
+    changes = merge_alerts([], [old_ended, old_running, recent_ended], now=opens_from + 30 * H, opens_from=opens_from)
+    assert {a.meter_id for a in changes.opened} == {"M-recent", "M-running"}
+    stored = merge_alerts([], [old_ended], now=old_ended.last_seen).opened  # opened in its own time
+    assert not merge_alerts(stored, [old_ended], now=opens_from + 30 * H, opens_from=opens_from)
