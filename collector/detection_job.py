@@ -2,7 +2,12 @@
 
 An incremental run looks at the newest ``history_days`` up to ``now`` on the interval grid, so every
 alert it raises uses only readings up to ``now`` (detection is causal), and re-running over more data
-finds the same episodes again, which :func:`merge_alerts` turns into updates, never duplicates.
+finds the same episodes again, which :func:`merge_alerts` turns into updates, never duplicates. The
+window slides, so a later run may date an episode an hour later (a new id) or from the window's
+start: each run loads every alert last seen inside its window, not only the active ones, and opens
+only what it detects in its newest ``opens_within`` (or what is still running), since the window's
+oldest days are the detectors' history and have too little of their own
+(``benchmarks/bench_detection_job.py`` replays the schedule beside one run).
 Several collectors may schedule runs: an advisory lock makes them take turns.
 """
 
