@@ -10,13 +10,12 @@ subject with overlapping episodes (the detectors' window slides: an episode rais
 run may be dated 11:00 from the next one's, and a leak older than the window is dated from the
 window's start), each stored alert taken by one finding at most, the one raised nearest the
 finding's own detection: a district's second burst while its first one runs is an alert of its own.
-A meter's own alarm about an episode a detector has found (the
-meter's ``leak`` bit, raised after a day of flow, beside the leak detector's alert) is that same
-alert, and only confirms it: the detector's figures (its estimated start, the leak's own rate) stand,
-and the alarm neither overwrites nor resolves them. An alert only resolves when a detection says
-its flow stopped (``ended_at``); an alert missing from a run is left as it is (the run may simply
-not have covered it). A dismissed alert stays dismissed for the rest of its episode; a later
-episode is a new alert.
+A meter's own alarm about an episode a detector has found (the meter's ``leak`` bit, raised after a
+day of flow, beside the leak detector's alert) is that same alert, and only confirms it: the
+detector's figures (its estimated start, the leak's own rate) stand, and the alarm neither
+overwrites nor resolves them. An alert only resolves when a detection says its flow stopped
+(``ended_at``); an alert missing from a run is left as it is (the run may simply not have covered
+it). A dismissed alert stays dismissed for the rest of its episode; a later episode is a new alert.
 
 An alert's kind can change once later reads show its episode better: a burst raised on a shop's
 busy afternoon whose flow turns out continuous, at a leak's rate, comes back from the detectors
