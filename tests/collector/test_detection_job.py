@@ -195,8 +195,9 @@ def test_a_burst_that_ends_at_closing_and_goes_on_as_a_leak_is_one_alert_running
 def test_a_run_loads_the_active_alerts_and_those_whose_episodes_reach_into_its_window(migrated_database_url):
     """A main burst that ended inside the window is found again by every run whose window holds it,
     sometimes under an id the sliding window dated an hour later: it must be there to be matched, or
-    the run would insert it a second time (and raise a second enquiry). One that ended before the
-    window, and the active ones however old, are as before."""
+    the run would insert it a second time (and raise a second enquiry); so must one a person
+    dismissed, or the dismissal would come back as a fresh alert. One that ended before the window,
+    and the active ones however old, are as before."""
     since = START + timedelta(days=10)
 
     def burst(dma: str, detected: datetime, last_seen: datetime, status: AlertStatus) -> Alert:
@@ -211,11 +212,14 @@ def test_a_run_loads_the_active_alerts_and_those_whose_episodes_reach_into_its_w
         burst("OLD-OPEN", START, START + timedelta(days=1), AlertStatus.OPEN),
         burst("IN-WINDOW", START + timedelta(days=9), since + timedelta(hours=5), AlertStatus.RESOLVED),
         burst("BEFORE", START + timedelta(days=2), since - timedelta(hours=1), AlertStatus.RESOLVED),
+        burst("DISMISSED", START + timedelta(days=9), since + timedelta(hours=2), AlertStatus.OPEN).replace(
+            status=AlertStatus.DISMISSED, dismissed_at=since, dismissed_by="ana", dismiss_reason="valve test"
+        ),
     ]
     with psycopg.connect(migrated_database_url) as conn:
         save_changes(conn, AlertChanges(opened=alerts))
         loaded = {a.dma for a in alerts_to_merge(conn, since)}
-    assert loaded == {"OLD-OPEN", "IN-WINDOW"}
+    assert loaded == {"OLD-OPEN", "IN-WINDOW", "DISMISSED"}
 
 
 def test_a_run_opens_what_it_detects_in_the_newest_part_of_its_window_or_still_running(migrated_database_url):

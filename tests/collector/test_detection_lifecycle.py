@@ -192,6 +192,16 @@ def test_a_resolved_alert_found_again_under_an_id_the_sliding_window_shifted_is_
     assert not merge_alerts([stored], [shifted], now=ended + 5 * H)
 
 
+def test_a_dismissed_alert_found_again_under_a_shifted_id_stays_dismissed() -> None:
+    """A person dismissed a leak (a pool being filled); a later run dates it an hour later, a new
+    id. It is the same episode, still dismissed: no fresh alert undoes the person's decision."""
+    (stored,) = merge_alerts([], [_leak(T0, T0)], now=T0).opened
+    dismissed = dismiss(stored, by="ana", reason="pool filling, known", now=T0 + H)
+    shifted = _leak(T0 + H, T0 + 9 * H, start=stored.start)
+    assert shifted.alert_id != dismissed.alert_id
+    assert not merge_alerts([dismissed], [shifted], now=T0 + 9 * H)
+
+
 def test_of_two_stored_alerts_a_finding_takes_the_one_raised_nearest_its_own_detection() -> None:
     """A district's second burst was first raised with the first one's start and rate (the run saw
     the step but not yet where it began); the next run dates it right. Of the two stored alerts, the
