@@ -153,12 +153,10 @@ def _match(found: Alert, current: dict[str, Alert], same_key: list[str], taken: 
     candidates = [current[i] for i in same_key if i not in taken and _same_episode(current[i], found)]
     if not candidates:
         return None
-    # prefer an alert still open, then the one raised nearest the finding's own detection, then the
-    # one whose start is nearest (of a district's two bursts, the first is not taken for the second)
-    return min(
-        candidates,
-        key=lambda a: (a.status not in ACTIVE, abs(a.detected_at - found.detected_at), abs(a.start - found.start)),
-    )
+    # the one raised nearest the finding's own detection, then the one whose start is nearest: of a
+    # district's two bursts, neither is taken for the other, even once the first has resolved and
+    # only the second is still open
+    return min(candidates, key=lambda a: (abs(a.detected_at - found.detected_at), abs(a.start - found.start)))
 
 
 def dismiss(alert: Alert, *, by: str, reason: str, now: datetime) -> Alert:

@@ -233,3 +233,20 @@ def test_an_ended_episode_found_in_the_windows_old_part_opens_nothing_and_a_runn
     assert {a.meter_id for a in changes.opened} == {"M-recent", "M-running"}
     stored = merge_alerts([], [old_ended], now=old_ended.last_seen).opened  # opened in its own time
     assert not merge_alerts(stored, [old_ended], now=opens_from + 30 * H, opens_from=opens_from)
+
+
+def test_a_findings_resolved_alert_is_its_own_even_while_another_of_its_district_is_open() -> None:
+    """A district's first burst has resolved; its second, begun three hours after the first, is
+    still open. The first's finding, dated an hour later by this run, is the resolved alert's (raised
+    nearest it), not the open one's: the second keeps its own figures and stays open."""
+    ended = T0 + 20 * H
+    (first,) = merge_alerts([], [_main_burst(T0, T0 - 2 * H, 941.0, ended=ended)], now=ended).opened
+    (second,) = merge_alerts([], [_main_burst(T0 + 8 * H, T0 + H, 533.0)], now=T0 + 8 * H).opened
+    findings = [
+        _main_burst(T0 + H, T0 - 2 * H, 941.0, ended=ended).replace(last_seen=ended),
+        _main_burst(T0 + 9 * H, T0 + H, 540.0).replace(last_seen=T0 + 30 * H),
+    ]
+    changes = merge_alerts([first, second], findings, now=T0 + 30 * H)
+    assert not changes.opened and not changes.resolved
+    (updated,) = changes.updated
+    assert (updated.alert_id, updated.status, updated.rate_l_h) == (second.alert_id, AlertStatus.ONGOING, 540.0)
