@@ -223,7 +223,7 @@ def test_a_run_loads_the_active_alerts_and_those_whose_episodes_reach_into_its_w
 
 
 def test_a_run_opens_what_it_detects_in_the_newest_part_of_its_window_or_still_running(migrated_database_url):
-    """A 900 L/h burst five days ago, repaired after three hours, and a leak begun six days ago and
+    """A 900 L/h burst five days ago, repaired after three hours, and a leak begun three days ago and
     still running. A first run over nine days that opens only what it detected in its last two
     days (the older part being history) opens the leak, not the long-ended burst; one that opens
     what it detected in all nine opens both."""
