@@ -62,12 +62,9 @@ def replay_job(
     return stored, opened_later, seconds / runs
 
 
-def _overlaps(a: Alert, b: Alert) -> bool:
-    return a.key == b.key and a.start <= (b.ended_at or b.last_seen) and b.start <= (a.ended_at or a.last_seen)
-
-
 def _unmatched(alerts: Iterable[Alert], others: list[Alert]) -> Counter[str]:
-    return Counter(a.kind.value for a in alerts if not any(_overlaps(a, b) for b in others))
+    """By kind, the ``alerts`` no alert of ``others`` about the same thing overlaps."""
+    return Counter(a.kind.value for a in alerts if not any(a.key == b.key and a.overlaps(b) for b in others))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,6 +83,10 @@ class Alert:
         """What makes two alerts about the same thing (episodes are told apart by time)."""
         return (self.kind.value, self.meter_id, self.dma)
 
+    def overlaps(self, other: Alert) -> bool:
+        """Whether the two episodes share any time (one still running has run up to its last read)."""
+        return self.start <= (other.ended_at or other.last_seen) and other.start <= (self.ended_at or self.last_seen)
+
     def replace(self, **changes: Any) -> Alert:
         return dataclasses.replace(self, **changes)
 

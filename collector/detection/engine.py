@@ -183,11 +183,6 @@ def _by_meter(alerts: list[Alert]) -> dict[str | None, list[Alert]]:
     return by_meter
 
 
-def _overlapping(a: Alert, b: Alert) -> bool:
-    """Whether two alerts' episodes share any time (one still running has run up to its last read)."""
-    return a.start <= (b.ended_at or b.last_seen) and b.start <= (a.ended_at or a.last_seen)
-
-
 def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], config: DetectionConfig) -> list[Alert]:
     """Drop burst alerts that are a leak already raised, seen again on top of the meter's use.
 
@@ -205,7 +200,7 @@ def _without_leaks_seen_through_use(bursts: list[Alert], leaks: list[Alert], con
         if not any(
             leak.rate_l_h < config.burst_min_l_h
             and leak.detected_at <= burst.detected_at
-            and _overlapping(burst, leak)
+            and burst.overlaps(leak)
             and burst.rate_l_h < min(2.0 * leak.rate_l_h, leak.rate_l_h + config.burst_min_l_h)
             for leak in by_meter.get(burst.meter_id, [])
         )
@@ -235,7 +230,7 @@ def _bursts_found_to_be_leaks(
                 and leak.rate_l_h < config.burst_min_l_h
                 and burst.rate_l_h < config.burst_min_l_h
                 and burst.detected_at < leak.detected_at
-                and _overlapping(burst, leak)
+                and burst.overlaps(leak)
             ),
             None,
         )
