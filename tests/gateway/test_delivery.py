@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -91,14 +92,38 @@ def _spool_depth(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
 
 
+def _backlog(path: Path) -> int:
+    """The spool's depth while the gateway starts: none before it has created its spool."""
+    if not path.exists():  # connecting would create it
+        return 0
+    try:
+        return _spool_depth(path)
+    except sqlite3.OperationalError:  # created, its tables not yet
+        return 0
+
+
+def _oldest_spooled_id(path: Path) -> int:
+    """The spool's oldest row: it moves on only when the broker has acknowledged a batch."""
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT coalesce(min(id), 0) FROM readings").fetchone()[0])
+
+
+async def _poll_until(
+    condition: Callable[[], bool], timeout: float, what: str, gateway: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert gateway.poll() is None, f"the gateway died while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
 def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_path: Path) -> None:
     spool_path = tmp_path / "spool.sqlite"
     fleet = meters(10)
     config = tmp_path / "gw.toml"
 
-    async def scenario(
-        broker: MosquittoBroker, subscriber: Subscriber, log: BinaryIO
-    ) -> tuple[set[tuple[str, str]], int]:
+    async def scenario(broker: MosquittoBroker, log: BinaryIO) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen([AQUAMI, "gateway", "run", str(config)], stdout=log, stderr=subprocess.STDOUT)
 
@@ -117,21 +142,23 @@ def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_p
             )
         )
         # A backlog first (broker away), so that the kill lands while batches stream out of the spool.
+        # The kill waits on the spool itself, not on the subscriber: a subscriber reconnecting late
+        # would let the gateway drain the whole backlog before it saw anything (a flaky kill).
         await asyncio.to_thread(broker.stop)
         first = start()
         try:
-            await asyncio.sleep(3.0)
+            await _poll_until(lambda: _backlog(spool_path) >= 60, 30, "a backlog in the spool", first)
+            spooled_at_restart = _spool_keys(spool_path)
+            oldest = _oldest_spooled_id(spool_path)
             await asyncio.to_thread(broker.start)
-            while subscriber.count("/reads") < 10:
-                await asyncio.sleep(0.01)
-                assert first.poll() is None, (tmp_path / "gateway.log").read_text()
+            await _poll_until(lambda: _oldest_spooled_id(spool_path) > oldest, 30, "a first acknowledgement", first)
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
         finally:
             if first.poll() is None:
                 first.kill()
         left_in_spool = _spool_keys(spool_path)
-        received_before = len(subscriber.keys())
+        acknowledged_before_kill = spooled_at_restart - left_in_spool
         second = start()
         try:
             await asyncio.sleep(2.0)
@@ -141,19 +168,21 @@ def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_p
             if second.poll() is None:
                 second.kill()
         await simulator.stop()
-        return left_in_spool, received_before
+        return left_in_spool, acknowledged_before_kill
 
     with (
         outage_broker(["aquami/v1/gw-kill/reads"], "kill-sub") as (broker, subscriber),
         (tmp_path / "gateway.log").open("wb") as log,
     ):
-        left_in_spool, received_before = asyncio.run(scenario(broker, subscriber, log))
-        subscriber.wait_for(lambda: left_in_spool <= set(subscriber.keys()), 20, "the spool's readings")
+        left_in_spool, acknowledged_before_kill = asyncio.run(scenario(broker, log))
+        sent = left_in_spool | acknowledged_before_kill
+        subscriber.wait_for(lambda: sent <= set(subscriber.keys()), 20, "the spool's readings")
     received = subscriber.keys()
     counts = Counter(received)
     repeated = {key for key, n in counts.items() if n > 1}
     assert len(left_in_spool) >= 10, "the kill left unacknowledged readings behind"
-    assert received_before > 0 and left_in_spool <= set(received), "everything the spool held arrived"
+    assert acknowledged_before_kill, "the kill landed after the broker had acknowledged a batch"
+    assert acknowledged_before_kill <= set(received) and left_in_spool <= set(received), "all of it arrived"
     assert repeated <= left_in_spool, "only readings not yet acknowledged at the kill come twice"
     assert _spool_depth(spool_path) == 0
     assert_in_order_without_gaps(subscriber)
