@@ -122,6 +122,9 @@ class KindScore:
     recall: float
     alerts: int
     false_alarms: int
+    #: alerts raised during an event whose detection was another alert: a fault raised twice, a
+    #: second enquiry about one job (not false alarms, but work all the same)
+    repeats: int
     precision: float
     false_per_10k_meter_days: float
     median_delay_h: float
@@ -152,6 +155,7 @@ def score_kind(
     when ``deadline`` is given, no later than ``deadline(event)`` (an event whose deadline is None,
     one the data cannot show in time, is left out of recall like a too short one)."""
     matches, false = match_alerts(alerts, truth, kind, data_end, grace)
+    taken = {m.alert.alert_id for m in matches if m.alert is not None}
     if scored_from is not None:
         matches = [m for m in matches if m.event.start >= scored_from]
         false = [a for a in false if a.detected_at >= scored_from]
@@ -175,6 +179,8 @@ def score_kind(
     starts = np.array([m.start_error_h for m in hits], dtype=np.float64)
     volumes = np.array([v for m in hits if (v := m.volume_error) is not None], dtype=np.float64)
     n_alerts = sum(1 for a in alerts if a.kind.value == kind)
+    accounted = taken | {a.alert_id for a in false}
+    repeats = sum(1 for a in alerts if a.kind.value == kind and a.alert_id not in accounted)
     return KindScore(
         kind=kind,
         events=len(eligible),
@@ -182,6 +188,7 @@ def score_kind(
         recall=len(hits) / len(eligible) if eligible else float("nan"),
         alerts=n_alerts,
         false_alarms=len(false),
+        repeats=repeats,
         precision=(n_alerts - len(false)) / n_alerts if n_alerts else float("nan"),
         false_per_10k_meter_days=len(false) / meter_days * 10_000 if meter_days else float("nan"),
         median_delay_h=float(np.median(delays)) if delays.size else float("nan"),

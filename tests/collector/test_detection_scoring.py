@@ -52,12 +52,12 @@ def test_recall_precision_false_alarms_and_delays() -> None:
     ]
     alerts = [
         _alert("A", T0 + 6 * H, T0 + 0.5 * H, 10.0),
-        _alert("A", T0 + 9 * H, T0, 10.0),  # the same leak again: not a false alarm
+        _alert("A", T0 + 9 * H, T0, 10.0),  # the same leak again: a repeat, not a false alarm
         _alert("C", T0 + 2 * H, T0, 900.0),  # a leak alert at a burst: a false alarm
         _alert("E", T0 - 5 * H, T0 - 9 * H, 3.0),  # nothing there
     ]
     s = score_kind(alerts, truth, "leak", data_end=T0 + 48 * H, meter_days=1000.0, grace=2 * H)
-    assert (s.events, s.detected, s.alerts, s.false_alarms) == (2, 1, 4, 2)
+    assert (s.events, s.detected, s.alerts, s.false_alarms, s.repeats) == (2, 1, 4, 2, 1)
     assert s.recall == 0.5 and s.precision == 0.5
     assert s.false_per_10k_meter_days == pytest.approx(20.0)
     assert s.median_delay_h == pytest.approx(6.0)
