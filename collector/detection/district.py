@@ -401,31 +401,36 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             after = losses[d] - frozen[(layout.offset + np.arange(losses.shape[1])) % layout.per_day]
             nest = _Nest(balance, d, after, clock, config)
             busy_until = nest.add(j, start_col, first_rate, confidence(float(z_score[d, j]), config.dma_z))
-            # another main burst while this one runs: a step up from the level those found hold,
-            # and up in the balance itself (not the balance staying up after one of them ended)
             overall = _rolling_median(after[None, :], w2)[0]
-            hidden = _rolling_median(balance.still_l_h[d : d + 1], w2)[0]
             rose = np.full_like(overall, np.nan)
             rose[w2:] = overall[w2:] - overall[:-w2]
+            later = _LaterSteps(
+                rose=rose,
+                hidden=_rolling_median(balance.still_l_h[d : d + 1], w2)[0],
+                need=np.maximum(floor[d], config.dma_z * sigmas[w2][d]),
+                window=w2,
+                not_before=j + 1,
+                quiet_from=quiet_from,
+            )
             scan = j + w2
-            while scan < min(busy_until, losses.shape[1]):
-                rest = after - nest.held
-                level = _rolling_median(rest[None, :], w2)[0]
-                level = level - _explained(level, hidden)
-                need = np.maximum(floor[d], config.dma_z * sigmas[w2][d])
-                need = np.maximum(need, config.dma_nested_share * nest.held)
-                with np.errstate(invalid="ignore"):
-                    up = (level >= need) & (rose >= 0.5 * need)
-                    steps = np.flatnonzero(up[scan:busy_until])
-                if steps.size == 0:
+            found: list[Alert] = []
+            measured = 0  # episodes in the nest when it was last measured
+            while True:
+                busy_until = later.add_to(nest, scan, busy_until, config)
+                if len(nest.found) == measured:
+                    break  # nothing new where the search went on: the episodes as measured stand
+                found, measured = nest.alerts(), len(nest.found)
+                # the episodes as finally measured may run on past where the search took them to
+                # end (one taken to end at another's repair, found running on once all were
+                # measured): the search goes on to their end, with them holding their measured
+                # rates there, so that a rise in that stretch is a burst of its own and their own
+                # flow is not taken for one
+                longer = nest.open_until
+                if longer <= busy_until:
                     break
-                j2 = scan + int(steps[0])
-                second_rate = float(level[j2])
-                start2 = max(_step_start(rest, j2, second_rate, config, quiet_from), j + 1)
-                until2 = nest.add(j2, start2, second_rate, confidence(float(second_rate / need[j2]), 1.0))
-                busy_until = max(busy_until, until2)
-                scan = j2 + w2
-            alerts += nest.alerts()
+                nest.hold_measured(busy_until, longer)
+                scan, busy_until = max(scan, busy_until), longer
+            alerts += found
             quiet_from = nest.last_end
             # still well above the baseline over the shortest window once these are over (the
             # longer ones still hold them): a burst began as the last was repaired, with no rise
@@ -446,6 +451,40 @@ def _explained(step: np.ndarray, hiding: np.ndarray) -> np.ndarray:
     any hour, each far smaller than a main burst, leave the detector's reach alone)."""
     with np.errstate(invalid="ignore"):
         return np.where(hiding >= 0.5 * step, hiding, 0.0)
+
+
+@dataclass(frozen=True)
+class _LaterSteps:
+    """The search for another main burst while those of a nest run: a step up from the level
+    those found hold, and up in the balance itself (not the balance staying up after one of them
+    ended), over ``window`` intervals."""
+
+    rose: np.ndarray  # (T,) how much the balance's median over ``window`` rose over the window before
+    hidden: np.ndarray  # (T,) what one still customer register may hide, over ``window``
+    need: np.ndarray  # (T,) the least step: the day's smallest main burst, and ``dma_z`` times the noise
+    window: int
+    not_before: int  # a later step begins after the nest's first did
+    quiet_from: int  # … and after the episodes before the nest ended
+
+    def add_to(self, nest: _Nest, scan: int, busy_until: int, config: DetectionConfig) -> int:
+        """Add each later step found from ``scan`` on while the nest runs (until ``busy_until``,
+        which each one found may extend); the column until which the nest is then known to run."""
+        while scan < min(busy_until, self.rose.shape[0]):
+            rest = nest.after - nest.held
+            level = _rolling_median(rest[None, :], self.window)[0]
+            level = level - _explained(level, self.hidden)
+            need = np.maximum(self.need, config.dma_nested_share * nest.held)
+            with np.errstate(invalid="ignore"):
+                up = (level >= need) & (self.rose >= 0.5 * need)
+                steps = np.flatnonzero(up[scan:busy_until])
+            if steps.size == 0:
+                break
+            j = scan + int(steps[0])
+            rate = float(level[j])
+            start = max(_step_start(rest, j, rate, config, self.quiet_from), self.not_before)
+            busy_until = max(busy_until, nest.add(j, start, rate, confidence(float(rate / need[j]), 1.0)))
+            scan = j + self.window
+        return busy_until
 
 
 class _Nest:
@@ -501,6 +540,22 @@ class _Nest:
     @property
     def last_end(self) -> int:
         return max(end for _, end, _ in self.spans)
+
+    def hold_measured(self, lo: int, hi: int) -> None:
+        """From column ``lo`` to ``hi`` (where the search had them ended), the episodes hold their
+        rates as last measured, where they run."""
+        self.held[lo:hi] = 0.0
+        for start_col, end, rate in self.spans:
+            first, last = max(lo, start_col + 1), min(hi, end)
+            if first < last:
+                self.held[first:last] += rate
+
+    @property
+    def open_until(self) -> int:
+        """The column until which the episodes, as last measured, are known to be open (see
+        :func:`_episode`)."""
+        t = self.after.shape[0]
+        return max(t if end >= t else end + _QUIET_RUN - 1 for _, end, _ in self.spans)
 
     def _assign_ends(self) -> None:
         """Which burst ended where: the balance drops when one is repaired, and the order in
@@ -618,7 +673,9 @@ def _step_start(excess: np.ndarray, j: int, rate: float, config: DetectionConfig
     return min(lo + int(np.argmin(np.r_[0.0, np.cumsum(seg)])), j)
 
 
-#: A burst is also over at this many intervals in a row below half its rate: a repair a few hours
+#: A burst is over when the median of this many intervals falls below half its rate …
+_QUIET_RUN = 6
+#: … and also at this many intervals in a row below half its rate: a repair a few hours
 #: before another burst begins leaves too short a quiet run for the median (three hours between
 #: an 850 L/h repair and a 3,250 L/h burst kept the first open until the second's repair).
 _SHORT_END = 3
@@ -643,7 +700,7 @@ def _episode(
     provisional = rate
     # over when the median of ``run`` intervals falls below half the rate (the repair), or
     # ``_SHORT_END`` intervals in a row do
-    run = 6
+    run = _QUIET_RUN
     with np.errstate(invalid="ignore"):
         low = _rolling_median(after[None, :], run)[0] < rate / 2.0
         below = after < rate / 2.0

@@ -144,6 +144,25 @@ def test_a_main_burst_repaired_apart_from_another_is_ended_at_its_own_repair(
         _assert_its_own(alert, start_h, end_h, rate)
 
 
+@pytest.mark.parametrize("seed", [60, 61, 62])
+def test_a_main_burst_running_on_after_another_s_repair_is_raised_once(seed: int) -> None:
+    """900 L/h from 10:06, 450 L/h more from 13:06; the first is repaired 20 hours later and the
+    second runs on to the data's end. While searching, the second was taken to end at the first's
+    repair (its series fell by the first's rate there); measured once both were found, it runs on.
+    The search went on from the end it had taken, and the rest of the second's flow was raised as
+    a new burst half a day later: a second enquiry about one burst (seed 17's DMA016 in the
+    benchmark)."""
+    first_h = (DAYS - 3) * 24 + 10.1
+    second_h, first_end_h = first_h + 3.0, first_h + 20.0
+    losses = add_flow(_background(300.0), first_h, 900.0, first_end_h)
+    losses = add_flow(losses, second_h, 450.0)
+    first, second = [a for a in _dma_alerts(np.random.default_rng(seed), losses) if a.start > at_hour(first_h - 2)]
+    _assert_its_own(first, first_h, first_end_h, 900.0)
+    assert abs((second.start - at_hour(second_h)).total_seconds()) <= 3600
+    assert second.rate_l_h == pytest.approx(450.0, rel=0.1)
+    assert second.ended_at is None
+
+
 def test_a_larger_main_burst_hours_after_a_smaller_one_gets_its_own_rate() -> None:
     """500 L/h from 09:15, then 1,100 L/h from 15:30, both still running when the data end. The
     first's median so far soon took the second's flow for its own, and over their common hours
