@@ -289,6 +289,10 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         if end < t and not np.isnan(at[end]):
             tail = float(np.clip(at[end] / rate, 0.0, 1.0))
             ended_at = clock.at(end - 1, tail * block.interval_s)
+            if tail > 0.0:
+                # its last minutes are in that interval: with the household's use on top they can
+                # fire a rule again, and a second alert would begin inside this one
+                covered_until[m] = end + 1
         last_seen = clock.at(end - 1)
         detected_at = clock.at(int(flows.known_idx[m, j]))
         alerts.append(

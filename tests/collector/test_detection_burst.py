@@ -135,6 +135,19 @@ def test_any_burst_well_above_a_household_s_use_is_raised_by_its_first_whole_int
     assert bursts[0].detected_at <= at_hour(first_whole_closes)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_burst_s_last_minutes_in_the_next_interval_are_no_second_burst(seed: int) -> None:
+    """1,900 L/h for an hour from 13:12 on a garden meter: its last 12 minutes, about 380 L in the
+    14:00–15:00 interval, fired a burst rule on their own, and a second alert began inside the
+    first (seed 11 of the benchmark: a 1,883 L/h burst's last six minutes, on a household)."""
+    start_h = 14 * 24 + 13.2
+    uses = {"G": add_flow(irrigating_household(np.random.default_rng(seed), DAYS), start_h, 1900.0, start_h + 1.0)}
+    bursts = [a for a in detect(block_of(uses)) if a.kind is AlertKind.BURST]
+    assert len(bursts) == 1
+    assert bursts[0].ended_at is not None
+    assert abs((bursts[0].ended_at - at_hour(start_h + 1.0)).total_seconds()) <= 3600
+
+
 def _bursts(
     uses: dict[str, np.ndarray], config: DetectionConfig | None = None, until: datetime | None = None
 ) -> list[tuple[str | None, datetime]]:
