@@ -1,5 +1,6 @@
 """Test helpers for the gateway: simulated meters that count what they serve, a recording MQTT
-subscriber, a broker to take away, configuration files for a gateway under test, and running it."""
+subscriber, a broker to take away, a link that stops passing acknowledgements, configuration files
+for a gateway under test, and running it."""
 
 from __future__ import annotations
 
@@ -254,3 +255,83 @@ def run_config(config: GatewayConfig, seconds: float) -> tuple[Gateway, list[Rea
         return await run_recording(Gateway(config), seconds, taken)
 
     return asyncio.run(scenario()), taken
+
+
+_PUBACK = 4  # MQTT control packet type (MQTT 3.1.1 §2.2.1, MQTT 5.0 §2.1.2)
+
+
+async def _mqtt_packet(reader: asyncio.StreamReader) -> bytes | None:
+    """One whole MQTT control packet (fixed header, remaining length, the rest), or None at the end."""
+    try:
+        head = await reader.readexactly(1)
+        length_bytes, length, shift = b"", 0, 0
+        while True:  # the remaining length: up to four bytes, seven bits each, low first
+            byte = await reader.readexactly(1)
+            length_bytes += byte
+            length |= (byte[0] & 0x7F) << shift
+            shift += 7
+            if not byte[0] & 0x80:
+                break
+        return head + length_bytes + await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+class AckStallingLink:
+    """A TCP link from a gateway to a broker that passes the broker's first ``acks`` PUBACKs and
+    then drops every later one, passing all else: a link gone dead for acknowledgements alone. The
+    gateway keeps publishing until its window is full, and the broker has those batches, but the
+    gateway never learns it: a kill then lands with batches sent and not acknowledged, whatever
+    the machine's speed."""
+
+    def __init__(self, broker_port: int, acks: int) -> None:
+        from aquami.ports import free_port
+
+        self.port = free_port()
+        self.dropped = 0  # PUBACKs the gateway never got
+        self._broker_port = broker_port
+        self._acks_left = acks
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
+        self._writers += [client_writer, broker_writer]
+        up = asyncio.create_task(self._pass(client_reader, broker_writer))
+        down = asyncio.create_task(self._pass_until_acks_run_out(broker_reader, client_writer))
+        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (up, down):
+            task.cancel()
+        client_writer.close()
+        broker_writer.close()
+
+    @staticmethod
+    async def _pass(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+    async def _pass_until_acks_run_out(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (packet := await _mqtt_packet(reader)) is not None:
+            if packet[0] >> 4 == _PUBACK:
+                if self._acks_left <= 0:
+                    self.dropped += 1
+                    continue
+                self._acks_left -= 1
+            writer.write(packet)
+            await writer.drain()

@@ -21,7 +21,16 @@ from aquami.contracts.reads import Reading
 from gateway.config import parse_config_text
 from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import Subscriber, config_text, meters, outage_broker, record_readings, running, until
+from tests.gateway.helpers import (
+    AckStallingLink,
+    Subscriber,
+    config_text,
+    meters,
+    outage_broker,
+    record_readings,
+    running,
+    until,
+)
 from tests.services import MosquittoBroker
 
 pytestmark = pytest.mark.services
@@ -124,42 +133,50 @@ def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_p
     config = tmp_path / "gw.toml"
 
     async def scenario(broker: MosquittoBroker, log: BinaryIO) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        def start() -> subprocess.Popen[bytes]:
+        def start(broker_url: str) -> subprocess.Popen[bytes]:
+            config.write_text(
+                config_text(
+                    broker_url,
+                    {"tcp-1": simulator.port},
+                    {"tcp-1": range(1, 11)},
+                    str(spool_path),
+                    gateway_id="gw-kill",
+                    poll_interval_s=0.05,
+                    batch_size=2,
+                    window=4,
+                )
+            )
             return subprocess.Popen([AQUAMI, "gateway", "run", str(config)], stdout=log, stderr=subprocess.STDOUT)
 
         simulator = ModbusTcpSimulator(fleet)
         await simulator.start()
-        config.write_text(
-            config_text(
-                broker.url,
-                {"tcp-1": simulator.port},
-                {"tcp-1": range(1, 11)},
-                str(spool_path),
-                gateway_id="gw-kill",
-                poll_interval_s=0.05,
-                batch_size=2,
-                window=4,
-            )
-        )
-        # A backlog first (broker away), so that the kill lands while batches stream out of the spool.
-        # The kill waits on the spool itself, not on the subscriber: a subscriber reconnecting late
-        # would let the gateway drain the whole backlog before it saw anything (a flaky kill).
-        await asyncio.to_thread(broker.stop)
-        first = start()
+        # The gateway reaches the broker through a link that passes five acknowledgements and no
+        # more: a backlog first (the link not there yet), then five batches acknowledged, then
+        # batches the broker has and the gateway does not know it has. Waiting on the spool and
+        # the link, not on time or the subscriber, the kill lands there however loaded the machine
+        # (a kill timed by the subscriber's count let a late subscriber see the backlog drained).
+        link = AckStallingLink(broker.port, acks=5)
+        first = start(link.url)
         try:
             await _poll_until(lambda: _backlog(spool_path) >= 60, 30, "a backlog in the spool", first)
-            spooled_at_restart = _spool_keys(spool_path)
+            spooled_before = _spool_keys(spool_path)
             oldest = _oldest_spooled_id(spool_path)
-            await asyncio.to_thread(broker.start)
-            await _poll_until(lambda: _oldest_spooled_id(spool_path) > oldest, 30, "a first acknowledgement", first)
+            await link.start()
+            await _poll_until(
+                lambda: link.dropped > 0 and _oldest_spooled_id(spool_path) > oldest,
+                30,
+                "acknowledgements, then one the link dropped",
+                first,
+            )
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
         finally:
             if first.poll() is None:
                 first.kill()
+            await link.close()
         left_in_spool = _spool_keys(spool_path)
-        acknowledged_before_kill = spooled_at_restart - left_in_spool
-        second = start()
+        acknowledged_before_kill = spooled_before - left_in_spool
+        second = start(broker.url)
         try:
             await asyncio.sleep(2.0)
             second.send_signal(signal.SIGTERM)  # a clean stop drains the spool (up to 2 s)
@@ -180,10 +197,12 @@ def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_p
     received = subscriber.keys()
     counts = Counter(received)
     repeated = {key for key, n in counts.items() if n > 1}
-    assert len(left_in_spool) >= 10, "the kill left unacknowledged readings behind"
-    assert acknowledged_before_kill, "the kill landed after the broker had acknowledged a batch"
-    assert acknowledged_before_kill <= set(received) and left_in_spool <= set(received), "all of it arrived"
-    assert repeated <= left_in_spool, "only readings not yet acknowledged at the kill come twice"
+    assert len(left_in_spool) >= 40, "the kill left unacknowledged readings behind"
+    assert 0 < len(acknowledged_before_kill) <= 5 * 2, "the kill came after the link's five acknowledgements"
+    assert sent <= set(received), "all of it arrived"
+    # the batches whose acknowledgement the link dropped reached the broker: sent again after the
+    # restart, they arrive twice, and nothing else does
+    assert repeated and repeated <= left_in_spool, "only readings not yet acknowledged at the kill come twice"
     assert _spool_depth(spool_path) == 0
     assert_in_order_without_gaps(subscriber)
     served = sum(m.served for m in fleet)
