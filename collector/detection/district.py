@@ -381,7 +381,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             means[w] = np.where(hit, mean_w, np.nan)
             sigmas[w] = sigma
     clock = Clock(balance.timestamps, balance.interval_s)
-    alerts = []
+    alerts: list[Alert] = []
     rising = triggered.copy()
     rising[:, 1:] &= ~triggered[:, :-1]
     w2 = 6 if 6 in sigmas else min(sigmas)
@@ -389,6 +389,8 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
         busy_until = -1
         quiet_from = 0  # the first column after the last episode found: no step begins before it
         pending = deque(np.flatnonzero(rising[d]).tolist())
+        resumed_at = -1  # where the search resumed after a nest …
+        ended: list[Alert] = []  # … and that nest's episodes that ended
         while pending:
             j = pending.popleft()
             if j <= busy_until:
@@ -430,19 +432,49 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
                     break
                 nest.hold_measured(busy_until, longer)
                 scan, busy_until = max(scan, busy_until), longer
+            if j == resumed_at:
+                found = _running_on(alerts, ended, found, balance.interval_s)
             alerts += found
             quiet_from = nest.last_end
             # still well above the baseline over the shortest window once these are over (the
             # longer ones still hold them): a burst began as the last was repaired, with no rise
-            # of its own in ``triggered`` to start from
-            after_nest = busy_until + 1
-            if (
-                after_nest < losses.shape[1]
-                and not np.isnan(means[min(means)][d, after_nest])
-                and (not pending or pending[0] > after_nest)
-            ):
-                pending.appendleft(after_nest)
+            # of its own in ``triggered`` to start from; nor has a step while ``triggered`` stays
+            # up (the longer windows holding a burst the nest took to have ended): the first
+            # column the shortest window holds again, before the next rise
+            until = next((c for c in pending if c > busy_until), losses.shape[1])
+            again = np.flatnonzero(~np.isnan(means[min(means)][d, busy_until + 1 : until]))
+            if again.size:
+                resumed_at, ended = busy_until + 1 + int(again[0]), [a for a in found if a.ended_at is not None]
+                pending.appendleft(resumed_at)
     return alerts
+
+
+def _running_on(alerts: list[Alert], ended: list[Alert], found: list[Alert], interval_s: int) -> list[Alert]:
+    """``found`` less the episode that is one of ``ended`` running on, which is extended in
+    ``alerts`` instead: found where the search resumed after a nest, it begins within
+    ``_QUIET_RUN`` intervals of that one's end at half to twice its rate (the nest took a lull in
+    its flow for its repair; as another alert it would be a second enquiry about one burst, and
+    the first would say the flow stopped)."""
+    if not found:
+        return found
+    on = min(found, key=lambda a: a.start)
+    for before in ended:
+        if before.ended_at is None or before.rate_l_h <= 0:
+            continue
+        gap_h = (on.start - before.ended_at).total_seconds() / 3600.0
+        if not (0.0 <= gap_h <= _QUIET_RUN * interval_s / 3600.0 and 0.5 <= on.rate_l_h / before.rate_l_h <= 2.0):
+            continue
+        hours = (on.last_seen if on.ended_at is None else on.ended_at) - before.start
+        volume = before.volume_l + on.volume_l + gap_h * 0.5 * (before.rate_l_h + on.rate_l_h)
+        alerts[alerts.index(before)] = before.replace(
+            ended_at=on.ended_at,
+            last_seen=on.last_seen,
+            rate_l_h=volume / (hours.total_seconds() / 3600.0),
+            volume_l=volume,
+            evidence=before.evidence + on.evidence,
+        )
+        return [a for a in found if a is not on]
+    return found
 
 
 def _explained(step: np.ndarray, hiding: np.ndarray) -> np.ndarray:
@@ -451,6 +483,10 @@ def _explained(step: np.ndarray, hiding: np.ndarray) -> np.ndarray:
     any hour, each far smaller than a main burst, leave the detector's reach alone)."""
     with np.errstate(invalid="ignore"):
         return np.where(hiding >= 0.5 * step, hiding, 0.0)
+
+
+#: The latest intervals that give a later step's rate where it was found on its rising edge.
+_EDGE = 3
 
 
 @dataclass(frozen=True)
@@ -480,7 +516,14 @@ class _LaterSteps:
             if steps.size == 0:
                 break
             j = scan + int(steps[0])
-            rate = float(level[j])
+            # found on its rising edge the window's median holds only part of the step: its
+            # latest intervals, all in it, give its rate (too low a rate dated it early, and the
+            # rest of its flow, not yet held, was found again as another step)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: the median alone
+                latest = float(np.nanmedian(rest[max(j - _EDGE + 1, 0) : j + 1]))
+            latest -= float(_explained(np.asarray(latest), np.asarray(self.hidden[j])))
+            rate = float(np.fmax(level[j], latest))
             start = max(_step_start(rest, j, rate, config, self.quiet_from), self.not_before)
             busy_until = max(busy_until, nest.add(j, start, rate, confidence(float(rate / need[j]), 1.0)))
             scan = j + self.window

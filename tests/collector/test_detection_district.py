@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.detection.alerts import AlertKind
+from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
-from collector.detection.district import nanquantile_last
+from collector.detection.district import DmaBalance, _LaterSteps, _Nest, _rolling_median, nanquantile_last
 from collector.detection.engine import run_detection
 from collector.detection.flows import interval_flows
 from tests.collector.test_detection_households import (
@@ -161,6 +162,72 @@ def test_a_main_burst_running_on_after_another_s_repair_is_raised_once(seed: int
     assert abs((second.start - at_hour(second_h)).total_seconds()) <= 3600
     assert second.rate_l_h == pytest.approx(450.0, rel=0.1)
     assert second.ended_at is None
+
+
+@pytest.mark.parametrize("fraction", [0.15, 0.5])
+def test_a_large_main_burst_is_raised_while_the_balance_stays_above_its_baseline(fraction: float) -> None:
+    """400 L/h for six days on a noisy balance (120 L/h from hour to hour), then 2,000 L/h more
+    from about noon on day 19. The noise ended the first burst a few hours early, while the longer
+    windows still held it: the balance never fell below the detector's trigger, so the second
+    burst had no rise of its own to start from, and the search after the first looked only at the
+    hour after it. The 2,000 L/h burst was never raised."""
+    first_h, second_h = (DAYS - 6) * 24 + 9.5, (DAYS - 2) * 24 + 12 + fraction
+    noise = np.random.default_rng(1074).normal(0.0, 120.0, DAYS * 24)
+    losses = add_flow(_background(300.0) + noise, first_h, 400.0, first_h + 6 * 24)
+    losses = add_flow(losses, second_h, 2000.0, second_h + 30)
+    alerts = _dma_alerts(np.random.default_rng(74), losses)
+    (second,) = [a for a in alerts if abs((a.start - at_hour(second_h)).total_seconds()) <= 3600]
+    # its rate may hold the first's flow too, which the detector took to have ended
+    assert second.rate_l_h == pytest.approx(2000.0, rel=0.25)
+
+
+def test_a_main_burst_found_again_just_after_its_taken_end_is_the_same_alert_running_on() -> None:
+    """As above, the second burst from 12:51: the search, resumed after the first's taken end,
+    found the first's flow an hour later and raised it again, a second alert about one burst (and
+    the first said its flow had stopped). That is the first running on."""
+    first_h, second_h = (DAYS - 6) * 24 + 9.5, (DAYS - 2) * 24 + 12.85
+    noise = np.random.default_rng(1074).normal(0.0, 120.0, DAYS * 24)
+    losses = add_flow(_background(300.0) + noise, first_h, 400.0, first_h + 6 * 24)
+    losses = add_flow(losses, second_h, 2000.0, second_h + 30)
+    first, second = [a for a in _dma_alerts(np.random.default_rng(74), losses) if a.start > at_hour(first_h - 3)]
+    assert abs((first.start - at_hour(first_h)).total_seconds()) <= 3600
+    assert first.ended_at is not None and first.ended_at > at_hour(second_h + 24)
+    assert first.rate_l_h == pytest.approx(400.0, rel=0.25)
+    # found as a step inside the first's flow: dated within two hours (70 minutes late here)
+    assert abs((second.start - at_hour(second_h)).total_seconds()) <= 2 * 3600
+
+
+def test_a_later_main_burst_found_on_its_rising_edge_is_taken_at_its_own_rate() -> None:
+    """The search for a later burst looks at the median of six intervals, which holds only part of
+    a large step when it first clears the bar: 2,000 L/h from 50.8 h on top of 400 L/h was found
+    at 52 h as a step of 258 L/h. Taken at that rate, the step was dated by a change point with a
+    bar of half of it, which the balance's noise before it cleared (seed 16 of the benchmark:
+    dated 09:35 for 12:50), and the nest held too little of it for hours, so the rest of its flow
+    was found as yet another burst. Its latest intervals, all in the step, give its rate."""
+    t = 120
+    timestamps = np.datetime64("2026-01-05T00:00:00") + np.arange(t) * np.timedelta64(1, "h")
+    after = np.random.default_rng(5).normal(0.0, 40.0, t)
+    after[10:] += 400.0
+    after[50] += 0.2 * 2000.0  # the step's partial first interval
+    after[51:100] += 2000.0
+    nothing = np.zeros((1, t))
+    balance = DmaBalance(
+        dmas=np.array(["D1"]), timestamps=timestamps, interval_s=3600, inlet_l_h=after[None, :].copy(),
+        customers_l_h=nothing, estimated_l_h=nothing, known_idx=np.arange(t)[None, :],
+        n_customers=np.array([100]), still_l_h=nothing,
+    )  # fmt: skip
+    config = DetectionConfig()
+    nest = _Nest(balance, 0, after, Clock(timestamps, 3600), config)
+    busy_until = nest.add(12, 9, 400.0, 1.0)
+    overall = _rolling_median(after[None, :], 6)[0]
+    rose = np.full(t, np.nan)
+    rose[6:] = overall[6:] - overall[:-6]
+    later = _LaterSteps(rose=rose, hidden=np.zeros(t), need=np.full(t, 150.0), window=6, not_before=13, quiet_from=0)
+    later.add_to(nest, 18, busy_until, config)
+    assert len(nest.found) == 2
+    j, start_col, rate, _ = nest.found[1]
+    assert j <= 53 and start_col in (50, 51)
+    assert rate == pytest.approx(2000.0, rel=0.1)
 
 
 def test_a_larger_main_burst_hours_after_a_smaller_one_gets_its_own_rate() -> None:
