@@ -389,8 +389,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
         busy_until = -1
         quiet_from = 0  # the first column after the last episode found: no step begins before it
         pending = deque(np.flatnonzero(rising[d]).tolist())
-        resumed_at = -1  # where the search resumed after a nest …
-        ended: list[Alert] = []  # … and that nest's episodes that ended
+        resumed_at = -1  # where the search resumed after a nest
         while pending:
             j = pending.popleft()
             if j <= busy_until:
@@ -433,7 +432,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
                 nest.hold_measured(busy_until, longer)
                 scan, busy_until = max(scan, busy_until), longer
             if j == resumed_at:
-                found = _running_on(alerts, ended, found, balance.interval_s)
+                found = _running_on(alerts, found, balance.interval_s)
             alerts += found
             quiet_from = nest.last_end
             # still well above the baseline over the shortest window once these are over (the
@@ -444,37 +443,47 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
             until = next((c for c in pending if c > busy_until), losses.shape[1])
             again = np.flatnonzero(~np.isnan(means[min(means)][d, busy_until + 1 : until]))
             if again.size:
-                resumed_at, ended = busy_until + 1 + int(again[0]), [a for a in found if a.ended_at is not None]
+                resumed_at = busy_until + 1 + int(again[0])
                 pending.appendleft(resumed_at)
     return alerts
 
 
-def _running_on(alerts: list[Alert], ended: list[Alert], found: list[Alert], interval_s: int) -> list[Alert]:
-    """``found`` less the episode that is one of ``ended`` running on, which is extended in
-    ``alerts`` instead: found where the search resumed after a nest, it begins within
-    ``_QUIET_RUN`` intervals of that one's end at half to twice its rate (the nest took a lull in
-    its flow for its repair; as another alert it would be a second enquiry about one burst, and
-    the first would say the flow stopped)."""
+def _running_on(alerts: list[Alert], found: list[Alert], interval_s: int) -> list[Alert]:
+    """``found`` (where the search resumed after a nest) less its first episode if that is an
+    ended one of ``alerts`` running on, which is extended there instead: it begins within
+    ``_QUIET_RUN`` intervals of that one's end, in the same DMA, at half to twice its rate (the
+    nest took a lull in its flow for its repair; as another alert it would be a second enquiry
+    about one burst, and the first would say the flow stopped). Of several, the one that ended last."""
     if not found:
         return found
     on = min(found, key=lambda a: a.start)
-    for before in ended:
-        if before.ended_at is None or before.rate_l_h <= 0:
-            continue
-        gap_h = (on.start - before.ended_at).total_seconds() / 3600.0
-        if not (0.0 <= gap_h <= _QUIET_RUN * interval_s / 3600.0 and 0.5 <= on.rate_l_h / before.rate_l_h <= 2.0):
-            continue
-        hours = (on.last_seen if on.ended_at is None else on.ended_at) - before.start
-        volume = before.volume_l + on.volume_l + gap_h * 0.5 * (before.rate_l_h + on.rate_l_h)
-        alerts[alerts.index(before)] = before.replace(
-            ended_at=on.ended_at,
-            last_seen=on.last_seen,
-            rate_l_h=volume / (hours.total_seconds() / 3600.0),
-            volume_l=volume,
-            evidence=before.evidence + on.evidence,
-        )
-        return [a for a in found if a is not on]
-    return found
+    within_h = _QUIET_RUN * interval_s / 3600.0
+
+    def gap_h(before: Alert) -> float:
+        return float("inf") if before.ended_at is None else (on.start - before.ended_at).total_seconds() / 3600.0
+
+    candidates = [
+        i
+        for i, before in enumerate(alerts)
+        if before.dma == on.dma
+        and 0.0 <= gap_h(before) <= within_h
+        and before.rate_l_h > 0
+        and 0.5 <= on.rate_l_h / before.rate_l_h <= 2.0
+    ]
+    if not candidates:
+        return found
+    i = min(candidates, key=lambda c: gap_h(alerts[c]))
+    before = alerts[i]
+    until = on.last_seen if on.ended_at is None else on.ended_at
+    volume = before.volume_l + on.volume_l + gap_h(before) * 0.5 * (before.rate_l_h + on.rate_l_h)
+    alerts[i] = before.replace(
+        ended_at=on.ended_at,
+        last_seen=on.last_seen,
+        rate_l_h=volume / ((until - before.start).total_seconds() / 3600.0),
+        volume_l=volume,
+        evidence=before.evidence + on.evidence,
+    )
+    return [a for a in found if a is not on]
 
 
 def _explained(step: np.ndarray, hiding: np.ndarray) -> np.ndarray:
