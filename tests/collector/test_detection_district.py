@@ -164,18 +164,25 @@ def test_a_main_burst_running_on_after_another_s_repair_is_raised_once(seed: int
     assert second.ended_at is None
 
 
-@pytest.mark.parametrize("fraction", [0.15, 0.5])
-def test_a_large_main_burst_is_raised_while_the_balance_stays_above_its_baseline(fraction: float) -> None:
-    """400 L/h for six days on a noisy balance (120 L/h from hour to hour), then 2,000 L/h more
-    from about noon on day 19. The noise ended the first burst a few hours early, while the longer
-    windows still held it: the balance never fell below the detector's trigger, so the second
-    burst had no rise of its own to start from, and the search after the first looked only at the
-    hour after it. The 2,000 L/h burst was never raised."""
-    first_h, second_h = (DAYS - 6) * 24 + 9.5, (DAYS - 2) * 24 + 12 + fraction
+def _under_a_burst_the_noise_ended(second_h: float) -> tuple[float, list]:
+    """(the first burst's start hour, the DMA's alerts): 400 L/h for six days on a noisy balance
+    (120 L/h from hour to hour), ended a few hours early by the noise, and 2,000 L/h more from
+    ``second_h`` for 30 hours."""
+    first_h = (DAYS - 6) * 24 + 9.5
     noise = np.random.default_rng(1074).normal(0.0, 120.0, DAYS * 24)
     losses = add_flow(_background(300.0) + noise, first_h, 400.0, first_h + 6 * 24)
     losses = add_flow(losses, second_h, 2000.0, second_h + 30)
-    alerts = _dma_alerts(np.random.default_rng(74), losses)
+    return first_h, _dma_alerts(np.random.default_rng(74), losses)
+
+
+@pytest.mark.parametrize("fraction", [0.15, 0.5])
+def test_a_large_main_burst_is_raised_while_the_balance_stays_above_its_baseline(fraction: float) -> None:
+    """2,000 L/h from about noon on day 19 under a 400 L/h burst the noise ended a few hours early,
+    while the longer windows still held it: the balance never fell below the detector's trigger,
+    so the second burst had no rise of its own to start from, and the search after the first
+    looked only at the hour after it. The 2,000 L/h burst was never raised."""
+    second_h = (DAYS - 2) * 24 + 12 + fraction
+    _, alerts = _under_a_burst_the_noise_ended(second_h)
     (second,) = [a for a in alerts if abs((a.start - at_hour(second_h)).total_seconds()) <= 3600]
     # its rate may hold the first's flow too, which the detector took to have ended
     assert second.rate_l_h == pytest.approx(2000.0, rel=0.25)
@@ -185,11 +192,9 @@ def test_a_main_burst_found_again_just_after_its_taken_end_is_the_same_alert_run
     """As above, the second burst from 12:51: the search, resumed after the first's taken end,
     found the first's flow an hour later and raised it again, a second alert about one burst (and
     the first said its flow had stopped). That is the first running on."""
-    first_h, second_h = (DAYS - 6) * 24 + 9.5, (DAYS - 2) * 24 + 12.85
-    noise = np.random.default_rng(1074).normal(0.0, 120.0, DAYS * 24)
-    losses = add_flow(_background(300.0) + noise, first_h, 400.0, first_h + 6 * 24)
-    losses = add_flow(losses, second_h, 2000.0, second_h + 30)
-    first, second = [a for a in _dma_alerts(np.random.default_rng(74), losses) if a.start > at_hour(first_h - 3)]
+    second_h = (DAYS - 2) * 24 + 12.85
+    first_h, alerts = _under_a_burst_the_noise_ended(second_h)
+    first, second = [a for a in alerts if a.start > at_hour(first_h - 3)]
     assert abs((first.start - at_hour(first_h)).total_seconds()) <= 3600
     assert first.ended_at is not None and first.ended_at > at_hour(second_h + 24)
     assert first.rate_l_h == pytest.approx(400.0, rel=0.25)
