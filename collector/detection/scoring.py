@@ -57,17 +57,16 @@ class Match:
 
     @property
     def volume_error(self) -> float | None:
-        """Relative error of the alert's volume against the true volume over the same span."""
+        """Relative error of the alert's volume (what billing's leak adjustment takes) against the
+        water the event lost within the data. Not over the alert's own span only: an alert that
+        runs on for days after the repair, or ends days before it, misstates the loss as much as
+        one at the wrong rate (scored over the span alone, both passed)."""
         if self.alert is None or self.event.size <= 0:
             return None
-        until = self.alert.ended_at or self.alert.last_seen
-        if self.event.end is not None:
-            until = min(until, self.event.end)
-        true_l = self.event.size * max((until - self.event.start).total_seconds(), 0.0) / 3600.0
+        true_l = self.event.size * self.observed_h
         if true_l <= 0:
             return None
-        estimate = self.alert.rate_l_h * max((until - self.alert.start).total_seconds(), 0.0) / 3600.0
-        return abs(estimate - true_l) / true_l
+        return abs(self.alert.volume_l - true_l) / true_l
 
 
 def _subject(kind: str, meter_id: str | None, dma: str) -> tuple[str, str]:

@@ -28,7 +28,12 @@ class Event:
     size: float
 
 
-def _alert(meter: str, detected: datetime, start: datetime, rate: float) -> Alert:
+def _alert(
+    meter: str, detected: datetime, start: datetime, rate: float, until: datetime | None = None, ended: bool = False
+) -> Alert:
+    """A leak alert flowing at ``rate`` from ``start`` until ``until`` (default: 10 h after it was
+    raised), ended there if ``ended``."""
+    last_seen = until or detected + 10 * H
     return Alert(
         alert_id=make_alert_id(AlertKind.LEAK, meter, "D", detected),
         kind=AlertKind.LEAK,
@@ -36,9 +41,10 @@ def _alert(meter: str, detected: datetime, start: datetime, rate: float) -> Aler
         dma="D",
         start=start,
         detected_at=detected,
-        last_seen=detected + 10 * H,
+        last_seen=last_seen,
+        ended_at=last_seen if ended else None,
         rate_l_h=rate,
-        volume_l=0.0,
+        volume_l=rate * (last_seen - start) / H,
         confidence=0.6,
         evidence=(),
     )
@@ -51,7 +57,7 @@ def test_recall_precision_false_alarms_and_delays() -> None:
         Event("burst", "C", "D", T0, None, 900.0),
     ]
     alerts = [
-        _alert("A", T0 + 6 * H, T0 + 0.5 * H, 10.0),
+        _alert("A", T0 + 6 * H, T0 + 0.5 * H, 10.0, until=T0 + 48 * H),
         _alert("A", T0 + 9 * H, T0, 10.0),  # the same leak again: a repeat, not a false alarm
         _alert("C", T0 + 2 * H, T0, 900.0),  # a leak alert at a burst: a false alarm
         _alert("E", T0 - 5 * H, T0 - 9 * H, 3.0),  # nothing there
@@ -62,6 +68,27 @@ def test_recall_precision_false_alarms_and_delays() -> None:
     assert s.false_per_10k_meter_days == pytest.approx(20.0)
     assert s.median_delay_h == pytest.approx(6.0)
     assert s.start_within_1h == 1.0 and s.volume_within_10pct == 1.0
+
+
+def test_volume_is_the_alerts_own_against_the_water_lost_within_the_data() -> None:
+    """An alert is within 10% only if its volume, what billing's leak adjustment takes, is within
+    10% of what the event lost: running on for days after the repair, or ending days before it, is
+    as wrong as the wrong rate, though the rate is right while both are on."""
+    repaired = T0 + 24 * H
+    truth = [Event("leak", m, "D", T0, repaired, 10.0) for m in ("RIGHT", "RUNS_ON", "ENDS_EARLY", "RATE")]
+    truth.append(Event("leak", "ONGOING", "D", T0, None, 10.0))
+    alerts = [
+        _alert("RIGHT", T0 + 6 * H, T0 + 0.5 * H, 10.0, until=repaired + 0.5 * H, ended=True),
+        _alert("RUNS_ON", T0 + 6 * H, T0, 10.0, until=T0 + 72 * H),
+        _alert("ENDS_EARLY", T0 + 6 * H, T0, 10.0, until=T0 + 12 * H, ended=True),
+        _alert("RATE", T0 + 6 * H, T0, 12.0, until=repaired, ended=True),
+        _alert("ONGOING", T0 + 6 * H, T0, 10.0, until=T0 + 96 * H),
+    ]
+    matches, _ = match_alerts(alerts, truth, "leak", data_end=T0 + 96 * H, grace=2 * H)
+    errors = {m.event.meter_id: m.volume_error for m in matches}
+    assert errors == pytest.approx({"RIGHT": 0.0, "RUNS_ON": 2.0, "ENDS_EARLY": 0.5, "RATE": 0.2, "ONGOING": 0.0})
+    s = score_kind(alerts, truth, "leak", data_end=T0 + 96 * H, meter_days=100.0, grace=2 * H)
+    assert s.volume_within_10pct == pytest.approx(2 / 5)
 
 
 def test_leakdb_f1_and_early_detection_follow_its_formula() -> None:
