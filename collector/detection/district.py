@@ -525,6 +525,9 @@ class _LaterSteps:
             if steps.size == 0:
                 break
             j = scan + int(steps[0])
+            # the episodes whose quiet run is over by now are known to have ended where it began
+            nest.settle(j)
+            rest = nest.after - nest.held
             # found on its rising edge the window's median holds only part of the step: its
             # latest intervals, all in it, give its rate (too low a rate dated it early, and the
             # rest of its flow, not yet held, was found again as another step)
@@ -559,25 +562,24 @@ class _Nest:
 
     def __init__(self, balance: DmaBalance, d: int, after: np.ndarray, clock: Clock, config: DetectionConfig) -> None:
         self.balance, self.d, self.after, self.clock, self.config = balance, d, after, clock, config
-        self.held = np.zeros_like(after)  # the flow the episodes found so far carry, as known then
+        self.holds: list[np.ndarray] = []  # the flow each episode found so far carries, as known then
         self.found: list[tuple[int, int, float, float]] = []  # (j, start column, rate at j, confidence)
         self.spans: list[tuple[int, int, float]] = []  # (start column, end column, rate)
+        self.busy: list[int] = []  # the column until which each is known to be open
         self.first: Alert | None = None  # the first episode's alert, measured with nothing else on
 
     def add(self, j: int, start_col: int, rate_at_j: float, conf: float) -> int:
         """Add the step found at ``j``; the column until which it is known to be open."""
-        if self.found:
-            # the ones before carry, from this step on, what they carried when it began: their
-            # quartiles so far would in time take this one's flow for theirs
-            np.minimum(self.held[start_col + 1 :], self.held[start_col], out=self.held[start_col + 1 :])
+        # the ones before carry, from this step on, what they carried when it began: their
+        # quartiles so far would in time take this one's flow for theirs
+        for hold in self.holds:
+            np.minimum(hold[start_col + 1 :], hold[start_col], out=hold[start_col + 1 :])
         rest = self.after - self.held
         alert, end, busy_until, _ = _episode(
             self.balance, self.d, j, start_col, rate_at_j, rest, self.clock, self.config
         )
         if self.first is None:
             self.first = alert.replace(confidence=conf)
-        self.found.append((j, start_col, rate_at_j, conf))
-        self.spans.append((start_col, end, alert.rate_l_h))
         seg = rest[start_col + 1 : busy_until]
         settle = min(seg.size, self._SETTLE)
         so_far = np.full(seg.size, rate_at_j)
@@ -586,8 +588,73 @@ class _Nest:
             for i in range(settle):
                 so_far[i] = np.nanpercentile(seg[: i + 1], 25)
         so_far[settle:] = so_far[settle - 1] if settle else rate_at_j
-        self.held[start_col + 1 : busy_until] += np.nan_to_num(so_far, nan=rate_at_j)
+        hold = np.zeros_like(self.after)
+        hold[start_col + 1 : busy_until] = np.nan_to_num(so_far, nan=rate_at_j)
+        k = self._whose_repair(end, alert.rate_l_h)
+        if k is not None:
+            # that one ended here, and this one runs on until its own end, found with that one's
+            # flow ended there; it holds the rate it had until then (its rate over its whole
+            # run would take in the flow of bursts beginning later, and hide them)
+            ended = self.holds[k].copy()
+            ended[end:] = 0.0
+            on, end_on, busy_on, _ = _episode(
+                self.balance,
+                self.d,
+                j,
+                start_col,
+                rate_at_j,
+                self.after - (self.held - self.holds[k] + ended),
+                self.clock,
+                self.config,
+            )
+            if end_on > end:
+                their_start, _, their_rate = self.spans[k]
+                self.spans[k], self.busy[k] = (their_start, end, their_rate), busy_until
+                self.holds[k][busy_until:] = 0.0  # held through its quiet run, known to be over then
+                hold[busy_until:busy_on] = alert.rate_l_h
+                alert, end, busy_until = on, end_on, busy_on
+        self.found.append((j, start_col, rate_at_j, conf))
+        self.spans.append((start_col, end, alert.rate_l_h))
+        self.holds.append(hold)
+        self.busy.append(busy_until)
         return busy_until
+
+    def _whose_repair(self, end: int, own_rate: float) -> int | None:
+        """The episode found before whose repair it is where a new one's series fell at ``end``, if
+        not the new one's: the one held open there whose end leaves what the episodes hold closer
+        to the balance just after. In the new one's series the repair of an earlier one shows as
+        much as its own (both fall, the earlier one's flow still held); taken for its own, the
+        earlier one stayed held on, and the new one's flow running on beyond was taken for the
+        earlier one's, so a burst beginning in the hours after that repair went unraised (900 L/h
+        repaired under 450 L/h that ran on: a 600 L/h burst began hours later, and the first was
+        measured open at 1,050 L/h). The level after, not the size of the drop: where a burst
+        began as another was repaired, the drop matched a third's rate, and that one ended left
+        the nest holding more than the balance showed, hiding the bursts after."""
+        if end >= self.after.shape[0] or not self.holds:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: nothing seen after
+            level = float(np.nanmedian(self.after[end : end + _SHORT_END]))
+        rates = [float(hold[end - 1]) for hold in self.holds]
+        total = sum(rates) + own_rate
+        best, gap = None, abs(level - (total - own_rate))
+        for k, ((_, their_end, _), rate) in enumerate(zip(self.spans, rates, strict=True)):
+            if their_end > end and abs(level - (total - rate)) < gap:
+                best, gap = k, abs(level - (total - rate))
+        return best
+
+    def settle(self, column: int) -> None:
+        """The episodes known by ``column`` to have ended (their quiet run over) carry nothing from
+        their end on: held through the quiet run, a repaired burst hid a step beginning in it, which
+        was then dated to the run's end."""
+        for hold, (_, end, _), busy in zip(self.holds, self.spans, self.busy, strict=True):
+            if busy <= column:
+                hold[end:] = 0.0
+
+    @property
+    def held(self) -> np.ndarray:
+        """The flow the episodes found so far carry, as known then."""
+        return np.sum(self.holds, axis=0) if self.holds else np.zeros_like(self.after)
 
     @property
     def last_end(self) -> int:
@@ -596,11 +663,11 @@ class _Nest:
     def hold_measured(self, lo: int, hi: int) -> None:
         """From column ``lo`` to ``hi`` (where the search had them ended), the episodes hold their
         rates as last measured, where they run."""
-        self.held[lo:hi] = 0.0
-        for start_col, end, rate in self.spans:
+        for hold, (start_col, end, rate) in zip(self.holds, self.spans, strict=True):
+            hold[lo:hi] = 0.0
             first, last = max(lo, start_col + 1), min(hi, end)
             if first < last:
-                self.held[first:last] += rate
+                hold[first:last] = rate
 
     @property
     def open_until(self) -> int:
