@@ -57,6 +57,20 @@ class DmaBalance:
     def losses_l_h(self) -> np.ndarray:
         return self.inlet_l_h - self.customers_l_h
 
+    def take(self, rows: np.ndarray) -> DmaBalance:
+        """The balance of the DMAs at ``rows`` only."""
+        return DmaBalance(
+            dmas=self.dmas[rows],
+            timestamps=self.timestamps,
+            interval_s=self.interval_s,
+            inlet_l_h=self.inlet_l_h[rows],
+            customers_l_h=self.customers_l_h[rows],
+            estimated_l_h=self.estimated_l_h[rows],
+            known_idx=self.known_idx[rows],
+            n_customers=self.n_customers[rows],
+            still_l_h=self.still_l_h[rows],
+        )
+
     def minimum_night_flow_l_h(self) -> np.ndarray:
         """(D, days): each day's lowest inlet flow (UTC days)."""
         layout = DayLayout.of_grid(self.timestamps, self.interval_s)
@@ -361,7 +375,17 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
     was raised, so a day's history holds only what was known by then: the search stays causal."""
     alerts = _search_dma_bursts(balance, config, None)
     for _ in range(_PASSES - 1):
-        alerts = _search_dma_bursts(balance, config, _KnownBursts.of(balance, alerts))
+        # only the DMAs with such a burst: the others' search would come out the same
+        rows = np.flatnonzero(_KnownBursts.of(balance, alerts).flow.any(axis=1))
+        if rows.size == 0:
+            break
+        again = balance.take(rows)
+        redone = set(again.dmas.astype(str).tolist())
+        found = _search_dma_bursts(again, config, _KnownBursts.of(again, alerts))
+        by_dma: dict[str, list[Alert]] = {}
+        for a in [a for a in alerts if a.dma not in redone] + found:
+            by_dma.setdefault(a.dma, []).append(a)
+        alerts = [a for d in balance.dmas.astype(str).tolist() for a in by_dma.get(d, [])]
     return alerts
 
 
