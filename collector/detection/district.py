@@ -726,8 +726,8 @@ class _Nest:
         earlier one's, so a burst beginning in the hours after that repair went unraised (900 L/h
         repaired under 450 L/h that ran on: a 600 L/h burst began hours later, and the first was
         measured open at 1,050 L/h). The level after, not the size of the drop: where a burst
-        began as another was repaired, the drop matched a third's rate, and that one ended left
-        the nest holding more than the balance showed, hiding the bursts after."""
+        began as another was repaired, the drop matched a third burst's rate, and ending that one
+        left the nest holding more than the balance showed, which hid the bursts after (seed 17)."""
         if end >= self.after.shape[0] or not self.holds:
             return None
         with warnings.catch_warnings():
