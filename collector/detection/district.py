@@ -27,7 +27,6 @@ import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -56,20 +55,6 @@ class DmaBalance:
     @property
     def losses_l_h(self) -> np.ndarray:
         return self.inlet_l_h - self.customers_l_h
-
-    def take(self, rows: np.ndarray) -> DmaBalance:
-        """The balance of the DMAs at ``rows`` only."""
-        return DmaBalance(
-            dmas=self.dmas[rows],
-            timestamps=self.timestamps,
-            interval_s=self.interval_s,
-            inlet_l_h=self.inlet_l_h[rows],
-            customers_l_h=self.customers_l_h[rows],
-            estimated_l_h=self.estimated_l_h[rows],
-            known_idx=self.known_idx[rows],
-            n_customers=self.n_customers[rows],
-            still_l_h=self.still_l_h[rows],
-        )
 
     def minimum_night_flow_l_h(self) -> np.ndarray:
         """(D, days): each day's lowest inlet flow (UTC days)."""
@@ -358,97 +343,13 @@ def smallest_main_burst_by_day(inlet_l_h: np.ndarray, layout: DayLayout, config:
     return config.dma_min_fraction * mean
 
 
-#: Searches over a DMA's balance: the first with the balance as it was as history, each later one
-#: with the flow of the bursts the one before raised taken out of the days after they were raised.
-_PASSES = 2
-#: … of those that ran this long: a shorter one moves the history's quantile and median little,
-#: and its rate is known less well
-_CORRECTED_FROM = timedelta(hours=48)
-
-
 def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Alert]:
-    """Main bursts, searched again with the flow of the long bursts found taken out of the history
-    that later days are measured against. A burst of days lifts that history for the two weeks
-    after it (the slot's quantile as baseline, the median as the typical level), so a burst
-    beginning within them stood below the bar (seed 16: 440 L/h, six days after a week of
-    1,400-2,700 L/h, was never raised). The history is corrected only from the day after a burst
-    was raised, so a day's history holds only what was known by then: the search stays causal."""
-    alerts = _search_dma_bursts(balance, config, None)
-    for _ in range(_PASSES - 1):
-        # only the DMAs with such a burst: the others' search would come out the same
-        rows = np.flatnonzero(_KnownBursts.of(balance, alerts).flow.any(axis=1))
-        if rows.size == 0:
-            break
-        again = balance.take(rows)
-        redone = set(again.dmas.astype(str).tolist())
-        found = _search_dma_bursts(again, config, _KnownBursts.of(again, alerts))
-        by_dma: dict[str, list[Alert]] = {}
-        for a in [a for a in alerts if a.dma not in redone] + found:
-            by_dma.setdefault(a.dma, []).append(a)
-        alerts = [a for d in balance.dmas.astype(str).tolist() for a in by_dma.get(d, [])]
-    return alerts
-
-
-@dataclass(frozen=True)
-class _KnownBursts:
-    """Long main bursts a search raised: their flow, and from which day each interval of it is known."""
-
-    raised: np.ndarray  # (D, days, P) the day the burst an interval carries was raised (inf: none)
-    flow: np.ndarray  # (D, T) their rates summed where they ran
-
-    @classmethod
-    def of(cls, balance: DmaBalance, alerts: Sequence[Alert]) -> _KnownBursts:
-        layout = DayLayout.of_grid(balance.timestamps, balance.interval_s)
-        seconds = balance.timestamps.astype("datetime64[s]").astype(np.int64)
-        raised = np.full(balance.losses_l_h.shape, np.inf)
-        flow = np.zeros(balance.losses_l_h.shape)
-        row = {str(d): i for i, d in enumerate(balance.dmas)}
-        for a in alerts:
-            d = row.get(a.dma)
-            until = a.ended_at or a.last_seen
-            if d is None or until - a.start < _CORRECTED_FROM:
-                continue
-            first = int(np.searchsorted(seconds, a.start.timestamp(), side="right"))
-            last = int(np.searchsorted(seconds, until.timestamp(), side="left")) + 1
-            day = layout.day_of(min(int(np.searchsorted(seconds, a.detected_at.timestamp())), seconds.size - 1))
-            raised[d, first:last] = np.minimum(raised[d, first:last], day)
-            flow[d, first:last] += a.rate_l_h
-        return cls(layout.to_days(raised, np.inf), flow)
-
-    def history(self, series: np.ndarray, less: np.ndarray, layout: DayLayout, days: int) -> np.ndarray:
-        """:func:`_previous_days` of ``series``, but ``less`` (the series without the bursts) for
-        the intervals each day knew to carry one."""
-        known = _previous_days(self.raised, days) < np.arange(self.raised.shape[1])[None, :, None, None]
-        return np.where(
-            known,
-            _previous_days(layout.to_days(less, np.nan), days),
-            _previous_days(layout.to_days(series, np.nan), days),
-        )
-
-
-def _history(
-    series: np.ndarray, less: np.ndarray, known: _KnownBursts | None, layout: DayLayout, days: int
-) -> np.ndarray:
-    if known is None:
-        return _previous_days(layout.to_days(series, np.nan), days)
-    return known.history(series, less, layout, days)
-
-
-def _change(series: np.ndarray, window: int) -> np.ndarray:
-    """(D, T) how much ``series`` moved over ``window`` columns up to each column."""
-    change = np.full_like(series, np.nan)
-    change[:, window:] = series[:, window:] - series[:, :-window]
-    return change
-
-
-def _search_dma_bursts(balance: DmaBalance, config: DetectionConfig, known: _KnownBursts | None) -> list[Alert]:
     losses = balance.losses_l_h
     layout = DayLayout.of_grid(balance.timestamps, balance.interval_s)
     k = config.dma_baseline_days
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
-        less = losses if known is None else losses - known.flow  # the balance without the long bursts
-        previous = _history(losses, less, known, layout, k)
+        previous = _previous_days(layout.to_days(losses, np.nan), k)
         baseline_days = nanquantile_last(previous, config.dma_baseline_quantile)
         baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
         excess = losses - layout.from_days(baseline_days)
@@ -462,12 +363,13 @@ def _search_dma_bursts(balance: DmaBalance, config: DetectionConfig, known: _Kno
         z_score = np.zeros(losses.shape)
         for w in config.dma_windows:
             mean_w = _rolling_median(excess, w)
-            mean_less = mean_w if known is None else _rolling_median(excess - known.flow, w)
-            past = _history(mean_w, mean_less, known, layout, k)
+            past = _previous_days(layout.to_days(mean_w, np.nan), k)
             center = nanmedian_last(past.reshape(*past.shape[:2], -1))
             # noise from changes over one window: a burst is one step among them, so it barely
             # inflates the estimate (the spread of the levels themselves would include it)
-            past_change = _history(_change(mean_w, w), _change(mean_less, w), known, layout, k)
+            change = np.full_like(mean_w, np.nan)
+            change[:, w:] = mean_w[:, w:] - mean_w[:, :-w]
+            past_change = _previous_days(layout.to_days(change, np.nan), k)
             noise = nanmedian_last(np.abs(past_change).reshape(*past_change.shape[:2], -1))
             noise *= _MAD_TO_SIGMA / np.sqrt(2.0)
             mean_w = mean_w - layout.from_days(np.repeat(center[:, :, None], layout.per_day, 2))
