@@ -515,10 +515,11 @@ class _LaterSteps:
         """Add each later step found from ``scan`` on while the nest runs (until ``busy_until``,
         which each one found may extend); the column until which the nest is then known to run."""
         while scan < min(busy_until, self.rose.shape[0]):
-            rest = nest.after - nest.held
+            held = nest.held  # summed over the episodes on each access: once per step here
+            rest = nest.after - held
             level = _rolling_median(rest[None, :], self.window)[0]
             level = level - _explained(level, self.hidden)
-            need = np.maximum(self.need, config.dma_nested_share * nest.held)
+            need = np.maximum(self.need, config.dma_nested_share * held)
             with np.errstate(invalid="ignore"):
                 up = (level >= need) & (self.rose >= 0.5 * need)
                 steps = np.flatnonzero(up[scan:busy_until])
