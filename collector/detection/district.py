@@ -13,11 +13,13 @@ A main burst is a step up in the balance. The baseline is a low quantile
 shape of apparent losses); the excess over it is averaged over several windows, and
 a window whose mean is ``dma_z`` times its own recent noise, and at least ``dma_min_fraction`` of the
 inlet's mean flow, raises the alert. Short windows catch large bursts within an interval, long
-windows small ones within a day. A customer register that stood still for hours may be hiding its
-customer's use from the balance (a shop's register stuck at closing time shows up the next morning
-as a step of the shop's use): where what one such register may hide is at least half a step, it is
-taken as explained (:func:`still_register_flow`). The minimum night flow (the lowest inlet flow of
-each day), the classic indicator, is kept alongside for reports.
+windows small ones within a day. Once a burst of days is over, the days after are measured on the
+balance without its flow (:class:`_LongBursts`): it would lift their history for two weeks. A
+customer register that stood still for hours may be hiding its customer's use from the balance (a
+shop's register stuck at closing time shows up the next morning as a step of the shop's use):
+where what one such register may hide is at least half a step, it is taken as explained
+(:func:`still_register_flow`). The minimum night flow (the lowest inlet flow of each day), the
+classic indicator, is kept alongside for reports.
 """
 
 from __future__ import annotations
@@ -343,43 +345,226 @@ def smallest_main_burst_by_day(inlet_l_h: np.ndarray, layout: DayLayout, config:
     return config.dma_min_fraction * mean
 
 
+@dataclass(frozen=True)
+class _Bars:
+    """What the search measures a DMA's balance against, and where it stands over the bar."""
+
+    baseline_days: np.ndarray  # (D, days, P) the slot's baseline each day
+    excess: np.ndarray  # (D, T) the balance over it
+    means: dict[int, np.ndarray]  # window → (D, T) its median excess over the typical, where over the bar (else NaN)
+    sigmas: dict[int, np.ndarray]  # window → (D, T) its noise
+    z_score: np.ndarray  # (D, T)
+
+    @property
+    def triggered(self) -> np.ndarray:
+        """(D, T) over the bar in some window."""
+        return np.logical_or.reduce([~np.isnan(m) for m in self.means.values()])
+
+    @classmethod
+    def of(
+        cls,
+        balance: DmaBalance,
+        layout: DayLayout,
+        floor: np.ndarray,
+        config: DetectionConfig,
+        taken_out: Sequence[tuple[int, slice, np.ndarray]] = (),
+    ) -> _Bars:
+        """The bars; on the days of each of ``taken_out`` (DMA row, days, flow (T,)), measured on
+        the balance without that flow (:class:`_LongBursts`): its baseline, its typical level and
+        noise over each window, and each window's median reaching back into those days too."""
+        losses = balance.losses_l_h
+        k = config.dma_baseline_days
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
+            previous = _previous_days(layout.to_days(losses, np.nan), k)
+            baseline_days = nanquantile_last(previous, config.dma_baseline_quantile)
+            baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
+            without: list[tuple[int, slice, np.ndarray]] = []  # (row, days, its excess without the flow)
+            for d, days, flow in taken_out:
+                rest = losses[d : d + 1] - flow
+                theirs = nanquantile_last(_previous_days(layout.to_days(rest, np.nan), k), config.dma_baseline_quantile)
+                theirs = np.where(np.isnan(theirs), baseline_days[d : d + 1], theirs)
+                baseline_days[d, days] = theirs[0, days]
+                without.append((d, days, rest - layout.from_days(theirs)))
+            excess = losses - layout.from_days(baseline_days)
+            seen = np.cumsum(~np.isnan(losses), axis=1) * (balance.interval_s / 86_400.0)
+            means: dict[int, np.ndarray] = {}
+            sigmas: dict[int, np.ndarray] = {}
+            z_score = np.zeros(losses.shape)
+            for w in config.dma_windows:
+                mean_w = _rolling_median(excess, w)
+                center, noise = _level_and_noise(mean_w, w, layout, k)
+                for d, days, their_excess in without:
+                    their_mean = _rolling_median(their_excess, w)
+                    their_center, their_noise = _level_and_noise(their_mean, w, layout, k)
+                    center[d, days], noise[d, days] = their_center[0, days], their_noise[0, days]
+                    cols = layout.columns_of(days)
+                    mean_w[d, cols] = their_mean[0, cols]
+                mean_w = mean_w - layout.from_days(np.repeat(center[:, :, None], layout.per_day, 2))
+                sigma = layout.from_days(np.repeat(noise[:, :, None], layout.per_day, 2))
+                unexplained = mean_w - _explained(mean_w, _rolling_median(balance.still_l_h, w))
+                hit = (
+                    (unexplained >= config.dma_z * sigma)
+                    & (unexplained >= floor)
+                    & (seen >= config.dma_min_history_days)
+                )
+                z_score = np.fmax(z_score, np.where(hit, mean_w / sigma, 0.0))
+                means[w] = np.where(hit, mean_w, np.nan)
+                sigmas[w] = sigma
+        return cls(baseline_days, excess, means, sigmas, z_score)
+
+
+def _level_and_noise(mean_w: np.ndarray, w: int, layout: DayLayout, days: int) -> tuple[np.ndarray, np.ndarray]:
+    """(D, days) each day's typical level of ``mean_w`` (the balance's excess over ``w`` columns)
+    and its noise, from the ``days`` before. The noise from changes over one window: a burst is
+    one step among them, so it barely inflates the estimate (the spread of the levels themselves
+    would include it)."""
+    past = _previous_days(layout.to_days(mean_w, np.nan), days)
+    center = nanmedian_last(past.reshape(*past.shape[:2], -1))
+    change = np.full_like(mean_w, np.nan)
+    change[:, w:] = mean_w[:, w:] - mean_w[:, :-w]
+    past_change = _previous_days(layout.to_days(change, np.nan), days)
+    noise = nanmedian_last(np.abs(past_change).reshape(*past_change.shape[:2], -1))
+    return center, noise * (_MAD_TO_SIGMA / np.sqrt(2.0))
+
+
+#: A stretch over the bar in the longest window for this long is a burst of days, taken out of
+#: the history of the days after it once over: a shorter one moves a 14-day quantile or median little.
+_LONG_H = 48.0
+#: Hours either side over which such a burst's flow is smoothed (its median there). Over three, the
+#: flow taken out followed part of a burst's daily swing with the pressure, and what was left raised
+#: a main burst on the WNTR benchmark.
+_SMOOTH_H = 6.0
+
+
+@dataclass(frozen=True)
+class _LongBursts:
+    """The flow of the bursts of days in each DMA's balance, each from the day after it was over.
+
+    A burst of days lifts the history the days after it are measured against, for as many days as
+    that history holds (``dma_baseline_days``): the slot's quantile as baseline, the median as the
+    typical level. A smaller burst beginning in them stood below the bar (seed 16: 440 L/h, six
+    days after a week of 1,400-2,700 L/h, was never raised).
+
+    Such a burst begins a stretch of at least ``_LONG_H`` in which the longest window stood over the
+    bar (:class:`_Bars`; gaps shorter than a quiet run bridged), taken half a window earlier (the
+    window's median lags a step by that much). It ends where the balance is back at its usual level
+    (:func:`_back_to_usual`). Its flow is the balance's excess over the slot's median on the days
+    before it began (the bursts before it taken out), smoothed over ``_SMOOTH_H`` either side.
+    It counts from the day after its end was known, so each day's history holds only what was known
+    when the day began. It needs no alert, nor to tell overlapping bursts apart: it is read from
+    the balance alone, up to its end, so the hourly job's windows find it the same (read from the
+    alerts, it came out differently from one window to the next, as the alerts of overlapping
+    bursts do, and the job opened alerts dated days back). One not back at its usual level by the
+    data's end stays in: a lasting change of the level becomes the new usual, as before."""
+
+    flows: dict[int, list[tuple[int, np.ndarray]]]  # DMA row → (first day it counts for, its flow (T,)), in order
+
+    @classmethod
+    def of(cls, balance: DmaBalance, bars: _Bars, layout: DayLayout, config: DetectionConfig) -> _LongBursts | None:
+        window = max(bars.means)
+        over = ~np.isnan(bars.means[window])
+        t = over.shape[1]
+        long_cols = round(_LONG_H * 3600.0 / balance.interval_s)
+        losses = balance.losses_l_h
+        flows: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for d in np.flatnonzero(over.any(axis=1)).tolist():
+            taken = np.zeros(t)  # the flow of the bursts before, taken out of the next one's usual
+            covered_until = -1
+            for first, last in _stretches(over[d], _QUIET_RUN):
+                lo = max(first - window // 2, 0)
+                if last - first + 1 < long_cols or lo < covered_until:
+                    continue
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no history yet
+                    usual = np.nanmedian(
+                        _previous_days(layout.to_days((losses[d] - taken)[None, :], np.nan), config.dma_baseline_days)[
+                            0, layout.day_of(lo)
+                        ],
+                        axis=-1,
+                    )
+                if np.isnan(usual).all():
+                    continue
+                above = losses[d] - np.nan_to_num(usual)[(layout.offset + np.arange(t)) % layout.per_day]
+                end, known = _back_to_usual(above, lo, last - window // 2 + 1)
+                if known >= t:
+                    continue  # still on: a lasting change of the level becomes the new usual
+                flow = np.zeros(t)
+                flow[lo:end] = _smoothed(above[lo:end], max(1, round(_SMOOTH_H * 3600.0 / balance.interval_s)))
+                taken += flow
+                covered_until = known
+                flows.setdefault(d, []).append((layout.day_of(known) + 1, flow))
+        flows = {d: [(day, f) for day, f in mine if day < layout.n_days] for d, mine in flows.items()}
+        flows = {d: mine for d, mine in flows.items() if mine}
+        return cls(flows) if flows else None
+
+    def periods(self, n_days: int) -> list[tuple[int, slice, np.ndarray]]:
+        """(DMA row, days, the flow taken out of their history): from the day each burst counts
+        for, its flow and that of the bursts before it."""
+        out = []
+        for d, mine in self.flows.items():
+            total = np.zeros_like(mine[0][1])
+            for i, (day, flow) in enumerate(mine):
+                total = total + flow
+                until = mine[i + 1][0] if i + 1 < len(mine) else n_days
+                if until > day:
+                    out.append((d, slice(day, until), total))
+        return out
+
+
+def _back_to_usual(above: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """(the column the balance came back to its usual level in, the column that is known at) for
+    a burst of days over ``lo`` … ``hi``: back where the median of a quiet run falls below half the
+    median over those columns (T, T where it has not). Not where the longest window came back under
+    the bar: a burst of a week lifts the history it is measured against within days, and the window
+    falls under the bar while it still runs."""
+    t = above.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: nothing seen
+        half = 0.5 * float(np.nanmedian(above[lo:hi]))
+        quiet = _rolling_median(above[None, :], _QUIET_RUN)[0]
+    with np.errstate(invalid="ignore"):
+        back = np.flatnonzero(quiet[hi:] < half)
+    if back.size == 0 or not half > 0:
+        return t, t
+    known = hi + int(back[0])
+    return max(known - _QUIET_RUN + 1, lo), known
+
+
+def _stretches(over: np.ndarray, bridge: int) -> list[tuple[int, int]]:
+    """(first, last) columns of each run of ``over``, runs less than ``bridge`` apart joined."""
+    cols = np.flatnonzero(over)
+    if cols.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(cols) > bridge)
+    firsts = np.r_[cols[0], cols[breaks + 1]]
+    lasts = np.r_[cols[breaks], cols[-1]]
+    return list(zip(firsts.tolist(), lasts.tolist(), strict=True))
+
+
+def _smoothed(x: np.ndarray, half: int) -> np.ndarray:
+    """The median of ``x`` over ``half`` columns either side of each (NaN ignored), at least 0."""
+    padded = np.concatenate([np.full(half, np.nan), x, np.full(half, np.nan)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: nothing seen
+        m = nanmedian_last(sliding_window_view(padded, 2 * half + 1))
+    return np.maximum(np.nan_to_num(m), 0.0)
+
+
 def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Alert]:
+    """Main bursts: steps up in each DMA's balance over the bars (:class:`_Bars`), measured on
+    the days after a burst of days without its flow (:class:`_LongBursts`)."""
     losses = balance.losses_l_h
     layout = DayLayout.of_grid(balance.timestamps, balance.interval_s)
-    k = config.dma_baseline_days
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
-        previous = _previous_days(layout.to_days(losses, np.nan), k)
-        baseline_days = nanquantile_last(previous, config.dma_baseline_quantile)
-        baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
-        excess = losses - layout.from_days(baseline_days)
-        floor = layout.from_days(
-            np.repeat(smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, :, None], layout.per_day, 2)
-        )
-        seen = np.cumsum(~np.isnan(losses), axis=1) * (balance.interval_s / 86_400.0)
-        means: dict[int, np.ndarray] = {}
-        sigmas: dict[int, np.ndarray] = {}
-        triggered = np.zeros(losses.shape, dtype=bool)
-        z_score = np.zeros(losses.shape)
-        for w in config.dma_windows:
-            mean_w = _rolling_median(excess, w)
-            past = _previous_days(layout.to_days(mean_w, np.nan), k)
-            center = nanmedian_last(past.reshape(*past.shape[:2], -1))
-            # noise from changes over one window: a burst is one step among them, so it barely
-            # inflates the estimate (the spread of the levels themselves would include it)
-            change = np.full_like(mean_w, np.nan)
-            change[:, w:] = mean_w[:, w:] - mean_w[:, :-w]
-            past_change = _previous_days(layout.to_days(change, np.nan), k)
-            noise = nanmedian_last(np.abs(past_change).reshape(*past_change.shape[:2], -1))
-            noise *= _MAD_TO_SIGMA / np.sqrt(2.0)
-            mean_w = mean_w - layout.from_days(np.repeat(center[:, :, None], layout.per_day, 2))
-            sigma = layout.from_days(np.repeat(noise[:, :, None], layout.per_day, 2))
-            unexplained = mean_w - _explained(mean_w, _rolling_median(balance.still_l_h, w))
-            hit = (unexplained >= config.dma_z * sigma) & (unexplained >= floor) & (seen >= config.dma_min_history_days)
-            triggered |= hit
-            z_score = np.fmax(z_score, np.where(hit, mean_w / sigma, 0.0))
-            means[w] = np.where(hit, mean_w, np.nan)
-            sigmas[w] = sigma
+    floor = layout.from_days(
+        np.repeat(smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, :, None], layout.per_day, 2)
+    )
+    bars = _Bars.of(balance, layout, floor, config)
+    long_bursts = _LongBursts.of(balance, bars, layout, config)
+    if long_bursts is not None:
+        bars = _Bars.of(balance, layout, floor, config, long_bursts.periods(layout.n_days))
+    baseline_days, excess, means, sigmas = bars.baseline_days, bars.excess, bars.means, bars.sigmas
+    z_score, triggered = bars.z_score, bars.triggered
     clock = Clock(balance.timestamps, balance.interval_s)
     alerts: list[Alert] = []
     rising = triggered.copy()

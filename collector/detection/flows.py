@@ -194,6 +194,10 @@ class DayLayout:
     def slot_of(self, j: int) -> int:
         return (self.offset + j) % self.per_day
 
+    def columns_of(self, days: slice) -> slice:
+        """The columns of a run of days (``days.start`` to ``days.stop``, a step of 1)."""
+        return slice(max(days.start * self.per_day - self.offset, 0), max(days.stop * self.per_day - self.offset, 0))
+
     def to_days(self, x: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """(R, T) → (R, days, per_day), padded with ``fill`` (a view when no padding is needed)."""
         if self.offset == 0 and self.n_cols == self.n_days * self.per_day:
