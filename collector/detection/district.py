@@ -376,13 +376,12 @@ class _Bars:
         k = config.dma_baseline_days
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
-            previous = _previous_days(layout.to_days(losses, np.nan), k)
-            baseline_days = nanquantile_last(previous, config.dma_baseline_quantile)
+            baseline_days = _slot_quantile(losses, layout, k, config.dma_baseline_quantile)
             baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
             without: list[tuple[int, slice, np.ndarray]] = []  # (row, days, its excess without the flow)
             for d, days, flow in taken_out:
                 rest = losses[d : d + 1] - flow
-                theirs = nanquantile_last(_previous_days(layout.to_days(rest, np.nan), k), config.dma_baseline_quantile)
+                theirs = _slot_quantile(rest, layout, k, config.dma_baseline_quantile)
                 theirs = np.where(np.isnan(theirs), baseline_days[d : d + 1], theirs)
                 baseline_days[d, days] = theirs[0, days]
                 without.append((d, days, rest - layout.from_days(theirs)))
@@ -412,6 +411,12 @@ class _Bars:
                 means[w] = np.where(hit, mean_w, np.nan)
                 sigmas[w] = sigma
         return cls(baseline_days, excess, means, sigmas, z_score)
+
+
+def _slot_quantile(rows: np.ndarray, layout: DayLayout, days: int, q: float) -> np.ndarray:
+    """(R, days, P) the ``q`` quantile of each slot of ``rows`` (R, T) over the ``days`` days before
+    each day (NaN before any)."""
+    return nanquantile_last(_previous_days(layout.to_days(rows, np.nan), days), q)
 
 
 def _level_and_noise(mean_w: np.ndarray, w: int, layout: DayLayout, days: int) -> tuple[np.ndarray, np.ndarray]:
@@ -475,14 +480,13 @@ class _LongBursts:
                 lo = max(first - window // 2, 0)
                 if last - first + 1 < long_cols or lo < covered_until:
                     continue
+                day = layout.day_of(lo)
+                history = layout.to_days((losses[d] - taken)[None, :], np.nan)[
+                    0, max(day - config.dma_baseline_days, 0) : day
+                ]
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no history yet
-                    usual = np.nanmedian(
-                        _previous_days(layout.to_days((losses[d] - taken)[None, :], np.nan), config.dma_baseline_days)[
-                            0, layout.day_of(lo)
-                        ],
-                        axis=-1,
-                    )
+                    usual = np.nanmedian(history, axis=0) if day else np.full(layout.per_day, np.nan)
                 if np.isnan(usual).all():
                     continue
                 above = losses[d] - np.nan_to_num(usual)[(layout.offset + np.arange(t)) % layout.per_day]
@@ -493,9 +497,8 @@ class _LongBursts:
                 flow[lo:end] = _smoothed(above[lo:end], max(1, round(_SMOOTH_H * 3600.0 / balance.interval_s)))
                 taken += flow
                 covered_until = known
-                flows.setdefault(d, []).append((layout.day_of(known) + 1, flow))
-        flows = {d: [(day, f) for day, f in mine if day < layout.n_days] for d, mine in flows.items()}
-        flows = {d: mine for d, mine in flows.items() if mine}
+                if layout.day_of(known) + 1 < layout.n_days:
+                    flows.setdefault(d, []).append((layout.day_of(known) + 1, flow))
         return cls(flows) if flows else None
 
     def periods(self, n_days: int) -> list[tuple[int, slice, np.ndarray]]:
@@ -544,10 +547,8 @@ def _stretches(over: np.ndarray, bridge: int) -> list[tuple[int, int]]:
 
 def _smoothed(x: np.ndarray, half: int) -> np.ndarray:
     """The median of ``x`` over ``half`` columns either side of each (NaN ignored), at least 0."""
-    padded = np.concatenate([np.full(half, np.nan), x, np.full(half, np.nan)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: nothing seen
-        m = nanmedian_last(sliding_window_view(padded, 2 * half + 1))
+    # centred: the trailing median ``half`` columns on
+    m = _rolling_median(np.concatenate([x, np.full(half, np.nan)])[None, :], 2 * half + 1)[0, half:]
     return np.maximum(np.nan_to_num(m), 0.0)
 
 
