@@ -95,7 +95,11 @@ def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionC
 
 
 def customer_flow_parts(
-    block: SeriesBlock, flows: Flows, config: DetectionConfig, quiet: np.ndarray | None = None
+    block: SeriesBlock,
+    flows: Flows,
+    config: DetectionConfig,
+    quiet: np.ndarray | None = None,
+    burst_known_from: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(flow with gaps filled (M, T), the estimated part (M, T)), causal with ``dma_read_lag``.
 
@@ -107,7 +111,12 @@ def customer_flow_parts(
 
     The estimate is the meter's mean flow at that time of day on the latest earlier days of the same
     kind (as many weekdays, Saturdays and Sundays as ``dma_baseline_days`` hold) that were read and
-    not stalled, however long ago; without such a day, on any earlier days (none: 0).
+    not stalled, however long ago; without such a day, on any earlier days (none: 0). An interval a
+    burst of the meter's flowed through is not its usual use, from that burst's detection on
+    (``burst_known_from`` (M, T): that column, where a raised burst flowed; see
+    ``engine._burst_cells``). Counted in, a day and a half of 2,500 L/h had the house, left empty
+    after it, estimated at about 450 L/h, and the balance stepped up by as much when its register
+    moved again: a main burst.
 
     The third value, ``(rows, cols, values)``, turns the filled flow back into the registers as they
     are wherever their flow is known (a stalled register at zero, a gap's true average however late
@@ -147,6 +156,8 @@ def customer_flow_parts(
                 break
             earlier = flat[ok] - k * per_day
             seen = observed.take(earlier)
+            if burst_known_from is not None:  # a burst's hours are not the customer's use
+                seen &= burst_known_from.ravel().take(earlier) > gap_cols[ok]
             value = np.where(seen, flat_f.take(earlier), 0.0)
             fresh = ok.copy()
             fresh[ok] = any_count[ok] < wanted

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -163,11 +164,31 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     alerts += detect_reverse_flow(part, flows, config)
     alerts += meter_alarm_alerts(part, flows)
     quiet = still_for(flows)
-    filled, estimated, back = customer_flow_parts(part, flows, config, quiet)
+    known_from = _burst_cells(part, [a for a in alerts if a.kind is AlertKind.BURST])
+    filled, estimated, back = customer_flow_parts(part, flows, config, quiet, known_from)
     # stuck registers are told from empty houses by the DMA balance, once all chunks are in
     back_known = flows.known_idx[back[0], back[1]]
     hiding = still_register_flow(part, flows, estimated, config, smallest_step, quiet)
     return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config), hiding
+
+
+def _burst_cells(block: SeriesBlock, bursts: list[Alert]) -> np.ndarray | None:
+    """(M, T) int: for each interval a burst at that meter flowed through, the column from which
+    that burst was known (its detection); elsewhere past the last column. None without bursts."""
+    if not bursts:
+        return None
+    known_from = np.full((block.n_meters, block.n_intervals), block.n_intervals, dtype=np.int32)
+    row_of = {m: i for i, m in enumerate(block.meter_ids.tolist())}
+    seconds = block.timestamps.astype("datetime64[s]").astype(np.int64)
+
+    def column(t: datetime) -> int:
+        return int(np.searchsorted(seconds, int(t.timestamp())))
+
+    for burst in bursts:
+        first, last = column(burst.start), column(burst.ended_at or burst.last_seen) + 1
+        cells = known_from[row_of[burst.meter_id], first:last]
+        np.minimum(cells, column(burst.detected_at), out=cells)
+    return known_from
 
 
 def _as_burst(leak: Alert) -> Alert:

@@ -19,6 +19,7 @@ from tests.collector.test_detection_households import (
     HOUR,
     add_flow,
     at_hour,
+    away,
     block_of,
     business,
     heavy_household,
@@ -539,3 +540,26 @@ def test_a_register_stuck_for_weeks_is_estimated_from_its_last_days_of_use() -> 
     assert estimated[0, ten_am[0]] > 0
     assert np.allclose(estimated[0, ten_am], estimated[0, ten_am[0]])
     assert np.allclose(filled[0, ten_am], estimated[0, ten_am])
+
+
+def test_a_house_left_empty_after_a_burst_is_estimated_at_its_usual_use_not_the_burst_s() -> None:
+    """A household's 2,500 L/h burst for a day and a half, then the house empty for eleven days.
+    Its still register is estimated from its earlier days, which held the burst: about 450 L/h of
+    phantom use, lowering the balance until the register moved again, when the balance stepped up
+    by as much, a main burst (seed 19's job fleet: a different one in each hourly window). The
+    intervals of the meter's raised bursts are not its usual use."""
+    rng = np.random.default_rng(48)
+    uses = _dma(rng)
+    burst_h, empty_day, back_day = 6 * 24 + 3.8, 8, 19
+    uses["BURSTY"] = away(add_flow(household(rng, DAYS), burst_h, 2500.0, burst_h + 40.0), empty_day, back_day)
+    block = _drop_reads(block_of(uses, inlet_extra_l=_background(300.0)), rng, 0.01)
+    result = run_detection(block)
+    (burst,) = [a for a in result.alerts if a.meter_id == "BURSTY"]
+    assert burst.kind is AlertKind.BURST and burst.ended_at is not None
+    assert not [a for a in result.alerts if a.kind is AlertKind.DMA_BURST]
+    # stalled from two days into the empty spell: estimated at a household's use (the DMA's
+    # estimates besides are its customers' missing reads, 1%: tens of litres an hour all told)
+    stalled = slice((empty_day + 2) * 24 + 1, back_day * 24)
+    assert 0.0 < result.balance.estimated_l_h[0, stalled].mean() < 100.0
+    losses = result.balance.losses_l_h[0, stalled]
+    assert np.mean(losses) == pytest.approx(np.mean(_background(300.0)[stalled.start - 1 : stalled.stop - 1]), rel=0.1)

@@ -222,6 +222,23 @@ def test_a_run_loads_the_active_alerts_and_those_whose_episodes_reach_into_its_w
     assert loaded == {"OLD-OPEN", "IN-WINDOW", "DISMISSED"}
 
 
+def test_what_a_run_opens_was_measured_on_whole_days_of_each_detector_s_history() -> None:
+    """A run opens what it detects in its newest ``opens_within``. The detectors weigh an interval
+    against whole days before its own (leak: 21), and the window begins at the hour of the run's
+    ``now`` with a read that has no flow before it, so its first day is partial. Opening from the
+    newest 7 days of 28, an episode detected on the zone's first day was measured against 20 days
+    and a part: seed 19's day replay opened a 5.5 L/h leak dated six days back that a run with that
+    day whole does not raise. At any hour of the day, the zone's first day has them all whole."""
+    job = DetectionJobConfig()
+    detection = job.detection
+    for hour in range(24):
+        last = START.replace(hour=hour)
+        first = last - timedelta(days=job.history_days)  # the window's first read: no flow up to it
+        zone_day = (last - job.opens_within).replace(hour=0)
+        for days in (detection.leak_history_days, detection.burst_history_days, detection.dma_baseline_days):
+            assert zone_day - timedelta(days=days) > first, (hour, days)
+
+
 def test_a_run_opens_what_it_detects_in_the_newest_part_of_its_window_or_still_running(migrated_database_url):
     """A 900 L/h burst five days ago, repaired after three hours, and a leak begun three days ago and
     still running. A first run over nine days that opens only what it detected in its last two
