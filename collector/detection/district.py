@@ -190,6 +190,7 @@ def still_register_flow(
     config: DetectionConfig,
     smallest_step: np.ndarray | None = None,
     quiet: np.ndarray | None = None,
+    burst_known_from: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, (R, T)): the flow the rows' customer registers may be hiding from the balance while
     they stand still (0 where they move); registers that hide nothing are left out.
@@ -209,7 +210,11 @@ def still_register_flow(
     (:func:`smallest_main_burst_by_day`). Where a newly still register's mean flow over the
     ``dma_baseline_days`` before is under a ninth of it (its busiest hours taken as three times its
     mean: it could not hide half a step), it is not looked at. ``quiet``: :func:`still_for` of
-    ``flows``, if known."""
+    ``flows``, if known. ``burst_known_from``: as for :func:`customer_flow_parts`; a burst's
+    intervals are left out of the usual flow from the day after the one they are on, if it was
+    raised by then. Counted in, a household's night of 2,500 L/h made it "usually" draw 250 L/h at
+    those hours on the next two weeks' nights, still as they were: a main burst of up to twice what
+    it may hide was taken as explained."""
     f = flows.flow_l_h
     per_hour = 3600.0 / block.interval_s
     stalled_after = round(config.dma_stalled_days * 24.0 * per_hour)
@@ -239,6 +244,9 @@ def still_register_flow(
     if looked.size:
         fr = f[rows[looked]]
         observed = ~np.isnan(fr) & ~flows.spread[rows[looked]] & ~st[looked]
+        if burst_known_from is not None:
+            next_day = (layout.day_of_columns() + 1) * layout.per_day - layout.offset  # its first column
+            observed &= burst_known_from[rows[looked]] >= next_day
         kind = layout.day_kind(block.timestamps)
         total = prior_days_sum_by_type(
             layout.to_days(np.where(observed, fr, 0.0), 0.0), config.dma_baseline_days, kind, np.float64

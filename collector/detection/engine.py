@@ -168,16 +168,16 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     filled, estimated, back = customer_flow_parts(part, flows, config, quiet, known_from)
     # stuck registers are told from empty houses by the DMA balance, once all chunks are in
     back_known = flows.known_idx[back[0], back[1]]
-    hiding = still_register_flow(part, flows, estimated, config, smallest_step, quiet)
+    hiding = still_register_flow(part, flows, estimated, config, smallest_step, quiet, known_from)
     return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config), hiding
 
 
 def _burst_cells(block: SeriesBlock, bursts: list[Alert]) -> np.ndarray | None:
     """(M, T) int: for each interval a burst at that meter flowed through, the column from which
-    that burst was known (its detection); elsewhere past the last column. None without bursts."""
+    that burst was known (its detection); elsewhere int32's largest (never). None without bursts."""
     if not bursts:
         return None
-    known_from = np.full((block.n_meters, block.n_intervals), block.n_intervals, dtype=np.int32)
+    known_from = np.full((block.n_meters, block.n_intervals), np.iinfo(np.int32).max, dtype=np.int32)
     row_of = {m: i for i, m in enumerate(block.meter_ids.tolist())}
     seconds = block.timestamps.astype("datetime64[s]").astype(np.int64)
 

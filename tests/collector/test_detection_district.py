@@ -563,3 +563,25 @@ def test_a_house_left_empty_after_a_burst_is_estimated_at_its_usual_use_not_the_
     assert 0.0 < result.balance.estimated_l_h[0, stalled].mean() < 100.0
     losses = result.balance.losses_l_h[0, stalled]
     assert np.mean(losses) == pytest.approx(np.mean(_background(300.0)[stalled.start - 1 : stalled.stop - 1]), rel=0.1)
+
+
+@pytest.mark.parametrize("seed", [49, 50])
+def test_a_main_burst_at_night_days_after_a_customer_s_night_burst_is_raised_within_hours(seed: int) -> None:
+    """A household's 2,500 L/h burst through one night; four days later a main burst of 4% of the
+    inflow at 01:30. Still for hours at night, the household's register may be hiding its usual flow
+    at that hour, half as much again, and that usual flow held the burst's night: 250 L/h, so it
+    might hide 375 L/h, and a step up to twice that was taken as explained until the household's
+    register moved in the morning (the main burst raised at 09:00 or 10:00)."""
+    rng = np.random.default_rng(seed)
+    uses = _dma(rng)
+    size = 0.04 * float(np.stack(list(uses.values())).sum(axis=0).mean() + 300.0)
+    night_burst_h = 6 * 24 + 22.0  # a Sunday 22:00 to Monday 06:00
+    uses["BURSTY"] = add_flow(household(rng, DAYS), night_burst_h, 2500.0, night_burst_h + 8.0)
+    start_h = 10 * 24 + 1.5  # Thursday 01:30
+    losses = add_flow(_background(300.0), start_h, size, start_h + 2 * 24)
+    block = _drop_reads(block_of(uses, inlet_extra_l=losses), rng, 0.01)
+    alerts = run_detection(block).alerts
+    assert [a.kind for a in alerts if a.meter_id == "BURSTY"] == [AlertKind.BURST]
+    (main,) = [a for a in alerts if a.kind is AlertKind.DMA_BURST]
+    assert at_hour(start_h) < main.detected_at <= at_hour(start_h + 4)
+    assert abs((main.start - at_hour(start_h)).total_seconds()) <= 3600
