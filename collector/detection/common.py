@@ -22,6 +22,10 @@ class Clock:
         """The instant of column ``j``, moved by ``shift_s`` seconds (rounded to the second)."""
         return datetime.fromtimestamp(int(self.seconds[j]) + round(shift_s), tz=UTC)
 
+    def column(self, t: datetime) -> int:
+        """The first column at or after ``t`` (aware); the number of columns if none is."""
+        return int(np.searchsorted(self.seconds, int(t.timestamp())))
+
     def hours(self, a: datetime, b: datetime) -> float:
         return max((b - a).total_seconds(), 0.0) / 3600.0
 

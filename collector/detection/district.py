@@ -451,9 +451,9 @@ def _level_and_noise(mean_w: np.ndarray, w: int, layout: DayLayout, days: int) -
     center = nanmedian_last(past.reshape(*past.shape[:2], -1))
     change = np.full_like(mean_w, np.nan)
     change[:, w:] = mean_w[:, w:] - mean_w[:, :-w]
-    past_change = _previous_days(layout.to_days(change, np.nan), days)
-    noise = nanmedian_last(np.abs(past_change).reshape(*past_change.shape[:2], -1))
-    at_slot = nanmedian_last(np.abs(past_change))  # the same slot on each of the days before
+    past_change = np.abs(_previous_days(layout.to_days(change, np.nan), days))
+    noise = nanmedian_last(past_change.reshape(*past_change.shape[:2], -1))
+    at_slot = nanmedian_last(past_change)  # the same slot on each of the days before
     noise = np.fmax(noise[:, :, None], at_slot)
     return center, noise * (_MAD_TO_SIGMA / np.sqrt(2.0))
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 
 from collector.detection.alarms import meter_alarm_alerts
 from collector.detection.alerts import Alert, AlertKind, make_alert_id
 from collector.detection.burst import detect_bursts
+from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
 from collector.detection.district import (
     DmaBalance,
@@ -179,15 +179,11 @@ def _burst_cells(block: SeriesBlock, bursts: list[Alert]) -> np.ndarray | None:
         return None
     known_from = np.full((block.n_meters, block.n_intervals), np.iinfo(np.int32).max, dtype=np.int32)
     row_of = {m: i for i, m in enumerate(block.meter_ids.tolist())}
-    seconds = block.timestamps.astype("datetime64[s]").astype(np.int64)
-
-    def column(t: datetime) -> int:
-        return int(np.searchsorted(seconds, int(t.timestamp())))
-
+    clock = Clock(block.timestamps, block.interval_s)
     for burst in bursts:
-        first, last = column(burst.start), column(burst.ended_at or burst.last_seen) + 1
+        first, last = clock.column(burst.start), clock.column(burst.ended_at or burst.last_seen) + 1
         cells = known_from[row_of[burst.meter_id], first:last]
-        np.minimum(cells, column(burst.detected_at), out=cells)
+        np.minimum(cells, clock.column(burst.detected_at), out=cells)
     return known_from
 
 

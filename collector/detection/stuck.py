@@ -289,11 +289,9 @@ class _Context:
         codes = dma_code[runs.row]
         by_dma = {int(c): np.flatnonzero(codes == c) for c in np.unique(codes).tolist()}
         code_of = {str(name): k for k, name in enumerate(balance.dma_names.tolist())}
-        seconds = clock.seconds
         bursts: dict[int, list[tuple[int, np.ndarray]]] = {}
         for b in balance.bursts:
-            raised = int(np.searchsorted(seconds, int(b.detected_at.timestamp()), side="left"))
-            bursts.setdefault(code_of[b.dma], []).append((raised, _burst_days(b, clock, layout)))
+            bursts.setdefault(code_of[b.dma], []).append((clock.column(b.detected_at), _burst_days(b, clock, layout)))
         cover = _daily_use(runs, np.arange(runs.row.size), layout, layout.day_of_week(block.timestamps))
         return cls(
             layout,
