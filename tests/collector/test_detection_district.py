@@ -68,6 +68,12 @@ def _background(l_h: float) -> np.ndarray:
     return l_h * np.tile(PRESSURE, DAYS)
 
 
+def _share_of_inflow(uses: dict[str, np.ndarray], share: float) -> float:
+    """``share`` of a DMA's mean inflow (L/h): its customers' use and the 300 L/h background the
+    mains lose (:func:`_background`)."""
+    return share * float(np.stack(list(uses.values())).sum(axis=0).mean() + 300.0)
+
+
 def _drop_reads(block, rng: np.random.Generator, share: float):
     volume = block.volume_m3.copy()
     customers = block.role == "customer"
@@ -80,8 +86,7 @@ def _drop_reads(block, rng: np.random.Generator, share: float):
 def test_a_main_burst_of_3_percent_is_found_with_missing_reads_around() -> None:
     rng = np.random.default_rng(41)
     uses = _dma(rng)
-    demand = np.stack(list(uses.values())).sum(axis=0)
-    size = 0.03 * float(demand.mean() + 300.0)
+    size = _share_of_inflow(uses, 0.03)
     start_h = 12 * 24 + 2.4
     losses = add_flow(_background(300.0), start_h, size, start_h + 4 * 24)
     block = _drop_reads(block_of(uses, inlet_extra_l=losses), rng, 0.01)
@@ -104,7 +109,7 @@ def test_a_small_main_burst_days_after_a_week_long_one_is_found(seed: int) -> No
     days after the first's quiet run are measured on the balance without its flow."""
     rng = np.random.default_rng(seed)
     uses = _dma(rng)
-    size = 0.04 * float(np.stack(list(uses.values())).sum(axis=0).mean() + 300.0)
+    size = _share_of_inflow(uses, 0.04)
     first_h, second_h = 4 * 24 + 9.5, 16 * 24 + 14.33
     losses = add_flow(_background(300.0), first_h, 1500.0, first_h + 7 * 24)
     losses = add_flow(losses, second_h, size, second_h + 3 * 24)
@@ -133,7 +138,7 @@ def test_a_small_main_burst_running_on_after_a_week_long_one_is_raised_at_its_re
     week's), at its own rate, and ended at its own repair."""
     rng = np.random.default_rng(seed)
     uses = _dma(rng)
-    size = 0.04 * float(np.stack(list(uses.values())).sum(axis=0).mean() + 300.0)
+    size = _share_of_inflow(uses, 0.04)
     big_h, small_h = 4 * 24 + 9.5, 6 * 24 + 14.33
     repaired_h, small_end_h = big_h + 7 * 24, big_h + 9 * 24
     losses = add_flow(_background(300.0), big_h, 1500.0, repaired_h)
@@ -600,7 +605,7 @@ def test_a_main_burst_at_night_days_after_a_customer_s_night_burst_is_raised_wit
     register moved in the morning (the main burst raised at 09:00 or 10:00)."""
     rng = np.random.default_rng(seed)
     uses = _dma(rng)
-    size = 0.04 * float(np.stack(list(uses.values())).sum(axis=0).mean() + 300.0)
+    size = _share_of_inflow(uses, 0.04)
     night_burst_h = 6 * 24 + 22.0  # a Sunday 22:00 to Monday 06:00
     uses["BURSTY"] = add_flow(household(rng, DAYS), night_burst_h, 2500.0, night_burst_h + 8.0)
     start_h = 10 * 24 + 1.5  # Thursday 01:30
@@ -623,7 +628,7 @@ def _with_morning_swings(seed: int, burst_h: float | None = None) -> list:
     morning = (hours % 24 >= 6) & (hours % 24 < 9)
     losses = _background(300.0) + np.where(morning, rng.normal(0.0, 100.0, hours.size), 0.0)
     if burst_h is not None:
-        size = 0.04 * float(np.stack(list(uses.values())).sum(axis=0).mean() + 300.0)
+        size = _share_of_inflow(uses, 0.04)
         losses = add_flow(losses, burst_h, size, burst_h + 24)
     block = _drop_reads(block_of(uses, inlet_extra_l=losses), rng, 0.01)
     return [a for a in run_detection(block).alerts if a.kind is AlertKind.DMA_BURST]
