@@ -237,15 +237,15 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
             start = _onset_among_use(
                 f[m], flows.spread[m], k, until_known, rate, step, start, clock, config, before_run=before_run, latest=j
             )
-        # the volume runs until the leak's floor went (household use may keep the register moving a
-        # little longer: that is not the leak's)
+        # the leak ran until its floor went: household use may keep the register moving for hours
+        # longer (and the run, which ends at the first read with no flow), but that is not the leak's
         if last < run_end - 1 and not np.isnan(f[m, last + 1]):
             tail = float(np.clip(f[m, last + 1] / rate, 0.0, 1.0))
             until = clock.at(last, tail * block.interval_s)
+            last_seen = clock.at(last + 1 if tail > 0 else last)
         else:
-            until = clock.at(run_end - 1)
+            until = last_seen = clock.at(run_end - 1)
         detected_at = clock.at(int(flows.known_idx[m, j]))
-        last_seen = clock.at(run_end - 1)
         ended = run_end < t and not np.isnan(f[m, run_end])
         alerts.append(
             new_alert(
@@ -255,9 +255,9 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
                 start=start,
                 detected_at=detected_at,
                 last_seen=last_seen,
-                ended_at=clock.at(run_end) if ended else None,
+                ended_at=until if ended else None,
                 rate_l_h=rate,
-                volume_l=rate * clock.hours(start, min(until, last_seen)),
+                volume_l=rate * clock.hours(start, until),
                 confidence=confidence(
                     max(float(score[m, run_end - 1]), config.leak_threshold_nats), config.leak_threshold_nats
                 ),
