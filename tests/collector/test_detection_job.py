@@ -88,6 +88,40 @@ def test_a_leak_opens_one_alert_that_later_runs_update(leaky_database):
         assert others.fetchone() == (0,)
 
 
+def test_the_block_takes_the_last_reading_of_each_interval_with_its_alarms(migrated_database_url):
+    """Off the grid, an interval (instant - step, instant] is stood for by its last reading, with
+    that reading's alarms only; a reading on an instant is that interval's; readings of meters the
+    database does not know, or from before the window, are left out."""
+    now = START + timedelta(days=2)
+    hour = timedelta(hours=1)
+    readings = [  # (meter, when, register, alarms)
+        ("OG-1", now - 3 * hour, "1.000", []),
+        ("OG-1", now - 2 * hour - timedelta(minutes=40), "1.010", ["leak"]),
+        ("OG-1", now - 2 * hour - timedelta(minutes=10), "1.020", []),
+        ("OG-1", now - hour - timedelta(minutes=30), "1.030", ["tamper"]),
+        ("OG-1", now, "1.040", ["dry", "burst"]),
+        ("OG-1", now - timedelta(days=1, hours=1), "0.500", ["leak"]),  # the window's start: before it
+        ("GHOST", now, "9.000", ["leak"]),
+    ]
+    rows: list[ReadingRow] = [
+        (meter, at.isoformat(), volume, None, None, alarms, "gw-test", seq)
+        for seq, (meter, at, volume, alarms) in enumerate(readings)
+    ]
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered, dma, role) VALUES ('OG-1', true, 'D1', 'customer')")
+    ReadingStore(migrated_database_url).write(rows)
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("DELETE FROM meters WHERE meter_id = 'GHOST'")  # seen on the network, then removed
+        block = fetch_block(conn, now, DetectionJobConfig(history_days=1))
+    assert list(block.meter_ids) == ["OG-1"]
+    assert block.time(0) == now - timedelta(days=1)
+    t = block.n_intervals - 1
+    assert block.volume_m3[0, t - 3 : t + 1].tolist() == [1.000, 1.020, 1.030, 1.040]
+    assert np.isnan(block.volume_m3[0, : t - 3]).all()
+    flagged = {name: np.flatnonzero(bits[0]).tolist() for name, bits in block.alarms.items() if bits[0].any()}
+    assert flagged == {"tamper": [t - 1], "dry": [t], "burst": [t]}
+
+
 def test_the_block_carries_backward_registers_and_reverse_flow_is_read_from_them(migrated_database_url):
     """Meters that report ``reverse_volume_m3`` have it in the block (NaN where a meter reports
     none), and a reverse flow is dated from it."""
