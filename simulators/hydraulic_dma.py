@@ -10,9 +10,12 @@ describes it, so the district detector can be scored the way LeakDB scores on it
 One network is one DMA. Its customers:
 
 * each junction whose demand follows the network's default (residential) pattern feeds
-  ``households_per_junction`` meters of :mod:`simulators.consumption`'s customers (holidays,
-  irrigation, commercial, heavy households), scaled together to the junction's mean demand (the
-  EPANET networks are cities, so one "household" here is a block of flats);
+  ``meters_per_junction`` meters, each a block of :mod:`simulators.consumption`'s customers
+  (holidays, irrigation, commercial, heavy households) as many as its share of the junction's mean
+  demand holds (the EPANET networks are cities: about 80 to a meter on Net3), their uses summed and
+  scaled together to that demand. A block of independent households is far smoother than one
+  household scaled up to its size, whose every shower was a burst of a block's size (thousands of
+  false customer bursts a day on the benchmark);
 * each junction with its own pattern (Net3's industrial users) is one bulk meter on that pattern,
   with 5% hourly noise.
 
@@ -56,7 +59,9 @@ class NetworkDmaSpec:
     start: datetime = datetime(2026, 1, 5, tzinfo=UTC)
     network: str = "Net3"  # an EPANET network shipped with WNTR, or a path to an .inp file
     dma: str = ""  # the DMA's name; empty: the network's, upper-cased
-    households_per_junction: int = 8
+    meters_per_junction: int = 8
+    #: The most households summed into one meter (the rest of its share of the demand is scaled in).
+    households_per_meter_max: int = 500
     bursts: int = 2
     burst_share: tuple[float, float] = (0.03, 0.30)  # of the inlet's mean flow, log-uniform
     burst_hours: tuple[float, float] = (6.0, 240.0)  # duration, log-uniform; past the data end: still on
@@ -203,18 +208,21 @@ def _customers(
         else:
             residential.append((name, total))
 
-    k = spec.households_per_junction
-    end = int(hour_starts[-1]) + _HOUR_S
-    people = consumption.draw_customers(rng, k * len(residential), int(hour_starts[0]), end, spec.mix)
-    use = consumption.customer_use_m3(rng, people, hour_starts, _HOUR_S)
+    k = spec.meters_per_junction
+    start, end = int(hour_starts[0]), int(hour_starts[-1]) + _HOUR_S
+    sample = consumption.draw_customers(rng, 1000, start, end, spec.mix)
+    household_m3h = float(consumption.mean_daily_m3(sample).mean()) / 24.0
     rows: list[np.ndarray] = []
     meter_node: list[str] = []
     klass: list[int] = []
-    for j, (name, mean_m3h) in enumerate(residential):
-        group = use[j * k : (j + 1) * k]
-        rows.append(group * (mean_m3h / max(float(group.sum(axis=0).mean()), 1e-12)))
+    for name, mean_m3h in residential:
+        n = int(np.clip(round(mean_m3h / k / household_m3h), 1, spec.households_per_meter_max))
+        people = consumption.draw_customers(rng, k * n, start, end, spec.mix)
+        blocks = consumption.customer_use_m3(rng, people, hour_starts, _HOUR_S).reshape(k, n, -1).sum(axis=1)
+        rows.append(blocks * (mean_m3h / max(float(blocks.sum(axis=0).mean()), 1e-12)))
         meter_node += [name] * k
-        klass += people.klass[j * k : (j + 1) * k].tolist()
+        # a block is named after most of its customers
+        klass += [int(np.bincount(c, minlength=3).argmax()) for c in people.klass.reshape(k, n)]
     hour_of_pattern = ((hour_starts - hour_starts[0]) // _HOUR_S).astype(np.int64)
     for name, _, m3h in bulk:
         noise = rng.lognormal(0.0, 0.05, hour_starts.size)

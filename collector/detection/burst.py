@@ -65,12 +65,17 @@ def _history_max(by_day: np.ndarray, days: int, lag: int) -> np.ndarray:
     return np.maximum(older, previous)
 
 
-def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(fired (M, days, per_day), threshold (M, days, 2): single-interval and sustained levels).
+def burst_trigger(
+    block: SeriesBlock, flows: Flows, config: DetectionConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fired (M, days, per_day), threshold (M, days, 2): single-interval and sustained levels,
+    early (M, T): the level of each interval on the days without enough history, NaN on the others).
 
     Fires when an interval's flow is above ``burst_factor`` × the highest single interval of the
     previous days, or when two intervals in a row both are above ``burst_sustained_factor`` × the
-    highest such pair (sustained: an irrigation hour is high once, a burst stays high).
+    highest such pair (sustained: an irrigation hour is high once, a burst stays high). Without
+    enough history, above ``burst_no_history_l_h`` and ``burst_factor`` × the highest interval so
+    far (:func:`_early_levels`).
     """
     f = flows.flow_l_h
     if flows.spread.any():  # gap averages are not flows anyone saw: not history
@@ -92,9 +97,13 @@ def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         level[no_history] = config.burst_no_history_l_h
         thresholds[:, :, i] = level
     current = layout.to_days(flows.flow_l_h, fill=np.nan)
+    early = np.where(
+        layout.from_days(np.repeat(no_history[:, :, None], layout.per_day, 2)), _early_levels(f, lag, config), np.nan
+    )
+    early_days = layout.to_days(early, fill=np.nan)
     with np.errstate(invalid="ignore"):
-        fired = current > thresholds[:, :, :1]
-        fired |= pair_days > thresholds[:, :, 1:]
+        fired = current > np.where(no_history[:, :, None], early_days, thresholds[:, :, :1])
+        fired |= pair_days > np.where(no_history[:, :, None], early_days, thresholds[:, :, 1:])
         if config.burst_slot_factor > 0:
             far_above, busy_above, around = _slot_thresholds(single_days, no_history, config)
             # far above its time of day, and above the most the meter drew at any hour of late
@@ -113,7 +122,22 @@ def burst_trigger(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
             # the partial first interval and the first whole one, both far above their time of day
             level = np.maximum(config.burst_pair_z_factor * highest[1], config.burst_min_l_h)
             fired |= rare.far_above_time_of_day(pair_days > level, config.burst_pair_z, previous_too=True)
-    return fired, thresholds
+    return fired, thresholds, early
+
+
+def _early_levels(f: np.ndarray, lag: int, config: DetectionConfig) -> np.ndarray:
+    """(M, T): before a meter has ``burst_min_history_days`` of history, what an interval must
+    exceed to be a burst: ``burst_no_history_l_h``, and ``burst_factor`` times the highest flow the
+    meter has shown so far, leaving out the ``lag`` intervals before (a burst's own partial first
+    one), and nothing before any flow is seen. A new block of flats draws more than 2 m3/h every
+    morning, and its first morning sets its level (on the WNTR benchmark's blocks of flats, 3,400
+    false bursts a day on their second and third days came to none; those of the first morning
+    remain, up to the first ordinary peak nothing tells a block from a burst)."""
+    so_far = np.full_like(f, -np.inf)
+    so_far[:, lag:] = np.fmax.accumulate(np.nan_to_num(f[:, :-lag], nan=-np.inf), axis=1)
+    level = np.maximum(config.burst_no_history_l_h, config.burst_factor * so_far)
+    level[so_far == -np.inf] = np.inf  # nothing seen yet: a bulk meter's first read is no burst
+    return level
 
 
 class _RareRules:
@@ -244,7 +268,7 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         block, flows = block.take(carrying), flows.take(carrying)
     f = flows.flow_l_h
     layout = DayLayout.of(block)
-    fired, threshold = burst_trigger(block, flows, config)
+    fired, threshold, early = burst_trigger(block, flows, config)
     rows, days, slots = np.nonzero(fired)
     cols = days * layout.per_day + slots - layout.offset
     clock = Clock(block.timestamps, block.interval_s)
@@ -257,7 +281,7 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         previous_end = covered_until.get(m, 0)
         if j < previous_end:
             continue  # inside a burst already raised
-        single, sustained = threshold[m, days_of[j]]
+        single, sustained = threshold[m, days_of[j]] if np.isnan(early[m, j]) else (early[m, j], early[m, j])
         level = float(single) if f[m, j] > single else min(float(sustained), float(f[m, j]))
         row = f[m]
         with np.errstate(invalid="ignore"):

@@ -363,3 +363,18 @@ def test_hourly_runs_keep_one_alert_as_the_shop_s_burst_turns_out_to_be_a_leak()
         assert alert.kind is AlertKind.LEAK
         assert kinds[0] is AlertKind.BURST and kinds[-1] is AlertKind.LEAK
         assert alert.rate_l_h == pytest.approx(183.0, rel=0.1)
+
+
+def test_a_new_block_of_flats_is_neither_a_burst_nor_a_leak() -> None:
+    """A meter behind 250 households (a block of flats) and its common parts (20 L/h day and
+    night), from its first read: about 1.9 m3/h, over 4 m3/h every morning, never idle. Before it
+    has two days of history a burst must be above 2 m3/h and three times the most it has drawn so
+    far, so only its first morning may be one (up to its first ordinary peak nothing tells a block
+    from a burst): before, every morning of its first two days was. And its continuous flow is its
+    ordinary use, not a leak on its third day."""
+    rng = np.random.default_rng(61)
+    block = np.sum([household(rng, DAYS) for _ in range(250)], axis=0) + 20.0
+    assert block.reshape(DAYS, 24)[:, 7].min() > 4000.0
+    alerts = detect(block_of({"FLATS": block, **{f"H{i}": household(rng, DAYS) for i in range(5)}}))
+    mine = [a for a in alerts if a.meter_id == "FLATS"]
+    assert all(a.kind is AlertKind.BURST and a.detected_at < at_hour(24) for a in mine), mine

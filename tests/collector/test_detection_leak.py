@@ -348,15 +348,22 @@ def test_a_small_leak_behind_a_household_busy_all_day_and_often_at_night_is_foun
     days, and it was held to its own evidence of the days before (each day's bar the day before's
     evidence plus the margin), so it never caught up: 0 of these 8 were found within 72 h. Now a
     run of more than a day is held to the runs that ended. Their 8 neighbours without a leak raise
-    nothing."""
+    nothing.
+
+    The leaks begin on a Saturday, and a weekend's busy hours now weigh as the weekdays' do (see
+    ``leak.weight_tables``: a meter never idle at an hour on its recent days): they are raised 4-16
+    hours later than before, 59-75 h after they began, one past 72 h (the issue's target for leaks
+    of 2-10 L/h is 0.8 found within 72 h)."""
     rng = np.random.default_rng(51)
     start_h = 12 * 24 + 12.5
+    assert at_hour(start_h).strftime("%a %H:%M") == "Sat 12:30"
     uses = {f"LEAK{i}": add_flow(night_owl_household(rng, DAYS), start_h, 2.5) for i in range(8)}
     uses.update({f"OWL{i}": night_owl_household(rng, DAYS) for i in range(8)})
     leaks = [a for a in detect(block_of(uses)) if a.kind is AlertKind.LEAK]
     assert sorted(str(a.meter_id) for a in leaks) == [f"LEAK{i}" for i in range(8)]
+    assert sum(leak.detected_at <= at_hour(start_h + 72) for leak in leaks) >= 7
     for leak in leaks:
-        assert leak.detected_at <= at_hour(start_h + 72)
+        assert leak.detected_at <= at_hour(start_h + 80)
         assert leak.rate_l_h == pytest.approx(2.5, rel=0.15)
 
 
@@ -393,3 +400,21 @@ def test_billings_span_of_a_leak_carries_the_alerts_volume() -> None:
         assert (leak.ended_at is None) == (end_h is None)
         span_h = ((leak.ended_at or leak.last_seen) - leak.start).total_seconds() / 3600
         assert leak.volume_l == pytest.approx(leak.rate_l_h * span_h, rel=0.01)
+
+
+def test_a_meter_never_idle_is_held_to_its_own_continuous_flow() -> None:
+    """Blocks of flats: 80 or 250 households, a shop and the common parts' few litres an hour, on
+    one meter that never stands still. Their continuous flow is their ordinary use. Before, a run
+    that had gone on for more than a day was held only to the runs that ended, and the data's
+    first read, which ends nothing, was taken for one: the block of 80 raised a leak on its fifth
+    day on every seed. And a weekend, with no history of its own, weighed each hour of flow as if
+    the meter were idle a quarter of the time; where it is below a level on nearly none of its
+    days, the weekend now borrows that, as it does where it is idle on nearly all."""
+    for seed in range(4):
+        rng = np.random.default_rng(100 + seed)
+        blocks = {
+            f"F{n}": np.sum([household(rng, DAYS) for _ in range(n)], axis=0) + business(rng, DAYS) + common
+            for n, common in ((80, 5.0), (250, 20.0))
+        }
+        alerts = detect(block_of(blocks))
+        assert not _leaks(alerts, "F80") + _leaks(alerts, "F250")
