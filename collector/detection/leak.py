@@ -105,9 +105,8 @@ def weight_tables(config: DetectionConfig) -> tuple[np.ndarray, np.ndarray, int,
     ``1 - leak_shared_p0`` of its recent days (a block of flats, never idle; a household's busiest
     hours), that share is the prior. Under the flat one, each weekend hour of a block's ordinary
     flow weighed as if it were idle a quarter of the time: on the WNTR benchmark's blocks of flats,
-    with :func:`_above_bar`'s rule for meters never idle, 290 leaks and 1,720 bursts of continuous
-    flow on their first Saturday and 5-30 a day from their second week, against 56 and 0-5 with
-    it. The price:
+    5-35 false leaks and bursts (continuous flow of 250 L/h and more) a day from their second week,
+    against 0-4 with it. The price:
     a leak that begins on a weekend gathers no more evidence in a household's busy hours than it
     would on a weekday (one of eight 2.5 L/h leaks behind night owls, begun on a Saturday, is
     raised 75 h after it began, not within 72 h; the labelled fleets' scores are unchanged).
@@ -156,10 +155,11 @@ def _above_threshold(
     for it, ordinary use is the runs that ended (``ends``), each counted on the day it ended. Held
     to its own, a small leak behind a household that draws water at night too, gathering a few nats
     a night, raised its bar by each day's evidence, as fast as the evidence grew, and was never
-    raised. A busy day that runs past midnight is still held to its own evening, and a meter none
-    of whose runs ended in those days to its own record: it is never idle (a block of flats, whose
-    every night held to no ordinary use was a leak on its third day: 500 leaks and 2,300 bursts of
-    continuous flow on the 5,340 meters of the WNTR benchmark's blocks).
+    raised. A busy day that runs past midnight is still held to its own evening. A meter whose flow
+    never stopped since the data began is held to no ordinary use, and its continuous flow may be
+    raised in its first days: a household's leak older than the data, or a block of flats' ordinary
+    flow, which a person dismisses once. (Held to its own record instead, such a leak went unraised,
+    or was raised by one hourly window and not the next, as their starts fell inside it.)
 
     The bar is never below ``leak_threshold_nats`` (plus ``extra``): only the few rows whose score
     reaches that somewhere (a few in a hundred on the benchmark's fleets) are looked at further."""
@@ -182,16 +182,7 @@ def _above_bar(
     columns = np.arange(score.shape[1])
     last_end = np.maximum.accumulate(np.where(ends, columns, -1), axis=1)
     long_run = layout.to_days(columns - last_end > layout.per_day, fill=False)
-    # … where some run ended in those days: a meter never idle in them (a block of flats) has no
-    # ordinary use but its continuous flow, and is held to its own record
-    run_ended = ends.copy()  # an end after an interval that was not one (the data's start is none)
-    run_ended[:, 0] = False
-    run_ended[:, 1:] &= ~ends[:, :-1]
-    ended_runs = layout.to_days(run_ended, fill=False).any(axis=2)
-    ended_days = np.concatenate([np.zeros((ended.shape[0], 1)), np.cumsum(ended_runs, axis=1)], axis=1)
-    first = np.maximum(np.arange(ended.shape[1]) - config.leak_history_days, 0)
-    some_ended = ended_days[:, :-1] > ended_days[:, first]
-    bar = np.where(long_run & some_ended[:, :, None], bar_ended[:, :, None], bar_any[:, :, None])
+    bar = np.where(long_run, bar_ended[:, :, None], bar_any[:, :, None])
     return layout.from_days(by_day >= bar)
 
 

@@ -370,8 +370,8 @@ def test_a_new_block_of_flats_is_neither_a_burst_nor_a_leak() -> None:
     night), from its first read: about 1.9 m3/h, over 4 m3/h every morning, never idle. Before it
     has two days of history a burst must be above 2 m3/h and three times the most it has drawn so
     far, so only its first morning may be one (up to its first ordinary peak nothing tells a block
-    from a burst): before, every morning of its first two days was. And its continuous flow is its
-    ordinary use, not a leak on its third day."""
+    from a burst): before, every morning of its first two days was, and a leak of its continuous
+    flow came on its third day with them."""
     rng = np.random.default_rng(61)
     block = np.sum([household(rng, DAYS) for _ in range(250)], axis=0) + 20.0
     assert block.reshape(DAYS, 24)[:, 7].min() > 4000.0
