@@ -210,6 +210,7 @@ def _customers(
 
     k = spec.meters_per_junction
     start, end = int(hour_starts[0]), int(hour_starts[-1]) + _HOUR_S
+    # the mix's mean use per customer, which sizes the blocks
     sample = consumption.draw_customers(rng, 1000, start, end, spec.mix)
     household_m3h = float(consumption.mean_daily_m3(sample).mean()) / 24.0
     rows: list[np.ndarray] = []

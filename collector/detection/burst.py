@@ -97,9 +97,7 @@ def burst_trigger(
         level[no_history] = config.burst_no_history_l_h
         thresholds[:, :, i] = level
     current = layout.to_days(flows.flow_l_h, fill=np.nan)
-    early = np.where(
-        layout.from_days(np.repeat(no_history[:, :, None], layout.per_day, 2)), _early_levels(f, lag, config), np.nan
-    )
+    early = np.where(no_history[:, layout.day_of_columns()], _early_levels(f, lag, config), np.nan)
     early_days = layout.to_days(early, fill=np.nan)
     with np.errstate(invalid="ignore"):
         fired = current > np.where(no_history[:, :, None], early_days, thresholds[:, :, :1])
