@@ -129,7 +129,7 @@ def _early_levels(f: np.ndarray, lag: int, config: DetectionConfig) -> np.ndarra
     meter has shown so far, leaving out the ``lag`` intervals before (a burst's own partial first
     one), and nothing before any flow is seen. A new block of flats draws more than 2 m3/h every
     morning, and its first morning sets its level (on the WNTR benchmark's blocks of flats, 3,400
-    false bursts a day on their second and third days came to none; those of the first morning
+    false bursts a day on their second and third days came to 0 and 8; those of the first morning
     remain, up to the first ordinary peak nothing tells a block from a burst)."""
     so_far = np.full_like(f, -np.inf)
     so_far[:, lag:] = np.fmax.accumulate(np.nan_to_num(f[:, :-lag], nan=-np.inf), axis=1)
