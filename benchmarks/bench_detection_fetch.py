@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -35,7 +35,7 @@ import psycopg
 
 from collector.detection.engine import detect
 from collector.detection.series import SeriesBlock
-from collector.detection_job import DetectionJobConfig, fetch_block, grid_end
+from collector.detection_job import DetectionJobConfig, fetch_block, window_grid
 from collector.migrate import migrate
 from simulators.fleet import Fleet, FleetSpec, generate_fleet
 from tests.services import admin_url, create_database, drop_database
@@ -61,15 +61,17 @@ def load(url: str, fleet: Fleet) -> int:
     return rows
 
 
+def _no_registers(conn: psycopg.Connection, count: int) -> tuple[dict[str, int], np.ndarray]:
+    """(each meter's row, in ``fetch_block``'s order; (M, count) registers, all unknown)."""
+    meters = [m for (m,) in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]
+    return {meter_id: i for i, meter_id in enumerate(meters)}, np.full((len(meters), count), np.nan)
+
+
 def plain_fetch(conn: psycopg.Connection, now: datetime, config: DetectionJobConfig) -> np.ndarray:
     """The window's readings by binary COPY, each placed on the grid by its timestamp: (M, T) m3."""
     step = config.interval
-    last = grid_end(now, step)
-    count = int(timedelta(days=config.history_days) / step) + 1
-    first = last - (count - 1) * step
-    meters = [m for (m,) in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]
-    index = {meter_id: i for i, meter_id in enumerate(meters)}
-    volume = np.full((len(meters), count), np.nan)
+    first, last, count = window_grid(now, config)
+    index, volume = _no_registers(conn, count)
     step_s = step.total_seconds()
     with conn.cursor() as cur:
         query = "COPY (SELECT meter_id, ts, volume_m3::float8 FROM readings WHERE ts > %s AND ts <= %s) TO STDOUT"
@@ -97,14 +99,9 @@ GROUP BY meter_id
 
 def arrays_in_sql_fetch(conn: psycopg.Connection, now: datetime, config: DetectionJobConfig) -> np.ndarray:
     """The registers as ``fetch_block`` fetched them before: (M, T) m3."""
-    step = config.interval
-    last = grid_end(now, step)
-    count = int(timedelta(days=config.history_days) / step) + 1
-    first = last - (count - 1) * step
-    meters = [m for (m,) in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]
-    index = {meter_id: i for i, meter_id in enumerate(meters)}
-    volume = np.full((len(meters), count), np.nan)
-    params = {"first": first, "last": last, "step": step.total_seconds()}
+    first, last, count = window_grid(now, config)
+    index, volume = _no_registers(conn, count)
+    params = {"first": first, "last": last, "step": config.interval.total_seconds()}
     for meter_id, slots, volumes in conn.execute(_ARRAYS_IN_SQL, params).fetchall():
         volume[index[meter_id], slots] = volumes
     return volume

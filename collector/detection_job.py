@@ -17,7 +17,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -80,13 +80,18 @@ def grid_end(now: datetime, step: timedelta) -> datetime:
     return epoch + (now - epoch) // step * step
 
 
+def window_grid(now: datetime, config: DetectionJobConfig) -> tuple[datetime, datetime, int]:
+    """(first, last, count): the instants of a run's window ending at ``now``, on the interval grid."""
+    last = grid_end(now, config.interval)
+    count = int(timedelta(days=config.history_days) / config.interval) + 1
+    return last - (count - 1) * config.interval, last, count
+
+
 def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJobConfig) -> SeriesBlock:
     """Every known meter's registers on the grid ending at ``now``, in one query: in each interval
     (instant - step, instant], the last reading, as the register at that instant."""
     step = config.interval
-    last = grid_end(now, step)
-    count = int(timedelta(days=config.history_days) / step) + 1
-    first = last - (count - 1) * step
+    first, last, count = window_grid(now, config)
     timestamps = np.datetime64(first.replace(tzinfo=None), "s") + np.arange(count) * np.timedelta64(
         int(step.total_seconds()), "s"
     )
@@ -129,7 +134,7 @@ def _on_the_grid(
     row = np.repeat([index[r[0]] for r in rows], [len(r[1]) // _RECORD.itemsize for r in rows])
     step_us = step // _MICROSECOND
     first_us = (first - _PG_EPOCH) // _MICROSECOND
-    slot = -((first_us - records["us"]) // step_us)  # the interval (instant - step, instant] it is in
+    slot = _interval_of(records["us"], first_us, step_us)
     order = np.lexsort((records["us"], slot, row))
     cell = row[order] * count + slot[order]
     chosen = order[np.r_[cell[1:] != cell[:-1], True]]  # the last reading of each interval
@@ -140,12 +145,21 @@ def _on_the_grid(
     for meter_id, _, alarms in rows:
         for record in alarms or ():
             us = int.from_bytes(record[:8], "big", signed=True)
-            r, k = index[meter_id], -((first_us - us) // step_us)
+            r, k = index[meter_id], _interval_of(us, first_us, step_us)
             if last_us[r, k] != us:
                 continue  # not the interval's last reading: a later one stands for it
             for name in filter(None, bytes(record[8:]).decode().split(",")):
                 alarm_bits.setdefault(name, np.zeros(volume.shape, dtype=bool))[r, k] = True
     return volume, reverse, alarm_bits
+
+
+_Micros = TypeVar("_Micros", int, np.ndarray)
+
+
+def _interval_of(us: _Micros, first_us: int, step_us: int) -> _Micros:
+    """The column of the interval (instant - step, instant] that instants ``us`` (microseconds since
+    2000, as PostgreSQL counts) are in, on the grid from ``first_us`` by ``step_us``."""
+    return -((first_us - us) // step_us)
 
 
 def run_detection_once(
