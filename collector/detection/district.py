@@ -418,7 +418,7 @@ class _Bars:
                     center[d, days], noise[d, days] = their_center[0, days], their_noise[0, days]
                     cols = layout.columns_of(days)
                     mean_w[d, cols] = their_mean[0, cols]
-                mean_w = mean_w - layout.from_days(np.repeat(center[:, :, None], layout.per_day, 2))
+                mean_w = mean_w - center[:, layout.day_of_columns()]
                 sigma = layout.from_days(noise)
                 unexplained = mean_w - _explained(mean_w, _rolling_median(balance.still_l_h, w))
                 hit = (
@@ -582,9 +582,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
     the days after a burst of days without its flow (:class:`_LongBursts`)."""
     losses = balance.losses_l_h
     layout = DayLayout.of_grid(balance.timestamps, balance.interval_s)
-    floor = layout.from_days(
-        np.repeat(smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, :, None], layout.per_day, 2)
-    )
+    floor = smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, layout.day_of_columns()]
     bars = _Bars.of(balance, layout, floor, config)
     long_bursts = _LongBursts.of(balance, bars, layout, config)
     if long_bursts is not None:
