@@ -97,7 +97,10 @@ def burst_trigger(
         level[no_history] = config.burst_no_history_l_h
         thresholds[:, :, i] = level
     current = layout.to_days(flows.flow_l_h, fill=np.nan)
-    early = np.where(no_history[:, layout.day_of_columns()], _early_levels(f, lag, config), np.nan)
+    early = np.full(f.shape, np.nan)
+    new = np.flatnonzero(no_history.any(axis=1))  # meters still without history: new ones, mostly none
+    if new.size:
+        early[new] = np.where(no_history[new][:, layout.day_of_columns()], _early_levels(f[new], lag, config), np.nan)
     early_days = layout.to_days(early, fill=np.nan)
     with np.errstate(invalid="ignore"):
         fired = current > np.where(no_history[:, :, None], early_days, thresholds[:, :, :1])
