@@ -19,6 +19,7 @@ from tests.collector.test_detection_households import (
     at_hour,
     block_of,
     business,
+    flats,
     heavy_household,
     household,
     irrigating_household,
@@ -373,7 +374,7 @@ def test_a_new_block_of_flats_is_neither_a_burst_nor_a_leak() -> None:
     from a burst): before, every morning of its first two days was, and a leak of its continuous
     flow came on its third day with them."""
     rng = np.random.default_rng(61)
-    block = np.sum([household(rng, DAYS) for _ in range(250)], axis=0) + 20.0
+    block = flats(rng, DAYS, 250) + 20.0
     assert block.reshape(DAYS, 24)[:, 7].min() > 4000.0
     alerts = detect(block_of({"FLATS": block, **{f"H{i}": household(rng, DAYS) for i in range(5)}}))
     mine = [a for a in alerts if a.meter_id == "FLATS"]

@@ -63,6 +63,11 @@ def heavy_household(rng: np.random.Generator, days: int) -> np.ndarray:
     return household(rng, days, scale=4.0)
 
 
+def flats(rng: np.random.Generator, days: int, households: int) -> np.ndarray:
+    """A block of flats: ``households`` independent households on one meter."""
+    return np.sum([household(rng, days) for _ in range(households)], axis=0)
+
+
 def business(rng: np.random.Generator, days: int) -> np.ndarray:
     """Open 07–19 on weekdays and Saturdays, every hour busy; closed (no use) on Sundays."""
     hours = np.arange(days * 24)

@@ -19,6 +19,7 @@ from tests.collector.test_detection_households import (
     away,
     block_of,
     business,
+    flats,
     heavy_household,
     household,
     irrigating_household,
@@ -410,10 +411,7 @@ def test_a_block_of_flats_never_idle_raises_its_continuous_flow_once_in_its_firs
     alert covers it."""
     for seed in range(4):
         rng = np.random.default_rng(100 + seed)
-        blocks = {
-            f"F{n}": np.sum([household(rng, DAYS) for _ in range(n)], axis=0) + business(rng, DAYS) + common
-            for n, common in ((80, 5.0), (250, 20.0))
-        }
+        blocks = {f"F{n}": flats(rng, DAYS, n) + business(rng, DAYS) + common for n, common in ((80, 5.0), (250, 20.0))}
         leaks = [a for a in detect(block_of(blocks)) if a.kind is AlertKind.LEAK]
         assert all(leak.detected_at < at_hour(7 * 24) for leak in leaks), leaks
 
