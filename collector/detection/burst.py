@@ -27,7 +27,11 @@ intervals above its level):
 A burst that adds less than a busy shop's ordinary hour to a single interval, its first interval
 holding only minutes of it, is still not told from the shop's own odd busy hour within one
 interval. Without enough history to know the meter, only a flow above ``burst_no_history_l_h``
-counts. The burst lasts while the flow stays above half the level that triggered it.
+counts. While the meter is still being learned (read on fewer than ``burst_learning_days`` days: a
+utility's go-live week, a new meter's), the rules that know its use wait, and a burst is one far
+above anything yet, or one that runs on: two intervals in a row above twice its highest hour so far,
+or far above their times of day. The burst lasts while the flow stays above half the level that
+triggered it.
 
 A burst's rate is what its intervals carry beyond the meter's usual flow at that time of day (the
 median on its previous days), not beyond its mean: a shop's busy afternoon under a burst is the
@@ -75,7 +79,9 @@ def burst_trigger(
     previous days, or when two intervals in a row both are above ``burst_sustained_factor`` × the
     highest such pair (sustained: an irrigation hour is high once, a burst stays high). Without
     enough history, above ``burst_no_history_l_h`` and ``burst_factor`` × the highest interval so
-    far (:func:`_early_levels`).
+    far (:func:`_early_levels`). While still being learned, above that level too, or twice in a
+    row above ``burst_sustained_factor`` × the highest single interval (a new meter's highest pair,
+    from a few days, says little), or far above their times of day.
     """
     f = flows.flow_l_h
     if flows.spread.any():  # gap averages are not flows anyone saw: not history
@@ -90,12 +96,20 @@ def burst_trigger(
     seen = layout.to_days(~np.isnan(f)).sum(axis=2)
     seen_days = (np.cumsum(seen, axis=1) - seen) * (flows.interval_h / 24.0)
     no_history = seen_days < config.burst_min_history_days
+    days_seen = np.cumsum(seen > 0, axis=1) - (seen > 0)  # earlier days with a read (a lost read is no lost day)
+    learning = ~no_history & (days_seen < config.burst_learning_days)
     thresholds = np.empty((*seen.shape, 2))
     highest = (_history_max(single_days, k, lag)[:, :, None], _history_max(pair_days, k, lag)[:, :, None])
     for i, factor in enumerate((config.burst_factor, config.burst_sustained_factor)):
         level = np.maximum(factor * highest[i][:, :, 0], config.burst_min_l_h)
         level[no_history] = config.burst_no_history_l_h
         thresholds[:, :, i] = level
+    if learning.any():
+        # a meter still being learned: far above anything yet, or sustained above its highest hour
+        thresholds[:, :, 0][learning] = np.maximum(thresholds[:, :, 0], config.burst_no_history_l_h)[learning]
+        sustained = np.maximum(config.burst_sustained_factor * highest[0][:, :, 0], config.burst_min_l_h)
+        thresholds[:, :, 1][learning] = sustained[learning]
+    unknown = no_history | learning  # the rules below need a meter's history to know its use
     current = layout.to_days(flows.flow_l_h, fill=np.nan)
     early = np.full(f.shape, np.nan)
     new = np.flatnonzero(no_history.any(axis=1))  # meters still without history: new ones, mostly none
@@ -107,12 +121,17 @@ def burst_trigger(
         fired |= pair_days > np.where(no_history[:, :, None], early_days, thresholds[:, :, 1:])
         if config.burst_slot_factor > 0:
             far_above, busy_above, around = _slot_thresholds(single_days, no_history, config)
+            known = ~unknown[:, :, None]
+            before = _interval_before(current, np.nan)
             # far above its time of day, and above the most the meter drew at any hour of late
-            fired |= (current > far_above) & (current > config.burst_slot_highest_factor * highest[0])
+            fired |= known & (current > far_above) & (current > config.burst_slot_highest_factor * highest[0])
             # a busy hour above its busiest: a burst only where the interval before (its first,
             # partial one) was above the busiest at its own time of day too (one odd hour is not)
-            fired |= (current > busy_above) & (_interval_before(current, np.nan) > _interval_before(around, np.inf))
-        rare = _RareRules(single_days, current, no_history, config)
+            fired |= known & (current > busy_above) & (before > _interval_before(around, np.inf))
+            # still being learned: far above their times of day twice in a row (a burst that began in the
+            # meter's first days is its highest flow by now; at night it is still far above)
+            fired |= learning[:, :, None] & (current > far_above) & (before > _interval_before(far_above, np.inf))
+        rare = _RareRules(single_days, current, unknown, config)
         if config.burst_closed_factor > 0:
             level = np.maximum(config.burst_closed_factor * highest[0], config.burst_min_l_h)
             fired |= rare.closed_hour_of_week(current > level)
