@@ -6,7 +6,7 @@ import math
 from functools import reduce
 
 import numpy as np
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from collector.detection.config import DetectionConfig
@@ -18,15 +18,17 @@ from collector.detection.flows import register_step_l
     advances=st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=60),
     initial_m3=st.floats(min_value=0.0, max_value=99_999.0),
 )
+@example(step_l=100.0, advances=[166], initial_m3=0.15)  # a first reading at half a step
 def test_the_step_is_the_largest_quantum_every_advance_is_a_whole_number_of(
     step_l: float, advances: list[int], initial_m3: float
 ) -> None:
     """A register of ``step_l`` litres read as float m³ (with the float noise that brings): its
     step is ``step_l`` times the greatest common divisor of its advances in steps, whatever the
     smallest advance is; with no advance at all, the configured default."""
-    counted = initial_m3 + np.cumsum([0, *advances]) * step_l / 1000.0
-    # the register shows whole steps: round the reading to them, as a meter's display does
-    register = np.round(counted / (step_l / 1000.0)) * (step_l / 1000.0)
+    # the register shows whole steps from its first reading on (a first reading at half a step
+    # with the advances added in floats was rounded one way, and a later one the other)
+    steps = np.round(initial_m3 / (step_l / 1000.0)) + np.cumsum([0, *advances])
+    register = steps * (step_l / 1000.0)
     delta = np.r_[np.nan, np.diff(register)][None, :]
     expected_steps = reduce(math.gcd, advances)
     got = float(register_step_l(delta, DetectionConfig())[0])
