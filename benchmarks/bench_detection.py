@@ -51,12 +51,15 @@ GRACE = timedelta(hours=2)
 
 
 def block_of(fleet: Fleet, *, backward_registers: bool = False) -> SeriesBlock:
-    """The fleet's registers as detection sees them; with ``backward_registers``, the customer
-    meters' backward registers too (the fleet must have been generated with them)."""
+    """The fleet's registers as detection sees them, with its bulk meters as meterization registers
+    them; with ``backward_registers``, the customer meters' backward registers too (the fleet must
+    have been generated with them)."""
     reverse = fleet.reverse_m3 if backward_registers else None
     if backward_registers and reverse is None:
         raise ValueError("the fleet has no backward registers: generate it with reverse_registers=True")
-    return SeriesBlock(fleet.meter_ids, fleet.dma, fleet.role, fleet.timestamps, fleet.volume_m3, reverse_m3=reverse)
+    return SeriesBlock(
+        fleet.meter_ids, fleet.dma, fleet.role, fleet.timestamps, fleet.volume_m3, reverse_m3=reverse, bulk=fleet.bulk
+    )
 
 
 @dataclasses.dataclass(frozen=True)

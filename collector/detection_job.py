@@ -95,8 +95,10 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
     timestamps = np.datetime64(first.replace(tzinfo=None), "s") + np.arange(count) * np.timedelta64(
         int(step.total_seconds()), "s"
     )
-    meters = conn.execute("SELECT meter_id, coalesce(dma, 'unassigned'), role FROM meters ORDER BY meter_id").fetchall()
-    index = {meter_id: i for i, (meter_id, _, _) in enumerate(meters)}
+    meters = conn.execute(
+        "SELECT meter_id, coalesce(dma, 'unassigned'), role, bulk FROM meters ORDER BY meter_id"
+    ).fetchall()
+    index = {meter_id: i for i, (meter_id, *_) in enumerate(meters)}
     params = {"first": first, "last": last, "step": step.total_seconds()}
     with conn.transaction():
         conn.execute(f"SET LOCAL work_mem = '{_BLOCK_WORK_MEM}'")
@@ -110,6 +112,7 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         volume_m3=volume,
         alarms=alarm_bits,
         reverse_m3=reverse if not np.isnan(reverse).all() else None,
+        bulk=np.array([m[3] for m in meters], dtype=bool),
     )
 
 

@@ -113,6 +113,9 @@ class Fleet:
     #: (M, T) the customer meters' backward registers (``FleetSpec.reverse_registers``), quantized
     #: like ``volume_m3``; NaN for inlets and missing reads. None: not generated.
     reverse_m3: np.ndarray | None = None
+    #: (M,) which meters supply many premises (a block of flats, a bulk user), as meterization
+    #: would register them; None: none does.
+    bulk: np.ndarray | None = None
 
     def write_readings_csv(self, path: Path) -> None:
         """``meter_id,ts,volume_m3``, one row per reading, missing reads omitted; and

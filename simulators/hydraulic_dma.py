@@ -103,7 +103,7 @@ def generate_network_dma(spec: NetworkDmaSpec) -> Fleet:
 
     wn = wntr.network.WaterNetworkModel(str(shipped_network(spec.network)))
     _repeat_time_controls_daily(wn)
-    demand_nodes, meter_use_m3, meter_node, klass = _customers(wn, rng, spec, ts[:-1])
+    demand_nodes, meter_use_m3, meter_node, klass, bulk_meter = _customers(wn, rng, spec, ts[:-1])
     _set_demand_patterns(wn, demand_nodes, meter_use_m3, meter_node)
     wn.options.time.duration = hours * _HOUR_S
     wn.options.time.hydraulic_timestep = spec.hydraulic_step_s
@@ -157,6 +157,7 @@ def generate_network_dma(spec: NetworkDmaSpec) -> Fleet:
         ground_truth=truth,
         customer_class=np.array([*names[klass].tolist(), "inlet"]),
         resolution_m3=0.001,
+        bulk=np.append(bulk_meter, False),
     )
 
 
@@ -183,9 +184,10 @@ def _repeat_time_controls_daily(wn: Any) -> None:
 
 def _customers(
     wn: Any, rng: np.random.Generator, spec: NetworkDmaSpec, hour_starts: np.ndarray
-) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+) -> tuple[list[str], np.ndarray, list[str], np.ndarray, np.ndarray]:
     """(junctions with demand, each meter's true use per hour (meters, hours) m3, each meter's
-    junction, each meter's class: 0–2 :class:`consumption.CustomerClass`, 3 bulk)."""
+    junction, each meter's class: 0–2 :class:`consumption.CustomerClass`, 3 bulk; and which meters
+    supply many premises, a block of several households or a bulk user, as meterization knows)."""
     default_pattern = wn.options.hydraulic.pattern
     nodes: list[str] = []
     residential: list[tuple[str, float]] = []
@@ -216,6 +218,7 @@ def _customers(
     rows: list[np.ndarray] = []
     meter_node: list[str] = []
     klass: list[int] = []
+    many: list[bool] = []
     for name, mean_m3h in residential:
         n = int(np.clip(round(mean_m3h / k / household_m3h), 1, spec.households_per_meter_max))
         people = consumption.draw_customers(rng, k * n, start, end, spec.mix)
@@ -224,13 +227,15 @@ def _customers(
         meter_node += [name] * k
         # a block is named after most of its customers
         klass += [int(np.bincount(c, minlength=3).argmax()) for c in people.klass.reshape(k, n)]
+        many += [n > 1] * k
     hour_of_pattern = ((hour_starts - hour_starts[0]) // _HOUR_S).astype(np.int64)
     for name, _, m3h in bulk:
         noise = rng.lognormal(0.0, 0.05, hour_starts.size)
         rows.append((m3h[hour_of_pattern % m3h.size] * noise)[None, :])
         meter_node.append(name)
         klass.append(3)
-    return nodes, np.vstack(rows), meter_node, np.array(klass, dtype=np.int64)
+        many.append(True)
+    return nodes, np.vstack(rows), meter_node, np.array(klass, dtype=np.int64), np.array(many, dtype=bool)
 
 
 def _set_demand_patterns(wn: Any, nodes: list[str], use_m3: np.ndarray, meter_node: list[str]) -> None:

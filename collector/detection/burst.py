@@ -114,7 +114,9 @@ def burst_trigger(
     early = np.full(f.shape, np.nan)
     new = np.flatnonzero(no_history.any(axis=1))  # meters still without history: new ones, mostly none
     if new.size:
-        early[new] = np.where(no_history[new][:, layout.day_of_columns()], _early_levels(f[new], lag, config), np.nan)
+        levels = _early_levels(f[new], lag, config)
+        levels[block.is_bulk[new]] = np.inf  # a block of flats' first mornings: nothing to judge them by
+        early[new] = np.where(no_history[new][:, layout.day_of_columns()], levels, np.nan)
     early_days = layout.to_days(early, fill=np.nan)
     with np.errstate(invalid="ignore"):
         fired = current > np.where(no_history[:, :, None], early_days, thresholds[:, :, :1])

@@ -3,7 +3,8 @@
 ``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
 8601 in UTC; ``volume_m3`` the cumulative register), one row per reading, rows in any order; and
 optionally ``reverse_volume_m3``, the meter's backward register (empty for meters without one).
-``METERS.csv`` has ``meter_id,dma,role``.
+``METERS.csv`` has ``meter_id,dma,role``, and optionally ``bulk`` (``true`` for a meter that
+supplies many premises, a block of flats; ``false`` or empty otherwise).
 
 Millions of rows are parsed without a Python loop per row: the file is read as bytes, fields are
 cut at the commas and newlines with NumPy, meter ids are compared as fixed-width byte strings,
@@ -303,6 +304,10 @@ class Meters:
     meter_ids: np.ndarray
     dma: np.ndarray
     role: np.ndarray
+    bulk: np.ndarray | None = None  # (M,) bool; None: the file has no bulk column
+
+
+_BULK = {"true": True, "false": False, "": False}
 
 
 def read_meters_csv(path: Path) -> Meters:
@@ -311,14 +316,25 @@ def read_meters_csv(path: Path) -> Meters:
         missing = {"meter_id", "dma", "role"} - set(reader.fieldnames or [])
         if missing:
             raise CsvFormatError(f"{path}: missing columns {sorted(missing)}")
-        rows = [(r["meter_id"].strip(), r["dma"].strip(), r["role"].strip()) for r in reader]
-    for i, (_, _, role) in enumerate(rows):
+        with_bulk = "bulk" in (reader.fieldnames or [])
+        rows = [
+            (r["meter_id"].strip(), r["dma"].strip(), r["role"].strip(), (r["bulk"] or "").strip() if with_bulk else "")
+            for r in reader
+        ]
+    for i, (_, _, role, bulk) in enumerate(rows):
         if role not in (CUSTOMER, INLET):
             raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
+        if bulk.lower() not in _BULK:
+            raise CsvFormatError(f"{path}: row {i + 2}: bulk must be true, false or empty, not {bulk!r}")
     ids = [r[0] for r in rows]
     if len(set(ids)) != len(ids):
         raise CsvFormatError(f"{path}: a meter_id appears twice")
-    return Meters(np.array(ids, dtype=str), np.array([r[1] for r in rows], dtype=str), np.array([r[2] for r in rows]))
+    return Meters(
+        np.array(ids, dtype=str),
+        np.array([r[1] for r in rows], dtype=str),
+        np.array([r[2] for r in rows]),
+        np.array([_BULK[r[3].lower()] for r in rows], dtype=bool) if with_bulk else None,
+    )
 
 
 def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
@@ -342,7 +358,9 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
         reverse = np.full((meters.meter_ids.size, t), np.nan)
         reverse[rows[known], cols[known]] = readings.reverse_m3[known]
     timestamps = (t0 + interval * np.arange(t, dtype=np.int64)).astype("datetime64[s]")
-    block = SeriesBlock(meters.meter_ids, meters.dma, meters.role, timestamps, volume, reverse_m3=reverse)
+    block = SeriesBlock(
+        meters.meter_ids, meters.dma, meters.role, timestamps, volume, reverse_m3=reverse, bulk=meters.bulk
+    )
     return block, int((~known).sum())
 
 

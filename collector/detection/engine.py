@@ -25,7 +25,7 @@ from collector.detection.district import (
     still_register_flow,
     sum_by_group,
 )
-from collector.detection.flows import DayLayout, interval_flows
+from collector.detection.flows import DayLayout, Flows, interval_flows
 from collector.detection.leak import detect_leaks
 from collector.detection.register import detect_reverse_flow, detect_stuck
 from collector.detection.series import CUSTOMER, INLET, SeriesBlock
@@ -156,7 +156,7 @@ ChunkResult = tuple[
 
 def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: np.ndarray) -> ChunkResult:
     flows = interval_flows(part, config)
-    leaks = detect_leaks(part, flows, config)
+    leaks = _leaks(part, flows, config)
     bursts = _without_leaks_seen_through_use(detect_bursts(part, flows, config), leaks, config)
     bursts, leaks = _bursts_found_to_be_leaks(bursts, leaks, config)
     leaks = _without_burst_runs(leaks, bursts)
@@ -170,6 +170,16 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     back_known = flows.known_idx[back[0], back[1]]
     hiding = still_register_flow(part, flows, estimated, config, smallest_step, quiet, known_from)
     return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config), hiding
+
+
+def _leaks(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    """Continuous flow behind the meters that supply one premise: behind a bulk meter (a block of
+    flats) it is the many households' ordinary use, day and night, and its leaks show in the DMA
+    balance instead."""
+    if not part.is_bulk.any():
+        return detect_leaks(part, flows, config)
+    single = np.flatnonzero(~part.is_bulk)
+    return detect_leaks(part.take(single), flows.take(single), config) if single.size else []
 
 
 def _burst_cells(block: SeriesBlock, bursts: list[Alert]) -> np.ndarray | None:

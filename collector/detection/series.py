@@ -25,6 +25,8 @@ class SeriesBlock:
     of the alarm bits the meters reported with each reading; it may be empty. ``reverse_m3``, where
     given, is each meter's backward-volume register at the same instants (EN 13757-3 "volume,
     backward"; reading field ``reverse_volume_m3``): NaN where no read or the meter keeps none.
+    ``bulk``, where given, marks the meters that supply many premises behind one meter (a block of
+    flats, an estate; meterization says which): never idle, continuous flow is their ordinary use.
     """
 
     meter_ids: np.ndarray  # (M,) str
@@ -34,6 +36,7 @@ class SeriesBlock:
     volume_m3: np.ndarray  # (M, T) float64
     alarms: Mapping[str, np.ndarray] = field(default_factory=dict)
     reverse_m3: np.ndarray | None = None  # (M, T) float64, NaN where unknown; None: no meter keeps one
+    bulk: np.ndarray | None = None  # (M,) bool; None: no meter is a bulk meter
 
     def __post_init__(self) -> None:
         m = self.meter_ids.shape[0]
@@ -56,6 +59,10 @@ class SeriesBlock:
                 raise ValueError(f"alarm {name!r} has shape {bits.shape}, expected {(m, t)}")
         if self.reverse_m3 is not None and self.reverse_m3.shape != (m, t):
             raise ValueError(f"reverse_m3 has shape {self.reverse_m3.shape}, expected {(m, t)}")
+        if self.bulk is not None and (self.bulk.shape != (m,) or self.bulk.dtype != np.bool_):
+            raise ValueError(
+                f"bulk must be a boolean array of one entry per meter, not {self.bulk.dtype} {self.bulk.shape}"
+            )
 
     @property
     def n_meters(self) -> int:
@@ -82,7 +89,13 @@ class SeriesBlock:
             volume_m3=self.volume_m3[rows],
             alarms={name: bits[rows] for name, bits in self.alarms.items()},
             reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[rows],
+            bulk=None if self.bulk is None else self.bulk[rows],
         )
+
+    @property
+    def is_bulk(self) -> np.ndarray:
+        """(M,) bool: which meters are bulk meters (all False without ``bulk``)."""
+        return np.zeros(self.n_meters, dtype=bool) if self.bulk is None else self.bulk
 
     def until(self, t: datetime) -> SeriesBlock:
         """The block as it was known at ``t``: instants after ``t`` dropped (for causality checks)."""
@@ -101,6 +114,7 @@ class SeriesBlock:
             volume_m3=self.volume_m3[:, keep],
             alarms={name: bits[:, keep] for name, bits in self.alarms.items()},
             reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[:, keep],
+            bulk=self.bulk,
         )
 
     def time(self, j: int) -> datetime:

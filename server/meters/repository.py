@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ LEFT JOIN LATERAL (
 """
 
 _METER_COLUMNS = """
-m.meter_id, m.registered, m.dma, m.role, m.first_seen, m.last_gateway_id,
+m.meter_id, m.registered, m.dma, m.role, m.bulk, m.first_seen, m.last_gateway_id,
 latest.ts AS latest_ts, latest.volume_m3 AS latest_volume_m3, latest.flow_m3h AS latest_flow_m3h,
 latest.reverse_volume_m3 AS latest_reverse_volume_m3, latest.alarms AS latest_alarms,
 latest.quality AS latest_quality
@@ -72,13 +73,17 @@ def fleet_summary(conn: psycopg.Connection) -> dict[str, Any]:
     return dict(row) if row else {}
 
 
-def register_meters(conn: psycopg.Connection, meters: list[tuple[str, str | None, str]]) -> None:
-    """Record meters as installed (meter id, DMA, role): what meterization does when it fits one."""
+def register_meters(
+    conn: psycopg.Connection, meters: list[tuple[str, str | None, str]], bulk: Collection[str] = ()
+) -> None:
+    """Record meters as installed (meter id, DMA, role): what meterization does when it fits one.
+    The meters in ``bulk`` supply many premises (a block of flats); the others one."""
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, %s, %s) "
-            "ON CONFLICT (meter_id) DO UPDATE SET registered = true, dma = EXCLUDED.dma, role = EXCLUDED.role",
-            meters,
+            "INSERT INTO meters (meter_id, registered, dma, role, bulk) VALUES (%s, true, %s, %s, %s) "
+            "ON CONFLICT (meter_id) DO UPDATE SET registered = true, dma = EXCLUDED.dma, role = EXCLUDED.role, "
+            "bulk = EXCLUDED.bulk",
+            [(meter_id, dma, role, meter_id in bulk) for meter_id, dma, role in meters],
         )
 
 

@@ -25,6 +25,7 @@ class Meter(BaseModel):
     registered: bool
     dma: str | None
     role: str
+    bulk: bool = Field(description="supplies many premises (a block of flats): its continuous flow is no leak")
     first_seen: datetime
     last_gateway_id: str | None
     latest: Reading | None
@@ -57,6 +58,7 @@ def meter_from_row(row: dict[str, Any]) -> Meter:
         registered=row["registered"],
         dma=row["dma"],
         role=row["role"],
+        bulk=row["bulk"],
         first_seen=row["first_seen"],
         last_gateway_id=row["last_gateway_id"],
         latest=latest,

@@ -14,6 +14,7 @@ from collector.detection.alerts import ACTIVE, Alert, AlertKind, make_alert_id
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.lifecycle import merge_alerts
+from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import (
     add_flow,
     at_hour,
@@ -428,3 +429,39 @@ def test_a_burst_from_before_a_meter_s_history_is_raised_as_its_history_begins()
     assert burst.detected_at <= at_hour(3 * 24 + 1)  # its first night's second interval
     assert abs((burst.start - at_hour(start_h)).total_seconds()) <= 3600
     assert burst.rate_l_h == pytest.approx(600.0, rel=0.1)
+
+
+def _flats_block(rng: np.random.Generator, flats_use: np.ndarray, *, bulk: bool) -> SeriesBlock:
+    block = block_of({"FLATS": flats_use, **{f"H{i}": household(rng, DAYS) for i in range(5)}})
+    return dataclasses.replace(block, bulk=np.array([bulk] + [False] * 5)) if bulk else block
+
+
+def test_a_new_block_of_flats_known_as_a_bulk_meter_raises_nothing_and_its_burst_later_is_raised() -> None:
+    """Meterization knows a block of flats: registered as a bulk meter, its first mornings wait for
+    its history (unregistered, the first one is a burst, above), and its flow, never idle, is no
+    leak; a burst on it once it is known is raised like any other."""
+    rng = np.random.default_rng(61)
+    flats_use = flats(rng, DAYS, 250) + 20.0
+    unregistered = [a for a in detect(_flats_block(rng, flats_use, bulk=False)) if a.meter_id == "FLATS"]
+    assert [a.kind for a in unregistered] == [AlertKind.BURST]
+    assert detect(_flats_block(rng, flats_use, bulk=True)) == []
+
+    start_h = 15 * 24 + 2.5  # a Tuesday night, 02:30
+    burst = add_flow(flats_use, start_h, 6000.0, start_h + 8.0)
+    (raised,) = [a for a in detect(_flats_block(rng, burst, bulk=True)) if a.meter_id == "FLATS"]
+    assert raised.kind is AlertKind.BURST
+    assert raised.detected_at <= at_hour(15 * 24 + 4)
+    assert raised.rate_l_h == pytest.approx(6000.0, rel=0.1)
+
+
+def test_continuous_flow_behind_a_bulk_meter_is_no_leak() -> None:
+    """A leak's evidence is the meter never idle; a bulk meter never is. The same household, with a
+    40 L/h leak from its second week, raises the leak as a household's meter and nothing as a bulk
+    meter."""
+    rng = np.random.default_rng(62)
+    leaking = add_flow(household(rng, DAYS), 8 * 24 + 14.0, 40.0)
+    uses = {"LEAKING": leaking, **{f"H{i}": household(rng, DAYS) for i in range(5)}}
+    as_household = [a for a in detect(block_of(uses)) if a.meter_id == "LEAKING"]
+    assert [a.kind for a in as_household] == [AlertKind.LEAK]
+    as_bulk = dataclasses.replace(block_of(uses), bulk=np.array([True] + [False] * 5))
+    assert [a for a in detect(as_bulk) if a.meter_id == "LEAKING"] == []

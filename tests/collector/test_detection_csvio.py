@@ -94,6 +94,18 @@ def test_a_bad_meters_file_says_what_is_wrong(tmp_path: Path) -> None:
         read_meters_csv(roles)
 
 
+def test_a_bulk_column_marks_bulk_meters_and_a_bad_value_is_refused(tmp_path: Path) -> None:
+    meters = tmp_path / "m.csv"
+    meters.write_text("meter_id,bulk,dma,role\nA,true,D1,customer\nB,,D1,customer\nC,FALSE,D1,customer\n")
+    parsed = read_meters_csv(meters)
+    assert parsed.bulk is not None and parsed.bulk.tolist() == [True, False, False]
+    meters.write_text("meter_id,dma,role\nA,D1,customer\n")
+    assert read_meters_csv(meters).bulk is None
+    meters.write_text("meter_id,dma,role,bulk\nA,D1,customer,yes please\n")
+    with pytest.raises(CsvFormatError, match="row 2: bulk must be true, false or empty"):
+        read_meters_csv(meters)
+
+
 def test_a_backward_register_column_is_read_in_any_position_and_may_be_empty(tmp_path: Path) -> None:
     fast, quoted = tmp_path / "fast.csv", tmp_path / "quoted.csv"
     fast.write_text(

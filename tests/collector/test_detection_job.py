@@ -15,6 +15,7 @@ from collector.detection.common import new_alert
 from collector.detection.lifecycle import AlertChanges
 from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, run_detection_once
 from collector.store import ReadingStore
+from server.meters.repository import register_meters
 from simulators.events import Burst, Leak, ReverseFlow
 from simulators.meter_model import MeterModel
 from tests.collector.test_detection_households import add_flow, at_hour, business, registers
@@ -86,6 +87,19 @@ def test_a_leak_opens_one_alert_that_later_runs_update(leaky_database):
         assert leaks[0].volume_l > opened[0].volume_l
         others = conn.execute("SELECT count(*) FROM alerts WHERE kind = 'leak' AND meter_id <> %s", (LEAKY,))
         assert others.fetchone() == (0,)
+
+
+def test_a_meter_registered_as_bulk_is_one_in_the_block_and_its_continuous_flow_opens_no_leak(leaky_database):
+    """Meterization registers the leaking meter as a bulk meter (a block of flats, whose flow never
+    stops): the job's block says so, and its continuous flow is no leak."""
+    with psycopg.connect(leaky_database, autocommit=True) as conn:
+        register_meters(conn, [(m.meter_id, "D1", "customer") for m in fleet()], bulk={LEAKY})
+    first_run = START + timedelta(days=9)
+    with psycopg.connect(leaky_database) as conn:
+        block = fetch_block(conn, first_run, _job_config())
+        assert block.meter_ids[block.is_bulk].tolist() == [LEAKY]
+        changes = run_detection_once(conn, first_run, _job_config())
+    assert [a for a in changes.opened if a.meter_id == LEAKY] == []
 
 
 def test_the_block_takes_the_last_reading_of_each_interval_with_its_alarms(migrated_database_url):

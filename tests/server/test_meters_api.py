@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.auth import create_api_key
+from server.meters.repository import register_meters
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -80,6 +81,17 @@ def test_meters_list_their_latest_reading(api):
     assert Decimal(latest["volume_m3"]) == Decimal("147.001")
     assert latest["alarms"] == ["leak"]
     assert items["M2"]["latest"] is None and items["M2"]["registered"] is False
+
+
+def test_a_meter_registered_as_bulk_says_so_and_registering_it_again_as_single_undoes_it(api, migrated_database_url):
+    client, keys = api
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        register_meters(conn, [("M1", "DMA1", "customer"), ("FLATS-1", "DMA1", "customer")], bulk={"FLATS-1"})
+    bulk = {m["meter_id"]: m["bulk"] for m in client.get("/meters", headers=auth(keys["reader"])).json()["items"]}
+    assert bulk == {"M1": False, "M2": False, "FLATS-1": True}
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        register_meters(conn, [("FLATS-1", "DMA1", "customer")])
+    assert client.get("/meters/FLATS-1", headers=auth(keys["reader"])).json()["bulk"] is False
 
 
 def test_meters_page_through_with_next(api):

@@ -60,6 +60,21 @@ def test_the_inlet_is_the_customers_plus_the_background_leakage_and_the_burst(ex
     assert 0.05 < added / (demand.mean() + np.median(background)) < 0.15
 
 
+def test_the_blocks_of_households_are_registered_as_bulk_meters_and_raise_no_customer_alert(exact: Fleet) -> None:
+    """Net1's junctions draw dozens of households' worth each: every customer meter is a block of
+    households, never idle, and registered as a bulk meter. No customer has a fault here, and the
+    detectors raise nothing about them; as households, the blocks' first peaks and their continuous
+    flow would be bursts and leaks."""
+    assert exact.bulk is not None
+    customers = exact.role == "customer"
+    assert exact.bulk[customers].all() and not exact.bulk[~customers].any()
+    assert np.nanmin(np.diff(exact.volume_m3[customers], axis=1)) > 0.0
+    block = SeriesBlock(exact.meter_ids, exact.dma, exact.role, exact.timestamps, exact.volume_m3, bulk=exact.bulk)
+    assert [a for a in run_detection(block).alerts if a.meter_id is not None] == []
+    unregistered = SeriesBlock(exact.meter_ids, exact.dma, exact.role, exact.timestamps, exact.volume_m3)
+    assert {a.kind for a in run_detection(unregistered).alerts if a.meter_id is not None} >= {AlertKind.BURST}
+
+
 def test_the_same_spec_simulates_the_same_dma() -> None:
     spec = NetworkDmaSpec(network="Net1", days=9, seed=2, bursts=1, hydraulic_step_s=3600)
     a, b = generate_network_dma(spec), generate_network_dma(spec)
