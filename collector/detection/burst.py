@@ -30,8 +30,9 @@ interval. Without enough history to know the meter, only a flow above ``burst_no
 counts. While the meter is still being learned (read on fewer than ``burst_learning_days`` days: a
 utility's go-live week, a new meter's), the rules that know its use wait, and a burst is one far
 above anything yet, or one that runs on: two intervals in a row above twice its highest hour so far,
-or far above their times of day. The burst lasts while the flow stays above half the level that
-triggered it.
+or far above their times of day (on a bulk meter, a block of flats, only the first: a few days hold
+few of its busy evenings). The burst lasts while the flow stays above half the level that triggered
+it.
 
 A burst's rate is what its intervals carry beyond the meter's usual flow at that time of day (the
 median on its previous days), not beyond its mean: a shop's busy afternoon under a burst is the
@@ -104,11 +105,14 @@ def burst_trigger(
         level = np.maximum(factor * highest[i][:, :, 0], config.burst_min_l_h)
         level[no_history] = config.burst_no_history_l_h
         thresholds[:, :, i] = level
+    bulk = block.is_bulk[:, None]
     if learning.any():
         # a meter still being learned: far above anything yet, or sustained above its highest hour
+        # (not a bulk meter: a block of flats' few days hold few of its busy evenings, and its
+        # flow, never idle, would keep a burst open for as long as it stays busy)
         thresholds[:, :, 0][learning] = np.maximum(thresholds[:, :, 0], config.burst_no_history_l_h)[learning]
         sustained = np.maximum(config.burst_sustained_factor * highest[0][:, :, 0], config.burst_min_l_h)
-        thresholds[:, :, 1][learning] = sustained[learning]
+        thresholds[:, :, 1][learning] = np.where(bulk, np.inf, sustained)[learning]
     unknown = no_history | learning  # the rules below need a meter's history to know its use
     current = layout.to_days(flows.flow_l_h, fill=np.nan)
     early = np.full(f.shape, np.nan)
@@ -132,7 +136,8 @@ def burst_trigger(
             fired |= known & (current > busy_above) & (before > _interval_before(around, np.inf))
             # still being learned: far above their times of day twice in a row (a burst that began in the
             # meter's first days is its highest flow by now; at night it is still far above)
-            fired |= learning[:, :, None] & (current > far_above) & (before > _interval_before(far_above, np.inf))
+            learning_single = (learning & ~bulk)[:, :, None]
+            fired |= learning_single & (current > far_above) & (before > _interval_before(far_above, np.inf))
         rare = _RareRules(single_days, current, unknown, config)
         if config.burst_closed_factor > 0:
             level = np.maximum(config.burst_closed_factor * highest[0], config.burst_min_l_h)

@@ -91,6 +91,14 @@ def flows_at_same_time(
     return past, same_kind
 
 
+def step_up_at(excess: np.ndarray, rate: float) -> int:
+    """Where a series stepped up by about ``rate``: a CUSUM's change point, the index after which
+    the sum of ``excess - rate / 2`` (NaN as nothing) only rose (0: before its first value; its
+    length at most minus one: the step is the last value)."""
+    seg = np.nan_to_num(excess - rate / 2.0)
+    return min(int(np.argmin(np.r_[0.0, np.cumsum(seg)])), max(excess.size - 1, 0))
+
+
 def nanmedian_last(x: np.ndarray) -> np.ndarray:
     """Median over the last axis ignoring NaN (NaN where all are): a sort and two gathers, much
     faster than ``np.nanmedian`` on many short rows."""

@@ -135,6 +135,20 @@ class DetectionConfig:
     #: (median) instead of 0.7–1.1.)
     burst_learning_days: int = 7
 
+    # --- leak behind a bulk meter (collector.detection.bulk) -------------------------------------
+    #: The lowest flow over this many days (three nights: one night's odd use, or two, is no leak;
+    #: on the WNTR benchmark's blocks two nights raised 111 false leaks, three 4) …
+    bulk_window_days: float = 3.0
+    #: … against the daily lowest flows of this many whole days before them, at least this many
+    #: known (with 7, 8 false leaks on the blocks, 4 of them on the first days allowed) …
+    bulk_history_days: int = 14
+    bulk_min_history_days: int = 10
+    #: … above their median by this many deviations (MAD, as sigma) …
+    bulk_z: float = 4.0
+    #: … and above the highest of them by this share of the meter's mean flow, and this many L/h.
+    bulk_min_fraction: float = 0.03
+    bulk_min_l_h: float = 10.0
+
     # --- reverse flow --------------------------------------------------------------------------
     #: Backward movement (litres) within ``reverse_window_h`` that raises an alert, and at least
     #: this many register steps (a single step back can be a register's jitter).

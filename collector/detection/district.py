@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, nanmedian_last, new_alert
+from collector.detection.common import Clock, confidence, nanmedian_last, new_alert, step_up_at
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows, prior_days_sum, prior_days_sum_by_type
 from collector.detection.series import SeriesBlock
@@ -998,8 +998,7 @@ def _step_start(excess: np.ndarray, j: int, rate: float, config: DetectionConfig
     """Where the series stepped up by about ``rate`` before ``j``: a CUSUM's change point, not
     before ``not_before`` (the end of the burst before: its excess would draw the point back to it)."""
     lo = max(0, not_before, j - max(config.dma_windows) * 2)
-    seg = np.nan_to_num(excess[lo : j + 1] - rate / 2.0)
-    return min(lo + int(np.argmin(np.r_[0.0, np.cumsum(seg)])), j)
+    return lo + step_up_at(excess[lo : j + 1], rate)
 
 
 #: A burst is over when the median of this many intervals falls below half its rate …

@@ -11,6 +11,7 @@ import numpy as np
 
 from collector.detection.alarms import meter_alarm_alerts
 from collector.detection.alerts import Alert, AlertKind, make_alert_id
+from collector.detection.bulk import detect_bulk_leaks
 from collector.detection.burst import detect_bursts
 from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
@@ -173,13 +174,13 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
 
 
 def _leaks(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
-    """Continuous flow behind the meters that supply one premise: behind a bulk meter (a block of
-    flats) it is the many households' ordinary use, day and night, and its leaks show in the DMA
-    balance instead."""
+    """Continuous flow behind the meters that supply one premise; behind a bulk meter (a block of
+    flats), where continuous flow is the many households' ordinary use, a lowest flow stepping up."""
     if not part.is_bulk.any():
         return detect_leaks(part, flows, config)
     single = np.flatnonzero(~part.is_bulk)
-    return detect_leaks(part.take(single), flows.take(single), config) if single.size else []
+    leaks = detect_leaks(part.take(single), flows.take(single), config) if single.size else []
+    return leaks + detect_bulk_leaks(part, flows, config)
 
 
 def _burst_cells(block: SeriesBlock, bursts: list[Alert]) -> np.ndarray | None:

@@ -452,16 +452,3 @@ def test_a_new_block_of_flats_known_as_a_bulk_meter_raises_nothing_and_its_burst
     assert raised.kind is AlertKind.BURST
     assert raised.detected_at <= at_hour(15 * 24 + 4)
     assert raised.rate_l_h == pytest.approx(6000.0, rel=0.1)
-
-
-def test_continuous_flow_behind_a_bulk_meter_is_no_leak() -> None:
-    """A leak's evidence is the meter never idle; a bulk meter never is. The same household, with a
-    40 L/h leak from its second week, raises the leak as a household's meter and nothing as a bulk
-    meter."""
-    rng = np.random.default_rng(62)
-    leaking = add_flow(household(rng, DAYS), 8 * 24 + 14.0, 40.0)
-    uses = {"LEAKING": leaking, **{f"H{i}": household(rng, DAYS) for i in range(5)}}
-    as_household = [a for a in detect(block_of(uses)) if a.meter_id == "LEAKING"]
-    assert [a.kind for a in as_household] == [AlertKind.LEAK]
-    as_bulk = dataclasses.replace(block_of(uses), bulk=np.array([True] + [False] * 5))
-    assert [a for a in detect(as_bulk) if a.meter_id == "LEAKING"] == []
