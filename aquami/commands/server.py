@@ -1,6 +1,8 @@
-"""``aquami server``: the HTTP API and web UI, and API keys."""
+"""``aquami server``: the HTTP API and web UI, API keys, and meters registered from a file."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -41,5 +43,31 @@ def register(app: typer.Typer) -> None:
                 typer.echo(create_api_key(conn, name, role))
         except ValueError as error:
             raise typer.BadParameter(str(error)) from error
+
+    @server_app.command("register-meters")
+    def register_meters_command(
+        meters: Path = typer.Argument(..., exists=True, dir_okay=False, help="METERS.csv: meter_id,dma,role[,bulk]"),
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Record meters as installed, from the file ``aquami detect`` reads (what meterization does
+        when it fits them): each meter's DMA, its role (customer or inlet) and whether it is a bulk
+        meter (many premises behind it). A meter registered again takes the file's values."""
+        import json
+
+        import psycopg
+
+        from collector.detection.csvio import CsvFormatError, read_meters_csv
+        from server.meters.repository import register_meters
+
+        try:
+            table = read_meters_csv(meters)
+        except CsvFormatError as error:
+            raise typer.BadParameter(str(error), param_hint="METERS") from error
+        ids = table.meter_ids.tolist()
+        bulk = set() if table.bulk is None else set(table.meter_ids[table.bulk].tolist())
+        rows = list(zip(ids, table.dma.tolist(), table.role.tolist(), strict=True))
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            register_meters(conn, rows, bulk=bulk)
+        typer.echo(json.dumps({"registered": len(ids), "bulk": len(bulk)}))
 
     app.add_typer(server_app, name="server")

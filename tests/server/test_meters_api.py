@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -174,3 +175,30 @@ def test_openapi_describes_the_read_api(api):
     client, _ = api
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/meters", "/meters/{meter_id}", "/meters/{meter_id}/readings"} <= set(paths)
+
+
+def test_meters_are_registered_from_a_meters_file_and_a_bad_file_changes_nothing(api, migrated_database_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    client, keys = api
+    good = tmp_path / "meters.csv"
+    good.write_text("meter_id,dma,role,bulk\nM1,DMA2,customer,\nFLATS-9,DMA2,customer,true\nDMA2-IN,DMA2,inlet,false\n")
+    result = CliRunner().invoke(app, ["server", "register-meters", str(good), "--database-url", migrated_database_url])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"registered": 3, "bulk": 1}
+    items = {m["meter_id"]: m for m in client.get("/meters", headers=auth(keys["reader"])).json()["items"]}
+    assert {k: (m["dma"], m["role"], m["bulk"], m["registered"]) for k, m in items.items() if k != "M2"} == {
+        "M1": ("DMA2", "customer", False, True),
+        "FLATS-9": ("DMA2", "customer", True, True),
+        "DMA2-IN": ("DMA2", "inlet", False, True),
+    }
+    bad = tmp_path / "bad.csv"
+    bad.write_text("meter_id,dma,role,bulk\nM1,DMA3,customer,\nFLATS-9,DMA3,customer,maybe\n")
+    wide = CliRunner(env={"COLUMNS": "400"})  # the error box wraps at the terminal's width
+    result = wide.invoke(app, ["server", "register-meters", str(bad), "--database-url", migrated_database_url])
+    assert result.exit_code == 2
+    assert "row 3: bulk must be true, false or empty, not 'maybe'" in result.output
+    after = client.get("/meters/M1", headers=auth(keys["reader"])).json()
+    assert after["dma"] == "DMA2"
