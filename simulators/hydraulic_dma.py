@@ -94,7 +94,9 @@ def generate_network_dma(spec: NetworkDmaSpec) -> Fleet:
     """Simulate ``spec.days`` of the network with its customers, background leakage and main bursts."""
     import wntr
 
-    rng = np.random.default_rng([spec.seed, 31])
+    # one stream each for the customers, the bursts and the meters: a change to how customers are
+    # drawn leaves the scenario's bursts where they were (one stream had moved them with it)
+    customers_rng, bursts_rng, meters_rng = (np.random.default_rng([spec.seed, 31, part]) for part in range(3))
     dma = spec.dma or Path(spec.network).stem.upper()
     t_count = spec.days * 24
     t0 = int(spec.start.timestamp())
@@ -103,7 +105,7 @@ def generate_network_dma(spec: NetworkDmaSpec) -> Fleet:
 
     wn = wntr.network.WaterNetworkModel(str(shipped_network(spec.network)))
     _repeat_time_controls_daily(wn)
-    demand_nodes, meter_use_m3, meter_node, klass, bulk_meter = _customers(wn, rng, spec, ts[:-1])
+    demand_nodes, meter_use_m3, meter_node, klass, bulk_meter = _customers(wn, customers_rng, spec, ts[:-1])
     _set_demand_patterns(wn, demand_nodes, meter_use_m3, meter_node)
     wn.options.time.duration = hours * _HOUR_S
     wn.options.time.hydraulic_timestep = spec.hydraulic_step_s
@@ -113,7 +115,7 @@ def generate_network_dma(spec: NetworkDmaSpec) -> Fleet:
     pressure = _mean_pressure(wn, days=2)
     demand_m3h = float(meter_use_m3.sum()) / hours
     _add_background_leakage(wn, pressure, spec.background_leakage_share * demand_m3h)
-    bursts = _add_main_bursts(wn, rng, spec, pressure, demand_m3h * (1 + spec.background_leakage_share))
+    bursts = _add_main_bursts(wn, bursts_rng, spec, pressure, demand_m3h * (1 + spec.background_leakage_share))
 
     results = wntr.sim.WNTRSimulator(wn).run_sim()
     leak = results.node["leak_demand"]
@@ -135,15 +137,15 @@ def generate_network_dma(spec: NetworkDmaSpec) -> Fleet:
     truth.sort(key=lambda e: e.start)
 
     n = meter_use_m3.shape[0]
-    error = np.asarray(rng.normal(spec.meter_error_mean, spec.meter_error_sd, n))
+    error = np.asarray(meters_rng.normal(spec.meter_error_mean, spec.meter_error_sd, n))
     registered = meter_use_m3 * (1.0 + error[:, None])
     volume = np.empty((n + 1, t_count))
-    volume[:n, 0] = np.round(rng.lognormal(math.log(400.0), 1.0, n), 3)
+    volume[:n, 0] = np.round(meters_rng.lognormal(math.log(400.0), 1.0, n), 3)
     volume[:n, 1:] = volume[:n, :1] + np.cumsum(registered, axis=1)
-    volume[n, 0] = round(float(rng.uniform(1e4, 1e6)), 3)
+    volume[n, 0] = round(float(meters_rng.uniform(1e4, 1e6)), 3)
     volume[n, 1:] = volume[n, 0] + np.cumsum(meter_use_m3.sum(axis=0) + losses_m3)
     volume = np.floor(volume * 1000.0 + 1e-7) / 1000.0  # 1-litre registers
-    missing = rng.random(volume.shape) < spec.missing_read_fraction
+    missing = meters_rng.random(volume.shape) < spec.missing_read_fraction
     volume[missing] = np.nan
 
     ids = [f"{dma}-{node}-{k}" for k, node in enumerate(meter_node)]

@@ -11,9 +11,10 @@ the ``bulk_history_days`` whole days before that window; a leak is raised where 
 * the highest of them, by ``bulk_min_fraction`` of the meter's mean flow and ``bulk_min_l_h``:
 
 a block of a few dozen households is quiet at 3 a.m. on most nights, and on some it is not. Three
-nights above the highest of two weeks' is rare without a leak: on the WNTR benchmark's 5,232 blocks,
-two nights raised 111 false leaks (7.4 per 10,000 meter-days), three 4 (0.27) once the history
-holds ``bulk_min_history_days``. The price is time: a leak is raised about three days after it began.
+nights above the highest of two weeks' is rare without a leak: on one sample of the WNTR
+benchmark's 5,232 blocks, two nights raised 111 false leaks (7.4 per 10,000 meter-days), three 4
+(0.27) once the history holds ``bulk_min_history_days``. The price is time: a leak is raised about
+three days after it began.
 
 Its rate is what the lowest flow of each day gained. It began after the last interval below the
 least of those nights and half the rate, where the flow rose above the meter's usual flow at that
