@@ -90,6 +90,10 @@ def test_a_meter_registered_as_bulk_says_so_and_registering_it_again_as_single_u
         register_meters(conn, [("M1", "DMA1", "customer"), ("FLATS-1", "DMA1", "customer")], bulk={"FLATS-1"})
     bulk = {m["meter_id"]: m["bulk"] for m in client.get("/meters", headers=auth(keys["reader"])).json()["items"]}
     assert bulk == {"M1": False, "M2": False, "FLATS-1": True}
+    page = client.get("/login", params={"key": keys["reader"]}, follow_redirects=True).text
+    row = next(line for line in page.splitlines() if ">FLATS-1</a>" in line)
+    assert ">bulk</span>" in row
+    assert ">bulk</span>" not in next(line for line in page.splitlines() if ">M1</a>" in line)
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
         register_meters(conn, [("FLATS-1", "DMA1", "customer")])
     assert client.get("/meters/FLATS-1", headers=auth(keys["reader"])).json()["bulk"] is False
