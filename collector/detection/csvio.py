@@ -326,6 +326,8 @@ def read_meters_csv(path: Path) -> Meters:
             raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
         if bulk.lower() not in _BULK:
             raise CsvFormatError(f"{path}: row {i + 2}: bulk must be true, false or empty, not {bulk!r}")
+        if _BULK[bulk.lower()] and role != CUSTOMER:
+            raise CsvFormatError(f"{path}: row {i + 2}: an inlet is no bulk meter (bulk is for customer meters)")
     ids = [r[0] for r in rows]
     if len(set(ids)) != len(ids):
         raise CsvFormatError(f"{path}: a meter_id appears twice")

@@ -104,6 +104,9 @@ def test_a_bulk_column_marks_bulk_meters_and_a_bad_value_is_refused(tmp_path: Pa
     meters.write_text("meter_id,dma,role,bulk\nA,D1,customer,yes please\n")
     with pytest.raises(CsvFormatError, match="row 2: bulk must be true, false or empty"):
         read_meters_csv(meters)
+    meters.write_text("meter_id,dma,role,bulk\nA,D1,customer,true\nD1-IN,D1,inlet,true\n")
+    with pytest.raises(CsvFormatError, match="row 3: an inlet is no bulk meter"):
+        read_meters_csv(meters)
 
 
 def test_a_backward_register_column_is_read_in_any_position_and_may_be_empty(tmp_path: Path) -> None:

@@ -96,7 +96,10 @@ def test_a_meter_registered_as_bulk_says_so_and_registering_it_again_as_single_u
     assert ">bulk</span>" not in next(line for line in page.splitlines() if ">M1</a>" in line)
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
         register_meters(conn, [("FLATS-1", "DMA1", "customer")])
+        with pytest.raises(psycopg.errors.CheckViolation):
+            register_meters(conn, [("DMA1-IN", "DMA1", "inlet")], bulk={"DMA1-IN"})
     assert client.get("/meters/FLATS-1", headers=auth(keys["reader"])).json()["bulk"] is False
+    assert client.get("/meters/DMA1-IN", headers=auth(keys["reader"])).status_code == 404
 
 
 def test_meters_page_through_with_next(api):
