@@ -22,6 +22,10 @@ time of day (a CUSUM's change point, each hour's excess held within a rate of th
 a block's busy hours swing by many times a small leak); it ended where the flow fell back, before
 the first interval below the usual night and half the rate. Everything is known at the read that
 shows it: the window looks back only.
+
+A small block, idle on most days (``bulk_idle_share``), is also held to the household rule
+(:mod:`leak`, continuous flow): its quiet hours find leaks its nights cannot tell from their own
+noise, sooner; where both raise one leak, the alert raised first stands.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collector.detection.alerts import Alert, AlertKind
 from collector.detection.common import Clock, confidence, flows_at_same_time, nanmedian_last, new_alert, step_up_at
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows
+from collector.detection.leak import detect_leaks
 from collector.detection.series import SeriesBlock
 
 _MAD_TO_SIGMA = 1.4826
@@ -109,11 +114,50 @@ def _days_before(by_day: np.ndarray, k: int) -> np.ndarray:
 
 
 def detect_bulk_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
-    """Leak alerts on the bulk meters of ``block`` (the others are left to :mod:`leak`)."""
+    """Leak alerts on the bulk meters of ``block`` (the others are left to :mod:`leak`): by their
+    minimum night flow, and by continuous flow where the meter was idle on most days before."""
     rows = np.flatnonzero(block.is_bulk)
     if rows.size == 0 or block.n_intervals < 2:
         return []
     part, part_flows = block.take(rows), flows.take(rows)
+    by_night = _by_minimum_night_flow(part, part_flows, config)
+    by_idle = _continuous_flow_where_idle_before(part, part_flows, config)
+    return _first_raised(by_night + by_idle)
+
+
+def _continuous_flow_where_idle_before(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    """The household rule's leaks on the bulk meters that were idle (an interval without flow) on
+    at least ``bulk_idle_share`` of the days before the leak began (``bulk_history_days`` of them,
+    at least ``bulk_min_history_days`` known): a small block's quiet hours say what a household's do,
+    and find a leak a tenth of its flow or less, below what its nights can tell. A block never idle
+    is left to its nights: its continuous flow is its use."""
+    layout = DayLayout.of(part)
+    with np.errstate(invalid="ignore"):
+        idle_day = layout.to_days(flows.still().astype(np.float64), fill=0.0).max(axis=2) > 0
+        read_day = layout.to_days((~np.isnan(flows.flow_l_h)).astype(np.float64), fill=0.0).sum(axis=2) > 0
+    clock = Clock(part.timestamps, part.interval_s)
+    row_of = {meter: i for i, meter in enumerate(part.meter_ids.tolist())}
+    kept = []
+    for alert in detect_leaks(part, flows, config):
+        m, day = row_of[str(alert.meter_id)], layout.day_of(min(clock.column(alert.start), part.n_intervals - 1))
+        days = slice(max(0, day - config.bulk_history_days), day)
+        known = int(read_day[m, days].sum())
+        if known >= config.bulk_min_history_days and idle_day[m, days].sum() >= config.bulk_idle_share * known:
+            kept.append(alert)
+    return kept
+
+
+def _first_raised(alerts: list[Alert]) -> list[Alert]:
+    """One alert per leak: where alerts of one meter overlap, the one raised first."""
+    kept: list[Alert] = []
+    for alert in sorted(alerts, key=lambda a: (a.detected_at, a.alert_id)):
+        if not any(k.meter_id == alert.meter_id and k.overlaps(alert) for k in kept):
+            kept.append(alert)
+    return kept
+
+
+def _by_minimum_night_flow(part: SeriesBlock, part_flows: Flows, config: DetectionConfig) -> list[Alert]:
+    """The leaks whose rate the meter's lowest flow over ``bulk_window_days`` shows (see above)."""
     f = np.where(part_flows.spread, np.nan, part_flows.flow_l_h)  # a gap's average is no flow anyone saw
     layout = DayLayout.of(part)
     window = max(1, round(config.bulk_window_days * layout.per_day))

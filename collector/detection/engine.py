@@ -175,7 +175,7 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
 
 def _leaks(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
     """Continuous flow behind the meters that supply one premise; behind a bulk meter (a block of
-    flats), where continuous flow is the many households' ordinary use, a lowest flow stepping up."""
+    flats), where continuous flow may be the many households' ordinary use, see :mod:`bulk`."""
     if not part.is_bulk.any():
         return detect_leaks(part, flows, config)
     single = np.flatnonzero(~part.is_bulk)

@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from collector.detection.alerts import AlertKind
 from collector.detection.bulk import trailing_min
+from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import add_flow, at_hour, block_of, flats
@@ -86,3 +87,19 @@ def test_a_leak_behind_a_block_is_raised_from_the_data_up_to_its_detection() -> 
     (early,) = detect(block.until(alert.detected_at))
     assert early.alert_id == alert.alert_id
     assert early.start == alert.start
+
+
+def test_a_small_block_idle_most_nights_is_also_held_to_the_household_rule() -> None:
+    """Four households behind one meter, idle some hours of most days: an 8 L/h leak shows as
+    continuous flow, as behind a household, and is raised in under two days, once; its nights alone
+    (under ``bulk_min_l_h``) would not raise it at all."""
+    rng = np.random.default_rng(85)
+    uses = {f"S{i}": flats(rng, DAYS, 4) for i in range(8)}
+    start_h = 15 * 24 + 13.3
+    uses["S0"] = add_flow(uses["S0"], start_h, 8.0)
+    block = dataclasses.replace(block_of(uses), bulk=np.ones(len(uses), dtype=bool))
+    (alert,) = detect(block)
+    assert alert.meter_id == "S0" and alert.kind is AlertKind.LEAK
+    assert alert.detected_at <= at_hour(start_h + 40)
+    assert alert.rate_l_h == pytest.approx(8.0, rel=0.15)
+    assert detect(block, DetectionConfig(bulk_idle_share=2.0)) == []  # never idle enough
