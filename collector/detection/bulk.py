@@ -36,13 +36,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, flows_at_same_time, nanmedian_last, new_alert, step_up_at
+from collector.detection.common import (
+    MAD_TO_SIGMA,
+    Clock,
+    confidence,
+    nanmedian_last,
+    new_alert,
+    previous_days,
+    step_up_at,
+    usual_flow_at_same_time,
+)
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows
 from collector.detection.leak import detect_leaks
 from collector.detection.series import SeriesBlock
-
-_MAD_TO_SIGMA = 1.4826
 
 
 def trailing_min(x: np.ndarray, window: int) -> np.ndarray:
@@ -86,8 +93,8 @@ class _Nights:
             lowest = np.where(whole, np.fmin.reduce(by_day, axis=2), np.nan)
             mean = np.where(whole, np.nansum(by_day, axis=2) / np.maximum(seen, 1), np.nan)
         earlier, earlier_mean = (
-            _days_before(lowest, config.bulk_history_days),
-            _days_before(mean, config.bulk_history_days),
+            previous_days(lowest, config.bulk_history_days),
+            previous_days(mean, config.bulk_history_days),
         )
         usual = nanmedian_last(earlier)
         known = np.count_nonzero(~np.isnan(earlier), axis=2)
@@ -98,19 +105,12 @@ class _Nights:
         day = np.clip(day, 0, lowest.shape[1] - 1)
         return cls(
             usual=usual[:, day],
-            deviation=(_MAD_TO_SIGMA * nanmedian_last(np.abs(earlier - usual[:, :, None])))[:, day],
+            deviation=(MAD_TO_SIGMA * nanmedian_last(np.abs(earlier - usual[:, :, None])))[:, day],
             least=np.fmin.reduce(earlier, axis=2)[:, day],
             highest=np.fmax.reduce(earlier, axis=2)[:, day],
             mean_flow=mean_flow[:, day],
             days_known=known[:, day],
         )
-
-
-def _days_before(by_day: np.ndarray, k: int) -> np.ndarray:
-    """(M, D, k): for each day, the values of the ``k`` days before it (NaN before the first)."""
-    m, d = by_day.shape
-    padded = np.concatenate([np.full((m, k), np.nan), by_day], axis=1)
-    return np.stack([padded[:, i : i + d] for i in range(k)], axis=2)
 
 
 def detect_bulk_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
@@ -258,8 +258,9 @@ class _Episodes:
         """``usual_at(lo, hi)``: the meter's median flow at the time of day of each column in
         [lo, hi), over the ``bulk_history_days`` days before column ``before`` (0 where unknown)."""
         day = np.arange(max(before - self.per_day, 0), before)
-        past, _ = flows_at_same_time(self.f[m], self.flows.spread[m], day, self.clock, self.config.bulk_history_days)
-        profile = np.zeros(day.size) if past is None else np.nan_to_num(nanmedian_last(past))
+        profile = usual_flow_at_same_time(
+            self.f[m], self.flows.spread[m], day, self.clock, self.config.bulk_history_days
+        )
 
         def usual_at(lo: int, hi: int) -> np.ndarray:
             if profile.size == 0:

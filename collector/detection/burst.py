@@ -46,7 +46,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, flows_at_same_time, nanmedian_last, new_alert
+from collector.detection.common import Clock, confidence, new_alert, usual_flow_at_same_time
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows
 from collector.detection.series import SeriesBlock
@@ -277,13 +277,6 @@ def _typical(excess: np.ndarray, trigger: float) -> float:
     return max(float(np.median(seen)) if seen.size else trigger, 1e-9)
 
 
-def _usual_use(row: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int) -> np.ndarray:
-    """(len(span),): the meter's median flow at each column's time of day over the ``days`` before
-    it (0 where nothing is known): a shop's busy afternoon, a household's quiet night."""
-    past, _ = flows_at_same_time(row, spread, span, clock, days)
-    return np.zeros(span.size) if past is None else nanmedian_last(past)
-
-
 def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
     with np.errstate(invalid="ignore"):
         # every rule fires only above ``burst_min_l_h``, which most meters never carry: the rest
@@ -321,7 +314,7 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         lo = max(j - per_day, previous_end, 0)  # (not back into the burst before)
         span = np.arange(lo, min(end + 1, t))
         day_before = np.arange(max(j - per_day + 1, 0), j + 1)
-        usual = _usual_use(row, flows.spread[m], day_before, clock, config.burst_history_days)
+        usual = usual_flow_at_same_time(row, flows.spread[m], day_before, clock, config.burst_history_days)
         slot = (span - day_before[0]) % per_day
         excess = row[span] - np.where(slot < usual.size, usual[np.minimum(slot, usual.size - 1)], 0.0)
         at = {int(c): float(x) for c, x in zip(span, excess, strict=True)}

@@ -6,9 +6,13 @@ import math
 from datetime import UTC, datetime
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind, AlertSource, make_alert_id
 from collector.detection.flows import day_of_week
+
+#: A median absolute deviation times this is a normal distribution's standard deviation.
+MAD_TO_SIGMA = 1.4826
 
 
 class Clock:
@@ -89,6 +93,20 @@ def flows_at_same_time(
         return None, same_kind
     past[never] = 0.0
     return past, same_kind
+
+
+def usual_flow_at_same_time(f: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int) -> np.ndarray:
+    """(len(span),): one meter's median flow at each column's time of day over the ``days`` days
+    before it (0 where nothing is known): a shop's busy afternoon, a household's quiet night."""
+    past, _ = flows_at_same_time(f, spread, span, clock, days)
+    return np.zeros(span.size) if past is None else nanmedian_last(past)
+
+
+def previous_days(by_day: np.ndarray, days: int) -> np.ndarray:
+    """(R, D, ..., days): for each day (axis 1) the same entry on the ``days`` days before it,
+    oldest first (NaN-padded before the first day)."""
+    pad = np.full((by_day.shape[0], days, *by_day.shape[2:]), np.nan)
+    return sliding_window_view(np.concatenate([pad, by_day], axis=1), days, axis=1)[:, : by_day.shape[1]]
 
 
 def step_up_at(excess: np.ndarray, rate: float) -> int:

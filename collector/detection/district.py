@@ -34,12 +34,18 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, nanmedian_last, new_alert, step_up_at
+from collector.detection.common import (
+    MAD_TO_SIGMA,
+    Clock,
+    confidence,
+    nanmedian_last,
+    new_alert,
+    previous_days,
+    step_up_at,
+)
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows, prior_days_sum, prior_days_sum_by_type
 from collector.detection.series import SeriesBlock
-
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -347,19 +353,12 @@ def _rolling_median(x: np.ndarray, window: int) -> np.ndarray:
         return nanmedian_last(sliding_window_view(padded, window, axis=1))
 
 
-def _previous_days(by_day: np.ndarray, days: int) -> np.ndarray:
-    """(R, D, P, days): for each day the same slot on the ``days`` days before it (NaN-padded)."""
-    r, d, p = by_day.shape
-    padded = np.concatenate([np.full((r, days, p), np.nan), by_day], axis=1)
-    return sliding_window_view(padded, days, axis=1)[:, :d]
-
-
 def smallest_main_burst_by_day(inlet_l_h: np.ndarray, layout: DayLayout, config: DetectionConfig) -> np.ndarray:
     """(D, days) the smallest step the DMA detector raises on each day: ``dma_min_fraction`` of the
     inlet's mean flow over the ``dma_baseline_days`` before it (NaN before any)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
-        previous = _previous_days(layout.to_days(inlet_l_h, np.nan), config.dma_baseline_days)
+        previous = previous_days(layout.to_days(inlet_l_h, np.nan), config.dma_baseline_days)
         mean: np.ndarray = np.nanmean(previous, axis=(2, 3))
     return config.dma_min_fraction * mean
 
@@ -435,7 +434,7 @@ class _Bars:
 def _slot_quantile(rows: np.ndarray, layout: DayLayout, days: int, q: float) -> np.ndarray:
     """(R, days, P) the ``q`` quantile of each slot of ``rows`` (R, T) over the ``days`` days before
     each day (NaN before any)."""
-    return nanquantile_last(_previous_days(layout.to_days(rows, np.nan), days), q)
+    return nanquantile_last(previous_days(layout.to_days(rows, np.nan), days), q)
 
 
 def _level_and_noise(mean_w: np.ndarray, w: int, layout: DayLayout, days: int) -> tuple[np.ndarray, np.ndarray]:
@@ -447,15 +446,15 @@ def _level_and_noise(mean_w: np.ndarray, w: int, layout: DayLayout, days: int) -
     does, and measured against the whole day's noise, a short window with two of its three hours
     lifted by such swings was a main burst (seeds 11-19: 12 false main bursts, 6 with the hour's
     own noise, none more missed; the 90th percentile time to detect rose by up to 0.9 h)."""
-    past = _previous_days(layout.to_days(mean_w, np.nan), days)
+    past = previous_days(layout.to_days(mean_w, np.nan), days)
     center = nanmedian_last(past.reshape(*past.shape[:2], -1))
     change = np.full_like(mean_w, np.nan)
     change[:, w:] = mean_w[:, w:] - mean_w[:, :-w]
-    past_change = np.abs(_previous_days(layout.to_days(change, np.nan), days))
+    past_change = np.abs(previous_days(layout.to_days(change, np.nan), days))
     noise = nanmedian_last(past_change.reshape(*past_change.shape[:2], -1))
     at_slot = nanmedian_last(past_change)  # the same slot on each of the days before
     noise = np.fmax(noise[:, :, None], at_slot)
-    return center, noise * (_MAD_TO_SIGMA / np.sqrt(2.0))
+    return center, noise * (MAD_TO_SIGMA / np.sqrt(2.0))
 
 
 #: A stretch over the bar in the longest window for this long is a burst of days, taken out of
