@@ -1,17 +1,73 @@
-"""Shared fixtures. The real-service fixtures live in tests/services.py; this file only declares them."""
+"""Shared fixtures: the real services of tests/services.py, started for the tests that need them.
 
-from tests.services import (
-    database_url,
-    fresh_mosquitto,
-    migrated_database_url,
-    mosquitto,
-    timescale_admin_url,
-)
+A service that is missing or does not start fails the test with how to fix it: a test that needs a
+service never silently skips.
+"""
 
-__all__ = [
-    "database_url",
-    "fresh_mosquitto",
-    "migrated_database_url",
-    "mosquitto",
-    "timescale_admin_url",
-]
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+
+from tests.services import MosquittoBroker, ServiceUnavailable, admin_url, create_database, drop_database
+
+
+def _unavailable(e: ServiceUnavailable) -> NoReturn:
+    pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[MosquittoBroker]:
+    """One broker for the session. Tests must not stop it; use ``fresh_mosquitto`` for that."""
+    try:
+        broker = MosquittoBroker()
+        broker.start()
+    except ServiceUnavailable as e:
+        _unavailable(e)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def fresh_mosquitto() -> Iterator[MosquittoBroker]:
+    """A private broker this test may stop, kill and restart (same port)."""
+    try:
+        broker = MosquittoBroker()
+        broker.start()
+    except ServiceUnavailable as e:
+        _unavailable(e)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def timescale_admin_url() -> str:
+    try:
+        return admin_url()
+    except ServiceUnavailable as e:
+        _unavailable(e)
+
+
+@pytest.fixture
+def database_url(timescale_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the TimescaleDB server, dropped after the test."""
+    url = create_database(timescale_admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(timescale_admin_url, url)
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """A fresh database with every migration applied (``collector.migrate.migrate``)."""
+    from collector.migrate import migrate
+
+    migrate(database_url)
+    return database_url

@@ -5,7 +5,8 @@ Nothing here is a mock. ``scripts/test-deps`` installs the ``mosquitto`` binary 
 When they are missing the fixtures fail with a message saying so: a test that needs a
 service never silently skips.
 
-The fixtures are declared in ``tests/conftest.py``; they live here so the conftest stays a list.
+The pytest fixtures built on these are in ``tests/conftest.py``; this module does not import pytest,
+so the benchmarks (``benchmarks/bench_ingest.py`` and others) start the same services without it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -260,65 +258,3 @@ def drop_database(server_url: str, database_url: str) -> None:
             (name,),
         )
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-# --- fixtures (declared in tests/conftest.py) ----------------------------------------------------
-
-
-def _unavailable(e: ServiceUnavailable) -> NoReturn:
-    pytest.fail(str(e), pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def mosquitto() -> Iterator[MosquittoBroker]:
-    """One broker for the session. Tests must not stop it; use ``fresh_mosquitto`` for that."""
-    try:
-        broker = MosquittoBroker()
-        broker.start()
-    except ServiceUnavailable as e:
-        _unavailable(e)
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
-@pytest.fixture
-def fresh_mosquitto() -> Iterator[MosquittoBroker]:
-    """A private broker this test may stop, kill and restart (same port)."""
-    try:
-        broker = MosquittoBroker()
-        broker.start()
-    except ServiceUnavailable as e:
-        _unavailable(e)
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
-@pytest.fixture(scope="session")
-def timescale_admin_url() -> str:
-    try:
-        return admin_url()
-    except ServiceUnavailable as e:
-        _unavailable(e)
-
-
-@pytest.fixture
-def database_url(timescale_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database on the TimescaleDB server, dropped after the test."""
-    url = create_database(timescale_admin_url)
-    try:
-        yield url
-    finally:
-        drop_database(timescale_admin_url, url)
-
-
-@pytest.fixture
-def migrated_database_url(database_url: str) -> str:
-    """A fresh database with every migration applied (``collector.migrate.migrate``)."""
-    from collector.migrate import migrate
-
-    migrate(database_url)
-    return database_url
