@@ -18,9 +18,7 @@ def _unavailable(e: ServiceUnavailable) -> NoReturn:
     pytest.fail(str(e), pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def mosquitto() -> Iterator[MosquittoBroker]:
-    """One broker for the session. Tests must not stop it; use ``fresh_mosquitto`` for that."""
+def _running_broker() -> Iterator[MosquittoBroker]:
     try:
         broker = MosquittoBroker()
         broker.start()
@@ -30,20 +28,18 @@ def mosquitto() -> Iterator[MosquittoBroker]:
         yield broker
     finally:
         broker.close()
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[MosquittoBroker]:
+    """One broker for the session. Tests must not stop it; use ``fresh_mosquitto`` for that."""
+    yield from _running_broker()
 
 
 @pytest.fixture
 def fresh_mosquitto() -> Iterator[MosquittoBroker]:
     """A private broker this test may stop, kill and restart (same port)."""
-    try:
-        broker = MosquittoBroker()
-        broker.start()
-    except ServiceUnavailable as e:
-        _unavailable(e)
-    try:
-        yield broker
-    finally:
-        broker.close()
+    yield from _running_broker()
 
 
 @pytest.fixture(scope="session")
