@@ -15,6 +15,7 @@ from collector.detection.common import new_alert
 from collector.detection.lifecycle import AlertChanges
 from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, run_detection_once
 from collector.store import ReadingStore
+from collector.vee.runner import run_vee
 from server.meters.repository import register_meters
 from simulators.events import Burst, Leak, ReverseFlow
 from simulators.meter_model import MeterModel
@@ -100,6 +101,26 @@ def test_a_meter_registered_as_bulk_is_one_in_the_block_and_its_continuous_flow_
         assert block.meter_ids[block.is_bulk].tolist() == [LEAKY]
         changes = run_detection_once(conn, first_run, _job_config())
     assert [a for a in changes.opened if a.meter_id == LEAKY] == []
+
+
+def test_the_block_leaves_out_what_vee_estimated(leaky_database):
+    """VEE fills a gap of missing reads with estimates for billing; the detectors see the gap as a gap
+    (its flow spread evenly, no evidence of flow), so the block is the same before and after VEE ran."""
+    now = START + timedelta(days=9)
+    gap = (START + timedelta(hours=100), START + timedelta(hours=104))
+    with psycopg.connect(leaky_database, autocommit=True) as conn:
+        lost = conn.execute(
+            "DELETE FROM readings WHERE meter_id IN ('DJ-003', 'DJ-007') AND ts >= %s AND ts <= %s", gap
+        ).rowcount
+        before = fetch_block(conn, now, _job_config())
+        report = run_vee(conn, START, now, now=now)
+        after = fetch_block(conn, now, _job_config())
+    assert lost == 10 and report.estimates == 10  # every missing read was estimated
+    cells = [list(before.timestamps).index(np.datetime64(t.replace(tzinfo=None), "s")) for t in gap]
+    for meter in ("DJ-003", "DJ-007"):
+        row = list(before.meter_ids).index(meter)
+        assert np.isnan(after.volume_m3[row, cells[0] : cells[1] + 1]).all()
+    np.testing.assert_array_equal(after.volume_m3, before.volume_m3)  # NaN where NaN
 
 
 def test_the_block_takes_the_last_reading_of_each_interval_with_its_alarms(migrated_database_url):
