@@ -201,6 +201,7 @@ class DetectionScheduler:
         self.every = every
         self.config = config or DetectionJobConfig()
         self.runs = 0
+        self.failures = 0
         self.last_changes = AlertChanges()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="detection", daemon=True)
@@ -212,19 +213,33 @@ class DetectionScheduler:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    def run_once(self) -> bool:
+        """One run now; False if it failed. Nothing that goes wrong in a run stops the schedule: a
+        database away (restarting, unreachable) is tried again at the next run, and so is a fault in
+        detection itself, logged with its traceback (a thread that died on it would have left the
+        utility without detection, and said so only once, in a log)."""
+        try:
+            with psycopg.connect(self.database_url) as conn:
+                self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
+        except psycopg.Error as error:
+            self.failures += 1
+            log.warning("detection run failed (%s); next try in %s", error, self.every)
+            return False
+        except Exception:
+            self.failures += 1
+            log.exception("detection run failed; next try in %s", self.every)
+            return False
+        self.runs += 1
+        if self.last_changes:
+            log.info(
+                "detection: %d opened, %d updated, %d resolved",
+                len(self.last_changes.opened),
+                len(self.last_changes.updated),
+                len(self.last_changes.resolved),
+            )
+        return True
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.database_url) as conn:
-                    self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
-                self.runs += 1
-                if self.last_changes:
-                    log.info(
-                        "detection: %d opened, %d updated, %d resolved",
-                        len(self.last_changes.opened),
-                        len(self.last_changes.updated),
-                        len(self.last_changes.resolved),
-                    )
-            except psycopg.Error as error:
-                log.warning("detection run failed (%s); next try in %s", error, self.every)
+            self.run_once()
             self._stop.wait(self.every.total_seconds())

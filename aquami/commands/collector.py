@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         import signal
         import threading
 
+        import psycopg
+
         from aquami.mqtt import MqttEndpoint
         from collector.detection_job import DetectionScheduler
         from collector.migrate import migrate
@@ -66,7 +68,10 @@ def register(app: typer.Typer) -> None:
             if vee_every > 0 and time.monotonic() - last_vee >= vee_every:
                 last_vee = time.monotonic()
                 end = datetime.now(UTC) + timedelta(hours=1)
-                log.info("vee %s", _vee_and_consumption(database_url, end - timedelta(days=2), end, None))
+                try:
+                    log.info("vee %s", _vee_and_consumption(database_url, end - timedelta(days=2), end, None))
+                except psycopg.Error as error:  # the database away for a moment must not stop the collector
+                    log.warning("vee failed (%s); next try in %g s", error, vee_every)
         if detection is not None:
             detection.stop()
         collector.stop()

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
 import pytest
 
+import collector.detection_job as detection_job
 from collector.alert_store import alerts_for, alerts_to_merge, dismiss_alert, save_changes
 from collector.batch_parser import ReadingRow
 from collector.detection.alerts import Alert, AlertKind, AlertStatus
 from collector.detection.common import new_alert
 from collector.detection.lifecycle import AlertChanges
-from collector.detection_job import DetectionJobConfig, fetch_block, grid_end, run_detection_once
+from collector.detection_job import DetectionJobConfig, DetectionScheduler, fetch_block, grid_end, run_detection_once
 from collector.store import ReadingStore
 from collector.vee.runner import run_vee
 from server.meters.repository import register_meters
 from simulators.events import Burst, Leak, ReverseFlow
 from simulators.meter_model import MeterModel
 from tests.collector.test_detection_households import add_flow, at_hour, business, registers
+from tests.services import free_port
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 LEAK_START = START + timedelta(days=6, hours=3)
@@ -335,3 +338,31 @@ def test_a_run_opens_what_it_detects_in_the_newest_part_of_its_window_or_still_r
         }
     assert opened[timedelta(days=2)] == {(LEAKY, AlertKind.LEAK)}
     assert opened[timedelta(days=9)] == {(LEAKY, AlertKind.LEAK), (meters[3].meter_id, AlertKind.BURST)}
+
+
+def test_the_schedule_goes_on_after_a_run_fails(leaky_database, monkeypatch):
+    """A run that fails is logged and the next one goes ahead: a database that cannot be reached,
+    or a fault in detection itself (here the first run's detectors raise)."""
+    away = DetectionScheduler(f"postgresql://aquami@127.0.0.1:{free_port()}/none?connect_timeout=2", timedelta(hours=1))
+    assert away.run_once() is False
+    assert (away.runs, away.failures) == (0, 1)
+
+    detect = detection_job.detect
+    calls = 0
+
+    def faulty_the_first_time(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise FloatingPointError("a fault in a detector")
+        return detect(*args, **kwargs)
+
+    monkeypatch.setattr(detection_job, "detect", faulty_the_first_time)
+    scheduler = DetectionScheduler(leaky_database, timedelta(milliseconds=50), _job_config())
+    scheduler.start()
+    deadline = time.monotonic() + 60
+    while scheduler.runs < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scheduler.stop()
+    assert scheduler.failures == 1
+    assert scheduler.runs >= 2

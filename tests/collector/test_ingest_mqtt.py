@@ -108,11 +108,11 @@ def test_a_malformed_batch_lands_in_dead_letters_with_its_reason_and_the_next_go
     assert stored == (Decimal("5.5"),)
 
 
-def _collector_process(database_url: str, mqtt_url: str, client_id: str) -> subprocess.Popen[bytes]:
+def _collector_process(database_url: str, mqtt_url: str, client_id: str, *options: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "AQUAMI_DATABASE_URL": database_url, "AQUAMI_MQTT_URL": mqtt_url}
     aquami = os.path.join(os.path.dirname(sys.executable), "aquami")
     return subprocess.Popen(
-        [aquami, "collector", "run", "--client-id", client_id],
+        [aquami, "collector", "run", "--client-id", client_id, *options],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -197,3 +197,22 @@ def test_collectors_in_a_shared_group_split_the_batches_and_store_each_once(migr
     shares = received()
     assert count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'S%'") == published * 10
     assert sum(shares) == published * 10 and all(share > 0 for share in shares), shares  # split, nothing twice
+
+
+def test_the_collector_keeps_storing_when_its_periodic_vee_fails(migrated_database_url, mosquitto):
+    """``collector run --vee-every``: a VEE round that fails on the database (here its consumption
+    refresh is gone) is logged, and the collector goes on storing reads; it used to exit."""
+    url, gw, client_id = migrated_database_url, "gw-vee", f"col-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER FUNCTION refresh_consumption(timestamptz, timestamptz) RENAME TO refresh_elsewhere")
+    process = _collector_process(url, mosquitto.url, client_id, "--vee-every", "1", "--detect-every", "0")
+    try:
+        with publisher(mosquitto.url) as publish:
+            _ready(publish, url, gw)
+            time.sleep(3)  # a few VEE rounds, each failing
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [("V1", "2026-03-01T00:00:00Z", 1.5)]))
+            wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'V1'") == 1, 20, "the read")
+        assert process.poll() is None, "the collector exited"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
