@@ -152,9 +152,18 @@ class Collector:
                     continue
             try:
                 self._store_messages(pending)
-            except psycopg.OperationalError as error:
+            except Exception as error:
+                # The database away (OperationalError), or not taking writes (a standby after a
+                # failover: ReadOnlySqlTransaction), or any other failure that is not one message's
+                # data (those become dead letters in _store_messages): the messages wait,
+                # unacknowledged, and the next try starts on a new connection. The thread must
+                # outlive it: a writer that died left the collector receiving and storing nothing.
                 self.counters.database_errors += 1
-                log.warning("database unavailable (%s); %d messages wait, unacknowledged", error, len(pending))
+                self._store.close()
+                if isinstance(error, psycopg.OperationalError):
+                    log.warning("database unavailable (%s); %d messages wait, unacknowledged", error, len(pending))
+                else:
+                    log.exception("could not store %d messages; they wait, unacknowledged", len(pending))
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue

@@ -216,3 +216,24 @@ def test_the_collector_keeps_storing_when_its_periodic_vee_fails(migrated_databa
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_database_that_stops_taking_writes_for_a_while_loses_nothing(migrated_database_url, mosquitto):
+    """The collector's connection is cut and the database comes back read-only (a standby, as after
+    a failover): writes fail, the batch waits unacknowledged, and once the database takes writes
+    again it is stored."""
+    url, gw = migrated_database_url, "gw-ro"
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [("R1", "2026-03-01T00:00:00Z", 2.5)]))
+            wait_for(lambda: collector.counters.database_errors >= 3, 30, "writes refused")
+            assert count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R1'") == 0
+            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R1'") == 1, 30, "the read")
