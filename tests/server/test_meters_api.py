@@ -209,3 +209,21 @@ def test_meters_are_registered_from_a_meters_file_and_a_bad_file_changes_nothing
     assert "row 3: bulk must be true, false or empty, not 'maybe'" in result.output
     after = client.get("/meters/M1", headers=auth(keys["reader"])).json()
     assert after["dma"] == "DMA2"
+
+
+def test_after_the_database_cut_every_connection_the_next_requests_are_answered(api, migrated_database_url):
+    """A database restart cuts the connections the pool holds: the pool checks a connection before
+    lending it, so no request fails on one that is already dead."""
+    client, keys = api
+    assert client.get("/meters", headers=auth(keys["reader"])).status_code == 200
+    name = psycopg.conninfo.conninfo_to_dict(migrated_database_url)["dbname"]
+    with psycopg.connect(migrated_database_url, autocommit=True) as admin:
+        cut = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchone()
+    assert cut is not None and cut[0] >= 1
+    for _ in range(3):
+        response = client.get("/meters", headers=auth(keys["reader"]))
+        assert response.status_code == 200, response.text
