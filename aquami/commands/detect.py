@@ -3,7 +3,9 @@
     aquami detect --readings READINGS.csv --meters METERS.csv --out ALERTS.json
 
 READINGS.csv: ``meter_id,ts,volume_m3`` (ts ISO 8601 UTC, volume the cumulative register; any row
-order; missing reads allowed). METERS.csv: ``meter_id,dma,role`` (role ``customer`` or ``inlet``).
+order; missing reads allowed), optionally ``reverse_volume_m3`` and ``quality`` (rows ``estimated``
+are left out, as the collector's job leaves VEE's estimates out). METERS.csv: ``meter_id,dma,role``
+(role ``customer`` or ``inlet``), optionally ``bulk``.
 ALERTS.json: a JSON array of alerts (``meter_id``, ``dma``, ``kind``, ``start``, ``detected_at``,
 ``rate_l_h``, ``volume_l``, ``confidence``, ``evidence``, …), the same detectors the collector runs.
 Progress goes to standard error.

@@ -2,7 +2,10 @@
 
 ``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
 8601 in UTC; ``volume_m3`` the cumulative register), one row per reading, rows in any order; and
-optionally ``reverse_volume_m3``, the meter's backward register (empty for meters without one).
+optionally ``reverse_volume_m3``, the meter's backward register (empty for meters without one), and
+``quality`` (``actual``, ``estimated``, ``substituted``, ``edited``, as the API gives readings; empty
+is ``actual``): rows ``estimated`` are left out, as the detection job leaves VEE's estimates out (a
+gap of missing reads is the detectors' to spread, and is no evidence of flow).
 ``METERS.csv`` has ``meter_id,dma,role``, and optionally ``bulk`` (``true`` for a meter that
 supplies many premises, a block of flats; ``false`` or empty otherwise).
 
@@ -49,7 +52,8 @@ class Readings:
 
 
 REQUIRED_COLUMNS = ("meter_id", "ts", "volume_m3")
-OPTIONAL_COLUMNS = ("reverse_volume_m3",)
+OPTIONAL_COLUMNS = ("reverse_volume_m3", "quality")
+QUALITIES = ("actual", "estimated", "substituted", "edited")
 
 
 def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readings:
@@ -88,6 +92,7 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
         if empty.size:
             raise CsvFormatError(f"{path}: row {int(empty[0]) + 2}: {name} is empty")
     n = starts.size
+    estimated = _estimated(data, *span["quality"], path) if "quality" in span else None
     meter_keys = []
     ts = np.empty(n, dtype=np.int64)
     volume = np.empty(n, dtype=np.float64)
@@ -104,15 +109,44 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
         if progress is not None:
             progress(hi, n)
     keys = np.concatenate(meter_keys).view(f"S{id_width}").ravel() if n else np.array([], dtype="S1")
+    if estimated is not None and estimated.any():
+        measured = ~estimated
+        keys, ts, volume = keys[measured], ts[measured], volume[measured]
+        reverse = reverse[measured] if reverse is not None else None
     meter_names, meter_index = _factorize(keys)
     return Readings(np.char.decode(meter_names, "utf-8").astype(str), meter_index, ts, volume, reverse)
 
 
+def _estimated(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path) -> np.ndarray:
+    """(N,) bool: the rows whose ``quality`` is ``estimated``; any value but :data:`QUALITIES` or
+    empty is refused with its row."""
+    width = max(len(q) for q in QUALITIES)
+    too_long = (ends - starts) > width
+    text = _fixed(data, starts, np.minimum(ends, starts + width), width).view(f"S{width}").ravel()
+    known = np.isin(text, [q.encode() for q in QUALITIES] + [b""]) & ~too_long
+    if not known.all():
+        row = int(np.argmin(known))
+        value = bytes(data[starts[row] : ends[row]]).decode("utf-8", "replace")
+        raise CsvFormatError(f"{path}: row {row + 2}: quality {value!r} is none of {', '.join(QUALITIES)}")
+    return np.asarray(text == b"estimated")
+
+
 def _fixed(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
-    """(rows, width) uint8: each field left-aligned, zero-padded (rows copied from a strided view)."""
-    padded = np.concatenate([data, np.zeros(width, dtype=np.uint8)]) if data.size < width + 1 else data
-    windows = sliding_window_view(padded, width)
-    chars = windows[np.minimum(starts, windows.shape[0] - 1)]
+    """(rows, width) uint8: each field left-aligned, zero-padded (rows copied from a strided view).
+
+    A field within ``width`` bytes of the file's end (the last row's last column, shorter than the
+    column's longest) is cut from a zero-padded copy of that tail alone: a window cannot start there
+    (it was moved back, and a meter id "A" in the last column read as the bytes before it)."""
+    near_end = starts > data.size - width
+    if not near_end.any():
+        chars: np.ndarray = sliding_window_view(data, width)[starts]
+    else:
+        chars = np.empty((starts.size, width), dtype=np.uint8)
+        lo = int(starts[near_end].min())
+        tail = np.concatenate([data[lo:], np.zeros(width, dtype=np.uint8)])
+        chars[near_end] = sliding_window_view(tail, width)[starts[near_end] - lo]
+        if not near_end.all():
+            chars[~near_end] = sliding_window_view(data, width)[starts[~near_end]]
     chars *= np.arange(width) < (ends - starts)[:, None]
     return chars
 
@@ -278,12 +312,21 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     values: list[float] = []
     backward: list[float] = []
     with_backward = "reverse_volume_m3" in names
+    with_quality = "quality" in names
     line = 1  # the header
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             for line, row in enumerate(csv.DictReader(f), start=2):
                 if None in row or any(row.get(name) is None for name in names):
                     raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(names)} fields")
+                if with_quality:
+                    quality = row["quality"].strip()
+                    if quality not in (*QUALITIES, ""):
+                        raise CsvFormatError(
+                            f"{path}: row {line}: quality {quality!r} is none of {', '.join(QUALITIES)}"
+                        )
+                    if quality == "estimated":
+                        continue
                 ids.append(row["meter_id"])
                 seconds.append(int(parse_iso_utc(row["ts"]).timestamp()))
                 values.append(float(row["volume_m3"]))

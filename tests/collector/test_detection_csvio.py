@@ -135,6 +135,82 @@ def test_a_backward_register_column_is_read_in_any_position_and_may_be_empty(tmp
     assert build_block(read_readings_csv(without), read_meters_csv(meters))[0].reverse_m3 is None
 
 
+def test_meter_ids_of_any_length_in_the_last_column_are_read_whole(tmp_path: Path) -> None:
+    """A field near the file's end, shorter than its column's longest: the last row's meter id "A"
+    was read as the bytes before it (":"), when meter_id was the last column."""
+    path = tmp_path / "last.csv"
+    path.write_text("ts,volume_m3,meter_id\n2026-01-05T00:00:00Z,1.5,LONGID-1234\n2026-01-05T01:00:00Z,2.5,A\n")
+    readings = read_readings_csv(path)
+    assert readings.meter_names[readings.meter_index].tolist() == ["LONGID-1234", "A"]
+    path.write_text("ts,volume_m3,meter_id\n2026-01-05T00:00:00Z,1.5,A")  # no newline at the end either
+    assert read_readings_csv(path).meter_names.tolist() == ["A"]
+
+
+def test_a_quality_column_leaves_out_what_vee_estimated_and_refuses_an_unknown_quality(tmp_path: Path) -> None:
+    """Readings exported with their quality (as ``GET /meters/{id}/readings`` gives them): the
+    estimated ones are left out, as the detection job leaves them out; empty is actual."""
+    fast, quoted = tmp_path / "fast.csv", tmp_path / "quoted.csv"
+    fast.write_text(
+        "meter_id,quality,ts,volume_m3\n"
+        "A,actual,2026-01-05T00:00:00Z,1.5\n"
+        "A,estimated,2026-01-05T01:00:00Z,1.6\n"
+        "A,,2026-01-05T02:00:00Z,1.75\n"
+        "A,substituted,2026-01-05T03:00:00Z,1.8\n"
+        "A,edited,2026-01-05T04:00:00Z,1.9\n"
+    )
+    quoted.write_text(fast.read_text().replace("A,", '"A",'))
+    for path in (fast, quoted):
+        readings = read_readings_csv(path)
+        assert readings.volume_m3.tolist() == [1.5, 1.75, 1.8, 1.9]
+        assert ((readings.ts_s - readings.ts_s[0]) // 3600).tolist() == [0, 2, 3, 4]
+    for bad_quality in ("guessed", "estimatedX", "ACTUAL"):
+        for path in (fast, quoted):
+            path.write_text(
+                f"meter_id,ts,volume_m3,quality\nA,2026-01-05T00:00:00Z,1,actual\nA,2026-01-05T01:00:00Z,2,{bad_quality}\n"
+            )
+            if path is quoted:
+                path.write_text(path.read_text().replace("A,", '"A",'))
+            with pytest.raises(CsvFormatError, match=f"row 3: quality '{bad_quality}' is none of"):
+                read_readings_csv(path)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B7", "M-000123"]),
+            st.integers(0, 10_000),  # hours after the first instant
+            st.integers(0, 10**12),  # register in litres
+            st.sampled_from(["actual", "estimated", "substituted", "edited", ""]),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    columns=st.permutations(["meter_id", "ts", "volume_m3", "quality"]),
+)
+def test_readings_with_their_quality_parse_to_the_rows_that_are_not_estimated(
+    tmp_path: Path, rows, columns: list[str]
+) -> None:
+    """Columns in any order: each field is read whole wherever it stands, the last row's last one too."""
+    path = tmp_path / "quality.csv"
+    epoch = np.datetime64("2026-01-05T00:00:00", "s")
+    lines = []
+    for mid, h, v, q in rows:
+        fields = {
+            "meter_id": mid,
+            "ts": f"{np.datetime_as_string(epoch + np.timedelta64(h, 'h'), unit='s')}Z",
+            "volume_m3": f"{v / 1000:.3f}",
+            "quality": q,
+        }
+        lines.append(",".join(fields[c] for c in columns))
+    path.write_text(",".join(columns) + "\n" + "\n".join(lines) + "\n")
+    readings = read_readings_csv(path)
+    kept = [r for r in rows if r[3] != "estimated"]
+    assert readings.meter_names[readings.meter_index].tolist() == [r[0] for r in kept]
+    assert (readings.ts_s - int(epoch.astype(np.int64))).tolist() == [r[1] * 3600 for r in kept]
+    assert readings.volume_m3.tolist() == [float(f"{r[2] / 1000:.3f}") for r in kept]
+
+
 _FIELD_TEXT = st.text(alphabet='AB0123456789.,-:TZ+\n\r" e', max_size=60)
 
 
