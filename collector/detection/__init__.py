@@ -14,8 +14,8 @@ shows still drawing water), :mod:`.alarms` (the meters' own alarm bits),
 """
 
 from collector.detection.alerts import Alert, AlertKind, AlertSource, AlertStatus
+from collector.detection.balance import DmaBalance
 from collector.detection.config import DetectionConfig
-from collector.detection.district import DmaBalance
 from collector.detection.engine import DetectionResult, detect, run_detection
 from collector.detection.lifecycle import AlertChanges, dismiss, merge_alerts
 from collector.detection.series import SeriesBlock

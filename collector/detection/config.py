@@ -220,7 +220,7 @@ class DetectionConfig:
     dma_stalled_days: float = 2.0
     #: A customer register still this long (hours), and not yet stalled, may explain a DMA step as
     #: large as it usually draws at that time (the largest such register of the DMA): see
-    #: :func:`collector.detection.district.still_register_flow`.
+    #: :func:`collector.detection.balance.still_register_flow`.
     dma_still_hours: float = 3.0
 
     # --- engine --------------------------------------------------------------------------------

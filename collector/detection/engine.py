@@ -11,21 +11,20 @@ import numpy as np
 
 from collector.detection.alarms import meter_alarm_alerts
 from collector.detection.alerts import Alert, AlertKind, make_alert_id
-from collector.detection.bulk import detect_bulk_leaks
-from collector.detection.burst import detect_bursts
-from collector.detection.common import Clock
-from collector.detection.config import DetectionConfig
-from collector.detection.district import (
+from collector.detection.balance import (
     DmaBalance,
     customer_flow_parts,
-    detect_dma_bursts,
     inlet_shaped_like_customers,
     max_by_group,
-    smallest_main_burst_by_day,
     still_for,
     still_register_flow,
     sum_by_group,
 )
+from collector.detection.bulk import detect_bulk_leaks
+from collector.detection.burst import detect_bursts
+from collector.detection.common import Clock
+from collector.detection.config import DetectionConfig
+from collector.detection.district import detect_dma_bursts, smallest_main_burst_by_day
 from collector.detection.flows import DayLayout, Flows, interval_flows
 from collector.detection.leak import detect_leaks
 from collector.detection.register import detect_reverse_flow, detect_stuck

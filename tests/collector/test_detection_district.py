@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from collector.detection import district
 from collector.detection.alerts import AlertKind
+from collector.detection.balance import DmaBalance
 from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
-from collector.detection.district import DmaBalance, _LaterSteps, _Nest, _rolling_median, nanquantile_last
+from collector.detection.district import _LaterSteps, _Nest, _rolling_median, nanquantile_last
 from collector.detection.engine import run_detection
 from collector.detection.flows import interval_flows
 from tests.collector.test_detection_households import (
@@ -466,7 +467,7 @@ def test_no_burst_no_alert_and_the_balance_counts_estimated_reads() -> None:
 
 
 def test_estimates_use_only_earlier_days() -> None:
-    from collector.detection.district import estimated_customer_flow
+    from collector.detection.balance import estimated_customer_flow
 
     rng = np.random.default_rng(43)
     block = _drop_reads(block_of({"A": household(rng, DAYS)}), rng, 0.05)
@@ -558,7 +559,7 @@ def test_a_main_burst_while_a_shop_s_register_is_newly_still_is_still_raised() -
 def test_a_register_stuck_for_weeks_is_estimated_from_its_last_days_of_use() -> None:
     """The estimate looks back as far as it takes; it used to stop at four weeks, and from then on
     a stuck shop's use came back into the balance as losses (a main burst every morning)."""
-    from collector.detection.district import estimated_customer_flow
+    from collector.detection.balance import estimated_customer_flow
 
     rng = np.random.default_rng(47)
     days = 40
