@@ -58,6 +58,7 @@ def interval_flows(block: SeriesBlock, config: DetectionConfig) -> Flows:
     delta = np.empty_like(v)
     delta[:, 0] = np.nan
     np.subtract(v[:, 1:], v[:, :-1], out=delta[:, 1:])  # NaN next to a missing read
+    _to_millilitres(delta)
     v_prev = np.empty_like(v)
     v_prev[:, 0] = np.nan
     v_prev[:, 1:] = v[:, :-1]
@@ -105,7 +106,7 @@ def _spread_gaps(
     closed = (before >= 0) & (after < t)
     v_before = np.where(before >= 0, v[g_row, np.maximum(before, 0)], np.nan)
     v_after = np.where(after < t, v[g_row, np.minimum(after, t - 1)], np.nan)
-    delta = v_after - v_before
+    delta = _to_millilitres(v_after - v_before)
     with np.errstate(invalid="ignore"):
         is_reset = closed & (delta < 0) & ((delta <= -config.reset_drop_m3) | (v_after < config.reset_ratio * v_before))
     per_interval = np.where(closed & ~is_reset, delta / (after - before) * to_l_h, np.nan)
@@ -118,6 +119,14 @@ def _spread_gaps(
     flow[g_row[ends], after[ends]] = per_interval[ends]
     spread[g_row[ends], after[ends]] = closed[ends]
     reset[g_row[ends], after[ends]] = is_reset[ends]
+
+
+def _to_millilitres(delta_m3: np.ndarray) -> np.ndarray:
+    """Differences of registers (m³) rounded in place to the millilitre, finer than any water
+    register: the difference of two floats carries the registers' own rounding (0.015 m³ read as
+    0.01499999999), which depended on how large the registers were, so that a meter's alerts did
+    too (a register 123.456 m³ higher raised a leak an hour later, at a level it then met exactly)."""
+    return np.round(delta_m3, 6, out=delta_m3)
 
 
 def register_step_l(delta: np.ndarray, config: DetectionConfig) -> np.ndarray:
