@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         client_id: str = typer.Option("aquami-collector", help="MQTT client id (its persistent session)."),
         shared_group: str = typer.Option(None, help="Share the subscription in this group ($share/GROUP/…)."),
         vee_every: float = typer.Option(
-            0, help="Every so many seconds, run VEE and refresh consumption over the last two days (0: never)."
+            3600,
+            help="Every so many seconds, run VEE and refresh consumption over the last two days, in one "
+            "collector at a time (0: never).",
         ),
         detect_every: float = typer.Option(
             900, help="Every so many seconds, run leak and burst detection over the newest data (0: never)."
@@ -47,6 +49,7 @@ def register(app: typer.Typer) -> None:
         from collector.detection_job import DetectionScheduler
         from collector.migrate import migrate
         from collector.service import Collector, CollectorConfig
+        from collector.vee.rounds import vee_round
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         migrate(database_url)
@@ -67,11 +70,12 @@ def register(app: typer.Typer) -> None:
             log.info("counters %s", collector.counters.snapshot())
             if vee_every > 0 and time.monotonic() - last_vee >= vee_every:
                 last_vee = time.monotonic()
-                end = datetime.now(UTC) + timedelta(hours=1)
                 try:
-                    log.info("vee %s", _vee_and_consumption(database_url, end - timedelta(days=2), end, None))
+                    done = vee_round(database_url, datetime.now(UTC))
                 except psycopg.Error as error:  # the database away for a moment must not stop the collector
                     log.warning("vee failed (%s); next try in %g s", error, vee_every)
+                else:
+                    log.info("vee %s", done if done is not None else "skipped: another collector's round is under way")
         if detection is not None:
             detection.stop()
         collector.stop()

@@ -9,6 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from collector.batch_parser import ReadingRow
 from collector.store import ReadingStore
 from collector.vee.config import VeeConfig
 from collector.vee.editing import edit_reading, reading_history, substitute_reading
@@ -174,3 +175,34 @@ def test_the_command_line_runs_vee_and_refreshes_consumption(migrated_database_u
         env={"AQUAMI_DATABASE_URL": migrated_database_url},
     )
     assert bad.exit_code != 0
+
+
+def test_a_vee_round_estimates_the_newest_gaps_in_one_collector_at_a_time(migrated_database_url):
+    """``collector run`` runs a round every hour: the last two days' gaps are estimated and the
+    consumption refreshed. While another collector's round holds the lock, a round is skipped."""
+    from collector.vee.rounds import ROUND_LOCK_KEY, vee_round
+
+    url = migrated_database_url
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    hours = [now - timedelta(hours=h) for h in range(72, -1, -1)]
+    gap = {now - timedelta(hours=h) for h in (20, 21, 22)}
+    rows: list[ReadingRow] = [
+        ("VR-1", t.isoformat(), repr(100.0 + 0.01 * i), None, None, [], "gw", i) for i, t in enumerate(hours)
+    ]
+    ReadingStore(url).write([r for r, t in zip(rows, hours, strict=True) if t not in gap])
+
+    def estimated() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM readings WHERE quality = 'estimated'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    with psycopg.connect(url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (ROUND_LOCK_KEY,))
+        assert vee_round(url, now) is None
+        assert estimated() == 0
+    done = vee_round(url, now)
+    assert done is not None
+    assert done["estimates"] == 3 and estimated() == 3
+    assert done["consumption_hourly_rows"] > 0
+    assert vee_round(url, now) is not None  # the lock was given back

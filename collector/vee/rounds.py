@@ -1,0 +1,48 @@
+"""VEE kept current: a round validates and estimates the newest days and refreshes consumption.
+
+``aquami collector run`` runs a round every ``--vee-every`` seconds (hourly by default), so the reads
+billing pulls are validated and their gaps estimated, and the consumption tables (NEM12, a meter's
+daily use) stay current without anyone running ``aquami collector vee``. Several collectors may share
+a database (``--shared-group``): a round runs in one of them at a time, and a collector that finds
+another's round under way skips its own (a session advisory lock, tried, not waited for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from collector.vee.config import VeeConfig
+from collector.vee.runner import run_vee
+
+#: How far back each round looks: reads arrive late (a gateway's spool after an outage), and a gap
+#: is estimated only once the read that closes it is in.
+ROUND_DAYS = 2
+#: The session advisory lock a round holds (another collector, or a person, may hold it to keep rounds off).
+ROUND_LOCK_KEY = 0x76656521  # "vee!"
+
+
+def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None) -> dict[str, Any] | None:
+    """VEE over the last :data:`ROUND_DAYS` up to ``now`` (and the hour after it, for clocks a little
+    ahead), then the consumption over the same period; what it did, or None if another collector's
+    round was under way."""
+    end = now + timedelta(hours=1)
+    start = end - timedelta(days=ROUND_DAYS)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
+        conn.commit()
+        if not (row and row[0]):
+            return None
+        try:
+            report = run_vee(conn, start, end, config or VeeConfig(), now=now)
+            refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+            conn.commit()
+        finally:
+            if not conn.closed:
+                conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock(%s)", (ROUND_LOCK_KEY,))
+                conn.commit()
+    return {**asdict(report), "consumption_hourly_rows": refreshed[0] if refreshed else 0}
