@@ -174,18 +174,15 @@ def test_a_quality_column_leaves_out_what_vee_estimated_and_refuses_an_unknown_q
                 read_readings_csv(path)
 
 
+def _reading_rows(fourth: st.SearchStrategy[object]) -> st.SearchStrategy[list[tuple[str, int, int, object]]]:
+    """Rows of (meter id, hours after the first instant, register in litres, ``fourth``)."""
+    row = st.tuples(st.sampled_from(["A", "B7", "M-000123"]), st.integers(0, 10_000), st.integers(0, 10**12), fourth)
+    return st.lists(row, min_size=1, max_size=40)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    rows=st.lists(
-        st.tuples(
-            st.sampled_from(["A", "B7", "M-000123"]),
-            st.integers(0, 10_000),  # hours after the first instant
-            st.integers(0, 10**12),  # register in litres
-            st.sampled_from(["actual", "estimated", "substituted", "edited", ""]),
-        ),
-        min_size=1,
-        max_size=40,
-    ),
+    rows=_reading_rows(st.sampled_from(["actual", "estimated", "substituted", "edited", ""])),
     columns=st.permutations(["meter_id", "ts", "volume_m3", "quality"]),
 )
 def test_readings_with_their_quality_parse_to_the_rows_that_are_not_estimated(
@@ -271,18 +268,7 @@ def test_a_damaged_file_gives_readings_or_a_csv_format_error(tmp_path: Path, edi
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    rows=st.lists(
-        st.tuples(
-            st.sampled_from(["A", "B7", "M-000123"]),
-            st.integers(0, 10_000),  # hours after the first instant
-            st.integers(0, 10**12),  # register in litres
-            st.one_of(st.none(), st.integers(0, 10**9)),  # backward register in litres, or none
-        ),
-        min_size=1,
-        max_size=40,
-    )
-)
+@given(rows=_reading_rows(st.one_of(st.none(), st.integers(0, 10**9))))  # backward register in litres, or none
 def test_readings_with_a_backward_register_parse_to_what_was_written(tmp_path: Path, rows) -> None:
     path = tmp_path / "prop.csv"
     epoch = np.datetime64("2026-01-05T00:00:00", "s")
