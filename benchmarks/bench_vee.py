@@ -1,0 +1,176 @@
+"""VEE's hourly round against the database: loading its readings beside the query it had before and
+a plain COPY of the same rows.
+
+``aquami collector run`` runs a VEE round every hour (:func:`collector.vee.rounds.vee_round`): VEE
+over the newest two days, each meter measured against its own profile from the 28 days before, then
+the consumption refreshed. Most of a round is loading those 30 days of every meter
+(:func:`collector.vee.series.load_series`).
+
+- ``load_series``: aquami's load (one binary COPY, rows put in order by NumPy, each meter's limits
+  fetched once, instants as PostgreSQL sends them).
+- baselines, the same readings:
+  - the query before: the rows sorted in SQL, each joined to its meter's limits, each instant turned
+    into seconds by ``extract(epoch …)``;
+  - plain ``COPY`` of ``meter_id, ts, volume_m3`` in binary, each row decoded by psycopg: shipping
+    the rows alone, row by row.
+- the whole round, and the share of it that is the load.
+
+Readings are a labelled fleet's (``simulators.fleet``, 1% of reads missing, so there are gaps to
+estimate). Needs TimescaleDB, started as the test fixtures start it (tests/services.py;
+``AQUAMI_TEST_DATABASE_URL`` points at another).
+
+    python -m benchmarks.bench_vee [--meters 5000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from benchmarks.bench_detection_fetch import load
+from collector.migrate import migrate
+from collector.vee.config import VeeConfig
+from collector.vee.rounds import ROUND_DAYS, vee_round
+from collector.vee.series import _HEADER, QUALITIES, Series, load_series
+from simulators.fleet import FleetSpec, generate_fleet
+from tests.services import admin_url, create_database, drop_database
+
+_SORTED_AND_JOINED = """
+COPY (
+    SELECT k.code, extract(epoch FROM r.ts)::float8, r.volume_m3::float8, coalesce(r.flow_m3h, 'NaN'),
+           coalesce(r.reverse_volume_m3::float8, 'NaN'), 'reverse_flow' = ANY (r.alarms),
+           extract(epoch FROM r.received_at)::float8,
+           (array_position(ARRAY['actual', 'estimated', 'substituted', 'edited'], r.quality) - 1)::int2,
+           coalesce(m.max_flow_m3h::float8, {max_flow}), coalesce(m.register_capacity_m3::float8, {capacity})
+    FROM readings r JOIN vee_meter_codes k USING (meter_id) JOIN meters m USING (meter_id)
+    WHERE r.ts >= {start} AND r.ts < {end}
+    ORDER BY k.code, r.ts
+) TO STDOUT (FORMAT BINARY)
+"""
+_BEFORE_FIELDS = [
+    ("code", ">i4"), ("ts", ">f8"), ("volume", ">f8"), ("flow", ">f8"), ("reverse", ">f8"), ("reverse_alarm", "?"),
+    ("received", ">f8"), ("quality", ">i2"), ("max_flow", ">f8"), ("capacity", ">f8"),
+]  # fmt: skip
+_BEFORE_ROW = np.dtype(
+    [("fields", ">i2")] + [item for name, kind in _BEFORE_FIELDS for item in ((f"{name}_len", ">i4"), (name, kind))]
+)
+
+
+def load_before(conn: psycopg.Connection, start: datetime, end: datetime, config: VeeConfig) -> Series:
+    """``load_series`` as it was: the sort, the join and the conversions in SQL."""
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS vee_meter_codes")
+        cur.execute(
+            "CREATE TEMP TABLE vee_meter_codes AS "
+            "SELECT meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::int4 AS code FROM meters"
+        )
+        cur.execute("ANALYZE vee_meter_codes")
+        cur.execute("SELECT set_config('work_mem', '256MB', true)")
+        meter_ids = [row[0] for row in cur.execute("SELECT meter_id FROM vee_meter_codes ORDER BY code")]
+        query = sql.SQL(_SORTED_AND_JOINED).format(
+            max_flow=sql.Literal(float(config.default_max_flow_m3h)),
+            capacity=sql.Literal(float(config.default_register_capacity_m3)),
+            start=sql.Literal(start),
+            end=sql.Literal(end),
+        )
+        buffer = bytearray()
+        with cur.copy(query) as copy:
+            for block in copy:
+                buffer += block
+    conn.commit()
+    rows = np.frombuffer(bytes(buffer[_HEADER:-2]), dtype=_BEFORE_ROW)
+    return Series.from_arrays(
+        meter_ids, rows["code"].astype(np.int64), rows["ts"].astype(float), rows["volume"].astype(float), config,
+        flow=rows["flow"].astype(float), reverse=rows["reverse"].astype(float),
+        reverse_alarm=rows["reverse_alarm"].astype(bool), received=rows["received"].astype(float),
+        quality=np.array(QUALITIES)[rows["quality"]], max_flow=rows["max_flow"].astype(float),
+        capacity=rows["capacity"].astype(float),
+    )  # fmt: skip
+
+
+def plain_copy(conn: psycopg.Connection, start: datetime, end: datetime) -> int:
+    """The same readings' ``meter_id, ts, volume_m3`` by binary COPY, row by row: how many."""
+    count = 0
+    with conn.cursor() as cur:
+        query = (
+            "COPY (SELECT meter_id, ts, volume_m3 FROM readings WHERE ts >= %s AND ts < %s) TO STDOUT (FORMAT BINARY)"
+        )
+        with cur.copy(query, (start, end)) as copy:
+            copy.set_types(["text", "timestamptz", "numeric"])
+            for _ in copy.rows():
+                count += 1
+    conn.commit()
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each load, in turns; median")
+    args = parser.parse_args()
+
+    config = VeeConfig()
+    spec = FleetSpec(meters=args.meters, days=config.profile_lookback_days + ROUND_DAYS + 2, seed=args.seed,
+                     missing_read_fraction=0.01)  # fmt: skip
+    fleet = generate_fleet(spec)
+    now = fleet.timestamps[-1].astype("datetime64[us]").item().replace(tzinfo=UTC)
+    end = now + timedelta(hours=1)
+    start = end - timedelta(days=ROUND_DAYS + config.profile_lookback_days)
+    server = admin_url()
+    db = create_database(server)
+    try:
+        migrate(db)
+        started = time.perf_counter()
+        rows = load(db, fleet)
+        print(f"{args.meters} meters, {rows:,} readings loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        with psycopg.connect(db) as conn:
+            conn.execute("ANALYZE readings")
+            conn.commit()
+            seconds: dict[str, list[float]] = {"load_series": [], "the query before": [], "plain COPY": []}
+            agree = True
+            for attempt in range(args.repeat):  # in turns, so all see the same (shared, noisy) machine
+                t0 = time.perf_counter()
+                ours = load_series(conn, start, end, config)
+                conn.commit()
+                seconds["load_series"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                before = load_before(conn, start, end, config)
+                seconds["the query before"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                copied = plain_copy(conn, start, end)
+                seconds["plain COPY"].append(time.perf_counter() - t0)
+                agree &= copied == len(ours.ts) and bool(
+                    np.array_equal(ours.meter, before.meter)
+                    and np.allclose(ours.ts, before.ts, rtol=0, atol=1e-6)
+                    and np.array_equal(ours.volume, before.volume)
+                    and np.array_equal(ours.max_flow, before.max_flow)
+                )
+                laps = ", ".join(f"{name} {s[-1]:.2f} s" for name, s in seconds.items())
+                print(f"[{attempt + 1}] {laps}", flush=True)
+        t0 = time.perf_counter()
+        done = vee_round(db, now, config)
+        round_s = time.perf_counter() - t0
+    finally:
+        drop_database(server, db)
+    median = {name: statistics.median(s) for name, s in seconds.items()}
+    ours_s = median["load_series"]
+    print(f"{len(ours.ts):,} readings over {ROUND_DAYS + config.profile_lookback_days} days; the loads agree: {agree}")
+    print(f"load_series {ours_s:.2f} s, median of {args.repeat}")
+    for name in ("the query before", "plain COPY"):
+        print(f"  {name} {median[name]:.2f} s: load_series is {median[name] / ours_s:.1f}× faster")
+    assert done is not None
+    print(
+        f"a whole round {round_s:.2f} s ({done['estimates']:,} estimates, {done['consumption_hourly_rows']:,} "
+        f"consumption rows): the load is {ours_s / round_s:.0%} of it"
+    )
+
+
+if __name__ == "__main__":
+    main()
