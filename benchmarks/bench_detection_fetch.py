@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -59,6 +61,24 @@ def load(url: str, fleet: Fleet) -> int:
                         rows += 1
         conn.commit()
     return rows
+
+
+@contextmanager
+def fleet_database(fleet: Fleet) -> Iterator[str]:
+    """A fresh migrated database holding the fleet (loaded, analysed, its size printed), dropped after."""
+    server = admin_url()
+    db = create_database(server)
+    try:
+        migrate(db)
+        started = time.perf_counter()
+        rows = load(db, fleet)
+        meters = int(np.sum(fleet.role == "customer"))
+        print(f"{meters} meters, {rows:,} readings loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("ANALYZE readings")
+        yield db
+    finally:
+        drop_database(server, db)
 
 
 def _no_registers(conn: psycopg.Connection, count: int) -> tuple[dict[str, int], np.ndarray]:
@@ -121,35 +141,25 @@ def main() -> None:
     )  # fmt: skip
     fleet = generate_fleet(spec)
     now = fleet.timestamps[-1].astype("datetime64[us]").item().replace(tzinfo=UTC)
-    server = admin_url()
-    db = create_database(server)
-    try:
-        migrate(db)
-        started = time.perf_counter()
-        rows = load(db, fleet)
-        print(f"{args.meters} meters, {rows:,} readings loaded in {time.perf_counter() - started:.0f} s", flush=True)
-        with psycopg.connect(db) as conn:
-            conn.execute("ANALYZE readings")
-            seconds: dict[str, list[float]] = {"fetch_block": [], "plain COPY": [], "arrays in SQL": []}
-            block: SeriesBlock | None = None
-            agree = True
-            for attempt in range(args.repeat):  # in turns, so all see the same (shared, noisy) machine
-                t0 = time.perf_counter()
-                block = fetch_block(conn, now, config)
-                seconds["fetch_block"].append(time.perf_counter() - t0)
-                for name, fetch in (("plain COPY", plain_fetch), ("arrays in SQL", arrays_in_sql_fetch)):
-                    t0 = time.perf_counter()
-                    volume = fetch(conn, now, config)
-                    seconds[name].append(time.perf_counter() - t0)
-                    agree &= np.array_equal(np.nan_to_num(block.volume_m3, nan=-1), np.nan_to_num(volume, nan=-1))
-                laps = ", ".join(f"{name} {s[-1]:.2f} s" for name, s in seconds.items())
-                print(f"[{attempt + 1}] {laps}", flush=True)
-            assert block is not None
+    with fleet_database(fleet) as db, psycopg.connect(db) as conn:
+        seconds: dict[str, list[float]] = {"fetch_block": [], "plain COPY": [], "arrays in SQL": []}
+        block: SeriesBlock | None = None
+        agree = True
+        for attempt in range(args.repeat):  # in turns, so all see the same (shared, noisy) machine
             t0 = time.perf_counter()
-            alerts = detect(block, config.detection)
-            detect_s = time.perf_counter() - t0
-    finally:
-        drop_database(server, db)
+            block = fetch_block(conn, now, config)
+            seconds["fetch_block"].append(time.perf_counter() - t0)
+            for name, fetch in (("plain COPY", plain_fetch), ("arrays in SQL", arrays_in_sql_fetch)):
+                t0 = time.perf_counter()
+                volume = fetch(conn, now, config)
+                seconds[name].append(time.perf_counter() - t0)
+                agree &= np.array_equal(np.nan_to_num(block.volume_m3, nan=-1), np.nan_to_num(volume, nan=-1))
+            laps = ", ".join(f"{name} {s[-1]:.2f} s" for name, s in seconds.items())
+            print(f"[{attempt + 1}] {laps}", flush=True)
+        assert block is not None
+        t0 = time.perf_counter()
+        alerts = detect(block, config.detection)
+        detect_s = time.perf_counter() - t0
     median = {name: statistics.median(s) for name, s in seconds.items()}
     job = median["fetch_block"]
     cells = block.n_meters * block.n_intervals

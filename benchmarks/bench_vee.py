@@ -33,13 +33,11 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from benchmarks.bench_detection_fetch import load
-from collector.migrate import migrate
+from benchmarks.bench_detection_fetch import fleet_database
 from collector.vee.config import VeeConfig
 from collector.vee.rounds import ROUND_DAYS, vee_round
 from collector.vee.series import _HEADER, QUALITIES, Series, load_series
 from simulators.fleet import FleetSpec, generate_fleet
-from tests.services import admin_url, create_database, drop_database
 
 _SORTED_AND_JOINED = """
 COPY (
@@ -123,16 +121,8 @@ def main() -> None:
     now = fleet.timestamps[-1].astype("datetime64[us]").item().replace(tzinfo=UTC)
     end = now + timedelta(hours=1)
     start = end - timedelta(days=ROUND_DAYS + config.profile_lookback_days)
-    server = admin_url()
-    db = create_database(server)
-    try:
-        migrate(db)
-        started = time.perf_counter()
-        rows = load(db, fleet)
-        print(f"{args.meters} meters, {rows:,} readings loaded in {time.perf_counter() - started:.0f} s", flush=True)
+    with fleet_database(fleet) as db:
         with psycopg.connect(db) as conn:
-            conn.execute("ANALYZE readings")
-            conn.commit()
             seconds: dict[str, list[float]] = {"load_series": [], "the query before": [], "plain COPY": []}
             agree = True
             for attempt in range(args.repeat):  # in turns, so all see the same (shared, noisy) machine
@@ -157,8 +147,6 @@ def main() -> None:
         t0 = time.perf_counter()
         done = vee_round(db, now, config)
         round_s = time.perf_counter() - t0
-    finally:
-        drop_database(server, db)
     median = {name: statistics.median(s) for name, s in seconds.items()}
     ours_s = median["load_series"]
     print(f"{len(ours.ts):,} readings over {ROUND_DAYS + config.profile_lookback_days} days; the loads agree: {agree}")
