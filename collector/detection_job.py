@@ -14,7 +14,6 @@ Several collectors may schedule runs: an advisory lock makes them take turns.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.lifecycle import AlertChanges, merge_alerts
 from collector.detection.series import SeriesBlock
+from collector.schedule import PeriodicJob
 
 log = logging.getLogger(__name__)
 _LOCK_KEY = 0x64657465  # "dete"
@@ -193,43 +193,20 @@ def run_detection_once(
     return changes
 
 
-class DetectionScheduler:
+class DetectionScheduler(PeriodicJob):
     """Runs detection every ``every`` in a thread, so a burst is raised within two read intervals."""
 
+    name = "detection"
+
     def __init__(self, database_url: str, every: timedelta, config: DetectionJobConfig | None = None):
+        super().__init__(every)
         self.database_url = database_url
-        self.every = every
         self.config = config or DetectionJobConfig()
-        self.runs = 0
-        self.failures = 0
         self.last_changes = AlertChanges()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="detection", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def run_once(self) -> bool:
-        """One run now; False if it failed. Nothing that goes wrong in a run stops the schedule: a
-        database away (restarting, unreachable) is tried again at the next run, and so is a fault in
-        detection itself, logged with its traceback (a thread that died on it would have left the
-        utility without detection, and said so only once, in a log)."""
-        try:
-            with psycopg.connect(self.database_url) as conn:
-                self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
-        except psycopg.Error as error:
-            self.failures += 1
-            log.warning("detection run failed (%s); next try in %s", error, self.every)
-            return False
-        except Exception:
-            self.failures += 1
-            log.exception("detection run failed; next try in %s", self.every)
-            return False
-        self.runs += 1
+    def work(self) -> None:
+        with psycopg.connect(self.database_url) as conn:
+            self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
         if self.last_changes:
             log.info(
                 "detection: %d opened, %d updated, %d resolved",
@@ -237,9 +214,3 @@ class DetectionScheduler:
                 len(self.last_changes.updated),
                 len(self.last_changes.resolved),
             )
-        return True
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.run_once()
-            self._stop.wait(self.every.total_seconds())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,13 +42,12 @@ def register(app: typer.Typer) -> None:
         import signal
         import threading
 
-        import psycopg
-
         from aquami.mqtt import MqttEndpoint
         from collector.detection_job import DetectionScheduler
         from collector.migrate import migrate
+        from collector.schedule import PeriodicJob
         from collector.service import Collector, CollectorConfig
-        from collector.vee.rounds import vee_round
+        from collector.vee.rounds import VeeScheduler
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         migrate(database_url)
@@ -60,24 +58,20 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         collector.start()
-        detection = DetectionScheduler(database_url, timedelta(seconds=detect_every)) if detect_every > 0 else None
-        if detection is not None:
-            detection.start()
+        # each in its own thread: an hourly VEE round (minutes, at a large utility) holds up neither
+        # ingest nor detection, and no failure in either stops the other or the collector
+        schedules: list[PeriodicJob] = []
+        if detect_every > 0:
+            schedules.append(DetectionScheduler(database_url, timedelta(seconds=detect_every)))
+        if vee_every > 0:
+            schedules.append(VeeScheduler(database_url, timedelta(seconds=vee_every)))
+        for schedule in schedules:
+            schedule.start()
         log = logging.getLogger("collector")
-        interval = min(30.0, vee_every) if vee_every > 0 else 30.0
-        last_vee = time.monotonic()
-        while not stop.wait(interval):
+        while not stop.wait(30.0):
             log.info("counters %s", collector.counters.snapshot())
-            if vee_every > 0 and time.monotonic() - last_vee >= vee_every:
-                last_vee = time.monotonic()
-                try:
-                    done = vee_round(database_url, datetime.now(UTC))
-                except psycopg.Error as error:  # the database away for a moment must not stop the collector
-                    log.warning("vee failed (%s); next try in %g s", error, vee_every)
-                else:
-                    log.info("vee %s", done if done is not None else "skipped: another collector's round is under way")
-        if detection is not None:
-            detection.stop()
+        for schedule in schedules:
+            schedule.stop()
         collector.stop()
 
     @collector_app.command("vee")

@@ -9,14 +9,18 @@ another's round under way skips its own (a session advisory lock, tried, not wai
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from collector.schedule import PeriodicJob
 from collector.vee.config import VeeConfig
 from collector.vee.runner import run_vee
+
+log = logging.getLogger(__name__)
 
 #: How far back each round looks: reads arrive late (a gateway's spool after an outage), and a gap
 #: is estimated only once the read that closes it is in.
@@ -46,3 +50,24 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ROUND_LOCK_KEY,))
                 conn.commit()
     return {**asdict(report), "consumption_hourly_rows": refreshed[0] if refreshed else 0}
+
+
+class VeeScheduler(PeriodicJob):
+    """Runs :func:`vee_round` every ``every`` in a thread (the first an ``every`` after start: the
+    collector's first minutes bring the reads a round would estimate, and a restart loop must not
+    become a loop of rounds), beside ingest and detection, which it does not hold up."""
+
+    name = "vee"
+
+    def __init__(self, database_url: str, every: timedelta, config: VeeConfig | None = None):
+        super().__init__(every, first_after=every)
+        self.database_url = database_url
+        self.config = config
+        self.last_report: dict[str, Any] | None = None
+
+    def work(self) -> None:
+        self.last_report = vee_round(self.database_url, datetime.now(UTC), self.config)
+        if self.last_report is None:
+            log.info("vee skipped: another collector's round is under way")
+        else:
+            log.info("vee %s", self.last_report)
