@@ -1,8 +1,9 @@
 """Readings and meters from CSV files into a :class:`SeriesBlock`, fast; alerts out as JSON.
 
 ``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
-8601 in UTC; ``volume_m3`` the cumulative register), one row per reading, rows in any order; and
-optionally ``reverse_volume_m3``, the meter's backward register (empty for meters without one), and
+8601 in UTC; ``volume_m3`` the cumulative register, m³ from 0 to 10¹² as the reads contract has it),
+one row per reading, rows in any order; and optionally ``reverse_volume_m3``, the meter's backward
+register (empty for meters without one), and
 ``quality`` (``actual``, ``estimated``, ``substituted``, ``edited``, as the API gives readings; empty
 is ``actual``): rows ``estimated`` are left out, as the detection job leaves VEE's estimates out (a
 gap of missing reads is the detectors' to spread, and is no evidence of flow).
@@ -52,6 +53,9 @@ class Readings:
 
 
 REQUIRED_COLUMNS = ("meter_id", "ts", "volume_m3")
+#: A register is a finite count of cubic metres, 0 to this, as the reads contract says
+#: (``aquami/contracts/reads.schema.json``) and the database's readings table requires.
+MAX_REGISTER_M3 = 1e12
 OPTIONAL_COLUMNS = ("reverse_volume_m3", "quality")
 QUALITIES = ("actual", "estimated", "substituted", "edited")
 
@@ -102,12 +106,15 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
         hi = min(lo + _BLOCK_ROWS, n)
         meter_keys.append(_fixed(data, span["meter_id"][0][lo:hi], span["meter_id"][1][lo:hi], id_width))
         ts[lo:hi] = _parse_timestamps(data, span["ts"][0][lo:hi], span["ts"][1][lo:hi], path, lo)
-        volume[lo:hi] = _parse_decimals(data, span["volume_m3"][0][lo:hi], span["volume_m3"][1][lo:hi])
+        volume[lo:hi] = _decimal_column(data, span, "volume_m3", lo, hi, path)
         if reverse is not None:
-            field_lo, field_hi = span["reverse_volume_m3"][0][lo:hi], span["reverse_volume_m3"][1][lo:hi]
-            reverse[lo:hi] = _parse_optional_decimals(data, field_lo, field_hi, "reverse_volume_m3")
+            reverse[lo:hi] = _decimal_column(data, span, "reverse_volume_m3", lo, hi, path, optional=True)
         if progress is not None:
             progress(hi, n)
+    _check_registers(volume, "volume_m3", path)
+    if reverse is not None:
+        filled = np.flatnonzero(span["reverse_volume_m3"][1] > span["reverse_volume_m3"][0])  # empty: none
+        _check_registers(reverse[filled], "reverse_volume_m3", path, rows=filled)
     keys = np.concatenate(meter_keys).view(f"S{id_width}").ravel() if n else np.array([], dtype="S1")
     if estimated is not None and estimated.any():
         measured = ~estimated
@@ -115,6 +122,22 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
         reverse = reverse[measured] if reverse is not None else None
     meter_names, meter_index = _factorize(keys)
     return Readings(np.char.decode(meter_names, "utf-8").astype(str), meter_index, ts, volume, reverse)
+
+
+def _check_registers(values: np.ndarray, column: str, path: Path, rows: np.ndarray | None = None) -> None:
+    """Refuses the first value that is no register (``rows``: the values' rows, if not 0, 1, …):
+    NaN, infinite, negative, or above :data:`MAX_REGISTER_M3`. Taken in, a register of ``nan``
+    would have read as a missing read, and ``-5`` or ``inf`` as water that flowed."""
+    with np.errstate(invalid="ignore"):
+        bad = ~((values >= 0) & (values <= MAX_REGISTER_M3))
+    if bad.any():
+        i = int(np.argmax(bad))
+        row = int(rows[i]) if rows is not None else i
+        raise CsvFormatError(f"{path}: row {row + 2}: {column} {_register_error(float(values[i]))}")
+
+
+def _register_error(value: float) -> str:
+    return f"{value!r} is no register: it must be a number of m³ from 0 to {MAX_REGISTER_M3:.0e}"
 
 
 def _estimated(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path) -> np.ndarray:
@@ -161,16 +184,46 @@ def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, np.repeat(inverse, run_lengths)
 
 
-def _parse_optional_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, column: str) -> np.ndarray:
+class _NotADecimal(ValueError):
+    def __init__(self, index: int, text: str) -> None:
+        super().__init__(f"field {index}: {text!r} is not a decimal number")
+        self.index, self.text = index, text
+
+
+def _decimal_column(
+    data: np.ndarray,
+    span: dict[str, tuple[np.ndarray, np.ndarray]],
+    column: str,
+    lo: int,
+    hi: int,
+    path: Path,
+    optional: bool = False,
+) -> np.ndarray:
+    """Rows ``lo:hi`` of a column of decimals (NaN for empty fields if ``optional``); a field that
+    is no number is refused with its row."""
+    starts, ends = span[column][0][lo:hi], span[column][1][lo:hi]
+    try:
+        return _parse_optional_decimals(data, starts, ends) if optional else _parse_decimals(data, starts, ends)
+    except _NotADecimal as bad:
+        raise CsvFormatError(
+            f"{path}: row {lo + bad.index + 2}: {column} {bad.text!r} is not a decimal number"
+        ) from None
+
+
+def _parse_optional_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Like :func:`_parse_decimals`, NaN for empty fields."""
     out = np.full(starts.shape, np.nan)
-    given = ends > starts
-    if given.any():
-        out[given] = _parse_decimals(data, starts[given], ends[given], column)
+    given = np.flatnonzero(ends > starts)
+    if given.size:
+        try:
+            out[given] = _parse_decimals(data, starts[given], ends[given])
+        except _NotADecimal as bad:
+            raise _NotADecimal(int(given[bad.index]), bad.text) from None
     return out
 
 
-def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, column: str = "volume_m3") -> np.ndarray:
+def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The fields as doubles; raises :class:`_NotADecimal` with the first field that is no number."""
     width = int(np.max(ends - starts, initial=1))
     fast = _parse_fixed_point(data, starts, ends, width)
     if fast is not None:
@@ -186,8 +239,9 @@ def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, colu
         text = np.char.strip(chars.view(f"S{width}").ravel())
         try:
             return text.astype(np.float64)
-        except ValueError as error:
-            raise CsvFormatError(f"{column}: {error}") from None
+        except ValueError:
+            i = next(i for i, t in enumerate(text.tolist()) if not _is_float(t))
+            raise _NotADecimal(i, text[i].decode("utf-8", "replace")) from None
     # digits after each digit, ignoring the point: its power of ten in the integer mantissa
     after: np.ndarray = np.cumsum(is_digit[:, ::-1], axis=1)[:, ::-1] - is_digit
     powers = 10 ** np.arange(20, dtype=np.int64)
@@ -197,6 +251,15 @@ def _parse_decimals(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, colu
     fraction_digits = np.where(has_dot, (ends - starts) - dot_at - 1, 0)
     value = mantissa / powers[fraction_digits].astype(np.float64)
     return np.where(negative, -value, value)
+
+
+def _is_float(text: bytes) -> bool:
+    """Whether the conversion :func:`_parse_decimals` makes takes ``text``."""
+    try:
+        np.array([text]).astype(np.float64)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_fixed_point(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray | None:
@@ -319,20 +382,20 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
             for line, row in enumerate(csv.DictReader(f), start=2):
                 if None in row or any(row.get(name) is None for name in names):
                     raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(names)} fields")
-                if with_quality:
-                    quality = row["quality"].strip()
-                    if quality not in (*QUALITIES, ""):
-                        raise CsvFormatError(
-                            f"{path}: row {line}: quality {quality!r} is none of {', '.join(QUALITIES)}"
-                        )
-                    if quality == "estimated":
-                        continue
+                quality = row["quality"].strip() if with_quality else ""
+                if quality not in (*QUALITIES, ""):
+                    raise CsvFormatError(f"{path}: row {line}: quality {quality!r} is none of {', '.join(QUALITIES)}")
+                instant = int(parse_iso_utc(row["ts"]).timestamp())
+                volume = _register(row["volume_m3"], "volume_m3")
+                text = row["reverse_volume_m3"].strip() if with_backward else ""
+                back = _register(text, "reverse_volume_m3") if text else float("nan")
+                if quality == "estimated":
+                    continue
                 ids.append(row["meter_id"])
-                seconds.append(int(parse_iso_utc(row["ts"]).timestamp()))
-                values.append(float(row["volume_m3"]))
+                seconds.append(instant)
+                values.append(volume)
                 if with_backward:
-                    text = row["reverse_volume_m3"].strip()
-                    backward.append(float(text) if text else float("nan"))
+                    backward.append(back)
     except (ValueError, csv.Error) as error:  # CsvFormatError is a ValueError and says where already
         if isinstance(error, CsvFormatError):
             raise
@@ -340,6 +403,16 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     meter_names, meter_index = np.unique(np.array(ids, dtype=str), return_inverse=True)
     reverse = np.array(backward, dtype=np.float64) if with_backward else None
     return Readings(meter_names, meter_index, np.array(seconds, dtype=np.int64), np.array(values), reverse)
+
+
+def _register(text: str, column: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{column} {text.strip()!r} is not a decimal number") from None
+    if not 0 <= value <= MAX_REGISTER_M3:
+        raise ValueError(f"{column} {_register_error(value)}")
+    return value
 
 
 @dataclass(frozen=True)

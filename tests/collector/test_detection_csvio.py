@@ -78,6 +78,27 @@ def test_quoted_fields_take_the_slow_path_and_give_the_same_result(tmp_path: Pat
         ("meter_id,ts,volume_m3,flow\nA,2026-01-05T00:00:00Z,1,2\n", "header"),
         ("meter_id,ts,volume_m3,reverse_volume_m3\nA,2026-01-05T00:00:00Z,1\n", "4 fields"),
         ("meter_id,ts,volume_m3\nA,,1\n", "ts is empty"),
+        (
+            "meter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,1\nA,2026-01-05T01:00:00Z,1.5x\n",
+            "row 3: volume_m3 '1.5x' is not a",
+        ),
+        ("meter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,-5\n", "row 2: volume_m3 -5.0 is no register"),
+        ("meter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,1\nA,2026-01-05T01:00:00Z,nan\n", "row 3: volume_m3 nan is no"),
+        ("meter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,inf\n", "row 2: volume_m3 inf is no register"),
+        ("meter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,1e13\n", "row 2: volume_m3 10000000000000.0 is no register"),
+        ('meter_id,ts,volume_m3\n"A",2026-01-05T00:00:00Z,-1\n', "row 2: volume_m3 -1.0 is no register"),
+        (
+            "meter_id,ts,volume_m3,reverse_volume_m3\nA,2026-01-05T00:00:00Z,1,\nA,2026-01-05T01:00:00Z,1,-0.5\n",
+            "row 3: reverse_volume_m3 -0.5 is no register",
+        ),
+        (
+            "meter_id,ts,volume_m3,reverse_volume_m3\nA,2026-01-05T00:00:00Z,1,\nA,2026-01-05T01:00:00Z,1,2y\n",
+            "row 3: reverse_volume_m3 '2y' is not a",
+        ),
+        (
+            "meter_id,ts,volume_m3,quality\nA,2026-01-05T00:00:00Z,1,actual\nA,2026-01-05T01:00:00Z,-1,estimated\n",
+            "row 3: volume_m3 -1.0 is no register",
+        ),
     ],
 )
 def test_bad_readings_files_say_what_is_wrong(tmp_path: Path, content: str, match: str) -> None:
@@ -227,6 +248,15 @@ def test_any_bytes_give_readings_or_a_csv_format_error(tmp_path: Path, header: s
     n = readings.ts_s.size
     assert readings.meter_index.size == readings.volume_m3.size == n
     assert readings.reverse_m3 is None or readings.reverse_m3.size == n
+    _assert_registers(readings)
+
+
+def _assert_registers(readings) -> None:
+    """What the reader gives is registers: finite, 0 or more (a backward register may be absent, NaN)."""
+    assert np.all((readings.volume_m3 >= 0) & np.isfinite(readings.volume_m3))
+    if readings.reverse_m3 is not None:
+        given = readings.reverse_m3[~np.isnan(readings.reverse_m3)]
+        assert np.all((given >= 0) & np.isfinite(given))
 
 
 _VALID = (
@@ -263,6 +293,7 @@ def test_a_damaged_file_gives_readings_or_a_csv_format_error(tmp_path: Path, edi
         block, _ = build_block(readings, read_meters_csv(meters))
     except CsvFormatError:
         return
+    _assert_registers(readings)
     assert block.volume_m3.shape == (2, block.n_intervals)
     assert block.reverse_m3 is None or block.reverse_m3.shape == block.volume_m3.shape
 
