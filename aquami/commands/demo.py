@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         poll_interval: float = typer.Option(5.0, min=0.2, help="Seconds between polls of each meter."),
         duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
         host: str = typer.Option("127.0.0.1", help="Address the web server listens on."),
-        port: int = typer.Option(8000, help="Web server port (a free one if taken; 0: any)."),
+        port: int = typer.Option(8000, min=0, max=65535, help="Web server port (a free one if taken; 0: any)."),
         database_url: str = typer.Option(
             None, envvar="AQUAMI_DATABASE_URL", help="Use this PostgreSQL/TimescaleDB instead of the embedded one."
         ),

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def run(
         database_url: str = DATABASE_URL,
         host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST"),
-        port: int = typer.Option(8000, envvar="AQUAMI_PORT"),
+        port: int = typer.Option(8000, min=0, max=65535, envvar="AQUAMI_PORT"),
     ) -> None:
         """Serve the API and the web page."""
         import uvicorn

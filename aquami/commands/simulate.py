@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     def modbus_tcp(
         meters: int = typer.Option(10, min=1, max=247, help="Meters, at unit ids 1..N."),
         host: str = typer.Option("127.0.0.1"),
-        port: int = typer.Option(5020),
+        port: int = typer.Option(5020, min=0, max=65535),
         seed: int = typer.Option(7),
     ) -> None:
         """Serve smart water meters over Modbus TCP until stopped (Ctrl-C)."""
