@@ -9,6 +9,9 @@ from typing import Any
 
 import typer
 
+#: Seconds between tries to reach a database that is not there yet.
+_RETRY_S = 5.0
+
 DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 
 
@@ -37,10 +40,16 @@ def register(app: typer.Typer) -> None:
             900, help="Every so many seconds, run leak and burst detection over the newest data (0: never)."
         ),
     ) -> None:
-        """Subscribe to every gateway's reads and store them until stopped (Ctrl-C)."""
+        """Subscribe to every gateway's reads and store them until stopped (Ctrl-C).
+
+        A collector started before its database (a host's boot, a compose file's order) waits for
+        it, saying why every few seconds, and goes on once it can apply the migrations.
+        """
         import logging
         import signal
         import threading
+
+        import psycopg
 
         from aquami.mqtt import MqttEndpoint
         from collector.detection_job import DetectionScheduler
@@ -49,14 +58,24 @@ def register(app: typer.Typer) -> None:
         from collector.service import Collector, CollectorConfig
         from collector.vee.rounds import VeeScheduler
 
+        try:
+            endpoint = MqttEndpoint.parse(mqtt_url)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--mqtt-url") from None
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        migrate(database_url)
-        collector = Collector(
-            CollectorConfig(database_url, MqttEndpoint.parse(mqtt_url), client_id=client_id, shared_group=shared_group)
-        )
+        log = logging.getLogger("collector")
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        while True:
+            try:
+                migrate(database_url)
+                break
+            except psycopg.OperationalError as error:
+                log.warning("database not reachable (%s); trying again in %g s", " ".join(str(error).split()), _RETRY_S)
+                if stop.wait(_RETRY_S):
+                    return
+        collector = Collector(CollectorConfig(database_url, endpoint, client_id=client_id, shared_group=shared_group))
         collector.start()
         # each in its own thread: an hourly VEE round (minutes, at a large utility) holds up neither
         # ingest nor detection, and no failure in either stops the other or the collector
@@ -67,7 +86,6 @@ def register(app: typer.Typer) -> None:
             schedules.append(VeeScheduler(database_url, timedelta(seconds=vee_every)))
         for schedule in schedules:
             schedule.start()
-        log = logging.getLogger("collector")
         while not stop.wait(30.0):
             log.info("counters %s", collector.counters.snapshot())
         for schedule in schedules:

@@ -16,9 +16,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from aquami.mqtt import MqttEndpoint
 from collector.service import Collector, CollectorConfig
+from tests.services import drop_database, with_database
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> None:
@@ -237,3 +240,32 @@ def test_a_database_that_stops_taking_writes_for_a_while_loses_nothing(migrated_
             assert count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R1'") == 0
             admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
         wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R1'") == 1, 30, "the read")
+
+
+def test_a_collector_started_before_its_database_waits_for_it(timescale_admin_url, mosquitto):
+    """``collector run`` with its database not there yet (a host's boot order): it waits, trying
+    again every few seconds, then migrates and stores. It used to exit with a traceback."""
+    url = with_database(timescale_admin_url, f"aquami_test_{uuid.uuid4().hex[:12]}")
+    gw, client_id = "gw-late-db", f"col-{uuid.uuid4().hex[:8]}"
+    process = _collector_process(url, mosquitto.url, client_id, "--vee-every", "0", "--detect-every", "0")
+    try:
+        time.sleep(3)  # its first tries fail: the database does not exist
+        assert process.poll() is None, "the collector exited"
+        with psycopg.connect(timescale_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(conninfo_to_dict(url)["dbname"])))
+        wait_for(lambda: _migrated(url), 30, "the migrations")
+        with publisher(mosquitto.url) as publish:
+            _ready(publish, url, gw)
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [("L1", "2026-03-01T00:00:00Z", 2.5)]))
+            wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'L1'") == 1, 20, "the read")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        drop_database(timescale_admin_url, url)
+
+
+def _migrated(url: str) -> bool:
+    try:
+        return count(url, "SELECT count(*) FROM pg_tables WHERE tablename = 'readings'") == 1
+    except psycopg.OperationalError:
+        return False
