@@ -119,6 +119,8 @@ def parse_telegram(
 ) -> Telegram:
     """Parse and decrypt a telegram as received; every failure is a :class:`DecodeError` saying where."""
     frame, detected_format, had_crcs = unframe(bytes(data), crcs, frame_format)
+    if len(frame) <= LINK_HEADER_SIZE:  # with its CRCs gone, a link header alone (L = 9) is left
+        raise TruncatedTelegramError(f"telegram of L = {frame[0]}: it ends before its CI field")
     link = _link_header(frame[:LINK_HEADER_SIZE])
     rest = frame[LINK_HEADER_SIZE:]
     ell = None

@@ -17,7 +17,7 @@ from firmware_protocols.wmbus import (
     build_telegram,
     decode_telegram,
 )
-from firmware_protocols.wmbus.link import add_format_a
+from firmware_protocols.wmbus.link import add_format_a, add_format_b
 
 KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 RECORDS = bytes.fromhex("0413D20400000259C409")  # volume 1.234 m3, flow temperature 25.00 degC
@@ -128,3 +128,16 @@ def test_builder_refuses_what_it_cannot_send() -> None:
         build_telegram(RECORDS, **METER, key=KEY, security_mode=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="255"):
         build_telegram(bytes(250), **METER)  # type: ignore[arg-type]
+
+
+@given(
+    header=st.binary(min_size=9, max_size=9),
+    frame_format=st.sampled_from(["A", "B"]),
+)
+def test_link_header_alone_with_valid_crcs_is_truncated(header: bytes, frame_format: str) -> None:
+    """L = 9: the link header and nothing else, its CRC right (format A: 12 bytes; format B: L = 11,
+    12 bytes). The telegram ends before its CI field: a TruncatedTelegramError, not an IndexError."""
+    frame = bytes([9]) + header
+    data = add_format_a(frame) if frame_format == "A" else add_format_b(frame)
+    with pytest.raises(TruncatedTelegramError, match="CI field"):
+        decode_telegram(data, {})
