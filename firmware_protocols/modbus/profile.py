@@ -8,6 +8,7 @@ drivers, each profile carries its own test vectors (``[[examples]]``): registers
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,8 +117,8 @@ class MeterProfile:
             if f.bits:
                 alarms.extend(name for bit, name in sorted(f.bits.items()) if value >> bit & 1)
                 continue
-            if isinstance(value, float) and value != value:  # NaN from an f32 register
-                raise DecodeError(f"profile {self.name}: field {f.name} is not a number")
+            if isinstance(value, float) and not math.isfinite(value):  # NaN or an infinity (IEEE 754)
+                raise DecodeError(f"profile {self.name}: field {f.name} is not a finite number ({value})")
             result[f.name] = _scaled(value, f.scale)
         result["alarms"] = alarms
         return result

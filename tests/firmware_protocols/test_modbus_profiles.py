@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from decimal import Decimal
 
@@ -136,3 +137,27 @@ def test_invalid_profiles_name_the_field(document, complaint):
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ProfileError, match="smart_water_meter"):
         load_profile("no_such_meter")
+
+
+F32_PROFILES = [
+    name for name in PROFILES if any(f.type == "f32" for f in load_profile(name, {"litres_per_pulse": 1}).fields)
+]
+
+
+@pytest.mark.parametrize("name", F32_PROFILES)
+@given(value=st.floats(width=32))
+def test_an_f32_register_that_is_not_a_finite_number_is_a_decode_error(name, value):
+    """IEEE 754 infinities are no more a reading than NaN is: a meter sends 7F80 0000 for an
+    overflowed or unset float register. Every f32 value decodes to a finite number or raises."""
+    profile = load_profile(name, {"litres_per_pulse": 1})
+    for field in profile.fields:
+        if field.type != "f32":
+            continue
+        registers = profile.encode({field.name: value})
+        try:
+            decoded = profile.decode_registers(registers)
+        except DecodeError as error:
+            assert not math.isfinite(value)
+            assert field.name in str(error)
+        else:
+            assert math.isfinite(decoded[field.name])
