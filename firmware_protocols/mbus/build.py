@@ -129,7 +129,8 @@ def _qualifiers() -> dict[str, int]:
     several codes are left out)."""
     codes: dict[str, list[int]] = {}
     for code, vife in COMBINABLE.items():
-        if vife.suffix and not vife.unit_suffix and vife.exponent == 0 and not vife.suffix.startswith("error_"):
+        qualifies = not vife.unit_suffix and vife.exponent == 0 and not vife.value
+        if vife.suffix and qualifies and not vife.suffix.startswith("error_"):
             codes.setdefault(vife.suffix, []).append(code)
     return {suffix: found[0] for suffix, found in codes.items() if len(found) == 1}
 

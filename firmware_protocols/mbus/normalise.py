@@ -70,6 +70,12 @@ def describe(
             suffixes.append("manufacturer" + (f"_{rest}" if rest else ""))
             break
         vife = COMBINABLE[code & 0x7F]
+        if vife.value == "timepoint":  # Table 15: "date (/time) of": types G/F, not the VIF's unit
+            unit, exponent, factor, offset, kind = None, 0, 1, 0, "timepoint"
+        elif vife.value == "duration":  # Table 15: "duration of", nn = s, min, h, d
+            unit, exponent, factor, offset, kind = "s", 0, vife.factor, 0, "number"
+        elif vife.value == "count":  # Table 15: "number of exceeds"
+            unit, exponent, factor, offset, kind = None, 0, 1, 0, "number"
         exponent += vife.exponent
         if vife.suffix:
             suffixes.append(vife.suffix)

@@ -217,6 +217,12 @@ class Vife(NamedTuple):
     suffix: str
     unit_suffix: str = ""
     exponent: int = 0  # multiplicative correction factor
+    #: What the data field then holds, when no longer a value of the VIF's quantity (Table 15):
+    #: ``timepoint`` a date (/time) of what the suffix names (type G or F by the data field's size),
+    #: ``duration`` a duration (``factor`` seconds per unit, nn = s, min, h, d), ``count`` a number
+    #: of events; empty for a value of the VIF's quantity in its unit.
+    value: str = ""
+    factor: int = 1
 
 
 #: Table 16: record error codes (slave to master, E000 xxxx).
@@ -275,7 +281,7 @@ def _combinable() -> dict[int, Vife]:
     }
     for code, (suffix, unit_suffix) in per.items():
         table[code] = Vife(suffix, unit_suffix)
-    table[0x39] = Vife("start")
+    table[0x39] = Vife("start", value="timepoint")  # E011 1001 start date(/time) of
     table[0x3A] = Vife("uncorrected")
     table[0x3B] = Vife("forward")  # accumulation only of positive contributions
     table[0x3C] = Vife("backward")  # accumulation of the absolute value of negative contributions
@@ -284,19 +290,22 @@ def _combinable() -> dict[int, Vife]:
     table[0x3F] = Vife("obis")
     for u, limit in ((0, "lower"), (1, "upper")):
         base = 0x40 | (u << 3)
-        table[base] = Vife(f"{limit}_limit")
-        table[base | 1] = Vife(f"{limit}_limit_exceeds")
+        table[base] = Vife(f"{limit}_limit")  # E100 u000 limit value
+        table[base | 1] = Vife(f"{limit}_limit_exceeds", value="count")  # E100 u001 number of exceeds
         for f, which in ((0, "first"), (1, "last")):
             for b, edge in ((0, "begin"), (1, "end")):
-                table[base | 2 | (f << 2) | b] = Vife(f"{which}_{edge}_{limit}_limit_exceed")
+                # E100 uf1b date (/time) of begin/end of first/last lower/upper limit exceed
+                table[base | 2 | (f << 2) | b] = Vife(f"{which}_{edge}_{limit}_limit_exceed", value="timepoint")
         for f, which in ((0, "first"), (1, "last")):
-            for n in range(4):
-                table[0x50 | (u << 3) | (f << 2) | n] = Vife(f"{which}_{limit}_limit_exceed_duration")
+            for n in range(4):  # E101 ufnn duration of limit exceed
+                table[0x50 | (u << 3) | (f << 2) | n] = Vife(
+                    f"{which}_{limit}_limit_exceed_duration", value="duration", factor=_SECONDS[n]
+                )
     for f, which in ((0, "first"), (1, "last")):
-        for n in range(4):
-            table[0x60 | (f << 2) | n] = Vife(f"{which}_duration")
-        for b, edge in ((0, "begin"), (1, "end")):
-            table[0x6A | (f << 2) | b] = Vife(f"{which}_{edge}")
+        for n in range(4):  # E110 0fnn duration of
+            table[0x60 | (f << 2) | n] = Vife(f"{which}_duration", value="duration", factor=_SECONDS[n])
+        for b, edge in ((0, "begin"), (1, "end")):  # E110 1f1b date (/time) of
+            table[0x6A | (f << 2) | b] = Vife(f"{which}_{edge}", value="timepoint")
     for u, limit in ((0, "lower"), (1, "upper")):
         table[0x68 | (u << 2)] = Vife(f"value_during_{limit}_limit_exceed")
         table[0x69 | (u << 2)] = Vife(f"reserved_{0x69 | (u << 2):02x}")

@@ -27,6 +27,14 @@ from tests.firmware_protocols.test_mbus_corpus import (
 
 PER_PULSE = "EN 13757-3 Table 15, VIFE E010 100p: 'increment per input pulse'; the unit is m3 per pulse"
 NOT_BCD = "EN 13757-3 Annex A, Type A: digits Ah-Eh are not decimal, so no value (libmbus sums nibbles)"
+DATE_OF = (
+    "EN 13757-3 Table 15, VIFE E110 1f1b 'date (/time) of' (6Fh: end of last): the data field is a "
+    "type F date and time, not a value in the VIF's unit (libmbus scales it as one: 41065374.6 degC)"
+)
+DURATION_OF = (
+    "EN 13757-3 Table 15, VIFE E101 ufnn 'duration of limit exceed', nn = 00: seconds, not the VIF's "
+    "m3/h (the numbers agree, the unit does not)"
+)
 
 #: frame -> (why we follow the standard, the record indexes where libmbus differs)
 KNOWN_DIFFERENCES: dict[str, tuple[str, set[int]]] = {
@@ -35,6 +43,8 @@ KNOWN_DIFFERENCES: dict[str, tuple[str, set[int]]] = {
     "engelmann_sensostar2c": (PER_PULSE, {13}),
     "ELS_Elster-F96-Plus": (NOT_BCD, {4, 5}),
     "abb_f95": (NOT_BCD, {2, 3}),
+    "SEN_Pollustat": (DURATION_OF, {12, 13}),
+    "landis+gyr_ultraheat_t230": (DATE_OF, {19, 20, 21, 22}),
     "REL-Relay-Padpuls2": ("EN 13757-3 Annex A, Type F: the IV bit marks the date/time invalid: None", {1}),
     "manual_frame2": (
         "EN 13757-3 Annex G: unit code 3Eh is 'same unit as counter 1, historic value' (storage 1)",

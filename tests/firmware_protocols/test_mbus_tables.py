@@ -187,3 +187,57 @@ def test_type_i_fast_equals_construct(data: bytes) -> None:
 @given(st.binary(min_size=3, max_size=3))
 def test_type_j_fast_equals_construct(data: bytes) -> None:
     assert time_j(data) == format_time(TypeJ.parse(data))
+
+
+# --- Table 15: combinable VIFEs that say the value is a date, a duration or a count ------------------
+
+#: E011 1001 "start date(/time) of", E100 uf1b and E110 1f1b "date (/time) of" (begin/end,
+#: first/last, lower/upper limit exceed): the data field holds a date (type G, 16 bits) or a date
+#: and time (type F, 32 bits), not a value of the VIF's quantity.
+_DATE_OF = [0x39, 0x42, 0x43, 0x46, 0x47, 0x4A, 0x4B, 0x4E, 0x4F, 0x6A, 0x6B, 0x6E, 0x6F]
+#: E101 ufnn "duration of limit exceed" and E110 0fnn "duration of": nn = s, min, h, d.
+_DURATION_OF = [*range(0x50, 0x60), *range(0x60, 0x68)]
+#: E100 u001 "number of exceeds of lower/upper limit".
+_COUNT_OF = [0x41, 0x49]
+#: Numeric primary VIFs (Table 10): volume, flow, power, energy, temperatures, pressure.
+_NUMERIC_VIFS = [*range(0x00, 0x20), *range(0x28, 0x6C)]
+
+
+@given(
+    vif=st.sampled_from(_NUMERIC_VIFS),
+    vife=st.sampled_from(_DATE_OF),
+    data=st.one_of(st.binary(min_size=2, max_size=2), st.binary(min_size=4, max_size=4)),
+)
+def test_date_of_vifes_make_the_record_a_date(vif: int, vife: int, data: bytes) -> None:
+    field = {2: 0x02, 4: 0x04}[len(data)]
+    record = bytes((field, vif | 0x80, vife)) + data
+    expected = date_g(data) if field == 0x02 else datetime_f(data)
+    for decode in (decode_records_reference, decode_records, decode_records):
+        ((decoded,), _, _) = decode(record)
+        assert (decoded.unit, decoded.value) == (None, expected)
+
+
+@given(vif=st.sampled_from(_NUMERIC_VIFS), vife=st.sampled_from(_DURATION_OF), raw=st.integers(0, 0x7FFF))
+def test_duration_of_vifes_make_the_record_a_duration_in_seconds(vif: int, vife: int, raw: int) -> None:
+    record = bytes((0x02, vif | 0x80, vife)) + raw.to_bytes(2, "little")
+    for decode in (decode_records_reference, decode_records, decode_records):
+        ((decoded,), _, _) = decode(record)
+        assert (decoded.unit, decoded.value) == ("s", raw * (1, 60, 3600, 86400)[vife & 0x03])
+
+
+@given(vif=st.sampled_from(_NUMERIC_VIFS), vife=st.sampled_from(_COUNT_OF), raw=st.integers(0, 0x7FFF))
+def test_number_of_exceeds_is_a_count(vif: int, vife: int, raw: int) -> None:
+    record = bytes((0x02, vif | 0x80, vife)) + raw.to_bytes(2, "little")
+    for decode in (decode_records_reference, decode_records, decode_records):
+        ((decoded,), _, _) = decode(record)
+        assert (decoded.unit, decoded.value) == (None, raw)
+
+
+def test_landis_gyr_maximum_flow_temperature_end_date() -> None:
+    """landis+gyr_ultraheat_t230 record 21 (libmbus corpus): DIF 94 10 (maximum, tariff 1), VIF DAh
+    (flow temperature 10^-1 °C), VIFE 6Fh (date/time of end of last), 32 14 7A 18: 2011-08-26 20:50,
+    not 41065374.6 °C."""
+    ((decoded,), _, _) = decode_records(bytes.fromhex("9410DA6F32147A18"))
+    assert decoded == DataRecord(
+        "flow_temperature_last_end", None, "2011-08-26T20:50", storage=0, tariff=1, function="maximum"
+    )
