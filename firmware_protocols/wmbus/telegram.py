@@ -221,8 +221,10 @@ def _open_tpl(
         key = _key_for(keys, meter_id, "the transport layer (security mode 7)")
         identification = rest[1:5] if long_header else frame[4:8]
         kenc, kmac = _mode7_keys(key, extension, afl, identification, meter_id)
-        plain = cbc_decrypt(kenc, ZERO_IV, after[:encrypted])
-        check_verification(plain, meter_id, mode)
+        plain = b""
+        if encrypted:  # N = 0: nothing encrypted, so no 2F 2F to check; the MAC still is
+            plain = cbc_decrypt(kenc, ZERO_IV, after[:encrypted])
+            check_verification(plain, meter_id, mode)
         if afl is not None and afl.mac is not None and kmac is not None:
             expected = aes_cmac(kmac, afl_layer.mac_input(afl, rest))[: len(afl.mac)]
             if expected != afl.mac:

@@ -7,13 +7,24 @@ DIF/VIF bytes (EN 13757-3), so the expected values do not come from the code und
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pytest
+from construct import Container
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_protocols.mbus.header import MEDIUM
-from firmware_protocols.wmbus import build_telegram, decode_telegram, encode_telegram, parse_telegram
+from firmware_protocols.wmbus import (
+    AuthenticationError,
+    build_telegram,
+    decode_telegram,
+    encode_telegram,
+    make_telegram,
+    parse_telegram,
+)
+from firmware_protocols.wmbus import tpl as tpl_layer
 from firmware_protocols.wmbus.afl import MAC_LENGTH
 from firmware_protocols.wmbus.ell import payload_crc
 from firmware_protocols.wmbus.link import enframe
@@ -182,3 +193,33 @@ def test_builder_docstring_example() -> None:
 
     result = doctest.testmod(build_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+METER7: dict[str, Any] = dict(manufacturer="ELS", id="12345678", version=1, medium="water", access_no=5)
+
+
+def _mode7_in_the_clear(records: bytes, key: bytes, counter: int, header: Any) -> bytes:
+    """A mode 7 telegram whose configuration field announces no encrypted block (N = 0): the
+    records travel in the clear, authenticated by the AFL MAC (EN 13757-7:2018 7.5, 9)."""
+    telegram = make_telegram(records, **METER7, security_mode=7, message_counter=counter, header=header, crcs=False)
+    fields = {k: v for k, v in telegram.tpl.header.items() if not k.startswith("_")}
+    configuration = tpl_layer.configuration_json(tpl_layer.configuration_of(telegram.tpl.header))
+    fields["signature"] = tpl_layer.signature_of({**configuration, "encrypted_blocks": 0})
+    tpl = Container(ci_field=telegram.tpl.ci_field, header=Container(**fields))
+    return encode_telegram(dataclasses.replace(telegram, tpl=tpl, application=records), key)
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys, st.integers(0, 2**32 - 1), st.sampled_from(["short", "long"]), volume_records())
+def test_mode7_without_encrypted_blocks_decodes(key: bytes, counter: int, header: str, records: tuple) -> None:
+    """The builder encodes mode 7 with N = 0 (nothing to encrypt); the decoder must read it back,
+    with the MAC still checked, rather than report a wrong key for the empty 2F 2F check."""
+    record_bytes, expected = records
+    data = _mode7_in_the_clear(record_bytes, key, counter, header)
+    result = decode_telegram(data, {"12345678": key}, crcs=False)
+    assert result["security_mode"] == 7 and result["configuration"]["encrypted_blocks"] == 0
+    assert [(r["storage"], r["value"]) for r in result["records"]] == expected
+    if record_bytes:
+        altered = data[:-1] + bytes([data[-1] ^ 0x01])
+        with pytest.raises(AuthenticationError):
+            decode_telegram(altered, {"12345678": key}, crcs=False)
