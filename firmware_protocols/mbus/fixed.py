@@ -35,6 +35,19 @@ FixedDataStructure = Struct(
     "counter2" / Bytes(4),
 )
 
+#: Annex G (EN 1434-3:1997 6.4.2) medium, four bits: its own table, not Table 12's device types.
+#: 0 to 8 name what Table 12 names; Ah to Eh are the same media in mode 2; 9h and Fh are reserved.
+FIXED_MEDIUM: dict[int, str] = {
+    **{code: MEDIUM[code] for code in range(9)},
+    0x9: "reserved_fixed_09",
+    0xA: "gas_mode_2",
+    0xB: "heat_mode_2",
+    0xC: "warm_water_mode_2",
+    0xD: "water_mode_2",
+    0xE: "heat_cost_allocator_mode_2",
+    0xF: "reserved_fixed_0f",
+}
+
 #: Annex G table of physical units (6 bits): (quantity, unit, exponent to that unit, factor). The
 #: J and J/h counters become Wh and W as the spec's units ask (factor 1/3600, see vif_tables.py).
 FIXED_UNITS: dict[int, tuple[str, str | None, int, int | Fraction]] = {
@@ -101,7 +114,7 @@ def decode_fixed(data: bytes) -> dict[str, Any]:
         "id": parsed.identification,
         "manufacturer": None,
         "version": None,
-        "medium": MEDIUM[(mu.medium_high << 2) | mu.medium_low],
+        "medium": FIXED_MEDIUM[(mu.medium_high << 2) | mu.medium_low],
         "access_no": parsed.access_no,
         "status": parsed.status,
         "signature": None,

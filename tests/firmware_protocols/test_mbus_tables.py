@@ -241,3 +241,34 @@ def test_landis_gyr_maximum_flow_temperature_end_date() -> None:
     assert decoded == DataRecord(
         "flow_temperature_last_end", None, "2011-08-26T20:50", storage=0, tariff=1, function="maximum"
     )
+
+
+#: The fixed data structure's own 4-bit medium (EN 1434-3:1997 6.4.2, kept by EN 13757-3 Annex G;
+#: the same table as libmbus's mbus_data_fixed_medium): 0 to 8 as the device types of Table 12,
+#: 9 and F reserved, A to E the mode 2 variants of gas, heat, hot water, water and H.C.A.
+FIXED_MEDIA = {
+    0x0: "other",
+    0x1: "oil",
+    0x2: "electricity",
+    0x3: "gas",
+    0x4: "heat",
+    0x5: "steam",
+    0x6: "warm_water",
+    0x7: "water",
+    0x8: "heat_cost_allocator",
+    0x9: "reserved_fixed_09",
+    0xA: "gas_mode_2",
+    0xB: "heat_mode_2",
+    0xC: "warm_water_mode_2",
+    0xD: "water_mode_2",
+    0xE: "heat_cost_allocator_mode_2",
+    0xF: "reserved_fixed_0f",
+}
+
+
+@given(medium=st.integers(0, 15), unit1=st.integers(0, 0x3F), unit2=st.integers(0, 0x3F))
+def test_fixed_structure_medium_is_its_own_table(medium: int, unit1: int, unit2: int) -> None:
+    """A water meter in mode 2 (medium Dh) is a water meter, not "heat and cooling" (Table 12's Dh)."""
+    medium_unit = bytes((((medium & 3) << 6) | unit1, ((medium >> 2) << 6) | unit2))
+    data = bytes.fromhex("78563412 01 00") + medium_unit + bytes(8)
+    assert decode_fixed(data)["medium"] == FIXED_MEDIA[medium]
