@@ -225,12 +225,17 @@ def _open_tpl(
         if encrypted:  # N = 0: nothing encrypted, so no 2F 2F to check; the MAC still is
             plain = cbc_decrypt(kenc, ZERO_IV, after[:encrypted])
             check_verification(plain, meter_id, mode)
-        if afl is not None and afl.mac is not None and kmac is not None:
+        if afl is not None and afl.mac is not None and kmac is not None and _is_cmac(afl):
             expected = aes_cmac(kmac, afl_layer.mac_input(afl, rest))[: len(afl.mac)]
             if expected != afl.mac:
                 raise AuthenticationError(f"meter {meter_id}: AFL MAC does not match; the telegram was altered")
         return tpl, extension, plain + after[encrypted:]
     raise UnsupportedSecurityError(f"meter {meter_id}: security mode {mode} is not supported (only 0, 5 and 7)")
+
+
+def _is_cmac(afl: Container) -> bool:
+    """Whether the AFL MAC is an AES-CMAC (EN 13757-7:2018 6.3.3, AT 3 to 7); AT 8 (AES-GMAC) is not checked."""
+    return afl.mcl is not None and afl.mcl.authentication_type in afl_layer.AT_AES_CMAC
 
 
 def _mode7_keys(
@@ -262,7 +267,7 @@ def encode_telegram(telegram: Telegram, key: bytes | None = None) -> bytes:
     inner = tpl_bytes
     if telegram.afl is not None:
         body = dict(telegram.afl)
-        if body["mac"] is not None and kmac is not None:
+        if body["mac"] is not None and kmac is not None and _is_cmac(Container(body)):
             mac_length = len(body["mac"])
             body["mac"] = aes_cmac(kmac, afl_layer.mac_input(Container(body), tpl_bytes))[:mac_length]
         inner = afl_layer.AuthenticationFragmentationLayer.build({"body": body}) + tpl_bytes
