@@ -114,14 +114,18 @@ def lvar_kind(lvar: int) -> tuple[str, int]:
 
 
 def lvar_decode(kind: str, data: bytes) -> int | str | None:
-    """Text is sent last character first; a binary number is shown as hex, most significant first."""
+    """Text is sent last character first; a binary number is shown as hex, most significant first.
+
+    A BCD number's sign is the LVAR's (Table 6): its digits are all decimal, an Fh nibble being no
+    minus sign here, so a number with any other digit has no value.
+    """
     if kind == "text":
         return data[::-1].decode("latin-1")
-    if kind == "bcd":
-        return bcd_decode(data) if data else None
-    if kind == "negative_bcd":
-        magnitude = bcd_decode(data) if data else None
-        return -magnitude if magnitude is not None else None
+    if kind in ("bcd", "negative_bcd"):
+        digits = data[::-1].hex()
+        if not digits.isdigit():  # also the empty number (C0h, D0h)
+            return None
+        return -int(digits) if kind == "negative_bcd" else int(digits)
     return data[::-1].hex()
 
 

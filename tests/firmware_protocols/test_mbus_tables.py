@@ -272,3 +272,24 @@ def test_fixed_structure_medium_is_its_own_table(medium: int, unit1: int, unit2:
     medium_unit = bytes((((medium & 3) << 6) | unit1, ((medium >> 2) << 6) | unit2))
     data = bytes.fromhex("78563412 01 00") + medium_unit + bytes(8)
     assert decode_fixed(data)["medium"] == FIXED_MEDIA[medium]
+
+
+@given(
+    negative=st.booleans(),
+    lead=st.sampled_from("0123456789F"),
+    rest=st.integers(0, 8).flatmap(
+        lambda size: st.text(alphabet="0123456789", min_size=2 * size + 1, max_size=2 * size + 1)
+    ),
+)
+def test_lvar_bcd_sign_comes_from_the_lvar_alone(negative: bool, lead: str, rest: str) -> None:
+    """EN 13757-3 Table 6: LVAR C0h+n is a positive, D0h+n a negative BCD number of 2n digits. The
+    sign is the LVAR's; an Fh nibble is no digit (Type A's minus sign is for fixed BCD fields), so
+    such a number has no value, as non-decimal BCD elsewhere, rather than the opposite sign."""
+    digits = lead + rest
+    size = len(digits) // 2
+    lvar = (0xD0 if negative else 0xC0) + size
+    record = bytes((0x0D, 0x16, lvar)) + bytes.fromhex(digits)[::-1]  # VIF 16h: m3, exponent 0
+    expected = None if lead == "F" else (-int(digits) if negative else int(digits))
+    for decode in (decode_records_reference, decode_records, decode_records):
+        ((decoded,), _, _) = decode(record)
+        assert decoded.value == expected
