@@ -51,7 +51,7 @@ MessageControl = BitStruct(
 )
 
 #: EN 13757-7:2018 6.3.3, table "Authentication-Type": AT to the MAC's length in bytes (AES-CMAC-128
-#: truncated). AT 8 (AES-GMAC) is listed so its MAC can be skipped, not verified.
+#: truncated). AT 8 (AES-GMAC) is listed so its frame parses; decoding refuses it (not verified).
 MAC_LENGTH: dict[int, int] = {0: 0, 3: 2, 4: 4, 5: 8, 6: 12, 7: 16, 8: 12}
 AT_AES_CMAC = frozenset({3, 4, 5, 6, 7})
 

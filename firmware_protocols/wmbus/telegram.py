@@ -221,6 +221,13 @@ def _open_tpl(
         key = _key_for(keys, meter_id, "the transport layer (security mode 7)")
         identification = rest[1:5] if long_header else frame[4:8]
         kenc, kmac = _mode7_keys(key, extension, afl, identification, meter_id)
+        if afl is not None and afl.mac is not None and kmac is not None and not _is_cmac(afl):
+            # refused, not taken unchecked: in CBC, flipping bits of one block flips the same bits
+            # of the next block's plain text, so only the MAC keeps readings from being altered
+            raise UnsupportedSecurityError(
+                f"meter {meter_id}: AFL authentication type {afl.mcl.authentication_type} (AES-GMAC) "
+                "is not supported: its MAC cannot be verified"
+            )
         plain = b""
         if encrypted:  # N = 0: nothing encrypted, so no 2F 2F to check; the MAC still is
             plain = cbc_decrypt(kenc, ZERO_IV, after[:encrypted])
@@ -234,7 +241,8 @@ def _open_tpl(
 
 
 def _is_cmac(afl: Container) -> bool:
-    """Whether the AFL MAC is an AES-CMAC (EN 13757-7:2018 6.3.3, AT 3 to 7); AT 8 (AES-GMAC) is not checked."""
+    """Whether the AFL MAC is an AES-CMAC (EN 13757-7:2018 6.3.3, AT 3 to 7), the MAC this decoder
+    verifies and the encoder computes; an AES-GMAC (AT 8) is neither."""
     return afl.mcl is not None and afl.mcl.authentication_type in afl_layer.AT_AES_CMAC
 
 

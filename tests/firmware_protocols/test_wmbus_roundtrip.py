@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from firmware_protocols.mbus.header import MEDIUM
 from firmware_protocols.wmbus import (
     AuthenticationError,
+    UnsupportedSecurityError,
     build_telegram,
     decode_telegram,
     encode_telegram,
@@ -227,21 +228,21 @@ def test_mode7_without_encrypted_blocks_decodes(key: bytes, counter: int, header
 
 @settings(max_examples=50, deadline=None)
 @given(keys, st.integers(0, 2**32 - 1), st.binary(min_size=12, max_size=12), volume_records())
-def test_mode7_with_a_gmac_is_not_checked_as_a_cmac(key: bytes, counter: int, gmac: bytes, records: tuple) -> None:
+def test_mode7_with_a_gmac_is_refused_as_unsupported_and_never_rewritten(
+    key: bytes, counter: int, gmac: bytes, records: tuple
+) -> None:
     """AFL authentication type 8 is AES-GMAC-128 with a 12-byte MAC (EN 13757-7:2018 6.3.3), which
-    this decoder does not verify (afl.py: "listed so its MAC can be skipped, not verified"). Checking
-    it as a truncated AES-CMAC rejected every such telegram as altered, and encoding replaced it."""
-    record_bytes, expected = records
+    this decoder cannot verify: it refuses the telegram as unsupported (taken unchecked, its readings
+    could be altered by flipping ciphertext bits), where it used to reject it as "altered" after
+    checking it as a truncated AES-CMAC. Encoding keeps the meter's MAC instead of writing a CMAC."""
+    record_bytes, _ = records
     telegram = make_telegram(record_bytes, **METER7, security_mode=7, message_counter=counter, crcs=False)
     assert telegram.afl is not None
     mcl = Container({**{k: v for k, v in telegram.afl.mcl.items() if not k.startswith("_")}, "authentication_type": 8})
-    afl = Container({**{k: v for k, v in telegram.afl.items() if not k.startswith("_")}, "mcl": mcl, "mac": bytes(12)})
-    data = bytearray(encode_telegram(dataclasses.replace(telegram, afl=afl), key))
-    # L C M A (10), AFL CI, AFLL, FCL (2), MCL, MCR (4), then the 12-byte MAC: the meter's GMAC
+    afl = Container({**{k: v for k, v in telegram.afl.items() if not k.startswith("_")}, "mcl": mcl, "mac": gmac})
+    data = encode_telegram(dataclasses.replace(telegram, afl=afl), key)
+    # L C M A (10), AFL CI, AFLL, FCL (2), MCL, MCR (4), then the 12-byte MAC: the meter's GMAC, as given
     assert data[10] == 0x90 and data[14] & 0x0F == 8
-    data[19:31] = gmac
-    result = decode_telegram(bytes(data), {"12345678": key}, crcs=False)
-    assert result["afl"]["authentication_type"] == 8
-    assert [(r["storage"], r["value"]) for r in result["records"]] == expected
-    # and the MAC it did not check is sent back as it came, not replaced by a CMAC
-    assert encode_telegram(parse_telegram(bytes(data), {"12345678": key}, crcs=False), key) == bytes(data)
+    assert data[19:31] == gmac
+    with pytest.raises(UnsupportedSecurityError, match="AES-GMAC"):
+        decode_telegram(data, {"12345678": key}, crcs=False)
