@@ -3,12 +3,16 @@
 Results for readings in [start, end) replace earlier results for the same period, so a rerun (after
 late readings, or an edit) is safe. Readings from ``profile_lookback_days`` before ``start`` are
 loaded too: they give the first interval its previous read and the estimates their profile.
+
+An estimate in the period next to a measured read that reached the database after the estimate was
+made (a late read inside the gap it filled, at its own time rather than on the estimate's key) is
+deleted (``reading_history`` keeps it) and what is left of its gap is estimated afresh.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,7 +21,7 @@ import psycopg
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
 from collector.vee.rules import RULES, Validation, validate
-from collector.vee.series import Series, load_series
+from collector.vee.series import B, Series, load_series
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS vee_staging (
@@ -50,6 +54,27 @@ def _detail(rule: str, series: Series, v: Validation, i: int) -> str:
     return f"arrived {(series.received[i] - series.ts[i]) / 86400:.0f} days after its timestamp"
 
 
+def _stale_estimates(series: Series) -> B:
+    """Estimates whose nearest measured read before or after (same meter) arrived after them."""
+    n = len(series)
+    measured = series.quality != "estimated"
+    index = np.arange(n)
+    before = np.maximum.accumulate(np.where(measured, index, -1))
+    after = np.minimum.accumulate(np.where(measured, index, n)[::-1])[::-1]
+    before_ok = (before >= 0) & (series.meter[np.maximum(before, 0)] == series.meter)
+    after_ok = (after < n) & (series.meter[np.minimum(after, n - 1)] == series.meter)
+    received = series.received
+    return ~measured & (
+        (before_ok & (received[np.maximum(before, 0)] > received))
+        | (after_ok & (received[np.minimum(after, n - 1)] > received))
+    )
+
+
+def _without(series: Series, drop: B) -> Series:
+    keep = ~drop
+    return replace(series, **{f.name: getattr(series, f.name)[keep] for f in fields(series) if f.name != "meter_ids"})
+
+
 def run_vee(
     conn: psycopg.Connection,
     start: datetime,
@@ -64,12 +89,22 @@ def run_vee(
     config = config or VeeConfig()
     now_s = (now or datetime.now(UTC)).timestamp()
     series = load_series(conn, start - timedelta(days=config.profile_lookback_days), end, config, meters)
+    stale = _stale_estimates(series) & (series.ts >= start.timestamp())
+    stale_keys = ([series.meter_ids[m] for m in series.meter[stale].tolist()], series.ts[stale].tolist())
+    if stale.any():
+        series = _without(series, stale)
     validation = validate(series, config, now_s)
     in_period = series.ts >= start.timestamp()
     estimates = estimate(series, validation, config) if estimate_gaps else None
     report = VeeReport(readings=int(in_period.sum()))
     with conn.transaction():
         conn.execute(_STAGING)
+        if stale_keys[0]:
+            conn.execute(
+                "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
+                "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'estimated'",
+                stale_keys,
+            )
         scope = "ts >= %(start)s AND ts < %(end)s AND (%(meters)s::text[] IS NULL OR meter_id = ANY (%(meters)s))"
         params = {"start": start, "end": end, "meters": meters}
         conn.execute(f"DELETE FROM vee_flags WHERE {scope}", params)

@@ -242,3 +242,42 @@ def test_the_vee_schedule_goes_on_after_a_round_fails(migrated_database_url, mon
     assert schedule.failures == 1 and schedule.runs >= 1
     assert schedule.last_report is not None, "the lock was not given back after the failed round"
     assert _estimated(url) == 3
+
+
+def test_real_reads_arriving_late_inside_an_estimated_gap_replace_its_estimates(migrated_database_url):
+    """Gateways time-stamp a read when they poll (here 7 s past the hour), so a late read lands
+    beside VEE's on-the-hour estimates, not on their keys. The next round must drop the estimates
+    of the gap the read fell in and estimate what is left of it: estimates kept beside the read
+    make its register go backwards and the hours' consumption unknown."""
+    from collector.vee.rounds import vee_round
+
+    url = migrated_database_url
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    polls = [now - timedelta(hours=h) + timedelta(seconds=7) for h in range(12, 0, -1)]
+    # 100 L in the hour after the last read before the outage, then 10 L an hour.
+    volume = {t: 100.0 + 0.01 * i + (0.1 if i > 4 else 0.0) for i, t in enumerate(polls)}
+    store = ReadingStore(url)
+
+    def deliver(times: list[datetime]) -> None:
+        store.write([("VL-1", t.isoformat(), repr(volume[t]), None, None, [], "gw", polls.index(t)) for t in times])
+
+    def state() -> tuple[dict[str, int], list[str], tuple[Decimal, int]]:
+        with psycopg.connect(url) as conn:
+            qualities = dict(conn.execute("SELECT quality, count(*) FROM readings GROUP BY 1").fetchall())
+            flags = [rule for (rule,) in conn.execute("SELECT rule FROM vee_flags ORDER BY ts").fetchall()]
+            total = conn.execute("SELECT sum(consumption_m3), sum(unknown) FROM consumption_hourly").fetchone()
+        assert total is not None
+        return qualities, flags, (total[0], int(total[1]))
+
+    used = Decimal(repr(volume[polls[-1]])) - Decimal(repr(volume[polls[0]]))
+    deliver(polls[:5] + polls[9:])  # the outage: polls 5 to 8 reach the collector after a round
+    assert vee_round(url, now) is not None
+    assert state() == ({"actual": 8, "estimated": 5}, ["gap"], (used, 0))
+
+    deliver(polls[6:7])  # one of them: the gap is now two gaps, each estimated afresh (2 + 3 hours)
+    assert vee_round(url, now) is not None
+    assert state() == ({"actual": 9, "estimated": 5}, ["gap", "gap"], (used, 0))
+
+    deliver(polls[5:9])  # all of them: no estimate is left, nothing is flagged
+    assert vee_round(url, now) is not None
+    assert state() == ({"actual": 12}, [], (used, 0))
