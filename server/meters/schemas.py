@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 
 class Reading(BaseModel):
@@ -72,10 +72,19 @@ class ReadingCorrection(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
 
 
+def _in_utc(moment: datetime) -> datetime:
+    """The instant in UTC; refused when its UTC date is outside years 1 to 9999, which PostgreSQL
+    would store but no reader of the readings could load again."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time's UTC date must be within the years 1 to 9999") from None
+
+
 class ReadingSubstitution(ReadingCorrection):
     """A reading a person obtained otherwise (a site visit, a photo of the register)."""
 
-    ts: AwareDatetime
+    ts: Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class ReadingVersion(BaseModel):

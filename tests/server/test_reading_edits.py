@@ -80,3 +80,17 @@ def test_bad_corrections_are_problems_and_leave_the_reading_as_it_was(
     with psycopg.connect(migrated_database_url) as conn:
         rows = conn.execute("SELECT volume_m3, quality FROM readings ORDER BY ts").fetchall()
     assert rows == [(Decimal("100.000"), "actual"), (Decimal("900.000"), "actual")]
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-10:00"])
+def test_a_supplied_reading_at_a_time_with_no_utc_date_is_refused_and_nothing_stored(api, migrated_database_url, ts):
+    """Its offset puts it before year 1 or after 9999 in UTC: PostgreSQL would store it, but no
+    reader of the meter's readings could load it again."""
+    client, keys = api
+    response = client.post("/meters/M1/readings", json={"ts": ts, "volume_m3": "5", "reason": "site visit"},
+                           headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
+    assert client.get("/meters/M1/readings", headers=auth(keys["reader"])).status_code == 200
