@@ -25,9 +25,14 @@ def _moment(text: str, zone: tzinfo) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise Problem(400, f"{text!r} is not a date or a date-time", title="Invalid period") from None
+    except OverflowError:
+        raise Problem(400, f"{text!r} is outside the years 1 to 9999 in UTC", title="Invalid period") from None
     if moment.tzinfo is None:
         raise Problem(400, f"{text!r} has no UTC offset", title="Invalid period")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise Problem(400, f"{text!r} is outside the years 1 to 9999 in UTC", title="Invalid period") from None
 
 
 def parse_period(period: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
@@ -41,8 +46,11 @@ def parse_period(period: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
         year, number = int(month[1]), int(month[2])
         if not 1 <= number <= 12:
             raise Problem(400, f"{period!r}: no month {number}", title="Invalid period")
-        start = datetime(year, number, 1, tzinfo=zone).astimezone(UTC)
-        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone).astimezone(UTC)
+        try:
+            start = datetime(year, number, 1, tzinfo=zone).astimezone(UTC)
+            end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone).astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise Problem(400, f"{period!r} is outside the years 1 to 9999 in UTC", title="Invalid period") from None
         return start, end
     first, slash, second = period.partition("/")
     if not slash:

@@ -59,3 +59,20 @@ def test_nem12_days_are_standard_time_all_year(name: str, hours: float) -> None:
     fixed = standard_time(ZoneInfo(name))
     for month in (1, 4, 7, 10):
         assert fixed.utcoffset(datetime(2026, month, 15)) == timedelta(hours=hours)
+
+
+@pytest.mark.parametrize(
+    ("period", "name"),
+    [
+        ("9999-12", "UTC"),  # ends in year 10000
+        ("0000-05", "UTC"),  # no year 0
+        ("0001-01", "Asia/Tokyo"),  # local midnight is in year 0 in UTC
+        ("0001-01-01/2026-01-01", "Asia/Tokyo"),
+        ("0001-01-01T00:00+01:00/2026-01-01T00:00Z", "UTC"),
+        ("2026-01-01/9999-12-31T23:00-10:00", "UTC"),
+    ],
+)
+def test_a_period_beyond_the_calendar_is_an_invalid_period(period: str, name: str) -> None:
+    with pytest.raises(Problem) as raised:
+        parse_period(period, ZoneInfo(name))
+    assert raised.value.status == 400 and raised.value.title == "Invalid period"
