@@ -29,7 +29,7 @@ def list_enquiries(
     account: Annotated[str | None, Query(max_length=64)] = None,
     dma: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(ge=1, description="from the previous page's 'next'")] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="from the previous page's 'next'")] = None,
 ) -> EnquiryPage:
     rows = repository.list_enquiries(
         conn,

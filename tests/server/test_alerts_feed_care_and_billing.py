@@ -102,6 +102,11 @@ def test_enquiries_need_a_customer_care_key_and_unknown_ones_are_404(leaky_custo
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     bad = client.get("/enquiries?status=lost", headers={"Authorization": f"Bearer {keys['customer_care']}"})
     assert bad.status_code == 422
+    # A forged cursor beyond any enquiry id (a bigint) is refused, not a 500.
+    forged = client.get(
+        "/enquiries?cursor=99999999999999999999", headers={"Authorization": f"Bearer {keys['customer_care']}"}
+    )
+    assert forged.status_code == 422 and forged.headers["content-type"] == "application/problem+json"
 
 
 def test_the_leak_is_on_the_customer_s_determinant_for_billing_s_adjustment(leaky_customer) -> None:
