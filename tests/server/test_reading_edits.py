@@ -68,6 +68,7 @@ def test_a_missing_reading_is_supplied_as_substituted_but_never_over_an_actual_o
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "-1", "reason": "negative"}, 422),
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1"}, 422),
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00", {"volume_m3": "1", "reason": "no offset"}, 422),
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "    "}, 422),
     ],
 )
 def test_bad_corrections_are_problems_and_leave_the_reading_as_it_was(
@@ -94,3 +95,15 @@ def test_a_supplied_reading_at_a_time_with_no_utc_date_is_refused_and_nothing_st
     with psycopg.connect(migrated_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
     assert client.get("/meters/M1/readings", headers=auth(keys["reader"])).status_code == 200
+
+
+def test_a_reading_supplied_without_a_reason_is_a_422_naming_the_reason(api, migrated_database_url):
+    client, keys = api
+    gap = (T0 + timedelta(hours=3)).isoformat()
+    response = client.post("/meters/M1/readings", json={"ts": gap, "volume_m3": "101", "reason": " \t  "},
+                           headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "reason" in response.json()["detail"]
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
