@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import aquami
@@ -15,7 +15,7 @@ from server.billing.router import router as billing_router
 from server.care.router import router as care_router
 from server.db import open_pool
 from server.meters.router import router as meters_router
-from server.problems import install_problem_handlers
+from server.problems import install_problem_handlers, refuse_nul_text
 from server.web.router import router as web_router
 
 
@@ -33,6 +33,7 @@ def create_app(database_url: str) -> FastAPI:
         version=aquami.__version__,
         summary="Meters, validated reads and customer services of a water utility.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_text)],
     )
     install_problem_handlers(app)
     app.include_router(meters_router)

@@ -49,7 +49,7 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
 
 
 def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:
-    if not key.startswith(KEY_PREFIX) or "." not in key:
+    if not key.startswith(KEY_PREFIX) or "." not in key or "\x00" in key:  # PostgreSQL text holds no NUL
         return None
     key_id, _, secret = key[len(KEY_PREFIX) :].partition(".")
     row = conn.execute(

@@ -49,6 +49,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def refuse_nul_text(request: Request) -> None:
+    """A dependency of every route: PostgreSQL text cannot hold NUL (U+0000), so a path or query
+    value holding one names nothing stored; it is refused before a query would fail on it."""
+    query = [text for pair in request.query_params.multi_items() for text in pair]
+    for where, values in (("path", list(request.path_params.values())), ("query", query)):
+        if any(isinstance(value, str) and "\x00" in value for value in values):
+            raise Problem(400, f"a {where} parameter holds a NUL character (U+0000)", title="Invalid character")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

@@ -69,7 +69,12 @@ class ReadingCorrection(BaseModel):
     """A person's correction of a stored reading's register, with the reason (kept with the original)."""
 
     volume_m3: Decimal = Field(ge=0, max_digits=18, decimal_places=6, description="the corrected register")
-    reason: str = Field(min_length=3, max_length=500, pattern=r"\S", description="why; not only blanks")
+    reason: str = Field(
+        min_length=3,
+        max_length=500,
+        pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
+        description="why: not only blanks, and no NUL",
+    )
 
 
 def _in_utc(moment: datetime) -> datetime:

@@ -153,6 +153,7 @@ def test_bad_requests_are_problems(api):
     assert_problem(client.get("/billing/determinants?period=2026-02&account=NOPE", headers=h), 404)
     day = "from=2026-02-01T00:00Z&to=2026-02-02T00:00Z"
     assert_problem(client.get(f"/billing/reads?account=NOPE&{day}", headers=h), 404)
+    assert_problem(client.get(f"/billing/reads?account=A%001&{day}", headers=h), 400)
     assert_problem(client.get("/billing/reads?account=A1&from=2026-02-02T00:00Z&to=2026-02-01T00:00Z", headers=h), 400)
     assert_problem(client.get("/billing/reads?account=A1&from=2026-02-01T00:00&to=2026-02-02T00:00Z", headers=h), 422)
 

@@ -147,6 +147,25 @@ def test_bad_query_parameters_are_422_problems(api, params):
     assert body["errors"]
 
 
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/meters/M%001", {}), ("/meters/M1%00/readings", {}), ("/meters", {"cursor": "M\x001"})],
+)
+def test_text_holding_a_nul_character_is_a_400_problem(api, path, params):
+    """PostgreSQL text cannot hold U+0000: such a value can name nothing stored."""
+    client, keys = api
+    body = assert_problem(client.get(path, params=params, headers=auth(keys["reader"])), 400)
+    assert "NUL" in body["detail"]
+
+
+def test_a_key_holding_a_nul_character_is_refused_as_any_wrong_key(api):
+    client, _ = api
+    # A quoted cookie value may spell characters in octal: \000 is NUL.
+    assert_problem(client.get("/meters", headers={"Cookie": 'aquami_key="aqk_\\000ab.cd"'}), 401)
+    page = client.post("/login", data={"key": "aqk_\x00ab.cd"})
+    assert page.status_code == 401 and "not valid" in page.text
+
+
 def test_an_empty_period_is_400(api):
     client, keys = api
     params = {"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}

@@ -69,6 +69,7 @@ def test_a_missing_reading_is_supplied_as_substituted_but_never_over_an_actual_o
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1"}, 422),
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00", {"volume_m3": "1", "reason": "no offset"}, 422),
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "    "}, 422),
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "a\x00b"}, 422),
     ],
 )
 def test_bad_corrections_are_problems_and_leave_the_reading_as_it_was(
