@@ -139,7 +139,10 @@ def billing_nem12(
     start, end = service.parse_period(period, standard_time(zone))
     if account is not None and not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
-    text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
+    try:
+        text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
+    except OverflowError:  # the period's whole days of standard time run past the calendar
+        raise Problem(400, f"{period!r}: its last whole day ends after the year 9999", title="Invalid period") from None
     return Response(
         text,
         media_type="text/csv; charset=utf-8",

@@ -150,6 +150,8 @@ def test_bad_requests_are_problems(api):
     assert_problem(client.get("/billing/determinants?period=2026-03-01/2026-02-01", headers=h), 400)
     assert_problem(client.get("/billing/determinants?period=9999-12", headers=h), 400)
     assert_problem(client.get("/billing/nem12?period=9999-12", headers=h), 400)
+    # Valid ends, but NEM12's whole days would run into the year 10000.
+    assert_problem(client.get("/billing/nem12?period=9999-12-01/9999-12-31T12:00Z", headers=h), 400)
     assert_problem(client.get("/billing/determinants?period=2026-02&account=NOPE", headers=h), 404)
     day = "from=2026-02-01T00:00Z&to=2026-02-02T00:00Z"
     assert_problem(client.get(f"/billing/reads?account=NOPE&{day}", headers=h), 404)
