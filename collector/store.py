@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -103,6 +104,17 @@ ON CONFLICT DO NOTHING
 """
 
 
+#: Readings older than this when stored are noted in ``late_readings`` (collector migration 0053), for
+#: the next VEE round to reach back to: a round looks back two days, and runs hourly by default.
+LATE_AFTER = timedelta(days=1)
+
+
+def _late_since(oldest_ts: str | None) -> str | None:
+    """``oldest_ts`` ("YYYY-MM-DDTHH:MM:SS", UTC) as an explicit UTC time when it is late, else None."""
+    cutoff = (datetime.now(UTC) - LATE_AFTER).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{oldest_ts}Z" if oldest_ts is not None and oldest_ts < cutoff else None
+
+
 @dataclass(frozen=True, slots=True)
 class StoreResult:
     received: int
@@ -155,7 +167,8 @@ class ReadingStore:
     ) -> StoreResult:
         """Store rows, events and dead letters (topic, reason, payload) in one transaction."""
         unseen = {row[0]: row[6] for row in rows if row[0] not in self._known_meters}
-        return self._write([copy_text(rows)] if rows else [], len(rows), unseen, dead_letters, events)
+        oldest = min((row[1][:19] for row in rows), default=None)
+        return self._write([copy_text(rows)] if rows else [], len(rows), unseen, dead_letters, events, oldest)
 
     def write_messages(
         self,
@@ -171,7 +184,8 @@ class ReadingStore:
             if new:
                 unseen.update(dict.fromkeys(new, message.gateway_id))
         count = sum(message.count for message in messages)
-        return self._write([m.copy_data for m in messages], count, unseen, dead_letters, events)
+        oldest = min((message.oldest_ts for message in messages), default=None)
+        return self._write([m.copy_data for m in messages], count, unseen, dead_letters, events, oldest)
 
     def _write(
         self,
@@ -180,9 +194,10 @@ class ReadingStore:
         unseen: dict[str, str],
         dead_letters: Sequence[tuple[str, str, bytes]],
         events: Sequence[EventRow],
+        oldest_ts: str | None = None,
     ) -> StoreResult:
         """``count`` readings in COPY text ``chunks`` (meters not known yet: ``unseen``), events and
-        dead letters, in one transaction."""
+        dead letters, in one transaction; a note in ``late_readings`` when the oldest reading is late."""
         conn = self._connection()
         inserted = new_meters = conflicts = events_inserted = 0
         try:
@@ -191,6 +206,9 @@ class ReadingStore:
                     new_meters = self._register_meters(cur, unseen)
                 if count:
                     inserted, conflicts = self._write_readings(cur, chunks, count)
+                    since = _late_since(oldest_ts) if inserted else None  # a redelivery changed nothing
+                    if since is not None:
+                        cur.execute("INSERT INTO late_readings (since) VALUES (%s::timestamptz)", (since,))
                 if events:
                     with cur.copy(f"COPY events_staging ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
                         for event in events:

@@ -5,6 +5,10 @@ billing pulls are validated and their gaps estimated, and the consumption tables
 daily use) stay current without anyone running ``aquami collector vee``. Several collectors may share
 a database (``--shared-group``): a round runs in one of them at a time, and a collector that finds
 another's round under way skips its own (a session advisory lock, tried, not waited for).
+
+Reads stored later than a round's window reaches (a gateway's spool after a long outage) are noted
+by the collector in ``late_readings``: a round starts at the oldest note it finds, and deletes the
+notes it covered once its consumption is refreshed.
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
         if not (row and row[0]):
             return None
         try:
+            late = conn.execute("SELECT id, since FROM late_readings").fetchall()
+            # 1 µs before: the read at ``since`` closes the interval of the hour (and day) before it.
+            start = min([start, *(since - timedelta(microseconds=1) for _, since in late)])
             report = run_vee(conn, start, end, config or VeeConfig(), now=now)
             refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+            conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))
             conn.commit()
         finally:
             if not conn.closed:

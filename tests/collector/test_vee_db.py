@@ -281,3 +281,66 @@ def test_real_reads_arriving_late_inside_an_estimated_gap_replace_its_estimates(
     deliver(polls[5:9])  # all of them: no estimate is left, nothing is flagged
     assert vee_round(url, now) is not None
     assert state() == ({"actual": 12}, [], (used, 0))
+
+
+def test_a_vee_round_that_fails_leaves_the_collector_running_and_the_next_round_goes_ahead(
+    migrated_database_url, mosquitto, monkeypatch
+):
+    """``collector run``: a fault in a VEE round (not the database's) is logged and the next round
+    goes ahead, as for detection, instead of ending the process and the ingest with it."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    import collector.vee.rounds
+    from aquami.cli import app
+
+    calls: list[datetime] = []
+
+    def failing_then_stopping(database_url: str, now: datetime, config=None) -> dict | None:
+        calls.append(now)
+        if len(calls) == 1:
+            raise RuntimeError("a fault in VEE itself")
+        signal.raise_signal(signal.SIGINT)  # what Ctrl-C does: the collector stops
+        return None
+
+    monkeypatch.setattr(collector.vee.rounds, "vee_round", failing_then_stopping)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["collector", "run", "--vee-every", "0.05", "--detect-every", "0", "--client-id", "vee-fault"],
+            env={"AQUAMI_DATABASE_URL": migrated_database_url, "AQUAMI_MQTT_URL": mosquitto.url},
+        )
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert result.exit_code == 0, repr(result.exception)
+    assert len(calls) == 2
+
+
+def test_reads_older_than_a_round_s_window_are_counted_when_they_arrive_late(migrated_database_url):
+    """A broker away for four days: the gateway spools, then delivers four days of reads at once.
+    A round looks back two days, yet the reads older than that must reach consumption too (NEM12
+    and the daily totals are made from it), not leave those hours empty for good."""
+    from collector.vee.rounds import vee_round
+
+    url = migrated_database_url
+    # The spool's first read at a midnight: it closes the previous day's last hour, which counts too.
+    spooled_from = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+    now = spooled_from + timedelta(hours=5 * 24 - 25)
+    hours = [now - timedelta(hours=h) for h in range(5 * 24, -1, -1)]
+    assert hours[25] == spooled_from
+    rows: list[ReadingRow] = [
+        ("VL-2", t.isoformat(), repr(100.0 + 0.01 * i), None, None, [], "gw", i) for i, t in enumerate(hours)
+    ]
+    store = ReadingStore(url)
+    store.write(rows[:25])  # the first day, on time
+    assert vee_round(url, hours[24]) is not None
+    store.write(rows[25:])  # the spool, after the outage
+    assert vee_round(url, now) is not None
+    with psycopg.connect(url) as conn:
+        total = conn.execute(
+            "SELECT sum(consumption_m3), sum(intervals), sum(unknown) FROM consumption_hourly WHERE meter_id = 'VL-2'"
+        ).fetchone()
+    assert total == (Decimal(rows[-1][2]) - Decimal(rows[0][2]), 5 * 24, 0)
