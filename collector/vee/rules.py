@@ -118,7 +118,9 @@ def validate(series: Series, config: VeeConfig, now: float) -> Validation:
             same & (np.abs(dv) <= config.backwards_tolerance_m3) & (series.flow > config.stuck_min_flow_m3h),
             config.stuck_min_reads,
         )
-        future = series.ts > now + config.future_tolerance_s
+        # Ahead of the collector's clock now, or when it arrived: a later rerun (every round runs
+        # the last two days again) must not find it fine because its time has come since.
+        future = series.ts > np.minimum(now, series.received) + config.future_tolerance_s
         # Only what a meter sent: an estimate made today for last year's gap is not a late arrival.
         far_past = (series.ts < series.received - config.max_age_days * 86400.0) & (series.quality == "actual")
     masks = {

@@ -344,3 +344,31 @@ def test_reads_older_than_a_round_s_window_are_counted_when_they_arrive_late(mig
             "SELECT sum(consumption_m3), sum(intervals), sum(unknown) FROM consumption_hourly WHERE meter_id = 'VL-2'"
         ).fetchone()
     assert total == (Decimal(rows[-1][2]) - Decimal(rows[0][2]), 5 * 24, 0)
+
+
+def test_a_read_time_stamped_ahead_of_its_arrival_stays_flagged_once_its_time_has_come(migrated_database_url):
+    """A meter's clock a day fast: its read is stored today with tomorrow's time. The round that
+    first sees it flags it; the rounds after its time has come run the same period again and
+    must not find it fine then: it was ahead of the collector's clock when it arrived."""
+    from collector.vee.rounds import vee_round
+
+    url = migrated_database_url
+    arrived = datetime.now(UTC).replace(microsecond=0)
+    ahead = arrived + timedelta(days=1)
+    ReadingStore(url).write(
+        [
+            ("VF-1", (ahead - timedelta(hours=2)).isoformat(), "100.0", None, None, [], "gw", 1),
+            ("VF-1", (ahead - timedelta(hours=1)).isoformat(), "100.01", None, None, [], "gw", 2),
+            ("VF-1", ahead.isoformat(), "100.02", None, None, [], "gw", 3),
+        ]
+    )
+
+    def flagged() -> list[tuple[str, datetime]]:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT rule, ts FROM vee_flags WHERE ts = %s", (ahead,)).fetchall()
+        return [(rule, ts) for rule, ts in rows]
+
+    assert vee_round(url, ahead - timedelta(minutes=30)) is not None
+    assert flagged() == [("future_timestamp", ahead)]
+    assert vee_round(url, ahead + timedelta(hours=1)) is not None
+    assert flagged() == [("future_timestamp", ahead)]
