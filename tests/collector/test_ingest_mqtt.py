@@ -17,7 +17,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from aquami.mqtt import MqttEndpoint
 from collector.service import Collector, CollectorConfig
@@ -245,14 +244,15 @@ def test_a_database_that_stops_taking_writes_for_a_while_loses_nothing(migrated_
 def test_a_collector_started_before_its_database_waits_for_it(timescale_admin_url, mosquitto):
     """``collector run`` with its database not there yet (a host's boot order): it waits, trying
     again every few seconds, then migrates and stores. It used to exit with a traceback."""
-    url = with_database(timescale_admin_url, f"aquami_test_{uuid.uuid4().hex[:12]}")
+    name = f"aquami_test_{uuid.uuid4().hex[:12]}"
+    url = with_database(timescale_admin_url, name)
     gw, client_id = "gw-late-db", f"col-{uuid.uuid4().hex[:8]}"
     process = _collector_process(url, mosquitto.url, client_id, "--vee-every", "0", "--detect-every", "0")
     try:
         time.sleep(3)  # its first tries fail: the database does not exist
         assert process.poll() is None, "the collector exited"
         with psycopg.connect(timescale_admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(conninfo_to_dict(url)["dbname"])))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         wait_for(lambda: _migrated(url), 30, "the migrations")
         with publisher(mosquitto.url) as publish:
             _ready(publish, url, gw)

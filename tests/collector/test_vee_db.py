@@ -263,7 +263,9 @@ def test_real_reads_arriving_late_inside_an_estimated_gap_replace_its_estimates(
 
     def state() -> tuple[dict[str, int], list[str], tuple[Decimal, int]]:
         with psycopg.connect(url) as conn:
-            qualities = dict(conn.execute("SELECT quality, count(*) FROM readings GROUP BY 1").fetchall())
+            qualities: dict[str, int] = dict(
+                conn.execute("SELECT quality, count(*) FROM readings GROUP BY 1").fetchall()
+            )
             flags = [rule for (rule,) in conn.execute("SELECT rule FROM vee_flags ORDER BY ts").fetchall()]
             total = conn.execute("SELECT sum(consumption_m3), sum(unknown) FROM consumption_hourly").fetchone()
         assert total is not None
@@ -288,6 +290,7 @@ def test_a_vee_round_that_fails_leaves_the_collector_running_and_the_next_round_
 ):
     """``collector run``: a fault in a VEE round (not the database's) is logged and the next round
     goes ahead, as for detection, instead of ending the process and the ingest with it."""
+    import os
     import signal
 
     from typer.testing import CliRunner
@@ -301,7 +304,9 @@ def test_a_vee_round_that_fails_leaves_the_collector_running_and_the_next_round_
         calls.append(now)
         if len(calls) == 1:
             raise RuntimeError("a fault in VEE itself")
-        signal.raise_signal(signal.SIGINT)  # what Ctrl-C does: the collector stops
+        # what Ctrl-C does: the collector stops (sent to the process, as a terminal does, not to
+        # this thread, the schedule's, where the main thread would not hear of it at once)
+        os.kill(os.getpid(), signal.SIGINT)
         return None
 
     monkeypatch.setattr(collector.vee.rounds, "vee_round", failing_then_stopping)
@@ -316,7 +321,7 @@ def test_a_vee_round_that_fails_leaves_the_collector_running_and_the_next_round_
         for s, handler in handlers.items():
             signal.signal(s, handler)
     assert result.exit_code == 0, repr(result.exception)
-    assert len(calls) == 2
+    assert len(calls) >= 2  # the round after the failed one went ahead (more may start before the stop)
 
 
 def test_reads_older_than_a_round_s_window_are_counted_when_they_arrive_late(migrated_database_url):
