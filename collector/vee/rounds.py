@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 #: How far back each round looks: reads arrive late (a gateway's spool after an outage), and a gap
 #: is estimated only once the read that closes it is in.
 ROUND_DAYS = 2
+#: How far back a round reaches for reads noted late (``late_readings``): a gateway back after a
+#: few weeks away is covered by its next round, at a few times a round's usual cost. Reads older
+#: than this (a gateway whose clock fell back to 1970 after a power cut, or one away for months)
+#: would make every round that finds them redo years of the whole fleet's consumption: they are
+#: logged, and ``aquami collector vee --from … --to …`` covers them when a person decides to.
+LATE_REACH_DAYS = 35
 #: The session advisory lock a round holds (another collector, or a person, may hold it to keep rounds off).
 ROUND_LOCK_KEY = 0x76656521  # "vee!"
 
@@ -48,6 +54,17 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
             late = conn.execute("SELECT id, since FROM late_readings").fetchall()
             # 1 µs before: the read at ``since`` closes the interval of the hour (and day) before it.
             start = min([start, *(since - timedelta(microseconds=1) for _, since in late)])
+            reach = end - timedelta(days=LATE_REACH_DAYS)
+            if start < reach:
+                log.warning(
+                    "reads from as early as %s arrived late; this round covers them from %s only "
+                    "(run `aquami collector vee --from %s --to %s` for the rest)",
+                    start.isoformat(),
+                    reach.isoformat(),
+                    start.isoformat(),
+                    reach.isoformat(),
+                )
+                start = reach
             report = run_vee(conn, start, end, config or VeeConfig(), now=now)
             refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
             conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))

@@ -351,6 +351,33 @@ def test_reads_older_than_a_round_s_window_are_counted_when_they_arrive_late(mig
     assert total == (Decimal(rows[-1][2]) - Decimal(rows[0][2]), 5 * 24, 0)
 
 
+def test_reads_noted_late_from_long_ago_are_covered_back_to_the_reach_and_the_rest_is_logged(
+    migrated_database_url, caplog
+):
+    """A gateway whose clock fell back after a power cut, or one away for months: its reads are
+    noted late, but a round reaches back only ``LATE_REACH_DAYS`` (every round that found them
+    would otherwise redo months of the whole fleet), says what it left, and clears the note."""
+    from collector.vee.rounds import LATE_REACH_DAYS, vee_round
+
+    url = migrated_database_url
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    days = LATE_REACH_DAYS + 10
+    hours = [now - timedelta(hours=h) for h in range(days * 24, -1, -6)]
+    ReadingStore(url).write(
+        [("VL-3", t.isoformat(), repr(100.0 + 0.01 * i), None, None, [], "gw", i) for i, t in enumerate(hours)]
+    )
+    with caplog.at_level("WARNING", logger="collector.vee.rounds"):
+        assert vee_round(url, now) is not None
+    reach = now + timedelta(hours=1) - timedelta(days=LATE_REACH_DAYS)
+    with psycopg.connect(url) as conn:
+        first = conn.execute("SELECT min(hour) FROM consumption_hourly WHERE meter_id = 'VL-3'").fetchone()
+        notes = conn.execute("SELECT count(*) FROM late_readings").fetchone()
+    assert first is not None and first[0] is not None
+    assert reach - timedelta(days=1) <= first[0] < reach + timedelta(days=1)  # whole local days from the reach
+    assert notes == (0,)
+    assert any("collector vee --from" in r.getMessage() for r in caplog.records)
+
+
 def test_a_read_time_stamped_ahead_of_its_arrival_stays_flagged_once_its_time_has_come(migrated_database_url):
     """A meter's clock a day fast: its read is stored today with tomorrow's time. The round that
     first sees it flags it; the rounds after its time has come run the same period again and
