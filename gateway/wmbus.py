@@ -30,6 +30,7 @@ from firmware_protocols.wmbus.decode import decode_telegram
 from firmware_protocols.wmbus.receiver import ReceiverStreamParser
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
+from gateway.transport import PollError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,12 @@ class WMBusListener:
         if not self.duplicates.first_time(meter.meter_id, decoded.get("access_no") or 0, decoded["records"]):
             self.duplicates_dropped += 1
             return None
-        reading = reading_from_records(meter, [decoded], at, self.config.name, protocol="wmbus")
+        try:
+            reading = reading_from_records(meter, [decoded], at, self.config.name, protocol="wmbus")
+        except PollError as error:  # a telegram without the current volume (only a flow, say)
+            self.undecodable += 1
+            log.warning("%s: telegram gives no reading: %s", self.config.name, error)
+            return None
         self.heard_since_check.add(meter.meter_id)
         await self.on_reading(reading)
         self.on_heard(meter, True)

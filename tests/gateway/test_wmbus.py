@@ -14,9 +14,9 @@ from firmware_protocols.mbus.build import build_user_data
 from firmware_protocols.records import DataRecord
 from firmware_protocols.wmbus.build import build_telegram
 from firmware_protocols.wmbus.receiver import build_indication
-from gateway.config import WMBusBusConfig, parse_config_text
+from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
 from gateway.service import Gateway
-from gateway.wmbus import DuplicateFilter
+from gateway.wmbus import DuplicateFilter, WMBusListener
 from simulators.serial_line import LineSettings, Reply, SerialLine
 from tests.gateway.helpers import bus_config_text, record_readings, running
 
@@ -109,3 +109,43 @@ def test_receiver_stream(tmp_path: Path, mosquitto) -> None:
     names = [(e["event"], e.get("meter_id")) for e in events]
     assert names.count(("meter_offline", "FLAT-3")) == 1 and names.count(("meter_online", "FLAT-3")) == 1
     assert not [n for n in names if n[1] in ("FLAT-1", "FLAT-2")]
+
+
+def test_a_telegram_without_a_volume_does_not_stop_the_listener() -> None:
+    """A configured meter's telegram that carries no current volume (only its flow, say) gives no
+    reading; the listener goes on to the next telegram instead of ending for good."""
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    bus = WMBusBusConfig(
+        "radio", line.port, (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),), poll_interval_s=60
+    )
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    async def scenario() -> WMBusListener:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda meter, ok: None)
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        await asyncio.sleep(0.3)
+        flow_only = build_user_data([(DataRecord("flow", "m3/h", 0.25), "int32")])
+        telegram = build_telegram(
+            flow_only, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=1, crcs=False
+        )
+        line.push(build_indication(telegram, rssi=0x40))
+        line.push(indication("12345678", 10.5, 2))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not taken and not task.done() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        alive = not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 5)  # a listener that died re-raises its error here
+        assert alive, "the listener ended"
+        return listener
+
+    try:
+        listener = asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert [r.volume_m3 for r in taken] == [10.5]
+    assert listener.undecodable == 1
