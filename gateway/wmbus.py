@@ -152,7 +152,10 @@ class WMBusListener:
                     port = None
                     continue
                 for received in self.parser.feed(data):
-                    await self.handle(received.telegram)
+                    try:
+                        await self.handle(received.telegram)
+                    except Exception:  # the spool refused the reading (a full disk): it is lost, not the bus
+                        log.exception("%s: telegram not taken", self.config.name)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)

@@ -4,6 +4,7 @@ a wrong key, an unknown meter and noise; duplicates dropped, silent meters offli
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,40 @@ def test_a_telegram_without_a_volume_does_not_stop_the_listener() -> None:
         line.stop()
     assert [r.volume_m3 for r in taken] == [10.5]
     assert listener.undecodable == 1
+
+
+def test_a_failed_spool_write_does_not_stop_the_listener() -> None:
+    """The spool cannot take a reading (a full disk): that reading fails, as a poll's would, and
+    the listener goes on hearing the telegrams after it."""
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    bus = WMBusBusConfig(
+        "radio", line.port, (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),), poll_interval_s=60
+    )
+    taken: list[Reading] = []
+    failures = [sqlite3.OperationalError("database or disk is full")]
+
+    async def on_reading(reading: Reading) -> None:
+        if failures:
+            raise failures.pop()
+        taken.append(reading)
+
+    async def scenario() -> None:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda meter, ok: None)
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        await asyncio.sleep(0.3)
+        line.push(indication("12345678", 10.5, 1))
+        line.push(indication("12345678", 10.6, 2))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not taken and not task.done() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        alive = not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 5)  # a listener that died re-raises its error here
+        assert alive, "the listener ended"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert [r.volume_m3 for r in taken] == [10.6]
