@@ -187,7 +187,10 @@ class Publisher:
             except Exception:  # the thread must outlive any one bad moment; the spool keeps the data
                 log.exception("MQTT session failed")
             finally:
-                self._settle_acks()
+                try:
+                    self._settle_acks()
+                except Exception:  # a failing disk: what was acknowledged stays in the spool and goes again
+                    log.exception("cannot delete acknowledged messages from the spool")
                 self.connected.clear()
                 self._in_flight.clear()
                 self._highest_sent = 0

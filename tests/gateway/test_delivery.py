@@ -17,8 +17,11 @@ from typing import BinaryIO
 import pytest
 
 from aquami.contracts.reads import Reading
-from gateway.config import parse_config_text
+from aquami.mqtt import MqttEndpoint
+from gateway.config import MqttOptions, parse_config_text
+from gateway.publisher import Publisher
 from gateway.service import Gateway
+from gateway.spool import Spool
 from simulators.modbus_tcp import ModbusTcpSimulator
 from tests.gateway.helpers import (
     AckStallingLink,
@@ -245,3 +248,46 @@ def test_falls_back_to_mqtt311_for_a_broker_without_mqtt5(tmp_path: Path) -> Non
 
     gateway, acknowledged = asyncio.run(scenario())
     assert gateway.publisher.protocol_in_use == "3.1.1" and acknowledged >= 2
+
+
+class FailingDiskSpool(Spool):
+    """A spool whose deletes fail while ``failing`` is set: a full or failing disk (a DELETE has to
+    write the WAL too)."""
+
+    failing = False
+
+    def acknowledge_many(self, batch_seqs: list[int]) -> int:
+        if self.failing and batch_seqs:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().acknowledge_many(batch_seqs)
+
+    def delete_messages(self, ids: list[int]) -> None:
+        if self.failing and ids:
+            raise sqlite3.OperationalError("database or disk is full")
+        super().delete_messages(ids)
+
+
+def test_a_failing_disk_does_not_end_the_publisher(tmp_path: Path, mosquitto) -> None:
+    """Acknowledgements that cannot be written while the disk fails leave their batches and events in
+    the spool, to be sent again; once the disk is back, the publisher empties the spool."""
+    spool = FailingDiskSpool(tmp_path / "s.sqlite")
+    spool.append([{"meter_id": f"WM-{n}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n)} for n in range(20)])
+    for n in range(20):
+        spool.add_message("aquami/v1/gw-disk/events", b'{"event":"test","n":%d}' % n)
+    spool.failing = True
+    options = MqttOptions(reconnect_min_s=0.05, reconnect_max_s=0.2)
+    publisher = Publisher(spool, "gw-disk", MqttEndpoint.parse(mosquitto.url), batch_size=2, window=2, options=options)
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while publisher.connections < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        spool.failing = False  # the disk is back
+        deadline = time.monotonic() + 10
+        while (spool.depth() or spool.messages_waiting()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert publisher._thread.is_alive(), "the publisher's thread ended"
+        assert (spool.depth(), spool.messages_waiting()) == (0, 0)
+    finally:
+        publisher.stop()
+        spool.close()
