@@ -125,7 +125,10 @@ class Gateway:
     def emit(self, event: dict[str, Any]) -> None:
         log.info("event %s %s", event["event"], event.get("meter_id", ""))
         topic = events_topic(self.config.gateway_id, self.config.topic_root)
-        self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode())
+        try:
+            self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode())
+        except Exception:  # a full disk: this event is lost, not the writer, bus or poll that raised it
+            log.exception("event %s not spooled", event["event"])
 
     def status(self) -> dict[str, Any]:
         return self.health.snapshot(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -200,3 +201,38 @@ def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
     assert waiting >= 1
     early = [e for e in subscriber.payloads("/events") if e["ts"] < stopped_at["ts"]]
     assert [(e["event"], e["meter_id"]) for e in early] == [("meter_offline", "WM-0002")]
+
+
+@pytest.mark.services
+def test_an_event_the_spool_cannot_take_does_not_stop_spooling(tmp_path: Path) -> None:
+    """The disk refuses an event (a full disk): the event is lost, and said so in the log; the
+    readings around it go on reaching the spool."""
+    taken: dict[str, int] = {}
+
+    async def scenario() -> Gateway:
+        simulator = ModbusTcpSimulator(meters(5))
+        await simulator.start()
+        text = config_text(
+            f"mqtt://127.0.0.1:{free_port()}",  # no broker: the spool fills, the oldest are dropped
+            {"b": simulator.port},
+            {"b": range(1, 6)},
+            str(tmp_path / "s.sqlite"),
+            poll_interval_s=0.1,
+            extra_spool="max_readings = 10\n",
+        )
+        gateway = Gateway(parse_config_text(text))
+
+        def full_disk(topic: str, payload: bytes, limit: int = 10_000) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        gateway.spool.add_message = full_disk  # type: ignore[method-assign]
+        async with running(gateway):
+            await until(lambda: gateway.readings_dropped > 0, 10)  # a spool_overflow event was due
+            taken["at_overflow"] = gateway.readings_spooled
+            await until(lambda: gateway.readings_spooled >= taken["at_overflow"] + 20, 5)
+        await simulator.stop()
+        return gateway
+
+    gateway = asyncio.run(scenario())
+    assert taken["at_overflow"] > 0
+    assert gateway.readings_spooled >= taken["at_overflow"] + 20, "polling went on after the event was refused"
