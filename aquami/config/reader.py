@@ -10,6 +10,7 @@ silently ignored default).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,6 +81,8 @@ class Table:
     def number(self, key: str, default: Any = ..., *, low: float | None = None, high: float | None = None) -> Any:
         value = self._typed(key, float, default)
         if key in self.values:
+            if not math.isfinite(value):  # TOML's nan and inf: no bound would catch nan
+                raise self.error(key, f"{value!r} is not a finite number")
             self._bounded(key, value, low, high)
         return value
 

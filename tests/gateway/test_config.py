@@ -149,6 +149,16 @@ def test_each_mistake_is_named_with_its_line(change: tuple[str, str], needle: st
     assert message.startswith(f"gw.toml:{line_of(text, needle)}: {expected}"), message
 
 
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_number_must_be_finite(value: str) -> None:
+    """TOML has nan and inf; no bound catches nan (every comparison is false): a bus polled every
+    nan seconds would never let the event loop run anything else."""
+    text = GOOD.replace("port = 5020", f"port = 5020\npoll_interval_s = {value}")
+    message = error_of(text)
+    line = line_of(text, "poll_interval_s")
+    assert message == f"gw.toml:{line}: buses[0].poll_interval_s: {float(value)!r} is not a finite number"
+
+
 def test_missing_field_points_at_its_table() -> None:
     text = GOOD.replace('host = "127.0.0.1"\n', "")
     assert error_of(text) == f"gw.toml:{line_of(text, '[[buses]]')}: buses[0]: missing field 'host'"
