@@ -176,6 +176,8 @@ class Gateway:
                     on_heard=self._on_heard,
                     on_attempt=lambda ok, name=name: self.health.attempt(name, ok),  # type: ignore[misc]
                     clock=self.clock,
+                    may_take=self._may_poll,
+                    on_skip=lambda name=name: self.health.skipped(name),  # type: ignore[misc]
                 )
                 continue
             scheduler = BusScheduler(

@@ -64,11 +64,15 @@ class WMBusListener:
         on_heard: Callable[[MeterConfig, bool], None],
         on_attempt: Callable[[bool], None] | None = None,
         clock: Clock = utc_now,
+        may_take: Callable[[], bool] = lambda: True,
+        on_skip: Callable[[], None] | None = None,
     ):
         self.config = config
         self.on_reading = on_reading
         self.on_heard = on_heard
         self.on_attempt = on_attempt
+        self.may_take = may_take  # the stop_polling policy: no readings while the spool is full
+        self.on_skip = on_skip
         self.clock = clock
         self.meters = {m.wmbus_id: m for m in config.meters if m.wmbus_id}
         self.keys = {ident: m.key for ident, m in self.meters.items() if m.key is not None}
@@ -105,6 +109,11 @@ class WMBusListener:
             self.on_attempt(True)
         if not self.duplicates.first_time(meter.meter_id, decoded.get("access_no") or 0, decoded["records"]):
             self.duplicates_dropped += 1
+            return None
+        if not self.may_take():  # like a skipped poll: the meter's next telegram carries its register
+            self.heard_since_check.add(meter.meter_id)
+            if self.on_skip:
+                self.on_skip()
             return None
         try:
             reading = reading_from_records(meter, [decoded], at, self.config.name, protocol="wmbus")

@@ -19,7 +19,7 @@ from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
 from gateway.service import Gateway
 from gateway.wmbus import DuplicateFilter, WMBusListener
 from simulators.serial_line import LineSettings, Reply, SerialLine
-from tests.gateway.helpers import bus_config_text, record_readings, running
+from tests.gateway.helpers import bus_config_text, record_readings, running, until
 
 KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 WRONG = bytes(16)
@@ -187,3 +187,41 @@ def test_a_failed_spool_write_does_not_stop_the_listener() -> None:
     finally:
         line.stop()
     assert [r.volume_m3 for r in taken] == [10.6]
+
+
+def test_stop_polling_keeps_the_spool_within_its_limit(tmp_path: Path) -> None:
+    """Under ``stop_polling`` a full spool takes no more readings from a receiver either: the spool
+    holds at most ``max_readings`` while the broker is away, and the next telegram after it has
+    drained carries the meter's register again."""
+    from aquami.ports import free_port
+
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    spool_path = tmp_path / "s.sqlite"
+    text = bus_config_text(
+        f"mqtt://127.0.0.1:{free_port()}",  # no broker: nothing leaves the spool
+        spool_path,
+        {"name": "radio", "protocol": "wmbus", "device": line.port, "poll_interval_s": 60},
+        [{"meter_id": "FLAT-1", "id": "12345678"}],
+        gateway_id="gw-wmbus-full",
+    )
+    limited = f'path = "{spool_path}"\nmax_readings = 3\npolicy = "stop_polling"\n'
+    config = parse_config_text(text.replace(f'path = "{spool_path}"\n', limited))
+    assert (config.spool.max_readings, config.spool.policy) == (3, "stop_polling")
+
+    async def scenario() -> Gateway:
+        gateway = Gateway(config)
+        async with running(gateway):
+            await asyncio.sleep(0.3)
+            for n in range(8):
+                line.push(indication("12345678", 10.0 + n, 1 + n))
+            await until(lambda: gateway.listeners["radio"].telegrams == 8, 5)
+            await asyncio.sleep(0.2)
+        return gateway
+
+    try:
+        gateway = asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert gateway.listeners["radio"].telegrams == 8
+    assert gateway.readings_spooled == 3 and gateway.spool_full
+    assert gateway.health.buses["radio"].polls_skipped == 5
