@@ -7,6 +7,7 @@ as ``[[buses.meters]]``). Relative paths (spool, TLS files) are relative to the 
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -419,10 +420,18 @@ def parse_config(
         meters[bus].append(meter)
 
     nested: list[tuple[Table, str]] = []
+    ports: dict[str, str] = {}  # a serial port (symbolic links followed) -> the bus on it
     for bus_table in top.tables("buses"):
         name, protocol, settings = _bus(bus_table)
         if name in buses:
             raise bus_table.error("name", f"duplicate bus name {name!r}")
+        if "device" in settings:  # each bus has its own lock: one port, one bus
+            port = os.path.realpath(settings["device"])
+            if port in ports:
+                raise bus_table.error(
+                    "device", f"{settings['device']} is already bus {ports[port]!r} (one bus per port)"
+                )
+            ports[port] = name
         buses[name] = (protocol, settings, bus_table)
         meters[name] = []
         nested.extend((meter_table, name) for meter_table in bus_table.tables("meters"))

@@ -299,6 +299,14 @@ def test_mbus_and_wmbus_mistakes(change: tuple[str, str], needle: str, expected:
     assert message.startswith(f"gw.toml:{line_of(text, needle)}: {expected}"), message
 
 
+def test_two_buses_on_one_serial_port_are_refused() -> None:
+    """Each bus has its own scheduler and lock: two on one port would put two transactions on the
+    line at once."""
+    text = RADIO.replace('device = "/dev/ttyUSB1"', 'device = "/dev/ttyUSB0"')
+    line = line_of(text, 'device = "/dev/ttyUSB0"', 2)
+    assert error_of(text) == f"gw.toml:{line}: buses[1].device: /dev/ttyUSB0 is already bus 'm' (one bus per port)"
+
+
 def test_mbus_timeout_follows_the_baud_rate() -> None:
     config = parse_config_text(RADIO)
     bus = config.buses[0]
