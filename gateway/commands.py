@@ -95,6 +95,8 @@ class Commands:
             raise ValueError(f"no bus {bus!r} (buses: {', '.join(self.gateway.schedulers)})")
         if isinstance(scheduler.transport, MBusTransport):
             async with scheduler.lock:
+                if scheduler.closed:
+                    raise ValueError(f"bus {bus!r} was reloaded; scan it again")
                 found_ids = await scheduler.transport.search()
             return {"found": found_ids, "snippet": mbus_snippet(scheduler.config.name, found_ids)}
         first, last = int(request.get("first", 1)), int(request.get("last", 247))

@@ -61,6 +61,7 @@ class BusScheduler:
         self.on_skip = on_skip
         self.rng = rng or random.Random()
         self.lock = asyncio.Lock()  # the bus: one transaction at a time
+        self.closed = False  # closed (stopped, or replaced by a reload): no more transactions
         self.meters = {m.meter_id: m for m in config.meters}
         self._counter = itertools.count()
 
@@ -74,6 +75,8 @@ class BusScheduler:
     async def attempt(self, meter: MeterConfig) -> Reading:
         """One transaction with the bus to itself; failures reset the transport."""
         async with self.lock:
+            if self.closed:  # a command still holding this scheduler after a reload: the line is another's
+                raise PollError(f"{self.config.name}: bus closed")
             try:
                 reading = await attempt_once(self.transport, self.config, meter)
             except PollError:
@@ -83,6 +86,12 @@ class BusScheduler:
         if self.on_attempt:
             self.on_attempt(True)
         return reading
+
+    async def close(self) -> None:
+        """No more transactions: wait for the one under way (a command's), then close the transport."""
+        self.closed = True
+        async with self.lock:
+            await self.transport.close()
 
     async def poll(self, meter: MeterConfig) -> Reading | None:
         """One poll: the first attempt and up to ``retries`` more, with growing backoff between."""

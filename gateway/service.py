@@ -198,7 +198,7 @@ class Gateway:
         self._bus_stop.set()
         await asyncio.gather(*self._bus_tasks, return_exceptions=True)
         for scheduler in self.schedulers.values():
-            await scheduler.transport.close()
+            await scheduler.close()
 
     async def apply_config(self, config: GatewayConfig) -> list[str]:
         """Swap buses and meters for ``config``'s (``cmd/reload``); the spool and MQTT session stay.

@@ -6,15 +6,19 @@ import asyncio
 import json
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.config import load_config, parse_config_text
+from aquami.contracts.reads import Reading
+from aquami.ports import free_port
+from gateway.config import MeterConfig, load_config, parse_config_text
 from gateway.service import Gateway
+from gateway.transport import PollError
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import Subscriber, config_text, meters, running
+from tests.gateway.helpers import Subscriber, bus_config_text, config_text, meters, running
 
 pytestmark = pytest.mark.services
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
@@ -132,3 +136,66 @@ def test_scan_command_line_writes_a_snippet_that_checks(tmp_path: Path) -> None:
     combined = (tmp_path / "gw.toml").read_text() + "\n" + (tmp_path / "found.toml").read_text()
     loaded = parse_config_text(combined)
     assert [m.unit_id for m in loaded.meters] == [3, 4, 5, 6]
+
+
+class Line:
+    """One serial line, shared by every transport opened on it: counts transactions under way."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.most = 0
+
+
+class LineTransport:
+    """A transport on :class:`Line`: each read is one 20 ms transaction; units above 2 are absent."""
+
+    def __init__(self, line: Line) -> None:
+        self.line = line
+
+    async def read(self, meter: MeterConfig) -> Reading:
+        self.line.active += 1
+        self.line.most = max(self.line.most, self.line.active)
+        try:
+            await asyncio.sleep(0.02)
+        finally:
+            self.line.active -= 1
+        if meter.unit_id > 2:
+            raise PollError("no answer")
+        return Reading(meter.meter_id, datetime.now(UTC), 1.0, protocol="modbus-rtu", bus="rtu", address=meter.unit_id)
+
+    async def reset(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path, monkeypatch) -> None:
+    """The scan goes on with the bus as it was before the reload; the reloaded bus must not talk on
+    the same line at the same time."""
+    line = Line()
+    monkeypatch.setattr("gateway.service.make_transport", lambda bus, profiles, clock: LineTransport(line))
+    text = bus_config_text(
+        f"mqtt://127.0.0.1:{free_port()}",
+        tmp_path / "s.sqlite",
+        {"name": "rtu", "protocol": "modbus-rtu", "device": "/dev/ttyAQUAMI0", "poll_interval_s": 0.05, "retries": 0},
+        [{"meter_id": "WM-1", "unit_id": 1}, {"meter_id": "WM-2", "unit_id": 2}],
+        gateway_id="gw-reload",
+    )
+    config = parse_config_text(text)
+
+    async def scenario() -> dict[str, Any]:
+        gateway = Gateway(config)
+        async with running(gateway):
+            await asyncio.sleep(0.2)
+            assert gateway._commands is not None
+            scan = asyncio.create_task(gateway._commands.scan({"bus": "rtu", "first": 3, "last": 40}))
+            await asyncio.sleep(0.1)
+            await gateway.apply_config(config)
+            found = await scan
+            await asyncio.sleep(0.2)
+        return found
+
+    found = asyncio.run(scenario())
+    assert found["found"] == []
+    assert line.most == 1, f"{line.most} transactions on the line at once"
