@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
 _LOOP_TICK_S = 0.05  # how long one network-loop turn may wait for the socket
-_CONNACK_TIMEOUT_S = 3.0
+_CONNACK_TIMEOUT_S = 3.0  # an MQTT 5 CONNECT unanswered this long (protocol "auto"): try 3.1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +231,17 @@ class Publisher:
             log.warning("cannot connect to %s: %s", self.endpoint.url, error)
             return
         started = time.monotonic()
+        # Only a first try in MQTT 5 gives up on silence early, to fall back; otherwise a broker
+        # slow to answer (busy, a slow link) gets a keepalive period, or it would never be reached.
+        may_fall_back = self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5
+        patience = _CONNACK_TIMEOUT_S if may_fall_back else float(self.options.keepalive_s)
         while True:
             rc = client.loop(timeout=_LOOP_TICK_S)
             self._settle_acks()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             if self._connack is None:
-                if time.monotonic() - started > _CONNACK_TIMEOUT_S:
+                if time.monotonic() - started > patience:
                     log.warning("no CONNACK from %s", self.endpoint.url)
                     self._connack_timed_out = True
                     return

@@ -291,3 +291,89 @@ def test_a_failing_disk_does_not_end_the_publisher(tmp_path: Path, mosquitto) ->
     finally:
         publisher.stop()
         spool.close()
+
+
+class SlowConnackLink:
+    """A TCP link to a broker that holds each connection's first packet from the broker (its
+    CONNACK) for ``delay_s``: a broker slow to accept (busy after a restart, or asking a slow
+    authentication backend) or a link with a long round trip."""
+
+    def __init__(self, broker_port: int, delay_s: float) -> None:
+        from aquami.ports import free_port
+
+        self.port = free_port()
+        self.delay_s = delay_s
+        self._broker_port = broker_port
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
+
+        async def up() -> None:
+            while data := await client_reader.read(65536):
+                broker_writer.write(data)
+                await broker_writer.drain()
+
+        async def down() -> None:
+            first = True
+            while data := await broker_reader.read(65536):
+                if first:
+                    await asyncio.sleep(self.delay_s)
+                    first = False
+                client_writer.write(data)
+                await client_writer.drain()
+
+        tasks = {asyncio.create_task(up()), asyncio.create_task(down())}
+        self._tasks |= tasks
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._tasks -= tasks
+            client_writer.close()
+            broker_writer.close()
+
+
+@pytest.mark.parametrize("protocol", ["auto", "3.1.1"])
+def test_a_broker_slow_to_accept_is_waited_for(tmp_path: Path, mosquitto, protocol: str) -> None:
+    """A CONNACK that takes 4 s still opens the session: the gateway must not hang up on a broker
+    that answers, only slowly, and try again forever."""
+
+    async def scenario() -> tuple[int, int]:
+        link = SlowConnackLink(mosquitto.port, delay_s=4.0)
+        await link.start()
+        spool = Spool(tmp_path / "s.sqlite")
+        spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+        options = MqttOptions(protocol=protocol, reconnect_min_s=0.2, reconnect_max_s=1.0)  # type: ignore[arg-type]
+        publisher = Publisher(spool, "gw-slow", MqttEndpoint.parse(link.url), options=options)
+        publisher.start()
+        try:
+            await until(lambda: spool.depth() == 0, 20)
+        finally:
+            await asyncio.to_thread(publisher.stop)
+            await link.close()
+            depth = spool.depth()
+            spool.close()
+        return publisher.connections, depth
+
+    connections, depth = asyncio.run(scenario())
+    assert connections >= 1, "never connected"
+    assert depth == 0
