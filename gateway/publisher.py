@@ -181,7 +181,12 @@ class Publisher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            client = self._new_client()
+            try:
+                client = self._new_client()
+            except Exception:  # a TLS file that does not load (yet): say so, try again after a while
+                log.exception("cannot set up an MQTT client for %s", self.endpoint.url)
+                self._stop.wait(self._backoff.next())
+                continue
             try:
                 self._session(client)
             except Exception:  # the thread must outlive any one bad moment; the spool keeps the data

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import parse_config_text
+from aquami.mqtt import MqttEndpoint
+from gateway.config import MqttOptions, parse_config_text
+from gateway.publisher import Publisher
 from gateway.service import Gateway
+from gateway.spool import Spool
 from simulators.modbus_tcp import ModbusTcpSimulator
 from tests.gateway.helpers import config_text, meters, running, until
 from tests.gateway.tls_broker import TlsMosquitto
@@ -54,3 +57,35 @@ def test_tls_client_certificate_and_password(tmp_path: Path) -> None:
     for refused in (wrong_password, no_certificate):
         assert refused.publisher.connections == 0 and refused.publisher.acknowledged_batches == 0
         assert refused.readings_spooled > 0  # the readings wait in the spool
+
+
+def test_a_tls_file_that_does_not_load_is_tried_again(tmp_path: Path) -> None:
+    """A CA file that exists but does not load (cut short while being copied, the wrong file): the
+    publisher says so and tries again with backoff; once the right file is in place it connects.
+    The readings wait in the spool meanwhile."""
+    broker = TlsMosquitto(tmp_path, "gw-test", "s3cret")
+    broker.start()
+    f = broker.files
+    ca = tmp_path / "ca-in-place.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    options = MqttOptions(
+        ca_file=ca, cert_file=f["client_cert"], key_file=f["client_key"], reconnect_min_s=0.1, reconnect_max_s=0.3
+    )
+    endpoint = MqttEndpoint("127.0.0.1", broker.tls_port, tls=True, username="gw-test", password="s3cret")
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+    publisher = Publisher(spool, "gw-test", endpoint, options=options)
+    publisher.start()
+    try:
+        time.sleep(1.0)
+        assert publisher.connections == 0
+        ca.write_bytes(f["ca"].read_bytes())  # the right file, in place
+        deadline = time.monotonic() + 15
+        while spool.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert publisher._thread.is_alive(), "the publisher's thread ended"
+        assert publisher.connections >= 1 and spool.depth() == 0
+    finally:
+        publisher.stop()
+        spool.close()
+        broker.close()
