@@ -29,7 +29,7 @@ from aquami.contracts.reads import Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
 from gateway.config import MBusBusConfig, MeterConfig
-from gateway.modbus_read import millisecond
+from gateway.modbus_read import FLOW_MAX_M3H, VOLUME_MAX_M3, millisecond, within
 from gateway.transport import PollError
 
 ACK = 0xE5
@@ -58,14 +58,16 @@ def reading_from_records(
             backward = float(record["value"])
     if volume is None or volume < 0:
         raise PollError(f"{meter.meter_id}: no current volume record in its answer")
+    if within(volume, 0, VOLUME_MAX_M3) is None:
+        raise PollError(f"{meter.meter_id}: volume {volume!r} m3 is outside the reads contract")
     status = telegrams[0].get("status") or 0
     alarms = tuple(dict.fromkeys(name for bit, name in _STATUS_ALARMS if status & bit))
     return Reading(
         meter_id=meter.meter_id,
         ts=millisecond(at),
         volume_m3=volume,
-        flow_m3h=flow,
-        reverse_volume_m3=backward if backward is not None and backward >= 0 else None,
+        flow_m3h=within(flow, -FLOW_MAX_M3H, FLOW_MAX_M3H),
+        reverse_volume_m3=within(backward, 0, VOLUME_MAX_M3),
         alarms=alarms,
         protocol=protocol,
         bus=bus,

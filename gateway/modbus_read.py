@@ -19,6 +19,16 @@ from gateway.config import MeterConfig
 from gateway.pulse import source_protocol
 from gateway.transport import PollError
 
+# The reads contract's bounds (aquami/contracts/reads.schema.json): the collector refuses a whole
+# message for one value beyond them, or one that is not a number (an f32 register's infinity).
+VOLUME_MAX_M3 = 1e12
+FLOW_MAX_M3H = 1e6
+
+
+def within(value: float | None, low: float, high: float) -> float | None:
+    """``value`` if the contract takes it, else None: an optional value it cannot take is left out."""
+    return value if value is not None and low <= value <= high else None
+
 
 def millisecond(moment: datetime) -> datetime:
     """Truncate to milliseconds: the grain of the collector's ``(meter_id, ts)`` key."""
@@ -60,15 +70,18 @@ def to_reading(
     volume = fields.get("volume_m3")
     if not isinstance(volume, int | float) or volume < 0:
         raise PollError(f"{meter.meter_id}: profile {profile.name} gave no usable volume ({volume!r})")
+    if within(float(volume), 0, VOLUME_MAX_M3) is None:  # before a pulse counter's unwrap remembers it
+        raise PollError(f"{meter.meter_id}: volume {volume!r} m3 is outside the reads contract")
     if volume_m3 is not None:
         volume = volume_m3(float(volume))
     reverse = fields.get("reverse_volume_m3")
+    flow = fields.get("flow_m3h")
     return Reading(
         meter_id=meter.meter_id,
         ts=millisecond(at),
         volume_m3=float(volume),
-        flow_m3h=fields.get("flow_m3h"),
-        reverse_volume_m3=None if reverse is None else float(reverse),
+        flow_m3h=None if flow is None else within(float(flow), -FLOW_MAX_M3H, FLOW_MAX_M3H),
+        reverse_volume_m3=None if reverse is None else within(float(reverse), 0, VOLUME_MAX_M3),
         alarms=tuple(dict.fromkeys(fields.get("alarms", ()))),
         protocol=source_protocol(meter, protocol),
         bus=bus,

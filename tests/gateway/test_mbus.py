@@ -127,3 +127,36 @@ def test_a_reading_takes_the_backward_volume_whatever_the_record_order() -> None
     plain = reading_from_records(meter, [{"records": [volume], "status": 0}], at, "mbus-1")
     assert plain.reverse_volume_m3 is None and "reverse_volume_m3" not in plain.to_json()
     assert encode_record(DataRecord("volume_backward", "m3", 0.042)) is not None  # the builder knows it too
+
+
+def test_a_value_outside_the_contract_is_left_out_or_fails_the_poll() -> None:
+    """A flow of 0x7FFFFFFF litres per hour (a meter's "no value") would have the collector refuse
+    the whole message the reading travels in: it is left out; a volume out of bounds fails the poll."""
+    import json
+    from datetime import UTC, datetime
+
+    from aquami.contracts.reads import schema_errors
+    from gateway.config import MeterConfig
+    from gateway.mbus import reading_from_records
+    from gateway.publisher import encode_batch
+    from gateway.transport import PollError
+
+    def record(quantity: str, unit: str, value: float) -> dict[str, Any]:
+        return {
+            "storage": 0,
+            "tariff": 0,
+            "function": "instantaneous",
+            "quantity": quantity,
+            "unit": unit,
+            "value": value,
+        }
+
+    meter = MeterConfig("FLAT-1", 1, "mbus")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    telegram = {"status": 0, "records": [record("volume", "m3", 12.5), record("flow", "m3/h", 2147483.647)]}
+    reading = reading_from_records(meter, [telegram], at, "mbus-1")
+    assert (reading.volume_m3, reading.flow_m3h) == (12.5, None)
+    assert schema_errors(json.loads(encode_batch("gw", 1, [json.dumps(reading.to_json())]))) == []
+    huge = {"status": 0, "records": [record("volume", "m3", 9.2e18)]}
+    with pytest.raises(PollError, match="outside the reads contract"):
+        reading_from_records(meter, [huge], at, "mbus-1")

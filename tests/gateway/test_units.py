@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aquami.contracts.reads import schema_errors
+from aquami.contracts.reads import Reading, schema_errors
+from collector.batch_parser import ParsedMessage, parse_reads_message
+from firmware_protocols.modbus import load_profile
 from gateway.backoff import Backoff
+from gateway.config import MeterConfig
+from gateway.modbus_read import to_reading
 from gateway.publisher import encode_batch
+from gateway.transport import PollError
 
 reading_st = st.fixed_dictionaries(
     {
@@ -37,3 +44,46 @@ def test_backoff_doubles_within_jitter_up_to_the_maximum_and_resets() -> None:
     assert len({round(w, 6) for w in waits[3:]}) == 4  # jittered, not all the same
     backoff.reset()
     assert backoff.next() <= 0.5
+
+
+def _batch_of(*readings: Reading) -> dict[str, object]:
+    """The ``reads`` message these readings travel in, made by the gateway's own code."""
+    bodies = [json.dumps(r.to_json(), separators=(",", ":")) for r in readings]
+    message: dict[str, object] = json.loads(encode_batch("gw-1", 1, bodies))
+    return message
+
+
+@pytest.mark.parametrize(
+    ("profile_name", "registers", "field"),
+    [
+        # 0x7FFFFFFF, many meters' "no value" in a signed 32-bit register: 2,147,483.647 m3/h
+        ("smart_water_meter", "0001e240 7fffffff 0000 00000000 0050", "flow_m3h"),
+        # an IEEE 754 infinity in a float register (word-swapped, as the profile says)
+        ("electromagnetic_flow_meter", "0000 7f80 e240 0001 0000 0000 0000 0000 0000 0000 0000", "flow_m3h"),
+        # a 64-bit totaliser gone to all ones: 1.8e16 m3
+        ("electromagnetic_flow_meter", "0000 4120 e240 0001 0000 0000 ffff ffff ffff ffff 0000", "reverse_volume_m3"),
+    ],
+)
+def test_a_value_outside_the_contract_does_not_spoil_the_batch(profile_name: str, registers: str, field: str) -> None:
+    """The collector refuses a whole message for one value outside the contract, every other
+    meter's reading in it with it: the gateway leaves out an optional value it cannot send."""
+    profile = load_profile(profile_name)
+    data = bytes.fromhex(registers.replace(" ", ""))
+    words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    odd = to_reading(MeterConfig("WM-1", 1, profile_name), profile, words, at, "modbus-tcp", "b")
+    good = Reading("WM-2", at, 12.5, flow_m3h=0.25, bus="b", address=2)
+    message = _batch_of(odd, good)
+    assert schema_errors(message) == []
+    payload = encode_batch("gw-1", 1, [json.dumps(r.to_json()) for r in (odd, good)])
+    assert isinstance(parse_reads_message("aquami/v1/gw-1/reads", payload), ParsedMessage)  # not a dead letter
+    assert odd.volume_m3 == 123.456 and getattr(odd, field) is None
+
+
+def test_a_volume_outside_the_contract_is_a_failed_poll() -> None:
+    profile = load_profile("electromagnetic_flow_meter")
+    data = bytes.fromhex("0000 4120 ffff ffff ffff ffff 0000 0000 0000 0000 0000".replace(" ", ""))
+    words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    meter = MeterConfig("WM-1", 1, "electromagnetic_flow_meter")
+    with pytest.raises(PollError, match="outside the reads contract"):
+        to_reading(meter, profile, words, datetime(2026, 1, 1, tzinfo=UTC), "modbus-tcp", "b")
