@@ -44,10 +44,17 @@ def reading_from_records(
     meter: MeterConfig, telegrams: list[dict[str, Any]], at: datetime, bus: str, protocol: Protocol = "mbus"
 ) -> Reading:
     """The current volume, flow and backward volume (VIF 13h with the combinable VIFE 3Ch,
-    EN 13757-3:2018 Table 15) among all telegrams' records; alarms from the status byte."""
+    EN 13757-3:2018 Table 15) among all telegrams' records; alarms from the status byte. Current:
+    storage 0, tariff 0, instantaneous, and subunit 0, the meter itself (a subunit, DIFE bit 6,
+    is another device behind it: a second register, a sub-meter)."""
     volume = flow = backward = None
     for record in (r for t in telegrams for r in t.get("records", [])):
-        current = record["storage"] == 0 and record["tariff"] == 0 and record["function"] == "instantaneous"
+        current = (
+            record["storage"] == 0
+            and record["tariff"] == 0
+            and record.get("subunit", 0) == 0
+            and record["function"] == "instantaneous"
+        )
         if not current or not isinstance(record["value"], int | float):
             continue
         if record["quantity"] == "volume" and record["unit"] == "m3" and volume is None:

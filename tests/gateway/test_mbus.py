@@ -160,3 +160,22 @@ def test_a_value_outside_the_contract_is_left_out_or_fails_the_poll() -> None:
     huge = {"status": 0, "records": [record("volume", "m3", 9.2e18)]}
     with pytest.raises(PollError, match="outside the reads contract"):
         reading_from_records(meter, [huge], at, "mbus-1")
+
+
+def test_a_reading_takes_the_meter_s_own_volume_not_a_subunit_s() -> None:
+    """EN 13757-3 clause 6.3.3: a DIFE's subunit bit names another device behind the meter (a
+    second register, a sub-meter). Its volume, listed first, was taken for the meter's own."""
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import decode_frame
+    from firmware_protocols.mbus.build import build_rsp_ud
+    from firmware_protocols.records import DataRecord
+    from gateway.config import MeterConfig
+    from gateway.mbus import reading_from_records
+
+    records = [DataRecord("volume", "m3", 999.0, subunit=1), DataRecord("volume", "m3", 12.0)]
+    telegram = decode_frame(build_rsp_ud(5, "12345678", "KAM", 1, "water", 0x10, 0, records))
+    assert [r["subunit"] for r in telegram["records"]] == [1, 0]
+    meter, at = MeterConfig("FLAT-5", 5, "mbus"), datetime(2026, 1, 1, tzinfo=UTC)
+    reading = reading_from_records(meter, [telegram], at, "mbus-1")
+    assert reading.volume_m3 == 12.0
