@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import psycopg
 from fastapi import Request
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from server.problems import database_unavailable
+
+log = logging.getLogger(__name__)
+
+#: How long a request waits for a connection before it is answered 503 (the database away, or
+#: every connection busy): long enough for a pool to reconnect, short of a client's own timeout.
+CONNECTION_WAIT_S = 5.0
+#: How long start-up waits for the database before it starts anyway (requests answered 503 until
+#: the pool reaches it: a server started before its database, a host's boot order, is not fatal).
+STARTUP_WAIT_S = 10.0
 
 
 def open_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
@@ -21,11 +33,24 @@ def open_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
         check=ConnectionPool.check_connection,
         open=False,
     )
-    pool.open(wait=True, timeout=30)
+    pool.open(wait=False)
+    try:  # not pool.wait(): it closes the pool when the time is up
+        pool.putconn(pool.getconn(timeout=STARTUP_WAIT_S))
+    except PoolTimeout:
+        log.warning("database not reachable yet; requests are answered 503 until it is")
     return pool
 
 
 def get_connection(request: Request) -> Iterator[psycopg.Connection]:
+    """A pooled connection for the request; 503 (with Retry-After) when none comes in time."""
     pool: ConnectionPool = request.app.state.pool
-    with pool.connection() as conn:
+    try:
+        conn = pool.getconn(timeout=CONNECTION_WAIT_S)
+    except PoolTimeout:
+        raise database_unavailable(
+            f"no database connection within {CONNECTION_WAIT_S:g} s; try again shortly"
+        ) from None
+    try:
         yield conn
+    finally:
+        pool.putconn(conn)

@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -26,6 +27,17 @@ class Problem(Exception):
         self.type = type_
         self.extra = extra
         self.headers: dict[str, str] = {}
+
+
+#: What a 503 asks a client to wait before trying again (RFC 9110 Retry-After, seconds).
+RETRY_AFTER_S = 5
+
+
+def database_unavailable(detail: str) -> Problem:
+    """503 with Retry-After: the database away (restarting, failing over) or every connection busy."""
+    problem = Problem(503, detail, title="Database unavailable")
+    problem.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return problem
 
 
 def problem_response(
@@ -77,6 +89,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors) or "invalid request"
         return problem_response(request, 422, detail, title="Invalid request", errors=errors)
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_away(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        # the connection was lost during the request (a restart, a failover)
+        log.warning("database error on %s: %s", request.url.path, exc)
+        return await _problem(request, database_unavailable("the database connection was lost; try again shortly"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,6 +12,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import sql
 
 from server.app import create_app
 from server.auth import create_api_key
@@ -246,3 +249,61 @@ def test_after_the_database_cut_every_connection_the_next_requests_are_answered(
     for _ in range(3):
         response = client.get("/meters", headers=auth(keys["reader"]))
         assert response.status_code == 200, response.text
+
+
+def test_a_server_started_before_its_database_answers_503_then_serves_once_it_is_there(
+    timescale_admin_url, monkeypatch
+):
+    """Start-up no longer fails for a database that is not there yet (a host's boot order): the
+    server starts, answers 503 problems with Retry-After meanwhile (its liveness still 200), and
+    serves once the database is there. It used to exit after 30 s of waiting."""
+    from collector.migrate import migrate
+    from server import db
+    from tests.services import drop_database, with_database
+
+    monkeypatch.setattr(db, "STARTUP_WAIT_S", 0.5)
+    monkeypatch.setattr(db, "CONNECTION_WAIT_S", 1.0)
+    name = f"aquami_test_{uuid.uuid4().hex[:12]}"
+    url = with_database(timescale_admin_url, name)
+    try:
+        with TestClient(create_app(url)) as client:
+            away = client.get("/meters", headers=auth("aqk_0000.nope"))
+            assert_problem(away, 503)
+            assert away.headers["retry-after"] == "5"
+            assert client.get("/health").status_code == 200
+            with psycopg.connect(timescale_admin_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            migrate(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                key = create_api_key(conn, "late reader", ["reader"])
+            deadline = time.monotonic() + 30
+            while (response := client.get("/meters", headers=auth(key))).status_code == 503:
+                assert time.monotonic() < deadline, "the server never reached its database"
+                time.sleep(0.2)
+            assert response.status_code == 200, response.text
+    finally:
+        drop_database(timescale_admin_url, url)
+
+
+def test_a_connection_lost_during_a_request_is_a_503_problem(api, migrated_database_url, monkeypatch):
+    """The database cut the connection while the request ran (a failover mid-query): 503 with
+    Retry-After, not a 500 "unexpected error". (The pool's check before lending is off here, so the
+    cut connection is lent, as one cut just after the check would be.)"""
+    from psycopg_pool import ConnectionPool
+
+    _, keys = api
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(lambda conn: None))
+    name = psycopg.conninfo.conninfo_to_dict(migrated_database_url)["dbname"]
+    with TestClient(create_app(migrated_database_url)) as client:
+        assert client.get("/meters", headers=auth(keys["reader"])).status_code == 200
+        with psycopg.connect(migrated_database_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+        response = client.get("/meters", headers=auth(keys["reader"]))
+        assert_problem(response, 503)
+        assert response.headers["retry-after"] == "5"
+        # each cut connection the pool still holds is lent once more (no check here), then discarded
+        later = [client.get("/meters", headers=auth(keys["reader"])).status_code for _ in range(5)]
+        assert set(later) <= {200, 503} and later[-1] == 200
