@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
 _LOOP_TICK_S = 0.05  # how long one network-loop turn may wait for the socket
+_REFUSED_MIN_S = 1.0  # the first wait before a refused batch goes again
 _CONNACK_TIMEOUT_S = 3.0  # an MQTT 5 CONNECT unanswered this long (protocol "auto"): try 3.1.1
 
 
@@ -99,6 +100,12 @@ class Publisher:
         self._stop = threading.Event()
         self._draining = False
         self._backoff = Backoff(self.options.reconnect_min_s, self.options.reconnect_max_s)
+        # a batch the broker refused (MQTT 5: not authorised, quota exceeded) is sent again after a
+        # growing wait, not on the next loop turn: a refusal that lasts would have it resent 20 times
+        # a second, each logged, for as long as the broker's rules stay as they are
+        self.refused_batches = 0
+        self._refusals = Backoff(min(_REFUSED_MIN_S, self.options.reconnect_max_s), self.options.reconnect_max_s)
+        self._hold_batches_until = 0.0
         self._protocol = mqtt.MQTTv311 if self.options.protocol == "3.1.1" else mqtt.MQTTv5
         self._connack: Any = None  # this session's CONNACK reason, None until it arrives
         self._connack_timed_out = False  # this session's CONNECT got no answer in time
@@ -305,10 +312,18 @@ class Publisher:
         if batch_seq is None:  # a status or a reply
             return
         if reason.is_failure:
-            # The broker took the message but refused it (MQTT 5); send it again on the next turn.
-            log.warning("broker refused batch %s: %s; it stays in the spool", batch_seq, reason)
+            # The broker took the message but refused it (MQTT 5): it stays, and goes again later.
+            self.refused_batches += 1
+            now = time.monotonic()
+            if now >= self._hold_batches_until:  # the others of the window, refused with it, wait as long
+                self._hold_batches_until = now + self._refusals.next()
+            wait = self._hold_batches_until - now
+            log.warning(
+                "broker refused batch %s: %s; it stays in the spool, next try in %.1f s", batch_seq, reason, wait
+            )
             self._highest_sent = min(self._highest_sent, batch_seq - 1)
             return
+        self._refusals.reset()
         self._acked.append(batch_seq)  # deleted after this loop turn, all in one transaction
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -340,7 +355,7 @@ class Publisher:
 
     def _send_what_fits(self, client: mqtt.Client) -> None:
         room = self.window - len(self._in_flight)
-        if room <= 0:
+        if room <= 0 or time.monotonic() < self._hold_batches_until:
             return
         batches = self.spool.sealed_batches(after_seq=self._highest_sent, limit=room)
         if len(batches) < room:

@@ -138,6 +138,7 @@ class Gateway:
                 "readings_dropped": self.readings_dropped,
                 "events_waiting": self.spool.messages_waiting(),
                 "batches_acknowledged": self.publisher.acknowledged_batches,
+                "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
                 "mqtt_protocol": self.publisher.protocol_in_use,
             },
         )

@@ -89,8 +89,10 @@ class MosquittoBroker:
 
     host = LOOPBACK
 
-    def __init__(self, port: int | None = None, *, persistence: bool = False) -> None:
+    def __init__(self, port: int | None = None, *, persistence: bool = False, acl: str | None = None) -> None:
+        """``acl``: the text of a mosquitto ACL file (what anonymous clients may read and write)."""
         self._binary = mosquitto_binary()
+        self._acl = acl
         self._port_fixed = port is not None
         self._port = port if port is not None else free_port()
         self._persistence = persistence
@@ -126,6 +128,10 @@ class MosquittoBroker:
         ]
         if self._persistence:
             lines.append(f"persistence_location {self._dir}/")
+        if self._acl is not None:
+            acl_file = self._dir / "acl"
+            acl_file.write_text(self._acl)
+            lines.append(f"acl_file {acl_file}")
         if os.geteuid() == 0:
             # As root mosquitto would switch to the "mosquitto" user, who cannot write our temp dir.
             lines.append("user root")

@@ -377,3 +377,39 @@ def test_a_broker_slow_to_accept_is_waited_for(tmp_path: Path, mosquitto, protoc
     connections, depth = asyncio.run(scenario())
     assert connections >= 1, "never connected"
     assert depth == 0
+
+
+def test_a_batch_the_broker_refuses_waits_longer_each_time_and_is_delivered_once_allowed(tmp_path: Path) -> None:
+    """MQTT 5: a broker whose rules refuse the gateway's reads (here an ACL without its reads topic)
+    answers each batch with a failure PUBACK. The batches stay in the spool and are sent again
+    after a growing wait, not on every loop turn (20 times a second, each logged, for as long as
+    the rules stay); once the broker allows them, they are delivered."""
+    acl = "topic readwrite aquami/v1/+/status\ntopic readwrite aquami/v1/+/events\ntopic readwrite aquami/v1/+/cmd/#\n"
+    broker = MosquittoBroker(acl=acl)
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([{"meter_id": f"WM-{n}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n)} for n in range(4)])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=2.0)
+    publisher = Publisher(spool, "gw-acl", MqttEndpoint.parse(broker.url), batch_size=2, window=2, options=options)
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while publisher.refused_batches == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert publisher.refused_batches > 0, "the broker never refused a batch"
+        sent_before = publisher.published_batches
+        time.sleep(3.0)
+        # waits of 0.5-1, 1-2 and 1-2 s at most: a handful of sends, where every turn resent them before
+        assert publisher.published_batches - sent_before <= 3 * publisher.window
+        assert spool.depth() == 4, "a refused batch left the spool"
+        broker.stop()
+        broker._acl = None  # the broker's rules now allow the gateway's reads
+        broker.start()
+        deadline = time.monotonic() + 20
+        while spool.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool.depth() == 0
+    finally:
+        publisher.stop()
+        spool.close()
+        broker.stop()
