@@ -20,7 +20,7 @@ from gateway.pulse import source_protocol
 from gateway.transport import PollError
 
 # The reads contract's bounds (aquami/contracts/reads.schema.json): the collector refuses a whole
-# message for one value beyond them, or one that is not a number (an f32 register's infinity).
+# message for one value beyond them.
 VOLUME_MAX_M3 = 1e12
 FLOW_MAX_M3H = 1e6
 

@@ -117,8 +117,11 @@ class MeterProfile:
             if f.bits:
                 alarms.extend(name for bit, name in sorted(f.bits.items()) if value >> bit & 1)
                 continue
-            if isinstance(value, float) and not math.isfinite(value):  # NaN or an infinity (IEEE 754)
-                raise DecodeError(f"profile {self.name}: field {f.name} is not a finite number ({value})")
+            if isinstance(value, float) and not math.isfinite(value):
+                # NaN or an infinity (IEEE 754): the meter's "no value" (a flow sensor not ready, an
+                # overflowed or unset register). None, not an error: the rest of the block still reads.
+                result[f.name] = None
+                continue
             result[f.name] = _scaled(value, f.scale)
         result["alarms"] = alarms
         return result
