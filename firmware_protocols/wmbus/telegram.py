@@ -221,13 +221,15 @@ def _open_tpl(
         key = _key_for(keys, meter_id, "the transport layer (security mode 7)")
         identification = rest[1:5] if long_header else frame[4:8]
         kenc, kmac = _mode7_keys(key, extension, afl, identification, meter_id)
-        if afl is not None and afl.mac is not None and kmac is not None and not _is_cmac(afl):
+        if afl is not None and afl.mac is not None and (kmac is None or not _is_cmac(afl)):
             # refused, not taken unchecked: in CBC, flipping bits of one block flips the same bits
             # of the next block's plain text, so only the MAC keeps readings from being altered
-            raise UnsupportedSecurityError(
-                f"meter {meter_id}: AFL authentication type {afl.mcl.authentication_type} (AES-GMAC) "
-                "is not supported: its MAC cannot be verified"
+            why = (
+                "no key derivation (KDF 0) gives no MAC key"
+                if kmac is None
+                else f"authentication type {afl.mcl.authentication_type} (AES-GMAC) is not supported"
             )
+            raise UnsupportedSecurityError(f"meter {meter_id}: its AFL MAC cannot be verified: {why}")
         plain = b""
         if encrypted:  # N = 0: nothing encrypted, so no 2F 2F to check; the MAC still is
             plain = cbc_decrypt(kenc, ZERO_IV, after[:encrypted])

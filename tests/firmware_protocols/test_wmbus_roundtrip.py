@@ -246,3 +246,20 @@ def test_mode7_with_a_gmac_is_refused_as_unsupported_and_never_rewritten(
     assert data[19:31] == gmac
     with pytest.raises(UnsupportedSecurityError, match="AES-GMAC"):
         decode_telegram(data, {"12345678": key}, crcs=False)
+
+
+@settings(max_examples=30, deadline=None)
+@given(keys, st.integers(0, 2**32 - 1), volume_records())
+def test_mode7_without_key_derivation_refuses_an_afl_mac_it_cannot_verify(
+    key: bytes, counter: int, records: tuple
+) -> None:
+    """Mode 7 with KDF 0 uses the key as it is and derives no MAC key, so an AFL MAC on such a
+    telegram cannot be checked: the telegram is refused, not taken unverified (it was decoded as if
+    the MAC were fine)."""
+    record_bytes, _ = records
+    telegram = make_telegram(record_bytes, **METER7, security_mode=7, message_counter=counter, crcs=False)
+    assert telegram.afl is not None and telegram.afl.mac is not None and telegram.configuration_extension is not None
+    no_kdf = Container({**telegram.configuration_extension, "kdf_selection": 0})
+    data = encode_telegram(dataclasses.replace(telegram, configuration_extension=no_kdf), key)
+    with pytest.raises(UnsupportedSecurityError, match="KDF 0"):
+        decode_telegram(data, {"12345678": key}, crcs=False)
