@@ -39,6 +39,8 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
     unknown = sorted(set(roles) - set(ROLES))
     if unknown or not roles:
         raise ValueError(f"roles must be among {', '.join(ROLES)}; got {roles}")
+    if not name.strip() or "\x00" in name:  # the name is who edits, dismisses and pays: it must say someone
+        raise ValueError(f"a key needs a name saying who or what it is for, not {name!r}")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     conn.execute(

@@ -67,6 +67,25 @@ def test_a_key_without_the_role_is_403(api):
     assert "billing" in body["detail"]
 
 
+@pytest.mark.parametrize("name", ["", "   ", "a\x00b"])
+def test_a_key_needs_a_name_that_says_someone(migrated_database_url, name):
+    """The key's name is who a correction, a dismissal or a payment is recorded as: a blank one was
+    stored, and the editing code refuses an edit whose "by" is blank."""
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        with pytest.raises(ValueError, match="needs a name"):
+            create_api_key(conn, name, ["meterization"])
+        row = conn.execute("SELECT count(*) FROM api_keys").fetchone()
+    assert row == (0,)
+    if "\x00" not in name:  # a NUL cannot travel in a command line
+        args = ["server", "create-key", "--name", name, "--role", "reader", "--database-url", migrated_database_url]
+        result = CliRunner().invoke(app, args, terminal_width=200)
+        assert result.exit_code == 2 and "needs a name" in result.output
+
+
 def test_a_tampered_secret_is_refused(api):
     client, keys = api
     key = keys["reader"]
