@@ -137,6 +137,7 @@ class Gateway:
                 "readings_spooled": self.readings_spooled,
                 "readings_dropped": self.readings_dropped,
                 "events_waiting": self.spool.messages_waiting(),
+                "events_dropped": self.spool.messages_dropped_total,
                 "batches_acknowledged": self.publisher.acknowledged_batches,
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
                 "mqtt_protocol": self.publisher.protocol_in_use,

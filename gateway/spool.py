@@ -15,6 +15,7 @@ The spool holds at most ``max_readings``. What happens at the limit is the owner
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS pulse_wraps (meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, wraps INTEGER NOT NULL);
 """
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class Spool:
         self.max_readings = max_readings
         self.drop_oldest = drop_oldest
         self.dropped_total = 0
+        self.messages_dropped_total = 0  # events beyond add_message's limit, the oldest first
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -185,13 +189,25 @@ class Spool:
             )
 
     # other durable messages (events): kept like readings until the broker acknowledges them
-    def add_message(self, topic: str, payload: bytes, limit: int = 10_000) -> None:
-        """Store a message for the broker; beyond ``limit`` waiting, the oldest go."""
+    def add_message(self, topic: str, payload: bytes, limit: int = 10_000) -> int:
+        """Store a message for the broker; beyond ``limit`` waiting, the oldest go (counted in
+        ``messages_dropped_total``, the first of each thousand logged). Returns how many went."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO messages (topic, payload) VALUES (?, ?)", (topic, payload))
-            self._db.execute("DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?", (limit,))
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("INSERT INTO messages (topic, payload) VALUES (?, ?)", (topic, payload))
+                dropped = self._db.execute(
+                    "DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?", (limit,)
+                ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            before = self.messages_dropped_total
+            self.messages_dropped_total += dropped
+        if dropped and (before == 0 or before // 1000 != (before + dropped) // 1000):  # the first, then each 1000th
+            log.warning("%d events waiting for the broker: the oldest are dropped (%d so far)", limit, before + dropped)
+        return dropped
 
     def messages_after(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]:
         with self._lock:

@@ -90,3 +90,21 @@ def test_pulse_counter_wrap_is_unwrapped_and_remembered(tmp_path: Path) -> None:
     spool.close()
     restarted = PulseWrap("P-1", span, Spool(tmp_path / "s.sqlite"))
     assert restarted.unwrap(4.0) == span + 4.0
+
+
+def test_events_beyond_the_limit_drop_the_oldest_counted_and_said(tmp_path: Path, caplog) -> None:
+    """Events wait for the broker up to a limit; beyond it the oldest go. That used to happen
+    without a word: now each is counted (the gateway's health shows ``events_dropped``) and the
+    first of each thousand is logged."""
+    spool = Spool(tmp_path / "s.sqlite")
+    try:
+        with caplog.at_level("WARNING", logger="gateway.spool"):
+            dropped = [spool.add_message("t", b"%d" % n, limit=3) for n in range(6)]
+        assert dropped == [0, 0, 0, 1, 1, 1]
+        assert spool.messages_dropped_total == 3
+        assert [payload for _, _, payload in spool.messages_after(0, 10)] == [b"3", b"4", b"5"]
+        assert [r.getMessage() for r in caplog.records] == [
+            "3 events waiting for the broker: the oldest are dropped (1 so far)"
+        ]
+    finally:
+        spool.close()
