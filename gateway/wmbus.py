@@ -28,11 +28,13 @@ from aquami.contracts.reads import Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.wmbus.decode import decode_telegram
 from firmware_protocols.wmbus.receiver import ReceiverStreamParser
+from gateway.backoff import Backoff
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
 from gateway.transport import PollError
 
 log = logging.getLogger(__name__)
+_REOPEN_MIN_S, _REOPEN_MAX_S = 0.5, 30.0  # waits before reopening a receiver that failed a read
 
 
 class DuplicateFilter:
@@ -143,6 +145,9 @@ class WMBusListener:
     async def run(self, stop: asyncio.Event) -> None:
         watcher = asyncio.create_task(self._watch(stop))
         port: serial.Serial | None = None
+        # a receiver that opens but fails every read (a USB stick in a bad state) is reopened after
+        # a growing wait, not at once: that spun the loop, logging, as fast as it could fail
+        reopen = Backoff(_REOPEN_MIN_S, _REOPEN_MAX_S)
         try:
             while not stop.is_set():
                 if port is None:
@@ -156,10 +161,15 @@ class WMBusListener:
                 try:
                     data = await asyncio.to_thread(port.read, 4096)
                 except (serial.SerialException, OSError) as error:
-                    log.warning("%s: receiver lost: %s", self.config.name, error)
+                    wait = reopen.next()
+                    log.warning("%s: receiver lost: %s; reopening in %.1f s", self.config.name, error, wait)
                     port.close()
                     port = None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=wait)
                     continue
+                if data:
+                    reopen.reset()
                 for received in self.parser.feed(data):
                     try:
                         await self.handle(received.telegram)

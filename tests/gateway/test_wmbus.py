@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 
 from aquami.contracts.reads import Reading
 from firmware_protocols.mbus.build import build_user_data
@@ -225,3 +226,37 @@ def test_stop_polling_keeps_the_spool_within_its_limit(tmp_path: Path) -> None:
     assert gateway.listeners["radio"].telegrams == 8
     assert gateway.readings_spooled == 3 and gateway.spool_full
     assert gateway.health.buses["radio"].polls_skipped == 5
+
+
+def test_a_receiver_that_fails_every_read_is_reopened_after_a_growing_wait() -> None:
+    """A receiver that opens but fails each read (a USB stick in a bad state) was reopened at once,
+    the loop spinning and logging as fast as reads could fail; now after a growing wait."""
+    bus = WMBusBusConfig(
+        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),), poll_interval_s=60
+    )
+    opened = 0
+
+    class Broken:
+        def read(self, size: int) -> bytes:
+            raise serial.SerialException("device reports readiness to read but returned no data")
+
+        def close(self) -> None:
+            pass
+
+    def open_broken() -> Broken:
+        nonlocal opened
+        opened += 1
+        return Broken()
+
+    async def scenario() -> None:
+        listener = WMBusListener(bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok: None)
+        listener._open = open_broken  # type: ignore[method-assign, assignment]
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        await asyncio.sleep(2.5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    # waits of 0.25-0.5, 0.5-1 and 1-2 s: at most four opens in 2.5 s (thousands before)
+    assert 2 <= opened <= 4
