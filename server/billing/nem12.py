@@ -40,14 +40,21 @@ VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
 QUALITY_METHODS = {"actual": "A", "missing": "N", "estimated": "S15", "substituted": "S18", "edited": "F16"}
 FREE_TEXT_REASON = "0"
 
+# Each stream (a meter at a service point) with the window [lo, hi) it is exported for: its
+# installation, and with an account, that installation within the account's agreement there, so a
+# tenant's file never carries the hours of the tenant before or after (NULL hi: still open).
 _HOURLY = """
 WITH streams AS (
-    SELECT DISTINCT mi.service_point_id, mi.meter_id
+    SELECT mi.service_point_id, mi.meter_id,
+           greatest(mi.installed_at, sa.start_at) AS lo,  -- greatest and least pass over NULLs:
+           least(mi.removed_at, sa.end_at) AS hi             -- no agreement asked for, or one still open
     FROM meter_installations mi
-    LEFT JOIN service_agreements sa ON sa.service_point_id = mi.service_point_id
+    LEFT JOIN service_agreements sa
+        ON %(account)s::text IS NOT NULL AND sa.service_point_id = mi.service_point_id AND sa.account_id = %(account)s
     WHERE mi.installed_at < %(to)s AND (mi.removed_at IS NULL OR mi.removed_at > %(from)s)
-      AND (%(account)s::text IS NULL OR (sa.account_id = %(account)s AND sa.start_at < %(to)s
-                                         AND (sa.end_at IS NULL OR sa.end_at > %(from)s)))
+      AND (%(account)s::text IS NULL OR (sa.start_at < %(to)s AND (sa.end_at IS NULL OR sa.end_at > %(from)s)))
+), windows AS (
+    SELECT * FROM streams WHERE hi IS NULL OR hi > lo
 ), quality AS (
     SELECT r.meter_id, date_trunc('hour', r.ts - interval '1 microsecond', utility_timezone()) AS hour,
            (array_agg(r.quality ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
@@ -56,16 +63,17 @@ WITH streams AS (
                                                             WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality_by,
            (array_agg(r.quality_reason ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
                                                                 WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality_reason
-    FROM readings r JOIN streams s USING (meter_id)
-    WHERE r.ts > %(from)s AND r.ts <= %(to)s
+    FROM readings r
+    WHERE r.meter_id IN (SELECT meter_id FROM windows) AND r.ts > %(from)s AND r.ts <= %(to)s
     GROUP BY 1, 2
 )
-SELECT s.service_point_id, s.meter_id, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
+SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
        q.quality_reason
-FROM streams s
+FROM windows s
 LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s AND c.hour < %(to)s
+                              AND c.hour >= s.lo AND (s.hi IS NULL OR c.hour < s.hi)
 LEFT JOIN quality q ON q.meter_id = c.meter_id AND q.hour = c.hour
-ORDER BY 1, 2, 3
+ORDER BY 1, 2, 5
 """
 
 
@@ -117,17 +125,22 @@ def nem12_file(
         _HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account}
     ).fetchall()
     streams: dict[tuple[str, str], dict[datetime, tuple[Decimal, str, str | None, str | None]]] = defaultdict(dict)
+    windows: dict[tuple[str, str], set[tuple[datetime, datetime | None]]] = defaultdict(set)
     for r in rows:
         key = (r["service_point_id"], r["meter_id"])
         streams.setdefault(key, {})
+        windows[key].add((r["lo"], r["hi"]))
         if r["hour"] is not None:
             quality = "missing" if r["unknown"] else (r["quality"] or "actual")
             streams[key][r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
     lines = [f"100,NEM12,{stamp:%Y%m%d%H%M},{sender},{receiver}"]
-    for (service_point, meter), hours in streams.items():
+    for key, hours in streams.items():
+        service_point, meter = key
         lines.append(f"200,{service_point},E1,1,E1,N1,{meter},KL,60,")
         for d in range(days):
             day = day0 + timedelta(days=d)
+            if not any(lo < day + timedelta(days=1) and (hi is None or hi > day) for lo, hi in windows[key]):
+                continue  # a day outside the stream's window: before the meter or the tenant, or after
             cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
             methods = [(_method(quality, by), why) for _, quality, by, why in cells]
             marks = [(method, *_reason(method, why)) for method, why in methods]

@@ -206,3 +206,18 @@ def test_the_command_line_gives_the_same_determinants_and_nem12(api, migrated_da
     assert nem12.exit_code == 0 and nem12.output.splitlines()[1].startswith("200,SP2,")
     bad = CliRunner().invoke(app, ["bill", "nem12", "--period", "2026-13"], env=env)
     assert bad.exit_code == 2 and "no month 13" in bad.output
+
+
+@pytest.mark.parametrize(("account", "first", "last"), [("A3", "20260201", "20260209"), ("A2", "20260210", "20260228")])
+def test_an_account_s_nem12_holds_only_its_own_days_at_the_service_point(api, account, first, last):
+    """SP2 changed tenant on 10 February (A3 out, A2 in). Each one's NEM12 for February holds the
+    days of its own agreement only: A3's used to carry every day of the month, A2's consumption in
+    it, which a billing system would have charged to A3."""
+    client, keys = api
+    response = client.get(f"/billing/nem12?period=2026-02&account={account}", headers=auth(keys["billing"]))
+    assert response.status_code == 200, response.text
+    days = [line.split(",") for line in response.text.strip().split("\r\n") if line.startswith("300,")]
+    assert days[0][1] == first and days[-1][1] == last
+    assert len(days) == (datetime.strptime(last, "%Y%m%d") - datetime.strptime(first, "%Y%m%d")).days + 1
+    used = sum(Decimal(v) for day in days for v in day[2:26])
+    assert used == Decimal("0.005") * 24 * len(days)
