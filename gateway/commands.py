@@ -64,11 +64,16 @@ class Commands:
             reply.setdefault("ok", True)
         except (ValueError, KeyError, ConfigError) as error:
             reply.update(ok=False, error=str(error))
+        except Exception as error:  # a fault of ours: the sender still gets an answer, the log the traceback
+            log.exception("command %s failed", name)
+            reply.update(ok=False, error=f"internal error: {type(error).__name__}: {error}")
         self.handled += 1
         self._reply(name, reply)
 
     async def read_now(self, request: dict[str, Any]) -> dict[str, Any]:
         meter_id = request.get("meter_id")
+        if not isinstance(meter_id, str):
+            raise ValueError(f"meter_id must be a string, not {meter_id!r}")
         for scheduler in self.gateway.schedulers.values():
             if meter_id in scheduler.meters:
                 reading = await scheduler.read_now(str(meter_id))

@@ -200,7 +200,10 @@ class Gateway:
         self._bus_stop.set()
         await asyncio.gather(*self._bus_tasks, return_exceptions=True)
         for scheduler in self.schedulers.values():
-            await scheduler.close()
+            try:
+                await scheduler.close()
+            except Exception:  # a port that will not close: the other buses, and the new ones, go on
+                log.exception("bus %s did not close cleanly", scheduler.config.name)
 
     async def apply_config(self, config: GatewayConfig) -> list[str]:
         """Swap buses and meters for ``config``'s (``cmd/reload``); the spool and MQTT session stay.

@@ -199,3 +199,63 @@ def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path
     found = asyncio.run(scenario())
     assert found["found"] == []
     assert line.most == 1, f"{line.most} transactions on the line at once"
+
+
+def _gateway_on_line(tmp_path: Path, monkeypatch, transport: Any) -> Gateway:
+    monkeypatch.setattr("gateway.service.make_transport", lambda bus, profiles, clock: transport)
+    text = bus_config_text(
+        f"mqtt://127.0.0.1:{free_port()}",
+        tmp_path / "s.sqlite",
+        {"name": "rtu", "protocol": "modbus-rtu", "device": "/dev/ttyAQUAMI0", "poll_interval_s": 0.05, "retries": 0},
+        [{"meter_id": "WM-1", "unit_id": 1}],
+        gateway_id="gw-faults",
+    )
+    return Gateway(parse_config_text(text))
+
+
+def test_a_command_that_meets_a_fault_of_ours_still_gets_a_reply(tmp_path: Path, monkeypatch) -> None:
+    """A payload the handlers did not expect (a meter_id that is a list) raised a TypeError that
+    ended the command's task: the sender never heard back. It is refused, and a fault that gets
+    past the checks is answered as an internal error."""
+    gateway = _gateway_on_line(tmp_path, monkeypatch, LineTransport(Line()))
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(gateway):
+            await asyncio.sleep(0.2)
+            assert gateway._commands is not None
+            await gateway._commands._run("read-now", b'{"meter_id": ["WM-1"], "request_id": "r1"}')
+
+            async def broken(request: dict[str, Any]) -> dict[str, Any]:
+                raise ZeroDivisionError("a fault in the handler")
+
+            gateway._commands.scan = broken  # type: ignore[method-assign]
+            await gateway._commands._run("scan", b'{"request_id": "r2"}')
+        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
+
+    replies = asyncio.run(scenario())
+    assert [(r["request_id"], r["ok"]) for r in replies] == [("r1", False), ("r2", False)]
+    assert "meter_id must be a string" in replies[0]["error"]
+    assert replies[1]["error"] == "internal error: ZeroDivisionError: a fault in the handler"
+
+
+def test_a_bus_that_will_not_close_does_not_leave_the_gateway_without_buses_after_a_reload(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A reload closes the running buses, then starts the new ones: a port whose close raised
+    stopped the reload there, and the gateway polled nothing until restarted."""
+
+    class Stuck(LineTransport):
+        async def close(self) -> None:
+            raise OSError("device or resource busy")
+
+    gateway = _gateway_on_line(tmp_path, monkeypatch, Stuck(Line()))
+
+    async def scenario() -> int:
+        async with running(gateway):
+            await asyncio.sleep(0.2)
+            await gateway.apply_config(gateway.config)
+            before = gateway.readings_spooled
+            await asyncio.sleep(0.5)
+            return gateway.readings_spooled - before
+
+    assert asyncio.run(scenario()) > 0, "nothing polled after the reload"
