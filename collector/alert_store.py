@@ -106,6 +106,10 @@ def record_run(
     )
 
 
+def alert_exists(conn: psycopg.Connection[Any], alert_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone() is not None
+
+
 def list_alerts(
     conn: psycopg.Connection[Any],
     *,

@@ -43,6 +43,9 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="alert_id to continue after")] = None,
 ) -> AlertPage:
+    if cursor is not None and not alert_store.alert_exists(conn, cursor):
+        # a page continues after an alert this list gave; an unknown one would read as "no more"
+        raise Problem(400, f"cursor {cursor!r} is no alert: take the cursor from a page's 'next'", title="Bad cursor")
     found = alert_store.list_alerts(
         conn, status=status, kind=kind, meter_id=meter_id, dma=dma, after=cursor, limit=limit + 1
     )

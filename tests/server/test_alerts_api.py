@@ -52,6 +52,9 @@ def test_alerts_are_listed_newest_first_filtered_and_paged(api):
     assert [a["kind"] for a in page["items"]] == ["dma_burst", "burst"]
     rest = client.get(page["next"], headers=auth(keys["billing"])).json()
     assert [a["kind"] for a in rest["items"]] == ["leak"] and rest["next"] is None
+    # a cursor that is no alert is refused, not answered with an empty page that reads as "no more"
+    forged = client.get("/alerts?limit=2&cursor=no-such-alert", headers=auth(keys["billing"]))
+    assert forged.status_code == 400 and forged.json()["title"] == "Bad cursor"
     leaks = client.get("/alerts", params={"kind": "leak", "status": "open"}, headers=auth(keys["billing"])).json()
     assert [(a["meter_id"], a["rate_l_h"], a["volume_l"]) for a in leaks["items"]] == [("M1", 12.5, 62.5)]
 
