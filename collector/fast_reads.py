@@ -56,7 +56,7 @@ class Reading(Struct, forbid_unknown_fields=True, gc=False):
 
 class ReadsMessage(Struct, forbid_unknown_fields=True):
     gateway_id: Identifier
-    batch_seq: Annotated[int, Meta(ge=0)]
+    batch_seq: Annotated[int, Meta(ge=0, le=2**63 - 1)]  # the schema's maximum: a bigint
     sent_at: UtcTimestamp
     readings: Annotated[list[Reading], Meta(min_length=1, max_length=10_000)]
 

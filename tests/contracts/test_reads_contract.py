@@ -60,6 +60,7 @@ def _message(**overrides: object) -> dict:
     ("change", "complaint"),
     [
         ({"batch_seq": -1}, "batch_seq"),
+        ({"batch_seq": 2**63}, "batch_seq"),  # the collector stores it as a bigint
         ({"readings": []}, "readings"),
         ({"readings": [{"meter_id": "M1", "ts": "2026-11-23T07:59:00", "volume_m3": 1}]}, "readings/0/ts"),
         ({"readings": [{"meter_id": "M1", "ts": "2026-11-23T07:59:00+02:00", "volume_m3": 1}]}, "readings/0/ts"),
