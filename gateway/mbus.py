@@ -223,8 +223,11 @@ class MBusTransport:
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
+        """Close the line; every meter has its SND_NKE again on the reopened one (a port that failed
+        mid-read, or an adapter plugged in again, leaves no knowledge of the meters' FCB state)."""
         with self._lock:
             self.line.close()
+            self._initialised.clear()
 
     async def close(self) -> None:
         await self.reset()

@@ -179,3 +179,45 @@ def test_a_reading_takes_the_meter_s_own_volume_not_a_subunit_s() -> None:
     meter, at = MeterConfig("FLAT-5", 5, "mbus"), datetime(2026, 1, 1, tzinfo=UTC)
     reading = reading_from_records(meter, [telegram], at, "mbus-1")
     assert reading.volume_m3 == 12.0
+
+
+def test_a_line_reset_after_a_port_error_gives_every_meter_its_snd_nke_again() -> None:
+    """EN 13757-2 clause 5.5: SND_NKE starts a meter's frame count bit afresh. A port that failed
+    mid-read (an OSError, not a PollError) was reset, but the meter kept its "initialised" mark, so
+    the reopened line asked it without an SND_NKE, its FCB state unknown."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import build_snd_nke
+    from firmware_protocols.mbus.build import build_rsp_ud
+    from firmware_protocols.records import DataRecord
+    from gateway.buses import attempt_once
+    from gateway.config import MBusBusConfig, MeterConfig
+    from gateway.mbus import MBusTransport
+    from gateway.transport import PollError
+
+    meter = MeterConfig("FLAT-7", 7, "mbus")
+    bus = MBusBusConfig("mbus-1", "/dev/null", (meter,))
+    transport = MBusTransport(bus, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    sent: list[bytes] = []
+    failures = [OSError("Input/output error")]
+
+    def exchange(frame: bytes) -> bytes:
+        sent.append(frame)
+        if frame == build_snd_nke(7):
+            return bytes([0xE5])
+        if failures:
+            raise failures.pop()
+        return build_rsp_ud(7, "00000007", "KAM", 1, "water", 1, 0, [DataRecord("volume", "m3", 3.5)])
+
+    transport._exchange = exchange  # type: ignore[method-assign]
+    transport.line.close = lambda: None  # type: ignore[method-assign]  # no port was opened
+
+    async def two_reads() -> float:
+        with pytest.raises(PollError):
+            await attempt_once(transport, bus, meter)  # the port fails after the SND_NKE
+        sent.clear()
+        return (await attempt_once(transport, bus, meter)).volume_m3
+
+    assert asyncio.run(two_reads()) == 3.5
+    assert sent[0] == build_snd_nke(7), "the reopened line asked the meter without an SND_NKE"
