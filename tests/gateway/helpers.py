@@ -277,20 +277,15 @@ async def _mqtt_packet(reader: asyncio.StreamReader) -> bytes | None:
         return None
 
 
-class AckStallingLink:
-    """A TCP link from a gateway to a broker that passes the broker's first ``acks`` PUBACKs and
-    then drops every later one, passing all else: a link gone dead for acknowledgements alone. The
-    gateway keeps publishing until its window is full, and the broker has those batches, but the
-    gateway never learns it: a kill then lands with batches sent and not acknowledged, whatever
-    the machine's speed."""
+class MqttLink:
+    """A TCP link from a gateway to a broker on ``broker_port``, passing everything both ways; a
+    subclass changes what comes down from the broker (:meth:`down`)."""
 
-    def __init__(self, broker_port: int, acks: int) -> None:
+    def __init__(self, broker_port: int) -> None:
         from aquami.ports import free_port
 
         self.port = free_port()
-        self.dropped = 0  # PUBACKs the gateway never got
         self._broker_port = broker_port
-        self._acks_left = acks
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
@@ -313,7 +308,7 @@ class AckStallingLink:
         broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
         self._writers += [client_writer, broker_writer]
         up = asyncio.create_task(self._pass(client_reader, broker_writer))
-        down = asyncio.create_task(self._pass_until_acks_run_out(broker_reader, client_writer))
+        down = asyncio.create_task(self.down(broker_reader, client_writer))
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for task in (up, down):
             task.cancel()
@@ -326,7 +321,23 @@ class AckStallingLink:
             writer.write(data)
             await writer.drain()
 
-    async def _pass_until_acks_run_out(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def down(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """What the broker sends, to the gateway: as it is."""
+        await self._pass(reader, writer)
+
+
+class AckStallingLink(MqttLink):
+    """A link that passes the broker's first ``acks`` PUBACKs and then drops every later one,
+    passing all else: a link gone dead for acknowledgements alone. The gateway keeps publishing
+    until its window is full, and the broker has those batches, but the gateway never learns it: a
+    kill then lands with batches sent and not acknowledged, whatever the machine's speed."""
+
+    def __init__(self, broker_port: int, acks: int) -> None:
+        super().__init__(broker_port)
+        self.dropped = 0  # PUBACKs the gateway never got
+        self._acks_left = acks
+
+    async def down(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (packet := await _mqtt_packet(reader)) is not None:
             if packet[0] >> 4 == _PUBACK:
                 if self._acks_left <= 0:
@@ -334,4 +345,23 @@ class AckStallingLink:
                     continue
                 self._acks_left -= 1
             writer.write(packet)
+            await writer.drain()
+
+
+class SlowConnackLink(MqttLink):
+    """A link that holds each connection's first packet from the broker (its CONNACK) for
+    ``delay_s``: a broker slow to accept (busy after a restart, or asking a slow authentication
+    backend) or a link with a long round trip."""
+
+    def __init__(self, broker_port: int, delay_s: float) -> None:
+        super().__init__(broker_port)
+        self.delay_s = delay_s
+
+    async def down(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = True
+        while data := await reader.read(65536):
+            if first:
+                await asyncio.sleep(self.delay_s)
+                first = False
+            writer.write(data)
             await writer.drain()

@@ -25,6 +25,7 @@ from gateway.spool import Spool
 from simulators.modbus_tcp import ModbusTcpSimulator
 from tests.gateway.helpers import (
     AckStallingLink,
+    SlowConnackLink,
     Subscriber,
     config_text,
     meters,
@@ -291,65 +292,6 @@ def test_a_failing_disk_does_not_end_the_publisher(tmp_path: Path, mosquitto) ->
     finally:
         publisher.stop()
         spool.close()
-
-
-class SlowConnackLink:
-    """A TCP link to a broker that holds each connection's first packet from the broker (its
-    CONNACK) for ``delay_s``: a broker slow to accept (busy after a restart, or asking a slow
-    authentication backend) or a link with a long round trip."""
-
-    def __init__(self, broker_port: int, delay_s: float) -> None:
-        from aquami.ports import free_port
-
-        self.port = free_port()
-        self.delay_s = delay_s
-        self._broker_port = broker_port
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
-
-        async def up() -> None:
-            while data := await client_reader.read(65536):
-                broker_writer.write(data)
-                await broker_writer.drain()
-
-        async def down() -> None:
-            first = True
-            while data := await broker_reader.read(65536):
-                if first:
-                    await asyncio.sleep(self.delay_s)
-                    first = False
-                client_writer.write(data)
-                await client_writer.drain()
-
-        tasks = {asyncio.create_task(up()), asyncio.create_task(down())}
-        self._tasks |= tasks
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            self._tasks -= tasks
-            client_writer.close()
-            broker_writer.close()
 
 
 @pytest.mark.parametrize("protocol", ["auto", "3.1.1"])
