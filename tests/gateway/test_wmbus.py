@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,29 +114,26 @@ def test_receiver_stream(tmp_path: Path, mosquitto) -> None:
     assert not [n for n in names if n[1] in ("FLAT-1", "FLAT-2")]
 
 
-def test_a_telegram_without_a_volume_does_not_stop_the_listener() -> None:
-    """A configured meter's telegram that carries no current volume (only its flow, say) gives no
-    reading; the listener goes on to the next telegram instead of ending for good."""
-    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
-    bus = WMBusBusConfig(
-        "radio", line.port, (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),), poll_interval_s=60
+def _radio(port: str) -> WMBusBusConfig:
+    return WMBusBusConfig(
+        "radio", port, (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),), poll_interval_s=60
     )
-    taken: list[Reading] = []
 
-    async def on_reading(reading: Reading) -> None:
-        taken.append(reading)
+
+def _listen_through(
+    frames: list[bytes], on_reading: Callable[[Reading], Awaitable[None]], taken: list[Reading]
+) -> WMBusListener:
+    """A listener on a simulated receiver hears ``frames``, until a reading is taken (5 s at most);
+    fails if the listener ended meanwhile (its error is raised here)."""
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
 
     async def scenario() -> WMBusListener:
-        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda meter, ok: None)
+        listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok: None)
         stop = asyncio.Event()
         task = asyncio.create_task(listener.run(stop))
         await asyncio.sleep(0.3)
-        flow_only = build_user_data([(DataRecord("flow", "m3/h", 0.25), "int32")])
-        telegram = build_telegram(
-            flow_only, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=1, crcs=False
-        )
-        line.push(build_indication(telegram, rssi=0x40))
-        line.push(indication("12345678", 10.5, 2))
+        for frame in frames:
+            line.push(frame)
         deadline = asyncio.get_running_loop().time() + 5
         while not taken and not task.done() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
@@ -146,9 +144,25 @@ def test_a_telegram_without_a_volume_does_not_stop_the_listener() -> None:
         return listener
 
     try:
-        listener = asyncio.run(scenario())
+        return asyncio.run(scenario())
     finally:
         line.stop()
+
+
+def test_a_telegram_without_a_volume_does_not_stop_the_listener() -> None:
+    """A configured meter's telegram that carries no current volume (only its flow, say) gives no
+    reading; the listener goes on to the next telegram instead of ending for good."""
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    flow_only = build_user_data([(DataRecord("flow", "m3/h", 0.25), "int32")])
+    telegram = build_telegram(
+        flow_only, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=1, crcs=False
+    )
+    frames = [build_indication(telegram, rssi=0x40), indication("12345678", 10.5, 2)]
+    listener = _listen_through(frames, on_reading, taken)
     assert [r.volume_m3 for r in taken] == [10.5]
     assert listener.undecodable == 1
 
@@ -156,10 +170,6 @@ def test_a_telegram_without_a_volume_does_not_stop_the_listener() -> None:
 def test_a_failed_spool_write_does_not_stop_the_listener() -> None:
     """The spool cannot take a reading (a full disk): that reading fails, as a poll's would, and
     the listener goes on hearing the telegrams after it."""
-    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
-    bus = WMBusBusConfig(
-        "radio", line.port, (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),), poll_interval_s=60
-    )
     taken: list[Reading] = []
     failures = [sqlite3.OperationalError("database or disk is full")]
 
@@ -168,25 +178,7 @@ def test_a_failed_spool_write_does_not_stop_the_listener() -> None:
             raise failures.pop()
         taken.append(reading)
 
-    async def scenario() -> None:
-        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda meter, ok: None)
-        stop = asyncio.Event()
-        task = asyncio.create_task(listener.run(stop))
-        await asyncio.sleep(0.3)
-        line.push(indication("12345678", 10.5, 1))
-        line.push(indication("12345678", 10.6, 2))
-        deadline = asyncio.get_running_loop().time() + 5
-        while not taken and not task.done() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        alive = not task.done()
-        stop.set()
-        await asyncio.wait_for(task, 5)  # a listener that died re-raises its error here
-        assert alive, "the listener ended"
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        line.stop()
+    _listen_through([indication("12345678", 10.5, 1), indication("12345678", 10.6, 2)], on_reading, taken)
     assert [r.volume_m3 for r in taken] == [10.6]
 
 
@@ -231,9 +223,7 @@ def test_stop_polling_keeps_the_spool_within_its_limit(tmp_path: Path) -> None:
 def test_a_receiver_that_fails_every_read_is_reopened_after_a_growing_wait() -> None:
     """A receiver that opens but fails each read (a USB stick in a bad state) was reopened at once,
     the loop spinning and logging as fast as reads could fail; now after a growing wait."""
-    bus = WMBusBusConfig(
-        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),), poll_interval_s=60
-    )
+    bus = _radio("/dev/null")
     opened = 0
 
     class Broken:
