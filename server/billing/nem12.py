@@ -131,7 +131,10 @@ def nem12_file(
         streams.setdefault(key, {})
         windows[key].add((r["lo"], r["hi"]))
         if r["hour"] is not None:
-            quality = "missing" if r["unknown"] else (r["quality"] or "actual")
+            if r["unknown"]:  # an interval of the hour unknown: null data, its value 0, not the part known
+                streams[key][r["hour"]] = _NO_DATA
+                continue
+            quality = r["quality"] or "actual"
             streams[key][r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
     lines = [f"100,NEM12,{stamp:%Y%m%d%H%M},{sender},{receiver}"]
     for key, hours in streams.items():

@@ -221,3 +221,36 @@ def test_an_account_s_nem12_holds_only_its_own_days_at_the_service_point(api, ac
     assert len(days) == (datetime.strptime(last, "%Y%m%d") - datetime.strptime(first, "%Y%m%d")).days + 1
     used = sum(Decimal(v) for day in days for v in day[2:26])
     assert used == Decimal("0.005") * 24 * len(days)
+
+
+def test_an_hour_with_an_unknown_interval_is_null_data_with_value_zero(api, migrated_database_url):
+    """Reads every 15 minutes; in one hour the register goes back (no discontinuity recorded), so
+    that hour's consumption is unknown. NEM12 marks it N (null data) with the value 0: it used to
+    carry the sum of the hour's known quarters, a number a billing system could take for the hour."""
+    client, keys = api
+    day = datetime(2026, 2, 20, tzinfo=UTC)
+    volumes = [Decimal("10.000") + Decimal("0.001") * q for q in range(4 * 24 + 1)]
+    volumes[4 * 6 + 3] = Decimal("9.000")  # 06:45: backwards, then on as before
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('B9', true)")
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A9', 'Di')")
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP9', 'D1')")
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('A9', 'SP9', %s)", (day,)
+        )
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP9', 'B9', %s)",
+            (day,),
+        )
+        with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
+            for q, volume in enumerate(volumes):
+                copy.write_row(("B9", day + timedelta(minutes=15 * q), volume))
+        conn.execute("SELECT refresh_consumption(%s, %s)", (day, day + timedelta(days=1)))
+    response = client.get("/billing/nem12?period=2026-02-20/2026-02-21&account=A9", headers=auth(keys["billing"]))
+    assert response.status_code == 200, response.text
+    records = [line.split(",") for line in response.text.strip().split("\r\n")]
+    day_record = next(r for r in records if r[0] == "300")
+    values = day_record[2:26]
+    assert values[6] == "0"  # 06:00-07:00 (its quarters closing at 06:15 ... 07:00): unknown
+    assert values[5] == "0.004" and values[8] == "0.004"
+    assert ["7", "7", "N", "", ""] in [r[1:] for r in records if r[0] == "400"]
