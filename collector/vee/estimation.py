@@ -3,7 +3,9 @@
 - Short gaps (up to ``linear_max_gap_s``): linear on the register between the reads either side.
 - Long gaps: the meter's own profile, i.e. its mean use per hour of the week over the series
   loaded (``profile_lookback_days`` before the period), shaped to fit the register difference
-  exactly, so the estimates add up to what the meter actually measured across the gap.
+  exactly, so the estimates add up to what the meter actually measured across the gap. Hours of
+  the week are the utility's local ones: a household's 07:00 shower stays at 07:00 across a
+  change to or from daylight saving time.
 - Never across a backward step (replacement, rollover, reverse flow, unexplained): the two reads
   do not belong to one register history, so the gap is left for a person.
 
@@ -14,6 +16,7 @@ All gaps of all meters at once: slots are laid out with ``np.repeat`` and per-ga
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 
 import numpy as np
 import numpy.typing as npt
@@ -39,18 +42,38 @@ class Estimates:
         return len(self.ts)
 
 
-def _hour_of_week(ts: F64) -> I64:
-    # The epoch began on a Thursday; +72 h makes Monday 00:00 hour 0. ts - 1 s: a read at 10:00
-    # closes the hour that began at 09:00.
-    return ((np.floor((ts - 1) / 3600).astype(np.int64) + 72) % HOURS_PER_WEEK).astype(np.int64)
+def _hour_of_week(ts: F64, zone: tzinfo = UTC) -> I64:
+    """The local hour of the week (Monday 00:00 is 0) that the interval closing at ``ts`` lies in."""
+    # ts - 1 s: a read at 10:00 closes the hour that began at 09:00.
+    utc_hour = np.floor((ts - 1) / 3600).astype(np.int64)
+    local_s = (ts - 1) + _utc_offsets_s(utc_hour, zone)
+    # The epoch began on a Thursday; +72 h makes Monday 00:00 hour 0.
+    return ((np.floor(local_s / 3600).astype(np.int64) + 72) % HOURS_PER_WEEK).astype(np.int64)
 
 
-def meter_profiles(series: Series, validation: Validation, config: VeeConfig) -> F64:
-    """Mean m³/h per (meter, hour of week) over the series' normal intervals; NaN where unseen."""
+def _utc_offsets_s(utc_hour: I64, zone: tzinfo) -> F64:
+    """``zone``'s UTC offset (seconds) in each UTC hour: looked up once per hour of the span, not
+    per reading (a month of a fleet's reads spans some 750 hours)."""
+    if zone is UTC or utc_hour.size == 0:
+        return np.zeros(utc_hour.shape)
+    first, last = int(utc_hour.min()), int(utc_hour.max())
+    table = np.array(
+        [_offset_s(datetime.fromtimestamp(h * 3600, UTC).astimezone(zone)) for h in range(first, last + 1)]
+    )
+    return table[utc_hour - first]
+
+
+def _offset_s(local: datetime) -> float:
+    offset = local.utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
+
+
+def meter_profiles(series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC) -> F64:
+    """Mean m³/h per (meter, local hour of week) over the series' normal intervals; NaN where unseen."""
     normal = np.isfinite(validation.interval_consumption) & (validation.step_kind == "") & ~validation.masks["gap"]
     normal &= validation.gap_s > 0
     idx = np.flatnonzero(normal)
-    key = series.meter[idx] * HOURS_PER_WEEK + _hour_of_week(series.ts[idx])
+    key = series.meter[idx] * HOURS_PER_WEEK + _hour_of_week(series.ts[idx], zone)
     size = len(series.meter_ids) * HOURS_PER_WEEK
     rate = validation.interval_consumption[idx] / (validation.gap_s[idx] / 3600)
     total = np.bincount(key, weights=rate, minlength=size)
@@ -60,7 +83,8 @@ def meter_profiles(series: Series, validation: Validation, config: VeeConfig) ->
     return profile.reshape(len(series.meter_ids), HOURS_PER_WEEK)
 
 
-def estimate(series: Series, validation: Validation, config: VeeConfig) -> Estimates:
+def estimate(series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC) -> Estimates:
+    """Estimates for every gap; ``zone``: the utility's, whose hours of the week the profiles follow."""
     closing = validation.flagged("gap")
     crosses_step = validation.step_kind[closing] != ""
     too_long = validation.gap_s[closing] > config.max_estimated_gap_s
@@ -83,7 +107,7 @@ def estimate(series: Series, validation: Validation, config: VeeConfig) -> Estim
     method = np.where(long_gap[gap_of_slot], "profile", "linear").astype("<U7")
     if long_gap.any():
         fraction, used_profile = _profile_fractions(
-            series, validation, config, closing, t0, t1, counts, gap_of_slot, slot_ts, fraction, long_gap
+            series, validation, config, closing, t0, t1, counts, gap_of_slot, slot_ts, fraction, long_gap, zone
         )
         method = np.where(long_gap[gap_of_slot] & used_profile[gap_of_slot], "profile", "linear").astype("<U7")
     volume = np.round(v0[gap_of_slot] + (v1 - v0)[gap_of_slot] * fraction, config.estimate_decimals)
@@ -110,9 +134,10 @@ def _profile_fractions(
     slot_ts: F64,
     linear_fraction: F64,
     long_gap: npt.NDArray[np.bool_],
+    zone: tzinfo,
 ) -> tuple[F64, npt.NDArray[np.bool_]]:
     """Cumulative share of the gap's use at each slot, by the meter's profile; linear where it has none."""
-    profiles = meter_profiles(series, validation, config)
+    profiles = meter_profiles(series, validation, config, zone)
     # Sub-intervals per gap: (t0, s1], (s1, s2], …, (s_m, t1]: the slots plus the closing read.
     parts = counts + 1
     gap_of_part = np.repeat(np.arange(len(closing)), parts)
@@ -126,7 +151,7 @@ def _profile_fractions(
     starts[1:] = ends[:-1]
     starts[part_start] = t0
     meter = series.meter[closing][gap_of_part]
-    rate = profiles[meter, _hour_of_week(ends)]
+    rate = profiles[meter, _hour_of_week(ends, zone)]
     weight = np.nan_to_num(rate, nan=0.0).clip(min=0) * (ends - starts) / 3600
     totals = np.add.reduceat(weight, part_start)
     cumulative = np.cumsum(weight)

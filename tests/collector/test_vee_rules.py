@@ -7,7 +7,7 @@ one kind of fault per meter at a known place; ``LABELS`` says which rule must fl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import numpy as np
 import pytest
@@ -247,3 +247,40 @@ def test_an_estimate_written_long_after_its_time_is_not_a_late_arrival():
     )
     flagged = validate(series, config, NOW).masks["far_past_timestamp"]
     assert flagged.tolist() == [True, False, True]
+
+
+def test_profile_estimates_keep_local_hours_across_a_change_to_summer_time():
+    """A household in London uses water by its local clock. Three weeks of history in winter (UTC
+    +0), then a long gap in the first days of summer time (UTC +1): the profile estimate follows
+    the local hours, where one keyed by UTC hours put the morning peak an hour late."""
+    from zoneinfo import ZoneInfo
+
+    london = ZoneInfo("Europe/London")
+    config = VeeConfig()
+    start = datetime(2026, 3, 7, tzinfo=UTC).timestamp()  # three weeks before 29 March, 01:00 UTC
+    ts = (start + np.arange(26 * 24) * 3600.0).astype(np.float64)
+    local_hour = np.array([datetime.fromtimestamp(t - 1, london).hour for t in ts])
+    volume = np.round(100.0 + np.cumsum(0.05 * SHAPE[local_hour]), 3)
+    gap = (ts > datetime(2026, 3, 30, 2, tzinfo=UTC).timestamp()) & (
+        ts < datetime(2026, 3, 31, 20, tzinfo=UTC).timestamp()
+    )
+    keep = ~gap
+    series = Series.from_arrays(
+        ["HOUSE"],
+        np.zeros(int(keep.sum()), np.int64),
+        ts[keep],
+        volume[keep],
+        config,
+        flow=np.full(int(keep.sum()), 0.05),
+    )
+    validation = validate(series, config, float(ts[-1]))
+    truth = dict(zip(ts[gap].tolist(), volume[gap].tolist(), strict=True))
+
+    def error(zone: tzinfo) -> float:
+        est = estimate(series, validation, config, zone)
+        assert (est.method == "profile").all() and sorted(est.ts.tolist()) == sorted(truth)
+        return float(np.abs(est.volume - np.array([truth[t] for t in est.ts])).mean())
+
+    local, by_utc = error(london), error(UTC)
+    assert local < 0.002  # within two litres on average: the shape itself, rounded to the litre
+    assert by_utc > 5 * local
