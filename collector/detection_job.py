@@ -27,6 +27,7 @@ from collector.detection.engine import detect
 from collector.detection.lifecycle import AlertChanges, merge_alerts
 from collector.detection.series import SeriesBlock
 from collector.schedule import PeriodicJob
+from collector.utility_zone import day_offset_s, utility_zone
 
 log = logging.getLogger(__name__)
 _LOCK_KEY = 0x64657465  # "dete"
@@ -110,6 +111,7 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         rows = conn.cursor(binary=True).execute(_BLOCK_QUERY, params).fetchall()
     volume, reverse, alarm_bits = _on_the_grid(rows, index, count, first, step)
     return SeriesBlock(
+        day_offset_s=day_offset_s(utility_zone(conn), step),  # households' days are local days
         meter_ids=np.array([m[0] for m in meters], dtype=str),
         dma=np.array([m[1] for m in meters], dtype=str),
         role=np.array([m[2] for m in meters], dtype=str),

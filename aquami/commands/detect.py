@@ -49,10 +49,17 @@ def register(app: typer.Typer) -> None:
         balance: Path | None = typer.Option(
             None, "--balance", dir_okay=False, help="Also write each DMA's water balance (JSON)."
         ),
+        timezone: str = typer.Option(
+            "UTC",
+            "--timezone",
+            help="The utility's time zone (IANA name, e.g. Australia/Sydney): households' days and weeks are local.",
+        ),
     ) -> None:
         """Detect leaks, bursts, reverse flow, stuck meters and DMA main bursts in meter readings."""
         import dataclasses
         import json
+        from datetime import timedelta
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         from collector.detection.config import DetectionConfig
         from collector.detection.csvio import (
@@ -63,6 +70,12 @@ def register(app: typer.Typer) -> None:
             write_alerts_json,
         )
         from collector.detection.engine import run_detection
+        from collector.utility_zone import day_offset_s
+
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise typer.BadParameter(f"{timezone!r} is no IANA time zone", param_hint="--timezone") from None
 
         progress = _Progress()
         try:
@@ -72,6 +85,7 @@ def register(app: typer.Typer) -> None:
             block, dropped = build_block(parsed, meter_table)
         except CsvFormatError as error:
             raise typer.BadParameter(str(error)) from error
+        block = dataclasses.replace(block, day_offset_s=day_offset_s(zone, timedelta(seconds=block.interval_s)))
         if dropped:
             progress.say(f"warning: {dropped:,} readings of meters not in {meters} ignored")
         progress.say(

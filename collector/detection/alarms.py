@@ -18,7 +18,7 @@ PASSED_THROUGH = {k.value: k for k in AlertKind if k is not AlertKind.DMA_BURST 
 
 
 def meter_alarm_alerts(block: SeriesBlock, flows: Flows) -> list[Alert]:
-    clock = Clock(block.timestamps, block.interval_s)
+    clock = Clock.of(block)
     t = block.n_intervals
     read = ~np.isnan(block.volume_m3)
     alerts = []

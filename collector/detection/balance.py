@@ -35,14 +35,15 @@ class DmaBalance:
     known_idx: np.ndarray  # (D, T) column of the inlet read that makes the balance known
     n_customers: np.ndarray  # (D,)
     still_l_h: np.ndarray  # (D, T) the most flow one still customer register may hide: see still_register_flow
+    day_offset_s: int = 0  # local days: see SeriesBlock.day_offset_s
 
     @property
     def losses_l_h(self) -> np.ndarray:
         return self.inlet_l_h - self.customers_l_h
 
     def minimum_night_flow_l_h(self) -> np.ndarray:
-        """(D, days): each day's lowest inlet flow (UTC days)."""
-        layout = DayLayout.of_grid(self.timestamps, self.interval_s)
+        """(D, days): each day's lowest inlet flow (local days)."""
+        layout = DayLayout.of_grid(self.timestamps, self.interval_s, self.day_offset_s)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmin(layout.to_days(self.inlet_l_h, fill=np.nan), axis=2)

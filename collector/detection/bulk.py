@@ -135,7 +135,7 @@ def _continuous_flow_where_idle_before(part: SeriesBlock, flows: Flows, config: 
     with np.errstate(invalid="ignore"):
         idle_day = layout.to_days(flows.still().astype(np.float64), fill=0.0).max(axis=2) > 0
         read_day = layout.to_days((~np.isnan(flows.flow_l_h)).astype(np.float64), fill=0.0).sum(axis=2) > 0
-    clock = Clock(part.timestamps, part.interval_s)
+    clock = Clock.of(part)
     row_of = {meter: i for i, meter in enumerate(part.meter_ids.tolist())}
     kept = []
     for alert in detect_leaks(part, flows, config):
@@ -172,7 +172,7 @@ def _by_minimum_night_flow(part: SeriesBlock, part_flows: Flows, config: Detecti
         # above the usual lowest flow by the noise, and above the highest of those days, every night
         fired = (lowest - nights.usual > need) & (lowest > nights.highest + margin)
         fired &= nights.days_known >= config.bulk_min_history_days
-    episodes = _Episodes(part, part_flows, f, Clock(part.timestamps, part.interval_s), window, config)
+    episodes = _Episodes(part, part_flows, f, Clock.of(part), window, config)
     alerts: list[Alert] = []
     for m in np.flatnonzero(fired.any(axis=1)).tolist():
         j, previous_end = 0, 0

@@ -291,7 +291,7 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
     fired, threshold, early = burst_trigger(block, flows, config)
     rows, days, slots = np.nonzero(fired)
     cols = days * layout.per_day + slots - layout.offset
-    clock = Clock(block.timestamps, block.interval_s)
+    clock = Clock.of(block)
     t = block.n_intervals
     per_day = 86_400 // block.interval_s
     alerts: list[Alert] = []

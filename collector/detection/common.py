@@ -10,6 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind, AlertSource, make_alert_id
 from collector.detection.flows import day_of_week
+from collector.detection.series import SeriesBlock
 
 #: A median absolute deviation times this is a normal distribution's standard deviation.
 MAD_TO_SIGMA = 1.4826
@@ -18,9 +19,14 @@ MAD_TO_SIGMA = 1.4826
 class Clock:
     """Column index ↔ aware UTC datetime for one block's time grid."""
 
-    def __init__(self, timestamps: np.ndarray, interval_s: int) -> None:
+    def __init__(self, timestamps: np.ndarray, interval_s: int, day_offset_s: int = 0) -> None:
         self.seconds = timestamps.astype("datetime64[s]").astype(np.int64)
         self.interval_s = interval_s
+        self.day_offset_s = day_offset_s  # local days begin this far ahead of UTC midnight
+
+    @classmethod
+    def of(cls, block: SeriesBlock) -> Clock:
+        return cls(block.timestamps, block.interval_s, block.day_offset_s)
 
     def at(self, j: int, shift_s: float = 0.0) -> datetime:
         """The instant of column ``j``, moved by ``shift_s`` seconds (rounded to the second)."""
@@ -86,7 +92,7 @@ def flows_at_same_time(
     earlier = span[:, None] - per_day * np.arange(1, days + 1)[None, :]
     at = np.maximum(earlier, 0)
     past = np.where((earlier >= 0) & ~spread[at], f[at], np.nan)
-    weekend = day_of_week(clock.seconds // 86_400) >= 5
+    weekend = day_of_week((clock.seconds + clock.day_offset_s) // 86_400) >= 5
     same_kind = weekend[at] == weekend[span][:, None]
     never = np.isnan(past).all(axis=1)
     if never.all():

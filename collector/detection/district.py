@@ -291,7 +291,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
     """Main bursts: steps up in each DMA's balance over the bars (:class:`_Bars`), measured on
     the days after a burst of days without its flow (:class:`_LongBursts`)."""
     losses = balance.losses_l_h
-    layout = DayLayout.of_grid(balance.timestamps, balance.interval_s)
+    layout = DayLayout.of_grid(balance.timestamps, balance.interval_s, balance.day_offset_s)
     floor = smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, layout.day_of_columns()]
     bars = _Bars.of(balance, layout, floor, config)
     long_bursts = _LongBursts.of(balance, bars, layout, config)
@@ -299,7 +299,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
         bars = _Bars.of(balance, layout, floor, config, long_bursts.periods(layout.n_days))
     baseline_days, excess, means, sigmas = bars.baseline_days, bars.excess, bars.means, bars.sigmas
     z_score, triggered = bars.z_score, bars.triggered
-    clock = Clock(balance.timestamps, balance.interval_s)
+    clock = Clock(balance.timestamps, balance.interval_s, balance.day_offset_s)
     alerts: list[Alert] = []
     rising = triggered.copy()
     rising[:, 1:] &= ~triggered[:, :-1]

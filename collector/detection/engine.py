@@ -119,6 +119,7 @@ def run_detection(
         known_idx=known,
         n_customers=np.bincount(dma_code[customer_rows], minlength=n_dma),
         still_l_h=still_max,
+        day_offset_s=block.day_offset_s,
     )
     dma_alerts = detect_dma_bursts(balance, config) if inlet_rows.size and t > 1 else []
     alerts += dma_alerts
@@ -189,7 +190,7 @@ def _burst_cells(block: SeriesBlock, bursts: list[Alert]) -> np.ndarray | None:
         return None
     known_from = np.full((block.n_meters, block.n_intervals), np.iinfo(np.int32).max, dtype=np.int32)
     row_of = {m: i for i, m in enumerate(block.meter_ids.tolist())}
-    clock = Clock(block.timestamps, block.interval_s)
+    clock = Clock.of(block)
     for burst in bursts:
         first, last = clock.column(burst.start), clock.column(burst.ended_at or burst.last_seen) + 1
         cells = known_from[row_of[burst.meter_id], first:last]

@@ -145,47 +145,52 @@ def register_step_l(delta: np.ndarray, config: DetectionConfig) -> np.ndarray:
 
 
 def day_of_week(epoch_days: np.ndarray) -> np.ndarray:
-    """0 Monday … 6 Sunday (UTC) of days counted from 1970-01-01, which was a Thursday."""
+    """0 Monday … 6 Sunday of days counted from 1970-01-01, which was a Thursday."""
     return np.asarray((epoch_days + 3) % 7)
 
 
 @dataclass(frozen=True)
 class DayLayout:
-    """How the T columns sit on whole days: ``offset`` empty slots before the first, ``per_day``."""
+    """How the T columns sit on whole days: ``offset`` empty slots before the first, ``per_day``.
+    Days are local: they begin at midnight ``day_offset_s`` ahead of UTC (the utility's standard time)."""
 
     offset: int
     per_day: int
     n_days: int
     n_cols: int
+    day_offset_s: int = 0
 
     @classmethod
     def of(cls, block: SeriesBlock) -> DayLayout:
-        return cls.of_grid(block.timestamps, block.interval_s)
+        return cls.of_grid(block.timestamps, block.interval_s, block.day_offset_s)
 
     @classmethod
-    def of_grid(cls, timestamps: np.ndarray, interval_s: int) -> DayLayout:
+    def of_grid(cls, timestamps: np.ndarray, interval_s: int, day_offset_s: int = 0) -> DayLayout:
         if DAY_S % interval_s:
             raise ValueError(f"the interval ({interval_s} s) must divide a day")
+        if day_offset_s % interval_s:
+            raise ValueError(f"the day offset ({day_offset_s} s) must be whole intervals ({interval_s} s)")
         per_day = DAY_S // interval_s
         n = int(timestamps.shape[0])
         first = int(timestamps[0].astype("datetime64[s]").astype(np.int64)) if n else 0
-        offset = (first % DAY_S) // interval_s
+        offset = ((first + day_offset_s) % DAY_S) // interval_s
         n_days = max(1, -(-(offset + n) // per_day))
-        return cls(offset, per_day, n_days, n)
+        return cls(offset, per_day, n_days, n, day_offset_s)
 
     def weekend(self, timestamps: np.ndarray) -> np.ndarray:
-        """(days,) bool: the layout's days that are Saturdays or Sundays (UTC)."""
+        """(days,) bool: the layout's days that are Saturdays or Sundays."""
         return self.day_of_week(timestamps) >= 5
 
     def day_kind(self, timestamps: np.ndarray) -> np.ndarray:
-        """(days,) 0 Monday to Friday, 1 Saturday, 2 Sunday (UTC): a shop may open on Saturdays and
+        """(days,) 0 Monday to Friday, 1 Saturday, 2 Sunday: a shop may open on Saturdays and
         not on Sundays, and two weeks hold only two of each."""
         dow = self.day_of_week(timestamps)
         return np.where(dow < 5, 0, dow - 4)
 
     def day_of_week(self, timestamps: np.ndarray) -> np.ndarray:
-        """(days,) of the layout: 0 Monday … 6 Sunday (UTC)."""
-        first_day = int(timestamps[0].astype("datetime64[D]").astype(np.int64)) if self.n_cols else 0
+        """(days,) of the layout: 0 Monday … 6 Sunday."""
+        first = int(timestamps[0].astype("datetime64[s]").astype(np.int64)) if self.n_cols else 0
+        first_day = (first + self.day_offset_s) // DAY_S
         return day_of_week(first_day + np.arange(self.n_days))
 
     def day_of_columns(self) -> np.ndarray:

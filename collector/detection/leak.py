@@ -200,7 +200,7 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
     if rows.size == 0:
         return []
     f = flows.flow_l_h
-    clock = Clock(block.timestamps, block.interval_s)
+    clock = Clock.of(block)
     t = block.n_intervals
     per_day = 86_400 // block.interval_s
     alerts = []

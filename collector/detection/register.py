@@ -63,7 +63,7 @@ def backward_flows(block: SeriesBlock, flows: Flows, config: DetectionConfig) ->
         # the backward register as a block of its own (its meters' alarms and net registers unneeded)
         backward = SeriesBlock(
             block.meter_ids[kept_rows], block.dma[kept_rows], block.role[kept_rows], block.timestamps,
-            block.reverse_m3[kept_rows],
+            block.reverse_m3[kept_rows], day_offset_s=block.day_offset_s,
         )  # fmt: skip
         register = interval_flows(backward, config)
         with np.errstate(invalid="ignore"):
@@ -94,7 +94,7 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
     need = np.maximum(config.reverse_min_l, config.reverse_min_steps * flows.step_l[found.rows])[:, None]
     active = in_window >= need - 1e-9
     rows, cols = first_crossings(active)
-    clock = Clock(block.timestamps, block.interval_s)
+    clock = Clock.of(block)
     t = block.n_intervals
     alerts = []
     for m, j in zip(rows.tolist(), cols.tolist(), strict=True):
@@ -193,7 +193,7 @@ def detect_stuck_rows(
     rows, cols = first_crossings(stuck)
     if rows.size == 0:
         return []
-    clock = Clock(block.timestamps, block.interval_s)
+    clock = Clock.of(block)
     t = block.n_intervals
     history = round(config.stuck_history_days * 24.0 / flows.interval_h)
     alerts = []

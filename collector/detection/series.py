@@ -37,6 +37,9 @@ class SeriesBlock:
     alarms: Mapping[str, np.ndarray] = field(default_factory=dict)
     reverse_m3: np.ndarray | None = None  # (M, T) float64, NaN where unknown; None: no meter keeps one
     bulk: np.ndarray | None = None  # (M,) bool; None: no meter is a bulk meter
+    #: Seconds the utility's standard time is ahead of UTC: days (a household's night, a shop's
+    #: Sunday) run from local midnight. The instants stay UTC.
+    day_offset_s: int = 0
 
     def __post_init__(self) -> None:
         m = self.meter_ids.shape[0]
@@ -90,6 +93,7 @@ class SeriesBlock:
             alarms={name: bits[rows] for name, bits in self.alarms.items()},
             reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[rows],
             bulk=None if self.bulk is None else self.bulk[rows],
+            day_offset_s=self.day_offset_s,
         )
 
     @property
@@ -115,6 +119,7 @@ class SeriesBlock:
             alarms={name: bits[:, keep] for name, bits in self.alarms.items()},
             reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[:, keep],
             bulk=self.bulk,
+            day_offset_s=self.day_offset_s,
         )
 
     def time(self, j: int) -> datetime:

@@ -202,7 +202,7 @@ def detect_stuck_confirmed(
     ``stuck_unconfirmed_days`` elsewhere."""
     t = block.n_intervals
     interval_h = block.interval_s / 3600.0
-    clock = Clock(block.timestamps, block.interval_s)
+    clock = Clock.of(block)
     layout = DayLayout.of(block)
     ctx = _Context.of(block, runs, dma_code, balance, layout, clock)
     long_window = max(1, round(config.stuck_unconfirmed_days * 24.0 / interval_h))

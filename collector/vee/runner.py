@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
 
+from collector.utility_zone import utility_zone
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
 from collector.vee.rules import RULES, Validation, validate
@@ -96,7 +96,7 @@ def run_vee(
         series = _without(series, stale)
     validation = validate(series, config, now_s)
     in_period = series.ts >= start.timestamp()
-    estimates = estimate(series, validation, config, _utility_zone(conn)) if estimate_gaps else None
+    estimates = estimate(series, validation, config, utility_zone(conn)) if estimate_gaps else None
     report = VeeReport(readings=int(in_period.sum()))
     with conn.transaction():
         conn.execute(_STAGING)
@@ -184,9 +184,3 @@ def _write_estimates(conn: psycopg.Connection, series: Series, estimates: Estima
         "ON CONFLICT (meter_id, ts) DO NOTHING"
     )
     return cur.rowcount
-
-
-def _utility_zone(conn: psycopg.Connection) -> ZoneInfo:
-    """The utility's time zone (collector migration 0020), whose local hours the profiles follow."""
-    row = conn.execute("SELECT utility_timezone()").fetchone()
-    return ZoneInfo(str(row[0])) if row and row[0] else ZoneInfo("UTC")

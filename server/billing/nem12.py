@@ -35,6 +35,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from collector.utility_zone import standard_offset
+
 # (quality, quality_by) → quality flag and method flag; quality_by names VEE's method or a person.
 VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
 QUALITY_METHODS = {"actual": "A", "missing": "N", "estimated": "S15", "substituted": "S18", "edited": "F16"}
@@ -97,9 +99,8 @@ def _value(value: Decimal) -> str:
 
 
 def standard_time(zone: ZoneInfo) -> timezone:
-    """The zone's offset without daylight saving: the smaller of its January and July offsets."""
-    offsets = [datetime(2026, month, 1, tzinfo=zone).utcoffset() or timedelta(0) for month in (1, 7)]
-    return timezone(min(offsets))
+    """The zone's offset without daylight saving, as a fixed zone."""
+    return timezone(standard_offset(zone))
 
 
 _NO_DATA = (Decimal(0), "missing", None, None)

@@ -100,3 +100,30 @@ def test_the_alerts_depend_on_the_water_not_on_the_registers_values_nor_the_mete
     assert _alerts(moved) == reference
     order = np.random.default_rng(6).permutation(block.n_meters)
     assert _alerts(block.take(order)) == reference
+
+
+def test_a_utility_east_or_west_of_utc_gets_the_same_alerts_on_its_own_clock() -> None:
+    """Households live by the local clock: their nights, weekends and a shop's closed Sunday are
+    local days. The same fleet, its water used ten hours earlier by UTC (a utility at UTC+10) or
+    five hours later (UTC-5), with the block's days starting at local midnight, raises the same
+    alerts, each at the same local time. With days run from UTC midnight, its weekends and days
+    were cut ten hours off the households' own, and the alerts changed."""
+    import dataclasses
+    from datetime import timedelta
+
+    block = _small_fleet()
+    reference = _alerts(block)
+    assert len(reference) >= 20
+    for hours in (10, -5):
+        shift = timedelta(hours=hours)
+        local = dataclasses.replace(
+            block, timestamps=block.timestamps - np.timedelta64(hours * 3600, "s"), day_offset_s=hours * 3600
+        )
+        moved_back = sorted(
+            (a.kind.value, a.meter_id, a.dma, a.start + shift, a.detected_at + shift,
+             None if a.ended_at is None else a.ended_at + shift, round(a.rate_l_h, 6), round(a.volume_l, 3))
+            for a in detect(local, DetectionConfig())
+        )  # fmt: skip
+        assert moved_back == reference, f"UTC{hours:+d}"
+        utc_days = dataclasses.replace(local, day_offset_s=0)
+        assert _alerts(utc_days) != _alerts(local)  # the days' edges matter: the check above can fail

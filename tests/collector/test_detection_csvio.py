@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from aquami.cli import app
 from collector.detection.csvio import CsvFormatError, build_block, read_meters_csv, read_readings_csv
+from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import add_flow, block_of, household
 
 
@@ -349,3 +350,37 @@ def test_the_detect_command_writes_alerts_json(tmp_path: Path) -> None:
     assert abs(leak["rate_l_h"] - 20.0) < 3.0
     assert json.loads((tmp_path / "balance.json").read_text())[0]["dma"] == "D1"
     assert "alerts" in result.output  # the progress lines (stderr) end with a summary
+
+
+def test_the_detect_command_takes_the_utility_s_time_zone(tmp_path: Path) -> None:
+    """``--timezone``: households keep the local clock. The same readings ten hours earlier by UTC
+    (a utility in Brisbane, UTC+10 all year) with ``--timezone Australia/Brisbane`` give the same
+    alerts ten hours earlier; a name that is no time zone is refused."""
+    import dataclasses
+    from datetime import datetime, timedelta
+
+    from tests.collector.test_detection_causal import _small_fleet
+
+    block = _small_fleet()
+    brisbane = dataclasses.replace(block, timestamps=block.timestamps - np.timedelta64(10 * 3600, "s"))
+    _meters(block, tmp_path / "m.csv")
+
+    def alerts(source: SeriesBlock, name: str, *options: str) -> list[tuple[str, str, datetime]]:
+        _write(source, tmp_path / f"{name}.csv", shuffle=5)
+        out = tmp_path / f"{name}.json"
+        args = ["detect", "--readings", str(tmp_path / f"{name}.csv"), "--meters", str(tmp_path / "m.csv")]
+        result = CliRunner().invoke(app, [*args, "--out", str(out), *options])
+        assert result.exit_code == 0, result.output
+        found = json.loads(out.read_text())
+        return sorted((a["kind"], a["meter_id"], datetime.fromisoformat(a["start"])) for a in found)
+
+    in_utc = alerts(block, "utc")
+    local = alerts(brisbane, "brisbane", "--timezone", "Australia/Brisbane")
+    assert in_utc and [(k, m, start + timedelta(hours=10)) for k, m, start in local] == in_utc
+    by_utc_days = alerts(brisbane, "brisbane-utc")  # the option matters: days cut ten hours off differ
+    assert [(k, m, start + timedelta(hours=10)) for k, m, start in by_utc_days] != in_utc
+    bad = CliRunner().invoke(
+        app, ["detect", "--readings", str(tmp_path / "utc.csv"), "--meters", str(tmp_path / "m.csv"),
+              "--out", str(tmp_path / "x.json"), "--timezone", "Mars/Olympus"], terminal_width=200,
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "no IANA time zone" in bad.output

@@ -72,6 +72,20 @@ def test_the_block_holds_each_meters_register_on_the_hour_grid(leaky_database):
     assert block.volume_m3[row, hour_100] == fleet()[7].read(START + timedelta(hours=100)).volume_m3
 
 
+@pytest.mark.parametrize(
+    ("zone", "hours"),
+    [("UTC", 0), ("Australia/Sydney", 10), ("Australia/Adelaide", 10), ("America/New_York", -5), ("Asia/Kolkata", 6)],
+)
+def test_the_block_s_days_are_the_utility_s_local_days(leaky_database, zone, hours):
+    """Detection learns a household's nights and weekends by day: the block's days begin at the
+    utility's standard-time midnight, to the nearest whole hour on hourly reads (Adelaide's +9:30,
+    Kolkata's +5:30). They began at UTC midnight wherever the utility was."""
+    with psycopg.connect(leaky_database, autocommit=True) as conn:
+        conn.execute("SELECT set_utility_timezone(%s)", (zone,))
+        block = fetch_block(conn, START + timedelta(days=9), _job_config())
+    assert block.day_offset_s == hours * 3600
+
+
 def test_a_leak_opens_one_alert_that_later_runs_update(leaky_database):
     first_run = START + timedelta(days=9)
     with psycopg.connect(leaky_database) as conn:
