@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from pydantic import BaseModel, Field
+
+from server.decimals import ExactDecimal
 
 
 class BillingRead(BaseModel):
     ts: datetime
     service_point_id: str
     meter_id: str
-    volume_m3: Decimal
+    volume_m3: ExactDecimal
     quality: str = Field(description="actual, estimated, substituted or edited")
     quality_by: str | None = None
     quality_reason: str | None = None
@@ -29,7 +30,7 @@ class BillingReadPage(BaseModel):
 
 class RegisterRead(BaseModel):
     ts: datetime
-    volume_m3: Decimal
+    volume_m3: ExactDecimal
     quality: str
 
 
@@ -42,7 +43,7 @@ class LeakOnLine(BaseModel):
     start: datetime = Field(description="estimated start, or the line's start if later")
     end: datetime = Field(description="when it ended or was last seen, or the line's end if earlier")
     rate_l_h: float = Field(description="estimated flow of the leak (a rate, not money or a register)")
-    estimated_volume_m3: Decimal = Field(description="rate × duration within the line: an estimate")
+    estimated_volume_m3: ExactDecimal = Field(description="rate × duration within the line: an estimate")
 
 
 class DeterminantLine(BaseModel):
@@ -52,13 +53,13 @@ class DeterminantLine(BaseModel):
     end: datetime
     opening: RegisterRead | None
     closing: RegisterRead | None
-    consumption_m3: Decimal | None = Field(description="null when some interval's consumption is unknown")
+    consumption_m3: ExactDecimal | None = Field(description="null when some interval's consumption is unknown")
     leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
 
 
 class Determinant(BaseModel):
     account_id: str
-    consumption_m3: Decimal | None = Field(description="sum of the lines; null if any line is unknown")
+    consumption_m3: ExactDecimal | None = Field(description="sum of the lines; null if any line is unknown")
     complete: bool = Field(description="every line has opening and closing reads and a known consumption")
     quality: str = Field(description="the weakest quality among the opening and closing reads")
     lines: list[DeterminantLine]

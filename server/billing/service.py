@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from server.billing.schemas import Determinant, DeterminantLine, LeakOnLine, RegisterRead
+from server.decimals import fixed_point
 from server.problems import Problem
 
 # Weakest first: a determinant is as good as its weakest read.
@@ -108,6 +109,8 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, Decimal):
+        return fixed_point(value)
     if isinstance(value, list):
         return ";".join(str(v) for v in value)
     return str(value)

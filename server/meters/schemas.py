@@ -8,12 +8,14 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
+from server.decimals import ExactDecimal
+
 
 class Reading(BaseModel):
     ts: datetime
-    volume_m3: Decimal
+    volume_m3: ExactDecimal
     flow_m3h: float | None = None
-    reverse_volume_m3: Decimal | None = None
+    reverse_volume_m3: ExactDecimal | None = None
     alarms: list[str] = Field(default_factory=list)
     quality: str = "actual"
     quality_by: str | None = None
@@ -95,9 +97,9 @@ class ReadingSubstitution(ReadingCorrection):
 class ReadingVersion(BaseModel):
     """An earlier version of a reading, replaced by an edit, a substitution or an actual read."""
 
-    volume_m3: Decimal
+    volume_m3: ExactDecimal
     flow_m3h: float | None
-    reverse_volume_m3: Decimal | None
+    reverse_volume_m3: ExactDecimal | None
     alarms: list[str]
     quality: str
     quality_by: str | None

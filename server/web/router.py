@@ -16,11 +16,13 @@ from collector.detection.alerts import ACTIVE, FLOW_KINDS
 from server.auth import SESSION_COOKIE, presented_key, verify_api_key
 from server.care import repository as care_repository
 from server.db import get_connection
+from server.decimals import fixed_point
 from server.meters import repository
 from server.meters.schemas import meter_from_row
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+templates.env.filters["fixed"] = fixed_point  # a register as the API sends it, never "1E-7"
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PAGE_ROLES = {"admin", "reader", "meterization", "customer_care"}
 

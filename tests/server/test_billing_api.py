@@ -254,3 +254,36 @@ def test_an_hour_with_an_unknown_interval_is_null_data_with_value_zero(api, migr
     assert values[6] == "0"  # 06:00-07:00 (its quarters closing at 06:15 ... 07:00): unknown
     assert values[5] == "0.004" and values[8] == "0.004"
     assert ["7", "7", "N", "", ""] in [r[1:] for r in records if r[0] == "400"]
+
+
+def test_small_volumes_are_sent_in_fixed_point_never_with_an_exponent(api, migrated_database_url):
+    """A register of 0.0000001 m3 (a new meter's first drop, as a gateway sends 1e-07) came back as
+    "1E-7" in JSON and CSV: exact, but not every billing import or client reads an exponent."""
+    client, keys = api
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('B8', true)")
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A8', 'Ed')")
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP8', 'D1')")
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('A8', 'SP8', %s)", (FEB,)
+        )
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP8', 'B8', %s)",
+            (FEB,),
+        )
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('B8', %s, 1e-07), ('B8', %s, 0.0000000)",
+            (FEB + timedelta(hours=1), FEB + timedelta(hours=2)),
+        )
+    h = auth(keys["billing"])
+    query = "/billing/reads?account=A8&from=2026-02-01T00:00:00Z&to=2026-02-02T00:00:00Z"
+    values = [r["volume_m3"] for r in client.get(query, headers=h).json()["items"]]
+    assert values == ["0.0000001", "0.0000000"]
+    csv_text = client.get(query + "&format=csv", headers=h).text
+    assert "0.0000001" in csv_text and "E-" not in csv_text
+    reads = client.get(
+        "/meters/B8/readings?from=2026-02-01T00:00:00Z&to=2026-02-02T00:00:00Z", headers=auth(keys["admin"])
+    )
+    assert [r["volume_m3"] for r in reads.json()["items"]] == ["0.0000001", "0.0000000"]
+    page = client.post("/login", data={"key": keys["reader"]}, follow_redirects=True)
+    assert page.status_code == 200 and ">0.0000000<" in page.text and "E-7" not in page.text
