@@ -18,7 +18,8 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,23 +80,30 @@ class Spool:
         with self._lock:
             self._db.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (taken at once: BEGIN IMMEDIATE), committed, or rolled back if the
+        block raises (a full disk), so the connection is never left inside it. Under ``_lock``."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def append(self, readings: Iterable[dict[str, Any]]) -> Appended:
         """Store readings durably (one transaction); at the limit, drop the oldest if so configured."""
         rows = [(json.dumps(r, separators=(",", ":")),) for r in readings]
         dropped = 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._db.executemany("INSERT INTO readings (body) VALUES (?)", rows)
                 excess = 0 if self.max_readings is None else self._depth + len(rows) - self.max_readings
                 if excess > 0 and self.drop_oldest:
                     dropped = self._db.execute(
                         "DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?)", (excess,)
                     ).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._depth += len(rows) - dropped
             self.dropped_total += dropped
         return Appended(len(rows), dropped)
@@ -127,8 +135,7 @@ class Spool:
     def seal_many(self, max_readings: int, batches: int) -> list[SealedBatch]:
         """Seal up to ``batches`` batches of at most ``max_readings`` each, in one transaction."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 ids = [
                     row[0]
                     for row in self._db.execute(
@@ -146,10 +153,6 @@ class Spool:
                         "UPDATE readings SET batch_seq = ? WHERE batch_seq IS NULL AND id BETWEEN ? AND ?",
                         (seq, group[0], group[-1]),
                     )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             return [self._load(seq) for seq in range(first_seq, first_seq + len(groups))]
 
     def acknowledge(self, batch_seq: int) -> int:
@@ -193,16 +196,11 @@ class Spool:
         """Store a message for the broker; beyond ``limit`` waiting, the oldest go (counted in
         ``messages_dropped_total``, the first of each thousand logged). Returns how many went."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._db.execute("INSERT INTO messages (topic, payload) VALUES (?, ?)", (topic, payload))
                 dropped = self._db.execute(
                     "DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?", (limit,)
                 ).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             before = self.messages_dropped_total
             self.messages_dropped_total += dropped
         if dropped and (before == 0 or before // 1000 != (before + dropped) // 1000):  # the first, then each 1000th
