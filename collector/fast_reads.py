@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z"
 TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)\Z"
 ID_MAX_LENGTH = 64
@@ -47,9 +49,9 @@ class Reading(Struct, forbid_unknown_fields=True, gc=False):
     # poll's timestamp) and a regular expression per string is most of the cost of decoding.
     meter_id: str
     ts: str
-    volume_m3: Annotated[float, Meta(ge=0, le=1e12)]
-    flow_m3h: Annotated[float, Meta(ge=-1e6, le=1e6)] | UnsetType = UNSET
-    reverse_volume_m3: Annotated[float, Meta(ge=0, le=1e12)] | UnsetType = UNSET
+    volume_m3: Annotated[float, Meta(ge=0, le=VOLUME_MAX_M3)]
+    flow_m3h: Annotated[float, Meta(ge=-FLOW_MAX_M3H, le=FLOW_MAX_M3H)] | UnsetType = UNSET
+    reverse_volume_m3: Annotated[float, Meta(ge=0, le=VOLUME_MAX_M3)] | UnsetType = UNSET
     alarms: list[Alarm] | UnsetType = UNSET
     source: Source | UnsetType = UNSET
 

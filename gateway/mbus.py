@@ -25,11 +25,11 @@ from typing import Any
 import serial
 
 from aquami.clock import Clock, utc_now
-from aquami.contracts.reads import Protocol, Reading
+from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
 from gateway.config import MBusBusConfig, MeterConfig
-from gateway.modbus_read import FLOW_MAX_M3H, VOLUME_MAX_M3, millisecond, within
+from gateway.modbus_read import millisecond, within
 from gateway.transport import PollError
 
 ACK = 0xE5

@@ -12,21 +12,17 @@ from datetime import datetime
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
-from aquami.contracts.reads import Protocol, Reading
+from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig
 from gateway.pulse import source_protocol
 from gateway.transport import PollError
 
-# The reads contract's bounds (aquami/contracts/reads.schema.json): the collector refuses a whole
-# message for one value beyond them.
-VOLUME_MAX_M3 = 1e12
-FLOW_MAX_M3H = 1e6
-
 
 def within(value: float | None, low: float, high: float) -> float | None:
-    """``value`` if the contract takes it, else None: an optional value it cannot take is left out."""
+    """``value`` if the contract takes it, else None: an optional value it cannot take is left out
+    (the collector refuses a whole message for one value beyond the contract's bounds)."""
     return value if value is not None and low <= value <= high else None
 
 

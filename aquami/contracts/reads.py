@@ -18,6 +18,11 @@ from jsonschema import Draft202012Validator
 ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
 Protocol = Literal["modbus-tcp", "modbus-rtu", "mbus", "wmbus", "pulse"]
 TOPIC_ROOT = "aquami/v1"
+#: The schema's bounds on a reading's numbers, for code that checks them before or beside it (the
+#: gateway leaves an optional value out rather than spoil its batch; ``aquami detect`` refuses a
+#: register that is none; the collector's fast decoder). A test holds them equal to the schema's.
+VOLUME_MAX_M3 = 1e12  # volume_m3 and reverse_volume_m3: 0 to this
+FLOW_MAX_M3H = 1e6  # flow_m3h: minus this to this
 
 
 def reads_topic(gateway_id: str, root: str = TOPIC_ROOT) -> str:

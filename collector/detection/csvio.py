@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from aquami.contracts.reads import VOLUME_MAX_M3
 from collector.detection.alerts import Alert
 from collector.detection.series import CUSTOMER, INLET, SeriesBlock
 from collector.detection.timefmt import parse_iso_utc
@@ -53,9 +54,6 @@ class Readings:
 
 
 REQUIRED_COLUMNS = ("meter_id", "ts", "volume_m3")
-#: A register is a finite count of cubic metres, 0 to this, as the reads contract says
-#: (``aquami/contracts/reads.schema.json``) and the database's readings table requires.
-MAX_REGISTER_M3 = 1e12
 OPTIONAL_COLUMNS = ("reverse_volume_m3", "quality")
 QUALITIES = ("actual", "estimated", "substituted", "edited")
 
@@ -126,10 +124,11 @@ def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readin
 
 def _check_registers(values: np.ndarray, column: str, path: Path, rows: np.ndarray | None = None) -> None:
     """Refuses the first value that is no register (``rows``: the values' rows, if not 0, 1, …):
-    NaN, infinite, negative, or above :data:`MAX_REGISTER_M3`. Taken in, a register of ``nan``
+    NaN, infinite, negative, or above the reads contract's :data:`VOLUME_MAX_M3` (the database's
+    readings table takes none below 0 either). Taken in, a register of ``nan``
     would have read as a missing read, and ``-5`` or ``inf`` as water that flowed."""
     with np.errstate(invalid="ignore"):
-        bad = ~((values >= 0) & (values <= MAX_REGISTER_M3))
+        bad = ~((values >= 0) & (values <= VOLUME_MAX_M3))
     if bad.any():
         i = int(np.argmax(bad))
         row = int(rows[i]) if rows is not None else i
@@ -137,7 +136,7 @@ def _check_registers(values: np.ndarray, column: str, path: Path, rows: np.ndarr
 
 
 def _register_error(value: float) -> str:
-    return f"{value!r} is no register: it must be a number of m³ from 0 to {MAX_REGISTER_M3:.0e}"
+    return f"{value!r} is no register: it must be a number of m³ from 0 to {VOLUME_MAX_M3:.0e}"
 
 
 def _estimated(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path) -> np.ndarray:
@@ -410,7 +409,7 @@ def _register(text: str, column: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"{column} {text.strip()!r} is not a decimal number") from None
-    if not 0 <= value <= MAX_REGISTER_M3:
+    if not 0 <= value <= VOLUME_MAX_M3:
         raise ValueError(f"{column} {_register_error(value)}")
     return value
 

@@ -108,3 +108,14 @@ def test_naive_and_non_utc_times_are_normalised_or_refused():
         utc_iso(datetime(2026, 1, 1))
     cet = timezone(timedelta(hours=1))
     assert utc_iso(datetime(2026, 1, 1, 1, 0, tzinfo=cet)) == "2026-01-01T00:00:00Z"
+
+
+def test_the_bounds_code_checks_beside_the_schema_are_the_schema_s():
+    """The gateway, ``aquami detect`` and the collector's fast decoder check a reading's numbers
+    against VOLUME_MAX_M3 and FLOW_MAX_M3H: those must be the schema file's own bounds."""
+    from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3, reads_schema
+
+    numbers = reads_schema()["$defs"]["reading"]["properties"]
+    assert (numbers["volume_m3"]["minimum"], numbers["volume_m3"]["maximum"]) == (0, VOLUME_MAX_M3)
+    assert (numbers["reverse_volume_m3"]["minimum"], numbers["reverse_volume_m3"]["maximum"]) == (0, VOLUME_MAX_M3)
+    assert (numbers["flow_m3h"]["minimum"], numbers["flow_m3h"]["maximum"]) == (-FLOW_MAX_M3H, FLOW_MAX_M3H)
