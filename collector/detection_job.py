@@ -111,7 +111,6 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         rows = conn.cursor(binary=True).execute(_BLOCK_QUERY, params).fetchall()
     volume, reverse, alarm_bits = _on_the_grid(rows, index, count, first, step)
     return SeriesBlock(
-        day_offset_s=day_offset_s(utility_zone(conn), step),  # households' days are local days
         meter_ids=np.array([m[0] for m in meters], dtype=str),
         dma=np.array([m[1] for m in meters], dtype=str),
         role=np.array([m[2] for m in meters], dtype=str),
@@ -120,6 +119,7 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         alarms=alarm_bits,
         reverse_m3=reverse if not np.isnan(reverse).all() else None,
         bulk=np.array([m[3] for m in meters], dtype=bool),
+        day_offset_s=day_offset_s(utility_zone(conn), step),  # households' days are local days
     )
 
 

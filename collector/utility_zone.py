@@ -9,12 +9,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.rows import tuple_row
+
+
+def utility_zone_name(conn: psycopg.Connection[Any]) -> str:
+    """The zone's IANA name, whatever rows the connection makes (the server's are dicts)."""
+    row = conn.cursor(row_factory=tuple_row).execute("SELECT utility_timezone()").fetchone()
+    return str(row[0]) if row and row[0] else "UTC"
 
 
 def utility_zone(conn: psycopg.Connection[Any]) -> ZoneInfo:
-    row = conn.execute("SELECT utility_timezone()").fetchone()
-    value = (row.get("utility_timezone") if isinstance(row, dict) else row[0]) if row else None
-    return ZoneInfo(str(value)) if value else ZoneInfo("UTC")
+    """The zone; ZoneInfoNotFoundError if PostgreSQL knows a name this Python's tzdata lacks."""
+    return ZoneInfo(utility_zone_name(conn))
 
 
 def standard_offset(zone: ZoneInfo) -> timedelta:

@@ -161,10 +161,11 @@ def register(app: typer.Typer) -> None:
         """
         import psycopg
 
+        from collector.utility_zone import utility_zone_name
+
         with psycopg.connect(database_url) as conn:
             if zone is None:
-                row = conn.execute("SELECT utility_timezone()").fetchone()
-                typer.echo(json.dumps({"timezone": row[0] if row else "UTC"}))
+                typer.echo(json.dumps({"timezone": utility_zone_name(conn)}))
                 return
             try:
                 row = conn.execute("SELECT set_utility_timezone(%s)", (zone,)).fetchone()

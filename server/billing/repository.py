@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from collector.utility_zone import utility_zone_name
 from server.problems import Problem
 
 # The periods in which a meter's reads belong to an account: agreement ∩ installation ∩ [from, to).
@@ -171,8 +172,7 @@ def determinant_lines(
 
 def utility_timezone(conn: psycopg.Connection) -> ZoneInfo:
     """The utility's time zone (collector migration 0020): local days and months are its calendar."""
-    row: Any = conn.execute("SELECT utility_timezone() AS zone").fetchone()  # dict rows, as every caller's
-    name = row["zone"]
+    name = utility_zone_name(conn)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):  # PostgreSQL knows a name this Python's tzdata lacks
