@@ -1,4 +1,5 @@
-"""Exponential backoff with jitter, for reconnecting to the broker and retrying a meter.
+"""Exponential backoff with jitter, for reconnecting to the broker and retrying a meter, and the
+stoppable pause that waits are spent in.
 
 "Equal jitter": the n-th wait is drawn from [d/2, d] where d = min(maximum, minimum × 2ⁿ), so waits
 grow like plain exponential backoff but many gateways that lost the same broker at the same moment
@@ -7,6 +8,8 @@ do not all come back in the same instant.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 
 
@@ -31,3 +34,9 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or until ``stop`` is set if that comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

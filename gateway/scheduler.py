@@ -12,7 +12,6 @@ the bus its timeouts, never a backlog.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -21,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aquami.contracts.reads import Reading
+from gateway.backoff import pause
 from gateway.buses import attempt_once
 from gateway.config import BusConfig, MeterConfig
 from gateway.transport import PollError, Transport
@@ -129,8 +129,7 @@ class BusScheduler:
             at, _, due = heap[0]
             wait = at - loop.time()
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                await pause(stop, wait)
                 continue
             heapq.heappop(heap)
             meter = due.meter

@@ -12,13 +12,13 @@ import asyncio
 import json
 import logging
 import time
-from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading, events_topic
+from gateway.backoff import pause
 from gateway.buses import make_transport
 from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
@@ -152,8 +152,7 @@ class Gateway:
         while not stop.is_set():
             self._report_overflow()
             self.publish_status()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.config.health.status_interval_s)
+            await pause(stop, self.config.health.status_interval_s)
 
     # buses ------------------------------------------------------------------------------------------
     def _on_poll(self, meter: MeterConfig, reading: Reading | None) -> None:

@@ -13,7 +13,6 @@ raise ``meter_offline``, and the next telegram ``meter_online``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +27,7 @@ from aquami.contracts.reads import Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.wmbus.decode import decode_telegram
 from firmware_protocols.wmbus.receiver import ReceiverStreamParser
-from gateway.backoff import Backoff
+from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
 from gateway.transport import PollError
@@ -137,8 +136,7 @@ class WMBusListener:
 
     async def _watch(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.config.poll_interval_s)
+            await pause(stop, self.config.poll_interval_s)
             if not stop.is_set():
                 self.check_silence()
 
@@ -155,8 +153,7 @@ class WMBusListener:
                         port = await asyncio.to_thread(self._open)
                     except (serial.SerialException, OSError) as error:
                         log.warning("%s: cannot open %s: %s", self.config.name, self.config.device, error)
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), timeout=5.0)
+                        await pause(stop, 5.0)
                         continue
                 try:
                     data = await asyncio.to_thread(port.read, 4096)
@@ -165,8 +162,7 @@ class WMBusListener:
                     log.warning("%s: receiver lost: %s; reopening in %.1f s", self.config.name, error, wait)
                     port.close()
                     port = None
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=wait)
+                    await pause(stop, wait)
                     continue
                 if data:
                     reopen.reset()
