@@ -19,6 +19,10 @@ QUALITY_ORDER = ("estimated", "substituted", "edited", "actual")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
+def _beyond_the_calendar(text: str) -> Problem:
+    return Problem(400, f"{text!r} is outside the years 1 to 9999 in UTC", title="Invalid period")
+
+
 def _moment(text: str, zone: tzinfo) -> datetime:
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
@@ -27,13 +31,13 @@ def _moment(text: str, zone: tzinfo) -> datetime:
     except ValueError:
         raise Problem(400, f"{text!r} is not a date or a date-time", title="Invalid period") from None
     except OverflowError:
-        raise Problem(400, f"{text!r} is outside the years 1 to 9999 in UTC", title="Invalid period") from None
+        raise _beyond_the_calendar(text) from None
     if moment.tzinfo is None:
         raise Problem(400, f"{text!r} has no UTC offset", title="Invalid period")
     try:
         return moment.astimezone(UTC)
     except OverflowError:
-        raise Problem(400, f"{text!r} is outside the years 1 to 9999 in UTC", title="Invalid period") from None
+        raise _beyond_the_calendar(text) from None
 
 
 def parse_period(period: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
@@ -51,7 +55,7 @@ def parse_period(period: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
             start = datetime(year, number, 1, tzinfo=zone).astimezone(UTC)
             end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone).astimezone(UTC)
         except (ValueError, OverflowError):
-            raise Problem(400, f"{period!r} is outside the years 1 to 9999 in UTC", title="Invalid period") from None
+            raise _beyond_the_calendar(period) from None
         return start, end
     first, slash, second = period.partition("/")
     if not slash:
