@@ -25,7 +25,7 @@ from collector.alert_store import alerts_to_merge, record_run, save_changes
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.lifecycle import AlertChanges, merge_alerts
-from collector.detection.series import SeriesBlock
+from collector.detection.series import SeriesBlock, installed_on_the_grid
 from collector.schedule import PeriodicJob
 from collector.utility_zone import day_offset_s, utility_zone
 
@@ -110,6 +110,8 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         conn.execute(f"SET LOCAL work_mem = '{_BLOCK_WORK_MEM}'")
         rows = conn.cursor(binary=True).execute(_BLOCK_QUERY, params).fetchall()
     volume, reverse, alarm_bits = _on_the_grid(rows, index, count, first, step)
+    # where meterization had each meter in its place: an exchanged meter's silence is no gap to estimate
+    installations = conn.execute("SELECT meter_id, installed_at, removed_at FROM meter_installations").fetchall()
     return SeriesBlock(
         meter_ids=np.array([m[0] for m in meters], dtype=str),
         dma=np.array([m[1] for m in meters], dtype=str),
@@ -119,6 +121,9 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         alarms=alarm_bits,
         reverse_m3=reverse if not np.isnan(reverse).all() else None,
         bulk=np.array([m[3] for m in meters], dtype=bool),
+        installed=installed_on_the_grid(
+            [(index[m], a, b) for m, a, b in installations if m in index], len(index), timestamps
+        ),
         day_offset_s=day_offset_s(utility_zone(conn), step),  # households' days are local days
     )
 

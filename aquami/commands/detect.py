@@ -5,7 +5,8 @@
 READINGS.csv: ``meter_id,ts,volume_m3`` (ts ISO 8601 UTC, volume the cumulative register; any row
 order; missing reads allowed), optionally ``reverse_volume_m3`` and ``quality`` (rows ``estimated``
 are left out, as the collector's job leaves VEE's estimates out). METERS.csv: ``meter_id,dma,role``
-(role ``customer`` or ``inlet``), optionally ``bulk``.
+(role ``customer`` or ``inlet``), optionally ``bulk``, ``installed_at`` and ``removed_at`` (a meter
+exchanged for another: its silence after removal is no missing read to estimate).
 ALERTS.json: a JSON array of alerts (``meter_id``, ``dma``, ``kind``, ``start``, ``detected_at``,
 ``rate_l_h``, ``volume_l``, ``confidence``, ``evidence``, …), the same detectors the collector runs.
 Progress goes to standard error.

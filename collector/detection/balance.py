@@ -90,7 +90,9 @@ def customer_flow_parts(
     gap has arrived within ``dma_read_lag`` intervals; otherwise it is estimated. So is every
     interval of a register that has not moved for ``dma_stalled_days``: a stuck meter's customer
     still draws water through the inlet, and left at zero it would look like a main burst every
-    day; an empty house gets a little phantom use instead, which only lowers the balance.
+    day; an empty house gets a little phantom use instead, which only lowers the balance. An unread
+    interval in which meterization says the meter was not in its place (``block.installed``) is no
+    gap: its flow is zero, so a meter exchanged for another is not estimated on beside it.
 
     The estimate is the meter's mean flow at that time of day on the latest earlier days of the same
     kind (as many weekdays, Saturdays and Sundays as ``dma_baseline_days`` hold) that were read and
@@ -107,6 +109,8 @@ def customer_flow_parts(
     stuck check (:mod:`collector.detection.stuck`) needs that raw balance, looked at days later.
     """
     f = flows.flow_l_h
+    # a meter not in its place, unread, passed no water: nothing to estimate (a read there still counts)
+    absent = block.not_installed() & np.isnan(f)
     usable = ~np.isnan(f)
     if flows.spread.any():
         cols = np.arange(f.shape[1], dtype=np.int32)
@@ -115,9 +119,9 @@ def customer_flow_parts(
     stalled = _stalled(flows, window) if quiet is None else quiet > window
     usable &= ~stalled
     observed = (usable & ~flows.spread).ravel()
-    filled = f.copy()
+    filled = np.where(absent, 0.0, f)
     guess = np.zeros_like(filled)
-    rows, gap_cols = np.nonzero(~usable)  # few: missing reads and stalled registers
+    rows, gap_cols = np.nonzero(~usable & ~absent)  # few: missing reads and stalled registers
     back: tuple[np.ndarray, np.ndarray, np.ndarray] = (rows[:0], gap_cols[:0], np.zeros(0))
     if rows.size:
         layout = DayLayout.of(block)

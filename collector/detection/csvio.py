@@ -8,7 +8,11 @@ register (empty for meters without one), and
 is ``actual``): rows ``estimated`` are left out, as the detection job leaves VEE's estimates out (a
 gap of missing reads is the detectors' to spread, and is no evidence of flow).
 ``METERS.csv`` has ``meter_id,dma,role``, and optionally ``bulk`` (``true`` for a meter that
-supplies many premises, a block of flats; ``false`` or empty otherwise).
+supplies many premises, a block of flats; ``false`` or empty otherwise) and ``installed_at``,
+``removed_at`` (ISO 8601 UTC; empty: before the readings, still in place): where a meter was not in
+place and has no read, it passed no water, which is no missing read to estimate in its DMA's
+balance (a meter exchanged for another appears as two rows, the old one removed when the new one
+was installed).
 
 Millions of rows are parsed without a Python loop per row: the file is read as bytes, fields are
 cut at the commas and newlines with NumPy, meter ids are compared as fixed-width byte strings,
@@ -23,6 +27,7 @@ import csv
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from aquami.contracts.reads import VOLUME_MAX_M3
 from collector.detection.alerts import Alert
-from collector.detection.series import CUSTOMER, INLET, SeriesBlock
+from collector.detection.series import CUSTOMER, INLET, SeriesBlock, installed_on_the_grid
 from collector.detection.timefmt import parse_iso_utc
 
 #: ``progress(done_rows, total_rows)``
@@ -420,6 +425,8 @@ class Meters:
     dma: np.ndarray
     role: np.ndarray
     bulk: np.ndarray | None = None  # (M,) bool; None: the file has no bulk column
+    #: (row, installed or None, removed or None) of the meters whose row gives either
+    installations: tuple[tuple[int, datetime | None, datetime | None], ...] = ()
 
 
 _BULK = {"true": True, "false": False, "": False}
@@ -431,18 +438,22 @@ def read_meters_csv(path: Path) -> Meters:
         missing = {"meter_id", "dma", "role"} - set(reader.fieldnames or [])
         if missing:
             raise CsvFormatError(f"{path}: missing columns {sorted(missing)}")
-        with_bulk = "bulk" in (reader.fieldnames or [])
-        rows = [
-            (r["meter_id"].strip(), r["dma"].strip(), r["role"].strip(), (r["bulk"] or "").strip() if with_bulk else "")
-            for r in reader
-        ]
-    for i, (_, _, role, bulk) in enumerate(rows):
+        fields = set(reader.fieldnames or [])
+        rows = [tuple((r[name] or "").strip() if name in fields else "" for name in _METER_COLUMNS) for r in reader]
+    installations = []
+    for i, (_, _, role, bulk, installed, removed) in enumerate(rows):
         if role not in (CUSTOMER, INLET):
             raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
         if bulk.lower() not in _BULK:
             raise CsvFormatError(f"{path}: row {i + 2}: bulk must be true, false or empty, not {bulk!r}")
         if _BULK[bulk.lower()] and role != CUSTOMER:
             raise CsvFormatError(f"{path}: row {i + 2}: an inlet is no bulk meter (bulk is for customer meters)")
+        if installed or removed:
+            since = _meter_time(installed, "installed_at", path, i)
+            until = _meter_time(removed, "removed_at", path, i)
+            if since is not None and until is not None and until <= since:
+                raise CsvFormatError(f"{path}: row {i + 2}: removed_at must be after installed_at")
+            installations.append((i, since, until))
     ids = [r[0] for r in rows]
     if len(set(ids)) != len(ids):
         raise CsvFormatError(f"{path}: a meter_id appears twice")
@@ -450,8 +461,21 @@ def read_meters_csv(path: Path) -> Meters:
         np.array(ids, dtype=str),
         np.array([r[1] for r in rows], dtype=str),
         np.array([r[2] for r in rows]),
-        np.array([_BULK[r[3].lower()] for r in rows], dtype=bool) if with_bulk else None,
+        np.array([_BULK[r[3].lower()] for r in rows], dtype=bool) if "bulk" in fields else None,
+        tuple(installations),
     )
+
+
+_METER_COLUMNS = ("meter_id", "dma", "role", "bulk", "installed_at", "removed_at")
+
+
+def _meter_time(text: str, column: str, path: Path, i: int) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_iso_utc(text)
+    except ValueError as e:
+        raise CsvFormatError(f"{path}: row {i + 2}: {column}: {e}") from None
 
 
 def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
@@ -476,7 +500,14 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
         reverse[rows[known], cols[known]] = readings.reverse_m3[known]
     timestamps = (t0 + interval * np.arange(t, dtype=np.int64)).astype("datetime64[s]")
     block = SeriesBlock(
-        meters.meter_ids, meters.dma, meters.role, timestamps, volume, reverse_m3=reverse, bulk=meters.bulk
+        meters.meter_ids,
+        meters.dma,
+        meters.role,
+        timestamps,
+        volume,
+        reverse_m3=reverse,
+        bulk=meters.bulk,
+        installed=installed_on_the_grid(meters.installations, meters.meter_ids.size, timestamps),
     )
     return block, int((~known).sum())
 

@@ -61,10 +61,12 @@ def run_detection(
     has_inlet[dma_code[inlet_rows]] = True
     inlet_part = block.take(inlet_rows)
     inlet_flows = interval_flows(inlet_part, config)
+    # an inlet meter not in its place (exchanged for another), unread, passed no water
+    inlet_l_h = np.where(inlet_part.not_installed() & np.isnan(inlet_flows.flow_l_h), 0.0, inlet_flows.flow_l_h)
     # a customer register can explain a DMA step only if it draws a good part of the smallest step
     # the DMA detector raises (see still_register_flow): the rest need not be looked at
     with np.errstate(invalid="ignore"):
-        inflow = sum_by_group(inlet_flows.flow_l_h, dma_code[inlet_rows], n_dma)  # NaN where a read is missing
+        inflow = sum_by_group(inlet_l_h, dma_code[inlet_rows], n_dma)  # NaN where a read is missing
     inflow[~has_inlet] = np.nan  # no inlet: no DMA detection
     smallest_step = smallest_main_burst_by_day(inflow, DayLayout.of(block), config)
     size = max(1, config.chunk_meters)
@@ -102,8 +104,8 @@ def run_detection(
         codes = dma_code[inlet_rows]
         with np.errstate(invalid="ignore"):
             # a DMA's inflow is unknown where any of its inlets' is
-            nan_count = sum_by_group(np.isnan(flows.flow_l_h).astype(np.float64), codes, n_dma)
-            total = sum_by_group(np.nan_to_num(flows.flow_l_h), codes, n_dma)
+            nan_count = sum_by_group(np.isnan(inlet_l_h).astype(np.float64), codes, n_dma)
+            total = sum_by_group(np.nan_to_num(inlet_l_h), codes, n_dma)
         inlet_sum = np.where(has_inlet[:, None] & (nan_count == 0), total, np.nan)
         spread = sum_by_group(flows.spread.astype(np.float64), codes, n_dma) > 0
         inlet_sum = inlet_shaped_like_customers(inlet_sum, customers_sum, spread)

@@ -6,7 +6,7 @@ The database layer fetches a block in bulk (one query, readings pivoted onto the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,6 +27,11 @@ class SeriesBlock:
     backward"; reading field ``reverse_volume_m3``): NaN where no read or the meter keeps none.
     ``bulk``, where given, marks the meters that supply many premises behind one meter (a block of
     flats, an estate; meterization says which): never idle, continuous flow is their ordinary use.
+    ``installed``, where given, says whether each meter was in its place over the interval ending at
+    each instant (meterization's installations and removals): where it was not and has no read, no
+    water went through it, which is not a gap to estimate. A meter exchanged for another stops
+    being read; estimated on, its household's use would be counted twice in its DMA's balance,
+    beside its replacement's reads.
     """
 
     meter_ids: np.ndarray  # (M,) str
@@ -37,6 +42,7 @@ class SeriesBlock:
     alarms: Mapping[str, np.ndarray] = field(default_factory=dict)
     reverse_m3: np.ndarray | None = None  # (M, T) float64, NaN where unknown; None: no meter keeps one
     bulk: np.ndarray | None = None  # (M,) bool; None: no meter is a bulk meter
+    installed: np.ndarray | None = None  # (M, T) bool; None: every meter in its place throughout
     #: Seconds the utility's standard time is ahead of UTC: days (a household's night, a shop's
     #: Sunday) run from local midnight. The instants stay UTC.
     day_offset_s: int = 0
@@ -66,6 +72,11 @@ class SeriesBlock:
             raise ValueError(
                 f"bulk must be a boolean array of one entry per meter, not {self.bulk.dtype} {self.bulk.shape}"
             )
+        if self.installed is not None and (self.installed.shape != (m, t) or self.installed.dtype != np.bool_):
+            raise ValueError(
+                f"installed must be a boolean array of shape {(m, t)}, "
+                f"not {self.installed.dtype} {self.installed.shape}"
+            )
 
     @property
     def n_meters(self) -> int:
@@ -93,6 +104,7 @@ class SeriesBlock:
             alarms={name: bits[rows] for name, bits in self.alarms.items()},
             reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[rows],
             bulk=None if self.bulk is None else self.bulk[rows],
+            installed=None if self.installed is None else self.installed[rows],
             day_offset_s=self.day_offset_s,
         )
 
@@ -100,6 +112,13 @@ class SeriesBlock:
     def is_bulk(self) -> np.ndarray:
         """(M,) bool: which meters are bulk meters (all False without ``bulk``)."""
         return np.zeros(self.n_meters, dtype=bool) if self.bulk is None else self.bulk
+
+    def not_installed(self) -> np.ndarray:
+        """(M, T) bool: where meterization says the meter was not in its place (all False without
+        ``installed``)."""
+        if self.installed is None:
+            return np.zeros(self.volume_m3.shape, dtype=bool)
+        return ~self.installed
 
     def until(self, t: datetime) -> SeriesBlock:
         """The block as it was known at ``t``: instants after ``t`` dropped (for causality checks)."""
@@ -119,12 +138,47 @@ class SeriesBlock:
             alarms={name: bits[:, keep] for name, bits in self.alarms.items()},
             reverse_m3=None if self.reverse_m3 is None else self.reverse_m3[:, keep],
             bulk=self.bulk,
+            installed=None if self.installed is None else self.installed[:, keep],
             day_offset_s=self.day_offset_s,
         )
 
     def time(self, j: int) -> datetime:
         """Instant ``j`` as an aware UTC datetime."""
         return to_datetime(self.timestamps[j])
+
+
+def installed_on_the_grid(
+    installations: Sequence[tuple[int, datetime | None, datetime | None]], n_meters: int, timestamps: np.ndarray
+) -> np.ndarray | None:
+    """(meters, instants) bool, for :attr:`SeriesBlock.installed`: whether each meter was in its
+    place over some of the interval (instant - step, instant], from meterization's installations
+    (row, installed or None: since ever, removed or None: still in place). A meter with none is
+    taken as in its place throughout: meters are read that the utility's records do not list yet.
+    None when no meter has any."""
+    if not installations:
+        return None
+    count = timestamps.shape[0]
+    step = timestamps[1] - timestamps[0] if count > 1 else np.timedelta64(3600, "s")
+    meter = np.array([row for row, _, _ in installations], dtype=np.int64)
+    since = np.array([_naive_us(a) for _, a, _ in installations])
+    until = np.array([_naive_us(b) for _, _, b in installations])
+    first = np.where(
+        np.isnat(since), 0, np.searchsorted(timestamps, since, side="right")
+    )  # first interval ending after it
+    last = np.where(np.isnat(until), count, np.searchsorted(timestamps, until + step))  # … past the removal
+    # +1 from each installation's first interval, -1 after its last: in place where the count is above 0
+    edges = np.zeros((n_meters, count + 1), dtype=np.int32)
+    np.add.at(edges, (meter, first), 1)
+    np.add.at(edges, (meter, last), -1)
+    installed = np.cumsum(edges[:, :count], axis=1) > 0
+    listed = np.zeros(n_meters, dtype=bool)
+    listed[meter] = True
+    installed[~listed] = True
+    return installed
+
+
+def _naive_us(t: datetime | None) -> np.datetime64:
+    return np.datetime64("NaT", "us") if t is None else np.datetime64(to_naive_utc(t), "us")
 
 
 def to_naive_utc(t: datetime) -> datetime:

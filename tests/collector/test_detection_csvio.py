@@ -131,6 +131,47 @@ def test_a_bulk_column_marks_bulk_meters_and_a_bad_value_is_refused(tmp_path: Pa
         read_meters_csv(meters)
 
 
+def test_installed_and_removed_columns_say_where_each_meter_was_in_place(tmp_path: Path) -> None:
+    """A meter exchanged at 02:30: the old one is in place over the interval 02:00-03:00 and before,
+    the new one over it and after; a meter with neither date is in place throughout."""
+    readings, meters = tmp_path / "r.csv", tmp_path / "m.csv"
+    lines = ["meter_id,ts,volume_m3"]
+    lines += [f"OLD,2026-01-05T0{h}:00:00Z,{1 + h / 1000}" for h in range(3)]
+    lines += [f"NEW,2026-01-05T0{h}:00:00Z,{h / 1000}" for h in range(3, 6)]
+    lines += [f"KEPT,2026-01-05T0{h}:00:00Z,{h / 1000}" for h in range(6)]
+    readings.write_text("\n".join(lines) + "\n")
+    meters.write_text(
+        "meter_id,dma,role,installed_at,removed_at\n"
+        "OLD,D1,customer,2025-06-01T00:00:00Z,2026-01-05T02:30:00Z\n"
+        "NEW,D1,customer,2026-01-05T02:30:00Z,\n"
+        "KEPT,D1,customer,,\n"
+    )
+    block, dropped = build_block(read_readings_csv(readings), read_meters_csv(meters))
+    assert dropped == 0 and block.installed is not None
+    assert block.installed.tolist() == [
+        [True, True, True, True, False, False],
+        [False, False, False, True, True, True],
+        [True] * 6,
+    ]
+    meters.write_text("meter_id,dma,role\nOLD,D1,customer\n")
+    assert build_block(read_readings_csv(readings), read_meters_csv(meters))[0].installed is None
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ("A,D1,customer,2026-01-05 02:30,", "row 2: installed_at: .* no timezone"),
+        ("A,D1,customer,,yesterday", "row 2: removed_at: .*yesterday"),
+        ("A,D1,customer,2026-01-05T02:30Z,2026-01-05T02:30Z", "row 2: removed_at must be after installed_at"),
+    ],
+)
+def test_a_bad_installation_date_is_refused_with_its_row(tmp_path: Path, row: str, match: str) -> None:
+    meters = tmp_path / "m.csv"
+    meters.write_text(f"meter_id,dma,role,installed_at,removed_at\n{row}\n")
+    with pytest.raises(CsvFormatError, match=match):
+        read_meters_csv(meters)
+
+
 def test_a_backward_register_column_is_read_in_any_position_and_may_be_empty(tmp_path: Path) -> None:
     fast, quoted = tmp_path / "fast.csv", tmp_path / "quoted.csv"
     fast.write_text(

@@ -11,12 +11,13 @@ from hypothesis import strategies as st
 
 from collector.detection import district
 from collector.detection.alerts import AlertKind
-from collector.detection.balance import DmaBalance
+from collector.detection.balance import DmaBalance, estimated_customer_flow
 from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
 from collector.detection.district import _LaterSteps, _Nest, _rolling_median, nanquantile_last
 from collector.detection.engine import run_detection
 from collector.detection.flows import interval_flows
+from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import (
     HOUR,
     add_flow,
@@ -467,8 +468,6 @@ def test_no_burst_no_alert_and_the_balance_counts_estimated_reads() -> None:
 
 
 def test_estimates_use_only_earlier_days() -> None:
-    from collector.detection.balance import estimated_customer_flow
-
     rng = np.random.default_rng(43)
     block = _drop_reads(block_of({"A": household(rng, DAYS)}), rng, 0.05)
     config = DetectionConfig()
@@ -646,3 +645,100 @@ def test_the_balance_s_morning_swings_are_measured_against_the_morning_s_own_noi
     (burst,) = [a for a in _with_morning_swings(51, start_h) if a.start >= at_hour(start_h - 2)]
     assert at_hour(start_h) < burst.detected_at <= at_hour(start_h + 4)
     assert abs((burst.start - at_hour(start_h)).total_seconds()) <= 3600
+
+
+def _rollout(seed: int, losses: np.ndarray, *, recorded: bool) -> SeriesBlock:
+    """The DMA of :func:`_dma` with 30% of its customer meters exchanged for new ones on days 8-14
+    (an AMI rollout): each old meter's reads stop at its exchange, its replacement's begin there
+    from 0 m³. ``recorded``: meterization's installations and removals are in the block."""
+    rng = np.random.default_rng(seed)
+    uses = _dma(rng)
+    block = block_of(uses, inlet_extra_l=losses)
+    m, t = block.volume_m3.shape
+    old = rng.choice(np.flatnonzero(block.role == "customer"), int(0.3 * len(uses)), replace=False)
+    at = rng.integers(8 * 24, 14 * 24, size=old.size)
+    volume = np.vstack([block.volume_m3, np.full((old.size, t), np.nan)])
+    installed = np.ones((m + old.size, t), dtype=bool)
+    for k, (row, hour) in enumerate(zip(old.tolist(), at.tolist(), strict=True)):
+        volume[m + k, hour:] = volume[row, hour:] - volume[row, hour]
+        volume[row, hour + 1 :] = np.nan
+        installed[row, hour + 1 :] = False
+        installed[m + k, : hour + 1] = False
+    return SeriesBlock(
+        meter_ids=np.r_[block.meter_ids, [f"NEW-{k}" for k in range(old.size)]],
+        dma=np.full(m + old.size, "D1"),
+        role=np.r_[block.role, ["customer"] * old.size],
+        timestamps=block.timestamps,
+        volume_m3=volume,
+        installed=installed if recorded else None,
+    )
+
+
+@pytest.mark.parametrize("seed", [41, 42, 43])
+def test_meters_exchanged_for_new_ones_are_not_estimated_on_beside_them(seed: int) -> None:
+    """An exchanged meter's reads stop. Estimated on as a missing read, its household's use was
+    counted twice, beside its replacement's reads: with 30% of the meters exchanged the balance
+    fell from the mains' 300 L/h to -450 to -630 L/h, and a false main burst was raised where the
+    estimates ran out. Where meterization says the meter was removed, it passed no water."""
+    truth = _background(300.0)
+    result = run_detection(_rollout(seed, truth, recorded=True))
+    assert not [a for a in result.alerts if a.kind is AlertKind.DMA_BURST]
+    after = slice(15 * 24, None)  # every exchange done
+    assert np.mean(result.balance.losses_l_h[0, after]) == pytest.approx(np.mean(truth[after]), rel=0.05)
+    unrecorded = run_detection(_rollout(seed, truth, recorded=False)).balance
+    assert np.mean(unrecorded.losses_l_h[0, after]) < 0  # the same reads, without meterization's word
+
+
+@pytest.mark.parametrize("seed", [41, 42, 43])
+def test_a_main_burst_during_a_meter_rollout_is_found_at_its_rate(seed: int) -> None:
+    size = _share_of_inflow(_dma(np.random.default_rng(seed)), 0.04)
+    start_h = 16 * 24 + 3.3
+    losses = add_flow(_background(300.0), start_h, size, start_h + 72)
+    (alert,) = [a for a in run_detection(_rollout(seed, losses, recorded=True)).alerts if a.kind is AlertKind.DMA_BURST]
+    assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 2 * 3600
+    assert alert.rate_l_h == pytest.approx(size, rel=0.1)
+
+
+def test_a_read_where_meterization_says_the_meter_was_not_in_place_still_counts() -> None:
+    """Job cards' dates are typed by people; a meter's read is what it measured."""
+    rng = np.random.default_rng(45)
+    block = block_of({"A": household(rng, DAYS)})
+    config = DetectionConfig()
+    not_yet = np.ones(block.volume_m3.shape, dtype=bool)
+    not_yet[:, : 5 * 24] = False  # recorded as installed on day 5, read from day 0
+    recorded = SeriesBlock(block.meter_ids, block.dma, block.role, block.timestamps, block.volume_m3, installed=not_yet)
+    flows = interval_flows(recorded, config)
+    filled, estimated = estimated_customer_flow(recorded, flows, config)
+    np.testing.assert_array_equal(filled[:, 1:], flows.flow_l_h[:, 1:])
+    assert filled[0, 0] == 0 and estimated.sum() == 0  # before the first read: not in place, nothing
+
+
+def test_an_inlet_meter_exchanged_for_another_keeps_its_dma_s_inflow_known() -> None:
+    """A DMA's inflow is unknown where any of its inlets' is; the old inlet, unread after its
+    exchange, made it unknown from then on, and the DMA was no longer watched."""
+    rng = np.random.default_rng(46)
+    uses = _dma(rng)
+    start_h = 15 * 24 + 2.5
+    size = _share_of_inflow(uses, 0.04)
+    block = block_of(uses, inlet_extra_l=add_flow(_background(300.0), start_h, size, start_h + 72))
+    inlet = int(np.flatnonzero(block.role == "inlet")[0])
+    swap = 10 * 24
+    volume = np.vstack([block.volume_m3, np.full(block.n_intervals, np.nan)])
+    volume[-1, swap:] = volume[inlet, swap:] - volume[inlet, swap]
+    volume[inlet, swap + 1 :] = np.nan
+    installed = np.ones(volume.shape, dtype=bool)
+    installed[inlet, swap + 1 :] = False
+    installed[-1, : swap + 1] = False
+    exchanged = SeriesBlock(
+        meter_ids=np.r_[block.meter_ids, ["D1-INLET-NEW"]],
+        dma=np.full(volume.shape[0], "D1"),
+        role=np.r_[block.role, ["inlet"]],
+        timestamps=block.timestamps,
+        volume_m3=volume,
+        installed=installed,
+    )
+    result = run_detection(exchanged)
+    assert not np.isnan(result.balance.inlet_l_h[0, swap + 1 :]).any()
+    (alert,) = [a for a in result.alerts if a.kind is AlertKind.DMA_BURST]
+    assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 2 * 3600
+    assert alert.rate_l_h == pytest.approx(size, rel=0.1)

@@ -212,6 +212,46 @@ def test_the_block_carries_backward_registers_and_reverse_flow_is_read_from_them
     assert reverse.rate_l_h == pytest.approx(40.0, rel=0.1)
 
 
+def test_the_block_says_where_meterization_had_each_meter_in_its_place(migrated_database_url):
+    """An interval (instant - step, instant] has the meter in place if any of it was: an exchange
+    at 10:30 has the old meter and the new one both in place over 10:00-11:00. A meter taken out and
+    put back has both stretches; one meterization never installed is in place throughout."""
+    now = START + timedelta(days=2)
+    hour = timedelta(hours=1)
+    swap = now - 10 * hour - timedelta(minutes=30)
+    out, back = now - 20 * hour, now - 15 * hour  # on the hour: out over the five intervals after the first
+    installations = [
+        ("SP-1", "EX-OLD", START - timedelta(days=30), swap),
+        ("SP-1", "EX-NEW", swap, None),
+        ("SP-2", "EX-BENCH", START - timedelta(days=30), out),
+        ("SP-2", "EX-BENCH", back, None),
+    ]
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [("EX-OLD",), ("EX-NEW",), ("EX-BENCH",), ("EX-UNLISTED",)],
+        )
+        cur.executemany(
+            "INSERT INTO service_points (service_point_id, dma, address) VALUES (%s, 'D1', 'Test Street')",
+            [("SP-1",), ("SP-2",)],
+        )
+        cur.executemany(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) "
+            "VALUES (%s, %s, %s, %s)",
+            installations,
+        )
+        block = fetch_block(conn, now, DetectionJobConfig(history_days=1))
+    assert block.installed is not None
+    placed = dict(zip(block.meter_ids.tolist(), block.installed.tolist(), strict=True))
+    t = block.n_intervals
+    swap_col = t - 1 - 10  # the interval ending at 'now - 10 h', which the exchange falls in
+    assert placed["EX-OLD"] == [True] * (swap_col + 1) + [False] * (t - swap_col - 1)
+    assert placed["EX-NEW"] == [False] * swap_col + [True] * (t - swap_col)
+    out_col, back_col = t - 1 - 20, t - 1 - 15  # the intervals ending at its removal and at its return
+    assert placed["EX-BENCH"] == [True] * (out_col + 1) + [False] * (back_col - out_col) + [True] * (t - back_col - 1)
+    assert placed["EX-UNLISTED"] == [True] * t
+
+
 def test_a_dismissed_alert_stays_dismissed_with_who_and_why(leaky_database):
     now = START + timedelta(days=9)
     with psycopg.connect(leaky_database) as conn:
