@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from collector.detection.csvio import Meters
 
 DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 
@@ -46,28 +52,61 @@ def register(app: typer.Typer) -> None:
 
     @server_app.command("register-meters")
     def register_meters_command(
-        meters: Path = typer.Argument(..., exists=True, dir_okay=False, help="METERS.csv: meter_id,dma,role[,bulk]"),
+        meters: Path = typer.Argument(
+            ...,
+            exists=True,
+            dir_okay=False,
+            help="METERS.csv: meter_id,dma,role[,bulk][,service_point_id,installed_at[,removed_at]]",
+        ),
         database_url: str = DATABASE_URL,
     ) -> None:
         """Record meters as installed, from the file ``aquami detect`` reads (what meterization does
         when it fits them): each meter's DMA, its role (customer or inlet) and whether it is a bulk
-        meter (many premises behind it). A meter registered again takes the file's values."""
+        meter (many premises behind it). A meter registered again takes the file's values. Rows
+        with ``service_point_id`` and ``installed_at`` (and ``removed_at`` once it was taken out)
+        record where the meter was fitted: billing reads across an exchange from them, and the DMA
+        balance stops estimating an exchanged meter's use. The file is recorded whole or not at all."""
         import json
 
         import psycopg
 
         from collector.detection.csvio import CsvFormatError, read_meters_csv
-        from server.meters.repository import register_meters
+        from server.meters.repository import record_installations, register_meters
 
         try:
             table = read_meters_csv(meters)
+            installations = _installations(table, meters)
         except CsvFormatError as error:
             raise typer.BadParameter(str(error), param_hint="METERS") from error
         ids = table.meter_ids.tolist()
         bulk = set() if table.bulk is None else set(table.meter_ids[table.bulk].tolist())
         rows = list(zip(ids, table.dma.tolist(), table.role.tolist(), strict=True))
-        with psycopg.connect(database_url) as conn, conn.transaction():
-            register_meters(conn, rows, bulk=bulk)
-        typer.echo(json.dumps({"registered": len(ids), "bulk": len(bulk)}))
+        try:
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                register_meters(conn, rows, bulk=bulk)
+                record_installations(conn, installations)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="METERS") from error
+        typer.echo(json.dumps({"registered": len(ids), "bulk": len(bulk), "installations": len(installations)}))
 
     app.add_typer(server_app, name="server")
+
+
+def _installations(table: Meters, path: Path) -> list[tuple[str, str, str | None, datetime, datetime | None]]:
+    """(meter, service point, DMA, installed, removed) of the rows that say where a meter was fitted."""
+    from collector.detection.csvio import CsvFormatError
+
+    dated = {row: (since, until) for row, since, until in table.installations}
+    found = []
+    for row, meter_id in enumerate(table.meter_ids.tolist()):
+        point = table.service_point_ids[row] if table.service_point_ids else ""
+        since, until = dated.get(row, (None, None))
+        if not point and (since or until):
+            raise CsvFormatError(f"{path}: row {row + 2}: an installation needs its service_point_id")
+        if point and since is None:
+            raise CsvFormatError(
+                f"{path}: row {row + 2}: service_point_id needs installed_at, when the meter was fitted"
+            )
+        if point and since is not None:
+            found.append((meter_id, point, str(table.dma[row]) or None, since, until))
+    return found

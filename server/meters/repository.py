@@ -87,6 +87,60 @@ def register_meters(
         )
 
 
+_OVERLAP_RULE = "a meter is in one place at a time, and a place has one meter at a time"
+#: A meter in two places, or two meters at one place, at once (the constraints of migration 0010
+#: say so only where btree_gist exists).
+_OVERLAPS = """
+SELECT a.meter_id, a.service_point_id, b.meter_id, b.service_point_id, b.installed_at
+FROM meter_installations a JOIN meter_installations b
+  ON a.installation_id < b.installation_id
+ AND (a.meter_id = b.meter_id OR a.service_point_id = b.service_point_id)
+ AND tstzrange(a.installed_at, a.removed_at) && tstzrange(b.installed_at, b.removed_at)
+WHERE a.meter_id = ANY(%(meters)s) OR b.meter_id = ANY(%(meters)s)
+LIMIT 1
+"""
+
+
+def record_installations(
+    conn: psycopg.Connection, installations: list[tuple[str, str, str | None, datetime, datetime | None]]
+) -> None:
+    """Record where meters were fitted (meter id, service point, its DMA, installed, removed or
+    None: still there), as meterization's job cards have it. An installation is known by its meter
+    and when it was fitted: recorded again, it takes the new service point and removal. A service
+    point not yet known is added in the meter's DMA. Raises ValueError where a meter would be in two
+    places at once, or two meters at one place (the caller's transaction then stores nothing)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO service_points (service_point_id, dma) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            sorted({(point, dma) for _, point, dma, _, _ in installations}),
+        )
+        rows = [
+            (point, removed_at, meter_id, installed_at)
+            for meter_id, point, _, installed_at, removed_at in installations
+        ]
+        try:  # removals first: a meter's replacement may start where its removal is recorded now
+            cur.executemany(
+                "UPDATE meter_installations SET service_point_id = %s, removed_at = %s "
+                "WHERE meter_id = %s AND installed_at = %s",
+                rows,
+            )
+            cur.executemany(
+                "INSERT INTO meter_installations (service_point_id, removed_at, meter_id, installed_at) "
+                "SELECT %(point)s, %(removed)s, %(meter)s, %(installed)s WHERE NOT EXISTS ("
+                "SELECT 1 FROM meter_installations WHERE meter_id = %(meter)s AND installed_at = %(installed)s)",
+                [dict(zip(("point", "removed", "meter", "installed"), row, strict=True)) for row in rows],
+            )
+        except psycopg.errors.ExclusionViolation as error:
+            raise ValueError(f"{_OVERLAP_RULE}: {error.diag.message_detail}") from None
+        clash = cur.execute(_OVERLAPS, {"meters": [i[0] for i in installations]}).fetchone()
+    if clash:
+        first_meter, first_point, meter, point, since = clash
+        raise ValueError(
+            f"{_OVERLAP_RULE}: meter {meter} at {point} from {since.isoformat()} overlaps "
+            f"meter {first_meter} at {first_point}"
+        )
+
+
 def get_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> dict[str, Any] | None:
     return conn.execute(  # type: ignore[return-value]
         "SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_reason "

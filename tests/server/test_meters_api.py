@@ -235,7 +235,7 @@ def test_meters_are_registered_from_a_meters_file_and_a_bad_file_changes_nothing
     good.write_text("meter_id,dma,role,bulk\nM1,DMA2,customer,\nFLATS-9,DMA2,customer,true\nDMA2-IN,DMA2,inlet,false\n")
     result = CliRunner().invoke(app, ["server", "register-meters", str(good), "--database-url", migrated_database_url])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"registered": 3, "bulk": 1}
+    assert json.loads(result.output) == {"registered": 3, "bulk": 1, "installations": 0}
     items = {m["meter_id"]: m for m in client.get("/meters", headers=auth(keys["reader"])).json()["items"]}
     assert {k: (m["dma"], m["role"], m["bulk"], m["registered"]) for k, m in items.items() if k != "M2"} == {
         "M1": ("DMA2", "customer", False, True),
@@ -250,6 +250,99 @@ def test_meters_are_registered_from_a_meters_file_and_a_bad_file_changes_nothing
     assert "row 3: bulk must be true, false or empty, not 'maybe'" in result.output
     after = client.get("/meters/M1", headers=auth(keys["reader"])).json()
     assert after["dma"] == "DMA2"
+
+
+def _register(database_url: str, path, content: str):
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    path.write_text(content)
+    wide = CliRunner(env={"COLUMNS": "400"})  # the error box wraps at the terminal's width
+    return wide.invoke(app, ["server", "register-meters", str(path), "--database-url", database_url])
+
+
+def _installations(database_url: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT meter_id, service_point_id, installed_at, removed_at FROM meter_installations "
+            "ORDER BY meter_id, installed_at"
+        ).fetchall()
+
+
+EXCHANGE = datetime(2026, 10, 14, 10, 30, tzinfo=UTC)
+FITTED = datetime(2019, 5, 2, 8, 0, tzinfo=UTC)
+
+
+def test_a_meter_exchange_is_recorded_from_a_meters_file_and_recorded_again_takes_the_file_s_dates(
+    migrated_database_url, tmp_path
+):
+    header = "meter_id,dma,role,service_point_id,installed_at,removed_at\n"
+    result = _register(
+        migrated_database_url,
+        tmp_path / "m.csv",
+        header + "OLD-7,DMA5,customer,SP-7,2019-05-02T08:00:00Z,\nDMA5-IN,DMA5,inlet,,,\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"registered": 2, "bulk": 0, "installations": 1}
+    assert _installations(migrated_database_url) == [("OLD-7", "SP-7", FITTED, None)]
+    # the job card of the exchange: the old meter's removal and the new one's fitting, in one file
+    result = _register(
+        migrated_database_url,
+        tmp_path / "m.csv",
+        header + "NEW-7,DMA5,customer,SP-7,2026-10-14T10:30:00Z,\n"
+        "OLD-7,DMA5,customer,SP-7,2019-05-02T08:00:00Z,2026-10-14T10:30:00Z\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert _installations(migrated_database_url) == [
+        ("NEW-7", "SP-7", EXCHANGE, None),
+        ("OLD-7", "SP-7", FITTED, EXCHANGE),
+    ]
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT dma FROM service_points WHERE service_point_id = 'SP-7'").fetchone() == ("DMA5",)
+
+
+@pytest.mark.parametrize("constraints", ["kept", "dropped"])
+def test_a_meters_file_that_puts_two_meters_in_one_place_at_once_records_nothing(
+    migrated_database_url, tmp_path, constraints
+):
+    """Refused by the database's exclusion constraints where btree_gist exists, and by the
+    repository's own check where it does not (a bare embedded PostgreSQL)."""
+    if constraints == "dropped":
+        with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+            conn.execute(
+                "ALTER TABLE meter_installations DROP CONSTRAINT IF EXISTS meter_installations_one_meter_per_point"
+            )
+            conn.execute(
+                "ALTER TABLE meter_installations DROP CONSTRAINT IF EXISTS meter_installations_one_point_per_meter"
+            )
+    header = "meter_id,dma,role,service_point_id,installed_at,removed_at\n"
+    first = header + "OLD-8,DMA5,customer,SP-8,2019-05-02T08:00:00Z,\n"
+    assert _register(migrated_database_url, tmp_path / "m.csv", first).exit_code == 0
+    result = _register(  # the new meter fitted while the old one is still recorded in place
+        migrated_database_url, tmp_path / "m.csv", header + "NEW-8,DMA6,customer,SP-8,2026-10-14T10:30:00Z,\n"
+    )
+    assert result.exit_code == 2
+    assert "a meter is in one place at a time, and a place has one meter at a time" in result.output
+    assert _installations(migrated_database_url) == [("OLD-8", "SP-8", FITTED, None)]
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT 1 FROM meters WHERE meter_id = 'NEW-8'").fetchone() is None
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("A,DMA5,customer,,2019-05-02T08:00:00Z,", "row 2: an installation needs its service_point_id"),
+        ("A,DMA5,customer,SP-1,,", "row 2: service_point_id needs installed_at"),
+        ("A,DMA5,customer,SP-1,,2019-05-02T08:00:00Z", "row 2: service_point_id needs installed_at"),
+        ("A,DMA5,customer,SP-1,2019-05-02 08:00,", "row 2: installed_at:"),
+    ],
+)
+def test_an_installation_without_its_place_or_date_is_refused(migrated_database_url, tmp_path, row, message):
+    header = "meter_id,dma,role,service_point_id,installed_at,removed_at\n"
+    result = _register(migrated_database_url, tmp_path / "m.csv", header + row + "\n")
+    assert result.exit_code == 2 and message in result.output
+    assert _installations(migrated_database_url) == []
 
 
 def test_after_the_database_cut_every_connection_the_next_requests_are_answered(api, migrated_database_url):
