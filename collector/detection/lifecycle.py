@@ -25,11 +25,16 @@ The one exception to "resolved for good" is that case: the burst may have ended 
 (its flow fell below half the level that raised it) while the leak under it goes on all night. The
 episode did not end, so the alert comes back to ``ongoing`` under its new kind rather than the leak
 being lost (its enquiry is told, and reopened if a person had closed it: server migration 0033).
+
+A meter meterization has taken out (``removed``: the meter, and when its last installation ended)
+passes no more water, so the detectors would never see its flow stop: its active alerts would stay
+open for good, beside its replacement's alert about the same leak. They resolve at the removal
+(their enquiry is told the meter was taken out: server migration 0034).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -77,7 +82,12 @@ def _seen_again_as_another_kind(stored: Alert, found: Alert) -> bool:
 
 
 def merge_alerts(
-    existing: Iterable[Alert], detected: Iterable[Alert], now: datetime, *, opens_from: datetime | None = None
+    existing: Iterable[Alert],
+    detected: Iterable[Alert],
+    now: datetime,
+    *,
+    opens_from: datetime | None = None,
+    removed: Mapping[str, datetime] | None = None,
 ) -> AlertChanges:
     """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware).
 
@@ -85,7 +95,8 @@ def merge_alerts(
     or is still running. An ended episode detected before it is left alone: a run's window slides,
     and its oldest part, there as the detectors' history, has too little history of its own (a
     burst against a meter's first few days); the run at the episode's own time saw it with its
-    history and opened what it was."""
+    history and opened what it was. An active alert on a meter in ``removed`` (meter id → when it
+    was taken out, by ``now``) that began before its removal resolves there."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware UTC")
     stored_alerts = list(existing)
@@ -132,6 +143,13 @@ def merge_alerts(
         if updated != stored:
             current[stored.alert_id] = updated
             touched[stored.alert_id] = updated
+    for alert_id, alert in list(current.items()):
+        taken_out = (removed or {}).get(alert.meter_id or "")
+        if alert.status in ACTIVE and taken_out is not None and alert.start < taken_out <= now:
+            end = alert.ended_at or max(taken_out, alert.last_seen)
+            current[alert_id] = touched[alert_id] = alert.replace(
+                status=AlertStatus.RESOLVED, ended_at=end, resolved_at=end
+            )
     before = {a.alert_id for a in stored_alerts}
     for alert_id, changed in touched.items():
         alert = changed.replace(updated_at=now)

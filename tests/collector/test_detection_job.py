@@ -109,6 +109,33 @@ def test_a_leak_opens_one_alert_that_later_runs_update(leaky_database):
         assert others.fetchone() == (0,)
 
 
+def test_a_leak_on_a_meter_taken_out_resolves_at_the_removal_and_its_enquiry_says_so(leaky_database):
+    first_run = START + timedelta(days=9)
+    with psycopg.connect(leaky_database) as conn:
+        (leak,) = [a for a in run_detection_once(conn, first_run, _job_config()).opened if a.kind is AlertKind.LEAK]
+    taken_out = first_run + timedelta(minutes=20)
+    with psycopg.connect(leaky_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP-DJ7', 'D1')")
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) VALUES "
+            "('SP-DJ7', %s, %s, %s)",
+            (LEAKY, START - timedelta(days=30), taken_out),
+        )
+        changes = run_detection_once(conn, first_run + timedelta(hours=1), _job_config())
+        (resolved,) = [a for a in changes.resolved if a.alert_id == leak.alert_id]
+        assert resolved.ended_at == resolved.resolved_at == taken_out
+        (stored,) = [a for a in alerts_for(conn, LEAKY) if a.kind is AlertKind.LEAK]
+        assert stored.status is AlertStatus.RESOLVED
+        notes = conn.execute(
+            "SELECT u.note FROM enquiry_updates u JOIN enquiries e USING (enquiry_id) WHERE e.alert_id = %s "
+            "ORDER BY u.update_id",
+            (leak.alert_id,),
+        ).fetchall()
+        assert notes[-1][0].startswith(f"alert resolved: meter {LEAKY} taken out (")
+        # the others' alerts are the detectors' to resolve: "the flow stopped"
+        assert not [a for a in changes.resolved if a.meter_id != LEAKY and a.kind is AlertKind.LEAK]
+
+
 def test_a_meter_registered_as_bulk_is_one_in_the_block_and_its_continuous_flow_opens_no_leak(leaky_database):
     """Meterization registers the leaking meter as a bulk meter (a block of flats, whose flow never
     stops): the job's block says so, and its continuous flow is no leak."""

@@ -250,3 +250,26 @@ def test_a_findings_resolved_alert_is_its_own_even_while_another_of_its_district
     assert not changes.opened and not changes.resolved
     (updated,) = changes.updated
     assert (updated.alert_id, updated.status, updated.rate_l_h) == (second.alert_id, AlertStatus.ONGOING, 540.0)
+
+
+def test_an_alert_on_a_meter_taken_out_resolves_at_its_removal_and_only_then() -> None:
+    """A removed meter's reads stop, so no detection would ever say its flow stopped."""
+    stored = merge_alerts([], [_leak(T0, T0 + 5 * H, meter="OLD"), _leak(T0, T0 + 5 * H, meter="KEPT")], now=T0).opened
+    out = T0 + 7 * H
+    before = merge_alerts(stored, [], now=out - H, removed={"OLD": out})
+    assert not before  # not yet taken out at the run's time (a replay of an earlier hour)
+    after = merge_alerts(stored, [], now=out + H, removed={"OLD": out})
+    (resolved,) = after.resolved
+    assert resolved.meter_id == "OLD" and resolved.status is AlertStatus.RESOLVED
+    assert resolved.ended_at == resolved.resolved_at == out
+    assert not after.updated and not after.opened
+    late = merge_alerts(stored, [], now=T0 + 9 * H, removed={"OLD": T0 - 12 * H})
+    assert not late  # begun after that meter's removal: not for its removal to end
+
+
+def test_a_finding_on_a_meter_taken_out_is_stored_resolved() -> None:
+    """Reads that reached the collector late may raise an episode after its meter's removal."""
+    out = T0 + 7 * H
+    found = merge_alerts([], [_leak(T0, T0 + 6 * H, meter="OLD")], now=T0 + 30 * H, removed={"OLD": out})
+    (opened,) = found.opened
+    assert opened.status is AlertStatus.RESOLVED and opened.ended_at == out

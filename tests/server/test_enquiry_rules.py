@@ -120,3 +120,41 @@ def test_a_resolved_burst_back_as_a_running_leak_reopens_a_closed_enquiry(migrat
     ), notes["M-closed"]
     assert "alert resolved" in notes["M-closed"] and "alert is now leak, was burst" in notes["M-closed"]
     assert notes["M-working"].endswith("alert ongoing again: later reads show its flow did not stop")
+
+
+def test_an_alert_resolved_at_its_meter_s_removal_tells_its_enquiry_the_meter_was_taken_out(
+    migrated_database_url: str,
+) -> None:
+    """ "The flow stopped" would tell care the leak was over; behind a meter taken out it may go on
+    through the replacement. A meter still in place, one taken out after the alert ended, and one
+    never listed by meterization: the flow stopped."""
+    leaks = [
+        _alert(AlertKind.LEAK, meter, 12.5, timedelta(hours=5)) for meter in ("M-out", "M-in", "M-later", "M-none")
+    ]
+    ended = DETECTED + timedelta(hours=3)
+    installations = [
+        ("SP-1", "M-out", DETECTED - timedelta(days=400), ended),
+        ("SP-2", "M-in", DETECTED - timedelta(days=400), None),
+        ("SP-3", "M-later", DETECTED - timedelta(days=400), ended + timedelta(days=2)),
+    ]
+    with psycopg.connect(migrated_database_url) as conn:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO meters (meter_id) VALUES (%s)", [(i[1],) for i in installations])
+            cur.executemany(
+                "INSERT INTO service_points (service_point_id) VALUES (%s)", [(i[0],) for i in installations]
+            )
+            cur.executemany(
+                "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) "
+                "VALUES (%s, %s, %s, %s)",
+                installations,
+            )
+        save_changes(conn, AlertChanges(opened=leaks))
+        resolved = [a.replace(status=AlertStatus.RESOLVED, ended_at=ended, resolved_at=ended) for a in leaks]
+        save_changes(conn, AlertChanges(resolved=resolved))
+        notes = _notes(conn)
+    assert notes["M-out"].endswith(
+        "alert resolved: meter M-out taken out (63 L lost until then); "
+        "a leak behind it would go on through its replacement"
+    ), notes["M-out"]
+    for meter in ("M-in", "M-later", "M-none"):
+        assert notes[meter].endswith("alert resolved: the flow stopped (63 L lost in all)"), notes[meter]
