@@ -175,6 +175,9 @@ class MqttOptions:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    #: The largest packet the broker takes, in bytes, where it does not say: MQTT 5 brokers announce
+    #: theirs in CONNACK (the smaller of the two counts), MQTT 3.1.1 brokers just disconnect.
+    max_packet_size: int | None = None
 
     @property
     def tls_files_given(self) -> bool:
@@ -273,6 +276,7 @@ def _mqtt(table: Table, base: Path | None) -> tuple[MqttEndpoint, MqttOptions, d
         ca_file=files["ca_file"],
         cert_file=files["cert_file"],
         key_file=files["key_file"],
+        max_packet_size=table.integer("max_packet_size", None, low=1024, high=268_435_460),
     )
     rest = {
         "batch_size": table.integer("batch_size", 500, low=1, high=10_000),

@@ -33,7 +33,7 @@ from aquami.contracts.reads import ReadsBatch, reads_topic, status_topic
 from aquami.mqtt import MqttEndpoint
 from gateway.backoff import Backoff
 from gateway.config import MqttOptions
-from gateway.spool import Spool
+from gateway.spool import SealedBatch, Spool
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,13 @@ def encode_batch(gateway_id: str, batch_seq: int, bodies: list[str]) -> bytes:
     head = ReadsBatch(gateway_id, batch_seq, datetime.now(UTC)).to_json()
     del head["readings"]
     return (json.dumps(head, separators=(",", ":"))[:-1] + ',"readings":[' + ",".join(bodies) + "]}").encode()
+
+
+def _packet_size(topic: str, payload: bytes) -> int:
+    """The most a PUBLISH of ``payload`` on ``topic`` takes on the wire at QoS 1 or 2: fixed header
+    (1 byte and up to 4 of length), topic (2 + its UTF-8), packet id (2) and MQTT 5's property
+    length (1, no properties)."""
+    return 5 + 2 + len(topic.encode()) + 2 + 1 + len(payload)
 
 
 class Publisher:
@@ -106,6 +113,12 @@ class Publisher:
         self.refused_batches = 0
         self._refusals = Backoff(min(_REFUSED_MIN_S, self.options.reconnect_max_s), self.options.reconnect_max_s)
         self._hold_batches_until = 0.0
+        # a broker disconnects a client whose packet is larger than it takes; a batch over that
+        # limit is resealed smaller (see _reseal), and later batches are sealed to fit
+        self.resealed_batches = 0
+        self._max_packet = self.options.max_packet_size  # this connection's: see _on_connect
+        self._readings_per_batch = batch_size
+        self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
         self._protocol = mqtt.MQTTv311 if self.options.protocol == "3.1.1" else mqtt.MQTTv5
         self._connack: Any = None  # this session's CONNACK reason, None until it arrives
         self._connack_timed_out = False  # this session's CONNECT got no answer in time
@@ -291,6 +304,10 @@ class Publisher:
             return
         self.connections += 1
         self.protocol_in_use = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
+        announced = getattr(properties, "MaximumPacketSize", None)
+        self._max_packet = min((n for n in (announced, self.options.max_packet_size) if n), default=None)
+        self._readings_per_batch = self.batch_size
+        self._unsendable.clear()  # this broker may take them
         self._backoff.reset()
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         client.subscribe(self.command_topic, qos=1)
@@ -326,6 +343,40 @@ class Publisher:
         self._refusals.reset()
         self._acked.append(batch_seq)  # deleted after this loop turn, all in one transaction
 
+    def _reseal(self, batch: SealedBatch, size: int) -> None:
+        """Seal a batch the broker would not take (it would disconnect us, and the batch would go
+        first again after every reconnect: nothing delivered for good) again as smaller batches,
+        and seal later ones that small from now on."""
+        limit = self._max_packet or size
+        n = len(batch.bodies)
+        if n == 1:
+            if batch.batch_seq not in self._unsendable:
+                self._unsendable.add(batch.batch_seq)
+                log.error(
+                    "batch %s holds one reading of %d bytes, more than the broker takes (%d): it stays in the "
+                    "spool until the broker takes more",
+                    batch.batch_seq,
+                    size,
+                    limit,
+                )
+            return
+        # readings differ in length: aim at 90% of the limit, and split again should a part still be over
+        fits = max(1, min(n // 2, int(n * 0.9 * limit / size)))
+        self._readings_per_batch = min(self._readings_per_batch, fits)
+        parts = self.spool.reseal(batch.batch_seq, fits)
+        self.resealed_batches += 1
+        log.warning(
+            "batch %s (%d readings, %d bytes) is more than the broker takes (%d bytes): sealed again as "
+            "batches %s-%s; batches are now sealed with at most %d readings",
+            batch.batch_seq,
+            n,
+            size,
+            limit,
+            parts[0],
+            parts[-1],
+            self._readings_per_batch,
+        )
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         name = message.topic.rsplit("/", 1)[-1]
         if self.on_command is not None and not message.topic.endswith("/reply"):
@@ -359,14 +410,16 @@ class Publisher:
             return
         batches = self.spool.sealed_batches(after_seq=self._highest_sent, limit=room)
         if len(batches) < room:
-            batches += self.spool.seal_many(self.batch_size, room - len(batches))
+            batches += self.spool.seal_many(self._readings_per_batch, room - len(batches))
         topic = reads_topic(self.gateway_id, self.topic_root)
         for batch in batches:
-            if not batch.bodies:
+            if not batch.bodies or batch.batch_seq in self._unsendable:
                 continue
-            info = client.publish(
-                topic, encode_batch(self.gateway_id, batch.batch_seq, batch.bodies), qos=self.options.qos
-            )
+            payload = encode_batch(self.gateway_id, batch.batch_seq, batch.bodies)
+            if self._max_packet is not None and _packet_size(topic, payload) > self._max_packet:
+                self._reseal(batch, _packet_size(topic, payload))
+                continue  # its readings go in the new batches, on the next turn
+            info = client.publish(topic, payload, qos=self.options.qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("publish of batch %s failed (%s); it stays in the spool", batch.batch_seq, info.rc)
                 return

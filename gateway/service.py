@@ -140,6 +140,7 @@ class Gateway:
                 "events_dropped": self.spool.messages_dropped_total,
                 "batches_acknowledged": self.publisher.acknowledged_batches,
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
+                "batches_resealed": self.publisher.resealed_batches,  # larger than the broker takes
                 "mqtt_protocol": self.publisher.protocol_in_use,
             },
         )

@@ -142,18 +142,34 @@ class Spool:
                         "SELECT id FROM readings WHERE batch_seq IS NULL ORDER BY id LIMIT ?", (max_readings * batches,)
                     )
                 ]
-                groups = [ids[i : i + max_readings] for i in range(0, len(ids), max_readings)]
-                (first_seq,) = self._db.execute("SELECT value FROM counters WHERE name = 'next_batch_seq'").fetchone()
-                if groups:
-                    self._db.execute(
-                        "UPDATE counters SET value = value + ? WHERE name = 'next_batch_seq'", (len(groups),)
-                    )
-                for seq, group in enumerate(groups, start=first_seq):
-                    self._db.execute(
-                        "UPDATE readings SET batch_seq = ? WHERE batch_seq IS NULL AND id BETWEEN ? AND ?",
-                        (seq, group[0], group[-1]),
-                    )
-            return [self._load(seq) for seq in range(first_seq, first_seq + len(groups))]
+                seqs = self._number(ids, max_readings, None)
+            return [self._load(seq) for seq in seqs]
+
+    def reseal(self, batch_seq: int, max_readings: int) -> range:
+        """Seal a sealed, unacknowledged batch's readings again as batches of at most
+        ``max_readings`` (a batch larger than the broker takes), in one transaction. They take the
+        next ``batch_seq``s, so batch_seq stays monotonic in the order batches are sent; the old
+        one is never sent again. Returns the new batch_seqs."""
+        with self._lock, self._transaction():
+            ids = [
+                row[0]
+                for row in self._db.execute("SELECT id FROM readings WHERE batch_seq = ? ORDER BY id", (batch_seq,))
+            ]
+            return self._number(ids, max_readings, batch_seq)
+
+    def _number(self, ids: list[int], max_readings: int, current: int | None) -> range:
+        """Give the readings ``ids`` (ascending, all in batch ``current``; None: unsealed) the next
+        batch_seqs, at most ``max_readings`` to a batch, in the caller's transaction."""
+        groups = [ids[i : i + max_readings] for i in range(0, len(ids), max_readings)]
+        (first_seq,) = self._db.execute("SELECT value FROM counters WHERE name = 'next_batch_seq'").fetchone()
+        if groups:
+            self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'next_batch_seq'", (len(groups),))
+        for seq, group in enumerate(groups, start=first_seq):
+            self._db.execute(
+                "UPDATE readings SET batch_seq = ? WHERE batch_seq IS ? AND id BETWEEN ? AND ?",
+                (seq, current, group[0], group[-1]),
+            )
+        return range(first_seq, first_seq + len(groups))
 
     def acknowledge(self, batch_seq: int) -> int:
         """The broker has the batch: delete it. Returns how many readings left the spool."""

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -89,10 +90,19 @@ class MosquittoBroker:
 
     host = LOOPBACK
 
-    def __init__(self, port: int | None = None, *, persistence: bool = False, acl: str | None = None) -> None:
-        """``acl``: the text of a mosquitto ACL file (what anonymous clients may read and write)."""
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        persistence: bool = False,
+        acl: str | None = None,
+        settings: Sequence[str] = (),
+    ) -> None:
+        """``acl``: the text of a mosquitto ACL file (what anonymous clients may read and write);
+        ``settings``: more lines of mosquitto.conf (``max_packet_size 4096``)."""
         self._binary = mosquitto_binary()
         self._acl = acl
+        self.settings = list(settings)
         self._port_fixed = port is not None
         self._port = port if port is not None else free_port()
         self._persistence = persistence
@@ -132,6 +142,7 @@ class MosquittoBroker:
             acl_file = self._dir / "acl"
             acl_file.write_text(self._acl)
             lines.append(f"acl_file {acl_file}")
+        lines += self.settings
         if os.geteuid() == 0:
             # As root mosquitto would switch to the "mosquitto" user, who cannot write our temp dir.
             lines.append("user root")

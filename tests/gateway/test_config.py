@@ -82,6 +82,13 @@ def test_a_good_file_gives_defaults() -> None:
     config = parse_config_text(GOOD)
     assert config.mqtt.port == 1883 and config.mqtt_options.protocol == "auto" and config.mqtt_options.qos == 1
     assert config.spool.policy == "drop_oldest"
+    assert config.mqtt_options.max_packet_size is None  # the broker's own word (MQTT 5), or no limit
+    assert (
+        parse_config_text(
+            GOOD.replace("[mqtt]\n", "[mqtt]\nmax_packet_size = 131072\n", 1)
+        ).mqtt_options.max_packet_size
+        == 131072
+    )
     bus = config.buses[0]
     assert isinstance(bus, ModbusTcpBusConfig)
     assert (bus.port, bus.retries, bus.poll_interval_s) == (5020, 2, 60.0)
@@ -140,6 +147,11 @@ def test_duplicate_meter_id_names_both_lines() -> None:
         (('"WM-2"', '"WM 2"'), "WM 2", "meters[1].meter_id: 'WM 2' is not an identifier"),
         (("[mqtt]\n", '[mqtt]\nca_file = "missing-ca.pem"\n'), "missing-ca.pem", "mqtt.ca_file: no such file"),
         (("[mqtt]\n", '[mqtt]\npassword = "x"\n'), 'password = "x"', "mqtt.password: a password needs a username"),
+        (
+            ("[mqtt]\n", "[mqtt]\nmax_packet_size = 100\n"),
+            "max_packet_size",
+            "mqtt.max_packet_size: 100 is outside 1024..268435460",
+        ),
     ],
 )
 def test_each_mistake_is_named_with_its_line(change: tuple[str, str], needle: str, expected: str) -> None:

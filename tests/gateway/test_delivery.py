@@ -355,3 +355,45 @@ def test_a_batch_the_broker_refuses_waits_longer_each_time_and_is_delivered_once
         publisher.stop()
         spool.close()
         broker.stop()
+
+
+@pytest.mark.parametrize(("protocol", "configured"), [("5", None), ("3.1.1", 4096)])
+def test_a_batch_larger_than_the_broker_takes_is_resealed_smaller_and_delivered(
+    tmp_path: Path, protocol: str, configured: int | None
+) -> None:
+    """A broker disconnects a client whose packet exceeds its maximum (EMQX: 1 MB by default; AWS IoT
+    Core: 128 KB). The oldest sealed batch went first after every reconnect, so one batch too large
+    stopped all delivery for good. MQTT 5 brokers announce their maximum in CONNACK; for MQTT 3.1.1
+    it is ``max_packet_size`` in the gateway's config. A batch over it is resealed into batches that
+    fit (new, higher ``batch_seq``s), and later batches are sealed to fit."""
+    broker = MosquittoBroker(settings=["max_packet_size 4096"])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    readings = [
+        {"meter_id": f"WM-{n:05d}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n), "flow_m3h": 0.125}
+        for n in range(300)
+    ]
+    spool.append(readings[:200])
+    spool.seal_many(100, 2)  # sealed before the gateway knew: about 8 KB each
+    spool.append(readings[200:])
+    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
+    options = MqttOptions(protocol=protocol, reconnect_min_s=0.05, reconnect_max_s=0.5, max_packet_size=configured)  # type: ignore[arg-type]
+    publisher = Publisher(spool, "gw-big", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 20
+        while spool.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool.depth() == 0, "a batch too large for the broker held up delivery"
+        deadline = time.monotonic() + 5
+        while len({r["meter_id"] for b in subscriber.batches() for r in b["readings"]}) < 300:
+            assert time.monotonic() < deadline, "readings acknowledged but not delivered"
+            time.sleep(0.05)
+        assert publisher.resealed_batches >= 2
+        assert all(len(payload) < 4096 for topic, payload in subscriber.messages if topic.endswith("/reads"))
+        assert publisher.connections == 1, "the broker disconnected the gateway for a packet too large"
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()

@@ -108,3 +108,27 @@ def test_events_beyond_the_limit_drop_the_oldest_counted_and_said(tmp_path: Path
         ]
     finally:
         spool.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(total=st.integers(1, 60), size=st.integers(1, 30), parts=st.integers(1, 30))
+def test_a_resealed_batch_is_the_same_readings_in_order_under_new_higher_batch_seqs(
+    tmp_path_factory, total: int, size: int, parts: int
+) -> None:
+    spool = Spool(tmp_path_factory.mktemp("spool") / "s.sqlite")
+    try:
+        spool.append([reading(n) for n in range(total)])
+        first, *rest = spool.seal_many(size, 3)
+        later = spool.seal(size)  # sealed after it: the new batches come after this one too
+        seqs = spool.reseal(first.batch_seq, parts)
+        assert len(seqs) == -(-len(first.bodies) // parts)
+        floor = max([first.batch_seq, *(b.batch_seq for b in rest)] + ([later.batch_seq] if later else []))
+        assert all(seq > floor for seq in seqs)
+        again = [b for b in spool.sealed_batches(limit=100) if b.batch_seq in seqs]
+        assert [b.batch_seq for b in again] == list(seqs)
+        assert all(1 <= len(b.bodies) <= parts for b in again)
+        assert [body for b in again for body in b.bodies] == first.bodies
+        assert first.batch_seq not in {b.batch_seq for b in spool.sealed_batches(limit=100)}
+        assert spool.depth() == total
+    finally:
+        spool.close()
