@@ -10,7 +10,10 @@ the collector's ``(meter_id, ts)`` key makes the repeat a no-op: delivery is at 
 Reconnection waits grow exponentially with jitter (:class:`gateway.backoff.Backoff`). With
 ``protocol = "auto"`` the first attempt speaks MQTT 5; a broker that answers "unsupported protocol
 version" (CONNACK 0x84, or 3.1.1's return code 1), or that stays silent after the CONNECT, is spoken
-to in MQTT 3.1.1 from then on.
+to in MQTT 3.1.1 from then on; unless it answers the 3.1.1 CONNECT as slowly, being only slow: then
+the next connection asks in MQTT 5 again, waiting as long as for any CONNACK. MQTT 5 matters: only
+it lets a broker refuse a batch (an MQTT 3.1.1 broker acknowledges what its ACL drops) and announce
+the largest packet it takes.
 """
 
 from __future__ import annotations
@@ -122,6 +125,12 @@ class Publisher:
         self._protocol = mqtt.MQTTv311 if self.options.protocol == "3.1.1" else mqtt.MQTTv5
         self._connack: Any = None  # this session's CONNACK reason, None until it arrives
         self._connack_timed_out = False  # this session's CONNECT got no answer in time
+        self._connect_started = 0.0  # when this session's CONNECT went out (time.monotonic)
+        # protocol "auto" fell back to 3.1.1 because an MQTT 5 CONNECT went unanswered; if the 3.1.1
+        # one is answered just as slowly, the broker was slow, not deaf to MQTT 5: the next
+        # connection asks in MQTT 5 again, and waits as long as for any other CONNACK
+        self._fell_back_on_silence = False
+        self._slow_broker = False
         self._thread = threading.Thread(target=self._run, name=f"publisher-{gateway_id}", daemon=True)
 
     @property
@@ -234,7 +243,11 @@ class Publisher:
             if refused_v5 and self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5:
                 log.warning("%s does not speak MQTT 5; falling back to MQTT 3.1.1", self.endpoint.url)
                 self._protocol = mqtt.MQTTv311
+                self._fell_back_on_silence = self._connack is None
                 continue
+            if self._slow_broker and self._protocol == mqtt.MQTTv311 and self.options.protocol == "auto":
+                log.info("%s was slow, not without MQTT 5: asking in MQTT 5 again", self.endpoint.url)
+                self._protocol = mqtt.MQTTv5
             delay = self._backoff.next()
             log.info("reconnecting to %s in %.1f s", self.endpoint.url, delay)
             self._stop.wait(delay)
@@ -250,15 +263,16 @@ class Publisher:
     def _session(self, client: mqtt.Client) -> None:
         self._connack = None
         self._connack_timed_out = False
+        self._connect_started = time.monotonic()
         try:
             client.connect(self.endpoint.host, self.endpoint.port, keepalive=self.options.keepalive_s)
         except (OSError, ssl.SSLError) as error:
             log.warning("cannot connect to %s: %s", self.endpoint.url, error)
             return
-        started = time.monotonic()
+        started = self._connect_started
         # Only a first try in MQTT 5 gives up on silence early, to fall back; otherwise a broker
         # slow to answer (busy, a slow link) gets a keepalive period, or it would never be reached.
-        may_fall_back = self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5
+        may_fall_back = self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5 and not self._slow_broker
         patience = _CONNACK_TIMEOUT_S if may_fall_back else float(self.options.keepalive_s)
         while True:
             rc = client.loop(timeout=_LOOP_TICK_S)
@@ -304,6 +318,9 @@ class Publisher:
             return
         self.connections += 1
         self.protocol_in_use = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
+        if self._fell_back_on_silence:  # this 3.1.1 CONNECT followed an MQTT 5 one left unanswered
+            self._fell_back_on_silence = False
+            self._slow_broker = time.monotonic() - self._connect_started > _CONNACK_TIMEOUT_S
         announced = getattr(properties, "MaximumPacketSize", None)
         self._max_packet = min((n for n in (announced, self.options.max_packet_size) if n), default=None)
         self._readings_per_batch = self.batch_size

@@ -304,6 +304,12 @@ class MqttLink:
         if self._server is not None:
             await self._server.wait_closed()
 
+    def drop(self) -> None:
+        """Cut the connections now open (the gateway reconnects); call it on the link's event loop."""
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self._broker_port)
         self._writers += [client_writer, broker_writer]

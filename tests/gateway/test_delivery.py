@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +28,7 @@ from gateway.spool import Spool
 from simulators.modbus_tcp import ModbusTcpSimulator
 from tests.gateway.helpers import (
     AckStallingLink,
+    MqttLink,
     SlowConnackLink,
     Subscriber,
     config_text,
@@ -397,3 +401,60 @@ def test_a_batch_larger_than_the_broker_takes_is_resealed_smaller_and_delivered(
         subscriber.close()
         spool.close()
         broker.stop()
+
+
+def _reconnected(link_to: Callable[[int], MqttLink], broker_port: int, tmp_path: Path) -> tuple[str | None, str | None]:
+    """Protocol "auto" through a link to the broker: the protocol of the first connection, and of the
+    next one after the link is cut."""
+
+    async def scenario() -> tuple[str | None, str | None]:
+        link = link_to(broker_port)
+        await link.start()
+        spool = Spool(tmp_path / "s.sqlite")
+        spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+        options = MqttOptions(protocol="auto", reconnect_min_s=0.2, reconnect_max_s=1.0)
+        publisher = Publisher(spool, "gw-auto", MqttEndpoint.parse(link.url), options=options)
+        publisher.start()
+        try:
+            await until(lambda: spool.depth() == 0, 30)
+            first = publisher.protocol_in_use
+            link.drop()
+            await until(lambda: publisher.connections >= 2, 60)
+            return first, publisher.protocol_in_use
+        finally:
+            await asyncio.to_thread(publisher.stop)
+            await link.close()
+            spool.close()
+
+    return asyncio.run(scenario())
+
+
+def test_auto_asks_in_mqtt5_again_where_the_broker_was_slow_not_without_it(tmp_path: Path, mosquitto) -> None:
+    """An MQTT 5 CONNECT unanswered for 3 s falls back to 3.1.1 (some 3.1.1 brokers say nothing to
+    MQTT 5). A broker that answers the 3.1.1 CONNECT as slowly was only slow: it stayed MQTT 3.1.1
+    until the gateway restarted, and 3.1.1 has no refusals (a broker's ACL acknowledges what it
+    drops, so the spool deletes it). The next connection asks in MQTT 5 again, and waits."""
+    first, second = _reconnected(lambda port: SlowConnackLink(port, delay_s=4.0), mosquitto.port, tmp_path)
+    assert (first, second) == ("3.1.1", "5")
+
+
+def test_auto_keeps_mqtt311_for_a_broker_silent_to_mqtt5(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """amqtt answers a 3.1.1 CONNECT at once and an MQTT 5 one never: after a reconnect the gateway
+    does not spend another 3 s asking in MQTT 5."""
+    from aquami.embedded import EmbeddedBroker
+    from aquami.ports import free_port
+
+    broker = EmbeddedBroker(free_port())
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(broker.start(), loop).result(10)
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.publisher"):
+            first, second = _reconnected(MqttLink, broker.port, tmp_path)
+    finally:
+        asyncio.run_coroutine_threadsafe(broker.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert (first, second) == ("3.1.1", "3.1.1")
+    assert sum("does not speak MQTT 5" in r.getMessage() for r in caplog.records) == 1
