@@ -153,6 +153,7 @@ class MBusTransport:
         self._initialised: set[str] = set()  # meters that have had their SND_NKE
         self._fcb: dict[str, bool] = {}
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # set once, by interrupt(): a search under way stops
 
     def _exchange(self, frame: bytes) -> bytes:
         return self.line.exchange(frame)
@@ -232,6 +233,9 @@ class MBusTransport:
     async def close(self) -> None:
         await self.reset()
 
+    def interrupt(self) -> None:
+        self._closing.set()
+
     # secondary-address search (EN 13757-3 Annex E) ---------------------------------------------------
     def search_blocking(self, prefix: str = "") -> list[str]:
         """Every secondary identification on the line: wildcard selections narrowed digit by digit.
@@ -245,6 +249,8 @@ class MBusTransport:
         return found
 
     def _search(self, prefix: str, found: list[str]) -> None:
+        if self._closing.is_set():
+            raise PollError(f"{self.config.name}: search stopped, the bus is closing ({len(found)} found by then)")
         pattern = prefix + "F" * (8 - len(prefix))
         try:
             answer = self._exchange(build_snd_ud_select(pattern))

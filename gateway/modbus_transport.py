@@ -56,6 +56,9 @@ class _ModbusTransport:
     async def close(self) -> None:
         await self.reset()
 
+    def interrupt(self) -> None:
+        pass  # a scan is one short attempt per unit id, each refused once the bus is closed
+
 
 class ModbusTcpTransport(_ModbusTransport):
     protocol = "modbus-tcp"

@@ -88,8 +88,10 @@ class BusScheduler:
         return reading
 
     async def close(self) -> None:
-        """No more transactions: wait for the one under way (a command's), then close the transport."""
+        """No more transactions: cut short a search under way, wait for the transaction under way (a
+        command's), then close the transport."""
         self.closed = True
+        self.transport.interrupt()
         async with self.lock:
             await self.transport.close()
 

@@ -20,3 +20,7 @@ class Transport(Protocol):
         """After a failure: drop whatever state might be out of step (a TCP connection, a half frame)."""
 
     async def close(self) -> None: ...
+
+    def interrupt(self) -> None:
+        """The bus is closing: cut short long work under way (an M-Bus secondary-address search,
+        which holds the bus for minutes), so a stop or reload need not wait for it."""

@@ -58,8 +58,10 @@ class MBusSlave:
 class MBusSlaves:
     def __init__(self, slaves: list[MBusSlave]):
         self.slaves = slaves
+        self.frames = 0  # frames the master sent on the line
 
     def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        self.frames += 1
         try:
             request = decode_master_frame(frame)
         except DecodeError:

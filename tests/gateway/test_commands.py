@@ -169,6 +169,9 @@ class LineTransport:
     async def close(self) -> None:
         pass
 
+    def interrupt(self) -> None:
+        pass
+
 
 def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path, monkeypatch) -> None:
     """The scan goes on with the bus as it was before the reload; the reloaded bus must not talk on

@@ -12,8 +12,9 @@ import serial
 
 from gateway.config import MBusBusConfig, load_config, parse_config_text
 from gateway.mbus import MBusTransport
+from gateway.transport import PollError
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
-from tests.gateway.helpers import bus_config_text, run_config
+from tests.gateway.helpers import bus_config_text, run_config, running
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
 
 PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
@@ -221,3 +222,44 @@ def test_a_line_reset_after_a_port_error_gives_every_meter_its_snd_nke_again() -
 
     assert asyncio.run(two_reads()) == 3.5
     assert sent[0] == build_snd_nke(7), "the reopened line asked the meter without an SND_NKE"
+
+
+def test_a_reload_during_a_secondary_address_search_stops_it_instead_of_waiting(tmp_path: Path) -> None:
+    """A search holds the bus until it ends (minutes on a long line); a reload or stop waited for it,
+    polling nothing meanwhile. Now the search stops at its next selection, and the scan says so."""
+    import asyncio
+
+    from gateway.service import Gateway
+    from tests.services import free_port
+
+    slaves = MBusSlaves([MBusSlave(0, f"{1000 + 37 * i:04d}{i:04d}", 1.0) for i in range(12)])  # ~6 s of search
+    line = SerialLine(slaves, LineSettings(baudrate=9600, parity="E")).start()
+    text = bus_config_text(
+        f"mqtt://127.0.0.1:{free_port()}", tmp_path / "s.sqlite", mbus_bus("m", line.port), [], gateway_id="gw-search"
+    )
+    config = parse_config_text(text)
+
+    async def scenario() -> tuple[BaseException | dict[str, Any], int]:
+        gateway = Gateway(config)
+        async with running(gateway):
+            await asyncio.sleep(0.2)
+            assert gateway._commands is not None
+            scan = asyncio.create_task(gateway._commands.scan({"bus": "m"}))
+            await asyncio.sleep(1.0)
+            await gateway.apply_config(config)
+            sent = slaves.frames
+            outcome: BaseException | dict[str, Any]
+            try:
+                outcome = await scan
+            except Exception as error:  # the command's handler turns it into an error reply
+                outcome = error
+            await asyncio.sleep(0.5)
+            return outcome, slaves.frames - sent
+
+    try:
+        outcome, after_reload = asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert isinstance(outcome, PollError), outcome
+    assert "search stopped, the bus is closing" in str(outcome)
+    assert after_reload == 0, "the search went on talking on the line after the reload"
