@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import serial
 
+import gateway.wmbus
 from aquami.contracts.reads import Reading
 from firmware_protocols.mbus.build import build_user_data
 from firmware_protocols.records import DataRecord
@@ -250,3 +251,30 @@ def test_a_receiver_that_fails_every_read_is_reopened_after_a_growing_wait() -> 
     asyncio.run(scenario())
     # waits of 0.25-0.5, 0.5-1 and 1-2 s: at most four opens in 2.5 s (thousands before)
     assert 2 <= opened <= 4
+
+
+def test_a_receiver_that_will_not_open_is_tried_again_after_a_growing_wait(monkeypatch) -> None:
+    """A stick left unplugged was tried every 5 s for good, a warning each time (17,280 a day); the
+    waits now grow as after a failed read, to 30 s."""
+    bus = _radio("/dev/ttyAQUAMI-UNPLUGGED")
+    waits: list[float] = []
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+
+        async def record(event: asyncio.Event, seconds: float) -> None:
+            if seconds == bus.poll_interval_s:  # the silence watcher's round, not a reopening
+                return await real_pause(event, seconds)
+            waits.append(seconds)
+            if len(waits) == 12:
+                stop.set()
+
+        real_pause = gateway.wmbus.pause
+        monkeypatch.setattr("gateway.wmbus.pause", record)
+        listener = WMBusListener(bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok: None)
+        await asyncio.wait_for(listener.run(stop), 10)
+
+    asyncio.run(scenario())
+    for k, wait in enumerate(waits):  # doubling from 0.5 s, up to 30 s, with equal jitter
+        ceiling = min(30.0, 0.5 * 2**k)
+        assert ceiling / 2 <= wait <= ceiling, waits
