@@ -269,7 +269,6 @@ class Publisher:
         except (OSError, ssl.SSLError) as error:
             log.warning("cannot connect to %s: %s", self.endpoint.url, error)
             return
-        started = self._connect_started
         # Only a first try in MQTT 5 gives up on silence early, to fall back; otherwise a broker
         # slow to answer (busy, a slow link) gets a keepalive period, or it would never be reached.
         may_fall_back = self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5 and not self._slow_broker
@@ -280,7 +279,7 @@ class Publisher:
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             if self._connack is None:
-                if time.monotonic() - started > patience:
+                if time.monotonic() - self._connect_started > patience:
                     log.warning("no CONNACK from %s", self.endpoint.url)
                     self._connack_timed_out = True
                     return

@@ -143,8 +143,9 @@ def merge_alerts(
         if updated != stored:
             current[stored.alert_id] = updated
             touched[stored.alert_id] = updated
+    removed = removed or {}
     for alert_id, alert in list(current.items()):
-        taken_out = (removed or {}).get(alert.meter_id or "")
+        taken_out = removed.get(alert.meter_id or "")
         if alert.status in ACTIVE and taken_out is not None and alert.start < taken_out <= now:
             end = alert.ended_at or max(taken_out, alert.last_seen)
             current[alert_id] = touched[alert_id] = alert.replace(

@@ -162,10 +162,10 @@ def installed_on_the_grid(
     meter = np.array([row for row, _, _ in installations], dtype=np.int64)
     since = np.array([_naive_us(a) for _, a, _ in installations])
     until = np.array([_naive_us(b) for _, _, b in installations])
-    first = np.where(
-        np.isnat(since), 0, np.searchsorted(timestamps, since, side="right")
-    )  # first interval ending after it
-    last = np.where(np.isnat(until), count, np.searchsorted(timestamps, until + step))  # … past the removal
+    # an installation's first interval is the first ending after it was fitted; ``last`` is the one
+    # after the interval its removal falls in
+    first = np.where(np.isnat(since), 0, np.searchsorted(timestamps, since, side="right"))
+    last = np.where(np.isnat(until), count, np.searchsorted(timestamps, until + step))
     # +1 from each installation's first interval, -1 after its last: in place where the count is above 0
     edges = np.zeros((n_meters, count + 1), dtype=np.int32)
     np.add.at(edges, (meter, first), 1)
