@@ -97,7 +97,8 @@ def window_grid(now: datetime, config: DetectionJobConfig) -> tuple[datetime, da
 
 
 def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJobConfig) -> SeriesBlock:
-    """Every known meter's registers on the grid ending at ``now``, in one query: in each interval
+    """Every known meter's registers on the grid ending at ``now`` (save those meterization took out
+    before the window that were not read in it), in one query: in each interval
     (instant - step, instant], the last reading, as the register at that instant. VEE's estimates
     are left out: where a read is missing, the block has a gap, as the detectors expect."""
     step = config.interval
@@ -116,7 +117,10 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
     volume, reverse, alarm_bits = _on_the_grid(rows, index, count, first, step)
     # where meterization had each meter in its place: an exchanged meter's silence is no gap to estimate
     installations = conn.execute("SELECT meter_id, installed_at, removed_at FROM meter_installations").fetchall()
-    return SeriesBlock(
+    installed = installed_on_the_grid(
+        [(index[m], a, b) for m, a, b in installations if m in index], len(index), timestamps
+    )
+    block = SeriesBlock(
         meter_ids=np.array([m[0] for m in meters], dtype=str),
         dma=np.array([m[1] for m in meters], dtype=str),
         role=np.array([m[2] for m in meters], dtype=str),
@@ -125,11 +129,14 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         alarms=alarm_bits,
         reverse_m3=reverse if not np.isnan(reverse).all() else None,
         bulk=np.array([m[3] for m in meters], dtype=bool),
-        installed=installed_on_the_grid(
-            [(index[m], a, b) for m, a, b in installations if m in index], len(index), timestamps
-        ),
+        installed=installed,
         day_offset_s=day_offset_s(utility_zone(conn), step),  # households' days are local days
     )
+    if installed is None:
+        return block
+    # meters taken out before the window and not read in it have nothing in it to detect: after years
+    # of exchanges (an AMI rollout replaces every meter) they would be half the block
+    return block.take(installed.any(axis=1) | ~np.isnan(volume).all(axis=1))
 
 
 def _on_the_grid(

@@ -252,15 +252,16 @@ def test_the_block_says_where_meterization_had_each_meter_in_its_place(migrated_
         ("SP-1", "EX-NEW", swap, None),
         ("SP-2", "EX-BENCH", START - timedelta(days=30), out),
         ("SP-2", "EX-BENCH", back, None),
+        ("SP-3", "EX-GONE", START - timedelta(days=400), START - timedelta(days=30)),  # long before the window
     ]
     with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
-            [("EX-OLD",), ("EX-NEW",), ("EX-BENCH",), ("EX-UNLISTED",)],
+            [("EX-OLD",), ("EX-NEW",), ("EX-BENCH",), ("EX-UNLISTED",), ("EX-GONE",)],
         )
         cur.executemany(
             "INSERT INTO service_points (service_point_id, dma, address) VALUES (%s, 'D1', 'Test Street')",
-            [("SP-1",), ("SP-2",)],
+            [("SP-1",), ("SP-2",), ("SP-3",)],
         )
         cur.executemany(
             "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) "
@@ -277,6 +278,7 @@ def test_the_block_says_where_meterization_had_each_meter_in_its_place(migrated_
     out_col, back_col = t - 1 - 20, t - 1 - 15  # the intervals ending at its removal and at its return
     assert placed["EX-BENCH"] == [True] * (out_col + 1) + [False] * (back_col - out_col) + [True] * (t - back_col - 1)
     assert placed["EX-UNLISTED"] == [True] * t
+    assert "EX-GONE" not in placed  # taken out before the window, and not read in it
 
 
 def test_a_dismissed_alert_stays_dismissed_with_who_and_why(leaky_database):
