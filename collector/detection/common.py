@@ -132,3 +132,30 @@ def nanmedian_last(x: np.ndarray) -> np.ndarray:
     hi = np.maximum(n // 2, 0)[..., None]
     middle = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))[..., 0]
     return np.where(n > 0, middle, np.nan)
+
+
+# numpy's nan-functions warn where a slice has no value, and detection reads NaN there as meant.
+# ``warnings.catch_warnings`` silenced them, but it swaps the process's warning filters, which is not
+# thread-safe before Python 3.14: detection runs in threads beside VEE, and a warning leaked to the
+# demo's console (one thread restored the filters while another was still inside), or one thread's
+# "ignore" could be left in place for good. These give the same values with no warning to silence.
+
+
+def nan_median(x: np.ndarray) -> float:
+    """``np.nanmedian`` of all of ``x``; NaN where it has no value."""
+    values = np.asarray(x, dtype=np.float64)
+    return math.nan if np.isnan(values).all() else float(np.nanmedian(values))
+
+
+def nan_percentile(x: np.ndarray, q: float) -> float:
+    """``np.nanpercentile`` of all of ``x``; NaN where it has no value."""
+    values = np.asarray(x, dtype=np.float64)
+    return math.nan if np.isnan(values).all() else float(np.nanpercentile(values, q))
+
+
+def nan_mean(x: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
+    """``np.nanmean`` over ``axis`` (the same sums, divided the same way); NaN where no value."""
+    seen = ~np.isnan(x)
+    total = np.where(seen, x, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore"):  # 0 / 0: no value
+        return np.asarray(total / seen.sum(axis=axis))

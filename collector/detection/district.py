@@ -17,7 +17,6 @@ may hide is at least half a step, it is taken as explained
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,9 @@ from collector.detection.common import (
     MAD_TO_SIGMA,
     Clock,
     confidence,
+    nan_mean,
+    nan_median,
+    nan_percentile,
     nanmedian_last,
     new_alert,
     previous_days,
@@ -59,19 +61,14 @@ def _rolling_median(x: np.ndarray, window: int) -> np.ndarray:
     """Median of the last ``window`` columns up to each column (robust to one-interval spikes:
     a customer's missing read whose estimate is far off moves it little). (D, T) with D small."""
     padded = np.concatenate([np.full((x.shape[0], window - 1), np.nan), x], axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # windows without data give NaN
-        return nanmedian_last(sliding_window_view(padded, window, axis=1))
+    return nanmedian_last(sliding_window_view(padded, window, axis=1))  # NaN for windows without data
 
 
 def smallest_main_burst_by_day(inlet_l_h: np.ndarray, layout: DayLayout, config: DetectionConfig) -> np.ndarray:
     """(D, days) the smallest step the DMA detector raises on each day: ``dma_min_fraction`` of the
     inlet's mean flow over the ``dma_baseline_days`` before it (NaN before any)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
-        previous = previous_days(layout.to_days(inlet_l_h, np.nan), config.dma_baseline_days)
-        mean: np.ndarray = np.nanmean(previous, axis=(2, 3))
-    return config.dma_min_fraction * mean
+    previous = previous_days(layout.to_days(inlet_l_h, np.nan), config.dma_baseline_days)
+    return config.dma_min_fraction * nan_mean(previous, axis=(2, 3))  # NaN: no history yet
 
 
 @dataclass(frozen=True)
@@ -103,10 +100,9 @@ class _Bars:
         noise over each window, and each window's median reaching back into those days too."""
         losses = balance.losses_l_h
         k = config.dma_baseline_days
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices early on
+        with np.errstate(divide="ignore", invalid="ignore"):  # no noise yet: z of a NaN window
             baseline_days = _slot_quantile(losses, layout, k, config.dma_baseline_quantile)
-            baseline_days = np.where(np.isnan(baseline_days), np.nanmedian(losses), baseline_days)
+            baseline_days = np.where(np.isnan(baseline_days), nan_median(losses), baseline_days)
             without: list[tuple[int, slice, np.ndarray]] = []  # (row, days, its excess without the flow)
             for d, days, flow in taken_out:
                 rest = losses[d : d + 1] - flow
@@ -219,9 +215,8 @@ class _LongBursts:
                 history = layout.to_days((losses[d] - taken)[None, :], np.nan)[
                     0, max(day - config.dma_baseline_days, 0) : day
                 ]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no history yet
-                    usual = np.nanmedian(history, axis=0) if day else np.full(layout.per_day, np.nan)
+                # each slot's median over the days before (NaN: no history yet)
+                usual = nanmedian_last(history.T) if day else np.full(layout.per_day, np.nan)
                 if np.isnan(usual).all():
                     continue
                 above = losses[d] - np.nan_to_num(usual)[(layout.offset + np.arange(t)) % layout.per_day]
@@ -257,10 +252,8 @@ def _back_to_usual(above: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
     the bar: a burst of a week lifts the history it is measured against within days, and the window
     falls under the bar while it still runs."""
     t = above.shape[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: nothing seen
-        half = 0.5 * float(np.nanmedian(above[lo:hi]))
-        quiet = _rolling_median(above[None, :], _QUIET_RUN)[0]
+    half = 0.5 * nan_median(above[lo:hi])  # NaN: nothing seen
+    quiet = _rolling_median(above[None, :], _QUIET_RUN)[0]
     with np.errstate(invalid="ignore"):
         back = np.flatnonzero(quiet[hi:] < half)
     if back.size == 0 or not half > 0:
@@ -451,9 +444,7 @@ class _LaterSteps:
             # found on its rising edge the window's median holds only part of the step: its
             # latest intervals, all in it, give its rate (too low a rate dated it early, and the
             # rest of its flow, not yet held, was found again as another step)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: the median alone
-                latest = float(np.nanmedian(rest[max(j - _EDGE + 1, 0) : j + 1]))
+            latest = nan_median(rest[max(j - _EDGE + 1, 0) : j + 1])  # NaN: the median alone
             latest -= float(_explained(np.asarray(latest), np.asarray(self.hidden[j])))
             rate = float(np.fmax(level[j], latest))
             start = max(_step_start(rest, j, rate, config, self.quiet_from), self.not_before)
@@ -503,10 +494,8 @@ class _Nest:
         seg = rest[start_col + 1 : busy_until]
         settle = min(seg.size, self._SETTLE)
         so_far = np.full(seg.size, rate_at_j)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN starts
-            for i in range(settle):
-                so_far[i] = np.nanpercentile(seg[: i + 1], 25)
+        for i in range(settle):
+            so_far[i] = nan_percentile(seg[: i + 1], 25)  # NaN for all-NaN starts
         so_far[settle:] = so_far[settle - 1] if settle else rate_at_j
         hold = np.zeros_like(self.after)
         hold[start_col + 1 : busy_until] = np.nan_to_num(so_far, nan=rate_at_j)
@@ -552,9 +541,7 @@ class _Nest:
         left the nest holding more than the balance showed, which hid the bursts after (seed 17)."""
         if end >= self.after.shape[0] or not self.holds:
             return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: nothing seen after
-            level = float(np.nanmedian(self.after[end : end + _SHORT_END]))
+        level = nan_median(self.after[end : end + _SHORT_END])  # NaN: nothing seen after
         rates = [float(hold[end - 1]) for hold in self.holds]
         total = sum(rates) + own_rate
         best, gap = None, abs(level - (total - own_rate))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -742,3 +743,27 @@ def test_an_inlet_meter_exchanged_for_another_keeps_its_dma_s_inflow_known() -> 
     (alert,) = [a for a in result.alerts if a.kind is AlertKind.DMA_BURST]
     assert abs((alert.start - at_hour(start_h)).total_seconds()) <= 2 * 3600
     assert alert.rate_l_h == pytest.approx(size, rel=0.1)
+
+
+def test_detection_warns_nothing_and_leaves_the_process_s_warning_filters_alone(monkeypatch) -> None:
+    """NaN is meant where a slice has no value, and numpy warns there. ``warnings.catch_warnings``
+    silenced it by swapping the process's warning filters, which is not thread-safe before Python
+    3.14: detection runs in threads beside VEE, and "RuntimeWarning: Mean of empty slice" reached
+    the demo's console. Here with every warning an error and the swap forbidden: a DMA with a main
+    burst, meters exchanged, and the inlet's first day unread."""
+
+    def swapping(*args: object, **kwargs: object) -> None:
+        raise AssertionError("warnings.catch_warnings swaps the process's filters: not thread-safe")
+
+    size = _share_of_inflow(_dma(np.random.default_rng(41)), 0.04)
+    start_h = 16 * 24 + 3.3
+    block = _rollout(41, add_flow(_background(300.0), start_h, size, start_h + 72), recorded=True)
+    volume = block.volume_m3.copy()
+    volume[block.role == "inlet", 1:24] = np.nan
+    block = dataclasses.replace(block, volume_m3=volume)
+    with warnings.catch_warnings(), monkeypatch.context() as forbidden:  # the test's own swap, first
+        warnings.simplefilter("error")
+        forbidden.setattr(warnings, "catch_warnings", swapping)
+        result = run_detection(block)
+        result.balance.minimum_night_flow_l_h()
+    assert [a.kind for a in result.alerts].count(AlertKind.DMA_BURST) == 1
