@@ -170,12 +170,21 @@ class MBusTransport:
         raise AssertionError("unreachable")
 
     def _initialise(self, meter: MeterConfig) -> None:
+        """SND_NKE before a meter's first request on this line, and after a failure: it resets the
+        meter's link layer (EN 13757-2 clause 5.3), so the first request's FCB is taken as new. A
+        meter read by secondary address takes it at FDh once selected, which also deselects it
+        (EN 13757-3 Annex E; :meth:`read_blocking` selects it again). Without it, a meter whose last
+        request (from the gateway before a restart, or a hand-held reader) carried FCB = 1 took our
+        first as a repeat and sent its old telegram again, stamped with the time of our read."""
         if meter.meter_id in self._initialised:
             return
         if meter.secondary_address is None:
             answer = self._exchange(build_snd_nke(meter.unit_id))
-            if answer != bytes([ACK]):
-                raise PollError("SND_NKE not acknowledged")
+        else:
+            self._select(meter)
+            answer = self._exchange(build_snd_nke(NETWORK_LAYER))
+        if answer != bytes([ACK]):
+            raise PollError("SND_NKE not acknowledged")
         self._initialised.add(meter.meter_id)
         self._fcb[meter.meter_id] = True  # the first request after SND_NKE carries FCB = 1
 

@@ -263,3 +263,41 @@ def test_a_reload_during_a_secondary_address_search_stops_it_instead_of_waiting(
     assert isinstance(outcome, PollError), outcome
     assert "search stopped, the bus is closing" in str(outcome)
     assert after_reload == 0, "the search went on talking on the line after the reload"
+
+
+def test_a_meter_read_by_secondary_address_gets_snd_nke_first_and_no_stale_repeat(tmp_path: Path) -> None:
+    """A meter whose last request carried FCB = 1 (another master's, or this gateway's before a
+    restart) takes a first request with FCB = 1 as a repeat and sends its old telegram again, which
+    the gateway stamped with the time of its own read. A meter read by primary address gets SND_NKE
+    first (EN 13757-2 clause 5.3); one read by secondary address now gets it too, at FDh once
+    selected. The product's meter simulator counts fresh telegrams in its access number."""
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import build_req_ud2, build_snd_ud_select
+    from gateway.config import MeterConfig
+    from simulators.mbus_bus import MBusBus
+    from simulators.mbus_slave import MBusWaterMeter
+    from simulators.meter_model import MeterModel
+
+    model = MeterModel("HOUSE-9", installed=datetime(2025, 12, 1, tzinfo=UTC), seed=9, initial_m3=42.0)
+    water = MBusWaterMeter(model, 0, "26009999")
+    bus = MBusBus([water], settings=LineSettings(baudrate=9600, parity="E"))
+    earlier = datetime.now(UTC)
+    bus.handle(build_snd_ud_select("26009999"), earlier)  # a hand-held reader's last visit: FCB = 1
+    bus.handle(build_req_ud2(0xFD, fcb=True), earlier)
+    fresh_before = water.access_no
+    line = SerialLine(bus, LineSettings(baudrate=9600, parity="E")).start()
+    try:
+        text = bus_config_text(
+            "mqtt://127.0.0.1:1", tmp_path / "s.sqlite", mbus_bus("m", line.port), [], gateway_id="g"
+        )
+        bus_config = parse_config_text(text).buses[0]
+        assert isinstance(bus_config, MBusBusConfig)
+        transport = MBusTransport(bus_config)
+        reading = transport.read_blocking(MeterConfig("HOUSE-9", 0, "mbus", secondary_address="26009999"))
+        transport.line.close()
+    finally:
+        line.stop()
+    telegrams = 2  # the simulator's meter answers in two: the current values, then its monthly history
+    assert water.access_no - fresh_before == telegrams, "a telegram was the meter's old one, sent again"
+    assert reading.volume_m3 > 42.0
