@@ -44,6 +44,11 @@ _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84; paho maps a 3.1.1 broker's r
 _LOOP_TICK_S = 0.05  # how long one network-loop turn may wait for the socket
 _REFUSED_MIN_S = 1.0  # the first wait before a refused batch goes again
 _CONNACK_TIMEOUT_S = 3.0  # an MQTT 5 CONNECT unanswered this long (protocol "auto"): try 3.1.1
+#: A connection that lasted this long was a good one: the reconnection waits start again from the
+#: shortest. One dropped sooner (a broker that crash-loops, or another client taking over the same
+#: client id, i.e. gateway_id) leaves them growing: they were reset at every CONNACK, and the gateway
+#: reconnected every second for as long as that went on.
+_STABLE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,8 @@ class Publisher:
         self._stop = threading.Event()
         self._draining = False
         self._backoff = Backoff(self.options.reconnect_min_s, self.options.reconnect_max_s)
+        self._connected_at: float | None = None  # this session's CONNACK (time.monotonic)
+        self.short_connections = 0  # dropped in a row before _STABLE_S
         # a batch the broker refused (MQTT 5: not authorised, quota exceeded) is sent again after a
         # growing wait, not on the next loop turn: a refusal that lasts would have it resent 20 times
         # a second, each logged, for as long as the broker's rules stay as they are
@@ -239,6 +246,7 @@ class Publisher:
                         sock.close()
             if self._stop.is_set():
                 break
+            self._note_how_long_it_lasted()
             refused_v5 = self._v5_refused()
             if refused_v5 and self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5:
                 log.warning("%s does not speak MQTT 5; falling back to MQTT 3.1.1", self.endpoint.url)
@@ -251,6 +259,28 @@ class Publisher:
             delay = self._backoff.next()
             log.info("reconnecting to %s in %.1f s", self.endpoint.url, delay)
             self._stop.wait(delay)
+
+    def _note_how_long_it_lasted(self) -> None:
+        """After a session: a connection that lasted starts the reconnection waits afresh; one after
+        another dropped soon after CONNACK are counted, and said."""
+        if self._connected_at is None:
+            return
+        lasted = time.monotonic() - self._connected_at
+        self._connected_at = None
+        if lasted >= _STABLE_S:
+            self._backoff.reset()
+            self.short_connections = 0
+            return
+        self.short_connections += 1
+        if self.short_connections >= 3:
+            log.warning(
+                "%d connections in a row to %s ended within %.0f s of being accepted: is another gateway "
+                "configured with gateway_id %r (the broker lets one client at a time use its client id)?",
+                self.short_connections,
+                self.endpoint.url,
+                _STABLE_S,
+                self.gateway_id,
+            )
 
     def _v5_refused(self) -> bool:
         """Did this session's broker refuse MQTT 5: "unsupported protocol version", or no CONNACK at
@@ -324,7 +354,7 @@ class Publisher:
         self._max_packet = min((n for n in (announced, self.options.max_packet_size) if n), default=None)
         self._readings_per_batch = self.batch_size
         self._unsendable.clear()  # this broker may take them
-        self._backoff.reset()
+        self._connected_at = time.monotonic()
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         client.subscribe(self.command_topic, qos=1)
         self.connected.set()

@@ -458,3 +458,35 @@ def test_auto_keeps_mqtt311_for_a_broker_silent_to_mqtt5(tmp_path: Path, caplog:
         thread.join(5)
     assert (first, second) == ("3.1.1", "3.1.1")
     assert sum("does not speak MQTT 5" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_two_gateways_with_one_gateway_id_back_off_and_say_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The broker lets one client at a time use a client id: a second gateway configured with the
+    same gateway_id takes the session over, and the first, reconnecting, takes it back. The waits
+    were reset at every CONNACK, so the two took turns every fraction of a second for good; a
+    connection that lasted under 30 s now leaves them growing, and the gateways say what is wrong.
+    Both still deliver."""
+    broker = MosquittoBroker()
+    broker.start()
+    spools = [Spool(tmp_path / f"s{n}.sqlite") for n in range(2)]
+    for n, spool in enumerate(spools):
+        spool.append([{"meter_id": f"WM-{n}", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=2.0)
+    twins = [Publisher(spool, "gw-twin", MqttEndpoint.parse(broker.url), options=options) for spool in spools]
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.publisher"):
+            for twin in twins:
+                twin.start()
+            time.sleep(6.0)
+        connections = sum(twin.connections for twin in twins)
+        # waits of 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2 s, each halved to doubled by jitter, and the
+        # turn itself: about a dozen in 6 s, against about 60 when every CONNACK reset them
+        assert connections <= 24, connections
+        assert [spool.depth() for spool in spools] == [0, 0]
+        assert any("is another gateway configured with gateway_id 'gw-twin'" in r.getMessage() for r in caplog.records)
+    finally:
+        for twin in twins:
+            twin.stop()
+        for spool in spools:
+            spool.close()
+        broker.stop()
