@@ -141,6 +141,7 @@ class Gateway:
                 "batches_acknowledged": self.publisher.acknowledged_batches,
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
                 "batches_resealed": self.publisher.resealed_batches,  # larger than the broker takes
+                "short_connections": self.publisher.short_connections,  # in a row: the same gateway_id twice?
                 "mqtt_protocol": self.publisher.protocol_in_use,
             },
         )

@@ -483,6 +483,7 @@ def test_two_gateways_with_one_gateway_id_back_off_and_say_so(tmp_path: Path, ca
         # turn itself: about a dozen in 6 s, against about 60 when every CONNACK reset them
         assert connections <= 24, connections
         assert [spool.depth() for spool in spools] == [0, 0]
+        assert max(twin.short_connections for twin in twins) >= 3  # health's short_connections
         assert any("is another gateway configured with gateway_id 'gw-twin'" in r.getMessage() for r in caplog.records)
     finally:
         for twin in twins:
