@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from collector.detection.csvio import Meters
+    from server.meters.repository import Installation
 
 DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 
@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
             ...,
             exists=True,
             dir_okay=False,
-            help="METERS.csv: meter_id,dma,role[,bulk][,service_point_id,installed_at[,removed_at]]",
+            help="METERS.csv: meter_id,dma,role[,bulk][,service_point_id,installed_at[,removed_at]]"
+            "[,initial_register_m3][,final_register_m3]",
         ),
         database_url: str = DATABASE_URL,
     ) -> None:
@@ -64,8 +65,9 @@ def register(app: typer.Typer) -> None:
         when it fits them): each meter's DMA, its role (customer or inlet) and whether it is a bulk
         meter (many premises behind it). A meter registered again takes the file's values. Rows
         with ``service_point_id`` and ``installed_at`` (and ``removed_at`` once it was taken out)
-        record where the meter was fitted: billing reads across an exchange from them, and the DMA
-        balance stops estimating an exchanged meter's use. The file is recorded whole or not at all."""
+        record where the meter was fitted, with ``initial_register_m3``/``final_register_m3`` as read
+        on the job cards: billing reads across an exchange from them, and the DMA balance stops
+        estimating an exchanged meter's use. The file is recorded whole or not at all."""
         import json
 
         import psycopg
@@ -92,21 +94,50 @@ def register(app: typer.Typer) -> None:
     app.add_typer(server_app, name="server")
 
 
-def _installations(table: Meters, path: Path) -> list[tuple[str, str, str | None, datetime, datetime | None]]:
-    """(meter, service point, DMA, installed, removed) of the rows that say where a meter was fitted."""
+def _installations(table: Meters, path: Path) -> list[Installation]:
+    """The rows that say where a meter was fitted, with their job cards' registers."""
     from collector.detection.csvio import CsvFormatError
+    from server.meters.repository import Installation
 
     dated = {row: (since, until) for row, since, until in table.installations}
     found = []
     for row, meter_id in enumerate(table.meter_ids.tolist()):
         point = table.service_point_ids[row] if table.service_point_ids else ""
         since, until = dated.get(row, (None, None))
-        if not point and (since or until):
-            raise CsvFormatError(f"{path}: row {row + 2}: an installation needs its service_point_id")
+        initial, final = table.job_card_registers[row] if table.job_card_registers else ("", "")
+        where = f"{path}: row {row + 2}"
+        if not point and (since or until or initial or final):
+            raise CsvFormatError(f"{where}: an installation needs its service_point_id")
         if point and since is None:
-            raise CsvFormatError(
-                f"{path}: row {row + 2}: service_point_id needs installed_at, when the meter was fitted"
-            )
+            raise CsvFormatError(f"{where}: service_point_id needs installed_at, when the meter was fitted")
+        if final and until is None:
+            raise CsvFormatError(f"{where}: final_register_m3 is read at the removal: it needs removed_at")
         if point and since is not None:
-            found.append((meter_id, point, str(table.dma[row]) or None, since, until))
+            found.append(
+                Installation(
+                    meter_id,
+                    point,
+                    str(table.dma[row]) or None,
+                    since,
+                    until,
+                    _register(initial, "initial_register_m3", where),
+                    _register(final, "final_register_m3", where),
+                )
+            )
     return found
+
+
+def _register(text: str, column: str, where: str) -> Decimal | None:
+    """A job card's register (m³, a decimal; empty: not read), within the reads contract's bounds."""
+    from aquami.contracts.reads import VOLUME_MAX_M3
+    from collector.detection.csvio import CsvFormatError
+
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise CsvFormatError(f"{where}: {column} {text!r} is not a decimal number") from None
+    if not value.is_finite() or not 0 <= value <= VOLUME_MAX_M3:
+        raise CsvFormatError(f"{where}: {column} {text!r} is no register (0 to {VOLUME_MAX_M3:g} m³)")
+    return value

@@ -427,9 +427,12 @@ class Meters:
     bulk: np.ndarray | None = None  # (M,) bool; None: the file has no bulk column
     #: (row, installed or None, removed or None) of the meters whose row gives either
     installations: tuple[tuple[int, datetime | None, datetime | None], ...] = ()
-    #: each row's ``service_point_id`` (empty where none is given; none at all without the column):
-    #: not detection's, but ``aquami server register-meters`` records installations with it
+    #: each row's ``service_point_id`` (empty where none is given; none at all without the column),
+    #: and its job card's registers at fitting and removal (``initial_register_m3``,
+    #: ``final_register_m3``, as text): not detection's, but ``aquami server register-meters``
+    #: records installations with them
     service_point_ids: tuple[str, ...] = ()
+    job_card_registers: tuple[tuple[str, str], ...] = ()
 
 
 _BULK = {"true": True, "false": False, "": False}
@@ -444,7 +447,7 @@ def read_meters_csv(path: Path) -> Meters:
         fields = set(reader.fieldnames or [])
         rows = [tuple((r[name] or "").strip() if name in fields else "" for name in _METER_COLUMNS) for r in reader]
     installations = []
-    for i, (_, _, role, bulk, installed, removed, _) in enumerate(rows):
+    for i, (_, _, role, bulk, installed, removed, *_) in enumerate(rows):
         if role not in (CUSTOMER, INLET):
             raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
         if bulk.lower() not in _BULK:
@@ -467,10 +470,21 @@ def read_meters_csv(path: Path) -> Meters:
         np.array([_BULK[r[3].lower()] for r in rows], dtype=bool) if "bulk" in fields else None,
         tuple(installations),
         tuple(r[6] for r in rows) if "service_point_id" in fields else (),
+        tuple((r[7], r[8]) for r in rows) if fields & {"initial_register_m3", "final_register_m3"} else (),
     )
 
 
-_METER_COLUMNS = ("meter_id", "dma", "role", "bulk", "installed_at", "removed_at", "service_point_id")
+_METER_COLUMNS = (
+    "meter_id",
+    "dma",
+    "role",
+    "bulk",
+    "installed_at",
+    "removed_at",
+    "service_point_id",
+    "initial_register_m3",
+    "final_register_m3",
+)
 
 
 def _meter_time(text: str, column: str, path: Path, i: int) -> datetime | None:

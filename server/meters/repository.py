@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -87,10 +89,26 @@ def register_meters(
         )
 
 
+@dataclass(frozen=True)
+class Installation:
+    """Where a meter was fitted, as meterization's job cards have it: from ``installed_at`` to
+    ``removed_at`` (None: still there), with the registers read on the cards at each (None: not
+    read; billing then takes the meter's own reads nearest)."""
+
+    meter_id: str
+    service_point_id: str
+    dma: str | None  # of a service point not known yet
+    installed_at: datetime
+    removed_at: datetime | None = None
+    initial_register_m3: Decimal | None = None
+    final_register_m3: Decimal | None = None
+
+
 # The file's installations as arrays, one statement each however many (one per row took 12 s for
 # 50,000): an installation is known by its meter and when it was fitted.
-_FILE = """unnest(%(meters)s::text[], %(installed)s::timestamptz[], %(points)s::text[], %(removed)s::timestamptz[])
-    AS f(meter_id, installed_at, service_point_id, removed_at)"""
+_FILE = """unnest(%(meters)s::text[], %(installed)s::timestamptz[], %(points)s::text[], %(removed)s::timestamptz[],
+           %(initial)s::numeric[], %(final)s::numeric[])
+    AS f(meter_id, installed_at, service_point_id, removed_at, initial_register_m3, final_register_m3)"""
 _NEW_POINTS = """
 INSERT INTO service_points (service_point_id, dma)
 SELECT DISTINCT ON (point) point, dma FROM unnest(%(points)s::text[], %(dmas)s::text[]) AS f(point, dma)
@@ -98,13 +116,16 @@ ORDER BY point, dma
 ON CONFLICT DO NOTHING
 """
 _RECORD_AGAIN = f"""
-UPDATE meter_installations m SET service_point_id = f.service_point_id, removed_at = f.removed_at
+UPDATE meter_installations m SET service_point_id = f.service_point_id, removed_at = f.removed_at,
+    initial_register_m3 = f.initial_register_m3, final_register_m3 = f.final_register_m3
 FROM {_FILE}
 WHERE m.meter_id = f.meter_id AND m.installed_at = f.installed_at
 """
 _RECORD_NEW = f"""
-INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at)
-SELECT f.service_point_id, f.meter_id, f.installed_at, f.removed_at FROM {_FILE}
+INSERT INTO meter_installations
+    (service_point_id, meter_id, installed_at, removed_at, initial_register_m3, final_register_m3)
+SELECT f.service_point_id, f.meter_id, f.installed_at, f.removed_at, f.initial_register_m3, f.final_register_m3
+FROM {_FILE}
 WHERE NOT EXISTS (SELECT 1 FROM meter_installations m WHERE m.meter_id = f.meter_id AND m.installed_at = f.installed_at)
 """
 _OVERLAP_RULE = "a meter is in one place at a time, and a place has one meter at a time"
@@ -128,21 +149,20 @@ LIMIT 1
 """
 
 
-def record_installations(
-    conn: psycopg.Connection, installations: list[tuple[str, str, str | None, datetime, datetime | None]]
-) -> None:
-    """Record where meters were fitted (meter id, service point, its DMA, installed, removed or
-    None: still there), as meterization's job cards have it. An installation is known by its meter
-    and when it was fitted: recorded again, it takes the new service point and removal. A service
-    point not yet known is added in the meter's DMA. Raises ValueError where a meter would be in two
+def record_installations(conn: psycopg.Connection, installations: list[Installation]) -> None:
+    """Record where meters were fitted. An installation is known by its meter and when it was
+    fitted: recorded again, it takes the new service point, removal and registers. A service point
+    not yet known is added in the meter's DMA. Raises ValueError where a meter would be in two
     places at once, or two meters at one place (the caller's transaction then stores nothing)."""
     with conn.cursor() as cur:
         arrays = {
-            "meters": [i[0] for i in installations],
-            "points": [i[1] for i in installations],
-            "dmas": [i[2] for i in installations],
-            "installed": [i[3] for i in installations],
-            "removed": [i[4] for i in installations],
+            "meters": [i.meter_id for i in installations],
+            "points": [i.service_point_id for i in installations],
+            "dmas": [i.dma for i in installations],
+            "installed": [i.installed_at for i in installations],
+            "removed": [i.removed_at for i in installations],
+            "initial": [i.initial_register_m3 for i in installations],
+            "final": [i.final_register_m3 for i in installations],
         }
         cur.execute(_NEW_POINTS, arrays)
         try:  # removals first: a meter's replacement may start where its removal is recorded now

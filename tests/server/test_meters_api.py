@@ -302,6 +302,24 @@ def test_a_meter_exchange_is_recorded_from_a_meters_file_and_recorded_again_take
         assert conn.execute("SELECT dma FROM service_points WHERE service_point_id = 'SP-7'").fetchone() == ("DMA5",)
 
 
+def test_the_job_cards_registers_of_an_exchange_are_recorded_exactly(migrated_database_url, tmp_path):
+    """Billing reads across an exchange from the registers on its job card: the new meter's at its
+    fitting, the old one's at its removal, as decimals (a float would invent litres)."""
+    header = "meter_id,dma,role,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3\n"
+    result = _register(
+        migrated_database_url,
+        tmp_path / "m.csv",
+        header + "OLD-7,DMA5,customer,SP-7,2019-05-02T08:00:00Z,2026-10-14T10:30:00Z,12.5,1234.567\n"
+        "NEW-7,DMA5,customer,SP-7,2026-10-14T10:30:00Z,,0.001,\n",
+    )
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(migrated_database_url) as conn:
+        rows = conn.execute(
+            "SELECT meter_id, initial_register_m3, final_register_m3 FROM meter_installations ORDER BY meter_id"
+        ).fetchall()
+    assert rows == [("NEW-7", Decimal("0.001"), None), ("OLD-7", Decimal("12.5"), Decimal("1234.567"))]
+
+
 @pytest.mark.parametrize("constraints", ["kept", "dropped"])
 def test_a_meters_file_that_puts_two_meters_in_one_place_at_once_records_nothing(
     migrated_database_url, tmp_path, constraints
@@ -336,10 +354,15 @@ def test_a_meters_file_that_puts_two_meters_in_one_place_at_once_records_nothing
         ("A,DMA5,customer,SP-1,,", "row 2: service_point_id needs installed_at"),
         ("A,DMA5,customer,SP-1,,2019-05-02T08:00:00Z", "row 2: service_point_id needs installed_at"),
         ("A,DMA5,customer,SP-1,2019-05-02 08:00,", "row 2: installed_at:"),
+        ("A,DMA5,customer,,,,5,", "row 2: an installation needs its service_point_id"),
+        ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,,7.5", "row 2: final_register_m3 is read at the removal"),
+        ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,-1,", "row 2: initial_register_m3 '-1' is no register"),
+        ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,NaN,", "row 2: initial_register_m3 'NaN' is no register"),
+        ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,12 m3,", "row 2: initial_register_m3 '12 m3' is not a decimal"),
     ],
 )
 def test_an_installation_without_its_place_or_date_is_refused(migrated_database_url, tmp_path, row, message):
-    header = "meter_id,dma,role,service_point_id,installed_at,removed_at\n"
+    header = "meter_id,dma,role,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3\n"
     result = _register(migrated_database_url, tmp_path / "m.csv", header + row + "\n")
     assert result.exit_code == 2 and message in result.output
     assert _installations(migrated_database_url) == []
