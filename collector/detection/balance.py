@@ -106,9 +106,10 @@ def customer_flow_parts(
     stuck check (:mod:`collector.detection.stuck`) needs that raw balance, looked at days later.
     """
     f = flows.flow_l_h
+    unread = np.isnan(f)
     # a meter not in its place, unread, passed no water: nothing to estimate (a read there still counts)
-    absent = block.not_installed() & np.isnan(f)
-    usable = ~np.isnan(f)
+    absent = block.not_installed() & unread
+    usable = ~unread
     if flows.spread.any():
         cols = np.arange(f.shape[1], dtype=np.int32)
         usable &= ~flows.spread | (flows.known_idx <= cols + config.dma_read_lag)
