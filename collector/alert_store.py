@@ -62,7 +62,12 @@ def alerts_for(conn: psycopg.Connection[Any], meter_id: str) -> list[Alert]:
 
 
 def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
-    """Insert opened alerts and update the others, in the caller's transaction."""
+    """Insert opened alerts and update the others, in the caller's transaction.
+
+    An alert a person dismissed is never updated: a detection run reads its alerts without locking
+    them (a dismissal would wait for the whole run), so one that read an alert just before it was
+    dismissed would otherwise write it back as it was, undoing the dismissal it never saw. Runs
+    never change a dismissed alert themselves (:func:`merge_alerts`)."""
     with conn.cursor() as cur:
         if changes.opened:
             placeholders = ", ".join(["%s"] * len(_COLUMNS))
@@ -74,7 +79,7 @@ def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
         if changed:
             assignments = ", ".join(f"{c} = %s" for c in _COLUMNS[1:])
             cur.executemany(
-                f"UPDATE alerts SET {assignments} WHERE alert_id = %s",
+                f"UPDATE alerts SET {assignments} WHERE alert_id = %s AND status <> 'dismissed'",
                 [(*_row(a)[1:], a.alert_id) for a in changed],
             )
 

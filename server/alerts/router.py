@@ -28,7 +28,12 @@ class AlertPage(BaseModel):
 
 
 class Dismissal(BaseModel):
-    reason: str = Field(min_length=3, max_length=500, description="Why no action is needed")
+    reason: str = Field(
+        min_length=3,
+        max_length=500,
+        pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
+        description="Why no action is needed: not only blanks, and no NUL",
+    )
 
 
 @router.get("", response_model=AlertPage, summary="Alerts, newest first")

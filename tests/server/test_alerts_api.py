@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from collector.alert_store import save_changes
+from collector.alert_store import alerts_to_merge, save_changes
 from collector.detection.alerts import Alert, AlertKind, make_alert_id
-from collector.detection.lifecycle import AlertChanges
+from collector.detection.lifecycle import AlertChanges, merge_alerts
 from server.app import create_app
 from server.auth import create_api_key
 
@@ -80,6 +80,8 @@ def test_customer_care_dismisses_with_a_reason_and_it_is_recorded(api):
         ("customer_care", "/alerts/leak/NOPE/20261120T030000Z/dismiss", {"reason": "gone away"}, 404),
         ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {}, 422),
         ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": ""}, 422),
+        ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "     "}, 422),
+        ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "pool\x00filling"}, 422),
     ],
 )
 def test_bad_dismissals_are_problems_and_change_nothing(api, migrated_database_url, key, path, body, status):
@@ -89,6 +91,27 @@ def test_bad_dismissals_are_problems_and_change_nothing(api, migrated_database_u
     assert response.headers["content-type"].startswith("application/problem+json")
     with psycopg.connect(migrated_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM alerts WHERE status = 'dismissed'").fetchone() == (0,)
+
+
+def test_a_dismissal_made_while_a_detection_run_works_survives_the_run(api, migrated_database_url):
+    """A run reads its alerts without locking them, merges, then writes: a person's dismissal that
+    lands in between must not be written over by the run's older copy of the alert."""
+    client, keys = api
+    leak = alert(AlertKind.LEAK, "M1", 0)
+    with psycopg.connect(migrated_database_url) as run:
+        loaded = alerts_to_merge(run, T0 - timedelta(days=1))
+        changes = merge_alerts(loaded, [leak.replace(last_seen=T0 + timedelta(hours=1))], T0 + timedelta(hours=1))
+        assert [a.alert_id for a in changes.updated] == [leak.alert_id]  # the run has an update to write
+        run.commit()  # (the read's transaction ends; the run's write comes later, as in a long run)
+        response = client.post(f"/alerts/{leak.alert_id}/dismiss", json={"reason": "pool filling"},
+                               headers=auth(keys["customer_care"]))  # fmt: skip
+        assert response.status_code == 200, response.text
+        with run.transaction():
+            save_changes(run, changes)
+        stored = run.execute(
+            "SELECT status, dismissed_by, dismiss_reason FROM alerts WHERE alert_id = %s", (leak.alert_id,)
+        ).fetchone()
+    assert stored == ("dismissed", "Test customer_care", "pool filling")
 
 
 def test_the_web_page_shows_open_alerts(api):
