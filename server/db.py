@@ -31,6 +31,7 @@ def open_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
         max_size=max_size,
         kwargs={"row_factory": dict_row, "autocommit": True},
         check=ConnectionPool.check_connection,
+        configure=_in_utc,
         open=False,
     )
     pool.open(wait=False)
@@ -39,6 +40,12 @@ def open_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
     except PoolTimeout:
         log.warning("database not reachable yet; requests are answered 503 until it is")
     return pool
+
+
+def _in_utc(conn: psycopg.Connection) -> None:
+    """Each connection's session in UTC: psycopg gives timestamps in the session's TimeZone, which is
+    the database's or the host's (initdb copies the host's zone), and the pages and the API show UTC."""
+    conn.execute("SET TIME ZONE 'UTC'")
 
 
 def get_connection(request: Request) -> Iterator[psycopg.Connection]:

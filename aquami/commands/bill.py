@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
         from psycopg.rows import dict_row
 
         from server.billing import repository, service
+        from server.billing.schemas import DeterminantPage
 
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             start, end = _period(period, repository.utility_timezone(conn))  # type: ignore[arg-type]
@@ -60,17 +61,8 @@ def register(app: typer.Typer) -> None:
         if csv:
             text = service.to_csv(service.DETERMINANT_COLUMNS, service.determinant_csv_rows(items, start, end))
         else:
-            text = (
-                json.dumps(
-                    {
-                        "start": start.isoformat(),
-                        "end": end.isoformat(),
-                        "items": [item.model_dump(mode="json") for item in items],
-                    },
-                    indent=1,
-                )
-                + "\n"
-            )
+            page = DeterminantPage(start=start, end=end, items=items, next=None)  # the API's shape, times in UTC
+            text = json.dumps(page.model_dump(mode="json", exclude={"next"}), indent=1) + "\n"
         _write(text, out)
 
     app.add_typer(bill_app, name="bill")

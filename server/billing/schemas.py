@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
 
 from server.decimals import ExactDecimal
+from server.instants import UtcInstant
 
 
 class BillingRead(BaseModel):
-    ts: datetime
+    ts: UtcInstant
     service_point_id: str
     meter_id: str
     volume_m3: ExactDecimal
@@ -22,14 +21,14 @@ class BillingRead(BaseModel):
 
 class BillingReadPage(BaseModel):
     account_id: str
-    start: datetime
-    end: datetime
+    start: UtcInstant
+    end: UtcInstant
     items: list[BillingRead]
     next: str | None = Field(description="URL of the next page, or null on the last page")
 
 
 class RegisterRead(BaseModel):
-    ts: datetime
+    ts: UtcInstant
     volume_m3: ExactDecimal
     quality: str
 
@@ -40,8 +39,8 @@ class LeakOnLine(BaseModel):
     alert_id: str
     kind: str = Field(description="leak or burst")
     status: str = Field(description="open, ongoing or resolved (dismissed alerts are left out)")
-    start: datetime = Field(description="estimated start, or the line's start if later")
-    end: datetime = Field(description="when it ended or was last seen, or the line's end if earlier")
+    start: UtcInstant = Field(description="estimated start, or the line's start if later")
+    end: UtcInstant = Field(description="when it ended or was last seen, or the line's end if earlier")
     rate_l_h: float = Field(description="estimated flow of the leak (a rate, not money or a register)")
     estimated_volume_m3: ExactDecimal = Field(description="rate × duration within the line: an estimate")
 
@@ -49,8 +48,8 @@ class LeakOnLine(BaseModel):
 class DeterminantLine(BaseModel):
     service_point_id: str
     meter_id: str
-    start: datetime = Field(description="where this meter starts counting for the account in the period")
-    end: datetime
+    start: UtcInstant = Field(description="where this meter starts counting for the account in the period")
+    end: UtcInstant
     opening: RegisterRead | None
     closing: RegisterRead | None
     consumption_m3: ExactDecimal | None = Field(description="null when some interval's consumption is unknown")
@@ -66,7 +65,7 @@ class Determinant(BaseModel):
 
 
 class DeterminantPage(BaseModel):
-    start: datetime
-    end: datetime
+    start: UtcInstant
+    end: UtcInstant
     items: list[Determinant]
     next: str | None = Field(description="URL of the next page, or null on the last page")

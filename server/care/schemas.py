@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
+
+from server.instants import UtcInstant
 
 
 class EnquiryUpdate(BaseModel):
-    at: datetime
+    at: UtcInstant
     by: str
     note: str
 
@@ -26,9 +26,9 @@ class Enquiry(BaseModel):
     meter_id: str | None
     dma: str | None
     alert_id: str | None = Field(description="the alert that raised it, for enquiries from detection")
-    opened_at: datetime
-    updated_at: datetime
-    closed_at: datetime | None
+    opened_at: UtcInstant
+    updated_at: UtcInstant
+    closed_at: UtcInstant | None
 
 
 class EnquiryWithUpdates(Enquiry):

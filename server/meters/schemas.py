@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from server.decimals import ExactDecimal
+from server.instants import UtcInstant
 
 
 class Reading(BaseModel):
-    ts: datetime
+    ts: UtcInstant
     volume_m3: ExactDecimal
     flow_m3h: float | None = None
     reverse_volume_m3: ExactDecimal | None = None
@@ -28,7 +28,7 @@ class Meter(BaseModel):
     dma: str | None
     role: str
     bulk: bool = Field(description="supplies many premises (a block of flats): its continuous flow is no leak")
-    first_seen: datetime
+    first_seen: UtcInstant
     last_gateway_id: str | None
     latest: Reading | None
 
@@ -79,19 +79,10 @@ class ReadingCorrection(BaseModel):
     )
 
 
-def _in_utc(moment: datetime) -> datetime:
-    """The instant in UTC; refused when its UTC date is outside years 1 to 9999, which PostgreSQL
-    would store but no reader of the readings could load again."""
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the time's UTC date must be within the years 1 to 9999") from None
-
-
 class ReadingSubstitution(ReadingCorrection):
     """A reading a person obtained otherwise (a site visit, a photo of the register)."""
 
-    ts: Annotated[AwareDatetime, AfterValidator(_in_utc)]
+    ts: UtcInstant
 
 
 class ReadingVersion(BaseModel):
@@ -104,7 +95,7 @@ class ReadingVersion(BaseModel):
     quality: str
     quality_by: str | None
     quality_reason: str | None
-    superseded_at: datetime
+    superseded_at: UtcInstant
     superseded_by: str | None
     superseded_reason: str | None
     superseded_quality: str | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -202,6 +203,11 @@ def test_the_command_line_gives_the_same_determinants_and_nem12(api, migrated_da
     assert by_cli.exit_code == 0, by_cli.output
     by_api = client.get("/billing/determinants?period=2026-02&format=csv", headers=auth(keys["billing"])).text
     assert by_cli.output.splitlines() == by_api.splitlines()
+    as_json = CliRunner().invoke(app, ["bill", "determinants", "--period", "2026-02"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    api_json = client.get("/billing/determinants?period=2026-02", headers=auth(keys["billing"])).json()
+    assert json.loads(as_json.output) == {k: v for k, v in api_json.items() if k != "next"}
+    assert api_json["start"] == "2026-02-01T00:00:00Z"
     nem12 = CliRunner().invoke(app, ["bill", "nem12", "--period", "2026-02-27/2026-03-01", "--account", "A2"], env=env)
     assert nem12.exit_code == 0 and nem12.output.splitlines()[1].startswith("200,SP2,")
     bad = CliRunner().invoke(app, ["bill", "nem12", "--period", "2026-13"], env=env)
