@@ -13,9 +13,10 @@ from collector import alert_store
 from collector.detection.alerts import AlertStatus
 from server.auth import Principal, require_role
 from server.db import get_connection
+from server.exact_json import ExactJsonRoute
 from server.problems import Problem
 
-router = APIRouter(prefix="/alerts", tags=["alerts"])
+router = APIRouter(prefix="/alerts", tags=["alerts"], route_class=ExactJsonRoute)
 Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care", "billing"))]
 CustomerCare = Annotated[Principal, Depends(require_role("customer_care", "meterization"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]

@@ -17,9 +17,10 @@ from server.billing import repository, service
 from server.billing.nem12 import nem12_file, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
+from server.exact_json import ExactJsonRoute
 from server.problems import Problem
 
-router = APIRouter(prefix="/billing", tags=["billing"])
+router = APIRouter(prefix="/billing", tags=["billing"], route_class=ExactJsonRoute)
 Billing = Annotated[Principal, Depends(require_role("billing"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 Format = Annotated[Literal["json", "csv"] | None, Query(description="csv, or send Accept: text/csv")]

@@ -11,9 +11,10 @@ from server.auth import Principal, require_role
 from server.care import repository
 from server.care.schemas import Enquiry, EnquiryPage, EnquiryWithUpdates
 from server.db import get_connection
+from server.exact_json import ExactJsonRoute
 from server.problems import Problem
 
-router = APIRouter(prefix="/enquiries", tags=["customer care"])
+router = APIRouter(prefix="/enquiries", tags=["customer care"], route_class=ExactJsonRoute)
 CareReaders = Annotated[Principal, Depends(require_role("customer_care", "meterization", "reader"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime
 from collector.vee.editing import edit_reading, reading_history, substitute_reading
 from server.auth import Principal, require_role
 from server.db import get_connection
+from server.exact_json import ExactJsonRoute
 from server.meters import repository
 from server.meters.schemas import (
     Meter,
@@ -25,7 +26,7 @@ from server.meters.schemas import (
 )
 from server.problems import Problem
 
-router = APIRouter(prefix="/meters", tags=["meters"])
+router = APIRouter(prefix="/meters", tags=["meters"], route_class=ExactJsonRoute)
 Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care"))]
 Editors = Annotated[Principal, Depends(require_role("meterization", "billing"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]

@@ -9,6 +9,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from server.app import create_app
 from server.auth import create_api_key
@@ -108,3 +110,21 @@ def test_a_reading_supplied_without_a_reason_is_a_422_naming_the_reason(api, mig
     assert "reason" in response.json()["detail"]
     with psycopg.connect(migrated_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(volume=st.decimals(min_value=0, max_value=Decimal("999999999999.999999"), places=6))
+def test_a_register_sent_as_a_json_number_is_stored_to_the_digit(api, migrated_database_url, volume):
+    """A JSON number is exact as written; read as a float it lost digits beyond the 15th or 16th
+    (12345678901.234567 was stored as 12345678901.234568, answered 200)."""
+    client, keys = api
+    ts = T0.isoformat()
+    body = f'{{"volume_m3": {format(volume, "f")}, "reason": "register photographed"}}'
+    response = client.put(f"/meters/M1/readings/{ts}", content=body,
+                          headers={**auth(keys["meterization"]), "content-type": "application/json"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert Decimal(response.json()["volume_m3"]) == volume
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT volume_m3 FROM readings WHERE meter_id = 'M1' AND ts = %s", (T0,)).fetchone() == (
+            volume,
+        )
