@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import aquami
+from server.access_log import redact_access_log
 from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
 from server.care.router import router as care_router
@@ -20,6 +21,8 @@ from server.web.router import router as web_router
 
 
 def create_app(database_url: str) -> FastAPI:
+    redact_access_log()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = open_pool(database_url)
