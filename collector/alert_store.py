@@ -6,7 +6,7 @@ All SQL about alerts lives here; the rules of their lifecycle live in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -118,18 +118,20 @@ def alert_exists(conn: psycopg.Connection[Any], alert_id: str) -> bool:
 def list_alerts(
     conn: psycopg.Connection[Any],
     *,
-    status: str | None = None,
+    status: str | Collection[str] | None = None,
     kind: str | None = None,
     meter_id: str | None = None,
     dma: str | None = None,
     after: str | None = None,
     limit: int = 100,
 ) -> list[Alert]:
-    """Alerts newest first (by ``detected_at``, then id), filtered; ``after`` is the last id of a page."""
+    """Alerts newest first (by ``detected_at``, then id), filtered (``status``: one, or any of
+    several); ``after`` is the last id of a page."""
+    statuses = [status] if isinstance(status, str) else None if status is None else sorted(status)
     rows = conn.execute(
         f"""
         SELECT {", ".join(_COLUMNS)} FROM alerts
-        WHERE (%(status)s::text IS NULL OR status = %(status)s)
+        WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s))
           AND (%(kind)s::text IS NULL OR kind = %(kind)s)
           AND (%(meter_id)s::text IS NULL OR meter_id = %(meter_id)s)
           AND (%(dma)s::text IS NULL OR dma = %(dma)s)
@@ -137,6 +139,6 @@ def list_alerts(
                (SELECT detected_at, alert_id FROM alerts WHERE alert_id = %(after)s))
         ORDER BY detected_at DESC, alert_id DESC LIMIT %(limit)s
         """,
-        {"status": status, "kind": kind, "meter_id": meter_id, "dma": dma, "after": after, "limit": limit},
+        {"statuses": statuses, "kind": kind, "meter_id": meter_id, "dma": dma, "after": after, "limit": limit},
     ).fetchall()
     return [_alert(row) for row in rows]

@@ -41,7 +41,7 @@ def meters_page(request: Request, conn: Connection) -> Response:
         return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=401)
     meters = [meter_from_row(row) for row in repository.list_meters(conn, None, 500)]
     summary = repository.fleet_summary(conn)
-    alerts = [a for a in alert_store.list_alerts(conn, limit=200) if a.status in ACTIVE][:10]
+    alerts = alert_store.list_alerts(conn, status=[s.value for s in ACTIVE], limit=10)
     enquiries = care_repository.enquiries_for_alerts(conn, [a.alert_id for a in alerts])
     context = {
         "meters": meters,

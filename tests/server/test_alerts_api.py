@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from collector.alert_store import alerts_to_merge, save_changes
-from collector.detection.alerts import Alert, AlertKind, make_alert_id
+from collector.detection.alerts import Alert, AlertKind, AlertStatus, make_alert_id
 from collector.detection.lifecycle import AlertChanges, merge_alerts
 from server.app import create_app
 from server.auth import create_api_key
@@ -135,3 +135,19 @@ def test_the_web_page_gives_a_flow_only_for_flow_alerts(api, migrated_database_u
     assert "M9 since 2026-11-20 01:00 UTC" in line and "L/h" not in line and "so far" not in line
     leak_line = next(li for li in page.split("<li>") if "M1 " in li or "M1\n" in li)
     assert "about 12 L/h since" in leak_line and "62 L so far" in leak_line
+
+
+def test_the_web_page_shows_open_alerts_behind_many_closed_ones(api, migrated_database_url):
+    """The page took the newest 200 alerts of any status and kept the active ones: an open leak
+    older than 200 resolved alerts was not shown, nor was the section."""
+    client, keys = api
+    closed = [
+        alert(AlertKind.LOW_BATTERY, f"X{i}", 10 + i).replace(status=AlertStatus.RESOLVED, resolved_at=T0)
+        for i in range(210)
+    ]
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.transaction():
+        save_changes(conn, AlertChanges(opened=closed))
+    page = client.get("/login", params={"key": keys["customer_care"]}, follow_redirects=True).text
+    assert "Open alerts" in page
+    assert [li for li in page.split("<li>") if "M1 " in li or "M1\n" in li]  # the oldest, an open leak
+    assert "X209" not in page  # resolved ones are not listed there
