@@ -34,7 +34,10 @@ def register(app: typer.Typer) -> None:
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             zone = utility_timezone(conn)  # type: ignore[arg-type]
             start, end = _period(period, standard_time(zone))
-            text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
+            try:
+                text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
+            except ValueError as error:
+                raise typer.BadParameter(str(error)) from None
         _write(text, out)
 
     @bill_app.command("determinants")

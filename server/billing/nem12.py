@@ -27,6 +27,7 @@ weakest among the reads that close it.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -106,6 +107,11 @@ def standard_time(zone: ZoneInfo) -> timezone:
 _NO_DATA = (Decimal(0), "missing", None, None)
 
 
+#: A market participant's id in the 100 (header) record: up to ten letters and digits. Anything else
+#: (a comma, a line break) would add fields or records to the file.
+PARTICIPANT_ID = r"^[A-Za-z0-9]{1,10}$"
+
+
 def nem12_file(
     conn: psycopg.Connection,
     start: datetime,
@@ -118,6 +124,9 @@ def nem12_file(
     now: datetime | None = None,
 ) -> str:
     """A NEM12 file for the whole days, in ``zone``'s standard time, that [start, end) touches."""
+    for role, participant in (("sender", sender), ("receiver", receiver)):
+        if not re.fullmatch(PARTICIPANT_ID, participant):
+            raise ValueError(f"{role} {participant!r} is no participant id: up to 10 letters and digits")
     fixed = standard_time(zone)
     day0 = start.astimezone(fixed).replace(hour=0, minute=0, second=0, microsecond=0)
     days = max(1, (end.astimezone(fixed) - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime
 
 from server.auth import Principal, require_role
 from server.billing import repository, service
-from server.billing.nem12 import nem12_file, standard_time
+from server.billing.nem12 import PARTICIPANT_ID, nem12_file, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
@@ -133,8 +133,8 @@ def billing_nem12(
     conn: Connection,
     period: Annotated[str, Query(description="YYYY-MM or START/END: whole days of the utility's standard time")],
     account: Annotated[str | None, Query(description="one account's meters only")] = None,
-    sender: Annotated[str, Query(max_length=10)] = "AQUAMI",
-    receiver: Annotated[str, Query(max_length=10)] = "BILLING",
+    sender: Annotated[str, Query(pattern=PARTICIPANT_ID, description="100 record: from participant")] = "AQUAMI",
+    receiver: Annotated[str, Query(pattern=PARTICIPANT_ID, description="100 record: to participant")] = "BILLING",
 ) -> Response:
     zone = repository.utility_timezone(conn)
     start, end = service.parse_period(period, standard_time(zone))

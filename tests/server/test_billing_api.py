@@ -293,3 +293,22 @@ def test_small_volumes_are_sent_in_fixed_point_never_with_an_exponent(api, migra
     assert [r["volume_m3"] for r in reads.json()["items"]] == ["0.0000001", "0.0000000"]
     page = client.post("/login", data={"key": keys["reader"]}, follow_redirects=True)
     assert page.status_code == 200 and ">0.0000000<" in page.text and "E-7" not in page.text
+
+
+@pytest.mark.parametrize(("sender", "receiver"), [("AQ,EXTRA", "BILLING"), ("AQUAMI", "B\r\n900"), ("", "BILLING")])
+def test_a_nem12_participant_id_that_would_add_fields_or_records_is_refused(
+    api, migrated_database_url, sender, receiver
+):
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    client, keys = api
+    params = {"period": "2026-02", "sender": sender, "receiver": receiver}
+    response = client.get("/billing/nem12", params=params, headers=auth(keys["billing"]))
+    assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")
+    env = {"AQUAMI_DATABASE_URL": migrated_database_url}
+    by_cli = CliRunner().invoke(
+        app, ["bill", "nem12", "--period", "2026-02", "--sender", sender, "--receiver", receiver], env=env
+    )
+    assert by_cli.exit_code == 2 and "no participant id" in by_cli.output
