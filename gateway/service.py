@@ -64,6 +64,10 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bus_tasks: list[asyncio.Task[None]] = []
         self._bus_stop = asyncio.Event()
+        # one swap of the buses at a time: a reload awaits while the buses stop, and a second reload
+        # (or the gateway's own stop) running in between would start a set whose stop event is lost
+        self._buses_lock = asyncio.Lock()
+        self._stopping = False
         self._commands: Commands | None = None
 
     # spooling -------------------------------------------------------------------------------------
@@ -198,9 +202,10 @@ class Gateway:
         self._bus_tasks = [asyncio.create_task(run) for run in runs]
 
     async def _stop_buses(self) -> None:
-        self._bus_stop.set()
-        await asyncio.gather(*self._bus_tasks, return_exceptions=True)
-        for scheduler in self.schedulers.values():
+        stop, tasks, schedulers = self._bus_stop, self._bus_tasks, list(self.schedulers.values())
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for scheduler in schedulers:
             try:
                 await scheduler.close()
             except Exception:  # a port that will not close: the other buses, and the new ones, go on
@@ -215,14 +220,17 @@ class Gateway:
         for name in ("gateway_id", "mqtt", "spool_path", "mqtt_options", "batch_size", "window", "topic_root", "spool"):
             if getattr(config, name) != getattr(self.config, name):
                 notes.append(f"{name} changed: takes effect on restart")
-        await self._stop_buses()
-        kept = config
-        if notes:  # keep the running identity and delivery settings, take the buses and health
-            kept = replace(self.config, buses=config.buses, health=config.health)
-        self.config = kept
-        self.health.offline_after = kept.health.offline_after
-        self.health.forget_missing({m.meter_id for m in kept.meters}, {b.name for b in kept.buses})
-        self._start_buses()
+        async with self._buses_lock:
+            if self._stopping:
+                raise ValueError("the gateway is stopping: configuration not reloaded")
+            await self._stop_buses()
+            kept = config
+            if notes:  # keep the running identity and delivery settings, take the buses and health
+                kept = replace(self.config, buses=config.buses, health=config.health)
+            self.config = kept
+            self.health.offline_after = kept.health.offline_after
+            self.health.forget_missing({m.meter_id for m in kept.meters}, {b.name for b in kept.buses})
+            self._start_buses()
         return notes
 
     # commands from the broker -----------------------------------------------------------------------
@@ -243,7 +251,9 @@ class Gateway:
             self._start_buses()
             await stop.wait()
         finally:
-            await self._stop_buses()
+            self._stopping = True
+            async with self._buses_lock:  # (after a reload under way: its buses are stopped too)
+                await self._stop_buses()
             await self._commands.close()
             writer_stop.set()
             self._wake_writer.set()

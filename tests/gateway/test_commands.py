@@ -262,3 +262,23 @@ def test_a_bus_that_will_not_close_does_not_leave_the_gateway_without_buses_afte
             return gateway.readings_spooled - before
 
     assert asyncio.run(scenario()) > 0, "nothing polled after the reload"
+
+
+def test_two_reloads_at_once_leave_one_scheduler_per_bus_and_none_after_stopping(tmp_path: Path, monkeypatch) -> None:
+    """Each reload stops the running buses and starts new ones; two at once (a sender that timed out
+    and asked again) each started a set, and the first set, its stop event lost, ran on for good
+    against a bus the second reload had closed: every poll a failure, and past the gateway's stop."""
+    gateway = _gateway_on_line(tmp_path, monkeypatch, LineTransport(Line()))
+
+    def bus_runs() -> int:
+        return sum(1 for t in asyncio.all_tasks() if not t.done() and "BusScheduler.run" in repr(t.get_coro()))
+
+    async def scenario() -> tuple[int, int]:
+        async with running(gateway):
+            await asyncio.sleep(0.2)
+            await asyncio.gather(gateway.apply_config(gateway.config), gateway.apply_config(gateway.config))
+            await asyncio.sleep(0.2)
+            during = bus_runs()
+        return during, bus_runs()
+
+    assert asyncio.run(scenario()) == (1, 0)
