@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, TypedDict
 
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
+from aquami.contracts.reads import ALARMS
 from aquami.mqtt import MqttEndpoint
 from firmware_protocols.modbus import MeterProfile, load_profile
 from firmware_protocols.modbus.profile import ProfileError
@@ -348,9 +349,18 @@ def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> Me
         profile = table.text("profile", "smart_water_meter")
         parameters = table.raw_table("parameters")
         try:
-            profiles.get(profile, parameters)
+            loaded = profiles.get(profile, parameters)
         except ProfileError as error:
             raise table.error("profile", str(error)) from error
+        for f in loaded.fields:
+            # the collector refuses a whole batch for one alarm name outside the contract's list
+            unknown = sorted(set(f.bits.values()) - set(ALARMS))
+            if unknown:
+                raise table.error(
+                    "profile",
+                    f"{profile!r}: field {f.name!r} names alarm(s) {', '.join(map(repr, unknown))}; "
+                    f"the reads contract has {', '.join(ALARMS)}",
+                )
         table.no_unknown_keys()
         return MeterConfig(meter_id, unit_id, profile, parameters, poll_interval)
     if protocol == "mbus":

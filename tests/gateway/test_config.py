@@ -20,6 +20,7 @@ from gateway.config import (
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "examples" / "gateway.toml"
+PROFILES = Path(__file__).resolve().parents[2] / "firmware_protocols" / "modbus" / "profiles"
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
 
 GOOD = """\
@@ -330,3 +331,16 @@ def test_mbus_timeout_follows_the_baud_rate() -> None:
         'id = "87654321"', 'id = "87654321"\n[[meters]]\nmeter_id = "D"\nbus = "r"\nid = "87654321"'
     )
     assert "id 87654321 on bus 'r' is already meter 'C'" in error_of(duplicate)
+
+
+def test_a_profile_naming_an_alarm_outside_the_reads_contract_is_refused(tmp_path: Path) -> None:
+    """The collector refuses a whole batch (every meter's readings in it) for one alarm name outside
+    the contract's list: a utility's own profile with such a name must fail the configuration."""
+    shipped = (PROFILES / "smart_water_meter.toml").read_text()
+    (tmp_path / "copy.toml").write_text(shipped)
+    parse_config_text(GOOD.replace("unit_id = 2\n", f'unit_id = 2\nprofile = "{tmp_path / "copy.toml"}"\n'))
+    (tmp_path / "acme.toml").write_text(shipped.replace('0 = "leak"', '0 = "valve_closed"'))
+    text = GOOD.replace("unit_id = 2\n", f'unit_id = 2\nprofile = "{tmp_path / "acme.toml"}"\n')
+    message = error_of(text)
+    assert message.startswith(f"gw.toml:{line_of(text, 'acme.toml')}: meters[1].profile: ")
+    assert "names alarm(s) 'valve_closed'" in message and "leak, burst" in message
