@@ -58,6 +58,10 @@ class Outgoing:
     topic: str
     payload: bytes
     retain: bool = False
+    #: what to send instead when ``payload`` is larger than the broker takes (a status without its
+    #: details); without one, such a message is dropped and logged: published, the broker would
+    #: close the connection, and the next one would try it again
+    smaller: bytes | None = None
 
 
 CommandHandler = Callable[[str, bytes], None]
@@ -129,6 +133,8 @@ class Publisher:
         self._max_packet = self.options.max_packet_size  # this connection's: see _on_connect
         self._readings_per_batch = batch_size
         self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
+        self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
+        self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
         self._protocol = mqtt.MQTTv311 if self.options.protocol == "3.1.1" else mqtt.MQTTv5
         self._connack: Any = None  # this session's CONNACK reason, None until it arrives
         self._connack_timed_out = False  # this session's CONNECT got no answer in time
@@ -164,9 +170,10 @@ class Publisher:
         on the broker's acknowledgement, like a batch."""
         self.spool.add_message(topic, payload)
 
-    def send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Queue a non-batch message; kept (up to the outbox limit, oldest dropped) while offline."""
-        self._outbox.append(Outgoing(topic, payload, retain))
+    def send(self, topic: str, payload: bytes, *, retain: bool = False, smaller: bytes | None = None) -> None:
+        """Queue a non-batch message; kept (up to the outbox limit, oldest dropped) while offline.
+        ``smaller`` goes instead where ``payload`` is larger than the broker takes."""
+        self._outbox.append(Outgoing(topic, payload, retain, smaller))
 
     def stop(self, drain_timeout: float = 0.0) -> None:
         """Stop; with ``drain_timeout``, first give the publisher that long to empty the spool and outbox."""
@@ -431,10 +438,23 @@ class Publisher:
             except Exception:
                 log.exception("command %s failed", name)
 
+    def _fits(self, topic: str, payload: bytes) -> bool:
+        return self._max_packet is None or _packet_size(topic, payload) <= self._max_packet
+
     def _drain_outbox(self, client: mqtt.Client) -> None:
         while self._outbox:
             message = self._outbox.popleft()
-            info = client.publish(message.topic, message.payload, qos=1, retain=message.retain)
+            payload = message.payload
+            if not self._fits(message.topic, payload):
+                if message.smaller is None or not self._fits(message.topic, message.smaller):
+                    self.messages_too_large += 1
+                    log.error(
+                        "message on %s not sent: %d bytes, more than the broker takes (%s)",
+                        message.topic, len(payload), self._max_packet,
+                    )  # fmt: skip
+                    continue
+                payload = message.smaller
+            info = client.publish(message.topic, payload, qos=1, retain=message.retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._outbox.appendleft(message)
                 return
@@ -444,6 +464,16 @@ class Publisher:
         if room <= 0:
             return
         for message_id, topic, payload in self.spool.messages_after(self._highest_message_sent, room):
+            if not self._fits(topic, payload):
+                # it stays in the spool (nothing is deleted unacknowledged), passed over on this connection
+                self._highest_message_sent = message_id
+                if message_id not in self._oversized_messages:
+                    self._oversized_messages.add(message_id)
+                    self.messages_too_large += 1
+                    log.error(
+                        "event %d on %s is larger than the broker takes; it stays in the spool", message_id, topic
+                    )
+                continue
             info = client.publish(topic, payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return

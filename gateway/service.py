@@ -145,14 +145,21 @@ class Gateway:
                 "batches_acknowledged": self.publisher.acknowledged_batches,
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
                 "batches_resealed": self.publisher.resealed_batches,  # larger than the broker takes
+                "messages_too_large": self.publisher.messages_too_large,  # statuses, replies, events: not sent
                 "short_connections": self.publisher.short_connections,  # in a row: the same gateway_id twice?
                 "mqtt_protocol": self.publisher.protocol_in_use,
             },
         )
 
     def publish_status(self) -> None:
+        """The retained health status. With thousands of meters it can be larger than a broker takes
+        (AWS IoT Core: 128 KB, about 1,200 meters): then it goes with only the meters that fail."""
         topic = f"{self.config.topic_root}/{self.config.gateway_id}/status/health"
-        self.publisher.send(topic, json.dumps(self.status(), separators=(",", ":")).encode(), retain=True)
+        status = self.status()
+        full = json.dumps(status, separators=(",", ":")).encode()
+        failing = {k: m for k, m in status["meters"].items() if m["offline"] or m["consecutive_failures"]}
+        summary = {**status, "meters": failing, "meters_omitted": len(status["meters"]) - len(failing)}
+        self.publisher.send(topic, full, retain=True, smaller=json.dumps(summary, separators=(",", ":")).encode())
 
     async def _reporter(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ import pytest
 
 from aquami.contracts.reads import Reading
 from aquami.mqtt import MqttEndpoint
+from aquami.ports import free_port
 from gateway.config import MqttOptions, parse_config_text
 from gateway.publisher import Publisher
 from gateway.service import Gateway
@@ -401,6 +403,58 @@ def test_a_batch_larger_than_the_broker_takes_is_resealed_smaller_and_delivered(
         subscriber.close()
         spool.close()
         broker.stop()
+
+
+def test_statuses_replies_and_events_larger_than_the_broker_takes_do_not_cost_the_connection(tmp_path: Path) -> None:
+    """Only batches were sized against the broker's limit: a gateway's retained health status (about
+    110 bytes a meter) over it had the broker close the connection at every status interval, with
+    'offline' published by the will each time and the status never delivered. A status goes in its
+    smaller form; a reply with none is dropped and counted; an event stays in the spool."""
+    broker = MosquittoBroker(settings=["max_packet_size 4096"])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    subscriber = Subscriber(broker.url, ["aquami/v1/gw-big/#"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-big", MqttEndpoint.parse(broker.url), options=options)
+    publisher.start()
+    try:
+        assert publisher.connected.wait(10)
+        big, small = b'{"meters":"' + b"x" * 8000 + b'"}', b'{"meters":{},"meters_omitted":2000}'
+        publisher.send("aquami/v1/gw-big/status/health", big, retain=True, smaller=small)
+        publisher.send("aquami/v1/gw-big/cmd/scan/reply", big)
+        publisher.send_durable("aquami/v1/gw-big/events", big)
+        spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+        deadline = time.monotonic() + 10
+        while spool.depth() or not any(t.endswith("/status/health") for t, _ in subscriber.messages):
+            assert time.monotonic() < deadline, "status or readings not delivered"
+            time.sleep(0.05)
+        assert [p for t, p in subscriber.messages if t.endswith("/status/health")] == [small]
+        assert not any(t.endswith("/reply") or t.endswith("/events") for t, _ in subscriber.messages)
+        assert publisher.messages_too_large == 2 and spool.messages_waiting() == 1  # the event is kept
+        assert publisher.connections == 1, "the broker disconnected the gateway for a packet too large"
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
+
+
+def test_the_smaller_health_status_lists_only_the_meters_that_fail(tmp_path: Path) -> None:
+    text = config_text(f"mqtt://127.0.0.1:{free_port()}", {"b": free_port()}, {"b": [1, 2, 3]}, str(tmp_path / "s"))
+    gateway = Gateway(parse_config_text(text))
+    gateway.health.track("b", ["WM-0001", "WM-0002", "WM-0003"])
+    for meter_id, ok in (("WM-0001", True), ("WM-0002", False), ("WM-0003", True)):
+        gateway.health.poll_done(meter_id, ok)
+    gateway.publish_status()
+    (status,) = gateway.publisher._outbox
+    assert status.smaller is not None
+    full, smaller = json.loads(status.payload), json.loads(status.smaller)
+    assert sorted(full["meters"]) == ["WM-0001", "WM-0002", "WM-0003"] and "meters_omitted" not in full
+    assert list(smaller["meters"]) == ["WM-0002"] and smaller["meters_omitted"] == 2
+    assert {k: v for k, v in smaller.items() if k not in ("meters", "meters_omitted")} == {
+        k: v for k, v in full.items() if k != "meters"
+    }
+    gateway.spool.close()
 
 
 def _reconnected(link_to: Callable[[int], MqttLink], broker_port: int, tmp_path: Path) -> tuple[str | None, str | None]:
