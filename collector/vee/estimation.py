@@ -111,6 +111,9 @@ def estimate(series: Series, validation: Validation, config: VeeConfig, zone: tz
         )
         method = np.where(long_gap[gap_of_slot] & used_profile[gap_of_slot], "profile", "linear").astype("<U7")
     volume = np.round(v0[gap_of_slot] + (v1 - v0)[gap_of_slot] * fraction, config.estimate_decimals)
+    # rounded to litres, an estimate on a finer register can fall outside the reads either side of
+    # its gap (100.000 between 100.0001 and 100.0004): the register would step back into the gap
+    volume = np.clip(volume, np.minimum(v0, v1)[gap_of_slot], np.maximum(v0, v1)[gap_of_slot])
     return Estimates(
         meter=series.meter[closing][gap_of_slot],
         ts=slot_ts,

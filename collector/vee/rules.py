@@ -110,7 +110,10 @@ def validate(series: Series, config: VeeConfig, now: float) -> Validation:
         step_consumption[reverse] = dv[reverse]
         step_consumption[replacement] = series.volume[replacement]  # the new register counted from zero
 
-        consumption = np.where(same & ~backwards, np.maximum(dv, 0), np.nan)
+        # a drop within the tolerance counts as it is, a little below zero, as the database's
+        # interval_consumption (collector migration 0054) counts it: intervals sum to the register's
+        # difference (taken as zero, each wobble's rise would count again)
+        consumption = np.where(same & ~backwards, dv, np.nan)
         consumption = np.where(backwards, step_consumption, consumption)
         over_max = same & (consumption > allowed)
         gap = same & (dt > config.expected_interval_s * config.gap_factor)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -111,6 +111,43 @@ def test_an_unexplained_backward_step_is_unknown_not_negative(migrated_database_
     ]
     assert flags == [("register_backwards",)]
     assert total == (None,)  # billing must not take an incomplete total for a complete one
+
+
+def test_a_register_wobbling_back_within_the_tolerance_keeps_consumption_known_and_exact(migrated_database_url):
+    """A 0.1-litre register that steps back 0.2 L (a static meter's pressure transient), and VEE's
+    own estimates, rounded to litres, in a gap of such a register: both made an interval NULL (VEE
+    calls such drops noise and explains none), so the hour, the day and the bill went unknown."""
+    day = START.replace(hour=0)
+    reads = {
+        "W1": [(0, "100.0000"), (1, "100.0010"), (2, "100.0008"), (3, "100.0030")],
+        "W2": [(0, "100.0000"), (1, "100.0001"), (4, "100.0004"), (5, "100.0005")],  # a gap 01:00-04:00
+    }
+    with psycopg.connect(migrated_database_url) as conn:
+        for meter, rows in reads.items():
+            conn.execute("INSERT INTO meters (meter_id, dma) VALUES (%s, 'DMA-W')", (meter,))
+            for hour, volume in rows:
+                conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES (%s, %s, %s)",
+                             (meter, day + timedelta(hours=hour), Decimal(volume)))  # fmt: skip
+        conn.commit()
+        run_vee(conn, START, END, now=datetime.fromtimestamp(NOW, UTC))
+        conn.execute("SELECT refresh_consumption(%s, %s)", (START, END))
+        estimates = conn.execute(
+            "SELECT volume_m3 FROM readings WHERE meter_id = 'W2' AND quality = 'estimated' ORDER BY ts"
+        ).fetchall()
+        totals = {
+            meter: conn.execute(
+                "SELECT meter_consumption(%s, %s, %s)", (meter, day, day + timedelta(hours=5))
+            ).fetchone()
+            for meter in reads
+        }
+        unknown = conn.execute("SELECT sum(unknown) FROM consumption_hourly WHERE meter_id LIKE 'W%%'").fetchone()
+        daily: dict[str, Decimal] = dict(
+            conn.execute("SELECT meter_id, sum(consumption_m3) FROM consumption_daily GROUP BY 1").fetchall()
+        )
+    assert [v for (v,) in estimates] and all(Decimal("100.0001") <= v <= Decimal("100.0004") for (v,) in estimates)
+    assert totals == {"W1": (Decimal("0.0030"),), "W2": (Decimal("0.0005"),)}  # the registers' differences
+    assert unknown == (0,)
+    assert daily == {"W1": Decimal("0.0030"), "W2": Decimal("0.0005")}
 
 
 def test_the_schema_records_which_timescaledb_features_it_could_use(migrated_database_url):
