@@ -58,16 +58,31 @@ WITH streams AS (
       AND (%(account)s::text IS NULL OR (sa.start_at < %(to)s AND (sa.end_at IS NULL OR sa.end_at > %(from)s)))
 ), windows AS (
     SELECT * FROM streams WHERE hi IS NULL OR hi > lo
-), quality AS (
-    SELECT r.meter_id, date_trunc('hour', r.ts - interval '1 microsecond', utility_timezone()) AS hour,
-           (array_agg(r.quality ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
-                                                         WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality,
-           (array_agg(r.quality_by ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
-                                                            WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality_by,
-           (array_agg(r.quality_reason ORDER BY CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1
-                                                                WHEN 'edited' THEN 2 ELSE 3 END))[1] AS quality_reason
+), reads AS (  -- the period's reads, and each meter's last one before it
+    SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason
     FROM readings r
     WHERE r.meter_id IN (SELECT meter_id FROM windows) AND r.ts > %(from)s AND r.ts <= %(to)s
+    UNION ALL
+    SELECT b.* FROM (SELECT DISTINCT meter_id FROM windows) w
+    CROSS JOIN LATERAL (SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason FROM readings r
+                        WHERE r.meter_id = w.meter_id AND r.ts <= %(from)s ORDER BY r.ts DESC LIMIT 1) b
+), sides AS (
+    -- an hour's value is each read closing in it less the read before: both decide its quality (the
+    -- hour after an estimated gap, closed by an actual read, holds the estimate too)
+    SELECT meter_id, ts AS closing, quality, quality_by, quality_reason FROM reads
+    UNION ALL
+    SELECT meter_id, lead(ts) OVER (PARTITION BY meter_id ORDER BY ts), quality, quality_by, quality_reason FROM reads
+), ranked AS (
+    SELECT meter_id, date_trunc('hour', closing - interval '1 microsecond', utility_timezone()) AS hour,
+           quality, quality_by, quality_reason,
+           CASE quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END AS weakness
+    FROM sides WHERE closing > %(from)s AND closing <= %(to)s
+), quality AS (
+    SELECT meter_id, hour,
+           (array_agg(quality ORDER BY weakness))[1] AS quality,
+           (array_agg(quality_by ORDER BY weakness))[1] AS quality_by,
+           (array_agg(quality_reason ORDER BY weakness))[1] AS quality_reason
+    FROM ranked
     GROUP BY 1, 2
 )
 SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,

@@ -312,3 +312,33 @@ def test_a_nem12_participant_id_that_would_add_fields_or_records_is_refused(
         app, ["bill", "nem12", "--period", "2026-02", "--sender", sender, "--receiver", receiver], env=env
     )
     assert by_cli.exit_code == 2 and "no participant id" in by_cli.output
+
+
+def test_the_hour_after_an_estimated_gap_is_not_flagged_actual_in_nem12(migrated_database_url):
+    """Reads at 01:00 and 04:00, VEE's estimates at 02:00 and 03:00. The hour 03:00-04:00 is closed
+    by an actual read, but its value is that read less the 03:00 estimate: no one measured it. It
+    was exported as A (actual) with no method; it is S17, as the hours the estimates close."""
+    from psycopg.rows import dict_row
+
+    from collector.vee.runner import run_vee
+    from server.billing.nem12 import nem12_file
+
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    volumes = {h: Decimal("100.000") + Decimal("0.010") * h for h in range(25) if h not in (2, 3)}
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('G1', true)")
+        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SPG')")
+        conn.execute("INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
+                     "VALUES ('SPG', 'G1', %s)", (day - timedelta(days=10),))  # fmt: skip
+        for hour, volume in volumes.items():
+            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('G1', %s, %s)",
+                         (day + timedelta(hours=hour), volume))  # fmt: skip
+        conn.commit()
+        run_vee(conn, day, day + timedelta(days=1, hours=1), now=day + timedelta(days=1, hours=1))
+        conn.execute("SELECT refresh_consumption(%s, %s)", (day, day + timedelta(days=1)))
+        estimated = conn.execute("SELECT ts FROM readings WHERE quality = 'estimated' ORDER BY ts").fetchall()
+    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+        text = nem12_file(conn, day, day + timedelta(days=1))  # type: ignore[arg-type]  # a dict_row connection
+    assert [ts.hour for (ts,) in estimated] == [2, 3]
+    runs = [line.split(",")[1:4] for line in text.splitlines() if line.startswith("400,")]
+    assert runs == [["1", "1", "A"], ["2", "4", "S17"], ["5", "24", "A"]]
