@@ -32,12 +32,13 @@ def edit_reading(
     """Correct a stored reading's register; it becomes ``edited``. LookupError if there is none."""
     _check(by, reason, volume_m3, ts)
     cur = conn.execute(
-        "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_reason = %s "
-        "WHERE meter_id = %s AND ts = %s",
+        "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_reason = %s, "
+        "received_at = now() WHERE meter_id = %s AND ts = %s",
         (volume_m3, by, reason, meter_id, ts),
     )
     if cur.rowcount == 0:
         raise LookupError(f"no reading of {meter_id} at {ts.isoformat()}")
+    _note_for_vee(conn, ts)
 
 
 def substitute_reading(
@@ -55,7 +56,8 @@ def substitute_reading(
         VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(why)s)
         ON CONFLICT (meter_id, ts) DO UPDATE
         SET volume_m3 = EXCLUDED.volume_m3, flow_m3h = NULL, reverse_volume_m3 = NULL,
-            quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_reason = EXCLUDED.quality_reason
+            quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_reason = EXCLUDED.quality_reason,
+            received_at = now()
         WHERE readings.quality IN ('estimated', 'substituted')
         RETURNING 1
         """,
@@ -63,6 +65,15 @@ def substitute_reading(
     ).fetchone()
     if row is None:
         raise ValueError(f"{meter_id} has a reading at {ts.isoformat()} already; edit it instead")
+    _note_for_vee(conn, ts)
+
+
+def _note_for_vee(conn: psycopg.Connection, ts: datetime) -> None:
+    """A person's value is new to VEE, as a read arriving now is: ``received_at`` is now (so the
+    next round estimates again the gap's other estimates around it: VEE re-estimates those whose
+    measured neighbours arrived after them), and a note in ``late_readings`` has that round reach
+    back to it and refresh its consumption, however old (up to the round's reach)."""
+    conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (ts,))
 
 
 def reading_history(conn: psycopg.Connection, meter_id: str, ts: datetime) -> list[dict[str, Any]]:

@@ -142,6 +142,41 @@ def test_a_person_can_substitute_an_estimate_and_the_estimate_is_kept(migrated_d
     assert [(h["volume_m3"], h["quality"]) for h in history] == [(Decimal("5.5"), "estimated")]
 
 
+@pytest.mark.parametrize("how", ["substituted", "edited"])
+def test_a_person_s_value_in_an_estimated_gap_has_the_next_round_estimate_around_it(migrated_database_url, how):
+    """Gap 00:00-06:00 (register 100 to 106), estimated 101 … 105. A site visit finds 105.5 at 03:00.
+    The substitution kept the estimate's arrival time, so VEE never saw the gap's other estimates as
+    stale: 104 and 105 stayed after 105.5, the register stepped back and the hours went unknown.
+    An edit of a read three days old was not reached by the rounds (two days) at all."""
+    from collector.vee.rounds import vee_round
+
+    url = migrated_database_url
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    day = datetime(2026, 3, 7, tzinfo=UTC)  # older than a round's window
+    store = ReadingStore(url)
+    store.write([("P1", (day + timedelta(hours=h)).isoformat(), v, None, None, [], "gw", 1)
+                 for h, v in ((0, "100"), (6, "106"), (7, "107"))])  # fmt: skip
+    store.close()
+    with psycopg.connect(url) as conn:
+        run_vee(conn, day, day + timedelta(days=1), now=now)
+        if how == "substituted":
+            substitute_reading(conn, "P1", day + timedelta(hours=3), Decimal("105.5"), by="crew 7", reason="site visit")
+        else:  # a read of the gap's: 03:00 came in after all, and a person corrects it
+            conn.execute("DELETE FROM readings WHERE ts = %s", (day + timedelta(hours=3),))
+            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3, received_at) VALUES ('P1', %s, 103, %s)",
+                         (day + timedelta(hours=3), day))  # fmt: skip
+            conn.execute("DELETE FROM late_readings")
+            edit_reading(conn, "P1", day + timedelta(hours=3), Decimal("105.5"), by="a.jones", reason="photo")
+        conn.commit()
+    assert vee_round(url, now) is not None  # the next round
+    with psycopg.connect(url) as conn:
+        registers = [v for (v,) in conn.execute("SELECT volume_m3 FROM readings ORDER BY ts").fetchall()]
+        total = conn.execute("SELECT meter_consumption('P1', %s, %s)", (day, day + timedelta(hours=7))).fetchone()
+        unknown = conn.execute("SELECT sum(unknown) FROM consumption_hourly").fetchone()
+    assert registers == sorted(registers) and Decimal("105.5") in registers  # never a step back
+    assert total == (Decimal("7"),) and unknown == (0,)
+
+
 def test_the_command_line_runs_vee_and_refreshes_consumption(migrated_database_url, tmp_path):
     import json
 
