@@ -106,10 +106,26 @@ def _copy_data(message: ReadsMessage) -> bytes:
     ).encode()
 
 
+#: Past this size a refused message is not explained by the JSON Schema validator (it holds more
+#: than the contract's 10,000 readings could take): at about a second per megabyte, on the thread
+#: that receives messages, a 68 MB message kept the collector past its keepalive, disconnected and
+#: sent the same message again, round after round.
+EXPLAIN_MAX_BYTES = 4_000_000
+#: Each reason's length in a dead letter and the log: the validator's message for a list too long
+#: repeats the whole list (700 KB for 10,001 readings).
+REASON_MAX_CHARS = 300
+
+
 def _explain(payload: bytes | bytearray, fast_reason: str) -> str:
+    if len(payload) > EXPLAIN_MAX_BYTES:
+        return f"{len(payload)} bytes, more than a reads message holds: {_cut(fast_reason)}"
     try:
         message: Any = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return f"not JSON: {error}"
     errors = schema_errors("reads", message)
-    return "; ".join(errors[:10]) if errors else fast_reason
+    return "; ".join(_cut(e) for e in errors[:10]) if errors else _cut(fast_reason)
+
+
+def _cut(reason: str) -> str:
+    return reason if len(reason) <= REASON_MAX_CHARS else reason[: REASON_MAX_CHARS - 1] + "…"

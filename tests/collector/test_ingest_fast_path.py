@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from aquami.contracts.reads import reads_schema
-from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
+from collector.batch_parser import (
+    EXPLAIN_MAX_BYTES,
+    REASON_MAX_CHARS,
+    ParsedMessage,
+    RejectedMessage,
+    parse_reads_message,
+)
 from collector.fast_reads import ReadsMessage, decode_reads
 from collector.service import CollectorConfig
 from collector.store import copy_text
@@ -139,3 +145,35 @@ def test_identifiers_and_times_are_checked_once_each_but_refused_where_they_firs
     month_13 = dict(base, readings=[reading("M1", good), reading("M1", "2026-13-01T00:00:00Z")])
     result = parse_reads_message("aquami/v1/gw-1/reads", json.dumps(month_13).encode())
     assert result == RejectedMessage("readings/1/ts: '2026-13-01T00:00:00Z' is not a real UTC time")
+
+
+def _too_many(count: int) -> bytes:
+    readings = [{"meter_id": f"M{i}", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0} for i in range(count)]
+    return json.dumps(
+        {"gateway_id": "g", "batch_seq": 1, "sent_at": "2026-01-01T00:00:00Z", "readings": readings}
+    ).encode()
+
+
+def test_a_refusal_s_reason_is_short_though_the_validator_repeats_the_whole_list():
+    """The validator's reason for 10,001 readings quoted all of them: 700 KB in a dead letter's
+    reason, and in the log line."""
+    refused = parse_reads_message("aquami/v1/g/reads", _too_many(10_001))
+    assert isinstance(refused, RejectedMessage)
+    assert refused.reason.startswith("readings: [{") and len(refused.reason) <= REASON_MAX_CHARS
+
+
+def test_a_message_larger_than_any_valid_one_is_refused_without_the_validator(monkeypatch):
+    """Explaining a 68 MB message with the JSON Schema validator took about a minute on the thread
+    that receives messages: the broker dropped the collector past its keepalive, sent the message
+    again, and so on. Past EXPLAIN_MAX_BYTES the fast path's own reason is given."""
+
+    def validator_called(*args: object) -> list[str]:
+        raise AssertionError("the validator explained a message larger than any valid one")
+
+    monkeypatch.setattr("collector.batch_parser.schema_errors", validator_called)
+    payload = _too_many(70_000)
+    assert len(payload) > EXPLAIN_MAX_BYTES
+    refused = parse_reads_message("aquami/v1/g/reads", payload)
+    assert isinstance(refused, RejectedMessage)
+    assert refused.reason.startswith(f"{len(payload)} bytes, more than a reads message holds: ")
+    assert "10000" in refused.reason and len(refused.reason) <= 2 * REASON_MAX_CHARS
