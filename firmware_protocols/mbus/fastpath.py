@@ -46,6 +46,10 @@ def _int_le(data: bytes) -> int:
     return int.from_bytes(data, "little", signed=True)
 
 
+def _uint_le(data: bytes) -> int:
+    return int.from_bytes(data, "little")
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -102,12 +106,13 @@ def _field(layout: Layout, lvar: int | None) -> tuple[str, Converter]:
         return f"{size}s", decode_lvar
     if kind in _TIME and field in (0x2, 0x3, 0x4, 0x6):
         return f"{(0, 0, 2, 3, 4, 0, 6)[field]}s", _TIME[kind]
+    unsigned = kind == "integer"  # identifiers, flags and counts: types C and D (normalise.convert)
     if field in _STRUCT_INT:
-        return _STRUCT_INT[field], scale
+        return _STRUCT_INT[field].upper() if unsigned else _STRUCT_INT[field], scale
     if field == 0x5:
         return "f", _then(_finite, scale)
     if field in (0x3, 0x6):
-        return f"{_BYTES[field]}s", _then(_int_le, scale)
+        return f"{_BYTES[field]}s", _then(_uint_le if unsigned else _int_le, scale)
     return f"{_BYTES[field]}s", _then(_bcd, scale)
 
 

@@ -104,6 +104,7 @@ def _timepoint(data_field: int, quantity: str) -> tuple[str, str]:
 
 
 _SIZES = {0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6}
+_BINARY_SIZES = {0x1: 1, 0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6, 0x7: 8}  # the integer data fields (Table 5)
 
 
 def exact_terms(exponent: int, factor: int | Fraction, offset: int | Fraction = 0) -> tuple[int, int, int]:
@@ -147,6 +148,10 @@ def convert(layout: Layout, raw: Any) -> Value:
         if isinstance(raw, str):
             return raw
         return scale(raw, layout.exponent, layout.factor, layout.offset)
+    if kind == "integer" and isinstance(raw, int) and raw < 0 and layout.data_field in _BINARY_SIZES:
+        # identifiers, flags and counts are type C (unsigned) or D (bit array), Annex A: an address
+        # of FAh is 250, error flags 8000h are bit 15, not -6 and -32768 (the codings read type B)
+        return raw & ((1 << (8 * _BINARY_SIZES[layout.data_field])) - 1)
     if kind in ("integer", "raw"):
         return raw
     data = (raw & ((1 << (8 * _SIZES[layout.data_field])) - 1)).to_bytes(_SIZES[layout.data_field], "little")

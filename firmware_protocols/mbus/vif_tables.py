@@ -25,7 +25,8 @@ class Vif(NamedTuple):
     exponent: int = 0
     factor: int | Fraction = 1
     #: ``number``; ``timepoint`` (date/time types by data size); ``raw`` (manufacturer data, shown
-    #: as is); ``integer`` (identifiers: BCD or binary, shown as an integer without exponent).
+    #: as is); ``integer`` (identifiers, flags and counts: BCD, or binary read unsigned, as types C
+    #: and D are, shown as an integer without exponent).
     kind: str = "number"
     offset: int | Fraction = 0
 
@@ -162,7 +163,6 @@ def _extension_fd() -> dict[int, Vif]:
         0x65: ("day_change_time_point", "integer"),
         0x66: ("parameter_activation_state", "integer"),
         0x67: ("special_supplier_info", "integer"),
-        0x71: ("rf_level", "integer"),
         0x72: ("daylight_saving", "integer"),
         0x73: ("listening_window", "integer"),
         0x74: ("remaining_battery_days", "integer"),
@@ -172,6 +172,7 @@ def _extension_fd() -> dict[int, Vif]:
     for code, (quantity, kind) in named.items():
         table[code] = Vif(quantity, None, kind=kind)
     table[0x1C] = Vif("baud_rate", "Bd", kind="integer")
+    table[0x71] = Vif("rf_level", "dBm")  # a measurement, below zero: type B, not an identifier
     table[0x74] = Vif("remaining_battery_life", "s", 0, 86400)
     table[0x28] = Vif("storage_interval_months", "month", kind="integer")
     table[0x29] = Vif("storage_interval_years", "a", kind="integer")

@@ -106,6 +106,13 @@ CASES = [
     ("0D16 D1 12", "volume", "m3", -12, "instantaneous", 0, 0, 0),  # LVAR negative BCD
     ("0D16 E2 3412", "volume", "m3", "1234", "instantaneous", 0, 0, 0),  # LVAR binary: hex
     ("0016", "volume", "m3", None, "instantaneous", 0, 0, 0),  # no data
+    # identifiers, flags and counts are types C (unsigned) and D (bit array), not B
+    ("017A FA", "bus_address", None, 250, "instantaneous", 0, 0, 0),  # Table 10: "data type C"
+    ("02FD17 0080", "error_flags", None, 0x8000, "instantaneous", 0, 0, 0),  # Table 14 "(binary)": bit 15
+    ("01FD1B 80", "digital_input", None, 0x80, "instantaneous", 0, 0, 0),
+    ("03FD1A 0000F0", "digital_output", None, 0xF00000, "instantaneous", 0, 0, 0),
+    ("06FD08 FFFFFFFFFFFF", "access_number", None, 2**48 - 1, "instantaneous", 0, 0, 0),
+    ("01FD71 B5", "rf_level", "dBm", -75, "instantaneous", 0, 0, 0),  # a level: type B, below zero
     # date and time (Annex A types G, F, I, J)
     ("426C 9F1C", "date", None, "2012-12-31", "instantaneous", 1, 0, 0),
     ("046D 3B17 9F1C", "datetime", None, "2012-12-31T23:59", "instantaneous", 0, 0, 0),
