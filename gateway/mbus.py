@@ -215,6 +215,10 @@ class MBusTransport:
                         raise PollError(f"answered {telegram.get('function')}, not RSP_UD")
                     if meter.secondary_address is not None and telegram.get("id") != meter.secondary_address:
                         raise PollError(f"answer from {telegram.get('id')}, not the selected meter")
+                    if meter.secondary_address is None and telegram.get("a_field") != meter.unit_id:
+                        # a slow meter's late answer to the request before (EN 13757-2: a slave
+                        # answers with its own address): not this meter's register
+                        raise PollError(f"answer from address {telegram.get('a_field')}, not {meter.unit_id}")
                     self._fcb[meter.meter_id] = not fcb  # exchange complete: the next request toggles
                     telegrams.append(telegram)
                     if not telegram.get("more_records_follow"):

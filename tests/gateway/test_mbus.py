@@ -224,6 +224,44 @@ def test_a_line_reset_after_a_port_error_gives_every_meter_its_snd_nke_again() -
     assert sent[0] == build_snd_nke(7), "the reopened line asked the meter without an SND_NKE"
 
 
+def test_an_answer_from_another_primary_address_is_not_taken_for_the_meter_s() -> None:
+    """A slow meter's answer that arrives late, while the next meter is asked, carries its own
+    address in the A field (EN 13757-2): it was credited to the meter asked."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import build_snd_nke
+    from firmware_protocols.mbus.build import build_rsp_ud
+    from firmware_protocols.records import DataRecord
+    from gateway.buses import attempt_once
+    from gateway.config import MBusBusConfig, MeterConfig
+    from gateway.mbus import MBusTransport
+    from gateway.transport import PollError
+
+    meter = MeterConfig("FLAT-7", 7, "mbus")
+    bus = MBusBusConfig("mbus-1", "/dev/null", (meter,), retries=0)
+    transport = MBusTransport(bus, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    answers = {8: [DataRecord("volume", "m3", 900.0)], 7: [DataRecord("volume", "m3", 3.5)]}
+    answering = [8, 7]  # first the late answer of meter 8, then meter 7's own
+
+    def exchange(frame: bytes) -> bytes:
+        if frame == build_snd_nke(7):
+            return bytes([0xE5])
+        address = answering.pop(0)
+        return build_rsp_ud(address, f"{address:08d}", "KAM", 1, "water", 1, 0, answers[address])
+
+    transport._exchange = exchange  # type: ignore[method-assign]
+    transport.line.close = lambda: None  # type: ignore[method-assign]  # no port was opened
+
+    async def two_reads() -> tuple[str, float]:
+        with pytest.raises(PollError) as refused:
+            await attempt_once(transport, bus, meter)
+        return str(refused.value), (await attempt_once(transport, bus, meter)).volume_m3
+
+    message, volume = asyncio.run(two_reads())
+    assert "answer from address 8, not 7" in message and volume == 3.5
+
+
 def test_a_reload_during_a_secondary_address_search_stops_it_instead_of_waiting(tmp_path: Path) -> None:
     """A search holds the bus until it ends (minutes on a long line); a reload or stop waited for it,
     polling nothing meanwhile. Now the search stops at its next selection, and the scan says so."""
