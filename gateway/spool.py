@@ -180,7 +180,8 @@ class Spool:
         if not batch_seqs:
             return 0
         with self._lock:
-            cursor = self._db.executemany("DELETE FROM readings WHERE batch_seq = ?", [(seq,) for seq in batch_seqs])
+            with self._transaction():  # (autocommit otherwise: one commit, and one fsync, per batch)
+                cursor = self._db.executemany("DELETE FROM readings WHERE batch_seq = ?", [(s,) for s in batch_seqs])
             self._depth -= cursor.rowcount
             return cursor.rowcount
 

@@ -132,3 +132,18 @@ def test_a_resealed_batch_is_the_same_readings_in_order_under_new_higher_batch_s
         assert spool.depth() == total
     finally:
         spool.close()
+
+
+def test_acknowledging_several_batches_is_one_transaction(tmp_path: Path) -> None:
+    """The connection autocommits: the deletes of a window of acknowledged batches were one commit,
+    and on the gateway's flash one fsync, each."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([{"meter_id": f"M{i}", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0} for i in range(40)])
+    batches = spool.seal_many(5, 8)
+    statements: list[str] = []
+    spool._db.set_trace_callback(statements.append)
+    assert spool.acknowledge_many([b.batch_seq for b in batches]) == 40
+    spool._db.set_trace_callback(None)
+    assert [s for s in statements if s.split()[0] in ("BEGIN", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert spool.depth() == 0
+    spool.close()
