@@ -81,15 +81,18 @@ def register(app: typer.Typer) -> None:
         except CsvFormatError as error:
             raise typer.BadParameter(str(error), param_hint="METERS") from error
         ids = table.meter_ids.tolist()
-        bulk = set() if table.bulk is None else set(table.meter_ids[table.bulk].tolist())
-        rows = list(zip(ids, table.dma.tolist(), table.role.tolist(), strict=True))
+        bulk = None if table.bulk is None else set(table.meter_ids[table.bulk].tolist())  # None: not in the file
+        rows = [
+            (m, dma or None, role) for m, dma, role in zip(ids, table.dma.tolist(), table.role.tolist(), strict=True)
+        ]
         try:
             with psycopg.connect(database_url) as conn, conn.transaction():
                 register_meters(conn, rows, bulk=bulk)
-                record_installations(conn, installations)
+                record_installations(conn, installations, given=table.columns)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="METERS") from error
-        typer.echo(json.dumps({"registered": len(ids), "bulk": len(bulk), "installations": len(installations)}))
+        counts = {"registered": len(ids), "bulk": len(bulk or ()), "installations": len(installations)}
+        typer.echo(json.dumps(counts))
 
     app.add_typer(server_app, name="server")
 
@@ -140,4 +143,10 @@ def _register(text: str, column: str, where: str) -> Decimal | None:
         raise CsvFormatError(f"{where}: {column} {text!r} is not a decimal number") from None
     if not value.is_finite() or not 0 <= value <= VOLUME_MAX_M3:
         raise CsvFormatError(f"{where}: {column} {text!r} is no register (0 to {VOLUME_MAX_M3:g} m³)")
+    if value and int(value.as_tuple().exponent) < -_REGISTER_DECIMALS:  # (1E-20000 overflows PostgreSQL's numeric)
+        raise CsvFormatError(f"{where}: {column} {text!r} has more than {_REGISTER_DECIMALS} decimal places")
     return value
+
+
+#: A job card's register to the microlitre at most (the API's corrections take six decimals too).
+_REGISTER_DECIMALS = 9

@@ -433,21 +433,45 @@ class Meters:
     #: records installations with them
     service_point_ids: tuple[str, ...] = ()
     job_card_registers: tuple[tuple[str, str], ...] = ()
+    #: the file's columns: a column it lacks says nothing (recording it again keeps what is stored)
+    columns: frozenset[str] = frozenset()
 
 
 _BULK = {"true": True, "false": False, "": False}
 
 
 def read_meters_csv(path: Path) -> Meters:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"meter_id", "dma", "role"} - set(reader.fieldnames or [])
-        if missing:
-            raise CsvFormatError(f"{path}: missing columns {sorted(missing)}")
-        fields = set(reader.fieldnames or [])
-        rows = [tuple((r[name] or "").strip() if name in fields else "" for name in _METER_COLUMNS) for r in reader]
+    """METERS.csv: every row with each of the header's fields (a row cut short, or one with a field
+    too many, such as a register written with a decimal comma, would shift or lose values), no
+    column the format does not know (a misspelt ``removed_at`` would be ignored), no empty meter_id."""
+    line = 1
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            header = [name.strip() for name in reader.fieldnames or []]
+            reader.fieldnames = header
+            missing = {"meter_id", "dma", "role"} - set(header)
+            if missing:
+                raise CsvFormatError(f"{path}: missing columns {sorted(missing)}")
+            unknown = [name for name in header if name not in _METER_COLUMNS]
+            if unknown:
+                raise CsvFormatError(f"{path}: unknown columns {unknown}; the columns are {', '.join(_METER_COLUMNS)}")
+            fields = set(header)
+            rows = []
+            for line, r in enumerate(reader, start=2):
+                if None in r or any(value is None for value in r.values()):
+                    raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(header)} fields")
+                if any("\x00" in value for value in r.values()):
+                    raise CsvFormatError(f"{path}: row {line}: a NUL character")
+                rows.append(tuple(r[name].strip() if name in fields else "" for name in _METER_COLUMNS))
+    except UnicodeDecodeError as error:
+        raise CsvFormatError(f"{path}: after row {line}: not UTF-8 ({error.reason}): save the file as UTF-8") from None
+    except csv.Error as error:
+        raise CsvFormatError(f"{path}: row {line + 1}: {error}") from None
     installations = []
-    for i, (_, _, role, bulk, installed, removed, *_) in enumerate(rows):
+    for i, (meter_id, _, role, bulk, installed, removed, *_) in enumerate(rows):
+        if not meter_id:
+            raise CsvFormatError(f"{path}: row {i + 2}: meter_id is empty")
         if role not in (CUSTOMER, INLET):
             raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
         if bulk.lower() not in _BULK:
@@ -471,6 +495,7 @@ def read_meters_csv(path: Path) -> Meters:
         tuple(installations),
         tuple(r[6] for r in rows) if "service_point_id" in fields else (),
         tuple((r[7], r[8]) for r in rows) if fields & {"initial_register_m3", "final_register_m3"} else (),
+        frozenset(fields),
     )
 
 
@@ -494,6 +519,8 @@ def _meter_time(text: str, column: str, path: Path, i: int) -> datetime | None:
         return parse_iso_utc(text)
     except ValueError as e:
         raise CsvFormatError(f"{path}: row {i + 2}: {column}: {e}") from None
+    except OverflowError:  # a time whose UTC date is before year 1 or after 9999
+        raise CsvFormatError(f"{path}: row {i + 2}: {column}: {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:

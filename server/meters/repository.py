@@ -76,16 +76,18 @@ def fleet_summary(conn: psycopg.Connection) -> dict[str, Any]:
 
 
 def register_meters(
-    conn: psycopg.Connection, meters: list[tuple[str, str | None, str]], bulk: Collection[str] = ()
+    conn: psycopg.Connection, meters: list[tuple[str, str | None, str]], bulk: Collection[str] | None = ()
 ) -> None:
     """Record meters as installed (meter id, DMA, role): what meterization does when it fits one.
-    The meters in ``bulk`` supply many premises (a block of flats); the others one."""
+    The meters in ``bulk`` supply many premises (a block of flats); the others one. ``bulk=None``
+    says nothing about it: meters already recorded keep theirs (a file without the column)."""
+    keep = bulk is None
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO meters (meter_id, registered, dma, role, bulk) VALUES (%s, true, %s, %s, %s) "
             "ON CONFLICT (meter_id) DO UPDATE SET registered = true, dma = EXCLUDED.dma, role = EXCLUDED.role, "
-            "bulk = EXCLUDED.bulk",
-            [(meter_id, dma, role, meter_id in bulk) for meter_id, dma, role in meters],
+            f"bulk = {'meters.bulk' if keep else 'EXCLUDED.bulk'}",
+            [(meter_id, dma, role, not keep and meter_id in (bulk or ())) for meter_id, dma, role in meters],
         )
 
 
@@ -115,9 +117,14 @@ SELECT DISTINCT ON (point) point, dma FROM unnest(%(points)s::text[], %(dmas)s::
 ORDER BY point, dma
 ON CONFLICT DO NOTHING
 """
+#: The columns an installation recorded again takes from the file, where the file has them: a file
+#: without removals or job-card registers says nothing about them (recorded again, it wiped them).
+OPTIONAL_INSTALLATION_COLUMNS = ("removed_at", "initial_register_m3", "final_register_m3")
 _RECORD_AGAIN = f"""
-UPDATE meter_installations m SET service_point_id = f.service_point_id, removed_at = f.removed_at,
-    initial_register_m3 = f.initial_register_m3, final_register_m3 = f.final_register_m3
+UPDATE meter_installations m SET service_point_id = f.service_point_id,
+    removed_at = CASE WHEN %(removed_at)s THEN f.removed_at ELSE m.removed_at END,
+    initial_register_m3 = CASE WHEN %(initial_register_m3)s THEN f.initial_register_m3 ELSE m.initial_register_m3 END,
+    final_register_m3 = CASE WHEN %(final_register_m3)s THEN f.final_register_m3 ELSE m.final_register_m3 END
 FROM {_FILE}
 WHERE m.meter_id = f.meter_id AND m.installed_at = f.installed_at
 """
@@ -149,13 +156,19 @@ LIMIT 1
 """
 
 
-def record_installations(conn: psycopg.Connection, installations: list[Installation]) -> None:
+def record_installations(
+    conn: psycopg.Connection,
+    installations: list[Installation],
+    given: Collection[str] = OPTIONAL_INSTALLATION_COLUMNS,
+) -> None:
     """Record where meters were fitted. An installation is known by its meter and when it was
-    fitted: recorded again, it takes the new service point, removal and registers. A service point
-    not yet known is added in the meter's DMA. Raises ValueError where a meter would be in two
-    places at once, or two meters at one place (the caller's transaction then stores nothing)."""
+    fitted: recorded again, it takes the new service point, and the removal and registers among
+    ``given`` (the others stay as recorded). A service point not yet known is added in the meter's
+    DMA. Raises ValueError where a meter would be in two places at once, or two meters at one place
+    (the caller's transaction then stores nothing)."""
     with conn.cursor() as cur:
-        arrays = {
+        arrays: dict[str, Any] = {column: column in given for column in OPTIONAL_INSTALLATION_COLUMNS}
+        arrays |= {
             "meters": [i.meter_id for i in installations],
             "points": [i.service_point_id for i in installations],
             "dmas": [i.dma for i in installations],

@@ -350,10 +350,10 @@ def test_a_meters_file_that_puts_two_meters_in_one_place_at_once_records_nothing
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ("A,DMA5,customer,,2019-05-02T08:00:00Z,", "row 2: an installation needs its service_point_id"),
-        ("A,DMA5,customer,SP-1,,", "row 2: service_point_id needs installed_at"),
-        ("A,DMA5,customer,SP-1,,2019-05-02T08:00:00Z", "row 2: service_point_id needs installed_at"),
-        ("A,DMA5,customer,SP-1,2019-05-02 08:00,", "row 2: installed_at:"),
+        ("A,DMA5,customer,,2019-05-02T08:00:00Z,,,", "row 2: an installation needs its service_point_id"),
+        ("A,DMA5,customer,SP-1,,,,", "row 2: service_point_id needs installed_at"),
+        ("A,DMA5,customer,SP-1,,2019-05-02T08:00:00Z,,", "row 2: service_point_id needs installed_at"),
+        ("A,DMA5,customer,SP-1,2019-05-02 08:00,,,", "row 2: installed_at:"),
         ("A,DMA5,customer,,,,5,", "row 2: an installation needs its service_point_id"),
         ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,,7.5", "row 2: final_register_m3 is read at the removal"),
         ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,-1,", "row 2: initial_register_m3 '-1' is no register"),
@@ -442,3 +442,65 @@ def test_a_connection_lost_during_a_request_is_a_503_problem(api, migrated_datab
         # each cut connection the pool still holds is lent once more (no check here), then discarded
         later = [client.get("/meters", headers=auth(keys["reader"])).status_code for _ in range(5)]
         assert set(later) <= {200, 503} and later[-1] == 200
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # a job card's registers written with decimal commas: a field too many
+        ("meter_id,dma,role,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3\n"
+         "OLD-1,D1,customer,SP-1,2019-05-02T08:00:00Z,2026-10-14T10:30:00Z,12,5,1234,567\n",
+         "row 2: every row needs exactly 8 fields"),
+        # a file cut off after installed_at: a field too few
+        ("meter_id,dma,role,service_point_id,installed_at,removed_at\nOLD-2,D1,customer,SP-2,2019-05-02T08:00:00Z\n",
+         "row 2: every row needs exactly 6 fields"),
+        ("meter_id,dma,role,service_point_id,installed_at,removed\nOLD-1,D1,customer,SP-1,2019-05-02T08:00:00Z,\n",
+         "unknown columns ['removed']"),
+        ("meter_id,dma,role\n,D1,customer\n", "row 2: meter_id is empty"),
+        ("meter_id,dma,role\nM\x001,D1,customer\n", "row 2: a NUL character"),
+        ("meter_id,dma,role,service_point_id,installed_at\nM1,D1,customer,SP-1,0001-01-01T00:00:00+01:00\n",
+         "installed_at: '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC"),
+        ("meter_id,dma,role,service_point_id,installed_at,initial_register_m3\n"
+         "M1,D1,customer,SP-1,2019-05-02T08:00:00Z,1E-20000\n", "more than 9 decimal places"),
+    ],
+)  # fmt: skip
+def test_a_meters_file_that_would_shift_lose_or_break_values_is_refused_by_row(
+    migrated_database_url, tmp_path, content, message
+):
+    result = _register(migrated_database_url, tmp_path / "m.csv", content)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert _installations(migrated_database_url) == []
+
+
+def test_a_meters_file_not_in_utf_8_is_refused_with_what_to_do(migrated_database_url, tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes("meter_id,dma,role\nZÄHLER-1,D1,customer\n".encode("cp1252"))
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(
+        app, ["server", "register-meters", str(path), "--database-url", migrated_database_url]
+    )
+    assert result.exit_code == 2 and "not UTF-8" in result.output and "save the file as UTF-8" in result.output
+
+
+def test_recording_a_file_again_without_the_optional_columns_keeps_what_they_recorded(migrated_database_url, tmp_path):
+    """A file without removals, job-card registers or the bulk column says nothing about them:
+    recorded again, it un-removed the meter, wiped its registers and made a block of flats a house."""
+    full = (
+        "meter_id,dma,role,bulk,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3\n"
+        "M-1,D1,customer,true,SP-1,2019-05-02T08:00:00Z,2026-10-14T10:30:00Z,12.5,1234.567\n"
+    )
+    assert _register(migrated_database_url, tmp_path / "a.csv", full).exit_code == 0
+    partial = "meter_id,dma,role,service_point_id,installed_at\nM-1,,customer,SP-1,2019-05-02T08:00:00Z\n"
+    result = _register(migrated_database_url, tmp_path / "b.csv", partial)
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(migrated_database_url) as conn:
+        installation = conn.execute(
+            "SELECT removed_at, initial_register_m3, final_register_m3 FROM meter_installations"
+        ).fetchone()
+        meter = conn.execute("SELECT dma, bulk FROM meters WHERE meter_id = 'M-1'").fetchone()
+    assert installation == (EXCHANGE, Decimal("12.5"), Decimal("1234.567"))
+    assert meter == (None, True)  # an empty DMA is none (not one called ''); bulk as recorded
