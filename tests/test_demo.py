@@ -19,6 +19,8 @@ import httpx
 
 def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AQUAMI_")}
+    # a locale forwarded over SSH that the machine has not generated: initdb refused to start in it
+    env |= {"LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8"}
     process = subprocess.Popen(
         [sys.executable, "-m", "aquami", "demo", "--port", "0", "--poll-interval", "1", "--meters", "5"],
         stdout=subprocess.PIPE,
@@ -73,3 +75,31 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
         output.append(rest)
     assert process.returncode == 0, "".join(output)
     assert "stopped cleanly" in "".join(output)
+
+
+def test_ctrl_c_while_the_demo_starts_stops_it_there():
+    """A Ctrl-C while the history loaded went unheeded: every part started, the banner with its key
+    was shown, and only then did the demo stop."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AQUAMI_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aquami", "demo", "--port", "0", "--meters", "40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        for line in process.stdout:
+            output.append(line)
+            if "loading" in line:
+                process.send_signal(signal.SIGINT)
+                break
+    finally:
+        rest, _ = process.communicate(timeout=120)
+        output.append(rest)
+    text = "".join(output)
+    assert process.returncode == 0, text
+    assert "stopped while starting" in text and "stopped cleanly" in text
+    assert "demo is running" not in text and "MQTT broker" not in text
