@@ -202,12 +202,16 @@ class MeterModel:
 
     def _share(self, kind: type[Fault], steps: np.ndarray) -> np.ndarray:
         """Share of each step during which a fault of this kind is on (overlaps do not add up past 1)."""
+        return np.clip(self._shares(kind, steps).sum(axis=0), 0.0, 1.0)
+
+    def _shares(self, kind: type[Fault], steps: np.ndarray) -> np.ndarray:
+        """(faults of this kind, steps): the share of each step during which each one is on."""
         fs = self._of(kind)
         if not fs:
-            return np.zeros(steps.shape)
+            return np.zeros((0, *steps.shape))
         start, end = self._span(fs)
         hours = network.constant_flow_m3(np.ones(len(fs)), start, end, steps.astype(np.float64), self.step_s)
-        return np.clip(hours.sum(axis=0) * consumption.HOUR_S / self.step_s, 0.0, 1.0)
+        return np.asarray(hours) * consumption.HOUR_S / self.step_s
 
     def _day(self, d: int) -> _Day:
         day = self._days.get(d)
@@ -225,8 +229,11 @@ class MeterModel:
         tampers = self._of(Tamper)
         counted = 1.0 - self._share(Stuck, steps)
         if tampers:
-            lost = 1.0 - min(f.size for f in tampers)
-            counted = counted * (1.0 - lost * self._share(Tamper, steps))
+            # each episode loses its own share while it is on: one share for all (the smallest)
+            # rewrote an earlier episode's registered flow once a later one was injected, and the
+            # register on the wire went back
+            lost = np.array([1.0 - f.size for f in tampers])[:, None] * self._shares(Tamper, steps)
+            counted = counted * (1.0 - np.clip(lost.sum(axis=0), 0.0, 1.0))
         # within a step the meter turns one way: while the household draws more than goes back,
         # forwards (the backward register stands still), else backwards
         net = (fwd_true - rev_true) * counted

@@ -162,6 +162,31 @@ def test_tamper_under_registers_and_is_flagged():
     assert "tamper" not in meter.read(start + timedelta(days=1, hours=1)).alarms
 
 
+@settings(max_examples=30, deadline=None)
+@given(first=st.floats(0.0, 1.0), second=st.floats(0.0, 1.0), gap_days=st.integers(0, 6))
+def test_each_tamper_episode_registers_its_own_share_and_a_later_one_keeps_the_past(first, second, gap_days):
+    """One share (the smallest) was applied to every episode: injecting a second tamper rewrote what
+    the first had registered, and the register on the wire went back (the rig injects them live)."""
+    start = T0 + timedelta(days=1)
+    second_start = start + timedelta(days=1 + gap_days)
+
+    def meter() -> MeterModel:
+        m = MeterModel("M1", installed=T0, seed=5)
+        m.inject(Leak(start=T0, rate_lph=100.0))
+        m.inject(Tamper(start=start, end=start + timedelta(days=1), registered_share=first))
+        return m
+
+    live = meter()
+    before = live.read(second_start).volume_m3
+    live.inject(Tamper(start=second_start, end=second_start + timedelta(days=1), registered_share=second))
+    assert live.read(second_start).volume_m3 == before
+    for share, at in ((first, start), (second, second_start)):
+        a, b = at + timedelta(hours=3), at + timedelta(hours=4)
+        registered = live.volume_m3(b) - live.volume_m3(a)
+        true = live.true_volume_m3(b) - live.true_volume_m3(a)
+        assert registered == pytest.approx(share * true, abs=2e-3)  # (registers count whole litres)
+
+
 def test_stuck_register_stops_while_water_flows():
     meter = MeterModel("M1", installed=T0, seed=4)
     start = T0 + timedelta(days=1, hours=7, minutes=30)
