@@ -10,11 +10,15 @@ import asyncio
 import functools
 from collections.abc import Sequence
 
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from aquami.clock import Clock, utc_now
 from simulators.modbus_unit import RegisterSource, register_addresses
+
+#: The read function of each register table a profile may use (input registers: 04, holding: 03).
+_READ_FUNCTION = {"input": 0x04, "holding": 0x03}
 
 
 async def _refresh_registers(
@@ -26,10 +30,16 @@ async def _refresh_registers(
     count: int,
     current_registers: list[int],
     set_values: list[int] | list[bool] | None,
-) -> None:
+) -> ExcCodes | None:
+    """The meter's registers at the request's instant, for a read of its table. Any other request
+    (the other table, coils, discrete inputs, a write) is refused as the RTU simulator refuses it:
+    illegal function. (The hook also runs for the placeholder blocks, which hold one value.)"""
+    if function_code != _READ_FUNCTION[meter.profile.function] or set_values is not None:
+        return ExcCodes.ILLEGAL_FUNCTION
     values = meter.registers_at(clock())
     for register, value in zip(register_addresses(meter.profile), values, strict=True):
         current_registers[register - start_address] = value
+    return None
 
 
 def _device(meter: RegisterSource, clock: Clock) -> SimDevice:
@@ -38,8 +48,10 @@ def _device(meter: RegisterSource, clock: Clock) -> SimDevice:
     last = max(block.start + block.count for block in blocks)
     registers = SimData(first, count=last - first, values=0, datatype=DataType.REGISTERS)
     simdata = [registers]
-    no_bits = [SimData(0, count=1, values=False, datatype=DataType.BITS)]
-    no_registers = [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
+    # the tables the meter does not have span its addresses too, so that a request for them reaches
+    # the hook, which refuses it as the meter does (illegal function), not as out of range
+    no_bits = [SimData(first, count=last - first, values=False, datatype=DataType.BITS)]
+    no_registers = [SimData(first, count=last - first, values=0, datatype=DataType.REGISTERS)]
     as_input = meter.profile.function == "input"
     blocks_by_kind = (no_bits, no_bits, no_registers if as_input else simdata, simdata if as_input else no_registers)
     return SimDevice(
