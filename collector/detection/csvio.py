@@ -531,18 +531,26 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     interval = _interval(readings)
     phase = int(np.bincount((readings.ts_s[:100_000] % interval).astype(np.int64)).argmax())
     t0 = (int(readings.ts_s.min()) - phase) // interval * interval + phase
+    _refuse_conflicting_duplicates(readings)
     cols = np.rint((readings.ts_s - t0) / interval).astype(np.int64)
     t = int(cols.max()) + 1
     row_of = {name: i for i, name in enumerate(meters.meter_ids.tolist())}
     mapping = np.array([row_of.get(name, -1) for name in readings.meter_names.tolist()], dtype=np.int64)
     rows = mapping[readings.meter_index]
     known = rows >= 0
+    # of the reads nearest one instant (a read-now at 10:20 beside the 10:00 one), the nearest stands
+    # for it, the later of two as near: whatever the rows' order (the last in the file used to win)
+    off = np.abs(readings.ts_s - (t0 + cols * interval))
+    order = np.lexsort((-readings.ts_s, off, cols, rows))
+    order = order[known[order]]
+    cell = rows[order] * t + cols[order]
+    first = order[np.r_[True, cell[1:] != cell[:-1]]] if order.size else order
     volume = np.full((meters.meter_ids.size, t), np.nan)
-    volume[rows[known], cols[known]] = readings.volume_m3[known]
+    volume[rows[first], cols[first]] = readings.volume_m3[first]
     reverse = None
     if readings.reverse_m3 is not None and not np.isnan(readings.reverse_m3[known]).all():
         reverse = np.full((meters.meter_ids.size, t), np.nan)
-        reverse[rows[known], cols[known]] = readings.reverse_m3[known]
+        reverse[rows[first], cols[first]] = readings.reverse_m3[first]
     timestamps = (t0 + interval * np.arange(t, dtype=np.int64)).astype("datetime64[s]")
     block = SeriesBlock(
         meters.meter_ids,
@@ -555,6 +563,23 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
         installed=installed_on_the_grid(meters.installations, meters.meter_ids.size, timestamps),
     )
     return block, int((~known).sum())
+
+
+def _refuse_conflicting_duplicates(readings: Readings) -> None:
+    """Two rows of one meter at one time with different registers: which is the meter's cannot be
+    told (the database keeps the first and records the other as a conflict); the same row twice is
+    harmless."""
+    order = np.lexsort((readings.ts_s, readings.meter_index))
+    same = (np.diff(readings.meter_index[order]) == 0) & (np.diff(readings.ts_s[order]) == 0)
+    volume = readings.volume_m3[order]
+    clash = np.flatnonzero(same & (volume[1:] != volume[:-1]))
+    if clash.size:
+        i = order[clash[0]]
+        at = np.datetime64(int(readings.ts_s[i]), "s")
+        raise CsvFormatError(
+            f"meter {readings.meter_names[readings.meter_index[i]]} has two readings at {at}Z: "
+            f"{float(volume[clash[0]])!r} and {float(volume[clash[0] + 1])!r} m³"
+        )
 
 
 def _interval(readings: Readings) -> int:

@@ -61,6 +61,34 @@ def test_readings_round_trip_into_the_same_block(tmp_path: Path, shuffle: int | 
     assert np.array_equal(parsed.volume_m3[ok], np.round(block.volume_m3[ok], 3))
 
 
+@pytest.mark.parametrize("shuffle", [1, 2, 3])
+def test_an_extra_read_beside_an_instant_gives_the_same_block_in_any_row_order(tmp_path: Path, shuffle: int) -> None:
+    """A read-now at 10:20 lands nearest the 10:00 instant: the row last in the file stood for it,
+    so the same rows in another order gave another block (and other alerts). The read nearest the
+    instant stands for it."""
+    block = _small_block(missing=0.0)
+    _write(block, tmp_path / "r.csv")
+    extra = block.timestamps[10] + np.timedelta64(20, "m")
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    lines.append(f"M001,{np.datetime_as_string(extra, unit='s')}Z,{block.volume_m3[1, 10] + 0.004:.3f}")
+    body = lines[1:]
+    np.random.default_rng(shuffle).shuffle(body)
+    (tmp_path / "r.csv").write_text("\n".join([lines[0], *body]) + "\n")
+    _meters(block, tmp_path / "m.csv")
+    parsed, _ = build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
+    assert np.array_equal(parsed.volume_m3, np.round(block.volume_m3, 3))
+
+
+def test_two_readings_of_one_meter_at_one_time_with_different_registers_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text(
+        "meter_id,ts,volume_m3\nM1,2026-01-13T06:00:00Z,1.100\nM1,2026-01-13T07:00:00Z,1.200\n"
+        "M1,2026-01-13T06:00:00Z,1.105\nM1,2026-01-13T07:00:00Z,1.200\n"  # (the same row twice is harmless)
+    )
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nM1,D1,customer\n")
+    with pytest.raises(CsvFormatError, match=r"meter M1 has two readings at 2026-01-13T06:00:00Z: 1.1 and 1.105 m³"):
+        build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
+
+
 def test_quoted_fields_take_the_slow_path_and_give_the_same_result(tmp_path: Path) -> None:
     path = tmp_path / "q.csv"
     path.write_text('meter_id,ts,volume_m3\n"A",2026-01-05T00:00:00Z,1.5\n"A",2026-01-05T01:00:00Z,1.75\n')
