@@ -32,4 +32,15 @@ _register_commands()
 
 
 def main() -> None:
-    app()
+    """The command; what the machine or the database refuses (a port in use, a folder that is not
+    there, a database that cannot be reached or a URL that is none) is one line, not a traceback."""
+    try:
+        app()
+    except OSError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(1) from None
+    except Exception as error:
+        if not type(error).__module__.startswith("psycopg"):
+            raise
+        typer.echo(f"error: database: {str(error).strip() or type(error).__name__}", err=True)
+        raise SystemExit(1) from None

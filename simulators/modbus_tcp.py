@@ -84,6 +84,11 @@ class ModbusTcpSimulator:
             if transport is not None:
                 self.port = transport.sockets[0].getsockname()[1]
                 return
+            if self._task.done():  # pymodbus says "Could not start listen" (a RuntimeError)
+                raise OSError(
+                    f"Modbus TCP simulator cannot listen on {self.host}:{self._requested_port}: "
+                    "the port is in use, or the address is not this machine's"
+                ) from self._task.exception()
             await asyncio.sleep(0.01)
         raise RuntimeError("Modbus TCP simulator did not start listening")
 

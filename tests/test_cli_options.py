@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -20,3 +26,43 @@ def test_a_port_out_of_range_is_refused_by_name(args: list[str]) -> None:
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--port'" in result.output
+
+
+def _aquami(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed command, as a user runs it (its own error handling, not CliRunner's)."""
+    command = [str(Path(sys.executable).with_name("aquami")), *args]
+    env = {**os.environ, "COLUMNS": "400"}  # the error box wraps at the terminal's width
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin, env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["bill", "determinants", "--database-url", "notaurl", "--period", "2026-01"], 1, "error: database: "),
+        (["collector", "timezone", "--database-url", "postgresql://127.0.0.1:1/x"], 1, "error: database: "),
+        (["decode", "modbus", "--profile", "nosuch", "0001"], 2, "unknown meter profile 'nosuch'"),
+        (["simulate", "fault", "M1", "leak", "--rig", "notaurl"], 1, "give the rig's address"),
+    ],
+)
+def test_what_the_machine_or_the_database_refuses_is_one_line_not_a_traceback(args, code, says) -> None:
+    result = _aquami(*args)
+    assert result.returncode == code, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_busy_port_and_a_missing_output_folder_are_said_plainly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _aquami("simulate", "modbus-tcp", "--port", str(port))
+    assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in busy.stderr
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\nM,2026-01-01T00:00:00Z,1\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nM,D,customer\n")
+    (tmp_path / "latin.csv").write_bytes("meter_id,ts,volume_m3\nZÄHLER,2026-01-01T00:00:00Z,1\n".encode("cp1252"))
+    files = ["--meters", str(tmp_path / "m.csv")]
+    nowhere = _aquami("detect", "--readings", str(tmp_path / "r.csv"), *files, "--out", str(tmp_path / "no/x.json"))
+    assert nowhere.returncode == 2 and "there is no folder" in nowhere.stderr
+    latin = _aquami("detect", "--readings", str(tmp_path / "latin.csv"), *files, "--out", str(tmp_path / "x.json"))
+    assert latin.returncode == 2 and "not UTF-8" in latin.stderr and "Traceback" not in latin.stderr

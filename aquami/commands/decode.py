@@ -82,8 +82,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Modbus register blocks through a meter profile (registers as big-endian 16-bit words)."""
         from firmware_protocols.modbus import load_profile
+        from firmware_protocols.modbus.profile import ProfileError
 
-        meter_profile = load_profile(profile)
+        try:
+            meter_profile = load_profile(profile)
+        except ProfileError as error:
+            raise typer.BadParameter(str(error), param_hint="--profile") from None
         raise typer.Exit(decode_lines(_frames_from(registers or []), meter_profile.decode_bytes))
 
     app.add_typer(decode_app, name="decode")

@@ -64,6 +64,13 @@ QUALITIES = ("actual", "estimated", "substituted", "edited")
 
 
 def read_readings_csv(path: Path, progress: RowProgress | None = None) -> Readings:
+    try:
+        return _read_readings_csv(path, progress)
+    except UnicodeDecodeError as error:  # an Excel export in the machine's code page
+        raise CsvFormatError(f"{path}: not UTF-8 ({error.reason}): save the file as UTF-8") from None
+
+
+def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise CsvFormatError(f"{path}: empty file")

@@ -32,7 +32,10 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _call(method: str, url: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    except ValueError as error:  # not a URL at all
+        raise RigClientError(f"--rig {url!r}: {error}; give the rig's address, e.g. http://127.0.0.1:8470") from None
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"null")
