@@ -7,7 +7,7 @@ enquiry, a job for someone. This replays that schedule in memory over the last `
 fleet: the same detectors on the same sliding window, the same merge
 (:func:`collector.detection.lifecycle.merge_alerts`, with ``opens_from`` as the job sets it), and
 the stored alerts each run loads chosen as :func:`collector.alert_store.alerts_to_merge` chooses
-them (active, or last seen inside the window). It prints:
+them (active, dismissed and still running, or last seen inside the window). It prints:
 
 * the alerts the job opened over the period (after its first run, which opens the window's
   backlog), against the alerts one run over the final window raised in the period: the ratio
@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from benchmarks.bench_detection import block_of
-from collector.detection.alerts import ACTIVE, Alert
+from collector.detection.alerts import ACTIVE, Alert, AlertStatus
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.lifecycle import merge_alerts
@@ -52,7 +52,11 @@ def replay_job(
         window = block.until(now).since(now - timedelta(days=job.history_days))
         found = detect(window, config)
         since = window.time(0)
-        loaded = [a for a in stored.values() if a.status in ACTIVE or a.last_seen >= since]
+        loaded = [
+            a
+            for a in stored.values()
+            if a.status in ACTIVE or (a.status is AlertStatus.DISMISSED and a.ended_at is None) or a.last_seen >= since
+        ]
         changes = merge_alerts(loaded, found, now, opens_from=now - job.opens_within)
         seconds += time.perf_counter() - started
         runs += 1

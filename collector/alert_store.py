@@ -44,12 +44,15 @@ def _alert(row: Sequence[Any] | Mapping[str, Any]) -> Alert:
 
 
 def alerts_to_merge(conn: psycopg.Connection[Any], since: datetime) -> list[Alert]:
-    """The stored alerts a run over the window from ``since`` may find again: every active one, and
-    any other whose episode reached into the window. A resolved alert found again, under its own id
-    or one the sliding window shifted, is then left as it is (or reopened under a new kind), never
-    inserted a second time with an enquiry of its own."""
+    """The stored alerts a run over the window from ``since`` may find again: every active one, every
+    dismissed one whose episode has not been seen to end, and any other whose episode reached into
+    the window. A resolved alert found again, under its own id or one the sliding window shifted, is
+    then left as it is (or reopened, if it runs on), never inserted a second time with an enquiry
+    of its own; a dismissed one is not raised again."""
     rows = conn.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing') OR last_seen >= %s", (since,)
+        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE status IN ('open', 'ongoing') "
+        "OR (status = 'dismissed' AND ended_at IS NULL) OR last_seen >= %s",
+        (since,),
     ).fetchall()
     return [_alert(row) for row in rows]
 
@@ -64,10 +67,10 @@ def alerts_for(conn: psycopg.Connection[Any], meter_id: str) -> list[Alert]:
 def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
     """Insert opened alerts and update the others, in the caller's transaction.
 
-    An alert a person dismissed is never updated: a detection run reads its alerts without locking
-    them (a dismissal would wait for the whole run), so one that read an alert just before it was
-    dismissed would otherwise write it back as it was, undoing the dismissal it never saw. Runs
-    never change a dismissed alert themselves (:func:`merge_alerts`)."""
+    An alert a person dismissed is only updated by a change that keeps it dismissed (a run following
+    its episode): a detection run reads its alerts without locking them (a dismissal would wait for
+    the whole run), so one that read an alert just before it was dismissed would otherwise write it
+    back as it was, undoing the dismissal it never saw."""
     with conn.cursor() as cur:
         if changes.opened:
             placeholders = ", ".join(["%s"] * len(_COLUMNS))
@@ -79,8 +82,8 @@ def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
         if changed:
             assignments = ", ".join(f"{c} = %s" for c in _COLUMNS[1:])
             cur.executemany(
-                f"UPDATE alerts SET {assignments} WHERE alert_id = %s AND status <> 'dismissed'",
-                [(*_row(a)[1:], a.alert_id) for a in changed],
+                f"UPDATE alerts SET {assignments} WHERE alert_id = %s AND (status <> 'dismissed' OR %s = 'dismissed')",
+                [(*_row(a)[1:], a.alert_id, a.status.value) for a in changed],
             )
 
 

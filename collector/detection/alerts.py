@@ -79,9 +79,10 @@ class Alert:
         return self.meter_id if self.meter_id is not None else f"dma:{self.dma}"
 
     @property
-    def key(self) -> tuple[str, str | None, str]:
-        """What makes two alerts about the same thing (episodes are told apart by time)."""
-        return (self.kind.value, self.meter_id, self.dma)
+    def key(self) -> tuple[str, str]:
+        """What makes two alerts about the same thing (episodes are told apart by time): a meter's by
+        the meter alone (moved to another DMA, its leak is the same leak), a district's by the DMA."""
+        return (self.kind.value, self.subject)
 
     def overlaps(self, other: Alert) -> bool:
         """Whether the two episodes share any time (one still running has run up to its last read)."""

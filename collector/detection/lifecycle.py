@@ -15,16 +15,21 @@ day of flow, beside the leak detector's alert) is that same alert, and only conf
 detector's figures (its estimated start, the leak's own rate) stand, and the alarm neither
 overwrites nor resolves them. An alert only resolves when a detection says its flow stopped
 (``ended_at``); an alert missing from a run is left as it is (the run may simply not have covered
-it). A dismissed alert stays dismissed for the rest of its episode; a later episode is a new alert.
+it). A dismissed alert stays dismissed for the rest of its episode, which runs go on following (its
+``last_seen`` and ``ended_at``) so that they neither raise it again while it runs nor take a later
+episode for it; a later episode is a new alert.
 
 An alert's kind can change once later reads show its episode better: a burst raised on a shop's
 busy afternoon whose flow turns out continuous, at a leak's rate, comes back from the detectors
 with the same ``alert_id`` and kind ``leak`` (see ``engine._bursts_found_to_be_leaks``). It is the
 same alert, updated with the rest of its figures; its enquiry is told (server migration 0032).
-The one exception to "resolved for good" is that case: the burst may have ended at closing time
-(its flow fell below half the level that raised it) while the leak under it goes on all night. The
-episode did not end, so the alert comes back to ``ongoing`` under its new kind rather than the leak
-being lost (its enquiry is told, and reopened if a person had closed it: server migration 0033).
+The one exception to "resolved for good" is an episode a detector finds still running after its
+alert resolved: the burst may have ended at closing time (its flow fell below half the level that
+raised it) while the leak under it goes on all night, or a main burst's inflow dipped for an hour
+in the noise. The episode did not end, so the alert comes back to ``ongoing`` (under its new kind,
+if it has one) rather than being lost (its enquiry is told, and reopened if a person had closed it:
+server migration 0033). A meter's alert and its episode are the meter's: moved to another DMA, its
+alert goes on, in the new DMA.
 
 A meter meterization has taken out (``removed``: the meter, and when its last installation ended)
 passes no more water, so the detectors would never see its flow stop: its active alerts would stay
@@ -55,7 +60,7 @@ class AlertChanges:
         return bool(self.opened or self.updated or self.resolved)
 
 
-_FIGURES = ("kind", "start", "last_seen", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
+_FIGURES = ("kind", "dma", "start", "last_seen", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
 
 
 def _same_episode(stored: Alert, found: Alert) -> bool:
@@ -68,17 +73,11 @@ def _same_episode(stored: Alert, found: Alert) -> bool:
     return (stored_end is None or found.start <= stored_end) and (found_end is None or stored.start <= found_end)
 
 
-def _seen_again_as_another_kind(stored: Alert, found: Alert) -> bool:
-    """A resolved alert that the detectors now raise, under its own id, as another kind still
-    running: the episode it was part of did not end (a shop's burst that ended at closing is a leak
-    that goes on all night)."""
-    return (
-        stored.status is AlertStatus.RESOLVED
-        and found.source is AlertSource.DETECTOR
-        and found.alert_id == stored.alert_id
-        and found.kind is not stored.kind
-        and found.ended_at is None
-    )
+def _seen_running_again(stored: Alert, found: Alert) -> bool:
+    """A resolved alert whose episode a detector now finds still running: it did not end (a shop's
+    burst that ended at closing is a leak that goes on all night; a main burst whose inflow dipped
+    in one hour's noise runs on in the next runs' data)."""
+    return stored.status is AlertStatus.RESOLVED and found.source is AlertSource.DETECTOR and found.ended_at is None
 
 
 def merge_alerts(
@@ -99,9 +98,16 @@ def merge_alerts(
     was taken out, by ``now``) that began before its removal resolves there."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware UTC")
+    removed = removed or {}
+
+    def removed_by(alert: Alert) -> datetime | None:
+        """When the alert's meter was taken out, if it was during the alert (by ``now``)."""
+        taken_out = removed.get(alert.meter_id or "")
+        return taken_out if taken_out is not None and alert.start < taken_out <= now else None
+
     stored_alerts = list(existing)
     current = {a.alert_id: a for a in stored_alerts}
-    by_key: dict[tuple[str, str | None, str], list[str]] = {}  # alerts' ids by kind and subject
+    by_key: dict[tuple[str, str], list[str]] = {}  # alerts' ids by kind and subject
     for alert in stored_alerts:
         by_key.setdefault(alert.key, []).append(alert.alert_id)
     changes = AlertChanges()
@@ -130,9 +136,17 @@ def merge_alerts(
             by_detector.add(stored.alert_id)
         elif stored.alert_id in by_detector or stored.source is AlertSource.DETECTOR:
             continue  # the detector's alert about this episode: the meter's alarm only confirms it
-        reopened = _seen_again_as_another_kind(stored, found)
+        if stored.status is AlertStatus.DISMISSED:
+            # a person closed it; its episode is still followed, so that once it ends a later one is
+            # a new alert, and while it runs the run's sliding window does not raise it again
+            followed = stored.replace(last_seen=max(stored.last_seen, found.last_seen), ended_at=found.ended_at)
+            if found.source is AlertSource.DETECTOR and followed != stored:
+                current[stored.alert_id] = touched[stored.alert_id] = followed
+            continue
+        taken_out = removed_by(stored)
+        reopened = _seen_running_again(stored, found) and taken_out is None
         if stored.status not in ACTIVE and not reopened:
-            continue  # resolved or dismissed: that episode is closed for good
+            continue  # resolved: that episode is closed for good
         updated = stored.replace(**{name: getattr(found, name) for name in _FIGURES})
         if reopened:
             updated = updated.replace(status=AlertStatus.ONGOING, resolved_at=None)
@@ -143,14 +157,17 @@ def merge_alerts(
         if updated != stored:
             current[stored.alert_id] = updated
             touched[stored.alert_id] = updated
-    removed = removed or {}
     for alert_id, alert in list(current.items()):
-        taken_out = removed.get(alert.meter_id or "")
-        if alert.status in ACTIVE and taken_out is not None and alert.start < taken_out <= now:
-            end = alert.ended_at or max(taken_out, alert.last_seen)
+        taken_out = removed_by(alert)
+        if taken_out is None:
+            continue
+        end = alert.ended_at or max(taken_out, alert.last_seen)
+        if alert.status in ACTIVE:
             current[alert_id] = touched[alert_id] = alert.replace(
                 status=AlertStatus.RESOLVED, ended_at=end, resolved_at=end
             )
+        elif alert.status is AlertStatus.DISMISSED and alert.ended_at is None:
+            current[alert_id] = touched[alert_id] = alert.replace(ended_at=end)  # its episode ended there
     before = {a.alert_id for a in stored_alerts}
     for alert_id, changed in touched.items():
         alert = changed.replace(updated_at=now)

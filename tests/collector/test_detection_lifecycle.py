@@ -78,7 +78,11 @@ def test_a_dismissed_alert_stays_dismissed_for_its_episode() -> None:
     stored = merge_alerts([], [_leak(T0, T0)], now=T0).opened
     dismissed = dismiss(stored[0], by="ana", reason="pool filling, known", now=T0 + H)
     assert dismissed.status is AlertStatus.DISMISSED and dismissed.dismiss_reason == "pool filling, known"
-    assert not merge_alerts([dismissed], [_leak(T0, T0 + 9 * H)], now=T0 + 9 * H)
+    followed = merge_alerts([dismissed], [_leak(T0, T0 + 9 * H)], now=T0 + 9 * H)
+    assert not followed.opened and not followed.resolved  # its episode followed, still dismissed:
+    assert [(a.status, a.last_seen, a.dismiss_reason) for a in followed.updated] == [
+        (AlertStatus.DISMISSED, T0 + 9 * H, "pool filling, known")
+    ]
     with pytest.raises(ValueError):
         dismiss(stored[0], by="ana", reason=" ", now=T0)
     with pytest.raises(ValueError):
@@ -117,19 +121,45 @@ def test_a_burst_that_ended_and_is_then_seen_to_be_a_running_leak_reopens_as_tha
     assert reopened.resolved_at is None and reopened.ended_at is None and reopened.rate_l_h == 150.0
 
 
-def test_a_resolved_alert_stays_resolved_when_seen_again_as_the_same_kind_or_as_ended() -> None:
-    """Only a change of kind, to one still running, reopens: the same burst seen again (ended or
-    not), or seen as a leak that ended too, leaves the resolved alert alone; a dismissed one stays
-    dismissed whatever comes."""
+def test_a_resolved_alert_reopens_only_when_a_detector_finds_its_episode_still_running() -> None:
+    """The same burst seen again as ended, or as a leak that ended too, leaves the resolved alert
+    alone. Seen still running, of either kind, it reopens: an hour's dip had ended it (a main burst
+    so resolved was lost while it ran on for days). A dismissed one stays dismissed whatever comes."""
     burst = _leak(T0, T0 + 7 * H, rate=400.0).replace(
         kind=AlertKind.BURST, alert_id=make_alert_id(AlertKind.BURST, "M1", "D1", T0), ended_at=T0 + 7 * H
     )
     (stored,) = merge_alerts([], [burst], now=T0 + 8 * H).opened
     later = T0 + 12 * H
-    assert not merge_alerts([stored], [burst.replace(ended_at=None, last_seen=later)], now=later)
+    assert not merge_alerts([stored], [burst], now=later)
     assert not merge_alerts([stored], [burst.replace(kind=AlertKind.LEAK, last_seen=later)], now=later)
+    running = merge_alerts([stored], [burst.replace(ended_at=None, last_seen=later)], now=later)
+    assert not running.opened and not running.resolved
+    assert [(a.alert_id, a.status, a.resolved_at, a.last_seen) for a in running.updated] == [
+        (stored.alert_id, AlertStatus.ONGOING, None, later)
+    ]
     dismissed = dismiss(stored.replace(status=AlertStatus.OPEN), by="A. Clerk", reason="meter test", now=later)
-    assert not merge_alerts([dismissed], [burst.replace(kind=AlertKind.LEAK, ended_at=None)], now=later)
+    followed = merge_alerts([dismissed], [burst.replace(kind=AlertKind.LEAK, ended_at=None)], now=later)
+    assert [(a.status, a.kind) for a in followed.updated] == [(AlertStatus.DISMISSED, AlertKind.BURST)]
+    assert not followed.opened and not followed.resolved
+
+
+def test_a_meter_moved_to_another_dma_keeps_its_alert() -> None:
+    """A meter's alert is the meter's: the run after meterization moved it to D2 dated its leak an
+    hour later (a new id) in D2, opened a second alert, and the first stayed ongoing for good."""
+    (stored,) = merge_alerts([], [_leak(T0, T0)], now=T0).opened
+    moved = _leak(T0 + H, T0 + 8 * H, start=stored.start).replace(
+        dma="D2", alert_id=make_alert_id(AlertKind.LEAK, "M1", "D2", T0 + H)
+    )
+    changes = merge_alerts([stored], [moved], now=T0 + 8 * H)
+    assert not changes.opened
+    assert [(a.alert_id, a.dma, a.last_seen) for a in changes.updated] == [(stored.alert_id, "D2", T0 + 8 * H)]
+
+
+def test_a_dismissed_alert_s_episode_ends_when_its_meter_is_taken_out() -> None:
+    (stored,) = merge_alerts([], [_leak(T0, T0)], now=T0).opened
+    dismissed = dismiss(stored, by="ana", reason="pool filling, known", now=T0 + H)
+    changes = merge_alerts([dismissed], [], now=T0 + 9 * H, removed={"M1": T0 + 5 * H})
+    assert [(a.status, a.ended_at) for a in changes.updated] == [(AlertStatus.DISMISSED, T0 + 5 * H)]
 
 
 def test_other_meters_and_kinds_are_other_alerts() -> None:
@@ -199,7 +229,8 @@ def test_a_dismissed_alert_found_again_under_a_shifted_id_stays_dismissed() -> N
     dismissed = dismiss(stored, by="ana", reason="pool filling, known", now=T0 + H)
     shifted = _leak(T0 + H, T0 + 9 * H, start=stored.start)
     assert shifted.alert_id != dismissed.alert_id
-    assert not merge_alerts([dismissed], [shifted], now=T0 + 9 * H)
+    changes = merge_alerts([dismissed], [shifted], now=T0 + 9 * H)
+    assert not changes.opened and [a.status for a in changes.updated] == [AlertStatus.DISMISSED]
 
 
 def test_of_two_stored_alerts_a_finding_takes_the_one_raised_nearest_its_own_detection() -> None:

@@ -133,3 +133,56 @@ def test_the_leak_is_on_the_customer_s_determinant_for_billing_s_adjustment(leak
     )
     again = client.get("/billing/determinants", params={"period": period, "account": "ACC-7"}, headers=billing).json()
     assert again["items"][0]["lines"][0]["leaks"] == []
+
+
+def test_a_dismissed_leak_that_runs_on_is_not_raised_again_when_the_window_has_passed_its_dismissal(
+    leaky_customer,
+) -> None:
+    """A dismissed alert was loaded only while its last_seen (frozen at the dismissal) was in the
+    run's window: once the window had passed it, the leak running on opened a new alert and a new
+    enquiry. Runs now follow a dismissed alert's episode."""
+    url, client, keys = leaky_customer
+    with psycopg.connect(url) as conn:
+        opened = run_detection_once(conn, FIRST_RUN, CONFIG).opened
+    leak = next(a for a in opened if a.kind is AlertKind.LEAK and a.meter_id == LEAKY)
+    dismissed = client.post(f"/alerts/{leak.alert_id}/dismiss", json={"reason": "pool filling, known"},
+                            headers={"Authorization": f"Bearer {keys['customer_care']}"})  # fmt: skip
+    assert dismissed.status_code == 200, dismissed.text
+    store_hours(url, fleet(), 9 * 24, 20 * 24)  # eleven days more: the window is nine
+    with psycopg.connect(url) as conn:
+        for day in range(1, 12):
+            run_detection_once(conn, FIRST_RUN + timedelta(days=day), CONFIG)
+        leaks = conn.execute(
+            "SELECT alert_id, status, last_seen FROM alerts WHERE kind = 'leak' AND meter_id = %s", (LEAKY,)
+        ).fetchall()
+    assert [(alert_id, status) for alert_id, status, _ in leaks] == [(leak.alert_id, "dismissed")]
+    assert leaks[0][2] >= FIRST_RUN + timedelta(days=10)  # followed, not frozen at the dismissal
+    assert [e["alert_id"] for e in _enquiries(client, keys["customer_care"], account="ACC-7")] == [leak.alert_id]
+
+
+def test_an_alert_stored_already_resolved_tells_its_enquiry(leaky_customer) -> None:
+    """An episode that began and ended between two runs (after an outage, a late spool) is stored
+    resolved: its enquiry was raised but never told the flow had stopped."""
+    from collector.alert_store import save_changes
+    from collector.detection.alerts import Alert, AlertStatus, make_alert_id
+    from collector.detection.lifecycle import AlertChanges
+
+    url, client, keys = leaky_customer
+    start = FIRST_RUN - timedelta(hours=20)
+    burst = Alert(
+        alert_id=make_alert_id(AlertKind.BURST, LEAKY, "D1", start + timedelta(hours=1)), kind=AlertKind.BURST,
+        meter_id=LEAKY, dma="D1", start=start, detected_at=start + timedelta(hours=1),
+        last_seen=start + timedelta(hours=3), ended_at=start + timedelta(hours=3), rate_l_h=900.0, volume_l=2700.0,
+        confidence=0.96, evidence=((start, start + timedelta(hours=1)),), status=AlertStatus.RESOLVED,
+        resolved_at=start + timedelta(hours=3), updated_at=FIRST_RUN,
+    )  # fmt: skip
+    with psycopg.connect(url) as conn, conn.transaction():
+        save_changes(conn, AlertChanges(opened=[burst]))
+    (enquiry,) = [e for e in _enquiries(client, keys["customer_care"]) if e["alert_id"] == burst.alert_id]
+    one = client.get(
+        f"/enquiries/{enquiry['enquiry_id']}", headers={"Authorization": f"Bearer {keys['customer_care']}"}
+    )
+    notes = [u["note"] for u in one.json()["updates"]]
+    assert notes[0].startswith("raised by alert") and notes[1:] == [
+        "alert resolved: the flow stopped (2700 L lost in all)"
+    ]
