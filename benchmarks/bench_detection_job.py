@@ -57,7 +57,7 @@ def replay_job(
             for a in stored.values()
             if a.status in ACTIVE or (a.status is AlertStatus.DISMISSED and a.ended_at is None) or a.last_seen >= since
         ]
-        changes = merge_alerts(loaded, found, now, opens_from=now - job.opens_within)
+        changes = merge_alerts(loaded, found, now, opens_from=now - job.opens_within, window_from=since)
         seconds += time.perf_counter() - started
         runs += 1
         if hour < hours:

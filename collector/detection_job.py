@@ -205,6 +205,7 @@ def run_detection_once(
             now,
             opens_from=block.time(block.n_intervals - 1) - config.opens_within,
             removed=dict(conn.execute(_TAKEN_OUT).fetchall()),
+            window_from=block.time(0),
         )
         save_changes(conn, changes)
         window = (block.time(0), block.time(block.n_intervals - 1))

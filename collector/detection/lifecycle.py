@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from collector.detection.alerts import ACTIVE, Alert, AlertSource, AlertStatus
 
@@ -60,6 +60,8 @@ class AlertChanges:
         return bool(self.opened or self.updated or self.resolved)
 
 
+#: A finding that starts this close after its run's first instant may have been cut there.
+_WINDOW_EDGE = timedelta(days=1)
 _FIGURES = ("kind", "dma", "start", "last_seen", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
 
 
@@ -87,6 +89,7 @@ def merge_alerts(
     *,
     opens_from: datetime | None = None,
     removed: Mapping[str, datetime] | None = None,
+    window_from: datetime | None = None,
 ) -> AlertChanges:
     """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware).
 
@@ -95,7 +98,13 @@ def merge_alerts(
     and its oldest part, there as the detectors' history, has too little history of its own (a
     burst against a meter's first few days); the run at the episode's own time saw it with its
     history and opened what it was. An active alert on a meter in ``removed`` (meter id → when it
-    was taken out, by ``now``) that began before its removal resolves there."""
+    was taken out, by ``now``) that began before its removal resolves there.
+
+    ``window_from`` is where the run's data begins: a finding that starts within its first day says
+    only that the episode had begun by then (a leak older than the window is dated from the
+    window's start), so an alert keeps the earlier start it was given when its beginning was in the
+    data, and its volume counts from there (billing's leak adjustment spans start to end; moved
+    with the window, a two-month leak's alert lost a day a day)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware UTC")
     removed = removed or {}
@@ -148,6 +157,9 @@ def merge_alerts(
         if stored.status not in ACTIVE and not reopened:
             continue  # resolved: that episode is closed for good
         updated = stored.replace(**{name: getattr(found, name) for name in _FIGURES})
+        if window_from is not None and stored.start < found.start < window_from + _WINDOW_EDGE:
+            hours = (found.start - stored.start).total_seconds() / 3600.0
+            updated = updated.replace(start=stored.start, volume_l=found.volume_l + found.rate_l_h * hours)
         if reopened:
             updated = updated.replace(status=AlertStatus.ONGOING, resolved_at=None)
         if found.ended_at is not None:

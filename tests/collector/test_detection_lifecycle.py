@@ -304,3 +304,21 @@ def test_a_finding_on_a_meter_taken_out_is_stored_resolved() -> None:
     found = merge_alerts([], [_leak(T0, T0 + 6 * H, meter="OLD")], now=T0 + 30 * H, removed={"OLD": out})
     (opened,) = found.opened
     assert opened.status is AlertStatus.RESOLVED and opened.ended_at == out
+
+
+def test_a_leak_older_than_the_window_keeps_the_start_it_was_given_and_its_volume_counts_from_there() -> None:
+    """Once a run's window had passed a leak's beginning, the detectors dated it from the window's
+    start, and the stored alert took that start: a two-month leak lost a day of volume each day
+    (billing's leak adjustment spans the alert's start to its end), and its start came to lie after
+    the time it was raised."""
+    (stored,) = merge_alerts([], [_leak(T0, T0)], now=T0).opened
+    window_from = T0 + 40 * 24 * H
+    now = window_from + 28 * 24 * H
+    clipped = _leak(window_from + 24 * H, now, start=window_from, rate=5.0)
+    (updated,) = merge_alerts([stored], [clipped], now=now, window_from=window_from).updated
+    assert updated.alert_id == stored.alert_id and updated.start == stored.start
+    assert updated.volume_l == pytest.approx(5.0 * (now - stored.start).total_seconds() / 3600)
+    # a start refined inside the data (not at its edge) is taken as the detectors give it
+    refined = _leak(T0 + 8 * H, T0 + 8 * H, start=T0 - 2 * H)
+    (moved,) = merge_alerts([stored], [refined], now=T0 + 8 * H, window_from=T0 - 20 * 24 * H).updated
+    assert moved.start == T0 - 2 * H

@@ -186,3 +186,20 @@ def test_an_alert_stored_already_resolved_tells_its_enquiry(leaky_customer) -> N
     assert notes[0].startswith("raised by alert") and notes[1:] == [
         "alert resolved: the flow stopped (2700 L lost in all)"
     ]
+
+
+def test_a_leak_running_past_the_window_keeps_its_start_and_billing_its_whole_volume(leaky_customer) -> None:
+    url, _, _ = leaky_customer
+    with psycopg.connect(url) as conn:
+        leak = next(a for a in run_detection_once(conn, FIRST_RUN, CONFIG).opened if a.meter_id == LEAKY)
+    store_hours(url, fleet(), 9 * 24, 20 * 24)  # eleven days more: the window (nine) passes the leak's start
+    with psycopg.connect(url) as conn:
+        for day in range(1, 12):
+            run_detection_once(conn, FIRST_RUN + timedelta(days=day), CONFIG)
+        row = conn.execute(
+            "SELECT start, last_seen, rate_l_h, volume_l FROM alerts WHERE alert_id = %s", (leak.alert_id,)
+        ).fetchone()
+    assert row is not None
+    start, last_seen, rate, volume = row
+    assert abs(start - leak.start) <= timedelta(hours=1) and abs(start - LEAK_START) <= timedelta(hours=2)
+    assert volume == pytest.approx(rate * (last_seen - start).total_seconds() / 3600, rel=1e-6)
