@@ -56,10 +56,15 @@ def _history_max(by_day: np.ndarray, days: int, lag: int) -> np.ndarray:
     """(M, D): the highest value over the ``days`` days before each day, leaving out the last
     ``lag`` intervals before it (so that the first, partial interval of a burst that began just
     before midnight is not yet "history" at 00:00). NaN counts as nothing."""
+
     # fmax skips NaN and, unlike nanmax, stays quiet on days without reads (warnings are not
-    # thread-safe to silence, and chunks run in threads)
-    head = np.nan_to_num(np.fmax.reduce(by_day[:, :, : by_day.shape[2] - lag], axis=2), nan=-np.inf)
-    tail = np.nan_to_num(np.fmax.reduce(by_day[:, :, by_day.shape[2] - lag :], axis=2), nan=-np.inf)
+    # thread-safe to silence, and chunks run in threads); with one or two reads a day a part is
+    # empty: nothing, not an error
+    def highest_of(part: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(np.fmax.reduce(part, axis=2, initial=-np.inf), nan=-np.inf, neginf=-np.inf)
+
+    head = highest_of(by_day[:, :, : by_day.shape[2] - lag])
+    tail = highest_of(by_day[:, :, by_day.shape[2] - lag :])
     whole = np.maximum(head, tail)
     m, d = whole.shape
     padded = np.concatenate([np.full((m, days), -np.inf), whole], axis=1)

@@ -389,6 +389,22 @@ def test_readings_with_a_backward_register_parse_to_what_was_written(tmp_path: P
     np.testing.assert_array_equal(readings.reverse_m3, np.array(expected))
 
 
+@pytest.mark.parametrize("hours", [12, 24])
+def test_reads_once_or_twice_a_day_are_detected_over_not_a_crash(tmp_path: Path, hours: int) -> None:
+    """A shop read once a day (a drive-by schedule) drawing 7 m³ a day crashed the burst rules: a
+    day of one or two intervals has no part before the last two to take the highest of."""
+    rows = [f"SHOP1,{np.datetime_as_string(np.datetime64('2026-01-01T00:00', 's') + np.timedelta64(h, 'h'))}Z,"
+            f"{100 + 7 * h / 24:.3f}" for h in range(0, 30 * 24, hours)]  # fmt: skip
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nSHOP1,D1,customer\n")
+    out = tmp_path / "alerts.json"
+    files = ["--readings", str(tmp_path / "r.csv"), "--meters", str(tmp_path / "m.csv"), "--out", str(out)]
+    result = CliRunner().invoke(app, ["detect", *files])
+    assert result.exit_code == 0, result.output
+    alerts = json.loads(out.read_text())
+    assert isinstance(alerts, list) and all(a["start"] <= a["detected_at"] for a in alerts)
+
+
 def test_the_detect_command_writes_alerts_json(tmp_path: Path) -> None:
     block = _small_block()
     _write(block, tmp_path / "r.csv", shuffle=5)
