@@ -245,7 +245,9 @@ def _bursts_found_to_be_leaks(
     A shop's busy afternoon on top of a 180 L/h leak raises a burst that day; only after closing
     does the flow show as continuous, and the leak detector raises it. Where such a leak (below a
     burst's least rate) overlaps a burst raised earlier on the same meter, and the burst itself
-    measures below a burst's least rate, the episode is a leak: it keeps the burst's ``alert_id``
+    measures below a burst's least rate, the episode is a leak (if the leak was already flowing when
+    the burst was raised: a leak that began after it is an episode of its own, and took the burst's
+    time and volume away, starting after it was raised): it keeps the burst's ``alert_id``
     and ``detected_at`` (when it was first raised, and the enquiry it raised) and takes the leak's
     kind and figures. The lifecycle updates the stored alert's kind with the rest."""
     by_meter = _by_meter(leaks)
@@ -260,6 +262,7 @@ def _bursts_found_to_be_leaks(
                 and leak.rate_l_h < config.burst_min_l_h
                 and burst.rate_l_h < config.burst_min_l_h
                 and burst.detected_at < leak.detected_at
+                and leak.start <= burst.detected_at  # flowing when the burst was raised: its flow
                 and burst.overlaps(leak)
             ),
             None,

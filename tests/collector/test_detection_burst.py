@@ -452,3 +452,16 @@ def test_a_new_block_of_flats_known_as_a_bulk_meter_raises_nothing_and_its_burst
     assert raised.kind is AlertKind.BURST
     assert raised.detected_at <= at_hour(15 * 24 + 4)
     assert raised.rate_l_h == pytest.approx(6000.0, rel=0.1)
+
+
+def test_a_leak_that_begins_after_a_burst_was_raised_does_not_take_the_burst_s_alert() -> None:
+    """A shop's 229 L/h burst from 14:15 to 17:46, then a 191 L/h leak from 18:28: the burst was
+    merged into the leak because the two overlapped, and the alert (raised at 16:00, for the burst)
+    took the leak's start, 18:08, after the time it was raised; the burst's own hours were gone."""
+    use = business(np.random.default_rng(174645573), 21)
+    burst_from = 398.25  # 14:15 on a Wednesday
+    use = add_flow(add_flow(use, burst_from, 229.0, burst_from + 3.52), 402.47, 191.0)
+    alerts = detect(block_of({"SHOP": use}))
+    assert alerts and all(a.start <= a.detected_at for a in alerts)
+    first = min(alerts, key=lambda a: a.start)
+    assert abs((first.start - at_hour(burst_from)).total_seconds()) <= 3600
