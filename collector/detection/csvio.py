@@ -536,10 +536,17 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     if readings.ts_s.size == 0:
         raise CsvFormatError("no readings")
     interval = _interval(readings)
-    phase = int(np.bincount((readings.ts_s[:100_000] % interval).astype(np.int64)).argmax())
+    # the grid's instants fall where most reads do, over the whole file (a sample of its first rows
+    # made the grid, and so the alerts, depend on the rows' order)
+    phase = int(np.bincount((readings.ts_s % interval).astype(np.int64)).argmax())
     t0 = (int(readings.ts_s.min()) - phase) // interval * interval + phase
     _refuse_conflicting_duplicates(readings)
-    cols = np.rint((readings.ts_s - t0) / interval).astype(np.int64)
+    # a read stands for the first instant at or after it, as in the database's job (interval
+    # (instant - step, instant]), give or take a twentieth of the step (a gateway's poll a few
+    # seconds late is still the hour's): another gateway's reads half an interval off the grid,
+    # rounded to the nearest instant, fell half on one instant and half on the next, and one of
+    # each pair was lost
+    cols = np.ceil((readings.ts_s - t0 - interval / 20) / interval).astype(np.int64)
     t = int(cols.max()) + 1
     row_of = {name: i for i, name in enumerate(meters.meter_ids.tolist())}
     mapping = np.array([row_of.get(name, -1) for name in readings.meter_names.tolist()], dtype=np.int64)
@@ -590,7 +597,10 @@ def _refuse_conflicting_duplicates(readings: Readings) -> None:
 
 
 def _interval(readings: Readings) -> int:
-    sample = slice(0, 200_000)
+    """The commonest step between a meter's consecutive reads, over a spread of meters (every k-th
+    by name, whatever the rows' order) holding about 200,000 reads."""
+    every = max(1, readings.ts_s.size // 200_000)
+    sample = readings.meter_index % every == 0
     idx, ts = readings.meter_index[sample], readings.ts_s[sample]
     order = np.lexsort((ts, idx))
     same = idx[order][1:] == idx[order][:-1]

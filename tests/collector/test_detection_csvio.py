@@ -79,6 +79,27 @@ def test_an_extra_read_beside_an_instant_gives_the_same_block_in_any_row_order(t
     assert np.array_equal(parsed.volume_m3, np.round(block.volume_m3, 3))
 
 
+@pytest.mark.parametrize("half_first", [False, True])
+def test_meters_read_half_an_interval_off_the_grid_keep_every_read(tmp_path: Path, half_first: bool) -> None:
+    """Two gateways, one polling on the hour, the other at half past: the half-past reads were
+    rounded to the nearest instant, half-to-even, so pairs fell on one instant and one of each was
+    lost; and the grid's phase came from the file's first rows, so which DMA lost them depended on
+    the rows' order. Each read now stands for the first instant at or after it."""
+    start = np.datetime64("2026-01-05T00:00:00", "s")
+    rows = []
+    for meter, offset_min in (("ON-HOUR", 0), ("HALF-PAST", 30)):
+        for h in range(72):
+            ts = start + np.timedelta64(h * 60 + offset_min, "m")
+            rows.append(f"{meter},{np.datetime_as_string(ts, unit='s')}Z,{100 + h / 100:.3f}")
+    if half_first:
+        rows = rows[72:] + rows[:72]
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nON-HOUR,D1,customer\nHALF-PAST,D2,customer\n")
+    block, _ = build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
+    assert (~np.isnan(block.volume_m3)).sum(axis=1).tolist() == [72, 72]
+    assert block.timestamps[0] == start
+
+
 def test_two_readings_of_one_meter_at_one_time_with_different_registers_are_refused(tmp_path: Path) -> None:
     (tmp_path / "r.csv").write_text(
         "meter_id,ts,volume_m3\nM1,2026-01-13T06:00:00Z,1.100\nM1,2026-01-13T07:00:00Z,1.200\n"
