@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -20,7 +21,7 @@ from psycopg import sql
 
 from aquami.mqtt import MqttEndpoint
 from collector.service import Collector, CollectorConfig
-from tests.services import drop_database, with_database
+from tests.services import MosquittoBroker, drop_database, with_database
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> None:
@@ -239,6 +240,40 @@ def test_a_database_that_stops_taking_writes_for_a_while_loses_nothing(migrated_
             assert count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R1'") == 0
             admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
         wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R1'") == 1, 30, "the read")
+
+
+def test_the_shipped_broker_settings_keep_the_collector_s_backlog_while_the_database_is_away(
+    migrated_database_url,
+):
+    """1,500 batches arrive while the database takes no writes: the gateways have their PUBACKs and
+    have deleted them, so the broker must hold them all for the collector. With Mosquitto's default
+    queue (1,000 messages a client) 1,021 of 1,501 were stored; with the settings the project ships
+    (collector/examples/mosquitto.conf) every one is."""
+    shipped = (Path(__file__).resolve().parents[2] / "collector" / "examples" / "mosquitto.conf").read_text()
+    queue = [line for line in shipped.splitlines() if line.startswith("max_queued")]
+    assert queue == ["max_queued_messages 0", "max_queued_bytes 0"]
+    url, gw = migrated_database_url, "gw-backlog"
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    broker = MosquittoBroker(settings=queue)
+    broker.start()
+    try:
+        with running_collector(url, broker.url) as collector, publisher(broker.url) as publish:
+            _ready(publish, url, gw)
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                for seq in range(1, 1501):
+                    ts = f"2026-03-01T{seq // 3600:02d}:{seq // 60 % 60:02d}:{seq % 60:02d}Z"
+                    publish(f"aquami/v1/{gw}/reads", reads(gw, seq, [("Q1", ts, float(seq))]))
+                wait_for(lambda: collector.counters.database_errors >= 1, 30, "writes refused")
+                admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'Q1'") == 1500, 120, "all")
+    finally:
+        broker.close()
 
 
 def test_a_collector_started_before_its_database_waits_for_it(timescale_admin_url, mosquitto):
