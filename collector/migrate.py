@@ -33,10 +33,12 @@ def migrate(database_url: str) -> list[str]:
     """Apply what is missing; return the names applied now (empty when up to date)."""
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        with conn.transaction():  # under the lock too: two migrators creating it at once collide
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))  # in the catalog (UniqueViolation)
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
         for name, file in migration_files():
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
