@@ -334,3 +334,14 @@ def test_the_collector_stores_each_gateway_event_once(tmp_path: Path, migrated_d
     events = [e for e in events if e["event"] in GATEWAY_EVENTS]
     stored = _stored(migrated_database_url, events)
     assert sorted(stored, key=repr) == sorted((_as_stored(e) for e in events), key=repr)
+
+
+@pytest.mark.parametrize("field", ["meter_id", "gateway_id"])
+def test_an_identifier_with_a_trailing_newline_is_refused_as_the_reads_path_refuses_it(field: str) -> None:
+    """The schema's pattern ends in '$', which Python's re lets match before a final newline:
+    'WM-0002\\n' registered a second meter and the event was filed under it."""
+    event = dict(health_events()[0])  # a meter_offline the gateway's own Health made
+    assert parse_events_message(events_topic("gw-1"), json.dumps(event).encode()) == [_expected_row(event)]
+    event[field] += "\n"
+    refused = parse_events_message(events_topic("gw-1"), json.dumps(event).encode())
+    assert isinstance(refused, RejectedMessage) and f"{field}: " in refused.reason and "identifier" in refused.reason
