@@ -156,6 +156,9 @@ class WMBusBusConfig(SerialBusConfig):
     retry_backoff_s: float = 0.0
     jitter: float = 0.0
     duplicate_window_s: float = 60.0
+    #: the stick attaches a CRC-16 to each message (set it so): a message without one is taken for
+    #: noise, and noise can never swallow the telegrams after it
+    require_fcs: bool = False
     protocol: ClassVar[str] = "wmbus"
 
 
@@ -311,6 +314,7 @@ def _bus(table: Table) -> tuple[str, str, dict[str, Any]]:
     settings["poll_interval_s"] = table.number("poll_interval_s", default["poll_interval_s"], low=0.05)
     if kind is WMBusBusConfig:  # listened to: no timeouts or retries to set
         settings["duplicate_window_s"] = table.number("duplicate_window_s", default["duplicate_window_s"], low=0.0)
+        settings["require_fcs"] = table.flag("require_fcs", default["require_fcs"])
         return name, protocol, settings
     # M-Bus's default timeout (0: from the baud rate) cannot be written: a timeout given is at least 0.01 s.
     settings["timeout_s"] = table.number("timeout_s", default["timeout_s"], low=0.01, high=60)

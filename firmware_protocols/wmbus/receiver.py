@@ -209,6 +209,21 @@ class ReceiverStreamParser:
                 self.other_messages += 1
         return received
 
+    @property
+    def waiting(self) -> int:
+        """Bytes held for a message not yet whole."""
+        return len(self._buffer)
+
+    def resync(self) -> list[ReceivedTelegram]:
+        """Give up the message being waited for (call once the line has been quiet longer than a
+        message takes): its first byte goes, and what follows is read again. Without an FCS, noise
+        that looks like the header of a 255-byte message would otherwise hold back, and then
+        swallow, the telegrams after it."""
+        if not self._buffer:
+            return []
+        self._discard(1)
+        return self.feed(b"")
+
     def _discard(self, count: int) -> None:
         del self._buffer[:count]
         self.discarded_bytes += count

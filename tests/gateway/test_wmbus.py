@@ -278,3 +278,85 @@ def test_a_receiver_that_will_not_open_is_tried_again_after_a_growing_wait(monke
     for k, wait in enumerate(waits):  # doubling from 0.5 s, up to 30 s, with equal jitter
         ceiling = min(30.0, 0.5 * 2**k)
         assert ceiling / 2 <= wait <= ceiling, waits
+
+
+def test_noise_that_looks_like_a_long_message_does_not_swallow_the_telegrams_after_it() -> None:
+    """Four bytes of line noise (A5 02 03 FF) read as the header of a 255-byte message without an
+    FCS: the parser held every telegram after it until 259 bytes had come, then handed them on as
+    one lump that did not decode. On a quiet network the wait is long and the telegrams are lost.
+    Once the line has been quiet longer than a message takes, the noise goes."""
+    taken: list[Reading] = []
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    async def scenario() -> None:
+        listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok: None)
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        await asyncio.sleep(0.3)
+        line.push(bytes.fromhex("A50203FF"))
+        for n in range(3):  # a meter every few seconds, as a quiet network hears them
+            await asyncio.sleep(1.0)
+            line.push(indication("12345678", 20.0 + n, n + 1))
+        await until(lambda: len(taken) == 3, 5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert [r.volume_m3 for r in taken] == [20.0, 21.0, 22.0]
+
+
+def test_a_meter_with_a_key_is_not_taken_at_its_word_in_the_clear() -> None:
+    """A telegram in security mode 0 (or mode 5 announcing no encrypted block) with a keyed meter's
+    id was taken as its reading: anyone near could set its register. It is refused, as wmbusmeters
+    refuses it; the encrypted one is taken."""
+    bus = WMBusBusConfig(
+        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=KEY),)
+    )
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    async def scenario() -> WMBusListener:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda meter, ok: None)
+        records = build_user_data([(DataRecord("volume", "m3", 0.001), "bcd8")])
+        plain = build_telegram(
+            records, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=7, crcs=False
+        )
+        await listener.handle(plain)
+        encrypted = build_telegram(
+            build_user_data([(DataRecord("volume", "m3", 28.115), "bcd8")]),
+            manufacturer="KAM", id="12345678", version=1, medium="water", access_no=8, key=KEY, crcs=False,
+        )  # fmt: skip
+        await listener.handle(encrypted)
+        return listener
+
+    listener = asyncio.run(scenario())
+    assert [r.volume_m3 for r in taken] == [28.115]
+    assert listener.unencrypted_refused == 1
+
+
+def test_a_meter_s_own_send_interval_decides_when_it_is_silent() -> None:
+    """A meter sending every 15 minutes on a bus whose meters send every 5 (its own poll_interval_s
+    set): it was counted silent at every 5-minute check, and with offline_after 2 went offline and
+    online again every quarter of an hour."""
+    slow = MeterConfig("SLOW-1", 0, "wmbus", {}, 900.0, wmbus_id="11111111")
+    fast = MeterConfig("FAST-1", 0, "wmbus", {}, None, wmbus_id="22222222")
+    bus = WMBusBusConfig("radio", "/dev/null", (slow, fast), poll_interval_s=300)
+    failed: list[str] = []
+
+    def on_heard(meter: MeterConfig, ok: bool) -> None:
+        if not ok:
+            failed.append(meter.meter_id)
+
+    listener = WMBusListener(bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=on_heard)
+    for minute in (0, 5, 10, 15, 20, 25, 30):  # the checks (the first starts each meter's interval)
+        listener.check_silence(now=minute * 60.0)
+    assert failed.count("FAST-1") == 6  # silent every 5 minutes
+    assert failed.count("SLOW-1") == 2  # silent at 15 and 30, not at every check
