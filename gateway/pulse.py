@@ -1,9 +1,12 @@
 """Pulse counters: a module that counts a meter's pulses, read over Modbus like any meter.
 
 Wrap-around: a module's 32-bit counter rolls over to 0; the meter's register must not. The gateway
-sees successive counts, so a count far below the previous one (more than half the counter's span)
-is a wrap: add the span from then on. The previous count and the number of wraps are kept in the
-spool's database (:class:`WrapStore`), so a restart does not forget a wrap.
+sees successive counts, so a count in the bottom quarter of the counter's span after one in its top
+quarter is a wrap: add the span from then on. Any other fall is the module counting again from 0 (a
+power cycle without a kept count, a module replaced): no wrap, a register that falls to near zero,
+which VEE takes for a replacement and counts on from (taken for a wrap, a module reset at 2.4e9
+pulses added 188,000 m³ that never flowed). The previous count and the number of wraps are kept in
+the spool's database (:class:`WrapStore`), so a restart does not forget a wrap.
 
 Source: the MQTT contract tells a pulse count (``source.protocol`` "pulse") from a meter's own
 register, whatever bus carried it; the bus name and the module's unit id stay as they are.
@@ -45,7 +48,7 @@ class PulseWrap:
 
     def unwrap(self, counted_m3: float) -> float:
         """The counter's volume (``count × litres per pulse``) to a volume that keeps growing."""
-        if self.last_m3 is not None and self.last_m3 - counted_m3 > self.span_m3 / 2:
+        if self.last_m3 is not None and self.last_m3 > 0.75 * self.span_m3 and counted_m3 < 0.25 * self.span_m3:
             self.wraps += 1
         if counted_m3 != self.last_m3 and self.store is not None:
             self.store.save_wrap(self.meter_id, counted_m3, self.wraps)

@@ -92,6 +92,18 @@ def test_pulse_counter_wrap_is_unwrapped_and_remembered(tmp_path: Path) -> None:
     assert restarted.unwrap(4.0) == span + 4.0
 
 
+@given(before=st.floats(0.0, 0.74), after=st.floats(0.0, 1.0))
+def test_a_module_counting_again_from_zero_is_no_wrap(before: float, after: float) -> None:
+    """A module restarted at 0 (a power cycle without a kept count) after counting past half its
+    span was taken for a wrap: a whole span added, 188,000 m³ at 0.1 L a pulse. Only a count in the
+    bottom quarter after one in the top quarter is a wrap; any other fall is left for VEE, which
+    takes a register falling to near zero for a replacement."""
+    span = 2**32 * 0.1 / 1000
+    wrap = PulseWrap("P-2", span)
+    wrap.unwrap(before * span)
+    assert wrap.unwrap(after * before * span) == round(after * before * span, 9)  # a fall from below the top quarter
+
+
 def test_events_beyond_the_limit_drop_the_oldest_counted_and_said(tmp_path: Path, caplog) -> None:
     """Events wait for the broker up to a limit; beyond it the oldest go. That used to happen
     without a word: now each is counted (the gateway's health shows ``events_dropped``) and the
