@@ -71,6 +71,10 @@ FROM (
 WHERE r.meter_id = s.meter_id AND r.ts = s.ts AND r.quality = 'estimated'
 """
 
+# Who changes stored readings in this transaction, and why: reading_history takes it where the new
+# version names no one (collector migration 0055).
+SAY_WHO = "SELECT set_config('aquami.change_by', %s, true), set_config('aquami.change_reason', %s, true)"
+
 # Same key, different value: the stored reading stays; the other is kept for VEE. A reading that
 # was edited or substituted since is compared with its original (the first version in history).
 _CONFLICTS = """
@@ -263,6 +267,7 @@ class ReadingStore:
         inserted = cur.rowcount
         conflicts = 0
         if inserted < count:
+            cur.execute(SAY_WHO, ("ingest", "the actual reading arrived"))  # for reading_history
             cur.execute(_REPLACE_ESTIMATES)
             inserted += cur.rowcount
             cur.execute(_CONFLICTS)

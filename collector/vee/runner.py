@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import psycopg
 
+from collector.store import SAY_WHO
 from collector.utility_zone import utility_zone
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
@@ -101,6 +102,7 @@ def run_vee(
     with conn.transaction():
         conn.execute(_STAGING)
         if stale_keys[0]:
+            conn.execute(SAY_WHO, ("vee:re-estimate", "a measured read came into its gap: the gap is estimated again"))
             conn.execute(
                 "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
                 "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'estimated'",

@@ -320,6 +320,32 @@ def test_real_reads_arriving_late_inside_an_estimated_gap_replace_its_estimates(
     assert state() == ({"actual": 12}, [], (used, 0))
 
 
+def test_the_history_of_an_estimate_says_who_replaced_or_removed_it_and_why(migrated_database_url):
+    """An actual read replacing VEE's estimate at its key left the estimate's history naming no one,
+    for no reason; an estimate VEE removed (a read came in beside it) named the database role."""
+    from collector.vee.rounds import vee_round
+
+    url = migrated_database_url
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    hours = [now - timedelta(hours=h) for h in range(8, 0, -1)]
+    store = ReadingStore(url)
+    store.write([("H1", t.isoformat(), repr(100 + i / 100), None, None, [], "gw", i)
+                 for i, t in enumerate(hours) if i not in (2, 3, 4)])  # fmt: skip
+    assert vee_round(url, now) is not None  # estimates at the gap's three hours
+    store.write([("H1", hours[3].isoformat(), "100.03", None, None, [], "gw", 9)])  # on an estimate's key
+    store.write([("H1", (hours[2] + timedelta(seconds=7)).isoformat(), "100.02", None, None, [], "gw", 10)])
+    assert vee_round(url, now) is not None  # the estimate beside the late read goes
+    store.close()
+    with psycopg.connect(url) as conn:
+        history = conn.execute(
+            "SELECT ts, quality, superseded_by, superseded_reason, superseded_quality FROM reading_history ORDER BY id"
+        ).fetchall()
+    by_key = {(ts, kind): (who, why) for ts, _, who, why, kind in history}
+    assert by_key[(hours[3], "actual")] == ("ingest", "the actual reading arrived")
+    assert by_key[(hours[2], "deleted")][0] == "vee:re-estimate"
+    assert all(who and why for ts, quality, who, why, _ in history)
+
+
 def test_a_vee_round_that_fails_leaves_the_collector_running_and_the_next_round_goes_ahead(
     migrated_database_url, mosquitto, monkeypatch
 ):
