@@ -17,17 +17,23 @@ from decimal import Decimal
 import httpx
 
 
-def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AQUAMI_")}
-    # a locale forwarded over SSH that the machine has not generated: initdb refused to start in it
-    env |= {"LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8"}
+def _demo(*args: str, **env: str) -> subprocess.Popen[str]:
+    """``aquami demo`` as a new user starts it: no database or broker of ours in its environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AQUAMI_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "aquami", "demo", "--port", "0", "--poll-interval", "1", "--meters", "5"],
+        [sys.executable, "-m", "aquami", "demo", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env=clean | env,
     )
+    assert process.stdout is not None
+    return process
+
+
+def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
+    # a locale forwarded over SSH that the machine has not generated: initdb refused to start in it
+    process = _demo("--poll-interval", "1", "--meters", "5", LANG="de_DE.UTF-8", LC_ALL="de_DE.UTF-8")
     assert process.stdout is not None
     output: list[str] = []
     try:
@@ -80,14 +86,7 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
 def test_ctrl_c_while_the_demo_starts_stops_it_there():
     """A Ctrl-C while the history loaded went unheeded: every part started, the banner with its key
     was shown, and only then did the demo stop."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AQUAMI_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aquami", "demo", "--port", "0", "--meters", "40"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    process = _demo("--meters", "40")
     assert process.stdout is not None
     output: list[str] = []
     try:
