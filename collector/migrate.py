@@ -33,6 +33,8 @@ def migrate(database_url: str) -> list[str]:
     """Apply what is missing; return the names applied now (empty when up to date)."""
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
+        if _up_to_date(conn):  # nothing to write: a read-only standby after a failover is fine
+            return applied_now
         with conn.transaction():  # under the lock too: two migrators creating it at once collide
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))  # in the catalog (UniqueViolation)
             conn.execute(
@@ -49,3 +51,12 @@ def migrate(database_url: str) -> list[str]:
                 conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
                 applied_now.append(name)
     return applied_now
+
+
+def _up_to_date(conn: psycopg.Connection) -> bool:
+    """Whether every migration is recorded, asked without writing anything."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not (row and row[0]):
+        return False
+    recorded = {name for (name,) in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+    return {name for name, _ in migration_files()} <= recorded

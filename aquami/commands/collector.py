@@ -71,8 +71,9 @@ def register(app: typer.Typer) -> None:
             try:
                 migrate(database_url)
                 break
-            except psycopg.OperationalError as error:
-                log.warning("database not reachable (%s); trying again in %g s", " ".join(str(error).split()), _RETRY_S)
+            except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as error:
+                # not there yet, or back as a read-only standby (a failover) with migrations to apply
+                log.warning("database not ready (%s); trying again in %g s", " ".join(str(error).split()), _RETRY_S)
                 if stop.wait(_RETRY_S):
                     return
         collector = Collector(CollectorConfig(database_url, endpoint, client_id=client_id, shared_group=shared_group))

@@ -62,3 +62,18 @@ def test_migrators_starting_at_once_on_a_fresh_database_take_turns(timescale_adm
         finally:
             drop_database(timescale_admin_url, url)
         assert sorted(name for part in applied for name in part) == sorted(names)  # each once, none failed
+
+
+def test_an_up_to_date_database_that_is_read_only_is_migrated_without_a_write(migrated_database_url):
+    """A collector restarting during a failover finds the database back as a read-only standby:
+    migrate() created schema_migrations 'if not exists' all the same, PostgreSQL refused it in a
+    read-only transaction, and the collector exited instead of waiting."""
+    name = psycopg.conninfo.conninfo_to_dict(migrated_database_url)["dbname"]
+    with psycopg.connect(migrated_database_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        assert migrate(migrated_database_url) == []
+    finally:
+        with psycopg.connect(migrated_database_url, autocommit=True) as admin:
+            admin.execute("SET default_transaction_read_only = off")
+            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
