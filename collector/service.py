@@ -160,7 +160,8 @@ class Collector:
                 # outlive it: a writer that died left the collector receiving and storing nothing.
                 self.counters.database_errors += 1
                 self._store.close()
-                if isinstance(error, psycopg.OperationalError):
+                if isinstance(error, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)):
+                    # (one line, not a traceback a second: a failover's standby is no fault of ours)
                     log.warning("database unavailable (%s); %d messages wait, unacknowledged", error, len(pending))
                 else:
                     log.exception("could not store %d messages; they wait, unacknowledged", len(pending))
