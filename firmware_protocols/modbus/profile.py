@@ -188,7 +188,16 @@ def _require(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], 
 def _scale(text: Any, parameters: Mapping[str, Any], where: str) -> Decimal:
     text = str(text)
     for key, value in parameters.items():
-        text = text.replace("${" + key + "}", str(value))
+        if "${" + key + "}" not in text:
+            continue
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            raise ProfileError(f"{where}: parameter {key} = {value!r} is not a decimal number") from None
+        if not number.is_finite() or number <= 0:
+            raise ProfileError(f"{where}: parameter {key} = {value!r} must be a number above zero")
+        # in plain digits: pasted as Python writes it, 1e-05 made the scale '1e-05e-3'
+        text = text.replace("${" + key + "}", format(number, "f"))
     if "${" in text:
         raise ProfileError(f"{where}: scale {text!r} needs a parameter the meter's configuration does not give")
     try:
@@ -211,8 +220,8 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
     for i, block in enumerate(_require(document, "blocks", list, source)):
         where = f"{source}: blocks[{i}]"
         start, count = _require(block, "start", int, where), _require(block, "count", int, where)
-        if not (0 <= start <= 0xFFFF and 1 <= count <= 125):  # 125: the most one read may ask (MBAP 6.4)
-            raise ProfileError(f"{where}: start must be 0..65535 and count 1..125")
+        if not (0 <= start <= 0xFFFF and 1 <= count <= 125 and start + count <= 0x10000):  # 125: one read's most
+            raise ProfileError(f"{where}: start must be 0..65535, count 1..125, and the block within 65536 registers")
         blocks.append(RegisterBlock(start, count))
     fields = []
     seen: set[str] = set()
@@ -221,6 +230,8 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         field_name = _require(table, "name", str, where)
         if field_name in seen:
             raise ProfileError(f"{where}: duplicate field name {field_name!r}")
+        if field_name in ("profile", "alarms"):  # the decoded reading's own keys
+            raise ProfileError(f"{where}: {field_name!r} is a name the decoded reading keeps for itself")
         seen.add(field_name)
         value_type = _require(table, "type", str, where)
         if value_type not in _VALUE_TYPES:
@@ -229,7 +240,7 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         byte_order = table.get("byte_order", default_bytes)
         if word_order not in _ORDERS or byte_order not in _ORDERS:
             raise ProfileError(f"{where}: word_order and byte_order are 'big' or 'little'")
-        bits = {int(bit): str(alarm) for bit, alarm in table.get("bits", {}).items()}
+        bits = _bits(table.get("bits", {}), value_type, where)
         fields.append(
             RegisterField(
                 name=field_name,
@@ -241,6 +252,9 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
                 bits=bits,
             )
         )
+    if default_words not in _ORDERS or default_bytes not in _ORDERS:
+        raise ProfileError(f"{source}: word_order and byte_order are 'big' or 'little'")
+    _refuse_overlaps(fields, blocks, source)
     return MeterProfile(
         name=name,
         description=str(document.get("description", "")),
@@ -249,3 +263,45 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         fields=tuple(fields),
         examples=tuple(document.get("examples", ())),
     )
+
+
+def _bits(table: Any, value_type: str, where: str) -> dict[int, str]:
+    """A field's status bits: bit number → alarm name. Only on an integer, each bit within it and
+    each name once (a bit beyond the field never fires; a negative one failed every poll with a
+    ValueError the poll did not catch; a name twice came out twice)."""
+    if not table:
+        return {}
+    if not isinstance(table, Mapping):
+        raise ProfileError(f"{where}: bits is a table of bit number = alarm name")
+    if value_type == "f32":
+        raise ProfileError(f"{where}: bits need an integer type, not {value_type}")
+    width = 16 * register_count(cast(ValueType, value_type))
+    bits: dict[int, str] = {}
+    for key, alarm in table.items():
+        try:
+            bit = int(key)
+        except ValueError:
+            raise ProfileError(f"{where}: bits: {key!r} is no bit number") from None
+        if not 0 <= bit < width:
+            raise ProfileError(f"{where}: bits: bit {bit} is outside the {width}-bit {value_type}")
+        if str(alarm) in bits.values():
+            raise ProfileError(f"{where}: bits: alarm {alarm!r} named twice")
+        bits[bit] = str(alarm)
+    return bits
+
+
+def _refuse_overlaps(fields: Sequence[RegisterField], blocks: Sequence[RegisterBlock], where: str) -> None:
+    """Two fields on one register read each other's halves (a u32 at 0 and a u16 at 1); so do two
+    blocks reading one register twice."""
+    owner: dict[int, str] = {}
+    for f in fields:
+        for register in f.registers:
+            if register in owner:
+                raise ProfileError(f"{where}: fields {owner[register]!r} and {f.name!r} share register {register}")
+            owner[register] = f.name
+    read: set[int] = set()
+    for block in blocks:
+        span = set(range(block.start, block.start + block.count))
+        if read & span:
+            raise ProfileError(f"{where}: blocks overlap at register {min(read & span)}")
+        read |= span

@@ -134,6 +134,49 @@ def test_invalid_profiles_name_the_field(document, complaint):
         parse_profile(document, "test.toml", {})
 
 
+def _one_block(*fields: dict, **top: object) -> dict:
+    return {"name": "x", "blocks": [{"start": 0, "count": 4}], "fields": list(fields), **top}
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        # bits: a negative one failed every poll with a ValueError the poll did not catch; one past
+        # the field never fired; a name twice came out twice; a key no number gave a traceback
+        (_one_block({"name": "s", "register": 0, "type": "u16", "bits": {"-1": "leak"}}), "bit -1 is outside"),
+        (_one_block({"name": "s", "register": 0, "type": "u16", "bits": {"16": "leak"}}), "bit 16 is outside"),
+        (_one_block({"name": "s", "register": 0, "type": "f32", "bits": {"0": "leak"}}), "need an integer type"),
+        (_one_block({"name": "s", "register": 0, "type": "u16", "bits": {"0": "burst", "1": "burst"}}),
+         "alarm 'burst' named twice"),
+        (_one_block({"name": "s", "register": 0, "type": "u16", "bits": {"x": "leak"}}), "'x' is no bit number"),
+        # two fields reading each other's halves
+        (_one_block({"name": "volume_m3", "register": 0, "type": "u32"}, {"name": "flow_m3h", "register": 1,
+                                                                           "type": "u16"}),
+         "share register 1"),
+        (_one_block({"name": "alarms", "register": 0, "type": "u16"}), "keeps for itself"),
+        (_one_block(word_order="middle"), "word_order and byte_order"),
+        ({"name": "x", "blocks": [{"start": 65535, "count": 2}], "fields": []}, "within 65536"),
+        ({"name": "x", "blocks": [{"start": 0, "count": 4}, {"start": 2, "count": 4}], "fields": []}, "overlap"),
+    ],
+)  # fmt: skip
+def test_a_profile_that_would_misread_or_break_its_polls_is_refused(document, complaint):
+    with pytest.raises(ProfileError, match=complaint):
+        parse_profile(document, "test.toml", {})
+
+
+@pytest.mark.parametrize(("litres", "volume"), [(1e-05, 1e-05), (2.5e16, 2.5e16), ("0.1", 0.1)])
+def test_a_scale_parameter_is_read_as_a_number_however_it_is_written(litres, volume):
+    """The parameter was pasted into the scale as Python writes it: 1e-05 made '1e-05e-3'."""
+    profile = load_profile("pulse_counter", {"litres_per_pulse": litres})
+    assert profile.decode_registers([0, 1000])["volume_m3"] == pytest.approx(volume)
+
+
+@pytest.mark.parametrize("litres", [-10, 0, "many"])
+def test_a_scale_parameter_that_is_no_positive_number_is_refused(litres):
+    with pytest.raises(ProfileError, match="litres_per_pulse"):
+        load_profile("pulse_counter", {"litres_per_pulse": litres})
+
+
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ProfileError, match="smart_water_meter"):
         load_profile("no_such_meter")
