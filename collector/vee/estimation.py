@@ -88,8 +88,14 @@ def estimate(series: Series, validation: Validation, config: VeeConfig, zone: tz
     closing = validation.flagged("gap")
     crosses_step = validation.step_kind[closing] != ""
     too_long = validation.gap_s[closing] > config.max_estimated_gap_s
-    not_estimated = closing[crosses_step | too_long]
-    closing = closing[~(crosses_step | too_long)]
+    # a read whose time VEE calls wrong (ahead of the clock, or long before it arrived) anchors no
+    # estimate: a meter's clock running fast had the gap before it estimated up to its false time
+    # (estimates after the round's now, a whole invented day once that time had come)
+    untimely = validation.masks["future_timestamp"] | validation.masks["far_past_timestamp"]
+    badly_anchored = untimely[closing] | untimely[closing - 1]
+    skip = crosses_step | too_long | badly_anchored
+    not_estimated = closing[skip]
+    closing = closing[~skip]
     interval = float(config.expected_interval_s)
     t0, t1 = series.ts[closing - 1], series.ts[closing]
     v0, v1 = series.volume[closing - 1], series.volume[closing]

@@ -284,3 +284,52 @@ def test_profile_estimates_keep_local_hours_across_a_change_to_summer_time():
     local, by_utc = error(london), error(UTC)
     assert local < 0.002  # within two litres on average: the shape itself, rounded to the litre
     assert by_utc > 5 * local
+
+
+def _one_meter(volume: list[float], *, hours: list[float] | None = None, flow: list[float] | None = None,
+               alarms_reverse: list[bool] | None = None, quality: list[str] | None = None) -> Series:  # fmt: skip
+    n = len(volume)
+    ts = T0 + np.array(hours if hours is not None else range(n), dtype=np.float64) * 3600.0
+    return Series.from_arrays(
+        ["M"], np.zeros(n, np.int64), ts, np.array(volume), VeeConfig(),
+        flow=np.array(flow if flow is not None else [0.01] * n),
+        reverse_alarm=np.array(alarms_reverse if alarms_reverse is not None else [False] * n),
+        quality=np.array(quality if quality is not None else ["actual"] * n),
+    )  # fmt: skip
+
+
+def test_a_gap_closed_by_a_read_ahead_of_the_clock_is_not_estimated_up_to_it():
+    """A meter's clock ten hours fast: the gap before its read was estimated up to the false time,
+    nine estimates after the round's 'now'."""
+    series = _one_meter([1.0, 1.01, 1.1], hours=[0, 1, 12])
+    now = T0 + 2 * 3600.0
+    validation = validate(series, VeeConfig(), now)
+    assert validation.masks["future_timestamp"].tolist() == [False, False, True]
+    estimates = estimate(series, validation, VeeConfig())
+    assert estimates.ts.size == 0 and estimates.not_estimated.tolist() == [2]
+
+
+def test_a_step_back_no_flow_could_make_in_the_time_is_no_reverse_flow():
+    """A 400 m³ step back in an hour with the meter's reverse alarm on (a replacement whose register
+    starts at 100 m³) was taken for reverse flow: -400 m³ of consumption, flagged nowhere."""
+    series = _one_meter([500.0, 500.01, 100.0], alarms_reverse=[False, False, True])
+    validation = validate(series, VeeConfig(), NOW)
+    assert not validation.masks["reverse_flow"][2] and validation.masks["register_backwards"][2]
+    small = _one_meter([500.0, 500.01, 500.0], alarms_reverse=[False, False, True])  # 10 L back: it is
+    assert validate(small, VeeConfig(), NOW).masks["reverse_flow"][2]
+
+
+def test_a_drop_of_the_tolerance_itself_is_within_it_whatever_the_register():
+    """In float, 100.0005 - 100.0000 is a hair over 0.0005: VEE flagged the drop the database counts
+    as within the tolerance, and the day went unknown; at 12.3455 the same drop passed."""
+    for high, low in ((100.0005, 100.0), (12.3455, 12.345)):
+        validation = validate(_one_meter([high - 0.001, high, low, low + 0.001]), VeeConfig(), NOW)
+        assert not validation.masks["register_backwards"].any(), (high, low)
+
+
+def test_vee_s_own_estimate_is_not_flagged_over_the_meter_s_maximum_flow():
+    """A profile puts a gap's use into its busy hours: the rerun flagged the estimate it had written."""
+    series = _one_meter([1.0, 7.5, 8.0], quality=["actual", "estimated", "actual"])
+    assert not validate(series, VeeConfig(), NOW).masks["over_max_flow"].any()
+    measured = _one_meter([1.0, 7.5, 8.0])
+    assert validate(measured, VeeConfig(), NOW).masks["over_max_flow"][1]
