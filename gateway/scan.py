@@ -8,7 +8,8 @@ gateway's TOML file, with placeholder meter ids to be replaced by the utility's 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aquami.contracts.reads import Reading
 from gateway.config import MeterConfig
@@ -22,19 +23,25 @@ class Found:
     unit_id: int
     profile: str
     volume_m3: float
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 async def scan_modbus(
-    attempt: Attempt, bus: str, unit_ids: Iterable[int], profile: str = "smart_water_meter"
+    attempt: Attempt,
+    bus: str,
+    unit_ids: Iterable[int],
+    profile: str = "smart_water_meter",
+    parameters: dict[str, Any] | None = None,
 ) -> list[Found]:
+    """``parameters``: what the profile's scale needs (a pulse counter's ``litres_per_pulse``)."""
     found = []
     for unit_id in unit_ids:
-        probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile)
+        probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile, dict(parameters or {}))
         try:
             reading = await attempt(probe)
         except PollError:
             continue
-        found.append(Found(unit_id, profile, reading.volume_m3))
+        found.append(Found(unit_id, profile, reading.volume_m3, dict(parameters or {})))
     return found
 
 
@@ -47,7 +54,7 @@ def snippet(bus: str, found: Iterable[Found]) -> str:
             f'meter_id = "{bus}-unit-{f.unit_id}"  # replace with the meter\'s id; it read {f.volume_m3} m3\n'
             f'bus = "{bus}"\n'
             f"unit_id = {f.unit_id}\n"
-            f'profile = "{f.profile}"\n'
+            f'profile = "{f.profile}"\n' + ("".join(f"parameters.{k} = {v!r}\n" for k, v in f.parameters.items()))
         )
     return "\n".join(parts)
 

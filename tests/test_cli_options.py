@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -66,3 +67,11 @@ def test_a_busy_port_and_a_missing_output_folder_are_said_plainly(tmp_path: Path
     assert nowhere.returncode == 2 and "there is no folder" in nowhere.stderr
     latin = _aquami("detect", "--readings", str(tmp_path / "latin.csv"), *files, "--out", str(tmp_path / "x.json"))
     assert latin.returncode == 2 and "not UTF-8" in latin.stderr and "Traceback" not in latin.stderr
+
+
+def test_decode_modbus_reads_a_pulse_counter_with_its_parameter() -> None:
+    result = _aquami("decode", "modbus", "--profile", "pulse_counter", "--param", "litres_per_pulse=2.5", "000003e8")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["volume_m3"] == 2.5  # 1,000 pulses of 2.5 L
+    bad = _aquami("decode", "modbus", "--profile", "pulse_counter", "--param", "litres_per_pulse", "000003e8")
+    assert bad.returncode == 2 and "give KEY=VALUE" in bad.stderr

@@ -79,15 +79,19 @@ def register(app: typer.Typer) -> None:
     def modbus(
         registers: list[str] = typer.Argument(None, help="Register blocks as hex (default: stdin)."),
         profile: str = typer.Option(..., "--profile", help="Meter profile name, e.g. smart_water_meter."),
+        param: list[str] = typer.Option(
+            [], "--param", help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter."
+        ),
     ) -> None:
         """Modbus register blocks through a meter profile (registers as big-endian 16-bit words)."""
+        from aquami.cli_params import profile_parameters
         from firmware_protocols.modbus import load_profile
         from firmware_protocols.modbus.profile import ProfileError
 
         try:
-            meter_profile = load_profile(profile)
+            meter_profile = load_profile(profile, profile_parameters(param))
         except ProfileError as error:
-            raise typer.BadParameter(str(error), param_hint="--profile") from None
+            raise typer.BadParameter(str(error), param_hint="--profile/--param") from None
         raise typer.Exit(decode_lines(_frames_from(registers or []), meter_profile.decode_bytes))
 
     app.add_typer(decode_app, name="decode")

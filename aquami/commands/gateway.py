@@ -60,6 +60,9 @@ def register(app: typer.Typer) -> None:
         first: int = typer.Option(1, min=1, max=247, help="First Modbus unit id to try."),
         last: int = typer.Option(247, min=1, max=247, help="Last Modbus unit id to try."),
         profile: str = typer.Option("smart_water_meter", help="The profile to read with."),
+        param: list[str] = typer.Option(
+            [], "--param", help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter."
+        ),
         output: Path | None = typer.Option(None, help="Write the [[meters]] snippet here (default: stdout)."),
     ) -> None:
         """Find the meters on one bus (the gateway must not be polling it) and write a config snippet.
@@ -67,12 +70,20 @@ def register(app: typer.Typer) -> None:
         Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search."""
         import asyncio
 
+        from aquami.cli_params import profile_parameters
+        from firmware_protocols.modbus import load_profile
+        from firmware_protocols.modbus.profile import ProfileError
         from gateway.buses import attempt_once, make_transport
         from gateway.config import MeterConfig
         from gateway.mbus import MBusTransport
         from gateway.profiles import ProfileBook
         from gateway.scan import mbus_snippet, scan_modbus, snippet
 
+        parameters = profile_parameters(param)
+        try:
+            load_profile(profile, parameters)  # said now, not as each unit's failed read
+        except ProfileError as error:
+            raise typer.BadParameter(str(error), param_hint="--profile/--param") from None
         loaded = _load(config)
         chosen = next((b for b in loaded.buses if b.name == bus), None)
         if chosen is None:
@@ -91,7 +102,7 @@ def register(app: typer.Typer) -> None:
                     identifications = await transport.search()
                     typer.echo(f"# {len(identifications)} meters found on {chosen.name} (secondary search)", err=True)
                     return mbus_snippet(chosen.name, identifications)
-                found = await scan_modbus(attempt, chosen.name, range(first, last + 1), profile)
+                found = await scan_modbus(attempt, chosen.name, range(first, last + 1), profile, parameters)
             finally:
                 await transport.close()
             typer.echo(f"# {len(found)} meters found on {chosen.name} (units {first}..{last})", err=True)

@@ -282,3 +282,59 @@ def test_two_reloads_at_once_leave_one_scheduler_per_bus_and_none_after_stopping
         return during, bus_runs()
 
     assert asyncio.run(scenario()) == (1, 0)
+
+
+def test_scan_reads_pulse_counters_with_their_parameter_and_the_snippet_keeps_it(tmp_path: Path) -> None:
+    """The pulse_counter profile needs litres_per_pulse: scan had no way to give it, and crashed
+    with a ProfileError traceback; decode modbus could not read one either."""
+    from dataclasses import dataclass
+
+    from firmware_protocols.modbus import MeterProfile, load_profile
+
+    @dataclass
+    class PulseModule:
+        unit_id: int
+        profile: MeterProfile
+        count: int
+
+        def registers_at(self, at: datetime) -> list[int]:
+            return [self.count >> 16, self.count & 0xFFFF]
+
+    async def scenario() -> tuple[int, str, int, str]:
+        module = PulseModule(5, load_profile("pulse_counter", {"litres_per_pulse": 10}), 1234)
+        simulator = ModbusTcpSimulator([module])
+        await simulator.start()
+        config = tmp_path / "gw.toml"
+        config.write_text(
+            config_text("mqtt://127.0.0.1:1", {"b": simulator.port}, {"b": []}, "s.sqlite", timeout_s=0.2, retries=0)
+        )
+        scan = [
+            "gateway",
+            "scan",
+            str(config),
+            "--bus",
+            "b",
+            "--first",
+            "4",
+            "--last",
+            "6",
+            "--profile",
+            "pulse_counter",
+        ]
+        bare = await asyncio.create_subprocess_exec(AQUAMI, *scan, stderr=asyncio.subprocess.PIPE)
+        _, bare_err = await bare.communicate()
+        given = await asyncio.create_subprocess_exec(
+            AQUAMI, *scan, "--param", "litres_per_pulse=10", "--output", str(tmp_path / "found.toml"),
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await given.communicate()
+        await simulator.stop()
+        assert bare.returncode is not None and given.returncode is not None
+        return bare.returncode, bare_err.decode(), given.returncode, err.decode()
+
+    bare_code, bare_err, code, err = asyncio.run(scenario())
+    assert bare_code == 2 and "needs a parameter" in bare_err and "Traceback" not in bare_err
+    assert code == 0, err
+    combined = (tmp_path / "gw.toml").read_text() + "\n" + (tmp_path / "found.toml").read_text()
+    (meter,) = parse_config_text(combined).meters
+    assert (meter.unit_id, meter.profile, meter.parameters) == (5, "pulse_counter", {"litres_per_pulse": 10.0})

@@ -1,0 +1,19 @@
+"""``--param KEY=VALUE`` options: the parameters a Modbus profile's scale names (``${litres_per_pulse}``)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def profile_parameters(items: list[str]) -> dict[str, float | str]:
+    """Each ``KEY=VALUE`` as the gateway's configuration would give it: a number where it is one."""
+    parameters: dict[str, float | str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r}: give KEY=VALUE, e.g. litres_per_pulse=10", param_hint="--param")
+        try:
+            parameters[key.strip()] = float(value)
+        except ValueError:
+            parameters[key.strip()] = value.strip()
+    return parameters
