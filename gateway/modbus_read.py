@@ -43,6 +43,11 @@ async def read_registers(client: ModbusBaseClient, meter: MeterConfig, profile: 
             raise PollError(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
         if response.isError():
             raise PollError(f"{meter.meter_id}: exception response {response}")
+        asked = 0x04 if profile.function == "input" else 0x03
+        if response.function_code != asked:  # an answer to another request: not these registers
+            raise PollError(
+                f"{meter.meter_id}: asked with function {asked:02X}h, answered {response.function_code:02X}h"
+            )
         if len(response.registers) != block.count:
             raise PollError(f"{meter.meter_id}: asked for {block.count} registers, got {len(response.registers)}")
         registers.extend(response.registers)

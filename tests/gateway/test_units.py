@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from datetime import UTC, datetime
@@ -87,3 +88,42 @@ def test_a_volume_outside_the_contract_is_a_failed_poll() -> None:
     meter = MeterConfig("WM-1", 1, "electromagnetic_flow_meter")
     with pytest.raises(PollError, match="outside the reads contract"):
         to_reading(meter, profile, words, datetime(2026, 1, 1, tzinfo=UTC), "modbus-tcp", "b")
+
+
+def test_an_answer_with_another_function_code_is_no_reading() -> None:
+    """A device (or a gateway in front of several) answering a read of input registers (04h) with a
+    holding-register answer (03h) had it taken for the meter's register."""
+    import struct
+
+    from gateway.buses import attempt_once, make_transport
+    from gateway.config import parse_config_text
+    from gateway.profiles import ProfileBook
+    from gateway.transport import PollError
+    from tests.gateway.helpers import config_text
+
+    async def scenario() -> str:
+        async def answer_with_03(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    tid, _, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                    await reader.readexactly(length - 1)
+                    writer.write(struct.pack(">HHHBBB", tid, 0, 3 + 16, unit, 0x03, 16) + bytes(16))
+                    await writer.drain()
+            except asyncio.IncompleteReadError:
+                pass
+
+        server = await asyncio.start_server(answer_with_03, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        config = parse_config_text(
+            config_text("mqtt://127.0.0.1:1", {"b": port}, {"b": [1]}, "s.sqlite", timeout_s=0.5)
+        )
+        transport = make_transport(config.buses[0], ProfileBook())
+        try:
+            with pytest.raises(PollError) as refused:
+                await attempt_once(transport, config.buses[0], config.meters[0])
+            return str(refused.value)
+        finally:
+            await transport.close()
+            server.close()
+
+    assert "asked with function 04h, answered 03h" in asyncio.run(scenario())
