@@ -173,7 +173,29 @@ def load_profile(name_or_path: str | Path, parameters: Mapping[str, Any] | None 
         document = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"{path}: {error}") from error
-    return parse_profile(document, source=str(path), parameters=parameters or {})
+    profile = parse_profile(document, source=str(path), parameters=parameters or {})
+    _check_examples(document, str(path))
+    return profile
+
+
+def _check_examples(document: Mapping[str, Any], source: str) -> None:
+    """A profile's ``[[examples]]`` (registers as read, with the values they must give) hold: a
+    utility's own profile with a wrong word order or scale is refused when it loads, not found out
+    from a month of wrong registers (the shipped profiles' examples are also run by the tests)."""
+    for i, example in enumerate(document.get("examples", ())):
+        where = f"{source}: examples[{i}]"
+        if not isinstance(example, Mapping) or not isinstance(example.get("registers"), str):
+            raise ProfileError(f"{where}: an example gives 'registers' (hex) and 'expect' (a table)")
+        profile = parse_profile(document, source, example.get("parameters") or {})
+        try:
+            decoded = profile.decode_bytes(bytes.fromhex("".join(example["registers"].split())))
+        except (ValueError, DecodeError) as error:
+            raise ProfileError(f"{where}: {error}") from None
+        for name, expected in (example.get("expect") or {}).items():
+            got = decoded.get(name)
+            same = math.isclose(got, expected, rel_tol=1e-12) if isinstance(got, float) else got == expected
+            if not same:
+                raise ProfileError(f"{where}: {name} decodes as {got!r}, the example says {expected!r}")
 
 
 def _require(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

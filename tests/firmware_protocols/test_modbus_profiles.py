@@ -203,3 +203,16 @@ def test_an_f32_register_that_is_not_a_finite_number_has_no_value(name, value):
         else:
             assert decoded[field.name] is None
         assert all(v is None or not isinstance(v, float) or math.isfinite(v) for v in decoded.values())
+
+
+def test_a_profile_whose_own_example_does_not_hold_is_refused_when_it_loads(tmp_path):
+    """A utility's own profile with the wrong word order loaded, and its meters' registers were read
+    wrong; its [[examples]] said so, but only the shipped profiles' examples were ever run."""
+    shipped = (PROFILE_DIR / "smart_water_meter.toml").read_text()
+    assert 'word_order = "big"' in shipped
+    swapped = tmp_path / "acme.toml"
+    swapped.write_text(shipped.replace('word_order = "big"', 'word_order = "little"', 1))
+    with pytest.raises(ProfileError, match=r"examples\[0\]: volume_m3 decodes as .*, the example says 123.456"):
+        load_profile(swapped)
+    (tmp_path / "same.toml").write_text(shipped)
+    assert load_profile(tmp_path / "same.toml").name == "smart_water_meter"

@@ -339,7 +339,7 @@ def test_a_profile_naming_an_alarm_outside_the_reads_contract_is_refused(tmp_pat
     shipped = (PROFILES / "smart_water_meter.toml").read_text()
     (tmp_path / "copy.toml").write_text(shipped)
     parse_config_text(GOOD.replace("unit_id = 2\n", f'unit_id = 2\nprofile = "{tmp_path / "copy.toml"}"\n'))
-    (tmp_path / "acme.toml").write_text(shipped.replace('0 = "leak"', '0 = "valve_closed"'))
+    (tmp_path / "acme.toml").write_text(shipped.replace('"leak"', '"valve_closed"'))  # its bit and its example
     text = GOOD.replace("unit_id = 2\n", f'unit_id = 2\nprofile = "{tmp_path / "acme.toml"}"\n')
     message = error_of(text)
     assert message.startswith(f"gw.toml:{line_of(text, 'acme.toml')}: meters[1].profile: ")
