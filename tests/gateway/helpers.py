@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 
 from aquami.contracts.reads import Reading, schema_errors
-from firmware_protocols.modbus import load_profile
+from firmware_protocols.modbus import MeterProfile, load_profile
 from gateway.config import GatewayConfig
 from gateway.service import Gateway
 from simulators.smart_meter import SmartMeter, SteadyFlow
@@ -35,6 +35,18 @@ class CountingMeter(SmartMeter):
     def registers_at(self, at: datetime) -> list[int]:
         self.served += 1
         return super().registers_at(at)
+
+
+@dataclass
+class PulseModule:
+    """A pulse-counter I/O module holding a 32-bit count (its profile: ``pulse_counter``)."""
+
+    unit_id: int
+    profile: MeterProfile
+    count: int
+
+    def registers_at(self, at: datetime) -> list[int]:
+        return [self.count >> 16, self.count & 0xFFFF]
 
 
 def meters(count: int, first_unit: int = 1, prefix: str = "WM") -> list[CountingMeter]:

@@ -287,18 +287,8 @@ def test_two_reloads_at_once_leave_one_scheduler_per_bus_and_none_after_stopping
 def test_scan_reads_pulse_counters_with_their_parameter_and_the_snippet_keeps_it(tmp_path: Path) -> None:
     """The pulse_counter profile needs litres_per_pulse: scan had no way to give it, and crashed
     with a ProfileError traceback; decode modbus could not read one either."""
-    from dataclasses import dataclass
-
-    from firmware_protocols.modbus import MeterProfile, load_profile
-
-    @dataclass
-    class PulseModule:
-        unit_id: int
-        profile: MeterProfile
-        count: int
-
-        def registers_at(self, at: datetime) -> list[int]:
-            return [self.count >> 16, self.count & 0xFFFF]
+    from firmware_protocols.modbus import load_profile
+    from tests.gateway.helpers import PulseModule
 
     async def scenario() -> tuple[int, str, int, str]:
         module = PulseModule(5, load_profile("pulse_counter", {"litres_per_pulse": 10}), 1234)

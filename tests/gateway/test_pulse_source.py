@@ -4,35 +4,22 @@ name and the module's address kept; a meter's own register on the same bus keeps
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 
 from aquami.contracts.reads import Reading, schema_errors
-from firmware_protocols.modbus import MeterProfile, load_profile
+from firmware_protocols.modbus import load_profile
 from gateway.config import MeterConfig, ModbusTcpBusConfig
 from gateway.modbus_read import to_reading
 from gateway.modbus_transport import ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.pulse import is_pulse_counter, source_protocol
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import meters
+from tests.gateway.helpers import PulseModule, meters
 
 PULSE_UNIT = 10
 PULSE = MeterConfig("PULSE-1", PULSE_UNIT, "pulse_counter", {"litres_per_pulse": 10})
-
-
-@dataclass
-class PulseModule:
-    """A pulse-counter I/O module holding a 32-bit count."""
-
-    unit_id: int
-    profile: MeterProfile
-    count: int
-
-    def registers_at(self, at: datetime) -> list[int]:
-        return [self.count >> 16, self.count & 0xFFFF]
 
 
 def test_pulse_counters_are_told_by_profile_or_litres_per_pulse() -> None:
