@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 # The MQTT contract's identifier (aquami/contracts/reads.schema.json, $defs/identifier).
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+IDENTIFIER_MAX_LENGTH = 64  # a meter's or a bus's name (the reads contract's identifier)
+_IDENTIFIER = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{IDENTIFIER_MAX_LENGTH - 1}}}$")
 
 
 @dataclass(frozen=True)

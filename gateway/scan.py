@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aquami.contracts.reads import Reading
-from gateway.config import MeterConfig
+from gateway.config import IDENTIFIER_MAX_LENGTH, MeterConfig
 from gateway.transport import PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
@@ -45,13 +45,20 @@ async def scan_modbus(
     return found
 
 
+def placeholder_id(bus: str, suffix: str) -> str:
+    """A placeholder meter id, ``{bus}-{suffix}``, the bus's name cut so that it stays within the 64
+    characters a meter id may have (with a long bus name the snippet did not load back)."""
+    return f"{bus[: IDENTIFIER_MAX_LENGTH - len(suffix) - 1]}-{suffix}"
+
+
 def snippet(bus: str, found: Iterable[Found]) -> str:
     """``[[meters]]`` tables for the units found (meter ids to be replaced by the utility's own)."""
     parts = []
     for f in found:
+        meter_id = placeholder_id(bus, f"unit-{f.unit_id}")
         parts.append(
             "[[meters]]\n"
-            f'meter_id = "{bus}-unit-{f.unit_id}"  # replace with the meter\'s id; it read {f.volume_m3} m3\n'
+            f'meter_id = "{meter_id}"  # replace with the meter\'s id; it read {f.volume_m3} m3\n'
             f'bus = "{bus}"\n'
             f"unit_id = {f.unit_id}\n"
             f'profile = "{f.profile}"\n' + ("".join(f"parameters.{k} = {v!r}\n" for k, v in f.parameters.items()))
@@ -63,7 +70,7 @@ def mbus_snippet(bus: str, identifications: Iterable[str]) -> str:
     """``[[meters]]`` tables for M-Bus meters found by a secondary-address search."""
     return "\n".join(
         "[[meters]]\n"
-        f'meter_id = "{bus}-{ident}"  # replace with the meter\'s id\n'
+        f'meter_id = "{placeholder_id(bus, ident)}"  # replace with the meter\'s id\n'
         f'bus = "{bus}"\n'
         f'secondary_address = "{ident}"\n'
         for ident in identifications

@@ -263,6 +263,8 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         if word_order not in _ORDERS or byte_order not in _ORDERS:
             raise ProfileError(f"{where}: word_order and byte_order are 'big' or 'little'")
         bits = _bits(table.get("bits", {}), value_type, where)
+        if bits and "scale" in table:  # (it was ignored)
+            raise ProfileError(f"{where}: a field of status bits has no scale")
         fields.append(
             RegisterField(
                 name=field_name,

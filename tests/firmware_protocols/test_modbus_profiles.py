@@ -149,6 +149,7 @@ def _one_block(*fields: dict, **top: object) -> dict:
         (_one_block({"name": "s", "register": 0, "type": "u16", "bits": {"0": "burst", "1": "burst"}}),
          "alarm 'burst' named twice"),
         (_one_block({"name": "s", "register": 0, "type": "u16", "bits": {"x": "leak"}}), "'x' is no bit number"),
+        (_one_block({"name": "s", "register": 0, "type": "u16", "bits": {"0": "leak"}, "scale": "0.1"}), "no scale"),
         # two fields reading each other's halves
         (_one_block({"name": "volume_m3", "register": 0, "type": "u32"}, {"name": "flow_m3h", "register": 1,
                                                                            "type": "u16"}),

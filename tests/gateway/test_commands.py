@@ -328,3 +328,22 @@ def test_scan_reads_pulse_counters_with_their_parameter_and_the_snippet_keeps_it
     combined = (tmp_path / "gw.toml").read_text() + "\n" + (tmp_path / "found.toml").read_text()
     (meter,) = parse_config_text(combined).meters
     assert (meter.unit_id, meter.profile, meter.parameters) == (5, "pulse_counter", {"litres_per_pulse": 10.0})
+
+
+def test_scan_snippets_load_back_however_long_the_bus_name() -> None:
+    """The placeholder meter ids were '{bus}-unit-{id}': with a bus name of 60 characters (names
+    may have 64) the snippet did not load back as configuration."""
+    from gateway.scan import Found, mbus_snippet, snippet
+
+    bus = "b" * 60
+    head = 'gateway_id = "g"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n'
+    head += f'[[buses]]\nname = "{bus}"\nprotocol = "modbus-tcp"\nhost = "127.0.0.1"\nport = 502\n'
+    loaded = parse_config_text(
+        head + snippet(bus, [Found(247, "smart_water_meter", 1.0), Found(3, "smart_water_meter", 2.0)])
+    )
+    assert [(m.unit_id, len(m.meter_id)) for m in loaded.meters] == [(247, 64), (3, 64)]  # the bus name cut
+    mbus_head = head.replace(
+        'protocol = "modbus-tcp"\nhost = "127.0.0.1"\nport = 502', 'protocol = "mbus"\ndevice = "/dev/ttyS0"'
+    )
+    mbus = parse_config_text(mbus_head + mbus_snippet(bus, ["12345678"]))
+    assert [m.secondary_address for m in mbus.meters] == ["12345678"]
