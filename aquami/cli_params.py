@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import typer
 
+#: ``--param`` of the commands that load a Modbus profile (``gateway scan``, ``decode modbus``).
+PARAM_OPTION = typer.Option(
+    [], "--param", help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter."
+)
+
 
 def profile_parameters(items: list[str]) -> dict[str, float | str]:
     """Each ``KEY=VALUE`` as the gateway's configuration would give it: a number where it is one."""

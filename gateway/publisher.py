@@ -492,7 +492,7 @@ class Publisher:
             if not batch.bodies or batch.batch_seq in self._unsendable:
                 continue
             payload = encode_batch(self.gateway_id, batch.batch_seq, batch.bodies)
-            if self._max_packet is not None and _packet_size(topic, payload) > self._max_packet:
+            if not self._fits(topic, payload):
                 self._reseal(batch, _packet_size(topic, payload))
                 continue  # its readings go in the new batches, on the next turn
             info = client.publish(topic, payload, qos=self.options.qos)

@@ -34,14 +34,15 @@ async def scan_modbus(
     parameters: dict[str, Any] | None = None,
 ) -> list[Found]:
     """``parameters``: what the profile's scale needs (a pulse counter's ``litres_per_pulse``)."""
+    given = dict(parameters or {})
     found = []
     for unit_id in unit_ids:
-        probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile, dict(parameters or {}))
+        probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile, given)
         try:
             reading = await attempt(probe)
         except PollError:
             continue
-        found.append(Found(unit_id, profile, reading.volume_m3, dict(parameters or {})))
+        found.append(Found(unit_id, profile, reading.volume_m3, given))
     return found
 
 

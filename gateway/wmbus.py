@@ -90,7 +90,7 @@ class WMBusListener:
         self.clock = clock
         self.meters = {m.wmbus_id: m for m in config.meters if m.wmbus_id}
         self.keys = {ident: m.key for ident, m in self.meters.items() if m.key is not None}
-        self.parser = ReceiverStreamParser(require_fcs=config.require_fcs)
+        self.parser = self._new_parser()
         self.duplicates = DuplicateFilter(config.duplicate_window_s)
         self.heard_since_check: set[str] = set()
         self.telegrams = 0
@@ -101,6 +101,9 @@ class WMBusListener:
         # each meter's send interval (its own, or the bus's) and when its next one ends (monotonic)
         self._interval = {m.meter_id: m.poll_interval_s or config.poll_interval_s for m in config.meters}
         self._due: dict[str, float] = {}
+
+    def _new_parser(self) -> ReceiverStreamParser:
+        return ReceiverStreamParser(require_fcs=self.config.require_fcs)
 
     def _open(self) -> serial.Serial:
         c = self.config
@@ -204,7 +207,7 @@ class WMBusListener:
                     port.close()
                     port = None
                     # a message cut off by the stick's going is not continued by the next one
-                    self.parser = ReceiverStreamParser(require_fcs=self.config.require_fcs)
+                    self.parser = self._new_parser()
                     await pause(stop, wait)
                     continue
                 if data:

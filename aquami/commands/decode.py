@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from aquami.cli_params import PARAM_OPTION
+
 
 def _frames_from(arguments: list[str]) -> Iterable[str]:
     if arguments:
@@ -79,9 +81,7 @@ def register(app: typer.Typer) -> None:
     def modbus(
         registers: list[str] = typer.Argument(None, help="Register blocks as hex (default: stdin)."),
         profile: str = typer.Option(..., "--profile", help="Meter profile name, e.g. smart_water_meter."),
-        param: list[str] = typer.Option(
-            [], "--param", help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter."
-        ),
+        param: list[str] = PARAM_OPTION,
     ) -> None:
         """Modbus register blocks through a meter profile (registers as big-endian 16-bit words)."""
         from aquami.cli_params import profile_parameters

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aquami.cli_params import PARAM_OPTION
+
 if TYPE_CHECKING:
     from aquami.contracts.reads import Reading
     from gateway.config import GatewayConfig
@@ -60,9 +62,7 @@ def register(app: typer.Typer) -> None:
         first: int = typer.Option(1, min=1, max=247, help="First Modbus unit id to try."),
         last: int = typer.Option(247, min=1, max=247, help="Last Modbus unit id to try."),
         profile: str = typer.Option("smart_water_meter", help="The profile to read with."),
-        param: list[str] = typer.Option(
-            [], "--param", help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter."
-        ),
+        param: list[str] = PARAM_OPTION,
         output: Path | None = typer.Option(None, help="Write the [[meters]] snippet here (default: stdout)."),
     ) -> None:
         """Find the meters on one bus (the gateway must not be polling it) and write a config snippet.

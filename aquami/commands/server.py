@@ -148,5 +148,5 @@ def _register(text: str, column: str, where: str) -> Decimal | None:
     return value
 
 
-#: A job card's register to the microlitre at most (the API's corrections take six decimals too).
+#: A job card's register to the microlitre (nine decimals of m³) at most.
 _REGISTER_DECIMALS = 9

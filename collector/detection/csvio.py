@@ -540,7 +540,6 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     # made the grid, and so the alerts, depend on the rows' order)
     phase = int(np.bincount((readings.ts_s % interval).astype(np.int64)).argmax())
     t0 = (int(readings.ts_s.min()) - phase) // interval * interval + phase
-    _refuse_conflicting_duplicates(readings)
     # a read stands for the first instant at or after it, as in the database's job (interval
     # (instant - step, instant]), give or take a twentieth of the step (a gateway's poll a few
     # seconds late is still the hour's): another gateway's reads half an interval off the grid,
@@ -555,9 +554,10 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     # of the reads nearest one instant (a read-now at 10:20 beside the 10:00 one), the nearest stands
     # for it, the later of two as near: whatever the rows' order (the last in the file used to win)
     off = np.abs(readings.ts_s - (t0 + cols * interval))
-    order = np.lexsort((-readings.ts_s, off, cols, rows))
+    order = np.lexsort((-readings.ts_s, off, cols, readings.meter_index))
+    _refuse_conflicting_duplicates(readings, order)
     order = order[known[order]]
-    cell = rows[order] * t + cols[order]
+    cell = readings.meter_index[order] * t + cols[order]
     first = order[np.r_[True, cell[1:] != cell[:-1]]] if order.size else order
     volume = np.full((meters.meter_ids.size, t), np.nan)
     volume[rows[first], cols[first]] = readings.volume_m3[first]
@@ -579,11 +579,10 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     return block, int((~known).sum())
 
 
-def _refuse_conflicting_duplicates(readings: Readings) -> None:
+def _refuse_conflicting_duplicates(readings: Readings, order: np.ndarray) -> None:
     """Two rows of one meter at one time with different registers: which is the meter's cannot be
     told (the database keeps the first and records the other as a conflict); the same row twice is
-    harmless."""
-    order = np.lexsort((readings.ts_s, readings.meter_index))
+    harmless. ``order``: the rows sorted with each meter's rows of one time next to each other."""
     same = (np.diff(readings.meter_index[order]) == 0) & (np.diff(readings.ts_s[order]) == 0)
     volume = readings.volume_m3[order]
     clash = np.flatnonzero(same & (volume[1:] != volume[:-1]))

@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus.codings import DATA_SIZE
 from firmware_protocols.mbus.dib import FUNCTIONS, storage_tariff_subunit
 from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, time_j
 from firmware_protocols.mbus.vif_tables import COMBINABLE, lookup
@@ -104,7 +105,7 @@ def _timepoint(data_field: int, quantity: str) -> tuple[str, str]:
 
 
 _SIZES = {0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6}
-_BINARY_SIZES = {0x1: 1, 0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6, 0x7: 8}  # the integer data fields (Table 5)
+_BINARY_INTEGERS = frozenset({0x1, 0x2, 0x3, 0x4, 0x6, 0x7})  # the integer data fields (Table 5)
 
 
 def exact_terms(exponent: int, factor: int | Fraction, offset: int | Fraction = 0) -> tuple[int, int, int]:
@@ -148,10 +149,10 @@ def convert(layout: Layout, raw: Any) -> Value:
         if isinstance(raw, str):
             return raw
         return scale(raw, layout.exponent, layout.factor, layout.offset)
-    if kind == "integer" and isinstance(raw, int) and raw < 0 and layout.data_field in _BINARY_SIZES:
+    if kind == "integer" and isinstance(raw, int) and raw < 0 and layout.data_field in _BINARY_INTEGERS:
         # identifiers, flags and counts are type C (unsigned) or D (bit array), Annex A: an address
         # of FAh is 250, error flags 8000h are bit 15, not -6 and -32768 (the codings read type B)
-        return raw & ((1 << (8 * _BINARY_SIZES[layout.data_field])) - 1)
+        return raw & ((1 << (8 * DATA_SIZE[layout.data_field])) - 1)
     if kind in ("integer", "raw"):
         return raw
     data = (raw & ((1 << (8 * _SIZES[layout.data_field])) - 1)).to_bytes(_SIZES[layout.data_field], "little")

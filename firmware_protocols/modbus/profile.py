@@ -238,6 +238,8 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         raise ProfileError(f"{source}: function must be 'input' or 'holding'")
     default_words = document.get("word_order", "big")
     default_bytes = document.get("byte_order", "big")
+    if default_words not in _ORDERS or default_bytes not in _ORDERS:
+        raise ProfileError(f"{source}: word_order and byte_order are 'big' or 'little'")
     blocks = []
     for i, block in enumerate(_require(document, "blocks", list, source)):
         where = f"{source}: blocks[{i}]"
@@ -276,8 +278,6 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
                 bits=bits,
             )
         )
-    if default_words not in _ORDERS or default_bytes not in _ORDERS:
-        raise ProfileError(f"{source}: word_order and byte_order are 'big' or 'little'")
     _refuse_overlaps(fields, blocks, source)
     return MeterProfile(
         name=name,

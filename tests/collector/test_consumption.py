@@ -162,3 +162,15 @@ def test_the_schema_records_which_timescaledb_features_it_could_use(migrated_dat
     assert features == {"hypertables": True, "compression": tsl, "retention": tsl, "continuous_aggregates": tsl}
     assert {"readings", "events", "consumption_hourly"} <= hypertables
     assert jobs == ((1,) if tsl else (0,))  # the compression policy, only where the edition has it
+
+
+def test_the_database_and_vee_share_one_tolerance_for_a_register_stepping_back(migrated_database_url):
+    """Migration 0054 writes VEE's backwards_tolerance_m3 as a literal: the two must not drift apart,
+    or one would count as consumption what the other leaves unknown."""
+    tolerance = Decimal(str(VeeConfig().backwards_tolerance_m3))
+    with psycopg.connect(migrated_database_url) as conn:
+        within, beyond = conn.execute(
+            "SELECT interval_consumption(100 - %s, 100, false, NULL), interval_consumption(100 - %s, 100, false, NULL)",
+            (tolerance, tolerance + Decimal("0.0000001")),
+        ).fetchone() or (None, None)
+    assert within == -tolerance and beyond is None
