@@ -118,6 +118,22 @@ def alert_exists(conn: psycopg.Connection[Any], alert_id: str) -> bool:
     return conn.execute("SELECT 1 FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone() is not None
 
 
+def alerts_by_id(conn: psycopg.Connection[Any], alert_ids: Sequence[str]) -> list[Alert]:
+    """The alerts of ``alert_ids``, in that order; an id no longer stored is left out."""
+    rows = conn.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE alert_id = ANY(%s)", (list(alert_ids),)
+    ).fetchall()
+    found = {alert.alert_id: alert for alert in map(_alert, rows)}
+    return [found[alert_id] for alert_id in alert_ids if alert_id in found]
+
+
+def count_alerts(conn: psycopg.Connection[Any], statuses: Collection[str]) -> int:
+    (count,) = conn.execute(
+        "SELECT count(*) FROM alerts WHERE status = ANY(%s)", (sorted(statuses),), prepare=False
+    ).fetchall()
+    return int(count["count"] if isinstance(count, Mapping) else count[0])
+
+
 def list_alerts(
     conn: psycopg.Connection[Any],
     *,

@@ -64,3 +64,22 @@ def enquiries_for_alerts(conn: psycopg.Connection, alert_ids: list[str]) -> dict
         "SELECT alert_id, enquiry_id, priority, status FROM enquiries WHERE alert_id = ANY (%s)", (alert_ids,)
     ).fetchall()
     return {row["alert_id"]: row for row in rows}
+
+
+def most_urgent_alert_ids(conn: psycopg.Connection, statuses: list[str], limit: int) -> list[str]:
+    """Alerts of ``statuses``, the most urgent enquiry first, then the newest: what a care desk must
+    see first when there are more than fit on a page (a burst before a fleet's low batteries)."""
+    rows = conn.execute(
+        """
+        SELECT a.alert_id FROM alerts a
+        LEFT JOIN LATERAL (
+            SELECT min(CASE e.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END) AS rank
+            FROM enquiries e WHERE e.alert_id = a.alert_id
+        ) raised ON true
+        WHERE a.status = ANY(%s)
+        ORDER BY coalesce(raised.rank, 4), a.detected_at DESC, a.alert_id DESC
+        LIMIT %s
+        """,
+        (statuses, limit),
+    ).fetchall()
+    return [row["alert_id"] for row in rows]  # type: ignore[call-overload]

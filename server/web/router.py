@@ -1,18 +1,26 @@
 """Pages. A browser signs in once with an API key, kept in an HttpOnly cookie; the API's own
-role checks apply to every page."""
+role checks apply to every page.
+
+Every page is sent ``no-store`` (a shared care-desk PC must not show a signed-in page from its
+history after sign-out) and may not be framed by another site. A sign-in or sign-out started by
+another site (``Sec-Fetch-Site: cross-site``) is refused: otherwise any page could sign a member of
+staff in under its own key (login CSRF), and what they then did would be recorded under that name.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import psycopg
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from collector import alert_store
-from collector.detection.alerts import ACTIVE, FLOW_KINDS
+from collector.detection.alerts import ACTIVE, FLOW_KINDS, AlertSource
 from server.auth import SESSION_COOKIE, presented_key, verify_api_key
 from server.care import repository as care_repository
 from server.db import get_connection
@@ -22,55 +30,98 @@ from server.meters.schemas import meter_from_row
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-templates.env.filters["fixed"] = fixed_point  # a register as the API sends it, never "1E-7"
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PAGE_ROLES = {"admin", "reader", "meterization", "customer_care"}
+METERS_PER_PAGE = 500
+ALERTS_SHOWN = 25
+_ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
+
+
+def _fixed(value: Decimal | float) -> str:
+    """A number in plain digits as the API sends it, never "1E-7" nor "5e-05"."""
+    return fixed_point(value if isinstance(value, Decimal) else Decimal(repr(value)))
+
+
+templates.env.filters["fixed"] = _fixed
+templates.env.filters["path_segment"] = lambda text: quote(text, safe="")  # "A?B" → "A%3FB", "/" too
+templates.env.globals["meter_source"] = AlertSource.METER
+
+
+def _page(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return response
+
+
+def _login_page(request: Request, error: str | None, status_code: int) -> Response:
+    return _page(templates.TemplateResponse(request, "login.html", {"error": error}, status_code=status_code))
+
+
+def _from_another_site(request: Request) -> bool:
+    return request.headers.get("sec-fetch-site", "").lower() == "cross-site"
 
 
 def _signed_in(request: Request, response: Response, key: str) -> Response:
     response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-    return response
+    return _page(response)
 
 
 @router.get("/", response_class=HTMLResponse)
-def meters_page(request: Request, conn: Connection) -> Response:
+def meters_page(
+    request: Request,
+    conn: Connection,
+    after: Annotated[str | None, Query(description="meter id the page continues after")] = None,
+) -> Response:
     key = presented_key(request)
     principal = verify_api_key(conn, key) if key else None
     if principal is None or not principal.roles & PAGE_ROLES:
-        error = "This key may not see meters." if principal else None
-        return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=401)
-    meters = [meter_from_row(row) for row in repository.list_meters(conn, None, 500)]
+        return _login_page(request, "This key may not see meters." if principal else None, 401)
+    rows = repository.list_meters(conn, after, METERS_PER_PAGE + 1)
+    meters = [meter_from_row(row) for row in rows[:METERS_PER_PAGE]]
     summary = repository.fleet_summary(conn)
-    alerts = alert_store.list_alerts(conn, status=[s.value for s in ACTIVE], limit=10)
-    enquiries = care_repository.enquiries_for_alerts(conn, [a.alert_id for a in alerts])
+    alerts = alert_store.alerts_by_id(conn, care_repository.most_urgent_alert_ids(conn, _ACTIVE_STATUSES, ALERTS_SHOWN))
     context = {
         "meters": meters,
+        "next_after": meters[-1].meter_id if len(rows) > METERS_PER_PAGE else None,
+        "paged": after is not None,
+        "meters_per_page": METERS_PER_PAGE,
         "summary": summary,
         "who": principal.name,
         "alerts": alerts,
-        "enquiries": enquiries,
+        "active_alerts": alert_store.count_alerts(conn, _ACTIVE_STATUSES) if alerts else 0,
+        "enquiries": care_repository.enquiries_for_alerts(conn, [a.alert_id for a in alerts]),
         "flow_kinds": FLOW_KINDS,
     }
-    return templates.TemplateResponse(request, "meters.html", context)
+    return _page(templates.TemplateResponse(request, "meters.html", context))
 
 
 @router.post("/login")
 def login_form(request: Request, conn: Connection, key: Annotated[str, Form()]) -> Response:
+    if _from_another_site(request):
+        return _login_page(request, "Sign in here, not from another site's form.", 403)
     if verify_api_key(conn, key.strip()) is None:
-        return templates.TemplateResponse(request, "login.html", {"error": "That key is not valid."}, status_code=401)
+        return _login_page(request, "That key is not valid.", 401)
     return _signed_in(request, RedirectResponse("/", status_code=303), key.strip())
 
 
 @router.get("/login")
-def login_link(request: Request, conn: Connection, key: str) -> Response:
-    """The demo prints a sign-in link; it sets the cookie and moves the key out of the address bar."""
+def login_link(request: Request, conn: Connection, key: str | None = None) -> Response:
+    """The demo prints a sign-in link; it sets the cookie and moves the key out of the address bar.
+    Without a key (a bookmark) it is the sign-in form."""
+    if key is None:
+        return _login_page(request, None, 200)
+    if _from_another_site(request):
+        return _login_page(request, "A sign-in link works when opened directly: paste the key instead.", 403)
     if verify_api_key(conn, key) is None:
-        return templates.TemplateResponse(request, "login.html", {"error": "That key is not valid."}, status_code=401)
+        return _login_page(request, "That key is not valid.", 401)
     return _signed_in(request, RedirectResponse("/", status_code=303), key)
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    if _from_another_site(request):
+        return _page(RedirectResponse("/", status_code=303))  # signed in still
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
-    return response
+    return _page(response)

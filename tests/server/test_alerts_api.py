@@ -119,7 +119,7 @@ def test_the_web_page_shows_open_alerts(api):
     page = client.get("/login", params={"key": keys["customer_care"]}, follow_redirects=True)
     assert page.status_code == 200
     assert "Open alerts" in page.text
-    assert "district D1" in page.text and "about 12 L/h" in page.text
+    assert "district D1" in page.text and "about 12.5 L/h" in page.text
     # Each alert names the enquiry it raised for customer care: the burst and the district burst are urgent.
     assert page.text.count("urgent</span>") == 2 and page.text.count("enquiry #") == 3
 
@@ -134,7 +134,7 @@ def test_the_web_page_gives_a_flow_only_for_flow_alerts(api, migrated_database_u
     line = next(li for li in page.split("<li>") if "M9" in li)
     assert "M9 since 2026-11-20 01:00 UTC" in line and "L/h" not in line and "so far" not in line
     leak_line = next(li for li in page.split("<li>") if "M1 " in li or "M1\n" in li)
-    assert "about 12 L/h since" in leak_line and "62 L so far" in leak_line
+    assert "about 12.5 L/h since" in leak_line and "62.5 L so far" in leak_line
 
 
 def test_the_web_page_shows_open_alerts_behind_many_closed_ones(api, migrated_database_url):

@@ -1,0 +1,161 @@
+"""The web page a care desk works from: every meter and the most urgent alerts reachable, figures
+as the API gives them, and the signed-in page neither cached nor framed nor signed in by another site."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.alert_store import save_changes
+from collector.detection.alerts import Alert, AlertKind, AlertSource
+from collector.detection.lifecycle import AlertChanges
+from server.app import create_app
+from server.auth import SESSION_COOKIE, create_api_key
+from server.web.router import ALERTS_SHOWN, METERS_PER_PAGE
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def desk(migrated_database_url: str) -> Iterator[tuple[TestClient, str, psycopg.Connection]]:
+    """A client, a customer-care key and a connection to write the page's data with."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        key = create_api_key(conn, "care desk", ["customer_care"])
+        with TestClient(create_app(migrated_database_url)) as client:
+            yield client, key, conn
+
+
+def _page(client: TestClient, key: str, path: str = "/") -> str:
+    response = client.get(path, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def _alert(n: int, kind: AlertKind, rate_l_h: float, source: AlertSource = AlertSource.DETECTOR) -> Alert:
+    at = T0 + timedelta(hours=n)
+    return Alert(
+        alert_id=f"{kind}/M{n}",
+        kind=kind,
+        meter_id=f"M{n}",
+        dma="DMA1",
+        start=at,
+        detected_at=at,
+        last_seen=at + timedelta(hours=6),
+        rate_l_h=rate_l_h,
+        volume_l=rate_l_h * 6,
+        confidence=0.9,
+        evidence=((at, at + timedelta(hours=1)),),
+        updated_at=at,
+        source=source,
+    )
+
+
+def test_an_urgent_burst_is_shown_before_newer_low_batteries_and_the_rest_are_counted(desk) -> None:
+    client, key, conn = desk
+    alerts = [_alert(0, AlertKind.BURST, 900.0, AlertSource.DETECTOR)]
+    alerts += [_alert(n, AlertKind.LOW_BATTERY, 0.0, AlertSource.METER) for n in range(1, ALERTS_SHOWN + 5)]
+    save_changes(conn, AlertChanges(opened=alerts))
+    box = _page(client, key).split('<section class="alerts">')[1].split("</section>")[0]
+    items = box.split("<li>")[1:]
+    assert len(items) == ALERTS_SHOWN
+    assert "burst" in items[0] and "M0" in items[0] and "urgent" in items[0]
+    assert f"the {ALERTS_SHOWN} most urgent of {len(alerts)}" in box
+    assert 'href="/alerts?status=open"' in box
+
+
+def test_every_meter_is_reached_page_by_page(desk) -> None:
+    client, key, conn = desk
+    count = METERS_PER_PAGE + 2
+    conn.execute(
+        "INSERT INTO meters (meter_id, registered) SELECT 'M' || lpad(i::text, 4, '0'), true "
+        "FROM generate_series(1, %s) i",
+        (count,),
+    )
+    first = _page(client, key)
+    assert first.count('<a href="/meters/') == METERS_PER_PAGE
+    link = re.search(r'<a href="(/\?after=[^"]+)">next', first)
+    assert link is not None, "no link to the next page"
+    second = _page(client, key, link[1])
+    assert re.findall(r'<a href="/meters/(M\d+)/readings">', second) == [f"M{count - 1:04d}", f"M{count:04d}"]
+    assert '<a href="/">first page</a>' in second and "next" not in second.split("first page")[1]
+
+
+def test_a_meter_id_with_url_characters_links_to_that_meter(desk) -> None:
+    """register-meters takes only names a gateway can send, but a database from before it checked may
+    hold others: their links must still lead to them, not to "A" or "LOT"."""
+    client, key, conn = desk
+    for meter_id in ("A?B", "LOT#7", "50%OFF"):
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", (meter_id,))
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES (%s, %s, 1.5)", (meter_id, T0))
+    links = re.findall(r'<a href="(/meters/[^"]+/readings)">', _page(client, key))
+    assert len(links) == 3
+    for link in links:
+        response = client.get(link, headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200, (link, response.text)
+    answered = {client.get(link, headers={"Authorization": f"Bearer {key}"}).json()["meter_id"] for link in links}
+    assert answered == {"A?B", "LOT#7", "50%OFF"}
+
+
+def test_flows_read_as_the_alert_and_the_meter_give_them(desk) -> None:
+    """A meter's own leak alarm without a flow reading is "flow not measured", not "about 0 L/h" (read
+    as no leak); a 0.45 L/h reverse flow is 0.5 L/h as its enquiry says; a 50 mL/h flow is plain digits."""
+    client, key, conn = desk
+    save_changes(
+        conn,
+        AlertChanges(
+            opened=[
+                _alert(1, AlertKind.LEAK, 0.0, AlertSource.METER),
+                _alert(2, AlertKind.REVERSE_FLOW, 0.45, AlertSource.DETECTOR),
+            ]
+        ),
+    )
+    conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('M9', true)")
+    conn.execute(
+        "INSERT INTO readings (meter_id, ts, volume_m3, flow_m3h) VALUES ('M9', %s, %s, 5e-05)", (T0, Decimal(1))
+    )
+    page = _page(client, key)
+    leak = re.search(r"leak</span>\s*M1([^<]*)", page)
+    reverse = re.search(r"reverse flow</span>\s*M2([^<]*)", page)
+    assert leak is not None and reverse is not None, page
+    assert "flow not measured" in leak[1] and "L/h" not in leak[1] and "so far" not in leak[1]
+    assert "about 0.5 L/h" in reverse[1] and "2.7 L so far" in reverse[1]
+    assert '<td class="num">0.00005</td>' in page
+
+
+def test_the_signed_in_page_is_not_kept_by_the_browser_nor_framed(desk) -> None:
+    client, key, _ = desk
+    for response in (
+        client.get("/", headers={"Authorization": f"Bearer {key}"}),
+        client.get("/"),
+        client.get("/login", params={"key": key}, follow_redirects=False),
+    ):
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_another_site_cannot_sign_someone_in_under_its_key(desk) -> None:
+    """Login CSRF: another site's form (or link) would sign staff in as the attacker's key, and what
+    they then did would be recorded under that name."""
+    client, key, _ = desk
+    cross_site = {"Sec-Fetch-Site": "cross-site"}
+    posted = client.post("/login", data={"key": key}, headers=cross_site, follow_redirects=False)
+    linked = client.get("/login", params={"key": key}, headers=cross_site, follow_redirects=False)
+    for response in (posted, linked):
+        assert response.status_code == 403 and SESSION_COOKIE not in response.headers.get("set-cookie", "")
+        assert "Sign in" in response.text
+    signed_in = client.post("/login", data={"key": key}, headers={"Sec-Fetch-Site": "same-origin"})
+    assert signed_in.status_code == 200 and "care desk" in signed_in.text
+
+
+def test_the_sign_in_address_without_a_key_is_the_sign_in_form(desk) -> None:
+    client, _, _ = desk
+    response = client.get("/login")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="/login">' in response.text
