@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
-_SECRET_IN_QUERY = re.compile(r"([?&]key=)[^&#\s]*")
+# a query parameter: its separator, its name as sent, "=", its value
+_PARAMETER = re.compile(r"([?&;])([^=&;#\s]*)=([^&;#\s]*)")
+
+
+def _hide_keys(request_line: str) -> str:
+    """The request line with the value of every parameter named ``key`` as ``***``. The name is
+    compared percent-decoded, as the server reads it: ``k%65y=`` is a key too."""
+    return _PARAMETER.sub(
+        lambda m: f"{m[1]}{m[2]}=***" if unquote_plus(m[2]).strip().lower() == "key" else m[0], request_line
+    )
 
 
 class RedactKeys(logging.Filter):
@@ -14,7 +24,7 @@ class RedactKeys(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_SECRET_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_hide_keys(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 
