@@ -32,8 +32,8 @@ class Dismissal(BaseModel):
     reason: str = Field(
         min_length=3,
         max_length=500,
-        pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
-        description="Why no action is needed: not only blanks, and no NUL",
+        pattern=r"^[^\x00]*[^\W_][^\x00]*$",
+        description="Why no action is needed: words, not only blanks, marks or invisible characters; no NUL",
     )
 
 

@@ -47,14 +47,18 @@ def list_enquiries(
 
 
 def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | None:
-    row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
-        f"SELECT {_COLUMNS} FROM enquiries WHERE enquiry_id = %s", (enquiry_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    row["updates"] = conn.execute(
-        "SELECT at, by, note FROM enquiry_updates WHERE enquiry_id = %s ORDER BY at, update_id", (enquiry_id,)
-    ).fetchall()
+    """The enquiry and its updates as of one moment: read in one snapshot, so its status and its
+    history never disagree (an alert's trigger may reopen it between two reads)."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
+            f"SELECT {_COLUMNS} FROM enquiries WHERE enquiry_id = %s", (enquiry_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        row["updates"] = conn.execute(
+            "SELECT at, by, note FROM enquiry_updates WHERE enquiry_id = %s ORDER BY at, update_id", (enquiry_id,)
+        ).fetchall()
     return row
 
 

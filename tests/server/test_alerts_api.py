@@ -82,6 +82,9 @@ def test_customer_care_dismisses_with_a_reason_and_it_is_recorded(api):
         ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": ""}, 422),
         ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "     "}, 422),
         ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "pool\x00filling"}, 422),
+        # a reason no one can read: invisible characters, marks only
+        ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "\u200b\u200b\u200b"}, 422),
+        ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "- - -"}, 422),
     ],
 )
 def test_bad_dismissals_are_problems_and_change_nothing(api, migrated_database_url, key, path, body, status):

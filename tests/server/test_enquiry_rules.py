@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 
 from collector.alert_store import save_changes
 from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource, AlertStatus
@@ -158,3 +159,42 @@ def test_an_alert_resolved_at_its_meter_s_removal_tells_its_enquiry_the_meter_wa
     ), notes["M-out"]
     for meter in ("M-in", "M-later", "M-none"):
         assert notes[meter].endswith("alert resolved: the flow stopped (63 L lost in all)"), notes[meter]
+
+
+def test_a_meter_s_own_alarm_without_a_flow_reading_quotes_no_rate(migrated_database_url: str) -> None:
+    """A meter's leak alarm with no flow beside it is stored at rate 0: "0.0 L/h" read as "no leak".
+    A detector's rate, and a meter's measured one, are still quoted."""
+    alarmed = _alert(AlertKind.LEAK, "M-alarm", 0.0, timedelta(hours=5)).replace(source=AlertSource.METER)
+    measured = _alert(AlertKind.LEAK, "M-measured", 3.0, timedelta(hours=5)).replace(source=AlertSource.METER)
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=[alarmed, measured]))
+        subjects: dict[str, str] = dict(conn.execute("SELECT meter_id, subject FROM enquiries").fetchall())
+    assert subjects["M-alarm"] == "Continuous flow (leak) at meter M-alarm: since 2026-03-01 23:00 UTC"
+    assert subjects["M-measured"] == "Continuous flow (leak) at meter M-measured: 3.0 L/h since 2026-03-01 23:00 UTC"
+
+
+def test_an_enquiry_moves_to_the_dma_its_alert_moved_to(migrated_database_url: str) -> None:
+    """A meter moved to another district keeps its alert, now in the new DMA: its enquiry follows,
+    with a note, so the new district's list holds it. One a person filed elsewhere stays there."""
+    leaks = [_alert(AlertKind.LEAK, meter, 12.5, timedelta(hours=5)) for meter in ("M-moved", "M-refiled")]
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=leaks))
+        conn.execute("UPDATE enquiries SET dma = 'D9' WHERE meter_id = 'M-refiled'")
+        save_changes(conn, AlertChanges(updated=[leak.replace(dma="D2") for leak in leaks]))
+        dmas: dict[str, str] = dict(conn.execute("SELECT meter_id, dma FROM enquiries").fetchall())
+        notes = _notes(conn)
+    assert dmas == {"M-moved": "D2", "M-refiled": "D9"}
+    assert notes["M-moved"].endswith("alert now in DMA D2, was D1"), notes["M-moved"]
+
+
+def test_an_alert_of_a_kind_the_code_does_not_know_is_refused(migrated_database_url: str) -> None:
+    """Every stored kind is one AlertKind knows: one it did not made every list holding it fail
+    (GET /alerts, the web page, dismissal, the detection runs)."""
+    leak = _alert(AlertKind.LEAK, "M1", 12.5, timedelta(hours=5))
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=[leak.replace(kind=kind, alert_id=f"a/{kind}") for kind in AlertKind]))
+        conn.commit()
+        with pytest.raises(psycopg.errors.CheckViolation, match="alerts_kind_known"):
+            conn.execute("UPDATE alerts SET kind = 'backflow' WHERE alert_id = 'a/leak'")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (len(AlertKind),)
