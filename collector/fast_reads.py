@@ -20,11 +20,11 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3
+from aquami.contracts.reads import FLOW_MAX_M3H, IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, VOLUME_MAX_M3
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z"
+ID_PATTERN = IDENTIFIER_PATTERN
 TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)\Z"
-ID_MAX_LENGTH = 64
+ID_MAX_LENGTH = IDENTIFIER_MAX_LENGTH
 Identifier = Annotated[str, Meta(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 UtcTimestamp = Annotated[str, Meta(pattern=TS_PATTERN)]
 Alarm = Literal["leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error"]

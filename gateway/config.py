@@ -8,7 +8,6 @@ as ``[[buses.meters]]``). Relative paths (spool, TLS files) are relative to the 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, ClassVar, Literal, TypedDict
 
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
-from aquami.contracts.reads import ALARMS
+from aquami.contracts.reads import ALARMS, is_identifier
 from aquami.mqtt import MqttEndpoint
 from firmware_protocols.modbus import MeterProfile, load_profile
 from firmware_protocols.modbus.profile import ProfileError
@@ -38,10 +37,6 @@ __all__ = [
     "parse_config",
     "parse_config_text",
 ]
-
-# The MQTT contract's identifier (aquami/contracts/reads.schema.json, $defs/identifier).
-IDENTIFIER_MAX_LENGTH = 64  # a meter's or a bus's name (the reads contract's identifier)
-_IDENTIFIER = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{IDENTIFIER_MAX_LENGTH - 1}}}$")
 
 
 @dataclass(frozen=True)
@@ -239,7 +234,7 @@ def _resolve(base: Path | None, text: str) -> Path:
 
 def _identifier(table: Table, key: str) -> str:
     value: str = table.text(key)
-    if not _IDENTIFIER.match(value):
+    if not is_identifier(value):
         raise table.error(key, f"{value!r} is not an identifier (letters, digits and . _ : -, at most 64)")
     return value
 

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aquami.contracts.reads import Reading
-from gateway.config import IDENTIFIER_MAX_LENGTH, MeterConfig
+from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
+from gateway.config import MeterConfig
 from gateway.transport import PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]

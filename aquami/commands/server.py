@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
 
         import psycopg
 
+        from aquami.contracts.reads import is_identifier
         from collector.detection.csvio import CsvFormatError, read_meters_csv
         from server.meters.repository import record_installations, register_meters
 
@@ -81,6 +82,13 @@ def register(app: typer.Typer) -> None:
         except CsvFormatError as error:
             raise typer.BadParameter(str(error), param_hint="METERS") from error
         ids = table.meter_ids.tolist()
+        for row, meter_id in enumerate(ids, start=2):
+            if not is_identifier(meter_id):
+                raise typer.BadParameter(
+                    f"{meters}: row {row}: meter_id {meter_id!r} is no name a gateway can send "
+                    "(letters, digits and . _ : -, at most 64)",
+                    param_hint="METERS",
+                )
         bulk = None if table.bulk is None else set(table.meter_ids[table.bulk].tolist())  # None: not in the file
         rows = [
             (m, dma or None, role) for m, dma, role in zip(ids, table.dma.tolist(), table.role.tolist(), strict=True)

@@ -7,6 +7,7 @@ schema file beside it is the single definition of the contract.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -23,6 +24,15 @@ TOPIC_ROOT = "aquami/v1"
 #: register that is none; the collector's fast decoder). A test holds them equal to the schema's.
 VOLUME_MAX_M3 = 1e12  # volume_m3 and reverse_volume_m3: 0 to this
 FLOW_MAX_M3H = 1e6  # flow_m3h: minus this to this
+#: A meter's, a bus's or a gateway's name ($defs/identifier of both schemas): what the gateway's
+#: configuration, the collector's fast decoder and meterization's register-meters accept.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z"
+IDENTIFIER_MAX_LENGTH = 64
+_identifier_match = re.compile(IDENTIFIER_PATTERN).match
+
+
+def is_identifier(text: str) -> bool:
+    return len(text) <= IDENTIFIER_MAX_LENGTH and _identifier_match(text) is not None
 
 
 def reads_topic(gateway_id: str, root: str = TOPIC_ROOT) -> str:

@@ -119,3 +119,18 @@ def test_the_bounds_code_checks_beside_the_schema_are_the_schema_s():
     assert (numbers["volume_m3"]["minimum"], numbers["volume_m3"]["maximum"]) == (0, VOLUME_MAX_M3)
     assert (numbers["reverse_volume_m3"]["minimum"], numbers["reverse_volume_m3"]["maximum"]) == (0, VOLUME_MAX_M3)
     assert (numbers["flow_m3h"]["minimum"], numbers["flow_m3h"]["maximum"]) == (-FLOW_MAX_M3H, FLOW_MAX_M3H)
+
+
+def test_the_identifier_code_checks_beside_the_schemas_is_theirs():
+    """The gateway's configuration, the collector's fast decoder and register-meters check names
+    with IDENTIFIER_PATTERN: it must be both schema files' own."""
+    from aquami.contracts.events import events_schema
+    from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, is_identifier, reads_schema
+
+    for schema in (reads_schema(), events_schema()):
+        identifier = schema["$defs"]["identifier"]
+        assert identifier["maxLength"] == IDENTIFIER_MAX_LENGTH and identifier["minLength"] == 1
+        # JSON Schema's "$" is the end of the text; Python's needs "\\Z" not to take a final line break
+        assert identifier["pattern"].removesuffix("$") == IDENTIFIER_PATTERN.removesuffix("\\Z")
+    assert is_identifier("WM-00003") and is_identifier("a" * 64)
+    assert not any(map(is_identifier, ("", "a" * 65, "WM-1\n", "-WM", "A?B", "WS/0001")))

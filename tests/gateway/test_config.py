@@ -146,6 +146,8 @@ def test_duplicate_meter_id_names_both_lines() -> None:
         (("[mqtt]\n", '[mqtt]\nprotocol = "4"\n'), 'protocol = "4"', "mqtt.protocol: '4' is not one of"),
         (('url = "mqtt://', 'url = "http://'), "http://", "mqtt.url: MQTT URL"),
         (('"WM-2"', '"WM 2"'), "WM 2", "meters[1].meter_id: 'WM 2' is not an identifier"),
+        # a name ending in a line break passed the gateway's check, and every batch naming it was refused
+        (('"WM-2"', '"WM-2\\n"'), "WM-2", "meters[1].meter_id: 'WM-2\\n' is not an identifier"),
         (("[mqtt]\n", '[mqtt]\nca_file = "missing-ca.pem"\n'), "missing-ca.pem", "mqtt.ca_file: no such file"),
         (("[mqtt]\n", '[mqtt]\npassword = "x"\n'), 'password = "x"', "mqtt.password: a password needs a username"),
         (

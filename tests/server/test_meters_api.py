@@ -458,6 +458,10 @@ def test_a_connection_lost_during_a_request_is_a_503_problem(api, migrated_datab
          "unknown columns ['removed']"),
         ("meter_id,dma,role\n,D1,customer\n", "row 2: meter_id is empty"),
         ("meter_id,dma,role\nM\x001,D1,customer\n", "row 2: a NUL character"),
+        # a name no gateway can send (the reads contract's identifier): no reading would ever be its
+        ("meter_id,dma,role\nM1,D1,customer\nLOT#7,D1,customer\n", "row 3: meter_id 'LOT#7' is no name"),
+        ("meter_id,dma,role\nWM 2,D1,customer\n", "row 2: meter_id 'WM 2' is no name"),
+        ("meter_id,dma,role\n" + "M" * 65 + ",D1,customer\n", "row 2: meter_id 'MMMM"),
         ("meter_id,dma,role,service_point_id,installed_at\nM1,D1,customer,SP-1,0001-01-01T00:00:00+01:00\n",
          "installed_at: '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC"),
         ("meter_id,dma,role,service_point_id,installed_at,initial_register_m3\n"
