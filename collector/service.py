@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -62,6 +63,10 @@ class CollectorConfig:
     max_batch_readings: int = 50_000
     min_batch_readings: int = 1_000  # a smaller batch waits up to max_delay_s for company
     max_delay_s: float = 0.1
+    # written once the broker has granted the subscriptions, removed at stop: what a deployment
+    # waits for before starting gateways (docker-compose.yml), since until the collector's session
+    # exists the broker keeps nothing for it, and a gateway deletes what the broker acknowledged
+    ready_file: Path | None = None
 
     @property
     def subscription(self) -> str:
@@ -86,6 +91,7 @@ class Collector:
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -94,6 +100,13 @@ class Collector:
             return
         client.subscribe([(topic, 1) for topic in self.config.subscriptions])
         log.info("subscribed to %s on %s", ", ".join(self.config.subscriptions), self.config.mqtt.url)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:
+            log.error("broker refused the subscription (%s): nothing will be stored", ", ".join(refused))
+        elif self.config.ready_file is not None:
+            self.config.ready_file.write_text(f"subscribed to {', '.join(self.config.subscriptions)}\n")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         result: Parsed
@@ -108,6 +121,8 @@ class Collector:
         self._inbox.put((message, result))
 
     def start(self) -> None:
+        if self.config.ready_file is not None:
+            self.config.ready_file.unlink(missing_ok=True)  # a crashed run's: this one is not subscribed yet
         self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=30)
         self._client.loop_start()
         self._writer.start()
@@ -118,6 +133,8 @@ class Collector:
         self._client.disconnect()
         self._client.loop_stop()
         self._store.close()
+        if self.config.ready_file is not None:
+            self.config.ready_file.unlink(missing_ok=True)
 
     def _take_batch(self) -> list[tuple[mqtt.MQTTMessage, Parsed]]:
         """What has arrived, up to ``max_batch_readings``; a small batch waits briefly for more."""

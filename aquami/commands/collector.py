@@ -39,6 +39,11 @@ def register(app: typer.Typer) -> None:
         detect_every: float = typer.Option(
             900, help="Every so many seconds, run leak and burst detection over the newest data (0: never)."
         ),
+        ready_file: Path = typer.Option(
+            None,
+            help="Write this file once the broker has granted the subscriptions (removed at stop): start "
+            "gateways after it exists, or what they publish before goes to no one.",
+        ),
     ) -> None:
         """Subscribe to every gateway's reads and store them until stopped (Ctrl-C).
 
@@ -76,7 +81,11 @@ def register(app: typer.Typer) -> None:
                 log.warning("database not ready (%s); trying again in %g s", " ".join(str(error).split()), _RETRY_S)
                 if stop.wait(_RETRY_S):
                     return
-        collector = Collector(CollectorConfig(database_url, endpoint, client_id=client_id, shared_group=shared_group))
+        collector = Collector(
+            CollectorConfig(
+                database_url, endpoint, client_id=client_id, shared_group=shared_group, ready_file=ready_file
+            )
+        )
         collector.start()
         # each in its own thread: an hourly VEE round (minutes, at a large utility) holds up neither
         # ingest nor detection, and no failure in either stops the other or the collector

@@ -308,3 +308,34 @@ def _migrated(url: str) -> bool:
         return count(url, "SELECT count(*) FROM pg_tables WHERE tablename = 'readings'") == 1
     except psycopg.OperationalError:
         return False
+
+
+def test_the_ready_file_appears_once_the_broker_keeps_messages_for_the_collector(migrated_database_url, tmp_path):
+    """A gateway started before the collector's first subscription publishes to no one: the broker
+    acknowledges, the gateway deletes, nothing is stored. ``--ready-file`` tells a deployment (the
+    compose file's gateway waits for it) when the subscriptions are granted; from then on even a
+    batch published while the collector is down is kept for it."""
+    url, gw, client_id = migrated_database_url, "gw-ready", f"col-{uuid.uuid4().hex[:8]}"
+    ready = tmp_path / "collector.subscribed"
+    ready.write_text("left by a run that crashed\n")
+    broker = MosquittoBroker(persistence=True)
+    options = ("--ready-file", str(ready), "--detect-every", "0", "--vee-every", "0")
+    process = _collector_process(url, broker.url, client_id, *options)
+    try:
+        wait_for(lambda: not ready.exists(), 20, "the stale ready file to go")
+        time.sleep(1.5)
+        assert not ready.exists(), "ready with no broker to subscribe on"
+        broker.start()
+        wait_for(ready.exists, 30, "the ready file")
+        assert "aquami/v1/+/reads" in ready.read_text()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        assert not ready.exists(), "a stopped collector is not ready"
+        with publisher(broker.url) as publish:  # while the collector is down
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [("R1", "2026-03-01T00:00:00Z", 1.25)]))
+        process = _collector_process(url, broker.url, client_id, *options)
+        wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R1'") == 1, 30, "the kept batch")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+        broker.close()
