@@ -2,7 +2,11 @@
 # A slim image that runs any `aquami` sub-command as a non-root user:
 #   docker run --rm aquami server run      (environment: AQUAMI_DATABASE_URL, AQUAMI_HOST, AQUAMI_PORT)
 #   docker run --rm aquami collector run   (AQUAMI_DATABASE_URL, AQUAMI_MQTT_URL)
-#   docker run --rm -v ./gw.toml:/etc/aquami/gateway.toml aquami gateway run /etc/aquami/gateway.toml
+#   docker run --rm -v ./gw.toml:/etc/aquami/gateway.toml:ro -v gw-spool:/var/lib/aquami/spool \
+#       aquami gateway run /etc/aquami/gateway.toml
+#     (gw.toml's [spool] path must be under /var/lib/aquami/spool, as in
+#     gateway/examples/compose-gateway.toml: a relative path lands beside the config, which the
+#     image's user cannot write)
 # Docker cannot run on the machines this project is developed on: this file is kept correct by
 # reading (see README, "Containers").
 

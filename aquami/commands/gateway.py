@@ -63,7 +63,9 @@ def register(app: typer.Typer) -> None:
         last: int = typer.Option(247, min=1, max=247, help="Last Modbus unit id to try."),
         profile: str = typer.Option("smart_water_meter", help="The profile to read with."),
         param: list[str] = PARAM_OPTION,
-        output: Path | None = typer.Option(None, help="Write the [[meters]] snippet here (default: stdout)."),
+        output: Path | None = typer.Option(
+            None, help="Write the meters snippet (\\[\\[meters]] tables) here (default: stdout)."
+        ),
     ) -> None:
         """Find the meters on one bus (the gateway must not be polling it) and write a config snippet.
 
