@@ -198,3 +198,36 @@ def test_an_alert_of_a_kind_the_code_does_not_know_is_refused(migrated_database_
             conn.execute("UPDATE alerts SET kind = 'backflow' WHERE alert_id = 'a/leak'")
         conn.rollback()
         assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (len(AlertKind),)
+
+
+def test_an_enquiry_raised_before_meterization_recorded_the_meter_is_placed_once_it_does(
+    migrated_database_url: str,
+) -> None:
+    """The job card arrives after the leak was raised: its enquiry had no service point nor account,
+    and the account's list never showed it. Recording the installation, then the agreement, fills
+    them in as of the alert's detection; a meter fitted only after it stays unplaced."""
+    leaks = [_alert(AlertKind.LEAK, meter, 12.5, timedelta(hours=5)) for meter in ("M-late-card", "M-fitted-after")]
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=leaks))
+        assert conn.execute("SELECT count(*) FROM enquiries WHERE service_point_id IS NULL").fetchone() == (2,)
+        conn.execute("INSERT INTO meters (meter_id) VALUES ('M-late-card'), ('M-fitted-after')")
+        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SP-1'), ('SP-2')")
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('ACC-1', 'A Customer')")
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
+            "VALUES ('SP-1', 'M-late-card', %s), ('SP-2', 'M-fitted-after', %s)",
+            (DETECTED - timedelta(days=300), DETECTED + timedelta(days=1)),
+        )
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('ACC-1', 'SP-1', %s)",
+            (DETECTED - timedelta(days=200),),
+        )
+        places = {
+            row[0]: row[1:] for row in conn.execute("SELECT meter_id, service_point_id, account_id FROM enquiries")
+        }
+        notes = _notes(conn)
+    assert places == {"M-late-card": ("SP-1", "ACC-1"), "M-fitted-after": (None, None)}
+    assert notes["M-late-card"].endswith(
+        "meter recorded as fitted at service point SP-1 | service point supplied to account ACC-1"
+    ), notes["M-late-card"]
+    assert "fitted at" not in notes["M-fitted-after"], notes["M-fitted-after"]
