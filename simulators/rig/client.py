@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,20 +15,28 @@ class RigClientError(RuntimeError):
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs; values are numbers where they read as numbers."""
+    """``NAME=VALUE`` pairs; values are numbers where they read as numbers (finite ones: ``nan`` is refused)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise RigClientError(f"option {pair!r}: expected NAME=VALUE")
-        try:
-            options[name] = int(value)
-        except ValueError:
-            try:
-                options[name] = float(value)
-            except ValueError:
-                options[name] = value
+        options[name] = _value(pair, value)
     return options
+
+
+def _value(pair: str, text: str) -> int | float | str:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        raise RigClientError(f"option {pair!r}: {text} is not a finite number")
+    return number
 
 
 def _call(method: str, url: str, body: Any = None) -> Any:

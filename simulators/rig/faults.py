@@ -7,12 +7,16 @@
   (``rate_lph``), ``tamper`` (``registered_share``), ``stuck``, ``dry``, ``low_battery``,
   ``meter_error``; on a ``dma_inlet``: ``main_burst`` (``rate_lph``). ``duration_s`` ends it by itself.
 
+Options are finite numbers; ``duration_s`` is at most 365 days and ``rate_lph`` at most 1,000,000 l/h
+(a fault's end must stay a date, and its flow fit the registers).
+
 Clearing a meter fault ends it now (the water that went through stays on the register, as it would
 on a real meter); clearing a wire fault removes its rule.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -30,6 +34,9 @@ INLET_KINDS = ("main_burst",)
 FAULT_KINDS = WIRE_KINDS + METER_KINDS + INLET_KINDS
 _FLOW_DEFAULTS = {"leak": 20.0, "burst": 1500.0, "reverse_flow": 60.0, "main_burst": 5000.0}
 _OPTIONS = {"kind", "probability", "delay_s", "flips", "duration_s", "rate_lph", "registered_share"}
+#: Upper bounds that keep a fault's end a date and its flow a number the registers can show.
+MAX_DURATION_S = 365 * 86_400.0
+MAX_RATE_LPH = 1_000_000.0
 
 
 @dataclass(frozen=True)
@@ -58,15 +65,22 @@ class FaultSpec:
         return {"kind": self.kind, **{k: getattr(self, k) for k in sorted(relevant) if getattr(self, k) is not None}}
 
 
-def _number(d: Mapping[str, Any], key: str, default: float | None, low: float, high: float | None = None) -> Any:
+def _number(d: Mapping[str, Any], key: str, default: float | None, low: float, high: float, unit: str = "") -> Any:
+    """The option ``key`` as a float within ``low..high``; ValueError names the field (NaN and ∞ included)."""
     value = d.get(key, default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{key}: expected a number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{key}: {value!r} is outside {low}..{high if high is not None else '∞'}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key}: {value!r} is not a finite number")
+    if not low <= value <= high:
+        raise ValueError(f"{key}: {value!r} is outside {_plain(low)}..{_plain(high)}{unit}")
     return float(value)
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 def parse_fault(d: Any, meter_kind: str) -> FaultSpec:
@@ -88,8 +102,8 @@ def parse_fault(d: Any, meter_kind: str) -> FaultSpec:
         probability=_number(d, "probability", 1.0, 0.0, 1.0),
         delay_s=_number(d, "delay_s", 0.5, 0.0, 60.0),
         flips=flips,
-        duration_s=_number(d, "duration_s", None, 0.001),
-        rate_lph=_number(d, "rate_lph", _FLOW_DEFAULTS.get(kind), 0.0),
+        duration_s=_number(d, "duration_s", None, 0.001, MAX_DURATION_S, " s (365 days; leave it out for no end)"),
+        rate_lph=_number(d, "rate_lph", _FLOW_DEFAULTS.get(kind), 0.0, MAX_RATE_LPH, " l/h"),
         registered_share=_number(d, "registered_share", 0.0, 0.0, 1.0),
     )
 

@@ -10,6 +10,7 @@ are rules for its address there (Modbus unit id, M-Bus primary address, wM-Bus i
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from simulators.serial_line import LineSettings
 from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
 from simulators.wmbus_meter import WMBusMeter
 from simulators.wmbus_receiver import WMBusReceiverSimulator
+
+log = logging.getLogger(__name__)
 
 
 class UnknownMeterError(KeyError):
@@ -273,23 +276,38 @@ class Rig:
     # ---- state ----------------------------------------------------------------------------------
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per meter for the live table and ``GET /meters``."""
+        """One row per meter for the live table and ``GET /meters``.
+
+        A meter that cannot be read shows the error in its row: the live table calls this every
+        second, and one broken meter must not take the rig (every other meter) down with it.
+        """
         now = self.clock()
         active = self.active_faults()
         out = []
         for meter_id, meter in self.meters.items():
-            reading = meter.model.read(now)
+            try:
+                reading = self._reading(meter, now)
+            except Exception as error:
+                log.debug("meter %s cannot be read", meter_id, exc_info=True)
+                reading = {"register": f"error: {error}", "flow_m3h": None, "alarms": []}
             last = meter.last_request()
             out.append({
                 "meter": meter_id,
                 "kind": meter.config.kind,
                 "protocol": meter.protocol,
                 "where": meter.where,
-                "register": meter.register(now),
-                "flow_m3h": round(reading.flow_m3h, 3),
-                "alarms": sorted(reading.alarms),
+                **reading,
                 "last_request": None if last is None else last.isoformat(),
                 "last_request_age_s": None if last is None else round((now - last).total_seconds(), 1),
                 "faults": [f.spec.kind for f in active if f.meter_id == meter_id],
             })  # fmt: skip
         return out
+
+    @staticmethod
+    def _reading(meter: RigMeter, now: datetime) -> dict[str, Any]:
+        reading = meter.model.read(now)
+        return {
+            "register": meter.register(now),
+            "flow_m3h": round(reading.flow_m3h, 3),
+            "alarms": sorted(reading.alarms),
+        }

@@ -20,7 +20,7 @@ def render(rows: Sequence[dict[str, Any]], title: str = "aquami rig") -> Table:
             row["meter"],
             row["protocol"],
             row["register"],
-            f"{row['flow_m3h']:.3f}",
+            "-" if row["flow_m3h"] is None else f"{row['flow_m3h']:.3f}",
             ", ".join(row["alarms"]) or "-",
             "never" if age is None else f"{age:.0f} s ago",
             ", ".join(row["faults"]) or "-",

@@ -1,0 +1,166 @@
+"""Fault requests to a running rig: what is refused, and that nothing a technician sends can stop the rig."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from simulators.events import Leak
+from simulators.meter_model import MeterModel
+from simulators.rig.client import RigClientError, parse_options
+from simulators.rig.config import ConfigError, parse_rig_text
+from simulators.rig.control import ControlServer
+from simulators.rig.faults import FAULT_KINDS, MAX_DURATION_S, MAX_RATE_LPH, meter_fault, parse_fault, wire_rule
+from simulators.rig.runner import Rig
+from simulators.rig.serve import serve
+
+NOW = datetime(2026, 2, 1, 12, 0, 30, tzinfo=UTC)
+
+RIG = """
+[rig]
+seed = 7
+installed = "2026-01-01T00:00:00Z"
+control = "127.0.0.1:0"
+
+[[transport]]
+name = "rtu"
+protocol = "modbus_rtu"
+
+[[meter]]
+id = "M1"
+kind = "smart_water_meter"
+transport = "rtu"
+address = 1
+
+[[meter]]
+id = "M2"
+kind = "smart_water_meter"
+transport = "rtu"
+address = 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("rate_lph", math.nan, "rate_lph: nan is not a finite number"),
+        ("rate_lph", math.inf, "rate_lph: inf is not a finite number"),
+        ("rate_lph", 1e308, "rate_lph: 1e+308 is outside 0..1000000 l/h"),
+        ("duration_s", 1e12, "duration_s: 1000000000000.0 is outside 0.001..31536000 s (365 days; leave it out"),
+        ("duration_s", 10**400, "duration_s: 1000000"),
+        ("probability", -math.inf, "probability: -inf is not a finite number"),
+        ("delay_s", math.nan, "delay_s: nan is not a finite number"),
+    ],
+)
+def test_non_finite_and_huge_options_are_refused_by_name(option: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_fault({"kind": "leak" if option == "rate_lph" else "slow", option: value}, "smart_water_meter")
+
+
+@given(
+    kind=st.sampled_from([k for k in FAULT_KINDS if k != "main_burst"]),
+    option=st.sampled_from(["probability", "delay_s", "duration_s", "rate_lph", "registered_share"]),
+    value=st.floats() | st.integers(min_value=-(10**400), max_value=10**400),
+)
+def test_an_accepted_fault_can_always_be_applied(kind: str, option: str, value: float) -> None:
+    """Whatever number a request carries, it is refused (ValueError) or it makes a fault the rig can run."""
+    try:
+        spec = parse_fault({"kind": kind, option: value}, "smart_water_meter")
+    except ValueError:
+        return
+    assert all(math.isfinite(v) for v in (spec.probability, spec.delay_s, spec.duration_s or 0, spec.rate_lph or 0))
+    fault = wire_rule(spec, 1, NOW) if spec.is_wire else meter_fault(spec, NOW)
+    assert fault.end is None or fault.end <= NOW + timedelta(seconds=MAX_DURATION_S)
+    assert (spec.rate_lph or 0.0) <= MAX_RATE_LPH
+
+
+def test_the_rig_file_refuses_nan_and_huge_faults() -> None:
+    with pytest.raises(ConfigError, match=r"meter\[0\]\.faults\[0\]: rate_lph: nan is not a finite number"):
+        parse_rig_text(RIG.replace("address = 1\n", 'address = 1\nfaults = [{ kind = "leak", rate_lph = nan }]\n'))
+    with pytest.raises(ConfigError, match=r"meter\[0\]\.faults\[0\]: duration_s: .* is outside 0.001..31536000 s"):
+        parse_rig_text(RIG.replace("address = 1\n", 'address = 1\nfaults = [{ kind = "slow", duration_s = 1e12 }]\n'))
+
+
+def test_the_command_refuses_non_finite_options() -> None:
+    assert parse_options(["rate_lph=40", "delay_s=0.5", "kind=x"]) == {"rate_lph": 40, "delay_s": 0.5, "kind": "x"}
+    for text in ("nan", "inf", "-Infinity", "1e400"):
+        with pytest.raises(RigClientError, match=f"option 'rate_lph={text}': {text} is not a finite number"):
+            parse_options([f"rate_lph={text}"])
+
+
+@pytest.fixture
+def control() -> Iterator[tuple[Rig, str]]:
+    rig = Rig(parse_rig_text(RIG, now=NOW), clock=lambda: NOW)
+    asyncio.run(rig.start())
+    server = ControlServer(rig).start()
+    try:
+        yield rig, server.url
+    finally:
+        server.stop()
+        asyncio.run(rig.stop())
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"{url}/faults", json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_endpoint_answers_400_naming_the_field(control: tuple[Rig, str]) -> None:
+    rig, url = control
+    status, problem = _post(url, {"meter": "M1", "fault": "leak", "rate_lph": math.nan})  # json sends NaN
+    assert (status, problem["detail"]) == (400, "rate_lph: nan is not a finite number")
+    status, problem = _post(url, {"meter": "M1", "fault": "slow", "duration_s": 1e12})
+    assert status == 400 and problem["detail"].startswith("duration_s: 1000000000000.0 is outside 0.001..31536000 s")
+    model = rig.meters["M1"].model
+    assert isinstance(model, MeterModel)
+    assert rig.active_faults() == [] and model.faults == []
+    status, fault = _post(url, {"meter": "M1", "fault": "burst", "rate_lph": MAX_RATE_LPH, "duration_s": 600})
+    assert status == 201 and fault["rate_lph"] == MAX_RATE_LPH
+    assert model.read(NOW + timedelta(seconds=90)).flow_m3h >= MAX_RATE_LPH / 1000
+
+
+def test_a_meter_that_cannot_be_read_does_not_end_the_rig() -> None:
+    """A broken meter model (here a NaN leak put straight into it) shows its error in its row; the live
+    table, which reads every row every second, and every other meter carry on."""
+    config = parse_rig_text(RIG)
+    outcome: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        def ready(rig: Rig) -> None:
+            model = rig.meters["M1"].model
+            assert isinstance(model, MeterModel)
+            model.inject(Leak(start=rig.clock() - timedelta(hours=1), rate_lph=math.nan))
+            outcome["rig"] = rig
+
+        task = asyncio.create_task(serve(config, console=Console(file=io.StringIO()), ready=ready, stop=stop))
+        await asyncio.sleep(2.5)  # the table refreshes every second
+        outcome["running"] = not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert outcome["running"]
+    m1, m2 = outcome["rig"].rows()
+    assert m1["register"].startswith("error: ") and m1["flow_m3h"] is None
+    assert m2["register"].endswith(" m3") and m2["flow_m3h"] is not None
