@@ -10,6 +10,12 @@ Each UTC day's steps are drawn from their own random stream (seeded by seed, met
 any instant can be read in any order and always gives the same answer. Only per-day totals are kept
 for the past; a few recent days are kept whole for the alarms.
 
+Faults that change the water through the meter (leak, burst, reverse flow, tamper, stuck, dry) act
+on whole steps: :meth:`MeterModel.inject` and :meth:`MeterModel.end_fault` move their start and end
+up to the next step boundary. A fault injected or ended now (the rig does both while gateways read)
+then never rewrites the step in progress, which a gateway may already have read: the register never
+goes back except under reverse flow, and stands still from a stuck fault's start.
+
 Within a step the meter turns one way: its backward register counts only the steps in which more
 went back than the household drew (so a reverse flow under the household's use shows there in
 part, as in the fleet generator's backward registers).
@@ -67,6 +73,10 @@ def _locked(method: Callable[Concatenate[MeterModel, _P], _R]) -> Callable[Conca
     return wrapper
 
 
+#: The faults applied step by step (:meth:`MeterModel._day`): they start and end on step boundaries.
+_STEPPED = (Leak, Burst, ReverseFlow, Tamper, Stuck, Dry)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
 _EPS = 1e-7  # in register counts, against float error at exact multiples of the resolution
 
@@ -156,29 +166,49 @@ class MeterModel:
         rng = np.random.default_rng([self.seed, key])
         year = int(self._install_s) + 365 * DAY_S
         self.customers = consumption.draw_customers(rng, 1, int(self._install_s), year, _mix_for(self.customer_class))
+        self.faults = [self._on_steps(f) for f in self.faults]
 
     # ---- faults -------------------------------------------------------------------------------
 
     @_locked
-    def inject(self, fault: Fault) -> None:
-        """Add a fault; readings from then on (and re-reads of the past) include it."""
+    def inject(self, fault: Fault) -> Fault:
+        """Add a fault; readings from then on (and re-reads of the past) include it.
+
+        Returns the fault as the meter applies it: one that changes the water starts (and ends) at
+        the next step boundary, so the step in progress keeps the flow it had.
+        """
+        fault = self._on_steps(fault)
         self.faults.append(fault)
         self._days.clear()
         self._at_midnight.clear()
+        return fault
 
     @_locked
     def end_fault(self, fault: Fault, at: datetime) -> Fault:
         """End an injected fault at ``at`` (if still going); returns the fault as it now stands.
 
-        The past stays as it was: the water already went through.
+        The past stays as it was: the water already went through. A fault that changes the water
+        ends at the step boundary after ``at``, so the step in progress keeps its flow.
         """
         if fault.end is not None and fault.end <= at:
             return fault
-        ended = dataclasses.replace(fault, end=max(at, fault.start))
+        end = self._next_step(at) if isinstance(fault, _STEPPED) else at
+        ended = dataclasses.replace(fault, end=max(end, fault.start))
         self.faults[self.faults.index(fault)] = ended
         self._days.clear()
         self._at_midnight.clear()
         return ended
+
+    def _next_step(self, t: datetime) -> datetime:
+        """The first step boundary at or after ``t`` (in whole microseconds: no float rounding)."""
+        step = self.step_s * 1_000_000
+        return _EPOCH + -(-((t - _EPOCH) // _US) // step) * step * _US
+
+    def _on_steps(self, fault: Fault) -> Fault:
+        if not isinstance(fault, _STEPPED):
+            return fault
+        end = None if fault.end is None else self._next_step(fault.end)
+        return dataclasses.replace(fault, start=self._next_step(fault.start), end=end)
 
     def _of(self, kind: type[Fault]) -> list[Fault]:
         return [f for f in self.faults if isinstance(f, kind)]

@@ -11,7 +11,8 @@ Options are finite numbers; ``duration_s`` is at most 365 days and ``rate_lph`` 
 (a fault's end must stay a date, and its flow fit the registers).
 
 Clearing a meter fault ends it now (the water that went through stays on the register, as it would
-on a real meter); clearing a wire fault removes its rule.
+on a real meter); clearing a wire fault removes its rule. A meter fault that changes the water starts
+and ends at the meter model's next step (within a minute), so a register already read never goes back.
 """
 
 from __future__ import annotations
@@ -185,15 +186,16 @@ def meter_fault(spec: FaultSpec, now: datetime) -> Fault | MainBurst:
     raise ValueError(f"{spec.kind}: not a meter fault")
 
 
-def inject_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst) -> None:
+def inject_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst) -> Fault | MainBurst:
+    """Inject ``fault``; returns it as the model applies it (a customer meter's starts on a step boundary)."""
     if isinstance(model, InletMeterModel):
         if not isinstance(fault, MainBurst):
             raise ValueError("a DMA inlet meter takes main bursts only")
         model.inject(fault)
-    elif isinstance(fault, MainBurst):
+        return fault
+    if isinstance(fault, MainBurst):
         raise ValueError("main bursts happen at a DMA inlet")
-    else:
-        model.inject(fault)
+    return model.inject(fault)
 
 
 def end_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst, now: datetime) -> None:

@@ -247,8 +247,7 @@ class Rig:
                 handle = meter.plan.add(rule)
                 fault = ActiveFault(next(self._ids), meter_id, spec, now, lambda _: meter.plan.remove(handle), rule.end)
             else:
-                event = meter_fault(spec, now)
-                inject_meter_fault(meter.model, event)
+                event = inject_meter_fault(meter.model, meter_fault(spec, now))
                 fault = ActiveFault(
                     next(self._ids), meter_id, spec, now, lambda at: end_meter_fault(meter.model, event, at), event.end
                 )

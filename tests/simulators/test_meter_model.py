@@ -257,3 +257,51 @@ def test_ending_a_fault_keeps_its_past() -> None:
     assert meter.volume_m3(at) == before
     assert meter.flow_m3h(at + timedelta(minutes=1)) < 0.5
     assert meter.end_fault(ended, at + timedelta(hours=1)) is ended
+
+
+def _live_fault(kind: str, at: datetime, share: float) -> Fault:
+    if kind == "leak":
+        return Leak(start=at, rate_lph=40.0)
+    if kind == "burst":
+        return Burst(start=at, rate_lph=1500.0)
+    if kind == "tamper":
+        return Tamper(start=at, registered_share=share)
+    return Stuck(start=at) if kind == "stuck" else Dry(start=at)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    actions=st.lists(
+        st.tuples(
+            st.integers(1, 15 * 60 * 1_000_000),  # microseconds since the last action: mid-step, mostly
+            st.sampled_from(["leak", "burst", "tamper", "stuck", "dry", "clear"]),
+            st.floats(0.0, 1.0),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_faults_injected_and_cleared_live_never_turn_the_register_back(seed, actions):
+    """The rig injects and clears faults at any instant while gateways read: what a gateway has read
+    stays read (the register never goes back without reverse flow), and a stuck register stands still."""
+    meter = MeterModel("M1", installed=T0, seed=seed)
+    t = T0 + timedelta(days=1, hours=8, seconds=17)
+    last = meter.volume_m3(t)
+    live: list[Fault] = []
+    reads: list[tuple[datetime, float]] = []
+    for gap_us, action, share in actions:
+        t += timedelta(microseconds=gap_us)
+        before = meter.volume_m3(t)
+        assert before >= last
+        if action != "clear":
+            live.append(meter.inject(_live_fault(action, t, share)))
+        elif live:
+            meter.end_fault(live.pop(0), t)
+        assert meter.volume_m3(t) == before
+        last = before
+        reads.append((t, before))
+    for stuck in meter.faults:
+        if isinstance(stuck, Stuck):
+            frozen = meter.volume_m3(stuck.start)
+            assert all(v == frozen for at, v in reads if stuck.active_at(at))

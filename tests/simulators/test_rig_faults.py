@@ -164,3 +164,35 @@ def test_a_meter_that_cannot_be_read_does_not_end_the_rig() -> None:
     m1, m2 = outcome["rig"].rows()
     assert m1["register"].startswith("error: ") and m1["flow_m3h"] is None
     assert m2["register"].endswith(" m3") and m2["flow_m3h"] is not None
+
+
+def test_a_fault_injected_or_cleared_mid_step_keeps_what_was_read() -> None:
+    """The technician's burst and stuck come and go at any instant; the register a gateway read stays."""
+    clock = {"now": NOW + timedelta(seconds=5)}
+    rig = Rig(parse_rig_text(RIG, now=NOW), clock=lambda: clock["now"])
+    asyncio.run(rig.start())
+    try:
+        model = rig.meters["M1"].model
+
+        def register() -> float:
+            return model.read(clock["now"]).volume_m3
+
+        burst = rig.inject("M1", {"kind": "burst"})
+        clock["now"] += timedelta(minutes=10, seconds=30)
+        before = register()
+        stuck = rig.inject("M1", {"kind": "stuck"})
+        assert register() == before
+        clock["now"] += timedelta(seconds=60)  # stuck from the next step on
+        frozen = register()
+        clock["now"] += timedelta(minutes=5)
+        assert register() == frozen >= before
+        rig.clear(fault_id=stuck.fault_id)
+        clock["now"] += timedelta(minutes=3, seconds=10)
+        before = register()
+        rig.clear(fault_id=burst.fault_id)
+        assert register() == before
+        clock["now"] += timedelta(minutes=2)
+        assert model.read(clock["now"]).flow_m3h < 1.5  # the burst has ended on the model too
+        assert rig.active_faults() == []
+    finally:
+        asyncio.run(rig.stop())
