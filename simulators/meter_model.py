@@ -362,6 +362,16 @@ class MeterModel:
         return self._quantize(self._exact_register(_s(at))[0])
 
     @_locked
+    def forward_movement_m3(self, at: datetime) -> float:
+        """Registered forward volume since installation, exact: never wrapped, reset or turned back.
+
+        What a forward pulse output has given by ``at``: it only rises (reverse flow turns the
+        register back, not this), through rollovers and replacements alike.
+        """
+        net, rev, _ = self._cum(_s(at))
+        return net + rev
+
+    @_locked
     def flow_m3h(self, at: datetime) -> float:
         """The flow the meter measures at ``at``: constant within each ``step_s`` step."""
         s = _s(at)

@@ -1,8 +1,11 @@
 """The rig's Modbus meters that are more than a profile over a meter model, and a request recorder.
 
 - :class:`PulseCounter`: a pulse-counter I/O module wired to a mechanical meter's pulse output: it
-  counts whole pulses since it was wired (``litres_per_pulse`` each), in a 32-bit counter that wraps;
-  the gateway multiplies by litres per pulse (profile ``pulse_counter``).
+  counts whole pulses since it was wired (``litres_per_pulse`` each), in a 32-bit counter that wraps
+  at 2**32 only; the gateway multiplies by litres per pulse (profile ``pulse_counter``). A count
+  only rises: the meter's output is taken to pulse on forward movement only (as direction-sensing
+  outputs do), so water running back gives no pulses and takes none away, and the meter's own
+  register rolling over changes nothing.
 - :class:`Watched`: any Modbus register source, noting when it was last asked (for the live table).
 """
 
@@ -32,15 +35,15 @@ class PulseCounter:
         if self.litres_per_pulse <= 0:
             raise ValueError("litres_per_pulse must be positive")
         self.profile = load_profile("pulse_counter", {"litres_per_pulse": self.litres_per_pulse})
-        self._at_wiring = self.meter.volume_m3(self.wired)
+        self._at_wiring = self.meter.forward_movement_m3(self.wired)
 
     @property
     def meter_id(self) -> str:
         return self.meter.meter_id
 
     def pulses(self, at: datetime) -> int:
-        """Whole pulses since wiring: the meter's reed switch closes once per ``litres_per_pulse``."""
-        litres = (self.meter.volume_m3(at) - self._at_wiring) * 1000
+        """Whole pulses since wiring: one per ``litres_per_pulse`` the meter turned forward."""
+        litres = (self.meter.forward_movement_m3(at) - self._at_wiring) * 1000
         return math.floor(litres / self.litres_per_pulse + 1e-9) % COUNTER_MODULUS
 
     def registers_at(self, at: datetime) -> list[int]:
