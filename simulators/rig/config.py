@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
-from simulators.ground_truth import parse_iso_utc
+from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.rig.faults import FaultSpec, parse_fault
 
 __all__ = ["ConfigError", "MeterConfig", "RigConfig", "TransportConfig", "load_rig", "parse_rig_text"]
@@ -42,6 +42,9 @@ KIND_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "wmbus_oms": ("wmbus",),
 }
 DEFAULT_BAUD = {"modbus_rtu": 9600, "mbus": 2400, "wmbus": 57600}
+#: When the meters were installed unless ``installed`` says: a fixed date, so a rig restarted (on any
+#: day) reads on where it left off; one relative to the start moved every register back at a restart.
+DEFAULT_INSTALLED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,9 @@ def parse_rig(
     start = now or datetime.now(UTC)
     installed_text = rig.text("installed", None)
     if installed_text is None:
-        installed = datetime(start.year, start.month, start.day, tzinfo=UTC) - timedelta(days=30)
+        installed = DEFAULT_INSTALLED
+        if installed > start:
+            raise rig.error("installed", f"the default, {iso_utc(installed)}, is in the future: set it")
     else:
         try:
             installed = parse_iso_utc(installed_text)

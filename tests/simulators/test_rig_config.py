@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aquami.cli import app
+from simulators.meter_model import MeterModel
 from simulators.rig.config import KIND_PROTOCOLS, ConfigError, load_rig, parse_rig_text
 
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
@@ -92,3 +93,21 @@ def test_the_command_reports_the_field_and_fails(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(bad), "--check"])
     assert result.exit_code == 2
     assert "meter[0].address: 300 is outside 1..247" in result.output
+
+
+def test_without_installed_a_restarted_rig_reads_on_where_it_left_off() -> None:
+    """The default installation date is fixed: a rig restarted after midnight must not move it (and
+    with it every register) a day later."""
+    text = EXAMPLE.read_text()
+    assert '\ninstalled = "' not in text  # the example relies on the default
+    before = load_rig(EXAMPLE, now=datetime(2026, 3, 10, 8, 0, tzinfo=UTC))
+    after = load_rig(EXAMPLE, now=datetime(2026, 3, 11, 0, 10, tzinfo=UTC))
+    later = load_rig(EXAMPLE, now=datetime(2027, 7, 1, tzinfo=UTC))
+    assert before.installed == after.installed == later.installed == datetime(2026, 1, 1, tzinfo=UTC)
+    last_read, reread = datetime(2026, 3, 10, 23, 50, tzinfo=UTC), datetime(2026, 3, 11, 0, 10, tzinfo=UTC)
+    for customer in ("M000001", "MB000001", "W000001"):
+        old = MeterModel(customer, installed=before.installed, seed=before.seed).volume_m3(last_read)
+        new = MeterModel(customer, installed=after.installed, seed=after.seed).volume_m3(reread)
+        assert old <= new
+    with pytest.raises(ConfigError, match=r"rig.installed: the default, 2026-01-01T00:00:00Z, is in the future"):
+        parse_rig_text(BASE.replace('installed = "2026-01-01T00:00:00Z"', ""), now=datetime(2025, 12, 31, tzinfo=UTC))
