@@ -13,10 +13,11 @@ meter's own turnaround, and the master's UART reads what results. Two E5h from m
 times apart come out as bytes that are not one clean E5h: that is how a master's wildcard search
 learns that more than one meter matched (EN 13757-3 Annex E).
 
-Wire faults (:mod:`simulators.wire_faults`) act per meter, with its primary address as the fault's
-address: ``absent`` meters hear nothing (and do not change state), the others spoil that meter's
-answer before it meets the others' on the wire. ``bad_checksum`` corrupts the checksum byte (E5h,
-which has none, is sent as is).
+Wire faults (:mod:`simulators.wire_faults`) act per meter, with its identification number (secondary
+address) as an integer as the fault's address, as on the wM-Bus: a primary address does not name one
+meter (unconfigured meters share 0, and a master may change it with CI 51h). ``absent`` meters hear
+nothing (and do not change state), the others spoil that meter's answer before it meets the others'
+on the wire. ``bad_checksum`` corrupts the checksum byte (E5h, which has none, is sent as is).
 """
 
 from __future__ import annotations
@@ -100,8 +101,7 @@ class MBusBus:
 
     def _absent(self, meter: MBusWaterMeter, now: datetime) -> bool:
         return self.faults is not None and any(
-            rule.kind == WireFaultKind.ABSENT and rule.matches(meter.primary_address, now)
-            for rule in self.faults.faults
+            rule.kind == WireFaultKind.ABSENT and rule.matches(meter.fault_address, now) for rule in self.faults.faults
         )
 
     def _reached(self, request: dict[str, object], now: datetime) -> list[tuple[MBusWaterMeter, Addressing]]:
@@ -129,7 +129,7 @@ class MBusBus:
                 continue
             bits = meter.turnaround_bits
             if self.faults is not None:
-                outcome = self.faults.apply(answer, meter.primary_address, now, corrupt_mbus_checksum)
+                outcome = self.faults.apply(answer, meter.fault_address, now, corrupt_mbus_checksum)
                 if not outcome.reply:
                     continue
                 answer = outcome.reply
@@ -140,7 +140,7 @@ class MBusBus:
         first = min(bits for bits, _, _ in answers)
         turnaround_s = first / self.settings.baudrate
         if len(answers) == 1:
-            return Reply(answers[0][1], answers[0][2].primary_address, turnaround_s, corrupt_mbus_checksum)
+            return Reply(answers[0][1], answers[0][2].fault_address, turnaround_s, corrupt_mbus_checksum)
         offsets = _distinct([bits - first for bits, _, _ in answers])
         log.debug("collision of %d answers on the M-Bus", len(answers))
         return Reply(

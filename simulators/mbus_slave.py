@@ -120,6 +120,12 @@ class MBusWaterMeter:
     def meter_id(self) -> str:
         return self.meter.meter_id
 
+    @property
+    def fault_address(self) -> int:
+        """The identification as an integer: whom a wire fault means (a primary address is not the
+        meter's own: several share 0, and a master may change it)."""
+        return int(self.identification)
+
     # ---- the link layer -----------------------------------------------------------------------
 
     def receive(self, request: dict[str, Any], addressing: Addressing, at: datetime) -> bytes | None:

@@ -4,7 +4,8 @@ One process: the Modbus TCP servers run on the asyncio loop (pymodbus), each beh
 :class:`~simulators.tcp_fault_proxy.ModbusTcpFaultProxy` on the configured port so wire faults can
 reach them; the serial transports (Modbus RTU, M-Bus, the wM-Bus receiver) each run on their own
 pty thread. Every transport has one :class:`~simulators.rig.faults.LivePlan`; a meter's wire faults
-are rules for its address there (Modbus unit id, M-Bus primary address, wM-Bus identification).
+are rules for its address there (Modbus unit id; on the M-Bus and the wM-Bus its identification,
+which, unlike an M-Bus primary address, is the meter's alone and does not change).
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ class Rig:
             for m in members:
                 slave = slaves[m.meter_id]
                 self._add(
-                    m, t, slave.primary_address, plan, partial(getattr, slave, "last_request"), self._volume(m.meter_id)
+                    m, t, slave.fault_address, plan, partial(getattr, slave, "last_request"), self._volume(m.meter_id)
                 )
         else:
             radios = {
@@ -216,7 +217,7 @@ class Rig:
         if t.protocol.startswith("modbus"):
             where = f"{self.where[t.name]} unit {address}"
         elif t.protocol == "mbus":
-            where = f"{self.where[t.name]} primary {address} secondary {m.secondary}"
+            where = f"{self.where[t.name]} primary {m.address} secondary {m.secondary}"
         else:
             where = f"{self.where[t.name]} id {m.secondary}"
         self.meters[m.meter_id] = RigMeter(

@@ -136,9 +136,11 @@ def bus() -> Iterator[Bus]:
     clock = {"now": NOW}
     plan = WireFaultPlan(
         [
-            WireFault(WireFaultKind.NO_REPLY, address=2, limit=1),
-            WireFault(WireFaultKind.SLOW, address=2, delay_s=0.4, start=NOW + timedelta(hours=1)),
-            WireFault(WireFaultKind.ABSENT, address=1, start=NOW + timedelta(hours=2), end=NOW + timedelta(hours=3)),
+            WireFault(WireFaultKind.NO_REPLY, address=26000002, limit=1),
+            WireFault(WireFaultKind.SLOW, address=26000002, delay_s=0.4, start=NOW + timedelta(hours=1)),
+            WireFault(
+                WireFaultKind.ABSENT, address=26000001, start=NOW + timedelta(hours=2), end=NOW + timedelta(hours=3)
+            ),
         ]
     )
     sim = MBusSimulator(meters, mbus_line(2400), plan, clock=lambda: clock["now"]).start()

@@ -9,11 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
+from firmware_protocols.mbus import (
+    RecordSpec,
+    build_req_ud2,
+    build_snd_nke,
+    build_snd_ud_select,
+    decode_frame,
+    link,
+)
+from firmware_protocols.mbus.build import build_user_data
 from simulators.events import Leak, LowBattery
 from simulators.mbus_bus import MBUS_LINE, MBusBus, collide, corrupt_mbus_checksum
 from simulators.mbus_slave import MBusWaterMeter
 from simulators.meter_model import MeterModel
+from simulators.serial_line import Reply
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 
 INSTALLED = datetime(2025, 12, 20, tzinfo=UTC)
@@ -119,12 +128,12 @@ def test_collisions_combine_bit_streams_like_the_bus_current() -> None:
     assert collide([(0, b"\xff"), (0, b"\x00")], MBUS_LINE) == b"\x00"  # a 0 (space) wins
 
 
-def test_wire_faults_per_meter_address() -> None:
+def test_wire_faults_per_meter_identification() -> None:
     meters = [meter(n) for n in (1, 2)]
     plan = WireFaultPlan(
         [
-            WireFault(WireFaultKind.BAD_CHECKSUM, address=1, limit=1),
-            WireFault(WireFaultKind.ABSENT, address=2, end=NOW + timedelta(minutes=10)),
+            WireFault(WireFaultKind.BAD_CHECKSUM, address=26000001, limit=1),
+            WireFault(WireFaultKind.ABSENT, address=26000002, end=NOW + timedelta(minutes=10)),
         ]
     )
     bus = MBusBus(meters, faults=plan)
@@ -142,3 +151,31 @@ def test_wire_faults_per_meter_address() -> None:
 def test_two_or_more_acks_at_different_times_never_read_as_one(offsets: list[int]) -> None:
     """The premise of the wildcard search: several E5h on the line are never one clean E5h."""
     assert collide([(o, ACK) for o in offsets], MBUS_LINE) != ACK
+
+
+def _set_address(bus: MBusBus, old: int, new: int) -> Reply | None:
+    """SND_UD CI 51h with a bus-address record (VIF 7Ah): what a technician's tool sends on site."""
+    return bus.handle(link.build_long(link.SND_UD, old, 0x51, build_user_data([RecordSpec("int16", 0x7A, new)])), NOW)
+
+
+def _read_selected(bus: MBusBus, identification: str) -> bool:
+    selected = bus.handle(build_snd_ud_select(identification), NOW)
+    return selected is not None and bus.handle(build_req_ud2(0xFD, fcb=True), NOW) is not None
+
+
+def test_a_wire_fault_is_the_meters_own_at_a_shared_or_changed_primary_address() -> None:
+    """Unconfigured meters share primary address 0 and a master may re-address a meter: a fault meant
+    for one meter must hit that meter, and only it."""
+    shared = [meter(1, primary=0), meter(2, primary=0)]
+    bus = MBusBus(shared, faults=WireFaultPlan([WireFault(WireFaultKind.ABSENT, address=26000001)]))
+    assert not _read_selected(bus, "26000001")
+    assert _read_selected(bus, "26000002")
+
+    moved = [meter(1), meter(2, primary=0)]
+    bus = MBusBus(moved, faults=WireFaultPlan([WireFault(WireFaultKind.NO_REPLY, address=26000001)]))
+    assert _set_address(bus, 1, 7) is None  # the fault's meter: its acknowledgement is lost, the change made
+    ack = _set_address(bus, 0, 1)
+    assert ack is not None and (ack.data, ack.address) == (ACK, 26000002)
+    assert [m.primary_address for m in moved] == [7, 1]
+    assert bus.handle(build_req_ud2(7, fcb=True), NOW) is None
+    assert bus.handle(build_req_ud2(1, fcb=True), NOW) is not None  # the other meter, now at 1

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import serial
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from firmware_protocols.mbus import build_req_ud2, build_snd_ud_select, decode_frame
 from simulators.events import Leak
 from simulators.meter_model import MeterModel
 from simulators.rig.client import RigClientError, parse_options
@@ -26,8 +29,10 @@ from simulators.rig.control import ControlServer
 from simulators.rig.faults import FAULT_KINDS, MAX_DURATION_S, MAX_RATE_LPH, meter_fault, parse_fault, wire_rule
 from simulators.rig.runner import Rig
 from simulators.rig.serve import serve
+from simulators.serial_line import pty_accepts_parity
 
 NOW = datetime(2026, 2, 1, 12, 0, 30, tzinfo=UTC)
+PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
 
 RIG = """
 [rig]
@@ -194,5 +199,57 @@ def test_a_fault_injected_or_cleared_mid_step_keeps_what_was_read() -> None:
         clock["now"] += timedelta(minutes=2)
         assert model.read(clock["now"]).flow_m3h < 1.5  # the burst has ended on the model too
         assert rig.active_faults() == []
+    finally:
+        asyncio.run(rig.stop())
+
+
+MBUS_RIG = """
+[rig]
+seed = 7
+installed = "2026-01-01T00:00:00Z"
+control = "127.0.0.1:0"
+
+[[transport]]
+name = "mb"
+protocol = "mbus"
+
+[[meter]]
+id = "MB1"
+kind = "mbus_water"
+transport = "mb"
+address = 0
+secondary = "26000001"
+
+[[meter]]
+id = "MB2"
+kind = "mbus_water"
+transport = "mb"
+address = 0
+secondary = "26000002"
+"""
+
+
+def _transact(port: str, frame: bytes, wait_s: float = 0.6) -> bytes:
+    """One request on the rig's M-Bus pty at 2400 baud; what came back within ``wait_s``."""
+    with serial.Serial(port, 2400, parity=PARITY, timeout=0) as line:
+        line.write(frame)
+        got, deadline = bytearray(), time.monotonic() + wait_s
+        while time.monotonic() < deadline and not (got[:1] == b"\x68" and len(got) >= 4 and len(got) >= got[1] + 6):
+            got += line.read(512)
+            time.sleep(0.005)
+        return bytes(got)
+
+
+def test_an_mbus_wire_fault_hits_its_own_meter_at_a_shared_address() -> None:
+    """Two meters at primary 0 (reached by secondary address): `absent` on one leaves the other there."""
+    rig = Rig(parse_rig_text(MBUS_RIG, now=NOW), clock=lambda: NOW)
+    asyncio.run(rig.start())
+    try:
+        port = rig.where["mb"]
+        rig.inject("MB1", {"kind": "absent"})
+        assert _transact(port, build_snd_ud_select("26000001")) == b""
+        assert _transact(port, build_snd_ud_select("26000002")) == b"\xe5"
+        assert decode_frame(_transact(port, build_req_ud2(0xFD, fcb=True)))["id"] == "26000002"
+        assert {r["meter"]: r["faults"] for r in rig.rows()} == {"MB1": ["absent"], "MB2": []}
     finally:
         asyncio.run(rig.stop())
