@@ -15,15 +15,17 @@ learns that more than one meter matched (EN 13757-3 Annex E).
 
 Wire faults (:mod:`simulators.wire_faults`) act per meter, with its identification number (secondary
 address) as an integer as the fault's address, as on the wM-Bus: a primary address does not name one
-meter (unconfigured meters share 0, and a master may change it with CI 51h). ``absent`` meters hear
-nothing (and do not change state), the others spoil that meter's answer before it meets the others'
-on the wire. ``bad_checksum`` corrupts the checksum byte (E5h, which has none, is sent as is).
+meter (unconfigured meters share 0, and a master may change it with CI 51h). ``absent`` is decided
+once per request for each meter the request reaches, with the rule's probability and limit, and
+logged: an absent meter hears nothing (and does not change state). The other faults spoil that
+meter's answer before it meets the others' on the wire. ``bad_checksum`` corrupts the checksum byte
+(E5h, which has none, is sent as is).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,7 +34,7 @@ from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import decode_master_frame, link
 from simulators.mbus_slave import CI_SELECTION, Addressing, MBusWaterMeter
 from simulators.serial_line import LineSettings, Reply, SerialLine
-from simulators.wire_faults import WireFaultKind, WireFaultPlan
+from simulators.wire_faults import PRESENT_KINDS, WireFaultPlan
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +101,23 @@ class MBusBus:
         if len(set(secondaries)) != len(secondaries):
             raise ValueError("two meters share a secondary address on one M-Bus")
 
-    def _absent(self, meter: MBusWaterMeter, now: datetime) -> bool:
-        return self.faults is not None and any(
-            rule.kind == WireFaultKind.ABSENT and rule.matches(meter.fault_address, now) for rule in self.faults.faults
-        )
+    def _present(self, meters: Iterable[MBusWaterMeter], now: datetime) -> list[MBusWaterMeter]:
+        """The meters a request reaches that are there to hear it (``absent`` decided once each)."""
+        if self.faults is None:
+            return list(meters)
+        return [m for m in meters if not self.faults.absent(m.fault_address, now)]
 
     def _reached(self, request: dict[str, object], now: datetime) -> list[tuple[MBusWaterMeter, Addressing]]:
         address = request.get("a_field")
-        present = [m for m in self.meters if not self._absent(m, now)]
         if address == link.ADDRESS_NETWORK_LAYER:
             if request.get("ci_field") == CI_SELECTION and request.get("function") == "SND_UD":
                 selection = request["secondary_address"]
                 assert isinstance(selection, dict)
-                return [(m, "secondary") for m in present if m.select(selection)]
-            return [(m, "secondary") for m in present if m.selected]
+                return [(m, "secondary") for m in self._present(self.meters, now) if m.select(selection)]
+            return [(m, "secondary") for m in self._present([m for m in self.meters if m.selected], now)]
         if address in (link.ADDRESS_BROADCAST_REPLY, link.ADDRESS_BROADCAST_NO_REPLY):
-            return [(m, "broadcast") for m in present]
-        return [(m, "primary") for m in present if m.primary_address == address]
+            return [(m, "broadcast") for m in self._present(self.meters, now)]
+        return [(m, "primary") for m in self._present([m for m in self.meters if m.primary_address == address], now)]
 
     def handle(self, frame: bytes, now: datetime) -> Reply | None:
         try:
@@ -129,7 +131,7 @@ class MBusBus:
                 continue
             bits = meter.turnaround_bits
             if self.faults is not None:
-                outcome = self.faults.apply(answer, meter.fault_address, now, corrupt_mbus_checksum)
+                outcome = self.faults.apply(answer, meter.fault_address, now, corrupt_mbus_checksum, PRESENT_KINDS)
                 if not outcome.reply:
                     continue
                 answer = outcome.reply

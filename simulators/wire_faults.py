@@ -8,7 +8,7 @@ the log is the wire-level ground truth a gateway's retry and health logic is sco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -26,6 +26,11 @@ class WireFaultKind(StrEnum):
     GARBLED = "garbled"  # some bits of the reply flip (noise)
     SLOW = "slow"  # the reply comes, late
     ABSENT = "absent"  # the meter is gone (powered down, unplugged) for a time window; then back
+
+
+ALL_KINDS = frozenset(WireFaultKind)
+#: Every kind but ``absent``: what is left to apply to an answer once :meth:`WireFaultPlan.absent` said no.
+PRESENT_KINDS = ALL_KINDS - {WireFaultKind.ABSENT}
 
 
 @dataclass(frozen=True)
@@ -126,15 +131,16 @@ class WireFaultPlan:
         address: int | None,
         now: datetime,
         corrupt_checksum: Callable[[bytes], bytes] = flip_last_byte,
+        kinds: Container[WireFaultKind] = ALL_KINDS,
     ) -> Outcome:
-        """Apply every rule that fires for this reply, in the order given."""
+        """Apply every rule of ``kinds`` that fires for this reply, in the order given."""
         if reply is None:
             return Outcome(None)
         out: bytes | None = reply
         delay = 0.0
         applied: list[WireFaultKind] = []
         for i, rule in enumerate(self.faults):
-            if out is None or not rule.matches(address, now):
+            if out is None or rule.kind not in kinds or not rule.matches(address, now):
                 continue
             if rule.limit is not None and self._fired[i] >= rule.limit:
                 continue
@@ -154,6 +160,15 @@ class WireFaultPlan:
             elif rule.kind == WireFaultKind.GARBLED:
                 out = self._garble(out, rule.flips)
         return Outcome(out, delay, tuple(applied))
+
+    def absent(self, address: int | None, now: datetime) -> bool:
+        """Whether the device at ``address`` is gone for this request: the ``absent`` rules alone, each
+        with its probability and limit, and logged when it fires.
+
+        For a bus whose absent devices must not even hear a request (the M-Bus: they do not change
+        state); ask once per request and device, then :meth:`apply` the other kinds to its answer.
+        """
+        return self.apply(b"", address, now, kinds=(WireFaultKind.ABSENT,)).reply is None
 
     def _garble(self, data: bytes, flips: int) -> bytes:
         b = bytearray(data)

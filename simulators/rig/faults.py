@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from simulators.events import Burst, Dry, Fault, Leak, LowBattery, MeterError, ReverseFlow, Stuck, Tamper
 from simulators.inlet_model import InletMeterModel, MainBurst
 from simulators.meter_model import MeterModel
-from simulators.wire_faults import Outcome, WireFault, WireFaultKind, WireFaultPlan, flip_last_byte
+from simulators.wire_faults import ALL_KINDS, Outcome, WireFault, WireFaultKind, WireFaultPlan, flip_last_byte
 
 WIRE_KINDS = tuple(k.value for k in WireFaultKind)
 METER_KINDS = ("leak", "burst", "reverse_flow", "tamper", "stuck", "dry", "low_battery", "meter_error")
@@ -140,6 +140,7 @@ class LivePlan(WireFaultPlan):
         address: int | None,
         now: datetime,
         corrupt_checksum: Callable[[bytes], bytes] = flip_last_byte,
+        kinds: Container[WireFaultKind] = ALL_KINDS,
     ) -> Outcome:
         with self._lock:
             out, delay = reply, 0.0
@@ -147,7 +148,7 @@ class LivePlan(WireFaultPlan):
             for plan in self._plans.values():
                 if out is None:
                     break
-                outcome = plan.apply(out, address, now, corrupt_checksum)
+                outcome = plan.apply(out, address, now, corrupt_checksum, kinds)
                 out, delay = outcome.reply, delay + outcome.delay_s
                 applied.extend(outcome.applied)
                 self.log.extend(plan.log)

@@ -179,3 +179,23 @@ def test_a_wire_fault_is_the_meters_own_at_a_shared_or_changed_primary_address()
     assert [m.primary_address for m in moved] == [7, 1]
     assert bus.handle(build_req_ud2(7, fcb=True), NOW) is None
     assert bus.handle(build_req_ud2(1, fcb=True), NOW) is not None  # the other meter, now at 1
+
+
+def test_absent_follows_its_probability_and_limit_and_is_logged() -> None:
+    """An absent meter hears nothing, decided once per request it would have heard, as the rule says."""
+    never = WireFaultPlan([WireFault(WireFaultKind.ABSENT, address=26000001, probability=0.0)], seed=1)
+    bus = MBusBus([meter(1)], faults=never)
+    assert all(bus.handle(build_req_ud2(1, fcb=i % 2 == 0), NOW) is not None for i in range(10))
+    assert never.log == []
+
+    once = WireFaultPlan([WireFault(WireFaultKind.ABSENT, address=26000001, limit=1)])
+    bus = MBusBus([meter(1), meter(2)], faults=once)
+    assert bus.handle(build_req_ud2(2, fcb=True), NOW) is not None  # not a request meter 1 would hear
+    answered = [bus.handle(build_req_ud2(1, fcb=i % 2 == 0), NOW) is not None for i in range(10)]
+    assert answered == [False] + [True] * 9
+    assert [(a.address, a.kind) for a in once.log] == [(26000001, WireFaultKind.ABSENT)]
+
+    half = WireFaultPlan([WireFault(WireFaultKind.ABSENT, address=26000001, probability=0.5)], seed=3)
+    bus = MBusBus([meter(1)], faults=half)
+    heard = sum(bus.handle(build_req_ud2(1, fcb=i % 2 == 0), NOW) is not None for i in range(200))
+    assert 60 < heard < 140 and len(half.log) == 200 - heard

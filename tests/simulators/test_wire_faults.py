@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
+from simulators.rig.faults import LivePlan
+from simulators.wire_faults import PRESENT_KINDS, WireFault, WireFaultKind, WireFaultPlan
 
 T = datetime(2026, 5, 1, 12, tzinfo=UTC)
 REPLY = bytes(range(1, 22))
@@ -56,3 +57,16 @@ def test_rules_round_trip_through_json():
     assert WireFault.from_json(rule.to_json()) == rule
     plan = WireFaultPlan.from_json([{"kind": "no_reply", "address": 2}])
     assert plan.apply(REPLY, 2, T).reply is None
+
+
+def test_absence_asked_on_its_own_then_the_other_kinds_applied():
+    """A bus whose absent devices must not hear a request asks :meth:`absent` first, then applies the rest."""
+    rules = [WireFault(WireFaultKind.ABSENT, address=3, limit=1), WireFault(WireFaultKind.SLOW, address=3, delay_s=0.2)]
+    live = LivePlan(seed=2)  # the rig's: rules come and go
+    for rule in rules:
+        live.add(rule)
+    for plan in (WireFaultPlan(rules, seed=2), live):
+        assert [plan.absent(3, T), plan.absent(3, T), plan.absent(4, T)] == [True, False, False]
+        outcome = plan.apply(REPLY, 3, T, kinds=PRESENT_KINDS)
+        assert (outcome.reply, outcome.delay_s) == (REPLY, 0.2)
+        assert [(a.address, a.kind) for a in plan.log] == [(3, WireFaultKind.ABSENT), (3, WireFaultKind.SLOW)]
