@@ -10,7 +10,8 @@ any serial port. Behind the master side a thread plays the wire and the devices 
 - the reply, after the device's turnaround and any wire fault (:mod:`simulators.wire_faults`), is
   delivered byte by byte, each no earlier than its last bit would have left a real UART.
 
-A device that talks unasked (a wM-Bus receiver's stream) uses :meth:`SerialLine.push`, paced alike.
+A device that talks unasked (a wM-Bus receiver's stream) uses :meth:`SerialLine.push`, paced alike;
+a ``slow`` wire fault holds a pushed message back by its delay (the others do not wait for it).
 
 The line is half-duplex and carries one transaction at a time, as RS-485 and the M-Bus do. It knows
 nothing of any protocol: bytes in, bytes out, timing and faults. The device names the address that
@@ -19,6 +20,7 @@ answered (for address-specific wire faults) and how to corrupt its checksum.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
@@ -34,7 +36,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from aquami.clock import Clock, utc_now
-from simulators.wire_faults import WireFaultPlan, flip_last_byte
+from simulators.wire_faults import Outcome, WireFaultPlan, flip_last_byte
 
 Parity = Literal["N", "E", "O"]
 log = logging.getLogger(__name__)
@@ -182,17 +184,17 @@ class SerialLine:
         tx: list[tuple[float, int]] = []  # (deliver no earlier than, byte)
         sent_times: list[float] = []
         pending: list[tuple[bytes, float, bytes]] = []  # replies on the wire, oldest first
+        held: list[tuple[float, bytes]] = []  # pushed messages a slow fault holds back: (due, bytes), by due
         while not self._stop.is_set():
             now = time.monotonic()
             for b in self._read_master():
                 rx_last = max(now, rx_last, tx[-1][0] if tx else 0.0) + ct
                 rx.append(b)
             while not self._outbox.empty():
-                data, address = self._outbox.get()
-                out = data if self.faults is None else self.faults.apply(data, address, self.clock()).reply
-                if out:
-                    self._schedule(tx, time.monotonic(), out)
+                self._hold(held, *self._outbox.get())
             now = time.monotonic()
+            while held and held[0][0] <= now:
+                self._schedule(tx, now, held.pop(0)[1])
             if rx and now >= rx_last + self.settings.idle_s:
                 frame, frame_end = bytes(rx), rx_last
                 rx.clear()
@@ -219,6 +221,7 @@ class SerialLine:
                 with contextlib.suppress(OSError):
                     os.write(self._master, due)
             deadlines = [tx[0][0]] if tx else []
+            deadlines += [held[0][0]] if held else []
             if rx:
                 deadlines.append(rx_last + self.settings.idle_s)
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 0.05
@@ -226,6 +229,12 @@ class SerialLine:
                 ready, _, _ = select.select([self._master, self._wake_r], [], [], min(timeout, 0.05))
                 if self._wake_r in ready:
                     os.read(self._wake_r, 4096)
+
+    def _hold(self, held: list[tuple[float, bytes]], data: bytes, address: int | None) -> None:
+        """A pushed message after its wire faults: dropped, or due now or after a ``slow`` fault's delay."""
+        outcome = Outcome(data) if self.faults is None else self.faults.apply(data, address, self.clock())
+        if outcome.reply:
+            bisect.insort(held, (time.monotonic() + outcome.delay_s, outcome.reply), key=lambda item: item[0])
 
     def _answer(self, frame: bytes, frame_end: float) -> tuple[float, bytes] | None:
         at = self.clock()

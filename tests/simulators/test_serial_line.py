@@ -105,3 +105,25 @@ def test_pushed_bytes_stream_at_the_line_rate() -> None:
     assert bytes(got) == frame + frame
     for elapsed, n in marks:
         assert elapsed >= n * settings.char_time_s - 1e-4
+
+
+def test_a_slow_pushed_message_is_late_by_its_delay_and_holds_up_no_other() -> None:
+    """A wM-Bus receiver's stream: a ``slow`` telegram comes after its delay; the next meter's does not wait."""
+    plan = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=1, delay_s=0.3)])
+    settings = LineSettings(57600, 8, "N", 1)
+    late, prompt = b"\x01" * 20, b"\x02" * 20
+    with SerialLine(Echo(), settings, plan) as line, serial.Serial(line.port, timeout=0.02) as port:
+        port.reset_input_buffer()
+        t0 = time.monotonic()
+        line.push(late, address=1)
+        line.push(prompt, address=2)
+        got, marks = bytearray(), []
+        while len(got) < 40 and time.monotonic() - t0 < 3:
+            chunk = port.read(40 - len(got))
+            if chunk:
+                got += chunk
+                marks.append((time.monotonic() - t0, len(got)))
+    assert bytes(got) == prompt + late
+    assert max(elapsed for elapsed, n in marks if n <= 20) < 0.2
+    assert min(elapsed for elapsed, n in marks if n > 20) >= 0.3
+    assert [(a.address, a.kind) for a in plan.log] == [(1, WireFaultKind.SLOW)]
