@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from aquami.cli import app
 from simulators.meter_model import MeterModel
 from simulators.rig.config import KIND_PROTOCOLS, ConfigError, load_rig, parse_rig_text
+from simulators.rig.runner import Rig
 
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
 NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
@@ -83,6 +84,9 @@ def test_rig_table_mistakes() -> None:
         parse_rig_text(BASE.replace("2026-01-01", "2027-01-01"), now=NOW)
     with pytest.raises(ConfigError, match=r"rig.control: '0.0.0.0:8470'"):
         parse_rig_text(BASE.replace("[rig]", '[rig]\ncontrol = "0.0.0.0:8470"'), now=NOW)
+    with pytest.raises(ConfigError, match=r"rig.toml:3: rig.seed: -1 must be at least 0"):
+        parse_rig_text(BASE.replace("[rig]", "[rig]\nseed = -1"), now=NOW)
+    assert Rig(parse_rig_text(BASE.replace("[rig]", "[rig]\nseed = 0"), now=NOW)).config.seed == 0  # builds
     with pytest.raises(ConfigError, match=r"rig.toml: not valid TOML"):
         parse_rig_text("[rig", now=NOW)
 
