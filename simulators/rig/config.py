@@ -148,7 +148,10 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
     if kind == "pulse_counter":
         values["litres_per_pulse"] = t.number("litres_per_pulse", low=0.001)
     if kind == "dma_inlet":
-        values["customers"] = t.strings("customers")
+        values["customers"] = customers = t.strings("customers")
+        twice = sorted({c for c in customers if customers.count(c) > 1})
+        if twice:
+            raise t.error("customers", f"{twice[0]!r} is listed more than once (the inlet would count its water twice)")
         values["leakage_m3h"] = t.number("leakage_m3h", 0.05, low=0.0)
     if kind == "wmbus_oms":
         text = t.text("key")

@@ -64,6 +64,8 @@ def test_the_example_has_every_meter_kind_on_every_transport() -> None:
          r"meter\[1\].secondary: '12AB5678': 8 decimal digits"),
         ('\n[[meter]]\nid = "M2"\nkind = "dma_inlet"\ntransport = "tcp"\naddress = 9\ncustomers = ["M1", "M9"]\n',
          r"meter\[1\].customers: 'M9' is no customer meter of this rig"),
+        ('\n[[meter]]\nid = "M2"\nkind = "dma_inlet"\ntransport = "tcp"\naddress = 9\ncustomers = ["M1", "M1"]\n',
+         r"rig.toml:2\d: meter\[1\].customers: 'M1' is listed more than once \(the inlet would count its water"),
         ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\nadress = 3\n',
          r"meter\[1\].adress: unknown field 'adress'"),
         ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\n'
