@@ -8,8 +8,10 @@ What it understands, per frame the master sends (decoded with ``firmware_protoco
 - ``SND_UD`` with CI 52h (EN 13757-3 clause 5 Table 2, Annex E): secondary selection. The meter is
   selected when the secondary address (identification with Fh wildcard digits, manufacturer, version,
   medium with FFh wildcards) matches it and deselected otherwise; a selected meter answers E5h.
-  CI 51h (data send) with a bus-address record (VIF 7Ah) sets the primary address; CI 50h
-  (application reset) restarts the telegram sequence. Both answered with E5h.
+  CI 51h (data send) with a bus-address record (VIF 7Ah) sets the primary address, if it is one
+  (0..250; 251..255 are reserved or broadcast, EN 13757-2 clause 5.4): like a record it cannot use,
+  any other value is ignored. CI 50h (application reset) restarts the telegram sequence. Both
+  answered with E5h.
 - ``REQ_UD2`` (EN 13757-2 clause 5.3, the C-field's FCB and FCV bits): a request whose FCB equals
   the last one's is a repeat (the master lost the answer) and gets the same bytes again; a toggled
   FCB is a new request and gets the next telegram of a multi-telegram readout (DIF 1Fh "more records follow", EN 13757-3
@@ -47,6 +49,7 @@ CI_DATA_SEND = 0x51
 CI_APPLICATION_RESET = 0x50
 CI_SELECTION = 0x52
 #: EN 13757-2 slave timing: the answer starts 11 to 330 bit times (+50 ms) after the request.
+MAX_PRIMARY_ADDRESS = 250  # 251..252 reserved, 253 (FDh) secondary addressing, 254/255 broadcasts
 MIN_TURNAROUND_BITS = 11
 MAX_TURNAROUND_BITS = 330
 
@@ -109,7 +112,7 @@ class MBusWaterMeter:
     _next_telegram: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.primary_address <= 250:
+        if not is_primary_address(self.primary_address):
             raise ValueError(f"primary address {self.primary_address}: 0..250 (EN 13757-2 clause 5.4)")
         if len(self.identification) != 8 or not self.identification.isdigit():
             raise ValueError(f"identification {self.identification!r}: 8 decimal digits")
@@ -168,7 +171,7 @@ class MBusWaterMeter:
             return build_ack()
         if ci == CI_DATA_SEND:
             for record in request.get("records", []):
-                if record["quantity"] == "bus_address" and isinstance(record["value"], int):
+                if record["quantity"] == "bus_address" and is_primary_address(record["value"]):
                     self.primary_address = record["value"]
             return build_ack()
         return None
@@ -238,6 +241,11 @@ class MBusWaterMeter:
             for record in self._stored(storage, start)
         ]
         return [first, history] if history else [first]
+
+
+def is_primary_address(value: object) -> bool:
+    """A meter's own primary address: 0 (unconfigured) to 250 (EN 13757-2 clause 5.4)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_PRIMARY_ADDRESS
 
 
 def is_broadcast(address: int) -> bool:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_protocols.mbus import (
@@ -199,3 +199,24 @@ def test_absent_follows_its_probability_and_limit_and_is_logged() -> None:
     bus = MBusBus([meter(1)], faults=half)
     heard = sum(bus.handle(build_req_ud2(1, fcb=i % 2 == 0), NOW) is not None for i in range(200))
     assert 60 < heard < 140 and len(half.log) == 200 - heard
+
+
+def data_of(reply: Reply | None) -> bytes:
+    assert reply is not None
+    return reply.data
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(-(2**15), 2**15 - 1) | st.integers(240, 260))
+def test_only_a_primary_address_is_taken_from_a_data_send(new: int) -> None:
+    """CI 51h sets the primary address to 0..250; anything else (253 is FDh, 300 no address at all) is
+    acknowledged and ignored, so the meter still answers, and a broadcast still gets every answer."""
+    meters = [meter(1), meter(2)]
+    bus = MBusBus(meters)
+    ack = _set_address(bus, 1, new)
+    assert ack is not None and ack.data == ACK
+    expected = new if 0 <= new <= 250 else 1
+    assert meters[0].primary_address == expected
+    assert bus.handle(build_snd_ud_select("26000001"), NOW) is not None
+    assert decode_frame(data_of(bus.handle(build_req_ud2(0xFD, fcb=True), NOW)))["a_field"] == expected
+    assert bus.handle(build_req_ud2(0xFE, fcb=False), NOW) is not None  # both answer: a collision, not an error
