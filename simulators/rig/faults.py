@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import math
 import threading
+import zlib
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from simulators.events import Burst, Dry, Fault, Leak, LowBattery, MeterError, ReverseFlow, Stuck, Tamper
 from simulators.inlet_model import InletMeterModel, MainBurst
@@ -113,11 +116,14 @@ class LivePlan(WireFaultPlan):
     """A :class:`WireFaultPlan` whose rules come and go while a transport uses it (thread-safe).
 
     Each rule is its own one-rule plan (its own limit count and random stream), applied in the
-    order added; :attr:`faults` lists the rules in force, for transports that look at them.
+    order added; :attr:`faults` lists the rules in force, for transports that look at them. A rule's
+    stream is seeded by the seed, the ``stream`` name (the rig's transport) and the rule's number, so
+    rules on different transports do not fire in lock-step.
     """
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, stream: str = "") -> None:
         super().__init__([], seed)
+        self._stream = zlib.crc32(stream.encode())
         self._lock = threading.Lock()
         self._plans: dict[int, WireFaultPlan] = {}
         self._next = 0
@@ -125,7 +131,8 @@ class LivePlan(WireFaultPlan):
     def add(self, rule: WireFault) -> int:
         with self._lock:
             self._next += 1
-            self._plans[self._next] = WireFaultPlan([rule], seed=self.seed + self._next)
+            seed = int(np.random.SeedSequence([self.seed, self._stream, self._next]).generate_state(1)[0])
+            self._plans[self._next] = WireFaultPlan([rule], seed=seed)
             self.faults = [p.faults[0] for p in self._plans.values()]
             return self._next
 

@@ -93,7 +93,7 @@ class Rig:
         self._lock = threading.Lock()
         self._faults: dict[int, ActiveFault] = {}
         self._ids = itertools.count(1)
-        self._plans = {t.name: LivePlan(seed=self.config.seed) for t in self.config.transports}
+        self._plans = {t.name: LivePlan(seed=self.config.seed, stream=t.name) for t in self.config.transports}
         self._tcp: list[tuple[ModbusTcpSimulator, ModbusTcpFaultProxy]] = []
         self._lines: list[ModbusRtuSimulator | MBusSimulator | WMBusReceiverSimulator] = []
         self.where: dict[str, str] = {}  # transport name -> where it listens
