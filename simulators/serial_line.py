@@ -12,6 +12,8 @@ any serial port. Behind the master side a thread plays the wire and the devices 
 
 A device that talks unasked (a wM-Bus receiver's stream) uses :meth:`SerialLine.push`, paced alike;
 a ``slow`` wire fault holds a pushed message back by its delay (the others do not wait for it).
+While no one has the port open, what the line sends goes nowhere, as on a real port: a gateway that
+opens it later does not get a backlog of stale messages.
 
 The line is half-duplex and carries one transaction at a time, as RS-485 and the M-Bus do. It knows
 nothing of any protocol: bytes in, bytes out, timing and faults. The device names the address that
@@ -125,10 +127,15 @@ class SerialLine:
     keep_transactions: int = 100
 
     def __post_init__(self) -> None:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no echo, no line discipline before the gateway opens the port
+        self._master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line discipline before the gateway opens the port
         os.set_blocking(self._master, False)
-        self.port = os.ttyname(self._slave)
+        self.port = os.ttyname(slave)
+        # Not held open here: the master then reports a hang-up while no one has the port open, and
+        # what is sent meanwhile goes nowhere, as on a real port (not to a gateway opening it later).
+        os.close(slave)
+        self._hangup = select.poll()
+        self._hangup.register(self._master, select.POLLIN)
         self._stop = threading.Event()
         self._outbox: queue.SimpleQueue[tuple[bytes, int | None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
@@ -145,7 +152,7 @@ class SerialLine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+        for fd in (self._master, self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -164,6 +171,10 @@ class SerialLine:
             return b""
         except OSError:  # EIO: no one has the port open
             return b""
+
+    def _port_open(self) -> bool:
+        """Whether anyone (a gateway) has the port open."""
+        return not any(events & select.POLLHUP for _, events in self._hangup.poll(0))
 
     def push(self, data: bytes, address: int | None = None) -> None:
         """Send bytes unasked (a wM-Bus receiver's stream), after whatever is already on the wire."""
@@ -218,20 +229,29 @@ class SerialLine:
                     self._record(Transaction(frame, frame_end, data, tuple(times)))
                 if not pending:
                     sent_times.clear()  # pushed bytes are not part of any transaction
-                with contextlib.suppress(OSError):
-                    os.write(self._master, due)
+                if self._port_open():  # else the bytes go nowhere, as on a port no one has open
+                    with contextlib.suppress(OSError):
+                        os.write(self._master, due)
             deadlines = [tx[0][0]] if tx else []
             deadlines += [held[0][0]] if held else []
             if rx:
                 deadlines.append(rx_last + self.settings.idle_s)
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 0.05
+            # a master no one is at is always "readable" (EIO): wait for the wake-up alone, and look again
+            readable = [self._master, self._wake_r] if self._port_open() else [self._wake_r]
             with contextlib.suppress(OSError, ValueError):
-                ready, _, _ = select.select([self._master, self._wake_r], [], [], min(timeout, 0.05))
+                ready, _, _ = select.select(readable, [], [], min(timeout, 0.05))
                 if self._wake_r in ready:
                     os.read(self._wake_r, 4096)
 
     def _hold(self, held: list[tuple[float, bytes]], data: bytes, address: int | None) -> None:
-        """A pushed message after its wire faults: dropped, or due now or after a ``slow`` fault's delay."""
+        """A pushed message after its wire faults: dropped, or due now or after a ``slow`` fault's delay.
+
+        While no one has the port open it is dropped at once (its faults untouched): a receiver's
+        messages then go nowhere, and a gateway opening the port later gets none of them.
+        """
+        if not self._port_open():
+            return
         outcome = Outcome(data) if self.faults is None else self.faults.apply(data, address, self.clock())
         if outcome.reply:
             bisect.insort(held, (time.monotonic() + outcome.delay_s, outcome.reply), key=lambda item: item[0])

@@ -123,3 +123,30 @@ def test_answers_the_host_interface_a_driver_starts_with() -> None:
         s.write(build_message(0x01, 0x0F, b""))  # GET_DEVICEINFO_REQ
         info = parse_message(s.read(6 + 8))
         assert info.fields.value.message_id == 0x10 and info.fields.value.payload[0] == 0x33  # iM871A
+
+
+def _read_for(s: serial.Serial, seconds: float) -> list[ReceivedTelegram]:
+    parser = ReceiverStreamParser(require_fcs=True)
+    got: list[ReceivedTelegram] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        got += parser.feed(s.read(4096))
+    return got
+
+
+def test_telegrams_sent_while_no_one_has_the_port_open_are_not_kept_for_later() -> None:
+    """A receiver's port no one has open keeps nothing: a gateway starting (or restarting) late must not
+    get the telegrams of the time it was away all at once, each stamped with the time it reads them."""
+    fleet = meters(interval_s=3600.0)  # the scheduler stays quiet; the test makes them send
+    with WMBusReceiverSimulator(fleet, clock=lambda: NOW) as sim:
+        for m in fleet * 20:
+            sim.transmit(m)
+        time.sleep(0.3)
+        for _ in range(2):  # the gateway starts, and later restarts
+            with serial.Serial(sim.port, 57600, timeout=0.05) as s:
+                assert _read_for(s, 0.3) == []
+                sim.transmit(fleet[1])
+                fresh = _read_for(s, 0.3)
+            assert [decode_telegram(r.telegram, KEYS, crcs=False)["id"] for r in fresh] == ["77000002"]
+            sim.transmit(fleet[0])  # while it is away
+            time.sleep(0.2)
