@@ -9,7 +9,8 @@ meter, as a slave does with a transmission error.
 Collisions: when more than one meter answers, their answers overlap on the wire. The M-Bus slave
 signals a 0 (space) by drawing extra current, so the master sees a 0 wherever any slave sends one:
 the bit streams (start bit, 8 data bits, parity, stop bits) combine by AND, each offset by its
-meter's own turnaround, and the master's UART reads what results. Two E5h from meters a few bit
+meter's own turnaround, and the master's UART reads what results, each character when it starts
+(answers far apart arrive with the silence between them). Two E5h from meters a few bit
 times apart come out as bytes that are not one clean E5h: that is how a master's wildcard search
 learns that more than one meter matched (EN 13757-3 Annex E).
 
@@ -61,7 +62,12 @@ def _char_bits(byte: int, settings: LineSettings) -> list[int]:
 
 
 def collide(answers: Sequence[tuple[int, bytes]], settings: LineSettings) -> bytes:
-    """What a master's UART reads when answers (``(start offset in bit times, bytes)``) overlap.
+    """What a master's UART reads when answers (``(start offset in bit times, bytes)``) overlap."""
+    return bytes(byte for _, byte in collide_chars(answers, settings))
+
+
+def collide_chars(answers: Sequence[tuple[int, bytes]], settings: LineSettings) -> list[tuple[int, int]]:
+    """The characters a master's UART reads from overlapping answers, each with the bit time it starts at.
 
     The line idles at 1 (mark); a 0 from any sender wins. The UART waits for a start bit, samples a
     character's bits, and waits for the next start bit after it; parity errors cannot be shown on a
@@ -74,15 +80,15 @@ def collide(answers: Sequence[tuple[int, bytes]], settings: LineSettings) -> byt
         for k, byte in enumerate(data):
             for j, bit in enumerate(_char_bits(byte, settings)):
                 level[offset + k * bpc + j] &= bit
-    out = bytearray()
+    out: list[tuple[int, int]] = []
     i = 0
     while i < length:
         if level[i] == 0:
-            out.append(sum(level[i + 1 + j] << j for j in range(settings.bytesize)))
+            out.append((i, sum(level[i + 1 + j] << j for j in range(settings.bytesize))))
             i += bpc
         else:
             i += 1
-    return bytes(out)
+    return out
 
 
 @dataclass
@@ -145,9 +151,9 @@ class MBusBus:
             return Reply(answers[0][1], answers[0][2].fault_address, turnaround_s, corrupt_mbus_checksum)
         offsets = _distinct([bits - first for bits, _, _ in answers])
         log.debug("collision of %d answers on the M-Bus", len(answers))
-        return Reply(
-            collide(list(zip(offsets, [a for _, a, _ in answers], strict=True)), self.settings), None, turnaround_s
-        )
+        chars = collide_chars(list(zip(offsets, [a for _, a, _ in answers], strict=True)), self.settings)
+        starts = tuple(bit / self.settings.baudrate for bit, _ in chars)  # the silences between answers stay
+        return Reply(bytes(byte for _, byte in chars), None, turnaround_s, char_starts_s=starts)
 
 
 def _distinct(offsets: list[int]) -> list[int]:

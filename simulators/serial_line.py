@@ -80,6 +80,9 @@ class Reply:
     address: int | None = None  # who answered, for address-specific wire faults
     turnaround_s: float = 0.002  # the device's time between the request's end and its reply
     corrupt_checksum: Callable[[bytes], bytes] = flip_last_byte
+    #: When each character starts, in seconds after the first (several answers with silence between
+    #: them, as on an M-Bus collision); empty: back to back.
+    char_starts_s: tuple[float, ...] = ()
 
 
 class LineDevice(Protocol):
@@ -182,11 +185,14 @@ class SerialLine:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
 
-    def _schedule(self, tx: list[tuple[float, int]], start: float, data: bytes) -> None:
-        """Queue ``data`` to leave from ``start`` on, one character time per byte, after what is queued."""
+    def _schedule(self, tx: list[tuple[float, int]], start: float, data: bytes, starts: tuple[float, ...] = ()) -> None:
+        """Queue ``data`` to leave from ``start`` on, after what is queued: one character time per byte,
+        or each byte one character time after its start in ``starts`` (seconds after the first's)."""
         ct = self.settings.char_time_s
         base = max(start, tx[-1][0] if tx else 0.0)
-        tx.extend((base + (i + 1) * ct, b) for i, b in enumerate(data))
+        if len(starts) < len(data):
+            starts = tuple(i * ct for i in range(len(data)))
+        tx.extend((base + at + ct, b) for at, b in zip(starts, data, strict=False))
 
     def _run(self) -> None:
         ct = self.settings.char_time_s
@@ -256,7 +262,7 @@ class SerialLine:
         if outcome.reply:
             bisect.insort(held, (time.monotonic() + outcome.delay_s, outcome.reply), key=lambda item: item[0])
 
-    def _answer(self, frame: bytes, frame_end: float) -> tuple[float, bytes] | None:
+    def _answer(self, frame: bytes, frame_end: float) -> tuple[float, bytes, tuple[float, ...]] | None:
         at = self.clock()
         try:
             reply = self.device.handle(frame, at)
@@ -273,7 +279,7 @@ class SerialLine:
         if not data:
             return None
         # The device's own computing time counts as turnaround, as on a real meter.
-        return max(time.monotonic(), frame_end + reply.turnaround_s) + delay, data
+        return max(time.monotonic(), frame_end + reply.turnaround_s) + delay, data, reply.char_starts_s
 
     def _record(self, t: Transaction) -> None:
         self.transactions.append(t)

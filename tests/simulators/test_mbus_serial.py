@@ -196,3 +196,25 @@ def test_two_selected_meters_garble_the_line() -> None:
         finally:
             master.close()
     assert answer and answer != ACK
+
+
+def test_answers_far_apart_keep_the_silence_between_them() -> None:
+    """Two meters answer a wildcard selection at 11 and at 330 bit times, both within EN 13757-2: on the
+    line the second E5h starts 319 bit times (133 ms at 2400 baud) after the first, and a master must
+    wait that long to know a second meter matched."""
+    meters = bus_meters(["26000001", "26000002"])
+    meters[0].turnaround_bits, meters[1].turnaround_bits = 11, 330
+    with MBusSimulator(meters, clock=lambda: NOW) as sim:
+        port = serial.Serial(sim.port, 2400, parity=PARITY, timeout=0)
+        try:
+            port.write(select("2600000F"))
+            arrivals: list[tuple[float, bytes]] = []
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and len(arrivals) < 2:
+                chunk = port.read(8)
+                arrivals += [(time.monotonic(), bytes([b])) for b in chunk]
+                time.sleep(0.001)
+        finally:
+            port.close()
+    assert [b for _, b in arrivals] == [ACK, ACK]
+    assert arrivals[1][0] - arrivals[0][0] >= 0.1  # 133 ms, less any lateness of the first; not 4.6 ms
