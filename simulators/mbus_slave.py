@@ -48,8 +48,8 @@ STATUS_TEMPORARY_ERROR = 0x10
 CI_DATA_SEND = 0x51
 CI_APPLICATION_RESET = 0x50
 CI_SELECTION = 0x52
-#: EN 13757-2 slave timing: the answer starts 11 to 330 bit times (+50 ms) after the request.
 MAX_PRIMARY_ADDRESS = 250  # 251..252 reserved, 253 (FDh) secondary addressing, 254/255 broadcasts
+#: EN 13757-2 slave timing: the answer starts 11 to 330 bit times (+50 ms) after the request.
 MIN_TURNAROUND_BITS = 11
 MAX_TURNAROUND_BITS = 330
 
