@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -115,20 +116,29 @@ class MBusLine:
         while self._read(port, 256, 4 * self.char_s + 0.01):
             pass
 
-    def exchange(self, frame: bytes) -> bytes:
-        """Send ``frame``; return the answer (E5h or a whole long frame), or raise PollError."""
+    def exchange(self, frame: bytes, *, whole_window: bool = False) -> bytes:
+        """Send ``frame``; return the answer (E5h or a whole long frame), or raise PollError.
+
+        ``whole_window``: the request may reach several slaves (a secondary-address search), so
+        an answer is only taken once the time any slave may still start one has passed in silence.
+        Slaves answer 11 to 330 bit times (+50 ms) after the request: a second E5h may come 130 ms
+        after the first at 2400 baud, long after the line looked quiet. Taken early, it was read as
+        the answer to the next request, and every answer after it was one request late (a search
+        found none of two meters answering at 11 and 330 bit times).
+        """
         port = self.open()
         port.reset_input_buffer()
         port.write(frame)
         port.flush()
         wait = self.answer_s + len(frame) * self.char_s  # our own bytes leave first
+        window_ends = time.monotonic() + wait
         first = self._read(port, 1, wait)
         if not first:
             raise PollError("no answer")
         if first[0] == ACK:
             extra = self._read(port, 1, 3 * self.char_s + 0.01)
-            if extra:  # more than one slave answered (a collision, in a secondary-address search)
-                self._drain(port)
+            if extra or (whole_window and self._more_within(port, window_ends)):
+                self._drain(port)  # more than one slave answered: a collision, in a secondary-address search
                 raise PollError("collision")
             return first
         if first[0] != 0x68:
@@ -142,7 +152,15 @@ class MBusLine:
         rest = self._read(port, rest_len, rest_len * self.char_s * 1.5 + 0.05)
         if len(rest) != rest_len:
             raise PollError(f"frame cut short ({len(head) + len(rest)} of {rest_len + 4} bytes)")
+        if whole_window and self._more_within(port, window_ends):
+            self._drain(port)
+            raise PollError("collision (a second answer after a whole first one)")
         return head + rest
+
+    def _more_within(self, port: serial.Serial, window_ends: float) -> bool:
+        """Whether another slave's answer starts before the answer window closes."""
+        left = window_ends - time.monotonic()
+        return left > 0 and bool(self._read(port, 1, left + self.char_s + 0.01))
 
 
 class MBusTransport:
@@ -157,6 +175,10 @@ class MBusTransport:
 
     def _exchange(self, frame: bytes) -> bytes:
         return self.line.exchange(frame)
+
+    def _exchange_with_all(self, frame: bytes) -> bytes:
+        """An exchange several slaves may answer: every answer they may give is waited for."""
+        return self.line.exchange(frame, whole_window=True)
 
     def _request(self, frame: bytes, repeats: int) -> bytes:
         """Within a multi-telegram read, a lost answer is asked for again with the same FCB: the meter
@@ -266,14 +288,14 @@ class MBusTransport:
             raise PollError(f"{self.config.name}: search stopped, the bus is closing ({len(found)} found by then)")
         pattern = prefix + "F" * (8 - len(prefix))
         try:
-            answer = self._exchange(build_snd_ud_select(pattern))
+            answer = self._exchange_with_all(build_snd_ud_select(pattern))
         except PollError as error:
             if str(error) == "no answer":
                 return
             answer = b""  # collision or garbage: more than one meter matches
         if answer == bytes([ACK]):
             try:
-                telegram = decode_frame(self._exchange(build_req_ud2(NETWORK_LAYER, fcb=True)))
+                telegram = decode_frame(self._exchange_with_all(build_req_ud2(NETWORK_LAYER, fcb=True)))
                 found.append(str(telegram["id"]))
                 return
             except (PollError, DecodeError, KeyError):

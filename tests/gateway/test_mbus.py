@@ -339,3 +339,42 @@ def test_a_meter_read_by_secondary_address_gets_snd_nke_first_and_no_stale_repea
     telegrams = 2  # the simulator's meter answers in two: the current values, then its monthly history
     assert water.access_no - fresh_before == telegrams, "a telegram was the meter's old one, sent again"
     assert reading.volume_m3 > 42.0
+
+
+def test_a_search_finds_meters_whose_answers_come_far_apart_at_2400_baud(tmp_path: Path) -> None:
+    """Slaves answer 11 to 330 bit times (+50 ms) after a request (EN 13757-2): at 2400 baud a second
+    E5h may come 130 ms after the first. The search took the first E5h as the only one once the line
+    had been quiet for 3 characters; the second was then read as the answer to the next request, and
+    every answer after it came one request late: neither meter was found. The simulated bus keeps
+    the silence between the two answers (simulators.mbus_bus.collide_chars)."""
+    from datetime import UTC, datetime, timedelta
+
+    from simulators.mbus_bus import MBusBus
+    from simulators.mbus_slave import MAX_TURNAROUND_BITS, MIN_TURNAROUND_BITS, MBusWaterMeter
+    from simulators.meter_model import MeterModel
+
+    installed = datetime.now(UTC) - timedelta(days=2)
+    meters = [
+        MBusWaterMeter(MeterModel(f"H{n}", installed=installed, seed=n), 0, identification, turnaround_bits=bits)
+        for n, (identification, bits) in enumerate(
+            [("12340001", MIN_TURNAROUND_BITS), ("12340002", MAX_TURNAROUND_BITS)]
+        )
+    ]
+    settings = LineSettings(baudrate=2400, parity="E")
+    line = SerialLine(MBusBus(meters, settings=settings), settings).start()
+    try:
+        text = bus_config_text(
+            "mqtt://127.0.0.1:1",
+            tmp_path / "s.sqlite",
+            {**mbus_bus("m", line.port), "baudrate": 2400},
+            [],
+            gateway_id="g",
+        )
+        bus = parse_config_text(text).buses[0]
+        assert isinstance(bus, MBusBusConfig)
+        transport = MBusTransport(bus)
+        found = transport.search_blocking("123400")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert sorted(found) == ["12340001", "12340002"]
