@@ -9,10 +9,13 @@ The peer is pymbusparser (Python binding of the Rust m-bus-parser), which decode
 with mode 5 keys; its parse is called with ``include_enrichment=False`` so it does no more than
 decoding. Before timing, both decoders must agree on every meter's volume. Without pymbusparser the
 comparison falls back to a naive baseline: fixed offsets, no checks, AES-CBC and the record decoder.
+
+    python -m benchmarks.bench_wmbus_decode [--meters 200] [--rounds 5]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from typing import Any
@@ -93,7 +96,11 @@ def rate(decode: Callable[[list[Telegram]], Any], telegrams: list[Telegram], rou
 
 
 def main() -> None:
-    telegrams = make_telegrams()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=METERS, help="telegrams, one per meter, each with its own key")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="passes over them per decoder; best of them")
+    args = parser.parse_args()
+    telegrams = make_telegrams(args.meters)
     ours = aquami_decode(telegrams)
     try:
         import pymbusparser  # noqa: F401
@@ -104,9 +111,9 @@ def main() -> None:
     theirs = peer(telegrams)
     if any(abs(a - b) > 1e-9 for a, b in zip(ours, theirs, strict=True)):
         raise SystemExit(f"decoders disagree: aquami {ours[:3]}... {peer_name} {theirs[:3]}...")
-    print(f"{len(telegrams)} mode 5 telegrams (format A, CRCs, 4 records), best of {ROUNDS} rounds")
-    aquami_rate = rate(aquami_decode, telegrams)
-    peer_rate = rate(peer, telegrams)
+    print(f"{len(telegrams)} mode 5 telegrams (format A, CRCs, 4 records), best of {args.rounds} rounds")
+    aquami_rate = rate(aquami_decode, telegrams, args.rounds)
+    peer_rate = rate(peer, telegrams, args.rounds)
     print(f"aquami        {aquami_rate:10.0f} telegrams/s")
     print(f"{peer_name:13} {peer_rate:10.0f} telegrams/s")
     print(f"ratio aquami/{peer_name.split()[0]}: {aquami_rate / peer_rate:.2f}")
