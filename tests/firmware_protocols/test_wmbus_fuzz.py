@@ -1,9 +1,13 @@
-"""Fuzz: random and mutated telegrams raise DecodeError or decode; nothing else, and never slowly."""
+"""Fuzz: random and mutated telegrams raise DecodeError or decode; nothing else, and never hang.
+
+Hanging is caught by a timeout on each whole test (pytest-timeout), far beyond what the hundreds of
+examples take (about 2 s), so a loaded machine does not fail them: how fast decoding is, is measured
+in benchmarks/bench_wmbus_decode.py, not asserted here.
+"""
 
 from __future__ import annotations
 
-import time
-
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,26 +31,26 @@ for _options in (
 ):
     SEEDS.append(build_telegram(RECORDS, **METER, **_options))  # type: ignore[arg-type]
 KEYS = {"12345678": KEY, "76348799": bytes.fromhex("28F64A24988064A079AA2C807D6102AE")}
-SLOWEST_DECODE_S = 0.5
+HANG_GUARD_S = 120  # per test, all its examples
 
 
 def _decode_or_decode_error(data: bytes) -> None:
-    started = time.perf_counter()
     try:
         result = decode_telegram(data, KEYS)
     except DecodeError:
         pass
     else:
         assert isinstance(result["records"], list)
-    assert time.perf_counter() - started < SLOWEST_DECODE_S
 
 
+@pytest.mark.timeout(HANG_GUARD_S)
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes(data: bytes) -> None:
     _decode_or_decode_error(data)
 
 
+@pytest.mark.timeout(HANG_GUARD_S)
 @settings(max_examples=400, deadline=None)
 @given(st.binary(min_size=10, max_size=255))
 def test_random_bytes_with_a_matching_l_field(body: bytes) -> None:
@@ -74,6 +78,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.timeout(HANG_GUARD_S)
 @settings(max_examples=800, deadline=None)
 @given(mutated())
 def test_mutated_telegrams(data: bytes) -> None:
