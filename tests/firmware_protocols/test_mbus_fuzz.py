@@ -2,15 +2,18 @@
 
 Mutations keep the link layer valid where they aim at the application layer (the checksum is fixed
 up afterwards), so the records parser sees them instead of the checksum check.
+
+Hanging is caught by a timeout on each whole test (pytest-timeout), far beyond what its examples
+take: how fast decoding is, is measured in benchmarks/bench_mbus_decode.py, not asserted here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,20 +25,18 @@ from tests.firmware_protocols.test_mbus_corpus import TEST_FRAMES, frame_names, 
 
 CORPUS = [read_hex(TEST_FRAMES / f"{name}.hex") for name in frame_names(TEST_FRAMES)]
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+pytestmark = pytest.mark.timeout(120)  # per test, all its examples: a hang guard, not a speed limit
 
 
 def _outcome(decode: Callable[[bytes], Any], data: bytes) -> Any:
-    started = time.perf_counter()
     try:
         return decode(data)
     except DecodeError:
         return DecodeError
-    finally:
-        assert time.perf_counter() - started < 1.0, "one frame took over a second"
 
 
 def _only_decode_errors(data: bytes) -> None:
-    """Only DecodeError, in bounded time; and the fast path says what the reference path says."""
+    """Only DecodeError; and the fast path says what the reference path says."""
     fast, reference = _outcome(decode_frame, data), _outcome(decode_frame_reference, data)
     assert fast == reference
     _outcome(decode_master_frame, data)
