@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from collector.batch_parser import ParsedMessage, parse_reads_message
 from collector.store import ReadingStore
+from collector.vee.editing import edit_reading
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -128,3 +129,28 @@ def test_an_actual_reading_replaces_an_estimate_and_the_estimate_is_kept_in_hist
         assert conn.execute("SELECT volume_m3, quality, superseded_quality FROM reading_history").fetchall() == [
             (Decimal("12.5"), "estimated", "actual")
         ]
+
+
+def test_a_redelivered_reading_leaves_a_person_s_edit_as_it_was(migrated_database_url):
+    """QoS 1 brings the same message again after a person corrected the reading it carried: the edit
+    stands (value, quality, who and why); the redelivery is no conflict either, it is what arrived."""
+    url = migrated_database_url
+    ts = T0 + timedelta(hours=5)
+    message = _batch(9, [_reading(1, 5, "12.75", flow=0.25)])
+    store = ReadingStore(url)
+    try:
+        _store(store, [message])
+        with psycopg.connect(url) as conn:
+            edit_reading(conn, "M1", ts, Decimal("12.575"), by="a.jones", reason="digits transposed")
+            conn.commit()
+        _store(store, [message])  # the same message again
+    finally:
+        store.close()
+    with psycopg.connect(url) as conn:
+        columns = "volume_m3, flow_m3h, quality, quality_by, quality_reason"
+        stored = conn.execute(f"SELECT {columns} FROM readings").fetchall()
+        history = conn.execute("SELECT volume_m3, quality FROM reading_history").fetchall()
+        conflicts = conn.execute("SELECT count(*) FROM reading_conflicts").fetchone()
+    assert stored == [(Decimal("12.575"), 0.25, "edited", "a.jones", "digits transposed")]
+    assert history == [(Decimal("12.75"), "actual")]
+    assert conflicts == (0,)
