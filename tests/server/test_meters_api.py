@@ -93,6 +93,25 @@ def test_a_tampered_secret_is_refused(api):
     assert_problem(client.get("/meters", headers=auth(tampered)), 401)
 
 
+def test_a_revoked_key_is_refused_by_the_api_and_the_web_page(api, migrated_database_url):
+    """Revoking is how a lost or leaked key stops working: a page signed in with it before is
+    signed out too (its cookie holds the key)."""
+    client, keys = api
+    key = keys["reader"]
+    signed_in = client.get("/login", params={"key": key}, follow_redirects=True)
+    assert signed_in.status_code == 200 and "M1" in signed_in.text
+    assert client.get("/meters", headers=auth(key)).status_code == 200
+    key_id = key.removeprefix("aqk_").partition(".")[0]
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        assert conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = %s", (key_id,)).rowcount == 1
+    assert_problem(client.get("/meters", headers=auth(key)), 401)
+    assert_problem(client.get("/meters", headers={"X-API-Key": key}), 401)
+    page = client.get("/")  # the cookie from signing in
+    assert page.status_code == 401 and "Sign in" in page.text and "M1" not in page.text
+    again = client.post("/login", data={"key": key})
+    assert again.status_code == 401 and "not valid" in again.text
+
+
 def test_meters_list_their_latest_reading(api):
     client, keys = api
     response = client.get("/meters", headers=auth(keys["reader"]))
