@@ -20,10 +20,11 @@ from typing import BinaryIO
 
 import pytest
 
-from aquami.contracts.reads import Reading
+from aquami.contracts.reads import Reading, events_topic
 from aquami.mqtt import MqttEndpoint
 from aquami.ports import free_port
 from gateway.config import MqttOptions, parse_config_text
+from gateway.health import Health
 from gateway.publisher import Publisher
 from gateway.service import Gateway
 from gateway.spool import Spool
@@ -361,6 +362,54 @@ def test_a_batch_the_broker_refuses_waits_longer_each_time_and_is_delivered_once
         publisher.stop()
         spool.close()
         broker.stop()
+
+
+def test_an_event_the_broker_refuses_stays_in_the_spool_and_is_delivered_once_allowed(tmp_path: Path) -> None:
+    """MQTT 5: a broker whose rules refuse the gateway's events (here an ACL letting it read its
+    events topic but not write it) answers a meter_offline event with a failure PUBACK. The event is
+    not acknowledged: it stays in the spool, and is delivered once the broker allows it. A batch
+    queued after it is accepted, so its acknowledgement tells that the event's answer came back."""
+    acl = (
+        "topic readwrite aquami/v1/+/status\ntopic readwrite aquami/v1/+/reads\n"
+        "topic readwrite aquami/v1/+/cmd/#\ntopic read aquami/v1/+/events\n"
+    )
+    broker = MosquittoBroker(acl=acl, persistence=True)
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    health = Health("gw-acl", offline_after=1)
+    health.track("b", ["WM-1"])
+    event = health.poll_done("WM-1", False, at=datetime.fromisoformat("2026-01-01T00:00:00+00:00"))
+    assert event is not None and event["event"] == "meter_offline"
+    payload = json.dumps(event, separators=(",", ":")).encode()
+    # kept for it by the broker across the restart below: nothing it is sent is missed
+    subscriber = Subscriber(broker.url, ["aquami/v1/gw-acl/events"], client_id="event-watcher", persistent=True)
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=2.0)
+    publisher = Publisher(spool, "gw-acl", MqttEndpoint.parse(broker.url), options=options)
+    publisher.send_durable(events_topic("gw-acl"), payload)
+    spool.append([{"meter_id": "WM-2", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while spool.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool.depth() == 0, "the batch sent after the event was never acknowledged"
+        time.sleep(0.5)
+        assert spool.messages_waiting() == 1, "the event the broker refused left the spool"
+        assert subscriber.count("/events") == 0
+        broker.stop()
+        broker._acl = None  # the broker's rules now allow the gateway's events
+        broker.start()
+        subscriber.wait_for(lambda: subscriber.count("/events") > 0, 20, "the refused event, once allowed")
+        deadline = time.monotonic() + 10
+        while spool.messages_waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool.messages_waiting() == 0
+        assert subscriber.payloads("/events") == [event]
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.close()
 
 
 @pytest.mark.parametrize(("protocol", "configured"), [("5", None), ("3.1.1", 4096)])
