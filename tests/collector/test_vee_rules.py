@@ -309,6 +309,28 @@ def test_a_gap_closed_by_a_read_ahead_of_the_clock_is_not_estimated_up_to_it():
     assert estimates.ts.size == 0 and estimates.not_estimated.tolist() == [2]
 
 
+def test_a_gap_opened_by_a_read_long_before_its_arrival_is_not_estimated_from_it():
+    """The read opening the gap arrived 500 days after its timestamp (far_past_timestamp): its time
+    is wrong, so it anchors no estimate, as a read ahead of the clock closing a gap does not."""
+    config = VeeConfig()
+    hours = np.array([0, 1, 2, 3, 4, 5, 10, 11], dtype=np.float64)
+    ts = T0 + hours * 3600.0
+    received = ts.copy()
+    received[5] += 500 * 86400.0
+    series = Series.from_arrays(
+        ["M"], np.zeros(8, np.int64), ts, 100.0 + hours * 0.01, config, flow=np.full(8, 0.01), received=received
+    )
+    validation = validate(series, config, float(received.max()) + 60)
+    assert validation.flagged("far_past_timestamp").tolist() == [5]
+    assert validation.flagged("gap").tolist() == [6]  # 05:00 to 10:00, opened by the mistimed read
+    estimates = estimate(series, validation, config)
+    assert estimates.ts.size == 0 and estimates.not_estimated.tolist() == [6]
+    timely = Series.from_arrays(
+        ["M"], np.zeros(8, np.int64), ts, 100.0 + hours * 0.01, config, flow=np.full(8, 0.01), received=ts
+    )
+    assert estimate(timely, validate(timely, config, float(ts[-1])), config).ts.size == 4  # 06:00 … 09:00
+
+
 def test_a_step_back_no_flow_could_make_in_the_time_is_no_reverse_flow():
     """A 400 m³ step back in an hour with the meter's reverse alarm on (a replacement whose register
     starts at 100 m³) was taken for reverse flow: -400 m³ of consumption, flagged nowhere."""
