@@ -355,3 +355,14 @@ def test_vee_s_own_estimate_is_not_flagged_over_the_meter_s_maximum_flow():
     assert not validate(series, VeeConfig(), NOW).masks["over_max_flow"].any()
     measured = _one_meter([1.0, 7.5, 8.0])
     assert validate(measured, VeeConfig(), NOW).masks["over_max_flow"][1]
+
+
+@pytest.mark.parametrize("flow", [0.0, np.nan], ids=["zero", "not_reported"])
+def test_a_flat_register_without_flow_is_a_vacant_property_not_a_stuck_register(flow):
+    """Twelve hours at one register with the meter reporting no flow: nobody uses water there (a
+    vacant property), which is no fault. With flow reported the same register is stuck."""
+    config = VeeConfig()
+    vacant = _one_meter([250.0] * 12, flow=[flow] * 12)
+    assert not validate(vacant, config, NOW).masks["stuck_register"].any()
+    flowing = _one_meter([250.0] * 12, flow=[0.02] * 12)
+    assert validate(flowing, config, NOW).masks["stuck_register"][1:].all()
