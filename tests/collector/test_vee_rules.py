@@ -366,3 +366,17 @@ def test_a_flat_register_without_flow_is_a_vacant_property_not_a_stuck_register(
     assert not validate(vacant, config, NOW).masks["stuck_register"].any()
     flowing = _one_meter([250.0] * 12, flow=[0.02] * 12)
     assert validate(flowing, config, NOW).masks["stuck_register"][1:].all()
+
+
+def test_a_drop_from_the_top_of_the_register_to_near_zero_faster_than_the_meter_flows_is_a_replacement():
+    """99 990.02 m³ to 0.5 m³ in an hour: as a rollover of the 5-digit register it would be 10.48 m³
+    in the hour, over the meter's maximum flow (5 m³/h); a new meter reading 0.5 m³ explains it.
+    The same drop over three hours fits the maximum flow: a rollover."""
+    config = VeeConfig()
+    swapped = validate(_one_meter([99_990.0, 99_990.02, 0.5, 0.52]), config, NOW)
+    assert swapped.step_kind.tolist() == ["", "", "replacement", ""]
+    assert swapped.step_consumption[2] == pytest.approx(0.5)
+    assert not swapped.masks["rollover"].any() and swapped.masks["replacement"].tolist() == [False, False, True, False]
+    rolled = validate(_one_meter([99_990.0, 99_990.02, 0.5, 0.52], hours=[0, 1, 4, 5]), config, NOW)
+    assert rolled.step_kind.tolist() == ["", "", "rollover", ""]
+    assert rolled.step_consumption[2] == pytest.approx(10.48)
