@@ -262,6 +262,46 @@ def test_an_hour_with_an_unknown_interval_is_null_data_with_value_zero(api, migr
     assert ["7", "7", "N", "", ""] in [r[1:] for r in records if r[0] == "400"]
 
 
+def test_a_period_with_an_unknown_interval_between_two_actual_reads_is_incomplete_and_missing(
+    api, migrated_database_url
+):
+    """Both reads that open and close the period are actual, but the register went back between
+    them (no discontinuity recorded): the period's use is unknown. The determinant says so with
+    complete=false and quality "missing"; "actual" would vouch for a number that is not there."""
+    client, keys = api
+    day = datetime(2026, 2, 20, tzinfo=UTC)
+    volumes = [Decimal("10.000") + Decimal("0.010") * h for h in range(25)]
+    volumes[12] = Decimal("9.000")  # 12:00: backwards, then on as before
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('B9', true)")
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A9', 'Di')")
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP9', 'D1')")
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('A9', 'SP9', %s)", (day,)
+        )
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP9', 'B9', %s)",
+            (day,),
+        )
+        with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
+            for h, volume in enumerate(volumes):
+                copy.write_row(("B9", day + timedelta(hours=h), volume))
+        conn.execute("SELECT refresh_consumption(%s, %s)", (day, day + timedelta(days=1)))
+    period = "2026-02-20/2026-02-21"
+    response = client.get(f"/billing/determinants?period={period}&account=A9", headers=auth(keys["billing"]))
+    assert response.status_code == 200, response.text
+    (determinant,) = response.json()["items"]
+    (line,) = determinant["lines"]
+    assert (line["opening"]["quality"], line["closing"]["quality"]) == ("actual", "actual")
+    assert line["consumption_m3"] is None
+    assert (determinant["complete"], determinant["consumption_m3"], determinant["quality"]) == (False, None, "missing")
+    as_csv = client.get(f"/billing/determinants?period={period}&account=A9&format=csv", headers=auth(keys["billing"]))
+    csv_rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert [(row["account_quality"], row["account_complete"], row["account_consumption_m3"]) for row in csv_rows] == [
+        ("missing", "false", "")
+    ]
+
+
 def test_small_volumes_are_sent_in_fixed_point_never_with_an_exponent(api, migrated_database_url):
     """A register of 0.0000001 m3 (a new meter's first drop, as a gateway sends 1e-07) came back as
     "1E-7" in JSON and CSV: exact, but not every billing import or client reads an exponent."""
