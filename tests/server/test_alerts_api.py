@@ -31,7 +31,7 @@ def alert(kind: AlertKind, meter_id: str | None, hours: int) -> Alert:
 @pytest.fixture
 def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
-        keys = {role: create_api_key(conn, f"Test {role}", [role]) for role in ("customer_care", "billing")}
+        keys = {role: create_api_key(conn, f"Test {role}", [role]) for role in ("customer_care", "billing", "reader")}
         with conn.transaction():
             save_changes(
                 conn,
@@ -77,6 +77,7 @@ def test_customer_care_dismisses_with_a_reason_and_it_is_recorded(api):
     ("key", "path", "body", "status"),
     [
         ("billing", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "no"}, 403),
+        ("reader", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": "looks fine to me"}, 403),
         ("customer_care", "/alerts/leak/NOPE/20261120T030000Z/dismiss", {"reason": "gone away"}, 404),
         ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {}, 422),
         ("customer_care", "/alerts/leak/M1/20261120T030000Z/dismiss", {"reason": ""}, 422),
