@@ -182,6 +182,24 @@ def test_a_reading_takes_the_meter_s_own_volume_not_a_subunit_s() -> None:
     assert reading.volume_m3 == 12.0
 
 
+def test_a_reading_takes_the_current_tariff_s_volume_not_another_tariff_s() -> None:
+    """EN 13757-3 clause 6.3.3: a DIFE's tariff is another register of the meter (a night tariff, say).
+    Its volume listed before the tariff-0 one is not the meter's current reading."""
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import decode_frame
+    from firmware_protocols.mbus.build import build_rsp_ud
+    from firmware_protocols.records import DataRecord
+    from gateway.config import MeterConfig
+    from gateway.mbus import reading_from_records
+
+    records = [DataRecord("volume", "m3", 999.0, tariff=1), DataRecord("volume", "m3", 12.0)]
+    telegram = decode_frame(build_rsp_ud(5, "12345678", "KAM", 1, "water", 0x10, 0, records))
+    assert [(r["tariff"], r["value"]) for r in telegram["records"]] == [(1, 999.0), (0, 12.0)]
+    meter, at = MeterConfig("FLAT-5", 5, "mbus"), datetime(2026, 1, 1, tzinfo=UTC)
+    assert reading_from_records(meter, [telegram], at, "mbus-1").volume_m3 == 12.0
+
+
 def test_a_line_reset_after_a_port_error_gives_every_meter_its_snd_nke_again() -> None:
     """EN 13757-2 clause 5.5: SND_NKE starts a meter's frame count bit afresh. A port that failed
     mid-read (an OSError, not a PollError) was reset, but the meter kept its "initialised" mark, so
