@@ -200,6 +200,37 @@ def test_a_reading_takes_the_current_tariff_s_volume_not_another_tariff_s() -> N
     assert reading_from_records(meter, [telegram], at, "mbus-1").volume_m3 == 12.0
 
 
+@pytest.mark.parametrize(
+    ("status", "alarms"),
+    [
+        (0x00, []),
+        (0x04, ["low_battery"]),
+        (0x08, ["meter_error"]),  # permanent error
+        (0x10, ["meter_error"]),  # temporary error
+        (0x18, ["meter_error"]),  # both: one alarm
+        (0x14, ["low_battery", "meter_error"]),
+        (0x03, []),  # application busy / any application error: no alarm of the reads contract
+    ],
+)
+def test_the_status_byte_s_power_low_and_error_bits_are_alarms(status: int, alarms: list[str]) -> None:
+    """EN 13757-3 clause 6.2: status bit 2 power low, bit 3 permanent error, bit 4 temporary error."""
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import decode_frame
+    from firmware_protocols.mbus.build import build_rsp_ud
+    from firmware_protocols.records import DataRecord
+    from gateway.config import MeterConfig
+    from gateway.mbus import reading_from_records
+
+    telegram = decode_frame(
+        build_rsp_ud(5, "12345678", "KAM", 1, "water", 0x10, status, [DataRecord("volume", "m3", 12.0)])
+    )
+    assert telegram["status"] == status
+    meter, at = MeterConfig("FLAT-5", 5, "mbus"), datetime(2026, 1, 1, tzinfo=UTC)
+    reading = reading_from_records(meter, [telegram], at, "mbus-1")
+    assert list(reading.alarms) == alarms and reading.volume_m3 == 12.0
+
+
 def test_a_line_reset_after_a_port_error_gives_every_meter_its_snd_nke_again() -> None:
     """EN 13757-2 clause 5.5: SND_NKE starts a meter's frame count bit afresh. A port that failed
     mid-read (an OSError, not a PollError) was reset, but the meter kept its "initialised" mark, so
