@@ -60,6 +60,42 @@ messages = st.fixed_dictionaries(
     optional={"note": st.just("x")},
 )
 
+# Messages the contract (aquami/contracts/reads.schema.json) accepts, every field drawn over its whole
+# range: ``messages`` above is mostly invalid (almost never a whole valid message), so a property of
+# what is accepted needs these.
+valid_identifiers = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z", fullmatch=True)
+valid_timestamps = st.builds(
+    lambda moment, fraction, zone: moment.isoformat(timespec="seconds") + fraction + zone,
+    st.datetimes(),
+    st.one_of(st.just(""), st.from_regex(r"\A\.[0-9]{1,6}\Z", fullmatch=True)),
+    st.sampled_from(["Z", "+00:00"]),
+)
+registers = st.one_of(st.floats(0, 1e12), st.integers(0, 10**12))
+flows = st.one_of(st.floats(-1e6, 1e6), st.integers(-(10**6), 10**6))
+any_text = st.text(st.characters(exclude_categories=["Cs"]))  # any JSON string (no lone surrogates)
+valid_alarms = st.lists(
+    st.sampled_from(["leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error"]), unique=True
+)
+valid_sources = st.fixed_dictionaries(
+    {"protocol": st.sampled_from(["modbus-tcp", "modbus-rtu", "mbus", "wmbus", "pulse"])},
+    optional={
+        "bus": st.text(st.characters(exclude_categories=["Cs"]), max_size=128),
+        "address": st.integers() | any_text,
+    },
+)
+valid_readings = st.fixed_dictionaries(
+    {"meter_id": valid_identifiers, "ts": valid_timestamps, "volume_m3": registers},
+    optional={"flow_m3h": flows, "reverse_volume_m3": registers, "alarms": valid_alarms, "source": valid_sources},
+)
+valid_messages = st.fixed_dictionaries(
+    {
+        "gateway_id": valid_identifiers,
+        "batch_seq": st.integers(0, 2**63 - 1),
+        "sent_at": valid_timestamps,
+        "readings": st.lists(valid_readings, min_size=1, max_size=5),
+    }
+)
+
 
 @settings(max_examples=600)
 @given(messages)
@@ -125,6 +161,30 @@ def test_the_copy_text_built_on_receipt_is_the_rows_copy_text(message: dict[str,
         assert parsed.copy_data == copy_text(parsed.rows)
         assert parsed.count == len(message["readings"])
         assert parsed.meter_ids == {r["meter_id"] for r in message["readings"]}
+
+
+@settings(max_examples=300)
+@given(valid_messages)
+def test_a_valid_message_is_parsed_and_its_copy_text_holds_every_value(message: dict[str, Any]):
+    assert SCHEMA.is_valid(message), message  # the strategy builds only what the contract accepts
+    parsed = parse_reads_message(f"aquami/v1/{message['gateway_id']}/reads", json.dumps(message).encode())
+    assert isinstance(parsed, ParsedMessage), parsed
+    assert parsed.copy_data == copy_text(parsed.rows)
+    assert parsed.count == len(message["readings"])
+    assert parsed.meter_ids == {r["meter_id"] for r in message["readings"]}
+    assert parsed.oldest_ts == min(r["ts"][:19] for r in message["readings"])
+    null = "\\N"
+
+    def number(reading: dict[str, Any], name: str) -> str:  # a JSON number is a float's repr in COPY text
+        return repr(float(reading[name])) if name in reading else null
+
+    def fields(r: dict[str, Any]) -> list[str]:
+        registers = [number(r, "volume_m3"), number(r, "flow_m3h"), number(r, "reverse_volume_m3")]
+        return [r["meter_id"], r["ts"], *registers, "{" + ",".join(r.get("alarms", [])) + "}"]
+
+    tail = [message["gateway_id"], str(message["batch_seq"])]
+    expected = ["\t".join([*fields(r), *tail]) for r in message["readings"]]
+    assert parsed.copy_data.decode().split("\n") == [*expected, ""]
 
 
 def test_identifiers_and_times_are_checked_once_each_but_refused_where_they_first_appear():
