@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 
 from aquami.config.toml_lines import LineIndex
 from gateway.config import (
     ConfigError,
+    GatewayConfig,
     MBusBusConfig,
     ModbusRtuBusConfig,
     ModbusTcpBusConfig,
     WMBusBusConfig,
     load_config,
+    parse_config,
     parse_config_text,
 )
+from tests.damage import damaged_documents, damaged_texts
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "examples" / "gateway.toml"
 PROFILES = Path(__file__).resolve().parents[2] / "firmware_protocols" / "modbus" / "profiles"
@@ -346,3 +351,41 @@ def test_a_profile_naming_an_alarm_outside_the_reads_contract_is_refused(tmp_pat
     message = error_of(text)
     assert message.startswith(f"gw.toml:{line_of(text, 'acme.toml')}: meters[1].profile: ")
     assert "names alarm(s) 'valve_closed'" in message and "leak, burst" in message
+
+
+def _assert_consistent(config: GatewayConfig) -> None:
+    """What a configuration that loads promises: each bus and each meter once, one meter per address."""
+    buses = [bus.name for bus in config.buses]
+    assert buses and len(set(buses)) == len(buses)
+    meters = [m.meter_id for m in config.meters]
+    assert len(set(meters)) == len(meters)
+    for bus in config.buses:
+        addresses = [m.address for m in bus.meters]
+        assert len(set(addresses)) == len(addresses), bus.name
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=damaged_texts(EXAMPLE.read_text()))
+def test_a_damaged_configuration_file_loads_or_is_a_config_error(text: str) -> None:
+    """Fuzz: the example with a few characters inserted, changed or deleted either loads or is refused
+    with a ConfigError naming the file, never another exception."""
+    try:
+        config = parse_config_text(text, "gw.toml", EXAMPLE.parent)
+    except ConfigError as error:
+        assert str(error).startswith("gw.toml"), error
+        return
+    _assert_consistent(config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=damaged_documents(tomllib.loads(EXAMPLE.read_text())))
+def test_a_configuration_with_values_of_the_wrong_kind_loads_or_is_a_config_error(document: dict) -> None:
+    """Fuzz: the example's values replaced by values of other types (a table for a number, a date for
+    a name, NaN, 10**30) or left out either load or are refused with a ConfigError naming the file."""
+    text = EXAMPLE.read_text()
+    try:
+        config = parse_config(document, "gw.toml", LineIndex(text), EXAMPLE.parent)
+    except ConfigError as error:
+        assert str(error).startswith("gw.toml"), error
+        return
+    _assert_consistent(config)
