@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 from typer.testing import CliRunner
 
 from aquami.cli import app
+from aquami.config.toml_lines import LineIndex
 from simulators.meter_model import MeterModel
-from simulators.rig.config import KIND_PROTOCOLS, ConfigError, load_rig, parse_rig_text
+from simulators.rig.config import KIND_PROTOCOLS, ConfigError, RigConfig, load_rig, parse_rig, parse_rig_text
 from simulators.rig.runner import Rig
+from tests.damage import damaged_documents, damaged_texts
 
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
 NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
@@ -117,3 +121,41 @@ def test_without_installed_a_restarted_rig_reads_on_where_it_left_off() -> None:
         assert old <= new
     with pytest.raises(ConfigError, match=r"rig.installed: the default, 2026-01-01T00:00:00Z, is in the future"):
         parse_rig_text(BASE.replace('installed = "2026-01-01T00:00:00Z"', ""), now=datetime(2025, 12, 31, tzinfo=UTC))
+
+
+def _assert_consistent(config: RigConfig) -> None:
+    """What a rig file that loads promises: each transport and meter once, on a transport it names,
+    and an inlet's customers among the rig's customer meters."""
+    transports = [t.name for t in config.transports]
+    assert len(set(transports)) == len(transports)
+    meters = {m.meter_id: m for m in config.meters}
+    assert meters and len(meters) == len(config.meters)
+    for meter in config.meters:
+        assert meter.transport in transports
+        assert all(meters[c].kind != "dma_inlet" for c in meter.customers)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=damaged_texts(EXAMPLE.read_text()))
+def test_a_damaged_rig_file_loads_or_is_a_config_error(text: str) -> None:
+    """Fuzz: the example with a few characters inserted, changed or deleted either loads or is refused
+    with a ConfigError naming the file, never another exception."""
+    try:
+        config = parse_rig_text(text, "rig.toml", NOW)
+    except ConfigError as error:
+        assert str(error).startswith("rig.toml"), error
+        return
+    _assert_consistent(config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=damaged_documents(tomllib.loads(EXAMPLE.read_text())))
+def test_a_rig_file_with_values_of_the_wrong_kind_loads_or_is_a_config_error(document: dict) -> None:
+    """Fuzz: the example's values replaced by values of other types or left out either load or are
+    refused with a ConfigError naming the file."""
+    try:
+        config = parse_rig(document, "rig.toml", LineIndex(EXAMPLE.read_text()), NOW)
+    except ConfigError as error:
+        assert str(error).startswith("rig.toml"), error
+        return
+    _assert_consistent(config)
