@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from aquami.cli import app
 from collector.detection.csvio import CsvFormatError, build_block, read_meters_csv, read_readings_csv
 from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import add_flow, block_of, household
+from tests.damage import damaged_texts
 
 
 def _write(block, path: Path, *, shuffle: int | None = None, ts_suffix: str = "Z") -> None:
@@ -387,6 +390,113 @@ def test_a_damaged_file_gives_readings_or_a_csv_format_error(tmp_path: Path, edi
     _assert_registers(readings)
     assert block.volume_m3.shape == (2, block.n_intervals)
     assert block.reverse_m3 is None or block.reverse_m3.shape == block.volume_m3.shape
+
+
+_VALID_METERS = (
+    "meter_id,dma,role,bulk,installed_at,removed_at,service_point_id,initial_register_m3,final_register_m3\n"
+    "A,D1,customer,false,2026-01-01T00:00:00Z,,SP1,1.5,\n"
+    "B,D1,inlet,,,2026-03-01T00:00:00Z,,,\n"
+)
+# single characters, and whole values a meters file may hold in the wrong place
+_METER_PIECES = [*'AB09.,-:TZ+\n\r" e\x00é\ufeff', "true", "inlet", "bulk", "9999-12-31T23:00:00-10:00"]
+
+
+def _assert_meters(meters) -> None:
+    """What a meters file that reads promises: each meter once, named, with a role; no removal before
+    its installation."""
+    ids = meters.meter_ids.tolist()
+    assert all(ids) and len(set(ids)) == len(ids) == len(meters.dma) == len(meters.role)
+    assert set(meters.role.tolist()) <= {"customer", "inlet"}
+    assert meters.bulk is None or (len(meters.bulk) == len(ids) and not meters.bulk[meters.role == "inlet"].any())
+    for row, installed, removed in meters.installations:
+        assert 0 <= row < len(ids) and (installed is None or removed is None or installed < removed)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=damaged_texts(_VALID_METERS, _METER_PIECES))
+def test_a_damaged_meters_file_gives_meters_or_a_csv_format_error(tmp_path: Path, text: str) -> None:
+    """Fuzz: a good meters file with a few characters inserted, changed or deleted."""
+    path = tmp_path / "damaged-meters.csv"
+    path.write_text(text, encoding="utf-8")
+    try:
+        meters = read_meters_csv(path)
+    except CsvFormatError as error:
+        assert str(error).startswith(str(path)), error
+        return
+    _assert_meters(meters)
+
+
+_METER_COLUMNS = _VALID_METERS.split("\n")[0].split(",")
+# per column: values that are right, and values that are wrong there (times whose UTC date is outside
+# the years 1..9999, month 13, a date alone, a register with a decimal comma)
+_COLUMN_FIELDS = {
+    "meter_id": (["A"], ["", "A"]),  # a right row's meter_id is its own (see _meter_files)
+    "dma": (["D1", "D2", ""], []),
+    "role": (["customer", "customer", "inlet"], ["bulk", ""]),
+    "bulk": (["", "false", "FALSE"], ["yes", "true"]),
+    "installed_at": (["", "2026-01-01T00:00:00Z"], ["9999-12-31T23:00:00-10:00", "2026-13-01T00:00:00Z", "0"]),
+    "removed_at": (["", "2026-03-01T00:00:00+00:00"], ["0001-01-01T00:00:00+01:00", "2026-02-30T00:00:00Z"]),
+    "service_point_id": (["", "SP1"], []),
+    "initial_register_m3": (["", "1.5"], ["-1", "nan"]),
+    "final_register_m3": (["", "2.5"], ["1,5"]),
+}
+_ANY_FIELD = st.sampled_from([f for right, wrong in _COLUMN_FIELDS.values() for f in right + wrong]) | st.text(
+    max_size=12
+)
+
+
+@st.composite
+def _meter_files(draw: st.DrawFn) -> str:
+    """A meters file written by csv.writer (quoting as a spreadsheet does): its columns in any order
+    (a required one now and then left out), rows of right values, then up to two fields made wrong
+    for their column (or any value, any text) and now and then a row a field short or long."""
+    required, optional = _METER_COLUMNS[:3], _METER_COLUMNS[3:]
+    kept = st.sampled_from([True] * 9 + [False])
+    columns = [c for c in required if draw(kept)] + [c for c in optional if draw(st.booleans())]
+    columns = draw(st.permutations(columns))
+    rows = [
+        [f"M-{i}" if c == "meter_id" else draw(st.sampled_from(_COLUMN_FIELDS[c][0])) for c in columns]
+        for i in range(draw(st.integers(1, 3)))
+    ]
+    for _ in range(draw(st.integers(0, 2)) if columns else 0):
+        row, at = draw(st.sampled_from(rows)), draw(st.integers(0, len(columns) - 1))
+        wrong = _COLUMN_FIELDS[columns[at]][1]
+        wrong_here: bool = bool(wrong) and draw(kept)
+        row[at] = draw(st.sampled_from(wrong)) if wrong_here else draw(_ANY_FIELD)
+    if draw(st.sampled_from([False] * 9 + [True])):
+        row = draw(st.sampled_from(rows))
+        row[:] = row[:-1] if draw(st.booleans()) else [*row, draw(_ANY_FIELD)]
+    out = io.StringIO()
+    csv.writer(out).writerows([columns, *rows])
+    return out.getvalue()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_meter_files())
+def test_a_meters_file_of_any_fields_gives_meters_or_a_csv_format_error(tmp_path: Path, text: str) -> None:
+    """Fuzz: a well-formed CSV meters file, its columns in any order, a field or two wrong for its column."""
+    path = tmp_path / "fields-meters.csv"
+    path.write_text(text, encoding="utf-8")
+    try:
+        meters = read_meters_csv(path)
+    except CsvFormatError as error:
+        assert str(error).startswith(str(path)), error
+        return
+    _assert_meters(meters)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.sampled_from(["meter_id,dma,role", _VALID_METERS.split("\n")[0], "meter_id,role"]), body=st.binary())
+def test_any_bytes_give_meters_or_a_csv_format_error(tmp_path: Path, header: str, body: bytes) -> None:
+    """Fuzz: whatever bytes follow the header (not UTF-8, NULs, lone quotes), meters or a CsvFormatError."""
+    path = tmp_path / "fuzz-meters.csv"
+    path.write_bytes(header.encode() + b"\n" + body)
+    try:
+        meters = read_meters_csv(path)
+    except CsvFormatError as error:
+        assert str(error).startswith(str(path)), error
+        return
+    _assert_meters(meters)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
