@@ -7,13 +7,14 @@ import tomllib
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.modbus import available_profiles, load_profile
 from firmware_protocols.modbus.profile import PROFILE_DIR, MeterProfile, ProfileError, parse_profile
 from firmware_protocols.modbus.types import value_construct
+from tests.damage import damaged_texts, toml_values
 
 PROFILES = available_profiles()
 
@@ -135,6 +136,25 @@ def test_register_bytes_of_the_profile_s_length_always_decode_to_every_field(nam
         assert again["alarms"] == decoded["alarms"]
         for field, value in values.items():
             assert math.isclose(again[field], value, rel_tol=1e-12), (field, again[field], value)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_profile_file_loads_or_is_a_profile_error(tmp_path, name, data):
+    """Fuzz: a shipped profile with a few characters inserted, changed or deleted, loaded with any
+    litres_per_pulse a gateway's file could give, is a profile or a ProfileError naming the file."""
+    text = data.draw(damaged_texts((PROFILE_DIR / f"{name}.toml").read_text()))
+    parameters = data.draw(st.fixed_dictionaries({}, optional={"litres_per_pulse": toml_values}))
+    path = tmp_path / "damaged.toml"
+    path.write_text(text)
+    try:
+        profile = load_profile(path, parameters)
+    except ProfileError as error:
+        assert str(error).startswith(str(path)), error
+        return
+    decoded = profile.decode_bytes(bytes(2 * profile.register_total))
+    assert set(decoded) == {"profile", "alarms"} | {f.name for f in profile.fields if not f.bits}
 
 
 def test_wrong_register_count_is_a_clear_error():
