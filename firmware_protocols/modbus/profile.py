@@ -182,23 +182,28 @@ def _check_examples(document: Mapping[str, Any], source: str) -> None:
     """A profile's ``[[examples]]`` (registers as read, with the values they must give) hold: a
     utility's own profile with a wrong word order or scale is refused when it loads, not found out
     from a month of wrong registers (the shipped profiles' examples are also run by the tests)."""
-    for i, example in enumerate(document.get("examples", ())):
+    for i, example in enumerate(_examples(document, source)):
         where = f"{source}: examples[{i}]"
-        if not isinstance(example, Mapping) or not isinstance(example.get("registers"), str):
+        parameters, expect = example.get("parameters") or {}, example.get("expect") or {}
+        if not isinstance(example.get("registers"), str) or not isinstance(expect, Mapping):
             raise ProfileError(f"{where}: an example gives 'registers' (hex) and 'expect' (a table)")
-        profile = parse_profile(document, source, example.get("parameters") or {})
+        if not isinstance(parameters, Mapping):
+            raise ProfileError(f"{where}: an example's parameters are a table (name = value)")
+        profile = parse_profile(document, source, parameters)
         try:
             decoded = profile.decode_bytes(bytes.fromhex("".join(example["registers"].split())))
         except (ValueError, DecodeError) as error:
             raise ProfileError(f"{where}: {error}") from None
-        for name, expected in (example.get("expect") or {}).items():
+        for name, expected in expect.items():
             got = decoded.get(name)
             same = math.isclose(got, expected, rel_tol=1e-12) if isinstance(got, float) else got == expected
             if not same:
                 raise ProfileError(f"{where}: {name} decodes as {got!r}, the example says {expected!r}")
 
 
-def _require(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+def _require(table: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(table, Mapping):  # blocks = [1]: a number where a table was due
+        raise ProfileError(f"{where}: expected a table, not {type(table).__name__}")
     if key not in table:
         raise ProfileError(f"{where}: missing field {key!r}")
     value = table[key]
@@ -252,6 +257,8 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
     for i, table in enumerate(_require(document, "fields", list, source)):
         where = f"{source}: fields[{i}]"
         field_name = _require(table, "name", str, where)
+        if not field_name.strip():  # it decoded to a reading with no name to find the value by
+            raise ProfileError(f"{where}: a field needs a name")
         if field_name in seen:
             raise ProfileError(f"{where}: duplicate field name {field_name!r}")
         if field_name in ("profile", "alarms"):  # the decoded reading's own keys
@@ -279,14 +286,22 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
             )
         )
     _refuse_overlaps(fields, blocks, source)
+    _refuse_fields_outside_blocks(fields, blocks, source)
     return MeterProfile(
         name=name,
         description=str(document.get("description", "")),
         function=function,
         blocks=tuple(blocks),
         fields=tuple(fields),
-        examples=tuple(document.get("examples", ())),
+        examples=_examples(document, source),
     )
+
+
+def _examples(document: Mapping[str, Any], source: str) -> tuple[Mapping[str, Any], ...]:
+    examples = document.get("examples", [])
+    if not isinstance(examples, list) or not all(isinstance(e, Mapping) for e in examples):
+        raise ProfileError(f"{source}: examples is a list of tables ([[examples]])")
+    return tuple(examples)
 
 
 def _bits(table: Any, value_type: str, where: str) -> dict[int, str]:
@@ -329,3 +344,13 @@ def _refuse_overlaps(fields: Sequence[RegisterField], blocks: Sequence[RegisterB
         if read & span:
             raise ProfileError(f"{where}: blocks overlap at register {min(read & span)}")
         read |= span
+
+
+def _refuse_fields_outside_blocks(fields: Sequence[RegisterField], blocks: Sequence[RegisterBlock], where: str) -> None:
+    """A field on a register no block reads has nothing to decode from (the profile failed when it
+    first decoded, naming no file)."""
+    read = {register for block in blocks for register in range(block.start, block.start + block.count)}
+    for f in fields:
+        unread = [register for register in f.registers if register not in read]
+        if unread:
+            raise ProfileError(f"{where}: field {f.name!r} is on register {unread[0]}, which no block reads")

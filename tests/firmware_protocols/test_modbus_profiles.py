@@ -14,7 +14,7 @@ from firmware_protocols.errors import DecodeError
 from firmware_protocols.modbus import available_profiles, load_profile
 from firmware_protocols.modbus.profile import PROFILE_DIR, MeterProfile, ProfileError, parse_profile
 from firmware_protocols.modbus.types import value_construct
-from tests.damage import damaged_texts, toml_values
+from tests.damage import damaged_documents, damaged_texts, toml_values
 
 PROFILES = available_profiles()
 
@@ -157,6 +157,22 @@ def test_a_damaged_profile_file_loads_or_is_a_profile_error(tmp_path, name, data
     assert set(decoded) == {"profile", "alarms"} | {f.name for f in profile.fields if not f.bits}
 
 
+@pytest.mark.parametrize("name", PROFILES)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_a_profile_with_values_of_the_wrong_kind_is_a_profile_or_a_profile_error(name, data):
+    """Fuzz: a shipped profile's values replaced by values of other types (a number where a table or a
+    list of tables was due, an empty name) or left out: a profile that decodes, or a ProfileError."""
+    document = data.draw(damaged_documents(tomllib.loads((PROFILE_DIR / f"{name}.toml").read_text())))
+    try:
+        profile = parse_profile(document, "p.toml", {"litres_per_pulse": 1})
+        decoded = profile.decode_bytes(bytes(2 * profile.register_total))
+    except ProfileError as error:
+        assert str(error).startswith("p.toml"), error
+        return
+    assert set(decoded) == {"profile", "alarms"} | {f.name for f in profile.fields if not f.bits}
+
+
 def test_wrong_register_count_is_a_clear_error():
     profile = load_profile("smart_water_meter")
     with pytest.raises(DecodeError, match="expected 8 registers, got 3"):
@@ -188,7 +204,19 @@ def test_pulse_counter_scale_comes_from_the_meter():
                 "blocks": [{"start": 0, "count": 1}],
                 "fields": [{"name": "v", "register": 0, "type": "u32"}],
             },
-            "lies in no block",
+            "test.toml: field 'v' is on register 1, which no block reads",
+        ),
+        # found by the document fuzz: each was a TypeError or KeyError, not a ProfileError
+        ({"name": "x", "blocks": [1], "fields": []}, r"blocks\[0\]: expected a table, not int"),
+        ({"name": "x", "blocks": [{"start": 0, "count": 1}], "fields": [0]}, r"fields\[0\]: expected a table"),
+        ({"name": "x", "blocks": [{"start": 0, "count": 1}], "fields": [], "examples": 0}, "examples is a list"),
+        (
+            {
+                "name": "x",
+                "blocks": [{"start": 0, "count": 1}],
+                "fields": [{"name": " ", "register": 0, "type": "u16"}],
+            },
+            "a field needs a name",
         ),
         (
             {
@@ -288,3 +316,21 @@ def test_a_profile_whose_own_example_does_not_hold_is_refused_when_it_loads(tmp_
         load_profile(swapped)
     (tmp_path / "same.toml").write_text(shipped)
     assert load_profile(tmp_path / "same.toml").name == "smart_water_meter"
+
+
+@pytest.mark.parametrize(
+    ("example", "complaint"),
+    [
+        ('registers = "0000"\nparameters = 3\n', r"examples\[0\]: an example's parameters are a table"),
+        ('registers = "0000"\nexpect = [1]\n', r"examples\[0\]: an example gives 'registers' \(hex\) and 'expect'"),
+    ],
+)
+def test_an_example_whose_parts_are_not_tables_is_a_profile_error(tmp_path, example, complaint):
+    """Each was an AttributeError out of load_profile (and a traceback out of `gateway check`)."""
+    profile = tmp_path / "odd.toml"
+    profile.write_text(
+        'name = "odd"\n[[blocks]]\nstart = 0\ncount = 1\n[[fields]]\nname = "v"\nregister = 0\ntype = "u16"\n'
+        f"[[examples]]\n{example}"
+    )
+    with pytest.raises(ProfileError, match=complaint):
+        load_profile(profile)
