@@ -229,15 +229,10 @@ def test_an_account_s_nem12_holds_only_its_own_days_at_the_service_point(api, ac
     assert used == Decimal("0.005") * 24 * len(days)
 
 
-def test_an_hour_with_an_unknown_interval_is_null_data_with_value_zero(api, migrated_database_url):
-    """Reads every 15 minutes; in one hour the register goes back (no discontinuity recorded), so
-    that hour's consumption is unknown. NEM12 marks it N (null data) with the value 0: it used to
-    carry the sum of the hour's known quarters, a number a billing system could take for the hour."""
-    client, keys = api
-    day = datetime(2026, 2, 20, tzinfo=UTC)
-    volumes = [Decimal("10.000") + Decimal("0.001") * q for q in range(4 * 24 + 1)]
-    volumes[4 * 6 + 3] = Decimal("9.000")  # 06:45: backwards, then on as before
-    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+def _account_a9_on_meter_b9(url: str, day: datetime, volumes: list[Decimal], every: timedelta) -> None:
+    """Account A9 supplied at SP9 through meter B9 from ``day``, read every ``every``, its
+    consumption refreshed for the day."""
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('B9', true)")
         conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A9', 'Di')")
         conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP9', 'D1')")
@@ -249,9 +244,20 @@ def test_an_hour_with_an_unknown_interval_is_null_data_with_value_zero(api, migr
             (day,),
         )
         with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
-            for q, volume in enumerate(volumes):
-                copy.write_row(("B9", day + timedelta(minutes=15 * q), volume))
+            for n, volume in enumerate(volumes):
+                copy.write_row(("B9", day + n * every, volume))
         conn.execute("SELECT refresh_consumption(%s, %s)", (day, day + timedelta(days=1)))
+
+
+def test_an_hour_with_an_unknown_interval_is_null_data_with_value_zero(api, migrated_database_url):
+    """Reads every 15 minutes; in one hour the register goes back (no discontinuity recorded), so
+    that hour's consumption is unknown. NEM12 marks it N (null data) with the value 0: it used to
+    carry the sum of the hour's known quarters, a number a billing system could take for the hour."""
+    client, keys = api
+    day = datetime(2026, 2, 20, tzinfo=UTC)
+    volumes = [Decimal("10.000") + Decimal("0.001") * q for q in range(4 * 24 + 1)]
+    volumes[4 * 6 + 3] = Decimal("9.000")  # 06:45: backwards, then on as before
+    _account_a9_on_meter_b9(migrated_database_url, day, volumes, timedelta(minutes=15))
     response = client.get("/billing/nem12?period=2026-02-20/2026-02-21&account=A9", headers=auth(keys["billing"]))
     assert response.status_code == 200, response.text
     records = [line.split(",") for line in response.text.strip().split("\r\n")]
@@ -272,21 +278,7 @@ def test_a_period_with_an_unknown_interval_between_two_actual_reads_is_incomplet
     day = datetime(2026, 2, 20, tzinfo=UTC)
     volumes = [Decimal("10.000") + Decimal("0.010") * h for h in range(25)]
     volumes[12] = Decimal("9.000")  # 12:00: backwards, then on as before
-    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('B9', true)")
-        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A9', 'Di')")
-        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP9', 'D1')")
-        conn.execute(
-            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('A9', 'SP9', %s)", (day,)
-        )
-        conn.execute(
-            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP9', 'B9', %s)",
-            (day,),
-        )
-        with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
-            for h, volume in enumerate(volumes):
-                copy.write_row(("B9", day + timedelta(hours=h), volume))
-        conn.execute("SELECT refresh_consumption(%s, %s)", (day, day + timedelta(days=1)))
+    _account_a9_on_meter_b9(migrated_database_url, day, volumes, timedelta(hours=1))
     period = "2026-02-20/2026-02-21"
     response = client.get(f"/billing/determinants?period={period}&account=A9", headers=auth(keys["billing"]))
     assert response.status_code == 200, response.text
