@@ -128,10 +128,8 @@ def alerts_by_id(conn: psycopg.Connection[Any], alert_ids: Sequence[str]) -> lis
 
 
 def count_alerts(conn: psycopg.Connection[Any], statuses: Collection[str]) -> int:
-    (count,) = conn.execute(
-        "SELECT count(*) FROM alerts WHERE status = ANY(%s)", (sorted(statuses),), prepare=False
-    ).fetchall()
-    return int(count["count"] if isinstance(count, Mapping) else count[0])
+    (row,) = conn.execute("SELECT count(*) FROM alerts WHERE status = ANY(%s)", (sorted(statuses),)).fetchall()
+    return int(row["count"] if isinstance(row, Mapping) else row[0])  # the API's rows are dicts
 
 
 def list_alerts(

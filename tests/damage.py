@@ -10,13 +10,14 @@ and a field were due).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
 Key = str | int
+Parsed = TypeVar("Parsed")
 
 #: Pieces of TOML (and of the mistakes made in it) to put into a file's text.
 TOML_PIECES = [*"[]{}=\".,-_0129aZ#\n '\\", "inf", "nan", "true", "1e999", "0x", "\x00", "${"]
@@ -78,8 +79,8 @@ def damaged_documents(document: dict[str, Any]) -> st.SearchStrategy[dict[str, A
     return st.lists(edit, min_size=1, max_size=3).map(lambda edits: _damage(document, edits))
 
 
-def damaged_texts(text: str, pieces: Sequence[str] = TOML_PIECES) -> st.SearchStrategy[str]:
-    """``text`` with one to six characters inserted, replaced or deleted (a piece for a character)."""
+def damaged_texts(text: str, pieces: Sequence[str] = TOML_PIECES, max_edits: int = 6) -> st.SearchStrategy[str]:
+    """``text`` with one to ``max_edits`` characters inserted, replaced or deleted (a piece for a character)."""
 
     def damage(edits: list[tuple[int, int, str]]) -> str:
         chars = list(text)
@@ -92,4 +93,14 @@ def damaged_texts(text: str, pieces: Sequence[str] = TOML_PIECES) -> st.SearchSt
         return "".join(chars)
 
     edit = st.tuples(st.integers(0, len(text)), st.integers(0, 2), st.sampled_from(list(pieces)))
-    return st.lists(edit, min_size=1, max_size=6).map(damage)
+    return st.lists(edit, min_size=1, max_size=max_edits).map(damage)
+
+
+def parsed_or_refused(parse: Callable[[], Parsed], refusal: type[Exception], source: str) -> Parsed | None:
+    """What ``parse`` gives, or None where it refused the input with ``refusal`` naming ``source``
+    (the file, so the person knows where to look); any other exception fails the test."""
+    try:
+        return parse()
+    except refusal as error:
+        assert str(error).startswith(source), error
+        return None

@@ -15,7 +15,7 @@ from aquami.config.toml_lines import LineIndex
 from simulators.meter_model import MeterModel
 from simulators.rig.config import KIND_PROTOCOLS, ConfigError, RigConfig, load_rig, parse_rig, parse_rig_text
 from simulators.rig.runner import Rig
-from tests.damage import damaged_documents, damaged_texts
+from tests.damage import damaged_documents, damaged_texts, parsed_or_refused
 
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
 NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
@@ -140,12 +140,9 @@ def _assert_consistent(config: RigConfig) -> None:
 def test_a_damaged_rig_file_loads_or_is_a_config_error(text: str) -> None:
     """Fuzz: the example with a few characters inserted, changed or deleted either loads or is refused
     with a ConfigError naming the file, never another exception."""
-    try:
-        config = parse_rig_text(text, "rig.toml", NOW)
-    except ConfigError as error:
-        assert str(error).startswith("rig.toml"), error
-        return
-    _assert_consistent(config)
+    config = parsed_or_refused(lambda: parse_rig_text(text, "rig.toml", NOW), ConfigError, "rig.toml")
+    if config is not None:
+        _assert_consistent(config)
 
 
 @settings(max_examples=200, deadline=None)
@@ -153,9 +150,7 @@ def test_a_damaged_rig_file_loads_or_is_a_config_error(text: str) -> None:
 def test_a_rig_file_with_values_of_the_wrong_kind_loads_or_is_a_config_error(document: dict) -> None:
     """Fuzz: the example's values replaced by values of other types or left out either load or are
     refused with a ConfigError naming the file."""
-    try:
-        config = parse_rig(document, "rig.toml", LineIndex(EXAMPLE.read_text()), NOW)
-    except ConfigError as error:
-        assert str(error).startswith("rig.toml"), error
-        return
-    _assert_consistent(config)
+    lines = LineIndex(EXAMPLE.read_text())
+    config = parsed_or_refused(lambda: parse_rig(document, "rig.toml", lines, NOW), ConfigError, "rig.toml")
+    if config is not None:
+        _assert_consistent(config)

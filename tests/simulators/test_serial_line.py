@@ -27,18 +27,27 @@ class Echo:
         return Reply(frame * self.times, address=frame[0], turnaround_s=self.turnaround_s)
 
 
-def transact(port: serial.Serial, request: bytes, expect: int, timeout: float = 3.0) -> list[tuple[float, int]]:
+Marks = list[tuple[float, int]]  # (seconds since the start, bytes received so far) per chunk
+
+
+def received(port: serial.Serial, expect: int, t0: float, timeout: float = 3.0) -> tuple[bytes, Marks]:
+    """Up to ``expect`` bytes, and (seconds since ``t0``, bytes received so far) per chunk."""
+    got = bytearray()
+    marks: Marks = []
+    while len(got) < expect and time.monotonic() - t0 < timeout:
+        chunk = port.read(expect - len(got))
+        if chunk:
+            got += chunk
+            marks.append((time.monotonic() - t0, len(got)))
+    return bytes(got), marks
+
+
+def transact(port: serial.Serial, request: bytes, expect: int, timeout: float = 3.0) -> Marks:
     """Write ``request``; return (seconds since the write began, bytes received so far) per chunk."""
     port.reset_input_buffer()
     t0 = time.monotonic()
     port.write(request)
-    got, marks = 0, []
-    while got < expect and time.monotonic() - t0 < timeout:
-        chunk = port.read(expect - got)
-        if chunk:
-            got += len(chunk)
-            marks.append((time.monotonic() - t0, got))
-    return marks
+    return received(port, expect, t0, timeout)[1]
 
 
 @pytest.mark.parametrize(
@@ -95,14 +104,8 @@ def test_pushed_bytes_stream_at_the_line_rate() -> None:
         t0 = time.monotonic()
         line.push(frame)
         line.push(frame)
-        got = bytearray()
-        marks = []
-        while len(got) < 80 and time.monotonic() - t0 < 3:
-            chunk = port.read(80 - len(got))
-            if chunk:
-                got += chunk
-                marks.append((time.monotonic() - t0, len(got)))
-    assert bytes(got) == frame + frame
+        got, marks = received(port, 80, t0)
+    assert got == frame + frame
     for elapsed, n in marks:
         assert elapsed >= n * settings.char_time_s - 1e-4
 
@@ -117,13 +120,8 @@ def test_a_slow_pushed_message_is_late_by_its_delay_and_holds_up_no_other() -> N
         t0 = time.monotonic()
         line.push(late, address=1)
         line.push(prompt, address=2)
-        got, marks = bytearray(), []
-        while len(got) < 40 and time.monotonic() - t0 < 3:
-            chunk = port.read(40 - len(got))
-            if chunk:
-                got += chunk
-                marks.append((time.monotonic() - t0, len(got)))
-    assert bytes(got) == prompt + late
+        got, marks = received(port, 40, t0)
+    assert got == prompt + late
     assert max(elapsed for elapsed, n in marks if n <= 20) < 0.2
     assert min(elapsed for elapsed, n in marks if n > 20) >= 0.3
     assert [(a.address, a.kind) for a in plan.log] == [(1, WireFaultKind.SLOW)]
