@@ -22,6 +22,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from simulators.rig.runner import Rig, UnknownMeterError
 
+MAX_BODY_BYTES = 64 * 1024
+"""A fault request is a few hundred bytes; a larger body is refused, not read."""
+
+
+def _body_length(header: str) -> int | None:
+    """The body's length in bytes, or None unless the header is plain digits (no sign, no spaces)."""
+    return int(header) if header.isascii() and header.isdigit() else None
+
 
 def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -55,8 +63,15 @@ def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
             if urlsplit(self.path).path.rstrip("/") != "/faults":
                 self._problem(HTTPStatus.NOT_FOUND, "POST /faults only")
                 return
+            length = _body_length(self.headers.get("Content-Length", "0"))
+            if length is None:
+                # A negative length would make ``read`` wait for the client to hang up.
+                self._problem(HTTPStatus.BAD_REQUEST, "Content-Length: expected a whole number of bytes")
+                return
+            if length > MAX_BODY_BYTES:
+                self._problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body: more than {MAX_BODY_BYTES} bytes")
+                return
             try:
-                length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"null")
             except (ValueError, json.JSONDecodeError):
                 self._problem(HTTPStatus.BAD_REQUEST, "body: not JSON")

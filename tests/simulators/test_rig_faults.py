@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -141,6 +142,29 @@ def test_the_endpoint_answers_400_naming_the_field(control: tuple[Rig, str]) -> 
     status, fault = _post(url, {"meter": "M1", "fault": "burst", "rate_lph": MAX_RATE_LPH, "duration_s": 600})
     assert status == 201 and fault["rate_lph"] == MAX_RATE_LPH
     assert model.read(NOW + timedelta(seconds=90)).flow_m3h >= MAX_RATE_LPH / 1000
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("length", "status", "detail"),
+    [
+        ("-1", 400, "Content-Length: expected a whole number of bytes"),
+        ("+5", 400, "Content-Length: expected a whole number of bytes"),
+        ("99999999", 413, "body: more than 65536 bytes"),
+    ],
+)
+def test_the_endpoint_refuses_a_body_length_it_cannot_read_at_once(
+    control: tuple[Rig, str], length: str, status: int, detail: str
+) -> None:
+    """Before, ``Content-Length: -1`` made the endpoint read until the client hung up."""
+    _, url = control
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(f"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode())
+        answer = connection.makefile("rb").read()  # the endpoint closes after answering (HTTP/1.0 server)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == str(status).encode()
+    assert json.loads(body)["detail"] == detail
 
 
 def test_a_meter_that_cannot_be_read_does_not_end_the_rig() -> None:
