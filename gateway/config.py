@@ -66,7 +66,7 @@ class ModbusTcpBusConfig:
     timeout_s: float = 2.0
     retries: int = 2
     retry_backoff_s: float = 0.2
-    jitter: float = 0.1  # each poll lands up to ± this fraction of its interval off the grid
+    jitter: float = 0.1  # each meter polls up to this fraction of its interval before each UTC boundary
     protocol: ClassVar[str] = "modbus-tcp"
 
     @property
@@ -101,7 +101,7 @@ class SerialBusConfig:
     timeout_s: float = 1.0
     retries: int = 2
     retry_backoff_s: float = 0.2
-    jitter: float = 0.1  # each poll lands up to ± this fraction of its interval off the grid
+    jitter: float = 0.1  # each meter polls up to this fraction of its interval before each UTC boundary
     protocol: ClassVar[str]
 
     @property

@@ -1,12 +1,21 @@
 """One bus's poll schedule: each meter on its own interval, one transaction at a time on the bus.
 
-Each meter's polls sit on a fixed grid (``start + k × interval``) moved by a random jitter of up to
-± ``jitter × interval`` each time, so meters spread out and never drift. The bus takes the meter due
-soonest; a failed attempt is retried up to ``retries`` times after a backoff, and the bus is free for
-other meters' polls while it waits (each poll is its own task; the bus lock serialises transactions,
-first come first served). A meter whose previous poll is still under way when the next falls due
-skips that one (counted as ``polls_skipped``) rather than queueing up: a slow or silent meter costs
-the bus its timeouts, never a backlog.
+Each meter's polls sit on the UTC interval grid: once per interval, at a fixed place up to
+``jitter × interval`` before each multiple of the interval since the epoch (the place drawn once per
+meter), so meters spread out, never drift, and a meter's reads land on the same side of the same
+boundary every time. The collector's detection takes each read as the register at the first grid
+instant at or after it (give or take a twentieth of the interval): polls moved by a fresh random
+jitter each time (as they were) fell half before and half after a boundary when the gateway's start
+put the grid near one, and a quarter of the hours came out as gaps. The first poll comes soon after
+start (within the jitter's span), not at the first slot. Slots are wall-clock times, waited for on
+the monotonic clock and re-read at each poll: a step of the wall clock (NTP at boot) neither stops
+nor doubles polling.
+
+The bus takes the meter due soonest; a failed attempt is retried up to ``retries`` times after a
+backoff, and the bus is free for other meters' polls while it waits (each poll is its own task; the
+bus lock serialises transactions, first come first served). A meter whose previous poll is still
+under way when the next falls due skips that one (counted as ``polls_skipped``) rather than queueing
+up: a slow or silent meter costs the bus its timeouts, never a backlog.
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,9 +45,13 @@ OnAttempt = Callable[[bool], None]
 
 @dataclass(slots=True)
 class _Due:
-    base: float  # the grid point
-    at: float  # the grid point plus this round's jitter
+    slot: float | None  # the UTC slot (epoch seconds) this poll stands for; None: the first poll
     meter: MeterConfig
+
+
+def next_slot(after: float, interval: float, lead: float) -> float:
+    """The first slot (``k × interval - lead``, epoch seconds) strictly after ``after``."""
+    return (math.floor((after + lead) / interval) + 1) * interval - lead
 
 
 class BusScheduler:
@@ -51,6 +66,7 @@ class BusScheduler:
         may_poll: Callable[[], bool] = lambda: True,
         on_skip: Callable[[], None] | None = None,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self.config = config
         self.transport = transport
@@ -60,6 +76,8 @@ class BusScheduler:
         self.may_poll = may_poll
         self.on_skip = on_skip
         self.rng = rng or random.Random()
+        self.wall_clock = wall_clock
+        self._leads: dict[str, float] = {}  # each meter's place before the grid's boundaries (s)
         self.lock = asyncio.Lock()  # the bus: one transaction at a time
         self.closed = False  # closed (stopped, or replaced by a reload): no more transactions
         self.meters = {m.meter_id: m for m in config.meters}
@@ -68,9 +86,20 @@ class BusScheduler:
     def interval(self, meter: MeterConfig) -> float:
         return meter.poll_interval_s or self.config.poll_interval_s
 
-    def _jitter(self, interval: float) -> float:
-        spread = self.config.jitter * interval
-        return self.rng.uniform(-spread, spread)
+    def _following(self, due: _Due, at: float, now: float, interval: float) -> tuple[float, int]:
+        """The slot after ``due`` (which fell due at ``at`` and is taken at ``now``, on the monotonic
+        clock) and how many slots were passed over: none, unless the bus is more than a whole
+        interval behind. After the first poll, or a step of the wall clock (NTP setting a clock that
+        booted in 1970, either way), the next slot is the first one after the wall clock's now."""
+        wall = self.wall_clock()
+        lead = self._leads[due.meter.meter_id]
+        late = now - at
+        passed = max(0, math.ceil((late - interval) / interval))
+        if due.slot is None:
+            return next_slot(wall, interval, lead), 0
+        if abs(wall - due.slot - late) > interval / 2:  # the wall clock moved by more than time passed
+            return next_slot(wall, interval, lead), passed
+        return due.slot + (passed + 1) * interval, passed
 
     async def attempt(self, meter: MeterConfig) -> Reading:
         """One transaction with the bus to itself; failures reset the transport."""
@@ -112,9 +141,10 @@ class BusScheduler:
         start = loop.time()
         heap: list[tuple[float, int, _Due]] = []
         for meter in self.config.meters:
-            interval = self.interval(meter)
-            first = start + self.rng.uniform(0, self.config.jitter * interval)
-            heapq.heappush(heap, (first, next(self._counter), _Due(start, first, meter)))
+            spread = self.config.jitter * self.interval(meter)
+            self._leads[meter.meter_id] = self.rng.uniform(0, spread)
+            first = start + self.rng.uniform(0, spread)
+            heapq.heappush(heap, (first, next(self._counter), _Due(None, meter)))
         running: dict[str, asyncio.Task[Reading | None]] = {}
         try:
             await self._schedule(heap, running, stop)
@@ -143,15 +173,12 @@ class BusScheduler:
                 running[meter.meter_id] = asyncio.create_task(self._poll_and_report(meter))
             elif self.on_skip:
                 self.on_skip()
-            interval = self.interval(meter)
-            base = due.base + interval
-            now = loop.time()
-            while base + interval < now:  # behind by more than a whole interval: skip, do not burst
-                base += interval
+            slot, passed = self._following(due, at, loop.time(), self.interval(meter))
+            for _ in range(passed):
                 if self.on_skip:
                     self.on_skip()
-            nxt = base + self._jitter(interval)
-            heapq.heappush(heap, (nxt, next(self._counter), _Due(base, nxt, meter)))
+            nxt = loop.time() + slot - self.wall_clock()
+            heapq.heappush(heap, (nxt, next(self._counter), _Due(slot, meter)))
 
     async def _poll_and_report(self, meter: MeterConfig) -> Reading | None:
         reading = await self.poll(meter)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
+import statistics
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -15,9 +19,12 @@ from aquami.contracts.reads import Reading, schema_errors
 from collector.batch_parser import ParsedMessage, parse_reads_message
 from firmware_protocols.modbus import load_profile
 from gateway.backoff import Backoff
-from gateway.config import MeterConfig
+from gateway.config import MeterConfig, ModbusTcpBusConfig
 from gateway.modbus_read import to_reading
+from gateway.modbus_transport import ModbusTcpTransport
+from gateway.profiles import ProfileBook
 from gateway.publisher import encode_batch
+from gateway.scheduler import BusScheduler
 from gateway.transport import PollError
 
 reading_st = st.fixed_dictionaries(
@@ -97,7 +104,6 @@ def test_an_answer_with_another_function_code_is_no_reading() -> None:
 
     from gateway.buses import attempt_once, make_transport
     from gateway.config import parse_config_text
-    from gateway.profiles import ProfileBook
     from gateway.transport import PollError
     from tests.gateway.helpers import config_text
 
@@ -127,3 +133,83 @@ def test_an_answer_with_another_function_code_is_no_reading() -> None:
             server.close()
 
     assert "asked with function 04h, answered 03h" in asyncio.run(scenario())
+
+
+class _TimedScheduler(BusScheduler):
+    """The schedule alone: each poll records the wall-clock time it was made, and reads nothing."""
+
+    def __init__(self, config: ModbusTcpBusConfig, wall_clock: Callable[[], float]) -> None:
+        super().__init__(
+            config,
+            ModbusTcpTransport(config, ProfileBook()),
+            on_reading=_ignore,
+            on_skip=self._count_skip,
+            wall_clock=wall_clock,
+            rng=random.Random(7),
+        )
+        self.polled: dict[str, list[float]] = {m.meter_id: [] for m in config.meters}
+        self.skipped = 0
+
+    def _count_skip(self) -> None:
+        self.skipped += 1
+
+    async def poll(self, meter: MeterConfig) -> Reading | None:
+        self.polled[meter.meter_id].append(self.wall_clock())
+        return None
+
+
+async def _ignore(reading: Reading) -> None:
+    raise AssertionError("nothing is read")
+
+
+def _run_schedule(interval_s: float, jitter: float, seconds: float, wall_clock: Callable[[], float]) -> _TimedScheduler:
+    meters = tuple(MeterConfig(f"M{i}", unit_id=i + 1) for i in range(4))
+    config = ModbusTcpBusConfig("b", "127.0.0.1", 1, meters, poll_interval_s=interval_s, jitter=jitter)
+    scheduler = _TimedScheduler(config, wall_clock)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(scheduler.run(stop))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    return scheduler
+
+
+@pytest.mark.timeout(30)
+def test_each_meters_polls_land_at_one_place_before_the_grids_boundaries() -> None:
+    """The collector's detection takes a read as the register at the first grid instant at or after
+    it. Polls moved by a fresh jitter each time fell on both sides of a boundary when the gateway's
+    start put its grid near one: two reads in one interval, none in the next."""
+    interval, jitter = 0.4, 0.3
+    polled = _run_schedule(interval, jitter, 4.5, time.time).polled
+    for meter_id, times in polled.items():
+        on_grid = times[1:]  # the first poll comes soon after start, wherever the grid is
+        assert len(on_grid) >= 9, (meter_id, times)
+        before_boundary = [(-t) % interval for t in on_grid]  # how long before the next boundary
+        assert max(before_boundary) - min(before_boundary) < 0.05, (meter_id, before_boundary)
+        assert all(b <= jitter * interval + 0.05 for b in before_boundary), (meter_id, before_boundary)
+        assert all(0.3 < b - a < 0.5 for a, b in itertools.pairwise(on_grid)), (meter_id, on_grid)
+    leads = {round(statistics.median((-t) % interval for t in times[1:]), 2) for times in polled.values()}
+    assert len(leads) > 1  # the meters spread over the jitter's span
+
+
+@pytest.mark.timeout(30)
+def test_a_wall_clock_step_neither_stops_nor_doubles_polling() -> None:
+    """NTP at boot steps the wall clock, by 56 years forward on a gateway that booted in 1970, or
+    back: polls go on once per interval, and the slots stepped over are not counted as skipped (a
+    first cut walked them one by one: 150 million skips and the event loop frozen for 37 s)."""
+    started = time.monotonic()
+
+    def wall() -> float:
+        elapsed = time.monotonic() - started
+        if elapsed < 1.0:
+            return 1_000_000 + elapsed  # January 1970
+        return 1_800_000_000 + elapsed - (3600.0 if elapsed < 2.5 else 0.0)  # 2027, then an hour back
+
+    scheduler = _run_schedule(0.25, 0.0, 4.0, wall)
+    for meter_id, times in scheduler.polled.items():
+        assert 14 <= len(times) <= 18, (meter_id, len(times))
+    assert scheduler.skipped <= 4
