@@ -25,7 +25,7 @@ from collector.alert_store import alerts_to_merge, record_run, save_changes
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.lifecycle import AlertChanges, merge_alerts
-from collector.detection.series import SeriesBlock, installed_on_the_grid
+from collector.detection.series import LATE_READ_SHARE, SeriesBlock, installed_on_the_grid
 from collector.schedule import PeriodicJob
 from collector.utility_zone import day_offset_s, utility_zone
 
@@ -50,7 +50,7 @@ SELECT meter_id,
        array_agg(timestamptz_send(ts) || convert_to(array_to_string(alarms, ','), 'UTF8'))
            FILTER (WHERE alarms <> '{}') AS alarms
 FROM readings
-WHERE ts > %(first)s - make_interval(secs => %(step)s) AND ts <= %(last)s AND quality <> 'estimated'
+WHERE ts > %(first)s - make_interval(secs => %(step)s - %(late)s) AND ts <= %(until)s AND quality <> 'estimated'
 GROUP BY meter_id
 """
 #: Room for that aggregation to hold its groups without spilling to disk (the default 4 MB made the
@@ -99,7 +99,8 @@ def window_grid(now: datetime, config: DetectionJobConfig) -> tuple[datetime, da
 def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJobConfig) -> SeriesBlock:
     """Every known meter's registers on the grid ending at ``now`` (save those meterization took out
     before the window that were not read in it), in one query: in each interval
-    (instant - step, instant], the last reading, as the register at that instant. VEE's estimates
+    (instant - step, instant], give or take :data:`LATE_READ_SHARE`, the last reading, as the
+    register at that instant. VEE's estimates
     are left out: where a read is missing, the block has a gap, as the detectors expect."""
     step = config.interval
     first, last, count = window_grid(now, config)
@@ -110,11 +111,14 @@ def fetch_block(conn: psycopg.Connection[Any], now: datetime, config: DetectionJ
         "SELECT meter_id, coalesce(dma, 'unassigned'), role, bulk FROM meters ORDER BY meter_id"
     ).fetchall()
     index = {meter_id: i for i, (meter_id, *_) in enumerate(meters)}
-    params = {"first": first, "last": last, "step": step.total_seconds()}
+    late = step * LATE_READ_SHARE
+    # a read a little after the window's last instant stands for it, if it was there by ``now``
+    until = min(now, last + late)
+    params = {"first": first, "until": until, "step": step.total_seconds(), "late": late.total_seconds()}
     with conn.transaction():
         conn.execute(f"SET LOCAL work_mem = '{_BLOCK_WORK_MEM}'")
         rows = conn.cursor(binary=True).execute(_BLOCK_QUERY, params).fetchall()
-    volume, reverse, alarm_bits = _on_the_grid(rows, index, count, first, step)
+    volume, reverse, alarm_bits = _on_the_grid(rows, index, count, first, step, late)
     # where meterization had each meter in its place: an exchanged meter's silence is no gap to estimate
     installations = conn.execute("SELECT meter_id, installed_at, removed_at FROM meter_installations").fetchall()
     installed = installed_on_the_grid(
@@ -145,11 +149,13 @@ def _on_the_grid(
     count: int,
     first: datetime,
     step: timedelta,
+    late: timedelta,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """The rows of :data:`_BLOCK_QUERY` placed on the grid of ``count`` instants from ``first``:
     (registers, backward registers, alarm bits by name), each (meters, count), the meters in the
-    order of ``index``. In each interval (instant - step, instant], the last reading stands for it,
-    with its alarms only; a reading whose meter row was removed has nothing to be attributed to."""
+    order of ``index``. In each interval (instant - step + late, instant + late], the last reading
+    stands for it, with its alarms only; a reading whose meter row was removed has nothing to be
+    attributed to."""
     volume = np.full((len(index), count), np.nan)
     reverse = np.full((len(index), count), np.nan)  # NaN: no read, or a meter without a backward register
     alarm_bits: dict[str, np.ndarray] = {}
@@ -159,7 +165,7 @@ def _on_the_grid(
     records = np.frombuffer(b"".join(r[1] for r in rows), _RECORD)
     row = np.repeat([index[r[0]] for r in rows], [len(r[1]) // _RECORD.itemsize for r in rows])
     step_us = step // _MICROSECOND
-    first_us = (first - _PG_EPOCH) // _MICROSECOND
+    first_us = (first + late - _PG_EPOCH) // _MICROSECOND
     slot = _interval_of(records["us"], first_us, step_us)
     order = np.lexsort((records["us"], slot, row))
     cell = row[order] * count + slot[order]
@@ -183,8 +189,8 @@ _Micros = TypeVar("_Micros", int, np.ndarray)
 
 
 def _interval_of(us: _Micros, first_us: int, step_us: int) -> _Micros:
-    """The column of the interval (instant - step, instant] that instants ``us`` (microseconds since
-    2000, as PostgreSQL counts) are in, on the grid from ``first_us`` by ``step_us``."""
+    """The column of the interval (edge - step, edge] that instants ``us`` (microseconds since
+    2000, as PostgreSQL counts) are in, on the grid of edges from ``first_us`` by ``step_us``."""
     return -((first_us - us) // step_us)
 
 

@@ -35,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from aquami.contracts.reads import VOLUME_MAX_M3
 from collector.detection.alerts import Alert
-from collector.detection.series import CUSTOMER, INLET, SeriesBlock, installed_on_the_grid
+from collector.detection.series import CUSTOMER, INLET, LATE_READ_SHARE, SeriesBlock, installed_on_the_grid
 from collector.detection.timefmt import parse_iso_utc
 
 #: ``progress(done_rows, total_rows)``
@@ -536,16 +536,14 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     if readings.ts_s.size == 0:
         raise CsvFormatError("no readings")
     interval = _interval(readings)
-    # the grid's instants fall where most reads do, over the whole file (a sample of its first rows
-    # made the grid, and so the alerts, depend on the rows' order)
-    phase = int(np.bincount((readings.ts_s % interval).astype(np.int64)).argmax())
+    phase = _grid_phase(readings, interval)
     t0 = (int(readings.ts_s.min()) - phase) // interval * interval + phase
     # a read stands for the first instant at or after it, as in the database's job (interval
-    # (instant - step, instant]), give or take a twentieth of the step (a gateway's poll a few
+    # (instant - step, instant]), give or take LATE_READ_SHARE of the step (a gateway's poll a few
     # seconds late is still the hour's): another gateway's reads half an interval off the grid,
     # rounded to the nearest instant, fell half on one instant and half on the next, and one of
     # each pair was lost
-    cols = np.ceil((readings.ts_s - t0 - interval / 20) / interval).astype(np.int64)
+    cols = np.ceil((readings.ts_s - t0 - interval * LATE_READ_SHARE) / interval).astype(np.int64)
     t = int(cols.max()) + 1
     row_of = {name: i for i, name in enumerate(meters.meter_ids.tolist())}
     mapping = np.array([row_of.get(name, -1) for name in readings.meter_names.tolist()], dtype=np.int64)
@@ -595,12 +593,21 @@ def _refuse_conflicting_duplicates(readings: Readings, order: np.ndarray) -> Non
         )
 
 
-def _interval(readings: Readings) -> int:
-    """The commonest step between a meter's consecutive reads, over a spread of meters (every k-th
-    by name, whatever the rows' order) holding about 200,000 reads."""
+def _sample(readings: Readings) -> tuple[np.ndarray, np.ndarray]:
+    """(meter index, ts) of a spread of meters (every k-th by name, whatever the rows' order)
+    holding about 200,000 reads."""
     every = max(1, readings.ts_s.size // 200_000)
     sample = readings.meter_index % every == 0
-    idx, ts = readings.meter_index[sample], readings.ts_s[sample]
+    return readings.meter_index[sample], readings.ts_s[sample]
+
+
+def _interval(readings: Readings) -> int:
+    """The step between a meter's consecutive reads: the commonest one, when most steps are it (a
+    head-end's exports); else (polls a few seconds to minutes off their grid, each step a different
+    number of seconds) the median step, taken to the nearest interval that divides a day. The
+    commonest of jittered steps was any one of hundreds: 3,543 s failed on "must divide a day",
+    and 3,660 s laid an hourly fleet on a grid that is not hours."""
+    idx, ts = _sample(readings)
     order = np.lexsort((ts, idx))
     same = idx[order][1:] == idx[order][:-1]
     steps = np.diff(ts[order])[same]
@@ -608,7 +615,51 @@ def _interval(readings: Readings) -> int:
     if steps.size == 0:
         return 3600
     values, counts = np.unique(steps, return_counts=True)
-    return int(values[np.argmax(counts)])
+    if counts.max() * 2 >= steps.size:
+        step = int(values[np.argmax(counts)])
+    else:
+        median = float(np.median(steps))
+        step = min(_DAY_DIVISORS, key=lambda d: abs(d - median))
+        if abs(step - median) > 0.1 * step:
+            raise CsvFormatError(
+                f"readings come about every {median:.0f} s, which is no interval dividing a day "
+                "(detection needs one: 60, 300, 900, 3600 s, ...)"
+            )
+    if _SECONDS_PER_DAY % step:
+        raise CsvFormatError(
+            f"readings come every {step} s, which does not divide a day "
+            "(detection needs an interval that does: 60, 300, 900, 3600 s, ...)"
+        )
+    return step
+
+
+_SECONDS_PER_DAY = 86_400
+_DAY_DIVISORS = [d for d in range(1, _SECONDS_PER_DAY + 1) if _SECONDS_PER_DAY % d == 0]
+
+
+def _grid_phase(readings: Readings, interval: int) -> int:
+    """Where in each interval (seconds after a multiple of it) the grid's instants fall.
+
+    Where most reads fall on one second of the interval (a head-end's exports, a gateway polling on
+    the hour): there, over the whole file (a sample of its first rows made the grid, and so the
+    alerts, depend on the rows' order). Where reads scatter around one time of the interval (polls
+    jittered by seconds to minutes, each meter's at its own place): at the scatter's late end, so
+    that each read stands for the first instant at or after it and none falls on the far side of
+    an instant from its neighbours. Reads scattered over the whole interval: the commonest second.
+    """
+    phases = readings.ts_s % interval
+    counts = np.bincount(phases.astype(np.int64))
+    commonest = int(counts.argmax())
+    if counts[commonest] * 2 >= phases.size:
+        return commonest
+    _, ts = _sample(readings)
+    angle = (ts % interval) * (2 * np.pi / interval)
+    centre = float(np.arctan2(np.sin(angle).mean(), np.cos(angle).mean())) * interval / (2 * np.pi)
+    deviation = (ts - centre + interval / 2) % interval - interval / 2
+    earliest, latest = np.quantile(deviation, [0.001, 0.999])
+    if latest - earliest > interval / 2:
+        return commonest
+    return round(centre + float(latest)) % interval
 
 
 def write_alerts_json(alerts: Sequence[Alert], path: Path) -> None:

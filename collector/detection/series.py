@@ -14,6 +14,12 @@ import numpy as np
 
 CUSTOMER = "customer"
 INLET = "inlet"
+#: A read stands for the first grid instant at or after it, give or take this share of the interval:
+#: each interval is (instant - step + late, instant + late]. A poll made on the hour lands a few
+#: milliseconds to seconds after it; without the allowance, such polls fell on both sides of the
+#: hour, and every other interval of some meters was a gap. Both the database's job and the
+#: offline command place reads this way.
+LATE_READ_SHARE = 1 / 20
 
 
 @dataclass(frozen=True)

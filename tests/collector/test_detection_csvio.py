@@ -103,6 +103,49 @@ def test_meters_read_half_an_interval_off_the_grid_keep_every_read(tmp_path: Pat
     assert block.timestamps[0] == start
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    centre_s=st.integers(0, 3599),
+    lead_s=st.integers(0, 360),
+    wobble_s=st.integers(0, 720),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_hourly_polls_off_their_grid_by_seconds_to_minutes_keep_every_read(
+    tmp_path: Path, centre_s: int, lead_s: int, wobble_s: int, seed: int
+) -> None:
+    """Polls jittered each time by up to ``wobble_s`` either way (a gateway's default was ±6 min),
+    each meter at its own place up to ``lead_s`` before ``centre_s``: the commonest step between
+    reads was any one of hundreds (3,543 s: "must divide a day"; 3,660 s: a grid of no hours), and
+    reads fell on both sides of an instant. The grid is hourly and every read has its own instant."""
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2026-01-05T00:00:00", "s") + np.timedelta64(centre_s, "s")
+    rows, kept = [], {}
+    for m in range(6):
+        place = -int(rng.integers(0, lead_s + 1))
+        hours = [h for h in range(96) if rng.random() > 0.05]
+        kept[f"M{m}"] = len(hours)
+        for h in hours:
+            ts = start + np.timedelta64(h * 3600 + place + int(rng.integers(-wobble_s // 2, wobble_s // 2 + 1)), "s")
+            rows.append(f"M{m},{np.datetime_as_string(ts, unit='s')}Z,{100 + h / 100:.3f}")
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\n" + "".join(f"M{m},D1,customer\n" for m in range(6)))
+    block, _ = build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
+    assert block.interval_s == 3600
+    assert dict(zip(block.meter_ids.tolist(), (~np.isnan(block.volume_m3)).sum(axis=1).tolist(), strict=True)) == kept
+
+
+@pytest.mark.parametrize(
+    ("step_s", "match"), [(420, "every 420 s, which does not divide a day"), (5000, "every 5000 s")]
+)
+def test_reads_at_an_interval_that_divides_no_day_are_refused_by_name(tmp_path: Path, step_s: int, match: str) -> None:
+    start = np.datetime64("2026-01-05T00:00:00", "s")
+    rows = [f"M1,{np.datetime_as_string(start + np.timedelta64(k * step_s, 's'), unit='s')}Z,{k}" for k in range(50)]
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nM1,D1,customer\n")
+    with pytest.raises(CsvFormatError, match=match):
+        build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
+
+
 def test_two_readings_of_one_meter_at_one_time_with_different_registers_are_refused(tmp_path: Path) -> None:
     (tmp_path / "r.csv").write_text(
         "meter_id,ts,volume_m3\nM1,2026-01-13T06:00:00Z,1.100\nM1,2026-01-13T07:00:00Z,1.200\n"

@@ -203,6 +203,29 @@ def test_the_block_takes_the_last_reading_of_each_interval_with_its_alarms(migra
     assert flagged == {"tamper": [t - 1], "dry": [t], "burst": [t]}
 
 
+def test_polls_on_the_hour_give_or_take_seconds_each_stand_for_their_own_hour(migrated_database_url):
+    """A gateway polls each meter at its place before the hour; a busy bus puts some polls seconds
+    after it. Each is its hour's read: taken strictly as (instant - step, instant], a poll 5 s late
+    stood for the next hour, which then had two reads and the hour one gap. A read after the run's
+    ``now`` is not used, whatever the allowance."""
+    now = START + timedelta(days=2, seconds=30)
+    offsets = [-360, 5, -2, 170, -90, 0, 12, -1, 60, -300, 3]  # seconds from each hour, oldest first
+    rows: list[ReadingRow] = [
+        ("PH-1", (now.replace(second=0) - timedelta(hours=len(offsets) - k, seconds=-off)).isoformat(),
+         f"{1 + k / 100:.3f}", None, None, [], "gw-test", k)
+        for k, off in enumerate(offsets)
+    ]  # fmt: skip
+    rows.append(("PH-1", (now + timedelta(seconds=1)).isoformat(), "9.000", None, None, [], "gw-test", 99))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered, dma, role) VALUES ('PH-1', true, 'D1', 'customer')")
+    ReadingStore(migrated_database_url).write(rows)
+    with psycopg.connect(migrated_database_url) as conn:
+        block = fetch_block(conn, now, DetectionJobConfig(history_days=1))
+    t = block.n_intervals - 1
+    assert block.volume_m3[0, t - len(offsets) : t].tolist() == [float(row[2]) for row in rows[:-1]]
+    assert np.isnan(block.volume_m3[0, t])
+
+
 def test_the_block_carries_backward_registers_and_reverse_flow_is_read_from_them(migrated_database_url):
     """Meters that report ``reverse_volume_m3`` have it in the block (NaN where a meter reports
     none), and a reverse flow is dated from it."""
