@@ -353,7 +353,20 @@ def _parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pa
     if bad.any():
         row = row0 + int(np.argmax(bad)) + 2
         raise CsvFormatError(f"{path}: row {row}: ts is not an ISO 8601 time")
+    beyond = day > _days_in_month(year, month)  # 2025-02-29 or 04-31 read as 1 March, 1 May
+    if beyond.any():
+        row = row0 + int(np.argmax(beyond)) + 2
+        raise CsvFormatError(f"{path}: row {row}: day is out of range for month")  # as datetime says it
     return _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s
+
+
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _days_in_month(year: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Days in each (proleptic Gregorian) month 1 to 12: 29 in a February of a leap year."""
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    return _MONTH_DAYS[month] + (leap & (month == 2))
 
 
 def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:

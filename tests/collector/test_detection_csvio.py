@@ -204,6 +204,50 @@ def test_bad_readings_files_say_what_is_wrong(tmp_path: Path, content: str, matc
         read_readings_csv(bad)
 
 
+def _read_or_refusal(path: Path) -> tuple[list[int], str]:
+    """The readings' epoch seconds, or the refusal's message without the path."""
+    try:
+        return read_readings_csv(path).ts_s.tolist(), ""
+    except CsvFormatError as error:
+        return [], str(error).replace(str(path), "")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dates=st.lists(
+        st.tuples(
+            st.integers(1, 9999).filter(lambda y: y % 4 == 0) | st.integers(1, 9999),  # leap years often
+            st.integers(1, 12),
+            st.integers(1, 31),  # 29 to 31 fit some months only
+            st.integers(0, 23),
+            st.integers(0, 59),
+            st.integers(0, 59),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_fast_and_the_quoted_path_accept_and_refuse_the_same_dates(tmp_path: Path, dates) -> None:
+    """The NumPy path refuses 2025-02-29 and 2025-04-31 as the csv-module path does (it read them
+    as 1 March and 1 May), and takes 2024-02-29, 2000-02-29: the same instants or the same refusal."""
+    rows = [f"M1,{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}Z,1.000" for y, mo, d, h, mi, s in dates]
+    fast, quoted = tmp_path / "fast.csv", tmp_path / "quoted.csv"
+    fast.write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    quoted.write_text("meter_id,ts,volume_m3\n" + "\n".join(r.replace("M1,", '"M1",') for r in rows) + "\n")
+    assert _read_or_refusal(fast) == _read_or_refusal(quoted)
+
+
+@pytest.mark.parametrize(("date", "refused"), [("2025-02-29", True), ("2025-04-31", True), ("2024-02-29", False)])
+def test_an_impossible_date_is_refused_with_its_row(tmp_path: Path, date: str, refused: bool) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(f"meter_id,ts,volume_m3\nM1,2025-02-28T23:00:00Z,1.000\nM1,{date}T00:00:00Z,1.010\n")
+    if refused:
+        with pytest.raises(CsvFormatError, match=r"row 3: day is out of range for month"):
+            read_readings_csv(path)
+    else:
+        assert read_readings_csv(path).ts_s.size == 2
+
+
 def test_a_bad_meters_file_says_what_is_wrong(tmp_path: Path) -> None:
     roles = tmp_path / "m.csv"
     roles.write_text("meter_id,dma,role\nA,D1,bulk\n")
