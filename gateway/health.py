@@ -4,11 +4,15 @@ A meter is ``offline`` after ``offline_after`` consecutive failed polls (each po
 however many retries it took); the transition raises one ``meter_offline`` event, and the first good
 read after it one ``meter_online``. The status snapshot (uptime, per-bus success rate, per-meter last
 good read and consecutive failures, spool depth) is published on ``{root}/{gateway_id}/status/health``.
+``uptime_s`` is counted on the monotonic clock: a gateway without a battery-backed clock starts at
+1970 and NTP steps its wall clock later (56 years of uptime), or steps it back (a negative one);
+``started_at`` is the wall clock's start, for display.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,11 +43,19 @@ class BusHealth:
 
 
 class Health:
-    def __init__(self, gateway_id: str, offline_after: int, clock: Clock = utc_now):
+    def __init__(
+        self,
+        gateway_id: str,
+        offline_after: int,
+        clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.gateway_id = gateway_id
         self.offline_after = offline_after
         self.clock = clock
+        self.monotonic = monotonic
         self.started_at = clock()
+        self._started_monotonic = monotonic()
         self.meters: dict[str, MeterHealth] = {}
         self.buses: dict[str, BusHealth] = {}
 
@@ -111,7 +123,7 @@ class Health:
             "state": "online",
             "ts": utc_iso(now),
             "started_at": utc_iso(self.started_at),
-            "uptime_s": round((now - self.started_at).total_seconds(), 3),
+            "uptime_s": round(self.monotonic() - self._started_monotonic, 3),
             "spool_depth": spool_depth,
             "buses": {
                 name: {

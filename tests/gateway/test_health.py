@@ -9,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from aquami.contracts.reads import utc_iso
 from gateway.config import parse_config_text
 from gateway.health import Health
 from gateway.service import Gateway
@@ -42,6 +45,40 @@ def test_offline_and_online_are_raised_once_per_transition() -> None:
         "offline": False,
     }
     assert snapshot["spool_depth"] == 7
+
+
+@settings(max_examples=200)
+@given(
+    boot=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    step=st.timedeltas(min_value=timedelta(days=-365), max_value=timedelta(days=365 * 60)),
+    running_ms=st.integers(0, 10**10),
+)
+def test_uptime_is_the_time_run_whatever_the_wall_clock_steps(boot: datetime, step: timedelta, running_ms: int) -> None:
+    """NTP stepping the wall clock (from a 1970 boot to today: 56 years; back 5 minutes: -270 s)
+    moves neither uptime nor started_at, which stays the wall clock at start, for display."""
+    wall = [boot]
+    ticks = [1234.5]
+    health = Health("gw", offline_after=3, clock=lambda: wall[0], monotonic=lambda: ticks[0])
+    wall[0] += step + timedelta(milliseconds=running_ms)
+    ticks[0] += running_ms / 1000
+    snapshot = health.snapshot(spool_depth=0)
+    assert snapshot["uptime_s"] == round(running_ms / 1000, 3)
+    assert snapshot["started_at"] == utc_iso(boot)
+
+
+@pytest.mark.parametrize(
+    ("start", "later"),
+    [
+        (datetime(1970, 1, 1, 0, 0, 5, tzinfo=UTC), datetime(2026, 3, 1, 12, 0, tzinfo=UTC)),  # NTP after boot
+        (datetime(2026, 3, 1, 12, 0, tzinfo=UTC), datetime(2026, 3, 1, 11, 55, 30, tzinfo=UTC)),  # stepped back
+    ],
+)
+def test_uptime_runs_on_the_real_monotonic_clock_by_default(start: datetime, later: datetime) -> None:
+    """The wall clock as the review found it: 1772366395 s of uptime, then -270 s."""
+    times = iter([start, later, later])
+    health = Health("gw", offline_after=3, clock=lambda: next(times))
+    time.sleep(0.02)
+    assert 0.02 <= health.snapshot(spool_depth=0)["uptime_s"] < 60
 
 
 @pytest.mark.services
