@@ -5,6 +5,10 @@ uses them (``m3``, ``m3/h``, ``kg``, ``Wh``, ``W``, ``degC``, ``K``, ``bar``, ``
 VIF's decimal exponent applied. Apply a negative exponent by dividing by the power of ten
 (``raw / 10**3``), never by multiplying with ``1e-3``: the division is correctly rounded, so
 ``12345678`` litres prints as ``12345.678`` m3.
+
+A date and time (M-Bus types F and I, EN 13757-3 Annex A) is the meter's local wall time, with no
+offset; ``summer_time`` is its SU bit, whether the meter was keeping summer time (in the JSON only
+for such records, and not when the meter marks the time invalid).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ class DataRecord:
     tariff: int = 0
     subunit: int = 0
     function: Function = "instantaneous"
+    #: the SU bit of a type F or I date and time; ``None`` for every other record
+    summer_time: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "storage": self.storage,
             "tariff": self.tariff,
             "subunit": self.subunit,
@@ -38,3 +44,6 @@ class DataRecord:
             "unit": self.unit,
             "value": self.value,
         }
+        if self.summer_time is not None:
+            record["summer_time"] = self.summer_time
+        return record

@@ -177,8 +177,8 @@ def encode_record(record: DataRecord, coding: str = "int32") -> RecordSpec:
     uses exponent 0 where the table has it), with a VIF in the record's own unit when one does;
     otherwise a VIF in a unit that converts to it (Wh from J, GJ or Mcal, W from J/h, degC or K
     from °F), the one with the largest step first, if some raw number decodes to exactly the value.
-    ``date`` values (``YYYY-MM-DD``) become type G and ``datetime`` (``YYYY-MM-DDTHH:MM``) type F;
-    ``fabrication_no`` is sent as given.
+    ``date`` values (``YYYY-MM-DD``) become type G and ``datetime`` (``YYYY-MM-DDTHH:MM``) type F,
+    its SU bit set when ``summer_time`` is true; ``fabrication_no`` is sent as given.
     """
     common: dict[str, Any] = {
         "storage": record.storage,
@@ -186,10 +186,12 @@ def encode_record(record: DataRecord, coding: str = "int32") -> RecordSpec:
         "subunit": record.subunit,
         "function": record.function,
     }
+    if record.summer_time is not None and record.quantity != "datetime":
+        raise DecodeError(f"cannot encode {record}: only a datetime (type F) carries summer_time")
     if record.quantity == "date" and isinstance(record.value, str):
         return RecordSpec("int16", 0x6C, _type_g(record.value), **common)
     if record.quantity == "datetime" and isinstance(record.value, str):
-        return RecordSpec("int32", 0x6D, _type_f(record.value), **common)
+        return RecordSpec("int32", 0x6D, _type_f(record.value, bool(record.summer_time)), **common)
     if record.quantity == "fabrication_no" and isinstance(record.value, int):
         return RecordSpec(coding, 0x78, record.value, **common)
     value = record.value
@@ -274,7 +276,7 @@ def _type_g(text: str) -> int:
     return _signed(TypeG.build({**_year_fields(year), "month": month, "day": day}))
 
 
-def _type_f(text: str) -> int:
+def _type_f(text: str, summer_time: bool) -> int:
     date, _, time = text.partition("T")
     year, month, day = (int(part) for part in date.split("-"))
     hour, minute = (int(part) for part in time.split(":"))
@@ -282,7 +284,7 @@ def _type_f(text: str) -> int:
         **_year_fields(year),
         "month": month,
         "day": day,
-        "summer_time": False,
+        "summer_time": summer_time,
         "hundred_year": 0,
         "hour": hour,
         "invalid": False,

@@ -24,7 +24,7 @@ from typing import Any
 from firmware_protocols.mbus.codings import bcd_decode, lvar_decode, lvar_kind
 from firmware_protocols.mbus.normalise import Layout, exact_terms, layout_of
 from firmware_protocols.mbus.record import parse_items_located
-from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, time_j
+from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, summer_time_f, summer_time_i, time_j
 
 Converter = Callable[[Any], Any] | None
 
@@ -33,6 +33,7 @@ MAX_PLANS = 4096  # bounded memory: a bus has far fewer layouts; past this the c
 _STRUCT_INT = {0x1: "b", 0x2: "h", 0x4: "i", 0x7: "q"}
 _BYTES = {0x3: 3, 0x6: 6, 0x9: 1, 0xA: 2, 0xB: 3, 0xC: 4, 0xE: 6}
 _TIME = {"date": date_g, "datetime": datetime_f, "datetime_s": datetime_i, "time": time_j}
+_SUMMER_TIME = {"datetime": summer_time_f, "datetime_s": summer_time_i}  # the SU bit, beside the value
 
 
 def _bcd(data: bytes) -> int | None:
@@ -119,7 +120,17 @@ def _field(layout: Layout, lvar: int | None) -> tuple[str, Converter]:
 class Plan:
     """How to decode every frame body with one record layout."""
 
-    __slots__ = ("_check", "_expected", "_fixed", "_simple", "_unpack", "items", "manufacturer_at", "more")
+    __slots__ = (
+        "_check",
+        "_expected",
+        "_fixed",
+        "_simple",
+        "_summer_time",
+        "_unpack",
+        "items",
+        "manufacturer_at",
+        "more",
+    )
 
     def __init__(self, body: bytes) -> None:
         items, skipped, manufacturer, more = parse_items_located(body)
@@ -127,6 +138,8 @@ class Plan:
         formats = ["<"]
         cursor = 0
         self.items: list[tuple[dict[str, Any], Converter, bool]] = []
+        #: (record, data field) index pairs of the type F and I records, with their SU bit's reader
+        self._summer_time: list[tuple[int, int, Callable[[bytes], bool | None]]] = []
         for item in items:
             layout = layout_of(item)
             data_start = item.data_offset
@@ -149,6 +162,8 @@ class Plan:
                 self.items.append(({**template, "value": constant}, None, False))
                 continue
             code, converter = _field(layout, lvar)
+            if layout.kind in _SUMMER_TIME:  # (type F or I: a data field of 4 or 6 bytes, read as bytes)
+                self._summer_time.append((len(self.items), len(formats) - 1, _SUMMER_TIME[layout.kind]))
             formats.append(f"{data_start - cursor}x{code}" if data_start > cursor else code)
             cursor = item.end
             self.items.append((template, converter, True))
@@ -169,12 +184,21 @@ class Plan:
 
     def decode(self, body: bytes) -> list[dict[str, Any]]:
         """The records as ``DataRecord.to_json()`` dicts."""
+        raws = self._unpack(body)
+        records = self._records(raws)
+        for record_index, field_index, summer_time in self._summer_time:
+            su = summer_time(raws[field_index])
+            if su is not None:
+                records[record_index]["summer_time"] = su
+        return records
+
+    def _records(self, raws: tuple[Any, ...]) -> list[dict[str, Any]]:
         if self._simple is not None:  # every record has a data field: one comprehension
             return [
                 {**template, "value": raw if converter is None else converter(raw)}
-                for (template, converter), raw in zip(self._simple, self._unpack(body), strict=True)
+                for (template, converter), raw in zip(self._simple, raws, strict=True)
             ]
-        values = iter(self._unpack(body))
+        values = iter(raws)
         records = []
         for template, converter, has_data in self.items:
             if not has_data:

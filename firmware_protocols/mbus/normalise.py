@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus.codings import DATA_SIZE
 from firmware_protocols.mbus.dib import FUNCTIONS, storage_tariff_subunit
-from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, time_j
+from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, summer_time_f, summer_time_i, time_j
 from firmware_protocols.mbus.vif_tables import COMBINABLE, lookup
 from firmware_protocols.records import DataRecord, Function, Value
 
@@ -155,7 +155,7 @@ def convert(layout: Layout, raw: Any) -> Value:
         return raw & ((1 << (8 * DATA_SIZE[layout.data_field])) - 1)
     if kind in ("integer", "raw"):
         return raw
-    data = (raw & ((1 << (8 * _SIZES[layout.data_field])) - 1)).to_bytes(_SIZES[layout.data_field], "little")
+    data = _time_bytes(layout, raw)
     if kind == "date":
         return date_g(data)
     if kind == "datetime":
@@ -163,6 +163,21 @@ def convert(layout: Layout, raw: Any) -> Value:
     if kind == "datetime_s":
         return datetime_i(data)
     return time_j(data)
+
+
+def _time_bytes(layout: Layout, raw: int) -> bytes:
+    """A date or time's data field as the bytes it came in (the codings read it as a signed integer)."""
+    size = _SIZES[layout.data_field]
+    return (raw & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+_SUMMER_TIME = {"datetime": summer_time_f, "datetime_s": summer_time_i}
+
+
+def summer_time(layout: Layout, raw: Any) -> bool | None:
+    """The SU bit of a type F or I date and time (see ``timetypes``); ``None`` for other records."""
+    su = _SUMMER_TIME.get(layout.kind)
+    return None if su is None or raw is None else su(_time_bytes(layout, raw))
 
 
 def to_record(layout: Layout, raw: Any) -> DataRecord:
@@ -174,6 +189,7 @@ def to_record(layout: Layout, raw: Any) -> DataRecord:
         tariff=layout.tariff,
         subunit=layout.subunit,
         function=layout.function,
+        summer_time=summer_time(layout, raw),
     )
 
 

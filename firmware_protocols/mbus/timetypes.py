@@ -2,6 +2,12 @@
 
 Each is a little-endian bit field; the Constructs below list the fields most significant first, as
 the tables number them from the top. ``format_*`` turn parsed fields into ISO 8601 text.
+
+Types F and I (Tables A.5 and A.7) hold the meter's local wall time, with no offset from UTC: the
+text is that wall time, as the meter's clock showed it. Their SU bit says whether the meter was
+keeping summer time; on the autumn change day the repeated hour (01:30 in summer time, then 01:30
+in standard time, an hour later) is told apart only by it, so the decoded record carries it as
+``summer_time`` beside the value (``summer_time_*`` below; ``None`` where the time is invalid).
 """
 
 from __future__ import annotations
@@ -98,6 +104,11 @@ def format_datetime_seconds(fields: Any) -> str | None:
     return f"{year:04d}-{fields.month:02d}-{fields.day:02d}T{fields.hour:02d}:{fields.minute:02d}:{fields.second:02d}"
 
 
+def format_summer_time(fields: Any) -> bool | None:
+    """Types F and I: the SU bit (summer time); ``None`` when the time is marked invalid."""
+    return None if fields.invalid else bool(fields.summer_time)
+
+
 def format_time(fields: Any) -> str:
     return f"{fields.hour:02d}:{fields.minute:02d}:{fields.second:02d}"
 
@@ -127,6 +138,14 @@ def datetime_i(data: bytes) -> str | None:
         f"{year:04d}-{data[4] & 0x0F:02d}-{data[3] & 0x1F:02d}"
         f"T{data[2] & 0x1F:02d}:{data[1] & 0x3F:02d}:{data[0] & 0x3F:02d}"
     )
+
+
+def summer_time_f(data: bytes) -> bool | None:
+    return None if data[0] & 0x80 else bool(data[1] & 0x80)
+
+
+def summer_time_i(data: bytes) -> bool | None:
+    return None if data[1] & 0x80 else bool(data[1] & 0x40)
 
 
 def time_j(data: bytes) -> str:

@@ -6,14 +6,17 @@ which walks every VIF table through both.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from fractions import Fraction
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import (
     RecordSpec,
     build_req_ud2,
@@ -151,7 +154,8 @@ def time_records(draw: Any) -> tuple[DataRecord, str]:
     if draw(st.booleans()):
         return DataRecord("date", None, date, storage=draw(st.integers(0, 31))), "int16"
     hour, minute = draw(st.integers(0, 23)), draw(st.integers(0, 59))
-    return DataRecord("datetime", None, f"{date}T{hour:02d}:{minute:02d}"), "int32"
+    value = f"{date}T{hour:02d}:{minute:02d}"
+    return DataRecord("datetime", None, value, summer_time=draw(st.booleans())), "int32"  # SU bit too
 
 
 @st.composite
@@ -176,6 +180,13 @@ def test_record_build_then_parse_gives_the_same_record(case: tuple[DataRecord, s
     for decoded in (decode_records(data), decode_records_reference(data), decode_records(data)):
         assert decoded == ([record], None, False)
         assert type(decoded[0][0].value) is type(record.value)
+
+
+@given(st.sampled_from([DataRecord("date", None, "2026-10-25"), DataRecord("volume", "m3", 1.5)]), st.booleans())
+def test_summer_time_on_a_record_with_no_su_bit_is_refused(record: DataRecord, summer_time: bool) -> None:
+    """Only type F has the bit: a date (type G) or a number built with it would decode without it."""
+    with pytest.raises(DecodeError, match="only a datetime"):
+        encode_record(dataclasses.replace(record, summer_time=summer_time))
 
 
 @FAST

@@ -5,6 +5,8 @@ Each case is a record written out by hand from EN 13757-3's tables, with the val
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,13 +25,16 @@ from firmware_protocols.mbus.timetypes import (
     format_date,
     format_datetime,
     format_datetime_seconds,
+    format_summer_time,
     format_time,
+    summer_time_f,
+    summer_time_i,
     time_j,
 )
 from firmware_protocols.records import DataRecord
 
-# (record bytes as hex, quantity, unit, value, function, storage, tariff, subunit)
-CASES = [
+# (record bytes as hex, quantity, unit, value, function, storage, tariff, subunit[, summer_time])
+CASES: list[tuple[Any, ...]] = [
     # Table 10, primary VIF
     ("0413 4E61BC00", "volume", "m3", 12345.678, "instantaneous", 0, 0, 0),  # 10^-3 m3, int32
     ("0C13 78563412", "volume", "m3", 12345.678, "instantaneous", 0, 0, 0),  # same as BCD
@@ -115,18 +120,23 @@ CASES = [
     ("01FD71 B5", "rf_level", "dBm", -75, "instantaneous", 0, 0, 0),  # a level: type B, below zero
     # date and time (Annex A types G, F, I, J)
     ("426C 9F1C", "date", None, "2012-12-31", "instantaneous", 1, 0, 0),
-    ("046D 3B17 9F1C", "datetime", None, "2012-12-31T23:59", "instantaneous", 0, 0, 0),
+    ("046D 3B17 9F1C", "datetime", None, "2012-12-31T23:59", "instantaneous", 0, 0, 0, False),
     ("046D BB17 9F1C", "datetime", None, None, "instantaneous", 0, 0, 0),  # IV bit: invalid
-    ("066D 1E3B17 9F1C 00", "datetime", None, "2012-12-31T23:59:30", "instantaneous", 0, 0, 0),
+    ("066D 1E3B17 9F1C 00", "datetime", None, "2012-12-31T23:59:30", "instantaneous", 0, 0, 0, False),
+    # Table A.5, SU bit (byte 1, bit 7): the autumn change day's repeated hour, 01:30 in summer time
+    # then 01:30 in standard time, an hour later; the text is the meter's wall time in both
+    ("046D 1E81 593A", "datetime", None, "2026-10-25T01:30", "instantaneous", 0, 0, 0, True),
+    ("046D 1E01 593A", "datetime", None, "2026-10-25T01:30", "instantaneous", 0, 0, 0, False),
+    ("066D 1E7B17 9F1C 00", "datetime", None, "2012-12-31T23:59:30", "instantaneous", 0, 0, 0, True),  # A.7: bit 6
     ("036D 1E3B17", "time", None, "23:59:30", "instantaneous", 0, 0, 0),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
 def test_record_meaning(case: tuple) -> None:
-    hex_bytes, quantity, unit, value, function, storage, tariff, subunit = case
+    hex_bytes, quantity, unit, value, function, storage, tariff, subunit, *summer_time = case
     data = bytes.fromhex(hex_bytes.replace(" ", ""))
-    expected = DataRecord(quantity, unit, value, storage, tariff, subunit, function)
+    expected = DataRecord(quantity, unit, value, storage, tariff, subunit, function, *summer_time)
     for decode in (decode_records_reference, decode_records, decode_records):
         records, manufacturer, more = decode(data)
         assert records == [expected]
@@ -182,13 +192,28 @@ def test_type_g_fast_equals_construct(data: bytes) -> None:
 @given(st.binary(min_size=4, max_size=4))
 def test_type_f_fast_equals_construct(data: bytes) -> None:
     assert datetime_f(data) == format_datetime(TypeF.parse(data))
+    assert summer_time_f(data) == format_summer_time(TypeF.parse(data))
     assert TypeF.build(TypeF.parse(data)) == data
 
 
 @given(st.binary(min_size=6, max_size=6))
 def test_type_i_fast_equals_construct(data: bytes) -> None:
     assert datetime_i(data) == format_datetime_seconds(TypeI.parse(data))
+    assert summer_time_i(data) == format_summer_time(TypeI.parse(data))
     assert TypeI.build(TypeI.parse(data)) == data
+
+
+@given(field=st.sampled_from([0x04, 0x06]), data=st.binary(min_size=6, max_size=6))
+def test_a_date_and_time_record_carries_its_su_bit(field: int, data: bytes) -> None:
+    """Types F and I: the SU bit (A.5: byte 1 bit 7; A.7: byte 1 bit 6) beside the wall time, the
+    same on both paths; none when the IV bit marks the time invalid."""
+    data = data[: 4 if field == 0x04 else 6]
+    invalid = data[0] & 0x80 if field == 0x04 else data[1] & 0x80
+    su = data[1] & (0x80 if field == 0x04 else 0x40)
+    for decode in (decode_records_reference, decode_records, decode_records):
+        ((record,), _, _) = decode(bytes((field, 0x6D)) + data)
+        assert record.summer_time == (None if invalid else bool(su))
+        assert ("summer_time" in record.to_json()) == (not invalid)
 
 
 @given(st.binary(min_size=3, max_size=3))
@@ -218,10 +243,10 @@ _NUMERIC_VIFS = [*range(0x00, 0x20), *range(0x28, 0x6C)]
 def test_date_of_vifes_make_the_record_a_date(vif: int, vife: int, data: bytes) -> None:
     field = {2: 0x02, 4: 0x04}[len(data)]
     record = bytes((field, vif | 0x80, vife)) + data
-    expected = date_g(data) if field == 0x02 else datetime_f(data)
+    expected = (date_g(data), None) if field == 0x02 else (datetime_f(data), summer_time_f(data))
     for decode in (decode_records_reference, decode_records, decode_records):
         ((decoded,), _, _) = decode(record)
-        assert (decoded.unit, decoded.value) == (None, expected)
+        assert (decoded.unit, decoded.value, decoded.summer_time) == (None, *expected)
 
 
 @given(vif=st.sampled_from(_NUMERIC_VIFS), vife=st.sampled_from(_DURATION_OF), raw=st.integers(0, 0x7FFF))
@@ -246,7 +271,13 @@ def test_landis_gyr_maximum_flow_temperature_end_date() -> None:
     not 41065374.6 °C."""
     ((decoded,), _, _) = decode_records(bytes.fromhex("9410DA6F32147A18"))
     assert decoded == DataRecord(
-        "flow_temperature_last_end", None, "2011-08-26T20:50", storage=0, tariff=1, function="maximum"
+        "flow_temperature_last_end",
+        None,
+        "2011-08-26T20:50",
+        storage=0,
+        tariff=1,
+        function="maximum",
+        summer_time=False,  # byte 1, 14h: SU bit 0
     )
 
 
