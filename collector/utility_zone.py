@@ -23,10 +23,20 @@ def utility_zone(conn: psycopg.Connection[Any]) -> ZoneInfo:
     return ZoneInfo(utility_zone_name(conn))
 
 
+def _january_and_july_offsets(zone: ZoneInfo) -> list[timedelta]:
+    return [datetime(2026, month, 1, tzinfo=zone).utcoffset() or timedelta(0) for month in (1, 7)]
+
+
 def standard_offset(zone: ZoneInfo) -> timedelta:
     """The zone's offset without daylight saving: the smaller of its January and July offsets."""
-    offsets = [datetime(2026, month, 1, tzinfo=zone).utcoffset() or timedelta(0) for month in (1, 7)]
-    return min(offsets)
+    return min(_january_and_july_offsets(zone))
+
+
+def daylight_saving_shift(zone: ZoneInfo) -> timedelta:
+    """How far the zone's clocks go forward in summer (0 without daylight saving): an hour in most
+    zones, 30 minutes on Lord Howe Island (+10:30, summer +11:00)."""
+    offsets = _january_and_july_offsets(zone)
+    return max(offsets) - min(offsets)
 
 
 def day_offset_s(zone: ZoneInfo, interval: timedelta) -> int:

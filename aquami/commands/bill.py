@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         import psycopg
         from psycopg.rows import dict_row
 
-        from server.billing.nem12 import nem12_file, standard_time
+        from server.billing.nem12 import ZoneNotExportable, nem12_file, standard_time
         from server.billing.repository import utility_timezone
 
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
             start, end = _period(period, standard_time(zone))
             try:
                 text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
+            except ZoneNotExportable as error:  # no parameter is wrong: the database's zone
+                typer.echo(f"error: {error}", err=True)
+                raise typer.Exit(1) from None
             except ValueError as error:
                 raise typer.BadParameter(str(error)) from None
         _write(text, out)

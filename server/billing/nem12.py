@@ -19,7 +19,12 @@ S and F carry a reason code: 0 (free text) with the reason recorded with the rea
 Deviation from the AEMO NEM12 rules, deliberate: the interval length is 60 minutes (aquami's
 consumption is hourly; AEMO lists 5, 15 and 30), and NMI and suffix are aquami's identifiers.
 Days are the utility's time zone at standard time, i.e. a fixed offset all year, as AEMO's NEM time
-is: a NEM12 day always has 24 hours, also when the local clocks change.
+is: a NEM12 day always has 24 hours, also when the local clocks change. An hour of standard time
+takes the ``consumption_hourly`` local hour that begins at the same instant, which there is all
+year when the clocks go forward by whole hours. A zone whose clocks go forward by part of an hour
+(Australia/Lord_Howe: 30 minutes) is refused (:class:`ZoneNotExportable`): each of its summer
+hours falls across two standard-time hours, which hourly consumption cannot split (the export
+gave every summer hour as null data).
 
 Values come from ``consumption_hourly`` (collector: refresh_consumption); an hour's quality is the
 weakest among the reads that close it.
@@ -36,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from collector.utility_zone import standard_offset
+from collector.utility_zone import daylight_saving_shift, standard_offset
 
 # (quality, quality_by) → quality flag and method flag; quality_by names VEE's method or a person.
 VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
@@ -114,6 +119,21 @@ def _value(value: Decimal) -> str:
     return text if "." not in text else text.rstrip("0").rstrip(".")
 
 
+class ZoneNotExportable(ValueError):
+    """The utility's time zone has no NEM12 export: its summer hours are not standard-time hours."""
+
+
+def check_exportable(zone: ZoneInfo) -> None:
+    """Raises :class:`ZoneNotExportable` for a zone whose clocks go forward by part of an hour."""
+    shift = daylight_saving_shift(zone)
+    if shift % timedelta(hours=1):
+        raise ZoneNotExportable(
+            f"the utility's time zone {zone} puts its clocks forward by {shift.total_seconds() / 60:.0f} minutes"
+            " in summer: each summer hour would fall across two of NEM12's standard-time hours, which hourly"
+            " consumption cannot split; NEM12 is exported for zones whose clocks change by whole hours"
+        )
+
+
 def standard_time(zone: ZoneInfo) -> timezone:
     """The zone's offset without daylight saving, as a fixed zone."""
     return timezone(standard_offset(zone))
@@ -138,7 +158,11 @@ def nem12_file(
     receiver: str = "BILLING",
     now: datetime | None = None,
 ) -> str:
-    """A NEM12 file for the whole days, in ``zone``'s standard time, that [start, end) touches."""
+    """A NEM12 file for the whole days, in ``zone``'s standard time, that [start, end) touches.
+
+    Raises :class:`ZoneNotExportable` for a zone whose clocks change by part of an hour, and
+    ValueError for a participant id that is none."""
+    check_exportable(zone)
     for role, participant in (("sender", sender), ("receiver", receiver)):
         if not re.fullmatch(PARTICIPANT_ID, participant):
             raise ValueError(f"{role} {participant!r} is no participant id: up to 10 letters and digits")

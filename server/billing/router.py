@@ -14,7 +14,7 @@ from pydantic import AwareDatetime
 
 from server.auth import Principal, require_role
 from server.billing import repository, service
-from server.billing.nem12 import PARTICIPANT_ID, nem12_file, standard_time
+from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_file, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
@@ -144,6 +144,8 @@ def billing_nem12(
         text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
     except OverflowError:  # the period's whole days of standard time run past the calendar
         raise Problem(400, f"{period!r}: its last whole day ends after the year 9999", title="Invalid period") from None
+    except ZoneNotExportable as error:  # the utility's zone, not the request: a conflict with the setting
+        raise Problem(409, str(error), title="No NEM12 in this time zone") from None
     return Response(
         text,
         media_type="text/csv; charset=utf-8",

@@ -214,6 +214,24 @@ def test_the_command_line_gives_the_same_determinants_and_nem12(api, migrated_da
     assert bad.exit_code == 2 and "no month 13" in bad.output
 
 
+def test_nem12_in_a_zone_whose_clocks_move_half_an_hour_is_refused(api, migrated_database_url):
+    """Australia/Lord_Howe (+10:30, summer +11:00): the export gave every summer hour as null data
+    (N, value 0) though each hour had an actual read; now the API answers 409 and the command says why."""
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    client, keys = api
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("SELECT set_utility_timezone('Australia/Lord_Howe')")
+    body = assert_problem(client.get("/billing/nem12?period=2026-02-10/2026-02-11", headers=auth(keys["billing"])), 409)
+    assert "Australia/Lord_Howe puts its clocks forward by 30 minutes" in body["detail"]
+    env = {"AQUAMI_DATABASE_URL": migrated_database_url}
+    by_cli = CliRunner().invoke(app, ["bill", "nem12", "--period", "2026-02-10/2026-02-11"], env=env)
+    assert by_cli.exit_code == 1 and "error: the utility's time zone Australia/Lord_Howe" in by_cli.output
+    assert by_cli.stdout == ""  # no file
+
+
 @pytest.mark.parametrize(("account", "first", "last"), [("A3", "20260201", "20260209"), ("A2", "20260210", "20260228")])
 def test_an_account_s_nem12_holds_only_its_own_days_at_the_service_point(api, account, first, last):
     """SP2 changed tenant on 10 February (A3 out, A2 in). Each one's NEM12 for February holds the

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.billing.nem12 import standard_time
+from server.billing.nem12 import ZoneNotExportable, check_exportable, standard_time
 from server.billing.service import parse_period
 from server.problems import Problem
 
@@ -76,3 +76,28 @@ def test_a_period_beyond_the_calendar_is_an_invalid_period(period: str, name: st
     with pytest.raises(Problem) as raised:
         parse_period(period, ZoneInfo(name))
     assert raised.value.status == 400 and raised.value.title == "Invalid period"
+
+
+@given(st.sampled_from(ZONES), st.datetimes(datetime(2026, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC)))
+def test_nem12_refuses_exactly_the_zones_whose_local_hours_are_not_its_standard_time_hours(
+    name: str, instant: datetime
+) -> None:
+    """NEM12 takes a standard-time hour's value from the local hour that begins at the same instant:
+    right where the two clocks show the same minutes all year. Lord Howe Island's summer (+11:00
+    beside +10:30) cut every local hour across two, and its summer hours were exported as null data."""
+    zone = ZoneInfo(name)
+    local, standard = instant.astimezone(zone), instant.astimezone(standard_time(zone))
+    try:
+        check_exportable(zone)
+    except ZoneNotExportable as refused:
+        assert "minutes in summer" in str(refused)
+        assert name in ("Australia/Lord_Howe", "Australia/LHI")  # the only such zone in today's rules
+        return
+    assert (local.minute, local.second) == (standard.minute, standard.second)
+
+
+def test_lord_howe_island_is_refused_with_its_half_hour() -> None:
+    with pytest.raises(ZoneNotExportable, match="Australia/Lord_Howe puts its clocks forward by 30 minutes"):
+        check_exportable(ZoneInfo("Australia/Lord_Howe"))
+    for name in ("Australia/Adelaide", "Asia/Kolkata", "Australia/Sydney", "UTC"):  # half-hour offsets, whole-hour DST
+        check_exportable(ZoneInfo(name))
