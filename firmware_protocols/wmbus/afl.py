@@ -54,6 +54,7 @@ MessageControl = BitStruct(
 #: truncated). AT 8 (AES-GMAC) is listed so its frame parses; decoding refuses it (not verified).
 MAC_LENGTH: dict[int, int] = {0: 0, 3: 2, 4: 4, 5: 8, 6: 12, 7: 16, 8: 12}
 AT_AES_CMAC = frozenset({3, 4, 5, 6, 7})
+AT_AES_GMAC = 8
 
 
 def _mac_length(context: Any) -> int:

@@ -26,7 +26,9 @@ class UnsupportedSecurityError(DecodeError):
 
 
 class AuthenticationError(DecodeError):
-    """The AFL MAC does not match although the key decrypts: the telegram was altered."""
+    """A security mode 7 telegram not authenticated: its AFL MAC does not match although the key
+    decrypts (the telegram was altered), or it lacks what OMS security profile B requires (an AFL
+    with message counter and AES-CMAC, key derivation KDF-A), so nothing could show it unaltered."""
 
 
 class WrongKeyError(KeyMissingError):

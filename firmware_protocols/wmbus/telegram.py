@@ -214,32 +214,78 @@ def _open_tpl(
         check_verification(plain, meter_id, mode)
         return tpl, None, plain + after[encrypted:]
     if mode == tpl_layer.SECURITY_MODE_AES_CBC_NO_IV:
-        if len(after) < 1 + encrypted:
-            raise TruncatedTelegramError(f"meter {meter_id}: telegram ends inside its mode 7 encrypted blocks")
-        extension = tpl_layer.ConfigurationFieldExtension.parse(after[:1])
-        after = after[1:]
-        key = _key_for(keys, meter_id, "the transport layer (security mode 7)")
-        identification = rest[1:5] if long_header else frame[4:8]
-        kenc, kmac = _mode7_keys(key, extension, afl, identification, meter_id)
-        if afl is not None and afl.mac is not None and (kmac is None or not _is_cmac(afl)):
-            # refused, not taken unchecked: in CBC, flipping bits of one block flips the same bits
-            # of the next block's plain text, so only the MAC keeps readings from being altered
-            why = (
-                "no key derivation (KDF 0) gives no MAC key"
-                if kmac is None
-                else f"authentication type {afl.mcl.authentication_type} (AES-GMAC) is not supported"
-            )
-            raise UnsupportedSecurityError(f"meter {meter_id}: its AFL MAC cannot be verified: {why}")
-        plain = b""
-        if encrypted:  # N = 0: nothing encrypted, so no 2F 2F to check; the MAC still is
-            plain = cbc_decrypt(kenc, ZERO_IV, after[:encrypted])
-            check_verification(plain, meter_id, mode)
-        if afl is not None and afl.mac is not None and kmac is not None:  # a CMAC: anything else was refused
-            expected = aes_cmac(kmac, afl_layer.mac_input(afl, rest))[: len(afl.mac)]
-            if expected != afl.mac:
-                raise AuthenticationError(f"meter {meter_id}: AFL MAC does not match; the telegram was altered")
-        return tpl, extension, plain + after[encrypted:]
+        extension, application = _open_mode7(frame, rest, after, configuration.encrypted_blocks, afl, meter_id, keys)
+        return tpl, extension, application
     raise UnsupportedSecurityError(f"meter {meter_id}: security mode {mode} is not supported (only 0, 5 and 7)")
+
+
+def _open_mode7(
+    frame: bytes,
+    rest: bytes,
+    after: bytes,
+    blocks: int,
+    afl: Container | None,
+    meter_id: str,
+    keys: Mapping[str, bytes],
+) -> tuple[Container, bytes]:
+    """Security mode 7: the TPL's first ``blocks`` blocks in AES-CBC under Kenc with a zero IV, the
+    whole TPL authenticated by the AFL's AES-CMAC under Kmac (EN 13757-7:2018 clause 9, 6.3.6)."""
+    encrypted = BLOCK * blocks
+    if len(after) < 1 + encrypted:
+        raise TruncatedTelegramError(f"meter {meter_id}: telegram ends inside its mode 7 encrypted blocks")
+    extension = tpl_layer.ConfigurationFieldExtension.parse(after[:1])
+    after = after[1:]
+    counter, mac = _mode7_authentication(afl, extension, meter_id)
+    key = _key_for(keys, meter_id, "the transport layer (security mode 7)")
+    identification = rest[1:5] if rest[0] == tpl_layer.CI_LONG else frame[4:8]
+    kenc = derive_key(key, DC_KENC_FROM_METER, counter, identification)
+    kmac = derive_key(key, DC_KMAC_FROM_METER, counter, identification)
+    plain = b""
+    if encrypted:  # N = 0: nothing encrypted, so no 2F 2F to check; the MAC still is
+        plain = cbc_decrypt(kenc, ZERO_IV, after[:encrypted])
+        check_verification(plain, meter_id, tpl_layer.SECURITY_MODE_AES_CBC_NO_IV)
+    if aes_cmac(kmac, afl_layer.mac_input(afl, rest))[: len(mac)] != mac:
+        raise AuthenticationError(f"meter {meter_id}: AFL MAC does not match; the telegram was altered")
+    return extension, plain + after[encrypted:]
+
+
+def _mode7_authentication(afl: Container | None, extension: Container, meter_id: str) -> tuple[int, bytes]:
+    """The AFL message counter and MAC a mode 7 telegram must carry, or :class:`AuthenticationError`.
+
+    OMS Vol. 2 security profile B (its annex on security profiles; EN 13757-7:2018 clause 9 with
+    6.3) is mode 7 with key derivation KDF-A (KDF selection 1), an AFL with the message counter
+    (6.3.5) and an AES-CMAC (6.3.6). Only that MAC authenticates mode 7: in CBC, flipping bits of
+    one encrypted block flips the same bits of the next block's plain text, and the records after
+    the N encrypted blocks travel in the clear. A telegram without the AFL, its counter or its MAC
+    could be altered by anyone, and KDF 0 derives no MAC key: each is refused, never taken unchecked.
+    """
+    if extension.kdf_selection not in (0, 1):
+        raise UnsupportedSecurityError(f"meter {meter_id}: key derivation function {extension.kdf_selection}")
+    if extension.kdf_selection == 0:
+        raise AuthenticationError(
+            f"meter {meter_id}: security mode 7 without key derivation (KDF 0) gives no MAC key; "
+            "OMS security profile B needs KDF-A (1): refused as unauthenticated"
+        )
+    if afl is None:
+        raise AuthenticationError(
+            f"meter {meter_id}: security mode 7 without an AFL (no message counter, no MAC): refused as unauthenticated"
+        )
+    if afl.message_counter is None:
+        raise AuthenticationError(
+            f"meter {meter_id}: security mode 7 AFL without a message counter: refused as unauthenticated"
+        )
+    if afl.mac is None:
+        raise AuthenticationError(f"meter {meter_id}: security mode 7 AFL without a MAC: refused as unauthenticated")
+    if afl.mcl.authentication_type == afl_layer.AT_AES_GMAC:
+        raise UnsupportedSecurityError(
+            f"meter {meter_id}: its AFL MAC cannot be verified: authentication type 8 (AES-GMAC) is not supported"
+        )
+    if not _is_cmac(afl):
+        raise AuthenticationError(
+            f"meter {meter_id}: security mode 7 AFL authentication type {afl.mcl.authentication_type} "
+            "is no AES-CMAC: refused as unauthenticated"
+        )
+    return int(afl.message_counter), bytes(afl.mac)
 
 
 def _is_cmac(afl: Container) -> bool:

@@ -255,11 +255,11 @@ def test_mode7_without_key_derivation_refuses_an_afl_mac_it_cannot_verify(
 ) -> None:
     """Mode 7 with KDF 0 uses the key as it is and derives no MAC key, so an AFL MAC on such a
     telegram cannot be checked: the telegram is refused, not taken unverified (it was decoded as if
-    the MAC were fine)."""
+    the MAC were fine): unauthenticated, as OMS security profile B has it (test_wmbus_mode7.py)."""
     record_bytes, _ = records
     telegram = make_telegram(record_bytes, **METER7, security_mode=7, message_counter=counter, crcs=False)
     assert telegram.afl is not None and telegram.afl.mac is not None and telegram.configuration_extension is not None
     no_kdf = Container({**telegram.configuration_extension, "kdf_selection": 0})
     data = encode_telegram(dataclasses.replace(telegram, configuration_extension=no_kdf), key)
-    with pytest.raises(UnsupportedSecurityError, match="KDF 0"):
+    with pytest.raises(AuthenticationError, match="KDF 0"):
         decode_telegram(data, {"12345678": key}, crcs=False)
