@@ -60,7 +60,9 @@ def register(app: typer.Typer) -> None:
         frames: list[str] = typer.Argument(None, help="Wireless M-Bus telegrams as hex (default: stdin)."),
         key: list[str] = typer.Option([], "--key", help="METER_ID=HEX AES-128 key; repeat per meter."),
         crcs: bool | None = typer.Option(
-            None, "--crcs/--no-crcs", help="Link-layer CRCs present or already removed (default: tell from length)."
+            None,
+            "--crcs/--no-crcs",
+            help="Link-layer CRCs present or already removed (default: present, format from the length).",
         ),
     ) -> None:
         """Wireless M-Bus (EN 13757-4) with OMS security modes 5 and 7."""

@@ -128,9 +128,12 @@ def unframe(
 ) -> tuple[bytes, FrameFormat | None, bool]:
     """A telegram as received to ``(telegram without CRCs, format if known, whether CRCs were present)``.
 
-    With ``crcs=None`` the length decides: ``format_a_size(L)`` bytes is format A with CRCs; ``L + 1``
-    bytes is format B with CRCs if its CRCs check, otherwise a telegram whose CRCs a receiver already
-    removed (whose format cannot be told). Pass ``crcs`` and ``frame_format`` to rule out guessing.
+    With ``crcs=None`` the length decides: ``format_a_size(L)`` bytes is format A with CRCs, ``L + 1``
+    bytes format B with CRCs (EN 13757-4:2019 clause 12), and a CRC that fails is a
+    :class:`CrcError`. A telegram whose CRCs a receiver removed also has ``L + 1`` bytes, and nothing
+    tells it from a format B telegram the radio garbled: taken for one, a garbled telegram's two CRC
+    bytes were read as data, and one bit of noise in a volume changed the reading. So it is taken as
+    CRC-less only when told (``crcs=False``), or when its length fits neither format's CRC layout.
     """
     if len(data) < LINK_HEADER_SIZE + 1:
         raise TruncatedTelegramError(
@@ -140,16 +143,22 @@ def unframe(
     if crcs is not False:
         if frame_format != "B" and len(data) == format_a_size(l_field):
             return strip_format_a(data), "A", True
-        if frame_format != "A" and len(data) == l_field + 1:
-            if crcs:
-                return strip_format_b(data), "B", True
+        if frame_format != "A" and len(data) == l_field + 1 and (crcs or _fits_format_b(len(data))):
             try:
                 return strip_format_b(data), "B", True
-            except DecodeError:
-                pass
+            except CrcError as error:
+                if crcs:
+                    raise
+                raise CrcError(f"{error}; if a receiver removed the CRCs, say so (crcs=False, --no-crcs)") from None
     if crcs is not True and len(data) == l_field + 1:
         return data, frame_format, False
     raise TruncatedTelegramError(_length_mismatch(data, crcs, frame_format))
+
+
+def _fits_format_b(size: int) -> bool:
+    """Whether ``size`` bytes can be a format B telegram with CRCs: one CRC after at most 126 bytes,
+    or two with at least one byte in block 3 (EN 13757-4:2019 clause 12)."""
+    return size <= FORMAT_B_FIRST_PART + 2 or size >= FORMAT_B_FIRST_PART + 2 + 3
 
 
 def _length_mismatch(data: bytes, crcs: bool | None, frame_format: FrameFormat | None) -> str:

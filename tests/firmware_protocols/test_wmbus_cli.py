@@ -23,8 +23,10 @@ def test_decodes_with_a_key_and_reports_a_missing_one() -> None:
         medium="water",
         access_no=3,
         key=KEY,
+        crcs=False,
     ).hex()
-    result = CliRunner().invoke(app, ["decode", "wmbus", "--key", f"12345678={KEY.hex()}", OMS_MODE5, other])
+    arguments = ["decode", "wmbus", "--no-crcs", "--key", f"12345678={KEY.hex()}", OMS_MODE5, other]
+    result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 1
     first, second = (json.loads(line) for line in result.stdout.splitlines())
     assert first["id"] == "12345678" and first["records"][0]["value"] == 28504.27
@@ -37,6 +39,14 @@ def test_reads_stdin_and_honours_no_crcs() -> None:
     )
     assert result.exit_code == 0, result.stdout
     assert json.loads(result.stdout)["crcs"] is False
+
+
+def test_a_telegram_without_crcs_needs_no_crcs() -> None:
+    """Without --no-crcs, a CRC-less telegram cannot be told from a garbled format B one: its last
+    two bytes fail as a CRC, and the error says what to do."""
+    result = CliRunner().invoke(app, ["decode", "wmbus", "--key", f"12345678={KEY.hex()}", OMS_MODE5])
+    assert result.exit_code == 1
+    assert "--no-crcs" in json.loads(result.stdout)["error"]
 
 
 def test_bad_key_option() -> None:
