@@ -215,7 +215,7 @@ class WMBusListener:
                     quiet_since = time.monotonic()
                     heard = self.parser.feed(data)
                 elif self.parser.waiting and time.monotonic() - quiet_since > _QUIET_S:
-                    heard = self.parser.resync()  # a message that never came whole: noise
+                    heard = self.parser.resync()  # a last message without FCS is whole; one never whole, noise
                 else:
                     heard = []
                 for received in heard:

@@ -18,7 +18,7 @@ L-field out, which :class:`ReceiverStreamParser` puts back so the telegram decod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from construct import (
     BitsInteger,
@@ -155,6 +155,9 @@ def _message_size(control: int, length: int) -> int:
     return 4 + length + (4 if control & 0x20 else 0) + (1 if control & 0x40 else 0) + (2 if control & 0x80 else 0)
 
 
+_Verdict = Literal["take", "noise", "wait"]
+
+
 class ReceiverStreamParser:
     """Cut a serial byte stream into HCI messages and hand back the received telegrams.
 
@@ -163,9 +166,18 @@ class ReceiverStreamParser:
     again, so garbage between messages costs only the garbage. Messages other than received
     telegrams (command responses) are counted in :attr:`other_messages`.
 
-    A message without FCS cannot be checked: garbage that looks like its header can swallow the
-    messages after it. With ``require_fcs=True`` (set the module to attach the CRC-16) such messages
-    are treated as garbage, and resynchronisation is guaranteed.
+    A message without FCS cannot be checked, and noise that looks like its header would swallow the
+    messages after it (four bytes of noise lost the next seven telegrams). So a candidate without FCS
+    is taken only if
+
+    * no message with an FCS has been seen on the stream (a module attaches it to all or to none),
+      nor starts inside the candidate: else the candidate is noise;
+    * the byte after it is a start byte, or the line has gone quiet after it (:meth:`resync`);
+      else it is noise.
+
+    Noise is dropped one byte at a time and the stream read again from the next start byte. With
+    ``require_fcs=True`` (set the module to attach the CRC-16) candidates without FCS are always
+    noise.
     """
 
     def __init__(self, *, require_fcs: bool = False) -> None:
@@ -174,9 +186,13 @@ class ReceiverStreamParser:
         self.discarded_bytes = 0
         self.fcs_errors = 0
         self.other_messages = 0
+        self.fcs_seen = False  # a message with a valid FCS came: from now on every message has one
 
     def feed(self, data: bytes) -> list[ReceivedTelegram]:
         self._buffer += data
+        return self._scan(quiet=False)
+
+    def _scan(self, *, quiet: bool) -> list[ReceivedTelegram]:
         received: list[ReceivedTelegram] = []
         buffer = self._buffer
         while buffer:
@@ -188,10 +204,17 @@ class ReceiverStreamParser:
                 self._discard(start)
             if len(buffer) < 4:
                 break
-            if not _plausible_header(buffer[1], buffer[2]) or (self.require_fcs and not buffer[1] & 0x80):
+            if not _plausible_header(buffer[1], buffer[2]):
                 self._discard(1)
                 continue
             size = _message_size(buffer[1], buffer[3])
+            if not buffer[1] & 0x80:
+                verdict = self._without_fcs(size, quiet)
+                if verdict == "wait":
+                    break
+                if verdict == "noise":
+                    self._discard(1)
+                    continue
             if len(buffer) < size:
                 break
             try:
@@ -201,6 +224,8 @@ class ReceiverStreamParser:
                 self._discard(1)
                 continue
             del buffer[:size]
+            if message.fcs is not None:
+                self.fcs_seen = True
             fields = message.fields.value
             if fields.control.endpoint == RADIOLINK_ID and fields.message_id == RADIOLINK_MSG_WMBUSMSG_IND:
                 payload = bytes(fields.payload)
@@ -209,20 +234,62 @@ class ReceiverStreamParser:
                 self.other_messages += 1
         return received
 
+    def _without_fcs(self, size: int, quiet: bool) -> _Verdict:
+        """Whether the candidate without FCS at the buffer's start is to be taken ("take"), is noise,
+        or cannot be told yet ("wait")."""
+        buffer = self._buffer
+        if self.require_fcs or self.fcs_seen:
+            return "noise"
+        if len(buffer) < size:
+            return "wait"
+        if len(buffer) == size and not quiet:
+            return "wait"  # for the byte after it
+        if len(buffer) > size and buffer[size] != START_OF_FRAME:
+            return "noise"
+        inside = self._message_with_fcs_inside(size, quiet)
+        return "noise" if inside == "found" else inside
+
+    def _message_with_fcs_inside(self, size: int, quiet: bool) -> Literal["found", "wait", "take"]:
+        """Whether a message with a valid FCS starts inside the candidate of ``size`` bytes ("found"),
+        may but has not come whole while the line is not quiet ("wait"), or none does ("take")."""
+        buffer = self._buffer
+        at = buffer.find(START_OF_FRAME, 1, size)
+        while at > 0:
+            if len(buffer) < at + 4:  # its header has not come whole
+                if not quiet:
+                    return "wait"
+            elif buffer[at + 1] & 0x80 and _plausible_header(buffer[at + 1], buffer[at + 2]):
+                end = at + _message_size(buffer[at + 1], buffer[at + 3])
+                if end > len(buffer):
+                    if not quiet:
+                        return "wait"
+                else:
+                    try:
+                        parse_message(bytes(buffer[at:end]))
+                    except DecodeError:
+                        pass
+                    else:
+                        return "found"
+            at = buffer.find(START_OF_FRAME, at + 1, size)
+        return "take"
+
     @property
     def waiting(self) -> int:
-        """Bytes held for a message not yet whole."""
+        """Bytes held for a message not yet whole, or not yet known to be one."""
         return len(self._buffer)
 
     def resync(self) -> list[ReceivedTelegram]:
-        """Give up the message being waited for (call once the line has been quiet longer than a
-        message takes): its first byte goes, and what follows is read again. Without an FCS, noise
-        that looks like the header of a 255-byte message would otherwise hold back, and then
-        swallow, the telegrams after it."""
+        """The line has been quiet longer than a message takes: a message without FCS that ends the
+        buffer is taken (no byte after it will come); a message still waited for never comes whole,
+        and its first byte goes, what follows being read again. Without this, noise that looks like
+        the header of a 255-byte message would hold back, and then swallow, the telegrams after it."""
         if not self._buffer:
             return []
-        self._discard(1)
-        return self.feed(b"")
+        received = self._scan(quiet=True)
+        if self._buffer:
+            self._discard(1)
+            received += self._scan(quiet=True)
+        return received
 
     def _discard(self, count: int) -> None:
         del self._buffer[:count]

@@ -78,15 +78,18 @@ received = st.builds(
 )
 
 
-@given(st.lists(st.tuples(received, st.booleans()), max_size=5), st.data())
-def test_stream_round_trip_in_any_chunks(messages: list, data: st.DataObject) -> None:
-    stream = b"".join(build_indication(m.telegram, rssi=m.rssi, timestamp=m.timestamp, crc=crc) for m, crc in messages)
+@given(st.lists(received, max_size=5), st.booleans(), st.data())
+def test_stream_round_trip_in_any_chunks(messages: list, crc: bool, data: st.DataObject) -> None:
+    """A module attaches the FCS to every message or to none; without it, the last message is
+    taken once the line goes quiet (nothing says it is whole before)."""
+    stream = b"".join(build_indication(m.telegram, rssi=m.rssi, timestamp=m.timestamp, crc=crc) for m in messages)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
     parser = ReceiverStreamParser()
     out: list[ReceivedTelegram] = []
     for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         out += parser.feed(stream[start:end])
-    assert out == [m for m, _ in messages]
+    out += parser.resync()
+    assert out == messages
     assert parser.discarded_bytes == 0
 
 
@@ -153,3 +156,72 @@ def test_messages_on_the_radio_endpoint_decode() -> None:
     message = build_message(RADIOLINK_ID, RADIOLINK_MSG_WMBUSMSG_IND, b"\x44" * 12, rssi=1, timestamp=2)
     parsed = parse_message(message)
     assert (parsed.fields.value.rssi, parsed.fields.value.timestamp) == (1, 2)
+
+
+def _drain(parser: ReceiverStreamParser) -> list[ReceivedTelegram]:
+    """What the parser gives once the line stays quiet (the gateway calls resync() every read timeout)."""
+    out: list[ReceivedTelegram] = []
+    while parser.waiting:
+        out += parser.resync()
+    return out
+
+
+indications = st.builds(
+    ReceivedTelegram,
+    telegram=st.binary(min_size=11, max_size=120).map(lambda body: bytes([len(body)]) + body),
+    rssi=st.integers(0, 255),
+    timestamp=st.integers(0, 2**32 - 1),
+)
+# line noise, rich in what looks like the start of a message without FCS (A5, control 02/22/42/62, id 03)
+noise = st.lists(
+    st.one_of(st.binary(max_size=12), st.sampled_from([b"\xa5\x02\x03", b"\xa5\x22\x03", b"\xa5\x62\x03"])), max_size=4
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(noise, indications), min_size=1, max_size=6), noise, st.booleans())
+def test_good_messages_after_noise_are_all_delivered(chunks: list, trailing: bytes, require_fcs: bool) -> None:
+    """The gateway's default (require_fcs = false) on a module attaching the FCS: noise that looked
+    like the header of a message without FCS swallowed the good messages after it (four bytes lost
+    seven telegrams). Noise anywhere between good messages now costs only the noise."""
+    parser = ReceiverStreamParser(require_fcs=require_fcs)
+    out: list[ReceivedTelegram] = []
+    for garbage, message in chunks:
+        out += parser.feed(garbage)
+        out += parser.feed(build_indication(message.telegram, rssi=message.rssi, timestamp=message.timestamp))
+    out += parser.feed(trailing)
+    out += _drain(parser)
+    sent = [message for _, message in chunks]
+    assert [m for m in out if m in sent] == sent
+
+
+def test_noise_shaped_like_a_message_without_fcs_is_noise_once_fcs_was_seen() -> None:
+    """A module attaches the FCS to every message or to none: once one came with it, a candidate
+    without FCS is noise, even one that is whole and followed by a start byte."""
+    good = [build_indication(bytes([26]) + bytes([n]) * 26, rssi=0x40, timestamp=n) for n in range(10)]
+    fake = bytes.fromhex("A5020302EEEE")  # a whole 6-byte message without FCS, its payload EE EE
+    first = ReceiverStreamParser().feed(fake + good[0])  # no FCS seen yet: it could be a message
+    assert [r.telegram[:3] for r in first] == [bytes([2, 0xEE, 0xEE]), bytes([26, 0, 0])]
+    out = ReceiverStreamParser().feed(good[0] + fake + b"".join(good[1:]))
+    assert [r.telegram[1] for r in out] == list(range(10))
+    # A5 22 03 FF announces 263 bytes without FCS: a start byte follows 4 + 7 * 37 bytes later
+    assert len(good[0]) == 37
+    out = ReceiverStreamParser().feed(good[0] + bytes.fromhex("A52203FF") + b"".join(good[1:]))
+    assert [r.telegram[1] for r in out] == list(range(10))
+
+
+def test_one_garbled_length_byte_loses_one_message_without_fcs() -> None:
+    """A module that attaches no FCS: one garbled length byte (FF) in message 0 made the parser take
+    263 bytes as one message, losing the next seven telegrams. A candidate without FCS whose next
+    byte is no start byte is noise now: message 0 is lost, the others come, the last once the line
+    is quiet."""
+    stream = [
+        bytearray(build_indication(bytes([28]) + bytes([n]) * 28, rssi=0x40, timestamp=n, crc=False)) for n in range(10)
+    ]
+    stream[0][3] = 0xFF
+    parser = ReceiverStreamParser()
+    out: list[ReceivedTelegram] = []
+    for message in stream:
+        out += parser.feed(bytes(message))
+    assert [r.telegram[1] for r in out] == list(range(1, 9))
+    assert [r.telegram[1] for r in _drain(parser)] == [9]
