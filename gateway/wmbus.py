@@ -1,7 +1,10 @@
 """Wireless M-Bus: listen to a receiver (iM871A HCI over a serial port); nothing is polled.
 
-Telegrams of configured meters are decoded (and decrypted with the meter's key) by
-:func:`firmware_protocols.wmbus.decode.decode_telegram`; others are counted and ignored. One telegram
+Each telegram's sender is read first, without decrypting anything
+(:func:`firmware_protocols.wmbus.telegram.telegram_address`): telegrams of configured meters are
+decoded (and decrypted with the meter's key) by :func:`firmware_protocols.wmbus.decode.decode_telegram`;
+others, a neighbour's encrypted meters among them, are counted as unknown meters and ignored, neither
+a failed attempt of the bus nor a warning. One telegram
 can be heard twice (directly and through a repeater, or by two receivers): a telegram whose meter,
 access number and records were already taken within ``duplicate_window_s`` is dropped.
 
@@ -27,6 +30,7 @@ from aquami.contracts.reads import Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.wmbus.decode import decode_telegram
 from firmware_protocols.wmbus.receiver import ReceiverStreamParser
+from firmware_protocols.wmbus.telegram import telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
@@ -113,17 +117,22 @@ class WMBusListener:
         """One telegram from the receiver: a reading, or None (unknown meter, duplicate, undecodable)."""
         self.telegrams += 1
         at = self.clock()
+        try:  # whose telegram, before any decryption: a neighbour's is none of this bus's business
+            address = telegram_address(telegram, crcs=False)
+        except DecodeError as error:
+            self._failed(f"telegram not decoded: {error}")
+            return None
+        meter = self.meters.get(address.id)
+        if meter is None:
+            self.unknown_meters += 1
+            return None
         try:
             decoded = decode_telegram(telegram, self.keys, crcs=False)
         except DecodeError as error:
-            self.undecodable += 1
-            if self.on_attempt:
-                self.on_attempt(False)
-            log.warning("%s: telegram not decoded: %s", self.config.name, error)
+            self._failed(f"telegram not decoded: {error}")
             return None
         ident = (decoded.get("meter") or {}).get("id") or decoded["id"]
-        meter = self.meters.get(ident)
-        if meter is None:
+        if ident != address.id:  # an ELL encrypted with AES-CTR hid a long TPL header naming another
             self.unknown_meters += 1
             return None
         if self.on_attempt:
@@ -151,6 +160,14 @@ class WMBusListener:
         await self.on_reading(reading)
         self.on_heard(meter, True)
         return reading
+
+    def _failed(self, why: str) -> None:
+        """A telegram that cannot be read (its headers garbled), or a configured meter's that cannot
+        be opened: a failed attempt of the bus, logged."""
+        self.undecodable += 1
+        if self.on_attempt:
+            self.on_attempt(False)
+        log.warning("%s: %s", self.config.name, why)
 
     def check_silence(self, now: float | None = None) -> None:
         """Each meter whose send interval (its own ``poll_interval_s``, or the bus's) has ended

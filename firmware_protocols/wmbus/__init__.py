@@ -8,7 +8,8 @@ Layers, one module each: :mod:`.link` (link header, CRC blocks of frame formats 
 (IMST iM871A host controller interface).
 
 Gateway: ``ReceiverStreamParser().feed(serial_bytes)`` gives telegrams as the receiver hands them on
-(CRCs removed), then ``decode_telegram(telegram, keys, crcs=False)`` gives header fields and records.
+(CRCs removed), ``telegram_address(telegram, crcs=False)`` the meter it is from (no key needed), then
+``decode_telegram(telegram, keys, crcs=False)`` gives header fields and records.
 Simulator: ``build_telegram(records, ..., key=key, crcs=False)`` then ``receiver.build_indication``
 gives the bytes a receiver would write to its serial port; with ``crcs=True`` (the default) the
 telegram is as sent on air.
@@ -26,13 +27,14 @@ from firmware_protocols.wmbus.errors import (
     UnsupportedSecurityError,
     WrongKeyError,
 )
-from firmware_protocols.wmbus.telegram import Telegram, encode_telegram, parse_telegram
+from firmware_protocols.wmbus.telegram import MeterAddress, Telegram, encode_telegram, parse_telegram, telegram_address
 
 __all__ = [
     "AuthenticationError",
     "CrcError",
     "DecodeError",
     "KeyMissingError",
+    "MeterAddress",
     "Telegram",
     "TruncatedTelegramError",
     "UnknownCiError",
@@ -43,4 +45,5 @@ __all__ = [
     "encode_telegram",
     "make_telegram",
     "parse_telegram",
+    "telegram_address",
 ]

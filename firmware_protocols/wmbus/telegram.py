@@ -15,6 +15,7 @@ from typing import Any
 
 from construct import Construct, ConstructError, Container, StreamError
 
+from firmware_protocols.mbus.header import medium_code
 from firmware_protocols.wmbus import afl as afl_layer
 from firmware_protocols.wmbus import ell as ell_layer
 from firmware_protocols.wmbus import tpl as tpl_layer
@@ -105,6 +106,51 @@ def _link_address(frame_or_header: bytes) -> bytes:
 def _tpl_address(tpl_bytes: bytes) -> bytes:
     """M-field and A-field order (M, ID, version, device type) from a long TPL header as sent."""
     return tpl_bytes[5:7] + tpl_bytes[1:5] + tpl_bytes[7:9]
+
+
+# --- addressing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MeterAddress:
+    """Who sent a telegram: manufacturer (FLAG code), identification, version and device type."""
+
+    manufacturer: str
+    id: str
+    version: int
+    medium: str  # a name of EN 13757-3:2018 Table 12, e.g. "water"
+
+    @property
+    def device_type(self) -> int:
+        return medium_code(self.medium)
+
+
+def telegram_address(data: bytes, *, crcs: bool | None = None, frame_format: FrameFormat | None = None) -> MeterAddress:
+    """The meter a telegram is from, read without a key and without decrypting anything.
+
+    That is the long TPL header's address (CI 0x72, EN 13757-7:2018 7.4) when it can be read in
+    the clear, as :func:`parse_telegram` takes it to look up the key; otherwise (short or no TPL
+    header, or an extended link layer encrypted with AES-CTR before it) the link layer's
+    (EN 13757-4:2019 12.5.5, 12.5.6). A receiver can so tell its meters' telegrams from its
+    neighbours' before opening any. Raises :class:`DecodeError` if the headers do not parse.
+    """
+    frame, _, _ = unframe(bytes(data), crcs, frame_format)
+    if len(frame) <= LINK_HEADER_SIZE:
+        raise TruncatedTelegramError(f"telegram of L = {frame[0]}: it ends before its CI field")
+    link = _link_header(frame[:LINK_HEADER_SIZE])
+    rest = frame[LINK_HEADER_SIZE:]
+    if rest[0] in ell_layer.ELL_BY_CI:
+        table, size = ell_layer.ELL_BY_CI[rest[0]]
+        ell = _parse(table, rest[:size], f"extended link layer (CI {rest[0]:02X})")
+        if "sn" in ell and ell.sn.encryption != ell_layer.ENC_NONE:
+            return MeterAddress(link.manufacturer, link.id, link.version, link.medium)
+        rest = rest[size + (2 if "sn" in ell else 0) :]  # and its payload CRC
+    if rest[:1] == bytes([_AFL_CI]) and len(rest) > 1:
+        rest = rest[2 + rest[1] :]
+    if rest[:1] == bytes([tpl_layer.CI_LONG]):
+        header = _parse(tpl_layer.LongTpl, rest, "transport layer header (CI 72)").header
+        return MeterAddress(header.manufacturer, header.identification, header.version, header.medium)
+    return MeterAddress(link.manufacturer, link.id, link.version, link.medium)
 
 
 # --- parsing ------------------------------------------------------------------------------------------

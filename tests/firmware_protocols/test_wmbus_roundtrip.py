@@ -15,7 +15,7 @@ from construct import Container
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_protocols.mbus.header import MEDIUM
+from firmware_protocols.mbus.header import MEDIUM, MEDIUM_CODE
 from firmware_protocols.wmbus import (
     AuthenticationError,
     UnsupportedSecurityError,
@@ -24,6 +24,7 @@ from firmware_protocols.wmbus import (
     encode_telegram,
     make_telegram,
     parse_telegram,
+    telegram_address,
 )
 from firmware_protocols.wmbus import tpl as tpl_layer
 from firmware_protocols.wmbus.afl import MAC_LENGTH
@@ -263,3 +264,27 @@ def test_mode7_without_key_derivation_refuses_an_afl_mac_it_cannot_verify(
     data = encode_telegram(dataclasses.replace(telegram, configuration_extension=no_kdf), key)
     with pytest.raises(AuthenticationError, match="KDF 0"):
         decode_telegram(data, {"12345678": key}, crcs=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(telegram_options(), volume_records())
+def test_the_sender_is_read_without_a_key(options: dict[str, Any], records: tuple[bytes, list]) -> None:
+    """A receiver tells its meters' telegrams from its neighbours' before it opens any: the address
+    comes from the headers in the clear, with no key."""
+    data = build_telegram(records[0], **options)
+    crcs = options["crcs"]
+    address = telegram_address(data, crcs=crcs, frame_format=options["frame_format"] if crcs else None)
+    assert (address.manufacturer, address.id, address.version, address.medium) == tuple(
+        options[k] for k in ("manufacturer", "id", "version", "medium")
+    )
+    assert address.device_type == MEDIUM_CODE[options["medium"]]
+
+
+def test_the_long_tpl_header_names_the_sender_where_it_is_in_the_clear() -> None:
+    """A long TPL header (CI 0x72) names the meter itself; the link layer may name a repeater or
+    radio adapter (EN 13757-7:2018 7.4). The key is looked up by the TPL's address: so is the sender."""
+    telegram = make_telegram(b"", **METER7, header="long", crcs=False)
+    link = Container({**telegram.link, "id": "99999999", "medium": "radio_converter_meter_side"})
+    data = encode_telegram(dataclasses.replace(telegram, link=link))
+    address = telegram_address(data, crcs=False)
+    assert (address.id, address.medium) == ("12345678", "water")

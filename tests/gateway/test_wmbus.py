@@ -4,6 +4,7 @@ a wrong key, an unknown meter and noise; duplicates dropped, silent meters offli
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -360,3 +361,40 @@ def test_a_meter_s_own_send_interval_decides_when_it_is_silent() -> None:
         listener.check_silence(now=minute * 60.0)
     assert failed.count("FAST-1") == 6  # silent every 5 minutes
     assert failed.count("SLOW-1") == 2  # silent at 15 and 30, not at every check
+
+
+def test_a_neighbour_s_encrypted_meter_is_an_unknown_meter_not_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """Five neighbours' encrypted meters (their own keys) and a plain one: each encrypted telegram was
+    decoded before its meter was looked up, failed for want of a key, and counted as a failed attempt
+    of the bus with a warning, so in a block of flats the bus's health showed mostly failures and the
+    log filled. The meter is looked up by its address first: they are unknown meters, nothing else."""
+    bus = WMBusBusConfig(
+        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=KEY),)
+    )
+    attempts: list[bool] = []
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    def telegram(ident: str, key: bytes | None, access_no: int, header: str = "short") -> bytes:
+        records = build_user_data([(DataRecord("volume", "m3", 1.5), "bcd8")])
+        return build_telegram(
+            records, manufacturer="KAM", id=ident, version=1, medium="water", access_no=access_no, key=key,
+            header=header, crcs=False,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    async def scenario() -> WMBusListener:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None, on_attempt=attempts.append)
+        await listener.handle(telegram("12345678", KEY, 1))  # our meter
+        for n in range(5):  # five neighbours' meters, their own keys, short and long TPL headers
+            await listener.handle(telegram(f"2000000{n}", bytes([n]) * 16, n, "long" if n % 2 else "short"))
+        await listener.handle(telegram("30000000", None, 9))  # a neighbour's plain meter
+        return listener
+
+    with caplog.at_level(logging.WARNING, logger="gateway.wmbus"):
+        listener = asyncio.run(scenario())
+    assert [r.volume_m3 for r in taken] == [1.5]
+    assert attempts == [True]
+    assert (listener.unknown_meters, listener.undecodable) == (6, 0)
+    assert not caplog.records
