@@ -49,6 +49,7 @@ class MeterConfig:
     secondary_address: str | None = None  # M-Bus: 8 identification digits (then unit_id is FDh)
     wmbus_id: str | None = None  # wireless M-Bus: the meter's 8-digit identification
     key: bytes | None = None  # wireless M-Bus: its AES-128 key, if its telegrams are encrypted
+    manufacturer: str | None = None  # wireless M-Bus: its 3-letter FLAG code; given, telegrams must carry it
 
     @property
     def address(self) -> str | int:
@@ -333,6 +334,18 @@ def _hex_key(table: Table) -> bytes | None:
     return key
 
 
+def _flag_code(table: Table) -> str | None:
+    """A manufacturer's 3-letter FLAG code, as a telegram's M-field carries it (EN 13757-4:2019
+    12.5.5; EN 13757-3:2018 5.6, the codes of EN 62056-21), in upper case."""
+    text = table.text("manufacturer", None)
+    if text is None:
+        return None
+    code = text.strip().upper()
+    if len(code) != 3 or not all("A" <= c <= "Z" for c in code):
+        raise table.error("manufacturer", f'{text!r} is not a manufacturer\'s 3-letter FLAG code (such as "KAM")')
+    return code
+
+
 def _eight_digits(table: Table, key: str) -> str:
     value: str = table.text(key)
     if len(value) != 8 or not value.isdigit():
@@ -375,8 +388,9 @@ def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> Me
         return MeterConfig(meter_id, 0xFD, "mbus", {}, poll_interval, secondary_address=secondary)
     wmbus_id = _eight_digits(table, "id")
     key = _hex_key(table)
+    manufacturer = _flag_code(table)
     table.no_unknown_keys()
-    return MeterConfig(meter_id, 0, "wmbus", {}, poll_interval, wmbus_id=wmbus_id, key=key)
+    return MeterConfig(meter_id, 0, "wmbus", {}, poll_interval, wmbus_id=wmbus_id, key=key, manufacturer=manufacturer)
 
 
 def parse_config(

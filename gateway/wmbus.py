@@ -4,7 +4,9 @@ Each telegram's sender is read first, without decrypting anything
 (:func:`firmware_protocols.wmbus.telegram.telegram_address`): telegrams of configured meters are
 decoded (and decrypted with the meter's key) by :func:`firmware_protocols.wmbus.decode.decode_telegram`;
 others, a neighbour's encrypted meters among them, are counted as unknown meters and ignored, neither
-a failed attempt of the bus nor a warning. One telegram
+a failed attempt of the bus nor a warning. A telegram carrying a configured meter's identification is
+its meter's only if it comes from a water meter and, where the meter's ``manufacturer`` is
+configured, from that manufacturer. One telegram
 can be heard twice (directly and through a repeater, or by two receivers): a telegram whose meter,
 access number and records were already taken within ``duplicate_window_s`` is dropped.
 
@@ -28,9 +30,10 @@ import serial
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from firmware_protocols.errors import DecodeError
+from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.decode import decode_telegram
 from firmware_protocols.wmbus.receiver import ReceiverStreamParser
-from firmware_protocols.wmbus.telegram import telegram_address
+from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
@@ -102,6 +105,7 @@ class WMBusListener:
         self.unknown_meters = 0
         self.undecodable = 0
         self.unencrypted_refused = 0  # telegrams in the clear from a meter given a key: forged, or misconfigured
+        self._other_senders_logged: set[str] = set()  # meters whose id came from another make or medium
         # each meter's send interval (its own, or the bus's) and when its next one ends (monotonic)
         self._interval = {m.meter_id: m.poll_interval_s or config.poll_interval_s for m in config.meters}
         self._due: dict[str, float] = {}
@@ -123,7 +127,7 @@ class WMBusListener:
             self._failed(f"telegram not decoded: {error}")
             return None
         meter = self.meters.get(address.id)
-        if meter is None:
+        if meter is None or not self._is_meter(meter, address):
             self.unknown_meters += 1
             return None
         try:
@@ -160,6 +164,29 @@ class WMBusListener:
         await self.on_reading(reading)
         self.on_heard(meter, True)
         return reading
+
+    def _is_meter(self, meter: MeterConfig, address: MeterAddress) -> bool:
+        """Whether a telegram with ``meter``'s identification is from it: the identification is unique
+        only with the manufacturer and device type (EN 13757-4:2019 12.5.5, 12.5.6), so it must come
+        from a water meter (EN 13757-3:2018 Table 12: 06h, 07h, 15h, 16h) and, where ``manufacturer``
+        is configured, from that manufacturer. Another (a neighbour's heat meter with the same
+        serial) is logged once per meter and counted as an unknown meter."""
+        ours = address.device_type in WATER_METER_TYPES and meter.manufacturer in (None, address.manufacturer)
+        if not ours and meter.meter_id not in self._other_senders_logged:
+            self._other_senders_logged.add(meter.meter_id)
+            expected = f"{meter.manufacturer or 'any manufacturer'}'s water meter"
+            log.warning(
+                "%s: a telegram with %s's id %s comes from %s %s (device type %02Xh), not %s: not taken "
+                "(logged once per meter)",
+                self.config.name,
+                meter.meter_id,
+                address.id,
+                address.manufacturer,
+                address.medium,
+                address.device_type,
+                expected,
+            )
+        return ours
 
     def _failed(self, why: str) -> None:
         """A telegram that cannot be read (its headers garbled), or a configured meter's that cannot

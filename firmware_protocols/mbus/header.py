@@ -131,6 +131,9 @@ MEDIUM: dict[int, str] = {
 for _code in range(256):
     MEDIUM.setdefault(_code, f"reserved_{_code:02x}")
 MEDIUM_CODE: dict[str, int] = {name: code for code, name in MEDIUM.items()}
+#: The device types of water meters in Table 12 (EN 13757-7:2018 and OMS Vol. 2 use the same codes in
+#: a wireless telegram's A-field): warm water 06h, water 07h, hot water 15h, cold water 16h.
+WATER_METER_TYPES = frozenset({0x06, 0x07, 0x15, 0x16})
 
 
 def medium_name(code: int) -> str:

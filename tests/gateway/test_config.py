@@ -310,6 +310,15 @@ key = "000102030405060708090a0b0c0d0e0f"
         (('key = "0001', 'key = "01'), 'key = "01', "meters[2].key: an AES-128 key is 32 hexadecimal digits"),
         (('id = "87654321"', "id = 87654321"), "id = 87654321", "meters[2].id: expected string, got integer"),
         (("address = 5", "unit_id = 5"), "[[meters]]", "meters[0]: an M-Bus meter has either"),
+        *(
+            (('id = "87654321"', f'id = "87654321"\nmanufacturer = {bad}'), "manufacturer", expected)
+            for bad, expected in [
+                ('"KA1"', "meters[2].manufacturer: 'KA1' is not a manufacturer's 3-letter FLAG code"),
+                ('"KAMS"', "meters[2].manufacturer: 'KAMS' is not a manufacturer's 3-letter FLAG code"),
+                ('""', "meters[2].manufacturer: '' is not a manufacturer's 3-letter FLAG code"),
+                ("3", "meters[2].manufacturer: expected string, got integer"),
+            ]
+        ),
     ],
 )
 def test_mbus_and_wmbus_mistakes(change: tuple[str, str], needle: str, expected: str) -> None:
@@ -317,6 +326,12 @@ def test_mbus_and_wmbus_mistakes(change: tuple[str, str], needle: str, expected:
     assert text != RADIO
     message = error_of(text)
     assert message.startswith(f"gw.toml:{line_of(text, needle)}: {expected}"), message
+
+
+def test_a_wmbus_meter_s_manufacturer_is_its_flag_code() -> None:
+    config = parse_config_text(RADIO.replace('id = "87654321"', 'id = "87654321"\nmanufacturer = "kam"'))
+    assert config.meters[2].manufacturer == "KAM"
+    assert parse_config_text(RADIO).meters[2].manufacturer is None
 
 
 def test_two_buses_on_one_serial_port_are_refused() -> None:

@@ -398,3 +398,41 @@ def test_a_neighbour_s_encrypted_meter_is_an_unknown_meter_not_a_failure(caplog:
     assert attempts == [True]
     assert (listener.unknown_meters, listener.undecodable) == (6, 0)
     assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("manufacturer", "sender", "medium", "taken"),
+    [
+        (None, "KAM", "water", True),
+        (None, "KAM", "cold_water", True),
+        (None, "KAM", "hot_water", True),
+        (None, "KAM", "warm_water", True),
+        (None, "EFE", "heat", False),  # a neighbour's heat meter with the same serial
+        (None, "KAM", "gas", False),
+        ("KAM", "KAM", "water", True),
+        ("KAM", "ZRI", "water", False),  # another make's water meter with the same serial
+    ],
+)
+def test_a_telegram_is_a_meter_s_only_from_its_make_and_a_water_meter(
+    manufacturer: str | None, sender: str, medium: str, taken: bool
+) -> None:
+    """The gateway matched a telegram to a meter by its 8-digit identification alone: a heat meter of
+    another make with the same serial was taken as FLAT-2's reading (1,348.631 m3 beside 42.125).
+    The identification is unique only with manufacturer and device type (EN 13757-4:2019 12.5.5,
+    12.5.6): a telegram is the meter's only from a water meter (EN 13757-3:2018 Table 12) and from
+    its configured manufacturer; another counts as an unknown meter."""
+    meter = MeterConfig("FLAT-2", 0, "wmbus", {}, None, wmbus_id="87654321", manufacturer=manufacturer)
+    bus = WMBusBusConfig("radio", "/dev/null", (meter,))
+    readings: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        readings.append(reading)
+
+    records = build_user_data([(DataRecord("volume", "m3", 1348.631), "bcd8")])
+    telegram = build_telegram(
+        records, manufacturer=sender, id="87654321", version=4, medium=medium, access_no=200, crcs=False
+    )
+    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+    asyncio.run(listener.handle(telegram))
+    assert [r.volume_m3 for r in readings] == ([1348.631] if taken else [])
+    assert listener.unknown_meters == (0 if taken else 1)
