@@ -106,6 +106,8 @@ class WMBusListener:
         self.undecodable = 0
         self.unencrypted_refused = 0  # telegrams in the clear from a meter given a key: forged, or misconfigured
         self._other_senders_logged: set[str] = set()  # meters whose id came from another make or medium
+        self.clear_records_dropped = 0  # records a keyed meter's mode 5 telegram carried in the clear
+        self._clear_records_logged: set[str] = set()
         # each meter's send interval (its own, or the bus's) and when its next one ends (monotonic)
         self._interval = {m.meter_id: m.poll_interval_s or config.poll_interval_s for m in config.meters}
         self._due: dict[str, float] = {}
@@ -146,6 +148,7 @@ class WMBusListener:
             self.unencrypted_refused += 1
             log.warning("%s: %s sent a telegram in the clear though it has a key: refused", self.config.name, ident)
             return None
+        decoded = self._trusted(meter, decoded)
         if not self.duplicates.first_time(meter.meter_id, decoded.get("access_no") or 0, decoded["records"]):
             self.duplicates_dropped += 1
             return None
@@ -187,6 +190,31 @@ class WMBusListener:
                 expected,
             )
         return ours
+
+    def _trusted(self, meter: MeterConfig, decoded: dict[str, Any]) -> dict[str, Any]:
+        """The telegram with only the records its key vouches for. In security mode 5 the records
+        after the N encrypted blocks travel in the clear, authenticated by nothing (EN 13757-7:2018
+        7.5, 9): anyone could lower N and write a volume there. For a meter with a key they are
+        dropped (counted, logged once per meter). In mode 7 the AFL MAC, which the decoder always
+        verifies, covers them; behind an ELL encrypted with AES-CTR every record was encrypted."""
+        if meter.key is None or decoded.get("security_mode") != 5:
+            return decoded
+        records = decoded["records"]
+        kept = decoded["encrypted_records"]
+        if kept == len(records):
+            return decoded
+        self.clear_records_dropped += len(records) - kept
+        if meter.meter_id not in self._clear_records_logged:
+            self._clear_records_logged.add(meter.meter_id)
+            log.warning(
+                "%s: %s sent %d of %d records after its encrypted blocks, in the clear (security mode 5): "
+                "dropped, as anyone could have written them (logged once per meter)",
+                self.config.name,
+                meter.meter_id,
+                len(records) - kept,
+                len(records),
+            )
+        return {**decoded, "records": records[:kept]}
 
     def _failed(self, why: str) -> None:
         """A telegram that cannot be read (its headers garbled), or a configured meter's that cannot

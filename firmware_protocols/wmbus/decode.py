@@ -7,6 +7,7 @@ from typing import Any
 
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus.header import medium_code
+from firmware_protocols.mbus.record import parse_items_located
 from firmware_protocols.mbus.records import decode_records
 from firmware_protocols.wmbus import tpl as tpl_layer
 from firmware_protocols.wmbus.afl import afl_json
@@ -28,6 +29,11 @@ def decode_telegram(
     (default) tell from the length. ``frame_format``: ``"A"``, ``"B"`` or ``None`` (either).
     Raises :class:`~firmware_protocols.errors.DecodeError` (a subclass saying what) on any bad input;
     :class:`~firmware_protocols.errors.KeyMissingError` names the meter whose key is missing or wrong.
+
+    ``encrypted_records`` says how many of ``records``, from the first, travelled encrypted: the
+    ones after them (a record only partly inside the encrypted blocks among them) followed the
+    encrypted blocks in the clear (EN 13757-7:2018 7.5: only the first N blocks are encrypted).
+    In security mode 7 the AFL MAC authenticates those too; in mode 5 nothing does.
     """
     telegram = parse_telegram(data, keys, crcs=crcs, frame_format=frame_format)
     try:
@@ -36,9 +42,22 @@ def decode_telegram(
         raise DecodeError(f"meter {telegram.meter_id}: application data: {error}") from error
     result = _header_json(telegram, length=data[0])
     result["records"] = [record.to_json() for record in records]
+    result["encrypted_records"] = _encrypted_records(telegram, len(records))
     result["manufacturer_data"] = manufacturer_data
     result["more_records_follow"] = more
     return result
+
+
+def _encrypted_records(telegram: Telegram, count: int) -> int:
+    """How many of the telegram's ``count`` records, from the first, end inside its encrypted part."""
+    encrypted = telegram.encrypted_length
+    if encrypted >= len(telegram.application):
+        return count
+    if encrypted == 0:
+        return 0
+    # rare (a meter or a forger sending records after the encrypted blocks): where each record ends
+    items = parse_items_located(telegram.application)[0]
+    return sum(1 for item in items if item.end <= encrypted)
 
 
 def _header_json(telegram: Telegram, length: int) -> dict[str, Any]:

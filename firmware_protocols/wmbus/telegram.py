@@ -71,6 +71,18 @@ class Telegram:
             return tpl_layer.SECURITY_MODE_NONE
         return int(tpl_layer.configuration_of(self.tpl.header).security_mode)
 
+    @property
+    def encrypted_length(self) -> int:
+        """How many bytes of :attr:`application`, from the first, travelled encrypted: all of them
+        behind an extended link layer encrypted with AES-CTR (EN 13757-4:2019), else the N blocks the
+        configuration field announces in security modes 5 and 7 (EN 13757-7:2018 7.5, 9), else none.
+        Whatever follows the N blocks travelled in the clear."""
+        if self.ell is not None and "sn" in self.ell and self.ell.sn.encryption == ell_layer.ENC_AES_CTR:
+            return len(self.application)
+        if self.security_mode in (tpl_layer.SECURITY_MODE_AES_CBC_IV, tpl_layer.SECURITY_MODE_AES_CBC_NO_IV):
+            return BLOCK * int(tpl_layer.configuration_of(self.tpl.header).encrypted_blocks)
+        return 0
+
 
 def _parse(construct: Construct, data: bytes, what: str) -> Any:
     try:

@@ -288,3 +288,43 @@ def test_the_long_tpl_header_names_the_sender_where_it_is_in_the_clear() -> None
     data = encode_telegram(dataclasses.replace(telegram, link=link))
     address = telegram_address(data, crcs=False)
     assert (address.id, address.medium) == ("12345678", "water")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["mode5", "mode7", "ell", "none"]),
+    st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=12),
+    st.integers(0, 15),
+    keys,
+    st.sampled_from(["short", "long"]),
+)
+def test_the_decoder_says_which_records_travelled_encrypted(
+    security: str, litres: list[int], blocks: int, key: bytes, header: str
+) -> None:
+    """Only the first N blocks of a mode 5 or 7 TPL are encrypted (EN 13757-7:2018 7.5); records
+    after them travel in the clear, and were returned mixed with the decrypted ones, nothing saying
+    which: a forger lowered N and wrote a volume in the clear. ``encrypted_records`` counts the
+    records, from the first, that end inside the encrypted blocks (all of them behind an ELL
+    encrypted with AES-CTR, none in mode 0)."""
+    records = [bytes([0x04, 0x13]) + value.to_bytes(4, "little") for value in litres]  # 6 bytes each
+    options: dict[str, Any] = dict(METER7, header=header, crcs=False)
+    if security in ("mode5", "mode7"):
+        options |= dict(security_mode=5 if security == "mode5" else 7, message_counter=7)
+    elif security == "ell":
+        options["ell"] = "aes_ctr"
+    telegram = make_telegram(b"".join(records), **options)
+    if security in ("mode5", "mode7"):  # N lowered: what follows block N goes in the clear
+        configuration = tpl_layer.configuration_json(tpl_layer.configuration_of(telegram.tpl.header))
+        n = min(blocks, configuration["encrypted_blocks"])
+        fields = {k: v for k, v in telegram.tpl.header.items() if not k.startswith("_")}
+        fields["signature"] = tpl_layer.signature_of({**configuration, "encrypted_blocks": n})
+        tpl = Container(ci_field=telegram.tpl.ci_field, header=Container(**fields))
+        telegram = dataclasses.replace(telegram, tpl=tpl)
+    data = encode_telegram(telegram, key if security != "none" else None)
+    result = decode_telegram(data, {"12345678": key}, crcs=False)
+    assert [r["value"] for r in result["records"]] == [value / 1000 for value in litres]
+    if security in ("mode5", "mode7"):
+        ends = [2 + 6 * (i + 1) for i in range(len(records))]  # each record's end, after 2F 2F
+        assert result["encrypted_records"] == sum(end <= 16 * n for end in ends)
+    else:
+        assert result["encrypted_records"] == (len(records) if security == "ell" else 0)

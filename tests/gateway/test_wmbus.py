@@ -4,6 +4,7 @@ a wrong key, an unknown meter and noise; duplicates dropped, silent meters offli
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -12,11 +13,14 @@ from typing import Any
 
 import pytest
 import serial
+from construct import Container
 
 import gateway.wmbus
 from aquami.contracts.reads import Reading
 from firmware_protocols.mbus.build import build_user_data
 from firmware_protocols.records import DataRecord
+from firmware_protocols.wmbus import encode_telegram, make_telegram
+from firmware_protocols.wmbus import tpl as tpl_layer
 from firmware_protocols.wmbus.build import build_telegram
 from firmware_protocols.wmbus.receiver import build_indication
 from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
@@ -436,3 +440,76 @@ def test_a_telegram_is_a_meter_s_only_from_its_make_and_a_water_meter(
     asyncio.run(listener.handle(telegram))
     assert [r.volume_m3 for r in readings] == ([1348.631] if taken else [])
     assert listener.unknown_meters == (0 if taken else 1)
+
+
+def _partly_encrypted(
+    encrypted: bytes, clear: bytes, access_no: int, mode: int = 5, blocks: int | None = None
+) -> bytes:
+    """A telegram of FLAT-1 (KEY) whose records ``encrypted`` fill the encrypted blocks (or only the
+    first ``blocks`` of them) and ``clear`` follow them in the clear."""
+    telegram = make_telegram(
+        encrypted, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=access_no,
+        security_mode=mode, message_counter=access_no, crcs=False,  # type: ignore[arg-type]
+    )  # fmt: skip
+    if blocks is not None:
+        configuration = tpl_layer.configuration_json(tpl_layer.configuration_of(telegram.tpl.header))
+        fields = {k: v for k, v in telegram.tpl.header.items() if not k.startswith("_")}
+        fields["signature"] = tpl_layer.signature_of({**configuration, "encrypted_blocks": blocks})
+        telegram = dataclasses.replace(
+            telegram, tpl=Container(ci_field=telegram.tpl.ci_field, header=Container(**fields))
+        )
+    return encode_telegram(dataclasses.replace(telegram, application=telegram.application + clear), KEY)
+
+
+def test_records_after_the_encrypted_blocks_of_mode_5_are_not_taken(caplog: pytest.LogCaptureFixture) -> None:
+    """Security mode 5 encrypts only the first N blocks; records after them travel in the clear and
+    nothing authenticates them. A forger lowered N to one block and wrote the volume's upper bytes in
+    the clear: 999,999.808 m3 was taken for a meter at 123.456. For a meter with a key, only records
+    inside the encrypted blocks count now; the others are dropped, counted and logged once."""
+    bus = WMBusBusConfig(
+        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=KEY),)
+    )
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    head = bytes.fromhex("046D2A0B2135 02FD170000 0413")  # date-time, error flags, then the volume's DIF VIF
+    forged = _partly_encrypted(
+        head + (123456).to_bytes(4, "little")[:1], (999_999_999 >> 8).to_bytes(3, "little"), 9, blocks=1
+    )
+    volume = build_user_data([(DataRecord("volume", "m3", 10.0), "bcd8")])
+    flow = build_user_data([(DataRecord("flow", "m3/h", 99.0), "int32")])  # a flow written in the clear
+
+    async def scenario() -> WMBusListener:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+        await listener.handle(forged)
+        await listener.handle(_partly_encrypted(volume, flow, 10))
+        await listener.handle(
+            _partly_encrypted(build_user_data([(DataRecord("volume", "m3", 10.5), "bcd8")]), flow, 11)
+        )
+        return listener
+
+    with caplog.at_level(logging.WARNING, logger="gateway.wmbus"):
+        listener = asyncio.run(scenario())
+    assert [(r.volume_m3, r.flow_m3h) for r in taken] == [(10.0, None), (10.5, None)]
+    assert listener.clear_records_dropped == 3  # the forged volume, and the flow twice
+    assert sum("in the clear" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_records_after_the_encrypted_blocks_of_mode_7_are_authenticated_and_taken() -> None:
+    """In mode 7 the AFL MAC covers the whole TPL, the records after the encrypted blocks too."""
+    bus = WMBusBusConfig(
+        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=KEY),)
+    )
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    volume = build_user_data([(DataRecord("volume", "m3", 10.0), "bcd8")])
+    flow = build_user_data([(DataRecord("flow", "m3/h", 0.25), "int32")])
+    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+    asyncio.run(listener.handle(_partly_encrypted(volume, flow, 3, mode=7)))
+    assert [(r.volume_m3, r.flow_m3h) for r in taken] == [(10.0, 0.25)]
+    assert listener.clear_records_dropped == 0
