@@ -36,6 +36,7 @@ class BusHealth:
     attempts: int = 0  # transactions on the wire, retries included
     successes: int = 0
     polls_skipped: int = 0  # polls not made (spool full under stop_polling, or the bus fell behind)
+    telegrams_replayed: int = 0  # wireless M-Bus: telegrams refused as replays (gateway.wmbus_replay)
 
     @property
     def success_rate(self) -> float | None:
@@ -80,6 +81,9 @@ class Health:
 
     def skipped(self, bus: str) -> None:
         self.buses.setdefault(bus, BusHealth()).polls_skipped += 1
+
+    def replayed(self, bus: str) -> None:
+        self.buses.setdefault(bus, BusHealth()).telegrams_replayed += 1
 
     def poll_done(self, meter_id: str, ok: bool, at: datetime | None = None) -> dict[str, Any] | None:
         """Record one poll's outcome; returns the event it raises, if any."""
@@ -131,6 +135,7 @@ class Health:
                     "successes": b.successes,
                     "success_rate": None if b.success_rate is None else round(b.success_rate, 4),
                     "polls_skipped": b.polls_skipped,
+                    "telegrams_replayed": b.telegrams_replayed,
                 }
                 for name, b in self.buses.items()
             },

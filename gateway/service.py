@@ -192,6 +192,8 @@ class Gateway:
                     clock=self.clock,
                     may_take=self._may_poll,
                     on_skip=lambda name=name: self.health.skipped(name),  # type: ignore[misc]
+                    freshness=self.spool,
+                    on_replay=lambda name=name: self.health.replayed(name),  # type: ignore[misc]
                 )
                 continue
             scheduler = BusScheduler(

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS pulse_wraps (meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, wraps INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS wmbus_freshness (
+    meter_id TEXT NOT NULL, device TEXT NOT NULL, message_counter INTEGER, meter_time TEXT,
+    PRIMARY KEY (meter_id, device)
+);
 """
 
 log = logging.getLogger(__name__)
@@ -206,6 +210,24 @@ class Spool:
                 "INSERT INTO pulse_wraps (meter_id, last_m3, wraps) VALUES (?, ?, ?) "
                 "ON CONFLICT (meter_id) DO UPDATE SET last_m3 = excluded.last_m3, wraps = excluded.wraps",
                 (meter_id, last_m3, wraps),
+            )
+
+    # wireless M-Bus meters' last accepted message counter and clock (gateway.wmbus_replay.FreshnessStore)
+    def load_freshness(self, meter_id: str, device: str) -> tuple[int | None, str | None]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT message_counter, meter_time FROM wmbus_freshness WHERE meter_id = ? AND device = ?",
+                (meter_id, device),
+            ).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
+    def save_freshness(self, meter_id: str, device: str, message_counter: int | None, meter_time: str | None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO wmbus_freshness (meter_id, device, message_counter, meter_time) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (meter_id, device) DO UPDATE SET "
+                "message_counter = excluded.message_counter, meter_time = excluded.meter_time",
+                (meter_id, device, message_counter, meter_time),
             )
 
     # other durable messages (events): kept like readings until the broker acknowledges them

@@ -8,7 +8,9 @@ a failed attempt of the bus nor a warning. A telegram carrying a configured mete
 its meter's only if it comes from a water meter and, where the meter's ``manufacturer`` is
 configured, from that manufacturer. One telegram
 can be heard twice (directly and through a repeater, or by two receivers): a telegram whose meter,
-access number and records were already taken within ``duplicate_window_s`` is dropped.
+access number and records were already taken within ``duplicate_window_s`` is dropped. One recorded
+and sent again later is refused by its AFL message counter or the meter's clock
+(:mod:`gateway.wmbus_replay`).
 
 Health works in intervals of the bus's ``poll_interval_s`` (the meters' send interval): a meter heard
 counts as a good poll; an interval without it as a failed one, so ``offline_after`` silent intervals
@@ -38,6 +40,7 @@ from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
 from gateway.transport import PollError
+from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
 
 log = logging.getLogger(__name__)
 _REOPEN_MIN_S, _REOPEN_MAX_S = 0.5, 30.0  # waits before reopening a receiver that failed, or opening one
@@ -87,6 +90,8 @@ class WMBusListener:
         clock: Clock = utc_now,
         may_take: Callable[[], bool] = lambda: True,
         on_skip: Callable[[], None] | None = None,
+        freshness: FreshnessStore | None = None,
+        on_replay: Callable[[], None] | None = None,
     ):
         self.config = config
         self.on_reading = on_reading
@@ -94,6 +99,8 @@ class WMBusListener:
         self.on_attempt = on_attempt
         self.may_take = may_take  # the stop_polling policy: no readings while the spool is full
         self.on_skip = on_skip
+        self.on_replay = on_replay  # the bus's health counts replayed telegrams
+        self.replay_guard = ReplayGuard(freshness)  # the spool keeps what was last accepted per meter
         self.clock = clock
         self.meters = {m.wmbus_id: m for m in config.meters if m.wmbus_id}
         self.keys = {ident: m.key for ident, m in self.meters.items() if m.key is not None}
@@ -107,6 +114,8 @@ class WMBusListener:
         self.unencrypted_refused = 0  # telegrams in the clear from a meter given a key: forged, or misconfigured
         self._other_senders_logged: set[str] = set()  # meters whose id came from another make or medium
         self.clear_records_dropped = 0  # records a keyed meter's mode 5 telegram carried in the clear
+        self.replayed = 0  # telegrams older than one already taken from their meter (gateway.wmbus_replay)
+        self._replay_logged: set[str] = set()
         self._clear_records_logged: set[str] = set()
         # each meter's send interval (its own, or the bus's) and when its next one ends (monotonic)
         self._interval = {m.meter_id: m.poll_interval_s or config.poll_interval_s for m in config.meters}
@@ -150,7 +159,10 @@ class WMBusListener:
             return None
         decoded = self._trusted(meter, decoded)
         if not self.duplicates.first_time(meter.meter_id, decoded.get("access_no") or 0, decoded["records"]):
-            self.duplicates_dropped += 1
+            self.duplicates_dropped += 1  # a repeater's copy: heard twice within the window
+            return None
+        heard = freshness_of(decoded) if meter.key is not None else None  # a plain one anyone can forge
+        if heard is not None and self._replayed(meter, address.id, heard):
             return None
         if not self.may_take():  # like a skipped poll: the meter's next telegram carries its register
             self.heard_since_check.add(meter.meter_id)
@@ -165,8 +177,30 @@ class WMBusListener:
             return None
         self.heard_since_check.add(meter.meter_id)
         await self.on_reading(reading)
+        if heard is not None:
+            await asyncio.to_thread(self.replay_guard.accept, meter.meter_id, address.id, heard)
         self.on_heard(meter, True)
         return reading
+
+    def _replayed(self, meter: MeterConfig, device: str, heard: Freshness) -> bool:
+        """Whether the telegram is older than one already taken from the meter: counted as replayed
+        (not a failed attempt of the bus), logged once per meter with what gave it away."""
+        why = self.replay_guard.why_replayed(meter.meter_id, device, heard)
+        if why is None:
+            return False
+        self.replayed += 1
+        if self.on_replay:
+            self.on_replay()
+        if meter.meter_id not in self._replay_logged:
+            self._replay_logged.add(meter.meter_id)
+            log.warning(
+                "%s: %s (id %s) sent a telegram whose %s: refused as a replay (logged once per meter)",
+                self.config.name,
+                meter.meter_id,
+                device,
+                why,
+            )
+        return True
 
     def _is_meter(self, meter: MeterConfig, address: MeterAddress) -> bool:
         """Whether a telegram with ``meter``'s identification is from it: the identification is unique

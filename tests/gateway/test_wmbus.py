@@ -24,7 +24,9 @@ from firmware_protocols.wmbus import tpl as tpl_layer
 from firmware_protocols.wmbus.build import build_telegram
 from firmware_protocols.wmbus.receiver import build_indication
 from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
+from gateway.health import Health
 from gateway.service import Gateway
+from gateway.spool import Spool
 from gateway.wmbus import DuplicateFilter, WMBusListener
 from simulators.serial_line import LineSettings, Reply, SerialLine
 from tests.gateway.helpers import bus_config_text, record_readings, running, until
@@ -513,3 +515,106 @@ def test_records_after_the_encrypted_blocks_of_mode_7_are_authenticated_and_take
     asyncio.run(listener.handle(_partly_encrypted(volume, flow, 3, mode=7)))
     assert [(r.volume_m3, r.flow_m3h) for r in taken] == [(10.0, 0.25)]
     assert listener.clear_records_dropped == 0
+
+
+def _clocked(volume: float, access_no: int, mode: int, counter: int, meter_time: str) -> bytes:
+    """FLAT-1's telegram (KEY) with its volume and its clock (the date-time record)."""
+    records = build_user_data(
+        [(DataRecord("volume", "m3", volume), "bcd8"), (DataRecord("datetime", None, meter_time), "int32")]
+    )
+    return build_telegram(
+        records, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=access_no, key=KEY,
+        security_mode=mode, message_counter=counter, crcs=False,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", [5, 7])
+def test_a_replayed_telegram_is_refused_even_after_a_restart(
+    mode: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A telegram recorded off the air and sent again a week later was taken as a new reading at the
+    new time: neither the AFL message counter (mode 7) nor the meter's clock (mode 5) was checked
+    against what the meter had sent since. Now the last accepted counter and clock are kept in the
+    spool's database: a replay is refused, counted in the bus's health (not a failed attempt) and
+    logged once, after a restart too; a repeater's copy within the window is still a duplicate."""
+    bus = WMBusBusConfig(
+        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=KEY),)
+    )
+    recorded = _clocked(100.0, 1, mode, 1, "2026-03-01T00:00")
+    week_later = _clocked(107.25, 2, mode, 2, "2026-03-08T00:00")
+    monotonic = [0.0]
+
+    def listener_on(spool: Spool, taken: list[Reading], attempts: list[bool], health: Health) -> WMBusListener:
+        async def on_reading(reading: Reading) -> None:
+            taken.append(reading)
+
+        listener = WMBusListener(
+            bus, on_reading=on_reading, on_heard=lambda m, ok: None, on_attempt=attempts.append,
+            freshness=spool, on_replay=lambda: health.replayed("radio"),
+        )  # fmt: skip
+        listener.duplicates = DuplicateFilter(bus.duplicate_window_s, clock=lambda: monotonic[0])
+        return listener
+
+    taken: list[Reading] = []
+    attempts: list[bool] = []
+    health = Health("gw", 3)
+    spool = Spool(tmp_path / "spool.sqlite")
+    listener = listener_on(spool, taken, attempts, health)
+
+    async def first_run() -> None:
+        await listener.handle(recorded)
+        monotonic[0] += 7 * 86400
+        await listener.handle(week_later)
+        await listener.handle(week_later)  # a repeater's copy, within the window
+        monotonic[0] += 300
+        await listener.handle(recorded)  # replayed
+        monotonic[0] += 300
+        await listener.handle(recorded)  # and again: counted again, logged once
+
+    with caplog.at_level(logging.WARNING, logger="gateway.wmbus"):
+        asyncio.run(first_run())
+    assert [r.volume_m3 for r in taken] == [100.0, 107.25]
+    assert (listener.duplicates_dropped, listener.replayed, listener.undecodable) == (1, 2, 0)
+    assert False not in attempts
+    assert health.snapshot(0)["buses"]["radio"]["telegrams_replayed"] == 2
+    [warning] = [r.getMessage() for r in caplog.records if "replay" in r.getMessage()]
+    expected = "counter 1 is not above the last accepted 2" if mode == 7 else "2026-03-01T00:00 is before"
+    assert expected in warning and "FLAT-1" in warning
+    spool.close()
+
+    spool = Spool(tmp_path / "spool.sqlite")  # the gateway restarted
+    taken.clear()
+    listener = listener_on(spool, taken, attempts, health)
+    asyncio.run(listener.handle(recorded))
+    assert taken == [] and listener.replayed == 1
+    spool.close()
+
+
+def test_a_telegram_without_a_clock_or_counter_cannot_be_told_from_a_replay() -> None:
+    """Mode 5 without the meter's date-time record: nothing tells a replay, and it is taken (the
+    README says so)."""
+    bus = WMBusBusConfig(
+        "radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=KEY),)
+    )
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    def telegram(volume: float, access_no: int) -> bytes:
+        records = build_user_data([(DataRecord("volume", "m3", volume), "bcd8")])
+        return build_telegram(
+            records, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=access_no, key=KEY,
+            crcs=False,
+        )  # fmt: skip
+
+    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+    listener.duplicates = DuplicateFilter(0.0)
+    recorded = telegram(100.0, 1)
+
+    async def scenario() -> None:
+        for data in (recorded, telegram(107.25, 2), recorded):
+            await listener.handle(data)
+
+    asyncio.run(scenario())
+    assert [r.volume_m3 for r in taken] == [100.0, 107.25, 100.0] and listener.replayed == 0
