@@ -16,6 +16,7 @@ class VeeConfig:
     default_register_capacity_m3: float = 100_000.0  # 5-digit m³ register: rolls over to 0 at 100 000
     rollover_window: float = 0.1  # rollover: from the top 10 % of the register into the bottom 10 %
     replacement_max_start_m3: float = 10.0  # a new meter's register starts near zero
+    replacement_min_previous_m3: float = 20.0  # and the register it replaces was well above that
     reverse_tolerance_m3: float = 0.002  # reverse register must grow by the drop, within this
     backwards_tolerance_m3: float = 0.0005  # smaller drops are resolution noise, not a step back
     stuck_min_flow_m3h: float = 0.005  # flow above this with an unchanged register: stuck

@@ -9,8 +9,17 @@ A register going backwards is explained by evidence, in this order:
   meter's maximum flow;
 - ``reverse_flow``: the reverse register grew by the drop, or the meter reported negative flow or
   a ``reverse_flow`` alarm;
-- ``replacement``: the new register is near zero (a new meter behind the same endpoint);
+- ``replacement``: the register falls far, from well above where a new meter starts
+  (``replacement_min_previous_m3``, 20 m³) to near zero (``replacement_max_start_m3``, 10 m³): a
+  new meter behind the same endpoint; a young meter stepping back 10 L is no replacement;
 - otherwise ``register_backwards``: unexplained; its consumption is unknown.
+
+Before all of these, a ``bad_read``: an actual read that leaves the register (backwards, or up
+faster than the meter's maximum flow) when the next read is back at the level before it (within
+the backwards tolerance and the maximum flow over both intervals): one glitch read of 0 between
+1234.5 and 1234.52 m³. It counts nothing, and the next read's interval counts the water since the
+read before the bad one (step kinds ``bad_read`` and ``after_bad_read``), so the glitch is neither
+a replacement nor 1234 m³ of use.
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ import numpy.typing as npt
 from collector.vee.config import VeeConfig
 from collector.vee.series import F64, B, Series
 
-STEP_KINDS = ("replacement", "rollover", "reverse_flow", "unexplained")
+STEP_KINDS = ("replacement", "rollover", "reverse_flow", "unexplained", "bad_read", "after_bad_read")
 RULES = (
+    "bad_read",
     "rollover",
     "reverse_flow",
     "replacement",
@@ -70,6 +80,22 @@ def _previous(values: F64) -> F64:
     return out
 
 
+def _next(values: F64) -> F64:
+    out = np.full(len(values), np.nan)
+    out[:-1] = values[1:]
+    return out
+
+
+def _bad_reads(series: Series, same: B, allowed: F64, left: B, tolerance: float) -> B:
+    """Actual reads that ``left`` the register when the next read (same meter) is back at the
+    level of the read before, within ``tolerance`` and the maximum flow over both intervals."""
+    same_next = np.zeros(len(series), bool)
+    same_next[:-1] = same[1:]
+    back = _next(series.volume) - _previous(series.volume)
+    returned = same & same_next & (back >= -tolerance) & (back <= allowed + _next(allowed))
+    return left & returned & (series.quality == "actual")
+
+
 def _runs_at_least(condition: B, minimum: int) -> B:
     """Readings inside a run of ``condition`` at least ``minimum`` long."""
     if not len(condition):
@@ -101,24 +127,43 @@ def validate(series: Series, config: VeeConfig, now: float) -> Validation:
         # water going back passes the meter no faster than forwards: a step back of 400 m³ in an
         # hour is no reverse flow, whatever alarm the meter still reports (a replacement, say)
         reverse = backwards & ~rollover & (reverse_grew | (series.flow < 0) | series.reverse_alarm) & (-dv <= allowed)
-        replacement = backwards & ~rollover & ~reverse & (series.volume <= config.replacement_max_start_m3)
-        unexplained = backwards & ~rollover & ~reverse & ~replacement
+        tolerance = config.backwards_tolerance_m3 + 1e-9
+        spike = (dv > allowed) & (_next(series.volume) < series.volume - tolerance)  # up too fast, then down
+        bad = _bad_reads(series, same, allowed, (backwards & ~rollover & ~reverse) | spike, tolerance)
+        after_bad = np.zeros(len(series), bool)
+        after_bad[1:] = bad[:-1]
+        judged = ~bad & ~after_bad  # steps around a bad read are the bad read's, not steps of their own
+        rollover &= judged
+        reverse &= judged
+        replacement = (
+            backwards
+            & judged
+            & ~rollover
+            & ~reverse
+            & (series.volume <= config.replacement_max_start_m3)
+            & (prev_volume >= config.replacement_min_previous_m3)
+        )
+        unexplained = backwards & judged & ~rollover & ~reverse & ~replacement
 
-        step_kind = np.full(len(series), "", dtype="<U12")
+        step_kind = np.full(len(series), "", dtype="<U14")
         step_kind[rollover] = "rollover"
         step_kind[reverse] = "reverse_flow"
         step_kind[replacement] = "replacement"
         step_kind[unexplained] = "unexplained"
+        step_kind[bad] = "bad_read"
+        step_kind[after_bad] = "after_bad_read"
         step_consumption = np.full(len(series), np.nan)
         step_consumption[rollover] = wrapped[rollover]
         step_consumption[reverse] = dv[reverse]
         step_consumption[replacement] = series.volume[replacement]  # the new register counted from zero
+        step_consumption[bad] = 0.0
+        step_consumption[after_bad] = (series.volume - _previous(prev_volume))[after_bad]  # since the read before
 
         # a drop within the tolerance counts as it is, a little below zero, as the database's
         # interval_consumption (collector migration 0054) counts it: intervals sum to the register's
         # difference (taken as zero, each wobble's rise would count again)
         consumption = np.where(same & ~backwards, dv, np.nan)
-        consumption = np.where(backwards, step_consumption, consumption)
+        consumption = np.where(step_kind != "", step_consumption, consumption)
         # not on VEE's own estimates: a profile puts a gap's use into its busy hours, and a rerun
         # flagged the estimate it had written (the gap as a whole was checked when it was estimated)
         over_max = same & (consumption > allowed) & (series.quality != "estimated")
@@ -133,6 +178,7 @@ def validate(series: Series, config: VeeConfig, now: float) -> Validation:
         # Only what a meter sent: an estimate made today for last year's gap is not a late arrival.
         far_past = (series.ts < series.received - config.max_age_days * 86400.0) & (series.quality == "actual")
     masks = {
+        "bad_read": bad,
         "rollover": rollover,
         "reverse_flow": reverse,
         "replacement": replacement,

@@ -43,6 +43,11 @@ class VeeReport:
 
 def _detail(rule: str, series: Series, v: Validation, i: int) -> str:
     hours = v.gap_s[i] / 3600
+    if rule == "bad_read":
+        return (
+            f"register {series.volume[i - 1]:.3f} → {series.volume[i]:.3f} → {series.volume[i + 1]:.3f} m³: "
+            "back at once, a bad read (not counted)"
+        )
     if rule in ("rollover", "reverse_flow", "replacement", "register_backwards"):
         return f"register {series.volume[i - 1]:.3f} → {series.volume[i]:.3f} m³"
     if rule == "over_max_flow":

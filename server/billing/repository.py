@@ -46,6 +46,32 @@ WHERE a.meter_id = spans.meter_id AND a.kind IN ('leak', 'burst') AND a.status <
 """
 
 
+# A read VEE found to be a bad read (collector/vee/rules.py) is no register to bill from: an opening
+# or closing read is the read next to it (consumption counts the water across it all the same).
+_NOT_BAD = (
+    "NOT EXISTS (SELECT 1 FROM register_discontinuities b "
+    "WHERE b.meter_id = r.meter_id AND b.ts = r.ts AND b.kind = 'bad_read')"
+)
+
+# What VEE found in the intervals a line's consumption sums, (first_ts, last_ts], that a person must
+# check before billing it: a register replacement no installation job card of the meter confirms
+# (none begins between the read before the step and the step), and water over the meter's maximum
+# flow (a burst, or a misread).
+_VEE_ISSUES = """
+SELECT coalesce(array_agg(DISTINCT issue ORDER BY issue), '{}') FROM (
+    SELECT 'unconfirmed_replacement' AS issue FROM register_discontinuities dc
+    WHERE dc.meter_id = spans.meter_id AND dc.kind = 'replacement' AND dc.ts > spans.first_ts AND dc.ts <= spans.last_ts
+      AND NOT EXISTS (
+          SELECT 1 FROM meter_installations mi
+          WHERE mi.meter_id = dc.meter_id AND mi.installed_at <= dc.ts
+            AND mi.installed_at > (SELECT max(p.ts) FROM readings p WHERE p.meter_id = dc.meter_id AND p.ts < dc.ts))
+    UNION ALL
+    SELECT 'over_max_flow' FROM vee_flags f
+    WHERE f.meter_id = spans.meter_id AND f.rule = 'over_max_flow' AND f.ts > spans.first_ts AND f.ts <= spans.last_ts
+) issues
+"""
+
+
 def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
     return conn.execute("SELECT 1 FROM accounts WHERE account_id = %s", (account_id,)).fetchone() is not None
 
@@ -118,20 +144,20 @@ def determinant_lines(
             FROM w JOIN accounts_page USING (account_id)
             LEFT JOIN LATERAL (
                 SELECT * FROM (
-                    (SELECT ts, volume_m3, quality, 0 AS pref FROM readings
-                     WHERE meter_id = w.meter_id AND ts <= w.w_from ORDER BY ts DESC LIMIT 1)
+                    (SELECT ts, volume_m3, quality, 0 AS pref FROM readings r
+                     WHERE meter_id = w.meter_id AND ts <= w.w_from AND {_NOT_BAD} ORDER BY ts DESC LIMIT 1)
                     UNION ALL
                     SELECT w.installed_at, w.initial_register_m3, 'substituted', 1
                     WHERE w.w_from = w.installed_at AND w.initial_register_m3 IS NOT NULL
                     UNION ALL
-                    (SELECT ts, volume_m3, quality, 2 FROM readings
-                     WHERE meter_id = w.meter_id AND ts > w.w_from AND ts <= w.w_to ORDER BY ts LIMIT 1)
+                    (SELECT ts, volume_m3, quality, 2 FROM readings r
+                     WHERE meter_id = w.meter_id AND ts > w.w_from AND ts <= w.w_to AND {_NOT_BAD} ORDER BY ts LIMIT 1)
                 ) candidates ORDER BY pref = 2, ts DESC, pref LIMIT 1
             ) o ON true
             LEFT JOIN LATERAL (
                 SELECT * FROM (
-                    (SELECT ts, volume_m3, quality, 0 AS pref FROM readings
-                     WHERE meter_id = w.meter_id AND ts <= w.w_to AND ts > o.ts ORDER BY ts DESC LIMIT 1)
+                    (SELECT ts, volume_m3, quality, 0 AS pref FROM readings r
+                     WHERE meter_id = w.meter_id AND ts <= w.w_to AND ts > o.ts AND {_NOT_BAD} ORDER BY ts DESC LIMIT 1)
                     UNION ALL
                     SELECT w.removed_at, w.final_register_m3, 'substituted', 1
                     WHERE w.w_to = w.removed_at AND w.final_register_m3 IS NOT NULL AND w.removed_at > o.ts
@@ -145,17 +171,19 @@ def determinant_lines(
             SELECT l.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3, z.ts AS last_ts, z.volume_m3 AS last_volume_m3
             FROM lines l
             LEFT JOIN LATERAL (
-                SELECT ts, volume_m3 FROM readings
-                WHERE meter_id = l.meter_id AND ts >= l.opening_ts AND ts <= l.closing_ts ORDER BY ts LIMIT 1
+                SELECT ts, volume_m3 FROM readings r
+                WHERE meter_id = l.meter_id AND ts >= l.opening_ts AND ts <= l.closing_ts AND {_NOT_BAD}
+                ORDER BY ts LIMIT 1
             ) f ON true
             LEFT JOIN LATERAL (
-                SELECT ts, volume_m3 FROM readings
-                WHERE meter_id = l.meter_id AND ts >= l.opening_ts AND ts <= l.closing_ts ORDER BY ts DESC LIMIT 1
+                SELECT ts, volume_m3 FROM readings r
+                WHERE meter_id = l.meter_id AND ts >= l.opening_ts AND ts <= l.closing_ts AND {_NOT_BAD}
+                ORDER BY ts DESC LIMIT 1
             ) z ON true
         )
         SELECT account_id, service_point_id, meter_id, w_from, w_to,
                opening_ts, opening_volume_m3, opening_quality, closing_ts, closing_volume_m3, closing_quality,
-               ({_LEAKS}) AS leaks,
+               ({_LEAKS}) AS leaks, ({_VEE_ISSUES}) AS vee_issues,
                CASE
                    WHEN closing_ts IS NULL THEN NULL
                    WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)

@@ -53,13 +53,20 @@ class DeterminantLine(BaseModel):
     opening: RegisterRead | None
     closing: RegisterRead | None
     consumption_m3: ExactDecimal | None = Field(description="null when some interval's consumption is unknown")
+    complete: bool = Field(description="a known consumption with nothing in ``issues``: fit to bill as it is")
+    issues: list[str] = Field(
+        default_factory=list,
+        description="why the line is not complete: consumption_unknown, unconfirmed_replacement (VEE saw a "
+        "register replacement no installation job card confirms), over_max_flow (water faster than the meter's "
+        "maximum flow)",
+    )
     leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
 
 
 class Determinant(BaseModel):
     account_id: str
     consumption_m3: ExactDecimal | None = Field(description="sum of the lines; null if any line is unknown")
-    complete: bool = Field(description="every line has opening and closing reads and a known consumption")
+    complete: bool = Field(description="every line is complete (each line's ``issues`` say why not)")
     quality: str = Field(description="the weakest quality among the opening and closing reads")
     lines: list[DeterminantLine]
 

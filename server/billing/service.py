@@ -73,6 +73,13 @@ def weakest(qualities: Iterable[str | None]) -> str:
     return min(present, key=QUALITY_ORDER.index)
 
 
+def line_issues(row: dict[str, Any]) -> list[str]:
+    """Why a line is not fit to bill as it is (empty: it is): its consumption unknown, or what VEE
+    found in its intervals that a person must check (repository ``_VEE_ISSUES``)."""
+    issues = [] if row["consumption_m3"] is not None else ["consumption_unknown"]
+    return issues + list(row.get("vee_issues") or [])
+
+
 def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
     by_account: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -92,15 +99,17 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
                 if r["closing_ts"] is None
                 else RegisterRead(ts=r["closing_ts"], volume_m3=r["closing_volume_m3"], quality=r["closing_quality"]),
                 consumption_m3=r["consumption_m3"],
+                complete=not line_issues(r),
+                issues=line_issues(r),
                 leaks=[LeakOnLine(**leak) for leak in r.get("leaks") or []],
             )
             for r in account_rows
         ]
         known = [line.consumption_m3 for line in lines]
-        complete = all(c is not None for c in known)
-        total = sum((c for c in known if c is not None), Decimal(0)) if complete else None
+        complete = all(line.complete for line in lines)
+        total = sum((c for c in known if c is not None), Decimal(0)) if None not in known else None
         quality = weakest(q for r in account_rows for q in (r["opening_quality"], r["closing_quality"]))
-        if not complete:
+        if total is None:
             quality = "missing" if quality == "actual" else quality
         result.append(
             Determinant(account_id=account_id, consumption_m3=total, complete=complete, quality=quality, lines=lines)
@@ -157,6 +166,8 @@ DETERMINANT_COLUMNS = (
     "account_quality",
     "account_complete",
     "leak_estimated_m3",
+    "line_complete",
+    "line_issues",
 )
 
 
@@ -185,6 +196,8 @@ def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: dat
                     d.quality,
                     str(d.complete).lower(),
                     sum((leak.estimated_volume_m3 for leak in line.leaks), Decimal(0)) if line.leaks else None,
+                    str(line.complete).lower(),
+                    line.issues,
                 ]
             )
     return rows
