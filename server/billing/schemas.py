@@ -52,13 +52,20 @@ class DeterminantLine(BaseModel):
     end: UtcInstant
     opening: RegisterRead | None
     closing: RegisterRead | None
+    opening_distance_s: int | None = Field(
+        default=None, description="seconds between the line's start and its opening read (null: no read)"
+    )
+    closing_distance_s: int | None = Field(
+        default=None, description="seconds between its closing read and the line's end (null: no read)"
+    )
     consumption_m3: ExactDecimal | None = Field(description="null when some interval's consumption is unknown")
     complete: bool = Field(description="a known consumption with nothing in ``issues``: fit to bill as it is")
     issues: list[str] = Field(
         default_factory=list,
         description="why the line is not complete: consumption_unknown, unconfirmed_replacement (VEE saw a "
         "register replacement no installation job card confirms), over_max_flow (water faster than the meter's "
-        "maximum flow)",
+        "maximum flow), opening_read_far and closing_read_far (the read is more than one expected read "
+        "interval, 3600 s, from the line's start or end: the water between is not in the consumption)",
     )
     leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from collector.vee.config import VeeConfig
 from server.billing.schemas import Determinant, DeterminantLine, LeakOnLine, RegisterRead
 from server.decimals import fixed_point
 from server.problems import Problem
@@ -73,10 +75,29 @@ def weakest(qualities: Iterable[str | None]) -> str:
     return min(present, key=QUALITY_ORDER.index)
 
 
-def line_issues(row: dict[str, Any]) -> list[str]:
-    """Why a line is not fit to bill as it is (empty: it is): its consumption unknown, or what VEE
-    found in its intervals that a person must check (repository ``_VEE_ISSUES``)."""
+#: An opening or closing read further than this from its line's start or end (VEE's expected read
+#: interval: one hourly read) leaves part of the line unmeasured.
+READ_INTERVAL_S = VeeConfig().expected_interval_s
+
+
+def _distance_s(read_ts: datetime | None, boundary: datetime) -> int | None:
+    """Whole seconds between a line's boundary and its read (rounded up: 1 µs late is late)."""
+    if read_ts is None:
+        return None
+    return math.ceil(abs((boundary - read_ts).total_seconds()))
+
+
+def line_issues(row: dict[str, Any], read_interval_s: int = READ_INTERVAL_S) -> list[str]:
+    """Why a line is not fit to bill as it is (empty: it is): its consumption unknown, an opening or
+    closing read more than a read interval from the line's start or end, or what VEE found in its
+    intervals that a person must check (repository ``_VEE_ISSUES``)."""
     issues = [] if row["consumption_m3"] is not None else ["consumption_unknown"]
+    opening = _distance_s(row["opening_ts"], row["w_from"])
+    closing = _distance_s(row["closing_ts"], row["w_to"])
+    if opening is not None and opening > read_interval_s:
+        issues.append("opening_read_far")
+    if closing is not None and closing > read_interval_s:
+        issues.append("closing_read_far")
     return issues + list(row.get("vee_issues") or [])
 
 
@@ -98,6 +119,8 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
                 closing=None
                 if r["closing_ts"] is None
                 else RegisterRead(ts=r["closing_ts"], volume_m3=r["closing_volume_m3"], quality=r["closing_quality"]),
+                opening_distance_s=_distance_s(r["opening_ts"], r["w_from"]),
+                closing_distance_s=_distance_s(r["closing_ts"], r["w_to"]),
                 consumption_m3=r["consumption_m3"],
                 complete=not line_issues(r),
                 issues=line_issues(r),
@@ -168,6 +191,8 @@ DETERMINANT_COLUMNS = (
     "leak_estimated_m3",
     "line_complete",
     "line_issues",
+    "opening_distance_s",
+    "closing_distance_s",
 )
 
 
@@ -198,6 +223,8 @@ def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: dat
                     sum((leak.estimated_volume_m3 for leak in line.leaks), Decimal(0)) if line.leaks else None,
                     str(line.complete).lower(),
                     line.issues,
+                    line.opening_distance_s,
+                    line.closing_distance_s,
                 ]
             )
     return rows

@@ -1,0 +1,60 @@
+"""An opening or closing read far from its line's boundary leaves water unmeasured: not complete.
+
+Before, a meter silent since 20 February gave February a closing read nine days before the month's
+end, and the determinant said complete=true, quality=actual; once reads resumed and VEE filled the
+gap, the same month answered with more water.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.auth import create_api_key
+from tests.server.test_billing_vee_issues import _setup
+
+FEB, MAR = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _reads(meter: str, start: datetime, end: datetime) -> list[tuple[str, datetime, Decimal]]:
+    hours = int((end - start).total_seconds() // 3600)
+    return [(meter, start + timedelta(hours=h), Decimal("100") + Decimal("0.01") * h) for h in range(hours + 1)]
+
+
+def test_reads_more_than_an_hour_from_the_line_s_ends_make_it_incomplete_and_say_how_far(migrated_database_url):
+    url = migrated_database_url
+    since = datetime(2025, 1, 1, tzinfo=UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        for meter in ("SILENT", "LATE", "ONTIME"):
+            _setup(conn, meter, [(since, None)])
+        rows = (
+            _reads("SILENT", FEB - timedelta(days=1), datetime(2026, 2, 20, tzinfo=UTC))
+            + _reads("LATE", datetime(2026, 2, 5, 6, tzinfo=UTC), MAR)  # first read four days in
+            + _reads("ONTIME", FEB + timedelta(minutes=59), MAR)
+        )
+        with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    with TestClient(create_app(url)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        body = client.get("/billing/determinants?period=2026-02", headers=headers).json()
+        text = client.get("/billing/determinants?period=2026-02&format=csv", headers=headers).text
+    by_account = {d["account_id"].removeprefix("A-"): d for d in body["items"]}
+    silent = by_account["SILENT"]["lines"][0]
+    assert (silent["complete"], silent["issues"]) == (False, ["closing_read_far"])
+    assert (silent["opening_distance_s"], silent["closing_distance_s"]) == (0, 9 * 86400)
+    assert not by_account["SILENT"]["complete"] and by_account["SILENT"]["consumption_m3"] is not None
+    late = by_account["LATE"]["lines"][0]
+    assert (late["complete"], late["issues"], late["opening_distance_s"]) == (
+        False,
+        ["opening_read_far"],
+        4 * 86400 + 6 * 3600,
+    )
+    ontime = by_account["ONTIME"]  # 59 min after the start, 1 min before the end: within an hour
+    assert ontime["complete"] and ontime["lines"][0]["issues"] == []
+    assert "opening_distance_s,closing_distance_s" in text.splitlines()[0] and ",777600\r" in text
