@@ -3,6 +3,11 @@
 The ``readings_keep_history`` trigger (collector migration 0013) copies the version being replaced
 into ``reading_history`` with who (the new ``quality_by``), when and why, so the original actual
 reading is always the first entry of a key's history.
+
+An edit or substitution refreshes at once, in its own transaction, the consumption of the days its
+read closes an interval in (the read's own, and the next read's): NEM12 marks those hours with the
+person's flag (F16, S18) from the reads themselves, and showed the values from before the edit until
+the next VEE round; for reads older than a round's reach (35 days), for good.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ def edit_reading(
     if cur.rowcount == 0:
         raise LookupError(f"no reading of {meter_id} at {ts.isoformat()}")
     _note_for_vee(conn, ts)
+    _refresh_consumption(conn, meter_id, ts)
 
 
 def substitute_reading(
@@ -66,6 +72,7 @@ def substitute_reading(
     if row is None:
         raise ValueError(f"{meter_id} has a reading at {ts.isoformat()} already; edit it instead")
     _note_for_vee(conn, ts)
+    _refresh_consumption(conn, meter_id, ts)
 
 
 def _note_for_vee(conn: psycopg.Connection, ts: datetime) -> None:
@@ -74,6 +81,16 @@ def _note_for_vee(conn: psycopg.Connection, ts: datetime) -> None:
     measured neighbours arrived after them), and a note in ``late_readings`` has that round reach
     back to it and refresh its consumption, however old (up to the round's reach)."""
     conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (ts,))
+
+
+def _refresh_consumption(conn: psycopg.Connection, meter_id: str, ts: datetime) -> None:
+    """Consumption (collector migration 0020's ``refresh_consumption``) of the local days holding the
+    interval the read closes (it ends at ``ts``) and the one the next read closes."""
+    conn.execute(
+        "SELECT refresh_consumption(%(ts)s - interval '1 microsecond', "
+        "greatest(%(ts)s, (SELECT min(ts) FROM readings WHERE meter_id = %(m)s AND ts > %(ts)s)))",
+        {"m": meter_id, "ts": ts},
+    )
 
 
 def reading_history(conn: psycopg.Connection, meter_id: str, ts: datetime) -> list[dict[str, Any]]:
