@@ -14,6 +14,14 @@ types 11-19 of remotely read interval metering, installation types 1-4):
   profile estimates, which are the meter's own mean use at that hour of the week.
 - ``substituted`` (a read a person obtained otherwise, e.g. on a site visit): ``S18`` (alternate).
 - ``edited`` (a person's correction, final): ``F16`` (agreed).
+- A gap VEE did not estimate (it crosses a register step, or is too long): its hours are ``N``
+  (null, value 0) and the hour its closing read ends holds the whole gap's water, the register's
+  difference. The MDFF specification (AEMO, "Meter Data File Format Specification NEM12 & NEM13",
+  300 record, QualityMethod) has no flag for an interval summed over earlier ones: an interval
+  value is that interval's energy, and ``A`` would vouch that the gap's water passed in that hour.
+  So that hour is ``S18`` (substituted from an alternate source: the register), its description
+  saying from when it accumulates: an MDM substituting the null hours itself must take that
+  volume off this hour, or count it twice.
 S and F carry a reason code: 0 (free text) with the reason recorded with the read.
 
 Deviation from the AEMO NEM12 rules, deliberate: the interval length is 60 minutes (aquami's
@@ -42,10 +50,22 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from collector.utility_zone import daylight_saving_shift, standard_offset
+from collector.vee.config import VeeConfig
 
 # (quality, quality_by) → quality flag and method flag; quality_by names VEE's method or a person.
 VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
-QUALITY_METHODS = {"actual": "A", "missing": "N", "estimated": "S15", "substituted": "S18", "edited": "F16"}
+#: An hour holding a gap's water (see the module's docstring): substituted from the register.
+ACCUMULATED = "accumulated"
+#: A gap: more than VEE's gap_factor expected intervals between two reads (1.5 h).
+GAP_S = VeeConfig().expected_interval_s * VeeConfig().gap_factor
+QUALITY_METHODS = {
+    "actual": "A",
+    "missing": "N",
+    "estimated": "S15",
+    "substituted": "S18",
+    "edited": "F16",
+    ACCUMULATED: "S18",
+}
 FREE_TEXT_REASON = "0"
 
 # Each stream (a meter at a service point) with the window [lo, hi) it is exported for: its
@@ -73,25 +93,30 @@ WITH streams AS (
                         WHERE r.meter_id = w.meter_id AND r.ts <= %(from)s ORDER BY r.ts DESC LIMIT 1) b
 ), sides AS (
     -- an hour's value is each read closing in it less the read before: both decide its quality (the
-    -- hour after an estimated gap, closed by an actual read, holds the estimate too)
-    SELECT meter_id, ts AS closing, quality, quality_by, quality_reason FROM reads
+    -- hour after an estimated gap, closed by an actual read, holds the estimate too); a read closing
+    -- a gap longer than %(gap)s seconds (VEE's) says where the gap began
+    SELECT meter_id, ts AS closing, quality, quality_by, quality_reason,
+           CASE WHEN ts - lag(ts) OVER w > make_interval(secs => %(gap)s) THEN lag(ts) OVER w END AS gap_from
+    FROM reads WINDOW w AS (PARTITION BY meter_id ORDER BY ts)
     UNION ALL
-    SELECT meter_id, lead(ts) OVER (PARTITION BY meter_id ORDER BY ts), quality, quality_by, quality_reason FROM reads
+    SELECT meter_id, lead(ts) OVER (PARTITION BY meter_id ORDER BY ts), quality, quality_by, quality_reason, NULL
+    FROM reads
 ), ranked AS (
     SELECT meter_id, date_trunc('hour', closing - interval '1 microsecond', utility_timezone()) AS hour,
-           quality, quality_by, quality_reason,
+           quality, quality_by, quality_reason, gap_from,
            CASE quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END AS weakness
     FROM sides WHERE closing > %(from)s AND closing <= %(to)s
 ), quality AS (
     SELECT meter_id, hour,
            (array_agg(quality ORDER BY weakness))[1] AS quality,
            (array_agg(quality_by ORDER BY weakness))[1] AS quality_by,
-           (array_agg(quality_reason ORDER BY weakness))[1] AS quality_reason
+           (array_agg(quality_reason ORDER BY weakness))[1] AS quality_reason,
+           min(gap_from) AS gap_from
     FROM ranked
     GROUP BY 1, 2
 )
 SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
-       q.quality_reason
+       q.quality_reason, q.gap_from
 FROM windows s
 LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s AND c.hour < %(to)s
                               AND c.hour >= s.lo AND (s.hi IS NULL OR c.hour < s.hi)
@@ -171,7 +196,7 @@ def nem12_file(
     days = max(1, (end.astimezone(fixed) - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)
     stamp = (now or datetime.now(UTC)).astimezone(fixed)
     rows: list[dict[str, Any]] = conn.execute(  # type: ignore[assignment]  # a dict_row connection
-        _HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account}
+        _HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account, "gap": GAP_S}
     ).fetchall()
     streams: dict[tuple[str, str], dict[datetime, tuple[Decimal, str, str | None, str | None]]] = defaultdict(dict)
     windows: dict[tuple[str, str], set[tuple[datetime, datetime | None]]] = defaultdict(set)
@@ -184,6 +209,10 @@ def nem12_file(
                 streams[key][r["hour"]] = _NO_DATA
                 continue
             quality = r["quality"] or "actual"
+            if r["gap_from"] is not None and quality not in ("edited", "substituted"):  # a gap's water, summed
+                why = f"accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}; the hours before are null"
+                streams[key][r["hour"]] = (r["consumption_m3"], ACCUMULATED, None, why)
+                continue
             streams[key][r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
     lines = [f"100,NEM12,{stamp:%Y%m%d%H%M},{sender},{receiver}"]
     for key, hours in streams.items():

@@ -1,0 +1,53 @@
+"""NEM12: the hour a gap's closing read ends, holding the whole gap's water, is not 'A'.
+
+Before, a gap VEE did not estimate (it crossed a rollover) put all of its water, 0.11 m³ over 11
+hours, into the one hour its closing read ended, flagged A (actual), after ten N hours: an MDM
+substituting those hours would count the water twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from server.billing.nem12 import nem12_file
+
+DAY = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("missing", [range(2, 6), range(1, 24), range(2, 3)], ids=["4_reads", "23_reads", "1_read"])
+def test_the_hour_closing_a_gap_not_estimated_is_substituted_and_says_since_when(migrated_database_url, missing):
+    volumes = {h: Decimal("100.000") + Decimal("0.010") * h for h in range(25) if h not in missing}
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('G1', true)")
+        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SPG')")
+        conn.execute("INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
+                     "VALUES ('SPG', 'G1', %s)", (DAY - timedelta(days=10),))  # fmt: skip
+        for hour, volume in volumes.items():
+            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('G1', %s, %s)",
+                         (DAY + timedelta(hours=hour), volume))  # fmt: skip
+        conn.execute("SELECT refresh_consumption(%s, %s)", (DAY, DAY + timedelta(days=1)))
+        conn.commit()
+    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+        text = nem12_file(conn, DAY, DAY + timedelta(days=1))  # type: ignore[arg-type]  # a dict_row connection
+    (day,) = [line.split(",") for line in text.splitlines() if line.startswith("300,")]
+    runs = [line.split(",")[1:6] for line in text.splitlines() if line.startswith("400,")]
+    first, last = missing[0], missing[-1] + 1  # the gap: from the read before to the read closing it
+    closing_hour = [
+        f"{last}",
+        f"{last}",
+        "S18",
+        "0",
+        f"accumulated since 2026-11-02T{first - 1:02d}:00Z; the hours before are null",
+    ]
+    expected = [[str(first), str(last - 1), "N", "", ""], closing_hour]
+    if first > 1:
+        expected.insert(0, ["1", str(first - 1), "A", "", ""])
+    if last < 24:
+        expected.append([str(last + 1), "24", "A", "", ""])
+    assert runs == expected
+    assert Decimal(day[2 + last - 1]) == Decimal("0.010") * (last - first + 1)  # the gap's water, once
