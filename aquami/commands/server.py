@@ -107,6 +107,7 @@ def register(app: typer.Typer) -> None:
 
 def _installations(table: Meters, path: Path) -> list[Installation]:
     """The rows that say where a meter was fitted, with their job cards' registers."""
+    from aquami.contracts.reads import is_identifier
     from collector.detection.csvio import CsvFormatError
     from server.meters.repository import Installation
 
@@ -119,6 +120,11 @@ def _installations(table: Meters, path: Path) -> list[Installation]:
         where = f"{path}: row {row + 2}"
         if not point and (since or until or initial or final):
             raise CsvFormatError(f"{where}: an installation needs its service_point_id")
+        if point and not is_identifier(point):
+            raise CsvFormatError(
+                f"{where}: service_point_id {point!r} is no identifier (letters, digits and . _ : -, at most 64): "
+                "NEM12 and the CSV exports could not carry it"
+            )
         if point and since is None:
             raise CsvFormatError(f"{where}: service_point_id needs installed_at, when the meter was fitted")
         if final and until is None:

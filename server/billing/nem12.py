@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from aquami.contracts.reads import is_identifier
 from collector.utility_zone import daylight_saving_shift, standard_offset
 from collector.vee.config import VeeConfig
 
@@ -217,6 +218,11 @@ def nem12_file(
     lines = [f"100,NEM12,{stamp:%Y%m%d%H%M},{sender},{receiver}"]
     for key, hours in streams.items():
         service_point, meter = key
+        for name, value in (("service point", service_point), ("meter", meter)):
+            if not is_identifier(value):  # a comma or a line break would add fields or records
+                raise ValueError(
+                    f"{name} id {value!r} cannot be written in NEM12: rename it (letters, digits, . _ : -)"
+                )
         lines.append(f"200,{service_point},E1,1,E1,N1,{meter},KL,60,")
         for d in range(days):
             day = day0 + timedelta(days=d)

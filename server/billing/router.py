@@ -146,6 +146,8 @@ def billing_nem12(
         raise Problem(400, f"{period!r}: its last whole day ends after the year 9999", title="Invalid period") from None
     except ZoneNotExportable as error:  # the utility's zone, not the request: a conflict with the setting
         raise Problem(409, str(error), title="No NEM12 in this time zone") from None
+    except ValueError as error:  # an id registered before ids were checked, that NEM12 cannot carry
+        raise Problem(409, str(error), title="Not writable in NEM12") from None
     return Response(
         text,
         media_type="text/csv; charset=utf-8",
