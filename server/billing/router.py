@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from server.auth import Principal, require_role
 from server.billing import repository, service
@@ -18,6 +17,7 @@ from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_file, 
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
+from server.instants import UtcInstant
 from server.problems import Problem
 
 router = APIRouter(prefix="/billing", tags=["billing"], route_class=ExactJsonRoute)
@@ -67,8 +67,8 @@ def billing_reads(
     _: Billing,
     conn: Connection,
     account: Annotated[str, Query(description="the billing account")],
-    start: Annotated[AwareDatetime, Query(alias="from", description="inclusive, with a UTC offset")],
-    end: Annotated[AwareDatetime, Query(alias="to", description="exclusive, with a UTC offset")],
+    start: Annotated[UtcInstant, Query(alias="from", description="inclusive, with a UTC offset")],
+    end: Annotated[UtcInstant, Query(alias="to", description="exclusive, with a UTC offset")],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: Annotated[str | None, Query(description="from the previous page's 'next'")] = None,
     format: Format = None,

@@ -143,6 +143,19 @@ def test_reads_of_an_account_follow_its_meters_paged_and_as_csv(api):
     assert [r["volume_m3"] for r in csv.DictReader(io.StringIO(text))] == ["103.580", "103.590", "0.000", "0.020"]
 
 
+@pytest.mark.parametrize(
+    "ends",
+    ["from=0001-01-01T00:00:00%2B01:00&to=2026-03-01T00:00Z", "from=2026-02-01T00:00Z&to=9999-12-31T23:59:59-01:00"],
+    ids=["from_before_year_1", "to_after_year_9999"],
+)
+def test_reads_asked_for_beyond_the_calendar_in_utc_are_a_problem_not_a_500(api, ends):
+    """0001-01-01T00:00+01:00 is in the year 0 in UTC: the page could not say its start, and
+    /billing/reads answered 500 after running the query."""
+    client, keys = api
+    body = assert_problem(client.get(f"/billing/reads?account=A1&{ends}", headers=auth(keys["billing"])), 422)
+    assert "within the years 1 to 9999" in body["detail"]
+
+
 def test_bad_requests_are_problems(api):
     client, keys = api
     h = auth(keys["billing"])
