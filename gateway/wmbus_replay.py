@@ -7,8 +7,10 @@ reading off as a new one.
 * Mode 5 and an ELL encrypted with AES-CTR carry no message counter (mode 5's access number wraps
   after 256 telegrams). A telegram that carries the meter's own clock (the date-time record, VIF
   6Dh, storage 0, encrypted with the rest) is refused if that time is earlier than the last one
-  accepted; equal is accepted, a type F clock counting whole minutes. A telegram without a clock
-  cannot be told from a replay.
+  accepted; equal is accepted, a type F clock counting whole minutes. The clock is compared at
+  standard time: a meter keeping summer time marks it with the record's SU bit (EN 13757-3
+  Annex A), and its clock going back an hour in autumn is no replay (taken at face value, every
+  telegram of that hour was refused). A telegram without a clock cannot be told from a replay.
 
 What was last accepted from each meter is kept in the spool's database (:class:`FreshnessStore`),
 per configured meter and radio identification (a replaced meter starts afresh), so a restart does
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 
@@ -46,6 +48,8 @@ def freshness_of(decoded: dict[str, Any]) -> Freshness:
 
 
 def _meter_time(records: Iterable[dict[str, Any]]) -> str | None:
+    """The current date-time record's value at the meter's standard time (an hour earlier where its
+    SU bit says summer time)."""
     for record in records:
         if (
             record["quantity"] in ("datetime", "datetime_s")
@@ -54,10 +58,17 @@ def _meter_time(records: Iterable[dict[str, Any]]) -> str | None:
             and record.get("subunit", 0) == 0
             and record["function"] == "instantaneous"
             and isinstance(record["value"], str)
-            and _instant(record["value"]) is not None
         ):
+            moment = _instant(record["value"])
+            if moment is None:
+                continue
+            if record.get("summer_time") is True:
+                return (moment - _SUMMER_SHIFT).isoformat()
             return str(record["value"])
     return None
+
+
+_SUMMER_SHIFT = timedelta(hours=1)
 
 
 def _instant(text: str) -> datetime | None:

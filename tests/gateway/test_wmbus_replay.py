@@ -81,3 +81,33 @@ def test_the_clock_is_the_current_date_time_record() -> None:
     ]
     assert freshness_of({"records": records, "afl": None}) == Freshness(None, "2026-03-08T00:00")
     assert freshness_of({"records": [], "afl": {"message_counter": 7}}) == Freshness(7, None)
+
+
+def _clock(value: str, summer_time: bool | None) -> dict[str, object]:
+    record: dict[str, object] = {
+        "storage": 0,
+        "tariff": 0,
+        "subunit": 0,
+        "function": "instantaneous",
+        "quantity": "datetime",
+        "value": value,
+    }
+    if summer_time is not None:
+        record["summer_time"] = summer_time
+    return record
+
+
+def test_a_meter_clock_going_back_an_hour_in_autumn_is_no_replay_and_a_summer_telegram_after_it_is() -> None:
+    """On 2026-10-25 a meter keeping summer time reads 02:50 (SU set), then 02:05 (SU clear): taken at
+    face value, its clock had gone back and every telegram of that hour was refused. At standard time
+    the clock goes on (01:50, 02:05); the 02:50 summer telegram heard again after 02:05 is a replay."""
+    guard = ReplayGuard()
+    summer = freshness_of({"records": [_clock("2026-10-25T02:50", True)], "afl": None})
+    winter = freshness_of({"records": [_clock("2026-10-25T02:05", False)], "afl": None})
+    assert guard.why_replayed("M", "12345678", summer) is None
+    guard.accept("M", "12345678", summer)
+    assert guard.why_replayed("M", "12345678", winter) is None
+    guard.accept("M", "12345678", winter)
+    assert guard.why_replayed("M", "12345678", summer) == (
+        "meter time 2026-10-25T01:50:00 is before the last accepted 2026-10-25T02:05"
+    )
