@@ -16,8 +16,12 @@ detector's figures (its estimated start, the leak's own rate) stand, and the ala
 overwrites nor resolves them. An alert only resolves when a detection says its flow stopped
 (``ended_at``); an alert missing from a run is left as it is (the run may simply not have covered
 it). A dismissed alert stays dismissed for the rest of its episode, which runs go on following (its
-``last_seen`` and ``ended_at``) so that they neither raise it again while it runs nor take a later
-episode for it; a later episode is a new alert.
+``last_seen`` and ``ended_at``, from a detector's findings or the meter's alarm alike) so that they
+neither raise it again while it runs nor take a later episode for it; a later episode is a new
+alert. A dismissal answers its own source only: the leak detector's finding is not taken by a
+dismissed ``leak`` alarm of the meter (a garden hose), nor the meter's alarm by a dismissed
+detector's alert; and a dismissed alert whose end no run saw takes no finding that begins more than
+a day after it was last seen.
 
 An alert's kind can change once later reads show its episode better: a burst raised on a shop's
 busy afternoon whose flow turns out continuous, at a leak's rate, comes back from the detectors
@@ -62,6 +66,8 @@ class AlertChanges:
 
 #: A finding that starts this close after its run's first instant may have been cut there.
 _WINDOW_EDGE = timedelta(days=1)
+#: A dismissed alert whose end no run has seen went on at most this long after it was last seen.
+_DISMISSED_GAP = timedelta(days=1)
 _FIGURES = ("kind", "dma", "start", "last_seen", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
 
 
@@ -71,6 +77,13 @@ def _same_episode(stored: Alert, found: Alert) -> bool:
     if stored.key != found.key:
         return False
     stored_end = stored.ended_at or stored.resolved_at
+    if stored.status is AlertStatus.DISMISSED:
+        # a person's dismissal covers that one episode: not what the other source says (the meter's
+        # leak bit for a garden hose is no answer to the leak detector's finding), and not one that
+        # begins after it was last seen, when no run saw it end
+        if stored.source is not found.source:
+            return False
+        stored_end = stored.ended_at or stored.last_seen + _DISMISSED_GAP
     found_end = found.ended_at
     return (stored_end is None or found.start <= stored_end) and (found_end is None or stored.start <= found_end)
 
@@ -149,7 +162,7 @@ def merge_alerts(
             # a person closed it; its episode is still followed, so that once it ends a later one is
             # a new alert, and while it runs the run's sliding window does not raise it again
             followed = stored.replace(last_seen=max(stored.last_seen, found.last_seen), ended_at=found.ended_at)
-            if found.source is AlertSource.DETECTOR and followed != stored:
+            if followed != stored:
                 current[stored.alert_id] = touched[stored.alert_id] = followed
             continue
         taken_out = removed_by(stored)

@@ -37,14 +37,19 @@ def fleet() -> list[MeterModel]:
     return meters
 
 
-def store_hours(database_url: str, meters: list[MeterModel], first: int, last: int) -> None:
+def store_hours(
+    database_url: str, meters: list[MeterModel], first: int, last: int, alarms: dict[str, range] | None = None
+) -> None:
+    """The meters' reads of hours [first, last); ``alarms``: a meter's ``leak`` bit on in those hours."""
     rows: list[ReadingRow] = []
+    alarms = alarms or {}
     for meter in meters:
         for hour in range(first, last):
             reading = meter.read(START + timedelta(hours=hour))
+            bits = ["leak"] if hour in alarms.get(meter.meter_id, ()) else []
             rows.append(
                 (meter.meter_id, reading.ts.isoformat(), repr(reading.volume_m3), reading.flow_m3h, None,
-                 [], "gw-test", hour)
+                 bits, "gw-test", hour)
             )  # fmt: skip
     ReadingStore(database_url).write(rows)
 
@@ -316,6 +321,35 @@ def test_a_dismissed_alert_stays_dismissed_with_who_and_why(leaky_database):
         assert (stored.status, stored.dismissed_by, stored.dismiss_reason) == (
             AlertStatus.DISMISSED, "j.smith", "pool filling",
         )  # fmt: skip
+
+
+def test_a_leak_after_a_dismissed_leak_alarm_of_the_meter_opens_its_own_alert_and_enquiry(migrated_database_url):
+    """The meter's own leak bit for four hours (a garden hose) is dismissed by customer care; four
+    days later a real 25 L/h leak starts. The leak detector's finding matched the dismissed alarm
+    (the same kind and meter, never given an end) and was absorbed into it: no alert, no enquiry."""
+    meters = fleet()
+    hose = range(2 * 24 + 10, 2 * 24 + 14)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    store_hours(migrated_database_url, meters, 0, 9 * 24 + 1, alarms={LEAKY: hose})
+    with psycopg.connect(migrated_database_url) as conn:
+        at = START + timedelta(hours=hose[0] + 1)
+        (alarm,) = [a for a in run_detection_once(conn, at, _job_config()).opened if a.meter_id == LEAKY]
+        with conn.transaction():
+            dismiss_alert(conn, alarm.alert_id, by="care.agent", reason="garden hose", now=at)
+        run_detection_once(conn, START + timedelta(days=9), _job_config())
+        stored = {a.alert_id: a for a in alerts_for(conn, LEAKY)}
+        (leak,) = [a for a in stored.values() if a.source.value == "detector"]
+        assert (leak.kind, leak.status) == (AlertKind.LEAK, AlertStatus.OPEN)
+        assert abs(leak.start - LEAK_START) <= timedelta(hours=2)
+        assert (stored[alarm.alert_id].status, stored[alarm.alert_id].ended_at) == (
+            AlertStatus.DISMISSED, START + timedelta(hours=hose[-1] + 1),
+        )  # fmt: skip
+        enquiries = conn.execute("SELECT alert_id FROM enquiries WHERE meter_id = %s", (LEAKY,)).fetchall()
+        assert sorted(enquiries) == sorted([(alarm.alert_id,), (leak.alert_id,)])
 
 
 def _job_config() -> DetectionJobConfig:

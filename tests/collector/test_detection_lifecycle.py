@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from collector.detection.alerts import Alert, AlertKind, AlertStatus, make_alert_id
+from collector.detection.alerts import Alert, AlertKind, AlertSource, AlertStatus, make_alert_id
 from collector.detection.lifecycle import dismiss, merge_alerts
 
 T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
@@ -322,3 +324,64 @@ def test_a_leak_older_than_the_window_keeps_the_start_it_was_given_and_its_volum
     refined = _leak(T0 + 8 * H, T0 + 8 * H, start=T0 - 2 * H)
     (moved,) = merge_alerts([stored], [refined], now=T0 + 8 * H, window_from=T0 - 20 * 24 * H).updated
     assert moved.start == T0 - 2 * H
+
+
+def _alarm(kind: AlertKind, start: datetime, last_seen: datetime, *, ended: datetime | None = None) -> Alert:
+    """The meter's own alarm bit, on from ``start`` to ``last_seen`` (and off at ``ended``)."""
+    alert = _leak(start, last_seen, start=start, ended=ended, rate=0.0).replace(kind=kind, source=AlertSource.METER)
+    return alert.replace(alert_id=make_alert_id(kind, "M1", "D1", start, AlertSource.METER), confidence=1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    on_h=st.integers(1, 48),
+    off_h=st.integers(1, 10 * 24),
+    again_h=st.integers(1, 48),
+    runs_between=st.booleans(),
+    kind=st.sampled_from([AlertKind.TAMPER, AlertKind.LEAK, AlertKind.DRY]),
+)
+def test_a_dismissed_alarm_ends_with_its_episode_and_a_later_alarm_is_an_alert_of_its_own(
+    on_h: int, off_h: int, again_h: int, runs_between: bool, kind: AlertKind
+) -> None:
+    """A meter's tamper alarm (the utility's own crew opening it) is dismissed; it goes off, and
+    days later the meter raises it again. The dismissed alert was never followed (only detectors'
+    findings were), so it had no end and took every later episode of its kind on its meter: the
+    second tamper (8 reads of it, four days on) was never raised. Its episode is now followed to
+    its end, and one that begins after it opens (if no run saw the first end, one that begins more
+    than a day after it was last seen)."""
+    first_end = T0 + on_h * H
+    (stored,) = merge_alerts([], [_alarm(kind, T0, T0)], now=T0 + H).opened
+    dismissed = dismiss(stored, by="field.tech", reason="our crew opened it", now=T0 + H)
+    ended = _alarm(kind, T0, first_end - H, ended=first_end)
+    if runs_between:  # a run saw the first one end
+        (dismissed,) = merge_alerts([dismissed], [ended], now=first_end + H).updated
+        assert (dismissed.status, dismissed.ended_at) == (AlertStatus.DISMISSED, first_end)
+    again = first_end + off_h * H
+    second = _alarm(kind, again, again + again_h * H)
+    # unseen, the first's end is not known: an alarm begun more than a day after it was last seen
+    # is another episode
+    assume(runs_between or again > dismissed.last_seen + 24 * H)
+    found = [ended, second] if runs_between else [second]
+    changes = merge_alerts([dismissed], found, now=again + again_h * H)
+    assert [a.alert_id for a in changes.opened] == [second.alert_id]
+    assert all(a.status is AlertStatus.DISMISSED for a in changes.updated)
+
+
+def test_a_detector_s_leak_is_not_taken_by_a_dismissed_leak_alarm_of_the_meter() -> None:
+    """The meter's leak bit for a few hours (a paddling pool filling) is dismissed by customer care;
+    four days later a real 25 L/h leak starts. The leak detector's finding matched the dismissed
+    alarm's alert (same kind and meter, no end) and was absorbed into it: no alert, no enquiry.
+    A person's dismissal of one source's alert is no answer to the other's finding."""
+    (stored,) = merge_alerts([], [_alarm(AlertKind.LEAK, T0, T0)], now=T0 + H).opened
+    dismissed = dismiss(stored, by="care.agent", reason="paddling pool", now=T0 + H)
+    leak_at = T0 + 4 * 24 * H
+    leak = _leak(leak_at + 20 * H, leak_at + 30 * H, start=leak_at, rate=25.0)
+    changes = merge_alerts([dismissed], [leak], now=leak_at + 30 * H)
+    assert [(a.alert_id, a.status) for a in changes.opened] == [(leak.alert_id, AlertStatus.OPEN)]
+    # nor is a running alarm taken by a dismissed detector's alert about the same leak
+    (detected,) = merge_alerts([], [leak], now=leak.last_seen).opened
+    dismissed_leak = dismiss(detected, by="care.agent", reason="irrigation, known", now=leak.last_seen)
+    bit = _alarm(AlertKind.LEAK, leak_at + 24 * H, leak_at + 30 * H)
+    later = merge_alerts([dismissed_leak], [leak, bit], now=leak_at + 30 * H)
+    assert [a.alert_id for a in later.opened] == [bit.alert_id]
+    assert not later.updated and not later.resolved  # the dismissed leak as it was
