@@ -22,9 +22,10 @@ import numpy as np
 import psycopg
 
 from collector.alert_store import alerts_to_merge, record_run, save_changes
+from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
-from collector.detection.lifecycle import AlertChanges, merge_alerts
+from collector.detection.lifecycle import AlertChanges, merge_alerts, to_merge
 from collector.detection.series import LATE_READ_SHARE, SeriesBlock, installed_on_the_grid
 from collector.schedule import PeriodicJob
 from collector.utility_zone import day_offset_s, utility_zone
@@ -194,25 +195,53 @@ def _interval_of(us: _Micros, first_us: int, step_us: int) -> _Micros:
     return -((first_us - us) // step_us)
 
 
+class BackRun(RuntimeError):
+    """A run at an instant before the latest recorded run's: stored, it would rewind live alerts."""
+
+
 def run_detection_once(
-    conn: psycopg.Connection[Any], now: datetime, config: DetectionJobConfig | None = None
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    config: DetectionJobConfig | None = None,
+    *,
+    dry_run: dict[str, Alert] | None = None,
 ) -> AlertChanges:
-    """One run at ``now``: detect over the window ending there and store the alerts' new states."""
+    """One run at ``now``: detect over the window ending there and store the alerts' new states.
+
+    A run at an instant before the latest recorded run's (a back-run over past data) would merge
+    what that past window shows into the live alerts: an ongoing leak's ``last_seen`` and volume
+    wound back, a resolved burst ongoing again and its closed enquiry reopened. It raises
+    :class:`BackRun` instead, and writes nothing. A dry run (``dry_run``: alerts by id, none at
+    first) merges into those alerts, updates them in place, and writes nothing to the database,
+    at any instant: a back-run replays a period that way, each run on the last one's alerts."""
     config = config or DetectionJobConfig()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        if dry_run is None:
+            (latest,) = conn.execute("SELECT max(run_at) FROM detection_runs").fetchone() or (None,)
+            if latest is not None and now < latest:
+                raise BackRun(
+                    f"detection last ran at {latest.isoformat()}: a run at {now.isoformat()}, before it, "
+                    "would rewind the live alerts; replay the past as a dry run instead "
+                    "(aquami collector detect --out ALERTS.json)"
+                )
         block = fetch_block(conn, now, config)
         if block.n_meters == 0:
             return AlertChanges()
         detected = detect(block, config.detection)
+        since = block.time(0)
+        stored = to_merge(dry_run.values(), since) if dry_run is not None else alerts_to_merge(conn, since)
         changes = merge_alerts(
-            alerts_to_merge(conn, block.time(0)),
+            stored,
             detected,
             now,
             opens_from=block.time(block.n_intervals - 1) - config.opens_within,
             removed=dict(conn.execute(_TAKEN_OUT).fetchall()),
-            window_from=block.time(0),
+            window_from=since,
         )
+        if dry_run is not None:
+            dry_run.update((a.alert_id, a) for a in changes.changed)
+            return changes
         save_changes(conn, changes)
         window = (block.time(0), block.time(block.n_intervals - 1))
         record_run(conn, now, window, block.n_meters, changes)
@@ -232,7 +261,12 @@ class DetectionScheduler(PeriodicJob):
 
     def work(self) -> None:
         with psycopg.connect(self.database_url) as conn:
-            self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
+            try:
+                self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
+            except BackRun:  # another collector's run, begun after this one's, took the lock first
+                log.info("detection: a later run came first; nothing left for this one")
+                self.last_changes = AlertChanges()
+                return
         if self.last_changes:
             log.info(
                 "detection: %d opened, %d updated, %d resolved",

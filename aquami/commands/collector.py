@@ -121,23 +121,42 @@ def register(app: typer.Typer) -> None:
         ),
         step_minutes: int = typer.Option(60, "--step", min=1, help="Minutes between back-run steps."),
         history_days: int = typer.Option(28, help="Days of readings each run looks at."),
+        out: Path = typer.Option(
+            None,
+            "--out",
+            dir_okay=False,
+            help="Dry run: write the alerts the runs would raise to this ALERTS.json and leave the stored "
+            "alerts as they are (the only way to run at an instant before the latest run).",
+        ),
     ) -> None:
         """Run detection over stored readings and update the alerts; prints what changed as JSON lines.
 
         A back-run (``--until``) replays the period run by run, each seeing only readings up to its
-        own instant, as the live schedule would have: the way to tune thresholds on past data.
+        own instant, as the live schedule would have: the way to tune thresholds on past data. Runs
+        store their alerts (and raise enquiries) only at or after the latest run: one at an earlier
+        instant would rewind live alerts, and is refused. With ``--out``, nothing is stored: each run
+        merges into the alerts of the runs before it (none at first), and the last alerts are written
+        to the file (as ``aquami detect --out``).
         """
         import psycopg
 
-        from collector.detection_job import DetectionJobConfig, run_detection_once
+        from collector.detection.alerts import Alert
+        from collector.detection.csvio import write_alerts_json
+        from collector.detection_job import BackRun, DetectionJobConfig, run_detection_once
 
+        if out is not None and not out.resolve().parent.is_dir():
+            raise typer.BadParameter(f"{out}: there is no folder {out.parent}", param_hint="--out")
         first = _utc(at) if at else datetime.now(UTC)
         last = _utc(until) if until else first
         config = DetectionJobConfig(history_days=history_days)
+        dry_run: dict[str, Alert] | None = {} if out is not None else None
         moment = first
         with psycopg.connect(database_url) as conn:
             while moment <= last:
-                changes = run_detection_once(conn, moment, config)
+                try:
+                    changes = run_detection_once(conn, moment, config, dry_run=dry_run)
+                except BackRun as refused:
+                    raise typer.BadParameter(str(refused), param_hint="--at") from None
                 summary = {
                     "at": moment.isoformat(),
                     "opened": [a.alert_id for a in changes.opened],
@@ -146,6 +165,8 @@ def register(app: typer.Typer) -> None:
                 }
                 typer.echo(json.dumps(summary))
                 moment += timedelta(minutes=step_minutes)
+        if dry_run is not None and out is not None:
+            write_alerts_json(sorted(dry_run.values(), key=lambda a: (a.detected_at, a.alert_id)), out)
 
     @collector_app.command("consumption")
     def consumption_command(

@@ -68,7 +68,7 @@ class AlertChanges:
 _WINDOW_EDGE = timedelta(days=1)
 #: A dismissed alert whose end no run has seen went on at most this long after it was last seen.
 _DISMISSED_GAP = timedelta(days=1)
-_FIGURES = ("kind", "dma", "start", "last_seen", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
+_FIGURES = ("kind", "dma", "start", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
 
 
 def _same_episode(stored: Alert, found: Alert) -> bool:
@@ -169,7 +169,9 @@ def merge_alerts(
         reopened = _seen_running_again(stored, found) and taken_out is None
         if stored.status not in ACTIVE and not reopened:
             continue  # resolved: that episode is closed for good
-        updated = stored.replace(**{name: getattr(found, name) for name in _FIGURES})
+        # a finding's own figures, but the latest instant a run saw the episode is never moved back
+        figures = {name: getattr(found, name) for name in _FIGURES}
+        updated = stored.replace(**figures, last_seen=max(stored.last_seen, found.last_seen))
         if window_from is not None and stored.start < found.start < window_from + _WINDOW_EDGE:
             hours = (found.start - stored.start).total_seconds() / 3600.0
             updated = updated.replace(start=stored.start, volume_l=found.volume_l + found.rate_l_h * hours)
@@ -203,6 +205,16 @@ def merge_alerts(
         else:
             changes.updated.append(alert)
     return changes
+
+
+def to_merge(alerts: Iterable[Alert], since: datetime) -> list[Alert]:
+    """The ``alerts`` a run over the window from ``since`` may find again: those
+    :func:`collector.alert_store.alerts_to_merge` loads from the table, of alerts held in memory."""
+    return [
+        a
+        for a in alerts
+        if a.status in ACTIVE or (a.status is AlertStatus.DISMISSED and a.ended_at is None) or a.last_seen >= since
+    ]
 
 
 def _match(found: Alert, current: dict[str, Alert], same_key: list[str], taken: set[str]) -> Alert | None:

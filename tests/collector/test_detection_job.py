@@ -378,6 +378,45 @@ def test_a_back_run_replays_the_period_as_live_runs_would(leaky_database):
         assert [a.alert_id for a in alerts_for(conn, LEAKY) if a.kind is AlertKind.LEAK] == opened
 
 
+def test_a_back_run_before_the_latest_run_is_refused_and_its_dry_run_leaves_the_alerts_alone(leaky_database, tmp_path):
+    """A back-run at a past instant merged what that window showed into the live alerts: an ongoing
+    leak's last_seen and volume were wound back to the past instant (and a resolved burst reopened
+    with its closed enquiry). Before the latest run it is refused; ``--out`` replays it as a dry run
+    that writes the alerts it would raise to a file, and stores nothing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    live = START + timedelta(days=9)
+    with psycopg.connect(leaky_database) as conn:
+        run_detection_once(conn, live, _job_config())
+        stored = alerts_for(conn, LEAKY)
+        (leak,) = [a for a in stored if a.kind is AlertKind.LEAK]
+        with pytest.raises(detection_job.BackRun, match="would rewind the live alerts"):
+            run_detection_once(conn, live - timedelta(days=1), _job_config())
+        replayed: dict[str, Alert] = {}
+        run_detection_once(conn, live - timedelta(days=1), _job_config(), dry_run=replayed)
+        assert leak.alert_id in replayed and replayed[leak.alert_id].last_seen < leak.last_seen
+
+    past = ["collector", "detect", "--database-url", leaky_database, "--at", "2026-03-10T00:00:00",
+            "--until", "2026-03-10T12:00:00", "--step", "360", "--history-days", "9"]  # fmt: skip
+    refused = CliRunner().invoke(app, past)
+    assert refused.exit_code == 2 and "would rewind the live alerts" in refused.output
+    out = tmp_path / "alerts.json"
+    result = CliRunner().invoke(app, [*past, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["at"][:13] for line in result.output.splitlines()] == [
+        "2026-03-10T00", "2026-03-10T06", "2026-03-10T12",
+    ]  # fmt: skip
+    written = {a["alert_id"]: a for a in json.loads(out.read_text())}
+    assert written[leak.alert_id]["last_seen"].startswith("2026-03-10T12:00")
+    with psycopg.connect(leaky_database) as conn:
+        assert alerts_for(conn, LEAKY) == stored  # the live alerts as they were
+        assert conn.execute("SELECT count(*) FROM detection_runs").fetchone() == (1,)
+
+
 def test_a_burst_that_ends_at_closing_and_goes_on_as_a_leak_is_one_alert_running_again(migrated_database_url):
     """A busy shop (twice the households tests' shop) springs a 150 L/h leak at 09:42. Its busy hours
     on top of the leak raise a burst at noon; at closing the flow falls below half the level that
@@ -480,6 +519,21 @@ def test_a_run_opens_what_it_detects_in_the_newest_part_of_its_window_or_still_r
         }
     assert opened[timedelta(days=2)] == {(LEAKY, AlertKind.LEAK)}
     assert opened[timedelta(days=9)] == {(LEAKY, AlertKind.LEAK), (meters[3].meter_id, AlertKind.BURST)}
+
+
+def test_a_scheduled_run_that_another_collector_s_later_run_came_before_is_no_failure(migrated_database_url):
+    """Two collectors' schedules take turns on the lock: the one whose ``now`` is earlier may get it
+    second, when its run would rewind the other's. It stores nothing, and that is no failure."""
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO detection_runs (run_at, window_from, window_to, meters, opened, updated, resolved) "
+            "VALUES (%s, %s, %s, 0, 0, 0, 0)",
+            (later, later - timedelta(days=28), later),
+        )
+    job = DetectionScheduler(migrated_database_url, timedelta(hours=1))
+    assert job.run_once() is True and (job.runs, job.failures) == (1, 0)
+    assert not job.last_changes
 
 
 def test_the_schedule_goes_on_after_a_run_fails(leaky_database, monkeypatch):

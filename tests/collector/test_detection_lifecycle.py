@@ -385,3 +385,15 @@ def test_a_detector_s_leak_is_not_taken_by_a_dismissed_leak_alarm_of_the_meter()
     later = merge_alerts([dismissed_leak], [leak, bit], now=leak_at + 30 * H)
     assert [a.alert_id for a in later.opened] == [bit.alert_id]
     assert not later.updated and not later.resolved  # the dismissed leak as it was
+
+
+@settings(max_examples=60, deadline=None)
+@given(seen_h=st.integers(0, 300), back_h=st.integers(1, 300), ended=st.booleans(), rate=st.floats(1.0, 500.0))
+def test_a_merge_never_moves_an_alert_s_last_seen_back(seen_h: int, back_h: int, ended: bool, rate: float) -> None:
+    """A finding that saw less of the episode than the stored alert (a run over older data: a
+    back-run rewound an ongoing leak's last_seen to its past instant) leaves last_seen where it was."""
+    (stored,) = merge_alerts([], [_leak(T0, T0 + seen_h * H)], now=T0 + seen_h * H).opened
+    earlier = max(T0, stored.last_seen - back_h * H)
+    found = _leak(T0, earlier, rate=rate, ended=earlier + H if ended else None)
+    for changed in merge_alerts([stored], [found], now=stored.last_seen + H).changed:
+        assert changed.last_seen == stored.last_seen
