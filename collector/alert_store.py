@@ -106,11 +106,13 @@ def record_run(
     window: tuple[datetime, datetime],
     meters: int,
     changes: AlertChanges,
+    seen_at: datetime | None = None,
 ) -> None:
+    """Note a run at ``run_at``; ``seen_at``: the database's clock when it read the readings."""
     conn.execute(
-        "INSERT INTO detection_runs (run_at, window_from, window_to, meters, opened, updated, resolved) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_at) DO NOTHING",
-        (run_at, *window, meters, len(changes.opened), len(changes.updated), len(changes.resolved)),
+        "INSERT INTO detection_runs (run_at, window_from, window_to, meters, opened, updated, resolved, seen_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_at) DO NOTHING",
+        (run_at, *window, meters, len(changes.opened), len(changes.updated), len(changes.resolved), seen_at),
     )
 
 

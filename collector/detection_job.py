@@ -7,7 +7,9 @@ window slides, so a later run may date an episode an hour later (a new id) or fr
 start: each run loads every alert last seen inside its window, not only the active ones, and opens
 only what it detects in its newest ``opens_within`` (or what is still running), since the window's
 oldest days are the detectors' history and have too little of their own
-(``benchmarks/bench_detection_job.py`` replays the schedule beside one run).
+(``benchmarks/bench_detection_job.py`` replays the schedule beside one run); an ended episode
+older than that opens too where some of its readings arrived after the previous run (a gateway's
+spool after a week offline), since no run could have raised it in its own time.
 Several collectors may schedule runs: an advisory lock makes them take turns.
 """
 
@@ -61,6 +63,17 @@ _BLOCK_WORK_MEM = "64MB"
 _TAKEN_OUT = """
 SELECT meter_id, max(removed_at) FROM meter_installations GROUP BY meter_id HAVING bool_and(removed_at IS NOT NULL)
 """
+#: Per meter, the oldest and newest of its readings in a stretch of the window that arrived since
+#: an instant (on the index of ``received_at``: only those are read). VEE's estimates are no reads.
+_ARRIVED = """
+SELECT meter_id, min(ts), max(ts) FROM readings
+WHERE received_at > %(since)s AND ts > %(first)s AND ts <= %(until)s AND quality <> 'estimated'
+GROUP BY meter_id
+"""
+#: A reading is taken to have arrived after the previous run if it was received less than this
+#: before that run read the readings: a writer's transaction begun before (its ``received_at``) may
+#: have committed after. Taking one twice only looks at its episodes again.
+_ARRIVAL_MARGIN = timedelta(minutes=10)
 _RECORD = np.dtype([("us", ">i8"), ("volume", ">f8"), ("reverse", ">f8")])
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -217,35 +230,61 @@ def run_detection_once(
     config = config or DetectionJobConfig()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        if dry_run is None:
-            (latest,) = conn.execute("SELECT max(run_at) FROM detection_runs").fetchone() or (None,)
-            if latest is not None and now < latest:
-                raise BackRun(
-                    f"detection last ran at {latest.isoformat()}: a run at {now.isoformat()}, before it, "
-                    "would rewind the live alerts; replay the past as a dry run instead "
-                    "(aquami collector detect --out ALERTS.json)"
-                )
+        previous = conn.execute("SELECT run_at, seen_at FROM detection_runs ORDER BY run_at DESC LIMIT 1").fetchone()
+        if dry_run is None and previous is not None and now < previous[0]:
+            raise BackRun(
+                f"detection last ran at {previous[0].isoformat()}: a run at {now.isoformat()}, before it, "
+                "would rewind the live alerts; replay the past as a dry run instead "
+                "(aquami collector detect --out ALERTS.json)"
+            )
+        (seen_at,) = conn.execute("SELECT clock_timestamp()").fetchone() or (None,)
         block = fetch_block(conn, now, config)
         if block.n_meters == 0:
             return AlertChanges()
         detected = detect(block, config.detection)
         since = block.time(0)
+        opens_from = block.time(block.n_intervals - 1) - config.opens_within
         stored = to_merge(dry_run.values(), since) if dry_run is not None else alerts_to_merge(conn, since)
+        arrived = None if dry_run is not None or previous is None else previous[1]
         changes = merge_alerts(
             stored,
             detected,
             now,
-            opens_from=block.time(block.n_intervals - 1) - config.opens_within,
+            opens_from=opens_from,
             removed=dict(conn.execute(_TAKEN_OUT).fetchall()),
             window_from=since,
+            arrived=None if arrived is None else arrived_since(conn, block, arrived - _ARRIVAL_MARGIN, opens_from),
         )
         if dry_run is not None:
             dry_run.update((a.alert_id, a) for a in changes.changed)
             return changes
         save_changes(conn, changes)
         window = (block.time(0), block.time(block.n_intervals - 1))
-        record_run(conn, now, window, block.n_meters, changes)
+        record_run(conn, now, window, block.n_meters, changes, seen_at)
     return changes
+
+
+def arrived_since(
+    conn: psycopg.Connection[Any], block: SeriesBlock, since: datetime, until: datetime
+) -> dict[str, tuple[datetime, datetime]]:
+    """By subject (a meter, and its DMA as ``dma:…``): the oldest and newest instants, in the
+    block's window up to ``until``, of its readings that arrived after ``since`` (the database's
+    clock, as ``readings.received_at``).
+
+    Per reading, a block does not say when it arrived, and the block's query is left as it is; this
+    asks the readings' ``received_at`` index for the few that arrived since the previous run, and
+    only of the window's older part (up to ``opens_from``, where an ended episode would otherwise not
+    open): a gateway's spool after an outage, a person's corrected read. A span, not each instant:
+    a spool is one stretch of a meter's reads."""
+    rows = conn.execute(_ARRIVED, {"since": since, "first": block.time(0), "until": until}).fetchall()
+    dma_of = dict(zip(block.meter_ids.tolist(), block.dma.tolist(), strict=True))
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for meter_id, oldest, newest in rows:
+        subjects = [meter_id] if meter_id not in dma_of else [meter_id, f"dma:{dma_of[meter_id]}"]
+        for subject in subjects:
+            first, last = spans.get(subject, (oldest, newest))
+            spans[subject] = (min(first, oldest), max(last, newest))
+    return spans
 
 
 class DetectionScheduler(PeriodicJob):

@@ -103,6 +103,7 @@ def merge_alerts(
     opens_from: datetime | None = None,
     removed: Mapping[str, datetime] | None = None,
     window_from: datetime | None = None,
+    arrived: Mapping[str, tuple[datetime, datetime]] | None = None,
 ) -> AlertChanges:
     """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware).
 
@@ -112,6 +113,12 @@ def merge_alerts(
     burst against a meter's first few days); the run at the episode's own time saw it with its
     history and opened what it was. An active alert on a meter in ``removed`` (meter id → when it
     was taken out, by ``now``) that began before its removal resolves there.
+
+    ``arrived`` (subject → the oldest and newest instants of its readings that arrived since the
+    previous run) opens an ended episode detected before ``opens_from`` whose span (start to end)
+    reaches into its subject's: readings that were not there when the episode was new (a gateway's
+    spool after a week offline: a 2,700 L burst that began and ended while it was away) cannot have
+    been seen by the run at its own time, so this run's is the first look.
 
     ``window_from`` is where the run's data begins: a finding that starts within its first day says
     only that the episode had begun by then (a leak older than the window is dated from the
@@ -143,7 +150,12 @@ def merge_alerts(
         taken = by_detector if found.source is AlertSource.DETECTOR else set()
         stored = _match(found, current, by_key.get(found.key, []), taken)
         if stored is None:
-            if opens_from is not None and found.detected_at < opens_from and found.ended_at is not None:
+            if (
+                opens_from is not None
+                and found.detected_at < opens_from
+                and found.ended_at is not None
+                and not _arrived_during(found, arrived or {})
+            ):
                 continue
             new = found.replace(status=AlertStatus.OPEN, resolved_at=None)
             if found.ended_at is not None:
@@ -205,6 +217,14 @@ def merge_alerts(
         else:
             changes.updated.append(alert)
     return changes
+
+
+def _arrived_during(found: Alert, arrived: Mapping[str, tuple[datetime, datetime]]) -> bool:
+    """Whether readings of ``found``'s subject between its start and its end arrived since the
+    previous run (``arrived``: subject → their oldest and newest instants)."""
+    span = arrived.get(found.subject)
+    end = found.ended_at or found.last_seen
+    return span is not None and span[0] <= end and found.start <= span[1]
 
 
 def to_merge(alerts: Iterable[Alert], since: datetime) -> list[Alert]:

@@ -536,6 +536,38 @@ def test_a_scheduled_run_that_another_collector_s_later_run_came_before_is_no_fa
     assert not job.last_changes
 
 
+def test_an_episode_whose_readings_arrive_late_opens_however_old_and_one_seen_in_time_does_not(migrated_database_url):
+    """Detection ran at day 6; then nothing reached the database for three days (a collector down,
+    a gateway's spool), and at day 9 all of it arrives: a 900 L/h burst on day 6, three hours long,
+    detected more than ``opens_within`` (two days here) before the next run, and ended. No run
+    could have raised it in its own time, and the ended-and-old rule dropped it for good (a week's
+    outage lost any burst of its first day). A burst of day 3, in the data the day-6 run had and
+    left as old, stays unopened."""
+    meters = fleet()
+    early, late = START + timedelta(days=3, hours=10), START + timedelta(days=6, hours=10)
+    meters[3].inject(Burst(start=early, end=early + timedelta(hours=3), rate_lph=900.0))
+    meters[5].inject(Burst(start=late, end=late + timedelta(hours=3), rate_lph=900.0))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    config = DetectionJobConfig(history_days=9, opens_within=timedelta(days=2))
+    store_hours(migrated_database_url, meters, 0, 6 * 24 + 1)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:  # arrived in their own time
+        conn.execute("UPDATE readings SET received_at = received_at - interval '1 hour'")
+    with psycopg.connect(migrated_database_url) as conn:
+        first = run_detection_once(conn, START + timedelta(days=6), config)
+        assert not [a for a in first.opened if a.kind is AlertKind.BURST]  # day 3's was old already
+    store_hours(migrated_database_url, meters, 6 * 24 + 1, 9 * 24 + 1)
+    with psycopg.connect(migrated_database_url) as conn:
+        changes = run_detection_once(conn, START + timedelta(days=9), config)
+    bursts = [a for a in changes.opened if a.kind is AlertKind.BURST]
+    assert [(a.meter_id, a.status) for a in bursts] == [(meters[5].meter_id, AlertStatus.RESOLVED)]
+    assert abs(bursts[0].start - late) <= timedelta(hours=1)
+    assert bursts[0].detected_at < START + timedelta(days=7)  # older than opens_within
+
+
 def test_the_schedule_goes_on_after_a_run_fails(leaky_database, monkeypatch):
     """A run that fails is logged and the next one goes ahead: a database that cannot be reached,
     or a fault in detection itself (here the first run's detectors raise)."""
