@@ -29,10 +29,10 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from benchmarks.bench_detection import block_of
-from collector.detection.alerts import ACTIVE, Alert, AlertStatus
+from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
-from collector.detection.lifecycle import merge_alerts
+from collector.detection.lifecycle import merge_alerts, to_merge
 from collector.detection.series import SeriesBlock
 from collector.detection_job import DetectionJobConfig
 from simulators.fleet import FleetSpec, generate_fleet
@@ -52,12 +52,8 @@ def replay_job(
         window = block.until(now).since(now - timedelta(days=job.history_days))
         found = detect(window, config)
         since = window.time(0)
-        loaded = [
-            a
-            for a in stored.values()
-            if a.status in ACTIVE or (a.status is AlertStatus.DISMISSED and a.ended_at is None) or a.last_seen >= since
-        ]
-        changes = merge_alerts(loaded, found, now, opens_from=now - job.opens_within, window_from=since)
+        loaded = to_merge(stored.values(), since)
+        changes = merge_alerts(loaded, found, now, opens_from=now - job.opens_within)
         seconds += time.perf_counter() - started
         runs += 1
         if hour < hours:

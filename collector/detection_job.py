@@ -252,7 +252,6 @@ def run_detection_once(
             now,
             opens_from=opens_from,
             removed=dict(conn.execute(_TAKEN_OUT).fetchall()),
-            window_from=since,
             arrived=None if arrived is None else arrived_since(conn, block, arrived - _ARRIVAL_MARGIN, opens_from),
         )
         if dry_run is not None:

@@ -64,8 +64,6 @@ class AlertChanges:
         return bool(self.opened or self.updated or self.resolved)
 
 
-#: A finding that starts this close after its run's first instant may have been cut there.
-_WINDOW_EDGE = timedelta(days=1)
 #: A dismissed alert whose end no run has seen went on at most this long after it was last seen.
 _DISMISSED_GAP = timedelta(days=1)
 _FIGURES = ("kind", "dma", "start", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
@@ -102,7 +100,6 @@ def merge_alerts(
     *,
     opens_from: datetime | None = None,
     removed: Mapping[str, datetime] | None = None,
-    window_from: datetime | None = None,
     arrived: Mapping[str, tuple[datetime, datetime]] | None = None,
 ) -> AlertChanges:
     """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware).
@@ -120,11 +117,13 @@ def merge_alerts(
     spool after a week offline: a 2,700 L burst that began and ended while it was away) cannot have
     been seen by the run at its own time, so this run's is the first look.
 
-    ``window_from`` is where the run's data begins: a finding that starts within its first day says
-    only that the episode had begun by then (a leak older than the window is dated from the
-    window's start), so an alert keeps the earlier start it was given when its beginning was in the
-    data, and its volume counts from there (billing's leak adjustment spans start to end; moved
-    with the window, a two-month leak's alert lost a day a day)."""
+    A stored alert keeps its start when a finding dates the episode later, and its start is never
+    after its ``detected_at``: once the window has passed a leak's beginning, the detectors date it
+    from the window's start, or days after it (a 157 L/h leak's start moved 4.5 days on, past the
+    time it was raised), and billing's leak adjustment spans start to end (moved with the window, a
+    two-month leak's alert lost a day a day; that one lost some 20,000 L at once). Its volume then
+    counts from the start kept: the finding's, plus its rate over the hours between the two starts,
+    as the detectors reckon a volume (rate by duration)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware UTC")
     removed = removed or {}
@@ -184,9 +183,10 @@ def merge_alerts(
         # a finding's own figures, but the latest instant a run saw the episode is never moved back
         figures = {name: getattr(found, name) for name in _FIGURES}
         updated = stored.replace(**figures, last_seen=max(stored.last_seen, found.last_seen))
-        if window_from is not None and stored.start < found.start < window_from + _WINDOW_EDGE:
-            hours = (found.start - stored.start).total_seconds() / 3600.0
-            updated = updated.replace(start=stored.start, volume_l=found.volume_l + found.rate_l_h * hours)
+        start = min(stored.start, stored.detected_at)
+        if start < found.start:  # never moved later: the finding's volume counts from the start kept
+            hours = (found.start - start).total_seconds() / 3600.0
+            updated = updated.replace(start=start, volume_l=found.volume_l + found.rate_l_h * hours)
         if reopened:
             updated = updated.replace(status=AlertStatus.ONGOING, resolved_at=None)
         if found.ended_at is not None:
