@@ -89,8 +89,14 @@ def _same_episode(stored: Alert, found: Alert) -> bool:
 def _seen_running_again(stored: Alert, found: Alert) -> bool:
     """A resolved alert whose episode a detector now finds still running: it did not end (a shop's
     burst that ended at closing is a leak that goes on all night; a main burst whose inflow dipped
-    in one hour's noise runs on in the next runs' data)."""
-    return stored.status is AlertStatus.RESOLVED and found.source is AlertSource.DETECTOR and found.ended_at is None
+    in one hour's noise runs on in the next runs' data). Seen running past where it was last seen:
+    a finding over no newer data is no news, and each flip would tell its enquiry again."""
+    return (
+        stored.status is AlertStatus.RESOLVED
+        and found.source is AlertSource.DETECTOR
+        and found.ended_at is None
+        and found.last_seen > stored.last_seen
+    )
 
 
 def merge_alerts(

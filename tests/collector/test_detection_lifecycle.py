@@ -424,3 +424,15 @@ def test_a_merge_never_moves_an_alert_s_last_seen_back(seen_h: int, back_h: int,
     found = _leak(T0, earlier, rate=rate, ended=earlier + H if ended else None)
     for changed in merge_alerts([stored], [found], now=stored.last_seen + H).changed:
         assert changed.last_seen == stored.last_seen
+
+
+def test_a_resolved_alert_is_not_reopened_by_a_finding_that_saw_no_further() -> None:
+    """A finding that says the episode runs on but saw it no later than the stored alert's last
+    sighting (a run over older data) flipped the resolved alert to ongoing, and the next run back to
+    resolved: each flip a note on its enquiry, a closed enquiry reopened. It is no news."""
+    burst = _leak(T0, T0 + 7 * H, rate=400.0).replace(
+        kind=AlertKind.BURST, alert_id=make_alert_id(AlertKind.BURST, "M1", "D1", T0), ended_at=T0 + 7 * H
+    )
+    (stored,) = merge_alerts([], [burst], now=T0 + 8 * H).opened
+    assert not merge_alerts([stored], [burst.replace(ended_at=None, last_seen=T0 + 5 * H)], now=T0 + 9 * H)
+    assert not merge_alerts([stored], [burst.replace(ended_at=None)], now=T0 + 9 * H)
