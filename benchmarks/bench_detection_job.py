@@ -53,7 +53,7 @@ def replay_job(
         found = detect(window, config)
         since = window.time(0)
         loaded = to_merge(stored.values(), since)
-        changes = merge_alerts(loaded, found, now, opens_from=now - job.opens_within)
+        changes = merge_alerts(loaded, found, now, opens_from=now - job.opens_within, window_from=since)
         seconds += time.perf_counter() - started
         runs += 1
         if hour < hours:

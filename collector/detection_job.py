@@ -253,6 +253,7 @@ def run_detection_once(
             opens_from=opens_from,
             removed=dict(conn.execute(_TAKEN_OUT).fetchall()),
             arrived=None if arrived is None else arrived_since(conn, block, arrived - _ARRIVAL_MARGIN, opens_from),
+            window_from=since,
         )
         if dry_run is not None:
             dry_run.update((a.alert_id, a) for a in changes.changed)

@@ -99,6 +99,19 @@ def _seen_running_again(stored: Alert, found: Alert) -> bool:
     )
 
 
+#: A finding that starts this close after its run's first instant may have been cut there.
+_WINDOW_EDGE = timedelta(days=1)
+
+
+def _start_kept(stored: Alert, found: Alert, window_from: datetime | None) -> datetime:
+    """The start a stored alert keeps when ``found`` dates it later (see :func:`merge_alerts`)."""
+    if found.start <= stored.start:
+        return found.start
+    if window_from is not None and stored.start < window_from + _WINDOW_EDGE:
+        return stored.start  # the window no longer holds where it began
+    return min(found.start, stored.detected_at)
+
+
 def merge_alerts(
     existing: Iterable[Alert],
     detected: Iterable[Alert],
@@ -107,6 +120,7 @@ def merge_alerts(
     opens_from: datetime | None = None,
     removed: Mapping[str, datetime] | None = None,
     arrived: Mapping[str, tuple[datetime, datetime]] | None = None,
+    window_from: datetime | None = None,
 ) -> AlertChanges:
     """What ``detected`` changes about ``existing`` at ``now`` (timezone-aware).
 
@@ -123,13 +137,16 @@ def merge_alerts(
     spool after a week offline: a 2,700 L burst that began and ended while it was away) cannot have
     been seen by the run at its own time, so this run's is the first look.
 
-    A stored alert keeps its start when a finding dates the episode later, and its start is never
-    after its ``detected_at``: once the window has passed a leak's beginning, the detectors date it
-    from the window's start, or days after it (a 157 L/h leak's start moved 4.5 days on, past the
-    time it was raised), and billing's leak adjustment spans start to end (moved with the window, a
-    two-month leak's alert lost a day a day; that one lost some 20,000 L at once). Its volume then
-    counts from the start kept: the finding's, plus its rate over the hours between the two starts,
-    as the detectors reckon a volume (rate by duration)."""
+    ``window_from`` is where the run's data begins. A stored alert whose start lies before it (or in
+    its first day, where a finding's start says only that the episode had begun by then) keeps that
+    start when a finding dates the episode later: once the window has passed a leak's beginning,
+    the detectors date it from the window's start, or days after it (a 157 L/h leak's start moved
+    4.5 days on, past the time it was raised), and billing's leak adjustment spans start to end
+    (moved with the window, a two-month leak's alert lost a day a day; that one lost some 20,000 L
+    at once); its volume then counts from the start kept, at the finding's rate. A start inside the
+    data is the finding's, which has seen more of the episode (a district's second burst first
+    raised with the first one's start is dated where it began), but never after the alert's
+    ``detected_at``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware UTC")
     removed = removed or {}
@@ -189,8 +206,8 @@ def merge_alerts(
         # a finding's own figures, but the latest instant a run saw the episode is never moved back
         figures = {name: getattr(found, name) for name in _FIGURES}
         updated = stored.replace(**figures, last_seen=max(stored.last_seen, found.last_seen))
-        start = min(stored.start, stored.detected_at)
-        if start < found.start:  # never moved later: the finding's volume counts from the start kept
+        start = _start_kept(stored, found, window_from)
+        if start < found.start:  # the finding's volume counts from the start kept
             hours = (found.start - start).total_seconds() / 3600.0
             updated = updated.replace(start=start, volume_l=found.volume_l + found.rate_l_h * hours)
         if reopened:
