@@ -8,34 +8,37 @@
   missing answer keeps the same FCB, so the meter resends the same telegram rather than the next.
 - A meter with a secondary address is selected first (SND_UD to FDh, CI 52h, E5h back) and then read
   at FDh.
-- Timeouts follow clause 5.4: the answer must start within 330 bit times + 50 ms; the rest of the
-  frame then gets its transfer time plus a margin.
+- The line's timing (clause 5.4), and a line that never goes quiet: :mod:`gateway.mbus_line`.
 
 Serial I/O is blocking pyserial in a worker thread; the bus lock of the scheduler makes sure only one
-transaction is on the line at a time.
+transaction is on the line at a time. A reset (after a failed or timed-out attempt) or a stop aborts
+the transaction under way rather than waiting for it: the thread's read returns at once, and the
+line is closed as soon as the thread lets go of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
-
-import serial
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
 from gateway.config import MBusBusConfig, MeterConfig
+from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
 from gateway.modbus_read import millisecond, within
 from gateway.transport import PollError
 
-ACK = 0xE5
+__all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "reading_from_records"]
+
 NETWORK_LAYER = 0xFD
 MAX_TELEGRAMS = 8  # a multi-telegram read longer than this is a meter gone wrong
+RESET_WAIT_S = 1.0  # how long a reset waits for an aborted transaction's thread to let go of the line
 
 # EN 13757-3 clause 6.2, the status byte: bit 2 power low, bit 3 permanent error, bit 4 temporary error.
 _STATUS_ALARMS = ((0x04, "low_battery"), (0x08, "meter_error"), (0x10, "meter_error"))
@@ -83,86 +86,6 @@ def reading_from_records(
     )
 
 
-class MBusLine:
-    """The blocking side: frames on the serial line, with the standard's timing."""
-
-    def __init__(self, config: MBusBusConfig):
-        self.config = config
-        self.port: serial.Serial | None = None
-        self.char_s = (1 + config.bytesize + (config.parity != "N") + config.stopbits) / config.baudrate
-        self.answer_s = 330 / config.baudrate + 0.05  # clause 5.4
-
-    def open(self) -> serial.Serial:
-        if self.port is None:
-            c = self.config
-            try:
-                self.port = serial.Serial(c.device, **c.framing, timeout=0)
-            except (serial.SerialException, ValueError) as error:
-                raise PollError(f"{c.name}: cannot open {c.device}: {error}") from error
-        return self.port
-
-    def close(self) -> None:
-        if self.port is not None:
-            self.port.close()
-            self.port = None
-
-    def _read(self, port: serial.Serial, count: int, timeout: float) -> bytes:
-        port.timeout = timeout
-        return bytes(port.read(count))
-
-    def _drain(self, port: serial.Serial) -> None:
-        """Read and drop what is still arriving until the line is quiet, so the rest of a garbled
-        answer is not taken for the start of the next one."""
-        while self._read(port, 256, 4 * self.char_s + 0.01):
-            pass
-
-    def exchange(self, frame: bytes, *, whole_window: bool = False) -> bytes:
-        """Send ``frame``; return the answer (E5h or a whole long frame), or raise PollError.
-
-        ``whole_window``: the request may reach several slaves (a secondary-address search), so
-        an answer is only taken once the time any slave may still start one has passed in silence.
-        Slaves answer 11 to 330 bit times (+50 ms) after the request: a second E5h may come 130 ms
-        after the first at 2400 baud, long after the line looked quiet. Taken early, it was read as
-        the answer to the next request, and every answer after it was one request late (a search
-        found none of two meters answering at 11 and 330 bit times).
-        """
-        port = self.open()
-        port.reset_input_buffer()
-        port.write(frame)
-        port.flush()
-        wait = self.answer_s + len(frame) * self.char_s  # our own bytes leave first
-        window_ends = time.monotonic() + wait
-        first = self._read(port, 1, wait)
-        if not first:
-            raise PollError("no answer")
-        if first[0] == ACK:
-            extra = self._read(port, 1, 3 * self.char_s + 0.01)
-            if extra or (whole_window and self._more_within(port, window_ends)):
-                self._drain(port)  # more than one slave answered: a collision, in a secondary-address search
-                raise PollError("collision")
-            return first
-        if first[0] != 0x68:
-            self._drain(port)
-            raise PollError(f"garbled answer (starts {first.hex()})")
-        head = first + self._read(port, 3, 4 * self.char_s + 0.05)
-        if len(head) < 4 or head[3] != 0x68 or head[1] != head[2]:
-            self._drain(port)
-            raise PollError(f"garbled long frame header {head.hex()}")
-        rest_len = head[1] + 2
-        rest = self._read(port, rest_len, rest_len * self.char_s * 1.5 + 0.05)
-        if len(rest) != rest_len:
-            raise PollError(f"frame cut short ({len(head) + len(rest)} of {rest_len + 4} bytes)")
-        if whole_window and self._more_within(port, window_ends):
-            self._drain(port)
-            raise PollError("collision (a second answer after a whole first one)")
-        return head + rest
-
-    def _more_within(self, port: serial.Serial, window_ends: float) -> bool:
-        """Whether another slave's answer starts before the answer window closes."""
-        left = window_ends - time.monotonic()
-        return left > 0 and bool(self._read(port, 1, left + self.char_s + 0.01))
-
-
 class MBusTransport:
     def __init__(self, config: MBusBusConfig, clock: Clock = utc_now):
         self.config = config
@@ -170,8 +93,24 @@ class MBusTransport:
         self.line = MBusLine(config)
         self._initialised: set[str] = set()  # meters that have had their SND_NKE
         self._fcb: dict[str, bool] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the line: held by the thread of the transaction under way
         self._closing = threading.Event()  # set once, by interrupt(): a search under way stops
+        self._stale = threading.Event()  # a reset did not get the line: whoever has it closes it
+
+    @contextmanager
+    def _line_held(self) -> Iterator[None]:
+        """The line for one transaction; waits for an aborted one still ending for at most the bus's
+        timeout (1 s at least). Closes the line first, and on the way out, if a reset asked for it."""
+        if not self._lock.acquire(timeout=max(self.config.timeout_s, 1.0)):
+            raise PollError(f"{self.config.name}: the line is still held by an aborted transaction")
+        try:
+            if self._stale.is_set():
+                self._close_line()
+            yield
+        finally:
+            if self._stale.is_set():
+                self._close_line()
+            self._lock.release()
 
     def _exchange(self, frame: bytes) -> bytes:
         return self.line.exchange(frame)
@@ -217,7 +156,7 @@ class MBusTransport:
             raise PollError("selection not acknowledged")
 
     def read_blocking(self, meter: MeterConfig) -> Reading:
-        with self._lock:
+        with self._line_held():
             try:
                 self._initialise(meter)
                 if meter.secondary_address is not None:
@@ -256,20 +195,35 @@ class MBusTransport:
         return await asyncio.to_thread(self.read_blocking, meter)
 
     async def reset(self) -> None:
-        await asyncio.to_thread(self._close)
+        """After a failed or timed-out attempt: abort the transaction under way (its thread may still
+        be reading: a line that never goes quiet) and close the line, without waiting for that thread
+        longer than it takes to see the abort. Every meter then has its SND_NKE on the reopened line
+        (a port that failed mid-read, or an adapter plugged in again, leaves no knowledge of the
+        meters' FCB state)."""
+        self.line.abort()
+        await asyncio.to_thread(self._close_when_free)
 
-    def _close(self) -> None:
-        """Close the line; every meter has its SND_NKE again on the reopened one (a port that failed
-        mid-read, or an adapter plugged in again, leaves no knowledge of the meters' FCB state)."""
-        with self._lock:
-            self.line.close()
-            self._initialised.clear()
+    def _close_when_free(self) -> None:
+        if self._lock.acquire(timeout=RESET_WAIT_S):
+            try:
+                self._close_line()
+            finally:
+                self._lock.release()
+        else:  # the aborted thread is stuck beyond a read (a write?): it closes the line once it lets go
+            self._stale.set()
+
+    def _close_line(self) -> None:
+        self._stale.clear()
+        self.line.close()
+        self._initialised.clear()
 
     async def close(self) -> None:
         await self.reset()
 
     def interrupt(self) -> None:
+        """The bus is closing: stop a search under way, and abort the transaction on the line."""
         self._closing.set()
+        self.line.abort()
 
     # secondary-address search (EN 13757-3 Annex E) ---------------------------------------------------
     def search_blocking(self, prefix: str = "") -> list[str]:
@@ -279,7 +233,7 @@ class MBusTransport:
         a garbled answer is a collision, narrowed by the next digit; silence means none.
         """
         found: list[str] = []
-        with self._lock:
+        with self._line_held():
             self._search(prefix, found)
         return found
 
@@ -289,6 +243,8 @@ class MBusTransport:
         pattern = prefix + "F" * (8 - len(prefix))
         try:
             answer = self._exchange_with_all(build_snd_ud_select(pattern))
+        except LineNeverQuiet as error:  # not a collision: narrowing down would take 10^8 selections
+            raise PollError(f"{self.config.name}: search stopped: {error} ({len(found)} found by then)") from error
         except PollError as error:
             if str(error) == "no answer":
                 return

@@ -1,0 +1,150 @@
+"""The blocking side of a wired M-Bus master: frames on one serial line, with the standard's timing.
+
+- Timeouts follow EN 13757-2 clause 5.4: the answer must start within 330 bit times + 50 ms; the
+  rest of the frame then gets its transfer time plus a margin.
+- After a garbled answer the line is drained until it is quiet, so the rest of it is not taken for
+  the start of the next answer; but only for as long as any answer may still be arriving (the
+  answer delay, then the longest frame with half again as margin: 2.0 s at 2400 baud): a line that
+  never goes quiet (a short circuit, which a master reads as endless zero bytes, or a meter that
+  keeps transmitting) fails the exchange instead of holding the bus.
+- Another thread may :meth:`MBusLine.abort` a transaction under way (a timed-out attempt, a stop):
+  the read in progress returns at once (pyserial's ``cancel_read``) and every read after it fails,
+  until the line is closed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import serial
+
+from gateway.config import MBusBusConfig
+from gateway.transport import PollError
+
+ACK = 0xE5
+LONGEST_FRAME = 261  # EN 13757-2: 4 bytes of header, 255 of L, checksum and stop
+
+
+class LineNeverQuiet(PollError):
+    """Bytes kept coming for longer than any answer takes: not a meter's answer, the line's state."""
+
+
+class MBusLine:
+    """One serial line, one transaction at a time (the caller serialises them)."""
+
+    def __init__(self, config: MBusBusConfig, monotonic: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.monotonic = monotonic
+        self.port: serial.Serial | None = None
+        self.char_s = (1 + config.bytesize + (config.parity != "N") + config.stopbits) / config.baudrate
+        self.answer_s = 330 / config.baudrate + 0.05  # clause 5.4
+        #: the longest a drain reads: any answer, even a colliding one started later, is over by then
+        self.drain_limit_s = self.answer_s + LONGEST_FRAME * self.char_s * 1.5
+        self._aborted = threading.Event()
+        self._port_lock = threading.Lock()  # open, close and abort: never held during a read
+
+    def open(self) -> serial.Serial:
+        if self.port is None:
+            c = self.config
+            try:
+                port = serial.Serial(c.device, **c.framing, timeout=0)
+            except (serial.SerialException, ValueError) as error:
+                raise PollError(f"{c.name}: cannot open {c.device}: {error}") from error
+            with self._port_lock:
+                self.port = port
+        return self.port
+
+    def close(self) -> None:
+        """Close the port; the next transaction opens it again and is no longer aborted."""
+        with self._port_lock:
+            port, self.port = self.port, None
+        if port is not None:
+            port.close()
+        self._aborted.clear()
+
+    def abort(self) -> None:
+        """From another thread: end the transaction under way (its read returns at once) and fail any
+        read until :meth:`close`. Never waits for the transaction."""
+        self._aborted.set()
+        with self._port_lock:
+            if self.port is None:
+                return
+            cancel = getattr(self.port, "cancel_read", None)
+            if cancel is not None:
+                cancel()
+            else:  # a port type without it: closing it ends the read
+                self.port.close()
+                self.port = None
+
+    def _read(self, port: serial.Serial, count: int, timeout: float) -> bytes:
+        if self._aborted.is_set():
+            raise PollError("transaction aborted")
+        port.timeout = timeout
+        data = bytes(port.read(count))
+        if self._aborted.is_set():
+            raise PollError("transaction aborted")
+        return data
+
+    def _drain(self, port: serial.Serial) -> None:
+        """Read and drop what is still arriving until the line is quiet, so the rest of a garbled
+        answer is not taken for the start of the next one; a line not quiet within
+        :attr:`drain_limit_s` is :class:`LineNeverQuiet`."""
+        start = self.monotonic()
+        dropped = 0
+        while chunk := self._read(port, 256, 4 * self.char_s + 0.01):
+            dropped += len(chunk)
+            if self.monotonic() - start > self.drain_limit_s:
+                raise LineNeverQuiet(
+                    "line never quiet (short circuit, or a meter that keeps transmitting?): "
+                    f"{dropped} bytes in {self.monotonic() - start:.1f} s"
+                )
+
+    def exchange(self, frame: bytes, *, whole_window: bool = False) -> bytes:
+        """Send ``frame``; return the answer (E5h or a whole long frame), or raise PollError.
+
+        ``whole_window``: the request may reach several slaves (a secondary-address search), so
+        an answer is only taken once the time any slave may still start one has passed in silence.
+        Slaves answer 11 to 330 bit times (+50 ms) after the request: a second E5h may come 130 ms
+        after the first at 2400 baud, long after the line looked quiet. Taken early, it was read as
+        the answer to the next request, and every answer after it was one request late (a search
+        found none of two meters answering at 11 and 330 bit times).
+        """
+        port = self.open()
+        if self._aborted.is_set():
+            raise PollError("transaction aborted")
+        port.reset_input_buffer()
+        port.write(frame)
+        port.flush()
+        wait = self.answer_s + len(frame) * self.char_s  # our own bytes leave first
+        window_ends = self.monotonic() + wait
+        first = self._read(port, 1, wait)
+        if not first:
+            raise PollError("no answer")
+        if first[0] == ACK:
+            extra = self._read(port, 1, 3 * self.char_s + 0.01)
+            if extra or (whole_window and self._more_within(port, window_ends)):
+                self._drain(port)  # more than one slave answered: a collision, in a secondary-address search
+                raise PollError("collision")
+            return first
+        if first[0] != 0x68:
+            self._drain(port)
+            raise PollError(f"garbled answer (starts {first.hex()})")
+        head = first + self._read(port, 3, 4 * self.char_s + 0.05)
+        if len(head) < 4 or head[3] != 0x68 or head[1] != head[2]:
+            self._drain(port)
+            raise PollError(f"garbled long frame header {head.hex()}")
+        rest_len = head[1] + 2
+        rest = self._read(port, rest_len, rest_len * self.char_s * 1.5 + 0.05)
+        if len(rest) != rest_len:
+            raise PollError(f"frame cut short ({len(head) + len(rest)} of {rest_len + 4} bytes)")
+        if whole_window and self._more_within(port, window_ends):
+            self._drain(port)
+            raise PollError("collision (a second answer after a whole first one)")
+        return head + rest
+
+    def _more_within(self, port: serial.Serial, window_ends: float) -> bool:
+        """Whether another slave's answer starts before the answer window closes."""
+        left = window_ends - self.monotonic()
+        return left > 0 and bool(self._read(port, 1, left + self.char_s + 0.01))
