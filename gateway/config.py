@@ -116,6 +116,7 @@ class SerialBusConfig:
 
 @dataclass(frozen=True)
 class ModbusRtuBusConfig(SerialBusConfig):
+    echo: bool = False  # the RS-485 adapter hears its own request: it is read back before the answer
     protocol: ClassVar[str] = "modbus-rtu"
 
 
@@ -130,6 +131,7 @@ class MBusBusConfig(SerialBusConfig):
     baudrate: int = 2400
     poll_interval_s: float = 900.0
     timeout_s: float = 0.0  # 0: from the baud rate (:func:`mbus_timeout_s`)
+    echo: bool = False  # the level converter hears its own request: it is read back before the answer
     protocol: ClassVar[str] = "mbus"
 
     def __post_init__(self) -> None:
@@ -309,6 +311,10 @@ def _bus(table: Table) -> tuple[str, str, dict[str, Any]]:
     if kind is MBusBusConfig and settings["baudrate"] not in MBUS_BAUD_RATES:
         raise table.error("baudrate", f"M-Bus runs at {', '.join(map(str, MBUS_BAUD_RATES))} baud")
     settings["poll_interval_s"] = table.number("poll_interval_s", default["poll_interval_s"], low=0.05)
+    if kind in (ModbusRtuBusConfig, MBusBusConfig):
+        settings["echo"] = table.flag("echo", False)
+    elif table.has("echo"):
+        raise table.error("echo", "echo is for M-Bus and Modbus RTU buses (an adapter that hears its own request)")
     if kind is WMBusBusConfig:  # listened to: no timeouts or retries to set
         settings["duplicate_window_s"] = table.number("duplicate_window_s", default["duplicate_window_s"], low=0.0)
         settings["require_fcs"] = table.flag("require_fcs", default["require_fcs"])

@@ -7,6 +7,9 @@
   answer delay, then the longest frame with half again as margin: 2.0 s at 2400 baud): a line that
   never goes quiet (a short circuit, which a master reads as endless zero bytes, or a meter that
   keeps transmitting) fails the exchange instead of holding the bus.
+- A level converter that echoes the request (``echo = true``): the request is read back and checked
+  before the answer is waited for. Without the setting, an answer that is the request fails with a
+  hint to set it (gateway.echo).
 - Another thread may :meth:`MBusLine.abort` a transaction under way (a timed-out attempt, a stop):
   the read in progress returns at once (pyserial's ``cancel_read``) and every read after it fails,
   until the line is closed.
@@ -21,6 +24,7 @@ from collections.abc import Callable
 import serial
 
 from gateway.config import MBusBusConfig
+from gateway.echo import echo_error
 from gateway.transport import PollError
 
 ACK = 0xE5
@@ -117,7 +121,11 @@ class MBusLine:
         port.reset_input_buffer()
         port.write(frame)
         port.flush()
-        wait = self.answer_s + len(frame) * self.char_s  # our own bytes leave first
+        if self.config.echo:
+            self._read_echo(port, frame)
+            wait = self.answer_s
+        else:
+            wait = self.answer_s + len(frame) * self.char_s  # our own bytes leave first
         window_ends = self.monotonic() + wait
         first = self._read(port, 1, wait)
         if not first:
@@ -129,6 +137,7 @@ class MBusLine:
                 raise PollError("collision")
             return first
         if first[0] != 0x68:
+            self._refuse_echo(port, frame, first)
             self._drain(port)
             raise PollError(f"garbled answer (starts {first.hex()})")
         head = first + self._read(port, 3, 4 * self.char_s + 0.05)
@@ -139,10 +148,32 @@ class MBusLine:
         rest = self._read(port, rest_len, rest_len * self.char_s * 1.5 + 0.05)
         if len(rest) != rest_len:
             raise PollError(f"frame cut short ({len(head) + len(rest)} of {rest_len + 4} bytes)")
+        if not self.config.echo and head + rest == frame:  # a long request (a selection), echoed
+            self._drain(port)
+            raise PollError(echo_error(frame))
         if whole_window and self._more_within(port, window_ends):
             self._drain(port)
             raise PollError("collision (a second answer after a whole first one)")
         return head + rest
+
+    def _read_echo(self, port: serial.Serial, frame: bytes) -> None:
+        """``echo = true``: the request comes back first, as it leaves; it is given an answer's time
+        (flush need not wait for the request to leave: a pty's does not)."""
+        echoed = self._read(port, len(frame), self.answer_s + 2 * len(frame) * self.char_s)
+        if echoed != frame:
+            self._drain(port)
+            raise PollError(f"echo = true, but the request {frame.hex()} came back as {echoed.hex() or 'nothing'}")
+
+    def _refuse_echo(self, port: serial.Serial, frame: bytes, first: bytes) -> None:
+        """Without ``echo = true``: an answer that begins as a short request does (10h) is read as far
+        as the request goes; if it is the request, it is an echo (the meter's answer behind it is
+        drained)."""
+        if self.config.echo or first != frame[:1]:
+            return
+        heard = first + self._read(port, len(frame) - 1, len(frame) * self.char_s * 1.5 + 0.05)
+        if heard == frame:
+            self._drain(port)
+            raise PollError(echo_error(frame))
 
     def _more_within(self, port: serial.Serial, window_ends: float) -> bool:
         """Whether another slave's answer starts before the answer window closes."""

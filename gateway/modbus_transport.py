@@ -3,6 +3,10 @@
 After any failed attempt the client is closed and opened afresh for the next one: a reply that
 arrives after its timeout, or a partial frame still on a serial line, must not be taken as the
 answer to the next request.
+
+An RS-485 adapter that echoes the request (``echo = true``): pymodbus drops the echo before the
+answer (``handle_local_echo``). Without the setting, a failed read whose answer began with the
+request says so (gateway.echo).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
+from gateway.echo import EchoWatch
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
 from gateway.transport import PollError
@@ -36,6 +41,10 @@ class _ModbusTransport:
     def _where(self) -> str:
         raise NotImplementedError
 
+    def _echo_error(self) -> str | None:
+        """Why a failed read failed, if its answer began with the request (a serial line's echo)."""
+        return None
+
     async def read(self, meter: MeterConfig) -> Reading:
         if self.client is None:
             self.client = self._new_client()
@@ -43,7 +52,13 @@ class _ModbusTransport:
             await self.reset()
             raise PollError(f"{self.config.name}: cannot open {self._where()}")
         profile = self.profiles.profile(meter)
-        registers = await read_registers(self.client, meter, profile)
+        try:
+            registers = await read_registers(self.client, meter, profile)
+        except PollError as error:
+            echo = self._echo_error()
+            if echo is None:
+                raise
+            raise PollError(f"{error}; {echo}") from error
         return to_reading(
             meter, profile, registers, self.clock(), self.protocol, self.config.name, self.profiles.volume_filter(meter)
         )
@@ -82,6 +97,7 @@ class ModbusRtuTransport(_ModbusTransport):
     def __init__(self, config: ModbusRtuBusConfig, profiles: ProfileBook, clock: Clock = utc_now):
         super().__init__(config, profiles, clock)
         self.rtu = config
+        self.watch = EchoWatch()
 
     def _new_client(self) -> ModbusClient:
         c = self.rtu
@@ -91,7 +107,12 @@ class ModbusRtuTransport(_ModbusTransport):
             timeout=c.timeout_s,
             retries=0,
             reconnect_delay=0,
+            handle_local_echo=c.echo,
+            trace_packet=None if c.echo else self.watch,
         )
+
+    def _echo_error(self) -> str | None:
+        return None if self.rtu.echo else self.watch.error()
 
     def _where(self) -> str:
         return self.rtu.device
