@@ -3,7 +3,10 @@
 A meter is ``offline`` after ``offline_after`` consecutive failed polls (each poll counting once,
 however many retries it took); the transition raises one ``meter_offline`` event, and the first good
 read after it one ``meter_online``. The status snapshot (uptime, per-bus success rate, per-meter last
-good read and consecutive failures, spool depth) is published on ``{root}/{gateway_id}/status/health``.
+good read, consecutive failures and last error, spool depth) is published on
+``{root}/{gateway_id}/status/health``. A meter's ``last_error`` is its last failed poll's reason and
+time (``{"ts": …, "message": …}``: "no answer", "cannot open /dev/ttyUSB0", "line never quiet"), null
+once a poll succeeds (and for a wireless meter not heard, which has no reason to give).
 ``uptime_s`` is counted on the monotonic clock: a gateway without a battery-backed clock starts at
 1970 and NTP steps its wall clock later (56 years of uptime), or steps it back (a negative one);
 ``started_at`` is the wall clock's start, for display.
@@ -29,6 +32,7 @@ class MeterHealth:
     consecutive_failures: int = 0
     last_good: datetime | None = None
     offline_since: datetime | None = None
+    last_error: tuple[datetime, str] | None = None  # the last failed poll's time and reason
 
 
 @dataclass(slots=True)
@@ -85,11 +89,14 @@ class Health:
     def replayed(self, bus: str) -> None:
         self.buses.setdefault(bus, BusHealth()).telegrams_replayed += 1
 
-    def poll_done(self, meter_id: str, ok: bool, at: datetime | None = None) -> dict[str, Any] | None:
-        """Record one poll's outcome; returns the event it raises, if any."""
+    def poll_done(
+        self, meter_id: str, ok: bool, at: datetime | None = None, error: str | None = None
+    ) -> dict[str, Any] | None:
+        """Record one poll's outcome (``error``: why it failed); returns the event it raises, if any."""
         at = at or self.clock()
         meter = self.meters.setdefault(meter_id, MeterHealth(bus=""))
         meter.polls += 1
+        meter.last_error = None if ok or error is None else (at, error)
         if ok:
             meter.last_good = at
             meter.consecutive_failures = 0
@@ -145,6 +152,9 @@ class Health:
                     "last_good": None if m.last_good is None else utc_iso(m.last_good),
                     "consecutive_failures": m.consecutive_failures,
                     "offline": m.offline_since is not None,
+                    "last_error": None
+                    if m.last_error is None
+                    else {"ts": utc_iso(m.last_error[0]), "message": m.last_error[1]},
                 }
                 for meter_id, m in self.meters.items()
             },

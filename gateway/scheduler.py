@@ -39,7 +39,7 @@ from gateway.transport import PollError, Transport
 log = logging.getLogger(__name__)
 
 OnReading = Callable[[Reading], Awaitable[None]]
-OnPoll = Callable[[MeterConfig, Reading | None], None]
+OnPoll = Callable[[MeterConfig, Reading | None, str | None], None]  # the reading, or why the poll failed
 OnAttempt = Callable[[bool], None]
 
 
@@ -126,15 +126,25 @@ class BusScheduler:
 
     async def poll(self, meter: MeterConfig) -> Reading | None:
         """One poll: the first attempt and up to ``retries`` more, with growing backoff between."""
+        reading, _ = await self._poll(meter)
+        return reading
+
+    async def _poll(self, meter: MeterConfig) -> tuple[Reading | None, str | None]:
+        """The reading, or None and the last attempt's error (logged with the poll's warning)."""
+        last = ""
         for attempt in range(self.config.retries + 1):
             try:
-                return await self.attempt(meter)
+                return await self.attempt(meter), None
             except PollError as error:
+                last = str(error)
                 log.debug("%s attempt %d failed: %s", meter.meter_id, attempt + 1, error)
                 if attempt < self.config.retries:
                     await asyncio.sleep(self.config.retry_backoff_s * 2**attempt * self.rng.uniform(0.5, 1.0))
-        log.warning("%s on %s: no answer after %d attempts", meter.meter_id, self.config.name, self.config.retries + 1)
-        return None
+        attempts = self.config.retries + 1
+        log.warning(
+            "%s on %s: failed after %d attempts, the last: %s", meter.meter_id, self.config.name, attempts, last
+        )
+        return None, last
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -181,11 +191,11 @@ class BusScheduler:
             heapq.heappush(heap, (nxt, next(self._counter), _Due(slot, meter)))
 
     async def _poll_and_report(self, meter: MeterConfig) -> Reading | None:
-        reading = await self.poll(meter)
+        reading, error = await self._poll(meter)
         if reading is not None:
             await self.on_reading(reading)
         if self.on_poll:
-            self.on_poll(meter, reading)
+            self.on_poll(meter, reading, error)
         return reading
 
     async def read_now(self, meter_id: str) -> Reading | None:

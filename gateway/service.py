@@ -168,11 +168,11 @@ class Gateway:
             await pause(stop, self.config.health.status_interval_s)
 
     # buses ------------------------------------------------------------------------------------------
-    def _on_poll(self, meter: MeterConfig, reading: Reading | None) -> None:
-        self._on_heard(meter, reading is not None)
+    def _on_poll(self, meter: MeterConfig, reading: Reading | None, error: str | None) -> None:
+        self._on_heard(meter, reading is not None, error)
 
-    def _on_heard(self, meter: MeterConfig, ok: bool) -> None:
-        event = self.health.poll_done(meter.meter_id, ok)
+    def _on_heard(self, meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+        event = self.health.poll_done(meter.meter_id, ok, error=error)
         if event is not None:
             self.emit(event)
 

@@ -43,6 +43,7 @@ def test_offline_and_online_are_raised_once_per_transition() -> None:
         "last_good": "2026-01-01T00:08:00Z",
         "consecutive_failures": 1,
         "offline": False,
+        "last_error": None,  # the poll failed with no reason given
     }
     assert snapshot["spool_depth"] == 7
 
@@ -273,3 +274,65 @@ def test_an_event_the_spool_cannot_take_does_not_stop_spooling(tmp_path: Path) -
     gateway = asyncio.run(scenario())
     assert taken["at_overflow"] > 0
     assert gateway.readings_spooled >= taken["at_overflow"] + 20, "polling went on after the event was refused"
+
+
+def test_a_meter_s_last_error_is_its_last_failed_poll_s_reason_until_a_good_read() -> None:
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    health = Health("gw", offline_after=3, clock=lambda: clock[0])
+    health.track("b", ["M"])
+    assert health.snapshot(0)["meters"]["M"]["last_error"] is None
+    for error in ("M: no answer", "M: b: cannot open /dev/ttyUSB0"):
+        clock[0] += timedelta(seconds=60)
+        health.poll_done("M", False, error=error)
+    assert health.snapshot(0)["meters"]["M"]["last_error"] == {
+        "ts": "2026-01-01T00:02:00Z",
+        "message": "M: b: cannot open /dev/ttyUSB0",
+    }
+    health.poll_done("M", True)
+    assert health.snapshot(0)["meters"]["M"]["last_error"] is None
+
+
+def test_an_unplugged_adapter_is_named_in_the_warning_and_in_health(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A USB serial adapter unplugged: the poll's warning said "no answer after 2 attempts" and the
+    reason (the port cannot be opened) was logged only at DEBUG. Now the warning carries the last
+    attempt's error, and health each meter's last error, until a good read clears it."""
+    from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
+    from tests.gateway.helpers import bus_config_text
+    from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
+
+    link = tmp_path / "ttyUSB-by-id"  # a stable path, as udev's /dev/serial/by-id/...: nothing behind it yet
+    bus = {"name": "bus-1", "protocol": "mbus", "device": str(link), "baudrate": 9600}
+    bus |= {"parity": "E" if pty_accepts_parity() else "N", "retries": 1, "poll_interval_s": 0.5}
+    text = bus_config_text(
+        f"mqtt://127.0.0.1:{free_port()}",
+        tmp_path / "s.sqlite",
+        bus,
+        [{"meter_id": "HOUSE-1", "address": 1}],
+        gateway_id="gw-unplugged",
+    )
+    line = SerialLine(MBusSlaves([MBusSlave(1, "11110001", 100.0)]), LineSettings(baudrate=9600, parity="E"))
+    seen: dict[str, object] = {}
+
+    async def scenario() -> None:
+        gateway = Gateway(parse_config_text(text))
+        async with running(gateway, drain_timeout=0.1):
+            await until(lambda: "HOUSE-1" in gateway.health.meters, 5)
+            await until(lambda: gateway.health.meters["HOUSE-1"].failed_polls >= 1, 10)
+            seen["unplugged"] = gateway.status()["meters"]["HOUSE-1"]["last_error"]
+            link.symlink_to(line.start().port)
+            await until(lambda: gateway.health.meters["HOUSE-1"].last_good is not None, 10)
+            seen["plugged"] = gateway.status()["meters"]["HOUSE-1"]["last_error"]
+
+    caplog.set_level("WARNING", logger="gateway.scheduler")
+    try:
+        asyncio.run(scenario())
+    finally:
+        line.stop()
+    unplugged = seen["unplugged"]
+    assert isinstance(unplugged, dict) and f"cannot open {link}" in unplugged["message"], unplugged
+    assert seen["plugged"] is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.scheduler"]
+    assert warnings and all(f"cannot open {link}" in w for w in warnings), warnings
+    assert warnings[0].startswith("HOUSE-1 on bus-1: failed after 2 attempts, the last: "), warnings
