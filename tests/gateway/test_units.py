@@ -136,7 +136,8 @@ def test_an_answer_with_another_function_code_is_no_reading() -> None:
 
 
 class _TimedScheduler(BusScheduler):
-    """The schedule alone: each poll records the wall-clock time it was made, and reads nothing."""
+    """The schedule alone: each poll's one attempt records the wall-clock time it was made, and
+    reads nothing (no retries)."""
 
     def __init__(self, config: ModbusTcpBusConfig, wall_clock: Callable[[], float]) -> None:
         super().__init__(
@@ -153,9 +154,9 @@ class _TimedScheduler(BusScheduler):
     def _count_skip(self) -> None:
         self.skipped += 1
 
-    async def poll(self, meter: MeterConfig) -> Reading | None:
+    async def attempt(self, meter: MeterConfig) -> Reading:
         self.polled[meter.meter_id].append(self.wall_clock())
-        return None
+        raise PollError("the schedule alone: nothing is read")
 
 
 async def _ignore(reading: Reading) -> None:
@@ -164,7 +165,7 @@ async def _ignore(reading: Reading) -> None:
 
 def _run_schedule(interval_s: float, jitter: float, seconds: float, wall_clock: Callable[[], float]) -> _TimedScheduler:
     meters = tuple(MeterConfig(f"M{i}", unit_id=i + 1) for i in range(4))
-    config = ModbusTcpBusConfig("b", "127.0.0.1", 1, meters, poll_interval_s=interval_s, jitter=jitter)
+    config = ModbusTcpBusConfig("b", "127.0.0.1", 1, meters, poll_interval_s=interval_s, jitter=jitter, retries=0)
     scheduler = _TimedScheduler(config, wall_clock)
 
     async def main() -> None:
