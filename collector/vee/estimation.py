@@ -31,7 +31,7 @@ HOURS_PER_WEEK = 168
 @dataclass(frozen=True)
 class Estimates:
     meter: I64
-    ts: F64  # epoch seconds, on the expected-interval grid
+    ts: F64  # epoch seconds, on the meter's own interval grid (collector/vee/intervals.py)
     volume: F64  # rounded to the register's resolution
     method: npt.NDArray[np.str_]  # "linear" or "profile"
     gap_start: F64
@@ -83,9 +83,18 @@ def meter_profiles(series: Series, validation: Validation, config: VeeConfig, zo
     return profile.reshape(len(series.meter_ids), HOURS_PER_WEEK)
 
 
-def estimate(series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC) -> Estimates:
-    """Estimates for every gap; ``zone``: the utility's, whose hours of the week the profiles follow."""
+def estimate(
+    series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC, *, since: float | None = None
+) -> Estimates:
+    """Estimates for the gaps whose closing read is at or after ``since`` (every gap when None), at
+    the slots from ``since`` on; ``zone``: the utility's, whose hours of the week the profiles follow.
+
+    A round passes its period's start: the gaps of the 28 days of look-back were estimated by the
+    rounds whose periods they closed in (before, each round estimated all of them again and kept its
+    own two days, 93% thrown away)."""
     closing = validation.flagged("gap")
+    if since is not None:
+        closing = closing[series.ts[closing] >= since]
     crosses_step = validation.step_kind[closing] != ""
     too_long = validation.gap_s[closing] > config.max_estimated_gap_s
     # a read whose time VEE calls wrong (ahead of the clock, or long before it arrived) anchors no
@@ -96,17 +105,21 @@ def estimate(series: Series, validation: Validation, config: VeeConfig, zone: tz
     skip = crosses_step | too_long | badly_anchored
     not_estimated = closing[skip]
     closing = closing[~skip]
-    interval = float(config.expected_interval_s)
+    # the meter's own slots: a daily meter's missing day is one estimate at its reading hour
+    interval = validation.interval_s[series.meter[closing]]
+    phase = validation.phase_s[series.meter[closing]]
     t0, t1 = series.ts[closing - 1], series.ts[closing]
     v0, v1 = series.volume[closing - 1], series.volume[closing]
-    first = np.floor(t0 / interval) + 1
-    counts = np.maximum(np.ceil(t1 / interval) - first, 0).astype(np.int64)
+    first = np.floor((t0 - phase) / interval) + 1
+    counts = np.maximum(np.ceil((t1 - phase) / interval) - first, 0).astype(np.int64)
     keep = counts > 0
-    closing, t0, t1, v0, v1, first, counts = (a[keep] for a in (closing, t0, t1, v0, v1, first, counts))
+    closing, t0, t1, v0, v1, first, counts, interval, phase = (
+        a[keep] for a in (closing, t0, t1, v0, v1, first, counts, interval, phase)
+    )
     gaps = len(closing)
     gap_of_slot = np.repeat(np.arange(gaps), counts)
     offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    slot_ts = (first[gap_of_slot] + offset) * interval
+    slot_ts = (first[gap_of_slot] + offset) * interval[gap_of_slot] + phase[gap_of_slot]
     fraction = (slot_ts - t0[gap_of_slot]) / (t1 - t0)[gap_of_slot]
 
     long_gap = (t1 - t0) > config.linear_max_gap_s
@@ -120,13 +133,14 @@ def estimate(series: Series, validation: Validation, config: VeeConfig, zone: tz
     # rounded to litres, an estimate on a finer register can fall outside the reads either side of
     # its gap (100.000 between 100.0001 and 100.0004): the register would step back into the gap
     volume = np.clip(volume, np.minimum(v0, v1)[gap_of_slot], np.maximum(v0, v1)[gap_of_slot])
+    wanted = slice(None) if since is None else slot_ts >= since  # a gap reaching back before the period
     return Estimates(
-        meter=series.meter[closing][gap_of_slot],
-        ts=slot_ts,
-        volume=volume,
-        method=method,
-        gap_start=t0[gap_of_slot],
-        gap_end=t1[gap_of_slot],
+        meter=series.meter[closing][gap_of_slot][wanted],
+        ts=slot_ts[wanted],
+        volume=volume[wanted],
+        method=method[wanted],
+        gap_start=t0[gap_of_slot][wanted],
+        gap_end=t1[gap_of_slot][wanted],
         not_estimated=not_estimated,
     )
 

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.vee.config import VeeConfig
+from collector.vee.intervals import meter_intervals
 from collector.vee.series import F64, B, Series
 
 STEP_KINDS = ("replacement", "rollover", "reverse_flow", "unexplained", "bad_read", "after_bad_read")
@@ -56,6 +57,9 @@ class Validation:
     step_consumption: F64  # the interval's consumption at a step (NaN: unknown)
     interval_consumption: F64  # every reading's interval consumption (NaN: first read or unknown)
     gap_s: F64  # seconds since the previous read of the same meter (NaN: first)
+    interval_s: F64  # per meter code: the meter's own read interval (collector/vee/intervals.py)
+    phase_s: F64  # per meter code: its slot grid's offset from the epoch's
+    interval_known: B  # per meter code: the interval is the meter's own (else the configured one)
 
     def flagged(self, rule: str) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.masks[rule])
@@ -107,6 +111,7 @@ def _runs_at_least(condition: B, minimum: int) -> B:
 
 def validate(series: Series, config: VeeConfig, now: float) -> Validation:
     same, dt, dv = _shifted(series)
+    interval_s, phase_s, interval_known = meter_intervals(series, config)
     prev_volume = _previous(series.volume)
     prev_reverse = _previous(series.reverse)
     hours = dt / 3600.0
@@ -167,7 +172,8 @@ def validate(series: Series, config: VeeConfig, now: float) -> Validation:
         # not on VEE's own estimates: a profile puts a gap's use into its busy hours, and a rerun
         # flagged the estimate it had written (the gap as a whole was checked when it was estimated)
         over_max = same & (consumption > allowed) & (series.quality != "estimated")
-        gap = same & (dt > config.expected_interval_s * config.gap_factor)
+        # more than gap_factor of the meter's own intervals: a daily meter's next-day read is no gap
+        gap = same & (dt > interval_s[series.meter] * config.gap_factor)
         stuck = _runs_at_least(
             same & (np.abs(dv) <= config.backwards_tolerance_m3) & (series.flow > config.stuck_min_flow_m3h),
             config.stuck_min_reads,
@@ -189,4 +195,4 @@ def validate(series: Series, config: VeeConfig, now: float) -> Validation:
         "future_timestamp": future,
         "far_past_timestamp": far_past,
     }
-    return Validation(masks, step_kind, step_consumption, consumption, dt)
+    return Validation(masks, step_kind, step_consumption, consumption, dt, interval_s, phase_s, interval_known)

@@ -102,7 +102,9 @@ def run_vee(
         series = _without(series, stale)
     validation = validate(series, config, now_s)
     in_period = series.ts >= start.timestamp()
-    estimates = estimate(series, validation, config, utility_zone(conn)) if estimate_gaps else None
+    estimates = (
+        estimate(series, validation, config, utility_zone(conn), since=start.timestamp()) if estimate_gaps else None
+    )
     report = VeeReport(readings=int(in_period.sum()))
     with conn.transaction():
         conn.execute(_STAGING)
@@ -157,21 +159,32 @@ def run_vee(
             params,
         )
         report.flags["conflicting_duplicate"] = cur.rowcount
+        _write_intervals(conn, series, validation)
         if estimates is not None:
-            report.estimates = _write_estimates(conn, series, estimates, start.timestamp())
+            report.estimates = _write_estimates(conn, series, estimates)
             report.gaps_not_estimated = len(not_estimated)
     if not conn.autocommit:
         conn.commit()  # the load opened a transaction, in which the block above was a savepoint
     return report
 
 
-def _write_estimates(conn: psycopg.Connection, series: Series, estimates: Estimates, start: float) -> int:
-    keep = np.flatnonzero(estimates.ts >= start)
-    if not len(keep):
+def _write_intervals(conn: psycopg.Connection, series: Series, validation: Validation) -> None:
+    """Each meter's own read interval, where VEE found one, for billing (collector migration 0058)."""
+    known = np.flatnonzero(validation.interval_known)
+    conn.execute(
+        "UPDATE meters m SET read_interval_s = s.interval_s "
+        "FROM unnest(%s::text[], %s::int[]) AS s(meter_id, interval_s) "
+        "WHERE m.meter_id = s.meter_id AND m.read_interval_s IS DISTINCT FROM s.interval_s",
+        ([series.meter_ids[i] for i in known.tolist()], validation.interval_s[known].astype(int).tolist()),
+    )
+
+
+def _write_estimates(conn: psycopg.Connection, series: Series, estimates: Estimates) -> int:
+    if not len(estimates):
         return 0
     conn.execute("TRUNCATE vee_staging")
     with conn.cursor().copy("COPY vee_staging (meter_id, ts_epoch, rule, detail, volume_m3) FROM STDIN") as cp:
-        for i in keep.tolist():
+        for i in range(len(estimates)):
             gap = (
                 f"gap {time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(estimates.gap_start[i]))} to "
                 f"{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(estimates.gap_end[i]))}"

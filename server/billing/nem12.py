@@ -57,8 +57,11 @@ from collector.vee.config import VeeConfig
 VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
 #: An hour holding a gap's water (see the module's docstring): substituted from the register.
 ACCUMULATED = "accumulated"
-#: A gap: more than VEE's gap_factor expected intervals between two reads (1.5 h).
-GAP_S = VeeConfig().expected_interval_s * VeeConfig().gap_factor
+#: A read closing more than this after the read before (1.5 h: VEE's gap_factor of NEM12's hour)
+#: holds water of hours before its own. Measured against NEM12's 60-minute interval, not the meter's
+#: own read interval (collector/vee/intervals.py): a daily meter's hour holds its whole day, and
+#: ``A`` would vouch that the day's water passed in that hour; it is ``S18`` "accumulated since …".
+GAP_S = 3600 * VeeConfig().gap_factor
 QUALITY_METHODS = {
     "actual": "A",
     "missing": "N",

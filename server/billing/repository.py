@@ -184,6 +184,7 @@ def determinant_lines(
         SELECT account_id, service_point_id, meter_id, w_from, w_to,
                opening_ts, opening_volume_m3, opening_quality, closing_ts, closing_volume_m3, closing_quality,
                ({_LEAKS}) AS leaks, ({_VEE_ISSUES}) AS vee_issues,
+               (SELECT m.read_interval_s FROM meters m WHERE m.meter_id = spans.meter_id) AS read_interval_s,
                CASE
                    WHEN closing_ts IS NULL THEN NULL
                    WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)

@@ -64,8 +64,9 @@ class DeterminantLine(BaseModel):
         default_factory=list,
         description="why the line is not complete: consumption_unknown, unconfirmed_replacement (VEE saw a "
         "register replacement no installation job card confirms), over_max_flow (water faster than the meter's "
-        "maximum flow), opening_read_far and closing_read_far (the read is more than one expected read "
-        "interval, 3600 s, from the line's start or end: the water between is not in the consumption)",
+        "maximum flow), opening_read_far and closing_read_far (the read is more than the meter's read "
+        "interval, as VEE found it (3600 s until it has; 86400 s for a daily meter), from the line's start or end: "
+        "the water between is not in the consumption)",
     )
     leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
 

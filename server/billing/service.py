@@ -75,8 +75,9 @@ def weakest(qualities: Iterable[str | None]) -> str:
     return min(present, key=QUALITY_ORDER.index)
 
 
-#: An opening or closing read further than this from its line's start or end (VEE's expected read
-#: interval: one hourly read) leaves part of the line unmeasured.
+#: An opening or closing read further than the meter's own read interval (VEE writes it: collector
+#: migration 0058; this, VEE's configured one, until it has) from its line's start or end leaves part
+#: of the line unmeasured.
 READ_INTERVAL_S = VeeConfig().expected_interval_s
 
 
@@ -89,8 +90,10 @@ def _distance_s(read_ts: datetime | None, boundary: datetime) -> int | None:
 
 def line_issues(row: dict[str, Any], read_interval_s: int = READ_INTERVAL_S) -> list[str]:
     """Why a line is not fit to bill as it is (empty: it is): its consumption unknown, an opening or
-    closing read more than a read interval from the line's start or end, or what VEE found in its
-    intervals that a person must check (repository ``_VEE_ISSUES``)."""
+    closing read more than the meter's read interval (the row's ``read_interval_s``, else the one
+    given) from the line's start or end, or what VEE found in its intervals that a person must check
+    (repository ``_VEE_ISSUES``)."""
+    read_interval_s = row.get("read_interval_s") or read_interval_s
     issues = [] if row["consumption_m3"] is not None else ["consumption_unknown"]
     opening = _distance_s(row["opening_ts"], row["w_from"])
     closing = _distance_s(row["closing_ts"], row["w_to"])

@@ -58,3 +58,33 @@ def test_reads_more_than_an_hour_from_the_line_s_ends_make_it_incomplete_and_say
     ontime = by_account["ONTIME"]  # 59 min after the start, 1 min before the end: within an hour
     assert ontime["complete"] and ontime["lines"][0]["issues"] == []
     assert "opening_distance_s,closing_distance_s" in text.splitlines()[0] and ",777600\r" in text
+
+
+def test_a_daily_meter_s_reads_are_measured_against_its_own_interval(migrated_database_url):
+    """A meter read daily at 06:00 UTC opens February with its read of 31 January 06:00, 18 hours
+    before: with the fleet's hourly interval every daily meter's line was incomplete, every month.
+    Once VEE has found its interval (86,400 s) that is its usual read; a daily meter silent since
+    20 February is still far."""
+    from collector.vee.runner import run_vee
+
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "DAILY", [(datetime(2025, 1, 1, tzinfo=UTC), None)])
+        _setup(conn, "DAILYSILENT", [(datetime(2025, 1, 1, tzinfo=UTC), None)])
+        first = datetime(2026, 1, 1, 6, tzinfo=UTC)
+        with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
+            for d in range(60):
+                at = first + timedelta(days=d)
+                copy.write_row(("DAILY", at, Decimal("100") + Decimal("0.2") * d))
+                if at < datetime(2026, 2, 20, tzinfo=UTC):
+                    copy.write_row(("DAILYSILENT", at, Decimal("100") + Decimal("0.2") * d))
+    with psycopg.connect(url) as conn:
+        run_vee(conn, FEB, MAR, now=MAR)
+    with TestClient(create_app(url)) as client:
+        body = client.get("/billing/determinants?period=2026-02", headers={"Authorization": f"Bearer {key}"}).json()
+    lines = {d["account_id"].removeprefix("A-"): d["lines"][0] for d in body["items"]}
+    daily = lines["DAILY"]
+    assert (daily["opening_distance_s"], daily["closing_distance_s"]) == (18 * 3600, 18 * 3600)
+    assert (daily["complete"], daily["issues"]) == (True, [])
+    assert lines["DAILYSILENT"]["issues"] == ["closing_read_far"]
