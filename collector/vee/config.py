@@ -28,6 +28,7 @@ class VeeConfig:
     max_estimated_gap_s: int = 62 * 86400  # longer gaps are left for a person (a site visit)
     profile_lookback_days: int = 28  # history used for the meter's own hour-of-week profile
     estimate_decimals: int = 3  # litres
+    batch_meters: int = 2000  # a round loads, validates, estimates and writes this many meters at a time
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> VeeConfig:

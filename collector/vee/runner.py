@@ -7,13 +7,18 @@ loaded too: they give the first interval its previous read and the estimates the
 An estimate in the period next to a measured read that reached the database after the estimate was
 made (a late read inside the gap it filled, at its own time rather than on the estimate's key) is
 deleted (``reading_history`` keeps it) and what is left of its gap is estimated afresh.
+
+Meters go in batches (``batch_meters``, 2,000, by meter_id), each loaded, validated, estimated and
+written in its own transaction before the next is loaded: a reading takes some 400 bytes while a
+batch is in memory, and the whole fleet's 28 days at once took 2.8 GB for 10,000 hourly meters. No
+rule looks beyond one meter's reads, so the batches give what one batch would.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import numpy as np
 import psycopg
@@ -92,9 +97,44 @@ def run_vee(
     meters: list[str] | None = None,
     estimate_gaps: bool = True,
 ) -> VeeReport:
-    """Validate (and estimate) readings in [start, end); commits one transaction."""
+    """Validate (and estimate) readings in [start, end) of ``meters`` (every meter when None), in
+    batches of ``config.batch_meters`` meters by meter_id, each loaded, validated, estimated and
+    written (one transaction) before the next; the results are those of one batch, as every rule
+    looks at one meter's reads only."""
     config = config or VeeConfig()
     now_s = (now or datetime.now(UTC)).timestamp()
+    if meters is None:
+        ids = [row[0] for row in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()]
+    else:
+        ids = sorted(set(meters))
+    zone = utility_zone(conn)
+    report = VeeReport(flags=dict.fromkeys((*RULES, "conflicting_duplicate"), 0))
+    size = max(config.batch_meters, 1)
+    for first in range(0, len(ids), size):
+        _add(report, _run_batch(conn, start, end, config, now_s, zone, ids[first : first + size], estimate_gaps))
+    return report
+
+
+def _add(total: VeeReport, batch: VeeReport) -> None:
+    total.readings += batch.readings
+    for rule, count in batch.flags.items():
+        total.flags[rule] = total.flags.get(rule, 0) + count
+    total.discontinuities += batch.discontinuities
+    total.estimates += batch.estimates
+    total.gaps_not_estimated += batch.gaps_not_estimated
+
+
+def _run_batch(
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    config: VeeConfig,
+    now_s: float,
+    zone: tzinfo,
+    meters: list[str],
+    estimate_gaps: bool,
+) -> VeeReport:
+    """One batch of meters: load, validate, estimate and write, in one transaction."""
     series = load_series(conn, start - timedelta(days=config.profile_lookback_days), end, config, meters)
     stale = _stale_estimates(series) & (series.ts >= start.timestamp())
     stale_keys = ([series.meter_ids[m] for m in series.meter[stale].tolist()], series.ts[stale].tolist())
@@ -102,9 +142,7 @@ def run_vee(
         series = _without(series, stale)
     validation = validate(series, config, now_s)
     in_period = series.ts >= start.timestamp()
-    estimates = (
-        estimate(series, validation, config, utility_zone(conn), since=start.timestamp()) if estimate_gaps else None
-    )
+    estimates = estimate(series, validation, config, zone, since=start.timestamp()) if estimate_gaps else None
     report = VeeReport(readings=int(in_period.sum()))
     with conn.transaction():
         conn.execute(_STAGING)
