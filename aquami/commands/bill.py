@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from datetime import datetime, tzinfo
 from pathlib import Path
 
@@ -26,22 +27,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Hourly consumption in the AEMO NEM12 layout (run `aquami collector vee` first)."""
         import psycopg
-        from psycopg.rows import dict_row
 
-        from server.billing.nem12 import ZoneNotExportable, nem12_file, standard_time
+        from server.billing.nem12 import ZoneNotExportable, nem12_chunks, prepare, standard_time
         from server.billing.repository import utility_timezone
 
-        with psycopg.connect(database_url, row_factory=dict_row) as conn:
-            zone = utility_timezone(conn)  # type: ignore[arg-type]
+        with psycopg.connect(database_url) as conn:
+            zone = utility_timezone(conn)
             start, end = _period(period, standard_time(zone))
-            try:
-                text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)  # type: ignore[arg-type]
+            try:  # every error found before the file is opened
+                export = prepare(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
             except ZoneNotExportable as error:  # no parameter is wrong: the database's zone
                 typer.echo(f"error: {error}", err=True)
                 raise typer.Exit(1) from None
             except ValueError as error:
                 raise typer.BadParameter(str(error)) from None
-        _write(text, out)
+            _write_chunks(nem12_chunks(conn, export), out)
 
     @bill_app.command("determinants")
     def determinants_command(
@@ -82,6 +82,15 @@ def _period(period: str, zone: tzinfo) -> tuple[datetime, datetime]:
         return parse_period(period, zone)
     except Problem as problem:
         raise typer.BadParameter(problem.detail, param_hint="--period") from None
+
+
+def _write_chunks(chunks: Iterable[str], out: Path | None) -> None:
+    """Written as they come: a whole utility's NEM12 file is never held in memory."""
+    if out is None:
+        sys.stdout.writelines(chunks)
+        return
+    with out.open("w", newline="") as file:
+        file.writelines(chunks)
 
 
 def _write(text: str, out: Path | None) -> None:

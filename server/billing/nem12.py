@@ -36,20 +36,26 @@ gave every summer hour as null data).
 
 Values come from ``consumption_hourly`` (collector: refresh_consumption); an hour's quality is the
 weakest among the reads that close it.
+
+The file is streamed (:func:`prepare`, then :func:`nem12_chunks`): every error is found before
+its first byte, and the hours come through a server-side cursor, a meter's records at a time.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.rows import dict_row, tuple_row
 
-from aquami.contracts.reads import is_identifier
+from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, is_identifier
 from collector.utility_zone import daylight_saving_shift, standard_offset
 from collector.vee.config import VeeConfig
 
@@ -75,8 +81,8 @@ FREE_TEXT_REASON = "0"
 # Each stream (a meter at a service point) with the window [lo, hi) it is exported for: its
 # installation, and with an account, that installation within the account's agreement there, so a
 # tenant's file never carries the hours of the tenant before or after (NULL hi: still open).
-_HOURLY = """
-WITH streams AS (
+_STREAMS = """
+streams AS (
     SELECT mi.service_point_id, mi.meter_id,
            greatest(mi.installed_at, sa.start_at) AS lo,  -- greatest and least pass over NULLs:
            least(mi.removed_at, sa.end_at) AS hi             -- no agreement asked for, or one still open
@@ -87,7 +93,18 @@ WITH streams AS (
       AND (%(account)s::text IS NULL OR (sa.start_at < %(to)s AND (sa.end_at IS NULL OR sa.end_at > %(from)s)))
 ), windows AS (
     SELECT * FROM streams WHERE hi IS NULL OR hi > lo
-), reads AS (  -- the period's reads, and each meter's last one before it
+)"""
+# The streams with an id NEM12 cannot write (is_identifier: the pattern, up to 64 characters), in the
+# file's order: a cheap query before the file starts, so the API can still answer 409.
+_UNWRITABLE = f"""
+WITH {_STREAMS}
+SELECT DISTINCT service_point_id, meter_id FROM windows
+WHERE NOT (service_point_id ~ %(pattern)s AND length(service_point_id) <= %(length)s
+           AND meter_id ~ %(pattern)s AND length(meter_id) <= %(length)s)
+ORDER BY 1, 2
+"""
+_HOURLY = f"""
+WITH {_STREAMS}, reads AS (  -- the period's reads, and each meter's last one before it
     SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason
     FROM readings r
     WHERE r.meter_id IN (SELECT meter_id FROM windows) AND r.ts > %(from)s AND r.ts <= %(to)s
@@ -127,6 +144,8 @@ LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s
 LEFT JOIN quality q ON q.meter_id = c.meter_id AND q.hour = c.hour
 ORDER BY 1, 2, 5
 """
+#: Rows per round trip of the export's server-side cursor: memory stays that of a few meters' month.
+FETCH_ROWS = 2000
 
 
 def _method(quality: str, quality_by: str | None) -> str:
@@ -176,6 +195,118 @@ _NO_DATA = (Decimal(0), "missing", None, None)
 PARTICIPANT_ID = r"^[A-Za-z0-9]{1,10}$"
 
 
+@dataclass(frozen=True)
+class Nem12Export:
+    """An export checked and laid out (:func:`prepare`), ready to stream (:func:`nem12_chunks`)."""
+
+    day0: datetime  # the first day's start, in the zone's standard time
+    days: int
+    stamp: datetime
+    account: str | None
+    sender: str
+    receiver: str
+
+
+def prepare(
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    zone: ZoneInfo = ZoneInfo("UTC"),
+    account: str | None = None,
+    sender: str = "AQUAMI",
+    receiver: str = "BILLING",
+    now: datetime | None = None,
+) -> Nem12Export:
+    """Everything that can make an export fail, checked before its first byte: raises
+    :class:`ZoneNotExportable` for a zone whose clocks change by part of an hour, ValueError for a
+    participant id that is none or a service point or meter id NEM12 cannot write, and OverflowError
+    for days past the year 9999."""
+    check_exportable(zone)
+    for role, participant in (("sender", sender), ("receiver", receiver)):
+        if not re.fullmatch(PARTICIPANT_ID, participant):
+            raise ValueError(f"{role} {participant!r} is no participant id: up to 10 letters and digits")
+    fixed = standard_time(zone)
+    day0 = start.astimezone(fixed).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = max(1, (end.astimezone(fixed) - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)
+    export = Nem12Export(day0, days, (now or datetime.now(UTC)).astimezone(fixed), account, sender, receiver)
+    params = {**_params(export), "pattern": IDENTIFIER_PATTERN, "length": IDENTIFIER_MAX_LENGTH}
+    with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the API's: dicts)
+        for service_point, meter in cur.execute(_UNWRITABLE, params).fetchall():
+            _check_ids(service_point, meter)
+    return export
+
+
+def _params(export: Nem12Export) -> dict[str, Any]:
+    end = export.day0 + timedelta(days=export.days)
+    return {"from": export.day0, "to": end, "account": export.account, "gap": GAP_S}
+
+
+def _check_ids(service_point: str, meter: str) -> None:
+    for name, value in (("service point", service_point), ("meter", meter)):
+        if not is_identifier(value):  # a comma or a line break would add fields or records
+            raise ValueError(f"{name} id {value!r} cannot be written in NEM12: rename it (letters, digits, . _ : -)")
+
+
+def nem12_chunks(conn: psycopg.Connection, export: Nem12Export) -> Iterator[str]:
+    """The file, a stream (a 200 record and its days) at a time: the hours come through a server-side
+    cursor, :data:`FETCH_ROWS` a round trip, ordered by service point and meter, so memory holds a
+    few meters' hours, never the whole fleet's (100,000 meters' month: killed past 9 GB)."""
+    yield f"100,NEM12,{export.stamp:%Y%m%d%H%M},{export.sender},{export.receiver}\r\n"
+    with conn.transaction(), conn.cursor(name="nem12_export", row_factory=dict_row) as cur:
+        cur.execute(_HOURLY, _params(export))
+        for key, rows in groupby(_fetched(cur), key=lambda r: (r["service_point_id"], r["meter_id"])):
+            yield "".join(line + "\r\n" for line in _stream_lines(export, key, rows))
+    yield "900\r\n"
+
+
+def _fetched(cur: psycopg.ServerCursor[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    while rows := cur.fetchmany(FETCH_ROWS):
+        yield from rows
+
+
+def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """A stream's 200 record and its days' 300 (and 400) records, from its rows."""
+    hours: dict[datetime, tuple[Decimal, str, str | None, str | None]] = {}
+    windows: set[tuple[datetime, datetime | None]] = set()
+    for r in rows:
+        windows.add((r["lo"], r["hi"]))
+        if r["hour"] is None:
+            continue
+        if r["unknown"]:  # an interval of the hour unknown: null data, its value 0, not the part known
+            hours[r["hour"]] = _NO_DATA
+            continue
+        quality = r["quality"] or "actual"
+        if r["gap_from"] is not None and quality not in ("edited", "substituted"):  # a gap's water, summed
+            why = f"accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}; the hours before are null"
+            hours[r["hour"]] = (r["consumption_m3"], ACCUMULATED, None, why)
+            continue
+        hours[r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
+    service_point, meter = key
+    _check_ids(service_point, meter)  # checked before the file began (prepare); renamed since?
+    stamp = export.stamp
+    yield f"200,{service_point},E1,1,E1,N1,{meter},KL,60,"
+    for d in range(export.days):
+        day = export.day0 + timedelta(days=d)
+        if not any(lo < day + timedelta(days=1) and (hi is None or hi > day) for lo, hi in windows):
+            continue  # a day outside the stream's window: before the meter or the tenant, or after
+        cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
+        methods = [(_method(quality, by), why) for _, quality, by, why in cells]
+        marks = [(method, *_reason(method, why)) for method, why in methods]
+        values = ",".join(_value(v) for v, *_ in cells)
+        if len(set(marks)) == 1:
+            method, code, text = marks[0]
+            yield f"300,{day:%Y%m%d},{values},{method},{code},{text},{stamp:%Y%m%d%H%M%S},"
+            continue
+        yield f"300,{day:%Y%m%d},{values},V,,,{stamp:%Y%m%d%H%M%S},"
+        run_start = 0
+        for h in range(1, 25):
+            if h == 24 or marks[h] != marks[run_start]:
+                method, code, text = marks[run_start]
+                yield f"400,{run_start + 1},{h},{method},{code},{text}"
+                run_start = h
+
+
 def nem12_file(
     conn: psycopg.Connection,
     start: datetime,
@@ -187,64 +318,8 @@ def nem12_file(
     receiver: str = "BILLING",
     now: datetime | None = None,
 ) -> str:
-    """A NEM12 file for the whole days, in ``zone``'s standard time, that [start, end) touches.
-
-    Raises :class:`ZoneNotExportable` for a zone whose clocks change by part of an hour, and
-    ValueError for a participant id that is none."""
-    check_exportable(zone)
-    for role, participant in (("sender", sender), ("receiver", receiver)):
-        if not re.fullmatch(PARTICIPANT_ID, participant):
-            raise ValueError(f"{role} {participant!r} is no participant id: up to 10 letters and digits")
-    fixed = standard_time(zone)
-    day0 = start.astimezone(fixed).replace(hour=0, minute=0, second=0, microsecond=0)
-    days = max(1, (end.astimezone(fixed) - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)
-    stamp = (now or datetime.now(UTC)).astimezone(fixed)
-    rows: list[dict[str, Any]] = conn.execute(  # type: ignore[assignment]  # a dict_row connection
-        _HOURLY, {"from": day0, "to": day0 + timedelta(days=days), "account": account, "gap": GAP_S}
-    ).fetchall()
-    streams: dict[tuple[str, str], dict[datetime, tuple[Decimal, str, str | None, str | None]]] = defaultdict(dict)
-    windows: dict[tuple[str, str], set[tuple[datetime, datetime | None]]] = defaultdict(set)
-    for r in rows:
-        key = (r["service_point_id"], r["meter_id"])
-        streams.setdefault(key, {})
-        windows[key].add((r["lo"], r["hi"]))
-        if r["hour"] is not None:
-            if r["unknown"]:  # an interval of the hour unknown: null data, its value 0, not the part known
-                streams[key][r["hour"]] = _NO_DATA
-                continue
-            quality = r["quality"] or "actual"
-            if r["gap_from"] is not None and quality not in ("edited", "substituted"):  # a gap's water, summed
-                why = f"accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}; the hours before are null"
-                streams[key][r["hour"]] = (r["consumption_m3"], ACCUMULATED, None, why)
-                continue
-            streams[key][r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
-    lines = [f"100,NEM12,{stamp:%Y%m%d%H%M},{sender},{receiver}"]
-    for key, hours in streams.items():
-        service_point, meter = key
-        for name, value in (("service point", service_point), ("meter", meter)):
-            if not is_identifier(value):  # a comma or a line break would add fields or records
-                raise ValueError(
-                    f"{name} id {value!r} cannot be written in NEM12: rename it (letters, digits, . _ : -)"
-                )
-        lines.append(f"200,{service_point},E1,1,E1,N1,{meter},KL,60,")
-        for d in range(days):
-            day = day0 + timedelta(days=d)
-            if not any(lo < day + timedelta(days=1) and (hi is None or hi > day) for lo, hi in windows[key]):
-                continue  # a day outside the stream's window: before the meter or the tenant, or after
-            cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
-            methods = [(_method(quality, by), why) for _, quality, by, why in cells]
-            marks = [(method, *_reason(method, why)) for method, why in methods]
-            values = ",".join(_value(v) for v, *_ in cells)
-            if len(set(marks)) == 1:
-                method, code, text = marks[0]
-                lines.append(f"300,{day:%Y%m%d},{values},{method},{code},{text},{stamp:%Y%m%d%H%M%S},")
-                continue
-            lines.append(f"300,{day:%Y%m%d},{values},V,,,{stamp:%Y%m%d%H%M%S},")
-            run_start = 0
-            for h in range(1, 25):
-                if h == 24 or marks[h] != marks[run_start]:
-                    method, code, text = marks[run_start]
-                    lines.append(f"400,{run_start + 1},{h},{method},{code},{text}")
-                    run_start = h
-    lines.append("900")
-    return "\r\n".join(lines) + "\r\n"
+    """A NEM12 file for the whole days, in ``zone``'s standard time, that [start, end) touches, as
+    one string (for tests and small exports; the API and ``aquami bill nem12`` stream it). Raises
+    what :func:`prepare` raises."""
+    export = prepare(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver, now=now)
+    return "".join(nem12_chunks(conn, export))

@@ -1,19 +1,22 @@
 """HTTP for billing: validated reads and determinants, as paged JSON or CSV (``Accept: text/csv``
 or ``?format=csv``; CSV is the whole result in one response, since billing imports files whole).
+NEM12 is streamed as it is written, after every error it could meet has been checked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from psycopg_pool import ConnectionPool
 
 from server.auth import Principal, require_role
 from server.billing import repository, service
-from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_file, standard_time
+from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_chunks, prepare, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
@@ -129,27 +132,35 @@ def billing_determinants(
     summary="Hourly interval data in the AEMO NEM12 layout, for MDM-style integrations",
 )
 def billing_nem12(
+    request: Request,
     _: Billing,
     conn: Connection,
     period: Annotated[str, Query(description="YYYY-MM or START/END: whole days of the utility's standard time")],
     account: Annotated[str | None, Query(description="one account's meters only")] = None,
     sender: Annotated[str, Query(pattern=PARTICIPANT_ID, description="100 record: from participant")] = "AQUAMI",
     receiver: Annotated[str, Query(pattern=PARTICIPANT_ID, description="100 record: to participant")] = "BILLING",
-) -> Response:
+) -> StreamingResponse:
     zone = repository.utility_timezone(conn)
     start, end = service.parse_period(period, standard_time(zone))
     if account is not None and not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
-    try:
-        text = nem12_file(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
+    try:  # every error the file can meet, found before its first byte is sent
+        export = prepare(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
     except OverflowError:  # the period's whole days of standard time run past the calendar
         raise Problem(400, f"{period!r}: its last whole day ends after the year 9999", title="Invalid period") from None
     except ZoneNotExportable as error:  # the utility's zone, not the request: a conflict with the setting
         raise Problem(409, str(error), title="No NEM12 in this time zone") from None
     except ValueError as error:  # an id registered before ids were checked, that NEM12 cannot carry
         raise Problem(409, str(error), title="Not writable in NEM12") from None
-    return Response(
-        text,
+    pool: ConnectionPool = request.app.state.pool
+
+    def body() -> Iterator[bytes]:  # its own connection: the request's goes back to the pool with the handler
+        with pool.connection() as stream_conn:
+            for chunk in nem12_chunks(stream_conn, export):
+                yield chunk.encode()
+
+    return StreamingResponse(
+        body(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="nem12-{period.replace("/", "_")}.csv"'},
     )
