@@ -56,7 +56,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, is_identifier
-from collector.utility_zone import daylight_saving_shift, standard_offset
+from collector.utility_zone import daylight_saving_shift, standard_offset, utility_zone_name
 from collector.vee.config import VeeConfig
 
 # (quality, quality_by) → quality flag and method flag; quality_by names VEE's method or a person.
@@ -123,7 +123,8 @@ WITH {_STREAMS}, reads AS (  -- the period's reads, and each meter's last one be
     SELECT meter_id, lead(ts) OVER (PARTITION BY meter_id ORDER BY ts), quality, quality_by, quality_reason, NULL
     FROM reads
 ), ranked AS (
-    SELECT meter_id, date_trunc('hour', closing - interval '1 microsecond', utility_timezone()) AS hour,
+    -- the utility's zone as a parameter, read once (utility_timezone() here ran once per row: 2-3x slower)
+    SELECT meter_id, date_trunc('hour', closing - interval '1 microsecond', %(zone)s::text) AS hour,
            quality, quality_by, quality_reason, gap_from,
            CASE quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END AS weakness
     FROM sides WHERE closing > %(from)s AND closing <= %(to)s
@@ -200,6 +201,7 @@ class Nem12Export:
     """An export checked and laid out (:func:`prepare`), ready to stream (:func:`nem12_chunks`)."""
 
     day0: datetime  # the first day's start, in the zone's standard time
+    zone_name: str  # the utility's zone in the database, which consumption_hourly's hours follow
     days: int
     stamp: datetime
     account: str | None
@@ -229,7 +231,8 @@ def prepare(
     fixed = standard_time(zone)
     day0 = start.astimezone(fixed).replace(hour=0, minute=0, second=0, microsecond=0)
     days = max(1, (end.astimezone(fixed) - day0 + timedelta(days=1) - timedelta(microseconds=1)).days)
-    export = Nem12Export(day0, days, (now or datetime.now(UTC)).astimezone(fixed), account, sender, receiver)
+    stamp = (now or datetime.now(UTC)).astimezone(fixed)
+    export = Nem12Export(day0, utility_zone_name(conn), days, stamp, account, sender, receiver)
     params = {**_params(export), "pattern": IDENTIFIER_PATTERN, "length": IDENTIFIER_MAX_LENGTH}
     with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the API's: dicts)
         for service_point, meter in cur.execute(_UNWRITABLE, params).fetchall():
@@ -239,7 +242,7 @@ def prepare(
 
 def _params(export: Nem12Export) -> dict[str, Any]:
     end = export.day0 + timedelta(days=export.days)
-    return {"from": export.day0, "to": end, "account": export.account, "gap": GAP_S}
+    return {"from": export.day0, "to": end, "account": export.account, "gap": GAP_S, "zone": export.zone_name}
 
 
 def _check_ids(service_point: str, meter: str) -> None:
