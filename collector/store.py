@@ -15,10 +15,11 @@ actual reading replaces an estimate VEE made for the same key (the estimate goes
 The COPY text is built without a per-row adapter: every field has passed the contract's patterns
 (identifiers, UTC timestamps, alarm names, JSON numbers), so none can hold a tab, newline or
 backslash that would need escaping. The collector hands :meth:`ReadingStore.write_messages` parsed
-messages whose text was built as they arrived (``ParsedMessage.copy_data``, on paho's thread while
-this one waits on the database), so the writer only streams bytes; :meth:`ReadingStore.write` takes
-rows and builds the same text (:func:`copy_text`). Either way the readings must come from
-:func:`collector.batch_parser.parse_reads_message` or hold values as clean as its.
+messages whose text was built as they arrived (``ParsedMessage.copy_data``, on the collector's
+parser thread while this one waits on the database), so the writer only streams bytes;
+:meth:`ReadingStore.write` takes rows and builds the same text (:func:`copy_text`). Either way the
+readings must come from :func:`collector.batch_parser.parse_reads_message` or hold values as clean
+as its.
 
 Durability is the database's: one transaction per flush (up to ``max_batch_readings``), committed
 with the server's ``synchronous_commit`` (on by default), and the collector acknowledges a message

@@ -6,6 +6,7 @@ that path refused. ``events`` messages are validated by :mod:`aquami.contracts.e
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -18,10 +19,12 @@ def _validator(name: str) -> Draft202012Validator:
     return reads_validator() if name == "reads" else events_validator()
 
 
-def schema_errors(name: str, message: Any) -> list[str]:
-    """Every way ``message`` breaks the ``reads`` or ``events`` schema, as ``path: reason`` (empty when valid)."""
+def schema_errors(name: str, message: Any, limit: int | None = None) -> list[str]:
+    """Every way ``message`` breaks the ``reads`` or ``events`` schema, as ``path: reason`` (empty when
+    valid); with ``limit``, the first ``limit`` the validator finds (it stops there), in path order."""
     errors = []
-    for error in sorted(_validator(name).iter_errors(message), key=lambda e: list(e.absolute_path)):
+    found = islice(_validator(name).iter_errors(message), limit)
+    for error in sorted(found, key=lambda e: list(e.absolute_path)):
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"
         errors.append(f"{path}: {error.message}")
     return errors

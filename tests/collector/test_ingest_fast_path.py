@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from hypothesis import given, settings
@@ -12,6 +13,8 @@ from jsonschema import Draft202012Validator
 from aquami.contracts.reads import reads_schema
 from collector.batch_parser import (
     EXPLAIN_MAX_BYTES,
+    EXPLAIN_MAX_ERRORS,
+    READINGS_MAX,
     REASON_MAX_CHARS,
     ParsedMessage,
     RejectedMessage,
@@ -218,8 +221,33 @@ def test_a_refusal_s_reason_is_short_though_the_validator_repeats_the_whole_list
     """The validator's reason for 10,001 readings quoted all of them: 700 KB in a dead letter's
     reason, and in the log line."""
     refused = parse_reads_message("aquami/v1/g/reads", _too_many(10_001))
+    assert refused == RejectedMessage("readings: 10001 items, more than the contract's 10000")
+
+
+def _empty_readings(count: int) -> bytes:
+    head = '{"gateway_id":"gw","batch_seq":1,"sent_at":"2026-03-02T00:00:00Z","readings":['
+    return (head + ",".join(["{}"] * count) + "]}").encode()
+
+
+def test_more_readings_than_the_contract_allows_are_refused_by_their_count_not_validated_one_by_one():
+    """600,000 ``{}`` as readings (1.8 MB, under EXPLAIN_MAX_BYTES) took 75 s to explain, reading by
+    reading: the broker dropped the collector past its keepalive and sent the message again, for good."""
+    assert reads_schema()["properties"]["readings"]["maxItems"] == READINGS_MAX
+    started = time.perf_counter()
+    refused = parse_reads_message("aquami/v1/gw/reads", _empty_readings(600_000))
+    assert time.perf_counter() - started < 1.0
+    assert refused == RejectedMessage("readings: 600000 items, more than the contract's 10000")
+
+
+@given(st.integers(min_value=EXPLAIN_MAX_ERRORS // 3 + 1, max_value=READINGS_MAX))
+@settings(max_examples=15, deadline=None)
+def test_an_explanation_stops_after_its_first_errors(count: int):
+    """Each ``{}`` breaks the contract three times: the reason names the first EXPLAIN_MAX_ERRORS."""
+    refused = parse_reads_message("aquami/v1/gw/reads", _empty_readings(count))
     assert isinstance(refused, RejectedMessage)
-    assert refused.reason.startswith("readings: [{") and len(refused.reason) <= REASON_MAX_CHARS
+    errors = refused.reason.split("; ")
+    assert errors[0] == "readings/0: 'meter_id' is a required property"
+    assert errors[-1] == "and more" and len(errors) == EXPLAIN_MAX_ERRORS + 1
 
 
 def test_a_message_larger_than_any_valid_one_is_refused_without_the_validator(monkeypatch):
