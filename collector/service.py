@@ -73,6 +73,8 @@ class CollectorConfig:
     max_batch_readings: int = 50_000
     min_batch_readings: int = 1_000  # a smaller batch waits up to max_delay_s for company
     max_delay_s: float = 0.1
+    # the writer's bound on a statement; a write that takes twice this has its connection cut
+    statement_timeout_s: float = 30.0
     # written once the broker has granted the subscriptions, removed at stop: what a deployment
     # waits for before starting gateways (docker-compose.yml), since until the collector's session
     # exists the broker keeps nothing for it, and a gateway deletes what the broker acknowledged
@@ -100,7 +102,7 @@ class Collector:
         self._arrivals: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self._inbox: queue.Queue[tuple[mqtt.MQTTMessage, Parsed]] = queue.Queue()
         self._stop = threading.Event()
-        self._store = ReadingStore(config.database_url)
+        self._store = ReadingStore(config.database_url, config.statement_timeout_s)
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message

@@ -36,6 +36,7 @@ from typing import Any
 
 import psycopg
 
+from collector import db
 from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow
 from collector.events_parser import EVENT_COLUMNS, EventRow
 
@@ -145,16 +146,21 @@ def copy_text(rows: Sequence[ReadingRow]) -> bytes:
 
 
 class ReadingStore:
-    """One connection's writer; not thread-safe (one per writer thread)."""
+    """One connection's writer; not thread-safe (one per writer thread).
 
-    def __init__(self, database_url: str):
+    Its waits are bounded (:mod:`collector.db`): a statement by ``statement_timeout_s``, a whole
+    write by twice that, after which its connection is cut and the write fails (``OperationalError``).
+    """
+
+    def __init__(self, database_url: str, statement_timeout_s: float = db.STATEMENT_TIMEOUT_S):
         self.database_url = database_url
+        self.statement_timeout_s = statement_timeout_s
         self._conn: psycopg.Connection | None = None
         self._known_meters: set[str] = set()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url)
+            self._conn = db.connect(self.database_url, self.statement_timeout_s)
             self._conn.execute(_STAGING)
             self._conn.execute(_EVENTS_STAGING)
             self._conn.commit()
@@ -204,6 +210,19 @@ class ReadingStore:
         """``count`` readings in COPY text ``chunks`` (meters not known yet: ``unseen``), events and
         dead letters, in one transaction; a note in ``late_readings`` when the oldest reading is late."""
         conn = self._connection()
+        with db.deadline(conn, 2 * self.statement_timeout_s):
+            return self._write_in(conn, chunks, count, unseen, dead_letters, events, oldest_ts)
+
+    def _write_in(
+        self,
+        conn: psycopg.Connection,
+        chunks: list[bytes],
+        count: int,
+        unseen: dict[str, str],
+        dead_letters: Sequence[tuple[str, str, bytes]],
+        events: Sequence[EventRow],
+        oldest_ts: str | None,
+    ) -> StoreResult:
         inserted = new_meters = conflicts = events_inserted = 0
         try:
             with conn.cursor() as cur:

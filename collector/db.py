@@ -1,0 +1,70 @@
+"""How the collector's writer connects to PostgreSQL: every wait is bounded.
+
+A database host that freezes or loses power sends no RST: without limits a connection waits on it
+for hours (the collector stored nothing and logged nothing for as long as the proof ran). Here a
+connection attempt gives up after ``CONNECT_TIMEOUT_S``; TCP keepalives find an idle connection
+whose peer is gone within about 25 s, and ``tcp_user_timeout`` one whose sent data goes
+unacknowledged for 30 s; the server cancels a statement after ``STATEMENT_TIMEOUT_S``. A peer that
+still acknowledges but never answers (a frozen proxy or pooler in between) escapes all of those:
+:func:`deadline` cuts the connection's socket from a timer. Each ends in ``OperationalError``: the
+writer says "database unavailable" and tries again on a new connection. A URL's own settings
+(``?connect_timeout=3``) win over these.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10
+#: Far above a legitimate statement's time: COPY of a 50,000-reading batch takes under a second.
+STATEMENT_TIMEOUT_S = 30.0
+CONNECTION_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+
+
+def connect(database_url: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> psycopg.Connection:
+    """A connection with bounded waits and the session's ``statement_timeout`` set (committed)."""
+    conn = psycopg.connect(**{**CONNECTION_DEFAULTS, **conninfo_to_dict(database_url)})
+    conn.execute(f"SET statement_timeout = {round(statement_timeout_s * 1000)}")
+    conn.commit()
+    return conn
+
+
+@contextmanager
+def deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+    """Cut ``conn``'s socket if the block has not ended after ``seconds``: what waits on it then
+    fails with ``OperationalError`` instead of waiting for ever on a peer that never answers."""
+    timer = threading.Timer(seconds, _cut, args=(conn, seconds))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _cut(conn: psycopg.Connection, seconds: float) -> None:
+    log.warning("the database has not answered for %.0f s: closing the connection", seconds)
+    try:
+        # shutdown acts on the socket, which the duplicate shares; libpq's own descriptor stays open
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass  # closed meanwhile
