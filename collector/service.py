@@ -34,6 +34,15 @@ def _size(result: Parsed) -> int:
     return len(result) if isinstance(result, list) else 1
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message as it arrived, and on which of the collector's connections to the broker (the
+    first is 1): its packet id means something to the broker only while that connection lasts."""
+
+    message: mqtt.MQTTMessage
+    connection: int
+
+
 def _parse(message: mqtt.MQTTMessage) -> Parsed:
     try:
         if message.topic.endswith("/events"):
@@ -99,8 +108,9 @@ class Collector:
         # the writer only streams the bytes, commits, then acknowledges. Not on paho's network
         # thread: while it parses it answers no keepalive, and a message that took 75 s to explain
         # (1.8 MB of 600,000 `{}`) had the broker drop the collector and send it again, for good.
-        self._arrivals: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
-        self._inbox: queue.Queue[tuple[mqtt.MQTTMessage, Parsed]] = queue.Queue()
+        self._arrivals: queue.Queue[Received | None] = queue.Queue()
+        self._inbox: queue.Queue[tuple[Received, Parsed]] = queue.Queue()
+        self._connection = 0  # counts successful connects: which connection a message came on
         self._stop = threading.Event()
         self._store = ReadingStore(config.database_url, config.statement_timeout_s)
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
@@ -114,6 +124,7 @@ class Collector:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
+        self._connection += 1
         client.subscribe([(topic, 1) for topic in self.config.subscriptions])
         log.info("subscribed to %s on %s", ", ".join(self.config.subscriptions), self.config.mqtt.url)
 
@@ -125,11 +136,11 @@ class Collector:
             self.config.ready_file.write_text(f"subscribed to {', '.join(self.config.subscriptions)}\n")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._arrivals.put(message)
+        self._arrivals.put(Received(message, self._connection))
 
     def _parse_loop(self) -> None:
-        while (message := self._arrivals.get()) is not None:
-            self._inbox.put((message, _parse(message)))
+        while (received := self._arrivals.get()) is not None:
+            self._inbox.put((received, _parse(received.message)))
 
     def start(self) -> None:
         if self.config.ready_file is not None:
@@ -150,7 +161,7 @@ class Collector:
         if self.config.ready_file is not None:
             self.config.ready_file.unlink(missing_ok=True)
 
-    def _take_batch(self) -> list[tuple[mqtt.MQTTMessage, Parsed]]:
+    def _take_batch(self) -> list[tuple[Received, Parsed]]:
         """What has arrived, up to ``max_batch_readings``; a small batch waits briefly for more."""
         try:
             first = self._inbox.get(timeout=0.2)
@@ -175,7 +186,7 @@ class Collector:
         return batch
 
     def _write_loop(self) -> None:
-        pending: list[tuple[mqtt.MQTTMessage, Parsed]] = []
+        pending: list[tuple[Received, Parsed]] = []
         while not self._stop.is_set() or pending:
             if not pending:
                 pending = self._take_batch()
@@ -199,16 +210,26 @@ class Collector:
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue
-            for message, _ in pending:
-                self._client.ack(message.mid, message.qos)
+            self._acknowledge(pending)
             pending = []
 
-    def _store_messages(self, messages: list[tuple[mqtt.MQTTMessage, Parsed]]) -> None:
+    def _acknowledge(self, stored: list[tuple[Received, Parsed]]) -> None:
+        """PUBACK what came on the current connection. A message that came on an earlier one is
+        stored but not acknowledged: a broker that lost the session has given its packet id to
+        another message since (acknowledging it dropped that one uncommitted), and one that kept
+        the session sends it again on this connection, to be acknowledged then (a repeat, a no-op)."""
+        current = self._connection
+        for received, _ in stored:
+            if received.connection == current:
+                self._client.ack(received.message.mid, received.message.qos)
+
+    def _store_messages(self, messages: list[tuple[Received, Parsed]]) -> None:
         reads: list[ParsedMessage] = []
         events: list[EventRow] = []
         dead: list[tuple[str, str, bytes]] = []
         parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow]]] = []
-        for message, result in messages:
+        for received, result in messages:
+            message = received.message
             if isinstance(result, RejectedMessage):
                 log.warning("dead letter from %s: %s", message.topic, result.reason)
                 dead.append((message.topic, result.reason, bytes(message.payload)))

@@ -396,3 +396,66 @@ def test_the_ready_file_appears_once_the_broker_keeps_messages_for_the_collector
         process.send_signal(signal.SIGINT)
         process.wait(30)
         broker.close()
+
+
+def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_messages(
+    migrated_database_url, fresh_mosquitto
+):
+    """The broker restarts without the collector's session while it holds five batches it cannot
+    commit. Acknowledged after the commit by their old packet ids (1-5), they acknowledged the five
+    batches the new session had given the same ids, not yet committed: the broker dropped those,
+    and a collector killed then lost them (0 of 5 stored). Now only the current connection's
+    messages are acknowledged."""
+    url, gw, client_id = migrated_database_url, "gw", f"col-{uuid.uuid4().hex[:8]}"
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+
+    def batches(meter: str) -> list[bytes]:
+        return [reads(gw, h, [(meter, f"2026-03-01T{h:02d}:00:00Z", h + 0.5)]) for h in range(1, 6)]
+
+    def stored(meter: str) -> int:
+        return count(url, f"SELECT count(*) FROM readings WHERE meter_id = '{meter}'")
+
+    options = ("--vee-every", "0", "--detect-every", "0")
+    process = _collector_process(url, fresh_mosquitto.url, client_id, *options)
+    admin = psycopg.connect(url, autocommit=True)
+    locker = psycopg.connect(url)
+    try:
+        with publisher(fresh_mosquitto.url) as publish:
+            _ready(publish, url, gw)
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        admin.close()
+        with publisher(fresh_mosquitto.url) as publish:
+            for batch in batches("OLD"):
+                publish(f"aquami/v1/{gw}/reads", batch)
+        time.sleep(2)  # the collector holds them, its writes refused
+        fresh_mosquitto.restart()  # no persistence: the collector's session is gone
+        time.sleep(2)  # the collector reconnects and subscribes again
+        locker = psycopg.connect(url)
+        locker.execute("SET transaction_read_only = off")
+        locker.execute("INSERT INTO meters (meter_id) VALUES ('NEW')")  # holds NEW's write
+        with publisher(fresh_mosquitto.url) as publish:
+            for batch in batches("NEW"):
+                publish(f"aquami/v1/{gw}/reads", batch)
+        time.sleep(1)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SET default_transaction_read_only = off")
+            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        wait_for(lambda: stored("OLD") == 5, 30, "the old session's batches")
+        time.sleep(2)  # their acknowledgements reach the broker
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        locker.rollback()
+        assert stored("NEW") == 0
+        process = _collector_process(url, fresh_mosquitto.url, client_id, *options)  # same session
+        wait_for(lambda: stored("NEW") == 5, 30, "the new session's batches, sent again")
+    finally:
+        locker.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
