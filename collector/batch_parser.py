@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from msgspec import UNSET
 
 from collector.fast_reads import ReadsMessage, decode_reads_keys
@@ -30,6 +31,8 @@ class ParsedMessage:
     meter_ids: set[str]
     copy_data: bytes
     oldest_ts: str  # the earliest reading's time to the second, "YYYY-MM-DDTHH:MM:SS" (UTC)
+    # the message's readings dated out of bounds, as a dead letter: (reason, their message as JSON)
+    untimely: tuple[str, bytes] | None = None
 
     @property
     def gateway_id(self) -> str:
@@ -62,11 +65,23 @@ class RejectedMessage:
     reason: str
 
 
-def parse_reads_message(topic: str, payload: bytes | bytearray) -> ParsedMessage | RejectedMessage:
+#: A reading dated before this, or more than ``FUTURE_MAX`` after the collector received it, is a
+#: dead letter, not a reading (a meter's or gateway's clock gone wrong: 9999-12-31 was stored as
+#: actual). VEE's own checks are narrower and only flag: 5 minutes ahead, 400 days back.
+TS_MIN = "2000-01-01T00:00:00"
+FUTURE_MAX = timedelta(days=1)
+
+
+def parse_reads_message(
+    topic: str, payload: bytes | bytearray, received_at: datetime | None = None
+) -> ParsedMessage | RejectedMessage:
     """The readings of a valid message; a rejection with every reason otherwise.
 
     The msgspec fast path decodes and validates in one pass; what it refuses is explained by the
     JSON Schema validator (and refused with msgspec's reason if the schema would let it through).
+    Readings dated out of bounds (``TS_MIN``, ``FUTURE_MAX`` after ``received_at``, by default
+    now) are left out and returned as the message's ``untimely`` dead letter; a message with no
+    other reading is refused.
     """
     decoded = decode_reads_keys(payload)
     if isinstance(decoded, str):
@@ -84,7 +99,32 @@ def parse_reads_message(topic: str, payload: bytes | bytearray) -> ParsedMessage
             index = next(i for i, r in enumerate(message.readings) if r.ts == ts)
             return RejectedMessage(f"readings/{index}/ts: {ts!r} is not a real UTC time")
     # Every time matches the contract's pattern: to the second, their text sorts as their times do.
-    return ParsedMessage(message, meter_ids, _copy_data(message), min(ts[:19] for ts in timestamps))
+    received = (received_at or datetime.now(UTC)).astimezone(UTC)
+    latest = (received + FUTURE_MAX).strftime("%Y-%m-%dT%H:%M:%S")
+    untimely = {ts for ts in timestamps if not TS_MIN <= ts[:19] <= latest}
+    if not untimely:
+        return ParsedMessage(message, meter_ids, _copy_data(message), min(ts[:19] for ts in timestamps))
+    return _without_untimely(message, untimely, received)
+
+
+def _without_untimely(message: ReadsMessage, untimely: set[str], received: datetime) -> ParsedMessage | RejectedMessage:
+    kept = [r for r in message.readings if r.ts not in untimely]
+    refused = [(i, r) for i, r in enumerate(message.readings) if r.ts in untimely]
+    at = received.strftime("%Y-%m-%dT%H:%M:%SZ")
+    reasons = [
+        f"readings/{i}/ts: {r.ts!r} is "
+        + ("before 2000-01-01" if r.ts[:19] < TS_MIN else f"more than a day after the collector received it ({at})")
+        for i, r in refused[:3]
+    ]
+    more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
+    reason = f"{len(refused)} of {len(message.readings)} readings refused: " + "; ".join(reasons) + more
+    if not kept:
+        return RejectedMessage(reason)
+    letter = (reason, msgspec.json.encode(msgspec.structs.replace(message, readings=[r for _, r in refused])))
+    message = msgspec.structs.replace(message, readings=kept)
+    timestamps = {r.ts for r in kept}
+    meter_ids = {r.meter_id for r in kept}
+    return ParsedMessage(message, meter_ids, _copy_data(message), min(ts[:19] for ts in timestamps), letter)
 
 
 def _copy_data(message: ReadsMessage) -> bytes:

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,15 @@ class Received:
 
     message: mqtt.MQTTMessage
     connection: int
+    at: datetime  # when it arrived
 
 
-def _parse(message: mqtt.MQTTMessage) -> Parsed:
+def _parse(received: Received) -> Parsed:
+    message = received.message
     try:
         if message.topic.endswith("/events"):
             return parse_events_message(message.topic, message.payload)
-        return parse_reads_message(message.topic, message.payload)
+        return parse_reads_message(message.topic, message.payload, received.at)
     except Exception as error:  # a parser bug must not kill the parser thread
         log.exception("could not parse a message from %s", message.topic)
         return RejectedMessage(f"collector could not parse it: {error!r}")
@@ -136,11 +139,11 @@ class Collector:
             self.config.ready_file.write_text(f"subscribed to {', '.join(self.config.subscriptions)}\n")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._arrivals.put(Received(message, self._connection))
+        self._arrivals.put(Received(message, self._connection, datetime.now(UTC)))
 
     def _parse_loop(self) -> None:
         while (received := self._arrivals.get()) is not None:
-            self._inbox.put((received, _parse(received.message)))
+            self._inbox.put((received, _parse(received)))
 
     def start(self) -> None:
         if self.config.ready_file is not None:
@@ -236,6 +239,9 @@ class Collector:
                 continue
             if isinstance(result, ParsedMessage):
                 reads.append(result)
+                if result.untimely is not None:
+                    log.warning("dead letter from %s: %s", message.topic, result.untimely[0])
+                    dead.append((message.topic, *result.untimely))
             else:
                 events.extend(result)
             parsed.append((message, result))

@@ -29,6 +29,7 @@ here: the collector trades nothing for speed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,6 +109,14 @@ INSERT INTO events ({", ".join(EVENT_COLUMNS)})
 SELECT {", ".join(EVENT_COLUMNS)} FROM events_staging
 ON CONFLICT DO NOTHING
 """
+
+
+#: A dead letter keeps this much of its payload, with the payload's full length and SHA-256.
+DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
+
+
+def _dead_letter_row(topic: str, reason: str, payload: bytes) -> tuple[str, str, bytes, int, bytes]:
+    return topic, reason, payload[:DEAD_LETTER_PAYLOAD_MAX], len(payload), hashlib.sha256(payload).digest()
 
 
 #: Readings older than this when stored are noted in ``late_readings`` (collector migration 0053), for
@@ -243,7 +252,9 @@ class ReadingStore:
                     events_inserted = cur.rowcount
                 if dead_letters:
                     cur.executemany(
-                        "INSERT INTO dead_letters (topic, reason, payload) VALUES (%s, %s, %s)", list(dead_letters)
+                        "INSERT INTO dead_letters (topic, reason, payload, payload_bytes, payload_sha256) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        [_dead_letter_row(*letter) for letter in dead_letters],
                     )
             conn.commit()
         except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, settings
@@ -69,7 +70,8 @@ messages = st.fixed_dictionaries(
 valid_identifiers = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z", fullmatch=True)
 valid_timestamps = st.builds(
     lambda moment, fraction, zone: moment.isoformat(timespec="seconds") + fraction + zone,
-    st.datetimes(),
+    # the contract takes any year; the collector a reading from 2000 to a day after it arrives
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2025, 12, 31)),
     st.one_of(st.just(""), st.from_regex(r"\A\.[0-9]{1,6}\Z", fullmatch=True)),
     st.sampled_from(["Z", "+00:00"]),
 )
@@ -265,3 +267,51 @@ def test_a_message_larger_than_any_valid_one_is_refused_without_the_validator(mo
     assert isinstance(refused, RejectedMessage)
     assert refused.reason.startswith(f"{len(payload)} bytes, more than a reads message holds: ")
     assert "10000" in refused.reason and len(refused.reason) <= 2 * REASON_MAX_CHARS
+
+
+@given(
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2040, 1, 1)),
+    st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2039, 1, 1)),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_reading_dated_before_2000_or_over_a_day_after_it_arrived_is_a_dead_letter(ts: datetime, received: datetime):
+    """9999-12-31 and 1900-01-01 were stored as actual readings. The message's other readings are kept."""
+    ts_text = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    odd = {"meter_id": "ODD", "ts": ts_text, "volume_m3": 2.0}
+    received_at = received.replace(tzinfo=UTC)
+    message = {
+        "gateway_id": "gw",
+        "batch_seq": 1,
+        "sent_at": "2026-03-02T00:00:00Z",
+        "readings": [
+            {"meter_id": "GOOD", "ts": received_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "volume_m3": 1.0},
+            odd,
+        ],
+    }
+    parsed = parse_reads_message("aquami/v1/gw/reads", json.dumps(message).encode(), received_at)
+    assert isinstance(parsed, ParsedMessage)
+    timely = datetime(2000, 1, 1) <= ts.replace(microsecond=0) <= (received + timedelta(days=1)).replace(microsecond=0)
+    assert [r.meter_id for r in parsed.message.readings] == (["GOOD", "ODD"] if timely else ["GOOD"])
+    if timely:
+        assert parsed.untimely is None
+    else:
+        assert parsed.untimely is not None
+        reason, payload = parsed.untimely
+        assert reason.startswith(f"1 of 2 readings refused: readings/1/ts: {ts_text!r} is ")
+        assert json.loads(payload)["readings"] == [odd]
+
+
+def test_a_message_whose_every_reading_is_untimely_is_refused():
+    message = json.dumps(
+        {
+            "gateway_id": "gw",
+            "batch_seq": 1,
+            "sent_at": "2026-03-02T00:00:00Z",
+            "readings": [{"meter_id": "M", "ts": "9999-12-31T23:59:59Z", "volume_m3": 1.0}],
+        }
+    ).encode()
+    refused = parse_reads_message("aquami/v1/gw/reads", message, datetime(2026, 3, 2, tzinfo=UTC))
+    assert refused == RejectedMessage(
+        "1 of 1 readings refused: readings/0/ts: '9999-12-31T23:59:59Z' is more than a day after the collector "
+        "received it (2026-03-02T00:00:00Z)"
+    )

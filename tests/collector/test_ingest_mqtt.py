@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -459,3 +460,29 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def test_untimely_readings_and_large_payloads_make_bounded_dead_letters(migrated_database_url, mosquitto):
+    """A reading dated 9999-12-31 was stored as actual, and a refused 60 MB payload kept whole in
+    ``dead_letters``. Now the reading is a dead letter (the message's others stored), and a dead
+    letter keeps the first 64 KiB with the payload's length and SHA-256."""
+    url, gw = migrated_database_url, "gw-bounds"
+    garbage = b"[" * 1_000_000
+    with running_collector(url, mosquitto.url), publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        publish(
+            f"aquami/v1/{gw}/reads",
+            reads(gw, 1, [("T1", "2026-03-01T00:00:00Z", 1.5), ("T2", "9999-12-31T23:59:59Z", 2.5)]),
+        )
+        publish(f"aquami/v1/{gw}/reads", garbage)
+        wait_for(lambda: count(url, "SELECT count(*) FROM dead_letters") == 2, 20, "the dead letters")
+    assert count(url, "SELECT count(*) FROM readings WHERE meter_id = 'T1'") == 1
+    assert count(url, "SELECT count(*) FROM readings WHERE meter_id = 'T2'") == 0
+    with psycopg.connect(url) as conn:
+        letters = conn.execute(
+            "SELECT reason, payload, payload_bytes, payload_sha256 FROM dead_letters ORDER BY id"
+        ).fetchall()
+    (untimely, payload, _, _), (_, kept, size, digest) = letters
+    assert untimely.startswith("1 of 2 readings refused: readings/1/ts: '9999-12-31T23:59:59Z' is more than a day")
+    assert [r["meter_id"] for r in json.loads(payload)["readings"]] == ["T2"]
+    assert (bytes(kept), size, bytes(digest)) == (garbage[:65536], len(garbage), hashlib.sha256(garbage).digest())
