@@ -166,7 +166,7 @@ def _explain(payload: bytes | bytearray, fast_reason: str) -> str:
         return f"{len(payload)} bytes, more than a reads message holds: {_cut(fast_reason)}"
     try:
         message: Any = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:  # not UTF-8, not JSON, or an integer of over 4,300 digits
         return f"not JSON: {error}"
     readings = message.get("readings") if isinstance(message, dict) else None
     if isinstance(readings, list) and len(readings) > READINGS_MAX:

@@ -9,6 +9,8 @@ from pathlib import Path
 import psycopg
 
 from aquami.contracts.events import events_topic
+from collector.batch_parser import RejectedMessage, parse_reads_message
+from collector.events_parser import parse_events_message
 from gateway.config import parse_config_text
 from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
@@ -96,3 +98,12 @@ def test_a_redelivered_event_is_stored_once_and_a_broken_one_is_a_dead_letter(
     assert rows == [("M9", "meter_offline", "raised", {"bus": "rs485-1", "consecutive_failures": 3, "last_good": None})]
     assert letter is not None and letter[0] == events_topic(gw) and "event: 'meter_exploded'" in letter[1]
     assert registered == (False,)  # an unknown meter is recorded for the meterization team
+
+
+def test_an_integer_of_5000_digits_is_a_clean_dead_letter():
+    """Python's JSON reader refuses integers of over 4,300 digits with a ValueError that escaped the
+    parsers: the collector logged a traceback and a "could not parse" dead letter."""
+    payload = b'{"gateway_id":"gw","batch_seq":' + b"9" * 5000 + b"}"
+    for parse in (parse_events_message, parse_reads_message):
+        refused = parse("aquami/v1/gw/events", payload)
+        assert isinstance(refused, RejectedMessage) and refused.reason.startswith("not JSON: Exceeds the limit")
