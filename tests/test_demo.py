@@ -69,12 +69,16 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
         assert len(readings) >= 2 and float(readings[-1]["volume_m3"]) >= float(readings[0]["volume_m3"]) > 0
         page = httpx.get(f"{url}/login", params={"key": key}, follow_redirects=True, timeout=10)
         assert page.status_code == 200 and meters[0]["meter_id"] in page.text
-        # Each demo meter is a household with an account, so billing has determinants to give.
-        month = datetime.now(UTC).strftime("%Y-%m")
-        bills = httpx.get(
-            f"{url}/billing/determinants", params={"period": month}, headers={"Authorization": f"Bearer {key}"}
-        ).json()["items"]
-        assert len(bills) == 5 and all(b["complete"] and Decimal(b["consumption_m3"]) > 0 for b in bills), bills
+        # Each demo meter is a household with an account, so billing has determinants to give: the
+        # month so far is complete; the whole month, not over yet, has its closing read far from its end.
+        now = datetime.now(UTC)
+        so_far = f"{now:%Y-%m}-01T00:00:00Z/{now:%Y-%m-%dT%H:%M:%S}Z"
+        for period, complete in ((so_far, True), (f"{now:%Y-%m}", False)):
+            bills = httpx.get(
+                f"{url}/billing/determinants", params={"period": period}, headers={"Authorization": f"Bearer {key}"}
+            ).json()["items"]
+            assert len(bills) == 5 and all(Decimal(b["consumption_m3"]) > 0 for b in bills), bills
+            assert [b["complete"] for b in bills] == [complete] * 5, (period, bills)
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
