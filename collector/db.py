@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10
 #: Far above a legitimate statement's time: COPY of a 50,000-reading batch takes under a second.
 STATEMENT_TIMEOUT_S = 30.0
+#: The same for the periodic jobs (detection, VEE rounds), whose statements are larger (the
+#: detection fetch of 100,000 meters' 28 days takes some 22 s), and whose wait for another
+#: collector's run (an advisory lock) ends there too: a run hung behind a hung run gives up and says
+#: so, and the next one tries again.
+JOB_STATEMENT_TIMEOUT_S = 600.0
 CONNECTION_DEFAULTS: dict[str, Any] = {
     "connect_timeout": CONNECT_TIMEOUT_S,
     "keepalives": 1,

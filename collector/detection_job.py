@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 import psycopg
 
+from collector import db
 from collector.alert_store import alerts_to_merge, record_run, save_changes
 from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
@@ -93,6 +94,9 @@ class DetectionJobConfig:
     #: a 5.5 L/h "leak" dated six days back, which the run with that day whole does not raise).
     opens_within: timedelta = timedelta(days=6)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
+    #: Each statement's limit, the wait for another collector's run included; the whole run is
+    #: cut off at twice it (:mod:`collector.db`).
+    statement_timeout_s: float = db.JOB_STATEMENT_TIMEOUT_S
 
 
 def grid_end(now: datetime, step: timedelta) -> datetime:
@@ -299,7 +303,8 @@ class DetectionScheduler(PeriodicJob):
         self.last_changes = AlertChanges()
 
     def work(self) -> None:
-        with psycopg.connect(self.database_url) as conn:
+        timeout = self.config.statement_timeout_s
+        with db.connect(self.database_url, timeout) as conn, db.deadline(conn, 2 * timeout):
             try:
                 self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
             except BackRun:  # another collector's run, begun after this one's, took the lock first

@@ -18,8 +18,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-
+from collector import db
 from collector.schedule import PeriodicJob
 from collector.vee.config import VeeConfig
 from collector.vee.runner import run_vee
@@ -45,7 +44,8 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
     round was under way."""
     end = now + timedelta(hours=1)
     start = end - timedelta(days=ROUND_DAYS)
-    with psycopg.connect(database_url) as conn:
+    timeout = db.JOB_STATEMENT_TIMEOUT_S
+    with db.connect(database_url, timeout) as conn, db.deadline(conn, 2 * timeout):
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
         conn.commit()
         if not (row and row[0]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -625,3 +626,27 @@ def test_after_vee_ran_the_job_sees_a_labelled_fleet_as_the_benchmark_scores_it(
     found = {(a.kind, a.meter_id, a.dma, a.start) for a in detect(block, DetectionConfig())}
     assert found == {(a.kind, a.meter_id, a.dma, a.start) for a in detect(window, DetectionConfig())}
     assert len(found) >= 10
+
+
+@pytest.mark.timeout(60)
+def test_a_run_waiting_behind_a_hung_run_gives_up_at_its_statement_timeout(migrated_database_url):
+    """Another collector's run holding the lock for ever (its host frozen) kept every scheduled run
+    waiting on it, silently: detection stopped. A run now gives up at its statement timeout, with
+    an error its scheduler logs, and the next one tries again."""
+    outcome: dict[str, BaseException | None] = {}
+    scheduler = DetectionScheduler(migrated_database_url, timedelta(hours=1), DetectionJobConfig(statement_timeout_s=1))
+
+    def run() -> None:
+        try:
+            scheduler.work()
+            outcome["error"] = None
+        except BaseException as error:
+            outcome["error"] = error
+
+    with psycopg.connect(migrated_database_url, autocommit=True) as hung:
+        hung.execute("SELECT pg_advisory_lock(%s)", (detection_job._LOCK_KEY,))
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(15)
+        assert not thread.is_alive(), "the run is still waiting for the lock"
+    assert isinstance(outcome["error"], psycopg.errors.QueryCanceled)
