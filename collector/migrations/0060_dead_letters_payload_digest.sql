@@ -4,4 +4,4 @@
 ALTER TABLE dead_letters
     ADD COLUMN payload_bytes bigint,
     ADD COLUMN payload_sha256 bytea;
-COMMENT ON COLUMN dead_letters.payload IS 'the first 64 KiB of the payload (whole before migration 0058)';
+COMMENT ON COLUMN dead_letters.payload IS 'the first 64 KiB of the payload (whole before migration 0060)';

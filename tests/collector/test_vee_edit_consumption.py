@@ -8,10 +8,13 @@ value from before the edit until the next VEE round, and for reads older than a 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -77,3 +80,47 @@ def test_a_substitution_in_a_gap_splits_the_gap_s_water_at_once(migrated_databas
             Decimal("0.04"),
             Decimal("0.02"),
         )
+
+
+@pytest.mark.timeout(60)
+def test_two_edits_of_one_day_on_two_meters_take_turns_and_both_land(migrated_database_url):
+    """Each refresh deletes and inserts whole days of every meter: the second of two overlapping
+    edits (another meter, the same day) hit the first's rows, "duplicate key value violates unique
+    constraint consumption_hourly_pkey", and the person's correction was lost to a 500."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM readings; DELETE FROM meters; DELETE FROM consumption_hourly")
+        conn.execute("DELETE FROM consumption_daily; DELETE FROM late_readings")
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('M', true), ('N', true)")
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) SELECT m, %s + h * interval '1 hour', 100 + 0.01 * h "
+            "FROM generate_series(0, 24) h, unnest(ARRAY['M', 'N']) m",
+            (T0,),
+        )
+        conn.execute("SELECT refresh_consumption(%s, %s)", (T0, T0 + timedelta(days=1)))
+    outcome: dict[str, str] = {}
+    with psycopg.connect(migrated_database_url) as first, psycopg.connect(migrated_database_url) as second:
+        edit_reading(first, "M", T0 + timedelta(hours=5), Decimal("100.055"), by="Ann", reason="photo")
+
+        def edit_n() -> None:
+            try:
+                edit_reading(second, "N", T0 + timedelta(hours=7), Decimal("100.075"), by="Bob", reason="photo")
+                second.commit()
+                outcome["N"] = "committed"
+            except psycopg.Error as error:
+                outcome["N"] = f"{type(error).__name__}: {error}"
+
+        thread = threading.Thread(target=edit_n)
+        thread.start()
+        time.sleep(0.5)  # Bob's edit waits for Ann's to end
+        first.commit()
+        thread.join(20)
+    assert outcome == {"N": "committed"}
+    with psycopg.connect(migrated_database_url) as conn:
+        hours: dict[str, Decimal] = dict(
+            conn.execute(
+                "SELECT meter_id || '@' || extract(hour FROM hour AT TIME ZONE 'UTC'), consumption_m3 "
+                "FROM consumption_hourly WHERE (meter_id, hour) IN (('M', %s), ('N', %s))",
+                (T0 + timedelta(hours=4), T0 + timedelta(hours=6)),
+            ).fetchall()
+        )
+    assert hours == {"M@4": Decimal("0.015"), "N@6": Decimal("0.015")}
