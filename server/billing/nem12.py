@@ -282,6 +282,8 @@ def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict
         quality = r["quality"] or "actual"
         if r["gap_from"] is not None and quality not in ("edited", "substituted"):  # a gap's water, summed
             why = f"accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}; the hours before are null"
+            if quality == "estimated":  # a less-than-hourly meter's missing read, which VEE estimated
+                why = f"estimated ({r['quality_by']}); {why}"
             hours[r["hour"]] = (r["consumption_m3"], ACCUMULATED, None, why)
             continue
         hours[r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])

@@ -51,3 +51,35 @@ def test_the_hour_closing_a_gap_not_estimated_is_substituted_and_says_since_when
         expected.append([str(last + 1), "24", "A", "", ""])
     assert runs == expected
     assert Decimal(day[2 + last - 1]) == Decimal("0.010") * (last - first + 1)  # the gap's water, once
+
+
+def test_a_daily_meters_estimated_day_is_accumulated_and_says_it_was_estimated(migrated_database_url):
+    """A daily meter's missing read, which VEE estimates as one read a day after the one before,
+    holds a whole day's water in one hour like every read of that meter: S18 "accumulated since",
+    and the description says it is VEE's estimate (the code said neither, or S18 without a word)."""
+    from collector.vee.runner import run_vee
+
+    first = datetime(2026, 10, 1, 6, tzinfo=UTC)
+    missing = first + timedelta(days=20)
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('D1', true)")
+        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SPD')")
+        conn.execute("INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
+                     "VALUES ('SPD', 'D1', %s)", (first - timedelta(days=30),))  # fmt: skip
+        for d in range(25):
+            if first + timedelta(days=d) != missing:
+                conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('D1', %s, %s)",
+                             (first + timedelta(days=d), Decimal("100") + Decimal("0.400") * d))  # fmt: skip
+        now = first + timedelta(days=24, hours=1)
+        run_vee(conn, missing - timedelta(days=1), now, now=now)
+        conn.execute("SELECT refresh_consumption(%s, %s)", (first, now))
+        conn.commit()
+        (estimated,) = conn.execute("SELECT ts, quality_by FROM readings WHERE quality = 'estimated'").fetchall()
+    assert estimated[0] == missing
+    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+        text = nem12_file(conn, missing, missing + timedelta(hours=1))  # type: ignore[arg-type]
+    runs = [line.split(",")[1:6] for line in text.splitlines() if line.startswith("400,")]
+    estimate_hour = missing.hour  # the hour (in UTC, the test zone) the estimate closes is hour 6
+    assert [estimate_hour, estimate_hour, "S18", "0",
+            f"estimated ({estimated[1]}); accumulated since 2026-10-20T06:00Z; the hours before are null"] == [
+        int(runs[1][0]), int(runs[1][1]), *runs[1][2:]]  # fmt: skip
