@@ -90,15 +90,18 @@ class BusScheduler:
         """The slot after ``due`` (which fell due at ``at`` and is taken at ``now``, on the monotonic
         clock) and how many slots were passed over: none, unless the bus is more than a whole
         interval behind. After the first poll, or a step of the wall clock (NTP setting a clock that
-        booted in 1970, either way), the next slot is the first one after the wall clock's now."""
+        booted in 1970, either way), the next slot is the first one at least half an interval after
+        the wall clock's now."""
         wall = self.wall_clock()
         lead = self._leads[due.meter.meter_id]
         late = now - at
         passed = max(0, math.ceil((late - interval) / interval))
+        # a poll was just made: the next is the first slot at least half an interval on (the first
+        # slot after now came a hundredth of a second later for a first poll made just before it)
         if due.slot is None:
-            return next_slot(wall, interval, lead), 0
+            return next_slot(wall + interval / 2, interval, lead), 0
         if abs(wall - due.slot - late) > interval / 2:  # the wall clock moved by more than time passed
-            return next_slot(wall, interval, lead), passed
+            return next_slot(wall + interval / 2, interval, lead), passed
         return due.slot + (passed + 1) * interval, passed
 
     async def attempt(self, meter: MeterConfig) -> Reading:

@@ -214,3 +214,14 @@ def test_a_wall_clock_step_neither_stops_nor_doubles_polling() -> None:
     for meter_id, times in scheduler.polled.items():
         assert 14 <= len(times) <= 18, (meter_id, len(times))
     assert scheduler.skipped <= 4
+
+
+@pytest.mark.timeout(30)
+def test_a_gateway_started_just_before_a_boundary_does_not_poll_twice_across_it() -> None:
+    """Started 20 ms before a boundary, each meter's first poll (at start) was followed by the first
+    slot after it, 20 ms later: two reads for one grid instant. The second poll is at least half an
+    interval after the first."""
+    started = time.monotonic()
+    polled = _run_schedule(0.4, 0.0, 1.5, lambda: 1_800_000_000 - 0.02 + time.monotonic() - started).polled
+    for meter_id, times in polled.items():
+        assert len(times) >= 3 and times[1] - times[0] > 0.2, (meter_id, times)
