@@ -24,6 +24,8 @@ from simulators.rig.runner import Rig, UnknownMeterError
 
 MAX_BODY_BYTES = 64 * 1024
 """A fault request is a few hundred bytes; a larger body is refused, not read."""
+REQUEST_TIMEOUT_S = 5.0
+"""How long the endpoint waits for a request's bytes (a body shorter than its length waited for ever)."""
 
 
 def _body_length(header: str) -> int | None:
@@ -34,6 +36,7 @@ def _body_length(header: str) -> int | None:
 def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "aquami-rig"
+        timeout = REQUEST_TIMEOUT_S  # a client that sends less than its Content-Length is let go
 
         def log_message(self, format: str, *args: Any) -> None:  # the live table owns the terminal
             pass

@@ -167,6 +167,20 @@ def test_the_endpoint_refuses_a_body_length_it_cannot_read_at_once(
     assert json.loads(body)["detail"] == detail
 
 
+@pytest.mark.timeout(30)
+def test_a_client_that_sends_less_than_its_content_length_is_let_go(control: tuple[Rig, str]) -> None:
+    """Content-Length 10 and two bytes sent: the endpoint waited for the rest for ever, one thread
+    per such client. It now gives up after its request timeout and closes the connection."""
+    _, url = control
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=20) as connection:
+        connection.sendall(b"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
+        answer = connection.makefile("rb").read()  # b"" once the endpoint closes, or a 400
+    assert time.monotonic() - started < 5.0 + 3, answer
+    assert answer in (b"",) or answer.split()[1] == b"400"
+
+
 def test_a_meter_that_cannot_be_read_does_not_end_the_rig() -> None:
     """A broken meter model (here a NaN leak put straight into it) shows its error in its row; the live
     table, which reads every row every second, and every other meter carry on."""
