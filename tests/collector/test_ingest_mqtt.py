@@ -282,12 +282,7 @@ def test_the_shipped_broker_settings_keep_the_collector_s_backlog_while_the_data
         with running_collector(url, broker.url) as collector, publisher(broker.url) as publish:
             _ready(publish, url, gw)
             with psycopg.connect(url, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()",
-                    (name,),
-                )
+                _refuse_writes(admin, name)
                 for seq in range(1, 1501):
                     ts = f"2026-03-01T{seq // 3600:02d}:{seq // 60 % 60:02d}:{seq % 60:02d}Z"
                     publish(f"aquami/v1/{gw}/reads", reads(gw, seq, [("Q1", ts, float(seq))]))
@@ -296,6 +291,16 @@ def test_the_shipped_broker_settings_keep_the_collector_s_backlog_while_the_data
             wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'Q1'") == 1500, 120, "all")
     finally:
         broker.close()
+
+
+def _refuse_writes(admin: psycopg.Connection, name: object) -> None:
+    """The database ``name`` takes no writes from now on, its open sessions included (cut, so the
+    collector reconnects into read-only ones): a failover's standby, as the collector sees it."""
+    admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
 
 
 def _shipped_broker_settings(prefixes: tuple[str, ...]) -> list[str]:
@@ -317,12 +322,7 @@ def test_the_shipped_broker_settings_keep_the_collector_s_backlog_when_the_broke
         with running_collector(url, broker.url) as collector, publisher(broker.url) as publish:
             _ready(publish, url, gw)
             with psycopg.connect(url, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()",
-                    (name,),
-                )
+                _refuse_writes(admin, name)
                 for seq in range(1, 301):
                     publish(
                         f"aquami/v1/{gw}/reads",
