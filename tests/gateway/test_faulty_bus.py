@@ -74,7 +74,9 @@ def test_slow_silent_and_garbling_meters_do_not_starve_the_others(tmp_path: Path
         attempts = on_wire[unit, kind]
         assert meter.failed_polls * (RETRIES + 1) <= attempts <= (meter.failed_polls + 1) * (RETRIES + 1)
         assert meter.offline_since is not None
-    assert on_wire[SLOW, WireFaultKind.SLOW] == per_meter[f"WM-{SLOW:04d}"]
+    # every slow answer became a reading, but the last (cut by the stop) and, on a loaded machine, an
+    # attempt whose 0.2 s of delay ran past the 0.3 s timeout and was tried again (CI: 8 on the wire, 7 read)
+    assert 0 <= on_wire[SLOW, WireFaultKind.SLOW] - per_meter[f"WM-{SLOW:04d}"] <= 2
     faulty_bus, clean_bus = gateway.health.buses["faulty"], gateway.health.buses["clean"]
     assert clean_bus.success_rate == 1.0
     # the bus counts every failed attempt: each failed poll's RETRIES + 1, none the wire did not see
