@@ -144,6 +144,16 @@ def test_the_endpoint_answers_400_naming_the_field(control: tuple[Rig, str]) -> 
     assert model.read(NOW + timedelta(seconds=90)).flow_m3h >= MAX_RATE_LPH / 1000
 
 
+def _raw_post(url: str, content_length: str, *, wait_s: float) -> bytes:
+    """POST /faults with the header ``Content-Length`` as given and the 2-byte body ``{}``, written
+    as is (an HTTP client would mend the header); all that comes back until the endpoint closes
+    (it closes after answering: an HTTP/1.0 server)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as connection:
+        connection.sendall(f"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n\r\n{{}}".encode())
+        return connection.makefile("rb").read()
+
+
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize(
     ("length", "status", "detail"),
@@ -157,11 +167,7 @@ def test_the_endpoint_refuses_a_body_length_it_cannot_read_at_once(
     control: tuple[Rig, str], length: str, status: int, detail: str
 ) -> None:
     """Before, ``Content-Length: -1`` made the endpoint read until the client hung up."""
-    _, url = control
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as connection:
-        connection.sendall(f"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode())
-        answer = connection.makefile("rb").read()  # the endpoint closes after answering (HTTP/1.0 server)
+    answer = _raw_post(control[1], length, wait_s=5)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == str(status).encode()
     assert json.loads(body)["detail"] == detail
@@ -171,12 +177,8 @@ def test_the_endpoint_refuses_a_body_length_it_cannot_read_at_once(
 def test_a_client_that_sends_less_than_its_content_length_is_let_go(control: tuple[Rig, str]) -> None:
     """Content-Length 10 and two bytes sent: the endpoint waited for the rest for ever, one thread
     per such client. It now gives up after its request timeout and closes the connection."""
-    _, url = control
-    host, port = url.removeprefix("http://").split(":")
     started = time.monotonic()
-    with socket.create_connection((host, int(port)), timeout=20) as connection:
-        connection.sendall(b"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
-        answer = connection.makefile("rb").read()  # b"" once the endpoint closes, or a 400
+    answer = _raw_post(control[1], "10", wait_s=20)  # b"" once the endpoint closes, or a 400
     assert time.monotonic() - started < 5.0 + 3, answer
     assert answer in (b"",) or answer.split()[1] == b"400"
 
