@@ -207,7 +207,7 @@ def _run_batch(
 
 
 def _write_intervals(conn: psycopg.Connection, series: Series, validation: Validation) -> None:
-    """Each meter's own read interval, where VEE found one, for billing (collector migration 0058)."""
+    """Each meter's own read interval, where VEE found one, for billing (collector migration 0059)."""
     known = np.flatnonzero(validation.interval_known)
     conn.execute(
         "UPDATE meters m SET read_interval_s = s.interval_s "

@@ -76,7 +76,7 @@ def weakest(qualities: Iterable[str | None]) -> str:
 
 
 #: An opening or closing read further than the meter's own read interval (VEE writes it: collector
-#: migration 0058; this, VEE's configured one, until it has) from its line's start or end leaves part
+#: migration 0059; this, VEE's configured one, until it has) from its line's start or end leaves part
 #: of the line unmeasured.
 READ_INTERVAL_S = VeeConfig().expected_interval_s
 
