@@ -385,17 +385,13 @@ def test_the_hour_after_an_estimated_gap_is_not_flagged_actual_in_nem12(migrated
 
     from collector.vee.runner import run_vee
     from server.billing.nem12 import nem12_file
+    from tests.server.test_nem12_gaps import installed_with_reads
 
     day = datetime(2026, 11, 2, tzinfo=UTC)
     volumes = {h: Decimal("100.000") + Decimal("0.010") * h for h in range(25) if h not in (2, 3)}
     with psycopg.connect(migrated_database_url) as conn:
-        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('G1', true)")
-        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SPG')")
-        conn.execute("INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
-                     "VALUES ('SPG', 'G1', %s)", (day - timedelta(days=10),))  # fmt: skip
-        for hour, volume in volumes.items():
-            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('G1', %s, %s)",
-                         (day + timedelta(hours=hour), volume))  # fmt: skip
+        installed_with_reads(conn, "G1", "SPG", day - timedelta(days=10),
+                             {day + timedelta(hours=hour): volume for hour, volume in volumes.items()})  # fmt: skip
         conn.commit()
         run_vee(conn, day, day + timedelta(days=1, hours=1), now=day + timedelta(days=1, hours=1))
         conn.execute("SELECT refresh_consumption(%s, %s)", (day, day + timedelta(days=1)))

@@ -19,17 +19,26 @@ from server.billing.nem12 import nem12_file
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
 
 
+def installed_with_reads(
+    conn: psycopg.Connection, meter_id: str, service_point: str, installed_at: datetime, reads: dict[datetime, Decimal]
+) -> None:
+    """A meter installed at its own service point at ``installed_at``, with these reads."""
+    conn.execute("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", (meter_id,))
+    conn.execute("INSERT INTO service_points (service_point_id) VALUES (%s)", (service_point,))
+    conn.execute(
+        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES (%s, %s, %s)",
+        (service_point, meter_id, installed_at),
+    )
+    for ts, volume in reads.items():
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES (%s, %s, %s)", (meter_id, ts, volume))
+
+
 @pytest.mark.parametrize("missing", [range(2, 6), range(1, 24), range(2, 3)], ids=["4_reads", "23_reads", "1_read"])
 def test_the_hour_closing_a_gap_not_estimated_is_substituted_and_says_since_when(migrated_database_url, missing):
     volumes = {h: Decimal("100.000") + Decimal("0.010") * h for h in range(25) if h not in missing}
     with psycopg.connect(migrated_database_url) as conn:
-        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('G1', true)")
-        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SPG')")
-        conn.execute("INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
-                     "VALUES ('SPG', 'G1', %s)", (DAY - timedelta(days=10),))  # fmt: skip
-        for hour, volume in volumes.items():
-            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('G1', %s, %s)",
-                         (DAY + timedelta(hours=hour), volume))  # fmt: skip
+        installed_with_reads(conn, "G1", "SPG", DAY - timedelta(days=10),
+                             {DAY + timedelta(hours=hour): volume for hour, volume in volumes.items()})  # fmt: skip
         conn.execute("SELECT refresh_consumption(%s, %s)", (DAY, DAY + timedelta(days=1)))
         conn.commit()
     with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
@@ -61,15 +70,10 @@ def test_a_daily_meters_estimated_day_is_accumulated_and_says_it_was_estimated(m
 
     first = datetime(2026, 10, 1, 6, tzinfo=UTC)
     missing = first + timedelta(days=20)
+    daily = {first + timedelta(days=d): Decimal("100") + Decimal("0.400") * d for d in range(25)}
     with psycopg.connect(migrated_database_url) as conn:
-        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('D1', true)")
-        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SPD')")
-        conn.execute("INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
-                     "VALUES ('SPD', 'D1', %s)", (first - timedelta(days=30),))  # fmt: skip
-        for d in range(25):
-            if first + timedelta(days=d) != missing:
-                conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('D1', %s, %s)",
-                             (first + timedelta(days=d), Decimal("100") + Decimal("0.400") * d))  # fmt: skip
+        installed_with_reads(conn, "D1", "SPD", first - timedelta(days=30),
+                             {ts: volume for ts, volume in daily.items() if ts != missing})  # fmt: skip
         now = first + timedelta(days=24, hours=1)
         run_vee(conn, missing - timedelta(days=1), now, now=now)
         conn.execute("SELECT refresh_consumption(%s, %s)", (first, now))
