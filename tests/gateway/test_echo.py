@@ -98,8 +98,14 @@ def test_modbus_rtu_through_an_echoing_adapter(echoing: bool, echo: bool) -> Non
         assert all(s.startswith("ok ") for s in said), said
     elif echoing:
         assert all(HINT in s and "own request 0104" in s for s in said), said
-    else:  # pymodbus takes the answer's first bytes, the same as the request's, for the echo
-        assert not any(s.startswith("ok ") for s in said), said
+    else:
+        # pymodbus drops the answer's first bytes for the echo when they arrive apart from the rest (they
+        # are the request's too: 01 04) and the CRC fails what is left; when they arrive together with
+        # the rest, it hears no echo and reads the answer (CI on a loaded machine: 'ok 22.0' and a
+        # failure). Either way, never a wrong volume.
+        volumes = [float(s.removeprefix("ok ")) for s in said if s.startswith("ok ")]
+        assert all(abs(volume - 22.0) < 0.01 for volume in volumes), said  # 10 m³ + a day at 0.5 m³/h
+        assert all(s.startswith("ok ") or "No response received" in s for s in said), said
 
 
 @given(
