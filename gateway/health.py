@@ -10,6 +10,17 @@ once a poll succeeds (and for a wireless meter not heard, which has no reason to
 ``uptime_s`` is counted on the monotonic clock: a gateway without a battery-backed clock starts at
 1970 and NTP steps its wall clock later (56 years of uptime), or steps it back (a negative one);
 ``started_at`` is the wall clock's start, for display.
+
+What the events depend on outlives a restart: each meter's last good read, consecutive failures
+and ``offline_since`` (set exactly when its ``meter_offline`` was spooled) are kept in the spool's
+database (:class:`MeterHealthStore`). A meter's changes go there with its offline or online event, in
+the same transaction, and the others' at each status publication and at stop; a meter is loaded
+from there when first tracked. Before, a restart forgot them: a meter offline before it got no
+``meter_online`` when it answered again, and one still silent a second ``meter_offline`` with
+``last_good: null`` ("never answered"). A power cut loses at most the last status interval's
+changes of meters without an event: their ``last_good`` is then that much older, never invented
+(null for a meter first heard in that interval).
+Meters no longer configured keep their stored state but are never tracked, so it raises nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +29,20 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import utc_iso
+
+# A meter's state that outlives a restart, as stored: meter_id, last_good and offline_since (ISO 8601
+# UTC, or None), consecutive_failures.
+SavedMeter = tuple[str, str | None, str | None, int]
+
+
+class MeterHealthStore(Protocol):
+    def load_meter_health(self, meter_id: str) -> tuple[str | None, str | None, int] | None: ...
+
+    def save_meter_health(self, rows: Iterable[SavedMeter]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -54,8 +75,10 @@ class Health:
         offline_after: int,
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        store: MeterHealthStore | None = None,
     ):
         self.gateway_id = gateway_id
+        self.store = store
         self.offline_after = offline_after
         self.clock = clock
         self.monotonic = monotonic
@@ -63,17 +86,32 @@ class Health:
         self._started_monotonic = monotonic()
         self.meters: dict[str, MeterHealth] = {}
         self.buses: dict[str, BusHealth] = {}
+        self._unsaved: set[str] = set()  # meters whose stored state is behind
 
     def track(self, bus: str, meter_ids: Iterable[str]) -> None:
         self.buses.setdefault(bus, BusHealth())
         for meter_id in meter_ids:
-            self.meters.setdefault(meter_id, MeterHealth(bus))
+            self._meter(meter_id, bus)
+
+    def _meter(self, meter_id: str, bus: str) -> MeterHealth:
+        """The meter's health, loaded from the store the first time (a restart's)."""
+        meter = self.meters.get(meter_id)
+        if meter is None:
+            meter = self.meters[meter_id] = MeterHealth(bus)
+            stored = None if self.store is None else self.store.load_meter_health(meter_id)
+            if stored is not None:
+                last_good, offline_since, meter.consecutive_failures = stored
+                meter.last_good = None if last_good is None else datetime.fromisoformat(last_good)
+                meter.offline_since = None if offline_since is None else datetime.fromisoformat(offline_since)
+        return meter
 
     def forget_missing(self, meter_ids: set[str], buses: set[str]) -> None:
-        """After a reload: drop meters and buses no longer configured."""
+        """After a reload: drop meters and buses no longer configured (save what is unsaved first:
+        a meter configured again is loaded from the store)."""
         for meter_id in list(self.meters):
             if meter_id not in meter_ids:
                 del self.meters[meter_id]
+                self._unsaved.discard(meter_id)
         for bus in list(self.buses):
             if bus not in buses:
                 del self.buses[bus]
@@ -94,7 +132,8 @@ class Health:
     ) -> dict[str, Any] | None:
         """Record one poll's outcome (``error``: why it failed); returns the event it raises, if any."""
         at = at or self.clock()
-        meter = self.meters.setdefault(meter_id, MeterHealth(bus=""))
+        meter = self._meter(meter_id, bus="")
+        self._unsaved.add(meter_id)
         meter.polls += 1
         meter.last_error = None if ok or error is None else (at, error)
         if ok:
@@ -110,6 +149,36 @@ class Health:
             meter.offline_since = at
             return self._event("meter_offline", meter_id, meter, at)
         return None
+
+    def take_unsaved(self, meter_ids: Iterable[str] | None = None) -> list[SavedMeter]:
+        """The stored state of the meters (``meter_ids``, or all) changed since last saved, now
+        counted as saved: the caller stores it, or hands it back (:meth:`unsaved_again`)."""
+        wanted = self._unsaved if meter_ids is None else self._unsaved.intersection(meter_ids)
+        rows = [self._saved(meter_id) for meter_id in sorted(wanted) if meter_id in self.meters]
+        self._unsaved -= set(wanted)
+        return rows
+
+    def unsaved_again(self, rows: Iterable[SavedMeter]) -> None:
+        """``rows`` (from :meth:`take_unsaved`) could not be stored: take them again next time."""
+        self._unsaved.update(meter_id for meter_id, *_ in rows if meter_id in self.meters)
+
+    def save(self) -> None:
+        """Store every meter's unsaved state (one transaction), if there is a store."""
+        if self.store is None:
+            return
+        rows = self.take_unsaved()
+        if rows:
+            try:
+                self.store.save_meter_health(rows)
+            except BaseException:
+                self.unsaved_again(rows)
+                raise
+
+    def _saved(self, meter_id: str) -> SavedMeter:
+        meter = self.meters[meter_id]
+        last_good = None if meter.last_good is None else utc_iso(meter.last_good)
+        offline_since = None if meter.offline_since is None else utc_iso(meter.offline_since)
+        return (meter_id, last_good, offline_since, meter.consecutive_failures)
 
     def _event(self, name: str, meter_id: str, meter: MeterHealth, at: datetime, **extra: Any) -> dict[str, Any]:
         event = {

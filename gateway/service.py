@@ -40,7 +40,7 @@ class Gateway:
         self.config_path = config_path
         self.clock = clock
         self.spool = Spool(config.spool_path, config.spool.max_readings, config.spool.policy == "drop_oldest")
-        self.health = Health(config.gateway_id, config.health.offline_after, clock)
+        self.health = Health(config.gateway_id, config.health.offline_after, clock, store=self.spool)
         self.profiles = ProfileBook(self.spool)
         self.publisher = Publisher(
             self.spool,
@@ -127,12 +127,24 @@ class Gateway:
 
     # events and health ------------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
+        """Spool ``event`` for the broker (the publisher sends it); a meter's event with the meter's
+        changed health (:meth:`gateway.health.Health.take_unsaved`) in the same transaction, so after
+        a restart the stored state says offline exactly when its ``meter_offline`` was spooled."""
         log.info("event %s %s", event["event"], event.get("meter_id", ""))
         topic = events_topic(self.config.gateway_id, self.config.topic_root)
+        meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
         try:
-            self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode())
+            self.spool.add_message(topic, json.dumps(event, separators=(",", ":")).encode(), meter_health=meter_health)
         except Exception:  # a full disk: this event is lost, not the writer, bus or poll that raised it
             log.exception("event %s not spooled", event["event"])
+            self.health.unsaved_again(meter_health)
+
+    def save_health(self) -> None:
+        """Store the meters' health changed since last stored (their last good read, above all)."""
+        try:
+            self.health.save()
+        except Exception:  # a full disk: kept in memory, and stored at the next try
+            log.exception("meter health not saved")
 
     def status(self) -> dict[str, Any]:
         return self.health.snapshot(
@@ -165,6 +177,7 @@ class Gateway:
         while not stop.is_set():
             self._report_overflow()
             self.publish_status()
+            self.save_health()
             await pause(stop, self.config.health.status_interval_s)
 
     # buses ------------------------------------------------------------------------------------------
@@ -238,6 +251,7 @@ class Gateway:
                 kept = replace(self.config, buses=config.buses, health=config.health)
             self.config = kept
             self.health.offline_after = kept.health.offline_after
+            self.save_health()  # (a meter dropped now and configured again is loaded from the spool)
             self.health.forget_missing({m.meter_id for m in kept.meters}, {b.name for b in kept.buses})
             self._start_buses()
         return notes
@@ -263,6 +277,7 @@ class Gateway:
             self._stopping = True
             async with self._buses_lock:  # (after a reload under way: its buses are stopped too)
                 await self._stop_buses()
+            self.save_health()
             await self._commands.close()
             writer_stop.set()
             self._wake_writer.set()

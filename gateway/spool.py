@@ -10,6 +10,11 @@ The spool holds at most ``max_readings``. What happens at the limit is the owner
 ``drop_oldest`` :meth:`Spool.append` deletes the oldest readings to make room and reports how many
 (the gateway raises a ``spool_overflow`` event); with ``stop_polling`` the gateway asks
 :meth:`Spool.is_full` before each poll and skips polls until the broker has drained it.
+
+The same database keeps what must outlive a restart beside the readings: pulse counters' wraps,
+wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since).
+Its tables are created when missing as the spool opens (``CREATE TABLE IF NOT EXISTS``), so a spool
+file from an earlier version opens with its readings, batches and events, and gains the newer ones.
 """
 
 from __future__ import annotations
@@ -41,7 +46,17 @@ CREATE TABLE IF NOT EXISTS wmbus_freshness (
     meter_id TEXT NOT NULL, device TEXT NOT NULL, message_counter INTEGER, meter_time TEXT,
     PRIMARY KEY (meter_id, device)
 );
+CREATE TABLE IF NOT EXISTS meter_health (
+    meter_id TEXT PRIMARY KEY, last_good TEXT, offline_since TEXT, consecutive_failures INTEGER NOT NULL
+);
 """
+_SAVE_METER_HEALTH = (
+    "INSERT INTO meter_health (meter_id, last_good, offline_since, consecutive_failures) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (meter_id) DO UPDATE SET last_good = excluded.last_good, "
+    "offline_since = excluded.offline_since, consecutive_failures = excluded.consecutive_failures"
+)
+# a meter's health as stored: meter_id, last_good, offline_since (ISO 8601 UTC or None), consecutive_failures
+MeterHealthRow = tuple[str, str | None, str | None, int]
 
 log = logging.getLogger(__name__)
 
@@ -230,13 +245,31 @@ class Spool:
                 (meter_id, device, message_counter, meter_time),
             )
 
+    # meters' health (gateway.health.MeterHealthStore): what the offline and online events depend on
+    def load_meter_health(self, meter_id: str) -> tuple[str | None, str | None, int] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_good, offline_since, consecutive_failures FROM meter_health WHERE meter_id = ?",
+                (meter_id,),
+            ).fetchone()
+        return None if row is None else (row[0], row[1], int(row[2]))
+
+    def save_meter_health(self, rows: Iterable[MeterHealthRow]) -> None:
+        """Store meters' health, all in one transaction (one fsync)."""
+        with self._lock, self._transaction():
+            self._db.executemany(_SAVE_METER_HEALTH, list(rows))
+
     # other durable messages (events): kept like readings until the broker acknowledges them
-    def add_message(self, topic: str, payload: bytes, limit: int = 10_000) -> int:
-        """Store a message for the broker; beyond ``limit`` waiting, the oldest go (counted in
-        ``messages_dropped_total``, the first of each thousand logged). Returns how many went."""
+    def add_message(
+        self, topic: str, payload: bytes, limit: int = 10_000, meter_health: Iterable[MeterHealthRow] = ()
+    ) -> int:
+        """Store a message for the broker, with the meter health it changes (a meter's offline or
+        online event and its new state: both or neither); beyond ``limit`` waiting, the oldest go
+        (counted in ``messages_dropped_total``, the first of each thousand logged). Returns how many went."""
         with self._lock:
             with self._transaction():
                 self._db.execute("INSERT INTO messages (topic, payload) VALUES (?, ?)", (topic, payload))
+                self._db.executemany(_SAVE_METER_HEALTH, list(meter_health))
                 dropped = self._db.execute(
                     "DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?", (limit,)
                 ).rowcount

@@ -260,7 +260,7 @@ def test_an_event_the_spool_cannot_take_does_not_stop_spooling(tmp_path: Path) -
         )
         gateway = Gateway(parse_config_text(text))
 
-        def full_disk(topic: str, payload: bytes, limit: int = 10_000) -> int:
+        def full_disk(topic: str, payload: bytes, limit: int = 10_000, meter_health: object = ()) -> int:
             raise sqlite3.OperationalError("database or disk is full")
 
         gateway.spool.add_message = full_disk  # type: ignore[method-assign]
