@@ -251,7 +251,12 @@ RECORD_ERRORS: dict[int, str] = {
 
 def _combinable() -> dict[int, Vife]:
     table: dict[int, Vife] = {}
-    for code in range(0x20):
+    # Table 16: E000 0000 is "no error", the value is valid: the quantity keeps its name, so a volume
+    # marked so is still the meter's volume (meters do it: libmbus's abb_delta marks its energy
+    # records). The codes 01h to 1Fh mark the value bad (or absent): their suffix renames the
+    # quantity, so no reader takes it for a valid value of the VIF's quantity.
+    table[0x00] = Vife("")
+    for code in range(0x01, 0x20):
         table[code] = Vife("error_" + RECORD_ERRORS.get(code, f"reserved_{code:02x}"))
     per = {
         0x20: ("per_second", "/s"),

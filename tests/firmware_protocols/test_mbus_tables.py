@@ -95,6 +95,9 @@ CASES: list[tuple[Any, ...]] = [
     ("0496 73 10000000", "volume", "m3", 0.016, "instantaneous", 0, 0, 0),  # x10^-3 correction
     ("02AD 22 0200", "power_per_hour", "W/h", 200, "instantaneous", 0, 0, 0),
     ("0493 15 00000000", "volume_error_no_data_available", "m3", 0.0, "instantaneous", 0, 0, 0),
+    # Table 16: E000 0000 "no error", the value is valid: still the volume (01h..1Fh mark it bad)
+    ("0C93 00 45230100", "volume", "m3", 12.345, "instantaneous", 0, 0, 0),
+    ("0C93 18 45230100", "volume_error_data_error", "m3", 12.345, "instantaneous", 0, 0, 0),
     ("02FC 03 485225 74 D411", "plain_text", "%RH", 45.64, "instantaneous", 0, 0, 0),
     ("02FF 01 0500", "manufacturer_specific_01", None, 5, "instantaneous", 0, 0, 0),
     ("02AC FF 02 0900", "power_manufacturer_02", "W", 90, "instantaneous", 0, 0, 0),

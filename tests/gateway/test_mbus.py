@@ -200,6 +200,32 @@ def test_a_reading_takes_the_current_tariff_s_volume_not_another_tariff_s() -> N
     assert reading_from_records(meter, [telegram], at, "mbus-1").volume_m3 == 12.0
 
 
+def test_a_volume_marked_no_error_is_read_and_one_marked_bad_is_not() -> None:
+    """EN 13757-3:2018 Table 16: a combinable VIFE E000 0000 says "no error", the value is valid;
+    01h..1Fh mark it bad. A volume sent with VIFE 00h was never read (every poll failed: "no current
+    volume record"); one marked with an error code must not become the reading."""
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import decode_frame
+    from firmware_protocols.mbus.link import build_long
+    from gateway.config import MeterConfig
+    from gateway.mbus import reading_from_records
+
+    header = bytes.fromhex("78563412 E61E 01 07 55 00 0000")  # id 12345678, GWF, water, status 0
+
+    def telegram(body: str) -> dict[str, Any]:
+        return decode_frame(build_long(0x08, 1, 0x72, header + bytes.fromhex(body)))
+
+    meter, at = MeterConfig("FLAT-1", 1, "mbus"), datetime(2026, 1, 1, tzinfo=UTC)
+    # BCD8, VIF 13h (litres) with the E bit, VIFE 00h: 12345 l
+    assert reading_from_records(meter, [telegram("0C93 00 45230100")], at, "mbus-1").volume_m3 == 12.345
+    # VIFE 18h "data error": not the reading, on its own or before a valid volume
+    with pytest.raises(PollError, match="no current volume record"):
+        reading_from_records(meter, [telegram("0C93 18 99999999")], at, "mbus-1")
+    both = telegram("0C93 18 99999999 0C13 45230100")
+    assert reading_from_records(meter, [both], at, "mbus-1").volume_m3 == 12.345
+
+
 @pytest.mark.parametrize(
     ("status", "alarms"),
     [
