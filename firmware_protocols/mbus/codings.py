@@ -114,7 +114,8 @@ def lvar_kind(lvar: int) -> tuple[str, int]:
 
 
 def lvar_decode(kind: str, data: bytes) -> int | str | None:
-    """Text is sent last character first; a binary number is shown as hex, most significant first.
+    """Text is sent last character first; a binary number is shown as hex, most significant first
+    (a numeric record's is then read as a number: ``lvar_binary_number``).
 
     A BCD number's sign is the LVAR's (Table 6): its digits are all decimal, an Fh nibble being no
     minus sign here, so a number with any other digit has no value.
@@ -127,6 +128,20 @@ def lvar_decode(kind: str, data: bytes) -> int | str | None:
             return None
         return -int(digits) if kind == "negative_bcd" else int(digits)
     return data[::-1].hex()
+
+
+#: LVAR E0h..EFh (Table 6): a binary number of 0 to 15 bytes. F0h..F6h carry 16 to 64 bytes, keys and
+#: signatures rather than a register (libmbus's example_binary16_lvar: a 16-byte password): hex.
+LVAR_NUMBER_MAX_BYTES = 15
+
+
+def lvar_binary_number(data: bytes) -> int | None:
+    """An LVAR binary number of E0h..EFh in a numeric record: read as Type B, a signed little-endian
+    integer, as every binary number data field of Table 5 is; ``None`` when the field is empty (E0h).
+    Read unsigned, a negative value would become a large positive one, and a register a false
+    reading. Identifiers, manufacturer data and longer binary fields keep ``lvar_decode``'s hex text.
+    """
+    return int.from_bytes(data, "little", signed=True) if data else None
 
 
 class VariableLength(Construct):

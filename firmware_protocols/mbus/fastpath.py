@@ -21,7 +21,13 @@ from fractions import Fraction
 from operator import itemgetter
 from typing import Any
 
-from firmware_protocols.mbus.codings import bcd_decode, lvar_decode, lvar_kind
+from firmware_protocols.mbus.codings import (
+    LVAR_NUMBER_MAX_BYTES,
+    bcd_decode,
+    lvar_binary_number,
+    lvar_decode,
+    lvar_kind,
+)
 from firmware_protocols.mbus.normalise import Layout, exact_terms, layout_of
 from firmware_protocols.mbus.record import parse_items_located
 from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, summer_time_f, summer_time_i, time_j
@@ -104,6 +110,8 @@ def _field(layout: Layout, lvar: int | None) -> tuple[str, Converter]:
 
         if kind == "number" and lvar_type in ("bcd", "negative_bcd"):
             return f"{size}s", _then(decode_lvar, scale)
+        if kind == "number" and lvar_type == "binary" and size <= LVAR_NUMBER_MAX_BYTES:  # Type B, scaled
+            return f"{size}s", _then(lvar_binary_number, scale)
         return f"{size}s", decode_lvar
     if kind in _TIME and field in (0x2, 0x3, 0x4, 0x6):
         return f"{(0, 0, 2, 3, 4, 0, 6)[field]}s", _TIME[kind]

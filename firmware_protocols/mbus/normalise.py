@@ -11,7 +11,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 from firmware_protocols.errors import DecodeError
-from firmware_protocols.mbus.codings import DATA_SIZE
+from firmware_protocols.mbus.codings import DATA_SIZE, LVAR_NUMBER_MAX_BYTES, lvar_binary_number
 from firmware_protocols.mbus.dib import FUNCTIONS, storage_tariff_subunit
 from firmware_protocols.mbus.timetypes import date_g, datetime_f, datetime_i, summer_time_f, summer_time_i, time_j
 from firmware_protocols.mbus.vif_tables import COMBINABLE, lookup
@@ -206,7 +206,10 @@ def normalise(parsed: Any) -> DataRecord:
     layout = layout_of(parsed)
     raw = parsed.data
     if layout.data_field == 0xD:
-        raw = raw[1]  # LVAR: (kind, value)
-        if layout.kind not in ("number", "integer", "raw"):
+        lvar_type, raw = raw  # LVAR: (kind, value); a binary number's value is hex, most significant first
+        if layout.kind == "number" and lvar_type == "binary" and len(raw) <= 2 * LVAR_NUMBER_MAX_BYTES:
+            # a number in its VIF's unit and exponent, like any other data field (fastpath: the same)
+            raw = lvar_binary_number(bytes.fromhex(raw)[::-1])
+        elif layout.kind not in ("number", "integer", "raw"):
             return to_record(layout._replace(kind="raw"), raw)
     return to_record(layout, raw)

@@ -112,7 +112,13 @@ CASES: list[tuple[Any, ...]] = [
     ("0C16 FFFFFFFF", "volume", "m3", None, "instantaneous", 0, 0, 0),  # not BCD: no value
     ("0D16 C2 3412", "volume", "m3", 1234, "instantaneous", 0, 0, 0),  # LVAR BCD
     ("0D16 D1 12", "volume", "m3", -12, "instantaneous", 0, 0, 0),  # LVAR negative BCD
-    ("0D16 E2 3412", "volume", "m3", "1234", "instantaneous", 0, 0, 0),  # LVAR binary: hex
+    # LVAR binary number (Table 6) of a numeric VIF: Type B, in the VIF's unit and exponent
+    ("0D16 E2 3412", "volume", "m3", 0x1234, "instantaneous", 0, 0, 0),
+    ("0D13 E4 39300000", "volume", "m3", 12.345, "instantaneous", 0, 0, 0),  # 12345 l
+    ("0D13 E1 FF", "volume", "m3", -0.001, "instantaneous", 0, 0, 0),
+    ("0D13 E0", "volume", "m3", None, "instantaneous", 0, 0, 0),  # no bytes: no number
+    ("0DFD11 E2 3412", "customer", None, "1234", "instantaneous", 0, 0, 0),  # an identifier: hex
+    ("0D13 F0 " + "01" * 15 + "80", "volume", "m3", "80" + "01" * 15, "instantaneous", 0, 0, 0),  # 16 bytes: hex
     ("0016", "volume", "m3", None, "instantaneous", 0, 0, 0),  # no data
     # identifiers, flags and counts are types C (unsigned) and D (bit array), not B
     ("017A FA", "bus_address", None, 250, "instantaneous", 0, 0, 0),  # Table 10: "data type C"
@@ -334,3 +340,23 @@ def test_lvar_bcd_sign_comes_from_the_lvar_alone(negative: bool, lead: str, rest
     for decode in (decode_records_reference, decode_records, decode_records):
         ((decoded,), _, _) = decode(record)
         assert decoded.value == expected
+
+
+@given(
+    vif=st.sampled_from([0x13, 0x16, 0x3B, 0x06, 0x0E, 0x5B]),  # volume, flow, energy (kWh, MJ), temperature
+    size_field=st.sampled_from([(1, 0x01), (2, 0x02), (3, 0x03), (4, 0x04), (6, 0x06), (8, 0x07)]),
+    data=st.binary(min_size=8, max_size=8),
+)
+def test_an_lvar_binary_number_reads_as_the_same_size_binary_field(
+    vif: int, size_field: tuple[int, int], data: bytes
+) -> None:
+    """EN 13757-3 Table 6: LVAR E0h + n is a binary number of n bytes. In a numeric record it is the
+    number Table 5's binary field of that size holds (Type B), scaled by the VIF (it was hex text, with
+    the VIF's unit beside it and its exponent not applied: E4 39300000 in litres was '00003039' m3)."""
+    size, field = size_field
+    data = data[:size]
+    for decode in (decode_records_reference, decode_records, decode_records):
+        ((lvar,), _, _) = decode(bytes((0x0D, vif, 0xE0 + size)) + data)
+        ((fixed,), _, _) = decode(bytes((field, vif)) + data)
+        assert lvar == fixed
+        assert type(lvar.value) is type(fixed.value)
