@@ -12,6 +12,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -266,6 +267,16 @@ def _year_fields(year: int) -> dict[str, int]:
     return {"year_high": y >> 3, "year_low": y & 7}
 
 
+def _date_fields(year: int, month: int, day: int) -> dict[str, int]:
+    """A calendar date to the type F/G fields; a date the calendar does not have is refused (it
+    would decode as no date, ``timetypes.calendar_date``)."""
+    try:
+        date(year, month, day)
+    except ValueError as error:
+        raise DecodeError(f"{year:04d}-{month:02d}-{day:02d}: {error}") from None
+    return {**_year_fields(year), "month": month, "day": day}
+
+
 def _signed(data: bytes) -> int:
     """The data field is a signed integer (Type B); the date's bits go in as they are."""
     return int.from_bytes(data, "little", signed=True)
@@ -273,17 +284,17 @@ def _signed(data: bytes) -> int:
 
 def _type_g(text: str) -> int:
     year, month, day = (int(part) for part in text.split("-"))
-    return _signed(TypeG.build({**_year_fields(year), "month": month, "day": day}))
+    return _signed(TypeG.build(_date_fields(year, month, day)))
 
 
 def _type_f(text: str, summer_time: bool) -> int:
     date, _, time = text.partition("T")
     year, month, day = (int(part) for part in date.split("-"))
     hour, minute = (int(part) for part in time.split(":"))
+    if not (0 <= hour <= 23 and 0 <= minute <= 59):
+        raise DecodeError(f"{text}: no time of day")
     fields = {
-        **_year_fields(year),
-        "month": month,
-        "day": day,
+        **_date_fields(year, month, day),
         "summer_time": summer_time,
         "hundred_year": 0,
         "hour": hour,

@@ -35,6 +35,11 @@ DURATION_OF = (
     "EN 13757-3 Table 15, VIFE E101 ufnn 'duration of limit exceed', nn = 00: seconds, not the VIF's "
     "m3/h (the numbers agree, the unit does not)"
 )
+NO_DATE = (
+    "EN 13757-3 Annex A, Type G: 0000h is month 0, no date (day 0 'every day' of no month); libmbus "
+    "writes '2000-00-00'. A date the calendar does not have is no value: None"
+)
+EVERY_YEAR = "EN 13757-3 Annex A, Type F: year 127 is 'every year', a recurring date, no point in time: None"
 
 #: frame -> (why we follow the standard, the record indexes where libmbus differs)
 KNOWN_DIFFERENCES: dict[str, tuple[str, set[int]]] = {
@@ -44,7 +49,11 @@ KNOWN_DIFFERENCES: dict[str, tuple[str, set[int]]] = {
     "ELS_Elster-F96-Plus": (NOT_BCD, {4, 5}),
     "abb_f95": (NOT_BCD, {2, 3}),
     "SEN_Pollustat": (DURATION_OF, {12, 13}),
-    "landis+gyr_ultraheat_t230": (DATE_OF, {19, 20, 21, 22}),
+    "landis+gyr_ultraheat_t230": (DATE_OF + "; record 32: " + EVERY_YEAR, {19, 20, 21, 22, 32}),
+    "ACW_Itron-BM-plus-m": (NO_DATE, {2}),
+    "itron_bm_+m": (NO_DATE, {2}),
+    "siemens_water": (NO_DATE, {3}),
+    "siemens_wfh21": (NO_DATE, {3}),
     "REL-Relay-Padpuls2": ("EN 13757-3 Annex A, Type F: the IV bit marks the date/time invalid: None", {1}),
     "manual_frame2": (
         "EN 13757-3 Annex G: unit code 3Eh is 'same unit as counter 1, historic value' (storage 1)",

@@ -192,19 +192,19 @@ def test_corpus_is_where_the_tests_look() -> None:
 
 
 def test_compare_notices_a_wrong_value_unit_storage_and_header() -> None:
-    name = "ACW_Itron-BM-plus-m"
+    name = "oms_frame3"
     expected = read_expected(name)
     assert compare(_decoded(name), expected) == []
-    for key, wrong in (("value", 54.322), ("unit", "m3/h"), ("storage", 3)):
+    for key, wrong in (("value", 703.477), ("unit", "m3/h"), ("storage", 3)):
         decoded = _decoded(name)
         decoded["records"][1][key] = wrong
         assert [p for p in compare(decoded, expected) if p.startswith("record 1 ")], key
     decoded = _decoded(name)
-    decoded["manufacturer"] = "ACX"
-    assert compare(decoded, expected) == ["header Manufacturer: ours 'ACX', libmbus 'ACW'"]
+    decoded["manufacturer"] = "HYX"
+    assert compare(decoded, expected) == ["header Manufacturer: ours 'HYX', libmbus 'HYD'"]
     decoded = _decoded(name)
     decoded["records"].pop()
-    assert compare(decoded, expected) == ["7 records, libmbus 8"]
+    assert compare(decoded, expected) == ["8 records, libmbus 9"]
     decoded = _decoded(name)
     decoded["manufacturer_data"] = "00"
     assert compare(decoded, expected)

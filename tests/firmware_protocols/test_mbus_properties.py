@@ -7,6 +7,7 @@ which walks every VIF table through both.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import struct
 from fractions import Fraction
@@ -148,9 +149,7 @@ def numeric_records(draw: Any) -> tuple[DataRecord, str]:
 
 @st.composite
 def time_records(draw: Any) -> tuple[DataRecord, str]:
-    year = draw(st.integers(1981, 2080))
-    month, day = draw(st.integers(1, 12)), draw(st.integers(1, 31))
-    date = f"{year:04d}-{month:02d}-{day:02d}"
+    date = draw(st.dates(datetime.date(1981, 1, 1), datetime.date(2080, 12, 31))).isoformat()
     if draw(st.booleans()):
         return DataRecord("date", None, date, storage=draw(st.integers(0, 31))), "int16"
     hour, minute = draw(st.integers(0, 23)), draw(st.integers(0, 59))

@@ -138,6 +138,19 @@ CASES: list[tuple[Any, ...]] = [
     ("046D 1E01 593A", "datetime", None, "2026-10-25T01:30", "instantaneous", 0, 0, 0, False),
     ("066D 1E7B17 9F1C 00", "datetime", None, "2012-12-31T23:59:30", "instantaneous", 0, 0, 0, True),  # A.7: bit 6
     ("036D 1E3B17", "time", None, "23:59:30", "instantaneous", 0, 0, 0),
+    # Annex A wildcards (day 0, month 15, year 127, hour 31, minute/second 63: "every ...") and dates
+    # the calendar does not have are no point in time: None, never an invented date
+    ("426C FFFF", "date", None, None, "instantaneous", 1, 0, 0),  # every day, month, year: was 2027-15-31
+    ("426C 0000", "date", None, None, "instantaneous", 1, 0, 0),  # month 0 (libmbus: 2000-00-00)
+    ("426C E03C", "date", None, None, "instantaneous", 1, 0, 0),  # day 0 of December 2031: every day
+    ("426C 9E12", "date", None, None, "instantaneous", 1, 0, 0),  # 30 February 2012
+    ("426C 7D12", "date", None, None, "instantaneous", 1, 0, 0),  # 29 February 2011: no leap year
+    ("426C 9D12", "date", None, "2012-02-29", "instantaneous", 1, 0, 0),  # 2012 is a leap year
+    ("046D 0000 E1F1", "datetime", None, None, "instantaneous", 0, 0, 0),  # 1 January, every year
+    ("046D 3F17 9F1C", "datetime", None, None, "instantaneous", 0, 0, 0),  # minute 63: every minute
+    ("046D 3B1F 9F1C", "datetime", None, None, "instantaneous", 0, 0, 0),  # hour 31: every hour
+    ("066D 3F3B17 9F1C 00", "datetime", None, None, "instantaneous", 0, 0, 0),  # second 63
+    ("036D 1E3B1F", "time", None, None, "instantaneous", 0, 0, 0),  # hour 31
 ]
 
 
@@ -215,14 +228,16 @@ def test_type_i_fast_equals_construct(data: bytes) -> None:
 @given(field=st.sampled_from([0x04, 0x06]), data=st.binary(min_size=6, max_size=6))
 def test_a_date_and_time_record_carries_its_su_bit(field: int, data: bytes) -> None:
     """Types F and I: the SU bit (A.5: byte 1 bit 7; A.7: byte 1 bit 6) beside the wall time, the
-    same on both paths; none when the IV bit marks the time invalid."""
+    same on both paths; none when the IV bit marks the time invalid, or the fields name no point in
+    time (a wildcard, a date the calendar does not have): no SU bit beside no value."""
     data = data[: 4 if field == 0x04 else 6]
     invalid = data[0] & 0x80 if field == 0x04 else data[1] & 0x80
     su = data[1] & (0x80 if field == 0x04 else 0x40)
     for decode in (decode_records_reference, decode_records, decode_records):
         ((record,), _, _) = decode(bytes((field, 0x6D)) + data)
-        assert record.summer_time == (None if invalid else bool(su))
-        assert ("summer_time" in record.to_json()) == (not invalid)
+        no_time = invalid or record.value is None
+        assert record.summer_time == (None if no_time else bool(su))
+        assert ("summer_time" in record.to_json()) == (not no_time)
 
 
 @given(st.binary(min_size=3, max_size=3))
@@ -360,3 +375,31 @@ def test_an_lvar_binary_number_reads_as_the_same_size_binary_field(
         ((fixed,), _, _) = decode(bytes((field, vif)) + data)
         assert lvar == fixed
         assert type(lvar.value) is type(fixed.value)
+
+
+@given(st.binary(min_size=2, max_size=2))
+def test_a_type_g_date_is_a_real_date_or_none(data: bytes) -> None:
+    """Annex A: whatever the two bytes, the value is a date the calendar has, with the bytes' day,
+    month and year, or None (a wildcard, an out-of-range field): never a date that does not exist."""
+    from datetime import date
+
+    value = date_g(data)
+    fields = TypeG.parse(data)
+    year = (fields.year_high << 3) | fields.year_low
+    if value is None:
+        assert year > 99 or not 1 <= fields.month <= 12 or fields.day == 0 or fields.day > 28
+    else:
+        parsed = date.fromisoformat(value)
+        assert (parsed.month, parsed.day, parsed.year % 100) == (fields.month, fields.day, year)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "value"),
+    [("date", "2013-02-30"), ("date", "2013-13-01"), ("date", "2013-05-00"), ("datetime", "2013-02-30T10:00")],
+)
+def test_a_date_the_calendar_does_not_have_is_not_built(quantity: str, value: str) -> None:
+    """It would decode as no date (None): the builder refuses it rather than send a value it loses."""
+    from firmware_protocols.mbus.build import encode_record
+
+    with pytest.raises(DecodeError):
+        encode_record(DataRecord(quantity, None, value))
