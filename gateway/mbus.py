@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from aquami.clock import Clock, utc_now
-from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol, Reading
+from aquami.contracts.reads import ALARMS, FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
 from gateway.config import MBusBusConfig, MeterConfig
@@ -40,17 +40,35 @@ NETWORK_LAYER = 0xFD
 MAX_TELEGRAMS = 8  # a multi-telegram read longer than this is a meter gone wrong
 RESET_WAIT_S = 1.0  # how long a reset waits for an aborted transaction's thread to let go of the line
 
-# EN 13757-3 clause 6.2, the status byte: bit 2 power low, bit 3 permanent error, bit 4 temporary error.
+# EN 13757-3 clause 6.2 (EN 13757-7:2018 7.5.6), the status byte: bit 2 power low, bit 3 permanent
+# error, bit 4 temporary error.
 _STATUS_ALARMS = ((0x04, "low_battery"), (0x08, "meter_error"), (0x10, "meter_error"))
+# Bits 1..0 are one field, the application's state: 00 no error, 01 busy (no alarm: it answers later),
+# 10 any application error, 11 abnormal condition or alarm (a working meter seeing something wrong,
+# a water meter's permanent flow). The reads contract has no name for either but meter_error; a
+# narrower one (leak for a permanent flow) would be a guess at the cause.
+_APPLICATION_ALARMS = {0b10: "meter_error", 0b11: "meter_error"}
+
+
+def status_alarms(telegrams: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The alarms of every telegram's status byte (a multi-telegram read: a meter may set a bit in
+    any of them), each named once."""
+    names: list[str] = []
+    for telegram in telegrams:
+        status = telegram.get("status") or 0
+        names += [name for bit, name in _STATUS_ALARMS if status & bit]
+        if application := _APPLICATION_ALARMS.get(status & 0x03):
+            names.append(application)
+    return tuple(name for name in ALARMS if name in names)
 
 
 def reading_from_records(
     meter: MeterConfig, telegrams: list[dict[str, Any]], at: datetime, bus: str, protocol: Protocol = "mbus"
 ) -> Reading:
     """The current volume, flow and backward volume (VIF 13h with the combinable VIFE 3Ch,
-    EN 13757-3:2018 Table 15) among all telegrams' records; alarms from the status byte. Current:
-    storage 0, tariff 0, instantaneous, and subunit 0, the meter itself (a subunit, DIFE bit 6,
-    is another device behind it: a second register, a sub-meter)."""
+    EN 13757-3:2018 Table 15) among all telegrams' records; alarms from every telegram's status
+    byte. Current: storage 0, tariff 0, instantaneous, and subunit 0, the meter itself (a subunit,
+    DIFE bit 6, is another device behind it: a second register, a sub-meter)."""
     volume = flow = backward = None
     for record in (r for t in telegrams for r in t.get("records", [])):
         current = (
@@ -71,8 +89,7 @@ def reading_from_records(
         raise PollError(f"{meter.meter_id}: no current volume record in its answer")
     if within(volume, 0, VOLUME_MAX_M3) is None:
         raise PollError(f"{meter.meter_id}: volume {volume!r} m3 is outside the reads contract")
-    status = telegrams[0].get("status") or 0
-    alarms = tuple(dict.fromkeys(name for bit, name in _STATUS_ALARMS if status & bit))
+    alarms = status_alarms(telegrams)
     return Reading(
         meter_id=meter.meter_id,
         ts=millisecond(at),

@@ -235,11 +235,18 @@ def test_a_volume_marked_no_error_is_read_and_one_marked_bad_is_not() -> None:
         (0x10, ["meter_error"]),  # temporary error
         (0x18, ["meter_error"]),  # both: one alarm
         (0x14, ["low_battery", "meter_error"]),
-        (0x03, []),  # application busy / any application error: no alarm of the reads contract
+        (0x01, []),  # bits 1..0 = 01: application busy, it answers later
+        (0x02, ["meter_error"]),  # 10: any application error
+        (0x03, ["meter_error"]),  # 11: abnormal condition (a water meter's permanent flow)
+        (0x0B, ["meter_error"]),  # abnormal condition and permanent error: one alarm
+        (0x06, ["low_battery", "meter_error"]),
+        (0xE0, []),  # bits 7..5: manufacturer specific
     ],
 )
 def test_the_status_byte_s_power_low_and_error_bits_are_alarms(status: int, alarms: list[str]) -> None:
-    """EN 13757-3 clause 6.2: status bit 2 power low, bit 3 permanent error, bit 4 temporary error."""
+    """EN 13757-3 clause 6.2 (EN 13757-7:2018 7.5.6): status bit 2 power low, bit 3 permanent error,
+    bit 4 temporary error; bits 1..0 the application's state, 10 an application error and 11 an
+    abnormal condition (status 02h and 03h gave no alarm)."""
     from datetime import UTC, datetime
 
     from firmware_protocols.mbus import decode_frame
@@ -255,6 +262,30 @@ def test_the_status_byte_s_power_low_and_error_bits_are_alarms(status: int, alar
     meter, at = MeterConfig("FLAT-5", 5, "mbus"), datetime(2026, 1, 1, tzinfo=UTC)
     reading = reading_from_records(meter, [telegram], at, "mbus-1")
     assert list(reading.alarms) == alarms and reading.volume_m3 == 12.0
+
+
+def test_a_status_bit_in_any_telegram_of_a_multi_telegram_read_is_an_alarm() -> None:
+    """A multi-telegram read is one reading: a status bit set in its second telegram (power low, an
+    abnormal condition) was lost, only the first telegram's status byte was read."""
+    from datetime import UTC, datetime
+
+    from firmware_protocols.mbus import decode_frame
+    from firmware_protocols.mbus.build import build_rsp_ud
+    from firmware_protocols.records import DataRecord
+    from gateway.config import MeterConfig
+    from gateway.mbus import reading_from_records
+
+    def telegram(status: int, records: list[DataRecord]) -> dict[str, Any]:
+        return decode_frame(build_rsp_ud(5, "12345678", "KAM", 1, "water", 0x10, status, records))
+
+    meter, at = MeterConfig("FLAT-5", 5, "mbus"), datetime(2026, 1, 1, tzinfo=UTC)
+    first = telegram(0x00, [DataRecord("volume", "m3", 12.0)])
+    for second_status, alarms in ((0x04, ("low_battery",)), (0x03, ("meter_error",)), (0x00, ())):
+        second = telegram(second_status, [DataRecord("flow", "m3/h", 0.5)])
+        reading = reading_from_records(meter, [first, second], at, "mbus-1")
+        assert (reading.alarms, reading.volume_m3, reading.flow_m3h) == (alarms, 12.0, 0.5)
+    both = [telegram(0x10, [DataRecord("volume", "m3", 12.0)]), telegram(0x04, [])]
+    assert reading_from_records(meter, both, at, "mbus-1").alarms == ("low_battery", "meter_error")
 
 
 def test_a_line_reset_after_a_port_error_gives_every_meter_its_snd_nke_again() -> None:
