@@ -50,6 +50,9 @@ class MeterConfig:
     wmbus_id: str | None = None  # wireless M-Bus: the meter's 8-digit identification
     key: bytes | None = None  # wireless M-Bus: its AES-128 key, if its telegrams are encrypted
     manufacturer: str | None = None  # wireless M-Bus: its 3-letter FLAG code; given, telegrams must carry it
+    # (wired and wireless) M-Bus: the alarm each bit of its error flags record (VIF FDh 17h) stands for,
+    # bit 0 first, "" for a bit that is none; empty: the record is not read (gateway.mbus)
+    error_flags: tuple[str, ...] = ()
 
     @property
     def address(self) -> str | int:
@@ -382,21 +385,52 @@ def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> Me
                 )
         table.no_unknown_keys()
         return MeterConfig(meter_id, unit_id, profile, parameters, poll_interval)
+    flags = _error_flags(table)
     if protocol == "mbus":
         if table.has("address") == table.has("secondary_address"):
             raise table.error(None, "an M-Bus meter has either a primary address or a secondary_address")
         if table.has("address"):
             address = table.integer("address", low=0, high=250)
             table.no_unknown_keys()
-            return MeterConfig(meter_id, address, "mbus", {}, poll_interval)
+            return MeterConfig(meter_id, address, "mbus", {}, poll_interval, error_flags=flags)
         secondary = _eight_digits(table, "secondary_address")
         table.no_unknown_keys()
-        return MeterConfig(meter_id, 0xFD, "mbus", {}, poll_interval, secondary_address=secondary)
+        return MeterConfig(meter_id, 0xFD, "mbus", {}, poll_interval, secondary_address=secondary, error_flags=flags)
     wmbus_id = _eight_digits(table, "id")
     key = _hex_key(table)
     manufacturer = _flag_code(table)
     table.no_unknown_keys()
-    return MeterConfig(meter_id, 0, "wmbus", {}, poll_interval, wmbus_id=wmbus_id, key=key, manufacturer=manufacturer)
+    return MeterConfig(
+        meter_id,
+        0,
+        "wmbus",
+        {},
+        poll_interval,
+        wmbus_id=wmbus_id,
+        key=key,
+        manufacturer=manufacturer,
+        error_flags=flags,
+    )
+
+
+ERROR_FLAGS_MAX_BITS = 64  # the record's data field is at most 8 bytes (a 64-bit integer)
+
+
+def _error_flags(table: Table) -> tuple[str, ...]:
+    """An M-Bus meter's ``error_flags``: the alarm each bit of its error flags record stands for,
+    bit 0 first, "" for a bit that is none. EN 13757-3 leaves the bits to the manufacturer, so the
+    gateway reads the record only for a meter whose map is given (from its data sheet)."""
+    names = table.array("error_flags", [])
+    if not all(isinstance(name, str) for name in names):
+        raise table.error("error_flags", 'a list of alarm names by bit, bit 0 first ("" for a bit that is none)')
+    if len(names) > ERROR_FLAGS_MAX_BITS:
+        raise table.error("error_flags", f"{len(names)} bits; the record has at most {ERROR_FLAGS_MAX_BITS}")
+    unknown = sorted({name for name in names if name} - set(ALARMS))
+    if unknown:
+        raise table.error(
+            "error_flags", f"names alarm(s) {', '.join(map(repr, unknown))}; the reads contract has {', '.join(ALARMS)}"
+        )
+    return tuple(names)
 
 
 def parse_config(

@@ -62,14 +62,22 @@ def status_alarms(telegrams: list[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(name for name in ALARMS if name in names)
 
 
+def flagged(flags: int, names: tuple[str, ...]) -> set[str]:
+    """The alarms an error flags record (VIF FDh 17h, EN 13757-3:2018 Table 14) raises, by the
+    meter's map of its bits (``error_flags`` in its configuration: the standard leaves the bits to
+    the manufacturer; the decoder gives the field's bits as an unsigned integer)."""
+    return {name for bit, name in enumerate(names) if name and flags >> bit & 1}
+
+
 def reading_from_records(
     meter: MeterConfig, telegrams: list[dict[str, Any]], at: datetime, bus: str, protocol: Protocol = "mbus"
 ) -> Reading:
     """The current volume, flow and backward volume (VIF 13h with the combinable VIFE 3Ch,
     EN 13757-3:2018 Table 15) among all telegrams' records; alarms from every telegram's status
-    byte. Current: storage 0, tariff 0, instantaneous, and subunit 0, the meter itself (a subunit,
-    DIFE bit 6, is another device behind it: a second register, a sub-meter)."""
-    volume = flow = backward = None
+    byte, and from the error flags record by the meter's map of its bits, if it has one. Current:
+    storage 0, tariff 0, instantaneous, and subunit 0, the meter itself (a subunit, DIFE bit 6, is
+    another device behind it: a second register, a sub-meter)."""
+    volume = flow = backward = flags = None
     for record in (r for t in telegrams for r in t.get("records", [])):
         current = (
             record["storage"] == 0
@@ -85,11 +93,15 @@ def reading_from_records(
             flow = float(record["value"])
         elif record["quantity"] == "volume_backward" and record["unit"] == "m3" and backward is None:
             backward = float(record["value"])
+        elif record["quantity"] == "error_flags" and isinstance(record["value"], int) and flags is None:
+            flags = record["value"]
     if volume is None or volume < 0:
         raise PollError(f"{meter.meter_id}: no current volume record in its answer")
     if within(volume, 0, VOLUME_MAX_M3) is None:
         raise PollError(f"{meter.meter_id}: volume {volume!r} m3 is outside the reads contract")
     alarms = status_alarms(telegrams)
+    if flags is not None and meter.error_flags:
+        alarms = tuple(name for name in ALARMS if name in alarms or name in flagged(flags, meter.error_flags))
     return Reading(
         meter_id=meter.meter_id,
         ts=millisecond(at),

@@ -86,6 +86,9 @@ class Table:
             self._bounded(key, value, low, high)
         return value
 
+    def array(self, key: str, default: Any = ...) -> Any:
+        return self._typed(key, list, default)
+
     def flag(self, key: str, default: Any = ...) -> Any:
         return self._typed(key, bool, default)
 
