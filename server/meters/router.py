@@ -13,6 +13,7 @@ from collector.vee.editing import edit_reading, reading_history, substitute_read
 from server.auth import Principal, require_role
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
+from server.instants import ReadingInstant
 from server.meters import repository
 from server.meters.schemas import (
     Meter,
@@ -90,7 +91,7 @@ def _stored_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> Re
 
 @router.put("/{meter_id}/readings/{ts}", response_model=Reading, summary="Correct a stored reading, with the reason")
 def correct_reading(
-    meter_id: str, ts: AwareDatetime, body: ReadingCorrection, principal: Editors, conn: Connection
+    meter_id: str, ts: ReadingInstant, body: ReadingCorrection, principal: Editors, conn: Connection
 ) -> Reading:
     """The reading becomes ``edited``; the version it replaces is kept with who, when and why."""
     try:

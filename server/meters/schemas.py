@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from server.decimals import ExactDecimal
-from server.instants import UtcInstant
+from server.instants import ReadingInstant, UtcInstant
 
 
 class Reading(BaseModel):
@@ -82,7 +82,7 @@ class ReadingCorrection(BaseModel):
 class ReadingSubstitution(ReadingCorrection):
     """A reading a person obtained otherwise (a site visit, a photo of the register)."""
 
-    ts: UtcInstant
+    ts: ReadingInstant = Field(description="with a UTC offset; from 2000-01-01 to a day from now, as meters' readings")
 
 
 class ReadingVersion(BaseModel):

@@ -128,3 +128,65 @@ def test_a_register_sent_as_a_json_number_is_stored_to_the_digit(api, migrated_d
         assert conn.execute("SELECT volume_m3 FROM readings WHERE meter_id = 'M1' AND ts = %s", (T0,)).fetchone() == (
             volume,
         )
+
+
+#: Times the collector dead-letters when a meter sends them: before 2000-01-01 (UTC), or more than
+#: a day ahead ("in two days": a margin for the clock moving during the test).
+OUT_OF_BOUNDS = ["2099-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "2000-01-01T00:59:59+01:00", "in two days"]
+
+
+def _time(text: str) -> str:
+    if text == "in two days":
+        return (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0).isoformat()
+    return text
+
+
+@pytest.mark.parametrize("ts", OUT_OF_BOUNDS)
+def test_a_reading_supplied_at_a_time_no_meter_reading_could_have_is_refused(api, migrated_database_url, ts):
+    """One supplied at 2099-01-01 was stored (201) and became the meter's latest reading, its
+    register going back from 900 to 5; the collector refuses the same from a meter."""
+    client, keys = api
+    ts = _time(ts)
+    response = client.post("/meters/M1/readings", json={"ts": ts, "volume_m3": "5", "reason": "site visit"},
+                           headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "reading's time must be" in response.json()["detail"]
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
+    latest = client.get("/meters/M1", headers=auth(keys["reader"])).json()["latest"]
+    assert (latest["ts"], Decimal(latest["volume_m3"])) == ("2026-11-01T07:00:00Z", Decimal("900.000"))
+
+
+@pytest.mark.parametrize("ts", OUT_OF_BOUNDS)
+def test_a_correction_at_a_time_no_meter_reading_could_have_is_refused(api, migrated_database_url, ts):
+    """Such a reading, stored before these bounds held, is not edited as though it were a reading."""
+    client, keys = api
+    ts = _time(ts)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M1', %s, 5)", (ts,))
+    response = client.put(f"/meters/M1/readings/{ts.replace('+', '%2B')}", json={"volume_m3": "6", "reason": "typo"},
+                          headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert "reading's time must be" in response.json()["detail"]
+    with psycopg.connect(migrated_database_url) as conn:
+        stored = conn.execute("SELECT volume_m3, quality FROM readings WHERE ts = %s", (ts,)).fetchone()
+    assert stored == (Decimal("5"), "actual")
+
+
+@pytest.mark.parametrize("ts", ["2000-01-01T00:00:00Z", "1999-12-31T19:00:00-05:00"])
+def test_a_reading_supplied_at_the_earliest_time_a_meter_reading_may_have_is_stored(api, ts):
+    client, keys = api
+    response = client.post("/meters/M1/readings", json={"ts": ts, "volume_m3": "5", "reason": "site visit"},
+                           headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["ts"] == "2000-01-01T00:00:00Z"
+
+
+def test_a_reading_supplied_for_an_hour_from_now_is_stored(api):
+    """Within the collector's day ahead: a person's clock a little ahead is no reason to lose a read."""
+    client, keys = api
+    soon = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    response = client.post("/meters/M1/readings", json={"ts": soon.isoformat(), "volume_m3": "901", "reason": "visit"},
+                           headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 201, response.text
