@@ -13,6 +13,7 @@ import aquami
 from server.access_log import redact_access_log
 from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
+from server.body_limit import BodyLimit
 from server.care.router import router as care_router
 from server.db import open_pool
 from server.meters.router import router as meters_router
@@ -38,6 +39,7 @@ def create_app(database_url: str) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul_text)],
     )
+    app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
     install_problem_handlers(app)
     app.include_router(meters_router)
     app.include_router(alerts_router)
