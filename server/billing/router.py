@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from server.auth import Principal, require_role
 from server.billing import repository, service
+from server.billing.downloads import attachment
 from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_chunks, prepare, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
@@ -42,7 +43,7 @@ def _csv(text: str, filename: str) -> Response:
     return Response(
         text,
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": attachment(filename)},
     )
 
 
@@ -83,7 +84,7 @@ def billing_reads(
     if _wants_csv(request, format):
         rows = repository.account_reads(conn, account, start, end, None, None)
         text = service.to_csv(service.READ_COLUMNS, ([r[c] for c in service.READ_COLUMNS] for r in rows))
-        return _csv(text, f"reads-{account}.csv")
+        return _csv(text, f"reads-{account}-{service.period_label(start, end)}.csv")
     rows = repository.account_reads(conn, account, start, end, _read_cursor(cursor), limit + 1)
     items = [BillingRead(**row) for row in rows[:limit]]
     next_url = None
@@ -111,13 +112,14 @@ def billing_determinants(
     cursor: Annotated[str | None, Query(description="the last account of the previous page")] = None,
     format: Format = None,
 ) -> DeterminantPage | Response:
-    start, end = service.parse_period(period, repository.utility_timezone(conn))
+    zone = repository.utility_timezone(conn)
+    start, end = service.parse_period(period, zone)
     if account is not None and not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
     if _wants_csv(request, format):
         items = service.determinants(repository.determinant_lines(conn, start, end, account, None, None))
         text = service.to_csv(service.DETERMINANT_COLUMNS, service.determinant_csv_rows(items, start, end))
-        return _csv(text, f"determinants-{period.replace('/', '_')}.csv")
+        return _csv(text, f"determinants-{service.period_label(start, end, zone)}.csv")
     items = service.determinants(repository.determinant_lines(conn, start, end, account, cursor, limit + 1))
     next_url = None
     if len(items) > limit:
@@ -162,5 +164,7 @@ def billing_nem12(
     return StreamingResponse(
         body(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="nem12-{period.replace("/", "_")}.csv"'},
+        headers={
+            "Content-Disposition": attachment(f"nem12-{service.period_label(start, end, standard_time(zone))}.csv")
+        },
     )

@@ -18,7 +18,10 @@ from server.problems import Problem
 
 # Weakest first: a determinant is as good as its weakest read.
 QUALITY_ORDER = ("estimated", "substituted", "edited", "actual")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "2026-11\n" named November too
+#: Between a date and its time. Python 3.11's ``fromisoformat`` takes any one character there
+#: ("2026-11-01€00:00Z", even a CR); ISO 8601 has "T", RFC 3339 allows a space.
+_DATE_TIME_SEPARATOR = re.compile(r"[0-9][Tt ][0-9]")
 
 
 def _beyond_the_calendar(text: str) -> Problem:
@@ -26,12 +29,15 @@ def _beyond_the_calendar(text: str) -> Problem:
 
 
 def _moment(text: str, zone: tzinfo) -> datetime:
+    not_a_moment = Problem(400, f"{text!r} is not a date or a date-time", title="Invalid period")
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
             return datetime.combine(date.fromisoformat(text), time(), zone).astimezone(UTC)
+        if not text.isascii() or not _DATE_TIME_SEPARATOR.search(text):
+            raise not_a_moment
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise Problem(400, f"{text!r} is not a date or a date-time", title="Invalid period") from None
+        raise not_a_moment from None
     except OverflowError:
         raise _beyond_the_calendar(text) from None
     if moment.tzinfo is None:
@@ -48,7 +54,7 @@ def parse_period(period: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
     Months and bare dates are the utility's local calendar (``zone``): in Europe/London, ``2026-07``
     starts at 2026-06-30T23:00Z. Date-times carry their own offset. Both ends come back in UTC.
     """
-    month = _MONTH.match(period)
+    month = _MONTH.fullmatch(period)
     if month:
         year, number = int(month[1]), int(month[2])
         if not 1 <= number <= 12:
@@ -66,6 +72,30 @@ def parse_period(period: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
     if end <= start:
         raise Problem(400, "the period's end must be after its start", title="Empty period")
     return start, end
+
+
+def period_label(start: datetime, end: datetime, zone: tzinfo = UTC) -> str:
+    """An export's period for its file name, from the parsed period (never its text, which may hold
+    any character): ``2026-11`` for a month of ``zone``, ``20261101-20261115`` for its whole days
+    (end exclusive), else the UTC instants (``20261101T063000Z-20261101T183000Z``)."""
+    try:
+        first, last = start.astimezone(zone), end.astimezone(zone)
+    except OverflowError:  # a period at the calendar's edge, in a zone ahead of UTC
+        first, last = start.astimezone(UTC), end.astimezone(UTC)
+    if first.time() == last.time() == time():
+        if first.day == last.day == 1 and (last.year * 12 + last.month) - (first.year * 12 + first.month) == 1:
+            return f"{first.year:04d}-{first.month:02d}"
+        return f"{_compact_date(first)}-{_compact_date(last)}"
+    return f"{_compact_instant(start)}-{_compact_instant(end)}"
+
+
+def _compact_date(moment: datetime) -> str:
+    return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"  # (strftime's %Y writes year 1 as "1")
+
+
+def _compact_instant(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return f"{_compact_date(utc)}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
 
 
 def weakest(qualities: Iterable[str | None]) -> str:
