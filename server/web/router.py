@@ -5,6 +5,9 @@ Every page is sent ``no-store`` (a shared care-desk PC must not show a signed-in
 history after sign-out) and may not be framed by another site. A sign-in or sign-out started by
 another site (``Sec-Fetch-Site: cross-site``) is refused: otherwise any page could sign a member of
 staff in under its own key (login CSRF), and what they then did would be recorded under that name.
+Browsers send ``Sec-Fetch-Site`` only to https and localhost origins, so for a server on a LAN host
+over plain HTTP the request's ``Origin`` (or, with neither, its ``Referer``) is checked too: from
+another origin than the server's own (scheme, host and port of the request), it is refused.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import psycopg
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -58,8 +61,35 @@ def _login_page(request: Request, error: str | None, status_code: int) -> Respon
     return _page(templates.TemplateResponse(request, "login.html", {"error": error}, status_code=status_code))
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port of a URL, the default port filled in; None for no URL or "null"."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port out of range or not a number
+        return None
+    scheme = parts.scheme.lower()
+    if not scheme or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
 def _from_another_site(request: Request) -> bool:
-    return request.headers.get("sec-fetch-site", "").lower() == "cross-site"
+    """Whether the browser says the request was started by another site, or names an origin, or a
+    page (``Referer``), that is not this server's: a cross-site form to http://<LAN host>:8000 has
+    no ``Sec-Fetch-Site``, only its ``Origin`` and ``Referer``."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() == "cross-site":
+        return True
+    own = _origin(str(request.base_url))
+    origin = request.headers.get("origin")
+    if origin is not None and _origin(origin) != own:  # "null" (a sandboxed frame, a redirect) too
+        return True
+    referer = request.headers.get("referer")
+    return fetch_site is None and origin is None and referer is not None and _origin(referer) != own
 
 
 def _signed_in(request: Request, response: Response, key: str) -> Response:

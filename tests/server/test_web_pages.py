@@ -159,3 +159,56 @@ def test_the_sign_in_address_without_a_key_is_the_sign_in_form(desk) -> None:
     response = client.get("/login")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert '<form method="post" action="/login">' in response.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "http://evil.example", "Referer": "http://evil.example/page"},
+        {"Origin": "http://testserver:8000"},  # another port is another origin
+        {"Origin": "https://testserver"},  # and another scheme
+        {"Origin": "null"},  # a sandboxed frame's form
+        {"Origin": "http://evil.example", "Sec-Fetch-Site": "same-site"},
+        {"Referer": "http://evil.example/page"},
+        {"Referer": "http://testserver.evil.example/"},
+    ],
+)
+def test_another_site_s_form_is_refused_where_the_browser_sends_no_sec_fetch_site(desk, headers) -> None:
+    """Browsers send Sec-Fetch-Site only to https and localhost: a cross-site form POST to
+    http://<LAN host>:8000/login with only Origin set signed staff in under another's key (303 and
+    the cookie), and a cross-site POST /logout signed them out."""
+    client, key, _ = desk
+    posted = client.post("/login", data={"key": key}, headers=headers, follow_redirects=False)
+    assert posted.status_code == 403 and SESSION_COOKIE not in posted.headers.get("set-cookie", "")
+    client.cookies.set(SESSION_COOKIE, key)
+    signed_out = client.post("/logout", headers=headers, follow_redirects=False)
+    assert signed_out.status_code == 303 and SESSION_COOKIE not in signed_out.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # a client that is no browser
+        {"Origin": "http://testserver"},
+        {"Origin": "HTTP://TestServer:80", "Referer": "http://testserver/login"},
+        {"Referer": "http://testserver/login?x=1"},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"},
+        {"Sec-Fetch-Site": "none"},
+    ],
+)
+def test_the_server_s_own_sign_in_form_still_signs_in_and_out(desk, headers) -> None:
+    client, key, _ = desk
+    posted = client.post("/login", data={"key": key}, headers=headers, follow_redirects=False)
+    assert posted.status_code == 303 and posted.headers["set-cookie"].startswith(f"{SESSION_COOKIE}=aqk_")
+    signed_out = client.post("/logout", headers=headers, follow_redirects=False)
+    assert signed_out.status_code == 303 and signed_out.headers["set-cookie"].startswith(f'{SESSION_COOKIE}=""')
+
+
+def test_a_sign_in_link_followed_from_another_site_s_page_is_refused(desk) -> None:
+    client, key, _ = desk
+    linked = client.get("/login", params={"key": key}, headers={"Referer": "http://evil.example/"},
+                        follow_redirects=False)  # fmt: skip
+    assert linked.status_code == 403 and SESSION_COOKIE not in linked.headers.get("set-cookie", "")
+    opened = client.get("/login", params={"key": key}, follow_redirects=False)  # pasted into the address bar
+    assert opened.status_code == 303
