@@ -58,6 +58,7 @@ from psycopg.rows import dict_row, tuple_row
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, is_identifier
 from collector.utility_zone import daylight_saving_shift, standard_offset, utility_zone_name
 from collector.vee.config import VeeConfig
+from server.billing.spreadsheet import inert_text
 
 # (quality, quality_by) → quality flag and method flag; quality_by names VEE's method or a person.
 VEE_METHODS = {"vee:linear": "S17", "vee:profile": "S15"}
@@ -159,8 +160,10 @@ def _reason(method: str, reason: str | None) -> tuple[str, str]:
     """Reason code and description: required for S and F, free text (code 0) from the read's reason."""
     if method[0] not in "SF":
         return "", ""
-    text = " ".join((reason or "no reason recorded").replace(",", ";").split())[:240]
-    return FREE_TEXT_REASON, text
+    text = inert_text(
+        " ".join((reason or "no reason recorded").replace(",", ";").split())
+    )  # opened in spreadsheets too
+    return FREE_TEXT_REASON, text[:240]
 
 
 def _value(value: Decimal) -> str:

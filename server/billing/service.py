@@ -13,6 +13,7 @@ from typing import Any
 
 from collector.vee.config import VeeConfig
 from server.billing.schemas import Determinant, DeterminantLine, LeakOnLine, RegisterRead
+from server.billing.spreadsheet import inert_text
 from server.decimals import fixed_point
 from server.problems import Problem
 
@@ -176,6 +177,8 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):  # ids, names, reasons: free text from people and other systems
+        return inert_text(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, Decimal):

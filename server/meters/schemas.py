@@ -74,8 +74,8 @@ class ReadingCorrection(BaseModel):
     reason: str = Field(
         min_length=3,
         max_length=500,
-        pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
-        description="why: not only blanks, and no NUL",
+        pattern=r"^[^\x00]*[^\W_][^\x00]*$",
+        description="why: words, not only blanks, marks or invisible characters (as an alert's dismissal); no NUL",
     )
 
 

