@@ -11,6 +11,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from fastapi import Depends, Request
@@ -48,6 +49,47 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
         (key_id, _hash(secret), name, sorted(set(roles))),
     )
     return f"{KEY_PREFIX}{key_id}.{secret}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key as listed: never its secret, nor the secret's hash."""
+
+    key_id: str
+    name: str
+    roles: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_api_keys(conn: psycopg.Connection) -> list[KeyRecord]:
+    """Every key, revoked ones too, oldest first."""
+    rows = conn.execute(
+        "SELECT key_id, name, roles, created_at, revoked_at FROM api_keys ORDER BY created_at, key_id"
+    ).fetchall()
+    return [KeyRecord(*(row.values() if isinstance(row, dict) else row)) for row in rows]
+
+
+def key_id_of(text: str) -> str:
+    """The id in ``aqk_<id>.<secret>`` or ``aqk_<id>``; the text as given otherwise (an id)."""
+    if text.startswith(KEY_PREFIX):
+        return text[len(KEY_PREFIX) :].partition(".")[0]
+    return text
+
+
+def revoke_api_key(conn: psycopg.Connection, key_id: str) -> tuple[datetime, bool]:
+    """Revoke a key from now on: when it was revoked, and whether by this call (False: it was
+    already, and stays revoked since then). LookupError for no such key."""
+    row = conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL RETURNING revoked_at",
+        (key_id,),
+    ).fetchone()
+    if row is not None:
+        return (row["revoked_at"] if isinstance(row, dict) else row[0]), True
+    row = conn.execute("SELECT revoked_at FROM api_keys WHERE key_id = %s", (key_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no API key {key_id!r} (aquami server list-keys lists them)")
+    return (row["revoked_at"] if isinstance(row, dict) else row[0]), False
 
 
 def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:

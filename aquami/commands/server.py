@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +50,59 @@ def register(app: typer.Typer) -> None:
                 typer.echo(create_api_key(conn, name, role))
         except ValueError as error:
             raise typer.BadParameter(str(error)) from error
+
+    @server_app.command("list-keys")
+    def list_keys(
+        as_json: bool = typer.Option(False, "--json", help="One JSON object a line, for scripts."),
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """List API keys (id, created, revoked, roles, name), revoked ones too; never a secret."""
+        import json
+
+        import psycopg
+
+        from server.auth import list_api_keys
+
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            keys = list_api_keys(conn)
+        if as_json:
+            for key in keys:
+                record = {
+                    "key_id": key.key_id,
+                    "name": key.name,
+                    "roles": list(key.roles),
+                    "created_at": _utc(key.created_at),
+                    "revoked_at": key.revoked_at and _utc(key.revoked_at),
+                }
+                typer.echo(json.dumps(record, ensure_ascii=False))
+            return
+        typer.echo(f"{'KEY_ID':<12}  {'CREATED':<20}  {'REVOKED':<20}  {'ROLES':<24}  NAME")
+        for key in keys:
+            revoked = _utc(key.revoked_at) if key.revoked_at else "-"
+            name = key.name.encode("unicode_escape").decode("ascii") if not key.name.isprintable() else key.name
+            typer.echo(
+                f"{key.key_id:<12}  {_utc(key.created_at):<20}  {revoked:<20}  {','.join(key.roles):<24}  {name}"
+            )
+
+    @server_app.command("revoke-key")
+    def revoke_key(
+        key_id: str = typer.Argument(..., metavar="KEY_ID", help="The key's id (list-keys), or the key itself."),
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Revoke an API key: from now on it is refused (401), and a web page signed in with it is
+        signed out. Revoking a revoked key changes nothing. To rotate a key: create-key a new one
+        with the same roles, switch whatever used the old one to it, then revoke the old one."""
+        import psycopg
+
+        from server.auth import key_id_of, revoke_api_key
+
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                revoked_at, now = revoke_api_key(conn, key_id_of(key_id))
+        except LookupError as error:
+            raise typer.BadParameter(str(error), param_hint="KEY_ID") from error
+        when = _utc(revoked_at)
+        typer.echo(f"revoked {key_id_of(key_id)} at {when}" if now else f"{key_id_of(key_id)} was revoked at {when}")
 
     @server_app.command("register-meters")
     def register_meters_command(
@@ -103,6 +157,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps(counts))
 
     app.add_typer(server_app, name="server")
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _installations(table: Meters, path: Path) -> list[Installation]:

@@ -1,0 +1,81 @@
+"""API keys are listed and revoked with the product: before, nothing wrote ``api_keys.revoked_at``,
+so a lost or leaked key could not be stopped, nor a key rotated, but in SQL."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from aquami.cli import app
+from server.app import create_app
+
+WIDE = CliRunner(env={"COLUMNS": "400"})  # the error box wraps at the terminal's width
+
+
+def _aquami(url: str, *args: str) -> tuple[int, str]:
+    result = WIDE.invoke(app, ["server", *args, "--database-url", url])
+    return result.exit_code, result.output
+
+
+def _create(url: str, name: str, *roles: str) -> str:
+    code, output = _aquami(url, "create-key", "--name", name, *(arg for role in roles for arg in ("--role", role)))
+    assert code == 0, output
+    return output.strip()
+
+
+def test_keys_are_listed_without_their_secrets_and_a_revoked_key_is_refused(migrated_database_url):
+    url = migrated_database_url
+    old = _create(url, "billing export (old)", "billing")
+    new = _create(url, "billing export", "billing", "reader")
+    old_id, new_id = (key.removeprefix("aqk_").partition(".")[0] for key in (old, new))
+
+    code, listing = _aquami(url, "list-keys")
+    assert code == 0, listing
+    lines = listing.splitlines()
+    assert lines[0].split() == ["KEY_ID", "CREATED", "REVOKED", "ROLES", "NAME"]
+    assert [line.split()[0] for line in lines[1:]] == [old_id, new_id]
+    assert lines[1].split()[2:] == ["-", "billing", "billing", "export", "(old)"]
+    with psycopg.connect(url) as conn:
+        hashes = [row[0] for row in conn.execute("SELECT secret_hash FROM api_keys")]
+    for secret in [old.partition(".")[2], new.partition(".")[2], *hashes]:
+        assert secret not in listing
+
+    with TestClient(create_app(url)) as client:
+        assert client.get("/billing/nem12?period=2026-11", headers={"X-API-Key": old}).status_code == 200
+        code, said = _aquami(url, "revoke-key", old_id)
+        assert code == 0 and said.startswith(f"revoked {old_id} at "), said
+        refused = client.get("/billing/nem12?period=2026-11", headers={"X-API-Key": old})
+        assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
+        assert client.get("/billing/nem12?period=2026-11", headers={"X-API-Key": new}).status_code == 200
+
+    code, listing = _aquami(url, "list-keys", "--json")
+    records = {record["key_id"]: record for record in map(json.loads, listing.splitlines())}
+    assert set(records[old_id]) == {"key_id", "name", "roles", "created_at", "revoked_at"}
+    assert records[old_id]["revoked_at"] is not None and records[new_id]["revoked_at"] is None
+    assert records[new_id]["roles"] == ["billing", "reader"] and records[new_id]["name"] == "billing export"
+
+
+def test_revoking_twice_keeps_the_first_time_and_the_key_itself_names_it(migrated_database_url):
+    url = migrated_database_url
+    key = _create(url, "a leaked key", "reader")
+    code, first = _aquami(url, "revoke-key", key)  # the key as it was leaked: its id is read from it
+    assert code == 0, first
+    with psycopg.connect(url) as conn:
+        (revoked_at,) = conn.execute("SELECT revoked_at FROM api_keys").fetchone() or (None,)
+    assert revoked_at is not None
+    code, again = _aquami(url, "revoke-key", key.partition(".")[0])
+    assert code == 0 and "was revoked at " + first.split(" at ")[1].strip() in again, again
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT revoked_at FROM api_keys").fetchone() == (revoked_at,)
+
+
+def test_an_unknown_key_id_is_a_clear_error_and_revokes_nothing(migrated_database_url):
+    url = migrated_database_url
+    _create(url, "someone", "reader")
+    code, output = _aquami(url, "revoke-key", "0123456789ab")
+    assert code == 2 and "no API key '0123456789ab'" in output, output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL").fetchone() == (0,)
