@@ -43,12 +43,18 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(..., "--config", "-c", help="Rig file, e.g. simulators/examples/rig.toml."),
         table: bool = typer.Option(True, "--table/--no-table", help="Show the live table."),
         check: bool = typer.Option(False, "--check", help="Only validate the file."),
+        state: Path | None = typer.Option(
+            None,
+            "--state",
+            help="Where the rig keeps its faults across restarts (default: beside the rig file, rig.state.json).",
+        ),
     ) -> None:
         """Run a technician's test rig: every configured meter on its wire, a live table, faults on demand."""
         import asyncio
 
         from simulators.rig.config import ConfigError, load_rig
         from simulators.rig.serve import serve
+        from simulators.rig.state import RigStateError, state_path_for
 
         try:
             loaded = load_rig(config)
@@ -59,7 +65,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{config}: {len(loaded.meters)} meters on {len(loaded.transports)} transports: OK")
             return
         try:
-            asyncio.run(serve(loaded, table=table))
+            asyncio.run(serve(loaded, table=table, state_path=state or state_path_for(config)))
+        except RigStateError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
         except OSError as error:  # a port in use
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from None

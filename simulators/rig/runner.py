@@ -6,6 +6,9 @@ reach them; the serial transports (Modbus RTU, M-Bus, the wM-Bus receiver) each 
 pty thread. Every transport has one :class:`~simulators.rig.faults.LivePlan`; a meter's wire faults
 are rules for its address there (Modbus unit id; on the M-Bus and the wM-Bus its identification,
 which, unlike an M-Bus primary address, is the meter's alone and does not change).
+
+Given a state file (:mod:`simulators.rig.state`), the rig keeps every fault it applies there and
+replays them at start-up: a restarted rig's registers read what they would have without the restart.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 from aquami.clock import Clock, utc_now
@@ -40,6 +44,7 @@ from simulators.rig.faults import (
     wire_rule,
 )
 from simulators.rig.meters import PulseCounter, Watched
+from simulators.rig.state import FaultRecord, load_state, save_state
 from simulators.serial_line import LineSettings
 from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
 from simulators.wmbus_meter import WMBusMeter
@@ -72,6 +77,7 @@ class ActiveFault:
     since: datetime
     clear: Callable[[datetime], None]
     until: datetime | None = None
+    record: FaultRecord | None = None  # what the state file keeps of it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,14 +91,22 @@ class ActiveFault:
 
 @dataclass
 class Rig:
+    """The rig of ``config``; with a ``state_path`` its faults outlive a restart (:mod:`simulators.rig.state`)."""
+
     config: RigConfig
     clock: Clock = utc_now
+    state_path: Path | None = None
     meters: dict[str, RigMeter] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: dict[int, ActiveFault] = {}
-        self._ids = itertools.count(1)
+        kinds = {m.meter_id: m.kind for m in self.config.meters}
+        loaded = []
+        if self.state_path is not None:
+            loaded = load_state(self.state_path, self.config.seed, self.config.installed, kinds)
+        self._records: dict[int, FaultRecord] = {r.fault_id: r for r in loaded}
+        self._ids = itertools.count(max(self._records, default=0) + 1)
         self._plans = {t.name: LivePlan(seed=self.config.seed, stream=t.name) for t in self.config.transports}
         self._tcp: list[tuple[ModbusTcpSimulator, ModbusTcpFaultProxy]] = []
         self._lines: list[ModbusRtuSimulator | MBusSimulator | WMBusReceiverSimulator] = []
@@ -136,16 +150,50 @@ class Rig:
         return lambda at: f"{model.read(at).volume_m3:.3f} m3"
 
     async def start(self) -> None:
-        """Start every transport; :attr:`where` then says where each listens."""
+        """Start every transport, with the faults of the state file and the config; :attr:`where` then
+        says where each listens."""
         now = self.clock()
+        records = self._records_at_start(now)
+        with self._lock:
+            for record in records:
+                if not record.spec.is_wire:
+                    self._apply(record)  # before the history is worked out: it has them in
         for model in self._models.values():
             model.read(now)  # work out the days since installation before the first request
         for transport in self.config.transports:
             members = [m for m in self.config.meters if m.transport == transport.name]
             await self._start_transport(transport, members)
-        for m in self.config.meters:
-            for spec in m.faults:
-                self._inject(m.meter_id, spec, now)
+        with self._lock:
+            for record in records:
+                end = wire_rule(record.spec, 0, record.since).end if record.spec.is_wire else None
+                if record.spec.is_wire and record.cleared is None and (end is None or end > now):
+                    self._apply(record)  # a wire fault over by now has nothing to replay
+            self._save()
+
+    def _records_at_start(self, now: datetime) -> list[FaultRecord]:
+        """The faults to apply at start, oldest first: the state file's, then the config's it has not.
+
+        A config fault keeps its record (and start) while the config still has it; one the config no
+        longer has (or has changed) ends now, and the changed one starts now.
+        """
+        by_id = {m.meter_id: m for m in self.config.meters}
+        for record in self._records.values():
+            meter = by_id.get(record.meter_id)
+            index = record.config_index
+            if meter is None or index is None or record.cleared is not None:
+                continue
+            if index >= len(meter.faults) or meter.faults[index] != record.spec:
+                record.cleared = now
+        for meter in self.config.meters:
+            for index, spec in enumerate(meter.faults):
+                kept = any(
+                    r.meter_id == meter.meter_id and r.config_index == index and r.cleared is None
+                    for r in self._records.values()
+                )
+                if not kept:
+                    record = FaultRecord(next(self._ids), meter.meter_id, spec, now, config_index=index)
+                    self._records[record.fault_id] = record
+        return sorted((r for r in self._records.values() if r.meter_id in by_id), key=lambda r: r.fault_id)
 
     async def _start_transport(self, t: TransportConfig, members: Sequence[MeterConfig]) -> None:
         plan = self._plans[t.name]
@@ -238,22 +286,43 @@ class Rig:
         meter = self.meters.get(meter_id)
         if meter is None:
             raise UnknownMeterError(meter_id)
-        return self._inject(meter_id, parse_fault(request, meter.config.kind), self.clock())
-
-    def _inject(self, meter_id: str, spec: FaultSpec, now: datetime) -> ActiveFault:
-        meter = self.meters[meter_id]
+        spec = parse_fault(request, meter.config.kind)
         with self._lock:
-            if spec.is_wire:
-                rule = wire_rule(spec, meter.fault_address, now)
-                handle = meter.plan.add(rule)
-                fault = ActiveFault(next(self._ids), meter_id, spec, now, lambda _: meter.plan.remove(handle), rule.end)
-            else:
-                event = inject_meter_fault(meter.model, meter_fault(spec, now))
-                fault = ActiveFault(
-                    next(self._ids), meter_id, spec, now, lambda at: end_meter_fault(meter.model, event, at), event.end
-                )
-            self._faults[fault.fault_id] = fault
+            record = FaultRecord(next(self._ids), meter_id, spec, self.clock())
+            fault = self._apply(record)
+            self._records[record.fault_id] = record
+            self._save()
+            assert fault is not None
             return fault
+
+    def _apply(self, record: FaultRecord) -> ActiveFault | None:
+        """Put ``record``'s fault on its meter as of its ``since``; one cleared is ended again at its
+        ``cleared`` (its water stays) and returns None. Call with the lock held."""
+        meter_id, spec, since = record.meter_id, record.spec, record.since
+        fault: ActiveFault
+        if spec.is_wire:
+            meter = self.meters[meter_id]
+            rule = wire_rule(spec, meter.fault_address, since)
+            handle = meter.plan.add(rule)
+            fault = ActiveFault(
+                record.fault_id, meter_id, spec, since, lambda _: meter.plan.remove(handle), rule.end, record
+            )
+        else:
+            model = self._models[meter_id]
+            event = inject_meter_fault(model, meter_fault(spec, since))
+            if record.cleared is not None:
+                end_meter_fault(model, event, record.cleared)
+                return None
+            fault = ActiveFault(
+                record.fault_id, meter_id, spec, since, lambda at: end_meter_fault(model, event, at), event.end, record
+            )
+        self._faults[fault.fault_id] = fault
+        return fault
+
+    def _save(self) -> None:
+        """Write every fault's record to the state file (if any). Call with the lock held."""
+        if self.state_path is not None:
+            save_state(self.state_path, self.config.seed, self.config.installed, list(self._records.values()))
 
     def clear(self, fault_id: int | None = None, meter_id: str | None = None) -> list[ActiveFault]:
         """Clear one fault by id, or every fault of a meter; returns what was cleared."""
@@ -265,7 +334,11 @@ class Rig:
             ]  # fmt: skip
             for f in chosen:
                 f.clear(now)
+                if f.record is not None:
+                    f.record.cleared = now
                 del self._faults[f.fault_id]
+            if chosen:
+                self._save()
             return chosen
 
     def active_faults(self) -> list[ActiveFault]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
@@ -34,9 +35,10 @@ async def serve(
     console: Console | None = None,
     ready: Callable[[Rig], None] | None = None,
     stop: asyncio.Event | None = None,
+    state_path: Path | None = None,
 ) -> None:
     console = console or Console()
-    rig = Rig(config)
+    rig = Rig(config, state_path=state_path)
     await rig.start()
     control = ControlServer(rig, config.control_host, config.control_port).start()
     stop = stop or asyncio.Event()

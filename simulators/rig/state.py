@@ -1,0 +1,121 @@
+"""What a rig remembers across a restart: every fault it has applied, when it began and when it was cleared.
+
+The meters' water is a pure function of time, the seed, the installation date and the faults, so a
+restarted rig reads on from where it was only if it applies the same faults from the same instants.
+The state file keeps one record per fault (from the config or the endpoint): its meter, its options
+as parsed, the instant it was injected and the instant it was cleared (or none). At start-up the rig
+replays them all; a meter fault's water stays on the register long after the fault has ended.
+
+The file is JSON, rewritten whole (to a temporary file, then renamed) after every inject and clear,
+so a rig killed at any moment leaves either the old or the new file, never half of one. It belongs to
+one world: a file written for another seed or installation date is refused, not applied to other water.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from simulators.ground_truth import iso_utc, parse_iso_utc
+from simulators.rig.faults import FaultSpec, parse_fault
+
+FORMAT = 1
+
+
+class RigStateError(ValueError):
+    """The state file cannot be used; the message names the file and what is wrong with it."""
+
+
+@dataclass
+class FaultRecord:
+    """One fault the rig has applied. ``config_index`` is its place in the meter's ``faults`` (None: the endpoint's)."""
+
+    fault_id: int
+    meter_id: str
+    spec: FaultSpec
+    since: datetime  # when it was injected (before a meter fault's move to the next step)
+    cleared: datetime | None = None
+    config_index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.fault_id,
+            "meter": self.meter_id,
+            "config_index": self.config_index,
+            "since": iso_utc(self.since),
+            "cleared": None if self.cleared is None else iso_utc(self.cleared),
+            "spec": asdict(self.spec),
+        }
+
+
+def state_path_for(config: Path) -> Path:
+    """Where a rig run from ``config`` keeps its state unless told: beside it, ``rig.toml`` → ``rig.state.json``."""
+    return config.with_suffix(".state.json")
+
+
+def save_state(path: Path, seed: int, installed: datetime, records: list[FaultRecord]) -> None:
+    document = {
+        "format": FORMAT,
+        "seed": seed,
+        "installed": iso_utc(installed),
+        "faults": [r.to_json() for r in sorted(records, key=lambda r: r.fault_id)],
+    }
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def load_state(path: Path, seed: int, installed: datetime, meter_kinds: dict[str, str]) -> list[FaultRecord]:
+    """The records in ``path`` (none if there is no file yet); ``meter_kinds`` maps meter id to kind.
+
+    A record of a meter no longer on the rig is kept as it is (the rig writes it back untouched): the
+    meter may come back, and its history with it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise RigStateError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        document = json.loads(text)
+        if document.get("format") != FORMAT:
+            raise RigStateError(f"{path}: format {document.get('format')!r}, expected {FORMAT}")
+        if document["seed"] != seed or parse_iso_utc(document["installed"]) != installed:
+            raise RigStateError(
+                f"{path}: written for seed {document['seed']} and meters installed {document['installed']}, "
+                f"but the rig has seed {seed} and {iso_utc(installed)}: its faults belong to other water. "
+                "Move the file away to start afresh, or set seed and installed back"
+            )
+        return [_record(item, meter_kinds) for item in document["faults"]]
+    except RigStateError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise RigStateError(f"{path}: not a rig state file: {error}") from None
+
+
+def _record(item: dict[str, Any], meter_kinds: dict[str, str]) -> FaultRecord:
+    meter_id = item["meter"]
+    spec_json = item["spec"]
+    kind = meter_kinds.get(meter_id)
+    try:
+        # a meter no longer on the rig: its spec as written (it is not applied, only kept)
+        spec = FaultSpec(**spec_json) if kind is None else parse_fault(spec_json, kind)
+    except ValueError as error:
+        raise ValueError(f"fault {item['id']} of {meter_id}: {error}") from None
+    index = item["config_index"]
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+        raise ValueError(f"fault {item['id']}: config_index {index!r}")
+    cleared = item["cleared"]
+    return FaultRecord(
+        fault_id=int(item["id"]),
+        meter_id=str(meter_id),
+        spec=spec,
+        since=parse_iso_utc(item["since"]),
+        cleared=None if cleared is None else parse_iso_utc(cleared),
+        config_index=index,
+    )
