@@ -61,13 +61,19 @@ class DemoOptions:
     detect_every_s: float = 60.0
 
 
+#: How long before the fleet's epoch its meters were installed (:func:`demo_fleet`).
+INSTALLED_BEFORE_EPOCH = timedelta(days=HISTORY_DAYS + 30)
+
+
 def demo_fleet(count: int, seed: int, now: datetime) -> list[ModelledMeter]:
     """Households on the consumption model, as of ``now`` (the demo's epoch: see :func:`fleet_epoch`);
     one has had a leak for 40 hours by then, one is tampered with, and through one water has gone
-    back into the main for 20 hours (its backward register shows it)."""
+    back into the main for 20 hours (its backward register shows it). The epoch must stay the same
+    from one run to the next (it sets the installation date): built around a later one, the
+    registers read less, going back."""
     rng = random.Random(seed)
     profile = load_profile("smart_water_meter")
-    installed = now - timedelta(days=HISTORY_DAYS + 30)
+    installed = now - INSTALLED_BEFORE_EPOCH
     fleet = []
     for unit in range(1, count + 1):
         model = MeterModel(

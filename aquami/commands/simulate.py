@@ -16,17 +16,34 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1"),
         port: int = typer.Option(5020, min=0, max=65535),
         seed: int = typer.Option(7),
+        installed: str = typer.Option(
+            "2026-01-01T00:00:00Z",
+            help="When the meters were installed (ISO 8601 UTC). Fixed, so a restarted simulator's registers "
+            "go on from where they were; the demo fleet's leak, tamper and reverse flow begin 51 days later.",
+        ),
     ) -> None:
         """Serve smart water meters over Modbus TCP until stopped (Ctrl-C)."""
         import asyncio
         import signal
         from datetime import UTC, datetime
 
-        from aquami.demo import demo_fleet
+        from aquami.demo import INSTALLED_BEFORE_EPOCH, demo_fleet
+        from simulators.ground_truth import parse_iso_utc
         from simulators.modbus_tcp import ModbusTcpSimulator
 
+        try:
+            since = parse_iso_utc(installed)
+        except ValueError:
+            raise typer.BadParameter(f"{installed!r}: an ISO 8601 UTC time, e.g. 2026-01-01T00:00:00Z") from None
+        now = datetime.now(UTC)
+        if since > now:
+            raise typer.BadParameter(f"{installed}: in the future; meters must be installed to be read")
+        fleet = demo_fleet(meters, seed, since + INSTALLED_BEFORE_EPOCH)
+        for unit in fleet:
+            unit.meter.read(now)  # work out the days since installation before the first request
+
         async def main() -> None:
-            simulator = ModbusTcpSimulator(demo_fleet(meters, seed, datetime.now(UTC)), host=host, port=port)
+            simulator = ModbusTcpSimulator(fleet, host=host, port=port)
             await simulator.start()
             typer.echo(f"{meters} meters (unit ids 1..{meters}, profile smart_water_meter) on {host}:{simulator.port}")
             stop = asyncio.Event()

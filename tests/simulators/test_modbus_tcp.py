@@ -6,9 +6,13 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from pymodbus.client import AsyncModbusTcpClient
+from typer.testing import CliRunner
 
+from aquami.cli import app
 from firmware_protocols.modbus import load_profile
+from simulators import modbus_tcp
 from simulators.meter_model import MeterModel
 from simulators.modbus_tcp import ModbusTcpSimulator
 from simulators.modelled_meter import ModelledMeter
@@ -49,3 +53,47 @@ def test_the_other_table_coils_and_writes_are_an_illegal_function_and_the_meter_
     assert inlet.profile.decode_registers(inlet_read.registers)["volume_m3"] == inlet.meter.read(NOW).volume_m3
     for refused in (other_table, coils, write):
         assert refused.isError() and refused.exception_code == 1, refused.function_code
+
+
+class _Captured(Exception):
+    """Stops ``aquami simulate modbus-tcp`` at the point it would start serving."""
+
+
+def _served_fleet(monkeypatch: pytest.MonkeyPatch, *args: str) -> list[ModelledMeter]:
+    served: list[list[ModelledMeter]] = []
+
+    class Capture:
+        def __init__(self, fleet: list[ModelledMeter], **_: Any) -> None:
+            served.append(fleet)
+
+        async def start(self) -> None:
+            raise _Captured
+
+    monkeypatch.setattr(modbus_tcp, "ModbusTcpSimulator", Capture)
+    result = CliRunner().invoke(app, ["simulate", "modbus-tcp", "--meters", "3", *args])
+    assert isinstance(result.exception, _Captured), result.output
+    return served[0]
+
+
+def test_the_command_s_meters_are_installed_on_a_fixed_date_so_a_restart_does_not_move_a_register(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, the installation date was the start's minus 51 days: a simulator restarted an hour later
+    served 16 of 20 registers lower than they had read, all 20 a day later."""
+    first, restarted = _served_fleet(monkeypatch), _served_fleet(monkeypatch)
+    assert [_installed(u) for u in first] == [datetime(2026, 1, 1, tzinfo=UTC)] * 3
+    moment = datetime(2026, 11, 5, 8, 0, tzinfo=UTC)
+    assert [u.meter.read(moment) for u in first] == [u.meter.read(moment) for u in restarted]
+    other = _served_fleet(monkeypatch, "--installed", "2025-06-01T00:00:00Z")
+    assert _installed(other[0]) == datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def _installed(unit: ModelledMeter) -> datetime:
+    assert isinstance(unit.meter, MeterModel)
+    return unit.meter.installed
+
+
+def test_the_command_refuses_an_installation_date_it_cannot_use() -> None:
+    for text, why in (("2999-01-01T00:00:00Z", "in the future"), ("yesterday", "an ISO 8601 UTC time")):
+        result = CliRunner().invoke(app, ["simulate", "modbus-tcp", "--installed", text])
+        assert result.exit_code == 2 and why in result.output
