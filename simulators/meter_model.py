@@ -11,8 +11,9 @@ any instant can be read in any order and always gives the same answer. Only per-
 for the past; a few recent days are kept whole for the alarms.
 
 Faults that change the water through the meter (leak, burst, reverse flow, tamper, stuck, dry) act
-on whole steps: :meth:`MeterModel.inject` and :meth:`MeterModel.end_fault` move their start and end
-up to the next step boundary. A fault injected or ended now (the rig does both while gateways read)
+on whole steps: :meth:`MeterModel.inject` moves their start up to the next step boundary and keeps
+their length, rounded up to whole steps; :meth:`MeterModel.end_fault` ends them at the step boundary
+after the instant given. A fault injected or ended now (the rig does both while gateways read)
 then never rewrites the step in progress, which a gateway may already have read: the register never
 goes back except under reverse flow, and stands still from a stuck fault's start.
 
@@ -215,10 +216,17 @@ class MeterModel:
         return _EPOCH + -(-((t - _EPOCH) // _US) // step) * step * _US
 
     def _on_steps(self, fault: Fault) -> Fault:
+        """A fault that changes the water from the next step boundary on, as long as it was to last
+        (rounded up to whole steps). Moving its end up to a boundary of its own made one shorter
+        than a step that began mid-step (30 s from 03:00:20) last no time at all: never on the wire."""
         if not isinstance(fault, _STEPPED):
             return fault
-        end = None if fault.end is None else self._next_step(fault.end)
-        return dataclasses.replace(fault, start=self._next_step(fault.start), end=end)
+        start = self._next_step(fault.start)
+        if fault.end is None:
+            return dataclasses.replace(fault, start=start)
+        step = self.step_s * 1_000_000
+        steps = -(-((fault.end - fault.start) // _US) // step)
+        return dataclasses.replace(fault, start=start, end=start + steps * step * _US)
 
     def _of(self, kind: type[Fault]) -> list[Fault]:
         return [f for f in self.faults if isinstance(f, kind)]

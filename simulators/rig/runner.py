@@ -314,7 +314,14 @@ class Rig:
                 end_meter_fault(model, event, record.cleared)
                 return None
             fault = ActiveFault(
-                record.fault_id, meter_id, spec, since, lambda at: end_meter_fault(model, event, at), event.end, record
+                # since and until as the meter applies them (from its next step on)
+                record.fault_id,
+                meter_id,
+                spec,
+                event.start,
+                lambda at: end_meter_fault(model, event, at),
+                event.end,
+                record,
             )
         self._faults[fault.fault_id] = fault
         return fault

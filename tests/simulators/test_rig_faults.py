@@ -346,3 +346,38 @@ def test_probabilistic_faults_on_different_transports_fire_independently_and_rep
     assert 16 < first["A1"].count("x") < 48 and 16 < first["B1"].count("x") < 48
     assert _lost_pattern(TWO_LINES) == first
     assert _lost_pattern(TWO_LINES.replace("seed = 7", "seed = 8")) != first
+
+
+def test_a_meter_fault_shorter_than_a_step_shows_for_a_step_and_says_when() -> None:
+    """Before, a 30 s tamper injected 30 s into a minute was moved to start and end on the same step
+    boundary: answered 201 and listed as active, it never reached the wire, and ``since`` was the
+    request's instant, not the meter's."""
+    clock = {"now": NOW}  # 30 s into a minute
+    rig = Rig(parse_rig_text(RIG, now=NOW), clock=lambda: clock["now"])
+    asyncio.run(rig.start())
+    try:
+        tamper = rig.inject("M1", {"kind": "tamper", "duration_s": 30})
+        burst = rig.inject("M2", {"kind": "burst", "rate_lph": 3000, "duration_s": 40})
+        step = datetime(2026, 2, 1, 12, 1, tzinfo=UTC)
+        for fault in (tamper, burst):
+            assert (fault.since, fault.until) == (step, step + timedelta(minutes=1))
+            assert fault.to_json()["since"] == step.isoformat()
+        m1, m2 = rig.meters["M1"].model, rig.meters["M2"].model
+        assert "tamper" in m1.read(step + timedelta(seconds=30)).alarms
+        assert "tamper" not in m1.read(step + timedelta(seconds=90)).alarms
+        assert m2.read(step + timedelta(seconds=30)).flow_m3h >= 3.0
+        unfaulted = MeterModel("M2", installed=datetime(2026, 1, 1, tzinfo=UTC), seed=7, dma="RIG")
+        extra = [m2.read(at).volume_m3 - unfaulted.read(at).volume_m3 for at in (step, step + timedelta(minutes=2))]
+        assert extra[0] == 0.0 and abs(extra[1] - 0.05) <= 0.0011  # 3 m3/h for one 60 s step
+    finally:
+        asyncio.run(rig.stop())
+
+
+@given(offset_us=st.integers(0, 59_999_999), length_us=st.integers(1, 3 * 3_600_000_000))
+def test_a_meter_fault_keeps_its_length_rounded_up_to_whole_steps(offset_us: int, length_us: int) -> None:
+    meter = MeterModel("M1", installed=datetime(2026, 1, 1, tzinfo=UTC))
+    start = NOW.replace(second=0) + timedelta(microseconds=offset_us)
+    applied = meter.inject(Leak(start=start, end=start + timedelta(microseconds=length_us), rate_lph=10.0))
+    assert applied.end is not None
+    length = (applied.end - applied.start).total_seconds()
+    assert applied.start >= start and length % 60 == 0 and length_us / 1e6 <= length < length_us / 1e6 + 60

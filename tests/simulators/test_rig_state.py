@@ -114,7 +114,7 @@ def test_a_config_fault_that_was_changed_ends_at_the_restart_and_the_new_one_sta
         at = restart - timedelta(seconds=1)
         assert second.meters["M1"].model.read(at).volume_m3 == first.meters["M1"].model.read(at).volume_m3
         burst = next(f for f in second.active_faults() if f.spec.kind == "burst")
-        assert burst.since == restart and burst.spec.rate_lph == 1000
+        assert burst.since == restart + timedelta(seconds=25) and burst.spec.rate_lph == 1000  # the next step
         saved = json.loads(state.read_text())["faults"]
         assert [(f["spec"]["rate_lph"], f["cleared"]) for f in saved if f["spec"]["kind"] == "burst"] == [
             (100000.0, "2026-02-01T12:30:35Z"),
