@@ -331,6 +331,12 @@ class MeterModel:
         return self._cum(_s(at))[2]
 
     @_locked
+    def true_steps_m3(self, d: int) -> np.ndarray:
+        """The true net volume of each step of UTC day ``d`` (days since the epoch): what a DMA inlet
+        upstream of the meter sees go through, step by step."""
+        return self._day(d).true_net.copy()
+
+    @_locked
     def true_flow_m3h(self, at: datetime) -> float:
         s = _s(at)
         d = int(s // DAY_S)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.events import Stuck, Tamper
+from simulators.events import ReverseFlow, Stuck, Tamper
 from simulators.inlet_model import InletMeterModel, MainBurst, leakage_m3
 from simulators.meter_model import MeterModel
 from simulators.network import PRESSURE_FACTOR
@@ -87,3 +88,61 @@ def test_a_live_dma_is_reproducible_and_its_faults_are_ground_truth() -> None:
         if e.event == "leak":
             meter = next(m for m in a.customers if m.meter_id == e.meter_id)
             assert "leak" in meter.read(e.start + timedelta(days=1, minutes=5)).alarms
+
+
+def _reversing_dma(burst_at_s: int) -> tuple[InletMeterModel, MeterModel]:
+    customers = [MeterModel(f"M{i}", installed=T0, seed=i) for i in (1, 2)]
+    sender = customers[0]
+    sender.inject(ReverseFlow(start=T0 + timedelta(days=1, hours=3), end=T0 + timedelta(days=2, hours=1), rate_lph=900))
+    inlet = InletMeterModel("IN", "D", customers, installed=T0, leakage_m3h=0.05, initial_m3=500)
+    start = T0 + timedelta(days=1, hours=3, seconds=burst_at_s)  # mid-step, now and then: the flow turns within a step
+    inlet.inject(MainBurst(start=start, end=start + timedelta(hours=2, seconds=7), rate_lph=600))
+    return inlet, sender
+
+
+def _backward_m3(inlet: InletMeterModel, t1: datetime, t2: datetime) -> float:
+    """∫ max(-flow, 0) dt over [t1, t2], from the flow the inlet reports, piece by constant piece."""
+    edges = {t1, t2}
+    t = datetime.fromtimestamp((t1.timestamp() // 60 + 1) * 60, tz=UTC)
+    while t < t2:
+        edges.add(t)
+        t += timedelta(minutes=1)
+    for b in inlet.bursts:
+        edges |= {e for e in (b.start, b.end) if e is not None and t1 < e < t2}
+    ordered = sorted(edges)
+    return sum(
+        max(-inlet.flow_m3h(a + (b - a) / 2), 0.0) * (b - a).total_seconds() / 3600
+        for a, b in itertools.pairwise(ordered)
+    )
+
+
+@settings(max_examples=15, deadline=None)
+@given(a=st.integers(0, 3 * 86400), b=st.integers(0, 3 * 86400), burst_at_s=st.integers(0, 3600))
+def test_the_inlet_s_totalisers_count_each_way_of_the_flow(a: int, b: int, burst_at_s: int) -> None:
+    """Before, the forward totaliser was the net register (it ran backwards under reverse flow) and the
+    reverse totaliser was always 0."""
+    inlet, _ = _reversing_dma(burst_at_s)
+    t1, t2 = sorted((T0 + timedelta(seconds=a), T0 + timedelta(seconds=b)))
+    r1, r2 = inlet.read(t1), inlet.read(t2)
+    assert r2.forward_volume_m3 >= r1.forward_volume_m3 and r2.reverse_volume_m3 >= r1.reverse_volume_m3
+    backward = r2.reverse_volume_m3 - r1.reverse_volume_m3
+    assert backward == pytest.approx(_backward_m3(inlet, t1, t2), abs=0.0011)
+    assert r2.forward_volume_m3 - r2.reverse_volume_m3 == pytest.approx(r2.volume_m3, abs=0.0011)
+
+
+def test_the_inlet_s_reverse_totaliser_counts_the_night_the_district_sends_water_back() -> None:
+    inlet, sender = _reversing_dma(0)
+    night = T0 + timedelta(days=1, hours=5)
+    assert inlet.flow_m3h(night) < 0
+    before, after = inlet.read(night), inlet.read(night + timedelta(hours=1))
+    assert after.reverse_volume_m3 - before.reverse_volume_m3 > 0.1
+    assert after.forward_volume_m3 >= before.forward_volume_m3
+    assert after.volume_m3 < before.volume_m3  # the net register, which the district's balance counts
+    # a fault ended after days were worked out changes them from its new end on, and only then
+    later = T0 + timedelta(days=3)
+    inlet.read(later)
+    sender.end_fault(sender.faults[0], T0 + timedelta(days=1, hours=6))
+    fresh = InletMeterModel("IN", "D", inlet.customers, installed=T0, leakage_m3h=0.05, initial_m3=500)
+    fresh.bursts = list(inlet.bursts)
+    for at in (night, later, later + timedelta(hours=5)):
+        assert inlet.read(at) == fresh.read(at)
