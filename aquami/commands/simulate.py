@@ -107,9 +107,12 @@ def register(app: typer.Typer) -> None:
 
         from simulators.rig.client import RigClientError, clear_faults, inject_fault, parse_options
 
+        if clear and kind and not (kind.isascii() and kind.isdigit()):
+            typer.echo(f"error: with --clear, give a fault id (a number) or nothing, not {kind!r}", err=True)
+            raise typer.Exit(2)
         try:
             if clear:
-                answer = clear_faults(rig_url, meter, int(kind) if kind.isdigit() else None)
+                answer = clear_faults(rig_url, meter, int(kind) if kind else None)
             else:
                 answer = inject_fault(rig_url, meter, kind, parse_options(option))
         except RigClientError as error:

@@ -63,10 +63,12 @@ def inject_fault(rig_url: str, meter: str, fault: str, options: dict[str, Any] |
 
 
 def clear_faults(rig_url: str, meter: str, fault_id: int | None = None) -> Any:
+    """Clear ``meter``'s fault ``fault_id``, or all its faults; the rig refuses a fault of another meter."""
     base = rig_url.rstrip("/")
+    query = f"meter={urllib.parse.quote(meter)}"
     if fault_id is not None:
-        return _call("DELETE", f"{base}/faults/{fault_id}")
-    return _call("DELETE", f"{base}/faults?meter={urllib.parse.quote(meter)}")
+        return _call("DELETE", f"{base}/faults/{fault_id}?{query}")
+    return _call("DELETE", f"{base}/faults?{query}")
 
 
 def meters(rig_url: str) -> Any:

@@ -6,7 +6,8 @@
   fault with its id). Options as in :mod:`simulators.rig.faults` (``probability``, ``delay_s``,
   ``duration_s``, ``rate_lph``, ...).
 - ``DELETE /faults/{id}``, or ``DELETE /faults?meter=M000001`` for all of a meter's: clear (200, what
-  was cleared).
+  was cleared). ``DELETE /faults/{id}?meter=M000001`` clears fault ``id`` only if it is that meter's;
+  a meter not on the rig, or a fault not found (on that meter), is 404.
 
 Errors are ``application/problem+json`` (RFC 9457) with a ``detail`` naming the field.
 """
@@ -96,12 +97,17 @@ def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")
             meter = parse_qs(url.query).get("meter", [None])[0]
+            if meter is not None and meter not in rig.meters:
+                # cleared nothing, but 200 [] told the technician it had gone well
+                self._problem(HTTPStatus.NOT_FOUND, f"meter: {meter!r} is not on this rig")
+                return
             if parts == ["faults"] and meter:
                 cleared = rig.clear(meter_id=meter)
-            elif len(parts) == 2 and parts[0] == "faults" and parts[1].isdigit():
-                cleared = rig.clear(fault_id=int(parts[1]))
+            elif len(parts) == 2 and parts[0] == "faults" and parts[1].isascii() and parts[1].isdigit():
+                cleared = rig.clear(fault_id=int(parts[1]), meter_id=meter)
                 if not cleared:
-                    self._problem(HTTPStatus.NOT_FOUND, f"no fault {parts[1]}")
+                    on = "" if meter is None else f" on meter {meter!r}"
+                    self._problem(HTTPStatus.NOT_FOUND, f"no fault {parts[1]}{on}")
                     return
             else:
                 self._problem(HTTPStatus.NOT_FOUND, "DELETE /faults/{id} or /faults?meter=ID")

@@ -20,7 +20,9 @@ import serial
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
+from typer.testing import CliRunner
 
+from aquami.cli import app
 from firmware_protocols.mbus import build_req_ud2, build_snd_ud_select, decode_frame
 from simulators.events import Leak
 from simulators.meter_model import MeterModel
@@ -381,3 +383,37 @@ def test_a_meter_fault_keeps_its_length_rounded_up_to_whole_steps(offset_us: int
     assert applied.end is not None
     length = (applied.end - applied.start).total_seconds()
     assert applied.start >= start and length % 60 == 0 and length_us / 1e6 <= length < length_us / 1e6 + 60
+
+
+def _delete(url: str, path: str) -> tuple[int, Any]:
+    request = urllib.request.Request(f"{url}{path}", method="DELETE")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_clearing_names_the_meter_and_a_wrong_one_is_refused(control: tuple[Rig, str]) -> None:
+    """Before, ``aquami simulate fault M2 --clear 1`` cleared fault 1 whichever meter it was on, and
+    clearing the faults of a meter not on the rig answered 200 [] (exit 0)."""
+    rig, url = control
+    status, leak = _post(url, {"meter": "M1", "fault": "leak"})
+    assert status == 201
+    assert _delete(url, f"/faults/{leak['id']}?meter=M2") == (
+        404,
+        {"type": "about:blank", "title": "Not Found", "status": 404, "detail": f"no fault {leak['id']} on meter 'M2'"},
+    )
+    assert _delete(url, "/faults?meter=NOPE")[1]["detail"] == "meter: 'NOPE' is not on this rig"
+    assert [f.fault_id for f in rig.active_faults()] == [leak["id"]]  # still on
+
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["simulate", "fault", "--rig", url, "M2", "--clear", str(leak["id"])])
+    assert wrong.exit_code == 1 and f"404: no fault {leak['id']} on meter 'M2'" in wrong.output
+    unknown = runner.invoke(app, ["simulate", "fault", "--rig", url, "NOPE", "--clear"])
+    assert unknown.exit_code == 1 and "404: meter: 'NOPE' is not on this rig" in unknown.output
+    not_an_id = runner.invoke(app, ["simulate", "fault", "--rig", url, "M1", "--clear", "leak"])
+    assert not_an_id.exit_code == 2 and "give a fault id (a number) or nothing, not 'leak'" in not_an_id.output
+    right = runner.invoke(app, ["simulate", "fault", "--rig", url, "M1", "--clear", str(leak["id"])])
+    assert right.exit_code == 0 and json.loads(right.output)[0]["id"] == leak["id"]
+    assert rig.active_faults() == []
