@@ -102,8 +102,8 @@ def _transport(t: Table) -> TransportConfig:
 
 def _identification(t: Table, key: str) -> str:
     value = t.text(key)
-    if len(value) != 8 or not value.isdigit():
-        raise t.error(key, f"{value!r}: 8 decimal digits")
+    if len(value) != 8 or not (value.isascii() and value.isdigit()):  # "١٢٣٤٥٦٧٨" is digits too, but no BCD
+        raise t.error(key, f"{value!r}: 8 decimal digits 0-9")
     return str(value)
 
 
@@ -142,7 +142,12 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
     if kind in ("mbus_water", "wmbus_oms"):
         values["secondary"] = _identification(t, "secondary")
         manufacturer = t.text("manufacturer", "AQM")
-        if len(manufacturer) != 3 or not manufacturer.isalpha() or not manufacturer.isupper():
+        if (
+            len(manufacturer) != 3
+            or not manufacturer.isascii()
+            or not manufacturer.isalpha()
+            or not manufacturer.isupper()
+        ):
             raise t.error("manufacturer", f"{manufacturer!r}: three letters A-Z (EN 13757-3 clause 5.6)")
         values["manufacturer"] = manufacturer
     if kind == "pulse_counter":
@@ -197,7 +202,8 @@ def parse_rig(
             raise rig.error("installed", f"{installed_text}: in the future; meters must be installed to be read")
     control = rig.text("control", "127.0.0.1:8470")
     host, _, port_text = control.rpartition(":")
-    if host not in ("127.0.0.1", "localhost") or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    port_ok = port_text.isascii() and port_text.isdigit() and 0 <= int(port_text) <= 65535
+    if host not in ("127.0.0.1", "localhost") or not port_ok:
         raise rig.error("control", f"{control!r}: 127.0.0.1:PORT (the fault endpoint listens on loopback only)")
     rig.no_unknown_keys()
 

@@ -40,7 +40,13 @@ async def serve(
     console = console or Console()
     rig = Rig(config, state_path=state_path)
     await rig.start()
-    control = ControlServer(rig, config.control_host, config.control_port).start()
+    try:
+        control = ControlServer(rig, config.control_host, config.control_port).start()
+    except OSError as error:
+        await rig.stop()
+        # "[Errno 98] Address already in use" alone named neither the setting nor the port
+        where = f"{config.control_host}:{config.control_port}"
+        raise OSError(error.errno, f"rig.control {where}: {error.strerror} (another rig running?)") from None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

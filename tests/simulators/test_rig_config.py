@@ -66,6 +66,11 @@ def test_the_example_has_every_meter_kind_on_every_transport() -> None:
          r"meter\[1\].litres_per_pulse: 0.0 must be at least 0.001"),
         ('\n[[meter]]\nid = "M2"\nkind = "mbus_water"\ntransport = "bus"\naddress = 3\nsecondary = "12AB5678"\n',
          r"meter\[1\].secondary: '12AB5678': 8 decimal digits"),
+        # passed str.isdigit(), then every request to the meter failed with a traceback
+        ('\n[[meter]]\nid = "M2"\nkind = "mbus_water"\ntransport = "bus"\naddress = 3\nsecondary = "١٢٣٤٥٦٧٨"\n',
+         r"meter\[1\].secondary: '١٢٣٤٥٦٧٨': 8 decimal digits 0-9"),
+        ('\n[[meter]]\nid = "M2"\nkind = "mbus_water"\ntransport = "bus"\naddress = 3\nsecondary = "26000003"\n'
+         'manufacturer = "ÄÖÜ"\n', r"meter\[1\].manufacturer: 'ÄÖÜ': three letters A-Z"),
         ('\n[[meter]]\nid = "M2"\nkind = "dma_inlet"\ntransport = "tcp"\naddress = 9\ncustomers = ["M1", "M9"]\n',
          r"meter\[1\].customers: 'M9' is no customer meter of this rig"),
         ('\n[[meter]]\nid = "M2"\nkind = "dma_inlet"\ntransport = "tcp"\naddress = 9\ncustomers = ["M1", "M1"]\n',
@@ -90,6 +95,8 @@ def test_rig_table_mistakes() -> None:
         parse_rig_text(BASE.replace("2026-01-01", "2027-01-01"), now=NOW)
     with pytest.raises(ConfigError, match=r"rig.control: '0.0.0.0:8470'"):
         parse_rig_text(BASE.replace("[rig]", '[rig]\ncontrol = "0.0.0.0:8470"'), now=NOW)
+    with pytest.raises(ConfigError, match=r"rig.control: '127.0.0.1:٨٤٧٠'"):
+        parse_rig_text(BASE.replace("[rig]", '[rig]\ncontrol = "127.0.0.1:٨٤٧٠"'), now=NOW)
     with pytest.raises(ConfigError, match=r"rig.toml:3: rig.seed: -1 must be at least 0"):
         parse_rig_text(BASE.replace("[rig]", "[rig]\nseed = -1"), now=NOW)
     assert Rig(parse_rig_text(BASE.replace("[rig]", "[rig]\nseed = 0"), now=NOW)).config.seed == 0  # builds

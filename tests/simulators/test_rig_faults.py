@@ -417,3 +417,25 @@ def test_clearing_names_the_meter_and_a_wrong_one_is_refused(control: tuple[Rig,
     right = runner.invoke(app, ["simulate", "fault", "--rig", url, "M1", "--clear", str(leak["id"])])
     assert right.exit_code == 0 and json.loads(right.output)[0]["id"] == leak["id"]
     assert rig.active_faults() == []
+
+
+def test_a_busy_control_port_is_named_and_the_transports_are_let_go() -> None:
+    """Before, the rig stopped on a bare '[Errno 98] Address already in use', naming neither the
+    setting nor the port, with its transports still open."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = parse_rig_text(RIG.replace('"127.0.0.1:0"', f'"127.0.0.1:{port}"'), now=NOW)
+        stopped: list[Rig] = []
+        real_stop = Rig.stop
+
+        async def stop(rig: Rig) -> None:
+            stopped.append(rig)
+            await real_stop(rig)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Rig, "stop", stop)
+            with pytest.raises(OSError, match=rf"rig\.control 127\.0\.0\.1:{port}: Address already in use"):
+                asyncio.run(serve(config, table=False, console=Console(file=io.StringIO())))
+    assert len(stopped) == 1
