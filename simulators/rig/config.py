@@ -7,7 +7,8 @@ reader the gateway's configuration uses (:mod:`aquami.config.reader`)::
 
 A file has ``[rig]`` (seed, installation time, the control endpoint), ``[[transport]]`` (each a
 name and a protocol: ``modbus_tcp``, ``modbus_rtu``, ``mbus``, ``wmbus``) and ``[[meter]]`` (each an
-id, a kind and the transport it sits on). Kinds and the protocols they speak:
+id, a kind and the transport it sits on); the faults the rig applies are kept in a state file beside
+it (:mod:`simulators.rig.state`), so a restarted rig reads on where it was. Kinds and the protocols they speak:
 
 - ``smart_water_meter``: Modbus (TCP or RTU), profile ``smart_water_meter``;
 - ``pulse_counter``: a mechanical meter's pulse output on a pulse-counter module, Modbus profile

@@ -90,6 +90,8 @@ def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
                 self._problem(HTTPStatus.NOT_FOUND, f"meter: {body['meter']!r} is not on this rig")
             except ValueError as error:
                 self._problem(HTTPStatus.BAD_REQUEST, str(error).replace("kind:", "fault:", 1))
+            except OSError as error:  # in force, but not kept: say so rather than drop the connection
+                self._problem(HTTPStatus.INTERNAL_SERVER_ERROR, f"the fault is in force, but {error.strerror}")
             else:
                 self._send(HTTPStatus.CREATED, fault.to_json())
 
@@ -101,16 +103,20 @@ def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
                 # cleared nothing, but 200 [] told the technician it had gone well
                 self._problem(HTTPStatus.NOT_FOUND, f"meter: {meter!r} is not on this rig")
                 return
-            if parts == ["faults"] and meter:
-                cleared = rig.clear(meter_id=meter)
-            elif len(parts) == 2 and parts[0] == "faults" and parts[1].isascii() and parts[1].isdigit():
-                cleared = rig.clear(fault_id=int(parts[1]), meter_id=meter)
-                if not cleared:
-                    on = "" if meter is None else f" on meter {meter!r}"
-                    self._problem(HTTPStatus.NOT_FOUND, f"no fault {parts[1]}{on}")
+            try:
+                if parts == ["faults"] and meter:
+                    cleared = rig.clear(meter_id=meter)
+                elif len(parts) == 2 and parts[0] == "faults" and parts[1].isascii() and parts[1].isdigit():
+                    cleared = rig.clear(fault_id=int(parts[1]), meter_id=meter)
+                    if not cleared:
+                        on = "" if meter is None else f" on meter {meter!r}"
+                        self._problem(HTTPStatus.NOT_FOUND, f"no fault {parts[1]}{on}")
+                        return
+                else:
+                    self._problem(HTTPStatus.NOT_FOUND, "DELETE /faults/{id} or /faults?meter=ID")
                     return
-            else:
-                self._problem(HTTPStatus.NOT_FOUND, "DELETE /faults/{id} or /faults?meter=ID")
+            except OSError as error:
+                self._problem(HTTPStatus.INTERNAL_SERVER_ERROR, f"cleared, but {error.strerror}")
                 return
             self._send(HTTPStatus.OK, [f.to_json() for f in cleared])
 

@@ -328,8 +328,13 @@ class Rig:
 
     def _save(self) -> None:
         """Write every fault's record to the state file (if any). Call with the lock held."""
-        if self.state_path is not None:
+        if self.state_path is None:
+            return
+        try:
             save_state(self.state_path, self.config.seed, self.config.installed, list(self._records.values()))
+        except OSError as error:
+            detail = f"state file {self.state_path}: {error.strerror}: the faults will not outlive a restart"
+            raise OSError(error.errno, detail) from None
 
     def clear(self, fault_id: int | None = None, meter_id: str | None = None) -> list[ActiveFault]:
         """Clear one fault by id, or every fault of a meter; returns what was cleared."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from simulators.rig.config import parse_rig_text
+from simulators.rig.control import ControlServer
 from simulators.rig.runner import Rig
 from simulators.rig.state import RigStateError, state_path_for
 
@@ -148,3 +152,24 @@ def test_a_meter_taken_off_the_rig_keeps_its_faults_in_the_file(tmp_path: Path) 
     )
     _stop(_started(without_m2, clock, state))
     assert [f["meter"] for f in json.loads(state.read_text())["faults"] if f["spec"]["kind"] == "leak"] == ["M2"]
+
+
+def test_a_state_file_that_cannot_be_written_is_said_so(tmp_path: Path) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    rig = _started(RIG, Clock(T0), folder / "rig.state.json")
+    server = ControlServer(rig).start()
+    try:
+        shutil.rmtree(folder)
+        request = urllib.request.Request(
+            f"{server.url}/faults", json.dumps({"meter": "M2", "fault": "leak"}).encode(), method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 500
+        detail = json.loads(refused.value.read())["detail"]
+        assert detail.startswith("the fault is in force, but state file ") and "will not outlive a restart" in detail
+        assert [f.spec.kind for f in rig.active_faults() if f.meter_id == "M2"] == ["leak"]
+    finally:
+        server.stop()
+        _stop(rig)
