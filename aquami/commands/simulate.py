@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
     def rig(
         config: Path = typer.Option(..., "--config", "-c", help="Rig file, e.g. simulators/examples/rig.toml."),
         table: bool = typer.Option(True, "--table/--no-table", help="Show the live table."),
-        check: bool = typer.Option(False, "--check", help="Only validate the file."),
+        check: bool = typer.Option(False, "--check", help="Only validate the file (and its state file, if any)."),
         state: Path | None = typer.Option(
             None,
             "--state",
@@ -71,18 +71,22 @@ def register(app: typer.Typer) -> None:
 
         from simulators.rig.config import ConfigError, load_rig
         from simulators.rig.serve import serve
-        from simulators.rig.state import RigStateError, state_path_for
+        from simulators.rig.state import RigStateError, load_state, state_path_for
 
+        state_path = state or state_path_for(config)
         try:
             loaded = load_rig(config)
-        except ConfigError as error:
+            if check:
+                kinds = {m.meter_id: m.kind for m in loaded.meters}
+                load_state(state_path, loaded.seed, loaded.installed, kinds)
+        except (ConfigError, RigStateError) as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
         if check:
             typer.echo(f"{config}: {len(loaded.meters)} meters on {len(loaded.transports)} transports: OK")
             return
         try:
-            asyncio.run(serve(loaded, table=table, state_path=state or state_path_for(config)))
+            asyncio.run(serve(loaded, table=table, state_path=state_path))
         except RigStateError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from aquami.cli import app
 from simulators.rig.config import parse_rig_text
 from simulators.rig.control import ControlServer
 from simulators.rig.runner import Rig
@@ -173,3 +175,15 @@ def test_a_state_file_that_cannot_be_written_is_said_so(tmp_path: Path) -> None:
     finally:
         server.stop()
         _stop(rig)
+
+
+def test_the_command_checks_the_state_file_and_runs_with_it_beside_the_rig_file(tmp_path: Path) -> None:
+    config = tmp_path / "bench.toml"
+    config.write_text(RIG.replace("seed = 7", "seed = 9"))
+    state = tmp_path / "bench.state.json"
+    _stop(_started(RIG, Clock(T0), state))  # a state file of seed 7
+    result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(config), "--check"])
+    assert result.exit_code == 2 and "bench.state.json: written for seed 7" in result.output
+    elsewhere = tmp_path / "other.json"
+    result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(config), "--check", "--state", str(elsewhere)])
+    assert result.exit_code == 0, result.output
