@@ -17,25 +17,41 @@ LEFT JOIN LATERAL (
 ) latest ON true
 """
 
+# the gateway's latest word on the meter's link: offline since then, or back online (events table)
+_LINK = """
+LEFT JOIN LATERAL (
+    SELECT ts, event FROM events e
+    WHERE e.meter_id = m.meter_id AND e.event IN ('meter_offline', 'meter_online')
+    ORDER BY ts DESC LIMIT 1
+) link ON true
+"""
+
 _METER_COLUMNS = """
 m.meter_id, m.registered, m.dma, m.role, m.bulk, m.first_seen, m.last_gateway_id,
 latest.ts AS latest_ts, latest.volume_m3 AS latest_volume_m3, latest.flow_m3h AS latest_flow_m3h,
 latest.reverse_volume_m3 AS latest_reverse_volume_m3, latest.alarms AS latest_alarms,
-latest.quality AS latest_quality
+latest.quality AS latest_quality,
+CASE WHEN link.event = 'meter_offline' THEN link.ts END AS offline_since
 """
 
 
-def list_meters(conn: psycopg.Connection, after: str | None, limit: int) -> list[dict[str, Any]]:
+def list_meters(
+    conn: psycopg.Connection, after: str | None, limit: int, not_read_since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Meters by id after ``after``; with ``not_read_since``, only those with no reading at or
+    after it (none at all, or their latest earlier): the meters that stopped communicating."""
     return conn.execute(
-        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} "
-        "WHERE %(after)s::text IS NULL OR m.meter_id > %(after)s ORDER BY m.meter_id LIMIT %(limit)s",
-        {"after": after, "limit": limit},
+        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_LINK} "
+        "WHERE (%(after)s::text IS NULL OR m.meter_id > %(after)s) "
+        "AND (%(since)s::timestamptz IS NULL OR latest.ts IS NULL OR latest.ts < %(since)s) "
+        "ORDER BY m.meter_id LIMIT %(limit)s",
+        {"after": after, "limit": limit, "since": not_read_since},
     ).fetchall()  # type: ignore[return-value]
 
 
 def get_meter(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | None:
     return conn.execute(  # type: ignore[return-value]
-        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} WHERE m.meter_id = %s", (meter_id,)
+        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_LINK} WHERE m.meter_id = %s", (meter_id,)
     ).fetchone()
 
 

@@ -13,7 +13,7 @@ from collector.vee.editing import edit_reading, reading_history, substitute_read
 from server.auth import Principal, require_role
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
-from server.instants import ReadingInstant
+from server.instants import ReadingInstant, UtcInstant
 from server.meters import repository
 from server.meters.schemas import (
     Meter,
@@ -44,8 +44,12 @@ def list_meters(
     conn: Connection,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="meter id to continue after")] = None,
+    not_read_since: Annotated[
+        UtcInstant | None,
+        Query(description="only meters with no reading at or after this instant (the ones not communicating)"),
+    ] = None,
 ) -> MeterPage:
-    rows = repository.list_meters(conn, cursor, limit + 1)
+    rows = repository.list_meters(conn, cursor, limit + 1, not_read_since)
     items = [meter_from_row(row) for row in rows[:limit]]
     return MeterPage(items=items, next=_next_url(request, items[-1].meter_id) if len(rows) > limit else None)
 

@@ -31,6 +31,9 @@ class Meter(BaseModel):
     first_seen: UtcInstant
     last_gateway_id: str | None
     latest: Reading | None
+    offline_since: UtcInstant | None = Field(
+        description="when its gateway reported it offline (it stopped answering polls), if not back online since"
+    )
 
 
 class MeterPage(BaseModel):
@@ -64,6 +67,7 @@ def meter_from_row(row: dict[str, Any]) -> Meter:
         first_seen=row["first_seen"],
         last_gateway_id=row["last_gateway_id"],
         latest=latest,
+        offline_since=row["offline_since"],
     )
 
 

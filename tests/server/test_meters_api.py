@@ -527,3 +527,45 @@ def test_recording_a_file_again_without_the_optional_columns_keeps_what_they_rec
         meter = conn.execute("SELECT dma, bulk FROM meters WHERE meter_id = 'M-1'").fetchone()
     assert installation == (EXCHANGE, Decimal("12.5"), Decimal("1234.567"))
     assert meter == (None, True)  # an empty DMA is none (not one called ''); bulk as recorded
+
+
+def test_meters_not_read_since_an_instant_are_the_ones_not_communicating(api, migrated_database_url):
+    """A utility's daily no-read report: meters with no reading at or after an instant (none at all,
+    or their latest earlier), paged like the list, each with when its gateway reported it offline.
+    Before, there was no asking it but reading every meter's latest reading in turn."""
+    client, keys = api
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('M3', true), ('M4', true)")
+        conn.execute(  # M3 read until T0 + 10 h, M4 until T0 + 50 h
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M3', %s, 5), ('M4', %s, 7)",
+            (T0 + timedelta(hours=10), T0 + timedelta(hours=50)),
+        )
+        conn.execute(
+            "INSERT INTO events (meter_id, ts, event, state, gateway_id) VALUES"
+            " ('M3', %(off)s, 'meter_offline', 'raised', 'gw-1'),"
+            " ('M4', %(off)s, 'meter_offline', 'raised', 'gw-1'), ('M4', %(on)s, 'meter_online', 'raised', 'gw-1')",
+            {"off": T0 + timedelta(hours=11), "on": T0 + timedelta(hours=50)},
+        )
+
+    def silent(since: datetime, limit: int = 100) -> list[dict]:
+        found, url = [], f"/meters?limit={limit}&not_read_since={since.isoformat().replace('+00:00', 'Z')}"
+        while url:
+            page = client.get(url, headers=auth(keys["reader"]))
+            assert page.status_code == 200, page.text
+            found += page.json()["items"]
+            url = page.json()["next"]
+        return found
+
+    # M1 read until T0 + 47 h, M2 never
+    assert [m["meter_id"] for m in silent(T0 + timedelta(hours=47))] == ["M2", "M3"]
+    assert [m["meter_id"] for m in silent(T0 + timedelta(hours=47), limit=1)] == ["M2", "M3"]  # paged
+    assert [m["meter_id"] for m in silent(T0 + timedelta(hours=11))] == ["M2", "M3"]
+    assert [m["meter_id"] for m in silent(T0 + timedelta(hours=10))] == ["M2"]  # read at the instant itself
+    assert [m["meter_id"] for m in silent(T0 + timedelta(hours=60))] == ["M1", "M2", "M3", "M4"]
+    everyone = {m["meter_id"]: m for m in client.get("/meters", headers=auth(keys["reader"])).json()["items"]}
+    assert datetime.fromisoformat(everyone["M3"]["offline_since"]) == T0 + timedelta(hours=11)
+    assert everyone["M4"]["offline_since"] is None  # back online since
+    assert everyone["M1"]["offline_since"] is None and everyone["M2"]["offline_since"] is None
+    one = client.get("/meters/M3", headers=auth(keys["reader"])).json()
+    assert datetime.fromisoformat(one["offline_since"]) == T0 + timedelta(hours=11)
+    assert_problem(client.get("/meters?not_read_since=2026-11-01T00:00", headers=auth(keys["reader"])), 422)
