@@ -23,10 +23,11 @@ import psycopg
 from aquami.mqtt import MqttEndpoint, new_client
 from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
 from collector.events_parser import EventRow, parse_events_message
+from collector.gateway_status import GatewayStatus, parse_status_message, status_gateway
 from collector.store import ReadingStore, StoreResult
 
 log = logging.getLogger(__name__)
-Parsed = ParsedMessage | list[EventRow] | RejectedMessage
+Parsed = ParsedMessage | list[EventRow] | GatewayStatus | RejectedMessage
 
 
 def _size(result: Parsed) -> int:
@@ -50,6 +51,8 @@ def _parse(received: Received) -> Parsed:
     try:
         if message.topic.endswith("/events"):
             return parse_events_message(message.topic, message.payload)
+        if status_gateway(message.topic) is not None:
+            return parse_status_message(message.topic, message.payload, received.at)
         return parse_reads_message(message.topic, message.payload, received.at)
     except Exception as error:  # a parser bug must not kill the parser thread
         log.exception("could not parse a message from %s", message.topic)
@@ -98,7 +101,12 @@ class CollectorConfig:
 
     @property
     def subscriptions(self) -> list[str]:
-        topics = [f"{self.topic_root}/+/reads", f"{self.topic_root}/+/events"]
+        topics = [
+            f"{self.topic_root}/+/reads",
+            f"{self.topic_root}/+/events",
+            f"{self.topic_root}/+/status",  # the gateways' own (collector.gateway_status)
+            f"{self.topic_root}/+/status/health",
+        ]
         return [f"$share/{self.shared_group}/{t}" if self.shared_group else t for t in topics]
 
 
@@ -229,8 +237,9 @@ class Collector:
     def _store_messages(self, messages: list[tuple[Received, Parsed]]) -> None:
         reads: list[ParsedMessage] = []
         events: list[EventRow] = []
+        statuses: list[GatewayStatus] = []
         dead: list[tuple[str, str, bytes]] = []
-        parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow]]] = []
+        parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow] | GatewayStatus]] = []
         for received, result in messages:
             message = received.message
             if isinstance(result, RejectedMessage):
@@ -242,11 +251,13 @@ class Collector:
                 if result.untimely is not None:
                     log.warning("dead letter from %s: %s", message.topic, result.untimely[0])
                     dead.append((message.topic, *result.untimely))
+            elif isinstance(result, GatewayStatus):
+                statuses.append(result)
             else:
                 events.extend(result)
             parsed.append((message, result))
         try:
-            outcome = self._store.write_messages(reads, dead, events)
+            outcome = self._store.write_messages(reads, dead, events, statuses)
         except (psycopg.DataError, psycopg.IntegrityError):
             # One message's rows upset the database: store message by message, so the bad one
             # becomes a dead letter and the others are kept.
@@ -255,13 +266,17 @@ class Collector:
         self._count(len(messages), outcome, len(dead))
 
     def _store_one_by_one(
-        self, parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow]]], dead: list[tuple[str, str, bytes]]
+        self,
+        parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow] | GatewayStatus]],
+        dead: list[tuple[str, str, bytes]],
     ) -> None:
         self._count(len(dead), self._store.write([], dead), len(dead))
         for message, result in parsed:
             try:
                 if isinstance(result, ParsedMessage):
                     outcome = self._store.write_messages([result])
+                elif isinstance(result, GatewayStatus):
+                    outcome = self._store.write([], (), (), [result])
                 else:
                     outcome = self._store.write([], (), result)
                 self._count(1, outcome, 0)

@@ -36,10 +36,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from collector import db
 from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow
 from collector.events_parser import EVENT_COLUMNS, EventRow
+from collector.gateway_status import GatewayStatus
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
@@ -110,6 +112,20 @@ SELECT {", ".join(EVENT_COLUMNS)} FROM events_staging
 ON CONFLICT DO NOTHING
 """
 
+
+# A gateway's link state: link_since moves only when the state changes (a retained status heard
+# again after a reconnect is the same state, not a new one).
+_LINK_UPSERT = """
+INSERT INTO gateway_status (gateway_id, online, link_since) VALUES (%s, %s, %s)
+ON CONFLICT (gateway_id) DO UPDATE SET
+    online = excluded.online,
+    link_since = CASE WHEN gateway_status.online IS DISTINCT FROM excluded.online
+                      THEN excluded.link_since ELSE gateway_status.link_since END
+"""
+_HEALTH_UPSERT = """
+INSERT INTO gateway_status (gateway_id, health, health_at) VALUES (%s, %s, %s)
+ON CONFLICT (gateway_id) DO UPDATE SET health = excluded.health, health_at = excluded.health_at
+"""
 
 #: A dead letter keeps this much of its payload, with the payload's full length and SHA-256.
 DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
@@ -184,17 +200,20 @@ class ReadingStore:
         rows: Sequence[ReadingRow],
         dead_letters: Sequence[tuple[str, str, bytes]] = (),
         events: Sequence[EventRow] = (),
+        statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
-        """Store rows, events and dead letters (topic, reason, payload) in one transaction."""
+        """Store rows, events, gateways' statuses and dead letters (topic, reason, payload) in one transaction."""
         unseen = {row[0]: row[6] for row in rows if row[0] not in self._known_meters}
         oldest = min((row[1][:19] for row in rows), default=None)
-        return self._write([copy_text(rows)] if rows else [], len(rows), unseen, dead_letters, events, oldest)
+        chunks = [copy_text(rows)] if rows else []
+        return self._write(chunks, len(rows), unseen, dead_letters, events, oldest, statuses)
 
     def write_messages(
         self,
         messages: Sequence[ParsedMessage],
         dead_letters: Sequence[tuple[str, str, bytes]] = (),
         events: Sequence[EventRow] = (),
+        statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
         """Like :meth:`write`, for parsed messages: their COPY text is already built."""
         known = self._known_meters
@@ -205,7 +224,7 @@ class ReadingStore:
                 unseen.update(dict.fromkeys(new, message.gateway_id))
         count = sum(message.count for message in messages)
         oldest = min((message.oldest_ts for message in messages), default=None)
-        return self._write([m.copy_data for m in messages], count, unseen, dead_letters, events, oldest)
+        return self._write([m.copy_data for m in messages], count, unseen, dead_letters, events, oldest, statuses)
 
     def _write(
         self,
@@ -215,12 +234,14 @@ class ReadingStore:
         dead_letters: Sequence[tuple[str, str, bytes]],
         events: Sequence[EventRow],
         oldest_ts: str | None = None,
+        statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
-        """``count`` readings in COPY text ``chunks`` (meters not known yet: ``unseen``), events and
-        dead letters, in one transaction; a note in ``late_readings`` when the oldest reading is late."""
+        """``count`` readings in COPY text ``chunks`` (meters not known yet: ``unseen``), events,
+        gateways' statuses and dead letters, in one transaction; a note in ``late_readings`` when
+        the oldest reading is late."""
         conn = self._connection()
         with db.deadline(conn, 2 * self.statement_timeout_s):
-            return self._write_in(conn, chunks, count, unseen, dead_letters, events, oldest_ts)
+            return self._write_in(conn, chunks, count, unseen, dead_letters, events, oldest_ts, statuses)
 
     def _write_in(
         self,
@@ -231,6 +252,7 @@ class ReadingStore:
         dead_letters: Sequence[tuple[str, str, bytes]],
         events: Sequence[EventRow],
         oldest_ts: str | None,
+        statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
         inserted = new_meters = conflicts = events_inserted = 0
         try:
@@ -250,6 +272,11 @@ class ReadingStore:
                     new_meters += cur.rowcount
                     cur.execute(_EVENTS_MERGE)
                     events_inserted = cur.rowcount
+                for status in statuses:  # in arrival order: the newest of each gateway stays
+                    if status.online is not None:
+                        cur.execute(_LINK_UPSERT, (status.gateway_id, status.online, status.received_at))
+                    else:
+                        cur.execute(_HEALTH_UPSERT, (status.gateway_id, Jsonb(status.health), status.received_at))
                 if dead_letters:
                     cur.executemany(
                         "INSERT INTO dead_letters (topic, reason, payload, payload_bytes, payload_sha256) "

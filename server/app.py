@@ -16,6 +16,7 @@ from server.billing.router import router as billing_router
 from server.body_limit import BodyLimit
 from server.care.router import router as care_router
 from server.db import open_pool
+from server.gateways.router import router as gateways_router
 from server.meters.router import router as meters_router
 from server.problems import install_problem_handlers, refuse_nul_text
 from server.web.router import router as web_router
@@ -43,6 +44,7 @@ def create_app(database_url: str) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(meters_router)
     app.include_router(alerts_router)
+    app.include_router(gateways_router)
     app.include_router(billing_router)
     app.include_router(care_router)
     app.include_router(web_router)
