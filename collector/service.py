@@ -101,13 +101,12 @@ class CollectorConfig:
 
     @property
     def subscriptions(self) -> list[str]:
-        topics = [
-            f"{self.topic_root}/+/reads",
-            f"{self.topic_root}/+/events",
-            f"{self.topic_root}/+/status",  # the gateways' own (collector.gateway_status)
-            f"{self.topic_root}/+/status/health",
-        ]
-        return [f"$share/{self.shared_group}/{t}" if self.shared_group else t for t in topics]
+        topics = [f"{self.topic_root}/+/reads", f"{self.topic_root}/+/events"]
+        shared = [f"$share/{self.shared_group}/{t}" if self.shared_group else t for t in topics]
+        # The gateways' own status (collector.gateway_status), to every collector of a group: a shared
+        # subscription is sent no retained message, and each collector storing the same newest state
+        # is harmless (an upsert; the link's since moves only when it changes).
+        return [*shared, f"{self.topic_root}/+/status", f"{self.topic_root}/+/status/health"]
 
 
 class Collector:

@@ -152,10 +152,13 @@ def test_copy_text_carries_every_value_exactly():
     ]
 
 
-def test_a_shared_group_shares_both_topics():
+def test_a_shared_group_shares_both_topics_and_every_collector_hears_the_gateways_status():
+    statuses = ["aquami/v1/+/status", "aquami/v1/+/status/health"]  # retained: a shared subscription gets none
     config = CollectorConfig("postgresql://x", None, shared_group="collectors")  # type: ignore[arg-type]
-    assert config.subscriptions == ["$share/collectors/aquami/v1/+/reads", "$share/collectors/aquami/v1/+/events"]
-    assert CollectorConfig("postgresql://x", None).subscriptions == ["aquami/v1/+/reads", "aquami/v1/+/events"]  # type: ignore[arg-type]
+    shared = ["$share/collectors/aquami/v1/+/reads", "$share/collectors/aquami/v1/+/events"]
+    assert config.subscriptions == [*shared, *statuses]
+    alone = CollectorConfig("postgresql://x", None).subscriptions  # type: ignore[arg-type]
+    assert alone == ["aquami/v1/+/reads", "aquami/v1/+/events", *statuses]
 
 
 @settings(max_examples=300)
