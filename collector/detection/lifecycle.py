@@ -13,7 +13,13 @@ finding's own detection: a district's second burst while its first one runs is a
 A meter's own alarm about an episode a detector has found (the meter's ``leak`` bit, raised after a
 day of flow, beside the leak detector's alert) is that same alert, and only confirms it: the
 detector's figures (its estimated start, the leak's own rate) stand, and the alarm neither
-overwrites nor resolves them. An alert only resolves when a detection says its flow stopped
+overwrites nor resolves them. Of the flow kinds, the kinds need not agree: many meters flag any
+continuous flow as ``leak``, a 600 L/h burst included, and a burst the detectors raised may later be
+found to be a leak; a meter's leak or burst alarm overlapping a detector's leak or burst alert on
+its meter (not dismissed) is that alert. A meter's alarm stored before the detector's alert
+about its flow is folded into it: closed as dismissed by ``detection``, naming the detector's alert
+(its enquiry is closed as a duplicate: server migration 0039), so the episode is one alert, one
+enquiry and one volume for billing. An alert only resolves when a detection says its flow stopped
 (``ended_at``); an alert missing from a run is left as it is (the run may simply not have covered
 it). A dismissed alert stays dismissed for the rest of its episode, which runs go on following (its
 ``last_seen`` and ``ended_at``, from a detector's findings or the meter's alarm alike) so that they
@@ -47,7 +53,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from collector.detection.alerts import ACTIVE, Alert, AlertSource, AlertStatus
+from collector.detection.alerts import ACTIVE, Alert, AlertKind, AlertSource, AlertStatus
 
 
 @dataclass
@@ -163,6 +169,10 @@ def merge_alerts(
         by_key.setdefault(alert.key, []).append(alert.alert_id)
     changes = AlertChanges()
     touched: dict[str, Alert] = {}  # alert_id → its new state, for alerts changed in this merge
+    flow_by_meter: dict[str, list[str]] = {}  # leak and burst alerts' ids by meter
+    for alert in stored_alerts:
+        if alert.kind in _FLOW_EPISODE and alert.meter_id is not None:
+            flow_by_meter.setdefault(alert.meter_id, []).append(alert.alert_id)
     found_all = list(detected)
     # alerts a detector's finding opened or matched in this merge; those a finding names by id first
     by_detector = {f.alert_id for f in found_all if f.source is AlertSource.DETECTOR and f.alert_id in current}
@@ -171,6 +181,8 @@ def merge_alerts(
         # a detector's finding is one episode: it takes a stored alert no other finding has taken
         taken = by_detector if found.source is AlertSource.DETECTOR else set()
         stored = _match(found, current, by_key.get(found.key, []), taken)
+        if found.source is AlertSource.METER and _confirms(found, stored, current, flow_by_meter, by_detector):
+            continue  # the detector's alert about this flow, whatever its kind: the alarm only confirms it
         if stored is None:
             if (
                 opens_from is not None
@@ -187,6 +199,8 @@ def merge_alerts(
             touched[new.alert_id] = new
             if found.source is AlertSource.DETECTOR:
                 by_detector.add(new.alert_id)
+            if new.kind in _FLOW_EPISODE and new.meter_id is not None:
+                flow_by_meter.setdefault(new.meter_id, []).append(new.alert_id)
             continue
         if found.source is AlertSource.DETECTOR:
             by_detector.add(stored.alert_id)
@@ -219,6 +233,10 @@ def merge_alerts(
         if updated != stored:
             current[stored.alert_id] = updated
             touched[stored.alert_id] = updated
+    for alert_id in [i for ids in flow_by_meter.values() for i in ids]:
+        folded = _folded(current[alert_id], current, flow_by_meter, by_detector, now)
+        if folded is not None:
+            current[alert_id] = touched[alert_id] = folded
     for alert_id, alert in list(current.items()):
         taken_out = removed_by(alert)
         if taken_out is None:
@@ -240,6 +258,81 @@ def merge_alerts(
         else:
             changes.updated.append(alert)
     return changes
+
+
+#: The kinds of one flow episode behind a meter: the meter's ``leak`` bit and the detectors' burst
+#: are the same water (many meters flag any continuous flow as a leak, whatever its size; a burst
+#: found later to be a leak changes kind).
+_FLOW_EPISODE = frozenset({AlertKind.LEAK, AlertKind.BURST})
+#: Who "dismisses" a meter's alarm folded into the detector's alert about the same flow; server
+#: migration 0039 closes that alert's enquiry as a duplicate of the detector's.
+FOLDED_BY = "detection"
+FOLDED_REASON = "the same episode as alert "
+
+
+def _detectors_alert(
+    alert: Alert, current: Mapping[str, Alert], flow_by_meter: Mapping[str, list[str]], by_detector: set[str]
+) -> Alert | None:
+    """A detector's leak or burst alert on ``alert``'s meter, not dismissed, whose episode overlaps
+    ``alert``'s (a meter's alarm, stored or found), other than ``alert`` itself: the same flow. A
+    meter's alert a detector's finding took over in this merge counts as the detector's."""
+    if alert.kind not in _FLOW_EPISODE or alert.meter_id is None:
+        return None
+    for alert_id in flow_by_meter.get(alert.meter_id, ()):
+        other = current[alert_id]
+        if (
+            alert_id == alert.alert_id
+            or other.status is AlertStatus.DISMISSED
+            or (other.source is not AlertSource.DETECTOR and alert_id not in by_detector)
+        ):
+            continue
+        other_end = other.ended_at or other.resolved_at
+        alert_end = alert.ended_at
+        if (other_end is None or alert.start <= other_end) and (alert_end is None or other.start <= alert_end):
+            return other
+    return None
+
+
+def _confirms(
+    found: Alert,
+    own: Alert | None,
+    current: Mapping[str, Alert],
+    flow_by_meter: Mapping[str, list[str]],
+    by_detector: set[str],
+) -> bool:
+    """Whether the meter's alarm ``found`` only confirms a detector's alert about the same flow (of
+    either flow kind: a 600 L/h burst the meter flags as ``leak``). ``own``: the stored alert it
+    matched. An active one is folded into the detector's after the merge (:func:`_folded`); a
+    dismissed one goes on being followed (a person's dismissal, or a fold, answers that source only),
+    and one a detector's finding took over is the detector's alert already."""
+    if own is not None and (own.status is AlertStatus.DISMISSED or own.alert_id in by_detector):
+        return False
+    return _detectors_alert(found, current, flow_by_meter, by_detector) is not None
+
+
+def _folded(
+    alert: Alert,
+    current: Mapping[str, Alert],
+    flow_by_meter: Mapping[str, list[str]],
+    by_detector: set[str],
+    now: datetime,
+) -> Alert | None:
+    """A meter's leak or burst alarm's alert, opened before a detector raised the same flow under
+    another kind (or before a detector's burst turned out a leak), folded into the detector's: closed
+    as its duplicate, so that the episode is one alert, one enquiry and one volume for billing (two
+    alerts counted a shop's 150 L/h leak twice: 2.85 + 2.70 m³). None when it is no such alarm."""
+    if alert.source is not AlertSource.METER or alert.status is AlertStatus.DISMISSED or alert.alert_id in by_detector:
+        return None
+    detectors = _detectors_alert(alert, current, flow_by_meter, by_detector)
+    if detectors is None:
+        return None
+    return alert.replace(
+        status=AlertStatus.DISMISSED,
+        dismissed_at=now,
+        dismissed_by=FOLDED_BY,
+        dismiss_reason=FOLDED_REASON + detectors.alert_id,
+        resolved_at=None,
+    )
 
 
 def _arrived_during(found: Alert, arrived: Mapping[str, tuple[datetime, datetime]]) -> bool:

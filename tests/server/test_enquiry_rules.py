@@ -10,7 +10,7 @@ import pytest
 from collector.alert_store import save_changes
 from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource, AlertStatus
 from collector.detection.common import new_alert
-from collector.detection.lifecycle import AlertChanges
+from collector.detection.lifecycle import FOLDED_BY, FOLDED_REASON, AlertChanges
 
 DETECTED = datetime(2026, 3, 2, 4, tzinfo=UTC)
 
@@ -231,3 +231,44 @@ def test_an_enquiry_raised_before_meterization_recorded_the_meter_is_placed_once
         "meter recorded as fitted at service point SP-1 | service point supplied to account ACC-1"
     ), notes["M-late-card"]
     assert "fitted at" not in notes["M-fitted-after"], notes["M-fitted-after"]
+
+
+def test_the_enquiry_of_a_meter_s_alarm_folded_into_a_detector_s_alert_is_closed_as_its_duplicate(
+    migrated_database_url: str,
+) -> None:
+    """The meter's leak bit raised an enquiry before the detector's burst raised its own about the
+    same flow: two open enquiries for one leak. Folded (collector.detection.lifecycle), the alarm's
+    enquiry is closed, naming the one that goes on; one a person is working keeps its status."""
+    now = DETECTED + timedelta(hours=2)
+    alarms = [
+        _alert(AlertKind.LEAK, meter, 0.0, timedelta(hours=1)).replace(source=AlertSource.METER)
+        for meter in ("M-open", "M-working")
+    ]
+    bursts = [
+        _alert(AlertKind.BURST, a.meter_id or "", 600.0, timedelta(hours=2)).replace(alert_id=f"burst/{a.meter_id}")
+        for a in alarms
+    ]
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=alarms))
+        conn.execute("UPDATE enquiries SET status = 'in_progress' WHERE meter_id = 'M-working'")
+        folded = [
+            a.replace(
+                status=AlertStatus.DISMISSED,
+                dismissed_at=now,
+                dismissed_by=FOLDED_BY,
+                dismiss_reason=f"{FOLDED_REASON}burst/{a.meter_id}",
+            )
+            for a in alarms
+        ]
+        save_changes(conn, AlertChanges(opened=bursts, updated=folded))
+        status: dict[str, str] = dict(conn.execute("SELECT alert_id, status FROM enquiries").fetchall())
+        ids: dict[str, int] = dict(conn.execute("SELECT alert_id, enquiry_id FROM enquiries").fetchall())
+        notes = _notes(conn)
+    assert status[alarms[0].alert_id] == "closed" and status[alarms[1].alert_id] == "in_progress"
+    assert status["burst/M-open"] == status["burst/M-working"] == "open"
+    assert notes["M-open"].endswith(
+        f"a duplicate of enquiry {ids['burst/M-open']} (alert burst/M-open), about the same flow; enquiry closed"
+    ), notes["M-open"]
+    assert notes["M-working"].endswith(
+        f"a duplicate of enquiry {ids['burst/M-working']} (alert burst/M-working), about the same flow"
+    ), notes["M-working"]
