@@ -172,8 +172,8 @@ def _on_the_grid(
     """The rows of :data:`_BLOCK_QUERY` placed on the grid of ``count`` instants from ``first``:
     (registers, backward registers, alarm bits by name), each (meters, count), the meters in the
     order of ``index``. In each interval (instant - step + late, instant + late], the last reading
-    stands for it, with its alarms only; a reading whose meter row was removed has nothing to be
-    attributed to."""
+    stands for it, and an alarm is on if any of its readings carried it; a reading whose meter row
+    was removed has nothing to be attributed to."""
     volume = np.full((len(index), count), np.nan)
     reverse = np.full((len(index), count), np.nan)  # NaN: no read, or a meter without a backward register
     alarm_bits: dict[str, np.ndarray] = {}
@@ -190,16 +190,21 @@ def _on_the_grid(
     chosen = order[np.r_[cell[1:] != cell[:-1], True]]  # the last reading of each interval
     volume[row[chosen], slot[chosen]] = records["volume"][chosen]
     reverse[row[chosen], slot[chosen]] = records["reverse"][chosen]
-    last_us = np.zeros(volume.shape, dtype=np.int64)
-    last_us[row[chosen], slot[chosen]] = records["us"][chosen]
+    # an interval's alarm is on if any reading in it carried it, not only the last one: a 15-minute
+    # meter's tamper at :15 and :30, clear at :45, is an alarm all the same (it was stored in the
+    # readings and never raised); the clear then ends it at the next interval's reading
+    flagged: dict[str, tuple[list[int], list[int]]] = {}  # alarm → its readings' meter rows and instants
     for meter_id, _, alarms in rows:
         for record in alarms or ():
             us = int.from_bytes(record[:8], "big", signed=True)
-            r, k = index[meter_id], _interval_of(us, first_us, step_us)
-            if last_us[r, k] != us:
-                continue  # not the interval's last reading: a later one stands for it
             for name in filter(None, bytes(record[8:]).decode().split(",")):
-                alarm_bits.setdefault(name, np.zeros(volume.shape, dtype=bool))[r, k] = True
+                meters, instants = flagged.setdefault(name, ([], []))
+                meters.append(index[meter_id])
+                instants.append(us)
+    for name, (meters, instants) in flagged.items():
+        r, k = np.asarray(meters), _interval_of(np.asarray(instants, dtype=np.int64), first_us, step_us)
+        inside = (k >= 0) & (k < count)
+        alarm_bits.setdefault(name, np.zeros(volume.shape, dtype=bool))[r[inside], k[inside]] = True
     return volume, reverse, alarm_bits
 
 
