@@ -223,6 +223,16 @@ class DetectionConfig:
     #: :func:`collector.detection.balance.still_register_flow`.
     dma_still_hours: float = 3.0
 
+    # --- the meters' own alarms ------------------------------------------------------------------
+    #: An alarm that comes back within this many hours of clearing is the same episode, and an
+    #: alarm's end is told only once it has stayed clear this long. A flapping bit (a loose tamper
+    #: contact, a battery at the edge of its threshold) toggles poll by poll: set every other hourly
+    #: poll for a day it opened 12 alerts and 12 enquiries (12 urgent ones for a burst bit). Six
+    #: hours hold six hourly polls and 24 fifteen-minute ones, so such flapping is one alert, while a
+    #: daily meter's reads, a day apart, stay episodes of their own; the price is that an alarm's
+    #: enquiry hears it cleared six hours late. 0: every clear ends the episode at once.
+    alarm_hold_off_h: float = 6.0
+
     # --- engine --------------------------------------------------------------------------------
     #: Meters per chunk: bounds memory (each (M, T) float64 array of a chunk is M × T × 8 bytes).
     #: Small chunks stay in the CPU caches, which matters more than the per-chunk overhead.

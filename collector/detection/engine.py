@@ -100,7 +100,7 @@ def run_detection(
         part, flows = inlet_part, inlet_flows
         alerts += detect_reverse_flow(part, flows, config)
         alerts += detect_stuck(part, flows, config)
-        alerts += meter_alarm_alerts(part, flows)
+        alerts += meter_alarm_alerts(part, flows, config)
         codes = dma_code[inlet_rows]
         with np.errstate(invalid="ignore"):
             # a DMA's inflow is unknown where any of its inlets' is
@@ -165,7 +165,7 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     leaks = _without_burst_runs(leaks, bursts)
     alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
     alerts += detect_reverse_flow(part, flows, config)
-    alerts += meter_alarm_alerts(part, flows)
+    alerts += meter_alarm_alerts(part, flows, config)
     quiet = still_for(flows)
     known_from = _burst_cells(part, [a for a in alerts if a.kind is AlertKind.BURST])
     filled, estimated, back = customer_flow_parts(part, flows, config, quiet, known_from)

@@ -69,9 +69,13 @@ def test_a_meter_alarm_is_not_cleared_by_missing_reads(name: str, k: int) -> Non
 
     cleared_bits = bits.copy()
     cleared_bits[1, t - k :] = False  # read, and the bit is gone
-    cleared = _one(detect(dataclasses.replace(block, alarms={name: cleared_bits})), kind, AlertSource.METER)
+    cleared_block = dataclasses.replace(block, alarms={name: cleared_bits})
+    cleared = _one(detect(cleared_block, DetectionConfig(alarm_hold_off_h=0)), kind, AlertSource.METER)
     assert cleared.ended_at == at_hour(t - k)
     assert cleared.last_seen == at_hour(t - 1 - k)
+    # within the hold-off of its clear, the bit may yet come back: the alarm is not over yet
+    held = _one(detect(cleared_block), kind, AlertSource.METER)
+    assert (held.start, held.ended_at, held.last_seen) == (at_hour(30), None, at_hour(t - 1 - k))
 
 
 def test_a_missing_read_inside_an_alarm_neither_ends_it_nor_starts_another() -> None:
@@ -178,3 +182,32 @@ def test_a_main_burst_is_not_ended_by_missing_inlet_reads() -> None:
         unknown = _one(run_detection(unknown_block).alerts, AlertKind.DMA_BURST)
         assert unknown.ended_at is None
         assert unknown.detected_at == ended.detected_at
+
+
+@pytest.mark.parametrize("name", ["tamper", "burst"])
+def test_a_flapping_alarm_is_one_episode_ended_once_it_stays_clear_for_the_hold_off(name: str) -> None:
+    """A bit set on every other hourly poll for a day opened an alert per flap: 12 alerts and 12
+    enquiries (12 urgent ones for a burst bit). Back within the hold-off (6 h) of its clear, it is
+    one episode, whose end is told once the bit has stayed clear that long; back later, it is
+    another."""
+    rng = np.random.default_rng(105)
+    block = block_of({"A": household(rng, 5)})
+    bits = np.zeros(block.volume_m3.shape, dtype=bool)
+    bits[0, 48:72:2] = True  # on at 48:00, 50:00, … 70:00, clear at the polls between
+    bits[0, 80] = True  # nine hours after the last flap's clear (71:00): another episode
+    alarms = {name: bits}
+    kind = AlertKind(name)
+    alerts = [a for a in detect(dataclasses.replace(block, alarms=alarms)) if a.source is AlertSource.METER]
+    assert [(a.kind, a.start, a.ended_at, a.last_seen) for a in alerts] == [
+        (kind, at_hour(48), at_hour(71), at_hour(70)),
+        (kind, at_hour(80), at_hour(81), at_hour(80)),
+    ]
+    # a run at 74:00 (the flapping's clear three hours old) does not yet know it ended
+    early = dataclasses.replace(
+        block, volume_m3=block.volume_m3[:, :75], timestamps=block.timestamps[:75], alarms={name: bits[:, :75]}
+    )
+    (running,) = [a for a in detect(early) if a.source is AlertSource.METER]
+    assert (running.start, running.ended_at, running.last_seen) == (at_hour(48), None, at_hour(70))
+    # the hold-off off: every flap an alert, as before
+    flaps = detect(dataclasses.replace(block, alarms=alarms), DetectionConfig(alarm_hold_off_h=0))
+    assert len([a for a in flaps if a.source is AlertSource.METER]) == 13
