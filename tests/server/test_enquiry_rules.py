@@ -272,3 +272,44 @@ def test_the_enquiry_of_a_meter_s_alarm_folded_into_a_detector_s_alert_is_closed
     assert notes["M-working"].endswith(
         f"a duplicate of enquiry {ids['burst/M-working']} (alert burst/M-working), about the same flow"
     ), notes["M-working"]
+
+
+def test_an_alert_of_no_flow_tells_its_enquiry_it_cleared_without_litres(migrated_database_url: str) -> None:
+    """A meter's tamper alarm of 8 hours told its enquiry "the flow stopped (23 L lost in all)": the
+    household's use while it was on, no water lost. Only the flow kinds' notes quote litres."""
+    kinds = {
+        "M-tamper": AlertKind.TAMPER,
+        "M-dry": AlertKind.DRY,
+        "M-battery": AlertKind.LOW_BATTERY,
+        "M-stuck": AlertKind.STUCK,
+        "M-out": AlertKind.TAMPER,
+        "M-leak": AlertKind.LEAK,
+    }
+    alerts = [
+        _alert(kind, meter, 2.9, timedelta(hours=8)).replace(
+            source=AlertSource.DETECTOR if kind in (AlertKind.STUCK, AlertKind.LEAK) else AlertSource.METER
+        )
+        for meter, kind in kinds.items()
+    ]
+    ended = DETECTED + timedelta(hours=1)
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("INSERT INTO meters (meter_id) VALUES ('M-out')")
+        conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SP-out')")
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) "
+            "VALUES ('SP-out', 'M-out', %s, %s)",
+            (DETECTED - timedelta(days=400), ended),
+        )
+        save_changes(conn, AlertChanges(opened=alerts))
+        resolved = [a.replace(status=AlertStatus.RESOLVED, ended_at=ended, resolved_at=ended) for a in alerts]
+        save_changes(conn, AlertChanges(resolved=resolved))
+        notes = _notes(conn)
+    last = {meter: note.rsplit(" | ", 1)[-1] for meter, note in notes.items()}
+    assert last == {
+        "M-tamper": "alert resolved: alarm cleared",
+        "M-dry": "alert resolved: alarm cleared",
+        "M-battery": "alert resolved: alarm cleared",
+        "M-stuck": "alert resolved: no longer seen",
+        "M-out": "alert resolved: meter M-out taken out",
+        "M-leak": "alert resolved: the flow stopped (23 L lost in all)",
+    }
