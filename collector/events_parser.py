@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aquami.contracts.events import ENVELOPE_FIELDS, TIME_FIELDS, schema_errors
-from collector.batch_parser import RejectedMessage
+from collector.batch_parser import FUTURE_MAX, TS_MIN, RejectedMessage
 from collector.fast_reads import ID_PATTERN
 
 # The staging table's columns, in COPY order (collector/store.py).
@@ -24,8 +24,15 @@ EVENT_COLUMNS = ("meter_id", "ts", "event", "state", "detail", "gateway_id", "ba
 EventRow = tuple[str | None, str, str, str, str | None, str, int | None]
 
 
-def parse_events_message(topic: str, payload: bytes | bytearray) -> list[EventRow] | RejectedMessage:
-    """The rows of a valid event (one), or a rejection naming every field that is wrong."""
+def parse_events_message(
+    topic: str, payload: bytes | bytearray, received_at: datetime | None = None
+) -> list[EventRow] | RejectedMessage:
+    """The rows of a valid event (one), or a rejection naming every field that is wrong.
+
+    Its times are held to the bounds of the readings' (:data:`collector.batch_parser.TS_MIN`, and
+    ``FUTURE_MAX`` after ``received_at``, by default now): a gateway's clock that dates its reads
+    1970-01-01 dates its events so too, and an event dated then (or 2099) was stored as fact beside
+    the readings refused as dead letters."""
     try:
         message: Any = json.loads(payload)
     except ValueError as error:  # not UTF-8, not JSON, or an integer of over 4,300 digits
@@ -43,6 +50,8 @@ def parse_events_message(topic: str, payload: bytes | bytearray) -> list[EventRo
     topic_parts = topic.split("/")
     if len(topic_parts) >= 2 and topic_parts[-2] != gateway_id:
         return RejectedMessage(f"gateway_id {gateway_id!r} does not match the topic {topic!r}")
+    received = (received_at or datetime.now(UTC)).astimezone(UTC)
+    latest = (received + FUTURE_MAX).strftime("%Y-%m-%dT%H:%M:%S")
     for name in TIME_FIELDS:
         value = message.get(name)
         if value is None:
@@ -51,6 +60,12 @@ def parse_events_message(topic: str, payload: bytes | bytearray) -> list[EventRo
             datetime.fromisoformat(value)  # the pattern admits month 13; the calendar does not
         except ValueError:
             return RejectedMessage(f"{name}: {value!r} is not a real UTC time")
+        # every time matches the contract's pattern (UTC, to the second): its text sorts as it does
+        if value[:19] < TS_MIN:
+            return RejectedMessage(f"{name}: {value!r} is before 2000-01-01 (the gateway's clock is wrong)")
+        if value[:19] > latest:
+            at = received.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return RejectedMessage(f"{name}: {value!r} is more than a day after the collector received it ({at})")
     detail = {k: v for k, v in message.items() if k not in ENVELOPE_FIELDS}
     return [
         (

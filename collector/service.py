@@ -50,7 +50,7 @@ def _parse(received: Received) -> Parsed:
     message = received.message
     try:
         if message.topic.endswith("/events"):
-            return parse_events_message(message.topic, message.payload)
+            return parse_events_message(message.topic, message.payload, received.at)
         if status_gateway(message.topic) is not None:
             return parse_status_message(message.topic, message.payload, received.at)
         return parse_reads_message(message.topic, message.payload, received.at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -107,3 +108,36 @@ def test_an_integer_of_5000_digits_is_a_clean_dead_letter():
     for parse in (parse_events_message, parse_reads_message):
         refused = parse("aquami/v1/gw/events", payload)
         assert isinstance(refused, RejectedMessage) and refused.reason.startswith("not JSON: Exceeds the limit")
+
+
+def test_an_event_dated_by_a_clock_gone_wrong_is_a_dead_letter_as_its_readings_are():
+    """A gateway without a battery-backed clock starts at 1970: its reads were refused (before
+    2000-01-01) while its events, dated by the same clock, were stored as fact, at 1970-01-01 or
+    2099. Events are held to the readings' bounds (TS_MIN, FUTURE_MAX after receipt), every time
+    field; an event a day ahead is still taken, as a read is."""
+    received = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+    def event(**times: str | None) -> bytes:
+        fields = {"ts": "2026-03-02T11:00:00Z", "last_good": None, **times}
+        return json.dumps(
+            {"gateway_id": "gw", "event": "meter_offline", "meter_id": "M1", "bus": "b", "consecutive_failures": 3}
+            | fields
+        ).encode()
+
+    for times, reason in [
+        ({"ts": "1970-01-01T00:00:07Z"}, "ts: '1970-01-01T00:00:07Z' is before 2000-01-01"),
+        ({"ts": "2099-06-01T00:00:00Z"}, "ts: '2099-06-01T00:00:00Z' is more than a day after the collector received"),
+        ({"last_good": "1999-12-31T23:59:59Z"}, "last_good: '1999-12-31T23:59:59Z' is before 2000-01-01"),
+    ]:
+        refused = parse_events_message("aquami/v1/gw/events", event(**times), received)
+        assert isinstance(refused, RejectedMessage) and refused.reason.startswith(reason), (times, refused)
+        reads = {"gateway_id": "gw", "batch_seq": 1, "sent_at": "2026-03-02T11:00:00Z", "readings": [
+            {"meter_id": "M1", "ts": times.get("ts", "2026-03-02T11:00:00Z"), "volume_m3": 1.5,
+             "source": {"protocol": "modbus-tcp", "bus": "b", "address": 1}}]}  # fmt: skip
+        if "ts" in times:  # the same clock's reads: refused as well
+            assert isinstance(
+                parse_reads_message("aquami/v1/gw/reads", json.dumps(reads).encode(), received), RejectedMessage
+            )
+    for ts in ("2000-01-01T00:00:00Z", "2026-03-03T12:00:00Z"):
+        taken = parse_events_message("aquami/v1/gw/events", event(ts=ts, last_good="2000-01-01T00:00:00Z"), received)
+        assert not isinstance(taken, RejectedMessage) and [row[1] for row in taken] == [ts]
