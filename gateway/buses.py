@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import termios
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
@@ -37,6 +38,9 @@ async def attempt_once(transport: Transport, bus: BusConfig, meter: MeterConfig)
     """One attempt bounded by the bus's timeout; any failure is a :class:`PollError` and resets."""
     try:
         return await asyncio.wait_for(transport.read(meter), attempt_limit_s(bus))
-    except (PollError, TimeoutError, ConnectionError, OSError) as error:
+    except (PollError, TimeoutError, ConnectionError, OSError, termios.error) as error:
+        # termios.error is no OSError: pyserial raises it from a port whose USB converter was
+        # unplugged (reset_input_buffer, the timeout setter); uncaught, it ended the poll's task
+        # silently, with no failed attempt, no warning, and the meter never offline
         await transport.reset()
         raise PollError(str(error) or type(error).__name__) from error

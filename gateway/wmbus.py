@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -294,7 +295,7 @@ class WMBusListener:
                 if port is None:
                     try:
                         port = await asyncio.to_thread(self._open)
-                    except (serial.SerialException, OSError) as error:
+                    except (serial.SerialException, OSError, termios.error) as error:  # termios.error: no OSError
                         wait = reopen.next()
                         log.warning(
                             "%s: cannot open %s: %s; trying again in %.1f s",
@@ -307,7 +308,7 @@ class WMBusListener:
                         continue
                 try:
                     data = await asyncio.to_thread(port.read, 4096)
-                except (serial.SerialException, OSError) as error:
+                except (serial.SerialException, OSError, termios.error) as error:  # termios.error: no OSError
                     wait = reopen.next()
                     log.warning("%s: receiver lost: %s; reopening in %.1f s", self.config.name, error, wait)
                     port.close()
