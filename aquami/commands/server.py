@@ -156,6 +156,35 @@ def register(app: typer.Typer) -> None:
         counts = {"registered": len(ids), "bulk": len(bulk or ()), "installations": len(installations)}
         typer.echo(json.dumps(counts))
 
+    @server_app.command("register-accounts")
+    def register_accounts_command(
+        accounts: Path = typer.Argument(
+            ...,
+            exists=True,
+            dir_okay=False,
+            help="ACCOUNTS.csv: account_id,name,service_point_id,start_at[,end_at][,billing_cycle]",
+        ),
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Record accounts and their service agreements (which account pays for which service point,
+        from when until when), from the utility's customer system: billing's determinants are per
+        account. Service points must be registered first (``register-meters``); an agreement recorded
+        again (same service point and start) takes the file's account and end. The file is recorded
+        whole or not at all."""
+        import json
+
+        import psycopg
+
+        from server.accounts.register import AccountsFileError, read_accounts_csv, record_accounts
+
+        try:
+            agreements = read_accounts_csv(accounts)
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                written, recorded = record_accounts(conn, agreements)
+        except AccountsFileError as error:
+            raise typer.BadParameter(str(error), param_hint="ACCOUNTS") from error
+        typer.echo(json.dumps({"accounts": written, "agreements": recorded}))
+
     app.add_typer(server_app, name="server")
 
 

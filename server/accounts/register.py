@@ -1,0 +1,146 @@
+"""Record accounts and the service agreements that tie each to a service point for a period, from
+``ACCOUNTS.csv`` (``aquami server register-accounts``): what the utility's customer system knows and
+billing needs. Billing's determinants are per account: without them they were always empty, as only
+the demo inserted accounts.
+
+Columns: ``account_id,name,service_point_id,start_at`` and optionally ``end_at`` and
+``billing_cycle``. Times are ISO 8601 with a UTC offset; periods are half-open, ``end_at`` empty for
+an agreement still running. A service point must be known (``register-meters`` records them with
+the meters fitted there). An agreement is known by its service point and start: recorded again, it
+takes the file's account and end. Two agreements on one service point may not overlap. The file is
+recorded whole or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from aquami.contracts.reads import is_identifier
+
+REQUIRED = ("account_id", "name", "service_point_id", "start_at")
+OPTIONAL = ("end_at", "billing_cycle")
+NAME_MAX = 200
+
+
+class AccountsFileError(ValueError):
+    """A file that cannot be recorded; the message names the file, the row and the column."""
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    account_id: str
+    name: str
+    service_point_id: str
+    start_at: datetime
+    end_at: datetime | None
+    billing_cycle: str | None
+
+
+def read_accounts_csv(path: Path) -> list[Agreement]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise AccountsFileError(f"{path}: {error}") from None
+    reader = csv.DictReader(text.splitlines())
+    columns = reader.fieldnames or []
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise AccountsFileError(f"{path}: missing column(s) {', '.join(missing)} (needs {','.join(REQUIRED)})")
+    unknown = [c for c in columns if c not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise AccountsFileError(f"{path}: unknown column(s) {', '.join(unknown)}")
+    agreements = []
+    for number, row in enumerate(reader, start=2):
+        where = f"{path}: row {number}"
+        if None in row or any(value is None for value in row.values()):
+            raise AccountsFileError(f"{where}: {len(columns)} columns expected")
+        for column in ("account_id", "service_point_id"):
+            if not is_identifier(row[column]):
+                raise AccountsFileError(
+                    f"{where}: {column} {row[column]!r} is no identifier (letters, digits and . _ : -, at most 64)"
+                )
+        name = row["name"].strip()
+        if not name or len(name) > NAME_MAX or "\x00" in name:
+            raise AccountsFileError(f"{where}: name: 1 to {NAME_MAX} characters, no NUL")
+        start = _instant(row["start_at"], "start_at", where)
+        end = _instant(row["end_at"], "end_at", where) if row.get("end_at") else None
+        if end is not None and end <= start:
+            raise AccountsFileError(f"{where}: end_at must be after start_at")
+        cycle = (row.get("billing_cycle") or "").strip() or None
+        agreements.append(Agreement(row["account_id"], name, row["service_point_id"], start, end, cycle))
+    return agreements
+
+
+def _instant(text: str, column: str, where: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise AccountsFileError(f"{where}: {column} {text!r} is no ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise AccountsFileError(f"{where}: {column} {text!r} needs a UTC offset (Z or +hh:mm)")
+    return moment.astimezone(UTC)
+
+
+_OVERLAP = """
+SELECT a.service_point_id, a.start_at, b.start_at
+FROM service_agreements a JOIN service_agreements b
+  ON a.service_point_id = b.service_point_id AND a.agreement_id < b.agreement_id
+ AND tstzrange(a.start_at, a.end_at) && tstzrange(b.start_at, b.end_at)
+WHERE a.service_point_id = ANY(%s)
+LIMIT 1
+"""
+
+
+def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tuple[int, int]:
+    """Record the accounts and agreements in the caller's transaction: (accounts, agreements) written.
+    Raises AccountsFileError for an unknown service point or overlapping agreements (the caller's
+    transaction then stores nothing)."""
+    points = sorted({a.service_point_id for a in agreements})
+    known = {
+        row[0]
+        for row in conn.execute(
+            "SELECT service_point_id FROM service_points WHERE service_point_id = ANY(%s)", (points,)
+        )
+    }
+    unknown = [p for p in points if p not in known]
+    if unknown:
+        raise AccountsFileError(
+            f"unknown service point(s) {', '.join(unknown[:10])}: register-meters records them with their meters"
+        )
+    latest = {a.account_id: a for a in agreements}  # an account listed again: its last row's name and cycle
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO accounts (account_id, name, billing_cycle) VALUES (%s, %s, %s) "
+            "ON CONFLICT (account_id) DO UPDATE SET name = excluded.name, billing_cycle = excluded.billing_cycle",
+            [(a.account_id, a.name, a.billing_cycle) for a in latest.values()],
+        )
+        try:
+            for a in agreements:
+                updated = cur.execute(
+                    "UPDATE service_agreements SET account_id = %s, end_at = %s "
+                    "WHERE service_point_id = %s AND start_at = %s",
+                    (a.account_id, a.end_at, a.service_point_id, a.start_at),
+                ).rowcount
+                if not updated:
+                    cur.execute(
+                        "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) "
+                        "VALUES (%s, %s, %s, %s)",
+                        (a.account_id, a.service_point_id, a.start_at, a.end_at),
+                    )
+        except psycopg.errors.ExclusionViolation as error:
+            raise AccountsFileError(
+                f"two agreements on one service point at once: {error.diag.message_detail}"
+            ) from None
+        clash = cur.execute(_OVERLAP, (points,)).fetchone()  # where btree_gist is missing (the embedded database)
+    if clash:
+        point, first, second = clash
+        raise AccountsFileError(
+            f"two agreements on one service point at once: {point} from {first.isoformat()} "
+            f"and from {second.isoformat()}"
+        )
+    return len(latest), len(agreements)

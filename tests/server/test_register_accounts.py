@@ -1,0 +1,106 @@
+"""Accounts and service agreements from the utility's customer system (``aquami server
+register-accounts``). Before, nothing in the product created them (only the demo inserted its own):
+a utility following the README registered meters and service points, read them, and got billing
+determinants with no items, as determinants are per account."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from aquami.cli import app
+
+METERS = """meter_id,dma,role,bulk,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3
+WM-1,D1,customer,false,SP-1,2026-01-01T00:00:00Z,,0,
+WM-2,D1,customer,false,SP-2,2026-01-01T00:00:00Z,,0,
+"""
+ACCOUNTS = """account_id,name,service_point_id,start_at,end_at,billing_cycle
+ACC-1,First tenant,SP-1,2026-01-01T00:00:00Z,2026-11-16T00:00:00Z,monthly
+ACC-2,Second tenant,SP-1,2026-11-16T00:00:00Z,,monthly
+ACC-3,A shop,SP-2,2026-01-01T00:00:00+01:00,,quarterly-A
+"""
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), terminal_width=300)
+    return result.exit_code, result.output
+
+
+def test_registered_accounts_get_their_determinants(tmp_path: Path, migrated_database_url: str) -> None:
+    url = migrated_database_url
+    (tmp_path / "meters.csv").write_text(METERS)
+    (tmp_path / "accounts.csv").write_text(ACCOUNTS)
+    assert run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", url)[0] == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        for meter, rate in (("WM-1", "0.01"), ("WM-2", "0.02")):  # m³ an hour through November
+            conn.execute(
+                "INSERT INTO readings (meter_id, ts, volume_m3) SELECT %s, t, "
+                "100 + %s::numeric * extract(epoch FROM t - '2026-11-01T00:00Z') / 3600 "
+                "FROM generate_series('2026-11-01T00:00Z'::timestamptz, '2026-12-01T00:00Z', '1 hour') t",
+                (meter, rate),
+            )
+    code, output = run("server", "register-accounts", str(tmp_path / "accounts.csv"), "--database-url", url)
+    assert code == 0, output
+    assert json.loads(output) == {"accounts": 3, "agreements": 3}
+    code, output = run("bill", "determinants", "--period", "2026-11", "--database-url", url)
+    assert code == 0, output
+    consumption = {item["account_id"]: Decimal(item["consumption_m3"]) for item in json.loads(output)["items"]}
+    assert consumption == {"ACC-1": Decimal("3.6"), "ACC-2": Decimal("3.6"), "ACC-3": Decimal("14.4")}
+    # recorded again, an agreement (its service point and start) takes the file's account and end
+    (tmp_path / "moved.csv").write_text(
+        "account_id,name,service_point_id,start_at\nACC-4,Third tenant,SP-1,2026-11-16T00:00:00Z\n"
+    )
+    code, output = run("server", "register-accounts", str(tmp_path / "moved.csv"), "--database-url", url)
+    assert code == 0, output
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT account_id, service_point_id FROM service_agreements ORDER BY service_point_id, start_at"
+        ).fetchall()
+    assert rows == [("ACC-1", "SP-1"), ("ACC-4", "SP-1"), ("ACC-3", "SP-2")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("account_id,name,start_at\n", "missing column(s) service_point_id"),
+        ("account_id,name,service_point_id,start_at,colour\n", "unknown column(s) colour"),
+        ("account_id,name,service_point_id,start_at\nACC 1,N,SP-1,2026-01-01T00:00Z\n", "account_id 'ACC 1'"),
+        ("account_id,name,service_point_id,start_at\nACC-1,,SP-1,2026-01-01T00:00Z\n", "name: 1 to 200"),
+        ("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00\n", "needs a UTC offset"),
+        ("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,soon\n", "no ISO 8601 time"),
+        (
+            "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-02-01T00:00Z,2026-01-01T00:00Z\n",
+            "end_at must be after start_at",
+        ),
+        (
+            "account_id,name,service_point_id,start_at\nACC-1,N,SP-9,2026-01-01T00:00Z\n",
+            "unknown service point(s) SP-9",
+        ),
+        (
+            "account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00Z\nACC-2,M,SP-1,2026-06-01T00:00Z\n",
+            "two agreements on one service point at once",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_recorded_is_refused_whole_naming_why(
+    tmp_path: Path, migrated_database_url: str, text: str, message: str
+) -> None:
+    (tmp_path / "meters.csv").write_text(METERS)
+    assert (
+        run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", migrated_database_url)[0] == 0
+    )
+    lines = text.splitlines()
+    good = "ACC-0,Kept out,SP-2,2026-01-01T00:00Z" + "," * (lines[0].count(",") - 3)  # a row before the bad one
+    (tmp_path / "accounts.csv").write_text("\n".join([lines[0], good, *lines[1:]]) + "\n")
+    code, output = run(
+        "server", "register-accounts", str(tmp_path / "accounts.csv"), "--database-url", migrated_database_url
+    )
+    assert code == 2 and message in " ".join(output.split()), output
+    with psycopg.connect(migrated_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (0,)  # the good row neither
+        assert conn.execute("SELECT count(*) FROM service_agreements").fetchone() == (0,)
