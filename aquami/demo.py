@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import psycopg
+from psycopg import sql
 
 from aquami.embedded import EmbeddedBroker, start_embedded_postgres
 from aquami.mqtt import MqttEndpoint
@@ -147,6 +148,52 @@ def register_customers(conn: psycopg.Connection[Any], fleet: list[ModelledMeter]
         )
 
 
+#: The table that marks a database as the demo's own: made when the demo first fills a database.
+DEMO_MARK = "aquami_demo"
+
+#: Tables whose rows say a database holds something: meters, their reads, customers.
+_HOLDINGS = ("meters", "readings", "accounts")
+
+
+class NotTheDemosDatabase(Exception):
+    """A database given to the demo holds meters, readings or accounts the demo did not make."""
+
+
+def claim_database(database_url: str, *, ours: bool = False) -> None:
+    """Mark the database as the demo's, or refuse it when it holds data the demo did not make.
+
+    The demo registers its meters WM-00001 … and invents their history: in a utility's database it
+    would re-register the utility's own WM-00001 into the demo's DMA and write hundreds of invented
+    'actual' reads around its real ones. So a database is used only when it is empty, or when the
+    demo filled it before (``DEMO_MARK``). ``ours``: the embedded database in the demo's own folder,
+    the demo's by construction (one kept with ``--data-dir`` from before the mark existed too).
+    Raises :class:`NotTheDemosDatabase` having written nothing.
+    """
+    with psycopg.connect(database_url) as conn:  # one transaction: the check and the mark
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (DEMO_MARK,)).fetchone() == (True,):
+            return
+        if not ours:
+            for table in _HOLDINGS:
+                exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone() == (True,)
+                query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+                if exists and conn.execute(query).fetchone() == (True,):
+                    raise NotTheDemosDatabase(
+                        f"the database holds {table} the demo did not make; the demo writes its simulated "
+                        "meters and invented readings only into an empty database or one it filled before: "
+                        "give it an empty one, or none (it then starts its own)"
+                    )
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (made_at timestamptz NOT NULL DEFAULT now())").format(sql.Identifier(DEMO_MARK))
+        )
+        conn.execute(sql.SQL("INSERT INTO {} DEFAULT VALUES").format(sql.Identifier(DEMO_MARK)))
+        conn.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                sql.Identifier(DEMO_MARK),
+                sql.Literal("aquami demo: its simulated meters and invented readings are in this database"),
+            )
+        )
+
+
 def demo_dma(unit_id: int) -> str:
     """The demo's meters sit in two district metered areas."""
     return "DMA-NORTH" if unit_id % 2 else "DMA-SOUTH"
@@ -174,6 +221,8 @@ class Demo:
 
     async def run(self) -> None:
         o = self.options
+        if o.database_url:  # before anything starts: a refused database is left as it was
+            await asyncio.to_thread(claim_database, o.database_url)
         workdir = o.data_dir or Path(tempfile.mkdtemp(prefix="aquami-demo-"))
         started = time.monotonic()
         pg_server = broker = simulator = collector = gateway = web = detection = None
@@ -184,6 +233,7 @@ class Demo:
             else:
                 self.say("· starting embedded PostgreSQL …")
                 pg_server, self.database_url = await asyncio.to_thread(start_embedded_postgres, workdir)
+                await asyncio.to_thread(claim_database, self.database_url, ours=True)
             self._going_on()
             applied = await asyncio.to_thread(migrate, self.database_url)
             with psycopg.connect(self.database_url, autocommit=True) as conn:

@@ -16,29 +16,34 @@ def register(app: typer.Typer) -> None:
         duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
         host: str = typer.Option("127.0.0.1", help="Address the web server listens on."),
         port: int = typer.Option(8000, min=0, max=65535, help="Web server port (a free one if taken; 0: any)."),
+        # Never from the environment: AQUAMI_DATABASE_URL and AQUAMI_MQTT_URL name the real system's
+        # services, and the demo's invented meters and readings must not land there unasked.
         database_url: str = typer.Option(
-            None, envvar="AQUAMI_DATABASE_URL", help="Use this PostgreSQL/TimescaleDB instead of the embedded one."
+            None,
+            help="Use this PostgreSQL/TimescaleDB instead of the embedded one: an empty database, or one an "
+            "earlier demo filled (any other is refused).",
         ),
-        mqtt_url: str = typer.Option(
-            None, envvar="AQUAMI_MQTT_URL", help="Use this MQTT broker instead of the embedded one."
-        ),
+        mqtt_url: str = typer.Option(None, help="Use this MQTT broker instead of the embedded one."),
         data_dir: Path = typer.Option(
             None, help="Keep the demo's database and spool here (default: a temporary folder)."
         ),
     ) -> None:
         """Run simulated meters → gateway → broker → collector → database → API and web page."""
-        from aquami.demo import DemoOptions, run_demo
+        from aquami.demo import DemoOptions, NotTheDemosDatabase, run_demo
 
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        run_demo(
-            DemoOptions(
-                meters=meters,
-                poll_interval_s=poll_interval,
-                duration_s=duration,
-                host=host,
-                port=port,
-                database_url=database_url,
-                mqtt_url=mqtt_url,
-                data_dir=data_dir,
+        try:
+            run_demo(
+                DemoOptions(
+                    meters=meters,
+                    poll_interval_s=poll_interval,
+                    duration_s=duration,
+                    host=host,
+                    port=port,
+                    database_url=database_url,
+                    mqtt_url=mqtt_url,
+                    data_dir=data_dir,
+                )
             )
-        )
+        except NotTheDemosDatabase as refused:
+            raise typer.BadParameter(str(refused), param_hint="--database-url") from None
