@@ -12,6 +12,11 @@ import typer
 #: Seconds between tries to reach a database that is not there yet.
 _RETRY_S = 5.0
 
+#: How far past this machine's clock a stored detection run may be: another host's clock, a little
+#: ahead. A run later than that is stored as the latest, and every live run before its instant is
+#: then refused (it would rewind the alerts): a mistyped year would be a year without detection.
+CLOCK_SKEW = timedelta(minutes=5)
+
 DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 
 
@@ -146,8 +151,18 @@ def register(app: typer.Typer) -> None:
 
         if out is not None and not out.resolve().parent.is_dir():
             raise typer.BadParameter(f"{out}: there is no folder {out.parent}", param_hint="--out")
-        first = _utc(at) if at else datetime.now(UTC)
+        now = datetime.now(UTC)
+        first = _utc(at) if at else now
         last = _utc(until) if until else first
+        if out is None:  # a dry run stores nothing, so it may look at any instant
+            for option, moment in (("--at", first), ("--until", last)):
+                if moment > now + CLOCK_SKEW:
+                    raise typer.BadParameter(
+                        f"{moment.isoformat()} is in the future (now {now.isoformat(timespec='seconds')}): "
+                        "stored as the latest run, it would hold off every live run until then; "
+                        "a dry run (--out ALERTS.json) may run at any instant",
+                        param_hint=option,
+                    )
         config = DetectionJobConfig(history_days=history_days)
         dry_run: dict[str, Alert] | None = {} if out is not None else None
         moment = first

@@ -1,0 +1,61 @@
+"""``aquami collector``'s one-off commands refuse instants and periods that cannot be meant, naming
+the option, and store nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from aquami.cli import app
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), terminal_width=400)
+    return result.exit_code, " ".join(result.output.replace("│", " ").split())
+
+
+def _one_meter_reading_until_now(url: str) -> None:
+    """Enough for detection to have a meter to look at, so a run is recorded."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, registered, dma, role) VALUES ('M-1', true, 'D1', 'customer')")
+        conn.cursor().executemany(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M-1', %s, %s)",
+            [(now - timedelta(hours=h), 100 - h / 10) for h in range(48)],
+        )
+
+
+def _runs(url: str) -> list[datetime]:
+    with psycopg.connect(url) as conn:
+        return [run_at for (run_at,) in conn.execute("SELECT run_at FROM detection_runs ORDER BY run_at")]
+
+
+@pytest.mark.parametrize("option", ["--at", "--until"])
+def test_detect_at_a_future_instant_is_refused_and_stores_nothing(migrated_database_url: str, option: str) -> None:
+    """``--at 2027-…`` for 2026 was stored as the latest run: every live run was then refused
+    ("would rewind the live alerts") until that instant, a year without detection."""
+    _one_meter_reading_until_now(migrated_database_url)
+    a_year_ahead = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+    args = ["collector", "detect", "--database-url", migrated_database_url, "--history-days", "2"]
+    args += ["--at", datetime.now(UTC).isoformat(), "--step", str(365 * 24 * 60)] if option == "--until" else []
+    code, said = _invoke(*args, option, a_year_ahead)
+    assert code == 2, said
+    assert f"Invalid value for {option}" in said and "is in the future" in said
+    assert _runs(migrated_database_url) == []
+
+
+def test_detect_now_and_a_future_dry_run_are_accepted(migrated_database_url: str, tmp_path: Path) -> None:
+    _one_meter_reading_until_now(migrated_database_url)
+    base = ["collector", "detect", "--database-url", migrated_database_url, "--history-days", "2"]
+    ahead = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+    code, said = _invoke(*base, "--at", ahead, "--out", str(tmp_path / "alerts.json"))
+    assert code == 0, said
+    assert _runs(migrated_database_url) == [] and json.loads((tmp_path / "alerts.json").read_text()) == []
+    code, said = _invoke(*base)  # now: within the clock skew of itself
+    assert code == 0, said
+    assert len(_runs(migrated_database_url)) == 1
