@@ -59,3 +59,34 @@ def test_detect_now_and_a_future_dry_run_are_accepted(migrated_database_url: str
     code, said = _invoke(*base)  # now: within the clock skew of itself
     assert code == 0, said
     assert len(_runs(migrated_database_url)) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "start", "end", "says"),
+    [
+        ("vee", "--from", "--to", "Invalid value for --to"),
+        ("consumption", "--from", "--to", "Invalid value for --to"),
+        ("detect", "--at", "--until", "Invalid value for --until"),
+    ],
+)
+def test_a_reversed_period_is_refused_not_done_as_nothing(
+    migrated_database_url: str, tmp_path: Path, command: str, start: str, end: str, says: str
+) -> None:
+    """``--to`` before ``--from`` (``--until`` before ``--at``) did nothing and exited 0."""
+    dry = ["--out", str(tmp_path / "x.json")] if command == "detect" else []
+    code, said = _invoke(
+        "collector", command, "--database-url", migrated_database_url,
+        start, "2026-12-01T00:00:00Z", end, "2026-11-01T00:00:00Z", *dry,
+    )  # fmt: skip
+    assert code == 2, said
+    assert says in said
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("command", ["vee", "consumption"])
+def test_an_empty_period_is_refused(migrated_database_url: str, command: str) -> None:
+    instant = "2026-11-01T00:00:00Z"
+    code, said = _invoke(
+        "collector", command, "--database-url", migrated_database_url, "--from", instant, "--to", instant
+    )
+    assert code == 2 and "is not after --from" in said, said

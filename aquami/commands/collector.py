@@ -115,7 +115,8 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(None, help="JSON file of VEE settings (collector/vee/config.py)."),
     ) -> None:
         """Validate and estimate readings in [from, to), then refresh consumption; prints a JSON report."""
-        typer.echo(json.dumps(_vee_and_consumption(database_url, _utc(start), _utc(end), config)))
+        start, end = _period(start, end)
+        typer.echo(json.dumps(_vee_and_consumption(database_url, start, end, config)))
 
     @collector_app.command("detect")
     def detect_command(
@@ -154,6 +155,8 @@ def register(app: typer.Typer) -> None:
         now = datetime.now(UTC)
         first = _utc(at) if at else now
         last = _utc(until) if until else first
+        if last < first:  # equal is one run, at that instant
+            raise typer.BadParameter(f"{last.isoformat()} is before --at {first.isoformat()}", param_hint="--until")
         if out is None:  # a dry run stores nothing, so it may look at any instant
             for option, moment in (("--at", first), ("--until", last)):
                 if moment > now + CLOCK_SKEW:
@@ -192,8 +195,9 @@ def register(app: typer.Typer) -> None:
         """Recompute hourly, daily and per-DMA consumption for the local days covering [from, to)."""
         import psycopg
 
+        start, end = _period(start, end)
         with psycopg.connect(database_url) as conn:
-            row = conn.execute("SELECT refresh_consumption(%s, %s)", (_utc(start), _utc(end))).fetchone()
+            row = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
         typer.echo(json.dumps({"hourly_rows": row[0] if row else 0}))
 
     @collector_app.command("timezone")
@@ -224,6 +228,15 @@ def register(app: typer.Typer) -> None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _period(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[--from, --to) in UTC; an empty or reversed one is refused (it did nothing and said so with
+    exit 0, as if it had been done), as ``aquami bill`` and the API refuse it."""
+    start, end = _utc(start), _utc(end)
+    if end <= start:
+        raise typer.BadParameter(f"{end.isoformat()} is not after --from {start.isoformat()}", param_hint="--to")
+    return start, end
 
 
 def _vee_and_consumption(database_url: str, start: datetime, end: datetime, config: Path | None) -> dict[str, Any]:
