@@ -90,3 +90,23 @@ def test_an_empty_period_is_refused(migrated_database_url: str, command: str) ->
         "collector", command, "--database-url", migrated_database_url, "--from", instant, "--to", instant
     )
     assert code == 2 and "is not after --from" in said, said
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"no_such_setting": 1}', "unknown VEE setting(s): no_such_setting"),
+        ('{"gap_factor": "high"}', "is not a float"),
+        ('{"gap_factor": ', "Expecting value"),
+        ("[1, 2]", "a JSON object of settings, not list"),
+    ],
+)
+def test_a_bad_vee_settings_file_is_one_message_not_a_traceback(tmp_path: Path, text: str, says: str) -> None:
+    """A bad --config printed a 45-line traceback; the database is not needed to say so."""
+    (tmp_path / "vee.json").write_text(text)
+    code, said = _invoke(
+        "collector", "vee", "--database-url", "postgresql://127.0.0.1:1/none", "--config", str(tmp_path / "vee.json"),
+        "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-02T00:00:00Z",
+    )  # fmt: skip
+    assert code == 2, said
+    assert "Invalid value for --config" in said and says in said and "Traceback" not in said

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from collector.vee.config import VeeConfig
 
 #: Seconds between tries to reach a database that is not there yet.
 _RETRY_S = 5.0
@@ -112,11 +115,14 @@ def register(app: typer.Typer) -> None:
         database_url: str = DATABASE_URL,
         start: datetime = typer.Option(..., "--from", help="Start (inclusive), ISO 8601 UTC."),
         end: datetime = typer.Option(..., "--to", help="End (exclusive), ISO 8601 UTC."),
-        config: Path = typer.Option(None, help="JSON file of VEE settings (collector/vee/config.py)."),
+        config: Path = typer.Option(
+            None, exists=True, dir_okay=False, help="JSON file of VEE settings (collector/vee/config.py)."
+        ),
     ) -> None:
         """Validate and estimate readings in [from, to), then refresh consumption; prints a JSON report."""
         start, end = _period(start, end)
-        typer.echo(json.dumps(_vee_and_consumption(database_url, start, end, config)))
+        settings = _vee_settings(config)
+        typer.echo(json.dumps(_vee_and_consumption(database_url, start, end, settings)))
 
     @collector_app.command("detect")
     def detect_command(
@@ -239,15 +245,29 @@ def _period(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _vee_and_consumption(database_url: str, start: datetime, end: datetime, config: Path | None) -> dict[str, Any]:
+def _vee_settings(config: Path | None) -> VeeConfig:
+    """The settings of ``--config``, or the defaults; a file that is not a JSON object of known
+    settings with numbers is refused with what is wrong, before the database is touched."""
+    from collector.vee.config import VeeConfig
+
+    if config is None:
+        return VeeConfig()
+    try:
+        values = json.loads(config.read_text(encoding="utf-8"))
+        if not isinstance(values, dict):
+            raise ValueError(f"a JSON object of settings, not {type(values).__name__}")
+        return VeeConfig.from_mapping(values)
+    except ValueError as error:  # bad JSON, not UTF-8, an unknown setting, not a number
+        raise typer.BadParameter(f"{config}: {error}", param_hint="--config") from None
+
+
+def _vee_and_consumption(database_url: str, start: datetime, end: datetime, settings: VeeConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     import psycopg
 
-    from collector.vee.config import VeeConfig
     from collector.vee.runner import run_vee
 
-    settings = VeeConfig.from_mapping(json.loads(config.read_text())) if config else VeeConfig()
     with psycopg.connect(database_url) as conn:
         report = run_vee(conn, start, end, settings)
         row = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
