@@ -110,3 +110,42 @@ def test_a_bad_vee_settings_file_is_one_message_not_a_traceback(tmp_path: Path, 
     )  # fmt: skip
     assert code == 2, said
     assert "Invalid value for --config" in said and says in said and "Traceback" not in said
+
+
+class _Started(Exception):
+    """Stands in for the collector's start: the test wants only the configuration it was given."""
+
+
+@pytest.mark.parametrize(
+    ("args", "client_id"),
+    [
+        ([], "aquami-collector"),
+        (["--shared-group", "g"], "aquami-collector-pump-house-2"),
+        (["--shared-group", "g", "--client-id", "c-2"], "c-2"),
+    ],
+)
+def test_collectors_of_a_shared_group_each_have_their_own_session(
+    migrated_database_url: str, monkeypatch: pytest.MonkeyPatch, args: list[str], client_id: str
+) -> None:
+    """Two collectors of a group took the one default client id, and the broker handed its session
+    back and forth between them (19 connections in 20 s). Per host, and the same at every restart:
+    the persistent session holds what arrives meanwhile."""
+    import signal
+    import socket
+
+    import collector.service
+
+    given = []
+
+    def started(config: collector.service.CollectorConfig) -> None:
+        given.append(config)
+        raise _Started
+
+    monkeypatch.setattr(collector.service, "Collector", started)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # the command's handlers stay out of pytest's way
+    monkeypatch.setattr(socket, "gethostname", lambda: "pump-house-2")
+    result = CliRunner().invoke(
+        app, ["collector", "run", "--database-url", migrated_database_url, "--mqtt-url", "mqtt://127.0.0.1:1", *args]
+    )
+    assert isinstance(result.exception, _Started), result.output
+    assert [c.client_id for c in given] == [client_id]

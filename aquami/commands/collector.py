@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,12 @@ def register(app: typer.Typer) -> None:
     def run(
         database_url: str = DATABASE_URL,
         mqtt_url: str = typer.Option(..., envvar="AQUAMI_MQTT_URL", help="mqtt://host:port of the broker."),
-        client_id: str = typer.Option("aquami-collector", help="MQTT client id (its persistent session)."),
+        client_id: str = typer.Option(
+            None,
+            help="MQTT client id (its persistent session); default aquami-collector, with --shared-group "
+            "aquami-collector-HOSTNAME. Each collector needs its own: several of a group on one host each "
+            "need one given.",
+        ),
         shared_group: str = typer.Option(None, help="Share the subscription in this group ($share/GROUP/…)."),
         vee_every: float = typer.Option(
             3600,
@@ -91,7 +97,11 @@ def register(app: typer.Typer) -> None:
                     return
         collector = Collector(
             CollectorConfig(
-                database_url, endpoint, client_id=client_id, shared_group=shared_group, ready_file=ready_file
+                database_url,
+                endpoint,
+                client_id=client_id or default_client_id(shared_group),
+                shared_group=shared_group,
+                ready_file=ready_file,
             )
         )
         collector.start()
@@ -230,6 +240,17 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({"timezone": zone, "hourly_rows": row[0] if row else 0}))
 
     app.add_typer(collector_app, name="collector")
+
+
+def default_client_id(shared_group: str | None) -> str:
+    """The collector's MQTT client id when none is given: one per host in a shared group.
+
+    The collectors of a group, all on the one default id, knocked each other off the broker (it
+    hands a client id's session to the newest connection: 19 connections in 20 s). Not random: the
+    id names the persistent session where the broker keeps the QoS 1 messages that arrive while the
+    collector restarts, and a new id at each start would leave them behind in the old one.
+    """
+    return f"aquami-collector-{socket.gethostname()}" if shared_group else "aquami-collector"
 
 
 def _utc(moment: datetime) -> datetime:
