@@ -42,5 +42,12 @@ def main() -> None:
     except Exception as error:
         if not type(error).__module__.startswith("psycopg"):
             raise
-        typer.echo(f"error: database: {str(error).strip() or type(error).__name__}", err=True)
+        from psycopg.errors import UndefinedFunction, UndefinedTable
+
+        from collector.migrate import NOT_MIGRATED
+
+        said = str(error).strip() or type(error).__name__
+        if isinstance(error, UndefinedTable | UndefinedFunction):  # what the migrations make is not there
+            said = f"{NOT_MIGRATED} ({error.diag.message_primary or said})"
+        typer.echo(f"error: database: {said}", err=True)
         raise SystemExit(1) from None

@@ -23,9 +23,11 @@ import logging
 import re
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +116,19 @@ def _is_hypertable(conn: psycopg.Connection, table: str) -> bool:
     return row is not None
 
 
-def _up_to_date(conn: psycopg.Connection) -> bool:
-    """Whether every migration is recorded, asked without writing anything."""
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not (row and row[0]):
-        return False
-    recorded = {name for (name,) in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+#: What every part says when a table or function it needs is not there.
+NOT_MIGRATED = "the database is not migrated: run `aquami collector migrate`"
+
+
+def up_to_date(conn: psycopg.Connection[Any]) -> bool:
+    """Whether every migration is recorded, asked without writing anything (on a connection of any
+    row factory: the server's pool lends dict rows)."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return False
+        recorded = {name for (name,) in cur.execute("SELECT name FROM schema_migrations").fetchall()}
     return {name for name, _ in migration_files()} <= recorded
+
+
+_up_to_date = up_to_date

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 import aquami
+from collector.migrate import NOT_MIGRATED, up_to_date
+from server import db
 from server.access_log import redact_access_log
 from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
@@ -21,6 +25,8 @@ from server.meters.router import router as meters_router
 from server.problems import install_problem_handlers, refuse_nul_text
 from server.web.router import router as web_router
 
+log = logging.getLogger(__name__)
+
 
 def create_app(database_url: str) -> FastAPI:
     redact_access_log()
@@ -29,6 +35,7 @@ def create_app(database_url: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = open_pool(database_url)
         try:
+            _refuse_an_unmigrated_database(app.state.pool)
             yield
         finally:
             app.state.pool.close()
@@ -55,3 +62,19 @@ def create_app(database_url: str) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def _refuse_an_unmigrated_database(pool: ConnectionPool) -> None:
+    """Start-up stops on a database the migrations have not been applied to: the server would answer
+    500 to every keyed request (relation "api_keys" does not exist) while its /health said ok.
+    A database not reachable yet (within a second start-up wait) is let be: open_pool has said so,
+    requests are answered 503 until it is there, and a host's boot order is not fatal.
+    docker-compose.yml starts the server only once its migrate service has finished."""
+    try:  # lent at once when open_pool reached the database; a slow one (a loaded host) is waited for
+        with pool.connection(timeout=db.STARTUP_WAIT_S) as conn:
+            migrated = up_to_date(conn)
+    except PoolTimeout:
+        return
+    if not migrated:
+        log.error(NOT_MIGRATED)
+        raise RuntimeError(NOT_MIGRATED)
