@@ -208,8 +208,8 @@ def record_readings(gateway: Gateway, taken: list[Reading]) -> None:
     spool_reading = gateway.spool_reading
 
     async def recording(reading: Reading) -> None:
-        taken.append(reading)
         await spool_reading(reading)
+        taken.append(reading)  # once in the spool: a count of these never runs ahead of spool.depth()
 
     gateway.spool_reading = recording  # type: ignore[method-assign]
 

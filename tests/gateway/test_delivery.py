@@ -179,7 +179,10 @@ def test_sigkill_mid_publish_loses_nothing_and_repeats_only_unacknowledged(tmp_p
         acknowledged_before_kill = spooled_before - left_in_spool
         second = start(broker.url)
         try:
-            await asyncio.sleep(2.0)
+            # the restarted gateway delivers what was left; a fixed 2 s sent SIGTERM, on a loaded
+            # machine, before it had even connected (or installed its handler)
+            await until(lambda: not (_spool_keys(spool_path) & left_in_spool) or second.poll() is not None, 30)
+            assert second.poll() is None, "the restarted gateway died"
             second.send_signal(signal.SIGTERM)  # a clean stop drains the spool (up to 2 s)
             await asyncio.to_thread(second.wait, 20)
         finally:

@@ -19,7 +19,7 @@ from firmware_protocols.mbus import decode_frame
 from simulators.mbus_bus import MBusSimulator, mbus_line
 from simulators.mbus_slave import MBusWaterMeter
 from simulators.meter_model import MeterModel
-from simulators.serial_line import pty_accepts_parity
+from simulators.serial_line import SerialLine, pty_accepts_parity
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 
 INSTALLED = datetime(2026, 5, 20, tzinfo=UTC)
@@ -47,44 +47,48 @@ def select(pattern: str) -> bytes:
 
 
 class Master:
-    def __init__(self, port: str, baudrate: int) -> None:
-        self.port = serial.Serial(port, baudrate, parity=PARITY, timeout=0)
-        self.char_s = 11 / baudrate
+    """A master on the simulated line that knows, from the line's record of each transaction, when
+    the slaves have answered all they will: a silence is a silence however late the simulator's
+    thread runs. It used to take 30 to 60 ms of quiet for the end of an answer, and a loaded machine
+    cut long frames short and lost E5h answers (a wildcard search then skipped whole branches)."""
 
-    def transact(self, frame: bytes, wait_s: float = 0.3, silence_s: float = 0.03) -> bytes:
-        """Send; wait up to ``wait_s`` for a first byte, then read until a whole long frame has come
-        or the line has been quiet for ``silence_s`` (E5h and garbage: a second answer may follow)."""
+    def __init__(self, port: str, baudrate: int, line: SerialLine) -> None:
+        self.port = serial.Serial(port, baudrate, parity=PARITY, timeout=0)
+        self.line = line
+
+    def transact(self, frame: bytes, deadline_s: float = 10.0) -> bytes:
+        """Send ``frame``; return what came back once the line has recorded its transaction (its
+        answer, or that there was none) and every byte of the answer has been read."""
         self.port.reset_input_buffer()
+        before = self.line.transactions[-1] if self.line.transactions else None
         self.port.write(frame)
-        deadline = time.monotonic() + wait_s + len(frame) * self.char_s
+        deadline = time.monotonic() + deadline_s
         got = bytearray()
         while time.monotonic() < deadline:
-            chunk = self.port.read(512)
-            if chunk:
-                got += chunk
-                if got[0] == 0x68 and len(got) >= 4 and len(got) >= got[1] + 6:
-                    break
-                deadline = time.monotonic() + silence_s
-            else:
-                time.sleep(0.002)
-        return bytes(got)
+            got += self.port.read(512)
+            done = self.line.transactions[-1] if self.line.transactions else None
+            handled = done is not None and done is not before and done.request == frame
+            if handled and (done.reply is None or len(got) >= len(done.reply)):  # type: ignore[union-attr]
+                return bytes(got)
+            time.sleep(0.002)
+        raise AssertionError(f"the line never finished the transaction of {frame.hex()}")
 
     def close(self) -> None:
         self.port.close()
 
 
-def secondary_search(master: Master, wait_s: float) -> list[str]:
+def secondary_search(master: Master) -> list[str]:
     """EN 13757-3 Annex E wildcard search: every identification on the bus."""
     found: list[str] = []
 
     def probe(prefix: str) -> None:
         for digit in "0123456789":
             pattern = (prefix + digit).ljust(8, "F")
-            answer = master.transact(select(pattern), wait_s)
+            answer = master.transact(select(pattern))
             if not answer:
                 continue
             if answer == ACK:
-                frame = master.transact(req_ud2(0xFD, True), wait_s=1.0)
+                frame = master.transact(req_ud2(0xFD, True))
                 found.append(frame[10:6:-1].hex())  # the identification in the RSP_UD's long header
             elif len(prefix) < 7:
                 probe(prefix + digit)  # several meters match: fix the next digit too
@@ -118,9 +122,9 @@ IDS = (
 def test_wildcard_search_finds_every_meter_of_twenty_on_one_bus() -> None:
     assert len(IDS) == 20
     with MBusSimulator(bus_meters(IDS), mbus_line(9600), clock=lambda: NOW) as sim:
-        master = Master(sim.port, 9600)
+        master = Master(sim.port, 9600, sim.line)
         try:
-            found = secondary_search(master, wait_s=0.06)
+            found = secondary_search(master)
         finally:
             master.close()
     assert sorted(found) == sorted(IDS)
@@ -144,7 +148,7 @@ def bus() -> Iterator[Bus]:
         ]
     )
     sim = MBusSimulator(meters, mbus_line(2400), plan, clock=lambda: clock["now"]).start()
-    master = Master(sim.port, 2400)
+    master = Master(sim.port, 2400, sim.line)
     yield sim, master, meters, clock
     master.close()
     sim.stop()
@@ -153,7 +157,7 @@ def bus() -> Iterator[Bus]:
 def test_reads_by_primary_address_at_2400_baud_no_faster_than_the_line(bus: Bus) -> None:
     sim, master, meters, _ = bus
     t0 = time.monotonic()
-    frame = master.transact(req_ud2(1, True), wait_s=1.0)
+    frame = master.transact(req_ud2(1, True))
     elapsed = time.monotonic() - t0
     decoded = decode_frame(frame)
     assert decoded["id"] == "26000001"
@@ -170,29 +174,29 @@ def test_reads_by_primary_address_at_2400_baud_no_faster_than_the_line(bus: Bus)
 
 def test_wire_faults_no_reply_slow_and_a_meter_that_goes_away_and_comes_back(bus: Bus) -> None:
     _, master, _, clock = bus
-    assert master.transact(req_ud2(2, True), wait_s=0.3) == b""  # the first request is lost
-    assert decode_frame(master.transact(req_ud2(2, True), wait_s=1.0))["id"] == "26000002"  # the retry gets it
+    assert master.transact(req_ud2(2, True)) == b""  # the first request is lost
+    assert decode_frame(master.transact(req_ud2(2, True)))["id"] == "26000002"  # the retry gets it
 
     clock["now"] = NOW + timedelta(hours=1, minutes=1)
     t0 = time.monotonic()
-    slow = master.transact(req_ud2(2, False), wait_s=1.5)
+    slow = master.transact(req_ud2(2, False))
     assert decode_frame(slow)["id"] == "26000002"
     assert time.monotonic() - t0 >= 0.4 + (5 + len(slow)) * 11 / 2400  # the delay on top of the line's time
 
     clock["now"] = NOW + timedelta(hours=2, minutes=30)
-    assert master.transact(select("26000001"), wait_s=0.3) == b""  # gone
-    assert master.transact(req_ud2(1, True), wait_s=0.3) == b""
+    assert master.transact(select("26000001")) == b""  # gone
+    assert master.transact(req_ud2(1, True)) == b""
     clock["now"] = NOW + timedelta(hours=3, minutes=1)
-    assert master.transact(select("26000001"), wait_s=0.5) == ACK  # back
-    assert decode_frame(master.transact(req_ud2(0xFD, True), wait_s=1.0))["id"] == "26000001"
+    assert master.transact(select("26000001")) == ACK  # back
+    assert decode_frame(master.transact(req_ud2(0xFD, True)))["id"] == "26000001"
 
 
 def test_two_selected_meters_garble_the_line() -> None:
     with MBusSimulator(bus_meters(["26000001", "26000002", "36000002"]), clock=lambda: NOW) as sim:
-        master = Master(sim.port, 2400)
+        master = Master(sim.port, 2400, sim.line)
         try:
-            assert master.transact(select("3FFFFFFF"), wait_s=0.5) == ACK
-            answer = master.transact(select("2600000F"), wait_s=0.5)
+            assert master.transact(select("3FFFFFFF")) == ACK
+            answer = master.transact(select("2600000F"))
         finally:
             master.close()
     assert answer and answer != ACK
