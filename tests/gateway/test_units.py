@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -149,7 +150,13 @@ class _TimedScheduler(BusScheduler):
             rng=random.Random(7),
         )
         self.polled: dict[str, list[float]] = {m.meter_id: [] for m in config.meters}
+        self.aimed: dict[str, list[float]] = {m.meter_id: [] for m in config.meters}  # the slots it chose
         self.skipped = 0
+
+    def _following(self, due: Any, at: float, now: float, interval: float) -> tuple[float, int]:
+        slot, passed = super()._following(due, at, now, interval)
+        self.aimed[due.meter.meter_id].append(slot)
+        return slot, passed
 
     def _count_skip(self) -> None:
         self.skipped += 1
@@ -185,14 +192,23 @@ def test_each_meters_polls_land_at_one_place_before_the_grids_boundaries() -> No
     it. Polls moved by a fresh jitter each time fell on both sides of a boundary when the gateway's
     start put its grid near one: two reads in one interval, none in the next."""
     interval, jitter = 0.4, 0.3
-    polled = _run_schedule(interval, jitter, 4.5, time.time).polled
+    scheduler = _run_schedule(interval, jitter, 4.5, time.time)
+    polled = scheduler.polled
     for meter_id, times in polled.items():
         on_grid = times[1:]  # the first poll comes soon after start, wherever the grid is
-        assert len(on_grid) >= 9, (meter_id, times)
-        before_boundary = [(-t) % interval for t in on_grid]  # how long before the next boundary
-        assert max(before_boundary) - min(before_boundary) < 0.05, (meter_id, before_boundary)
-        assert all(b <= jitter * interval + 0.05 for b in before_boundary), (meter_id, before_boundary)
-        assert all(0.3 < b - a < 0.5 for a, b in itertools.pairwise(on_grid)), (meter_id, on_grid)
+        assert len(on_grid) >= 8, (meter_id, times)
+        # the slots it aimed at sit at one place before the boundaries, the meter's lead, every time
+        places = [(-slot) % interval for slot in scheduler.aimed[meter_id]]
+        assert max(places) - min(places) < 1e-4, (meter_id, places)  # (0.4 s steps on epoch floats: ulps)
+        lead = places[0]
+        assert 0 <= lead <= jitter * interval
+        # how late each poll came after its place (one-sided: a loaded machine wakes late, never
+        # early); measured from the place, not as the spread of places, which a meter placed a few
+        # milliseconds before the boundary crossed under load (11 of 16 runs with two CPU burners)
+        late = [(t + lead) % interval for t in on_grid]
+        assert all(x < 0.15 for x in late), (meter_id, lead, late)
+        slots = [round((t + lead - x) / interval) for t, x in zip(on_grid, late, strict=True)]
+        assert all(b > a for a, b in itertools.pairwise(slots)), (meter_id, slots)  # never two in one interval
     leads = {round(statistics.median((-t) % interval for t in times[1:]), 2) for times in polled.values()}
     assert len(leads) > 1  # the meters spread over the jitter's span
 
