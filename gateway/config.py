@@ -374,6 +374,12 @@ def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> Me
             loaded = profiles.get(profile, parameters)
         except ProfileError as error:
             raise table.error("profile", str(error)) from error
+        from gateway.pulse import max_flow_m3h  # (gateway.pulse imports this module)
+
+        try:
+            max_flow_m3h(parameters)  # a pulse counter's wrap is judged by it: refused here, not at each poll
+        except ValueError as error:
+            raise table.error("parameters", str(error)) from error
         for f in loaded.fields:
             # the collector refuses a whole batch for one alarm name outside the contract's list
             unknown = sorted(set(f.bits.values()) - set(ALARMS))

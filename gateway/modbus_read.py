@@ -61,7 +61,7 @@ def to_reading(
     at: datetime,
     protocol: Protocol,
     bus: str,
-    volume_m3: Callable[[float], float] | None = None,
+    volume_m3: Callable[[float, datetime], float] | None = None,
 ) -> Reading:
     """The reading in ``registers``; ``protocol`` is the bus's, "pulse" for a pulse counter's count."""
     try:
@@ -74,7 +74,7 @@ def to_reading(
     if within(float(volume), 0, VOLUME_MAX_M3) is None:  # before a pulse counter's unwrap remembers it
         raise PollError(f"{meter.meter_id}: volume {volume!r} m3 is outside the reads contract")
     if volume_m3 is not None:
-        volume = volume_m3(float(volume))
+        volume = volume_m3(float(volume), at)
     reverse = fields.get("reverse_volume_m3")
     flow = fields.get("flow_m3h")
     return Reading(

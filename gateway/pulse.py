@@ -1,12 +1,30 @@
 """Pulse counters: a module that counts a meter's pulses, read over Modbus like any meter.
 
-Wrap-around: a module's 32-bit counter rolls over to 0; the meter's register must not. The gateway
-sees successive counts, so a count in the bottom quarter of the counter's span after one in its top
-quarter is a wrap: add the span from then on. Any other fall is the module counting again from 0 (a
-power cycle without a kept count, a module replaced): no wrap, a register that falls to near zero,
-which VEE takes for a replacement and counts on from (taken for a wrap, a module reset at 2.4e9
-pulses added 188,000 m³ that never flowed). The previous count and the number of wraps are kept in
-the spool's database (:class:`WrapStore`), so a restart does not forget a wrap.
+The module's counter is finite (2**32 for a u32 count): it wraps to 0, and it also restarts at 0 on
+its own (a power cycle without a kept count, a module replaced). The gateway publishes a register
+that must do neither, so it follows successive counts and judges each change by the water that
+could have flowed since the previous read: the meter's maximum flow (``max_flow_m3h``, a meter
+parameter; :data:`DEFAULT_MAX_FLOW_M3H` when not given) times the time between the reads, plus the
+slack VEE allows (``collector.vee.rules`` judges a register's rollover the same way). Counts are
+taken modulo the span, so each change is a forward advance ``d`` or a step back ``span - d``:
+
+- an advance that fits (``d`` ≤ allowed) is water; when the count fell, it wrapped: one span more;
+- a step back that fits (an up/down counter or noise, across 0 or not) is published as it is, a
+  register a little lower, for VEE to judge: no span added, nothing invented;
+- a fall to a count that could have been counted from 0 since the previous read is the module
+  counting again from 0: the published register carries on from the last one published, and the
+  new count adds to it (the water before the restart is kept; a utility's register does not fall
+  because a module lost power). Before, 3.3e9 → 0 at 0.1 L a pulse was taken for a wrap: +99,497 m³
+  in one minute, kept for good;
+- anything else (a jump up too fast, a fall to a count that no restart explains) is published as
+  the count says, on the same offset, and the offset is not touched: VEE judges it, and the next
+  read that makes sense is not shifted by it.
+
+The published register is ``offset + count × litres per pulse``; the count last read, the offset and
+the time of that read are kept in the spool's database (:class:`WrapStore`), so a gateway restart
+judges the first count against the last one before it. A state kept by an earlier version (a number
+of wraps, no time) is taken as ``wraps × span`` with an unknown time: only a count that did not move,
+or a restart at exactly 0, is judged then; anything else is published as it is.
 
 Source: the MQTT contract tells a pulse count (``source.protocol`` "pulse") from a meter's own
 register, whatever bus carried it; the bus name and the module's unit id stay as they are.
@@ -14,12 +32,21 @@ register, whatever bus carried it; the bus name and the module's unit id stay as
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
 
 from aquami.contracts import reads
 from gateway.config import MeterConfig
+from gateway.transport import PollError
 
 PULSE_PROFILE = "pulse_counter"
+# Above Q4 of a DN50 meter (ISO 4064: Q3 63 m³/h, Q4 = 1.25 × Q3 = 78.75 m³/h), the largest meter one
+# would expect behind a pulse module on a gateway; a higher bound only widens, by flow × time, the
+# window near the top of the span where a restart could be taken for a wrap, a lower one makes a
+# real wrap after a long outage a restart. A bulk meter sets its own with ``max_flow_m3h``.
+DEFAULT_MAX_FLOW_M3H = Decimal(100)
+MAX_FLOW_SLACK = 0.05  # as VEE's max_flow_slack: a meter runs a little over its rating
 
 
 def is_pulse_counter(meter: MeterConfig) -> bool:
@@ -33,24 +60,76 @@ def source_protocol(meter: MeterConfig, bus_protocol: reads.Protocol) -> reads.P
     return "pulse" if is_pulse_counter(meter) else bus_protocol
 
 
-class WrapStore(Protocol):
-    def load_wrap(self, meter_id: str) -> tuple[float | None, int]: ...
+def max_flow_m3h(parameters: dict[str, Any]) -> float:
+    """A pulse counter's ``max_flow_m3h`` parameter, or the default; ValueError names a bad one."""
+    given = parameters.get("max_flow_m3h", DEFAULT_MAX_FLOW_M3H)
+    try:
+        number = Decimal(str(given)) if not isinstance(given, bool) else Decimal("NaN")
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite() or number <= 0:
+        raise ValueError(f"parameters.max_flow_m3h = {given!r} must be a number of m3/h above zero")
+    return float(number)
 
-    def save_wrap(self, meter_id: str, last_m3: float, wraps: int) -> None: ...
+
+class WrapStore(Protocol):
+    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime | None] | None: ...
+
+    def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime) -> None: ...
+
+    def load_wrap(self, meter_id: str) -> tuple[float | None, int]: ...
 
 
 class PulseWrap:
-    def __init__(self, meter_id: str, span_m3: float, store: WrapStore | None = None):
+    def __init__(
+        self,
+        meter_id: str,
+        span_m3: float,
+        store: WrapStore | None = None,
+        max_flow_m3h: float = float(DEFAULT_MAX_FLOW_M3H),
+    ):
         self.meter_id = meter_id
         self.span_m3 = span_m3
         self.store = store
-        self.last_m3, self.wraps = store.load_wrap(meter_id) if store is not None else (None, 0)
+        self.max_flow_m3h = max_flow_m3h
+        self.last_m3: float | None = None
+        self.offset_m3 = 0.0
+        self.last_at: datetime | None = None
+        if store is not None:
+            kept = store.load_pulse(meter_id)
+            if kept is not None:
+                self.last_m3, self.offset_m3, self.last_at = kept
+            else:  # an earlier version's state: wraps, no time
+                self.last_m3, wraps = store.load_wrap(meter_id)
+                self.offset_m3 = wraps * span_m3
 
-    def unwrap(self, counted_m3: float) -> float:
-        """The counter's volume (``count × litres per pulse``) to a volume that keeps growing."""
-        if self.last_m3 is not None and self.last_m3 > 0.75 * self.span_m3 and counted_m3 < 0.25 * self.span_m3:
-            self.wraps += 1
-        if counted_m3 != self.last_m3 and self.store is not None:
-            self.store.save_wrap(self.meter_id, counted_m3, self.wraps)
-        self.last_m3 = counted_m3
-        return round(counted_m3 + self.wraps * self.span_m3, 9)
+    def _allowed_m3(self, at: datetime) -> float:
+        """The most water the meter can pass between the previous read and ``at``."""
+        if self.last_at is None:
+            return 0.0
+        hours = max((at - self.last_at).total_seconds(), 0.0) / 3600
+        return self.max_flow_m3h * hours * (1 + MAX_FLOW_SLACK)
+
+    def unwrap(self, counted_m3: float, at: datetime) -> float:
+        """The counter's volume (``count × litres per pulse``) read at ``at`` to the published register."""
+        last, offset = self.last_m3, self.offset_m3
+        if last is not None:
+            allowed = self._allowed_m3(at) + 1e-9  # (float: a count that did not move is 0, not -1e-16)
+            forward = (counted_m3 - last) % self.span_m3
+            back = self.span_m3 - forward
+            published_before = offset + last
+            if forward <= allowed:  # water; past the top of the counter, a wrap
+                offset += self.span_m3 if counted_m3 < last else 0.0
+            elif back <= allowed:  # a step back, published as it is (across 0: one span less)
+                if counted_m3 > last:
+                    if published_before - back < 0:  # below anything counted: no register to publish
+                        raise PollError(
+                            f"{self.meter_id}: the pulse count stepped back past 0 ({last} -> {counted_m3})"
+                        )
+                    offset -= self.span_m3
+            elif counted_m3 < last and counted_m3 <= allowed:  # counting again from 0
+                offset = published_before
+        self.last_m3, self.offset_m3, self.last_at = counted_m3, offset, at
+        if self.store is not None:
+            self.store.save_pulse(self.meter_id, counted_m3, offset, at)
+        return round(offset + counted_m3, 9)

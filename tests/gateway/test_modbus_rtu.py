@@ -65,7 +65,8 @@ def test_rtu_bus_with_retries_and_a_wrapping_pulse_counter(tmp_path: Path, mosqu
                 "meter_id": "PULSE-1",
                 "unit_id": PULSE_UNIT,
                 "profile": "pulse_counter",
-                "parameters": {"litres_per_pulse": LITRES_PER_PULSE},
+                # 10 m3 every half second: a wrap is judged by the meter's maximum flow
+                "parameters": {"litres_per_pulse": LITRES_PER_PULSE, "max_flow_m3h": 1_000_000},
             },
         ],
         gateway_id="gw-rtu",

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import tempfile
-from decimal import Decimal
 from pathlib import Path
 
-from hypothesis import given, settings, target
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_protocols.modbus import load_profile
-from gateway.pulse import PulseWrap
 from gateway.spool import Spool
 
 
@@ -82,74 +77,6 @@ def test_depth_metric_matches_the_rows(tmp_path_factory, sizes: list[int], limit
         rows = spool._db.execute("SELECT count(*) FROM readings").fetchone()[0]
         assert spool.depth() == rows <= limit
     spool.close()
-
-
-def test_pulse_counter_wrap_is_unwrapped_and_remembered(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "s.sqlite")
-    span = 2**32 * 10 / 1000  # 10 litres per pulse
-    wrap = PulseWrap("P-1", span, spool)
-    assert wrap.unwrap(span - 5.0) == span - 5.0
-    assert wrap.unwrap(3.0) == span + 3.0  # the counter rolled over
-    assert wrap.unwrap(2.99) == span + 2.99  # a small step back is not a wrap
-    spool.close()
-    restarted = PulseWrap("P-1", span, Spool(tmp_path / "s.sqlite"))
-    assert restarted.unwrap(4.0) == span + 4.0
-
-
-@given(before=st.floats(0.0, 0.74), after=st.floats(0.0, 1.0))
-def test_a_module_counting_again_from_zero_is_no_wrap(before: float, after: float) -> None:
-    """A module restarted at 0 (a power cycle without a kept count) after counting past half its
-    span was taken for a wrap: a whole span added, 188,000 m³ at 0.1 L a pulse. Only a count in the
-    bottom quarter after one in the top quarter is a wrap; any other fall is left for VEE, which
-    takes a register falling to near zero for a replacement."""
-    span = 2**32 * 0.1 / 1000
-    wrap = PulseWrap("P-2", span)
-    wrap.unwrap(before * span)
-    assert wrap.unwrap(after * before * span) == round(after * before * span, 9)  # a fall from below the top quarter
-
-
-_PULSES = st.integers(0, 2**30 - 1) | st.integers(2**30 - 2**27, 2**30 - 1)
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    litres_per_pulse=st.sampled_from(["0.1", "1", "2.5", "10", "100"]),
-    start=st.integers(0, 2**32 - 1) | st.integers(2**32 - 2**30, 2**32 - 1),
-    # up to just under a quarter span between reads, often near it: the count wraps every few reads
-    steps=st.lists(st.tuples(_PULSES, st.booleans()), min_size=1, max_size=25),
-)
-def test_counts_read_less_than_a_quarter_span_apart_unwrap_to_every_pulse(
-    litres_per_pulse: str, start: int, steps: list[tuple[int, bool]]
-) -> None:
-    """The module's 32-bit count, read as the gateway reads it (the pulse_counter profile), wraps at
-    2**32; read at least every quarter span, the unwrapped register is every pulse counted since the
-    first read, times litres per pulse, whatever the wraps and gateway restarts (the wraps kept in the
-    spool) between reads."""
-    profile = load_profile("pulse_counter", {"litres_per_pulse": litres_per_pulse})
-    span = float(Decimal(litres_per_pulse) * 2**32 / 1000)
-
-    def read(count: int) -> float:  # what the module's two registers decode to
-        return profile.decode_registers([count % 2**32 >> 16, count % 2**16])["volume_m3"]
-
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "s.sqlite"
-        spool = Spool(path)
-        wrap = PulseWrap("P-3", span, spool)
-        count, previous = start, wrap.unwrap(read(start))
-        assert previous == read(start)
-        for pulses, restart in steps:
-            if restart:  # the gateway restarts: what it knew of the wraps is the spool's
-                spool.close()
-                spool = Spool(path)
-                wrap = PulseWrap("P-3", span, spool)
-            count += pulses
-            unwrapped = wrap.unwrap(read(count))
-            expected = float(Decimal(count) * Decimal(litres_per_pulse) / 1000)
-            assert math.isclose(unwrapped, expected, rel_tol=1e-12), (count, unwrapped, expected)
-            assert unwrapped >= previous
-            previous = unwrapped
-        target(float(wrap.wraps), label="wraps")
-        spool.close()
 
 
 def test_events_beyond_the_limit_drop_the_oldest_counted_and_said(tmp_path: Path, caplog) -> None:
