@@ -348,9 +348,18 @@ def _refuse_overlaps(fields: Sequence[RegisterField], blocks: Sequence[RegisterB
 
 def _refuse_fields_outside_blocks(fields: Sequence[RegisterField], blocks: Sequence[RegisterBlock], where: str) -> None:
     """A field on a register no block reads has nothing to decode from (the profile failed when it
-    first decoded, naming no file)."""
+    first decoded, naming no file). A field across two blocks is refused too: each block is its own
+    request, so the meter could update between the halves (a torn read: 65.535 → 65.536 m³ in
+    litres between the two requests was published as 131.071 m³); and its halves were taken from
+    the blocks' concatenation, so with blocks out of address order (0–1, 10–11, 2–3) a u32 at 1–2
+    was decoded from registers 1 and 10. Within one block, a field's offset is its own block's."""
     read = {register for block in blocks for register in range(block.start, block.start + block.count)}
     for f in fields:
         unread = [register for register in f.registers if register not in read]
         if unread:
             raise ProfileError(f"{where}: field {f.name!r} is on register {unread[0]}, which no block reads")
+        if not any(block.start <= f.register and f.registers[-1] < block.start + block.count for block in blocks):
+            raise ProfileError(
+                f"{where}: field {f.name!r} (registers {f.register}..{f.registers[-1]}) spans two blocks; "
+                "a value must be read in one request: make one block hold all its registers"
+            )

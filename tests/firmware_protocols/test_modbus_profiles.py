@@ -170,6 +170,25 @@ def test_a_profile_with_values_of_the_wrong_kind_is_a_profile_or_a_profile_error
     assert set(decoded) == {"profile", "alarms"} | {f.name for f in profile.fields if not f.bits}
 
 
+def test_blocks_out_of_address_order_decode_each_field_from_its_own_registers():
+    """Blocks listed 0-1, 10-11, 2-3: each field is read from its own registers, not from where its
+    block falls in the registers as read."""
+    document = {
+        "name": "x",
+        "blocks": [{"start": 0, "count": 2}, {"start": 10, "count": 2}, {"start": 2, "count": 2}],
+        "fields": [
+            {"name": "volume_m3", "register": 2, "type": "u32", "scale": "0.001"},
+            {"name": "flow_m3h", "register": 10, "type": "s32", "scale": "0.001"},
+            {"name": "battery_percent", "register": 1, "type": "u16"},
+        ],
+    }
+    profile = parse_profile(document, "test.toml", {})
+    # as read: registers 0, 1 | 10, 11 | 2, 3
+    decoded = profile.decode_registers([0, 80, 0xFFFF, 0xFE0C, 0x0001, 0xE240])
+    assert (decoded["volume_m3"], decoded["flow_m3h"], decoded["battery_percent"]) == (123.456, -0.5, 80)
+    assert profile.encode(decoded) == [0, 80, 0xFFFF, 0xFE0C, 0x0001, 0xE240]
+
+
 def test_wrong_register_count_is_a_clear_error():
     profile = load_profile("smart_water_meter")
     with pytest.raises(DecodeError, match="expected 8 registers, got 3"):
@@ -254,6 +273,14 @@ def _one_block(*fields: dict, **top: object) -> dict:
         (_one_block(word_order="middle"), "word_order and byte_order"),
         ({"name": "x", "blocks": [{"start": 65535, "count": 2}], "fields": []}, "within 65536"),
         ({"name": "x", "blocks": [{"start": 0, "count": 4}, {"start": 2, "count": 4}], "fields": []}, "overlap"),
+        # a value across two blocks: two requests, torn by an update between them (65.535 -> 65.536 m3
+        # read as 131.071), and, blocks out of address order, decoded from registers 1 and 10
+        ({"name": "x", "blocks": [{"start": 0, "count": 2}, {"start": 2, "count": 2}],
+          "fields": [{"name": "volume_m3", "register": 1, "type": "u32"}]},
+         r"test.toml: field 'volume_m3' \(registers 1..2\) spans two blocks"),
+        ({"name": "x", "blocks": [{"start": 0, "count": 2}, {"start": 10, "count": 2}, {"start": 2, "count": 2}],
+          "fields": [{"name": "volume_m3", "register": 1, "type": "u32"}]},
+         "spans two blocks"),
     ],
 )  # fmt: skip
 def test_a_profile_that_would_misread_or_break_its_polls_is_refused(document, complaint):
