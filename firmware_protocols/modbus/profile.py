@@ -236,7 +236,25 @@ def _scale(text: Any, parameters: Mapping[str, Any], where: str) -> Decimal:
     return scale
 
 
+# Every key a profile file may hold, by table: any other is a typo to refuse, not to ignore
+# ("wordorder", "word-order", "scale_factor" were dropped and the defaults used: 123.456 m³ published
+# as 3,795,845,121 m³, and `aquami gateway check` said ok).
+_TOP_KEYS = ("name", "description", "function", "word_order", "byte_order", "blocks", "fields", "examples")
+_BLOCK_KEYS = ("start", "count")
+_FIELD_KEYS = ("name", "register", "type", "scale", "word_order", "byte_order", "bits")
+_EXAMPLE_KEYS = ("registers", "expect", "parameters")
+
+
+def _refuse_unknown_keys(table: Any, known: Sequence[str], where: str) -> None:
+    if not isinstance(table, Mapping):
+        return  # (the caller's _require says what was due)
+    unknown = [key for key in table if key not in known]
+    if unknown:
+        raise ProfileError(f"{where}: unknown key {unknown[0]!r}; a profile's keys here are {', '.join(known)}")
+
+
 def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[str, Any]) -> MeterProfile:
+    _refuse_unknown_keys(document, _TOP_KEYS, source)
     name = _require(document, "name", str, source)
     function = document.get("function", "input")
     if function not in ("input", "holding"):
@@ -248,6 +266,7 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
     blocks = []
     for i, block in enumerate(_require(document, "blocks", list, source)):
         where = f"{source}: blocks[{i}]"
+        _refuse_unknown_keys(block, _BLOCK_KEYS, where)
         start, count = _require(block, "start", int, where), _require(block, "count", int, where)
         if not (0 <= start <= 0xFFFF and 1 <= count <= 125 and start + count <= 0x10000):  # 125: one read's most
             raise ProfileError(f"{where}: start must be 0..65535, count 1..125, and the block within 65536 registers")
@@ -257,6 +276,7 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
     for i, table in enumerate(_require(document, "fields", list, source)):
         where = f"{source}: fields[{i}]"
         field_name = _require(table, "name", str, where)
+        _refuse_unknown_keys(table, _FIELD_KEYS, f"{where} ({field_name!r})")
         if not field_name.strip():  # it decoded to a reading with no name to find the value by
             raise ProfileError(f"{where}: a field needs a name")
         if field_name in seen:
@@ -287,13 +307,16 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         )
     _refuse_overlaps(fields, blocks, source)
     _refuse_fields_outside_blocks(fields, blocks, source)
+    examples = _examples(document, source)
+    if not any(f.name == "volume_m3" and not f.bits for f in fields):  # every poll failed for want of it
+        raise ProfileError(f"{source}: a profile needs a field named 'volume_m3' (the meter's register)")
     return MeterProfile(
         name=name,
         description=str(document.get("description", "")),
         function=function,
         blocks=tuple(blocks),
         fields=tuple(fields),
-        examples=_examples(document, source),
+        examples=examples,
     )
 
 
@@ -301,6 +324,8 @@ def _examples(document: Mapping[str, Any], source: str) -> tuple[Mapping[str, An
     examples = document.get("examples", [])
     if not isinstance(examples, list) or not all(isinstance(e, Mapping) for e in examples):
         raise ProfileError(f"{source}: examples is a list of tables ([[examples]])")
+    for i, example in enumerate(examples):
+        _refuse_unknown_keys(example, _EXAMPLE_KEYS, f"{source}: examples[{i}]")
     return tuple(examples)
 
 

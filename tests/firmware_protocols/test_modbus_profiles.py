@@ -353,8 +353,43 @@ def test_an_example_whose_parts_are_not_tables_is_a_profile_error(tmp_path, exam
     """Each was an AttributeError out of load_profile (and a traceback out of `gateway check`)."""
     profile = tmp_path / "odd.toml"
     profile.write_text(
-        'name = "odd"\n[[blocks]]\nstart = 0\ncount = 1\n[[fields]]\nname = "v"\nregister = 0\ntype = "u16"\n'
+        'name = "odd"\n[[blocks]]\nstart = 0\ncount = 1\n[[fields]]\nname = "volume_m3"\nregister = 0\ntype = "u16"\n'
         f"[[examples]]\n{example}"
     )
     with pytest.raises(ProfileError, match=complaint):
+        load_profile(profile)
+
+
+_VOLUME = {"name": "volume_m3", "register": 0, "type": "u32", "scale": "0.001"}
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        # each typo was dropped and the default used: 123.456 m3 low word first, read high word
+        # first and unscaled, was published as 3,795,845,121 m3
+        (_one_block(_VOLUME, wordorder="little"), r"test.toml: unknown key 'wordorder'"),
+        (_one_block({**_VOLUME, "word-order": "little"}), r"fields\[0\] \('volume_m3'\): unknown key 'word-order'"),
+        (_one_block({"name": "volume_m3", "register": 0, "type": "u32", "scale_factor": "0.001"}),
+         r"fields\[0\] \('volume_m3'\): unknown key 'scale_factor'"),
+        ({"name": "x", "blocks": [{"start": 0, "count": 2, "function": "holding"}], "fields": [_VOLUME]},
+         r"blocks\[0\]: unknown key 'function'"),
+        (_one_block(_VOLUME, examples=[{"registers": "0001e240", "expected": {"volume_m3": 1}}]),
+         r"examples\[0\]: unknown key 'expected'"),
+        # a profile with no volume: every poll failed, the profile check said ok
+        (_one_block({"name": "volume", "register": 0, "type": "u32"}), "needs a field named 'volume_m3'"),
+    ],
+)  # fmt: skip
+def test_a_key_a_profile_does_not_know_is_refused_not_ignored(document, complaint):
+    with pytest.raises(ProfileError, match=complaint):
+        parse_profile(document, "test.toml", {})
+
+
+def test_the_reviewers_typo_profile_is_refused_when_it_loads(tmp_path):
+    profile = tmp_path / "typo.toml"
+    profile.write_text(
+        'name = "typo_meter"\nwordorder = "little"\n[[blocks]]\nstart = 0\ncount = 2\n'
+        '[[fields]]\nname = "volume_m3"\nregister = 0\ntype = "u32"\nscale_factor = "0.001"\n'
+    )
+    with pytest.raises(ProfileError, match=f"{profile}: unknown key 'wordorder'"):
         load_profile(profile)
