@@ -253,6 +253,9 @@ class Gateway:
             self.health.offline_after = kept.health.offline_after
             self.save_health()  # (a meter dropped now and configured again is loaded from the spool)
             self.health.forget_missing({m.meter_id for m in kept.meters}, {b.name for b in kept.buses})
+            # profiles read afresh: a profile file fixed before the reload (or a pulse counter's new
+            # litres_per_pulse) took effect only on a restart. The pulse counters' state is the spool's.
+            self.profiles = ProfileBook(self.spool)
             self._start_buses()
         return notes
 
