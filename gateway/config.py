@@ -374,8 +374,18 @@ def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> Me
             loaded = profiles.get(profile, parameters)
         except ProfileError as error:
             raise table.error("profile", str(error)) from error
-        from gateway.pulse import max_flow_m3h  # (gateway.pulse imports this module)
+        from gateway.pulse import is_pulse_counter, max_flow_m3h  # (a module of the gateway's own)
 
+        # a parameter the profile does not use was ignored by it and broke every poll (litres_per_pulse
+        # on a meter's own register: an InvalidOperation that killed the poll unseen), or labelled it a pulse source
+        usable = loaded.parameters | ({"max_flow_m3h"} if is_pulse_counter(loaded) else set())
+        unused = sorted(set(parameters) - usable)
+        if unused:
+            raise table.error(
+                "parameters",
+                f"{unused[0]!r} is no parameter of profile {profile!r}"
+                + (f" (it takes {', '.join(sorted(usable))})" if usable else " (it takes none)"),
+            )
         try:
             max_flow_m3h(parameters)  # a pulse counter's wrap is judged by it: refused here, not at each poll
         except ValueError as error:

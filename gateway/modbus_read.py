@@ -84,7 +84,7 @@ def to_reading(
         flow_m3h=None if flow is None else within(float(flow), -FLOW_MAX_M3H, FLOW_MAX_M3H),
         reverse_volume_m3=None if reverse is None else within(float(reverse), 0, VOLUME_MAX_M3),
         alarms=tuple(dict.fromkeys(fields.get("alarms", ()))),
-        protocol=source_protocol(meter, protocol),
+        protocol=source_protocol(profile, protocol),
         bus=bus,
         address=meter.unit_id,
     )

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 
 from firmware_protocols.modbus import MeterProfile, load_profile
 from gateway.config import MeterConfig
-from gateway.pulse import PulseWrap, WrapStore, max_flow_m3h
+from gateway.pulse import PulseWrap, WrapStore, counter_span_m3, is_pulse_counter, max_flow_m3h
 
 
 class ProfileBook:
@@ -27,12 +26,12 @@ class ProfileBook:
 
     def volume_filter(self, meter: MeterConfig) -> Callable[[float, datetime], float] | None:
         """For a pulse counter, a function that turns the decoded volume into one that never wraps."""
-        if "litres_per_pulse" not in meter.parameters:
+        profile = self.profile(meter)
+        if not is_pulse_counter(profile):
             return None
         wrap = self._wraps.get(meter.meter_id)
         if wrap is None:
-            span = Decimal(str(meter.parameters["litres_per_pulse"])) * Decimal(2**32) / Decimal(1000)
             wrap = self._wraps[meter.meter_id] = PulseWrap(
-                meter.meter_id, float(span), self._wrap_store, max_flow_m3h(meter.parameters)
+                meter.meter_id, counter_span_m3(profile), self._wrap_store, max_flow_m3h(meter.parameters)
             )
         return wrap.unwrap

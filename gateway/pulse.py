@@ -37,10 +37,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from aquami.contracts import reads
-from gateway.config import MeterConfig
+from firmware_protocols.modbus import MeterProfile
 from gateway.transport import PollError
 
-PULSE_PROFILE = "pulse_counter"
 # Above Q4 of a DN50 meter (ISO 4064: Q3 63 m³/h, Q4 = 1.25 × Q3 = 78.75 m³/h), the largest meter one
 # would expect behind a pulse module on a gateway; a higher bound only widens, by flow × time, the
 # window near the top of the span where a restart could be taken for a wrap, a lower one makes a
@@ -49,15 +48,29 @@ DEFAULT_MAX_FLOW_M3H = Decimal(100)
 MAX_FLOW_SLACK = 0.05  # as VEE's max_flow_slack: a meter runs a little over its rating
 
 
-def is_pulse_counter(meter: MeterConfig) -> bool:
-    """The ``pulse_counter`` profile, or any profile scaled by ``litres_per_pulse`` (the same test
-    decides that the wrap-around applies, :meth:`gateway.profiles.ProfileBook.volume_filter`)."""
-    return meter.profile == PULSE_PROFILE or "litres_per_pulse" in meter.parameters
+def is_pulse_counter(profile: MeterProfile) -> bool:
+    """A profile whose volume is a count scaled by the meter's ``litres_per_pulse`` (``pulse_counter``
+    or a utility's own module): told by the profile, not by the meter's parameters, so a number given
+    to a meter's own register cannot make it a pulse source (the same test decides that the wrap
+    applies, :meth:`gateway.profiles.ProfileBook.volume_filter`)."""
+    volume = profile.field_named("volume_m3")
+    return volume is not None and "litres_per_pulse" in volume.scale_parameters
 
 
-def source_protocol(meter: MeterConfig, bus_protocol: reads.Protocol) -> reads.Protocol:
-    """``source.protocol`` of ``meter``'s readings: "pulse" for a pulse counter, else the bus's."""
-    return "pulse" if is_pulse_counter(meter) else bus_protocol
+def source_protocol(profile: MeterProfile, bus_protocol: reads.Protocol) -> reads.Protocol:
+    """``source.protocol`` of a meter's readings: "pulse" for a pulse counter, else the bus's."""
+    return "pulse" if is_pulse_counter(profile) else bus_protocol
+
+
+def counter_span_m3(profile: MeterProfile) -> float:
+    """Where the module's count wraps, in m³: ``2**bits × scale`` of the volume field's type (a u16
+    count wraps at 65,536 pulses, not 2**32: 65,530 → 4 was published as 65.53 → 0.004 m³). A signed
+    count wraps into negatives, which no reading takes: its span is its positive range; an f32 count
+    is exact to 2**24."""
+    volume = profile.field_named("volume_m3")
+    assert volume is not None  # (a profile without one is refused when it loads)
+    bits = {"u16": 16, "s16": 15, "u32": 32, "s32": 31, "u64": 64, "f32": 24}[volume.type]
+    return float(volume.scale * 2**bits)
 
 
 def max_flow_m3h(parameters: dict[str, Any]) -> float:

@@ -111,10 +111,15 @@ class BusScheduler:
                 raise PollError(f"{self.config.name}: bus closed")
             try:
                 reading = await attempt_once(self.transport, self.config, meter)
-            except PollError:
+            except Exception as error:
                 if self.on_attempt:
                     self.on_attempt(False)
-                raise
+                if isinstance(error, PollError):
+                    raise
+                # a bug, not the bus: a failed attempt all the same, seen in the health's last_error
+                # (it killed the poll's task unretrieved: no reading, no error, attempts 0)
+                log.exception("%s on %s: unexpected error", meter.meter_id, self.config.name)
+                raise PollError(f"{meter.meter_id}: unexpected {type(error).__name__}: {error}") from error
         if self.on_attempt:
             self.on_attempt(True)
         return reading

@@ -48,6 +48,7 @@ class RegisterField:
     word_order: Order = "big"
     byte_order: Order = "big"
     bits: Mapping[int, str] = field(default_factory=dict)
+    scale_parameters: frozenset[str] = frozenset()  # the ``${name}`` its scale took from the meter's parameters
 
     @property
     def registers(self) -> range:
@@ -66,6 +67,14 @@ class MeterProfile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_layout", self._build_layout())
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        """The parameters the profile's scales name (a pulse counter's ``litres_per_pulse``)."""
+        return frozenset().union(*(f.scale_parameters for f in self.fields))
+
+    def field_named(self, name: str) -> RegisterField | None:
+        return next((f for f in self.fields if f.name == name), None)
 
     @property
     def register_total(self) -> int:
@@ -300,6 +309,7 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
                 register=_require(table, "register", int, where),
                 type=cast(ValueType, value_type),
                 scale=_scale(table.get("scale", "1"), parameters, where),
+                scale_parameters=frozenset(k for k in parameters if "${" + k + "}" in str(table.get("scale", ""))),
                 word_order=cast(Order, word_order),
                 byte_order=cast(Order, byte_order),
                 bits=bits,

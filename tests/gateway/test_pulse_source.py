@@ -22,12 +22,12 @@ PULSE_UNIT = 10
 PULSE = MeterConfig("PULSE-1", PULSE_UNIT, "pulse_counter", {"litres_per_pulse": 10})
 
 
-def test_pulse_counters_are_told_by_profile_or_litres_per_pulse() -> None:
-    assert is_pulse_counter(PULSE)
-    assert is_pulse_counter(MeterConfig("P2", 3, "acme_pulse_io", {"litres_per_pulse": 1}))
-    assert not is_pulse_counter(MeterConfig("WM-1", 1))
-    assert source_protocol(PULSE, "modbus-rtu") == "pulse"
-    assert source_protocol(MeterConfig("WM-1", 1), "modbus-rtu") == "modbus-rtu"
+def test_pulse_counters_are_told_by_their_profile() -> None:
+    pulse = load_profile("pulse_counter", {"litres_per_pulse": 10})
+    meter = load_profile("smart_water_meter")
+    assert is_pulse_counter(pulse) and not is_pulse_counter(meter)
+    assert source_protocol(pulse, "modbus-rtu") == "pulse"
+    assert source_protocol(meter, "modbus-rtu") == "modbus-rtu"
 
 
 @pytest.mark.parametrize("bus_protocol", ["modbus-tcp", "modbus-rtu"])

@@ -192,3 +192,70 @@ parameters = {{ litres_per_pulse = 1, max_flow_m3h = {toml_value(bad)} }}
 """
     with pytest.raises(ValueError, match="max_flow_m3h"):
         parse_config_text(text)
+
+
+U16_PULSE = """name = "u16_pulse"
+[[blocks]]
+start = 0
+count = 1
+[[fields]]
+name = "volume_m3"
+register = 0
+type = "u16"
+scale = "${litres_per_pulse}e-3"
+"""
+
+
+def test_a_16_bit_count_wraps_at_65536_pulses(tmp_path: Path) -> None:
+    """The span was 2**32 pulses whatever the counter: a u16 module's 65,530 → 4 was published as
+    65.53 → 0.004 m³ at 1 L a pulse. The span comes from the volume field's type."""
+    path = tmp_path / "u16_pulse.toml"
+    path.write_text(U16_PULSE)
+    m = MeterConfig("P-16", 1, str(path), {"litres_per_pulse": 1})
+    book = ProfileBook()
+
+    def read(count: int, at: datetime) -> float:
+        reading = to_reading(m, book.profile(m), [count], at, "modbus-tcp", "bus-1", book.volume_filter(m))
+        assert reading.protocol == "pulse"
+        return reading.volume_m3
+
+    assert read(65_530, T0) == 65.53
+    assert read(4, T0 + timedelta(minutes=1)) == 65.54
+    assert read(10, T0 + timedelta(minutes=2)) == 65.546
+
+
+CONFIG = """gateway_id = "gw-1"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[[buses]]
+name = "tcp-1"
+protocol = "modbus-tcp"
+host = "127.0.0.1"
+[[meters]]
+meter_id = "WM-1"
+bus = "tcp-1"
+unit_id = 1
+profile = "{profile}"
+parameters = {parameters}
+"""
+
+
+@pytest.mark.parametrize(
+    ("profile", "parameters", "complaint"),
+    [
+        # on a meter's own register: every poll died on an InvalidOperation ("1 L"), unseen; a number
+        # labelled the register a pulse count
+        ("smart_water_meter", '{ litres_per_pulse = "1 L" }', "'litres_per_pulse' is no parameter of profile"),
+        ("smart_water_meter", "{ litres_per_pulse = 1 }", "'litres_per_pulse' is no parameter of profile"),
+        ("smart_water_meter", "{ max_flow_m3h = 5 }", "'max_flow_m3h' is no parameter"),
+        ("pulse_counter", '{ litres_per_pulse = "1 L" }', "litres_per_pulse"),
+        ("pulse_counter", "{ litres_per_pulse = 1, litres_per_puls = 2 }", "'litres_per_puls' is no parameter"),
+    ],
+)
+def test_a_parameter_the_profile_does_not_use_is_refused_when_the_configuration_loads(
+    profile: str, parameters: str, complaint: str
+) -> None:
+    from gateway.config import parse_config_text
+
+    with pytest.raises(ValueError, match=complaint):
+        parse_config_text(CONFIG.format(profile=profile, parameters=parameters))
