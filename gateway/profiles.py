@@ -8,7 +8,7 @@ from datetime import datetime
 
 from firmware_protocols.modbus import MeterProfile, load_profile
 from gateway.config import MeterConfig
-from gateway.pulse import PulseWrap, WrapStore, counter_span_m3, is_pulse_counter, max_flow_m3h
+from gateway.pulse import PulseWrap, WrapStore, count_m3, counter_span_m3, is_pulse_counter, max_flow_m3h
 
 
 class ProfileBook:
@@ -32,6 +32,10 @@ class ProfileBook:
         wrap = self._wraps.get(meter.meter_id)
         if wrap is None:
             wrap = self._wraps[meter.meter_id] = PulseWrap(
-                meter.meter_id, counter_span_m3(profile), self._wrap_store, max_flow_m3h(meter.parameters)
+                meter.meter_id,
+                counter_span_m3(profile),
+                self._wrap_store,
+                max_flow_m3h(meter.parameters),
+                count_m3(profile),
             )
         return wrap.unwrap

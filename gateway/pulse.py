@@ -20,11 +20,14 @@ taken modulo the span, so each change is a forward advance ``d`` or a step back 
   the count says, on the same offset, and the offset is not touched: VEE judges it, and the next
   read that makes sense is not shifted by it.
 
-The published register is ``offset + count × litres per pulse``; the count last read, the offset and
-the time of that read are kept in the spool's database (:class:`WrapStore`), so a gateway restart
-judges the first count against the last one before it. A state kept by an earlier version (a number
-of wraps, no time) is taken as ``wraps × span`` with an unknown time: only a count that did not move,
-or a restart at exactly 0, is judged then; anything else is published as it is.
+The published register is ``offset + count × litres per pulse``; the count last read, the offset,
+the time of that read and one count's volume are kept in the spool's database (:class:`WrapStore`), so a
+gateway restart (or a reload) judges the first count against the last one before it. A meter whose
+``litres_per_pulse`` changed carries on from its last register, its pulses from then on counted at
+the new rate (the offset takes up the difference): neither a jump nor a fall. A state kept by an
+earlier version (a number of wraps, no time) is taken as ``wraps × span`` with an unknown time: only
+a count that did not move, or a restart at exactly 0, is judged then; anything else is published as
+it is.
 
 Source: the MQTT contract tells a pulse count (``source.protocol`` "pulse") from a meter's own
 register, whatever bus carried it; the bus name and the module's unit id stay as they are.
@@ -62,6 +65,13 @@ def source_protocol(profile: MeterProfile, bus_protocol: reads.Protocol) -> read
     return "pulse" if is_pulse_counter(profile) else bus_protocol
 
 
+def count_m3(profile: MeterProfile) -> float:
+    """One count's volume: the volume field's scale (litres per pulse / 1000)."""
+    volume = profile.field_named("volume_m3")
+    assert volume is not None  # (a profile without one is refused when it loads)
+    return float(volume.scale)
+
+
 def counter_span_m3(profile: MeterProfile) -> float:
     """Where the module's count wraps, in m³: ``2**bits × scale`` of the volume field's type (a u16
     count wraps at 65,536 pulses, not 2**32: 65,530 → 4 was published as 65.53 → 0.004 m³). A signed
@@ -86,9 +96,9 @@ def max_flow_m3h(parameters: dict[str, Any]) -> float:
 
 
 class WrapStore(Protocol):
-    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime | None] | None: ...
+    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float] | None: ...
 
-    def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime) -> None: ...
+    def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime, count_m3: float) -> None: ...
 
     def load_wrap(self, meter_id: str) -> tuple[float | None, int]: ...
 
@@ -100,9 +110,11 @@ class PulseWrap:
         span_m3: float,
         store: WrapStore | None = None,
         max_flow_m3h: float = float(DEFAULT_MAX_FLOW_M3H),
+        count_m3: float | None = None,
     ):
         self.meter_id = meter_id
         self.span_m3 = span_m3
+        self.count_m3 = span_m3 if count_m3 is None else count_m3  # one count's volume (the scale)
         self.store = store
         self.max_flow_m3h = max_flow_m3h
         self.last_m3: float | None = None
@@ -111,7 +123,11 @@ class PulseWrap:
         if store is not None:
             kept = store.load_pulse(meter_id)
             if kept is not None:
-                self.last_m3, self.offset_m3, self.last_at = kept
+                self.last_m3, self.offset_m3, self.last_at, kept_count_m3 = kept
+                if kept_count_m3 != self.count_m3:  # litres_per_pulse changed: pulses from now on count at the new rate
+                    rebased = self.last_m3 * self.count_m3 / kept_count_m3  # the same count, at the new rate
+                    self.offset_m3 += self.last_m3 - rebased  # the register carries on from where it was
+                    self.last_m3 = rebased
             else:  # an earlier version's state: wraps, no time
                 self.last_m3, wraps = store.load_wrap(meter_id)
                 self.offset_m3 = wraps * span_m3
@@ -144,5 +160,5 @@ class PulseWrap:
                 offset = published_before
         self.last_m3, self.offset_m3, self.last_at = counted_m3, offset, at
         if self.store is not None:
-            self.store.save_pulse(self.meter_id, counted_m3, offset, at)
+            self.store.save_pulse(self.meter_id, counted_m3, offset, at, self.count_m3)
         return round(offset + counted_m3, 9)

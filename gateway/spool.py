@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS pulse_wraps (meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, wraps INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pulse_state (
-    meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, offset_m3 REAL NOT NULL, last_at TEXT NOT NULL
+    meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, offset_m3 REAL NOT NULL, last_at TEXT NOT NULL,
+    count_m3 REAL NOT NULL  -- m3 per count: litres_per_pulse / 1000
 );
 CREATE TABLE IF NOT EXISTS wmbus_freshness (
     meter_id TEXT NOT NULL, device TEXT NOT NULL, message_counter INTEGER, meter_time TEXT,
@@ -233,20 +234,20 @@ class Spool:
 
     # pulse counters' state since the wrap or restart is judged by time (gateway.pulse.WrapStore);
     # pulse_wraps above is an earlier version's, read when a meter has no row here yet
-    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime | None] | None:
+    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float] | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT last_m3, offset_m3, last_at FROM pulse_state WHERE meter_id = ?", (meter_id,)
+                "SELECT last_m3, offset_m3, last_at, count_m3 FROM pulse_state WHERE meter_id = ?", (meter_id,)
             ).fetchone()
-        return None if row is None else (float(row[0]), float(row[1]), datetime.fromisoformat(row[2]))
+        return None if row is None else (float(row[0]), float(row[1]), datetime.fromisoformat(row[2]), float(row[3]))
 
-    def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime) -> None:
+    def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime, count_m3: float) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO pulse_state (meter_id, last_m3, offset_m3, last_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO pulse_state (meter_id, last_m3, offset_m3, last_at, count_m3) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (meter_id) DO UPDATE SET last_m3 = excluded.last_m3, offset_m3 = excluded.offset_m3, "
-                "last_at = excluded.last_at",
-                (meter_id, last_m3, offset_m3, at.isoformat()),
+                "last_at = excluded.last_at, count_m3 = excluded.count_m3",
+                (meter_id, last_m3, offset_m3, at.isoformat(), count_m3),
             )
 
     # wireless M-Bus meters' last accepted message counter and clock (gateway.wmbus_replay.FreshnessStore)

@@ -259,3 +259,33 @@ def test_a_parameter_the_profile_does_not_use_is_refused_when_the_configuration_
 
     with pytest.raises(ValueError, match=complaint):
         parse_config_text(CONFIG.format(profile=profile, parameters=parameters))
+
+
+def test_a_changed_litres_per_pulse_carries_the_register_on(tmp_path: Path) -> None:
+    """10 L a pulse corrected to 1 L (a reload, or a restart): the register carries on from where it
+    was, the pulses after the change counted at 1 L."""
+    spool = Spool(tmp_path / "s.sqlite")
+    book = ProfileBook(spool)
+    assert publish(book, meter(10), 1_000, T0) == 10.0
+    assert publish(book, meter(10), 1_100, T0 + timedelta(minutes=1)) == 11.0
+    corrected = ProfileBook(spool)  # what cmd/reload makes
+    assert publish(corrected, meter(1), 1_100, T0 + timedelta(minutes=2)) == 11.0
+    assert publish(corrected, meter(1), 1_600, T0 + timedelta(minutes=3)) == 11.5
+    spool.close()
+
+
+def test_a_wider_counter_at_the_same_rate_keeps_the_count(tmp_path: Path) -> None:
+    """The profile's count goes from u16 to u32 at the same litres per pulse: the same count is the
+    same water (only the span changed), so nothing is rebased."""
+    path = tmp_path / "u16_pulse.toml"
+    path.write_text(U16_PULSE)
+    spool = Spool(tmp_path / "s.sqlite")
+    narrow = MeterConfig("P-1", 1, str(path), {"litres_per_pulse": 1})
+    book = ProfileBook(spool)
+    book.volume_filter(narrow)
+    assert (
+        to_reading(narrow, book.profile(narrow), [1_000], T0, "modbus-tcp", "b", book.volume_filter(narrow)).volume_m3
+        == 1.0
+    )
+    assert publish(ProfileBook(spool), meter(1), 1_500, T0 + timedelta(minutes=1)) == 1.5
+    spool.close()
