@@ -15,7 +15,9 @@ taken modulo the span, so each change is a forward advance ``d`` or a step back 
   counting again from 0: the published register carries on from the last one published, and the
   new count adds to it (the water before the restart is kept; a utility's register does not fall
   because a module lost power). Before, 3.3e9 → 0 at 0.1 L a pulse was taken for a wrap: +99,497 m³
-  in one minute, kept for good;
+  in one minute, kept for good. If the next count is back where it was before (one bad read of a
+  small count, not a restart), it carries on from there, not counted twice (this is kept in memory
+  only: across a gateway restart in between, that next count is published as it is, for VEE);
 - anything else (a jump up too fast, a fall to a count that no restart explains) is published as
   the count says, on the same offset, and the offset is not touched: VEE judges it, and the next
   read that makes sense is not shifted by it.
@@ -120,6 +122,8 @@ class PulseWrap:
         self.last_m3: float | None = None
         self.offset_m3 = 0.0
         self.last_at: datetime | None = None
+        # (count, offset) before a read taken for a restart, until the next read confirms it (in memory)
+        self._before_restart: tuple[float, float] | None = None
         if store is not None:
             kept = store.load_pulse(meter_id)
             if kept is not None:
@@ -132,6 +136,24 @@ class PulseWrap:
                 self.last_m3, wraps = store.load_wrap(meter_id)
                 self.offset_m3 = wraps * span_m3
 
+    def _judge(self, last: float, offset: float, counted_m3: float, allowed: float) -> tuple[float | None, bool]:
+        """The offset after ``last`` → ``counted_m3`` (None when no change of the count explains it),
+        and whether that change is the module counting again from 0."""
+        forward = (counted_m3 - last) % self.span_m3
+        back = self.span_m3 - forward
+        published_before = offset + last
+        if forward <= allowed:  # water; past the top of the counter, a wrap
+            return offset + (self.span_m3 if counted_m3 < last else 0.0), False
+        if back <= allowed:  # a step back, published as it is (across 0: one span less)
+            if counted_m3 > last:
+                if published_before - back < 0:  # below anything counted: no register to publish
+                    raise PollError(f"{self.meter_id}: the pulse count stepped back past 0 ({last} -> {counted_m3})")
+                return offset - self.span_m3, False
+            return offset, False
+        if counted_m3 < last and counted_m3 <= allowed:  # counting again from 0
+            return published_before, True
+        return None, False
+
     def _allowed_m3(self, at: datetime) -> float:
         """The most water the meter can pass between the previous read and ``at``."""
         if self.last_at is None:
@@ -141,23 +163,19 @@ class PulseWrap:
 
     def unwrap(self, counted_m3: float, at: datetime) -> float:
         """The counter's volume (``count × litres per pulse``) read at ``at`` to the published register."""
-        last, offset = self.last_m3, self.offset_m3
-        if last is not None:
+        offset = self.offset_m3
+        undo, self._before_restart = self._before_restart, None
+        if self.last_m3 is not None:
             allowed = self._allowed_m3(at) + 1e-9  # (float: a count that did not move is 0, not -1e-16)
-            forward = (counted_m3 - last) % self.span_m3
-            back = self.span_m3 - forward
-            published_before = offset + last
-            if forward <= allowed:  # water; past the top of the counter, a wrap
-                offset += self.span_m3 if counted_m3 < last else 0.0
-            elif back <= allowed:  # a step back, published as it is (across 0: one span less)
-                if counted_m3 > last:
-                    if published_before - back < 0:  # below anything counted: no register to publish
-                        raise PollError(
-                            f"{self.meter_id}: the pulse count stepped back past 0 ({last} -> {counted_m3})"
-                        )
-                    offset -= self.span_m3
-            elif counted_m3 < last and counted_m3 <= allowed:  # counting again from 0
-                offset = published_before
+            judged, restarted = self._judge(self.last_m3, offset, counted_m3, allowed)
+            if judged is None and undo is not None and 0 <= counted_m3 - undo[0] <= allowed:
+                # the restart was one bad read of a small count: the count is back where it was before
+                # it, so it carries on from there (on the restart's offset it would count twice)
+                judged = undo[1]
+            if restarted:
+                self._before_restart = (self.last_m3, offset)
+            if judged is not None:  # else unexplained: as the count says, on the same offset, for VEE
+                offset = judged
         self.last_m3, self.offset_m3, self.last_at = counted_m3, offset, at
         if self.store is not None:
             self.store.save_pulse(self.meter_id, counted_m3, offset, at, self.count_m3)

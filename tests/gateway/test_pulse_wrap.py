@@ -289,3 +289,14 @@ def test_a_wider_counter_at_the_same_rate_keeps_the_count(tmp_path: Path) -> Non
     )
     assert publish(ProfileBook(spool), meter(1), 1_500, T0 + timedelta(minutes=1)) == 1.5
     spool.close()
+
+
+def test_one_bad_read_of_a_small_count_is_not_counted_twice() -> None:
+    """A single read of 0 between two counts near 3.3e9 looks like a restart; when the next count is
+    back where it was, it carries on from there: without that, the register would take the whole
+    count (330,000 m³) a second time."""
+    book, m = ProfileBook(), meter()
+    assert publish(book, m, 3_300_000_000, T0) == 330_000.0
+    assert publish(book, m, 0, T0 + timedelta(minutes=1)) == 330_000.0  # taken for a restart
+    assert publish(book, m, 3_300_000_050, T0 + timedelta(minutes=2)) == 330_000.005
+    assert publish(book, m, 3_300_000_060, T0 + timedelta(minutes=3)) == 330_000.006
