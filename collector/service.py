@@ -139,10 +139,20 @@ class Collector:
         log.info("subscribed to %s on %s", ", ".join(self.config.subscriptions), self.config.mqtt.url)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
-        refused = [str(reason) for reason in reasons if reason.is_failure]
-        if refused:
-            log.error("broker refused the subscription (%s): nothing will be stored", ", ".join(refused))
-        elif self.config.ready_file is not None:
+        refused = [
+            (topic, str(reason))
+            for topic, reason in zip(self.config.subscriptions, reasons, strict=False)
+            if reason.is_failure
+        ]
+        essential = [(topic, reason) for topic, reason in refused if not topic.endswith(("/status", "/status/health"))]
+        if essential:
+            said = ", ".join(f"{topic}: {reason}" for topic, reason in essential)
+            log.error("broker refused the subscription (%s): nothing will be stored", said)
+            return
+        if refused:  # a broker whose rules let the collector read reads and events but not statuses
+            said = ", ".join(f"{topic}: {reason}" for topic, reason in refused)
+            log.warning("broker refused the gateways' status topics (%s): GET /gateways will not know them", said)
+        if self.config.ready_file is not None:
             self.config.ready_file.write_text(f"subscribed to {', '.join(self.config.subscriptions)}\n")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

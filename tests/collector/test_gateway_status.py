@@ -161,3 +161,24 @@ def test_any_status_payload_is_a_status_or_a_refusal(kind: str, payload: bytes) 
     assert isinstance(result, GatewayStatus | RejectedMessage)
     if isinstance(result, GatewayStatus):
         assert (result.online is None) == (kind == "status/health")
+
+
+def test_a_broker_refusing_only_the_status_topics_leaves_the_collector_storing(tmp_path: Path, caplog) -> None:
+    """Brokers whose rules are checked at subscription (not Mosquitto's) may refuse the status
+    topics to a collector's user made before they were subscribed to: reads and events must go on,
+    with the collector ready (its ready file), not "nothing will be stored"."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from collector.service import Collector, CollectorConfig
+
+    granted, refused = ReasonCode(PacketTypes.SUBACK, identifier=1), ReasonCode(PacketTypes.SUBACK, identifier=0x87)
+    ready = tmp_path / "ready"
+    endpoint = MqttEndpoint.parse("mqtt://127.0.0.1:1")
+    collector = Collector(CollectorConfig("postgresql://127.0.0.1:1/x", endpoint, ready_file=ready))
+    collector._on_subscribe(collector._client, None, 1, [granted, granted, refused, refused], None)
+    assert ready.exists()
+    assert "GET /gateways will not know them" in caplog.text and "nothing will be stored" not in caplog.text
+    ready.unlink()
+    collector._on_subscribe(collector._client, None, 2, [granted, refused, granted, granted], None)
+    assert not ready.exists() and "nothing will be stored" in caplog.text
