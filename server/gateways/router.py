@@ -27,15 +27,13 @@ class Gateway(BaseModel):
         description="its last health report, the meters summed up: meters_total, meters_offline, meters_failing"
     )
     health_at: UtcInstant | None = Field(description="when the collector received that report")
-    meters: int = Field(description="meters whose readings last came through it")
 
 
 @router.get("", response_model=list[Gateway], summary="Gateways, offline ones first")
 def list_gateways(_: Readers, conn: Connection) -> list[Gateway]:
     rows = conn.execute(
         """
-        SELECT g.gateway_id, g.online, g.link_since, g.health, g.health_at,
-               (SELECT count(*) FROM meters m WHERE m.last_gateway_id = g.gateway_id) AS meters
+        SELECT g.gateway_id, g.online, g.link_since, g.health, g.health_at
         FROM gateway_status g
         ORDER BY g.online IS TRUE, g.gateway_id
         """
