@@ -12,15 +12,13 @@ minute; the meters' own state is in ``events`` (their offline and online events)
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aquami.contracts.reads import is_identifier
 from collector.batch_parser import RejectedMessage
-from collector.fast_reads import ID_PATTERN
 
-_id_match = re.compile(ID_PATTERN).match
 LINK_STATES = {b"online": True, b"offline": False}
 HEALTH_SUMMARY_MAX_BYTES = 64 * 1024  # a summary larger than this is no gateway's: refused
 
@@ -52,7 +50,7 @@ def parse_status_message(
     if where is None:
         return RejectedMessage(f"not a status topic: {topic!r}")
     gateway_id, kind = where
-    if not _id_match(gateway_id):
+    if not is_identifier(gateway_id):
         return RejectedMessage(f"the topic's gateway id {gateway_id!r} is not an identifier")
     if kind == "status":
         online = LINK_STATES.get(bytes(payload))
