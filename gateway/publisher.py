@@ -24,7 +24,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +36,7 @@ from aquami.contracts.reads import ReadsBatch, reads_topic, status_topic
 from aquami.mqtt import MqttEndpoint
 from gateway.backoff import Backoff
 from gateway.config import MqttOptions
-from gateway.spool import SealedBatch, Spool
+from gateway.spool import MeterHealthRow, SealedBatch, Spool
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,11 @@ class Publisher:
     def nudge(self) -> None:
         """New readings are in the spool; the loop looks at it every tick anyway."""
 
-    def send_durable(self, topic: str, payload: bytes) -> None:
+    def send_durable(self, topic: str, payload: bytes, meter_health: Iterable[MeterHealthRow] = ()) -> None:
         """Queue a message (an event) in the spool's database: it survives restarts and is deleted
-        on the broker's acknowledgement, like a batch."""
-        self.spool.add_message(topic, payload)
+        on the broker's acknowledgement, like a batch; with the meter health it changes, stored in
+        the same transaction (:meth:`gateway.spool.Spool.add_message`)."""
+        self.spool.add_message(topic, payload, meter_health=meter_health)
 
     def send(self, topic: str, payload: bytes, *, retain: bool = False, smaller: bytes | None = None) -> None:
         """Queue a non-batch message; kept (up to the outbox limit, oldest dropped) while offline.

@@ -134,7 +134,7 @@ class Gateway:
         topic = events_topic(self.config.gateway_id, self.config.topic_root)
         meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
         try:
-            self.spool.add_message(topic, json.dumps(event, separators=(",", ":")).encode(), meter_health=meter_health)
+            self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode(), meter_health)
         except Exception:  # a full disk: this event is lost, not the writer, bus or poll that raised it
             log.exception("event %s not spooled", event["event"])
             self.health.unsaved_again(meter_health)
