@@ -101,7 +101,8 @@ def reading_from_records(
         raise PollError(f"{meter.meter_id}: volume {volume!r} m3 is outside the reads contract")
     alarms = status_alarms(telegrams)
     if flags is not None and meter.error_flags:
-        alarms = tuple(name for name in ALARMS if name in alarms or name in flagged(flags, meter.error_flags))
+        raised = set(alarms) | flagged(flags, meter.error_flags)
+        alarms = tuple(name for name in ALARMS if name in raised)
     return Reading(
         meter_id=meter.meter_id,
         ts=millisecond(at),
