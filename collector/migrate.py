@@ -50,7 +50,7 @@ def migrate(database_url: str) -> list[str]:
     """Apply what is missing; return the names applied now (empty when up to date)."""
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
-        if _up_to_date(conn):  # nothing to write: a read-only standby after a failover is fine
+        if up_to_date(conn):  # nothing to write: a read-only standby after a failover is fine
             return applied_now
         with conn.transaction():  # under the lock too: two migrators creating it at once collide
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))  # in the catalog (UniqueViolation)
@@ -129,6 +129,3 @@ def up_to_date(conn: psycopg.Connection[Any]) -> bool:
             return False
         recorded = {name for (name,) in cur.execute("SELECT name FROM schema_migrations").fetchall()}
     return {name for name, _ in migration_files()} <= recorded
-
-
-_up_to_date = up_to_date
