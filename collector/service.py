@@ -144,7 +144,7 @@ class Collector:
             for topic, reason in zip(self.config.subscriptions, reasons, strict=False)
             if reason.is_failure
         ]
-        essential = [(topic, reason) for topic, reason in refused if not topic.endswith(("/status", "/status/health"))]
+        essential = [(topic, reason) for topic, reason in refused if status_gateway(topic) is None]
         if essential:
             said = ", ".join(f"{topic}: {reason}" for topic, reason in essential)
             log.error("broker refused the subscription (%s): nothing will be stored", said)
