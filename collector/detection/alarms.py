@@ -20,8 +20,7 @@ from collector.detection.series import SeriesBlock
 PASSED_THROUGH = {k.value: k for k in AlertKind if k is not AlertKind.DMA_BURST and k is not AlertKind.STUCK}
 
 
-def meter_alarm_alerts(block: SeriesBlock, flows: Flows, config: DetectionConfig | None = None) -> list[Alert]:
-    config = config or DetectionConfig()
+def meter_alarm_alerts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
     hold_off_s = config.alarm_hold_off_h * 3600.0
     clock = Clock.of(block)
     t = block.n_intervals
