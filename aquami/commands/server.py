@@ -96,13 +96,14 @@ def register(app: typer.Typer) -> None:
 
         from server.auth import key_id_of, revoke_api_key
 
+        key = key_id_of(key_id)
         try:
             with psycopg.connect(database_url, autocommit=True) as conn:
-                revoked_at, now = revoke_api_key(conn, key_id_of(key_id))
+                revoked_at, now = revoke_api_key(conn, key)
         except LookupError as error:
             raise typer.BadParameter(str(error), param_hint="KEY_ID") from error
         when = _utc(revoked_at)
-        typer.echo(f"revoked {key_id_of(key_id)} at {when}" if now else f"{key_id_of(key_id)} was revoked at {when}")
+        typer.echo(f"revoked {key} at {when}" if now else f"{key} was revoked at {when}")
 
     @server_app.command("register-meters")
     def register_meters_command(

@@ -143,7 +143,8 @@ def billing_nem12(
     receiver: Annotated[str, Query(pattern=PARTICIPANT_ID, description="100 record: to participant")] = "BILLING",
 ) -> StreamingResponse:
     zone = repository.utility_timezone(conn)
-    start, end = service.parse_period(period, standard_time(zone))
+    standard = standard_time(zone)
+    start, end = service.parse_period(period, standard)
     if account is not None and not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
     try:  # every error the file can meet, found before its first byte is sent
@@ -164,7 +165,5 @@ def billing_nem12(
     return StreamingResponse(
         body(),
         media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": attachment(f"nem12-{service.period_label(start, end, standard_time(zone))}.csv")
-        },
+        headers={"Content-Disposition": attachment(f"nem12-{service.period_label(start, end, standard)}.csv")},
     )
