@@ -218,19 +218,11 @@ class Spool:
             (value,) = self._db.execute("SELECT value FROM counters WHERE name = 'next_batch_seq'").fetchone()
             return int(value)
 
-    # pulse counters' wrap state (gateway.pulse.WrapStore), kept with the readings it explains
+    # pulse counters' wrap state as an earlier version kept it (gateway.pulse.WrapStore): read, no longer written
     def load_wrap(self, meter_id: str) -> tuple[float | None, int]:
         with self._lock:
             row = self._db.execute("SELECT last_m3, wraps FROM pulse_wraps WHERE meter_id = ?", (meter_id,)).fetchone()
         return (None, 0) if row is None else (float(row[0]), int(row[1]))
-
-    def save_wrap(self, meter_id: str, last_m3: float, wraps: int) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO pulse_wraps (meter_id, last_m3, wraps) VALUES (?, ?, ?) "
-                "ON CONFLICT (meter_id) DO UPDATE SET last_m3 = excluded.last_m3, wraps = excluded.wraps",
-                (meter_id, last_m3, wraps),
-            )
 
     # pulse counters' state since the wrap or restart is judged by time (gateway.pulse.WrapStore);
     # pulse_wraps above is an earlier version's, read when a meter has no row here yet

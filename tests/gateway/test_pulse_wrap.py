@@ -104,7 +104,8 @@ def test_a_step_back_below_anything_counted_is_a_failed_read() -> None:
 
 def test_an_earlier_versions_wraps_are_kept(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "s.sqlite")
-    spool.save_wrap("P-1", 10.0, 2)
+    # a row as the earlier version wrote it (it kept no time of the last read)
+    spool._db.execute("INSERT INTO pulse_wraps (meter_id, last_m3, wraps) VALUES ('P-1', 10.0, 2)")
     wrap = PulseWrap("P-1", 100.0, spool)
     assert wrap.unwrap(10.0, T0) == 210.0
     assert wrap.unwrap(10.5, T0 + timedelta(minutes=1)) == 210.5
