@@ -221,11 +221,14 @@ def _require(table: Any, key: str, kind: type | tuple[type, ...], where: str) ->
     return value
 
 
-def _scale(text: Any, parameters: Mapping[str, Any], where: str) -> Decimal:
+def _scale(text: Any, parameters: Mapping[str, Any], where: str) -> tuple[Decimal, frozenset[str]]:
+    """The scale, and the names of the meter's parameters it took (``${name}``)."""
     text = str(text)
+    used = []
     for key, value in parameters.items():
         if "${" + key + "}" not in text:
             continue
+        used.append(key)
         try:
             number = Decimal(str(value))
         except InvalidOperation:
@@ -242,7 +245,7 @@ def _scale(text: Any, parameters: Mapping[str, Any], where: str) -> Decimal:
         raise ProfileError(f"{where}: scale {text!r} is not a decimal number") from error
     if not scale.is_finite() or scale == 0:
         raise ProfileError(f"{where}: scale must be a finite non-zero number")
-    return scale
+    return scale, frozenset(used)
 
 
 # Every key a profile file may hold, by table: any other is a typo to refuse, not to ignore
@@ -303,13 +306,14 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         bits = _bits(table.get("bits", {}), value_type, where)
         if bits and "scale" in table:  # (it was ignored)
             raise ProfileError(f"{where}: a field of status bits has no scale")
+        scale, scale_parameters = _scale(table.get("scale", "1"), parameters, where)
         fields.append(
             RegisterField(
                 name=field_name,
                 register=_require(table, "register", int, where),
                 type=cast(ValueType, value_type),
-                scale=_scale(table.get("scale", "1"), parameters, where),
-                scale_parameters=frozenset(k for k in parameters if "${" + k + "}" in str(table.get("scale", ""))),
+                scale=scale,
+                scale_parameters=scale_parameters,
                 word_order=cast(Order, word_order),
                 byte_order=cast(Order, byte_order),
                 bits=bits,
