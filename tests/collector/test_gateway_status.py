@@ -26,7 +26,7 @@ from server.app import create_app
 from server.auth import create_api_key
 from simulators.modbus_tcp import ModbusTcpSimulator
 from tests.collector.test_ingest_mqtt import running_collector, wait_for
-from tests.gateway.helpers import config_text, meters
+from tests.gateway.helpers import config_text, meters, running
 from tests.services import free_port
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -51,22 +51,17 @@ def test_a_gateway_s_link_and_health_are_kept_and_listed(tmp_path: Path, migrate
         extra_top="[health]\nstatus_interval_s = 0.5\n",
     )
 
+    def healthy() -> bool:
+        row = status_row(url, gw)
+        return row is not None and row[0] is True and row[2] is not None and row[2]["meters_total"] == 2
+
     async def scenario() -> None:
         simulator = ModbusTcpSimulator(meters(2), port=port)
         await simulator.start()
-        gateway = Gateway(parse_config_text(text))
-        stop = asyncio.Event()
-        task = asyncio.create_task(gateway.run(stop, drain_timeout=5.0))
         try:
-
-            def healthy() -> bool:
-                row = status_row(url, gw)
-                return row is not None and row[0] is True and row[2] is not None and row[2]["meters_total"] == 2
-
-            await asyncio.to_thread(wait_for, healthy, 30, "the gateway online with its health")
+            async with running(Gateway(parse_config_text(text)), drain_timeout=5.0):
+                await asyncio.to_thread(wait_for, healthy, 30, "the gateway online with its health")
         finally:
-            stop.set()
-            await task
             await simulator.stop()
 
     with running_collector(url, mosquitto.url):

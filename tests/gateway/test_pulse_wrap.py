@@ -177,20 +177,8 @@ def test_a_bad_max_flow_is_refused_when_the_configuration_loads(bad: object) -> 
     from gateway.config import parse_config_text
     from tests.gateway.helpers import toml_value
 
-    text = f"""gateway_id = "gw-1"
-[mqtt]
-url = "mqtt://127.0.0.1:1883"
-[[buses]]
-name = "tcp-1"
-protocol = "modbus-tcp"
-host = "127.0.0.1"
-[[meters]]
-meter_id = "P-1"
-bus = "tcp-1"
-unit_id = 1
-profile = "pulse_counter"
-parameters = {{ litres_per_pulse = 1, max_flow_m3h = {toml_value(bad)} }}
-"""
+    parameters = toml_value({"litres_per_pulse": 1, "max_flow_m3h": bad})
+    text = CONFIG.format(profile="pulse_counter", parameters=parameters)
     with pytest.raises(ValueError, match="max_flow_m3h"):
         parse_config_text(text)
 

@@ -121,15 +121,20 @@ def control() -> Iterator[tuple[Rig, str]]:
         asyncio.run(rig.stop())
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        f"{url}/faults", json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
+def _request(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """The control endpoint's status and JSON answer, an error's too."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {} if body is None else {"Content-Type": "application/json"}
+    request = urllib.request.Request(f"{url}{path}", data, headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return _request(url, "POST", "/faults", body)
 
 
 def test_the_endpoint_answers_400_naming_the_field(control: tuple[Rig, str]) -> None:
@@ -386,12 +391,7 @@ def test_a_meter_fault_keeps_its_length_rounded_up_to_whole_steps(offset_us: int
 
 
 def _delete(url: str, path: str) -> tuple[int, Any]:
-    request = urllib.request.Request(f"{url}{path}", method="DELETE")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return _request(url, "DELETE", path)
 
 
 def test_clearing_names_the_meter_and_a_wrong_one_is_refused(control: tuple[Rig, str]) -> None:
