@@ -72,6 +72,20 @@ TS_MIN = "2000-01-01T00:00:00"
 FUTURE_MAX = timedelta(days=1)
 
 
+def latest_timely(received: datetime) -> str:
+    """The latest time, as the contract's text to the second, that is not after ``received`` by
+    more than ``FUTURE_MAX``: every time matches the contract's pattern (UTC, to the second), so
+    its text sorts as its time does, and ``TS_MIN <= ts[:19] <= latest`` is the bounds check."""
+    return (received + FUTURE_MAX).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def why_untimely(ts: str, received: datetime) -> str:
+    """Why a time found out of bounds is: the words readings' and events' dead letters share."""
+    if ts[:19] < TS_MIN:
+        return "before 2000-01-01"
+    return f"more than a day after the collector received it ({received.strftime('%Y-%m-%dT%H:%M:%SZ')})"
+
+
 def parse_reads_message(
     topic: str, payload: bytes | bytearray, received_at: datetime | None = None
 ) -> ParsedMessage | RejectedMessage:
@@ -100,7 +114,7 @@ def parse_reads_message(
             return RejectedMessage(f"readings/{index}/ts: {ts!r} is not a real UTC time")
     # Every time matches the contract's pattern: to the second, their text sorts as their times do.
     received = (received_at or datetime.now(UTC)).astimezone(UTC)
-    latest = (received + FUTURE_MAX).strftime("%Y-%m-%dT%H:%M:%S")
+    latest = latest_timely(received)
     untimely = {ts for ts in timestamps if not TS_MIN <= ts[:19] <= latest}
     if not untimely:
         return ParsedMessage(message, meter_ids, _copy_data(message), min(ts[:19] for ts in timestamps))
@@ -110,12 +124,7 @@ def parse_reads_message(
 def _without_untimely(message: ReadsMessage, untimely: set[str], received: datetime) -> ParsedMessage | RejectedMessage:
     kept = [r for r in message.readings if r.ts not in untimely]
     refused = [(i, r) for i, r in enumerate(message.readings) if r.ts in untimely]
-    at = received.strftime("%Y-%m-%dT%H:%M:%SZ")
-    reasons = [
-        f"readings/{i}/ts: {r.ts!r} is "
-        + ("before 2000-01-01" if r.ts[:19] < TS_MIN else f"more than a day after the collector received it ({at})")
-        for i, r in refused[:3]
-    ]
+    reasons = [f"readings/{i}/ts: {r.ts!r} is {why_untimely(r.ts, received)}" for i, r in refused[:3]]
     more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
     reason = f"{len(refused)} of {len(message.readings)} readings refused: " + "; ".join(reasons) + more
     if not kept:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aquami.contracts.events import ENVELOPE_FIELDS, TIME_FIELDS, schema_errors
-from collector.batch_parser import FUTURE_MAX, TS_MIN, RejectedMessage
+from collector.batch_parser import TS_MIN, RejectedMessage, latest_timely, why_untimely
 from collector.fast_reads import ID_PATTERN
 
 # The staging table's columns, in COPY order (collector/store.py).
@@ -51,7 +51,7 @@ def parse_events_message(
     if len(topic_parts) >= 2 and topic_parts[-2] != gateway_id:
         return RejectedMessage(f"gateway_id {gateway_id!r} does not match the topic {topic!r}")
     received = (received_at or datetime.now(UTC)).astimezone(UTC)
-    latest = (received + FUTURE_MAX).strftime("%Y-%m-%dT%H:%M:%S")
+    latest = latest_timely(received)
     for name in TIME_FIELDS:
         value = message.get(name)
         if value is None:
@@ -60,12 +60,9 @@ def parse_events_message(
             datetime.fromisoformat(value)  # the pattern admits month 13; the calendar does not
         except ValueError:
             return RejectedMessage(f"{name}: {value!r} is not a real UTC time")
-        # every time matches the contract's pattern (UTC, to the second): its text sorts as it does
-        if value[:19] < TS_MIN:
-            return RejectedMessage(f"{name}: {value!r} is before 2000-01-01 (the gateway's clock is wrong)")
-        if value[:19] > latest:
-            at = received.strftime("%Y-%m-%dT%H:%M:%SZ")
-            return RejectedMessage(f"{name}: {value!r} is more than a day after the collector received it ({at})")
+        if not TS_MIN <= value[:19] <= latest:
+            why = why_untimely(value, received)
+            return RejectedMessage(f"{name}: {value!r} is {why} (the gateway's clock is wrong)")
     detail = {k: v for k, v in message.items() if k not in ENVELOPE_FIELDS}
     return [
         (
