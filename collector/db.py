@@ -65,6 +65,17 @@ def deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
         timer.cancel()
 
 
+@contextmanager
+def job_connection(
+    database_url: str, statement_timeout_s: float = JOB_STATEMENT_TIMEOUT_S
+) -> Iterator[psycopg.Connection]:
+    """A periodic job's connection (detection, VEE rounds), closed at the block's end and cut after
+    twice its statement timeout: a statement may take the whole timeout, and the job's few round
+    trips around it far less than another."""
+    with connect(database_url, statement_timeout_s) as conn, deadline(conn, 2 * statement_timeout_s):
+        yield conn
+
+
 def _cut(conn: psycopg.Connection, seconds: float) -> None:
     log.warning("the database has not answered for %.0f s: closing the connection", seconds)
     try:

@@ -308,8 +308,7 @@ class DetectionScheduler(PeriodicJob):
         self.last_changes = AlertChanges()
 
     def work(self) -> None:
-        timeout = self.config.statement_timeout_s
-        with db.connect(self.database_url, timeout) as conn, db.deadline(conn, 2 * timeout):
+        with db.job_connection(self.database_url, self.config.statement_timeout_s) as conn:
             try:
                 self.last_changes = run_detection_once(conn, datetime.now(UTC), self.config)
             except BackRun:  # another collector's run, begun after this one's, took the lock first

@@ -44,8 +44,7 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
     round was under way."""
     end = now + timedelta(hours=1)
     start = end - timedelta(days=ROUND_DAYS)
-    timeout = db.JOB_STATEMENT_TIMEOUT_S
-    with db.connect(database_url, timeout) as conn, db.deadline(conn, 2 * timeout):
+    with db.job_connection(database_url) as conn:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
         conn.commit()
         if not (row and row[0]):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -51,3 +53,28 @@ def test_the_writer_s_connection_bounds_its_waits(migrated_database_url, name):
         assert conn.execute("SHOW statement_timeout").fetchone() == ("7s",)
     finally:
         conn.close()
+
+
+def test_a_periodic_job_s_connection_is_cut_when_the_database_stops_answering(migrated_database_url):
+    """Detection and VEE rounds run on ``db.job_connection``: frozen mid-statement, the job fails
+    with ``OperationalError`` after twice its statement timeout instead of holding its thread (and
+    every later run, which waits for it) for ever."""
+    params = conninfo_to_dict(migrated_database_url)
+    outcome: list[BaseException | None] = []
+
+    def job(port: int, proxy: FreezingProxy) -> None:
+        try:
+            with db.job_connection(make_conninfo(migrated_database_url, host="127.0.0.1", port=port), 1) as conn:
+                conn.execute("SELECT 1")
+                proxy.freeze()
+                conn.execute("SELECT 2")
+            outcome.append(None)
+        except BaseException as error:  # the test reports whatever ended the job
+            outcome.append(error)
+
+    with FreezingProxy(str(params.get("host", "127.0.0.1")), int(str(params.get("port") or 5432))) as proxy:
+        worker = threading.Thread(target=job, args=(proxy.port, proxy), daemon=True)
+        worker.start()
+        worker.join(60)  # the cut comes after 2 s; without it the job waits for ever
+    assert not worker.is_alive(), "the job still waits on a database that stopped answering"
+    assert len(outcome) == 1 and isinstance(outcome[0], psycopg.OperationalError), outcome
