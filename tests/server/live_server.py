@@ -15,12 +15,17 @@ from tests.services import free_port
 
 
 @contextmanager
-def running_server(database_url: str, *extra: str) -> Iterator[int]:
-    """The server's port, once it answers ``/health``; the server is stopped after."""
+def running_server(database_url: str, *extra: str, log: list[str] | None = None) -> Iterator[int]:
+    """The server's port, once it answers ``/health``; the server is stopped after.
+
+    With ``log``, what the server wrote (its access log included) is appended to it once the server
+    has stopped. The output waits in a pipe until then, so keep such a test's requests few (a pipe
+    holds 64 KiB)."""
     port = free_port()
     command = [str(Path(sys.executable).with_name("aquami")), "server", "run", "--port", str(port), *extra]
     env = {**os.environ, "AQUAMI_DATABASE_URL": database_url}
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = subprocess.DEVNULL if log is None else subprocess.PIPE
+    server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -33,4 +38,6 @@ def running_server(database_url: str, *extra: str) -> Iterator[int]:
         yield port
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        written, _ = server.communicate(timeout=30)
+        if log is not None:
+            log.append(written)

@@ -3,44 +3,25 @@
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import psycopg
 
 from server.auth import create_api_key
-from tests.services import free_port
+from tests.server.live_server import running_server
 
 
 def test_the_sign_in_link_s_key_is_not_written_to_the_access_log(migrated_database_url):
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
         key = create_api_key(conn, "demo admin", ["admin"])
-    port = free_port()
-    command = [str(Path(sys.executable).with_name("aquami")), "server", "run", "--port", str(port)]
-    env = {**os.environ, "AQUAMI_DATABASE_URL": migrated_database_url}
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(0.2)
+    logs: list[str] = []
+    with running_server(migrated_database_url, log=logs) as port:
         # the parameter's name percent-encoded is the same parameter to the server
         for query in (f"key={key}&x=1", f"k%65y={key}", f"x=1&%6B%65%79={key}"):
             link = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             link.request("GET", f"/login?{query}")
             assert link.getresponse().status == 303  # signed in
             link.close()
-    finally:
-        server.terminate()
-        log, _ = server.communicate(timeout=30)
+    (log,) = logs
     secret = key.split(".", 1)[1]
     assert "GET /login?key=***&x=1 " in log, log  # the request is still logged, its key hidden
     assert "GET /login?k%65y=*** " in log and "GET /login?x=1&%6B%65%79=*** " in log, log
