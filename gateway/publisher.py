@@ -36,7 +36,8 @@ from aquami.contracts.reads import ReadsBatch, reads_topic, status_topic
 from aquami.mqtt import MqttEndpoint
 from gateway.backoff import Backoff
 from gateway.config import MqttOptions
-from gateway.spool import MeterHealthRow, SealedBatch, Spool
+from gateway.health import SavedMeter
+from gateway.spool import SealedBatch, Spool
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class Publisher:
     def nudge(self) -> None:
         """New readings are in the spool; the loop looks at it every tick anyway."""
 
-    def send_durable(self, topic: str, payload: bytes, meter_health: Iterable[MeterHealthRow] = ()) -> None:
+    def send_durable(self, topic: str, payload: bytes, meter_health: Iterable[SavedMeter] = ()) -> None:
         """Queue a message (an event) in the spool's database: it survives restarts and is deleted
         on the broker's acknowledgement, like a batch; with the meter health it changes, stored in
         the same transaction (:meth:`gateway.spool.Spool.add_message`)."""

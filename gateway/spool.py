@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.health import SavedMeter
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,8 +62,6 @@ _SAVE_METER_HEALTH = (
     "ON CONFLICT (meter_id) DO UPDATE SET last_good = excluded.last_good, "
     "offline_since = excluded.offline_since, consecutive_failures = excluded.consecutive_failures"
 )
-# a meter's health as stored: meter_id, last_good, offline_since (ISO 8601 UTC or None), consecutive_failures
-MeterHealthRow = tuple[str, str | None, str | None, int]
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +269,14 @@ class Spool:
             ).fetchone()
         return None if row is None else (row[0], row[1], int(row[2]))
 
-    def save_meter_health(self, rows: Iterable[MeterHealthRow]) -> None:
+    def save_meter_health(self, rows: Iterable[SavedMeter]) -> None:
         """Store meters' health, all in one transaction (one fsync)."""
         with self._lock, self._transaction():
             self._db.executemany(_SAVE_METER_HEALTH, list(rows))
 
     # other durable messages (events): kept like readings until the broker acknowledges them
     def add_message(
-        self, topic: str, payload: bytes, limit: int = 10_000, meter_health: Iterable[MeterHealthRow] = ()
+        self, topic: str, payload: bytes, limit: int = 10_000, meter_health: Iterable[SavedMeter] = ()
     ) -> int:
         """Store a message for the broker, with the meter health it changes (a meter's offline or
         online event and its new state: both or neither); beyond ``limit`` waiting, the oldest go
