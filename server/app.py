@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+import psycopg
+from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 import aquami
-from collector.migrate import NOT_MIGRATED, up_to_date
 from server import db
 from server.access_log import redact_access_log
 from server.alerts.router import router as alerts_router
@@ -23,6 +23,7 @@ from server.db import open_pool
 from server.gateways.router import router as gateways_router
 from server.meters.router import router as meters_router
 from server.problems import install_problem_handlers, refuse_nul_text
+from server.schema_check import SchemaCheck, not_migrated
 from server.web.router import router as web_router
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,10 @@ def create_app(database_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.schema_check = SchemaCheck()
         app.state.pool = open_pool(database_url)
         try:
-            _refuse_an_unmigrated_database(app.state.pool)
+            _refuse_an_unmigrated_database(app.state.pool, app.state.schema_check)
             yield
         finally:
             app.state.pool.close()
@@ -57,24 +59,42 @@ def create_app(database_url: str) -> FastAPI:
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 
-    @app.get("/health", tags=["operations"], summary="Liveness: the process answers")
-    def health() -> dict[str, str]:
+    @app.get(
+        "/health", tags=["operations"], summary="Liveness: the process answers (503 while its database is not migrated)"
+    )
+    def health(request: Request) -> dict[str, str]:
+        _refuse_while_not_migrated(request.app.state.pool, request.app.state.schema_check)
         return {"status": "ok"}
 
     return app
 
 
-def _refuse_an_unmigrated_database(pool: ConnectionPool) -> None:
+def _refuse_while_not_migrated(pool: ConnectionPool, schema: SchemaCheck) -> None:
+    """/health's answer on the database: 200 while it is away (the server serves it once it is back:
+    a host's boot order is not fatal), 503 once the server has found it not migrated, the state
+    start-up refuses; asked again here until a check passes, so /health recovers with the migration."""
+    if schema.passed:  # the usual case: liveness costs no round trip to the database
+        return
+    try:
+        with pool.connection(timeout=db.HEALTH_WAIT_S) as conn:
+            schema.require(conn)
+    except (PoolTimeout, psycopg.OperationalError):
+        if schema.problem is not None:
+            raise not_migrated(schema.problem) from None
+
+
+def _refuse_an_unmigrated_database(pool: ConnectionPool, schema: SchemaCheck) -> None:
     """Start-up stops on a database the migrations have not been applied to: the server would answer
     500 to every keyed request (relation "api_keys" does not exist) while its /health said ok.
     A database not reachable yet (within a second start-up wait) is let be: open_pool has said so,
-    requests are answered 503 until it is there, and a host's boot order is not fatal.
+    requests are answered 503 until it is there, and a host's boot order is not fatal; the first
+    connection a request gets then asks (server.schema_check).
     docker-compose.yml starts the server only once its migrate service has finished."""
     try:  # lent at once when open_pool reached the database; a slow one (a loaded host) is waited for
         with pool.connection(timeout=db.STARTUP_WAIT_S) as conn:
-            migrated = up_to_date(conn)
+            problem = schema.ask(conn)
     except PoolTimeout:
         return
-    if not migrated:
-        log.error(NOT_MIGRATED)
-        raise RuntimeError(NOT_MIGRATED)
+    if problem is not None:
+        log.error(problem)
+        raise RuntimeError(problem)

@@ -11,12 +11,16 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from server.problems import database_unavailable
+from server.schema_check import SchemaCheck
 
 log = logging.getLogger(__name__)
 
 #: How long a request waits for a connection before it is answered 503 (the database away, or
 #: every connection busy): long enough for a pool to reconnect, short of a client's own timeout.
 CONNECTION_WAIT_S = 5.0
+#: How long /health waits for a connection to ask whether the database is migrated, while no one has
+#: found it so yet: a liveness probe's own timeout is short (Kubernetes: 1 s).
+HEALTH_WAIT_S = 0.5
 #: How long start-up waits for the database before it starts anyway (requests answered 503 until
 #: the pool reaches it: a server started before its database, a host's boot order, is not fatal).
 STARTUP_WAIT_S = 10.0
@@ -49,8 +53,10 @@ def _in_utc(conn: psycopg.Connection) -> None:
 
 
 def get_connection(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection for the request; 503 (with Retry-After) when none comes in time."""
+    """A pooled connection for the request; 503 (with Retry-After) when none comes in time, and 503
+    while the database is not migrated (asked here until it is: see server.schema_check)."""
     pool: ConnectionPool = request.app.state.pool
+    schema: SchemaCheck = request.app.state.schema_check
     try:
         conn = pool.getconn(timeout=CONNECTION_WAIT_S)
     except PoolTimeout:
@@ -58,6 +64,7 @@ def get_connection(request: Request) -> Iterator[psycopg.Connection]:
             f"no database connection within {CONNECTION_WAIT_S:g} s; try again shortly"
         ) from None
     try:
+        schema.require(conn)
         yield conn
     finally:
         pool.putconn(conn)

@@ -9,12 +9,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import sql
 
+from collector.migrate import migrate
+from server import db
 from server.app import create_app
+from server.auth import create_api_key
+from tests.services import drop_database, with_database
 
 SAYS = "the database is not migrated: run `aquami collector migrate`"
 
@@ -28,6 +36,40 @@ def test_the_server_does_not_start_on_an_unmigrated_database(database_url: str) 
 def test_the_server_starts_on_a_migrated_one(migrated_database_url: str) -> None:
     with TestClient(create_app(migrated_database_url)) as client:
         assert client.get("/health").status_code == 200
+
+
+def test_a_server_started_before_its_database_refuses_it_unmigrated_once_it_is_there(
+    timescale_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up could not ask a database that was not there yet, and nothing asked later: once it
+    came up unmigrated (or left by an older release), every keyed request was a 500 "unexpected
+    error" (relation "api_keys" does not exist) for ever, while /health said 200."""
+    monkeypatch.setattr(db, "STARTUP_WAIT_S", 0.5)
+    monkeypatch.setattr(db, "HEALTH_WAIT_S", 5.0, raising=False)  # generous: a loaded machine lends late
+    name = f"aquami_test_{uuid.uuid4().hex[:12]}"
+    url = with_database(timescale_admin_url, name)
+    bearer = {"Authorization": "Bearer aqk_0000.nope"}
+    try:
+        with TestClient(create_app(url)) as client:
+            assert client.get("/health").status_code == 200  # away: liveness, as before
+            with psycopg.connect(timescale_admin_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            deadline = time.monotonic() + 60
+            while (response := client.get("/meters", headers=bearer)).json()["title"] == "Database unavailable":
+                assert time.monotonic() < deadline, "the server never reached its database"
+                time.sleep(0.2)
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["title"] == "Database not migrated" and response.json()["detail"] == SAYS
+            health = client.get("/health")
+            assert health.status_code == 503 and health.json()["detail"] == SAYS
+            migrate(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                key = create_api_key(conn, "late reader", ["reader"])
+            assert client.get("/health").status_code == 200  # asked again: migrated now
+            assert client.get("/meters", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    finally:
+        drop_database(timescale_admin_url, url)
 
 
 @pytest.mark.parametrize(

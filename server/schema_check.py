@@ -1,0 +1,50 @@
+"""Whether the database the server talks to is migrated for this code, asked until it is.
+
+Start-up asks first and refuses to start on an unmigrated database. A database that was not
+reachable at start-up (a host's boot order) cannot be asked then: without asking later, the server
+served it as it came back, unmigrated or left by an older release, and every keyed request was a 500
+(relation "api_keys" does not exist) while /health said 200. So the first connection a request
+gets asks again, and every one after it until the answer is yes; from then on nobody asks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from collector.migrate import NOT_MIGRATED, up_to_date
+from server.problems import Problem
+
+
+class SchemaCheck:
+    """The answer, shared by the app's requests: once up to date, the database stays so for this process
+    (migrations only add), and the check costs nothing more."""
+
+    def __init__(self) -> None:
+        self.passed = False
+        #: what the last check found wrong; None before the first check and once one passed
+        self.problem: str | None = None
+
+    def ask(self, conn: psycopg.Connection[Any]) -> str | None:
+        """What stands between this code and the database (None: nothing), asked on ``conn`` unless
+        a check already passed."""
+        if self.passed:
+            return None
+        if up_to_date(conn):
+            self.passed, self.problem = True, None
+        else:
+            self.problem = NOT_MIGRATED
+        return self.problem
+
+    def require(self, conn: psycopg.Connection[Any]) -> None:
+        """Raise a 503 problem while the database is not migrated."""
+        problem = self.ask(conn)
+        if problem is not None:
+            raise not_migrated(problem)
+
+
+def not_migrated(detail: str) -> Problem:
+    """503: the server cannot serve this database until someone migrates it (no Retry-After: waiting
+    alone will not mend it)."""
+    return Problem(503, detail, title="Database not migrated")
