@@ -33,13 +33,19 @@ _register_commands()
 
 def main() -> None:
     """The command; what the machine or the database refuses (a port in use, a folder that is not
-    there, a database that cannot be reached or a URL that is none) is one line, not a traceback."""
+    there, a database that cannot be reached or a URL that is none, one whose migrations do not match
+    this code's) is one line, not a traceback."""
     try:
         app()
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(1) from None
     except Exception as error:
+        from collector.migrate import SchemaMismatch
+
+        if isinstance(error, SchemaMismatch):  # a migration edited after the database applied it
+            typer.echo(f"error: database: {error}", err=True)
+            raise SystemExit(1) from None
         if not type(error).__module__.startswith("psycopg"):
             raise
         from psycopg.errors import UndefinedFunction, UndefinedTable

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from collector.migrate import NOT_MIGRATED, up_to_date
+from collector.migrate import schema_problem
 from server.problems import Problem
 
 
@@ -31,10 +31,8 @@ class SchemaCheck:
         a check already passed."""
         if self.passed:
             return None
-        if up_to_date(conn):
-            self.passed, self.problem = True, None
-        else:
-            self.problem = NOT_MIGRATED
+        self.problem = schema_problem(conn)
+        self.passed = self.problem is None
         return self.problem
 
     def require(self, conn: psycopg.Connection[Any]) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
+import pytest
 
-from collector.migrate import migrate, migration_files
+from collector.migrate import SchemaMismatch, migrate, migration_files, schema_problem, up_to_date
 from tests.services import create_database, drop_database
 
 
@@ -144,3 +149,79 @@ def test_an_online_index_cut_short_is_built_again(migrated_database_url):
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'readings_received_at_idx'::regclass"
         ).fetchone()
     assert valid == (True,)
+
+
+def _migrations_in(folder: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """migrate() and up_to_date() read these files of ``folder`` (as part ``t``) instead of aquami's."""
+    import collector.migrate as migrate_module
+
+    monkeypatch.setattr(migrate_module, "migration_files", lambda: [(f"t/{name}", folder / name) for name in names])
+
+
+def test_a_migration_edited_after_the_database_applied_it_is_refused(database_url, monkeypatch, tmp_path):
+    """schema_migrations recorded names only: a file edited after a database applied it went unnoticed,
+    and the database was 'up to date' with a schema a fresh one does not have."""
+    (tmp_path / "0001_a.sql").write_bytes(b"CREATE TABLE a (id int);\n")
+    (tmp_path / "0002_b.sql").write_bytes(b"CREATE TABLE b (id int);\n")
+    _migrations_in(tmp_path, monkeypatch, "0001_a.sql", "0002_b.sql")
+    assert migrate(database_url) == ["t/0001_a.sql", "t/0002_b.sql"]
+
+    (tmp_path / "0001_a.sql").write_bytes(b"CREATE TABLE a (id bigint);\n")  # edited since
+    (tmp_path / "0003_c.sql").write_bytes(b"CREATE TABLE c (id int);\n")
+    _migrations_in(tmp_path, monkeypatch, "0001_a.sql", "0002_b.sql", "0003_c.sql")
+    with pytest.raises(SchemaMismatch, match=r"migration t/0001_a\.sql has changed since the database applied it"):
+        migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        assert not up_to_date(conn)
+        assert "t/0001_a.sql" in (schema_problem(conn) or "")
+        recorded = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        assert conn.execute("SELECT to_regclass('c')").fetchone() == (None,)  # nothing applied after the refusal
+    assert recorded == {"t/0001_a.sql", "t/0002_b.sql"}
+
+    (tmp_path / "0001_a.sql").write_bytes(b"CREATE TABLE a (id int);\r\n")  # restored; checked out with CRLF
+    assert migrate(database_url) == ["t/0003_c.sql"]
+
+
+def test_records_made_before_checksums_get_their_files_checksums_and_edits_after_are_refused(
+    database_url, monkeypatch, tmp_path
+):
+    """A database migrated by an aquami from before checksums has none: its records take the files'
+    checksums as they are at the first migrate() by this code (what they applied cannot be known);
+    an edit after that is refused."""
+    (tmp_path / "0001_a.sql").write_bytes(b"CREATE TABLE a (id int);\n")
+    _migrations_in(tmp_path, monkeypatch, "0001_a.sql")
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE schema_migrations DROP COLUMN checksum")  # as the release before left it
+        assert up_to_date(conn)  # nothing to compare yet: the server serves it
+    assert migrate(database_url) == []
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT checksum FROM schema_migrations").fetchall() == [
+            (hashlib.sha256(b"CREATE TABLE a (id int);\n").hexdigest(),)
+        ]
+    (tmp_path / "0001_a.sql").write_bytes(b"CREATE TABLE a (id bigint);\n")
+    with pytest.raises(SchemaMismatch, match=r"t/0001_a\.sql"):
+        migrate(database_url)
+
+
+def test_the_server_and_the_cli_refuse_a_database_whose_migration_has_changed(migrated_database_url):
+    """Said in one line, naming the file; the server does not start."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    changed = "collector/0001_readings.sql"
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE name = %s", (changed,))
+    command = [str(Path(sys.executable).with_name("aquami")), "collector", "migrate"]
+    result = subprocess.run(
+        [*command, "--database-url", migrated_database_url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1, result.stdout
+    assert f"error: database: migration {changed} has changed since the database applied it" in result.stderr
+    assert "Traceback" not in result.stderr
+    with (
+        pytest.raises(RuntimeError, match=f"migration {changed} has changed"),
+        TestClient(create_app(migrated_database_url)),
+    ):
+        pass
