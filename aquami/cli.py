@@ -43,7 +43,7 @@ def main() -> None:
     except Exception as error:
         from collector.migrate import SchemaMismatch
 
-        if isinstance(error, SchemaMismatch):  # a migration edited after the database applied it
+        if isinstance(error, SchemaMismatch):  # a migration edited since, or the database newer than the code
             typer.echo(f"error: database: {error}", err=True)
             raise SystemExit(1) from None
         if not type(error).__module__.startswith("psycopg"):

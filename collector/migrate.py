@@ -19,7 +19,8 @@ waiting for the migration lock among them: a deadlock.
 Each record carries the SHA-256 of the file it applied. A file edited after a database applied it
 (a fix to an old migration, a merge gone wrong) would otherwise go unnoticed: the database would be
 "up to date" with a schema a fresh one does not have. Such a database is refused, naming the file,
-as Flyway and sqlx do: put the change in a new migration, and restore the file as it was.
+as Flyway and sqlx do: put the change in a new migration, and restore the file as it was. So is a
+database that records migrations the code does not have (code older than its database).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def checksum(data: bytes) -> str:
 
 def migrate(database_url: str) -> list[str]:
     """Apply what is missing; return the names applied now (empty when up to date). Raises
-    SchemaMismatch, having changed nothing, when a recorded migration's file has been edited since."""
+    SchemaMismatch, having changed nothing, when a recorded migration's file has been edited since
+    or the database records migrations this code does not have."""
     applied_now: list[str] = []
     files = [(name, file.read_bytes()) for name, file in migration_files()]
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -168,6 +170,8 @@ class _Comparison:
 
     #: the code's migrations the database has not applied
     missing: list[str]
+    #: migrations the database has applied that this code does not have: the database is newer
+    unknown: list[str]
     #: migrations whose file has changed since the database applied it
     edited: list[str]
     #: whether some records carry no checksum (made before checksums were): migrate() fills them in
@@ -175,6 +179,12 @@ class _Comparison:
 
     def mismatch(self) -> str | None:
         """What applying the missing migrations cannot mend, said for the person who must."""
+        if self.unknown:  # a rollback after an upgrade, a host left on the old release: its code
+            # would run on tables and rules it does not know (a column it leaves empty, a check it breaks)
+            return (
+                f"the database is newer than this aquami: it has migrations {', '.join(self.unknown)} "
+                "this code does not know; run the aquami release that applied them, or a newer one"
+            )
         if self.edited:
             return (
                 f"migration {', '.join(self.edited)} has changed since the database applied it (its SHA-256 "
@@ -201,8 +211,10 @@ def _compare(conn: psycopg.Connection[Any], files: list[tuple[str, bytes]]) -> _
             query = "SELECT name, NULL FROM schema_migrations"
         recorded: dict[str, str | None] = dict(cur.execute(query).fetchall())
     edited = [name for name, data in files if recorded.get(name) is not None and recorded[name] != checksum(data)]
+    names = {name for name, _ in files}
     return _Comparison(
         missing=[name for name, _ in files if name not in recorded],
+        unknown=sorted(name for name in recorded if name not in names),
         edited=edited,
         unchecked=any(value is None for value in recorded.values()),
     )
@@ -218,8 +230,9 @@ def _has_checksums(conn: psycopg.Connection[Any]) -> bool:
 
 
 def schema_problem(conn: psycopg.Connection[Any]) -> str | None:
-    """What stands between this code and the database, asked without writing anything: a migration
-    edited since the database applied it, or migrations not applied (NOT_MIGRATED); None when none.
+    """What stands between this code and the database, asked without writing anything: the database
+    newer than the code, a migration edited since the database applied it, or migrations not applied
+    (NOT_MIGRATED); None when none.
     Records made before checksums were are taken as they stand until migrate() fills them in."""
     found = _compare(conn, [(name, file.read_bytes()) for name, file in migration_files()])
     if found is None:
@@ -228,5 +241,5 @@ def schema_problem(conn: psycopg.Connection[Any]) -> str | None:
 
 
 def up_to_date(conn: psycopg.Connection[Any]) -> bool:
-    """Whether every migration is recorded, and none edited since (see schema_problem)."""
+    """Whether every migration is recorded, none edited since, and none unknown (see schema_problem)."""
     return schema_problem(conn) is None

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from collector.migrate import schema_problem
+from collector.migrate import NOT_MIGRATED, schema_problem
 from server.problems import Problem
 
 
@@ -43,6 +43,8 @@ class SchemaCheck:
 
 
 def not_migrated(detail: str) -> Problem:
-    """503: the server cannot serve this database until someone migrates it (no Retry-After: waiting
-    alone will not mend it)."""
-    return Problem(503, detail, title="Database not migrated")
+    """503: the server cannot serve this database until someone migrates it, or mends what migrating
+    cannot (a migration edited since, a database newer than the code); no Retry-After: waiting alone
+    will not mend it."""
+    title = "Database not migrated" if detail == NOT_MIGRATED else "Database does not match this aquami"
+    return Problem(503, detail, title=title)

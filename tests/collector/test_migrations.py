@@ -225,3 +225,39 @@ def test_the_server_and_the_cli_refuse_a_database_whose_migration_has_changed(mi
         TestClient(create_app(migrated_database_url)),
     ):
         pass
+
+
+def test_a_database_newer_than_the_code_is_refused(database_url, monkeypatch, tmp_path):
+    """Code older than its database (a rollback after an upgrade, a host left on the old release)
+    ran on it without a word: up_to_date() asked only that the code's migrations be recorded."""
+    for name in ("0001_a.sql", "0002_b.sql", "0003_c.sql"):
+        (tmp_path / name).write_bytes(f"CREATE TABLE {name[5]} (id int);\n".encode())
+    _migrations_in(tmp_path, monkeypatch, "0001_a.sql", "0002_b.sql")
+    migrate(database_url)
+    _migrations_in(tmp_path, monkeypatch, "0001_a.sql", "0003_c.sql")  # lacks b, which the database applied
+    says = "the database is newer than this aquami: it has migrations t/0002_b.sql this code does not know"
+    with pytest.raises(SchemaMismatch, match=says):
+        migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        assert not up_to_date(conn)
+        assert (schema_problem(conn) or "").startswith(says)
+        assert conn.execute("SELECT to_regclass('c')").fetchone() == (None,)  # nothing applied
+
+
+def test_the_server_and_the_cli_refuse_a_database_newer_than_the_code(migrated_database_url):
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    newer = "collector/0099_from_a_newer_release.sql"
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations (name, checksum) VALUES (%s, repeat('0', 64))", (newer,))
+    says = f"the database is newer than this aquami: it has migrations {newer} this code does not know"
+    command = [str(Path(sys.executable).with_name("aquami")), "collector", "migrate"]
+    result = subprocess.run(
+        [*command, "--database-url", migrated_database_url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1, result.stdout
+    assert f"error: database: {says}" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(RuntimeError, match=says), TestClient(create_app(migrated_database_url)):
+        pass
