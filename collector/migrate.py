@@ -37,6 +37,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from collector import db
+
 log = logging.getLogger(__name__)
 
 PARTS = ("collector", "server")
@@ -71,7 +73,11 @@ def migrate(database_url: str) -> list[str]:
     or the database records migrations this code does not have."""
     applied_now: list[str] = []
     files = [(name, file.read_bytes()) for name, file in migration_files()]
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    # bounded connect and keepalives as the writer's (a host that froze is given up, and `collector run`
+    # says so and tries again), but no statement timeout: an index build or a backfill may take many
+    # minutes, and a migrator waits its turn behind another's for as long as that takes
+    with db.connect(database_url, statement_timeout_s=0) as conn:
+        conn.autocommit = True
         found = _compare(conn, files)
         if found is not None:
             found.refuse_a_mismatch()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -261,3 +263,28 @@ def test_the_server_and_the_cli_refuse_a_database_newer_than_the_code(migrated_d
     assert f"error: database: {says}" in result.stderr and "Traceback" not in result.stderr
     with pytest.raises(RuntimeError, match=says), TestClient(create_app(migrated_database_url)):
         pass
+
+
+def test_migrate_gives_up_on_a_database_host_that_never_answers(monkeypatch):
+    """migrate() connected with no timeout: a host that takes the connection but never answers (a
+    frozen proxy or pooler in front of the database) held `collector run` at start-up for ever, with
+    no log line. Now the connect is bounded as the writer's is, and the error is one `collector run`
+    logs and retries on."""
+    from collector import db
+
+    monkeypatch.setitem(db.CONNECTION_DEFAULTS, "connect_timeout", 2)
+    outcome: list[BaseException] = []
+
+    def run(url: str) -> None:
+        try:
+            migrate(url)
+        except BaseException as error:
+            outcome.append(error)
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (the kernel does), never answers
+        url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/x"
+        attempt = threading.Thread(target=run, args=(url,), daemon=True)  # daemon: a test that failed ends
+        attempt.start()
+        attempt.join(timeout=120)  # far past the 2 s; without a bound it waits as long as the host is silent
+        assert not attempt.is_alive(), "migrate() is still waiting on a host that never answers"
+    assert len(outcome) == 1 and isinstance(outcome[0], psycopg.OperationalError), outcome
