@@ -26,7 +26,7 @@ from gateway.health import Health
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.scheduler import BusScheduler
-from gateway.spool import Spool
+from gateway.spool import Spool, SpoolFull
 from gateway.wmbus import WMBusListener
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class Gateway:
         self.readings_spooled = 0
         self.readings_dropped = 0
         self.spool_full = False
+        self._refusing = False  # the spool is refusing readings (short of room): said once, not per commit
         self._overflow_unreported = 0
         self._overflow_reported_at = -OVERFLOW_EVENT_EVERY_S
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -87,11 +88,18 @@ class Gateway:
                 try:
                     appended = await asyncio.to_thread(self.spool.append, [body for body, _ in batch])
                 except Exception as error:  # a full disk: the polls fail, and say why
-                    log.exception("cannot write to the spool")
+                    if not isinstance(error, SpoolFull):
+                        log.exception("cannot write to the spool")
+                    elif not self._refusing:
+                        log.error("%s", error)
+                    self._refusing = isinstance(error, SpoolFull)
                     for _, done in batch:
                         if not done.done():
                             done.set_exception(error)
                     continue
+                if self._refusing:
+                    self._refusing = False
+                    log.warning("the spool takes readings again (depth %d)", self.spool.depth())
                 self.readings_spooled += appended.stored
                 for _, done in batch:
                     if not done.done():

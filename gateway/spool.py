@@ -11,6 +11,13 @@ The spool holds at most ``max_readings``. What happens at the limit is the owner
 (the gateway raises a ``spool_overflow`` event); with ``stop_polling`` the gateway asks
 :meth:`Spool.is_full` before each poll and skips polls until the broker has drained it.
 
+Whatever ``max_readings`` says, the spool keeps ``reserve_bytes`` of room (free space on its
+filesystem, and within SQLite's page limit) for delivery: sealing a batch and deleting an
+acknowledged one are writes too, and need room in the WAL and the database. Below the reserve,
+:meth:`Spool.append` refuses readings with :class:`SpoolFull` (and :meth:`Spool.is_full` says so),
+until acknowledged batches have freed their space. Before, an outage that filled the disk left the
+spool unable to seal: nothing was delivered or deleted even with the broker back, for good.
+
 The same database keeps what must outlive a restart beside the readings: pulse counters' state,
 wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since).
 Its tables are created when missing as the spool opens (``CREATE TABLE IF NOT EXISTS``), so a spool
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -65,6 +73,16 @@ _SAVE_METER_HEALTH = (
 
 log = logging.getLogger(__name__)
 
+#: The room a spool keeps for delivery (see the module's docstring). Sealing a window of batches and
+#: deleting them take far less; what is large is SQLite's WAL: up to its auto-checkpoint (1000
+#: pages, 4 MiB) and the transaction under way, written again from nothing after a restart, and the
+#: database file growing by as much when a checkpoint copies the WAL's new pages into it.
+RESERVE_BYTES = 16 * 1024 * 1024
+
+
+class SpoolFull(Exception):
+    """The spool refused readings: less room left than its reserve for delivery."""
+
 
 @dataclass(frozen=True, slots=True)
 class Appended:
@@ -85,10 +103,18 @@ class SealedBatch:
 class Spool:
     """A thread-safe durable queue of readings (the MQTT client acknowledges from its own thread)."""
 
-    def __init__(self, path: Path | str, max_readings: int | None = None, drop_oldest: bool = True):
+    def __init__(
+        self,
+        path: Path | str,
+        max_readings: int | None = None,
+        drop_oldest: bool = True,
+        reserve_bytes: int = RESERVE_BYTES,
+    ):
         self.path = Path(path)
         self.max_readings = max_readings
         self.drop_oldest = drop_oldest
+        self.reserve_bytes = reserve_bytes
+        self._short_of_room = False  # the last look found less room than the reserve
         self.dropped_total = 0
         self.messages_dropped_total = 0  # events beyond add_message's limit, the oldest first
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,11 +142,32 @@ class Spool:
             self._db.execute("ROLLBACK")
             raise
 
+    def _room(self) -> int:
+        """Bytes the database can still take: the pages it has freed (reused before it grows), and
+        the free space on its filesystem or what SQLite's page limit (``max_page_count``) leaves,
+        whichever is less. Under ``_lock``."""
+        page_size, pages, free_pages, max_pages = (
+            int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_size", "page_count", "freelist_count", "max_page_count")
+        )
+        disk = os.statvfs(self.path.parent)
+        return free_pages * page_size + min(disk.f_bavail * disk.f_frsize, (max_pages - pages) * page_size)
+
     def append(self, readings: Iterable[dict[str, Any]]) -> Appended:
-        """Store readings durably (one transaction); at the limit, drop the oldest if so configured."""
+        """Store readings durably (one transaction); at the limit, drop the oldest if so configured.
+        Raises :class:`SpoolFull`, storing none of them, when they would leave less room than the
+        reserve kept for delivery."""
         rows = [(json.dumps(r, separators=(",", ":")),) for r in readings]
         dropped = 0
         with self._lock:
+            room = self._room() - sum(len(body) for (body,) in rows)
+            self._short_of_room = room < self.reserve_bytes
+            if self._short_of_room:
+                raise SpoolFull(
+                    f"spool full: {max(room, 0) / 2**20:.1f} MiB left for {self.path}, less than the "
+                    f"{self.reserve_bytes / 2**20:.1f} MiB kept to deliver what it holds; "
+                    f"{len(rows)} readings refused until the broker has taken some"
+                )
             with self._transaction():
                 self._db.executemany("INSERT INTO readings (body) VALUES (?)", rows)
                 excess = 0 if self.max_readings is None else self._depth + len(rows) - self.max_readings
@@ -133,7 +180,9 @@ class Spool:
         return Appended(len(rows), dropped)
 
     def is_full(self) -> bool:
-        return self.max_readings is not None and self._depth >= self.max_readings
+        """At ``max_readings``, or short of room (the last append was refused, and no acknowledged
+        batch has freed space since)."""
+        return self._short_of_room or (self.max_readings is not None and self._depth >= self.max_readings)
 
     def sealed_batches(self, after_seq: int = 0, limit: int = 100) -> list[SealedBatch]:
         """Sealed, unacknowledged batches with ``batch_seq > after_seq``, oldest first."""
@@ -207,6 +256,8 @@ class Spool:
             with self._transaction():  # (autocommit otherwise: one commit, and one fsync, per batch)
                 cursor = self._db.executemany("DELETE FROM readings WHERE batch_seq = ?", [(s,) for s in batch_seqs])
             self._depth -= cursor.rowcount
+            if self._short_of_room:  # (stop_polling asks is_full, and appends nothing until it says no)
+                self._short_of_room = self._room() < self.reserve_bytes
             return cursor.rowcount
 
     def depth(self) -> int:

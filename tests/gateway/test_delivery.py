@@ -304,6 +304,51 @@ def test_a_failing_disk_does_not_end_the_publisher(tmp_path: Path, mosquitto) ->
         spool.close()
 
 
+def test_a_spool_that_filled_its_space_in_an_outage_is_delivered_once_the_broker_is_back(
+    tmp_path: Path, mosquitto
+) -> None:
+    """An outage long enough fills the spool's disk. Sealing batches is a write too: when the spool
+    took readings until the disk was full, every seal failed ("database or disk is full"), the
+    publisher threw each session away, and nothing was delivered or deleted again, broker back or
+    not. Now the spool refuses readings while less than its reserve is left, so delivery always has
+    room to seal and delete, and frees the space for new readings.
+
+    The disk is simulated, not mounted: ``PRAGMA max_page_count`` caps the database at 20 MiB
+    (16 MiB of reserve and 4 MiB to fill), and SQLite then raises SQLITE_FULL just as on a full
+    disk. The spool's room counts that cap as it counts the filesystem's free space."""
+    spool = Spool(tmp_path / "s.sqlite")
+    page_size = spool._db.execute("PRAGMA page_size").fetchone()[0]
+    spool._db.execute(f"PRAGMA max_page_count = {20 * 2**20 // page_size}")
+    pad = "x" * 150  # readings about as long as a Modbus meter's
+    refused: Exception | None = None
+    n, chunk = 0, 500
+    while refused is None:  # the outage: polls go on until the spool takes no more, to its last page
+        try:
+            spool.append(
+                [{"meter_id": f"WM-{i % 300}", "ts": f"{i}", "volume_m3": 1.0, "pad": pad} for i in range(n, n + chunk)]
+            )
+            n += chunk
+        except Exception as error:
+            if chunk == 1:
+                refused = error
+            chunk = 1  # (the gateway commits what has arrived: a few readings as well as hundreds)
+    held = spool.depth()
+    assert held > 0
+    publisher = Publisher(spool, "gw-full", MqttEndpoint.parse(mosquitto.url), batch_size=500, window=8)
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 60
+        while spool.depth() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert spool.depth() == 0, f"{spool.depth()} of {held} readings still in the spool"
+        assert publisher.acknowledged_batches >= -(-held // 500)
+        assert "spool full" in str(refused)
+        assert spool.append([{"meter_id": "WM-1", "ts": "later", "volume_m3": 2.0}]).stored == 1  # room again
+    finally:
+        publisher.stop()
+        spool.close()
+
+
 @pytest.mark.parametrize("protocol", ["auto", "3.1.1"])
 def test_a_broker_slow_to_accept_is_waited_for(tmp_path: Path, mosquitto, protocol: str) -> None:
     """A CONNACK that takes 4 s still opens the session: the gateway must not hang up on a broker

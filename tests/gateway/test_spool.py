@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.spool import Spool
+from gateway.spool import Spool, SpoolFull
 
 
 def reading(n: int) -> dict[str, object]:
@@ -133,4 +134,26 @@ def test_acknowledging_several_batches_is_one_transaction(tmp_path: Path) -> Non
     spool._db.set_trace_callback(None)
     assert [s for s in statements if s.split()[0] in ("BEGIN", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
     assert spool.depth() == 0
+    spool.close()
+
+
+def test_short_of_room_the_spool_refuses_readings_says_full_and_takes_them_again_once_batches_leave(
+    tmp_path: Path,
+) -> None:
+    """The room kept for delivery: readings that would leave less are refused whole (none stored,
+    the depth as it was), ``is_full`` says so (``stop_polling`` skips polls), and acknowledged
+    batches give the room back. The disk is SQLite's page limit here (``max_page_count``: 64 pages
+    beyond the 32 kept), which the spool counts as it counts a filesystem's free space."""
+    spool = Spool(tmp_path / "s.sqlite", reserve_bytes=32 * 4096)
+    spool._db.execute(f"PRAGMA max_page_count = {spool._db.execute('PRAGMA page_count').fetchone()[0] + 96}")
+    n = 0
+    with pytest.raises(SpoolFull, match="spool full"):
+        while n < 100_000:
+            spool.append([reading(n + i) for i in range(50)])
+            n += 50
+    assert spool.depth() == n > 0 and spool.is_full()
+    batches = spool.seal_many(100, n // 100 + 1)
+    spool.acknowledge_many([b.batch_seq for b in batches])
+    assert not spool.is_full()
+    assert spool.append([reading(n)]).stored == 1
     spool.close()
