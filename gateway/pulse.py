@@ -29,7 +29,8 @@ gateway restart (or a reload) judges the first count against the last one before
 the new rate (the offset takes up the difference): neither a jump nor a fall. A state kept by an
 earlier version (a number of wraps, no time) is taken as ``wraps × span`` with an unknown time: only
 a count that did not move, or a restart at exactly 0, is judged then; anything else is published as
-it is.
+it is. A state kept without one count's volume (65273a0's) is taken at the present
+``litres_per_pulse``, as those wraps are.
 
 Source: the MQTT contract tells a pulse count (``source.protocol`` "pulse") from a meter's own
 register, whatever bus carried it; the bus name and the module's unit id stay as they are.
@@ -98,7 +99,7 @@ def max_flow_m3h(parameters: dict[str, Any]) -> float:
 
 
 class WrapStore(Protocol):
-    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float] | None: ...
+    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float | None] | None: ...
 
     def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime, count_m3: float) -> None: ...
 
@@ -128,7 +129,9 @@ class PulseWrap:
             kept = store.load_pulse(meter_id)
             if kept is not None:
                 self.last_m3, self.offset_m3, self.last_at, kept_count_m3 = kept
-                if kept_count_m3 != self.count_m3:  # litres_per_pulse changed: pulses from now on count at the new rate
+                # litres_per_pulse changed: pulses from now on count at the new rate. A state kept without
+                # its rate (65273a0's) is taken at the present one, as an earlier version's wraps are below
+                if kept_count_m3 is not None and kept_count_m3 != self.count_m3:
                     rebased = self.last_m3 * self.count_m3 / kept_count_m3  # the same count, at the new rate
                     self.offset_m3 += self.last_m3 - rebased  # the register carries on from where it was
                     self.last_m3 = rebased

@@ -20,8 +20,11 @@ spool unable to seal: nothing was delivered or deleted even with the broker back
 
 The same database keeps what must outlive a restart beside the readings: pulse counters' state,
 wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since).
-Its tables are created when missing as the spool opens (``CREATE TABLE IF NOT EXISTS``), so a spool
-file from an earlier version opens with its readings, batches and events, and gains the newer ones.
+A spool file from an earlier version opens with its readings, batches and events: tables it lacks
+are created as the spool opens (``CREATE TABLE IF NOT EXISTS``), and a column a table gained since
+is added by the migrations numbered in ``PRAGMA user_version`` (:data:`_MIGRATIONS`). A table that
+exists is never changed by ``CREATE TABLE IF NOT EXISTS``: a spool from 65273a0 kept ``pulse_state``
+without ``count_m3``, and every poll of every pulse counter failed on it ("no such column").
 """
 
 from __future__ import annotations
@@ -65,6 +68,22 @@ CREATE TABLE IF NOT EXISTS meter_health (
     meter_id TEXT PRIMARY KEY, last_good TEXT, offline_since TEXT, consecutive_failures INTEGER NOT NULL
 );
 """
+
+
+def _add_pulse_count_m3(db: sqlite3.Connection) -> None:
+    """``pulse_state`` from 65273a0 has no ``count_m3``. Its rows get NULL, one count's volume
+    unknown: :class:`gateway.pulse.PulseWrap` takes them at the meter's present rate, as it takes an
+    earlier version's ``pulse_wraps`` rows (a change of litres_per_pulse before this is not seen)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(pulse_state)")}
+    if "count_m3" not in columns:  # (a spool that has it: created by _SCHEMA since, or by ea52fa8)
+        db.execute("ALTER TABLE pulse_state ADD COLUMN count_m3 REAL")
+
+
+#: The spool's schema changes since user_version was kept, in order: migration n takes a spool of
+#: user_version n - 1 (0: any spool written before) to n. Each is safe to run on a spool that has the
+#: change already: a spool of user_version 0 may be of any earlier version, or new.
+_MIGRATIONS = (_add_pulse_count_m3,)
+
 _SAVE_METER_HEALTH = (
     "INSERT INTO meter_health (meter_id, last_good, offline_since, consecutive_failures) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (meter_id) DO UPDATE SET last_good = excluded.last_good, "
@@ -124,11 +143,22 @@ class Spool:
         self._db.execute("PRAGMA synchronous=FULL")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            self._migrate()
             self._depth: int = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _migrate(self) -> None:
+        """Bring an earlier version's spool to this schema, each migration with its user_version in
+        one transaction (a crash in between leaves the spool at one of them). Under ``_lock``."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        for number, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self._transaction():
+                migration(self._db)
+                self._db.execute(f"PRAGMA user_version = {number}")
+            log.info("spool %s: schema migrated to version %d (%s)", self.path, number, migration.__name__)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -277,12 +307,15 @@ class Spool:
 
     # pulse counters' state since the wrap or restart is judged by time (gateway.pulse.WrapStore);
     # pulse_wraps above is an earlier version's, read when a meter has no row here yet
-    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float] | None:
+    # (count_m3 None: a row kept by 65273a0, which did not store it)
+    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float | None] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT last_m3, offset_m3, last_at, count_m3 FROM pulse_state WHERE meter_id = ?", (meter_id,)
             ).fetchone()
-        return None if row is None else (float(row[0]), float(row[1]), datetime.fromisoformat(row[2]), float(row[3]))
+        if row is None:
+            return None
+        return float(row[0]), float(row[1]), datetime.fromisoformat(row[2]), None if row[3] is None else float(row[3])
 
     def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime, count_m3: float) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ the water the meter could have passed since the previous read; the state kept ac
 from __future__ import annotations
 
 import math
+import sqlite3
 import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -110,6 +111,49 @@ def test_an_earlier_versions_wraps_are_kept(tmp_path: Path) -> None:
     assert wrap.unwrap(10.0, T0) == 210.0
     assert wrap.unwrap(10.5, T0 + timedelta(minutes=1)) == 210.5
     spool.close()
+
+
+# The spool's tables as commit 65273a0 ("Pulse counters: a fall of the count is a wrap only if the
+# meter could have passed that water") created them: pulse_state without count_m3, which ea52fa8 added.
+SPOOL_65273A0 = """
+CREATE TABLE readings (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, batch_seq INTEGER);
+CREATE INDEX readings_by_batch ON readings (batch_seq, id);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO counters (name, value) VALUES ('next_batch_seq', 1);
+CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE pulse_wraps (meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, wraps INTEGER NOT NULL);
+CREATE TABLE pulse_state (
+    meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, offset_m3 REAL NOT NULL, last_at TEXT NOT NULL
+);
+CREATE TABLE wmbus_freshness (
+    meter_id TEXT NOT NULL, device TEXT NOT NULL, message_counter INTEGER, meter_time TEXT,
+    PRIMARY KEY (meter_id, device)
+);
+CREATE TABLE meter_health (
+    meter_id TEXT PRIMARY KEY, last_good TEXT, offline_since TEXT, consecutive_failures INTEGER NOT NULL
+);
+"""
+
+
+def test_a_spool_from_65273a0_keeps_its_pulse_counters_counting(tmp_path: Path) -> None:
+    """``CREATE TABLE IF NOT EXISTS`` left that spool's pulse_state without count_m3, and every poll
+    of every pulse counter failed for good ("no such column: count_m3"). The spool now adds the
+    column; the state kept without it is taken at the meter's present litres_per_pulse (as an earlier
+    version's pulse_wraps are), and a second opening changes nothing."""
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as old:
+        old.executescript(SPOOL_65273A0)
+        old.execute("INSERT INTO readings (body) VALUES ('{}')")
+        old.execute("INSERT INTO pulse_state VALUES ('P-1', 1000.0, 5.0, ?)", (T0.isoformat(),))
+    old.close()
+    spool = Spool(path)
+    assert spool.depth() == 1
+    assert publish(ProfileBook(spool), meter(), 10_000_000, T0 + timedelta(minutes=1)) == 1005.0  # 1000 m3 + 5
+    spool.close()
+    again = Spool(path)  # migrated once: the state is kept with its count_m3 from now on
+    assert again._db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert publish(ProfileBook(again), meter(), 10_000_010, T0 + timedelta(minutes=2)) == 1005.001
+    again.close()
 
 
 _PULSES = st.integers(0, 2**30 - 1) | st.integers(2**30 - 2**27, 2**30 - 1)
