@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config import ConfigError, load_config
 from gateway.mbus import MBusTransport
 from gateway.scan import mbus_snippet, scan_modbus, snippet
+from gateway.scheduler import NotSpooled
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -62,7 +63,7 @@ class Commands:
                 raise ValueError(f"unknown command {name!r} (read-now, reload, scan)")
             reply.update(await handler(request))
             reply.setdefault("ok", True)
-        except (ValueError, KeyError, ConfigError) as error:
+        except (ValueError, KeyError, ConfigError, NotSpooled) as error:  # NotSpooled: a full disk
             reply.update(ok=False, error=str(error))
         except Exception as error:  # a fault of ours: the sender still gets an answer, the log the traceback
             log.exception("command %s failed", name)

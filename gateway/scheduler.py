@@ -16,11 +16,16 @@ backoff, and the bus is free for other meters' polls while it waits (each poll i
 bus lock serialises transactions, first come first served). A meter whose previous poll is still
 under way when the next falls due skips that one (counted as ``polls_skipped``) rather than queueing
 up: a slow or silent meter costs the bus its timeouts, never a backlog.
+
+A poll is done when its reading is in the spool (``on_reading``). A reading the spool refused (a full
+disk) is a failed poll like any other, its reason "spool: ..." in the meter's health: before, the
+poll's task died with the error, never retrieved, and the meter's health never moved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -41,6 +46,11 @@ log = logging.getLogger(__name__)
 OnReading = Callable[[Reading], Awaitable[None]]
 OnPoll = Callable[[MeterConfig, Reading | None, str | None], None]  # the reading, or why the poll failed
 OnAttempt = Callable[[bool], None]
+
+
+class NotSpooled(Exception):
+    """A poll's reading that ``on_reading`` could not store (the spool refused it); already
+    reported to ``on_poll`` as the poll's failure."""
 
 
 @dataclass(slots=True)
@@ -163,7 +173,7 @@ class BusScheduler:
             self._leads[meter.meter_id] = self.rng.uniform(0, spread)
             first = start + self.rng.uniform(0, spread)
             heapq.heappush(heap, (first, next(self._counter), _Due(None, meter)))
-        running: dict[str, asyncio.Task[Reading | None]] = {}
+        running: dict[str, asyncio.Task[None]] = {}
         try:
             await self._schedule(heap, running, stop)
         finally:
@@ -172,7 +182,7 @@ class BusScheduler:
             await asyncio.gather(*running.values(), return_exceptions=True)
 
     async def _schedule(
-        self, heap: list[tuple[float, int, _Due]], running: dict[str, asyncio.Task[Reading | None]], stop: asyncio.Event
+        self, heap: list[tuple[float, int, _Due]], running: dict[str, asyncio.Task[None]], stop: asyncio.Event
     ) -> None:
         loop = asyncio.get_running_loop()
         while heap and not stop.is_set():
@@ -188,7 +198,7 @@ class BusScheduler:
                 del running[meter.meter_id]
                 previous = None
             if previous is None and self.may_poll():
-                running[meter.meter_id] = asyncio.create_task(self._poll_and_report(meter))
+                running[meter.meter_id] = asyncio.create_task(self._scheduled_poll(meter))
             elif self.on_skip:
                 self.on_skip()
             slot, passed = self._following(due, at, loop.time(), self.interval(meter))
@@ -198,10 +208,23 @@ class BusScheduler:
             nxt = loop.time() + slot - self.wall_clock()
             heapq.heappush(heap, (nxt, next(self._counter), _Due(slot, meter)))
 
+    async def _scheduled_poll(self, meter: MeterConfig) -> None:
+        """A poll on the schedule: a reading not spooled is a failure reported (and the spool's
+        writer logged why), nothing left for the task to raise with no one to hear it."""
+        with contextlib.suppress(NotSpooled):
+            await self._poll_and_report(meter)
+
     async def _poll_and_report(self, meter: MeterConfig) -> Reading | None:
+        """One poll, its reading spooled, and its outcome to ``on_poll``; :class:`NotSpooled` when the
+        spool refused the reading."""
         reading, error = await self._poll(meter)
         if reading is not None:
-            await self.on_reading(reading)
+            try:
+                await self.on_reading(reading)
+            except Exception as refused:  # a full disk: the meter answered, but nothing will be delivered
+                if self.on_poll:
+                    self.on_poll(meter, None, f"spool: {refused}")
+                raise NotSpooled(f"{meter.meter_id}: read, but not spooled: {refused}") from refused
         if self.on_poll:
             self.on_poll(meter, reading, error)
         return reading

@@ -56,6 +56,7 @@ class Gateway:
         self.listeners: dict[str, WMBusListener] = {}
         self.readings_spooled = 0
         self.readings_dropped = 0
+        self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
         self.spool_full = False
         self._refusing = False  # the spool is refusing readings (short of room): said once, not per commit
         self._overflow_unreported = 0
@@ -93,6 +94,7 @@ class Gateway:
                     elif not self._refusing:
                         log.error("%s", error)
                     self._refusing = isinstance(error, SpoolFull)
+                    self.readings_not_spooled += len(batch)
                     for _, done in batch:
                         if not done.done():
                             done.set_exception(error)
@@ -160,6 +162,7 @@ class Gateway:
             {
                 "readings_spooled": self.readings_spooled,
                 "readings_dropped": self.readings_dropped,
+                "readings_not_spooled": self.readings_not_spooled,  # the spool refused them: a full disk
                 "events_waiting": self.spool.messages_waiting(),
                 "events_dropped": self.spool.messages_dropped_total,
                 "batches_acknowledged": self.publisher.acknowledged_batches,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
@@ -274,6 +275,46 @@ def test_an_event_the_spool_cannot_take_does_not_stop_spooling(tmp_path: Path) -
     gateway = asyncio.run(scenario())
     assert taken["at_overflow"] > 0
     assert gateway.readings_spooled >= taken["at_overflow"] + 20, "polling went on after the event was refused"
+
+
+def test_a_reading_the_spool_refuses_is_a_failed_poll_in_the_meter_s_health(tmp_path: Path) -> None:
+    """The meter answers, the spool refuses the reading (a full disk): the poll failed, and nothing
+    said so. The poll's task died with the error ("Task exception was never retrieved", 11,799 in
+    the reviewer's run) and the meter's consecutive failures, last error and offline never moved.
+    Now it is a failed poll whose reason names the spool, and the gateway counts the readings lost.
+
+    The full disk is the spool's reserve set beyond any disk (every append is refused, as on a disk
+    with less room than the reserve); nothing is mounted."""
+    loop_errors: list[str] = []
+
+    async def scenario() -> dict[str, object]:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context["message"]))
+        simulator = ModbusTcpSimulator(meters(2))
+        await simulator.start()
+        text = config_text(
+            f"mqtt://127.0.0.1:{free_port()}",  # no broker: only the spool matters here
+            {"b": simulator.port},
+            {"b": [1, 2]},
+            str(tmp_path / "s.sqlite"),
+            poll_interval_s=0.1,
+            extra_top="[health]\noffline_after = 3\n",
+        )
+        gateway = Gateway(parse_config_text(text))
+        gateway.spool.reserve_bytes = 2**62
+        async with running(gateway, drain_timeout=0.1):
+            meter = gateway.health.meters
+            await until(lambda: "WM-0001" in meter and meter["WM-0001"].consecutive_failures >= 3, 20)
+            status = gateway.status()
+            gc.collect()  # a task whose exception was never retrieved says so when it is collected
+        await simulator.stop()
+        return status
+
+    status = asyncio.run(scenario())
+    meter = status["meters"]["WM-0001"]  # type: ignore[index]
+    assert meter["consecutive_failures"] >= 3 and meter["offline"], meter
+    assert meter["last_error"]["message"].startswith("spool: spool full:"), meter
+    assert status["readings_spooled"] == 0 and status["readings_not_spooled"] >= 3  # type: ignore[operator]
+    assert not [message for message in loop_errors if "never retrieved" in message]
 
 
 def test_a_meter_s_last_error_is_its_last_failed_poll_s_reason_until_a_good_read() -> None:
