@@ -169,7 +169,11 @@ class Spool:
             yield
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLITE_FULL (and SQLITE_IOERR, SQLITE_NOMEM) may have rolled the transaction back
+            # already: a ROLLBACK then raised "cannot rollback - no transaction is active" in place
+            # of the error that says what happened
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
 
     def _room(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -156,4 +157,17 @@ def test_short_of_room_the_spool_refuses_readings_says_full_and_takes_them_again
     spool.acknowledge_many([b.batch_seq for b in batches])
     assert not spool.is_full()
     assert spool.append([reading(n)]).stored == 1
+    spool.close()
+
+
+def test_a_full_disk_is_said_as_such_and_leaves_the_spool_usable(tmp_path: Path) -> None:
+    """On SQLITE_FULL SQLite rolls the transaction back itself; the spool's ROLLBACK after it raised
+    "cannot rollback - no transaction is active", which hid the full disk. The disk is SQLite's page
+    limit here (``max_page_count``), an event far larger than it allows (events take no reserve)."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool._db.execute(f"PRAGMA max_page_count = {spool._db.execute('PRAGMA page_count').fetchone()[0] + 16}")
+    with pytest.raises(sqlite3.OperationalError, match=r"^database or disk is full$"):
+        spool.add_message("t", b"x" * 1_000_000)
+    assert not spool._db.in_transaction
+    assert spool.add_message("t", b"small") == 0 and spool.messages_waiting() == 1
     spool.close()
