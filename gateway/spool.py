@@ -373,8 +373,12 @@ class Spool:
             with self._transaction():
                 self._db.execute("INSERT INTO messages (topic, payload) VALUES (?, ?)", (topic, payload))
                 self._db.executemany(_SAVE_METER_HEALTH, list(meter_health))
+                # by how many wait, not by id: "id <= max(id) - limit" dropped a waiting event once
+                # ``limit`` later ones had come, even when those had all been delivered and deleted
                 dropped = self._db.execute(
-                    "DELETE FROM messages WHERE id <= (SELECT max(id) FROM messages) - ?", (limit,)
+                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id "
+                    "LIMIT max((SELECT count(*) FROM messages) - ?, 0))",
+                    (limit,),
                 ).rowcount
             before = self.messages_dropped_total
             self.messages_dropped_total += dropped

@@ -171,3 +171,18 @@ def test_a_full_disk_is_said_as_such_and_leaves_the_spool_usable(tmp_path: Path)
     assert not spool._db.in_transaction
     assert spool.add_message("t", b"small") == 0 and spool.messages_waiting() == 1
     spool.close()
+
+
+def test_the_events_limit_counts_the_events_waiting_not_those_since_delivered(tmp_path: Path) -> None:
+    """One event waits (the broker refuses it, say) while later ones are delivered and deleted: the
+    limit deleted ``id <= max(id) - limit``, so the waiting one went once ``limit`` more had passed
+    through, with only it waiting (and the warning said ``limit`` events waited)."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.add_message("t", b"waiting", limit=3)
+    for n in range(10):
+        assert spool.add_message("t", b"%d" % n, limit=3) == 0
+        ((delivered, _, _),) = spool.messages_after(1, 1)
+        spool.delete_messages([delivered])
+    assert spool.messages_dropped_total == 0
+    assert [payload for _, _, payload in spool.messages_after(0, 10)] == [b"waiting"]
+    spool.close()
