@@ -103,6 +103,10 @@ class SpoolFull(Exception):
     """The spool refused readings: less room left than its reserve for delivery."""
 
 
+class SpoolUnusable(Exception):
+    """The spool's file cannot be opened as a spool (the message names it, and SQLite's reason)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     stored: int
@@ -136,15 +140,22 @@ class Spool:
         self._short_of_room = False  # the last look found less room than the reserve
         self.dropped_total = 0
         self.messages_dropped_total = 0  # events beyond add_message's limit, the oldest first
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-            self._migrate()
-            self._depth: int = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as error:
+            raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+                self._migrate()
+                self._depth: int = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        except sqlite3.Error as error:  # not a database, damaged, or on a disk mounted read-only
+            self._db.close()
+            raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
 
     def close(self) -> None:
         with self._lock:

@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         import signal
 
         from gateway.service import Gateway
+        from gateway.spool import SpoolUnusable
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         loaded = _load(config)
@@ -53,7 +54,11 @@ def register(app: typer.Typer) -> None:
                 loop.add_signal_handler(sig, stop.set)
             await Gateway(loaded, config_path=config).run(stop)
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except SpoolUnusable as error:  # one line that names the file, as for a bad configuration
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from error
 
     @gateway_app.command("scan")
     def scan(

@@ -271,6 +271,19 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
+def test_a_spool_that_cannot_be_opened_stops_the_start_naming_the_file(tmp_path: Path) -> None:
+    """A damaged spool file (or one on a disk mounted read-only) stopped ``gateway run`` with a
+    traceback that did not name the file ("file is not a database"): now one line names it."""
+    config = tmp_path / "gw.toml"
+    config.write_text(GOOD)
+    spool = tmp_path / "gw-1-spool.sqlite"  # the default path: beside the configuration
+    spool.write_bytes(b"not a database at all" * 100)
+    done = subprocess.run([AQUAMI, "gateway", "run", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"error: cannot open the spool {spool}: file is not a database" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 RADIO = """\
 gateway_id = "gw-1"
 [mqtt]
