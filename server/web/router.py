@@ -8,6 +8,12 @@ staff in under its own key (login CSRF), and what they then did would be recorde
 Browsers send ``Sec-Fetch-Site`` only to https and localhost origins, so for a server on a LAN host
 over plain HTTP the request's ``Origin`` (or, with neither, its ``Referer``) is checked too: from
 another origin than the server's own (scheme, host and port of the request), it is refused.
+
+The sign-in link (``GET /login?key=``) carries no ``Origin``, and a page can send it without a
+``Referer``: it signs in at once only when the browser says the address was opened directly
+(``Sec-Fetch-Site: none``, typed or pasted) or came from this server's own page (``same-origin``).
+Otherwise (no such header on plain HTTP, or another origin of the same site or another site) it asks
+"Sign in as <name>?", and the answer is the sign-in form's POST, whose ``Origin`` is checked.
 """
 
 from __future__ import annotations
@@ -92,6 +98,10 @@ def _from_another_site(request: Request) -> bool:
     return fetch_site is None and origin is None and referer is not None and _origin(referer) != own
 
 
+# What a browser says of an address typed or pasted (none), or a link on this server's own page.
+_OPENED_HERE = {"none", "same-origin"}
+
+
 def _signed_in(request: Request, response: Response, key: str) -> Response:
     response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return _page(response)
@@ -137,15 +147,17 @@ def login_form(request: Request, conn: Connection, key: Annotated[str, Form()]) 
 
 @router.get("/login")
 def login_link(request: Request, conn: Connection, key: str | None = None) -> Response:
-    """The demo prints a sign-in link; it sets the cookie and moves the key out of the address bar.
-    Without a key (a bookmark) it is the sign-in form."""
+    """The demo prints a sign-in link; opened directly, it sets the cookie and moves the key out of the
+    address bar; sent by any other page, it asks first (see above). Without a key (a bookmark) it is
+    the sign-in form."""
     if key is None:
         return _login_page(request, None, 200)
-    if _from_another_site(request):
-        return _login_page(request, "A sign-in link works when opened directly: paste the key instead.", 403)
-    if verify_api_key(conn, key) is None:
+    principal = verify_api_key(conn, key)
+    if principal is None:
         return _login_page(request, "That key is not valid.", 401)
-    return _signed_in(request, RedirectResponse("/", status_code=303), key)
+    if request.headers.get("sec-fetch-site", "").lower() in _OPENED_HERE:
+        return _signed_in(request, RedirectResponse("/", status_code=303), key)
+    return _page(templates.TemplateResponse(request, "confirm_sign_in.html", {"name": principal.name, "key": key}))
 
 
 @router.post("/logout")

@@ -19,6 +19,7 @@ from server.auth import create_api_key
 from server.meters.repository import register_meters
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+PASTED = {"Sec-Fetch-Site": "none"}  # the sign-in link pasted into the address bar signs in at once
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_a_revoked_key_is_refused_by_the_api_and_the_web_page(api, migrated_data
     signed out too (its cookie holds the key)."""
     client, keys = api
     key = keys["reader"]
-    signed_in = client.get("/login", params={"key": key}, follow_redirects=True)
+    signed_in = client.get("/login", params={"key": key}, headers=PASTED, follow_redirects=True)
     assert signed_in.status_code == 200 and "M1" in signed_in.text
     assert client.get("/meters", headers=auth(key)).status_code == 200
     key_id = key.removeprefix("aqk_").partition(".")[0]
@@ -131,7 +132,7 @@ def test_a_meter_registered_as_bulk_says_so_and_registering_it_again_as_single_u
         register_meters(conn, [("M1", "DMA1", "customer"), ("FLATS-1", "DMA1", "customer")], bulk={"FLATS-1"})
     bulk = {m["meter_id"]: m["bulk"] for m in client.get("/meters", headers=auth(keys["reader"])).json()["items"]}
     assert bulk == {"M1": False, "M2": False, "FLATS-1": True}
-    page = client.get("/login", params={"key": keys["reader"]}, follow_redirects=True).text
+    page = client.get("/login", params={"key": keys["reader"]}, headers=PASTED, follow_redirects=True).text
     row = next(line for line in page.splitlines() if ">FLATS-1</a>" in line)
     assert ">bulk</span>" in row
     assert ">bulk</span>" not in next(line for line in page.splitlines() if ">M1</a>" in line)
@@ -233,7 +234,7 @@ def test_the_web_page_asks_for_a_key_then_lists_meters(api):
 
 def test_the_web_page_refuses_a_key_without_a_page_role(api):
     client, keys = api
-    page = client.get("/login", params={"key": keys["billing"]}, follow_redirects=True)
+    page = client.get("/login", params={"key": keys["billing"]}, headers=PASTED, follow_redirects=True)
     assert page.status_code == 401 and "may not see meters" in page.text
     assert "M1" not in page.text
 

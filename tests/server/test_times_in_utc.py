@@ -18,6 +18,7 @@ from server.app import create_app
 from server.auth import create_api_key
 
 T0 = datetime(2026, 11, 1, 6, tzinfo=UTC)
+PASTED = {"Sec-Fetch-Site": "none"}  # the sign-in link pasted into the address bar signs in at once
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_readings_and_meters_are_sent_in_utc(api_on_a_sydney_database):
 
 def test_the_page_labelled_utc_shows_utc(api_on_a_sydney_database):
     client, keys = api_on_a_sydney_database
-    page = client.get("/login", params={"key": keys["reader"]}, follow_redirects=True).text
+    page = client.get("/login", params={"key": keys["reader"]}, headers=PASTED, follow_redirects=True).text
     assert "2026-11-01 08:00:00 UTC" in page  # newest reading
     assert "2026-11-01 19:00" not in page  # (Sydney's clock)
 

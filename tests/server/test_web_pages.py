@@ -133,7 +133,8 @@ def test_the_signed_in_page_is_not_kept_by_the_browser_nor_framed(desk) -> None:
     for response in (
         client.get("/", headers={"Authorization": f"Bearer {key}"}),
         client.get("/"),
-        client.get("/login", params={"key": key}, follow_redirects=False),
+        client.get("/login", params={"key": key}, headers={"Sec-Fetch-Site": "none"}, follow_redirects=False),
+        client.get("/login", params={"key": key}),  # "Sign in as …?": a page another site could frame to click
     ):
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-frame-options"] == "DENY"
@@ -147,9 +148,10 @@ def test_another_site_cannot_sign_someone_in_under_its_key(desk) -> None:
     cross_site = {"Sec-Fetch-Site": "cross-site"}
     posted = client.post("/login", data={"key": key}, headers=cross_site, follow_redirects=False)
     linked = client.get("/login", params={"key": key}, headers=cross_site, follow_redirects=False)
+    assert posted.status_code == 403 and "Sign in" in posted.text
+    assert linked.status_code == 200 and "Sign in as care desk?" in linked.text  # asked, not signed in
     for response in (posted, linked):
-        assert response.status_code == 403 and SESSION_COOKIE not in response.headers.get("set-cookie", "")
-        assert "Sign in" in response.text
+        assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
     signed_in = client.post("/login", data={"key": key}, headers={"Sec-Fetch-Site": "same-origin"})
     assert signed_in.status_code == 200 and "care desk" in signed_in.text
 
@@ -205,10 +207,48 @@ def test_the_server_s_own_sign_in_form_still_signs_in_and_out(desk, headers) -> 
     assert signed_out.status_code == 303 and signed_out.headers["set-cookie"].startswith(f'{SESSION_COOKIE}=""')
 
 
-def test_a_sign_in_link_followed_from_another_site_s_page_is_refused(desk) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # plain HTTP to a LAN host: no Sec-Fetch-Site, and a page with "no-referrer" sends no Referer
+        {"Referer": "http://evil.example/"},
+        {"Sec-Fetch-Site": "same-site", "Referer": "http://testserver:9999/"},  # another port on the host
+        {"Sec-Fetch-Site": "same-site", "Referer": "http://wiki.testserver/"},  # a sibling subdomain
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+)
+def test_a_sign_in_link_not_opened_directly_asks_before_signing_in(desk, headers) -> None:
+    """Login CSRF through the link: with no Sec-Fetch-Site and no Referer, or "same-site" from another
+    origin of the host, it set the cookie, replacing the desk's own key with another's. Now it asks
+    "Sign in as <name>?", and only the answer, the server's own form, signs in."""
+    client, _, conn = desk
+    key = create_api_key(conn, "<b>intruder</b> & co", ["customer_care"])
+    linked = client.get("/login", params={"key": key}, headers=headers, follow_redirects=False)
+    assert linked.status_code == 200 and SESSION_COOKIE not in linked.headers.get("set-cookie", "")
+    assert "Sign in as &lt;b&gt;intruder&lt;/b&gt; &amp; co?" in linked.text and "<b>intruder" not in linked.text
+    form = re.search(
+        r'<form method="post" action="/login">\s*<input name="key" type="hidden" value="([^"]+)"', linked.text
+    )
+    assert form is not None and form[1] == key, linked.text
+    answered = client.post(
+        "/login", data={"key": form[1]}, headers={"Origin": "http://testserver"}, follow_redirects=False
+    )
+    assert answered.status_code == 303 and answered.headers["set-cookie"].startswith(f"{SESSION_COOKIE}={key}")
+
+
+@pytest.mark.parametrize("fetch_site", ["none", "same-origin"])  # typed or pasted; a link on the server's own page
+def test_a_sign_in_link_opened_directly_signs_in(desk, fetch_site) -> None:
     client, key, _ = desk
-    linked = client.get("/login", params={"key": key}, headers={"Referer": "http://evil.example/"},
-                        follow_redirects=False)  # fmt: skip
-    assert linked.status_code == 403 and SESSION_COOKIE not in linked.headers.get("set-cookie", "")
-    opened = client.get("/login", params={"key": key}, follow_redirects=False)  # pasted into the address bar
-    assert opened.status_code == 303
+    opened = client.get("/login", params={"key": key}, headers={"Sec-Fetch-Site": fetch_site}, follow_redirects=False)
+    assert opened.status_code == 303 and opened.headers["location"] == "/"
+    assert opened.headers["set-cookie"].startswith(f"{SESSION_COOKIE}={key}")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "none"}, {"Sec-Fetch-Site": "cross-site"}])
+def test_a_sign_in_link_with_a_revoked_or_unknown_key_says_so(desk, headers) -> None:
+    client, key, conn = desk
+    conn.execute("UPDATE api_keys SET revoked_at = now()")
+    for link_key in (key, "aqk_nosuch.key"):
+        linked = client.get("/login", params={"key": link_key}, headers=headers, follow_redirects=False)
+        assert linked.status_code == 401 and "That key is not valid." in linked.text
+        assert SESSION_COOKIE not in linked.headers.get("set-cookie", "") and link_key not in linked.text
