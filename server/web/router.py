@@ -36,6 +36,7 @@ from server.db import get_connection
 from server.decimals import fixed_point
 from server.meters import repository
 from server.meters.schemas import meter_from_row
+from server.web.rounding import rounded
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -52,6 +53,7 @@ def _fixed(value: Decimal | float) -> str:
 
 
 templates.env.filters["fixed"] = _fixed
+templates.env.filters["rounded"] = rounded  # an alert's rate as its enquiry rounds it
 templates.env.filters["path_segment"] = lambda text: quote(text, safe="")  # "A?B" → "A%3FB", "/" too
 templates.env.globals["meter_source"] = AlertSource.METER
 

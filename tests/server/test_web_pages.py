@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -126,6 +127,25 @@ def test_flows_read_as_the_alert_and_the_meter_give_them(desk) -> None:
     assert "flow not measured" in leak[1] and "L/h" not in leak[1] and "so far" not in leak[1]
     assert "about 0.5 L/h" in reverse[1] and "2.7 L so far" in reverse[1]
     assert '<td class="num">0.00005</td>' in page
+
+
+def test_a_rate_and_its_volume_read_as_the_alert_s_enquiry_rounds_them(desk) -> None:
+    """The page rounded with '%.1f' (the binary value, ties to even) where the enquiry's subject rounds
+    with PostgreSQL's round(rate::numeric, 1) (ties away from zero): 0.25 L/h was "about 0.2 L/h"
+    beside an enquiry of 0.3 L/h, 12.25 was 12.2 beside 12.3, 0.35 was 0.3 beside 0.4."""
+    client, key, conn = desk
+    rates = {1: 0.25, 2: 12.25, 3: 0.35}
+    volumes = {1: "1.5", 2: "73.5", 3: "4.4"}  # 6 h of the first two; 4.35 L (binary 4.3499…) of the third
+    alerts = [_alert(1, AlertKind.LEAK, 0.25), _alert(2, AlertKind.LEAK, 12.25)]
+    alerts.append(replace(_alert(3, AlertKind.LEAK, 0.35), volume_l=4.35))
+    save_changes(conn, AlertChanges(opened=alerts))
+    page = _page(client, key)
+    for n, rate in rates.items():
+        shown = re.search(rf"leak</span>\s*M{n} · about ([\d.]+) L/h[^<]* · ([\d.]+) L so far", page)
+        subject = conn.execute("SELECT subject FROM enquiries WHERE alert_id = %s", (f"leak/M{n}",)).fetchone()
+        assert shown is not None and subject is not None, page
+        assert f": {shown[1]} L/h since" in subject[0], (rate, shown[1], subject[0])
+        assert shown[2] == volumes[n]
 
 
 def test_the_signed_in_page_is_not_kept_by_the_browser_nor_framed(desk) -> None:
