@@ -65,8 +65,14 @@ def _page(response: Response) -> Response:
     return response
 
 
-def _login_page(request: Request, error: str | None, status_code: int) -> Response:
-    return _page(templates.TemplateResponse(request, "login.html", {"error": error}, status_code=status_code))
+def _login_page(request: Request, error: str | None, status_code: int, who: str | None = None) -> Response:
+    """The sign-in form, with why it is shown. ``who``: the signed-in key's name, when it may not see
+    the page (403): the form there has a sign-out button, as the key stays in the cookie."""
+    context = {"error": error, "who": who}
+    response = _page(templates.TemplateResponse(request, "login.html", context, status_code=status_code))
+    if status_code == 401:  # RFC 9110 §15.5.2: a 401 names how to authenticate, as the API's 401 does
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -117,8 +123,14 @@ def meters_page(
 ) -> Response:
     key = presented_key(request)
     principal = verify_api_key(conn, key) if key else None
-    if principal is None or not principal.roles & PAGE_ROLES:
-        return _login_page(request, "This key may not see meters." if principal else None, 401)
+    if principal is None:  # no key, or one not valid (revoked since it was put in the cookie)
+        return _login_page(request, None, 401)
+    if not principal.roles & PAGE_ROLES:  # a valid key (billing's) that the API too answers 403
+        roles = ", ".join(sorted(principal.roles))
+        needed = ", ".join(sorted(PAGE_ROLES))
+        return _login_page(
+            request, f"This key ({roles}) may not see meters: that needs one of {needed}.", 403, principal.name
+        )
     rows = repository.list_meters(conn, after, METERS_PER_PAGE + 1)
     meters = [meter_from_row(row) for row in rows[:METERS_PER_PAGE]]
     summary = repository.fleet_summary(conn)

@@ -235,7 +235,7 @@ def test_the_web_page_asks_for_a_key_then_lists_meters(api):
 def test_the_web_page_refuses_a_key_without_a_page_role(api):
     client, keys = api
     page = client.get("/login", params={"key": keys["billing"]}, headers=PASTED, follow_redirects=True)
-    assert page.status_code == 401 and "may not see meters" in page.text
+    assert page.status_code == 403 and "may not see meters" in page.text  # as the API answers it
     assert "M1" not in page.text
 
 

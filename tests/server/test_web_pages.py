@@ -176,6 +176,40 @@ def test_another_site_cannot_sign_someone_in_under_its_key(desk) -> None:
     assert signed_in.status_code == 200 and "care desk" in signed_in.text
 
 
+def test_without_a_valid_key_the_page_is_a_401_that_says_how_to_authenticate(desk) -> None:
+    """RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate; the page's had none, the API's had."""
+    client, _, conn = desk
+    revoked = create_api_key(conn, "gone", ["customer_care"])
+    conn.execute("UPDATE api_keys SET revoked_at = now() WHERE name = 'gone'")
+    client.cookies.set(SESSION_COOKIE, revoked)
+    answers = [client.get("/"), client.get("/", headers={"Authorization": "Bearer aqk_nosuch.key"})]
+    client.cookies.clear()
+    answers += [
+        client.get("/"),
+        client.post("/login", data={"key": "aqk_nosuch.key"}, headers={"Origin": "http://testserver"}),
+        client.get("/login", params={"key": "aqk_nosuch.key"}, headers={"Sec-Fetch-Site": "none"}),
+    ]
+    for response in answers:
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        assert '<form method="post" action="/login">' in response.text
+
+
+def test_a_valid_key_without_a_page_role_is_forbidden_and_can_sign_out(desk) -> None:
+    """A billing key was a 401 "This key may not see meters." where the API answers it 403; and the
+    page had no way out of the key, which stays in the cookie."""
+    client, _, conn = desk
+    billing = create_api_key(conn, "billing office", ["billing"])
+    client.cookies.set(SESSION_COOKIE, billing)
+    page = client.get("/")
+    assert page.status_code == 403 and "www-authenticate" not in page.headers
+    assert client.get("/meters").status_code == 403  # as the API says
+    assert "This key (billing) may not see meters" in page.text and "billing office" in page.text
+    assert '<form class="who" method="post" action="/logout">' in page.text
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+    signed_out = client.post("/logout", headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert signed_out.status_code == 303 and signed_out.headers["set-cookie"].startswith(f'{SESSION_COOKIE}=""')
+
+
 def test_the_sign_in_address_without_a_key_is_the_sign_in_form(desk) -> None:
     client, _, _ = desk
     response = client.get("/login")
