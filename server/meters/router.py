@@ -8,6 +8,7 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
+from starlette.convertors import register_url_convertor
 
 from collector.vee.editing import edit_reading, reading_history, substitute_reading
 from server.auth import Principal, require_role
@@ -15,6 +16,7 @@ from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.instants import ReadingInstant, UtcInstant
 from server.meters import repository
+from server.meters.paths import MeterIdConvertor
 from server.meters.schemas import (
     Meter,
     MeterPage,
@@ -27,6 +29,9 @@ from server.meters.schemas import (
 )
 from server.problems import Problem
 
+# The routes' "{meter_id:meter_id}" takes "/" too (server.meters.paths). A GET goes to the first route
+# matching its path, and "/{meter_id:meter_id}" alone matches "/A/readings" as well: it comes last.
+register_url_convertor("meter_id", MeterIdConvertor())
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=ExactJsonRoute)
 Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care"))]
 Editors = Annotated[Principal, Depends(require_role("meterization", "billing"))]
@@ -54,15 +59,7 @@ def list_meters(
     return MeterPage(items=items, next=_next_url(request, items[-1].meter_id) if len(rows) > limit else None)
 
 
-@router.get("/{meter_id}", response_model=Meter, summary="One meter with its latest reading")
-def get_meter(meter_id: str, _: Readers, conn: Connection) -> Meter:
-    row = repository.get_meter(conn, meter_id)
-    if row is None:
-        raise Problem(404, f"no meter {meter_id!r}", title="Unknown meter")
-    return meter_from_row(row)
-
-
-@router.get("/{meter_id}/readings", response_model=ReadingPage, summary="A meter's readings in [from, to)")
+@router.get("/{meter_id:meter_id}/readings", response_model=ReadingPage, summary="A meter's readings in [from, to)")
 def list_readings(
     request: Request,
     meter_id: str,
@@ -93,7 +90,9 @@ def _stored_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> Re
     return Reading(**row)
 
 
-@router.put("/{meter_id}/readings/{ts}", response_model=Reading, summary="Correct a stored reading, with the reason")
+@router.put(
+    "/{meter_id:meter_id}/readings/{ts}", response_model=Reading, summary="Correct a stored reading, with the reason"
+)
 def correct_reading(
     meter_id: str, ts: ReadingInstant, body: ReadingCorrection, principal: Editors, conn: Connection
 ) -> Reading:
@@ -106,7 +105,9 @@ def correct_reading(
     return _stored_reading(conn, meter_id, ts)
 
 
-@router.post("/{meter_id}/readings", response_model=Reading, status_code=201, summary="Supply a missing reading")
+@router.post(
+    "/{meter_id:meter_id}/readings", response_model=Reading, status_code=201, summary="Supply a missing reading"
+)
 def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors, conn: Connection) -> Reading:
     """A ``substituted`` reading: fills a gap or replaces an estimate, never an actual reading."""
     if not repository.meter_exists(conn, meter_id):
@@ -120,7 +121,9 @@ def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors,
 
 
 @router.get(
-    "/{meter_id}/readings/{ts}/history", response_model=list[ReadingVersion], summary="Earlier versions of a reading"
+    "/{meter_id:meter_id}/readings/{ts}/history",
+    response_model=list[ReadingVersion],
+    summary="Earlier versions of a reading",
 )
 def reading_versions(meter_id: str, ts: AwareDatetime, _: Readers, conn: Connection) -> list[ReadingVersion]:
     current = repository.get_reading(conn, meter_id, ts)
@@ -128,3 +131,11 @@ def reading_versions(meter_id: str, ts: AwareDatetime, _: Readers, conn: Connect
     if current is None and not versions:
         raise Problem(404, f"no reading of {meter_id!r} at {ts.isoformat()}", title="Unknown reading")
     return [ReadingVersion(**version) for version in versions]
+
+
+@router.get("/{meter_id:meter_id}", response_model=Meter, summary="One meter with its latest reading")
+def get_meter(meter_id: str, _: Readers, conn: Connection) -> Meter:
+    row = repository.get_meter(conn, meter_id)
+    if row is None:
+        raise Problem(404, f"no meter {meter_id!r}", title="Unknown meter")
+    return meter_from_row(row)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -237,6 +238,57 @@ def test_the_web_page_refuses_a_key_without_a_page_role(api):
     page = client.get("/login", params={"key": keys["billing"]}, headers=PASTED, follow_redirects=True)
     assert page.status_code == 403 and "may not see meters" in page.text  # as the API answers it
     assert "M1" not in page.text
+
+
+@pytest.mark.parametrize("meter_id", ["A/B", "DMA1/block 7/flat 2"])
+def test_every_meter_route_reaches_a_meter_whose_id_holds_a_slash(api, migrated_database_url, meter_id):
+    """A database from before register-meters checked may hold such ids: the page links to
+    /meters/A%2FB/readings, Starlette decodes it to /meters/A/B/readings before routing, and every
+    meter route was a 404. Meter "A" (the id's first part) is there too and must stay untouched."""
+    client, keys = api
+    other = meter_id.split("/")[0]
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        for mid, volume in ((meter_id, "1.500"), (other, "7.000")):
+            conn.execute("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", (mid,))
+            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES (%s, %s, %s)", (mid, T0, volume))
+    base, ts = "/meters/" + quote(meter_id, safe=""), T0.isoformat()
+    reader, editor = auth(keys["reader"]), auth(keys["billing"])
+
+    meter = client.get(base, headers=reader)
+    assert meter.status_code == 200 and meter.json()["meter_id"] == meter_id, meter.text
+    readings = client.get(f"{base}/readings", headers=reader)
+    assert readings.status_code == 200 and readings.json()["meter_id"] == meter_id, readings.text
+    assert [Decimal(r["volume_m3"]) for r in readings.json()["items"]] == [Decimal("1.5")]
+    later = (T0 + timedelta(hours=1)).isoformat()
+    supplied = client.post(f"{base}/readings", json={"ts": later, "volume_m3": "1.6", "reason": "site visit"},
+                           headers=editor)  # fmt: skip
+    assert supplied.status_code == 201, supplied.text
+    corrected = client.put(f"{base}/readings/{ts}", json={"volume_m3": "1.55", "reason": "misread"}, headers=editor)
+    assert corrected.status_code == 200 and Decimal(corrected.json()["volume_m3"]) == Decimal("1.55"), corrected.text
+    history = client.get(f"{base}/readings/{ts}/history", headers=reader)
+    assert history.status_code == 200 and [Decimal(v["volume_m3"]) for v in history.json()] == [Decimal("1.5")], (
+        history.text
+    )
+    with psycopg.connect(migrated_database_url) as conn:
+        stored = conn.execute(
+            "SELECT meter_id, ts, volume_m3 FROM readings WHERE meter_id IN (%s, %s) ORDER BY meter_id, ts",
+            (meter_id, other),
+        ).fetchall()
+    assert sorted(stored) == sorted(
+        [
+            (other, T0, Decimal("7.000")),
+            (meter_id, T0, Decimal("1.550")),
+            (meter_id, T0 + timedelta(hours=1), Decimal("1.600")),
+        ]
+    )
+
+
+def test_a_trailing_slash_still_leads_to_the_list_and_the_meter(api):
+    """A meter id may hold "/" but neither ends nor begins with one: /meters/ is not meter ""."""
+    client, keys = api
+    for path, target in (("/meters/", "/meters"), ("/meters/M1/", "/meters/M1")):
+        answer = client.get(path, headers=auth(keys["reader"]), follow_redirects=False)
+        assert answer.status_code == 307 and answer.headers["location"].endswith(target), (path, answer.headers)
 
 
 def test_openapi_describes_the_read_api(api):

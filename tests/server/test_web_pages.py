@@ -89,18 +89,18 @@ def test_every_meter_is_reached_page_by_page(desk) -> None:
 
 def test_a_meter_id_with_url_characters_links_to_that_meter(desk) -> None:
     """register-meters takes only names a gateway can send, but a database from before it checked may
-    hold others: their links must still lead to them, not to "A" or "LOT"."""
+    hold others: their links must still lead to them, not to "A" or "LOT" (nor, for "A/B", to a 404)."""
     client, key, conn = desk
-    for meter_id in ("A?B", "LOT#7", "50%OFF"):
+    for meter_id in ("A?B", "LOT#7", "50%OFF", "A/B"):
         conn.execute("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", (meter_id,))
         conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES (%s, %s, 1.5)", (meter_id, T0))
     links = re.findall(r'<a href="(/meters/[^"]+/readings)">', _page(client, key))
-    assert len(links) == 3
+    assert len(links) == 4
     for link in links:
         response = client.get(link, headers={"Authorization": f"Bearer {key}"})
         assert response.status_code == 200, (link, response.text)
     answered = {client.get(link, headers={"Authorization": f"Bearer {key}"}).json()["meter_id"] for link in links}
-    assert answered == {"A?B", "LOT#7", "50%OFF"}
+    assert answered == {"A?B", "LOT#7", "50%OFF", "A/B"}
 
 
 def test_flows_read_as_the_alert_and_the_meter_give_them(desk) -> None:
