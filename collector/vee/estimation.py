@@ -87,11 +87,17 @@ def estimate(
     series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC, *, since: float | None = None
 ) -> Estimates:
     """Estimates for the gaps whose closing read is at or after ``since`` (every gap when None), at
-    the slots from ``since`` on; ``zone``: the utility's, whose hours of the week the profiles follow.
+    every slot of those gaps, those before ``since`` too; ``zone``: the utility's, whose hours of the
+    week the profiles follow.
 
     A round passes its period's start: the gaps of the 28 days of look-back were estimated by the
     rounds whose periods they closed in (before, each round estimated all of them again and kept its
-    own two days, 93% thrown away)."""
+    own two days, 93% thrown away). A gap closing in the period is estimated whole, however far back
+    it opened: no later round estimates it (its closing read is behind their periods), and keeping
+    only the slots from ``since`` on left an hourly meter silent for three days with 46 of its 70
+    missing hours estimated and 25 hours of water in one interval, for good. (The slots before
+    ``since`` hold no reads of the meter, or the gap would not be one; the insert keeps any that
+    came meanwhile.)"""
     closing = validation.flagged("gap")
     if since is not None:
         closing = closing[series.ts[closing] >= since]
@@ -133,14 +139,13 @@ def estimate(
     # rounded to litres, an estimate on a finer register can fall outside the reads either side of
     # its gap (100.000 between 100.0001 and 100.0004): the register would step back into the gap
     volume = np.clip(volume, np.minimum(v0, v1)[gap_of_slot], np.maximum(v0, v1)[gap_of_slot])
-    wanted = slice(None) if since is None else slot_ts >= since  # a gap reaching back before the period
     return Estimates(
-        meter=series.meter[closing][gap_of_slot][wanted],
-        ts=slot_ts[wanted],
-        volume=volume[wanted],
-        method=method[wanted],
-        gap_start=t0[gap_of_slot][wanted],
-        gap_end=t1[gap_of_slot][wanted],
+        meter=series.meter[closing][gap_of_slot],
+        ts=slot_ts,
+        volume=volume,
+        method=method,
+        gap_start=t0[gap_of_slot],
+        gap_end=t1[gap_of_slot],
         not_estimated=not_estimated,
     )
 
