@@ -4,9 +4,10 @@ Results for readings in [start, end) replace earlier results for the same period
 late readings, or an edit) is safe. Readings from ``profile_lookback_days`` before ``start`` are
 loaded too: they give the first interval its previous read and the estimates their profile.
 
-An estimate in the period next to a measured read that reached the database after the estimate was
-made (a late read inside the gap it filled, at its own time rather than on the estimate's key) is
-deleted (``reading_history`` keeps it) and what is left of its gap is estimated afresh.
+An estimate next to a measured read that reached the database after the estimate was made (a late
+read inside the gap it filled, at its own time rather than on the estimate's key) is deleted
+(``reading_history`` keeps it), with every other estimate of its gap, and the gap is estimated
+afresh from its opening read: whenever the gap closes in the period, however far back it opened.
 
 Meters go in batches (``batch_meters``, 2,000, by meter_id), each loaded, validated, estimated and
 written in its own transaction before the next is loaded: a reading takes some 400 bytes while a
@@ -66,8 +67,17 @@ def _detail(rule: str, series: Series, v: Validation, i: int) -> str:
     return f"arrived {(series.received[i] - series.ts[i]) / 86400:.0f} days after its timestamp"
 
 
-def _stale_estimates(series: Series) -> B:
-    """Estimates whose nearest measured read before or after (same meter) arrived after them."""
+def _stale_estimates(series: Series, since: float) -> B:
+    """Estimates whose nearest measured read before or after (same meter) arrived after them, in the
+    gaps whose closing measured read is at or after ``since``: the gaps the round estimates again.
+
+    All the estimates between two measured reads have the same two neighbours, so a gap's are
+    stale together. Those before ``since`` go too: a round reaching back to a late read starts 1 µs
+    before it, and keeping the gap's estimates before the read (100.897 … 101.250 m³ before a real
+    100.735) judged the meter's own read a bad_read, which billing then left out for the estimate
+    7 s before it, or flagged it over_max_flow, which made the bill line incomplete. A gap closing
+    before ``since``, or opening before the series, is not estimated by this round, so its
+    estimates stay (nothing is lost)."""
     n = len(series)
     measured = series.quality != "estimated"
     index = np.arange(n)
@@ -76,10 +86,13 @@ def _stale_estimates(series: Series) -> B:
     before_ok = (before >= 0) & (series.meter[np.maximum(before, 0)] == series.meter)
     after_ok = (after < n) & (series.meter[np.minimum(after, n - 1)] == series.meter)
     received = series.received
-    return ~measured & (
+    stale = ~measured & (
         (before_ok & (received[np.maximum(before, 0)] > received))
         | (after_ok & (received[np.minimum(after, n - 1)] > received))
     )
+    # both of the gap's measured reads loaded, or the round could not estimate it again (a gap
+    # opening more than the look-back's 28 days before its late read)
+    return stale & before_ok & after_ok & (series.ts[np.minimum(after, n - 1)] >= since)
 
 
 def _without(series: Series, drop: B) -> Series:
@@ -136,7 +149,7 @@ def _run_batch(
 ) -> VeeReport:
     """One batch of meters: load, validate, estimate and write, in one transaction."""
     series = load_series(conn, start - timedelta(days=config.profile_lookback_days), end, config, meters)
-    stale = _stale_estimates(series) & (series.ts >= start.timestamp())
+    stale = _stale_estimates(series, start.timestamp())
     stale_keys = ([series.meter_ids[m] for m in series.meter[stale].tolist()], series.ts[stale].tolist())
     if stale.any():
         series = _without(series, stale)

@@ -39,3 +39,88 @@ def test_a_silence_longer_than_a_round_s_window_is_estimated_whole(migrated_data
         largest = conn.execute("SELECT max(consumption_m3), sum(unknown) FROM consumption_hourly").fetchone()
     assert [t for (t,) in estimated] == silent
     assert largest == (Decimal("0.01"), 0)
+
+
+def test_a_late_read_inside_an_estimated_gap_replaces_all_of_the_gap_s_estimates(migrated_database_url):
+    """A 6-hour gap three days back, estimated (linear: 100.897 … 101.603 m³ between 100.720 and
+    101.780) by the round after it. A real read from inside it, stamped 16:00:07, arrives three days
+    late and is noted; the round
+    reaching back to it starts 1 µs before it. Before, it deleted only the estimates after the read:
+    LO's real 100.735 stood after estimates of up to 101.250 and was judged a bad_read (billing took
+    the estimate 7 s before it as the closing register), HI's real 101.740 was flagged over_max_flow
+    (0.490 m³ in 7 s: the bill line incomplete). Now the gap is estimated afresh around the read."""
+    url = migrated_database_url
+    opened = NOW - 3 * 24 * HOUR  # the last read before the outage
+    hours = [NOW - 6 * 24 * HOUR + i * HOUR for i in range(6 * 24)]
+    late_t = opened + 3 * HOUR + timedelta(seconds=7)
+    shapes = {  # the register's rise over the gap's hours: little early, or most of it in the first
+        "LO": ["0", "0.005", "0.010", "0.015", "0.020", "0.025", "1.060"],
+        "HI": ["0", "1.000", "1.010", "1.020", "1.030", "1.040", "1.060"],
+    }
+
+    def volume(meter: str, t: datetime) -> Decimal:
+        i, g = int((t - hours[0]) / HOUR), int((opened - hours[0]) / HOUR)
+        if t <= opened:
+            return Decimal("100") + Decimal("0.010") * i
+        inside = Decimal(shapes[meter][min(i - g, 6)])
+        return Decimal("100") + Decimal("0.010") * g + inside + Decimal("0.010") * max(i - g - 6, 0)
+
+    for meter in shapes:
+        _store_on_time(url, meter, [(t, str(volume(meter, t))) for t in hours if not opened < t < opened + 6 * HOUR])
+    assert vee_round(url, opened + 7 * HOUR) is not None  # the round after the gap estimates it: five hours
+    with psycopg.connect(url) as conn:
+        first = conn.execute("SELECT count(*) FROM readings WHERE quality = 'estimated'").fetchone()
+    assert first == (10,)
+    with psycopg.connect(url) as conn:
+        for meter in shapes:  # the read 3 h into the gap arrives now, three days late, and is noted
+            conn.execute(
+                "INSERT INTO readings (meter_id, ts, volume_m3) VALUES (%s, %s, %s)",  # received now()
+                (meter, late_t, volume(meter, opened + 3 * HOUR)),
+            )
+        conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (late_t,))
+    assert vee_round(url, NOW) is not None
+    with psycopg.connect(url) as conn:
+        for meter in shapes:
+            rows = conn.execute(
+                "SELECT ts, volume_m3, quality FROM readings WHERE meter_id = %s AND ts > %s AND ts < %s ORDER BY ts",
+                (meter, opened, opened + 6 * HOUR),
+            ).fetchall()
+            flags = conn.execute(
+                "SELECT rule FROM vee_flags WHERE meter_id = %s AND ts > %s AND ts <= %s",
+                (meter, opened, opened + 6 * HOUR),
+            ).fetchall()
+            real = volume(meter, opened + 3 * HOUR)
+            before = [v for t, v, q in rows if t < late_t]
+            assert [q for _, _, q in rows] == ["estimated"] * 3 + ["actual"] + ["estimated"] * 2, meter
+            assert all(volume(meter, opened) <= v <= real for v in before), (meter, before)
+            registers = [v for _, v, _ in rows]
+            assert registers == sorted(registers), meter
+            assert sorted(rule for (rule,) in flags) == ["gap", "gap"], (meter, flags)  # both halves estimated
+
+
+def test_a_late_read_in_a_gap_opening_before_the_look_back_leaves_the_estimates_it_cannot_redo(
+    migrated_database_url,
+):
+    """A 35-day silence, estimated whole by a run over it; then a read from its 30th day arrives
+    late. The round reaching back to it loads 28 days before it: the gap's opening read is not
+    among them, so the round cannot estimate the gap again, and must not delete the estimates it
+    cannot redo (the 28 days before the read would be left with none)."""
+    from collector.vee.runner import run_vee
+
+    url = migrated_database_url
+    opened = NOW - 40 * 24 * HOUR
+    closed = opened + 35 * 24 * HOUR
+    _store_on_time(url, "L-1", [(opened - HOUR, "100.000"), (opened, "100.010"), (closed, "108.410")])
+    with psycopg.connect(url) as conn:
+        run_vee(conn, opened, closed + HOUR, now=closed + HOUR)
+        late_t = opened + 30 * 24 * HOUR + timedelta(seconds=7)  # beside the estimate on the hour
+        before = conn.execute(
+            "SELECT count(*) FROM readings WHERE quality = 'estimated' AND ts < %s", (late_t,)
+        ).fetchone()
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('L-1', %s, 107.210)", (late_t,))
+        conn.commit()
+        run_vee(conn, late_t - timedelta(microseconds=1), closed + HOUR, now=closed + HOUR)
+        after = conn.execute(
+            "SELECT count(*) FROM readings WHERE quality = 'estimated' AND ts < %s", (late_t,)
+        ).fetchone()
+    assert before == (30 * 24,) and after == before
