@@ -16,16 +16,18 @@ All gaps of all meters at once: slots are laid out with ``np.repeat`` and per-ga
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 
 import numpy as np
 import numpy.typing as npt
 
 from collector.vee.config import VeeConfig
+from collector.vee.localtime import to_local, to_utc
 from collector.vee.rules import Validation
 from collector.vee.series import F64, I64, Series
 
 HOURS_PER_WEEK = 168
+_HOUR_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -42,30 +44,24 @@ class Estimates:
         return len(self.ts)
 
 
-def _hour_of_week(ts: F64, zone: tzinfo = UTC) -> I64:
-    """The local hour of the week (Monday 00:00 is 0) that the interval closing at ``ts`` lies in."""
-    # ts - 1 s: a read at 10:00 closes the hour that began at 09:00.
-    utc_hour = np.floor((ts - 1) / 3600).astype(np.int64)
-    local_s = (ts - 1) + _utc_offsets_s(utc_hour, zone)
-    # The epoch began on a Thursday; +72 h makes Monday 00:00 hour 0.
-    return ((np.floor(local_s / 3600).astype(np.int64) + 72) % HOURS_PER_WEEK).astype(np.int64)
-
-
-def _utc_offsets_s(utc_hour: I64, zone: tzinfo) -> F64:
-    """``zone``'s UTC offset (seconds) in each UTC hour: looked up once per hour of the span, not
-    per reading (a month of a fleet's reads spans some 750 hours)."""
-    if zone is UTC or utc_hour.size == 0:
-        return np.zeros(utc_hour.shape)
-    first, last = int(utc_hour.min()), int(utc_hour.max())
-    table = np.array(
-        [_offset_s(datetime.fromtimestamp(h * 3600, UTC).astimezone(zone)) for h in range(first, last + 1)]
+def _slot_hour_of_week(ts: F64, interval: F64, phase: F64, zone: tzinfo) -> I64:
+    """The local hour of the week (Monday 00:00 is 0) of the interval closing at the slot a read at
+    ``ts`` stands for: the nearest point of its meter's grid (``interval`` and ``phase`` per
+    reading, as :mod:`collector.vee.intervals` finds them). A daily meter's read the gateway stamped
+    at 06:00:07 and VEE's estimate at 06:00 are one slot: keyed by the read's own time, the profile
+    knew only the hour after 06:00 and weighed every estimate's hour zero, so a gap's estimates
+    showed no use at all and the whole gap's water lay in its last 7 seconds."""
+    longer = interval > _HOUR_S
+    # up to an hour the grid is the epoch's; over it, the local clock's (collector.vee.intervals)
+    on_grid = np.round(ts / interval) * interval
+    local = np.where(
+        longer,
+        np.round((to_local(ts, zone) - phase) / interval) * interval + phase,
+        to_local(on_grid - 1, zone) + 1,
     )
-    return table[utc_hour - first]
-
-
-def _offset_s(local: datetime) -> float:
-    offset = local.utcoffset()
-    return offset.total_seconds() if offset is not None else 0.0
+    # -1 s: a read at 10:00 closes the hour that began at 09:00. The epoch began on a Thursday;
+    # +72 h makes Monday 00:00 hour 0.
+    return ((np.floor((local - 1) / _HOUR_S).astype(np.int64) + 72) % HOURS_PER_WEEK).astype(np.int64)
 
 
 def meter_profiles(series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC) -> F64:
@@ -73,7 +69,9 @@ def meter_profiles(series: Series, validation: Validation, config: VeeConfig, zo
     normal = np.isfinite(validation.interval_consumption) & (validation.step_kind == "") & ~validation.masks["gap"]
     normal &= validation.gap_s > 0
     idx = np.flatnonzero(normal)
-    key = series.meter[idx] * HOURS_PER_WEEK + _hour_of_week(series.ts[idx], zone)
+    meter = series.meter[idx]
+    hour = _slot_hour_of_week(series.ts[idx], validation.interval_s[meter], validation.phase_s[meter], zone)
+    key = meter * HOURS_PER_WEEK + hour
     size = len(series.meter_ids) * HOURS_PER_WEEK
     rate = validation.interval_consumption[idx] / (validation.gap_s[idx] / 3600)
     total = np.bincount(key, weights=rate, minlength=size)
@@ -116,16 +114,12 @@ def estimate(
     phase = validation.phase_s[series.meter[closing]]
     t0, t1 = series.ts[closing - 1], series.ts[closing]
     v0, v1 = series.volume[closing - 1], series.volume[closing]
-    first = np.floor((t0 - phase) / interval) + 1
-    counts = np.maximum(np.ceil((t1 - phase) / interval) - first, 0).astype(np.int64)
+    counts, slot_ts = _slots(t0, t1, interval, phase, zone)
     keep = counts > 0
-    closing, t0, t1, v0, v1, first, counts, interval, phase = (
-        a[keep] for a in (closing, t0, t1, v0, v1, first, counts, interval, phase)
-    )
+    closing, counts = closing[keep], counts[keep]
+    t0, t1, v0, v1 = (a[keep] for a in (t0, t1, v0, v1))
     gaps = len(closing)
     gap_of_slot = np.repeat(np.arange(gaps), counts)
-    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    slot_ts = (first[gap_of_slot] + offset) * interval[gap_of_slot] + phase[gap_of_slot]
     fraction = (slot_ts - t0[gap_of_slot]) / (t1 - t0)[gap_of_slot]
 
     long_gap = (t1 - t0) > config.linear_max_gap_s
@@ -148,6 +142,31 @@ def estimate(
         gap_end=t1[gap_of_slot],
         not_estimated=not_estimated,
     )
+
+
+def _slots(t0: F64, t1: F64, interval: F64, phase: F64, zone: tzinfo) -> tuple[I64, F64]:
+    """The slots strictly inside each gap (``t0``, ``t1``) on its meter's grid: how many per gap,
+    and their times, gap after gap.
+
+    Up to an hour the grid is the epoch's, and a read 7 s past the hour has the slot on the hour
+    before it. Over an hour the grid is the local clock's and each end of the gap is taken to its
+    nearest slot: a daily meter's read at 06:00:07 is its 06:00 read (before, it had one more
+    estimate at 06:00:00, 7 s before it), and one read at 06:00 local in summer is not followed an
+    hour later by an estimate on the winter's grid (07:00 local: four estimates for three missing
+    days)."""
+    longer = interval > _HOUR_S
+    local_t0 = np.where(longer, to_local(t0, zone), t0)
+    local_t1 = np.where(longer, to_local(t1, zone), t1)
+    first = np.where(longer, np.round((local_t0 - phase) / interval), np.floor((local_t0 - phase) / interval)) + 1
+    stop = np.where(longer, np.round((local_t1 - phase) / interval), np.ceil((local_t1 - phase) / interval))
+    counts = np.maximum(stop - first, 0).astype(np.int64)
+    gap_of_slot = np.repeat(np.arange(len(t0)), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    local = (first[gap_of_slot] + offset) * interval[gap_of_slot] + phase[gap_of_slot]
+    slot_ts = np.where(longer[gap_of_slot], to_utc(local, zone), local)
+    # a two-hourly grid shifted by a clock change can meet a gap's end: no slot on or beyond a read
+    inside = (slot_ts > t0[gap_of_slot]) & (slot_ts < t1[gap_of_slot])
+    return np.bincount(gap_of_slot[inside], minlength=len(t0)).astype(np.int64), slot_ts[inside]
 
 
 def _profile_fractions(
@@ -179,7 +198,13 @@ def _profile_fractions(
     starts[1:] = ends[:-1]
     starts[part_start] = t0
     meter = series.meter[closing][gap_of_part]
-    rate = profiles[meter, _hour_of_week(ends, zone)]
+    hour = _slot_hour_of_week(ends, validation.interval_s[meter], validation.phase_s[meter], zone)
+    rate = profiles[meter, hour]
+    # an hour the profile never saw has the meter's average rate: zero, a gap whose hours it did not
+    # know put all of its water into the few it did (a daily meter's, into its last seconds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = np.nansum(profiles, axis=1) / np.isfinite(profiles).sum(axis=1)
+    rate = np.where(np.isnan(rate), average[meter], rate)
     weight = np.nan_to_num(rate, nan=0.0).clip(min=0) * (ends - starts) / 3600
     totals = np.add.reduceat(weight, part_start)
     cumulative = np.cumsum(weight)

@@ -9,15 +9,20 @@ with fewer than ``interval_min_steps`` (3) such steps keeps the configured ``exp
 
 Slots (where a gap's estimates go) lie on the meter's interval grid. Up to an hour that grid is the
 UTC epoch's (whole hours for hourly meters, quarter hours for 15-minute ones); a longer interval's
-grid is shifted to the whole hour of the day (or of its interval) at which the meter's reads are
-usually taken, so a daily meter read at 06:00 has its missing day estimated at 06:00.
+grid is on the utility's local clock (:mod:`collector.vee.localtime`), shifted to the whole hour of
+the day (or of its interval) at which the meter's reads are usually taken, so a daily meter read at
+06:00 has its missing day estimated at 06:00, in summer too (on a UTC grid, the winter's 06:00 put
+the summer's estimates at 07:00 local, an hour after the meter's real 06:00 reads).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
+
 import numpy as np
 
 from collector.vee.config import VeeConfig
+from collector.vee.localtime import to_local
 from collector.vee.series import F64, B, Series
 
 #: Read intervals that divide a day, in seconds: 5, 15 and 30 minutes, 1, 2, 3, 4, 6, 8, 12 and 24 hours.
@@ -45,10 +50,11 @@ def _lower_medians(groups: np.ndarray, values: F64, n_groups: int) -> tuple[F64,
     return median, counts
 
 
-def meter_intervals(series: Series, config: VeeConfig) -> tuple[F64, F64, B]:
+def meter_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> tuple[F64, F64, B]:
     """(interval, phase, known) per meter code: the meter's read interval and the offset of its slot
-    grid from the epoch's in seconds (0 for intervals up to an hour), and whether the interval is
-    the meter's own (False: too few reads, the configured one)."""
+    grid from the epoch's in seconds (0 for intervals up to an hour; for longer ones in ``zone``'s
+    local seconds), and whether the interval is the meter's own (False: too few reads, the
+    configured one)."""
     n_meters = len(series.meter_ids)
     actual = np.flatnonzero(series.quality == "actual")
     meter, ts = series.meter[actual], series.ts[actual]
@@ -61,7 +67,7 @@ def meter_intervals(series: Series, config: VeeConfig) -> tuple[F64, F64, B]:
         interval[known] = nearest_standard(median[known])
     # the phase: the whole hour, within its interval, of the meter's usual reading time
     long = interval[meter] > _HOUR_S
-    offsets = np.mod(ts[long], interval[meter][long])
+    offsets = np.mod(to_local(ts[long], zone), interval[meter][long])
     usual, _ = _lower_medians(meter[long], offsets, n_meters)
     phase = np.where(np.isfinite(usual), np.round(np.nan_to_num(usual) / _HOUR_S) * _HOUR_S, 0.0)
     return interval, np.mod(phase, interval), known

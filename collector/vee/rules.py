@@ -25,6 +25,7 @@ a replacement nor 1234 m³ of use.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +59,7 @@ class Validation:
     interval_consumption: F64  # every reading's interval consumption (NaN: first read or unknown)
     gap_s: F64  # seconds since the previous read of the same meter (NaN: first)
     interval_s: F64  # per meter code: the meter's own read interval (collector/vee/intervals.py)
-    phase_s: F64  # per meter code: its slot grid's offset from the epoch's
+    phase_s: F64  # per meter code: its slot grid's offset from the epoch's (local seconds for intervals over an hour)
     interval_known: B  # per meter code: the interval is the meter's own (else the configured one)
 
     def flagged(self, rule: str) -> npt.NDArray[np.intp]:
@@ -109,9 +110,11 @@ def _runs_at_least(condition: B, minimum: int) -> B:
     return condition & (lengths[group] >= minimum)
 
 
-def validate(series: Series, config: VeeConfig, now: float) -> Validation:
+def validate(series: Series, config: VeeConfig, now: float, zone: tzinfo = UTC) -> Validation:
+    """Every rule over ``series``; ``zone``: the utility's, whose clock a slot grid longer than an
+    hour follows (pass :func:`collector.vee.estimation.estimate` the same)."""
     same, dt, dv = _shifted(series)
-    interval_s, phase_s, interval_known = meter_intervals(series, config)
+    interval_s, phase_s, interval_known = meter_intervals(series, config, zone)
     prev_volume = _previous(series.volume)
     prev_reverse = _previous(series.reverse)
     hours = dt / 3600.0

@@ -153,7 +153,7 @@ def _run_batch(
     stale_keys = ([series.meter_ids[m] for m in series.meter[stale].tolist()], series.ts[stale].tolist())
     if stale.any():
         series = _without(series, stale)
-    validation = validate(series, config, now_s)
+    validation = validate(series, config, now_s, zone)
     in_period = series.ts >= start.timestamp()
     estimates = estimate(series, validation, config, zone, since=start.timestamp()) if estimate_gaps else None
     report = VeeReport(readings=int(in_period.sum()))
