@@ -169,6 +169,26 @@ def _slots(t0: F64, t1: F64, interval: F64, phase: F64, zone: tzinfo) -> tuple[I
     return np.bincount(gap_of_slot[inside], minlength=len(t0)).astype(np.int64), slot_ts[inside]
 
 
+def _within_max_flow(share: F64, room: F64, part_start: I64, gap_of_part: I64) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Each gap's ``share`` per part (summing to 1) held to at most ``room`` (the share of the gap's
+    rise the meter passes at its maximum flow in the part's time), and, per gap, whether it fits.
+
+    A profile puts a gap's water into the hours the meter is busiest: a 24-hour gap whose register
+    rose 12 m³ went all into 06:00-07:00 on a 5 m³/h meter, and VEE does not flag its own estimates.
+    The excess over each full part is spread over the others in proportion to the room they have
+    left, which fills none of them past its own (one step, no iteration); a gap whose rise exceeds
+    its whole room does not fit."""
+    capped = np.minimum(share, room)
+    left = room - capped
+    excess = np.add.reduceat(np.nan_to_num(share - capped), part_start)
+    free = np.add.reduceat(left, part_start)
+    fits = excess <= free
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.where(fits & (excess > 0), excess / free, 0.0)
+        added = np.where(np.isinf(left), 0.0, left * spread[gap_of_part])  # (no room limit: a rise of 0)
+    return capped + added, fits
+
+
 def _profile_fractions(
     series: Series,
     validation: Validation,
@@ -183,7 +203,10 @@ def _profile_fractions(
     long_gap: npt.NDArray[np.bool_],
     zone: tzinfo,
 ) -> tuple[F64, npt.NDArray[np.bool_]]:
-    """Cumulative share of the gap's use at each slot, by the meter's profile; linear where it has none."""
+    """Cumulative share of the gap's use at each slot, by the meter's profile, no part of it faster
+    than the meter's maximum flow; linear where the profile has nothing for the gap, or where the
+    gap's water cannot pass the meter in its time at all (its closing read is flagged
+    ``over_max_flow`` by the rules, and linear is as slow as it can be)."""
     profiles = meter_profiles(series, validation, config, zone)
     # Sub-intervals per gap: (t0, s1], (s1, s2], …, (s_m, t1]: the slots plus the closing read.
     parts = counts + 1
@@ -207,11 +230,16 @@ def _profile_fractions(
     rate = np.where(np.isnan(rate), average[meter], rate)
     weight = np.nan_to_num(rate, nan=0.0).clip(min=0) * (ends - starts) / 3600
     totals = np.add.reduceat(weight, part_start)
-    cumulative = np.cumsum(weight)
-    before = np.repeat(cumulative[part_start] - weight[part_start], parts)
-    within = cumulative - before
-    usable = long_gap & (totals > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = within / totals[gap_of_part]
-    fraction = np.where(usable[gap_of_slot], share[slot_positions], linear_fraction)
+        share = weight / totals[gap_of_part]
+    rise = series.volume[closing] - series.volume[closing - 1]
+    most = series.max_flow[closing][gap_of_part] * (ends - starts) / 3600
+    with np.errstate(invalid="ignore", divide="ignore"):
+        room = np.where(rise[gap_of_part] > 0, most / rise[gap_of_part], np.inf)
+    share, fits = _within_max_flow(share, room, part_start, gap_of_part)
+    usable = long_gap & (totals > 0) & fits
+    share = np.where(usable[gap_of_part], share, 0.0)  # (one cumulative sum runs over all gaps)
+    cumulative = np.cumsum(share)
+    within = cumulative - np.repeat(cumulative[part_start] - share[part_start], parts)
+    fraction = np.where(usable[gap_of_slot], within[slot_positions], linear_fraction)
     return fraction, usable

@@ -1,0 +1,80 @@
+"""Profile estimates within the meter's maximum flow: a household's busy hour cannot take a gap's
+water faster than the meter passes it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.vee.config import VeeConfig
+from collector.vee.estimation import Estimates, estimate
+from collector.vee.rules import validate
+from collector.vee.series import Series
+
+HOUR = 3600.0
+T0 = datetime(2026, 2, 2, tzinfo=UTC).timestamp()  # a Monday
+
+
+def _hourly_with_a_gap(
+    day_rates: list[float], gap_hours: int, rise: float, max_flow: float
+) -> tuple[Series, Estimates, int]:
+    """28 days of hourly reads using ``day_rates`` m³/h in each hour of the day, then a gap of
+    ``gap_hours`` across which the register rose ``rise`` m³; the estimates and the closing read."""
+    hours = 28 * 24
+    ts = T0 + np.arange(hours + 1) * HOUR
+    use = np.array(day_rates)[(np.arange(hours) % 24)]  # the hour ending at ts[i + 1]
+    volume = np.round(100.0 + np.concatenate([[0.0], np.cumsum(use)]), 3)
+    closing_ts = ts[-1] + gap_hours * HOUR
+    times = np.append(ts, closing_ts).astype(np.float64)
+    registers = np.append(volume, round(float(volume[-1]) + rise, 3)).astype(np.float64)
+    config = VeeConfig()
+    series = Series.from_arrays(
+        ["M"], np.zeros(len(times), np.int64), times, registers, config, max_flow=np.full(len(times), max_flow)
+    )
+    validation = validate(series, config, float(closing_ts) + 60)
+    return series, estimate(series, validation, config), len(times) - 1
+
+
+def test_a_gap_s_water_goes_no_faster_than_the_meter_s_maximum_flow():
+    """A household uses 0.5 m³ between 06:00 and 07:00 and nothing else; a 24-hour gap in which the
+    register rose 12 m³ (a pool filled: 0.5 m³/h on average, well within the 5 m³/h meter). Before,
+    the profile put all 12 m³ into the hour to 07:00, unflagged (VEE does not judge its own
+    estimates), and billing's consumption showed 12 m³ in an hour on a 5 m³/h meter."""
+    rates = [0.5 if h == 6 else 0.0 for h in range(24)]
+    series, est, closing = _hourly_with_a_gap(rates, 24, 12.0, 5.0)
+    registers = np.concatenate([[series.volume[closing - 1]], est.volume, [series.volume[closing]]])
+    per_hour = np.diff(registers)
+    assert per_hour.max() <= 5.0 and registers[-1] - registers[0] == 12.0
+    assert set(est.method.tolist()) == {"profile"}
+    assert per_hour[6] == 5.0  # the household's hour is full; the rest is spread over the others
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    day_rates=st.lists(st.sampled_from([0.0, 0.0, 0.01, 0.05, 0.3, 1.0]), min_size=24, max_size=24),
+    gap_hours=st.integers(7, 72),
+    max_flow=st.sampled_from([1.0, 2.5, 5.0]),
+    load=st.floats(0.0, 1.3),
+)
+def test_a_gap_s_estimates_sum_to_its_rise_climb_and_fit_the_meter_where_its_water_can(
+    day_rates, gap_hours, max_flow, load
+):
+    """Any profile, any gap, a rise from nothing to 1.3 times what the meter can pass in the gap:
+    one estimate per missing hour, the register never stepping back, the hours adding up exactly to
+    the rise; each hour within the maximum flow (to the litre estimates are rounded to) whenever the
+    whole rise fits, and where it cannot the meter's own closing read is flagged over_max_flow."""
+    rise = round(load * max_flow * gap_hours, 3)
+    series, est, closing = _hourly_with_a_gap(day_rates, gap_hours, rise, max_flow)
+    registers = np.concatenate([[series.volume[closing - 1]], est.volume, [series.volume[closing]]])
+    per_hour = np.diff(registers)
+    assert len(est) == gap_hours - 1
+    assert (per_hour >= 0).all()
+    assert round(float(per_hour.sum()), 3) == rise
+    if rise <= max_flow * gap_hours:
+        assert per_hour.max() <= max_flow + 0.001 + 1e-9, per_hour
+    elif rise > max_flow * gap_hours * (1 + VeeConfig().max_flow_slack):
+        flagged = validate(series, VeeConfig(), float(series.ts[-1]) + 60).masks["over_max_flow"]
+        assert flagged[closing]
