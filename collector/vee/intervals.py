@@ -3,9 +3,10 @@
 A fleet mixes meters read every 15 minutes, hourly and once a day. A meter's interval is the
 median step between its consecutive actual reads in the series loaded (28 days of look-back and
 the period), taken to the nearest, by ratio, of the standard intervals that divide a day,
-:data:`STANDARD_INTERVALS_S`: a median step of 50 minutes is hourly, one of 20 hours daily. A meter
-with fewer than ``interval_min_steps`` (3) such steps keeps the configured ``expected_interval_s``
-(3600 s).
+:data:`STANDARD_INTERVALS_S`: a median step of 50 minutes is hourly, one of 20 hours daily; or the
+longer standard interval its last ``interval_change_steps`` (4) steps all have (a meter
+reconfigured to read less often). A meter with fewer than ``interval_min_steps`` (3) such steps
+keeps the configured ``expected_interval_s`` (3600 s).
 
 Slots (where a gap's estimates go) lie on the meter's interval grid. Up to an hour that grid is the
 UTC epoch's (whole hours for hourly meters, quarter hours for 15-minute ones); a longer interval's
@@ -50,6 +51,29 @@ def _lower_medians(groups: np.ndarray, values: F64, n_groups: int) -> tuple[F64,
     return median, counts
 
 
+def _lengthened(step_meter: np.ndarray, steps: F64, interval: F64, recent: int) -> F64:
+    """``interval`` per meter, or the longer standard interval its last ``recent`` steps all have:
+    a meter reconfigured from 15-minute to hourly reads (to save its battery) kept the 28 days'
+    median, 900 s, for some three weeks, and every hourly read was a gap with three estimates
+    invented before it (144 in two days). A change to a shorter interval waits for the median: the
+    round's two days still hold reads at the longer one, which the shorter would call gaps (the
+    missing reads meanwhile are counted in the next read's interval, only not estimated)."""
+    if recent < 1 or not len(steps):
+        return interval
+    n_meters = len(interval)
+    # steps are in (meter, time) order, each meter's together: count each meter's from its last
+    last = np.cumsum(np.bincount(step_meter, minlength=n_meters)) - 1
+    tail = last[step_meter] - np.arange(len(steps)) < recent
+    standard = nearest_standard(steps[tail])
+    shortest = np.full(n_meters, np.inf)
+    longest = np.zeros(n_meters)
+    np.minimum.at(shortest, step_meter[tail], standard)
+    np.maximum.at(longest, step_meter[tail], standard)
+    count = np.bincount(step_meter[tail], minlength=n_meters)
+    changed = (count >= recent) & (shortest == longest) & (shortest > interval)
+    return np.where(changed, shortest, interval)
+
+
 def meter_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> tuple[F64, F64, B]:
     """(interval, phase, known) per meter code: the meter's read interval and the offset of its slot
     grid from the epoch's in seconds (0 for intervals up to an hour; for longer ones in ``zone``'s
@@ -65,6 +89,7 @@ def meter_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> tu
     known = counts >= max(config.interval_min_steps, 1)
     if known.any():
         interval[known] = nearest_standard(median[known])
+    interval = np.where(known, _lengthened(meter[1:][same], steps, interval, config.interval_change_steps), interval)
     # the phase: the whole hour, within its interval, of the meter's usual reading time
     long = interval[meter] > _HOUR_S
     offsets = np.mod(to_local(ts[long], zone), interval[meter][long])
