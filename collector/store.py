@@ -8,8 +8,8 @@ The common case (no key stored yet) is one ``COPY`` straight into ``readings`` i
 meters already known to this process are not looked up again. When that COPY meets a stored key
 (a redelivery), the savepoint is rolled back and the batch takes the careful path: ``COPY`` into a
 staging table, merge with ``ON CONFLICT DO NOTHING``, then look at the rows the merge skipped: an
-actual reading replaces an estimate VEE made for the same key (the estimate goes to
-``reading_history``), and a reading that differs from the stored one is kept in
+actual reading replaces an estimate VEE made for the same key, or a person's edit of one (the
+estimate or edit goes to ``reading_history``), and a reading that differs from the stored one is kept in
 ``reading_conflicts`` for VEE.
 
 The COPY text is built without a per-row adapter: every field has passed the contract's patterns
@@ -62,8 +62,12 @@ SELECT {", ".join(ROW_COLUMNS)} FROM readings_staging
 ON CONFLICT (meter_id, ts) DO NOTHING
 """
 
-# An actual reading arriving for a key VEE estimated: the actual wins. DISTINCT ON picks one of
-# several staged rows for the key by value, so the outcome does not depend on arrival order.
+# An actual reading arriving for a key VEE estimated: the actual wins, over a person's edit of the
+# estimate too (an edited row whose history holds no actual: the person corrected a guess, not the
+# meter); before, the edit beat the meter's own read for good, which waited in reading_conflicts.
+# An edit of an actual read stays: the read arriving again is a redelivery of what was corrected.
+# The edit goes to reading_history, as the estimate does. DISTINCT ON picks one of several staged
+# rows for the key by value, so the outcome does not depend on arrival order.
 _REPLACE_ESTIMATES = """
 UPDATE readings r
 SET volume_m3 = s.volume_m3, flow_m3h = s.flow_m3h, reverse_volume_m3 = s.reverse_volume_m3, alarms = s.alarms,
@@ -73,7 +77,9 @@ FROM (
     SELECT DISTINCT ON (meter_id, ts) * FROM readings_staging
     ORDER BY meter_id, ts, volume_m3, flow_m3h, reverse_volume_m3, alarms
 ) s
-WHERE r.meter_id = s.meter_id AND r.ts = s.ts AND r.quality = 'estimated'
+WHERE r.meter_id = s.meter_id AND r.ts = s.ts
+  AND (r.quality = 'estimated' OR (r.quality = 'edited' AND NOT EXISTS (
+      SELECT 1 FROM reading_history h WHERE h.meter_id = r.meter_id AND h.ts = r.ts AND h.quality = 'actual')))
 """
 
 # Who changes stored readings in this transaction, and why: reading_history takes it where the new
