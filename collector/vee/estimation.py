@@ -5,7 +5,9 @@
   loaded (``profile_lookback_days`` before the period), shaped to fit the register difference
   exactly, so the estimates add up to what the meter actually measured across the gap. Hours of
   the week are the utility's local ones: a household's 07:00 shower stays at 07:00 across a
-  change to or from daylight saving time.
+  change to or from daylight saving time. A read and a slot are keyed by the slot they stand for
+  on the meter's grid, an hour the profile has not seen takes the meter's average rate, and no
+  part of a gap takes water faster than the meter's maximum flow.
 - Never across a backward step (replacement, rollover, reverse flow, unexplained): the two reads
   do not belong to one register history, so the gap is left for a person.
 
@@ -86,7 +88,8 @@ def estimate(
 ) -> Estimates:
     """Estimates for the gaps whose closing read is at or after ``since`` (every gap when None), at
     every slot of those gaps, those before ``since`` too; ``zone``: the utility's, whose hours of the
-    week the profiles follow.
+    week the profiles follow (and the one :func:`collector.vee.rules.validate` was given: a daily
+    meter's slot grid is on its clock).
 
     A round passes its period's start: the gaps of the 28 days of look-back were estimated by the
     rounds whose periods they closed in (before, each round estimated all of them again and kept its
