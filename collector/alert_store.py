@@ -23,6 +23,11 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+# who closed an alert, when and why: written once, by the first dismissal that reaches the row (an
+# UPDATE's right-hand side reads the row as it was, so CASE WHEN status = 'dismissed' sees the stored status)
+_DISMISSAL = frozenset({"dismissed_at", "dismissed_by", "dismiss_reason"})
+
+
 def _row(alert: Alert) -> tuple[Any, ...]:
     evidence = [[a.isoformat(), b.isoformat()] for a, b in alert.evidence]
     return (
@@ -70,7 +75,9 @@ def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
     An alert a person dismissed is only updated by a change that keeps it dismissed (a run following
     its episode): a detection run reads its alerts without locking them (a dismissal would wait for
     the whole run), so one that read an alert just before it was dismissed would otherwise write it
-    back as it was, undoing the dismissal it never saw."""
+    back as it was, undoing the dismissal it never saw. Nor does such a change rewrite who dismissed
+    it, when and why: the run that read the alert still open may have folded it into a detector's
+    alert (dismissed by 'detection'), and that must not replace the person's dismissal it never saw."""
     with conn.cursor() as cur:
         if changes.opened:
             placeholders = ", ".join(["%s"] * len(_COLUMNS))
@@ -80,7 +87,10 @@ def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
             )
         changed = [*changes.updated, *changes.resolved]
         if changed:
-            assignments = ", ".join(f"{c} = %s" for c in _COLUMNS[1:])
+            assignments = ", ".join(
+                f"{c} = CASE WHEN status = 'dismissed' THEN {c} ELSE %s END" if c in _DISMISSAL else f"{c} = %s"
+                for c in _COLUMNS[1:]
+            )
             cur.executemany(
                 f"UPDATE alerts SET {assignments} WHERE alert_id = %s AND (status <> 'dismissed' OR %s = 'dismissed')",
                 [(*_row(a)[1:], a.alert_id, a.status.value) for a in changed],

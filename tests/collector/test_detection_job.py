@@ -13,11 +13,11 @@ import pytest
 import collector.detection_job as detection_job
 from collector.alert_store import alerts_for, alerts_to_merge, dismiss_alert, save_changes
 from collector.batch_parser import ReadingRow
-from collector.detection.alerts import Alert, AlertKind, AlertStatus
+from collector.detection.alerts import Alert, AlertKind, AlertSource, AlertStatus, make_alert_id
 from collector.detection.common import new_alert
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
-from collector.detection.lifecycle import AlertChanges
+from collector.detection.lifecycle import AlertChanges, merge_alerts
 from collector.detection_job import DetectionJobConfig, DetectionScheduler, fetch_block, grid_end, run_detection_once
 from collector.store import ReadingStore
 from collector.vee.runner import run_vee
@@ -327,6 +327,43 @@ def test_a_dismissed_alert_stays_dismissed_with_who_and_why(leaky_database):
         assert (stored.status, stored.dismissed_by, stored.dismiss_reason) == (
             AlertStatus.DISMISSED, "j.smith", "pool filling",
         )  # fmt: skip
+
+
+def _flow_alert(kind: AlertKind, source: AlertSource, detected: datetime, rate: float) -> Alert:
+    """An alert on LEAKY's flow, begun an hour before it was raised and seen until three hours after."""
+    start, seen = detected - timedelta(hours=1), detected + timedelta(hours=3)
+    return Alert(
+        alert_id=make_alert_id(kind, LEAKY, "D1", detected, source), kind=kind, meter_id=LEAKY, dma="D1",
+        start=start, detected_at=detected, last_seen=seen, rate_l_h=rate, volume_l=rate * 4, confidence=0.9,
+        evidence=((start, detected),), source=source, updated_at=seen,
+    )  # fmt: skip
+
+
+def test_a_run_that_read_a_meter_s_alarm_before_a_person_dismissed_it_leaves_their_dismissal(migrated_database_url):
+    """A run loads the meter's leak alarm while it is open; customer care dismisses it ("plumber on
+    site"); the run then folds the alarm into the detector's burst (dismissed by 'detection', "the
+    same episode as alert …") and saves. The fold was let through (it keeps the alert dismissed) and
+    replaced the person's who, when and why with the run's, while the enquiry carried the person's
+    note. The person's dismissal stays; the run only follows the episode."""
+    alarm = _flow_alert(AlertKind.LEAK, AlertSource.METER, START, 0.0)
+    burst = _flow_alert(AlertKind.BURST, AlertSource.DETECTOR, START + timedelta(hours=1), 600.0)
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=[alarm]))
+    with psycopg.connect(migrated_database_url) as run:
+        loaded = alerts_to_merge(run, START - timedelta(days=9))
+        assert [a.status for a in loaded] == [AlertStatus.OPEN]
+        with psycopg.connect(migrated_database_url) as person:  # commits before the run saves
+            dismissed_at = START + timedelta(hours=2)
+            dismiss_alert(person, alarm.alert_id, by="alice", reason="plumber on site", now=dismissed_at)
+        changes = merge_alerts(loaded, [burst, alarm], now=START + timedelta(hours=4))
+        (folded,) = [a for a in changes.updated if a.alert_id == alarm.alert_id]
+        assert (folded.status, folded.dismissed_by) == (AlertStatus.DISMISSED, "detection")  # the race is run
+        save_changes(run, changes)
+    with psycopg.connect(migrated_database_url) as conn:
+        (stored,) = [a for a in alerts_for(conn, LEAKY) if a.alert_id == alarm.alert_id]
+    assert (stored.status, stored.dismissed_by, stored.dismiss_reason, stored.dismissed_at) == (
+        AlertStatus.DISMISSED, "alice", "plumber on site", dismissed_at,
+    )  # fmt: skip
 
 
 def test_a_leak_after_a_dismissed_leak_alarm_of_the_meter_opens_its_own_alert_and_enquiry(migrated_database_url):
