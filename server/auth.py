@@ -20,6 +20,12 @@ from server.db import get_connection
 from server.problems import Problem
 
 ROLES = ("admin", "reader", "meterization", "billing", "customer_care", "cashier", "credit_control")
+#: The names the system writes as who did something (an alert's ``dismissed_by``, an enquiry
+#: update's ``by``, a reading's ``quality_by``/``superseded_by``): detection's folds and notes, the
+#: enquiry notes meterization's records trigger, ingest, and VEE (``vee``, ``vee:<method>``). A
+#: person's key must not be named like one: its actions would read as the system's, and migration
+#: 0039 takes a dismissal by ``detection`` for a fold and closes the alert's enquiry as a duplicate.
+SYSTEM_NAMES = frozenset({"detection", "meterization", "ingest", "vee"})
 KEY_PREFIX = "aqk_"
 SESSION_COOKIE = "aquami_key"
 
@@ -42,6 +48,11 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
         raise ValueError(f"roles must be among {', '.join(ROLES)}; got {roles}")
     if not name.strip() or "\x00" in name:  # the name is who edits, dismisses and pays: it must say someone
         raise ValueError(f"a key needs a name saying who or what it is for, not {name!r}")
+    if _is_system_name(name):
+        raise ValueError(
+            f"a key cannot be named {name!r}: {', '.join(sorted(SYSTEM_NAMES))} (and vee:…) are the names the "
+            "system records its own actions under; name the key after the person or service using it"
+        )
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     conn.execute(
@@ -49,6 +60,13 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
         (key_id, _hash(secret), name, sorted(set(roles))),
     )
     return f"{KEY_PREFIX}{key_id}.{secret}"
+
+
+def _is_system_name(name: str) -> bool:
+    """Whether ``name`` reads as one of :data:`SYSTEM_NAMES`, whatever its case or surrounding
+    spaces (a person reading "Detection" on a note would take it for the system as well)."""
+    folded = name.strip().casefold()
+    return folded in SYSTEM_NAMES or folded.startswith("vee:")
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,3 +79,16 @@ def test_an_unknown_key_id_is_a_clear_error_and_revokes_nothing(migrated_databas
     assert code == 2 and "no API key '0123456789ab'" in output, output
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL").fetchone() == (0,)
+
+
+def test_a_key_cannot_take_a_name_the_system_records_its_own_actions_under(migrated_database_url):
+    """A care key named ``detection`` dismissed alerts as the detector: its dismissal with a fold's
+    reason closed an urgent burst's enquiry as a duplicate. The system's names are refused, in any
+    case; a name merely containing one is a person's."""
+    url = migrated_database_url
+    for name in ("detection", "Meterization ", "ingest", "VEE", "vee:linear"):
+        code, output = _aquami(url, "create-key", "--name", name, "--role", "customer_care")
+        assert code == 2 and f"a key cannot be named {name!r}" in output, output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+    assert _create(url, "detection desk (A. Clerk)", "customer_care").startswith("aqk_")

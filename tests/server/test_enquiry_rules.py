@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from collector.alert_store import save_changes
+from collector.alert_store import dismiss_alert, save_changes
 from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource, AlertStatus
 from collector.detection.common import new_alert
 from collector.detection.lifecycle import FOLDED_BY, FOLDED_REASON, AlertChanges
@@ -313,3 +313,18 @@ def test_an_alert_of_no_flow_tells_its_enquiry_it_cleared_without_litres(migrate
         "M-out": "alert resolved: meter M-out taken out",
         "M-leak": "alert resolved: the flow stopped (23 L lost in all)",
     }
+
+
+def test_a_dismissal_by_detection_naming_no_stored_alert_closes_no_enquiry(migrated_database_url: str) -> None:
+    """A key named 'detection' (made before the system's names were refused) dismissed an urgent
+    burst with a fold's reason naming no alert: its enquiry was closed as "a duplicate of enquiry
+    (none)". A fold names an alert stored before it; this dismissal is only written on the enquiry."""
+    burst = _alert(AlertKind.BURST, "M-burst", 900.0, timedelta(hours=1))
+    with psycopg.connect(migrated_database_url) as conn:
+        save_changes(conn, AlertChanges(opened=[burst]))
+        reason = f"{FOLDED_REASON}NO-SUCH-ALERT"
+        dismiss_alert(conn, burst.alert_id, by=FOLDED_BY, reason=reason, now=DETECTED + timedelta(hours=1))
+        (status,) = conn.execute("SELECT status FROM enquiries WHERE meter_id = 'M-burst'").fetchone() or (None,)
+        notes = _notes(conn)
+    assert status == "open"
+    assert notes["M-burst"].endswith(f"alert dismissed: {reason}") and "duplicate" not in notes["M-burst"]
