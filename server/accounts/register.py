@@ -86,6 +86,8 @@ def _instant(text: str, column: str, where: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+#: While on (in a transaction), writing agreements leaves the enquiries to be placed by the writer.
+PLACE_ENQUIRIES_LATER = "aquami.place_enquiries_later"
 _OVERLAP = """
 SELECT a.service_point_id, a.start_at, b.start_at
 FROM service_agreements a JOIN service_agreements b
@@ -113,7 +115,12 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
             f"unknown service point(s) {', '.join(unknown[:10])}: register-meters records them with their meters"
         )
     latest = {a.account_id: a for a in agreements}  # an account listed again: its last row's name and cycle
-    with conn.cursor() as cur:
+    with conn.transaction(), conn.cursor() as cur:
+        # The agreements are written one statement each, and a move-out comes before the move-in: the
+        # enquiries of these service points are placed once the whole file is written (server migration
+        # 0042's place_enquiries), not after each statement, which told a moved enquiry "no account"
+        # between the two.
+        cur.execute(f"SELECT set_config('{PLACE_ENQUIRIES_LATER}', 'on', true)")
         cur.executemany(
             "INSERT INTO accounts (account_id, name, billing_cycle) VALUES (%s, %s, %s) "
             "ON CONFLICT (account_id) DO UPDATE SET name = excluded.name, billing_cycle = excluded.billing_cycle",
@@ -137,10 +144,12 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
                 f"two agreements on one service point at once: {error.diag.message_detail}"
             ) from None
         clash = cur.execute(_OVERLAP, (points,)).fetchone()  # where btree_gist is missing (the embedded database)
-    if clash:
-        point, first, second = clash
-        raise AccountsFileError(
-            f"two agreements on one service point at once: {point} from {first.isoformat()} "
-            f"and from {second.isoformat()}"
-        )
+        if clash:
+            point, first, second = clash
+            raise AccountsFileError(
+                f"two agreements on one service point at once: {point} from {first.isoformat()} "
+                f"and from {second.isoformat()}"
+            )
+        cur.execute(f"SELECT set_config('{PLACE_ENQUIRIES_LATER}', '', true)")
+        cur.execute("SELECT place_enquiries('{}', %s)", (points,))
     return len(latest), len(agreements)

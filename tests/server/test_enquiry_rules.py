@@ -11,6 +11,8 @@ from collector.alert_store import dismiss_alert, save_changes
 from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource, AlertStatus
 from collector.detection.common import new_alert
 from collector.detection.lifecycle import FOLDED_BY, FOLDED_REASON, AlertChanges
+from server.accounts.register import Agreement, record_accounts
+from server.meters.repository import Installation, record_installations
 
 DETECTED = datetime(2026, 3, 2, 4, tzinfo=UTC)
 
@@ -231,6 +233,58 @@ def test_an_enquiry_raised_before_meterization_recorded_the_meter_is_placed_once
         "meter recorded as fitted at service point SP-1 | service point supplied to account ACC-1"
     ), notes["M-late-card"]
     assert "fitted at" not in notes["M-fitted-after"], notes["M-fitted-after"]
+
+
+def test_an_enquiry_follows_the_records_corrected_after_its_alert_to_the_right_customer(
+    migrated_database_url: str,
+) -> None:
+    """A move-out recorded late (the new tenant supplied at SP-1 from 17 days before the leak) left
+    the new tenant's leak on the old tenant's account, and a job card corrected from the
+    neighbour's SP-X to SP-2 left the enquiry at the neighbour's: GET /enquiries?account=NEW showed
+    nothing. Corrected through register-accounts and register-meters' own functions, the enquiries
+    being worked move, with a note saying from where; a closed one keeps the links it was closed with."""
+    long_ago, moved_in = DETECTED - timedelta(days=400), DETECTED - timedelta(days=17)
+    meters = ("M-moved-in", "M-card", "M-closed")
+    leaks = [_alert(AlertKind.LEAK, meter, 12.5, timedelta(hours=5)) for meter in meters]
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("INSERT INTO meters (meter_id) SELECT unnest(%s::text[])", (list(meters),))
+        record_installations(
+            conn, [Installation(m, p, "D1", long_ago) for m, p in zip(meters, ("SP-1", "SP-X", "SP-3"), strict=True)]
+        )
+        record_accounts(
+            conn,
+            [
+                Agreement("OLD", "Old tenant", "SP-1", long_ago, None, None),
+                Agreement("SPX", "Neighbour", "SP-X", long_ago, None, None),
+                Agreement("A3", "Third", "SP-3", long_ago, None, None),
+            ],
+        )
+        save_changes(conn, AlertChanges(opened=leaks))
+        conn.execute("UPDATE enquiries SET status = 'closed', closed_at = now() WHERE meter_id = 'M-closed'")
+        record_accounts(
+            conn,
+            [
+                Agreement("OLD", "Old tenant", "SP-1", long_ago, moved_in, None),
+                Agreement("NEW", "New tenant", "SP-1", moved_in, None, None),
+                Agreement("B3", "Third, corrected", "SP-3", long_ago, None, None),  # the same one, another account
+            ],
+        )
+        record_installations(conn, [Installation("M-card", "SP-2", "D1", long_ago)])
+        record_accounts(conn, [Agreement("ACC2", "Right customer", "SP-2", long_ago, None, None)])
+        places = {
+            row[0]: row[1:] for row in conn.execute("SELECT meter_id, service_point_id, account_id FROM enquiries")
+        }
+        notes = _notes(conn)
+    assert places == {"M-moved-in": ("SP-1", "NEW"), "M-card": ("SP-2", "ACC2"), "M-closed": ("SP-3", "A3")}
+    assert notes["M-moved-in"].endswith(
+        "service point supplied to account NEW when its alert was detected; enquiry moved from account OLD"
+    ), notes["M-moved-in"]
+    assert notes["M-card"].endswith(
+        "meter recorded as fitted at service point SP-2 when its alert was detected; enquiry moved from service "
+        "point SP-X | no account recorded as supplied there when its alert was detected; enquiry taken off "
+        "account SPX | service point supplied to account ACC2"
+    ), notes["M-card"]
+    assert "moved" not in notes["M-closed"], notes["M-closed"]
 
 
 def test_the_enquiry_of_a_meter_s_alarm_folded_into_a_detector_s_alert_is_closed_as_its_duplicate(
