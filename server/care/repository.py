@@ -6,6 +6,8 @@ from typing import Any
 
 import psycopg
 
+from server.care.workflow import check_transition, update_note
+
 _COLUMNS = """enquiry_id, kind, category, source, status, priority, subject, account_id, service_point_id,
               meter_id, dma, alert_id, opened_at, updated_at, closed_at"""
 
@@ -60,6 +62,41 @@ def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | N
             "SELECT at, by, note FROM enquiry_updates WHERE enquiry_id = %s ORDER BY at, update_id", (enquiry_id,)
         ).fetchall()
     return row
+
+
+def change_enquiry(
+    conn: psycopg.Connection, enquiry_id: int, *, by: str, status: str | None, note: str | None
+) -> dict[str, Any] | None:
+    """A person's update: the new ``status`` (checked against :mod:`server.care.workflow`) and/or a
+    ``note``, written on the enquiry's updates with who (``by``) and when, in one transaction; the
+    enquiry with its updates after it, None when there is no such enquiry. Raises TransitionRefused.
+
+    The row is locked first: two people closing and escalating it at once, or an alert's trigger
+    reopening it meanwhile (server migration 0033), take turns, each deciding on the status the
+    other left."""
+    with conn.transaction():
+        row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
+            "SELECT status FROM enquiries WHERE enquiry_id = %s FOR UPDATE", (enquiry_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        current = row["status"]
+        if status is not None:
+            check_transition(current, status)
+        conn.execute(
+            """
+            UPDATE enquiries SET status = %(status)s, updated_at = now(),
+                closed_at = CASE WHEN %(status)s <> 'closed' THEN NULL WHEN status = 'closed' THEN closed_at
+                                 ELSE now() END  -- a note on a closed enquiry leaves when it was closed
+            WHERE enquiry_id = %(id)s
+            """,
+            {"status": status or current, "id": enquiry_id},
+        )
+        conn.execute(
+            "INSERT INTO enquiry_updates (enquiry_id, by, note) VALUES (%s, %s, %s)",
+            (enquiry_id, by, update_note(current, status, note)),
+        )
+    return get_enquiry(conn, enquiry_id)
 
 
 def enquiries_for_alerts(conn: psycopg.Connection, alert_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -9,13 +9,15 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from server.auth import Principal, require_role
 from server.care import repository
-from server.care.schemas import Enquiry, EnquiryPage, EnquiryWithUpdates
+from server.care.schemas import Enquiry, EnquiryChange, EnquiryPage, EnquiryWithUpdates
+from server.care.workflow import TransitionRefused
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.problems import Problem
 
 router = APIRouter(prefix="/enquiries", tags=["customer care"], route_class=ExactJsonRoute)
 CareReaders = Annotated[Principal, Depends(require_role("customer_care", "meterization", "reader"))]
+CustomerCare = Annotated[Principal, Depends(require_role("customer_care"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 
 
@@ -50,6 +52,23 @@ def list_enquiries(
 @router.get("/{enquiry_id}", response_model=EnquiryWithUpdates, summary="One enquiry with its updates")
 def get_enquiry(enquiry_id: int, _: CareReaders, conn: Connection) -> EnquiryWithUpdates:
     row = repository.get_enquiry(conn, enquiry_id)
+    if row is None:
+        raise Problem(404, f"no enquiry {enquiry_id}", title="Unknown enquiry")
+    return EnquiryWithUpdates(**row)
+
+
+@router.post(
+    "/{enquiry_id}/updates",
+    response_model=EnquiryWithUpdates,
+    summary="Work an enquiry: a new status and/or a note, recorded with who and when",
+)
+def change_enquiry(
+    enquiry_id: int, body: EnquiryChange, principal: CustomerCare, conn: Connection
+) -> EnquiryWithUpdates:
+    try:
+        row = repository.change_enquiry(conn, enquiry_id, by=principal.name, status=body.status, note=body.note)
+    except TransitionRefused as error:
+        raise Problem(409, str(error), title="Enquiry cannot change so") from error
     if row is None:
         raise Problem(404, f"no enquiry {enquiry_id}", title="Unknown enquiry")
     return EnquiryWithUpdates(**row)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, model_validator
 
 from server.instants import UtcInstant
+
+EnquiryStatus = Literal["open", "in_progress", "escalated", "closed"]  # server migration 0030's CHECK
 
 
 class EnquiryUpdate(BaseModel):
@@ -38,3 +42,24 @@ class EnquiryWithUpdates(Enquiry):
 class EnquiryPage(BaseModel):
     items: list[Enquiry]
     next: str | None = Field(description="URL of the next page, or null on the last page")
+
+
+class EnquiryChange(BaseModel):
+    """What a person did about an enquiry: a new status, a note, or both (one at least)."""
+
+    status: EnquiryStatus | None = Field(
+        default=None, description="the new status (server.care.workflow: a closed one reopens as open or in_progress)"
+    )
+    note: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=2000,
+        pattern=r"^[^\x00]*[^\W_][^\x00]*$",
+        description="what was done or found: words, not only blanks, marks or invisible characters; no NUL",
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Self:
+        if self.status is None and self.note is None:
+            raise ValueError("give a status, a note, or both")
+        return self
