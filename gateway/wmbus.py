@@ -26,7 +26,7 @@ import logging
 import termios
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import serial
 
@@ -40,6 +40,7 @@ from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
+from gateway.scheduler import NotSpooled
 from gateway.transport import PollError
 from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
 
@@ -81,12 +82,18 @@ class DuplicateFilter:
         return True
 
 
+class OnHeard(Protocol):
+    """A meter heard (``ok``) or not in its interval; ``error`` says why a telegram heard failed."""
+
+    def __call__(self, meter: MeterConfig, ok: bool, error: str | None = None) -> None: ...
+
+
 class WMBusListener:
     def __init__(
         self,
         config: WMBusBusConfig,
         on_reading: Callable[[Reading], Awaitable[None]],
-        on_heard: Callable[[MeterConfig, bool], None],
+        on_heard: OnHeard,
         on_attempt: Callable[[bool], None] | None = None,
         clock: Clock = utc_now,
         may_take: Callable[[], bool] = lambda: True,
@@ -176,8 +183,12 @@ class WMBusListener:
             self.undecodable += 1
             log.warning("%s: telegram gives no reading: %s", self.config.name, error)
             return None
-        self.heard_since_check.add(meter.meter_id)
-        await self.on_reading(reading)
+        self.heard_since_check.add(meter.meter_id)  # heard: its interval's outcome is told here
+        try:
+            await self.on_reading(reading)
+        except Exception as refused:  # a full disk: heard, but its reading will not be delivered
+            self.on_heard(meter, False, f"spool: {refused}")
+            raise NotSpooled(f"{meter.meter_id}: heard, but not spooled: {refused}") from refused
         if heard is not None:
             await asyncio.to_thread(self.replay_guard.accept, meter.meter_id, address.id, heard)
         self.on_heard(meter, True)
@@ -328,7 +339,9 @@ class WMBusListener:
                 for received in heard:
                     try:
                         await self.handle(received.telegram)
-                    except Exception:  # the spool refused the reading (a full disk): it is lost, not the bus
+                    except NotSpooled:  # a failure of the meter's, in its health; the spool's writer said why
+                        pass
+                    except Exception:  # anything else lost one telegram, not the bus
                         log.exception("%s: telegram not taken", self.config.name)
         finally:
             watcher.cancel()

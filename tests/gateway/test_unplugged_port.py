@@ -50,7 +50,9 @@ def test_a_receiver_unplugged_while_read_is_reopened_not_the_listener_ended() ->
 
     async def scenario() -> None:
         listener = WMBusListener(
-            _radio("/dev/null"), on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok: None
+            _radio("/dev/null"),
+            on_reading=lambda reading: asyncio.sleep(0),
+            on_heard=lambda meter, ok, error=None: None,
         )
         listener._open = open_unplugged  # type: ignore[method-assign, assignment]
         stop = asyncio.Event()

@@ -25,6 +25,7 @@ from firmware_protocols.wmbus.build import build_telegram
 from firmware_protocols.wmbus.receiver import build_indication
 from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
 from gateway.health import Health
+from gateway.scheduler import NotSpooled
 from gateway.service import Gateway
 from gateway.spool import Spool
 from gateway.wmbus import DuplicateFilter, WMBusListener
@@ -136,7 +137,7 @@ def _listen_through(
     line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
 
     async def scenario() -> WMBusListener:
-        listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok: None)
+        listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok, error=None: None)
         stop = asyncio.Event()
         task = asyncio.create_task(listener.run(stop))
         await asyncio.sleep(0.3)
@@ -188,6 +189,31 @@ def test_a_failed_spool_write_does_not_stop_the_listener() -> None:
 
     _listen_through([indication("12345678", 10.5, 1), indication("12345678", 10.6, 2)], on_reading, taken)
     assert [r.volume_m3 for r in taken] == [10.6]
+
+
+def test_a_telegram_the_spool_refuses_is_a_failure_in_its_meter_s_health() -> None:
+    """A reading heard but refused by the spool (a full disk) counted as heard: the meter's health
+    stayed good while every reading of it was lost, and each telegram logged a traceback. It is now
+    the meter's failure with the spool's reason, as a poll's is, told once (not again as silence)."""
+    bus = WMBusBusConfig("radio", "/dev/null", (MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678"),))
+    told: list[tuple[str, bool, str | None]] = []
+
+    async def refuse(reading: Reading) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+        told.append((meter.meter_id, ok, error))
+
+    listener = WMBusListener(bus, on_reading=refuse, on_heard=on_heard)
+    records = build_user_data([(DataRecord("volume", "m3", 1.5), "bcd8")])
+    frame = build_telegram(
+        records, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=1, key=None, crcs=False
+    )
+    listener.check_silence(now=0.0)  # the meter's interval starts
+    with pytest.raises(NotSpooled):
+        asyncio.run(listener.handle(frame))
+    listener.check_silence(now=bus.poll_interval_s)  # the interval ends: heard, its failure told already
+    assert told == [("FLAT-1", False, "spool: database or disk is full")]
 
 
 def test_stop_polling_keeps_the_spool_within_its_limit(tmp_path: Path) -> None:
@@ -247,7 +273,9 @@ def test_a_receiver_that_fails_every_read_is_reopened_after_a_growing_wait() -> 
         return Broken()
 
     async def scenario() -> None:
-        listener = WMBusListener(bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok: None)
+        listener = WMBusListener(
+            bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok, error=None: None
+        )
         listener._open = open_broken  # type: ignore[method-assign, assignment]
         stop = asyncio.Event()
         task = asyncio.create_task(listener.run(stop))
@@ -278,7 +306,9 @@ def test_a_receiver_that_will_not_open_is_tried_again_after_a_growing_wait(monke
 
         real_pause = gateway.wmbus.pause
         monkeypatch.setattr("gateway.wmbus.pause", record)
-        listener = WMBusListener(bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok: None)
+        listener = WMBusListener(
+            bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok, error=None: None
+        )
         await asyncio.wait_for(listener.run(stop), 10)
 
     asyncio.run(scenario())
@@ -299,7 +329,7 @@ def test_noise_that_looks_like_a_long_message_does_not_swallow_the_telegrams_aft
         taken.append(reading)
 
     async def scenario() -> None:
-        listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok: None)
+        listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok, error=None: None)
         stop = asyncio.Event()
         task = asyncio.create_task(listener.run(stop))
         await asyncio.sleep(0.3)
@@ -331,7 +361,7 @@ def test_a_meter_with_a_key_is_not_taken_at_its_word_in_the_clear() -> None:
         taken.append(reading)
 
     async def scenario() -> WMBusListener:
-        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda meter, ok: None)
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda meter, ok, error=None: None)
         records = build_user_data([(DataRecord("volume", "m3", 0.001), "bcd8")])
         plain = build_telegram(
             records, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=7, crcs=False
@@ -358,7 +388,7 @@ def test_a_meter_s_own_send_interval_decides_when_it_is_silent() -> None:
     bus = WMBusBusConfig("radio", "/dev/null", (slow, fast), poll_interval_s=300)
     failed: list[str] = []
 
-    def on_heard(meter: MeterConfig, ok: bool) -> None:
+    def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
         if not ok:
             failed.append(meter.meter_id)
 
@@ -391,7 +421,9 @@ def test_a_neighbour_s_encrypted_meter_is_an_unknown_meter_not_a_failure(caplog:
         )  # fmt: skip
 
     async def scenario() -> WMBusListener:
-        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None, on_attempt=attempts.append)
+        listener = WMBusListener(
+            bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None, on_attempt=attempts.append
+        )
         await listener.handle(telegram("12345678", KEY, 1))  # our meter
         for n in range(5):  # five neighbours' meters, their own keys, short and long TPL headers
             await listener.handle(telegram(f"2000000{n}", bytes([n]) * 16, n, "long" if n % 2 else "short"))
@@ -438,7 +470,7 @@ def test_a_telegram_is_a_meter_s_only_from_its_make_and_a_water_meter(
     telegram = build_telegram(
         records, manufacturer=sender, id="87654321", version=4, medium=medium, access_no=200, crcs=False
     )
-    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None)
     asyncio.run(listener.handle(telegram))
     assert [r.volume_m3 for r in readings] == ([1348.631] if taken else [])
     assert listener.unknown_meters == (0 if taken else 1)
@@ -484,7 +516,7 @@ def test_records_after_the_encrypted_blocks_of_mode_5_are_not_taken(caplog: pyte
     flow = build_user_data([(DataRecord("flow", "m3/h", 99.0), "int32")])  # a flow written in the clear
 
     async def scenario() -> WMBusListener:
-        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None)
         await listener.handle(forged)
         await listener.handle(_partly_encrypted(volume, flow, 10))
         await listener.handle(
@@ -511,7 +543,7 @@ def test_records_after_the_encrypted_blocks_of_mode_7_are_authenticated_and_take
 
     volume = build_user_data([(DataRecord("volume", "m3", 10.0), "bcd8")])
     flow = build_user_data([(DataRecord("flow", "m3/h", 0.25), "int32")])
-    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None)
     asyncio.run(listener.handle(_partly_encrypted(volume, flow, 3, mode=7)))
     assert [(r.volume_m3, r.flow_m3h) for r in taken] == [(10.0, 0.25)]
     assert listener.clear_records_dropped == 0
@@ -549,7 +581,7 @@ def test_a_replayed_telegram_is_refused_even_after_a_restart(
             taken.append(reading)
 
         listener = WMBusListener(
-            bus, on_reading=on_reading, on_heard=lambda m, ok: None, on_attempt=attempts.append,
+            bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None, on_attempt=attempts.append,
             freshness=spool, on_replay=lambda: health.replayed("radio"),
         )  # fmt: skip
         listener.duplicates = DuplicateFilter(bus.duplicate_window_s, clock=lambda: monotonic[0])
@@ -608,7 +640,7 @@ def test_a_telegram_without_a_clock_or_counter_cannot_be_told_from_a_replay() ->
             crcs=False,
         )  # fmt: skip
 
-    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok: None)
+    listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None)
     listener.duplicates = DuplicateFilter(0.0)
     recorded = telegram(100.0, 1)
 
