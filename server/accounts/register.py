@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 
 from aquami.contracts.reads import is_identifier
+from server.care.placement import placing_enquiries_once
 
 REQUIRED = ("account_id", "name", "service_point_id", "start_at")
 OPTIONAL = ("end_at", "billing_cycle")
@@ -86,8 +87,6 @@ def _instant(text: str, column: str, where: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-#: While on (in a transaction), writing agreements leaves the enquiries to be placed by the writer.
-PLACE_ENQUIRIES_LATER = "aquami.place_enquiries_later"
 _OVERLAP = """
 SELECT a.service_point_id, a.start_at, b.start_at
 FROM service_agreements a JOIN service_agreements b
@@ -115,12 +114,10 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
             f"unknown service point(s) {', '.join(unknown[:10])}: register-meters records them with their meters"
         )
     latest = {a.account_id: a for a in agreements}  # an account listed again: its last row's name and cycle
-    with conn.transaction(), conn.cursor() as cur:
-        # The agreements are written one statement each, and a move-out comes before the move-in: the
-        # enquiries of these service points are placed once the whole file is written (server migration
-        # 0042's place_enquiries), not after each statement, which told a moved enquiry "no account"
-        # between the two.
-        cur.execute(f"SELECT set_config('{PLACE_ENQUIRIES_LATER}', 'on', true)")
+    # The agreements are written one statement each, and a move-out comes before the move-in: the
+    # enquiries of these service points are placed once the whole file is written, not after each
+    # statement, which told a moved enquiry "no account" between the two.
+    with placing_enquiries_once(conn, points=points) as cur:
         cur.executemany(
             "INSERT INTO accounts (account_id, name, billing_cycle) VALUES (%s, %s, %s) "
             "ON CONFLICT (account_id) DO UPDATE SET name = excluded.name, billing_cycle = excluded.billing_cycle",
@@ -150,6 +147,4 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
                 f"two agreements on one service point at once: {point} from {first.isoformat()} "
                 f"and from {second.isoformat()}"
             )
-        cur.execute(f"SELECT set_config('{PLACE_ENQUIRIES_LATER}', '', true)")
-        cur.execute("SELECT place_enquiries('{}', %s)", (points,))
     return len(latest), len(agreements)

@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 
+from server.care.placement import placing_enquiries_once
+
 _LATEST = """
 LEFT JOIN LATERAL (
     SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality
@@ -182,7 +184,10 @@ def record_installations(
     ``given`` (the others stay as recorded). A service point not yet known is added in the meter's
     DMA. Raises ValueError where a meter would be in two places at once, or two meters at one place
     (the caller's transaction then stores nothing)."""
-    with conn.cursor() as cur:
+    meters = sorted({i.meter_id for i in installations})
+    # a removal recorded, then the fitting after it: the meters' enquiries are placed once both are
+    # written, not told "no longer fitted anywhere" between the two
+    with placing_enquiries_once(conn, meters=meters) as cur:
         arrays: dict[str, Any] = {column: column in given for column in OPTIONAL_INSTALLATION_COLUMNS}
         arrays |= {
             "meters": [i.meter_id for i in installations],

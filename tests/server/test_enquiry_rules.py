@@ -287,6 +287,39 @@ def test_an_enquiry_follows_the_records_corrected_after_its_alert_to_the_right_c
     assert "moved" not in notes["M-closed"], notes["M-closed"]
 
 
+def test_a_meter_moved_by_one_register_meters_file_moves_its_enquiry_once(migrated_database_url: str) -> None:
+    """A job card file recording a meter's removal from SP-X and its fitting at SP-2 is written in
+    two statements (the removal, then the fitting): the enquiry was told of the state between them,
+    "no longer recorded as fitted anywhere" and taken off SPX's account, before it was placed at
+    SP-2. It is now placed once the file is written: one move, from SP-X to SP-2."""
+    long_ago, moved = DETECTED - timedelta(days=400), DETECTED - timedelta(days=30)
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("INSERT INTO meters (meter_id) VALUES ('M-move')")
+        record_installations(conn, [Installation("M-move", "SP-X", "D1", long_ago)])
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP-2', 'D1')")
+        record_accounts(
+            conn,
+            [
+                Agreement("SPX", "Neighbour", "SP-X", long_ago, None, None),
+                Agreement("ACC2", "Right customer", "SP-2", long_ago, None, None),
+            ],
+        )
+        save_changes(conn, AlertChanges(opened=[_alert(AlertKind.LEAK, "M-move", 12.5, timedelta(hours=5))]))
+        record_installations(
+            conn,
+            [Installation("M-move", "SP-X", "D1", long_ago, moved), Installation("M-move", "SP-2", "D1", moved)],
+        )
+        place = conn.execute("SELECT service_point_id, account_id FROM enquiries WHERE meter_id = 'M-move'").fetchone()
+        notes = _notes(conn)
+    assert place == ("SP-2", "ACC2")
+    assert "no longer" not in notes["M-move"] and "taken off" not in notes["M-move"], notes["M-move"]
+    assert notes["M-move"].endswith(
+        "meter recorded as fitted at service point SP-2 when its alert was detected; enquiry moved from service "
+        "point SP-X | service point supplied to account ACC2 when its alert was detected; enquiry moved from "
+        "account SPX"
+    ), notes["M-move"]
+
+
 def test_the_enquiry_of_a_meter_s_alarm_folded_into_a_detector_s_alert_is_closed_as_its_duplicate(
     migrated_database_url: str,
 ) -> None:
