@@ -138,6 +138,7 @@ class Spool:
         self.drop_oldest = drop_oldest
         self.reserve_bytes = reserve_bytes
         self._short_of_room = False  # the last look found less room than the reserve
+        self._refused_bytes = 0  # what the last append wanted to store
         self.dropped_total = 0
         self.messages_dropped_total = 0  # events beyond add_message's limit, the oldest first
         self._lock = threading.Lock()
@@ -205,7 +206,8 @@ class Spool:
         rows = [(json.dumps(r, separators=(",", ":")),) for r in readings]
         dropped = 0
         with self._lock:
-            room = self._room() - sum(len(body) for (body,) in rows)
+            self._refused_bytes = sum(len(body) for (body,) in rows)
+            room = self._room() - self._refused_bytes
             self._short_of_room = room < self.reserve_bytes
             if self._short_of_room:
                 raise SpoolFull(
@@ -225,8 +227,13 @@ class Spool:
         return Appended(len(rows), dropped)
 
     def is_full(self) -> bool:
-        """At ``max_readings``, or short of room (the last append was refused, and no acknowledged
-        batch has freed space since)."""
+        """At ``max_readings``, or short of room: the last append was refused, and a fresh look
+        finds no more room. Looked at afresh each time while short: under ``stop_polling`` nothing
+        is appended while this says full, and the room may come back by other means than the
+        spool's own deliveries (a disk filled by logs, cleared by an operator)."""
+        if self._short_of_room:  # room again for what was refused
+            with self._lock:
+                self._short_of_room = self._room() - self._refused_bytes < self.reserve_bytes
         return self._short_of_room or (self.max_readings is not None and self._depth >= self.max_readings)
 
     def sealed_batches(self, after_seq: int = 0, limit: int = 100) -> list[SealedBatch]:
@@ -301,8 +308,6 @@ class Spool:
             with self._transaction():  # (autocommit otherwise: one commit, and one fsync, per batch)
                 cursor = self._db.executemany("DELETE FROM readings WHERE batch_seq = ?", [(s,) for s in batch_seqs])
             self._depth -= cursor.rowcount
-            if self._short_of_room:  # (stop_polling asks is_full, and appends nothing until it says no)
-                self._short_of_room = self._room() < self.reserve_bytes
             return cursor.rowcount
 
     def depth(self) -> int:

@@ -160,6 +160,21 @@ def test_short_of_room_the_spool_refuses_readings_says_full_and_takes_them_again
     spool.close()
 
 
+def test_room_freed_by_other_means_than_deliveries_ends_the_spool_s_fullness(tmp_path: Path) -> None:
+    """Short of room with nothing of its own to deliver (the disk filled by something else), the
+    spool said full until an acknowledged batch made it look again: under ``stop_polling`` nothing
+    is polled, so nothing was ever sealed or acknowledged, and polling never resumed after an
+    operator freed the disk. Lowering the reserve stands for the room coming back."""
+    spool = Spool(tmp_path / "s.sqlite", reserve_bytes=10**18)
+    with pytest.raises(SpoolFull):
+        spool.append([reading(1)])
+    assert spool.depth() == 0 and spool.is_full()
+    spool.reserve_bytes = 0  # the disk cleared
+    assert not spool.is_full()
+    assert spool.append([reading(1)]).stored == 1
+    spool.close()
+
+
 def test_a_full_disk_is_said_as_such_and_leaves_the_spool_usable(tmp_path: Path) -> None:
     """On SQLITE_FULL SQLite rolls the transaction back itself; the spool's ROLLBACK after it raised
     "cannot rollback - no transaction is active", which hid the full disk. The disk is SQLite's page
