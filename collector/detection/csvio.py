@@ -1,10 +1,10 @@
 """Readings and meters from CSV files into a :class:`SeriesBlock`, fast; alerts out as JSON.
 
 ``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
-8601 in UTC; ``volume_m3`` the cumulative register, m³ from 0 to 10¹² as the reads contract has it),
-one row per reading, rows in any order; and optionally ``reverse_volume_m3``, the meter's backward
-register (empty for meters without one), and
-``quality`` (``actual``, ``estimated``, ``substituted``, ``edited``, as the API gives readings; empty
+8601 in UTC, from 2000-01-01 as the collector takes them, all within ``SPAN_MAX_DAYS``; ``volume_m3``
+the cumulative register, m³ from 0 to 10¹² as the reads contract has it), one row per reading, rows
+in any order; and optionally ``reverse_volume_m3``, the meter's backward register (empty for meters
+without one), and ``quality`` (``actual``, ``estimated``, ``substituted``, ``edited``, as the API gives readings; empty
 is ``actual``): rows ``estimated`` are left out, as the detection job leaves VEE's estimates out (a
 gap of missing reads is the detectors' to spread, and is no evidence of flow).
 ``METERS.csv`` has ``meter_id,dma,role``, and optionally ``bulk`` (``true`` for a meter that
@@ -27,13 +27,14 @@ import csv
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from aquami.contracts.reads import VOLUME_MAX_M3
+from collector.batch_parser import TS_MIN
 from collector.detection.alerts import Alert
 from collector.detection.series import CUSTOMER, INLET, LATE_READ_SHARE, SeriesBlock, installed_on_the_grid
 from collector.detection.timefmt import parse_iso_utc
@@ -43,6 +44,15 @@ RowProgress = Callable[[int, int], None]
 
 _BLOCK_ROWS = 1_000_000
 _ZERO = ord("0")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The earliest reading time taken, the collector's: a meter whose clock reset reads 2000-01-01 (or
+#: 1970), and one such row stretched the grid every meter is laid on from 21 days to 26 years.
+_TS_MIN_S = int(datetime.fromisoformat(TS_MIN).replace(tzinfo=UTC).timestamp())
+#: The longest span of time a file's readings may cover: the grid is meters × intervals over the
+#: whole span, so a reading dated years off (a clock set wrong, but after ``TS_MIN``) ran the command
+#: out of memory. Three years of reads is more than detection needs; a longer file can be split.
+SPAN_MAX_DAYS = 3 * 366
 
 
 class CsvFormatError(ValueError):
@@ -125,6 +135,7 @@ def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
     if reverse is not None:
         filled = np.flatnonzero(span["reverse_volume_m3"][1] > span["reverse_volume_m3"][0])  # empty: none
         _check_registers(reverse[filled], "reverse_volume_m3", path, rows=filled)
+    _refuse_long_span(ts, path)
     keys = np.concatenate(meter_keys).view(f"S{id_width}").ravel() if n else np.array([], dtype="S1")
     if estimated is not None and estimated.any():
         measured = ~estimated
@@ -354,10 +365,14 @@ def _parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pa
         row = row0 + int(np.argmax(bad)) + 2
         raise CsvFormatError(f"{path}: row {row}: ts is not an ISO 8601 time")
     beyond = day > _days_in_month(year, month)  # 2025-02-29 or 04-31 read as 1 March, 1 May
-    if beyond.any():
-        row = row0 + int(np.argmax(beyond)) + 2
-        raise CsvFormatError(f"{path}: row {row}: day is out of range for month")  # as datetime says it
-    return _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s
+    seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s
+    early = seconds < _TS_MIN_S  # year 0000 too, which datetime cannot hold (the block's times crashed)
+    if beyond.any() or early.any():  # the first row with either, as the csv-module path finds it
+        i = int(np.argmax(beyond | early))
+        if beyond[i]:
+            raise CsvFormatError(f"{path}: row {row0 + i + 2}: day is out of range for month")  # as datetime says it
+        raise _before_ts_min(path, row0 + i + 2, int(seconds[i]))
+    return seconds
 
 
 _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
@@ -386,10 +401,49 @@ def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int)
     seconds = np.empty(uniq.size, dtype=np.int64)
     for i, raw in enumerate(uniq.tolist()):  # once per distinct instant, not per reading
         try:
-            seconds[i] = int(parse_iso_utc(raw.decode("ascii")).timestamp())
+            seconds[i] = _epoch_seconds(raw.decode("ascii"))
         except ValueError as error:
             raise CsvFormatError(f"{path}: ts {raw!r}: {error}") from None
+    early = seconds[inverse] < _TS_MIN_S
+    if early.any():
+        i = int(np.argmax(early))
+        raise _before_ts_min(path, row0 + i + 2, int(seconds[inverse[i]]))
     return seconds[inverse]
+
+
+def _epoch_seconds(text: str) -> int:
+    """Epoch seconds of an ISO 8601 time with its offset, as :func:`parse_iso_utc` reads it; also of
+    one whose UTC date is before year 1 (``0001-01-01T00:00:00+01:00``), which that cannot convert
+    (an OverflowError, a traceback) but which is refused as before ``TS_MIN`` all the same."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no timezone: times must be UTC")
+    return (moment - _EPOCH) // timedelta(seconds=1)
+
+
+def _utc_text(seconds: int) -> str:
+    return f"{np.datetime64(seconds, 's')}Z"
+
+
+def _before_ts_min(path: Path, row: int, seconds: int) -> CsvFormatError:
+    return CsvFormatError(
+        f"{path}: row {row}: ts {_utc_text(seconds)} is before {TS_MIN}Z, the earliest time the collector "
+        "takes (a meter whose clock was reset?)"
+    )
+
+
+def _refuse_long_span(seconds: np.ndarray, path: Path) -> None:
+    """``seconds``: every row's time, row 2 first (estimated rows too: their dates are as wrong)."""
+    if seconds.size == 0:
+        return
+    first, last = int(np.argmin(seconds)), int(np.argmax(seconds))
+    if int(seconds[last]) - int(seconds[first]) > SPAN_MAX_DAYS * 86_400:
+        raise CsvFormatError(
+            f"{path}: the readings span {_utc_text(int(seconds[first]))} (row {first + 2}) to "
+            f"{_utc_text(int(seconds[last]))} (row {last + 2}), more than {SPAN_MAX_DAYS:,} days: every meter is "
+            "laid on one grid of intervals over the whole span; correct or remove a reading dated far off (a "
+            "meter's clock set wrong?), or split the file by time"
+        )
 
 
 def _read_slow(path: Path, names: Sequence[str]) -> Readings:
@@ -398,6 +452,7 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     seconds: list[int] = []
     values: list[float] = []
     backward: list[float] = []
+    every_time: list[int] = []  # estimated rows' too, for the span
     with_backward = "reverse_volume_m3" in names
     with_quality = "quality" in names
     line = 1  # the header
@@ -409,7 +464,10 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
                 quality = row["quality"].strip() if with_quality else ""
                 if quality not in (*QUALITIES, ""):
                     raise CsvFormatError(f"{path}: row {line}: quality {quality!r} is none of {', '.join(QUALITIES)}")
-                instant = int(parse_iso_utc(row["ts"]).timestamp())
+                instant = _epoch_seconds(row["ts"])
+                if instant < _TS_MIN_S:
+                    raise _before_ts_min(path, line, instant)
+                every_time.append(instant)
                 volume = _register(row["volume_m3"], "volume_m3")
                 text = row["reverse_volume_m3"].strip() if with_backward else ""
                 back = _register(text, "reverse_volume_m3") if text else float("nan")
@@ -424,6 +482,7 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
         if isinstance(error, CsvFormatError):
             raise
         raise CsvFormatError(f"{path}: row {line}: {error}") from None
+    _refuse_long_span(np.array(every_time, dtype=np.int64), path)
     meter_names, meter_index = np.unique(np.array(ids, dtype=str), return_inverse=True)
     reverse = np.array(backward, dtype=np.float64) if with_backward else None
     return Readings(meter_names, meter_index, np.array(seconds, dtype=np.int64), np.array(values), reverse)

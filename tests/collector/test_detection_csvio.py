@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
-from collector.detection.csvio import CsvFormatError, build_block, read_meters_csv, read_readings_csv
+from collector.detection.csvio import (
+    SPAN_MAX_DAYS,
+    CsvFormatError,
+    build_block,
+    read_meters_csv,
+    read_readings_csv,
+)
 from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import add_flow, block_of, household
 from tests.damage import damaged_texts, parsed_or_refused
@@ -235,6 +242,88 @@ def test_the_fast_and_the_quoted_path_accept_and_refuse_the_same_dates(tmp_path:
     fast.write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
     quoted.write_text("meter_id,ts,volume_m3\n" + "\n".join(r.replace("M1,", '"M1",') for r in rows) + "\n")
     assert _read_or_refusal(fast) == _read_or_refusal(quoted)
+
+
+_TS_MIN_S = 946_684_800  # 2000-01-01T00:00:00Z, the collector's earliest reading time
+_ANCHORS_S = [
+    -62_135_596_800 + 3 * 86_400,  # 0001-01-04: two days and an offset off, still year 1 (year 0: see below)
+    0,  # 1970, a clock at zero
+    _TS_MIN_S,
+    _TS_MIN_S + SPAN_MAX_DAYS * 86_400,
+    1_767_225_600,  # 2026-01-01
+    1_767_225_600 + SPAN_MAX_DAYS * 86_400,
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(_ANCHORS_S),
+            st.integers(-2 * 86_400, 2 * 86_400),  # seconds from the anchor
+            st.sampled_from(["Z", "+05:30", "-03:00"]),
+            st.sampled_from(["actual", "estimated"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    quote_row=st.integers(0, 5),
+)
+def test_readings_before_2000_or_spanning_years_are_refused_alike_by_the_fast_and_the_quoted_path(
+    tmp_path: Path, rows, quote_row: int
+) -> None:
+    """A meter whose clock reset (2000-01-01, 1970, year 1) stretched the grid every meter is laid on
+    from weeks to decades (a hang, then out of memory); a time before 2000-01-01, the collector's
+    bound, is refused with its row, and a file spanning more than ``SPAN_MAX_DAYS`` with its
+    earliest and latest rows (estimated rows' times too), by both parsers in the same words. Before,
+    a time before year 1 in UTC crashed the csv-module path (OverflowError)."""
+    lines, instants = [], []
+    for anchor, shift, suffix, quality in rows:
+        utc = anchor + shift
+        offset = {"Z": 0, "+05:30": 19_800, "-03:00": -10_800}[suffix]
+        local = np.datetime_as_string(np.datetime64(utc + offset, "s"), unit="s")
+        lines.append(f"M1,{local}{suffix},1.000,{quality}")
+        instants.append(utc)
+    header = "meter_id,ts,volume_m3,quality\n"
+    fast, quoted = tmp_path / "fast.csv", tmp_path / "quoted.csv"
+    fast.write_text(header + "\n".join(lines) + "\n")
+    quoted_lines = [
+        f'"{line}"'.replace(",", '","') if i == quote_row % len(lines) else line for i, line in enumerate(lines)
+    ]
+    quoted.write_text(header + "\n".join(quoted_lines) + "\n")
+    found, refusal = _read_or_refusal(fast)
+    assert (found, refusal) == _read_or_refusal(quoted)
+    early = [i for i, t in enumerate(instants) if t < _TS_MIN_S]
+    if early:
+        assert refusal.startswith(f": row {early[0] + 2}: ts ") and "is before 2000-01-01T00:00:00Z" in refusal
+    elif max(instants) - min(instants) > SPAN_MAX_DAYS * 86_400:
+        first, last = instants.index(min(instants)), instants.index(max(instants))
+        assert refusal.startswith(": the readings span ") and f"(row {first + 2}) to " in refusal
+        assert f"(row {last + 2}), more than {SPAN_MAX_DAYS:,} days" in refusal
+    else:
+        assert refusal == "" and found == [t for t, r in zip(instants, rows, strict=True) if r[3] == "actual"]
+
+
+def test_one_reading_from_a_reset_clock_is_refused_by_the_detect_command(tmp_path: Path) -> None:
+    """The reviewer's case: a hundred meters' three weeks and one row dated 2000-01-01, whose grid of
+    228,528 hours did not finish in 90 s; and a row of year 0000, which crashed (year 0 is out of
+    range). Both now exit 2 naming the row, nothing written."""
+    block = _small_block()
+    _write(block, tmp_path / "r.csv")
+    _meters(block, tmp_path / "m.csv")
+    good = (tmp_path / "r.csv").read_text()
+    rows = good.count("\n")  # the header and the readings: the added row is the next
+    for name, row, says in [
+        ("year0", "M000,0000-01-05T05:00:00Z,0.000", rf"row {rows + 1}: ts 0000-01-05T05:00:00Z is before 2000-01-01"),
+        ("reset", "M000,2000-01-01T00:00:00Z,0.000", rf"readings span 2000-01-01T00:00:00Z \(row {rows + 1}\)"),
+    ]:
+        (tmp_path / f"{name}.csv").write_text(good + row + "\n")
+        out = tmp_path / f"{name}.json"
+        args = ["detect", "--readings", str(tmp_path / f"{name}.csv"), "--meters", str(tmp_path / "m.csv")]
+        result = CliRunner().invoke(app, [*args, "--out", str(out)], terminal_width=400)
+        assert result.exit_code == 2, result.output
+        assert re.search(says, " ".join(result.output.split())), result.output
+        assert not out.exists()
 
 
 @pytest.mark.parametrize(("date", "refused"), [("2025-02-29", True), ("2025-04-31", True), ("2024-02-29", False)])
