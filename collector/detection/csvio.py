@@ -650,19 +650,31 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
 
 
 def _refuse_conflicting_duplicates(readings: Readings, order: np.ndarray) -> None:
-    """Two rows of one meter at one time with different registers: which is the meter's cannot be
-    told (the database keeps the first and records the other as a conflict); the same row twice is
-    harmless. ``order``: the rows sorted with each meter's rows of one time next to each other."""
+    """Two rows of one meter at one time with different registers, forward or backward: which is the
+    meter's cannot be told (the database keeps the first and records the other as a conflict); the
+    same row twice is harmless. A backward register given in one row and empty in the other is a
+    conflict too, as the database's ``IS DISTINCT FROM`` has it: the rows do not say whether the
+    meter counted water going back. (Backward registers were not compared, and the rows' order
+    chose between 0.000 and 40.000, one order inventing a reverse flow of 40,000 L/h.)
+    ``order``: the rows sorted with each meter's rows of one time next to each other."""
     same = (np.diff(readings.meter_index[order]) == 0) & (np.diff(readings.ts_s[order]) == 0)
-    volume = readings.volume_m3[order]
-    clash = np.flatnonzero(same & (volume[1:] != volume[:-1]))
-    if clash.size:
-        i = order[clash[0]]
-        at = np.datetime64(int(readings.ts_s[i]), "s")
-        raise CsvFormatError(
-            f"meter {readings.meter_names[readings.meter_index[i]]} has two readings at {at}Z: "
-            f"{float(volume[clash[0]])!r} and {float(volume[clash[0] + 1])!r} m³"
-        )
+    registers = [("", readings.volume_m3[order])]
+    if readings.reverse_m3 is not None:
+        registers.append(("reverse_volume_m3 ", readings.reverse_m3[order]))
+    for column, values in registers:
+        differ = ~((values[1:] == values[:-1]) | (np.isnan(values[1:]) & np.isnan(values[:-1])))
+        clash = np.flatnonzero(same & differ)
+        if clash.size:
+            i = order[clash[0]]
+            at = np.datetime64(int(readings.ts_s[i]), "s")
+            raise CsvFormatError(
+                f"meter {readings.meter_names[readings.meter_index[i]]} has two readings at {at}Z: {column}"
+                f"{_register_text(values[clash[0]])} and {_register_text(values[clash[0] + 1])} m³"
+            )
+
+
+def _register_text(value: float) -> str:
+    return "empty" if np.isnan(value) else repr(float(value))
 
 
 def _sample(readings: Readings) -> tuple[np.ndarray, np.ndarray]:

@@ -163,6 +163,34 @@ def test_two_readings_of_one_meter_at_one_time_with_different_registers_are_refu
         build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(backward=st.tuples(*[st.sampled_from(["", "0.000", "0.500", "40.000"])] * 2), quoted=st.booleans())
+def test_two_readings_of_one_meter_at_one_time_with_different_backward_registers_are_refused(
+    tmp_path: Path, backward: tuple[str, str], quoted: bool
+) -> None:
+    """The same meter, time and volume with 0.000 and 40.000 in ``reverse_volume_m3`` were both
+    taken, and the rows' order chose (one order gave a reverse_flow alert of 40,000 L/h): now two
+    backward registers that differ (one empty, one given: whether the meter counted water going
+    back is not told) are refused in either order; the same twice gives the same block either way."""
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nM1,D1,customer\n")
+    rows = [f"M1,2026-01-13T06:00:00Z,1.100,{b}" for b in backward]
+    if quoted:
+        rows[0] = '"M1"' + rows[0][2:]
+    blocks = []
+    for name, pair in (("ab", rows), ("ba", rows[::-1])):
+        path = tmp_path / f"{name}.csv"
+        lines = ["M1,2026-01-13T05:00:00Z,1.000,0.000", *pair, "M1,2026-01-13T07:00:00Z,1.200,0.000"]
+        path.write_text("meter_id,ts,volume_m3,reverse_volume_m3\n" + "\n".join(lines) + "\n")
+        if backward[0] != backward[1]:
+            with pytest.raises(CsvFormatError, match=r"meter M1 has two readings at 2026-01-13T06:00:00Z: reverse_vol"):
+                build_block(read_readings_csv(path), read_meters_csv(tmp_path / "m.csv"))
+        else:
+            blocks.append(build_block(read_readings_csv(path), read_meters_csv(tmp_path / "m.csv"))[0])
+    if blocks:
+        first, second = (b.reverse_m3 if b.reverse_m3 is not None else np.full((1, 3), np.nan) for b in blocks)
+        np.testing.assert_array_equal(first, second)
+
+
 def test_quoted_fields_take_the_slow_path_and_give_the_same_result(tmp_path: Path) -> None:
     path = tmp_path / "q.csv"
     path.write_text('meter_id,ts,volume_m3\n"A",2026-01-05T00:00:00Z,1.5\n"A",2026-01-05T01:00:00Z,1.75\n')
