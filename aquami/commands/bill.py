@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from aquami import atomic_write
+
 DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 PERIOD = typer.Option(..., help="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive).")
 
@@ -89,7 +91,7 @@ def _write_chunks(chunks: Iterable[str], out: Path | None) -> None:
     if out is None:
         sys.stdout.writelines(chunks)
         return
-    with out.open("w", newline="") as file:
+    with atomic_write.replacing(out, newline="") as file:  # a failure midway leaves no half an export
         file.writelines(chunks)
 
 
@@ -97,4 +99,4 @@ def _write(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text)
+        atomic_write.write_text(out, text)

@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         from datetime import timedelta
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+        from aquami import atomic_write
         from collector.detection.config import DetectionConfig
         from collector.detection.csvio import (
             CsvFormatError,
@@ -100,7 +101,7 @@ def register(app: typer.Typer) -> None:
         result = run_detection(block, config, progress)
         write_alerts_json(result.alerts, out)
         if balance is not None:
-            balance.write_text(json.dumps(result.balance.summary(), indent=1) + "\n", encoding="utf-8")
+            atomic_write.write_text(balance, json.dumps(result.balance.summary(), indent=1) + "\n")
         counts: dict[str, int] = {}
         for alert in result.alerts:
             counts[alert.kind.value] = counts.get(alert.kind.value, 0) + 1

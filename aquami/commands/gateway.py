@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aquami import atomic_write
 from aquami.cli_params import PARAM_OPTION
 
 if TYPE_CHECKING:
@@ -119,6 +120,6 @@ def register(app: typer.Typer) -> None:
         if output is None:
             typer.echo(text)
         else:
-            output.write_text(text)
+            atomic_write.write_text(output, text)
 
     app.add_typer(gateway_app, name="gateway")

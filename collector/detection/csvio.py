@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from aquami import atomic_write
 from aquami.contracts.reads import VOLUME_MAX_M3
 from collector.batch_parser import TS_MIN
 from collector.detection.alerts import Alert
@@ -747,4 +748,5 @@ def _grid_phase(readings: Readings, interval: int) -> int:
 
 
 def write_alerts_json(alerts: Sequence[Alert], path: Path) -> None:
-    path.write_text(json.dumps([a.to_json() for a in alerts], indent=1) + "\n", encoding="utf-8")
+    """All or nothing: a write that fails leaves the previous file as it was (see :mod:`aquami.atomic_write`)."""
+    atomic_write.write_text(path, json.dumps([a.to_json() for a in alerts], indent=1) + "\n")

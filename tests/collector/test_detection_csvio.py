@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -783,3 +784,54 @@ def test_the_detect_command_takes_the_utility_s_time_zone(tmp_path: Path) -> Non
               "--out", str(tmp_path / "x.json"), "--timezone", "Mars/Olympus"], terminal_width=200,
     )  # fmt: skip
     assert bad.exit_code == 2 and "no IANA time zone" in bad.output
+
+
+def _file_size_limited(limit: int) -> None:
+    """In the child: a write past ``limit`` bytes fails (EFBIG), as on a full disk."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not the signal that kills
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize("option", ["--out", "--balance"])
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path, option: str) -> None:
+    """ALERTS.json was written in place: a write that failed midway (a 32 KiB file system) left 32,768
+    bytes of JSON cut short and the previous run's file gone. Now the new content goes to a temporary
+    file beside it, renamed over it only when whole: the previous file is as it was, and nothing
+    else is left in the folder. Writes past 64 bytes fail: the leak's alerts (2 KiB) for ``--out``;
+    for ``--balance``, a quiet district's (``[]`` alerts, then its 150-byte balance)."""
+    import subprocess
+    import sys
+
+    if option == "--out":
+        block = _small_block()
+        _write(block, tmp_path / "r.csv")
+        _meters(block, tmp_path / "m.csv")
+    else:
+        hours = [f"2026-01-05T{h:02d}:00:00Z" for h in range(24)]
+        rows = [f"{meter},{ts},{h / 100:.3f}" for h, ts in enumerate(hours) for meter in ("C1", "I1")]
+        (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+        (tmp_path / "m.csv").write_text("meter_id,dma,role\nC1,D1,customer\nI1,D1,inlet\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = '[{"previous": "run"}]\n'
+    (out / "alerts.json").write_text(previous)
+    (out / "balance.json").write_text(previous)
+    args = ["--readings", str(tmp_path / "r.csv"), "--meters", str(tmp_path / "m.csv")]
+    args += ["--out", str(out / "alerts.json"), "--balance", str(out / "balance.json")]
+    run = subprocess.run(
+        [sys.executable, "-m", "aquami", "detect", *args],
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: _file_size_limited(64),
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        check=False,
+    )
+    assert run.returncode != 0 and "File too large" in run.stderr, run.stderr[-2000:]
+    failed = out / ("alerts.json" if option == "--out" else "balance.json")
+    assert failed.read_text() == previous
+    if option == "--balance":
+        assert (out / "alerts.json").read_text() == "[]\n"  # written before, whole
+    assert sorted(p.name for p in out.iterdir()) == ["alerts.json", "balance.json"]
