@@ -343,6 +343,9 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
                     break
                 nest.hold_measured(busy_until, longer)
                 scan, busy_until = max(scan, busy_until), longer
+            # an episode measured at no flow above the level before it (the step was another's:
+            # a second inlet's flow, a burst the nest holds) is no burst: raised, it said 0.0 L/h
+            found = [alert for alert in found if alert.rate_l_h > _NO_FLOW_L_H]
             if j == resumed_at:
                 found = _running_on(alerts, found, balance.interval_s)
             alerts += found
@@ -358,6 +361,10 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
                 resumed_at = busy_until + 1 + int(again[0])
                 pending.appendleft(resumed_at)
     return alerts
+
+
+#: The rate an episode measured at no flow is given (shares of it are taken); such an episode is not raised.
+_NO_FLOW_L_H = 1e-9
 
 
 def _running_on(alerts: list[Alert], found: list[Alert], interval_s: int) -> list[Alert]:
@@ -721,7 +728,7 @@ def _episode(
     at detection)."""
     t = after.shape[0]
     rate = float(np.nanmedian(after[start_col + 1 : j + 1])) if j > start_col else first_rate
-    rate = max(rate, first_rate, 1e-9)
+    rate = max(rate, first_rate, _NO_FLOW_L_H)
     provisional = rate
     # over when the median of ``run`` intervals falls below half the rate (the repair), or
     # ``_SHORT_END`` intervals in a row do
@@ -739,7 +746,7 @@ def _episode(
         while end - 1 > max(j, c - run) and not after[end - 1] >= rate / 2.0:  # NaN: no sign of flow
             end -= 1
     final_rate = float(np.nanmedian(after[start_col + 1 : end])) if end - start_col > 1 else rate
-    rate = max(final_rate, 1e-9)
+    rate = max(final_rate, _NO_FLOW_L_H)  # at no flow: dropped by detect_dma_bursts
     share = float(np.clip(after[start_col] / rate, 0.0, 1.0)) if not np.isnan(after[start_col]) else 1.0
     start = clock.at(start_col, -share * balance.interval_s)
     ended_at = None

@@ -767,3 +767,26 @@ def test_detection_warns_nothing_and_leaves_the_process_s_warning_filters_alone(
         result = run_detection(block)
         result.balance.minimum_night_flow_l_h()
     assert [a.kind for a in result.alerts].count(AlertKind.DMA_BURST) == 1
+
+
+def test_a_second_inlet_as_large_as_the_first_raises_no_main_burst_of_no_flow(tmp_path) -> None:
+    """The reviewer's fleet (100 meters, 21 days, seed 3) with DMA001's inlet read twice, as a second
+    inlet carrying as much as the first: the inflow doubles. A step the nest measured at no flow
+    above the level before it was raised as a main burst of 0.0 L/h and 0.0 L beside the real
+    excess (1,106.5 L/h); every main burst raised now carries flow."""
+    from collector.detection.csvio import build_block, read_meters_csv, read_readings_csv
+    from simulators.fleet import FleetSpec, generate_fleet
+
+    spec = FleetSpec(meters=100, days=21, seed=3, meters_per_dma=50, leak_fraction=0.05, burst_fraction=0.02)
+    fleet = generate_fleet(spec)
+    fleet.write_readings_csv(tmp_path / "r.csv")
+    fleet.write_meters_csv(tmp_path / "m.csv")
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    second = [row.replace("DMA001-INLET", "DMA001-INLET2") for row in rows if row.startswith("DMA001-INLET,")]
+    (tmp_path / "r.csv").write_text("\n".join(rows + second) + "\n")
+    with (tmp_path / "m.csv").open("a") as meters:
+        meters.write("DMA001-INLET2,DMA001,inlet\n")
+    block, dropped = build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
+    assert dropped == 0
+    bursts = [a for a in run_detection(block).alerts if a.kind is AlertKind.DMA_BURST and a.dma == "DMA001"]
+    assert bursts and all(a.rate_l_h >= 1.0 and a.volume_l > 0.0 for a in bursts), bursts
