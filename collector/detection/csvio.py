@@ -88,7 +88,12 @@ def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
     if data[-1] != ord("\n"):
         data = np.append(data, np.uint8(ord("\n")))
     newlines = np.flatnonzero(data == ord("\n"))
-    header = bytes(data[: newlines[0]]).decode("utf-8-sig").strip().split(",")
+    # by the csv module: a header written fully quoted ("meter_id","ts",..., as R's write.csv and
+    # pandas' QUOTE_ALL write it) was refused; its quotes send the rows to the slow path below
+    try:
+        header = next(csv.reader([bytes(data[: newlines[0]]).decode("utf-8-sig").strip()]), [])
+    except csv.Error as error:  # a carriage return inside it, a NUL
+        raise CsvFormatError(f"{path}: row 1, the header: {error}") from None
     names = [h.strip() for h in header]
     given = set(names)
     if len(given) != len(names) or not set(REQUIRED_COLUMNS) <= given <= {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}:
@@ -459,7 +464,10 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     line = 1  # the header
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
+            reader = csv.DictReader(f)
+            reader.fieldnames = list(names)  # as the header was checked: stripped of spaces around
+            next(reader.reader, None)  # the header itself
+            for line, row in enumerate(reader, start=2):
                 if None in row or any(row.get(name) is None for name in names):
                     raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(names)} fields")
                 quality = row["quality"].strip() if with_quality else ""

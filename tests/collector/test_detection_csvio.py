@@ -205,6 +205,7 @@ def test_quoted_fields_take_the_slow_path_and_give_the_same_result(tmp_path: Pat
     ("content", "match"),
     [
         ("meter,ts,volume\nA,2026-01-05T00:00:00Z,1\n", "header"),
+        ("m\reter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,1\n", "row 1, the header: new-line character"),
         ("meter_id,ts,volume_m3\nA,2026-13-05T00:00:00Z,1\n", "row 2"),
         ("meter_id,ts,volume_m3,reverse_volume_m3\nA,2026-01-05T00:00:00Z,1,x1\n", "reverse_volume_m3"),
         ("meter_id,ts,volume_m3,flow\nA,2026-01-05T00:00:00Z,1,2\n", "header"),
@@ -702,6 +703,42 @@ def test_readings_with_a_backward_register_parse_to_what_was_written(tmp_path: P
     assert readings.volume_m3.tolist() == [float(f"{r[2] / 1000:.3f}") for r in rows]
     expected = [np.nan if r[3] is None else float(f"{r[3] / 1000:.3f}") for r in rows]
     np.testing.assert_array_equal(readings.reverse_m3, np.array(expected))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=_reading_rows(st.one_of(st.none(), st.integers(0, 10**9))),
+    quoting=st.sampled_from([csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC, csv.QUOTE_MINIMAL]),
+    columns=st.permutations(["meter_id", "ts", "volume_m3", "reverse_volume_m3"]),
+    header_spaces=st.booleans(),
+)
+def test_a_file_written_by_the_csv_module_with_any_quoting_parses_as_the_plain_one(
+    tmp_path: Path, rows, quoting, columns: list[str], header_spaces: bool
+) -> None:
+    """R's write.csv and pandas' QUOTE_ALL quote the header too: ``"meter_id","ts","volume_m3"`` was
+    refused (rc 2), where METERS.csv quoted alike was read. Any quoting gives the readings the
+    unquoted file gives, the columns in any order (spaces around the header's names as well)."""
+    epoch = np.datetime64("2026-01-05T00:00:00", "s")
+    records = [
+        {
+            "meter_id": mid,
+            "ts": f"{np.datetime_as_string(epoch + np.timedelta64(h, 'h'), unit='s')}Z",
+            "volume_m3": f"{v / 1000:.3f}",
+            "reverse_volume_m3": "" if b is None else f"{b / 1000:.3f}",
+        }
+        for mid, h, v, b in rows
+    ]
+    plain, quoted = tmp_path / "plain.csv", tmp_path / "quoted.csv"
+    plain.write_text(",".join(columns) + "\n" + "\n".join(",".join(r[c] for c in columns) for r in records) + "\n")
+    with quoted.open("w", newline="") as file:
+        writer = csv.writer(file, quoting=quoting)  # (QUOTE_NONNUMERIC quotes every str: all of ours)
+        writer.writerow([f" {c} " if header_spaces else c for c in columns])
+        writer.writerows([r[c] for c in columns] for r in records)
+    expected, got = read_readings_csv(plain), read_readings_csv(quoted)
+    assert got.meter_names[got.meter_index].tolist() == expected.meter_names[expected.meter_index].tolist()
+    assert got.ts_s.tolist() == expected.ts_s.tolist() and got.volume_m3.tolist() == expected.volume_m3.tolist()
+    assert expected.reverse_m3 is not None and got.reverse_m3 is not None
+    np.testing.assert_array_equal(got.reverse_m3, expected.reverse_m3)
 
 
 @pytest.mark.parametrize("hours", [12, 24])
