@@ -90,6 +90,12 @@ def register(app: typer.Typer) -> None:
             block, dropped = build_block(parsed, meter_table)
         except CsvFormatError as error:
             raise typer.BadParameter(str(error)) from error
+        if dropped == parsed.ts_s.size:  # an empty ALERTS.json would read as "no problems found"
+            raise typer.BadParameter(
+                f"none of the {dropped:,} readings in {readings} is of a meter in {meters}: nothing to detect on "
+                f"(its meters: {_some(parsed.meter_names.tolist())}; "
+                f"{meters}'s: {_some(meter_table.meter_ids.tolist())})"
+            )
         block = dataclasses.replace(block, day_offset_s=day_offset_s(zone, timedelta(seconds=block.interval_s)))
         if dropped:
             progress.say(f"warning: {dropped:,} readings of meters not in {meters} ignored")
@@ -107,3 +113,9 @@ def register(app: typer.Typer) -> None:
             counts[alert.kind.value] = counts.get(alert.kind.value, 0) + 1
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
         progress.say(f"{len(result.alerts)} alerts ({summary}) → {out}")
+
+
+def _some(names: list[str]) -> str:
+    """The first three names, and how many more: enough to see two files name meters differently."""
+    more = f" and {len(names) - 3:,} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more

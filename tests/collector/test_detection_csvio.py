@@ -334,6 +334,11 @@ def test_readings_before_2000_or_spanning_years_are_refused_alike_by_the_fast_an
         assert refusal == "" and found == [t for t, r in zip(instants, rows, strict=True) if r[3] == "actual"]
 
 
+def _said(output: str) -> str:
+    """The command's output as one line, without the error box's borders it was wrapped in."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
 def test_one_reading_from_a_reset_clock_is_refused_by_the_detect_command(tmp_path: Path) -> None:
     """The reviewer's case: a hundred meters' three weeks and one row dated 2000-01-01, whose grid of
     228,528 hours did not finish in 90 s; and a row of year 0000, which crashed (year 0 is out of
@@ -352,7 +357,7 @@ def test_one_reading_from_a_reset_clock_is_refused_by_the_detect_command(tmp_pat
         args = ["detect", "--readings", str(tmp_path / f"{name}.csv"), "--meters", str(tmp_path / "m.csv")]
         result = CliRunner().invoke(app, [*args, "--out", str(out)], terminal_width=400)
         assert result.exit_code == 2, result.output
-        assert re.search(says, " ".join(result.output.split())), result.output
+        assert re.search(says, _said(result.output)), result.output
         assert not out.exists()
 
 
@@ -872,3 +877,22 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path, option: s
     if option == "--balance":
         assert (out / "alerts.json").read_text() == "[]\n"  # written before, whole
     assert sorted(p.name for p in out.iterdir()) == ["alerts.json", "balance.json"]
+
+
+def test_readings_of_no_meter_in_the_meters_file_are_refused_not_reported_as_no_alerts(tmp_path: Path) -> None:
+    """METERS.csv naming none of the readings' meters (another utility's, or ids written another
+    way): the command warned "51,408 readings of meters not in ... ignored", wrote ``[]`` and
+    exited 0, as a run that found no problem does. It exits 2 saying so, the files' first meter ids
+    beside each other, and leaves the previous ALERTS.json as it was."""
+    block = _small_block()
+    _write(block, tmp_path / "r.csv")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nWM-1,D1,customer\n")
+    out = tmp_path / "alerts.json"
+    out.write_text("[]\n")
+    args = ["detect", "--readings", str(tmp_path / "r.csv"), "--meters", str(tmp_path / "m.csv"), "--out", str(out)]
+    result = CliRunner().invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2, result.output
+    said = _said(result.output)
+    assert f"none of the {np.count_nonzero(~np.isnan(block.volume_m3)):,} readings in" in said
+    assert "(its meters: D1-INLET, M-LEAK, M000 and 7 more;" in said and "m.csv's: WM-1)" in said
+    assert out.read_text() == "[]\n"
