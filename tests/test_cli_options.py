@@ -29,6 +29,25 @@ def test_a_port_out_of_range_is_refused_by_name(args: list[str]) -> None:
     assert "Invalid value for '--port'" in result.output
 
 
+@pytest.mark.parametrize("days", ["inf", "1e308", "366.5", "0.5", "nan"])
+def test_stuck_days_beyond_a_year_or_none_are_refused_by_name(tmp_path: Path, days: str) -> None:
+    """``--stuck-days inf`` (or 1e308) overflowed into a traceback (OverflowError: cannot convert
+    float infinity to integer): the option takes 1 to 366 days."""
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\nM,2026-01-01T00:00:00Z,1\nM,2026-01-01T01:00:00Z,1\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nM,D,customer\n")
+    files = [
+        "--readings",
+        str(tmp_path / "r.csv"),
+        "--meters",
+        str(tmp_path / "m.csv"),
+        "--out",
+        str(tmp_path / "a.json"),
+    ]
+    result = CliRunner().invoke(app, ["detect", *files, "--stuck-days", days], terminal_width=200)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--stuck-days'" in result.output and not (tmp_path / "a.json").exists()
+
+
 def _aquami(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """The installed command, as a user runs it (its own error handling, not CliRunner's)."""
     command = [str(Path(sys.executable).with_name("aquami")), *args]

@@ -46,7 +46,9 @@ def register(app: typer.Typer) -> None:
         readings: Path = typer.Option(..., "--readings", exists=True, dir_okay=False, help="READINGS.csv"),
         meters: Path = typer.Option(..., "--meters", exists=True, dir_okay=False, help="METERS.csv"),
         out: Path = typer.Option(..., "--out", dir_okay=False, help="ALERTS.json to write"),
-        stuck_days: float = typer.Option(7.0, "--stuck-days", min=1.0, help="Days without advance: stuck."),
+        stuck_days: float = typer.Option(  # at most a year: inf and 1e308 overflowed into a traceback
+            7.0, "--stuck-days", min=1.0, max=366.0, help="Days without advance: stuck."
+        ),
         balance: Path | None = typer.Option(
             None, "--balance", dir_okay=False, help="Also write each DMA's water balance (JSON)."
         ),
