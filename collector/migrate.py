@@ -244,8 +244,3 @@ def schema_problem(conn: psycopg.Connection[Any]) -> str | None:
     if found is None:
         return NOT_MIGRATED
     return found.mismatch() or (NOT_MIGRATED if found.missing else None)
-
-
-def up_to_date(conn: psycopg.Connection[Any]) -> bool:
-    """Whether every migration is recorded, none edited since, and none unknown (see schema_problem)."""
-    return schema_problem(conn) is None

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.migrate import SchemaMismatch, migrate, migration_files, schema_problem, up_to_date
+from collector.migrate import SchemaMismatch, migrate, migration_files, schema_problem
 from tests.services import create_database, drop_database
 
 
@@ -154,7 +154,7 @@ def test_an_online_index_cut_short_is_built_again(migrated_database_url):
 
 
 def _migrations_in(folder: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    """migrate() and up_to_date() read these files of ``folder`` (as part ``t``) instead of aquami's."""
+    """migrate() and schema_problem() read these files of ``folder`` (as part ``t``) instead of aquami's."""
     import collector.migrate as migrate_module
 
     monkeypatch.setattr(migrate_module, "migration_files", lambda: [(f"t/{name}", folder / name) for name in names])
@@ -174,7 +174,7 @@ def test_a_migration_edited_after_the_database_applied_it_is_refused(database_ur
     with pytest.raises(SchemaMismatch, match=r"migration t/0001_a\.sql has changed since the database applied it"):
         migrate(database_url)
     with psycopg.connect(database_url) as conn:
-        assert not up_to_date(conn)
+        assert schema_problem(conn) is not None
         assert "t/0001_a.sql" in (schema_problem(conn) or "")
         recorded = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
         assert conn.execute("SELECT to_regclass('c')").fetchone() == (None,)  # nothing applied after the refusal
@@ -195,7 +195,7 @@ def test_records_made_before_checksums_get_their_files_checksums_and_edits_after
     migrate(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE schema_migrations DROP COLUMN checksum")  # as the release before left it
-        assert up_to_date(conn)  # nothing to compare yet: the server serves it
+        assert schema_problem(conn) is None  # nothing to compare yet: the server serves it
     assert migrate(database_url) == []
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT checksum FROM schema_migrations").fetchall() == [
@@ -231,7 +231,7 @@ def test_the_server_and_the_cli_refuse_a_database_whose_migration_has_changed(mi
 
 def test_a_database_newer_than_the_code_is_refused(database_url, monkeypatch, tmp_path):
     """Code older than its database (a rollback after an upgrade, a host left on the old release)
-    ran on it without a word: up_to_date() asked only that the code's migrations be recorded."""
+    ran on it without a word: the check asked only that the code's migrations be recorded."""
     for name in ("0001_a.sql", "0002_b.sql", "0003_c.sql"):
         (tmp_path / name).write_bytes(f"CREATE TABLE {name[5]} (id int);\n".encode())
     _migrations_in(tmp_path, monkeypatch, "0001_a.sql", "0002_b.sql")
@@ -241,7 +241,7 @@ def test_a_database_newer_than_the_code_is_refused(database_url, monkeypatch, tm
     with pytest.raises(SchemaMismatch, match=says):
         migrate(database_url)
     with psycopg.connect(database_url) as conn:
-        assert not up_to_date(conn)
+        assert schema_problem(conn) is not None
         assert (schema_problem(conn) or "").startswith(says)
         assert conn.execute("SELECT to_regclass('c')").fetchone() == (None,)  # nothing applied
 
