@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config import ConfigError, load_config
 from gateway.mbus import MBusTransport
 from gateway.scan import mbus_snippet, scan_modbus, snippet
-from gateway.scheduler import NotSpooled
+from gateway.spool import NotSpooled
 
 if TYPE_CHECKING:
     from gateway.service import Gateway

@@ -39,6 +39,7 @@ from aquami.contracts.reads import Reading
 from gateway.backoff import pause
 from gateway.buses import attempt_once
 from gateway.config import BusConfig, MeterConfig
+from gateway.spool import NotSpooled
 from gateway.transport import PollError, Transport
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,6 @@ log = logging.getLogger(__name__)
 OnReading = Callable[[Reading], Awaitable[None]]
 OnPoll = Callable[[MeterConfig, Reading | None, str | None], None]  # the reading, or why the poll failed
 OnAttempt = Callable[[bool], None]
-
-
-class NotSpooled(Exception):
-    """A poll's reading that ``on_reading`` could not store (the spool refused it); already
-    reported to ``on_poll`` as the poll's failure."""
 
 
 @dataclass(slots=True)

@@ -103,6 +103,11 @@ class SpoolFull(Exception):
     """The spool refused readings: less room left than its reserve for delivery."""
 
 
+class NotSpooled(Exception):
+    """A meter's reading (polled, or heard by a receiver) that could not be stored (the spool refused
+    it); already reported to the meter's health as its failure."""
+
+
 class SpoolUnusable(Exception):
     """The spool's file cannot be opened as a spool (the message names it, and SQLite's reason)."""
 

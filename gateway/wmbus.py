@@ -40,7 +40,7 @@ from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
-from gateway.scheduler import NotSpooled
+from gateway.spool import NotSpooled
 from gateway.transport import PollError
 from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
 

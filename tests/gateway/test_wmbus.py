@@ -25,9 +25,8 @@ from firmware_protocols.wmbus.build import build_telegram
 from firmware_protocols.wmbus.receiver import build_indication
 from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
 from gateway.health import Health
-from gateway.scheduler import NotSpooled
 from gateway.service import Gateway
-from gateway.spool import Spool
+from gateway.spool import NotSpooled, Spool
 from gateway.wmbus import DuplicateFilter, WMBusListener
 from simulators.serial_line import LineSettings, Reply, SerialLine
 from tests.gateway.helpers import bus_config_text, record_readings, running, until
