@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from collector import alert_store
 from collector.detection.alerts import AlertStatus
@@ -15,6 +15,7 @@ from server.auth import Principal, require_role
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.problems import Problem
+from server.words import words_field
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], route_class=ExactJsonRoute)
 Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care", "billing"))]
@@ -29,11 +30,8 @@ class AlertPage(BaseModel):
 
 
 class Dismissal(BaseModel):
-    reason: str = Field(
-        min_length=3,
-        max_length=500,
-        pattern=r"^[^\x00]*[^\W_][^\x00]*$",
-        description="Why no action is needed: words, not only blanks, marks or invisible characters; no NUL",
+    reason: str = words_field(
+        500, "Why no action is needed: words, not only blanks, marks or invisible characters; no NUL"
     )
 
 

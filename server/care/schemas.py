@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, Field, model_validator
 
 from server.instants import UtcInstant
+from server.words import words_field
 
 EnquiryStatus = Literal["open", "in_progress", "escalated", "closed"]  # server migration 0030's CHECK
 
@@ -50,12 +51,8 @@ class EnquiryChange(BaseModel):
     status: EnquiryStatus | None = Field(
         default=None, description="the new status (server.care.workflow: a closed one reopens as open or in_progress)"
     )
-    note: str | None = Field(
-        default=None,
-        min_length=3,
-        max_length=2000,
-        pattern=r"^[^\x00]*[^\W_][^\x00]*$",
-        description="what was done or found: words, not only blanks, marks or invisible characters; no NUL",
+    note: str | None = words_field(
+        2000, "what was done or found: words, not only blanks, marks or invisible characters; no NUL", default=None
     )
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from server.decimals import ExactDecimal
 from server.instants import ReadingInstant, UtcInstant
+from server.words import words_field
 
 
 class Reading(BaseModel):
@@ -75,11 +76,8 @@ class ReadingCorrection(BaseModel):
     """A person's correction of a stored reading's register, with the reason (kept with the original)."""
 
     volume_m3: Decimal = Field(ge=0, max_digits=18, decimal_places=6, description="the corrected register")
-    reason: str = Field(
-        min_length=3,
-        max_length=500,
-        pattern=r"^[^\x00]*[^\W_][^\x00]*$",
-        description="why: words, not only blanks, marks or invisible characters (as an alert's dismissal); no NUL",
+    reason: str = words_field(
+        500, "why: words, not only blanks, marks or invisible characters (as an alert's dismissal); no NUL"
     )
 
 
