@@ -89,9 +89,16 @@ def meter_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> tu
     known = counts >= max(config.interval_min_steps, 1)
     if known.any():
         interval[known] = nearest_standard(median[known])
-    interval = np.where(known, _lengthened(meter[1:][same], steps, interval, config.interval_change_steps), interval)
-    # the phase: the whole hour, within its interval, of the meter's usual reading time
-    long = interval[meter] > _HOUR_S
+    recent = config.interval_change_steps
+    longer = _lengthened(meter[1:][same], steps, interval, recent)
+    lengthened = known & (longer != interval)
+    interval = np.where(lengthened, longer, interval)
+    # the phase: the whole hour, within its interval, of the meter's usual reading time; a meter now
+    # read less often, from its reads at the new interval only (a 15-minute meter's 28 days, read
+    # around the clock, put a meter now read daily at 06:00 on a 12:00 grid)
+    last_read = np.cumsum(np.bincount(meter, minlength=n_meters)) - 1
+    at_new_interval = ~lengthened[meter] | (last_read[meter] - np.arange(len(meter)) <= recent)
+    long = (interval[meter] > _HOUR_S) & at_new_interval
     offsets = np.mod(to_local(ts[long], zone), interval[meter][long])
     usual, _ = _lower_medians(meter[long], offsets, n_meters)
     phase = np.where(np.isfinite(usual), np.round(np.nan_to_num(usual) / _HOUR_S) * _HOUR_S, 0.0)

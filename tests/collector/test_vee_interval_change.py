@@ -63,3 +63,14 @@ def test_the_longer_interval_takes_over_after_four_reads_at_it_and_a_shorter_one
     assert meter_intervals(shorter, VeeConfig())[0].tolist() == [HOUR]
     now = float(shorter.ts.max()) + 60
     assert not validate(shorter, VeeConfig(), now).masks["gap"].any()
+
+
+def test_a_meter_now_read_daily_takes_its_reading_hour_from_its_daily_reads():
+    """24 days of 15-minute reads, then five daily reads at 06:00: the daily grid's hour was the
+    median time of day of all 28 days' reads, mostly the 15-minute ones around the clock, so the
+    meter's missing days were estimated at 12:00 and its 06:00 reads rounded to that grid."""
+    quarter_hours = _reads((QUARTER, 24 * 96))
+    six = (quarter_hours[-1] // DAY + 1) * DAY + 6 * HOUR
+    daily = np.concatenate([quarter_hours, six + DAY * np.arange(5)])
+    interval, phase, _ = meter_intervals(_series({"M": daily}), VeeConfig())
+    assert (interval.tolist(), phase.tolist()) == ([DAY], [6 * HOUR])
