@@ -287,25 +287,18 @@ def _vee_and_consumption(database_url: str, start: datetime, end: datetime, sett
 
     import psycopg
 
-    from collector.vee.rounds import ROUND_LOCK_KEY
+    from collector.vee.rounds import round_lock
     from collector.vee.runner import run_vee
 
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        # The rounds' lock, waited for: run beside a collector's round over the same days, the two
-        # wrote the same flags and one failed (UniqueViolation on vee_flags_pkey, 3 times in 3).
-        # While this run holds it, rounds are skipped, as for another collector's round.
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
-        if not (got and got[0]):
-            typer.echo("waiting for the VEE round under way (a collector's, or another run's) to finish", err=True)
-            conn.execute("SELECT pg_advisory_lock(%s)", (ROUND_LOCK_KEY,))
-        try:
-            conn.autocommit = False
-            report = run_vee(conn, start, end, settings)
-            row = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
-            conn.commit()
-        finally:
-            if not conn.closed:
-                conn.rollback()
-                conn.autocommit = True
-                conn.execute("SELECT pg_advisory_unlock(%s)", (ROUND_LOCK_KEY,))
+    def say_waiting() -> None:
+        typer.echo("waiting for the VEE round under way (a collector's, or another run's) to finish", err=True)
+
+    # The rounds' lock, waited for: run beside a collector's round over the same days, the two wrote
+    # the same flags and one failed (UniqueViolation on vee_flags_pkey, 3 times in 3). While this run
+    # holds it, rounds are skipped, as for another collector's round.
+    with psycopg.connect(database_url, autocommit=True) as conn, round_lock(conn, wait=say_waiting):
+        conn.autocommit = False
+        report = run_vee(conn, start, end, settings)
+        row = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+        conn.commit()
     return {**asdict(report), "consumption_hourly_rows": row[0] if row else 0}

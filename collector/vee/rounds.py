@@ -14,9 +14,13 @@ notes it covered once its consumption is refreshed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import psycopg
 
 from collector import db
 from collector.schedule import PeriodicJob
@@ -38,41 +42,58 @@ LATE_REACH_DAYS = 35
 ROUND_LOCK_KEY = 0x76656521  # "vee!"
 
 
+@contextmanager
+def round_lock(conn: psycopg.Connection, wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """The rounds' lock held on ``conn`` for the block: whether it was taken. Tried, not waited for
+    (another collector's round under way: this one is skipped), unless ``wait`` is given: then it
+    is called and the lock waited for. Released at the block's end, the work not committed in it
+    rolled back."""
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
+    taken = bool(got and got[0])
+    if not taken and wait is not None:
+        wait()
+        conn.execute("SELECT pg_advisory_lock(%s)", (ROUND_LOCK_KEY,))
+        taken = True
+    conn.commit()  # (nothing to commit in autocommit)
+    if not taken:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if not conn.closed:
+            conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ROUND_LOCK_KEY,))
+            conn.commit()
+
+
 def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None) -> dict[str, Any] | None:
     """VEE over the last :data:`ROUND_DAYS` up to ``now`` (and the hour after it, for clocks a little
     ahead), then the consumption over the same period; what it did, or None if another collector's
     round was under way."""
     end = now + timedelta(hours=1)
     start = end - timedelta(days=ROUND_DAYS)
-    with db.job_connection(database_url) as conn:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
-        conn.commit()
-        if not (row and row[0]):
+    with db.job_connection(database_url) as conn, round_lock(conn) as taken:
+        if not taken:
             return None
-        try:
-            late = conn.execute("SELECT id, since FROM late_readings").fetchall()
-            # 1 µs before: the read at ``since`` closes the interval of the hour (and day) before it.
-            start = min([start, *(since - timedelta(microseconds=1) for _, since in late)])
-            reach = end - timedelta(days=LATE_REACH_DAYS)
-            if start < reach:
-                log.warning(
-                    "reads from as early as %s arrived late; this round covers them from %s only "
-                    "(run `aquami collector vee --from %s --to %s` for the rest)",
-                    start.isoformat(),
-                    reach.isoformat(),
-                    start.isoformat(),
-                    reach.isoformat(),
-                )
-                start = reach
-            report = run_vee(conn, start, end, config or VeeConfig(), now=now)
-            refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
-            conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))
-            conn.commit()
-        finally:
-            if not conn.closed:
-                conn.rollback()
-                conn.execute("SELECT pg_advisory_unlock(%s)", (ROUND_LOCK_KEY,))
-                conn.commit()
+        late = conn.execute("SELECT id, since FROM late_readings").fetchall()
+        # 1 µs before: the read at ``since`` closes the interval of the hour (and day) before it.
+        start = min([start, *(since - timedelta(microseconds=1) for _, since in late)])
+        reach = end - timedelta(days=LATE_REACH_DAYS)
+        if start < reach:
+            log.warning(
+                "reads from as early as %s arrived late; this round covers them from %s only "
+                "(run `aquami collector vee --from %s --to %s` for the rest)",
+                start.isoformat(),
+                reach.isoformat(),
+                start.isoformat(),
+                reach.isoformat(),
+            )
+            start = reach
+        report = run_vee(conn, start, end, config or VeeConfig(), now=now)
+        refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+        conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))
+        conn.commit()
     return {**asdict(report), "consumption_hourly_rows": refreshed[0] if refreshed else 0}
 
 
