@@ -14,12 +14,12 @@ one world: a file written for another seed or installation date is refused, not 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aquami import atomic_write
 from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.rig.faults import FaultSpec, parse_fault
 
@@ -64,9 +64,7 @@ def save_state(path: Path, seed: int, installed: datetime, records: list[FaultRe
         "installed": iso_utc(installed),
         "faults": [r.to_json() for r in sorted(records, key=lambda r: r.fault_id)],
     }
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write.write_text(path, json.dumps(document, indent=1) + "\n")
 
 
 def load_state(path: Path, seed: int, installed: datetime, meter_kinds: dict[str, str]) -> list[FaultRecord]:
