@@ -123,23 +123,37 @@ class ModbusRtuBusConfig(SerialBusConfig):
     protocol: ClassVar[str] = "modbus-rtu"
 
 
-def mbus_timeout_s(baudrate: int, reply_bytes: int = 261) -> float:
-    """EN 13757-2 clause 5.4: a slave starts its answer within 330 bit times + 50 ms; then the
-    longest frame (261 bytes of 11 bits) has to arrive."""
-    return 330 / baudrate + 0.05 + reply_bytes * 11 / baudrate
+def mbus_answer_timeout_s(baudrate: int) -> float:
+    """EN 13757-2 clause 5.4: a slave starts its answer within 330 bit times + 50 ms."""
+    return 330 / baudrate + 0.05
+
+
+def mbus_timeout_s(baudrate: int, reply_bytes: int = 261, answer_timeout_s: float = 0.0) -> float:
+    """The answer window (by default :func:`mbus_answer_timeout_s`); then the longest frame (261
+    bytes of 11 bits) has to arrive."""
+    return (answer_timeout_s or mbus_answer_timeout_s(baudrate)) + reply_bytes * 11 / baudrate
 
 
 @dataclass(frozen=True)
 class MBusBusConfig(SerialBusConfig):
     baudrate: int = 2400
     poll_interval_s: float = 900.0
-    timeout_s: float = 0.0  # 0: from the baud rate (:func:`mbus_timeout_s`)
+    timeout_s: float = 0.0  # 0: from the baud rate and the answer window (:func:`mbus_timeout_s`)
+    #: how long after a request (or its echo) the answer's first byte is waited for, and in a
+    #: secondary-address search how long a second slave's answer may still start; 0: the standard's
+    #: 330 bit times + 50 ms (:func:`mbus_answer_timeout_s`). Wider for a converter or a line (a
+    #: radio or IP bridge) that delays answers; every silent request then takes this long.
+    answer_timeout_s: float = 0.0
     echo: bool = False  # the level converter hears its own request: it is read back before the answer
     protocol: ClassVar[str] = "mbus"
 
     def __post_init__(self) -> None:
+        if not self.answer_timeout_s:
+            object.__setattr__(self, "answer_timeout_s", mbus_answer_timeout_s(self.baudrate))
         if not self.timeout_s:
-            object.__setattr__(self, "timeout_s", round(mbus_timeout_s(self.baudrate), 3))
+            object.__setattr__(
+                self, "timeout_s", round(mbus_timeout_s(self.baudrate, answer_timeout_s=self.answer_timeout_s), 3)
+            )
 
 
 @dataclass(frozen=True)
@@ -324,6 +338,17 @@ def _bus(table: Table) -> tuple[str, str, dict[str, Any]]:
         return name, protocol, settings
     # M-Bus's default timeout (0: from the baud rate) cannot be written: a timeout given is at least 0.01 s.
     settings["timeout_s"] = table.number("timeout_s", default["timeout_s"], low=0.01, high=60)
+    if kind is MBusBusConfig:
+        # its default (0: the standard's 330 bit times + 50 ms) cannot be written either
+        settings["answer_timeout_s"] = table.number("answer_timeout_s", default["answer_timeout_s"], low=0.01, high=60)
+        if settings["timeout_s"] and settings["answer_timeout_s"] > settings["timeout_s"]:
+            raise table.error(
+                "answer_timeout_s",
+                f"the answer window ({settings['answer_timeout_s']} s) is part of an exchange: "
+                f"at most timeout_s ({settings['timeout_s']} s)",
+            )
+    elif table.has("answer_timeout_s"):
+        raise table.error("answer_timeout_s", "answer_timeout_s is for M-Bus buses")
     settings["retries"] = table.integer("retries", default["retries"], low=0, high=10)
     settings["retry_backoff_s"] = table.number("retry_backoff_s", default["retry_backoff_s"], low=0, high=60)
     settings["jitter"] = table.number("jitter", default["jitter"], low=0, high=0.5)

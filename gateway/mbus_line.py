@@ -1,7 +1,8 @@
 """The blocking side of a wired M-Bus master: frames on one serial line, with the standard's timing.
 
-- Timeouts follow EN 13757-2 clause 5.4: the answer must start within 330 bit times + 50 ms; the
-  rest of the frame then gets its transfer time plus a margin.
+- Timeouts follow EN 13757-2 clause 5.4: the answer must start within 330 bit times + 50 ms (the
+  bus's ``answer_timeout_s``, wider for a converter or bridge that delays answers); the rest of the
+  frame then gets its transfer time plus a margin.
 - After a garbled answer the line is drained until it is quiet, so the rest of it is not taken for
   the start of the next answer; but only for as long as any answer may still be arriving (the
   answer delay, then the longest frame with half again as margin: 2.0 s at 2400 baud): a line that
@@ -43,7 +44,7 @@ class MBusLine:
         self.monotonic = monotonic
         self.port: serial.Serial | None = None
         self.char_s = (1 + config.bytesize + (config.parity != "N") + config.stopbits) / config.baudrate
-        self.answer_s = 330 / config.baudrate + 0.05  # clause 5.4
+        self.answer_s = config.answer_timeout_s  # by default clause 5.4's 330 bit times + 50 ms
         #: the longest a drain reads: any answer, even a colliding one started later, is over by then
         self.drain_limit_s = self.answer_s + LONGEST_FRAME * self.char_s * 1.5
         self._aborted = threading.Event()

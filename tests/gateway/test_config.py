@@ -368,6 +368,25 @@ def test_mbus_timeout_follows_the_baud_rate() -> None:
     assert "id 87654321 on bus 'r' is already meter 'C'" in error_of(duplicate)
 
 
+def test_an_mbus_bus_s_answer_window_is_the_standard_s_unless_widened() -> None:
+    """EN 13757-2 clause 5.4: an answer starts within 330 bit times + 50 ms; ``answer_timeout_s``
+    widens that for a converter or bridge that delays answers, and the default timeout with it."""
+    bus = parse_config_text(RADIO).buses[0]
+    assert isinstance(bus, MBusBusConfig) and bus.answer_timeout_s == pytest.approx(330 / 2400 + 0.05)
+    wide = parse_config_text(RADIO.replace("baudrate = 2400", "baudrate = 2400\nanswer_timeout_s = 1.5")).buses[0]
+    assert isinstance(wide, MBusBusConfig) and wide.answer_timeout_s == 1.5
+    assert wide.timeout_s == pytest.approx(1.5 + 261 * 11 / 2400, abs=1e-3)
+    too_wide = RADIO.replace("baudrate = 2400", "baudrate = 2400\nanswer_timeout_s = 1.5\ntimeout_s = 1.0")
+    line = line_of(too_wide, "answer_timeout_s")
+    assert error_of(too_wide).startswith(f"gw.toml:{line}: buses[0].answer_timeout_s: the answer window (1.5 s)")
+    zero = RADIO.replace("baudrate = 2400", "baudrate = 2400\nanswer_timeout_s = 0")
+    assert "0.0 is outside 0.01..60" in error_of(zero)
+    on_modbus = RADIO.replace('protocol = "mbus"', 'protocol = "modbus-rtu"').replace(
+        "baudrate = 2400", "baudrate = 2400\nanswer_timeout_s = 1.0"
+    )
+    assert "answer_timeout_s is for M-Bus buses" in error_of(on_modbus)
+
+
 def test_a_profile_naming_an_alarm_outside_the_reads_contract_is_refused(tmp_path: Path) -> None:
     """The collector refuses a whole batch (every meter's readings in it) for one alarm name outside
     the contract's list: a utility's own profile with such a name must fail the configuration."""
