@@ -204,14 +204,35 @@ def bus_config_text(
 
 
 def record_readings(gateway: Gateway, taken: list[Reading]) -> None:
-    """From now on ``gateway`` appends to ``taken`` every reading it spools, in order."""
+    """From now on ``gateway`` appends to ``taken`` every reading its spool commits, in order.
+
+    Recorded as the spool's append returns (in the group-commit writer's thread), not as the poll
+    that awaits it resumes: a poll cancelled at stop while its reading is being committed never
+    resumes, yet the reading is in the spool and is delivered."""
     spool_reading = gateway.spool_reading
+    append = gateway.spool.append
+    waiting: dict[str, list[Reading]] = {}  # each reading by its body, until committed
+    lock = threading.Lock()
 
-    async def recording(reading: Reading) -> None:
+    def key(body: dict[str, Any]) -> str:
+        return json.dumps(body, sort_keys=True)
+
+    async def registering(reading: Reading) -> None:
+        with lock:
+            waiting.setdefault(key(reading.to_json()), []).append(reading)
         await spool_reading(reading)
-        taken.append(reading)  # once in the spool: a count of these never runs ahead of spool.depth()
 
-    gateway.spool_reading = recording  # type: ignore[method-assign]
+    def recording(readings: Iterable[dict[str, Any]]) -> Any:
+        bodies = list(readings)
+        appended = append(bodies)
+        with lock:  # once committed: a count of these never runs ahead of spool.depth()
+            for body in bodies:
+                if readings_of_body := waiting.get(key(body)):  # those spool_reading was given
+                    taken.append(readings_of_body.pop(0))
+        return appended
+
+    gateway.spool_reading = registering  # type: ignore[method-assign]
+    gateway.spool.append = recording  # type: ignore[method-assign]
 
 
 @asynccontextmanager
