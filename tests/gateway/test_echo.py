@@ -101,14 +101,23 @@ def test_modbus_rtu_through_an_echoing_adapter(echoing: bool, echo: bool) -> Non
     simulator.start()
     meter = MeterConfig("WM-0001", 1, "smart_water_meter")
     bus = ModbusRtuBusConfig("rtu-1", simulator.port, (meter,), parity=PARITY, timeout_s=0.5, echo=echo)
+    polls = 4
     try:
-        said = outcomes(ModbusRtuTransport(bus, ProfileBook()), bus, [meter, meter])
+        said = outcomes(ModbusRtuTransport(bus, ProfileBook()), bus, [meter] * polls)
     finally:
         simulator.stop()
     if echo == echoing:
         assert all(s.startswith("ok ") for s in said), said
     elif echoing:
-        assert all(HINT in s and "own request 0104" in s for s in said), said
+        # pymodbus reads the echo as the answer, a request it cannot take, and says so; but when the
+        # echo and the answer arrive in one read (CI on a loaded machine: 'ok 22.0' and the hint,
+        # 2 runs in 10), it passes over the echo to the answer behind it, and the poll is read.
+        # Never a wrong volume; every failure gives the hint, and at least one of the polls fails with it.
+        volumes = [float(s.removeprefix("ok ")) for s in said if s.startswith("ok ")]
+        assert all(abs(volume - 22.0) < 0.01 for volume in volumes), said  # 10 m³ + a day at 0.5 m³/h
+        hinted = [s for s in said if HINT in s and "own request 0104" in s]
+        assert len(hinted) + len(volumes) == polls, said
+        assert hinted, said
     else:
         # pymodbus drops the answer's first bytes for the echo when they arrive apart from the rest (they
         # are the request's too: 01 04) and the CRC fails what is left; when they arrive together with
