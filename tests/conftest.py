@@ -10,8 +10,16 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
 
 from tests.services import MosquittoBroker, ServiceUnavailable, admin_url, create_database, drop_database
+
+# Every @given test runs without Hypothesis's per-example deadline (200 ms by default): CI runs the
+# suite on a loaded 2-core machine, where an example took 285 ms for reasons of load alone and the
+# test failed with DeadlineExceeded. A test's own @settings may still set one; a slow example is
+# still bounded by the run's timeouts. Loaded here, before any test module builds its settings.
+settings.register_profile("ci", deadline=None)
+settings.load_profile("ci")
 
 
 def _unavailable(e: ServiceUnavailable) -> NoReturn:
