@@ -53,6 +53,13 @@ def register(app: typer.Typer) -> None:
         detect_every: float = typer.Option(
             900, help="Every so many seconds, run leak and burst detection over the newest data (0: never)."
         ),
+        batch_wait: float = typer.Option(
+            0.1,
+            min=0.0,
+            max=60.0,
+            help="Seconds a small batch (under 1,000 readings) waits for more messages before it is "
+            "written: longer, fewer and larger transactions, each message stored and acknowledged later.",
+        ),
         ready_file: Path = typer.Option(
             None,
             help="Write this file once the broker has granted the subscriptions (removed at stop): start "
@@ -101,6 +108,7 @@ def register(app: typer.Typer) -> None:
                 endpoint,
                 client_id=client_id or default_client_id(shared_group),
                 shared_group=shared_group,
+                max_delay_s=batch_wait,
                 ready_file=ready_file,
             )
         )

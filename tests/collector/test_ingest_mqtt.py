@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,15 +132,19 @@ def test_a_message_with_600_000_empty_readings_is_a_dead_letter_in_seconds_and_t
         assert count(url, "SELECT count(*) FROM dead_letters WHERE reason LIKE 'readings: 600000 items%'") == 1
 
 
-def _collector_process(database_url: str, mqtt_url: str, client_id: str, *options: str) -> subprocess.Popen[bytes]:
+def _collector_process(
+    database_url: str, mqtt_url: str, client_id: str, *options: str, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``aquami collector run`` as a process; its log (stderr) goes to ``log`` if given."""
     env = {**os.environ, "AQUAMI_DATABASE_URL": database_url, "AQUAMI_MQTT_URL": mqtt_url}
     aquami = os.path.join(os.path.dirname(sys.executable), "aquami")
-    return subprocess.Popen(
-        [aquami, "collector", "run", "--client-id", client_id, *options],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(log if log is not None else os.devnull, "ab") as stderr:
+        return subprocess.Popen(
+            [aquami, "collector", "run", "--client-id", client_id, *options],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 def test_a_collector_killed_between_receiving_and_committing_loses_nothing(migrated_database_url, fresh_mosquitto):
@@ -400,7 +405,7 @@ def test_the_ready_file_appears_once_the_broker_keeps_messages_for_the_collector
 
 
 def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_messages(
-    migrated_database_url, fresh_mosquitto
+    migrated_database_url, fresh_mosquitto, tmp_path
 ):
     """The broker restarts without the collector's session while it holds five batches it cannot
     commit. Acknowledged after the commit by their old packet ids (1-5), they acknowledged the five
@@ -416,8 +421,13 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
     def stored(meter: str) -> int:
         return count(url, f"SELECT count(*) FROM readings WHERE meter_id = '{meter}'")
 
-    options = ("--vee-every", "0", "--detect-every", "0")
-    process = _collector_process(url, fresh_mosquitto.url, client_id, *options)
+    # The five OLD messages must be one held batch: the writer takes what arrives within its batch
+    # wait and retries that batch alone; one left out of it (published later than 0.1 s, the
+    # default, after the first: 1 run in 9 on a loaded machine) joined the new session's batches,
+    # held up by the locker below, and OLD was never stored.
+    options = ("--vee-every", "0", "--detect-every", "0", "--batch-wait", "3")
+    log = tmp_path / "collector.log"
+    process = _collector_process(url, fresh_mosquitto.url, client_id, *options, log=log)
     admin = psycopg.connect(url, autocommit=True)
     locker = psycopg.connect(url)
     try:
@@ -429,10 +439,19 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
             (name,),
         )
         admin.close()
-        with publisher(fresh_mosquitto.url) as publish:
-            for batch in batches("OLD"):
-                publish(f"aquami/v1/{gw}/reads", batch)
-        time.sleep(2)  # the collector holds them, its writes refused
+        # and the collector is stopped while they are published: all five wait in its socket
+        process.send_signal(signal.SIGSTOP)
+        try:
+            with publisher(fresh_mosquitto.url) as publish:
+                for batch in batches("OLD"):
+                    publish(f"aquami/v1/{gw}/reads", batch)  # acknowledged by the broker: queued to the collector
+        finally:
+            process.send_signal(signal.SIGCONT)
+        held = re.compile(r"(\d+) messages wait, unacknowledged")
+        wait_for(  # the collector holds them, its writes refused
+            lambda: held.search(log.read_text()), 30, "the collector to hold the old session's messages"
+        )
+        assert [int(n) for n in held.findall(log.read_text())][:1] == [5], log.read_text()
         fresh_mosquitto.restart()  # no persistence: the collector's session is gone
         time.sleep(2)  # the collector reconnects and subscribes again
         locker = psycopg.connect(url)
