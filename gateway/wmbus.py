@@ -128,6 +128,8 @@ class WMBusListener:
         # each meter's send interval (its own, or the bus's) and when its next one ends (monotonic)
         self._interval = {m.meter_id: m.poll_interval_s or config.poll_interval_s for m in config.meters}
         self._due: dict[str, float] = {}
+        #: the receiver's port is open: what it sends from now on is heard (before, it goes nowhere)
+        self.port_open = False
 
     def _new_parser(self) -> ReceiverStreamParser:
         return ReceiverStreamParser(require_fcs=self.config.require_fcs)
@@ -306,6 +308,7 @@ class WMBusListener:
                 if port is None:
                     try:
                         port = await asyncio.to_thread(self._open)
+                        self.port_open = True
                     except (serial.SerialException, OSError, termios.error) as error:  # termios.error: no OSError
                         wait = reopen.next()
                         log.warning(
@@ -324,6 +327,7 @@ class WMBusListener:
                     log.warning("%s: receiver lost: %s; reopening in %.1f s", self.config.name, error, wait)
                     port.close()
                     port = None
+                    self.port_open = False
                     # a message cut off by the stick's going is not continued by the next one
                     self.parser = self._new_parser()
                     await pause(stop, wait)
@@ -348,3 +352,4 @@ class WMBusListener:
             await asyncio.gather(watcher, return_exceptions=True)
             if port is not None:
                 port.close()
+            self.port_open = False

@@ -91,7 +91,7 @@ def test_receiver_stream(tmp_path: Path, mosquitto) -> None:
         record_readings(gateway, taken)
         gateway.emit = record_event  # type: ignore[method-assign]
         async with running(gateway):
-            await asyncio.sleep(0.3)
+            await _listening(lambda: gateway.listeners.get("radio"))  # what the receiver sends before goes nowhere
             line.push(b"\x00\xa5\x13garbage")
             first = indication("12345678", 10.001, 1, KEY)
             line.push(first)
@@ -128,6 +128,19 @@ def _radio(port: str) -> WMBusBusConfig:
     )
 
 
+async def _listening(listener: WMBusListener | Callable[[], WMBusListener | None]) -> None:
+    """Until the listener (or the one a gateway has started, once it has) has the receiver's port
+    open: the simulated receiver, like a real one, sends what it hears while no one has the port
+    open to nowhere (a fixed 0.3 s lost the first telegrams when a loaded machine opened it later)."""
+
+    def port_open() -> bool:
+        found = listener if isinstance(listener, WMBusListener) else listener()
+        return found is not None and found.port_open
+
+    await until(port_open, 10)
+    assert port_open(), "the listener never opened the receiver's port"
+
+
 def _listen_through(
     frames: list[bytes], on_reading: Callable[[Reading], Awaitable[None]], taken: list[Reading]
 ) -> WMBusListener:
@@ -139,7 +152,7 @@ def _listen_through(
         listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok, error=None: None)
         stop = asyncio.Event()
         task = asyncio.create_task(listener.run(stop))
-        await asyncio.sleep(0.3)
+        await _listening(listener)  # what the receiver sends before goes nowhere
         for frame in frames:
             line.push(frame)
         deadline = asyncio.get_running_loop().time() + 5
@@ -237,7 +250,7 @@ def test_stop_polling_keeps_the_spool_within_its_limit(tmp_path: Path) -> None:
     async def scenario() -> Gateway:
         gateway = Gateway(config)
         async with running(gateway):
-            await asyncio.sleep(0.3)
+            await _listening(lambda: gateway.listeners.get("radio"))  # what the receiver sends before goes nowhere
             for n in range(8):
                 line.push(indication("12345678", 10.0 + n, 1 + n))
             await until(lambda: gateway.listeners["radio"].telegrams == 8, 5)
@@ -331,7 +344,7 @@ def test_noise_that_looks_like_a_long_message_does_not_swallow_the_telegrams_aft
         listener = WMBusListener(_radio(line.port), on_reading=on_reading, on_heard=lambda meter, ok, error=None: None)
         stop = asyncio.Event()
         task = asyncio.create_task(listener.run(stop))
-        await asyncio.sleep(0.3)
+        await _listening(listener)  # what the receiver sends before goes nowhere
         line.push(bytes.fromhex("A50203FF"))
         for n in range(3):  # a meter every few seconds, as a quiet network hears them
             await asyncio.sleep(1.0)
