@@ -65,10 +65,12 @@ class Recorder:
         self.messages: list[tuple[str, bytes]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-recorder")
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload)))
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(endpoint.host, endpoint.port)
         self.client.subscribe("aquami/v1/+/reads", qos=1)
         self.client.loop_start()
-        time.sleep(0.3)
+        assert subscribed.wait(10), "the recorder's subscription was never granted"
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -81,6 +83,17 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def started(collector: Collector) -> Collector:
+    """``collector`` started and subscribed: its ready file exists once the broker has granted its
+    subscriptions (until then the broker acknowledges a gateway's batches and delivers them to no
+    one, and the gateway deletes them from its spool)."""
+    ready_file = collector.config.ready_file
+    assert ready_file is not None
+    collector.start()
+    wait_for(ready_file.exists, 30, "the collector's subscriptions")
+    return collector
 
 
 def stored(database_url: str) -> list[tuple[Any, ...]]:
@@ -110,10 +123,16 @@ def test_fifty_meters_end_to_end_exactly_once_and_replay_changes_nothing(
     mosquitto, migrated_database_url, tmp_path: Path
 ):
     recorder = Recorder(mosquitto.url)
-    collector = Collector(
-        CollectorConfig(migrated_database_url, MqttEndpoint.parse(mosquitto.url), client_id="e2e-collector")
+    collector = started(
+        Collector(
+            CollectorConfig(
+                migrated_database_url,
+                MqttEndpoint.parse(mosquitto.url),
+                client_id="e2e-collector",
+                ready_file=tmp_path / "collector.ready",
+            )
+        )
     )
-    collector.start()
     try:
 
         def make_config(port: int) -> GatewayConfig:
@@ -190,17 +209,27 @@ def test_fifty_meters_end_to_end_exactly_once_and_replay_changes_nothing(
         recorder.close()
 
 
-def test_a_malformed_payload_is_counted_dead_lettered_and_the_collector_goes_on(mosquitto, migrated_database_url):
-    collector = Collector(
-        CollectorConfig(migrated_database_url, MqttEndpoint.parse(mosquitto.url), client_id="e2e-bad")
+def test_a_malformed_payload_is_counted_dead_lettered_and_the_collector_goes_on(
+    mosquitto, migrated_database_url, tmp_path: Path
+):
+    collector = started(
+        Collector(
+            CollectorConfig(
+                migrated_database_url,
+                MqttEndpoint.parse(mosquitto.url),
+                client_id="e2e-bad",
+                ready_file=tmp_path / "collector.ready",
+            )
+        )
     )
-    collector.start()
     try:
         endpoint = MqttEndpoint.parse(mosquitto.url)
         sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-bad-sender")
+        connected = threading.Event()
+        sender.on_connect = lambda *args: connected.set()
         sender.connect(endpoint.host, endpoint.port)
         sender.loop_start()
-        time.sleep(0.5)
+        assert connected.wait(10), "the sender never connected"
         sender.publish("aquami/v1/gw-x/reads", b"{not json", qos=1).wait_for_publish(5)
         good = {
             "gateway_id": "gw-x",
