@@ -17,6 +17,7 @@ import psycopg
 from fastapi import Depends, Request
 
 from server.db import get_connection
+from server.origins import from_another_site
 from server.problems import Problem
 
 ROLES = ("admin", "reader", "meterization", "billing", "customer_care", "cashier", "credit_control")
@@ -133,12 +134,30 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)
 
 
+#: Methods that only read: a link or an image on another site may send them with the cookie, to no effect.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _signed_by_cookie_from_another_site(request: Request, key: str) -> bool:
+    """A write signed in only by the web page's cookie, started by another site. The cookie is
+    SameSite=Strict, and the API takes JSON bodies only, which a cross-site form cannot send: two
+    defences that hold today. This one holds without them (a browser that sends the cookie, a
+    route that takes a form): the same check the page's own sign-in has (server.origins)."""
+    if request.method in _SAFE_METHODS or key != request.cookies.get(SESSION_COOKIE):
+        return False
+    if request.headers.get("authorization") or request.headers.get("x-api-key"):
+        return False  # the key came with the request itself: no browser adds it cross-site
+    return from_another_site(request)
+
+
 def require_role(*allowed: str) -> Callable[..., Principal]:
     """A dependency admitting keys with one of ``allowed`` (or ``admin``)."""
     accepted = frozenset(allowed) | {"admin"}
 
     def dependency(request: Request, conn: psycopg.Connection = Depends(get_connection)) -> Principal:
         key = presented_key(request)
+        if key is not None and _signed_by_cookie_from_another_site(request, key):
+            raise Problem(403, "a change signed in by the web page's cookie must come from the web page")
         principal = verify_api_key(conn, key) if key else None
         if principal is None:
             problem = Problem(401, "a valid API key is required (Authorization: Bearer <key>)")

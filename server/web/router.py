@@ -21,7 +21,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import psycopg
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -36,6 +36,7 @@ from server.db import get_connection
 from server.decimals import fixed_point
 from server.meters import repository
 from server.meters.schemas import meter_from_row
+from server.origins import from_another_site
 from server.web.rounding import rounded
 
 router = APIRouter(include_in_schema=False)
@@ -73,37 +74,6 @@ def _login_page(request: Request, error: str | None, status_code: int, who: str 
     if status_code == 401:  # RFC 9110 §15.5.2: a 401 names how to authenticate, as the API's 401 does
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """Scheme, host and port of a URL, the default port filled in; None for no URL or "null"."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # a port out of range or not a number
-        return None
-    scheme = parts.scheme.lower()
-    if not scheme or not parts.hostname:
-        return None
-    return scheme, parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
-
-
-def _from_another_site(request: Request) -> bool:
-    """Whether the browser says the request was started by another site, or names an origin, or a
-    page (``Referer``), that is not this server's: a cross-site form to http://<LAN host>:8000 has
-    no ``Sec-Fetch-Site``, only its ``Origin`` and ``Referer``."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site.lower() == "cross-site":
-        return True
-    own = _origin(str(request.base_url))
-    origin = request.headers.get("origin")
-    if origin is not None and _origin(origin) != own:  # "null" (a sandboxed frame, a redirect) too
-        return True
-    referer = request.headers.get("referer")
-    return fetch_site is None and origin is None and referer is not None and _origin(referer) != own
 
 
 # What a browser says of an address typed or pasted (none), or a link on this server's own page.
@@ -152,7 +122,7 @@ def meters_page(
 
 @router.post("/login")
 def login_form(request: Request, conn: Connection, key: Annotated[str, Form()]) -> Response:
-    if _from_another_site(request):
+    if from_another_site(request):
         return _login_page(request, "Sign in here, not from another site's form.", 403)
     if verify_api_key(conn, key.strip()) is None:
         return _login_page(request, "That key is not valid.", 401)
@@ -176,7 +146,7 @@ def login_link(request: Request, conn: Connection, key: str | None = None) -> Re
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    if _from_another_site(request):
+    if from_another_site(request):
         return _page(RedirectResponse("/", status_code=303))  # signed in still
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)

@@ -192,3 +192,32 @@ def test_a_change_waits_for_one_being_made_and_decides_on_the_status_it_left(car
     alice.join()
     (answer,) = answers
     assert answer.status_code == 409 and "already closed" in answer.json()["detail"], answer.text
+
+
+@pytest.mark.parametrize(
+    "signs",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Referer": "http://evil.example:8000/page"},
+    ],
+)
+def test_a_change_signed_by_the_page_s_cookie_from_another_site_is_refused_and_changes_nothing(
+    care, signs: dict[str, str]
+) -> None:
+    """The API took the web page's cookie on its writes from any origin: what kept another site
+    from closing an enquiry under the desk's key was only the cookie's SameSite=Strict and the
+    API's JSON bodies. A write signed by the cookie now has the page's own sign-in check; one whose
+    key comes with the request (a header no browser adds across sites) does not need it."""
+    client, keys, enquiry_id = care
+    key = keys["customer_care"]["Authorization"].removeprefix("Bearer ")
+    client.cookies.set("aquami_key", key)
+    refused = _post(client, enquiry_id, {"status": "closed"}, signs)
+    assert refused.status_code == 403, refused.text
+    assert client.get(f"/enquiries/{enquiry_id}").json()["status"] == "open"
+    from_the_page = _post(client, enquiry_id, {"status": "in_progress"}, {"Origin": "http://testserver"})
+    assert from_the_page.status_code == 200, from_the_page.text
+    client.cookies.clear()
+    with_its_key = _post(client, enquiry_id, {"status": "escalated"}, {**keys["customer_care"], **signs})
+    assert with_its_key.status_code == 200, with_its_key.text
