@@ -27,6 +27,20 @@ from tests.services import MosquittoBroker
 
 
 @dataclass
+class StatelessTransport:
+    """A test transport's no-op ``reset``, ``close`` and ``interrupt`` (gateway.transport.Transport):
+    subclasses say what ``read`` does."""
+
+    async def reset(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+
 class CountingMeter(SmartMeter):
     """A simulated meter that counts the register reads it has answered."""
 

@@ -18,7 +18,7 @@ from gateway.config import MeterConfig, load_config, parse_config_text
 from gateway.service import Gateway
 from gateway.transport import PollError
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import Subscriber, bus_config_text, config_text, meters, running
+from tests.gateway.helpers import StatelessTransport, Subscriber, bus_config_text, config_text, meters, running
 
 pytestmark = pytest.mark.services
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
@@ -146,7 +146,7 @@ class Line:
         self.most = 0
 
 
-class LineTransport:
+class LineTransport(StatelessTransport):
     """A transport on :class:`Line`: each read is one 20 ms transaction; units above 2 are absent."""
 
     def __init__(self, line: Line) -> None:
@@ -162,15 +162,6 @@ class LineTransport:
         if meter.unit_id > 2:
             raise PollError("no answer")
         return Reading(meter.meter_id, datetime.now(UTC), 1.0, protocol="modbus-rtu", bus="rtu", address=meter.unit_id)
-
-    async def reset(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
 
 
 def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path, monkeypatch) -> None:

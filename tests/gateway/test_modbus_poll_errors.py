@@ -7,22 +7,14 @@ import asyncio
 from aquami.contracts.reads import Reading
 from gateway.config import MeterConfig, ModbusTcpBusConfig
 from gateway.scheduler import BusScheduler
+from tests.gateway.helpers import StatelessTransport
 
 
-class BrokenTransport:
+class BrokenTransport(StatelessTransport):
     """A decoding bug: every read raises something other than a PollError."""
 
     async def read(self, meter: MeterConfig) -> Reading:
         raise ArithmeticError("decimal.InvalidOperation")
-
-    async def reset(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
 
 
 def test_an_unexpected_exception_in_a_read_is_a_failed_poll_with_its_error() -> None:
