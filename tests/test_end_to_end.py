@@ -85,12 +85,14 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def started(collector: Collector) -> Collector:
-    """``collector`` started and subscribed: its ready file exists once the broker has granted its
-    subscriptions (until then the broker acknowledges a gateway's batches and delivers them to no
-    one, and the gateway deletes them from its spool)."""
-    ready_file = collector.config.ready_file
-    assert ready_file is not None
+def started(database_url: str, broker_url: str, client_id: str, folder: Path) -> Collector:
+    """A collector started and subscribed: its ready file (in ``folder``) exists once the broker has
+    granted its subscriptions (until then the broker acknowledges a gateway's batches and delivers
+    them to no one, and the gateway deletes them from its spool)."""
+    ready_file = folder / "collector.ready"
+    collector = Collector(
+        CollectorConfig(database_url, MqttEndpoint.parse(broker_url), client_id=client_id, ready_file=ready_file)
+    )
     collector.start()
     wait_for(ready_file.exists, 30, "the collector's subscriptions")
     return collector
@@ -123,16 +125,7 @@ def test_fifty_meters_end_to_end_exactly_once_and_replay_changes_nothing(
     mosquitto, migrated_database_url, tmp_path: Path
 ):
     recorder = Recorder(mosquitto.url)
-    collector = started(
-        Collector(
-            CollectorConfig(
-                migrated_database_url,
-                MqttEndpoint.parse(mosquitto.url),
-                client_id="e2e-collector",
-                ready_file=tmp_path / "collector.ready",
-            )
-        )
-    )
+    collector = started(migrated_database_url, mosquitto.url, "e2e-collector", tmp_path)
     try:
 
         def make_config(port: int) -> GatewayConfig:
@@ -212,16 +205,7 @@ def test_fifty_meters_end_to_end_exactly_once_and_replay_changes_nothing(
 def test_a_malformed_payload_is_counted_dead_lettered_and_the_collector_goes_on(
     mosquitto, migrated_database_url, tmp_path: Path
 ):
-    collector = started(
-        Collector(
-            CollectorConfig(
-                migrated_database_url,
-                MqttEndpoint.parse(mosquitto.url),
-                client_id="e2e-bad",
-                ready_file=tmp_path / "collector.ready",
-            )
-        )
-    )
+    collector = started(migrated_database_url, mosquitto.url, "e2e-bad", tmp_path)
     try:
         endpoint = MqttEndpoint.parse(mosquitto.url)
         sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-bad-sender")
