@@ -22,6 +22,7 @@ from server.care.router import router as care_router
 from server.db import open_pool
 from server.gateways.router import router as gateways_router
 from server.meters.router import router as meters_router
+from server.open311.router import router as open311_router
 from server.problems import install_problem_handlers, refuse_nul_text
 from server.schema_check import SchemaCheck, not_migrated
 from server.web.router import router as web_router
@@ -56,6 +57,7 @@ def create_app(database_url: str) -> FastAPI:
     app.include_router(gateways_router)
     app.include_router(billing_router)
     app.include_router(care_router)
+    app.include_router(open311_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 

@@ -20,7 +20,17 @@ from server.db import get_connection
 from server.origins import from_another_site
 from server.problems import Problem
 
-ROLES = ("admin", "reader", "meterization", "billing", "customer_care", "cashier", "credit_control")
+#: ``customer_app``: an app customers use (a civic Open311 client), which may only raise enquiries.
+ROLES = (
+    "admin",
+    "reader",
+    "meterization",
+    "billing",
+    "customer_care",
+    "cashier",
+    "credit_control",
+    "customer_app",
+)
 #: The names the system writes as who did something (an alert's ``dismissed_by``, an enquiry
 #: update's ``by``, a reading's ``quality_by``/``superseded_by``): detection's folds and notes, the
 #: enquiry notes meterization's records trigger, ingest, and VEE (``vee``, ``vee:<method>``). A

@@ -1,0 +1,1 @@
+"""Open311 GeoReport v2 (JSON only) over customer care's enquiries: services, requests, and their status."""

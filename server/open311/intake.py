@@ -1,0 +1,147 @@
+"""A POST requests.json body as Open311 clients send it, and the key that signs it.
+
+GeoReport v2's "POST Service Request" is a form (``application/x-www-form-urlencoded``) whose
+``api_key`` field is the key, and whose attributes are fields named ``attribute[code]``; aquami also
+takes a JSON object (``"attribute": {"code": …}``) and the key in the API's usual header
+(``Authorization: Bearer`` or ``X-API-Key``). The web page's cookie is not taken: a form another
+site posts would carry it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import psycopg
+from fastapi import Request
+
+from server.auth import Principal, verify_api_key
+from server.problems import Problem
+
+FORM = "application/x-www-form-urlencoded"
+_ATTRIBUTE = re.compile(r"^attribute\[([^\]]*)\]$")
+#: More fields than any request has (the spec's dozen and a few attributes): a bigger form is refused.
+MAX_FIELDS = 100
+#: Who may raise a request, and as what source: an app customers use, or customer care (admin too).
+SOURCES = {"customer_app": "customer", "customer_care": "staff", "admin": "staff"}
+#: Who may read requests: they hold customers' words, addresses and meters.
+READERS = frozenset({"customer_care", "admin"})
+
+
+@dataclass
+class Body:
+    """The fields as given (a blank one left out), the attributes, and the key if one came in the body."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    api_key: str | None = None
+
+
+def bad_request(where: str, message: str) -> Problem:
+    """400 naming the field, in the shape of the API's 422s (``errors``: location and message)."""
+    return Problem(
+        400, f"{where}: {message}", title="Invalid service request", errors=[{"location": where, "message": message}]
+    )
+
+
+async def read_body(request: Request) -> Body:
+    """A dependency: the form or JSON body, parsed but not yet checked."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    raw = await request.body()
+    if media_type == FORM:
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+        except UnicodeDecodeError:
+            raise Problem(400, "the form is not UTF-8 (GeoReport v2: UTF-8 everywhere)") from None
+        except ValueError:
+            raise Problem(400, f"the form has more than {MAX_FIELDS} fields") from None
+        return _from_pairs(pairs)
+    if media_type == "application/json":
+        try:
+            given = json.loads(raw)
+        except ValueError:
+            raise Problem(400, "the body is not JSON") from None
+        if not isinstance(given, dict):
+            raise bad_request("body", "a JSON object of the request's fields is expected")
+        return _from_object(given)
+    raise Problem(
+        415,
+        f"a service request is posted as {FORM} (as Open311 clients send it) or application/json, "
+        f"not {media_type or 'a body without a Content-Type'}; a photo is given as media_url",
+        title="Unsupported Media Type",
+    )
+
+
+def _from_pairs(pairs: list[tuple[str, str]]) -> Body:
+    body = Body()
+    seen: set[str] = set()
+    for name, value in pairs:
+        if name in seen:
+            raise bad_request(name, "given more than once")
+        seen.add(name)
+        if value == "":
+            continue
+        _put(body, name, value)
+    return body
+
+
+def _from_object(given: dict[str, Any]) -> Body:
+    body = Body()
+    attributes = given.pop("attribute", None)
+    if attributes is not None and not isinstance(attributes, dict):
+        raise bad_request("attribute", "an object of attribute codes and answers is expected")
+    for name, value in given.items():
+        if value is None or value == "":
+            continue
+        _put(body, name, value)
+    for code, value in (attributes or {}).items():
+        if value is not None and value != "":
+            body.attributes[code] = value
+    return body
+
+
+def _put(body: Body, name: str, value: Any) -> None:
+    attribute = _ATTRIBUTE.match(name)
+    if attribute is not None:
+        body.attributes[attribute[1]] = value
+    elif name == "api_key":
+        if not isinstance(value, str):
+            raise bad_request("api_key", "a key is text")
+        body.api_key = value
+    else:
+        body.fields[name] = value
+
+
+def presented(request: Request, body: Body | None) -> str | None:
+    """The key in the body (Open311's ``api_key``) or in the API's header; never the cookie."""
+    if body is not None and body.api_key is not None:
+        return body.api_key.strip()
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key")
+
+
+def signed_by(conn: psycopg.Connection, key: str | None, accepted: frozenset[str] | set[str]) -> Principal:
+    """The key's principal: 401 without a valid key, 403 without one of ``accepted``'s roles."""
+    principal = verify_api_key(conn, key) if key else None
+    if principal is None:
+        problem = Problem(401, "a valid API key is required (the api_key field, or Authorization: Bearer <key>)")
+        problem.headers = {"WWW-Authenticate": "Bearer"}
+        raise problem
+    if not principal.roles & accepted:
+        raise Problem(
+            403,
+            f"this key's roles ({', '.join(sorted(principal.roles))}) may not do this; "
+            f"needs one of {', '.join(sorted(accepted))}",
+        )
+    return principal
+
+
+def source_of(principal: Principal) -> tuple[str, str]:
+    """The enquiry's source for the key's roles (staff when it has a staff role) and who raised it."""
+    sources = {SOURCES[role] for role in principal.roles if role in SOURCES}
+    return ("staff" if "staff" in sources else "customer"), principal.name

@@ -1,0 +1,178 @@
+"""All SQL of the Open311 facade (server migration 0043): services, and enquiries as requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from server.open311.schemas import RequestIn
+
+#: An enquiry's subject quotes this much of the description (the whole is kept beside it).
+SUBJECT_QUOTE = 120
+
+
+def list_services(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """People's services in their order, then detection's by category."""
+    return conn.execute(  # type: ignore[return-value]
+        """
+        SELECT l.*, EXISTS (SELECT 1 FROM open311_service_attributes a WHERE a.service_code = l.service_code)
+                    AS metadata
+        FROM open311_service_list l ORDER BY l.position, l.service_code
+        """
+    ).fetchall()
+
+
+def get_service(conn: psycopg.Connection, service_code: str) -> dict[str, Any] | None:
+    return conn.execute(  # type: ignore[return-value]
+        "SELECT * FROM open311_service_list WHERE service_code = %s", (service_code,)
+    ).fetchone()
+
+
+def service_attributes(conn: psycopg.Connection, service_code: str) -> list[dict[str, Any]]:
+    return conn.execute(  # type: ignore[return-value]
+        "SELECT * FROM open311_service_attributes WHERE service_code = %s ORDER BY position, code", (service_code,)
+    ).fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    enquiry_id: int
+    service_notice: str
+
+
+def raise_request(
+    conn: psycopg.Connection, request: RequestIn, service: dict[str, Any], *, source: str, by: str
+) -> Raised:
+    """The enquiry, what was given with it and its first update, in one transaction. The account
+    and meter references given are linked when they name an account or a meter; kept as given, and
+    said on the update, when they do not."""
+    account = request.attribute.get("account")
+    meter = request.attribute.get("meter")
+    with conn.transaction():
+        known = conn.execute(
+            """
+            SELECT (SELECT account_id FROM accounts WHERE account_id = %(account)s) AS account_id,
+                   (SELECT meter_id FROM meters WHERE meter_id = %(meter)s) AS meter_id,
+                   (SELECT dma FROM meters WHERE meter_id = %(meter)s) AS dma
+            """,
+            {"account": account, "meter": meter},
+        ).fetchone()
+        assert known is not None
+        row = conn.execute(
+            """
+            INSERT INTO enquiries (kind, category, source, priority, subject, account_id, meter_id, dma)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING enquiry_id
+            """,
+            (
+                service["kind"],
+                service["category"],
+                source,
+                service["priority"],
+                _subject(service["service_name"], request.description),
+                known["account_id"],  # type: ignore[call-overload]
+                known["meter_id"],  # type: ignore[call-overload]
+                known["dma"],  # type: ignore[call-overload]
+            ),
+        ).fetchone()
+        enquiry_id: int = row["enquiry_id"]  # type: ignore[index, call-overload]
+        conn.execute(
+            """
+            INSERT INTO open311_requests (enquiry_id, service_code, description, lat, long, address_string,
+                address_id, media_url, email, first_name, last_name, phone, attributes, raised_by)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            """,
+            (
+                enquiry_id,
+                service["service_code"],
+                request.description,
+                request.lat,
+                request.long,
+                request.address_string,
+                request.address_id,
+                request.media_url,
+                request.email,
+                request.first_name,
+                request.last_name,
+                request.phone,
+                Jsonb(request.attribute),
+                by,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO enquiry_updates (enquiry_id, by, note) VALUES (%s, %s, %s)",
+            (enquiry_id, by, _first_note(source, account, known["account_id"], meter, known["meter_id"])),  # type: ignore[call-overload]
+        )
+    return Raised(enquiry_id, service["service_notice"])
+
+
+def _subject(service_name: str, description: str | None) -> str:
+    if description is None:
+        return service_name
+    line = " ".join(description.split())
+    return f"{service_name}: {line if len(line) <= SUBJECT_QUOTE else line[: SUBJECT_QUOTE - 1] + '…'}"
+
+
+def _first_note(
+    source: str, account: str | None, account_id: str | None, meter: str | None, meter_id: str | None
+) -> str:
+    said = [f"raised through Open311 ({source})"]
+    if account is not None and account_id is None:
+        said.append(f"account reference {account!r} matches no account")
+    if meter is not None and meter_id is None:
+        said.append(f"meter reference {meter!r} matches no meter")
+    return "; ".join(said)
+
+
+_REQUEST_COLUMNS = """
+    o.enquiry_id, o.status, o.subject, o.opened_at, o.updated_at, o.service_code, o.description, o.lat, o.long,
+    o.address_string, o.address_id, o.media_url, o.latest_note, l.service_name, l.service_notice
+"""
+
+
+def list_requests(
+    conn: psycopg.Connection,
+    *,
+    ids: list[int] | None,
+    service_codes: list[str] | None,
+    statuses: list[str] | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first. ``ids``, when given, are the whole query (GeoReport v2: "This overrides all
+    other arguments"); otherwise enquiries opened in ``[start, end]`` of the codes and open/closed
+    statuses given (all when None)."""
+    where = "o.enquiry_id = ANY (%(ids)s)" if ids is not None else _WINDOW
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        SELECT {_REQUEST_COLUMNS}
+        FROM open311_enquiries o LEFT JOIN open311_service_list l USING (service_code)
+        WHERE {where}
+        ORDER BY o.opened_at DESC, o.enquiry_id DESC
+        LIMIT %(limit)s
+        """,
+        {"ids": ids, "codes": service_codes, "statuses": statuses, "start": start, "end": end, "limit": limit},
+    ).fetchall()
+
+
+_WINDOW = """
+    o.opened_at BETWEEN %(start)s AND %(end)s
+    AND (%(codes)s::text[] IS NULL OR o.service_code = ANY (%(codes)s))
+    AND (%(statuses)s::text[] IS NULL
+         OR (CASE WHEN o.status = 'closed' THEN 'closed' ELSE 'open' END) = ANY (%(statuses)s))
+"""
+
+
+def get_request(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | None:
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        SELECT {_REQUEST_COLUMNS}
+        FROM open311_enquiries o LEFT JOIN open311_service_list l USING (service_code)
+        WHERE o.enquiry_id = %s
+        """,
+        (enquiry_id,),
+    ).fetchone()

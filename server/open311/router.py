@@ -1,0 +1,258 @@
+"""HTTP of Open311 GeoReport v2 at /open311/v2, JSON only (http://wiki.open311.org/GeoReport_v2).
+
+The spec's methods, by its section names: "GET Service List" and "GET Service Definition" (no key:
+they hold no one's data), "POST Service Request" (a customers' app or customer care), "GET Service
+Requests" and "GET Service Request" (customer care: requests hold customers' words, addresses and
+meters). "GET service_request_id from a token" is not served: every service is realtime. Errors are
+the API's problem+json, not the spec's list of code and description; a ``.xml`` URL is a 404 saying
+only JSON is served. ``jurisdiction_id`` is taken and ignored: one server is one utility.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+
+from server.db import get_connection
+from server.instants import UtcInstant
+from server.open311 import repository
+from server.open311.intake import READERS, SOURCES, Body, bad_request, presented, read_body, signed_by, source_of
+from server.open311.schemas import (
+    RequestCreated,
+    RequestIn,
+    Service,
+    ServiceAttribute,
+    ServiceDefinition,
+    ServiceRequest,
+)
+from server.problems import Problem
+
+PREFIX = "/open311/v2"
+router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+
+#: "GET Service Requests": "Default query limit is a span of 90 days or first 1000 requests
+#: returned, whichever is smallest"; a start and end date may not span more than 90 days.
+WINDOW = timedelta(days=90)
+MAX_REQUESTS = 1000
+AGENCY = "customer care"
+
+
+@router.get("/services.json", response_model=list[Service], summary="GET Service List: what a request can be about")
+def list_services(conn: Connection) -> list[Service]:
+    return [
+        Service(
+            service_code=row["service_code"],
+            service_name=row["service_name"],
+            description=row["description"],
+            metadata=row["metadata"],
+            type="realtime",
+            keywords=",".join(row["keywords"]),
+            group=row["group_name"],
+        )
+        for row in repository.list_services(conn)
+    ]
+
+
+@router.get(
+    "/services/{service_code}.json",
+    response_model=ServiceDefinition,
+    summary="GET Service Definition: the attributes a service asks",
+)
+def service_definition(service_code: str, conn: Connection) -> ServiceDefinition:
+    if repository.get_service(conn, service_code) is None:
+        raise Problem(
+            404, f"no service {service_code!r}; GET {PREFIX}/services.json lists them", title="Unknown service"
+        )
+    attributes = [
+        ServiceAttribute(
+            code=row["code"],
+            datatype=row["datatype"],
+            required=row["required"],
+            datatype_description=row["datatype_description"],
+            order=row["position"],
+            description=row["description"],
+        )
+        for row in repository.service_attributes(conn, service_code)
+    ]
+    return ServiceDefinition(service_code=service_code, attributes=attributes)
+
+
+@router.post("/requests.json", response_model=list[RequestCreated], summary="POST Service Request: raise an enquiry")
+def post_request(request: Request, body: Annotated[Body, Depends(read_body)], conn: Connection) -> list[RequestCreated]:
+    principal = signed_by(conn, presented(request, body), frozenset(SOURCES))
+    given = _checked(body)
+    service = repository.get_service(conn, given.service_code)
+    if service is None:
+        raise bad_request("service_code", f"no service {given.service_code!r}; GET {PREFIX}/services.json lists them")
+    if not service["raised_by_people"]:
+        raise bad_request(
+            "service_code", f"{given.service_code!r} is raised by the meters' own detection, not by people"
+        )
+    _check_attributes(given, repository.service_attributes(conn, given.service_code))
+    _check_location(given)
+    source, by = source_of(principal)
+    raised = repository.raise_request(conn, given, service, source=source, by=by)
+    return [RequestCreated(service_request_id=str(raised.enquiry_id), service_notice=raised.service_notice)]
+
+
+def _checked(body: Body) -> RequestIn:
+    try:
+        return RequestIn.model_validate({**body.fields, "attribute": body.attributes})
+    except ValidationError as error:
+        errors = [{"location": _where(e["loc"]), "message": e["msg"]} for e in error.errors()]
+        raise Problem(
+            400,
+            "; ".join(f"{e['location']}: {e['message']}" for e in errors),
+            title="Invalid service request",
+            errors=errors,
+        ) from None
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    if len(loc) >= 2 and loc[0] == "attribute":
+        return f"attribute[{loc[1]}]"
+    return "/".join(str(part) for part in loc) or "body"
+
+
+def _check_attributes(given: RequestIn, attributes: list[dict[str, Any]]) -> None:
+    asked = {row["code"] for row in attributes}
+    for code in given.attribute:
+        if code not in asked:
+            listed = ", ".join(sorted(asked)) or "none"
+            raise bad_request(
+                f"attribute[{code}]", f"{given.service_code!r} asks no such attribute (it asks: {listed})"
+            )
+    for row in attributes:
+        if row["required"] and row["code"] not in given.attribute:
+            raise bad_request(f"attribute[{row['code']}]", "required by this service")
+
+
+def _check_location(given: RequestIn) -> None:
+    """GeoReport v2 requires a location (lat and long, address_string or address_id); aquami also
+    takes the utility's own account or meter reference, which locates the premises."""
+    if (given.lat is None) != (given.long is None):
+        missing = "long" if given.long is None else "lat"
+        raise bad_request(missing, "lat and long are given together")
+    located = given.lat is not None or given.address_string is not None or given.address_id is not None
+    if not located and not {"account", "meter"} & given.attribute.keys():
+        raise bad_request(
+            "location", "give lat and long, address_string or address_id, or the account or meter attribute"
+        )
+
+
+@router.get(
+    "/requests.json", response_model=list[ServiceRequest], summary="GET Service Requests: enquiries, newest first"
+)
+def list_requests(
+    request: Request,
+    conn: Connection,
+    service_request_id: Annotated[str | None, Query(description="comma-separated; overrides the other filters")] = None,
+    service_code: Annotated[str | None, Query(description="comma-separated")] = None,
+    start_date: Annotated[UtcInstant | None, Query()] = None,
+    end_date: Annotated[UtcInstant | None, Query()] = None,
+    status: Annotated[str | None, Query(description="open, closed, or both comma-separated")] = None,
+) -> list[ServiceRequest]:
+    signed_by(conn, presented(request, None), READERS)
+    start, end = _window(start_date, end_date)
+    rows = repository.list_requests(
+        conn,
+        ids=_ids(service_request_id) if service_request_id is not None else None,
+        service_codes=_listed(service_code),
+        statuses=_statuses(status),
+        start=start,
+        end=end,
+        limit=MAX_REQUESTS,
+    )
+    return [_as_request(row) for row in rows]
+
+
+@router.get(
+    "/requests/{service_request_id}.json",
+    response_model=list[ServiceRequest],
+    summary="GET Service Request: one enquiry (a list of one, as the spec answers)",
+)
+def get_request(request: Request, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
+    signed_by(conn, presented(request, None), READERS)
+    (enquiry_id,) = _ids(service_request_id, where="service_request_id", at_most=1)
+    row = repository.get_request(conn, enquiry_id)
+    if row is None:
+        raise Problem(404, f"no service request {service_request_id}", title="Unknown service request")
+    return [_as_request(row)]
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+def not_served(rest: str) -> None:
+    if rest.lower().endswith(".xml"):
+        raise Problem(
+            404,
+            f"aquami serves Open311 as JSON only: ask for {PREFIX}/{rest[:-4]}.json",
+            title="Format not served",
+        )
+    raise Problem(404, f"Open311 has no {PREFIX}/{rest} here", title="Not Found")
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    if start is None and end is None:
+        end = datetime.now(UTC)
+    if start is None:
+        assert end is not None
+        return end - WINDOW, end
+    if end is None:
+        return start, start + WINDOW
+    if end < start:
+        raise bad_request("end_date", "before start_date")
+    if end - start > WINDOW:
+        raise bad_request("end_date", f"start_date and end_date span more than {WINDOW.days} days")
+    return start, end
+
+
+def _listed(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",")]
+
+
+def _ids(text: str, *, where: str = "service_request_id", at_most: int = MAX_REQUESTS) -> list[int]:
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > at_most:
+        raise bad_request(where, f"at most {at_most} ids")
+    if not all(part.isascii() and part.isdigit() and 0 < int(part) < 2**63 for part in parts):
+        if at_most == 1:
+            raise Problem(404, f"no service request {text}", title="Unknown service request")
+        raise bad_request(where, "ids are whole numbers, comma-separated")
+    return [int(part) for part in parts]
+
+
+def _statuses(text: str | None) -> list[str] | None:
+    statuses = _listed(text)
+    if statuses is not None and not set(statuses) <= {"open", "closed"}:
+        raise bad_request("status", "open, closed, or both comma-separated")
+    return statuses
+
+
+def _as_request(row: dict[str, Any]) -> ServiceRequest:
+    """An enquiry as GeoReport v2 shows a request: open until closed (in progress and escalated
+    are open to the customer; ``aquami_status`` says which), its latest update as the notes."""
+    return ServiceRequest(
+        service_request_id=str(row["enquiry_id"]),
+        status="closed" if row["status"] == "closed" else "open",
+        aquami_status=row["status"],
+        status_notes=row["latest_note"],
+        service_name=row["service_name"],
+        service_code=row["service_code"],
+        description=row["description"] if row["description"] is not None else row["subject"],
+        agency_responsible=AGENCY,
+        service_notice=row["service_notice"] or None,
+        requested_datetime=row["opened_at"],
+        updated_datetime=row["updated_at"],
+        expected_datetime=None,
+        address=row["address_string"],
+        address_id=row["address_id"],
+        zipcode=None,
+        lat=row["lat"],
+        long=row["long"],
+        media_url=row["media_url"],
+    )

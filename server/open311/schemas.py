@@ -1,0 +1,102 @@
+"""The JSON shapes of GeoReport v2 (http://wiki.open311.org/GeoReport_v2), as aquami serves them.
+
+Field names are the spec's, in its sections "GET Service List", "GET Service Definition", "POST
+Service Request" and "GET Service Requests"; ``aquami_status`` is aquami's own (the enquiry's
+detailed status, which the spec's open/closed cannot say).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.instants import UtcInstant
+
+#: Text a person writes: no NUL (PostgreSQL's text cannot hold it), and more than blanks.
+_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
+#: A form's own limit for a description ("POST Service Request": "limited to 4,000 characters").
+DESCRIPTION_MAX = 4000
+#: What an attribute's answer may be (the account or meter reference, as printed on a bill or meter).
+ATTRIBUTE_MAX = 100
+
+
+class Service(BaseModel):
+    """One entry of "GET Service List"."""
+
+    service_code: str
+    service_name: str
+    description: str
+    metadata: bool = Field(description="whether GET services/{service_code}.json lists attributes")
+    type: Literal["realtime"] = Field(description="a request's id is answered at once (no tokens)")
+    keywords: str = Field(description="comma-separated")
+    group: str
+
+
+class ServiceAttribute(BaseModel):
+    """One attribute of "GET Service Definition" (text answers only: no ``values`` to choose from)."""
+
+    variable: bool = True
+    code: str
+    datatype: str
+    required: bool
+    datatype_description: str
+    order: int
+    description: str
+    values: list[dict[str, str]] = Field(default_factory=list)
+
+
+class ServiceDefinition(BaseModel):
+    service_code: str
+    attributes: list[ServiceAttribute]
+
+
+class RequestIn(BaseModel):
+    """The fields of "POST Service Request" aquami keeps; others (``jurisdiction_id``, ``device_id``,
+    the app's own ``account_id``) are ignored. A blank field is taken as not given."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    service_code: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX, pattern=_TEXT)
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    long: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    address_string: str | None = Field(default=None, max_length=500, pattern=_TEXT)
+    address_id: str | None = Field(default=None, max_length=100, pattern=_TEXT)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")
+    first_name: str | None = Field(default=None, max_length=100, pattern=_TEXT)
+    last_name: str | None = Field(default=None, max_length=100, pattern=_TEXT)
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^[0-9 +().\-]*[0-9][0-9 +().\-]*$")
+    media_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s\x00]+$")
+    attribute: dict[str, Annotated[str, Field(max_length=ATTRIBUTE_MAX, pattern=_TEXT)]] = Field(default_factory=dict)
+
+
+class RequestCreated(BaseModel):
+    """The answer to "POST Service Request" (a realtime service: the id at once, never a token)."""
+
+    service_request_id: str
+    service_notice: str
+    account_id: None = Field(default=None, description="the spec's account of the app's user: aquami has none")
+
+
+class ServiceRequest(BaseModel):
+    """One entry of "GET Service Requests" and "GET Service Request"."""
+
+    service_request_id: str
+    status: Literal["open", "closed"]
+    aquami_status: str = Field(description="open, in_progress, escalated or closed (not in the spec)")
+    status_notes: str | None = Field(description="the enquiry's latest update")
+    service_name: str | None
+    service_code: str
+    description: str | None
+    agency_responsible: str
+    service_notice: str | None
+    requested_datetime: UtcInstant
+    updated_datetime: UtcInstant
+    expected_datetime: UtcInstant | None
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    lat: float | None
+    long: float | None
+    media_url: str | None

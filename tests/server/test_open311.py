@@ -1,0 +1,393 @@
+"""Open311 GeoReport v2 over customer care's enquiries (server.open311, server migration 0043).
+Before, nothing served Open311 and only detection raised enquiries: no person or app could."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.alert_store import save_changes
+from collector.detection.alerts import AlertKind
+from collector.detection.common import new_alert
+from collector.detection.lifecycle import AlertChanges
+from server.app import create_app
+from server.auth import SESSION_COOKIE, create_api_key
+
+V2 = "/open311/v2"
+PEOPLE = ["leak_street", "no_water", "water_quality", "billing_query", "meter_problem", "complaint"]
+
+
+@dataclass
+class Desk:
+    client: TestClient
+    url: str
+    keys: dict[str, str]
+
+    def header(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    def post_form(self, fields: dict[str, str], role: str | None = "customer_app") -> Any:
+        data = dict(fields) if role is None else {**fields, "api_key": self.keys[role]}
+        return self.client.post(f"{V2}/requests.json", data=data)
+
+    def rows(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def desk(migrated_database_url: str) -> Iterator[Desk]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {
+            role: create_api_key(conn, name, [role])
+            for role, name in (
+                ("customer_app", "fixit app"),
+                ("customer_care", "alice"),
+                ("reader", "rita"),
+                ("billing", "bill"),
+                ("admin", "root"),
+            )
+        }
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A-1', 'Household one')")
+        conn.execute("INSERT INTO meters (meter_id, dma, registered) VALUES ('M1', 'D1', true)")
+    with TestClient(create_app(migrated_database_url)) as client:
+        yield Desk(client, migrated_database_url, keys)
+
+
+def _stored(desk: Desk) -> tuple[int, int, int]:
+    (counts,) = desk.rows(
+        "SELECT (SELECT count(*) FROM enquiries), (SELECT count(*) FROM open311_requests), "
+        "(SELECT count(*) FROM enquiry_updates)"
+    )
+    return counts
+
+
+def _burst_enquiry(desk: Desk) -> int:
+    detected = datetime.now(UTC) - timedelta(hours=1)
+    alert = new_alert(
+        AlertKind.BURST, "M1", "D1", start=detected - timedelta(hours=2), detected_at=detected,
+        last_seen=detected, ended_at=None, rate_l_h=186.0, volume_l=372.0, confidence=0.8,
+        evidence=((detected - timedelta(hours=1), detected),),
+    ).replace(updated_at=detected)  # fmt: skip
+    with psycopg.connect(desk.url) as conn:
+        save_changes(conn, AlertChanges(opened=[alert]))
+    ((enquiry_id,),) = desk.rows("SELECT enquiry_id FROM enquiries WHERE alert_id IS NOT NULL")
+    return int(enquiry_id)
+
+
+def test_the_service_list_is_people_s_services_then_detection_s_categories_read_from_its_rules(desk: Desk) -> None:
+    listed = desk.client.get(f"{V2}/services.json")  # no key: it holds no one's data
+    assert listed.status_code == 200, listed.text
+    services = listed.json()
+    assert [s["service_code"] for s in services[: len(PEOPLE)]] == PEOPLE
+    categories = sorted(c for (c,) in desk.rows("SELECT DISTINCT category FROM alert_enquiry_rules"))
+    detected = {s["service_code"]: s for s in services[len(PEOPLE) :]}
+    assert sorted(detected) == sorted("detected_" + c.replace(" ", "_") for c in categories)
+    assert detected["detected_customer_leak"]["keywords"] == "leak"
+    assert {s["group"] for s in detected.values()} == {"Detected by the meters"}
+    for service in services:
+        assert set(service) == {"service_code", "service_name", "description", "metadata", "type", "keywords", "group"}
+        assert service["type"] == "realtime"
+    leak = services[0]
+    assert (leak["metadata"], leak["group"]) == (False, "Leaks and supply")
+    assert "hydrant" in leak["keywords"].split(",")
+    # a rule detection gains is a service at once: the list is read, not written out twice
+    with psycopg.connect(desk.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO alert_enquiry_rules VALUES ('frost', 'frozen pipe', 'high', 'Frozen pipe', false)")
+    codes = [s["service_code"] for s in desk.client.get(f"{V2}/services.json").json()]
+    assert "detected_frozen_pipe" in codes
+
+
+def test_a_service_definition_lists_its_attributes_and_an_unknown_service_is_404(desk: Desk) -> None:
+    meter = desk.client.get(f"{V2}/services/meter_problem.json")
+    assert meter.status_code == 200, meter.text
+    assert meter.json() == {
+        "service_code": "meter_problem",
+        "attributes": [
+            {"variable": True, "code": "account", "datatype": "string", "required": False,
+             "datatype_description": "as printed on your bill", "order": 1,
+             "description": "Your account number, if you know it", "values": []},
+            {"variable": True, "code": "meter", "datatype": "string", "required": False,
+             "datatype_description": "as printed on the meter", "order": 2,
+             "description": "The meter's number, if you know it", "values": []},
+        ],
+    }  # fmt: skip
+    assert [a["code"] for a in desk.client.get(f"{V2}/services/billing_query.json").json()["attributes"]] == ["account"]
+    assert desk.client.get(f"{V2}/services/leak_street.json").json()["attributes"] == []
+    unknown = desk.client.get(f"{V2}/services/graffiti.json")
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_app_raises_a_request_by_form_as_open311_clients_post_and_care_sees_and_works_it(desk: Desk) -> None:
+    answer = desk.post_form(
+        {
+            "service_code": "no_water",
+            "description": "No water since 7am.\r\nNeighbours too.",
+            "lat": "-33.8688",
+            "long": "151.2093",
+            "address_string": "12 High Street",
+            "email": "pat@example.org",
+            "first_name": "Pat",
+            "last_name": "Lee",
+            "phone": "+61 2 5550 1234",
+            "attribute[account]": "A-1",
+            "attribute[meter]": "M1",
+            "jurisdiction_id": "ignored.example",
+            "device_id": "",
+        }
+    )
+    assert answer.status_code == 200, answer.text
+    ((created),) = answer.json()
+    assert created == {
+        "service_request_id": created["service_request_id"],
+        "service_notice": "Thank you. Customer care will check for work in your area and call you back.",
+        "account_id": None,
+    }
+    enquiry_id = int(created["service_request_id"])
+    care = desk.header("customer_care")
+    enquiry = desk.client.get(f"/enquiries/{enquiry_id}", headers=care).json()
+    assert {k: enquiry[k] for k in ("kind", "category", "source", "priority", "account_id", "meter_id", "dma")} == {
+        "kind": "service_request", "category": "no water or low pressure", "source": "customer",
+        "priority": "high", "account_id": "A-1", "meter_id": "M1", "dma": "D1",
+    }  # fmt: skip
+    assert enquiry["subject"] == "No water or low pressure: No water since 7am. Neighbours too."
+    assert [(u["by"], u["note"]) for u in enquiry["updates"]] == [("fixit app", "raised through Open311 (customer)")]
+    listed = desk.client.get("/enquiries", params={"source": "customer"}, headers=care).json()["items"]
+    assert [e["enquiry_id"] for e in listed] == [enquiry_id]
+    stored = desk.rows(
+        "SELECT email, first_name, last_name, phone, address_string, lat, long, attributes FROM open311_requests"
+    )
+    assert stored == [
+        ("pat@example.org", "Pat", "Lee", "+61 2 5550 1234", "12 High Street", -33.8688, 151.2093,
+         {"account": "A-1", "meter": "M1"}),
+    ]  # fmt: skip
+
+    worked = desk.client.post(
+        f"/enquiries/{enquiry_id}/updates", json={"status": "in_progress", "note": "crew sent"}, headers=care
+    )
+    assert worked.status_code == 200, worked.text
+    read = desk.client.get(f"{V2}/requests/{enquiry_id}.json", headers=care)
+    assert read.status_code == 200, read.text
+    ((request),) = read.json()
+    assert {k: request[k] for k in ("status", "aquami_status", "status_notes", "service_code", "service_name")} == {
+        "status": "open", "aquami_status": "in_progress", "status_notes": "status open → in_progress; crew sent",
+        "service_code": "no_water", "service_name": "No water or low pressure",
+    }  # fmt: skip
+    assert request["description"] == "No water since 7am.\r\nNeighbours too."
+    assert (request["address"], request["lat"], request["long"]) == ("12 High Street", -33.8688, 151.2093)
+    assert (request["agency_responsible"], request["expected_datetime"], request["media_url"]) == (
+        "customer care", None, None,
+    )  # fmt: skip
+    for moment in ("requested_datetime", "updated_datetime"):
+        assert request[moment].endswith("Z") and datetime.fromisoformat(request[moment]).tzinfo is not None
+    text = read.text
+    for personal in ("pat@example.org", "5550", "Pat", "Lee", "A-1", "M1"):
+        assert personal not in text  # no contact details, account or meter on a GET
+    desk.client.post(
+        f"/enquiries/{enquiry_id}/updates", json={"status": "closed", "note": "main repaired"}, headers=care
+    )
+    ((closed),) = desk.client.get(f"{V2}/requests/{enquiry_id}.json", headers=care).json()
+    assert (closed["status"], closed["aquami_status"]) == ("closed", "closed")
+    assert closed["status_notes"] == "status in_progress → closed; main repaired"
+
+
+def test_customer_care_raises_one_as_staff_by_json_with_the_api_s_header(desk: Desk) -> None:
+    body = {"service_code": "billing_query", "description": "Bill doubled", "attribute": {"account": "A-9"}}
+    answer = desk.client.post(f"{V2}/requests.json", json=body, headers=desk.header("customer_care"))
+    assert answer.status_code == 200, answer.text
+    ((created),) = answer.json()
+    ((source, account, note),) = desk.rows(
+        "SELECT e.source, e.account_id, u.note FROM enquiries e JOIN enquiry_updates u USING (enquiry_id) "
+        "WHERE e.enquiry_id = %s",
+        (int(created["service_request_id"]),),
+    )
+    # a reference that names no account is kept as given and said, not linked nor refused
+    assert (source, account) == ("staff", None)
+    assert note == "raised through Open311 (staff); account reference 'A-9' matches no account"
+
+
+def test_who_may_raise_and_who_may_read_requests(desk: Desk) -> None:
+    fields = {"service_code": "complaint", "description": "Rude on the phone", "address_string": "1 Low Rd"}
+    assert desk.post_form(fields, role=None).status_code == 401
+    assert desk.post_form({**fields, "api_key": "aqk_nope.nope"}, role=None).status_code == 401
+    for role in ("reader", "billing"):
+        refused = desk.post_form(fields, role=role)
+        assert refused.status_code == 403, refused.text
+    # the web page's cookie is not taken: a form another site posts would carry it
+    desk.client.cookies.set(SESSION_COOKIE, desk.keys["admin"])
+    assert desk.post_form(fields, role=None).status_code == 401
+    desk.client.cookies.clear()
+    assert _stored(desk) == (0, 0, 0)
+    assert desk.post_form(fields, role="admin").status_code == 200
+    for path in (f"{V2}/requests.json", f"{V2}/requests/1.json"):
+        assert desk.client.get(path).status_code == 401
+        assert desk.client.get(path, headers=desk.header("customer_app")).status_code == 403
+        assert desk.client.get(path, headers=desk.header("reader")).status_code == 403
+        assert desk.client.get(path, headers=desk.header("customer_care")).status_code == 200
+        assert desk.client.get(path, params={"api_key": desk.keys["customer_care"]}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"description": "no code"}, "service_code"),
+        ({"service_code": "graffiti"}, "service_code"),
+        ({"service_code": "detected_customer_leak"}, "service_code"),
+        ({"service_code": "leak_street", "lat": "51.5"}, "long"),
+        ({"service_code": "leak_street", "description": "somewhere"}, "location"),
+        ({"service_code": "leak_street", "lat": "91", "long": "0"}, "lat"),
+        ({"service_code": "leak_street", "lat": "nan", "long": "0"}, "lat"),
+        ({"service_code": "leak_street", "lat": "north", "long": "0"}, "lat"),
+        ({"service_code": "leak_street", "address_string": "x", "email": "not an email"}, "email"),
+        ({"service_code": "leak_street", "address_string": "x", "phone": "call me"}, "phone"),
+        ({"service_code": "leak_street", "address_string": "x", "media_url": "javascript:alert(1)"}, "media_url"),
+        ({"service_code": "leak_street", "address_string": "x", "description": "y" * 4001}, "description"),
+        ({"service_code": "leak_street", "address_string": "x", "description": "a\x00b"}, "description"),
+        ({"service_code": "leak_street", "address_string": "   "}, "address_string"),
+        ({"service_code": "leak_street", "address_string": "x", "attribute[account]": "A-1"}, "attribute[account]"),
+        ({"service_code": "billing_query", "attribute[account]": "A" * 101}, "attribute[account]"),
+    ],
+)
+def test_bad_input_is_a_400_problem_naming_the_field_and_stores_nothing(
+    desk: Desk, fields: dict[str, str], where: str
+) -> None:
+    answer = desk.post_form(fields)
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert where in [e["location"] for e in answer.json()["errors"]], answer.json()
+    assert _stored(desk) == (0, 0, 0)
+
+
+def test_a_field_given_twice_another_body_type_and_an_xml_url_are_refused(desk: Desk) -> None:
+    twice = desk.client.post(
+        f"{V2}/requests.json",
+        content=f"service_code=complaint&service_code=no_water&address_id=7&api_key={desk.keys['customer_app']}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert twice.status_code == 400 and twice.json()["errors"][0]["location"] == "service_code"
+    plain = desk.client.post(
+        f"{V2}/requests.json", content="service_code=complaint", headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 415 and plain.headers["content-type"].startswith("application/problem+json")
+    for path in ("services.xml", "requests.xml", "requests/1.xml", "services/complaint.xml"):
+        xml = desk.client.get(f"{V2}/{path}", headers=desk.header("customer_care"))
+        assert xml.status_code == 404, xml.text
+        assert xml.json()["detail"].startswith("aquami serves Open311 as JSON only"), xml.json()
+    posted = desk.client.post(f"{V2}/requests.xml", data={"service_code": "complaint"})
+    assert posted.status_code == 404 and "JSON only" in posted.json()["detail"]
+    assert _stored(desk) == (0, 0, 0)
+
+
+def test_requests_are_filtered_as_the_spec_says_and_detection_s_show_their_category(desk: Desk) -> None:
+    care = desk.header("customer_care")
+    burst = _burst_enquiry(desk)
+    ids = {}
+    for code in ("complaint", "water_quality"):
+        answer = desk.post_form({"service_code": code, "address_id": "P-7"})
+        ids[code] = int(answer.json()[0]["service_request_id"])
+    desk.client.post(
+        f"/enquiries/{ids['complaint']}/updates", json={"status": "closed", "note": "apologised"}, headers=care
+    )
+
+    def listed(**params: str) -> list[int]:
+        answer = desk.client.get(f"{V2}/requests.json", params=params, headers=care)
+        assert answer.status_code == 200, answer.text
+        return [int(r["service_request_id"]) for r in answer.json()]
+
+    assert listed() == [ids["water_quality"], ids["complaint"], burst]  # newest first
+    assert listed(status="open") == [ids["water_quality"], burst]
+    assert listed(status="closed") == [ids["complaint"]]
+    assert listed(status="open,closed") == listed()
+    assert listed(service_code="complaint,detected_customer_burst") == [ids["complaint"], burst]
+    # service_request_id overrides every other filter
+    assert listed(service_request_id=f"{burst},{ids['complaint']}", status="open") == [ids["complaint"], burst]
+    ((detected),) = desk.client.get(f"{V2}/requests/{burst}.json", headers=care).json()
+    assert (detected["service_code"], detected["service_name"]) == (
+        "detected_customer_burst",
+        "Customer Burst (detected)",
+    )
+    assert detected["description"].startswith("Suspected burst behind meter M1")
+    assert (detected["address"], detected["lat"], detected["service_notice"]) == (None, None, None)
+    assert detected["status_notes"].startswith("raised by alert")
+    # the default window is the last 90 days; an older enquiry needs dates
+    with psycopg.connect(desk.url, autocommit=True) as conn:
+        conn.execute("UPDATE enquiries SET opened_at = now() - interval '100 days' WHERE enquiry_id = %s", (burst,))
+    assert burst not in listed()
+    start = (datetime.now(UTC) - timedelta(days=101)).isoformat()
+    assert listed(start_date=start) == [burst]
+    for params, where in (
+        ({"start_date": start, "end_date": datetime.now(UTC).isoformat()}, "end_date"),
+        ({"start_date": datetime.now(UTC).isoformat(), "end_date": start}, "end_date"),
+        ({"status": "pending"}, "status"),
+        ({"service_request_id": "1,two"}, "service_request_id"),
+    ):
+        refused = desk.client.get(f"{V2}/requests.json", params=params, headers=care)
+        assert refused.status_code == 400 and refused.json()["errors"][0]["location"] == where, refused.text
+    naive = desk.client.get(f"{V2}/requests.json", params={"start_date": "2026-01-01T00:00:00"}, headers=care)
+    assert naive.status_code == 422 and "start_date" in naive.json()["detail"]
+    for unknown in ("999999", "abc"):
+        assert desk.client.get(f"{V2}/requests/{unknown}.json", headers=care).status_code == 404
+
+
+def test_at_most_1000_requests_are_answered(desk: Desk) -> None:
+    with psycopg.connect(desk.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO enquiries (kind, category, source, subject, opened_at) "
+            "SELECT 'enquiry', 'billing', 'staff', 'call ' || n, now() - n * interval '1 minute' "
+            "FROM generate_series(1, 1001) n"
+        )
+    answer = desk.client.get(f"{V2}/requests.json", headers=desk.header("customer_care"))
+    assert answer.status_code == 200
+    assert len(answer.json()) == 1000 and answer.json()[0]["description"] == "call 1"
+    assert {r["service_code"] for r in answer.json()} == {"billing_query"}  # filed under its category's service
+
+
+_WORDS = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=300)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    description=_WORDS.filter(lambda t: not t.isspace() and t.strip() != ""),
+    name=_WORDS.filter(str.strip).map(lambda t: t[:100]).filter(str.strip),
+)
+def test_a_posted_description_and_name_are_stored_and_answered_exactly_as_written(
+    desk: Desk, description: str, name: str
+) -> None:
+    answer = desk.post_form(
+        {"service_code": "complaint", "description": description, "first_name": name, "address_id": "P-1"}
+    )
+    assert answer.status_code == 200, answer.text
+    enquiry_id = int(answer.json()[0]["service_request_id"])
+    ((stored_description, stored_name),) = desk.rows(
+        "SELECT description, first_name FROM open311_requests WHERE enquiry_id = %s", (enquiry_id,)
+    )
+    assert (stored_description, stored_name) == (description, name)
+    ((request),) = desk.client.get(f"{V2}/requests/{enquiry_id}.json", headers=desk.header("customer_care")).json()
+    assert request["description"] == description
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    code=st.one_of(
+        st.text(max_size=70),
+        st.sampled_from(["detected_customer_leak", "detected_main_burst", "LEAK_STREET", " complaint", "complaint "]),
+    )
+)
+def test_a_code_that_is_no_service_people_raise_never_stores_a_row(desk: Desk, code: str) -> None:
+    with psycopg.connect(desk.url) as conn:
+        if conn.execute(
+            "SELECT 1 FROM open311_services WHERE service_code = %s", (code.replace("\x00", ""),)
+        ).fetchone():
+            return  # a real code, by chance
+    answer = desk.post_form({"service_code": code, "address_id": "P-1", "description": "water everywhere"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"][0]["location"] in ("service_code", "body")
+    assert _stored(desk) == (0, 0, 0)
