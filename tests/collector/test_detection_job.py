@@ -395,6 +395,50 @@ def test_a_leak_after_a_dismissed_leak_alarm_of_the_meter_opens_its_own_alert_an
         assert sorted(enquiries) == sorted([(alarm.alert_id,), (leak.alert_id,)])
 
 
+def test_a_leak_that_grows_to_a_burst_s_rate_is_one_enquiry_raised_to_urgent(migrated_database_url):
+    """DJ-007's 25 L/h leak opens up by 575 L/h at day 9, 10:00; run hourly, the detectors raise a
+    burst on top of the leak (two alerts, as they should be), and its enquiry was a second, urgent
+    one beside the leak's 'high' one: two pieces of work for one meter's escaping water. The leak's
+    enquiry is now the one piece of work, raised to urgent and told; the burst's is closed as its
+    duplicate (server migration 0045)."""
+    meters = fleet()
+    meters[7].inject(Burst(start=START + timedelta(days=9, hours=10), rate_lph=575.0))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    store_hours(migrated_database_url, meters, 0, 9 * 24 + 15)
+    with psycopg.connect(migrated_database_url) as conn:
+        for hour in range(15):
+            run_detection_once(conn, START + timedelta(days=9, hours=hour), _job_config())
+        alerts = {a.kind: a for a in alerts_for(conn, LEAKY)}
+        enquiries = conn.execute(
+            "SELECT alert_id, enquiry_id, priority, status, duplicate_of FROM enquiries WHERE meter_id = %s", (LEAKY,)
+        ).fetchall()
+        notes = conn.execute(
+            "SELECT e.alert_id, u.note FROM enquiry_updates u JOIN enquiries e USING (enquiry_id) "
+            "WHERE e.meter_id = %s ORDER BY u.update_id",
+            (LEAKY,),
+        ).fetchall()
+    assert set(alerts) == {AlertKind.LEAK, AlertKind.BURST}
+    leak, burst = alerts[AlertKind.LEAK], alerts[AlertKind.BURST]
+    assert burst.rate_l_h == pytest.approx(600.0, rel=0.05) and burst.status is not AlertStatus.RESOLVED
+    by_alert = {row[0]: row[1:] for row in enquiries}
+    (kept, _, _, _) = by_alert[leak.alert_id]
+    assert by_alert == {
+        leak.alert_id: (kept, "urgent", "open", None),
+        burst.alert_id: (kept + 1, "urgent", "closed", kept),
+    }
+    assert notes[-2:] == [
+        (burst.alert_id, f"a duplicate of enquiry {kept} (alert {leak.alert_id}), about the same flow at meter "
+                         f"{LEAKY}; enquiry closed"),
+        (leak.alert_id, f"the same flow is now also alert {burst.alert_id} (Suspected burst behind meter {LEAKY}: "
+                        f"599.0 L/h since 2026-03-11 10:00 UTC), raised as enquiry {kept + 1} and closed as this "
+                        "one's duplicate; priority high → urgent"),
+    ]  # fmt: skip
+
+
 def _job_config() -> DetectionJobConfig:
     return DetectionJobConfig(history_days=9)
 
