@@ -25,6 +25,7 @@ from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
 from server.problems import install_problem_handlers, refuse_nul_text
 from server.schema_check import SchemaCheck, not_migrated
+from server.web.enquiries import router as web_enquiries_router
 from server.web.router import router as web_router
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def create_app(database_url: str) -> FastAPI:
     app.include_router(care_router)
     app.include_router(open311_router)
     app.include_router(web_router)
+    app.include_router(web_enquiries_router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 
     @app.get(

@@ -160,6 +160,12 @@ def _signed_by_cookie_from_another_site(request: Request, key: str) -> bool:
     return from_another_site(request)
 
 
+def may(principal: Principal, *allowed: str) -> bool:
+    """Whether the key has one of ``allowed``, or ``admin``: the rule of :func:`require_role`, for a
+    web page that shows a key what it may do (and answers what it may not on the page itself)."""
+    return bool(principal.roles & (frozenset(allowed) | {"admin"}))
+
+
 def require_role(*allowed: str) -> Callable[..., Principal]:
     """A dependency admitting keys with one of ``allowed`` (or ``admin``)."""
     accepted = frozenset(allowed) | {"admin"}
@@ -173,7 +179,7 @@ def require_role(*allowed: str) -> Callable[..., Principal]:
             problem = Problem(401, "a valid API key is required (Authorization: Bearer <key>)")
             problem.headers = {"WWW-Authenticate": "Bearer"}
             raise problem
-        if not principal.roles & accepted:
+        if not may(principal, *allowed):
             raise Problem(
                 403,
                 f"this key's roles ({', '.join(sorted(principal.roles))}) may not do this; "

@@ -16,8 +16,12 @@ from server.exact_json import ExactJsonRoute
 from server.problems import Problem
 
 router = APIRouter(prefix="/enquiries", tags=["customer care"], route_class=ExactJsonRoute)
-CareReaders = Annotated[Principal, Depends(require_role("customer_care", "meterization", "reader"))]
-CustomerCare = Annotated[Principal, Depends(require_role("customer_care"))]
+#: Who reads enquiries, and who works them (``admin`` too, as everywhere): the web page's enquiry
+#: page (server.web.enquiries) holds keys to the same roles.
+READS_ENQUIRIES = ("customer_care", "meterization", "reader")
+WORKS_ENQUIRIES = ("customer_care",)
+CareReaders = Annotated[Principal, Depends(require_role(*READS_ENQUIRIES))]
+CustomerCare = Annotated[Principal, Depends(require_role(*WORKS_ENQUIRIES))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 
 

@@ -18,71 +18,38 @@ Otherwise (no such header on plain HTTP, or another origin of the same site or a
 
 from __future__ import annotations
 
-from decimal import Decimal
-from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
 
 import psycopg
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from collector import alert_store
-from collector.detection.alerts import ACTIVE, FLOW_KINDS, AlertSource
-from server.auth import SESSION_COOKIE, presented_key, verify_api_key
+from collector.detection.alerts import ACTIVE, FLOW_KINDS
+from server.auth import SESSION_COOKIE, may, verify_api_key
 from server.care import repository as care_repository
+from server.care.router import WORKS_ENQUIRIES
 from server.db import get_connection
-from server.decimals import fixed_point
 from server.meters import repository
 from server.meters.schemas import meter_from_row
 from server.origins import from_another_site
-from server.web.rounding import rounded
+from server.web.pages import login_page, page, signed_in, templates
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
-PAGE_ROLES = {"admin", "reader", "meterization", "customer_care"}
+PAGE_ROLES = ("reader", "meterization", "customer_care")  # and admin, as everywhere
 METERS_PER_PAGE = 500
 ALERTS_SHOWN = 25
 _ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
-
-
-def _fixed(value: Decimal | float) -> str:
-    """A number in plain digits as the API sends it, never "1E-7" nor "5e-05"."""
-    return fixed_point(value if isinstance(value, Decimal) else Decimal(repr(value)))
-
-
-templates.env.filters["fixed"] = _fixed
-templates.env.filters["rounded"] = rounded  # an alert's rate as its enquiry rounds it
-templates.env.filters["path_segment"] = lambda text: quote(text, safe="")  # "A?B" → "A%3FB", "/" too
-templates.env.globals["meter_source"] = AlertSource.METER
-
-
-def _page(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-    return response
-
-
-def _login_page(request: Request, error: str | None, status_code: int, who: str | None = None) -> Response:
-    """The sign-in form, with why it is shown. ``who``: the signed-in key's name, when it may not see
-    the page (403): the form there has a sign-out button, as the key stays in the cookie."""
-    context = {"error": error, "who": who}
-    response = _page(templates.TemplateResponse(request, "login.html", context, status_code=status_code))
-    if status_code == 401:  # RFC 9110 §15.5.2: a 401 names how to authenticate, as the API's 401 does
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
 
 
 # What a browser says of an address typed or pasted (none), or a link on this server's own page.
 _OPENED_HERE = {"none", "same-origin"}
 
 
-def _signed_in(request: Request, response: Response, key: str) -> Response:
+def _sign_in(request: Request, response: Response, key: str) -> Response:
     response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-    return _page(response)
+    return page(response)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -91,16 +58,9 @@ def meters_page(
     conn: Connection,
     after: Annotated[str | None, Query(description="meter id the page continues after")] = None,
 ) -> Response:
-    key = presented_key(request)
-    principal = verify_api_key(conn, key) if key else None
-    if principal is None:  # no key, or one not valid (revoked since it was put in the cookie)
-        return _login_page(request, None, 401)
-    if not principal.roles & PAGE_ROLES:  # a valid key (billing's) that the API too answers 403
-        roles = ", ".join(sorted(principal.roles))
-        needed = ", ".join(sorted(PAGE_ROLES))
-        return _login_page(
-            request, f"This key ({roles}) may not see meters: that needs one of {needed}.", 403, principal.name
-        )
+    principal = signed_in(request, conn, PAGE_ROLES, "see meters")
+    if isinstance(principal, Response):
+        return principal
     rows = repository.list_meters(conn, after, METERS_PER_PAGE + 1)
     meters = [meter_from_row(row) for row in rows[:METERS_PER_PAGE]]
     summary = repository.fleet_summary(conn)
@@ -116,17 +76,18 @@ def meters_page(
         "active_alerts": alert_store.count_alerts(conn, _ACTIVE_STATUSES) if alerts else 0,
         "enquiries": care_repository.enquiries_for_alerts(conn, [a.alert_id for a in alerts]),
         "flow_kinds": FLOW_KINDS,
+        "works_enquiries": may(principal, *WORKS_ENQUIRIES),
     }
-    return _page(templates.TemplateResponse(request, "meters.html", context))
+    return page(templates.TemplateResponse(request, "meters.html", context))
 
 
 @router.post("/login")
 def login_form(request: Request, conn: Connection, key: Annotated[str, Form()]) -> Response:
     if from_another_site(request):
-        return _login_page(request, "Sign in here, not from another site's form.", 403)
+        return login_page(request, "Sign in here, not from another site's form.", 403)
     if verify_api_key(conn, key.strip()) is None:
-        return _login_page(request, "That key is not valid.", 401)
-    return _signed_in(request, RedirectResponse("/", status_code=303), key.strip())
+        return login_page(request, "That key is not valid.", 401)
+    return _sign_in(request, RedirectResponse("/", status_code=303), key.strip())
 
 
 @router.get("/login")
@@ -135,19 +96,19 @@ def login_link(request: Request, conn: Connection, key: str | None = None) -> Re
     address bar; sent by any other page, it asks first (see above). Without a key (a bookmark) it is
     the sign-in form."""
     if key is None:
-        return _login_page(request, None, 200)
+        return login_page(request, None, 200)
     principal = verify_api_key(conn, key)
     if principal is None:
-        return _login_page(request, "That key is not valid.", 401)
+        return login_page(request, "That key is not valid.", 401)
     if request.headers.get("sec-fetch-site", "").lower() in _OPENED_HERE:
-        return _signed_in(request, RedirectResponse("/", status_code=303), key)
-    return _page(templates.TemplateResponse(request, "confirm_sign_in.html", {"name": principal.name, "key": key}))
+        return _sign_in(request, RedirectResponse("/", status_code=303), key)
+    return page(templates.TemplateResponse(request, "confirm_sign_in.html", {"name": principal.name, "key": key}))
 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
     if from_another_site(request):
-        return _page(RedirectResponse("/", status_code=303))  # signed in still
+        return page(RedirectResponse("/", status_code=303))  # signed in still
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
-    return _page(response)
+    return page(response)

@@ -1,0 +1,127 @@
+"""An enquiry's page: the enquiry and its updates (who, when, what), and for a key that works
+enquiries (customer_care, or admin) a form to move it along and/or add a note.
+
+The form is the API's ``POST /enquiries/{id}/updates`` for a browser without JavaScript: a plain
+form POST, answered with a redirect back to the page (303) once saved. It goes through the same
+repository, workflow and words field as the API, and is refused when another site started it
+(:func:`server.origins.from_another_site`, as the sign-in is). A move the workflow refuses, a note
+that says nothing, or an unknown enquiry is a message on the page (409, 422, 404), the person's
+words kept in the form. The page does not refresh itself (the meters page does, every 10 s): what
+someone is typing here stays until they send it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from server.auth import Principal, may
+from server.care import repository
+from server.care.router import READS_ENQUIRIES, WORKS_ENQUIRIES
+from server.care.schemas import EnquiryChange, EnquiryWithUpdates
+from server.care.workflow import TRANSITIONS, TransitionRefused
+from server.db import get_connection
+from server.origins import from_another_site
+from server.web.pages import page, signed_in, templates
+
+router = APIRouter(include_in_schema=False)
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+PATH = "/care/enquiries/{enquiry_id}"
+_ID = re.compile(r"[1-9][0-9]{0,17}")  # a bigint's digits; anything else names no enquiry
+
+
+def enquiry_path(enquiry_id: int) -> str:
+    return PATH.format(enquiry_id=enquiry_id)
+
+
+@router.get(PATH, response_class=HTMLResponse)
+def enquiry_page(enquiry_id: str, request: Request, conn: Connection) -> Response:
+    principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
+    if isinstance(principal, Response):
+        return principal
+    return _answer(request, conn, principal, enquiry_id)
+
+
+@router.post(PATH)
+def work_enquiry(
+    enquiry_id: str,
+    request: Request,
+    conn: Connection,
+    status: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
+    if isinstance(principal, Response):
+        return principal
+    if from_another_site(request):  # nothing of that form is shown back
+        refusal = "Not saved: that form was sent from another site. Work enquiries on this page."
+        return _answer(request, conn, principal, enquiry_id, error=refusal, status_code=403)
+    form = {"status": status, "note": note}
+    if not may(principal, *WORKS_ENQUIRIES):
+        held, needed = ", ".join(sorted(principal.roles)), ", ".join(sorted({*WORKS_ENQUIRIES, "admin"}))
+        refusal = f"Not saved: this key ({held}) may not work enquiries: that needs one of {needed}."
+        return _answer(request, conn, principal, enquiry_id, error=refusal, status_code=403)
+    number = _number(enquiry_id)
+    if number is None:
+        return _answer(request, conn, principal, enquiry_id, form=form)
+    change = _change(status, note)
+    if isinstance(change, str):
+        return _answer(request, conn, principal, enquiry_id, error=change, status_code=422, form=form)
+    try:
+        row = repository.change_enquiry(conn, number, by=principal.name, status=change.status, note=change.note)
+    except TransitionRefused as refused:
+        return _answer(request, conn, principal, enquiry_id, error=f"Not saved: {refused}.", status_code=409, form=form)
+    if row is None:
+        return _answer(request, conn, principal, enquiry_id, form=form)
+    return page(RedirectResponse(enquiry_path(number), status_code=303))
+
+
+def _number(enquiry_id: str) -> int | None:
+    return int(enquiry_id) if _ID.fullmatch(enquiry_id) else None
+
+
+def _change(status: str, note: str) -> EnquiryChange | str:
+    """The form's fields as the API's body (a blank note is no note, a blank status no change), or
+    what is wrong with them."""
+    try:
+        return EnquiryChange.model_validate({"status": status or None, "note": note if note.strip() else None})
+    except ValidationError as error:
+        return "Not saved: " + "; ".join(_say(detail["loc"]) for detail in error.errors()) + "."
+
+
+def _say(location: tuple[int | str, ...]) -> str:
+    if location == ("note",):
+        return "a note is 3 to 2000 characters with a word in it (a letter or a digit), and no NUL"
+    if location == ("status",):
+        return "choose the new status from the list"
+    return "choose a new status, write a note, or both"
+
+
+def _answer(
+    request: Request,
+    conn: psycopg.Connection,
+    principal: Principal,
+    enquiry_id: str,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+    form: dict[str, str] | None = None,
+) -> Response:
+    """The enquiry's page as it is now, with ``error`` said above its form; 404 for no such enquiry."""
+    number = _number(enquiry_id)
+    row = repository.get_enquiry(conn, number) if number is not None else None
+    context: dict[str, Any] = {"who": principal.name, "error": error, "form": form or {}, "asked": enquiry_id}
+    if row is None:  # a refusal (403) says why; otherwise that there is no such enquiry
+        if status_code != 403:
+            status_code, saved = 404, ": nothing was saved" if form else ""
+            context["error"] = f"There is no enquiry {enquiry_id}{saved}."
+        return page(templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code))
+    enquiry = EnquiryWithUpdates(**row)
+    context["enquiry"] = enquiry
+    context["moves"] = sorted(TRANSITIONS[enquiry.status]) if may(principal, *WORKS_ENQUIRIES) else None
+    return page(templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code))

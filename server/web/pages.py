@@ -1,0 +1,65 @@
+"""What every page shares: the templates, the headers each page is sent with, the sign-in form, and
+who the signed-in key is (the API's roles, by :func:`server.auth.may`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+
+from collector.detection.alerts import AlertSource
+from server.auth import Principal, may, presented_key, verify_api_key
+from server.decimals import fixed_point
+from server.web.rounding import rounded
+
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+
+def _fixed(value: Decimal | float) -> str:
+    """A number in plain digits as the API sends it, never "1E-7" nor "5e-05"."""
+    return fixed_point(value if isinstance(value, Decimal) else Decimal(repr(value)))
+
+
+templates.env.filters["fixed"] = _fixed
+templates.env.filters["rounded"] = rounded  # an alert's rate as its enquiry rounds it
+templates.env.filters["path_segment"] = lambda text: quote(text, safe="")  # "A?B" → "A%3FB", "/" too
+templates.env.globals["meter_source"] = AlertSource.METER
+
+
+def page(response: Response) -> Response:
+    """Every page is sent ``no-store`` (a shared care-desk PC must not show a signed-in page from its
+    history after sign-out) and may not be framed by another site (a framed form can be clicked)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return response
+
+
+def login_page(request: Request, error: str | None, status_code: int, who: str | None = None) -> Response:
+    """The sign-in form, with why it is shown. ``who``: the signed-in key's name, when it may not see
+    the page (403): the form there has a sign-out button, as the key stays in the cookie."""
+    context = {"error": error, "who": who}
+    response = page(templates.TemplateResponse(request, "login.html", context, status_code=status_code))
+    if status_code == 401:  # RFC 9110 §15.5.2: a 401 names how to authenticate, as the API's 401 does
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def signed_in(request: Request, conn: psycopg.Connection, roles: tuple[str, ...], what: str) -> Principal | Response:
+    """The signed-in key when it has one of ``roles`` (or admin); otherwise the sign-in form to
+    answer with: a 401 without a valid key, a 403 saying it may not ``what`` for another key."""
+    key = presented_key(request)
+    principal = verify_api_key(conn, key) if key else None
+    if principal is None:  # no key, or one not valid (revoked since it was put in the cookie)
+        return login_page(request, None, 401)
+    if not may(principal, *roles):  # a valid key (billing's) that the API too answers 403
+        held = ", ".join(sorted(principal.roles))
+        needed = ", ".join(sorted({*roles, "admin"}))
+        refusal = f"This key ({held}) may not {what}: that needs one of {needed}."
+        return login_page(request, refusal, 403, principal.name)
+    return principal
