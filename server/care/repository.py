@@ -107,20 +107,19 @@ def enquiries_for_alerts(conn: psycopg.Connection, alert_ids: list[str]) -> dict
     return {row["alert_id"]: row for row in rows}
 
 
-def most_urgent_alert_ids(conn: psycopg.Connection, statuses: list[str], limit: int) -> list[str]:
-    """Alerts of ``statuses``, the most urgent enquiry first, then the newest: what a care desk must
-    see first when there are more than fit on a page (a burst before a fleet's low batteries)."""
+def most_urgent_active_alert_ids(conn: psycopg.Connection, limit: int) -> list[str]:
+    """Active alerts (open, ongoing), the most urgent enquiry first (urgent, high, normal, low, then
+    none), then the newest detected, then by id: what a care desk must see first when there are more
+    than fit on a page (a burst before a fleet's low batteries). Read off the start of the partial
+    index alerts_most_urgent_idx (server migration 0046), whose predicate the WHERE repeats word for
+    word: the cost is that of ``limit`` rows, however many alerts are active."""
     rows = conn.execute(
         """
-        SELECT a.alert_id FROM alerts a
-        LEFT JOIN LATERAL (
-            SELECT min(CASE e.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END) AS rank
-            FROM enquiries e WHERE e.alert_id = a.alert_id
-        ) raised ON true
-        WHERE a.status = ANY(%s)
-        ORDER BY coalesce(raised.rank, 4), a.detected_at DESC, a.alert_id DESC
+        SELECT alert_id FROM alerts
+        WHERE status IN ('open', 'ongoing')
+        ORDER BY enquiry_rank, detected_at DESC, alert_id DESC
         LIMIT %s
         """,
-        (statuses, limit),
+        (limit,),
     ).fetchall()
     return [row["alert_id"] for row in rows]  # type: ignore[call-overload]

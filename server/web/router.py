@@ -64,7 +64,7 @@ def meters_page(
     rows = repository.list_meters(conn, after, METERS_PER_PAGE + 1)
     meters = [meter_from_row(row) for row in rows[:METERS_PER_PAGE]]
     summary = repository.fleet_summary(conn)
-    alerts = alert_store.alerts_by_id(conn, care_repository.most_urgent_alert_ids(conn, _ACTIVE_STATUSES, ALERTS_SHOWN))
+    alerts = alert_store.alerts_by_id(conn, care_repository.most_urgent_active_alert_ids(conn, ALERTS_SHOWN))
     context = {
         "meters": meters,
         "next_after": meters[-1].meter_id if len(rows) > METERS_PER_PAGE else None,
