@@ -291,11 +291,9 @@ def _vee_settings(config: Path | None) -> VeeConfig:
 
 
 def _vee_and_consumption(database_url: str, start: datetime, end: datetime, settings: VeeConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
     import psycopg
 
-    from collector.vee.rounds import round_lock
+    from collector.vee.rounds import refresh_changed_before, round_lock
     from collector.vee.runner import run_vee
 
     def say_waiting() -> None:
@@ -308,5 +306,6 @@ def _vee_and_consumption(database_url: str, start: datetime, end: datetime, sett
         conn.autocommit = False
         report = run_vee(conn, start, end, settings)
         row = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+        earlier = refresh_changed_before(conn, report, start)
         conn.commit()
-    return {**asdict(report), "consumption_hourly_rows": row[0] if row else 0}
+    return {**report.counts(), "consumption_hourly_rows": (row[0] if row else 0) + earlier}

@@ -7,7 +7,8 @@ reading is always the first entry of a key's history.
 An edit or substitution refreshes at once, in its own transaction, the consumption of the days its
 read closes an interval in (the read's own, and the next read's): NEM12 marks those hours with the
 person's flag (F16, S18) from the reads themselves, and showed the values from before the edit until
-the next VEE round; for reads older than a round's reach (35 days), for good.
+the next VEE round; for reads older than a round's reach (35 days), for good. Only this meter's
+consumption is refreshed: the fleet's whole days were redone for one person's edit.
 """
 
 from __future__ import annotations
@@ -84,10 +85,12 @@ def _note_for_vee(conn: psycopg.Connection, ts: datetime) -> None:
 
 
 def _refresh_consumption(conn: psycopg.Connection, meter_id: str, ts: datetime) -> None:
-    """Consumption (collector migration 0020's ``refresh_consumption``) of the local days holding the
-    interval the read closes (it ends at ``ts``) and the one the next read closes."""
+    """Consumption of this meter (collector migration 0065's ``refresh_meter_consumption``) of the
+    local days holding the interval the read closes (it ends at ``ts``) and the one the next read
+    closes. The rest of the gap an edited estimate sat in is estimated again by the next round,
+    which refreshes the meter's consumption from the gap's opening read."""
     conn.execute(
-        "SELECT refresh_consumption(%(ts)s - interval '1 microsecond', "
+        "SELECT refresh_meter_consumption(ARRAY[%(m)s], ARRAY[%(ts)s - interval '1 microsecond'], "
         "greatest(%(ts)s, (SELECT min(ts) FROM readings WHERE meter_id = %(m)s AND ts > %(ts)s)))",
         {"m": meter_id, "ts": ts},
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ import psycopg
 from collector import db
 from collector.schedule import PeriodicJob
 from collector.vee.config import VeeConfig
-from collector.vee.runner import run_vee
+from collector.vee.runner import VeeReport, run_vee
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +91,24 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
             start = reach
         report = run_vee(conn, start, end, config or VeeConfig(), now=now)
         refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+        earlier = refresh_changed_before(conn, report, start)
         conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))
         conn.commit()
-    return {**asdict(report), "consumption_hourly_rows": refreshed[0] if refreshed else 0}
+    return {**report.counts(), "consumption_hourly_rows": (refreshed[0] if refreshed else 0) + earlier}
+
+
+def refresh_changed_before(conn: psycopg.Connection, report: VeeReport, start: datetime) -> int:
+    """Consumption of each meter whose reads the run changed before ``start`` (a gap's estimates,
+    written or deleted, reach back to where the gap opened), from there up to ``start``: the
+    round's own refresh covers [start, end) for every meter. The hourly rows written."""
+    earlier = {m: since for m, since in report.changed_from.items() if since < start.timestamp()}
+    if not earlier:
+        return 0
+    row = conn.execute(
+        "SELECT refresh_meter_consumption(%s::text[], %s::timestamptz[], %s)",
+        (list(earlier), [datetime.fromtimestamp(t, UTC) for t in earlier.values()], start),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 class VeeScheduler(PeriodicJob):

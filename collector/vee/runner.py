@@ -45,6 +45,14 @@ class VeeReport:
     discontinuities: int = 0
     estimates: int = 0
     gaps_not_estimated: int = 0
+    #: per meter, the earliest instant (epoch seconds) whose consumption the run changed: the opening
+    #: read of each gap it estimated, or 1 µs before each estimate it deleted; the round refreshes
+    #: consumption from there (it may be weeks before the round's own period)
+    changed_from: dict[str, float] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, object]:
+        """What the run did, as numbers (the JSON a round or ``aquami collector vee`` prints)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "changed_from"}
 
 
 def _detail(rule: str, series: Series, v: Validation, i: int) -> str:
@@ -135,6 +143,8 @@ def _add(total: VeeReport, batch: VeeReport) -> None:
     total.discontinuities += batch.discontinuities
     total.estimates += batch.estimates
     total.gaps_not_estimated += batch.gaps_not_estimated
+    for meter, since in batch.changed_from.items():
+        total.changed_from[meter] = min(since, total.changed_from.get(meter, since))
 
 
 def _run_batch(
@@ -156,7 +166,7 @@ def _run_batch(
     validation = validate(series, config, now_s, zone)
     in_period = series.ts >= start.timestamp()
     estimates = estimate(series, validation, config, zone, since=start.timestamp()) if estimate_gaps else None
-    report = VeeReport(readings=int(in_period.sum()))
+    report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, stale_keys, estimates))
     with conn.transaction():
         conn.execute(_STAGING)
         if stale_keys[0]:
@@ -217,6 +227,22 @@ def _run_batch(
     if not conn.autocommit:
         conn.commit()  # the load opened a transaction, in which the block above was a savepoint
     return report
+
+
+def _changed_from(
+    series: Series, stale_keys: tuple[list[str], list[float]], estimates: Estimates | None
+) -> dict[str, float]:
+    """Per meter, the earliest instant whose interval the run changes: 1 µs before a deleted
+    estimate (the interval it closed), and the opening read of a gap it estimates."""
+    changed: dict[str, float] = {}
+    points = list(zip(stale_keys[0], (t - 1e-6 for t in stale_keys[1]), strict=True))
+    if estimates is not None and len(estimates):
+        points += zip(
+            (series.meter_ids[m] for m in estimates.meter.tolist()), estimates.gap_start.tolist(), strict=True
+        )
+    for meter, since in points:
+        changed[meter] = min(since, changed.get(meter, since))
+    return changed
 
 
 def _write_intervals(conn: psycopg.Connection, series: Series, validation: Validation) -> None:
