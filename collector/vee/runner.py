@@ -8,6 +8,9 @@ An estimate next to a measured read that reached the database after the estimate
 read inside the gap it filled, at its own time rather than on the estimate's key) is deleted
 (``reading_history`` keeps it), with every other estimate of its gap, and the gap is estimated
 afresh from its opening read: whenever the gap closes in the period, however far back it opened.
+A person's edit of an estimate gives way to the meter's own read of its slot, stamped a few seconds
+off the estimate's time (:mod:`collector.vee.giving_way`): deleted the same way, its gap estimated
+afresh around the read.
 
 Meters go in batches (``batch_meters``, 2,000, by meter_id), each loaded, validated, estimated and
 written in its own transaction before the next is loaded: a reading takes some 400 bytes while a
@@ -28,8 +31,9 @@ from collector.store import SAY_WHO
 from collector.utility_zone import utility_zone
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
+from collector.vee.giving_way import edits_giving_way
 from collector.vee.rules import RULES, Validation, validate
-from collector.vee.series import B, Series, load_series
+from collector.vee.series import F64, B, Series, load_series
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS vee_staging (
@@ -103,6 +107,25 @@ def _stale_estimates(series: Series, since: float) -> B:
     return stale & before_ok & after_ok & (series.ts[np.minimum(after, n - 1)] >= since)
 
 
+def _keys(series: Series, mask: B) -> tuple[list[str], list[float]]:
+    """(meter ids, epoch seconds) of the readings in ``mask``."""
+    return [series.meter_ids[m] for m in series.meter[mask].tolist()], series.ts[mask].tolist()
+
+
+def _intervals(conn: psycopg.Connection, series: Series, config: VeeConfig) -> F64:
+    """Each meter's read interval (``meters.read_interval_s``, VEE's finding), per meter code;
+    looked up only when the batch holds an edited estimate."""
+    interval = np.full(len(series.meter_ids), float(config.expected_interval_s))
+    if series.edited_estimate.any():
+        rows = conn.execute(
+            "SELECT meter_id, read_interval_s FROM meters WHERE meter_id = ANY (%s) AND read_interval_s IS NOT NULL",
+            (series.meter_ids,),
+        ).fetchall()
+        found: dict[str, int] = {meter: seconds for meter, seconds in rows}
+        interval = np.array([float(found.get(m, config.expected_interval_s)) for m in series.meter_ids])
+    return interval
+
+
 def _without(series: Series, drop: B) -> Series:
     keep = ~drop
     return replace(series, **{f.name: getattr(series, f.name)[keep] for f in fields(series) if f.name != "meter_ids"})
@@ -159,16 +182,30 @@ def _run_batch(
 ) -> VeeReport:
     """One batch of meters: load, validate, estimate and write, in one transaction."""
     series = load_series(conn, start - timedelta(days=config.profile_lookback_days), end, config, meters)
+    giving_way = edits_giving_way(series, _intervals(conn, series, config)) & (series.ts >= start.timestamp())
+    edit_keys = _keys(series, giving_way)
+    if giving_way.any():
+        series = _without(series, giving_way)
     stale = _stale_estimates(series, start.timestamp())
-    stale_keys = ([series.meter_ids[m] for m in series.meter[stale].tolist()], series.ts[stale].tolist())
+    stale_keys = _keys(series, stale)
     if stale.any():
         series = _without(series, stale)
     validation = validate(series, config, now_s, zone)
     in_period = series.ts >= start.timestamp()
     estimates = estimate(series, validation, config, zone, since=start.timestamp()) if estimate_gaps else None
-    report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, stale_keys, estimates))
+    deleted = (edit_keys[0] + stale_keys[0], edit_keys[1] + stale_keys[1])
+    report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
     with conn.transaction():
         conn.execute(_STAGING)
+        if edit_keys[0]:
+            conn.execute(
+                SAY_WHO, ("vee:actual-read", "the meter's own read of this slot came: the edited estimate gives way")
+            )
+            conn.execute(
+                "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
+                "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'edited'",
+                edit_keys,
+            )
         if stale_keys[0]:
             conn.execute(SAY_WHO, ("vee:re-estimate", "a measured read came into its gap: the gap is estimated again"))
             conn.execute(

@@ -36,6 +36,7 @@ class Series:
     quality: npt.NDArray[np.str_]
     max_flow: F64  # per reading, from the meter or the default
     capacity: F64  # register capacity per reading
+    edited_estimate: B  # an edited reading whose history holds no actual: a person's correction of a guess
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -56,6 +57,7 @@ class Series:
         quality: npt.NDArray[np.str_] | None = None,
         max_flow: F64 | None = None,
         capacity: F64 | None = None,
+        edited_estimate: B | None = None,
     ) -> Series:
         n = len(ts)
         nan = np.full(n, np.nan)
@@ -76,6 +78,7 @@ class Series:
             quality=pick(quality, np.full(n, "actual")),
             max_flow=pick(max_flow, np.full(n, config.default_max_flow_m3h)),
             capacity=pick(capacity, np.full(n, config.default_register_capacity_m3)),
+            edited_estimate=pick(edited_estimate, np.zeros(n, bool)),
         )
 
 
@@ -87,7 +90,10 @@ _LOAD = """
 COPY (
     SELECT k.code, r.ts, r.volume_m3::float8, coalesce(r.flow_m3h, 'NaN'),
            coalesce(r.reverse_volume_m3::float8, 'NaN'), 'reverse_flow' = ANY (r.alarms), r.received_at,
-           (array_position(ARRAY['actual', 'estimated', 'substituted', 'edited'], r.quality) - 1)::int2
+           (array_position(ARRAY['actual', 'estimated', 'substituted', 'edited'], r.quality) - 1)::int2,
+           CASE WHEN r.quality = 'edited' THEN NOT EXISTS (
+               SELECT 1 FROM reading_history h WHERE h.meter_id = r.meter_id AND h.ts = r.ts AND h.quality = 'actual'
+           ) ELSE false END
     FROM readings r JOIN vee_meter_codes k USING (meter_id)
     WHERE r.ts >= {start} AND r.ts < {end}
 ) TO STDOUT (FORMAT BINARY)
@@ -107,6 +113,7 @@ _FIELDS = [
     ("reverse_alarm", "?"),
     ("received", ">i8"),
     ("quality", ">i2"),
+    ("edited_estimate", "?"),
 ]
 _ROW = np.dtype(
     [("fields", ">i2")] + [item for name, kind in _FIELDS for item in ((f"{name}_len", ">i4"), (name, kind))]
@@ -160,6 +167,7 @@ def load_series(
         quality=np.array(QUALITIES)[rows["quality"]],
         max_flow=max_flow[code],
         capacity=capacity[code],
+        edited_estimate=rows["edited_estimate"].astype(bool),
     )
 
 

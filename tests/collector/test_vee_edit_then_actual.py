@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from collector.store import ReadingStore
 from collector.vee.editing import edit_reading, reading_history
@@ -64,3 +65,78 @@ def test_an_edit_of_the_meter_s_own_read_stays_when_the_read_arrives_again(migra
     store.write([("E1", X.isoformat(), "100.300", None, None, [], "gw", 21)])  # another value for X
     store.close()
     assert _stored(url)[0] == (Decimal("100.205"), "edited") and _stored(url)[2] == 1
+
+
+T7 = datetime(2026, 11, 2, 0, 0, 7, tzinfo=UTC)  # an hourly meter the gateway stamps at :07
+
+
+def _read(h: int, seq: int) -> tuple[str, str, str, None, None, list[str], str, int]:
+    """The meter's read of hour ``h`` (10 L an hour from 100.720 m³), as the gateway sends it."""
+    return (
+        "S1",
+        (T7 + timedelta(hours=h)).isoformat(),
+        str(Decimal("100.720") + Decimal("0.010") * h),
+        None,
+        None,
+        [],
+        "gw",
+        seq,
+    )
+
+
+def _hourly_at_07(url: str, missing: set[int]) -> ReadingStore:
+    store = ReadingStore(url)
+    store.write([_read(h, h) for h in range(13) if h not in missing])
+    return store
+
+
+@pytest.mark.parametrize("edit", ["100.825", "100.805", "100.700", "105.000"])
+def test_a_meter_s_read_seconds_after_an_edited_estimate_replaces_the_edit(migrated_database_url, edit):
+    """The reads at 09:00:07 and 10:00:07 are missing; VEE estimates the gap on the hour, a clerk
+    corrects the 10:00:00 estimate, then the meter's own reads arrive. Before, the edit stayed
+    (the meter's read replaced it only at the very same key) and the read 7 s after it was judged
+    against it: after 100.825 a bad_read, after 100.805 register_backwards and the bill line's
+    consumption unknown, though the meter's reads give exactly 0.120 m³. Now the edit gives way
+    (kept in history) and the gap is estimated again around the meter's reads: none is left."""
+    url = migrated_database_url
+    store = _hourly_at_07(url, {9, 10})
+    now = T7 + timedelta(hours=12, minutes=30)
+    at = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    with psycopg.connect(url) as conn:
+        run_vee(conn, T7, now, now=now)
+        edit_reading(conn, "S1", at, Decimal(edit), by="clerk", reason="customer phoned")
+        conn.commit()
+    store.write([_read(9, 59), _read(10, 60)])
+    store.close()
+    with psycopg.connect(url) as conn:
+        run_vee(conn, T7, now + timedelta(minutes=15), now=now + timedelta(minutes=15))
+        rows = conn.execute("SELECT ts, quality FROM readings WHERE meter_id = 'S1' ORDER BY ts").fetchall()
+        flags = conn.execute("SELECT rule FROM vee_flags WHERE rule <> 'gap'").fetchall()
+        used = conn.execute("SELECT meter_consumption('S1', %s, %s)", (T7, T7 + timedelta(hours=12))).fetchone()
+        history = [(h["quality"], h["quality_by"]) for h in reading_history(conn, "S1", at)]
+    assert rows == [(T7 + timedelta(hours=h), "actual") for h in range(13)]
+    assert flags == []
+    assert used == (Decimal("0.120"),)
+    assert history[-1] == ("edited", "clerk")
+
+
+def test_an_edited_estimate_stays_beside_reads_of_other_slots(migrated_database_url):
+    """The edit gives way only to a read of its own slot: with 10:00:07 still missing, the reads at
+    09:00:07 (3593 s before the 10:00 edit, within an interval but the 09:00 slot's) and 11:00:07 leave
+    the person's correction in place."""
+    url = migrated_database_url
+    store = _hourly_at_07(url, {9, 10})
+    now = T7 + timedelta(hours=12, minutes=30)
+    at = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    with psycopg.connect(url) as conn:
+        run_vee(conn, T7, now, now=now)
+        edit_reading(conn, "S1", at, Decimal("100.815"), by="clerk", reason="customer phoned")
+        conn.commit()
+    store.write([("S1", (T7 + timedelta(hours=9)).isoformat(), "100.810", None, None, [], "gw", 60)])
+    store.close()
+    with psycopg.connect(url) as conn:
+        run_vee(conn, T7, now + timedelta(minutes=15), now=now + timedelta(minutes=15))
+        row = conn.execute(
+            "SELECT volume_m3, quality FROM readings WHERE meter_id = 'S1' AND ts = %s", (at,)
+        ).fetchone()
+    assert row == (Decimal("100.815"), "edited")
