@@ -86,16 +86,27 @@ QUALITIES = ("actual", "estimated", "substituted", "edited")
 
 # Every column fixed-width and never NULL, so binary COPY rows all have one size and NumPy reads
 # the whole stream as a structured array, with no Python object per reading.
-_LOAD = """
+_COLUMNS = """
+    k.code, r.ts, r.volume_m3::float8, coalesce(r.flow_m3h, 'NaN'),
+    coalesce(r.reverse_volume_m3::float8, 'NaN'), 'reverse_flow' = ANY (r.alarms), r.received_at,
+    (array_position(ARRAY['actual', 'estimated', 'substituted', 'edited'], r.quality) - 1)::int2,
+    CASE WHEN r.quality = 'edited' THEN NOT EXISTS (
+        SELECT 1 FROM reading_history h WHERE h.meter_id = r.meter_id AND h.ts = r.ts AND h.quality = 'actual'
+    ) ELSE false END
+"""
+# The reads in [start, end), and each meter's last read before ``start``: a gap that opened before
+# the load (a meter silent 40 days, its round loading 30) has its opening read, and is estimated or
+# flagged; before, neither.
+_LOAD = f"""
 COPY (
-    SELECT k.code, r.ts, r.volume_m3::float8, coalesce(r.flow_m3h, 'NaN'),
-           coalesce(r.reverse_volume_m3::float8, 'NaN'), 'reverse_flow' = ANY (r.alarms), r.received_at,
-           (array_position(ARRAY['actual', 'estimated', 'substituted', 'edited'], r.quality) - 1)::int2,
-           CASE WHEN r.quality = 'edited' THEN NOT EXISTS (
-               SELECT 1 FROM reading_history h WHERE h.meter_id = r.meter_id AND h.ts = r.ts AND h.quality = 'actual'
-           ) ELSE false END
+    SELECT {_COLUMNS}
     FROM readings r JOIN vee_meter_codes k USING (meter_id)
-    WHERE r.ts >= {start} AND r.ts < {end}
+    WHERE r.ts >= {{start}} AND r.ts < {{end}}
+    UNION ALL
+    SELECT {_COLUMNS}
+    FROM vee_meter_codes k CROSS JOIN LATERAL (
+        SELECT * FROM readings x WHERE x.meter_id = k.meter_id AND x.ts < {{start}} ORDER BY x.ts DESC LIMIT 1
+    ) r
 ) TO STDOUT (FORMAT BINARY)
 """
 # Per meter, not per reading: its limits, in code order.
@@ -124,7 +135,8 @@ _HEADER = 19  # PGCOPY signature, flags, header extension length
 def load_series(
     conn: psycopg.Connection, start: datetime, end: datetime, config: VeeConfig, meters: list[str] | None = None
 ) -> Series:
-    """Every reading in [start, end) of ``meters`` (all when None): one binary COPY, read by NumPy
+    """Every reading in [start, end) of ``meters`` (all when None), and each one's last reading
+    before ``start``: one binary COPY, read by NumPy
     and put in order there (``Series.from_arrays``). A 30-day load of 5,010 meters (3.6M readings)
     took 14.9 s when the query sorted them, joined each to its meter's limits and turned its two
     instants into seconds; 7.3 s without (the limits come once per meter, the instants as sent)."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from collector.vee.rounds import vee_round
 
@@ -124,3 +125,32 @@ def test_a_late_read_in_a_gap_opening_before_the_look_back_leaves_the_estimates_
             "SELECT count(*) FROM readings WHERE quality = 'estimated' AND ts < %s", (late_t,)
         ).fetchone()
     assert before == (30 * 24,) and after == before
+
+
+@pytest.mark.parametrize("silent_days", [29, 40, 61, 70])
+def test_a_gap_opening_before_the_look_back_is_estimated_whole_or_flagged(migrated_database_url, silent_days):
+    """An hourly meter silent for longer than the round's look-back (28 days and its own 2) comes
+    back. The round loaded no read from before the look-back, so the gap had no opening read: a
+    40-day silence was neither estimated nor flagged (estimates 0, gaps_not_estimated 0, no flag).
+    Now its last read before the load is loaded too: the gap is estimated whole up to 62 days
+    (``max_estimated_gap_s``), and flagged for a person beyond."""
+    url = migrated_database_url
+    back = NOW - 2 * HOUR
+    stop = back - silent_days * 24 * HOUR
+    before = [stop - i * HOUR for i in range(48, -1, -1)]
+    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
+    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (silent_days * 24 + k):.3f}") for k in range(2)])
+    report = vee_round(url, NOW)
+    assert report is not None
+    with psycopg.connect(url) as conn:
+        flags = conn.execute("SELECT ts, detail FROM vee_flags WHERE rule = 'gap'").fetchall()
+        estimated = conn.execute("SELECT count(*) FROM readings WHERE quality = 'estimated'").fetchone()
+    assert [t for t, _ in flags] == [back]
+    if silent_days <= 62:
+        assert (report["estimates"], report["gaps_not_estimated"]) == (silent_days * 24 - 1, 0)
+        assert estimated == (silent_days * 24 - 1,)
+        assert flags[0][1].endswith("; estimated")
+    else:
+        assert (report["estimates"], report["gaps_not_estimated"]) == (0, 1)
+        assert estimated == (0,)
+        assert "not estimated" in flags[0][1]
