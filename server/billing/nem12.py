@@ -35,7 +35,9 @@ hours falls across two standard-time hours, which hourly consumption cannot spli
 gave every summer hour as null data).
 
 Values come from ``consumption_hourly`` (collector: refresh_consumption); an hour's quality is the
-weakest among the reads that close it.
+weakest among the reads that close it. A 300 record's UpdateDateTime is when the newest of the day's
+reads arrived (``received_at``; before, the export's time, so a day revised by a late read looked
+like any other), the export's time for a day without reads.
 
 The file is streamed (:func:`prepare`, then :func:`nem12_chunks`): every error is found before
 its first byte, and the hours come through a server-side cursor, a meter's records at a time.
@@ -106,27 +108,30 @@ ORDER BY 1, 2
 """
 _HOURLY = f"""
 WITH {_STREAMS}, reads AS (  -- the period's reads, and each meter's last one before it
-    SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason
+    SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason, r.received_at
     FROM readings r
     WHERE r.meter_id IN (SELECT meter_id FROM windows) AND r.ts > %(from)s AND r.ts <= %(to)s
     UNION ALL
     SELECT b.* FROM (SELECT DISTINCT meter_id FROM windows) w
-    CROSS JOIN LATERAL (SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason FROM readings r
+    CROSS JOIN LATERAL (SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason, r.received_at
+                        FROM readings r
                         WHERE r.meter_id = w.meter_id AND r.ts <= %(from)s ORDER BY r.ts DESC LIMIT 1) b
 ), sides AS (
     -- an hour's value is each read closing in it less the read before: both decide its quality (the
     -- hour after an estimated gap, closed by an actual read, holds the estimate too); a read closing
     -- a gap longer than %(gap)s seconds (VEE's) says where the gap began
     SELECT meter_id, ts AS closing, quality, quality_by, quality_reason,
-           CASE WHEN ts - lag(ts) OVER w > make_interval(secs => %(gap)s) THEN lag(ts) OVER w END AS gap_from
+           CASE WHEN ts - lag(ts) OVER w > make_interval(secs => %(gap)s) THEN lag(ts) OVER w END AS gap_from,
+           received_at
     FROM reads WINDOW w AS (PARTITION BY meter_id ORDER BY ts)
     UNION ALL
-    SELECT meter_id, lead(ts) OVER (PARTITION BY meter_id ORDER BY ts), quality, quality_by, quality_reason, NULL
+    SELECT meter_id, lead(ts) OVER (PARTITION BY meter_id ORDER BY ts), quality, quality_by, quality_reason, NULL,
+           received_at
     FROM reads
 ), ranked AS (
     -- the utility's zone as a parameter, read once (utility_timezone() here ran once per row: 2-3x slower)
     SELECT meter_id, date_trunc('hour', closing - interval '1 microsecond', %(zone)s::text) AS hour,
-           quality, quality_by, quality_reason, gap_from,
+           quality, quality_by, quality_reason, gap_from, received_at,
            CASE quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END AS weakness
     FROM sides WHERE closing > %(from)s AND closing <= %(to)s
 ), quality AS (
@@ -134,12 +139,12 @@ WITH {_STREAMS}, reads AS (  -- the period's reads, and each meter's last one be
            (array_agg(quality ORDER BY weakness))[1] AS quality,
            (array_agg(quality_by ORDER BY weakness))[1] AS quality_by,
            (array_agg(quality_reason ORDER BY weakness))[1] AS quality_reason,
-           min(gap_from) AS gap_from
+           min(gap_from) AS gap_from, max(received_at) AS received_at
     FROM ranked
     GROUP BY 1, 2
 )
 SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
-       q.quality_reason, q.gap_from
+       q.quality_reason, q.gap_from, q.received_at
 FROM windows s
 LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s AND c.hour < %(to)s
                               AND c.hour >= s.lo AND (s.hi IS NULL OR c.hour < s.hi)
@@ -275,10 +280,13 @@ def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict
     """A stream's 200 record and its days' 300 (and 400) records, from its rows."""
     hours: dict[datetime, tuple[Decimal, str, str | None, str | None]] = {}
     windows: set[tuple[datetime, datetime | None]] = set()
+    arrived: dict[datetime, datetime] = {}  # an hour's newest read (either side of its intervals)
     for r in rows:
         windows.add((r["lo"], r["hi"]))
         if r["hour"] is None:
             continue
+        if r["received_at"] is not None:
+            arrived[r["hour"]] = r["received_at"]
         if r["unknown"]:  # an interval of the hour unknown: null data, its value 0, not the part known
             hours[r["hour"]] = _NO_DATA
             continue
@@ -292,13 +300,13 @@ def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict
         hours[r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
     service_point, meter = key
     _check_ids(service_point, meter)  # checked before the file began (prepare); renamed since?
-    stamp = export.stamp
     yield f"200,{service_point},E1,1,E1,N1,{meter},KL,60,"
     for d in range(export.days):
         day = export.day0 + timedelta(days=d)
         if not any(lo < day + timedelta(days=1) and (hi is None or hi > day) for lo, hi in windows):
             continue  # a day outside the stream's window: before the meter or the tenant, or after
         cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
+        stamp = _updated(export, [arrived.get(day + timedelta(hours=h)) for h in range(24)])
         methods = [(_method(quality, by), why) for _, quality, by, why in cells]
         marks = [(method, *_reason(method, why)) for method, why in methods]
         values = ",".join(_value(v) for v, *_ in cells)
@@ -313,6 +321,14 @@ def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict
                 method, code, text = marks[run_start]
                 yield f"400,{run_start + 1},{h},{method},{code},{text}"
                 run_start = h
+
+
+def _updated(export: Nem12Export, arrivals: list[datetime | None]) -> datetime:
+    """A day's UpdateDateTime: when the newest read its values rest on arrived (a late read, an edit
+    or VEE's estimates change it, so an MDM sees the day was revised), in the file's standard time;
+    the export's time for a day without reads."""
+    newest = max((a for a in arrivals if a is not None), default=None)
+    return export.stamp if newest is None else newest.astimezone(export.stamp.tzinfo)
 
 
 def nem12_file(

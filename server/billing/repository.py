@@ -131,6 +131,14 @@ def determinant_lines(
     rollovers, replacements and reverse flow) between the first and last stored reads of the line,
     plus the register difference from a job-card opening to the first read and from the last read to
     a job-card closing; NULL if an interval is unknown or a job card is above the next read.
+
+    ``read_after_end``: a read (or the removal's job card) at or after the window's end. Without one
+    the closing register is not final: a read in the spool for the hour before the end may still
+    arrive and become it (October billed at 00:30 closing at 23:00 with 7.430 m³, and at 02:30,
+    the 00:00 read in, closing at 00:00 with 8.040 m³; November opened at 00:00, so 0.61 m³ was
+    billed to no one). ``as_of``: the latest ``received_at`` of the meter's reads from the opening
+    read to the first read at or after the end (those the line's registers, consumption and
+    completeness rest on): a later ``as_of`` for the same line says it was revised.
     """
     return conn.execute(  # type: ignore[return-value]
         f"""
@@ -168,7 +176,8 @@ def determinant_lines(
         -- The stored reads at each end of a line: where the line's opening or closing is a job card,
         -- the first or last stored read inside it.
         spans AS (
-            SELECT l.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3, z.ts AS last_ts, z.volume_m3 AS last_volume_m3
+            SELECT l.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3,
+                   z.ts AS last_ts, z.volume_m3 AS last_volume_m3, e.after_end_ts
             FROM lines l
             LEFT JOIN LATERAL (
                 SELECT ts, volume_m3 FROM readings r
@@ -180,11 +189,19 @@ def determinant_lines(
                 WHERE meter_id = l.meter_id AND ts >= l.opening_ts AND ts <= l.closing_ts AND {_NOT_BAD}
                 ORDER BY ts DESC LIMIT 1
             ) z ON true
+            LEFT JOIN LATERAL (
+                SELECT ts AS after_end_ts FROM readings r
+                WHERE meter_id = l.meter_id AND ts >= l.w_to AND {_NOT_BAD} ORDER BY ts LIMIT 1
+            ) e ON true
         )
         SELECT account_id, service_point_id, meter_id, w_from, w_to,
                opening_ts, opening_volume_m3, opening_quality, closing_ts, closing_volume_m3, closing_quality,
                ({_LEAKS}) AS leaks, ({_VEE_ISSUES}) AS vee_issues,
                (SELECT m.read_interval_s FROM meters m WHERE m.meter_id = spans.meter_id) AS read_interval_s,
+               closing_ts >= w_to OR after_end_ts IS NOT NULL AS read_after_end,
+               (SELECT max(r.received_at) FROM readings r
+                WHERE r.meter_id = spans.meter_id AND r.ts >= coalesce(opening_ts, w_from)
+                  AND r.ts <= greatest(coalesce(after_end_ts, w_to), closing_ts)) AS as_of,
                CASE
                    WHEN closing_ts IS NULL THEN NULL
                    WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)

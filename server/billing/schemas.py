@@ -66,7 +66,14 @@ class DeterminantLine(BaseModel):
         "register replacement no installation job card confirms), over_max_flow (water faster than the meter's "
         "maximum flow), opening_read_far and closing_read_far (the read is more than the meter's read "
         "interval, as VEE found it (3600 s until it has; 86400 s for a daily meter), from the line's start or end: "
-        "the water between is not in the consumption)",
+        "the water between is not in the consumption), no_read_after_end (no read yet at or after the line's end: "
+        "a read for the time before the end may still arrive and become the closing register)",
+    )
+    as_of: UtcInstant | None = Field(
+        default=None,
+        description="when the newest of the reads this line rests on arrived (opening read to the first read at "
+        "or after its end; a person's edit counts as arriving when made): a later as_of for the same line and "
+        "period means the line was revised since",
     )
     leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
 
@@ -76,6 +83,7 @@ class Determinant(BaseModel):
     consumption_m3: ExactDecimal | None = Field(description="sum of the lines; null if any line is unknown")
     complete: bool = Field(description="every line is complete (each line's ``issues`` say why not)")
     quality: str = Field(description="the weakest quality among the opening and closing reads")
+    as_of: UtcInstant | None = Field(default=None, description="the latest of its lines' as_of")
     lines: list[DeterminantLine]
 
 

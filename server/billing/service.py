@@ -122,8 +122,9 @@ def _distance_s(read_ts: datetime | None, boundary: datetime) -> int | None:
 def line_issues(row: dict[str, Any], read_interval_s: int = READ_INTERVAL_S) -> list[str]:
     """Why a line is not fit to bill as it is (empty: it is): its consumption unknown, an opening or
     closing read more than the meter's read interval (the row's ``read_interval_s``, else the one
-    given) from the line's start or end, or what VEE found in its intervals that a person must check
-    (repository ``_VEE_ISSUES``)."""
+    given) from the line's start or end, no read yet at or after the line's end (its closing register
+    is not final: a read for the time before the end may still arrive), or what VEE found in its
+    intervals that a person must check (repository ``_VEE_ISSUES``)."""
     read_interval_s = row.get("read_interval_s") or read_interval_s
     issues = [] if row["consumption_m3"] is not None else ["consumption_unknown"]
     opening = _distance_s(row["opening_ts"], row["w_from"])
@@ -132,6 +133,8 @@ def line_issues(row: dict[str, Any], read_interval_s: int = READ_INTERVAL_S) -> 
         issues.append("opening_read_far")
     if closing is not None and closing > read_interval_s:
         issues.append("closing_read_far")
+    if row["closing_ts"] is not None and not row["read_after_end"]:
+        issues.append("no_read_after_end")
     return issues + list(row.get("vee_issues") or [])
 
 
@@ -156,6 +159,7 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
                 opening_distance_s=_distance_s(r["opening_ts"], r["w_from"]),
                 closing_distance_s=_distance_s(r["closing_ts"], r["w_to"]),
                 consumption_m3=r["consumption_m3"],
+                as_of=r["as_of"],
                 complete=not line_issues(r),
                 issues=line_issues(r),
                 leaks=[LeakOnLine(**leak) for leak in r.get("leaks") or []],
@@ -168,8 +172,16 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
         quality = weakest(q for r in account_rows for q in (r["opening_quality"], r["closing_quality"]))
         if total is None:
             quality = "missing" if quality == "actual" else quality
+        as_of = max((line.as_of for line in lines if line.as_of is not None), default=None)
         result.append(
-            Determinant(account_id=account_id, consumption_m3=total, complete=complete, quality=quality, lines=lines)
+            Determinant(
+                account_id=account_id,
+                consumption_m3=total,
+                complete=complete,
+                quality=quality,
+                as_of=as_of,
+                lines=lines,
+            )
         )
     return result
 
@@ -229,6 +241,7 @@ DETERMINANT_COLUMNS = (
     "line_issues",
     "opening_distance_s",
     "closing_distance_s",
+    "as_of",
 )
 
 
@@ -261,6 +274,7 @@ def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: dat
                     line.issues,
                     line.opening_distance_s,
                     line.closing_distance_s,
+                    line.as_of,
                 ]
             )
     return rows

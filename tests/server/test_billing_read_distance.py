@@ -35,7 +35,7 @@ def test_reads_more_than_an_hour_from_the_line_s_ends_make_it_incomplete_and_say
         rows = (
             _reads("SILENT", FEB - timedelta(days=1), datetime(2026, 2, 20, tzinfo=UTC))
             + _reads("LATE", datetime(2026, 2, 5, 6, tzinfo=UTC), MAR)  # first read four days in
-            + _reads("ONTIME", FEB + timedelta(minutes=59), MAR)
+            + _reads("ONTIME", FEB + timedelta(minutes=59), MAR + timedelta(hours=1))  # and one read after
         )
         with conn.cursor() as cur, cur.copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
             for row in rows:
@@ -46,7 +46,7 @@ def test_reads_more_than_an_hour_from_the_line_s_ends_make_it_incomplete_and_say
         text = client.get("/billing/determinants?period=2026-02&format=csv", headers=headers).text
     by_account = {d["account_id"].removeprefix("A-"): d for d in body["items"]}
     silent = by_account["SILENT"]["lines"][0]
-    assert (silent["complete"], silent["issues"]) == (False, ["closing_read_far"])
+    assert (silent["complete"], silent["issues"]) == (False, ["closing_read_far", "no_read_after_end"])
     assert (silent["opening_distance_s"], silent["closing_distance_s"]) == (0, 9 * 86400)
     assert not by_account["SILENT"]["complete"] and by_account["SILENT"]["consumption_m3"] is not None
     late = by_account["LATE"]["lines"][0]
@@ -55,9 +55,9 @@ def test_reads_more_than_an_hour_from_the_line_s_ends_make_it_incomplete_and_say
         ["opening_read_far"],
         4 * 86400 + 6 * 3600,
     )
-    ontime = by_account["ONTIME"]  # 59 min after the start, 1 min before the end: within an hour
+    ontime = by_account["ONTIME"]  # 59 min after the start, 1 min before the end (within an hour), a read after it
     assert ontime["complete"] and ontime["lines"][0]["issues"] == []
-    assert "opening_distance_s,closing_distance_s" in text.splitlines()[0] and ",777600\r" in text
+    assert "opening_distance_s,closing_distance_s,as_of" in text.splitlines()[0] and ",777600," in text
 
 
 def test_a_daily_meter_s_reads_are_measured_against_its_own_interval(migrated_database_url):
@@ -87,4 +87,4 @@ def test_a_daily_meter_s_reads_are_measured_against_its_own_interval(migrated_da
     daily = lines["DAILY"]
     assert (daily["opening_distance_s"], daily["closing_distance_s"]) == (18 * 3600, 18 * 3600)
     assert (daily["complete"], daily["issues"]) == (True, [])
-    assert lines["DAILYSILENT"]["issues"] == ["closing_read_far"]
+    assert lines["DAILYSILENT"]["issues"] == ["closing_read_far", "no_read_after_end"]
