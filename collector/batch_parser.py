@@ -136,6 +136,23 @@ def _without_untimely(message: ReadsMessage, untimely: set[str], received: datet
     return ParsedMessage(message, meter_ids, _copy_data(message), min(ts[:19] for ts in timestamps), letter)
 
 
+def without_meters(parsed: ParsedMessage, refused: set[str]) -> tuple[ParsedMessage | None, list[tuple[str, bytes]]]:
+    """The message without the readings of ``refused`` meters (None when none is left), and each
+    refused meter's readings as a message of their own, as JSON: (meter_id, payload)."""
+    message = parsed.message
+    kept = [r for r in message.readings if r.meter_id not in refused]
+    encode, replace = msgspec.json.encode, msgspec.structs.replace
+    letters = [
+        (meter_id, encode(replace(message, readings=[r for r in message.readings if r.meter_id == meter_id])))
+        for meter_id in sorted(refused)
+    ]
+    if not kept:
+        return None, letters
+    message = replace(message, readings=kept)
+    oldest = min(r.ts[:19] for r in kept)
+    return ParsedMessage(message, parsed.meter_ids - refused, _copy_data(message), oldest), letters
+
+
 def _copy_data(message: ReadsMessage) -> bytes:
     """The readings as COPY text, the same bytes ``collector.store.copy_text(rows)`` gives.
 

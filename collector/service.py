@@ -94,6 +94,8 @@ class CollectorConfig:
     # waits for before starting gateways (docker-compose.yml), since until the collector's session
     # exists the broker keeps nothing for it, and a gateway deletes what the broker acknowledged
     ready_file: Path | None = None
+    # hold each gateway to its meters (collector.meter_gateways): off only where every gateway is trusted
+    check_meter_gateways: bool = True
 
     @property
     def subscription(self) -> str:
@@ -122,7 +124,12 @@ class Collector:
         self._inbox: queue.Queue[tuple[Received, Parsed]] = queue.Queue()
         self._connection = 0  # counts successful connects: which connection a message came on
         self._stop = threading.Event()
-        self._store = ReadingStore(config.database_url, config.statement_timeout_s)
+        self._store = ReadingStore(
+            config.database_url,
+            config.statement_timeout_s,
+            check_gateways=config.check_meter_gateways,
+            topic_root=config.topic_root,
+        )
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
@@ -304,4 +311,15 @@ class Collector:
             c.new_meters += outcome.new_meters
             c.events_received += outcome.events_received
             c.events_stored += outcome.events_inserted
-            c.dead_letters += dead
+            c.dead_letters += dead + len(outcome.refused)
+        _log_refused(outcome.refused)
+
+
+def _log_refused(refused: tuple[tuple[str, str], ...]) -> None:
+    """One line a topic for the dead letters of meters a gateway may not report (one a meter)."""
+    by_topic: dict[str, list[str]] = {}
+    for topic, reason in refused:
+        by_topic.setdefault(topic, []).append(reason)
+    for topic, reasons in by_topic.items():
+        more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        log.warning("dead letters from %s: %s%s", topic, "; ".join(reasons[:3]), more)

@@ -2,7 +2,9 @@
 
 A repeat of a reading already stored is a no-op (``ON CONFLICT DO NOTHING``), which turns the
 gateways' at-least-once delivery into exactly once in effect. Meters seen for the first time are
-recorded (``registered = false``) for the meterization team rather than rejected.
+recorded (``registered = false``) for the meterization team rather than rejected. A parsed message's
+readings and a meter event are held to the gateways their meter is assigned to
+(:mod:`collector.meter_gateways`, one query a batch): a gateway's others are dead letters.
 
 The common case (no key stored yet) is one ``COPY`` straight into ``readings`` inside a savepoint;
 meters already known to this process are not looked up again. When that COPY meets a stored key
@@ -30,16 +32,17 @@ here: the collector trades nothing for speed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from collector import db
-from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow
+from collector import db, meter_gateways
+from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow, without_meters
 from collector.events_parser import EVENT_COLUMNS, EventRow
 from collector.gateway_status import GatewayStatus
 
@@ -137,8 +140,22 @@ ON CONFLICT (gateway_id) DO UPDATE SET health = excluded.health, health_at = exc
 DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
 
 
-def _dead_letter_row(topic: str, reason: str, payload: bytes) -> tuple[str, str, bytes, int, bytes]:
-    return topic, reason, payload[:DEAD_LETTER_PAYLOAD_MAX], len(payload), hashlib.sha256(payload).digest()
+#: A dead letter: (topic, reason, payload), and for a meter its gateway may not report, (meter_id, gateway_id).
+DeadLetter = tuple[str, str, bytes] | tuple[str, str, bytes, str, str]
+_DEAD_LETTER = (
+    "INSERT INTO dead_letters (topic, reason, payload, payload_bytes, payload_sha256, meter_id, gateway_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _dead_letter_row(letter: DeadLetter) -> tuple[str, str, bytes, int, bytes, str | None, str | None]:
+    topic, reason, payload = letter[:3]
+    meter_id, gateway_id = (letter[3], letter[4]) if len(letter) == 5 else (None, None)
+    digest = hashlib.sha256(payload).digest()
+    # a meter's readings refused for their gateway are kept whole, to be stored once it is assigned:
+    # the collector built them from a valid message (at most 10,000 readings)
+    kept = payload if meter_id is not None else payload[:DEAD_LETTER_PAYLOAD_MAX]
+    return topic, reason, kept, len(payload), digest, meter_id, gateway_id
 
 
 #: Readings older than this when stored are noted in ``late_readings`` (collector migration 0053), for
@@ -160,10 +177,38 @@ class StoreResult:
     conflicts: int = 0
     events_received: int = 0
     events_inserted: int = 0
+    # dead letters of readings and events from a gateway their meter is not assigned to: (topic, reason)
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def duplicates(self) -> int:
         return self.received - self.inserted
+
+
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """A write's readings: parsed messages (held to their gateways), and COPY text of rows given as
+    they are (``count`` readings, the oldest at ``oldest_ts``)."""
+
+    messages: Sequence[ParsedMessage]
+    chunks: list[bytes] = field(default_factory=list)
+    count: int = 0
+    oldest_ts: str | None = None
+
+    def chunks_count_oldest(self) -> tuple[list[bytes], int, str | None]:
+        if not self.messages:
+            return self.chunks, self.count, self.oldest_ts
+        chunks = [*self.chunks, *(m.copy_data for m in self.messages)]
+        count = self.count + sum(m.count for m in self.messages)
+        oldest = min(m.oldest_ts for m in self.messages)
+        return chunks, count, oldest if self.oldest_ts is None else min(oldest, self.oldest_ts)
+
+
+def _event_payload(event: EventRow) -> bytes:
+    """An event row as its message again (the same fields; their order and spacing may differ)."""
+    meter_id, ts, name, _, detail, gateway_id, _ = event
+    message = {"gateway_id": gateway_id, "event": name, "ts": ts, "meter_id": meter_id}
+    return json.dumps(message | (json.loads(detail) if detail else {})).encode()
 
 
 def copy_text(rows: Sequence[ReadingRow]) -> bytes:
@@ -181,11 +226,24 @@ class ReadingStore:
 
     Its waits are bounded (:mod:`collector.db`): a statement by ``statement_timeout_s``, a whole
     write by twice that, after which its connection is cut and the write fails (``OperationalError``).
+
+    Readings of parsed messages and meter events are held to their meters' gateways
+    (:mod:`collector.meter_gateways`) unless ``check_gateways`` is off; rows given to :meth:`write`
+    are the caller's and are not. ``topic_root`` names the topic of a dead letter this makes.
     """
 
-    def __init__(self, database_url: str, statement_timeout_s: float = db.STATEMENT_TIMEOUT_S):
+    def __init__(
+        self,
+        database_url: str,
+        statement_timeout_s: float = db.STATEMENT_TIMEOUT_S,
+        *,
+        check_gateways: bool = True,
+        topic_root: str = "aquami/v1",
+    ):
         self.database_url = database_url
         self.statement_timeout_s = statement_timeout_s
+        self.check_gateways = check_gateways
+        self.topic_root = topic_root
         self._conn: psycopg.Connection | None = None
         self._known_meters: set[str] = set()
 
@@ -204,20 +262,23 @@ class ReadingStore:
     def write(
         self,
         rows: Sequence[ReadingRow],
-        dead_letters: Sequence[tuple[str, str, bytes]] = (),
+        dead_letters: Sequence[DeadLetter] = (),
         events: Sequence[EventRow] = (),
         statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
         """Store rows, events, gateways' statuses and dead letters (topic, reason, payload) in one transaction."""
-        unseen = {row[0]: row[6] for row in rows if row[0] not in self._known_meters}
+        unseen: dict[str, str] = {}
+        for row in rows:
+            if row[0] not in self._known_meters:
+                unseen.setdefault(row[0], row[6])
         oldest = min((row[1][:19] for row in rows), default=None)
         chunks = [copy_text(rows)] if rows else []
-        return self._write(chunks, len(rows), unseen, dead_letters, events, oldest, statuses)
+        return self._write(_Reads([], chunks, len(rows), oldest), unseen, dead_letters, events, statuses)
 
     def write_messages(
         self,
         messages: Sequence[ParsedMessage],
-        dead_letters: Sequence[tuple[str, str, bytes]] = (),
+        dead_letters: Sequence[DeadLetter] = (),
         events: Sequence[EventRow] = (),
         statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
@@ -227,44 +288,49 @@ class ReadingStore:
         for message in messages:
             new = message.meter_ids - known
             if new:
-                unseen.update(dict.fromkeys(new, message.gateway_id))
-        count = sum(message.count for message in messages)
-        oldest = min((message.oldest_ts for message in messages), default=None)
-        return self._write([m.copy_data for m in messages], count, unseen, dead_letters, events, oldest, statuses)
+                for meter_id in new:
+                    unseen.setdefault(meter_id, message.gateway_id)
+        return self._write(_Reads(messages), unseen, dead_letters, events, statuses)
 
     def _write(
         self,
-        chunks: list[bytes],
-        count: int,
+        reads: _Reads,
         unseen: dict[str, str],
-        dead_letters: Sequence[tuple[str, str, bytes]],
+        dead_letters: Sequence[DeadLetter],
         events: Sequence[EventRow],
-        oldest_ts: str | None = None,
         statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
-        """``count`` readings in COPY text ``chunks`` (meters not known yet: ``unseen``), events,
+        """Readings (meters not known yet: ``unseen``, with the gateway first heard), events,
         gateways' statuses and dead letters, in one transaction; a note in ``late_readings`` when
         the oldest reading is late."""
+        for event in events:
+            if event[0] is not None and event[0] not in self._known_meters:
+                unseen.setdefault(event[0], event[5])
         conn = self._connection()
         with db.deadline(conn, 2 * self.statement_timeout_s):
-            return self._write_in(conn, chunks, count, unseen, dead_letters, events, oldest_ts, statuses)
+            return self._write_in(conn, reads, unseen, dead_letters, events, statuses)
 
     def _write_in(
         self,
         conn: psycopg.Connection,
-        chunks: list[bytes],
-        count: int,
+        reads: _Reads,
         unseen: dict[str, str],
-        dead_letters: Sequence[tuple[str, str, bytes]],
+        dead_letters: Sequence[DeadLetter],
         events: Sequence[EventRow],
-        oldest_ts: str | None,
         statuses: Sequence[GatewayStatus] = (),
     ) -> StoreResult:
         inserted = new_meters = conflicts = events_inserted = 0
+        refused: list[DeadLetter] = []
         try:
             with conn.cursor() as cur:
                 if unseen:
                     new_meters = self._register_meters(cur, unseen)
+                if self.check_gateways:
+                    reads, events, refused = self._held_to_gateways(cur, reads, events)
+                    dead_letters = [*dead_letters, *refused]
+                elif unseen:  # not checked, but assigned: the check can be turned on later
+                    meter_gateways.claim(cur, unseen)
+                chunks, count, oldest_ts = reads.chunks_count_oldest()
                 if count:
                     inserted, conflicts = self._write_readings(cur, chunks, count)
                     since = _late_since(oldest_ts) if inserted else None  # a redelivery changed nothing
@@ -284,11 +350,7 @@ class ReadingStore:
                     else:
                         cur.execute(_HEALTH_UPSERT, (status.gateway_id, Jsonb(status.health), status.received_at))
                 if dead_letters:
-                    cur.executemany(
-                        "INSERT INTO dead_letters (topic, reason, payload, payload_bytes, payload_sha256) "
-                        "VALUES (%s, %s, %s, %s, %s)",
-                        [_dead_letter_row(*letter) for letter in dead_letters],
-                    )
+                    cur.executemany(_DEAD_LETTER, [_dead_letter_row(letter) for letter in dead_letters])
             conn.commit()
         except BaseException:
             if not conn.closed:
@@ -302,7 +364,45 @@ class ReadingStore:
             conflicts=conflicts,
             events_received=len(events),
             events_inserted=events_inserted,
+            refused=tuple((letter[0], letter[1]) for letter in refused),
         )
+
+    def _held_to_gateways(
+        self, cur: psycopg.Cursor[Any], reads: _Reads, events: Sequence[EventRow]
+    ) -> tuple[_Reads, Sequence[EventRow], list[DeadLetter]]:
+        """The readings and events their gateways may report, and a dead letter for each meter of a
+        message (or each event) from a gateway the meter is not assigned to: one query a batch."""
+        heard: list[tuple[Iterable[str], str]] = [(m.meter_ids, m.gateway_id) for m in reads.messages]
+        heard += [((e[0],), e[5]) for e in events if e[0] is not None]
+        if not heard:
+            return reads, events, []
+        first = meter_gateways.first_heard(heard)
+        assigned = meter_gateways.assignments(cur, first)
+        letters: list[DeadLetter] = []
+        kept_messages: list[ParsedMessage] = []
+        for message in reads.messages:
+            gateway = message.gateway_id
+            refused = meter_gateways.refused(message.meter_ids, gateway, assigned)
+            if not refused:
+                kept_messages.append(message)
+                continue
+            kept, split = without_meters(message, set(refused))
+            if kept is not None:
+                kept_messages.append(kept)
+            topic = f"{self.topic_root}/{gateway}/reads"
+            for meter_id, payload in split:
+                letters.append((topic, meter_gateways.refusal(meter_id, gateway, assigned), payload, meter_id, gateway))
+        kept_events: list[EventRow] = []
+        for event in events:
+            meter, gateway = event[0], event[5]
+            if meter is None or gateway in assigned.get(meter, ()):
+                kept_events.append(event)
+                continue
+            reason = meter_gateways.refusal(meter, gateway, assigned)
+            letters.append((f"{self.topic_root}/{gateway}/events", reason, _event_payload(event), meter, gateway))
+        if not letters:
+            return reads, events, []
+        return _Reads(kept_messages, reads.chunks, reads.count, reads.oldest_ts), kept_events, letters
 
     def _register_meters(self, cur: psycopg.Cursor[Any], unseen: dict[str, str]) -> int:
         """Record meters this process has not seen (unknown ones as unregistered); how many were new."""

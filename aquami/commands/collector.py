@@ -65,6 +65,13 @@ def register(app: typer.Typer) -> None:
             help="Write this file once the broker has granted the subscriptions (removed at stop): start "
             "gateways after it exists, or what they publish before goes to no one.",
         ),
+        trust_all_gateways: bool = typer.Option(
+            False,
+            envvar="AQUAMI_TRUST_ALL_GATEWAYS",
+            help="Store any gateway's readings of any meter: for a deployment that trusts every gateway. "
+            "By default a gateway may report only the meters assigned to it (assign-meters); the others "
+            "are dead letters.",
+        ),
     ) -> None:
         """Subscribe to every gateway's reads and store them until stopped (Ctrl-C).
 
@@ -110,6 +117,7 @@ def register(app: typer.Typer) -> None:
                 shared_group=shared_group,
                 max_delay_s=batch_wait,
                 ready_file=ready_file,
+                check_meter_gateways=not trust_all_gateways,
             )
         )
         collector.start()
@@ -127,6 +135,59 @@ def register(app: typer.Typer) -> None:
         for schedule in schedules:
             schedule.stop()
         collector.stop()
+
+    @collector_app.command("assign-meters")
+    def assign_meters_command(
+        meter_ids: list[str] = typer.Argument(None, help="The meters (none with --from-gateway)."),
+        gateways: list[str] = typer.Option(
+            None, "--gateway", help="A gateway they are assigned to (repeat for several); none: show theirs."
+        ),
+        add: bool = typer.Option(False, "--add", help="Keep their other gateways (a second receiver)."),
+        from_gateway: str = typer.Option(None, help="Every meter of this gateway (one replaced by --gateway)."),
+        replay: bool = typer.Option(
+            False, "--replay", help="Then store the readings and events refused for them from these gateways."
+        ),
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Assign meters to the gateways that may report them, or show theirs (JSON).
+
+        A gateway's readings and events of a meter not assigned to it are dead letters. A meter is
+        assigned to the gateway first heard reporting it; this moves it (its gateways become exactly
+        these), or with --add assigns another as well (a wM-Bus meter two receivers hear).
+        """
+        import psycopg
+
+        from aquami.contracts.reads import is_identifier
+        from collector import meter_gateways
+        from collector.dead_letter_replay import replay as replay_letters
+
+        for name, value in [*(("METER_IDS", m) for m in meter_ids or ()), *(("--gateway", g) for g in gateways or ())]:
+            if not is_identifier(value):
+                raise typer.BadParameter(
+                    f"{value!r} is no identifier (letters, digits and . _ : -, at most 64)", param_hint=name
+                )
+        if bool(meter_ids) == bool(from_gateway):
+            raise typer.BadParameter("give meter ids or --from-gateway: one of them", param_hint="METER_IDS")
+        if replay and not gateways:
+            raise typer.BadParameter(
+                "--replay needs --gateway: it stores what the meters are assigned to now", param_hint="--replay"
+            )
+        with psycopg.connect(database_url) as conn:
+            meters = list(meter_ids) if meter_ids else meter_gateways.meters_of(conn, from_gateway)
+            if not meters:
+                raise typer.BadParameter(f"{from_gateway!r} has no meters", param_hint="--from-gateway")
+            if gateways:
+                found = meter_gateways.assign(conn, meters, gateways, "aquami collector assign-meters", add=add)
+                conn.commit()
+            else:
+                with conn.cursor() as cur:
+                    found = meter_gateways.current(cur, meters)
+        result: dict[str, Any] = {"meters": {m: sorted(found.get(m, ())) for m in meters}}
+        if replay:
+            from dataclasses import asdict
+
+            result["replayed"] = asdict(replay_letters(database_url, meters))
+        typer.echo(json.dumps(result))
 
     @collector_app.command("vee")
     def vee_command(
