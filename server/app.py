@@ -20,6 +20,7 @@ from server.billing.router import router as billing_router
 from server.body_limit import BodyLimit
 from server.care.router import router as care_router
 from server.db import open_pool
+from server.docs import install_docs
 from server.gateways.router import router as gateways_router
 from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
@@ -49,6 +50,8 @@ def create_app(database_url: str) -> FastAPI:
         version=aquami.__version__,
         summary="Meters, validated reads and customer services of a water utility.",
         lifespan=lifespan,
+        docs_url=None,  # server.docs serves them, from this server's own files
+        redoc_url=None,
         dependencies=[Depends(refuse_nul_text)],
     )
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
@@ -61,6 +64,7 @@ def create_app(database_url: str) -> FastAPI:
     app.include_router(open311_router)
     app.include_router(web_router)
     app.include_router(web_enquiries_router)
+    install_docs(app)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 
     @app.get(
