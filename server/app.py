@@ -26,6 +26,7 @@ from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
 from server.problems import install_problem_handlers, refuse_nul_text
 from server.schema_check import SchemaCheck, not_migrated
+from server.security_headers import SecurityHeaders
 from server.web.enquiries import router as web_enquiries_router
 from server.web.router import router as web_router
 
@@ -55,6 +56,7 @@ def create_app(database_url: str) -> FastAPI:
         dependencies=[Depends(refuse_nul_text)],
     )
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
+    app.add_middleware(SecurityHeaders)  # outside BodyLimit: its 413 carries them too
     install_problem_handlers(app)
     app.include_router(meters_router)
     app.include_router(alerts_router)

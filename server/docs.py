@@ -5,8 +5,8 @@ FastAPI's own pages load Swagger UI and ReDoc from a CDN by a floating major ver
 changed there ran on the origin whose cookie signs the API's writes, and passed the API's checks for
 another site, and the pages were blank on a utility network without internet. The same files come
 from the ``fastapi-offline`` package, pinned in pyproject.toml and constraints.txt, served at
-:data:`ASSETS`. Each page may not be framed, and its Content-Security-Policy runs only those files
-and the page's own start-up script (by its hash).
+:data:`ASSETS`. Each page's Content-Security-Policy runs only those files and the page's own start-up
+script (by its hash), and lets no page frame it.
 """
 
 from __future__ import annotations
@@ -64,8 +64,7 @@ def install_docs(app: FastAPI) -> None:
 
 def _guarded(page: HTMLResponse) -> HTMLResponse:
     page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body).decode())
-    page.headers["X-Frame-Options"] = "DENY"
-    return page
+    return page  # X-Frame-Options and the rest: server.security_headers
 
 
 def docs_policy(html: str) -> str:

@@ -27,7 +27,7 @@ from server.care.schemas import EnquiryChange, EnquiryWithUpdates
 from server.care.workflow import TRANSITIONS, TransitionRefused
 from server.db import get_connection
 from server.origins import from_another_site
-from server.web.pages import page, signed_in, templates
+from server.web.pages import signed_in, templates
 
 router = APIRouter(include_in_schema=False)
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
@@ -78,7 +78,7 @@ def work_enquiry(
         return _answer(request, conn, principal, enquiry_id, error=f"Not saved: {refused}.", status_code=409, form=form)
     if row is None:
         return _answer(request, conn, principal, enquiry_id, form=form)
-    return page(RedirectResponse(enquiry_path(number), status_code=303))
+    return RedirectResponse(enquiry_path(number), status_code=303)
 
 
 def _number(enquiry_id: str) -> int | None:
@@ -120,8 +120,8 @@ def _answer(
         if status_code != 403:
             status_code, saved = 404, ": nothing was saved" if form else ""
             context["error"] = f"There is no enquiry {enquiry_id}{saved}."
-        return page(templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code))
+        return templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code)
     enquiry = EnquiryWithUpdates(**row)
     context["enquiry"] = enquiry
     context["moves"] = sorted(TRANSITIONS[enquiry.status]) if may(principal, *WORKS_ENQUIRIES) else None
-    return page(templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code))
+    return templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code)

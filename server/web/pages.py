@@ -31,20 +31,11 @@ templates.env.filters["path_segment"] = lambda text: quote(text, safe="")  # "A?
 templates.env.globals["meter_source"] = AlertSource.METER
 
 
-def page(response: Response) -> Response:
-    """Every page is sent ``no-store`` (a shared care-desk PC must not show a signed-in page from its
-    history after sign-out) and may not be framed by another site (a framed form can be clicked)."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-    return response
-
-
 def login_page(request: Request, error: str | None, status_code: int, who: str | None = None) -> Response:
     """The sign-in form, with why it is shown. ``who``: the signed-in key's name, when it may not see
     the page (403): the form there has a sign-out button, as the key stays in the cookie."""
     context = {"error": error, "who": who}
-    response = page(templates.TemplateResponse(request, "login.html", context, status_code=status_code))
+    response = templates.TemplateResponse(request, "login.html", context, status_code=status_code)
     if status_code == 401:  # RFC 9110 §15.5.2: a 401 names how to authenticate, as the API's 401 does
         response.headers["WWW-Authenticate"] = "Bearer"
     return response

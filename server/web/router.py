@@ -2,7 +2,8 @@
 role checks apply to every page.
 
 Every page is sent ``no-store`` (a shared care-desk PC must not show a signed-in page from its
-history after sign-out) and may not be framed by another site. A sign-in or sign-out started by
+history after sign-out) and may not be framed by another site: server.security_headers, for every
+response. A sign-in or sign-out started by
 another site (``Sec-Fetch-Site: cross-site``) is refused: otherwise any page could sign a member of
 staff in under its own key (login CSRF), and what they then did would be recorded under that name.
 Browsers send ``Sec-Fetch-Site`` only to https and localhost origins, so for a server on a LAN host
@@ -33,7 +34,7 @@ from server.db import get_connection
 from server.meters import repository
 from server.meters.schemas import meter_from_row
 from server.origins import from_another_site
-from server.web.pages import login_page, page, signed_in, templates
+from server.web.pages import login_page, signed_in, templates
 
 router = APIRouter(include_in_schema=False)
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
@@ -49,7 +50,7 @@ _OPENED_HERE = {"none", "same-origin"}
 
 def _sign_in(request: Request, response: Response, key: str) -> Response:
     response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-    return page(response)
+    return response
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -78,7 +79,7 @@ def meters_page(
         "flow_kinds": FLOW_KINDS,
         "works_enquiries": may(principal, *WORKS_ENQUIRIES),
     }
-    return page(templates.TemplateResponse(request, "meters.html", context))
+    return templates.TemplateResponse(request, "meters.html", context)
 
 
 @router.post("/login")
@@ -102,13 +103,13 @@ def login_link(request: Request, conn: Connection, key: str | None = None) -> Re
         return login_page(request, "That key is not valid.", 401)
     if request.headers.get("sec-fetch-site", "").lower() in _OPENED_HERE:
         return _sign_in(request, RedirectResponse("/", status_code=303), key)
-    return page(templates.TemplateResponse(request, "confirm_sign_in.html", {"name": principal.name, "key": key}))
+    return templates.TemplateResponse(request, "confirm_sign_in.html", {"name": principal.name, "key": key})
 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
     if from_another_site(request):
-        return page(RedirectResponse("/", status_code=303))  # signed in still
+        return RedirectResponse("/", status_code=303)  # signed in still
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
-    return page(response)
+    return response

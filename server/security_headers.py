@@ -1,0 +1,60 @@
+"""The headers every response carries, set once here rather than route by route.
+
+- ``Cache-Control: no-store`` on everything but the files every visitor gets alike (:data:`PUBLIC_FILES`):
+  what a key, a cookie or a sign-in link's key was answered (a meter's readings, the open alerts the
+  page links to, the "Sign in as …?" page holding the key) is not kept for Back after sign-out on a
+  shared care-desk PC. Before, only the web page's HTML was; the JSON its links open was not.
+- ``X-Frame-Options: DENY`` and a ``Content-Security-Policy`` with ``frame-ancestors 'none'``: no
+  page of another site frames the care desk's buttons. The policy is :data:`POLICY` unless the
+  response has its own (the documentation pages, server.docs). The web page has no script and no
+  inline style: its stylesheet, its forms to this server and its ``<meta http-equiv="refresh">``
+  are all it needs.
+- ``X-Content-Type-Options: nosniff``: a body is read only as the type it is sent as.
+- ``Referrer-Policy: same-origin``: a ``/login?key=`` address is never sent to another site as a
+  ``Referer``. Not ``no-referrer``: with it a browser sends a form's POST with ``Origin: null``, which
+  the sign-in's check for another site (server.origins) refuses.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: Paths of files served alike to anyone, with or without a key: they may be cached.
+PUBLIC_FILES = ("/static/", "/docs-assets/")
+
+#: Nothing but this server's stylesheet and images, and forms sent to this server; no frame.
+POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+_ALWAYS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class SecurityHeaders:
+    """Pure ASGI (no ``BaseHTTPMiddleware``): a streamed body (NEM12, CSV) passes through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = str(scope["path"]).startswith(PUBLIC_FILES)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _ALWAYS.items():
+                    headers[name] = value
+                headers.setdefault("Content-Security-Policy", POLICY)
+                if not cacheable:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
