@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
+from aquami.demo_keys import issue_demo_key, revoke_on_stop
 from aquami.embedded import EmbeddedBroker, start_embedded_postgres
 from aquami.mqtt import MqttEndpoint
 from aquami.ports import free_port, port_is_free
@@ -34,7 +35,6 @@ from collector.store import ReadingStore
 from firmware_protocols.modbus import load_profile
 from gateway.config import GatewayConfig, MeterConfig, ModbusTcpBusConfig, MqttOptions
 from gateway.service import Gateway
-from server.auth import create_api_key
 from server.meters.repository import register_meters
 from simulators.events import Leak, ReverseFlow, Tamper
 from simulators.meter_model import MeterModel
@@ -239,7 +239,7 @@ class Demo:
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 epoch = fleet_epoch(conn, datetime.now(UTC))
                 meters = demo_fleet(o.meters, o.seed, epoch)
-                self.api_key = create_api_key(conn, "demo", ["admin"])
+                self.api_key = issue_demo_key(conn)  # the keys earlier runs printed no longer sign in
                 register_meters(conn, [(m.meter_id, demo_dma(m.unit_id), "customer") for m in meters])
                 # From the first historical read on, so every determinant opens on a read.
                 register_customers(conn, meters, epoch - timedelta(days=HISTORY_DAYS))
@@ -304,6 +304,8 @@ class Demo:
                 web.should_exit = True
                 with suppress(Exception):
                     await asyncio.wait_for(self._web_task, timeout=5)
+            if self.api_key:  # the key printed above no longer signs in
+                await asyncio.to_thread(revoke_on_stop, self.database_url)
             if detection is not None:
                 await asyncio.to_thread(detection.stop)
             if collector is not None:
