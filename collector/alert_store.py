@@ -19,13 +19,13 @@ from collector.detection.lifecycle import AlertChanges
 _COLUMNS = (
     "alert_id", "kind", "source", "status", "meter_id", "dma", "start", "detected_at", "last_seen", "ended_at",
     "rate_l_h", "volume_l", "confidence", "evidence", "resolved_at", "dismissed_at", "dismissed_by",
-    "dismiss_reason", "updated_at",
+    "dismiss_reason", "updated_at", "dismissed_by_key_id",
 )  # fmt: skip
 
 
 # who closed an alert, when and why: written once, by the first dismissal that reaches the row (an
 # UPDATE's right-hand side reads the row as it was, so CASE WHEN status = 'dismissed' sees the stored status)
-_DISMISSAL = frozenset({"dismissed_at", "dismissed_by", "dismiss_reason"})
+_DISMISSAL = frozenset({"dismissed_at", "dismissed_by", "dismiss_reason", "dismissed_by_key_id"})
 
 
 def _row(alert: Alert) -> tuple[Any, ...]:
@@ -34,7 +34,7 @@ def _row(alert: Alert) -> tuple[Any, ...]:
         alert.alert_id, alert.kind.value, alert.source.value, alert.status.value, alert.meter_id, alert.dma,
         alert.start, alert.detected_at, alert.last_seen, alert.ended_at, alert.rate_l_h, alert.volume_l,
         alert.confidence, Jsonb(evidence), alert.resolved_at, alert.dismissed_at, alert.dismissed_by,
-        alert.dismiss_reason, alert.updated_at,
+        alert.dismiss_reason, alert.updated_at, alert.dismissed_by_key_id,
     )  # fmt: skip
 
 
@@ -97,15 +97,24 @@ def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
             )
 
 
-def dismiss_alert(conn: psycopg.Connection[Any], alert_id: str, *, by: str, reason: str, now: datetime) -> Alert | None:
-    """A person closes an alert as needing no action; None when there is no such alert."""
+def dismiss_alert(
+    conn: psycopg.Connection[Any],
+    alert_id: str,
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+    by_key_id: str | None = None,
+) -> Alert | None:
+    """A person closes an alert as needing no action; None when there is no such alert.
+    ``by_key_id``: the id of the API key ``by`` names."""
     from collector.detection.lifecycle import dismiss
 
     rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM alerts WHERE alert_id = %s FOR UPDATE", (alert_id,))
     row = rows.fetchone()
     if row is None:
         return None
-    dismissed = dismiss(_alert(row), by=by, reason=reason, now=now)
+    dismissed = dismiss(_alert(row), by=by, reason=reason, now=now).replace(dismissed_by_key_id=by_key_id)
     save_changes(conn, AlertChanges(updated=[dismissed]))
     return dismissed
 

@@ -74,7 +74,7 @@ ON CONFLICT (meter_id, ts) DO NOTHING
 _REPLACE_ESTIMATES = """
 UPDATE readings r
 SET volume_m3 = s.volume_m3, flow_m3h = s.flow_m3h, reverse_volume_m3 = s.reverse_volume_m3, alarms = s.alarms,
-    quality = 'actual', quality_by = NULL, quality_reason = NULL, gateway_id = s.gateway_id,
+    quality = 'actual', quality_by = NULL, quality_by_key_id = NULL, quality_reason = NULL, gateway_id = s.gateway_id,
     batch_seq = s.batch_seq, received_at = now()
 FROM (
     SELECT DISTINCT ON (meter_id, ts) * FROM readings_staging

@@ -136,6 +136,16 @@ def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:
     return Principal(key_id, name, frozenset(roles))
 
 
+def record_changes_under(conn: psycopg.Connection, principal: Principal) -> None:
+    """Name the key for the rest of the caller's transaction: what a trigger writes under its name (an
+    alert's dismissal closing its enquiry) takes its id too (server migration 0047), as two keys may
+    carry one name (a rotated key keeps its person's name)."""
+    conn.execute(
+        "SELECT set_config('aquami.change_key_id', %s, true), set_config('aquami.change_key_name', %s, true)",
+        (principal.key_id, principal.name),
+    )
+
+
 def presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")

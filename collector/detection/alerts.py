@@ -73,6 +73,7 @@ class Alert:
     dismissed_by: str | None = None
     dismiss_reason: str | None = None
     updated_at: datetime | None = None  # when the lifecycle last changed it
+    dismissed_by_key_id: str | None = None  # the API key dismissed_by names (two keys may carry one name)
 
     @property
     def subject(self) -> str:
@@ -115,6 +116,7 @@ class Alert:
             "dismissed_by": self.dismissed_by,
             "dismiss_reason": self.dismiss_reason,
             "updated_at": opt(self.updated_at),
+            "dismissed_by_key_id": self.dismissed_by_key_id,
         }
 
 

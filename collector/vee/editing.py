@@ -33,14 +33,22 @@ def _check(by: str, reason: str, volume_m3: Decimal, ts: datetime) -> None:
 
 
 def edit_reading(
-    conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, *, by: str, reason: str
+    conn: psycopg.Connection,
+    meter_id: str,
+    ts: datetime,
+    volume_m3: Decimal,
+    *,
+    by: str,
+    reason: str,
+    by_key_id: str | None = None,
 ) -> None:
-    """Correct a stored reading's register; it becomes ``edited``. LookupError if there is none."""
+    """Correct a stored reading's register; it becomes ``edited``. LookupError if there is none.
+    ``by_key_id``: the id of the API key ``by`` names (two keys may carry one name)."""
     _check(by, reason, volume_m3, ts)
     cur = conn.execute(
-        "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_reason = %s, "
-        "received_at = now() WHERE meter_id = %s AND ts = %s",
-        (volume_m3, by, reason, meter_id, ts),
+        "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_by_key_id = %s, "
+        "quality_reason = %s, received_at = now() WHERE meter_id = %s AND ts = %s",
+        (volume_m3, by, by_key_id, reason, meter_id, ts),
     )
     if cur.rowcount == 0:
         raise LookupError(f"no reading of {meter_id} at {ts.isoformat()}")
@@ -49,7 +57,14 @@ def edit_reading(
 
 
 def substitute_reading(
-    conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, *, by: str, reason: str
+    conn: psycopg.Connection,
+    meter_id: str,
+    ts: datetime,
+    volume_m3: Decimal,
+    *,
+    by: str,
+    reason: str,
+    by_key_id: str | None = None,
 ) -> None:
     """Supply a reading a person obtained otherwise (a site visit, a photo): ``substituted``.
 
@@ -59,16 +74,16 @@ def substitute_reading(
     _check(by, reason, volume_m3, ts)
     row = conn.execute(
         """
-        INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_reason)
-        VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(why)s)
+        INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_by_key_id, quality_reason)
+        VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(key)s, %(why)s)
         ON CONFLICT (meter_id, ts) DO UPDATE
         SET volume_m3 = EXCLUDED.volume_m3, flow_m3h = NULL, reverse_volume_m3 = NULL,
-            quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_reason = EXCLUDED.quality_reason,
-            received_at = now()
+            quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_by_key_id = EXCLUDED.quality_by_key_id,
+            quality_reason = EXCLUDED.quality_reason, received_at = now()
         WHERE readings.quality IN ('estimated', 'substituted')
         RETURNING 1
         """,
-        {"m": meter_id, "ts": ts, "v": volume_m3, "by": by, "why": reason},
+        {"m": meter_id, "ts": ts, "v": volume_m3, "by": by, "key": by_key_id, "why": reason},
     ).fetchone()
     if row is None:
         raise ValueError(f"{meter_id} has a reading at {ts.isoformat()} already; edit it instead")
@@ -100,8 +115,8 @@ def reading_history(conn: psycopg.Connection, meter_id: str, ts: datetime) -> li
     """Every earlier version of a reading, oldest first (the first is what arrived, if it arrived)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_reason, "
-            "superseded_at, superseded_by, superseded_reason, superseded_quality "
+            "SELECT volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id, "
+            "quality_reason, superseded_at, superseded_by, superseded_by_key_id, superseded_reason, superseded_quality "
             "FROM reading_history WHERE meter_id = %s AND ts = %s ORDER BY id",
             (meter_id, ts),
         )

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from collector import alert_store
 from collector.detection.alerts import AlertStatus
-from server.auth import Principal, require_role
+from server.auth import Principal, record_changes_under, require_role
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.problems import Problem
@@ -63,7 +63,10 @@ def dismiss(alert_id: str, body: Dismissal, principal: CustomerCare, conn: Conne
     try:
         with conn.transaction():
             now = datetime.now(UTC)
-            alert = alert_store.dismiss_alert(conn, alert_id, by=principal.name, reason=body.reason, now=now)
+            record_changes_under(conn, principal)  # the enquiry the dismissal closes is noted under the key too
+            alert = alert_store.dismiss_alert(
+                conn, alert_id, by=principal.name, by_key_id=principal.key_id, reason=body.reason, now=now
+            )
     except ValueError as error:
         raise Problem(409, str(error), title="Alert cannot be dismissed") from error
     if alert is None:

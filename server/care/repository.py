@@ -59,16 +59,24 @@ def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | N
         if row is None:
             return None
         row["updates"] = conn.execute(
-            "SELECT at, by, note FROM enquiry_updates WHERE enquiry_id = %s ORDER BY at, update_id", (enquiry_id,)
+            "SELECT at, by, by_key_id, note FROM enquiry_updates WHERE enquiry_id = %s ORDER BY at, update_id",
+            (enquiry_id,),
         ).fetchall()
     return row
 
 
 def change_enquiry(
-    conn: psycopg.Connection, enquiry_id: int, *, by: str, status: str | None, note: str | None
+    conn: psycopg.Connection,
+    enquiry_id: int,
+    *,
+    by: str,
+    status: str | None,
+    note: str | None,
+    by_key_id: str | None = None,
 ) -> dict[str, Any] | None:
     """A person's update: the new ``status`` (checked against :mod:`server.care.workflow`) and/or a
-    ``note``, written on the enquiry's updates with who (``by``) and when, in one transaction; the
+    ``note``, written on the enquiry's updates with who (``by``, and ``by_key_id``: the id of the API key
+    ``by`` names) and when, in one transaction; the
     enquiry with its updates after it, None when there is no such enquiry. Raises TransitionRefused.
 
     The row is locked first: two people closing and escalating it at once, or an alert's trigger
@@ -93,8 +101,8 @@ def change_enquiry(
             {"status": status or current, "id": enquiry_id},
         )
         conn.execute(
-            "INSERT INTO enquiry_updates (enquiry_id, by, note) VALUES (%s, %s, %s)",
-            (enquiry_id, by, update_note(current, status, note)),
+            "INSERT INTO enquiry_updates (enquiry_id, by, by_key_id, note) VALUES (%s, %s, %s, %s)",
+            (enquiry_id, by, by_key_id, update_note(current, status, note)),
         )
     return get_enquiry(conn, enquiry_id)
 

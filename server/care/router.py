@@ -70,7 +70,9 @@ def change_enquiry(
     enquiry_id: int, body: EnquiryChange, principal: CustomerCare, conn: Connection
 ) -> EnquiryWithUpdates:
     try:
-        row = repository.change_enquiry(conn, enquiry_id, by=principal.name, status=body.status, note=body.note)
+        row = repository.change_enquiry(
+            conn, enquiry_id, by=principal.name, by_key_id=principal.key_id, status=body.status, note=body.note
+        )
     except TransitionRefused as error:
         raise Problem(409, str(error), title="Enquiry cannot change so") from error
     if row is None:

@@ -15,6 +15,7 @@ EnquiryStatus = Literal["open", "in_progress", "escalated", "closed"]  # server 
 class EnquiryUpdate(BaseModel):
     at: UtcInstant
     by: str
+    by_key_id: str | None = Field(default=None, description="the id of the API key `by` names, if a key's")
     note: str
 
 

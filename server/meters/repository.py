@@ -72,7 +72,8 @@ def list_readings(
     """Readings in ``[start, end)``, oldest first, after the cursor ``after`` (keyset paging)."""
     return conn.execute(
         """
-        SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_reason
+        SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id,
+               quality_reason
         FROM readings
         WHERE meter_id = %(meter_id)s
           AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s)
@@ -216,7 +217,7 @@ def record_installations(
 
 def get_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> dict[str, Any] | None:
     return conn.execute(  # type: ignore[return-value]
-        "SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_reason "
-        "FROM readings WHERE meter_id = %s AND ts = %s",
+        "SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id, "
+        "quality_reason FROM readings WHERE meter_id = %s AND ts = %s",
         (meter_id, ts),
     ).fetchone()

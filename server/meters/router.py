@@ -99,7 +99,9 @@ def correct_reading(
     """The reading becomes ``edited``; the version it replaces is kept with who, when and why."""
     try:
         with conn.transaction():
-            edit_reading(conn, meter_id, ts, body.volume_m3, by=principal.name, reason=body.reason)
+            edit_reading(
+                conn, meter_id, ts, body.volume_m3, by=principal.name, by_key_id=principal.key_id, reason=body.reason
+            )
     except LookupError as error:
         raise Problem(404, str(error), title="Unknown reading") from error
     return _stored_reading(conn, meter_id, ts)
@@ -114,7 +116,15 @@ def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors,
         raise Problem(404, f"no meter {meter_id!r}", title="Unknown meter")
     try:
         with conn.transaction():
-            substitute_reading(conn, meter_id, body.ts, body.volume_m3, by=principal.name, reason=body.reason)
+            substitute_reading(
+                conn,
+                meter_id,
+                body.ts,
+                body.volume_m3,
+                by=principal.name,
+                by_key_id=principal.key_id,
+                reason=body.reason,
+            )
     except ValueError as error:
         raise Problem(409, str(error), title="A reading is already stored") from error
     return _stored_reading(conn, meter_id, body.ts)

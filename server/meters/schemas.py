@@ -20,6 +20,7 @@ class Reading(BaseModel):
     alarms: list[str] = Field(default_factory=list)
     quality: str = "actual"
     quality_by: str | None = None
+    quality_by_key_id: str | None = Field(default=None, description="the id of the API key quality_by names")
     quality_reason: str | None = None
 
 
@@ -96,8 +97,10 @@ class ReadingVersion(BaseModel):
     alarms: list[str]
     quality: str
     quality_by: str | None
+    quality_by_key_id: str | None = Field(description="the id of the API key quality_by names, if a key's")
     quality_reason: str | None
     superseded_at: UtcInstant
     superseded_by: str | None
+    superseded_by_key_id: str | None = Field(description="the id of the API key superseded_by names, if a key's")
     superseded_reason: str | None
     superseded_quality: str | None

@@ -51,6 +51,28 @@ def test_the_meter_s_read_replaces_a_person_s_edit_of_an_estimate_and_the_edit_i
     assert flags == []
 
 
+def test_the_meter_s_read_replacing_an_edit_keeps_no_key_and_the_history_keeps_the_edit_s(migrated_database_url):
+    """The key id an edit recorded (server migration 0047) is the edit's: the meter's read that
+    replaces it is nobody's, and the edit's key goes to the history with it."""
+    url = migrated_database_url
+    store = ReadingStore(url)
+    store.write([("E1", t.isoformat(), f"{100 + 0.01 * i:.3f}", None, None, [], "gw", i)
+                 for i, t in enumerate(HOURS) if t != X])  # fmt: skip
+    with psycopg.connect(url) as conn:
+        run_vee(conn, HOURS[0], NOW, now=NOW)
+        edit_reading(conn, "E1", X, Decimal("100.150"), by="clerk", by_key_id="k1", reason="customer phoned")
+        conn.commit()
+    store.write([("E1", X.isoformat(), "100.200", None, None, [], "gw", 99)])
+    store.close()
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT quality, quality_by_key_id FROM readings WHERE meter_id = 'E1' AND ts = %s", (X,))
+        assert row.fetchone() == ("actual", None)
+        history = [
+            (h["quality"], h["quality_by_key_id"], h["superseded_by_key_id"]) for h in reading_history(conn, "E1", X)
+        ]
+    assert history == [("estimated", None, "k1"), ("edited", "k1", None)]
+
+
 def test_an_edit_of_the_meter_s_own_read_stays_when_the_read_arrives_again(migrated_database_url):
     """A gateway redelivers a read a person has corrected: the correction stays (the redelivery is
     the value corrected, no conflict); a different value for that time is kept for VEE as before."""

@@ -1,0 +1,134 @@
+"""Every change a key makes is recorded with the key's id beside its name: two keys may carry one
+name (a rotated key keeps its person's name), and a leaked key's changes must be told from the
+rightful key's (server migration 0047)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.alert_store import save_changes
+from collector.detection.alerts import AlertKind
+from collector.detection.common import new_alert
+from collector.detection.lifecycle import AlertChanges
+from server.app import create_app
+from server.auth import create_api_key, key_id_of
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@dataclass
+class Office:
+    client: TestClient
+    conn: psycopg.Connection
+    clerks: list[str]  # three keys, all named "billing clerk": the old one, its rotation, a leak
+    care: list[str]  # two keys, both named "care desk"
+
+
+@pytest.fixture(scope="module")
+def office() -> Iterator[Office]:
+    from collector.migrate import migrate
+    from tests.services import admin_url, create_database, drop_database
+
+    server = admin_url()
+    url = create_database(server)
+    try:
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO meters (meter_id) VALUES ('WM-1')")
+            clerks = [create_api_key(conn, "billing clerk", ["billing"]) for _ in range(3)]
+            care = [create_api_key(conn, "care desk", ["customer_care"]) for _ in range(2)]
+            with TestClient(create_app(url)) as client:
+                yield Office(client, conn, clerks, care)
+    finally:
+        drop_database(server, url)
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+_instants = count()
+
+
+@settings(max_examples=20)
+@given(editors=st.lists(st.integers(min_value=0, max_value=2), min_size=1, max_size=5))
+def test_each_version_of_a_reading_names_the_key_that_made_it(office: Office, editors: list[int]) -> None:
+    """Before, the history said "billing clerk" for every one of these keys' corrections."""
+    ts = T0 + timedelta(hours=next(_instants))
+    office.conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('WM-1', %s, 1.5)", (ts,))
+    for n, editor in enumerate(editors):
+        body = {"volume_m3": f"{n + 2}.5", "reason": "meter photo shows a different register"}
+        response = office.client.put(
+            f"/meters/WM-1/readings/{ts.isoformat()}", json=body, headers=_bearer(office.clerks[editor])
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["quality_by"] == "billing clerk"
+        assert response.json()["quality_by_key_id"] == key_id_of(office.clerks[editor])
+    versions = office.client.get(f"/meters/WM-1/readings/{ts.isoformat()}/history", headers=_bearer(office.care[0]))
+    assert versions.status_code == 200, versions.text
+    ids = [key_id_of(office.clerks[e]) for e in editors]
+    assert [v["superseded_by_key_id"] for v in versions.json()] == ids
+    assert [v["quality_by_key_id"] for v in versions.json()] == [None, *ids[:-1]]  # the first arrived: no key
+    assert all(v["superseded_by"] == "billing clerk" for v in versions.json())
+
+
+def test_a_supplied_reading_names_its_key(office: Office) -> None:
+    ts = T0 - timedelta(days=1)
+    body = {"ts": ts.isoformat(), "volume_m3": "0.5", "reason": "read on a site visit"}
+    response = office.client.post("/meters/WM-1/readings", json=body, headers=_bearer(office.clerks[1]))
+    assert response.status_code == 201, response.text
+    assert response.json()["quality_by_key_id"] == key_id_of(office.clerks[1])
+
+
+def _leak(meter_id: str):
+    return new_alert(
+        AlertKind.LEAK, meter_id, "D1", start=T0, detected_at=T0, last_seen=T0 + timedelta(hours=6), ended_at=None,
+        rate_l_h=20.0, volume_l=120.0, confidence=0.8, evidence=((T0, T0 + timedelta(hours=1)),),
+    ).replace(updated_at=T0)  # fmt: skip
+
+
+def _enquiry_of(conn: psycopg.Connection, where: str, value: str) -> int:
+    row = conn.execute(f"SELECT enquiry_id FROM enquiries WHERE {where}", (value,)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_a_dismissal_and_the_enquiry_it_closes_name_the_key(office: Office) -> None:
+    save_changes(office.conn, AlertChanges(opened=[_leak("M-dismissed")]))
+    alert_id = _leak("M-dismissed").alert_id
+    desk = office.care[1]
+    dismissed = office.client.post(
+        f"/alerts/{alert_id}/dismiss", json={"reason": "the customer filled the pool"}, headers=_bearer(desk)
+    )
+    assert dismissed.status_code == 200, dismissed.text
+    assert dismissed.json()["dismissed_by"] == "care desk"
+    assert dismissed.json()["dismissed_by_key_id"] == key_id_of(desk)
+    listed = office.client.get("/alerts", params={"meter_id": "M-dismissed"}, headers=_bearer(office.care[0]))
+    assert listed.json()["items"][0]["dismissed_by_key_id"] == key_id_of(desk)
+    enquiry_id = _enquiry_of(office.conn, "alert_id = %s", alert_id)
+    updates = office.client.get(f"/enquiries/{enquiry_id}", headers=_bearer(office.care[0])).json()["updates"]
+    by_desk = [u for u in updates if u["by"] == "care desk"]
+    assert by_desk and all(u["by_key_id"] == key_id_of(desk) for u in by_desk), updates
+    assert all(u["by_key_id"] is None for u in updates if u["by"] != "care desk"), updates
+
+
+def test_an_enquiry_update_names_the_key(office: Office) -> None:
+    save_changes(office.conn, AlertChanges(opened=[_leak("M-worked")]))
+    enquiry_id = _enquiry_of(office.conn, "meter_id = %s", "M-worked")
+    for key in office.care:
+        body = {"note": "called the customer"}
+        response = office.client.post(f"/enquiries/{enquiry_id}/updates", json=body, headers=_bearer(key))
+        assert response.status_code == 200, response.text
+    updates = [u for u in response.json()["updates"] if u["by"] == "care desk"]
+    assert [u["by_key_id"] for u in updates] == [key_id_of(key) for key in office.care]
+    raised = [u for u in response.json()["updates"] if u["by"] != "care desk"]
+    assert all(u["by_key_id"] is None for u in raised)  # detection's note raising it: no key
