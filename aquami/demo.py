@@ -26,7 +26,7 @@ from psycopg import sql
 
 from aquami.demo_keys import issue_demo_key, revoke_on_stop
 from aquami.embedded import EmbeddedBroker, start_embedded_postgres
-from aquami.mqtt import MqttEndpoint
+from aquami.mqtt import MqttEndpoint, redacted
 from aquami.ports import free_port, port_is_free
 from collector.detection_job import DetectionJobConfig, DetectionScheduler, grid_end
 from collector.migrate import migrate
@@ -255,7 +255,7 @@ class Demo:
                 broker = EmbeddedBroker(free_port())
                 await broker.start()
                 mqtt_url = broker.url
-            self.say(f"· MQTT broker at {mqtt_url}")
+            self.say(f"· MQTT broker at {redacted(mqtt_url)}")
 
             simulator = ModbusTcpSimulator(meters)
             await simulator.start()

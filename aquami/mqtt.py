@@ -1,11 +1,13 @@
 """MQTT connection settings shared by the gateway and the collector: one URL says where and how.
 
 ``mqtt://user:password@host:1883`` or ``mqtts://host:8883`` (TLS). paho-mqtt 2.x clients are made
-here so both sides speak the same protocol version with the same defaults.
+here so both sides speak the same protocol version with the same defaults. A URL as given is never
+written out whole: :func:`redacted` hides its password in every message that shows it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -24,13 +26,17 @@ class MqttEndpoint:
     def parse(cls, url: str) -> MqttEndpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
+            raise ValueError(f"MQTT URL {redacted(url)!r}: scheme must be mqtt:// or mqtts://")
         if not parts.hostname:
-            raise ValueError(f"MQTT URL {url!r}: no host")
+            raise ValueError(f"MQTT URL {redacted(url)!r}: no host")
+        try:  # urllib's own message quotes the port's text: with a "/" in the password, part of it
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"MQTT URL {redacted(url)!r}: the port must be a number up to 65535") from None
         tls = parts.scheme in ("mqtts", "ssl")
         return cls(
             host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
+            port=port or (8883 if tls else 1883),
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
@@ -39,6 +45,23 @@ class MqttEndpoint:
     @property
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password as ``***``, for a message: ``mqtt://coll:***@host:1883``. Read from
+    the text, not a parse, so a URL too broken to parse (no scheme, a ``/``, ``#`` or ``@`` in the
+    password) hides it too: everything between the user's ``:`` and the last ``@`` goes."""
+    before, at, host = url.rpartition("@")
+    scheme, separator, userinfo = before.partition("://")
+    if not (separator and _SCHEME.fullmatch(scheme)):
+        scheme, separator, userinfo = "", "", before
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}{separator}{user}:***@{host}"
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 def new_client(endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
