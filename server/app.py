@@ -27,6 +27,7 @@ from server.open311.router import router as open311_router
 from server.problems import install_problem_handlers, refuse_nul_text
 from server.schema_check import SchemaCheck, not_migrated
 from server.security_headers import SecurityHeaders
+from server.web.care_desk import router as web_care_desk_router
 from server.web.enquiries import router as web_enquiries_router
 from server.web.router import router as web_router
 
@@ -65,6 +66,7 @@ def create_app(database_url: str) -> FastAPI:
     app.include_router(care_router)
     app.include_router(open311_router)
     app.include_router(web_router)
+    app.include_router(web_care_desk_router)
     app.include_router(web_enquiries_router)
     install_docs(app)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")

@@ -8,7 +8,7 @@ import psycopg
 
 from server.care.workflow import check_transition, update_note
 
-_COLUMNS = """enquiry_id, kind, category, source, status, priority, subject, account_id, service_point_id,
+ENQUIRY_COLUMNS = """enquiry_id, kind, category, source, status, priority, subject, account_id, service_point_id,
               meter_id, dma, alert_id, opened_at, updated_at, closed_at"""
 
 
@@ -26,7 +26,7 @@ def list_enquiries(
     """Newest first (by id, which follows opening order), after the keyset cursor ``before``."""
     return conn.execute(  # type: ignore[return-value]
         f"""
-        SELECT {_COLUMNS} FROM enquiries
+        SELECT {ENQUIRY_COLUMNS} FROM enquiries
         WHERE (%(status)s::text IS NULL OR status = %(status)s)
           AND (%(source)s::text IS NULL OR source = %(source)s)
           AND (%(category)s::text IS NULL OR category = %(category)s)
@@ -54,7 +54,7 @@ def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | N
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
-            f"SELECT {_COLUMNS} FROM enquiries WHERE enquiry_id = %s", (enquiry_id,)
+            f"SELECT {ENQUIRY_COLUMNS} FROM enquiries WHERE enquiry_id = %s", (enquiry_id,)
         ).fetchone()
         if row is None:
             return None

@@ -1,0 +1,129 @@
+"""The care desk's list of enquiries (server migration 0048): the ones being worked first, urgent to
+low and the newest first within each, then the closed ones, newest first; filtered by status,
+priority, category and source, and paged by keyset.
+
+The order is the index enquiries_care_desk_idx, read backwards: ``enquiry_care_rank`` (4 urgent,
+3 high, 2 normal, 1 low, 0 closed), then ``opened_at``, then ``enquiry_id``, all descending. A page
+ends at a :class:`Position`, and the next one starts after it, so a page costs the rows it shows
+however many enquiries there are, and an enquiry raised or closed meanwhile moves no other row to
+another page. A filter on status or priority narrows the ranks the index is read over (closed: 0;
+any other status: 1 to 4; a priority: its rank, and 0 unless a status other than closed is asked).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from server.care.repository import ENQUIRY_COLUMNS
+
+STATUSES = ("open", "in_progress", "escalated", "closed")  # server migration 0030's CHECK
+PRIORITIES = ("urgent", "high", "normal", "low")
+SOURCES = ("customer", "staff", "detection")
+#: enquiry_care_rank's numbers (server migration 0048), by the word a page's position says.
+RANKS = {"urgent": 4, "high": 3, "normal": 2, "low": 1, "closed": 0}
+_WORD = {rank: word for word, rank in RANKS.items()}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_TOKEN = re.compile(r"(urgent|high|normal|low|closed)\.(-?[0-9]{1,18})\.([1-9][0-9]{0,17})")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page ended: its last enquiry's place in the order. Written in a link's ``after`` as
+    ``high.1772424000123456.42``: the rank's word, when it was opened (microseconds since
+    1970-01-01 UTC, exactly as stored), and its id."""
+
+    rank: int
+    opened_at: datetime
+    enquiry_id: int
+
+    def token(self) -> str:
+        micros = (self.opened_at - _EPOCH) // _MICROSECOND
+        return f"{_WORD[self.rank]}.{micros}.{self.enquiry_id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Position | None:
+        """The position a link's ``after`` names, or None when it names none."""
+        match = _TOKEN.fullmatch(token)
+        if match is None:
+            return None
+        word, micros, enquiry_id = match.groups()
+        try:
+            opened_at = _EPOCH + int(micros) * _MICROSECOND
+        except OverflowError:
+            return None
+        if int(enquiry_id) > 2**63 - 1:
+            return None
+        return cls(RANKS[word], opened_at, int(enquiry_id))
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Position:
+        rank = 0 if row["status"] == "closed" else RANKS[row["priority"]]
+        return cls(rank, row["opened_at"], row["enquiry_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class DeskFilter:
+    """What the desk is asked to show; None is any."""
+
+    status: str | None = None
+    priority: str | None = None
+    category: str | None = None
+    source: str | None = None
+
+    def ranks(self) -> tuple[int, int]:
+        """The lowest and highest enquiry_care_rank an enquiry it keeps can have."""
+        low, high = 0, 4
+        if self.status == "closed":
+            high = 0
+        elif self.status is not None:
+            low = 1
+        if self.priority is not None and high > 0:
+            high = RANKS[self.priority]
+            low = high if low > 0 else 0
+        return low, high
+
+
+def desk_page(conn: psycopg.Connection, asked: DeskFilter, after: Position | None, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` enquiries in the desk's order, after ``after`` (the start when None)."""
+    low, high = asked.ranks()
+    where = ["enquiry_care_rank(status, priority) BETWEEN %(low)s AND %(high)s"]
+    for column in ("status", "priority", "category", "source"):
+        if getattr(asked, column) is not None:
+            where.append(f"{column} = %({column})s")
+    if after is not None:
+        where.append("(enquiry_care_rank(status, priority), opened_at, enquiry_id) < (%(rank)s, %(at)s, %(id)s)")
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        SELECT {ENQUIRY_COLUMNS} FROM enquiries
+        WHERE {" AND ".join(where)}
+        ORDER BY enquiry_care_rank(status, priority) DESC, opened_at DESC, enquiry_id DESC
+        LIMIT %(limit)s
+        """,
+        {
+            "low": low,
+            "high": high,
+            "status": asked.status,
+            "priority": asked.priority,
+            "category": asked.category,
+            "source": asked.source,
+            "rank": after.rank if after else None,
+            "at": after.opened_at if after else None,
+            "id": after.enquiry_id if after else None,
+            "limit": limit,
+        },
+    ).fetchall()
+
+
+def categories(conn: psycopg.Connection) -> list[str]:
+    """The categories enquiries are filed under: people's services' and detection's (server
+    migration 0043's open311_service_list), in that list's order."""
+    rows = conn.execute(
+        "SELECT category FROM open311_service_list GROUP BY category ORDER BY min(position), category"
+    ).fetchall()
+    return [row["category"] for row in rows]  # type: ignore[call-overload]

@@ -1,0 +1,80 @@
+"""The care desk: every enquiry on one list (/care/enquiries), the ones being worked first (urgent to
+low, the newest first within each), then the closed ones, newest first (server.care.desk), 50 to a
+page, each linking to its enquiry's page. Filters are plain query parameters (status, priority,
+category, source), set by a GET form or a link; the next page's link carries them and where this
+one ended (``after``). Before, the web page reached an enquiry only through the 25 alerts it shows.
+
+Seen by the keys that read enquiries (the API's GET /enquiries roles, and admin). The list does not
+refresh itself: a page that moved under the reader's eyes would shift the row being clicked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import psycopg
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from server.care import desk
+from server.care.router import READS_ENQUIRIES
+from server.care.schemas import Enquiry
+from server.db import get_connection
+from server.web.pages import signed_in, templates
+
+router = APIRouter(include_in_schema=False)
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+PATH = "/care/enquiries"
+ENQUIRIES_PER_PAGE = 50
+_CHOICES = {"status": desk.STATUSES, "priority": desk.PRIORITIES, "source": desk.SOURCES}
+_CATEGORY_LENGTH = 64  # as GET /enquiries takes
+
+
+@router.get(PATH, response_class=HTMLResponse)
+def care_desk(
+    request: Request,
+    conn: Connection,
+    status: str = "",
+    priority: str = "",
+    category: str = "",
+    source: str = "",
+    after: str = "",
+) -> Response:
+    principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
+    if isinstance(principal, Response):
+        return principal
+    asked = {"status": status, "priority": priority, "category": category, "source": source}
+    context: dict[str, Any] = {"who": principal.name, "asked": asked, "choices": _CHOICES, "enquiries": []}
+    context["categories"] = desk.categories(conn)
+    wrong = _wrong(asked, after)
+    if wrong is not None:
+        context["error"] = wrong
+        return templates.TemplateResponse(request, "care_desk.html", context, status_code=400)
+    chosen = desk.DeskFilter(**{name: value or None for name, value in asked.items()})
+    position = desk.Position.parse(after) if after else None
+    rows = desk.desk_page(conn, chosen, position, ENQUIRIES_PER_PAGE + 1)
+    context["enquiries"] = [Enquiry(**row) for row in rows[:ENQUIRIES_PER_PAGE]]
+    context["paged"] = position is not None
+    filters = {name: value for name, value in asked.items() if value}
+    context["first_page"] = _link(filters)
+    if len(rows) > ENQUIRIES_PER_PAGE:
+        last = desk.Position.of(rows[ENQUIRIES_PER_PAGE - 1])
+        context["next_page"] = _link({**filters, "after": last.token()})
+    return templates.TemplateResponse(request, "care_desk.html", context)
+
+
+def _wrong(asked: dict[str, str], after: str) -> str | None:
+    """What is wrong with the parameters, said for the page; None when nothing is."""
+    for name, allowed in _CHOICES.items():
+        if asked[name] and asked[name] not in allowed:
+            return f"There is no {name} {asked[name]!r}: choose one of {', '.join(allowed)}."
+    if len(asked["category"]) > _CATEGORY_LENGTH:
+        return f"A category is at most {_CATEGORY_LENGTH} characters."
+    if after and desk.Position.parse(after) is None:
+        return "That page's link is not one this list made: start again from the first page."
+    return None
+
+
+def _link(params: dict[str, str]) -> str:
+    return f"{PATH}?{urlencode(params)}" if params else PATH

@@ -1,0 +1,278 @@
+"""The care desk's list of every enquiry on the web page (/care/enquiries: server.web.care_desk,
+server.care.desk, server migration 0048). Before, the page reached an enquiry only through the 25
+alerts it shows: one a customer raised through Open311, or one of an alert not among them, could not
+be opened from it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.app import create_app
+from server.auth import SESSION_COOKIE, create_api_key
+from server.care import desk as care_desk
+from server.web import care_desk as page_module
+
+T0 = datetime(2026, 3, 2, 4, tzinfo=UTC)
+OWN = {"Origin": "http://testserver"}
+RANK = {"urgent": 4, "high": 3, "normal": 2, "low": 1}
+ROW_LINK = re.compile(r'<td><a href="/care/enquiries/(\d+)">#\d+</a></td>')
+NEXT = re.compile(r'<a href="([^"]+)">next page</a>')
+
+
+@pytest.fixture
+def site(migrated_database_url: str) -> Iterator[tuple[TestClient, psycopg.Connection, dict[str, str]]]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {
+            role: create_api_key(conn, name, [role])
+            for role, name in (
+                ("customer_care", "alice"),
+                ("reader", "rita"),
+                ("meterization", "mo"),
+                ("billing", "bill"),
+                ("admin", "ada"),
+                ("customer_app", "fixit app"),
+            )
+        }
+        with TestClient(create_app(migrated_database_url)) as client:
+            yield client, conn, keys
+
+
+def _sign_in(client: TestClient, key: str) -> None:
+    client.cookies.clear()
+    signed_in = client.post("/login", data={"key": key}, headers=OWN, follow_redirects=False)
+    assert signed_in.status_code == 303 and SESSION_COOKIE in signed_in.headers["set-cookie"]
+
+
+def _insert(conn: psycopg.Connection, rows: list[tuple[str, str, str, str, datetime]]) -> list[int]:
+    """Enquiries of (status, priority, source, category, opened_at); their ids, in that order."""
+    ids = []
+    for status, priority, source, category, opened in rows:
+        row = conn.execute(
+            """
+            INSERT INTO enquiries (kind, category, source, status, priority, subject, opened_at, updated_at,
+                                   closed_at)
+            VALUES ('enquiry', %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s = 'closed' THEN %s::timestamptz END)
+            RETURNING enquiry_id
+            """,
+            (category, source, status, priority, f"{priority} {status}", opened, opened, status, opened),
+        ).fetchone()
+        assert row is not None
+        ids.append(row[0])
+    return ids
+
+
+def _listed(client: TestClient, address: str) -> list[int]:
+    """Every enquiry the desk lists from ``address`` on, following its next-page links."""
+    shown: list[int] = []
+    while True:
+        answer = client.get(address)
+        assert answer.status_code == 200, answer.text
+        shown += [int(n) for n in ROW_LINK.findall(answer.text)]
+        following = NEXT.search(answer.text)
+        if following is None:
+            return shown
+        address = unescape(following.group(1))
+
+
+def test_an_enquiry_the_main_page_does_not_show_is_on_the_desk_and_opens_from_it(site) -> None:
+    """A customer's Open311 request, and the enquiry of the 26th most urgent alert, are not on the
+    main page; the desk lists them (the customer's street leak, high, first; the oldest low battery
+    last), each linking to its page."""
+    client, conn, keys = site
+    conn.execute(
+        """
+        INSERT INTO alerts (alert_id, kind, source, status, meter_id, dma, start, detected_at, last_seen,
+                            rate_l_h, volume_l, confidence, evidence)
+        SELECT 'low_battery/M' || i, 'low_battery', 'meter', 'open', 'M' || i, 'D1', t, t, t, 0, 0, 0.9, '[]'
+        FROM generate_series(1, 26) i, LATERAL (SELECT %s::timestamptz + make_interval(mins => i) AS t) at
+        """,
+        (T0,),
+    )
+    raised = client.post(
+        "/open311/v2/requests.json",
+        data={"api_key": keys["customer_app"], "service_code": "leak_street", "address_string": "1 High St",
+              "description": "Water coming up through the road"},
+    )  # fmt: skip
+    assert raised.status_code == 200, raised.text
+    customer = int(raised.json()[0]["service_request_id"])
+    (oldest_alert,) = conn.execute("SELECT enquiry_id FROM enquiries WHERE alert_id = 'low_battery/M1'").fetchone()
+    _sign_in(client, keys["reader"])
+    front = client.get("/").text
+    assert '<a href="/care/enquiries">' in front
+    for hidden in (customer, oldest_alert):
+        assert f'href="/care/enquiries/{hidden}"' not in front
+    listed = client.get("/care/enquiries")
+    assert listed.status_code == 200 and listed.headers["cache-control"] == "no-store"
+    rows = [int(n) for n in ROW_LINK.findall(listed.text)]
+    assert rows[0] == customer  # high (a street leak), before 26 low batteries
+    assert rows[-1] == oldest_alert and len(rows) == 27
+    assert 'http-equiv="refresh"' not in listed.text
+    assert client.get(f"/care/enquiries/{customer}").status_code == 200
+
+
+def test_the_desk_filters_by_links_and_a_get_form(site) -> None:
+    client, conn, keys = site
+    street, billing, closed, staff = _insert(
+        conn,
+        [
+            ("open", "high", "customer", "street leak", T0),
+            ("in_progress", "normal", "customer", "billing", T0 + timedelta(hours=1)),
+            ("closed", "urgent", "detection", "customer burst", T0 + timedelta(hours=2)),
+            ("escalated", "low", "staff", "complaint", T0 + timedelta(hours=3)),
+        ],
+    )
+    _sign_in(client, keys["customer_care"])
+    everything = client.get("/care/enquiries").text
+    for name in ("status", "priority", "category", "source"):
+        assert f'<select name="{name}">' in everything
+    assert '<form class="filters" method="get" action="/care/enquiries">' in everything
+    assert _listed(client, "/care/enquiries") == [street, billing, staff, closed]
+    assert _listed(client, "/care/enquiries?source=customer") == [street, billing]
+    assert _listed(client, "/care/enquiries?status=closed") == [closed]
+    assert _listed(client, "/care/enquiries?priority=urgent") == [closed]
+    assert _listed(client, "/care/enquiries?category=complaint&status=escalated") == [staff]
+    assert _listed(client, "/care/enquiries?category=street+leak&priority=high&source=customer") == [street]
+    assert _listed(client, "/care/enquiries?source=staff&status=open") == []
+    chosen = client.get("/care/enquiries?priority=normal").text
+    assert '<option value="normal" selected>' in chosen
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("status=shut", "There is no status &#39;shut&#39;"),
+        ("priority=critical", "There is no priority &#39;critical&#39;"),
+        ("source=app", "There is no source &#39;app&#39;"),
+        ("category=" + "x" * 65, "A category is at most 64 characters."),
+        ("after=42", "That page&#39;s link is not one this list made"),
+        ("after=urgent.999999999999999999.1", "That page&#39;s link is not one this list made"),
+    ],
+)
+def test_a_parameter_the_desk_does_not_know_is_said_on_the_page(site, query: str, said: str) -> None:
+    client, _, keys = site
+    _sign_in(client, keys["customer_care"])
+    answer = client.get(f"/care/enquiries?{query}")
+    assert answer.status_code == 400 and said in answer.text
+
+
+def test_the_desk_is_for_the_keys_that_read_enquiries(site) -> None:
+    client, _, keys = site
+    client.cookies.clear()
+    assert client.get("/care/enquiries").status_code == 401
+    for role in ("reader", "meterization", "customer_care", "admin"):
+        _sign_in(client, keys[role])
+        assert client.get("/care/enquiries").status_code == 200, role
+    _sign_in(client, keys["billing"])
+    refused = client.get("/care/enquiries")
+    assert refused.status_code == 403 and "may not see enquiries" in refused.text
+
+
+ENQUIRY = st.tuples(
+    st.sampled_from(care_desk.STATUSES),
+    st.sampled_from(care_desk.PRIORITIES),
+    st.sampled_from(care_desk.SOURCES),
+    st.sampled_from(["customer leak", "billing"]),
+    st.integers(0, 3).map(lambda h: T0 + timedelta(hours=h)),  # ties on opened_at
+)
+FILTER = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from(care_desk.STATUSES),
+        "priority": st.sampled_from(care_desk.PRIORITIES),
+        "source": st.sampled_from(care_desk.SOURCES),
+        "category": st.sampled_from(["customer leak", "billing", "none such"]),
+    },
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(ENQUIRY, max_size=14), asked=FILTER, per_page=st.integers(1, 4))
+def test_paging_through_the_desk_lists_each_enquiry_it_keeps_once_in_its_order(
+    site, monkeypatch, rows, asked: dict[str, str], per_page: int
+) -> None:
+    """Whatever the enquiries and filters, following the next-page links lists the enquiries the
+    filters keep, each once: those being worked by priority (urgent to low), then the closed ones,
+    each group the newest opened first (then the highest id)."""
+    client, conn, keys = site
+    monkeypatch.setattr(page_module, "ENQUIRIES_PER_PAGE", per_page)
+    conn.execute("DELETE FROM enquiries")
+    ids = _insert(conn, rows)
+    kept = []
+    for enquiry_id, (status, priority, source, category, opened) in zip(ids, rows, strict=True):
+        fields = {"status": status, "priority": priority, "source": source, "category": category}
+        if all(fields[name] == value for name, value in asked.items()):
+            kept.append((0 if status == "closed" else RANK[priority], opened, enquiry_id))
+    expected = [enquiry_id for *_, enquiry_id in sorted(kept, reverse=True)]
+    _sign_in(client, keys["reader"])
+    query = "&".join(f"{name}={value.replace(' ', '+')}" for name, value in asked.items())
+    assert _listed(client, "/care/enquiries" + (f"?{query}" if query else "")) == expected
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.parametrize("query", ["", "?priority=high", "?status=closed", "?source=customer&category=billing"])
+def test_a_desk_page_reads_only_the_enquiries_it_shows(site, monkeypatch, query: str) -> None:
+    """No timing here: the plan of the desk's query, recorded from GET /care/enquiries, with 2,000
+    enquiries of every status and priority, reads its page off enquiries_care_desk_idx (server
+    migration 0048) and sorts nothing, on the first page and the next."""
+    client, conn, keys = site
+    conn.execute(
+        """
+        INSERT INTO enquiries (kind, category, source, status, priority, subject, opened_at, updated_at, closed_at)
+        SELECT 'enquiry', 'billing', 'customer', s, (ARRAY['low', 'normal', 'high', 'urgent'])[1 + (i / 4) %% 4],
+               'subject', t, t, CASE WHEN s = 'closed' THEN t END
+        FROM generate_series(1, 2000) i,
+             LATERAL (SELECT (ARRAY['open', 'in_progress', 'escalated', 'closed'])[1 + i %% 4] AS s,
+                             %s::timestamptz + make_interval(mins => i) AS t) x
+        """,
+        (T0,),
+    )
+    conn.execute("ANALYZE enquiries")
+    _sign_in(client, keys["customer_care"])
+    recorded: list[tuple[Any, Any]] = []
+    execute = psycopg.Connection.execute
+
+    def recording(self: psycopg.Connection, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        text = statement if isinstance(statement, str) else statement.as_string(self)
+        if "FROM enquiries" in text and "ORDER BY" in text:
+            recorded.append((text, params))
+        return execute(self, statement, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recording)
+    first = client.get(f"/care/enquiries{query}").text
+    following = NEXT.search(first)
+    assert following is not None
+    client.get(unescape(following.group(1)))
+    monkeypatch.undo()
+    assert len(recorded) == 2, recorded
+    for text, params in recorded:
+        row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchone()
+        assert row is not None
+        plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+        nodes = list(_plan_nodes(plan[0]["Plan"]))
+        read = [node for node in nodes if node.get("Relation Name") == "enquiries"]
+        assert [node.get("Index Name") for node in read] == ["enquiries_care_desk_idx"], nodes
+        assert all(node["Actual Rows"] <= page_module.ENQUIRIES_PER_PAGE + 1 for node in read), nodes
+        assert not [node for node in nodes if node["Node Type"] == "Sort"], nodes
+
+
+def test_a_position_is_written_and_read_back_exactly() -> None:
+    at = datetime(2026, 3, 2, 4, 5, 6, 123457, tzinfo=UTC)
+    position = care_desk.Position(3, at, 42)
+    assert position.token() == "high.1772424306123457.42"
+    assert care_desk.Position.parse(position.token()) == position
