@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 
-from server.auth import Principal, require_role
+from server.auth import Principal, may, require_role
 from server.care import repository
 from server.care.schemas import Enquiry, EnquiryChange, EnquiryPage, EnquiryWithUpdates
 from server.care.workflow import TransitionRefused
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
+from server.open311 import repository as open311_repository
 from server.problems import Problem
 
 router = APIRouter(prefix="/enquiries", tags=["customer care"], route_class=ExactJsonRoute)
@@ -20,6 +21,9 @@ router = APIRouter(prefix="/enquiries", tags=["customer care"], route_class=Exac
 #: page (server.web.enquiries) holds keys to the same roles.
 READS_ENQUIRIES = ("customer_care", "meterization", "reader")
 WORKS_ENQUIRIES = ("customer_care",)
+#: Who sees the personal data an enquiry was raised with (an Open311 request's contact details):
+#: those who call the person back. Reader and meterization keys read enquiries without it.
+SEES_CONTACTS = WORKS_ENQUIRIES
 CareReaders = Annotated[Principal, Depends(require_role(*READS_ENQUIRIES))]
 CustomerCare = Annotated[Principal, Depends(require_role(*WORKS_ENQUIRIES))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
@@ -53,17 +57,32 @@ def list_enquiries(
     return EnquiryPage(items=items, next=next_url)
 
 
-@router.get("/{enquiry_id}", response_model=EnquiryWithUpdates, summary="One enquiry with its updates")
-def get_enquiry(enquiry_id: int, _: CareReaders, conn: Connection) -> EnquiryWithUpdates:
+def with_updates(conn: psycopg.Connection, row: dict[str, Any], principal: Principal) -> EnquiryWithUpdates:
+    """The enquiry as ``principal`` may see it: what it was raised with through Open311 (``open311``,
+    null when it was not) for a key that sees contacts; the field left unset, so left out of the
+    answer (``response_model_exclude_unset``), for any other."""
+    if may(principal, *SEES_CONTACTS):
+        row = {**row, "open311": open311_repository.given_with(conn, row["enquiry_id"])}
+    return EnquiryWithUpdates(**row)
+
+
+@router.get(
+    "/{enquiry_id}",
+    response_model=EnquiryWithUpdates,
+    response_model_exclude_unset=True,
+    summary="One enquiry with its updates (and, for customer care, what it was raised with through Open311)",
+)
+def get_enquiry(enquiry_id: int, principal: CareReaders, conn: Connection) -> EnquiryWithUpdates:
     row = repository.get_enquiry(conn, enquiry_id)
     if row is None:
         raise Problem(404, f"no enquiry {enquiry_id}", title="Unknown enquiry")
-    return EnquiryWithUpdates(**row)
+    return with_updates(conn, row, principal)
 
 
 @router.post(
     "/{enquiry_id}/updates",
     response_model=EnquiryWithUpdates,
+    response_model_exclude_unset=True,
     summary="Work an enquiry: a new status and/or a note, recorded with who and when",
 )
 def change_enquiry(
@@ -77,4 +96,4 @@ def change_enquiry(
         raise Problem(409, str(error), title="Enquiry cannot change so") from error
     if row is None:
         raise Problem(404, f"no enquiry {enquiry_id}", title="Unknown enquiry")
-    return EnquiryWithUpdates(**row)
+    return with_updates(conn, row, principal)

@@ -37,8 +37,39 @@ class Enquiry(BaseModel):
     closed_at: UtcInstant | None
 
 
+class Open311Contact(BaseModel):
+    """How to reach the person who raised it, as they gave it (each may be missing)."""
+
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+
+
+class Open311Given(BaseModel):
+    """What a person or an app gave when raising an enquiry through Open311 (server migration 0043)."""
+
+    service_code: str
+    service_name: str
+    description: str | None = Field(description="their words, exactly as written")
+    lat: float | None
+    long: float | None
+    address_string: str | None
+    address_id: str | None
+    media_url: str | None
+    attribute: dict[str, str] = Field(description="the service's attributes answered (account, meter), as given")
+    contact: Open311Contact
+    raised_by: str = Field(description="the name of the key it was raised with (an app's, or a member of staff's)")
+
+
 class EnquiryWithUpdates(Enquiry):
     updates: list[EnquiryUpdate]
+    open311: Open311Given | None = Field(
+        default=None,
+        description="what was given with it through Open311, the person's contact details among it (personal "
+        "data): present, null when it was not raised through Open311, for a customer_care or admin key only; "
+        "left out for the other keys",
+    )
 
 
 class EnquiryPage(BaseModel):

@@ -176,3 +176,21 @@ def get_request(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | N
         """,
         (enquiry_id,),
     ).fetchone()
+
+
+def given_with(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | None:
+    """What was given with an enquiry raised through Open311, the contact details nested as
+    ``contact``; None for one raised otherwise. Personal data: for customer care's keys only."""
+    row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
+        """
+        SELECT r.service_code, s.service_name, r.description, r.lat, r.long, r.address_string, r.address_id,
+               r.media_url, r.attributes AS attribute, r.first_name, r.last_name, r.email, r.phone, r.raised_by
+        FROM open311_requests r JOIN open311_services s USING (service_code)
+        WHERE r.enquiry_id = %s
+        """,
+        (enquiry_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    row["contact"] = {name: row.pop(name) for name in ("first_name", "last_name", "email", "phone")}
+    return row

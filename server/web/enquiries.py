@@ -6,7 +6,9 @@ form POST, answered with a redirect back to the page (303) once saved. It goes t
 repository, workflow and words field as the API, and is refused when another site started it
 (:func:`server.origins.from_another_site`, as the sign-in is). A move the workflow refuses, a note
 that says nothing, or an unknown enquiry is a message on the page (409, 422, 404), the person's
-words kept in the form. The page does not refresh itself (the meters page does, every 10 s): what
+words kept in the form. To the same keys it shows what an enquiry raised through Open311 was raised with,
+the person's contact details among it (server.care.router.SEES_CONTACTS); the other readers see none of it.
+The page does not refresh itself (the meters page does, every 10 s): what
 someone is typing here stays until they send it.
 """
 
@@ -22,8 +24,8 @@ from pydantic import ValidationError
 
 from server.auth import Principal, may
 from server.care import repository
-from server.care.router import READS_ENQUIRIES, WORKS_ENQUIRIES
-from server.care.schemas import EnquiryChange, EnquiryWithUpdates
+from server.care.router import READS_ENQUIRIES, WORKS_ENQUIRIES, with_updates
+from server.care.schemas import EnquiryChange
 from server.care.workflow import TRANSITIONS, TransitionRefused
 from server.db import get_connection
 from server.origins import from_another_site
@@ -121,7 +123,7 @@ def _answer(
             status_code, saved = 404, ": nothing was saved" if form else ""
             context["error"] = f"There is no enquiry {enquiry_id}{saved}."
         return templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code)
-    enquiry = EnquiryWithUpdates(**row)
+    enquiry = with_updates(conn, row, principal)  # what it was raised with, for customer care's keys
     context["enquiry"] = enquiry
     context["moves"] = sorted(TRANSITIONS[enquiry.status]) if may(principal, *WORKS_ENQUIRIES) else None
     return templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code)
