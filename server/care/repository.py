@@ -9,7 +9,7 @@ import psycopg
 from server.care.workflow import check_transition, update_note
 
 ENQUIRY_COLUMNS = """enquiry_id, kind, category, source, status, priority, subject, account_id, service_point_id,
-              meter_id, dma, alert_id, opened_at, updated_at, closed_at"""
+              meter_id, dma, alert_id, opened_at, updated_at, closed_at, duplicate_of"""
 
 
 def list_enquiries(
@@ -49,8 +49,9 @@ def list_enquiries(
 
 
 def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | None:
-    """The enquiry and its updates as of one moment: read in one snapshot, so its status and its
-    history never disagree (an alert's trigger may reopen it between two reads)."""
+    """The enquiry, its updates and the enquiries folded into it as its duplicates, as of one moment:
+    read in one snapshot, so its status and its history never disagree (an alert's trigger may
+    reopen it between two reads)."""
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
@@ -62,6 +63,10 @@ def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | N
             "SELECT at, by, by_key_id, note FROM enquiry_updates WHERE enquiry_id = %s ORDER BY at, update_id",
             (enquiry_id,),
         ).fetchall()
+        folded = conn.execute(  # enquiries_duplicate_of_idx (server migration 0049)
+            "SELECT enquiry_id FROM enquiries WHERE duplicate_of = %s ORDER BY enquiry_id", (enquiry_id,)
+        ).fetchall()
+        row["duplicates"] = [r["enquiry_id"] for r in folded]  # type: ignore[call-overload]
     return row
 
 

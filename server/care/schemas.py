@@ -35,6 +35,10 @@ class Enquiry(BaseModel):
     opened_at: UtcInstant
     updated_at: UtcInstant
     closed_at: UtcInstant | None
+    duplicate_of: int | None = Field(
+        description="the enquiry this one was folded into as its duplicate, closed (one episode of water "
+        "escaping at a meter is one piece of work: server migration 0045); null for one that was not"
+    )
 
 
 class Open311Contact(BaseModel):
@@ -64,6 +68,7 @@ class Open311Given(BaseModel):
 
 class EnquiryWithUpdates(Enquiry):
     updates: list[EnquiryUpdate]
+    duplicates: list[int] = Field(description="the enquiries folded into this one as its duplicates, oldest first")
     open311: Open311Given | None = Field(
         default=None,
         description="what was given with it through Open311, the person's contact details among it (personal "
