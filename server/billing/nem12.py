@@ -4,6 +4,15 @@ Records: 100 header, 200 per data stream (here: a meter at a service point, the 
 standing in for the NMI), 300 per day with 24 hourly values in kilolitres (= m³), 400 where a day
 mixes qualities (its 300 record then carries ``V``), 900 end.
 
+Streams: an interval value is a volume, never negative; the direction is the stream's (AEMO's
+NMISuffix: ``E`` what the network delivers, ``B`` what flows back into it). ``E1`` (RegisterID 1)
+holds each hour's net water when it went forward through the meter, ``B1`` (RegisterID 2) when it
+went back (backflow), each 0 in the other's hours, so E1 - B1 is the hour's consumption and the
+file's E1 less its B1 the net a determinant bills. A meter has its ``B1`` stream (NMIConfiguration
+``E1B1``) in a file whose days hold an hour of backflow, else only ``E1``. Before, a backflow hour
+was a negative value in E1 (``-0.04`` flagged ``A``). Hourly consumption is net: an hour with 0.03
+m³ forward and 0.04 m³ back is 0.01 m³ in B1.
+
 Quality and method (the MDFF specification's quality flag and two-digit method flag, substitution
 types 11-19 of remotely read interval metering, installation types 1-4):
 
@@ -300,7 +309,46 @@ def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict
         hours[r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
     service_point, meter = key
     _check_ids(service_point, meter)  # checked before the file began (prepare); renamed since?
-    yield f"200,{service_point},E1,1,E1,N1,{meter},KL,60,"
+    backflow = any(value < 0 for value, *_ in hours.values())
+    streams = (FORWARD, REVERSE) if backflow else (FORWARD,)
+    configuration = "".join(stream.suffix for stream in streams)
+    for stream in streams:
+        yield (
+            f"200,{service_point},{configuration},{stream.register},{stream.suffix},{stream.data_stream},{meter},KL,60,"
+        )
+        yield from _day_records(export, windows, hours, arrived, stream)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A data stream of a meter: its NMISuffix, RegisterID and MDMDataStreamIdentifier, and which
+    way of an hour's net water it carries. NEM12's interval values are volumes, never negative:
+    AEMO names flows by their direction to or from the network, ``E`` what the network delivers
+    (consumption, here water forward through the meter) and ``B`` what comes back into it (here
+    water back through the meter, backflow)."""
+
+    suffix: str
+    register: str
+    data_stream: str
+    sign: int  # +1: the hour's net water when forward, -1: when backward
+
+    def value(self, net: Decimal) -> Decimal:
+        """The stream's part of an hour's net water: E1 - B1 is the net, each is 0 or more."""
+        return max(Decimal(0), net * self.sign)
+
+
+FORWARD = Stream("E1", "1", "N1", +1)
+REVERSE = Stream("B1", "2", "N2", -1)
+
+
+def _day_records(
+    export: Nem12Export,
+    windows: set[tuple[datetime, datetime | None]],
+    hours: dict[datetime, tuple[Decimal, str, str | None, str | None]],
+    arrived: dict[datetime, datetime],
+    stream: Stream,
+) -> Iterator[str]:
+    """A stream's 300 (and 400) records, a day at a time, within the meter's windows."""
     for d in range(export.days):
         day = export.day0 + timedelta(days=d)
         if not any(lo < day + timedelta(days=1) and (hi is None or hi > day) for lo, hi in windows):
@@ -309,7 +357,7 @@ def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict
         stamp = _updated(export, [arrived.get(day + timedelta(hours=h)) for h in range(24)])
         methods = [(_method(quality, by), why) for _, quality, by, why in cells]
         marks = [(method, *_reason(method, why)) for method, why in methods]
-        values = ",".join(_value(v) for v, *_ in cells)
+        values = ",".join(_value(stream.value(v)) for v, *_ in cells)
         if len(set(marks)) == 1:
             method, code, text = marks[0]
             yield f"300,{day:%Y%m%d},{values},{method},{code},{text},{stamp:%Y%m%d%H%M%S},"
