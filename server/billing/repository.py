@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from collector.utility_zone import utility_zone_name
 from server.problems import Problem
@@ -76,6 +77,23 @@ def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
     return conn.execute("SELECT 1 FROM accounts WHERE account_id = %s", (account_id,)).fetchone() is not None
 
 
+def changes_floor(conn: psycopg.Connection) -> datetime:
+    """The instant a later pull's ``changed_since`` may start from: now, or the start of the oldest
+    transaction still open in the database if earlier. A read's ``received_at`` is its writing
+    transaction's start (``now()``), and a removal's ``superseded_at`` its own moment, so whatever a
+    transaction open now writes, committed after this pull read the database, is at or after it.
+    Asked before the pull's reads (each statement sees what was committed when it began): a
+    transaction it missed was still open here. Needs the server's database role to see the
+    writers' sessions in pg_stat_activity (the same role, or pg_read_all_stats)."""
+    with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the API's: dicts)
+        row = cur.execute(
+            "SELECT least(now(), (SELECT min(xact_start) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()))"
+        ).fetchone()
+    assert row is not None
+    return row[0]
+
+
 def account_reads(
     conn: psycopg.Connection,
     account_id: str,
@@ -83,17 +101,21 @@ def account_reads(
     end: datetime,
     after: tuple[datetime, str] | None,
     limit: int | None,
+    changed_since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The account's meters' reads in [start, end), by (ts, meter_id), after the keyset cursor."""
+    """The account's meters' reads in [start, end), by (ts, meter_id), after the keyset cursor; with
+    ``changed_since``, only those written or revised at or after it (``received_at``)."""
     return conn.execute(  # type: ignore[return-value]
         f"""
         WITH w AS ({_WINDOWS})
         SELECT r.ts, w.service_point_id, r.meter_id, r.volume_m3, r.quality, r.quality_by, r.quality_reason,
                coalesce((SELECT array_agg(f.rule ORDER BY f.rule) FROM vee_flags f
-                         WHERE f.meter_id = r.meter_id AND f.ts = r.ts), '{{}}') AS vee_flags
+                         WHERE f.meter_id = r.meter_id AND f.ts = r.ts), '{{}}') AS vee_flags,
+               r.received_at
         FROM w JOIN readings r ON r.meter_id = w.meter_id AND r.ts >= w.w_from AND r.ts < w.w_to
         WHERE w.w_from < w.w_to
           AND (%(after_ts)s::timestamptz IS NULL OR (r.ts, r.meter_id) > (%(after_ts)s, %(after_meter)s))
+          AND (%(since)s::timestamptz IS NULL OR r.received_at >= %(since)s)
         ORDER BY r.ts, r.meter_id
         LIMIT %(limit)s
         """,
@@ -105,6 +127,46 @@ def account_reads(
             "limit": limit,
             "after_ts": after[0] if after else None,
             "after_meter": after[1] if after else None,
+            "since": changed_since,
+        },
+    ).fetchall()
+
+
+def account_removed(
+    conn: psycopg.Connection,
+    account_id: str,
+    start: datetime,
+    end: datetime,
+    changed_since: datetime,
+    after: tuple[datetime, str] | None,
+    upto: tuple[datetime, str] | None,
+) -> list[dict[str, Any]]:
+    """The account's meters' reads in [start, end) removed at or after ``changed_since`` (an estimate
+    VEE deleted when a read came into its gap, an edited estimate giving way to the meter's read)
+    and not stored again since: their keys, from reading_history (collector migration 0013), by
+    (ts, meter_id) in (after, upto]."""
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        WITH w AS ({_WINDOWS})
+        SELECT DISTINCT ON (h.ts, h.meter_id) h.ts, w.service_point_id, h.meter_id,
+               h.superseded_at AS removed_at, h.superseded_by AS removed_by, h.superseded_reason AS removed_reason
+        FROM w JOIN reading_history h ON h.meter_id = w.meter_id AND h.ts >= w.w_from AND h.ts < w.w_to
+        WHERE w.w_from < w.w_to AND h.superseded_quality = 'deleted' AND h.superseded_at >= %(since)s
+          AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = h.meter_id AND r.ts = h.ts)
+          AND (%(after_ts)s::timestamptz IS NULL OR (h.ts, h.meter_id) > (%(after_ts)s, %(after_meter)s))
+          AND (%(upto_ts)s::timestamptz IS NULL OR (h.ts, h.meter_id) <= (%(upto_ts)s, %(upto_meter)s))
+        ORDER BY h.ts, h.meter_id, h.superseded_at DESC
+        """,
+        {
+            "account": account_id,
+            "after_account": None,
+            "from": start,
+            "to": end,
+            "since": changed_since,
+            "after_ts": after[0] if after else None,
+            "after_meter": after[1] if after else None,
+            "upto_ts": upto[0] if upto else None,
+            "upto_meter": upto[1] if upto else None,
         },
     ).fetchall()
 

@@ -18,7 +18,7 @@ from server.auth import Principal, require_role
 from server.billing import repository, service
 from server.billing.downloads import attachment
 from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_chunks, prepare, standard_time
-from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
+from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage, RemovedRead
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.instants import UtcInstant
@@ -47,17 +47,25 @@ def _csv(text: str, filename: str) -> Response:
     )
 
 
-def _read_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+def _read_cursor(cursor: str | None) -> tuple[tuple[datetime, str] | None, datetime | None]:
+    """The keyset position (ts, meter_id) and the pull's next_changed_since, from ``ts~meter~since``
+    (``ts~meter`` from before the pull carried it)."""
     if cursor is None:
-        return None
-    ts, sep, meter = cursor.partition("~")
-    try:
-        moment = datetime.fromisoformat(ts)
-    except ValueError:
-        moment = None
-    if not sep or moment is None or moment.tzinfo is None:
+        return None, None
+    ts, sep, rest = cursor.partition("~")
+    meter, _, since = rest.partition("~")
+    moments = [_instant(ts), _instant(since) if since else None]
+    if not sep or moments[0] is None or (since and moments[1] is None):
         raise Problem(400, f"invalid cursor {cursor!r}; use the 'next' URL as given", title="Invalid cursor")
-    return moment, meter
+    return (moments[0], meter), moments[1]
+
+
+def _instant(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 @router.get(
@@ -75,6 +83,13 @@ def billing_reads(
     end: Annotated[UtcInstant, Query(alias="to", description="exclusive, with a UTC offset")],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: Annotated[str | None, Query(description="from the previous page's 'next'")] = None,
+    changed_since: Annotated[
+        UtcInstant | None,
+        Query(
+            description="only reads written or revised at or after it, and the keys of those removed since: "
+            "the previous pull's next_changed_since"
+        ),
+    ] = None,
     format: Format = None,
 ) -> BillingReadPage | Response:
     if end <= start:
@@ -82,16 +97,44 @@ def billing_reads(
     if not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
     if _wants_csv(request, format):
-        rows = repository.account_reads(conn, account, start, end, None, None)
+        csv_floor = repository.changes_floor(conn)  # before the reads: see changes_floor
+        rows = repository.account_reads(conn, account, start, end, None, None, changed_since)
+        if changed_since is not None:
+            rows = service.with_removed(
+                rows, repository.account_removed(conn, account, start, end, changed_since, None, None)
+            )
         text = service.to_csv(service.READ_COLUMNS, ([r[c] for c in service.READ_COLUMNS] for r in rows))
-        return _csv(text, f"reads-{account}-{service.period_label(start, end)}.csv")
-    rows = repository.account_reads(conn, account, start, end, _read_cursor(cursor), limit + 1)
+        response = _csv(text, f"reads-{account}-{service.period_label(start, end)}.csv")
+        response.headers["Aquami-Next-Changed-Since"] = csv_floor.isoformat()
+        return response
+    after, carried = _read_cursor(cursor)
+    floor = carried or repository.changes_floor(conn)  # a pull's first page: before its reads (changes_floor)
+    rows = repository.account_reads(conn, account, start, end, after, limit + 1, changed_since)
     items = [BillingRead(**row) for row in rows[:limit]]
     next_url = None
+    upto = None
     if len(rows) > limit:
         last = items[-1]
-        next_url = str(request.url.include_query_params(cursor=f"{last.ts.isoformat()}~{last.meter_id}"))
-    return BillingReadPage(account_id=account, start=start, end=end, items=items, next=next_url)
+        upto = (last.ts, last.meter_id)
+        next_url = str(
+            request.url.include_query_params(cursor=f"{last.ts.isoformat()}~{last.meter_id}~{floor.isoformat()}")
+        )
+    removed = []
+    if changed_since is not None:
+        removed = [
+            RemovedRead(**row)
+            for row in repository.account_removed(conn, account, start, end, changed_since, after, upto)
+        ]
+    return BillingReadPage(
+        account_id=account,
+        start=start,
+        end=end,
+        changed_since=changed_since,
+        items=items,
+        removed=removed,
+        next_changed_since=floor,
+        next=next_url,
+    )
 
 
 @router.get(

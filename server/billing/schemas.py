@@ -17,13 +17,41 @@ class BillingRead(BaseModel):
     quality_by: str | None = None
     quality_reason: str | None = None
     vee_flags: list[str] = Field(default_factory=list, description="validation rules this read broke")
+    received_at: UtcInstant = Field(
+        description="when this version of the read was written: it arrived, or VEE estimated it, or a person "
+        "edited or supplied it"
+    )
+
+
+class RemovedRead(BaseModel):
+    """A read a billing system may hold that is gone: VEE deleted an estimate (a read came into its
+    gap) or an edited estimate gave way to the meter's own read."""
+
+    ts: UtcInstant
+    service_point_id: str
+    meter_id: str
+    removed_at: UtcInstant
+    removed_by: str | None = None
+    removed_reason: str | None = None
 
 
 class BillingReadPage(BaseModel):
     account_id: str
     start: UtcInstant
     end: UtcInstant
+    changed_since: UtcInstant | None = Field(
+        default=None, description="as asked: only reads written or revised at or after it, and those removed"
+    )
     items: list[BillingRead]
+    removed: list[RemovedRead] = Field(
+        default_factory=list,
+        description="with changed_since: the keys of reads removed since and not stored again, in this page's "
+        "range of (ts, meter_id); drop them from your copy",
+    )
+    next_changed_since: UtcInstant = Field(
+        description="the changed_since of your next pull: when this pull's first page read the database, or the "
+        "start of a transaction then still writing; the same on every page of a pull"
+    )
     next: str | None = Field(description="URL of the next page, or null on the last page")
 
 

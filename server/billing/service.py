@@ -217,7 +217,31 @@ READ_COLUMNS = (
     "quality_by",
     "quality_reason",
     "vee_flags",
+    "received_at",
 )
+
+
+def with_removed(rows: Sequence[dict[str, Any]], removed: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A changed_since CSV's rows: the reads written or revised, and each read removed as a row of
+    quality ``removed`` without a volume, its who and why, and ``received_at`` when it was removed;
+    by (ts, meter_id)."""
+    gone = [
+        {
+            "ts": r["ts"],
+            "service_point_id": r["service_point_id"],
+            "meter_id": r["meter_id"],
+            "volume_m3": None,
+            "quality": "removed",
+            "quality_by": r["removed_by"],
+            "quality_reason": r["removed_reason"],
+            "vee_flags": [],
+            "received_at": r["removed_at"],
+        }
+        for r in removed
+    ]
+    return sorted([*rows, *gone], key=lambda r: (r["ts"], r["meter_id"]))
+
+
 DETERMINANT_COLUMNS = (
     "account_id",
     "period_start",

@@ -1,0 +1,130 @@
+"""A billing system's copy of /billing/reads stays the database's: pull, then pull ``changed_since``
+the first pull's ``next_changed_since``, which gives the reads written or revised since and the keys
+of those removed.
+
+Before, a paged pull that straddled a VEE round held a mix: page 1 had the gap's estimates from
+before the meter's 06:00 read came in (101.980 at 05:00), page 2 the re-estimated ones (101.957 at
+07:00), so the register went backwards between the pages, and nothing said page 1 was revised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.store import SAY_WHO, ReadingStore
+from collector.vee.rounds import vee_round
+from server.app import create_app
+from server.auth import create_api_key
+from tests.server.test_billing_vee_issues import _setup
+
+START = datetime(2026, 10, 25, tzinfo=UTC)
+GAP_FROM = datetime(2026, 11, 2, tzinfo=UTC)
+HOURS = int((GAP_FROM - START) / timedelta(hours=1))
+R0 = Decimal("100.000") + Decimal("0.010") * HOURS
+PULL = {"account": "A-M", "from": "2026-11-01T12:00:00Z", "to": "2026-11-02T13:00:00Z"}
+Key = tuple[str, str]
+
+
+def _store(url: str, reads: list[tuple[datetime, Decimal]], seq0: int = 1) -> None:
+    store = ReadingStore(url)
+    store.write([("M", t.isoformat(), str(v), None, None, [], "gw1", seq0 + i) for i, (t, v) in enumerate(reads)])
+    store.close()
+
+
+@pytest.fixture
+def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    """An hourly meter silent from 00:00 to 12:00 on 2 November, the gap estimated by a round."""
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "M", [(datetime(2026, 10, 1, tzinfo=UTC), None)])
+    reads = [(START + timedelta(hours=h), Decimal("100.000") + Decimal("0.010") * h) for h in range(HOURS + 1)]
+    _store(url, [*reads, (GAP_FROM + timedelta(hours=12), R0 + Decimal("0.120"))])
+    vee_round(url, GAP_FROM + timedelta(hours=12, minutes=30))
+    with TestClient(create_app(url)) as client:
+        yield client, {"Authorization": f"Bearer {key}"}, url
+
+
+def _pull(client: TestClient, headers: dict[str, str], **params: Any) -> tuple[list[dict], list[dict], str]:
+    """Every page of a pull: its items, its removed keys and its next_changed_since."""
+    page = client.get("/billing/reads", params={**PULL, **params}, headers=headers).json()
+    items, removed, since = page["items"], page["removed"], page["next_changed_since"]
+    while page["next"]:
+        page = client.get(page["next"], headers=headers).json()
+        assert page["next_changed_since"] == since  # the pull's, on every page
+        items, removed = items + page["items"], removed + page["removed"]
+    return items, removed, since
+
+
+def _key(read: dict) -> Key:
+    return read["ts"], read["meter_id"]
+
+
+def _apply(copy: dict[Key, dict], items: list[dict], removed: list[dict]) -> None:
+    copy.update((_key(i), i) for i in items)
+    for r in removed:
+        del copy[_key(r)]
+
+
+def test_a_pull_straddling_a_round_is_brought_level_by_a_changed_since_pull(api):
+    client, headers, url = api
+    first = client.get("/billing/reads", params={**PULL, "limit": 18}, headers=headers).json()
+    since = first["next_changed_since"]
+    _store(url, [(GAP_FROM + timedelta(hours=6), R0 + Decimal("0.020"))], seq0=900)  # the meter's 06:00 read
+    vee_round(url, GAP_FROM + timedelta(hours=12, minutes=45))  # re-estimates the gap around it
+    second = client.get(first["next"], headers=headers).json()
+    copy = {_key(i): i for i in first["items"] + second["items"]}
+    now = {_key(i): i for i in _pull(client, headers)[0]}
+    differing = {k for k in now if copy.get(k) != now[k]}
+    assert {k[0][11:16] for k in differing} == {f"{h:02d}:00" for h in range(1, 6)}  # page 1's gap hours
+
+    items, removed, _ = _pull(client, headers, changed_since=since, limit=4)
+    assert differing <= {_key(i) for i in items}
+    assert {_key(i)[0][11:16] for i in items} == {f"{h:02d}:00" for h in range(1, 12)}  # the round's, no others
+    assert removed == []  # the old estimates were deleted, and each key is stored again
+    _apply(copy, items, removed)
+    assert copy == now
+
+
+def test_a_read_removed_since_is_listed_by_its_key_and_a_transaction_open_during_a_pull_is_not_missed(api):
+    client, headers, url = api
+    items, _, since = _pull(client, headers)
+    copy = {_key(i): i for i in items}
+    gone = (GAP_FROM + timedelta(hours=3)).isoformat().replace("+00:00", "Z")
+    with psycopg.connect(url) as writer:  # opened before the next pull reads, committed after it
+        writer.execute(SAY_WHO, ("vee:re-estimate", "a measured read came into its gap"))
+        writer.execute("DELETE FROM readings WHERE meter_id = 'M' AND ts = %s", (gone,))
+        writer.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M', %s, %s)",
+            (GAP_FROM + timedelta(hours=12, minutes=30), R0 + Decimal("0.125")),
+        )
+        middle = _pull(client, headers, changed_since=since)
+        writer.commit()
+    assert middle[:2] == ([], [])  # nothing committed yet
+    items, removed, _ = _pull(client, headers, changed_since=middle[2], limit=5)
+    assert [(i["ts"], i["quality"]) for i in items] == [("2026-11-02T12:30:00Z", "actual")]
+    assert [(r["ts"], r["meter_id"], r["service_point_id"], r["removed_by"]) for r in removed] == [
+        (gone, "M", "SP-M", "vee:re-estimate")
+    ]
+    _apply(copy, items, removed)
+    assert copy == {_key(i): i for i in _pull(client, headers)[0]}
+
+
+def test_the_csv_says_the_next_changed_since_and_lists_a_removed_read_as_removed(api):
+    client, headers, url = api
+    since = client.get("/billing/reads", params={**PULL, "format": "csv"}, headers=headers).headers[
+        "Aquami-Next-Changed-Since"
+    ]
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM readings WHERE meter_id = 'M' AND ts = %s", (GAP_FROM + timedelta(hours=3),))
+    text = client.get("/billing/reads", params={**PULL, "format": "csv", "changed_since": since}, headers=headers).text
+    lines = text.strip().split("\r\n")
+    assert lines[0].endswith(",vee_flags,received_at") and len(lines) == 2
+    assert lines[1].startswith("2026-11-02T03:00:00Z,SP-M,M,,removed,")
