@@ -73,6 +73,26 @@ SELECT coalesce(array_agg(DISTINCT issue ORDER BY issue), '{}') FROM (
 """
 
 
+# A line's consumption between its first and last stored reads split by whether VEE estimated it:
+# the same intervals and values as meter_consumption (collector migration 0015), an interval
+# (previous read, read] estimated when either of its reads is an estimate (as NEM12 flags an hour by
+# the weaker of the reads it lies between). ``known``: no interval unknown (meter_consumption NULL).
+_SPLIT = """
+SELECT bool_and(d.c IS NOT NULL) IS NOT FALSE AS known,
+       sum(d.c) FILTER (WHERE d.estimated) AS estimated, sum(d.c) FILTER (WHERE NOT d.estimated) AS not_estimated
+FROM (
+    SELECT interval_consumption(r.volume_m3, lag(r.volume_m3) OVER w, dc.ts IS NOT NULL, dc.consumption_m3) AS c,
+           lag(r.ts) OVER w AS prev_ts,
+           r.quality = 'estimated' OR lag(r.quality) OVER w = 'estimated' AS estimated
+    FROM readings r
+    LEFT JOIN register_discontinuities dc ON dc.meter_id = r.meter_id AND dc.ts = r.ts
+    WHERE r.meter_id = spans.meter_id AND r.ts >= spans.first_ts AND r.ts <= spans.last_ts
+    WINDOW w AS (ORDER BY r.ts)
+) d
+WHERE d.prev_ts IS NOT NULL
+"""
+
+
 def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
     return conn.execute("SELECT 1 FROM accounts WHERE account_id = %s", (account_id,)).fetchone() is not None
 
@@ -193,6 +213,8 @@ def determinant_lines(
     rollovers, replacements and reverse flow) between the first and last stored reads of the line,
     plus the register difference from a job-card opening to the first read and from the last read to
     a job-card closing; NULL if an interval is unknown or a job card is above the next read.
+    ``estimated_m3``: of it, the intervals either of whose reads is an estimate (:data:`_SPLIT`);
+    ``actual_m3``: the rest, the job cards' parts with it, so the two sum to the consumption.
 
     ``read_after_end``: a read (or the removal's job card) at or after the window's end. Without one
     the closing register is not final: a read in the spool for the hour before the end may still
@@ -270,8 +292,16 @@ def determinant_lines(
                    ELSE forward_difference(opening_volume_m3, first_volume_m3)
                         + CASE WHEN first_ts = last_ts THEN 0 ELSE meter_consumption(meter_id, first_ts, last_ts) END
                         + forward_difference(last_volume_m3, closing_volume_m3)
-               END AS consumption_m3
+               END AS consumption_m3,
+               CASE WHEN closing_ts IS NOT NULL AND split.known THEN coalesce(split.estimated, 0) END AS estimated_m3,
+               CASE
+                   WHEN closing_ts IS NULL OR NOT split.known THEN NULL
+                   WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)
+                   ELSE forward_difference(opening_volume_m3, first_volume_m3) + coalesce(split.not_estimated, 0)
+                        + forward_difference(last_volume_m3, closing_volume_m3)
+               END AS actual_m3
         FROM spans
+        LEFT JOIN LATERAL ({_SPLIT}) split ON true
         ORDER BY account_id, w_from, meter_id
         """,
         {"account": account_id, "after_account": after_account, "from": start, "to": end, "limit": accounts_limit},

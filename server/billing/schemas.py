@@ -87,6 +87,25 @@ class DeterminantLine(BaseModel):
         default=None, description="seconds between its closing read and the line's end (null: no read)"
     )
     consumption_m3: ExactDecimal | None = Field(description="null when some interval's consumption is unknown")
+    estimated_m3: ExactDecimal | None = Field(
+        default=None,
+        description="of the consumption, the water in intervals VEE estimated: between two reads either of which "
+        "is an estimate (null when the consumption is)",
+    )
+    actual_m3: ExactDecimal | None = Field(
+        default=None,
+        description="the rest: intervals between reads neither of which is an estimate (actual, substituted or "
+        "edited), and the job cards'; estimated_m3 + actual_m3 = consumption_m3",
+    )
+    estimated_share: ExactDecimal | None = Field(
+        default=None,
+        description="estimated_m3 / consumption_m3, to 3 places (null unless the consumption is above 0)",
+    )
+    quality: str = Field(
+        default="actual",
+        description="the weaker of its opening and closing reads' qualities, and estimated when 10% or more of "
+        "its consumption is (estimated_share at least 0.1, or any estimated water with no consumption above 0)",
+    )
     complete: bool = Field(description="a known consumption with nothing in ``issues``: fit to bill as it is")
     issues: list[str] = Field(
         default_factory=list,
@@ -110,7 +129,7 @@ class Determinant(BaseModel):
     account_id: str
     consumption_m3: ExactDecimal | None = Field(description="sum of the lines; null if any line is unknown")
     complete: bool = Field(description="every line is complete (each line's ``issues`` say why not)")
-    quality: str = Field(description="the weakest quality among the opening and closing reads")
+    quality: str = Field(description="the weakest of its lines' qualities")
     as_of: UtcInstant | None = Field(default=None, description="the latest of its lines' as_of")
     lines: list[DeterminantLine]
 

@@ -138,6 +138,35 @@ def line_issues(row: dict[str, Any], read_interval_s: int = READ_INTERVAL_S) -> 
     return issues + list(row.get("vee_issues") or [])
 
 
+#: A line is ``estimated`` when at least this share of its consumption lies in intervals VEE
+#: estimated, whatever its opening and closing reads: between two actual reads the total is the
+#: registers' difference, but a month 90% estimated (a 10-day silence) has hours, which a leak
+#: adjustment or an hourly tariff rests on, that are VEE's, not the meter's.
+MATERIAL_ESTIMATED_SHARE = Decimal("0.1")
+
+
+def estimated_share(row: dict[str, Any]) -> Decimal | None:
+    """The line's estimated water over its consumption, to 3 places; None unless the consumption is
+    known and above 0."""
+    consumption, estimated = row["consumption_m3"], row.get("estimated_m3")
+    if consumption is None or estimated is None or consumption <= 0:
+        return None
+    return (estimated / consumption).quantize(Decimal("0.001"))
+
+
+def line_quality(row: dict[str, Any]) -> str:
+    """The weaker of the line's opening and closing reads, and ``estimated`` when a material share
+    (:data:`MATERIAL_ESTIMATED_SHARE`) of its consumption is: with no consumption above 0, any
+    estimated water."""
+    quality = weakest((row["opening_quality"], row["closing_quality"]))
+    share, estimated = estimated_share(row), row.get("estimated_m3")
+    if share is not None and share >= MATERIAL_ESTIMATED_SHARE:
+        return "estimated"
+    if share is None and estimated:
+        return "estimated"
+    return quality
+
+
 def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
     by_account: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -159,6 +188,10 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
                 opening_distance_s=_distance_s(r["opening_ts"], r["w_from"]),
                 closing_distance_s=_distance_s(r["closing_ts"], r["w_to"]),
                 consumption_m3=r["consumption_m3"],
+                estimated_m3=r.get("estimated_m3"),
+                actual_m3=r.get("actual_m3"),
+                estimated_share=estimated_share(r),
+                quality=line_quality(r),
                 as_of=r["as_of"],
                 complete=not line_issues(r),
                 issues=line_issues(r),
@@ -169,7 +202,7 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
         known = [line.consumption_m3 for line in lines]
         complete = all(line.complete for line in lines)
         total = sum((c for c in known if c is not None), Decimal(0)) if None not in known else None
-        quality = weakest(q for r in account_rows for q in (r["opening_quality"], r["closing_quality"]))
+        quality = weakest(line.quality for line in lines)
         if total is None:
             quality = "missing" if quality == "actual" else quality
         as_of = max((line.as_of for line in lines if line.as_of is not None), default=None)
@@ -266,6 +299,9 @@ DETERMINANT_COLUMNS = (
     "opening_distance_s",
     "closing_distance_s",
     "as_of",
+    "estimated_m3",
+    "estimated_share",
+    "line_quality",
 )
 
 
@@ -299,6 +335,9 @@ def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: dat
                     line.opening_distance_s,
                     line.closing_distance_s,
                     line.as_of,
+                    line.estimated_m3,
+                    line.estimated_share,
+                    line.quality,
                 ]
             )
     return rows

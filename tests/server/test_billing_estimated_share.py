@@ -1,0 +1,115 @@
+"""A determinant line says how much of its consumption VEE estimated, and is ``estimated`` when a
+material share is (10%), whatever its opening and closing reads.
+
+Before, quality came from the opening and closing reads only: a meter silent 10 days in October,
+its gap estimated by VEE (239 estimates), billed 2.420000 m³ ``actual``, 2.400 m³ of it in hours
+VEE made up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg.rows import dict_row
+
+from collector.store import ReadingStore
+from collector.vee.rounds import vee_round
+from server.app import create_app
+from server.auth import create_api_key
+from server.billing import repository, service
+from tests.server.test_billing_vee_issues import _setup
+
+START, STOP = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC)
+BACK = STOP + timedelta(days=10)
+
+
+def _write(url: str, reads: list[tuple[datetime, Decimal]], seq0: int) -> None:
+    store = ReadingStore(url)
+    store.write([("M", t.isoformat(), str(v), None, None, [], "gw1", seq0 + i) for i, (t, v) in enumerate(reads)])
+    store.close()
+
+
+def test_a_month_mostly_estimated_between_two_actual_reads_says_so(migrated_database_url: str) -> None:
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "M", [(datetime(2026, 7, 1, tzinfo=UTC), None)])
+    hours = int((STOP - START) / timedelta(hours=1))
+    _write(url, [(START + timedelta(hours=h), Decimal("100.000") + Decimal("0.010") * h) for h in range(hours + 1)], 1)
+    with psycopg.connect(url, autocommit=True) as conn:  # on time, their days refreshed by the rounds of the time
+        conn.execute("UPDATE readings SET received_at = ts + interval '1 minute'")
+        conn.execute("DELETE FROM late_readings")
+    at_stop = Decimal("100.000") + Decimal("0.010") * hours
+    _write(url, [(BACK + timedelta(hours=k), at_stop + Decimal("0.010") * (240 + k)) for k in range(3)], 5000)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM late_readings")
+    report = vee_round(url, BACK + timedelta(hours=2, minutes=30))
+    assert report is not None and report["estimates"] == 239
+    with TestClient(create_app(url)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        item = client.get("/billing/determinants?period=2026-10-01/2026-10-12", headers=headers).json()["items"][0]
+        csv = client.get("/billing/determinants?period=2026-10-01/2026-10-12&format=csv", headers=headers).text
+    (line,) = item["lines"]
+    assert (line["opening"]["quality"], line["closing"]["quality"]) == ("actual", "actual")
+    assert (line["consumption_m3"], line["estimated_m3"], line["actual_m3"]) == ("2.420000", "2.400000", "0.020")
+    assert (line["estimated_share"], line["quality"], item["quality"]) == ("0.992", "estimated", "estimated")
+    header, row = csv.strip().split("\r\n")
+    assert header.endswith(",estimated_m3,estimated_share,line_quality")
+    assert row.endswith(",2.400000,0.992,estimated")
+
+
+@pytest.fixture
+def meter_db(migrated_database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        _setup(conn, "M", [(START, None)])
+    with psycopg.connect(migrated_database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn  # type: ignore[misc]  # a dict_row connection
+
+
+reads = st.lists(
+    st.tuples(st.integers(0, 50), st.booleans()),  # litres since the read before, estimated?
+    min_size=2,
+    max_size=30,
+)
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reads=reads, first=st.integers(0, 10), hours=st.integers(1, 30))
+def test_estimated_and_actual_water_sum_to_the_line_and_estimated_is_the_intervals_touching_an_estimate(
+    meter_db: psycopg.Connection, reads: list[tuple[int, bool]], first: int, hours: int
+) -> None:
+    meter_db.execute("DELETE FROM readings")
+    volume, rows = Decimal("50.000"), []
+    for h, (litres, is_estimate) in enumerate(reads):
+        volume += Decimal(litres) / 1000
+        rows.append((START + timedelta(hours=h), volume, is_estimate))
+    with meter_db.cursor().copy(
+        "COPY readings (meter_id, ts, volume_m3, quality, quality_by, quality_reason) FROM STDIN"
+    ) as copy:
+        for ts, v, is_estimate in rows:
+            copy.write_row(
+                ("M", ts, v, *(("estimated", "vee:linear", "gap") if is_estimate else ("actual", None, None)))
+            )
+    start = START + timedelta(hours=first)
+    (row,) = repository.determinant_lines(meter_db, start, start + timedelta(hours=hours), None, None, None)
+    if row["consumption_m3"] is None:
+        assert row["estimated_m3"] is None and row["actual_m3"] is None
+        return
+    assert row["estimated_m3"] + row["actual_m3"] == row["consumption_m3"]
+    # the oracle: intervals (previous read, read] from the opening read to the closing one
+    span = [r for r in rows if row["opening_ts"] <= r[0] <= row["closing_ts"]]
+    expected = sum((b[1] - a[1] for a, b in pairwise(span) if a[2] or b[2]), Decimal(0))
+    assert row["estimated_m3"] == expected
+    share = service.estimated_share(row)
+    assert share is None or Decimal(0) <= share <= 1
+    material = bool(expected) and (share is None or share >= Decimal("0.1"))
+    by_reads = service.weakest((row["opening_quality"], row["closing_quality"]))
+    assert service.line_quality(row) == ("estimated" if material else by_reads)
