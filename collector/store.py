@@ -405,13 +405,19 @@ class ReadingStore:
         return _Reads(kept_messages, reads.chunks, reads.count, reads.oldest_ts), kept_events, letters
 
     def _register_meters(self, cur: psycopg.Cursor[Any], unseen: dict[str, str]) -> int:
-        """Record meters this process has not seen (unknown ones as unregistered); how many were new."""
+        """Record meters this process has not seen (unknown ones as unregistered), as having readings
+        (their first may be in this batch); how many were new."""
         cur.execute(
             "INSERT INTO meters (meter_id, last_gateway_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
             "ON CONFLICT (meter_id) DO NOTHING",
             (list(unseen), list(unseen.values())),
         )
-        return cur.rowcount
+        new = cur.rowcount
+        # a registered meter's first reading: the meters API looks for its latest from now on (migration 0067)
+        cur.execute(
+            "UPDATE meters SET has_readings = true WHERE meter_id = ANY(%s) AND NOT has_readings", (list(unseen),)
+        )
+        return new
 
     def _write_readings(self, cur: psycopg.Cursor[Any], chunks: list[bytes], count: int) -> tuple[int, int]:
         """(inserted, conflicts): the fast path, or the careful one when a key is already stored."""

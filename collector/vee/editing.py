@@ -87,6 +87,8 @@ def substitute_reading(
     ).fetchone()
     if row is None:
         raise ValueError(f"{meter_id} has a reading at {ts.isoformat()} already; edit it instead")
+    # perhaps the meter's first: the meters API looks for its latest from now on (migration 0067)
+    conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = %s AND NOT has_readings", (meter_id,))
     _note_for_vee(conn, ts)
     _refresh_consumption(conn, meter_id, ts)
 

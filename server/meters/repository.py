@@ -12,10 +12,12 @@ import psycopg
 
 from server.care.placement import placing_enquiries_once
 
+# the meter's newest reading, looked for only where it has any (collector migration 0067): for one
+# without, the look probed every 7-day chunk of readings, newest first, to find nothing
 _LATEST = """
 LEFT JOIN LATERAL (
     SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality
-    FROM readings r WHERE r.meter_id = m.meter_id ORDER BY ts DESC LIMIT 1
+    FROM readings r WHERE m.has_readings AND r.meter_id = m.meter_id ORDER BY ts DESC LIMIT 1
 ) latest ON true
 """
 
@@ -103,7 +105,9 @@ def register_meters(
     keep = bulk is None
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO meters (meter_id, registered, dma, role, bulk) VALUES (%s, true, %s, %s, %s) "
+            # a meter recorded now has no readings yet (collector migration 0067); one recorded before keeps its own
+            "INSERT INTO meters (meter_id, registered, dma, role, bulk, has_readings) "
+            "VALUES (%s, true, %s, %s, %s, false) "
             "ON CONFLICT (meter_id) DO UPDATE SET registered = true, dma = EXCLUDED.dma, role = EXCLUDED.role, "
             f"bulk = {'meters.bulk' if keep else 'EXCLUDED.bulk'}",
             [(meter_id, dma, role, not keep and meter_id in (bulk or ())) for meter_id, dma, role in meters],
