@@ -166,10 +166,14 @@ def list_alerts(
     """Alerts newest first (by ``detected_at``, then id), filtered (``status``: one, or any of
     several); ``after`` is the last id of a page."""
     statuses = [status] if isinstance(status, str) else None if status is None else sorted(status)
+    # one status as an equality: the index on (status, detected_at, alert_id) then gives its alerts in
+    # order (collector migration 0069), where ANY of a one-status list had them all read and sorted
+    one = statuses[0] if statuses is not None and len(statuses) == 1 else None
     rows = conn.execute(
         f"""
         SELECT {", ".join(_COLUMNS)} FROM alerts
         WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s))
+          AND (%(one)s::text IS NULL OR status = %(one)s)
           AND (%(kind)s::text IS NULL OR kind = %(kind)s)
           AND (%(meter_id)s::text IS NULL OR meter_id = %(meter_id)s)
           AND (%(dma)s::text IS NULL OR dma = %(dma)s)
@@ -177,6 +181,14 @@ def list_alerts(
                (SELECT detected_at, alert_id FROM alerts WHERE alert_id = %(after)s))
         ORDER BY detected_at DESC, alert_id DESC LIMIT %(limit)s
         """,
-        {"statuses": statuses, "kind": kind, "meter_id": meter_id, "dma": dma, "after": after, "limit": limit},
+        {
+            "statuses": None if one is not None else statuses,
+            "one": one,
+            "kind": kind,
+            "meter_id": meter_id,
+            "dma": dma,
+            "after": after,
+            "limit": limit,
+        },
     ).fetchall()
     return [_alert(row) for row in rows]
