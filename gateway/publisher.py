@@ -145,6 +145,7 @@ class Publisher:
         # connection asks in MQTT 5 again, and waits as long as for any other CONNACK
         self._fell_back_on_silence = False
         self._slow_broker = False
+        self._said_mqtt311_loses_refusals = False  # the warning, once: see _on_connect
         self._thread = threading.Thread(target=self._run, name=f"publisher-{gateway_id}", daemon=True)
 
     @property
@@ -368,6 +369,24 @@ class Publisher:
         client.subscribe(self.command_topic, qos=1)
         self.connected.set()
         log.info("connected to %s (MQTT %s)", self.endpoint.url, self.protocol_in_use)
+        if self.protocol_in_use == "3.1.1" and not self._said_mqtt311_loses_refusals:
+            self._said_mqtt311_loses_refusals = True
+            self._say_mqtt311_loses_refusals()
+
+    def _say_mqtt311_loses_refusals(self) -> None:
+        """MQTT 3.1.1 has no way to refuse a publish: Mosquitto acknowledges (PUBACK) a QoS 1 message
+        its ACL dropped, and the spool deletes the batch as delivered. MQTT 5 says reason 135 (not
+        authorised), and the batch stays. Said once per run, at the first MQTT 3.1.1 connection."""
+        why = "configured" if self.options.protocol == "3.1.1" else "the broker did not take MQTT 5"
+        log.warning(
+            "MQTT 3.1.1 with %s (%s): a publish the broker's ACL refuses is acknowledged all the same, so the "
+            "gateway deletes what the broker dropped, and it is lost; make sure this gateway may publish to "
+            '%s/%s/#, or use MQTT 5 (protocol = "auto" or "5")',
+            self.endpoint.url,
+            why,
+            self.topic_root,
+            self.gateway_id,
+        )
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.connected.clear()

@@ -609,6 +609,9 @@ def test_auto_keeps_mqtt311_for_a_broker_silent_to_mqtt5(tmp_path: Path, caplog:
         thread.join(5)
     assert (first, second) == ("3.1.1", "3.1.1")
     assert sum("does not speak MQTT 5" in r.getMessage() for r in caplog.records) == 1
+    # fallen back to 3.1.1, the gateway says once that a publish the broker refuses would be lost
+    lost = [r.getMessage() for r in caplog.records if "is acknowledged all the same" in r.getMessage()]
+    assert len(lost) == 1 and "(the broker did not take MQTT 5)" in lost[0]
 
 
 def test_two_gateways_with_one_gateway_id_back_off_and_say_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
