@@ -11,7 +11,7 @@ from typing import Any
 class VeeConfig:
     expected_interval_s: int = 3600  # a meter's read interval until it has interval_min_steps steps (intervals.py)
     interval_min_steps: int = 3  # steps between actual reads a meter needs for its own interval
-    interval_change_steps: int = 4  # this many last steps all at a longer interval: the meter now reads less often
+    interval_change_steps: int = 4  # this many consecutive steps at one interval: the meter reads at it (intervals.py)
     gap_factor: float = 1.5  # a gap: more than this many expected intervals between reads
     default_max_flow_m3h: float = 5.0  # when the meter has none: above Q4 of a DN15/DN20 meter
     max_flow_slack: float = 0.05  # tolerance on max flow before flagging

@@ -72,7 +72,7 @@ def meter_profiles(series: Series, validation: Validation, config: VeeConfig, zo
     normal &= validation.gap_s > 0
     idx = np.flatnonzero(normal)
     meter = series.meter[idx]
-    hour = _slot_hour_of_week(series.ts[idx], validation.interval_s[meter], validation.phase_s[meter], zone)
+    hour = _slot_hour_of_week(series.ts[idx], validation.read_interval_s[idx], validation.read_phase_s[idx], zone)
     key = meter * HOURS_PER_WEEK + hour
     size = len(series.meter_ids) * HOURS_PER_WEEK
     rate = validation.interval_consumption[idx] / (validation.gap_s[idx] / 3600)
@@ -112,9 +112,9 @@ def estimate(
     skip = crosses_step | too_long | badly_anchored
     not_estimated = closing[skip]
     closing = closing[~skip]
-    # the meter's own slots: a daily meter's missing day is one estimate at its reading hour
-    interval = validation.interval_s[series.meter[closing]]
-    phase = validation.phase_s[series.meter[closing]]
+    # the meter's own slots at the time: a daily meter's missing day is one estimate at its reading hour
+    interval = validation.read_interval_s[closing]
+    phase = validation.read_phase_s[closing]
     t0, t1 = series.ts[closing - 1], series.ts[closing]
     v0, v1 = series.volume[closing - 1], series.volume[closing]
     counts, slot_ts = _slots(t0, t1, interval, phase, zone)
@@ -224,7 +224,9 @@ def _profile_fractions(
     starts[1:] = ends[:-1]
     starts[part_start] = t0
     meter = series.meter[closing][gap_of_part]
-    hour = _slot_hour_of_week(ends, validation.interval_s[meter], validation.phase_s[meter], zone)
+    hour = _slot_hour_of_week(
+        ends, validation.read_interval_s[closing][gap_of_part], validation.read_phase_s[closing][gap_of_part], zone
+    )
     rate = profiles[meter, hour]
     # an hour the profile never saw has the meter's average rate: zero, a gap whose hours it did not
     # know put all of its water into the few it did (a daily meter's, into its last seconds)

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.vee.config import VeeConfig
-from collector.vee.intervals import meter_intervals
+from collector.vee.intervals import read_intervals
 from collector.vee.series import F64, B, Series
 
 STEP_KINDS = ("replacement", "rollover", "reverse_flow", "unexplained", "bad_read", "after_bad_read")
@@ -58,9 +58,11 @@ class Validation:
     step_consumption: F64  # the interval's consumption at a step (NaN: unknown)
     interval_consumption: F64  # every reading's interval consumption (NaN: first read or unknown)
     gap_s: F64  # seconds since the previous read of the same meter (NaN: first)
-    interval_s: F64  # per meter code: the meter's own read interval (collector/vee/intervals.py)
+    interval_s: F64  # per meter code: the meter's own read interval now (collector/vee/intervals.py)
     phase_s: F64  # per meter code: its slot grid's offset from the epoch's (local seconds for intervals over an hour)
     interval_known: B  # per meter code: the interval is the meter's own (else the configured one)
+    read_interval_s: F64  # per reading: the meter's read interval at it (a meter's interval changes)
+    read_phase_s: F64  # per reading: that interval's slot grid's offset
 
     def flagged(self, rule: str) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.masks[rule])
@@ -114,7 +116,7 @@ def validate(series: Series, config: VeeConfig, now: float, zone: tzinfo = UTC) 
     """Every rule over ``series``; ``zone``: the utility's, whose clock a slot grid longer than an
     hour follows (pass :func:`collector.vee.estimation.estimate` the same)."""
     same, dt, dv = _shifted(series)
-    interval_s, phase_s, interval_known = meter_intervals(series, config, zone)
+    intervals = read_intervals(series, config, zone)
     prev_volume = _previous(series.volume)
     prev_reverse = _previous(series.reverse)
     hours = dt / 3600.0
@@ -175,8 +177,9 @@ def validate(series: Series, config: VeeConfig, now: float, zone: tzinfo = UTC) 
         # not on VEE's own estimates: a profile puts a gap's use into its busy hours, and a rerun
         # flagged the estimate it had written (the gap as a whole was checked when it was estimated)
         over_max = same & (consumption > allowed) & (series.quality != "estimated")
-        # more than gap_factor of the meter's own intervals: a daily meter's next-day read is no gap
-        gap = same & (dt > interval_s[series.meter] * config.gap_factor)
+        # more than gap_factor of the meter's own interval at the time: a daily meter's next-day read
+        # is no gap, nor are the hourly reads of a meter read every 15 minutes since
+        gap = same & (dt > intervals.read_interval_s * config.gap_factor)
         stuck = _runs_at_least(
             same & (np.abs(dv) <= config.backwards_tolerance_m3) & (series.flow > config.stuck_min_flow_m3h),
             config.stuck_min_reads,
@@ -198,4 +201,15 @@ def validate(series: Series, config: VeeConfig, now: float, zone: tzinfo = UTC) 
         "future_timestamp": future,
         "far_past_timestamp": far_past,
     }
-    return Validation(masks, step_kind, step_consumption, consumption, dt, interval_s, phase_s, interval_known)
+    return Validation(
+        masks,
+        step_kind,
+        step_consumption,
+        consumption,
+        dt,
+        intervals.interval_s,
+        intervals.phase_s,
+        intervals.known,
+        intervals.read_interval_s,
+        intervals.read_phase_s,
+    )

@@ -51,18 +51,20 @@ def test_a_meter_now_read_hourly_is_hourly_at_once_and_its_reads_are_no_gaps():
     assert [series.meter_ids[m] for m in est.meter] == ["STEADY"]
 
 
-def test_the_longer_interval_takes_over_after_four_reads_at_it_and_a_shorter_one_waits_for_the_median():
+def test_a_new_interval_takes_over_after_four_reads_at_it_either_way():
     """Fewer than four hourly steps after the 15-minute ones are a few missing reads; four are
-    the new interval. A meter now read every 15 minutes instead of hourly keeps its hourly interval
-    until those steps are most of its history: the round's two days still hold its hourly reads,
-    which a 900 s interval would call gaps, with estimates invented in each of their hours."""
+    the new interval. The same holds for a meter now read every 15 minutes instead of hourly: it
+    waited for the median, until its new steps were most of its 28 days (some two weeks), as the
+    round's two days still held its hourly reads, which the one 900 s interval called gaps; each
+    step is now judged at the interval the meter was reading at then, and neither is a gap."""
     for hourly, expected in ((3, QUARTER), (4, HOUR)):
         series = _series({"M": _reads((QUARTER, 20 * 96), (HOUR, hourly))})
         assert meter_intervals(series, VeeConfig())[0].tolist() == [expected], hourly
-    shorter = _series({"M": _reads((HOUR, 26 * 24), (QUARTER, 2 * 96))})
-    assert meter_intervals(shorter, VeeConfig())[0].tolist() == [HOUR]
-    now = float(shorter.ts.max()) + 60
-    assert not validate(shorter, VeeConfig(), now).masks["gap"].any()
+    for quarters, expected in ((3, HOUR), (4, QUARTER), (2 * 96, QUARTER)):
+        shorter = _series({"M": _reads((HOUR, 26 * 24), (QUARTER, quarters))})
+        assert meter_intervals(shorter, VeeConfig())[0].tolist() == [expected], quarters
+        now = float(shorter.ts.max()) + 60
+        assert not validate(shorter, VeeConfig(), now).masks["gap"].any()
 
 
 def test_a_meter_now_read_daily_takes_its_reading_hour_from_its_daily_reads():
