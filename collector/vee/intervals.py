@@ -31,7 +31,7 @@ summer's estimates at 07:00 local, an hour after the meter's real 06:00 reads).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, tzinfo
 
 import numpy as np
@@ -57,6 +57,12 @@ class ReadIntervals:
     known: B
     read_interval_s: F64
     read_phase_s: F64
+
+    def without(self, drop: B) -> ReadIntervals:
+        """The same, for the series without the readings in ``drop`` (none of them actual reads:
+        only actual reads decide the intervals)."""
+        keep = ~drop
+        return replace(self, read_interval_s=self.read_interval_s[keep], read_phase_s=self.read_phase_s[keep])
 
 
 def nearest_standard(step_s: F64) -> F64:

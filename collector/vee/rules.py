@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.vee.config import VeeConfig
-from collector.vee.intervals import read_intervals
+from collector.vee.intervals import ReadIntervals, read_intervals
 from collector.vee.series import F64, B, Series
 
 STEP_KINDS = ("replacement", "rollover", "reverse_flow", "unexplained", "bad_read", "after_bad_read")
@@ -112,11 +112,14 @@ def _runs_at_least(condition: B, minimum: int) -> B:
     return condition & (lengths[group] >= minimum)
 
 
-def validate(series: Series, config: VeeConfig, now: float, zone: tzinfo = UTC) -> Validation:
+def validate(
+    series: Series, config: VeeConfig, now: float, zone: tzinfo = UTC, intervals: ReadIntervals | None = None
+) -> Validation:
     """Every rule over ``series``; ``zone``: the utility's, whose clock a slot grid longer than an
-    hour follows (pass :func:`collector.vee.estimation.estimate` the same)."""
+    hour follows (pass :func:`collector.vee.estimation.estimate` the same); ``intervals``: the
+    series' read intervals, when already found (:func:`collector.vee.intervals.read_intervals`)."""
     same, dt, dv = _shifted(series)
-    intervals = read_intervals(series, config, zone)
+    intervals = intervals or read_intervals(series, config, zone)
     prev_volume = _previous(series.volume)
     prev_reverse = _previous(series.reverse)
     hours = dt / 3600.0

@@ -11,6 +11,10 @@ afresh from its opening read: whenever the gap closes in the period, however far
 A person's edit of an estimate gives way to the meter's own read of its slot, stamped a few seconds
 off the estimate's time (:mod:`collector.vee.giving_way`): deleted the same way, its gap estimated
 afresh around the read.
+An estimate whose step between the measured reads either side is no gap at the interval the meter
+was reading at then (a meter now read daily, its first daily steps estimated hourly before the 4th
+made the new interval its own) is deleted too, across all the reads loaded
+(:mod:`collector.vee.leftovers`).
 
 Meters go in batches (``batch_meters``, 2,000, by meter_id), each loaded, validated, estimated and
 written in its own transaction before the next is loaded: a reading takes some 400 bytes while a
@@ -32,6 +36,8 @@ from collector.utility_zone import utility_zone
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
 from collector.vee.giving_way import edits_giving_way
+from collector.vee.intervals import read_intervals
+from collector.vee.leftovers import estimates_outside_gaps, measured_neighbours
 from collector.vee.rules import RULES, Validation, validate
 from collector.vee.series import F64, B, Series, load_series
 
@@ -90,21 +96,12 @@ def _stale_estimates(series: Series, since: float) -> B:
     7 s before it, or flagged it over_max_flow, which made the bill line incomplete. A gap closing
     before ``since``, or opening before the series, is not estimated by this round, so its
     estimates stay (nothing is lost)."""
-    n = len(series)
-    measured = series.quality != "estimated"
-    index = np.arange(n)
-    before = np.maximum.accumulate(np.where(measured, index, -1))
-    after = np.minimum.accumulate(np.where(measured, index, n)[::-1])[::-1]
-    before_ok = (before >= 0) & (series.meter[np.maximum(before, 0)] == series.meter)
-    after_ok = (after < n) & (series.meter[np.minimum(after, n - 1)] == series.meter)
+    before, after, both = measured_neighbours(series)
     received = series.received
-    stale = ~measured & (
-        (before_ok & (received[np.maximum(before, 0)] > received))
-        | (after_ok & (received[np.minimum(after, n - 1)] > received))
-    )
+    stale = (series.quality == "estimated") & ((received[before] > received) | (received[after] > received))
     # both of the gap's measured reads loaded, or the round could not estimate it again (a gap
     # opening more than the look-back's 28 days before its late read)
-    return stale & before_ok & after_ok & (series.ts[np.minimum(after, n - 1)] >= since)
+    return stale & both & (series.ts[after] >= since)
 
 
 def _keys(series: Series, mask: B) -> tuple[list[str], list[float]]:
@@ -190,10 +187,15 @@ def _run_batch(
     stale_keys = _keys(series, stale)
     if stale.any():
         series = _without(series, stale)
-    validation = validate(series, config, now_s, zone)
+    intervals = read_intervals(series, config, zone)
+    outside = estimates_outside_gaps(series, intervals.read_interval_s, config)
+    outside_keys = _keys(series, outside)
+    if outside.any():
+        series, intervals = _without(series, outside), intervals.without(outside)
+    validation = validate(series, config, now_s, zone, intervals)
     in_period = series.ts >= start.timestamp()
     estimates = estimate(series, validation, config, zone, since=start.timestamp()) if estimate_gaps else None
-    deleted = (edit_keys[0] + stale_keys[0], edit_keys[1] + stale_keys[1])
+    deleted = (edit_keys[0] + stale_keys[0] + outside_keys[0], edit_keys[1] + stale_keys[1] + outside_keys[1])
     report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
     with conn.transaction():
         conn.execute(_STAGING)
@@ -206,13 +208,15 @@ def _run_batch(
                 "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'edited'",
                 edit_keys,
             )
-        if stale_keys[0]:
-            conn.execute(SAY_WHO, ("vee:re-estimate", "a measured read came into its gap: the gap is estimated again"))
-            conn.execute(
-                "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
-                "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'estimated'",
-                stale_keys,
-            )
+        _delete_estimates(
+            conn, stale_keys, "vee:re-estimate", "a measured read came into its gap: the gap is estimated again"
+        )
+        _delete_estimates(
+            conn,
+            outside_keys,
+            "vee:no-gap",
+            "the step between the measured reads either side is no gap at the meter's interval then",
+        )
         scope = "ts >= %(start)s AND ts < %(end)s AND (%(meters)s::text[] IS NULL OR meter_id = ANY (%(meters)s))"
         params = {"start": start, "end": end, "meters": meters}
         conn.execute(f"DELETE FROM vee_flags WHERE {scope}", params)
@@ -264,6 +268,17 @@ def _run_batch(
     if not conn.autocommit:
         conn.commit()  # the load opened a transaction, in which the block above was a savepoint
     return report
+
+
+def _delete_estimates(conn: psycopg.Connection, keys: tuple[list[str], list[float]], by: str, reason: str) -> None:
+    """Delete VEE's estimates at ``keys`` (meter ids, epoch seconds), the history noting who and why."""
+    if keys[0]:
+        conn.execute(SAY_WHO, (by, reason))
+        conn.execute(
+            "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
+            "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'estimated'",
+            keys,
+        )
 
 
 def _changed_from(

@@ -1,0 +1,42 @@
+"""VEE's own estimates that no longer stand in a gap: deleted by the next round.
+
+A gap is judged at the interval the meter was reading at then (:mod:`collector.vee.intervals`), and
+a new interval takes over only after 4 steps at it (``interval_change_steps``). A meter switched from
+hourly to daily reads, with rounds every hour, had its first 3 daily steps judged hourly: each a gap
+with 23 hourly estimates (69 in all). Once the 4th daily read came, the steps were daily and no
+gaps, but the estimates stayed for ever: billing counted their spread and NEM12 showed the days as
+estimated. A round now deletes (``reading_history`` keeps them) the estimates whose step between
+the measured reads either side (of the same meter, both loaded) is no gap at the interval in force
+at its closing read: across the whole series it loads (28 days of look-back and its period), not
+its period only. A person's edit or substitution, and the meter's own reads, are measured reads:
+never deleted here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collector.vee.config import VeeConfig
+from collector.vee.series import F64, I64, B, Series
+
+
+def measured_neighbours(series: Series) -> tuple[I64, I64, B]:
+    """Per reading, the index of the nearest measured (not estimated) reading at or before it and at
+    or after it, and whether both are of its meter (and loaded)."""
+    n = len(series)
+    measured = series.quality != "estimated"
+    index = np.arange(n)
+    before = np.maximum.accumulate(np.where(measured, index, -1)) if n else index
+    after = np.minimum.accumulate(np.where(measured, index, n)[::-1])[::-1] if n else index
+    before_ok = (before >= 0) & (series.meter[np.clip(before, 0, max(n - 1, 0))] == series.meter)
+    after_ok = (after < n) & (series.meter[np.clip(after, 0, max(n - 1, 0))] == series.meter)
+    return np.clip(before, 0, max(n - 1, 0)), np.clip(after, 0, max(n - 1, 0)), before_ok & after_ok
+
+
+def estimates_outside_gaps(series: Series, read_interval_s: F64, config: VeeConfig) -> B:
+    """The estimates of ``series`` whose step between the measured reads either side is not a gap:
+    no more than ``gap_factor`` of the interval in force at the closing read (``read_interval_s``,
+    per reading, as :func:`collector.vee.intervals.read_intervals` finds it)."""
+    before, after, both = measured_neighbours(series)
+    step = series.ts[after] - series.ts[before]
+    return (series.quality == "estimated") & both & (step <= read_interval_s[after] * config.gap_factor)
