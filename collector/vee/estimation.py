@@ -23,6 +23,7 @@ from datetime import UTC, tzinfo
 import numpy as np
 import numpy.typing as npt
 
+from collector.detection.series import LATE_READ_SHARE
 from collector.vee.config import VeeConfig
 from collector.vee.localtime import to_local, to_utc
 from collector.vee.rules import Validation
@@ -148,20 +149,12 @@ def estimate(
 
 
 def _slots(t0: F64, t1: F64, interval: F64, phase: F64, zone: tzinfo) -> tuple[I64, F64]:
-    """The slots strictly inside each gap (``t0``, ``t1``) on its meter's grid: how many per gap,
-    and their times, gap after gap.
-
-    Up to an hour the grid is the epoch's, and a read 7 s past the hour has the slot on the hour
-    before it. Over an hour the grid is the local clock's and each end of the gap is taken to its
-    nearest slot: a daily meter's read at 06:00:07 is its 06:00 read (before, it had one more
-    estimate at 06:00:00, 7 s before it), and one read at 06:00 local in summer is not followed an
-    hour later by an estimate on the winter's grid (07:00 local: four estimates for three missing
-    days)."""
+    """The slots strictly between the ones the reads at each gap's ends (``t0``, ``t1``) stand for,
+    on its meter's grid: how many per gap, and their times, gap after gap. The slot a measured read
+    stands for gets no estimate (:func:`slot_of`)."""
     longer = interval > _HOUR_S
-    local_t0 = np.where(longer, to_local(t0, zone), t0)
-    local_t1 = np.where(longer, to_local(t1, zone), t1)
-    first = np.where(longer, np.round((local_t0 - phase) / interval), np.floor((local_t0 - phase) / interval)) + 1
-    stop = np.where(longer, np.round((local_t1 - phase) / interval), np.ceil((local_t1 - phase) / interval))
+    first = slot_of(t0, interval, phase, zone) + 1
+    stop = slot_of(t1, interval, phase, zone)
     counts = np.maximum(stop - first, 0).astype(np.int64)
     gap_of_slot = np.repeat(np.arange(len(t0)), counts)
     offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -170,6 +163,26 @@ def _slots(t0: F64, t1: F64, interval: F64, phase: F64, zone: tzinfo) -> tuple[I
     # a two-hourly grid shifted by a clock change can meet a gap's end: no slot on or beyond a read
     inside = (slot_ts > t0[gap_of_slot]) & (slot_ts < t1[gap_of_slot])
     return np.bincount(gap_of_slot[inside], minlength=len(t0)).astype(np.int64), slot_ts[inside]
+
+
+def slot_of(ts: F64, interval: F64, phase: F64, zone: tzinfo = UTC) -> F64:
+    """The number, on the grid of ``interval`` and ``phase`` (per reading, as
+    :mod:`collector.vee.intervals` finds them), of the slot a read at ``ts`` stands for.
+
+    Up to an hour (the epoch's grid): the first slot at or after the read, or the one up to
+    :data:`~collector.detection.series.LATE_READ_SHARE` (a twentieth) of the interval before it, as
+    detection places reads: a gateway polls a little before each slot (up to its ``jitter``, a tenth of
+    the interval by default) and its stamp may fall seconds after it (10:00:07), not minutes. Before, a read 7 s past
+    the hour had the slot on the hour before it as the gap's: a round wrote 3 estimates for 2
+    missing reads, the last at 11:00:00, 7 s before the meter's read at 11:00:07, and a read polled 4
+    minutes before 06:00 had an estimate at 06:00 after it. Over an hour (the local clock's grid, at
+    the meter's reading hour): the nearest slot, so a daily meter's read at 06:00:07 is its 06:00
+    read, and one read at 06:00 local in summer is not followed an hour later by an estimate on the
+    winter's grid (07:00 local: four estimates for three missing days)."""
+    longer = interval > _HOUR_S
+    local = np.where(longer, to_local(ts, zone), ts)
+    late = interval * LATE_READ_SHARE
+    return np.where(longer, np.round((local - phase) / interval), np.ceil((local - late - phase) / interval))
 
 
 def _within_max_flow(share: F64, room: F64, part_start: I64, gap_of_part: I64) -> tuple[F64, npt.NDArray[np.bool_]]:

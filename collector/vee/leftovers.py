@@ -10,13 +10,21 @@ the measured reads either side (of the same meter, both loaded) is no gap at the
 at its closing read: across the whole series it loads (28 days of look-back and its period), not
 its period only. A person's edit or substitution, and the meter's own reads, are measured reads:
 never deleted here.
+
+Nor does an estimate stand at the slot a measured read of its meter stands for
+(:func:`collector.vee.estimation.slot_of`): rounds wrote one on the hour 7 s before the meter's read
+at 11:00:07, a gap of 2 missing reads with 3 estimates. No round writes such an estimate now, and a
+round deletes those earlier ones wrote, across the series it loads too.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
+
 import numpy as np
 
 from collector.vee.config import VeeConfig
+from collector.vee.estimation import slot_of
 from collector.vee.series import F64, I64, B, Series
 
 
@@ -40,3 +48,17 @@ def estimates_outside_gaps(series: Series, read_interval_s: F64, config: VeeConf
     before, after, both = measured_neighbours(series)
     step = series.ts[after] - series.ts[before]
     return (series.quality == "estimated") & both & (step <= read_interval_s[after] * config.gap_factor)
+
+
+def estimates_at_read_slots(series: Series, read_interval_s: F64, read_phase_s: F64, zone: tzinfo = UTC) -> B:
+    """The estimates of ``series`` at the slot the measured read before or after them stands for
+    (its meter's, on the grid in force at the estimate: ``read_interval_s`` and ``read_phase_s``
+    per reading; ``zone``: the utility's)."""
+    estimated = np.flatnonzero(series.quality == "estimated")
+    before, after, both = measured_neighbours(series)
+    interval, phase = read_interval_s[estimated], read_phase_s[estimated]
+    slot = slot_of(series.ts[estimated], interval, phase, zone)
+    at_read = np.zeros(len(series), bool)
+    for neighbour in (before, after):
+        at_read[estimated] |= slot == slot_of(series.ts[neighbour[estimated]], interval, phase, zone)
+    return at_read & both

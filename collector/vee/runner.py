@@ -13,7 +13,8 @@ off the estimate's time (:mod:`collector.vee.giving_way`): deleted the same way,
 afresh around the read.
 An estimate whose step between the measured reads either side is no gap at the interval the meter
 was reading at then (a meter now read daily, its first daily steps estimated hourly before the 4th
-made the new interval its own) is deleted too, across all the reads loaded
+made the new interval its own) is deleted too, and so is one at the slot a measured read beside it
+stands for (written 7 s before a read at 11:00:07 by earlier rounds), across all the reads loaded
 (:mod:`collector.vee.leftovers`).
 
 Meters go in batches (``batch_meters``, 2,000, by meter_id), each loaded, validated, estimated and
@@ -37,7 +38,7 @@ from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
 from collector.vee.giving_way import edits_giving_way
 from collector.vee.intervals import read_intervals
-from collector.vee.leftovers import estimates_outside_gaps, measured_neighbours
+from collector.vee.leftovers import estimates_at_read_slots, estimates_outside_gaps, measured_neighbours
 from collector.vee.rules import RULES, Validation, validate
 from collector.vee.series import F64, B, Series, load_series
 
@@ -189,13 +190,15 @@ def _run_batch(
         series = _without(series, stale)
     intervals = read_intervals(series, config, zone)
     outside = estimates_outside_gaps(series, intervals.read_interval_s, config)
-    outside_keys = _keys(series, outside)
-    if outside.any():
-        series, intervals = _without(series, outside), intervals.without(outside)
+    at_read = estimates_at_read_slots(series, intervals.read_interval_s, intervals.read_phase_s, zone) & ~outside
+    outside_keys, at_read_keys = _keys(series, outside), _keys(series, at_read)
+    if (outside | at_read).any():
+        series, intervals = _without(series, outside | at_read), intervals.without(outside | at_read)
     validation = validate(series, config, now_s, zone, intervals)
     in_period = series.ts >= start.timestamp()
     estimates = estimate(series, validation, config, zone, since=start.timestamp()) if estimate_gaps else None
-    deleted = (edit_keys[0] + stale_keys[0] + outside_keys[0], edit_keys[1] + stale_keys[1] + outside_keys[1])
+    gone = (edit_keys, stale_keys, outside_keys, at_read_keys)
+    deleted: tuple[list[str], list[float]] = ([m for k in gone for m in k[0]], [t for k in gone for t in k[1]])
     report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
     with conn.transaction():
         conn.execute(_STAGING)
@@ -217,6 +220,7 @@ def _run_batch(
             "vee:no-gap",
             "the step between the measured reads either side is no gap at the meter's interval then",
         )
+        _delete_estimates(conn, at_read_keys, "vee:read-slot", "a measured read beside it stands for the same slot")
         scope = "ts >= %(start)s AND ts < %(end)s AND (%(meters)s::text[] IS NULL OR meter_id = ANY (%(meters)s))"
         params = {"start": start, "end": end, "meters": meters}
         conn.execute(f"DELETE FROM vee_flags WHERE {scope}", params)

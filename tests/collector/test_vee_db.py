@@ -307,13 +307,15 @@ def test_real_reads_arriving_late_inside_an_estimated_gap_replace_its_estimates(
         return qualities, flags, (total[0], int(total[1]))
 
     used = Decimal(repr(volume[polls[-1]])) - Decimal(repr(volume[polls[0]]))
-    deliver(polls[:5] + polls[9:])  # the outage: polls 5 to 8 reach the collector after a round
+    # the outage: polls 5 to 8 reach the collector after a round; one estimate for each (before, 5:
+    # the last on the hour, 7 s before poll 9)
+    deliver(polls[:5] + polls[9:])
     assert vee_round(url, now) is not None
-    assert state() == ({"actual": 8, "estimated": 5}, ["gap"], (used, 0))
+    assert state() == ({"actual": 8, "estimated": 4}, ["gap"], (used, 0))
 
-    deliver(polls[6:7])  # one of them: the gap is now two gaps, each estimated afresh (2 + 3 hours)
+    deliver(polls[6:7])  # one of them: the gap is now two gaps, each estimated afresh (1 + 2 hours)
     assert vee_round(url, now) is not None
-    assert state() == ({"actual": 9, "estimated": 5}, ["gap", "gap"], (used, 0))
+    assert state() == ({"actual": 9, "estimated": 3}, ["gap", "gap"], (used, 0))
 
     deliver(polls[5:9])  # all of them: no estimate is left, nothing is flagged
     assert vee_round(url, now) is not None
