@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from aquami.mqtt import MqttEndpoint, new_client
 from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
 from collector.events_parser import EventRow, parse_events_message
 from collector.gateway_status import GatewayStatus, parse_status_message, status_gateway
+from collector.ready_file import ReadyFile
 from collector.store import ReadingStore, StoreResult
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,16 @@ class CollectorConfig:
 
 
 class Collector:
-    def __init__(self, config: CollectorConfig):
+    """``on_fatal`` is told why the collector cannot go on (a callback of paho's failed, or the ready
+    file could not be written): ``aquami collector run`` then stops and exits 1. Without it, it is
+    only logged."""
+
+    def __init__(self, config: CollectorConfig, on_fatal: Callable[[str], None] | None = None):
         self.config = config
+        self._on_fatal = on_fatal
+        #: why the collector cannot go on; None while it can
+        self.failure: str | None = None
+        self._ready = None if config.ready_file is None else ReadyFile(config.ready_file)
         self.counters = CollectorCounters()
         # Messages are parsed, and their COPY text built, on a parser thread as they arrive, so that
         # work overlaps the writer's time in the database (psycopg releases the GIL while it waits);
@@ -131,11 +141,32 @@ class Collector:
             topic_root=config.topic_root,
         )
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+        # An exception that leaves a callback kills paho's network thread: nothing more is received
+        # while the process runs on. Each is caught, logged, and stops the collector.
+        self._client.on_connect = self._guarded(self._on_connect)
+        self._client.on_message = self._guarded(self._on_message)
+        self._client.on_subscribe = self._guarded(self._on_subscribe)
         self._parser = threading.Thread(target=self._parse_loop, name="collector-parser", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        name = callback.__name__.lstrip("_")
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception:
+                log.exception("the collector's MQTT %s failed", name)
+                self._fail(f"the collector's MQTT {name} failed (its traceback is logged above)")
+
+        return guarded
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            log.error("%s: the collector stops", reason)
+            if self._on_fatal is not None:
+                self._on_fatal(reason)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
@@ -159,8 +190,11 @@ class Collector:
         if refused:  # a broker whose rules let the collector read reads and events but not statuses
             said = ", ".join(f"{topic}: {reason}" for topic, reason in refused)
             log.warning("broker refused the gateways' status topics (%s): GET /gateways will not know them", said)
-        if self.config.ready_file is not None:
-            self.config.ready_file.write_text(f"subscribed to {', '.join(self.config.subscriptions)}\n")
+        if self._ready is not None:
+            try:
+                self._ready.write(f"subscribed to {', '.join(self.config.subscriptions)}\n")
+            except OSError as error:  # checked at start; the folder gone or the disk full since
+                self._fail(f"could not write the ready file {self._ready.path} ({error.strerror})")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._arrivals.put(Received(message, self._connection, datetime.now(UTC)))
@@ -170,8 +204,11 @@ class Collector:
             self._inbox.put((received, _parse(received)))
 
     def start(self) -> None:
-        if self.config.ready_file is not None:
-            self.config.ready_file.unlink(missing_ok=True)  # a crashed run's: this one is not subscribed yet
+        """Connect and start storing; :class:`ReadyFileUnusable` first when the ready file cannot be
+        written."""
+        if self._ready is not None:
+            self._ready.check()
+            self._ready.remove()  # a crashed run's: this one is not subscribed yet
         self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=30)
         self._client.loop_start()
         self._parser.start()
@@ -185,8 +222,8 @@ class Collector:
         self._arrivals.put(None)
         self._parser.join(timeout=10)
         self._store.close()
-        if self.config.ready_file is not None:
-            self.config.ready_file.unlink(missing_ok=True)
+        if self._ready is not None:
+            self._ready.remove()
 
     def _take_batch(self) -> list[tuple[Received, Parsed]]:
         """What has arrived, up to ``max_batch_readings``; a small batch waits briefly for more."""

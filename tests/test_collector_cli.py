@@ -137,7 +137,7 @@ def test_collectors_of_a_shared_group_each_have_their_own_session(
 
     given = []
 
-    def started(config: collector.service.CollectorConfig) -> None:
+    def started(config: collector.service.CollectorConfig, **_: object) -> None:
         given.append(config)
         raise _Started
 

@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
         from aquami.mqtt import MqttEndpoint
         from collector.detection_job import DetectionScheduler
         from collector.migrate import migrate
+        from collector.ready_file import ReadyFile, ReadyFileUnusable
         from collector.schedule import PeriodicJob
         from collector.service import Collector, CollectorConfig
         from collector.vee.rounds import VeeScheduler
@@ -95,9 +96,21 @@ def register(app: typer.Typer) -> None:
             endpoint = MqttEndpoint.parse(mqtt_url)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--mqtt-url") from None
+        if ready_file is not None:  # said now, not once subscribed (the folder missing stopped all ingest)
+            try:
+                ReadyFile(ready_file).check()
+            except ReadyFileUnusable as error:
+                typer.echo(f"error: {error}", err=True)
+                raise typer.Exit(1) from None
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         log = logging.getLogger("collector")
         stop = threading.Event()
+        failures: list[str] = []
+
+        def fatal(reason: str) -> None:
+            failures.append(reason)
+            stop.set()
+
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         while True:
@@ -118,7 +131,8 @@ def register(app: typer.Typer) -> None:
                 max_delay_s=batch_wait,
                 ready_file=ready_file,
                 check_meter_gateways=not trust_all_gateways,
-            )
+            ),
+            on_fatal=fatal,
         )
         collector.start()
         # each in its own thread: an hourly VEE round (minutes, at a large utility) holds up neither
@@ -135,6 +149,8 @@ def register(app: typer.Typer) -> None:
         for schedule in schedules:
             schedule.stop()
         collector.stop()
+        if failures:  # logged as it happened; exit 1, so a supervisor restarts the collector
+            raise typer.Exit(1)
 
     @collector_app.command("assign-meters")
     def assign_meters_command(
