@@ -64,9 +64,24 @@ def redacted(url: str) -> str:
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
-def new_client(endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+class Client(mqtt.Client):
+    """paho's client, which also keeps why its last try to connect failed: paho tells its
+    ``on_connect_fail`` callback nothing, and a broker not listening, a host name that does not
+    resolve and a TLS handshake refused were one silence."""
+
+    last_connect_error: OSError | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as error:
+            self.last_connect_error = error
+            raise
+
+
+def new_client(endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False) -> Client:
     """A paho 2.x client for ``endpoint`` speaking MQTT 3.1.1 (every broker has it; MQTT 5 is opt-in)."""
-    client = mqtt.Client(
+    client = Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv311,

@@ -21,7 +21,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
-from aquami.mqtt import MqttEndpoint, new_client
+from aquami.mqtt import Client, MqttEndpoint, new_client
+from aquami.outage import Outage
 from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
 from collector.events_parser import EventRow, parse_events_message
 from collector.gateway_status import GatewayStatus, parse_status_message, status_gateway
@@ -92,7 +93,8 @@ class CollectorConfig:
     max_delay_s: float = 0.1
     # the writer's bound on a statement; a write that takes twice this has its connection cut
     statement_timeout_s: float = 30.0
-    # written once the broker has granted the subscriptions, removed at stop: what a deployment
+    # written once the broker has granted the subscriptions, removed while the collector is not
+    # connected to the broker and at stop (collector.ready_file): what a deployment
     # waits for before starting gateways (docker-compose.yml), since until the collector's session
     # exists the broker keeps nothing for it, and a gateway deletes what the broker acknowledged
     ready_file: Path | None = None
@@ -133,6 +135,10 @@ class Collector:
         self._arrivals: queue.Queue[Received | None] = queue.Queue()
         self._inbox: queue.Queue[tuple[Received, Parsed]] = queue.Queue()
         self._connection = 0  # counts successful connects: which connection a message came on
+        self._connected = False
+        # said when the broker goes (or cannot be reached, or refuses), now and then while it stays
+        # away, and when it is back: not a line before, for minutes
+        self._broker = Outage(log, f"MQTT broker {config.mqtt.url}")
         self._stop = threading.Event()
         self._store = ReadingStore(
             config.database_url,
@@ -146,6 +152,8 @@ class Collector:
         self._client.on_connect = self._guarded(self._on_connect)
         self._client.on_message = self._guarded(self._on_message)
         self._client.on_subscribe = self._guarded(self._on_subscribe)
+        self._client.on_disconnect = self._guarded(self._on_disconnect)
+        self._client.on_connect_fail = self._guarded(self._on_connect_fail)
         self._parser = threading.Thread(target=self._parse_loop, name="collector-parser", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
@@ -170,11 +178,26 @@ class Collector:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            self._broker.failed(f"refused the connection: {reason}")
             return
+        self._connected = True
+        self._broker.recovered()
         self._connection += 1
         client.subscribe([(topic, 1) for topic in self.config.subscriptions])
         log.info("subscribed to %s on %s", ", ".join(self.config.subscriptions), self.config.mqtt.url)
+
+    def _on_connect_fail(self, client: Client, userdata: Any) -> None:
+        error = client.last_connect_error
+        self._broker.failed(f"cannot connect: {error}" if error is not None else "cannot connect")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        """Not ready while not connected: the ready file goes until the subscriptions are granted
+        again (a deployment's healthcheck sees the outage), and the loss is said."""
+        if self._ready is not None:
+            self._ready.remove()
+        if self._connected and not self._stop.is_set():
+            self._broker.failed(f"connection lost: {reason}")
+        self._connected = False
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
         refused = [

@@ -62,8 +62,8 @@ def register(app: typer.Typer) -> None:
         ),
         ready_file: Path = typer.Option(
             None,
-            help="Write this file once the broker has granted the subscriptions (removed at stop): start "
-            "gateways after it exists, or what they publish before goes to no one.",
+            help="Write this file once the broker has granted the subscriptions (removed while the broker is "
+            "away, and at stop): start gateways after it exists, or what they publish before goes to no one.",
         ),
         trust_all_gateways: bool = typer.Option(
             False,

@@ -1,0 +1,68 @@
+"""What the collector says about its broker, and its ready file while the broker is away.
+
+Before, nothing was said: with nothing listening, or a host name that does not resolve, 62 s gave
+two "counters" lines; through a 2-minute broker outage not a line, and the ready file stayed, so
+docker-compose's healthcheck (``test -f`` the file) called the collector healthy throughout."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aquami.mqtt import MqttEndpoint
+from collector.service import Collector, CollectorConfig
+from tests.collector.test_ingest_mqtt import wait_for
+from tests.services import free_port
+
+
+def _said(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "collector.service" and text in r.getMessage()]
+
+
+def test_a_broker_not_there_is_said_once_with_the_reason_not_at_every_retry(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.INFO)
+    endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{free_port()}")
+    collector = Collector(
+        CollectorConfig("postgresql://127.0.0.1:1/x", endpoint, client_id="t-none", ready_file=tmp_path / "ready")
+    )
+    collector.start()
+    try:
+        time.sleep(5)  # paho tries again after 1, 2 and 4 s
+    finally:
+        collector.stop()
+    said = _said(caplog, "unavailable")
+    assert said == [f"MQTT broker {endpoint.url} unavailable (cannot connect: [Errno 111] Connection refused)"]
+    assert not (tmp_path / "ready").exists()
+
+
+def test_a_broker_outage_is_said_at_its_start_and_end_and_the_ready_file_goes_meanwhile(
+    migrated_database_url: str, fresh_mosquitto: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.INFO)
+    ready = tmp_path / "ready"
+    endpoint = MqttEndpoint.parse(fresh_mosquitto.url)
+    config = CollectorConfig(migrated_database_url, endpoint, client_id=f"t-{uuid.uuid4().hex[:8]}", ready_file=ready)
+    collector = Collector(config)
+    collector.start()
+    try:
+        wait_for(ready.exists, 30, "the ready file")
+        fresh_mosquitto.stop()
+        wait_for(lambda: not ready.exists(), 10, "the ready file to go with the broker")
+        time.sleep(5)  # several failed tries
+        assert _said(caplog, "unavailable") == [
+            f"MQTT broker {endpoint.url} unavailable (connection lost: Unspecified error)"
+        ]
+        fresh_mosquitto.start()
+        wait_for(ready.exists, 40, "the ready file back with the broker")
+    finally:
+        collector.stop()
+    (back,) = _said(caplog, "available again")
+    assert back.startswith(f"MQTT broker {endpoint.url} available again after ")
+    assert len(_said(caplog, "unavailable")) == 1
