@@ -2,16 +2,20 @@
 
 ``mqtt://user:password@host:1883`` or ``mqtts://host:8883`` (TLS). paho-mqtt 2.x clients are made
 here so both sides speak the same protocol version with the same defaults. A URL as given is never
-written out whole: :func:`redacted` hides its password in every message that shows it.
+written out whole: :func:`redacted` (:mod:`aquami.redact`) hides its password in every message
+that shows it.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+
+from aquami.redact import redacted
+
+__all__ = ["Client", "MqttEndpoint", "new_client", "redacted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +49,6 @@ class MqttEndpoint:
     @property
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-def redacted(url: str) -> str:
-    """``url`` with its password as ``***``, for a message: ``mqtt://coll:***@host:1883``. Read from
-    the text, not a parse, so a URL too broken to parse (no scheme, a ``/``, ``#`` or ``@`` in the
-    password) hides it too: everything between the user's ``:`` and the last ``@`` goes."""
-    before, at, host = url.rpartition("@")
-    scheme, separator, userinfo = before.partition("://")
-    if not (separator and _SCHEME.fullmatch(scheme)):
-        scheme, separator, userinfo = "", "", before
-    user, colon, _ = userinfo.partition(":")
-    if not at or not colon:
-        return url
-    return f"{scheme}{separator}{user}:***@{host}"
-
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 class Client(mqtt.Client):

@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 from aquami import atomic_write
+from aquami.database_url import DATABASE_URL
 
-DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 PERIOD = typer.Option(..., help="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive).")
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from aquami.database_url import DATABASE_URL
+
 if TYPE_CHECKING:
     from collector.vee.config import VeeConfig
 
@@ -20,8 +22,6 @@ _RETRY_S = 5.0
 #: ahead. A run later than that is stored as the latest, and every live run before its instant is
 #: then refused (it would rewind the alerts): a mistyped year would be a year without detection.
 CLOCK_SKEW = timedelta(minutes=5)
-
-DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 
 
 def register(app: typer.Typer) -> None:

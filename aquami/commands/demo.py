@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from aquami.database_url import checked_option
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
@@ -22,6 +24,7 @@ def register(app: typer.Typer) -> None:
             None,
             help="Use this PostgreSQL/TimescaleDB instead of the embedded one: an empty database, or one an "
             "earlier demo filled (any other is refused).",
+            callback=checked_option,
         ),
         mqtt_url: str = typer.Option(None, help="Use this MQTT broker instead of the embedded one."),
         data_dir: Path = typer.Option(

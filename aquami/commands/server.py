@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aquami.database_url import DATABASE_URL
+
 if TYPE_CHECKING:
     from collector.detection.csvio import Meters
     from server.meters.repository import Installation
-
-DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,51 @@
+"""The database URL, checked before anything connects: one line and exit 1 for one that is none.
+
+A malformed URL (``postgresql//aquami:S3cretDB@db/aquami``, its colon missing) was found out only
+by each connection: the server finished starting, /health answered 200 and every API call 503 "try
+again shortly", while psycopg_pool logged the whole URL, password and all, about every 7 s; the
+collector's commands printed it too. Every command's ``--database-url`` (``AQUAMI_DATABASE_URL``)
+is read with :data:`DATABASE_URL`, so each is checked, and said with its password hidden.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from aquami.redact import hide_password, redacted
+
+
+class BadDatabaseUrl(ValueError):
+    """A database URL libpq cannot read; its message hides the password."""
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if libpq can read it (a ``postgresql://`` URL or key=value settings), else
+    :class:`BadDatabaseUrl` saying why, with its password as ``***``."""
+    import psycopg  # here: every command reads this module, and most start without a database
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        said = " ".join(hide_password(str(error), url).split())
+        raise BadDatabaseUrl(
+            f"URL {redacted(url)!r}: {said} (give postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
+        ) from None
+    return url
+
+
+def checked_option(url: str | None) -> str | None:
+    """An option's callback: the URL checked (None stays None), or one line and exit 1."""
+    if url is None:
+        return None
+    try:
+        return check_database_url(url)
+    except BadDatabaseUrl as error:
+        typer.echo(f"error: database: {error}", err=True)  # as cli.main says what the database refuses
+        raise typer.Exit(1) from None
+
+
+#: ``--database-url`` (``AQUAMI_DATABASE_URL``) of every command that uses the database.
+DATABASE_URL = typer.Option(
+    ..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.", callback=checked_option
+)
