@@ -84,3 +84,19 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate(database_url: str, 
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "400"})
     assert result.returncode == 1, result.stderr
     assert f"error: database: {SAYS}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_server_run_on_an_unmigrated_database_is_one_line_and_exit_1(database_url: str) -> None:
+    """It exited 3 with a 46-line traceback: the refusal was raised inside uvicorn's lifespan."""
+    command = [str(Path(sys.executable).with_name("aquami")), "server", "run", "--port", "0"]
+    env = {**os.environ, "AQUAMI_DATABASE_URL": database_url}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"error: database: {SAYS}\n"
+
+
+def test_server_run_starts_on_a_database_not_reachable_yet() -> None:
+    """A host's boot order is not fatal: nothing to refuse until the database is there."""
+    from aquami.commands.server import _schema_problem
+
+    assert _schema_problem("postgresql://postgres@127.0.0.1:1/none") is None

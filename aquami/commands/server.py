@@ -25,11 +25,16 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST"),
         port: int = typer.Option(8000, min=0, max=65535, envvar="AQUAMI_PORT"),
     ) -> None:
-        """Serve the API and the web page."""
+        """Serve the API and the web page: not on a database the migrations have not been applied
+        to (one line, exit 1); on one not reachable yet, answering 503 until it is."""
         import uvicorn
 
         from server.app import create_app
 
+        problem = _schema_problem(database_url)
+        if problem is not None:  # said here: refused inside uvicorn's start-up, it was a 46-line traceback, exit 3
+            typer.echo(f"error: database: {problem}", err=True)
+            raise typer.Exit(1)
         uvicorn.run(create_app(database_url), host=host, port=port, proxy_headers=True)
 
     @server_app.command("create-key")
@@ -187,6 +192,25 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({"accounts": written, "agreements": recorded}))
 
     app.add_typer(server_app, name="server")
+
+
+#: How long ``server run`` waits to reach the database to check its schema before it starts anyway.
+SCHEMA_CHECK_WAIT_S = 10
+
+
+def _schema_problem(database_url: str) -> str | None:
+    """What stands between this code and the database (not migrated, a migration edited since, the
+    database newer than the code); None when nothing does, or when the database cannot be reached
+    yet: the server then starts, answers 503 until it is there, and asks it then (server.schema_check)."""
+    import psycopg
+
+    from collector.migrate import schema_problem
+
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=SCHEMA_CHECK_WAIT_S) as conn:
+            return schema_problem(conn)
+    except psycopg.OperationalError:
+        return None
 
 
 def _utc(moment: datetime) -> str:
