@@ -139,6 +139,9 @@ class Collector:
         # said when the broker goes (or cannot be reached, or refuses), now and then while it stays
         # away, and when it is back: not a line before, for minutes
         self._broker = Outage(log, f"MQTT broker {config.mqtt.url}")
+        # the writer's failed commits: a line when the database goes, now and then while it is away,
+        # and when it is back (before, a two-line warning every second, and nothing at the end)
+        self._database = Outage(log, "database")
         self._stop = threading.Event()
         self._store = ReadingStore(
             config.database_url,
@@ -290,13 +293,14 @@ class Collector:
                 self.counters.database_errors += 1
                 self._store.close()
                 if isinstance(error, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)):
-                    # (one line, not a traceback a second: a failover's standby is no fault of ours)
-                    log.warning("database unavailable (%s); %d messages wait, unacknowledged", error, len(pending))
+                    # (not a traceback: a failover's standby is no fault of ours)
+                    self._database.failed(error, f"; {len(pending)} messages wait, unacknowledged")
                 else:
                     log.exception("could not store %d messages; they wait, unacknowledged", len(pending))
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue
+            self._database.recovered()
             self._acknowledge(pending)
             pending = []
 

@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         """Subscribe to every gateway's reads and store them until stopped (Ctrl-C).
 
         A collector started before its database (a host's boot, a compose file's order) waits for
-        it, saying why every few seconds, and goes on once it can apply the migrations.
+        it, saying why at once and again every 5 minutes, and goes on once it can apply the migrations.
         """
         import logging
         import signal
@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         import psycopg
 
         from aquami.mqtt import MqttEndpoint
+        from aquami.outage import Outage
         from collector.detection_job import DetectionScheduler
         from collector.migrate import migrate
         from collector.ready_file import ReadyFile, ReadyFileUnusable
@@ -113,15 +114,19 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # said once with the reason (a database or role that does not exist is said as such), again
+        # every few minutes while it lasts, and when the database is there: not every 5 s
+        waiting = Outage(log, "database")
         while True:
             try:
                 migrate(database_url)
                 break
             except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as error:
                 # not there yet, or back as a read-only standby (a failover) with migrations to apply
-                log.warning("database not ready (%s); trying again in %g s", " ".join(str(error).split()), _RETRY_S)
+                waiting.failed(error, f"; trying again every {_RETRY_S:g} s")
                 if stop.wait(_RETRY_S):
                     return
+        waiting.recovered()
         collector = Collector(
             CollectorConfig(
                 database_url,

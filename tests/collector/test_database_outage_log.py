@@ -1,0 +1,62 @@
+"""What the collector logs while its database is away: a line when it goes, a reminder every 5
+minutes, a line when it is back. Before, one warning a second, each two lines (psycopg's message
+holds a newline): 121 in a 2-minute outage, and nothing said at its end (t1_db_outage.sh)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.collector.test_ingest_mqtt import (
+    _ready,
+    _refuse_writes,
+    count,
+    publisher,
+    reads,
+    running_collector,
+    wait_for,
+)
+
+
+def test_a_database_outage_is_one_line_at_its_start_and_one_at_its_end(
+    migrated_database_url: str, mosquitto: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    url, gw = migrated_database_url, "gw-dblog"
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        with psycopg.connect(url, autocommit=True) as admin:
+            _refuse_writes(admin, name)
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [("D1", "2026-03-01T00:00:00Z", 2.5)]))
+            wait_for(lambda: collector.counters.database_errors >= 4, 30, "writes refused, again and again")
+            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'D1'") == 1, 30, "the read")
+    said = [r.getMessage() for r in caplog.records if r.name == "collector.service" and "database" in r.getMessage()]
+    assert len(said) == 2, said
+    assert said[0].startswith("database unavailable (") and said[0].endswith("; 1 messages wait, unacknowledged")
+    assert said[1].startswith("database available again after ") and "failures" in said[1]
+    assert all("\n" not in line for line in said)
+
+
+def test_a_collector_waiting_for_its_database_says_why_once_not_every_5_s() -> None:
+    """A role or database that does not exist was said every 5 s, for ever."""
+    command = [sys.executable, "-m", "aquami", "collector", "run", "--mqtt-url", "mqtt://127.0.0.1:1"]
+    env = {**os.environ, "AQUAMI_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(12)  # three tries
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    lines = stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert "WARNING collector: database unavailable (connection failed: " in lines[0]
+    assert lines[0].endswith("; trying again every 5 s")
