@@ -331,7 +331,10 @@ class Demo:
             if port:
                 self.say(f"· port {port} is taken; using {chosen}")
             port = chosen
-        config = uvicorn.Config(create_app(self.database_url), host=self.options.host, port=port, log_level="warning")
+        # log_config=None: uvicorn's lines go to the process's own logging (aquami.logging_setup)
+        config = uvicorn.Config(
+            create_app(self.database_url), host=self.options.host, port=port, log_level="warning", log_config=None
+        )
         server = uvicorn.Server(config)
         self._web_task = asyncio.create_task(server.serve())
         while not server.started:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from aquami.database_url import DATABASE_URL
+from aquami.logging_setup import configure_logging
 
 if TYPE_CHECKING:
     from collector.vee.config import VeeConfig
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
             except ReadyFileUnusable as error:
                 typer.echo(f"error: {error}", err=True)
                 raise typer.Exit(1) from None
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(logging.INFO)
         log = logging.getLogger("collector")
         stop = threading.Event()
         failures: list[str] = []

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from aquami.database_url import checked_option
+from aquami.logging_setup import configure_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         """Run simulated meters → gateway → broker → collector → database → API and web page."""
         from aquami.demo import DemoOptions, NotTheDemosDatabase, run_demo
 
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(logging.WARNING)
         try:
             run_demo(
                 DemoOptions(

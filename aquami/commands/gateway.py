@@ -9,6 +9,7 @@ import typer
 
 from aquami import atomic_write
 from aquami.cli_params import PARAM_OPTION
+from aquami.logging_setup import configure_logging
 
 if TYPE_CHECKING:
     from aquami.contracts.reads import Reading
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from gateway.service import Gateway
         from gateway.spool import SpoolUnusable
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(logging.INFO)
         loaded = _load(config)
 
         async def main() -> None:

@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
         if problem is not None:  # said here: refused inside uvicorn's start-up, it was a 46-line traceback, exit 3
             typer.echo(f"error: database: {problem}", err=True)
             raise typer.Exit(1)
-        uvicorn.run(create_app(database_url), host=host, port=port, proxy_headers=True)
+        from aquami.logging_setup import log_config
+
+        uvicorn.run(create_app(database_url), host=host, port=port, proxy_headers=True, log_config=log_config())
 
     @server_app.command("create-key")
     def create_key(
