@@ -29,10 +29,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import utc_iso
+
+#: the gateway's link as its health status says it: ``offline`` in the last one, at a clean stop
+LinkState = Literal["online", "offline"]
 
 # A meter's state that outlives a restart, as stored: meter_id, last_good and offline_since (ISO 8601
 # UTC, or None), consecutive_failures.
@@ -196,11 +199,14 @@ class Health:
     def gateway_event(self, name: str, **detail: Any) -> dict[str, Any]:
         return {"gateway_id": self.gateway_id, "event": name, "ts": utc_iso(self.clock()), **detail}
 
-    def snapshot(self, spool_depth: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def snapshot(
+        self, spool_depth: int, extra: dict[str, Any] | None = None, state: LinkState = "online"
+    ) -> dict[str, Any]:
+        """The health status; ``state`` is ``offline`` in the last one, sent as the gateway stops."""
         now = self.clock()
         return {
             "gateway_id": self.gateway_id,
-            "state": "online",
+            "state": state,
             "ts": utc_iso(now),
             "started_at": utc_iso(self.started_at),
             "uptime_s": round(self.monotonic() - self._started_monotonic, 3),

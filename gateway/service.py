@@ -22,7 +22,7 @@ from gateway.backoff import pause
 from gateway.buses import make_transport
 from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
-from gateway.health import Health
+from gateway.health import Health, LinkState
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.scheduler import BusScheduler
@@ -156,7 +156,7 @@ class Gateway:
         except Exception:  # a full disk: kept in memory, and stored at the next try
             log.exception("meter health not saved")
 
-    def status(self) -> dict[str, Any]:
+    def status(self, state: LinkState = "online") -> dict[str, Any]:
         return self.health.snapshot(
             self.spool.depth(),
             {
@@ -172,13 +172,16 @@ class Gateway:
                 "short_connections": self.publisher.short_connections,  # in a row: the same gateway_id twice?
                 "mqtt_protocol": self.publisher.protocol_in_use,
             },
+            state,
         )
 
-    def publish_status(self) -> None:
+    def publish_status(self, state: LinkState = "online") -> None:
         """The retained health status. With thousands of meters it can be larger than a broker takes
-        (AWS IoT Core: 128 KB, about 1,200 meters): then it goes with only the meters that fail."""
+        (AWS IoT Core: 128 KB, about 1,200 meters): then it goes with only the meters that fail. The
+        last, at a clean stop, says ``"state": "offline"``, as ``status`` then does: the retained
+        health said "online" for good after the gateway had stopped."""
         topic = f"{self.config.topic_root}/{self.config.gateway_id}/status/health"
-        status = self.status()
+        status = self.status(state)
         full = json.dumps(status, separators=(",", ":")).encode()
         failing = {k: m for k, m in status["meters"].items() if m["offline"] or m["consecutive_failures"]}
         summary = {**status, "meters": failing, "meters_omitted": len(status["meters"]) - len(failing)}
@@ -297,6 +300,6 @@ class Gateway:
             self._wake_writer.set()
             await asyncio.gather(writer, reporter, return_exceptions=True)
             self._report_overflow()
-            self.publish_status()
+            self.publish_status("offline")  # before the publisher's goodbye, which sets status offline
             await asyncio.to_thread(self.publisher.stop, drain_timeout)
             self.spool.close()

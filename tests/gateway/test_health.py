@@ -377,3 +377,38 @@ def test_an_unplugged_adapter_is_named_in_the_warning_and_in_health(
     warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.scheduler"]
     assert warnings and all(f"cannot open {link}" in w for w in warnings), warnings
     assert warnings[0].startswith("HOUSE-1 on bus-1: failed after 2 attempts, the last: "), warnings
+
+
+@pytest.mark.services
+def test_a_stopped_gateway_s_retained_health_says_offline_as_its_status_does(tmp_path: Path, mosquitto) -> None:
+    """The retained status/health said "state": "online" for good after a clean stop."""
+    port = free_port()
+
+    async def scenario() -> None:
+        simulator = ModbusTcpSimulator(meters(2), port=port)
+        await simulator.start()
+        text = config_text(
+            mosquitto.url,
+            {"b": port},
+            {"b": [1, 2]},
+            str(tmp_path / "s.sqlite"),
+            gateway_id="gw-stops",
+            extra_top="[health]\nstatus_interval_s = 0.5\n",
+        )
+        try:
+            async with running(Gateway(parse_config_text(text))):
+                await asyncio.sleep(1.5)
+        finally:
+            await simulator.stop()
+
+    asyncio.run(scenario())
+    late = Subscriber(mosquitto.url, ["aquami/v1/gw-stops/#"], client_id="late-sub")  # sees what is retained
+    try:
+        retained = lambda: bool(late.payloads("/status/health") and late.payloads("/status"))  # noqa: E731
+        late.wait_for(retained, 10, "the retained status")
+        (health,) = late.payloads("/status/health")
+        assert late.payloads("/status") == ["offline"]
+        assert health["state"] == "offline" and health["gateway_id"] == "gw-stops"
+        assert health["meters"]["WM-0001"]["last_good"] is not None
+    finally:
+        late.close()
