@@ -6,12 +6,14 @@ service never silently skips.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
 from hypothesis import settings
 
+from aquami.logging_setup import UtcFormatter
 from tests.services import MosquittoBroker, ServiceUnavailable, admin_url, create_database, drop_database
 
 # Every @given test runs without Hypothesis's per-example deadline (200 ms by default): on a loaded
@@ -21,6 +23,22 @@ from tests.services import MosquittoBroker, ServiceUnavailable, admin_url, creat
 # A test's own @settings may still set a deadline. Loaded before any test module builds its settings.
 settings.register_profile("aquami", parent=settings.default, deadline=None)
 settings.load_profile("aquami")
+
+
+@pytest.fixture(autouse=True)
+def _process_logging_undone() -> Iterator[None]:
+    """A command run in-process (``aquami collector …`` through CliRunner) configures the process's
+    logging as a real run does (aquami.logging_setup): the root logger at INFO, writing to that
+    command's stderr, which CliRunner closes. Left so, every later test logged INFO records into
+    caplog (a spool test saw "schema migrated" beside its warning) and onto a closed stream. Each
+    test ends with the root logger's level back and the handlers that configuration added gone."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if isinstance(handler.formatter, UtcFormatter):
+            root.removeHandler(handler)
 
 
 def _unavailable(e: ServiceUnavailable) -> NoReturn:
