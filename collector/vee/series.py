@@ -96,19 +96,20 @@ _COLUMNS = """
 """
 # The reads in [start, end), and each meter's last read before ``start``: a gap that opened before
 # the load (a meter silent 40 days, its round loading 30) has its opening read, and is estimated or
-# flagged; before, neither.
-_LOAD = f"""
-COPY (
+# flagged; before, neither. The look for that read (newest first) is made only for a meter that has
+# readings (``meters.has_readings``, collector migration 0067): for one without, it probed every
+# 7-day chunk of readings to find nothing, in every round.
+LOAD_QUERY = f"""
     SELECT {_COLUMNS}
     FROM readings r JOIN vee_meter_codes k USING (meter_id)
     WHERE r.ts >= {{start}} AND r.ts < {{end}}
     UNION ALL
     SELECT {_COLUMNS}
-    FROM vee_meter_codes k CROSS JOIN LATERAL (
+    FROM vee_meter_codes k JOIN meters m ON m.meter_id = k.meter_id AND m.has_readings CROSS JOIN LATERAL (
         SELECT * FROM readings x WHERE x.meter_id = k.meter_id AND x.ts < {{start}} ORDER BY x.ts DESC LIMIT 1
     ) r
-) TO STDOUT (FORMAT BINARY)
 """
+_LOAD = f"COPY ({LOAD_QUERY}) TO STDOUT (FORMAT BINARY)"
 # Per meter, not per reading: its limits, in code order.
 _METER_LIMITS = """
 SELECT k.meter_id, coalesce(m.max_flow_m3h::float8, {max_flow}), coalesce(m.register_capacity_m3::float8, {capacity})
