@@ -92,7 +92,7 @@ def _usual_phase(groups: I64, ts: F64, interval: F64, n_groups: int, zone: tzinf
     return np.where(np.isfinite(usual), np.round(np.nan_to_num(usual) / _HOUR_S) * _HOUR_S, 0.0)
 
 
-def _around(chosen: B, group: I64) -> tuple[I64, I64]:
+def around(chosen: B, group: I64) -> tuple[I64, I64]:
     """Per element, the last ``chosen`` element at or before it in its group and the first at or
     after it; -1 where there is none."""
     n = len(chosen)
@@ -136,7 +136,7 @@ def _sources(standard: F64, established: B, step_meter: I64) -> I64:
     of equally good splits, the one that judges the other steps at the shorter interval. Before a
     meter's first run its steps have that run's interval, after its last run that one's."""
     n = len(standard)
-    before, after = _around(established, step_meter)
+    before, after = around(established, step_meter)
     new_meter = np.r_[True, step_meter[1:] != step_meter[:-1]]
     stretch = np.cumsum(established | new_meter) - 1  # a run's step and the steps after it up to the next run
     between = ~established & (before >= 0) & (after >= 0)
@@ -207,20 +207,13 @@ def read_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> Rea
     # per reading: the step of the next actual read at or after it (after the last: the meter's now)
     is_actual = np.zeros(len(series), bool)
     is_actual[actual] = True
-    source = _next_actual(is_actual, series.meter)
+    _, source = around(is_actual, series.meter)
     found = source >= 0
     rank = np.cumsum(is_actual) - 1  # position among the actual reads
     pick = rank[np.maximum(source, 0)]
     read_interval = np.where(found, at_actual[pick] if len(actual) else 0.0, interval[series.meter])
     read_phase = np.where(found, at_actual_phase[pick] if len(actual) else 0.0, phase[series.meter])
     return ReadIntervals(interval, phase, known, read_interval, read_phase)
-
-
-def _next_actual(is_actual: B, meter: I64) -> I64:
-    """Per reading, the index of the first actual read of its meter at or after it; -1 if none."""
-    n = len(is_actual)
-    after = np.minimum.accumulate(np.where(is_actual, np.arange(n), n)[::-1])[::-1]
-    return np.where((after < n) & (meter[np.minimum(after, n - 1)] == meter), after, -1)
 
 
 def meter_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> tuple[F64, F64, B]:

@@ -20,42 +20,49 @@ round deletes those earlier ones wrote, across the series it loads too.
 from __future__ import annotations
 
 from datetime import UTC, tzinfo
+from typing import NamedTuple
 
 import numpy as np
 
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import slot_of
+from collector.vee.intervals import around
 from collector.vee.series import F64, I64, B, Series
 
 
-def measured_neighbours(series: Series) -> tuple[I64, I64, B]:
+class Neighbours(NamedTuple):
     """Per reading, the index of the nearest measured (not estimated) reading at or before it and at
-    or after it, and whether both are of its meter (and loaded)."""
-    n = len(series)
-    measured = series.quality != "estimated"
-    index = np.arange(n)
-    before = np.maximum.accumulate(np.where(measured, index, -1)) if n else index
-    after = np.minimum.accumulate(np.where(measured, index, n)[::-1])[::-1] if n else index
-    before_ok = (before >= 0) & (series.meter[np.clip(before, 0, max(n - 1, 0))] == series.meter)
-    after_ok = (after < n) & (series.meter[np.clip(after, 0, max(n - 1, 0))] == series.meter)
-    return np.clip(before, 0, max(n - 1, 0)), np.clip(after, 0, max(n - 1, 0)), before_ok & after_ok
+    or after it (0 where there is none), and whether both are of its meter (and loaded)."""
+
+    before: I64
+    after: I64
+    both: B
 
 
-def estimates_outside_gaps(series: Series, read_interval_s: F64, config: VeeConfig) -> B:
-    """The estimates of ``series`` whose step between the measured reads either side is not a gap:
-    no more than ``gap_factor`` of the interval in force at the closing read (``read_interval_s``,
-    per reading, as :func:`collector.vee.intervals.read_intervals` finds it)."""
-    before, after, both = measured_neighbours(series)
+def measured_neighbours(series: Series) -> Neighbours:
+    """Each reading's measured neighbours (:class:`Neighbours`)."""
+    before, after = around(series.quality != "estimated", series.meter)
+    return Neighbours(np.maximum(before, 0), np.maximum(after, 0), (before >= 0) & (after >= 0))
+
+
+def estimates_outside_gaps(series: Series, neighbours: Neighbours, read_interval_s: F64, config: VeeConfig) -> B:
+    """The estimates of ``series`` whose step between the measured reads either side
+    (``neighbours``) is not a gap: no more than ``gap_factor`` of the interval in force at the
+    closing read (``read_interval_s``, per reading, as :func:`collector.vee.intervals.read_intervals`
+    finds it)."""
+    before, after, both = neighbours
     step = series.ts[after] - series.ts[before]
     return (series.quality == "estimated") & both & (step <= read_interval_s[after] * config.gap_factor)
 
 
-def estimates_at_read_slots(series: Series, read_interval_s: F64, read_phase_s: F64, zone: tzinfo = UTC) -> B:
-    """The estimates of ``series`` at the slot the measured read before or after them stands for
-    (its meter's, on the grid in force at the estimate: ``read_interval_s`` and ``read_phase_s``
-    per reading; ``zone``: the utility's)."""
+def estimates_at_read_slots(
+    series: Series, neighbours: Neighbours, read_interval_s: F64, read_phase_s: F64, zone: tzinfo = UTC
+) -> B:
+    """The estimates of ``series`` at the slot the measured read before or after them
+    (``neighbours``) stands for (its meter's, on the grid in force at the estimate:
+    ``read_interval_s`` and ``read_phase_s`` per reading; ``zone``: the utility's)."""
     estimated = np.flatnonzero(series.quality == "estimated")
-    before, after, both = measured_neighbours(series)
+    before, after, both = neighbours
     interval, phase = read_interval_s[estimated], read_phase_s[estimated]
     slot = slot_of(series.ts[estimated], interval, phase, zone)
     at_read = np.zeros(len(series), bool)

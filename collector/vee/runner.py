@@ -189,8 +189,10 @@ def _run_batch(
     if stale.any():
         series = _without(series, stale)
     intervals = read_intervals(series, config, zone)
-    outside = estimates_outside_gaps(series, intervals.read_interval_s, config)
-    at_read = estimates_at_read_slots(series, intervals.read_interval_s, intervals.read_phase_s, zone) & ~outside
+    neighbours = measured_neighbours(series)
+    outside = estimates_outside_gaps(series, neighbours, intervals.read_interval_s, config)
+    at_read = estimates_at_read_slots(series, neighbours, intervals.read_interval_s, intervals.read_phase_s, zone)
+    at_read &= ~outside
     outside_keys, at_read_keys = _keys(series, outside), _keys(series, at_read)
     if (outside | at_read).any():
         series, intervals = _without(series, outside | at_read), intervals.without(outside | at_read)
