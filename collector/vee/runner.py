@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
 
 import numpy as np
 import psycopg
@@ -204,15 +205,13 @@ def _run_batch(
     report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
     with conn.transaction():
         conn.execute(_STAGING)
-        if edit_keys[0]:
-            conn.execute(
-                SAY_WHO, ("vee:actual-read", "the meter's own read of this slot came: the edited estimate gives way")
-            )
-            conn.execute(
-                "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
-                "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'edited'",
-                edit_keys,
-            )
+        _delete_estimates(
+            conn,
+            edit_keys,
+            "vee:actual-read",
+            "the meter's own read of this slot came: the edited estimate gives way",
+            quality="edited",
+        )
         _delete_estimates(
             conn, stale_keys, "vee:re-estimate", "a measured read came into its gap: the gap is estimated again"
         )
@@ -276,24 +275,32 @@ def _run_batch(
     return report
 
 
-def _delete_estimates(conn: psycopg.Connection, keys: tuple[list[str], list[float]], by: str, reason: str) -> None:
-    """Delete VEE's estimates at ``keys`` (meter ids, epoch seconds), the history noting who and why."""
+def _delete_estimates(
+    conn: psycopg.Connection,
+    keys: tuple[list[str], list[float]],
+    by: str,
+    reason: str,
+    *,
+    quality: Literal["estimated", "edited"] = "estimated",
+) -> None:
+    """Delete the estimates at ``keys`` (meter ids, epoch seconds), the history noting who and why:
+    VEE's own (``quality`` estimated), or a person's edits of them (edited)."""
     if keys[0]:
         conn.execute(SAY_WHO, (by, reason))
         conn.execute(
             "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
-            "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = 'estimated'",
-            keys,
+            "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = %s",
+            (*keys, quality),
         )
 
 
 def _changed_from(
-    series: Series, stale_keys: tuple[list[str], list[float]], estimates: Estimates | None
+    series: Series, deleted: tuple[list[str], list[float]], estimates: Estimates | None
 ) -> dict[str, float]:
-    """Per meter, the earliest instant whose interval the run changes: 1 µs before a deleted
+    """Per meter, the earliest instant whose interval the run changes: 1 µs before a ``deleted``
     estimate (the interval it closed), and the opening read of a gap it estimates."""
     changed: dict[str, float] = {}
-    points = list(zip(stale_keys[0], (t - 1e-6 for t in stale_keys[1]), strict=True))
+    points = list(zip(deleted[0], (t - 1e-6 for t in deleted[1]), strict=True))
     if estimates is not None and len(estimates):
         points += zip(
             (series.meter_ids[m] for m in estimates.meter.tolist()), estimates.gap_start.tolist(), strict=True
