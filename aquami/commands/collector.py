@@ -376,8 +376,7 @@ def _vee_settings(config: Path | None) -> VeeConfig:
 def _vee_and_consumption(database_url: str, start: datetime, end: datetime, settings: VeeConfig) -> dict[str, Any]:
     import psycopg
 
-    from collector.vee.rounds import refresh_changed_before, round_lock
-    from collector.vee.runner import run_vee
+    from collector.vee.rounds import round_lock, vee_and_consumption
 
     def say_waiting() -> None:
         typer.echo("waiting for the VEE round under way (a collector's, or another run's) to finish", err=True)
@@ -387,8 +386,6 @@ def _vee_and_consumption(database_url: str, start: datetime, end: datetime, sett
     # holds it, rounds are skipped, as for another collector's round.
     with psycopg.connect(database_url, autocommit=True) as conn, round_lock(conn, wait=say_waiting):
         conn.autocommit = False
-        report = run_vee(conn, start, end, settings)
-        row = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
-        earlier = refresh_changed_before(conn, report, start)
+        done = vee_and_consumption(conn, start, end, settings)
         conn.commit()
-    return {**report.counts(), "consumption_hourly_rows": (row[0] if row else 0) + earlier}
+    return done

@@ -89,11 +89,21 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
                 reach.isoformat(),
             )
             start = reach
-        report = run_vee(conn, start, end, config or VeeConfig(), now=now)
-        refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
-        earlier = refresh_changed_before(conn, report, start)
+        done = vee_and_consumption(conn, start, end, config or VeeConfig(), now=now)
         conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))
         conn.commit()
+    return done
+
+
+def vee_and_consumption(
+    conn: psycopg.Connection, start: datetime, end: datetime, config: VeeConfig, now: datetime | None = None
+) -> dict[str, Any]:
+    """VEE over [start, end) (:func:`collector.vee.runner.run_vee`), then consumption over the same
+    period and each meter's from the earliest read the run changed before it; not committed. What
+    it did: the run's counts and ``consumption_hourly_rows``."""
+    report = run_vee(conn, start, end, config, now=now)
+    refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
+    earlier = refresh_changed_before(conn, report, start)
     return {**report.counts(), "consumption_hourly_rows": (refreshed[0] if refreshed else 0) + earlier}
 
 
