@@ -214,9 +214,3 @@ def read_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> Rea
     read_interval = np.where(found, at_actual[pick] if len(actual) else 0.0, interval[series.meter])
     read_phase = np.where(found, at_actual_phase[pick] if len(actual) else 0.0, phase[series.meter])
     return ReadIntervals(interval, phase, known, read_interval, read_phase)
-
-
-def meter_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> tuple[F64, F64, B]:
-    """(interval, phase, known) per meter code, at its last actual read (:func:`read_intervals`)."""
-    found = read_intervals(series, config, zone)
-    return found.interval_s, found.phase_s, found.known

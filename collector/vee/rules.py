@@ -59,7 +59,6 @@ class Validation:
     interval_consumption: F64  # every reading's interval consumption (NaN: first read or unknown)
     gap_s: F64  # seconds since the previous read of the same meter (NaN: first)
     interval_s: F64  # per meter code: the meter's own read interval now (collector/vee/intervals.py)
-    phase_s: F64  # per meter code: its slot grid's offset from the epoch's (local seconds for intervals over an hour)
     interval_known: B  # per meter code: the interval is the meter's own (else the configured one)
     read_interval_s: F64  # per reading: the meter's read interval at it (a meter's interval changes)
     read_phase_s: F64  # per reading: that interval's slot grid's offset
@@ -211,7 +210,6 @@ def validate(
         consumption,
         dt,
         intervals.interval_s,
-        intervals.phase_s,
         intervals.known,
         intervals.read_interval_s,
         intervals.read_phase_s,

@@ -9,7 +9,7 @@ import numpy as np
 
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import estimate
-from collector.vee.intervals import meter_intervals
+from collector.vee.intervals import read_intervals
 from collector.vee.rules import validate
 from collector.vee.series import Series
 
@@ -40,7 +40,7 @@ def test_a_meter_now_read_hourly_is_hourly_at_once_and_its_reads_are_no_gaps():
     changed = _reads((QUARTER, 20 * 96), (HOUR, 8 * 24))
     steady = np.delete(_reads((QUARTER, 28 * 96)), 28 * 96 - 10)
     series = _series({"CHANGED": changed, "STEADY": steady})
-    interval, _, _ = meter_intervals(series, VeeConfig())
+    interval = read_intervals(series, VeeConfig()).interval_s
     assert interval.tolist() == [HOUR, QUARTER]
     now = float(series.ts.max()) + 60
     validation = validate(series, VeeConfig(), now)
@@ -59,10 +59,10 @@ def test_a_new_interval_takes_over_after_four_reads_at_it_either_way():
     step is now judged at the interval the meter was reading at then, and neither is a gap."""
     for hourly, expected in ((3, QUARTER), (4, HOUR)):
         series = _series({"M": _reads((QUARTER, 20 * 96), (HOUR, hourly))})
-        assert meter_intervals(series, VeeConfig())[0].tolist() == [expected], hourly
+        assert read_intervals(series, VeeConfig()).interval_s.tolist() == [expected], hourly
     for quarters, expected in ((3, HOUR), (4, QUARTER), (2 * 96, QUARTER)):
         shorter = _series({"M": _reads((HOUR, 26 * 24), (QUARTER, quarters))})
-        assert meter_intervals(shorter, VeeConfig())[0].tolist() == [expected], quarters
+        assert read_intervals(shorter, VeeConfig()).interval_s.tolist() == [expected], quarters
         now = float(shorter.ts.max()) + 60
         assert not validate(shorter, VeeConfig(), now).masks["gap"].any()
 
@@ -74,5 +74,5 @@ def test_a_meter_now_read_daily_takes_its_reading_hour_from_its_daily_reads():
     quarter_hours = _reads((QUARTER, 24 * 96))
     six = (quarter_hours[-1] // DAY + 1) * DAY + 6 * HOUR
     daily = np.concatenate([quarter_hours, six + DAY * np.arange(5)])
-    interval, phase, _ = meter_intervals(_series({"M": daily}), VeeConfig())
-    assert (interval.tolist(), phase.tolist()) == ([DAY], [6 * HOUR])
+    found = read_intervals(_series({"M": daily}), VeeConfig())
+    assert (found.interval_s.tolist(), found.phase_s.tolist()) == ([DAY], [6 * HOUR])

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import estimate
-from collector.vee.intervals import STANDARD_INTERVALS_S, meter_intervals, nearest_standard
+from collector.vee.intervals import STANDARD_INTERVALS_S, nearest_standard, read_intervals
 from collector.vee.rules import validate
 from collector.vee.runner import run_vee
 from collector.vee.series import Series
@@ -57,7 +57,8 @@ def _mixed() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def test_each_meter_gets_its_own_interval_and_slot_grid():
     series = _fleet(_mixed())
-    interval, phase, _ = meter_intervals(series, VeeConfig())
+    found = read_intervals(series, VeeConfig())
+    interval, phase = found.interval_s, found.phase_s
     by_name = dict(zip(series.meter_ids, zip(interval.tolist(), phase.tolist(), strict=True), strict=True))
     assert by_name["H-hourly"] == (HOUR, 0.0) and by_name["H-hourly-gap"] == (HOUR, 0.0)
     assert by_name["D-daily"] == (DAY, 6 * HOUR) and by_name["D-daily-missing"] == (DAY, 0.0)
@@ -102,8 +103,8 @@ def test_the_interval_is_the_usual_spacing_of_the_meter_s_reads(interval, hour, 
     assume(not any(other[i : i + 4].all() for i in range(len(other) - 3)))
     volume = 1.0 + np.arange(len(ts), dtype=np.float64) * 0.001
     series = Series.from_arrays(["M"], np.zeros(len(ts), np.int64), ts, volume, VeeConfig())
-    found, found_phase, _ = meter_intervals(series, VeeConfig())
-    assert found.tolist() == [interval] and found_phase.tolist() == [phase]
+    found = read_intervals(series, VeeConfig())
+    assert found.interval_s.tolist() == [interval] and found.phase_s.tolist() == [phase]
     gaps = validate(series, VeeConfig(), float(ts.max())).masks["gap"]
     assert gaps[1:].tolist() == (np.diff(ts) > 1.5 * interval).tolist()
 
@@ -111,8 +112,8 @@ def test_the_interval_is_the_usual_spacing_of_the_meter_s_reads(interval, hour, 
 def test_a_meter_with_too_few_reads_keeps_the_configured_interval():
     ts = T0 + np.array([0.0, DAY, 2 * DAY])
     series = Series.from_arrays(["NEW"], np.zeros(3, np.int64), ts, np.array([1.0, 1.1, 1.2]), VeeConfig())
-    assert meter_intervals(series, VeeConfig())[0].tolist() == [3600.0]
-    assert meter_intervals(series, VeeConfig(interval_min_steps=2))[0].tolist() == [DAY]
+    assert read_intervals(series, VeeConfig()).interval_s.tolist() == [3600.0]
+    assert read_intervals(series, VeeConfig(interval_min_steps=2)).interval_s.tolist() == [DAY]
 
 
 def test_a_round_over_a_mixed_fleet_writes_no_gap_flags_or_estimates_for_daily_reads(migrated_database_url):
