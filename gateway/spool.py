@@ -215,14 +215,12 @@ class Spool:
         """Bytes the database can still take: the pages it has freed (reused before it grows), and
         the free space on its filesystem or what SQLite's page limit (``max_page_count``) leaves,
         whichever is less. Under ``_lock``."""
-        page_size, pages, free_pages, max_pages = (
-            int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
-            for name in ("page_size", "page_count", "freelist_count", "max_page_count")
-        )
-        disk = os.statvfs(self.path.parent)
-        return free_pages * page_size + min(disk.f_bavail * disk.f_frsize, (max_pages - pages) * page_size)
+        page_size, pages, free_pages = self._pages()
+        max_pages = int(self._db.execute("PRAGMA max_page_count").fetchone()[0])
+        return free_pages * page_size + min(self._disk_free(), (max_pages - pages) * page_size)
 
     def _disk_free(self) -> int:
+        """Bytes free on the spool's filesystem for an unprivileged writer."""
         disk = os.statvfs(self.path.parent)
         return disk.f_bavail * disk.f_frsize
 
