@@ -75,7 +75,9 @@ def work_enquiry(
     if isinstance(change, str):
         return _answer(request, conn, principal, enquiry_id, error=change, status_code=422, form=form)
     try:
-        row = repository.change_enquiry(conn, number, by=principal.name, status=change.status, note=change.note)
+        row = repository.change_enquiry(
+            conn, number, by=principal.name, by_key_id=principal.key_id, status=change.status, note=change.note
+        )
     except TransitionRefused as refused:
         return _answer(request, conn, principal, enquiry_id, error=f"Not saved: {refused}.", status_code=409, form=form)
     if row is None:

@@ -132,3 +132,31 @@ def test_an_enquiry_update_names_the_key(office: Office) -> None:
     assert [u["by_key_id"] for u in updates] == [key_id_of(key) for key in office.care]
     raised = [u for u in response.json()["updates"] if u["by"] != "care desk"]
     assert all(u["by_key_id"] is None for u in raised)  # detection's note raising it: no key
+
+
+def test_an_enquiry_update_from_the_web_form_names_the_key(office: Office) -> None:
+    """The page's form (server.web.enquiries) is the API's update for a browser: before, its updates
+    had the name "care desk" and no key id, so the two desk keys' notes could not be told apart."""
+    save_changes(office.conn, AlertChanges(opened=[_leak("M-worked-on-the-page")]))
+    enquiry_id = _enquiry_of(office.conn, "meter_id = %s", "M-worked-on-the-page")
+    try:
+        for key in office.care:
+            office.client.cookies.clear()
+            signed_in = office.client.post(
+                "/login", data={"key": key}, headers={"Origin": "http://testserver"}, follow_redirects=False
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            sent = office.client.post(
+                f"/care/enquiries/{enquiry_id}",
+                data={"note": "called the customer"},
+                headers={"Origin": "http://testserver"},
+                follow_redirects=False,
+            )
+            assert sent.status_code == 303, sent.text
+    finally:
+        office.client.cookies.clear()
+    rows = office.conn.execute(
+        "SELECT by_key_id FROM enquiry_updates WHERE enquiry_id = %s AND by = 'care desk' ORDER BY update_id",
+        (enquiry_id,),
+    ).fetchall()
+    assert [row[0] for row in rows] == [key_id_of(key) for key in office.care]
