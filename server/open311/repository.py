@@ -45,11 +45,12 @@ class Raised:
 
 
 def raise_request(
-    conn: psycopg.Connection, request: RequestIn, service: dict[str, Any], *, source: str, by: str
+    conn: psycopg.Connection, request: RequestIn, service: dict[str, Any], *, source: str, by: str, by_key_id: str
 ) -> Raised:
-    """The enquiry, what was given with it and its first update, in one transaction. The account
-    and meter references given are linked when they name an account or a meter; kept as given, and
-    said on the update, when they do not."""
+    """The enquiry, what was given with it and its first update (under ``by`` and ``by_key_id``: the
+    name and the id of the key that raised it), in one transaction. The account and meter
+    references given are linked when they name an account or a meter; kept as given, and said on
+    the update, when they do not."""
     account = request.attribute.get("account")
     meter = request.attribute.get("meter")
     with conn.transaction():
@@ -103,8 +104,8 @@ def raise_request(
             ),
         )
         conn.execute(
-            "INSERT INTO enquiry_updates (enquiry_id, by, note) VALUES (%s, %s, %s)",
-            (enquiry_id, by, _first_note(source, account, known["account_id"], meter, known["meter_id"])),  # type: ignore[call-overload]
+            "INSERT INTO enquiry_updates (enquiry_id, by, by_key_id, note) VALUES (%s, %s, %s, %s)",
+            (enquiry_id, by, by_key_id, _first_note(source, account, known["account_id"], meter, known["meter_id"])),  # type: ignore[call-overload]
         )
     return Raised(enquiry_id, service["service_notice"])
 

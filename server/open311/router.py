@@ -96,7 +96,7 @@ def post_request(request: Request, body: Annotated[Body, Depends(read_body)], co
     _check_attributes(given, repository.service_attributes(conn, given.service_code))
     _check_location(given)
     source, by = source_of(principal)
-    raised = repository.raise_request(conn, given, service, source=source, by=by)
+    raised = repository.raise_request(conn, given, service, source=source, by=by, by_key_id=principal.key_id)
     return [RequestCreated(service_request_id=str(raised.enquiry_id), service_notice=raised.service_notice)]
 
 

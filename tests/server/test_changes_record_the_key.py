@@ -160,3 +160,41 @@ def test_an_enquiry_update_from_the_web_form_names_the_key(office: Office) -> No
         (enquiry_id,),
     ).fetchall()
     assert [row[0] for row in rows] == [key_id_of(key) for key in office.care]
+
+
+def test_an_open311_request_s_first_update_names_the_key(office: Office) -> None:
+    """Before, the enquiry a key raised through Open311 had its first update under "care desk" alone."""
+    desk = office.care[1]
+    body = {"service_code": "billing_query", "description": "Bill doubled", "attribute": {"account": "A-9"}}
+    answer = office.client.post("/open311/v2/requests.json", json=body, headers=_bearer(desk))
+    assert answer.status_code == 200, answer.text
+    enquiry_id = int(answer.json()[0]["service_request_id"])
+    rows = office.conn.execute(
+        "SELECT by, by_key_id FROM enquiry_updates WHERE enquiry_id = %s", (enquiry_id,)
+    ).fetchall()
+    assert rows == [("care desk", key_id_of(desk))]
+
+
+def test_a_note_on_a_closed_duplicate_reaches_the_kept_enquiry_with_the_key(office: Office) -> None:
+    """A burst on a leak being worked is the leak's enquiry's work (server migration 0045); a note on
+    the burst's closed duplicate is written on the kept enquiry too. Before, that copy had no key id."""
+    leak = _leak("M-grew")
+    save_changes(office.conn, AlertChanges(opened=[leak]))
+    kept = _enquiry_of(office.conn, "alert_id = %s", leak.alert_id)
+    office.conn.execute("UPDATE enquiries SET status = 'in_progress' WHERE enquiry_id = %s", (kept,))
+    grew = T0 + timedelta(days=1)
+    burst = new_alert(
+        AlertKind.BURST, "M-grew", "D1", start=grew - timedelta(hours=1), detected_at=grew, last_seen=grew,
+        ended_at=None, rate_l_h=600.0, volume_l=600.0, confidence=0.9, evidence=((grew, grew),),
+    ).replace(updated_at=grew)  # fmt: skip
+    save_changes(office.conn, AlertChanges(opened=[burst]))
+    duplicate = _enquiry_of(office.conn, "alert_id = %s", burst.alert_id)
+    desk = office.care[0]
+    body = {"note": "customer says the pipe burst"}
+    response = office.client.post(f"/enquiries/{duplicate}/updates", json=body, headers=_bearer(desk))
+    assert response.status_code == 200, response.text
+    forwarded = office.conn.execute(
+        "SELECT by, by_key_id FROM enquiry_updates WHERE enquiry_id = %s AND note LIKE %s",
+        (kept, f"on enquiry {duplicate} %: customer says the pipe burst"),
+    ).fetchall()
+    assert forwarded == [("care desk", key_id_of(desk))]
