@@ -74,9 +74,10 @@ SELECT coalesce(array_agg(DISTINCT issue ORDER BY issue), '{}') FROM (
 
 
 # A line's consumption between its first and last stored reads split by whether VEE estimated it:
-# the same intervals and values as meter_consumption (collector migration 0015), an interval
-# (previous read, read] estimated when either of its reads is an estimate (as NEM12 flags an hour by
-# the weaker of the reads it lies between). ``known``: no interval unknown (meter_consumption NULL).
+# the same intervals and values as meter_consumption(meter, first, last) (collector migration 0015;
+# its sum is estimated + not_estimated), an interval (previous read, read] estimated when either of
+# its reads is an estimate (as NEM12 flags an hour by the weaker of the reads it lies between).
+# ``known``: no interval unknown (meter_consumption NULL); true, with nothing, for one read or none.
 _SPLIT = """
 SELECT bool_and(d.c IS NOT NULL) IS NOT FALSE AS known,
        sum(d.c) FILTER (WHERE d.estimated) AS estimated, sum(d.c) FILTER (WHERE NOT d.estimated) AS not_estimated
@@ -209,12 +210,14 @@ def determinant_lines(
     the quality ``substituted`` (a read a person obtained otherwise). Without them, the water used
     between installation and first read, or last read and removal, would be billed to no one.
 
-    Consumption: ``meter_consumption`` (collector migration 0015, register differences corrected for
-    rollovers, replacements and reverse flow) between the first and last stored reads of the line,
-    plus the register difference from a job-card opening to the first read and from the last read to
-    a job-card closing; NULL if an interval is unknown or a job card is above the next read.
+    Consumption: the intervals between the first and last stored reads of the line, as
+    ``meter_consumption`` counts them (collector migration 0015, register differences corrected for
+    rollovers, replacements and reverse flow; :data:`_SPLIT`), plus the register difference from a
+    job-card opening to the first read and from the last read to a job-card closing; NULL if an
+    interval is unknown or a job card is above the next read.
     ``estimated_m3``: of it, the intervals either of whose reads is an estimate (:data:`_SPLIT`);
-    ``actual_m3``: the rest, the job cards' parts with it, so the two sum to the consumption.
+    ``actual_m3``: the rest, the job cards' parts with it, so the two sum to the consumption; both
+    NULL exactly when the consumption is.
 
     ``read_after_end``: a read (or the removal's job card) at or after the window's end. Without one
     the closing register is not final: a read in the spool for the hour before the end may still
@@ -286,22 +289,22 @@ def determinant_lines(
                (SELECT max(r.received_at) FROM readings r
                 WHERE r.meter_id = spans.meter_id AND r.ts >= coalesce(opening_ts, w_from)
                   AND r.ts <= greatest(coalesce(after_end_ts, w_to), closing_ts)) AS as_of,
-               CASE
-                   WHEN closing_ts IS NULL THEN NULL
-                   WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)
-                   ELSE forward_difference(opening_volume_m3, first_volume_m3)
-                        + CASE WHEN first_ts = last_ts THEN 0 ELSE meter_consumption(meter_id, first_ts, last_ts) END
-                        + forward_difference(last_volume_m3, closing_volume_m3)
-               END AS consumption_m3,
-               CASE WHEN closing_ts IS NOT NULL AND split.known THEN coalesce(split.estimated, 0) END AS estimated_m3,
-               CASE
-                   WHEN closing_ts IS NULL OR NOT split.known THEN NULL
-                   WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)
-                   ELSE forward_difference(opening_volume_m3, first_volume_m3) + coalesce(split.not_estimated, 0)
-                        + forward_difference(last_volume_m3, closing_volume_m3)
-               END AS actual_m3
+               cards.m3 + CASE WHEN split.known THEN coalesce(split.estimated, 0) + coalesce(split.not_estimated, 0) END
+                   AS consumption_m3,
+               CASE WHEN cards.m3 IS NOT NULL AND split.known THEN coalesce(split.estimated, 0) END AS estimated_m3,
+               cards.m3 + CASE WHEN split.known THEN coalesce(split.not_estimated, 0) END AS actual_m3
         FROM spans
         LEFT JOIN LATERAL ({_SPLIT}) split ON true
+        -- The job cards' part: from a job-card opening to the first stored read and from the last to a
+        -- job-card closing (0 at a stored read's end), or between the two cards when no read lies
+        -- between; NULL without a closing, or when a card is above the next read.
+        CROSS JOIN LATERAL (
+            SELECT CASE
+                       WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)
+                       ELSE forward_difference(opening_volume_m3, first_volume_m3)
+                            + forward_difference(last_volume_m3, closing_volume_m3)
+                   END AS m3
+        ) cards
         ORDER BY account_id, w_from, meter_id
         """,
         {"account": account_id, "after_account": after_account, "from": start, "to": end, "limit": accounts_limit},

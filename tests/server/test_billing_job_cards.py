@@ -97,3 +97,22 @@ def test_a_card_above_the_next_read_leaves_the_line_unknown_not_negative(migrate
     assert j2["consumption_m3"] is None and j1["consumption_m3"] is not None
     (determinant,) = service.determinants([j1, j2])
     assert not determinant.complete and determinant.consumption_m3 is None
+
+
+def test_a_card_above_the_next_read_leaves_none_of_the_line_estimated(migrated_database_url: str) -> None:
+    """Before, the line's estimated_m3 was VEE's share of the stored reads' water (0.300 m³ here)
+    while its consumption and actual_m3 were null, and the line was called ``estimated``."""
+    url = migrated_database_url
+    _setup(url, final=Decimal("252.750"), initial=Decimal("3.500"))  # J2's first read is 3.020
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE readings SET quality = 'estimated', quality_by = 'vee', quality_reason = 'gap' "
+            "WHERE meter_id = 'J2' AND ts > %s AND ts <= %s",
+            (SWAP + timedelta(hours=2), SWAP + timedelta(hours=11)),
+        )
+    _, j2 = _lines(url)
+    assert (j2["consumption_m3"], j2["estimated_m3"], j2["actual_m3"]) == (None, None, None)
+    (determinant,) = service.determinants(_lines(url))
+    line = determinant.lines[1]
+    assert (line.meter_id, line.estimated_m3, line.actual_m3, line.estimated_share) == ("J2", None, None, None)
+    assert line.quality == "substituted"  # the installation card's opening, the weaker of its two reads
