@@ -146,12 +146,19 @@ def record_changes_under(conn: psycopg.Connection, principal: Principal) -> None
     )
 
 
-def presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+def header_key(request: Request) -> str | None:
+    """The key in the API's headers: ``Authorization: Bearer <key>``, else ``X-API-Key``; None for
+    neither (a blank bearer is a key, and not a valid one)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value:
         return value.strip()
-    return request.headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)
+    return request.headers.get("x-api-key") or None
+
+
+def presented_key(request: Request) -> str | None:
+    """The key in the API's headers, else the web page's cookie."""
+    key = header_key(request)
+    return request.cookies.get(SESSION_COOKIE) if key is None else key
 
 
 #: Methods that only read: a link or an image on another site may send them with the cookie, to no effect.
@@ -176,25 +183,32 @@ def may(principal: Principal, *allowed: str) -> bool:
     return bool(principal.roles & (frozenset(allowed) | {"admin"}))
 
 
+def authorize(
+    conn: psycopg.Connection, key: str | None, *allowed: str, hint: str = "Authorization: Bearer <key>"
+) -> Principal:
+    """The key's principal when it has one of ``allowed`` (or ``admin``): 401 without a valid key
+    (saying where one goes: ``hint``), 403 without such a role."""
+    principal = verify_api_key(conn, key) if key else None
+    if principal is None:
+        problem = Problem(401, f"a valid API key is required ({hint})")
+        problem.headers = {"WWW-Authenticate": "Bearer"}
+        raise problem
+    if not may(principal, *allowed):
+        raise Problem(
+            403,
+            f"this key's roles ({', '.join(sorted(principal.roles))}) may not do this; "
+            f"needs one of {', '.join(sorted({*allowed, 'admin'}))}",
+        )
+    return principal
+
+
 def require_role(*allowed: str) -> Callable[..., Principal]:
     """A dependency admitting keys with one of ``allowed`` (or ``admin``)."""
-    accepted = frozenset(allowed) | {"admin"}
 
     def dependency(request: Request, conn: psycopg.Connection = Depends(get_connection)) -> Principal:
         key = presented_key(request)
         if key is not None and _signed_by_cookie_from_another_site(request, key):
             raise Problem(403, "a change signed in by the web page's cookie must come from the web page")
-        principal = verify_api_key(conn, key) if key else None
-        if principal is None:
-            problem = Problem(401, "a valid API key is required (Authorization: Bearer <key>)")
-            problem.headers = {"WWW-Authenticate": "Bearer"}
-            raise problem
-        if not may(principal, *allowed):
-            raise Problem(
-                403,
-                f"this key's roles ({', '.join(sorted(principal.roles))}) may not do this; "
-                f"needs one of {', '.join(sorted(accepted))}",
-            )
-        return principal
+        return authorize(conn, key, *allowed)
 
     return dependency

@@ -18,17 +18,19 @@ from urllib.parse import parse_qsl
 import psycopg
 from fastapi import Request
 
-from server.auth import Principal, verify_api_key
+from server.auth import Principal, authorize, header_key, may
 from server.problems import Problem
 
 FORM = "application/x-www-form-urlencoded"
 _ATTRIBUTE = re.compile(r"^attribute\[([^\]]*)\]$")
 #: More fields than any request has (the spec's dozen and a few attributes): a bigger form is refused.
 MAX_FIELDS = 100
-#: Who may raise a request, and as what source: an app customers use, or customer care (admin too).
-SOURCES = {"customer_app": "customer", "customer_care": "staff", "admin": "staff"}
-#: Who may read requests: they hold customers' words, addresses and meters.
-READERS = frozenset({"customer_care", "admin"})
+#: Who may raise a request (admin too), and as what source: an app customers use, as the customer;
+#: customer care (``STAFF``), as staff.
+STAFF = "customer_care"
+RAISERS = ("customer_app", STAFF)
+#: Who may read requests (admin too): they hold customers' words, addresses and meters.
+READERS = (STAFF,)
 
 
 @dataclass
@@ -115,33 +117,13 @@ def _put(body: Body, name: str, value: Any) -> None:
         body.fields[name] = value
 
 
-def presented(request: Request, body: Body | None) -> str | None:
-    """The key in the body (Open311's ``api_key``) or in the API's header; never the cookie."""
-    if body is not None and body.api_key is not None:
-        return body.api_key.strip()
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.headers.get("x-api-key")
-
-
-def signed_by(conn: psycopg.Connection, key: str | None, accepted: frozenset[str] | set[str]) -> Principal:
-    """The key's principal: 401 without a valid key, 403 without one of ``accepted``'s roles."""
-    principal = verify_api_key(conn, key) if key else None
-    if principal is None:
-        problem = Problem(401, "a valid API key is required (the api_key field, or Authorization: Bearer <key>)")
-        problem.headers = {"WWW-Authenticate": "Bearer"}
-        raise problem
-    if not principal.roles & accepted:
-        raise Problem(
-            403,
-            f"this key's roles ({', '.join(sorted(principal.roles))}) may not do this; "
-            f"needs one of {', '.join(sorted(accepted))}",
-        )
-    return principal
+def signed_by(conn: psycopg.Connection, request: Request, body: Body | None, *allowed: str) -> Principal:
+    """The principal of the key in the body (Open311's ``api_key``) or in the API's headers, never
+    the cookie, when it has one of ``allowed`` (or admin): 401 without a valid key, 403 without such a role."""
+    key = body.api_key.strip() if body is not None and body.api_key is not None else header_key(request)
+    return authorize(conn, key, *allowed, hint="the api_key field, or Authorization: Bearer <key>")
 
 
 def source_of(principal: Principal) -> tuple[str, str]:
-    """The enquiry's source for the key's roles (staff when it has a staff role) and who raised it."""
-    sources = {SOURCES[role] for role in principal.roles if role in SOURCES}
-    return ("staff" if "staff" in sources else "customer"), principal.name
+    """The enquiry's source for the key's roles (staff for customer care's, or admin's) and who raised it."""
+    return ("staff" if may(principal, STAFF) else "customer"), principal.name

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from server.db import get_connection
 from server.instants import UtcInstant
 from server.open311 import repository
-from server.open311.intake import READERS, SOURCES, Body, bad_request, presented, read_body, signed_by, source_of
+from server.open311.intake import RAISERS, READERS, Body, bad_request, read_body, signed_by, source_of
 from server.open311.schemas import (
     RequestCreated,
     RequestIn,
@@ -84,7 +84,7 @@ def service_definition(service_code: str, conn: Connection) -> ServiceDefinition
 
 @router.post("/requests.json", response_model=list[RequestCreated], summary="POST Service Request: raise an enquiry")
 def post_request(request: Request, body: Annotated[Body, Depends(read_body)], conn: Connection) -> list[RequestCreated]:
-    principal = signed_by(conn, presented(request, body), frozenset(SOURCES))
+    principal = signed_by(conn, request, body, *RAISERS)
     given = _checked(body)
     service = repository.get_service(conn, given.service_code)
     if service is None:
@@ -157,7 +157,7 @@ def list_requests(
     end_date: Annotated[UtcInstant | None, Query()] = None,
     status: Annotated[str | None, Query(description="open, closed, or both comma-separated")] = None,
 ) -> list[ServiceRequest]:
-    signed_by(conn, presented(request, None), READERS)
+    signed_by(conn, request, None, *READERS)
     start, end = _window(start_date, end_date)
     rows = repository.list_requests(
         conn,
@@ -177,7 +177,7 @@ def list_requests(
     summary="GET Service Request: one enquiry (a list of one, as the spec answers)",
 )
 def get_request(request: Request, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
-    signed_by(conn, presented(request, None), READERS)
+    signed_by(conn, request, None, *READERS)
     (enquiry_id,) = _ids(service_request_id, where="service_request_id", at_most=1)
     row = repository.get_request(conn, enquiry_id)
     if row is None:
