@@ -15,15 +15,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
 
 from server.care.repository import ENQUIRY_COLUMNS
+from server.care.schemas import EnquiryPriority, EnquirySource, EnquiryStatus
 
-STATUSES = ("open", "in_progress", "escalated", "closed")  # server migration 0030's CHECK
-PRIORITIES = ("urgent", "high", "normal", "low")
-SOURCES = ("customer", "staff", "detection")
+STATUSES: tuple[str, ...] = get_args(EnquiryStatus)
+PRIORITIES: tuple[str, ...] = get_args(EnquiryPriority)
+SOURCES: tuple[str, ...] = get_args(EnquirySource)
 #: enquiry_care_rank's numbers (server migration 0048), by the word a page's position says.
 RANKS = {"urgent": 4, "high": 3, "normal": 2, "low": 1, "closed": 0}
 _WORD = {rank: word for word, rank in RANKS.items()}

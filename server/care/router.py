@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 
 from server.auth import Principal, may, require_role
 from server.care import repository
-from server.care.schemas import Enquiry, EnquiryChange, EnquiryPage, EnquiryWithUpdates
+from server.care.schemas import (
+    Enquiry,
+    EnquiryChange,
+    EnquiryPage,
+    EnquirySource,
+    EnquiryStatus,
+    EnquiryWithUpdates,
+)
 from server.care.workflow import TransitionRefused
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
@@ -34,8 +41,8 @@ def list_enquiries(
     request: Request,
     _: CareReaders,
     conn: Connection,
-    status: Annotated[Literal["open", "in_progress", "escalated", "closed"] | None, Query()] = None,
-    source: Annotated[Literal["customer", "staff", "detection"] | None, Query()] = None,
+    status: Annotated[EnquiryStatus | None, Query()] = None,
+    source: Annotated[EnquirySource | None, Query()] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     account: Annotated[str | None, Query(max_length=64)] = None,
     dma: Annotated[str | None, Query(max_length=64)] = None,

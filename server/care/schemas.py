@@ -10,6 +10,8 @@ from server.instants import UtcInstant
 from server.words import words_field
 
 EnquiryStatus = Literal["open", "in_progress", "escalated", "closed"]  # server migration 0030's CHECK
+EnquiryPriority = Literal["urgent", "high", "normal", "low"]  # the most urgent first
+EnquirySource = Literal["customer", "staff", "detection"]
 
 
 class EnquiryUpdate(BaseModel):
