@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -181,6 +181,13 @@ def may(principal: Principal, *allowed: str) -> bool:
     """Whether the key has one of ``allowed``, or ``admin``: the rule of :func:`require_role`, for a
     web page that shows a key what it may do (and answers what it may not on the page itself)."""
     return bool(principal.roles & (frozenset(allowed) | {"admin"}))
+
+
+def refusal(principal: Principal, allowed: Iterable[str], what: str) -> str:
+    """Why the key may not ``what``, for a web page to say: "this key (billing) may not see
+    enquiries: that needs one of admin, customer_care, meterization, reader" (``allowed`` and admin)."""
+    held, needed = ", ".join(sorted(principal.roles)), ", ".join(sorted({*allowed, "admin"}))
+    return f"this key ({held}) may not {what}: that needs one of {needed}"
 
 
 def authorize(

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from server.auth import Principal, may
+from server.auth import Principal, may, refusal
 from server.care import repository
 from server.care.router import READS_ENQUIRIES, WORKS_ENQUIRIES, with_updates
 from server.care.schemas import EnquiryChange
@@ -61,13 +61,12 @@ def work_enquiry(
     if isinstance(principal, Response):
         return principal
     if from_another_site(request):  # nothing of that form is shown back
-        refusal = "Not saved: that form was sent from another site. Work enquiries on this page."
-        return _answer(request, conn, principal, enquiry_id, error=refusal, status_code=403)
+        refused = "Not saved: that form was sent from another site. Work enquiries on this page."
+        return _answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
     form = {"status": status, "note": note}
     if not may(principal, *WORKS_ENQUIRIES):
-        held, needed = ", ".join(sorted(principal.roles)), ", ".join(sorted({*WORKS_ENQUIRIES, "admin"}))
-        refusal = f"Not saved: this key ({held}) may not work enquiries: that needs one of {needed}."
-        return _answer(request, conn, principal, enquiry_id, error=refusal, status_code=403)
+        refused = f"Not saved: {refusal(principal, WORKS_ENQUIRIES, 'work enquiries')}."
+        return _answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
     number = _number(enquiry_id)
     if number is None:
         return _answer(request, conn, principal, enquiry_id, form=form)

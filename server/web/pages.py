@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from collector.detection.alerts import AlertSource
-from server.auth import Principal, may, presented_key, verify_api_key
+from server.auth import Principal, may, presented_key, refusal, verify_api_key
 from server.decimals import fixed_point
 from server.web.rounding import rounded
 
@@ -49,8 +49,6 @@ def signed_in(request: Request, conn: psycopg.Connection, roles: tuple[str, ...]
     if principal is None:  # no key, or one not valid (revoked since it was put in the cookie)
         return login_page(request, None, 401)
     if not may(principal, *roles):  # a valid key (billing's) that the API too answers 403
-        held = ", ".join(sorted(principal.roles))
-        needed = ", ".join(sorted({*roles, "admin"}))
-        refusal = f"This key ({held}) may not {what}: that needs one of {needed}."
-        return login_page(request, refusal, 403, principal.name)
+        refused = refusal(principal, roles, what)
+        return login_page(request, f"{refused[:1].upper()}{refused[1:]}.", 403, principal.name)
     return principal
