@@ -46,10 +46,19 @@ COPY (
            extract(epoch FROM r.received_at)::float8,
            (array_position(ARRAY['actual', 'estimated', 'substituted', 'edited'], r.quality) - 1)::int2,
            coalesce(m.max_flow_m3h::float8, {max_flow}), coalesce(m.register_capacity_m3::float8, {capacity})
-    FROM readings r JOIN vee_meter_codes k USING (meter_id) JOIN meters m USING (meter_id)
-    WHERE r.ts >= {start} AND r.ts < {end}
+    FROM ({rows}) r JOIN vee_meter_codes k USING (meter_id) JOIN meters m USING (meter_id)
     ORDER BY k.code, r.ts
 ) TO STDOUT (FORMAT BINARY)
+"""
+# The rows every load takes: the readings in [start, end), and each meter's last one before start
+# (the opening read of a gap that began before the load; load_series's look-back).
+_ROWS = """
+    SELECT * FROM readings WHERE ts >= {start} AND ts < {end}
+    UNION ALL
+    SELECT x.* FROM meters m CROSS JOIN LATERAL (
+        SELECT * FROM readings r WHERE r.meter_id = m.meter_id AND r.ts < {start} ORDER BY r.ts DESC LIMIT 1
+    ) x
+    WHERE m.has_readings
 """
 _BEFORE_FIELDS = [
     ("code", ">i4"), ("ts", ">f8"), ("volume", ">f8"), ("flow", ">f8"), ("reverse", ">f8"), ("reverse_alarm", "?"),
@@ -61,7 +70,8 @@ _BEFORE_ROW = np.dtype(
 
 
 def load_before(conn: psycopg.Connection, start: datetime, end: datetime, config: VeeConfig) -> Series:
-    """``load_series`` as it was: the sort, the join and the conversions in SQL."""
+    """``load_series`` as it was: the sort, the join and the conversions in SQL (over the same rows,
+    the look-back's included)."""
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS vee_meter_codes")
         cur.execute(
@@ -74,8 +84,7 @@ def load_before(conn: psycopg.Connection, start: datetime, end: datetime, config
         query = sql.SQL(_SORTED_AND_JOINED).format(
             max_flow=sql.Literal(float(config.default_max_flow_m3h)),
             capacity=sql.Literal(float(config.default_register_capacity_m3)),
-            start=sql.Literal(start),
-            end=sql.Literal(end),
+            rows=sql.SQL(_ROWS).format(start=sql.Literal(start), end=sql.Literal(end)),
         )
         buffer = bytearray()
         with cur.copy(query) as copy:
@@ -93,13 +102,14 @@ def load_before(conn: psycopg.Connection, start: datetime, end: datetime, config
 
 
 def plain_copy(conn: psycopg.Connection, start: datetime, end: datetime) -> int:
-    """The same readings' ``meter_id, ts, volume_m3`` by binary COPY, row by row: how many."""
+    """The same readings' ``meter_id, ts, volume_m3`` (the look-back's too) by binary COPY, row by row: how many."""
     count = 0
     with conn.cursor() as cur:
-        query = (
-            "COPY (SELECT meter_id, ts, volume_m3 FROM readings WHERE ts >= %s AND ts < %s) TO STDOUT (FORMAT BINARY)"
+        rows = sql.SQL(_ROWS).format(start=sql.Literal(start), end=sql.Literal(end))
+        query = sql.SQL("COPY (SELECT meter_id, ts, volume_m3 FROM ({rows}) r) TO STDOUT (FORMAT BINARY)").format(
+            rows=rows
         )
-        with cur.copy(query, (start, end)) as copy:
+        with cur.copy(query) as copy:
             copy.set_types(["text", "timestamptz", "numeric"])
             for _ in copy.rows():
                 count += 1
