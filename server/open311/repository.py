@@ -11,9 +11,6 @@ from psycopg.types.json import Jsonb
 
 from server.open311.schemas import RequestIn
 
-#: An enquiry's subject quotes this much of the description (the whole is kept beside it).
-SUBJECT_QUOTE = 120
-
 
 def list_services(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """People's services in their order, then detection's by category."""
@@ -50,7 +47,9 @@ def raise_request(
     """The enquiry, what was given with it and its first update (under ``by`` and ``by_key_id``: the
     name and the id of the key that raised it), in one transaction. The account and meter
     references given are linked when they name an account or a meter; kept as given, and said on
-    the update, when they do not."""
+    the update (without quoting it), when they do not. The enquiry's subject and first update hold
+    none of the person's words: readers see those, and the words are personal data (care keys see
+    them in ``given_with``)."""
     account = request.attribute.get("account")
     meter = request.attribute.get("meter")
     with conn.transaction():
@@ -73,7 +72,7 @@ def raise_request(
                 service["category"],
                 source,
                 service["priority"],
-                _subject(service["service_name"], request.description),
+                _subject(service["service_name"], known["account_id"], known["meter_id"]),  # type: ignore[call-overload]
                 known["account_id"],  # type: ignore[call-overload]
                 known["meter_id"],  # type: ignore[call-overload]
                 known["dma"],  # type: ignore[call-overload]
@@ -110,27 +109,30 @@ def raise_request(
     return Raised(enquiry_id, service["service_notice"])
 
 
-def _subject(service_name: str, description: str | None) -> str:
-    if description is None:
-        return service_name
-    line = " ".join(description.split())
-    return f"{service_name}: {line if len(line) <= SUBJECT_QUOTE else line[: SUBJECT_QUOTE - 1] + '…'}"
+def _subject(service_name: str, account_id: str | None, meter_id: str | None) -> str:
+    """The service's name, and the account and meter the request was linked to: never the
+    description (server migration 0051 rewrote the subjects that quoted it)."""
+    linked = [f"{what} {ref}" for what, ref in (("account", account_id), ("meter", meter_id)) if ref is not None]
+    return f"{service_name} ({', '.join(linked)})" if linked else service_name
 
 
 def _first_note(
     source: str, account: str | None, account_id: str | None, meter: str | None, meter_id: str | None
 ) -> str:
+    """Says a reference matched nothing, without quoting it: whatever was typed there is the
+    person's words (customer care sees it in what the request was raised with)."""
     said = [f"raised through Open311 ({source})"]
     if account is not None and account_id is None:
-        said.append(f"account reference {account!r} matches no account")
+        said.append("an account reference was given that matches no account (see the request's details)")
     if meter is not None and meter_id is None:
-        said.append(f"meter reference {meter!r} matches no meter")
+        said.append("a meter reference was given that matches no meter (see the request's details)")
     return "; ".join(said)
 
 
 _REQUEST_COLUMNS = """
     o.enquiry_id, o.status, o.subject, o.opened_at, o.updated_at, o.service_code, o.description, o.lat, o.long,
-    o.address_string, o.address_id, o.media_url, o.latest_note, l.service_name, l.service_notice
+    o.address_string, o.address_id, o.media_url, o.latest_note, l.service_name, l.service_notice,
+    EXISTS (SELECT FROM open311_requests r WHERE r.enquiry_id = o.enquiry_id) AS raised_through_open311
 """
 
 

@@ -243,7 +243,7 @@ def _as_request(row: dict[str, Any]) -> ServiceRequest:
         status_notes=row["latest_note"],
         service_name=row["service_name"],
         service_code=row["service_code"],
-        description=row["description"] if row["description"] is not None else row["subject"],
+        description=_description(row),
         agency_responsible=AGENCY,
         service_notice=row["service_notice"] or None,
         requested_datetime=row["opened_at"],
@@ -256,3 +256,9 @@ def _as_request(row: dict[str, Any]) -> ServiceRequest:
         long=row["long"],
         media_url=row["media_url"],
     )
+
+
+def _description(row: dict[str, Any]) -> str | None:
+    """What the person wrote (None when they wrote nothing: the subject names the account or meter
+    linked, which a GET does not show); an enquiry raised otherwise is described by its subject."""
+    return row["description"] if row["raised_through_open311"] else row["subject"]

@@ -158,7 +158,7 @@ def test_an_app_raises_a_request_by_form_as_open311_clients_post_and_care_sees_a
         "kind": "service_request", "category": "no water or low pressure", "source": "customer",
         "priority": "high", "account_id": "A-1", "meter_id": "M1", "dma": "D1",
     }  # fmt: skip
-    assert enquiry["subject"] == "No water or low pressure: No water since 7am. Neighbours too."
+    assert enquiry["subject"] == "No water or low pressure (account A-1, meter M1)"  # no one's words (0051)
     assert [(u["by"], u["note"]) for u in enquiry["updates"]] == [("fixit app", "raised through Open311 (customer)")]
     listed = desk.client.get("/enquiries", params={"source": "customer"}, headers=care).json()["items"]
     assert [e["enquiry_id"] for e in listed] == [enquiry_id]
@@ -211,7 +211,10 @@ def test_customer_care_raises_one_as_staff_by_json_with_the_api_s_header(desk: D
     )
     # a reference that names no account is kept as given and said, not linked nor refused
     assert (source, account) == ("staff", None)
-    assert note == "raised through Open311 (staff); account reference 'A-9' matches no account"
+    assert note == (
+        "raised through Open311 (staff); an account reference was given that matches no account "
+        "(see the request's details)"
+    )
 
 
 def test_who_may_raise_and_who_may_read_requests(desk: Desk) -> None:
