@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -70,6 +71,14 @@ def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | N
     return row
 
 
+class ChangedSince(Exception):
+    """The enquiry changed after the person was shown it (the API and the page answer 409)."""
+
+    def __init__(self, updated_at: datetime) -> None:
+        super().__init__(f"the enquiry changed at {updated_at.isoformat()}, after the version given")
+        self.updated_at = updated_at
+
+
 def change_enquiry(
     conn: psycopg.Connection,
     enquiry_id: int,
@@ -78,27 +87,34 @@ def change_enquiry(
     status: str | None,
     note: str | None,
     by_key_id: str | None = None,
+    shown_updated_at: datetime | None = None,
 ) -> dict[str, Any] | None:
     """A person's update: the new ``status`` (checked against :mod:`server.care.workflow`) and/or a
     ``note``, written on the enquiry's updates with who (``by``, and ``by_key_id``: the id of the API key
     ``by`` names) and when, in one transaction; the
-    enquiry with its updates after it, None when there is no such enquiry. Raises TransitionRefused.
+    enquiry with its updates after it, None when there is no such enquiry. Raises TransitionRefused,
+    and ChangedSince when ``shown_updated_at`` (the enquiry's ``updated_at`` as the person was shown
+    it) is given and the enquiry has changed since: nothing is saved. Every change moves
+    ``updated_at`` on, a note alone too, so the same form sent twice saves once.
 
     The row is locked first: two people closing and escalating it at once, or an alert's trigger
     reopening it meanwhile (server migration 0033), take turns, each deciding on the status the
     other left."""
     with conn.transaction():
         row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
-            "SELECT status FROM enquiries WHERE enquiry_id = %s FOR UPDATE", (enquiry_id,)
+            "SELECT status, updated_at FROM enquiries WHERE enquiry_id = %s FOR UPDATE", (enquiry_id,)
         ).fetchone()
         if row is None:
             return None
+        if shown_updated_at is not None and row["updated_at"] != shown_updated_at:
+            raise ChangedSince(row["updated_at"])
         current = row["status"]
         if status is not None:
             check_transition(current, status)
         conn.execute(
             """
-            UPDATE enquiries SET status = %(status)s, updated_at = now(),
+            UPDATE enquiries SET status = %(status)s,
+                updated_at = greatest(now(), updated_at + interval '1 microsecond'),  -- never the same twice
                 closed_at = CASE WHEN %(status)s <> 'closed' THEN NULL WHEN status = 'closed' THEN closed_at
                                  ELSE now() END  -- a note on a closed enquiry leaves when it was closed
             WHERE enquiry_id = %(id)s

@@ -97,10 +97,13 @@ def change_enquiry(
 ) -> EnquiryWithUpdates:
     try:
         row = repository.change_enquiry(
-            conn, enquiry_id, by=principal.name, by_key_id=principal.key_id, status=body.status, note=body.note
-        )
+            conn, enquiry_id, by=principal.name, by_key_id=principal.key_id, status=body.status, note=body.note,
+            shown_updated_at=body.expected_updated_at,
+        )  # fmt: skip
     except TransitionRefused as error:
         raise Problem(409, str(error), title="Enquiry cannot change so") from error
+    except repository.ChangedSince as error:
+        raise Problem(409, f"{error}; nothing was saved", title="Enquiry changed since") from error
     if row is None:
         raise Problem(404, f"no enquiry {enquiry_id}", title="Unknown enquiry")
     return with_updates(conn, row, principal)

@@ -93,6 +93,11 @@ class EnquiryChange(BaseModel):
     note: str | None = words_field(
         2000, "what was done or found: words, not only blanks, marks or invisible characters; no NUL", default=None
     )
+    expected_updated_at: UtcInstant | None = Field(
+        default=None,
+        description="the enquiry's updated_at as last read: when given and the enquiry has changed since (a "
+        "colleague's update, or this one sent twice), nothing is saved and the answer is 409",
+    )
 
     @model_validator(mode="after")
     def _says_something(self) -> Self:

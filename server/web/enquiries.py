@@ -10,11 +10,16 @@ words kept in the form. To the same keys it shows what an enquiry raised through
 the person's contact details among it (server.care.router.SEES_CONTACTS); the other readers see none of it.
 The page does not refresh itself (the meters page does, every 10 s): what
 someone is typing here stays until they send it.
+
+The form carries the enquiry's ``updated_at`` as the page showed it: when the enquiry has changed
+since (a colleague closed it, or the same form was sent twice), nothing is saved and the page, as it
+is now, says so (409), the person's words kept in the form.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
@@ -35,6 +40,11 @@ router = APIRouter(include_in_schema=False)
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PATH = "/care/enquiries/{enquiry_id}"
 _ID = re.compile(r"[1-9][0-9]{0,17}")  # a bigint's digits; anything else names no enquiry
+NEVER = datetime.min.replace(tzinfo=UTC)  # a version no enquiry has
+CHANGED_SINCE = (
+    "Not saved: this enquiry changed after the page was loaded (a colleague's update, or this form sent "
+    "twice). Here it is as it is now, with what you wrote: check its updates, then save again if still needed."
+)
 
 
 def enquiry_path(enquiry_id: int) -> str:
@@ -56,6 +66,7 @@ def work_enquiry(
     conn: Connection,
     status: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
+    updated_at: Annotated[str, Form()] = "",
 ) -> Response:
     principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
     if isinstance(principal, Response):
@@ -75,13 +86,31 @@ def work_enquiry(
         return _answer(request, conn, principal, enquiry_id, error=change, status_code=422, form=form)
     try:
         row = repository.change_enquiry(
-            conn, number, by=principal.name, by_key_id=principal.key_id, status=change.status, note=change.note
+            conn,
+            number,
+            by=principal.name,
+            by_key_id=principal.key_id,
+            status=change.status,
+            note=change.note,
+            shown_updated_at=_shown(updated_at),
         )
     except TransitionRefused as refused:
         return _answer(request, conn, principal, enquiry_id, error=f"Not saved: {refused}.", status_code=409, form=form)
+    except repository.ChangedSince:
+        return _answer(request, conn, principal, enquiry_id, error=CHANGED_SINCE, status_code=409, form=form)
     if row is None:
         return _answer(request, conn, principal, enquiry_id, form=form)
     return RedirectResponse(enquiry_path(number), status_code=303)
+
+
+def _shown(updated_at: str) -> datetime:
+    """The form's version of the enquiry; a form without one (or with one no page wrote) is taken
+    as older than any, so it saves nothing."""
+    try:
+        shown = datetime.fromisoformat(updated_at)
+    except ValueError:
+        return NEVER
+    return shown if shown.tzinfo is not None else NEVER
 
 
 def _number(enquiry_id: str) -> int | None:

@@ -4,6 +4,7 @@ rightful key's (server migration 0047)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -146,9 +147,12 @@ def test_an_enquiry_update_from_the_web_form_names_the_key(office: Office) -> No
                 "/login", data={"key": key}, headers={"Origin": "http://testserver"}, follow_redirects=False
             )
             assert signed_in.status_code == 303, signed_in.text
+            page = office.client.get(f"/care/enquiries/{enquiry_id}").text
+            shown = re.search(r'<input type="hidden" name="updated_at" value="([^"]+)">', page)
+            assert shown is not None, page  # the version the form carries (a change since is refused)
             sent = office.client.post(
                 f"/care/enquiries/{enquiry_id}",
-                data={"note": "called the customer"},
+                data={"note": "called the customer", "updated_at": shown.group(1)},
                 headers={"Origin": "http://testserver"},
                 follow_redirects=False,
             )

@@ -60,6 +60,15 @@ def _sign_in(client: TestClient, key: str) -> None:
     assert signed_in.status_code == 303 and SESSION_COOKIE in signed_in.headers["set-cookie"]
 
 
+def _shown(client: TestClient, enquiry_id: int) -> str:
+    """The version of the enquiry its page's form carries (its updated_at as shown)."""
+    found = re.search(
+        r'<input type="hidden" name="updated_at" value="([^"]+)">', client.get(f"/care/enquiries/{enquiry_id}").text
+    )
+    assert found is not None
+    return found[1]
+
+
 def _state(conn: psycopg.Connection, enquiry_id: int) -> tuple[str, int]:
     row = conn.execute(
         "SELECT status, (SELECT count(*) FROM enquiry_updates u WHERE u.enquiry_id = e.enquiry_id) "
@@ -83,14 +92,20 @@ def test_care_staff_open_the_enquiry_from_the_page_change_it_and_see_its_updates
     assert offered == ["", "closed", "escalated", "in_progress"]  # server.care.workflow's moves from open
     sent = client.post(
         f"/care/enquiries/{enquiry_id}",
-        data={"status": "in_progress", "note": "called the customer\r\nplumber booked"},
+        data={
+            "status": "in_progress",
+            "note": "called the customer\r\nplumber booked",
+            "updated_at": _shown(client, enquiry_id),
+        },
         headers=OWN,
         follow_redirects=False,
     )
     assert sent.status_code == 303 and sent.headers["location"] == f"/care/enquiries/{enquiry_id}"
     assert sent.headers["cache-control"] == "no-store"
     noted = client.post(
-        f"/care/enquiries/{enquiry_id}", data={"status": "", "note": "customer thanked us"}, headers=OWN
+        f"/care/enquiries/{enquiry_id}",
+        data={"status": "", "note": "customer thanked us", "updated_at": _shown(client, enquiry_id)},
+        headers=OWN,
     )
     assert noted.status_code == 200 and str(noted.url).endswith(f"/care/enquiries/{enquiry_id}")  # followed back
     api = client.get(f"/enquiries/{enquiry_id}", headers={"Authorization": f"Bearer {keys['reader']}"}).json()
@@ -157,7 +172,10 @@ def test_another_site_s_form_changes_nothing(desk, headers) -> None:
 def test_the_page_s_own_form_is_taken(desk, headers) -> None:
     client, conn, keys, enquiry_id = desk
     _sign_in(client, keys["customer_care"])
-    sent = client.post(f"/care/enquiries/{enquiry_id}", data={"status": "escalated"}, headers=headers)
+    shown = _shown(client, enquiry_id)
+    sent = client.post(
+        f"/care/enquiries/{enquiry_id}", data={"status": "escalated", "updated_at": shown}, headers=headers
+    )
     assert sent.status_code == 200 and _state(conn, enquiry_id)[0] == "escalated"
 
 
@@ -198,21 +216,35 @@ def test_admin_works_enquiries_on_the_page_as_in_the_api(desk) -> None:
     client, conn, keys, enquiry_id = desk
     _sign_in(client, keys["admin"])
     assert FORM in client.get(f"/care/enquiries/{enquiry_id}").text
-    client.post(f"/care/enquiries/{enquiry_id}", data={"status": "closed"}, headers=OWN)
+    client.post(
+        f"/care/enquiries/{enquiry_id}",
+        data={"status": "closed", "updated_at": _shown(client, enquiry_id)},
+        headers=OWN,
+    )
     assert _state(conn, enquiry_id)[0] == "closed"
 
 
 def test_a_move_the_workflow_refuses_is_said_on_the_page_and_the_words_are_kept(desk) -> None:
-    """The page offered "open" while the enquiry was in progress; a colleague escalated it meanwhile:
-    the workflow refuses escalated → open, and the page says so, not a JSON problem."""
+    """A move the page does not offer (escalated → open, in a form made by hand, of the enquiry as it is
+    now): the workflow refuses it, and the page says so, not a JSON problem."""
     client, conn, keys, enquiry_id = desk
     _sign_in(client, keys["customer_care"])
-    client.post(f"/care/enquiries/{enquiry_id}", data={"status": "in_progress"}, headers=OWN)
+    client.post(
+        f"/care/enquiries/{enquiry_id}",
+        data={"status": "in_progress", "updated_at": _shown(client, enquiry_id)},
+        headers=OWN,
+    )
     assert 'value="open"' in client.get(f"/care/enquiries/{enquiry_id}").text
-    client.post(f"/care/enquiries/{enquiry_id}", data={"status": "escalated"}, headers=OWN)
+    client.post(
+        f"/care/enquiries/{enquiry_id}",
+        data={"status": "escalated", "updated_at": _shown(client, enquiry_id)},
+        headers=OWN,
+    )
     before = _state(conn, enquiry_id)
     sent = client.post(
-        f"/care/enquiries/{enquiry_id}", data={"status": "open", "note": "back <to> the queue"}, headers=OWN
+        f"/care/enquiries/{enquiry_id}",
+        data={"status": "open", "note": "back <to> the queue", "updated_at": _shown(client, enquiry_id)},
+        headers=OWN,
     )
     assert sent.status_code == 409 and sent.headers["content-type"].startswith("text/html")
     assert "Not saved: an enquiry escalated cannot become open; it can become closed, in_progress." in sent.text
@@ -262,7 +294,8 @@ def test_a_note_is_taken_on_the_page_exactly_when_the_api_takes_it(desk, note) -
     api_body = {"note": note} if note.strip() else {}
     api = client.post(f"/enquiries/{enquiry_id}/updates", json=api_body, headers={"X-API-Key": keys["customer_care"]})
     before = _state(conn, enquiry_id)
-    web = client.post(f"/care/enquiries/{enquiry_id}", data={"note": note}, headers=OWN, follow_redirects=False)
+    form = {"note": note, "updated_at": _shown(client, enquiry_id)}
+    web = client.post(f"/care/enquiries/{enquiry_id}", data=form, headers=OWN, follow_redirects=False)
     assert api.status_code in (200, 422) and web.status_code in (303, 422)
     assert (api.status_code == 200) == (web.status_code == 303), (note, api.text)
     if web.status_code == 303:
