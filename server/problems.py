@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.security_headers import security_headers
+
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
@@ -99,4 +101,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        return problem_response(request, 500, "an unexpected error occurred; it has been logged")
+        # Starlette answers this from its ServerErrorMiddleware, outside every middleware of the app:
+        # the security headers are set here, or the 500 would go without them
+        headers = security_headers(str(request.scope["path"]))
+        return problem_response(request, 500, "an unexpected error occurred; it has been logged", headers=headers)

@@ -35,6 +35,16 @@ _ALWAYS = {
 }
 
 
+def security_headers(path: str) -> dict[str, str]:
+    """The headers a response to ``path`` carries (its own Content-Security-Policy, when it has one,
+    stays). One source for the middleware and for the 500 answer, which Starlette sends from outside
+    every middleware (server.problems)."""
+    headers = {**_ALWAYS, "Content-Security-Policy": POLICY}
+    if not path.startswith(PUBLIC_FILES):
+        headers["Cache-Control"] = "no-store"
+    return headers
+
+
 class SecurityHeaders:
     """Pure ASGI (no ``BaseHTTPMiddleware``): a streamed body (NEM12, CSV) passes through untouched."""
 
@@ -45,16 +55,16 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cacheable = str(scope["path"]).startswith(PUBLIC_FILES)
+        wanted = security_headers(str(scope["path"]))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in _ALWAYS.items():
-                    headers[name] = value
-                headers.setdefault("Content-Security-Policy", POLICY)
-                if not cacheable:
-                    headers["Cache-Control"] = "no-store"
+                for name, value in wanted.items():
+                    if name == "Content-Security-Policy":
+                        headers.setdefault(name, value)
+                    else:
+                        headers[name] = value
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

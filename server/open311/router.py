@@ -39,6 +39,7 @@ Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 #: returned, whichever is smallest"; a start and end date may not span more than 90 days.
 WINDOW = timedelta(days=90)
 MAX_REQUESTS = 1000
+EARLIEST, LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 AGENCY = "customer care"
 
 
@@ -197,13 +198,16 @@ def not_served(rest: str) -> None:
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """The dates given, or the 90 days before the end or after the start given (the last 90 days
+    without either), cut at the calendar's first or last instant: ``end_date=0001-01-02`` is the
+    window from 0001-01-01, where subtracting 90 days overflowed (a 500)."""
     if start is None and end is None:
         end = datetime.now(UTC)
     if start is None:
         assert end is not None
-        return end - WINDOW, end
+        return end - min(WINDOW, end - EARLIEST), end
     if end is None:
-        return start, start + WINDOW
+        return start, start + min(WINDOW, LATEST - start)
     if end < start:
         raise bad_request("end_date", "before start_date")
     if end - start > WINDOW:

@@ -394,3 +394,26 @@ def test_a_code_that_is_no_service_people_raise_never_stores_a_row(desk: Desk, c
     assert answer.status_code == 400, answer.text
     assert answer.json()["errors"][0]["location"] in ("service_code", "body")
     assert _stored(desk) == (0, 0, 0)
+
+
+_EDGES = st.sampled_from(
+    [datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), datetime(1, 3, 1, tzinfo=UTC),
+     datetime(9999, 10, 15, tzinfo=UTC)]
+)  # fmt: skip
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=st.none() | _EDGES | st.datetimes(timezones=st.just(UTC)),
+    end=st.none() | _EDGES | st.datetimes(timezones=st.just(UTC)),
+)
+def test_dates_at_the_calendar_s_edges_are_a_window_cut_there_or_a_400_never_a_500(
+    desk: Desk, start: datetime | None, end: datetime | None
+) -> None:
+    """end_date=0001-01-01 or start_date=9999-12-31 was a 500: the 90 days before or after
+    overflowed. The window is cut at the calendar's first or last instant."""
+    params = {name: moment.isoformat() for name, moment in (("start_date", start), ("end_date", end)) if moment}
+    answer = desk.client.get(f"{V2}/requests.json", params=params, headers=desk.header("customer_care"))
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 400:
+        assert start is not None and end is not None and answer.json()["errors"][0]["location"] == "end_date"

@@ -130,3 +130,37 @@ def test_the_stylesheet_may_be_cached_and_the_pages_need_nothing_the_policy_refu
         assert "<script" not in page.text and " style=" not in page.text and "<style" not in page.text
         for link in re.findall(r'(?:src|href|action)="([^"]*)"', page.text):
             assert link.startswith("/") and not link.startswith("//"), link
+
+
+def _app_with_a_route_that_fails() -> FastAPI:
+    """The middleware and the problem handlers as server.app installs them, and a route that raises
+    after answering nothing: Starlette's ServerErrorMiddleware answers it, outside every middleware."""
+    from server.problems import install_problem_handlers
+    from server.security_headers import SecurityHeaders
+
+    app = FastAPI()
+    app.add_middleware(SecurityHeaders)
+    install_problem_handlers(app)
+
+    @app.get("/{rest:path}")
+    def answer(rest: str, fail: bool = False) -> dict[str, str]:
+        if fail:
+            raise RuntimeError("a bug")
+        return {"rest": rest}
+
+    return app
+
+
+@settings(max_examples=40)
+@given(segments=st.lists(st.one_of(st.sampled_from(["static", "docs-assets", "open311"]), _SEGMENT), max_size=4))
+def test_a_500_carries_the_same_headers_as_any_answer_at_its_path(segments: list[str]) -> None:
+    """end_date=0001-01-01 on Open311's requests.json was a 500 without X-Frame-Options, the policy,
+    nosniff or no-store: the 500 is sent from outside the middleware that sets them."""
+    path = "/" + "/".join(segments)
+    with TestClient(_app_with_a_route_that_fails(), raise_server_exceptions=False) as client:
+        ok, failed = client.get(path), client.get(path, params={"fail": "true"})
+    assert (ok.status_code, failed.status_code) == (200, 500)
+    assert failed.headers["content-type"].startswith("application/problem+json")
+    _assert_guarded(failed, path)
+    names = ("x-frame-options", "content-security-policy", "x-content-type-options", "referrer-policy", "cache-control")
+    assert {n: failed.headers.get(n) for n in names} == {n: ok.headers.get(n) for n in names}
