@@ -63,7 +63,7 @@ async def read_body(request: Request) -> Body:
         return _from_pairs(pairs)
     if media_type == "application/json":
         try:
-            given = json.loads(raw)
+            given = json.loads(raw, object_pairs_hook=_JsonObject.of)
         except ValueError:
             raise Problem(400, "the body is not JSON") from None
         if not isinstance(given, dict):
@@ -90,11 +90,37 @@ def _from_pairs(pairs: list[tuple[str, str]]) -> Body:
     return body
 
 
+class _JsonObject(dict[str, Any]):
+    """A JSON object that remembers the names it was given more than once (``json.loads`` keeps the
+    last silently; the form's field given twice is refused, and so is the JSON's)."""
+
+    twice: list[str]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _JsonObject:
+        made = cls()
+        made.twice = []
+        for name, value in pairs:
+            if name in made:
+                made.twice.append(name)
+            made[name] = value
+        return made
+
+
+def _refuse_twice(given: dict[str, Any], where: str = "{}") -> None:
+    twice: list[str] = getattr(given, "twice", [])
+    if twice:
+        raise bad_request(where.format(twice[0]), "given more than once")
+
+
 def _from_object(given: dict[str, Any]) -> Body:
     body = Body()
+    _refuse_twice(given)
     attributes = given.pop("attribute", None)
     if attributes is not None and not isinstance(attributes, dict):
         raise bad_request("attribute", "an object of attribute codes and answers is expected")
+    if attributes is not None:
+        _refuse_twice(attributes, "attribute[{}]")
     for name, value in given.items():
         if value is None or value == "":
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from server.instants import UtcInstant
 
@@ -19,6 +19,18 @@ _TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
 DESCRIPTION_MAX = 4000
 #: What an attribute's answer may be (the account or meter reference, as printed on a bill or meter).
 ATTRIBUTE_MAX = 100
+
+
+def _not_a_boolean(value: object) -> object:
+    """JSON's true and false are no coordinates (pydantic would take them as 1.0 and 0.0); a number,
+    or the form's text of one, is."""
+    if isinstance(value, bool):
+        raise ValueError("a coordinate is a number, not true or false")
+    return value
+
+
+#: A latitude or longitude: a number (JSON) or its text (a form), never a boolean.
+Coordinate = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
 class Service(BaseModel):
@@ -59,8 +71,8 @@ class RequestIn(BaseModel):
 
     service_code: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX, pattern=_TEXT)
-    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
-    long: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    lat: Coordinate | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    long: Coordinate | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     address_string: str | None = Field(default=None, max_length=500, pattern=_TEXT)
     address_id: str | None = Field(default=None, max_length=100, pattern=_TEXT)
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")

@@ -417,3 +417,42 @@ def test_dates_at_the_calendar_s_edges_are_a_window_cut_there_or_a_400_never_a_5
     assert answer.status_code in (200, 400), answer.text
     if answer.status_code == 400:
         assert start is not None and end is not None and answer.json()["errors"][0]["location"] == "end_date"
+
+
+_JSON_FIELDS = {
+    "service_code": '"billing_query"', "description": '"bill doubled"', "lat": "-33.8", "long": "151.2",
+    "address_string": '"1 High St"', "email": '"pat@example.org"', "phone": '"5550 1234"', "api_key": '"aqk_x.y"',
+}  # fmt: skip
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(twice=st.sampled_from([*_JSON_FIELDS, "attribute"]), second=st.sampled_from(['"x"', "1", "null", '""']))
+def test_a_json_field_given_twice_is_refused_as_the_form_s_is(desk: Desk, twice: str, second: str) -> None:
+    """json.loads kept the last silently ('description' twice stored the second); the form refused it."""
+    fields = [f'"{name}": {value}' for name, value in _JSON_FIELDS.items()]  # refused before the key is read
+    fields.append('"attribute": {"account": "A-1"}')
+    fields.append(f'"{twice}": {second}')
+    headers = {**desk.header("customer_app"), "Content-Type": "application/json"}
+    answer = desk.client.post(f"{V2}/requests.json", content="{" + ", ".join(fields) + "}", headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"] == [{"location": twice, "message": "given more than once"}]
+    nested = '{"service_code": "billing_query", "attribute": {"account": "A-1", "account": "A-2"}}'
+    answer = desk.client.post(f"{V2}/requests.json", content=nested, headers=headers)
+    assert answer.status_code == 400 and answer.json()["errors"][0]["location"] == "attribute[account]"
+    assert _stored(desk) == (0, 0, 0)
+
+
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lat=st.booleans() | st.floats(-90, 90), long=st.booleans() | st.floats(-180, 180))
+def test_json_s_true_and_false_are_no_coordinates(desk: Desk, lat: bool | float, long: bool | float) -> None:
+    """'lat': true, 'long': false were stored as 1.0 and 0.0; a form cannot send a boolean at all."""
+    body = {"service_code": "leak_street", "lat": lat, "long": long}
+    before = _stored(desk)
+    answer = desk.client.post(f"{V2}/requests.json", json=body, headers=desk.header("customer_app"))
+    refused = [name for name, value in (("lat", lat), ("long", long)) if isinstance(value, bool)]
+    if refused:
+        assert answer.status_code == 400, answer.text
+        assert [e["location"] for e in answer.json()["errors"]] == refused
+        assert _stored(desk) == before
+    else:
+        assert answer.status_code == 200, answer.text
