@@ -21,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
+from aquami.guarded import guarded
 from aquami.mqtt import Client, MqttEndpoint, new_client
 from aquami.outage import Outage
 from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
@@ -161,16 +162,7 @@ class Collector:
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
 
     def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
-        name = callback.__name__.lstrip("_")
-
-        def guarded(*args: Any) -> None:
-            try:
-                callback(*args)
-            except Exception:
-                log.exception("the collector's MQTT %s failed", name)
-                self._fail(f"the collector's MQTT {name} failed (its traceback is logged above)")
-
-        return guarded
+        return guarded(callback, "collector", self._fail, log)
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:

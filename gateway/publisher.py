@@ -33,6 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from aquami.contracts.reads import ReadsBatch, reads_topic, status_topic
+from aquami.guarded import guarded
 from aquami.mqtt import MqttEndpoint
 from gateway.backoff import Backoff
 from gateway.config import MqttOptions
@@ -66,6 +67,7 @@ class Outgoing:
 
 
 CommandHandler = Callable[[str, bytes], None]
+FatalHandler = Callable[[str], None]
 
 
 def encode_batch(gateway_id: str, batch_seq: int, bodies: list[str]) -> bytes:
@@ -84,6 +86,10 @@ def _packet_size(topic: str, payload: bytes) -> int:
 
 
 class Publisher:
+    """``on_fatal`` is told why the publisher cannot go on (one of paho's callbacks failed: a bug);
+    the publisher's thread then ends, and ``aquami gateway run`` stops and exits 1. Everything not
+    acknowledged stays in the spool, for the restarted gateway."""
+
     def __init__(
         self,
         spool: Spool,
@@ -96,6 +102,7 @@ class Publisher:
         options: MqttOptions | None = None,
         on_command: CommandHandler | None = None,
         outbox_limit: int = 1000,
+        on_fatal: FatalHandler | None = None,
     ):
         self.spool = spool
         self.gateway_id = gateway_id
@@ -105,6 +112,9 @@ class Publisher:
         self.topic_root = topic_root
         self.options = options or MqttOptions()
         self.on_command = on_command
+        self._on_fatal = on_fatal
+        #: why the publisher stopped on its own; None while it runs
+        self.failure: str | None = None
         self.published_batches = 0
         self.acknowledged_batches = 0
         self.connections = 0
@@ -218,12 +228,24 @@ class Publisher:
             )
         client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         client.enable_logger(logging.getLogger("paho"))
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
+        # An exception that leaves a callback ends the session, and the next one meets the same bug:
+        # reconnecting for ever, nothing delivered. Each is caught, logged, and stops the publisher.
+        client.on_connect = guarded(self._on_connect, "gateway", self._fail, log)
+        client.on_disconnect = guarded(self._on_disconnect, "gateway", self._fail, log)
+        client.on_publish = guarded(self._on_publish, "gateway", self._fail, log)
+        client.on_message = guarded(self._on_message, "gateway", self._fail, log)
         log.debug("new MQTT %s client for %s", version, self.endpoint.url)
         return client
+
+    def _fail(self, reason: str) -> None:
+        """Stop the publisher for good: its loop ends after this turn (unacknowledged batches stay
+        in the spool), and ``on_fatal`` hears why."""
+        if self.failure is None:
+            self.failure = reason
+            log.error("%s: the gateway stops", reason)
+            self._stop.set()
+            if self._on_fatal is not None:
+                self._on_fatal(reason)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -319,6 +341,8 @@ class Publisher:
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             if self._connack is None:
+                if self._stop.is_set():  # stopped, or failed (see _fail), before the CONNACK
+                    return
                 if time.monotonic() - self._connect_started > patience:
                     log.warning("no CONNACK from %s", self.endpoint.url)
                     self._connack_timed_out = True

@@ -51,7 +51,11 @@ class Gateway:
             topic_root=config.topic_root,
             options=config.mqtt_options,
             on_command=self._command_from_broker,
+            on_fatal=self._publisher_failed,
         )
+        #: why the gateway stopped on its own (a bug in the publisher's MQTT callbacks); None otherwise
+        self.failure: str | None = None
+        self._stop_event: asyncio.Event | None = None
         self.schedulers: dict[str, BusScheduler] = {}
         self.listeners: dict[str, WMBusListener] = {}
         self.readings_spooled = 0
@@ -279,9 +283,18 @@ class Gateway:
         if self._loop is not None and self._commands is not None:
             self._loop.call_soon_threadsafe(self._commands.dispatch, name, payload)
 
+    def _publisher_failed(self, reason: str) -> None:
+        """Called on the publisher's thread: nothing can be delivered any more, so the gateway stops
+        (``aquami gateway run`` exits 1 for its supervisor to restart it; the spool keeps every reading)."""
+        self.failure = reason
+        if self._loop is not None and self._stop_event is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+
     # the whole ------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, drain_timeout: float = 2.0) -> None:
+        """Until ``stop`` is set, or the publisher fails (:attr:`failure` then says why)."""
         self._loop = asyncio.get_running_loop()
+        self._stop_event = stop
         self._commands = Commands(self)
         self.publisher.start()
         writer_stop = asyncio.Event()

@@ -49,18 +49,22 @@ def register(app: typer.Typer) -> None:
         configure_logging(logging.INFO)
         loaded = _load(config)
 
-        async def main() -> None:
+        async def main() -> str | None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await Gateway(loaded, config_path=config).run(stop)
+            gateway = Gateway(loaded, config_path=config)
+            await gateway.run(stop)
+            return gateway.failure
 
         try:
-            asyncio.run(main())
+            failure = asyncio.run(main())
         except SpoolUnusable as error:  # one line that names the file, as for a bad configuration
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from error
+        if failure is not None:  # logged as it happened; exit 1, so a supervisor restarts the gateway
+            raise typer.Exit(1)
 
     @gateway_app.command("scan")
     def scan(
