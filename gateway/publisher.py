@@ -35,6 +35,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from aquami.contracts.reads import ReadsBatch, reads_topic, status_topic
 from aquami.guarded import guarded
 from aquami.mqtt import MqttEndpoint
+from aquami.outage import Outage
 from gateway.backoff import Backoff
 from gateway.config import MqttOptions
 from gateway.health import SavedMeter
@@ -51,6 +52,7 @@ _CONNACK_TIMEOUT_S = 3.0  # an MQTT 5 CONNECT unanswered this long (protocol "au
 #: client id, i.e. gateway_id) leaves them growing: they were reset at every CONNACK, and the gateway
 #: reconnected every second for as long as that went on.
 _STABLE_S = 30.0
+_SPOOLING = "; readings wait in the spool"  # what a broker outage means here, said with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,9 @@ class Publisher:
         self._on_fatal = on_fatal
         #: why the publisher stopped on its own; None while it runs
         self.failure: str | None = None
+        # said when the broker goes (or cannot be reached, or refuses), every 5 minutes while it stays
+        # away, and when it is back: before, a warning at every reconnection attempt
+        self.broker = Outage(log, f"MQTT broker {endpoint.url}")
         self.published_batches = 0
         self.acknowledged_batches = 0
         self.connections = 0
@@ -289,7 +294,7 @@ class Publisher:
                 log.info("%s was slow, not without MQTT 5: asking in MQTT 5 again", self.endpoint.url)
                 self._protocol = mqtt.MQTTv5
             delay = self._backoff.next()
-            log.info("reconnecting to %s in %.1f s", self.endpoint.url, delay)
+            log.debug("reconnecting to %s in %.1f s", self.endpoint.url, delay)
             self._stop.wait(delay)
 
     def _note_how_long_it_lasted(self) -> None:
@@ -329,7 +334,7 @@ class Publisher:
         try:
             client.connect(self.endpoint.host, self.endpoint.port, keepalive=self.options.keepalive_s)
         except (OSError, ssl.SSLError) as error:
-            log.warning("cannot connect to %s: %s", self.endpoint.url, error)
+            self.broker.failed(f"cannot connect: {error}", _SPOOLING)
             return
         # Only a first try in MQTT 5 gives up on silence early, to fall back; otherwise a broker
         # slow to answer (busy, a slow link) gets a keepalive period, or it would never be reached.
@@ -344,7 +349,7 @@ class Publisher:
                 if self._stop.is_set():  # stopped, or failed (see _fail), before the CONNACK
                     return
                 if time.monotonic() - self._connect_started > patience:
-                    log.warning("no CONNACK from %s", self.endpoint.url)
+                    self.broker.failed(f"no CONNACK within {patience:g} s", _SPOOLING)
                     self._connack_timed_out = True
                     return
                 continue
@@ -377,9 +382,10 @@ class Publisher:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connack = reason
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            self.broker.failed(f"refused the connection: {reason}", _SPOOLING)
             return
         self.connections += 1
+        self.broker.recovered()
         self.protocol_in_use = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
         if self._fell_back_on_silence:  # this 3.1.1 CONNECT followed an MQTT 5 one left unanswered
             self._fell_back_on_silence = False
@@ -415,7 +421,7 @@ class Publisher:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.connected.clear()
         if not self._stop.is_set():
-            log.warning("disconnected from broker (%s); spooling until it is back", reason)
+            self.broker.failed(f"connection lost: {reason}", _SPOOLING)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         message_id = self._messages_in_flight.pop(mid, None)

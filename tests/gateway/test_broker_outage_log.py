@@ -1,0 +1,69 @@
+"""A broker outage in the gateway's log: one line when it goes, a reminder now and then, one when back.
+
+Before, each reconnection attempt said "cannot connect to …" (a warning) and "reconnecting to … in
+… s": with waits of 0.05-0.2 s, 2.5 s of a stopped broker gave some 20 of each.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aquami.mqtt import MqttEndpoint
+from aquami.outage import Outage
+from gateway.config import MqttOptions
+from gateway.publisher import Publisher
+from gateway.spool import Spool
+from tests.services import MosquittoBroker
+
+pytestmark = pytest.mark.services
+
+
+def _readings(first: int, count: int) -> list[dict[str, object]]:
+    return [{"meter_id": f"WM-{n}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n)} for n in range(first, count)]
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition(), f"timed out waiting for {what}"
+
+
+def test_a_broker_outage_is_said_once_reminded_and_its_end_said(
+    fresh_mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append(_readings(0, 4))
+    options = MqttOptions(reconnect_min_s=0.05, reconnect_max_s=0.2)
+    endpoint = MqttEndpoint.parse(fresh_mosquitto.url)
+    publisher = Publisher(spool, "gw-outage", endpoint, batch_size=2, window=2, options=options)
+    publisher.broker = Outage(logging.getLogger("gateway.publisher"), f"MQTT broker {endpoint.url}", remind_every_s=1.0)
+    publisher.start()
+    try:
+        _wait(lambda: spool.depth() == 0, 10, "the first readings delivered")
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="gateway.publisher")
+        fresh_mosquitto.stop()
+        spool.append(_readings(4, 8))
+        time.sleep(2.5)
+        fresh_mosquitto.start()
+        _wait(lambda: spool.depth() == 0, 20, "the readings spooled during the outage delivered")
+    finally:
+        publisher.stop()
+        spool.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "gateway.publisher"]
+    lost = [m for m in said if " unavailable (" in m]
+    reminders = [m for m in said if "still unavailable" in m]
+    back = [m for m in said if "available again" in m]
+    # one line, with the reason ("connection lost: Unspecified error"), and what it means here
+    assert len(lost) == 1 and lost[0].startswith(f"MQTT broker {endpoint.url} unavailable (connection lost: "), said
+    assert lost[0].endswith("; readings wait in the spool"), said
+    assert 1 <= len(reminders) <= 3, said  # every 1 s here; 5 minutes by default
+    assert len(back) == 1 and back[0].startswith(f"MQTT broker {endpoint.url} available again after"), said
+    others = [m for m in said if m not in lost + reminders + back and not m.startswith("connected to")]
+    assert others == [], said  # no line per attempt: neither "cannot connect" nor "reconnecting in"
