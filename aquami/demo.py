@@ -279,7 +279,8 @@ class Demo:
                         ),
                     ),
                     # The embedded broker speaks MQTT 3.1.1 only: say so rather than wait for the fallback.
-                    mqtt_options=MqttOptions(protocol="auto" if o.mqtt_url else "3.1.1"),
+                    # The embedded broker has no ACL: MQTT 3.1.1's acknowledged refusal cannot happen.
+                    mqtt_options=MqttOptions(protocol="auto" if o.mqtt_url else "3.1.1", broker_acl=bool(o.mqtt_url)),
                 )
             )
             tasks.append(asyncio.create_task(gateway.run(self.stop)))

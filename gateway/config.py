@@ -198,6 +198,11 @@ class MqttOptions:
     #: The largest packet the broker takes, in bytes, where it does not say: MQTT 5 brokers announce
     #: theirs in CONNACK (the smaller of the two counts), MQTT 3.1.1 brokers just disconnect.
     max_packet_size: int | None = None
+    #: Whether the broker may refuse a publish (an ACL, as a deployment's Mosquitto has): in MQTT
+    #: 3.1.1 a refused publish is acknowledged all the same, and the gateway warns of it. The demo's
+    #: embedded broker refuses nothing, so the warning would only alarm a new user. Not in the
+    #: configuration file: a deployment's broker is taken to have an ACL.
+    broker_acl: bool = True
 
     @property
     def tls_files_given(self) -> bool:

@@ -399,7 +399,7 @@ class Publisher:
         client.subscribe(self.command_topic, qos=1)
         self.connected.set()
         log.info("connected to %s (MQTT %s)", self.endpoint.url, self.protocol_in_use)
-        if self.protocol_in_use == "3.1.1" and not self._said_mqtt311_loses_refusals:
+        if self.protocol_in_use == "3.1.1" and self.options.broker_acl and not self._said_mqtt311_loses_refusals:
             self._said_mqtt311_loses_refusals = True
             self._say_mqtt311_loses_refusals()
 

@@ -19,7 +19,7 @@ from tests.gateway.helpers import MqttLink, until
 LOST = "is acknowledged all the same"
 
 
-def _connect_twice(protocol: str, broker_port: int, tmp_path: Path) -> tuple[str | None, int]:
+def _connect_twice(protocol: str, broker_port: int, tmp_path: Path, broker_acl: bool = True) -> tuple[str | None, int]:
     """A publisher through a link to the broker, which is cut once: the protocol spoken, and how
     many connections it made."""
 
@@ -28,7 +28,12 @@ def _connect_twice(protocol: str, broker_port: int, tmp_path: Path) -> tuple[str
         await link.start()
         spool = Spool(tmp_path / "s.sqlite")
         spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
-        options = MqttOptions(protocol=protocol, reconnect_min_s=0.2, reconnect_max_s=1.0)  # type: ignore[arg-type]
+        options = MqttOptions(
+            protocol=protocol,  # type: ignore[arg-type]
+            reconnect_min_s=0.2,
+            reconnect_max_s=1.0,
+            broker_acl=broker_acl,
+        )
         publisher = Publisher(spool, "gw-warn", MqttEndpoint.parse(link.url), options=options)
         publisher.start()
         try:
@@ -44,14 +49,24 @@ def _connect_twice(protocol: str, broker_port: int, tmp_path: Path) -> tuple[str
     return asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("protocol", "spoken", "warnings"), [("3.1.1", "3.1.1", 1), ("auto", "5", 0)])
+@pytest.mark.parametrize(
+    ("protocol", "broker_acl", "spoken", "warnings"),
+    [("3.1.1", True, "3.1.1", 1), ("auto", True, "5", 0), ("3.1.1", False, "3.1.1", 0)],
+)
 def test_a_gateway_speaking_mqtt311_is_warned_once_that_a_refused_publish_is_lost(
-    tmp_path: Path, mosquitto, caplog: pytest.LogCaptureFixture, protocol: str, spoken: str, warnings: int
+    tmp_path: Path,
+    mosquitto,
+    caplog: pytest.LogCaptureFixture,
+    protocol: str,
+    broker_acl: bool,
+    spoken: str,
+    warnings: int,
 ) -> None:
     """Mosquitto 2 forced to MQTT 3.1.1 by the gateway's configuration: warned at the first
-    connection, not again at the next; spoken to in MQTT 5 ("auto"): not warned."""
+    connection, not again at the next; spoken to in MQTT 5 ("auto"): not warned; a broker said to
+    have no ACL (the demo's embedded one): nothing it could refuse, not warned."""
     with caplog.at_level(logging.WARNING, logger="gateway.publisher"):
-        protocol_in_use, connections = _connect_twice(protocol, mosquitto.port, tmp_path)
+        protocol_in_use, connections = _connect_twice(protocol, mosquitto.port, tmp_path, broker_acl)
     assert (protocol_in_use, connections >= 2) == (spoken, True)
     said = [r for r in caplog.records if LOST in r.getMessage()]
     assert len(said) == warnings, caplog.text
