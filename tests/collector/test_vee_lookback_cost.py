@@ -7,7 +7,6 @@ find nothing, in every round (the cost collector migration 0067 took out of GET 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from collector.store import ReadingStore
 from collector.vee.config import VeeConfig
 from collector.vee.series import LOAD_QUERY, load_series
 from server.meters.repository import register_meters
+from tests.query_plans import plan_nodes
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -27,17 +27,11 @@ def _row(meter_id: str, ts: datetime, volume: int) -> tuple[str, str, str, None,
     return (meter_id, ts.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{volume}.000", None, None, [], "GW1", 1)
 
 
-def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _plan_nodes(child)
-
-
 def _probes_of_readings(plan: dict[str, Any]) -> int:
     """How many times a plan looked into readings (each chunk's scan counts per loop)."""
     scans = [
         n
-        for n in _plan_nodes(plan)
+        for n in plan_nodes(plan)
         if str(n.get("Relation Name", "")).startswith(("_hyper_", "readings")) and not n.get("Plans")
     ]
     return sum(int(n["Actual Loops"]) for n in scans)

@@ -5,7 +5,6 @@ sequential scan). It now reads its page off the start of an index (collector mig
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,7 @@ from fastapi.testclient import TestClient
 from collector.alert_store import list_alerts
 from server.app import create_app
 from server.auth import create_api_key
+from tests.query_plans import explained_nodes, queries_run
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 STORED = 5000
@@ -46,33 +46,17 @@ def history(migrated_database_url: str) -> Iterator[tuple[TestClient, str, psyco
             yield client, key, conn
 
 
-def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _plan_nodes(child)
-
-
-def _listing_queries(client: TestClient, key: str, paths: list[str], monkeypatch) -> list[tuple[str, Any]]:
+def _listing_queries(client: TestClient, key: str, paths: list[str]) -> list[tuple[str, Any]]:
     """The alert-list queries GET ``paths`` ran, with their parameters."""
-    listing: list[tuple[str, Any]] = []
-    execute = psycopg.Connection.execute
-
-    def recording(self: psycopg.Connection[Any], query: Any, params: Any = None, **kwargs: Any) -> Any:
-        text = query if isinstance(query, str) else query.as_string(self)
-        if "FROM alerts" in text and "ORDER BY detected_at DESC" in text:
-            listing.append((text, params))
-        return execute(self, query, params, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", recording)
-    for path in paths:
-        response = client.get(path, headers={"Authorization": f"Bearer {key}"})
-        assert response.status_code == 200, response.text
-        assert len(response.json()["items"]) == PAGE
-    monkeypatch.undo()
+    with queries_run(lambda text: "FROM alerts" in text and "ORDER BY detected_at DESC" in text) as listing:
+        for path in paths:
+            response = client.get(path, headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 200, response.text
+            assert len(response.json()["items"]) == PAGE
     return listing
 
 
-def test_the_list_reads_only_the_page_it_gives(history, monkeypatch) -> None:
+def test_the_list_reads_only_the_page_it_gives(history) -> None:
     """Every status, one status (the common one, and a rare one), and a page after a cursor: each
     read off an index in order, no more alerts than the page (and the one after it) read, no sort.
     Before, each read all 5,000 alerts and sorted them (or those of the status)."""
@@ -83,13 +67,10 @@ def test_the_list_reads_only_the_page_it_gives(history, monkeypatch) -> None:
         for status in ("resolved", "dismissed")
         for more in ("", f"&cursor={cursor}")
     ]
-    queries = _listing_queries(client, key, paths, monkeypatch)
+    queries = _listing_queries(client, key, paths)
     assert len(queries) == len(paths), queries
     for (query, params), path in zip(queries, paths, strict=True):
-        row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchone()
-        assert row is not None
-        plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
-        nodes = list(_plan_nodes(plan[0]["Plan"]))
+        nodes = explained_nodes(conn, query, params)
         assert not [n for n in nodes if n["Node Type"] == "Sort"], (path, nodes)
         read = [n for n in nodes if n.get("Relation Name") == "alerts"]
         assert read and all(n["Actual Rows"] * n["Actual Loops"] <= PAGE + 1 for n in read), (path, nodes)

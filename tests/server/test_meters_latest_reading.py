@@ -6,7 +6,6 @@ readings (collector migration 0067), and the look is made only where it has."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,6 +24,7 @@ from collector.vee.editing import substitute_reading
 from server.app import create_app
 from server.auth import create_api_key
 from server.meters.repository import get_meter, list_meters, register_meters
+from tests.query_plans import explained_nodes, queries_run
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -107,19 +107,9 @@ def test_each_meter_has_the_latest_reading_probing_every_chunk_finds(migrated_da
             assert _latest(list_meters(conn, None, 100, since)) == silent
 
 
-def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _plan_nodes(child)
-
-
 def _probes_of_readings(conn: psycopg.Connection[Any], query: str, params: Any) -> int:
     """How many times the query's plan looked into readings (each chunk's scan counts per loop)."""
-    row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchone()
-    assert row is not None
-    (explained,) = row.values() if isinstance(row, dict) else row
-    plan = explained if isinstance(explained, list) else json.loads(explained)
-    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    nodes = explained_nodes(conn, query, params)
     scans = [  # the scans themselves, each chunk's (TimescaleDB's ChunkAppend above them counts not)
         n for n in nodes if str(n.get("Relation Name", "")).startswith(("_hyper_", "readings")) and not n.get("Plans")
     ]
@@ -127,7 +117,7 @@ def _probes_of_readings(conn: psycopg.Connection[Any], query: str, params: Any) 
     return sum(int(n["Actual Loops"]) for n in scans)
 
 
-def test_the_list_and_the_page_do_not_look_into_readings_for_meters_without_any(conn, monkeypatch) -> None:
+def test_the_list_and_the_page_do_not_look_into_readings_for_meters_without_any(conn) -> None:
     """No timing here: the plans of GET /meters' and the web page's queries, on 40 meters over eight
     weekly chunks, 20 of them read this week and 20 registered but never read. Before, each unread
     meter's look probed all eight chunks: 20 + 20 x 8 = 180 probes; now only the read meters' 20."""
@@ -140,22 +130,14 @@ def test_the_list_and_the_page_do_not_look_into_readings_for_meters_without_any(
     conn.execute("ANALYZE readings")
     conn.execute("ANALYZE meters")
     key = create_api_key(conn, "desk", ["admin"])
-    listing: list[tuple[str, Any]] = []
-    execute = psycopg.Connection.execute
-
-    def recording(self: psycopg.Connection[Any], query: Any, params: Any = None, **kwargs: Any) -> Any:
-        text = query if isinstance(query, str) else query.as_string(self)
-        if "FROM meters m" in text and "LATERAL" in text:
-            listing.append((text, params))
-        return execute(self, query, params, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", recording)
-    with TestClient(create_app(conn.info.dsn)) as client:
+    with (
+        queries_run(lambda text: "FROM meters m" in text and "LATERAL" in text) as listing,
+        TestClient(create_app(conn.info.dsn)) as client,
+    ):
         headers = {"Authorization": f"Bearer {key}"}
         for path in ("/meters?limit=100", "/meters?limit=100&not_read_since=2026-03-01T00:00:00Z", "/"):
             response = client.get(path, headers=headers)
             assert response.status_code == 200, response.text
-    monkeypatch.undo()
     assert len(listing) == 3, listing
     for query, params in listing:
         assert _probes_of_readings(conn, query, params) == 20, query

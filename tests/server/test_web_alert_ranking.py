@@ -5,11 +5,9 @@ it now reads its 25 off the start of an index (server migration 0046), in the sa
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 import pytest
@@ -24,6 +22,7 @@ from collector.detection.lifecycle import AlertChanges
 from server.app import create_app
 from server.auth import create_api_key
 from server.web.router import ALERTS_SHOWN
+from tests.query_plans import explained_nodes, queries_run
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 PRIORITIES = ("urgent", "high", "normal", "low")
@@ -133,13 +132,7 @@ def test_an_urgent_alert_raised_last_goes_first_and_a_resolved_one_leaves(desk) 
     assert _shown(client, key) == ["M1", "M3", "M2"]
 
 
-def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _plan_nodes(child)
-
-
-def test_the_page_reads_only_the_alerts_it_shows(desk, monkeypatch) -> None:
+def test_the_page_reads_only_the_alerts_it_shows(desk) -> None:
     """No timing here: the plan of the page's ranking query, with 400 active alerts. Before, it read
     every active alert (and each one's enquiry) and sorted them all for the 25 it showed."""
     client, key, conn = desk
@@ -154,23 +147,10 @@ def test_the_page_reads_only_the_alerts_it_shows(desk, monkeypatch) -> None:
     )
     conn.execute("ANALYZE alerts")
     conn.execute("ANALYZE enquiries")
-    ranking: list[tuple[Any, Any]] = []
-    execute = psycopg.Connection.execute
-
-    def recording(self: psycopg.Connection, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        text = query if isinstance(query, str) else query.as_string(self)
-        if "FROM alerts" in text and "ORDER BY" in text:
-            ranking.append((text, params))
-        return execute(self, query, params, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", recording)
-    assert len(_shown(client, key)) == ALERTS_SHOWN
-    monkeypatch.undo()
+    with queries_run(lambda text: "FROM alerts" in text and "ORDER BY" in text) as ranking:
+        assert len(_shown(client, key)) == ALERTS_SHOWN
     assert len(ranking) == 1, ranking
-    row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + ranking[0][0], ranking[0][1]).fetchone()
-    assert row is not None
-    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
-    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    nodes = explained_nodes(conn, *ranking[0])
     read = [node for node in nodes if node.get("Relation Name") == "alerts"]
     assert read and all(node["Actual Rows"] <= ALERTS_SHOWN for node in read), nodes
     assert not [node for node in nodes if node["Node Type"] == "Sort"], nodes

@@ -5,12 +5,10 @@ be opened from it."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
-from typing import Any
 
 import psycopg
 import pytest
@@ -22,6 +20,7 @@ from server.app import create_app
 from server.auth import SESSION_COOKIE, create_api_key
 from server.care import desk as care_desk
 from server.web import care_desk as page_module
+from tests.query_plans import explained_nodes, queries_run
 
 T0 = datetime(2026, 3, 2, 4, tzinfo=UTC)
 OWN = {"Origin": "http://testserver"}
@@ -219,14 +218,8 @@ def test_paging_through_the_desk_lists_each_enquiry_it_keeps_once_in_its_order(
     assert _listed(client, "/care/enquiries" + (f"?{query}" if query else "")) == expected
 
 
-def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _plan_nodes(child)
-
-
 @pytest.mark.parametrize("query", ["", "?priority=high", "?status=closed", "?source=customer&category=billing"])
-def test_a_desk_page_reads_only_the_enquiries_it_shows(site, monkeypatch, query: str) -> None:
+def test_a_desk_page_reads_only_the_enquiries_it_shows(site, query: str) -> None:
     """No timing here: the plan of the desk's query, recorded from GET /care/enquiries, with 2,000
     enquiries of every status and priority, reads its page off enquiries_care_desk_idx (server
     migration 0048) and sorts nothing, on the first page and the next."""
@@ -244,27 +237,14 @@ def test_a_desk_page_reads_only_the_enquiries_it_shows(site, monkeypatch, query:
     )
     conn.execute("ANALYZE enquiries")
     _sign_in(client, keys["customer_care"])
-    recorded: list[tuple[Any, Any]] = []
-    execute = psycopg.Connection.execute
-
-    def recording(self: psycopg.Connection, statement: Any, params: Any = None, **kwargs: Any) -> Any:
-        text = statement if isinstance(statement, str) else statement.as_string(self)
-        if "FROM enquiries" in text and "ORDER BY" in text:
-            recorded.append((text, params))
-        return execute(self, statement, params, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", recording)
-    first = client.get(f"/care/enquiries{query}").text
-    following = NEXT.search(first)
-    assert following is not None
-    client.get(unescape(following.group(1)))
-    monkeypatch.undo()
+    with queries_run(lambda text: "FROM enquiries" in text and "ORDER BY" in text) as recorded:
+        first = client.get(f"/care/enquiries{query}").text
+        following = NEXT.search(first)
+        assert following is not None
+        client.get(unescape(following.group(1)))
     assert len(recorded) == 2, recorded
     for text, params in recorded:
-        row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchone()
-        assert row is not None
-        plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
-        nodes = list(_plan_nodes(plan[0]["Plan"]))
+        nodes = explained_nodes(conn, text, params)
         read = [node for node in nodes if node.get("Relation Name") == "enquiries"]
         assert [node.get("Index Name") for node in read] == ["enquiries_care_desk_idx"], nodes
         assert all(node["Actual Rows"] <= page_module.ENQUIRIES_PER_PAGE + 1 for node in read), nodes
