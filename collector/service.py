@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
-from aquami.guarded import guarded
+from aquami.guarded import CallbackGuard
 from aquami.mqtt import Client, MqttEndpoint, new_client
 from aquami.outage import Outage
 from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
@@ -153,16 +153,14 @@ class Collector:
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
         # An exception that leaves a callback kills paho's network thread: nothing more is received
         # while the process runs on. Each is caught, logged, and stops the collector.
-        self._client.on_connect = self._guarded(self._on_connect)
-        self._client.on_message = self._guarded(self._on_message)
-        self._client.on_subscribe = self._guarded(self._on_subscribe)
-        self._client.on_disconnect = self._guarded(self._on_disconnect)
-        self._client.on_connect_fail = self._guarded(self._on_connect_fail)
+        guarded = CallbackGuard("collector", self._fail, log)
+        self._client.on_connect = guarded(self._on_connect)
+        self._client.on_message = guarded(self._on_message)
+        self._client.on_subscribe = guarded(self._on_subscribe)
+        self._client.on_disconnect = guarded(self._on_disconnect)
+        self._client.on_connect_fail = guarded(self._on_connect_fail)
         self._parser = threading.Thread(target=self._parse_loop, name="collector-parser", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
-
-    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
-        return guarded(callback, "collector", self._fail, log)
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:

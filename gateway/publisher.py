@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from aquami.contracts.reads import ReadsBatch, reads_topic, status_topic
-from aquami.guarded import guarded
+from aquami.guarded import CallbackGuard
 from aquami.mqtt import MqttEndpoint
 from aquami.outage import Outage
 from gateway.backoff import Backoff
@@ -117,6 +117,7 @@ class Publisher:
         self._on_fatal = on_fatal
         #: why the publisher stopped on its own; None while it runs
         self.failure: str | None = None
+        self._guard = CallbackGuard("gateway", self._fail, log)  # one for every session's client
         # said when the broker goes (or cannot be reached, or refuses), every 5 minutes while it stays
         # away, and when it is back: before, a warning at every reconnection attempt
         self.broker = Outage(log, f"MQTT broker {endpoint.url}")
@@ -235,10 +236,11 @@ class Publisher:
         client.enable_logger(logging.getLogger("paho"))
         # An exception that leaves a callback ends the session, and the next one meets the same bug:
         # reconnecting for ever, nothing delivered. Each is caught, logged, and stops the publisher.
-        client.on_connect = guarded(self._on_connect, "gateway", self._fail, log)
-        client.on_disconnect = guarded(self._on_disconnect, "gateway", self._fail, log)
-        client.on_publish = guarded(self._on_publish, "gateway", self._fail, log)
-        client.on_message = guarded(self._on_message, "gateway", self._fail, log)
+        guarded = self._guard
+        client.on_connect = guarded(self._on_connect)
+        client.on_disconnect = guarded(self._on_disconnect)
+        client.on_publish = guarded(self._on_publish)
+        client.on_message = guarded(self._on_message)
         log.debug("new MQTT %s client for %s", version, self.endpoint.url)
         return client
 

@@ -362,11 +362,15 @@ class MqttLink:
         self._writers += [client_writer, broker_writer]
         up = asyncio.create_task(self._pass(client_reader, broker_writer))
         down = asyncio.create_task(self.down(broker_reader, client_writer))
-        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for task in (up, down):
             task.cancel()
         client_writer.close()
         broker_writer.close()
+        for task in done:  # a side cut is how a link ends; left unretrieved, asyncio logs it later
+            error = task.exception()  # (into whichever test runs then, as an ERROR record)
+            if error is not None and not isinstance(error, ConnectionError):
+                raise error
 
     @staticmethod
     async def _pass(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
