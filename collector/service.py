@@ -143,6 +143,8 @@ class Collector:
         # the writer's failed commits: a line when the database goes, now and then while it is away,
         # and when it is back (before, a two-line warning every second, and nothing at the end)
         self._database = Outage(log, "database")
+        # any other failure to store (a bug, a trigger that raises): before, a traceback a second
+        self._storing = Outage(log, "storing messages")
         self._stop = threading.Event()
         self._store = ReadingStore(
             config.database_url,
@@ -285,12 +287,15 @@ class Collector:
                 if isinstance(error, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)):
                     # (not a traceback: a failover's standby is no fault of ours)
                     self._database.failed(error, f"; {len(pending)} messages wait, unacknowledged")
-                else:
-                    log.exception("could not store %d messages; they wait, unacknowledged", len(pending))
+                else:  # a bug, or a trigger that raises: its traceback once, not every second
+                    if not self._storing.ongoing:
+                        log.exception("could not store %d messages; they wait, unacknowledged", len(pending))
+                    self._storing.failed(f"{type(error).__name__}: {error}", f"; {len(pending)} messages wait")
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue
             self._database.recovered()
+            self._storing.recovered()
             self._acknowledge(pending)
             pending = []
 

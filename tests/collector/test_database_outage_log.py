@@ -60,3 +60,36 @@ def test_a_collector_waiting_for_its_database_says_why_once_not_every_5_s() -> N
     assert len(lines) == 1, lines
     assert "WARNING collector: database unavailable (connection failed: " in lines[0]
     assert lines[0].endswith("; trying again every 5 s")
+
+
+def test_a_failure_to_store_that_is_not_an_outage_is_one_traceback_not_one_a_second(
+    migrated_database_url: str, mosquitto: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure that is not the database being away (here a trigger the utility's DBA added that
+    raises; a bug would do the same) was logged with its traceback every second the messages
+    waited. Now the traceback once, a reminder every 5 minutes, and a line when storing works again;
+    the message waits unacknowledged meanwhile and is stored then."""
+    caplog.set_level(logging.INFO)
+    url, gw = migrated_database_url, "gw-fault"
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "CREATE FUNCTION refuse_meter() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'no new meters today'; END $$"
+            )
+            admin.execute(
+                "CREATE TRIGGER refuse_meter BEFORE INSERT ON meters FOR EACH ROW EXECUTE FUNCTION refuse_meter()"
+            )
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [("F1", "2026-03-01T00:00:00Z", 2.5)]))
+            wait_for(lambda: collector.counters.database_errors >= 4, 30, "the store failing, again and again")
+            assert count(url, "SELECT count(*) FROM readings WHERE meter_id = 'F1'") == 0
+            admin.execute("DROP TRIGGER refuse_meter ON meters")
+        wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'F1'") == 1, 30, "the read")
+    own = [r for r in caplog.records if r.name == "collector.service" and r.levelno >= logging.WARNING]
+    tracebacks = [r.getMessage() for r in own if r.exc_info]
+    assert tracebacks == ["could not store 1 messages; they wait, unacknowledged"]
+    said = [r.getMessage() for r in own if "storing messages" in r.getMessage()]
+    assert len(said) == 2, said
+    assert said[0].startswith("storing messages unavailable (RaiseException: no new meters today")
+    assert said[1].startswith("storing messages available again after ") and "failures" in said[1]
