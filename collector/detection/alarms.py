@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collector.detection.alerts import Alert, AlertKind, AlertSource
+from collector.detection.alerts import FLOW_KINDS, Alert, AlertKind, AlertSource
 from collector.detection.common import Clock, new_alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import Flows, first_crossings, last_index, next_index
@@ -52,8 +52,10 @@ def meter_alarm_alerts(block: SeriesBlock, flows: Flows, config: DetectionConfig
             last = int(last_on[m, end - 1])  # the latest reading still showing the alarm
             # an end is known once the data reach the hold-off past it: the bit may yet come back
             ended = end < t and clock.seconds[t - 1] - clock.seconds[end] >= hold_off_s
+            # only a flow alarm's water is a rate: a tampered, dry or failing meter loses what
+            # nothing measures, and its use meanwhile is no loss (0, not the household's use)
             seg = flows.flow_l_h[m, j:end]
-            rate = _rate(kind, seg, float(flows.step_flow_l_h[m, 0]))
+            rate = _rate(kind, seg, float(flows.step_flow_l_h[m, 0])) if kind in FLOW_KINDS else 0.0
             start = clock.at(j)
             last_seen = clock.at(last)
             alerts.append(

@@ -50,7 +50,8 @@ class Alert:
     first made it detectable (detection is causal: the data up to ``detected_at`` raise it);
     ``last_seen`` the latest reading still showing it; ``ended_at`` when the flow stopped, if it has.
     ``rate_l_h`` is the estimated flow of the fault (for ``stuck``, the use the meter fails to
-    register); ``volume_l`` the water lost or unregistered from ``start`` to ``last_seen``.
+    register; 0 for a meter's own alarms that are no flow: tamper, dry, low_battery, meter_error);
+    ``volume_l`` the water lost or unregistered from ``start`` to ``last_seen``.
     ``evidence`` lists the intervals (from, to) whose readings triggered the alert.
     """
 

@@ -303,3 +303,18 @@ def test_the_meters_own_alarm_bits_pass_through_as_alerts() -> None:
     assert (alert.kind, alert.meter_id) == (AlertKind.TAMPER, "B")
     assert alert.start == alert.detected_at == at_hour(30)
     assert alert.ended_at == at_hour(40) and alert.confidence == 1.0
+
+
+@pytest.mark.parametrize("name", ["tamper", "dry", "low_battery", "meter_error"])
+def test_a_meter_alarm_that_is_no_flow_claims_no_rate_and_no_water_lost(name: str) -> None:
+    """A tamper alarm's rate was the household's use while it was on (4.1 L/h in the demo) and its
+    ``volume_l`` that use summed, as though it were water lost: nothing measures what a tampered,
+    dry or failing meter lost, so both are 0. A leak alarm keeps its measured floor."""
+    rng = np.random.default_rng(36)
+    block = block_of({"A": household(rng, 5) + 4.0})  # litres an hour: a use that never stops, 4 L/h
+    bits = np.zeros(block.volume_m3.shape, dtype=bool)
+    bits[0, 30:60] = True
+    alarmed = dataclasses.replace(block, alarms={name: bits, "leak": bits})
+    by_kind = {a.kind.value: a for a in detect(alarmed) if a.source.value == "meter"}
+    assert (by_kind[name].rate_l_h, by_kind[name].volume_l) == (0.0, 0.0)
+    assert by_kind["leak"].rate_l_h >= 3.9 and by_kind["leak"].volume_l > 0
