@@ -124,18 +124,29 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
             [(a.account_id, a.name, a.billing_cycle) for a in latest.values()],
         )
         try:
-            for a in agreements:
-                updated = cur.execute(
+            # the agreements recorded before, in the file's order (a move-out's end before the next
+            # tenant's start moves); then the new ones, in one statement (one each took 20 s for 50,000)
+            unrecorded = [
+                a
+                for a in agreements
+                if not cur.execute(
                     "UPDATE service_agreements SET account_id = %s, end_at = %s "
                     "WHERE service_point_id = %s AND start_at = %s",
                     (a.account_id, a.end_at, a.service_point_id, a.start_at),
                 ).rowcount
-                if not updated:
-                    cur.execute(
-                        "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) "
-                        "VALUES (%s, %s, %s, %s)",
-                        (a.account_id, a.service_point_id, a.start_at, a.end_at),
-                    )
+            ]
+            # one listed twice is one agreement, as it is last listed (as recorded one by one)
+            new = list({(a.service_point_id, a.start_at): a for a in unrecorded}.values())
+            cur.execute(
+                "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])",
+                (
+                    [a.account_id for a in new],
+                    [a.service_point_id for a in new],
+                    [a.start_at for a in new],
+                    [a.end_at for a in new],
+                ),
+            )
         except psycopg.errors.ExclusionViolation as error:
             raise AccountsFileError(
                 f"two agreements on one service point at once: {error.diag.message_detail}"

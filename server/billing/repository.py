@@ -94,6 +94,27 @@ WHERE d.prev_ts IS NOT NULL
 """
 
 
+# A read of a span in which its meter's membership of the account changed since (an agreement or a
+# job card recorded late, server migration 0052): changed for the billing system's copy though the
+# read itself was not written (``r`` a read, ``w`` the account's window it lies in).
+_JOINED = """
+SELECT 1 FROM account_membership_changes c
+WHERE c.account_id = w.account_id AND c.recorded_at >= %(since)s
+  AND c.meter_id = r.meter_id AND r.ts >= c.from_ts AND r.ts < c.to_ts
+"""
+
+# The reads that left the account since: in a span logged since, of a meter that no longer counts
+# for the account at the read's time. The key, who recorded the change and when.
+_LEFT = """
+SELECT r.ts, c.service_point_id, r.meter_id, c.recorded_at AS removed_at, c.recorded_by AS removed_by,
+       'no longer counts for the account: an agreement or installation recorded since' AS removed_reason
+FROM account_membership_changes c
+JOIN readings r ON r.meter_id = c.meter_id AND r.ts >= greatest(c.from_ts, %(from)s) AND r.ts < least(c.to_ts, %(to)s)
+WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s
+  AND NOT EXISTS (SELECT 1 FROM w WHERE w.meter_id = r.meter_id AND r.ts >= w.w_from AND r.ts < w.w_to)
+"""
+
+
 def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
     return conn.execute("SELECT 1 FROM accounts WHERE account_id = %s", (account_id,)).fetchone() is not None
 
@@ -136,7 +157,7 @@ def account_reads(
         FROM w JOIN readings r ON r.meter_id = w.meter_id AND r.ts >= w.w_from AND r.ts < w.w_to
         WHERE w.w_from < w.w_to
           AND (%(after_ts)s::timestamptz IS NULL OR (r.ts, r.meter_id) > (%(after_ts)s, %(after_meter)s))
-          AND (%(since)s::timestamptz IS NULL OR r.received_at >= %(since)s)
+          AND (%(since)s::timestamptz IS NULL OR r.received_at >= %(since)s OR EXISTS ({_JOINED}))
         ORDER BY r.ts, r.meter_id
         LIMIT %(limit)s
         """,
@@ -164,19 +185,23 @@ def account_removed(
 ) -> list[dict[str, Any]]:
     """The account's meters' reads in [start, end) removed at or after ``changed_since`` (an estimate
     VEE deleted when a read came into its gap, an edited estimate giving way to the meter's read)
-    and not stored again since: their keys, from reading_history (collector migration 0013), by
-    (ts, meter_id) in (after, upto]."""
+    and not stored again since, from reading_history (collector migration 0013), and the reads
+    that no longer count for the account since (an agreement or a job card recorded late, server
+    migration 0052): their keys, by (ts, meter_id) in (after, upto]."""
     return conn.execute(  # type: ignore[return-value]
         f"""
-        WITH w AS ({_WINDOWS})
-        SELECT DISTINCT ON (h.ts, h.meter_id) h.ts, w.service_point_id, h.meter_id,
-               h.superseded_at AS removed_at, h.superseded_by AS removed_by, h.superseded_reason AS removed_reason
-        FROM w JOIN reading_history h ON h.meter_id = w.meter_id AND h.ts >= w.w_from AND h.ts < w.w_to
-        WHERE w.w_from < w.w_to AND h.superseded_quality = 'deleted' AND h.superseded_at >= %(since)s
-          AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = h.meter_id AND r.ts = h.ts)
-          AND (%(after_ts)s::timestamptz IS NULL OR (h.ts, h.meter_id) > (%(after_ts)s, %(after_meter)s))
-          AND (%(upto_ts)s::timestamptz IS NULL OR (h.ts, h.meter_id) <= (%(upto_ts)s, %(upto_meter)s))
-        ORDER BY h.ts, h.meter_id, h.superseded_at DESC
+        WITH w AS ({_WINDOWS}), removed AS (
+            SELECT h.ts, w.service_point_id, h.meter_id,
+                   h.superseded_at AS removed_at, h.superseded_by AS removed_by, h.superseded_reason AS removed_reason
+            FROM w JOIN reading_history h ON h.meter_id = w.meter_id AND h.ts >= w.w_from AND h.ts < w.w_to
+            WHERE w.w_from < w.w_to AND h.superseded_quality = 'deleted' AND h.superseded_at >= %(since)s
+              AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = h.meter_id AND r.ts = h.ts)
+            UNION ALL {_LEFT}
+        )
+        SELECT DISTINCT ON (ts, meter_id) * FROM removed
+        WHERE (%(after_ts)s::timestamptz IS NULL OR (ts, meter_id) > (%(after_ts)s, %(after_meter)s))
+          AND (%(upto_ts)s::timestamptz IS NULL OR (ts, meter_id) <= (%(upto_ts)s, %(upto_meter)s))
+        ORDER BY ts, meter_id, removed_at DESC
         """,
         {
             "account": account_id,

@@ -86,7 +86,8 @@ def billing_reads(
     changed_since: Annotated[
         UtcInstant | None,
         Query(
-            description="only reads written or revised at or after it, and the keys of those removed since: "
+            description="only reads written or revised at or after it, or moved into the account by a job card "
+            "or agreement recorded since, and the keys of those removed or moved out since: "
             "the previous pull's next_changed_since"
         ),
     ] = None,
