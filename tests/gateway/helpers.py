@@ -184,14 +184,18 @@ def config_text(
     extra_spool: str = "",
     timeout_s: float = 0.5,
     retries: int = 1,
+    bus_timing: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """A gateway file with Modbus TCP buses ``{name: port}`` and meters ``WM-{unit:04d}`` on them."""
+    """A gateway file with Modbus TCP buses ``{name: port}`` and meters ``WM-{unit:04d}`` on them;
+    ``bus_timing`` ``{name: {"timeout_s": 2.0}}`` overrides, for the buses it names, the timing the
+    others get (``poll_interval_s``, ``timeout_s``, ``retries``)."""
     mqtt = {"batch_size": batch_size, "window": window, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
     extras = {"extra_top": extra_top, "extra_mqtt": extra_mqtt, "extra_spool": extra_spool}
     lines = _head(gateway_id, broker_url, spool_path, mqtt, **extras)
     for name, port in buses.items():
         bus = {"name": name, "protocol": "modbus-tcp", "host": "127.0.0.1", "port": port}
         timing = {"poll_interval_s": poll_interval_s, "timeout_s": timeout_s, "retries": retries}
+        timing |= (bus_timing or {}).get(name, {})
         lines += toml_table("[[buses]]", {**bus, **timing, "retry_backoff_s": 0.05}, extra_bus)
     for name, units in unit_ids.items():
         for unit in units:
