@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import serial
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
@@ -32,10 +31,9 @@ from simulators.rig.control import ControlServer
 from simulators.rig.faults import FAULT_KINDS, MAX_DURATION_S, MAX_RATE_LPH, meter_fault, parse_fault, wire_rule
 from simulators.rig.runner import Rig
 from simulators.rig.serve import serve
-from simulators.serial_line import pty_accepts_parity
+from tests.simulators.mbus_wire import mbus
 
 NOW = datetime(2026, 2, 1, 12, 0, 30, tzinfo=UTC)
-PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
 
 RIG = """
 [rig]
@@ -276,17 +274,6 @@ secondary = "26000002"
 """
 
 
-def _transact(port: str, frame: bytes, wait_s: float = 0.6) -> bytes:
-    """One request on the rig's M-Bus pty at 2400 baud; what came back within ``wait_s``."""
-    with serial.Serial(port, 2400, parity=PARITY, timeout=0) as line:
-        line.write(frame)
-        got, deadline = bytearray(), time.monotonic() + wait_s
-        while time.monotonic() < deadline and not (got[:1] == b"\x68" and len(got) >= 4 and len(got) >= got[1] + 6):
-            got += line.read(512)
-            time.sleep(0.005)
-        return bytes(got)
-
-
 def test_an_mbus_wire_fault_hits_its_own_meter_at_a_shared_address() -> None:
     """Two meters at primary 0 (reached by secondary address): `absent` on one leaves the other there."""
     rig = Rig(parse_rig_text(MBUS_RIG, now=NOW), clock=lambda: NOW)
@@ -294,9 +281,9 @@ def test_an_mbus_wire_fault_hits_its_own_meter_at_a_shared_address() -> None:
     try:
         port = rig.where["mb"]
         rig.inject("MB1", {"kind": "absent"})
-        assert _transact(port, build_snd_ud_select("26000001")) == b""
-        assert _transact(port, build_snd_ud_select("26000002")) == b"\xe5"
-        assert decode_frame(_transact(port, build_req_ud2(0xFD, fcb=True)))["id"] == "26000002"
+        assert mbus(port, build_snd_ud_select("26000001"), wait_s=0.6) == b""  # no answer: a short wait
+        assert mbus(port, build_snd_ud_select("26000002")) == b"\xe5"
+        assert decode_frame(mbus(port, build_req_ud2(0xFD, fcb=True)))["id"] == "26000002"
         assert {r["meter"]: r["faults"] for r in rig.rows()} == {"MB1": ["absent"], "MB2": []}
     finally:
         asyncio.run(rig.stop())

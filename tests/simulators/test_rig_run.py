@@ -31,11 +31,10 @@ from simulators.rig.config import parse_rig_text
 from simulators.rig.control import ControlServer
 from simulators.rig.runner import Rig
 from simulators.rig.table import render
-from simulators.serial_line import pty_accepts_parity
+from tests.simulators.mbus_wire import PARITY, mbus
 
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
 NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
-PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
 KEY = bytes(range(16))
 
 
@@ -82,27 +81,6 @@ def fault(running: Running, *args: str) -> str:
     result = CliRunner().invoke(app, ["simulate", "fault", "--rig", running.url, *args])
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def mbus(port: str, frame: bytes, wait_s: float = 10.0) -> bytes:
-    """Send ``frame``; the answer once it is whole (a single E5h, or a long frame of its announced
-    L + 6 bytes), else what came within ``wait_s`` (nothing, from a silent meter). Not a pause in
-    the bytes: the rig's line thread on a loaded machine pauses mid-frame for longer than the
-    0.2 s of quiet once taken for the answer's end (a 62-byte frame came back as 58)."""
-
-    def whole(got: bytes | bytearray) -> bool:
-        return got == b"\xe5" or (len(got) >= 4 and got[0] == 0x68 and len(got) >= got[1] + 6)
-
-    with serial.Serial(port, 2400, parity=PARITY, timeout=0) as s:
-        s.write(frame)
-        got, deadline = bytearray(), time.monotonic() + wait_s
-        while not whole(got) and time.monotonic() < deadline:
-            chunk = s.read(512)
-            if chunk:
-                got += chunk
-            else:
-                time.sleep(0.002)
-        return bytes(got + s.read(512))  # and whatever else has come with it
 
 
 def test_modbus_tcp_smart_meter_and_dma_inlet(running: Running) -> None:
@@ -198,8 +176,11 @@ def test_faults_injected_and_cleared_while_running(running: Running) -> None:
 
 def test_live_table_shows_every_meter_and_its_last_request(running: Running) -> None:
     assert decode_frame(mbus(running.port("mbus-1"), build_req_ud2(1, fcb=True)))["id"] == "26000001"
-    time.sleep(0.5)  # W000001 sends every 0.2 s
+    deadline = time.monotonic() + 20  # W000001 sends every 0.2 s: its first telegram, on a loaded machine too
     rows = rig_meters(running.url)
+    while time.monotonic() < deadline and not any(r["meter"] == "W000001" and r["last_request"] for r in rows):
+        time.sleep(0.1)
+        rows = rig_meters(running.url)
     assert {r["meter"] for r in rows} == set(running.rig.meters)
     polled = {r["meter"] for r in rows if r["last_request"] is not None}
     assert {"MB000001", "W000001"} <= polled
