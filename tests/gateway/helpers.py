@@ -308,6 +308,25 @@ def run_config(config: GatewayConfig, seconds: float) -> tuple[Gateway, list[Rea
     return asyncio.run(scenario()), taken
 
 
+def run_config_until(
+    config: GatewayConfig, done: Callable[[list[Reading]], bool], timeout: float = 60.0
+) -> tuple[Gateway, list[Reading]]:
+    """A gateway on ``config``, run in an event loop of its own until ``done(what it has spooled)``
+    holds, or ``timeout`` seconds have passed (no error: the test checks), and what it spooled.
+    Rather than :func:`run_config`'s fixed time, where a test needs so many polls: a loaded machine
+    makes fewer in a given time."""
+    taken: list[Reading] = []
+
+    async def scenario() -> Gateway:
+        gateway = Gateway(config)
+        record_readings(gateway, taken)
+        async with running(gateway):
+            await until(lambda: done(list(taken)), timeout)
+        return gateway
+
+    return asyncio.run(scenario()), taken
+
+
 _PUBACK = 4  # MQTT control packet type (MQTT 3.1.1 §2.2.1, MQTT 5.0 §2.1.2)
 
 
