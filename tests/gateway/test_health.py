@@ -6,8 +6,10 @@ import asyncio
 import gc
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -88,6 +90,9 @@ def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path:
     subscriber = Subscriber(mosquitto.url, ["aquami/v1/gw-health/#"], client_id="health-sub")
     port = free_port()
 
+    def offline_told() -> bool:
+        return any(s["meters"].get("WM-0004", {}).get("offline") for s in subscriber.payloads("/status/health"))
+
     async def scenario() -> Gateway:
         simulator = ModbusTcpSimulator(meters(3), port=port)  # unit 4 is configured but absent
         await simulator.start()
@@ -97,13 +102,17 @@ def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path:
             {"b": [1, 2, 3, 4]},
             str(tmp_path / "s.sqlite"),
             gateway_id="gw-health",
-            timeout_s=0.3,
+            # the absent unit 4 fails at once (the simulator answers "no response" for it): the timeout is for
+            # the others, whose answers a loaded machine may hold past a short one (three in a row: their own
+            # meter_offline, which the test rules out)
+            timeout_s=2.0,
             retries=0,
             extra_top="[health]\noffline_after = 3\nstatus_interval_s = 0.5\n",
         )
         gateway = Gateway(parse_config_text(text))
         async with running(gateway):
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(3.0)  # (the uptime asserted below)
+            await asyncio.to_thread(subscriber.wait_for, offline_told, 20, "a status saying WM-0004 is offline")
             await simulator.stop()
             simulator = ModbusTcpSimulator(meters(4), port=port)  # unit 4 is back
             await simulator.start()
@@ -141,6 +150,7 @@ def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path:
 def run_with_outage(tmp_path: Path, policy: str, gateway_id: str) -> tuple[Gateway, Subscriber, dict[str, int]]:
     """Poll 5 meters fast while the broker is away, with a 10-reading spool, then bring it back."""
     figures: dict[str, int] = {}
+    emitted: list[str] = []
 
     async def scenario(broker: MosquittoBroker) -> Gateway:
         simulator = ModbusTcpSimulator(meters(5))
@@ -156,6 +166,13 @@ def run_with_outage(tmp_path: Path, policy: str, gateway_id: str) -> tuple[Gatew
             extra_spool=f'max_readings = 10\npolicy = "{policy}"\n',
         )
         gateway = Gateway(parse_config_text(text))
+        emit = gateway.emit
+
+        def emitting(event: dict[str, Any]) -> None:  # what the subscriber is to receive, all of it
+            emitted.append(event["event"])
+            emit(event)
+
+        gateway.emit = emitting  # type: ignore[method-assign]
         async with running(gateway):
             await asyncio.sleep(2.0)
             figures["spooled_in_outage"] = gateway.readings_spooled
@@ -168,8 +185,8 @@ def run_with_outage(tmp_path: Path, policy: str, gateway_id: str) -> tuple[Gatew
 
     with outage_broker([f"aquami/v1/{gateway_id}/events"], f"{policy}-sub") as (broker, subscriber):
         gateway = asyncio.run(scenario(broker))
-        subscriber.wait_for(lambda: len(subscriber.payloads("/events")) >= 1, 10, "events")
-        time.sleep(0.5)
+        every = lambda: subscriber.count("/events") >= max(1, len(emitted))  # noqa: E731
+        subscriber.wait_for(every, 30, f"the {len(emitted)} events the gateway emitted")
     return gateway, subscriber, figures
 
 
@@ -199,27 +216,34 @@ def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
     port = free_port()
     stopped_at: dict[str, str] = {}
 
-    async def run_once(broker: MosquittoBroker, seconds: float, drain: float) -> Gateway:
+    async def run_once(broker: MosquittoBroker, done: Callable[[Gateway], bool], drain: float) -> Gateway:
         text = config_text(
             broker.url,
             {"b": port},
             {"b": [1, 2]},
             str(tmp_path / "s.sqlite"),
             gateway_id="gw-ev",
-            timeout_s=0.2,
+            # unit 2 fails at once (the simulator answers "no response" for it): the timeout is for unit 1,
+            # whose answers a loaded machine may hold past a short one (twice in a row: a meter_offline of
+            # WM-0001's among the first run's events, which the test rules out)
+            timeout_s=2.0,
             retries=0,
             extra_top="[health]\noffline_after = 2\n",
         )
         gateway = Gateway(parse_config_text(text))
         async with running(gateway, drain_timeout=drain):
-            await asyncio.sleep(seconds)
+            await until(lambda: done(gateway), 20)
         return gateway
+
+    def offline(gateway: Gateway) -> bool:
+        meter = gateway.health.meters.get("WM-0002")
+        return meter is not None and meter.offline_since is not None
 
     async def scenario(broker: MosquittoBroker) -> int:
         simulator = ModbusTcpSimulator(meters(1), port=port)  # unit 2 never answers
         await simulator.start()
         await asyncio.to_thread(broker.stop)
-        first = await run_once(broker, 2.0, drain=0.0)  # offline: the event can only wait
+        first = await run_once(broker, offline, drain=0.0)  # the broker away: the event can only wait
         stopped_at["ts"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         from gateway.spool import Spool
 
@@ -228,7 +252,7 @@ def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
         spool.close()
         assert first.publisher.connections == 0
         await asyncio.to_thread(broker.start)
-        await run_once(broker, 1.5, drain=5.0)
+        await run_once(broker, lambda gateway: gateway.spool.messages_waiting() == 0, drain=5.0)  # delivered
         await simulator.stop()
         return waiting
 
