@@ -9,7 +9,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,14 +28,36 @@ def _near_now(line: str) -> None:
     assert abs(at - datetime.now(UTC)) < timedelta(seconds=60), line
 
 
-def _first_lines(command: list[str], env: dict[str, str], wait: float, lines: int) -> list[str]:
+def _first_lines(
+    command: list[str], env: dict[str, str], lines: int, until: Callable[[list[str]], bool] = lambda said: True
+) -> list[str]:
+    """What ``command`` writes to stderr (its non-blank lines) from its start until it has written
+    ``lines`` and ``until(them)`` holds (60 s at most: a loaded machine starts Python slowly), and
+    after it is then terminated. Read as they come, not after a fixed time that may be too short."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+    lock = threading.Lock()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.strip():
+                with lock:
+                    said.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        time.sleep(wait)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with lock:
+                if len(said) >= lines and until(list(said)):
+                    break
+            time.sleep(0.1)
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=30)
-    said = [line for line in stderr.splitlines() if line.strip()]
+        process.wait(timeout=30)
+        reader.join(30)
     assert len(said) >= lines, said
     return said
 
@@ -57,7 +81,7 @@ def test_the_formatter_writes_utc_whatever_the_zone(monkeypatch) -> None:
 def test_the_collector_logs_utc_in_another_zone() -> None:
     env = {**os.environ, "TZ": "Asia/Kolkata", "AQUAMI_DATABASE_URL": "postgresql://x@127.0.0.1:1/none"}
     command = [sys.executable, "-m", "aquami", "collector", "run", "--mqtt-url", "mqtt://127.0.0.1:1"]
-    for line in _first_lines(command, env, 3, 1):
+    for line in _first_lines(command, env, 1):
         _near_now(line)
 
 
@@ -70,14 +94,22 @@ def test_the_gateway_logs_utc_in_another_zone(tmp_path: Path) -> None:
         '[[meters]]\nmeter_id = "M-1"\nbus = "b1"\nunit_id = 1\n'
     )
     env = {**os.environ, "TZ": "America/New_York"}
-    for line in _first_lines([sys.executable, "-m", "aquami", "gateway", "run", str(config)], env, 4, 1):
+    for line in _first_lines([sys.executable, "-m", "aquami", "gateway", "run", str(config)], env, 1):
         _near_now(line)
 
 
 def test_the_server_logs_utc_with_its_own_lines_and_uvicorn_s() -> None:
     env = {**os.environ, "TZ": "America/New_York", "AQUAMI_DATABASE_URL": "postgresql://x@127.0.0.1:1/none"}
     command = [sys.executable, "-m", "aquami", "server", "run", "--port", str(free_port())]
-    said = _first_lines(command, env, 14, 3)  # the database waited for 10 s, then said to be away
+    said = _first_lines(  # the database waited for 10 s, then said to be away
+        command,
+        env,
+        3,
+        lambda said: (
+            any(" WARNING server.db: database not reachable yet" in line for line in said)
+            and any(" INFO uvicorn.error: Uvicorn running on " in line for line in said)
+        ),
+    )
     for line in said:  # each a line: psycopg_pool's message holds a newline
         _near_now(line)
     assert any(" WARNING server.db: database not reachable yet" in line for line in said), said

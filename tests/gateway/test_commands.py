@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import tomllib
@@ -18,7 +19,15 @@ from gateway.config import MeterConfig, load_config, parse_config_text
 from gateway.service import Gateway
 from gateway.transport import PollError
 from simulators.modbus_tcp import ModbusTcpSimulator
-from tests.gateway.helpers import StatelessTransport, Subscriber, bus_config_text, config_text, meters, running
+from tests.gateway.helpers import (
+    StatelessTransport,
+    Subscriber,
+    bus_config_text,
+    config_text,
+    meters,
+    running,
+    until,
+)
 
 pytestmark = pytest.mark.services
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
@@ -34,6 +43,19 @@ async def command(subscriber: Subscriber, name: str, body: dict[str, Any]) -> di
 
     await asyncio.to_thread(subscriber.wait_for, lambda: bool(replied()), 20, f"a reply to {name}")
     return replied()[0]
+
+
+async def listening(subscriber: Subscriber, timeout: float = 30.0) -> None:
+    """Until the gateway answers a command: it subscribes to them once connected, and a command sent
+    before the broker has its subscription is lost. Probed with one it does not know (an error reply,
+    nothing done), sent again each second."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    answered = lambda: subscriber.count("/cmd/probe/reply") > 0  # noqa: E731
+    for n in itertools.count():
+        subscriber.client.publish(f"{ROOT}/cmd/probe", json.dumps({"request_id": f"probe-{n}"}), qos=1)
+        await until(answered, 1.0)
+        if answered() or asyncio.get_running_loop().time() > deadline:
+            return
 
 
 def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
@@ -54,6 +76,7 @@ def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
                     str(tmp_path / "s.sqlite"),
                     gateway_id="gw-cmd",
                     poll_interval_s=3600,
+                    timeout_s=2.0,  # absent units are refused at once; a late answer is no "not found"
                     extra_bus="jitter = 0.0",
                 )
             )
@@ -62,7 +85,7 @@ def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
         gateway = Gateway(load_config(config), config_path=config)
         async with running(gateway):
             await asyncio.to_thread(gateway.publisher.connected.wait, 10)
-            await asyncio.sleep(0.5)  # the subscription to cmd/+ is in place once connected
+            await listening(subscriber)  # (0.5 s after connecting could be too short under load)
             replies["read"] = await command(subscriber, "read-now", {"meter_id": "WM-0002"})
             replies["unknown"] = await command(subscriber, "read-now", {"meter_id": "WM-0009"})
             write([1, 3])
@@ -110,7 +133,9 @@ def test_scan_command_line_writes_a_snippet_that_checks(tmp_path: Path) -> None:
         await simulator.start()
         config = tmp_path / "gw.toml"
         config.write_text(
-            config_text("mqtt://127.0.0.1:1", {"b": simulator.port}, {"b": []}, "s.sqlite", timeout_s=0.2, retries=0)
+            # absent units are refused at once (the simulator answers "no response" for them); a present
+            # unit's answer must not be taken for silence where a loaded machine holds it past a short timeout
+            config_text("mqtt://127.0.0.1:1", {"b": simulator.port}, {"b": []}, "s.sqlite", timeout_s=2.0, retries=0)
         )
         process = await asyncio.create_subprocess_exec(
             AQUAMI,
@@ -249,7 +274,7 @@ def test_a_bus_that_will_not_close_does_not_leave_the_gateway_without_buses_afte
             await asyncio.sleep(0.2)
             await gateway.apply_config(gateway.config)
             before = gateway.readings_spooled
-            await asyncio.sleep(0.5)
+            await until(lambda: gateway.readings_spooled > before, 20)  # (a fixed 0.5 s: too short under load)
             return gateway.readings_spooled - before
 
     assert asyncio.run(scenario()) > 0, "nothing polled after the reload"
@@ -287,7 +312,9 @@ def test_scan_reads_pulse_counters_with_their_parameter_and_the_snippet_keeps_it
         await simulator.start()
         config = tmp_path / "gw.toml"
         config.write_text(
-            config_text("mqtt://127.0.0.1:1", {"b": simulator.port}, {"b": []}, "s.sqlite", timeout_s=0.2, retries=0)
+            # units 4 and 6 are refused at once (the simulator answers "no response" for them); unit 5's
+            # answer must not be taken for silence where a loaded machine holds it past a short timeout
+            config_text("mqtt://127.0.0.1:1", {"b": simulator.port}, {"b": []}, "s.sqlite", timeout_s=2.0, retries=0)
         )
         scan = [
             "gateway",
