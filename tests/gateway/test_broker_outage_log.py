@@ -48,11 +48,13 @@ def test_a_broker_outage_is_said_once_reminded_and_its_end_said(
         _wait(lambda: spool.depth() == 0, 10, "the first readings delivered")
         caplog.clear()
         caplog.set_level(logging.INFO, logger="gateway.publisher")
+        began = time.monotonic()
         fresh_mosquitto.stop()
         spool.append(_readings(4, 8))
         time.sleep(2.5)
         fresh_mosquitto.start()
         _wait(lambda: spool.depth() == 0, 20, "the readings spooled during the outage delivered")
+        lasted = time.monotonic() - began  # the outage as the publisher saw it, and then some
     finally:
         publisher.stop()
         spool.close()
@@ -63,7 +65,10 @@ def test_a_broker_outage_is_said_once_reminded_and_its_end_said(
     # one line, with the reason ("connection lost: Unspecified error"), and what it means here
     assert len(lost) == 1 and lost[0].startswith(f"MQTT broker {endpoint.url} unavailable (connection lost: "), said
     assert lost[0].endswith("; readings wait in the spool"), said
-    assert 1 <= len(reminders) <= 3, said  # every 1 s here; 5 minutes by default
+    # every 1 s here (5 minutes by default), the first 1 s after the outage began: no more than it lasted
+    # in seconds, however long a loaded machine took to stop and start the broker (a line per attempt,
+    # every 0.05-0.2 s, would be several times as many)
+    assert 1 <= len(reminders) <= lasted, (lasted, said)
     assert len(back) == 1 and back[0].startswith(f"MQTT broker {endpoint.url} available again after"), said
     others = [m for m in said if m not in lost + reminders + back and not m.startswith("connected to")]
     assert others == [], said  # no line per attempt: neither "cannot connect" nor "reconnecting in"

@@ -218,9 +218,9 @@ def test_a_short_circuited_line_takes_its_meters_offline_and_does_not_hold_up_re
                 outcome["ok_during_short"] = bus.successes - ok_before
                 tcp_before = gateway.health.buses["tcp-1"].successes
                 started = time.monotonic()
-                await asyncio.wait_for(gateway.apply_config(config), 10)
+                await asyncio.wait_for(gateway.apply_config(config), 30)
                 outcome["reload_s"] = time.monotonic() - started
-                await asyncio.sleep(3)
+                await until(lambda: gateway.health.buses["tcp-1"].successes - tcp_before >= 4, 10)
                 outcome["tcp_after_reload"] = gateway.health.buses["tcp-1"].successes - tcp_before
                 started = time.monotonic()
             outcome["stop_s"] = time.monotonic() - started
@@ -235,6 +235,8 @@ def test_a_short_circuited_line_takes_its_meters_offline_and_does_not_hold_up_re
         line.stop()
     assert outcome["offline"] == {"HOUSE-1", "HOUSE-2"}, outcome
     assert outcome["failed"] >= 4 and outcome["ok_during_short"] <= 2, outcome
-    assert outcome["reload_s"] < 3.0, outcome
-    assert outcome["tcp_after_reload"] >= 6, outcome  # two meters every 0.5 s: about 12 in 3 s
-    assert outcome["stop_s"] < 3.0, outcome
+    # moments, not until the short clears (the bug: for as long as it lasts, here for good); the bounds are
+    # wide, as a loaded machine is slow to stop and start buses
+    assert outcome["reload_s"] < 10.0, outcome
+    assert outcome["tcp_after_reload"] >= 4, outcome  # two meters every 0.5 s: about 20 in 10 s
+    assert outcome["stop_s"] < 10.0, outcome
