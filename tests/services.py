@@ -126,6 +126,11 @@ class MosquittoBroker:
     def log_path(self) -> Path:
         return self._dir / "mosquitto.log"
 
+    @property
+    def persistence_file(self) -> Path:
+        """Where mosquitto saves its in-memory state (with ``persistence=True``; ``autosave_interval``)."""
+        return self._dir / "mosquitto.db"
+
     def _write_config(self) -> Path:
         lines = [
             f"listener {self._port} {self.host}",

@@ -334,13 +334,28 @@ def test_the_shipped_broker_settings_keep_the_collector_s_backlog_when_the_broke
                         reads(gw, seq, [("C1", f"2026-03-01T00:{seq // 60:02d}:{seq % 60:02d}Z", seq)]),
                     )
                 wait_for(lambda: collector.counters.database_errors >= 1, 30, "writes refused")
-                time.sleep(2)  # the broker writes its file every second (what a crash loses is the last second's)
+                # the broker writes its file every second (what a crash loses is the last second's): two
+                # saves after all 300 were acknowledged, the second begun after that for sure (a fixed 2 s
+                # could end before one on a loaded machine)
+                for _ in range(2):
+                    _wait_for_a_save(broker)
                 broker.kill()
                 broker.start()
                 admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
             wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'C1'") == 300, 60, "all")
     finally:
         broker.close()
+
+
+def _wait_for_a_save(broker: MosquittoBroker) -> None:
+    """Until ``broker`` has written its persistence file anew, from now."""
+    saved = broker.persistence_file
+
+    def mtime() -> int:
+        return saved.stat().st_mtime_ns if saved.exists() else 0
+
+    before = max(mtime(), time.time_ns())
+    wait_for(lambda: mtime() > before, 30, "the broker to save its state")
 
 
 def test_a_collector_started_before_its_database_waits_for_it(timescale_admin_url, mosquitto):
@@ -425,7 +440,8 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
     # wait and retries that batch alone; one left out of it (published later than 0.1 s, the
     # default, after the first: 1 run in 9 on a loaded machine) joined the new session's batches,
     # held up by the locker below, and OLD was never stored.
-    options = ("--vee-every", "0", "--detect-every", "0", "--batch-wait", "3")
+    ready = tmp_path / "collector.subscribed"
+    options = ("--vee-every", "0", "--detect-every", "0", "--batch-wait", "3", "--ready-file", str(ready))
     log = tmp_path / "collector.log"
     process = _collector_process(url, fresh_mosquitto.url, client_id, *options, log=log)
     admin = psycopg.connect(url, autocommit=True)
@@ -453,7 +469,10 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
         )
         assert [int(n) for n in held.findall(log.read_text())][:1] == [5], log.read_text()
         fresh_mosquitto.restart()  # no persistence: the collector's session is gone
-        time.sleep(2)  # the collector reconnects and subscribes again
+        # the collector reconnects and subscribes again, and the broker grants it (a fixed 2 s could
+        # end before, and NEW was published to no one): its second "subscribed to", then the ready file
+        # (gone when the connection was lost) back
+        wait_for(lambda: log.read_text().count(" subscribed to ") >= 2 and ready.exists(), 30, "the new subscription")
         locker = psycopg.connect(url)
         locker.execute("SET transaction_read_only = off")
         locker.execute("INSERT INTO meters (meter_id) VALUES ('NEW')")  # holds NEW's write
