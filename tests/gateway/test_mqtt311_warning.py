@@ -68,7 +68,7 @@ def test_a_gateway_speaking_mqtt311_is_warned_once_that_a_refused_publish_is_los
     with caplog.at_level(logging.WARNING, logger="gateway.publisher"):
         protocol_in_use, connections = _connect_twice(protocol, mosquitto.port, tmp_path, broker_acl)
     assert (protocol_in_use, connections >= 2) == (spoken, True)
-    said = [r for r in caplog.records if LOST in r.getMessage()]
+    said = [r for r in caplog.records if r.name == "gateway.publisher" and LOST in r.getMessage()]
     assert len(said) == warnings, caplog.text
     if said:
         assert said[0].levelno == logging.WARNING
