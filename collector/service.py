@@ -179,7 +179,6 @@ class Collector:
         self._broker.recovered()
         self._connection += 1
         client.subscribe([(topic, 1) for topic in self.config.subscriptions])
-        log.info("subscribed to %s on %s", ", ".join(self.config.subscriptions), self.config.mqtt.url)
 
     def _on_connect_fail(self, client: Client, userdata: Any) -> None:
         error = client.last_connect_error
@@ -208,6 +207,9 @@ class Collector:
         if refused:  # a broker whose rules let the collector read reads and events but not statuses
             said = ", ".join(f"{topic}: {reason}" for topic, reason in refused)
             log.warning("broker refused the gateways' status topics (%s): GET /gateways will not know them", said)
+        # said once the broker granted it (said when asked, it came before a refusal, or for nothing)
+        granted = [topic for topic in self.config.subscriptions if topic not in dict(refused)]
+        log.info("subscribed to %s on %s", ", ".join(granted), self.config.mqtt.url)
         if self._ready is not None:
             try:
                 self._ready.write(f"subscribed to {', '.join(self.config.subscriptions)}\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import uuid
 from datetime import UTC, datetime
@@ -172,12 +173,19 @@ def test_a_broker_refusing_only_the_status_topics_leaves_the_collector_storing(t
     endpoint = MqttEndpoint.parse("mqtt://127.0.0.1:1")
     collector = Collector(CollectorConfig("postgresql://127.0.0.1:1/x", endpoint, ready_file=ready))
 
+    caplog.set_level(logging.INFO, logger="collector.service")
+
     def said() -> str:  # the collector's own lines: no other component's (or test's) that happen to be caught
         return "\n".join(r.getMessage() for r in caplog.records if r.name == "collector.service")
 
     collector._on_subscribe(collector._client, None, 1, [granted, granted, refused, refused], None)
     assert ready.exists()
     assert "GET /gateways will not know them" in said() and "nothing will be stored" not in said()
+    topics = collector.config.subscriptions
+    # "subscribed to" names what the broker granted, once it has (it was said when asked, all of it)
+    assert f"subscribed to {', '.join(topics[:2])} on mqtt://127.0.0.1:1" in said().splitlines()
     ready.unlink()
+    caplog.clear()
     collector._on_subscribe(collector._client, None, 2, [granted, refused, granted, granted], None)
     assert not ready.exists() and "nothing will be stored" in said()
+    assert "subscribed to" not in said()
