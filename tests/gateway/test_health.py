@@ -174,7 +174,10 @@ def run_with_outage(tmp_path: Path, policy: str, gateway_id: str) -> tuple[Gatew
 
         gateway.emit = emitting  # type: ignore[method-assign]
         async with running(gateway):
-            await asyncio.sleep(2.0)
+            # the outage lasts until polling has gone on past the full spool (drop_oldest) or been
+            # skipped for it (stop_polling), not a fixed 2 s a loaded machine may poll too little in
+            skipped = lambda: gateway.health.buses["b"].polls_skipped if "b" in gateway.health.buses else 0  # noqa: E731
+            await until(lambda: gateway.readings_spooled > 30 or skipped() > 10, 30)
             figures["spooled_in_outage"] = gateway.readings_spooled
             figures["depth_in_outage"] = gateway.spool.depth()
             figures["skipped_in_outage"] = gateway.health.buses["b"].polls_skipped

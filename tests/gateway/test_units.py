@@ -264,6 +264,7 @@ def test_a_gateway_started_just_before_a_boundary_does_not_poll_twice_across_it(
     slot after it, 20 ms later: two reads for one grid instant. The second poll is at least half an
     interval after the first."""
     started = time.monotonic()
-    polled = _run_schedule(0.4, 0.0, 1.5, lambda: 1_800_000_000 - 0.02 + time.monotonic() - started).polled
+    # 3 s: about 8 polls each, 3 needed (in 1.5 s, a loaded machine's stalled loop could leave 2)
+    polled = _run_schedule(0.4, 0.0, 3.0, lambda: 1_800_000_000 - 0.02 + time.monotonic() - started).polled
     for meter_id, times in polled.items():
         assert len(times) >= 3 and times[1] - times[0] > 0.2, (meter_id, times)

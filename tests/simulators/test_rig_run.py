@@ -132,7 +132,7 @@ def test_wmbus_receiver_stream(running: Running) -> None:
     parser = ReceiverStreamParser(require_fcs=True)
     received: list[ReceivedTelegram] = []
     with serial.Serial(running.port("wmbus-usb"), 57600, timeout=0.1) as s:
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + 20  # its first telegram (every few hundred ms; a loaded machine may hold it)
         while time.monotonic() < deadline and not received:
             received += parser.feed(s.read(1024))
     assert received
