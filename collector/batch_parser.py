@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -136,21 +137,25 @@ def _without_untimely(message: ReadsMessage, untimely: set[str], received: datet
     return ParsedMessage(message, meter_ids, _copy_data(message), min(ts[:19] for ts in timestamps), letter)
 
 
-def without_meters(parsed: ParsedMessage, refused: set[str]) -> tuple[ParsedMessage | None, list[tuple[str, bytes]]]:
-    """The message without the readings of ``refused`` meters (None when none is left), and each
-    refused meter's readings as a message of their own, as JSON: (meter_id, payload)."""
+def without_readings(
+    parsed: ParsedMessage, refuse: Callable[[str, str], bool]
+) -> tuple[ParsedMessage | None, list[tuple[str, bytes]]]:
+    """The message without the readings ``refuse(meter_id, ts)`` is true of (None when none is
+    left), and each meter's refused readings as a message of their own, as JSON: (meter_id, payload)."""
     message = parsed.message
-    kept = [r for r in message.readings if r.meter_id not in refused]
+    refused = [refuse(r.meter_id, r.ts) for r in message.readings]
+    kept = [r for r, no in zip(message.readings, refused, strict=True) if not no]
+    gone = [r for r, no in zip(message.readings, refused, strict=True) if no]
     encode, replace = msgspec.json.encode, msgspec.structs.replace
     letters = [
-        (meter_id, encode(replace(message, readings=[r for r in message.readings if r.meter_id == meter_id])))
-        for meter_id in sorted(refused)
+        (meter_id, encode(replace(message, readings=[r for r in gone if r.meter_id == meter_id])))
+        for meter_id in sorted({r.meter_id for r in gone})
     ]
     if not kept:
         return None, letters
     message = replace(message, readings=kept)
     oldest = min(r.ts[:19] for r in kept)
-    return ParsedMessage(message, parsed.meter_ids - refused, _copy_data(message), oldest), letters
+    return ParsedMessage(message, {r.meter_id for r in kept}, _copy_data(message), oldest), letters
 
 
 def _copy_data(message: ReadsMessage) -> bytes:

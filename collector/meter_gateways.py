@@ -7,6 +7,11 @@ heard from a gateway is assigned to it; an operator assigns it to others, or mov
 assigned to is a dead letter (:func:`refusal` says why) naming the meter and the gateway, so that
 it can be stored once the meter is assigned (:func:`replay`).
 
+A move keeps the gateways the meter leaves as its past ones, each with the moment of the move
+(``until``, collector migration 0071): what they still hold in their spools, measured before the
+move, is stored as it arrives within :data:`HANDOVER` of the move, and what they measured after it
+is refused. Before, the move refused it all.
+
 The check costs one query per batch (the batch's meters' assignments), and for meters nobody has
 claimed yet one more, under a lock that makes the first gateway heard the only one (two collectors
 of a shared group hearing a new meter from two gateways at once assign it once).
@@ -15,6 +20,7 @@ of a shared group hearing a new meter from two gateways at once assign it once).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,7 +30,11 @@ CLAIM_LOCK = 0x61716D67
 #: How many of a meter's gateways a refusal names.
 NAMED_GATEWAYS_MAX = 5
 
-_ASSIGNED = "SELECT meter_id, gateway_id FROM meter_gateways WHERE meter_id = ANY(%s::text[])"
+#: How long after a move the meter's old gateway may still deliver what it measured before it: its
+#: spool holds readings while the broker is away, and a gateway can be away for days.
+HANDOVER = timedelta(days=35)
+
+_ASSIGNED = "SELECT meter_id, gateway_id, until FROM meter_gateways WHERE meter_id = ANY(%s::text[])"
 # Claims, and the meters' gateways after: those claimed here (RETURNING: the statement's own
 # snapshot does not see them) and those claimed before, by another collector too (its claim was
 # committed before the lock was ours, so before this statement's snapshot).
@@ -35,14 +45,15 @@ WITH claimed AS (
     FROM unnest(%(meters)s::text[], %(gateways)s::text[]) AS c(meter_id, gateway_id)
     WHERE NOT EXISTS (SELECT 1 FROM meter_gateways g WHERE g.meter_id = c.meter_id)
     ON CONFLICT DO NOTHING
-    RETURNING meter_id, gateway_id
+    RETURNING meter_id, gateway_id, until
 )
-SELECT meter_id, gateway_id FROM claimed
+SELECT meter_id, gateway_id, until FROM claimed
 UNION ALL
-SELECT meter_id, gateway_id FROM meter_gateways WHERE meter_id = ANY(%(meters)s::text[])
+SELECT meter_id, gateway_id, until FROM meter_gateways WHERE meter_id = ANY(%(meters)s::text[])
 """
 
-Assignments = dict[str, set[str]]
+#: Each meter's gateways: None for those that report it now, the moment of the move for those it left.
+Assignments = dict[str, dict[str, datetime | None]]
 
 
 def first_heard(pairs: Iterable[tuple[Iterable[str], str]]) -> dict[str, str]:
@@ -75,25 +86,42 @@ def assignments(cur: psycopg.Cursor[Any], first: Mapping[str, str]) -> Assignmen
     return found
 
 
-def _by_meter(rows: Iterable[tuple[str, str]]) -> Assignments:
+def _by_meter(rows: Iterable[tuple[str, str, datetime | None]]) -> Assignments:
     found: Assignments = {}
-    for meter_id, gateway_id in rows:
-        found.setdefault(meter_id, set()).add(gateway_id)
+    for meter_id, gateway_id, until in rows:
+        found.setdefault(meter_id, {})[gateway_id] = until
     return found
 
 
+def reports(assigned: Assignments, meter_id: str, gateway_id: str) -> bool:
+    """Whether the gateway reports the meter now (not only what it measured before a move)."""
+    gateways = assigned.get(meter_id, {})
+    return gateway_id in gateways and gateways[gateway_id] is None
+
+
+def handed_over(assigned: Assignments, meter_id: str, gateway_id: str, now: datetime) -> datetime | None:
+    """The moment the meter moved away from the gateway, while its readings from before it are
+    still taken (within :data:`HANDOVER`); else None."""
+    until = assigned.get(meter_id, {}).get(gateway_id)
+    return until if until is not None and now < until + HANDOVER else None
+
+
 def refused(meter_ids: Iterable[str], gateway_id: str, assigned: Assignments) -> list[str]:
-    """The meters among ``meter_ids`` that ``gateway_id`` may not report."""
-    return [m for m in meter_ids if gateway_id not in assigned.get(m, ())]
+    """The meters among ``meter_ids`` that ``gateway_id`` does not report now (some of their
+    readings may still be taken: :func:`handed_over`)."""
+    return [m for m in meter_ids if not reports(assigned, m, gateway_id)]
 
 
 def refusal(meter_id: str, gateway_id: str, assigned: Assignments) -> str:
-    """A dead letter's reason: 'meter WM-A-1 is assigned to gateway gw-a, not gw-b'."""
-    gateways = sorted(assigned.get(meter_id, ()))
+    """A dead letter's reason: 'meter WM-A-1 is assigned to gateway gw-a, not gw-b', or for a gateway
+    the meter moved away from, '…, not gw-b (since 2026-03-01T12:00:00Z)'."""
+    gateways = sorted(g for g, until in assigned.get(meter_id, {}).items() if until is None)
+    until = assigned.get(meter_id, {}).get(gateway_id)
+    since = f" (since {until.astimezone(UTC).isoformat().replace('+00:00', 'Z')})" if until is not None else ""
     if not gateways:
-        return f"meter {meter_id} is assigned to no gateway, not {gateway_id}"
+        return f"meter {meter_id} is assigned to no gateway, not {gateway_id}{since}"
     named = ", ".join(gateways[:NAMED_GATEWAYS_MAX]) + (" …" if len(gateways) > NAMED_GATEWAYS_MAX else "")
-    return f"meter {meter_id} is assigned to gateway{'s' if len(gateways) > 1 else ''} {named}, not {gateway_id}"
+    return f"meter {meter_id} is assigned to gateway{'s' if len(gateways) > 1 else ''} {named}, not {gateway_id}{since}"
 
 
 def assign(
@@ -108,21 +136,25 @@ def assign(
             "ON CONFLICT (meter_id) DO NOTHING",
             (gateway_ids[0], list(meter_ids)),
         )
-        if not add:
+        if not add:  # the gateways left keep what they measured before the move (HANDOVER)
             cur.execute(
-                "DELETE FROM meter_gateways WHERE meter_id = ANY(%s::text[]) AND NOT gateway_id = ANY(%s::text[])",
+                "UPDATE meter_gateways SET until = now() "
+                "WHERE meter_id = ANY(%s::text[]) AND NOT gateway_id = ANY(%s::text[]) AND until IS NULL",
                 (list(meter_ids), list(gateway_ids)),
             )
         cur.execute(
             "INSERT INTO meter_gateways (meter_id, gateway_id, assigned_by) "
-            "SELECT m, g, %s FROM unnest(%s::text[]) m, unnest(%s::text[]) g ON CONFLICT DO NOTHING",
+            "SELECT m, g, %s FROM unnest(%s::text[]) m, unnest(%s::text[]) g "
+            "ON CONFLICT (meter_id, gateway_id) DO UPDATE "  # a gateway left before, assigned again
+            "SET until = NULL, since = now(), assigned_by = excluded.assigned_by "
+            "WHERE meter_gateways.until IS NOT NULL",
             (by, list(meter_ids), list(gateway_ids)),
         )
         return current(cur, meter_ids)
 
 
 def current(cur: psycopg.Cursor[Any], meter_ids: Sequence[str]) -> Assignments:
-    """The meters' gateways (a meter with none is left out)."""
+    """The meters' gateways, those it moved away from with the moment (a meter with none is left out)."""
     cur.execute(_ASSIGNED, (list(meter_ids),))
     return _by_meter(cur.fetchall())
 
@@ -130,6 +162,6 @@ def current(cur: psycopg.Cursor[Any], meter_ids: Sequence[str]) -> Assignments:
 def meters_of(conn: psycopg.Connection, gateway_id: str) -> list[str]:
     """The meters assigned to a gateway."""
     rows = conn.execute(
-        "SELECT meter_id FROM meter_gateways WHERE gateway_id = %s ORDER BY meter_id", (gateway_id,)
+        "SELECT meter_id FROM meter_gateways WHERE gateway_id = %s AND until IS NULL ORDER BY meter_id", (gateway_id,)
     ).fetchall()
     return [row[0] for row in rows]

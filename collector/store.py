@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,7 +42,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from collector import db, meter_gateways
-from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow, without_meters
+from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow, without_readings
 from collector.events_parser import EVENT_COLUMNS, EventRow
 from collector.gateway_status import GatewayStatus
 
@@ -378,15 +378,26 @@ class ReadingStore:
             return reads, events, []
         first = meter_gateways.first_heard(heard)
         assigned = meter_gateways.assignments(cur, first)
+        now = datetime.now(UTC)
+
+        def measured_after_move(meter_id: str, gateway: str, ts: str) -> bool:
+            """Whether a reading or event of a gateway the meter moved away from is refused: measured
+            at or after the move, or arriving after the handover (meter_gateways.handed_over)."""
+            until = meter_gateways.handed_over(assigned, meter_id, gateway, now)
+            return until is None or datetime.fromisoformat(ts) >= until
+
+        def refusing(refused: set[str], gateway: str) -> Callable[[str, str], bool]:
+            return lambda meter_id, ts: meter_id in refused and measured_after_move(meter_id, gateway, ts)
+
         letters: list[DeadLetter] = []
         kept_messages: list[ParsedMessage] = []
         for message in reads.messages:
             gateway = message.gateway_id
-            refused = meter_gateways.refused(message.meter_ids, gateway, assigned)
+            refused = set(meter_gateways.refused(message.meter_ids, gateway, assigned))
             if not refused:
                 kept_messages.append(message)
                 continue
-            kept, split = without_meters(message, set(refused))
+            kept, split = without_readings(message, refusing(refused, gateway))
             if kept is not None:
                 kept_messages.append(kept)
             topic = f"{self.topic_root}/{gateway}/reads"
@@ -395,7 +406,11 @@ class ReadingStore:
         kept_events: list[EventRow] = []
         for event in events:
             meter, gateway = event[0], event[5]
-            if meter is None or gateway in assigned.get(meter, ()):
+            if (
+                meter is None
+                or meter_gateways.reports(assigned, meter, gateway)
+                or not measured_after_move(meter, gateway, event[1])
+            ):
                 kept_events.append(event)
                 continue
             reason = meter_gateways.refusal(meter, gateway, assigned)

@@ -175,7 +175,8 @@ def register(app: typer.Typer) -> None:
 
         A gateway's readings and events of a meter not assigned to it are dead letters. A meter is
         assigned to the gateway first heard reporting it; this moves it (its gateways become exactly
-        these), or with --add assigns another as well (a wM-Bus meter two receivers hear).
+        these; those left still deliver what they measured before the move, for 35 days), or with
+        --add assigns another as well (a wM-Bus meter two receivers hear).
         """
         import psycopg
 
@@ -204,7 +205,15 @@ def register(app: typer.Typer) -> None:
             else:
                 with conn.cursor() as cur:
                     found = meter_gateways.current(cur, meters)
-        result: dict[str, Any] = {"meters": {m: sorted(found.get(m, ())) for m in meters}}
+        result: dict[str, Any] = {
+            "meters": {m: sorted(g for g, until in found.get(m, {}).items() if until is None) for m in meters},
+            # the gateways each meter moved away from, and when: what they measured before is still taken
+            "moved_from": {
+                m: {g: until.isoformat() for g, until in sorted(found[m].items()) if until is not None}
+                for m in meters
+                if any(until is not None for until in found.get(m, {}).values())
+            },
+        }
         if replay:
             from dataclasses import asdict
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from aquami.cli import app
 from aquami.contracts.events import events_topic
 from collector.batch_parser import ParsedMessage, parse_reads_message
+from collector.events_parser import parse_events_message
 from collector.store import ReadingStore
 from tests.collector.test_ingest_mqtt import _ready, count, publisher, reads, running_collector, wait_for
 
@@ -88,7 +90,8 @@ def test_a_meter_two_receivers_hear_is_assigned_to_both(migrated_database_url):
         _write(store, "rx-1", 1, [("WM-9", T0, 1.5)])  # first heard: rx-1's
         _write(store, "rx-2", 1, [("WM-9", T1, 1.75)])
         assert _readings(url, "WM-9") == [("00:00", Decimal("1.5"), "rx-1")]
-        assert _assign(url, "WM-9", "--gateway", "rx-2", "--add") == {"meters": {"WM-9": ["rx-1", "rx-2"]}}
+        added = _assign(url, "WM-9", "--gateway", "rx-2", "--add")
+        assert added == {"meters": {"WM-9": ["rx-1", "rx-2"]}, "moved_from": {}}
         _write(store, "rx-2", 2, [("WM-9", T1, 1.75)])
         _write(store, "rx-1", 2, [("WM-9", "2026-03-01T03:00:00Z", 1.8)])
     finally:
@@ -112,7 +115,9 @@ def test_a_moved_meter_takes_its_new_gateway_s_readings_and_those_refused_before
             "refused_again": 0,
             "kept": 0,
         }
-        _write(store, "gw-old", 2, [("WM-5", T1, 11.0)])  # the old gateway no longer
+        assert set(moved["moved_from"]) == {"WM-5", "WM-6"} and set(moved["moved_from"]["WM-5"]) == {"gw-old"}
+        after = datetime.now(UTC).isoformat().replace("+00:00", "Z")  # measured after the move
+        _write(store, "gw-old", 2, [("WM-5", after, 11.5)])  # the old gateway no longer
         _write(store, "gw-new", 2, [("WM-5", T1, 11.0)])
     finally:
         store.close()
@@ -123,7 +128,7 @@ def test_a_moved_meter_takes_its_new_gateway_s_readings_and_those_refused_before
     ]
     assert _rows(url, "SELECT meter_id, gateway_id FROM dead_letters") == [("WM-5", "gw-old")]
     shown = _assign(url, "WM-5", "WM-6", "WM-7")
-    assert shown == {"meters": {"WM-5": ["gw-new"], "WM-6": ["gw-new"], "WM-7": []}}
+    assert shown["meters"] == {"WM-5": ["gw-new"], "WM-6": ["gw-new"], "WM-7": []}
 
 
 def test_with_the_check_off_any_gateway_s_readings_are_stored_and_meters_are_still_assigned(migrated_database_url):
@@ -213,3 +218,62 @@ def test_stored_readings_are_exactly_those_from_their_meters_gateways(migrated_d
     assert stored == expected
     refused = sorted((g, m) for g, keys in messages for m in {m for m, _ in keys} if g not in allowed.get(m, ()))
     assert sorted((g, m) for m, g, *_ in _rows(url, LETTERS)) == refused
+
+
+def test_a_moved_meter_s_old_gateway_still_delivers_what_it_measured_before_the_move(migrated_database_url):
+    """A move refused everything the old gateway still held in its spool, measured before the move
+    (README told operators to --add first and move once the spool was empty): now its readings and
+    events measured before the move are stored as they arrive within the handover (35 days), and
+    those measured after it are dead letters saying since when; assigned again, it is current again."""
+    url = migrated_database_url
+    now = datetime.now(UTC)
+    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+    before, after = iso(now - timedelta(hours=2)), iso(now + timedelta(minutes=1))
+    store = ReadingStore(url)
+    try:
+        _write(store, "gw-a", 1, [("WM-H", iso(now - timedelta(hours=3)), 10.0)])
+        moved = _assign(url, "WM-H", "--gateway", "gw-b")
+        assert moved["meters"] == {"WM-H": ["gw-b"]} and list(moved["moved_from"]["WM-H"]) == ["gw-a"]
+        _write(store, "gw-a", 2, [("WM-H", before, 10.1), ("WM-H", after, 10.3)])  # its spool, drained late
+        for ts in (before, after):
+            event = {"gateway_id": "gw-a", "event": "meter_offline", "ts": ts, "meter_id": "WM-H", "bus": "b"}
+            payload = json.dumps(event | {"consecutive_failures": 3, "last_good": None}).encode()
+            rows = parse_events_message(events_topic("gw-a"), payload, now)
+            assert isinstance(rows, list)
+            store.write([], (), rows)
+        _write(store, "gw-b", 1, [("WM-H", iso(now - timedelta(hours=1)), 10.2)])
+    finally:
+        store.close()
+    assert [(v, g) for _, v, g in _readings(url, "WM-H")] == [
+        (Decimal("10.0"), "gw-a"),
+        (Decimal("10.1"), "gw-a"),
+        (Decimal("10.2"), "gw-b"),
+    ]
+    assert _rows(url, "SELECT gateway_id FROM events WHERE meter_id = 'WM-H'") == [("gw-a",)]  # the one before
+    letters = _rows(url, LETTERS)
+    assert [(m, g, t.rsplit("/", 1)[1]) for m, g, _, t in letters] == [
+        ("WM-H", "gw-a", "reads"),
+        ("WM-H", "gw-a", "events"),
+    ]
+    assert all(r.startswith("meter WM-H is assigned to gateway gw-b, not gw-a (since ") for _, _, r, _ in letters)
+    again = _assign(url, "WM-H", "--gateway", "gw-a", "--add", "--replay")  # assigned again: current again
+    assert again["meters"] == {"WM-H": ["gw-a", "gw-b"]} and again["moved_from"] == {}
+    assert again["replayed"]["readings_stored"] == 1 and again["replayed"]["events_stored"] == 1
+
+
+def test_the_handover_ends_35_days_after_the_move(migrated_database_url):
+    url = migrated_database_url
+    now = datetime.now(UTC)
+    store = ReadingStore(url)
+    try:
+        _write(store, "gw-a", 1, [("WM-X", T0, 10.0)])
+        _assign(url, "WM-X", "--gateway", "gw-b")
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "UPDATE meter_gateways SET until = %s WHERE gateway_id = 'gw-a'", (now - timedelta(days=35, minutes=1),)
+            )
+        _write(store, "gw-a", 2, [("WM-X", T1, 10.5)])  # measured before the move, but 35 days late
+    finally:
+        store.close()
+    assert [g for *_, g in _readings(url, "WM-X")] == ["gw-a"]
+    assert [(m, g) for m, g, *_ in _rows(url, LETTERS)] == [("WM-X", "gw-a")]
