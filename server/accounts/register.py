@@ -114,9 +114,9 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
             f"unknown service point(s) {', '.join(unknown[:10])}: register-meters records them with their meters"
         )
     latest = {a.account_id: a for a in agreements}  # an account listed again: its last row's name and cycle
-    # The agreements are written one statement each, and a move-out comes before the move-in: the
-    # enquiries of these service points are placed once the whole file is written, not after each
-    # statement, which told a moved enquiry "no account" between the two.
+    # The agreements are written in several statements, a move-out before the move-in: the enquiries
+    # of these service points are placed once the whole file is written, not after each statement,
+    # which told a moved enquiry "no account" between the two.
     with placing_enquiries_once(conn, points=points) as cur:
         cur.executemany(
             "INSERT INTO accounts (account_id, name, billing_cycle) VALUES (%s, %s, %s) "
@@ -125,7 +125,8 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
         )
         try:
             # the agreements recorded before, in the file's order (a move-out's end before the next
-            # tenant's start moves); then the new ones, in one statement (one each took 20 s for 50,000)
+            # tenant's start moves); then the new ones, in one statement (one each took 20 s for 50,000).
+            # So a new tenant's agreement may be listed before the move-out it follows (refused before).
             unrecorded = [
                 a
                 for a in agreements

@@ -5,6 +5,7 @@ agreement and the installation are in force, clipped to the requested period.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -104,7 +105,9 @@ WHERE c.account_id = w.account_id AND c.recorded_at >= %(since)s
 """
 
 # The reads that left the account since: in a span logged since, of a meter that no longer counts
-# for the account at the read's time. The key, who recorded the change and when.
+# for the account at the read's time. The key, who recorded the change and when. And a read deleted
+# since (as in account_removed) in such a span: the copy may hold it, and neither the account's
+# windows now (it left them) nor its readings (it is gone) would name it.
 _LEFT = """
 SELECT r.ts, c.service_point_id, r.meter_id, c.recorded_at AS removed_at, c.recorded_by AS removed_by,
        'no longer counts for the account: an agreement or installation recorded since' AS removed_reason
@@ -112,6 +115,14 @@ FROM account_membership_changes c
 JOIN readings r ON r.meter_id = c.meter_id AND r.ts >= greatest(c.from_ts, %(from)s) AND r.ts < least(c.to_ts, %(to)s)
 WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s
   AND NOT EXISTS (SELECT 1 FROM w WHERE w.meter_id = r.meter_id AND r.ts >= w.w_from AND r.ts < w.w_to)
+UNION ALL
+SELECT h.ts, c.service_point_id, h.meter_id, h.superseded_at, h.superseded_by, h.superseded_reason
+FROM account_membership_changes c
+JOIN reading_history h ON h.meter_id = c.meter_id
+ AND h.ts >= greatest(c.from_ts, %(from)s) AND h.ts < least(c.to_ts, %(to)s)
+WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s
+  AND h.superseded_quality = 'deleted' AND h.superseded_at >= %(since)s
+  AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = h.meter_id AND r.ts = h.ts)
 """
 
 
@@ -182,6 +193,7 @@ def account_removed(
     changed_since: datetime,
     after: tuple[datetime, str] | None,
     upto: tuple[datetime, str] | None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The account's meters' reads in [start, end) removed at or after ``changed_since`` (an estimate
     VEE deleted when a read came into its gap, an edited estimate giving way to the meter's read)
@@ -202,6 +214,7 @@ def account_removed(
         WHERE (%(after_ts)s::timestamptz IS NULL OR (ts, meter_id) > (%(after_ts)s, %(after_meter)s))
           AND (%(upto_ts)s::timestamptz IS NULL OR (ts, meter_id) <= (%(upto_ts)s, %(upto_meter)s))
         ORDER BY ts, meter_id, removed_at DESC
+        LIMIT %(limit)s
         """,
         {
             "account": account_id,
@@ -213,8 +226,34 @@ def account_removed(
             "after_meter": after[1] if after else None,
             "upto_ts": upto[0] if upto else None,
             "upto_meter": upto[1] if upto else None,
+            "limit": limit,
         },
     ).fetchall()
+
+
+def first_keys(
+    conn: psycopg.Connection, items: Sequence[tuple[datetime, str]], removed: Sequence[tuple[datetime, str]], limit: int
+) -> tuple[int, int, tuple[datetime, str] | None]:
+    """Of two lists of keys, each in the database's (ts, meter_id) order, how many of each are among
+    the first ``limit`` of both merged, and the last of those: merged by the database, whose
+    collation orders meter ids (Python's order of strings may differ, and a page would then skip
+    or repeat a key)."""
+    keys = [*items, *removed]
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            """
+            WITH page AS (
+                SELECT ts, meter_id, n FROM unnest(%s::timestamptz[], %s::text[]) WITH ORDINALITY AS k(ts, meter_id, n)
+                ORDER BY ts, meter_id LIMIT %s
+            )
+            SELECT count(*) FILTER (WHERE n <= %s), count(*) FILTER (WHERE n > %s),
+                   (SELECT n FROM page ORDER BY ts DESC, meter_id DESC LIMIT 1)
+            FROM page
+            """,
+            ([k[0] for k in keys], [k[1] for k in keys], limit, len(items), len(items)),
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], keys[row[2] - 1] if row[2] is not None else None
 
 
 def determinant_lines(

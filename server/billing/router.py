@@ -111,21 +111,21 @@ def billing_reads(
     after, carried = _read_cursor(cursor)
     floor = carried or repository.changes_floor(conn)  # a pull's first page: before its reads (changes_floor)
     rows = repository.account_reads(conn, account, start, end, after, limit + 1, changed_since)
-    items = [BillingRead(**row) for row in rows[:limit]]
+    gone = []
+    if changed_since is not None:  # limit bounds a page's reads and removed keys together, in one order
+        gone = repository.account_removed(conn, account, start, end, changed_since, after, None, limit + 1)
+    keys = [(row["ts"], row["meter_id"]) for row in rows]
+    gone_keys = [(row["ts"], row["meter_id"]) for row in gone]
+    if gone:
+        n_items, n_gone, last = repository.first_keys(conn, keys, gone_keys, limit)
+    else:
+        n_items, n_gone, last = min(limit, len(rows)), 0, keys[min(limit, len(rows)) - 1] if rows else None
+    items = [BillingRead(**row) for row in rows[:n_items]]
+    removed = [RemovedRead(**row) for row in gone[:n_gone]]
     next_url = None
-    upto = None
-    if len(rows) > limit:
-        last = items[-1]
-        upto = (last.ts, last.meter_id)
-        next_url = str(
-            request.url.include_query_params(cursor=f"{last.ts.isoformat()}~{last.meter_id}~{floor.isoformat()}")
-        )
-    removed = []
-    if changed_since is not None:
-        removed = [
-            RemovedRead(**row)
-            for row in repository.account_removed(conn, account, start, end, changed_since, after, upto)
-        ]
+    if len(rows) + len(gone) > limit and last is not None:
+        ts, meter_id = last
+        next_url = str(request.url.include_query_params(cursor=f"{ts.isoformat()}~{meter_id}~{floor.isoformat()}"))
     return BillingReadPage(
         account_id=account,
         start=start,

@@ -45,8 +45,9 @@ class BillingReadPage(BaseModel):
     items: list[BillingRead]
     removed: list[RemovedRead] = Field(
         default_factory=list,
-        description="with changed_since: the keys of reads removed since and not stored again, in this page's "
-        "range of (ts, meter_id); drop them from your copy",
+        description="with changed_since: the keys of reads removed since and not stored again, or no longer "
+        "counting for the account, in this page's range of (ts, meter_id); drop them from your copy. A page's "
+        "items and removed keys together are at most 'limit'",
     )
     next_changed_since: UtcInstant = Field(
         description="the changed_since of your next pull: when this pull's first page read the database, or the "

@@ -28,7 +28,10 @@ CREATE TABLE account_membership_changes (
 );
 COMMENT ON TABLE account_membership_changes IS
     'spans in which a meter may have joined or left an account: written by the triggers on service_agreements and meter_installations';
-CREATE INDEX account_membership_changes_account_idx ON account_membership_changes (account_id, recorded_at);
+-- /billing/reads asks, for each read of the account, whether a span of its meter was logged since:
+-- by account and meter (an account of 1,000 meters whose agreements were all recorded again took 23 s
+-- a page when the log was searched by account alone; 1.3 s with this index)
+CREATE INDEX account_membership_changes_account_idx ON account_membership_changes (account_id, meter_id, recorded_at);
 
 -- The spans an update changed, from its old and new rows: whole rows when what they tie together
 -- changed, else the spans between the old and the new start, and between the old and the new end.

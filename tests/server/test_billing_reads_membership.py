@@ -9,6 +9,7 @@ who had moved out.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from collector.store import ReadingStore
+from collector.store import SAY_WHO, ReadingStore
 from server.accounts.register import Agreement, record_accounts
 from server.app import create_app
 from server.auth import create_api_key
@@ -141,3 +142,54 @@ def test_only_the_span_a_record_changed_is_logged_and_a_record_made_again_logs_n
         conn.execute("DELETE FROM account_membership_changes")
         conn.execute("DELETE FROM meter_installations")  # an installation recorded in error, taken back
         assert conn.execute(logged).fetchall() == [("A-M", "M", FITTED, False)]  # until the move-out
+
+
+def test_a_read_deleted_and_moved_out_since_is_removed_from_the_copy(api: Any) -> None:
+    """A read VEE deleted, in a span a late move-out then took from the account: neither the account's
+    windows (it left them) nor its readings (it is gone) named it, and the copy kept it for good."""
+    client, headers, url = api
+    with psycopg.connect(url) as conn:
+        record_installations(conn, [Installation("M", "SP-M", None, FITTED)], given=("removed_at",))
+    items, _, since = _pull(client, headers, "A-M")
+    copy = _copy(items)
+    with psycopg.connect(url) as conn:
+        conn.execute(SAY_WHO, ("vee:re-estimate", "a measured read came into its gap"))
+        conn.execute("DELETE FROM readings WHERE meter_id = 'M' AND ts = %s", (START + timedelta(hours=20),))
+        conn.commit()
+        record_accounts(conn, [Agreement("A-M", "x", "SP-M", datetime(2025, 1, 1, tzinfo=UTC), SWAP, None)])
+    for limit in (1, 5, 1000):
+        again = dict(copy)
+        _apply(again, *_pull(client, headers, "A-M", changed_since=since, limit=limit)[:2])
+        assert again == _copy(_pull(client, headers, "A-M")[0]), limit
+        assert sorted(ts[11:16] for ts, _ in again) == [f"{h:02d}:00" for h in range(12)]
+
+
+def test_a_page_holds_at_most_limit_reads_and_removed_keys_together(api: Any) -> None:
+    """A move-out dated back removes an account's reads by the thousand: they came in one page
+    whatever the limit (108,000 keys, 26 MB, for a large account). Now a page holds at most
+    ``limit`` reads and removed keys together, in one (ts, meter_id) order, and the pages add up."""
+    client, headers, url = api
+    items, _, since = _pull(client, headers, "A-M")
+    copy = _copy(items)
+    with psycopg.connect(url) as conn:  # the exchange on time, and the move-out at 12:00 entered late
+        record_installations(
+            conn,
+            [Installation("M", "SP-M", None, FITTED, SWAP), Installation("N", "SP-M", None, SWAP)],
+            given=("removed_at",),
+        )
+        record_accounts(
+            conn, [Agreement("A-M", "x", "SP-M", datetime(2025, 1, 1, tzinfo=UTC), SWAP + timedelta(hours=6), None)]
+        )
+    page = client.get(
+        "/billing/reads", params={**PULL, "account": "A-M", "changed_since": since, "limit": 4}, headers=headers
+    ).json()
+    pages: list[list[Key]] = []
+    while True:
+        pages.append(sorted((k["ts"], k["meter_id"]) for k in page["items"] + page["removed"]))
+        _apply(copy, page["items"], page["removed"])
+        if not page["next"]:
+            break
+        page = client.get(page["next"], headers=headers).json()
+    assert max(len(keys) for keys in pages) == 4 and len(pages) > 1
+    assert all(a[-1] < b[0] for a, b in itertools.pairwise(pages))  # in one order: no key twice, none skipped
+    assert copy == _copy(_pull(client, headers, "A-M")[0])
