@@ -43,4 +43,6 @@ async def attempt_once(transport: Transport, bus: BusConfig, meter: MeterConfig)
         # unplugged (reset_input_buffer, the timeout setter); uncaught, it ended the poll's task
         # silently, with no failed attempt, no warning, and the meter never offline
         await transport.reset()
+        if isinstance(error, PollError):  # as it is: a LineUnusable stays one (a scan stops on it)
+            raise
         raise PollError(str(error) or type(error).__name__) from error

@@ -32,7 +32,7 @@ from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_s
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
 from gateway.modbus_read import millisecond, within
-from gateway.transport import PollError
+from gateway.transport import LineUnusable, PollError, TransactionAborted
 
 __all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "reading_from_records"]
 
@@ -268,12 +268,17 @@ class MBusTransport:
         return found
 
     def _search(self, prefix: str, found: list[str]) -> None:
+        closing = f"{self.config.name}: search stopped, the bus is closing ({len(found)} found by then)"
         if self._closing.is_set():
-            raise PollError(f"{self.config.name}: search stopped, the bus is closing ({len(found)} found by then)")
+            raise PollError(closing)
         pattern = prefix + "F" * (8 - len(prefix))
         try:
             answer = self._exchange_with_all(build_snd_ud_select(pattern))
-        except LineNeverQuiet as error:  # not a collision: narrowing down would take 10^8 selections
+        except (LineNeverQuiet, LineUnusable, TransactionAborted) as error:
+            # not a collision: narrowing down would take 10^8 selections (a device that would not open
+            # was taken for one, and searched at 100% CPU for good, deaf to Ctrl-C)
+            if self._closing.is_set():
+                raise PollError(closing) from error
             raise PollError(f"{self.config.name}: search stopped: {error} ({len(found)} found by then)") from error
         except PollError as error:
             if str(error) == "no answer":

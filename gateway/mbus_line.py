@@ -26,7 +26,7 @@ import serial
 
 from gateway.config import MBusBusConfig
 from gateway.echo import echo_error
-from gateway.transport import PollError
+from gateway.transport import LineUnusable, PollError, TransactionAborted
 
 ACK = 0xE5
 LONGEST_FRAME = 261  # EN 13757-2: 4 bytes of header, 255 of L, checksum and stop
@@ -56,7 +56,7 @@ class MBusLine:
             try:
                 port = serial.Serial(c.device, **c.framing, timeout=0)
             except (serial.SerialException, ValueError) as error:
-                raise PollError(f"{c.name}: cannot open {c.device}: {error}") from error
+                raise LineUnusable(f"{c.name}: cannot open {c.device}: {error}") from error
             with self._port_lock:
                 self.port = port
         return self.port
@@ -85,11 +85,11 @@ class MBusLine:
 
     def _read(self, port: serial.Serial, count: int, timeout: float) -> bytes:
         if self._aborted.is_set():
-            raise PollError("transaction aborted")
+            raise TransactionAborted("transaction aborted")
         port.timeout = timeout
         data = bytes(port.read(count))
         if self._aborted.is_set():
-            raise PollError("transaction aborted")
+            raise TransactionAborted("transaction aborted")
         return data
 
     def _drain(self, port: serial.Serial) -> None:
@@ -118,7 +118,7 @@ class MBusLine:
         """
         port = self.open()
         if self._aborted.is_set():
-            raise PollError("transaction aborted")
+            raise TransactionAborted("transaction aborted")
         port.reset_input_buffer()
         port.write(frame)
         port.flush()

@@ -21,7 +21,7 @@ from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.echo import EchoWatch
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
-from gateway.transport import PollError
+from gateway.transport import LineUnusable, PollError
 
 ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
 
@@ -50,7 +50,7 @@ class _ModbusTransport:
             self.client = self._new_client()
         if not self.client.connected and not await self.client.connect():
             await self.reset()
-            raise PollError(f"{self.config.name}: cannot open {self._where()}")
+            raise LineUnusable(f"{self.config.name}: cannot open {self._where()}")
         profile = self.profiles.profile(meter)
         try:
             registers = await read_registers(self.client, meter, profile)

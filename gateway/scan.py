@@ -13,7 +13,7 @@ from typing import Any
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from gateway.config import MeterConfig
-from gateway.transport import PollError
+from gateway.transport import LineUnusable, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
 
@@ -40,6 +40,8 @@ async def scan_modbus(
         probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile, given)
         try:
             reading = await attempt(probe)
+        except LineUnusable:  # no unit answers on a bus that will not open: not "0 meters found"
+            raise
         except PollError:
             continue
         found.append(Found(unit_id, profile, reading.volume_m3, given))

@@ -12,6 +12,15 @@ class PollError(Exception):
     """A meter did not give a usable answer this time (no answer, garbled, an exception response)."""
 
 
+class LineUnusable(PollError):
+    """The bus itself cannot be used now (its serial device will not open, its TCP peer refuses):
+    no meter on it answers, whichever is asked. A scan stops on it rather than trying every address."""
+
+
+class TransactionAborted(PollError):
+    """The transaction was aborted from another thread (the bus is being reset or closed)."""
+
+
 class Transport(Protocol):
     async def read(self, meter: MeterConfig) -> Reading:
         """One attempt, bounded by the bus's timeout; raises :class:`PollError` on any failure."""

@@ -83,6 +83,10 @@ def register(app: typer.Typer) -> None:
         for option, path in (("--out", out), ("--balance", balance)):
             if path is not None and not path.resolve().parent.is_dir():  # said now, not after the whole run
                 raise typer.BadParameter(f"{path}: there is no folder {path.parent}", param_hint=option)
+            # an output over an input, or over the other output, replaced it without a word
+            for other_option, other in (("--readings", readings), ("--meters", meters), ("--out", out)):
+                if path is not None and other_option != option and path.resolve() == other.resolve():
+                    raise typer.BadParameter(f"{path} is also {other_option}: write to another file", param_hint=option)
 
         progress = _Progress()
         try:

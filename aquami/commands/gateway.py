@@ -87,20 +87,26 @@ def register(app: typer.Typer) -> None:
         from firmware_protocols.modbus import load_profile
         from firmware_protocols.modbus.profile import ProfileError
         from gateway.buses import attempt_once, make_transport
-        from gateway.config import MeterConfig
+        from gateway.config import MeterConfig, WMBusBusConfig
         from gateway.mbus import MBusTransport
         from gateway.profiles import ProfileBook
         from gateway.scan import mbus_snippet, scan_modbus, snippet
+        from gateway.transport import PollError
 
         parameters = profile_parameters(param)
         try:
             load_profile(profile, parameters)  # said now, not as each unit's failed read
         except ProfileError as error:
             raise typer.BadParameter(str(error), param_hint="--profile/--param") from None
+        if first > last:
+            raise typer.BadParameter(f"--first {first} is after --last {last}", param_hint="--first/--last")
         loaded = _load(config)
         chosen = next((b for b in loaded.buses if b.name == bus), None)
         if chosen is None:
             typer.echo(f"error: no bus {bus!r} in {config}", err=True)
+            raise typer.Exit(1)
+        if isinstance(chosen, WMBusBusConfig):
+            typer.echo(f"error: bus {bus!r} is a wM-Bus receiver: its meters send, nothing is scanned", err=True)
             raise typer.Exit(1)
 
         async def main() -> str:
@@ -121,7 +127,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"# {len(found)} meters found on {chosen.name} (units {first}..{last})", err=True)
             return snippet(chosen.name, found)
 
-        text = asyncio.run(main())
+        try:
+            text = asyncio.run(main())
+        except PollError as error:  # the bus will not open (not "0 meters found"), or a search stopped
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
         if output is None:
             typer.echo(text)
         else:

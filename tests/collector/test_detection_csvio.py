@@ -896,3 +896,30 @@ def test_readings_of_no_meter_in_the_meters_file_are_refused_not_reported_as_no_
     assert f"none of the {np.count_nonzero(~np.isnan(block.volume_m3)):,} readings in" in said
     assert "(its meters: D1-INLET, M-LEAK, M000 and 7 more;" in said and "m.csv's: WM-1)" in said
     assert out.read_text() == "[]\n"
+
+
+@pytest.mark.parametrize(
+    ("out", "balance", "refused"),
+    [
+        ("r.csv", None, "--out"),
+        ("m.csv", None, "--out"),
+        ("a.json", "m.csv", "--balance"),
+        ("a.json", "a.json", "--balance"),
+    ],
+)
+def test_an_output_over_an_input_or_the_other_output_is_refused(
+    tmp_path: Path, out: str, balance: str | None, refused: str
+) -> None:
+    """``--out same.csv`` over ``--readings same.csv`` exited 0 with the readings replaced by alerts;
+    ``--balance`` over ``--meters`` (or ``--out``) alike. Now refused before anything is written."""
+    block = _small_block()
+    _write(block, tmp_path / "r.csv", shuffle=5)
+    _meters(block, tmp_path / "m.csv")
+    before = {name: (tmp_path / name).read_bytes() for name in ("r.csv", "m.csv")}
+    args = ["detect", "--readings", str(tmp_path / "r.csv"), "--meters", str(tmp_path / "m.csv")]
+    args += ["--out", str(tmp_path / out)] + (["--balance", str(tmp_path / balance)] if balance else [])
+    result = CliRunner().invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2, result.output
+    assert refused in result.output and "write to another file" in result.output
+    assert {name: (tmp_path / name).read_bytes() for name in ("r.csv", "m.csv")} == before
+    assert not (tmp_path / "a.json").exists()
