@@ -7,7 +7,6 @@ wrong since my husband left' on GET /enquiries, the enquiry's page and the care 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from collector import migrate as migrate_module
 from server.app import create_app
 from server.auth import SESSION_COOKIE, create_api_key
+from tests.server.test_open311 import Desk as Open311Desk
 
 V2 = "/open311/v2"
 WORDS = "Jane Doe, 0412 345 678, flat 4/12 Smith St: my bill is wrong since my husband left"
@@ -27,17 +27,9 @@ NO_ACCOUNT = "an account reference was given that matches no account (see the re
 NO_METER = "a meter reference was given that matches no meter (see the request's details)"
 
 
-@dataclass
-class Desk:
-    client: TestClient
-    url: str
-    keys: dict[str, str]
-
-    def header(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[role]}"}
-
+class Desk(Open311Desk):
     def raise_one(self, fields: dict[str, str]) -> int:
-        answer = self.client.post(f"{V2}/requests.json", data={**fields, "api_key": self.keys["customer_app"]})
+        answer = self.post_form(fields)
         assert answer.status_code == 200, answer.text
         return int(answer.json()[0]["service_request_id"])
 
