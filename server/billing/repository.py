@@ -192,14 +192,13 @@ def account_removed(
     end: datetime,
     changed_since: datetime,
     after: tuple[datetime, str] | None,
-    upto: tuple[datetime, str] | None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The account's meters' reads in [start, end) removed at or after ``changed_since`` (an estimate
     VEE deleted when a read came into its gap, an edited estimate giving way to the meter's read)
     and not stored again since, from reading_history (collector migration 0013), and the reads
     that no longer count for the account since (an agreement or a job card recorded late, server
-    migration 0052): their keys, by (ts, meter_id) in (after, upto]."""
+    migration 0052): their keys, by (ts, meter_id) after ``after``, the first ``limit``."""
     return conn.execute(  # type: ignore[return-value]
         f"""
         WITH w AS ({_WINDOWS}), removed AS (
@@ -212,7 +211,6 @@ def account_removed(
         )
         SELECT DISTINCT ON (ts, meter_id) * FROM removed
         WHERE (%(after_ts)s::timestamptz IS NULL OR (ts, meter_id) > (%(after_ts)s, %(after_meter)s))
-          AND (%(upto_ts)s::timestamptz IS NULL OR (ts, meter_id) <= (%(upto_ts)s, %(upto_meter)s))
         ORDER BY ts, meter_id, removed_at DESC
         LIMIT %(limit)s
         """,
@@ -224,8 +222,6 @@ def account_removed(
             "since": changed_since,
             "after_ts": after[0] if after else None,
             "after_meter": after[1] if after else None,
-            "upto_ts": upto[0] if upto else None,
-            "upto_meter": upto[1] if upto else None,
             "limit": limit,
         },
     ).fetchall()

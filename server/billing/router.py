@@ -102,7 +102,7 @@ def billing_reads(
         rows = repository.account_reads(conn, account, start, end, None, None, changed_since)
         if changed_since is not None:
             rows = service.with_removed(
-                rows, repository.account_removed(conn, account, start, end, changed_since, None, None)
+                rows, repository.account_removed(conn, account, start, end, changed_since, None)
             )
         text = service.to_csv(service.READ_COLUMNS, ([r[c] for c in service.READ_COLUMNS] for r in rows))
         response = _csv(text, f"reads-{account}-{service.period_label(start, end)}.csv")
@@ -113,7 +113,7 @@ def billing_reads(
     rows = repository.account_reads(conn, account, start, end, after, limit + 1, changed_since)
     gone = []
     if changed_since is not None:  # limit bounds a page's reads and removed keys together, in one order
-        gone = repository.account_removed(conn, account, start, end, changed_since, after, None, limit + 1)
+        gone = repository.account_removed(conn, account, start, end, changed_since, after, limit + 1)
     keys = [(row["ts"], row["meter_id"]) for row in rows]
     gone_keys = [(row["ts"], row["meter_id"]) for row in gone]
     if gone:
