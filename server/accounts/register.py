@@ -84,7 +84,10 @@ def _instant(text: str, column: str, where: str) -> datetime:
         raise AccountsFileError(f"{where}: {column} {text!r} is no ISO 8601 time") from None
     if moment.tzinfo is None:
         raise AccountsFileError(f"{where}: {column} {text!r} needs a UTC offset (Z or +hh:mm)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC, 9999-12-31T23:00-02:00 in 10000
+        raise AccountsFileError(f"{where}: {column} {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 _OVERLAP = """

@@ -6,14 +6,19 @@ determinants with no items, as determinants are per account."""
 from __future__ import annotations
 
 import json
+import tempfile
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
+from server.accounts.register import AccountsFileError, read_accounts_csv
 
 METERS = """meter_id,dma,role,bulk,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3
 WM-1,D1,customer,false,SP-1,2026-01-01T00:00:00Z,,0,
@@ -77,6 +82,15 @@ def test_registered_accounts_get_their_determinants(tmp_path: Path, migrated_dat
             "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-02-01T00:00Z,2026-01-01T00:00Z\n",
             "end_at must be after start_at",
         ),
+        # in the years 1 and 9999 as written, but not in UTC: a traceback (OverflowError) before
+        (
+            "account_id,name,service_point_id,start_at\nACC-1,N,SP-1,0001-01-01T00:00+01:00\n",
+            "row 3: start_at '0001-01-01T00:00+01:00' is outside the years 1 to 9999 in UTC",
+        ),
+        (
+            "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-01-01T00:00Z,9999-12-31T23:00-02:00\n",
+            "row 3: end_at '9999-12-31T23:00-02:00' is outside the years 1 to 9999 in UTC",
+        ),
         (
             "account_id,name,service_point_id,start_at\nACC-1,N,SP-9,2026-01-01T00:00Z\n",
             "unknown service point(s) SP-9",
@@ -100,7 +114,47 @@ def test_a_file_that_cannot_be_recorded_is_refused_whole_naming_why(
     code, output = run(
         "server", "register-accounts", str(tmp_path / "accounts.csv"), "--database-url", migrated_database_url
     )
-    assert code == 2 and message in " ".join(output.split()), output
+    assert code == 2 and message in " ".join(output.replace("│", " ").split())  # as one line, without its box, output
     with psycopg.connect(migrated_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (0,)  # the good row neither
         assert conn.execute("SELECT count(*) FROM service_agreements").fetchone() == (0,)
+
+
+#: Wall times anywhere in the calendar, most at its two ends, where an offset can carry them out of it
+WALL_TIMES = st.one_of(
+    st.datetimes(max_value=datetime.min + timedelta(days=2)),
+    st.datetimes(min_value=datetime.max - timedelta(days=2)),
+    st.datetimes(),
+)
+
+
+@given(wall=WALL_TIMES, offset=st.integers(-(24 * 60 - 1), 24 * 60 - 1), column=st.sampled_from(["start_at", "end_at"]))
+def test_any_time_with_an_offset_is_read_in_utc_or_refused_naming_its_row(
+    wall: datetime, offset: int, column: str
+) -> None:
+    """A time is read as the instant it names, in UTC, or the file is refused naming the row and
+    column: before, one whose UTC date fell outside the calendar (0001-01-01T00:00+01:00) raised
+    OverflowError, a traceback."""
+    sign, minutes = ("-" if offset < 0 else "+"), abs(offset)
+    text = f"{wall.isoformat()}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    try:
+        instant: datetime | None = (wall - timedelta(minutes=offset)).replace(tzinfo=UTC)
+    except OverflowError:
+        instant = None
+    other = "0001-01-01T00:00Z" if column == "end_at" else "9999-12-31T23:59:59.999999Z"
+    start, end = (text, other) if column == "start_at" else (other, text)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "accounts.csv"
+        path.write_text(f"account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,{start},{end}\n")
+        if instant is None:
+            with pytest.raises(AccountsFileError, match=f"row 2: {column} .* outside the years 1 to 9999 in UTC"):
+                read_accounts_csv(path)
+            return
+        try:
+            [agreement] = read_accounts_csv(path)
+        except AccountsFileError as error:  # the instant is the other column's, at the calendar's end
+            assert str(error).endswith("row 2: end_at must be after start_at"), error
+            assert instant in (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+            return
+    read = agreement.start_at if column == "start_at" else agreement.end_at
+    assert read == instant and read.tzinfo is UTC
