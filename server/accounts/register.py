@@ -7,13 +7,15 @@ Columns: ``account_id,name,service_point_id,start_at`` and optionally ``end_at``
 ``billing_cycle``. Times are ISO 8601 with a UTC offset; periods are half-open, ``end_at`` empty for
 an agreement still running. A service point must be known (``register-meters`` records them with
 the meters fitted there). An agreement is known by its service point and start: recorded again, it
-takes the file's account and end. Two agreements on one service point may not overlap. The file is
-recorded whole or not at all.
+takes the file's account and end. Two agreements on one service point may not overlap. A name or
+billing cycle with a line break is refused (a bill prints it on one line). The file is recorded whole
+or not at all; a row that cannot be recorded is named by the line it starts on.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,9 @@ from server.care.placement import placing_enquiries_once
 REQUIRED = ("account_id", "name", "service_point_id", "start_at")
 OPTIONAL = ("end_at", "billing_cycle")
 NAME_MAX = 200
+#: What ends a line, in the csv module or in Unicode (str.splitlines): a name or billing cycle with
+#: one is refused, not kept (a bill prints it on one line) nor joined into one line
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 class AccountsFileError(ValueError):
@@ -43,12 +48,20 @@ class Agreement:
 
 
 def read_accounts_csv(path: Path) -> list[Agreement]:
+    """The file's agreements; AccountsFileError for the first row that cannot be recorded, named by
+    the line it starts on (a quoted field may run over several lines; blank lines count too)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise AccountsFileError(f"{path}: {error}") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = reader.fieldnames or []
+    # the csv module's own line ends (and quoted fields over several lines), not str.splitlines',
+    # which split a quoted field's line break off (the reader joined "Ann<LF>Smith" as "AnnSmith")
+    # and ended a row at any of Unicode's line separators (U+2028 in a name)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        columns = next(reader, [])
+    except csv.Error as error:
+        raise AccountsFileError(f"{path}: row 1: {error}") from None
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise AccountsFileError(f"{path}: missing column(s) {', '.join(missing)} (needs {','.join(REQUIRED)})")
@@ -56,15 +69,27 @@ def read_accounts_csv(path: Path) -> list[Agreement]:
     if unknown:
         raise AccountsFileError(f"{path}: unknown column(s) {', '.join(unknown)}")
     agreements = []
-    for number, row in enumerate(reader, start=2):
-        where = f"{path}: row {number}"
-        if None in row or any(value is None for value in row.values()):
+    while True:
+        where = f"{path}: row {reader.line_num + 1}"
+        try:
+            fields = next(reader, None)
+        except csv.Error as error:
+            raise AccountsFileError(f"{where}: {error}") from None
+        if fields is None:
+            break
+        if not fields:  # a blank line
+            continue
+        if len(fields) != len(columns):
             raise AccountsFileError(f"{where}: {len(columns)} columns expected")
+        row = dict(zip(columns, fields, strict=True))
         for column in ("account_id", "service_point_id"):
             if not is_identifier(row[column]):
                 raise AccountsFileError(
                     f"{where}: {column} {row[column]!r} is no identifier (letters, digits and . _ : -, at most 64)"
                 )
+        for column in ("name", "billing_cycle"):
+            if LINE_BREAKS.intersection(row.get(column) or ""):
+                raise AccountsFileError(f"{where}: {column} {row[column]!r} has a line break: it is one line on a bill")
         name = row["name"].strip()
         if not name or len(name) > NAME_MAX or "\x00" in name:
             raise AccountsFileError(f"{where}: name: 1 to {NAME_MAX} characters, no NUL")

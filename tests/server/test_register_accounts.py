@@ -5,6 +5,8 @@ determinants with no items, as determinants are per account."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
-from server.accounts.register import AccountsFileError, read_accounts_csv
+from server.accounts.register import LINE_BREAKS, AccountsFileError, read_accounts_csv
 
 METERS = """meter_id,dma,role,bulk,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3
 WM-1,D1,customer,false,SP-1,2026-01-01T00:00:00Z,,0,
@@ -91,6 +93,18 @@ def test_registered_accounts_get_their_determinants(tmp_path: Path, migrated_dat
             "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-01-01T00:00Z,9999-12-31T23:00-02:00\n",
             "row 3: end_at '9999-12-31T23:00-02:00' is outside the years 1 to 9999 in UTC",
         ),
+        # a name over two lines (quoted): before, stored as 'AnnSmith'
+        (
+            'account_id,name,service_point_id,start_at\nACC-1,"Ann\nSmith",SP-1,2026-01-01T00:00Z\n',
+            "row 3: name 'Ann\\nSmith' has a line break: it is one line on a bill",
+        ),
+        (
+            "account_id,name,service_point_id,start_at,end_at,billing_cycle\n"
+            'ACC-1,N,SP-1,2026-01-01T00:00Z,,"monthly\r\n"\n',
+            "row 3: billing_cycle 'monthly\\r\\n' has a line break",
+        ),
+        # rows are named by their line, blank lines counted (before: by the rows before them, "row 3")
+        ("account_id,name,service_point_id,start_at\n\nACC 1,N,SP-1,2026-01-01T00:00Z\n", "row 4: account_id 'ACC 1'"),
         (
             "account_id,name,service_point_id,start_at\nACC-1,N,SP-9,2026-01-01T00:00Z\n",
             "unknown service point(s) SP-9",
@@ -108,7 +122,7 @@ def test_a_file_that_cannot_be_recorded_is_refused_whole_naming_why(
     assert (
         run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", migrated_database_url)[0] == 0
     )
-    lines = text.splitlines()
+    lines = text.split("\n")[:-1]  # (the line ends of a quoted field kept)
     good = "ACC-0,Kept out,SP-2,2026-01-01T00:00Z" + "," * (lines[0].count(",") - 3)  # a row before the bad one
     (tmp_path / "accounts.csv").write_text("\n".join([lines[0], good, *lines[1:]]) + "\n")
     code, output = run(
@@ -158,3 +172,35 @@ def test_any_time_with_an_offset_is_read_in_utc_or_refused_naming_its_row(
             return
     read = agreement.start_at if column == "start_at" else agreement.end_at
     assert read == instant and read.tzinfo is UTC
+
+
+#: Names with what a CSV file quotes or ends a line with among any other characters UTF-8 can write
+NAMES = st.text(
+    st.one_of(st.sampled_from([*sorted(LINE_BREAKS), ",", '"', " "]), st.characters(codec="utf-8")), max_size=12
+)
+
+
+@given(name=NAMES, cycle=NAMES)
+def test_a_name_or_billing_cycle_is_kept_as_written_or_refused_naming_its_row(name: str, cycle: str) -> None:
+    """A name (and a billing cycle), however the file quotes it, is read as written, less its outer
+    blanks, or refused naming the row: a bill prints it on one line, so one with a line break is
+    refused. Before, a quoted line break was dropped ("Ann<LF>Smith" read as "AnnSmith") and an
+    unquoted U+2028 split its row in two."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["account_id", "name", "service_point_id", "start_at", "end_at", "billing_cycle"])
+    writer.writerow(["ACC-0", "First", "SP-0", "2026-01-01T00:00Z", "", ""])
+    writer.writerow(["ACC-1", name, "SP-1", "2026-01-01T00:00Z", "", cycle])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "accounts.csv"
+        path.write_bytes(out.getvalue().encode())
+        if LINE_BREAKS.intersection(name) or LINE_BREAKS.intersection(cycle):
+            column = "name" if LINE_BREAKS.intersection(name) else "billing_cycle"
+            with pytest.raises(AccountsFileError, match=f"row 3: {column} .* has a line break"):
+                read_accounts_csv(path)
+        elif not name.strip() or "\x00" in name:
+            with pytest.raises(AccountsFileError, match="row 3: name: 1 to 200 characters"):
+                read_accounts_csv(path)
+        else:
+            _first, second = read_accounts_csv(path)
+            assert (second.name, second.billing_cycle) == (name.strip(), cycle.strip() or None)
