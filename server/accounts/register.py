@@ -8,7 +8,8 @@ Columns: ``account_id,name,service_point_id,start_at`` and optionally ``end_at``
 an agreement still running. A service point must be known (``register-meters`` records them with
 the meters fitted there). An agreement is known by its service point and start: recorded again, it
 takes the file's account and end. Two agreements on one service point may not overlap. A name or
-billing cycle with a line break is refused (a bill prints it on one line). The file is recorded whole
+billing cycle with a line break is refused (a bill prints it on one line), and so are two rows that
+record one agreement or one account differently (refuse_conflicts). The file is recorded whole
 or not at all; a row that cannot be recorded is named by the line it starts on.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ class Agreement:
     start_at: datetime
     end_at: datetime | None
     billing_cycle: str | None
+    line: int = 0  # the line its row starts on in the file (0: not read from a file)
 
 
 def read_accounts_csv(path: Path) -> list[Agreement]:
@@ -70,7 +73,8 @@ def read_accounts_csv(path: Path) -> list[Agreement]:
         raise AccountsFileError(f"{path}: unknown column(s) {', '.join(unknown)}")
     agreements = []
     while True:
-        where = f"{path}: row {reader.line_num + 1}"
+        line = reader.line_num + 1
+        where = f"{path}: row {line}"
         try:
             fields = next(reader, None)
         except csv.Error as error:
@@ -98,8 +102,53 @@ def read_accounts_csv(path: Path) -> list[Agreement]:
         if end is not None and end <= start:
             raise AccountsFileError(f"{where}: end_at must be after start_at")
         cycle = (row.get("billing_cycle") or "").strip() or None
-        agreements.append(Agreement(row["account_id"], name, row["service_point_id"], start, end, cycle))
+        agreements.append(Agreement(row["account_id"], name, row["service_point_id"], start, end, cycle, line))
+    refuse_conflicts(agreements, f"{path}: ")
     return agreements
+
+
+def refuse_conflicts(agreements: Sequence[Agreement], source: str = "") -> None:
+    """Raise AccountsFileError, naming both rows and what differs, for two rows that record one
+    agreement (its service point and start) with another account or end, or one account with
+    another name or billing cycle: which one was meant cannot be told (the last listed was recorded).
+    Rows alike are one agreement or account, as if listed once."""
+    agreements_at: dict[tuple[str, datetime], tuple[int, Agreement]] = {}
+    accounts: dict[str, tuple[int, Agreement]] = {}
+    for index, a in enumerate(agreements):
+        first_index, first = agreements_at.setdefault((a.service_point_id, a.start_at), (index, a))
+        differ = _differences(first, a, ("account_id", "end_at"))
+        if differ:
+            raise AccountsFileError(
+                f"{source}{_row(first_index, first)} and {_row(index, a)} record the agreement on "
+                f"{a.service_point_id} from {_shown(a.start_at)} differently: {differ}"
+            )
+        first_index, first = accounts.setdefault(a.account_id, (index, a))
+        differ = _differences(first, a, ("name", "billing_cycle"))
+        if differ:
+            raise AccountsFileError(
+                f"{source}{_row(first_index, first)} and {_row(index, a)} record account {a.account_id} "
+                f"differently: {differ}"
+            )
+
+
+def _differences(first: Agreement, then: Agreement, fields: tuple[str, ...]) -> str:
+    return "; ".join(
+        f"{field} {_shown(getattr(first, field))} and {_shown(getattr(then, field))}"
+        for field in fields
+        if getattr(first, field) != getattr(then, field)
+    )
+
+
+def _row(index: int, agreement: Agreement) -> str:
+    return f"row {agreement.line}" if agreement.line else f"agreement {index + 1}"
+
+
+def _shown(value: str | datetime | None) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return repr(value)
 
 
 def _instant(text: str, column: str, where: str) -> datetime:
@@ -127,8 +176,9 @@ LIMIT 1
 
 def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tuple[int, int]:
     """Record the accounts and agreements in the caller's transaction: (accounts, agreements) written.
-    Raises AccountsFileError for an unknown service point or overlapping agreements (the caller's
-    transaction then stores nothing)."""
+    Raises AccountsFileError for an unknown service point, overlapping agreements or two that
+    conflict (refuse_conflicts; the caller's transaction then stores nothing)."""
+    refuse_conflicts(agreements)
     points = sorted({a.service_point_id for a in agreements})
     known = {
         row[0]
@@ -141,7 +191,7 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
         raise AccountsFileError(
             f"unknown service point(s) {', '.join(unknown[:10])}: register-meters records them with their meters"
         )
-    latest = {a.account_id: a for a in agreements}  # an account listed again: its last row's name and cycle
+    latest = {a.account_id: a for a in agreements}  # an account listed again is alike (refuse_conflicts)
     # The agreements are written in several statements, a move-out before the move-in: the enquiries
     # of these service points are placed once the whole file is written, not after each statement,
     # which told a moved enquiry "no account" between the two.
@@ -164,7 +214,7 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
                     (a.account_id, a.end_at, a.service_point_id, a.start_at),
                 ).rowcount
             ]
-            # one listed twice is one agreement, as it is last listed (as recorded one by one)
+            # one listed twice is one agreement (alike: refuse_conflicts)
             new = list({(a.service_point_id, a.start_at): a for a in unrecorded}.values())
             cur.execute(
                 "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) "
@@ -187,4 +237,4 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
                 f"two agreements on one service point at once: {point} from {first.isoformat()} "
                 f"and from {second.isoformat()}"
             )
-    return len(latest), len(agreements)
+    return len(latest), len({(a.service_point_id, a.start_at) for a in agreements})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -71,6 +72,27 @@ def test_registered_accounts_get_their_determinants(tmp_path: Path, migrated_dat
     assert rows == [("ACC-1", "SP-1"), ("ACC-4", "SP-1"), ("ACC-3", "SP-2")]
 
 
+def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_database_url: str) -> None:
+    """Rows alike (the same agreement, written with another offset, or the same account) are
+    recorded once and counted once: before, {"agreements": 2} for one."""
+    (tmp_path / "meters.csv").write_text(METERS)
+    assert (
+        run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", migrated_database_url)[0] == 0
+    )
+    (tmp_path / "accounts.csv").write_text(
+        "account_id,name,service_point_id,start_at\n"
+        "ACC-1,Ann,SP-1,2026-01-01T00:00Z\nACC-1,Ann ,SP-1,2026-01-01T01:00+01:00\nACC-1,Ann,SP-2,2026-01-01T00:00Z\n"
+    )
+    code, output = run(
+        "server", "register-accounts", str(tmp_path / "accounts.csv"), "--database-url", migrated_database_url
+    )
+    assert code == 0, output
+    assert json.loads(output) == {"accounts": 1, "agreements": 2}
+    with psycopg.connect(migrated_database_url) as conn:
+        rows = conn.execute("SELECT account_id, service_point_id FROM service_agreements ORDER BY 2").fetchall()
+    assert rows == [("ACC-1", "SP-1"), ("ACC-1", "SP-2")]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -92,6 +114,29 @@ def test_registered_accounts_get_their_determinants(tmp_path: Path, migrated_dat
         (
             "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-01-01T00:00Z,9999-12-31T23:00-02:00\n",
             "row 3: end_at '9999-12-31T23:00-02:00' is outside the years 1 to 9999 in UTC",
+        ),
+        # rows that record one agreement or one account differently: before, the last listed was recorded
+        (
+            "account_id,name,service_point_id,start_at\n"
+            "ACC-1,Ann,SP-1,2026-01-01T00:00Z\nACC-2,Bob,SP-1,2026-01-01T01:00+01:00\n",
+            "row 3 and row 4 record the agreement on SP-1 from 2026-01-01T00:00:00Z differently: "
+            "account_id 'ACC-1' and 'ACC-2'",
+        ),
+        (
+            "account_id,name,service_point_id,start_at,end_at\n"
+            "ACC-1,Ann,SP-1,2026-01-01T00:00Z,\nACC-1,Ann,SP-1,2026-01-01T00:00Z,2026-06-01T00:00Z\n",
+            "row 3 and row 4 record the agreement on SP-1 from 2026-01-01T00:00:00Z differently: "
+            "end_at none and 2026-06-01T00:00:00Z",
+        ),
+        (
+            "account_id,name,service_point_id,start_at,end_at\n"
+            "ACC-1,Ann,SP-1,2026-01-01T00:00Z,2026-02-01T00:00Z\nACC-1,Annie,SP-1,2026-02-01T00:00Z,\n",
+            "row 3 and row 4 record account ACC-1 differently: name 'Ann' and 'Annie'",
+        ),
+        (
+            "account_id,name,service_point_id,start_at,end_at,billing_cycle\n"
+            "ACC-1,Ann,SP-1,2026-01-01T00:00Z,2026-02-01T00:00Z,monthly\nACC-1,Ann,SP-1,2026-02-01T00:00Z,,\n",
+            "row 3 and row 4 record account ACC-1 differently: billing_cycle 'monthly' and none",
         ),
         # a name over two lines (quoted): before, stored as 'AnnSmith'
         (
@@ -204,3 +249,48 @@ def test_a_name_or_billing_cycle_is_kept_as_written_or_refused_naming_its_row(na
         else:
             _first, second = read_accounts_csv(path)
             assert (second.name, second.billing_cycle) == (name.strip(), cycle.strip() or None)
+
+
+#: A row drawn from few values, so that rows often meet on an agreement or an account
+ROWS = st.tuples(
+    st.sampled_from(["ACC-1", "ACC-2"]),
+    st.sampled_from(["Ann", "Bob"]),
+    st.sampled_from(["SP-1", "SP-2"]),
+    st.sampled_from(["2026-01-01T00:00Z", "2026-01-01T01:00+01:00", "2026-02-01T00:00Z"]),
+    st.sampled_from(["", "2026-06-01T00:00Z"]),
+    st.sampled_from(["", "monthly"]),
+)
+
+
+def _conflict(first: tuple[str, ...], then: tuple[str, ...]) -> bool:
+    """Whether two rows record one agreement, or one account, differently."""
+    account, name, point, start, end, cycle = first
+    instant = datetime.fromisoformat
+    same_agreement = point == then[2] and instant(start) == instant(then[3])
+    return (same_agreement and (account, end) != (then[0], then[4])) or (
+        account == then[0] and (name, cycle) != (then[1], then[5])
+    )
+
+
+@given(rows=st.lists(ROWS, min_size=1, max_size=6))
+def test_rows_that_record_one_agreement_or_account_differently_are_refused_naming_both(
+    rows: list[tuple[str, ...]],
+) -> None:
+    """A file is refused, naming two rows that conflict, exactly when two of its rows record one
+    agreement (service point and start) with another account or end, or one account with another
+    name or billing cycle; else each row is read. Before, such a file was read and the last row won."""
+    text = "account_id,name,service_point_id,start_at,end_at,billing_cycle\n"
+    text += "".join(",".join(row) + "\n" for row in rows)
+    conflicting = any(_conflict(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "accounts.csv"
+        path.write_text(text)
+        if not conflicting:
+            assert [a.line for a in read_accounts_csv(path)] == list(range(2, len(rows) + 2))
+            return
+        with pytest.raises(AccountsFileError) as refused:
+            read_accounts_csv(path)
+    named = re.search(r": row (\d+) and row (\d+) record .* differently: ", str(refused.value))
+    assert named, refused.value
+    first, then = int(named[1]), int(named[2])
+    assert first < then and _conflict(rows[first - 2], rows[then - 2])
