@@ -16,12 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
-from server.accounts.register import LINE_BREAKS, AccountsFileError, read_accounts_csv
+from server.accounts.register import LINE_BREAKS, AccountsFileError, Agreement, read_accounts_csv, record_accounts
 
 METERS = """meter_id,dma,role,bulk,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3
 WM-1,D1,customer,false,SP-1,2026-01-01T00:00:00Z,,0,
@@ -294,3 +294,67 @@ def test_rows_that_record_one_agreement_or_account_differently_are_refused_namin
     assert named, refused.value
     first, then = int(named[1]), int(named[2])
     assert first < then and _conflict(rows[first - 2], rows[then - 2])
+
+
+JAN, JUN, SEP, NOV = (datetime(2026, month, day, tzinfo=UTC) for month, day in ((1, 1), (6, 1), (9, 1), (11, 16)))
+#: What the customer system sent before: a tenant on SP-1, a move on SP-2 in June
+BEFORE = [
+    Agreement("ACC-1", "First", "SP-1", JAN, None, None),
+    Agreement("ACC-3", "Third", "SP-2", JAN, JUN, None),
+    Agreement("ACC-4", "Fourth", "SP-2", JUN, None, None),
+]
+#: Then: a move on each service point recorded late, each a move-out of an agreement recorded before
+#: and a move-in that is new; SP-2's first agreement again, unchanged
+MOVES = [
+    Agreement("ACC-1", "First", "SP-1", JAN, NOV, None),
+    Agreement("ACC-2", "Second", "SP-1", NOV, None, None),
+    Agreement("ACC-3", "Third", "SP-2", JAN, JUN, None),
+    Agreement("ACC-4", "Fourth", "SP-2", JUN, SEP, None),
+    Agreement("ACC-5", "Fifth", "SP-2", SEP, None, None),
+]
+
+
+def test_a_move_in_may_be_listed_before_the_move_out_it_follows(tmp_path: Path, migrated_database_url: str) -> None:
+    """The rows of a file may come in any order, a move-in before the move-out it follows: the
+    agreements recorded before are updated first, then the new ones written, so the agreements stored
+    and the membership log (server migration 0052) are the same, and right, whatever the order. Before
+    d78c216 (one statement a row, in the file's order) a move-in listed first overlapped the running
+    agreement and the file was refused."""
+    (tmp_path / "meters.csv").write_text(METERS)
+    assert (
+        run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", migrated_database_url)[0] == 0
+    )
+    inf = datetime.max.replace(tzinfo=UTC)  # (the log's 'infinity', as psycopg loads it)
+    agreements = [
+        ("ACC-1", "SP-1", JAN, NOV),
+        ("ACC-2", "SP-1", NOV, None),
+        ("ACC-3", "SP-2", JAN, JUN),
+        ("ACC-4", "SP-2", JUN, SEP),
+        ("ACC-5", "SP-2", SEP, None),
+    ]
+    # what the moves changed, and no more: each move-out from its new end on, each move-in whole
+    logged = [
+        ("ACC-1", "SP-1", "WM-1", NOV, inf),
+        ("ACC-2", "SP-1", "WM-1", NOV, inf),
+        ("ACC-4", "SP-2", "WM-2", SEP, inf),
+        ("ACC-5", "SP-2", "WM-2", SEP, inf),
+    ]
+
+    @settings(max_examples=25)
+    @given(order=st.permutations(MOVES))
+    def recorded(order: list[Agreement]) -> None:
+        with psycopg.connect(migrated_database_url) as conn, conn.transaction(force_rollback=True):
+            record_accounts(conn, BEFORE)
+            conn.execute("DELETE FROM account_membership_changes")
+            assert record_accounts(conn, order) == (5, 5)
+            stored = conn.execute(
+                "SELECT account_id, service_point_id, start_at, end_at FROM service_agreements ORDER BY 2, 3"
+            ).fetchall()
+            changes = conn.execute(
+                "SELECT account_id, service_point_id, meter_id, from_ts, "
+                "CASE WHEN to_ts = 'infinity' THEN %s ELSE to_ts END FROM account_membership_changes ORDER BY 1, 2, 3",
+                (inf,),
+            ).fetchall()
+        assert (stored, changes) == (agreements, logged)
+
+    recorded()
