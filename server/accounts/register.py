@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,7 +112,8 @@ def refuse_conflicts(agreements: Sequence[Agreement], source: str = "") -> None:
     """Raise AccountsFileError, naming both rows and what differs, for two rows that record one
     agreement (its service point and start) with another account or end, or one account with
     another name or billing cycle: which one was meant cannot be told (the last listed was recorded).
-    Rows alike are one agreement or account, as if listed once."""
+    Rows alike are one agreement or account, as if listed once. Two agreements on one service point
+    at once are refused likewise."""
     agreements_at: dict[tuple[str, datetime], tuple[int, Agreement]] = {}
     accounts: dict[str, tuple[int, Agreement]] = {}
     for index, a in enumerate(agreements):
@@ -128,6 +130,18 @@ def refuse_conflicts(agreements: Sequence[Agreement], source: str = "") -> None:
             raise AccountsFileError(
                 f"{source}{_row(first_index, first)} and {_row(index, a)} record account {a.account_id} "
                 f"differently: {differ}"
+            )
+    # two of them on one service point at once (the database refuses them too, but names no row): in
+    # start order on each service point, one overlaps another only if it overlaps the next
+    in_order = sorted(agreements_at.items(), key=lambda item: item[0])
+    for ((point, start), earlier), ((next_point, next_start), later) in itertools.pairwise(in_order):
+        end = earlier[1].end_at
+        if point == next_point and (end is None or end > next_start):
+            (first_index, first), (index, then) = sorted((earlier, later), key=lambda pair: pair[0])
+            running = "still running" if end is None else f"until {_shown(end)}"
+            raise AccountsFileError(
+                f"{source}{_row(first_index, first)} and {_row(index, then)}: two agreements on one service "
+                f"point at once: {point} from {_shown(start)}, {running}, and from {_shown(next_start)}"
             )
 
 

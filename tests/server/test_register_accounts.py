@@ -72,6 +72,25 @@ def test_registered_accounts_get_their_determinants(tmp_path: Path, migrated_dat
     assert rows == [("ACC-1", "SP-1"), ("ACC-4", "SP-1"), ("ACC-3", "SP-2")]
 
 
+def test_an_agreement_overlapping_one_recorded_before_is_refused(tmp_path: Path, migrated_database_url: str) -> None:
+    """An agreement that overlaps one recorded before (not in the file) is refused by the database,
+    naming the service point and both starts; nothing of the file is stored."""
+    url = migrated_database_url
+    (tmp_path / "meters.csv").write_text(METERS)
+    assert run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", url)[0] == 0
+    (tmp_path / "first.csv").write_text("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00Z\n")
+    assert run("server", "register-accounts", str(tmp_path / "first.csv"), "--database-url", url)[0] == 0
+    (tmp_path / "then.csv").write_text(
+        "account_id,name,service_point_id,start_at\nACC-3,O,SP-2,2026-01-01T00:00Z\nACC-2,M,SP-1,2026-06-01T00:00Z\n"
+    )
+    code, output = run("server", "register-accounts", str(tmp_path / "then.csv"), "--database-url", url)
+    said = " ".join(output.replace("│", " ").split())
+    assert code == 2 and "two agreements on one service point at once: Key" in said and "SP-1" in said, output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT account_id FROM service_agreements").fetchall() == [("ACC-1",)]
+        assert conn.execute("SELECT account_id FROM accounts").fetchall() == [("ACC-1",)]
+
+
 def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_database_url: str) -> None:
     """Rows alike (the same agreement, written with another offset, or the same account) are
     recorded once and counted once: before, {"agreements": 2} for one."""
@@ -156,7 +175,14 @@ def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_data
         ),
         (
             "account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00Z\nACC-2,M,SP-1,2026-06-01T00:00Z\n",
-            "two agreements on one service point at once",
+            "row 3 and row 4: two agreements on one service point at once: "
+            "SP-1 from 2026-01-01T00:00:00Z, still running, and from 2026-06-01T00:00:00Z",
+        ),
+        (
+            "account_id,name,service_point_id,start_at,end_at\n"
+            "ACC-2,M,SP-1,2026-06-01T00:00Z,\nACC-1,N,SP-1,2026-01-01T00:00Z,2026-07-01T00:00Z\n",
+            "row 3 and row 4: two agreements on one service point at once: "
+            "SP-1 from 2026-01-01T00:00:00Z, until 2026-07-01T00:00:00Z, and from 2026-06-01T00:00:00Z",
         ),
     ],
 )
@@ -251,34 +277,50 @@ def test_a_name_or_billing_cycle_is_kept_as_written_or_refused_naming_its_row(na
             assert (second.name, second.billing_cycle) == (name.strip(), cycle.strip() or None)
 
 
-#: A row drawn from few values, so that rows often meet on an agreement or an account
+#: A row drawn from few values, so that rows often meet on an agreement, an account or a service point
 ROWS = st.tuples(
     st.sampled_from(["ACC-1", "ACC-2"]),
     st.sampled_from(["Ann", "Bob"]),
     st.sampled_from(["SP-1", "SP-2"]),
-    st.sampled_from(["2026-01-01T00:00Z", "2026-01-01T01:00+01:00", "2026-02-01T00:00Z"]),
-    st.sampled_from(["", "2026-06-01T00:00Z"]),
+    st.sampled_from(
+        [
+            ("2026-01-01T00:00Z", ""),
+            ("2026-01-01T01:00+01:00", "2026-03-01T00:00Z"),
+            ("2026-01-01T00:00Z", "2026-06-01T00:00Z"),
+            ("2026-03-01T00:00Z", ""),
+            ("2026-03-01T00:00Z", "2026-06-01T00:00Z"),
+            ("2026-06-01T00:00Z", ""),
+        ]
+    ),
     st.sampled_from(["", "monthly"]),
-)
+).map(lambda row: (*row[:3], *row[3], row[4]))
 
 
 def _conflict(first: tuple[str, ...], then: tuple[str, ...]) -> bool:
-    """Whether two rows record one agreement, or one account, differently."""
+    """Whether two rows record one agreement, or one account, differently, or are two agreements
+    on one service point at once."""
     account, name, point, start, end, cycle = first
-    instant = datetime.fromisoformat
-    same_agreement = point == then[2] and instant(start) == instant(then[3])
-    return (same_agreement and (account, end) != (then[0], then[4])) or (
-        account == then[0] and (name, cycle) != (then[1], then[5])
+
+    def span(start: str, end: str) -> tuple[datetime, datetime]:
+        return datetime.fromisoformat(start), datetime.fromisoformat(end) if end else datetime.max.replace(tzinfo=UTC)
+
+    (since, until), (then_since, then_until) = span(start, end), span(then[3], then[4])
+    same_agreement = point == then[2] and since == then_since
+    overlap = point == then[2] and since != then_since and since < then_until and then_since < until
+    return (
+        (same_agreement and (account, end) != (then[0], then[4]))
+        or (account == then[0] and (name, cycle) != (then[1], then[5]))
+        or overlap
     )
 
 
 @given(rows=st.lists(ROWS, min_size=1, max_size=6))
-def test_rows_that_record_one_agreement_or_account_differently_are_refused_naming_both(
-    rows: list[tuple[str, ...]],
-) -> None:
+def test_rows_that_conflict_are_refused_naming_both(rows: list[tuple[str, ...]]) -> None:
     """A file is refused, naming two rows that conflict, exactly when two of its rows record one
     agreement (service point and start) with another account or end, or one account with another
-    name or billing cycle; else each row is read. Before, such a file was read and the last row won."""
+    name or billing cycle, or are two agreements on one service point at once; else each row is
+    read. Before, the rows that record one thing differently were read and the last won, and an
+    overlap was left to the database, which named no row."""
     text = "account_id,name,service_point_id,start_at,end_at,billing_cycle\n"
     text += "".join(",".join(row) + "\n" for row in rows)
     conflicting = any(_conflict(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :])
@@ -290,7 +332,10 @@ def test_rows_that_record_one_agreement_or_account_differently_are_refused_namin
             return
         with pytest.raises(AccountsFileError) as refused:
             read_accounts_csv(path)
-    named = re.search(r": row (\d+) and row (\d+) record .* differently: ", str(refused.value))
+    named = re.search(
+        r": row (\d+) and row (\d+)(?: record .* differently|: two agreements on one service point at once): ",
+        str(refused.value),
+    )
     assert named, refused.value
     first, then = int(named[1]), int(named[2])
     assert first < then and _conflict(rows[first - 2], rows[then - 2])
