@@ -72,6 +72,9 @@ def read_accounts_csv(path: Path) -> list[Agreement]:
     unknown = [c for c in columns if c not in REQUIRED + OPTIONAL]
     if unknown:
         raise AccountsFileError(f"{path}: unknown column(s) {', '.join(unknown)}")
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:  # (before, the last of them was read and the others dropped)
+        raise AccountsFileError(f"{path}: column(s) named twice: {', '.join(twice)}")
     agreements = []
     while True:
         line = reader.line_num + 1

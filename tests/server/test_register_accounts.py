@@ -117,6 +117,8 @@ def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_data
     [
         ("account_id,name,start_at\n", "missing column(s) service_point_id"),
         ("account_id,name,service_point_id,start_at,colour\n", "unknown column(s) colour"),
+        # before, the last 'name' was read and the first dropped (this row's name was 'Bob')
+        ("account_id,name,service_point_id,start_at,name\nACC-1,Ann,SP-1,2026-01-01T00:00Z,Bob\n", "named twice: name"),
         ("account_id,name,service_point_id,start_at\nACC 1,N,SP-1,2026-01-01T00:00Z\n", "account_id 'ACC 1'"),
         ("account_id,name,service_point_id,start_at\nACC-1,,SP-1,2026-01-01T00:00Z\n", "name: 1 to 200"),
         ("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00\n", "needs a UTC offset"),
