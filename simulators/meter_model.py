@@ -77,6 +77,9 @@ def _locked(method: Callable[Concatenate[MeterModel, _P], _R]) -> Callable[Conca
 #: The faults applied step by step (:meth:`MeterModel._day`): they start and end on step boundaries.
 _STEPPED = (Leak, Burst, ReverseFlow, Tamper, Stuck, Dry)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The earliest installation the model can simulate: its days are counted from the Unix epoch, and
+#: a day before it has no random stream (numpy seeds from non-negative integers only).
+EARLIEST_INSTALLED = _EPOCH
 _US = timedelta(microseconds=1)
 ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
 _EPS = 1e-7  # in register counts, against float error at exact multiples of the resolution

@@ -94,3 +94,22 @@ def test_decode_modbus_reads_a_pulse_counter_with_its_parameter() -> None:
     assert json.loads(result.stdout)["volume_m3"] == 2.5  # 1,000 pulses of 2.5 L
     bad = _aquami("decode", "modbus", "--profile", "pulse_counter", "--param", "litres_per_pulse", "000003e8")
     assert bad.returncode == 2 and "give KEY=VALUE" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--seed", "-1"], "Invalid value for '--seed'"),
+        (["--installed", "1969-12-31T23:59:59Z"], "before 1970-01-01T00:00:00Z"),
+        (["--installed", "0001-01-01T00:00:00+01:00"], "an ISO 8601 UTC time"),
+        (["--installed", "2999-01-01T00:00:00Z"], "in the future"),
+    ],
+)
+def test_the_modbus_simulator_refuses_a_seed_or_installation_it_cannot_simulate(args: list[str], says: str) -> None:
+    """A negative seed, an installation before the model's epoch, or one that overflows on the way
+    to UTC was a numpy or datetime traceback once the meters were first read; now each is refused
+    up front, naming the option."""
+    result = CliRunner().invoke(app, ["simulate", "modbus-tcp", "--port", "0", *args], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "Invalid value for --installed" in result.output or "--installed" not in args

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         meters: int = typer.Option(10, min=1, max=247, help="Meters, at unit ids 1..N."),
         host: str = typer.Option("127.0.0.1"),
         port: int = typer.Option(5020, min=0, max=65535),
-        seed: int = typer.Option(7),
+        seed: int = typer.Option(7, min=0, help="The same seed gives the same water (0 or more)."),
         installed: str = typer.Option(
             "2026-01-01T00:00:00Z",
             help="When the meters were installed (ISO 8601 UTC). Fixed, so a restarted simulator's registers "
@@ -28,16 +28,26 @@ def register(app: typer.Typer) -> None:
         from datetime import UTC, datetime
 
         from aquami.demo import INSTALLED_BEFORE_EPOCH, demo_fleet
-        from simulators.ground_truth import parse_iso_utc
+        from simulators.ground_truth import iso_utc, parse_iso_utc
+        from simulators.meter_model import EARLIEST_INSTALLED
         from simulators.modbus_tcp import ModbusTcpSimulator
 
         try:
             since = parse_iso_utc(installed)
-        except ValueError:
-            raise typer.BadParameter(f"{installed!r}: an ISO 8601 UTC time, e.g. 2026-01-01T00:00:00Z") from None
+        except (ValueError, OverflowError):  # (a time at the calendar's edge overflows on the way to UTC)
+            raise typer.BadParameter(
+                f"{installed!r}: an ISO 8601 UTC time, e.g. 2026-01-01T00:00:00Z", param_hint="--installed"
+            ) from None
         now = datetime.now(UTC)
         if since > now:
-            raise typer.BadParameter(f"{installed}: in the future; meters must be installed to be read")
+            raise typer.BadParameter(
+                f"{installed}: in the future; meters must be installed to be read", param_hint="--installed"
+            )
+        if since < EARLIEST_INSTALLED:
+            raise typer.BadParameter(
+                f"{installed}: before {iso_utc(EARLIEST_INSTALLED)}, the earliest the simulated meters start from",
+                param_hint="--installed",
+            )
         fleet = demo_fleet(meters, seed, since + INSTALLED_BEFORE_EPOCH)
         for unit in fleet:
             unit.meter.read(now)  # work out the days since installation before the first request

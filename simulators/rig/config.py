@@ -30,6 +30,7 @@ from typing import Any
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
 from simulators.ground_truth import iso_utc, parse_iso_utc
+from simulators.meter_model import EARLIEST_INSTALLED
 from simulators.rig.faults import FaultSpec, parse_fault
 
 __all__ = ["ConfigError", "MeterConfig", "RigConfig", "TransportConfig", "load_rig", "parse_rig_text"]
@@ -195,12 +196,17 @@ def parse_rig(
     else:
         try:
             installed = parse_iso_utc(installed_text)
-        except ValueError:
+        except (ValueError, OverflowError):  # (a time at the calendar's edge overflows on the way to UTC)
             raise rig.error(
                 "installed", f"{installed_text!r}: an ISO 8601 UTC time, e.g. 2026-01-01T00:00:00Z"
             ) from None
         if installed > start:
             raise rig.error("installed", f"{installed_text}: in the future; meters must be installed to be read")
+        if installed < EARLIEST_INSTALLED:  # refused here, so --check refuses it too, not the run
+            raise rig.error(
+                "installed",
+                f"{installed_text}: before {iso_utc(EARLIEST_INSTALLED)}, the earliest the simulated meters start from",
+            )
     control = rig.text("control", "127.0.0.1:8470")
     host, _, port_text = control.rpartition(":")
     port_ok = port_text.isascii() and port_text.isdigit() and 0 <= int(port_text) <= 65535

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -110,6 +110,24 @@ def test_the_command_reports_the_field_and_fails(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(bad), "--check"])
     assert result.exit_code == 2
     assert "meter[0].address: 300 is outside 1..247" in result.output
+
+
+def test_an_installation_before_the_model_s_epoch_is_refused_by_check_as_by_the_run(tmp_path: Path) -> None:
+    """``installed = 1960-…`` passed ``--check`` and then crashed the run (numpy cannot seed the days
+    before 1970): the file is refused when it is read, so ``--check`` says so, naming the field."""
+    rig = tmp_path / "rig.toml"
+    rig.write_text(BASE.replace("2026-01-01T00:00:00Z", "1960-01-01T00:00:00Z"))
+    result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(rig), "--check"])
+    assert result.exit_code == 2
+    assert "rig.toml:3: rig.installed: 1960-01-01T00:00:00Z: before 1970-01-01T00:00:00Z" in result.output
+    for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):  # overflow on the way to UTC
+        with pytest.raises(ConfigError, match=r"rig.installed: .*an ISO 8601 UTC time"):
+            parse_rig_text(BASE.replace("2026-01-01T00:00:00Z", edge), now=NOW)
+    earliest = parse_rig_text(BASE.replace("2026-01-01T00:00:00Z", "1970-01-01T00:00:00Z"), now=NOW).installed
+    a_day_later = earliest + timedelta(days=1)
+    assert MeterModel("M1", installed=earliest, seed=7).volume_m3(a_day_later) >= 0  # the earliest runs
+    with pytest.raises(ValueError, match="non-negative"):  # and a second earlier would not
+        MeterModel("M1", installed=earliest - timedelta(seconds=1), seed=7).volume_m3(a_day_later)
 
 
 def test_without_installed_a_restarted_rig_reads_on_where_it_left_off() -> None:
