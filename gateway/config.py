@@ -8,11 +8,11 @@ as ``[[buses.meters]]``). Relative paths (spool, TLS files) are relative to the 
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict
 
+from aquami.config import toml_file
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
 from aquami.contracts.reads import ALARMS, is_identifier
@@ -574,19 +574,16 @@ def parse_config(
 
 
 def parse_config_text(text: str, source: str = "config", base: Path | None = None) -> GatewayConfig:
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML: {error}") from error
-    return parse_config(document, source, LineIndex(text), base)
+    text = toml_file.without_bom(text)
+    return parse_config(toml_file.parse(text, source), source, LineIndex(text), base)
 
 
 def load_config(path: Path | str) -> GatewayConfig:
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: no such file") from error
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error}") from error
-    return parse_config_text(text, str(path), path.resolve().parent)
+    return parse_config_text(toml_file.decode(data, str(path)), str(path), path.resolve().parent)

@@ -21,12 +21,12 @@ it (:mod:`simulators.rig.state`), so a restarted rig reads on where it was. Kind
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aquami.config import toml_file
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
 from simulators.ground_truth import iso_utc, parse_iso_utc
@@ -246,17 +246,14 @@ def parse_rig(
 
 
 def parse_rig_text(text: str, source: str = "rig.toml", now: datetime | None = None) -> RigConfig:
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML: {error}") from None
-    return parse_rig(document, source, LineIndex(text), now)
+    text = toml_file.without_bom(text)
+    return parse_rig(toml_file.parse(text, source), source, LineIndex(text), now)
 
 
 def load_rig(path: str | Path, now: datetime | None = None) -> RigConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
-    return parse_rig_text(text, str(path), now)
+    return parse_rig_text(toml_file.decode(data, str(path)), str(path), now)

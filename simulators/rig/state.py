@@ -79,6 +79,8 @@ def load_state(path: Path, seed: int, installed: datetime, meter_kinds: dict[str
         return []
     except OSError as error:
         raise RigStateError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:  # the rig writes UTF-8 JSON: this is some other file, or a damaged one
+        raise RigStateError(f"{path}: not a rig state file: not UTF-8") from None
     try:
         document = json.loads(text)
         if document.get("format") != FORMAT:
