@@ -265,8 +265,9 @@ def _identifier(table: Table, key: str) -> str:
 
 
 def _mqtt(table: Table, base: Path | None) -> tuple[MqttEndpoint, MqttOptions, dict[str, Any]]:
+    url = table.text("url")  # its ConfigError as it is: read inside the try, it was named twice
     try:
-        endpoint = MqttEndpoint.parse(table.text("url"))
+        endpoint = MqttEndpoint.parse(url)
     except ValueError as error:
         raise table.error("url", str(error)) from error
     username = table.text("username", None)

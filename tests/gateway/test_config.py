@@ -150,6 +150,8 @@ def test_duplicate_meter_id_names_both_lines() -> None:
         (("[mqtt]\n", "[mqtt]\nqos = 0\n"), "qos = 0", "mqtt.qos: QoS 0 has no PUBACK"),
         (("[mqtt]\n", '[mqtt]\nprotocol = "4"\n'), 'protocol = "4"', "mqtt.protocol: '4' is not one of"),
         (('url = "mqtt://', 'url = "http://'), "http://", "mqtt.url: MQTT URL"),
+        # said "gw.toml:4: mqtt.url: gw.toml:4: mqtt.url: expected string, …": the file and field twice
+        (('url = "mqtt://127.0.0.1:1883"', "url = 1883"), "url = 1883", "mqtt.url: expected string, got integer 1883"),
         (('"WM-2"', '"WM 2"'), "WM 2", "meters[1].meter_id: 'WM 2' is not an identifier"),
         # a name ending in a line break passed the gateway's check, and every batch naming it was refused
         (('"WM-2"', '"WM-2\\n"'), "WM-2", "meters[1].meter_id: 'WM-2\\n' is not an identifier"),
