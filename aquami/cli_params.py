@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import typer
 
 #: ``--param`` of the commands that load a Modbus profile (``gateway scan``, ``decode modbus``).
@@ -18,7 +20,11 @@ def profile_parameters(items: list[str]) -> dict[str, float | str]:
         if not sep or not key.strip():
             raise typer.BadParameter(f"{item!r}: give KEY=VALUE, e.g. litres_per_pulse=10", param_hint="--param")
         try:
-            parameters[key.strip()] = float(value)
+            number = float(value)
         except ValueError:
             parameters[key.strip()] = value.strip()
+            continue
+        if not math.isfinite(number):  # "inf", "nan", or 1e999 (which float() makes inf)
+            raise typer.BadParameter(f"{item!r}: {value.strip()} is not a finite number", param_hint="--param")
+        parameters[key.strip()] = number
     return parameters

@@ -8,6 +8,7 @@ status is 1 if any failed.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,8 +31,27 @@ def _hex_to_bytes(text: str) -> bytes:
     return bytes.fromhex("".join(text.split()))
 
 
-def decode_lines(frames: Iterable[str], decode: Callable[[bytes], dict[str, Any]]) -> int:
-    """Decode every frame, print one JSON line each, and return the exit status (1 if any failed)."""
+def _not_finite(value: Any, path: str = "") -> str | None:
+    """Where in a decoded frame a number is NaN or infinite (``volume_m3 = inf``), if anywhere."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path or 'value'} = {value!r}"
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    for where, item in items:
+        found = _not_finite(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+def decode_lines(frames: Iterable[str], decode: Callable[[bytes], dict[str, Any]], *, hint: str = "") -> int:
+    """Decode every frame, print one JSON line each, and return the exit status (1 if any failed).
+
+    A frame that decodes to a number JSON cannot carry (an overflow to infinity: a count times a
+    ``--param`` of 1e308 litres) fails like one that does not decode; ``hint`` says what to check."""
     from firmware_protocols.errors import DecodeError
 
     failed = False
@@ -41,7 +61,12 @@ def decode_lines(frames: Iterable[str], decode: Callable[[bytes], dict[str, Any]
         except (DecodeError, ValueError) as error:
             failed = True
             result = {"error": str(error), "input": text.strip()}
-        sys.stdout.write(json.dumps(result) + "\n")
+        else:
+            beyond = _not_finite(result)
+            if beyond is not None:
+                failed = True
+                result = {"error": f"{beyond}: out of the range of a JSON number{hint}", "input": text.strip()}
+        sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
     return 1 if failed else 0
 
 
@@ -94,6 +119,7 @@ def register(app: typer.Typer) -> None:
             meter_profile = load_profile(profile, profile_parameters(param))
         except ProfileError as error:
             raise typer.BadParameter(str(error), param_hint="--profile/--param") from None
-        raise typer.Exit(decode_lines(_frames_from(registers or []), meter_profile.decode_bytes))
+        hint = " (check --param)" if param else ""
+        raise typer.Exit(decode_lines(_frames_from(registers or []), meter_profile.decode_bytes, hint=hint))
 
     app.add_typer(decode_app, name="decode")

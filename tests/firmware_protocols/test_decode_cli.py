@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from aquami.cli import app
@@ -49,3 +50,43 @@ def test_mbus_frames_from_the_corpus_decode_from_stdin_beside_a_broken_one():
     first, broken, again = lines(result.output)
     assert first == again and first["records"] and first["id"]
     assert set(broken) == {"error", "input"}
+
+
+def _strict(line: str) -> dict:
+    """A JSON line as a strict reader takes it: Infinity and NaN are not JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_a_value_that_overflows_is_an_error_line_not_infinity():
+    """``--param litres_per_pulse=1e308`` times a large count printed ``"volume_m3": Infinity``,
+    which no JSON reader takes, with exit 0; now that frame fails on its own line, and says why."""
+    args = [
+        "decode",
+        "modbus",
+        "--profile",
+        "pulse_counter",
+        "--param",
+        "litres_per_pulse=1e308",
+        "ffffffff",
+        "000003e8",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    overflowed, fine = (_strict(line) for line in result.output.splitlines())
+    assert overflowed == {
+        "error": "volume_m3 = inf: out of the range of a JSON number (check --param)",
+        "input": "ffffffff",
+    }
+    assert fine["volume_m3"] == 1e308  # 1,000 pulses of 1e308 L
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e999"])
+def test_a_param_that_is_no_finite_number_is_refused_by_name(value: str):
+    args = ["decode", "modbus", "--profile", "pulse_counter", "--param", f"litres_per_pulse={value}", "000003e8"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert f"Invalid value for --param: 'litres_per_pulse={value}': {value} is not a finite number" in result.output
