@@ -99,9 +99,15 @@ def register(app: typer.Typer) -> None:
             if not sep:
                 raise typer.BadParameter(f"--key {item!r}: expected METER_ID=HEX")
             try:
-                keys[meter_id.strip()] = _hex_to_bytes(hex_key)
+                secret = _hex_to_bytes(hex_key)
             except ValueError as error:
                 raise typer.BadParameter(f"--key {item!r}: {error}") from error
+            if len(secret) != 16:  # refused once here, not again at every telegram of the meter
+                raise typer.BadParameter(
+                    f"meter {meter_id.strip()!r}: the key has {len(secret)} bytes; AES-128 takes 16 (32 hex digits)",
+                    param_hint="--key",
+                )
+            keys[meter_id.strip()] = secret
         raise typer.Exit(decode_lines(_frames_from(frames or []), lambda data: decode_telegram(data, keys, crcs=crcs)))
 
     @decode_app.command("modbus")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from aquami.cli import app
@@ -52,3 +53,14 @@ def test_a_telegram_without_crcs_needs_no_crcs() -> None:
 def test_bad_key_option() -> None:
     result = CliRunner().invoke(app, ["decode", "wmbus", "--key", "12345678", OMS_MODE5])
     assert result.exit_code != 0
+
+
+@pytest.mark.parametrize("hex_key", ["0102", KEY.hex() + "00", ""])
+def test_a_key_that_is_not_16_bytes_is_refused_once_up_front(hex_key: str) -> None:
+    """A 2-byte key was accepted and then refused again at every telegram, each its own error line
+    (exit 1); an AES-128 key is 16 bytes, which the option can tell before any telegram is read."""
+    arguments = ["decode", "wmbus", "--no-crcs", "--key", f"12345678={hex_key}", OMS_MODE5, OMS_MODE5]
+    result = CliRunner().invoke(app, arguments, env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --key: meter '12345678': the key has" in result.output
+    assert "AES-128 takes 16" in result.output and '"error"' not in result.output
