@@ -1,8 +1,10 @@
-"""``--param KEY=VALUE`` options: the parameters a Modbus profile's scale names (``${litres_per_pulse}``)."""
+"""Options several commands share: ``--param KEY=VALUE`` (the parameters a Modbus profile's scale
+names, ``${litres_per_pulse}``) and the check of an ``--out`` file's folder."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import typer
 
@@ -28,3 +30,10 @@ def profile_parameters(items: list[str]) -> dict[str, float | str]:
             raise typer.BadParameter(f"{item!r}: {value.strip()} is not a finite number", param_hint="--param")
         parameters[key.strip()] = number
     return parameters
+
+
+def check_output_folder(out: Path | None, option: str = "--out") -> None:
+    """Refuse an output file whose folder is not there, before any work (a database connected to, an
+    export read) that the write at the end would throw away."""
+    if out is not None and not out.resolve().parent.is_dir():
+        raise typer.BadParameter(f"{out}: there is no folder {out.parent}", param_hint=option)

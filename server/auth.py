@@ -52,11 +52,15 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str:
-    """Store a new key and return it; this is the only time the full key is ever seen."""
+def check_key_roles(roles: list[str]) -> None:
+    """ValueError unless ``roles`` are some of :data:`ROLES` (checked before connecting, by the command)."""
     unknown = sorted(set(roles) - set(ROLES))
     if unknown or not roles:
         raise ValueError(f"roles must be among {', '.join(ROLES)}; got {roles}")
+
+
+def check_key_name(name: str) -> None:
+    """ValueError unless ``name`` says who or what a new key is for, and is no name the system uses."""
     if not name.strip() or "\x00" in name:  # the name is who edits, dismisses and pays: it must say someone
         raise ValueError(f"a key needs a name saying who or what it is for, not {name!r}")
     if _is_system_name(name):
@@ -64,6 +68,12 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
             f"a key cannot be named {name!r}: {', '.join(sorted(SYSTEM_NAMES))} (and vee:…) are the names the "
             "system records its own actions under; name the key after the person or service using it"
         )
+
+
+def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str:
+    """Store a new key and return it; this is the only time the full key is ever seen."""
+    check_key_roles(roles)
+    check_key_name(name)
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     conn.execute(

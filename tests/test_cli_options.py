@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,51 @@ def test_the_modbus_simulator_refuses_a_seed_or_installation_it_cannot_simulate(
     assert result.exit_code == 2, result.output
     assert says in result.output
     assert "Invalid value for --installed" in result.output or "--installed" not in args
+
+
+NO_DATABASE = "postgresql://127.0.0.1:1/none"  # a closed port: every connection is refused
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["bill", "nem12", "--period", "2026-13"], "Invalid value for --period: '2026-13': no month 13"),
+        (["bill", "determinants", "--period", "last month"], "Invalid value for --period: 'last month': use YYYY-MM"),
+        (["bill", "determinants", "--period", "2026-02-01/2026-01-01"], "the period's end must be after its start"),
+        (["bill", "nem12", "--period", "2026-01", "--sender", "AQUAMI-GRID"], "Invalid value for --sender: 'AQUAMI-"),
+        (["bill", "nem12", "--period", "2026-01", "--receiver", ""], "Invalid value for --receiver: '' is no"),
+        (
+            ["bill", "nem12", "--period", "2026-01", "--out", "no/such/folder/x.csv"],
+            "there is no folder no/such/folder",
+        ),
+        (["bill", "determinants", "--period", "2026-01", "--out", "."], "Invalid value for '--out': file '.' is a"),
+        (["server", "create-key", "--name", "me", "--role", "wizard"], "Invalid value for --role: roles must be among"),
+        (["server", "create-key", "--name", "Detection", "--role", "admin"], "Invalid value for --name: a key cannot"),
+        (["server", "create-key", "--name", " ", "--role", "admin"], "Invalid value for --name: a key needs a name"),
+        (["collector", "timezone", "Mars/Olympus"], "Invalid value for ZONE: unknown time zone 'Mars/Olympus'"),
+        (["collector", "timezone", "../etc/passwd"], "Invalid value for ZONE: unknown time zone '../etc/passwd'"),
+    ],
+)
+def test_a_wrong_argument_is_said_before_connecting(args: list[str], says: str) -> None:
+    """With the database unreachable, each of these said "connection failed": the arguments were
+    checked only after connecting. Now the real mistake is said first, whatever the database."""
+    result = CliRunner().invoke(app, [*args, "--database-url", NO_DATABASE], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert says in result.output
+
+
+def test_a_period_empty_in_utc_but_not_in_every_zone_waits_for_the_utility_s_zone() -> None:
+    """From a date to a date-time, the start's midnight moves with the zone: 2 January to 1 January
+    20:00Z is empty in UTC but 7 hours long in Sydney. The check before connecting must not refuse
+    it; whether it is a period is for the utility's zone, read from the database."""
+    from zoneinfo import ZoneInfo
+
+    from aquami.commands.bill import _check_period
+    from server.billing.service import parse_period
+
+    period = "2026-01-02/2026-01-01T20:00Z"
+    _check_period(period)
+    start, end = parse_period(period, ZoneInfo("Australia/Sydney"))
+    assert end - start == timedelta(hours=7)
+    result = CliRunner().invoke(app, ["bill", "determinants", "--period", period, "--database-url", NO_DATABASE])
+    assert result.exit_code == 1 and "connection" in str(result.exception)  # the database's to say

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 import typer
 
 from aquami import atomic_write
+from aquami.cli_params import check_output_folder
 from aquami.database_url import DATABASE_URL
 
 PERIOD = typer.Option(..., help="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive).")
@@ -25,7 +27,7 @@ def register(app: typer.Typer) -> None:
         account: str = typer.Option(None, help="Only this account's meters."),
         sender: str = typer.Option("AQUAMI", help="100 record: from participant."),
         receiver: str = typer.Option("BILLING", help="100 record: to participant."),
-        out: Path = typer.Option(None, help="File to write (default: standard output)."),
+        out: Path = typer.Option(None, dir_okay=False, help="File to write (default: standard output)."),
     ) -> None:
         """Hourly consumption in the AEMO NEM12 layout (run `aquami collector vee` first)."""
         import psycopg
@@ -33,6 +35,9 @@ def register(app: typer.Typer) -> None:
         from server.billing.nem12 import ZoneNotExportable, nem12_chunks, prepare, standard_time
         from server.billing.repository import utility_timezone
 
+        _check_period(period)  # every mistake in the arguments said before connecting, whatever the database
+        _check_participants(sender, receiver)
+        check_output_folder(out)
         with psycopg.connect(database_url) as conn:
             zone = utility_timezone(conn)
             start, end = _period(period, standard_time(zone))
@@ -51,7 +56,7 @@ def register(app: typer.Typer) -> None:
         period: str = PERIOD,
         account: str = typer.Option(None, help="Only this account."),
         csv: bool = typer.Option(False, "--csv", help="CSV instead of JSON."),
-        out: Path = typer.Option(None, help="File to write (default: standard output)."),
+        out: Path = typer.Option(None, dir_okay=False, help="File to write (default: standard output)."),
     ) -> None:
         """Consumption per account for a billing period, with opening and closing reads."""
         import json
@@ -62,6 +67,8 @@ def register(app: typer.Typer) -> None:
         from server.billing import repository, service
         from server.billing.schemas import DeterminantPage
 
+        _check_period(period)  # every mistake in the arguments said before connecting, whatever the database
+        check_output_folder(out)
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             start, end = _period(period, repository.utility_timezone(conn))  # type: ignore[arg-type]
             rows = repository.determinant_lines(conn, start, end, account, None, None)  # type: ignore[arg-type]
@@ -74,6 +81,48 @@ def register(app: typer.Typer) -> None:
         _write(text, out)
 
     app.add_typer(bill_app, name="bill")
+
+
+#: The offsets of the world's time zones run from UTC-12 to UTC+14.
+_OFFSETS = (timedelta(hours=-12), timedelta(hours=14))
+
+
+def _check_period(period: str) -> None:
+    """Refuse, before the utility's zone is read from the database, a period no zone makes one: not
+    YYYY-MM or START/END, no month 13, a date that is none, or one empty (end not after start) in
+    every zone. A period empty in UTC may not be in the utility's zone (from a date to a date-time,
+    the start's midnight moves with the zone): that one waits for the zone."""
+    from server.billing.service import parse_period
+    from server.problems import Problem
+
+    try:
+        parse_period(period, UTC)
+    except Problem as problem:
+        if problem.title == "Empty period" and any(_is_period(period, timezone(o)) for o in _OFFSETS):
+            return
+        raise typer.BadParameter(problem.detail, param_hint="--period") from None
+
+
+def _is_period(period: str, zone: tzinfo) -> bool:
+    from server.billing.service import parse_period
+    from server.problems import Problem
+
+    try:
+        parse_period(period, zone)
+    except Problem:
+        return False
+    return True
+
+
+def _check_participants(sender: str, receiver: str) -> None:
+    """NEM12's 100 record names its participants by ids of up to 10 letters and digits."""
+    from server.billing.nem12 import PARTICIPANT_ID
+
+    for option, participant in (("--sender", sender), ("--receiver", receiver)):
+        if not re.fullmatch(PARTICIPANT_ID, participant):
+            raise typer.BadParameter(
+                f"{participant!r} is no participant id: up to 10 letters and digits", param_hint=option
+            )
 
 
 def _period(period: str, zone: tzinfo) -> tuple[datetime, datetime]:

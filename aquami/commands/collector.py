@@ -325,10 +325,19 @@ def register(app: typer.Typer) -> None:
 
         Setting it recomputes every stored hour and day of consumption in the new zone.
         """
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         import psycopg
 
         from collector.utility_zone import utility_zone_name
 
+        if zone is not None:  # said before connecting, whatever the database; billing reads it with zoneinfo
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise typer.BadParameter(
+                    f"unknown time zone {zone!r}: use an IANA name such as Europe/London", param_hint="ZONE"
+                ) from None
         with psycopg.connect(database_url) as conn:
             if zone is None:
                 typer.echo(json.dumps({"timezone": utility_zone_name(conn)}))

@@ -50,13 +50,18 @@ def register(app: typer.Typer) -> None:
         """Create an API key and print it (it is shown only this once)."""
         import psycopg
 
-        from server.auth import create_api_key
+        from server.auth import check_key_name, check_key_roles, create_api_key
 
-        try:
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                typer.echo(create_api_key(conn, name, role))
+        try:  # before connecting: a wrong role or name is said whatever the database
+            check_key_roles(role)
         except ValueError as error:
-            raise typer.BadParameter(str(error)) from error
+            raise typer.BadParameter(str(error), param_hint="--role") from None
+        try:
+            check_key_name(name)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--name") from None
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            typer.echo(create_api_key(conn, name, role))
 
     @server_app.command("list-keys")
     def list_keys(
