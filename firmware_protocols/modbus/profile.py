@@ -179,7 +179,11 @@ def load_profile(name_or_path: str | Path, parameters: Mapping[str, Any] | None 
     if not path.is_file():
         raise ProfileError(f"unknown meter profile {name_or_path!r}; known: {', '.join(available_profiles())}")
     try:
-        document = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8-sig")  # UTF-8, as TOML is; a byte order mark (Windows editors) dropped
+    except UnicodeDecodeError as error:
+        raise ProfileError(f"{path}: not UTF-8 (byte 0x{error.object[error.start]:02x}): save it as UTF-8") from None
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"{path}: {error}") from error
     profile = parse_profile(document, source=str(path), parameters=parameters or {})

@@ -90,3 +90,20 @@ def test_a_param_that_is_no_finite_number_is_refused_by_name(value: str):
     result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
     assert result.exit_code == 2
     assert f"Invalid value for --param: 'litres_per_pulse={value}': {value} is not a finite number" in result.output
+
+
+def test_a_profile_file_with_a_byte_order_mark_loads_and_one_not_utf8_is_refused(tmp_path: Path):
+    """A utility's own profile saved by a Windows editor (a byte order mark first) was refused as
+    "Invalid statement (at line 1, column 1)"; one saved as Latin-1 was a UnicodeDecodeError traceback."""
+    shipped = (
+        Path(__file__).resolve().parents[2] / "firmware_protocols/modbus/profiles/pulse_counter.toml"
+    ).read_bytes()
+    marked, latin1 = tmp_path / "marked.toml", tmp_path / "latin1.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + shipped)
+    latin1.write_bytes(b"# Z\xe4hler\n" + shipped)
+    args = ["decode", "modbus", "--param", "litres_per_pulse=10", "000004d2", "--profile"]
+    good = CliRunner().invoke(app, [*args, str(marked)])
+    assert good.exit_code == 0, good.output
+    assert lines(good.output)[0]["volume_m3"] == 12.34
+    bad = CliRunner().invoke(app, [*args, str(latin1)], env={"COLUMNS": "400"})
+    assert bad.exit_code == 2 and f"{latin1}: not UTF-8 (byte 0xe4): save it as UTF-8" in bad.output
