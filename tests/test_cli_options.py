@@ -162,3 +162,27 @@ def test_a_period_empty_in_utc_but_not_in_every_zone_waits_for_the_utility_s_zon
     assert end - start == timedelta(hours=7)
     result = CliRunner().invoke(app, ["bill", "determinants", "--period", period, "--database-url", NO_DATABASE])
     assert result.exit_code == 1 and "connection" in str(result.exception)  # the database's to say
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["leek"], "Invalid value for KIND: 'leek' is no fault: no_reply,"),
+        ([], "Invalid value for KIND: '' is no fault"),
+        (["leak", "--set", "rate_lph=abc"], "Invalid value for --set: rate_lph: expected a number, got 'abc'"),
+        (["leak", "--set", "rate_lph=-5"], "Invalid value for --set: rate_lph: -5 is outside 0..1000000 l/h"),
+        (["slow", "--set", "delay=2"], "Invalid value for --set: unknown field(s) delay"),
+        (["leak", "--set", "meter=M2"], "Invalid value for --set: unknown field(s) meter"),  # would redirect the fault
+    ],
+)
+def test_a_fault_no_rig_takes_is_said_before_calling_the_rig(args: list[str], says: str) -> None:
+    """With no rig running, a misspelt fault or option said "cannot reach the rig"; with one running
+    it was refused there. Now what no meter of any rig would take is refused first; what depends on
+    the meter (a main burst on a customer meter) is still the rig's to say."""
+    result = CliRunner().invoke(
+        app, ["simulate", "fault", "M1", *args, "--rig", "http://127.0.0.1:1"], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    inlet_only = CliRunner().invoke(app, ["simulate", "fault", "M1", "main_burst", "--rig", "http://127.0.0.1:1"])
+    assert inlet_only.exit_code == 1 and "cannot reach the rig" in inlet_only.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -128,10 +129,25 @@ def register(app: typer.Typer) -> None:
             if clear:
                 answer = clear_faults(rig_url, meter, int(kind) if kind else None)
             else:
-                answer = inject_fault(rig_url, meter, kind, parse_options(option))
+                options = parse_options(option)
+                _check_fault(kind, options)  # before the rig is called: a typo is said even with no rig running
+                answer = inject_fault(rig_url, meter, kind, options)
         except RigClientError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from None
         typer.echo(json.dumps(answer, indent=2))
 
     app.add_typer(simulate_app, name="simulate")
+
+
+def _check_fault(kind: str, options: dict[str, Any]) -> None:
+    """Refuse a fault no meter of a rig takes, or options no fault takes, as the rig would (what
+    depends on the meter's kind, a main burst on a customer meter, is the rig's to say)."""
+    from simulators.rig.faults import FAULT_KINDS, INLET_KINDS, parse_fault
+
+    if kind not in FAULT_KINDS:
+        raise typer.BadParameter(f"{kind!r} is no fault: {', '.join(FAULT_KINDS)}", param_hint="KIND")
+    try:  # the request as the rig's endpoint builds it, for a meter that takes this kind
+        parse_fault({"kind": kind, **options}, "dma_inlet" if kind in INLET_KINDS else "smart_water_meter")
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--set") from None
