@@ -94,7 +94,7 @@ def load_state(path: Path, seed: int, installed: datetime, meter_kinds: dict[str
         return [_record(item, meter_kinds) for item in document["faults"]]
     except RigStateError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:  # (a time past year 9999 in UTC)
         raise RigStateError(f"{path}: not a rig state file: {error}") from None
 
 

@@ -187,3 +187,20 @@ def test_the_command_checks_the_state_file_and_runs_with_it_beside_the_rig_file(
     elsewhere = tmp_path / "other.json"
     result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(config), "--check", "--state", str(elsewhere)])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("field", ["installed", "since"])
+def test_a_state_file_time_beyond_the_calendar_in_utc_is_refused_in_one_line(tmp_path: Path, field: str) -> None:
+    """0001-01-01T00:00:00+01:00 is in the year 0 in UTC: an OverflowError traceback from
+    ``simulate rig --check`` (and from the run), not a refusal naming the file."""
+    config = tmp_path / "rig.toml"
+    config.write_text(RIG)
+    edge = "0001-01-01T00:00:00+01:00"
+    fault = {"id": 1, "meter": "M2", "config_index": None, "since": edge, "cleared": None, "spec": {"kind": "leak"}}
+    document = {"format": 1, "seed": 7, "installed": "2026-01-01T00:00:00Z", "faults": [fault]}
+    if field == "installed":
+        document.update(installed=edge, faults=[])
+    (tmp_path / "rig.state.json").write_text(json.dumps(document))
+    result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(config), "--check"])
+    assert result.exit_code == 2, result.exception
+    assert "rig.state.json: not a rig state file: date value out of range" in result.output
