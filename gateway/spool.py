@@ -18,6 +18,13 @@ acknowledged one are writes too, and need room in the WAL and the database. Belo
 until acknowledged batches have freed their space. Before, an outage that filled the disk left the
 spool unable to seal: nothing was delivered or deleted even with the broker back, for good.
 
+One process at a time has a spool: :class:`Spool` locks it as it opens (``flock`` on ``SPOOL.lock``
+beside the file, see :func:`_take_lock`) until :meth:`Spool.close` or the process's end, and a
+second open, in this process or another, is refused with :class:`SpoolInUse`. Before, two gateways
+on one spool (a supervisor's restart racing a manual run, two configurations naming one file) both
+ran, and both sent and deleted its batches. Reading the file needs no lock (``sqlite3 -readonly``:
+WAL gives a reader a consistent snapshot while the gateway writes).
+
 The same database keeps what must outlive a restart beside the readings: pulse counters' state,
 wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since).
 A spool file from an earlier version opens with its readings, batches and events: tables it lacks
@@ -29,6 +36,7 @@ without ``count_m3``, and every poll of every pulse counter failed on it ("no su
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -39,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gateway.health import SavedMeter
 
@@ -124,6 +132,47 @@ class SpoolUnusable(Exception):
     """The spool's file cannot be opened as a spool (the message names it, and SQLite's reason)."""
 
 
+class SpoolInUse(SpoolUnusable):
+    """Another process has the spool open: its lock file is locked (the message names the spool, and
+    the holder's pid when the lock file says it)."""
+
+
+def lock_path(spool: Path) -> Path:
+    """The lock file of the spool at ``spool``: beside the file the path leads to (a symlink
+    followed), named after it, so two paths to one spool take one lock."""
+    real = Path(os.path.realpath(spool))
+    return real.with_name(real.name + ".lock")
+
+
+def _take_lock(spool: Path) -> IO[str]:
+    """Lock the spool for this process (``flock``, exclusive, not waiting) and write its pid in the
+    lock file; the lock lasts until the file returned is closed, or the process ends however it ends
+    (the kernel releases it: a crashed gateway's lock does not outlive it, as a pid file would). The
+    file is never deleted: a gateway starting as another deleted it would lock a new file while a
+    third locked the old one. SQLite's own locks are not it: they are per transaction, and a second
+    connection waits for them, then goes on."""
+    path = lock_path(spool)
+    try:
+        file = path.open("a+", encoding="ascii")
+    except OSError as error:
+        raise SpoolUnusable(f"cannot open the spool {spool}: its lock file: {error}") from error
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        holder = file.read(32).strip()
+        file.close()
+        by = f"pid {holder} holds its lock {path}" if holder.isdigit() else f"its lock {path} is held (pid not known)"
+        raise SpoolInUse(f"the spool {spool} is in use by another gateway: {by}") from None
+    except OSError as error:  # a filesystem without locks: two gateways could not be told apart
+        file.close()
+        raise SpoolUnusable(f"cannot lock the spool {spool} ({path}): {error}") from error
+    file.truncate(0)
+    file.write(f"{os.getpid()}\n")
+    file.flush()
+    return file
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     stored: int
@@ -163,8 +212,13 @@ class Spool:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
+        self._held = _take_lock(self.path)  # before SQLite opens it: one process at a time, for its life
+        try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as error:
+            self._held.close()
             raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
         try:
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's; an older one's by _convert_to_reclaim
@@ -179,11 +233,14 @@ class Spool:
                 self._convert_to_reclaim()
         except sqlite3.Error as error:  # not a database, damaged, or on a disk mounted read-only
             self._db.close()
+            self._held.close()
             raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
 
     def close(self) -> None:
+        """Close the database, then give its lock up (another process may take the spool)."""
         with self._lock:
             self._db.close()
+            self._held.close()
 
     def _migrate(self) -> None:
         """Bring an earlier version's spool to this schema, each migration with its user_version in

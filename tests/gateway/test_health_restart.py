@@ -178,9 +178,13 @@ def test_offline_state_survives_restarts_and_the_meter_comes_back_online(tmp_pat
             await simulator.stop()
             simulator = await simulating(1)  # WM-0002 goes silent
             await until(lambda: health_of(first).offline_since is not None, 20)
-            probe = Spool(tmp_path / "s.sqlite")  # stored with the event, not only at stop (a power cut)
-            seen["stored_at_event"] = probe.load_meter_health(SILENT)
-            probe.close()
+            # stored with the event, not only at stop (a power cut); read as an operator would, with
+            # the gateway running: a second Spool is refused while the gateway holds the spool's lock
+            with sqlite3.connect(f"file:{tmp_path / 's.sqlite'}?mode=ro", uri=True) as probe:
+                seen["stored_at_event"] = probe.execute(
+                    "SELECT last_good, offline_since, consecutive_failures FROM meter_health WHERE meter_id = ?",
+                    (SILENT,),
+                ).fetchone()
 
         second = gateway([1, 2])  # restarted; WM-0002 still silent
         async with running(second):
