@@ -6,7 +6,7 @@
 #       aquami gateway run /etc/aquami/gateway.toml
 #     (gw.toml's [spool] path must be under /var/lib/aquami/spool, as in
 #     gateway/examples/compose-gateway.toml: a relative path lands beside the config, which the
-#     image's user cannot write)
+#     image's user cannot write; the image makes that folder, as the gateway never makes a spool's)
 # Docker cannot run on the machines this project is developed on: this file is kept correct by
 # reading (see README, "Containers").
 

@@ -224,6 +224,7 @@ class Demo:
         if o.database_url:  # before anything starts: a refused database is left as it was
             await asyncio.to_thread(claim_database, o.database_url)
         workdir = o.data_dir or Path(tempfile.mkdtemp(prefix="aquami-demo-"))
+        workdir.mkdir(parents=True, exist_ok=True)  # the demo's own: the gateway's spool needs its folder there
         started = time.monotonic()
         pg_server = broker = simulator = collector = gateway = web = detection = None
         tasks: list[asyncio.Task[Any]] = []

@@ -25,6 +25,11 @@ on one spool (a supervisor's restart racing a manual run, two configurations nam
 ran, and both sent and deleted its batches. Reading the file needs no lock (``sqlite3 -readonly``:
 WAL gives a reader a consistent snapshot while the gateway writes).
 
+The spool's file is created if missing, its folder never: the folder is made at install, on the
+storage the spool is kept on (an SD card). Before, a missing folder was created, so a card that had
+not mounted left its readings on the card, and the gateway started a new, empty spool on the root
+filesystem (and filled it) without a word. A missing folder now stops the start, naming it.
+
 The same database keeps what must outlive a restart beside the readings: pulse counters' state,
 wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since).
 A spool file from an earlier version opens with its readings, batches and events: tables it lacks
@@ -210,16 +215,20 @@ class Spool:
         self.dropped_total = 0
         self.messages_dropped_total = 0  # events beyond add_message's limit, the oldest first
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
+        if not self.path.parent.exists():  # never made here: see the module's docstring
+            raise SpoolUnusable(
+                f"cannot open the spool {self.path}: its folder {self.path.parent} does not exist "
+                "(is its storage mounted?)"
+            )
         self._held = _take_lock(self.path)  # before SQLite opens it: one process at a time, for its life
         try:
+            new = not self.path.exists()
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as error:
             self._held.close()
             raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
+        if new:  # in the log: a spool found new where one was kept says its storage was not there
+            log.info("spool %s: none there, a new one created", self.path)
         try:
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's; an older one's by _convert_to_reclaim
             self._db.execute("PRAGMA journal_mode=WAL")

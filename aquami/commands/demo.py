@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         ),
         mqtt_url: str = typer.Option(None, help="Use this MQTT broker instead of the embedded one."),
         data_dir: Path = typer.Option(
-            None, help="Keep the demo's database and spool here (default: a temporary folder)."
+            None, help="Keep the demo's database and spool here, made if missing (default: a temporary folder)."
         ),
     ) -> None:
         """Run simulated meters → gateway → broker → collector → database → API and web page."""
