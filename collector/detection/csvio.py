@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -340,18 +341,9 @@ def _parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pa
         and bool(np.all((at(10) == ord("T")) | (at(10) == ord(" "))))
         and all(bool(np.all(at(k) == ord(":"))) for k in (13, 16))
     )
-    suffix = bytes(data[starts[0] + 19 : ends[0]]).decode("ascii", "replace")
-    offset_s = None
-    if layout_ok and suffix == "Z":
-        offset_s = 0
-    elif (
-        layout_ok
-        and len(suffix) == 6
-        and suffix[0] in "+-"
-        and suffix[3] == ":"
-        and all(bool(np.all(at(19 + k) == ord(suffix[k]))) for k in range(6))
-    ):
-        offset_s = (int(suffix[1:3]) * 3600 + int(suffix[4:6]) * 60) * (1 if suffix[0] == "+" else -1)
+    # every row's suffix, not the first row's alone: a later row ending in "X", or a naive time
+    # with a trailing space, was read as UTC
+    offset_s = _shared_offset(chars) if layout_ok else None
     if offset_s is None:
         return _parse_timestamps_slow(chars, width, path, row0)
     bad = np.zeros(starts.size, dtype=bool)
@@ -366,17 +358,20 @@ def _parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pa
 
     year, month, day = num(0, 4), num(5, 7), num(8, 10)
     hour, minute, second = num(11, 13), num(14, 16), num(17, 19)
-    bad |= (month < 1) | (month > 12) | (day < 1) | (day > 31) | (hour > 23) | (minute > 59) | (second > 60)
+    # second 60 (a leap second) too, as datetime refuses it: 23:59:60 was read as the next midnight
+    bad |= (month < 1) | (month > 12) | (day < 1) | (day > 31) | (hour > 23) | (minute > 59) | (second > 59)
     if bad.any():
-        row = row0 + int(np.argmax(bad)) + 2
-        raise CsvFormatError(f"{path}: row {row}: ts is not an ISO 8601 time")
+        i = int(np.argmax(bad))
+        text = bytes(chars[i]).decode("ascii", "replace")
+        raise CsvFormatError(f"{path}: row {row0 + i + 2}: ts {text!r} is not an ISO 8601 time")
     beyond = day > _days_in_month(year, month)  # 2025-02-29 or 04-31 read as 1 March, 1 May
     seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s
     early = seconds < _TS_MIN_S  # year 0000 too, which datetime cannot hold (the block's times crashed)
     if beyond.any() or early.any():  # the first row with either, as the csv-module path finds it
         i = int(np.argmax(beyond | early))
         if beyond[i]:
-            raise CsvFormatError(f"{path}: row {row0 + i + 2}: day is out of range for month")  # as datetime says it
+            text = bytes(chars[i]).decode("ascii", "replace")  # as datetime says it:
+            raise CsvFormatError(f"{path}: row {row0 + i + 2}: ts {text!r}: day is out of range for month")
         raise _before_ts_min(path, row0 + i + 2, int(seconds[i]))
     return seconds
 
@@ -401,15 +396,39 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     return era * 146_097 + doe - 719_468
 
 
+_OFFSET_SUFFIX = re.compile(r"Z|[+-]\d\d:\d\d")
+
+
+def _shared_offset(chars: np.ndarray) -> int | None:
+    """The UTC offset (seconds) of the fields' suffix after ``YYYY-MM-DDTHH:MM:SS`` where every
+    field has the same one, ``Z`` or ``±HH:MM`` that :mod:`datetime` takes; else None (the slow
+    path reads each field, and refuses one with its row)."""
+    suffix_chars = chars[:, 19:]
+    if not np.all(suffix_chars == suffix_chars[0]):
+        return None
+    suffix = bytes(suffix_chars[0]).decode("ascii", "replace")
+    if not _OFFSET_SUFFIX.fullmatch(suffix):
+        return None
+    try:  # as datetime reads it: "+25:00" is refused there
+        return -_epoch_seconds("1970-01-01T00:00:00" + suffix)
+    except ValueError:
+        return None
+
+
 def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int) -> np.ndarray:
     text = np.ascontiguousarray(chars).view(f"S{width}").ravel()
     uniq, inverse = np.unique(text, return_inverse=True)
     seconds = np.empty(uniq.size, dtype=np.int64)
+    refused: dict[int, str] = {}
     for i, raw in enumerate(uniq.tolist()):  # once per distinct instant, not per reading
         try:
             seconds[i] = _epoch_seconds(raw.decode("ascii"))
         except ValueError as error:
-            raise CsvFormatError(f"{path}: ts {raw!r}: {error}") from None
+            refused[i] = str(error)
+    if refused:  # the first row refused, as the csv-module path finds it
+        first = int(np.argmax(np.isin(inverse, list(refused))))
+        raw = uniq[inverse[first]].decode("ascii", "replace")
+        raise CsvFormatError(f"{path}: row {row0 + first + 2}: ts {raw!r}: {refused[int(inverse[first])]}")
     early = seconds[inverse] < _TS_MIN_S
     if early.any():
         i = int(np.argmax(early))
@@ -473,7 +492,10 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
                 quality = row["quality"].strip() if with_quality else ""
                 if quality not in (*QUALITIES, ""):
                     raise CsvFormatError(f"{path}: row {line}: quality {quality!r} is none of {', '.join(QUALITIES)}")
-                instant = _epoch_seconds(row["ts"])
+                try:
+                    instant = _epoch_seconds(row["ts"])
+                except ValueError as error:  # named, as the NumPy path names it
+                    raise CsvFormatError(f"{path}: row {line}: ts {row['ts']!r}: {error}") from None
                 if instant < _TS_MIN_S:
                     raise _before_ts_min(path, line, instant)
                 every_time.append(instant)

@@ -366,10 +366,67 @@ def test_an_impossible_date_is_refused_with_its_row(tmp_path: Path, date: str, r
     path = tmp_path / "r.csv"
     path.write_text(f"meter_id,ts,volume_m3\nM1,2025-02-28T23:00:00Z,1.000\nM1,{date}T00:00:00Z,1.010\n")
     if refused:
-        with pytest.raises(CsvFormatError, match=r"row 3: day is out of range for month"):
+        with pytest.raises(CsvFormatError, match=rf"row 3: ts '{date}T00:00:00Z': day is out of range for month"):
             read_readings_csv(path)
     else:
         assert read_readings_csv(path).ts_s.size == 2
+
+
+@pytest.mark.parametrize(
+    ("later", "says"),
+    [
+        ("2026-01-01T01:00:00X", "Invalid isoformat string"),
+        ("2026-01-01T01:00:00 ", "has no timezone"),  # naive, the same width as "...Z"
+        ("2026-01-01T23:59:60Z", "is not an ISO 8601 time"),  # a leap second read as the next midnight
+        ("2026-01-01T01:00:00+25:00", "offset must be"),
+    ],
+)
+def test_a_later_row_s_bad_time_is_refused_with_its_row(tmp_path: Path, later: str, says: str) -> None:
+    """The reviewer's cases: the fast path checked the ``Z`` on the first row only, so a later row
+    ending in ``X``, or a naive time padded by a space, was taken as UTC; ``23:59:60Z`` rolled over
+    to the next day; an offset ``+25:00`` every row had was taken as one. Each is refused with its
+    row, as the csv-module path refuses it (the rows alike in every field but ``ts`` take the fast
+    path; the same file with a field quoted takes the other)."""
+    first = "2026-01-01T00:00:00Z" if "+" not in later else "2026-01-01T00:00:00+25:00"
+    for meter in ("M1", '"M1"'):
+        path = tmp_path / "r.csv"
+        path.write_text(f"meter_id,ts,volume_m3\nM1,2026-01-01T00:00:00Z,1.000\n{meter},{later},1.010\n")
+        with pytest.raises(CsvFormatError, match=rf"row 3: ts {re.escape(repr(later))}.*({re.escape(says)}|second)"):
+            read_readings_csv(path)
+    path.write_text(f"meter_id,ts,volume_m3\nM1,{first},1.000\nM1,{later},1.010\n")
+    with pytest.raises(CsvFormatError, match=r"row [23]: "):
+        read_readings_csv(path)
+
+
+_SUFFIXES = ["Z", "Z", "Z", "+00:00", "+05:30", "-03:00", "X", " ", "", "z", "Z ", "+25:00", "+05", "+"]
+
+
+def _refused_row(refusal: str) -> int | None:
+    found = re.search(r"row (\d+)", refusal)
+    return int(found.group(1)) if found else None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 47), st.integers(0, 60), st.sampled_from(_SUFFIXES)),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_the_fast_path_reads_every_row_s_time_as_the_quoted_path_does(tmp_path: Path, rows) -> None:
+    """Every row's time is checked, not the first's: the NumPy path gives the same instants as the
+    csv-module path, or refuses the same row, whatever suffix (``Z``, an offset, none, another
+    letter, a space) and second (60 included) each row has; a refusal names its row."""
+    lines = [f"M1,2026-01-0{1 + h // 24}T{h % 24:02d}:00:{s:02d}{suffix},1.000" for h, s, suffix in rows]
+    fast, quoted = tmp_path / "fast.csv", tmp_path / "quoted.csv"
+    fast.write_text("meter_id,ts,volume_m3\n" + "\n".join(lines) + "\n")
+    quoted.write_text("meter_id,ts,volume_m3\n" + "\n".join(r.replace("M1,", '"M1",') for r in lines) + "\n")
+    (found, refusal), (expected, expected_refusal) = _read_or_refusal(fast), _read_or_refusal(quoted)
+    assert found == expected
+    assert _refused_row(refusal) == _refused_row(expected_refusal)
+    if refusal:
+        assert _refused_row(refusal) is not None, refusal
 
 
 def test_a_bad_meters_file_says_what_is_wrong(tmp_path: Path) -> None:
