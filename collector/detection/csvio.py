@@ -55,6 +55,13 @@ _TS_MIN_S = int(datetime.fromisoformat(TS_MIN).replace(tzinfo=UTC).timestamp())
 #: whole span, so a reading dated years off (a clock set wrong, but after ``TS_MIN``) ran the command
 #: out of memory. Three years of reads is more than detection needs; a longer file can be split.
 SPAN_MAX_DAYS = 3 * 366
+#: The most intervals the grid may have: 15-minute reads over ``SPAN_MAX_DAYS`` (and a day to spare:
+#: both ends' instants, a poll late past the last). The detectors keep
+#: dozens of arrays of a meter's intervals (two meters' 288,000 one-minute intervals took 1.6 GB and
+#: ten minutes), and the interval is the commonest step between a meter's reads, however few: reads
+#: a second apart and one three years on made a grid of 95 million intervals (an allocation of
+#: 4 GiB). Hourly, 15-minute and daily reads over the longest span fit; finer ones over a shorter one.
+GRID_MAX_INTERVALS = (SPAN_MAX_DAYS + 1) * 96
 
 
 class CsvFormatError(ValueError):
@@ -648,6 +655,7 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
     # each pair was lost
     cols = np.ceil((readings.ts_s - t0 - interval * LATE_READ_SHARE) / interval).astype(np.int64)
     t = int(cols.max()) + 1
+    _refuse_fine_grid(readings, interval, t)
     row_of = {name: i for i, name in enumerate(meters.meter_ids.tolist())}
     mapping = np.array([row_of.get(name, -1) for name in readings.meter_names.tolist()], dtype=np.int64)
     rows = mapping[readings.meter_index]
@@ -678,6 +686,23 @@ def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:
         installed=installed_on_the_grid(meters.installations, meters.meter_ids.size, timestamps),
     )
     return block, int((~known).sum())
+
+
+def _refuse_fine_grid(readings: Readings, interval: int, t: int) -> None:
+    """Refuses, before anything of its size is made, a grid of more than :data:`GRID_MAX_INTERVALS`
+    (a file whose reads come seconds apart over years): every meter is laid on it whole."""
+    if t <= GRID_MAX_INTERVALS:
+        return
+    first, last = int(np.argmin(readings.ts_s)), int(np.argmax(readings.ts_s))
+    days = GRID_MAX_INTERVALS * interval / 86_400
+    raise CsvFormatError(
+        f"readings come every {interval:,} s (the commonest step between a meter's reads) from "
+        f"{_utc_text(int(readings.ts_s[first]))} ({readings.meter_names[readings.meter_index[first]]}) to "
+        f"{_utc_text(int(readings.ts_s[last]))} ({readings.meter_names[readings.meter_index[last]]}): a grid of "
+        f"{t:,} intervals, more than the {GRID_MAX_INTERVALS:,} detection lays out (at {interval:,} s, "
+        f"{days:,.1f} days); leave out reads off the meters' schedule, correct or remove a reading dated far "
+        "off, or split the file by time"
+    )
 
 
 def _refuse_conflicting_duplicates(readings: Readings, order: np.ndarray) -> None:

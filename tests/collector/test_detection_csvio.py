@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from aquami.cli import app
 from collector.detection.csvio import (
+    GRID_MAX_INTERVALS,
     SPAN_MAX_DAYS,
     CsvFormatError,
     build_block,
@@ -152,6 +153,71 @@ def test_reads_at_an_interval_that_divides_no_day_are_refused_by_name(tmp_path: 
     (tmp_path / "m.csv").write_text("meter_id,dma,role\nM1,D1,customer\n")
     with pytest.raises(CsvFormatError, match=match):
         build_block(read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv"))
+
+
+def _address_space_limited(limit: int) -> None:
+    """In the child: allocations past ``limit`` bytes of address space fail (MemoryError)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_reads_a_second_apart_and_one_years_later_are_refused_before_the_grid_is_made(tmp_path: Path) -> None:
+    """The reviewer's case: twenty reads a second apart and one 1,097 days later (within the span
+    allowed) made a grid of 1-second intervals over three years, 95 million of them, and the command
+    died allocating 4 GiB (here: a MemoryError traceback under a 2 GiB address space). It exits 2
+    before making the grid, saying the interval, the span and the limit, and writes nothing."""
+    import subprocess
+    import sys
+
+    start = np.datetime64("2026-01-05T00:00:00", "s")
+    times = [start + np.timedelta64(k, "s") for k in range(20)] + [start + np.timedelta64(1097, "D")]
+    rows = [f"C1,{np.datetime_as_string(t, unit='s')}Z,{1 + k / 1000:.3f}" for k, t in enumerate(times)]
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nC1,D1,customer\n")
+    out = tmp_path / "alerts.json"
+    args = ["--readings", str(tmp_path / "r.csv"), "--meters", str(tmp_path / "m.csv"), "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "aquami", "detect", *args],
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: _address_space_limited(2 << 30),
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "400"},
+        check=False,
+    )
+    said = _said(run.stderr)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "readings come every 1 s" in said and "2026-01-05T00:00:00Z (C1) to 2029-01-06T00:00:00Z (C1)" in said
+    assert f"a grid of 94,780,801 intervals, more than the {GRID_MAX_INTERVALS:,}" in said
+    assert "Traceback" not in run.stderr and not out.exists()
+
+
+_DAY_DIVISORS = [d for d in range(1, 86_401) if 86_400 % d == 0]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    step_s=st.sampled_from([900, 3600, 86_400]) | st.sampled_from(_DAY_DIVISORS),
+    span_days=st.integers(1, SPAN_MAX_DAYS),
+)
+def test_a_grid_is_laid_out_up_to_its_limit_and_refused_beyond(tmp_path: Path, step_s: int, span_days: int) -> None:
+    """Reads every ``step_s`` seconds and one ``span_days`` after the first: the block is made where
+    its grid has at most ``GRID_MAX_INTERVALS`` intervals (15-minute, hourly and daily reads over
+    any span the readings may have), and refused by name, never allocated, beyond."""
+    start = np.datetime64("2026-01-05T00:00:00", "s")
+    times = [start + np.timedelta64(k * step_s, "s") for k in range(6)] + [start + np.timedelta64(span_days, "D")]
+    times = sorted(set(times))
+    rows = [f"C1,{np.datetime_as_string(t, unit='s')}Z,{1 + k / 1000:.3f}" for k, t in enumerate(times)]
+    (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nC1,D1,customer\n")
+    readings, meters = read_readings_csv(tmp_path / "r.csv"), read_meters_csv(tmp_path / "m.csv")
+    intervals = (times[-1] - times[0]) // np.timedelta64(step_s, "s") + 1
+    if step_s >= 900 or intervals <= GRID_MAX_INTERVALS:
+        block, _ = build_block(readings, meters)
+        assert block.interval_s == step_s and block.n_intervals == intervals
+    else:
+        with pytest.raises(CsvFormatError, match=rf"readings come every {step_s:,} s .* a grid of {intervals:,} "):
+            build_block(readings, meters)
 
 
 def test_two_readings_of_one_meter_at_one_time_with_different_registers_are_refused(tmp_path: Path) -> None:
