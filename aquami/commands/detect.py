@@ -9,6 +9,9 @@ are left out, as the collector's job leaves VEE's estimates out). METERS.csv: ``
 exchanged for another: its silence after removal is no missing read to estimate).
 ALERTS.json: a JSON array of alerts (``meter_id``, ``dma``, ``kind``, ``start``, ``detected_at``,
 ``rate_l_h``, ``volume_l``, ``confidence``, ``evidence``, …), the same detectors the collector runs.
+BALANCE.json (``--balance``): per DMA, its customers and the m³ in, recorded, lost and estimated;
+null where they cannot be known (a DMA without an inlet meter, whose main-burst detection is off
+too: a warning says so).
 Progress goes to standard error.
 """
 
@@ -17,8 +20,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:  # NumPy is imported by the command alone: `aquami --help` stays quick
+    import numpy as np
 
 
 class _Progress:
@@ -105,6 +112,13 @@ def register(app: typer.Typer) -> None:
         block = dataclasses.replace(block, day_offset_s=day_offset_s(zone, timedelta(seconds=block.interval_s)))
         if dropped:
             progress.say(f"warning: {dropped:,} readings of meters not in {meters} ignored")
+        without_inlet = _dmas_without_inlet(meter_table.dma, meter_table.role)
+        if without_inlet:
+            progress.say(
+                f"warning: {_count(len(without_inlet), 'DMA')} {'has' if len(without_inlet) == 1 else 'have'} no "
+                f"inlet meter in {meters} ({_some(without_inlet, 10)}): main-burst (dma_burst) detection is off "
+                "there, and the water balance's figures are null"
+            )
         progress.say(
             f"{block.n_meters:,} meters × {block.n_intervals:,} intervals of {block.interval_s} s "
             f"from {block.time(0).isoformat()}"
@@ -121,7 +135,18 @@ def register(app: typer.Typer) -> None:
         progress.say(f"{len(result.alerts)} alerts ({summary}) → {out}")
 
 
-def _some(names: list[str]) -> str:
-    """The first three names, and how many more: enough to see two files name meters differently."""
-    more = f" and {len(names) - 3:,} more" if len(names) > 3 else ""
-    return ", ".join(names[:3]) + more
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` names, and how many more: enough to see two files name meters differently."""
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _dmas_without_inlet(dma: np.ndarray, role: np.ndarray) -> list[str]:
+    """The DMAs of METERS.csv with no meter of role ``inlet``, sorted: their inflow is unknown."""
+    from collector.detection.series import INLET
+
+    return sorted(set(dma.tolist()) - set(dma[role == INLET].tolist()))

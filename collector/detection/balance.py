@@ -46,26 +46,35 @@ class DmaBalance:
         return np.fmin.reduce(layout.to_days(self.inlet_l_h, fill=np.nan), axis=2)  # NaN: no read that day
 
     def summary(self) -> list[dict[str, object]]:
-        """Per DMA: volumes in, recorded and lost over the block, and the share estimated."""
+        """Per DMA: volumes in, recorded and lost over the block (over the intervals whose inflow is
+        known), and the share estimated. A DMA whose inflow is known at no interval (no inlet meter,
+        or its inlets never read) has them all null: its balance is unknown, not 0 (it was 0.0 m³
+        in, recorded and lost, as if nothing flowed)."""
         hours = self.interval_s / 3600.0
         both = ~np.isnan(self.inlet_l_h)
         out = []
         for d, name in enumerate(self.dmas.tolist()):
+            row: dict[str, object] = {"dma": name, "customers": int(self.n_customers[d])}
+            if not both[d].any():
+                row |= dict.fromkeys(_FIGURES)
+                out.append(row)
+                continue
             inlet = float(np.nansum(self.inlet_l_h[d, both[d]])) * hours / 1000.0
             customers = float(np.sum(self.customers_l_h[d, both[d]])) * hours / 1000.0
             estimated = float(np.sum(self.estimated_l_h[d, both[d]])) * hours / 1000.0
-            out.append(
-                {
-                    "dma": name,
-                    "customers": int(self.n_customers[d]),
-                    "inlet_m3": round(inlet, 3),
-                    "customers_m3": round(customers, 3),
-                    "losses_m3": round(inlet - customers, 3),
-                    "losses_share": round((inlet - customers) / inlet, 4) if inlet > 0 else None,
-                    "estimated_m3": round(estimated, 3),
-                }
-            )
+            row |= {
+                "inlet_m3": round(inlet, 3),
+                "customers_m3": round(customers, 3),
+                "losses_m3": round(inlet - customers, 3),
+                "losses_share": round((inlet - customers) / inlet, 4) if inlet > 0 else None,
+                "estimated_m3": round(estimated, 3),
+            }
+            out.append(row)
         return out
+
+
+#: The figures of :meth:`DmaBalance.summary`, null where the DMA's balance is unknown.
+_FIGURES = ("inlet_m3", "customers_m3", "losses_m3", "losses_share", "estimated_m3")
 
 
 def estimated_customer_flow(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> tuple[np.ndarray, np.ndarray]:

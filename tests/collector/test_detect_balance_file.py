@@ -1,0 +1,94 @@
+"""``aquami detect --balance``: each DMA's water balance, and what it says where it cannot be known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from aquami.cli import app
+from collector.detection.balance import DmaBalance
+from collector.detection.series import SeriesBlock
+from tests.collector.test_detection_households import block_of, household
+
+FIGURES = ("inlet_m3", "customers_m3", "losses_m3", "losses_share", "estimated_m3")
+DAYS = 10
+
+
+def _districts() -> tuple[SeriesBlock, SeriesBlock]:
+    """D1: four households and its inlet (50 L/h lost); D2: three households and no inlet."""
+    rng = np.random.default_rng(7)
+    d1 = block_of({f"A{i}": household(rng, DAYS) for i in range(4)}, inlet_extra_l=np.full(DAYS * 24, 50.0))
+    d2 = block_of({f"B{i}": household(rng, DAYS) for i in range(3)}, dma="D2")
+    return d1, d2
+
+
+def _write(tmp_path: Path, name: str, read: list[SeriesBlock], listed: list[tuple[str, str, str]]) -> list[str]:
+    """READINGS.csv of the blocks ``read``, METERS.csv of ``listed`` (meter, dma, role): the args."""
+    rows = []
+    for block in read:
+        stamps = np.datetime_as_string(block.timestamps, unit="s")
+        for i, meter in enumerate(block.meter_ids.tolist()):
+            rows += [f"{meter},{t}Z,{v:.3f}" for t, v in zip(stamps, block.volume_m3[i].tolist(), strict=True)]
+    (tmp_path / f"{name}-r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
+    (tmp_path / f"{name}-m.csv").write_text("meter_id,dma,role\n" + "".join(f"{m},{d},{r}\n" for m, d, r in listed))
+    return ["--readings", str(tmp_path / f"{name}-r.csv"), "--meters", str(tmp_path / f"{name}-m.csv")]
+
+
+def _listed(*blocks: SeriesBlock) -> list[tuple[str, str, str]]:
+    return [
+        (m, d, r) for b in blocks for m, d, r in zip(b.meter_ids.tolist(), b.dma.tolist(), b.role.tolist(), strict=True)
+    ]
+
+
+def _balance(tmp_path: Path, name: str, args: list[str]) -> tuple[dict[str, dict[str, object]], str]:
+    """(the balance by DMA, what the command said)."""
+    out, balance = tmp_path / f"{name}-alerts.json", tmp_path / f"{name}-balance.json"
+    result = CliRunner().invoke(app, ["detect", *args, "--out", str(out), "--balance", str(balance)])
+    assert result.exit_code == 0, result.output
+    return {row["dma"]: row for row in json.loads(balance.read_text())}, result.output
+
+
+def test_a_dma_without_an_inlet_has_null_figures_and_is_warned_of_once(tmp_path: Path) -> None:
+    """A DMA with no inlet meter had 0.0 m³ in, recorded and lost (as if it had been measured and
+    nothing flowed), and its main-burst detection was off without a word. Its figures are null,
+    and one warning names it; the DMA with an inlet has the same figures as on its own."""
+    d1, d2 = _districts()
+    both, said = _balance(tmp_path, "both", _write(tmp_path, "both", [d1, d2], _listed(d1, d2)))
+    alone, _ = _balance(tmp_path, "d1", _write(tmp_path, "d1", [d1], _listed(d1)))
+    assert both["D2"] == {"dma": "D2", "customers": 3} | dict.fromkeys(FIGURES)
+    assert both["D1"] == alone["D1"] and isinstance(both["D1"]["inlet_m3"], float)
+    assert said.count("no inlet meter") == 1
+    assert "1 DMA has no inlet meter in" in said and "(D2): main-burst (dma_burst) detection is off" in said
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    inlet=st.lists(
+        st.lists(st.sampled_from([np.nan, 0.0, 40.0, 120.0]), min_size=4, max_size=4), min_size=1, max_size=4
+    )
+)
+def test_a_balance_s_figures_are_null_exactly_where_its_inflow_is_known_at_no_interval(inlet) -> None:
+    """Figures are numbers wherever some interval's inflow is known, null (never 0.0) where none is."""
+    flows = np.array(inlet)
+    d, t = flows.shape
+    balance = DmaBalance(
+        dmas=np.array([f"D{i}" for i in range(d)]),
+        timestamps=np.datetime64("2026-01-05T00:00:00", "s") + np.arange(t) * np.timedelta64(3600, "s"),
+        interval_s=3600,
+        inlet_l_h=flows,
+        customers_l_h=np.full((d, t), 30.0),
+        estimated_l_h=np.zeros((d, t)),
+        known_idx=np.tile(np.arange(t), (d, 1)),
+        n_customers=np.ones(d, dtype=np.int64),
+        still_l_h=np.zeros((d, t)),
+    )
+    for row, known in zip(balance.summary(), ~np.isnan(flows).all(axis=1), strict=True):
+        if known:
+            assert all(isinstance(row[f], float) for f in FIGURES if f != "losses_share")
+        else:
+            assert all(row[f] is None for f in FIGURES)
