@@ -11,7 +11,8 @@ ALERTS.json: a JSON array of alerts (``meter_id``, ``dma``, ``kind``, ``start``,
 ``rate_l_h``, ``volume_l``, ``confidence``, ``evidence``, …), the same detectors the collector runs.
 BALANCE.json (``--balance``): per DMA, its customers and the m³ in, recorded, lost and estimated;
 null where they cannot be known (a DMA without an inlet meter, whose main-burst detection is off
-too: a warning says so).
+too; a DMA with a meter in place but without a single reading, named in ``unread_meters``): a
+warning says so.
 Progress goes to standard error.
 """
 
@@ -125,6 +126,15 @@ def register(app: typer.Typer) -> None:
         )
         config = dataclasses.replace(DetectionConfig(), stuck_days=stuck_days)
         result = run_detection(block, config, progress)
+        unread = {dma: ids for dma, ids in zip(result.balance.dmas.tolist(), result.balance.unread, strict=True) if ids}
+        if unread:
+            names = sorted(meter for ids in unread.values() for meter in ids)
+            progress.say(
+                f"warning: {_count(len(names), 'meter')} in {meters} {'has' if len(names) == 1 else 'have'} no "
+                f"reading at all ({_some(names, 10)}), whose use cannot be estimated: the water balance of "
+                f"{_count(len(unread), 'DMA')} ({_some(sorted(unread), 10)}) is incomplete, its figures null "
+                "(the balance's unread_meters name them)"
+            )
         write_alerts_json(result.alerts, out)
         if balance is not None:
             atomic_write.write_text(balance, json.dumps(result.balance.summary(), indent=1) + "\n")

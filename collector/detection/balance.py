@@ -35,6 +35,10 @@ class DmaBalance:
     n_customers: np.ndarray  # (D,)
     still_l_h: np.ndarray  # (D, T) the most flow one still customer register may hide: see still_register_flow
     day_offset_s: int = 0  # local days: see SeriesBlock.day_offset_s
+    #: per DMA, the meters in place over the block without a single reading: a customer's use
+    #: cannot be estimated without any (it counted as none, and a DMA's losses share came out
+    #: 0.21 for 0.05), nor an inlet's flow; the DMA's balance is unknown. Empty: none unread.
+    unread: tuple[tuple[str, ...], ...] = ()
 
     @property
     def losses_l_h(self) -> np.ndarray:
@@ -47,17 +51,18 @@ class DmaBalance:
 
     def summary(self) -> list[dict[str, object]]:
         """Per DMA: volumes in, recorded and lost over the block (over the intervals whose inflow is
-        known), and the share estimated. A DMA whose inflow is known at no interval (no inlet meter,
-        or its inlets never read) has them all null: its balance is unknown, not 0 (it was 0.0 m³
-        in, recorded and lost, as if nothing flowed)."""
+        known), the share estimated, and the meters unread (``unread``, ``unread_meters``). A DMA
+        whose inflow is known at no interval (no inlet meter, or its inlets never read), or with a
+        meter unread, has the figures all null: its balance is unknown, not 0 (it was 0.0 m³ in,
+        recorded and lost, as if nothing flowed), nor what the meters read add up to."""
         hours = self.interval_s / 3600.0
         both = ~np.isnan(self.inlet_l_h)
         out = []
         for d, name in enumerate(self.dmas.tolist()):
+            unread = list(self.unread[d]) if self.unread else []
             row: dict[str, object] = {"dma": name, "customers": int(self.n_customers[d])}
-            if not both[d].any():
-                row |= dict.fromkeys(_FIGURES)
-                out.append(row)
+            if not both[d].any() or unread:
+                out.append(row | dict.fromkeys(_FIGURES) | {"unread": len(unread), "unread_meters": unread})
                 continue
             inlet = float(np.nansum(self.inlet_l_h[d, both[d]])) * hours / 1000.0
             customers = float(np.sum(self.customers_l_h[d, both[d]])) * hours / 1000.0
@@ -68,6 +73,8 @@ class DmaBalance:
                 "losses_m3": round(inlet - customers, 3),
                 "losses_share": round((inlet - customers) / inlet, 4) if inlet > 0 else None,
                 "estimated_m3": round(estimated, 3),
+                "unread": 0,
+                "unread_meters": [],
             }
             out.append(row)
         return out

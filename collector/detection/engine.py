@@ -122,6 +122,7 @@ def run_detection(
         n_customers=np.bincount(dma_code[customer_rows], minlength=n_dma),
         still_l_h=still_max,
         day_offset_s=block.day_offset_s,
+        unread=_unread_by_dma(block, dma_code, n_dma),
     )
     dma_alerts = detect_dma_bursts(balance, config) if inlet_rows.size and t > 1 else []
     alerts += dma_alerts
@@ -145,6 +146,18 @@ def run_detection(
 def detect(block: SeriesBlock, config: DetectionConfig | None = None, progress: Progress | None = None) -> list[Alert]:
     """Every alert the block's readings raise, sorted by ``detected_at``."""
     return run_detection(block, config, progress).alerts
+
+
+def _unread_by_dma(block: SeriesBlock, dma_code: np.ndarray, n_dma: int) -> tuple[tuple[str, ...], ...]:
+    """Per DMA, the meters without a reading in the block that were in their place over some of it
+    (a meter exchanged before the block began passed no water in it: nothing is missing)."""
+    unread = np.isnan(block.volume_m3).all(axis=1)
+    if block.installed is not None:
+        unread &= block.installed.any(axis=1)
+    names: list[list[str]] = [[] for _ in range(n_dma)]
+    for row in np.flatnonzero(unread).tolist():
+        names[dma_code[row]].append(str(block.meter_ids[row]))
+    return tuple(tuple(sorted(mine)) for mine in names)
 
 
 ChunkResult = tuple[

@@ -19,27 +19,31 @@ FIGURES = ("inlet_m3", "customers_m3", "losses_m3", "losses_share", "estimated_m
 DAYS = 10
 
 
-def _districts() -> tuple[SeriesBlock, SeriesBlock]:
-    """D1: four households and its inlet (50 L/h lost); D2: three households and no inlet."""
+def _districts(d2_inlet: bool = False) -> tuple[SeriesBlock, SeriesBlock]:
+    """D1: four households and its inlet (50 L/h lost); D2: three households, and no inlet unless
+    ``d2_inlet`` (then 30 L/h lost)."""
     rng = np.random.default_rng(7)
     d1 = block_of({f"A{i}": household(rng, DAYS) for i in range(4)}, inlet_extra_l=np.full(DAYS * 24, 50.0))
-    d2 = block_of({f"B{i}": household(rng, DAYS) for i in range(3)}, dma="D2")
+    lost = np.full(DAYS * 24, 30.0) if d2_inlet else None
+    d2 = block_of({f"B{i}": household(rng, DAYS) for i in range(3)}, dma="D2", inlet_extra_l=lost)
     return d1, d2
 
 
-def _write(tmp_path: Path, name: str, read: list[SeriesBlock], listed: list[tuple[str, str, str]]) -> list[str]:
-    """READINGS.csv of the blocks ``read``, METERS.csv of ``listed`` (meter, dma, role): the args."""
+def _write(tmp_path: Path, name: str, read: list[SeriesBlock], listed: list[tuple[str, ...]]) -> list[str]:
+    """READINGS.csv of the blocks ``read``, METERS.csv of ``listed`` (meter, dma, role, and
+    optionally installed_at, removed_at): the args."""
     rows = []
     for block in read:
         stamps = np.datetime_as_string(block.timestamps, unit="s")
         for i, meter in enumerate(block.meter_ids.tolist()):
             rows += [f"{meter},{t}Z,{v:.3f}" for t, v in zip(stamps, block.volume_m3[i].tolist(), strict=True)]
     (tmp_path / f"{name}-r.csv").write_text("meter_id,ts,volume_m3\n" + "\n".join(rows) + "\n")
-    (tmp_path / f"{name}-m.csv").write_text("meter_id,dma,role\n" + "".join(f"{m},{d},{r}\n" for m, d, r in listed))
+    meters = "".join(",".join((*meter, "", "")[:5]) + "\n" for meter in listed)
+    (tmp_path / f"{name}-m.csv").write_text("meter_id,dma,role,installed_at,removed_at\n" + meters)
     return ["--readings", str(tmp_path / f"{name}-r.csv"), "--meters", str(tmp_path / f"{name}-m.csv")]
 
 
-def _listed(*blocks: SeriesBlock) -> list[tuple[str, str, str]]:
+def _listed(*blocks: SeriesBlock) -> list[tuple[str, ...]]:
     return [
         (m, d, r) for b in blocks for m, d, r in zip(b.meter_ids.tolist(), b.dma.tolist(), b.role.tolist(), strict=True)
     ]
@@ -60,10 +64,34 @@ def test_a_dma_without_an_inlet_has_null_figures_and_is_warned_of_once(tmp_path:
     d1, d2 = _districts()
     both, said = _balance(tmp_path, "both", _write(tmp_path, "both", [d1, d2], _listed(d1, d2)))
     alone, _ = _balance(tmp_path, "d1", _write(tmp_path, "d1", [d1], _listed(d1)))
-    assert both["D2"] == {"dma": "D2", "customers": 3} | dict.fromkeys(FIGURES)
+    assert both["D2"] == {"dma": "D2", "customers": 3} | dict.fromkeys(FIGURES) | {"unread": 0, "unread_meters": []}
     assert both["D1"] == alone["D1"] and isinstance(both["D1"]["inlet_m3"], float)
     assert said.count("no inlet meter") == 1
     assert "1 DMA has no inlet meter in" in said and "(D2): main-burst (dma_burst) detection is off" in said
+
+
+def test_a_dma_with_a_meter_unread_has_null_figures_and_names_it(tmp_path: Path) -> None:
+    """The reviewer's case: a customer meter listed in METERS.csv with no reading at all counted as
+    no use, and its DMA's losses share came out 0.21 for 0.05, without a word. Its DMA's figures
+    are null and the meter named (``unread``, ``unread_meters``), as is a second inlet of D2 that
+    was never read; a meter removed before the readings begin is no unread meter (it passed no
+    water then); a warning names the unread meters and their DMAs once."""
+    d1, d2 = _districts(d2_inlet=True)
+    listed = [*_listed(d1, d2), ("A9", "D1", "customer"), ("A0-OLD", "D1", "customer", "", "2025-12-01T00:00:00Z")]
+    unread, said = _balance(tmp_path, "unread", _write(tmp_path, "unread", [d1, d2], listed))
+    read, _ = _balance(tmp_path, "read", _write(tmp_path, "read", [d1, d2], _listed(d1, d2)))
+    assert unread["D1"] == {"dma": "D1", "customers": 6} | dict.fromkeys(FIGURES) | {
+        "unread": 1,
+        "unread_meters": ["A9"],
+    }
+    assert unread["D2"] == read["D2"] and read["D2"]["unread_meters"] == []  # fully read: as it was
+    assert isinstance(read["D1"]["losses_share"], float)
+    assert said.count("no reading at all") == 1 and "1 meter in" in said and "(A9)" in said
+    assert "the water balance of 1 DMA (D1) is incomplete" in said
+    second_inlet = [*_listed(d1, d2), ("D2-INLET-2", "D2", "inlet")]
+    unread, said = _balance(tmp_path, "inlet", _write(tmp_path, "inlet", [d1, d2], second_inlet))
+    assert unread["D2"]["unread_meters"] == ["D2-INLET-2"] and unread["D2"]["losses_m3"] is None
+    assert unread["D1"] == read["D1"] and "(D2-INLET-2)" in said
 
 
 @settings(max_examples=50, deadline=None)
