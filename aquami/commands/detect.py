@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
             build_block,
             read_meters_csv,
             read_readings_csv,
+            unread_meters,
             write_alerts_json,
         )
         from collector.detection.engine import run_detection
@@ -102,6 +103,7 @@ def register(app: typer.Typer) -> None:
             progress.say(f"{meters}: {meter_table.meter_ids.size:,} meters")
             parsed = read_readings_csv(readings, lambda done, total: progress("readings parsed", done, total))
             block, dropped = build_block(parsed, meter_table)
+            unread = unread_meters(parsed, meter_table, block)
         except CsvFormatError as error:
             raise typer.BadParameter(str(error)) from error
         if dropped == parsed.ts_s.size:  # an empty ALERTS.json would read as "no problems found"
@@ -121,18 +123,18 @@ def register(app: typer.Typer) -> None:
                 "there, and the water balance's figures are null"
             )
         progress.say(
-            f"{block.n_meters:,} meters × {block.n_intervals:,} intervals of {block.interval_s} s "
+            f"{block.n_meters:,} meters read × {block.n_intervals:,} intervals of {block.interval_s} s "
             f"from {block.time(0).isoformat()}"
         )
         config = dataclasses.replace(DetectionConfig(), stuck_days=stuck_days)
-        result = run_detection(block, config, progress)
-        unread = {dma: ids for dma, ids in zip(result.balance.dmas.tolist(), result.balance.unread, strict=True) if ids}
-        if unread:
-            names = sorted(meter for ids in unread.values() for meter in ids)
+        result = run_detection(block, config, progress, unread)
+        by_dma = {dma: ids for dma, ids in zip(result.balance.dmas.tolist(), result.balance.unread, strict=True) if ids}
+        if by_dma:
+            names = sorted(meter for ids in by_dma.values() for meter in ids)
             progress.say(
                 f"warning: {_count(len(names), 'meter')} in {meters} {'has' if len(names) == 1 else 'have'} no "
                 f"reading at all ({_some(names, 10)}), whose use cannot be estimated: the water balance of "
-                f"{_count(len(unread), 'DMA')} ({_some(sorted(unread), 10)}) is incomplete, its figures null "
+                f"{_count(len(by_dma), 'DMA')} ({_some(sorted(by_dma), 10)}) is incomplete, its figures null "
                 "(the balance's unread_meters name them)"
             )
         write_alerts_json(result.alerts, out)

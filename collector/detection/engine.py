@@ -28,7 +28,7 @@ from collector.detection.district import detect_dma_bursts, smallest_main_burst_
 from collector.detection.flows import DayLayout, Flows, interval_flows
 from collector.detection.leak import detect_leaks
 from collector.detection.register import detect_reverse_flow, detect_stuck
-from collector.detection.series import CUSTOMER, INLET, SeriesBlock
+from collector.detection.series import CUSTOMER, INLET, SeriesBlock, UnreadMeters
 from collector.detection.stuck import Balance, StillRuns, detect_stuck_confirmed, still_runs
 
 #: ``progress(stage, done, total)``: called as chunks finish.
@@ -42,10 +42,18 @@ class DetectionResult:
 
 
 def run_detection(
-    block: SeriesBlock, config: DetectionConfig | None = None, progress: Progress | None = None
+    block: SeriesBlock,
+    config: DetectionConfig | None = None,
+    progress: Progress | None = None,
+    unread: UnreadMeters | None = None,
 ) -> DetectionResult:
+    """``unread``: meters listed beside the block's without a reading, left off its grid: their DMAs
+    are in the balance, their customers counted, and an inlet of them in place makes its DMA's
+    inflow unknown, as a row of missing reads in the block would."""
     config = config or DetectionConfig()
-    dmas, dma_code = np.unique(block.dma.astype(str), return_inverse=True)
+    unread = unread or UnreadMeters(*(np.array([], dtype=str),) * 3, np.zeros(0, dtype=bool))
+    dmas, codes = np.unique(np.concatenate([block.dma.astype(str), unread.dma.astype(str)]), return_inverse=True)
+    dma_code, unread_code = codes[: block.n_meters], codes[block.n_meters :]
     n_dma, t = dmas.shape[0], block.n_intervals
     customers_sum = np.zeros((n_dma, t))
     still_max = np.zeros((n_dma, t))
@@ -59,6 +67,9 @@ def run_detection(
     inlet_rows = np.flatnonzero(block.role == INLET)
     has_inlet = np.zeros(n_dma, dtype=bool)
     has_inlet[dma_code[inlet_rows]] = True
+    inflow_unread = np.zeros(n_dma, dtype=bool)  # an inlet in place never read: the inflow is unknown
+    inflow_unread[unread_code[unread.in_place & (unread.role == INLET)]] = True
+    has_inlet |= inflow_unread
     inlet_part = block.take(inlet_rows)
     inlet_flows = interval_flows(inlet_part, config)
     # an inlet meter not in its place (exchanged for another), unread, passed no water
@@ -67,7 +78,7 @@ def run_detection(
     # the DMA detector raises (see still_register_flow): the rest need not be looked at
     with np.errstate(invalid="ignore"):
         inflow = sum_by_group(inlet_l_h, dma_code[inlet_rows], n_dma)  # NaN where a read is missing
-    inflow[~has_inlet] = np.nan  # no inlet: no DMA detection
+    inflow[~has_inlet | inflow_unread] = np.nan  # no inlet, or one unread: no DMA detection
     smallest_step = smallest_main_burst_by_day(inflow, DayLayout.of(block), config)
     size = max(1, config.chunk_meters)
     chunks = [customer_rows[lo : lo + size] for lo in range(0, customer_rows.shape[0], size)]
@@ -111,6 +122,7 @@ def run_detection(
         inlet_sum = inlet_shaped_like_customers(inlet_sum, customers_sum, spread)
         for i, code in enumerate(codes.tolist()):  # one inlet, or the latest of several
             known[code] = np.maximum(known[code], flows.known_idx[i])
+    inlet_sum[inflow_unread] = np.nan
     balance = DmaBalance(
         dmas=dmas,
         timestamps=block.timestamps,
@@ -119,10 +131,11 @@ def run_detection(
         customers_l_h=customers_sum,
         estimated_l_h=estimated_sum,
         known_idx=known,
-        n_customers=np.bincount(dma_code[customer_rows], minlength=n_dma),
+        n_customers=np.bincount(dma_code[customer_rows], minlength=n_dma)
+        + np.bincount(unread_code[unread.role == CUSTOMER], minlength=n_dma),
         still_l_h=still_max,
         day_offset_s=block.day_offset_s,
-        unread=_unread_by_dma(block, dma_code, n_dma),
+        unread=_unread_by_dma(block, dma_code, unread, unread_code, n_dma),
     )
     dma_alerts = detect_dma_bursts(balance, config) if inlet_rows.size and t > 1 else []
     alerts += dma_alerts
@@ -148,15 +161,20 @@ def detect(block: SeriesBlock, config: DetectionConfig | None = None, progress: 
     return run_detection(block, config, progress).alerts
 
 
-def _unread_by_dma(block: SeriesBlock, dma_code: np.ndarray, n_dma: int) -> tuple[tuple[str, ...], ...]:
-    """Per DMA, the meters without a reading in the block that were in their place over some of it
-    (a meter exchanged before the block began passed no water in it: nothing is missing)."""
-    unread = np.isnan(block.volume_m3).all(axis=1)
+def _unread_by_dma(
+    block: SeriesBlock, dma_code: np.ndarray, unread: UnreadMeters, unread_code: np.ndarray, n_dma: int
+) -> tuple[tuple[str, ...], ...]:
+    """Per DMA, the meters without a reading that were in their place over some of the block (a
+    meter exchanged before the block began passed no water in it: nothing is missing): the block's
+    rows of nothing but missing reads, and ``unread``."""
+    empty = np.isnan(block.volume_m3).all(axis=1)
     if block.installed is not None:
-        unread &= block.installed.any(axis=1)
+        empty &= block.installed.any(axis=1)
     names: list[list[str]] = [[] for _ in range(n_dma)]
-    for row in np.flatnonzero(unread).tolist():
+    for row in np.flatnonzero(empty).tolist():
         names[dma_code[row]].append(str(block.meter_ids[row]))
+    for i in np.flatnonzero(unread.in_place).tolist():
+        names[unread_code[i]].append(str(unread.meter_ids[i]))
     return tuple(tuple(sorted(mine)) for mine in names)
 
 

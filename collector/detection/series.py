@@ -164,14 +164,7 @@ def installed_on_the_grid(
     if not installations:
         return None
     count = timestamps.shape[0]
-    step = timestamps[1] - timestamps[0] if count > 1 else np.timedelta64(3600, "s")
-    meter = np.array([row for row, _, _ in installations], dtype=np.int64)
-    since = np.array([_naive_us(a) for _, a, _ in installations])
-    until = np.array([_naive_us(b) for _, _, b in installations])
-    # an installation's first interval is the first ending after it was fitted; ``last`` is the one
-    # after the interval its removal falls in
-    first = np.where(np.isnat(since), 0, np.searchsorted(timestamps, since, side="right"))
-    last = np.where(np.isnat(until), count, np.searchsorted(timestamps, until + step))
+    meter, first, last = _installation_columns(installations, timestamps)
     # +1 from each installation's first interval, -1 after its last: in place where the count is above 0
     edges = np.zeros((n_meters, count + 1), dtype=np.int32)
     np.add.at(edges, (meter, first), 1)
@@ -181,6 +174,49 @@ def installed_on_the_grid(
     listed[meter] = True
     installed[~listed] = True
     return installed
+
+
+def in_place_over_the_grid(
+    installations: Sequence[tuple[int, datetime | None, datetime | None]], n_meters: int, timestamps: np.ndarray
+) -> np.ndarray:
+    """(meters,) bool: whether each meter was in its place over some of the grid's intervals, as
+    :func:`installed_on_the_grid` has it (a meter without installations: yes), without the
+    (meters, instants) array."""
+    in_place = np.ones(n_meters, dtype=bool)
+    if installations:
+        meter, first, last = _installation_columns(installations, timestamps)
+        in_place[meter] = False
+        np.logical_or.at(in_place, meter, first < last)
+    return in_place
+
+
+def _installation_columns(
+    installations: Sequence[tuple[int, datetime | None, datetime | None]], timestamps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, first column, column after the last) of each installation's intervals on the grid."""
+    count = timestamps.shape[0]
+    step = timestamps[1] - timestamps[0] if count > 1 else np.timedelta64(3600, "s")
+    meter = np.array([row for row, _, _ in installations], dtype=np.int64)
+    since = np.array([_naive_us(a) for _, a, _ in installations])
+    until = np.array([_naive_us(b) for _, _, b in installations])
+    # an installation's first interval is the first ending after it was fitted; ``last`` is the one
+    # after the interval its removal falls in
+    first = np.where(np.isnat(since), 0, np.searchsorted(timestamps, since, side="right"))
+    last = np.where(np.isnat(until), count, np.searchsorted(timestamps, until + step))
+    return meter, first, last
+
+
+@dataclass(frozen=True)
+class UnreadMeters:
+    """Meters listed (METERS.csv) without a single reading in the block: not laid on its grid (20,000
+    listed and 5 read made rows for all 20,000, 4.4 GB), but their DMAs' balance is not whole
+    without them. ``in_place``: in their place over some of the block (meterization); a meter
+    exchanged before it began passed no water in it, and is missing nothing."""
+
+    meter_ids: np.ndarray  # (U,) str
+    dma: np.ndarray  # (U,) str
+    role: np.ndarray  # (U,) str: "customer" | "inlet"
+    in_place: np.ndarray  # (U,) bool
 
 
 def _naive_us(t: datetime | None) -> np.datetime64:
