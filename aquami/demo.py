@@ -200,9 +200,11 @@ def demo_dma(unit_id: int) -> str:
 
 
 class Demo:
-    def __init__(self, options: DemoOptions, out: TextIO = sys.stdout):
+    def __init__(self, options: DemoOptions, out: TextIO | None = None):
         self.options = options
-        self.out = out
+        # sys.stdout when it says something, not when this is defined: the stream in place at import
+        # (a test runner's, closed since) is not the one in place when the demo runs
+        self._out = out
         self.stop = asyncio.Event()
         self.api_key = ""
         self.web_url = ""
@@ -216,8 +218,9 @@ class Demo:
             raise _StoppedStarting
 
     def say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        out = sys.stdout if self._out is None else self._out
+        out.write(text + "\n")
+        out.flush()
 
     async def run(self) -> None:
         o = self.options

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from aquami.cli import app
@@ -19,3 +20,12 @@ def test_the_demo_makes_its_data_dir_for_its_gateway_spool(database_url: str, tm
     assert result.exit_code == 0, result.output
     assert "· stopped cleanly" in result.output, result.output
     assert (data_dir / "gateway-spool.sqlite").is_file()
+
+
+def test_the_demo_speaks_to_the_stdout_in_place_when_it_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not to the one in place when aquami.demo was imported: a test runner's, closed since (the
+    data-dir test above failed "I/O operation on closed file" after another test's CliRunner)."""
+    from aquami.demo import Demo, DemoOptions
+
+    Demo(DemoOptions()).say("· one line")
+    assert capsys.readouterr().out == "· one line\n"

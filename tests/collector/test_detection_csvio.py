@@ -709,7 +709,10 @@ def test_a_damaged_file_gives_readings_or_a_csv_format_error(tmp_path: Path, tex
     except CsvFormatError:
         return
     _assert_registers(readings)
-    assert block.volume_m3.shape == (2, block.n_intervals)
+    # the block's rows are the listed meters (A, B) that have a reading, in the meters file's order
+    read = set(readings.meter_names[np.unique(readings.meter_index)].tolist())
+    assert block.meter_ids.tolist() == [m for m in ("A", "B") if m in read]
+    assert block.volume_m3.shape == (len(block.meter_ids), block.n_intervals)
     assert block.reverse_m3 is None or block.reverse_m3.shape == block.volume_m3.shape
 
 
