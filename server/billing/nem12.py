@@ -1,8 +1,15 @@
 """Hourly interval consumption in the AEMO NEM12 layout (MDFF), for MDM-style integrations.
 
 Records: 100 header, 200 per data stream (here: a meter at a service point, the service point id
-standing in for the NMI), 300 per day with 24 hourly values in kilolitres (= m³), 400 where a day
-mixes qualities (its 300 record then carries ``V``), 900 end.
+standing in for the NMI, the meter id its MeterSerialNumber), 300 per day with 24 hourly values in
+kilolitres (= m³), 400 where a day mixes qualities (its 300 record then carries ``V``), 900 end.
+
+A service point has one 300 record per day and suffix, whichever meters it had that day. The day a
+meter is exchanged is the new meter's (AEMO: a new MeterSerialNumber applies on and from the
+IntervalDate the meter is replaced): in the new meter's 200 record, its hours before the exchange
+the old meter's water, after it the new one's, and the hour of the exchange both meters' parts
+(summed, flagged the weaker of the two). The water between the old meter's last read and the new
+one's first (the job cards' registers) is in no hour: NEM12 is built from the meters' reads.
 
 Streams: an interval value is a volume, never negative; the direction is the stream's (AEMO's
 NMISuffix: ``E`` what the network delivers, ``B`` what flows back into it). ``E1`` (RegisterID 1)
@@ -95,7 +102,7 @@ FREE_TEXT_REASON = "0"
 # tenant's file never carries the hours of the tenant before or after (NULL hi: still open).
 _STREAMS = """
 streams AS (
-    SELECT mi.service_point_id, mi.meter_id,
+    SELECT mi.service_point_id, mi.meter_id, mi.installed_at,
            greatest(mi.installed_at, sa.start_at) AS lo,  -- greatest and least pass over NULLs:
            least(mi.removed_at, sa.end_at) AS hi             -- no agreement asked for, or one still open
     FROM meter_installations mi
@@ -155,8 +162,12 @@ WITH {_STREAMS}, reads AS (  -- the period's reads, and each meter's last one be
 SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
        q.quality_reason, q.gap_from, q.received_at
 FROM windows s
+-- a meter's hours from the one its window starts in (when the window starts at its installation:
+-- a meter fitted at 10:30 measured the water of 10:30-11:00, the meter it replaced that of 10:00-10:30)
+-- up to the one its window ends in
 LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s AND c.hour < %(to)s
-                              AND c.hour >= s.lo AND (s.hi IS NULL OR c.hour < s.hi)
+                              AND (c.hour >= s.lo OR (s.lo = s.installed_at AND c.hour > s.lo - interval '1 hour'))
+                              AND (s.hi IS NULL OR c.hour < s.hi)
 LEFT JOIN quality q ON q.meter_id = c.meter_id AND q.hour = c.hour
 ORDER BY 1, 2, 5
 """
@@ -275,8 +286,8 @@ def nem12_chunks(conn: psycopg.Connection, export: Nem12Export) -> Iterator[str]
     yield f"100,NEM12,{export.stamp:%Y%m%d%H%M},{export.sender},{export.receiver}\r\n"
     with conn.transaction(), conn.cursor(name="nem12_export", row_factory=dict_row) as cur:
         cur.execute(_HOURLY, _params(export))
-        for key, rows in groupby(_fetched(cur), key=lambda r: (r["service_point_id"], r["meter_id"])):
-            yield "".join(line + "\r\n" for line in _stream_lines(export, key, rows))
+        for service_point, rows in groupby(_fetched(cur), key=lambda r: r["service_point_id"]):
+            yield "".join(line + "\r\n" for line in _service_point_lines(export, service_point, rows))
     yield "900\r\n"
 
 
@@ -285,38 +296,104 @@ def _fetched(cur: psycopg.ServerCursor[dict[str, Any]]) -> Iterator[dict[str, An
         yield from rows
 
 
-def _stream_lines(export: Nem12Export, key: tuple[str, str], rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """A stream's 200 record and its days' 300 (and 400) records, from its rows."""
-    hours: dict[datetime, tuple[Decimal, str, str | None, str | None]] = {}
-    windows: set[tuple[datetime, datetime | None]] = set()
-    arrived: dict[datetime, datetime] = {}  # an hour's newest read (either side of its intervals)
+Cell = tuple[Decimal, str, str | None, str | None]  # an hour's value, quality, quality_by and reason
+Window = tuple[datetime, datetime | None]
+
+
+@dataclass
+class _Meter:
+    """A meter's part of a service point's file: its windows there and its hours within them."""
+
+    meter_id: str
+    windows: set[Window]
+    hours: dict[datetime, Cell]
+    arrived: dict[datetime, datetime]  # an hour's newest read (either side of its intervals)
+
+
+def _meter(meter_id: str, rows: Iterable[dict[str, Any]]) -> _Meter:
+    meter = _Meter(meter_id, set(), {}, {})
     for r in rows:
-        windows.add((r["lo"], r["hi"]))
+        meter.windows.add((r["lo"], r["hi"]))
         if r["hour"] is None:
             continue
         if r["received_at"] is not None:
-            arrived[r["hour"]] = r["received_at"]
+            meter.arrived[r["hour"]] = r["received_at"]
         if r["unknown"]:  # an interval of the hour unknown: null data, its value 0, not the part known
-            hours[r["hour"]] = _NO_DATA
+            meter.hours[r["hour"]] = _NO_DATA
             continue
         quality = r["quality"] or "actual"
         if r["gap_from"] is not None and quality not in ("edited", "substituted"):  # a gap's water, summed
             why = f"accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}; the hours before are null"
             if quality == "estimated":  # a less-than-hourly meter's missing read, which VEE estimated
                 why = f"estimated ({r['quality_by']}); {why}"
-            hours[r["hour"]] = (r["consumption_m3"], ACCUMULATED, None, why)
+            meter.hours[r["hour"]] = (r["consumption_m3"], ACCUMULATED, None, why)
             continue
-        hours[r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
-    service_point, meter = key
-    _check_ids(service_point, meter)  # checked before the file began (prepare); renamed since?
+        meter.hours[r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
+    return meter
+
+
+#: Which of two meters' flags an hour both measured (a meter exchange's) takes: the weakest.
+_WEAKNESS = {"missing": 0, ACCUMULATED: 1, "estimated": 1, "substituted": 2, "edited": 3, "actual": 4}
+
+
+def _merged(cells: list[Cell]) -> Cell:
+    """An hour measured by more than one meter of a service point (the hour a meter was exchanged in:
+    the old meter's water before the exchange, the new one's after): their sum, flagged as the
+    weakest of them; null data if either is unknown."""
+    if len(cells) == 1:
+        return cells[0]
+    weakest = min(cells, key=lambda cell: _WEAKNESS[cell[1]])
+    if weakest[1] == "missing":
+        return _NO_DATA
+    return (sum((cell[0] for cell in cells), Decimal(0)), *weakest[1:])
+
+
+def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """A service point's (an NMI's) 200 records and their days' 300 (and 400) records, from its rows.
+
+    One 300 record per day and stream of the NMI, however many meters it had that day: a day a meter
+    was exchanged is the new meter's (AEMO: the new MeterSerialNumber applies on and from the
+    IntervalDate the meter is replaced), each of its hours holding the water of the meter installed
+    then, the exchange's hour both meters' parts. Each meter's 200 record carries the days it is
+    the latest installed of, in the order the meters were installed. Before, each meter had its
+    own 300 record for the exchange day, the other meter's hours null in it: two records for one
+    NMI, suffix and day, of which an MDM keeps one (and loses the other meter's water) or sums."""
+    meters = [_meter(meter_id, meter_rows) for meter_id, meter_rows in groupby(rows, key=lambda r: r["meter_id"])]
+    for meter in meters:
+        _check_ids(service_point, meter.meter_id)  # checked before the file began (prepare); renamed since?
+    meters.sort(key=lambda m: (min(lo for lo, _ in m.windows), m.meter_id))
+    cells: dict[datetime, list[Cell]] = {}
+    arrived: dict[datetime, datetime] = {}
+    for meter in meters:
+        for hour, cell in meter.hours.items():
+            cells.setdefault(hour, []).append(cell)
+        for hour, at in meter.arrived.items():
+            arrived[hour] = max(at, arrived.get(hour, at))
+    hours = {hour: _merged(hour_cells) for hour, hour_cells in cells.items()}
+    owner: dict[int, str] = {}  # each day of the file the service point has: the meter installed last that day
+    for d in range(export.days):
+        day = export.day0 + timedelta(days=d)
+        fitted = [
+            (lo, m.meter_id)
+            for m in meters
+            for lo, hi in m.windows
+            if lo < day + timedelta(days=1) and (hi is None or hi > day)
+        ]
+        if fitted:
+            owner[d] = max(fitted)[1]
     backflow = any(value < 0 for value, *_ in hours.values())
     streams = (FORWARD, REVERSE) if backflow else (FORWARD,)
     configuration = "".join(stream.suffix for stream in streams)
-    for stream in streams:
-        yield (
-            f"200,{service_point},{configuration},{stream.register},{stream.suffix},{stream.data_stream},{meter},KL,60,"
-        )
-        yield from _day_records(export, windows, hours, arrived, stream)
+    for meter in meters:
+        days = [d for d, meter_id in owner.items() if meter_id == meter.meter_id]
+        if not days:  # fitted and removed within a day another meter was fitted on: its water is that meter's day's
+            continue
+        for stream in streams:
+            yield (
+                f"200,{service_point},{configuration},{stream.register},{stream.suffix},{stream.data_stream},"
+                f"{meter.meter_id},KL,60,"
+            )
+            yield from _day_records(export, days, hours, arrived, stream)
 
 
 @dataclass(frozen=True)
@@ -343,16 +420,15 @@ REVERSE = Stream("B1", "2", "N2", -1)
 
 def _day_records(
     export: Nem12Export,
-    windows: set[tuple[datetime, datetime | None]],
-    hours: dict[datetime, tuple[Decimal, str, str | None, str | None]],
+    days: Iterable[int],
+    hours: dict[datetime, Cell],
     arrived: dict[datetime, datetime],
     stream: Stream,
 ) -> Iterator[str]:
-    """A stream's 300 (and 400) records, a day at a time, within the meter's windows."""
-    for d in range(export.days):
+    """A stream's 300 (and 400) records, a day at a time: the days of the file (0 its first) given,
+    those its meter has within its windows (before the meter or the tenant, or after, it has none)."""
+    for d in days:
         day = export.day0 + timedelta(days=d)
-        if not any(lo < day + timedelta(days=1) and (hi is None or hi > day) for lo, hi in windows):
-            continue  # a day outside the stream's window: before the meter or the tenant, or after
         cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
         stamp = _updated(export, [arrived.get(day + timedelta(hours=h)) for h in range(24)])
         methods = [(_method(quality, by), why) for _, quality, by, why in cells]
