@@ -39,6 +39,7 @@ SELECT coalesce(jsonb_agg(jsonb_build_object(
            'alert_id', a.alert_id, 'kind', a.kind, 'status', a.status,
            'start', greatest(a.start, spans.w_from), 'end', least(coalesce(a.ended_at, a.last_seen), spans.w_to),
            'rate_l_h', round(a.rate_l_h::numeric, 3),
+           'exact_rate_l_h', a.rate_l_h::numeric::text,  -- the rate the volume is figured from (service.leak_water_m3)
            'estimated_volume_m3', round(a.rate_l_h::numeric / 1000 * extract(epoch FROM
                least(coalesce(a.ended_at, a.last_seen), spans.w_to) - greatest(a.start, spans.w_from)) / 3600, 3)::text
        ) ORDER BY a.start), '[]'::jsonb)  -- the volume as text: JSON numbers would come back as floats

@@ -124,6 +124,12 @@ class DeterminantLine(BaseModel):
         "period means the line was revised since",
     )
     leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
+    leak_estimated_m3: ExactDecimal | None = Field(
+        default=None,
+        description="the water the listed leaks and bursts lost within the line, each moment counted once at the "
+        "largest rate flowing then (a burst during a leak: the burst's rate while it runs, the leak's before and "
+        "after; the alerts' estimated_volume_m3 summed count the overlap twice), to the litre; null without any",
+    )
 
 
 class Determinant(BaseModel):

@@ -7,8 +7,9 @@ import io
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, time, tzinfo
-from decimal import Decimal
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from typing import Any
 
 from collector.vee.config import VeeConfig
@@ -167,6 +168,33 @@ def line_quality(row: dict[str, Any]) -> str:
     return quality
 
 
+def leak_water_m3(spans: Iterable[tuple[datetime, datetime, Decimal]]) -> Decimal | None:
+    """The water a line's leaks and bursts lost, each (start, end, rate in L/h), to the litre (m³ to 3
+    places, halves up as PostgreSQL's round): at each moment the largest rate among those flowing
+    then, so a burst during a leak counts the burst's rate while it runs and the leak's before and
+    after, never both (summed, the alerts' volumes count the overlap's water twice). Alerts that
+    do not overlap give the sum of their volumes, rounded once. None without any span."""
+    spans = list(spans)
+    if not spans:
+        return None
+    edges = sorted({edge for start, end, _ in spans for edge in (start, end)})
+    litres_seconds = Decimal(0)
+    for lo, hi in pairwise(edges):
+        rate = max((r for start, end, r in spans if start <= lo and end >= hi), default=None)
+        if rate is not None:
+            litres_seconds += rate * Decimal((hi - lo) // timedelta(microseconds=1)) / 1_000_000
+    return (litres_seconds / 3_600_000).quantize(Decimal("0.001"), ROUND_HALF_UP)
+
+
+def _leaks(row: dict[str, Any]) -> dict[str, Any]:
+    """A line's leaks and bursts as listed, and the water they lost together (:func:`leak_water_m3`)."""
+    leaks = [dict(leak) for leak in row.get("leaks") or []]
+    exact = [Decimal(leak.pop("exact_rate_l_h", None) or str(leak["rate_l_h"])) for leak in leaks]
+    listed = [LeakOnLine(**leak) for leak in leaks]
+    lost = leak_water_m3((leak.start, leak.end, rate) for leak, rate in zip(listed, exact, strict=True))
+    return {"leaks": listed, "leak_estimated_m3": lost}
+
+
 def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
     by_account: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -195,7 +223,7 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
                 as_of=r["as_of"],
                 complete=not line_issues(r),
                 issues=line_issues(r),
-                leaks=[LeakOnLine(**leak) for leak in r.get("leaks") or []],
+                **_leaks(r),
             )
             for r in account_rows
         ]
@@ -329,7 +357,7 @@ def determinant_csv_rows(items: Sequence[Determinant], start: datetime, end: dat
                     d.consumption_m3,
                     d.quality,
                     str(d.complete).lower(),
-                    sum((leak.estimated_volume_m3 for leak in line.leaks), Decimal(0)) if line.leaks else None,
+                    line.leak_estimated_m3,
                     str(line.complete).lower(),
                     line.issues,
                     line.opening_distance_s,
