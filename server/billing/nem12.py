@@ -8,8 +8,14 @@ A service point has one 300 record per day and suffix, whichever meters it had t
 meter is exchanged is the new meter's (AEMO: a new MeterSerialNumber applies on and from the
 IntervalDate the meter is replaced): in the new meter's 200 record, its hours before the exchange
 the old meter's water, after it the new one's, and the hour of the exchange both meters' parts
-(summed, flagged the weaker of the two). The water between the old meter's last read and the new
-one's first (the job cards' registers) is in no hour: NEM12 is built from the meters' reads.
+(summed, flagged the weaker of the two). The water only the job cards' registers measure, from a
+removed meter's last read to its removal and from a fitted meter's installation to its first read,
+is in the hour the removal, or that first read, closes in, as the determinants bill it: that hour is
+``S18`` (substituted from an alternate source), "the removal (installation) job card's register",
+and "accumulated since" the last read or the installation when that is more than 1.5 hours before; a
+card above the read next to it leaves its hour null (``N``), as it leaves the determinant's
+consumption unknown. A card is left out where the meter was read again in its removal's hour, or
+read before it was fitted (that read's interval already holds the water).
 
 Streams: an interval value is a volume, never negative; the direction is the stream's (AEMO's
 NMISuffix: ``E`` what the network delivers, ``B`` what flows back into it). ``E1`` (RegisterID 1)
@@ -56,7 +62,7 @@ reads arrived (``received_at``; before, the export's time, so a day revised by a
 like any other), the export's time for a day without reads.
 
 The file is streamed (:func:`prepare`, then :func:`nem12_chunks`): every error is found before
-its first byte, and the hours come through a server-side cursor, a meter's records at a time.
+its first byte, and the hours come through a server-side cursor, a service point's records at a time.
 """
 
 from __future__ import annotations
@@ -102,7 +108,8 @@ FREE_TEXT_REASON = "0"
 # tenant's file never carries the hours of the tenant before or after (NULL hi: still open).
 _STREAMS = """
 streams AS (
-    SELECT mi.service_point_id, mi.meter_id, mi.installed_at,
+    SELECT mi.service_point_id, mi.meter_id, mi.installed_at, mi.removed_at, mi.initial_register_m3,
+           mi.final_register_m3,
            greatest(mi.installed_at, sa.start_at) AS lo,  -- greatest and least pass over NULLs:
            least(mi.removed_at, sa.end_at) AS hi             -- no agreement asked for, or one still open
     FROM meter_installations mi
@@ -159,8 +166,37 @@ WITH {_STREAMS}, reads AS (  -- the period's reads, and each meter's last one be
     FROM ranked
     GROUP BY 1, 2
 )
+, cards AS (
+    -- the job cards' water where a window starts at the installation or ends at the removal: from the
+    -- removal's last read to its register, in the hour the removal closes in (none if the meter was read
+    -- again after it in that hour), and from the installation's register to its first read, in the hour
+    -- that read closes in (none if the meter was read before it was fitted: that read's interval holds it)
+    SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
+           date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text) AS hour,
+           forward_difference(p.volume_m3, w.final_register_m3) AS m3, p.ts AS since, w.removed_at AS closing,
+           'the removal job card''s register' AS card
+    FROM windows w
+    CROSS JOIN LATERAL (SELECT r.ts, r.volume_m3 FROM readings r
+                        WHERE r.meter_id = w.meter_id AND r.ts < w.removed_at ORDER BY r.ts DESC LIMIT 1) p
+    WHERE w.hi = w.removed_at AND w.final_register_m3 IS NOT NULL AND p.ts >= w.lo
+      AND w.removed_at > %(from)s AND w.removed_at <= %(to)s
+      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts > w.removed_at
+                      AND x.ts <= date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text)
+                                  + interval '1 hour')
+    UNION ALL
+    SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
+           date_trunc('hour', f.ts - interval '1 microsecond', %(zone)s::text),
+           forward_difference(w.initial_register_m3, f.volume_m3), w.installed_at, f.ts,
+           'the installation job card''s register'
+    FROM windows w
+    CROSS JOIN LATERAL (SELECT r.ts, r.volume_m3 FROM readings r
+                        WHERE r.meter_id = w.meter_id AND r.ts > w.installed_at ORDER BY r.ts LIMIT 1) f
+    WHERE w.lo = w.installed_at AND w.initial_register_m3 IS NOT NULL AND (w.hi IS NULL OR f.ts <= w.hi)
+      AND f.ts > %(from)s AND f.ts <= %(to)s
+      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts <= w.installed_at)
+)
 SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
-       q.quality_reason, q.gap_from, q.received_at
+       q.quality_reason, q.gap_from, q.received_at, NULL AS card
 FROM windows s
 -- a meter's hours from the one its window starts in (when the window starts at its installation:
 -- a meter fitted at 10:30 measured the water of 10:30-11:00, the meter it replaced that of 10:00-10:30)
@@ -169,6 +205,10 @@ LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s
                               AND (c.hour >= s.lo OR (s.lo = s.installed_at AND c.hour > s.lo - interval '1 hour'))
                               AND (s.hi IS NULL OR c.hour < s.hi)
 LEFT JOIN quality q ON q.meter_id = c.meter_id AND q.hour = c.hour
+UNION ALL
+SELECT service_point_id, meter_id, lo, hi, hour, m3, (m3 IS NULL)::int, 'substituted', NULL, card,
+       CASE WHEN closing - since > make_interval(secs => %(gap)s) THEN since END, NULL, card
+FROM cards
 ORDER BY 1, 2, 5
 """
 #: Rows per round trip of the export's server-side cursor: memory stays that of a few meters' month.
@@ -280,7 +320,7 @@ def _check_ids(service_point: str, meter: str) -> None:
 
 
 def nem12_chunks(conn: psycopg.Connection, export: Nem12Export) -> Iterator[str]:
-    """The file, a stream (a 200 record and its days) at a time: the hours come through a server-side
+    """The file, a service point (its 200 records and their days) at a time: the hours come through a server-side
     cursor, :data:`FETCH_ROWS` a round trip, ordered by service point and meter, so memory holds a
     few meters' hours, never the whole fleet's (100,000 meters' month: killed past 9 GB)."""
     yield f"100,NEM12,{export.stamp:%Y%m%d%H%M},{export.sender},{export.receiver}\r\n"
@@ -308,13 +348,21 @@ class _Meter:
     windows: set[Window]
     hours: dict[datetime, Cell]
     arrived: dict[datetime, datetime]  # an hour's newest read (either side of its intervals)
+    cards: dict[datetime, Cell]  # the job cards' water (at its installation and removal) by hour
 
 
 def _meter(meter_id: str, rows: Iterable[dict[str, Any]]) -> _Meter:
-    meter = _Meter(meter_id, set(), {}, {})
+    meter = _Meter(meter_id, set(), {}, {}, {})
     for r in rows:
         meter.windows.add((r["lo"], r["hi"]))
         if r["hour"] is None:
+            continue
+        if r["card"] is not None:  # from a job card's register: substituted from an alternate source
+            why = r["card"]
+            if r["gap_from"] is not None:
+                why = f"{why}; accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+            card: Cell = _NO_DATA if r["unknown"] else (r["consumption_m3"], "substituted", None, why)
+            meter.cards[r["hour"]] = _merged([meter.cards[r["hour"]], card]) if r["hour"] in meter.cards else card
             continue
         if r["received_at"] is not None:
             meter.arrived[r["hour"]] = r["received_at"]
@@ -365,7 +413,7 @@ def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable
     cells: dict[datetime, list[Cell]] = {}
     arrived: dict[datetime, datetime] = {}
     for meter in meters:
-        for hour, cell in meter.hours.items():
+        for hour, cell in [*meter.hours.items(), *meter.cards.items()]:
             cells.setdefault(hour, []).append(cell)
         for hour, at in meter.arrived.items():
             arrived[hour] = max(at, arrived.get(hour, at))
