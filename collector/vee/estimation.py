@@ -2,7 +2,8 @@
 
 - Short gaps (up to ``linear_max_gap_s``): linear on the register between the reads either side.
 - Long gaps: the meter's own profile, i.e. its mean use per hour of the week over the series
-  loaded (``profile_lookback_days`` before the period), shaped to fit the register difference
+  loaded (``profile_lookback_days`` before the period), learned from measured water only (never
+  from an interval either of whose reads is an estimate), shaped to fit the register difference
   exactly, so the estimates add up to what the meter actually measured across the gap. Hours of
   the week are the utility's local ones: a household's 07:00 shower stays at 07:00 across a
   change to or from daylight saving time. A read and a slot are keyed by the slot they stand for
@@ -68,9 +69,18 @@ def _slot_hour_of_week(ts: F64, interval: F64, phase: F64, zone: tzinfo) -> I64:
 
 
 def meter_profiles(series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC) -> F64:
-    """Mean m³/h per (meter, local hour of week) over the series' normal intervals; NaN where unseen."""
+    """Mean m³/h per (meter, local hour of week) over the series' normal intervals of measured water;
+    NaN where unseen.
+
+    Measured water: an interval neither of whose reads is VEE's estimate (the meter's own reads, a
+    person's edits and substitutions). An interval either of whose reads is an estimate is
+    estimated water, as billing counts it (``estimated_m3``): learned from, a linear estimate of a
+    6-hour morning gap put Monday's busy hour at 47.5 L/h (three measured 60 L and the estimate's
+    10 L) and 2.5 L/h into hours the household used nothing in, and the next gaps were shaped by it."""
+    measured = series.quality != "estimated"
     normal = np.isfinite(validation.interval_consumption) & (validation.step_kind == "") & ~validation.masks["gap"]
-    normal &= validation.gap_s > 0
+    normal &= (validation.gap_s > 0) & measured
+    normal[1:] &= measured[:-1]  # the read before (of the same meter, or the interval is not finite)
     idx = np.flatnonzero(normal)
     meter = series.meter[idx]
     hour = _slot_hour_of_week(series.ts[idx], validation.read_interval_s[idx], validation.read_phase_s[idx], zone)
