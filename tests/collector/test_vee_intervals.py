@@ -109,6 +109,32 @@ def test_the_interval_is_the_usual_spacing_of_the_meter_s_reads(interval, hour, 
     assert gaps[1:].tolist() == (np.diff(ts) > 1.5 * interval).tolist()
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    minutes=st.sampled_from([5, 10, 15, 20, 30, 60, 24 * 60]),  # what AMI loggers are set to
+    missing=st.integers(10, 100),
+    stamp=st.floats(-0.04, 0.04),  # the reads stamped a little before or after their slots (a share)
+)
+def test_a_meter_read_at_a_common_interval_is_judged_at_it(minutes, missing, stamp):
+    """A meter read every 5, 10, 15, 20 or 30 minutes, hourly or daily, one read missing: its
+    interval is found, its reads are no gaps, and the missing read is one gap with one estimate, at
+    its slot. Before, 10 and 20 minutes were no standard interval and went to 15: a 10-minute meter's
+    missing read (1,200 s between reads, under 1.5 x 900 s) was no gap and never estimated, and a
+    20-minute meter's (2,400 s) was estimated at a 15-minute slot (16:45, not its 16:40), with 900 s
+    written to ``meters.read_interval_s`` for billing."""
+    interval = minutes * 60.0
+    ts = T0 + np.arange(120) * interval + stamp * min(interval, HOUR)
+    volume = np.round(100.0 + np.arange(120) * 0.001, 3)
+    keep = np.arange(120) != missing
+    series = Series.from_arrays(["M"], np.zeros(int(keep.sum()), np.int64), ts[keep], volume[keep], VeeConfig())
+    found = read_intervals(series, VeeConfig())
+    assert found.interval_s.tolist() == [interval]
+    validation = validate(series, VeeConfig(), float(ts.max()), intervals=found)
+    assert series.ts[validation.flagged("gap")].tolist() == [ts[missing + 1]]
+    estimates = estimate(series, validation, VeeConfig())
+    assert estimates.ts.tolist() == [T0 + missing * interval]
+
+
 def test_a_meter_with_too_few_reads_keeps_the_configured_interval():
     ts = T0 + np.array([0.0, DAY, 2 * DAY])
     series = Series.from_arrays(["NEW"], np.zeros(3, np.int64), ts, np.array([1.0, 1.1, 1.2]), VeeConfig())
