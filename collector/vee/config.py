@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class VeeConfig:
-    expected_interval_s: int = 3600  # a meter's read interval until it has interval_min_steps steps (intervals.py)
+    expected_interval_s: int = 3600  # a new meter's grid until it has interval_min_steps steps; no gaps till then
     interval_min_steps: int = 3  # steps between actual reads a meter needs for its own interval
     interval_change_steps: int = 4  # this many consecutive steps at one interval: the meter reads at it (intervals.py)
     gap_factor: float = 1.5  # a gap: more than this many expected intervals between reads

@@ -28,7 +28,7 @@ from collector.detection.series import LATE_READ_SHARE
 from collector.vee.config import VeeConfig
 from collector.vee.localtime import to_local, to_utc
 from collector.vee.rules import Validation
-from collector.vee.series import F64, I64, Series
+from collector.vee.series import F64, I64, B, Series
 
 HOURS_PER_WEEK = 168
 _HOUR_S = 3600.0
@@ -95,7 +95,13 @@ def meter_profiles(series: Series, validation: Validation, config: VeeConfig, zo
 
 
 def estimate(
-    series: Series, validation: Validation, config: VeeConfig, zone: tzinfo = UTC, *, since: float | None = None
+    series: Series,
+    validation: Validation,
+    config: VeeConfig,
+    zone: tzinfo = UTC,
+    *,
+    since: float | None = None,
+    whole: B | None = None,
 ) -> Estimates:
     """Estimates for the gaps whose closing read is at or after ``since`` (every gap when None), at
     every slot of those gaps, those before ``since`` too; ``zone``: the utility's, whose hours of the
@@ -109,10 +115,14 @@ def estimate(
     only the slots from ``since`` on left an hourly meter silent for three days with 46 of its 70
     missing hours estimated and 25 hours of water in one interval, for good. (The slots before
     ``since`` hold no reads of the meter, or the gap would not be one; the insert keeps any that
-    came meanwhile.)"""
+    came meanwhile.)
+
+    ``whole``, per meter code: the meters whose gaps are all estimated, whenever they closed: those
+    whose interval is found for the first time, whose earlier steps no round could judge."""
     closing = validation.flagged("gap")
     if since is not None:
-        closing = closing[series.ts[closing] >= since]
+        anew = np.zeros(len(series.meter_ids), bool) if whole is None else whole
+        closing = closing[(series.ts[closing] >= since) | anew[series.meter[closing]]]
     crosses_step = validation.step_kind[closing] != ""
     too_long = validation.gap_s[closing] > config.max_estimated_gap_s
     # a read whose time VEE calls wrong (ahead of the clock, or long before it arrived) anchors no

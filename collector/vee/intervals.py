@@ -12,8 +12,13 @@ that leaves fewest steps at one run's interval on the other's side, and of equal
 judging the rest at the shorter interval (so a gap at a change is estimated on the finer slots);
 before a meter's first run they have its first run's, after its last its last's. A meter with no run has
 the median step of the series loaded (28 days of look-back and the period) taken to the nearest
-standard interval, or, with fewer than ``interval_min_steps`` (3) steps, the configured
-``expected_interval_s`` (3600 s).
+standard interval, or, with fewer than ``interval_min_steps`` (3) steps, the interval earlier
+rounds found for it (``meters.read_interval_s``, passed as ``stored``: a daily meter back after 40
+days silent has one step in a round's load, and was judged hourly, 959 hourly estimates for its 39
+missing days), and for a meter VEE has never found one for (a new meter's first 2 steps), the
+configured ``expected_interval_s`` (3600 s) with ``known`` False: its steps are judged for gaps
+only once its interval is known (:func:`collector.vee.rules.validate`), so a new daily meter's first
+steps got 23 hourly estimates each, and a missing day among them 47 for good.
 
 Judged at one interval per meter, its median's, the hourly reads of a meter now read every 15 minutes
 were each a gap with three estimates invented before it once a round reached them (516,081 estimates
@@ -55,8 +60,9 @@ _HOUR_S = 3600.0
 class ReadIntervals:
     """Per meter code: ``interval_s`` and ``phase_s`` at its last actual read (the offset of the
     slot grid from the epoch's in seconds: 0 up to an hour, local seconds over it), and ``known``
-    (False: too few reads, the configured interval); per reading: ``read_interval_s`` and
-    ``read_phase_s``, those of the step between actual reads that the reading closes or lies in."""
+    (False: too few reads and none found before, the configured interval, whose gaps wait); per
+    reading: ``read_interval_s`` and ``read_phase_s``, those of the step between actual reads that
+    the reading closes or lies in."""
 
     interval_s: F64
     phase_s: F64
@@ -180,8 +186,10 @@ def _steps_in_force(
     return interval, np.mod(phase, interval)
 
 
-def read_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> ReadIntervals:
-    """Every meter's interval and slot grid, at its last read and at each reading of ``series``."""
+def read_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC, stored: F64 | None = None) -> ReadIntervals:
+    """Every meter's interval and slot grid, at its last read and at each reading of ``series``;
+    ``stored``: per meter code, the interval earlier rounds found (NaN: none), for a meter with too
+    few steps in ``series`` to find its own."""
     n_meters = len(series.meter_ids)
     actual = np.flatnonzero(series.quality == "actual")
     meter, ts = series.meter[actual], series.ts[actual]
@@ -193,6 +201,9 @@ def read_intervals(series: Series, config: VeeConfig, zone: tzinfo = UTC) -> Rea
     known = counts >= max(config.interval_min_steps, 1)
     if known.any():
         usual[known] = nearest_standard(median[known])
+    if stored is not None:
+        earlier = ~known & np.isfinite(stored)
+        usual[earlier], known = stored[earlier], known | earlier
     usual_phase = _usual_phase(meter, ts, usual[meter], n_meters, zone)
     step_interval, step_phase = _steps_in_force(
         step_meter, steps, ts[closing], usual, usual_phase, known, config.interval_change_steps, zone

@@ -59,7 +59,7 @@ class Validation:
     interval_consumption: F64  # every reading's interval consumption (NaN: first read or unknown)
     gap_s: F64  # seconds since the previous read of the same meter (NaN: first)
     interval_s: F64  # per meter code: the meter's own read interval now (collector/vee/intervals.py)
-    interval_known: B  # per meter code: the interval is the meter's own (else the configured one)
+    interval_known: B  # per meter code: the interval is the meter's own (else the configured one; no gaps)
     read_interval_s: F64  # per reading: the meter's read interval at it (a meter's interval changes)
     read_phase_s: F64  # per reading: that interval's slot grid's offset
 
@@ -180,8 +180,10 @@ def validate(
         # flagged the estimate it had written (the gap as a whole was checked when it was estimated)
         over_max = same & (consumption > allowed) & (series.quality != "estimated")
         # more than gap_factor of the meter's own interval at the time: a daily meter's next-day read
-        # is no gap, nor are the hourly reads of a meter read every 15 minutes since
-        gap = same & (dt > intervals.read_interval_s * config.gap_factor)
+        # is no gap, nor are the hourly reads of a meter read every 15 minutes since; a meter whose
+        # interval is not known yet (a new one's first 2 steps) has none until it is: judged at the
+        # configured hour, a new daily meter's first days each got 23 hourly estimates
+        gap = same & (dt > intervals.read_interval_s * config.gap_factor) & intervals.known[series.meter]
         stuck = _runs_at_least(
             same & (np.abs(dv) <= config.backwards_tolerance_m3) & (series.flow > config.stuck_min_flow_m3h),
             config.stuck_min_reads,

@@ -111,18 +111,15 @@ def _keys(series: Series, mask: B) -> tuple[list[str], list[float]]:
     return [series.meter_ids[m] for m in series.meter[mask].tolist()], series.ts[mask].tolist()
 
 
-def _intervals(conn: psycopg.Connection, series: Series, config: VeeConfig) -> F64:
-    """Each meter's read interval (``meters.read_interval_s``, VEE's finding), per meter code;
-    looked up only when the batch holds an edited estimate."""
-    interval = np.full(len(series.meter_ids), float(config.expected_interval_s))
-    if series.edited_estimate.any():
-        rows = conn.execute(
-            "SELECT meter_id, read_interval_s FROM meters WHERE meter_id = ANY (%s) AND read_interval_s IS NOT NULL",
-            (series.meter_ids,),
-        ).fetchall()
-        found: dict[str, int] = {meter: seconds for meter, seconds in rows}
-        interval = np.array([float(found.get(m, config.expected_interval_s)) for m in series.meter_ids])
-    return interval
+def _stored_intervals(conn: psycopg.Connection, series: Series) -> F64:
+    """Each meter's read interval as earlier rounds found it (``meters.read_interval_s``), per
+    meter code; NaN where none has."""
+    rows = conn.execute(
+        "SELECT meter_id, read_interval_s FROM meters WHERE meter_id = ANY (%s) AND read_interval_s IS NOT NULL",
+        (series.meter_ids,),
+    ).fetchall()
+    found: dict[str, int] = {meter: seconds for meter, seconds in rows}
+    return np.array([float(found.get(m, np.nan)) for m in series.meter_ids], dtype=float)
 
 
 def _without(series: Series, drop: B) -> Series:
@@ -181,7 +178,9 @@ def _run_batch(
 ) -> VeeReport:
     """One batch of meters: load, validate, estimate and write, in one transaction."""
     series = load_series(conn, start - timedelta(days=config.profile_lookback_days), end, config, meters)
-    giving_way = edits_giving_way(series, _intervals(conn, series, config)) & (series.ts >= start.timestamp())
+    stored = _stored_intervals(conn, series)
+    giving_way = edits_giving_way(series, np.where(np.isfinite(stored), stored, float(config.expected_interval_s)))
+    giving_way &= series.ts >= start.timestamp()
     edit_keys = _keys(series, giving_way)
     if giving_way.any():
         series = _without(series, giving_way)
@@ -189,7 +188,9 @@ def _run_batch(
     stale_keys = _keys(series, stale)
     if stale.any():
         series = _without(series, stale)
-    intervals = read_intervals(series, config, zone)
+    intervals = read_intervals(series, config, zone, stored)
+    # found for the first time: no round before judged the meter's steps for gaps (collector/vee/rules.py)
+    first_found = intervals.known & ~np.isfinite(stored)
     neighbours = measured_neighbours(series)
     outside = estimates_outside_gaps(series, neighbours, intervals.read_interval_s, config)
     at_read = estimates_at_read_slots(series, neighbours, intervals.read_interval_s, intervals.read_phase_s, zone)
@@ -199,7 +200,13 @@ def _run_batch(
         series, intervals = _without(series, outside | at_read), intervals.without(outside | at_read)
     validation = validate(series, config, now_s, zone, intervals)
     in_period = series.ts >= start.timestamp()
-    estimates = estimate(series, validation, config, zone, since=start.timestamp()) if estimate_gaps else None
+    estimates = (
+        estimate(series, validation, config, zone, since=start.timestamp(), whole=first_found)
+        if estimate_gaps
+        else None
+    )
+    # the gaps of a meter whose interval is found for the first time are flagged wherever they close
+    before_period = first_found[series.meter] & ~in_period
     gone = (edit_keys, stale_keys, outside_keys, at_read_keys)
     deleted: tuple[list[str], list[float]] = ([m for k in gone for m in k[0]], [t for k in gone for t in k[1]])
     report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
@@ -231,6 +238,8 @@ def _run_batch(
             for rule in RULES:
                 flagged = np.flatnonzero(validation.masks[rule] & in_period)
                 report.flags[rule] = len(flagged)
+                if rule == "gap":
+                    flagged = np.flatnonzero(validation.masks[rule] & (in_period | before_period))
                 for i in flagged.tolist():
                     detail = _detail(rule, series, validation, i)
                     if rule == "gap" and estimates is not None:
@@ -251,7 +260,9 @@ def _run_batch(
                 )
         conn.execute(
             "INSERT INTO vee_flags (meter_id, ts, rule, detail) "
-            "SELECT meter_id, to_timestamp(ts_epoch), rule, detail FROM vee_staging WHERE rule NOT LIKE 'step:%'"
+            "SELECT meter_id, to_timestamp(ts_epoch), rule, detail FROM vee_staging WHERE rule NOT LIKE 'step:%' "
+            # (a gap before the period, of a meter whose interval is found now, may have a flag)
+            "ON CONFLICT (meter_id, ts, rule) DO UPDATE SET detail = EXCLUDED.detail, flagged_at = now()"
         )
         cur = conn.execute(
             "INSERT INTO register_discontinuities (meter_id, ts, kind, consumption_m3, detail) "

@@ -16,9 +16,14 @@ HOUR = timedelta(hours=1)
 
 
 def _store_on_time(url: str, meter: str, reads: list[tuple[datetime, str]]) -> None:
-    """Reads as they would have arrived on time (``received_at`` their own time): none is late."""
+    """Reads as they would have arrived on time (``received_at`` their own time): none is late. The
+    meter is hourly, as the rounds while it read found it (``meters.read_interval_s``): a meter whose
+    interval VEE never found has no gaps until it does (test_vee_new_meter.py)."""
     with psycopg.connect(url) as conn:
-        conn.execute("INSERT INTO meters (meter_id, registered) VALUES (%s, true) ON CONFLICT DO NOTHING", (meter,))
+        conn.execute(
+            "INSERT INTO meters (meter_id, registered, read_interval_s) VALUES (%s, true, 3600) ON CONFLICT DO NOTHING",
+            (meter,),
+        )
         with conn.cursor().copy("COPY readings (meter_id, ts, volume_m3, received_at) FROM STDIN") as cp:
             for t, v in reads:
                 cp.write_row((meter, t, v, t))

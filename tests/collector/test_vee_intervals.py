@@ -146,7 +146,11 @@ def test_a_round_over_a_mixed_fleet_writes_no_gap_flags_or_estimates_for_daily_r
     url = migrated_database_url
     meters = _mixed()
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        cur.executemany("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", [(n,) for n in meters])
+        # each meter's interval as the rounds of its 30 days found it: the old gap was its round's
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, read_interval_s) VALUES (%s, true, %s)",
+            [(n, 3600 if n.startswith("H") else 86400) for n in meters],
+        )
         with cur.copy("COPY readings (meter_id, ts, volume_m3, received_at) FROM STDIN") as copy:
             for name, (ts, volume) in meters.items():
                 for t, v in zip(ts.tolist(), volume.tolist(), strict=True):

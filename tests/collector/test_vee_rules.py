@@ -14,6 +14,7 @@ import pytest
 
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import estimate
+from collector.vee.intervals import read_intervals
 from collector.vee.rules import validate
 from collector.vee.series import Series
 
@@ -303,7 +304,8 @@ def test_a_gap_closed_by_a_read_ahead_of_the_clock_is_not_estimated_up_to_it():
     nine estimates after the round's 'now'."""
     series = _one_meter([1.0, 1.01, 1.1], hours=[0, 1, 12])
     now = T0 + 2 * 3600.0
-    validation = validate(series, VeeConfig(), now)
+    hourly = read_intervals(series, VeeConfig(), stored=np.array([3600.0]))  # as earlier rounds found it
+    validation = validate(series, VeeConfig(), now, intervals=hourly)
     assert validation.masks["future_timestamp"].tolist() == [False, False, True]
     estimates = estimate(series, validation, VeeConfig())
     assert estimates.ts.size == 0 and estimates.not_estimated.tolist() == [2]
