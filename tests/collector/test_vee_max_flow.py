@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,3 +79,14 @@ def test_a_gap_s_estimates_sum_to_its_rise_climb_and_fit_the_meter_where_its_wat
     elif rise > max_flow * gap_hours * (1 + VeeConfig().max_flow_slack):
         flagged = validate(series, VeeConfig(), float(series.ts[-1]) + 60).masks["over_max_flow"]
         assert flagged[closing]
+
+
+@pytest.mark.parametrize(("m3", "flagged"), [(5.0, False), (5.24, False), (5.26, True), (6.0, True)])
+def test_over_max_flow_allows_the_meter_s_error_at_its_top_flow(m3, flagged):
+    """A 5 m³/h meter's hour: up to 5% over (5.25 m³) is within a meter's error at its top flow and
+    a register digit (``max_flow_slack``), more is flagged."""
+    ts = T0 + np.array([0.0, 3600.0, 7200.0])
+    series = Series.from_arrays(
+        ["M"], np.zeros(3, np.int64), ts, np.array([100.0, 100.5, 100.5 + m3]), VeeConfig(), max_flow=np.full(3, 5.0)
+    )
+    assert validate(series, VeeConfig(), float(ts[-1])).masks["over_max_flow"].tolist() == [False, False, flagged]
