@@ -16,17 +16,19 @@ taken modulo the span, so each change is a forward advance ``d`` or a step back 
   new count adds to it (the water before the restart is kept; a utility's register does not fall
   because a module lost power). Before, 3.3e9 → 0 at 0.1 L a pulse was taken for a wrap: +99,497 m³
   in one minute, kept for good. If the next count is back where it was before (one bad read of a
-  small count, not a restart), it carries on from there, not counted twice (this is kept in memory
-  only: across a gateway restart in between, that next count is published as it is, for VEE);
+  small count, not a restart), it carries on from there, not counted twice (the state before the
+  restart is kept in the spool until that next read: a gateway restart in between lost it, and the
+  next count was published on the restart's offset, the whole count a second time);
 - anything else (a jump up too fast, a fall to a count that no restart explains) is published as
   the count says, on the same offset, and the offset is not touched: VEE judges it, and the next
   read that makes sense is not shifted by it.
 
 The published register is ``offset + count × litres per pulse``; the count last read, the offset,
-the time of that read and one count's volume are kept in the spool's database (:class:`WrapStore`), so a
-gateway restart (or a reload) judges the first count against the last one before it. A meter whose
-``litres_per_pulse`` changed carries on from its last register, its pulses from then on counted at
-the new rate (the offset takes up the difference): neither a jump nor a fall. A state kept by an
+the time of that read, one count's volume and the state before a read taken for a restart are kept
+in the spool's database (:class:`WrapStore`), so a gateway restart (or a reload) judges the first
+count against the last one before it. A meter whose ``litres_per_pulse`` changed carries on from
+its last register, its pulses from then on counted at the new rate (the offset takes up the
+difference): neither a jump nor a fall. A state kept by an
 earlier version (a number of wraps, no time) is taken as ``wraps × span`` with an unknown time: only
 a count that did not move, or a restart at exactly 0, is judged then; anything else is published as
 it is. A state kept without one count's volume (65273a0's) is taken at the present
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aquami.contracts import reads
 from firmware_protocols.modbus import MeterProfile
@@ -98,10 +100,28 @@ def max_flow_m3h(parameters: dict[str, Any]) -> float:
     return float(number)
 
 
-class WrapStore(Protocol):
-    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float | None] | None: ...
+class PulseState(NamedTuple):
+    """A pulse counter's state as the spool keeps it."""
 
-    def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime, count_m3: float) -> None: ...
+    last_m3: float
+    offset_m3: float
+    last_at: datetime
+    count_m3: float | None  # None: kept by 65273a0, which did not store it
+    before_restart: tuple[float, float] | None  # (count, offset) before a read taken for a restart
+
+
+class WrapStore(Protocol):
+    def load_pulse(self, meter_id: str) -> PulseState | None: ...
+
+    def save_pulse(
+        self,
+        meter_id: str,
+        last_m3: float,
+        offset_m3: float,
+        at: datetime,
+        count_m3: float,
+        before_restart: tuple[float, float] | None = None,
+    ) -> None: ...
 
     def load_wrap(self, meter_id: str) -> tuple[float | None, int]: ...
 
@@ -123,18 +143,22 @@ class PulseWrap:
         self.last_m3: float | None = None
         self.offset_m3 = 0.0
         self.last_at: datetime | None = None
-        # (count, offset) before a read taken for a restart, until the next read confirms it (in memory)
+        # (count, offset) before a read taken for a restart, until the next read (kept in the store)
         self._before_restart: tuple[float, float] | None = None
         if store is not None:
             kept = store.load_pulse(meter_id)
             if kept is not None:
-                self.last_m3, self.offset_m3, self.last_at, kept_count_m3 = kept
+                self.last_m3, self.offset_m3, self.last_at, kept_count_m3, self._before_restart = kept
                 # litres_per_pulse changed: pulses from now on count at the new rate. A state kept without
                 # its rate (65273a0's) is taken at the present one, as an earlier version's wraps are below
                 if kept_count_m3 is not None and kept_count_m3 != self.count_m3:
                     rebased = self.last_m3 * self.count_m3 / kept_count_m3  # the same count, at the new rate
                     self.offset_m3 += self.last_m3 - rebased  # the register carries on from where it was
                     self.last_m3 = rebased
+                    if self._before_restart is not None:  # (as is the state before a restart)
+                        before_m3, before_offset = self._before_restart
+                        before_rebased = before_m3 * self.count_m3 / kept_count_m3
+                        self._before_restart = (before_rebased, before_offset + before_m3 - before_rebased)
             else:  # an earlier version's state: wraps, no time
                 self.last_m3, wraps = store.load_wrap(meter_id)
                 self.offset_m3 = wraps * span_m3
@@ -181,5 +205,5 @@ class PulseWrap:
                 offset = judged
         self.last_m3, self.offset_m3, self.last_at = counted_m3, offset, at
         if self.store is not None:
-            self.store.save_pulse(self.meter_id, counted_m3, offset, at, self.count_m3)
+            self.store.save_pulse(self.meter_id, counted_m3, offset, at, self.count_m3, self._before_restart)
         return round(offset + counted_m3, 9)

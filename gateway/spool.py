@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gateway.health import SavedMeter
+from gateway.pulse import PulseState
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -71,7 +72,9 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS pulse_wraps (meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, wraps INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pulse_state (
     meter_id TEXT PRIMARY KEY, last_m3 REAL NOT NULL, offset_m3 REAL NOT NULL, last_at TEXT NOT NULL,
-    count_m3 REAL NOT NULL  -- m3 per count: litres_per_pulse / 1000
+    count_m3 REAL NOT NULL,  -- m3 per count: litres_per_pulse / 1000
+    -- the count and offset before a read taken for a module restart, until the next read (else NULL)
+    before_last_m3 REAL, before_offset_m3 REAL
 );
 CREATE TABLE IF NOT EXISTS wmbus_freshness (
     meter_id TEXT NOT NULL, device TEXT NOT NULL, message_counter INTEGER, meter_time TEXT,
@@ -92,10 +95,19 @@ def _add_pulse_count_m3(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE pulse_state ADD COLUMN count_m3 REAL")
 
 
+def _add_pulse_before_restart(db: sqlite3.Connection) -> None:
+    """``pulse_state`` gains the state before a read taken for a module restart (NULL: none), kept
+    in memory only before: see :class:`gateway.pulse.PulseWrap`."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(pulse_state)")}
+    for column in ("before_last_m3", "before_offset_m3"):
+        if column not in columns:  # (a spool that has them: created by _SCHEMA since)
+            db.execute(f"ALTER TABLE pulse_state ADD COLUMN {column} REAL")
+
+
 #: The spool's schema changes since user_version was kept, in order: migration n takes a spool of
 #: user_version n - 1 (0: any spool written before) to n. Each is safe to run on a spool that has the
 #: change already: a spool of user_version 0 may be of any earlier version, or new.
-_MIGRATIONS = (_add_pulse_count_m3,)
+_MIGRATIONS = (_add_pulse_count_m3, _add_pulse_before_restart)
 
 _SAVE_METER_HEALTH = (
     "INSERT INTO meter_health (meter_id, last_good, offline_since, consecutive_failures) VALUES (?, ?, ?, ?) "
@@ -465,22 +477,37 @@ class Spool:
     # pulse counters' state since the wrap or restart is judged by time (gateway.pulse.WrapStore);
     # pulse_wraps above is an earlier version's, read when a meter has no row here yet
     # (count_m3 None: a row kept by 65273a0, which did not store it)
-    def load_pulse(self, meter_id: str) -> tuple[float, float, datetime, float | None] | None:
+    def load_pulse(self, meter_id: str) -> PulseState | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT last_m3, offset_m3, last_at, count_m3 FROM pulse_state WHERE meter_id = ?", (meter_id,)
+                "SELECT last_m3, offset_m3, last_at, count_m3, before_last_m3, before_offset_m3 "
+                "FROM pulse_state WHERE meter_id = ?",
+                (meter_id,),
             ).fetchone()
         if row is None:
             return None
-        return float(row[0]), float(row[1]), datetime.fromisoformat(row[2]), None if row[3] is None else float(row[3])
+        before = None if row[4] is None or row[5] is None else (float(row[4]), float(row[5]))
+        count = None if row[3] is None else float(row[3])
+        return PulseState(float(row[0]), float(row[1]), datetime.fromisoformat(row[2]), count, before)
 
-    def save_pulse(self, meter_id: str, last_m3: float, offset_m3: float, at: datetime, count_m3: float) -> None:
+    def save_pulse(
+        self,
+        meter_id: str,
+        last_m3: float,
+        offset_m3: float,
+        at: datetime,
+        count_m3: float,
+        before_restart: tuple[float, float] | None = None,
+    ) -> None:
+        before_last, before_offset = before_restart if before_restart is not None else (None, None)
         with self._lock:
             self._db.execute(
-                "INSERT INTO pulse_state (meter_id, last_m3, offset_m3, last_at, count_m3) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO pulse_state (meter_id, last_m3, offset_m3, last_at, count_m3, before_last_m3, "
+                "before_offset_m3) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (meter_id) DO UPDATE SET last_m3 = excluded.last_m3, offset_m3 = excluded.offset_m3, "
-                "last_at = excluded.last_at, count_m3 = excluded.count_m3",
-                (meter_id, last_m3, offset_m3, at.isoformat(), count_m3),
+                "last_at = excluded.last_at, count_m3 = excluded.count_m3, "
+                "before_last_m3 = excluded.before_last_m3, before_offset_m3 = excluded.before_offset_m3",
+                (meter_id, last_m3, offset_m3, at.isoformat(), count_m3, before_last, before_offset),
             )
 
     # wireless M-Bus meters' last accepted message counter and clock (gateway.wmbus_replay.FreshnessStore)
