@@ -55,6 +55,8 @@ class Gateway:
         )
         #: why the gateway stopped on its own (a bug in the publisher's MQTT callbacks); None otherwise
         self.failure: str | None = None
+        #: why it was told to stop (``aquami gateway run``: the signal), for its ``gateway_stopped`` event
+        self.stop_reason: str | None = None
         self._stop_event: asyncio.Event | None = None
         self.schedulers: dict[str, BusScheduler] = {}
         self.listeners: dict[str, WMBusListener] = {}
@@ -191,6 +193,16 @@ class Gateway:
         summary = {**status, "meters": failing, "meters_omitted": len(status["meters"]) - len(failing)}
         self.publisher.send(topic, full, retain=True, smaller=json.dumps(summary, separators=(",", ":")).encode())
 
+    def _say_stopped(self) -> None:
+        """The ``gateway_stopped`` event (``ts``: now, as the gateway stops; ``reason``; what the
+        spool still holds), spooled as every event is: delivered as the publisher drains, or, with the
+        broker away, after the next start. Before, the head-end learnt of a stop only from the
+        retained offline status and health, sent from memory: with the broker away at that moment
+        they were dropped, and the retained ones said "online" until the gateway came back. Those are
+        not spooled: sent after the next start, a stale retained "offline" could follow its "online"."""
+        reason = self.failure or self.stop_reason or "stopped"
+        self.emit(self.health.gateway_event("gateway_stopped", reason=reason[:500], spool_depth=self.spool.depth()))
+
     async def _reporter(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._report_overflow()
@@ -313,6 +325,7 @@ class Gateway:
             self._wake_writer.set()
             await asyncio.gather(writer, reporter, return_exceptions=True)
             self._report_overflow()
+            self._say_stopped()
             self.publish_status("offline")  # before the publisher's goodbye, which sets status offline
             await asyncio.to_thread(self.publisher.stop, drain_timeout)
             self.spool.close()

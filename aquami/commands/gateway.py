@@ -52,8 +52,14 @@ def register(app: typer.Typer) -> None:
         async def main() -> str | None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
+
+            def on_signal(sig: signal.Signals) -> None:
+                # (run by the loop, so never before ``gateway`` is made: main does not await before)
+                gateway.stop_reason = gateway.stop_reason or sig.name  # the first: why, in gateway_stopped
+                stop.set()
+
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
             gateway = Gateway(loaded, config_path=config)
             await gateway.run(stop)
             return gateway.failure

@@ -3,7 +3,8 @@
 One event per message on ``{root}/{gateway_id}/events`` (QoS 1, not retained): ``gateway_id``,
 ``event`` (one of :data:`EVENT_NAMES`), ``ts`` (ISO 8601 UTC) and the fields that event carries.
 Meter events (:data:`METER_EVENTS`) name ``meter_id`` and ``bus``; gateway events
-(:data:`GATEWAY_EVENTS`, the spool's limit) name neither. The gateway builds them
+(:data:`GATEWAY_EVENTS`: the spool's limit, and ``gateway_stopped``, spooled as the gateway stops
+and delivered then or after its next start) name neither. The gateway builds them
 (:mod:`gateway.health`, :mod:`gateway.service`), the collector validates them
 (:mod:`collector.events_parser`); the schema file beside this module is the single definition.
 """
@@ -20,7 +21,7 @@ from jsonschema import Draft202012Validator
 from aquami.contracts.reads import events_topic
 
 METER_EVENTS = ("meter_offline", "meter_online")
-GATEWAY_EVENTS = ("spool_overflow", "spool_full", "spool_resumed")
+GATEWAY_EVENTS = ("spool_overflow", "spool_full", "spool_resumed", "gateway_stopped")
 EVENT_NAMES = METER_EVENTS + GATEWAY_EVENTS
 # The envelope; every other field of an event is its detail.
 ENVELOPE_FIELDS = ("gateway_id", "event", "ts", "meter_id")

@@ -83,7 +83,8 @@ def _published(gateway: Gateway) -> list[tuple[str, bytes]]:
 
 def gateway_messages(tmp_path: Path) -> list[tuple[str, bytes]]:
     """Every kind of event, published through ``Gateway.emit``: a meter going quiet and coming back,
-    readings dropped at the spool's limit (drop_oldest), polling stopped and resumed (stop_polling)."""
+    readings dropped at the spool's limit (drop_oldest), polling stopped and resumed (stop_polling),
+    the gateway stopped."""
     messages: list[tuple[str, bytes]] = []
 
     dropping = _gateway(tmp_path, "gw-drop", 'max_readings = 3\npolicy = "drop_oldest"\n')
@@ -115,6 +116,19 @@ def gateway_messages(tmp_path: Path) -> list[tuple[str, bytes]]:
     assert stopping._may_poll() is True
     messages += _published(stopping)
     stopping.spool.close()
+
+    stopped = _gateway(tmp_path, "gw-stopped", "")
+    stopped.stop_reason = "SIGTERM"
+
+    async def run_and_stop() -> None:
+        stop = asyncio.Event()
+        stop.set()
+        await stopped.run(stop, drain_timeout=0)  # the broker unreachable: the event waits in the spool
+
+    asyncio.run(run_and_stop())
+    again = _gateway(tmp_path, "gw-stopped", "")  # (run closed the spool)
+    messages += _published(again)
+    again.spool.close()
     return messages
 
 
@@ -264,6 +278,8 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
         }
         if name == "meter_online":
             event["offline_since"] = draw(times)
+    elif name == "gateway_stopped":
+        event |= {"reason": draw(st.text(max_size=500)), "spool_depth": draw(counts)}
     elif name == "spool_overflow":
         event |= {"dropped": draw(st.integers(1, 10**9)), "spool_depth": draw(counts), "policy": "drop_oldest"}
     else:

@@ -131,7 +131,7 @@ def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path:
         subscriber.wait_for(lambda: len(subscriber.payloads("/status/health")) >= 3, 10, "health status")
     finally:
         subscriber.close()
-    events = [(e["event"], e["meter_id"]) for e in subscriber.payloads("/events")]
+    events = [(e["event"], e["meter_id"]) for e in subscriber.payloads("/events") if "meter_id" in e]
     assert events.count(("meter_offline", "WM-0004")) == 1
     assert events.count(("meter_online", "WM-0004")) == 1
     assert events.index(("meter_offline", "WM-0004")) < events.index(("meter_online", "WM-0004"))
@@ -266,7 +266,7 @@ def test_events_wait_in_the_spool_across_a_restart(tmp_path: Path) -> None:
         )
     assert waiting >= 1
     early = [e for e in subscriber.payloads("/events") if e["ts"] < stopped_at["ts"]]
-    assert [(e["event"], e["meter_id"]) for e in early] == [("meter_offline", "WM-0002")]
+    assert [(e["event"], e.get("meter_id")) for e in early] == [("meter_offline", "WM-0002"), ("gateway_stopped", None)]
 
 
 @pytest.mark.services
@@ -442,3 +442,41 @@ def test_a_stopped_gateway_s_retained_health_says_offline_as_its_status_does(tmp
         assert health["meters"]["WM-0001"]["last_good"] is not None
     finally:
         late.close()
+
+
+@pytest.mark.services
+def test_a_gateway_stopped_with_the_broker_away_says_when_and_why_after_its_next_start(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    """The last status and health at a stop go from memory: with the broker away as the gateway
+    stopped they were dropped, and nothing told the head-end that the gateway had stopped, when, or
+    why (its retained health said "online"). The gateway_stopped event waits in the spool and goes
+    after the next start, dated when the gateway stopped."""
+    gw, spool = "gw-stopped-away", str(tmp_path / "s.sqlite")
+    away = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    events = Subscriber(mosquitto.url, [f"aquami/v1/{gw}/events"], client_id="stopped-away-sub")
+
+    def gateway(url: str) -> Gateway:
+        return Gateway(parse_config_text(config_text(url, {"b": free_port()}, {"b": [1]}, spool, gateway_id=gw)))
+
+    async def run_once(url: str, reason: str | None) -> None:
+        g = gateway(url)
+        g.stop_reason = reason
+        async with running(g, drain_timeout=0.2 if url == away else 10.0):
+            await until(lambda: g.publisher.connected.is_set() or url == away, 30)
+
+    def stopped() -> list[dict[str, Any]]:
+        return [e for e in events.payloads("/events") if e["event"] == "gateway_stopped"]
+
+    try:
+        before = datetime.now(UTC)
+        asyncio.run(run_once(away, "SIGTERM"))
+        after = datetime.now(UTC)
+        asyncio.run(run_once(mosquitto.url, None))  # drains the spool, then stops with the broker there
+        events.wait_for(lambda: len(stopped()) >= 2, 30, "both gateway_stopped events")
+        first, second = stopped()
+        assert first["reason"] == "SIGTERM" and before <= datetime.fromisoformat(first["ts"]) <= after
+        assert second["reason"] == "stopped" and datetime.fromisoformat(second["ts"]) > after
+        assert first["gateway_id"] == second["gateway_id"] == gw
+    finally:
+        events.close()
