@@ -19,8 +19,10 @@ the largest packet it takes.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -44,6 +46,7 @@ from gateway.spool import SealedBatch, Spool
 log = logging.getLogger(__name__)
 
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
+_CLIENT_ID_NOT_VALID = 133  # CONNACK reason 0x85; paho maps a 3.1.1 broker's return code 2 to it
 _LOOP_TICK_S = 0.05  # how long one network-loop turn may wait for the socket
 _REFUSED_MIN_S = 1.0  # the first wait before a refused batch goes again
 _CONNACK_TIMEOUT_S = 3.0  # an MQTT 5 CONNECT unanswered this long (protocol "auto"): try 3.1.1
@@ -66,6 +69,26 @@ class Outgoing:
     #: details); without one, such a message is dropped and logged: published, the broker would
     #: close the connection, and the next one would try it again
     smaller: bytes | None = None
+
+
+def client_id(gateway_id: str) -> str:
+    """The gateway's MQTT client id, as brokers have known it: ``aquami-gateway-{gateway_id}``."""
+    return f"aquami-gateway-{gateway_id}"
+
+
+#: MQTT 3.1.1 and 5 (3.1.3.1): a broker must take a client id of 1 to 23 letters and digits; it
+#: may take more (Mosquitto, EMQX, HiveMQ and AWS IoT Core do), or refuse them
+COMPLIANT_CLIENT_ID_MAX = 23
+
+
+def compliant_client_id(gateway_id: str) -> str:
+    """A client id every broker must take, for a broker that refused :func:`client_id` (over 23
+    characters from a gateway_id over 8, or its ``-``): "aq", the gateway_id's first 13 letters and
+    digits, and 8 hex digits of its SHA-256, so one gateway_id gives one client id at every start
+    (two gateways on one gateway_id still take each other's session, as :func:`client_id` does)
+    and two that differ only in punctuation ("gw-1", "gw1") do not share one."""
+    letters = re.sub(r"[^A-Za-z0-9]", "", gateway_id)[:13]
+    return f"aq{letters}{hashlib.sha256(gateway_id.encode()).hexdigest()[:8]}"
 
 
 CommandHandler = Callable[[str, bytes], None]
@@ -162,6 +185,8 @@ class Publisher:
         self._fell_back_on_silence = False
         self._slow_broker = False
         self._said_mqtt311_loses_refusals = False  # the warning, once: see _on_connect
+        #: the MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it
+        self.client_id = client_id(gateway_id)
         self._thread = threading.Thread(target=self._run, name=f"publisher-{gateway_id}", daemon=True)
 
     @property
@@ -215,7 +240,7 @@ class Publisher:
         kwargs: dict[str, Any] = {"clean_session": True} if self._protocol == mqtt.MQTTv311 else {}
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"aquami-gateway-{self.gateway_id}",
+            client_id=self.client_id,
             protocol=self._protocol,
             **kwargs,
         )
@@ -286,6 +311,8 @@ class Publisher:
             if self._stop.is_set():
                 break
             self._note_how_long_it_lasted()
+            if self._client_id_refused():
+                continue
             refused_v5 = self._v5_refused()
             if refused_v5 and self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5:
                 log.warning("%s does not speak MQTT 5; falling back to MQTT 3.1.1", self.endpoint.url)
@@ -320,6 +347,28 @@ class Publisher:
                 _STABLE_S,
                 self.gateway_id,
             )
+
+    def _client_id_refused(self) -> bool:
+        """Did this session's broker refuse the client id (CONNACK 0x85, or 3.1.1's return code 2)?
+        The first time, the next connection, at once, uses :func:`compliant_client_id`; before, the
+        gateway reconnected for ever with an id the broker would never take ("refused the
+        connection: Client identifier not valid", every 5 minutes), nothing delivered."""
+        if self._connack is None or getattr(self._connack, "value", 0) != _CLIENT_ID_NOT_VALID:
+            return False
+        compliant = compliant_client_id(self.gateway_id)
+        if self.client_id == compliant:
+            return False  # (refused too: said as the broker's refusal, and tried again after a wait)
+        log.warning(
+            "%s refused the client id %r (%d characters; MQTT brokers need take only 1 to %d letters and digits): "
+            "connecting as %r",
+            self.endpoint.url,
+            self.client_id,
+            len(self.client_id),
+            COMPLIANT_CLIENT_ID_MAX,
+            compliant,
+        )
+        self.client_id = compliant
+        return True
 
     def _v5_refused(self) -> bool:
         """Did this session's broker refuse MQTT 5: "unsupported protocol version", or no CONNACK at
