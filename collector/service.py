@@ -173,7 +173,7 @@ class Collector:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            self._broker.failed(f"refused the connection: {reason}")
+            self._broker.failed(f"refused the connection: {reason}{_why_refused(reason, self.config.client_id)}")
             return
         self._connected = True
         self._broker.recovered()
@@ -384,3 +384,20 @@ def _log_refused(refused: tuple[tuple[str, str], ...]) -> None:
     for topic, reasons in by_topic.items():
         more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
         log.warning("dead letters from %s: %s%s", topic, "; ".join(reasons[:3]), more)
+
+
+_CLIENT_ID_NOT_VALID = 133  # CONNACK reason 0x85; paho maps a 3.1.1 broker's return code 2 to it
+_CLIENT_ID_MAX = 23  # MQTT 3.1.1 and 5, 3.1.3.1: what every broker must take (letters and digits)
+
+
+def _why_refused(reason: Any, client_id: str) -> str:
+    """What to do about a broker refusing the collector's client id (an MQTT broker need take only 1
+    to 23 letters and digits; the default in a shared group, ``aquami-collector-HOSTNAME``, is
+    longer). Not replaced by one the broker would take, as the gateway's is: the id names the
+    collector's persistent session, so the operator chooses it, once."""
+    if getattr(reason, "value", 0) != _CLIENT_ID_NOT_VALID:
+        return ""
+    return (
+        f" (client id {client_id!r}, {len(client_id)} characters: a broker need take only 1 to {_CLIENT_ID_MAX} "
+        "letters and digits; give one such with --client-id, the same at every start)"
+    )

@@ -18,6 +18,7 @@ from aquami.mqtt import MqttEndpoint
 from collector.service import Collector, CollectorConfig
 from tests.collector.test_ingest_mqtt import wait_for
 from tests.services import free_port
+from tests.strict_broker import StrictBroker
 
 
 def _said(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -66,3 +67,27 @@ def test_a_broker_outage_is_said_at_its_start_and_end_and_the_ready_file_goes_me
     (back,) = _said(caplog, "available again")
     assert back.startswith(f"MQTT broker {endpoint.url} available again after ")
     assert len(_said(caplog, "unavailable")) == 1
+
+
+@pytest.mark.services
+def test_a_broker_refusing_the_client_id_says_which_and_what_to_do(
+    mosquitto: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A broker holding client ids to MQTT's guaranteed 23 letters and digits refused the group's
+    default aquami-collector-HOSTNAME; the log said only "Client identifier not valid"."""
+    caplog.set_level(logging.INFO)
+    long_id = "aquami-collector-collector-host-01.example"
+    with StrictBroker(mosquitto.port) as broker:
+        endpoint = MqttEndpoint.parse(broker.url)
+        collector = Collector(CollectorConfig("postgresql://127.0.0.1:1/x", endpoint, client_id=long_id))
+        collector.start()
+        try:
+            wait_for(lambda: bool(_said(caplog, "unavailable")), 30, "the refusal said")
+        finally:
+            collector.stop()
+    (said,) = _said(caplog, "unavailable")
+    assert said == (
+        f"MQTT broker {endpoint.url} unavailable (refused the connection: Client identifier not valid "
+        f"(client id '{long_id}', 42 characters: a broker need take only 1 to 23 letters and digits; "
+        "give one such with --client-id, the same at every start))"
+    )
