@@ -7,6 +7,14 @@ reconnect, every sealed and unacknowledged batch is sent again from the spool, o
 original ``batch_seq``. Only the batches in flight when the connection broke can arrive twice, and
 the collector's ``(meter_id, ts)`` key makes the repeat a no-op: delivery is at least once.
 
+Delivery is not in order, and need not be: a batch too large for the broker is resealed under new,
+higher batch_seqs (:meth:`_reseal`), after batches sealed before it that go first; a batch an MQTT 5
+broker refused goes again after later ones of its window were acknowledged; a batch of one reading
+too large waits while later ones go. batch_seq is monotonic in sealing, not in arrival. The
+collector keys readings on ``(meter_id, ts)``, checks batch_seq for neither gaps nor order, and
+judges nothing by arrival order (``tests/collector/test_ingest_replay.py``: any order, with
+repeats, gives the same table; detection takes up late arrivals by ``received_at``).
+
 Reconnection waits grow exponentially with jitter (:class:`gateway.backoff.Backoff`). With
 ``protocol = "auto"`` the first attempt speaks MQTT 5; a broker that answers "unsupported protocol
 version" (CONNACK 0x84, or 3.1.1's return code 1), or that stays silent after the CONNECT, is spoken
