@@ -421,7 +421,9 @@ class ReadingStore:
 
     def _register_meters(self, cur: psycopg.Cursor[Any], unseen: dict[str, str]) -> int:
         """Record meters this process has not seen (unknown ones as unregistered), as having readings
-        (their first may be in this batch); how many were new."""
+        (their first may be in this batch); how many were new. ``last_gateway_id`` is the gateway a
+        meter was first heard from, never updated here (an UPDATE per meter per batch, and the last
+        to arrive is not the latest read): the meters API names the latest reading's gateway."""
         cur.execute(
             "INSERT INTO meters (meter_id, last_gateway_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
             "ON CONFLICT (meter_id) DO NOTHING",

@@ -16,9 +16,17 @@ from server.care.placement import placing_enquiries_once
 # without, the look probed every 7-day chunk of readings, newest first, to find nothing
 _LATEST = """
 LEFT JOIN LATERAL (
-    SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality
+    SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, gateway_id
     FROM readings r WHERE m.has_readings AND r.meter_id = m.meter_id ORDER BY ts DESC LIMIT 1
 ) latest ON true
+"""
+
+# the gateways the meter is assigned to now (collector.meter_gateways), the latest assigned first
+_ASSIGNED = """
+LEFT JOIN LATERAL (
+    SELECT array_agg(g.gateway_id ORDER BY g.since DESC, g.gateway_id) AS gateways
+    FROM meter_gateways g WHERE g.meter_id = m.meter_id AND g.until IS NULL
+) assigned ON true
 """
 
 # the gateway's latest word on the meter's link: offline since then, or back online (events table)
@@ -30,8 +38,14 @@ LEFT JOIN LATERAL (
 ) link ON true
 """
 
+# last_gateway_id: the gateway that delivered the latest reading; where that reading is an estimate
+# or a person's (no gateway), or there is none, the gateway assigned last. meters.last_gateway_id is
+# the gateway the meter was first heard from, never updated (collector/store.py inserts it once):
+# served as it was, it named the old gateway for good after a move (assign-meters) or a second receiver.
 _METER_COLUMNS = """
-m.meter_id, m.registered, m.dma, m.role, m.bulk, m.first_seen, m.last_gateway_id,
+m.meter_id, m.registered, m.dma, m.role, m.bulk, m.first_seen,
+coalesce(latest.gateway_id, assigned.gateways[1], m.last_gateway_id) AS last_gateway_id,
+coalesce(assigned.gateways, '{}') AS gateways,
 latest.ts AS latest_ts, latest.volume_m3 AS latest_volume_m3, latest.flow_m3h AS latest_flow_m3h,
 latest.reverse_volume_m3 AS latest_reverse_volume_m3, latest.alarms AS latest_alarms,
 latest.quality AS latest_quality,
@@ -45,7 +59,7 @@ def list_meters(
     """Meters by id after ``after``; with ``not_read_since``, only those with no reading at or
     after it (none at all, or their latest earlier): the meters that stopped communicating."""
     return conn.execute(
-        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_LINK} "
+        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_ASSIGNED} {_LINK} "
         "WHERE (%(after)s::text IS NULL OR m.meter_id > %(after)s) "
         "AND (%(since)s::timestamptz IS NULL OR latest.ts IS NULL OR latest.ts < %(since)s) "
         "ORDER BY m.meter_id LIMIT %(limit)s",
@@ -55,7 +69,7 @@ def list_meters(
 
 def get_meter(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | None:
     return conn.execute(  # type: ignore[return-value]
-        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_LINK} WHERE m.meter_id = %s", (meter_id,)
+        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_ASSIGNED} {_LINK} WHERE m.meter_id = %s", (meter_id,)
     ).fetchone()
 
 

@@ -31,7 +31,13 @@ class Meter(BaseModel):
     role: str
     bulk: bool = Field(description="supplies many premises (a block of flats): its continuous flow is no leak")
     first_seen: UtcInstant
-    last_gateway_id: str | None
+    last_gateway_id: str | None = Field(
+        description="the gateway that delivered its latest reading; where that is an estimate or a person's, "
+        "or it has none, the gateway it was assigned to last; null if none"
+    )
+    gateways: list[str] = Field(
+        default_factory=list, description="the gateways assigned to report it now, the latest assigned first"
+    )
     latest: Reading | None
     offline_since: UtcInstant | None = Field(
         description="when its gateway reported it offline (it stopped answering polls), if not back online since"
@@ -68,6 +74,7 @@ def meter_from_row(row: dict[str, Any]) -> Meter:
         bulk=row["bulk"],
         first_seen=row["first_seen"],
         last_gateway_id=row["last_gateway_id"],
+        gateways=row["gateways"],
         latest=latest,
         offline_since=row["offline_since"],
     )
