@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -480,3 +481,34 @@ def test_a_gateway_stopped_with_the_broker_away_says_when_and_why_after_its_next
         assert first["gateway_id"] == second["gateway_id"] == gw
     finally:
         events.close()
+
+
+def test_aquami_gateway_run_stopped_by_sigterm_spools_gateway_stopped_naming_it(tmp_path: Path) -> None:
+    """The command's signal handler gives the reason: a supervisor's stop (SIGTERM) is told from a
+    person's Ctrl-C (SIGINT) and from a failure, in the event the head-end receives."""
+    import signal
+    import subprocess
+
+    from gateway.spool import Spool
+    from tests.gateway.test_spool_lock import AQUAMI, _has_opened, _wait
+
+    spool, config = tmp_path / "s.sqlite", tmp_path / "gw.toml"
+    config.write_text(config_text(f"mqtt://127.0.0.1:{free_port()}", {"b": free_port()}, {"b": [1]}, str(spool)))
+    run = [AQUAMI, "gateway", "run", str(config)]
+    gateway = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(lambda: _has_opened(spool) or gateway.poll() is not None), "the gateway opened its spool"
+        assert gateway.poll() is None, "the gateway runs"
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(60) == 0
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+            gateway.wait()
+    kept = Spool(spool)
+    try:
+        events = [json.loads(payload) for _, _, payload in kept.messages_after(0, 100)]
+    finally:
+        kept.close()
+    (stopped,) = [e for e in events if e["event"] == "gateway_stopped"]
+    assert stopped["reason"] == "SIGTERM" and stopped["gateway_id"] == "gw-test"
