@@ -8,6 +8,8 @@ ends at a :class:`Position`, and the next one starts after it, so a page costs t
 however many enquiries there are, and an enquiry raised or closed meanwhile moves no other row to
 another page. A filter on status or priority narrows the ranks the index is read over (closed: 0;
 any other status: 1 to 4; a priority: its rank, and 0 unless a status other than closed is asked).
+A filter on source reads enquiries_care_desk_by_source_idx (server migration 0053), the same order
+within each source, so a page of one source reads none of the others'.
 """
 
 from __future__ import annotations
