@@ -152,3 +152,16 @@ def most_urgent_active_alert_ids(conn: psycopg.Connection, limit: int) -> list[s
         (limit,),
     ).fetchall()
     return [row["alert_id"] for row in rows]  # type: ignore[call-overload]
+
+
+def count_active_alerts(conn: psycopg.Connection, up_to: int) -> int:
+    """How many alerts are active (open, ongoing), counted up to ``up_to`` and one more: a number over
+    ``up_to`` means "more than ``up_to``". It stops at ``up_to`` + 1 active alerts (the WHERE is the
+    predicate of the partial index alerts_most_urgent_idx, server migration 0046, should the planner
+    find them sparse), however many are active: counting them all took 21-68 ms per 100,000, on every
+    refresh of the web page."""
+    row = conn.execute(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM alerts WHERE status IN ('open', 'ongoing') LIMIT %s) active",
+        (up_to + 1,),
+    ).fetchone()
+    return int(row["n"])  # type: ignore[index, call-overload]

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector import alert_store
-from collector.detection.alerts import ACTIVE, FLOW_KINDS
+from collector.detection.alerts import FLOW_KINDS
 from server.auth import SESSION_COOKIE, may, verify_api_key
 from server.care import repository as care_repository
 from server.care.router import WORKS_ENQUIRIES
@@ -41,7 +41,8 @@ Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PAGE_ROLES = ("reader", "meterization", "customer_care")  # and admin, as everywhere
 METERS_PER_PAGE = 500
 ALERTS_SHOWN = 25
-_ACTIVE_STATUSES = sorted(s.value for s in ACTIVE)
+#: The page's heading counts the active alerts up to this many, then says "more than" it.
+ALERTS_COUNTED = 1000
 
 
 # What a browser says of an address typed or pasted (none), or a link on this server's own page.
@@ -65,7 +66,10 @@ def meters_page(
     rows = repository.list_meters(conn, after, METERS_PER_PAGE + 1)
     meters = [meter_from_row(row) for row in rows[:METERS_PER_PAGE]]
     summary = repository.fleet_summary(conn)
-    alerts = alert_store.alerts_by_id(conn, care_repository.most_urgent_active_alert_ids(conn, ALERTS_SHOWN))
+    most_urgent = care_repository.most_urgent_active_alert_ids(conn, ALERTS_SHOWN + 1)
+    alerts = alert_store.alerts_by_id(conn, most_urgent[:ALERTS_SHOWN])
+    # counted only when more are active than shown, and only so far: the heading says "more than 1000"
+    more = len(most_urgent) > ALERTS_SHOWN
     context = {
         "meters": meters,
         "next_after": meters[-1].meter_id if len(rows) > METERS_PER_PAGE else None,
@@ -74,7 +78,8 @@ def meters_page(
         "summary": summary,
         "who": principal.name,
         "alerts": alerts,
-        "active_alerts": alert_store.count_alerts(conn, _ACTIVE_STATUSES) if alerts else 0,
+        "active_alerts": care_repository.count_active_alerts(conn, ALERTS_COUNTED) if more else len(alerts),
+        "alerts_counted": ALERTS_COUNTED,
         "enquiries": care_repository.enquiries_for_alerts(conn, [a.alert_id for a in alerts]),
         "flow_kinds": FLOW_KINDS,
         "works_enquiries": may(principal, *WORKS_ENQUIRIES),
