@@ -4,6 +4,11 @@ page, each linking to its enquiry's page. Filters are plain query parameters (st
 category, source), set by a GET form or a link; the next page's link carries them and where this
 one ended (``after``). Before, the web page reached an enquiry only through the 25 alerts it shows.
 
+A walk through the list carries when its first page read it (``since``): each later page lists,
+above its rows, the enquiries changed or raised since then that are now above it (an enquiry
+re-prioritised, reopened or raised while the person paged on, which the pages to come would not
+show), and marks its own rows changed since (one closed meanwhile may have been on an earlier page).
+
 Seen by the keys that read enquiries (the API's GET /enquiries roles, and admin). The list does not
 refresh itself: a page that moved under the reader's eyes would shift the row being clicked.
 """
@@ -27,6 +32,8 @@ router = APIRouter(include_in_schema=False)
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PATH = "/care/enquiries"
 ENQUIRIES_PER_PAGE = 50
+#: A later page lists at most this many enquiries changed since the walk began and now above it.
+MOVED_SHOWN = 20
 _CHOICES = {"status": desk.STATUSES, "priority": desk.PRIORITIES, "source": desk.SOURCES}
 _CATEGORY_LENGTH = 64  # as GET /enquiries takes
 
@@ -40,6 +47,7 @@ def care_desk(
     category: str = "",
     source: str = "",
     after: str = "",
+    since: str = "",
 ) -> Response:
     principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
     if isinstance(principal, Response):
@@ -47,31 +55,39 @@ def care_desk(
     asked = {"status": status, "priority": priority, "category": category, "source": source}
     context: dict[str, Any] = {"who": principal.name, "asked": asked, "choices": _CHOICES, "enquiries": []}
     context["categories"] = desk.categories(conn)
-    wrong = _wrong(asked, after)
+    wrong = _wrong(asked, after, since)
     if wrong is not None:
         context["error"] = wrong
         return templates.TemplateResponse(request, "care_desk.html", context, status_code=400)
     chosen = desk.DeskFilter(**{name: value or None for name, value in asked.items()})
     position = desk.Position.parse(after) if after else None
+    started = desk.parse_since(since) if since else desk.walk_started(conn)  # before this page's read
     rows = desk.desk_page(conn, chosen, position, ENQUIRIES_PER_PAGE + 1)
     context["enquiries"] = [Enquiry(**row) for row in rows[:ENQUIRIES_PER_PAGE]]
     context["paged"] = position is not None
+    assert started is not None  # _wrong said so otherwise
+    context["changed"] = {e.enquiry_id for e in context["enquiries"] if position and e.updated_at >= started}
+    if position is not None:
+        moved = desk.moved_above(conn, chosen, position, started, MOVED_SHOWN + 1)
+        context["moved"] = [Enquiry(**row) for row in moved[:MOVED_SHOWN]]
+        context["more_moved"] = len(moved) > MOVED_SHOWN
     filters = {name: value for name, value in asked.items() if value}
     context["first_page"] = _link(filters)
     if len(rows) > ENQUIRIES_PER_PAGE:
         last = desk.Position.of(rows[ENQUIRIES_PER_PAGE - 1])
-        context["next_page"] = _link({**filters, "after": last.token()})
+        context["next_page"] = _link({**filters, "after": last.token(), "since": desk.since_token(started)})
     return templates.TemplateResponse(request, "care_desk.html", context)
 
 
-def _wrong(asked: dict[str, str], after: str) -> str | None:
+def _wrong(asked: dict[str, str], after: str, since: str) -> str | None:
     """What is wrong with the parameters, said for the page; None when nothing is."""
     for name, allowed in _CHOICES.items():
         if asked[name] and asked[name] not in allowed:
             return f"There is no {name} {asked[name]!r}: choose one of {', '.join(allowed)}."
     if len(asked["category"]) > _CATEGORY_LENGTH:
         return f"A category is at most {_CATEGORY_LENGTH} characters."
-    if after and desk.Position.parse(after) is None:
+    made = not after or (desk.Position.parse(after) is not None and desk.parse_since(since) is not None)
+    if not made or (since and not after):
         return "That page's link is not one this list made: start again from the first page."
     return None
 
