@@ -148,11 +148,6 @@ def alerts_by_id(conn: psycopg.Connection[Any], alert_ids: Sequence[str]) -> lis
     return [found[alert_id] for alert_id in alert_ids if alert_id in found]
 
 
-def count_alerts(conn: psycopg.Connection[Any], statuses: Collection[str]) -> int:
-    (row,) = conn.execute("SELECT count(*) FROM alerts WHERE status = ANY(%s)", (sorted(statuses),)).fetchall()
-    return int(row["count"] if isinstance(row, Mapping) else row[0])  # the API's rows are dicts
-
-
 def list_alerts(
     conn: psycopg.Connection[Any],
     *,
