@@ -37,3 +37,17 @@ def check_output_folder(out: Path | None, option: str = "--out") -> None:
     export read) that the write at the end would throw away."""
     if out is not None and not out.resolve().parent.is_dir():
         raise typer.BadParameter(f"{out}: there is no folder {out.parent}", param_hint=option)
+
+
+def check_database_text(value: str | None, option: str) -> None:
+    """Refuse, before connecting, text no PostgreSQL column can hold: a NUL character, or bytes that
+    are not UTF-8 (a shell passes those on as they are). Sent, each was the database's error or a
+    traceback. The value is not echoed: a ``revoke-key`` argument may be a whole key, secret and all."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise typer.BadParameter("contains a NUL character; no id has one", param_hint=option)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise typer.BadParameter("is not UTF-8 text; no id is", param_hint=option) from None

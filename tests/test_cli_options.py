@@ -147,6 +147,44 @@ def test_a_wrong_argument_is_said_before_connecting(args: list[str], says: str) 
     assert says in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["server", "revoke-key", "0123\x0056789ab"], "Invalid value for KEY_ID: contains a NUL character"),
+        (["bill", "determinants", "--period", "2026-01", "--account", "A\x001"], "for --account: contains a NUL"),
+        (["bill", "nem12", "--period", "2026-01", "--account", "A\x001"], "for --account: contains a NUL"),
+    ],
+)
+def test_a_nul_in_an_id_is_refused_by_name_before_connecting(args: list[str], says: str) -> None:
+    """A key id or account with a NUL character was sent to the database, which said "error:
+    database: PostgreSQL text fields cannot contain NUL (0x00) bytes": now it is refused first,
+    naming the argument, whatever the database."""
+    result = CliRunner().invoke(app, [*args, "--database-url", NO_DATABASE], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert says in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        ([b"server", b"revoke-key", b"aqk_0123456789ab.s\xe9cret"], "KEY_ID"),
+        ([b"bill", b"determinants", b"--period", b"2026-01", b"--account", b"A\xff1"], "--account"),
+        ([b"bill", b"nem12", b"--period", b"2026-01", b"--account", b"A\xff1"], "--account"),
+    ],
+)
+def test_an_id_that_is_not_utf8_is_refused_by_name_before_connecting(args: list[bytes], names: str) -> None:
+    """A shell passes bytes that are not UTF-8 on as they are (a Latin-1 terminal's "é"): on a
+    database, revoke-key and bill determinants died in a UnicodeEncodeError traceback, bill nem12 said
+    the encoder's error naming no option. Now each is refused before connecting, naming the argument,
+    and a key given whole is not echoed."""
+    command = [str(Path(sys.executable).with_name("aquami")).encode(), *args, b"--database-url", NO_DATABASE.encode()]
+    result = subprocess.run(command, capture_output=True, timeout=60, env={**os.environ, "COLUMNS": "400"})
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 2, stderr
+    assert f"Invalid value for {names}: is not UTF-8 text" in stderr and "Traceback" not in stderr
+    assert "cret" not in stderr
+
+
 def test_a_period_empty_in_utc_but_not_in_every_zone_waits_for_the_utility_s_zone() -> None:
     """From a date to a date-time, the start's midnight moves with the zone: 2 January to 1 January
     20:00Z is empty in UTC but 7 hours long in Sydney. The check before connecting must not refuse

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from aquami import atomic_write
-from aquami.cli_params import check_output_folder
+from aquami.cli_params import check_database_text, check_output_folder
 from aquami.database_url import DATABASE_URL
 
 PERIOD = typer.Option(..., help="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive).")
@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
 
         _check_period(period)  # every mistake in the arguments said before connecting, whatever the database
         _check_participants(sender, receiver)
+        check_database_text(account, "--account")
         check_output_folder(out)
         with psycopg.connect(database_url) as conn:
             zone = utility_timezone(conn)
@@ -68,6 +69,7 @@ def register(app: typer.Typer) -> None:
         from server.billing.schemas import DeterminantPage
 
         _check_period(period)  # every mistake in the arguments said before connecting, whatever the database
+        check_database_text(account, "--account")
         check_output_folder(out)
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             start, end = _period(period, repository.utility_timezone(conn))  # type: ignore[arg-type]

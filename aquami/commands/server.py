@@ -106,8 +106,10 @@ def register(app: typer.Typer) -> None:
         with the same roles, switch whatever used the old one to it, then revoke the old one."""
         import psycopg
 
+        from aquami.cli_params import check_database_text
         from server.auth import key_id_of, revoke_api_key
 
+        check_database_text(key_id, "KEY_ID")  # before connecting: said whatever the database
         key = key_id_of(key_id)
         try:
             with psycopg.connect(database_url, autocommit=True) as conn:
