@@ -70,6 +70,41 @@ def decode_lines(frames: Iterable[str], decode: Callable[[bytes], dict[str, Any]
     return 1 if failed else 0
 
 
+def _meter_keys(items: list[str]) -> dict[str, bytes]:
+    """Each ``--key METER_ID=HEX`` as the key its meter's telegrams are opened with. A key is a secret:
+    an error names the meter, never the key's text. One meter given two different keys is refused
+    (before, the last one won silently); the same key again is only said twice."""
+    keys: dict[str, bytes] = {}
+    given: dict[str, tuple[str, bytes]] = {}  # by the id as telegrams are matched to it: in either case
+    for number, item in enumerate(items, 1):
+        meter_id, sep, hex_key = item.partition("=")
+        meter_id = meter_id.strip()
+        if not sep or not meter_id:  # no meter to name; the text may be the key itself, so it is not shown
+            raise typer.BadParameter(
+                f"the {_ordinal(number)} --key is not METER_ID=HEX (not shown: it may hold a key)", param_hint="--key"
+            )
+        try:
+            secret = _hex_to_bytes(hex_key)
+        except ValueError as error:
+            raise typer.BadParameter(f"meter {meter_id!r}: the key is not hex ({error})", param_hint="--key") from None
+        if len(secret) != 16:  # refused once here, not again at every telegram of the meter
+            raise typer.BadParameter(
+                f"meter {meter_id!r}: the key has {len(secret)} bytes; AES-128 takes 16 (32 hex digits)",
+                param_hint="--key",
+            )
+        earlier = given.setdefault(meter_id.upper(), (meter_id, secret))
+        if earlier[1] != secret:
+            same = f"meter {meter_id!r}" if earlier[0] == meter_id else f"meters {earlier[0]!r} and {meter_id!r}"
+            raise typer.BadParameter(f"{same}: given two different keys; give one", param_hint="--key")
+        keys[meter_id] = secret
+    return keys
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def register(app: typer.Typer) -> None:
     decode_app = typer.Typer(help="Decode meter frames (hex) into normalised JSON, one object per line.")
 
@@ -93,21 +128,7 @@ def register(app: typer.Typer) -> None:
         """Wireless M-Bus (EN 13757-4) with OMS security modes 5 and 7."""
         from firmware_protocols.wmbus import decode_telegram
 
-        keys: dict[str, bytes] = {}
-        for item in key:
-            meter_id, sep, hex_key = item.partition("=")
-            if not sep:
-                raise typer.BadParameter(f"--key {item!r}: expected METER_ID=HEX")
-            try:
-                secret = _hex_to_bytes(hex_key)
-            except ValueError as error:
-                raise typer.BadParameter(f"--key {item!r}: {error}") from error
-            if len(secret) != 16:  # refused once here, not again at every telegram of the meter
-                raise typer.BadParameter(
-                    f"meter {meter_id.strip()!r}: the key has {len(secret)} bytes; AES-128 takes 16 (32 hex digits)",
-                    param_hint="--key",
-                )
-            keys[meter_id.strip()] = secret
+        keys = _meter_keys(key)
         raise typer.Exit(decode_lines(_frames_from(frames or []), lambda data: decode_telegram(data, keys, crcs=crcs)))
 
     @decode_app.command("modbus")

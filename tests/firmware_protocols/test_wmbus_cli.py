@@ -64,3 +64,47 @@ def test_a_key_that_is_not_16_bytes_is_refused_once_up_front(hex_key: str) -> No
     assert result.exit_code == 2, result.output
     assert "Invalid value for --key: meter '12345678': the key has" in result.output
     assert "AES-128 takes 16" in result.output and '"error"' not in result.output
+
+
+WRONG = bytes.fromhex("FFEEDDCCBBAA99887766554433221100")
+
+
+@pytest.mark.parametrize("ids", [("12345678", "12345678"), ("abcdef12", "ABCDEF12")])
+@pytest.mark.parametrize("keys", [(KEY, WRONG), (WRONG, KEY)])
+def test_one_meter_given_two_different_keys_is_refused(ids: tuple[str, str], keys: tuple[bytes, bytes]) -> None:
+    """Two --key for one meter: the last one won silently, so the telegrams decoded or failed on
+    the order of the options. Now the command refuses, naming the meter (in either case: telegrams
+    find a meter's key in either), not the keys."""
+    given = [arg for meter, key in zip(ids, keys, strict=True) for arg in ("--key", f"{meter}={key.hex()}")]
+    result = CliRunner().invoke(app, ["decode", "wmbus", "--no-crcs", *given, OMS_MODE5], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for --key: meter{'s' if ids[0] != ids[1] else ''} '{ids[0]}'" in result.output
+    assert "given two different keys" in result.output and '"error"' not in result.output
+    assert KEY.hex() not in result.output.lower() and WRONG.hex() not in result.output.lower()
+
+
+def test_one_meter_given_the_same_key_twice_decodes() -> None:
+    given = ["--key", f"12345678={KEY.hex()}", "--key", f"12345678={KEY.hex().upper()}"]
+    result = CliRunner().invoke(app, ["decode", "wmbus", "--no-crcs", *given, OMS_MODE5])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["records"][0]["value"] == 28504.27
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (f"12345678={KEY.hex()[:-2]}ZZ", "Invalid value for --key: meter '12345678': the key is not hex"),
+        (KEY.hex(), "Invalid value for --key: the 1st --key is not METER_ID=HEX"),  # the meter's id forgotten
+        (f"={KEY.hex()}", "Invalid value for --key: the 1st --key is not METER_ID=HEX"),
+    ],
+)
+def test_a_malformed_key_is_refused_without_echoing_it(option: str, says: str) -> None:
+    """A key that was not hex, or given without its meter, was refused with the option's text in
+    the message: the key, a secret, went to the terminal and whatever logs it. Now the error names
+    the meter (or which --key), never the key's digits."""
+    result = CliRunner().invoke(
+        app, ["decode", "wmbus", "--no-crcs", "--key", option, OMS_MODE5], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert KEY.hex()[:20] not in result.output.lower()
