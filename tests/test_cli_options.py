@@ -211,12 +211,17 @@ def test_a_period_empty_in_utc_but_not_in_every_zone_waits_for_the_utility_s_zon
         (["leak", "--set", "rate_lph=-5"], "Invalid value for --set: rate_lph: -5 is outside 0..1000000 l/h"),
         (["slow", "--set", "delay=2"], "Invalid value for --set: unknown field(s) delay"),
         (["leak", "--set", "meter=M2"], "Invalid value for --set: unknown field(s) meter"),  # would redirect the fault
+        (["leak", "--set", "rate_lph"], "Invalid value for --set: option 'rate_lph': expected NAME=VALUE"),  # was 1
+        (["leak", "--set", "=40"], "Invalid value for --set: option '=40': expected NAME=VALUE"),
+        (["leak", "--set", "rate_lph=nan"], "Invalid value for --set: option 'rate_lph=nan': nan is not a finite"),
     ],
 )
 def test_a_fault_no_rig_takes_is_said_before_calling_the_rig(args: list[str], says: str) -> None:
     """With no rig running, a misspelt fault or option said "cannot reach the rig"; with one running
     it was refused there. Now what no meter of any rig would take is refused first; what depends on
-    the meter (a main burst on a customer meter) is still the rig's to say."""
+    the meter (a main burst on a customer meter) is still the rig's to say. A --set that is not
+    NAME=VALUE, or not a finite number, was said with exit 1, as if the rig had refused; it is a
+    usage error (2) like the others."""
     result = CliRunner().invoke(
         app, ["simulate", "fault", "M1", *args, "--rig", "http://127.0.0.1:1"], env={"COLUMNS": "400"}
     )

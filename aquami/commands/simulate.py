@@ -129,7 +129,10 @@ def register(app: typer.Typer) -> None:
             if clear:
                 answer = clear_faults(rig_url, meter, int(kind) if kind else None)
             else:
-                options = parse_options(option)
+                try:
+                    options = parse_options(option)
+                except RigClientError as error:  # not NAME=VALUE, or nan: the option's mistake, said as one
+                    raise typer.BadParameter(str(error), param_hint="--set") from None
                 _check_fault(kind, options)  # before the rig is called: a typo is said even with no rig running
                 answer = inject_fault(rig_url, meter, kind, options)
         except RigClientError as error:
