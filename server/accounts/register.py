@@ -141,10 +141,9 @@ def refuse_conflicts(agreements: Sequence[Agreement], source: str = "") -> None:
         end = earlier[1].end_at
         if point == next_point and (end is None or end > next_start):
             (first_index, first), (index, then) = sorted((earlier, later), key=lambda pair: pair[0])
-            running = "still running" if end is None else f"until {_shown(end)}"
             raise AccountsFileError(
                 f"{source}{_row(first_index, first)} and {_row(index, then)}: two agreements on one service "
-                f"point at once: {point} from {_shown(start)}, {running}, and from {_shown(next_start)}"
+                f"point at once: {point} from {_shown(start)}, {_running(end)}, and from {_shown(next_start)}"
             )
 
 
@@ -191,6 +190,34 @@ LIMIT 1
 """
 
 
+def _refuse_overlaps_with_stored(conn: psycopg.Connection, agreements: Sequence[Agreement], points: list[str]) -> None:
+    """AccountsFileError, naming the row, for an agreement of the file that would overlap one recorded
+    before that the file does not list (one it lists takes the file's account and end, and the file's
+    rows were checked against each other: refuse_conflicts). Left to the database, the refusal named
+    the service point and both starts, but not the row."""
+    listed = {(a.service_point_id, a.start_at) for a in agreements}
+    stored: dict[str, list[tuple[str, datetime, datetime | None]]] = {}
+    for account_id, point, start, end in conn.execute(
+        "SELECT account_id, service_point_id, start_at, end_at FROM service_agreements "
+        "WHERE service_point_id = ANY(%s) ORDER BY service_point_id, start_at",
+        (points,),
+    ):
+        if (point, start) not in listed:  # (in the session's zone: said in UTC, as the file's are)
+            stored.setdefault(point, []).append((account_id, start.astimezone(UTC), end and end.astimezone(UTC)))
+    for index, a in enumerate(agreements):
+        for account_id, start, end in stored.get(a.service_point_id, ()):
+            if (end is None or a.start_at < end) and (a.end_at is None or start < a.end_at):
+                raise AccountsFileError(
+                    f"{_row(index, a)}: two agreements on one service point at once: {a.service_point_id} "
+                    f"from {_shown(a.start_at)}, {_running(a.end_at)}, and, recorded before and not in the "
+                    f"file, account {account_id}'s from {_shown(start)}, {_running(end)}"
+                )
+
+
+def _running(end: datetime | None) -> str:
+    return "still running" if end is None else f"until {_shown(end)}"
+
+
 def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tuple[int, int]:
     """Record the accounts and agreements in the caller's transaction: (accounts, agreements) written.
     Raises AccountsFileError for an unknown service point, overlapping agreements or two that
@@ -208,6 +235,7 @@ def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tu
         raise AccountsFileError(
             f"unknown service point(s) {', '.join(unknown[:10])}: register-meters records them with their meters"
         )
+    _refuse_overlaps_with_stored(conn, agreements, points)
     latest = {a.account_id: a for a in agreements}  # an account listed again is alike (refuse_conflicts)
     # The agreements are written in several statements, a move-out before the move-in: the enquiries
     # of these service points are placed once the whole file is written, not after each statement,

@@ -72,23 +72,71 @@ def test_registered_accounts_get_their_determinants(tmp_path: Path, migrated_dat
     assert rows == [("ACC-1", "SP-1"), ("ACC-4", "SP-1"), ("ACC-3", "SP-2")]
 
 
-def test_an_agreement_overlapping_one_recorded_before_is_refused(tmp_path: Path, migrated_database_url: str) -> None:
-    """An agreement that overlaps one recorded before (not in the file) is refused by the database,
-    naming the service point and both starts; nothing of the file is stored."""
+@pytest.mark.parametrize(
+    ("then", "says"),
+    [
+        (  # a new agreement starting while the one recorded before runs
+            "ACC-3,O,SP-2,2026-01-01T00:00Z,\nACC-2,M,SP-1,2026-06-01T00:00Z,\n",
+            "row 3: two agreements on one service point at once: SP-1 from 2026-06-01T00:00:00Z, still running, "
+            "and, recorded before and not in the file, account ACC-1's from 2026-01-01T00:00:00Z, until "
+            "2026-09-01T00:00:00Z",
+        ),
+        (  # one recorded before, its end moved past the start of the next one recorded before
+            "ACC-3,O,SP-2,2026-01-01T00:00Z,\nACC-0,L,SP-1,2025-01-01T00:00Z,2026-02-01T00:00Z\n",
+            "row 3: two agreements on one service point at once: SP-1 from 2025-01-01T00:00:00Z, until "
+            "2026-02-01T00:00:00Z, and, recorded before and not in the file, account ACC-1's from 2026-01-01T00:00:00Z",
+        ),
+        (  # one starting within one recorded before that has ended
+            "ACC-2,M,SP-1,2026-08-01T00:00Z,2026-08-02T00:00+02:00\n",
+            "row 2: two agreements on one service point at once: SP-1 from 2026-08-01T00:00:00Z, until "
+            "2026-08-01T22:00:00Z, and, recorded before and not in the file, account ACC-1's",
+        ),
+    ],
+)
+def test_an_agreement_overlapping_one_recorded_before_is_refused_naming_its_row(
+    tmp_path: Path, migrated_database_url: str, then: str, says: str
+) -> None:
+    """An agreement that overlaps one recorded before (not in the file) was refused by the database,
+    naming the service point and both starts ("Key (service_point_id, tstzrange(start_at, end_at))=
+    …"), but not the row to correct. Now the row is named by its line, with the agreement recorded
+    before that it overlaps; nothing of the file is stored."""
     url = migrated_database_url
     (tmp_path / "meters.csv").write_text(METERS)
     assert run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", url)[0] == 0
-    (tmp_path / "first.csv").write_text("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00Z\n")
-    assert run("server", "register-accounts", str(tmp_path / "first.csv"), "--database-url", url)[0] == 0
-    (tmp_path / "then.csv").write_text(
-        "account_id,name,service_point_id,start_at\nACC-3,O,SP-2,2026-01-01T00:00Z\nACC-2,M,SP-1,2026-06-01T00:00Z\n"
+    (tmp_path / "first.csv").write_text(
+        "account_id,name,service_point_id,start_at,end_at\n"
+        "ACC-0,L,SP-1,2025-01-01T00:00Z,2026-01-01T00:00Z\nACC-1,N,SP-1,2026-01-01T00:00Z,2026-09-01T00:00Z\n"
     )
+    assert run("server", "register-accounts", str(tmp_path / "first.csv"), "--database-url", url)[0] == 0
+    with psycopg.connect(url) as conn:
+        before = conn.execute("SELECT * FROM service_agreements ORDER BY 1").fetchall()
+    (tmp_path / "then.csv").write_text("account_id,name,service_point_id,start_at,end_at\n" + then)
     code, output = run("server", "register-accounts", str(tmp_path / "then.csv"), "--database-url", url)
     said = " ".join(output.replace("│", " ").split())
-    assert code == 2 and "two agreements on one service point at once: Key" in said and "SP-1" in said, output
+    assert code == 2 and f"Invalid value for ACCOUNTS: {says}" in said, output
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT account_id FROM service_agreements").fetchall() == [("ACC-1",)]
-        assert conn.execute("SELECT account_id FROM accounts").fetchall() == [("ACC-1",)]
+        assert conn.execute("SELECT * FROM service_agreements ORDER BY 1").fetchall() == before
+        assert conn.execute("SELECT account_id FROM accounts ORDER BY 1").fetchall() == [("ACC-0",), ("ACC-1",)]
+
+
+def test_an_agreement_recorded_before_and_listed_again_is_not_taken_for_an_overlap(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    """The check against the agreements recorded before leaves out those the file lists: they take
+    the file's end (a move-out) before the new ones are written."""
+    url = migrated_database_url
+    (tmp_path / "meters.csv").write_text(METERS)
+    assert run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", url)[0] == 0
+    (tmp_path / "first.csv").write_text(
+        "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-01-01T00:00Z,\n"
+    )
+    assert run("server", "register-accounts", str(tmp_path / "first.csv"), "--database-url", url)[0] == 0
+    (tmp_path / "then.csv").write_text(
+        "account_id,name,service_point_id,start_at,end_at\n"
+        "ACC-2,M,SP-1,2026-06-01T00:00Z,\nACC-1,N,SP-1,2026-01-01T01:00+01:00,2026-06-01T00:00Z\n"
+    )
+    code, output = run("server", "register-accounts", str(tmp_path / "then.csv"), "--database-url", url)
+    assert code == 0 and json.loads(output) == {"accounts": 2, "agreements": 2}, output
 
 
 def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_database_url: str) -> None:
