@@ -309,15 +309,22 @@ def test_faults_injected_and_cleared_live_never_turn_the_register_back(seed, act
 
 
 def _counting_days(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Each day the meter works out its water for (one call of the consumption model per day)."""
+    """Each day the meter works out its water for (one call of the consumption model per day, or of
+    the model's own for a day no fault touches: MeterModel._plain_use)."""
     days: list[int] = []
     real = consumption.customer_use_m3
+    real_plain = MeterModel._plain_use
 
     def counted(rng, customers, steps, step_s):
         days.append(int(steps[0]) // consumption.DAY_S)
         return real(rng, customers, steps, step_s)
 
+    def counted_plain(self, d, *calendar):
+        days.append(d)
+        return real_plain(self, d, *calendar)
+
     monkeypatch.setattr(consumption, "customer_use_m3", counted)
+    monkeypatch.setattr(MeterModel, "_plain_use", counted_plain)
     return days
 
 
