@@ -211,6 +211,7 @@ def test_a_period_empty_in_utc_but_not_in_every_zone_waits_for_the_utility_s_zon
         (["leak", "--set", "rate_lph=-5"], "Invalid value for --set: rate_lph: -5 is outside 0..1000000 l/h"),
         (["slow", "--set", "delay=2"], "Invalid value for --set: unknown field(s) delay"),
         (["leak", "--set", "meter=M2"], "Invalid value for --set: unknown field(s) meter"),  # would redirect the fault
+        (["leak", "--set", "kind=burst"], "Invalid value for --set: kind: the fault is the KIND argument"),  # a burst
         (["leak", "--set", "rate_lph"], "Invalid value for --set: option 'rate_lph': expected NAME=VALUE"),  # was 1
         (["leak", "--set", "=40"], "Invalid value for --set: option '=40': expected NAME=VALUE"),
         (["leak", "--set", "rate_lph=nan"], "Invalid value for --set: option 'rate_lph=nan': nan is not a finite"),

@@ -150,6 +150,8 @@ def _check_fault(kind: str, options: dict[str, Any]) -> None:
 
     if kind not in FAULT_KINDS:
         raise typer.BadParameter(f"{kind!r} is no fault: {', '.join(FAULT_KINDS)}", param_hint="KIND")
+    if "kind" in options:  # it took KIND's place: `leak --set kind=burst` injected a burst
+        raise typer.BadParameter("kind: the fault is the KIND argument, not an option", param_hint="--set")
     try:  # the request as the rig's endpoint builds it, for a meter that takes this kind
         parse_fault({"kind": kind, **options}, "dma_inlet" if kind in INLET_KINDS else "smart_water_meter")
     except ValueError as error:

@@ -83,6 +83,9 @@ def _handler(rig: Rig) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body, dict) or not isinstance(body.get("meter"), str):
                 self._problem(HTTPStatus.BAD_REQUEST, "meter: expected a meter id (string)")
                 return
+            if "kind" in body:  # the fault is "fault": a "kind" beside it injected that kind instead, silently
+                self._problem(HTTPStatus.BAD_REQUEST, "kind: name the fault by 'fault' alone")
+                return
             options = {k: v for k, v in body.items() if k not in ("meter", "fault")}
             try:
                 fault = rig.inject(body["meter"], {"kind": body.get("fault"), **options})

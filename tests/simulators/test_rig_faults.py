@@ -149,6 +149,15 @@ def test_the_endpoint_answers_400_naming_the_field(control: tuple[Rig, str]) -> 
     assert model.read(NOW + timedelta(seconds=90)).flow_m3h >= MAX_RATE_LPH / 1000
 
 
+def test_the_fault_is_named_once(control: tuple[Rig, str]) -> None:
+    """A "kind" beside the "fault" took its place: {"fault": "leak", "kind": "burst"} (what
+    ``aquami simulate fault M1 leak --set kind=burst`` sent) injected a burst. Now it is refused."""
+    rig, url = control
+    status, problem = _post(url, {"meter": "M1", "fault": "leak", "kind": "burst"})
+    assert (status, problem["detail"]) == (400, "kind: name the fault by 'fault' alone")
+    assert rig.active_faults() == []
+
+
 def _raw_post(url: str, content_length: str, *, wait_s: float) -> bytes:
     """POST /faults with the header ``Content-Length`` as given and the 2-byte body ``{}``, written
     as is (an HTTP client would mend the header); all that comes back until the endpoint closes
