@@ -46,8 +46,8 @@ def check_database_text(value: str | None, option: str) -> None:
     if value is None:
         return
     if "\x00" in value:
-        raise typer.BadParameter("contains a NUL character; no id has one", param_hint=option)
+        raise typer.BadParameter("contains a NUL character, which the database stores in no text", param_hint=option)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise typer.BadParameter("is not UTF-8 text; no id is", param_hint=option) from None
+        raise typer.BadParameter("is not UTF-8 text (a terminal in another encoding?)", param_hint=option) from None

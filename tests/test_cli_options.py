@@ -153,12 +153,13 @@ def test_a_wrong_argument_is_said_before_connecting(args: list[str], says: str) 
         (["server", "revoke-key", "0123\x0056789ab"], "Invalid value for KEY_ID: contains a NUL character"),
         (["bill", "determinants", "--period", "2026-01", "--account", "A\x001"], "for --account: contains a NUL"),
         (["bill", "nem12", "--period", "2026-01", "--account", "A\x001"], "for --account: contains a NUL"),
+        (["collector", "assign-meters", "--from-gateway", "gw\x001"], "for --from-gateway: 'gw\\x001' is no identif"),
     ],
 )
 def test_a_nul_in_an_id_is_refused_by_name_before_connecting(args: list[str], says: str) -> None:
-    """A key id or account with a NUL character was sent to the database, which said "error:
-    database: PostgreSQL text fields cannot contain NUL (0x00) bytes": now it is refused first,
-    naming the argument, whatever the database."""
+    """A key id, account or --from-gateway with a NUL character was sent to the database, which said
+    "error: database: PostgreSQL text fields cannot contain NUL (0x00) bytes": now it is refused
+    first, naming the argument, whatever the database (--from-gateway as --gateway is: an identifier)."""
     result = CliRunner().invoke(app, [*args, "--database-url", NO_DATABASE], env={"COLUMNS": "400"})
     assert result.exit_code == 2, (result.output, result.exception)
     assert says in result.output
@@ -170,13 +171,14 @@ def test_a_nul_in_an_id_is_refused_by_name_before_connecting(args: list[str], sa
         ([b"server", b"revoke-key", b"aqk_0123456789ab.s\xe9cret"], "KEY_ID"),
         ([b"bill", b"determinants", b"--period", b"2026-01", b"--account", b"A\xff1"], "--account"),
         ([b"bill", b"nem12", b"--period", b"2026-01", b"--account", b"A\xff1"], "--account"),
+        ([b"server", b"create-key", b"--name", b"J\xe9r\xf4me", b"--role", b"reader"], "--name"),
     ],
 )
 def test_an_id_that_is_not_utf8_is_refused_by_name_before_connecting(args: list[bytes], names: str) -> None:
     """A shell passes bytes that are not UTF-8 on as they are (a Latin-1 terminal's "é"): on a
-    database, revoke-key and bill determinants died in a UnicodeEncodeError traceback, bill nem12 said
-    the encoder's error naming no option. Now each is refused before connecting, naming the argument,
-    and a key given whole is not echoed."""
+    database, revoke-key, create-key and bill determinants died in a UnicodeEncodeError traceback,
+    bill nem12 said the encoder's error naming no option. Now each is refused before connecting,
+    naming the argument, and a key given whole is not echoed."""
     command = [str(Path(sys.executable).with_name("aquami")).encode(), *args, b"--database-url", NO_DATABASE.encode()]
     result = subprocess.run(command, capture_output=True, timeout=60, env={**os.environ, "COLUMNS": "400"})
     stderr = result.stderr.decode("utf-8", "replace")

@@ -184,7 +184,12 @@ def register(app: typer.Typer) -> None:
         from collector import meter_gateways
         from collector.dead_letter_replay import replay as replay_letters
 
-        for name, value in [*(("METER_IDS", m) for m in meter_ids or ()), *(("--gateway", g) for g in gateways or ())]:
+        given = [
+            *(("METER_IDS", m) for m in meter_ids or ()),
+            *(("--gateway", g) for g in gateways or ()),
+            *([("--from-gateway", from_gateway)] if from_gateway is not None else []),
+        ]
+        for name, value in given:
             if not is_identifier(value):
                 raise typer.BadParameter(
                     f"{value!r} is no identifier (letters, digits and . _ : -, at most 64)", param_hint=name

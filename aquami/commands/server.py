@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
         """Create an API key and print it (it is shown only this once)."""
         import psycopg
 
+        from aquami.cli_params import check_database_text
         from server.auth import check_key_name, check_key_roles, create_api_key
 
         try:  # before connecting: a wrong role or name is said whatever the database
@@ -60,6 +61,7 @@ def register(app: typer.Typer) -> None:
             check_key_name(name)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--name") from None
+        check_database_text(name, "--name")  # (a NUL is check_key_name's)
         with psycopg.connect(database_url, autocommit=True) as conn:
             typer.echo(create_api_key(conn, name, role))
 
