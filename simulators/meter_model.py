@@ -282,8 +282,7 @@ class MeterModel:
             self._days.move_to_end(d)
             return day
         steps = d * DAY_S + self.step_s * np.arange(DAY_S // self.step_s, dtype=np.int64)
-        rng = np.random.default_rng([self.seed, self._key, d])
-        use = consumption.customer_use_m3(rng, self.customers, steps, self.step_s)[0]
+        use = self._use(d)
         # Steps before installation do not count; the installation step counts from the instant.
         live = np.clip((steps + self.step_s - self._install_s) / self.step_s, 0.0, 1.0)
         wet = 1.0 - self._share(Dry, steps)
@@ -362,6 +361,14 @@ class MeterModel:
                 total = float(np.cumsum(self._plain_use(day_no, kind, weekday, day_of_year))[-1])
                 yield total, 0.0, total
             d += len(days)
+
+    def _use(self, d: int) -> np.ndarray:
+        """The customer's use in each step of day ``d``: consumption.customer_use_m3 for the day's
+        steps, drawn from the day's own stream, as :meth:`_plain_use` works it out."""
+        start = np.array([d * DAY_S], dtype=np.int64)
+        date = start.astype("datetime64[s]").astype("datetime64[D]")
+        day_of_year = int((date - date.astype("datetime64[Y]")).astype(np.int64)[0])
+        return self._plain_use(d, int(consumption.day_type(start)[0]), int(consumption.weekday(start)[0]), day_of_year)
 
     def _plain_use(self, d: int, kind: int, weekday: int, day_of_year: int) -> np.ndarray:
         """The customer's use in each step of day ``d``, as :meth:`_day` draws it

@@ -4,8 +4,9 @@ Before its first reading, a meter worked out every day since its installation th
 ``MeterModel._day`` (all of the day's water, faults included): some 0.7 ms a day, 14 s of CPU for a
 meter installed in 1970, before ``aquami simulate modbus-tcp --installed 1970-…`` answered. A day
 with no fault that changes the water is the customer's use alone, and ``MeterModel._plain_use``
-draws it for a fraction of that. These tests prove the readings the same, to the bit, as the walk
-through ``_day``, and that the walk is no longer taken.
+draws it for a fraction of that; ``_day`` draws the use of any other day the same way. These tests
+prove the use, and the readings, the same, to the bit, as the consumption model and the walk
+through ``_day`` gave them, and that the walk is no longer taken.
 """
 
 from __future__ import annotations
@@ -14,17 +15,27 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from simulators import consumption
 from simulators.consumption import DAY_S, CustomerClass
 from simulators.events import Burst, ClockDrift, Dry, Fault, Leak, Replacement, ReverseFlow, Stuck, Tamper
 from simulators.meter_model import MeterModel
 
 
+def _use_as_drawn_before(meter: MeterModel, d: int) -> np.ndarray:
+    """Day ``d``'s use as ``_day`` drew it before: consumption.customer_use_m3 for the day's steps."""
+    steps = d * DAY_S + meter.step_s * np.arange(DAY_S // meter.step_s, dtype=np.int64)
+    rng = np.random.default_rng([meter.seed, meter._key, d])
+    return consumption.customer_use_m3(rng, meter.customers, steps, meter.step_s)[0]
+
+
 def _walked_through_day(meter: MeterModel) -> MeterModel:
-    """``meter`` working out each day's totals through ``_day``, as the model did before."""
+    """``meter`` working out each day's totals through ``_day``, and each day's use with the
+    consumption model, as the model did before."""
 
     def day_totals(first: int, last: int) -> Iterator[tuple[float, float, float]]:
         for d in range(first, last):
@@ -32,6 +43,7 @@ def _walked_through_day(meter: MeterModel) -> MeterModel:
             yield float(day.cnet[-1]), float(day.crev[-1]), float(day.ctrue[-1])
 
     meter._day_totals = day_totals  # type: ignore[method-assign]
+    meter._use = lambda d: _use_as_drawn_before(meter, d)  # type: ignore[method-assign]
     return meter
 
 
@@ -108,6 +120,25 @@ def test_the_register_at_any_time_is_the_walk_through_each_day(
     assert fast._at_midnight == walked._at_midnight  # every day's totals since the installation
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    klass=st.sampled_from([None, *CustomerClass]),
+    installed_day=st.integers(0, 60 * 365),
+    day_after=st.integers(0, 400),
+    step_s=st.sampled_from([60, 30, 300, 900, 3600]),
+)
+def test_each_step_s_use_is_the_consumption_model_s_to_the_bit(
+    seed: int, klass: CustomerClass | None, installed_day: int, day_after: int, step_s: int
+) -> None:
+    """The use of every step of any day, as the model draws it now (the expected use per hour),
+    is what consumption.customer_use_m3 gives for the day's steps, bit for bit."""
+    installed = EPOCH + timedelta(days=installed_day, seconds=seed % DAY_S)
+    meter = MeterModel("WM-7", installed=installed, seed=seed, customer_class=klass, step_s=step_s)
+    d = installed_day + day_after
+    assert meter._use(d).tobytes() == _use_as_drawn_before(meter, d).tobytes()
+
+
 def _days_through_day(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     days: list[int] = []
     real = MeterModel._day
@@ -134,3 +165,23 @@ def test_a_meter_installed_in_1970_is_read_without_walking_each_day(monkeypatch:
     today = int(now.timestamp()) // DAY_S
     # the leak's days, yesterday and today (the alarms look back a day), and the installation day
     assert set(days) <= {0, *range(today - 3, today + 1)}, f"{len(days)} days worked out through _day"
+
+
+def test_a_day_a_fault_touches_draws_its_use_per_hour_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A meter whose leak has run since its second month (as the demo fleet's third meter) walked
+    each day through ``_day`` and drew its use with consumption.customer_use_m3, the expected use
+    worked out for each step: 0.8 ms a day. Now ``_day`` draws it per hour as well."""
+    installed = datetime(2024, 1, 1, tzinfo=UTC)
+    meter = MeterModel("WM-00003", installed=installed, seed=7)
+    meter.inject(Leak(start=installed + timedelta(days=49), rate_lph=25.0))
+    drawn: list[int] = []
+    real = consumption.customer_use_m3
+
+    def counted(rng: np.random.Generator, customers: Any, steps: np.ndarray, step_s: int) -> np.ndarray:
+        drawn.append(int(steps[0]) // DAY_S)
+        return real(rng, customers, steps, step_s)
+
+    monkeypatch.setattr(consumption, "customer_use_m3", counted)
+    reading = meter.read(datetime(2026, 12, 5, tzinfo=UTC))
+    assert drawn == [], f"{len(drawn)} days drawn step by step"
+    assert "leak" in reading.alarms
