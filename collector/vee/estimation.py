@@ -138,7 +138,7 @@ def estimate(
     phase = validation.read_phase_s[closing]
     t0, t1 = series.ts[closing - 1], series.ts[closing]
     v0, v1 = series.volume[closing - 1], series.volume[closing]
-    counts, slot_ts = _slots(t0, t1, interval, phase, zone)
+    counts, slot_ts = gap_slots(t0, t1, interval, phase, zone)
     keep = counts > 0
     closing, counts = closing[keep], counts[keep]
     t0, t1, v0, v1 = (a[keep] for a in (t0, t1, v0, v1))
@@ -168,7 +168,7 @@ def estimate(
     )
 
 
-def _slots(t0: F64, t1: F64, interval: F64, phase: F64, zone: tzinfo) -> tuple[I64, F64]:
+def gap_slots(t0: F64, t1: F64, interval: F64, phase: F64, zone: tzinfo) -> tuple[I64, F64]:
     """The slots strictly between the ones the reads at each gap's ends (``t0``, ``t1``) stand for,
     on its meter's grid: how many per gap, and their times, gap after gap. The slot a measured read
     stands for gets no estimate (:func:`slot_of`)."""

@@ -15,6 +15,18 @@ Nor does an estimate stand at the slot a measured read of its meter stands for
 (:func:`collector.vee.estimation.slot_of`): rounds wrote one on the hour 7 s before the meter's read
 at 11:00:07, a gap of 2 missing reads with 3 estimates. No round writes such an estimate now, and a
 round deletes those earlier ones wrote, across the series it loads too.
+
+Nor do estimates stand where the current rules make none, or other ones:
+- a meter whose interval VEE does not know yet (a new one's first 2 steps) has no gaps until it
+  does; rounds before 96766cf judged its steps hourly and wrote 23 estimates into a new daily
+  meter's 2nd day: deleted with the others that stand in no gap, across the series loaded;
+- a gap the run estimates (closing in its period, or any of a meter whose interval it finds for the
+  first time) whose estimates are not exactly the slots the gap has on its meter's grid at the
+  interval then (:func:`collector.vee.estimation.gap_slots`): a daily meter's missing day that
+  those rounds filled with hourly estimates kept 25 of them for good (2 Nov 18:00 to 3 Nov 18:00,
+  those nearer its reads deleted as at their slots), and the 2-day step, filled, was no gap to any
+  later run, so ``aquami collector vee --from … --to …`` over it left them too. All of such a gap's
+  estimates are deleted, and the run estimates the gap afresh, as for a late read in it.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from collector.vee.config import VeeConfig
-from collector.vee.estimation import slot_of
+from collector.vee.estimation import gap_slots, slot_of
 from collector.vee.intervals import around
 from collector.vee.series import F64, I64, B, Series
 
@@ -45,14 +57,19 @@ def measured_neighbours(series: Series) -> Neighbours:
     return Neighbours(np.maximum(before, 0), np.maximum(after, 0), (before >= 0) & (after >= 0))
 
 
-def estimates_outside_gaps(series: Series, neighbours: Neighbours, read_interval_s: F64, config: VeeConfig) -> B:
+def estimates_outside_gaps(
+    series: Series, neighbours: Neighbours, read_interval_s: F64, config: VeeConfig, known: B | None = None
+) -> B:
     """The estimates of ``series`` whose step between the measured reads either side
     (``neighbours``) is not a gap: no more than ``gap_factor`` of the interval in force at the
     closing read (``read_interval_s``, per reading, as :func:`collector.vee.intervals.read_intervals`
-    finds it)."""
+    finds it), or of a meter whose interval is not ``known`` (per meter code; all when None)."""
     before, after, both = neighbours
     step = series.ts[after] - series.ts[before]
-    return (series.quality == "estimated") & both & (step <= read_interval_s[after] * config.gap_factor)
+    no_gap = step <= read_interval_s[after] * config.gap_factor
+    if known is not None:
+        no_gap |= ~known[series.meter]
+    return (series.quality == "estimated") & both & no_gap
 
 
 def estimates_at_read_slots(
@@ -69,3 +86,39 @@ def estimates_at_read_slots(
     for neighbour in (before, after):
         at_read[estimated] |= slot == slot_of(series.ts[neighbour[estimated]], interval, phase, zone)
     return at_read & both
+
+
+def estimates_off_slots(
+    series: Series,
+    neighbours: Neighbours,
+    read_interval_s: F64,
+    read_phase_s: F64,
+    estimated_gaps: B,
+    zone: tzinfo = UTC,
+) -> B:
+    """Every estimate of each gap closed by a measured read in ``estimated_gaps`` (per reading: the
+    gaps the run estimates) whose estimates are not exactly the slots the gap has on its meter's
+    grid (:func:`collector.vee.estimation.gap_slots`, at ``read_interval_s`` and ``read_phase_s``
+    of its closing read, as the estimate is made), none more, none missing, none elsewhere."""
+    before, after, both = neighbours
+    estimated = np.flatnonzero((series.quality == "estimated") & both & estimated_gaps[after])
+    off = np.zeros(len(series), bool)
+    if not len(estimated):
+        return off
+    # a gap's estimates lie together between its two measured reads (series order: meter, time)
+    closing, first, have = np.unique(after[estimated], return_index=True, return_counts=True)
+    opening = before[estimated][first]
+    want, slot_ts = gap_slots(
+        series.ts[opening], series.ts[closing], read_interval_s[closing], read_phase_s[closing], zone
+    )
+    wrong = want != have
+    gap_of = np.repeat(np.arange(len(closing)), have)
+    same_count = ~wrong[gap_of]
+    # the k-th estimate of a gap with as many as it has slots against the gap's k-th slot
+    k = np.arange(len(estimated)) - np.repeat(first, have)
+    slot = (np.cumsum(want) - want)[gap_of] + k
+    # (a time as stored, to the microsecond, against the slot's)
+    elsewhere = np.abs(series.ts[estimated[same_count]] - slot_ts[slot[same_count]]) > 1e-3
+    wrong |= np.bincount(gap_of[same_count][elsewhere], minlength=len(closing)) > 0
+    off[estimated[wrong[gap_of]]] = True
+    return off

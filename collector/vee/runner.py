@@ -14,8 +14,13 @@ afresh around the read.
 An estimate whose step between the measured reads either side is no gap at the interval the meter
 was reading at then (a meter now read daily, its first daily steps estimated hourly before the 4th
 made the new interval its own) is deleted too, and so is one at the slot a measured read beside it
-stands for (written 7 s before a read at 11:00:07 by earlier rounds), across all the reads loaded
-(:mod:`collector.vee.leftovers`).
+stands for (written 7 s before a read at 11:00:07 by earlier rounds), and so is one of a meter
+whose interval is not known yet (no step of it is a gap until it is), across all the reads loaded
+(:mod:`collector.vee.leftovers`). And a gap the run estimates (closing in its period, or any of a
+meter whose interval it finds for the first time) whose estimates are not exactly its slots at the
+meter's interval then (a daily meter's missing day with 25 hourly estimates earlier code left) has
+them deleted and is estimated afresh, so a rerun over a period (``aquami collector vee --from …
+--to …``) brings its gaps' estimates to what the rules make now.
 
 Meters go in batches (``batch_meters``, 2,000, by meter_id), each loaded, validated, estimated and
 written in its own transaction before the next is loaded: a reading takes some 400 bytes while a
@@ -39,7 +44,12 @@ from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
 from collector.vee.giving_way import edits_giving_way
 from collector.vee.intervals import read_intervals
-from collector.vee.leftovers import estimates_at_read_slots, estimates_outside_gaps, measured_neighbours
+from collector.vee.leftovers import (
+    estimates_at_read_slots,
+    estimates_off_slots,
+    estimates_outside_gaps,
+    measured_neighbours,
+)
 from collector.vee.rules import RULES, Validation, validate
 from collector.vee.series import F64, B, Series, load_series
 
@@ -140,7 +150,10 @@ def run_vee(
     """Validate (and estimate) readings in [start, end) of ``meters`` (every meter when None), in
     batches of ``config.batch_meters`` meters by meter_id, each loaded, validated, estimated and
     written (one transaction) before the next; the results are those of one batch, as every rule
-    looks at one meter's reads only."""
+    looks at one meter's reads only.
+
+    ``estimate_gaps`` False: no gap is estimated, and no gap's estimates are replaced for being off
+    its slots."""
     config = config or VeeConfig()
     now_s = (now or datetime.now(UTC)).timestamp()
     if meters is None:
@@ -192,12 +205,22 @@ def _run_batch(
     # found for the first time: no round before judged the meter's steps for gaps (collector/vee/rules.py)
     first_found = intervals.known & ~np.isfinite(stored)
     neighbours = measured_neighbours(series)
-    outside = estimates_outside_gaps(series, neighbours, intervals.read_interval_s, config)
+    outside = estimates_outside_gaps(series, neighbours, intervals.read_interval_s, config, intervals.known)
     at_read = estimates_at_read_slots(series, neighbours, intervals.read_interval_s, intervals.read_phase_s, zone)
     at_read &= ~outside
     outside_keys, at_read_keys = _keys(series, outside), _keys(series, at_read)
     if (outside | at_read).any():
         series, intervals = _without(series, outside | at_read), intervals.without(outside | at_read)
+    off_slots_keys: tuple[list[str], list[float]] = ([], [])
+    if estimate_gaps:  # (replaced: a run that estimates nothing leaves them for one that does)
+        # the gaps this run estimates: those closing in its period, and all of a meter found now
+        estimated_gaps = (series.ts >= start.timestamp()) | first_found[series.meter]
+        off_slots = estimates_off_slots(
+            series, measured_neighbours(series), intervals.read_interval_s, intervals.read_phase_s, estimated_gaps, zone
+        )
+        off_slots_keys = _keys(series, off_slots)
+        if off_slots.any():
+            series, intervals = _without(series, off_slots), intervals.without(off_slots)
     validation = validate(series, config, now_s, zone, intervals)
     in_period = series.ts >= start.timestamp()
     estimates = (
@@ -207,7 +230,7 @@ def _run_batch(
     )
     # the gaps of a meter whose interval is found for the first time are flagged wherever they close
     before_period = first_found[series.meter] & ~in_period
-    gone = (edit_keys, stale_keys, outside_keys, at_read_keys)
+    gone = (edit_keys, stale_keys, outside_keys, at_read_keys, off_slots_keys)
     deleted: tuple[list[str], list[float]] = ([m for k in gone for m in k[0]], [t for k in gone for t in k[1]])
     report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
     with conn.transaction():
@@ -229,6 +252,12 @@ def _run_batch(
             "the step between the measured reads either side is no gap at the meter's interval then",
         )
         _delete_estimates(conn, at_read_keys, "vee:read-slot", "a measured read beside it stands for the same slot")
+        _delete_estimates(
+            conn,
+            off_slots_keys,
+            "vee:re-slot",
+            "its gap's estimates are not the meter's slots at its interval then: the gap is estimated again",
+        )
         scope = "ts >= %(start)s AND ts < %(end)s AND (%(meters)s::text[] IS NULL OR meter_id = ANY (%(meters)s))"
         params = {"start": start, "end": end, "meters": meters}
         conn.execute(f"DELETE FROM vee_flags WHERE {scope}", params)
