@@ -152,8 +152,9 @@ def run_vee(
     written (one transaction) before the next; the results are those of one batch, as every rule
     looks at one meter's reads only.
 
-    ``estimate_gaps`` False: no gap is estimated, and no gap's estimates are replaced for being off
-    its slots."""
+    ``estimate_gaps`` False: no gap is estimated, no gap's estimates are replaced for being off its
+    slots, and an interval found for the first time is not stored: stored, the next run took it as
+    found before and never estimated the meter's gaps closing before its own period."""
     config = config or VeeConfig()
     now_s = (now or datetime.now(UTC)).timestamp()
     if meters is None:
@@ -306,7 +307,10 @@ def _run_batch(
             params,
         )
         report.flags["conflicting_duplicate"] = cur.rowcount
-        _write_intervals(conn, series, validation)
+        # an interval found for the first time is stored by a run that estimates the meter's gaps: stored
+        # by one that does not, the next run took it as found before and never estimated the gaps
+        # closing before its period (collector/vee/estimation.py, ``whole``)
+        _write_intervals(conn, series, validation, leave=None if estimate_gaps else first_found)
         if estimates is not None:
             report.estimates = _write_estimates(conn, series, estimates)
             report.gaps_not_estimated = len(not_estimated)
@@ -350,9 +354,10 @@ def _changed_from(
     return changed
 
 
-def _write_intervals(conn: psycopg.Connection, series: Series, validation: Validation) -> None:
-    """Each meter's own read interval, where VEE found one, for billing (collector migration 0059)."""
-    known = np.flatnonzero(validation.interval_known)
+def _write_intervals(conn: psycopg.Connection, series: Series, validation: Validation, leave: B | None) -> None:
+    """Each meter's own read interval, where VEE found one, for billing (collector migration 0059);
+    not of the meters in ``leave`` (per meter code)."""
+    known = np.flatnonzero(validation.interval_known & (True if leave is None else ~leave))
     conn.execute(
         "UPDATE meters m SET read_interval_s = s.interval_s "
         "FROM unnest(%s::text[], %s::int[]) AS s(meter_id, interval_s) "

@@ -28,8 +28,9 @@ from collector.vee.leftovers import (
     estimates_outside_gaps,
     measured_neighbours,
 )
-from collector.vee.rounds import vee_and_consumption
+from collector.vee.rounds import vee_and_consumption, vee_round
 from collector.vee.rules import validate
+from collector.vee.runner import run_vee
 from collector.vee.series import Series
 
 FIRST = datetime(2026, 11, 2, 6, tzinfo=UTC)  # a daily meter's first read, at its reading hour
@@ -261,6 +262,27 @@ def test_a_run_over_a_gap_makes_what_a_run_without_the_old_estimates_makes(
     history = _deleted_by(url)
     run()
     assert state() == expected and _deleted_by(url) == history
+
+
+def test_a_validation_only_run_that_finds_a_new_meter_s_interval_leaves_its_gaps_to_the_next_run(
+    migrated_database_url,
+):
+    """A new meter read daily at 06:00, its 3 November read missing: on its 4th read (3 steps) the
+    interval is found. If the run that found it was ``run_vee(estimate_gaps=False)``, it stored the
+    interval, and the next run, the interval no longer new to it, estimated only gaps closing in its
+    own period: the missing day (its gap closing on 4 November) was never estimated. Now a run
+    that does not estimate stores no interval found for the first time, and the next run estimates
+    the gap, one estimate at 06:00."""
+    url = migrated_database_url
+    _reset(url, None)
+    _store(url, [FIRST + k * DAY for k in (0, 2, 3, 4)])
+    start, end = FIRST + 3 * DAY + 12 * HOUR, FIRST + 4 * DAY + HOUR
+    with psycopg.connect(url) as conn:
+        run_vee(conn, start, end, now=end, estimate_gaps=False)
+        conn.commit()
+    assert _rows(url, "estimated") == []
+    assert vee_round(url, end) is not None
+    assert [t for t, *_ in _rows(url, "estimated")] == [FIRST + DAY]
 
 
 @settings(max_examples=60, deadline=None)
