@@ -13,7 +13,8 @@ the consumption refreshed. Most of a round is loading those 30 days of every met
     into seconds by ``extract(epoch …)``;
   - plain ``COPY`` of ``meter_id, ts, volume_m3`` in binary, each row decoded by psycopg: shipping
     the rows alone, row by row.
-- the whole round, and the share of it that is the load.
+- the first round (every meter new: it finds their read intervals and estimates every gap loaded),
+  then a whole round an hour later, the hourly work, and the share of it that is the load.
 
 Readings are a labelled fleet's (``simulators.fleet``, 1% of reads missing, so there are gaps to
 estimate). Needs TimescaleDB, started as the test fixtures start it (tests/services.py;
@@ -158,8 +159,14 @@ def main() -> None:
                     )
                 laps = ", ".join(f"{name} {s[-1]:.2f} s" for name, s in seconds.items())
                 print(f"[{attempt + 1}] {laps}", flush=True)
+        # the first round finds every meter's read interval and estimates all the gaps of its load
+        # (30 days: every meter is new, as at a go-live); the rounds after it, the hourly work, estimate
+        # the gaps closing in their two days
         t0 = time.perf_counter()
-        done = vee_round(db, now, config)
+        first = vee_round(db, now, config)
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        done = vee_round(db, now + timedelta(hours=1), config)
         round_s = time.perf_counter() - t0
     median = {name: statistics.median(s) for name, s in seconds.items()}
     ours_s = median["load_series"]
@@ -167,10 +174,14 @@ def main() -> None:
     print(f"load_series {ours_s:.2f} s, median of {args.repeat}")
     for name in ("the query before", "plain COPY"):
         print(f"  {name} {median[name]:.2f} s: load_series is {median[name] / ours_s:.1f}× faster")
-    assert done is not None
+    assert first is not None and done is not None
     print(
-        f"a whole round {round_s:.2f} s ({done['estimates']:,} estimates, {done['consumption_hourly_rows']:,} "
-        f"consumption rows): the load is {ours_s / round_s:.0%} of it"
+        f"the first round, every meter new, {first_s:.2f} s ({first['estimates']:,} estimates, "
+        f"{first['consumption_hourly_rows']:,} consumption rows)"
+    )
+    print(
+        f"a whole round an hour later {round_s:.2f} s ({done['estimates']:,} estimates, "
+        f"{done['consumption_hourly_rows']:,} consumption rows): the load is {ours_s / round_s:.0%} of it"
     )
 
 
