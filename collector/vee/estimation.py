@@ -119,7 +119,8 @@ def estimate(
 
     ``whole``, per meter code: the meters whose gaps are all estimated, whenever they closed: those
     whose interval is found for the first time, whose earlier steps no round could judge."""
-    closing = validation.flagged("gap")
+    # (a gap whose estimates stand is flagged, and not estimated again)
+    closing = np.flatnonzero(validation.masks["gap"] & ~validation.filled_gap)
     if since is not None:
         anew = np.zeros(len(series.meter_ids), bool) if whole is None else whole
         closing = closing[(series.ts[closing] >= since) | anew[series.meter[closing]]]

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.vee.config import VeeConfig
-from collector.vee.intervals import ReadIntervals, read_intervals
+from collector.vee.intervals import ReadIntervals, around, read_intervals
 from collector.vee.series import F64, B, Series
 
 STEP_KINDS = ("replacement", "rollover", "reverse_flow", "unexplained", "bad_read", "after_bad_read")
@@ -58,6 +58,10 @@ class Validation:
     step_consumption: F64  # the interval's consumption at a step (NaN: unknown)
     interval_consumption: F64  # every reading's interval consumption (NaN: first read or unknown)
     gap_s: F64  # seconds since the previous read of the same meter (NaN: first)
+    #: per reading: a measured read closing a gap whose estimates stand (its previous read is VEE's
+    #: estimate): flagged ``gap`` with the others, not estimated again
+    filled_gap: B
+    measured_gap_s: F64  # seconds since the previous measured read of the same meter (NaN: none loaded)
     interval_s: F64  # per meter code: the meter's own read interval now (collector/vee/intervals.py)
     interval_known: B  # per meter code: the interval is the meter's own (else the configured one; no gaps)
     read_interval_s: F64  # per reading: the meter's read interval at it (a meter's interval changes)
@@ -182,8 +186,21 @@ def validate(
         # more than gap_factor of the meter's own interval at the time: a daily meter's next-day read
         # is no gap, nor are the hourly reads of a meter read every 15 minutes since; a meter whose
         # interval is not known yet (a new one's first 2 steps) has none until it is: judged at the
-        # configured hour, a new daily meter's first days each got 23 hourly estimates
-        gap = same & (dt > intervals.read_interval_s * config.gap_factor) & intervals.known[series.meter]
+        # configured hour, a new daily meter's first days each got 23 hourly estimates. A gap VEE
+        # filled is still one, between the measured reads either side (the meter missed those reads,
+        # and its hours are estimates): judged between readings only, a rerun found the gap filled and
+        # deleted its flag, 1 after the round that estimated it and 0 after the next
+        limit = intervals.read_interval_s * config.gap_factor
+        gap = same & (dt > limit) & intervals.known[series.meter]
+        measured = series.quality != "estimated"
+        before, _ = around(measured, series.meter)
+        previous = np.full(len(series), -1)
+        previous[1:] = np.where(same[1:], before[:-1], -1)  # the measured read before, of the same meter
+        measured_dt = np.where(previous >= 0, series.ts - series.ts[np.maximum(previous, 0)], np.nan)
+        filled = np.zeros(len(series), bool)
+        filled[1:] = same[1:] & ~measured[:-1]  # (the read before is an estimate)
+        filled &= measured & (measured_dt > limit) & intervals.known[series.meter] & ~gap
+        gap |= filled
         stuck = _runs_at_least(
             same & (np.abs(dv) <= config.backwards_tolerance_m3) & (series.flow > config.stuck_min_flow_m3h),
             config.stuck_min_reads,
@@ -211,6 +228,8 @@ def validate(
         step_consumption,
         consumption,
         dt,
+        filled,
+        measured_dt,
         intervals.interval_s,
         intervals.known,
         intervals.read_interval_s,

@@ -1,8 +1,10 @@
 """Run VEE over a period: load in bulk, validate, estimate, and write the results.
 
 Results for readings in [start, end) replace earlier results for the same period, so a rerun (after
-late readings, or an edit) is safe. Readings from ``profile_lookback_days`` before ``start`` are
-loaded too: they give the first interval its previous read and the estimates their profile.
+late readings, or an edit) is safe; but the gap flag of a read closing a gap whose estimates reach
+back before the load (its opening read not loaded, so the gap cannot be judged) is kept. Readings
+from ``profile_lookback_days`` before ``start`` are loaded too: they give the first interval its
+previous read and the estimates their profile.
 
 An estimate next to a measured read that reached the database after the estimate was made (a late
 read inside the gap it filled, at its own time rather than on the estimate's key) is deleted
@@ -78,7 +80,8 @@ class VeeReport:
 
 
 def _detail(rule: str, series: Series, v: Validation, i: int) -> str:
-    hours = v.gap_s[i] / 3600
+    # a gap VEE filled: since the measured read before its estimates
+    hours = (v.measured_gap_s[i] if rule == "gap" and v.filled_gap[i] else v.gap_s[i]) / 3600
     if rule == "bad_read":
         return (
             f"register {series.volume[i - 1]:.3f} → {series.volume[i]:.3f} → {series.volume[i + 1]:.3f} m³: "
@@ -224,6 +227,12 @@ def _run_batch(
             series, intervals = _without(series, off_slots), intervals.without(off_slots)
     validation = validate(series, config, now_s, zone, intervals)
     in_period = series.ts >= start.timestamp()
+    # a gap whose estimates reach back before the load (its opening read not loaded: a 40-day silence,
+    # estimated, under a round's 28-day look-back) cannot be judged again: its flag stays
+    unjudged = np.zeros(len(series), bool)
+    unjudged[1:] = (series.meter[1:] == series.meter[:-1]) & (series.quality[:-1] == "estimated")
+    unjudged &= (series.quality != "estimated") & np.isnan(validation.measured_gap_s) & in_period
+    unjudged_keys = _keys(series, unjudged)
     estimates = (
         estimate(series, validation, config, zone, since=start.timestamp(), whole=first_found)
         if estimate_gaps
@@ -261,7 +270,12 @@ def _run_batch(
         )
         scope = "ts >= %(start)s AND ts < %(end)s AND (%(meters)s::text[] IS NULL OR meter_id = ANY (%(meters)s))"
         params = {"start": start, "end": end, "meters": meters}
-        conn.execute(f"DELETE FROM vee_flags WHERE {scope}", params)
+        conn.execute(
+            f"DELETE FROM vee_flags WHERE {scope} AND NOT (rule = 'gap' AND (meter_id, ts) IN "
+            "(SELECT s.meter_id, to_timestamp(s.ts_epoch) FROM unnest(%(kept)s::text[], %(kept_ts)s::float8[]) "
+            "AS s(meter_id, ts_epoch)))",
+            {**params, "kept": unjudged_keys[0], "kept_ts": unjudged_keys[1]},
+        )
         conn.execute(f"DELETE FROM register_discontinuities WHERE {scope}", params)
         not_estimated = set() if estimates is None else set(estimates.not_estimated.tolist())
         with conn.cursor().copy("COPY vee_staging (meter_id, ts_epoch, rule, detail, consumption_m3) FROM STDIN") as cp:
@@ -272,7 +286,9 @@ def _run_batch(
                     flagged = np.flatnonzero(validation.masks[rule] & (in_period | before_period))
                 for i in flagged.tolist():
                     detail = _detail(rule, series, validation, i)
-                    if rule == "gap" and estimates is not None:
+                    if rule == "gap" and validation.filled_gap[i]:
+                        detail += "; estimated"  # (by an earlier run, whose estimates stand)
+                    elif rule == "gap" and estimates is not None:
                         estimated = i not in not_estimated
                         detail += "; estimated" if estimated else "; not estimated (a register step, or too long)"
                     cp.write_row((series.meter_ids[series.meter[i]], series.ts[i], rule, detail, None))

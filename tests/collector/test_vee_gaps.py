@@ -160,3 +160,73 @@ def test_a_gap_opening_before_the_look_back_is_estimated_whole_or_flagged(migrat
         assert (report["estimates"], report["gaps_not_estimated"]) == (0, 1)
         assert estimated == (0,)
         assert "not estimated" in flags[0][1]
+
+
+def _gap_flags(url: str) -> list[tuple[datetime, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT ts, detail FROM vee_flags WHERE rule = 'gap' ORDER BY ts").fetchall()
+
+
+def test_a_gap_stays_flagged_while_its_estimates_stand_and_goes_when_its_reads_come(migrated_database_url):
+    """An hourly meter missing 3 reads (09:00 to 11:00, 10 L an hour), well inside a round's two
+    days. The round after it flagged the closing read at 12:00 ``gap`` (4.0 h) and estimated the 3
+    hours; the next round (every hour, each over the last two days) found the gap filled, no gap,
+    and deleted the flag: 1 flag, then 0, and the API's reads, an auditor and billing lost the
+    record that the meter missed them. Now the gap is judged between the meter's measured reads, so
+    it stays flagged, as "; estimated", as long as its estimates stand; a late read at 10:00:07 splits
+    it into two gaps estimated afresh, each flagged, and once all its reads have come the flag goes."""
+    url = migrated_database_url
+    hours = [NOW - 48 * HOUR + i * HOUR for i in range(48)]
+    missing = [NOW - 3 * HOUR, NOW - 2 * HOUR, NOW - HOUR]
+    reads = {t: f"{100 + 0.01 * i:.3f}" for i, t in enumerate(hours)}
+    _store_on_time(url, "G-1", [(t, v) for t, v in reads.items() if t not in missing])
+    closing = NOW  # (the meter's read at NOW, the 4-hour step's end)
+    _store_on_time(url, "G-1", [(closing, "100.480")])
+    flagged = [(closing, "4.0 h since the previous read; estimated")]
+    for later in range(3):  # the round after the gap, and the next two
+        assert vee_round(url, NOW + HOUR + later * HOUR) is not None
+        assert _gap_flags(url) == flagged, later
+    with psycopg.connect(url) as conn:
+        estimated = conn.execute("SELECT ts FROM readings WHERE quality = 'estimated' ORDER BY ts").fetchall()
+    assert [t for (t,) in estimated] == missing
+
+    def arrive(times: list[datetime]) -> None:
+        with psycopg.connect(url) as conn:  # received now, after the estimates
+            for t in times:
+                conn.execute(
+                    "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('G-1', %s, %s)",
+                    (t + timedelta(seconds=7), reads[t]),
+                )
+
+    arrive(missing[1:2])  # 10:00:07: two gaps, of 2 h each, one estimate each
+    for later in range(2):
+        assert vee_round(url, NOW + 4 * HOUR + later * HOUR) is not None
+        assert _gap_flags(url) == [
+            (missing[1] + timedelta(seconds=7), "2.0 h since the previous read; estimated"),
+            (closing, "2.0 h since the previous read; estimated"),
+        ], later
+    arrive([missing[0], missing[2]])  # the gap closes: no estimate is left, nor a flag
+    for later in range(2):
+        assert vee_round(url, NOW + 6 * HOUR + later * HOUR) is not None
+        assert _gap_flags(url) == [], later
+    with psycopg.connect(url) as conn:
+        left = conn.execute("SELECT count(*) FROM readings WHERE quality = 'estimated'").fetchone()
+    assert left == (0,)
+
+
+def test_a_gap_opening_before_the_look_back_stays_flagged_at_the_next_round(migrated_database_url):
+    """A 40-day silence, estimated whole by the round after it (test above): the next round loads 28
+    days of its estimates but not the read that opened it, so it cannot judge the gap, and found
+    the closing read an hour after an estimate: no gap, its flag deleted. It keeps the flag now."""
+    url = migrated_database_url
+    back = NOW - 2 * HOUR
+    stop = back - 40 * 24 * HOUR
+    before = [stop - i * HOUR for i in range(48, -1, -1)]
+    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
+    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (40 * 24 + k):.3f}") for k in range(2)])
+    assert vee_round(url, NOW) is not None
+    flags = _gap_flags(url)
+    assert [(t, detail.endswith("; estimated")) for t, detail in flags] == [(back, True)]
+    for later in range(1, 3):
+        assert vee_round(url, NOW + later * HOUR) is not None
+        assert _gap_flags(url) == flags, later
