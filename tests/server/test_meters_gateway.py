@@ -4,7 +4,7 @@ collector never updates: after a move (assign-meters) it named the old gateway f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -37,24 +37,31 @@ def _meter(client: TestClient, headers: dict[str, str], meter_id: str) -> dict[s
     return meter
 
 
-def _move_and_deliver(url: str, store: ReadingStore, check: Any) -> None:
-    """WM-MOVED first heard from gw-a, moved to gw-b, delivered by gw-b, then a second receiver gw-c
-    added, delivering the latest reading, then a later estimate (VEE's: no gateway)."""
-    _write(store, "gw-a", 1, [("WM-MOVED", T0, 1.0)])  # first heard from gw-a: assigned to it
-    check("heard from gw-a")
-    _assign(url, "WM-MOVED", "--gateway", "gw-b")  # moved to gw-b, which has delivered nothing yet
-    check("moved to gw-b")
-    _write(store, "gw-b", 1, [("WM-MOVED", T1, 1.5)])
-    check("delivered by gw-b")
-    _assign(url, "WM-MOVED", "--gateway", "gw-c", "--add")  # a second receiver
-    _write(store, "gw-c", 1, [("WM-MOVED", T2, 2.0)])
-    check("delivered by gw-c")
+def _served_at_each_step(url: str, served: Callable[[], Any]) -> dict[str, Any]:
+    """What ``served`` gives after each step: WM-MOVED first heard from gw-a, moved to gw-b, delivered
+    by gw-b, then a second receiver gw-c added, delivering the latest reading, then a later estimate
+    (VEE's: no gateway)."""
+    seen: dict[str, Any] = {}
+    store = ReadingStore(url)
+    try:
+        _write(store, "gw-a", 1, [("WM-MOVED", T0, 1.0)])  # first heard from gw-a: assigned to it
+        seen["heard from gw-a"] = served()
+        _assign(url, "WM-MOVED", "--gateway", "gw-b")  # moved to gw-b, which has delivered nothing yet
+        seen["moved to gw-b"] = served()
+        _write(store, "gw-b", 1, [("WM-MOVED", T1, 1.5)])
+        seen["delivered by gw-b"] = served()
+        _assign(url, "WM-MOVED", "--gateway", "gw-c", "--add")  # a second receiver
+        _write(store, "gw-c", 1, [("WM-MOVED", T2, 2.0)])
+        seen["delivered by gw-c"] = served()
+    finally:
+        store.close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_reason) "
             "VALUES ('WM-MOVED', '2026-03-01T06:00:00Z', 2.5, 'estimated', 'vee', 'gap')"
         )
-    check("estimated")
+    seen["estimated"] = served()
+    return seen
 
 
 def test_last_gateway_id_is_the_gateway_that_delivered_the_latest_reading(
@@ -69,15 +76,8 @@ def test_last_gateway_id_is_the_gateway_that_delivered_the_latest_reading(
         "delivered by gw-c": "gw-c",
         "estimated": "gw-c",  # an estimate has no gateway: the one assigned last
     }
-    store = ReadingStore(migrated_database_url)
-    try:
-        _move_and_deliver(
-            migrated_database_url,
-            store,
-            lambda step: _meter(client, headers, "WM-MOVED")["last_gateway_id"] == expected[step] or pytest.fail(step),
-        )
-    finally:
-        store.close()
+    served = _served_at_each_step(migrated_database_url, lambda: _meter(client, headers, "WM-MOVED")["last_gateway_id"])
+    assert served == expected
 
 
 def test_gateways_are_those_assigned_to_the_meter_now(
@@ -91,12 +91,5 @@ def test_gateways_are_those_assigned_to_the_meter_now(
         "delivered by gw-c": ["gw-c", "gw-b"],  # the latest assigned first
         "estimated": ["gw-c", "gw-b"],
     }
-    store = ReadingStore(migrated_database_url)
-    try:
-        _move_and_deliver(
-            migrated_database_url,
-            store,
-            lambda step: _meter(client, headers, "WM-MOVED")["gateways"] == expected[step] or pytest.fail(step),
-        )
-    finally:
-        store.close()
+    served = _served_at_each_step(migrated_database_url, lambda: _meter(client, headers, "WM-MOVED")["gateways"])
+    assert served == expected

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from typing import Any
 
 import psycopg
 import pytest
@@ -76,6 +77,19 @@ def _insert(conn: psycopg.Connection, rows: list[tuple[str, str, str, str, datet
 def _the_page_s_query(text: str) -> bool:
     """The desk's query of a page's rows (not of what moved above it since the walk began)."""
     return "FROM enquiries" in text and "ORDER BY" in text and "updated_at >=" not in text
+
+
+def _first_two_pages_queries(client: TestClient, key: str, query: str) -> list[tuple[str, Any]]:
+    """The desk's queries (text, parameters) of the first page of ``query`` and of the next, signed in
+    with ``key``."""
+    _sign_in(client, key)
+    with queries_run(_the_page_s_query) as recorded:
+        first = client.get(f"/care/enquiries{query}").text
+        following = NEXT.search(first)
+        assert following is not None
+        client.get(unescape(following.group(1)))
+    assert len(recorded) == 2, recorded
+    return list(recorded)
 
 
 def _listed(client: TestClient, address: str) -> list[int]:
@@ -243,13 +257,7 @@ def test_a_desk_page_reads_only_the_enquiries_it_shows(site, query: str) -> None
         (T0,),
     )
     conn.execute("ANALYZE enquiries")
-    _sign_in(client, keys["customer_care"])
-    with queries_run(_the_page_s_query) as recorded:
-        first = client.get(f"/care/enquiries{query}").text
-        following = NEXT.search(first)
-        assert following is not None
-        client.get(unescape(following.group(1)))
-    assert len(recorded) == 2, recorded
+    recorded = _first_two_pages_queries(client, keys["customer_care"], query)
     for text, params in recorded:
         nodes = explained_nodes(conn, text, params)
         read = [node for node in nodes if node.get("Relation Name") == "enquiries"]
@@ -283,13 +291,7 @@ def test_a_page_filtered_by_source_reads_only_that_source_s_enquiries(site, quer
         (T0,),
     )
     conn.execute("ANALYZE enquiries")
-    _sign_in(client, keys["customer_care"])
-    with queries_run(_the_page_s_query) as recorded:
-        first = client.get(f"/care/enquiries{query}").text
-        following = NEXT.search(first)
-        assert following is not None
-        client.get(unescape(following.group(1)))
-    assert len(recorded) == 2, recorded
+    recorded = _first_two_pages_queries(client, keys["customer_care"], query)
     customers = conn.execute("SELECT count(*) FROM enquiries WHERE source = 'customer'").fetchone()
     assert customers is not None and customers[0] == 400
     for text, params in recorded:
