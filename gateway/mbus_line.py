@@ -26,6 +26,7 @@ import serial
 
 from gateway.config import MBusBusConfig
 from gateway.echo import echo_error
+from gateway.serial_port import open_exclusive
 from gateway.transport import LineUnusable, PollError, TransactionAborted
 
 ACK = 0xE5
@@ -54,7 +55,7 @@ class MBusLine:
         if self.port is None:
             c = self.config
             try:
-                port = serial.Serial(c.device, **c.framing, timeout=0)
+                port = open_exclusive(c.device, c.framing, 0)  # one user: a scan beside a run garbles both
             except (serial.SerialException, ValueError) as error:
                 raise LineUnusable(f"{c.name}: cannot open {c.device}: {error}") from error
             with self._port_lock:

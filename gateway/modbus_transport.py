@@ -18,6 +18,7 @@ changes it (``timeout`` shortens every wait, a good answer's too; ``retries`` ad
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Literal
 
@@ -31,7 +32,17 @@ from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.echo import EchoWatch, begins_with_request
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
+from gateway.serial_port import why_not_open
 from gateway.transport import LineUnusable, PollError
+
+
+def _not_locked_port(record: logging.LogRecord) -> bool:
+    """pymodbus's own warning of a port another program holds is dropped: the failed attempt's
+    :class:`LineUnusable` says it, naming the bus (a scan's error was two lines)."""
+    return "Could not exclusively lock port" not in record.getMessage()
+
+
+logging.getLogger("pymodbus.logging").addFilter(_not_locked_port)
 
 _READS = (0x03, 0x04)  # the function codes the gateway asks with: their answers carry a byte count at 2
 
@@ -99,12 +110,17 @@ class _ModbusTransport:
         """Why a failed read failed, if its answer began with the request (a serial line's echo)."""
         return None
 
+    async def _why_not_open(self) -> str | None:
+        """Why the client did not connect, where it can be told (pymodbus logs its reason only)."""
+        return None
+
     async def read(self, meter: MeterConfig) -> Reading:
         if self.client is None:
             self.client = self._new_client()
         if not self.client.connected and not await self.client.connect():
             await self.reset()
-            raise LineUnusable(f"{self.config.name}: cannot open {self._where()}")
+            why = await self._why_not_open()
+            raise LineUnusable(f"{self.config.name}: cannot open {self._where()}" + (f": {why}" if why else ""))
         profile = self.profiles.profile(meter)
         try:
             registers = await self._read_registers(self.client, meter, profile)
@@ -188,6 +204,11 @@ class ModbusRtuTransport(_ModbusTransport):
 
     def _echo_error(self) -> str | None:
         return None if self.rtu.echo else self.watch.error()
+
+    async def _why_not_open(self) -> str | None:
+        """pymodbus 3.16 opens the port with pyserial's ``exclusive=True`` (gateway.serial_port), so a
+        port another program holds fails to connect; this says that was why."""
+        return await asyncio.to_thread(why_not_open, self.rtu.device, self.rtu.framing)
 
     def _where(self) -> str:
         return self.rtu.device

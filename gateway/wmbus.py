@@ -40,6 +40,7 @@ from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
+from gateway.serial_port import open_exclusive
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
 from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
@@ -136,7 +137,7 @@ class WMBusListener:
 
     def _open(self) -> serial.Serial:
         c = self.config
-        return serial.Serial(c.device, **c.framing, timeout=0.2)
+        return open_exclusive(c.device, c.framing, 0.2)  # locked: another program's reads would take its bytes
 
     async def handle(self, telegram: bytes) -> Reading | None:
         """One telegram from the receiver: a reading, or None (unknown meter, duplicate, undecodable)."""

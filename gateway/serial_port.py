@@ -1,0 +1,59 @@
+"""Opening a serial port for one user only: a wired M-Bus line, a wM-Bus receiver, a Modbus RTU line.
+
+Two programs on one bus (a technician's ``aquami gateway scan`` while ``aquami gateway run`` polls
+it) interleave their frames: each reads the other's requests and answers, and both fail. So every
+port the gateway opens is locked: pyserial's ``exclusive=True`` takes ``flock(LOCK_EX | LOCK_NB)`` on
+the port's descriptor before it changes any setting, and the second opener is refused at once,
+its settings untouched. pymodbus 3.16 opens its RTU ports the same way (``SerialTransport``), so a
+gateway's M-Bus line, receiver and Modbus RTU line all take the one lock. The kernel gives it up when
+its holder ends, however it ends. The lock is advisory: a program that opens the port without
+``flock`` (a terminal program, ``cat``) is not kept out.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import serial
+
+from gateway.config import SerialFraming
+
+IN_USE = "in use by another program (a running gateway or a scan holds its lock)"
+
+
+class PortInUse(serial.SerialException):
+    """Another program holds the port's lock (the message says so, for after the port's name)."""
+
+    def __init__(self) -> None:
+        super().__init__(IN_USE)
+        self.errno = errno.EWOULDBLOCK
+
+
+def open_exclusive(device: str, framing: SerialFraming, timeout: float | None) -> serial.Serial:
+    """The port, locked for this program for as long as it is open; :class:`PortInUse` when another
+    holds it (anything else that stops it opening is raised as pyserial raises it)."""
+    try:
+        return serial.Serial(device, **framing, timeout=timeout, exclusive=True)
+    except serial.SerialException as error:
+        if in_use(error):
+            raise PortInUse() from error
+        raise
+
+
+def in_use(error: BaseException) -> bool:
+    """Whether ``error`` is pyserial's refusal of a port whose lock another program holds (``flock``
+    with ``LOCK_NB`` fails with EWOULDBLOCK; opening a device never does)."""
+    return isinstance(error, serial.SerialException) and error.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+
+
+def why_not_open(device: str, framing: SerialFraming) -> str | None:
+    """Why a port that just failed to open would not (pymodbus says only that it failed): its lock
+    held by another program, or None for any other reason. The port is opened again to find out, and
+    closed at once; it changes no setting unless the lock is free, so no one else's use is disturbed."""
+    try:
+        open_exclusive(device, framing, 0).close()
+    except PortInUse as error:
+        return str(error)
+    except (serial.SerialException, OSError, ValueError):
+        return None
+    return None
