@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from aquami import atomic_write
-from aquami.cli_params import PARAM_OPTION
+from aquami.cli_params import PARAM_OPTION, check_output_folder
 from aquami.logging_setup import configure_logging
 
 if TYPE_CHECKING:
@@ -84,9 +84,11 @@ def register(app: typer.Typer) -> None:
             None, help="Write the meters snippet (\\[\\[meters]] tables) here (default: stdout)."
         ),
     ) -> None:
-        """Find the meters on one bus (the gateway must not be polling it) and write a config snippet.
+        """Find the meters on one bus and write a config snippet (a serial bus a gateway polls is refused).
 
-        Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search."""
+        Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search.
+
+        Exit 0 scanned (even 0 found), 1 not scannable (bus unusable or in use), 2 bad options."""
         import asyncio
 
         from aquami.cli_params import profile_parameters
@@ -106,6 +108,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(error), param_hint="--profile/--param") from None
         if first > last:
             raise typer.BadParameter(f"--first {first} is after --last {last}", param_hint="--first/--last")
+        check_output_folder(output, "--output")  # now, not after a scan of minutes its snippet would not outlive
         loaded = _load(config)
         chosen = next((b for b in loaded.buses if b.name == bus), None)
         if chosen is None:

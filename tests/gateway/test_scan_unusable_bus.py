@@ -8,6 +8,8 @@ exit 0, and a technician concluded the bus was empty. A wM-Bus receiver was a tr
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ MISSING = "/dev/ttyAQUAMI-not-plugged-in"
 
 
 def _scan(tmp_path: Path, bus: dict[str, Any], *options: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """(``COLUMNS``: a usage error's box wraps at the terminal's width.)"""
     config = tmp_path / "gw.toml"
     config.write_text(bus_config_text("mqtt://127.0.0.1:1", tmp_path / "s.sqlite", bus, [], gateway_id="g"))
     started = time.monotonic()
@@ -32,6 +35,7 @@ def _scan(tmp_path: Path, bus: dict[str, Any], *options: str) -> tuple[subproces
         capture_output=True,
         text=True,
         timeout=60,  # (before: for good)
+        env={**os.environ, "COLUMNS": "400"},
     )
     return done, time.monotonic() - started
 
@@ -72,3 +76,20 @@ def test_a_wmbus_receiver_is_not_scanned_and_first_must_come_before_last(tmp_pat
         "5",
     )
     assert backwards.returncode == 2 and "--first 10 is after --last 5" in backwards.stderr
+
+
+def test_an_output_whose_folder_is_missing_is_refused_before_the_bus_is_touched(tmp_path: Path) -> None:
+    """Exit 2, as every command's output file in a missing folder is (``check_output_folder``).
+    Before, the whole scan ran first (minutes, for 247 unit ids), then its snippet was lost: exit 1."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # a Modbus TCP peer that never answers
+        listening.setblocking(False)
+        port = listening.getsockname()[1]
+        bus = {"name": "t", "protocol": "modbus-tcp", "host": "127.0.0.1", "port": port, "timeout_s": 0.5}
+        missing = tmp_path / "not-made" / "meters.toml"
+        done, _ = _scan(tmp_path, bus, "--first", "1", "--last", "2", "--output", str(missing))
+        with pytest.raises(BlockingIOError):
+            listening.accept()  # no one connected: the bus was not scanned
+    assert done.returncode == 2, done.stderr
+    assert f"{missing}: there is no folder {missing.parent}" in done.stderr
+    assert "Traceback" not in done.stderr and "meters found" not in done.stderr
+    assert not missing.parent.exists()
