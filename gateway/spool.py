@@ -154,6 +154,15 @@ class SpoolInUse(SpoolUnusable):
     the holder's pid when the lock file says it)."""
 
 
+def folder_missing(spool: Path) -> str | None:
+    """Why a spool at ``spool`` cannot be opened on this machine for want of its folder (which the
+    gateway never makes), or None: what ``gateway run`` refuses to start on, and ``gateway check``
+    warns of."""
+    if spool.parent.exists():
+        return None
+    return f"its folder {spool.parent} does not exist (is its storage mounted?)"
+
+
 def lock_path(spool: Path) -> Path:
     """The lock file of the spool at ``spool``: beside the file the path leads to (a symlink
     followed), named after it, so two paths to one spool take one lock."""
@@ -227,11 +236,8 @@ class Spool:
         self.dropped_total = 0
         self.messages_dropped_total = 0  # events beyond add_message's limit, the oldest first
         self._lock = threading.Lock()
-        if not self.path.parent.exists():  # never made here: see the module's docstring
-            raise SpoolUnusable(
-                f"cannot open the spool {self.path}: its folder {self.path.parent} does not exist "
-                "(is its storage mounted?)"
-            )
+        if (missing := folder_missing(self.path)) is not None:  # never made here: see the module's docstring
+            raise SpoolUnusable(f"cannot open the spool {self.path}: {missing}")
         self._held = _take_lock(self.path)  # before SQLite opens it: one process at a time, for its life
         try:
             new = not self.path.exists()

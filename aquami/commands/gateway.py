@@ -30,9 +30,25 @@ def register(app: typer.Typer) -> None:
     gateway_app = typer.Typer(help="The field gateway: poll meters, spool, publish to MQTT.", no_args_is_help=True)
 
     @gateway_app.command("check")
-    def check(config: Path = typer.Argument(..., help="Gateway TOML configuration.")) -> None:
-        """Validate a configuration without starting; exit 1 naming the line and field at fault."""
+    def check(
+        config: Path = typer.Argument(..., help="Gateway TOML configuration."),
+        strict: bool = typer.Option(
+            False, "--strict", help="Exit 1 where `gateway run` would refuse to start on this machine."
+        ),
+    ) -> None:
+        """Validate a configuration without starting; exit 1 naming the line and field at fault.
+
+        A spool folder missing on this machine (it may be checked on another than the one it runs
+        on) is a warning, exit 0; with --strict an error, exit 1."""
+        from gateway.spool import folder_missing
+
         loaded = _load(config)
+        missing = folder_missing(loaded.spool_path)
+        if missing is not None:
+            said = f"the spool {loaded.spool_path}: {missing}; `aquami gateway run` refuses to start without it"
+            typer.echo(f"{'error' if strict else 'warning'}: {said}", err=True)
+            if strict:
+                raise typer.Exit(1)
         meters = sum(len(bus.meters) for bus in loaded.buses)
         typer.echo(f"{config}: ok ({len(loaded.buses)} buses, {meters} meters)")
 

@@ -65,3 +65,36 @@ def test_each_example_spool_folder_is_there_at_a_first_run(example: Path, tmp_pa
     made = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "install -d" in line]
     assert any(line.split()[-1] == str(folder) for line in made), (folder, made)
     assert f":{folder}\n" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_gateway_check_warns_of_a_missing_spool_folder_and_strict_makes_it_an_error(tmp_path: Path) -> None:
+    """A file may be checked on another machine than the one it runs on: the missing folder is a
+    warning, exit 0; ``--strict`` makes it what ``gateway run`` makes it, exit 1. Before, check said
+    "ok" without a word, and run then refused to start. Nothing is created either way."""
+    spool = tmp_path / "card" / "aquami" / "gw.sqlite"
+    config = tmp_path / "gw.toml"
+    config.write_text(config_text(f"mqtt://127.0.0.1:{free_port()}", {"b": free_port()}, {"b": [1]}, str(spool)))
+    said = (
+        f"the spool {spool}: its folder {spool.parent} does not exist (is its storage mounted?); "
+        "`aquami gateway run` refuses to start without it"
+    )
+
+    def check(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AQUAMI, "gateway", "check", str(config), *options], capture_output=True, text=True, timeout=60
+        )
+
+    warned = check()
+    assert warned.returncode == 0, warned.stderr
+    assert warned.stderr.splitlines() == [f"warning: {said}"]
+    assert warned.stdout.splitlines() == [f"{config}: ok (1 buses, 1 meters)"]
+    refused = check("--strict")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [f"error: {said}"] and refused.stdout == ""
+    assert not (tmp_path / "card").exists()
+    spool.parent.mkdir(parents=True)  # the card mounted: nothing to say, strict or not
+    for options in ((), ("--strict",)):
+        done = check(*options)
+        assert (done.returncode, done.stderr) == (0, ""), options
+        assert done.stdout.splitlines() == [f"{config}: ok (1 buses, 1 meters)"]
+    assert list(spool.parent.iterdir()) == []
