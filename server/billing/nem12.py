@@ -8,14 +8,17 @@ A service point has one 300 record per day and suffix, whichever meters it had t
 meter is exchanged is the new meter's (AEMO: a new MeterSerialNumber applies on and from the
 IntervalDate the meter is replaced): in the new meter's 200 record, its hours before the exchange
 the old meter's water, after it the new one's, and the hour of the exchange both meters' parts
-(summed, flagged the weaker of the two). The water only the job cards' registers measure, from a
-removed meter's last read to its removal and from a fitted meter's installation to its first read,
-is in the hour the removal, or that first read, closes in, as the determinants bill it: that hour is
-``S18`` (substituted from an alternate source), "the removal (installation) job card's register",
-and "accumulated since" the last read or the installation when that is more than 1.5 hours before; a
-card above the read next to it leaves its hour null (``N``), as it leaves the determinant's
-consumption unknown. A card is left out where the meter was read again in its removal's hour, or
-read before it was fitted (that read's interval already holds the water).
+(summed, flagged the weaker of the two). A meter with no day of its own in the file (fitted and
+removed within a day another meter was fitted on, or removed on the file's first day) has no 200
+record: each hour holding its water names it in its ReasonDescription (ReasonCode 0). The water only
+the job cards' registers measure, from a removed meter's last read to its removal and from a fitted
+meter's installation to its first read, is in the hour the removal, or that first read, closes in,
+as the determinants bill it: that hour is ``S18`` (substituted from an alternate source), "the
+removal (installation) job card's register", and "accumulated since" the last read or the
+installation when that is more than 1.5 hours before; a card above the read next to it leaves its
+hour null (``N``), as it leaves the determinant's consumption unknown. A card is left out where the
+meter was read again in its removal's hour, or read before it was fitted (that read's interval
+already holds the water).
 
 Streams: an interval value is a volume, never negative; the direction is the stream's (AEMO's
 NMISuffix: ``E`` what the network delivers, ``B`` what flows back into it). ``E1`` (RegisterID 1)
@@ -411,10 +414,12 @@ def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable
         _check_ids(service_point, meter.meter_id)  # checked before the file began (prepare); renamed since?
     meters.sort(key=lambda m: (min(lo for lo, _ in m.windows), m.meter_id))
     cells: dict[datetime, list[Cell]] = {}
+    carried: dict[datetime, set[str]] = {}  # the meters whose water each hour holds
     arrived: dict[datetime, datetime] = {}
     for meter in meters:
         for hour, cell in [*meter.hours.items(), *meter.cards.items()]:
             cells.setdefault(hour, []).append(cell)
+            carried.setdefault(hour, set()).add(meter.meter_id)
         for hour, at in meter.arrived.items():
             arrived[hour] = max(at, arrived.get(hour, at))
     hours = {hour: _merged(hour_cells) for hour, hour_cells in cells.items()}
@@ -429,19 +434,21 @@ def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable
         ]
         if fitted:
             owner[d] = max(fitted)[1]
+    declared = set(owner.values())  # the serials of the file's 200 records at this NMI
+    undeclared = {hour: sorted(ids - declared) for hour, ids in carried.items() if ids - declared}
     backflow = any(value < 0 for value, *_ in hours.values())
     streams = (FORWARD, REVERSE) if backflow else (FORWARD,)
     configuration = "".join(stream.suffix for stream in streams)
     for meter in meters:
         days = [d for d, meter_id in owner.items() if meter_id == meter.meter_id]
-        if not days:  # fitted and removed within a day another meter was fitted on: its water is that meter's day's
+        if not days:  # no day of its own (see _declared): its water is in the day of the meter fitted last
             continue
         for stream in streams:
             yield (
                 f"200,{service_point},{configuration},{stream.register},{stream.suffix},{stream.data_stream},"
                 f"{meter.meter_id},KL,60,"
             )
-            yield from _day_records(export, days, hours, arrived, stream)
+            yield from _day_records(export, days, hours, arrived, undeclared, stream)
 
 
 @dataclass(frozen=True)
@@ -471,16 +478,21 @@ def _day_records(
     days: Iterable[int],
     hours: dict[datetime, Cell],
     arrived: dict[datetime, datetime],
+    undeclared: dict[datetime, list[str]],
     stream: Stream,
 ) -> Iterator[str]:
     """A stream's 300 (and 400) records, a day at a time: the days of the file (0 its first) given,
-    those its meter has within its windows (before the meter or the tenant, or after, it has none)."""
+    those its meter has within its windows (before the meter or the tenant, or after, it has none).
+    ``undeclared``: the hours holding water of meters with no 200 record in the file (:func:`_declared`)."""
     for d in days:
         day = export.day0 + timedelta(days=d)
         cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
         stamp = _updated(export, [arrived.get(day + timedelta(hours=h)) for h in range(24)])
         methods = [(_method(quality, by), why) for _, quality, by, why in cells]
-        marks = [(method, *_reason(method, why)) for method, why in methods]
+        marks = [
+            _declared(method, why, undeclared.get(day + timedelta(hours=h), []))
+            for h, (method, why) in enumerate(methods)
+        ]
         values = ",".join(_value(stream.value(v)) for v, *_ in cells)
         if len(set(marks)) == 1:
             method, code, text = marks[0]
@@ -493,6 +505,24 @@ def _day_records(
                 method, code, text = marks[run_start]
                 yield f"400,{run_start + 1},{h},{method},{code},{text}"
                 run_start = h
+
+
+def _declared(method: str, why: str | None, meters: list[str]) -> tuple[str, str, str]:
+    """An hour's method, reason code and description, naming the ``meters`` whose water it holds that
+    have no 200 record in the file. A day's 300 record is the meter's fitted last that day (the new
+    MeterSerialNumber applies on and from the IntervalDate of the replacement), so a meter fitted and
+    removed within a day another meter was fitted on (or one removed on the file's first day) owns no
+    day: its water is in that day's record, under the other serial. Before, nothing in the file named
+    it. Now each hour holding its water says so in the 300 (or 400) record's ReasonDescription, with
+    ReasonCode 0 (free text): for an ``A`` hour a reason is information, not a substitution. A null
+    hour holds no water, and names none."""
+    if not meters or method == "N":
+        return (method, *_reason(method, why))
+    note = "with the water of meter " + " and meter ".join(meters) + " (no 200 record of its own in this file)"
+    if method[0] not in "SF":
+        return method, FREE_TEXT_REASON, note[:240]
+    code, text = _reason(method, why)
+    return method, code, f"{text[: max(0, 238 - len(note))]}; {note}"[-240:]
 
 
 def _updated(export: Nem12Export, arrivals: list[datetime | None]) -> datetime:
