@@ -15,10 +15,12 @@ the job cards' registers measure, from a removed meter's last read to its remova
 meter's installation to its first read, is in the hour the removal, or that first read, closes in,
 as the determinants bill it: that hour is ``S18`` (substituted from an alternate source), "the
 removal (installation) job card's register", and "accumulated since" the last read or the
-installation when that is more than 1.5 hours before; a card above the read next to it leaves its
-hour null (``N``), as it leaves the determinant's consumption unknown. A card is left out where the
-meter was read again in its removal's hour, or read before it was fitted (that read's interval
-already holds the water).
+installation when that is more than 1.5 hours before; a card above the read next to it (by more than
+VEE's backwards tolerance, 0.0005 m³: server migration 0054) leaves its hour null (``N``), as it
+leaves the determinant's consumption unknown: the card or the read is wrong, so the water between
+them is unknown, and an hour's value with a part unknown is unknown, as for an interval unknown (the
+other meter's part of an exchange's hour with it). A card is left out where the meter was read again
+in its removal's hour, or read before it was fitted (that read's interval already holds the water).
 
 Streams: an interval value is a volume, never negative; the direction is the stream's (AEMO's
 NMISuffix: ``E`` what the network delivers, ``B`` what flows back into it). ``E1`` (RegisterID 1)

@@ -275,7 +275,8 @@ def determinant_lines(
     ``meter_consumption`` counts them (collector migration 0015, register differences corrected for
     rollovers, replacements and reverse flow; :data:`_SPLIT`), plus the register difference from a
     job-card opening to the first read and from the last read to a job-card closing; NULL if an
-    interval is unknown or a job card is above the next read.
+    interval is unknown or a job card is above the next read by more than VEE's backwards tolerance
+    (``forward_difference``, server migration 0054: within it, the registers' difference).
     ``estimated_m3``: of it, the intervals either of whose reads is an estimate (:data:`_SPLIT`);
     ``actual_m3``: the rest, the job cards' parts with it, so the two sum to the consumption; both
     NULL exactly when the consumption is.
@@ -358,7 +359,7 @@ def determinant_lines(
         LEFT JOIN LATERAL ({_SPLIT}) split ON true
         -- The job cards' part: from a job-card opening to the first stored read and from the last to a
         -- job-card closing (0 at a stored read's end), or between the two cards when no read lies
-        -- between; NULL without a closing, or when a card is above the next read.
+        -- between; NULL without a closing, or when a card is above the next read (beyond 0.0005 m³).
         CROSS JOIN LATERAL (
             SELECT CASE
                        WHEN first_ts IS NULL THEN forward_difference(opening_volume_m3, closing_volume_m3)
