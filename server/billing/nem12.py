@@ -235,8 +235,10 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
     -- an hour an agreement's split read falls inside of (a move-out at 10:30 with a read at 10:30: the
     -- tenant moving out has 10:00-10:30, the one moving in 10:30-11:00): the intervals of the hour on
     -- the window's side of it, from the reads, as consumption_hourly sums them
-    SELECT e.service_point_id, e.meter_id, e.lo, e.hi, e.hour, coalesce(sum(d.c), 0) AS consumption_m3,
-           count(*) FILTER (WHERE d.c IS NULL) AS unknown,
+    SELECT e.service_point_id, e.meter_id, e.lo, e.hi, e.hour,
+           coalesce(sum(d.c) FILTER (WHERE d.closing), 0) AS consumption_m3,
+           count(*) FILTER (WHERE d.closing AND d.c IS NULL) AS unknown,
+           -- the weakest of the reads either side of its intervals, as an hour's quality is
            (array_agg(d.quality ORDER BY d.weakness))[1] AS quality,
            (array_agg(d.quality_by ORDER BY d.weakness))[1] AS quality_by,
            (array_agg(d.quality_reason ORDER BY d.weakness))[1] AS quality_reason,
@@ -247,23 +249,18 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
         WHERE split IS NOT NULL AND split <> date_trunc('hour', split, %(zone)s::text)
     ) e
     CROSS JOIN LATERAL (
-        SELECT i.c, i.received_at, i.gap_from, i.quality, i.quality_by, i.quality_reason,
-               CASE i.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END
+        SELECT i.c, i.gap_from, v.*,
+               CASE v.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END
                    AS weakness
         FROM (
-            SELECT r.ts, r.received_at,
+            SELECT r.ts, r.received_at, r.quality, r.quality_by, r.quality_reason,
                    interval_consumption(r.volume_m3, lag(r.volume_m3) OVER w, dc.ts IS NOT NULL, dc.consumption_m3)
                        AS c,
                    CASE WHEN r.ts - lag(r.ts) OVER w > make_interval(secs => %(gap)s) THEN lag(r.ts) OVER w END
                        AS gap_from,
-                   -- the weaker of the interval's two reads, as the hour's quality is
-                   CASE WHEN lag(r.quality) OVER w <> 'actual' AND r.quality = 'actual' THEN lag(r.quality) OVER w
-                        ELSE r.quality END AS quality,
-                   CASE WHEN lag(r.quality) OVER w <> 'actual' AND r.quality = 'actual' THEN lag(r.quality_by) OVER w
-                        ELSE r.quality_by END AS quality_by,
-                   CASE WHEN lag(r.quality) OVER w <> 'actual' AND r.quality = 'actual'
-                        THEN lag(r.quality_reason) OVER w ELSE r.quality_reason END AS quality_reason,
-                   lag(r.ts) OVER w AS prev_ts
+                   lag(r.ts) OVER w AS prev_ts, lag(r.received_at) OVER w AS prev_received_at,
+                   lag(r.quality) OVER w AS prev_quality, lag(r.quality_by) OVER w AS prev_quality_by,
+                   lag(r.quality_reason) OVER w AS prev_quality_reason
             FROM readings r
             LEFT JOIN register_discontinuities dc ON dc.meter_id = r.meter_id AND dc.ts = r.ts
             WHERE r.meter_id = e.meter_id AND r.ts <= e.hour + interval '1 hour'
@@ -271,6 +268,9 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
                                                                               AND p.ts <= e.hour)
             WINDOW w AS (ORDER BY r.ts)
         ) i
+        CROSS JOIN LATERAL (VALUES (true, i.quality, i.quality_by, i.quality_reason, i.received_at),
+                                   (false, i.prev_quality, i.prev_quality_by, i.prev_quality_reason,
+                                    i.prev_received_at)) v(closing, quality, quality_by, quality_reason, received_at)
         WHERE i.prev_ts IS NOT NULL AND i.ts > e.hour
           AND i.ts > coalesce(e.split_lo, '-infinity') AND i.ts <= coalesce(e.split_hi, 'infinity')
     ) d

@@ -56,21 +56,29 @@ def _moved(url: str, move: datetime, every: int, read_at_move: bool) -> dict[dat
                 "VALUES ('M', %s, %s, 'substituted', 'desk', 'move-out read')",
                 (move, reads[move]),
             )
+            # the read after it, closing the incoming tenant's side of the hour, corrected by a person
+            conn.execute(
+                "UPDATE readings SET quality = 'edited', quality_by = 'desk', quality_reason = 'read again' "
+                "WHERE meter_id = 'M' AND ts = %s",
+                (min(ts for ts in reads if ts > move),),
+            )
         conn.execute("SELECT refresh_consumption(%s, %s)", (DAY - timedelta(days=1), DAY + timedelta(days=2)))
     return reads
 
 
-def _in_file(url: str, account: str) -> Decimal:
-    """The account's file's water: each day's E1 less its B1."""
+def _in_file(url: str, account: str) -> tuple[Decimal, list[str]]:
+    """The account's file's water (each day's E1 less its B1) and the E1 flags of 10:00-11:00."""
     with psycopg.connect(url) as conn:
         text = nem12_file(conn, DAY, DAY + timedelta(days=1), account=account)
-    water, sign = Decimal(0), 1
+    water, sign, flags = Decimal(0), 1, []
     for fields in (line.split(",") for line in text.splitlines()):
         if fields[0] == "200":
             sign = 1 if fields[4] == "E1" else -1
         elif fields[0] == "300":
             water += sign * sum(Decimal(v) for v in fields[2:26])
-    return water
+        elif fields[0] == "400" and sign == 1 and int(fields[1]) <= 11 <= int(fields[2]):
+            flags = fields[3:6]
+    return water, flags
 
 
 @pytest.mark.parametrize(
@@ -91,4 +99,8 @@ def test_each_account_s_file_holds_what_its_determinant_bills(
             billed[account] = line["consumption_m3"]
     split = max(ts for ts in reads if ts <= move)  # the determinants split at the last read at or before it
     assert billed == {"OUT": reads[split] - reads[DAY], "IN": reads[DAY + timedelta(days=1)] - reads[split]}
-    assert {account: _in_file(url, account) for account in billed} == billed
+    files = {account: _in_file(url, account) for account in billed}
+    assert {account: water for account, (water, _) in files.items()} == billed
+    if read_at_move:  # the hour the move-out read splits holds it on both sides: substituted (weaker than
+        # the edited read closing the incoming side), with its reason
+        assert files["OUT"][1] == files["IN"][1] == ["S18", "0", "move-out read"]
