@@ -57,7 +57,7 @@ from simulators.events import (
     Stuck,
     Tamper,
 )
-from simulators.ground_truth import GroundTruthEvent
+from simulators.ground_truth import GroundTruthEvent, iso_utc
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -169,6 +169,14 @@ class MeterModel:
     _at_midnight: dict[int, tuple[float, float, float]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._install_s = _s(self.installed)  # (refuses a naive datetime)
+        if self.installed < EARLIEST_INSTALLED:
+            # refused here, not at the first reading, where numpy refused to seed the day before 1970
+            # with "expected non-negative integer" and named neither the meter nor the field
+            raise ValueError(
+                f"{self.meter_id}: installed {iso_utc(self.installed)}, before {iso_utc(EARLIEST_INSTALLED)},"
+                " the earliest the simulated meters start from"
+            )
         if consumption.HOUR_S % self.step_s:
             raise ValueError("step_s must divide an hour")
         inv = 1.0 / self.resolution_m3
@@ -176,7 +184,6 @@ class MeterModel:
             raise ValueError("resolution_m3 must be 1/n for an integer n")
         self._inv = round(inv)
         self._lock = threading.RLock()
-        self._install_s = _s(self.installed)
         key = zlib.crc32(self.meter_id.encode())
         self._key = key
         rng = np.random.default_rng([self.seed, key])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -245,6 +245,27 @@ def test_reading_before_installation_is_refused():
         meter.read(T0 - timedelta(seconds=1))
     with pytest.raises(ValueError):
         MeterModel("M1", installed=datetime(2026, 1, 1))  # naive
+
+
+@pytest.mark.parametrize(
+    ("installed", "shown"),
+    [
+        (datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), "1969-12-31T23:59:59.999999Z"),
+        (datetime(1970, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "1969-12-31T23:30:00Z"),
+        (datetime(1900, 1, 1, tzinfo=UTC), "1900-01-01T00:00:00Z"),
+    ],
+)
+def test_an_installation_before_1970_is_refused_when_the_meter_is_built(installed: datetime, shown: str) -> None:
+    """The model's days are seeded from the Unix epoch. A meter installed before it was built as any
+    other, and its first reading failed with numpy's "expected non-negative integer", naming neither
+    the meter nor its installation; the CLI and the rig refused it, the model used as a library did not."""
+    with pytest.raises(ValueError) as refused:
+        MeterModel("WM-1", installed=installed, seed=7)
+    assert str(refused.value) == (
+        f"WM-1: installed {shown}, before 1970-01-01T00:00:00Z, the earliest the simulated meters start from"
+    )
+    earliest = MeterModel("WM-1", installed=datetime(1970, 1, 1, tzinfo=UTC), seed=7)  # the epoch itself is fine
+    assert earliest.read(datetime(1970, 1, 2, tzinfo=UTC)).volume_m3 >= 0.0
 
 
 def test_ending_a_fault_keeps_its_past() -> None:
