@@ -194,11 +194,32 @@ def day_type(step_start_s: np.ndarray) -> np.ndarray:
     return np.where(is_public_holiday(step_start_s), DayType.SUNDAY, t).astype(np.int8)
 
 
-def season_phase(step_start_s: np.ndarray) -> np.ndarray:
-    """cos of the year's phase: +1 in mid-July, -1 in mid-January."""
+#: SEASON_PHASE[day of the year, 0 to 365]: cos of the year's phase, +1 in mid-July, -1 in
+#: mid-January. Worked out once, here, and read by every path that needs a day's season
+#: (:func:`season_phase`, so the fleet generator's arrays of any length, and the meter model's
+#: per-hour draw), so that they agree to the bit whatever np.cos does: the meter model's fast paths
+#: must give the readings its step-by-step path gives. Each path took np.cos of its own array
+#: before, and how numpy computes a float64 cos depends on its version and the machine: 1.22-1.24
+#: used SVML on AVX-512 (a partial last vector through the same kernel, but libm for overlapping
+#: arrays or strides it could not load, a last ulp apart), 1.25 on, on x86 at least, the platform's
+#: libm element by element (numpy#23925; here, numpy 2.4 and glibc, np.cos equals math.cos), and a
+#: libm-independent SIMD kernel is proposed (numpy#29699). Read from one table, a
+#: day's season cannot differ with the length, offset or stride of the array it is wanted for.
+#: Across machines and numpy versions the table itself, like the random draws (numpy's gamma and
+#: Poisson use libm's log and exp), still follows the platform's maths.
+SEASON_PHASE = np.cos(2.0 * np.pi * (np.arange(366, dtype=np.float64) - _SEASON_PEAK_DAY) / 365.25)
+SEASON_PHASE.flags.writeable = False
+
+
+def day_of_year(step_start_s: np.ndarray) -> np.ndarray:
+    """Day of the year of each instant, 0 (1 January) to 365 (31 December of a leap year)."""
     days = step_start_s.astype("datetime64[s]").astype("datetime64[D]")
-    doy = (days - days.astype("datetime64[Y]")).astype(np.float64)
-    return np.cos(2.0 * np.pi * (doy - _SEASON_PEAK_DAY) / 365.25)
+    return (days - days.astype("datetime64[Y]")).astype(np.int64)
+
+
+def season_phase(step_start_s: np.ndarray) -> np.ndarray:
+    """cos of the year's phase: +1 in mid-July, -1 in mid-January (:data:`SEASON_PHASE`)."""
+    return SEASON_PHASE[day_of_year(step_start_s)]
 
 
 def class_shape(step_start_s: np.ndarray, step_s: int) -> np.ndarray:

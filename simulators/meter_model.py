@@ -85,18 +85,6 @@ ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "mete
 _EPS = 1e-7  # in register counts, against float error at exact multiples of the resolution
 
 
-@functools.cache
-def _season_phase(day_of_year: int, step_s: int) -> float:
-    """consumption.season_phase of each step of a day ``day_of_year`` days into its year (0 to 365),
-    worked out as :meth:`MeterModel._day` works it out: for all the steps of such a day at once (of
-    1972, a leap year), the same values in an array of the same length."""
-    day = 730 + day_of_year  # 1972-01-01 is day 730 since the epoch
-    phases = consumption.season_phase(day * DAY_S + step_s * np.arange(DAY_S // step_s, dtype=np.int64))
-    if not (phases == phases[0]).all():
-        raise AssertionError(f"season_phase varies within day {day_of_year} of the year")
-    return float(phases[0])
-
-
 @dataclass(frozen=True)
 class MeterReading:
     """What the meter shows at ``ts`` (true UTC); ``meter_time`` is its own, possibly drifting, clock."""
@@ -397,11 +385,10 @@ class MeterModel:
             terms = self._terms(steps) if on else None  # the same for each of days d to until - 1
             days = np.arange(d, until, dtype=np.int64)
             starts = days * DAY_S
-            dates = starts.astype("datetime64[s]").astype("datetime64[D]")
             calendar = zip(
                 consumption.day_type(starts).tolist(),
                 consumption.weekday(starts).tolist(),
-                (dates - dates.astype("datetime64[Y]")).astype(np.int64).tolist(),
+                consumption.day_of_year(starts).tolist(),
                 strict=True,
             )
             for day_no, (kind, weekday, day_of_year) in zip(days.tolist(), calendar, strict=True):
@@ -418,9 +405,8 @@ class MeterModel:
         """The customer's use in each step of day ``d``: consumption.customer_use_m3 for the day's
         steps, drawn from the day's own stream, as :meth:`_plain_use` works it out."""
         start = np.array([d * DAY_S], dtype=np.int64)
-        date = start.astype("datetime64[s]").astype("datetime64[D]")
-        day_of_year = int((date - date.astype("datetime64[Y]")).astype(np.int64)[0])
-        return self._plain_use(d, int(consumption.day_type(start)[0]), int(consumption.weekday(start)[0]), day_of_year)
+        kind, weekday = int(consumption.day_type(start)[0]), int(consumption.weekday(start)[0])
+        return self._plain_use(d, kind, weekday, int(consumption.day_of_year(start)[0]))
 
     def _plain_use(self, d: int, kind: int, weekday: int, day_of_year: int) -> np.ndarray:
         """The customer's use in each step of day ``d``, as :meth:`_day` draws it
@@ -429,14 +415,15 @@ class MeterModel:
         Only the hour of a step changes within a day, so the expected use and the irrigation are
         worked out for the day's 24 hours, with the same operations in the same order as
         consumption.class_shape, expected_use_m3 and irrigation_m3 apply to each step, and spread
-        over the hours' steps; the day's season is :func:`_season_phase`'s, the cos of the same
-        values; the use events are drawn from the day's own stream as in :meth:`_day`. Proven the
-        same as :meth:`_day` by tests/simulators/test_meter_model_fast_forward.py. ``kind``,
+        over the hours' steps; the day's season is consumption.SEASON_PHASE's, the table that
+        consumption.season_phase reads for each step (no cos is taken here, so none can differ with
+        an array's length); the use events are drawn from the day's own stream as in :meth:`_day`.
+        Proven the same as :meth:`_day` by tests/simulators/test_meter_model_fast_forward.py. ``kind``,
         ``weekday`` and ``day_of_year`` are the day's consumption.day_type, weekday and day of its
         year (0 to 365), for all steps of the day alike."""
         c = self.customers
         klass = int(c.klass[0])
-        phase = _season_phase(day_of_year, self.step_s)
+        phase = float(consumption.SEASON_PHASE[day_of_year])
         per_step = self.step_s / consumption.HOUR_S
         seasonal = 1.0 + consumption.SEASONAL_AMPLITUDE[klass] * phase
         shape = consumption.HOURLY_SHARE[klass, kind] * consumption.DAY_WEIGHT[klass, kind] * seasonal * per_step
