@@ -10,9 +10,9 @@ exchanged for another: its silence after removal is no missing read to estimate)
 ALERTS.json: a JSON array of alerts (``meter_id``, ``dma``, ``kind``, ``start``, ``detected_at``,
 ``rate_l_h``, ``volume_l``, ``confidence``, ``evidence``, …), the same detectors the collector runs.
 BALANCE.json (``--balance``): per DMA, its customers and the m³ in, recorded, lost and estimated;
-null where they cannot be known (a DMA without an inlet meter, whose main-burst detection is off
-too; a DMA with a meter in place but without a single reading, named in ``unread_meters``): a
-warning says so.
+null where they cannot be known (a DMA without an inlet meter in place while the readings were
+taken, whose main-burst detection is off too; a DMA with a meter in place but without a single
+reading, named in ``unread_meters``): a warning says so.
 Progress goes to standard error.
 """
 
@@ -27,6 +27,8 @@ import typer
 
 if TYPE_CHECKING:  # NumPy is imported by the command alone: `aquami --help` stays quick
     import numpy as np
+
+    from collector.detection.csvio import Meters
 
 
 class _Progress:
@@ -115,12 +117,12 @@ def register(app: typer.Typer) -> None:
         block = dataclasses.replace(block, day_offset_s=day_offset_s(zone, timedelta(seconds=block.interval_s)))
         if dropped:
             progress.say(f"warning: {dropped:,} readings of meters not in {meters} ignored")
-        without_inlet = _dmas_without_inlet(meter_table.dma, meter_table.role)
+        without_inlet = _dmas_without_inlet(meter_table, block.timestamps)
         if without_inlet:
             progress.say(
                 f"warning: {_count(len(without_inlet), 'DMA')} {'has' if len(without_inlet) == 1 else 'have'} no "
-                f"inlet meter in {meters} ({_some(without_inlet, 10)}): main-burst (dma_burst) detection is off "
-                "there, and the water balance's figures are null"
+                f"inlet meter in {meters} in place while the readings were taken ({_some(without_inlet, 10)}): "
+                "main-burst (dma_burst) detection is off there, and the water balance's figures are null"
             )
         progress.say(
             f"{block.n_meters:,} meters read × {block.n_intervals:,} intervals of {block.interval_s} s "
@@ -157,8 +159,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def _dmas_without_inlet(dma: np.ndarray, role: np.ndarray) -> list[str]:
-    """The DMAs of METERS.csv with no meter of role ``inlet``, sorted: their inflow is unknown."""
-    from collector.detection.series import INLET
+def _dmas_without_inlet(meters: Meters, timestamps: np.ndarray) -> list[str]:
+    """The DMAs of METERS.csv with no meter of role ``inlet`` in its place over any of the grid's
+    intervals, sorted: their inflow is unknown, their balance's figures null. By the roles alone, a
+    DMA whose only inlet was removed before the readings (or fitted after them) went unnamed."""
+    from collector.detection.series import INLET, in_place_over_the_grid
 
-    return sorted(set(dma.tolist()) - set(dma[role == INLET].tolist()))
+    in_place = in_place_over_the_grid(meters.installations, meters.meter_ids.size, timestamps)
+    return sorted(set(meters.dma.tolist()) - set(meters.dma[(meters.role == INLET) & in_place].tolist()))

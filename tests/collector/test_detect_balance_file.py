@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -120,3 +121,26 @@ def test_a_balance_s_figures_are_null_exactly_where_its_inflow_is_known_at_no_in
             assert all(isinstance(row[f], float) for f in FIGURES if f != "losses_share")
         else:
             assert all(row[f] is None for f in FIGURES)
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [("", "2025-12-01T00:00:00Z"), ("2030-01-01T00:00:00Z", "")],
+    ids=["removed-before-the-readings", "fitted-after-them"],
+)
+def test_a_dma_whose_inlets_were_not_in_place_is_warned_of_as_one_without_an_inlet(
+    tmp_path: Path, dates: tuple[str, str]
+) -> None:
+    """D2's only inlet is listed in METERS.csv, but it was removed before the readings (or fitted
+    after them): D2's inflow is unknown, its figures null and its main-burst detection off, as for a
+    DMA with no inlet listed. The warning went by the meters' roles alone and named no DMA; it names
+    D2 now, exactly the DMAs whose figures BALANCE.json has null for want of an inlet."""
+    d1, d2 = _districts()
+    listed = [*_listed(d1, d2), ("D2-INLET", "D2", "inlet", *dates)]
+    balance, said = _balance(tmp_path, "gone", _write(tmp_path, "gone", [d1, d2], listed))
+    assert balance["D2"] == {"dma": "D2", "customers": 3} | dict.fromkeys(FIGURES) | {"unread": 0, "unread_meters": []}
+    assert isinstance(balance["D1"]["inlet_m3"], float)
+    assert said.count("no inlet meter") == 1
+    assert "1 DMA has no inlet meter in" in said and "(D2): main-burst (dma_burst) detection is off" in said
+    null = sorted(dma for dma, row in balance.items() if row["inlet_m3"] is None and not row["unread"])
+    assert null == ["D2"]
