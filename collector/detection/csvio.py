@@ -9,7 +9,9 @@ is ``actual``): rows ``estimated`` are left out, as the detection job leaves VEE
 gap of missing reads is the detectors' to spread, and is no evidence of flow).
 ``METERS.csv`` has ``meter_id,dma,role``, and optionally ``bulk`` (``true`` for a meter that
 supplies many premises, a block of flats; ``false`` or empty otherwise) and ``installed_at``,
-``removed_at`` (ISO 8601 UTC; empty: before the readings, still in place): where a meter was not in
+``removed_at`` (ISO 8601 with a UTC offset, within the years 1900 to 9998 and on one line, as
+``register-meters`` stores them: ``aquami.stored_times``; empty: before the readings, still in
+place): where a meter was not in
 place and has no read, it passed no water, which is no missing read to estimate in its DMA's
 balance (a meter exchanged for another appears as two rows, the old one removed when the new one
 was installed).
@@ -36,6 +38,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from aquami import atomic_write
 from aquami.contracts.reads import VOLUME_MAX_M3
+from aquami.stored_times import StoredTimeError, stored_time
 from collector.batch_parser import TS_MIN
 from collector.detection.alerts import Alert
 from collector.detection.series import (
@@ -47,7 +50,6 @@ from collector.detection.series import (
     in_place_over_the_grid,
     installed_on_the_grid,
 )
-from collector.detection.timefmt import parse_iso_utc
 
 #: ``progress(done_rows, total_rows)``
 RowProgress = Callable[[int, int], None]
@@ -452,7 +454,7 @@ def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int)
 
 
 def _epoch_seconds(text: str) -> int:
-    """Epoch seconds of an ISO 8601 time with its offset, as :func:`parse_iso_utc` reads it; also of
+    """Epoch seconds of an ISO 8601 time with its offset, as ``timefmt.parse_iso_utc`` reads it; also of
     one whose UTC date is before year 1 (``0001-01-01T00:00:00+01:00``), which that cannot convert
     (an OverflowError, a traceback) but which is refused as before ``TS_MIN`` all the same."""
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -588,7 +590,7 @@ def read_meters_csv(path: Path) -> Meters:
                     raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(header)} fields")
                 if any("\x00" in value for value in r.values()):
                     raise CsvFormatError(f"{path}: row {line}: a NUL character")
-                rows.append(tuple(r[name].strip() if name in fields else "" for name in _METER_COLUMNS))
+                rows.append(tuple(_field(r, name) if name in fields else "" for name in _METER_COLUMNS))
     except UnicodeDecodeError as error:
         raise CsvFormatError(f"{path}: after row {line}: not UTF-8 ({error.reason}): save the file as UTF-8") from None
     except csv.Error as error:
@@ -637,15 +639,24 @@ _METER_COLUMNS = (
 )
 
 
+def _field(row: dict[str, str], name: str) -> str:
+    """A field less its outer blanks; a time's line breaks are kept, for stored_time to refuse."""
+    return row[name].strip(" \t") if name in _TIME_COLUMNS else row[name].strip()
+
+
+_TIME_COLUMNS = frozenset({"installed_at", "removed_at"})
+
+
 def _meter_time(text: str, column: str, path: Path, i: int) -> datetime | None:
+    """A fitting's or removal's time, as ``register-meters`` stores it: within the years every
+    database session can show (aquami.stored_times: year 1 was stored, and no session west of UTC
+    could read it back), with no line break (a broken file: the line break was dropped)."""
     if not text:
         return None
     try:
-        return parse_iso_utc(text)
-    except ValueError as e:
+        return stored_time(text)
+    except StoredTimeError as e:
         raise CsvFormatError(f"{path}: row {i + 2}: {column}: {e}") from None
-    except OverflowError:  # a time whose UTC date is before year 1 or after 9999
-        raise CsvFormatError(f"{path}: row {i + 2}: {column}: {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def build_block(readings: Readings, meters: Meters) -> tuple[SeriesBlock, int]:

@@ -8,7 +8,8 @@ Columns: ``account_id,name,service_point_id,start_at`` and optionally ``end_at``
 an agreement still running. A service point must be known (``register-meters`` records them with
 the meters fitted there). An agreement is known by its service point and start: recorded again, it
 takes the file's account and end. Two agreements on one service point may not overlap. A name or
-billing cycle with a line break is refused (a bill prints it on one line), and so are two rows that
+billing cycle with a line break is refused (a bill prints it on one line), as is a time with one (a
+broken file) or outside the years 1900 to 9998 in UTC (aquami.stored_times), and so are two rows that
 record one agreement or one account differently (refuse_conflicts). The file is recorded whole
 or not at all; a row that cannot be recorded is named by the line it starts on.
 """
@@ -26,14 +27,13 @@ from pathlib import Path
 import psycopg
 
 from aquami.contracts.reads import is_identifier
+from aquami.stored_times import LINE_BREAKS as LINE_BREAKS  # a name, billing cycle or time with one is refused
+from aquami.stored_times import StoredTimeError, stored_time
 from server.care.placement import placing_enquiries_once
 
 REQUIRED = ("account_id", "name", "service_point_id", "start_at")
 OPTIONAL = ("end_at", "billing_cycle")
 NAME_MAX = 200
-#: What ends a line, in the csv module or in Unicode (str.splitlines): a name or billing cycle with
-#: one is refused, not kept (a bill prints it on one line) nor joined into one line
-LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 class AccountsFileError(ValueError):
@@ -168,16 +168,14 @@ def _shown(value: str | datetime | None) -> str:
 
 
 def _instant(text: str, column: str, where: str) -> datetime:
+    """The time in UTC, within the years every database session can show (aquami.stored_times)."""
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise AccountsFileError(f"{where}: {column} {text!r} is no ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise AccountsFileError(f"{where}: {column} {text!r} needs a UTC offset (Z or +hh:mm)")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC, 9999-12-31T23:00-02:00 in 10000
-        raise AccountsFileError(f"{where}: {column} {text!r} is outside the years 1 to 9999 in UTC") from None
+        return stored_time(text)
+    except StoredTimeError as error:
+        still = (
+            " (an agreement still running has end_at empty)" if column == "end_at" and "outside" in str(error) else ""
+        )
+        raise AccountsFileError(f"{where}: {column} {error}{still}") from None
 
 
 _OVERLAP = """

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -546,9 +547,18 @@ def test_installed_and_removed_columns_say_where_each_meter_was_in_place(tmp_pat
 @pytest.mark.parametrize(
     ("row", "match"),
     [
-        ("A,D1,customer,2026-01-05 02:30,", "row 2: installed_at: .* no timezone"),
+        ("A,D1,customer,2026-01-05 02:30,", "row 2: installed_at: .* needs a UTC offset"),
         ("A,D1,customer,,yesterday", "row 2: removed_at: .*yesterday"),
         ("A,D1,customer,2026-01-05T02:30Z,2026-01-05T02:30Z", "row 2: removed_at must be after installed_at"),
+        # stored by register-meters in year 1, which no session west of UTC can read back; and a
+        # quoted time over two lines (a broken file), whose line break was dropped
+        (
+            "A,D1,customer,0001-01-01T00:00:00Z,",
+            r"row 2: installed_at: '0001-01-01T00:00:00Z' is outside the years 1900",
+        ),
+        ("A,D1,customer,,9999-12-31T00:00:00Z", r"row 2: removed_at: '9999-12-31T00:00:00Z' is outside the years 1900"),
+        ('A,D1,customer,"2026-01-05T02:30Z\n",', r"row 2: installed_at: '2026-01-05T02:30Z\\n' has a line break"),
+        ('A,D1,customer,,"\r\n2026-01-05T02:30Z"', r"row 2: removed_at: '\\r\\n2026-01-05T02:30Z' has a line break"),
     ],
 )
 def test_a_bad_installation_date_is_refused_with_its_row(tmp_path: Path, row: str, match: str) -> None:
@@ -556,6 +566,16 @@ def test_a_bad_installation_date_is_refused_with_its_row(tmp_path: Path, row: st
     meters.write_text(f"meter_id,dma,role,installed_at,removed_at\n{row}\n")
     with pytest.raises(CsvFormatError, match=match):
         read_meters_csv(meters)
+
+
+def test_blanks_around_an_installation_date_are_dropped(tmp_path: Path) -> None:
+    """Spaces and tabs around a time are dropped, as around the other fields (a line break is not)."""
+    meters = tmp_path / "m.csv"
+    meters.write_text(
+        'meter_id,dma,role,installed_at,removed_at\nA,D1,customer, 2026-01-05T02:30Z,"\t2026-02-01T00:00Z "\n'
+    )
+    [(_, installed, removed)] = read_meters_csv(meters).installations
+    assert (installed, removed) == (datetime(2026, 1, 5, 2, 30, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
 
 
 def test_a_backward_register_column_is_read_in_any_position_and_may_be_empty(tmp_path: Path) -> None:

@@ -535,7 +535,13 @@ def test_a_connection_lost_during_a_request_is_a_503_problem(api, migrated_datab
         ("meter_id,dma,role\nWM 2,D1,customer\n", "row 2: meter_id 'WM 2' is no name"),
         ("meter_id,dma,role\n" + "M" * 65 + ",D1,customer\n", "row 2: meter_id 'MMMM"),
         ("meter_id,dma,role,service_point_id,installed_at\nM1,D1,customer,SP-1,0001-01-01T00:00:00+01:00\n",
-         "installed_at: '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC"),
+         "installed_at: '0001-01-01T00:00:00+01:00' is outside the years 1900 to 9998 in UTC"),
+        # year 1 in UTC was stored, and no session west of UTC could read the installations back
+        ("meter_id,dma,role,service_point_id,installed_at\nM1,D1,customer,SP-1,0001-01-01T00:00:00Z\n",
+         "row 2: installed_at: '0001-01-01T00:00:00Z' is outside the years 1900 to 9998 in UTC"),
+        # a quoted time over two lines: a broken file, whose line break was dropped
+        ('meter_id,dma,role,service_point_id,installed_at\nM1,D1,customer,SP-1,"2019-05-02T08:00:00Z\n"\n',
+         "row 2: installed_at: '2019-05-02T08:00:00Z\\n' has a line break"),
         ("meter_id,dma,role,service_point_id,installed_at,initial_register_m3\n"
          "M1,D1,customer,SP-1,2019-05-02T08:00:00Z,1E-20000\n", "more than 9 decimal places"),
     ],

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 from typer.testing import CliRunner
 
 from aquami.cli import app
@@ -178,11 +179,11 @@ def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_data
         # in the years 1 and 9999 as written, but not in UTC: a traceback (OverflowError) before
         (
             "account_id,name,service_point_id,start_at\nACC-1,N,SP-1,0001-01-01T00:00+01:00\n",
-            "row 3: start_at '0001-01-01T00:00+01:00' is outside the years 1 to 9999 in UTC",
+            "row 3: start_at '0001-01-01T00:00+01:00' is outside the years 1900 to 9998 in UTC",
         ),
         (
             "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-01-01T00:00Z,9999-12-31T23:00-02:00\n",
-            "row 3: end_at '9999-12-31T23:00-02:00' is outside the years 1 to 9999 in UTC",
+            "row 3: end_at '9999-12-31T23:00-02:00' is outside the years 1900 to 9998 in UTC",
         ),
         # rows that record one agreement or one account differently: before, the last listed was recorded
         (
@@ -216,6 +217,16 @@ def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_data
             "account_id,name,service_point_id,start_at,end_at,billing_cycle\n"
             'ACC-1,N,SP-1,2026-01-01T00:00Z,,"monthly\r\n"\n',
             "row 3: billing_cycle 'monthly\\r\\n' has a line break",
+        ),
+        # a time over two lines (quoted): a broken file, as a name over two is; before, its line break
+        # was dropped and the time stored
+        (
+            'account_id,name,service_point_id,start_at\nACC-1,N,SP-1,"2026-01-01T00:00:00Z\n"\n',
+            "row 3: start_at '2026-01-01T00:00:00Z\\n' has a line break: a time is one line",
+        ),
+        (
+            'account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-01-01T00:00Z,"\r\n2026-06-01T00:00Z"\n',
+            "row 3: end_at '\\r\\n2026-06-01T00:00Z' has a line break",
         ),
         # rows are named by their line, blank lines counted (before: by the rows before them, "row 3")
         ("account_id,name,service_point_id,start_at\n\nACC 1,N,SP-1,2026-01-01T00:00Z\n", "row 4: account_id 'ACC 1'"),
@@ -255,8 +266,15 @@ def test_a_file_that_cannot_be_recorded_is_refused_whole_naming_why(
         assert conn.execute("SELECT count(*) FROM service_agreements").fetchone() == (0,)
 
 
-#: Wall times anywhere in the calendar, most at its two ends, where an offset can carry them out of it
+#: The years a stored time is held to (aquami.stored_times), in UTC
+EARLIEST, PAST_LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+#: Wall times anywhere in the calendar, most at the two ends of it and of the years stored, where an
+#: offset can carry them across
 WALL_TIMES = st.one_of(
+    *(
+        st.datetimes(min_value=edge - timedelta(days=2), max_value=edge + timedelta(days=2))
+        for edge in (datetime(1900, 1, 1), datetime(9999, 1, 1))
+    ),
     st.datetimes(max_value=datetime.min + timedelta(days=2)),
     st.datetimes(min_value=datetime.max - timedelta(days=2)),
     st.datetimes(),
@@ -267,29 +285,30 @@ WALL_TIMES = st.one_of(
 def test_any_time_with_an_offset_is_read_in_utc_or_refused_naming_its_row(
     wall: datetime, offset: int, column: str
 ) -> None:
-    """A time is read as the instant it names, in UTC, or the file is refused naming the row and
-    column: before, one whose UTC date fell outside the calendar (0001-01-01T00:00+01:00) raised
-    OverflowError, a traceback."""
+    """A time is read as the instant it names, in UTC, when that is within the years 1900 to 9998,
+    or the file is refused naming the row and column: before, one whose UTC date fell outside the
+    calendar (0001-01-01T00:00+01:00) raised OverflowError, a traceback, and one in the year 1 was
+    stored, which no session west of UTC could read back."""
     sign, minutes = ("-" if offset < 0 else "+"), abs(offset)
     text = f"{wall.isoformat()}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     try:
         instant: datetime | None = (wall - timedelta(minutes=offset)).replace(tzinfo=UTC)
     except OverflowError:
         instant = None
-    other = "0001-01-01T00:00Z" if column == "end_at" else "9999-12-31T23:59:59.999999Z"
+    other = "1900-01-01T00:00Z" if column == "end_at" else "9998-12-31T23:59:59.999999Z"
     start, end = (text, other) if column == "start_at" else (other, text)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "accounts.csv"
         path.write_text(f"account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,{start},{end}\n")
-        if instant is None:
-            with pytest.raises(AccountsFileError, match=f"row 2: {column} .* outside the years 1 to 9999 in UTC"):
+        if instant is None or not EARLIEST <= instant < PAST_LATEST:
+            with pytest.raises(AccountsFileError, match=f"row 2: {column} .* outside the years 1900 to 9998 in UTC"):
                 read_accounts_csv(path)
             return
         try:
             [agreement] = read_accounts_csv(path)
-        except AccountsFileError as error:  # the instant is the other column's, at the calendar's end
+        except AccountsFileError as error:  # the instant is the other column's, at the bounds' end
             assert str(error).endswith("row 2: end_at must be after start_at"), error
-            assert instant in (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+            assert instant in (EARLIEST, PAST_LATEST - timedelta(microseconds=1))
             return
     read = agreement.start_at if column == "start_at" else agreement.end_at
     assert read == instant and read.tzinfo is UTC
@@ -453,3 +472,86 @@ def test_a_move_in_may_be_listed_before_the_move_out_it_follows(tmp_path: Path, 
         assert (stored, changes) == (agreements, logged)
 
     recorded()
+
+
+#: Session time zones far from UTC either way: a BI tool or psql connects with its own; PostgreSQL
+#: takes offsets up to 167 hours (a POSIX zone)
+SESSION_ZONES = ["America/Los_Angeles", "Etc/GMT+12", "Etc/GMT-14", "UTC+167", "<EAST>-167"]
+
+
+def _stored_agreements_in(url: str, zone: str) -> list[tuple[object, ...]]:
+    """The agreements as a client of its own reads them, its session set to ``zone``."""
+    with psycopg.connect(url) as conn:
+        conn.execute(sql.SQL("SET TimeZone = {}").format(sql.Literal(zone)))
+        return conn.execute("SELECT account_id, start_at, end_at FROM service_agreements ORDER BY 1").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "says"),
+    [
+        ("0001-01-01T00:00:00Z", "", "row 2: start_at '0001-01-01T00:00:00Z' is outside the years 1900 to 9998 in UTC"),
+        ("1899-12-31T23:59:59Z", "", "row 2: start_at '1899-12-31T23:59:59Z' is outside the years 1900 to 9998"),
+        (
+            "2026-01-01T00:00:00Z",
+            "9999-12-31T00:00:00Z",
+            "row 2: end_at '9999-12-31T00:00:00Z' is outside the years 1900 to 9998 in UTC, which a database "
+            "session in any time zone can show (an agreement still running has end_at empty)",
+        ),
+    ],
+)
+def test_a_time_a_session_west_or_east_of_utc_could_not_read_back_is_refused_naming_its_row(
+    tmp_path: Path, migrated_database_url: str, start: str, end: str, says: str
+) -> None:
+    """0001-01-01T00:00:00Z was stored, and is in the year 1 BC in America/Los_Angeles (9999-12-31
+    in the year 10000 east of UTC): a session there, a BI tool's, or a database whose TimeZone is
+    the utility's, could not load the agreements back (psycopg: DataError), nor record a file again.
+    It is refused, naming the row and column, and nothing is stored."""
+    url = migrated_database_url
+    (tmp_path / "meters.csv").write_text(METERS)
+    assert run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", url)[0] == 0
+    (tmp_path / "accounts.csv").write_text(
+        f"account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,{start},{end}\n"
+    )
+    code, output = run("server", "register-accounts", str(tmp_path / "accounts.csv"), "--database-url", url)
+    assert code == 2 and says in " ".join(output.replace("│", " ").split()), output
+    for zone in SESSION_ZONES:
+        assert _stored_agreements_in(url, zone) == []
+
+
+def test_the_earliest_and_latest_times_stored_are_read_back_in_any_session_zone(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    """The bounds themselves are stored, and every session reads them back as they were written,
+    whatever its TimeZone: a client's own connection (psql, a BI tool), and register-accounts again
+    in a database whose TimeZone is far west of UTC."""
+    url = migrated_database_url
+    (tmp_path / "meters.csv").write_text(METERS)
+    assert run("server", "register-meters", str(tmp_path / "meters.csv"), "--database-url", url)[0] == 0
+    earliest, latest = datetime(1900, 1, 1, tzinfo=UTC), datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    (tmp_path / "accounts.csv").write_text(
+        "account_id,name,service_point_id,start_at,end_at\n"
+        "ACC-1,N,SP-1,1900-01-01T00:00:00Z,9998-12-31T23:59:59.999999Z\n"
+        "ACC-2,M,SP-2,1900-01-01T01:00:00+01:00,\n"
+    )
+    for zone in ("UTC", "Etc/GMT+12"):  # recorded again, in a database far west of UTC: it reads them back
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET TimeZone = {}").format(
+                    sql.Identifier(conn.info.dbname), sql.Literal(zone)
+                )
+            )
+        code, output = run("server", "register-accounts", str(tmp_path / "accounts.csv"), "--database-url", url)
+        assert code == 0, output
+    for zone in SESSION_ZONES:
+        assert _stored_agreements_in(url, zone) == [("ACC-1", earliest, latest), ("ACC-2", earliest, None)], zone
+
+
+def test_blanks_around_a_time_are_dropped_as_around_a_name(tmp_path: Path) -> None:
+    """Spaces and tabs around a time (a hand-edited file's ", 2026-...") are dropped, as around a
+    name: only a line break in a field is taken for a broken file."""
+    path = tmp_path / "accounts.csv"
+    path.write_text(
+        'account_id,name,service_point_id,start_at,end_at\nACC-1, Ann ,SP-1, 2026-01-01T00:00Z,"\t2026-06-01T00:00Z "\n'
+    )
+    [agreement] = read_accounts_csv(path)
+    assert (agreement.name, agreement.start_at, agreement.end_at) == ("Ann", JAN, JUN)

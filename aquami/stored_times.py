@@ -1,0 +1,56 @@
+"""Times a person supplies in a file that the product stores (an agreement's start and end in
+ACCOUNTS.csv, a meter's fitting and removal in METERS.csv): read as the UTC instant they name, or
+refused with one line saying why.
+
+Bounds: PostgreSQL stores a timestamptz from 4713 BC on, but hands it out in the session's
+TimeZone, which every client sets as it likes (a BI tool its own, a database its host's zone), up
+to 167 hours from UTC (``UTC+167`` is a valid POSIX zone). 0001-01-01T00:00Z is 0001-12-31 16:07 BC
+in America/Los_Angeles, and 9999-12-31T23:00Z is in the year 10000 east of UTC: psycopg (Python's
+datetime holds the years 1 to 9999) cannot load either, so every query that met such a row failed,
+in such a session, for whoever ran it. A stored time is held to the years 1900 to 9998 in UTC, a
+year from either end of the calendar, which every session shows within it whatever its zone; no
+utility's customer or meter record is older, and an agreement still running has no end at all.
+
+Blanks around a time (spaces, tabs: ``, 2026-01-01T00:00Z`` from a hand-edited file) are dropped,
+as around a name; a line break anywhere in it is refused, as in a name: a quoted field that runs
+over two lines is a broken file, not a time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+#: The earliest time stored, and the first one past the latest (exclusive): the years 1900 to 9998.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+PAST_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+#: What ends a line, in the csv module or in Unicode (str.splitlines)
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+class StoredTimeError(ValueError):
+    """Why a text is no time to store, in one line starting with the text as written (repr)."""
+
+
+def stored_time(text: str) -> datetime:
+    """The instant ``text`` (ISO 8601 with a UTC offset) names, in UTC, within the years 1900 to
+    9998; StoredTimeError otherwise."""
+    if LINE_BREAKS.intersection(text):
+        raise StoredTimeError(
+            f"{text!r} has a line break: a time is one line (a quoted field over two is a broken file)"
+        )
+    try:
+        moment = datetime.fromisoformat(text.strip(" \t"))
+    except ValueError:
+        raise StoredTimeError(f"{text!r} is no ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise StoredTimeError(f"{text!r} needs a UTC offset (Z or +hh:mm)")
+    outside = StoredTimeError(
+        f"{text!r} is outside the years 1900 to 9998 in UTC, which a database session in any time zone can show"
+    )
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC, 9999-12-31T23:00-02:00 in 10000
+        raise outside from None
+    if not EARLIEST <= moment < PAST_LATEST:
+        raise outside
+    return moment
