@@ -51,7 +51,22 @@ class Agreement:
     line: int = 0  # the line its row starts on in the file (0: not read from a file)
 
 
-def read_accounts_csv(path: Path) -> list[Agreement]:
+class CheckedAgreements(tuple[Agreement, ...]):
+    """Agreements that refuse_conflicts has passed: made only by :func:`checked` (a tuple of
+    frozen agreements, so nothing can be added or changed after the check). record_accounts checks
+    any other sequence itself; given these, it does not check them again (the second pass over a
+    file's rows took 0.7 s of CPU for 100,000 rows)."""
+
+    __slots__ = ()
+
+
+def checked(agreements: Sequence[Agreement], source: str = "") -> CheckedAgreements:
+    """The agreements, once refuse_conflicts (``source`` prefixing its message) has passed them."""
+    refuse_conflicts(agreements, source)
+    return CheckedAgreements(agreements)
+
+
+def read_accounts_csv(path: Path) -> CheckedAgreements:
     """The file's agreements; AccountsFileError for the first row that cannot be recorded, named by
     the line it starts on (a quoted field may run over several lines; blank lines count too)."""
     try:
@@ -107,8 +122,7 @@ def read_accounts_csv(path: Path) -> list[Agreement]:
             raise AccountsFileError(f"{where}: end_at must be after start_at")
         cycle = (row.get("billing_cycle") or "").strip() or None
         agreements.append(Agreement(row["account_id"], name, row["service_point_id"], start, end, cycle, line))
-    refuse_conflicts(agreements, f"{path}: ")
-    return agreements
+    return checked(agreements, f"{path}: ")
 
 
 def refuse_conflicts(agreements: Sequence[Agreement], source: str = "") -> None:
@@ -216,11 +230,13 @@ def _running(end: datetime | None) -> str:
     return "still running" if end is None else f"until {_shown(end)}"
 
 
-def record_accounts(conn: psycopg.Connection, agreements: list[Agreement]) -> tuple[int, int]:
+def record_accounts(conn: psycopg.Connection, agreements: Sequence[Agreement]) -> tuple[int, int]:
     """Record the accounts and agreements in the caller's transaction: (accounts, agreements) written.
     Raises AccountsFileError for an unknown service point, overlapping agreements or two that
-    conflict (refuse_conflicts; the caller's transaction then stores nothing)."""
-    refuse_conflicts(agreements)
+    conflict (refuse_conflicts, unless they are CheckedAgreements, which passed it already, as a
+    file's rows do in read_accounts_csv; the caller's transaction then stores nothing)."""
+    if not isinstance(agreements, CheckedAgreements):
+        agreements = checked(agreements)
     points = sorted({a.service_point_id for a in agreements})
     known = {
         row[0]
