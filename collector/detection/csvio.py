@@ -38,7 +38,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from aquami import atomic_write
 from aquami.contracts.reads import VOLUME_MAX_M3
-from aquami.stored_times import StoredTimeError, stored_time
+from aquami.stored_times import LINE_BREAKS, StoredTimeError, stored_time
 from collector.batch_parser import TS_MIN
 from collector.detection.alerts import Alert
 from collector.detection.series import (
@@ -456,7 +456,11 @@ def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int)
 def _epoch_seconds(text: str) -> int:
     """Epoch seconds of an ISO 8601 time with its offset, as ``timefmt.parse_iso_utc`` reads it; also of
     one whose UTC date is before year 1 (``0001-01-01T00:00:00+01:00``), which that cannot convert
-    (an OverflowError, a traceback) but which is refused as before ``TS_MIN`` all the same."""
+    (an OverflowError, a traceback) but which is refused as before ``TS_MIN`` all the same. A line
+    break is refused, as in METERS.csv's and ACCOUNTS.csv's times: a quoted time over two lines is a
+    broken file (it was stripped off, and the time read)."""
+    if LINE_BREAKS.intersection(text):
+        raise ValueError("has a line break: a time is one line (a quoted field over two is a broken file)")
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no timezone: times must be UTC")

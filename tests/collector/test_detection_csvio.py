@@ -465,6 +465,16 @@ def test_a_later_row_s_bad_time_is_refused_with_its_row(tmp_path: Path, later: s
         read_readings_csv(path)
 
 
+@pytest.mark.parametrize("ts", ["2026-01-01T01:00:00Z\n", "\r\n2026-01-01T01:00:00Z", "2026-01-01T01:00:00Z\x0b"])
+def test_a_time_with_a_line_break_is_refused_with_its_row(tmp_path: Path, ts: str) -> None:
+    """A quoted time over two lines (a broken file), or ending in a vertical tab: the line break was
+    stripped and the time read. It is refused with its row, as in METERS.csv and ACCOUNTS.csv."""
+    path = tmp_path / "r.csv"
+    path.write_text(f'meter_id,ts,volume_m3\nM1,2026-01-01T00:00:00Z,1.000\nM1,"{ts}",1.010\n', newline="")
+    with pytest.raises(CsvFormatError, match=rf"row 3: ts {re.escape(repr(ts))}: has a line break"):
+        read_readings_csv(path)
+
+
 _SUFFIXES = ["Z", "Z", "Z", "+00:00", "+05:30", "-03:00", "X", " ", "", "z", "Z ", "+25:00", "+05", "+"]
 
 
