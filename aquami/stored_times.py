@@ -11,13 +11,16 @@ in such a session, for whoever ran it. A stored time is held to the years 1900 t
 year from either end of the calendar, which every session shows within it whatever its zone; no
 utility's customer or meter record is older, and an agreement still running has no end at all.
 
-Blanks around a time (spaces, tabs: ``, 2026-01-01T00:00Z`` from a hand-edited file) are dropped,
+A date and its time are written with ``T`` (or a space) between them: any other character there,
+which Python's ``fromisoformat`` takes, is refused. Blanks around a time (spaces, tabs: ``,
+2026-01-01T00:00Z`` from a hand-edited file) are dropped,
 as around a name; a line break anywhere in it is refused, as in a name: a quoted field that runs
 over two lines is a broken file, not a time.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 #: The earliest time stored, and the first one past the latest (exclusive): the years 1900 to 9998.
@@ -25,6 +28,9 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 PAST_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 #: What ends a line, in the csv module or in Unicode (str.splitlines)
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+#: Between a date and its time. Python 3.11's ``fromisoformat`` takes any one character there
+#: ("2026-01-01x00:00Z", "2026-01-01€00:00Z"); ISO 8601 has "T", RFC 3339 allows a space.
+_DATE_TIME_SEPARATOR = re.compile(r"[0-9][Tt ][0-9]")
 
 
 class StoredTimeError(ValueError):
@@ -38,10 +44,14 @@ def stored_time(text: str) -> datetime:
         raise StoredTimeError(
             f"{text!r} has a line break: a time is one line (a quoted field over two is a broken file)"
         )
+    bare = text.strip(" \t")
+    no_time = StoredTimeError(f"{text!r} is no ISO 8601 time")
+    if not bare.isascii() or not _DATE_TIME_SEPARATOR.search(bare):
+        raise no_time
     try:
-        moment = datetime.fromisoformat(text.strip(" \t"))
+        moment = datetime.fromisoformat(bare)
     except ValueError:
-        raise StoredTimeError(f"{text!r} is no ISO 8601 time") from None
+        raise no_time from None
     if moment.tzinfo is None:
         raise StoredTimeError(f"{text!r} needs a UTC offset (Z or +hh:mm)")
     outside = StoredTimeError(

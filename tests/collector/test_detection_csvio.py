@@ -559,6 +559,7 @@ def test_installed_and_removed_columns_say_where_each_meter_was_in_place(tmp_pat
     [
         ("A,D1,customer,2026-01-05 02:30,", "row 2: installed_at: .* needs a UTC offset"),
         ("A,D1,customer,,yesterday", "row 2: removed_at: .*yesterday"),
+        ("A,D1,customer,2026-01-05x02:30Z,", r"row 2: installed_at: '2026-01-05x02:30Z' is no ISO 8601 time"),
         ("A,D1,customer,2026-01-05T02:30Z,2026-01-05T02:30Z", "row 2: removed_at must be after installed_at"),
         # stored by register-meters in year 1, which no session west of UTC can read back; and a
         # quoted time over two lines (a broken file), whose line break was dropped

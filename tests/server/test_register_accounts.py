@@ -174,6 +174,15 @@ def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_data
         ("account_id,name,service_point_id,start_at\nACC-1,,SP-1,2026-01-01T00:00Z\n", "name: 1 to 200"),
         ("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00\n", "needs a UTC offset"),
         ("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,soon\n", "no ISO 8601 time"),
+        # any character between the date and the time was taken (Python's fromisoformat): "x" or "€"
+        (
+            "account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01x00:00Z\n",
+            "row 3: start_at '2026-01-01x00:00Z' is no ISO 8601 time",
+        ),
+        (
+            "account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01€00:00Z\n",
+            "row 3: start_at '2026-01-01€00:00Z' is no ISO 8601 time",
+        ),
         (
             "account_id,name,service_point_id,start_at,end_at\nACC-1,N,SP-1,2026-02-01T00:00Z,2026-01-01T00:00Z\n",
             "end_at must be after start_at",
