@@ -628,3 +628,21 @@ def test_meters_not_read_since_an_instant_are_the_ones_not_communicating(api, mi
     one = client.get("/meters/M3", headers=auth(keys["reader"])).json()
     assert datetime.fromisoformat(one["offline_since"]) == T0 + timedelta(hours=11)
     assert_problem(client.get("/meters?not_read_since=2026-11-01T00:00", headers=auth(keys["reader"])), 422)
+
+
+def test_the_earliest_and_latest_fitting_times_are_read_back_in_any_session_zone(migrated_database_url, tmp_path):
+    """The bounds of a stored time (aquami.stored_times: the years 1900 to 9998 in UTC) are recorded
+    and read back by a client of its own whatever its session's TimeZone (year 1 was recorded, and
+    no session west of UTC could load it: psycopg's DataError)."""
+    content = (
+        "meter_id,dma,role,service_point_id,installed_at,removed_at\n"
+        "M1,D1,customer,SP-1,1900-01-01T00:00:00Z,9998-12-31T23:59:59.999999Z\n"
+    )
+    result = _register(migrated_database_url, tmp_path / "m.csv", content)
+    assert result.exit_code == 0, result.output
+    earliest, latest = datetime(1900, 1, 1, tzinfo=UTC), datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    for zone in ("America/Los_Angeles", "Etc/GMT+12", "Etc/GMT-14", "<EAST>-167", "<WEST>+167"):
+        with psycopg.connect(migrated_database_url) as conn:
+            conn.execute(sql.SQL("SET TimeZone = {}").format(sql.Literal(zone)))
+            rows = conn.execute("SELECT installed_at, removed_at FROM meter_installations").fetchall()
+        assert rows == [(earliest, latest)], zone
