@@ -13,9 +13,8 @@ utility's customer or meter record is older, and an agreement still running has 
 
 A date and its time are written with ``T`` (or a space) between them: any other character there,
 which Python's ``fromisoformat`` takes, is refused. Blanks around a time (spaces, tabs: ``,
-2026-01-01T00:00Z`` from a hand-edited file) are dropped,
-as around a name; a line break anywhere in it is refused, as in a name: a quoted field that runs
-over two lines is a broken file, not a time.
+2026-01-01T00:00Z`` from a hand-edited file) are dropped, as around a name; a line break anywhere
+in it is refused, as in a name: a quoted field that runs over two lines is a broken file, not a time.
 """
 
 from __future__ import annotations

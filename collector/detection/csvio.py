@@ -11,10 +11,9 @@ gap of missing reads is the detectors' to spread, and is no evidence of flow).
 supplies many premises, a block of flats; ``false`` or empty otherwise) and ``installed_at``,
 ``removed_at`` (ISO 8601 with a UTC offset, within the years 1900 to 9998 and on one line, as
 ``register-meters`` stores them: ``aquami.stored_times``; empty: before the readings, still in
-place): where a meter was not in
-place and has no read, it passed no water, which is no missing read to estimate in its DMA's
-balance (a meter exchanged for another appears as two rows, the old one removed when the new one
-was installed).
+place): where a meter was not in place and has no read, it passed no water, which is no missing
+read to estimate in its DMA's balance (a meter exchanged for another appears as two rows, the old
+one removed when the new one was installed).
 
 Millions of rows are parsed without a Python loop per row: the file is read as bytes, fields are
 cut at the commas and newlines with NumPy, meter ids are compared as fixed-width byte strings,
