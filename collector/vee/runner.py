@@ -1,8 +1,9 @@
 """Run VEE over a period: load in bulk, validate, estimate, and write the results.
 
 Results for readings in [start, end) replace earlier results for the same period, so a rerun (after
-late readings, or an edit) is safe; but the gap flag of a read closing a gap whose estimates reach
-back before the load (its opening read not loaded, so the gap cannot be judged) is kept. Readings
+late readings, or an edit) is safe. A read closing a gap whose estimates reach back before the load
+(its opening read not loaded) is judged from the meter's last measured read, looked up
+(:mod:`collector.vee.long_gaps`); with none at all, its gap flag is kept. Readings
 from ``profile_lookback_days`` before ``start`` are loaded too: they give the first interval its
 previous read and the estimates their profile.
 
@@ -52,6 +53,7 @@ from collector.vee.leftovers import (
     estimates_outside_gaps,
     measured_neighbours,
 )
+from collector.vee.long_gaps import judge_unloaded_openings, unloaded_openings
 from collector.vee.rules import RULES, Validation, validate
 from collector.vee.series import F64, B, Series, load_series
 
@@ -228,10 +230,10 @@ def _run_batch(
     validation = validate(series, config, now_s, zone, intervals)
     in_period = series.ts >= start.timestamp()
     # a gap whose estimates reach back before the load (its opening read not loaded: a 40-day silence,
-    # estimated, under a round's 28-day look-back) cannot be judged again: its flag stays
-    unjudged = np.zeros(len(series), bool)
-    unjudged[1:] = (series.meter[1:] == series.meter[:-1]) & (series.quality[:-1] == "estimated")
-    unjudged &= (series.quality != "estimated") & np.isnan(validation.measured_gap_s) & in_period
+    # estimated, under a round's 28-day look-back) is judged from the meter's last measured read,
+    # looked up (collector/vee/long_gaps.py); one with none at all cannot be: its flag stays
+    opening_unloaded = unloaded_openings(series, validation, in_period)
+    unjudged = judge_unloaded_openings(conn, series, validation, config, opening_unloaded)
     unjudged_keys = _keys(series, unjudged)
     estimates = (
         estimate(series, validation, config, zone, since=start.timestamp(), whole=first_found)

@@ -230,3 +230,44 @@ def test_a_gap_opening_before_the_look_back_stays_flagged_at_the_next_round(migr
     for later in range(1, 3):
         assert vee_round(url, NOW + later * HOUR) is not None
         assert _gap_flags(url) == flags, later
+
+
+def test_a_late_read_in_a_gap_opening_before_the_look_back_is_flagged_as_closing_its_part(migrated_database_url):
+    """A 40-day silence, estimated whole by the round after it; then the meter's read from its 30th
+    day (720 h after the silence began, 240 h before it ended) arrives late and is noted. The round
+    reaching back to it loads 28 days before it: estimates only, the gap's opening read not among
+    them. It estimates the part after the read afresh (flagged at the closing read, 240 h) and
+    leaves the estimates before it, which it cannot redo; but the late read itself was judged
+    against the estimate 7 s before it (at 10:00, its own slot) and flagged nothing, so no read's ``vee_flags`` said the
+    meter had missed the 720 hours before it. Now its step from the meter's last measured read,
+    looked up, makes it a gap VEE filled: flagged ``gap`` "720.0 h …; estimated", and kept so."""
+    url = migrated_database_url
+    back = NOW - 2 * HOUR
+    stop = back - 40 * 24 * HOUR
+    before = [stop - i * HOUR for i in range(48, -1, -1)]
+    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
+    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (40 * 24 + k):.3f}") for k in range(2)])
+    assert vee_round(url, NOW) is not None
+    late_t = stop + 30 * 24 * HOUR + timedelta(seconds=7)
+    estimated_before = "SELECT count(*) FROM readings WHERE quality = 'estimated' AND ts < %s"
+    with psycopg.connect(url) as conn:  # received now
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('S-1', %s, %s)",
+            (late_t, f"{100.48 + 0.01 * 30 * 24:.3f}"),
+        )
+        conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (late_t,))
+        kept = conn.execute(estimated_before, (late_t,)).fetchone()
+    flagged = [
+        (late_t, "720.0 h since the previous read; estimated"),
+        (back, "240.0 h since the previous read; estimated"),
+    ]
+    gap_counts = []
+    for later in range(1, 3):  # the round that reaches back to the read, and the next
+        report = vee_round(url, NOW + later * HOUR)
+        assert report is not None
+        assert _gap_flags(url) == flagged, later
+        gap_counts.append(report["flags"]["gap"])
+    assert gap_counts == [2, 1]  # (the late read is behind the second round's period)
+    with psycopg.connect(url) as conn:
+        left = conn.execute(estimated_before, (late_t,)).fetchone()
+    assert left == kept  # (those before the read stand)
