@@ -15,7 +15,9 @@ class VeeConfig:
     gap_factor: float = 1.5  # a gap: more than this many expected intervals between reads
     default_max_flow_m3h: float = 5.0  # when the meter has none: above Q4 of a DN15/DN20 meter
     # Tolerance on max flow before flagging (over_max_flow, and how fast a rollover, reverse flow or
-    # bad read could have been): a meter at its top flow (Q4) may register up to 2 % over the water
+    # bad read could have been; estimation spreads a gap's water up to it where it needs more than
+    # the maximum flow, so the gaps it estimates linearly are those over_max_flow flags): a meter
+    # at its top flow (Q4) may register up to 2 % over the water
     # that passed (3 % above 30 °C: ISO 4064-1 / OIML R49 upper-zone error, accuracy class 2), and an
     # interval's rise is known only to a register digit: 10 L of a 5-minute interval's 0.260 m³ at a
     # DN15 meter's Q4 (3.125 m³/h) is 3.8 %. At 0 a meter running at its rated flow, within its
