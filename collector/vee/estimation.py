@@ -125,14 +125,7 @@ def estimate(
     if since is not None:
         anew = np.zeros(len(series.meter_ids), bool) if whole is None else whole
         closing = closing[(series.ts[closing] >= since) | anew[series.meter[closing]]]
-    crosses_step = validation.step_kind[closing] != ""
-    too_long = validation.gap_s[closing] > config.max_estimated_gap_s
-    # a read whose time VEE calls wrong (ahead of the clock, or long before it arrived) anchors no
-    # estimate: a meter's clock running fast had the gap before it estimated up to its false time
-    # (estimates after the round's now, a whole invented day once that time had come)
-    untimely = validation.masks["future_timestamp"] | validation.masks["far_past_timestamp"]
-    badly_anchored = untimely[closing] | untimely[closing - 1]
-    skip = crosses_step | too_long | badly_anchored
+    skip = left_alone(validation, config, closing)
     not_estimated = closing[skip]
     closing = closing[~skip]
     # the meter's own slots at the time: a daily meter's missing day is one estimate at its reading hour
@@ -168,6 +161,21 @@ def estimate(
         gap_end=t1[gap_of_slot],
         not_estimated=not_estimated,
     )
+
+
+def left_alone(validation: Validation, config: VeeConfig, closing: npt.NDArray[np.intp]) -> B:
+    """Per gap closing at ``closing`` (reads of the validated series, each a gap's closing read,
+    with its opening read before it), whether the rules leave it for a person, unestimated: across a
+    backward register step, longer than ``max_estimated_gap_s``, or beside a read whose time is wrong."""
+    crosses_step = validation.step_kind[closing] != ""
+    too_long = validation.gap_s[closing] > config.max_estimated_gap_s
+    # a read whose time VEE calls wrong (ahead of the clock, or long before it arrived) anchors no
+    # estimate: a meter's clock running fast had the gap before it estimated up to its false time
+    # (estimates after the round's now, a whole invented day once that time had come)
+    untimely = validation.masks["future_timestamp"] | validation.masks["far_past_timestamp"]
+    badly_anchored = untimely[closing] | untimely[closing - 1]
+    result: B = crosses_step | too_long | badly_anchored
+    return result
 
 
 def gap_slots(t0: F64, t1: F64, interval: F64, phase: F64, zone: tzinfo) -> tuple[I64, F64]:

@@ -26,7 +26,14 @@ Nor do estimates stand where the current rules make none, or other ones:
   those rounds filled with hourly estimates kept 25 of them for good (2 Nov 18:00 to 3 Nov 18:00,
   those nearer its reads deleted as at their slots), and the 2-day step, filled, was no gap to any
   later run, so ``aquami collector vee --from … --to …`` over it left them too. All of such a gap's
-  estimates are deleted, and the run estimates the gap afresh, as for a late read in it.
+  estimates are deleted, and the run estimates the gap afresh, as for a late read in it;
+- a gap the run estimates that the current rules leave for a person, unestimated
+  (:func:`collector.vee.estimation.left_alone`: across a backward register step, longer than 62
+  days, or beside a read whose time is wrong): earlier code filled some (a replacement's step
+  interpolated from the old register down to the new one, a gap up to a read stamped days ahead),
+  and on their slots they stood for good, billed and shown in NEM12 as estimated, the gap flagged
+  "; estimated" (it was filled). All of such a gap's estimates are deleted (``vee:no-estimate`` in
+  ``reading_history``) and the gap is flagged "not estimated", as one the run finds empty.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ from typing import NamedTuple
 import numpy as np
 
 from collector.vee.config import VeeConfig
-from collector.vee.estimation import gap_slots, slot_of
-from collector.vee.intervals import around
+from collector.vee.estimation import gap_slots, left_alone, slot_of
+from collector.vee.intervals import ReadIntervals, around
+from collector.vee.rules import validate
 from collector.vee.series import F64, I64, B, Series
 
 
@@ -122,3 +130,30 @@ def estimates_off_slots(
     wrong |= np.bincount(gap_of[same_count][elsewhere], minlength=len(closing)) > 0
     off[estimated[wrong[gap_of]]] = True
     return off
+
+
+def estimates_left_alone(
+    series: Series,
+    neighbours: Neighbours,
+    intervals: ReadIntervals,
+    estimated_gaps: B,
+    config: VeeConfig,
+    now: float,
+    zone: tzinfo = UTC,
+) -> B:
+    """Every estimate of each gap closed by a measured read in ``estimated_gaps`` (per reading: the
+    gaps the run estimates) that the current rules would not estimate at all
+    (:func:`collector.vee.estimation.left_alone`), judged as the run's estimation judges it: over
+    the meter's reads without those gaps' estimates (validated again, those meters only)."""
+    _, after, both = neighbours
+    candidates = (series.quality == "estimated") & both & estimated_gaps[after]
+    found = np.zeros(len(series), bool)
+    if not candidates.any():
+        return found
+    drop = candidates | ~np.isin(series.meter, np.unique(series.meter[candidates]))
+    measured = series.without(drop)
+    validation = validate(measured, config, now, zone, intervals.without(drop))
+    closing = np.flatnonzero(validation.masks["gap"])
+    alone = np.flatnonzero(~drop)[closing[left_alone(validation, config, closing)]]
+    found[candidates] = np.isin(after[candidates], alone)
+    return found

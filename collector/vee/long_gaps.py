@@ -9,22 +9,41 @@ again without its opening read), yet its ``vee_flags`` did not say that the mete
 reads before it. Each such read is judged now against the meter's last measured read before it,
 one look-up per read (newest first, skipping estimates; these are few: only gaps longer than the
 look-back): a gap, flagged ``gap`` "…; estimated" like any other VEE filled.
+
+The same look-up finds such a gap that the rules leave for a person (longer than 62 days, which
+no load reaches across, across a backward step of the register, or with a read whose time is
+wrong at either end) that earlier code filled: its
+estimates are deleted in the database, all of them, before the load's (``vee:no-estimate``, as
+:mod:`collector.vee.leftovers` does for the gaps whose opening read is loaded), and the run loads
+the meter's reads again: the gap is then flagged "not estimated", as one found empty.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+import numpy.typing as npt
 import psycopg
 
+from collector.store import SAY_WHO
 from collector.vee.config import VeeConfig
-from collector.vee.rules import Validation
-from collector.vee.series import B, Series
+from collector.vee.intervals import around
+from collector.vee.rules import Validation, wrong_times
+from collector.vee.series import F64, B, Series
+
+#: ``reading_history``'s reason for the estimates of a gap the current rules do not estimate
+LEFT_ALONE_REASON = (
+    "the current rules make no estimate in its gap (across a register step, longer than {days:g} days, "
+    "or beside a read whose time is wrong): left for a person"
+)
 
 _OPENING = """
-SELECT coalesce(extract(epoch FROM p.ts)::float8, 'NaN')
+SELECT coalesce(extract(epoch FROM p.ts)::float8, 'NaN'), coalesce(p.volume_m3::float8, 'NaN'),
+       coalesce(extract(epoch FROM p.received_at)::float8, 'NaN'), coalesce(p.quality = 'actual', false)
 FROM unnest(%s::text[], %s::float8[]) WITH ORDINALITY AS s(meter_id, ts_epoch, n)
 LEFT JOIN LATERAL (
-    SELECT x.ts FROM readings x
+    SELECT x.ts, x.volume_m3, x.received_at, x.quality FROM readings x
     WHERE x.meter_id = s.meter_id AND x.ts < to_timestamp(s.ts_epoch) AND x.quality <> 'estimated'
     ORDER BY x.ts DESC LIMIT 1
 ) p ON true
@@ -32,12 +51,71 @@ ORDER BY s.n
 """
 
 
-def unloaded_openings(series: Series, validation: Validation, in_period: B) -> B:
+def unloaded_openings(series: Series, in_period: B) -> B:
     """The measured reads in the period whose previous reading (loaded) is an estimate with no
     measured read of the meter loaded before it: gaps VEE filled, opening before the load."""
-    unjudged = np.zeros(len(series), bool)
-    unjudged[1:] = (series.meter[1:] == series.meter[:-1]) & (series.quality[:-1] == "estimated")
-    return unjudged & (series.quality != "estimated") & np.isnan(validation.measured_gap_s) & in_period
+    before, _ = around(series.quality != "estimated", series.meter)
+    same = np.zeros(len(series), bool)
+    same[1:] = series.meter[1:] == series.meter[:-1]
+    out = np.zeros(len(series), bool)
+    out[1:] = same[1:] & (series.quality[:-1] == "estimated") & (before[:-1] < 0)
+    return out & (series.quality != "estimated") & in_period
+
+
+class Openings(NamedTuple):
+    """Per read looked up: its meter's last measured read before it (NaN where there is none)."""
+
+    ts: F64
+    volume: F64
+    received: F64
+    actual: B
+
+
+def look_up_openings(conn: psycopg.Connection, series: Series, idx: npt.NDArray[np.intp]) -> Openings:
+    """The last measured read of its meter before each read ``idx`` of ``series``."""
+    meters = [series.meter_ids[m] for m in series.meter[idx].tolist()]
+    rows = conn.execute(_OPENING, (meters, series.ts[idx].tolist())).fetchall() if len(idx) else []
+    ts, volume, received = (np.array([r[k] for r in rows], dtype=float) for k in range(3))
+    return Openings(ts, volume, received, np.array([r[3] for r in rows], dtype=bool))
+
+
+def delete_unloaded_left_alone(
+    conn: psycopg.Connection, series: Series, config: VeeConfig, in_period: B, now: float
+) -> dict[str, float]:
+    """Delete (``vee:no-estimate`` in ``reading_history``) the estimates of each gap closing in the
+    period whose opening read is not loaded and which the rules leave for a person: longer than
+    ``max_estimated_gap_s`` (which no load reaches across), across a backward step of the
+    register, or with a read at either end whose time is wrong (as of ``now``). Per meter, the
+    opening read's time (the consumption to refresh from); the run loads its reads again when
+    there is any."""
+    idx = np.flatnonzero(unloaded_openings(series, in_period))
+    opening = look_up_openings(conn, series, idx)
+    found = np.isfinite(opening.ts)
+    idx, opening = (
+        idx[found],
+        Openings(opening.ts[found], opening.volume[found], opening.received[found], opening.actual[found]),
+    )
+    too_long = series.ts[idx] - opening.ts > config.max_estimated_gap_s
+    backwards = series.volume[idx] < opening.volume - (config.backwards_tolerance_m3 + 1e-9)
+    closing_wrong = wrong_times(series.ts[idx], series.received[idx], series.quality[idx] == "actual", now, config)
+    opening_wrong = wrong_times(opening.ts, opening.received, opening.actual, now, config)
+    alone = too_long | backwards | closing_wrong[0] | closing_wrong[1] | opening_wrong[0] | opening_wrong[1]
+    idx, opened = idx[alone], opening.ts[alone]
+    if not len(idx):
+        return {}
+    meters = [series.meter_ids[m] for m in series.meter[idx].tolist()]
+    with conn.transaction():  # (who and why hold for the transaction: one, on an autocommit connection too)
+        conn.execute(SAY_WHO, ("vee:no-estimate", LEFT_ALONE_REASON.format(days=config.max_estimated_gap_s / 86400)))
+        conn.execute(
+            "DELETE FROM readings r USING unnest(%s::text[], %s::float8[], %s::float8[]) "
+            "AS g(meter_id, opened, closed) WHERE r.meter_id = g.meter_id AND r.ts > to_timestamp(g.opened) "
+            "AND r.ts < to_timestamp(g.closed) AND r.quality = 'estimated'",
+            (meters, opened.tolist(), series.ts[idx].tolist()),
+        )
+    changed: dict[str, float] = {}
+    for meter, since in zip(meters, opened.tolist(), strict=True):
+        changed[meter] = min(since, changed.get(meter, since))
+    return changed
 
 
 def judge_unloaded_openings(
@@ -50,8 +128,7 @@ def judge_unloaded_openings(
     idx = np.flatnonzero(unjudged)
     if not len(idx):
         return unjudged
-    rows = conn.execute(_OPENING, ([series.meter_ids[m] for m in series.meter[idx].tolist()], series.ts[idx].tolist()))
-    opened = np.array([row[0] for row in rows.fetchall()], dtype=float)
+    opened = look_up_openings(conn, series, idx).ts
     found = np.isfinite(opened)
     judged = idx[found]
     dt = series.ts[judged] - opened[found]

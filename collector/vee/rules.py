@@ -115,6 +115,16 @@ def _runs_at_least(condition: B, minimum: int) -> B:
     return condition & (lengths[group] >= minimum)
 
 
+def wrong_times(ts: F64, received: F64, actual: B, now: float, config: VeeConfig) -> tuple[B, B]:
+    """(``future_timestamp``, ``far_past_timestamp``) of reads at ``ts`` that arrived at ``received``."""
+    # Ahead of the collector's clock now, or when it arrived: a later rerun (every round runs
+    # the last two days again) must not find it fine because its time has come since.
+    future = ts > np.minimum(now, received) + config.future_tolerance_s
+    # Only what a meter sent: an estimate made today for last year's gap is not a late arrival.
+    far_past = (ts < received - config.max_age_days * 86400.0) & actual
+    return future, far_past
+
+
 def validate(
     series: Series, config: VeeConfig, now: float, zone: tzinfo = UTC, intervals: ReadIntervals | None = None
 ) -> Validation:
@@ -205,11 +215,7 @@ def validate(
             same & (np.abs(dv) <= config.backwards_tolerance_m3) & (series.flow > config.stuck_min_flow_m3h),
             config.stuck_min_reads,
         )
-        # Ahead of the collector's clock now, or when it arrived: a later rerun (every round runs
-        # the last two days again) must not find it fine because its time has come since.
-        future = series.ts > np.minimum(now, series.received) + config.future_tolerance_s
-        # Only what a meter sent: an estimate made today for last year's gap is not a late arrival.
-        far_past = (series.ts < series.received - config.max_age_days * 86400.0) & (series.quality == "actual")
+        future, far_past = wrong_times(series.ts, series.received, series.quality == "actual", now, config)
     masks = {
         "bad_read": bad,
         "rollover": rollover,

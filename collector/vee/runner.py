@@ -23,7 +23,10 @@ whose interval is not known yet (no step of it is a gap until it is), across all
 meter whose interval it finds for the first time) whose estimates are not exactly its slots at the
 meter's interval then (a daily meter's missing day with 25 hourly estimates earlier code left) has
 them deleted and is estimated afresh, so a rerun over a period (``aquami collector vee --from …
---to …``) brings its gaps' estimates to what the rules make now.
+--to …``) brings its gaps' estimates to what the rules make now; and such a gap the rules leave for
+a person (across a register step, longer than 62 days, or beside a read whose time is wrong) has
+its estimates deleted (``vee:no-estimate``) and is flagged "not estimated", in the database where
+its opening read lies before the load (:mod:`collector.vee.long_gaps`).
 
 Meters go in batches (``batch_meters``, 2,000, by meter_id), each loaded, validated, estimated and
 written in its own transaction before the next is loaded: a reading takes some 400 bytes while a
@@ -34,7 +37,7 @@ rule looks beyond one meter's reads, so the batches give what one batch would.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
 
@@ -49,11 +52,17 @@ from collector.vee.giving_way import edits_giving_way
 from collector.vee.intervals import read_intervals
 from collector.vee.leftovers import (
     estimates_at_read_slots,
+    estimates_left_alone,
     estimates_off_slots,
     estimates_outside_gaps,
     measured_neighbours,
 )
-from collector.vee.long_gaps import judge_unloaded_openings, unloaded_openings
+from collector.vee.long_gaps import (
+    LEFT_ALONE_REASON,
+    delete_unloaded_left_alone,
+    judge_unloaded_openings,
+    unloaded_openings,
+)
 from collector.vee.rules import RULES, Validation, validate
 from collector.vee.series import F64, B, Series, load_series
 
@@ -137,11 +146,6 @@ def _stored_intervals(conn: psycopg.Connection, series: Series) -> F64:
     return np.array([float(found.get(m, np.nan)) for m in series.meter_ids], dtype=float)
 
 
-def _without(series: Series, drop: B) -> Series:
-    keep = ~drop
-    return replace(series, **{f.name: getattr(series, f.name)[keep] for f in fields(series) if f.name != "meter_ids"})
-
-
 def run_vee(
     conn: psycopg.Connection,
     start: datetime,
@@ -196,17 +200,23 @@ def _run_batch(
     estimate_gaps: bool,
 ) -> VeeReport:
     """One batch of meters: load, validate, estimate and write, in one transaction."""
-    series = load_series(conn, start - timedelta(days=config.profile_lookback_days), end, config, meters)
+    load_from = start - timedelta(days=config.profile_lookback_days)
+    series = load_series(conn, load_from, end, config, meters)
+    alone_before: dict[str, float] = {}
+    if estimate_gaps:  # (a gap whose estimates reach back before the load: deleted in the database)
+        alone_before = delete_unloaded_left_alone(conn, series, config, series.ts >= start.timestamp(), now_s)
+        if alone_before:
+            series = load_series(conn, load_from, end, config, meters)
     stored = _stored_intervals(conn, series)
     giving_way = edits_giving_way(series, np.where(np.isfinite(stored), stored, float(config.expected_interval_s)))
     giving_way &= series.ts >= start.timestamp()
     edit_keys = _keys(series, giving_way)
     if giving_way.any():
-        series = _without(series, giving_way)
+        series = series.without(giving_way)
     stale = _stale_estimates(series, start.timestamp())
     stale_keys = _keys(series, stale)
     if stale.any():
-        series = _without(series, stale)
+        series = series.without(stale)
     intervals = read_intervals(series, config, zone, stored)
     # found for the first time: no round before judged the meter's steps for gaps (collector/vee/rules.py)
     first_found = intervals.known & ~np.isfinite(stored)
@@ -216,23 +226,32 @@ def _run_batch(
     at_read &= ~outside
     outside_keys, at_read_keys = _keys(series, outside), _keys(series, at_read)
     if (outside | at_read).any():
-        series, intervals = _without(series, outside | at_read), intervals.without(outside | at_read)
+        series, intervals = series.without(outside | at_read), intervals.without(outside | at_read)
     off_slots_keys: tuple[list[str], list[float]] = ([], [])
+    alone_keys: tuple[list[str], list[float]] = ([], [])
     if estimate_gaps:  # (replaced: a run that estimates nothing leaves them for one that does)
         # the gaps this run estimates: those closing in its period, and all of a meter found now
         estimated_gaps = (series.ts >= start.timestamp()) | first_found[series.meter]
+        # those the rules now leave for a person, first: their estimates go, none is made again
+        alone = estimates_left_alone(
+            series, measured_neighbours(series), intervals, estimated_gaps, config, now_s, zone
+        )
+        alone_keys = _keys(series, alone)
+        if alone.any():
+            series, intervals = series.without(alone), intervals.without(alone)
+            estimated_gaps = estimated_gaps[~alone]
         off_slots = estimates_off_slots(
             series, measured_neighbours(series), intervals.read_interval_s, intervals.read_phase_s, estimated_gaps, zone
         )
         off_slots_keys = _keys(series, off_slots)
         if off_slots.any():
-            series, intervals = _without(series, off_slots), intervals.without(off_slots)
+            series, intervals = series.without(off_slots), intervals.without(off_slots)
     validation = validate(series, config, now_s, zone, intervals)
     in_period = series.ts >= start.timestamp()
     # a gap whose estimates reach back before the load (its opening read not loaded: a 40-day silence,
     # estimated, under a round's 28-day look-back) is judged from the meter's last measured read,
     # looked up (collector/vee/long_gaps.py); one with none at all cannot be: its flag stays
-    opening_unloaded = unloaded_openings(series, validation, in_period)
+    opening_unloaded = unloaded_openings(series, in_period)
     unjudged = judge_unloaded_openings(conn, series, validation, config, opening_unloaded)
     unjudged_keys = _keys(series, unjudged)
     estimates = (
@@ -242,9 +261,10 @@ def _run_batch(
     )
     # the gaps of a meter whose interval is found for the first time are flagged wherever they close
     before_period = first_found[series.meter] & ~in_period
-    gone = (edit_keys, stale_keys, outside_keys, at_read_keys, off_slots_keys)
+    gone = (edit_keys, stale_keys, outside_keys, at_read_keys, alone_keys, off_slots_keys)
     deleted: tuple[list[str], list[float]] = ([m for k in gone for m in k[0]], [t for k in gone for t in k[1]])
     report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
+    _add(report, VeeReport(changed_from=alone_before))
     with conn.transaction():
         conn.execute(_STAGING)
         _delete_estimates(
@@ -264,6 +284,12 @@ def _run_batch(
             "the step between the measured reads either side is no gap at the meter's interval then",
         )
         _delete_estimates(conn, at_read_keys, "vee:read-slot", "a measured read beside it stands for the same slot")
+        _delete_estimates(
+            conn,
+            alone_keys,
+            "vee:no-estimate",
+            LEFT_ALONE_REASON.format(days=config.max_estimated_gap_s / 86400),
+        )
         _delete_estimates(
             conn,
             off_slots_keys,

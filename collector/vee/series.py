@@ -7,7 +7,7 @@ are rounded to the register's resolution and stored as numeric.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,11 @@ class Series:
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def without(self, drop: B) -> Series:
+        """The same series without the readings in ``drop`` (meter codes unchanged)."""
+        keep = ~drop
+        return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "meter_ids"})
 
     @classmethod
     def from_arrays(
