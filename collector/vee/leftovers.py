@@ -85,15 +85,22 @@ def estimates_at_read_slots(
 ) -> B:
     """The estimates of ``series`` at the slot the measured read before or after them
     (``neighbours``) stands for (its meter's, on the grid in force at the estimate:
-    ``read_interval_s`` and ``read_phase_s`` per reading; ``zone``: the utility's)."""
+    ``read_interval_s`` and ``read_phase_s`` per reading; ``zone``: the utility's).
+
+    The one read loaded is enough: a read arriving late 30 days into a 40-day silence VEE had
+    filled, its gap's opening read before the load, kept the estimate 7 s before it, at its slot
+    (an estimate at 10:00 beside the meter's 10:00:07), when both reads were asked for."""
     estimated = np.flatnonzero(series.quality == "estimated")
-    before, after, both = neighbours
+    before, after, _ = neighbours
     interval, phase = read_interval_s[estimated], read_phase_s[estimated]
     slot = slot_of(series.ts[estimated], interval, phase, zone)
     at_read = np.zeros(len(series), bool)
     for neighbour in (before, after):
-        at_read[estimated] |= slot == slot_of(series.ts[neighbour[estimated]], interval, phase, zone)
-    return at_read & both
+        near = neighbour[estimated]
+        # (a neighbour index of 0 may stand for none: it must be a measured read of the meter)
+        loaded = (series.meter[near] == series.meter[estimated]) & (series.quality[near] != "estimated")
+        at_read[estimated] |= loaded & (slot == slot_of(series.ts[near], interval, phase, zone))
+    return at_read
 
 
 def estimates_off_slots(

@@ -130,7 +130,8 @@ def test_a_late_read_in_a_gap_opening_before_the_look_back_leaves_the_estimates_
         after = conn.execute(
             "SELECT count(*) FROM readings WHERE quality = 'estimated' AND ts < %s", (late_t,)
         ).fetchone()
-    assert before == (30 * 24,) and after == before
+    # all but the one at the read's own slot, 7 s before it (test_…_takes_its_slot_from_the_estimate)
+    assert before == (30 * 24,) and after == (30 * 24 - 1,)
 
 
 @pytest.mark.parametrize("silent_days", [29, 40, 61, 70])
@@ -256,7 +257,7 @@ def test_a_late_read_in_a_gap_opening_before_the_look_back_is_flagged_as_closing
             (late_t, f"{100.48 + 0.01 * 30 * 24:.3f}"),
         )
         conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (late_t,))
-        kept = conn.execute(estimated_before, (late_t,)).fetchone()
+        kept = conn.execute(estimated_before, (late_t - HOUR,)).fetchone()  # (to 09:00: test below for 10:00)
     flagged = [
         (late_t, "720.0 h since the previous read; estimated"),
         (back, "240.0 h since the previous read; estimated"),
@@ -269,5 +270,37 @@ def test_a_late_read_in_a_gap_opening_before_the_look_back_is_flagged_as_closing
         gap_counts.append(report["flags"]["gap"])
     assert gap_counts == [2, 1]  # (the late read is behind the second round's period)
     with psycopg.connect(url) as conn:
-        left = conn.execute(estimated_before, (late_t,)).fetchone()
+        left = conn.execute(estimated_before, (late_t - HOUR,)).fetchone()
     assert left == kept  # (those before the read stand)
+
+
+def test_a_late_read_in_a_gap_opening_before_the_look_back_takes_its_slot_from_the_estimate(migrated_database_url):
+    """The late read of the test above, stamped 10:00:07 on the silence's 30th day: the estimate on
+    10:00 is at the slot the read stands for. The round deleted such an estimate only when both
+    measured reads around it were loaded, and the silence's opening read was not: the estimate
+    stood 7 s before the meter's own read of the hour, for good. Now it goes (``vee:read-slot``)."""
+    url = migrated_database_url
+    back = NOW - 2 * HOUR
+    stop = back - 40 * 24 * HOUR
+    before = [stop - i * HOUR for i in range(48, -1, -1)]
+    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
+    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (40 * 24 + k):.3f}") for k in range(2)])
+    assert vee_round(url, NOW) is not None
+    slot = stop + 30 * 24 * HOUR
+    late_t = slot + timedelta(seconds=7)
+    with psycopg.connect(url) as conn:  # received now
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('S-1', %s, %s)",
+            (late_t, f"{100.48 + 0.01 * 30 * 24:.3f}"),
+        )
+        conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (late_t,))
+    assert vee_round(url, NOW + HOUR) is not None
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT ts, quality FROM readings WHERE ts >= %s AND ts <= %s ORDER BY ts", (slot - HOUR, late_t)
+        ).fetchall()
+        history = conn.execute(
+            "SELECT ts, superseded_by FROM reading_history WHERE quality = 'estimated' AND ts < %s", (late_t,)
+        ).fetchall()
+    assert rows == [(slot - HOUR, "estimated"), (late_t, "actual")]
+    assert history == [(slot, "vee:read-slot")]
