@@ -233,15 +233,14 @@ def _run_batch(
         # the gaps this run estimates: those closing in its period, and all of a meter found now
         estimated_gaps = (series.ts >= start.timestamp()) | first_found[series.meter]
         # those the rules now leave for a person, first: their estimates go, none is made again
-        alone = estimates_left_alone(
-            series, measured_neighbours(series), intervals, estimated_gaps, config, now_s, zone
-        )
+        neighbours = measured_neighbours(series)
+        alone = estimates_left_alone(series, neighbours, intervals, estimated_gaps, config, now_s, zone)
         alone_keys = _keys(series, alone)
         if alone.any():
             series, intervals = series.without(alone), intervals.without(alone)
-            estimated_gaps = estimated_gaps[~alone]
+            estimated_gaps, neighbours = estimated_gaps[~alone], measured_neighbours(series)
         off_slots = estimates_off_slots(
-            series, measured_neighbours(series), intervals.read_interval_s, intervals.read_phase_s, estimated_gaps, zone
+            series, neighbours, intervals.read_interval_s, intervals.read_phase_s, estimated_gaps, zone
         )
         off_slots_keys = _keys(series, off_slots)
         if off_slots.any():
