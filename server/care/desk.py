@@ -17,7 +17,8 @@ pages after its last change, or was listed so.
 A filter on status or priority narrows the ranks the index is read over (closed: 0; any other
 status: 1 to 4; a priority: its rank, and 0 unless a status other than closed is asked).
 A filter on source reads enquiries_care_desk_by_source_idx (server migration 0053), the same order
-within each source, so a page of one source reads none of the others'.
+within each source, so a page of one source reads none of the others'; a filter on priority,
+enquiries_care_desk_by_priority_idx (0054), the same order within each priority.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import psycopg
 
@@ -103,24 +104,41 @@ class DeskFilter:
 
 def desk_page(conn: psycopg.Connection, asked: DeskFilter, after: Position | None, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` enquiries in the desk's order, after ``after`` (the start when None)."""
-    if after is None:
-        return _in_desk_order(conn, asked, [], {}, limit)
-    return _in_desk_order(
-        conn,
-        asked,
-        ["(enquiry_care_rank(status, priority), opened_at, enquiry_id) < (%(rank)s, %(at)s, %(id)s)"],
-        {"rank": after.rank, "at": after.opened_at, "id": after.enquiry_id},
-        limit,
-    )
+    return _in_desk_order(conn, asked, after, "<", [], {}, limit)
 
 
 def _in_desk_order(
-    conn: psycopg.Connection, asked: DeskFilter, where: list[str], values: dict[str, Any], limit: int
+    conn: psycopg.Connection,
+    asked: DeskFilter,
+    position: Position | None,
+    side: Literal["<", ">="],
+    where: list[str],
+    values: dict[str, Any],
+    limit: int,
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` enquiries the filter keeps and the ``where`` conditions (on ``values``) too,
-    in the desk's order."""
+    """Up to ``limit`` enquiries the filter keeps, on the ``side`` of ``position`` (``<``: after it in
+    the desk's order; ``>=``: at it or above), and the ``where`` conditions (on ``values``) too, in the
+    desk's order.
+
+    After a position is written ``<=`` the id before its own (ids are whole numbers, so the same rows):
+    the planner judges a row comparison by its first column alone, and ``rank < 0`` (a page among the
+    closed ones) looked like no row at all, so every index that holds the order looked as cheap, and
+    it took enquiries_care_desk_idx for a page filtered by source or priority, reading the other
+    sources' or priorities' rows; ``rank <= 0`` looks like all the closed ones, as many as there may be."""
     low, high = asked.ranks()
     conditions = ["enquiry_care_rank(status, priority) BETWEEN %(low)s AND %(high)s", *where]
+    keyset: dict[str, Any] = {}
+    if position is not None:
+        after = side == "<"
+        conditions.append(
+            f"(enquiry_care_rank(status, priority), opened_at, enquiry_id) {'<=' if after else '>='}"
+            " (%(rank)s, %(at)s, %(id)s)"
+        )
+        keyset = {
+            "rank": position.rank,
+            "at": position.opened_at,
+            "id": position.enquiry_id - 1 if after else position.enquiry_id,
+        }
     for column in ("status", "priority", "category", "source"):
         if getattr(asked, column) is not None:
             conditions.append(f"{column} = %({column})s")
@@ -138,6 +156,7 @@ def _in_desk_order(
             "priority": asked.priority,
             "category": asked.category,
             "source": asked.source,
+            **keyset,
             **values,
             "limit": limit,
         },
@@ -166,16 +185,7 @@ def moved_above(
     a walk started at ``since`` would otherwise not show (raised to a higher priority, reopened, raised
     meanwhile), or showed before they changed. In the desk's order, read over the rows above the page
     (0.4-4 ms a page up to the 60th among 150,000 enquiries; an index on updated_at did no better)."""
-    return _in_desk_order(
-        conn,
-        asked,
-        [
-            "(enquiry_care_rank(status, priority), opened_at, enquiry_id) >= (%(rank)s, %(at)s, %(id)s)",
-            "updated_at >= %(since)s",
-        ],
-        {"rank": after.rank, "at": after.opened_at, "id": after.enquiry_id, "since": since},
-        limit,
-    )
+    return _in_desk_order(conn, asked, after, ">=", ["updated_at >= %(since)s"], {"since": since}, limit)
 
 
 def since_token(at: datetime) -> str:

@@ -1,0 +1,131 @@
+"""The care desk's pages (server.care.desk) on 150,000 enquiries, 45,000 of them being worked.
+
+Walks every page of the list, unfiltered, by status, by each priority (and by each priority among
+the closed) and by source, as the page's next links do, 50 to a page, and prints for each walk its
+pages, the median and the worst page's time in the database (``EXPLAIN ANALYZE``'s execution time,
+the best of three), and the most rows a page fetched from enquiries, kept or dropped. (Server
+migration 0054's index for a priority's pages: the worst page of urgent fetched 40,709 rows without it.)
+
+    python -m benchmarks.bench_care_desk                 # a fresh database on the test server
+    python -m benchmarks.bench_care_desk --enquiries 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from collector.migrate import migrate
+from server.care import desk
+from tests.query_plans import plan_nodes
+from tests.services import admin_url, create_database, drop_database
+
+PER_PAGE = 50
+
+
+def fill(conn: psycopg.Connection[Any], enquiries: int) -> None:
+    """``enquiries`` over two years: 30% being worked (open, in progress, escalated), the rest
+    closed; 10% urgent, 20% high, 40% normal, 30% low; 2% raised by customers. Seeded."""
+    conn.execute("SELECT setseed(0.17)")
+    conn.execute(
+        """
+        INSERT INTO enquiries (kind, category, source, status, priority, subject, opened_at, updated_at, closed_at)
+        SELECT 'enquiry', 'meter fault', source, status, priority, 'subject', opened, opened,
+               CASE WHEN status = 'closed' THEN opened END
+        FROM (
+            SELECT CASE WHEN random() < 0.02 THEN 'customer' WHEN random() < 0.5 THEN 'staff' ELSE 'detection' END
+                       AS source,
+                   CASE WHEN random() < 0.7 THEN 'closed'
+                        ELSE (ARRAY['open', 'in_progress', 'escalated'])[1 + floor(random() * 3)::int] END AS status,
+                   (SELECT CASE WHEN p < 0.1 THEN 'urgent' WHEN p < 0.3 THEN 'high' WHEN p < 0.7 THEN 'normal'
+                                ELSE 'low' END FROM (SELECT random() + 0 * i AS p) x) AS priority,
+                   timestamptz '2024-12-01 00:00Z' + random() * interval '730 days' AS opened
+            FROM generate_series(1, %s) i
+        ) e
+        """,
+        (enquiries,),
+    )
+    conn.execute("VACUUM ANALYZE enquiries")
+
+
+def _explained(
+    conn: psycopg.Connection[Any], asked: desk.DeskFilter, after: desk.Position | None
+) -> tuple[float, int, str]:
+    """The page's query as the desk runs it, explained as run, three times: the best execution time in
+    the database (ms), the rows its plan fetched from enquiries (kept or dropped), the index it read."""
+    execute = psycopg.Connection.execute
+
+    def explaining(self: psycopg.Connection[Any], query: Any, params: Any = None, **kwargs: Any) -> Any:
+        return execute(self, "EXPLAIN (ANALYZE, FORMAT JSON) " + query, params, **kwargs)
+
+    best, touched, index = float("inf"), 0, ""
+    setattr(psycopg.Connection, "execute", explaining)  # noqa: B010
+    try:
+        for _ in range(3):
+            explained = desk.desk_page(conn, asked, after, PER_PAGE + 1)[0]["QUERY PLAN"]
+            plan = explained if isinstance(explained, list) else json.loads(explained)
+            read = [n for n in plan_nodes(plan[0]["Plan"]) if n.get("Relation Name") == "enquiries"]
+            touched = sum(n["Actual Rows"] + n.get("Rows Removed by Filter", 0) for n in read)
+            index = ",".join(n.get("Index Name", n["Node Type"]) for n in read)
+            best = min(best, plan[0]["Execution Time"])
+    finally:
+        setattr(psycopg.Connection, "execute", execute)  # noqa: B010
+    return best, touched, index
+
+
+def vars_of(asked: desk.DeskFilter) -> dict[str, str | None]:
+    return {name: getattr(asked, name) for name in ("status", "priority", "category", "source")}
+
+
+def walk(conn: psycopg.Connection[Any], asked: desk.DeskFilter) -> None:
+    pages: list[tuple[float, int, str]] = []
+    after: desk.Position | None = None
+    while True:
+        pages.append(_explained(conn, asked, after))
+        rows = desk.desk_page(conn, asked, after, PER_PAGE + 1)
+        if len(rows) <= PER_PAGE:
+            break
+        after = desk.Position.of(rows[PER_PAGE - 1])
+    median = statistics.median(ms for ms, _, _ in pages)
+    worst = max(ms for ms, _, _ in pages)
+    most = max(touched for _, touched, _ in pages)
+    indexes = sorted({index for _, _, index in pages})
+    asked_for = " ".join(f"{name}={value}" for name, value in vars_of(asked).items() if value is not None)
+    print(
+        f"{asked_for:<30} pages {len(pages):>5}  "
+        f"median {median:5.2f} ms  worst {worst:6.2f} ms  most rows fetched {most:>6}  ({', '.join(indexes)})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--enquiries", type=int, default=150_000)
+    args = parser.parse_args()
+    server = admin_url()
+    url = create_database(server)
+    try:
+        migrate(url)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            fill(conn, args.enquiries)
+            counts = conn.execute(
+                "SELECT count(*) AS n, count(*) FILTER (WHERE status <> 'closed') AS worked FROM enquiries"
+            ).fetchone()
+            print(f"{counts['n']:,} enquiries, {counts['worked']:,} being worked")  # type: ignore[index]
+            for status in (None, "open", "closed"):
+                walk(conn, desk.DeskFilter(status=status))
+            for status in (None, "closed"):
+                for priority in desk.PRIORITIES:
+                    walk(conn, desk.DeskFilter(status=status, priority=priority))
+            for status in (None, "closed"):
+                walk(conn, desk.DeskFilter(status=status, source="customer"))
+    finally:
+        drop_database(server, url)
+
+
+if __name__ == "__main__":
+    main()
