@@ -9,10 +9,11 @@ however many enquiries there are, and an enquiry raised or closed meanwhile move
 another page. The enquiry that moves is another matter: its rank is in the key, so one raised to
 urgent, or reopened, while a person pages on is above the pages still to come (the walk would skip
 it), and one closed meanwhile comes again among the closed (shown twice). Rather than an immutable
-key, which would drop the desk's order, a walk carries when it started (:func:`walk_started`), and
-each later page lists what changed since then and is now above it (:func:`moved_above`), and marks
-its own rows that changed since: every enquiry the filters keep when a walk ends was on one of its
-pages after its last change, or was listed so.
+key, which would drop the desk's order, a walk carries where it started (:func:`walk_started`: the
+oldest transaction its first page could not see), and each later page lists what transactions since
+then changed and is now above it (:func:`moved_above`), and marks its own rows they changed: every
+enquiry the filters keep when a walk ends was on one of its pages after its last change, or was
+listed so.
 
 A filter on status or priority narrows the ranks the index is read over (closed: 0; any other
 status: 1 to 4; a priority: its rank, and 0 unless a status other than closed is asked).
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from server.care.repository import ENQUIRY_COLUMNS
 from server.care.schemas import EnquiryPriority, EnquirySource, EnquiryStatus
@@ -42,7 +44,8 @@ _WORD = {rank: word for word, rank in RANKS.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _TOKEN = re.compile(r"(urgent|high|normal|low|closed)\.(-?[0-9]{1,18})\.([1-9][0-9]{0,17})")
-_SINCE = re.compile(r"-?[0-9]{1,18}")
+_SINCE = re.compile(r"x[0-9]{1,20}")
+_XID8_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +105,12 @@ class DeskFilter:
         return low, high
 
 
-def desk_page(conn: psycopg.Connection, asked: DeskFilter, after: Position | None, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` enquiries in the desk's order, after ``after`` (the start when None)."""
-    return _in_desk_order(conn, asked, after, "<", [], {}, limit)
+def desk_page(
+    conn: psycopg.Connection, asked: DeskFilter, after: Position | None, limit: int, since: int | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` enquiries in the desk's order, after ``after`` (the start when None); each row's
+    ``changed``: a transaction at or after ``since`` wrote it (false without ``since``)."""
+    return _in_desk_order(conn, asked, after, "<", [], {"since": since}, limit)
 
 
 def _in_desk_order(
@@ -118,7 +124,8 @@ def _in_desk_order(
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` enquiries the filter keeps, on the ``side`` of ``position`` (``<``: after it in
     the desk's order; ``>=``: at it or above), and the ``where`` conditions (on ``values``) too, in the
-    desk's order.
+    desk's order. Each row's ``changed``: a transaction at or after ``values``' ``since`` (if any)
+    wrote it.
 
     After a position is written ``<=`` the id before its own (ids are whole numbers, so the same rows):
     the planner judges a row comparison by its first column alone, and ``rank < 0`` (a page among the
@@ -144,7 +151,8 @@ def _in_desk_order(
             conditions.append(f"{column} = %({column})s")
     return conn.execute(  # type: ignore[return-value]
         f"""
-        SELECT {ENQUIRY_COLUMNS} FROM enquiries
+        SELECT {ENQUIRY_COLUMNS}, coalesce(changed_xact >= %(since)s::text::xid8, false) AS changed
+        FROM enquiries
         WHERE {" AND ".join(conditions)}
         ORDER BY enquiry_care_rank(status, priority) DESC, opened_at DESC, enquiry_id DESC
         LIMIT %(limit)s
@@ -157,50 +165,51 @@ def _in_desk_order(
             "category": asked.category,
             "source": asked.source,
             **keyset,
+            "since": None,
             **values,
             "limit": limit,
         },
     ).fetchall()
 
 
-def walk_started(conn: psycopg.Connection) -> datetime:
-    """When a walk through the list starts, for its first page to say in its links (``since``): now,
-    or the start of the oldest transaction still open in the database if earlier. Every write that
-    moves an enquiry in the list (a status, a priority: an API or page update, a trigger of detection's)
-    sets its ``updated_at`` to its transaction's start or later, so one this first page does not see
-    is at or after it. Asked before the page's read. The server's database role must see the writers'
-    sessions in pg_stat_activity (the same role, or pg_read_all_stats), as billing's changed_since."""
-    row = conn.execute(
-        "SELECT least(now(), (SELECT min(xact_start) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid())) AS at"
-    ).fetchone()
-    return row["at"] if isinstance(row, dict) else row[0]  # type: ignore[index]
+def walk_started(conn: psycopg.Connection) -> int:
+    """Where a walk through the list starts, for its first page to say in its links (``since``): the
+    oldest transaction the database still runs, as the xmin of ``pg_current_snapshot()``, or the next
+    to come when none runs. Each enquiry records the transaction that last wrote it (``changed_xact``,
+    server migration 0055, by trigger, whoever writes), and a change this first page does not see was
+    written by a transaction at or after that one: one still running then, or one that had not yet
+    written (its id is given at its first write, after every running one's). Asked before the page's
+    read. Any role may ask it: before, the walk began at the start of the oldest transaction open in
+    pg_stat_activity, and a role sees other roles' there only as superuser or pg_read_all_stats
+    (a server on its own role missed detection's changes, as updated_at is its transaction's start)."""
+    with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the pages': dicts)
+        row = cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def moved_above(
-    conn: psycopg.Connection, asked: DeskFilter, after: Position, since: datetime, limit: int
+    conn: psycopg.Connection, asked: DeskFilter, after: Position, since: int, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` enquiries the filter keeps that changed (or were raised) at or after ``since``
-    and are now above ``after`` in the desk's order, or at it (the previous page's last row): the ones
-    a walk started at ``since`` would otherwise not show (raised to a higher priority, reopened, raised
-    meanwhile), or showed before they changed. In the desk's order, read over the rows above the page
-    (0.4-4 ms a page up to the 60th among 150,000 enquiries; an index on updated_at did no better)."""
-    return _in_desk_order(conn, asked, after, ">=", ["updated_at >= %(since)s"], {"since": since}, limit)
+    """Up to ``limit`` enquiries the filter keeps that a transaction at or after ``since`` wrote (changed
+    or raised) and are now above ``after`` in the desk's order, or at it (the previous page's last row):
+    the ones a walk started at ``since`` would otherwise not show (raised to a higher priority, reopened,
+    raised meanwhile), or showed before they changed. In the desk's order, read over the rows above the
+    page (0.4-4 ms a page up to the 60th among 150,000 enquiries; an index on updated_at did no better)."""
+    return _in_desk_order(conn, asked, after, ">=", ["changed_xact >= %(since)s::text::xid8"], {"since": since}, limit)
 
 
-def since_token(at: datetime) -> str:
-    """``since`` as a link writes it: microseconds since 1970-01-01 UTC, exactly as stored."""
-    return str((at - _EPOCH) // _MICROSECOND)
+def since_token(since: int) -> str:
+    """``since`` as a link writes it: ``x`` and the transaction's id (``x1234``). Before server
+    migration 0055 a link's ``since`` was an instant, microseconds since 1970, without the ``x``."""
+    return f"x{since}"
 
 
-def parse_since(token: str) -> datetime | None:
-    """The instant a link's ``since`` names, or None when it names none."""
-    if _SINCE.fullmatch(token) is None:
+def parse_since(token: str) -> int | None:
+    """The transaction a link's ``since`` names, or None when it names none."""
+    if _SINCE.fullmatch(token) is None or int(token[1:]) > _XID8_MAX:
         return None
-    try:
-        return _EPOCH + int(token) * _MICROSECOND
-    except OverflowError:
-        return None
+    return int(token[1:])
 
 
 def categories(conn: psycopg.Connection) -> list[str]:

@@ -4,7 +4,8 @@ page, each linking to its enquiry's page. Filters are plain query parameters (st
 category, source), set by a GET form or a link; the next page's link carries them and where this
 one ended (``after``). Before, the web page reached an enquiry only through the 25 alerts it shows.
 
-A walk through the list carries when its first page read it (``since``): each later page lists,
+A walk through the list carries where its first page read it (``since``: the oldest transaction that
+page could not see, server.care.desk.walk_started): each later page lists,
 above its rows, the enquiries changed or raised since then that are now above it (an enquiry
 re-prioritised, reopened or raised while the person paged on, which the pages to come would not
 show), and marks its own rows changed since (one closed meanwhile may have been on an earlier page).
@@ -62,11 +63,11 @@ def care_desk(
     chosen = desk.DeskFilter(**{name: value or None for name, value in asked.items()})
     position = desk.Position.parse(after) if after else None
     started = desk.parse_since(since) if since else desk.walk_started(conn)  # before this page's read
-    rows = desk.desk_page(conn, chosen, position, ENQUIRIES_PER_PAGE + 1)
+    assert started is not None  # _wrong said so otherwise
+    rows = desk.desk_page(conn, chosen, position, ENQUIRIES_PER_PAGE + 1, started if position else None)
     context["enquiries"] = [Enquiry(**row) for row in rows[:ENQUIRIES_PER_PAGE]]
     context["paged"] = position is not None
-    assert started is not None  # _wrong said so otherwise
-    context["changed"] = {e.enquiry_id for e in context["enquiries"] if position and e.updated_at >= started}
+    context["changed"] = {row["enquiry_id"] for row in rows[:ENQUIRIES_PER_PAGE] if row["changed"]}
     if position is not None:
         moved = desk.moved_above(conn, chosen, position, started, MOVED_SHOWN + 1)
         context["moved"] = [Enquiry(**row) for row in moved[:MOVED_SHOWN]]

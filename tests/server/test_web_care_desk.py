@@ -6,6 +6,7 @@ be opened from it."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -16,6 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from server.app import create_app
 from server.auth import SESSION_COOKIE, create_api_key
@@ -76,7 +79,7 @@ def _insert(conn: psycopg.Connection, rows: list[tuple[str, str, str, str, datet
 
 def _the_page_s_query(text: str) -> bool:
     """The desk's query of a page's rows (not of what moved above it since the walk began)."""
-    return "FROM enquiries" in text and "ORDER BY" in text and "updated_at >=" not in text
+    return "FROM enquiries" in text and "ORDER BY" in text and ">= (%(rank)s" not in text
 
 
 def _first_two_pages_queries(client: TestClient, key: str, query: str) -> list[tuple[str, Any]]:
@@ -406,7 +409,73 @@ def test_an_enquiry_that_moves_above_the_pages_to_come_is_listed_on_the_next_one
     assert [int(n) for n in MOVED.findall(third)] == [low2]
 
 
-@pytest.mark.parametrize("query", ["after=high.1772424306123457.42", "since=1772424306123457", "since=x&after=low.1.1"])
+@pytest.fixture
+def desk_on_its_own_role(migrated_database_url: str) -> Iterator[tuple[TestClient, psycopg.Connection, str, str]]:
+    """The server on a database role of its own, as a deployment gives it: no superuser, not a member
+    of pg_read_all_stats, with its tables' privileges. Beside it, the test's connection as another
+    role (the collector's, whose detection raises and changes enquiries). A customer_care key."""
+    role = f"aquami_server_{uuid.uuid4().hex[:12]}"
+    url = make_conninfo(migrated_database_url, user=role)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+        try:
+            for kind in ("TABLES", "SEQUENCES"):
+                conn.execute(sql.SQL(f"GRANT ALL ON ALL {kind} IN SCHEMA public TO {{}}").format(sql.Identifier(role)))
+            key = create_api_key(conn, "alice", ["customer_care"])
+            with TestClient(create_app(url)) as client:
+                yield client, conn, key, url
+        finally:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_walk_lists_what_a_transaction_open_at_its_start_changed_after_it(desk_on_its_own_role, monkeypatch) -> None:
+    """Two to a page. Another role's transaction, open before the first page, raises the low enquiry
+    the second page would have shown to urgent after it, and commits: the first page did not see the
+    change, and the enquiry is now above the second page. Its updated_at is the transaction's start,
+    before the walk began. The server's role sees no other role's transaction in pg_stat_activity, so
+    before, the walk began at the first page's now() and the change was older: the enquiry was on no
+    page. Now the walk begins at the oldest transaction the database still runs (pg_current_snapshot,
+    which any role may ask), and the second page lists it."""
+    client, conn, key, url = desk_on_its_own_role
+    monkeypatch.setattr(page_module, "ENQUIRIES_PER_PAGE", 2)
+    high, normal, normal2, low = _insert(
+        conn,
+        [
+            ("open", "high", "detection", "customer leak", T0),
+            ("open", "normal", "detection", "meter fault", T0 + timedelta(hours=2)),
+            ("open", "normal", "detection", "meter fault", T0 + timedelta(hours=1)),
+            ("open", "low", "detection", "meter fault", T0),
+        ],
+    )
+    _sign_in(client, key)
+    with psycopg.connect(conn.info.dsn) as writer:  # one transaction, as detection's run
+        writer.execute("SELECT 1")
+        with psycopg.connect(url) as as_the_server:
+            seen = as_the_server.execute(
+                "SELECT xact_start FROM pg_stat_activity WHERE pid = %s", (writer.info.backend_pid,)
+            ).fetchone()
+        assert seen == (None,)  # the server's role cannot see when it began
+        first = client.get("/care/enquiries").text
+        assert [int(n) for n in ROW_LINK.findall(first)] == [high, normal]
+        _change(writer, low, "open", "urgent")
+    following = NEXT.search(first)
+    assert following is not None
+    second = client.get(unescape(following.group(1))).text
+    assert [int(n) for n in ROW_LINK.findall(second)] == [normal2]
+    assert [int(n) for n in MOVED.findall(second)] == [low]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "after=high.1772424306123457.42",
+        "since=x1234",
+        "since=x&after=low.1.1",
+        "after=low.1.1&since=1772424306123457",  # an instant, as links made before server migration 0055
+        f"after=low.1.1&since=x{2**64}",
+    ],
+)
 def test_a_later_page_s_link_carries_both_where_it_ended_and_when_the_walk_began(site, query: str) -> None:
     client, _, keys = site
     _sign_in(client, keys["customer_care"])
