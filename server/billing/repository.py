@@ -6,7 +6,7 @@ agreement and the installation are in force, clipped to the requested period.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -115,13 +115,14 @@ SELECT r.ts, c.service_point_id, r.meter_id, c.recorded_at AS removed_at, c.reco
 FROM account_membership_changes c
 JOIN readings r ON r.meter_id = c.meter_id AND r.ts >= greatest(c.from_ts, %(from)s) AND r.ts < least(c.to_ts, %(to)s)
 WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s
+  AND r.ts >= %(from)s AND r.ts < %(to)s  -- as the join says, but bounds the planner can read readings by
   AND NOT EXISTS (SELECT 1 FROM w WHERE w.meter_id = r.meter_id AND r.ts >= w.w_from AND r.ts < w.w_to)
 UNION ALL
 SELECT h.ts, c.service_point_id, h.meter_id, h.superseded_at, h.superseded_by, h.superseded_reason
 FROM account_membership_changes c
 JOIN reading_history h ON h.meter_id = c.meter_id
  AND h.ts >= greatest(c.from_ts, %(from)s) AND h.ts < least(c.to_ts, %(to)s)
-WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s
+WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s AND h.ts >= %(from)s AND h.ts < %(to)s
   AND h.superseded_quality = 'deleted' AND h.superseded_at >= %(since)s
   AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = h.meter_id AND r.ts = h.ts)
 """
@@ -167,7 +168,7 @@ def account_reads(
                          WHERE f.meter_id = r.meter_id AND f.ts = r.ts), '{{}}') AS vee_flags,
                r.received_at
         FROM w JOIN readings r ON r.meter_id = w.meter_id AND r.ts >= w.w_from AND r.ts < w.w_to
-        WHERE w.w_from < w.w_to
+        WHERE w.w_from < w.w_to AND r.ts >= %(from)s AND r.ts < %(to)s  -- (the planner's bounds: see _LEFT)
           AND (%(after_ts)s::timestamptz IS NULL OR (r.ts, r.meter_id) > (%(after_ts)s, %(after_meter)s))
           AND (%(since)s::timestamptz IS NULL OR r.received_at >= %(since)s OR EXISTS ({_JOINED}))
         ORDER BY r.ts, r.meter_id
@@ -206,7 +207,8 @@ def account_removed(
             SELECT h.ts, w.service_point_id, h.meter_id,
                    h.superseded_at AS removed_at, h.superseded_by AS removed_by, h.superseded_reason AS removed_reason
             FROM w JOIN reading_history h ON h.meter_id = w.meter_id AND h.ts >= w.w_from AND h.ts < w.w_to
-            WHERE w.w_from < w.w_to AND h.superseded_quality = 'deleted' AND h.superseded_at >= %(since)s
+            WHERE w.w_from < w.w_to AND h.ts >= %(from)s AND h.ts < %(to)s
+              AND h.superseded_quality = 'deleted' AND h.superseded_at >= %(since)s
               AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = h.meter_id AND r.ts = h.ts)
             UNION ALL {_LEFT}
         )
@@ -226,6 +228,48 @@ def account_removed(
             "limit": limit,
         },
     ).fetchall()
+
+
+#: The span of time a changed_since page first looks in from where it starts (:func:`changes_page`),
+#: and how much wider each next look is.
+FIRST_SPAN = timedelta(hours=1)
+SPAN_GROWTH = 4
+MOST_GROWTH = 16
+
+
+def changes_page(
+    conn: psycopg.Connection,
+    account_id: str,
+    start: datetime,
+    end: datetime,
+    changed_since: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A changed_since page's reads (:func:`account_reads`) and removed keys (:func:`account_removed`),
+    after ``after``, the first ``limit`` of each, together ``limit`` or more unless the period ends
+    first: so the first ``limit`` keys of the two merged are the period's.
+
+    Each is asked for over a span of time from the page's start, FIRST_SPAN wide, then over the next
+    span, wider, while they hold fewer than ``limit`` keys together (SPAN_GROWTH times, or as many
+    times as keys were lacking, up to MOST_GROWTH), until the period's end: a pull with few changes
+    reads the period once, in a few spans. Asked over the whole period, each page found every key
+    left in it and kept the first ``limit``: a move-out dated back removes reads by the hundred
+    thousand (a landlord's 1,000 units read hourly, 20 days back: 480,000), and each of its pages cost
+    about 0.8 s (benchmarks/bench_billing_move_out.py). A span holds the same keys as the whole period
+    has in it (the account's windows, the logged spans and the removals are clipped to it), and every
+    key past it comes after every key in it."""
+    rows: list[dict[str, Any]] = []
+    gone: list[dict[str, Any]] = []
+    until, span = after[0] if after is not None else start, FIRST_SPAN
+    while True:
+        begin, until = until, end if end - until <= span else until + span
+        rows += account_reads(conn, account_id, begin, until, after, limit, changed_since)
+        gone += account_removed(conn, account_id, begin, until, changed_since, after, limit)
+        found = len(rows) + len(gone)
+        if found >= limit or until == end:
+            return rows[:limit], gone[:limit]
+        span *= min(max(SPAN_GROWTH, limit // (found + 1)), MOST_GROWTH)
 
 
 def first_keys(

@@ -110,10 +110,11 @@ def billing_reads(
         return response
     after, carried = _read_cursor(cursor)
     floor = carried or repository.changes_floor(conn)  # a pull's first page: before its reads (changes_floor)
-    rows = repository.account_reads(conn, account, start, end, after, limit + 1, changed_since)
-    gone = []
-    if changed_since is not None:  # limit bounds a page's reads and removed keys together, in one order
-        gone = repository.account_removed(conn, account, start, end, changed_since, after, limit + 1)
+    gone: list[dict[str, Any]] = []
+    if changed_since is None:
+        rows = repository.account_reads(conn, account, start, end, after, limit + 1)
+    else:  # limit bounds a page's reads and removed keys together, in one order
+        rows, gone = repository.changes_page(conn, account, start, end, changed_since, after, limit + 1)
     keys = [(row["ts"], row["meter_id"]) for row in rows]
     gone_keys = [(row["ts"], row["meter_id"]) for row in gone]
     if gone:
