@@ -4,7 +4,7 @@ Walks every page of the list, unfiltered, by status, by each priority (and by ea
 the closed) and by source, as the page's next links do, 50 to a page, and prints for each walk its
 pages, the median and the worst page's time in the database (``EXPLAIN ANALYZE``'s execution time,
 the best of three), and the most rows a page fetched from enquiries, kept or dropped. (Server
-migration 0054's index for a priority's pages: the worst page of urgent fetched 40,709 rows without it.)
+migration 0055's index for a priority's pages: the worst page of urgent fetched 40,709 rows without it.)
 
     python -m benchmarks.bench_care_desk                 # a fresh database on the test server
     python -m benchmarks.bench_care_desk --enquiries 20000

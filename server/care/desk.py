@@ -19,7 +19,7 @@ A filter on status or priority narrows the ranks the index is read over (closed:
 status: 1 to 4; a priority: its rank, and 0 unless a status other than closed is asked).
 A filter on source reads enquiries_care_desk_by_source_idx (server migration 0053), the same order
 within each source, so a page of one source reads none of the others'; a filter on priority,
-enquiries_care_desk_by_priority_idx (0054), the same order within each priority.
+enquiries_care_desk_by_priority_idx (0055), the same order within each priority.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def walk_started(conn: psycopg.Connection) -> int:
     """Where a walk through the list starts, for its first page to say in its links (``since``): the
     oldest transaction the database still runs, as the xmin of ``pg_current_snapshot()``, or the next
     to come when none runs. Each enquiry records the transaction that last wrote it (``changed_xact``,
-    server migration 0055, by trigger, whoever writes), and a change this first page does not see was
+    server migration 0056, by trigger, whoever writes), and a change this first page does not see was
     written by a transaction at or after that one: one still running then, or one that had not yet
     written (its id is given at its first write, after every running one's). Asked before the page's
     read. Any role may ask it: before, the walk began at the start of the oldest transaction open in
@@ -201,7 +201,7 @@ def moved_above(
 
 def since_token(since: int) -> str:
     """``since`` as a link writes it: ``x`` and the transaction's id (``x1234``). Before server
-    migration 0055 a link's ``since`` was an instant, microseconds since 1970, without the ``x``."""
+    migration 0056 a link's ``since`` was an instant, microseconds since 1970, without the ``x``."""
     return f"x{since}"
 
 

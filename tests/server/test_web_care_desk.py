@@ -246,7 +246,7 @@ def test_paging_through_the_desk_lists_each_enquiry_it_keeps_once_in_its_order(
 def test_a_desk_page_reads_only_the_enquiries_it_shows(site, query: str) -> None:
     """No timing here: the plan of the desk's query, recorded from GET /care/enquiries, with 20,000
     enquiries of every status and priority, reads its page off enquiries_care_desk_idx (server
-    migration 0048; filtered by source, 0053's by source; by priority, 0054's by priority) and sorts
+    migration 0048; filtered by source, 0053's by source; by priority, 0055's by priority) and sorts
     nothing, on the first page and the next. (On 2,000, now that the planner counts the closed ones
     after a page among them, a bitmap scan of the 450 and a sort cost it less than reading 51 in order.)"""
     client, conn, keys = site
@@ -270,7 +270,7 @@ def test_a_desk_page_reads_only_the_enquiries_it_shows(site, query: str) -> None
         if "source=" in query:
             index = "enquiries_care_desk_by_source_idx"  # 0053
         elif "priority=" in query:
-            index = "enquiries_care_desk_by_priority_idx"  # 0054
+            index = "enquiries_care_desk_by_priority_idx"  # 0055
         assert [node.get("Index Name") for node in read] == [index], nodes
         assert all(node["Actual Rows"] <= page_module.ENQUIRIES_PER_PAGE + 1 for node in read), nodes
         assert not [node for node in nodes if node["Node Type"] == "Sort"], nodes
@@ -319,7 +319,7 @@ def test_a_page_filtered_by_priority_reads_only_that_priority_s_enquiries(site, 
     """No timing here: of 8,000 enquiries (every status and priority) 400 are urgent, 36 of them being
     worked, so the urgent list's first page runs on into the closed ones. A page filtered by priority
     seeks to that priority in an index kept in the desk's order within each priority (server
-    migration 0054): the plan, recorded from GET /care/enquiries, fetches only the rows the page shows
+    migration 0055): the plan, recorded from GET /care/enquiries, fetches only the rows the page shows
     (and the one that says a next page follows), on the first page and the next. Before, it read
     enquiries_care_desk_idx over every rank from urgent down to closed and dropped the other
     priorities on the way: 1,019 rows fetched for the first page of 51, 1,037 for the second (the
@@ -472,7 +472,7 @@ def test_a_walk_lists_what_a_transaction_open_at_its_start_changed_after_it(desk
         "after=high.1772424306123457.42",
         "since=x1234",
         "since=x&after=low.1.1",
-        "after=low.1.1&since=1772424306123457",  # an instant, as links made before server migration 0055
+        "after=low.1.1&since=1772424306123457",  # an instant, as links made before server migration 0056
         f"after=low.1.1&since=x{2**64}",
     ],
 )
