@@ -3,8 +3,10 @@
 Walks every page of the list, unfiltered, by status, by each priority (and by each priority among
 the closed) and by source, as the page's next links do, 50 to a page, and prints for each walk its
 pages, the median and the worst page's time in the database (``EXPLAIN ANALYZE``'s execution time,
-the best of three), and the most rows a page fetched from enquiries, kept or dropped. (Server
-migration 0055's index for a priority's pages: the worst page of urgent fetched 40,709 rows without it.)
+the best of three), and the most rows a page fetched from enquiries, kept or dropped. Then, in the
+same run, the baseline: the walks filtered by priority again with server migration 0055's index (the
+desk order within each priority) dropped, as the desk read them before it, and the ratios of their
+median and worst pages (on 2026-12-06 the worst page of urgent fetched 40,709 rows without it).
 
     python -m benchmarks.bench_care_desk                 # a fresh database on the test server
     python -m benchmarks.bench_care_desk --enquiries 20000
@@ -82,7 +84,8 @@ def vars_of(asked: desk.DeskFilter) -> dict[str, str | None]:
     return {name: getattr(asked, name) for name in ("status", "priority", "category", "source")}
 
 
-def walk(conn: psycopg.Connection[Any], asked: desk.DeskFilter) -> None:
+def walk(conn: psycopg.Connection[Any], asked: desk.DeskFilter) -> tuple[float, float]:
+    """Every page of the list ``asked``, printed in one line; its median and worst page's time (ms)."""
     pages: list[tuple[float, int, str]] = []
     after: desk.Position | None = None
     while True:
@@ -100,6 +103,7 @@ def walk(conn: psycopg.Connection[Any], asked: desk.DeskFilter) -> None:
         f"{asked_for:<30} pages {len(pages):>5}  "
         f"median {median:5.2f} ms  worst {worst:6.2f} ms  most rows fetched {most:>6}  ({', '.join(indexes)})"
     )
+    return median, worst
 
 
 def main() -> None:
@@ -118,11 +122,20 @@ def main() -> None:
             print(f"{counts['n']:,} enquiries, {counts['worked']:,} being worked")  # type: ignore[index]
             for status in (None, "open", "closed"):
                 walk(conn, desk.DeskFilter(status=status))
-            for status in (None, "closed"):
-                for priority in desk.PRIORITIES:
-                    walk(conn, desk.DeskFilter(status=status, priority=priority))
+            by_priority = [desk.DeskFilter(status=s, priority=p) for s in (None, "closed") for p in desk.PRIORITIES]
+            indexed = [walk(conn, asked) for asked in by_priority]
             for status in (None, "closed"):
                 walk(conn, desk.DeskFilter(status=status, source="customer"))
+            print("baseline: the walks by priority without server migration 0055's index")
+            conn.execute("DROP INDEX enquiries_care_desk_by_priority_idx")
+            conn.execute("ANALYZE enquiries")
+            before = [walk(conn, asked) for asked in by_priority]
+            for asked, (median, worst), (median_before, worst_before) in zip(by_priority, indexed, before, strict=True):
+                asked_for = " ".join(f"{name}={value}" for name, value in vars_of(asked).items() if value is not None)
+                print(
+                    f"{asked_for:<30} with the index: median {median_before / median:6.1f}x, "
+                    f"worst page {worst_before / worst:6.1f}x faster than without"
+                )
     finally:
         drop_database(server, url)
 
