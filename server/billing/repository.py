@@ -138,13 +138,17 @@ def changes_floor(conn: psycopg.Connection) -> datetime:
     transaction's start (``now()``), and a removal's ``superseded_at`` its own moment, so whatever a
     transaction open now writes, committed after this pull read the database, is at or after it.
     Asked before the pull's reads (each statement sees what was committed when it began): a
-    transaction it missed was still open here. Needs the server's database role to see the
-    writers' sessions in pg_stat_activity (the same role, or pg_read_all_stats)."""
-    with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the API's: dicts)
-        row = cur.execute(
-            "SELECT least(now(), (SELECT min(xact_start) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()))"
-        ).fetchone()
+    transaction it missed was still open here.
+
+    Asked of ``billing_changes_floor()`` (server migration 0058), which reads pg_stat_activity as
+    its owner: a server on its own role sees other roles' transactions there with no start, and
+    took its own now() past an ingest or VEE transaction still open. A 500 naming the grant when the
+    owner cannot see every session either: a floor past an unseen transaction loses its reads."""
+    try:
+        with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the API's: dicts)
+            row = cur.execute("SELECT billing_changes_floor()").fetchone()
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise Problem(500, error.diag.message_primary or str(error), title="Bad setting") from None
     assert row is not None
     return row[0]
 

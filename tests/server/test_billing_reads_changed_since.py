@@ -9,6 +9,7 @@ before the meter's 06:00 read came in (101.980 at 05:00), page 2 the re-estimate
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from collector.store import SAY_WHO, ReadingStore
 from collector.vee.rounds import vee_round
@@ -38,16 +41,23 @@ def _store(url: str, reads: list[tuple[datetime, Decimal]], seq0: int = 1) -> No
     store.close()
 
 
-@pytest.fixture
-def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str], str]]:
-    """An hourly meter silent from 00:00 to 12:00 on 2 November, the gap estimated by a round."""
-    url = migrated_database_url
+def _with_gap(url: str) -> str:
+    """An hourly meter silent from 00:00 to 12:00 on 2 November, the gap estimated by a round; a
+    billing key."""
     with psycopg.connect(url, autocommit=True) as conn:
         key = create_api_key(conn, "billing", ["billing"])
         _setup(conn, "M", [(datetime(2026, 10, 1, tzinfo=UTC), None)])
     reads = [(START + timedelta(hours=h), Decimal("100.000") + Decimal("0.010") * h) for h in range(HOURS + 1)]
     _store(url, [*reads, (GAP_FROM + timedelta(hours=12), R0 + Decimal("0.120"))])
     vee_round(url, GAP_FROM + timedelta(hours=12, minutes=30))
+    return key
+
+
+@pytest.fixture
+def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    """An hourly meter silent from 00:00 to 12:00 on 2 November, the gap estimated by a round."""
+    url = migrated_database_url
+    key = _with_gap(url)
     with TestClient(create_app(url)) as client:
         yield client, {"Authorization": f"Bearer {key}"}, url
 
@@ -128,3 +138,76 @@ def test_the_csv_says_the_next_changed_since_and_lists_a_removed_read_as_removed
     lines = text.strip().split("\r\n")
     assert lines[0].endswith(",vee_flags,received_at") and len(lines) == 2
     assert lines[1].startswith("2026-11-02T03:00:00Z,SP-M,M,,removed,")
+
+
+@pytest.fixture
+def on_its_own_role(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str], str, str]]:
+    """The server on a database role of its own, as a deployment gives it: no superuser, not a member
+    of pg_read_all_stats, with its tables' privileges; the migrations and the writers (the
+    collector's ingest and VEE) on the test's role. The client, its headers, the writers' URL and
+    the server role's name."""
+    url = migrated_database_url
+    key = _with_gap(url)
+    role = f"aquami_server_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+        try:
+            for kind in ("TABLES", "SEQUENCES"):
+                conn.execute(sql.SQL(f"GRANT ALL ON ALL {kind} IN SCHEMA public TO {{}}").format(sql.Identifier(role)))
+            with TestClient(create_app(make_conninfo(url, user=role))) as client:
+                yield client, {"Authorization": f"Bearer {key}"}, url, role
+        finally:
+            conn.execute("ALTER FUNCTION billing_changes_floor() OWNER TO CURRENT_USER")  # a test may hand it over
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_server_on_its_own_role_does_not_hand_out_a_floor_past_another_role_s_open_transaction(on_its_own_role):
+    """Ingest's transaction, on the collector's role, begins before a pull and writes a read dated by
+    its start (received_at), committed after the pull. The server's role sees no start for it in
+    pg_stat_activity: before, the pull's next_changed_since was its own now(), after the read's
+    received_at, and the next pull did not give the read (a read lost for billing). Now the floor is
+    asked of billing_changes_floor() (server migration 0058), which sees every role's sessions."""
+    client, headers, url, role = on_its_own_role
+    since = _pull(client, headers)[2]
+    with psycopg.connect(url) as writer:
+        writer.execute("SELECT 1")  # the transaction begins: its now() dates what it writes
+        with psycopg.connect(make_conninfo(url, user=role)) as as_the_server:
+            seen = as_the_server.execute(
+                "SELECT xact_start FROM pg_stat_activity WHERE pid = %s", (writer.info.backend_pid,)
+            ).fetchone()
+        assert seen == (None,)  # the server's role cannot see when it began
+        writer.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M', %s, %s)",
+            (GAP_FROM + timedelta(hours=12, minutes=30), R0 + Decimal("0.125")),
+        )
+        middle = _pull(client, headers, changed_since=since)
+        csv_since = client.get("/billing/reads", params={**PULL, "format": "csv"}, headers=headers).headers[
+            "Aquami-Next-Changed-Since"
+        ]
+        writer.commit()
+    assert middle[:2] == ([], [])  # nothing committed yet
+    for floor in (middle[2], csv_since):
+        items, removed, _ = _pull(client, headers, changed_since=floor)
+        assert ([(i["ts"], i["quality"]) for i in items], removed) == ([("2026-11-02T12:30:00Z", "actual")], [])
+
+
+def test_a_floor_whose_asker_cannot_see_every_session_is_refused_naming_the_grant(on_its_own_role):
+    """billing_changes_floor() owned by a role that cannot see the writers' sessions (migrations run
+    by the server's own unprivileged role): a pull is refused with a one-line 500 that names the
+    grant, rather than given a floor past a transaction it cannot see; the grant it names makes the
+    pull work."""
+    client, headers, url, role = on_its_own_role
+    with psycopg.connect(url, autocommit=True) as admin:  # connected: a session of another role
+        admin.execute(sql.SQL("ALTER FUNCTION billing_changes_floor() OWNER TO {}").format(sql.Identifier(role)))
+        count = admin.execute("SELECT count(*) FROM readings").fetchone()
+        for params in ({}, {"changed_since": "2026-11-01T00:00:00Z"}, {"format": "csv"}):
+            answer = client.get("/billing/reads", params={**PULL, **params}, headers=headers)
+            assert answer.status_code == 500, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            detail = answer.json()["detail"]
+            assert "\n" not in detail and detail.endswith(f"GRANT pg_read_all_stats TO {role}"), detail
+        assert admin.execute("SELECT count(*) FROM readings").fetchone() == count  # nothing written or lost
+        admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(role)))
+        answer = client.get("/billing/reads", params=PULL, headers=headers)
+        assert answer.status_code == 200, answer.text
