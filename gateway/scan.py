@@ -3,11 +3,19 @@
 For Modbus (TCP and RTU) this tries unit ids with one read of the given profile's registers; a unit
 that answers and decodes is a meter. The snippet is ``[[meters]]`` tables ready to paste into the
 gateway's TOML file, with placeholder meter ids to be replaced by the utility's own.
+
+pymodbus logs every request that is not answered, with the frame sent (``No response received after
+0 retries, continue with next request`` and ``>>>>> send: 0x1 0x4 …``): two lines for each unit
+that is not there, up to 494 on an empty bus, where the scan's own lines were lost. A scan keeps
+pymodbus quiet (:func:`pymodbus_quiet`), and a bus that cannot be used is still said, in our own
+one line; ``--verbose`` shows pymodbus's frames instead, sent and received.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +24,20 @@ from gateway.config import MeterConfig
 from gateway.transport import LineUnusable, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
+PYMODBUS_LOGGER = "pymodbus.logging"  # pymodbus 3.16 logs everything through this one logger
+
+
+@contextmanager
+def pymodbus_quiet(verbose: bool = False) -> Iterator[None]:
+    """While a scan runs: pymodbus's logger silent, or with ``verbose`` at DEBUG (every frame sent
+    and received, to whatever handler the process has). Its level is given back afterwards."""
+    logger = logging.getLogger(PYMODBUS_LOGGER)
+    before = logger.level
+    logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 @dataclass(frozen=True)

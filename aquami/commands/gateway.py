@@ -99,13 +99,18 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(
             None, help="Write the meters snippet (\\[\\[meters]] tables) here (default: stdout)."
         ),
+        verbose: bool = typer.Option(
+            False, "--verbose", "-v", help="Log every Modbus frame sent and received (pymodbus's debug log)."
+        ),
     ) -> None:
         """Find the meters on one bus and write a config snippet (a serial bus a gateway polls is refused).
 
-        Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search.
+        Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search. A unit that
+        does not answer is not said (--verbose shows the frames).
 
         Exit 0 scanned (even 0 found), 1 not scannable (bus unusable or in use), 2 bad options."""
         import asyncio
+        import logging
 
         from aquami.cli_params import profile_parameters
         from firmware_protocols.modbus import load_profile
@@ -114,7 +119,7 @@ def register(app: typer.Typer) -> None:
         from gateway.config import MeterConfig, WMBusBusConfig
         from gateway.mbus import MBusTransport
         from gateway.profiles import ProfileBook
-        from gateway.scan import mbus_snippet, scan_modbus, snippet
+        from gateway.scan import mbus_snippet, pymodbus_quiet, scan_modbus, snippet
         from gateway.transport import PollError
 
         parameters = profile_parameters(param)
@@ -152,8 +157,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"# {len(found)} meters found on {chosen.name} (units {first}..{last})", err=True)
             return snippet(chosen.name, found)
 
+        if verbose:
+            configure_logging(logging.WARNING)  # pymodbus's frames (pymodbus_quiet) with a time each
         try:
-            text = asyncio.run(main())
+            with pymodbus_quiet(verbose):
+                text = asyncio.run(main())
         except PollError as error:  # the bus will not open (not "0 meters found"), or a search stopped
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from None
