@@ -13,6 +13,10 @@ An RTU answer that is whole but fails its CRC (noise on the line) fails the atte
 never sends: every such attempt held the bus for the whole ``timeout_s``, and a noisy meter held it
 for ``timeout_s`` × (retries + 1) a poll, delaying every other meter on the bus. No pymodbus setting
 changes it (``timeout`` shortens every wait, a good answer's too; ``retries`` adds waits).
+
+A bus that will not open is a :class:`LineUnusable` whose one line says why (pymodbus 3.16 logs its
+reason only, in a second line, which is dropped): the serial port's lock held by another program,
+its device missing, the TCP peer refusing or not answering.
 """
 
 from __future__ import annotations
@@ -33,16 +37,21 @@ from gateway.echo import EchoWatch, begins_with_request
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
 from gateway.serial_port import why_not_open
+from gateway.tcp_probe import why_no_connection
 from gateway.transport import LineUnusable, PollError
 
-
-def _not_locked_port(record: logging.LogRecord) -> bool:
-    """pymodbus's own warning of a port another program holds is dropped: the failed attempt's
-    :class:`LineUnusable` says it, naming the bus (a scan's error was two lines)."""
-    return "Could not exclusively lock port" not in record.getMessage()
+_SAID_BY_LINE_UNUSABLE = ("Could not exclusively lock port", "Failed to connect")
 
 
-logging.getLogger("pymodbus.logging").addFilter(_not_locked_port)
+def _not_said_by_us(record: logging.LogRecord) -> bool:
+    """pymodbus's own warnings of a bus that will not open (a port another program holds, a connect
+    that failed, with its reason) are dropped: the failed attempt's :class:`LineUnusable` says it,
+    naming the bus and the reason (a scan's error was two lines, and only pymodbus's said why)."""
+    message = record.getMessage()
+    return not any(said in message for said in _SAID_BY_LINE_UNUSABLE)
+
+
+logging.getLogger("pymodbus.logging").addFilter(_not_said_by_us)
 
 _READS = (0x03, 0x04)  # the function codes the gateway asks with: their answers carry a byte count at 2
 
@@ -162,6 +171,11 @@ class ModbusTcpTransport(_ModbusTransport):
 
     def _where(self) -> str:
         return self.tcp.address
+
+    async def _why_not_open(self) -> str | None:
+        """pymodbus 3.16 logs why a connect failed, and returns only False: a second connect says it
+        (refused at once; a peer that does not answer costs the bus's timeout again)."""
+        return await why_no_connection(self.tcp.host, self.tcp.port, self.tcp.timeout_s)
 
 
 class ModbusRtuTransport(_ModbusTransport):

@@ -13,6 +13,7 @@ its holder ends, however it ends. The lock is advisory: a program that opens the
 from __future__ import annotations
 
 import errno
+import os
 
 import serial
 
@@ -47,13 +48,16 @@ def in_use(error: BaseException) -> bool:
 
 
 def why_not_open(device: str, framing: SerialFraming) -> str | None:
-    """Why a port that just failed to open would not (pymodbus says only that it failed): its lock
-    held by another program, or None for any other reason. The port is opened again to find out, and
-    closed at once; it changes no setting unless the lock is free, so no one else's use is disturbed."""
+    """Why a port that just failed to open would not (pymodbus says only that it failed, and logs
+    why in a line of its own, which is dropped): its lock held by another program, the system's
+    reason (``No such file or directory``), or None when it opens now. The port is opened again to
+    find out, and closed at once; it changes no setting unless the lock is free, so no one else's
+    use is disturbed."""
     try:
         open_exclusive(device, framing, 0).close()
     except PortInUse as error:
         return str(error)
-    except (serial.SerialException, OSError, ValueError):
-        return None
+    except (serial.SerialException, OSError, ValueError) as error:
+        number = getattr(error, "errno", None)
+        return os.strerror(number) if isinstance(number, int) else str(error) or type(error).__name__
     return None

@@ -3,12 +3,17 @@ why the bus cannot be used.
 
 Before, pymodbus logged two or more lines for every unit that did not answer (``No response received
 after 0 retries, continue with next request`` and ``>>>>> send: …``): 511 around the count on an RTU
-bus of one meter scanned 1..247, the scan's own lines lost among them.
+bus of one meter scanned 1..247, the scan's own lines lost among them. A bus that would not open said
+``cannot open HOST:PORT`` (or the device), and only pymodbus's extra line said why (refused, no
+answer, no such device).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +22,12 @@ from typing import Any
 
 import pytest
 
+from aquami.ports import free_port
+from gateway.buses import attempt_once
+from gateway.config import MeterConfig, ModbusTcpBusConfig
+from gateway.modbus_transport import ModbusTcpTransport
+from gateway.profiles import ProfileBook
+from gateway.transport import LineUnusable
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings, SerialLine
 from tests.gateway.helpers import bus_config_text, meters
@@ -67,3 +78,43 @@ def test_verbose_shows_the_frames(tmp_path: Path, one_meter: SerialLine) -> None
     assert [line.split("send: ")[1].split()[0] for line in sent] == ["0x1", "0x2"]  # each unit's request
     # unit 1's answer (as the bytes came: in one read or several, each read's buffer is logged whole)
     assert any(" DEBUG pymodbus.logging: Processing: 0x1 0x4 0x10 " in line for line in lines)
+
+
+def test_a_refused_tcp_peer_is_said_in_our_one_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    done = _scan(tmp_path, {"name": "t", "protocol": "modbus-tcp", "host": "127.0.0.1", "port": port})
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"error: t: cannot open 127.0.0.1:{port}: Connection refused"]
+
+
+def test_a_tcp_peer_that_takes_no_connection_is_said_to_be_silent(tmp_path: Path) -> None:
+    """A peer whose queue of connections is full (or a firewall that drops): the connect has no
+    answer. (Linux drops a SYN to a listener whose backlog is full: one connection fills ``listen(0)``.)"""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        port = full.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            bus = {"name": "t", "protocol": "modbus-tcp", "host": "127.0.0.1", "port": port, "timeout_s": 0.5}
+            done = _scan(tmp_path, bus, "--first", "1", "--last", "3")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [f"error: t: cannot open 127.0.0.1:{port}: no answer within 0.5 s"]
+
+
+def test_a_missing_serial_device_says_so_in_one_line(tmp_path: Path) -> None:
+    missing = "/dev/ttyAQUAMI-not-plugged-in"
+    done = _scan(tmp_path, _rtu(missing), "--first", "1", "--last", "3")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"error: rtu-1: cannot open {missing}: No such file or directory"]
+
+
+def test_a_polled_bus_that_will_not_open_says_why_once(caplog: pytest.LogCaptureFixture) -> None:
+    """In ``gateway run`` too: the failed attempt's error says why (the scheduler's warning and the
+    meter's ``last_error`` carry it), and pymodbus's own ``Failed to connect …`` line is gone."""
+    caplog.set_level(logging.DEBUG, logger="pymodbus")
+    port = free_port()
+    meter = MeterConfig("WM-0001", 1, "smart_water_meter")
+    bus = ModbusTcpBusConfig("t", "127.0.0.1", port, (meter,), timeout_s=0.5)
+    transport = ModbusTcpTransport(bus, ProfileBook())
+    with pytest.raises(LineUnusable) as failed:
+        asyncio.run(attempt_once(transport, bus, meter))
+    assert str(failed.value) == f"t: cannot open 127.0.0.1:{port}: Connection refused"
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
