@@ -16,13 +16,16 @@ changes it (``timeout`` shortens every wait, a good answer's too; ``retries`` ad
 
 A bus that will not open is a :class:`LineUnusable` whose one line says why (pymodbus 3.16 logs its
 reason only, in a second line, which is dropped): the serial port's lock held by another program,
-its device missing, the TCP peer refusing or not answering.
+its device missing, the TCP peer refusing or not answering, a port that refuses the configured
+framing (:func:`gateway.serial_port.release_leaked_port`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import termios
 from collections.abc import Callable
 from typing import Literal
 
@@ -36,7 +39,7 @@ from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.echo import EchoWatch, begins_with_request
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
-from gateway.serial_port import why_not_open
+from gateway.serial_port import describe_framing, release_leaked_port, why_not_open
 from gateway.tcp_probe import why_no_connection
 from gateway.transport import LineUnusable, PollError
 
@@ -119,6 +122,9 @@ class _ModbusTransport:
         """Why a failed read failed, if its answer began with the request (a serial line's echo)."""
         return None
 
+    async def _connect(self, client: ModbusClient) -> bool:
+        return await client.connect()
+
     async def _why_not_open(self) -> str | None:
         """Why the client did not connect, where it can be told (pymodbus logs its reason only)."""
         return None
@@ -126,7 +132,7 @@ class _ModbusTransport:
     async def read(self, meter: MeterConfig) -> Reading:
         if self.client is None:
             self.client = self._new_client()
-        if not self.client.connected and not await self.client.connect():
+        if not self.client.connected and not await self._connect(self.client):
             await self.reset()
             why = await self._why_not_open()
             raise LineUnusable(f"{self.config.name}: cannot open {self._where()}" + (f": {why}" if why else ""))
@@ -218,6 +224,21 @@ class ModbusRtuTransport(_ModbusTransport):
 
     def _echo_error(self) -> str | None:
         return None if self.rtu.echo else self.watch.error()
+
+    async def _connect(self, client: ModbusClient) -> bool:
+        """A port that refuses the framing (``tcsetattr`` fails: a pty that takes no parity) is a
+        :class:`LineUnusable` saying so; pymodbus 3.16 raised a bare ``termios.error`` (22, 'Invalid
+        argument') and left the port open, locked by this program: every later connect was refused
+        as "in use" by the gateway itself (:func:`gateway.serial_port.release_leaked_port`)."""
+        try:
+            return await client.connect()
+        except termios.error as error:
+            release_leaked_port(error)
+            await self.reset()
+            number, why = error.args if len(error.args) == 2 else (None, str(error) or "termios.error")
+            if number == errno.EINVAL:  # the settings, not the port (an unplugged converter: EIO)
+                why = f"the port refuses the configured framing {describe_framing(self.rtu.framing)} ({why})"
+            raise LineUnusable(f"{self.config.name}: cannot open {self.rtu.device}: {why}") from None
 
     async def _why_not_open(self) -> str | None:
         """pymodbus 3.16 opens the port with pyserial's ``exclusive=True`` (gateway.serial_port), so a

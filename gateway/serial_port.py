@@ -61,3 +61,30 @@ def why_not_open(device: str, framing: SerialFraming) -> str | None:
         number = getattr(error, "errno", None)
         return os.strerror(number) if isinstance(number, int) else str(error) or type(error).__name__
     return None
+
+
+def describe_framing(framing: SerialFraming) -> str:
+    """``9600 8E1``, as a technician reads a port's settings."""
+    return f"{framing['baudrate']} {framing['bytesize']}{framing['parity']}{framing['stopbits']}"
+
+
+def release_leaked_port(error: BaseException) -> int:
+    """Close the ports ``error`` left open and locked; how many.
+
+    pymodbus 3.16's ``SerialTransport.__init__`` opens the port (``serial_for_url``, locked), then
+    sets its ``timeout``, which pyserial applies with ``tcsetattr``: where that fails (a port that
+    refuses the framing: this sandbox's ptys refuse parity E) the ``termios.error`` leaves
+    ``__init__`` with the port open and no one holding the transport to close it, so the port stays
+    locked by this very program until the garbage collector finds it, and the next connect was
+    refused as "in use by another program". The port is found in the traceback's frames (the
+    ``self`` of the frame that opened it). Tied to pymodbus 3.16 (pyproject pins <3.17): a version
+    that closes its port on a failed ``__init__`` makes this find nothing open."""
+    closed = 0
+    trace = error.__traceback__
+    while trace is not None:
+        port = getattr(trace.tb_frame.f_locals.get("self"), "sync_serial", None)
+        if isinstance(port, serial.SerialBase) and port.is_open:
+            port.close()
+            closed += 1
+        trace = trace.tb_next
+    return closed
