@@ -11,7 +11,7 @@ from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusCo
 from gateway.mbus import MAX_TELEGRAMS, MBusTransport
 from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
 from gateway.profiles import ProfileBook
-from gateway.transport import PollError, Transport
+from gateway.transport import NoAnswer, PollError, Transport
 
 
 def make_transport(bus: BusConfig, profiles: ProfileBook, clock: Clock = utc_now) -> Transport:
@@ -45,4 +45,5 @@ async def attempt_once(transport: Transport, bus: BusConfig, meter: MeterConfig)
         await transport.reset()
         if isinstance(error, PollError):  # as it is: a LineUnusable stays one (a scan stops on it)
             raise
-        raise PollError(str(error) or type(error).__name__) from error
+        failure = NoAnswer if isinstance(error, TimeoutError) else PollError  # the whole attempt's limit
+        raise failure(str(error) or type(error).__name__) from error

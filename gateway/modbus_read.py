@@ -10,20 +10,29 @@ from collections.abc import Callable
 from datetime import datetime
 
 from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 
 from aquami.contracts.reads import FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol, Reading
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig
 from gateway.pulse import source_protocol
-from gateway.transport import PollError
+from gateway.transport import NoAnswer, PollError
 
 
 def within(value: float | None, low: float, high: float) -> float | None:
     """``value`` if the contract takes it, else None: an optional value it cannot take is left out
     (the collector refuses a whole message for one value beyond the contract's bounds)."""
     return value if value is not None and low <= value <= high else None
+
+
+def no_answer(error: BaseException) -> bool:
+    """Whether a failed request heard nothing back: pymodbus 3.16 raises a ModbusIOException whose
+    text says "No response received" (its other ModbusIOExceptions are answers it refused: another
+    unit's, another transaction's), or the request timed out."""
+    return isinstance(error, TimeoutError) or (
+        isinstance(error, ModbusIOException) and "No response received" in str(error)
+    )
 
 
 def millisecond(moment: datetime) -> datetime:
@@ -40,7 +49,8 @@ async def read_registers(client: ModbusBaseClient, meter: MeterConfig, profile: 
         try:
             response = await read(block.start, count=block.count, device_id=meter.unit_id)
         except (ModbusException, TimeoutError, ConnectionError, ValueError) as error:
-            raise PollError(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
+            failure = NoAnswer if no_answer(error) else PollError
+            raise failure(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
         if response.isError():
             raise PollError(f"{meter.meter_id}: exception response {response}")
         asked = 0x04 if profile.function == "input" else 0x03

@@ -21,7 +21,7 @@ from typing import Any
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from gateway.config import MeterConfig
-from gateway.transport import LineUnusable, PollError
+from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
 PYMODBUS_LOGGER = "pymodbus.logging"  # pymodbus 3.16 logs everything through this one logger
@@ -54,8 +54,12 @@ async def scan_modbus(
     unit_ids: Iterable[int],
     profile: str = "smart_water_meter",
     parameters: dict[str, Any] | None = None,
+    on_problem: Callable[[int, PollError], None] | None = None,
 ) -> list[Found]:
-    """``parameters``: what the profile's scale needs (a pulse counter's ``litres_per_pulse``)."""
+    """``parameters``: what the profile's scale needs (a pulse counter's ``litres_per_pulse``).
+    ``on_problem`` is told of each unit that answered but gave no reading (an exception response,
+    a wrong CRC, registers the profile does not decode): a device is there, not a meter of this
+    profile, or not well. A unit that does not answer is no problem (an empty address)."""
     given = dict(parameters or {})
     found = []
     for unit_id in unit_ids:
@@ -64,7 +68,11 @@ async def scan_modbus(
             reading = await attempt(probe)
         except LineUnusable:  # no unit answers on a bus that will not open: not "0 meters found"
             raise
-        except PollError:
+        except NoAnswer:
+            continue
+        except PollError as error:
+            if on_problem is not None:
+                on_problem(unit_id, error)
             continue
         found.append(Found(unit_id, profile, reading.volume_m3, given))
     return found

@@ -12,6 +12,11 @@ class PollError(Exception):
     """A meter did not give a usable answer this time (no answer, garbled, an exception response)."""
 
 
+class NoAnswer(PollError):
+    """Nothing came back from the unit asked: a scan passes over it without a word (an empty
+    address), where a unit that answered unusably is said."""
+
+
 class LineUnusable(PollError):
     """The bus itself cannot be used now (its serial device will not open, its TCP peer refuses):
     no meter on it answers, whichever is asked. A scan stops on it rather than trying every address."""

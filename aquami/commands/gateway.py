@@ -106,7 +106,8 @@ def register(app: typer.Typer) -> None:
         """Find the meters on one bus and write a config snippet (a serial bus a gateway polls is refused).
 
         Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search. A unit that
-        does not answer is not said (--verbose shows the frames).
+        answered but gave no reading is one line on stderr; one that does not answer is not said
+        (--verbose shows the frames).
 
         Exit 0 scanned (even 0 found), 1 not scannable (bus unusable or in use), 2 bad options."""
         import asyncio
@@ -151,7 +152,14 @@ def register(app: typer.Typer) -> None:
                     identifications = await transport.search()
                     typer.echo(f"# {len(identifications)} meters found on {chosen.name} (secondary search)", err=True)
                     return mbus_snippet(chosen.name, identifications)
-                found = await scan_modbus(attempt, chosen.name, range(first, last + 1), profile, parameters)
+                found = await scan_modbus(
+                    attempt,
+                    chosen.name,
+                    range(first, last + 1),
+                    profile,
+                    parameters,
+                    on_problem=lambda unit_id, error: typer.echo(f"# unit {unit_id} answered: {error}", err=True),
+                )
             finally:
                 await transport.close()
             typer.echo(f"# {len(found)} meters found on {chosen.name} (units {first}..{last})", err=True)

@@ -118,3 +118,17 @@ def test_a_polled_bus_that_will_not_open_says_why_once(caplog: pytest.LogCapture
         asyncio.run(attempt_once(transport, bus, meter))
     assert str(failed.value) == f"t: cannot open 127.0.0.1:{port}: Connection refused"
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_unit_that_answers_but_gives_no_reading_is_one_line(tmp_path: Path, one_meter: SerialLine) -> None:
+    """A device at unit 1 that is not a meter of the profile asked with (it answers holding-register
+    reads with exception 01h): said, once; the silent units 2..4 are not. Before, it was passed over
+    as an empty address: ``# 0 meters found``, and nothing said a device answered."""
+    done = _scan(
+        tmp_path, _rtu(one_meter.port), "--first", "1", "--last", "4", "--profile", "electromagnetic_flow_meter"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[1] == "# 0 meters found on rtu-1 (units 1..4)", lines
+    assert lines[0].startswith("# unit 1 answered: rtu-1-unit-1: exception response "), lines
+    assert done.stdout.strip() == ""
