@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from collector.vee.config import VeeConfig
 from server.billing import repository, service
 from server.billing.nem12 import nem12_file
 from tests.server.test_nem12_meter_exchange import DAY, FROM, NEW_RATE, OLD_RATE, TO, _blocks, _exchanged, _hours
@@ -41,6 +42,20 @@ def test_a_card_s_water_follows_the_rule_of_two_reads(
             {"e": earlier, "l": later},
         ).fetchone() or (None, None)
     assert card == reads
+
+
+def test_a_card_and_vee_share_one_tolerance_for_a_register_stepping_back(migrated_database_url: str) -> None:
+    """Server migration 0054 writes VEE's backwards_tolerance_m3 as a literal in forward_difference, as
+    collector migration 0054 does in interval_consumption (pinned in tests/collector/test_consumption.py):
+    if either drifted from VeeConfig's default, a card would count as water what VEE leaves unknown,
+    or the other way round."""
+    tolerance = Decimal(str(VeeConfig().backwards_tolerance_m3))
+    with psycopg.connect(migrated_database_url) as conn:
+        within, beyond = conn.execute(
+            "SELECT forward_difference(100, 100 - %s), forward_difference(100, 100 - %s)",
+            (tolerance, tolerance + Decimal("0.0000001")),
+        ).fetchone() or (None, None)
+    assert within == -tolerance and beyond is None
 
 
 def _with_account(url: str, initial: Decimal) -> None:
