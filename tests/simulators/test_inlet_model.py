@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -146,3 +146,24 @@ def test_the_inlet_s_reverse_totaliser_counts_the_night_the_district_sends_water
     fresh.bursts = list(inlet.bursts)
     for at in (night, later, later + timedelta(hours=5)):
         assert inlet.read(at) == fresh.read(at)
+
+
+@pytest.mark.parametrize(
+    ("installed", "shown"),
+    [
+        (datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), "1969-12-31T23:59:59.999999Z"),
+        (datetime(1970, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "1969-12-31T23:30:00Z"),
+        (datetime(1900, 1, 1, tzinfo=UTC), "1900-01-01T00:00:00Z"),
+    ],
+)
+def test_an_inlet_installed_before_1970_is_refused_when_it_is_built(installed: datetime, shown: str) -> None:
+    """As a customer's meter is (MeterModel): the simulated meters start from the Unix epoch. Before,
+    the inlet was built as any other, and read as if it had always been in place."""
+    with pytest.raises(ValueError) as refused:
+        InletMeterModel("DMA001-INLET", "DMA001", [], installed=installed, leakage_m3h=0.4)
+    assert str(refused.value) == (
+        f"DMA001-INLET: installed {shown}, before 1970-01-01T00:00:00Z, the earliest the simulated meters start from"
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)  # the epoch itself is fine
+    inlet = InletMeterModel("DMA001-INLET", "DMA001", [], installed=epoch, leakage_m3h=0.4)
+    assert inlet.volume_m3(epoch + timedelta(days=1)) == pytest.approx(9.6, abs=0.001)
