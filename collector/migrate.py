@@ -78,6 +78,7 @@ def migrate(database_url: str) -> list[str]:
     # minutes, and a migrator waits its turn behind another's for as long as that takes
     with db.connect(database_url, statement_timeout_s=0) as conn:
         conn.autocommit = True
+        conn.add_notice_handler(_relay_warning)
         found = _compare(conn, files)
         if found is not None:
             found.refuse_a_mismatch()
@@ -105,6 +106,14 @@ def migrate(database_url: str) -> list[str]:
                 conn.execute("INSERT INTO schema_migrations (name, checksum) VALUES (%s, %s)", (name, checksum(data)))
                 applied_now.append(name)
     return applied_now
+
+
+def _relay_warning(notice: psycopg.errors.Diagnostic) -> None:
+    """A migration's WARNING (rows it found that an operator must correct: server migration 0057's
+    times outside the years every session shows) goes to the log, which ``aquami collector migrate``
+    writes to stderr; psycopg drops a notice no handler takes."""
+    if notice.severity_nonlocalized == "WARNING":
+        log.warning("%s", notice.message_primary)
 
 
 def _record_checksums_of_old_records(conn: psycopg.Connection, files: list[tuple[str, bytes]]) -> None:

@@ -173,6 +173,8 @@ FROM {_FILE}
 WHERE NOT EXISTS (SELECT 1 FROM meter_installations m WHERE m.meter_id = f.meter_id AND m.installed_at = f.installed_at)
 """
 _OVERLAP_RULE = "a meter is in one place at a time, and a place has one meter at a time"
+#: server migration 0057's check on an installation's times
+_WITHIN_STORED_YEARS = "meter_installations_within_stored_years"
 #: A meter in two places, or two meters at one place, at once, among the installations of the given
 #: meters and service points (the constraints of migration 0010 say so only where btree_gist
 #: exists). Two equality joins, not one on either column: that one could not be hashed, and compared
@@ -223,6 +225,16 @@ def record_installations(
             cur.execute(_RECORD_NEW, arrays)
         except psycopg.errors.ExclusionViolation as error:
             raise ValueError(f"{_OVERLAP_RULE}: {error.diag.message_detail}") from None
+        except psycopg.errors.CheckViolation as error:
+            if error.diag.constraint_name != _WITHIN_STORED_YEARS:
+                raise
+            # the file's times are in the years (stored_time): an installation stored before server
+            # migration 0057, recorded again and keeping its own removal, is outside them
+            raise ValueError(
+                "an installation recorded again keeps a removal stored outside the years 1900 to 9998 in UTC, "
+                "which a database session west or east of UTC cannot load: give its removed_at in the file, "
+                "or correct it (SELECT * FROM stored_times_out_of_bounds)"
+            ) from None
         cur.execute("ANALYZE meter_installations")  # a large file changes the table: plan the check on it
         clash = cur.execute(_OVERLAPS, arrays).fetchone()
     if clash:
