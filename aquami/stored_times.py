@@ -15,6 +15,15 @@ A date and its time are written with ``T`` (or a space) between them: any other 
 which Python's ``fromisoformat`` takes, is refused. Blanks around a time (spaces, tabs: ``,
 2026-01-01T00:00Z`` from a hand-edited file) are dropped, as around a name; a line break anywhere
 in it is refused, as in a name: a quoted field that runs over two lines is a broken file, not a time.
+
+Fractions: ISO 8601 allows a decimal fraction (``.`` or ``,``) on the last field written, and only a
+fraction of a second is taken: Python's ``fromisoformat`` read ``12.5`` (ISO's 12:30) and ``12:00.5``
+(12:00:30) as half a second past 12:00, and ``12:00:00.`` as 12:00, so those are refused. Digits past
+the microsecond (``.123456789``, from a system writing nanoseconds) are taken and the time truncated
+to the microsecond PostgreSQL holds, towards the past, moving it by less than a microsecond and never
+across a second, a day or the years' ends; PostgreSQL itself rounds (``9998-12-31T23:59:59.9999999Z``
+would be 9999-01-01). ``aquami detect``'s READINGS.csv times are read with the same rules
+(:func:`shape_problem`) and truncated to the second it works in.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 #: Between a date and its time. Python 3.11's ``fromisoformat`` takes any one character there
 #: ("2026-01-01x00:00Z", "2026-01-01€00:00Z"); ISO 8601 has "T", RFC 3339 allows a space.
 _DATE_TIME_SEPARATOR = re.compile(r"[0-9][Tt ][0-9]")
+_FRACTION_MARK = re.compile(r"[.,]")
+#: The seconds (extended ``hh:mm:ss`` or basic ``hhmmss``) and their fraction, one digit at least
+_SECONDS_AND_FRACTION = re.compile(r"[0-9]{2}(:?)[0-9]{2}\1[0-9]{2}[.,][0-9]+")
 
 
 class StoredTimeError(ValueError):
@@ -44,13 +56,13 @@ def stored_time(text: str) -> datetime:
             f"{text!r} has a line break: a time is one line (a quoted field over two is a broken file)"
         )
     bare = text.strip(" \t")
-    no_time = StoredTimeError(f"{text!r} is no ISO 8601 time")
-    if not bare.isascii() or not _DATE_TIME_SEPARATOR.search(bare):
-        raise no_time
+    problem = shape_problem(bare)
+    if problem is not None:
+        raise StoredTimeError(f"{text!r} {problem}")
     try:
         moment = datetime.fromisoformat(bare)
     except ValueError:
-        raise no_time from None
+        raise StoredTimeError(f"{text!r} {NO_TIME}") from None
     if moment.tzinfo is None:
         raise StoredTimeError(f"{text!r} needs a UTC offset (Z or +hh:mm)")
     outside = StoredTimeError(
@@ -63,3 +75,24 @@ def stored_time(text: str) -> datetime:
     if not EARLIEST <= moment < PAST_LATEST:
         raise outside
     return moment
+
+
+NO_TIME = "is no ISO 8601 time"
+
+
+def shape_problem(bare: str) -> str | None:
+    """Why ``bare`` (a time less its outer blanks) would not be read as written, before Python's
+    ``fromisoformat`` reads it: a character other than ``T`` or a space between its date and time, or
+    a fraction on anything but its seconds (or with no digit); None otherwise."""
+    separator = _DATE_TIME_SEPARATOR.search(bare) if bare.isascii() else None
+    if separator is None:
+        return NO_TIME
+    time = bare[separator.start() + 2 :]
+    if _FRACTION_MARK.search(time):
+        seconds = _SECONDS_AND_FRACTION.match(time)
+        if seconds is None or _FRACTION_MARK.search(time, seconds.end()):
+            return (
+                "has a fraction on no seconds, or one with no digit: ISO 8601 reads 12.5 as 12:30, which was "
+                "read as half a second past 12:00; write hh:mm:ss, and any fraction on the seconds"
+            )
+    return None

@@ -1,7 +1,8 @@
 """Readings and meters from CSV files into a :class:`SeriesBlock`, fast; alerts out as JSON.
 
 ``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
-8601 in UTC, from 2000-01-01 as the collector takes them, all within ``SPAN_MAX_DAYS``; ``volume_m3``
+8601 in UTC, from 2000-01-01 as the collector takes them, all within ``SPAN_MAX_DAYS``, written as a
+stored time is (``aquami.stored_times.shape_problem``), any fraction of a second cut; ``volume_m3``
 the cumulative register, m³ from 0 to 10¹² as the reads contract has it), one row per reading, rows
 in any order; and optionally ``reverse_volume_m3``, the meter's backward register (empty for meters
 without one), and ``quality`` (``actual``, ``estimated``, ``substituted``, ``edited``, as the API gives readings; empty
@@ -37,7 +38,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from aquami import atomic_write
 from aquami.contracts.reads import VOLUME_MAX_M3
-from aquami.stored_times import LINE_BREAKS, StoredTimeError, stored_time
+from aquami.stored_times import LINE_BREAKS, StoredTimeError, shape_problem, stored_time
 from collector.batch_parser import TS_MIN
 from collector.detection.alerts import Alert
 from collector.detection.series import (
@@ -460,6 +461,9 @@ def _epoch_seconds(text: str) -> int:
     broken file (it was stripped off, and the time read)."""
     if LINE_BREAKS.intersection(text):
         raise ValueError("has a line break: a time is one line (a quoted field over two is a broken file)")
+    problem = shape_problem(text.strip())  # as a stored time's: "12.5" was read as 12:00:00.5, not 12:30
+    if problem is not None:
+        raise ValueError(problem)
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no timezone: times must be UTC")
