@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 from typing import Any
 
+from aquami.stored_times import NO_TIME, shape_problem
 from collector.vee.config import VeeConfig
 from server.billing.schemas import Determinant, DeterminantLine, LeakOnLine, RegisterRead
 from server.billing.spreadsheet import inert_text
@@ -21,9 +22,6 @@ from server.problems import Problem
 # Weakest first: a determinant is as good as its weakest read.
 QUALITY_ORDER = ("estimated", "substituted", "edited", "actual")
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "2026-11\n" named November too
-#: Between a date and its time. Python 3.11's ``fromisoformat`` takes any one character there
-#: ("2026-11-01€00:00Z", even a CR); ISO 8601 has "T", RFC 3339 allows a space.
-_DATE_TIME_SEPARATOR = re.compile(r"[0-9][Tt ][0-9]")
 
 
 def _beyond_the_calendar(text: str) -> Problem:
@@ -35,8 +33,11 @@ def _moment(text: str, zone: tzinfo) -> datetime:
     try:
         if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
             return datetime.combine(date.fromisoformat(text), time(), zone).astimezone(UTC)
-        if not text.isascii() or not _DATE_TIME_SEPARATOR.search(text):
+        problem = shape_problem(text)  # as a stored time: T or a space after the date, a fraction on seconds
+        if problem == NO_TIME:
             raise not_a_moment
+        if problem is not None:  # "12.5", ISO 8601's 12:30, was read as half a second past 12:00
+            raise Problem(400, f"{text!r} {problem}", title="Invalid period")
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise not_a_moment from None

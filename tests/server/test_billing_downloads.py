@@ -154,6 +154,27 @@ def test_period_text_python_would_take_but_iso_8601_would_not_is_refused(period:
     assert raised.value.status == 400 and raised.value.title == "Invalid period"
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("2026-11-01T12.5Z", "'2026-11-01T12.5Z' has a fraction on no seconds"),  # ISO 8601's 12:30
+        ("2026-11-01T12:00.5Z", "'2026-11-01T12:00.5Z' has a fraction on no seconds"),  # 12:00:30
+        ("2026-11-01T12:00:00.Z", "'2026-11-01T12:00:00.Z' has a fraction on no seconds, or one with no digit"),
+    ],
+)
+def test_a_period_bound_with_a_fraction_on_no_seconds_is_refused_as_a_stored_time(text: str, said: str) -> None:
+    """Python read each as 12:00 and a fraction of a second: a period half an hour off, said nowhere."""
+    with pytest.raises(Problem) as raised:
+        parse_period(f"{text}/2026-12-01T00:00Z")
+    assert raised.value.status == 400 and raised.value.title == "Invalid period"
+    assert raised.value.detail.startswith(said)
+
+
+def test_a_period_bound_s_digits_past_the_microsecond_are_cut_towards_the_past() -> None:
+    start, _ = parse_period("2026-11-01T00:00:00.123456789Z/2026-12-01T00:00Z")
+    assert start == T0 + timedelta(microseconds=123456)
+
+
 @pytest.mark.parametrize("text", ["2026-11-01T00:00Z", "2026-11-01t00:00Z", "2026-11-01 00:00Z", "20261101T000000Z"])
 def test_a_date_time_with_t_or_a_space_between_date_and_time_is_taken(text: str) -> None:
     assert parse_period(f"{text}/2026-12-01T00:00Z")[0] == T0
