@@ -29,7 +29,7 @@ import psycopg
 from collector.store import SAY_WHO
 from collector.vee.config import VeeConfig
 from collector.vee.intervals import around
-from collector.vee.rules import Validation, wrong_times
+from collector.vee.rules import Validation, allowance, wrong_times
 from collector.vee.series import F64, B, Series
 
 #: ``reading_history``'s reason for the estimates of a gap the current rules do not estimate
@@ -122,17 +122,28 @@ def judge_unloaded_openings(
     conn: psycopg.Connection, series: Series, validation: Validation, config: VeeConfig, unjudged: B
 ) -> B:
     """Judge the reads in ``unjudged`` (:func:`unloaded_openings`) from the meter's last measured
-    read before each, looked up: ``validation`` is updated in place (``measured_gap_s``, and the
-    ``gap`` mask and ``filled_gap`` where the step is a gap). The reads with no measured read
-    before them at all, which stay unjudged (their flags are kept)."""
+    read before each, looked up: ``validation`` is updated in place (``measured_gap_s``, the
+    ``gap`` mask and ``filled_gap`` where the step is a gap, and ``over_max_flow`` over the gap's
+    water). The reads with no measured read before them at all, which stay unjudged (their
+    flags are kept)."""
     idx = np.flatnonzero(unjudged)
     if not len(idx):
         return unjudged
-    opened = look_up_openings(conn, series, idx).ts
-    found = np.isfinite(opened)
+    opening = look_up_openings(conn, series, idx)
+    found = np.isfinite(opening.ts)
     judged = idx[found]
-    dt = series.ts[judged] - opened[found]
+    dt = series.ts[judged] - opening.ts[found]
     validation.measured_gap_s[judged] = dt
+    # over_max_flow over the gap, as the run that estimated it judged it (and as rules.validate
+    # judges a gap whose opening read is loaded): on the hour after the last estimate, rounded to the
+    # litre, a gap over its allowance by less than a litre an hour lost its flag in the next run
+    whole = validation.step_kind[judged] == ""
+    over = judged[whole]
+    validation.flow_consumption[over] = series.volume[over] - opening.volume[found][whole]
+    validation.flow_s[over] = dt[whole]
+    validation.masks["over_max_flow"][over] = validation.flow_consumption[over] > allowance(
+        series.max_flow[over], dt[whole], config
+    )
     known = validation.interval_known[series.meter[judged]]
     gap = (dt > validation.read_interval_s[judged] * config.gap_factor) & known
     validation.masks["gap"][judged[gap]] = True

@@ -66,6 +66,10 @@ class Validation:
     interval_known: B  # per meter code: the interval is the meter's own (else the configured one; no gaps)
     read_interval_s: F64  # per reading: the meter's read interval at it (a meter's interval changes)
     read_phase_s: F64  # per reading: that interval's slot grid's offset
+    #: per reading: the water and the seconds ``over_max_flow`` judges; after VEE's estimates, those
+    #: since the measured read before them (the gap's), else the interval's
+    flow_consumption: F64
+    flow_s: F64
 
     def flagged(self, rule: str) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.masks[rule])
@@ -94,6 +98,12 @@ def _next(values: F64) -> F64:
     out = np.full(len(values), np.nan)
     out[:-1] = values[1:]
     return out
+
+
+def allowance(max_flow: F64, seconds: F64, config: VeeConfig) -> F64:
+    """The most water a meter can pass in ``seconds`` at ``max_flow`` m³/h, with ``max_flow_slack``."""
+    result: F64 = max_flow * (seconds / 3600.0) * (1 + config.max_flow_slack)
+    return result
 
 
 def _bad_reads(series: Series, same: B, allowed: F64, left: B, tolerance: float) -> B:
@@ -135,8 +145,7 @@ def validate(
     intervals = intervals or read_intervals(series, config, zone)
     prev_volume = _previous(series.volume)
     prev_reverse = _previous(series.reverse)
-    hours = dt / 3600.0
-    allowed = series.max_flow * hours * (1 + config.max_flow_slack)
+    allowed = allowance(series.max_flow, dt, config)
     with np.errstate(invalid="ignore"):
         # (in float, 100.0005 - 100.0000 is a hair over 0.0005: the database counts that drop, in
         # numeric, as within the tolerance, and so must this)
@@ -190,9 +199,6 @@ def validate(
         # difference (taken as zero, each wobble's rise would count again)
         consumption = np.where(same & ~backwards, dv, np.nan)
         consumption = np.where(step_kind != "", step_consumption, consumption)
-        # not on VEE's own estimates: a profile puts a gap's use into its busy hours, and a rerun
-        # flagged the estimate it had written (the gap as a whole was checked when it was estimated)
-        over_max = same & (consumption > allowed) & (series.quality != "estimated")
         # more than gap_factor of the meter's own interval at the time: a daily meter's next-day read
         # is no gap, nor are the hourly reads of a meter read every 15 minutes since; a meter whose
         # interval is not known yet (a new one's first 2 steps) has none until it is: judged at the
@@ -207,6 +213,17 @@ def validate(
         previous = np.full(len(series), -1)
         previous[1:] = np.where(same[1:], before[:-1], -1)  # the measured read before, of the same meter
         measured_dt = np.where(previous >= 0, series.ts - series.ts[np.maximum(previous, 0)], np.nan)
+        # not on VEE's own estimates: a profile puts a gap's use into its busy hours, and a rerun
+        # flagged the estimate it had written. A measured read after them is judged over the gap,
+        # from the measured read before it, as the run that estimated the gap judged it: judged on
+        # its own interval from the estimate before it, rounded to the litre, a gap 9 L over its
+        # allowance (12.609 m³ in 24 h at 0.5 m³/h, 12.6 allowed) lost its flag in the next run
+        after_estimate = np.zeros(len(series), bool)
+        after_estimate[1:] = same[1:] & ~measured[:-1]
+        across = after_estimate & measured & (previous >= 0) & (step_kind == "")
+        flow_consumption = np.where(across, series.volume - series.volume[np.maximum(previous, 0)], consumption)
+        flow_s = np.where(across, measured_dt, dt)
+        over_max = same & measured & (flow_consumption > allowance(series.max_flow, flow_s, config))
         filled = np.zeros(len(series), bool)
         filled[1:] = same[1:] & ~measured[:-1]  # (the read before is an estimate)
         filled &= measured & (measured_dt > limit) & intervals.known[series.meter] & ~gap
@@ -240,4 +257,6 @@ def validate(
         intervals.known,
         intervals.read_interval_s,
         intervals.read_phase_s,
+        flow_consumption,
+        flow_s,
     )

@@ -101,7 +101,8 @@ def _detail(rule: str, series: Series, v: Validation, i: int) -> str:
     if rule in ("rollover", "reverse_flow", "replacement", "register_backwards"):
         return f"register {series.volume[i - 1]:.3f} → {series.volume[i]:.3f} m³"
     if rule == "over_max_flow":
-        return f"{v.interval_consumption[i]:.3f} m³ in {hours:.2f} h exceeds {series.max_flow[i]:g} m³/h"
+        # (after VEE's estimates: the gap's water, since the measured read before them)
+        return f"{v.flow_consumption[i]:.3f} m³ in {v.flow_s[i] / 3600:.2f} h exceeds {series.max_flow[i]:g} m³/h"
     if rule == "gap":
         return f"{hours:.1f} h since the previous read"
     if rule == "stuck_register":

@@ -304,3 +304,28 @@ def test_a_late_read_in_a_gap_opening_before_the_look_back_takes_its_slot_from_t
         ).fetchall()
     assert rows == [(slot - HOUR, "estimated"), (late_t, "actual")]
     assert history == [(slot, "vee:read-slot")]
+
+
+def test_a_gap_opening_before_the_look_back_over_its_allowance_stays_over_max_flow(migrated_database_url):
+    """A 40-day silence (960 hours) on a 5 m³/h meter whose register rose 5040.009 m³, 9 L over the
+    5040 m³ the meter passes at its maximum flow and 5 % (``max_flow_slack``): the round after it
+    flags the closing read over_max_flow and estimates the gap linearly, 5.250 m³ to the litre in
+    its last hour. The next round loads 28 days of estimates, not the read that opened the gap, and
+    judged the closing read on its last hour: within 5.25 m³, its flag deleted. It keeps it now."""
+    url = migrated_database_url
+    back = NOW - 2 * HOUR
+    stop = back - 40 * 24 * HOUR
+    before = [stop - i * HOUR for i in range(48, -1, -1)]
+    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
+    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 5040.009 + 0.01 * k:.3f}") for k in range(2)])
+
+    def flags() -> list[tuple[datetime, str]]:
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT ts, detail FROM vee_flags WHERE rule = 'over_max_flow' ORDER BY ts").fetchall()
+
+    assert vee_round(url, NOW) is not None
+    first = flags()
+    assert first == [(back, "5040.009 m³ in 960.00 h exceeds 5 m³/h")]
+    for later in range(1, 3):
+        assert vee_round(url, NOW + later * HOUR) is not None
+        assert flags() == first, later
