@@ -290,17 +290,15 @@ def _profile_fractions(
     # (over_max_flow: 5 %, a meter's error at its top flow) is one the rules call possible: spread up
     # to that. Capped at the maximum flow alone, it did not fit and was estimated linearly, though its
     # closing read was not flagged: a household's night hours took its day's water.
-    # (the part the closing read ends is judged by over_max_flow again once the estimates stand: it
-    # keeps a register digit of the allowance, which the rounding of the estimate before it may take)
-    slack = room * (1 + config.max_flow_slack)
-    last = part_start + counts
-    digit = 10.0**-config.estimate_decimals
-    with np.errstate(invalid="ignore", divide="ignore"):
-        last_room = (most[last] * (1 + config.max_flow_slack) - digit) / rise
-    slack[last] = np.where(rise > 0, np.maximum(last_room, 0.0), np.inf)
-    share_slack, fits_slack = _within_max_flow(share, slack, part_start, gap_of_part)
+    # Every part has the whole allowance, the one the closing read ends too: once the estimates
+    # stand, over_max_flow judges that read over the gap, from its opening read, not over its last
+    # hour (collector/vee/rules.py), so the litre the estimate before it is rounded by can flag
+    # nothing. (Before, the last part kept a register digit of its allowance for that rounding, and a
+    # gap within a litre of its allowance was linear, unflagged.) Linear is exactly what the rule
+    # flags: its comparison decides, not this one's float.
+    share_slack, fits_slack = _within_max_flow(share, room * (1 + config.max_flow_slack), part_start, gap_of_part)
     share = np.where(fits[gap_of_part], share_within, share_slack)
-    fits |= fits_slack
+    fits = (fits | fits_slack) & ~validation.masks["over_max_flow"][closing]
     usable = long_gap & (totals > 0) & fits
     share = np.where(usable[gap_of_part], share, 0.0)  # (one cumulative sum runs over all gaps)
     cumulative = np.cumsum(share)
