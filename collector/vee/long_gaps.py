@@ -16,10 +16,22 @@ wrong at either end) that earlier code filled: its
 estimates are deleted in the database, all of them, before the load's (``vee:no-estimate``, as
 :mod:`collector.vee.leftovers` does for the gaps whose opening read is loaded), and the run loads
 the meter's reads again: the gap is then flagged "not estimated", as one found empty.
+
+A glitch read (a ``bad_read``: one read off the register with the next back at the level before
+it) is one only between its neighbours, and the load has no read before its look-back read. A gap
+opening at a glitch before the look-back was estimated from the glitch's level (0.000 m³ between
+1234.5 and a closing read at 1235.46: 1235 m³ the meter never measured), or its closing read flagged
+``register_backwards`` (after a glitch up), where within the look-back the gap is left for a person
+and the closing read counts the water since the read before the glitch. The round now looks up the
+read before such an opening read (:func:`judge_glitch_openings`) and keeps it where it makes the
+opening a glitch. Left: estimates earlier code made in such a gap stand (the clean-up above judges
+the register against the opening read only; the read before it would take a second look-up per
+gap), and the glitch read's own flag, from the round it arrived in, is not rewritten.
 """
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import NamedTuple
 
 import numpy as np
@@ -28,9 +40,9 @@ import psycopg
 
 from collector.store import SAY_WHO
 from collector.vee.config import VeeConfig
-from collector.vee.intervals import around
-from collector.vee.rules import Validation, allowance, wrong_times
-from collector.vee.series import F64, B, Series
+from collector.vee.intervals import ReadIntervals, around, read_intervals
+from collector.vee.rules import Validation, allowance, validate, wrong_times
+from collector.vee.series import F64, B, Series, load_reads_before
 
 #: ``reading_history``'s reason for the estimates of a gap the current rules do not estimate
 LEFT_ALONE_REASON = (
@@ -151,3 +163,50 @@ def judge_unloaded_openings(
     left = np.zeros(len(series), bool)
     left[idx[~found]] = True
     return left
+
+
+class Judged(NamedTuple):
+    """A series, its read intervals and its validation."""
+
+    series: Series
+    intervals: ReadIntervals
+    validation: Validation
+
+
+def judge_glitch_openings(
+    conn: psycopg.Connection, judged: Judged, stored: F64, config: VeeConfig, now: float, zone: tzinfo
+) -> Judged:
+    """``judged`` with the read before each gap's opening read added where that read is the first
+    of its meter loaded (the load's look-back read: the gap opened before the look-back) and, judged
+    with it, a ``bad_read``: intervals found and rules applied again (``stored``: the meters' stored
+    intervals, per meter code, as for :func:`collector.vee.intervals.read_intervals`).
+
+    A glitch read (0.000 m³ once, between 1234.500 and the next read back at that level) is a
+    ``bad_read`` only between its neighbours, and the load has no read before its look-back read.
+    A gap opening at one within the look-back is left for a person (its closing read is the
+    ``after_bad_read`` step, counting the water since the read before the glitch); one opening at
+    one before the look-back was estimated from the glitch's level up to the closing read's, 1235 m³
+    a meter never measured. The read before is added only where it makes a glitch: elsewhere it
+    would add a step before the load, to intervals and (for a meter found now) to the gaps estimated."""
+    series, _, validation = judged
+    first = np.ones(len(series), bool)
+    first[1:] = series.meter[1:] != series.meter[:-1]
+    closing = np.flatnonzero(validation.masks["gap"])
+    closing = closing[first[closing - 1] & (series.quality[closing - 1] == "actual")]
+    before = load_reads_before(conn, series, closing - 1, config)
+    if not len(before):
+        return judged
+    # (rules look at one meter's reads only: the trial is of the meters with a read before, alone)
+    trial = series.without(~np.isin(series.meter, before.meter)).with_reads(before)
+    glitch = validate(trial, config, now, zone, read_intervals(trial, config, zone, stored)).step_kind == "bad_read"
+    # each read added is before its meter's first loaded one: the first of its meter in the trial
+    added = np.ones(len(trial), bool)
+    added[1:] = trial.meter[1:] != trial.meter[:-1]
+    added &= np.isin(trial.meter, before.meter)
+    keep = np.zeros(len(trial), bool)
+    keep[:-1] = added[:-1] & glitch[1:]
+    if not keep.any():
+        return judged
+    series = series.with_reads(trial.without(~keep))  # (the read before each glitch)
+    intervals = read_intervals(series, config, zone, stored)
+    return Judged(series, intervals, validate(series, config, now, zone, intervals))

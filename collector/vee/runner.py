@@ -59,7 +59,9 @@ from collector.vee.leftovers import (
 )
 from collector.vee.long_gaps import (
     LEFT_ALONE_REASON,
+    Judged,
     delete_unloaded_left_alone,
+    judge_glitch_openings,
     judge_unloaded_openings,
     unloaded_openings,
 )
@@ -247,6 +249,11 @@ def _run_batch(
         if off_slots.any():
             series, intervals = series.without(off_slots), intervals.without(off_slots)
     validation = validate(series, config, now_s, zone, intervals)
+    # a gap's opening read from before the look-back is judged with the read before it where that
+    # makes it a glitch (a bad_read): such a gap is left for a person (collector/vee/long_gaps.py)
+    series, intervals, validation = judge_glitch_openings(
+        conn, Judged(series, intervals, validation), stored, config, now_s, zone
+    )
     in_period = series.ts >= start.timestamp()
     # a gap whose estimates reach back before the load (its opening read not loaded: a 40-day silence,
     # estimated, under a round's 28-day look-back) is judged from the meter's last measured read,

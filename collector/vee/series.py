@@ -46,6 +46,16 @@ class Series:
         keep = ~drop
         return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "meter_ids"})
 
+    def with_reads(self, other: Series) -> Series:
+        """This series and ``other``'s readings (same meter codes), in order."""
+        both: dict[str, Any] = {
+            f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)])
+            for f in fields(self)
+            if f.name != "meter_ids"
+        }
+        order = np.lexsort((both["ts"], both["meter"]))
+        return replace(self, **{name: values[order] for name, values in both.items()})
+
     @classmethod
     def from_arrays(
         cls,
@@ -167,6 +177,39 @@ def load_series(
         with cur.copy(query) as copy:
             for block in copy:
                 buffer += block
+    return _parsed(buffer, meter_ids, max_flow, capacity, config)
+
+
+# The read before each of some reads of a series (any quality), meters by code in vee_meter_codes
+_BEFORE = f"""COPY (
+    SELECT {_COLUMNS}
+    FROM unnest(%s::int4[], %s::float8[]) AS s(code, ts_epoch) JOIN vee_meter_codes k USING (code)
+    CROSS JOIN LATERAL (
+        SELECT * FROM readings x WHERE x.meter_id = k.meter_id AND x.ts < to_timestamp(s.ts_epoch)
+        ORDER BY x.ts DESC LIMIT 1
+    ) r
+) TO STDOUT (FORMAT BINARY)"""
+
+
+def load_reads_before(conn: psycopg.Connection, series: Series, idx: npt.NDArray[np.intp], config: VeeConfig) -> Series:
+    """The reading of its meter just before each reading ``idx`` of ``series`` (loaded by
+    :func:`load_series` on ``conn``, whose ``vee_meter_codes`` it uses), where there is one: one
+    look per read, newest first."""
+    buffer = bytearray()
+    if len(idx):
+        with conn.cursor().copy(_BEFORE, (series.meter[idx].tolist(), series.ts[idx].tolist())) as copy:
+            for block in copy:
+                buffer += block
+    codes = len(series.meter_ids)
+    max_flow, capacity = np.zeros(codes), np.zeros(codes)
+    max_flow[series.meter], capacity[series.meter] = series.max_flow, series.capacity
+    return _parsed(buffer, series.meter_ids, max_flow, capacity, config)
+
+
+def _parsed(buffer: bytearray, meter_ids: list[str], max_flow: F64, capacity: F64, config: VeeConfig) -> Series:
+    """The readings of a binary COPY of :data:`_COLUMNS` (no rows: an empty buffer)."""
+    if not buffer:
+        return Series.from_arrays(meter_ids, np.zeros(0, np.int64), np.zeros(0), np.zeros(0), config)
     body = bytes(buffer[_HEADER:-2])  # without the header and the -1 trailer
     rows = np.frombuffer(body, dtype=_ROW)
     if len(rows) and (rows["fields"] != len(_FIELDS)).any():

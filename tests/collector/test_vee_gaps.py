@@ -329,3 +329,33 @@ def test_a_gap_opening_before_the_look_back_over_its_allowance_stays_over_max_fl
     for later in range(1, 3):
         assert vee_round(url, NOW + later * HOUR) is not None
         assert flags() == first, later
+
+
+@pytest.mark.parametrize("glitch_m3", ["0.000", "9999.000"])
+def test_a_glitch_read_opening_a_gap_before_the_look_back_is_judged_with_the_read_before_it(
+    migrated_database_url, glitch_m3
+):
+    """An hourly meter at 1234.500 m³ reads 0.000 (or 9999.000) once, a glitch, then is silent 40
+    days and comes back at 1235.460 m³. Within the look-back the glitch is a bad_read (the next read
+    is back at the level before it) and the gap after it is left for a person, its water counted
+    from the read before the glitch. Before the look-back the round loaded the glitch alone, without
+    the read before it: no bad_read, and the gap after 0.000 was estimated up to 1235.460, 1235 m³
+    of water in 40 days that the meter never measured; the read after 9999.000 was flagged
+    register_backwards, its water unknown."""
+    url = migrated_database_url
+    back = NOW - 2 * HOUR
+    glitch = back - 40 * 24 * HOUR
+    before = [glitch - i * HOUR for i in range(48, 0, -1)]
+    _store_on_time(url, "S-1", [(t, f"{1234.02 + 0.01 * i:.3f}") for i, t in enumerate(before)])
+    _store_on_time(url, "S-1", [(glitch, glitch_m3)])
+    _store_on_time(url, "S-1", [(back + k * HOUR, f"{1234.5 + 0.96 + 0.01 * k:.3f}") for k in range(2)])
+    for later in range(2):
+        assert vee_round(url, NOW + later * HOUR) is not None
+        with psycopg.connect(url) as conn:
+            estimated = conn.execute("SELECT count(*) FROM readings WHERE quality = 'estimated'").fetchone()
+            steps = conn.execute("SELECT rule FROM vee_flags WHERE rule <> 'gap'").fetchall()
+        assert estimated == (0,), later
+        assert steps == [], later  # (the closing read is no register step: it is back where the meter was)
+        assert _gap_flags(url) == [
+            (back, "960.0 h since the previous read; not estimated (a register step, or too long)")
+        ]
