@@ -11,8 +11,8 @@ one look-up per read (newest first, skipping estimates; these are few: only gaps
 look-back): a gap, flagged ``gap`` "…; estimated" like any other VEE filled.
 
 The same look-up finds such a gap that the rules leave for a person (longer than 62 days, which
-no load reaches across, across a backward step of the register, or with a read whose time is
-wrong at either end) that earlier code filled: its
+no load reaches across, across a backward step of the register, opening at a glitch read, or with
+a read whose time is wrong at either end) that earlier code filled: its
 estimates are deleted in the database, all of them, before the load's (``vee:no-estimate``, as
 :mod:`collector.vee.leftovers` does for the gaps whose opening read is loaded), and the run loads
 the meter's reads again: the gap is then flagged "not estimated", as one found empty.
@@ -24,9 +24,10 @@ opening at a glitch before the look-back was estimated from the glitch's level (
 ``register_backwards`` (after a glitch up), where within the look-back the gap is left for a person
 and the closing read counts the water since the read before the glitch. The round now looks up the
 read before such an opening read (:func:`judge_glitch_openings`) and keeps it where it makes the
-opening a glitch. Left: estimates earlier code made in such a gap stand (the clean-up above judges
-the register against the opening read only; the read before it would take a second look-up per
-gap), and the glitch read's own flag, from the round it arrived in, is not rewritten.
+opening a glitch; and the clean-up above, for estimates earlier code made in such a gap whose
+opening read is no longer loaded, judges the opening read between the read before it and the
+closing read (two more look-ups per such gap), and deletes them where it is a glitch. The glitch
+read's own flag, from the round it arrived in, is not rewritten.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def delete_unloaded_left_alone(
     """Delete (``vee:no-estimate`` in ``reading_history``) the estimates of each gap closing in the
     period whose opening read is not loaded and which the rules leave for a person: longer than
     ``max_estimated_gap_s`` (which no load reaches across), across a backward step of the
-    register, or with a read at either end whose time is wrong (as of ``now``). Per meter, the
+    register, opening at a glitch (a ``bad_read`` between the read before it and the closing read),
+    or with a read at either end whose time is wrong (as of ``now``). Per meter, the
     opening read's time (the consumption to refresh from); the run loads its reads again when
     there is any."""
     idx = np.flatnonzero(unloaded_openings(series, in_period))
@@ -112,6 +114,7 @@ def delete_unloaded_left_alone(
     closing_wrong = wrong_times(series.ts[idx], series.received[idx], series.quality[idx] == "actual", now, config)
     opening_wrong = wrong_times(opening.ts, opening.received, opening.actual, now, config)
     alone = too_long | backwards | closing_wrong[0] | closing_wrong[1] | opening_wrong[0] | opening_wrong[1]
+    alone |= _glitch_openings(conn, series, idx, config, now)
     idx, opened = idx[alone], opening.ts[alone]
     if not len(idx):
         return {}
@@ -128,6 +131,23 @@ def delete_unloaded_left_alone(
     for meter, since in zip(meters, opened.tolist(), strict=True):
         changed[meter] = min(since, changed.get(meter, since))
     return changed
+
+
+def _glitch_openings(
+    conn: psycopg.Connection, series: Series, idx: npt.NDArray[np.intp], config: VeeConfig, now: float
+) -> B:
+    """Per read ``idx`` of ``series`` (the first measured read of its meter loaded, its opening read
+    not loaded), whether that opening read is a ``bad_read`` between the read before it and this
+    one: the three reads looked up and validated alone (a bad_read needs no more)."""
+    if not len(idx):
+        return np.zeros(0, bool)
+    opening = load_reads_before(conn, series, idx, config, measured=True)
+    before = load_reads_before(conn, opening, np.arange(len(opening)), config)
+    closing = np.zeros(len(series), bool)
+    closing[idx] = True
+    trial = series.without(~closing).with_reads(opening).with_reads(before)
+    bad = trial.meter[validate(trial, config, now).step_kind == "bad_read"]
+    return np.isin(series.meter[idx], bad)
 
 
 def judge_unloaded_openings(

@@ -180,24 +180,28 @@ def load_series(
     return _parsed(buffer, meter_ids, max_flow, capacity, config)
 
 
-# The read before each of some reads of a series (any quality), meters by code in vee_meter_codes
+# The read before each of some reads of a series (measured only: not VEE's estimates, when the
+# second parameter is true), meters by code in vee_meter_codes
 _BEFORE = f"""COPY (
     SELECT {_COLUMNS}
     FROM unnest(%s::int4[], %s::float8[]) AS s(code, ts_epoch) JOIN vee_meter_codes k USING (code)
     CROSS JOIN LATERAL (
         SELECT * FROM readings x WHERE x.meter_id = k.meter_id AND x.ts < to_timestamp(s.ts_epoch)
-        ORDER BY x.ts DESC LIMIT 1
+        AND NOT (%s AND x.quality = 'estimated') ORDER BY x.ts DESC LIMIT 1
     ) r
 ) TO STDOUT (FORMAT BINARY)"""
 
 
-def load_reads_before(conn: psycopg.Connection, series: Series, idx: npt.NDArray[np.intp], config: VeeConfig) -> Series:
+def load_reads_before(
+    conn: psycopg.Connection, series: Series, idx: npt.NDArray[np.intp], config: VeeConfig, *, measured: bool = False
+) -> Series:
     """The reading of its meter just before each reading ``idx`` of ``series`` (loaded by
-    :func:`load_series` on ``conn``, whose ``vee_meter_codes`` it uses), where there is one: one
-    look per read, newest first."""
+    :func:`load_series` on ``conn``, whose ``vee_meter_codes`` it uses), where there is one, or
+    the ``measured`` one (not VEE's estimate): one look per read, newest first."""
     buffer = bytearray()
     if len(idx):
-        with conn.cursor().copy(_BEFORE, (series.meter[idx].tolist(), series.ts[idx].tolist())) as copy:
+        params = (series.meter[idx].tolist(), series.ts[idx].tolist(), measured)
+        with conn.cursor().copy(_BEFORE, params) as copy:
             for block in copy:
                 buffer += block
     codes = len(series.meter_ids)

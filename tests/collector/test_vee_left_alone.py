@@ -65,12 +65,21 @@ def _silent_ahead() -> tuple[list[tuple[datetime, Decimal]], datetime]:
     return [*_hourly(OPENED - 47 * HOUR, 48, 100.000), (closing + 2 * DAY, Decimal("109.990"))], closing
 
 
+def _silent_after_a_glitch() -> tuple[list[tuple[datetime, Decimal]], datetime]:
+    """A register at 1234.5 m³ reads 0.000 once (a glitch, a bad_read: the next read is back at
+    1234.5 and more), then 40 days silent: the gap opens before a run's look-back."""
+    closing = OPENED + 40 * DAY
+    glitch = (OPENED, Decimal("0.000"))
+    return [*_hourly(OPENED - 47 * HOUR, 47, 1234.030), glitch, *_hourly(closing, 24, 1235.000)], closing
+
+
 CASES: dict[str, Callable[[], tuple[list[tuple[datetime, Decimal]], datetime]]] = {
     "across a replacement": _replacement,
     "over 62 days": _too_long,
     "beside a read stamped ahead": _ahead,
     "40 days across a replacement": _silent_replacement,
     "40 days up to a read stamped ahead": _silent_ahead,
+    "40 days after a glitch read": _silent_after_a_glitch,
 }
 
 
