@@ -220,9 +220,11 @@ def validate(
         # allowance (12.609 m³ in 24 h at 0.5 m³/h, 12.6 allowed) lost its flag in the next run
         after_estimate = np.zeros(len(series), bool)
         after_estimate[1:] = same[1:] & ~measured[:-1]
-        across = after_estimate & measured & (previous >= 0) & (step_kind == "")
-        flow_consumption = np.where(across, series.volume - series.volume[np.maximum(previous, 0)], consumption)
-        flow_s = np.where(across, measured_dt, dt)
+        across = np.flatnonzero(after_estimate & measured & (previous >= 0))  # (few: one per filled gap)
+        across = across[step_kind[across] == ""]
+        flow_consumption, flow_s = consumption.copy(), dt.copy()
+        flow_consumption[across] = series.volume[across] - series.volume[previous[across]]
+        flow_s[across] = measured_dt[across]
         over_max = same & measured & (flow_consumption > allowance(series.max_flow, flow_s, config))
         filled = np.zeros(len(series), bool)
         filled[1:] = same[1:] & ~measured[:-1]  # (the read before is an estimate)
