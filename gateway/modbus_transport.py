@@ -31,6 +31,7 @@ from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerRTU
+from pymodbus.logging import Log
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
@@ -39,22 +40,38 @@ from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.echo import EchoWatch, begins_with_request
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
+from gateway.scan import PYMODBUS_LOGGER
 from gateway.serial_port import describe_framing, release_leaked_port, why_not_open
 from gateway.tcp_probe import why_no_connection
 from gateway.transport import LineUnusable, PollError
 
 _SAID_BY_LINE_UNUSABLE = ("Could not exclusively lock port", "Failed to connect")
+# pymodbus 3.16's line for a request left unanswered (its frames appended: ">>>>> send: …"); the
+# attempt's NoAnswer says it, in the scheduler's "failed after N attempts" line
+_SAID_BY_NO_ANSWER = "No response received after"
+_REPEATING = "Repeating...."  # pymodbus's stand-in for a line the same as the one before it
 
 
 def _not_said_by_us(record: logging.LogRecord) -> bool:
     """pymodbus's own warnings of a bus that will not open (a port another program holds, a connect
     that failed, with its reason) are dropped: the failed attempt's :class:`LineUnusable` says it,
-    naming the bus and the reason (a scan's error was two lines, and only pymodbus's said why)."""
+    naming the bus and the reason (a scan's error was two lines, and only pymodbus's said why).
+
+    So is its line for each request that got no answer, with the frames it sent, and its
+    ``Repeating....`` for the next one (the scheduler's warning of the failed poll says it: an offline
+    meter was three lines a poll), unless pymodbus's logger is at DEBUG (a scan's ``--verbose``),
+    where it is one of the frames' lines asked for."""
     message = record.getMessage()
-    return not any(said in message for said in _SAID_BY_LINE_UNUSABLE)
+    if any(said in message for said in _SAID_BY_LINE_UNUSABLE):
+        return False
+    if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
+        return True
+    if message.startswith(_REPEATING):
+        return not str(Log.last_log_text).startswith(_SAID_BY_NO_ANSWER)
+    return not message.startswith(_SAID_BY_NO_ANSWER)
 
 
-logging.getLogger("pymodbus.logging").addFilter(_not_said_by_us)
+logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_said_by_us)
 
 _READS = (0x03, 0x04)  # the function codes the gateway asks with: their answers carry a byte count at 2
 

@@ -1,0 +1,73 @@
+"""``aquami gateway run``'s log of a meter that does not answer is the gateway's own line per failed
+poll, not pymodbus's besides.
+
+Before, pymodbus 3.16 logged every request left unanswered (``No response received after 0 retries,
+continue with next request``, with the frame it sent, ``>>>>> send: 0x5 0x4 …``) beside the
+scheduler's ``… failed after 1 attempts, the last: …`` line, which already says it: an offline meter
+polled every minute wrote pymodbus's internals into the log every minute.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aquami.ports import free_port
+from simulators.modbus_rtu import ModbusRtuSimulator
+from simulators.serial_line import LineSettings, SerialLine
+from tests.gateway.helpers import bus_config_text, meters
+from tests.gateway.test_modbus_rtu import PARITY
+
+AQUAMI = str(Path(sys.executable).with_name("aquami"))
+
+
+@pytest.fixture
+def one_meter() -> Iterator[SerialLine]:
+    """An RTU bus with one meter, at unit 1: any other unit asked is silent."""
+    simulator = ModbusRtuSimulator(meters(1), LineSettings(baudrate=9600, parity="E")).start()
+    yield simulator.line
+    simulator.stop()
+
+
+def _run_until(config: Path, log_path: Path, done: object, timeout: float) -> str:
+    """``aquami gateway run`` until ``done()`` is true of its log (or ``timeout``), then SIGTERM."""
+    assert callable(done)
+    with log_path.open("w") as log:
+        gateway = subprocess.Popen([AQUAMI, "gateway", "run", str(config)], stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + timeout
+            while not done(log_path.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(30)
+    return log_path.read_text()
+
+
+def test_a_silent_meter_is_our_line_per_poll_and_no_pymodbus_line(tmp_path: Path, one_meter: SerialLine) -> None:
+    bus = {
+        "name": "rtu-1",
+        "protocol": "modbus-rtu",
+        "device": one_meter.port,
+        "parity": PARITY,
+        "timeout_s": 0.2,
+        "poll_interval_s": 0.3,
+        "retries": 0,
+        "jitter": 0.0,
+    }
+    config = tmp_path / "gw.toml"
+    broker = f"mqtt://127.0.0.1:{free_port()}"  # none there: the readings wait in the spool
+    silent = {"meter_id": "WM-0005", "unit_id": 5}  # no meter at unit 5
+    config.write_text(bus_config_text(broker, tmp_path / "s.sqlite", bus, [silent], gateway_id="gw-quiet"))
+    failed = "WM-0005 on rtu-1: failed after 1 attempts, the last: "
+    log = _run_until(config, tmp_path / "gateway.log", lambda text: text.count(failed) >= 3, 60)
+    ours = [line for line in log.splitlines() if failed in line]
+    assert len(ours) >= 3, log  # three polls, each said once by the gateway
+    assert "no answer" in ours[0].lower() or "no response" in ours[0].lower(), ours[0]
+    assert "pymodbus" not in log and ">>>>>" not in log, log  # (before: pymodbus's lines for each poll)
