@@ -6,7 +6,11 @@
 - ``reload``: re-read the configuration file and swap buses and meters; the spool is untouched.
 - ``scan`` ``{"bus": ..., "first": 1, "last": 247, "profile": ...}``: try unit ids on a Modbus bus, or
   search an M-Bus line for secondary addresses; the reply lists what answered and a ``[[meters]]``
-  snippet for the configuration.
+  snippet for the configuration. A Modbus scan's ``problems`` are the units that answered but gave
+  no reading (``{"unit_id": 1, "error": "...exception response..."}``: a device not of the profile
+  asked with, or not well), as ``aquami gateway scan`` says them; a unit that does not answer is an
+  empty address, not said, and pymodbus's lines for it are kept out of the gateway's log
+  (gateway.scan).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from gateway.config import ConfigError, load_config
 from gateway.mbus import MBusTransport
 from gateway.scan import mbus_snippet, scan_modbus, snippet
 from gateway.spool import NotSpooled
+from gateway.transport import PollError
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -109,5 +114,15 @@ class Commands:
         if not 1 <= first <= last <= 247:
             raise ValueError("first and last are Modbus unit ids, 1 <= first <= last <= 247")
         profile = str(request.get("profile", "smart_water_meter"))
-        found = await scan_modbus(scheduler.attempt, scheduler.config.name, range(first, last + 1), profile)
-        return {"found": [f.unit_id for f in found], "snippet": snippet(scheduler.config.name, found)}
+        problems: list[dict[str, Any]] = []
+
+        def on_problem(unit_id: int, error: PollError) -> None:
+            problems.append({"unit_id": unit_id, "error": str(error)})
+
+        units = range(first, last + 1)
+        found = await scan_modbus(scheduler.attempt, scheduler.config.name, units, profile, on_problem=on_problem)
+        return {
+            "found": [f.unit_id for f in found],
+            "problems": problems,
+            "snippet": snippet(scheduler.config.name, found),
+        }

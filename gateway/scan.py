@@ -9,6 +9,11 @@ pymodbus logs every request that is not answered, with the frame sent (``No resp
 that is not there, up to 494 on an empty bus, where the scan's own lines were lost. A scan keeps
 pymodbus quiet (:func:`pymodbus_quiet`), and a bus that cannot be used is still said, in our own
 one line; ``--verbose`` shows pymodbus's frames instead, sent and received.
+
+A scan run by a gateway (the MQTT ``scan`` command) cannot lower pymodbus's one logger: the gateway's
+other buses log through it at the same time. :func:`scan_modbus` marks its own work instead (a
+context variable, which the tasks it starts inherit), and a filter on that logger drops the records
+logged while it is set, unless the logger is at DEBUG.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +31,16 @@ from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
 PYMODBUS_LOGGER = "pymodbus.logging"  # pymodbus 3.16 logs everything through this one logger
+_scanning: ContextVar[bool] = ContextVar("aquami_gateway_scanning", default=False)
+
+
+def _not_during_a_scan(record: logging.LogRecord) -> bool:
+    """pymodbus's records are dropped while a scan's own work logs them (an absent unit's "No
+    response received …" and its frames, an answer refused), unless pymodbus's logger is at DEBUG."""
+    return not _scanning.get() or logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG)
+
+
+logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_during_a_scan)
 
 
 @contextmanager
@@ -60,7 +76,21 @@ async def scan_modbus(
     ``on_problem`` is told of each unit that answered but gave no reading (an exception response,
     a wrong CRC, registers the profile does not decode): a device is there, not a meter of this
     profile, or not well. A unit that does not answer is no problem (an empty address)."""
-    given = dict(parameters or {})
+    token = _scanning.set(True)
+    try:
+        return await _scan_modbus(attempt, bus, unit_ids, profile, dict(parameters or {}), on_problem)
+    finally:
+        _scanning.reset(token)
+
+
+async def _scan_modbus(
+    attempt: Attempt,
+    bus: str,
+    unit_ids: Iterable[int],
+    profile: str,
+    given: dict[str, Any],
+    on_problem: Callable[[int, PollError], None] | None,
+) -> list[Found]:
     found = []
     for unit_id in unit_ids:
         probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile, given)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import sys
 import tomllib
 from datetime import UTC, datetime
@@ -18,7 +19,9 @@ from aquami.ports import free_port
 from gateway.config import MeterConfig, load_config, parse_config_text
 from gateway.service import Gateway
 from gateway.transport import PollError
+from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_tcp import ModbusTcpSimulator
+from simulators.serial_line import LineSettings
 from tests.gateway.helpers import (
     StatelessTransport,
     Subscriber,
@@ -28,6 +31,7 @@ from tests.gateway.helpers import (
     running,
     until,
 )
+from tests.gateway.test_modbus_rtu import PARITY
 
 pytestmark = pytest.mark.services
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
@@ -365,3 +369,76 @@ def test_scan_snippets_load_back_however_long_the_bus_name() -> None:
     )
     mbus = parse_config_text(mbus_head + mbus_snippet(bus, ["12345678"]))
     assert [m.secondary_address for m in mbus.meters] == ["12345678"]
+
+
+def test_the_scan_command_says_units_that_answered_badly_and_leaves_pymodbus_out_of_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real pty RTU bus with one smart water meter at unit 1, scanned 1..4 with the holding-register
+    electromagnetic_flow_meter profile: unit 1 answers with an exception response. The reply says so
+    in ``problems``, as ``aquami gateway scan`` does (before: ``found: []`` and nothing else), and the
+    gateway's log has no pymodbus line for the silent units 2..4 (before: one or two each)."""
+    caplog.set_level(logging.INFO)
+    simulator = ModbusRtuSimulator(meters(1), LineSettings(baudrate=9600, parity="E")).start()
+    try:
+        bus: dict[str, Any] = {"name": "rtu", "protocol": "modbus-rtu", "device": simulator.line.port}
+        bus |= {"parity": PARITY, "timeout_s": 0.3, "poll_interval_s": 3600, "jitter": 0.0, "retries": 0}
+        text = bus_config_text(
+            f"mqtt://127.0.0.1:{free_port()}",
+            tmp_path / "s.sqlite",
+            bus,
+            [{"meter_id": "WM-0001", "unit_id": 1}],
+            gateway_id="gw-scan",
+        )
+        gateway = Gateway(parse_config_text(text))
+
+        async def scenario() -> list[dict[str, Any]]:
+            async with running(gateway):
+                await until(lambda: gateway.readings_spooled > 0, 20)  # its first poll is done
+                assert gateway._commands is not None
+                caplog.clear()
+                payload = {"bus": "rtu", "first": 1, "last": 4, "profile": "electromagnetic_flow_meter"}
+                await gateway._commands._run("scan", json.dumps({**payload, "request_id": "s1"}).encode())
+                said = [r for r in caplog.records if r.name.startswith("pymodbus")]
+            assert not said, [r.getMessage() for r in said]
+            return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/scan/reply")]
+
+        replies = asyncio.run(scenario())
+        asked = {t.request[0] for t in simulator.line.transactions}
+    finally:
+        simulator.stop()
+    assert asked >= {1, 2, 3, 4}
+    [reply] = replies
+    assert reply["ok"] is True and reply["found"] == []
+    [problem] = reply["problems"]
+    assert problem["unit_id"] == 1 and "exception response" in problem["error"], problem
+
+
+def test_a_scan_quiets_only_its_own_pymodbus_records(caplog: pytest.LogCaptureFixture) -> None:
+    """The scan's filter is tied to the scan's own work, not pymodbus's logger level: a record another
+    bus's poll logs through pymodbus's logger while the scan runs is kept."""
+    from pymodbus.logging import Log
+
+    from gateway.scan import scan_modbus
+
+    caplog.set_level(logging.INFO)
+    scanning = asyncio.Event()
+    other_done = asyncio.Event()
+
+    async def attempt(meter: MeterConfig) -> Reading:
+        Log.warning("scan's own: unit {}", meter.unit_id)
+        scanning.set()
+        await other_done.wait()
+        raise PollError("no reading")
+
+    async def other_bus() -> None:
+        await scanning.wait()
+        Log.warning("the other bus's")
+        other_done.set()
+
+    async def scenario() -> None:
+        await asyncio.gather(scan_modbus(attempt, "b", [7]), other_bus())
+
+    asyncio.run(scenario())
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("pymodbus")]
+    assert said == ["the other bus's"], said
