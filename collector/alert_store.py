@@ -126,12 +126,16 @@ def record_run(
     meters: int,
     changes: AlertChanges,
     seen_at: datetime | None = None,
+    arrivals_from: datetime | None = None,
 ) -> None:
-    """Note a run at ``run_at``; ``seen_at``: the database's clock when it read the readings."""
+    """Note a run at ``run_at``; ``seen_at``: the database's clock when it read the readings;
+    ``arrivals_from``: where the readings that arrive after it begin (``readings_arrival_floor()``
+    then), which the next run takes as arrived."""
+    counts = (len(changes.opened), len(changes.updated), len(changes.resolved))
     conn.execute(
-        "INSERT INTO detection_runs (run_at, window_from, window_to, meters, opened, updated, resolved, seen_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_at) DO NOTHING",
-        (run_at, *window, meters, len(changes.opened), len(changes.updated), len(changes.resolved), seen_at),
+        "INSERT INTO detection_runs (run_at, window_from, window_to, meters, opened, updated, resolved, seen_at,"
+        " arrivals_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_at) DO NOTHING",
+        (run_at, *window, meters, *counts, seen_at, arrivals_from),
     )
 
 

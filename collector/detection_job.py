@@ -68,12 +68,19 @@ SELECT meter_id, max(removed_at) FROM meter_installations GROUP BY meter_id HAVI
 #: an instant (on the index of ``received_at``: only those are read). VEE's estimates are no reads.
 _ARRIVED = """
 SELECT meter_id, min(ts), max(ts) FROM readings
-WHERE received_at > %(since)s AND ts > %(first)s AND ts <= %(until)s AND quality <> 'estimated'
+WHERE received_at >= %(since)s AND ts > %(first)s AND ts <= %(until)s AND quality <> 'estimated'
 GROUP BY meter_id
 """
-#: A reading is taken to have arrived after the previous run if it was received less than this
-#: before that run read the readings: a writer's transaction begun before (its ``received_at``) may
-#: have committed after. Taking one twice only looks at its episodes again.
+#: Where the readings that arrived after a run begin, asked before it reads them (collector
+#: migration 0072): now, or the oldest open transaction's start if earlier. A reading's
+#: ``received_at`` is its writing transaction's start, so what a transaction open during the run
+#: commits after it is at or after this, however long it was open. Taking one twice only looks at
+#: its episodes again.
+_ARRIVALS_FROM = "SELECT readings_arrival_floor(), clock_timestamp()"
+#: Before runs recorded that floor (``arrivals_from``), a reading was taken to have arrived after
+#: the previous run if it was received less than this before that run read the readings
+#: (``seen_at``): a transaction open longer, begun before and committed after, was missed. Only the
+#: first run after the migration, on such a record, still goes by it.
 _ARRIVAL_MARGIN = timedelta(minutes=10)
 _RECORD = np.dtype([("us", ">i8"), ("volume", ">f8"), ("reverse", ">f8")])
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -239,14 +246,19 @@ def run_detection_once(
     config = config or DetectionJobConfig()
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        previous = conn.execute("SELECT run_at, seen_at FROM detection_runs ORDER BY run_at DESC LIMIT 1").fetchone()
+        previous = conn.execute(
+            "SELECT run_at, coalesce(arrivals_from, seen_at - %s) FROM detection_runs ORDER BY run_at DESC LIMIT 1",
+            (_ARRIVAL_MARGIN,),
+        ).fetchone()
         if dry_run is None and previous is not None and now < previous[0]:
             raise BackRun(
                 f"detection last ran at {previous[0].isoformat()}: a run at {now.isoformat()}, before it, "
                 "would rewind the live alerts; replay the past as a dry run instead "
                 "(aquami collector detect --out ALERTS.json)"
             )
-        (seen_at,) = conn.execute("SELECT clock_timestamp()").fetchone() or (None,)
+        # only a stored run records where the next one's arrivals begin: a dry run asks nothing of the sessions
+        row = conn.execute(_ARRIVALS_FROM).fetchone() if dry_run is None else None
+        arrivals_from, seen_at = row or (None, None)
         block = fetch_block(conn, now, config)
         if block.n_meters == 0:
             return AlertChanges()
@@ -261,7 +273,7 @@ def run_detection_once(
             now,
             opens_from=opens_from,
             removed=dict(conn.execute(_TAKEN_OUT).fetchall()),
-            arrived=None if arrived is None else arrived_since(conn, block, arrived - _ARRIVAL_MARGIN, opens_from),
+            arrived=None if arrived is None else arrived_since(conn, block, arrived, opens_from),
             window_from=since,
         )
         if dry_run is not None:
@@ -269,7 +281,7 @@ def run_detection_once(
             return changes
         save_changes(conn, changes)
         window = (block.time(0), block.time(block.n_intervals - 1))
-        record_run(conn, now, window, block.n_meters, changes, seen_at)
+        record_run(conn, now, window, block.n_meters, changes, seen_at, arrivals_from)
     return changes
 
 
@@ -277,8 +289,8 @@ def arrived_since(
     conn: psycopg.Connection[Any], block: SeriesBlock, since: datetime, until: datetime
 ) -> dict[str, tuple[datetime, datetime]]:
     """By subject (a meter, and its DMA as ``dma:…``): the oldest and newest instants, in the
-    block's window up to ``until``, of its readings that arrived after ``since`` (the database's
-    clock, as ``readings.received_at``).
+    block's window up to ``until``, of its readings received at or after ``since`` (the database's
+    clock, as ``readings.received_at``: the previous run's ``arrivals_from``).
 
     Per reading, a block does not say when it arrived, and the block's query is left as it is; this
     asks the readings' ``received_at`` index for the few that arrived since the previous run, and

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 import collector.detection_job as detection_job
 from collector.alert_store import alerts_for, alerts_to_merge, dismiss_alert, save_changes
@@ -653,6 +655,105 @@ def test_an_episode_whose_readings_arrive_late_opens_however_old_and_one_seen_in
     assert [(a.meter_id, a.status) for a in bursts] == [(meters[5].meter_id, AlertStatus.RESOLVED)]
     assert abs(bursts[0].start - late) <= timedelta(hours=1)
     assert bursts[0].detected_at < START + timedelta(days=7)  # older than opens_within
+
+
+def test_readings_of_a_transaction_open_across_a_run_longer_than_the_old_margin_are_taken_as_arrived(
+    migrated_database_url, monkeypatch
+):
+    """A gateway's spool of days 6 to 9 (a 900 L/h, three-hour burst on day 6) is written by an
+    ingest transaction that begins before the day-9 run's predecessor reads the readings and commits
+    after it: its readings' ``received_at`` (the transaction's start) is before that run. The run
+    took as arrived only what was received after its predecessor's clock less a fixed margin (10
+    minutes; 1 s here, the transaction held open 2 s), so the burst, older than ``opens_within`` and
+    ended, was never opened. Now each run records the oldest open transaction's start as where the
+    next run's arrivals begin, and the burst opens."""
+    monkeypatch.setattr(detection_job, "_ARRIVAL_MARGIN", timedelta(seconds=1))
+    meters = fleet()
+    late = START + timedelta(days=6, hours=10)
+    meters[5].inject(Burst(start=late, end=late + timedelta(hours=3), rate_lph=900.0))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    config = DetectionJobConfig(history_days=9, opens_within=timedelta(days=2))
+    store_hours(migrated_database_url, meters, 0, 6 * 24 + 1)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:  # arrived in their own time
+        conn.execute("UPDATE readings SET received_at = received_at - interval '1 hour'")
+    spool = [
+        (m.meter_id, r.ts, r.volume_m3)
+        for m in meters
+        for r in (m.read(START + timedelta(hours=hour)) for hour in range(6 * 24 + 1, 9 * 24 + 1))
+    ]
+    with psycopg.connect(migrated_database_url) as writer:
+        with writer.cursor().copy("COPY readings (meter_id, ts, volume_m3) FROM STDIN") as copy:
+            for row in spool:
+                copy.write_row(row)
+        time.sleep(2)  # open longer than the margin
+        with psycopg.connect(migrated_database_url) as conn:
+            first = run_detection_once(conn, START + timedelta(days=6), config)
+        assert not [a for a in first.opened if a.kind is AlertKind.BURST]
+        writer.commit()
+    with psycopg.connect(migrated_database_url) as conn:
+        changes = run_detection_once(conn, START + timedelta(days=9), config)
+    bursts = [a for a in changes.opened if a.kind is AlertKind.BURST]
+    assert [(a.meter_id, a.status) for a in bursts] == [(meters[5].meter_id, AlertStatus.RESOLVED)]
+    assert bursts[0].detected_at < START + timedelta(days=7)  # older than opens_within: opened as arrived
+
+
+def test_the_first_run_after_a_run_recorded_without_arrivals_from_takes_its_clock_less_the_old_margin(
+    migrated_database_url,
+):
+    """A run recorded before collector migration 0072 has only ``seen_at``, its clock when it read
+    the readings: the run after it takes as arrived what was received up to the old 10 minutes
+    before that, as it did then (a spool received 5 minutes before it is still taken)."""
+    meters = fleet()
+    late = START + timedelta(days=6, hours=10)
+    meters[5].inject(Burst(start=late, end=late + timedelta(hours=3), rate_lph=900.0))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    config = DetectionJobConfig(history_days=9, opens_within=timedelta(days=2))
+    store_hours(migrated_database_url, meters, 0, 6 * 24 + 1)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE readings SET received_at = received_at - interval '1 hour'")
+        run_detection_once(conn, START + timedelta(days=6), config)
+    store_hours(migrated_database_url, meters, 6 * 24 + 1, 9 * 24 + 1)
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE detection_runs SET arrivals_from = NULL,"
+            " seen_at = (SELECT max(received_at) FROM readings) + interval '5 minutes'"
+        )
+        changes = run_detection_once(conn, START + timedelta(days=9), config)
+    bursts = [a for a in changes.opened if a.kind is AlertKind.BURST]
+    assert [(a.meter_id, a.status) for a in bursts] == [(meters[5].meter_id, AlertStatus.RESOLVED)]
+
+
+def test_a_run_whose_arrivals_floor_cannot_see_every_session_is_refused_naming_the_grant(leaky_database):
+    """readings_arrival_floor() owned by a role that cannot see another role's sessions (migrations
+    run by an unprivileged role): the run fails with one line naming the grant and records nothing,
+    rather than a floor past a transaction it cannot see; the grant makes it run."""
+    role = f"aquami_collector_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(leaky_database, autocommit=True) as admin:  # connected: a session of another role
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+        try:
+            admin.execute(sql.SQL("ALTER FUNCTION readings_arrival_floor() OWNER TO {}").format(sql.Identifier(role)))
+            refusal = pytest.raises(psycopg.errors.InsufficientPrivilege)
+            with psycopg.connect(leaky_database) as conn, refusal as refused:
+                run_detection_once(conn, START + timedelta(days=9), _job_config())
+            said = refused.value.diag.message_primary or ""
+            assert "\n" not in said and said.endswith(f"GRANT pg_read_all_stats TO {role}"), said
+            assert admin.execute("SELECT count(*) FROM detection_runs").fetchone() == (0,)
+            admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(role)))
+            with psycopg.connect(leaky_database) as conn:
+                run_detection_once(conn, START + timedelta(days=9), _job_config())
+            assert admin.execute("SELECT count(*) FROM detection_runs").fetchone() == (1,)
+        finally:
+            admin.execute("ALTER FUNCTION readings_arrival_floor() OWNER TO CURRENT_USER")
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_the_schedule_goes_on_after_a_run_fails(leaky_database, monkeypatch):
