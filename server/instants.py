@@ -2,6 +2,11 @@
 
 psycopg gives a timestamptz in the session's TimeZone (a database set to the host's zone gives
 "+11:00"), and a request's times keep the caller's offset; the README promises UTC.
+
+A time a request gives is held to the shape a stored time is (:func:`aquami.stored_times.shape_problem`)
+before pydantic reads it: pydantic takes ``_`` (or ``t``) between a date and its time, and a bare
+number as seconds (or, past 2e10, milliseconds) since 1970, so ``from=20261102`` was 1970-08-23
+and ``from=1700000000`` 2023-11-14, with no error.
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
+from aquami.stored_times import shape_problem
 from collector.batch_parser import FUTURE_MAX, TS_MIN
 
 
@@ -23,8 +29,21 @@ def in_utc(moment: datetime) -> datetime:
         raise ValueError("the time's UTC date must be within the years 1 to 9999") from None
 
 
-#: A timezone-aware instant, held and sent in UTC.
-UtcInstant = Annotated[AwareDatetime, AfterValidator(in_utc)]
+def written_as_iso(value: object) -> object:
+    """``value`` if it is no text, or text in a stored time's shape; refused otherwise (a number,
+    which pydantic reads as seconds or milliseconds since 1970 by its size, is refused too)."""
+    if isinstance(value, str):
+        problem = shape_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} {problem}")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is a number: a time is ISO 8601 text with a UTC offset")
+    return value
+
+
+#: A timezone-aware instant, written as ISO 8601 with T (or a space) and any fraction on the
+#: seconds only, held and sent in UTC.
+UtcInstant = Annotated[AwareDatetime, BeforeValidator(written_as_iso), AfterValidator(in_utc)]
 
 #: The earliest reading time the collector stores (its ``TS_MIN`` is naive UTC text, compared with
 #: the readings' own UTC text).
@@ -44,4 +63,6 @@ def within_reading_bounds(moment: datetime) -> datetime:
 
 
 #: The time of a reading a person supplies or corrects: a UTC instant within the collector's bounds.
-ReadingInstant = Annotated[AwareDatetime, AfterValidator(in_utc), AfterValidator(within_reading_bounds)]
+ReadingInstant = Annotated[
+    AwareDatetime, BeforeValidator(written_as_iso), AfterValidator(in_utc), AfterValidator(within_reading_bounds)
+]

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg_pool import ConnectionPool
 
+from aquami.stored_times import shape_problem
 from server.auth import Principal, require_role
 from server.billing import repository, service
 from server.billing.downloads import attachment
@@ -61,6 +62,8 @@ def _read_cursor(cursor: str | None) -> tuple[tuple[datetime, str] | None, datet
 
 
 def _instant(text: str) -> datetime | None:
+    if shape_problem(text) is not None:  # fromisoformat reads 12.5 as 12:00:00.5, any character as T
+        return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

