@@ -1,0 +1,40 @@
+"""The API's times (server.instants) are read only as ISO 8601 writes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
+
+from server.instants import ReadingInstant, UtcInstant
+
+instants = TypeAdapter(UtcInstant)
+moments = st.builds(
+    lambda t, minutes: t.replace(tzinfo=timezone(timedelta(minutes=minutes))),
+    st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(9998, 12, 30)),
+    st.integers(-14 * 60, 14 * 60),
+)
+
+
+@given(moments, st.sampled_from("T "), st.characters(exclude_categories=["Cs"]).filter(lambda c: c not in "T "))
+def test_a_time_is_read_with_t_or_a_space_between_date_and_time_and_refused_with_any_other(
+    moment: datetime, good: str, other: str
+) -> None:
+    """pydantic took ``_`` and ``t`` there (``2026-11-02_12:00:00Z`` as 12:00)."""
+    written = moment.isoformat(sep=good)
+    assert instants.validate_python(written) == moment and instants.validate_python(written).tzinfo == UTC
+    with pytest.raises(ValidationError, match="is no ISO 8601 time"):
+        instants.validate_python(moment.isoformat(sep=other))
+
+
+@given(st.integers(0, 10**13))
+def test_a_bare_number_is_no_time(number: int) -> None:
+    """pydantic read it as seconds (past 2e10 milliseconds) since 1970: ``20261102`` was 1970-08-23."""
+    for adapter in (instants, TypeAdapter(ReadingInstant)):
+        with pytest.raises(ValidationError, match="is no ISO 8601 time"):
+            adapter.validate_python(str(number))
+        with pytest.raises(ValidationError, match="is a number"):
+            adapter.validate_python(number)
