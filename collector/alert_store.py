@@ -129,7 +129,7 @@ def record_run(
     arrivals_from: datetime | None = None,
 ) -> None:
     """Note a run at ``run_at``; ``seen_at``: the database's clock when it read the readings;
-    ``arrivals_from``: where the readings that arrive after it begin (``readings_arrival_floor()``
+    ``arrivals_from``: where the readings that arrive after it begin (``open_transactions_floor()``
     then), which the next run takes as arrived."""
     counts = (len(changes.opened), len(changes.updated), len(changes.resolved))
     conn.execute(

@@ -76,7 +76,7 @@ GROUP BY meter_id
 #: ``received_at`` is its writing transaction's start, so what a transaction open during the run
 #: commits after it is at or after this, however long it was open. Taking one twice only looks at
 #: its episodes again.
-_ARRIVALS_FROM = "SELECT readings_arrival_floor(), clock_timestamp()"
+_ARRIVALS_FROM = "SELECT open_transactions_floor(), clock_timestamp()"
 #: Before runs recorded that floor (``arrivals_from``), a reading was taken to have arrived after
 #: the previous run if it was received less than this before that run read the readings
 #: (``seen_at``): a transaction open longer, begun before and committed after, was missed. Only the

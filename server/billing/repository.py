@@ -140,13 +140,14 @@ def changes_floor(conn: psycopg.Connection) -> datetime:
     Asked before the pull's reads (each statement sees what was committed when it began): a
     transaction it missed was still open here.
 
-    Asked of ``billing_changes_floor()`` (server migration 0058), which reads pg_stat_activity as
-    its owner: a server on its own role sees other roles' transactions there with no start, and
-    took its own now() past an ingest or VEE transaction still open. A 500 naming the grant when the
-    owner cannot see every session either: a floor past an unseen transaction loses its reads."""
+    Asked of ``open_transactions_floor()`` (collector migration 0072, which detection shares), which
+    reads pg_stat_activity as its owner: a server on its own role sees other roles' transactions
+    there with no start, and took its own now() past an ingest or VEE transaction still open. A 500
+    naming the grant when the owner cannot see every session either: a floor past an unseen
+    transaction loses its reads."""
     try:
         with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the API's: dicts)
-            row = cur.execute("SELECT billing_changes_floor()").fetchone()
+            row = cur.execute("SELECT open_transactions_floor()").fetchone()
     except psycopg.errors.InsufficientPrivilege as error:
         raise Problem(500, error.diag.message_primary or str(error), title="Bad setting") from None
     assert row is not None

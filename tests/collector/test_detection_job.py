@@ -732,14 +732,14 @@ def test_the_first_run_after_a_run_recorded_without_arrivals_from_takes_its_cloc
 
 
 def test_a_run_whose_arrivals_floor_cannot_see_every_session_is_refused_naming_the_grant(leaky_database):
-    """readings_arrival_floor() owned by a role that cannot see another role's sessions (migrations
+    """open_transactions_floor() owned by a role that cannot see another role's sessions (migrations
     run by an unprivileged role): the run fails with one line naming the grant and records nothing,
     rather than a floor past a transaction it cannot see; the grant makes it run."""
     role = f"aquami_collector_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(leaky_database, autocommit=True) as admin:  # connected: a session of another role
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
         try:
-            admin.execute(sql.SQL("ALTER FUNCTION readings_arrival_floor() OWNER TO {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("ALTER FUNCTION open_transactions_floor() OWNER TO {}").format(sql.Identifier(role)))
             refusal = pytest.raises(psycopg.errors.InsufficientPrivilege)
             with psycopg.connect(leaky_database) as conn, refusal as refused:
                 run_detection_once(conn, START + timedelta(days=9), _job_config())
@@ -751,7 +751,7 @@ def test_a_run_whose_arrivals_floor_cannot_see_every_session_is_refused_naming_t
                 run_detection_once(conn, START + timedelta(days=9), _job_config())
             assert admin.execute("SELECT count(*) FROM detection_runs").fetchone() == (1,)
         finally:
-            admin.execute("ALTER FUNCTION readings_arrival_floor() OWNER TO CURRENT_USER")
+            admin.execute("ALTER FUNCTION open_transactions_floor() OWNER TO CURRENT_USER")
             admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 

@@ -157,7 +157,7 @@ def on_its_own_role(migrated_database_url: str) -> Iterator[tuple[TestClient, di
             with TestClient(create_app(make_conninfo(url, user=role))) as client:
                 yield client, {"Authorization": f"Bearer {key}"}, url, role
         finally:
-            conn.execute("ALTER FUNCTION billing_changes_floor() OWNER TO CURRENT_USER")  # a test may hand it over
+            conn.execute("ALTER FUNCTION open_transactions_floor() OWNER TO CURRENT_USER")  # a test may hand it over
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
@@ -167,7 +167,7 @@ def test_a_server_on_its_own_role_does_not_hand_out_a_floor_past_another_role_s_
     its start (received_at), committed after the pull. The server's role sees no start for it in
     pg_stat_activity: before, the pull's next_changed_since was its own now(), after the read's
     received_at, and the next pull did not give the read (a read lost for billing). Now the floor is
-    asked of billing_changes_floor() (server migration 0058), which sees every role's sessions."""
+    asked of open_transactions_floor() (collector migration 0072), which sees every role's sessions."""
     client, headers, url, role = on_its_own_role
     since = _pull(client, headers)[2]
     with psycopg.connect(url) as writer:
@@ -193,13 +193,13 @@ def test_a_server_on_its_own_role_does_not_hand_out_a_floor_past_another_role_s_
 
 
 def test_a_floor_whose_asker_cannot_see_every_session_is_refused_naming_the_grant(on_its_own_role):
-    """billing_changes_floor() owned by a role that cannot see the writers' sessions (migrations run
+    """open_transactions_floor() owned by a role that cannot see the writers' sessions (migrations run
     by the server's own unprivileged role): a pull is refused with a one-line 500 that names the
     grant, rather than given a floor past a transaction it cannot see; the grant it names makes the
     pull work."""
     client, headers, url, role = on_its_own_role
     with psycopg.connect(url, autocommit=True) as admin:  # connected: a session of another role
-        admin.execute(sql.SQL("ALTER FUNCTION billing_changes_floor() OWNER TO {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("ALTER FUNCTION open_transactions_floor() OWNER TO {}").format(sql.Identifier(role)))
         count = admin.execute("SELECT count(*) FROM readings").fetchone()
         for params in ({}, {"changed_since": "2026-11-01T00:00:00Z"}, {"format": "csv"}):
             answer = client.get("/billing/reads", params={**PULL, **params}, headers=headers)
