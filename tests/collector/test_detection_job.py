@@ -625,6 +625,21 @@ def test_a_scheduled_run_that_another_collector_s_later_run_came_before_is_no_fa
     assert not job.last_changes
 
 
+def _six_days_arrived_in_their_own_time(url: str, meters: list[MeterModel]) -> DetectionJobConfig:
+    """``meters`` registered as customers of D1 and their first six days stored, each reading
+    received an hour after it was taken (in its own time, not late); the config of the tests of late
+    arrivals: nine days of history, an ended episode opened only if detected in the last two."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+    store_hours(url, meters, 0, 6 * 24 + 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE readings SET received_at = received_at - interval '1 hour'")
+    return DetectionJobConfig(history_days=9, opens_within=timedelta(days=2))
+
+
 def test_an_episode_whose_readings_arrive_late_opens_however_old_and_one_seen_in_time_does_not(migrated_database_url):
     """Detection ran at day 6; then nothing reached the database for three days (a collector down,
     a gateway's spool), and at day 9 all of it arrives: a 900 L/h burst on day 6, three hours long,
@@ -636,15 +651,7 @@ def test_an_episode_whose_readings_arrive_late_opens_however_old_and_one_seen_in
     early, late = START + timedelta(days=3, hours=10), START + timedelta(days=6, hours=10)
     meters[3].inject(Burst(start=early, end=early + timedelta(hours=3), rate_lph=900.0))
     meters[5].inject(Burst(start=late, end=late + timedelta(hours=3), rate_lph=900.0))
-    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
-            [(m.meter_id,) for m in meters],
-        )
-    config = DetectionJobConfig(history_days=9, opens_within=timedelta(days=2))
-    store_hours(migrated_database_url, meters, 0, 6 * 24 + 1)
-    with psycopg.connect(migrated_database_url, autocommit=True) as conn:  # arrived in their own time
-        conn.execute("UPDATE readings SET received_at = received_at - interval '1 hour'")
+    config = _six_days_arrived_in_their_own_time(migrated_database_url, meters)
     with psycopg.connect(migrated_database_url) as conn:
         first = run_detection_once(conn, START + timedelta(days=6), config)
         assert not [a for a in first.opened if a.kind is AlertKind.BURST]  # day 3's was old already
@@ -671,15 +678,7 @@ def test_readings_of_a_transaction_open_across_a_run_longer_than_the_old_margin_
     meters = fleet()
     late = START + timedelta(days=6, hours=10)
     meters[5].inject(Burst(start=late, end=late + timedelta(hours=3), rate_lph=900.0))
-    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
-            [(m.meter_id,) for m in meters],
-        )
-    config = DetectionJobConfig(history_days=9, opens_within=timedelta(days=2))
-    store_hours(migrated_database_url, meters, 0, 6 * 24 + 1)
-    with psycopg.connect(migrated_database_url, autocommit=True) as conn:  # arrived in their own time
-        conn.execute("UPDATE readings SET received_at = received_at - interval '1 hour'")
+    config = _six_days_arrived_in_their_own_time(migrated_database_url, meters)
     spool = [
         (m.meter_id, r.ts, r.volume_m3)
         for m in meters
@@ -710,15 +709,8 @@ def test_the_first_run_after_a_run_recorded_without_arrivals_from_takes_its_cloc
     meters = fleet()
     late = START + timedelta(days=6, hours=10)
     meters[5].inject(Burst(start=late, end=late + timedelta(hours=3), rate_lph=900.0))
-    with psycopg.connect(migrated_database_url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
-            [(m.meter_id,) for m in meters],
-        )
-    config = DetectionJobConfig(history_days=9, opens_within=timedelta(days=2))
-    store_hours(migrated_database_url, meters, 0, 6 * 24 + 1)
+    config = _six_days_arrived_in_their_own_time(migrated_database_url, meters)
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
-        conn.execute("UPDATE readings SET received_at = received_at - interval '1 hour'")
         run_detection_once(conn, START + timedelta(days=6), config)
     store_hours(migrated_database_url, meters, 6 * 24 + 1, 9 * 24 + 1)
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:

@@ -29,6 +29,26 @@ def _store_on_time(url: str, meter: str, reads: list[tuple[datetime, str]]) -> N
                 cp.write_row((meter, t, v, t))
 
 
+def _silent(url: str, days: int, rise_m3: float | None = None) -> tuple[datetime, datetime]:
+    """Hourly meter S-1 read for two days up to ``stop``, silent ``days`` days, then read at ``back``
+    (two hours before NOW) and an hour later, all on time. Its register rose 10 L an hour all along,
+    or by ``rise_m3`` over the silence. (stop, back)."""
+    back = NOW - 2 * HOUR
+    stop = back - days * 24 * HOUR
+    before = [stop - i * HOUR for i in range(48, -1, -1)]
+    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
+    after = [100.48 + (0.01 * (days * 24 + k) if rise_m3 is None else rise_m3 + 0.01 * k) for k in range(2)]
+    _store_on_time(url, "S-1", [(back + k * HOUR, f"{volume:.3f}") for k, volume in enumerate(after)])
+    return stop, back
+
+
+def _arrives_late(url: str, ts: datetime, volume: str) -> None:
+    """S-1's read at ``ts`` is received now, and noted as late (``late_readings``)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('S-1', %s, %s)", (ts, volume))
+        conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (ts,))
+
+
 def test_a_silence_longer_than_a_round_s_window_is_estimated_whole(migrated_database_url):
     """An hourly meter silent for three days (70 hours missing), 10 L an hour throughout. The round
     after it estimated only the 46 hours inside its two days, and no later round the other 24 (the
@@ -142,11 +162,7 @@ def test_a_gap_opening_before_the_look_back_is_estimated_whole_or_flagged(migrat
     Now its last read before the load is loaded too: the gap is estimated whole up to 62 days
     (``max_estimated_gap_s``), and flagged for a person beyond."""
     url = migrated_database_url
-    back = NOW - 2 * HOUR
-    stop = back - silent_days * 24 * HOUR
-    before = [stop - i * HOUR for i in range(48, -1, -1)]
-    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
-    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (silent_days * 24 + k):.3f}") for k in range(2)])
+    _, back = _silent(url, silent_days)
     report = vee_round(url, NOW)
     assert report is not None
     with psycopg.connect(url) as conn:
@@ -220,11 +236,7 @@ def test_a_gap_opening_before_the_look_back_stays_flagged_at_the_next_round(migr
     days of its estimates but not the read that opened it, so it cannot judge the gap, and found
     the closing read an hour after an estimate: no gap, its flag deleted. It keeps the flag now."""
     url = migrated_database_url
-    back = NOW - 2 * HOUR
-    stop = back - 40 * 24 * HOUR
-    before = [stop - i * HOUR for i in range(48, -1, -1)]
-    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
-    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (40 * 24 + k):.3f}") for k in range(2)])
+    _, back = _silent(url, 40)
     assert vee_round(url, NOW) is not None
     flags = _gap_flags(url)
     assert [(t, detail.endswith("; estimated")) for t, detail in flags] == [(back, True)]
@@ -243,20 +255,12 @@ def test_a_late_read_in_a_gap_opening_before_the_look_back_is_flagged_as_closing
     meter had missed the 720 hours before it. Now its step from the meter's last measured read,
     looked up, makes it a gap VEE filled: flagged ``gap`` "720.0 h …; estimated", and kept so."""
     url = migrated_database_url
-    back = NOW - 2 * HOUR
-    stop = back - 40 * 24 * HOUR
-    before = [stop - i * HOUR for i in range(48, -1, -1)]
-    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
-    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (40 * 24 + k):.3f}") for k in range(2)])
+    stop, back = _silent(url, 40)
     assert vee_round(url, NOW) is not None
     late_t = stop + 30 * 24 * HOUR + timedelta(seconds=7)
     estimated_before = "SELECT count(*) FROM readings WHERE quality = 'estimated' AND ts < %s"
-    with psycopg.connect(url) as conn:  # received now
-        conn.execute(
-            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('S-1', %s, %s)",
-            (late_t, f"{100.48 + 0.01 * 30 * 24:.3f}"),
-        )
-        conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (late_t,))
+    _arrives_late(url, late_t, f"{100.48 + 0.01 * 30 * 24:.3f}")
+    with psycopg.connect(url) as conn:
         kept = conn.execute(estimated_before, (late_t - HOUR,)).fetchone()  # (to 09:00: test below for 10:00)
     flagged = [
         (late_t, "720.0 h since the previous read; estimated"),
@@ -280,20 +284,11 @@ def test_a_late_read_in_a_gap_opening_before_the_look_back_takes_its_slot_from_t
     measured reads around it were loaded, and the silence's opening read was not: the estimate
     stood 7 s before the meter's own read of the hour, for good. Now it goes (``vee:read-slot``)."""
     url = migrated_database_url
-    back = NOW - 2 * HOUR
-    stop = back - 40 * 24 * HOUR
-    before = [stop - i * HOUR for i in range(48, -1, -1)]
-    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
-    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 0.01 * (40 * 24 + k):.3f}") for k in range(2)])
+    stop, _ = _silent(url, 40)
     assert vee_round(url, NOW) is not None
     slot = stop + 30 * 24 * HOUR
     late_t = slot + timedelta(seconds=7)
-    with psycopg.connect(url) as conn:  # received now
-        conn.execute(
-            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('S-1', %s, %s)",
-            (late_t, f"{100.48 + 0.01 * 30 * 24:.3f}"),
-        )
-        conn.execute("INSERT INTO late_readings (since) VALUES (%s)", (late_t,))
+    _arrives_late(url, late_t, f"{100.48 + 0.01 * 30 * 24:.3f}")
     assert vee_round(url, NOW + HOUR) is not None
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -313,11 +308,7 @@ def test_a_gap_opening_before_the_look_back_over_its_allowance_stays_over_max_fl
     its last hour. The next round loads 28 days of estimates, not the read that opened the gap, and
     judged the closing read on its last hour: within 5.25 m³, its flag deleted. It keeps it now."""
     url = migrated_database_url
-    back = NOW - 2 * HOUR
-    stop = back - 40 * 24 * HOUR
-    before = [stop - i * HOUR for i in range(48, -1, -1)]
-    _store_on_time(url, "S-1", [(t, f"{100 + 0.01 * i:.3f}") for i, t in enumerate(before)])
-    _store_on_time(url, "S-1", [(back + k * HOUR, f"{100.48 + 5040.009 + 0.01 * k:.3f}") for k in range(2)])
+    _, back = _silent(url, 40, rise_m3=5040.009)
 
     def flags() -> list[tuple[datetime, str]]:
         with psycopg.connect(url) as conn:

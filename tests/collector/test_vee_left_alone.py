@@ -5,7 +5,6 @@ refreshed (collector/vee/leftovers.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,15 +15,14 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from aquami.cli import app
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import left_alone
 from collector.vee.intervals import ReadIntervals, read_intervals
 from collector.vee.leftovers import estimates_left_alone, measured_neighbours
 from collector.vee.rules import validate
 from collector.vee.series import B, Series
+from tests.collector.vee_back_runs import back_run, estimates_deleted_by
 
 OPENED = datetime(2026, 9, 1, 10, tzinfo=UTC)  # the gap's opening read, of an hourly meter
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -111,18 +109,6 @@ def _setup(url: str, reads: list[tuple[datetime, Decimal]], closing: datetime, w
         return len(old)
 
 
-def _back_run(url: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """``aquami collector vee --from START --to END``: its JSON report."""
-    result = CliRunner().invoke(
-        app,
-        ["collector", "vee", "--from", start.isoformat(), "--to", end.isoformat()],
-        env={"AQUAMI_DATABASE_URL": url},
-    )
-    assert result.exit_code == 0, result.output
-    report: dict[str, Any] = json.loads(result.output)
-    return report
-
-
 def _state(url: str) -> tuple[Any, ...]:
     with psycopg.connect(url) as conn:
         return (
@@ -130,14 +116,6 @@ def _state(url: str) -> tuple[Any, ...]:
             conn.execute("SELECT ts, rule, detail FROM vee_flags ORDER BY 1, 2").fetchall(),
             conn.execute("SELECT hour, consumption_m3, not_actual FROM consumption_hourly ORDER BY 1").fetchall(),
         )
-
-
-def _deleted_by(url: str) -> dict[str, int]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT superseded_by, count(*) FROM reading_history WHERE quality = 'estimated' GROUP BY 1"
-        ).fetchall()
-    return dict(rows)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -154,18 +132,18 @@ def test_a_back_run_deletes_estimates_the_rules_would_not_make(migrated_database
     reads, closing = CASES[case]()
     start, end = closing - 6 * HOUR, closing + 3 * DAY
     _setup(url, reads, closing, with_old=False)
-    _back_run(url, start, end)
+    back_run(url, start, end)
     expected = _state(url)
     assert [(rule, "not estimated" in detail) for _, rule, detail in expected[1] if rule == "gap"] == [("gap", True)]
 
     old = _setup(url, reads, closing, with_old=True)
     assert old > 0
-    report = _back_run(url, start, end)
+    report = back_run(url, start, end)
     assert report["estimates"] == 0 and report["gaps_not_estimated"] == 1
     assert _state(url) == expected
-    assert _deleted_by(url) == {"vee:no-estimate": old}
-    _back_run(url, start, end)
-    assert _state(url) == expected and _deleted_by(url) == {"vee:no-estimate": old}
+    assert estimates_deleted_by(url) == {"vee:no-estimate": old}
+    back_run(url, start, end)
+    assert _state(url) == expected and estimates_deleted_by(url) == {"vee:no-estimate": old}
 
 
 def _left_alone_over_whole_meters(

@@ -5,7 +5,6 @@ consumption is refreshed for the days touched (collector/vee/leftovers.py)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -16,9 +15,7 @@ import numpy as np
 import psycopg
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from aquami.cli import app
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import estimate
 from collector.vee.intervals import read_intervals
@@ -32,6 +29,7 @@ from collector.vee.rounds import vee_and_consumption, vee_round
 from collector.vee.rules import validate
 from collector.vee.runner import run_vee
 from collector.vee.series import Series
+from tests.collector.vee_back_runs import back_run, estimates_deleted_by
 
 FIRST = datetime(2026, 11, 2, 6, tzinfo=UTC)  # a daily meter's first read, at its reading hour
 DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
@@ -95,26 +93,6 @@ def _consumption(url: str) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-def _deleted_by(url: str) -> dict[str, int]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT superseded_by, count(*) FROM reading_history WHERE quality = 'estimated' GROUP BY 1"
-        ).fetchall()
-    return dict(rows)
-
-
-def _back_run(url: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """``aquami collector vee --from START --to END``: its JSON report."""
-    result = CliRunner().invoke(
-        app,
-        ["collector", "vee", "--from", start.isoformat(), "--to", end.isoformat()],
-        env={"AQUAMI_DATABASE_URL": url},
-    )
-    assert result.exit_code == 0, result.output
-    report: dict[str, Any] = json.loads(result.output)
-    return report
-
-
 def test_a_back_run_gives_a_daily_meter_s_missing_day_one_estimate_for_the_old_hourly_ones(migrated_database_url):
     """The meter of test_vee_new_meter.py read daily at 06:00 from 2 November, its 3 November read
     missing. Rounds before 96766cf left 25 hourly estimates in its gap, 2 Nov 18:00 to 3 Nov 18:00
@@ -132,12 +110,12 @@ def test_a_back_run_gives_a_daily_meter_s_missing_day_one_estimate_for_the_old_h
     reads, before = _measured(url), _consumption(url)
     assert len(_rows(url, "estimated")) == 25
 
-    report = _back_run(url, FIRST + 2 * DAY - 6 * HOUR, FIRST + 7 * DAY)
+    report = back_run(url, FIRST + 2 * DAY - 6 * HOUR, FIRST + 7 * DAY)
 
     assert report["estimates"] == 1
     assert _rows(url, "estimated") == [(FIRST + DAY, Decimal(_volume(FIRST + DAY)), "estimated", "vee:profile")]
     assert _measured(url) == reads
-    assert _deleted_by(url) == {"vee:re-slot": 25}
+    assert estimates_deleted_by(url) == {"vee:re-slot": 25}
     with psycopg.connect(url) as conn:
         gaps = conn.execute("SELECT ts, detail FROM vee_flags WHERE rule = 'gap'").fetchall()
     assert [(t, detail.endswith("; estimated")) for t, detail in gaps] == [(FIRST + 2 * DAY, True)]
@@ -145,9 +123,9 @@ def test_a_back_run_gives_a_daily_meter_s_missing_day_one_estimate_for_the_old_h
     _refresh_all(url)
     assert kept == _consumption(url) != before
     # and a second back-run changes nothing
-    _back_run(url, FIRST + 2 * DAY - 6 * HOUR, FIRST + 7 * DAY)
+    back_run(url, FIRST + 2 * DAY - 6 * HOUR, FIRST + 7 * DAY)
     assert _rows(url, "estimated") == [(FIRST + DAY, Decimal(_volume(FIRST + DAY)), "estimated", "vee:profile")]
-    assert _deleted_by(url) == {"vee:re-slot": 25}
+    assert estimates_deleted_by(url) == {"vee:re-slot": 25}
 
 
 def test_a_new_meter_s_old_hourly_estimates_go_while_its_interval_is_not_known(migrated_database_url):
@@ -162,12 +140,12 @@ def test_a_new_meter_s_old_hourly_estimates_go_while_its_interval_is_not_known(m
     _refresh_all(url)
     reads = _measured(url)
 
-    report = _back_run(url, FIRST + 12 * HOUR, FIRST + 2 * DAY)
+    report = back_run(url, FIRST + 12 * HOUR, FIRST + 2 * DAY)
 
     assert report["estimates"] == 0
     assert _rows(url, "estimated") == []
     assert _measured(url) == reads
-    assert _deleted_by(url) == {"vee:no-gap": 23}
+    assert estimates_deleted_by(url) == {"vee:no-gap": 23}
     kept = _consumption(url)
     _refresh_all(url)
     assert kept == _consumption(url)
@@ -259,9 +237,9 @@ def test_a_run_over_a_gap_makes_what_a_run_without_the_old_estimates_makes(
     run()
     assert state() == expected
     assert _measured(url) == measured
-    history = _deleted_by(url)
+    history = estimates_deleted_by(url)
     run()
-    assert state() == expected and _deleted_by(url) == history
+    assert state() == expected and estimates_deleted_by(url) == history
 
 
 def test_a_validation_only_run_that_finds_a_new_meter_s_interval_leaves_its_gaps_to_the_next_run(
