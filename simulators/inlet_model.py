@@ -25,8 +25,8 @@ import numpy as np
 
 from simulators.consumption import DAY_S, HOUR_S
 from simulators.events import Fault, ReverseFlow, reported_end, require_utc
-from simulators.ground_truth import GroundTruthEvent, iso_utc
-from simulators.meter_model import EARLIEST_INSTALLED, MeterModel, MeterReading
+from simulators.ground_truth import GroundTruthEvent
+from simulators.meter_model import MeterModel, MeterReading, refuse_installed_before_epoch
 from simulators.network import PRESSURE_FACTOR
 
 _PF_CUM = np.concatenate([[0.0], np.cumsum(PRESSURE_FACTOR)])
@@ -81,13 +81,7 @@ class InletMeterModel:
     def __post_init__(self) -> None:
         if self.installed.tzinfo is None:
             raise ValueError("installed must be timezone-aware UTC")
-        if self.installed < EARLIEST_INSTALLED:
-            # as MeterModel refuses its own: the CLI and the rig refused it, the model used as a
-            # library built it, though no customer's meter can be older than the epoch
-            raise ValueError(
-                f"{self.meter_id}: installed {iso_utc(self.installed)}, before {iso_utc(EARLIEST_INSTALLED)},"
-                " the earliest the simulated meters start from"
-            )
+        refuse_installed_before_epoch(self.meter_id, self.installed)  # as MeterModel refuses its own
         steps = {c.step_s for c in self.customers}
         if len(steps) > 1:
             raise ValueError(f"the customers' meters step at {sorted(steps)} s: the inlet needs them to step alike")

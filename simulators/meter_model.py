@@ -80,6 +80,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The earliest installation the model can simulate: its days are counted from the Unix epoch, and
 #: a day before it has no random stream (numpy seeds from non-negative integers only).
 EARLIEST_INSTALLED = _EPOCH
+
+
+def refuse_installed_before_epoch(meter_id: str, installed: datetime) -> None:
+    """ValueError naming the meter when ``installed`` is before :data:`EARLIEST_INSTALLED`: refused
+    when a model is built, not at its first reading, where numpy refused to seed the day before 1970
+    with "expected non-negative integer" and named neither the meter nor the field (an inlet's model
+    read as if it had always been in place)."""
+    if installed < EARLIEST_INSTALLED:
+        raise ValueError(
+            f"{meter_id}: installed {iso_utc(installed)}, before {iso_utc(EARLIEST_INSTALLED)},"
+            " the earliest the simulated meters start from"
+        )
+
+
 _US = timedelta(microseconds=1)
 ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
 _EPS = 1e-7  # in register counts, against float error at exact multiples of the resolution
@@ -181,13 +195,7 @@ class MeterModel:
 
     def __post_init__(self) -> None:
         self._install_s = _s(self.installed)  # (refuses a naive datetime)
-        if self.installed < EARLIEST_INSTALLED:
-            # refused here, not at the first reading, where numpy refused to seed the day before 1970
-            # with "expected non-negative integer" and named neither the meter nor the field
-            raise ValueError(
-                f"{self.meter_id}: installed {iso_utc(self.installed)}, before {iso_utc(EARLIEST_INSTALLED)},"
-                " the earliest the simulated meters start from"
-            )
+        refuse_installed_before_epoch(self.meter_id, self.installed)
         if consumption.HOUR_S % self.step_s:
             raise ValueError("step_s must divide an hour")
         inv = 1.0 / self.resolution_m3
