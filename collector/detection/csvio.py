@@ -454,8 +454,9 @@ def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int)
 
 
 def _epoch_seconds(text: str) -> int:
-    """Epoch seconds of an ISO 8601 time with its offset, as ``timefmt.parse_iso_utc`` reads it; also of
-    one whose UTC date is before year 1 (``0001-01-01T00:00:00+01:00``), which that cannot convert
+    """Epoch seconds of an ISO 8601 time with its offset, as ``datetime.fromisoformat`` reads it once
+    ``shape_problem`` has passed it; also of one whose UTC date is before year 1
+    (``0001-01-01T00:00:00+01:00``), which ``astimezone`` cannot convert
     (an OverflowError, a traceback) but which is refused as before ``TS_MIN`` all the same. A line
     break is refused, as in METERS.csv's and ACCOUNTS.csv's times: a quoted time over two lines is a
     broken file (it was stripped off, and the time read)."""
