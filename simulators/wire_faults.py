@@ -82,12 +82,22 @@ class WireFault:
             kind=WireFaultKind(d["kind"]),
             address=d.get("address"),
             probability=float(d.get("probability", 1.0)),
-            start=parse_iso_utc(d["start"]) if d.get("start") else None,
-            end=parse_iso_utc(d["end"]) if d.get("end") else None,
+            start=_time(d, "start"),
+            end=_time(d, "end"),
             limit=d.get("limit"),
             delay_s=float(d.get("delay_s", 0.5)),
             flips=int(d.get("flips", 1)),
         )
+
+
+def _time(d: dict[str, Any], key: str) -> datetime | None:
+    """A rule's ``start`` or ``end``, read as a stored time is (:func:`parse_iso_utc`); the error names the key."""
+    if not d.get(key):
+        return None
+    try:
+        return parse_iso_utc(d[key])
+    except ValueError as error:
+        raise ValueError(f"wire fault: {key}: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def test_decode_modbus_reads_a_pulse_counter_with_its_parameter() -> None:
     [
         (["--seed", "-1"], "Invalid value for '--seed'"),
         (["--installed", "1969-12-31T23:59:59Z"], "before 1970-01-01T00:00:00Z"),
-        (["--installed", "0001-01-01T00:00:00+01:00"], "an ISO 8601 UTC time"),
+        (["--installed", "0001-01-01T00:00:00+01:00"], "is outside the years 1 to 9999 in UTC"),
         (["--installed", "2999-01-01T00:00:00Z"], "in the future"),
     ],
 )

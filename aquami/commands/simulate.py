@@ -34,11 +34,9 @@ def register(app: typer.Typer) -> None:
         from simulators.modbus_tcp import ModbusTcpSimulator
 
         try:
-            since = parse_iso_utc(installed)
-        except (ValueError, OverflowError):  # (a time at the calendar's edge overflows on the way to UTC)
-            raise typer.BadParameter(
-                f"{installed!r}: an ISO 8601 UTC time, e.g. 2026-01-01T00:00:00Z", param_hint="--installed"
-            ) from None
+            since = parse_iso_utc(installed)  # in a stored time's shape and words (aquami.stored_times)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--installed") from None
         now = datetime.now(UTC)
         if since > now:
             raise typer.BadParameter(

@@ -195,11 +195,9 @@ def parse_rig(
             raise rig.error("installed", f"the default, {iso_utc(installed)}, is in the future: set it")
     else:
         try:
-            installed = parse_iso_utc(installed_text)
-        except (ValueError, OverflowError):  # (a time at the calendar's edge overflows on the way to UTC)
-            raise rig.error(
-                "installed", f"{installed_text!r}: an ISO 8601 UTC time, e.g. 2026-01-01T00:00:00Z"
-            ) from None
+            installed = parse_iso_utc(installed_text)  # in a stored time's shape and words (aquami.stored_times)
+        except ValueError as error:
+            raise rig.error("installed", str(error)) from None
         if installed > start:
             raise rig.error("installed", f"{installed_text}: in the future; meters must be installed to be read")
         if installed < EARLIEST_INSTALLED:  # refused here, so --check refuses it too, not the run

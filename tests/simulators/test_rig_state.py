@@ -203,4 +203,5 @@ def test_a_state_file_time_beyond_the_calendar_in_utc_is_refused_in_one_line(tmp
     (tmp_path / "rig.state.json").write_text(json.dumps(document))
     result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(config), "--check"])
     assert result.exit_code == 2, result.exception
-    assert "rig.state.json: not a rig state file: date value out of range" in result.output
+    said = "rig.state.json: not a rig state file: '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC"
+    assert said in result.output  # (before: "date value out of range", the time not named)
