@@ -59,8 +59,8 @@ def _not_said_by_us(record: logging.LogRecord) -> bool:
 
     So is its line for each request that got no answer, with the frames it sent, and its
     ``Repeating....`` for the next one (the scheduler's warning of the failed poll says it: an offline
-    meter was three lines a poll), unless pymodbus's logger is at DEBUG (a scan's ``--verbose``),
-    where it is one of the frames' lines asked for."""
+    meter was three lines a poll), unless pymodbus's logger is at DEBUG (``--verbose``, of ``gateway
+    run`` or ``gateway scan``), where it is one of the frames' lines asked for."""
     message = record.getMessage()
     if any(said in message for said in _SAID_BY_LINE_UNUSABLE):
         return False

@@ -43,13 +43,24 @@ def _not_during_a_scan(record: logging.LogRecord) -> bool:
 logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_during_a_scan)
 
 
+def pymodbus_verbose() -> None:
+    """pymodbus's logger at DEBUG (``gateway run --verbose``, ``gateway scan --verbose``): every frame
+    sent and received, to whatever handler the process has, and the records the gateway's filters
+    drop otherwise (a request left unanswered, a scan's; not a bus that will not open, which the
+    gateway's own line says with its reason)."""
+    logging.getLogger(PYMODBUS_LOGGER).setLevel(logging.DEBUG)
+
+
 @contextmanager
 def pymodbus_quiet(verbose: bool = False) -> Iterator[None]:
-    """While a scan runs: pymodbus's logger silent, or with ``verbose`` at DEBUG (every frame sent
-    and received, to whatever handler the process has). Its level is given back afterwards."""
+    """While a scan runs: pymodbus's logger silent, or with ``verbose`` at DEBUG
+    (:func:`pymodbus_verbose`). Its level is given back afterwards."""
     logger = logging.getLogger(PYMODBUS_LOGGER)
     before = logger.level
-    logger.setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
+    if verbose:
+        pymodbus_verbose()
+    else:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:

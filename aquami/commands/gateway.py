@@ -53,16 +53,28 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{config}: ok ({len(loaded.buses)} buses, {meters} meters)")
 
     @gateway_app.command("run")
-    def run(config: Path = typer.Argument(..., help="Gateway TOML configuration.")) -> None:
+    def run(
+        config: Path = typer.Argument(..., help="Gateway TOML configuration."),
+        verbose: bool = typer.Option(
+            False,
+            "--verbose",
+            "-v",
+            help="Log every Modbus frame sent and received (pymodbus's debug log), and pymodbus's own line for "
+            "each request left unanswered; the rest of the log stays at INFO.",
+        ),
+    ) -> None:
         """Poll and publish until stopped (Ctrl-C); readings wait in the spool while the broker is away."""
         import asyncio
         import logging
         import signal
 
+        from gateway.scan import pymodbus_verbose
         from gateway.service import Gateway
         from gateway.spool import SpoolUnusable
 
         configure_logging(logging.INFO)
+        if verbose:
+            pymodbus_verbose()  # as a scan's --verbose, for as long as the gateway runs
         loaded = _load(config)
 
         async def main() -> str | None:
