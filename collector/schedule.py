@@ -16,6 +16,8 @@ from datetime import timedelta
 
 import psycopg
 
+from aquami.outage import one_line
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +56,7 @@ class PeriodicJob(ABC):
             self.work()
         except psycopg.Error as error:
             self.failures += 1
-            log.warning("%s run failed (%s); next try in %s", self.name, error, self.every)
+            log.warning("%s run failed (%s); next try in %s", self.name, said(error), self.every)
             return False
         except Exception:
             self.failures += 1
@@ -69,3 +71,14 @@ class PeriodicJob(ABC):
         while not self._stop.is_set():
             self.run_once()
             self._stop.wait(self.every.total_seconds())
+
+
+def said(error: psycopg.Error) -> str:
+    """A database error on one line: the server's message with its detail and hint, without the
+    context psycopg adds on a line of its own (a PL/pgSQL function's ``CONTEXT:`` made
+    open_transactions_floor()'s refusal two lines, the grant it names ending the first), or the
+    client's message (a connection that failed) with its lines joined."""
+    diag = error.diag
+    if diag.message_primary is None:
+        return one_line(error)
+    return "; ".join(one_line(part) for part in (diag.message_primary, diag.message_detail, diag.message_hint) if part)
