@@ -30,11 +30,14 @@ from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
 from collector.detection.lifecycle import AlertChanges, merge_alerts, to_merge
 from collector.detection.series import LATE_READ_SHARE, SeriesBlock, installed_on_the_grid
+from collector.floor_lag import DEFAULT_LAG, FloorLagWatch
 from collector.schedule import PeriodicJob
 from collector.utility_zone import day_offset_s, utility_zone
 
 log = logging.getLogger(__name__)
 _LOCK_KEY = 0x64657465  # "dete"
+#: Says, once per holder, that a transaction left open holds back where arrivals begin.
+_FLOOR_WATCH = FloorLagWatch(log, "detection")
 
 # Every reading in the window, one row per meter: its readings packed as records of PostgreSQL's own
 # binary forms (timestamptz_send: big-endian int64 microseconds since 2000-01-01; float8send), which
@@ -104,6 +107,14 @@ class DetectionJobConfig:
     #: Each statement's limit, the wait for another collector's run included; the whole run is
     #: cut off at twice it (:mod:`collector.db`).
     statement_timeout_s: float = db.JOB_STATEMENT_TIMEOUT_S
+    #: Where arrivals begin (``arrivals_from``) more than this before the database's clock is
+    #: logged as a warning naming the session whose open transaction holds it there
+    #: (:mod:`collector.floor_lag`): each run until it ends reads more readings as arrived.
+    floor_lag_warning: timedelta = DEFAULT_LAG
+
+    def __post_init__(self) -> None:
+        if self.floor_lag_warning <= timedelta(0):
+            raise ValueError(f"floor_lag_warning must be positive, not {self.floor_lag_warning}")
 
 
 def grid_end(now: datetime, step: timedelta) -> datetime:
@@ -259,6 +270,8 @@ def run_detection_once(
         # only a stored run records where the next one's arrivals begin: a dry run asks nothing of the sessions
         row = conn.execute(_ARRIVALS_FROM).fetchone() if dry_run is None else None
         arrivals_from, seen_at = row or (None, None)
+        if row is not None:  # one warning, naming it, when a transaction left open holds it back
+            _FLOOR_WATCH.check(conn, row[0], row[1], config.floor_lag_warning)
         block = fetch_block(conn, now, config)
         if block.n_meters == 0:
             return AlertChanges()

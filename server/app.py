@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -13,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 import aquami
+from collector.floor_lag import DEFAULT_LAG
 from server import db
 from server.access_log import redact_access_log
 from server.alerts.router import router as alerts_router
@@ -34,7 +36,9 @@ from server.web.router import router as web_router
 log = logging.getLogger(__name__)
 
 
-def create_app(database_url: str) -> FastAPI:
+def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) -> FastAPI:
+    """The application on ``database_url``; a billing pull whose next_changed_since is more than
+    ``floor_lag_warning`` behind the database's clock warns, naming the transaction that holds it."""
     redact_access_log()
 
     @asynccontextmanager
@@ -56,6 +60,7 @@ def create_app(database_url: str) -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(refuse_nul_text)],
     )
+    app.state.floor_lag_warning = floor_lag_warning
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
     app.add_middleware(SecurityHeaders)  # outside BodyLimit: its 413 carries them too
     install_problem_handlers(app)

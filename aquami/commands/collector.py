@@ -54,6 +54,13 @@ def register(app: typer.Typer) -> None:
         detect_every: float = typer.Option(
             900, help="Every so many seconds, run leak and burst detection over the newest data (0: never)."
         ),
+        floor_lag_warning: float = typer.Option(
+            3600,
+            min=1,
+            envvar="AQUAMI_FLOOR_LAG_WARNING",
+            help="Warn, once per session, when a transaction open longer than so many seconds (a psql left "
+            "idle in a transaction) holds back where detection's arrivals begin, naming it.",
+        ),
         batch_wait: float = typer.Option(
             0.1,
             min=0.0,
@@ -87,7 +94,7 @@ def register(app: typer.Typer) -> None:
 
         from aquami.mqtt import MqttEndpoint
         from aquami.outage import Outage
-        from collector.detection_job import DetectionScheduler
+        from collector.detection_job import DetectionJobConfig, DetectionScheduler
         from collector.migrate import migrate
         from collector.ready_file import ReadyFile, ReadyFileUnusable
         from collector.schedule import PeriodicJob
@@ -145,7 +152,13 @@ def register(app: typer.Typer) -> None:
         # ingest nor detection, and no failure in either stops the other or the collector
         schedules: list[PeriodicJob] = []
         if detect_every > 0:
-            schedules.append(DetectionScheduler(database_url, timedelta(seconds=detect_every)))
+            schedules.append(
+                DetectionScheduler(
+                    database_url,
+                    timedelta(seconds=detect_every),
+                    DetectionJobConfig(floor_lag_warning=timedelta(seconds=floor_lag_warning)),
+                )
+            )
         if vee_every > 0:
             schedules.append(VeeScheduler(database_url, timedelta(seconds=vee_every)))
         for schedule in schedules:

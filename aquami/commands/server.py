@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,13 @@ def register(app: typer.Typer) -> None:
         database_url: str = DATABASE_URL,
         host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST"),
         port: int = typer.Option(8000, min=0, max=65535, envvar="AQUAMI_PORT"),
+        floor_lag_warning: float = typer.Option(
+            3600,
+            min=1,
+            envvar="AQUAMI_FLOOR_LAG_WARNING",
+            help="Warn, once per session, when a transaction open longer than so many seconds (a psql left "
+            "idle in a transaction) holds back billing's next_changed_since, naming it.",
+        ),
     ) -> None:
         """Serve the API and the web page: not on a database the migrations have not been applied
         to (one line, exit 1); on one not reachable yet, answering 503 until it is."""
@@ -37,7 +44,13 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         from aquami.logging_setup import log_config
 
-        uvicorn.run(create_app(database_url), host=host, port=port, proxy_headers=True, log_config=log_config())
+        uvicorn.run(
+            create_app(database_url, timedelta(seconds=floor_lag_warning)),
+            host=host,
+            port=port,
+            proxy_headers=True,
+            log_config=log_config(),
+        )
 
     @server_app.command("create-key")
     def create_key(

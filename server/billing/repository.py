@@ -5,6 +5,7 @@ agreement and the installation are in force, clipped to the requested period.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,8 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 from psycopg.rows import tuple_row
 
+from collector.floor_lag import DEFAULT_LAG, FloorLagWatch
 from collector.utility_zone import utility_zone_name
 from server.problems import Problem
+
+log = logging.getLogger(__name__)
+#: Says, once per holder, that a transaction left open holds back the pulls' next_changed_since.
+_FLOOR_WATCH = FloorLagWatch(log, "billing")
 
 # The periods in which a meter's reads belong to an account: agreement ∩ installation ∩ [from, to).
 _WINDOWS = """
@@ -132,7 +138,7 @@ def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
     return conn.execute("SELECT 1 FROM accounts WHERE account_id = %s", (account_id,)).fetchone() is not None
 
 
-def changes_floor(conn: psycopg.Connection) -> datetime:
+def changes_floor(conn: psycopg.Connection, lag: timedelta = DEFAULT_LAG) -> datetime:
     """The instant a later pull's ``changed_since`` may start from: now, or the start of the oldest
     transaction still open in the database if earlier. A read's ``received_at`` is its writing
     transaction's start (``now()``), and a removal's ``superseded_at`` its own moment, so whatever a
@@ -144,14 +150,20 @@ def changes_floor(conn: psycopg.Connection) -> datetime:
     reads pg_stat_activity as its owner: a server on its own role sees other roles' transactions
     there with no start, and took its own now() past an ingest or VEE transaction still open. A 500
     naming the grant when the owner cannot see every session either: a floor past an unseen
-    transaction loses its reads."""
+    transaction loses its reads.
+
+    A floor more than ``lag`` behind the database's clock is logged as a warning naming the session
+    that holds it, once per session (:mod:`collector.floor_lag`): a session left idle in a
+    transaction makes every pull until it ends send more again."""
     try:
         with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the API's: dicts)
-            row = cur.execute("SELECT open_transactions_floor()").fetchone()
+            row = cur.execute("SELECT open_transactions_floor(), clock_timestamp()").fetchone()
     except psycopg.errors.InsufficientPrivilege as error:
         raise Problem(500, error.diag.message_primary or str(error), title="Bad setting") from None
     assert row is not None
-    return row[0]
+    floor, clock = row
+    _FLOOR_WATCH.check(conn, floor, clock, lag)
+    return floor
 
 
 def account_reads(

@@ -100,8 +100,9 @@ def billing_reads(
         raise Problem(400, "'to' must be after 'from'", title="Empty period")
     if not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
+    lag = request.app.state.floor_lag_warning  # a floor further behind names what holds it (changes_floor)
     if _wants_csv(request, format):
-        csv_floor = repository.changes_floor(conn)  # before the reads: see changes_floor
+        csv_floor = repository.changes_floor(conn, lag)  # before the reads: see changes_floor
         rows = repository.account_reads(conn, account, start, end, None, None, changed_since)
         if changed_since is not None:
             rows = service.with_removed(
@@ -112,7 +113,7 @@ def billing_reads(
         response.headers["Aquami-Next-Changed-Since"] = csv_floor.isoformat()
         return response
     after, carried = _read_cursor(cursor)
-    floor = carried or repository.changes_floor(conn)  # a pull's first page: before its reads (changes_floor)
+    floor = carried or repository.changes_floor(conn, lag)  # a pull's first page: before its reads (changes_floor)
     gone: list[dict[str, Any]] = []
     if changed_since is None:
         rows = repository.account_reads(conn, account, start, end, after, limit + 1)

@@ -9,6 +9,8 @@ before the meter's 06:00 read came in (101.980 at 05:00), page 2 the re-estimate
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -211,3 +213,30 @@ def test_a_floor_whose_asker_cannot_see_every_session_is_refused_naming_the_gran
         admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(role)))
         answer = client.get("/billing/reads", params=PULL, headers=headers)
         assert answer.status_code == 200, answer.text
+
+
+def test_a_pull_held_back_by_a_session_left_idle_in_a_transaction_warns_once_naming_it(on_its_own_role, caplog):
+    """A psql left open in a transaction holds next_changed_since back at its start: right (what it
+    may still commit is dated so), but every pull until it ends sends more again, and nothing said
+    why. A pull whose floor is more than the server's setting behind the database's clock now logs
+    one warning line naming the session (pid, application_name, state), once for it however many
+    pulls follow, the server on its own role with no grant."""
+    _, headers, url, role = on_its_own_role
+    caplog.set_level(logging.WARNING, logger="server.billing.repository")
+    lag = timedelta(seconds=1)
+    app = create_app(make_conninfo(url, user=role), floor_lag_warning=lag)
+    with TestClient(app) as client, psycopg.connect(url, application_name="psql-left-open") as idle:
+        (began,) = idle.execute("SELECT now()").fetchone() or ()  # its transaction begins, and stays open
+        pid = idle.info.backend_pid
+        time.sleep(lag.total_seconds() + 0.5)
+        floors = [_pull(client, headers)[2] for _ in range(3)]
+        csv = client.get("/billing/reads", params={**PULL, "format": "csv"}, headers=headers)
+        floors.append(csv.headers["Aquami-Next-Changed-Since"])
+        idle.rollback()
+    assert {datetime.fromisoformat(f.replace("Z", "+00:00")) for f in floors} == {began}  # held back, as it should be
+    said = [r.getMessage() for r in caplog.records if r.name == "server.billing.repository"]
+    assert len(said) == 1, said
+    (line,) = said
+    assert "\n" not in line and line.startswith("billing: "), line
+    for part in (f"pid {pid}", "application_name 'psql-left-open'", "state idle in transaction"):
+        assert part in line, line
