@@ -48,11 +48,16 @@ def main() -> None:
             raise SystemExit(1) from None
         if not type(error).__module__.startswith("psycopg"):
             raise
+        import psycopg
         from psycopg.errors import UndefinedFunction, UndefinedTable
 
         from collector.migrate import NOT_MIGRATED
+        from collector.schedule import said as one_line_of
 
-        said = str(error).strip() or type(error).__name__
+        # the server's message without its CONTEXT line (a PL/pgSQL function's: the floor's refusal
+        # was two lines, its grant ending the first), or the client's with its lines joined
+        said = one_line_of(error) if isinstance(error, psycopg.Error) else str(error).strip()
+        said = said or type(error).__name__
         if isinstance(error, UndefinedTable | UndefinedFunction):  # what the migrations make is not there
             said = f"{NOT_MIGRATED} ({error.diag.message_primary or said})"
         typer.echo(f"error: database: {said}", err=True)
