@@ -1,12 +1,16 @@
 """The care desk's pages (server.care.desk) on 150,000 enquiries, 45,000 of them being worked.
 
 Walks every page of the list, unfiltered, by status, by each priority (and by each priority among
-the closed) and by source, as the page's next links do, 50 to a page, and prints for each walk its
-pages, the median and the worst page's time in the database (``EXPLAIN ANALYZE``'s execution time,
-the best of three), and the most rows a page fetched from enquiries, kept or dropped. Then, in the
-same run, the baseline: the walks filtered by priority again with server migration 0055's index (the
-desk order within each priority) dropped, as the desk read them before it, and the ratios of their
-median and worst pages (on 2026-12-06 the worst page of urgent fetched 40,709 rows without it).
+the closed), by source, and by each status being worked alone and with each priority, as the page's
+next links do, 50 to a page, and prints for each walk its pages, the median and the worst page's
+time in the database (``EXPLAIN ANALYZE``'s execution time, the best of three), and the most rows a
+page fetched from enquiries, kept or dropped. Then, in the same run, two baselines and the ratios of
+their median and worst pages to these: the walks by a status being worked as the desk read them
+before server migration 0058 (its index dropped, and ``priority = …`` asked beside the rank: on
+2026-12-06 a page of open urgent ones fetched 1,550 rows through a bitmap and a sort, of open ones
+201), and the walks filtered by priority with server migration 0055's index (the desk order within
+each priority) dropped, as the desk read them before it (the worst page of urgent fetched 40,709
+rows without it).
 
     python -m benchmarks.bench_care_desk                 # a fresh database on the test server
     python -m benchmarks.bench_care_desk --enquiries 20000
@@ -28,6 +32,8 @@ from tests.query_plans import plan_nodes
 from tests.services import admin_url, create_database, drop_database
 
 PER_PAGE = 50
+#: The statuses of the enquiries being worked (not closed).
+WORKED = ("open", "in_progress", "escalated")
 
 
 def fill(conn: psycopg.Connection[Any], enquiries: int) -> None:
@@ -100,10 +106,20 @@ def walk(conn: psycopg.Connection[Any], asked: desk.DeskFilter) -> tuple[float, 
     indexes = sorted({index for _, _, index in pages})
     asked_for = " ".join(f"{name}={value}" for name, value in vars_of(asked).items() if value is not None)
     print(
-        f"{asked_for:<30} pages {len(pages):>5}  "
+        f"{asked_for:<34} pages {len(pages):>5}  "
         f"median {median:5.2f} ms  worst {worst:6.2f} ms  most rows fetched {most:>6}  ({', '.join(indexes)})"
     )
     return median, worst
+
+
+def ratios(walks: list[desk.DeskFilter], now: list[tuple[float, float]], before: list[tuple[float, float]]) -> None:
+    """Each walk's median and worst page now against the same walk's in the baseline."""
+    for asked, (median, worst), (median_before, worst_before) in zip(walks, now, before, strict=True):
+        asked_for = " ".join(f"{name}={value}" for name, value in vars_of(asked).items() if value is not None)
+        print(
+            f"{asked_for:<34} with the index: median {median_before / median:6.1f}x, "
+            f"worst page {worst_before / worst:6.1f}x faster than without"
+        )
 
 
 def main() -> None:
@@ -120,22 +136,30 @@ def main() -> None:
                 "SELECT count(*) AS n, count(*) FILTER (WHERE status <> 'closed') AS worked FROM enquiries"
             ).fetchone()
             print(f"{counts['n']:,} enquiries, {counts['worked']:,} being worked")  # type: ignore[index]
-            for status in (None, "open", "closed"):
+            for status in (None, "closed"):  # the statuses being worked: below, beside their baseline
                 walk(conn, desk.DeskFilter(status=status))
             by_priority = [desk.DeskFilter(status=s, priority=p) for s in (None, "closed") for p in desk.PRIORITIES]
             indexed = [walk(conn, asked) for asked in by_priority]
             for status in (None, "closed"):
                 walk(conn, desk.DeskFilter(status=status, source="customer"))
+            worked = [desk.DeskFilter(status=s, priority=p) for s in WORKED for p in (None, *desk.PRIORITIES)]
+            by_status = [walk(conn, asked) for asked in worked]
+            print("baseline: the walks by a status being worked as before server migration 0058 (its index")
+            print("dropped, and priority = … asked beside the rank that says it)")
+            conn.execute("DROP INDEX enquiries_care_desk_by_status_idx")
+            conn.execute("ANALYZE enquiries")
+            rank_is_priority = desk.DeskFilter.rank_is_priority
+            setattr(desk.DeskFilter, "rank_is_priority", lambda _: False)  # noqa: B010
+            try:
+                status_before = [walk(conn, asked) for asked in worked]
+            finally:
+                setattr(desk.DeskFilter, "rank_is_priority", rank_is_priority)  # noqa: B010
+            ratios(worked, by_status, status_before)
             print("baseline: the walks by priority without server migration 0055's index")
             conn.execute("DROP INDEX enquiries_care_desk_by_priority_idx")
             conn.execute("ANALYZE enquiries")
             before = [walk(conn, asked) for asked in by_priority]
-            for asked, (median, worst), (median_before, worst_before) in zip(by_priority, indexed, before, strict=True):
-                asked_for = " ".join(f"{name}={value}" for name, value in vars_of(asked).items() if value is not None)
-                print(
-                    f"{asked_for:<30} with the index: median {median_before / median:6.1f}x, "
-                    f"worst page {worst_before / worst:6.1f}x faster than without"
-                )
+            ratios(by_priority, indexed, before)
     finally:
         drop_database(server, url)
 
