@@ -27,6 +27,7 @@ from collector.detection.config import DetectionConfig
 from collector.detection.district import detect_dma_bursts, smallest_main_burst_by_day
 from collector.detection.flows import DayLayout, Flows, interval_flows
 from collector.detection.leak import detect_leaks
+from collector.detection.leak_under_burst import bursts_above_leak_free_use
 from collector.detection.register import detect_reverse_flow, detect_stuck
 from collector.detection.series import CUSTOMER, INLET, SeriesBlock, UnreadMeters
 from collector.detection.stuck import Balance, StillRuns, detect_stuck_confirmed, still_runs
@@ -194,6 +195,7 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     bursts = _without_leaks_seen_through_use(detect_bursts(part, flows, config), leaks, config)
     bursts, leaks = _bursts_found_to_be_leaks(bursts, leaks, config)
     leaks = _without_burst_runs(leaks, bursts)
+    bursts = bursts_above_leak_free_use(bursts, leaks, part, flows, config)
     alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
     alerts += detect_reverse_flow(part, flows, config)
     alerts += meter_alarm_alerts(part, flows, config)
