@@ -11,6 +11,14 @@
   asked with, or not well), as ``aquami gateway scan`` says them; a unit that does not answer is an
   empty address, not said, and pymodbus's lines for it are kept out of the gateway's log
   (gateway.scan).
+
+Each request is checked against its JSON Schema (``aquami/contracts/commands.schema.json``, through
+:func:`aquami.contracts.commands.request_problem`) before it is acted on: a field of the wrong type,
+out of range, missing or unknown is answered ``{"ok": false, "error": ...}``, the error one line naming
+the field. Before, fields were read ad hoc: ``"first": "x"`` was answered "invalid literal for int()
+with base 10: 'x'", a misspelt ``"frist": 200`` was ignored and units 1 to 247 scanned, and a scan
+with an unknown profile (or ``pulse_counter``, whose ``litres_per_pulse`` a command cannot give)
+answered ok, every unit that answered a "problem".
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from aquami.contracts.commands import request_problem, valid_request_id
+from firmware_protocols.modbus import available_profiles, load_profile
+from firmware_protocols.modbus.profile import ProfileError
 from gateway.config import ConfigError, load_config
 from gateway.mbus import MBusTransport
 from gateway.scan import mbus_snippet, scan_modbus, snippet
@@ -61,11 +72,15 @@ class Commands:
         except ValueError as error:
             self._reply(name, {"ok": False, "error": f"bad payload: {error}"})
             return
-        reply: dict[str, Any] = {"request_id": request.get("request_id")}
+        request_id = request.get("request_id")
+        reply: dict[str, Any] = {"request_id": request_id if valid_request_id(request_id) else None}
         handler = {"read-now": self.read_now, "reload": self.reload, "scan": self.scan}.get(name)
         try:
             if handler is None:
                 raise ValueError(f"unknown command {name!r} (read-now, reload, scan)")
+            problem = request_problem(name, request)
+            if problem is not None:
+                raise ValueError(self._with_buses(problem) if problem.startswith("bus ") else problem)
             reply.update(await handler(request))
             reply.setdefault("ok", True)
         except (ValueError, KeyError, ConfigError, NotSpooled) as error:  # NotSpooled: a full disk
@@ -76,10 +91,12 @@ class Commands:
         self.handled += 1
         self._reply(name, reply)
 
+    def _with_buses(self, problem: str) -> str:
+        """A scan's problem with its ``bus``, said with the buses there are."""
+        return f"{problem} (buses: {', '.join(self.gateway.schedulers)})"
+
     async def read_now(self, request: dict[str, Any]) -> dict[str, Any]:
-        meter_id = request.get("meter_id")
-        if not isinstance(meter_id, str):
-            raise ValueError(f"meter_id must be a string, not {meter_id!r}")
+        meter_id = request["meter_id"]  # a string: request_problem has checked the request
         for scheduler in self.gateway.schedulers.values():
             if meter_id in scheduler.meters:
                 reading = await scheduler.read_now(str(meter_id))
@@ -114,6 +131,15 @@ class Commands:
         if not 1 <= first <= last <= 247:
             raise ValueError("first and last are Modbus unit ids, 1 <= first <= last <= 247")
         profile = str(request.get("profile", "smart_water_meter"))
+        try:  # not per unit: each would fail alike, the scan an ok reply with 247 problems
+            load_profile(profile, {})
+        except ProfileError as error:
+            if profile in available_profiles():  # a shipped profile: it loads but for its parameters
+                raise ValueError(
+                    f"profile: {profile} needs parameters a scan command cannot give"
+                    f" (aquami gateway scan --profile {profile} --param NAME=VALUE on the gateway can)"
+                ) from None
+            raise ValueError(f"profile: {error}") from None
         problems: list[dict[str, Any]] = []
 
         def on_problem(unit_id: int, error: PollError) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from aquami.contracts import status
+from aquami.contracts.commands import reply_errors
 from aquami.contracts.reads import Reading
 from aquami.ports import free_port
 from gateway.config import MeterConfig, load_config, parse_config_text
@@ -49,21 +51,50 @@ async def command(subscriber: Subscriber, name: str, body: dict[str, Any]) -> di
     return replied()[0]
 
 
-async def listening(subscriber: Subscriber, timeout: float = 30.0) -> None:
+async def raw_command(subscriber: Subscriber, name: str, payload: bytes) -> dict[str, Any]:
+    """The reply to ``payload`` as it is (one with no request_id to match it by: the next reply)."""
+    before = subscriber.count(f"/cmd/{name}/reply")
+    subscriber.client.publish(f"{ROOT}/cmd/{name}", payload, qos=1)
+    answered = lambda: subscriber.count(f"/cmd/{name}/reply") > before  # noqa: E731
+    await asyncio.to_thread(subscriber.wait_for, answered, 20, f"a reply to {name}")
+    reply: dict[str, Any] = subscriber.payloads(f"/cmd/{name}/reply")[before]
+    return reply
+
+
+def assert_replies_and_statuses_keep_their_schemas(subscriber: Subscriber) -> int:
+    """Every command reply and ``status/health`` the subscriber received holds to its JSON Schema
+    (aquami/contracts/commands.schema.json, status.schema.json); how many were checked."""
+    with subscriber._lock:
+        received = list(subscriber.messages)
+    checked = 0
+    for topic, payload in received:
+        if topic.endswith("/reply"):
+            name = topic.split("/")[-2]
+            assert reply_errors(name, json.loads(payload)) == [], (topic, payload)
+        elif topic.endswith("/status/health"):
+            assert status.schema_errors(json.loads(payload)) == [], payload
+        else:
+            continue
+        checked += 1
+    return checked
+
+
+async def listening(subscriber: Subscriber, timeout: float = 30.0, root: str = ROOT) -> None:
     """Until the gateway answers a command: it subscribes to them once connected, and a command sent
     before the broker has its subscription is lost. Probed with one it does not know (an error reply,
     nothing done), sent again each second."""
     deadline = asyncio.get_running_loop().time() + timeout
     answered = lambda: subscriber.count("/cmd/probe/reply") > 0  # noqa: E731
     for n in itertools.count():
-        subscriber.client.publish(f"{ROOT}/cmd/probe", json.dumps({"request_id": f"probe-{n}"}), qos=1)
+        subscriber.client.publish(f"{root}/cmd/probe", json.dumps({"request_id": f"probe-{n}"}), qos=1)
         await until(answered, 1.0)
         if answered() or asyncio.get_running_loop().time() > deadline:
             return
 
 
 def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
-    subscriber = Subscriber(mosquitto.url, [f"{ROOT}/cmd/+/reply", f"{ROOT}/reads"], client_id="cmd-sub")
+    topics = [f"{ROOT}/cmd/+/reply", f"{ROOT}/reads", f"{ROOT}/status/health"]
+    subscriber = Subscriber(mosquitto.url, topics, client_id="cmd-sub")
     config = tmp_path / "gw.toml"
     replies: dict[str, dict[str, Any]] = {}
 
@@ -101,6 +132,13 @@ def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
             replies["still3"] = await command(subscriber, "read-now", {"meter_id": "WM-0003"})
             replies["scan"] = await command(subscriber, "scan", {"bus": "b", "first": 1, "last": 6})
             replies["nonsense"] = await command(subscriber, "reboot", {})
+            replies["bad_json"] = await raw_command(subscriber, "scan", b'{"bus": "b",')
+            replies["misspelt"] = await command(subscriber, "scan", {"bus": "b", "frist": 5})
+            replies["string_unit"] = await command(subscriber, "scan", {"bus": "b", "first": "2"})
+            replies["no_bus"] = await command(subscriber, "scan", {"last": 2})
+            replies["list_id"] = await raw_command(subscriber, "reload", b'{"request_id": ["r"]}')
+            pulse = {"bus": "b", "first": 1, "last": 2, "profile": "pulse_counter"}  # needs litres_per_pulse
+            replies["pulse"] = await command(subscriber, "scan", pulse)
         await simulator.stop()
 
     try:
@@ -129,6 +167,25 @@ def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
     snippet = tomllib.loads(scan["snippet"])
     assert [(m["bus"], m["unit_id"]) for m in snippet["meters"]] == [("b", 1), ("b", 2), ("b", 3)]
     assert "unknown command 'reboot'" in replies["nonsense"]["error"]
+    # requests the schema refuses: one line naming the field (before: an int() error, or a scan of 1..247)
+    assert replies["bad_json"]["ok"] is False and replies["bad_json"]["error"].startswith("bad payload: ")
+    assert (
+        replies["misspelt"]["error"]
+        == "'frist': not a field of scan (its fields: bus, first, last, profile, request_id)"
+    )
+    assert replies["string_unit"]["error"] == "first must be an integer, not '2'"
+    assert replies["no_bus"]["error"] == "bus is required (buses: b)"
+    assert replies["list_id"] == {
+        "request_id": None,
+        "ok": False,
+        "error": "request_id must be a string, an integer or null, not ['r']",
+    }
+    # before: ok, each unit that answered a "problem" (and a traceback in the log)
+    assert replies["pulse"]["ok"] is False and replies["pulse"]["error"].startswith("profile: ")
+    assert "needs parameters a scan command cannot give" in replies["pulse"]["error"]
+    # every reply (the probes' too) and every health status, the last one's "offline" included
+    assert assert_replies_and_statuses_keep_their_schemas(subscriber) >= len(replies) + 2
+    assert subscriber.payloads("/status/health")[-1]["state"] == "offline"
 
 
 def test_scan_command_line_writes_a_snippet_that_checks(tmp_path: Path) -> None:
@@ -252,10 +309,11 @@ def test_a_command_that_meets_a_fault_of_ours_still_gets_a_reply(tmp_path: Path,
                 raise ZeroDivisionError("a fault in the handler")
 
             gateway._commands.scan = broken  # type: ignore[method-assign]
-            await gateway._commands._run("scan", b'{"request_id": "r2"}')
+            await gateway._commands._run("scan", b'{"bus": "rtu", "request_id": "r2"}')
         return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
 
     replies = asyncio.run(scenario())
+    assert [reply_errors("read-now", replies[0]), reply_errors("scan", replies[1])] == [[], []]
     assert [(r["request_id"], r["ok"]) for r in replies] == [("r1", False), ("r2", False)]
     assert "meter_id must be a string" in replies[0]["error"]
     assert replies[1]["error"] == "internal error: ZeroDivisionError: a fault in the handler"
@@ -409,6 +467,7 @@ def test_the_scan_command_says_units_that_answered_badly_and_leaves_pymodbus_out
         simulator.stop()
     assert asked >= {1, 2, 3, 4}
     [reply] = replies
+    assert reply_errors("scan", reply) == []
     assert reply["ok"] is True and reply["found"] == []
     [problem] = reply["problems"]
     assert problem["unit_id"] == 1 and "exception response" in problem["error"], problem
