@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aquami.contracts import status
+from aquami.contracts import status as status_contract
 from aquami.contracts.commands import reply_errors
 from aquami.contracts.reads import Reading
 from aquami.ports import free_port
@@ -72,7 +72,7 @@ def assert_replies_and_statuses_keep_their_schemas(subscriber: Subscriber) -> in
             name = topic.split("/")[-2]
             assert reply_errors(name, json.loads(payload)) == [], (topic, payload)
         elif topic.endswith("/status/health"):
-            assert status.schema_errors(json.loads(payload)) == [], payload
+            assert status_contract.schema_errors(json.loads(payload)) == [], payload
         else:
             continue
         checked += 1

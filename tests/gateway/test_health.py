@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aquami.contracts import status as status_contract
 from aquami.contracts.reads import utc_iso
 from gateway.config import parse_config_text
 from gateway.health import Health
@@ -138,6 +139,8 @@ def test_a_meter_that_stops_answering_goes_offline_once_and_comes_back(tmp_path:
     assert events.index(("meter_offline", "WM-0004")) < events.index(("meter_online", "WM-0004"))
     assert all(meter_id == "WM-0004" for _, meter_id in events)  # the simulator restart was brief
     statuses = subscriber.payloads("/status/health")
+    # each holds to status.schema.json: a meter with a last_error, offline, and back
+    assert [status_contract.schema_errors(s) for s in statuses] == [[]] * len(statuses)
     offline_seen = [s for s in statuses if s["meters"]["WM-0004"]["offline"]]
     assert offline_seen, "a status while the meter was away says so"
     assert offline_seen[0]["meters"]["WM-0004"]["consecutive_failures"] >= 3
