@@ -15,7 +15,7 @@ from gateway.config import MBusBusConfig, load_config, parse_config_text
 from gateway.mbus import MBusTransport
 from gateway.transport import PollError
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
-from tests.gateway.helpers import bus_config_text, run_config_until, running
+from tests.gateway.helpers import bus_config_text, run_config_until, running, until
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
 
 PARITY = serial.PARITY_EVEN if pty_accepts_parity() else serial.PARITY_NONE
@@ -129,6 +129,42 @@ def test_secondary_address_search_and_scan_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     combined = parse_config_text(config_file.read_text() + "\n" + (tmp_path / "found.toml").read_text())
     assert sorted(m.secondary_address or "" for m in combined.meters) == sorted(identifications)
+
+
+def test_the_scan_command_on_an_m_bus_line_replies_as_its_schema_says(tmp_path: Path) -> None:
+    """The M-Bus form of the scan reply (aquami/contracts/commands.schema.json): the secondary
+    addresses found and their snippet. One meter on the line answers the first wildcard selection."""
+    import asyncio
+    import json
+
+    from aquami.contracts.commands import reply_errors
+    from gateway.service import Gateway
+    from tests.services import free_port
+
+    line = SerialLine(MBusSlaves([MBusSlave(0, "12340001", 1.0)]), LineSettings(baudrate=9600, parity="E")).start()
+    text = bus_config_text(
+        f"mqtt://127.0.0.1:{free_port()}",
+        tmp_path / "s.sqlite",
+        mbus_bus("m", line.port, WIDE_ANSWER_S),
+        [],
+        gateway_id="gw-mbus-scan",
+    )
+    gateway = Gateway(parse_config_text(text))
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(gateway):
+            await until(lambda: gateway._commands is not None and "m" in gateway.schedulers, 10)
+            assert gateway._commands is not None
+            await gateway._commands._run("scan", b'{"bus": "m", "request_id": 7}')
+        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/scan/reply")]
+
+    try:
+        [reply] = asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert reply_errors("scan", reply) == [], reply
+    assert (reply["request_id"], reply["ok"], reply["found"]) == (7, True, ["12340001"])
+    assert 'secondary_address = "12340001"' in reply["snippet"]
 
 
 def test_a_reading_takes_the_backward_volume_whatever_the_record_order() -> None:
