@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 blocks, for a smoke run")
     parser.add_argument("--blocks", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
-    args, _ = parser.parse_known_args()  # run_all passes its own arguments
+    args = parser.parse_args()
     n, days = (200 if args.quick else args.blocks), 35
     t0 = time.perf_counter()
     block, leaks = blocks(n, days, args.seed)

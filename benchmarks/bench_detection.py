@@ -31,6 +31,7 @@ those read from the DMA balance (``BALANCE_KINDS``) are compared, and any differ
 
     python -m benchmarks.bench_detection            # the full run (a few minutes)
     python -m benchmarks.bench_detection --quick    # smaller fleets
+    python -m benchmarks.bench_detection --quick --meters 500 --meter-days 3000 --loop-dmas 1   # CI's smoke run
 """
 
 from __future__ import annotations
@@ -357,8 +358,13 @@ def main() -> None:
     parser.add_argument(
         "--loop-dmas", type=int, default=0, help="DMAs the per-meter loop is timed on (default 4, --quick 2)"
     )
-    args, _ = parser.parse_known_args()  # run_all passes its own arguments
+    parser.add_argument("--meters", type=int, default=0, help="customer meters scored (default 10,000, --quick 3,000)")
+    parser.add_argument(
+        "--meter-days", type=int, default=0, help="of the throughput run (default 1,000,000, --quick 200,000)"
+    )
+    args = parser.parse_args()
     meters, days = (3000, 28) if args.quick else (10_000, 35)
+    meters = args.meters or meters
     config = DetectionConfig()
     t0 = time.perf_counter()
     fleet = generate_fleet(labelled_fleet_spec(meters, days, args.seed))
@@ -387,7 +393,7 @@ def main() -> None:
         if r.label.startswith("stuck")
     ]
     (ours_f1, ours_sed), (mnf_f1, mnf_sed) = district_leakdb(fleet, result.alerts)
-    md = 1_000_000 if not args.quick else 200_000
+    md = args.meter_days or (1_000_000 if not args.quick else 200_000)
     speed = throughput(md, sample_dmas=args.loop_dmas or (4 if not args.quick else 2), seed=args.seed + 1)
     print()
     print(

@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--days", type=float, default=2.0, help="days replayed hour by hour, at the fleet's end")
-    args, _ = parser.parse_known_args()  # run_all passes its own arguments
+    args = parser.parse_args()
     job, config = DetectionJobConfig(), DetectionConfig()
     spec = FleetSpec(
         meters=args.meters, days=job.history_days + int(args.days) + 1, seed=args.seed, leak_fraction=0.02,

@@ -12,6 +12,7 @@ alerts raised in it are not scored.
 
     python -m benchmarks.bench_district_network               # 12 scenarios (a few minutes)
     python -m benchmarks.bench_district_network --quick       # 4 scenarios
+    python -m benchmarks.bench_district_network --scenarios 1 --days 12   # CI's smoke run
 """
 
 from __future__ import annotations
@@ -62,9 +63,15 @@ def main() -> None:
     parser.add_argument("--scenarios", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1, help="the first scenario's seed")
     parser.add_argument("--network", default="Net3", help="an EPANET network WNTR ships, or an .inp path")
-    args, _ = parser.parse_known_args()  # run_all passes its own arguments
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=35,
+        help=f"simulated per scenario (default 35), the first {WARM_UP_DAYS} the warm-up",
+    )
+    args = parser.parse_args()
     count = 4 if args.quick else args.scenarios
-    days = 35
+    days = args.days
     t0 = time.perf_counter()
     jobs = [(args.network, args.seed + k, days) for k in range(count)]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -136,9 +135,9 @@ def raw_copy(database_url: str, rows: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench_end_to_end")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
-    args, _ = parser.parse_known_args(sys.argv[1:] if __name__ == "__main__" else [])
+    args = parser.parse_args()
     server = admin_url()
     database_url = create_database(server)
     broker = MosquittoBroker()

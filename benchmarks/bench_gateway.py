@@ -18,6 +18,7 @@ same run, and the ratio is what to compare between runs:
    carry for the very frames on the wire (goal at least 85 %).
 
     python -m benchmarks.bench_gateway [--readings 20000] [--polling-seconds 4] [--mbus-seconds 60]
+                                       [--memory-seconds 15]
     python -m benchmarks.bench_gateway mbus [SECONDS]      # the M-Bus line alone
 """
 
@@ -54,6 +55,7 @@ READINGS = 20_000
 BATCH = 500
 WINDOW = 8
 MEMORY_METERS = 2_000
+MEMORY_SECONDS = 15.0
 POLL_METERS = 50
 #: Each polled meter is due this often. The schedule then allows 50 / 0.005 = 10,000 readings/s, twice
 #: and more what one connection to the simulator gives a bare loop (3,000-5,400/s here): at 0.02 s
@@ -210,7 +212,7 @@ def _rss_mb(pid: int) -> tuple[float, float]:
 
 
 async def _bench_memory(
-    broker: MosquittoBroker, workdir: Path, seconds: float = 15.0
+    broker: MosquittoBroker, workdir: Path, seconds: float = MEMORY_SECONDS
 ) -> tuple[float, float, float, int]:
     """(gateway RSS, gateway peak RSS, bare interpreter RSS in MB, readings spooled) with 2,000 meters."""
     simulators = []
@@ -449,6 +451,12 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=READINGS, help="readings delivered, gateway and bare paho")
     parser.add_argument("--polling-seconds", type=float, default=4.0, help="of polling, gateway and bare pymodbus")
     parser.add_argument("--mbus-seconds", type=float, default=MBUS_SECONDS, help="the M-Bus line's measured window")
+    parser.add_argument(
+        "--memory-seconds",
+        type=float,
+        default=MEMORY_SECONDS,
+        help=f"the {MEMORY_METERS:,}-meter gateway runs this long before its RSS is read (default {MEMORY_SECONDS:g})",
+    )
     args = parser.parse_args()
     mbus_seconds = args.seconds if args.seconds is not None else args.mbus_seconds
     if args.part == "mbus":
@@ -481,7 +489,7 @@ def main() -> None:
         if max(gateway_rate, bare_rate) > 0.8 * cap:
             print("  (the schedule's cap was nearly reached: the ratio measures the schedule; lower POLL_INTERVAL_S)")
 
-        rss, peak, bare_rss, batches = asyncio.run(_bench_memory(broker, workdir))
+        rss, peak, bare_rss, batches = asyncio.run(_bench_memory(broker, workdir, args.memory_seconds))
         print(f"memory    {MEMORY_METERS} configured meters on 10 Modbus TCP buses, polling every 10 s")
         print(f"  bare interpreter, modules loaded  {bare_rss:9.1f} MB")
         print(f"  aquami gateway run                {rss:9.1f} MB (peak {peak:.1f} MB; goal <= 150 MB)")

@@ -11,7 +11,7 @@ meters without faults exchanged at random hours over two weeks (a new meter has 
 one's faults), and main bursts are scored three ways in the same run: the fleet as it was (no
 exchanges), the exchanges unrecorded, and the exchanges recorded.
 
-    python -m benchmarks.bench_meter_rollout [--seed N] [--share 0.3] [--quick]
+    python -m benchmarks.bench_meter_rollout [--seed N] [--share 0.3] [--quick] [--meters N]
 """
 
 from __future__ import annotations
@@ -86,8 +86,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller fleet, for a smoke run")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--share", type=float, default=0.3, help="share of fault-free customer meters exchanged")
-    args, _ = parser.parse_known_args()  # run_all passes its own arguments
+    parser.add_argument("--meters", type=int, default=0, help="customer meters (default 10,000, --quick 3,000)")
+    args = parser.parse_args()
     meters, days = (3000, 28) if args.quick else (10_000, 35)
+    meters = args.meters or meters
     first_day, last_day = WARM_UP_DAYS + 3, min(days - 3, WARM_UP_DAYS + 17)
     t0 = time.perf_counter()
     fleet = generate_fleet(labelled_fleet_spec(meters, days, args.seed))
