@@ -12,6 +12,11 @@
   empty address, not said, and pymodbus's lines for it are kept out of the gateway's log
   (gateway.scan).
 
+A bus that fails during a command (a Modbus bus that will not open, an M-Bus search stopped by a
+reload or a device that is not there) is a :class:`PollError`: answered ``{"ok": false}`` with its
+one line, which says why, and logged as one warning. Before, "internal error: PollError: …" and a
+traceback, as for a bug of ours, which is what "internal error" is kept for.
+
 Each request is checked against its JSON Schema (``aquami/contracts/commands.schema.json``, through
 :func:`aquami.contracts.commands.request_problem`) before it is acted on: a field of the wrong type,
 out of range, missing or unknown is answered ``{"ok": false, "error": ...}``, the error one line naming
@@ -85,6 +90,10 @@ class Commands:
             reply.setdefault("ok", True)
         except (ValueError, KeyError, ConfigError, NotSpooled) as error:  # NotSpooled: a full disk
             reply.update(ok=False, error=str(error))
+        except PollError as error:  # a bus that will not open, a search a reload stopped: the field's, not ours
+            said = " ".join(str(error).split()) or type(error).__name__
+            log.warning("command %s: %s", name, said)
+            reply.update(ok=False, error=said)
         except Exception as error:  # a fault of ours: the sender still gets an answer, the log the traceback
             log.exception("command %s failed", name)
             reply.update(ok=False, error=f"internal error: {type(error).__name__}: {error}")

@@ -31,6 +31,7 @@ from tests.gateway.helpers import (
     config_text,
     meters,
     running,
+    toml_table,
     until,
 )
 from tests.gateway.test_modbus_rtu import PARITY
@@ -186,6 +187,73 @@ def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
     # every reply (the probes' too) and every health status, the last one's "offline" included
     assert assert_replies_and_statuses_keep_their_schemas(subscriber) >= len(replies) + 2
     assert subscriber.payloads("/status/health")[-1]["state"] == "offline"
+
+
+def three_bus_replies(
+    tmp_path: Path, broker_url: str, requests: dict[str, dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> tuple[dict[str, dict[str, Any]], list[logging.LogRecord]]:
+    """The replies, through a broker, of a gateway with a live Modbus bus ``b`` (meter 1 of a shipped
+    profile, meter 2 of an operator's own file, ``tmp_path/own.toml``), a Modbus bus ``dead`` whose
+    TCP peer refuses and an M-Bus line ``m`` whose device is not there, to the scan ``requests``
+    (by name); and what gateway.commands logged meanwhile. Every reply holds to its schema."""
+    caplog.set_level(logging.INFO)
+    topics = [f"{ROOT}/cmd/+/reply", f"{ROOT}/status/health"]
+    subscriber = Subscriber(broker_url, topics, client_id="cmd-three-buses-sub")
+    shipped = Path(__file__).parents[2] / "firmware_protocols/modbus/profiles/smart_water_meter.toml"
+    (tmp_path / "own.toml").write_text(shipped.read_text())
+    replies: dict[str, dict[str, Any]] = {}
+    logged: list[logging.LogRecord] = []
+
+    async def scenario() -> None:
+        simulator = ModbusTcpSimulator(meters(2))
+        await simulator.start()
+        text = config_text(
+            broker_url,
+            {"b": simulator.port, "dead": free_port()},
+            {"b": [1]},
+            str(tmp_path / "s.sqlite"),
+            gateway_id="gw-cmd",
+            poll_interval_s=3600,
+            timeout_s=2.0,  # absent units are refused at once; a present one may be slow under load
+            retries=0,
+            extra_bus="jitter = 0.0",
+        )
+        own = {"meter_id": "WM-0002", "bus": "b", "unit_id": 2, "profile": tmp_path / "own.toml"}
+        text += "\n".join(toml_table("[[meters]]", own))
+        text += "\n" + "\n".join(toml_table("[[buses]]", {"name": "m", "protocol": "mbus", "device": tmp_path / "tty"}))
+        config = tmp_path / "gw.toml"
+        config.write_text(text + "\n")
+        gateway = Gateway(load_config(config), config_path=config)
+        async with running(gateway):
+            await asyncio.to_thread(gateway.publisher.connected.wait, 10)
+            await listening(subscriber)
+            caplog.clear()
+            for name, request in requests.items():
+                replies[name] = await command(subscriber, "scan", request)
+            logged.extend(r for r in caplog.records if r.name == "gateway.commands")
+        await simulator.stop()
+
+    try:
+        asyncio.run(scenario())
+        assert assert_replies_and_statuses_keep_their_schemas(subscriber) >= len(replies)
+    finally:
+        subscriber.close()
+    return replies, logged
+
+
+def test_a_scan_of_a_bus_that_fails_is_answered_why_not_as_an_internal_error(
+    tmp_path: Path, mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Modbus bus that will not open, an M-Bus line whose device is not there. Before: "internal
+    error: LineUnusable: …" / "internal error: PollError: …", logged with a traceback as a bug of
+    ours. Now the PollError's own line, and one warning line each."""
+    requests: dict[str, dict[str, Any]] = {"dead": {"bus": "dead", "first": 1, "last": 3}, "m": {"bus": "m"}}
+    replies, logged = three_bus_replies(tmp_path, mosquitto.url, requests, caplog)
+    assert replies["dead"]["ok"] is False and replies["dead"]["error"].startswith("dead: cannot open 127.0.0.1:")
+    m = replies["m"]
+    assert m["ok"] is False and m["error"].startswith(f"m: search stopped: m: cannot open {tmp_path}"), m
+    said = [(r.levelname, r.exc_info, r.getMessage()) for r in logged]
+    assert said == [("WARNING", None, f"command scan: {replies[name]['error']}") for name in ("dead", "m")], said
 
 
 def test_scan_command_line_writes_a_snippet_that_checks(tmp_path: Path) -> None:

@@ -431,14 +431,21 @@ def test_an_answer_from_another_primary_address_is_not_taken_for_the_meter_s() -
     assert "answer from address 8, not 7" in message and volume == 3.5
 
 
-def test_a_reload_during_a_secondary_address_search_stops_it_instead_of_waiting(tmp_path: Path) -> None:
+def test_a_reload_during_a_secondary_address_search_stops_it_instead_of_waiting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A search holds the bus until it ends (minutes on a long line); a reload or stop waited for it,
-    polling nothing meanwhile. Now the search stops at its next selection, and the scan says so."""
+    polling nothing meanwhile. Now the search stops at its next selection, and the scan's reply says
+    so: ok=false with the PollError's line, one warning logged (before: "internal error: PollError:
+    …", and a traceback in the log, as if a bug of ours)."""
     import asyncio
+    import json
+    import logging
 
     from gateway.service import Gateway
     from tests.services import free_port
 
+    caplog.set_level(logging.INFO)
     slaves = MBusSlaves([MBusSlave(0, f"{1000 + 37 * i:04d}{i:04d}", 1.0) for i in range(12)])  # ~6 s of search
     line = SerialLine(slaves, LineSettings(baudrate=9600, parity="E")).start()
     text = bus_config_text(
@@ -450,29 +457,30 @@ def test_a_reload_during_a_secondary_address_search_stops_it_instead_of_waiting(
     )
     config = parse_config_text(text)
 
-    async def scenario() -> tuple[BaseException | dict[str, Any], int]:
+    async def scenario() -> tuple[list[dict[str, Any]], int]:
         gateway = Gateway(config)
         async with running(gateway):
             await asyncio.sleep(0.2)
             assert gateway._commands is not None
-            scan = asyncio.create_task(gateway._commands.scan({"bus": "m"}))
+            scan = asyncio.create_task(gateway._commands._run("scan", b'{"bus": "m", "request_id": "s"}'))
             await asyncio.sleep(1.0)
             await gateway.apply_config(config)
             sent = slaves.frames
-            outcome: BaseException | dict[str, Any]
-            try:
-                outcome = await scan
-            except Exception as error:  # the command's handler turns it into an error reply
-                outcome = error
+            await scan
             await asyncio.sleep(0.5)
-            return outcome, slaves.frames - sent
+            replies = [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/scan/reply")]
+            return replies, slaves.frames - sent
 
     try:
-        outcome, after_reload = asyncio.run(scenario())
+        caplog.clear()
+        replies, after_reload = asyncio.run(scenario())
     finally:
         line.stop()
-    assert isinstance(outcome, PollError), outcome
-    assert "search stopped, the bus is closing" in str(outcome)
+    [reply] = replies
+    assert (reply["request_id"], reply["ok"]) == ("s", False), reply
+    assert reply["error"].startswith("m: search stopped, the bus is closing ("), reply
+    logged = [(r.levelname, r.exc_info, r.getMessage()) for r in caplog.records if r.name == "gateway.commands"]
+    assert logged == [("WARNING", None, f"command scan: {reply['error']}")], logged
     assert after_reload == 0, "the search went on talking on the line after the reload"
 
 
