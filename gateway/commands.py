@@ -10,7 +10,10 @@
   no reading (``{"unit_id": 1, "error": "...exception response..."}``: a device not of the profile
   asked with, or not well), as ``aquami gateway scan`` says them; a unit that does not answer is an
   empty address, not said, and pymodbus's lines for it are kept out of the gateway's log
-  (gateway.scan).
+  (gateway.scan). ``profile`` is a shipped profile's name or one the gateway's Modbus meters are
+  configured with, by the name or path the configuration gives; any other is refused, the error
+  listing those (before, any path: the gateway opened whatever ``.toml`` a sender named, and its
+  error said whether the file was there).
 
 A bus that fails during a command (a Modbus bus that will not open, an M-Bus search stopped by a
 reload or a device that is not there) is a :class:`PollError`: answered ``{"ok": false}`` with its
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from aquami.contracts.commands import request_problem, valid_request_id
 from firmware_protocols.modbus import available_profiles, load_profile
 from firmware_protocols.modbus.profile import ProfileError
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
 from gateway.mbus import MBusTransport
 from gateway.scan import mbus_snippet, scan_modbus, snippet
 from gateway.spool import NotSpooled
@@ -85,7 +88,11 @@ class Commands:
                 raise ValueError(f"unknown command {name!r} (read-now, reload, scan)")
             problem = request_problem(name, request)
             if problem is not None:
-                raise ValueError(self._with_buses(problem) if problem.startswith("bus ") else problem)
+                if problem.startswith("bus "):
+                    problem = self._with_buses(problem)
+                elif problem.startswith("profile"):
+                    problem = f"{problem} ({self._profiles_said()})"
+                raise ValueError(problem)
             reply.update(await handler(request))
             reply.setdefault("ok", True)
         except (ValueError, KeyError, ConfigError, NotSpooled) as error:  # NotSpooled: a full disk
@@ -103,6 +110,23 @@ class Commands:
     def _with_buses(self, problem: str) -> str:
         """A scan's problem with its ``bus``, said with the buses there are."""
         return f"{problem} (buses: {', '.join(self.gateway.schedulers)})"
+
+    def profiles(self) -> list[str]:
+        """The profiles a scan command may name: the shipped ones, and those the gateway's Modbus
+        meters are configured with (an operator's own file, by the path the configuration gives).
+        Not any file: a command naming a path made the gateway open any ``.toml`` on its disk, and
+        its error said whether that path existed."""
+        configured = {
+            meter.profile
+            for bus in self.gateway.config.buses
+            if isinstance(bus, ModbusTcpBusConfig | ModbusRtuBusConfig)
+            for meter in bus.meters
+        }
+        shipped = available_profiles()
+        return shipped + sorted(configured - set(shipped))
+
+    def _profiles_said(self) -> str:
+        return f"profiles: {', '.join(self.profiles())}"
 
     async def read_now(self, request: dict[str, Any]) -> dict[str, Any]:
         meter_id = request["meter_id"]  # a string: request_problem has checked the request
@@ -140,6 +164,8 @@ class Commands:
         if not 1 <= first <= last <= 247:
             raise ValueError("first and last are Modbus unit ids, 1 <= first <= last <= 247")
         profile = str(request.get("profile", "smart_water_meter"))
+        if profile not in self.profiles():
+            raise ValueError(f"profile: {profile!r} is not a profile of this gateway ({self._profiles_said()})")
         try:  # not per unit: each would fail alike, the scan an ok reply with 247 problems
             load_profile(profile, {})
         except ProfileError as error:

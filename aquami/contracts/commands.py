@@ -121,6 +121,9 @@ def _say(name: str, error: ValidationError) -> str:
     if error.validator == "pattern" and field == "meter_id":
         rule = "letters, digits and . _ : -, starting with a letter or digit"
         return f"meter_id must be a meter id ({rule}), not {_shown(error.instance)}"
+    if error.validator == "pattern" and field == "profile":
+        rule = "a profile's name (letters, digits, _ and -), or a .toml file the gateway's configuration uses"
+        return f"profile must be {rule}, not {_shown(error.instance)}"
     if error.validator in ("minimum", "maximum") and field in ("first", "last"):
         return f"{field} must be a Modbus unit id, 1 to 247, not {_shown(error.instance)}"
     if error.validator in ("minLength", "maxLength"):

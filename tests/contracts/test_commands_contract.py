@@ -37,7 +37,10 @@ json_values = st.recursive(
 )
 # values a sender might mean as well as anything: the gateway's meters and bus, units in and out of range
 plausible = st.sampled_from(
-    ["WM-0001", "WM-0009", "b", "nope", "", "a b", "smart_water_meter", "pulse_counter", "no_such_profile", 1.0]
+    [
+        *("WM-0001", "WM-0009", "b", "nope", "", "a b", 1.0),
+        *("smart_water_meter", "pulse_counter", "no_such_profile", "../gw.toml", "/etc/hostname"),
+    ]
 )
 requests = st.dictionaries(
     st.sampled_from(FIELDS) | st.text(max_size=6),
@@ -136,6 +139,8 @@ def test_any_json_object_is_taken_by_the_schema_or_refused_naming_the_field(tmp_
         ("scan", {"bus": "b", "last": True}, "last must be an integer, not True"),
         ("scan", {"bus": ""}, "bus must not be empty"),
         ("scan", {"bus": "b", "profile": "x" * 500}, "profile must be at most 128 characters long"),
+        ("scan", {"bus": "b", "profile": "/etc/hostname"}, "profile must be a profile's name (letters, digits,"),
+        ("scan", {"bus": "b", "profile": "../smart_water_meter"}, "profile must be a profile's name ("),
     ],
 )
 def test_a_refused_request_is_said_in_one_line_from_its_field(name: str, request_: dict[str, Any], said: str) -> None:

@@ -256,6 +256,38 @@ def test_a_scan_of_a_bus_that_fails_is_answered_why_not_as_an_internal_error(
     assert said == [("WARNING", None, f"command scan: {replies[name]['error']}") for name in ("dead", "m")], said
 
 
+def test_a_scan_command_names_only_the_gateway_s_profiles_not_a_path(
+    tmp_path: Path, mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, a scan's profile could be any path: the gateway loaded a profile file from anywhere
+    on its disk (ok), said another file's contents were no profile (a file there) and a missing one
+    unknown (no file there). Now a shipped profile or one the configuration uses, by the path it gives."""
+    own, elsewhere, secret = tmp_path / "own.toml", tmp_path / "elsewhere.toml", tmp_path / "secret.toml"
+    shipped = Path(__file__).parents[2] / "firmware_protocols/modbus/profiles/smart_water_meter.toml"
+    elsewhere.write_text(shipped.read_text())  # a profile, but not one the configuration names
+    secret.write_text('password = "hunter2"\n')
+    paths = {"elsewhere": elsewhere, "secret": secret, "missing": tmp_path / "no.toml"}
+    requests: dict[str, dict[str, Any]] = {
+        "own": {"bus": "b", "first": 1, "last": 3, "profile": str(own)},
+        "shipped": {"bus": "b", "first": 1, "last": 3},
+        **{name: {"bus": "b", "first": 1, "last": 3, "profile": str(path)} for name, path in paths.items()},
+        "up": {"bus": "b", "profile": "../../../../etc/hostname"},
+    }
+    replies, _ = three_bus_replies(tmp_path, mosquitto.url, requests, caplog)
+    # an operator's own profile, by the path the configuration gives, and a shipped one: as before
+    assert (replies["own"]["ok"], replies["own"]["found"]) == (True, [1, 2])
+    assert (replies["shipped"]["ok"], replies["shipped"]["found"]) == (True, [1, 2])
+    allowed = f"profiles: electromagnetic_flow_meter, pulse_counter, smart_water_meter, {own}"
+    for name, path in paths.items():
+        assert replies[name] == {
+            "request_id": replies[name]["request_id"],
+            "ok": False,
+            "error": f"profile: {str(path)!r} is not a profile of this gateway ({allowed})",
+        }
+    assert replies["up"]["error"].startswith("profile must be a profile's name (letters, digits, _ and -)")
+    assert replies["up"]["error"].endswith(f"not '../../../../etc/hostname' ({allowed})")
+
+
 def test_scan_command_line_writes_a_snippet_that_checks(tmp_path: Path) -> None:
     async def scenario() -> tuple[int, str]:
         simulator = ModbusTcpSimulator(meters(4, first_unit=3))  # units 3..6
