@@ -13,7 +13,8 @@
   (gateway.scan). ``profile`` is a shipped profile's name or one the gateway's Modbus meters are
   configured with, by the name or path the configuration gives; any other is refused, the error
   listing those (before, any path: the gateway opened whatever ``.toml`` a sender named, and its
-  error said whether the file was there).
+  error said whether the file was there). ``first``, ``last`` and ``profile`` sent for an M-Bus
+  line are refused (before, ignored: the whole line searched).
 
 A bus that fails during a command (a Modbus bus that will not open, an M-Bus search stopped by a
 reload or a device that is not there) is a :class:`PollError`: answered ``{"ok": false}`` with its
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from gateway.service import Gateway
 
 log = logging.getLogger(__name__)
+MODBUS_ONLY = ("first", "last", "profile")  # a scan's fields that an M-Bus search has no use for
 
 
 class Commands:
@@ -155,6 +157,9 @@ class Commands:
         if scheduler is None:
             raise ValueError(f"no bus {bus!r} (buses: {', '.join(self.gateway.schedulers)})")
         if isinstance(scheduler.transport, MBusTransport):
+            for field in MODBUS_ONLY:
+                if field in request:  # before: ignored, the line searched as if it had not been sent
+                    raise ValueError(f"{field}: applies to Modbus buses only; {bus!r} is an M-Bus line")
             async with scheduler.lock:
                 if scheduler.closed:
                     raise ValueError(f"bus {bus!r} was reloaded; scan it again")

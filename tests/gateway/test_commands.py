@@ -288,6 +288,23 @@ def test_a_scan_command_names_only_the_gateway_s_profiles_not_a_path(
     assert replies["up"]["error"].endswith(f"not '../../../../etc/hostname' ({allowed})")
 
 
+def test_a_scan_of_an_m_bus_line_refuses_the_modbus_only_fields(
+    tmp_path: Path, mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, first, last and profile sent for an M-Bus line were ignored: the whole line searched."""
+    requests: dict[str, dict[str, Any]] = {
+        "first": {"bus": "m", "first": 1},
+        "last": {"bus": "m", "last": 9, "first": 2},
+        "profile": {"bus": "m", "profile": "smart_water_meter"},
+    }
+    replies, _ = three_bus_replies(tmp_path, mosquitto.url, requests, caplog)
+    for name, field in (("first", "first"), ("last", "first"), ("profile", "profile")):
+        assert (replies[name]["ok"], replies[name]["error"]) == (
+            False,
+            f"{field}: applies to Modbus buses only; 'm' is an M-Bus line",
+        ), replies[name]
+
+
 def test_scan_command_line_writes_a_snippet_that_checks(tmp_path: Path) -> None:
     async def scenario() -> tuple[int, str]:
         simulator = ModbusTcpSimulator(meters(4, first_unit=3))  # units 3..6
