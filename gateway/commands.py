@@ -134,9 +134,11 @@ class Commands:
         meter_id = request["meter_id"]  # a string: request_problem has checked the request
         for scheduler in self.gateway.schedulers.values():
             if meter_id in scheduler.meters:
-                reading = await scheduler.read_now(str(meter_id))
-                if reading is None:
-                    return {"ok": False, "error": f"{meter_id}: no answer", "meter_id": meter_id}
+                reading, why = await scheduler.read_now(str(meter_id))
+                if reading is None:  # before: "no answer" alone, the reason only in the gateway's log
+                    attempts = scheduler.config.retries + 1
+                    error = f"{meter_id}: no reading after {attempts} attempt{'s' if attempts > 1 else ''}: {why}"
+                    return {"ok": False, "error": error, "meter_id": meter_id}
                 return {"ok": True, "meter_id": meter_id, "reading": reading.to_json()}
         for listener in self.gateway.listeners.values():
             if any(m.meter_id == meter_id for m in listener.config.meters):

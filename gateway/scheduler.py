@@ -210,9 +210,9 @@ class BusScheduler:
         with contextlib.suppress(NotSpooled):
             await self._poll_and_report(meter)
 
-    async def _poll_and_report(self, meter: MeterConfig) -> Reading | None:
-        """One poll, its reading spooled, and its outcome to ``on_poll``; :class:`NotSpooled` when the
-        spool refused the reading."""
+    async def _poll_and_report(self, meter: MeterConfig) -> tuple[Reading | None, str | None]:
+        """One poll, its reading spooled, and its outcome to ``on_poll``: the reading, or None and the
+        last attempt's error; :class:`NotSpooled` when the spool refused the reading."""
         reading, error = await self._poll(meter)
         if reading is not None:
             try:
@@ -223,10 +223,11 @@ class BusScheduler:
                 raise NotSpooled(f"{meter.meter_id}: read, but not spooled: {refused}") from refused
         if self.on_poll:
             self.on_poll(meter, reading, error)
-        return reading
+        return reading, error
 
-    async def read_now(self, meter_id: str) -> Reading | None:
-        """Poll one meter now, outside its schedule (``cmd/read-now``); the reading is spooled too."""
+    async def read_now(self, meter_id: str) -> tuple[Reading | None, str | None]:
+        """Poll one meter now, outside its schedule (``cmd/read-now``); the reading is spooled too.
+        The reading, or None and the last attempt's error (why: a bus that will not open says so)."""
         meter = self.meters.get(meter_id)
         if meter is None:
             raise KeyError(meter_id)

@@ -190,12 +190,17 @@ def test_read_now_reload_and_scan(tmp_path: Path, mosquitto) -> None:
 
 
 def three_bus_replies(
-    tmp_path: Path, broker_url: str, requests: dict[str, dict[str, Any]], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    broker_url: str,
+    requests: dict[str, dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    command_name: str = "scan",
 ) -> tuple[dict[str, dict[str, Any]], list[logging.LogRecord]]:
     """The replies, through a broker, of a gateway with a live Modbus bus ``b`` (meter 1 of a shipped
     profile, meter 2 of an operator's own file, ``tmp_path/own.toml``), a Modbus bus ``dead`` whose
-    TCP peer refuses and an M-Bus line ``m`` whose device is not there, to the scan ``requests``
-    (by name); and what gateway.commands logged meanwhile. Every reply holds to its schema."""
+    TCP peer refuses (meter 5 on it) and an M-Bus line ``m`` whose device is not there, to the
+    ``command_name`` ``requests`` (by name); and what gateway.commands logged meanwhile. Every reply
+    holds to its schema."""
     caplog.set_level(logging.INFO)
     topics = [f"{ROOT}/cmd/+/reply", f"{ROOT}/status/health"]
     subscriber = Subscriber(broker_url, topics, client_id="cmd-three-buses-sub")
@@ -210,12 +215,12 @@ def three_bus_replies(
         text = config_text(
             broker_url,
             {"b": simulator.port, "dead": free_port()},
-            {"b": [1]},
+            {"b": [1], "dead": [5]},
             str(tmp_path / "s.sqlite"),
             gateway_id="gw-cmd",
             poll_interval_s=3600,
             timeout_s=2.0,  # absent units are refused at once; a present one may be slow under load
-            retries=0,
+            retries=1,
             extra_bus="jitter = 0.0",
         )
         own = {"meter_id": "WM-0002", "bus": "b", "unit_id": 2, "profile": tmp_path / "own.toml"}
@@ -229,7 +234,7 @@ def three_bus_replies(
             await listening(subscriber)
             caplog.clear()
             for name, request in requests.items():
-                replies[name] = await command(subscriber, "scan", request)
+                replies[name] = await command(subscriber, command_name, request)
             logged.extend(r for r in caplog.records if r.name == "gateway.commands")
         await simulator.stop()
 
@@ -254,6 +259,16 @@ def test_a_scan_of_a_bus_that_fails_is_answered_why_not_as_an_internal_error(
     assert m["ok"] is False and m["error"].startswith(f"m: search stopped: m: cannot open {tmp_path}"), m
     said = [(r.levelname, r.exc_info, r.getMessage()) for r in logged]
     assert said == [("WARNING", None, f"command scan: {replies[name]['error']}") for name in ("dead", "m")], said
+
+
+def test_a_read_now_that_gets_no_reading_says_why(tmp_path: Path, mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    """A meter on a bus that will not open. Before: "WM-0005: no answer", the reason only in the
+    gateway's log. Now the attempts and the last one's error, which says why."""
+    replies, _ = three_bus_replies(tmp_path, mosquitto.url, {"dead": {"meter_id": "WM-0005"}}, caplog, "read-now")
+    dead = replies["dead"]
+    assert (dead["ok"], dead["meter_id"]) == (False, "WM-0005"), dead
+    assert dead["error"].startswith("WM-0005: no reading after 2 attempts: dead: cannot open 127.0.0.1:"), dead
+    assert dead["error"].endswith("Connection refused"), dead
 
 
 def test_a_scan_command_names_only_the_gateway_s_profiles_not_a_path(

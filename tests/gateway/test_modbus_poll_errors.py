@@ -31,7 +31,8 @@ def test_an_unexpected_exception_in_a_read_is_a_failed_poll_with_its_error() -> 
         on_poll=lambda m, reading, error: polls.append((m.meter_id, reading, error)),
         on_attempt=attempts.append,
     )
-    assert asyncio.run(scheduler.read_now("WM-1")) is None
+    reading, why = asyncio.run(scheduler.read_now("WM-1"))
+    assert reading is None and why is not None and "unexpected ArithmeticError" in why
     assert attempts == [False, False]
     [(meter_id, reading, error)] = polls
     assert meter_id == "WM-1" and reading is None
