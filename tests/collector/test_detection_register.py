@@ -51,10 +51,56 @@ def test_reverse_flow_under_the_households_own_use_keeps_its_rate_and_end() -> N
     use[int(start_h) + 5 : int(end_h) + 1] = 0.0
     rate = 40.0
     back = add_flow(np.zeros_like(use), start_h, rate, end_h)
-    (reverse,) = [a for a in detect(block_of({"BACK": use - back})) if a.meter_id == "BACK"]
+    (reverse,) = [a for a in detect(block_of({"BACK": use - back})) if a.kind is AlertKind.REVERSE_FLOW]
     assert reverse.rate_l_h == pytest.approx(rate, rel=0.05)
     assert reverse.ended_at is not None
     assert abs((reverse.ended_at - at_hour(end_h)).total_seconds()) <= 15 * 60
+    assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rate=st.floats(min_value=20.0, max_value=200.0),
+    begins=st.floats(min_value=0.0, max_value=1 / 3),
+    ends=st.floats(min_value=2 / 3, max_value=0.99),
+    extra=st.floats(min_value=5.0, max_value=300.0),
+    seed=st.integers(0, 2**16),
+)
+def test_reverse_flow_begun_and_ended_under_the_households_use_is_sized_on_the_net_register(
+    rate: float, begins: float, ends: float, extra: float, seed: int
+) -> None:
+    """Water goes back from early in an evening hour of use (20:00–20:20) through the quiet night
+    to late in a morning hour of use (07:40–08:00): the household draws more than goes back in
+    both, so the net register falls only 21:00–07:00, and both of those hours carry the whole
+    rate. The flow went on past each, into the hour of use beside it: the alert's start and end
+    are within an hour and its volume within 10% (the register's span alone read up to two hours
+    short)."""
+    use = household(np.random.default_rng(seed), DAYS)
+    evening, morning = 10 * 24 + 20, 11 * 24 + 7
+    use[evening] = use[morning] = rate + extra
+    use[evening + 1 : morning] = 0.0
+    start_h, end_h = evening + begins, morning + ends
+    back = add_flow(np.zeros_like(use), start_h, rate, end_h)
+    (reverse,) = [a for a in detect(block_of({"BACK": use - back})) if a.kind is AlertKind.REVERSE_FLOW]
+    assert abs((reverse.start - at_hour(start_h)).total_seconds()) <= 3600
+    assert reverse.ended_at is not None
+    assert abs((reverse.ended_at - at_hour(end_h)).total_seconds()) <= 3600
+    assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
+
+
+def test_reverse_flow_whose_one_clear_hour_is_its_first_keeps_its_rate() -> None:
+    """11.6 L/h goes back 20:35–00:45 while the household is up: 20:00 is hidden by its use, 21:00
+    is clear (12 litres back), the hours after it lose 3 and 11 litres to use, and 00:00 holds the
+    flow's last 45 minutes. The highest backward interval is the first: the rate is its level, not
+    the 9 L/h of the hours after it (the volume then read 27% short)."""
+    use = household(np.random.default_rng(53), DAYS)
+    evening = 10 * 24 + 20
+    use[evening : evening + 5] = [50.0, 0.0, 3.0, 11.0, 0.0]
+    use[evening + 5 : evening + 12] = 0.0
+    start_h, end_h, rate = evening + 35 / 60, evening + 4.75, 11.6
+    back = add_flow(np.zeros_like(use), start_h, rate, end_h)
+    (reverse,) = [a for a in detect(block_of({"BACK": use - back})) if a.kind is AlertKind.REVERSE_FLOW]
+    assert reverse.rate_l_h == pytest.approx(rate, rel=0.05)
     assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
