@@ -2,10 +2,12 @@
 
 Detection's arrivals (``detection_runs.arrivals_from``) and billing's ``next_changed_since`` start
 at ``open_transactions_floor()`` (collector migration 0072): the start of the oldest transaction
-open in the database. A session left idle in a transaction (a psql left open, a client that crashed
-mid-transaction) holds it back for as long as it lasts. That is right (what it may still commit is
-dated by its start), but each detection run then reads ever more readings as arrived, and each
-billing pull sends ever more again, and nothing said why. :class:`FloorLagWatch` logs one warning
+open in the database by a session that can write aquami's rows (a client's, or a logical
+replication worker's; collector migration 0074, not an autovacuum or TimescaleDB worker). A session
+left idle in a transaction (a psql left open, a client that crashed mid-transaction) holds it back
+for as long as it lasts. That is right (what it may still commit is dated by its start), but each
+detection run then reads ever more readings as arrived, and each billing pull sends ever more
+again, and nothing said why. :class:`FloorLagWatch` logs one warning
 line when the floor is more than a setting behind the clock, naming the session that holds it
 (``open_transactions_floor_holder()``, collector migration 0073), and says it again for the same
 session only once a day of its transaction has passed, not at every run or pull.
