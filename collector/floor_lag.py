@@ -54,6 +54,18 @@ class FloorHolder:
             f"{_span(self.age)} since {self.xact_start.isoformat(timespec='seconds')})"
         )
 
+    def advice(self) -> str:
+        """What to do about it. Ending the session is right for a client's (a psql left open, a client
+        that crashed mid-transaction); for any other backend the floor still counts (a logical
+        replication worker applying a subscription) it is not: it would only be restarted to do the
+        same work again."""
+        if self.backend_type in (None, "client backend"):
+            return f"end it (SELECT pg_terminate_backend({self.pid})) or set idle_in_transaction_session_timeout"
+        return (
+            "it is not a client's session: find out why its transaction lasts "
+            "(pg_stat_subscription for a subscription's worker) rather than end it"
+        )
+
 
 def floor_holder(conn: psycopg.Connection[Any]) -> FloorHolder | None:
     """The session holding the floor, or None if no other session has a transaction open."""
@@ -89,13 +101,12 @@ class FloorLagWatch:
             self._warned = (key, holder.age)
         self._log.warning(
             "%s: the open-transactions floor is %s behind the database's clock (warned over %s), held by "
-            "%s; until it ends each run or pull reads more again: end it (SELECT pg_terminate_backend(%d)) "
-            "or set idle_in_transaction_session_timeout",
+            "%s; until it ends each run or pull reads more again: %s",
             self.who,
             _span(clock - floor),
             _span(lag),
             holder.describe(),
-            holder.pid,
+            holder.advice(),
         )
         return holder
 

@@ -7,12 +7,12 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import sql
 
-from collector.floor_lag import FloorLagWatch, floor_holder
+from collector.floor_lag import FloorHolder, FloorLagWatch, floor_holder
 
 LAG = timedelta(seconds=1)
 #: How long the autovacuum launcher gets to start a worker on the scratch table: with a naptime of
@@ -125,3 +125,17 @@ def test_an_autovacuum_worker_does_not_hold_the_floor_back(timescale_admin_url, 
                 assert holder is not None and holder.pid == client.info.backend_pid
                 assert holder.backend_type == "client backend"
                 client.rollback()
+
+
+def _holder(backend_type: str | None) -> FloorHolder:
+    return FloorHolder(4242, None, "", backend_type, "active", datetime(2026, 12, 6, 4, tzinfo=UTC), LAG)
+
+
+def test_only_a_clients_session_is_advised_to_be_ended() -> None:
+    """A logical replication worker still holds the floor (it writes a subscriber's readings), but
+    ending it only restarts it to apply the same again: the warning does not advise it."""
+    assert "pg_terminate_backend(4242)" in _holder("client backend").advice()
+    assert "pg_terminate_backend(4242)" in _holder(None).advice()  # not known: a client's, as before
+    for other in ("logical replication apply worker", "logical replication worker", "autovacuum worker"):
+        advice = _holder(other).advice()
+        assert "pg_terminate_backend" not in advice and "rather than end it" in advice, advice
