@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         try:
             meter_table = read_meters_csv(meters)
             progress.say(f"{meters}: {meter_table.meter_ids.size:,} meters")
-            parsed = read_readings_csv(readings, lambda done, total: progress("readings parsed", done, total))
+            parsed = read_readings_csv(readings, lambda done, total: progress("readings parsed (bytes)", done, total))
             block, dropped = build_block(parsed, meter_table)
             unread = unread_meters(parsed, meter_table, block)
         except CsvFormatError as error:
