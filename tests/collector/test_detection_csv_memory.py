@@ -44,24 +44,67 @@ def _write_fleet(path: Path, meters: int, hours: int = 672) -> int:
     return meters * hours
 
 
-def test_a_readings_file_is_parsed_in_little_more_memory_than_its_size(tmp_path: Path) -> None:
-    """200 MB of CSV (5.4 million rows) in 2.5 bytes of address space per byte of the file. Read
-    whole, the file's bytes, five int64 offsets per row and comparisons over the whole file were all
-    alive together: it needed 763 MB above the interpreter's (3.8 per byte), 1M meter-days
-    (884 MB of CSV) peaked at 3.4 GB of RSS. In pieces of whole lines: 369 MB (1.9 per byte)."""
-    path = tmp_path / "r.csv"
-    rows = _write_fleet(path, meters=8000)
-    budget = int(2.5 * path.stat().st_size)
-    child = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(path), str(budget)],
+#: The same, the limit set once the file is parsed: then the readings are laid on the grid.
+_CHILD_BLOCK = """
+import resource, sys
+from pathlib import Path
+from collector.detection.csvio import build_block, read_meters_csv, read_readings_csv
+readings, meters = read_readings_csv(Path(sys.argv[1])), read_meters_csv(Path(sys.argv[3]))
+with open("/proc/self/status") as status:
+    vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+limit = vm + int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+block, dropped = build_block(readings, meters)
+print(block.n_meters)
+"""
+
+_METERS = 8000
+
+
+@pytest.fixture(scope="module")
+def fleet_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
+    """200 MB of READINGS.csv (5.4 million rows) and its METERS.csv."""
+    folder = tmp_path_factory.mktemp("fleet")
+    rows = _write_fleet(folder / "r.csv", meters=_METERS)
+    lines = [f"M{k:06d},DMA{k // 500:03d},customer\n" for k in range(_METERS)]
+    (folder / "m.csv").write_text("meter_id,dma,role\n" + "".join(lines), encoding="utf-8")
+    return folder / "r.csv", folder / "m.csv", rows
+
+
+def _within(script: str, budget: int, *args: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script, str(args[0]), str(budget), *map(str, args[1:])],
         capture_output=True,
         text=True,
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
         timeout=120,
         check=False,
     )
+
+
+def test_a_readings_file_is_parsed_in_little_more_memory_than_its_size(fleet_files: tuple[Path, Path, int]) -> None:
+    """200 MB of CSV in 2.5 bytes of address space per byte of the file. Read whole, the file's
+    bytes, five int64 offsets per row and comparisons over the whole file were all alive together:
+    it needed 763 MB above the interpreter's (3.8 per byte), and 1M meter-days (884 MB of CSV)
+    peaked at 3.4 GB of RSS. In pieces of whole lines: 369 MB (1.9 per byte)."""
+    path, _, rows = fleet_files
+    budget = int(2.5 * path.stat().st_size)
+    child = _within(_CHILD, budget, path)
     assert child.returncode == 0, f"parsing took more than {budget:,} bytes:\n{child.stderr[-2000:]}"
     assert int(child.stdout) == rows
+
+
+def test_the_readings_are_laid_on_the_grid_in_little_more_memory(fleet_files: tuple[Path, Path, int]) -> None:
+    """The same file's readings onto the meters × intervals grid in 1.4 bytes of address space per
+    byte of the file, above the parsed readings (the grid is 43 MB of it). Sorted by ``np.lexsort``
+    of four columns (meter, interval, distance from the instant, time), alive with their copies,
+    it needed 361 MB (1.8 per byte; at 1M meter-days the command's peak, 2.5 GB of RSS); by one
+    int64 key, 210 MB (1.05 per byte)."""
+    path, meters, _ = fleet_files
+    budget = int(1.4 * path.stat().st_size)
+    child = _within(_CHILD_BLOCK, budget, path, meters)
+    assert child.returncode == 0, f"laying out took more than {budget:,} bytes:\n{child.stderr[-2000:]}"
+    assert int(child.stdout) == _METERS
 
 
 _IDS = st.sampled_from(["M1", "M22", "METER-0333", "A", "M4444444"])
@@ -121,3 +164,31 @@ def test_pieces_of_any_size_give_the_file_read_whole(
     assert (pieces.reverse_m3 is None) == (whole.reverse_m3 is None)
     if whole.reverse_m3 is not None and pieces.reverse_m3 is not None:
         assert np.array_equal(pieces.reverse_m3, whole.reverse_m3, equal_nan=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    interval=st.sampled_from([60, 300, 900, 3600, 86_400]),
+    reads=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 40), st.floats(-0.99, 0.99)), max_size=60),
+    repeats=st.lists(st.integers(0, 59), max_size=5),
+)
+def test_one_key_orders_the_reads_as_the_four_columns_did(
+    interval: int, reads: list[tuple[int, int, float]], repeats: list[int]
+) -> None:
+    """Each meter's reads by interval, then distance from its instant, the later of two as far
+    first, the rows' order kept between equals (the same read twice): ``np.lexsort`` of the four
+    columns, as build_block sorted before, and the one key give the same order."""
+    t0 = 1_767_571_200  # 2026-01-05T00:00:00Z
+    rows = reads + [reads[i] for i in repeats if i < len(reads)]
+    meter_index = np.array([m for m, _, _ in rows], dtype=np.intp)
+    ts = np.array([t0 + k * interval + round(f * interval) for _, k, f in rows], dtype=np.int64)
+    readings = Readings(np.array(["A", "B", "C", "D", "E"]), meter_index, ts, np.zeros(ts.size))
+    t0 = int(ts.min(initial=t0)) // interval * interval  # as build_block places the grid: no read before it
+    cols = np.ceil((ts - t0 - interval * csvio.LATE_READ_SHARE) / interval).astype(np.int64)
+    t = int(cols.max(initial=0)) + 1
+    order, key, radix = csvio._reads_in_order(readings, cols, t0, interval, t)
+    off = np.abs(ts - (t0 + cols * interval))
+    assert order.tolist() == np.lexsort((-ts, off, cols, meter_index)).tolist()
+    assert (key // radix).tolist() == (meter_index[order] * t + cols[order]).tolist()
+    same = (np.diff(meter_index[order]) == 0) & (np.diff(ts[order]) == 0)
+    assert (key[1:] == key[:-1]).tolist() == same.tolist()
