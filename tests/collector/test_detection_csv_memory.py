@@ -112,8 +112,8 @@ _IDS = st.sampled_from(["M1", "M22", "METER-0333", "A", "M4444444"])
 
 @st.composite
 def _files(draw: st.DrawFn) -> tuple[str, int]:
-    """A READINGS.csv text (rows in any order, blank lines, CRLF, the optional columns) and a row of
-    it to damage (-1: none)."""
+    """A READINGS.csv text (rows in any order, blank lines, CRLF, the optional columns, a row damaged,
+    a meter id quoted) and the damaged row (-1: none)."""
     reverse, quality = draw(st.booleans()), draw(st.booleans())
     header = ["meter_id", "ts", "volume_m3"] + (["reverse_volume_m3"] if reverse else [])
     header += ["quality"] if quality else []
@@ -132,6 +132,9 @@ def _files(draw: st.DrawFn) -> tuple[str, int]:
     if bad >= 0 and lines[bad]:
         lines[bad] = lines[bad].replace(":00:00Z", draw(st.sampled_from([":00:00X", ":61:00Z"])), 1)
         lines[bad] = lines[bad] if draw(st.booleans()) else lines[bad].replace(".", ",", 1)
+    quoted = draw(st.integers(-1, len(lines) - 1)) if lines else -1
+    if quoted >= 0 and lines[quoted]:  # the whole file to the csv module, whichever piece has it
+        lines[quoted] = '"' + lines[quoted].replace(",", '",', 1)
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     end = draw(st.sampled_from([newline, ""]))
     return newline.join([",".join(header), *lines]) + end, bad
