@@ -1,5 +1,6 @@
 """Options several commands share: ``--param KEY=VALUE`` (the parameters a Modbus profile's scale
-names, ``${litres_per_pulse}``) and the check of an ``--out`` file's folder."""
+names, ``${litres_per_pulse}``), the bound of an option in seconds, the parse of one in ISO 8601
+and the check of an ``--out`` file's folder."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ import typer
 PARAM_OPTION = typer.Option(
     [], "--param", help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter."
 )
+
+
+#: The longest interval, wait or warning an option in seconds takes: a year and a day. Without a
+#: maximum, ``inf`` and ``1e309`` passed typer's ``min`` and overflowed ``timedelta`` into a traceback,
+#: or ran on for ever (a demo ``--duration inf``, a ``--vee-every inf`` that is no "never").
+A_YEAR_S = 366 * 24 * 3600
 
 
 def profile_parameters(items: list[str]) -> dict[str, float | str]:

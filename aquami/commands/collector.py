@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from aquami.cli_params import A_YEAR_S
 from aquami.database_url import DATABASE_URL
 from aquami.logging_setup import configure_logging
 
@@ -48,15 +49,21 @@ def register(app: typer.Typer) -> None:
         shared_group: str = typer.Option(None, help="Share the subscription in this group ($share/GROUP/…)."),
         vee_every: float = typer.Option(
             3600,
+            min=0,
+            max=A_YEAR_S,
             help="Every so many seconds, run VEE and refresh consumption over the last two days, in one "
             "collector at a time (0: never).",
         ),
         detect_every: float = typer.Option(
-            900, help="Every so many seconds, run leak and burst detection over the newest data (0: never)."
+            900,
+            min=0,
+            max=A_YEAR_S,
+            help="Every so many seconds, run leak and burst detection over the newest data (0: never).",
         ),
         floor_lag_warning: float = typer.Option(
             3600,
             min=1,
+            max=A_YEAR_S,
             envvar="AQUAMI_FLOOR_LAG_WARNING",
             help="Warn, once per session, when a transaction open longer than so many seconds (a psql left "
             "idle in a transaction) holds back where detection's arrivals begin, naming it.",

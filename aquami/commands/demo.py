@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from aquami.cli_params import A_YEAR_S
 from aquami.database_url import checked_option
 from aquami.logging_setup import configure_logging
 
@@ -15,8 +16,10 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         meters: int = typer.Option(20, min=1, max=247, help="Simulated Modbus TCP meters."),
-        poll_interval: float = typer.Option(5.0, min=0.2, help="Seconds between polls of each meter."),
-        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+        poll_interval: float = typer.Option(5.0, min=0.2, max=3600.0, help="Seconds between polls of each meter."),
+        duration: float = typer.Option(  # inf ran on for ever, -inf stopped at once, nan ran on
+            None, min=0.0, max=A_YEAR_S, help="Stop after this many seconds (default: until Ctrl-C)."
+        ),
         host: str = typer.Option("127.0.0.1", help="Address the web server listens on."),
         port: int = typer.Option(8000, min=0, max=65535, help="Web server port (a free one if taken; 0: any)."),
         # Never from the environment: AQUAMI_DATABASE_URL and AQUAMI_MQTT_URL name the real system's

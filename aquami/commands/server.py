@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aquami.cli_params import A_YEAR_S
 from aquami.database_url import DATABASE_URL
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ def register(app: typer.Typer) -> None:
         floor_lag_warning: float = typer.Option(
             3600,
             min=1,
+            max=A_YEAR_S,
             envvar="AQUAMI_FLOOR_LAG_WARNING",
             help="Warn, once per session, when a transaction open longer than so many seconds (a psql left "
             "idle in a transaction) holds back billing's next_changed_since, naming it.",
