@@ -266,8 +266,12 @@ def register(app: typer.Typer) -> None:
         until: datetime = typer.Option(
             None, "--until", help="Back-run: repeat every --step from --at up to this instant, as if live."
         ),
-        step_minutes: int = typer.Option(60, "--step", min=1, help="Minutes between back-run steps."),
-        history_days: int = typer.Option(28, help="Days of readings each run looks at."),
+        # bounded: a 20-digit --step or --history-days was taken, then overflowed timedelta into a traceback
+        # once connected; a --history-days of 0 or less is no history to look at
+        step_minutes: int = typer.Option(
+            60, "--step", min=1, max=A_YEAR_S // 60, help="Minutes between back-run steps."
+        ),
+        history_days: int = typer.Option(28, min=1, max=366, help="Days of readings each run looks at."),
         out: Path = typer.Option(
             None,
             "--out",
