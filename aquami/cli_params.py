@@ -5,6 +5,7 @@ and the check of an ``--out`` file's folder."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -37,6 +38,16 @@ def profile_parameters(items: list[str]) -> dict[str, float | str]:
             raise typer.BadParameter(f"{item!r}: {value.strip()} is not a finite number", param_hint="--param")
         parameters[key.strip()] = number
     return parameters
+
+
+def iso_datetime(text: str) -> datetime:
+    """An instant option's value, ISO 8601 (``2026-01-01``, ``2026-01-01T06:00:00Z``; without an offset
+    the command reads it as UTC). Typer's own parse (pydantic's) took a number as seconds since 1970:
+    ``--from 12.5`` was 1970-01-01T00:00:12.5Z, and ``--to 2026-01-02`` with it asked for 56 years."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is no ISO 8601 date or time, e.g. 2026-01-01T00:00:00Z") from None
 
 
 def check_output_folder(out: Path | None, option: str = "--out") -> None:

@@ -124,10 +124,6 @@ EXIT_1 = {
 
 #: Refused only by the commits that follow this one: each removes its own (strict: they must fail).
 NOT_YET: set[tuple[str, str, str]] = {
-    # a number taken as seconds since 1970
-    ("collector consumption", "--from", "12.5"),
-    ("collector vee", "--from", "12.5"),
-    ("collector detect", "--at", "12.5"),
     # the rig's file
     ("simulate rig", "--config", "{tmp}/missing.csv"),
     ("simulate rig", "--config", "{tmp}"),

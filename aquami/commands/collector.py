@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aquami.cli_params import A_YEAR_S
+from aquami.cli_params import A_YEAR_S, iso_datetime
 from aquami.database_url import DATABASE_URL
 from aquami.logging_setup import configure_logging
 
@@ -248,8 +248,8 @@ def register(app: typer.Typer) -> None:
     @collector_app.command("vee")
     def vee_command(
         database_url: str = DATABASE_URL,
-        start: datetime = typer.Option(..., "--from", help="Start (inclusive), ISO 8601 UTC."),
-        end: datetime = typer.Option(..., "--to", help="End (exclusive), ISO 8601 UTC."),
+        start: datetime = typer.Option(..., "--from", parser=iso_datetime, help="Start (inclusive), ISO 8601 UTC."),
+        end: datetime = typer.Option(..., "--to", parser=iso_datetime, help="End (exclusive), ISO 8601 UTC."),
         config: Path = typer.Option(
             None, exists=True, dir_okay=False, help="JSON file of VEE settings (collector/vee/config.py)."
         ),
@@ -262,9 +262,14 @@ def register(app: typer.Typer) -> None:
     @collector_app.command("detect")
     def detect_command(
         database_url: str = DATABASE_URL,
-        at: datetime = typer.Option(None, "--at", help="Run as at this instant, ISO 8601 UTC (default: now)."),
+        at: datetime = typer.Option(
+            None, "--at", parser=iso_datetime, help="Run as at this instant, ISO 8601 UTC (default: now)."
+        ),
         until: datetime = typer.Option(
-            None, "--until", help="Back-run: repeat every --step from --at up to this instant, as if live."
+            None,
+            "--until",
+            parser=iso_datetime,
+            help="Back-run: repeat every --step from --at up to this instant, as if live.",
         ),
         # bounded: a 20-digit --step or --history-days was taken, then overflowed timedelta into a traceback
         # once connected; a --history-days of 0 or less is no history to look at
@@ -334,8 +339,10 @@ def register(app: typer.Typer) -> None:
     @collector_app.command("consumption")
     def consumption_command(
         database_url: str = DATABASE_URL,
-        start: datetime = typer.Option(..., "--from", help="Start, ISO 8601 UTC (whole local days are refreshed)."),
-        end: datetime = typer.Option(..., "--to", help="End (exclusive), ISO 8601 UTC."),
+        start: datetime = typer.Option(
+            ..., "--from", parser=iso_datetime, help="Start, ISO 8601 UTC (whole local days are refreshed)."
+        ),
+        end: datetime = typer.Option(..., "--to", parser=iso_datetime, help="End (exclusive), ISO 8601 UTC."),
     ) -> None:
         """Recompute hourly, daily and per-DMA consumption for the local days covering [from, to)."""
         import psycopg
