@@ -122,13 +122,6 @@ EXIT_1 = {
     ("gateway scan", "CONFIG"): "a configuration that cannot be loaded: exit 1 naming the file",
 }
 
-#: Refused only by the commits that follow this one: each removes its own (strict: they must fail).
-NOT_YET: set[tuple[str, str, str]] = {
-    # the rig's file
-    ("simulate rig", "--config", "{tmp}/missing.csv"),
-    ("simulate rig", "--config", "{tmp}"),
-}
-
 
 class Case(NamedTuple):
     command: str
@@ -165,7 +158,7 @@ def _values(command: str, param: Any, name: str) -> list[str]:
     return []
 
 
-def _cases() -> list[Case]:
+def _cases(*, but_valid: bool = True) -> list[Case]:
     cases = []
     for command, click_command in _commands(typer.main.get_command(app)):
         assert command in MINIMAL, f"{command}: add its minimal valid arguments to MINIMAL"
@@ -176,7 +169,7 @@ def _cases() -> list[Case]:
             cases += [
                 Case(command, name, value)
                 for value in _values(command, param, name)
-                if (command, name, value) not in VALID
+                if not (but_valid and (command, name, value) in VALID)
             ]
     return cases
 
@@ -262,14 +255,7 @@ def _forked(args: list[str]) -> Outcome:
     return Outcome(**json.loads(said)) if said else Outcome(-1, "the child died without a word")
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="fixed later")) if tuple(c) in NOT_YET else c
-        for c in CASES
-    ],
-    ids=[f"{c.command}-{c.option}={c.value}" for c in CASES],
-)
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.command}-{c.option}={c.value}" for c in CASES])
 def test_an_invalid_value_is_refused_by_name(case: Case, files: Path) -> None:
     args = _args(case, files)
     outcome = (_forked if case.command in SERVICES else _in_process)(args)
@@ -291,8 +277,11 @@ def test_every_command_is_fuzzed_and_every_exception_is_one() -> None:
     """The tables name no command or option the tree does not have (a rename would make them blind)."""
     tree = dict(_commands(typer.main.get_command(app)))
     assert set(MINIMAL) == set(tree)
-    named = {(c, o) for c, o in INPUT_PATHS | OUTPUT_PATHS | set(OTHER_PATHS) | set(EXIT_1)}
-    named |= {(c, o) for c, o, _ in VALID}
-    fuzzed = {(c.command, c.option) for c in CASES} | set(OTHER_PATHS)
-    fuzzed |= {(c, o) for c, o, _ in VALID}
-    assert named <= fuzzed
+    assert INPUT_PATHS | OUTPUT_PATHS | set(EXIT_1) <= {(c.command, c.option) for c in CASES}
+    assert set(VALID) <= {tuple(c) for c in _cases(but_valid=False)}
+    options = {
+        (c, p.opts[0] if p.param_type_name == "option" else p.name.upper())
+        for c, cmd in tree.items()
+        for p in cmd.params
+    }
+    assert set(OTHER_PATHS) | set(NOT_TIMES) <= options

@@ -66,7 +66,9 @@ def register(app: typer.Typer) -> None:
 
     @simulate_app.command("rig")
     def rig(
-        config: Path = typer.Option(..., "--config", "-c", help="Rig file, e.g. simulators/examples/rig.toml."),
+        config: Path = typer.Option(  # a missing file was "error: PATH: cannot read", naming no option
+            ..., "--config", "-c", exists=True, dir_okay=False, help="Rig file, e.g. simulators/examples/rig.toml."
+        ),
         table: bool = typer.Option(True, "--table/--no-table", help="Show the live table."),
         check: bool = typer.Option(False, "--check", help="Only validate the file (and its state file, if any)."),
         state: Path | None = typer.Option(
