@@ -5,7 +5,8 @@ and the check of an ``--out`` file's folder."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -41,13 +42,28 @@ def profile_parameters(items: list[str]) -> dict[str, float | str]:
 
 
 def iso_datetime(text: str) -> datetime:
-    """An instant option's value, ISO 8601 (``2026-01-01``, ``2026-01-01T06:00:00Z``; without an offset
-    the command reads it as UTC). Typer's own parse (pydantic's) took a number as seconds since 1970:
-    ``--from 12.5`` was 1970-01-01T00:00:12.5Z, and ``--to 2026-01-02`` with it asked for 56 years."""
+    """An instant option's value, in UTC: ISO 8601 (``2026-01-01``, ``2026-01-01T06:00:00Z``; without
+    an offset, UTC), within the years a database session shows (aquami.stored_times). Typer's own
+    parse (pydantic's) took a number as seconds since 1970: ``--from 12.5`` was 1970-01-01T00:00:12.5Z,
+    and ``--to 2026-01-02`` with it asked for 56 years; ``0001-01-01T00:00:00+01:00`` (the year 0 in
+    UTC) was an OverflowError traceback."""
+    from aquami.stored_times import EARLIEST, PAST_LATEST, shape_problem
+
+    problem = None if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text) else shape_problem(text)
     try:
-        return datetime.fromisoformat(text)
+        if problem is not None:
+            raise ValueError(problem)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is no ISO 8601 date or time, e.g. 2026-01-01T00:00:00Z") from None
+    outside = typer.BadParameter(f"{text!r} is outside the years 1900 to 9998 in UTC")
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise outside from None
+    if not EARLIEST <= moment < PAST_LATEST:
+        raise outside
+    return moment
 
 
 def check_output_folder(out: Path | None, option: str = "--out") -> None:

@@ -100,7 +100,7 @@ OTHER_PATHS = {
 
 FLOATS = ["nan", "inf", "-inf", "1e309"]
 INTS = ["99999999999999999999", "-99999999999999999999", "1.5", "x"]
-TIMES = ["12.5", "2026-13-01", "x"]
+TIMES = ["12.5", "2026-13-01", "x", "0001-01-01T00:00:00+01:00"]  # the last in the year 0 in UTC
 #: Option words that make an option time-like.
 TIME_WORDS = {"from", "to", "since", "installed", "start", "end", "at", "until"}
 
