@@ -36,6 +36,8 @@ SOURCES = ("aquami", "collector", "server", "gateway", "simulators", "firmware_p
 UNNAMED_OPTIONS = {
     "--help": "every command has it; README says so once (`aquami demo --help`)",
 }
+# Rows of the parts table that speak of every command's options, not their own command's.
+ROWS_OF_EVERY_COMMAND = {"| database schema": "every command reads AQUAMI_DATABASE_URL and checks its arguments first"}
 # Options README gives other programs than aquami.
 OTHER_TOOLS_OPTIONS = {
     "--data-urlencode": "curl's, in the Open311 example",
@@ -137,6 +139,28 @@ def unknown_option_problems(text: str, root: TyperGroup) -> list[str]:
     ]
 
 
+def row_option_problems(text: str, root: TyperGroup) -> list[str]:
+    """Each option in a table row whose second cell is an ``aquami`` command (the parts table in
+    "Pointing the parts at real services") that none of the row's commands has: the row is that
+    command's settings. The database schema row is left out, as it speaks of every command's."""
+    wrong = []
+    for number, line in enumerate(text.splitlines(), 1):
+        cells = line.split(" | ")
+        if not line.startswith("| ") or len(cells) < 3 or "`aquami " not in cells[1]:
+            continue
+        if cells[0] in ROWS_OF_EVERY_COMMAND:
+            continue
+        reached = [
+            found for named in command_lines(cells[1]) for found in _resolve(root, leading_words(named.words))[0]
+        ]
+        known = set().union(*(_options(command) for _, command in reached))
+        for option in options_in((" | ".join(cells[2:]),)):
+            if option not in known:
+                paths = " or ".join("aquami " + " ".join(path) for path, _ in reached)
+                wrong.append(f"README.md:{number}: `{paths}` has no option {option}")
+    return wrong
+
+
 def endpoint_problems(text: str, app: Any) -> list[str]:
     return [
         f"README.md:{found.line}: no route {found.method} {found.path}"
@@ -175,6 +199,11 @@ def test_every_option_readme_names_is_an_option_of_some_command(text: str, root:
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_option_in_a_commands_row_is_that_commands(text: str, root: TyperGroup) -> None:
+    wrong = row_option_problems(text, root)
+    assert not wrong, "\n".join(wrong)
+
+
 def test_every_endpoint_readme_names_is_a_route(text: str, app: Any) -> None:
     wrong = endpoint_problems(text, app)
     assert not wrong, "\n".join(wrong)
@@ -198,6 +227,7 @@ Run `aquami collector run --detect-evry 60` or `aquami colector run` or `aquami 
 ```
 aquami bill determinants --cvs      the month
 ```
+| collector | `aquami collector run` | `--vee-every`, `--period` |
 """
 
 
@@ -210,6 +240,7 @@ def test_the_checks_name_the_line_and_the_name_of_each_drift(root: TyperGroup, a
         "README.md:3: `aquami decode mbus|wbus HEX`: no sub-command ['wbus'] under `aquami decode`",
         "README.md:6: `aquami bill determinants` has no option --cvs",
     ]
+    assert row_option_problems(DRIFTED, root) == ["README.md:8: `aquami collector run` has no option --period"]
     assert unknown_option_problems(DRIFTED, root) == [
         "README.md:2: no aquami command has --detect-evry",
         "README.md:4: no aquami command has --vee-evry",
