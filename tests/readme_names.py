@@ -135,5 +135,19 @@ def gateway_keys(text: str) -> list[tuple[int, str, str]]:
     ]
 
 
+_BARE_PATH = re.compile(r"`(/[^`\s]*)`")
+FILE_SYSTEM = ("/var/", "/mnt/", "/etc/", "/dev/", "/tmp/", "/usr/", "/opt/", "/home/", "/srv/")
+
+
+def bare_paths(text: str) -> list[tuple[int, str]]:
+    """A code span that is a path alone (``/health``, ``/docs``, ``/care/enquiries/{id}``), no method
+    said, its query string dropped; a file system's (``/var/lib/aquami/spool``) left out."""
+    return [
+        (_line_of(text, match.start()), match.group(1).split("?")[0])
+        for match in _BARE_PATH.finditer(text)
+        if not match.group(1).startswith(FILE_SYSTEM)
+    ]
+
+
 def envvars(text: str) -> list[tuple[int, str]]:
     return [(_line_of(text, match.start()), match.group(0)) for match in _ENVVAR.finditer(text)]

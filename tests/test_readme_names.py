@@ -20,6 +20,7 @@ import aquami.cli
 from server.app import create_app
 from tests.readme_names import (
     all_options,
+    bare_paths,
     command_lines,
     endpoints,
     envvars,
@@ -38,6 +39,8 @@ UNNAMED_OPTIONS = {
 }
 # Rows of the parts table that speak of every command's options, not their own command's.
 ROWS_OF_EVERY_COMMAND = {"| database schema": "every command reads AQUAMI_DATABASE_URL and checks its arguments first"}
+# Paths README names alone that are no route, each with why.
+NOT_ROUTES = {"/open311/v2": "the base Open311's paths are under, named as such"}
 # Options README gives other programs than aquami.
 OTHER_TOOLS_OPTIONS = {
     "--data-urlencode": "curl's, in the Open311 example",
@@ -169,6 +172,15 @@ def endpoint_problems(text: str, app: Any) -> list[str]:
     ]
 
 
+def bare_path_problems(text: str, app: Any) -> list[str]:
+    """Each path README names alone, without a method, that no route has for any method."""
+    return [
+        f"README.md:{line}: no route for {path}"
+        for line, path in bare_paths(text)
+        if path not in NOT_ROUTES and not _routed(app, "GET", path, partly=True)
+    ]
+
+
 def envvar_problems(text: str, code: str) -> list[str]:
     return [f"README.md:{line}: nothing reads {name}" for line, name in envvars(text) if name not in code]
 
@@ -209,6 +221,11 @@ def test_every_endpoint_readme_names_is_a_route(text: str, app: Any) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_path_readme_names_alone_is_a_route(text: str, app: Any) -> None:
+    wrong = bare_path_problems(text, app)
+    assert not wrong, "\n".join(wrong)
+
+
 def test_every_aquami_variable_readme_names_is_read_by_the_code(text: str) -> None:
     wrong = envvar_problems(text, _code_text())
     assert not wrong, "\n".join(wrong)
@@ -223,7 +240,7 @@ DRIFTED = """\
 Line one.
 Run `aquami collector run --detect-evry 60` or `aquami colector run` or `aquami server runn`, and
 `aquami decode mbus|wbus HEX`; then `GET /meter/{id}`, `POST /alerts/{id}/dismis`,
-`AQUAMI_DATABSE_URL` and the gateway's `[mqtt] uri`, `--vee-evry`.
+`AQUAMI_DATABSE_URL` and the gateway's `[mqtt] uri`, `--vee-evry`, `/helth`, `/logout`, `/var/x`.
 ```
 aquami bill determinants --cvs      the month
 ```
@@ -250,6 +267,7 @@ def test_the_checks_name_the_line_and_the_name_of_each_drift(root: TyperGroup, a
         "README.md:3: no route GET /meter/{id}",
         "README.md:3: no route POST /alerts/{id}/dismis",
     ]
+    assert bare_path_problems(DRIFTED, app) == ["README.md:4: no route for /helth"]
     assert envvar_problems(DRIFTED, _code_text()) == ["README.md:4: nothing reads AQUAMI_DATABSE_URL"]
     parser = (ROOT / "gateway" / "config.py").read_text(encoding="utf-8")
     assert gateway_key_problems(DRIFTED, parser) == ["README.md:4: gateway/config.py reads no 'uri' ([mqtt] uri)"]
@@ -277,11 +295,13 @@ def test_every_option_is_named_in_readme(text: str, root: TyperGroup) -> None:
     assert not unnamed, "README.md never names:\n" + "\n".join(unnamed)
 
 
-def _routed(app: Any, method: str, path: str) -> bool:
-    """Whether the app's router has a route for ``method path``, ``{param}`` standing for "1" (a
-    value an ``int`` parameter takes too): the router's own matching, path parameters and all."""
+def _routed(app: Any, method: str, path: str, partly: bool = False) -> bool:
+    """Whether the app's router has a route for ``method path`` (``partly``: for any method),
+    ``{param}`` standing for "1" (a value an ``int`` parameter takes too): the router's own
+    matching, path parameters, mounts (``/static/``) and all."""
     scope = {"type": "http", "method": method, "path": re.sub(r"\{[^}]*\}", "1", path), "root_path": ""}
-    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+    wanted = {Match.FULL, Match.PARTIAL} if partly else {Match.FULL}
+    return any(route.matches(scope)[0] in wanted for route in app.router.routes)
 
 
 def _code_text() -> str:
