@@ -1,0 +1,245 @@
+"""Every operation of the API's OpenAPI schema, called with generated values (schemathesis).
+
+Against a real database holding a small fleet (meters, hourly reads, alerts and the enquiries they
+raised, an account), every operation is called with path, query, header and body values made from its
+schema, valid and invalid ones, under a key whose role may call it, and now and then under none or
+under a key of a role that may not. Whatever comes in:
+
+- the answer is never a 5xx;
+- a 4xx says why: a problem+json body with a non-empty ``detail``;
+- an answer whose status the schema declares a body for conforms to it;
+- a refused write leaves the stored data as it was (a checksum of every table, before and after).
+
+The HTML pages are outside the schema (``include_in_schema=False``): tests/server/test_web_*.py covers them.
+Deterministic (``derandomize``); ``AQUAMI_FUZZ_EXAMPLES`` raises the examples per operation for a
+longer hunt locally.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import ASGIClient
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from collector.detection_job import DetectionJobConfig, run_detection_once
+from server.app import create_app
+from server.auth import create_api_key
+from tests.collector.test_detection_job import LEAKY, START, fleet, store_hours
+from tests.services import create_database, drop_database
+
+EXAMPLES = int(os.environ.get("AQUAMI_FUZZ_EXAMPLES", "8"))
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _load_fleet(url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Twenty households in D1 with nine days of hourly reads, one of them leaking (account ACC-7);
+    detection run once over them (alerts, and the enquiries they raise). The keys, by who holds them,
+    and a stored thing's id by the path parameter that names it."""
+    meters = fleet()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+            [(m.meter_id,) for m in meters],
+        )
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('ACC-7', 'Household seven')")
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP-7', 'D1')")
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('ACC-7', 'SP-7', %s)",
+            (START - timedelta(days=30),),
+        )
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-7', %s, %s)",
+            (LEAKY, START - timedelta(days=1)),
+        )
+        keys = {
+            "admin": create_api_key(conn, "fuzz admin", ["admin"]),
+            "reader": create_api_key(conn, "fuzz reader", ["reader"]),
+        }
+    store_hours(url, meters, 0, 9 * 24)
+    with psycopg.connect(url) as conn:
+        run_detection_once(conn, START + timedelta(days=9), DetectionJobConfig(history_days=9))
+        row = conn.execute(
+            "SELECT a.alert_id, e.enquiry_id FROM alerts a JOIN enquiries e USING (alert_id) WHERE a.meter_id = %s",
+            (LEAKY,),
+        ).fetchone()
+        code = conn.execute("SELECT min(service_code) FROM open311_services").fetchone()
+    assert row is not None and code is not None, "detection raised no alert for the leak"
+    stored = {
+        "meter_id": LEAKY,
+        "ts": (START + timedelta(days=8)).isoformat(),
+        "alert_id": row[0],
+        "enquiry_id": str(row[1]),
+        "service_request_id": str(row[1]),
+        "service_code": code[0],
+    }
+    return keys, stored
+
+
+@pytest.fixture(scope="module")
+def fuzzed(timescale_admin_url: str) -> Iterator[tuple[FastAPI, dict[str, str], dict[str, str], str]]:
+    url = create_database(timescale_admin_url)
+    try:
+        from collector.migrate import migrate
+
+        migrate(url)
+        keys, stored = _load_fleet(url)
+        app = create_app(url)
+        with TestClient(app):  # runs the lifespan: the pool the routes take connections from
+            yield app, keys, stored, url
+    finally:
+        drop_database(timescale_admin_url, url)
+
+
+# The schema is the app's own, read without a database (a route connects only when called); the
+# calls go to the app of ``fuzzed``, on the test database. Not ``schemathesis.pytest.from_fixture``:
+# schemathesis 4.32 sets pytest's private ``Function._nodeid`` there, gone in pytest 9. Not
+# ``from_asgi``: it runs that app's lifespan, whose pool keeps trying a host that is not there.
+_SCHEMA_APP = create_app("postgresql://schema-only.invalid/aquami")
+schema = schemathesis.openapi.from_dict(_SCHEMA_APP.openapi())
+schema.app = _SCHEMA_APP  # the ASGI transport; each call names the app of ``fuzzed``
+
+
+def _checksum(url: str) -> dict[str, str]:
+    """Each table's rows, hashed: what a refused write must leave as it was."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+            )
+        ]
+        sums = {}
+        for table in tables:
+            query = sql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
+            row = conn.execute(query.format(sql.Identifier(table))).fetchone()
+            sums[table] = row[0] if row else ""
+        return sums
+
+
+def _pick(case: Any) -> int:
+    """A number from the case's own values: the same choice each run."""
+    return zlib.crc32(repr((case.path_parameters, case.query, case.body)).encode())
+
+
+def _name_stored_things(case: Any, stored: dict[str, str]) -> None:
+    """Half the cases name a stored meter, reading, alert or enquiry in their path: generated ids
+    alone are nearly all unknown (404), and the body or query would never reach the code behind."""
+    if case.path_parameters and _pick(case) % 2:
+        for name in case.path_parameters:
+            if name in stored:
+                case.path_parameters[name] = stored[name]
+
+
+def _credentials(case: Any, keys: dict[str, str]) -> dict[str, str]:
+    """Mostly the admin key (every role's endpoints accept it); one case in eight none, one in eight
+    the reader's (a role most writes refuse)."""
+    pick = _pick(case) // 2 % 8
+    if pick == 0:
+        return {}
+    return {"Authorization": f"Bearer {keys['reader' if pick == 1 else 'admin']}"}
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
+def test_any_input_gets_an_answer_that_says_why_and_a_refused_write_changes_nothing(
+    case: Any, fuzzed: tuple[FastAPI, dict[str, str], dict[str, str], str]
+) -> None:
+    app, keys, stored, url = fuzzed
+    _name_stored_things(case, stored)
+    headers = {**(case.headers or {}), **_credentials(case, keys)}
+    writes = case.method.upper() in WRITES
+    before = _checksum(url) if writes else None
+    # A client not entered: schemathesis's own would run the app's lifespan (a new pool) on every call.
+    # (cast: its ASGI callable type is narrower than FastAPI's.)
+    response = case.call(session=ASGIClient(cast(Any, app)), headers=headers)
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance], headers=headers)
+    if 400 <= response.status_code < 500:
+        content_type = response.headers.get("content-type", [""])[0]  # schemathesis: each header's values
+        assert content_type.startswith("application/problem+json"), (
+            f"{case.method} {case.formatted_path}: {response.text}"
+        )
+        problem = response.json()
+        assert problem.get("status") == response.status_code and str(problem.get("detail", "")).strip(), problem
+        if writes:
+            assert _checksum(url) == before, f"{case.method} {case.formatted_path} refused yet changed data"
+
+
+#: The fields of Open311's "POST Service Request" (its body is read by hand, so not in the schema).
+_OPEN311_FIELDS = (
+    "service_code", "description", "lat", "long", "address_string", "address_id", "email", "first_name",
+    "last_name", "phone", "media_url", "attribute", "attribute[pipe]", "api_key", "jurisdiction_id",
+)  # fmt: skip
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["leak_street"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+_NAMES = st.sampled_from(_OPEN311_FIELDS) | st.text(max_size=12)
+
+
+@given(
+    body=st.one_of(
+        st.dictionaries(_NAMES, _JSON_VALUES, max_size=6).map(lambda d: ("json", d)),
+        st.lists(st.tuples(_NAMES, st.text(max_size=30) | st.sampled_from(["leak_street"])), max_size=6).map(
+            lambda pairs: ("form", pairs)
+        ),
+        st.binary(max_size=40).map(lambda raw: ("raw", raw)),
+    ),
+    signed=st.sampled_from(["header", "none", "reader"]),
+)
+@settings(
+    max_examples=EXAMPLES * 6,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_an_open311_request_of_any_body_is_raised_or_refused_with_why_and_nothing_stored(
+    fuzzed: tuple[FastAPI, dict[str, str], dict[str, str], str], body: tuple[str, Any], signed: str
+) -> None:
+    """``POST /open311/v2/requests.json`` reads its form or JSON body itself (Open311 clients post
+    forms): schemathesis has no schema to make bodies from, so they are made here."""
+    app, keys, _, url = fuzzed
+    headers = (
+        {} if signed == "none" else {"Authorization": f"Bearer {keys['admin' if signed == 'header' else 'reader']}"}
+    )
+    kind, given = body
+    before = _checksum(url)
+    client = TestClient(app, raise_server_exceptions=False)  # no lifespan of its own: the fixture's runs
+    if kind == "json":
+        response = client.post("/open311/v2/requests.json", json=given, headers=headers)
+    else:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        raw = urlencode(given) if kind == "form" else given
+        response = client.post("/open311/v2/requests.json", content=raw, headers=headers)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith("application/problem+json"), response.text
+        problem = response.json()
+        assert problem.get("status") == response.status_code and str(problem.get("detail", "")).strip(), problem
+        assert _checksum(url) == before, f"refused ({response.status_code}) yet changed data: {given!r}"
