@@ -26,7 +26,7 @@ from server.docs import install_docs
 from server.gateways.router import router as gateways_router
 from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
-from server.problems import install_problem_handlers, refuse_nul_text
+from server.problems import document_problems, install_problem_handlers, refuse_nul_text
 from server.schema_check import SchemaCheck, not_migrated
 from server.security_headers import SecurityHeaders
 from server.web.care_desk import router as web_care_desk_router
@@ -74,6 +74,7 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
     app.include_router(web_care_desk_router)
     app.include_router(web_enquiries_router)
     install_docs(app)
+    document_problems(app)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 
     @app.get(
