@@ -8,6 +8,7 @@ import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,6 +22,19 @@ PARAM_OPTION = typer.Option(
 #: maximum, ``inf`` and ``1e309`` passed typer's ``min`` and overflowed ``timedelta`` into a traceback,
 #: or ran on for ever (a demo ``--duration inf``, a ``--vee-every inf`` that is no "never").
 A_YEAR_S = 366 * 24 * 3600
+
+
+def floor_lag_warning_option(held_back: str) -> Any:
+    """``--floor-lag-warning`` of ``collector run`` and ``server run`` (collector.floor_lag), its help
+    naming what the open-transactions floor holds back in that process (``held_back``)."""
+    return typer.Option(
+        3600,
+        min=1,
+        max=A_YEAR_S,
+        envvar="AQUAMI_FLOOR_LAG_WARNING",
+        help="Warn, once per session, when a transaction open longer than so many seconds (a psql left "
+        f"idle in a transaction) holds back {held_back}, naming it.",
+    )
 
 
 def profile_parameters(items: list[str]) -> dict[str, float | str]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aquami.cli_params import A_YEAR_S, iso_datetime
+from aquami.cli_params import A_YEAR_S, floor_lag_warning_option, iso_datetime
 from aquami.database_url import DATABASE_URL
 from aquami.logging_setup import configure_logging
 
@@ -60,14 +60,7 @@ def register(app: typer.Typer) -> None:
             max=A_YEAR_S,
             help="Every so many seconds, run leak and burst detection over the newest data (0: never).",
         ),
-        floor_lag_warning: float = typer.Option(
-            3600,
-            min=1,
-            max=A_YEAR_S,
-            envvar="AQUAMI_FLOOR_LAG_WARNING",
-            help="Warn, once per session, when a transaction open longer than so many seconds (a psql left "
-            "idle in a transaction) holds back where detection's arrivals begin, naming it.",
-        ),
+        floor_lag_warning: float = floor_lag_warning_option("where detection's arrivals begin"),
         batch_wait: float = typer.Option(
             0.1,
             min=0.0,

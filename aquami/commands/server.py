@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from aquami.cli_params import A_YEAR_S
+from aquami.cli_params import floor_lag_warning_option
 from aquami.database_url import DATABASE_URL
 
 if TYPE_CHECKING:
@@ -25,14 +25,7 @@ def register(app: typer.Typer) -> None:
         database_url: str = DATABASE_URL,
         host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST"),
         port: int = typer.Option(8000, min=0, max=65535, envvar="AQUAMI_PORT"),
-        floor_lag_warning: float = typer.Option(
-            3600,
-            min=1,
-            max=A_YEAR_S,
-            envvar="AQUAMI_FLOOR_LAG_WARNING",
-            help="Warn, once per session, when a transaction open longer than so many seconds (a psql left "
-            "idle in a transaction) holds back billing's next_changed_since, naming it.",
-        ),
+        floor_lag_warning: float = floor_lag_warning_option("billing's next_changed_since"),
     ) -> None:
         """Serve the API and the web page: not on a database the migrations have not been applied
         to (one line, exit 1); on one not reachable yet, answering 503 until it is."""

@@ -9,9 +9,7 @@ gateway's replies, against the same file. ``read-now``'s reading is the ``reads`
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -19,6 +17,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from aquami.contracts.reads import reads_schema
+from aquami.contracts.schema_files import breaches, load_schema
 
 COMMANDS = ("read-now", "reload", "scan")
 SCHEMA_ID = "https://aquami.org/schemas/mqtt/v1/commands.json"
@@ -36,9 +35,7 @@ __all__ = [
 
 @cache
 def commands_schema() -> dict[str, Any]:
-    text = resources.files("aquami.contracts").joinpath("commands.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return load_schema("commands.schema.json")
 
 
 @cache
@@ -76,11 +73,7 @@ def reply_errors(name: str | None, reply: Any) -> list[str]:
     """Every way ``reply`` breaks the reply schema of command ``name`` (``error_reply`` for None or a
     command the gateway does not know), as ``path: reason`` lines (empty when valid)."""
     definition = f"{name}_reply" if name in COMMANDS else "error_reply"
-    errors = []
-    for error in sorted(_validator(definition).iter_errors(reply), key=lambda e: list(e.absolute_path)):
-        path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        errors.append(f"{path}: {error.message}")
-    return errors
+    return breaches(_validator(definition), reply)
 
 
 def _field(error: ValidationError) -> str:

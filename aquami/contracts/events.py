@@ -11,14 +11,13 @@ and delivered then or after its next start) name neither. The gateway builds the
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from aquami.contracts.reads import events_topic
+from aquami.contracts.schema_files import breaches, load_schema
 
 METER_EVENTS = ("meter_offline", "meter_online")
 GATEWAY_EVENTS = ("spool_overflow", "spool_full", "spool_resumed", "gateway_stopped")
@@ -43,9 +42,7 @@ __all__ = [
 
 @cache
 def events_schema() -> dict[str, Any]:
-    text = resources.files("aquami.contracts").joinpath("events.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return load_schema("events.schema.json")
 
 
 @cache
@@ -55,8 +52,4 @@ def events_validator() -> Draft202012Validator:
 
 def schema_errors(message: Any) -> list[str]:
     """Every way ``message`` breaks the contract, as ``path: reason`` lines (empty when valid)."""
-    errors = []
-    for error in sorted(events_validator().iter_errors(message), key=lambda e: list(e.absolute_path)):
-        path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        errors.append(f"{path}: {error.message}")
-    return errors
+    return breaches(events_validator(), message)

@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
+
+from aquami.contracts.schema_files import breaches, load_schema
 
 ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
 Protocol = Literal["modbus-tcp", "modbus-rtu", "mbus", "wmbus", "pulse"]
@@ -106,9 +107,7 @@ class ReadsBatch:
 
 @cache
 def reads_schema() -> dict[str, Any]:
-    text = resources.files("aquami.contracts").joinpath("reads.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return load_schema("reads.schema.json")
 
 
 @cache
@@ -118,8 +117,4 @@ def reads_validator() -> Draft202012Validator:
 
 def schema_errors(message: Any) -> list[str]:
     """Every way ``message`` breaks the contract, as ``path: reason`` lines (empty when valid)."""
-    errors = []
-    for error in sorted(reads_validator().iter_errors(message), key=lambda e: list(e.absolute_path)):
-        path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        errors.append(f"{path}: {error.message}")
-    return errors
+    return breaches(reads_validator(), message)

@@ -6,21 +6,19 @@ head-end reads it. ``status`` beside it is the bare word ``online`` or ``offline
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
+
+from aquami.contracts.schema_files import breaches, load_schema
 
 __all__ = ["schema_errors", "status_schema", "status_validator"]
 
 
 @cache
 def status_schema() -> dict[str, Any]:
-    text = resources.files("aquami.contracts").joinpath("status.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return load_schema("status.schema.json")
 
 
 @cache
@@ -30,8 +28,4 @@ def status_validator() -> Draft202012Validator:
 
 def schema_errors(message: Any) -> list[str]:
     """Every way ``message`` breaks the contract, as ``path: reason`` lines (empty when valid)."""
-    errors = []
-    for error in sorted(status_validator().iter_errors(message), key=lambda e: list(e.absolute_path)):
-        path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        errors.append(f"{path}: {error.message}")
-    return errors
+    return breaches(status_validator(), message)
