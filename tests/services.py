@@ -123,6 +123,13 @@ class MosquittoBroker:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def pid(self) -> int:
+        """The running broker's process id (a test freezes it with SIGSTOP)."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise ServiceUnavailable(f"mosquitto on port {self._port} is not running: {self._log_tail()}")
+        return self._proc.pid
+
+    @property
     def log_path(self) -> Path:
         return self._dir / "mosquitto.log"
 
