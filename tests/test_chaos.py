@@ -18,7 +18,8 @@ What "the spool accepted" is, across SIGKILLs: the spool's own durable record. `
 the same transaction as the rows it counts (a SIGKILL mid-append leaves both or neither), and
 acknowledgements delete rows without lowering it. Its final value is the number of readings the
 spool ever accepted (ids start at 1, each append is one transaction of consecutive ids, nothing
-else inserts into the table and this spool never drops the oldest). The database must hold
+else inserts into the table, and a run of ~1,000 readings is far from the spool's
+1,000,000-reading limit where it would drop the oldest). The database must hold
 exactly that many rows from the gateway, all distinct ``(meter_id, ts)``. A thread also samples
 the spool's rows while the run goes on, so a failure names readings that were accepted and never
 stored (ones appended and acknowledged between two samples are counted, not named).
@@ -28,6 +29,9 @@ two autosaves: the shipped settings write the persistence file every second, and
 what the broker acknowledged in the last second (README, "Mosquitto writes that backlog"): a known,
 documented trade-off, not what this test looks for. Everything acknowledged before the freeze is
 in the saved file; the collector's session and its in-flight messages come back with it.
+
+It does catch a loss: with the broker's persistence off (a misconfiguration) and the broker
+killed unguarded, seed 28 ended with 1,332 readings accepted and not all of them stored.
 
 ``AQUAMI_CHAOS_SEEDS=1,2,3,...`` runs other seeds (to hunt for losses locally); CI runs two.
 """
@@ -354,11 +358,10 @@ def test_random_crashes_and_freezes_lose_no_reading_and_store_none_twice(
             meters.stop()  # quiet: what the spool accepted no longer grows
             wait_for(lambda: spool_depth(plant.spool) == 0, DRAIN_S, lambda: "the gateway to deliver its spool")
             accepted = accepted_count(plant.spool)
-            wait_for(
-                lambda: len(gateway_rows(migrated_database_url)) >= accepted,
-                DRAIN_S,
-                lambda: f"the collector to store {accepted} readings (faults: {inflicted})",
-            )
+            # not an error here: the assertions below name what is missing
+            deadline = time.monotonic() + DRAIN_S
+            while len(gateway_rows(migrated_database_url)) < accepted and time.monotonic() < deadline:
+                time.sleep(0.2)
             time.sleep(1.0)  # anything more, stored late, would be a reading never accepted
         finally:
             sampler.stop()
