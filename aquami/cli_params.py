@@ -12,9 +12,14 @@ from typing import Any
 
 import typer
 
+from aquami.cli_text import checked_text
+
 #: ``--param`` of the commands that load a Modbus profile (``gateway scan``, ``decode modbus``).
 PARAM_OPTION = typer.Option(
-    [], "--param", help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter."
+    [],
+    "--param",
+    callback=checked_text("--param"),
+    help="KEY=VALUE the profile needs, e.g. litres_per_pulse=10 for pulse_counter.",
 )
 
 

@@ -12,9 +12,14 @@ import typer
 
 from aquami import atomic_write
 from aquami.cli_params import check_database_text, check_output_folder
+from aquami.cli_text import checked_text
 from aquami.database_url import DATABASE_URL
 
-PERIOD = typer.Option(..., help="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive).")
+PERIOD = typer.Option(
+    ...,
+    callback=checked_text("--period"),
+    help="YYYY-MM (a month of the utility's calendar) or START/END (ISO 8601, end exclusive).",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,9 +29,11 @@ def register(app: typer.Typer) -> None:
     def nem12_command(
         database_url: str = DATABASE_URL,
         period: str = PERIOD,
-        account: str = typer.Option(None, help="Only this account's meters."),
-        sender: str = typer.Option("AQUAMI", help="100 record: from participant."),
-        receiver: str = typer.Option("BILLING", help="100 record: to participant."),
+        account: str = typer.Option(None, callback=checked_text("--account"), help="Only this account's meters."),
+        sender: str = typer.Option("AQUAMI", callback=checked_text("--sender"), help="100 record: from participant."),
+        receiver: str = typer.Option(
+            "BILLING", callback=checked_text("--receiver"), help="100 record: to participant."
+        ),
         out: Path = typer.Option(None, dir_okay=False, help="File to write (default: standard output)."),
     ) -> None:
         """Hourly consumption in the AEMO NEM12 layout (run `aquami collector vee` first)."""
@@ -55,7 +62,7 @@ def register(app: typer.Typer) -> None:
     def determinants_command(
         database_url: str = DATABASE_URL,
         period: str = PERIOD,
-        account: str = typer.Option(None, help="Only this account."),
+        account: str = typer.Option(None, callback=checked_text("--account"), help="Only this account."),
         csv: bool = typer.Option(False, "--csv", help="CSV instead of JSON."),
         out: Path = typer.Option(None, dir_okay=False, help="File to write (default: standard output)."),
     ) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from aquami.cli_params import A_YEAR_S, floor_lag_warning_option, iso_datetime
+from aquami.cli_text import checked_identifier, checked_text
 from aquami.database_url import DATABASE_URL
 from aquami.logging_setup import configure_logging
 
@@ -42,11 +43,14 @@ def register(app: typer.Typer) -> None:
         mqtt_url: str = typer.Option(..., envvar="AQUAMI_MQTT_URL", help="mqtt://host:port of the broker."),
         client_id: str = typer.Option(
             None,
+            callback=checked_text("--client-id"),
             help="MQTT client id (its persistent session); default aquami-collector, with --shared-group "
             "aquami-collector-HOSTNAME. Each collector needs its own: several of a group on one host each "
             "need one given.",
         ),
-        shared_group: str = typer.Option(None, help="Share the subscription in this group ($share/GROUP/…)."),
+        shared_group: str = typer.Option(
+            None, callback=checked_text("--shared-group"), help="Share the subscription in this group ($share/GROUP/…)."
+        ),
         vee_every: float = typer.Option(
             3600,
             min=0,
@@ -173,12 +177,21 @@ def register(app: typer.Typer) -> None:
 
     @collector_app.command("assign-meters")
     def assign_meters_command(
-        meter_ids: list[str] = typer.Argument(None, help="The meters (none with --from-gateway)."),
+        meter_ids: list[str] = typer.Argument(
+            None, callback=checked_identifier("METER_IDS"), help="The meters (none with --from-gateway)."
+        ),
         gateways: list[str] = typer.Option(
-            None, "--gateway", help="A gateway they are assigned to (repeat for several); none: show theirs."
+            None,
+            "--gateway",
+            callback=checked_identifier("--gateway"),
+            help="A gateway they are assigned to (repeat for several); none: show theirs.",
         ),
         add: bool = typer.Option(False, "--add", help="Keep their other gateways (a second receiver)."),
-        from_gateway: str = typer.Option(None, help="Every meter of this gateway (one replaced by --gateway)."),
+        from_gateway: str = typer.Option(
+            None,
+            callback=checked_identifier("--from-gateway"),
+            help="Every meter of this gateway (one replaced by --gateway).",
+        ),
         replay: bool = typer.Option(
             False, "--replay", help="Then store the readings and events refused for them from these gateways."
         ),

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from aquami.cli_params import PARAM_OPTION
+from aquami.cli_text import checked_text
 
 
 def _frames_from(arguments: list[str]) -> Iterable[str]:
@@ -118,7 +119,9 @@ def register(app: typer.Typer) -> None:
     @decode_app.command("wmbus")
     def wmbus(
         frames: list[str] = typer.Argument(None, help="Wireless M-Bus telegrams as hex (default: stdin)."),
-        key: list[str] = typer.Option([], "--key", help="METER_ID=HEX AES-128 key; repeat per meter."),
+        key: list[str] = typer.Option(
+            [], "--key", callback=checked_text("--key"), help="METER_ID=HEX AES-128 key; repeat per meter."
+        ),
         crcs: bool | None = typer.Option(
             None,
             "--crcs/--no-crcs",
@@ -134,7 +137,9 @@ def register(app: typer.Typer) -> None:
     @decode_app.command("modbus")
     def modbus(
         registers: list[str] = typer.Argument(None, help="Register blocks as hex (default: stdin)."),
-        profile: str = typer.Option(..., "--profile", help="Meter profile name, e.g. smart_water_meter."),
+        profile: str = typer.Option(
+            ..., "--profile", callback=checked_text("--profile"), help="Meter profile name, e.g. smart_water_meter."
+        ),
         param: list[str] = PARAM_OPTION,
     ) -> None:
         """Modbus register blocks through a meter profile (registers as big-endian 16-bit words)."""

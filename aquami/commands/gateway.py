@@ -9,6 +9,7 @@ import typer
 
 from aquami import atomic_write
 from aquami.cli_params import PARAM_OPTION, check_output_folder
+from aquami.cli_text import checked_identifier, checked_text
 from aquami.logging_setup import configure_logging
 
 if TYPE_CHECKING:
@@ -103,10 +104,12 @@ def register(app: typer.Typer) -> None:
     @gateway_app.command("scan")
     def scan(
         config: Path = typer.Argument(..., help="Gateway TOML configuration (for the bus settings)."),
-        bus: str = typer.Option(..., help="The bus to scan, by name."),
+        bus: str = typer.Option(..., callback=checked_identifier("--bus"), help="The bus to scan, by name."),
         first: int = typer.Option(1, min=1, max=247, help="First Modbus unit id to try."),
         last: int = typer.Option(247, min=1, max=247, help="Last Modbus unit id to try."),
-        profile: str = typer.Option("smart_water_meter", help="The profile to read with."),
+        profile: str = typer.Option(
+            "smart_water_meter", callback=checked_text("--profile"), help="The profile to read with."
+        ),
         param: list[str] = PARAM_OPTION,
         output: Path | None = typer.Option(
             None, help="Write the meters snippet (\\[\\[meters]] tables) here (default: stdout)."

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from aquami.cli_params import floor_lag_warning_option
+from aquami.cli_text import checked_text
 from aquami.database_url import DATABASE_URL
 
 if TYPE_CHECKING:
@@ -49,9 +50,12 @@ def register(app: typer.Typer) -> None:
 
     @server_app.command("create-key")
     def create_key(
-        name: str = typer.Option(..., help="Who or what the key is for."),
+        name: str = typer.Option(..., callback=checked_text("--name"), help="Who or what the key is for."),
         role: list[str] = typer.Option(
-            ..., "--role", help="Role(s): admin, reader, meterization, billing, customer_care, …"
+            ...,
+            "--role",
+            callback=checked_text("--role"),
+            help="Role(s): admin, reader, meterization, billing, customer_care, …",
         ),
         database_url: str = DATABASE_URL,
     ) -> None:
@@ -108,7 +112,9 @@ def register(app: typer.Typer) -> None:
 
     @server_app.command("revoke-key")
     def revoke_key(
-        key_id: str = typer.Argument(..., metavar="KEY_ID", help="The key's id (list-keys), or the key itself."),
+        key_id: str = typer.Argument(
+            ..., metavar="KEY_ID", callback=checked_text("KEY_ID"), help="The key's id (list-keys), or the key itself."
+        ),
         database_url: str = DATABASE_URL,
     ) -> None:
         """Revoke an API key: from now on it is refused (401), and a web page signed in with it is

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from aquami.cli_text import checked_identifier, checked_text
+
 
 def register(app: typer.Typer) -> None:
     simulate_app = typer.Typer(help="Simulated meters for tests and technicians' rigs.", no_args_is_help=True)
@@ -107,14 +109,17 @@ def register(app: typer.Typer) -> None:
 
     @simulate_app.command("fault")
     def fault(
-        meter: str = typer.Argument(..., help="Meter id, as in the rig file."),
+        meter: str = typer.Argument(..., callback=checked_identifier("METER"), help="Meter id, as in the rig file."),
         kind: str = typer.Argument(
             "",
+            callback=checked_text("KIND", empty_ok=True),
             help="no_reply, bad_checksum, truncated, garbled, slow, absent, leak, burst, reverse_flow, tamper, "
             "stuck, dry, low_battery, meter_error, main_burst (empty with --clear).",
         ),
         rig_url: str = typer.Option("http://127.0.0.1:8470", "--rig", help="The rig's fault endpoint."),
-        option: list[str] = typer.Option([], "--set", "-s", help="Fault option NAME=VALUE (delay_s=2, rate_lph=40)."),
+        option: list[str] = typer.Option(
+            [], "--set", "-s", callback=checked_text("--set"), help="Fault option NAME=VALUE (delay_s=2, rate_lph=40)."
+        ),
         clear: bool = typer.Option(False, "--clear", help="Clear the meter's faults (or fault id KIND) instead."),
     ) -> None:
         """Inject a fault into a running rig (or clear faults): prints the endpoint's JSON answer."""
