@@ -15,6 +15,8 @@ import typer
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, is_identifier
 
+#: The longest URL an option takes: far beyond a real one, short enough to say in one line.
+URL_MAX_LENGTH = 2000
 #: The longest free text an option takes (a key's name, a client id): far beyond any real one.
 TEXT_MAX_LENGTH = 200
 

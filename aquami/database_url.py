@@ -24,8 +24,20 @@ def check_database_url(url: str) -> str:
     import psycopg  # here: every command reads this module, and most start without a database
     from psycopg.conninfo import conninfo_to_dict
 
+    from aquami.cli_text import URL_MAX_LENGTH, text_problem
+
+    # Empty is libpq's own "the PG* variables, else the local socket". A blank, a line break or a port
+    # beyond 65535 libpq read fine: each was found out only by the connection (a traceback, run
+    # in-process), and one of 100 000 characters was quoted whole in the error.
+    problem = None if url == "" else text_problem(url, URL_MAX_LENGTH)
+    if problem is not None:
+        raise BadDatabaseUrl(f"the URL {problem} (give postgresql://USER:PASSWORD@HOST:PORT/DATABASE)")
     try:
-        conninfo_to_dict(url)
+        ports = conninfo_to_dict(url).get("port")
+        if ports is not None and not all(
+            p == "" or (p.isdigit() and 0 < int(p) <= 65535) for p in str(ports).split(",")
+        ):
+            raise psycopg.ProgrammingError(f"the port {ports} is no number from 1 to 65535")
     except psycopg.ProgrammingError as error:
         said = " ".join(hide_password(str(error), url).split())
         raise BadDatabaseUrl(

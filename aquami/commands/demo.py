@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
             None,
             help="Use this PostgreSQL/TimescaleDB instead of the embedded one: an empty database, or one an "
             "earlier demo filled (any other is refused).",
-            callback=checked_option,
+            callback=_demo_database_url,
         ),
         mqtt_url: str = typer.Option(None, help="Use this MQTT broker instead of the embedded one."),
         data_dir: Path = typer.Option(
@@ -54,3 +54,12 @@ def register(app: typer.Typer) -> None:
             )
         except NotTheDemosDatabase as refused:
             raise typer.BadParameter(str(refused), param_hint="--database-url") from None
+
+
+def _demo_database_url(url: str | None) -> str | None:
+    """``--database-url`` checked as every command's, but not empty: the demo took ``""`` for "the
+    embedded database", silently; libpq's meaning (the PG* variables) is no demo's."""
+    if url == "":
+        typer.echo("error: database: the URL is empty (leave --database-url out for the embedded one)", err=True)
+        raise typer.Exit(1)
+    return checked_option(url)
