@@ -376,9 +376,9 @@ def register(app: typer.Typer) -> None:
         if zone is not None:  # said before connecting, whatever the database; billing reads it with zoneinfo
             try:
                 ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file's
                 raise typer.BadParameter(
-                    f"unknown time zone {zone!r}: use an IANA name such as Europe/London", param_hint="ZONE"
+                    f"unknown time zone {zone[:80]!r}: use an IANA name such as Europe/London", param_hint="ZONE"
                 ) from None
         with psycopg.connect(database_url) as conn:
             if zone is None:

@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise typer.BadParameter(f"{timezone!r} is no IANA time zone", param_hint="--timezone") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file's
+            raise typer.BadParameter(f"{timezone[:80]!r} is no IANA time zone", param_hint="--timezone") from None
         for option, path in (("--out", out), ("--balance", balance)):
             if path is not None and not path.resolve().parent.is_dir():  # said now, not after the whole run
                 raise typer.BadParameter(f"{path}: there is no folder {path.parent}", param_hint=option)
