@@ -62,7 +62,9 @@ def _aquami(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
         (["bill", "determinants", "--database-url", "notaurl", "--period", "2026-01"], 1, "error: database: "),
         (["collector", "timezone", "--database-url", "postgresql://127.0.0.1:1/x"], 1, "error: database: "),
         (["decode", "modbus", "--profile", "nosuch", "0001"], 2, "unknown meter profile 'nosuch'"),
-        (["simulate", "fault", "M1", "leak", "--rig", "notaurl"], 1, "give the rig's address"),
+        # a URL that is none is the option's mistake, said before anything is sent; a rig not there, the machine's
+        (["simulate", "fault", "M1", "leak", "--rig", "notaurl"], 2, "Invalid value for --rig: 'notaurl'"),
+        (["simulate", "fault", "M1", "leak", "--rig", "http://127.0.0.1:1"], 1, "error: cannot reach the rig"),
     ],
 )
 def test_what_the_machine_or_the_database_refuses_is_one_line_not_a_traceback(args, code, says) -> None:

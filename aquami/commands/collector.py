@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from aquami.cli_params import A_YEAR_S, floor_lag_warning_option, iso_datetime
-from aquami.cli_text import checked_identifier, checked_text
+from aquami.cli_text import checked_identifier, checked_mqtt_url, checked_text
 from aquami.database_url import DATABASE_URL
 from aquami.logging_setup import configure_logging
 
@@ -40,7 +40,12 @@ def register(app: typer.Typer) -> None:
     @collector_app.command("run")
     def run(
         database_url: str = DATABASE_URL,
-        mqtt_url: str = typer.Option(..., envvar="AQUAMI_MQTT_URL", help="mqtt://host:port of the broker."),
+        mqtt_url: str = typer.Option(
+            ...,
+            envvar="AQUAMI_MQTT_URL",
+            callback=checked_mqtt_url("--mqtt-url"),
+            help="mqtt://host:port of the broker.",
+        ),
         client_id: str = typer.Option(
             None,
             callback=checked_text("--client-id"),

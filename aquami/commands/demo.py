@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from aquami.cli_params import A_YEAR_S
+from aquami.cli_text import checked_host, checked_mqtt_url
 from aquami.database_url import checked_option
 from aquami.logging_setup import configure_logging
 
@@ -20,7 +21,9 @@ def register(app: typer.Typer) -> None:
         duration: float = typer.Option(  # inf ran on for ever, -inf stopped at once, nan ran on
             None, min=0.0, max=A_YEAR_S, help="Stop after this many seconds (default: until Ctrl-C)."
         ),
-        host: str = typer.Option("127.0.0.1", help="Address the web server listens on."),
+        host: str = typer.Option(
+            "127.0.0.1", callback=checked_host("--host"), help="Address the web server listens on."
+        ),
         port: int = typer.Option(8000, min=0, max=65535, help="Web server port (a free one if taken; 0: any)."),
         # Never from the environment: AQUAMI_DATABASE_URL and AQUAMI_MQTT_URL name the real system's
         # services, and the demo's invented meters and readings must not land there unasked.
@@ -30,7 +33,9 @@ def register(app: typer.Typer) -> None:
             "earlier demo filled (any other is refused).",
             callback=_demo_database_url,
         ),
-        mqtt_url: str = typer.Option(None, help="Use this MQTT broker instead of the embedded one."),
+        mqtt_url: str = typer.Option(
+            None, callback=checked_mqtt_url("--mqtt-url"), help="Use this MQTT broker instead of the embedded one."
+        ),
         data_dir: Path = typer.Option(
             None, help="Keep the demo's database and spool here, made if missing (default: a temporary folder)."
         ),

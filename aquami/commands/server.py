@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from aquami.cli_params import floor_lag_warning_option
-from aquami.cli_text import checked_text
+from aquami.cli_text import checked_host, checked_text
 from aquami.database_url import DATABASE_URL
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     @server_app.command("run")
     def run(
         database_url: str = DATABASE_URL,
-        host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST"),
+        host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST", callback=checked_host("--host")),
         port: int = typer.Option(8000, min=0, max=65535, envvar="AQUAMI_PORT"),
         floor_lag_warning: float = floor_lag_warning_option("billing's next_changed_since"),
     ) -> None:

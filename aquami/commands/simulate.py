@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from aquami.cli_text import checked_identifier, checked_text
+from aquami.cli_text import checked_host, checked_http_url, checked_identifier, checked_text
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @simulate_app.command("modbus-tcp")
     def modbus_tcp(
         meters: int = typer.Option(10, min=1, max=247, help="Meters, at unit ids 1..N."),
-        host: str = typer.Option("127.0.0.1"),
+        host: str = typer.Option("127.0.0.1", callback=checked_host("--host")),
         port: int = typer.Option(5020, min=0, max=65535),
         seed: int = typer.Option(7, min=0, help="The same seed gives the same water (0 or more)."),
         installed: str = typer.Option(
@@ -116,7 +116,9 @@ def register(app: typer.Typer) -> None:
             help="no_reply, bad_checksum, truncated, garbled, slow, absent, leak, burst, reverse_flow, tamper, "
             "stuck, dry, low_battery, meter_error, main_burst (empty with --clear).",
         ),
-        rig_url: str = typer.Option("http://127.0.0.1:8470", "--rig", help="The rig's fault endpoint."),
+        rig_url: str = typer.Option(
+            "http://127.0.0.1:8470", "--rig", callback=checked_http_url("--rig"), help="The rig's fault endpoint."
+        ),
         option: list[str] = typer.Option(
             [], "--set", "-s", callback=checked_text("--set"), help="Fault option NAME=VALUE (delay_s=2, rate_lph=40)."
         ),
