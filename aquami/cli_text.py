@@ -44,13 +44,19 @@ def _each(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
-def checked_text(option: str, limit: int = TEXT_MAX_LENGTH, *, empty_ok: bool = False) -> Callable[[Value], Value]:
+def checked_text(
+    option: str, limit: int = TEXT_MAX_LENGTH, *, empty_ok: bool = False, needs: str | None = None
+) -> Callable[[Value], Value]:
     """An option's callback refusing text that is empty (unless ``empty_ok``: a default meaning
-    "none"), blank, has a control character or is longer than ``limit``; a list option's each value."""
+    "none"), blank, has a control character or is longer than ``limit``; a list option's each value.
+    ``needs`` says, for an empty or blank one, what the option is for (``create-key --name``: "a key
+    needs a name saying who or what it is for"), where "is blank" alone would not."""
 
     def check(value: Value) -> Value:
         for text in _each(value):
             problem = None if empty_ok and text == "" else text_problem(text, limit)
+            if problem is not None and needs is not None and not text.strip():
+                problem = f"{needs}, not {text!r}"
             if problem is not None:
                 raise typer.BadParameter(problem, param_hint=option)
         return value

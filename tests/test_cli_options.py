@@ -128,7 +128,7 @@ NO_DATABASE = "postgresql://127.0.0.1:1/none"  # a closed port: every connection
         (["bill", "determinants", "--period", "last month"], "Invalid value for --period: 'last month': use YYYY-MM"),
         (["bill", "determinants", "--period", "2026-02-01/2026-01-01"], "the period's end must be after its start"),
         (["bill", "nem12", "--period", "2026-01", "--sender", "AQUAMI-GRID"], "Invalid value for --sender: 'AQUAMI-"),
-        (["bill", "nem12", "--period", "2026-01", "--receiver", ""], "Invalid value for --receiver: is empty"),
+        (["bill", "nem12", "--period", "2026-01", "--receiver", ""], "Invalid value for --receiver: '' is no"),
         (
             ["bill", "nem12", "--period", "2026-01", "--out", "no/such/folder/x.csv"],
             "there is no folder no/such/folder",
@@ -136,7 +136,7 @@ NO_DATABASE = "postgresql://127.0.0.1:1/none"  # a closed port: every connection
         (["bill", "determinants", "--period", "2026-01", "--out", "."], "Invalid value for '--out': file '.' is a"),
         (["server", "create-key", "--name", "me", "--role", "wizard"], "Invalid value for --role: roles must be among"),
         (["server", "create-key", "--name", "Detection", "--role", "admin"], "Invalid value for --name: a key cannot"),
-        (["server", "create-key", "--name", " ", "--role", "admin"], "Invalid value for --name: is blank"),
+        (["server", "create-key", "--name", " ", "--role", "admin"], "Invalid value for --name: a key needs a name"),
         (["collector", "timezone", "Mars/Olympus"], "Invalid value for ZONE: unknown time zone 'Mars/Olympus'"),
         (["collector", "timezone", "../etc/passwd"], "Invalid value for ZONE: unknown time zone '../etc/passwd'"),
     ],

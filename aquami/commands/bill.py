@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
@@ -30,9 +30,9 @@ def register(app: typer.Typer) -> None:
         database_url: str = DATABASE_URL,
         period: str = PERIOD,
         account: str = typer.Option(None, callback=checked_text("--account"), help="Only this account's meters."),
-        sender: str = typer.Option("AQUAMI", callback=checked_text("--sender"), help="100 record: from participant."),
+        sender: str = typer.Option("AQUAMI", callback=_participant("--sender"), help="100 record: from participant."),
         receiver: str = typer.Option(
-            "BILLING", callback=checked_text("--receiver"), help="100 record: to participant."
+            "BILLING", callback=_participant("--receiver"), help="100 record: to participant."
         ),
         out: Path = typer.Option(None, dir_okay=False, help="File to write (default: standard output)."),
     ) -> None:
@@ -43,7 +43,6 @@ def register(app: typer.Typer) -> None:
         from server.billing.repository import utility_timezone
 
         _check_period(period)  # every mistake in the arguments said before connecting, whatever the database
-        _check_participants(sender, receiver)
         check_database_text(account, "--account")
         check_output_folder(out)
         with psycopg.connect(database_url) as conn:
@@ -123,15 +122,21 @@ def _is_period(period: str, zone: tzinfo) -> bool:
     return True
 
 
-def _check_participants(sender: str, receiver: str) -> None:
-    """NEM12's 100 record names its participants by ids of up to 10 letters and digits."""
-    from server.billing.nem12 import PARTICIPANT_ID
+def _participant(option: str) -> Callable[[str], str]:
+    """``--sender``'s or ``--receiver``'s callback: NEM12's 100 record names its participants by ids
+    of up to 10 letters and digits (an empty one, a line break or a comma would add fields or
+    records), said in those words whatever else is wrong with it (a 100,000-character one not
+    echoed whole)."""
 
-    for option, participant in (("--sender", sender), ("--receiver", receiver)):
+    def check(participant: str) -> str:
+        from server.billing.nem12 import PARTICIPANT_ID
+
         if not re.fullmatch(PARTICIPANT_ID, participant):
-            raise typer.BadParameter(
-                f"{participant!r} is no participant id: up to 10 letters and digits", param_hint=option
-            )
+            shown = repr(participant) if len(participant) <= 40 else f"a text of {len(participant)} characters"
+            raise typer.BadParameter(f"{shown} is no participant id: up to 10 letters and digits", param_hint=option)
+        return participant
+
+    return check
 
 
 def _period(period: str, zone: tzinfo) -> tuple[datetime, datetime]:

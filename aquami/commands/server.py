@@ -50,7 +50,11 @@ def register(app: typer.Typer) -> None:
 
     @server_app.command("create-key")
     def create_key(
-        name: str = typer.Option(..., callback=checked_text("--name"), help="Who or what the key is for."),
+        name: str = typer.Option(
+            ...,
+            callback=checked_text("--name", needs="a key needs a name saying who or what it is for"),
+            help="Who or what the key is for.",
+        ),
         role: list[str] = typer.Option(
             ...,
             "--role",
