@@ -36,8 +36,10 @@ def attempt_limit_s(bus: BusConfig) -> float:
 
 async def attempt_once(transport: Transport, bus: BusConfig, meter: MeterConfig) -> Reading:
     """One attempt bounded by the bus's timeout; any failure is a :class:`PollError` and resets."""
+    read = asyncio.ensure_future(transport.read(meter))
+    read.add_done_callback(_outcome_taken)
     try:
-        return await asyncio.wait_for(transport.read(meter), attempt_limit_s(bus))
+        return await asyncio.wait_for(read, attempt_limit_s(bus))
     except (PollError, TimeoutError, ConnectionError, OSError, termios.error) as error:
         # termios.error is no OSError: pyserial raises it from a port whose USB converter was
         # unplugged (reset_input_buffer, the timeout setter); uncaught, it ended the poll's task
@@ -47,3 +49,13 @@ async def attempt_once(transport: Transport, bus: BusConfig, meter: MeterConfig)
             raise
         failure = NoAnswer if isinstance(error, TimeoutError) else PollError  # the whole attempt's limit
         raise failure(str(error) or type(error).__name__) from error
+
+
+def _outcome_taken(read: asyncio.Future[Reading]) -> None:
+    """Take the outcome of an attempt's read, which runs in a task of its own (the time limit's).
+    When the poll is cancelled while pymodbus waits (the gateway stopping), pymodbus ends the read
+    with its ModbusIOException (a NoAnswer) instead of the cancellation, and nobody waits for it any
+    more: asyncio logged "Task exception was never retrieved" with pymodbus's traceback. The poll
+    itself is cancelled all the same (wait_for raises the cancellation)."""
+    if not read.cancelled():
+        read.exception()
