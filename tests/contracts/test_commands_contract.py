@@ -75,7 +75,7 @@ def test_any_json_object_is_taken_by_the_schema_or_refused_naming_the_field(tmp_
     config = tmp_path / "gw.toml"
     seen: dict[str, int] = {"taken": 0, "refused": 0, "ok": 0}
 
-    @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
     @given(name=st.sampled_from([*COMMANDS, "reboot"]), request=requests)
     def each(name: str, request: dict[str, Any]) -> None:
         topic = f"/cmd/{name}/reply"
