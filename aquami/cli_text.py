@@ -44,6 +44,20 @@ def _each(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
+def checked_by(option: str, problem_of: Callable[[str], str | None]) -> Callable[[Value], Value]:
+    """An option's callback: each of its values (one, a list's each, None none) refused by the
+    option's name with what ``problem_of`` says is wrong with it, if anything."""
+
+    def check(value: Value) -> Value:
+        for text in _each(value):
+            problem = problem_of(text)
+            if problem is not None:
+                raise typer.BadParameter(problem, param_hint=option)
+        return value
+
+    return check
+
+
 def checked_text(
     option: str, limit: int = TEXT_MAX_LENGTH, *, empty_ok: bool = False, needs: str | None = None
 ) -> Callable[[Value], Value]:
@@ -52,80 +66,70 @@ def checked_text(
     ``needs`` says, for an empty or blank one, what the option is for (``create-key --name``: "a key
     needs a name saying who or what it is for"), where "is blank" alone would not."""
 
-    def check(value: Value) -> Value:
-        for text in _each(value):
-            problem = None if empty_ok and text == "" else text_problem(text, limit)
-            if problem is not None and needs is not None and not text.strip():
-                problem = f"{needs}, not {text!r}"
-            if problem is not None:
-                raise typer.BadParameter(problem, param_hint=option)
-        return value
+    def problem_of(text: str) -> str | None:
+        problem = None if empty_ok and text == "" else text_problem(text, limit)
+        if problem is not None and needs is not None and not text.strip():
+            return f"{needs}, not {text!r}"
+        return problem
 
-    return check
+    return checked_by(option, problem_of)
 
 
 def checked_identifier(option: str) -> Callable[[Value], Value]:
     """An option's callback for a meter's, a bus's or a gateway's id: the readings' schema's
     identifier (a letter or digit, then those and ``._:-``; at most 64 characters)."""
 
-    def check(value: Value) -> Value:
-        for text in _each(value):
-            if len(text) > IDENTIFIER_MAX_LENGTH:  # not said whole: it may be 100 000 characters
-                problem = f"has {len(text)} characters; an identifier has at most {IDENTIFIER_MAX_LENGTH}"
-            elif not is_identifier(text):
-                problem = f"{text!r} is no identifier (letters, digits and . _ : -, at most 64)"
-            else:
-                problem = None
-            if problem is not None:
-                raise typer.BadParameter(problem, param_hint=option)
-        return value
+    def problem_of(text: str) -> str | None:
+        if len(text) > IDENTIFIER_MAX_LENGTH:  # not said whole: it may be 100 000 characters
+            return f"has {len(text)} characters; an identifier has at most {IDENTIFIER_MAX_LENGTH}"
+        if not is_identifier(text):
+            return f"{text!r} is no identifier (letters, digits and . _ : -, at most 64)"
+        return None
 
-    return check
+    return checked_by(option, problem_of)
 
 
-def checked_http_url(option: str) -> Callable[[str], str]:
+def checked_http_url(option: str) -> Callable[[Value], Value]:
     """An option's callback for an ``http://`` or ``https://`` URL with a host and, if given, a port
     from 1 to 65535: before, ``not a url`` was urllib's "unknown url type" and port 99999 a refused
     connection, each said only after the command had started."""
 
-    def check(value: str) -> str:
+    def problem_of(value: str) -> str | None:
         problem = text_problem(value, URL_MAX_LENGTH)
-        if problem is None:
-            try:
-                parts = urlsplit(value)  # ValueError: a bracket not closed, http://[::1
-                port = parts.port
-            except ValueError:
-                parts, port = urlsplit(""), -1
-            if port == -1 and value.count("[") != value.count("]"):
-                problem = f"{value!r} is no URL: a [ not closed"
-            elif parts.scheme not in ("http", "https") or not parts.hostname:
-                problem = f"{value!r} is no http:// URL with a host, e.g. http://127.0.0.1:8470"
-            elif port == -1 or port == 0:
-                problem = f"{value!r}: the port must be a number from 1 to 65535"
         if problem is not None:
-            raise typer.BadParameter(problem, param_hint=option)
-        return value
+            return problem
+        try:
+            parts = urlsplit(value)  # ValueError: a bracket not closed, http://[::1
+            port = parts.port
+        except ValueError:
+            parts, port = urlsplit(""), -1
+        if port == -1 and value.count("[") != value.count("]"):
+            return f"{value!r} is no URL: a [ not closed"
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"{value!r} is no http:// URL with a host, e.g. http://127.0.0.1:8470"
+        if port == -1 or port == 0:
+            return f"{value!r}: the port must be a number from 1 to 65535"
+        return None
 
-    return check
+    return checked_by(option, problem_of)
 
 
-def checked_host(option: str) -> Callable[[str], str]:
+def checked_host(option: str) -> Callable[[Value], Value]:
     """An option's callback for an address to listen on: one this machine can resolve (an IP
     address, ``localhost``, a name). Before, ``256.1.1.1`` or an empty host was found out only by
     the bind, after the command had started its other parts (the demo its database and broker)."""
 
-    def check(value: str) -> str:
+    def problem_of(value: str) -> str | None:
         problem = text_problem(value, 253)  # the longest DNS name
-        if problem is None:
-            try:
-                socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError):  # socket.gaierror is an OSError; a label over 63 a UnicodeError
-                problem = f"{value!r} is no address this machine can listen on (an IP address or a name)"
         if problem is not None:
-            raise typer.BadParameter(problem, param_hint=option)
-        return value
+            return problem
+        try:
+            socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):  # socket.gaierror is an OSError; a label over 63 a UnicodeError
+            return f"{value!r} is no address this machine can listen on (an IP address or a name)"
+        return None
 
-    return check
+    return checked_by(option, problem_of)
 
 
 def checked_mqtt_url(option: str) -> Callable[[Value], Value]:
@@ -133,18 +137,16 @@ def checked_mqtt_url(option: str) -> Callable[[Value], Value]:
     the demo took an empty one for "the embedded broker" and read any other only once its database
     was up; 100 000 characters were echoed whole."""
 
-    def check(value: Value) -> Value:
+    def problem_of(text: str) -> str | None:
         from aquami.mqtt import MqttEndpoint  # here: paho is imported only by commands that use it
 
-        for text in _each(value):
-            problem = text_problem(text, URL_MAX_LENGTH)
-            if problem is None:
-                try:
-                    MqttEndpoint.parse(text)
-                except ValueError as error:
-                    problem = str(error)
-            if problem is not None:
-                raise typer.BadParameter(problem, param_hint=option)
-        return value
+        problem = text_problem(text, URL_MAX_LENGTH)
+        if problem is not None:
+            return problem
+        try:
+            MqttEndpoint.parse(text)
+        except ValueError as error:
+            return str(error)
+        return None
 
-    return check
+    return checked_by(option, problem_of)

@@ -12,7 +12,7 @@ import typer
 
 from aquami import atomic_write
 from aquami.cli_params import check_database_text, check_output_folder
-from aquami.cli_text import checked_text
+from aquami.cli_text import checked_by, checked_text
 from aquami.database_url import DATABASE_URL
 
 PERIOD = typer.Option(
@@ -128,15 +128,15 @@ def _participant(option: str) -> Callable[[str], str]:
     records), said in those words whatever else is wrong with it (a 100,000-character one not
     echoed whole)."""
 
-    def check(participant: str) -> str:
+    def problem_of(participant: str) -> str | None:
         from server.billing.nem12 import PARTICIPANT_ID
 
-        if not re.fullmatch(PARTICIPANT_ID, participant):
-            shown = repr(participant) if len(participant) <= 40 else f"a text of {len(participant)} characters"
-            raise typer.BadParameter(f"{shown} is no participant id: up to 10 letters and digits", param_hint=option)
-        return participant
+        if re.fullmatch(PARTICIPANT_ID, participant):
+            return None
+        shown = repr(participant) if len(participant) <= 40 else f"a text of {len(participant)} characters"
+        return f"{shown} is no participant id: up to 10 letters and digits"
 
-    return check
+    return checked_by(option, problem_of)
 
 
 def _period(period: str, zone: tzinfo) -> tuple[datetime, datetime]:
