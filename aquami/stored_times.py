@@ -55,26 +55,35 @@ def stored_time(text: str) -> datetime:
         raise StoredTimeError(
             f"{text!r} has a line break: a time is one line (a quoted field over two is a broken file)"
         )
-    bare = text.strip(" \t")
-    problem = shape_problem(bare)
-    if problem is not None:
-        raise StoredTimeError(f"{text!r} {problem}")
-    try:
-        moment = datetime.fromisoformat(bare)
-    except ValueError:
-        raise StoredTimeError(f"{text!r} {NO_TIME}") from None
-    if moment.tzinfo is None:
-        raise StoredTimeError(f"{text!r} needs a UTC offset (Z or +hh:mm)")
     outside = StoredTimeError(
         f"{text!r} is outside the years 1900 to 9998 in UTC, which a database session in any time zone can show"
     )
     try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC, 9999-12-31T23:00-02:00 in 10000
+        moment = aware_utc(text.strip(" \t"))
+    except OverflowError:
         raise outside from None
+    except ValueError as problem:
+        raise StoredTimeError(f"{text!r} {problem}") from None
     if not EARLIEST <= moment < PAST_LATEST:
         raise outside
     return moment
+
+
+def aware_utc(bare: str) -> datetime:
+    """The instant ``bare`` (a time less its outer blanks, ISO 8601 with a UTC offset) names, in UTC:
+    read in a stored time's shape (:func:`shape_problem`); a ValueError saying what is wrong, without
+    the text (the caller says it), otherwise, and an OverflowError for one outside the years 1 to
+    9999 once in UTC (0001-01-01T00:00+01:00 is in the year 0, 9999-12-31T23:00-02:00 in 10000)."""
+    problem = shape_problem(bare)
+    if problem is not None:
+        raise ValueError(problem)
+    try:
+        moment = datetime.fromisoformat(bare)
+    except ValueError:
+        raise ValueError(NO_TIME) from None
+    if moment.tzinfo is None:
+        raise ValueError("needs a UTC offset (Z or +hh:mm)")
+    return moment.astimezone(UTC)
 
 
 NO_TIME = "is no ISO 8601 time"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aquami.stored_times import NO_TIME, shape_problem
+from aquami.stored_times import aware_utc
 
 EVENT_KINDS = frozenset(
     {
@@ -45,23 +45,16 @@ def parse_iso_utc(s: str) -> datetime:
     """The UTC instant ``s`` (ISO 8601 with a UTC offset) names; a ValueError of one line, starting
     with ``s`` as written (repr), otherwise.
 
-    Read in the shape a stored time is (:func:`aquami.stored_times.shape_problem`), in the same words:
+    Read in the shape a stored time is (:func:`aquami.stored_times.aware_utc`), in the same words:
     Python's ``fromisoformat`` alone read ``12.5`` (ISO 8601's 12:30) as half a second past 12:00, and
     took any character between the date and the time (``2026-11-02x10:00Z``). Blanks around the time
     are refused, as before; a time with no offset too (``Z`` is UTC)."""
-    problem = shape_problem(s)
-    if problem is not None:
-        raise ValueError(f"{s!r} {problem}")
     try:
-        t = datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"{s!r} {NO_TIME}") from None
-    if t.tzinfo is None:
-        raise ValueError(f"{s!r} needs a UTC offset (Z or +hh:mm)")
-    try:
-        return t.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC, 9999-12-31T23:00-02:00 in 10000
+        return aware_utc(s)
+    except OverflowError:
         raise ValueError(f"{s!r} is outside the years 1 to 9999 in UTC") from None
+    except ValueError as problem:
+        raise ValueError(f"{s!r} {problem}") from None
 
 
 @dataclass(frozen=True)
