@@ -16,10 +16,29 @@ from collector.detection.alerts import AlertKind
 from collector.detection_job import DetectionJobConfig, run_detection_once
 from server.app import create_app
 from server.auth import create_api_key
+from simulators.meter_model import MeterModel
 from tests.collector.test_detection_job import LEAK_START, LEAKY, START, fleet, store_hours
 
 CONFIG = DetectionJobConfig(history_days=9)
 FIRST_RUN = START + timedelta(days=9)
+
+
+def register_leaky_household(conn: psycopg.Connection, meters: list[MeterModel]) -> None:
+    """``meters`` registered in D1, the leaky one (LEAKY) fitted at SP-7 on account ACC-7."""
+    conn.cursor().executemany(
+        "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
+        [(m.meter_id,) for m in meters],
+    )
+    conn.execute("INSERT INTO accounts (account_id, name) VALUES ('ACC-7', 'Household seven')")
+    conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP-7', 'D1')")
+    conn.execute(
+        "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('ACC-7', 'SP-7', %s)",
+        (START - timedelta(days=30),),
+    )
+    conn.execute(
+        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-7', %s, %s)",
+        (LEAKY, START - timedelta(days=1)),
+    )
 
 
 @pytest.fixture
@@ -28,20 +47,7 @@ def leaky_customer(migrated_database_url: str) -> Iterator[tuple[str, TestClient
     url = migrated_database_url
     meters = fleet()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
-            [(m.meter_id,) for m in meters],
-        )
-        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('ACC-7', 'Household seven')")
-        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP-7', 'D1')")
-        conn.execute(
-            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('ACC-7', 'SP-7', %s)",
-            (START - timedelta(days=30),),
-        )
-        conn.execute(
-            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-7', %s, %s)",
-            (LEAKY, START - timedelta(days=1)),
-        )
+        register_leaky_household(conn, meters)
         keys = {role: create_api_key(conn, role, [role]) for role in ("customer_care", "billing")}
     store_hours(url, meters, 0, 9 * 24)
     with TestClient(create_app(url)) as client:

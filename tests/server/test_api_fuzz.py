@@ -40,6 +40,7 @@ from collector.detection_job import DetectionJobConfig, run_detection_once
 from server.app import create_app
 from server.auth import create_api_key
 from tests.collector.test_detection_job import LEAKY, START, fleet, store_hours
+from tests.server.test_alerts_feed_care_and_billing import register_leaky_household
 from tests.services import create_database, drop_database
 
 EXAMPLES = int(os.environ.get("AQUAMI_FUZZ_EXAMPLES", "8"))
@@ -52,20 +53,7 @@ def _load_fleet(url: str) -> tuple[dict[str, str], dict[str, str]]:
     and a stored thing's id by the path parameter that names it."""
     meters = fleet()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO meters (meter_id, registered, dma, role) VALUES (%s, true, 'D1', 'customer')",
-            [(m.meter_id,) for m in meters],
-        )
-        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('ACC-7', 'Household seven')")
-        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES ('SP-7', 'D1')")
-        conn.execute(
-            "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('ACC-7', 'SP-7', %s)",
-            (START - timedelta(days=30),),
-        )
-        conn.execute(
-            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-7', %s, %s)",
-            (LEAKY, START - timedelta(days=1)),
-        )
+        register_leaky_household(conn, meters)
         keys = {
             "admin": create_api_key(conn, "fuzz admin", ["admin"]),
             "reader": create_api_key(conn, "fuzz reader", ["reader"]),
