@@ -26,7 +26,8 @@ from server.docs import install_docs
 from server.gateways.router import router as gateways_router
 from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
-from server.problems import document_problems, install_problem_handlers, refuse_nul_text
+from server.problem_docs import document_problems, problems
+from server.problems import install_problem_handlers, refuse_nul_text
 from server.schema_check import SchemaCheck, not_migrated
 from server.security_headers import SecurityHeaders
 from server.web.care_desk import router as web_care_desk_router
@@ -78,7 +79,10 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 
     @app.get(
-        "/health", tags=["operations"], summary="Liveness: the process answers (503 while its database is not migrated)"
+        "/health",
+        tags=["operations"],
+        responses=problems({503: "The database is not migrated for this aquami"}),
+        summary="Liveness: the process answers (503 while its database is not migrated)",
     )
     def health(request: Request) -> dict[str, str]:
         _refuse_while_not_migrated(request.app.state.pool, request.app.state.schema_check)

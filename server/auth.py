@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -219,13 +219,21 @@ def authorize(
     return principal
 
 
-def require_role(*allowed: str) -> Callable[..., Principal]:
-    """A dependency admitting keys with one of ``allowed`` (or ``admin``)."""
+@dataclass(frozen=True, slots=True)
+class RoleRequired:
+    """A dependency admitting keys with one of ``allowed`` (or ``admin``): 401, 403. A class, not a
+    closure, so the OpenAPI document can find it among a route's dependencies and declare those two
+    answers, with the roles (server.problem_docs)."""
 
-    def dependency(request: Request, conn: psycopg.Connection = Depends(get_connection)) -> Principal:
+    allowed: tuple[str, ...]
+
+    def __call__(self, request: Request, conn: psycopg.Connection = Depends(get_connection)) -> Principal:
         key = presented_key(request)
         if key is not None and _signed_by_cookie_from_another_site(request, key):
             raise Problem(403, "a change signed in by the web page's cookie must come from the web page")
-        return authorize(conn, key, *allowed)
+        return authorize(conn, key, *self.allowed)
 
-    return dependency
+
+def require_role(*allowed: str) -> RoleRequired:
+    """A dependency admitting keys with one of ``allowed`` (or ``admin``)."""
+    return RoleRequired(allowed)

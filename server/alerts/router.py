@@ -14,6 +14,7 @@ from collector.detection.alerts import AlertStatus
 from server.auth import Principal, record_changes_under, require_role
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
+from server.problem_docs import problems
 from server.problems import Problem
 from server.words import words_field
 
@@ -35,7 +36,12 @@ class Dismissal(BaseModel):
     )
 
 
-@router.get("", response_model=AlertPage, summary="Alerts, newest first")
+@router.get(
+    "",
+    response_model=AlertPage,
+    responses=problems({400: "Bad cursor: no alert of that id"}),
+    summary="Alerts, newest first",
+)
 def list_alerts(
     request: Request,
     _: Readers,
@@ -58,7 +64,11 @@ def list_alerts(
     return AlertPage(items=items, next=next_url)
 
 
-@router.post("/{alert_id:path}/dismiss", summary="Close an alert as needing no action, with the reason")
+@router.post(
+    "/{alert_id:path}/dismiss",
+    responses=problems({404: "Unknown alert: no alert of that id", 409: "The alert is dismissed already"}),
+    summary="Close an alert as needing no action, with the reason",
+)
 def dismiss(alert_id: str, body: Dismissal, principal: CustomerCare, conn: Connection) -> dict[str, Any]:
     try:
         with conn.transaction():

@@ -23,12 +23,15 @@ from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.instants import UtcInstant
+from server.problem_docs import problems
 from server.problems import Problem
 
 router = APIRouter(prefix="/billing", tags=["billing"], route_class=ExactJsonRoute)
 Billing = Annotated[Principal, Depends(require_role("billing"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 Format = Annotated[Literal["json", "csv"] | None, Query(description="csv, or send Accept: text/csv")]
+UNKNOWN = "Unknown account: no account of that id"
+INVALID_PERIOD = "Invalid or empty period"
 _CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked for"}
 }
@@ -74,7 +77,7 @@ def _instant(text: str) -> datetime | None:
 @router.get(
     "/reads",
     response_model=BillingReadPage,
-    responses=_CSV_RESPONSE,
+    responses={**_CSV_RESPONSE, **problems({400: "Empty period, or a cursor not from a 'next'", 404: UNKNOWN})},
     summary="An account's validated reads in [from, to), with their quality",
 )
 def billing_reads(
@@ -146,7 +149,7 @@ def billing_reads(
 @router.get(
     "/determinants",
     response_model=DeterminantPage,
-    responses=_CSV_RESPONSE,
+    responses={**_CSV_RESPONSE, **problems({400: INVALID_PERIOD, 404: UNKNOWN})},
     summary="Consumption per account for a billing period, with opening and closing reads",
 )
 def billing_determinants(
@@ -179,7 +182,16 @@ def billing_determinants(
 
 @router.get(
     "/nem12",
-    responses={200: {"content": {"text/csv": {}}, "description": "a NEM12 file"}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "a NEM12 file"},
+        **problems(
+            {
+                400: INVALID_PERIOD,
+                404: UNKNOWN,
+                409: "The utility's time zone, or a participant, service point or meter id, cannot be written in NEM12",
+            }
+        ),
+    },
     summary="Hourly interval data in the AEMO NEM12 layout, for MDM-style integrations",
 )
 def billing_nem12(

@@ -21,6 +21,7 @@ from server.care.workflow import TransitionRefused
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.open311 import repository as open311_repository
+from server.problem_docs import problems
 from server.problems import Problem
 
 router = APIRouter(prefix="/enquiries", tags=["customer care"], route_class=ExactJsonRoute)
@@ -34,6 +35,7 @@ SEES_CONTACTS = WORKS_ENQUIRIES
 CareReaders = Annotated[Principal, Depends(require_role(*READS_ENQUIRIES))]
 CustomerCare = Annotated[Principal, Depends(require_role(*WORKS_ENQUIRIES))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+UNKNOWN = "Unknown enquiry: no enquiry of that id"
 
 
 @router.get("", response_model=EnquiryPage, summary="Enquiries, newest first")
@@ -77,6 +79,7 @@ def with_updates(conn: psycopg.Connection, row: dict[str, Any], principal: Princ
     "/{enquiry_id}",
     response_model=EnquiryWithUpdates,
     response_model_exclude_unset=True,
+    responses=problems({404: UNKNOWN}),
     summary="One enquiry with its updates (and, for customer care, what it was raised with through Open311)",
 )
 def get_enquiry(enquiry_id: int, principal: CareReaders, conn: Connection) -> EnquiryWithUpdates:
@@ -90,6 +93,9 @@ def get_enquiry(enquiry_id: int, principal: CareReaders, conn: Connection) -> En
     "/{enquiry_id}/updates",
     response_model=EnquiryWithUpdates,
     response_model_exclude_unset=True,
+    responses=problems(
+        {404: UNKNOWN, 409: "The workflow does not allow that status, or the enquiry changed since the version given"}
+    ),
     summary="Work an enquiry: a new status and/or a note, recorded with who and when",
 )
 def change_enquiry(

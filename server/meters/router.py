@@ -26,6 +26,7 @@ from server.meters.schemas import (
     ReadingVersion,
     meter_from_row,
 )
+from server.problem_docs import problems
 from server.problems import Problem
 
 # The routes' "{meter_id:meter_id}" takes "/" too (server.meters.paths). A GET goes to the first route
@@ -35,6 +36,8 @@ router = APIRouter(prefix="/meters", tags=["meters"], route_class=ExactJsonRoute
 Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care"))]
 Editors = Annotated[Principal, Depends(require_role("meterization", "billing"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+UNKNOWN_METER = "Unknown meter: no meter of that id"
+UNKNOWN_READING = "Unknown reading: no reading of that meter at that time"
 
 
 def _next_url(request: Request, cursor: str) -> str:
@@ -58,7 +61,12 @@ def list_meters(
     return MeterPage(items=items, next=_next_url(request, items[-1].meter_id) if len(rows) > limit else None)
 
 
-@router.get("/{meter_id:meter_id}/readings", response_model=ReadingPage, summary="A meter's readings in [from, to)")
+@router.get(
+    "/{meter_id:meter_id}/readings",
+    response_model=ReadingPage,
+    responses=problems({400: "Empty period: 'to' not after 'from'", 404: UNKNOWN_METER}),
+    summary="A meter's readings in [from, to)",
+)
 def list_readings(
     request: Request,
     meter_id: str,
@@ -90,7 +98,10 @@ def _stored_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> Re
 
 
 @router.put(
-    "/{meter_id:meter_id}/readings/{ts}", response_model=Reading, summary="Correct a stored reading, with the reason"
+    "/{meter_id:meter_id}/readings/{ts}",
+    response_model=Reading,
+    responses=problems({404: UNKNOWN_READING}),
+    summary="Correct a stored reading, with the reason",
 )
 def correct_reading(
     meter_id: str, ts: ReadingInstant, body: ReadingCorrection, principal: Editors, conn: Connection
@@ -107,7 +118,11 @@ def correct_reading(
 
 
 @router.post(
-    "/{meter_id:meter_id}/readings", response_model=Reading, status_code=201, summary="Supply a missing reading"
+    "/{meter_id:meter_id}/readings",
+    response_model=Reading,
+    status_code=201,
+    responses=problems({404: UNKNOWN_METER, 409: "A reading is already stored at that time, and not an estimate"}),
+    summary="Supply a missing reading",
 )
 def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors, conn: Connection) -> Reading:
     """A ``substituted`` reading: fills a gap or replaces an estimate, never an actual reading."""
@@ -132,6 +147,7 @@ def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors,
 @router.get(
     "/{meter_id:meter_id}/readings/{ts}/history",
     response_model=list[ReadingVersion],
+    responses=problems({404: UNKNOWN_READING}),
     summary="Earlier versions of a reading",
 )
 def reading_versions(meter_id: str, ts: UtcInstant, _: Readers, conn: Connection) -> list[ReadingVersion]:
@@ -142,7 +158,12 @@ def reading_versions(meter_id: str, ts: UtcInstant, _: Readers, conn: Connection
     return [ReadingVersion(**version) for version in versions]
 
 
-@router.get("/{meter_id:meter_id}", response_model=Meter, summary="One meter with its latest reading")
+@router.get(
+    "/{meter_id:meter_id}",
+    response_model=Meter,
+    responses=problems({404: UNKNOWN_METER}),
+    summary="One meter with its latest reading",
+)
 def get_meter(meter_id: str, _: Readers, conn: Connection) -> Meter:
     row = repository.get_meter(conn, meter_id)
     if row is None:

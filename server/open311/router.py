@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from server.db import get_connection
 from server.instants import UtcInstant
 from server.open311 import repository
-from server.open311.intake import RAISERS, READERS, Body, bad_request, read_body, signed_by, source_of
+from server.open311.intake import FORM, RAISERS, READERS, Body, bad_request, read_body, signed_by, source_of
 from server.open311.schemas import (
     RequestCreated,
     RequestIn,
@@ -29,6 +29,7 @@ from server.open311.schemas import (
     ServiceDefinition,
     ServiceRequest,
 )
+from server.problem_docs import TOO_LARGE, key_problems, problems
 from server.problems import Problem
 
 PREFIX = "/open311/v2"
@@ -62,6 +63,7 @@ def list_services(conn: Connection) -> list[Service]:
 @router.get(
     "/services/{service_code}.json",
     response_model=ServiceDefinition,
+    responses=problems({404: "Unknown service: no service of that code"}),
     summary="GET Service Definition: the attributes a service asks",
 )
 def service_definition(service_code: str, conn: Connection) -> ServiceDefinition:
@@ -83,7 +85,19 @@ def service_definition(service_code: str, conn: Connection) -> ServiceDefinition
     return ServiceDefinition(service_code=service_code, attributes=attributes)
 
 
-@router.post("/requests.json", response_model=list[RequestCreated], summary="POST Service Request: raise an enquiry")
+@router.post(
+    "/requests.json",
+    response_model=list[RequestCreated],
+    responses=problems(
+        {
+            400: "Invalid service request: the fields named in errors, or a form not UTF-8 or a body not JSON",
+            **key_problems(*RAISERS),
+            413: TOO_LARGE,
+            415: f"Unsupported Media Type: the body is neither {FORM} nor application/json",
+        }
+    ),
+    summary="POST Service Request: raise an enquiry",
+)
 def post_request(request: Request, body: Annotated[Body, Depends(read_body)], conn: Connection) -> list[RequestCreated]:
     principal = signed_by(conn, request, body, *RAISERS)
     given = _checked(body)
@@ -147,7 +161,12 @@ def _check_location(given: RequestIn) -> None:
 
 
 @router.get(
-    "/requests.json", response_model=list[ServiceRequest], summary="GET Service Requests: enquiries, newest first"
+    "/requests.json",
+    response_model=list[ServiceRequest],
+    responses=problems(
+        {400: "Invalid ids, status, or dates (end before start, or over 90 days)", **key_problems(*READERS)}
+    ),
+    summary="GET Service Requests: enquiries, newest first",
 )
 def list_requests(
     request: Request,
@@ -175,6 +194,7 @@ def list_requests(
 @router.get(
     "/requests/{service_request_id}.json",
     response_model=list[ServiceRequest],
+    responses=problems({**key_problems(*READERS), 404: "Unknown service request: no request of that id"}),
     summary="GET Service Request: one enquiry (a list of one, as the spec answers)",
 )
 def get_request(request: Request, service_request_id: str, conn: Connection) -> list[ServiceRequest]:

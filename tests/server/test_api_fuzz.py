@@ -6,6 +6,8 @@ schema, valid and invalid ones, under a key whose role may call it, and now and 
 under a key of a role that may not. Whatever comes in:
 
 - the answer is never a 5xx;
+- its status is one the schema declares for the operation (a client generated from it has a type
+  for every answer);
 - a 4xx says why: a problem+json body with a non-empty ``detail``;
 - an answer whose status the schema declares a body for conforms to it;
 - a refused write leaves the stored data as it was (a checksum of every table, before and after).
@@ -34,7 +36,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import ASGIClient
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from collector.detection_job import DetectionJobConfig, run_detection_once
 from server.app import create_app
@@ -161,7 +163,9 @@ def test_any_input_gets_an_answer_that_says_why_and_a_refused_write_changes_noth
     # A client not entered: schemathesis's own would run the app's lifespan (a new pool) on every call.
     # (cast: its ASGI callable type is narrower than FastAPI's.)
     response = case.call(session=ASGIClient(cast(Any, app)), headers=headers)
-    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance], headers=headers)
+    case.validate_response(
+        response, checks=[not_a_server_error, status_code_conformance, response_schema_conformance], headers=headers
+    )
     if 400 <= response.status_code < 500:
         content_type = response.headers.get("content-type", [""])[0]  # schemathesis: each header's values
         assert content_type.startswith("application/problem+json"), (
