@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.methods import allowed_methods, route_path
 from server.security_headers import security_headers
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def method_not_allowed(request: Request, allowed: list[str]) -> Problem:
+    """405 with ``Allow``: the methods the path serves (:func:`server.methods.allowed_methods`)."""
+    listed = ", ".join(allowed)
+    problem = Problem(405, f"{request.method} is not served at {route_path(request)}; it serves {listed}")
+    problem.headers["Allow"] = listed
+    return problem
+
+
 def refuse_nul_text(request: Request) -> None:
     """A dependency of every route: PostgreSQL text cannot hold NUL (U+0000), so a path or query
     value holding one names nothing stored; it is refused before a query would fail on it."""
@@ -81,6 +90,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):  # Starlette's names one route's
+            return await _problem(request, method_not_allowed(request, allowed))
         return problem_response(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from server.db import get_connection
 from server.instants import UtcInstant
+from server.methods import allowed_methods
 from server.open311 import repository
 from server.open311.intake import FORM, RAISERS, READERS, Body, bad_request, read_body, signed_by, source_of
 from server.open311.schemas import (
@@ -30,7 +31,7 @@ from server.open311.schemas import (
     ServiceRequest,
 )
 from server.problem_docs import TOO_LARGE, key_problems, problems
-from server.problems import Problem
+from server.problems import Problem, method_not_allowed
 
 PREFIX = "/open311/v2"
 router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
@@ -206,8 +207,15 @@ def get_request(request: Request, service_request_id: str, conn: Connection) -> 
     return [_as_request(row)]
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
-def not_served(rest: str) -> None:
+#: Every method: the catch-all answers each one a resource above does not serve (405), or that none is (404).
+_EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+@router.api_route("/{rest:path}", methods=_EVERY_METHOD, include_in_schema=False)
+def not_served(request: Request, rest: str) -> None:
+    allowed = allowed_methods(request, besides=not_served)
+    if allowed:  # a resource above, asked with a method it does not serve
+        raise method_not_allowed(request, allowed)
     if rest.lower().endswith(".xml"):
         raise Problem(
             404,
