@@ -116,10 +116,6 @@ VALID: dict[tuple[str, str, str], str] = {
 #: (command, option) refused, as the command's help says, with exit 1 and a one-line ``error:``.
 EXIT_1 = {
     ("collector run", "--ready-file"): "a ready file that cannot be written is the machine's refusal (its docs)",
-    # as every configuration error of a gateway: `check` documents exit 1, `run` exits 1 for its supervisor
-    ("gateway check", "CONFIG"): "a configuration that cannot be loaded: exit 1 naming the file",
-    ("gateway run", "CONFIG"): "a configuration that cannot be loaded: exit 1 naming the file",
-    ("gateway scan", "CONFIG"): "a configuration that cannot be loaded: exit 1 naming the file",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,12 +27,19 @@ def _load(config: Path) -> GatewayConfig:
         raise typer.Exit(1) from error
 
 
+def _config_argument(help: str) -> Any:
+    """CONFIG, the gateway's TOML file: one that is not there (or a folder, or unreadable) is a bad
+    argument, exit 2 naming it, as every other command's file; before, it was exit 1, ``error: PATH:
+    no such file``, as an invalid configuration still is."""
+    return typer.Argument(..., exists=True, dir_okay=False, help=help)
+
+
 def register(app: typer.Typer) -> None:
     gateway_app = typer.Typer(help="The field gateway: poll meters, spool, publish to MQTT.", no_args_is_help=True)
 
     @gateway_app.command("check")
     def check(
-        config: Path = typer.Argument(..., help="Gateway TOML configuration."),
+        config: Path = _config_argument("Gateway TOML configuration."),
         strict: bool = typer.Option(
             False, "--strict", help="Exit 1 where `gateway run` would refuse to start on this machine."
         ),
@@ -55,7 +62,7 @@ def register(app: typer.Typer) -> None:
 
     @gateway_app.command("run")
     def run(
-        config: Path = typer.Argument(..., help="Gateway TOML configuration."),
+        config: Path = _config_argument("Gateway TOML configuration."),
         verbose: bool = typer.Option(
             False,
             "--verbose",
@@ -103,7 +110,7 @@ def register(app: typer.Typer) -> None:
 
     @gateway_app.command("scan")
     def scan(
-        config: Path = typer.Argument(..., help="Gateway TOML configuration (for the bus settings)."),
+        config: Path = _config_argument("Gateway TOML configuration (for the bus settings)."),
         bus: str = typer.Option(..., callback=checked_identifier("--bus"), help="The bus to scan, by name."),
         first: int = typer.Option(1, min=1, max=247, help="First Modbus unit id to try."),
         last: int = typer.Option(247, min=1, max=247, help="Last Modbus unit id to try."),

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from typer.testing import CliRunner
 
+from aquami.cli import app
 from aquami.config.toml_lines import LineIndex
 from gateway.config import (
     ConfigError,
@@ -271,6 +273,17 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
         assert done.returncode == 1
         assert f"error: {bad}:{line_of(bad.read_text(), 'WM-1', 2)}: meters[1].meter_id: duplicate" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["check"], ["run"], ["scan", "--bus", "tcp-1"]])
+def test_a_config_not_there_is_a_bad_argument_exit_2_naming_it(tmp_path: Path, command: list[str]) -> None:
+    """A CONFIG not there (or a folder) was exit 1, ``error: PATH: no such file``, where every other
+    command's file (``simulate rig --config``, ``detect --readings``) is exit 2 naming its argument.
+    One there but invalid stays exit 1 (test_check_command_exit_codes)."""
+    for path, why in ((tmp_path / "missing.toml", "does not exist"), (tmp_path, "is a directory")):
+        result = CliRunner().invoke(app, ["gateway", command[0], str(path), *command[1:]], env={"COLUMNS": "400"})
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for 'config': file '{path}' {why}." in result.output, result.output
 
 
 def test_a_spool_that_cannot_be_opened_stops_the_start_naming_the_file(tmp_path: Path) -> None:
