@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from aquami.cli_text import checked_text
+from aquami.excerpt import quoted
 
 #: ``--param`` of the commands that load a Modbus profile (``gateway scan``, ``decode modbus``).
 PARAM_OPTION = typer.Option(
@@ -74,8 +75,8 @@ def iso_datetime(text: str) -> datetime:
             raise ValueError(problem)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is no ISO 8601 date or time, e.g. 2026-01-01T00:00:00Z") from None
-    outside = typer.BadParameter(f"{text!r} is outside the years 1900 to 9998 in UTC")
+        raise typer.BadParameter(f"{quoted(text)} is no ISO 8601 date or time, e.g. 2026-01-01T00:00:00Z") from None
+    outside = typer.BadParameter(f"{quoted(text)} is outside the years 1900 to 9998 in UTC")
     try:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except OverflowError:

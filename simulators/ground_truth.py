@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aquami.excerpt import quoted
 from aquami.stored_times import aware_utc
 
 EVENT_KINDS = frozenset(
@@ -43,7 +44,7 @@ def iso_utc(t: datetime) -> str:
 
 def parse_iso_utc(s: str) -> datetime:
     """The UTC instant ``s`` (ISO 8601 with a UTC offset) names; a ValueError of one line, starting
-    with ``s`` as written (repr), otherwise.
+    with ``s`` as written (repr; a long one's start and length: aquami.excerpt), otherwise.
 
     Read in the shape a stored time is (:func:`aquami.stored_times.aware_utc`), in the same words:
     Python's ``fromisoformat`` alone read ``12.5`` (ISO 8601's 12:30) as half a second past 12:00, and
@@ -52,9 +53,9 @@ def parse_iso_utc(s: str) -> datetime:
     try:
         return aware_utc(s)
     except OverflowError:
-        raise ValueError(f"{s!r} is outside the years 1 to 9999 in UTC") from None
+        raise ValueError(f"{quoted(s)} is outside the years 1 to 9999 in UTC") from None
     except ValueError as problem:
-        raise ValueError(f"{s!r} {problem}") from None
+        raise ValueError(f"{quoted(s)} {problem}") from None
 
 
 @dataclass(frozen=True)

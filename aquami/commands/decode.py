@@ -1,8 +1,9 @@
 """``aquami decode mbus|wmbus|modbus``: decode frames given as hex, one JSON object per line.
 
 Frames come as arguments or, with none, one per line on standard input (spaces allowed). A frame that
-cannot be decoded prints ``{"error": ...}`` on its own line; the others still decode, and the exit
-status is 1 if any failed.
+cannot be decoded prints ``{"error": ..., "input": ...}`` on its own line (a long frame's input its
+first 32 hex digits and its size: aquami.excerpt); the others still decode, and the exit status is 1
+if any failed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 
 from aquami.cli_params import PARAM_OPTION
 from aquami.cli_text import checked_text
+from aquami.excerpt import frame_excerpt
 
 
 def _frames_from(arguments: list[str]) -> Iterable[str]:
@@ -61,12 +63,12 @@ def decode_lines(frames: Iterable[str], decode: Callable[[bytes], dict[str, Any]
             result = decode(_hex_to_bytes(text))
         except (DecodeError, ValueError) as error:
             failed = True
-            result = {"error": str(error), "input": text.strip()}
+            result = {"error": str(error), "input": frame_excerpt(text)}
         else:
             beyond = _not_finite(result)
             if beyond is not None:
                 failed = True
-                result = {"error": f"{beyond}: out of the range of a JSON number{hint}", "input": text.strip()}
+                result = {"error": f"{beyond}: out of the range of a JSON number{hint}", "input": frame_excerpt(text)}
         sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
     return 1 if failed else 0
 
