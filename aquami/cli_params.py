@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,26 +61,27 @@ def profile_parameters(items: list[str]) -> dict[str, float | str]:
     return parameters
 
 
+#: A date alone (``2026-01-01``): its midnight, in UTC.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def iso_datetime(text: str) -> datetime:
     """An instant option's value, in UTC: ISO 8601 (``2026-01-01``, ``2026-01-01T06:00:00Z``; without
     an offset, UTC), within the years a database session shows (aquami.stored_times). Typer's own
     parse (pydantic's) took a number as seconds since 1970: ``--from 12.5`` was 1970-01-01T00:00:12.5Z,
     and ``--to 2026-01-02`` with it asked for 56 years; ``0001-01-01T00:00:00+01:00`` (the year 0 in
-    UTC) was an OverflowError traceback."""
-    from aquami.stored_times import EARLIEST, PAST_LATEST, shape_problem
+    UTC) was an OverflowError traceback. Read as a stored time is (stored_times.aware_utc: its shape,
+    ISO 8601, the offset), but a date alone or a time without an offset is taken, in UTC, and any
+    fault said in this option's one line."""
+    from aquami.stored_times import EARLIEST, PAST_LATEST, aware_utc
 
-    problem = None if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text) else shape_problem(text)
-    try:
-        if problem is not None:
-            raise ValueError(problem)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{quoted(text)} is no ISO 8601 date or time, e.g. 2026-01-01T00:00:00Z") from None
     outside = typer.BadParameter(f"{quoted(text)} is outside the years 1900 to 9998 in UTC")
     try:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        moment = aware_utc(f"{text}T00:00:00" if _DATE.fullmatch(text) else text, naive_utc=True)
     except OverflowError:
         raise outside from None
+    except ValueError:
+        raise typer.BadParameter(f"{quoted(text)} is no ISO 8601 date or time, e.g. 2026-01-01T00:00:00Z") from None
     if not EARLIEST <= moment < PAST_LATEST:
         raise outside
     return moment

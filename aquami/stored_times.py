@@ -69,11 +69,12 @@ def stored_time(text: str) -> datetime:
     return moment
 
 
-def aware_utc(bare: str) -> datetime:
+def aware_utc(bare: str, *, naive_utc: bool = False) -> datetime:
     """The instant ``bare`` (a time less its outer blanks, ISO 8601 with a UTC offset) names, in UTC:
     read in a stored time's shape (:func:`shape_problem`); a ValueError saying what is wrong, without
     the text (the caller says it), otherwise, and an OverflowError for one outside the years 1 to
-    9999 once in UTC (0001-01-01T00:00+01:00 is in the year 0, 9999-12-31T23:00-02:00 in 10000)."""
+    9999 once in UTC (0001-01-01T00:00+01:00 is in the year 0, 9999-12-31T23:00-02:00 in 10000).
+    ``naive_utc``: a time without an offset is in UTC (a command's option), not refused (a file's)."""
     problem = shape_problem(bare)
     if problem is not None:
         raise ValueError(problem)
@@ -82,7 +83,9 @@ def aware_utc(bare: str) -> datetime:
     except ValueError:
         raise ValueError(NO_TIME) from None
     if moment.tzinfo is None:
-        raise ValueError("needs a UTC offset (Z or +hh:mm)")
+        if not naive_utc:
+            raise ValueError("needs a UTC offset (Z or +hh:mm)")
+        return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
 
 
