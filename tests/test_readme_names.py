@@ -48,6 +48,9 @@ OTHER_TOOLS_OPTIONS = {
     "--days": "a benchmark's",
     "--memory-seconds": "a benchmark's",
     "--paced-meters": "a benchmark's",
+    "--seeds": "a benchmark's (python -m benchmarks.reverse_flow_errors)",
+    "--events": "a benchmark's",
+    "--backward-registers": "a benchmark's",
 }
 
 
