@@ -160,6 +160,10 @@ class DetectionConfig:
     reverse_min_l: float = 2.0
     reverse_min_steps: int = 2
     reverse_window_h: float = 24.0
+    #: On the net register alone, a reverse flow's first or last backward interval that carries
+    #: less than its rate, next to an interval of use, is weighed against the meter's own use at
+    #: those times of day on this many days before (see ``register._ran_on_under_use``).
+    reverse_history_days: int = 14
 
     # --- stuck register ------------------------------------------------------------------------
     stuck_days: float = 7.0
