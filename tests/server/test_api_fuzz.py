@@ -22,62 +22,25 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlencode
 
-import psycopg
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import ASGIClient
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from collector.detection_job import DetectionJobConfig, run_detection_once
 from server.app import create_app
-from server.auth import create_api_key
-from tests.collector.test_detection_job import LEAKY, START, fleet, store_hours
-from tests.server.test_alerts_feed_care_and_billing import register_leaky_household
+from tests.server.fuzz_fleet import load_fleet, table_checksums
 from tests.services import create_database, drop_database
 
 EXAMPLES = int(os.environ.get("AQUAMI_FUZZ_EXAMPLES", "8"))
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def _load_fleet(url: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Twenty households in D1 with nine days of hourly reads, one of them leaking (account ACC-7);
-    detection run once over them (alerts, and the enquiries they raise). The keys, by who holds them,
-    and a stored thing's id by the path parameter that names it."""
-    meters = fleet()
-    with psycopg.connect(url, autocommit=True) as conn:
-        register_leaky_household(conn, meters)
-        keys = {
-            "admin": create_api_key(conn, "fuzz admin", ["admin"]),
-            "reader": create_api_key(conn, "fuzz reader", ["reader"]),
-        }
-    store_hours(url, meters, 0, 9 * 24)
-    with psycopg.connect(url) as conn:
-        run_detection_once(conn, START + timedelta(days=9), DetectionJobConfig(history_days=9))
-        row = conn.execute(
-            "SELECT a.alert_id, e.enquiry_id FROM alerts a JOIN enquiries e USING (alert_id) WHERE a.meter_id = %s",
-            (LEAKY,),
-        ).fetchone()
-        code = conn.execute("SELECT min(service_code) FROM open311_services").fetchone()
-    assert row is not None and code is not None, "detection raised no alert for the leak"
-    stored = {
-        "meter_id": LEAKY,
-        "ts": (START + timedelta(days=8)).isoformat(),
-        "alert_id": row[0],
-        "enquiry_id": str(row[1]),
-        "service_request_id": str(row[1]),
-        "service_code": code[0],
-    }
-    return keys, stored
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +50,7 @@ def fuzzed(timescale_admin_url: str) -> Iterator[tuple[FastAPI, dict[str, str], 
         from collector.migrate import migrate
 
         migrate(url)
-        keys, stored = _load_fleet(url)
+        keys, stored = load_fleet(url)
         app = create_app(url)
         with TestClient(app):  # runs the lifespan: the pool the routes take connections from
             yield app, keys, stored, url
@@ -102,24 +65,6 @@ def fuzzed(timescale_admin_url: str) -> Iterator[tuple[FastAPI, dict[str, str], 
 _SCHEMA_APP = create_app("postgresql://schema-only.invalid/aquami")
 schema = schemathesis.openapi.from_dict(_SCHEMA_APP.openapi())
 schema.app = _SCHEMA_APP  # the ASGI transport; each call names the app of ``fuzzed``
-
-
-def _checksum(url: str) -> dict[str, str]:
-    """Each table's rows, hashed: what a refused write must leave as it was."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
-            )
-        ]
-        sums = {}
-        for table in tables:
-            query = sql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
-            row = conn.execute(query.format(sql.Identifier(table))).fetchone()
-            sums[table] = row[0] if row else ""
-        return sums
 
 
 def _pick(case: Any) -> int:
@@ -159,7 +104,7 @@ def test_any_input_gets_an_answer_that_says_why_and_a_refused_write_changes_noth
     _name_stored_things(case, stored)
     headers = {**(case.headers or {}), **_credentials(case, keys)}
     writes = case.method.upper() in WRITES
-    before = _checksum(url) if writes else None
+    before = table_checksums(url) if writes else None
     # A client not entered: schemathesis's own would run the app's lifespan (a new pool) on every call.
     # (cast: its ASGI callable type is narrower than FastAPI's.)
     response = case.call(session=ASGIClient(cast(Any, app)), headers=headers)
@@ -174,7 +119,7 @@ def test_any_input_gets_an_answer_that_says_why_and_a_refused_write_changes_noth
         problem = response.json()
         assert problem.get("status") == response.status_code and str(problem.get("detail", "")).strip(), problem
         if writes:
-            assert _checksum(url) == before, f"{case.method} {case.formatted_path} refused yet changed data"
+            assert table_checksums(url) == before, f"{case.method} {case.formatted_path} refused yet changed data"
 
 
 #: The fields of Open311's "POST Service Request" (its body is read by hand, so not in the schema).
@@ -221,7 +166,7 @@ def test_an_open311_request_of_any_body_is_raised_or_refused_with_why_and_nothin
         {} if signed == "none" else {"Authorization": f"Bearer {keys['admin' if signed == 'header' else 'reader']}"}
     )
     kind, given = body
-    before = _checksum(url)
+    before = table_checksums(url)
     client = TestClient(app, raise_server_exceptions=False)  # no lifespan of its own: the fixture's runs
     if kind == "json":
         response = client.post("/open311/v2/requests.json", json=given, headers=headers)
@@ -234,4 +179,4 @@ def test_an_open311_request_of_any_body_is_raised_or_refused_with_why_and_nothin
         assert response.headers["content-type"].startswith("application/problem+json"), response.text
         problem = response.json()
         assert problem.get("status") == response.status_code and str(problem.get("detail", "")).strip(), problem
-        assert _checksum(url) == before, f"refused ({response.status_code}) yet changed data: {given!r}"
+        assert table_checksums(url) == before, f"refused ({response.status_code}) yet changed data: {given!r}"
