@@ -32,6 +32,7 @@ from server.schema_check import SchemaCheck, not_migrated
 from server.security_headers import SecurityHeaders
 from server.web.care_desk import router as web_care_desk_router
 from server.web.enquiries import router as web_enquiries_router
+from server.web.pages import error_page
 from server.web.router import router as web_router
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
     app.state.floor_lag_warning = floor_lag_warning
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
     app.add_middleware(SecurityHeaders)  # outside BodyLimit: its 413 carries them too
-    install_problem_handlers(app)
+    install_problem_handlers(app, error_page)
     app.include_router(meters_router)
     app.include_router(alerts_router)
     app.include_router(gateways_router)

@@ -36,7 +36,7 @@ def install_docs(app: FastAPI) -> None:
     app.mount(ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     def swagger_ui() -> HTMLResponse:
         return _guarded(
             get_swagger_ui_html(
@@ -49,7 +49,7 @@ def install_docs(app: FastAPI) -> None:
             )
         )
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False, response_class=HTMLResponse)
     def redoc() -> HTMLResponse:
         return _guarded(
             get_redoc_html(

@@ -1,15 +1,17 @@
-"""Errors as ``application/problem+json`` (RFC 9457), for every error the API returns."""
+"""Errors as ``application/problem+json`` (RFC 9457), for every error the API returns; a page's (a
+route answering HTML, server.web) as a page saying the same, as a browser shows no JSON."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.methods import allowed_methods, route_path
@@ -81,38 +83,77 @@ def refuse_nul_text(request: Request) -> None:
             raise Problem(400, f"a {where} parameter holds a NUL character (U+0000)", title="Invalid character")
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+#: A page saying why a request to a page was refused: the request, the status, the detail (a sentence),
+#: the headers the problem document would carry.
+ErrorPage = Callable[[Request, int, str, dict[str, str] | None], Response]
+
+
+def is_page(request: Request) -> bool:
+    """Whether the request was routed to a page: a route whose answers are HTML (server.web's routers,
+    the API's documentation pages)."""
+    return getattr(request.scope.get("route"), "response_class", None) is HTMLResponse
+
+
+def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> None:
+    """Answer every error in problem+json; one refusing a page's request, by ``page`` when given.
+
+    Before, a page's request refused before its own code ran (a NUL in its address, refused for every
+    route by :func:`refuse_nul_text`; a form field missing) was answered in problem+json, which a
+    browser shows as raw JSON."""
+
+    def answer(
+        request: Request,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        said: str | None = None,
+        **problem: Any,
+    ) -> Response:
+        """``said``: the detail in a page's words, when they differ."""
+        if page is not None and is_page(request):
+            return page(request, status, said or detail, headers)
+        return problem_response(request, status, detail, headers=headers, **problem)
+
     @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
-            request, exc.status, exc.detail, title=exc.title, type_=exc.type, headers=exc.headers or None, **exc.extra
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return answer(
+            request, exc.status, exc.detail, exc.headers or None, title=exc.title, type_=exc.type, **exc.extra
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 405 and (allowed := allowed_methods(request)):  # Starlette's names one route's
             return await _problem(request, method_not_allowed(request, allowed))
-        return problem_response(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        return answer(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [
             {"location": "/".join(str(p) for p in error.get("loc", ())), "message": error.get("msg", "")}
             for error in exc.errors()
         ]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors) or "invalid request"
-        return problem_response(request, 422, detail, title="Invalid request", errors=errors)
+        said = "; ".join(f"{_in_words(error.get('loc', ()))}: {error.get('msg', '')}" for error in exc.errors())
+        return answer(request, 422, detail, said=said or None, title="Invalid request", errors=errors)
 
     @app.exception_handler(psycopg.OperationalError)
-    async def _database_away(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+    async def _database_away(request: Request, exc: psycopg.OperationalError) -> Response:
         # the connection was lost during the request (a restart, a failover)
         log.warning("database error on %s: %s", request.url.path, exc)
         return await _problem(request, database_unavailable("the database connection was lost; try again shortly"))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
         # Starlette answers this from its ServerErrorMiddleware, outside every middleware of the app:
         # the security headers are set here, or the 500 would go without them
         headers = security_headers(str(request.scope["path"]))
-        return problem_response(request, 500, "an unexpected error occurred; it has been logged", headers=headers)
+        return answer(request, 500, "an unexpected error occurred; it has been logged", headers)
+
+
+def _in_words(location: Any) -> str:
+    """Where a request's invalid value is, for a person: ``("body", "key")`` is "the form's key"."""
+    where, *names = [str(part) for part in location] or ["request"]
+    whose = {"body": "the form's", "query": "the address's", "path": "the address's"}.get(where, f"the {where}'s")
+    return f"{whose} {' '.join(names)}".strip() if names else f"the {where}"
+

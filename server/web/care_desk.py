@@ -29,7 +29,7 @@ from server.care.schemas import Enquiry
 from server.db import get_connection
 from server.web.pages import signed_in, templates
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PATH = "/care/enquiries"
 ENQUIRIES_PER_PAGE = 50

@@ -36,7 +36,7 @@ from server.db import get_connection
 from server.origins import from_another_site
 from server.web.pages import signed_in, templates
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PATH = "/care/enquiries/{enquiry_id}"
 _ID = re.compile(r"[1-9][0-9]{0,17}")  # a bigint's digits; anything else names no enquiry

@@ -4,6 +4,7 @@ who the signed-in key is (the API's roles, by :func:`server.auth.may`)."""
 from __future__ import annotations
 
 from decimal import Decimal
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import quote
 
@@ -39,6 +40,17 @@ def login_page(request: Request, error: str | None, status_code: int, who: str |
     if status_code == 401:  # RFC 9110 §15.5.2: a 401 names how to authenticate, as the API's 401 does
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def error_page(request: Request, status_code: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """A refusal the app's handlers make for a page (server.problems: a NUL in its address, a form
+    field missing), said on a page: the problem document's detail, as a sentence."""
+    context = {"status": status_code, "phrase": HTTPStatus(status_code).phrase, "error": _sentence(detail)}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status_code, headers=headers)
+
+
+def _sentence(detail: str) -> str:
+    return f"{detail[:1].upper()}{detail[1:].rstrip('.')}."
 
 
 def signed_in(request: Request, conn: psycopg.Connection, roles: tuple[str, ...], what: str) -> Principal | Response:

@@ -36,7 +36,7 @@ from server.meters.schemas import meter_from_row
 from server.origins import from_another_site
 from server.web.pages import login_page, signed_in, templates
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 PAGE_ROLES = ("reader", "meterization", "customer_care")  # and admin, as everywhere
 METERS_PER_PAGE = 500

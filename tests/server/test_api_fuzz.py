@@ -12,7 +12,7 @@ under a key of a role that may not. Whatever comes in:
 - an answer whose status the schema declares a body for conforms to it;
 - a refused write leaves the stored data as it was (a checksum of every table, before and after).
 
-The HTML pages are outside the schema (``include_in_schema=False``): tests/server/test_web_*.py covers them.
+The HTML pages are outside the schema (``include_in_schema=False``): tests/server/test_web_fuzz.py fuzzes them.
 Deterministic (``derandomize``); ``AQUAMI_FUZZ_EXAMPLES`` raises the examples per operation for a
 longer hunt locally.
 """
