@@ -122,9 +122,15 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 405 and (allowed := allowed_methods(request)):  # Starlette's names one route's
-            return await _problem(request, method_not_allowed(request, allowed))
-        return answer(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        detail = str(exc.detail)
+        said = None
+        if exc.status_code == 405:  # a page's address typed, as GET /logout
+            said = f"this address is not opened with {request.method}: use the page's links and buttons"
+            if allowed := allowed_methods(request):  # Starlette's Allow names one route's methods only
+                refusal = method_not_allowed(request, allowed)
+                headers, detail = {**(headers or {}), **refusal.headers}, refusal.detail
+        return answer(request, exc.status_code, detail, headers, said=said)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -347,3 +347,27 @@ def test_a_page_refused_before_its_own_code_runs_says_why_on_a_page(
     response = client.request(method, address, data=form, headers={"Authorization": f"Bearer {keys['admin']}"})
     assert (response.status_code, response.headers["content-type"]) == (status, "text/html; charset=utf-8")
     assert f'<p class="error">{said}</p>' in response.text, response.text
+
+
+_PAGE_METHODS: dict[str, set[str]] = {}
+for _route in ROUTES:
+    if _route.page:
+        _PAGE_METHODS.setdefault(_route.path, set()).add(_route.method)
+#: Every page's address, with each method none of its routes takes (GET /logout: typed in the address bar).
+_NOT_TAKEN = [
+    (method, path)
+    for path, methods in _PAGE_METHODS.items()
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+    if method not in methods
+]
+
+
+@pytest.mark.parametrize(("method", "path"), _NOT_TAKEN, ids=[f"{m} {p}" for m, p in _NOT_TAKEN])
+def test_a_page_asked_with_a_method_it_does_not_take_says_so_on_a_page(method: str, path: str) -> None:
+    """A 405 (routing's own, before any page's code or the database) was problem+json on a page's
+    address too: ``GET /logout`` typed showed raw JSON."""
+    app = create_app("postgresql://schema-only.invalid/aquami")  # a 405 is answered before any connection
+    response = TestClient(app).request(method, _PARAM.sub("1", path))
+    assert (response.status_code, response.headers["content-type"]) == (405, "text/html; charset=utf-8")
+    said = f"This address is not opened with {method}: use the page&#39;s links and buttons."
+    assert f'<p class="error">{said}</p>' in response.text, response.text
