@@ -162,4 +162,3 @@ def _in_words(location: Any) -> str:
     where, *names = [str(part) for part in location] or ["request"]
     whose = {"body": "the form's", "query": "the address's", "path": "the address's"}.get(where, f"the {where}'s")
     return f"{whose} {' '.join(names)}".strip() if names else f"the {where}"
-
