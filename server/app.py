@@ -29,6 +29,7 @@ from server.open311.router import router as open311_router
 from server.problem_docs import document_problems, problems
 from server.problems import install_problem_handlers, refuse_nul_text
 from server.schema_check import SchemaCheck, not_migrated
+from server.security_docs import document_security
 from server.security_headers import SecurityHeaders
 from server.web.care_desk import router as web_care_desk_router
 from server.web.enquiries import router as web_enquiries_router
@@ -77,6 +78,7 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
     app.include_router(web_enquiries_router)
     install_docs(app)
     document_problems(app)
+    document_security(app)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "web" / "static")), name="static")
 
     @app.get(

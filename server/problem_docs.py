@@ -78,15 +78,16 @@ def key_problems(*allowed: str) -> dict[int, str]:
     return {401: NO_KEY, 403: f"The key has none of the roles this needs: {', '.join(sorted({*allowed, 'admin'}))}"}
 
 
-def _dependencies(dependant: Dependant) -> Iterator[Any]:
+def dependencies(dependant: Dependant) -> Iterator[Any]:
+    """Every callable ``dependant`` depends on, however deep."""
     for sub in dependant.dependencies:
         yield sub.call
-        yield from _dependencies(sub)
+        yield from dependencies(sub)
 
 
 def generic_problems(route: RouteContext) -> dict[int, str]:
     """The errors ``route`` answers by what it depends on, and by what every route is."""
-    calls = list(_dependencies(route.dependant))
+    calls = list(dependencies(route.dependant))
     found: dict[int, str] = {500: UNEXPECTED}
     if refuse_nul_text in calls:
         found[400] = f"Bad request: {NUL_TEXT}"

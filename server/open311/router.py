@@ -32,6 +32,7 @@ from server.open311.schemas import (
 )
 from server.problem_docs import TOO_LARGE, key_problems, problems
 from server.problems import Problem, method_not_allowed
+from server.security_docs import HEADER_KEY, key_security
 
 PREFIX = "/open311/v2"
 router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
@@ -98,6 +99,9 @@ def service_definition(service_code: str, conn: Connection) -> ServiceDefinition
         }
     ),
     summary="POST Service Request: raise an enquiry",
+    description="The key: the form's (or JSON object's) `api_key` field, as GeoReport v2 posts it, or the "
+    "API's header (`Authorization: Bearer`, `X-API-Key`); never the web page's cookie.",
+    openapi_extra=key_security(*RAISERS, schemes=HEADER_KEY),
 )
 def post_request(request: Request, body: Annotated[Body, Depends(read_body)], conn: Connection) -> list[RequestCreated]:
     principal = signed_by(conn, request, body, *RAISERS)
@@ -168,6 +172,7 @@ def _check_location(given: RequestIn) -> None:
         {400: "Invalid ids, status, or dates (end before start, or over 90 days)", **key_problems(*READERS)}
     ),
     summary="GET Service Requests: enquiries, newest first",
+    openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
 )
 def list_requests(
     request: Request,
@@ -197,6 +202,7 @@ def list_requests(
     response_model=list[ServiceRequest],
     responses=problems({**key_problems(*READERS), 404: "Unknown service request: no request of that id"}),
     summary="GET Service Request: one enquiry (a list of one, as the spec answers)",
+    openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
 )
 def get_request(request: Request, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
     signed_by(conn, request, None, *READERS)

@@ -2,8 +2,9 @@
 
 Against a real database holding a small fleet (meters, hourly reads, alerts and the enquiries they
 raised, an account), every operation is called with path, query, header and body values made from its
-schema, valid and invalid ones, under a key whose role may call it, and now and then under none or
-under a key of a role that may not. Whatever comes in:
+schema, valid and invalid ones, under a key whose role may call it, and now and then under none, under
+a key of a role that may not, or under the wrong keys schemathesis makes from the document's
+security schemes. Whatever comes in:
 
 - the answer is never a 5xx;
 - its status is one the schema declares for the operation (a client generated from it has a type
@@ -36,6 +37,7 @@ from schemathesis.python.asgi import ASGIClient
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from server.app import create_app
+from server.auth import SESSION_COOKIE
 from tests.server.fuzz_fleet import load_fleet, table_checksums
 from tests.services import create_database, drop_database
 
@@ -81,13 +83,28 @@ def _name_stored_things(case: Any, stored: dict[str, str]) -> None:
                 case.path_parameters[name] = stored[name]
 
 
-def _credentials(case: Any, keys: dict[str, str]) -> dict[str, str]:
-    """Mostly the admin key (every role's endpoints accept it); one case in eight none, one in eight
-    the reader's (a role most writes refuse)."""
+#: The headers a key comes in (the document's security schemes; the third is the page's cookie).
+_KEY_HEADERS = frozenset({"authorization", "x-api-key"})
+
+
+def _signed(case: Any, keys: dict[str, str]) -> dict[str, str]:
+    """The case's headers, signed: mostly by the admin key (every role's endpoints accept it); one
+    case in eight by none, one in eight by the reader's (a role most writes refuse). Schemathesis
+    makes a value for each key scheme the document declares (a bearer, an X-API-Key, the page's
+    cookie: text, not keys): one case in eight keeps those (a wrong key, when it made one), the
+    others have them taken off (the case's cookie too), so a "none" sends no key at all."""
     pick = _pick(case) // 2 % 8
+    headers: dict[str, str] = dict(case.headers or {})
+    generated = _KEY_HEADERS & {name.lower() for name in headers} or SESSION_COOKIE in (case.cookies or {})
+    if pick == 2 and generated:
+        return headers
+    headers = {name: value for name, value in headers.items() if name.lower() not in _KEY_HEADERS}
+    case.headers = headers
+    if case.cookies:
+        case.cookies = {name: value for name, value in case.cookies.items() if name != SESSION_COOKIE}
     if pick == 0:
-        return {}
-    return {"Authorization": f"Bearer {keys['reader' if pick == 1 else 'admin']}"}
+        return headers
+    return {**headers, "Authorization": f"Bearer {keys['reader' if pick == 1 else 'admin']}"}
 
 
 @schema.parametrize()
@@ -102,7 +119,7 @@ def test_any_input_gets_an_answer_that_says_why_and_a_refused_write_changes_noth
 ) -> None:
     app, keys, stored, url = fuzzed
     _name_stored_things(case, stored)
-    headers = {**(case.headers or {}), **_credentials(case, keys)}
+    headers = _signed(case, keys)
     writes = case.method.upper() in WRITES
     before = table_checksums(url) if writes else None
     # A client not entered: schemathesis's own would run the app's lifespan (a new pool) on every call.
