@@ -24,6 +24,7 @@ from server.care.router import router as care_router
 from server.db import open_pool
 from server.docs import install_docs
 from server.gateways.router import router as gateways_router
+from server.head import HeadAsGet
 from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
 from server.problem_docs import document_problems, problems
@@ -66,6 +67,7 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
     app.state.floor_lag_warning = floor_lag_warning
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
     app.add_middleware(SecurityHeaders)  # outside BodyLimit: its 413 carries them too
+    app.add_middleware(HeadAsGet)  # outside both: a HEAD's answer is its GET's, headers and all
     install_problem_handlers(app, error_page)
     app.include_router(meters_router)
     app.include_router(alerts_router)
