@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import serial
 
-from gateway.config import MBusBusConfig, load_config, parse_config_text
+from gateway.config import MBusBusConfig, parse_config_text
 from gateway.mbus import MBusTransport
 from gateway.transport import PollError
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
@@ -109,12 +109,9 @@ def test_secondary_address_search_and_scan_command(tmp_path: Path) -> None:
             "mqtt://127.0.0.1:1", tmp_path / "s.sqlite", mbus_bus("m", line.port, SEARCH_ANSWER_S), [], gateway_id="g"
         )
     )
+    # The search itself is the scan's (gateway.mbus.MBusTransport.search_blocking): run once, through
+    # the command, where it ran twice, each some 150 requests, most waiting out the answer window.
     try:
-        bus = load_config(config_file).buses[0]
-        assert isinstance(bus, MBusBusConfig)
-        transport = MBusTransport(bus)
-        found = transport.search_blocking()
-        transport.line.close()
         import subprocess
 
         done = subprocess.run(
@@ -125,7 +122,6 @@ def test_secondary_address_search_and_scan_command(tmp_path: Path) -> None:
         )
     finally:
         line.stop()
-    assert sorted(found) == sorted(identifications)
     assert done.returncode == 0, done.stderr
     combined = parse_config_text(config_file.read_text() + "\n" + (tmp_path / "found.toml").read_text())
     assert sorted(m.secondary_address or "" for m in combined.meters) == sorted(identifications)
