@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -207,8 +208,8 @@ class Outcome(NamedTuple):
     output: str
 
 
-def _in_process(args: list[str]) -> Outcome:
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+def _in_process(args: list[str], cli: typer.Typer = app) -> Outcome:
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "400"})
     said = result.output
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         # the command got past its checks: the real one said a traceback or a database's error
@@ -220,22 +221,33 @@ def _in_process(args: list[str]) -> Outcome:
 TIMEOUT_S = 8.0
 
 
-def _forked(args: list[str]) -> Outcome:
+def _forked(args: list[str], cli: typer.Typer = app) -> Outcome:
     """The command in a child of its own (its own process group, killed whole at the timeout), so a
-    value accepted by mistake starts nothing that outlives the test. Forked, not spawned: no import."""
+    value accepted by mistake starts nothing that outlives the test. Forked, not spawned: no import.
+
+    The child's outcome is read while it runs: a pipe holds 64 KB, and a child saying more waited
+    for room to write until the timeout, reported as still running whatever it had done."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             os.setpgid(0, 0)
             os.close(read_end)
-            outcome = _in_process(args)
+            outcome = _in_process(args, cli)
             with os.fdopen(write_end, "w") as pipe:
                 json.dump(outcome._asdict(), pipe)
         finally:
             os._exit(0)
     os.close(write_end)
     deadline = time.monotonic() + TIMEOUT_S
+    chunks: list[bytes] = []
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([pipe], [], [], left)[0]:
+                chunk = pipe.read(1 << 16)
+                if not chunk:  # the child closed its end: it has said all it will
+                    break
+                chunks.append(chunk)
     while time.monotonic() < deadline:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -244,11 +256,25 @@ def _forked(args: list[str]) -> Outcome:
     else:
         os.killpg(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        os.close(read_end)
         return Outcome(None, "")
-    with os.fdopen(read_end) as pipe:
-        said = pipe.read()
+    said = b"".join(chunks).decode()
     return Outcome(**json.loads(said)) if said else Outcome(-1, "the child died without a word")
+
+
+def test_a_forked_child_saying_more_than_a_pipe_holds_is_reported_as_it_ended() -> None:
+    """A child that says 200 KB and exits 2 is reported so, with all it said: before, it waited for
+    room in the pipe (64 KB), which was read only once the child had exited, and was reported as
+    still running at the timeout."""
+    talker = typer.Typer()
+    said = "".join(f"line {n:06d}\n" for n in range(200_000 // 12 + 1))
+
+    @talker.command()
+    def talk() -> None:
+        typer.echo(said, nl=False)
+        raise typer.Exit(2)
+
+    assert len(said) >= 200_000
+    assert _forked([], talker) == Outcome(2, said)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.command}-{c.option}={c.value}" for c in CASES])
