@@ -13,7 +13,6 @@ import random
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any, TextIO
 import psycopg
 from psycopg import sql
 
+from aquami.demo_folders import clear_left_overs, make_demo_folder
 from aquami.demo_keys import issue_demo_key, revoke_on_stop
 from aquami.embedded import EmbeddedBroker, start_embedded_postgres
 from aquami.mqtt import MqttEndpoint, redacted
@@ -226,7 +226,9 @@ class Demo:
         o = self.options
         if o.database_url:  # before anything starts: a refused database is left as it was
             await asyncio.to_thread(claim_database, o.database_url)
-        workdir = o.data_dir or Path(tempfile.mkdtemp(prefix="aquami-demo-"))
+        # what killed demos left in the temporary folder: their PostgreSQL would run for ever
+        await asyncio.to_thread(clear_left_overs, lambda line: self.say(f"· {line}"))
+        workdir = o.data_dir or make_demo_folder()
         workdir.mkdir(parents=True, exist_ok=True)  # the demo's own: the gateway's spool needs its folder there
         started = time.monotonic()
         pg_server = broker = simulator = collector = gateway = web = detection = None

@@ -36,7 +36,7 @@ class LeftOverPostgresError(OSError):
 def stop_left_over(pgdata: Path) -> str | None:
     """Stop the postmaster a killed demo left running on ``pgdata``, if there is one; what was done,
     in a line, or None (no server there, or one a living demo uses)."""
-    postmaster = _postmaster_of(pgdata)
+    postmaster = postmaster_of(pgdata)
     if postmaster is None or any(_alive(pid) for pid in _handles(pgdata) if pid != os.getpid()):
         return None
     postmaster.send_signal(signal.SIGINT)  # fast shutdown; a smart one (SIGTERM) waits for sessions
@@ -52,7 +52,7 @@ def stop_left_over(pgdata: Path) -> str | None:
     return f"stopped the PostgreSQL (pid {postmaster.pid}) a killed demo left running on {pgdata.parent}"
 
 
-def _postmaster_of(pgdata: Path) -> psutil.Process | None:
+def postmaster_of(pgdata: Path) -> psutil.Process | None:
     """The running postmaster whose data folder ``pgdata`` is, as its ``postmaster.pid`` says: not a
     process that took a dead server's id since (a reboot left the file), nor one of another folder."""
     try:
