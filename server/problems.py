@@ -1,5 +1,6 @@
 """Errors as ``application/problem+json`` (RFC 9457), for every error the API returns; a page's (a
-route answering HTML, server.web) as a page saying the same, as a browser shows no JSON."""
+route answering HTML, server.web), and a browser's for an address no route matches, as a page saying
+the same, as a browser shows no JSON."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.accept import prefers_html
 from server.methods import allowed_methods, route_path
 from server.security_headers import security_headers
 
@@ -94,6 +96,14 @@ def is_page(request: Request) -> bool:
     return getattr(request.scope.get("route"), "response_class", None) is HTMLResponse
 
 
+def is_unrouted_page_request(request: Request) -> bool:
+    """Whether the request matched no route (a mistyped page address: ``/care/nothing``, ``/meterz``)
+    and its ``Accept`` ranks HTML above JSON, as a browser's does: its 404 is a page, with a link
+    to the start page, where the raw JSON problem was shown before. An API client (``Accept:
+    application/json``, curl's ``*/*``, none) still gets problem+json."""
+    return "route" not in request.scope and prefers_html(request.headers.get("accept"))
+
+
 def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> None:
     """Answer every error in problem+json; one refusing a page's request, by ``page`` when given.
 
@@ -110,7 +120,7 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
         **problem: Any,
     ) -> Response:
         """``said``: the detail in a page's words, when they differ."""
-        if page is not None and is_page(request):
+        if page is not None and (is_page(request) or is_unrouted_page_request(request)):
             return page(request, status, said or detail, headers)
         return problem_response(request, status, detail, headers=headers, **problem)
 
@@ -125,6 +135,8 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
         headers = getattr(exc, "headers", None)
         detail = str(exc.detail)
         said = None
+        if exc.status_code == 404 and "route" not in request.scope:  # no route matched the address
+            said = "there is no page at this address"
         if exc.status_code == 405:  # a page's address typed, as GET /logout
             said = f"this address is not opened with {request.method}: use the page's links and buttons"
             if allowed := allowed_methods(request):  # Starlette's Allow names one route's methods only
