@@ -17,6 +17,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
+from server.auth import Principal
 from server.db import get_connection
 from server.instants import UtcInstant
 from server.methods import allowed_methods
@@ -165,6 +166,17 @@ def _check_location(given: RequestIn) -> None:
         )
 
 
+def _reader(request: Request, conn: Connection) -> Principal:
+    """The key of a request that reads requests, checked as a dependency rather than in the
+    handler: FastAPI solves a route's dependencies before it validates its query, so a request
+    without a valid key is a 401 whatever its query, as on every role-protected route (before,
+    ``start_date=yesterday`` without a key was a 422 saying what the dates must be)."""
+    return signed_by(conn, request, None, *READERS)
+
+
+Reader = Annotated[Principal, Depends(_reader)]
+
+
 @router.get(
     "/requests.json",
     response_model=list[ServiceRequest],
@@ -175,7 +187,7 @@ def _check_location(given: RequestIn) -> None:
     openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
 )
 def list_requests(
-    request: Request,
+    _: Reader,
     conn: Connection,
     service_request_id: Annotated[str | None, Query(description="comma-separated; overrides the other filters")] = None,
     service_code: Annotated[str | None, Query(description="comma-separated")] = None,
@@ -183,7 +195,6 @@ def list_requests(
     end_date: Annotated[UtcInstant | None, Query()] = None,
     status: Annotated[str | None, Query(description="open, closed, or both comma-separated")] = None,
 ) -> list[ServiceRequest]:
-    signed_by(conn, request, None, *READERS)
     start, end = _window(start_date, end_date)
     rows = repository.list_requests(
         conn,
@@ -204,8 +215,7 @@ def list_requests(
     summary="GET Service Request: one enquiry (a list of one, as the spec answers)",
     openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
 )
-def get_request(request: Request, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
-    signed_by(conn, request, None, *READERS)
+def get_request(_: Reader, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
     (enquiry_id,) = _ids(service_request_id, where="service_request_id", at_most=1)
     row = repository.get_request(conn, enquiry_id)
     if row is None:

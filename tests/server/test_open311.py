@@ -456,3 +456,34 @@ def test_json_s_true_and_false_are_no_coordinates(desk: Desk, lat: bool | float,
         assert _stored(desk) == before
     else:
         assert answer.status_code == 200, answer.text
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    query=st.fixed_dictionaries(
+        {},
+        optional={
+            name: st.sampled_from(["yesterday", "2026-01-01", "1700000000", "2026-13-01T00:00:00Z", ""])
+            | st.text(st.characters(exclude_characters="\x00"), max_size=20)
+            for name in ("start_date", "end_date", "service_request_id", "status")
+        },
+    )
+)
+def test_reading_requests_asks_the_key_before_the_query_as_every_role_protected_route_does(
+    desk: Desk, query: dict[str, str]
+) -> None:
+    """Before, GET requests.json without a key and with a bad date was a 422 saying what a date must be."""
+    path = f"{V2}/requests.json"
+    for headers in ({}, {"Authorization": "Bearer aqk_nope.nope"}, {"X-API-Key": ""}):
+        answer = desk.client.get(path, params=query, headers=headers)
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["www-authenticate"] == "Bearer"
+        assert answer.headers["content-type"] == "application/problem+json"
+    for role in ("reader", "customer_app"):
+        assert desk.client.get(path, params=query, headers=desk.header(role)).status_code == 403
+
+
+def test_a_keyed_reader_s_bad_query_is_answered_as_before(desk: Desk) -> None:
+    for query, status in (({"start_date": "yesterday"}, 422), ({"status": "lost"}, 400), ({}, 200)):
+        answer = desk.client.get(f"{V2}/requests.json", params=query, headers=desk.header("customer_care"))
+        assert answer.status_code == status, answer.text
