@@ -191,12 +191,7 @@ ChunkResult = tuple[
 
 def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: np.ndarray) -> ChunkResult:
     flows = interval_flows(part, config)
-    leaks = _leaks(part, flows, config)
-    bursts = _without_leaks_seen_through_use(detect_bursts(part, flows, config), leaks, config)
-    bursts, leaks = _bursts_found_to_be_leaks(bursts, leaks, config)
-    leaks = _without_burst_runs(leaks, bursts)
-    bursts = bursts_above_leak_free_use(bursts, leaks, part, flows, config)
-    alerts = bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
+    alerts = leaks_and_bursts(part, flows, config)
     alerts += detect_reverse_flow(part, flows, config)
     alerts += meter_alarm_alerts(part, flows, config)
     quiet = still_for(flows)
@@ -206,6 +201,19 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     back_known = flows.known_idx[back[0], back[1]]
     hiding = still_register_flow(part, flows, estimated, config, smallest_step, quiet, known_from)
     return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config), hiding
+
+
+def leaks_and_bursts(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
+    """The leak and burst alerts of a chunk of customer meters: the two detectors, and what each
+    kind's alerts tell about the other's (a leak seen again through the household's use is no
+    burst, a burst later seen to be a leak is that leak, ...). The leak benchmark
+    (``benchmarks.leak_errors``) runs this alone."""
+    leaks = _leaks(part, flows, config)
+    bursts = _without_leaks_seen_through_use(detect_bursts(part, flows, config), leaks, config)
+    bursts, leaks = _bursts_found_to_be_leaks(bursts, leaks, config)
+    leaks = _without_burst_runs(leaks, bursts)
+    bursts = bursts_above_leak_free_use(bursts, leaks, part, flows, config)
+    return bursts + [_as_burst(a) if a.rate_l_h >= config.burst_min_l_h else a for a in leaks]
 
 
 def _leaks(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
