@@ -22,7 +22,7 @@ from datetime import timedelta
 import numpy as np
 
 from benchmarks.bench_detection import GRACE, WARM_UP_DAYS, block_of, labelled_fleet_spec
-from benchmarks.reverse_flow_errors import Errors, SeedRun, parse_seeds
+from benchmarks.reverse_flow_errors import SeedRun, parse_seeds, print_pooled, report_seeds
 from collector.detection.alerts import Alert
 from collector.detection.common import Clock, usual_flow_at_same_time
 from collector.detection.config import DetectionConfig
@@ -107,27 +107,15 @@ def main() -> None:
     parser.add_argument("--events", action="store_true", help="list each leak more than 1 h or 10%% off")
     args = parser.parse_args()
     config = DetectionConfig()
-    pooled = Errors()
     t0 = time.process_time()
-    for seed in args.seeds:
-        run = run_seed(seed, meters=args.meters, days=args.days, config=config)
-        errors = Errors()
-        errors.add(run.matches)
-        pooled.add(run.matches)
-        start, volume = errors.within(1.0, 0.10)
-        print(
-            f"seed {seed}: found {len(errors.start_h)}/{errors.events}, start ≤ 1 h {start:.3f}, "
-            f"volume ≤ 10% {volume:.3f}",
-            flush=True,
-        )
-        if args.events:
-            print("\n".join(event_lines(run, config)), flush=True)
+    pooled = report_seeds(
+        args.seeds,
+        lambda seed: run_seed(seed, meters=args.meters, days=args.days, config=config),
+        (lambda run: event_lines(run, config)) if args.events else None,
+    )
     seeds = ", ".join(map(str, args.seeds))
-    print()
-    print(f"Leaks of 10 L/h and more, seeds {seeds} pooled ({time.process_time() - t0:.0f} s CPU):")
-    print("| kind | found | start ≤ 1 h | ≤ 2 h | ≤ 3 h | p90 | volume ≤ 10% | ≤ 15% | ≤ 20% | p90 |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(pooled.table_row("leak ≥ 10 L/h"))
+    title = f"Leaks of 10 L/h and more, seeds {seeds} pooled ({time.process_time() - t0:.0f} s CPU):"
+    print_pooled(title, "leak ≥ 10 L/h", pooled)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -145,6 +146,37 @@ def event_lines(run: SeedRun, config: DetectionConfig) -> list[str]:
     return lines
 
 
+def report_seeds(
+    seeds: list[int], run_one: Callable[[int], SeedRun], events: Callable[[SeedRun], list[str]] | None
+) -> Errors:
+    """Run each seed (``run_one``), print its figures (and, with ``events``, its events off
+    target) as it ends, and return the errors of all of them pooled."""
+    pooled = Errors()
+    for seed in seeds:
+        run = run_one(seed)
+        errors = Errors()
+        errors.add(run.matches)
+        pooled.add(run.matches)
+        start, volume = errors.within(1.0, 0.10)
+        print(
+            f"seed {seed}: found {len(errors.start_h)}/{errors.events}, start ≤ 1 h {start:.3f}, "
+            f"volume ≤ 10% {volume:.3f}",
+            flush=True,
+        )
+        if events is not None:
+            print("\n".join(events(run)), flush=True)
+    return pooled
+
+
+def print_pooled(title: str, kind: str, pooled: Errors) -> None:
+    """The pooled row of README's "How far off the rest are" table, under ``title``."""
+    print()
+    print(title)
+    print("| kind | found | start ≤ 1 h | ≤ 2 h | ≤ 3 h | p90 | volume ≤ 10% | ≤ 15% | ≤ 20% | p90 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(pooled.table_row(kind))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("11-16"), help="e.g. 11-16,19 (default 11-16)")
@@ -154,30 +186,18 @@ def main() -> None:
     parser.add_argument("--events", action="store_true", help="list each event more than 1 h or 10%% off")
     args = parser.parse_args()
     config = DetectionConfig()
-    pooled = Errors()
     t0 = time.process_time()
-    for seed in args.seeds:
-        run = run_seed(
+    pooled = report_seeds(
+        args.seeds,
+        lambda seed: run_seed(
             seed, meters=args.meters, days=args.days, backward_registers=args.backward_registers, config=config
-        )
-        errors = Errors()
-        errors.add(run.matches)
-        pooled.add(run.matches)
-        start, volume = errors.within(1.0, 0.10)
-        print(
-            f"seed {seed}: found {len(errors.start_h)}/{errors.events}, start ≤ 1 h {start:.2f}, "
-            f"volume ≤ 10% {volume:.2f}",
-            flush=True,
-        )
-        if args.events:
-            print("\n".join(event_lines(run, config)))
+        ),
+        (lambda run: event_lines(run, config)) if args.events else None,
+    )
     register = "backward register" if args.backward_registers else "net register"
     seeds = ", ".join(map(str, args.seeds))
-    print()
-    print(f"Reverse flow on the {register}, seeds {seeds} pooled ({time.process_time() - t0:.0f} s CPU):")
-    print("| kind | found | start ≤ 1 h | ≤ 2 h | ≤ 3 h | p90 | volume ≤ 10% | ≤ 15% | ≤ 20% | p90 |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(pooled.table_row(f"reverse flow, {register}"))
+    title = f"Reverse flow on the {register}, seeds {seeds} pooled ({time.process_time() - t0:.0f} s CPU):"
+    print_pooled(title, f"reverse flow, {register}", pooled)
 
 
 if __name__ == "__main__":

@@ -38,22 +38,32 @@ def _postmaster_pid(pgdata: Path) -> int:
     return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
+def _demo_until_database_ready(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """A demo started in its own process group (to kill whole), once it has said its database is
+    ready (its PostgreSQL then runs); what it said until then is in the failure when it never does."""
+    demo = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
+    assert demo.stdout is not None
+    said: list[str] = []
+    try:
+        for line in demo.stdout:
+            said.append(line)
+            if line.startswith("· database ready"):
+                return demo
+        raise AssertionError("the demo ended before its database was ready:\n" + "".join(said))
+    except BaseException:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait(timeout=30)
+        raise
+
+
 def test_the_next_demo_stops_the_postgresql_a_killed_demo_left_running(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     pgdata = data_dir / "pgdata"
-    first = subprocess.Popen(  # in its own process group, to kill whole
-        _demo_args(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_clean(),
-        start_new_session=True,
-    )  # fmt: skip
-    assert first.stdout is not None
-    said: list[str] = []
+    first = _demo_until_database_ready(_demo_args(data_dir), _clean())
     left = None
     try:
-        for line in first.stdout:
-            said.append(line)
-            if line.startswith("· database ready"):
-                break
-        assert said and said[-1].startswith("· database ready"), "".join(said)
         left = _postmaster_pid(pgdata)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from aquami.demo_folders import MARKER, PREFIX, clear_left_overs
-from tests.test_demo_killed import _postmaster_pid, _running, _stop_any
+from tests.test_demo_killed import _demo_until_database_ready, _postmaster_pid, _running, _stop_any
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -39,19 +39,10 @@ def test_the_next_demo_clears_the_folder_and_postgresql_a_killed_temporary_demo_
     unmarked.mkdir()
     (unmarked / "keep.txt").write_text("not a demo's")
 
-    first = subprocess.Popen(  # in its own process group, to kill whole
-        DEMO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(tmp_path), start_new_session=True
-    )
-    assert first.stdout is not None
-    said: list[str] = []
+    first = _demo_until_database_ready(DEMO, _env(tmp_path))
     left = None
     folder = None
     try:
-        for line in first.stdout:
-            said.append(line)
-            if line.startswith("· database ready"):
-                break
-        assert said and said[-1].startswith("· database ready"), "".join(said)
         (folder,) = set(tmp_path.glob(f"{PREFIX}*")) - {living, unmarked}
         left = _postmaster_pid(folder / "pgdata")
         os.killpg(first.pid, signal.SIGKILL)
