@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, flows_at_same_time, nanmedian_last, new_alert, use_density
+from collector.detection.common import Clock, confidence, flows_at_same_time, nanmedian_last, new_alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows, first_crossings, prior_days_sum, prior_days_sum_by_type
 from collector.detection.series import SeriesBlock
@@ -396,13 +396,9 @@ def _onset_among_use(
     apart is the meter's own use at that time of day: the excess over its median on the previous
     ``leak_history_days`` days is about nothing before the leak and about its rate after (a shop
     busy from 07:00 whose tap began to run at 10:30 shows its usual 08:00 and 09:00, and 100 L/h
-    more from 11:00). The onset is the likeliest given that use (:func:`_likeliest_onset`): a
-    shop's steady hours pin it, and a household's erratic ones still weigh what each hour could
-    hold. Before, a step was fitted to each hour's excess over its median, weighed by how far the
-    use there usually strays: a household's erratic hours barely moved it from ``earliest``, and
-    of the large leaks more than an hour off over seeds 11-16 (62 of 510) most had begun in an
-    hour of use beside others. Continuous flow at a burst's rate, raised as a burst, keeps that
-    step (the bursts' estimates are not this detector's to change).
+    more from 11:00). The onset is where that step fits best, each excess weighed by how far the
+    meter's use at that time usually strays from its median: a shop's steady hours count, a
+    household's erratic ones little (the least weighted misfit; the earliest where it ties).
     """
     span = np.arange(k, hi)
     past, same_kind = flows_at_same_time(f, spread, span, clock, config.leak_history_days)
@@ -423,10 +419,6 @@ def _onset_among_use(
         return earliest  # the leak alone in the very next interval: it began in k
     end = int(alone[0]) if alone.size else span.size
     end = min(end, latest - k + 1)  # it began no later than the interval that raised it
-    if rate < config.burst_min_l_h:
-        back = _likeliest_onset(seen[:end], past[:end], rate, step, tolerance, 3600.0 / clock.interval_s)
-        return max(earliest, clock.at(int(span[0]), back * clock.interval_s))
-    # continuous flow at a burst's rate is raised as a burst (engine._as_burst): dated as before
     usual = nanmedian_last(past[:end])
     excess = seen[:end] - usual
     deviation = np.abs(past[:end] - usual[:, None])
@@ -438,56 +430,6 @@ def _onset_among_use(
         return earliest
     share = float(np.clip(np.nan_to_num(excess[c], nan=0.5 * rate) / rate, 0.0, 1.0))
     return max(earliest, clock.at(int(span[c]), -share * clock.interval_s))  # (a usual flow below 0: reverse flow)
-
-
-#: The shares of an interval a leak may have run in the interval it began in (a uniform prior).
-_ONSET_SHARES = (np.arange(20) + 0.5) / 20
-
-
-def _likeliest_onset(
-    seen: np.ndarray, past: np.ndarray, rate: float, step: float, tolerance: float, hour: float
-) -> float:
-    """When a leak of ``rate`` began among the intervals ``seen`` (L/h, NaN not seen), in intervals
-    after the end of the first one: the instant most likely within an hour (``hour`` intervals) of
-    the true start, given the meter's flows at those times of day on the days before (``past``).
-
-    Each onset (an interval, and the share of it the leak ran) leaves the household's use as what
-    was read before it, what was read less the rate after it, and less its share in it; use below
-    nothing (beyond the rate's tolerance) cannot be. How likely that use is at each time of day
-    (:func:`~collector.detection.common.use_density`), multiplied over the intervals, weighs the
-    onsets; the instant returned is the one with the most weight within an hour of it (the target
-    the estimate is held to), not the single likeliest, which can sit at the edge of a broad spread.
-    """
-    n = seen.size
-    known = ~np.isnan(seen)
-    x = np.nan_to_num(seen)
-
-    def log_use(use: np.ndarray, at: np.ndarray) -> np.ndarray:
-        density = use_density(past[at], np.maximum(use, 0.0), step)
-        return np.where(known[at], np.where(use < -tolerance, -np.inf, np.log(density)), 0.0)
-
-    rows = np.arange(n)
-    before = log_use(x, rows)  # no leak yet
-    after = log_use(x - rate, rows)  # the leak all through
-    within = log_use(
-        x[:, None] - rate * _ONSET_SHARES[None, :], np.broadcast_to(rows[:, None], (n, _ONSET_SHARES.size))
-    )
-    prefix = np.r_[0.0, np.cumsum(before)][:-1]  # intervals before c
-    suffix = np.r_[np.cumsum(after[::-1])[::-1], 0.0][1:]  # intervals after c
-    log_w = (prefix + suffix)[:, None] + within
-    # each onset's instant, in intervals from the end of the first one (negative: inside it), in order
-    times = (rows[:, None] - _ONSET_SHARES[None, :]).ravel()
-    order = np.argsort(times, kind="stable")
-    times, log_w = times[order], log_w.ravel()[order]
-    if not np.isfinite(log_w).any():
-        return 0.0
-    cum = np.r_[0.0, np.cumsum(np.exp(log_w - log_w.max()))]
-    # the weight within an hour of each instant; among those that hold the most (to a thousandth),
-    # the nearest the weighted median: a sharp estimate stays where it is, not an hour off it
-    mass = cum[np.searchsorted(times, times + hour, side="right")] - cum[np.searchsorted(times, times - hour)]
-    median = times[min(int(np.searchsorted(cum[1:], 0.5 * cum[-1])), times.size - 1)]
-    best = np.flatnonzero(mass >= (1.0 - 1e-3) * mass.max())
-    return float(times[best[int(np.argmin(np.abs(times[best] - median)))]])
 
 
 def _best_step(excess: np.ndarray, rate: np.ndarray) -> int:
