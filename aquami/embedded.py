@@ -32,8 +32,26 @@ def start_embedded_postgres(data_dir: Path, say: Callable[[str], None] = log.war
     if stopped is not None:
         say(stopped)
     with _c_locale():
-        server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        try:
+            server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        except RuntimeError as err:
+            if "socket path" not in str(err):
+                raise
+            # embedded_postgres puts the server's socket in the data folder (or its runtime folder),
+            # and a Unix socket's path holds at most 107 bytes: it ended in a traceback
+            raise EmbeddedPostgresError(
+                f"{data_dir} is too deep a folder for PostgreSQL's socket (its path holds at most "
+                f"{SOCKET_PATH_MAX} bytes): give a shorter --data-dir, or a shorter TMPDIR"
+            ) from None
     return server, str(server.get_uri("postgres"))
+
+
+#: The longest path a Unix socket may have on Linux (sun_path, 108 bytes with its NUL).
+SOCKET_PATH_MAX = 107
+
+
+class EmbeddedPostgresError(OSError):
+    """The demo's PostgreSQL could not start; an OSError, so the command line says it in one line."""
 
 
 @contextmanager

@@ -3,19 +3,23 @@ PostgreSQL running; the next demo (in a folder of its own) stops that server, re
 says so in one line, and touches no folder a living demo uses nor any it did not mark.
 
 Real processes, as in test_demo_killed: the demo in a subprocess, killed with its whole process
-group; then the next demo run to its end. Both see ``tmp_path`` as the temporary folder (TMPDIR).
+group; then the next demo run to its end. Both see a short folder of their own as the temporary folder (TMPDIR).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
 from aquami.demo_folders import MARKER, PREFIX, clear_left_overs
 from tests.test_demo_killed import _demo_until_database_ready, _postmaster_pid, _running, _stop_any
@@ -29,7 +33,19 @@ def _env(tmp: Path) -> dict[str, str]:
 DEMO = [sys.executable, "-m", "aquami", "demo", "--port", "0", "--meters", "1"]
 
 
-def test_the_next_demo_clears_the_folder_and_postgresql_a_killed_temporary_demo_left(tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary folder with a short path: PostgreSQL's socket goes in the demo's folder under it,
+    and a socket's path holds at most 107 bytes (a pytest worker's tmp_path is too long for it)."""
+    folder = Path(tempfile.mkdtemp(prefix="aqo-", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_next_demo_clears_the_folder_and_postgresql_a_killed_temporary_demo_left(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     # a folder a living demo uses (this process stands for it), and one no demo marked
     me = psutil.Process()
     living = tmp_path / f"{PREFIX}living"
