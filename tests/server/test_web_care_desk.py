@@ -6,6 +6,7 @@ be opened from it."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -418,6 +419,25 @@ def _change(conn: psycopg.Connection, enquiry_id: int, status: str, priority: st
     )
 
 
+def _once_older_transactions_end(conn: psycopg.Connection) -> None:
+    """Wait until every transaction running now, in any database of the server, has ended. A walk
+    begins at the oldest transaction still running (server.care.desk.walk_started: transaction ids are
+    the whole server's), so another session's transaction (another pytest worker's) open across this
+    test's inserts made the walk count them as written since it began: rows listed as moved above
+    the next page that had not moved (a conservative start, never a lost row; the test's exact
+    lists are about what did move)."""
+    row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+    assert row is not None
+    deadline = time.monotonic() + 60
+    while True:
+        oldest = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+        assert oldest is not None
+        if oldest[0] > row[0]:
+            return
+        assert time.monotonic() < deadline, "a transaction of another session stayed open for 60 s"
+        time.sleep(0.05)
+
+
 def test_an_enquiry_that_moves_above_the_pages_to_come_is_listed_on_the_next_one(site, monkeypatch) -> None:
     """Two to a page. After the first page, a low enquiry the third page would have shown is raised to
     urgent (a leak that became a burst: server migration 0045) and one the first page showed is closed.
@@ -437,6 +457,7 @@ def test_an_enquiry_that_moves_above_the_pages_to_come_is_listed_on_the_next_one
         ],
     )
     _sign_in(client, keys["customer_care"])
+    _once_older_transactions_end(conn)
     first = client.get("/care/enquiries").text
     assert [int(n) for n in ROW_LINK.findall(first)] == [high, normal]
     assert "Changed since" not in first
@@ -496,6 +517,7 @@ def test_a_walk_lists_what_a_transaction_open_at_its_start_changed_after_it(desk
         ],
     )
     _sign_in(client, key)
+    _once_older_transactions_end(conn)
     with psycopg.connect(conn.info.dsn) as writer:  # one transaction, as detection's run
         writer.execute("SELECT 1")
         with psycopg.connect(url) as as_the_server:
