@@ -22,7 +22,14 @@ from datetime import timedelta
 import numpy as np
 
 from benchmarks.bench_detection import GRACE, WARM_UP_DAYS, block_of, labelled_fleet_spec
-from benchmarks.reverse_flow_errors import SeedRun, parse_seeds, print_pooled, report_seeds
+from benchmarks.reverse_flow_errors import (
+    SeedRun,
+    fleet_arguments,
+    not_found_line,
+    off_target,
+    print_pooled,
+    report_seeds,
+)
 from collector.detection.alerts import Alert
 from collector.detection.common import Clock, usual_flow_at_same_time
 from collector.detection.config import DetectionConfig
@@ -70,12 +77,10 @@ def event_lines(run: SeedRun, config: DetectionConfig) -> list[str]:
     lines = []
     row_of = {m: i for i, m in enumerate(run.customers.meter_ids.tolist())}
     clock = Clock.of(run.customers)
-    for m in run.matches:
+    for m in off_target(run.matches):
         a, e = m.alert, m.event
         if a is None:
-            lines.append(f"  {e.meter_id} {e.size:6.1f} L/h from {e.start:%m-%d %H:%M}: not found")
-            continue
-        if (m.start_error_h or 0.0) <= 1.0 and (m.volume_error or 0.0) <= 0.10:
+            lines.append(not_found_line(m))
             continue
         true_l = e.size * m.observed_h
         off_h = (a.start - e.start).total_seconds() / 3600.0
@@ -101,9 +106,7 @@ def event_lines(run: SeedRun, config: DetectionConfig) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("11-16"), help="e.g. 11-16,19 (default 11-16)")
-    parser.add_argument("--meters", type=int, default=10_000, help="customer meters per fleet (default 10,000)")
-    parser.add_argument("--days", type=int, default=35, help="days per fleet (default 35)")
+    fleet_arguments(parser)
     parser.add_argument("--events", action="store_true", help="list each leak more than 1 h or 10%% off")
     args = parser.parse_args()
     config = DetectionConfig()

@@ -96,6 +96,24 @@ class SeedRun:
     alerts: list[Alert]
 
 
+def off_target(matches: list[Match]) -> list[Match]:
+    """The events missed, or found with their start more than an hour off or their volume more than
+    10% (the targets the "start ≤ 1 h" and "volume ≤ 10%" figures count), in order."""
+    return [m for m in matches if m.alert is None or (m.start_error_h or 0.0) > 1.0 or (m.volume_error or 0.0) > 0.10]
+
+
+def not_found_line(m: Match) -> str:
+    """An event no alert found, as the reports list it."""
+    return f"  {m.event.meter_id} {m.event.size:6.1f} L/h from {m.event.start:%m-%d %H:%M}: not found"
+
+
+def fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the fleets: ``--seeds``, ``--meters``, ``--days``."""
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("11-16"), help="e.g. 11-16,19 (default 11-16)")
+    parser.add_argument("--meters", type=int, default=10_000, help="customer meters per fleet (default 10,000)")
+    parser.add_argument("--days", type=int, default=35, help="days per fleet (default 35)")
+
+
 def run_seed(seed: int, *, meters: int, days: int, backward_registers: bool, config: DetectionConfig) -> SeedRun:
     """The reverse-flow detector alone on the benchmark's labelled fleet of ``seed``, over the
     customer meters in the engine's chunks, matched to the fleet's reverse flows."""
@@ -120,12 +138,10 @@ def event_lines(run: SeedRun, config: DetectionConfig) -> list[str]:
     row_of = {m: i for i, m in enumerate(run.customers.meter_ids.tolist())}
     seconds = run.customers.timestamps.astype("datetime64[s]").astype(np.int64)
     data_end = run.customers.time(run.customers.n_intervals - 1)
-    for m in run.matches:
+    for m in off_target(run.matches):
         a, e = m.alert, m.event
         if a is None:
-            lines.append(f"  {e.meter_id} {e.size:6.1f} L/h from {e.start:%m-%d %H:%M}: not found")
-            continue
-        if (m.start_error_h or 0.0) <= 1.0 and (m.volume_error or 0.0) <= 0.10:
+            lines.append(not_found_line(m))
             continue
         true_end = min(e.end or data_end, data_end)
         alert_end = a.ended_at or a.last_seen
@@ -179,9 +195,7 @@ def print_pooled(title: str, kind: str, pooled: Errors) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("11-16"), help="e.g. 11-16,19 (default 11-16)")
-    parser.add_argument("--meters", type=int, default=10_000, help="customer meters per fleet (default 10,000)")
-    parser.add_argument("--days", type=int, default=35, help="days per fleet (default 35)")
+    fleet_arguments(parser)
     parser.add_argument("--backward-registers", action="store_true", help="read the meters' backward registers")
     parser.add_argument("--events", action="store_true", help="list each event more than 1 h or 10%% off")
     args = parser.parse_args()
