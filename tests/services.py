@@ -19,7 +19,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -287,3 +288,17 @@ def drop_database(server_url: str, database_url: str) -> None:
             (name,),
         )
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def migrated_database(server_url: str) -> Iterator[str]:
+    """A fresh database with every migration applied, dropped when done: a module's (a test's is
+    conftest's ``migrated_database_url``)."""
+    from collector.migrate import migrate
+
+    url = create_database(server_url)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_database(server_url, url)

@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from server.app import create_app
 from server.auth import SESSION_COOKIE
 from tests.server.fuzz_fleet import load_fleet, table_checksums
-from tests.services import create_database, drop_database
+from tests.services import migrated_database
 
 EXAMPLES = int(os.environ.get("AQUAMI_FUZZ_EXAMPLES", "8"))
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -47,17 +47,11 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 @pytest.fixture(scope="module")
 def fuzzed(timescale_admin_url: str) -> Iterator[tuple[FastAPI, dict[str, str], dict[str, str], str]]:
-    url = create_database(timescale_admin_url)
-    try:
-        from collector.migrate import migrate
-
-        migrate(url)
+    with migrated_database(timescale_admin_url) as url:
         keys, stored = load_fleet(url)
         app = create_app(url)
         with TestClient(app):  # runs the lifespan: the pool the routes take connections from
             yield app, keys, stored, url
-    finally:
-        drop_database(timescale_admin_url, url)
 
 
 # The schema is the app's own, read without a database (a route connects only when called); the

@@ -22,16 +22,10 @@ UNROUTED = ["/care/nothing", "/meterz", "/enquiries-x", "/a/b/c?d=e", "/%3Cscrip
 
 @pytest.fixture(scope="module")
 def client(timescale_admin_url: str) -> Iterator[TestClient]:
-    from collector.migrate import migrate
-    from tests.services import create_database, drop_database
+    from tests.services import migrated_database
 
-    url = create_database(timescale_admin_url)
-    try:
-        migrate(url)
-        with TestClient(create_app(url)) as client:
-            yield client
-    finally:
-        drop_database(timescale_admin_url, url)
+    with migrated_database(timescale_admin_url) as url, TestClient(create_app(url)) as client:
+        yield client
 
 
 def _is_the_404_page(response: Response, *, public_file: bool = False) -> None:

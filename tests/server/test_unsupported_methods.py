@@ -23,16 +23,10 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 @pytest.fixture(scope="module")
 def client(timescale_admin_url: str) -> Iterator[TestClient]:
-    from collector.migrate import migrate
-    from tests.services import create_database, drop_database
+    from tests.services import migrated_database
 
-    url = create_database(timescale_admin_url)
-    try:
-        migrate(url)
-        with TestClient(create_app(url)) as client:
-            yield client
-    finally:
-        drop_database(timescale_admin_url, url)
+    with migrated_database(timescale_admin_url) as url, TestClient(create_app(url)) as client:
+        yield client
 
 
 def _declared() -> dict[str, set[str]]:

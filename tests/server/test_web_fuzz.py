@@ -45,7 +45,7 @@ from server.auth import ROLES, SESSION_COOKIE
 from server.body_limit import MAX_BODY_BYTES
 from server.care import desk
 from tests.server.fuzz_fleet import load_fleet, table_checksums
-from tests.services import create_database, drop_database
+from tests.services import migrated_database
 
 EXAMPLES = int(os.environ.get("AQUAMI_FUZZ_EXAMPLES", "30"))
 
@@ -109,18 +109,12 @@ def test_every_page_the_app_serves_is_fuzzed() -> None:
 
 @pytest.fixture(scope="module")
 def fuzzed(timescale_admin_url: str) -> Iterator[tuple[FastAPI, dict[str, str], dict[str, str], str]]:
-    url = create_database(timescale_admin_url)
-    try:
-        from collector.migrate import migrate
-
-        migrate(url)
+    with migrated_database(timescale_admin_url) as url:
         keys, stored = load_fleet(url)
         app = create_app(url)
         with TestClient(app) as client:  # runs the lifespan: the pool the routes take connections from
             stored["raised"] = _raise_a_script(client, keys)
             yield app, keys, stored, url
-    finally:
-        drop_database(timescale_admin_url, url)
 
 
 #: What a person wrote, stored, that pages show (an Open311 request's words, a note): never unescaped.
