@@ -12,7 +12,7 @@ conflict, a 400 of its own) it declares itself, with :func:`problems`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -85,13 +85,44 @@ def dependencies(dependant: Dependant) -> Iterator[Any]:
         yield from dependencies(sub)
 
 
+def key_roles(calls: Iterable[Any]) -> list[str]:
+    """The roles the key dependencies (:class:`RoleRequired`) among ``calls`` admit; none when the
+    route asks no key."""
+    return [role for call in calls if isinstance(call, RoleRequired) for role in call.allowed]
+
+
+def schema_operations(app: FastAPI, spec: dict[str, Any]) -> Iterator[tuple[RouteContext, dict[str, Any]]]:
+    """Each route of ``app`` the document shows (those of included routers too, as served), with each
+    of its operations in ``spec``."""
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, APIRoute) and route.include_in_schema:
+            for method in route.methods or ():
+                yield route, spec["paths"][route.path_format][method.lower()]
+
+
+def rewrite_openapi(app: FastAPI, rewrite: Callable[[dict[str, Any]], None]) -> None:
+    """Have ``app.openapi()`` hand out its document rewritten by ``rewrite``, in place, once: FastAPI
+    keeps the document it built (until a route is added) and serves it on every /openapi.json."""
+    build = app.openapi
+    rewritten: list[dict[str, Any]] = []
+
+    def openapi() -> dict[str, Any]:
+        spec = build()
+        if not rewritten or rewritten[0] is not spec:
+            rewrite(spec)
+            rewritten[:] = [spec]
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def generic_problems(route: RouteContext) -> dict[int, str]:
     """The errors ``route`` answers by what it depends on, and by what every route is."""
     calls = list(dependencies(route.dependant))
     found: dict[int, str] = {500: UNEXPECTED}
     if refuse_nul_text in calls:
         found[400] = f"Bad request: {NUL_TEXT}"
-    keyed = [role for call in calls if isinstance(call, RoleRequired) for role in call.allowed]
+    keyed = key_roles(calls)
     if keyed:
         found.update(key_problems(*keyed))
     if get_connection in calls:
@@ -122,21 +153,13 @@ def document_problems(app: FastAPI) -> None:
     where the handlers answer ``application/problem+json`` with ``detail`` a sentence; and none of the
     401, 403, 404, 409… the API sends: a client generated from the document had no type for them, or
     misread them. Call after the routes are included."""
-    build = app.openapi
-    rewritten: list[dict[str, Any]] = []
 
-    def openapi() -> dict[str, Any]:
-        spec = build()  # FastAPI's own, kept by it until a route is added: rewritten once, in place
-        if not rewritten or rewritten[0] is not spec:
-            for route in iter_route_contexts(app.routes):  # (the routes of included routers, as served)
-                if isinstance(route.original_route, APIRoute) and route.include_in_schema:
-                    for method in route.methods or ():
-                        _merge(spec["paths"][route.path_format][method.lower()], route)
-            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            schemas.pop("HTTPValidationError", None)
-            schemas.pop("ValidationError", None)
-            schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
-            rewritten[:] = [spec]
-        return spec
+    def rewrite(spec: dict[str, Any]) -> None:
+        for route, operation in schema_operations(app, spec):
+            _merge(operation, route)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    rewrite_openapi(app, rewrite)

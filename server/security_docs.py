@@ -16,10 +16,9 @@ import copy
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
 
-from server.auth import KEY_PREFIX, SESSION_COOKIE, RoleRequired
-from server.problem_docs import dependencies
+from server.auth import KEY_PREFIX, SESSION_COOKIE
+from server.problem_docs import dependencies, key_roles, rewrite_openapi, schema_operations
 
 BEARER, HEADER, COOKIE = "bearerKey", "apiKeyHeader", "webPageCookie"
 SCHEMES: dict[str, dict[str, Any]] = {
@@ -57,22 +56,14 @@ def key_security(*allowed: str, schemes: tuple[str, ...] = API_KEY) -> dict[str,
 def document_security(app: FastAPI) -> None:
     """Make ``app``'s OpenAPI document declare the key schemes, and each operation's requirement.
     Call after the routes are included (and after :func:`server.problem_docs.document_problems`)."""
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        spec = build()
-        for route in iter_route_contexts(app.routes):
-            if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
-                continue
-            calls = dependencies(route.dependant)
-            roles = [role for call in calls if isinstance(call, RoleRequired) for role in call.allowed]
-            for method in route.methods or ():
-                operation = spec["paths"][route.path_format][method.lower()]
-                if roles:
-                    operation.update(key_security(*roles))
-                else:
-                    operation.setdefault("security", [])  # public, unless its route declared otherwise
+    def rewrite(spec: dict[str, Any]) -> None:
+        for route, operation in schema_operations(app, spec):
+            roles = key_roles(dependencies(route.dependant))
+            if roles:
+                operation.update(key_security(*roles))
+            else:
+                operation.setdefault("security", [])  # public, unless its route declared otherwise
         spec.setdefault("components", {})["securitySchemes"] = copy.deepcopy(SCHEMES)
-        return spec
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    rewrite_openapi(app, rewrite)
