@@ -2,9 +2,10 @@
 
 This is the collector's fast path; ``aquami/contracts/reads.schema.json`` stays the contract. These
 types say the same thing (tests/collector/test_ingest_fast_path.py checks both agree on generated
-messages), with two deliberate strictnesses: patterns end with ``\\Z`` (the schema's ``$`` also
-admits a trailing newline), and JSON's non-standard ``NaN``/``Infinity`` are not numbers. Anything
-this path refuses goes through the JSON Schema validator, which says why.
+messages): patterns end with ``\\Z`` and take ASCII digits, as ECMA-262 reads the schema's ``$`` and
+``\\d`` (Python's ``re`` would take a final line break, and any script's digits), and, one deliberate
+strictness, JSON's non-standard ``NaN``/``Infinity`` are not numbers. Anything this path refuses
+goes through the JSON Schema validator, which says why.
 
 A reading's ``meter_id`` and ``ts`` are decoded as plain strings and checked against their patterns
 once per distinct value in the message (:func:`decode_reads_keys`): a batch repeats them, and
@@ -23,7 +24,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from aquami.contracts.reads import FLOW_MAX_M3H, IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, VOLUME_MAX_M3
 
 ID_PATTERN = IDENTIFIER_PATTERN
-TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)\Z"
+TS_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)\Z"
 ID_MAX_LENGTH = IDENTIFIER_MAX_LENGTH
 Identifier = Annotated[str, Meta(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 UtcTimestamp = Annotated[str, Meta(pattern=TS_PATTERN)]

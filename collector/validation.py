@@ -9,13 +9,13 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 from aquami.contracts.events import events_validator
 from aquami.contracts.reads import reads_validator
 
 
-def _validator(name: str) -> Draft202012Validator:
+def _validator(name: str) -> Validator:
     return reads_validator() if name == "reads" else events_validator()
 
 

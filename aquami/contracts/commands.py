@@ -12,12 +12,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 
 from aquami.contracts.reads import reads_schema
-from aquami.contracts.schema_files import breaches, load_schema
+from aquami.contracts.schema_files import ContractValidator, breaches, load_schema
 
 COMMANDS = ("read-now", "reload", "scan")
 SCHEMA_ID = "https://aquami.org/schemas/mqtt/v1/commands.json"
@@ -47,11 +47,11 @@ def _registry() -> Registry[Any]:
 
 
 @cache
-def _validator(definition: str) -> Draft202012Validator:
+def _validator(definition: str) -> Validator:
     """The validator of one of the file's ``$defs`` (``scan_request``, ``error_reply``, …)."""
     if definition not in commands_schema()["$defs"]:
         raise KeyError(definition)
-    return Draft202012Validator({"$ref": f"{SCHEMA_ID}#/$defs/{definition}"}, registry=_registry())
+    return ContractValidator({"$ref": f"{SCHEMA_ID}#/$defs/{definition}"}, registry=_registry())
 
 
 def valid_request_id(value: Any) -> bool:

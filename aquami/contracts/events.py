@@ -14,10 +14,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 from aquami.contracts.reads import events_topic
-from aquami.contracts.schema_files import breaches, load_schema
+from aquami.contracts.schema_files import ContractValidator, breaches, load_schema
 
 METER_EVENTS = ("meter_offline", "meter_online")
 GATEWAY_EVENTS = ("spool_overflow", "spool_full", "spool_resumed", "gateway_stopped")
@@ -46,8 +46,8 @@ def events_schema() -> dict[str, Any]:
 
 
 @cache
-def events_validator() -> Draft202012Validator:
-    return Draft202012Validator(events_schema())
+def events_validator() -> Validator:
+    return ContractValidator(events_schema())
 
 
 def schema_errors(message: Any) -> list[str]:

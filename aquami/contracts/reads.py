@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
-from aquami.contracts.schema_files import breaches, load_schema
+from aquami.contracts.schema_files import ContractValidator, breaches, load_schema
 
 ALARMS = ("leak", "burst", "tamper", "reverse_flow", "dry", "low_battery", "meter_error")
 Protocol = Literal["modbus-tcp", "modbus-rtu", "mbus", "wmbus", "pulse"]
@@ -111,8 +111,8 @@ def reads_schema() -> dict[str, Any]:
 
 
 @cache
-def reads_validator() -> Draft202012Validator:
-    return Draft202012Validator(reads_schema())
+def reads_validator() -> Validator:
+    return ContractValidator(reads_schema())
 
 
 def schema_errors(message: Any) -> list[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
-from aquami.contracts.schema_files import breaches, load_schema
+from aquami.contracts.schema_files import ContractValidator, breaches, load_schema
 
 __all__ = ["schema_errors", "status_schema", "status_validator"]
 
@@ -22,8 +22,8 @@ def status_schema() -> dict[str, Any]:
 
 
 @cache
-def status_validator() -> Draft202012Validator:
-    return Draft202012Validator(status_schema())
+def status_validator() -> Validator:
+    return ContractValidator(status_schema())
 
 
 def schema_errors(message: Any) -> list[str]:

@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
 
-from aquami.contracts.reads import reads_schema
+from aquami.contracts.reads import reads_schema, reads_validator
 from collector.batch_parser import (
     EXPLAIN_MAX_BYTES,
     EXPLAIN_MAX_ERRORS,
@@ -24,7 +24,7 @@ from collector.fast_reads import ReadsMessage, decode_reads
 from collector.service import CollectorConfig
 from collector.store import copy_text
 
-SCHEMA = Draft202012Validator(reads_schema())
+SCHEMA = reads_validator()  # the contract's patterns read as ECMA-262 reads them
 
 identifiers = st.one_of(st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,10}\Z"), st.text(max_size=6))
 timestamps = st.one_of(
@@ -109,13 +109,16 @@ def test_the_fast_path_accepts_exactly_what_the_schema_accepts(message: dict[str
 
 
 def test_the_fast_path_is_stricter_only_where_it_says_so():
-    trailing_newline = {
+    """A trailing newline is refused by both (ECMA-262's "$"; before, the schema's validator read it
+    with Python's re, which took "gw\\n"); NaN by the fast path only."""
+    trailing_newline: dict[str, Any] = {
         "gateway_id": "gw\n",
         "batch_seq": 1,
         "sent_at": "2026-01-01T00:00:00Z",
         "readings": [{"meter_id": "M1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1}],
     }
-    assert SCHEMA.is_valid(trailing_newline) and isinstance(decode_reads(json.dumps(trailing_newline).encode()), str)
+    assert not SCHEMA.is_valid(trailing_newline)
+    assert isinstance(decode_reads(json.dumps(trailing_newline).encode()), str)
     result = parse_reads_message("aquami/v1/gw\n/reads", json.dumps(trailing_newline).encode())
     assert isinstance(result, RejectedMessage) and "gateway_id" in result.reason
     nan = (
@@ -123,6 +126,23 @@ def test_the_fast_path_is_stricter_only_where_it_says_so():
         b'"readings":[{"meter_id":"M1","ts":"2026-01-01T00:00:00Z","volume_m3":NaN}]}'
     )
     assert isinstance(parse_reads_message("aquami/v1/gw/reads", nan), RejectedMessage)
+
+
+@pytest.mark.parametrize("zero", ["\u0660", "\u0966", "\uff10"])  # Arabic-Indic, Devanagari, fullwidth
+def test_a_time_in_digits_of_another_script_is_refused_by_both(zero: str):
+    """Python's \\d takes any script's digits, ECMA-262's (the schema's) ASCII's only; the fast path
+    took "٢٠٢٦-01-01T00:00:00Z" where the schema refuses it."""
+    other = "".join(chr(ord(zero) + int(c)) if c.isdigit() else c for c in "2026-01-01T00:00:00Z")
+    for field in ("sent_at", "ts"):
+        message: dict[str, Any] = {"gateway_id": "gw", "batch_seq": 1, "sent_at": "2026-01-01T00:00:00Z"}
+        message["readings"] = [{"meter_id": "M1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1}]
+        assert SCHEMA.is_valid(message) and isinstance(decode_reads(json.dumps(message).encode()), ReadsMessage)
+        if field == "ts":
+            message["readings"][0]["ts"] = other
+        else:
+            message["sent_at"] = other
+        assert not SCHEMA.is_valid(message)
+        assert isinstance(decode_reads(json.dumps(message).encode()), str), field
 
 
 def test_copy_text_carries_every_value_exactly():

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 from aquami.contracts.commands import COMMANDS, commands_schema, reply_errors
+from aquami.contracts.schema_files import ContractValidator
 from gateway.config import load_config
 from gateway.service import Gateway
 from simulators.modbus_tcp import ModbusTcpSimulator
@@ -49,19 +50,22 @@ requests = st.dictionaries(
 )
 
 
-def request_schema(name: str) -> Draft202012Validator:
-    """The request's schema read here from the file, apart from the code that checks requests."""
-    return Draft202012Validator({**commands_schema(), "$ref": f"#/$defs/{name}_request"})
+def request_schema(name: str) -> Validator:
+    """The request's schema read here from the file, apart from the code that checks requests (its
+    patterns as ECMA-262 reads them: "WM-1\\n" is no meter id)."""
+    return ContractValidator({**commands_schema(), "$ref": f"#/$defs/{name}_request"})
 
 
 def refused_fields(name: str, request: dict[str, Any]) -> set[str]:
     """The fields the request schema refuses in ``request`` (a missing one, an unknown one, a bad one)."""
     fields = set()
     for error in request_schema(name).iter_errors(request):
+        wanted: Any = error.validator_value  # (typed Unset too: a ValidationError not from a validator)
+        schema: Any = error.schema
         if error.validator == "required":
-            fields |= {f for f in error.validator_value if f not in request}
+            fields |= {f for f in wanted if f not in request}
         elif error.validator == "additionalProperties":
-            fields |= {repr(f) for f in request if f not in error.schema["properties"]}
+            fields |= {repr(f) for f in request if f not in schema["properties"]}
         else:
             fields.add(str(error.absolute_path[0]))
     return fields

@@ -1,0 +1,180 @@
+"""The contracts' patterns are ECMA-262 regular expressions (JSON Schema 2020-12 §6.4); the product's
+validators read them so. Before, they searched them with Python's ``re``, whose ``$`` also matches
+before a final line break: the gateway took ``"meter_id": "WM-1\\n"`` for a meter id (and answered
+"no meter 'WM-1\\n'", where the contract refuses the request), and the schema passed events and
+status messages with such ids and times, which the contract, and other validators, refuse.
+
+The ECMA-faithful reading here is ``jsonschema_rs`` (Rust; its patterns are translated to ECMA-262's
+meaning: ``$`` the end, ``\\d`` ASCII digits), apart from the code under test."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jsonschema.protocols import Validator
+
+from aquami.contracts import commands, events, reads, status
+from aquami.contracts.ecma_regex import UnsupportedPattern, python_pattern
+
+SCHEMAS = {
+    "reads": (reads.reads_schema(), reads.reads_validator()),
+    "events": (events.events_schema(), events.events_validator()),
+    "status": (status.status_schema(), status.status_validator()),
+    "commands": (commands.commands_schema(), commands._validator("error_reply")),
+}
+
+
+def patterns_in(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            else:
+                yield from patterns_in(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from patterns_in(item)
+
+
+PATTERNS = sorted({(name, p) for name, (schema, _) in SCHEMAS.items() for p in patterns_in(schema)})
+#: Endings and characters on which Python's ``re`` and ECMA-262 part: line breaks, other scripts' digits.
+ODD = ["\n", "\r", "\r\n", "\u2028", "\u0085", " ", "\u0662", "\uff10", "\u0967", "é", "_"]
+
+
+def product_takes(name: str, pattern: str, text: str) -> bool:
+    validator: Validator = SCHEMAS[name][1]
+    return validator.evolve(schema={"type": "string", "pattern": pattern}).is_valid(text)
+
+
+def ecma_takes(pattern: str, text: str) -> bool:
+    return jsonschema_rs.is_valid({"type": "string", "pattern": pattern}, text)
+
+
+@st.composite
+def texts_near(draw: st.DrawFn, pattern: str) -> str:
+    """A string the pattern nearly takes: one it takes, with an odd character put before, after or
+    in place of one of its own (or any text of those characters and digits)."""
+    taken = draw(st.from_regex(python_pattern(pattern), fullmatch=True))
+    odd = draw(st.sampled_from(ODD))
+    where = draw(st.integers(0, len(taken)))
+    how = draw(st.sampled_from(["append", "prepend", "insert", "replace", "any"]))
+    if how == "append":
+        return taken + odd
+    if how == "prepend":
+        return odd + taken
+    if how == "insert":
+        return taken[:where] + odd + taken[where:]
+    if how == "replace":
+        return taken[:where] + odd + taken[where + 1 :]
+    return "".join(draw(st.lists(st.sampled_from([*ODD, *"0123456789AZaz-.:T+"]), max_size=30)))
+
+
+@pytest.mark.parametrize(("name", "pattern"), PATTERNS)
+@given(data=st.data())
+def test_the_products_validators_read_each_contract_pattern_as_ecma_262_does(
+    name: str, pattern: str, data: st.DataObject
+) -> None:
+    text = data.draw(st.one_of(st.from_regex(python_pattern(pattern), fullmatch=True), texts_near(pattern)))
+    assert product_takes(name, pattern, text) == ecma_takes(pattern, text), repr(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["WM-1\n", "WM-1\r", "WM-1\u2028", "\nWM-1", "WM-1\n\n"],
+)
+def test_an_identifier_with_a_line_break_is_refused_by_every_contract(text: str) -> None:
+    assert request_problem_of({"meter_id": text}).startswith("meter_id must be a meter id")
+    batch = {"gateway_id": "GW-1", "batch_seq": 1, "sent_at": "2026-12-06T10:00:00Z", "readings": []}
+    batch["readings"] = [{"meter_id": text, "ts": "2026-12-06T10:00:00Z", "volume_m3": 1.0}]
+    assert [e.split(":")[0] for e in reads.schema_errors(batch)] == ["readings/0/meter_id"]
+    event: dict[str, Any] = {"gateway_id": text, "event": "spool_full", "ts": "2026-12-06T10:00:00Z"}
+    event |= {"spool_depth": 3, "policy": "stop_polling"}
+    assert [e.split(":")[0] for e in events.schema_errors(event)] == ["gateway_id"]
+    reading = {"meter_id": "WM-1", "ts": "2026-12-06T10:00:00Z", "volume_m3": 1.0}
+    reply = {"request_id": None, "ok": True, "meter_id": "WM-1", "reading": reading}
+    assert commands.reply_errors("read-now", reply) == []
+    assert commands.reply_errors("read-now", {**reply, "meter_id": text})
+
+
+def request_problem_of(request: dict[str, Any]) -> str:
+    said = commands.request_problem("read-now", request)
+    assert said is not None
+    return said
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2026-12-06T10:00:00Z\n",
+        "2026-12-06T10:00:00+00:00\n",
+        "2026-12-06T10:00:00.5Z\r",
+        "\u0662\u0660\u0662\u0666-12-06T10:00:00Z",  # Arabic-Indic digits: Python's \d takes them
+        "\uff12\uff10\uff12\uff16-12-06T10:00:00Z",  # fullwidth
+    ],
+)
+def test_a_time_with_a_line_break_or_other_digits_is_refused_by_every_contract(ts: str) -> None:
+    good: dict[str, Any] = {"gateway_id": "GW-1", "event": "spool_full", "ts": "2026-12-06T10:00:00Z"}
+    good |= {"spool_depth": 3, "policy": "stop_polling"}
+    assert events.schema_errors(good) == []
+    assert [e.split(":")[0] for e in events.schema_errors({**good, "ts": ts})] == ["ts"]
+    batch = {"gateway_id": "GW-1", "batch_seq": 1, "sent_at": ts}
+    batch["readings"] = [{"meter_id": "WM-1", "ts": ts, "volume_m3": 1.0}]
+    assert [e.split(":")[0] for e in reads.schema_errors(batch)] == ["readings/0/ts", "sent_at"]
+
+
+def test_a_reply_error_ending_in_a_line_break_is_not_one_line() -> None:
+    assert commands.reply_errors(None, {"ok": False, "error": "bad payload"}) == []
+    assert commands.reply_errors(None, {"ok": False, "error": "bad payload\n"})
+
+
+def test_the_contracts_use_no_pattern_the_translation_refuses_and_no_pattern_properties() -> None:
+    """``patternProperties`` would still be read by Python's ``re`` (the library's own code)."""
+    assert PATTERNS
+    for _, pattern in PATTERNS:
+        python_pattern(pattern)
+    assert all("patternProperties" not in json.dumps(schema) for schema, _ in SCHEMAS.values())
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "taken"),
+    [  # ECMA-262 (Unicode mode), as the JSON-Schema-Test-Suite's optional ecmascript-regex cases
+        ("^abc$", "abc\n", False),
+        ("^abc$", "abc", True),
+        ("^\\d$", "\u07c0", False),  # NKO digit zero
+        ("^\\d$", "7", True),
+        ("^\\w$", "é", False),
+        ("^\\W$", "é", True),
+        ("^\\s$", "\u00a0", True),
+        ("^\\s$", "\ufeff", True),
+        ("^\\s$", "\u0085", False),  # Python's \s takes NEL; ECMA-262's does not
+        ("^.$", "\r", False),
+        ("^.$", "\u2028", False),
+        ("^.$", "\U0001f600", True),
+        ("^\\t$", "\t", True),
+        ("^\\cJ$", "\n", True),
+        ("^\\u{1F600}$", "\U0001f600", True),
+        ("^[\\d-]+$", "1-2", True),
+        ("^[^\\d]$", "\u0662", True),
+        ("\\bé", "aé", True),  # é is no word character: a boundary after a
+        ("^[]$", "", False),
+        ("^[^]$", "\n", True),
+        ("^a[&&]b$", "a&b", True),  # re would read "&&" as a set operation in a future Python
+    ],
+)
+def test_the_translation_reads_ecma_262s_meanings(pattern: str, text: str, taken: bool) -> None:
+    assert (re.search(python_pattern(pattern), text) is not None) is taken
+
+
+@pytest.mark.parametrize(
+    "pattern", ["a*+", "(?P<x>a)", "\\Z", "\\A", "\\1", "(?i)a", "\\p{L}", "a{", "]", "[\\D]", "\\"]
+)
+def test_what_the_translation_does_not_read_as_ecma_262_is_refused(pattern: str) -> None:
+    with pytest.raises(UnsupportedPattern):
+        python_pattern(pattern)
