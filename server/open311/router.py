@@ -105,7 +105,9 @@ def service_definition(service_code: str, conn: Connection) -> ServiceDefinition
     openapi_extra=key_security(*RAISERS, schemes=HEADER_KEY),
 )
 def post_request(request: Request, body: Annotated[Body, Depends(read_body)], conn: Connection) -> list[RequestCreated]:
-    principal = signed_by(conn, request, body, *RAISERS)
+    principal = signed_by(conn, request, body, *RAISERS)  # the key first, as on every role-protected route
+    if body.problem is not None:
+        raise body.problem
     given = _checked(body)
     service = repository.get_service(conn, given.service_code)
     if service is None:

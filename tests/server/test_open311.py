@@ -3,6 +3,7 @@ Before, nothing served Open311 and only detection raised enquiries: no person or
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -276,8 +277,10 @@ def test_a_field_given_twice_another_body_type_and_an_xml_url_are_refused(desk: 
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert twice.status_code == 400 and twice.json()["errors"][0]["location"] == "service_code"
-    plain = desk.client.post(
-        f"{V2}/requests.json", content="service_code=complaint", headers={"Content-Type": "text/plain"}
+    plain = desk.client.post(  # keyed: without a key, the answer is the key's 401 (as on every keyed route)
+        f"{V2}/requests.json",
+        content="service_code=complaint",
+        headers={**desk.header("customer_app"), "Content-Type": "text/plain"},
     )
     assert plain.status_code == 415 and plain.headers["content-type"].startswith("application/problem+json")
     for path in ("services.xml", "requests.xml", "requests/1.xml", "services/complaint.xml"):
@@ -429,7 +432,10 @@ _JSON_FIELDS = {
 @given(twice=st.sampled_from([*_JSON_FIELDS, "attribute"]), second=st.sampled_from(['"x"', "1", "null", '""']))
 def test_a_json_field_given_twice_is_refused_as_the_form_s_is(desk: Desk, twice: str, second: str) -> None:
     """json.loads kept the last silently ('description' twice stored the second); the form refused it."""
-    fields = [f'"{name}": {value}' for name, value in _JSON_FIELDS.items()]  # refused before the key is read
+    # the body's key is a valid one (the key is asked first: an invalid one is a 401); given twice, no
+    # key is told from the body, and the header's signs the request
+    key = json.dumps(desk.keys["customer_app"])
+    fields = [f'"{name}": {key if name == "api_key" else value}' for name, value in _JSON_FIELDS.items()]
     fields.append('"attribute": {"account": "A-1"}')
     fields.append(f'"{twice}": {second}')
     headers = {**desk.header("customer_app"), "Content-Type": "application/json"}
@@ -487,3 +493,67 @@ def test_a_keyed_reader_s_bad_query_is_answered_as_before(desk: Desk) -> None:
     for query, status in (({"start_date": "yesterday"}, 422), ({"status": "lost"}, 400), ({}, 200)):
         answer = desk.client.get(f"{V2}/requests.json", params=query, headers=desk.header("customer_care"))
         assert answer.status_code == status, answer.text
+
+
+#: Bodies a raise request cannot be made of: (Content-Type, body).
+BAD_BODIES = [
+    ("application/json", b"{not json"),
+    ("application/json", b"[1, 2]"),
+    ("application/json", b'{"service_code": "complaint", "service_code": "leak_street"}'),
+    ("application/json", b'{"service_code": "complaint", "attribute": [1]}'),
+    ("application/x-www-form-urlencoded", b"service_code=complaint&description=\xff\xfe"),
+    ("application/x-www-form-urlencoded", b"service_code=complaint&service_code=no_water"),
+    ("application/x-www-form-urlencoded", "&".join(f"f{i}=x" for i in range(101)).encode()),
+    ("text/plain", b"service_code=complaint"),
+    ("", b"{}"),
+]
+
+
+@pytest.mark.parametrize(("media_type", "body"), BAD_BODIES)
+def test_raising_a_request_asks_the_key_before_the_body_as_every_role_protected_route_does(
+    desk: Desk, media_type: str, body: bytes
+) -> None:
+    """Before, a POST without a key and with a body it could not read was a 400 (or 415) saying what
+    was wrong with the body: the body was read, and its problems said, before the key was asked."""
+    path = f"{V2}/requests.json"
+    for headers in ({}, {"Authorization": "Bearer aqk_nope.nope"}, {"X-API-Key": ""}):
+        answer = desk.client.post(path, content=body, headers={**headers, "Content-Type": media_type})
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["www-authenticate"] == "Bearer"
+        assert answer.headers["content-type"] == "application/problem+json"
+    for role in ("reader", "billing"):
+        answer = desk.client.post(path, content=body, headers={**desk.header(role), "Content-Type": media_type})
+        assert answer.status_code == 403, answer.text
+    keyed = desk.client.post(path, content=body, headers={**desk.header("customer_app"), "Content-Type": media_type})
+    assert keyed.status_code == (415 if media_type in ("text/plain", "") else 400), keyed.text
+    assert _stored(desk) == (0, 0, 0)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    media_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain", ""]),
+    body=st.binary(max_size=60) | st.text(max_size=60).map(str.encode),
+)
+def test_any_body_without_a_key_is_a_401_and_stores_nothing(desk: Desk, media_type: str, body: bytes) -> None:
+    """Whatever the body holds, short of a valid key in it, the answer is the key's 401."""
+    if b"api_key" in body:
+        return  # (a key in the body is the form's way: not "without a key")
+    answer = desk.client.post(f"{V2}/requests.json", content=body, headers={"Content-Type": media_type})
+    assert answer.status_code == 401, answer.text
+    assert _stored(desk) == (0, 0, 0)
+
+
+def test_a_key_in_a_body_with_a_bad_field_is_the_key_the_field_s_problem_then_said(desk: Desk) -> None:
+    """A key given in the form (GeoReport v2's way) still signs a body another field of which is wrong:
+    the answer names that field, as before, not the key."""
+    path = f"{V2}/requests.json"
+    twice = f"api_key={desk.keys['customer_app']}&service_code=complaint&service_code=no_water".encode()
+    answer = desk.client.post(path, content=twice, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"] == [{"location": "service_code", "message": "given more than once"}]
+    json_body = {"api_key": desk.keys["customer_app"], "service_code": "complaint", "attribute": [1]}
+    answer = desk.client.post(path, json=json_body)
+    assert answer.status_code == 400 and answer.json()["errors"][0]["location"] == "attribute", answer.text
+    form_key = {"api_key": desk.keys["reader"], "service_code": "complaint", "service_code ": "x"}
+    assert desk.client.post(path, data=form_key).status_code == 403
+    assert _stored(desk) == (0, 0, 0)
