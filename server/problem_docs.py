@@ -3,10 +3,11 @@ as the ``Problem`` it is, with a line saying when.
 
 Some come from what every route, or a route's dependencies, does: any query or path value is refused
 with a NUL character (400, ``refuse_nul_text``), a key is asked (401, 403: ``RoleRequired``), a
-connection is lent (503: ``get_connection``), a body is capped (413: ``BodyLimit``) and validated (422),
-and any unexpected error is a 500. Those are found by walking each route's dependencies, so a new route
-gets them as it gets the dependency. What a route's own code raises (404 for an unknown id, 409 for a
-conflict, a 400 of its own) it declares itself, with :func:`problems`.
+connection is lent (503: ``get_connection``), a body is capped (413: ``BodyLimit``, on every request,
+a GET's as well) and validated (422), and any unexpected error is a 500. Those are found by walking
+each route's dependencies, so a new route gets them as it gets the dependency. What a route's own
+code raises (404 for an unknown id, 409 for a conflict, a 400 of its own) it declares itself, with
+:func:`problems`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ NUL_TEXT = "a path or query value holds a NUL character"
 INVALID = "Invalid request: a problem document naming each invalid field"
 NO_KEY = "No API key, or not a valid one (WWW-Authenticate: Bearer)"
 TOO_LARGE = f"The request body is over {MAX_BODY_BYTES // 1024} KiB"
+#: An operation taking no body still has its request's capped (BodyLimit, before routing): a GET
+#: declaring, or sending, a body over the cap is a 413 too.
+TOO_LARGE_UNASKED = f"{TOO_LARGE}: this operation takes none, but the cap is on every request's"
 UNEXPECTED = "An unexpected error (logged), or a setting of the server's that cannot be used"
 DATABASE_AWAY = "The database is unavailable (Retry-After: try again), or not migrated for this aquami"
 _HEADERS: dict[int, dict[str, Any]] = {
@@ -127,8 +131,7 @@ def generic_problems(route: RouteContext) -> dict[int, str]:
         found.update(key_problems(*keyed))
     if get_connection in calls:
         found[503] = DATABASE_AWAY
-    if route.body_field is not None:
-        found[413] = TOO_LARGE
+    found[413] = TOO_LARGE if route.body_field is not None else TOO_LARGE_UNASKED
     return found
 
 

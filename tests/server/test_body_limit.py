@@ -128,3 +128,19 @@ def test_a_server_refuses_a_declared_300_mb_body_without_waiting_for_it(migrated
             answer += data
     assert answer.startswith(b"HTTP/1.1 413 "), answer
     assert b"content-type: application/problem+json" in answer.lower()
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE", "OPTIONS"])
+def test_a_request_of_a_method_without_a_body_declaring_one_over_the_cap_is_a_413_too(migrated_database_url, method):
+    """The cap is on every request, whatever its method (server.problem_docs declares its 413 on
+    every operation): a GET may carry a body, and a server that waited for 300 MB of one would hold
+    the connection and its memory as for a POST's."""
+    with running_server(migrated_database_url) as port, socket.create_connection(("127.0.0.1", port)) as link:
+        link.settimeout(60)
+        link.sendall(f"{method} /meters HTTP/1.1\r\nHost: aquami\r\nContent-Length: 300000000\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = link.recv(4096)
+            assert data, answer
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 413 "), answer

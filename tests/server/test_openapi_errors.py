@@ -49,6 +49,10 @@ def _declared(spec: dict[str, Any], path: str, method: str, status: str, media_t
         ("get", "/open311/v2/requests.json", "/open311/v2/requests.json", None, "none", 401),
         ("post", "/open311/v2/requests.json", "/open311/v2/requests.json", b"leak", "admin", 415),
         ("post", "/meters/{meter_id}/readings", "/meters/M1/readings", {"reason": "x" * 70_000}, "none", 413),
+        # the body cap is on every request: a GET declaring a body over it is a 413 as well
+        ("get", "/meters", "/meters", b"x" * 70_000, "none", 413),
+        ("get", "/health", "/health", b"x" * 70_000, "none", 413),
+        ("get", "/open311/v2/services.json", "/open311/v2/services.json", b"x" * 70_000, "none", 413),
     ],
 )
 def test_an_error_is_the_problem_document_the_schema_declares(
@@ -87,3 +91,14 @@ def test_every_error_the_schema_declares_is_a_problem_saying_when() -> None:
                         PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
                     }, where
                     assert response["description"].strip() and "\n" not in response["description"], where
+
+
+def test_every_operation_declares_the_body_cap_s_413() -> None:
+    """BodyLimit refuses a body over the cap on any request, before routing (a GET's too: see
+    test_body_limit); before, only the operations taking a body declared it, so a GET's 413 broke
+    the document's contract."""
+    spec = create_app("postgresql://schema-only.invalid/aquami").openapi()
+    operations = [(method, path, op) for path, item in spec["paths"].items() for method, op in item.items()]
+    assert len(operations) > 20
+    for method, path, operation in operations:
+        assert "413" in operation["responses"], f"{method.upper()} {path}"
