@@ -75,6 +75,23 @@ def test_a_missing_file_under_static_is_the_page_to_a_browser_and_the_problem_to
     assert (linked.status_code, linked.headers["content-type"]) == (404, "application/problem+json")
 
 
+@pytest.mark.parametrize(
+    "path", ["/static", "/static/", "/static/nothing.css", "/static/a/b.png", "/static/..%2fapp.py"]
+)
+def test_every_miss_under_static_is_answered_as_an_unrouted_address_is(client: TestClient, path: str) -> None:
+    """The mount's own misses (its folder, a file in no folder, an escape) are the 404 page to a
+    browser, HEAD too, and the problem to anyone else, as any unrouted address (the bare /static is
+    redirected to /static/ first, as /meters/ is to /meters). Only Cache-Control differs: none under
+    /static/, whose answers are the same to everyone."""
+    _is_the_404_page(client.get(path, headers={"Accept": FIREFOX}), public_file=True)
+    head = client.head(path, headers={"Accept": FIREFOX})
+    assert (head.status_code, head.headers["content-type"], head.content) == (404, "text/html; charset=utf-8", b"")
+    answer = client.get(path, headers={"Accept": "*/*"})
+    assert (answer.status_code, answer.headers["content-type"]) == (404, "application/problem+json")
+    assert answer.json()["detail"] == "Not Found"
+    assert client.get("/static/style.css", headers={"Accept": FIREFOX}).status_code == 200
+
+
 def test_open311_s_and_the_api_s_own_404s_stay_problems_to_a_browser(client: TestClient) -> None:
     """A route matched: Open311's catch-all, an unknown meter. Those are the API's, asked by machines."""
     for path in ("/open311/v2/nothing.json", "/open311/v2/requests.xml", "/meters/no-such-meter"):
