@@ -26,6 +26,8 @@ _WORD_EDGE = f"(?:(?<=[{_WORD}])(?![{_WORD}])|(?<![{_WORD}])(?=[{_WORD}]))"
 _ASSERTIONS = {"b": _WORD_EDGE, "B": f"(?:(?<=[{_WORD}])(?=[{_WORD}])|(?<![{_WORD}])(?![{_WORD}]))"}
 _CONTROL = {"t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r"}
 _SYNTAX = set("^$\\.*+?()[]{}|/")
+#: How a non-capturing group or a look-around opens after its ``(``.
+_GROUPS = ("?:", "?=", "?!", "?<=", "?<!")
 _QUANTIFIER = re.compile(r"\{[0-9]+(,[0-9]*)?\}")
 _HEX = re.compile(r"x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|u\{[0-9A-Fa-f]+\}")
 
@@ -97,16 +99,15 @@ class _Translator:
         self.quantifiable = False  # a quantifier after one (Python's possessive a*+) is ECMA's error
 
     def group(self) -> None:
-        text = self.pattern
-        if not text.startswith("?", self.at):
-            self.out.append("(")
-        elif text.startswith(("?:", "?=", "?!", "?<=", "?<!"), self.at):
-            opening = "?<=" if text.startswith("?<=", self.at) else "?<!" if text.startswith("?<!", self.at) else None
-            opening = opening or text[self.at : self.at + 2]
-            self.out.append("(" + opening)
-            self.at += len(opening)
-        else:
+        """A group's opening (its ``(`` read): capturing, or ``(?:`` and the look-arounds, which
+        both read alike; a named group, or anything else after ``(?``, refused."""
+        opening = next((o for o in _GROUPS if self.pattern.startswith(o, self.at)), None)
+        if opening is None and not self.pattern.startswith("?", self.at):
+            opening = ""  # a capturing group
+        if opening is None:
             raise self.refuse("a '(?' group other than (?: (?= (?! (?<= (?<!")
+        self.out.append("(" + opening)
+        self.at += len(opening)
         self.quantifiable = False
 
     def escape(self) -> None:
