@@ -22,7 +22,8 @@ from server.auth import Principal, authorize, header_key, may
 from server.problems import Problem
 
 FORM = "application/x-www-form-urlencoded"
-_ATTRIBUTE = re.compile(r"^attribute\[([^\]]*)\]$")
+#: A form's attribute field; \Z, not $: "$" would take "attribute[account]\n" for the account's.
+_ATTRIBUTE = re.compile(r"^attribute\[([^\]]*)\]\Z")
 #: More fields than any request has (the spec's dozen and a few attributes): a bigger form is refused.
 MAX_FIELDS = 100
 #: Who may raise a request (admin too), and as what source: an app customers use, as the customer;

@@ -557,3 +557,15 @@ def test_a_key_in_a_body_with_a_bad_field_is_the_key_the_field_s_problem_then_sa
     form_key = {"api_key": desk.keys["reader"], "service_code": "complaint", "service_code ": "x"}
     assert desk.client.post(path, data=form_key).status_code == 403
     assert _stored(desk) == (0, 0, 0)
+
+
+def test_a_form_field_named_like_an_attribute_with_a_line_break_after_is_no_attribute(desk: Desk) -> None:
+    """The name's pattern ended in "$", which Python's re matches before a final line break too:
+    ``attribute[account]%0A`` was the account attribute, so given beside ``attribute[account]`` it
+    replaced it unseen (the form's field-twice refusal went by the names as written). Now it is a
+    field of no known name, ignored as any such field is."""
+    form = "service_code=billing_query&attribute[account]=A-1&attribute[account]%0A=A-2&address_id=P-1"
+    headers = {**desk.header("customer_app"), "Content-Type": "application/x-www-form-urlencoded"}
+    answer = desk.client.post(f"{V2}/requests.json", content=form, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert desk.rows("SELECT attributes FROM open311_requests") == [({"account": "A-1"},)]
