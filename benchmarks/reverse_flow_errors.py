@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 import numpy as np
 
@@ -162,9 +163,11 @@ def event_lines(run: SeedRun, config: DetectionConfig) -> list[str]:
     return lines
 
 
-def report_seeds(
-    seeds: list[int], run_one: Callable[[int], SeedRun], events: Callable[[SeedRun], list[str]] | None
-) -> Errors:
+#: A seed's run: the events and alerts :func:`report_seeds` scores, and whatever its report lists beside them.
+Run = TypeVar("Run", bound=SeedRun)
+
+
+def report_seeds(seeds: list[int], run_one: Callable[[int], Run], events: Callable[[Run], list[str]] | None) -> Errors:
     """Run each seed (``run_one``), print its figures (and, with ``events``, its events off
     target) as it ends, and return the errors of all of them pooled."""
     pooled = Errors()
