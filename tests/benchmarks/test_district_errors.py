@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from benchmarks.bench_detection import block_of, labelled_fleet_spec, score_fleet
-from benchmarks.district_errors import event_lines, run_seed
+from benchmarks.district_errors import event_lines, main, run_seed
 from benchmarks.reverse_flow_errors import Errors, off_target
 from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
@@ -48,3 +50,16 @@ def test_the_main_bursts_listed_are_those_off_target_or_missed() -> None:
     assert sum(line.lstrip().startswith("start:") for line in lines) == found
     assert sum(line.lstrip().startswith("end:") for line in lines) == found
     assert any(line.lstrip().startswith("with:") for line in lines)
+
+
+def test_the_command_prints_each_seed_the_events_and_the_pooled_row(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["district_errors", "--seeds", str(SEED), "--meters", str(METERS), "--days", str(DAYS), "--events"]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"seed {SEED}: found 3/4, ")
+    assert any(line.strip().endswith(": not found") for line in out)
+    assert any("false main bursts after the warm-up" in line for line in out)
+    assert out[-1].startswith("| main burst (DMA) | 3 | ")
