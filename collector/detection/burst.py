@@ -52,6 +52,27 @@ from collector.detection.flows import DayLayout, Flows
 from collector.detection.series import SeriesBlock
 
 
+def window_intervals(interval_s: int, config: DetectionConfig) -> int:
+    """How many intervals a burst must be held over before the rules judge it: the intervals
+    nearest ``burst_window_minutes`` (two quarter-hours), and never less than one (hourly reads: each
+    interval alone, as the rules were tuned)."""
+    return max(1, round(config.burst_window_minutes * 60 / interval_s))
+
+
+def held_flow(f: np.ndarray, w: int) -> np.ndarray:
+    """(M, T): each interval's mean flow with the ``w - 1`` before it, the flow held over the burst
+    window that ends there (NaN where any is unknown, and before the first ``w - 1``). ``f`` itself
+    when ``w`` is 1."""
+    if w <= 1:
+        return f
+    out = np.full_like(f, np.nan)
+    total = f[:, w - 1 :].copy()
+    for back in range(1, w):
+        total += f[:, w - 1 - back : f.shape[1] - back]
+    out[:, w - 1 :] = total / w
+    return out
+
+
 def _history_max(by_day: np.ndarray, days: int, lag: int) -> np.ndarray:
     """(M, D): the highest value over the ``days`` days before each day, leaving out the last
     ``lag`` intervals before it (so that the first, partial interval of a burst that began just
@@ -94,12 +115,16 @@ def burst_trigger(
         f = f.copy()
         f[flows.spread] = np.nan
     layout = DayLayout.of(block)
+    seen = layout.to_days(~np.isnan(f)).sum(axis=2)
+    # read more often than a burst's least duration, each rule judges the flow held over it
+    w = window_intervals(block.interval_s, config)
+    reach = max(1, round(config.burst_time_of_day_minutes * 60 / block.interval_s))
+    f = held_flow(f, w)
     pair = np.full_like(f, np.nan)
-    np.minimum(f[:, 1:], f[:, :-1], out=pair[:, 1:])
+    np.minimum(f[:, w:], f[:, :-w], out=pair[:, w:])
     single_days = layout.to_days(f, fill=np.nan)
     pair_days = layout.to_days(pair, fill=np.nan)
-    k, lag = config.burst_history_days, 2
-    seen = layout.to_days(~np.isnan(f)).sum(axis=2)
+    k, lag = config.burst_history_days, 2 * w
     seen_days = (np.cumsum(seen, axis=1) - seen) * (flows.interval_h / 24.0)
     no_history = seen_days < config.burst_min_history_days
     days_seen = np.cumsum(seen > 0, axis=1) - (seen > 0)  # earlier days with a read (a lost read is no lost day)
@@ -119,7 +144,7 @@ def burst_trigger(
         sustained = np.maximum(config.burst_sustained_factor * highest[0][:, :, 0], config.burst_min_l_h)
         thresholds[:, :, 1][learning] = np.where(bulk, np.inf, sustained)[learning]
     unknown = no_history | learning  # the rules below need a meter's history to know its use
-    current = layout.to_days(flows.flow_l_h, fill=np.nan)
+    current = layout.to_days(held_flow(flows.flow_l_h, w), fill=np.nan)
     early = np.full(f.shape, np.nan)
     new = np.flatnonzero(no_history.any(axis=1))  # meters still without history: new ones, mostly none
     if new.size:
@@ -131,19 +156,19 @@ def burst_trigger(
         fired = current > np.where(no_history[:, :, None], early_days, thresholds[:, :, :1])
         fired |= pair_days > np.where(no_history[:, :, None], early_days, thresholds[:, :, 1:])
         if config.burst_slot_factor > 0:
-            far_above, busy_above, around = _slot_thresholds(single_days, no_history, config)
+            far_above, busy_above, around = _slot_thresholds(single_days, no_history, config, reach)
             known = ~unknown[:, :, None]
-            before = _interval_before(current, np.nan)
+            before = _interval_before(current, np.nan, w)
             # far above its time of day, and above the most the meter drew at any hour of late
             fired |= known & (current > far_above) & (current > config.burst_slot_highest_factor * highest[0])
             # a busy hour above its busiest: a burst only where the interval before (its first,
             # partial one) was above the busiest at its own time of day too (one odd hour is not)
-            fired |= known & (current > busy_above) & (before > _interval_before(around, np.inf))
+            fired |= known & (current > busy_above) & (before > _interval_before(around, np.inf, w))
             # still being learned: far above their times of day twice in a row (a burst that began in the
             # meter's first days is its highest flow by now; at night it is still far above)
             learning_single = (learning & ~bulk)[:, :, None]
-            fired |= learning_single & (current > far_above) & (before > _interval_before(far_above, np.inf))
-        rare = _RareRules(single_days, current, unknown, config)
+            fired |= learning_single & (current > far_above) & (before > _interval_before(far_above, np.inf, w))
+        rare = _RareRules(single_days, current, unknown, config, reach, w)
         if config.burst_closed_factor > 0:
             level = np.maximum(config.burst_closed_factor * highest[0], config.burst_min_l_h)
             fired |= rare.closed_hour_of_week(current > level)
@@ -177,10 +202,18 @@ class _RareRules:
     meter's earlier flows around that time of day, gathered for those intervals alone."""
 
     def __init__(
-        self, single_days: np.ndarray, current: np.ndarray, no_history: np.ndarray, config: DetectionConfig
+        self,
+        single_days: np.ndarray,
+        current: np.ndarray,
+        no_history: np.ndarray,
+        config: DetectionConfig,
+        reach: int = 1,
+        window: int = 1,
     ) -> None:
         m, d, p = single_days.shape
         self.shape, self.current, self.no_history, self.config = (m, d, p), current, no_history, config
+        self.reach = reach  # "around a time of day": this many intervals each side
+        self.window = window  # "the interval before": the burst window before
         self.weeks = -(-d // 7)
         self.flows = single_days
         # days the meter carried nothing at all (a shop's closed day) are no sample of its use
@@ -193,12 +226,12 @@ class _RareRules:
         return rows, days, slots
 
     def closed_hour_of_week(self, candidates: np.ndarray) -> np.ndarray:
-        """(M, D, P): candidates at a time of the week (± one interval) at which the meter carried
+        """(M, D, P): candidates at a time of the week (± ``burst_time_of_day_minutes``) at which the meter carried
         nothing at all on each of at least ``burst_closed_min_weeks`` earlier weeks (a shop's closed
         Sunday)."""
         rows, days, slots = self._where(candidates)
         window = self._window(rows, days[:, None] - 7 * np.arange(1, self.weeks + 1)[None, :], slots)
-        weeks_seen = (~np.isnan(window[:, :, 1])).sum(axis=1)
+        weeks_seen = (~np.isnan(window[:, :, self.reach])).sum(axis=1)
         idle = ~(np.nan_to_num(window, nan=0.0) > 0).any(axis=(1, 2))
         hit = idle & (weeks_seen >= self.config.burst_closed_min_weeks)
         out = np.zeros(self.shape, dtype=bool)
@@ -207,13 +240,13 @@ class _RareRules:
 
     def far_above_time_of_day(self, candidates: np.ndarray, z: float, *, previous_too: bool) -> np.ndarray:
         """(M, D, P): candidates ``z`` standard deviations above the mean flow at that time of day
-        (± one interval) over the previous ``burst_history_days`` days without the days the meter
-        carried nothing; with ``previous_too``, the interval before as well (against its own time of
-        day)."""
+        (± ``burst_time_of_day_minutes``) over the previous ``burst_history_days`` days without the days the meter
+        carried nothing; with ``previous_too``, the burst window before as well (against its own time
+        of day)."""
         rows, days, slots = self._where(candidates)
         hit = self._z(rows, days, slots) > z
         if previous_too:
-            flat = days * self.shape[2] + slots - 1
+            flat = days * self.shape[2] + slots - self.window
             hit &= flat >= 0
             before_days, before_slots = np.divmod(np.maximum(flat, 0), self.shape[2])
             hit &= self._z(rows, before_days, before_slots) > z
@@ -236,35 +269,38 @@ class _RareRules:
         return np.where(np.isnan(z), -np.inf, z)
 
     def _window(self, rows: np.ndarray, days: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """(K, len(days[0]), 3): flows on ``days`` (K, n) of the rows, one interval each side of
-        their slots (K,); NaN before the first day and beyond the day's ends."""
-        around = slots[:, None, None] + np.arange(-1, 2)[None, None, :]
+        """(K, len(days[0]), 2 × reach + 1): flows on ``days`` (K, n) of the rows, ``reach``
+        intervals each side of their slots (K,); NaN before the first day and beyond the day's ends."""
+        around = slots[:, None, None] + np.arange(-self.reach, self.reach + 1)[None, None, :]
         valid = (days >= 0)[:, :, None] & (around >= 0) & (around < self.shape[2])
         window = self.flows[rows[:, None, None], np.maximum(days, 0)[:, :, None], np.clip(around, 0, self.shape[2] - 1)]
         return np.where(valid, window, np.nan)
 
 
-def _interval_before(by_day: np.ndarray, fill: float) -> np.ndarray:
-    """(M, D, P): each interval's value at the interval before it, across midnight (``fill`` first)."""
+def _interval_before(by_day: np.ndarray, fill: float, lag: int = 1) -> np.ndarray:
+    """(M, D, P): each interval's value ``lag`` intervals before it (the burst window before),
+    across midnight (``fill`` first)."""
     out = np.full_like(by_day, fill)
-    out.reshape(out.shape[0], -1)[:, 1:] = by_day.reshape(by_day.shape[0], -1)[:, :-1]
+    out.reshape(out.shape[0], -1)[:, lag:] = by_day.reshape(by_day.shape[0], -1)[:, :-lag]
     return out
 
 
 def _slot_thresholds(
-    single_days: np.ndarray, no_history: np.ndarray, config: DetectionConfig
+    single_days: np.ndarray, no_history: np.ndarray, config: DetectionConfig, reach: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(M, D, P) each: ``burst_slot_factor`` × the highest flow on any earlier day within an
-    interval of this time of day (a shop's meter busy all day but still at night shows a burst at
-    night at once, even one smaller than its daytime peak); ``burst_slot_excess_l_h`` above that
+    """(M, D, P) each: ``burst_slot_factor`` × the highest flow on any earlier day within
+    ``reach`` intervals (``burst_time_of_day_minutes``) of this time of day (a shop's meter busy
+    all day but still at night shows a burst at night at once, even one smaller than its daytime
+    peak); ``burst_slot_excess_l_h`` above that
     highest flow and ``burst_slot_ratio`` times it (a shop busy at this hour: a burst adds its flow
     on top of the busiest hour; inf where off); and that highest flow itself."""
     seen = np.nan_to_num(single_days, nan=-np.inf)
     earlier = np.full_like(seen, -np.inf)
     np.maximum.accumulate(seen[:, :-1], axis=1, out=earlier[:, 1:])
     around = earlier.copy()
-    np.maximum(around[:, :, 1:], earlier[:, :, :-1], out=around[:, :, 1:])
-    np.maximum(around[:, :, :-1], earlier[:, :, 1:], out=around[:, :, :-1])
+    for shift in range(1, reach + 1):
+        np.maximum(around[:, :, shift:], earlier[:, :, :-shift], out=around[:, :, shift:])
+        np.maximum(around[:, :, :-shift], earlier[:, :, shift:], out=around[:, :, :-shift])
     far = np.maximum(config.burst_slot_factor * around, config.burst_min_l_h)
     far[no_history] = np.inf
     busy = np.full_like(far, np.inf)
@@ -293,6 +329,8 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         block, flows = block.take(carrying), flows.take(carrying)
     f = flows.flow_l_h
     layout = DayLayout.of(block)
+    w = window_intervals(block.interval_s, config)
+    held = held_flow(f, w)  # what the rules judged (the interval itself, on hourly reads)
     fired, threshold, early = burst_trigger(block, flows, config)
     rows, days, slots = np.nonzero(fired)
     cols = days * layout.per_day + slots - layout.offset
@@ -307,12 +345,13 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
         if j < previous_end:
             continue  # inside a burst already raised
         single, sustained = threshold[m, days_of[j]] if np.isnan(early[m, j]) else (early[m, j], early[m, j])
-        level = float(single) if f[m, j] > single else min(float(sustained), float(f[m, j]))
+        level = float(single) if held[m, j] > single else min(float(sustained), float(held[m, j]))
         row = f[m]
         with np.errstate(invalid="ignore"):
             stops = np.flatnonzero(row[j + 1 :] <= 0.5 * level)
         end = j + 1 + int(stops[0]) if stops.size else t  # first interval after the burst
-        covered_until[m] = end
+        # a burst window that ends within the next ``w - 1`` intervals still holds some of it
+        covered_until[m] = end + w - 1
         # the burst's flow is what each interval carries beyond the meter's usual use at that time
         # of day, as it was in the days before the burst was raised (a burst running for a week
         # would otherwise become its own usual)
@@ -356,7 +395,7 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
             if tail > 0.0:
                 # its last minutes are in that interval: with the household's use on top they can
                 # fire a rule again, and a second alert would begin inside this one
-                covered_until[m] = end + 1
+                covered_until[m] = end + w
         last_seen = clock.at(end - 1)
         detected_at = clock.at(int(flows.known_idx[m, j]))
         alerts.append(
@@ -370,8 +409,8 @@ def detect_bursts(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> 
                 ended_at=ended_at,
                 rate_l_h=rate,
                 volume_l=rate * clock.hours(start, ended_at or last_seen),
-                confidence=confidence(float(row[j]), level),
-                evidence=((clock.at(j - 1) if j else start, detected_at),),
+                confidence=confidence(float(held[m, j]), level),
+                evidence=((clock.at(j - w) if j >= w else start, detected_at),),
             )
         )
     return alerts
