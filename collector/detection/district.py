@@ -283,6 +283,7 @@ def _smoothed(x: np.ndarray, half: int) -> np.ndarray:
 def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Alert]:
     """Main bursts: steps up in each DMA's balance over the bars (:class:`_Bars`), measured on
     the days after a burst of days without its flow (:class:`_LongBursts`)."""
+    config = config.with_dma_windows_for(balance.interval_s)
     losses = balance.losses_l_h
     layout = DayLayout.of_grid(balance.timestamps, balance.interval_s, balance.day_offset_s)
     floor = smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, layout.day_of_columns()]
