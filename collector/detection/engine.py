@@ -26,6 +26,7 @@ from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
 from collector.detection.district import detect_dma_bursts, smallest_main_burst_by_day
 from collector.detection.flows import DayLayout, Flows, interval_flows
+from collector.detection.hourly_leaks import leaks_seen_hourly
 from collector.detection.leak import detect_leaks
 from collector.detection.leak_under_burst import bursts_above_leak_free_use
 from collector.detection.register import detect_reverse_flow, detect_stuck
@@ -220,9 +221,12 @@ def _leaks(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Ale
     """Continuous flow behind the meters that supply one premise; behind a bulk meter (a block of
     flats), where continuous flow may be the many households' ordinary use, see :mod:`bulk`."""
     if not part.is_bulk.any():
-        return detect_leaks(part, flows, config)
+        leaks = detect_leaks(part, flows, config)
+        return leaks + leaks_seen_hourly(part, leaks, config)
     single = np.flatnonzero(~part.is_bulk)
     leaks = detect_leaks(part.take(single), flows.take(single), config) if single.size else []
+    if single.size:
+        leaks += leaks_seen_hourly(part.take(single), leaks, config)
     return leaks + detect_bulk_leaks(part, flows, config)
 
 

@@ -160,3 +160,25 @@ def test_the_balance_s_windows_are_hours_on_sub_hourly_reads_and_intervals_other
     assert config.with_dma_windows_for(900).dma_windows == (12, 24, 48, 96)
     assert config.with_dma_windows_for(3600) is config
     assert config.with_dma_windows_for(86_400) is config
+
+
+def test_a_3_l_h_leak_on_quarter_hour_reads_is_found_within_72_hours_on_the_hourly_reads() -> None:
+    """Under a litre a quarter-hour, a 1-litre register stands still in every other one and a
+    3 L/h leak was never raised; the same reads on the hour show it in every interval. The household
+    beside it, without a leak, raises nothing; and the leak is still raised from the reads up to
+    its ``detected_at`` alone (causal)."""
+    rng = np.random.default_rng(66)
+    start = 10 * 96 + 4 + 2 / 3  # day 10, 01:10
+    uses = {
+        "LEAK": quarter_household(rng, DAYS) + _flow(start, DAYS * 96, 3.0 / 4),
+        "DRY": quarter_household(rng, DAYS),
+    }
+    block = quarter_block(uses)
+    leaks = [a for a in detect(block) if a.kind is AlertKind.LEAK]
+    assert [a.meter_id for a in leaks] == ["LEAK"]
+    [leak] = leaks
+    began = START + start * QUARTER
+    assert began < leak.detected_at <= began + timedelta(hours=72)
+    assert abs(leak.rate_l_h - 3.0) <= 1.0
+    again = [a for a in detect(block.until(leak.detected_at)) if a.kind is AlertKind.LEAK]
+    assert [(a.meter_id, a.detected_at) for a in again] == [("LEAK", leak.detected_at)]
