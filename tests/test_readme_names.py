@@ -51,6 +51,7 @@ OTHER_TOOLS_OPTIONS = {
     "--seeds": "a benchmark's (python -m benchmarks.reverse_flow_errors)",
     "--events": "a benchmark's",
     "--backward-registers": "a benchmark's",
+    "--interval-minutes": "a benchmark's (python -m benchmarks.bench_detection)",
     "--dist": "pytest-xdist's, in the Tests section",
 }
 
