@@ -17,6 +17,7 @@ from collector.detection.alerts import AlertKind
 from collector.detection.burst import held_flow, window_intervals
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
+from collector.detection.hourly_leaks import leaks_seen_hourly, on_the_hour
 from collector.detection.series import SeriesBlock
 from simulators.fleet import FleetSpec, generate_fleet
 from tests.collector.test_detection_households import _HOURLY_EVENTS as _EVENTS
@@ -73,6 +74,9 @@ def test_a_burst_on_quarter_hour_reads_is_raised_by_the_read_closing_its_first_w
     assert burst.detected_at <= START + (12 * 96 + 9 * 4 + 2 + 4) * QUARTER  # 10:30: 09:30–10:30 held
     assert abs((burst.start - began).total_seconds()) <= 900
     assert abs(burst.rate_l_h - 400.0) <= 40.0
+    # causal: the reads up to its detected_at alone raise it
+    again = [a for a in detect(quarter_block({"BURST": use}).until(burst.detected_at)) if a.kind is AlertKind.BURST]
+    assert [a.detected_at for a in again] == [burst.detected_at]
 
 
 def test_a_labelled_quarter_hour_fleet_raises_its_bursts_in_time_and_no_false_one() -> None:
@@ -182,3 +186,13 @@ def test_a_3_l_h_leak_on_quarter_hour_reads_is_found_within_72_hours_on_the_hour
     assert abs(leak.rate_l_h - 3.0) <= 1.0
     again = [a for a in detect(block.until(leak.detected_at)) if a.kind is AlertKind.LEAK]
     assert [(a.meter_id, a.detected_at) for a in again] == [("LEAK", leak.detected_at)]
+
+
+def test_blocks_read_hourly_or_less_often_are_not_searched_again_on_the_hour() -> None:
+    rng = np.random.default_rng(67)
+    quarters = quarter_block({"A": quarter_household(rng, 2)})
+    hourly = on_the_hour(quarters)
+    assert hourly is not None and hourly.interval_s == 3600
+    assert hourly.timestamps[0] == quarters.timestamps[0] and hourly.n_intervals == 2 * 24 + 1
+    assert on_the_hour(hourly) is None
+    assert leaks_seen_hourly(hourly, [], DetectionConfig()) == []
