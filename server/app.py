@@ -34,6 +34,7 @@ from server.security_docs import document_security
 from server.security_headers import SecurityHeaders
 from server.web.care_desk import router as web_care_desk_router
 from server.web.enquiries import router as web_enquiries_router
+from server.web.meter_page import router as web_meter_router
 from server.web.pages import error_page
 from server.web.router import router as web_router
 
@@ -78,6 +79,7 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
     app.include_router(web_router)
     app.include_router(web_care_desk_router)
     app.include_router(web_enquiries_router)
+    app.include_router(web_meter_router)
     install_docs(app)
     document_problems(app)
     document_security(app)

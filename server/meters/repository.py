@@ -251,3 +251,61 @@ def get_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> dict[s
         "quality_reason FROM readings WHERE meter_id = %s AND ts = %s",
         (meter_id, ts),
     ).fetchone()
+
+
+def readings_newest_first(
+    conn: psycopg.Connection, meter_id: str, before: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    """The meter's readings newest first, before the cursor ``before`` (keyset paging): the meter
+    page's latest readings, where :func:`list_readings` pages forward from the oldest."""
+    return conn.execute(
+        """
+        SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id,
+               quality_reason
+        FROM readings
+        WHERE meter_id = %(meter_id)s AND (%(before)s::timestamptz IS NULL OR ts < %(before)s)
+        ORDER BY ts DESC LIMIT %(limit)s
+        """,
+        {"meter_id": meter_id, "before": before, "limit": limit},
+    ).fetchall()  # type: ignore[return-value]
+
+
+# The meter's stored daily consumption (collector: refresh_consumption) over the ``days`` local days
+# up to its newest stored day (fewer when its oldest stored day is later), every day listed (NULL
+# columns: no interval closed that day), with the intervals each non-actual quality closed that day
+# (an interval belongs to the day of its closing read less 1 µs, as consumption_hourly counts it).
+# A day is the utility's (utility_timezone()).
+_DAILY = """
+WITH zone AS (SELECT utility_timezone() AS z),
+newest AS (
+    SELECT max(day) AS day, min(day) AS oldest FROM consumption_daily WHERE meter_id = %(meter_id)s
+),
+days AS (
+    SELECT d::date AS date, (d::date)::timestamp AT TIME ZONE zone.z AS day,
+           (d::date + 1)::timestamp AT TIME ZONE zone.z AS next_day
+    FROM zone, newest, LATERAL (
+        SELECT ((newest.day AT TIME ZONE zone.z)::date)::timestamp AS last,
+               ((newest.oldest AT TIME ZONE zone.z)::date)::timestamp AS first
+    ) l, generate_series(greatest(l.last - (%(days)s - 1) * interval '1 day', l.first), l.last, interval '1 day') d
+),
+qualities AS (
+    SELECT date_trunc('day', r.ts - interval '1 microsecond', zone.z) AS day, r.quality, count(*) AS n
+    FROM zone, readings r
+    WHERE r.meter_id = %(meter_id)s AND r.quality <> 'actual'
+      AND r.ts > (SELECT min(day) FROM days) AND r.ts <= (SELECT max(next_day) FROM days)
+    GROUP BY 1, 2
+)
+SELECT days.date, days.day, c.consumption_m3, c.intervals, c.not_actual, c.unknown,
+       coalesce((SELECT jsonb_object_agg(q.quality, q.n) FROM qualities q WHERE q.day = days.day), '{}') AS qualities
+FROM days LEFT JOIN consumption_daily c ON c.meter_id = %(meter_id)s AND c.day = days.day
+ORDER BY days.date
+"""
+
+
+def daily_consumption(conn: psycopg.Connection, meter_id: str, days: int) -> list[dict[str, Any]]:
+    """The meter's stored daily consumption, oldest day first, over the ``days`` days up to its newest
+    stored day, or from its oldest (none: no consumption stored yet): ``date`` (the utility's day),
+    ``consumption_m3`` and the counts ``intervals``, ``not_actual`` and ``unknown`` as
+    consumption_daily has them (None on a day no interval closed), and ``qualities``: intervals
+    closed by a reading of each quality other than actual (estimated, substituted, edited)."""
+    return conn.execute(_DAILY, {"meter_id": meter_id, "days": days}).fetchall()  # type: ignore[return-value]

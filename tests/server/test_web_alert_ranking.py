@@ -56,7 +56,7 @@ def _shown(client: TestClient, key: str) -> list[str]:
     if '<section class="alerts">' not in page.text:
         return []
     box = page.text.split('<section class="alerts">')[1].split("</section>")[0]
-    return re.findall(r'<li><span class="alarm">[^<]*</span>\s*(M\d+)', box)
+    return re.findall(r'<li><span class="alarm">[^<]*</span>\s*<a href="/care/meters/M\d+">(M\d+)</a>', box)
 
 
 def _alert(n: int, kind: AlertKind, hour: int, status: AlertStatus) -> Alert:

@@ -105,6 +105,7 @@ def test_every_page_the_app_serves_is_fuzzed() -> None:
     pages = {f"{route.method} {route.path}" for route in ROUTES if route.page}
     assert {"GET /", "GET /login", "POST /login", "POST /logout", "GET /care/enquiries"} <= pages, pages
     assert {"GET /care/enquiries/{enquiry_id}", "POST /care/enquiries/{enquiry_id}", "GET /docs"} <= pages, pages
+    assert "GET /care/meters/{meter_id:meter_id}" in pages, pages
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +324,8 @@ def _says_why(route: Route, response: Any, said: str) -> None:
     [
         ("GET", "/?after=%00", None, 400, "A query parameter holds a NUL character (U+0000)."),
         ("GET", "/care/enquiries/%00", None, 400, "A path parameter holds a NUL character (U+0000)."),
+        ("GET", "/care/meters/M%00", None, 400, "A path parameter holds a NUL character (U+0000)."),
+        ("GET", "/care/meters/M?before=%00", None, 400, "A query parameter holds a NUL character (U+0000)."),
         ("POST", "/login", {}, 422, "The form&#39;s key: Field required."),
     ],
 )

@@ -3,6 +3,7 @@ as the API gives them, and the signed-in page neither cached nor framed nor sign
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -79,11 +80,11 @@ def test_every_meter_is_reached_page_by_page(desk) -> None:
         (count,),
     )
     first = _page(client, key)
-    assert first.count('<a href="/meters/') == METERS_PER_PAGE
+    assert first.count('<a href="/care/meters/') == METERS_PER_PAGE
     link = re.search(r'<a href="(/\?after=[^"]+)">next', first)
     assert link is not None, "no link to the next page"
     second = _page(client, key, link[1])
-    assert re.findall(r'<a href="/meters/(M\d+)/readings">', second) == [f"M{count - 1:04d}", f"M{count:04d}"]
+    assert re.findall(r'<a href="/care/meters/(M\d+)">', second) == [f"M{count - 1:04d}", f"M{count:04d}"]
     assert '<a href="/">first page</a>' in second and "next" not in second.split("first page")[1]
 
 
@@ -94,12 +95,15 @@ def test_a_meter_id_with_url_characters_links_to_that_meter(desk) -> None:
     for meter_id in ("A?B", "LOT#7", "50%OFF", "A/B"):
         conn.execute("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", (meter_id,))
         conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES (%s, %s, 1.5)", (meter_id, T0))
-    links = re.findall(r'<a href="(/meters/[^"]+/readings)">', _page(client, key))
+    links = re.findall(r'<a href="(/care/meters/[^"]+)">', _page(client, key))
     assert len(links) == 4
+    answered = set()
     for link in links:
         response = client.get(link, headers={"Authorization": f"Bearer {key}"})
         assert response.status_code == 200, (link, response.text)
-    answered = {client.get(link, headers={"Authorization": f"Bearer {key}"}).json()["meter_id"] for link in links}
+        title = re.search(r"<h1>Meter (.+?)(?: <span|</h1>)", response.text)
+        assert title is not None, response.text
+        answered.add(html.unescape(title[1]))
     assert answered == {"A?B", "LOT#7", "50%OFF", "A/B"}
 
 
@@ -121,8 +125,8 @@ def test_flows_read_as_the_alert_and_the_meter_give_them(desk) -> None:
         "INSERT INTO readings (meter_id, ts, volume_m3, flow_m3h) VALUES ('M9', %s, %s, 5e-05)", (T0, Decimal(1))
     )
     page = _page(client, key)
-    leak = re.search(r"leak</span>\s*M1([^<]*)", page)
-    reverse = re.search(r"reverse flow</span>\s*M2([^<]*)", page)
+    leak = re.search(r'leak</span>\s*<a href="/care/meters/M1">M1</a>([^<]*)', page)
+    reverse = re.search(r'reverse flow</span>\s*<a href="/care/meters/M2">M2</a>([^<]*)', page)
     assert leak is not None and reverse is not None, page
     assert "flow not measured" in leak[1] and "L/h" not in leak[1] and "so far" not in leak[1]
     assert "about 0.5 L/h" in reverse[1] and "2.7 L so far" in reverse[1]
@@ -141,7 +145,9 @@ def test_a_rate_and_its_volume_read_as_the_alert_s_enquiry_rounds_them(desk) -> 
     save_changes(conn, AlertChanges(opened=alerts))
     page = _page(client, key)
     for n, rate in rates.items():
-        shown = re.search(rf"leak</span>\s*M{n} · about ([\d.]+) L/h[^<]* · ([\d.]+) L so far", page)
+        shown = re.search(
+            rf'leak</span>\s*<a href="/care/meters/M{n}">M{n}</a> · about ([\d.]+) L/h[^<]* · ([\d.]+) L so far', page
+        )
         subject = conn.execute("SELECT subject FROM enquiries WHERE alert_id = %s", (f"leak/M{n}",)).fetchone()
         assert shown is not None and subject is not None, page
         assert f": {shown[1]} L/h since" in subject[0], (rate, shown[1], subject[0])

@@ -1,0 +1,109 @@
+"""A meter's page (/care/meters/{meter_id}): what the meters API says of it (DMA, registered or new,
+bulk, role, gateways, first seen, offline), its daily consumption over the last 30 stored days as a
+bar chart with a table beside it (estimated and edited days marked), its latest readings newest
+first (48 to a page, ``before`` the last one shown), and its alerts, the active ones first, each
+with its enquiry. Before, a meter's id on the meters page linked to ``/meters/{id}/readings``, the
+JSON API: a person clicking it got raw JSON.
+
+The address is under ``/care/`` as the care desk's pages are: ``/meters/{id}`` is the API's. Seen
+by the keys that read meters in the API (reader, meterization, customer care, and admin); an
+unknown meter is the 404 page. The page does not refresh itself: a reading page moved on under the
+reader would lose their place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import psycopg
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.convertors import register_url_convertor
+
+from collector import alert_store
+from collector.detection.alerts import FLOW_KINDS
+from collector.utility_zone import utility_zone_name
+from server.auth import may
+from server.care import repository as care_repository
+from server.care.router import WORKS_ENQUIRIES
+from server.db import get_connection
+from server.meters import repository
+from server.meters.paths import MeterIdConvertor
+from server.meters.schemas import Reading, meter_from_row
+from server.web.daily_chart import chart
+from server.web.pages import error_page, signed_in, templates
+from server.web.router import PAGE_ROLES
+
+register_url_convertor("meter_id", MeterIdConvertor())  # as the API's routes: an id with "/" is one segment
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
+Connection = Annotated[psycopg.Connection, Depends(get_connection)]
+PATH = "/care/meters/{meter_id:meter_id}"
+DAYS_SHOWN = 30
+READINGS_PER_PAGE = 48
+ACTIVE_SHOWN = 25
+CLOSED_SHOWN = 10
+_ACTIVE = ("open", "ongoing")
+_CLOSED = ("resolved", "dismissed")
+
+
+def meter_path(meter_id: str) -> str:
+    """The page's address for a meter: its id one path segment ("A/B" as "A%2FB")."""
+    return f"/care/meters/{quote(meter_id, safe='')}"
+
+
+@router.get(PATH, response_class=HTMLResponse)
+def meter_page(meter_id: str, request: Request, conn: Connection, before: str = "") -> Response:
+    principal = signed_in(request, conn, PAGE_ROLES, "see meters")
+    if isinstance(principal, Response):
+        return principal
+    row = repository.get_meter(conn, meter_id)
+    if row is None:
+        return error_page(request, 404, f"there is no meter {meter_id!r}")
+    cursor = _before(before)
+    if isinstance(cursor, str):
+        return error_page(request, 400, cursor)
+    rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1)
+    readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
+    active = alert_store.list_alerts(conn, status=_ACTIVE, meter_id=meter_id, limit=ACTIVE_SHOWN + 1)
+    closed = alert_store.list_alerts(conn, status=_CLOSED, meter_id=meter_id, limit=CLOSED_SHOWN)
+    shown = active[:ACTIVE_SHOWN] + closed
+    context: dict[str, Any] = {
+        "who": principal.name,
+        "meter": meter_from_row(row),
+        "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN)),
+        "days_shown": DAYS_SHOWN,
+        "zone": utility_zone_name(conn),  # the days' calendar
+        "readings": readings,
+        "paged": cursor is not None,
+        "first_page": meter_path(meter_id),
+        "older": _older(meter_id, readings[-1].ts) if len(rows) > READINGS_PER_PAGE else None,
+        "readings_per_page": READINGS_PER_PAGE,
+        "active": active[:ACTIVE_SHOWN],
+        "more_active": len(active) > ACTIVE_SHOWN,
+        "closed": closed,
+        "all_alerts": f"/alerts?{urlencode({'meter_id': meter_id})}",
+        "enquiries": care_repository.enquiries_for_alerts(conn, [a.alert_id for a in shown]),
+        "flow_kinds": FLOW_KINDS,
+        "works_enquiries": may(principal, *WORKS_ENQUIRIES),
+    }
+    return templates.TemplateResponse(request, "meter.html", context)
+
+
+def _before(text: str) -> datetime | str | None:
+    """The readings page's cursor: the instant the previous page ended at, with its UTC offset
+    (None: the newest page), or what is wrong with it."""
+    if not text:
+        return None
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        return "that readings page's link is not one this page made: start again from the newest readings"
+    return instant
+
+
+def _older(meter_id: str, last: datetime) -> str:
+    return f"{meter_path(meter_id)}?{urlencode({'before': last.isoformat()})}"

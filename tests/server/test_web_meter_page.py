@@ -1,0 +1,232 @@
+"""A meter's page (/care/meters/{id}): the meter as the meters API gives it, its daily consumption as
+stored (a bar chart and a table, estimated and edited days marked), its readings newest first,
+paged, and its alerts with their enquiries. Before, the meters page linked a meter's id to the JSON
+API (/meters/{id}/readings), and the care desk and an enquiry named a meter without a link."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.alert_store import save_changes
+from collector.detection.alerts import AlertKind, AlertStatus
+from collector.detection.common import new_alert
+from collector.detection.lifecycle import AlertChanges
+from server.app import create_app
+from server.auth import create_api_key
+from server.decimals import fixed_point
+from server.meters.repository import register_meters
+from server.web.meter_page import READINGS_PER_PAGE
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+HOURS = 72  # readings at T0 and every hour after, to T0 + 72 h: three whole days of intervals
+ESTIMATED = T0 + timedelta(days=1, hours=10)  # closes an interval of 2 March
+EDITED = T0 + timedelta(days=2, hours=5)  # of 3 March
+
+
+def _volume(hour: int) -> Decimal:
+    """A register that goes up by 0 to 48 L an hour, by the hour of the day."""
+    return Decimal("100.000") + sum((Decimal(h % 5) * Decimal("0.012") for h in range(hour)), Decimal(0))
+
+
+@pytest.fixture
+def meter(migrated_database_url: str) -> Iterator[tuple[TestClient, psycopg.Connection, dict[str, str]]]:
+    """Meter M1 in D1 with 73 hourly readings (one estimated, one edited, one with a leak alarm),
+    its consumption stored, an open burst (with its enquiry) and a resolved leak; keys by role."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {role: create_api_key(conn, role, [role]) for role in ("customer_care", "reader", "billing")}
+        register_meters(conn, [("M1", "D1", "customer"), ("M2", "D1", "customer")])
+        conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = 'M1'")  # as the collector's ingest does
+        for hour in range(HOURS + 1):
+            ts = T0 + timedelta(hours=hour)
+            quality, by, reason = "actual", None, None
+            if ts == ESTIMATED:
+                quality, by, reason = "estimated", "vee", "gap"
+            elif ts == EDITED:
+                quality, by, reason = "edited", "alice", "register photo"
+            conn.execute(
+                "INSERT INTO readings (meter_id, ts, volume_m3, flow_m3h, alarms, quality, quality_by, quality_reason)"
+                " VALUES ('M1', %s, %s, %s, %s, %s, %s, %s)",
+                (ts, _volume(hour), (hour % 5) * 0.012, ["leak"] if hour == HOURS else [], quality, by, reason),
+            )
+        conn.execute("SELECT refresh_consumption(%s, %s)", (T0, T0 + timedelta(days=4)))
+        at = T0 + timedelta(hours=HOURS)
+        burst = new_alert(
+            AlertKind.BURST, "M1", "D1", start=at - timedelta(hours=2), detected_at=at, last_seen=at,
+            ended_at=None, rate_l_h=186.0, volume_l=372.0, confidence=0.8, evidence=((at - timedelta(hours=1), at),),
+        ).replace(updated_at=at)  # fmt: skip
+        leak = new_alert(
+            AlertKind.LEAK, "M1", "D1", start=T0, detected_at=T0 + timedelta(hours=6),
+            last_seen=T0 + timedelta(hours=9), ended_at=T0 + timedelta(hours=9), rate_l_h=12.25, volume_l=110.25,
+            confidence=0.9, evidence=((T0, T0 + timedelta(hours=9)),),
+        ).replace(updated_at=T0 + timedelta(hours=9))  # fmt: skip
+        leak = replace(leak, status=AlertStatus.RESOLVED, resolved_at=T0 + timedelta(hours=10))
+        other = new_alert(
+            AlertKind.BURST, "M2", "D1", start=at, detected_at=at, last_seen=at, ended_at=None,
+            rate_l_h=50.0, volume_l=50.0, confidence=0.8, evidence=((at - timedelta(hours=1), at),),
+        ).replace(updated_at=at)  # fmt: skip
+        save_changes(conn, AlertChanges(opened=[burst, leak, other]))
+        with TestClient(create_app(migrated_database_url)) as client:
+            yield client, conn, keys
+
+
+def _get(client: TestClient, key: str | None, path: str) -> str:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = client.get(path, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def _section(page: str, heading: str) -> str:
+    return page.split(f"<h2>{heading}")[1].split("</section>")[0]
+
+
+def _cells(row: str) -> list[str]:
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    ]
+
+
+def test_the_meter_s_facts_are_the_api_s(meter) -> None:
+    client, _, keys = meter
+    page = _get(client, keys["reader"], "/care/meters/M1")
+    api = client.get("/meters/M1", headers={"Authorization": f"Bearer {keys['reader']}"}).json()
+    facts = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>(.*?)</dd>", page.split("</dl>")[0], re.S))
+    assert facts["District (DMA)"] == api["dma"] == "D1"
+    assert facts["Registered"].startswith("yes") and api["registered"]
+    assert facts["Role"] == api["role"] == "customer"
+    first_seen = datetime.fromisoformat(api["first_seen"]).strftime("%Y-%m-%d %H:%M:%S")
+    assert facts["First seen"] == f"{first_seen} UTC"
+    latest = api["latest"]
+    assert facts["Latest reading"] == f"{latest['volume_m3']} m³ at 2026-03-04 00:00:00 UTC, {latest['quality']}"
+    assert "<title>Meter M1 · aquami</title>" in page
+
+
+def test_the_readings_are_the_api_s_newest_first_and_paged(meter) -> None:
+    client, _, keys = meter
+    api = client.get("/meters/M1/readings", headers={"Authorization": f"Bearer {keys['reader']}"}).json()["items"]
+    newest_first = api[::-1]
+    expected = [
+        [
+            datetime.fromisoformat(r["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
+            r["volume_m3"],
+            fixed_point(Decimal(repr(r["flow_m3h"]))),
+            "—",
+            " ".join(r["alarms"]),
+            r["quality"] + (f" by {r['quality_by']}: {r['quality_reason']}" if r["quality_by"] else ""),
+        ]
+        for r in newest_first
+    ]
+    first = _get(client, keys["customer_care"], "/care/meters/M1")
+    rows = _section(first, "Readings").split("<tbody>")[1].split("<tr>")[1:]
+    assert [_cells(row) for row in rows] == expected[:READINGS_PER_PAGE]
+    older = re.search(r'<a href="([^"]+)">older readings</a>', first)
+    assert older is not None
+    second = _get(client, keys["customer_care"], html.unescape(older[1]))
+    rows = _section(second, "Readings").split("<tbody>")[1].split("<tr>")[1:]
+    assert [_cells(row) for row in rows] == expected[READINGS_PER_PAGE:]
+    assert "older readings" not in second and '<a href="/care/meters/M1">newest readings</a>' in second
+
+
+def test_each_day_s_volume_is_what_the_api_s_registers_say_and_not_actual_days_are_marked(meter) -> None:
+    client, _, keys = meter
+    api = client.get("/meters/M1/readings", headers={"Authorization": f"Bearer {keys['reader']}"}).json()["items"]
+    register = {datetime.fromisoformat(r["ts"]): Decimal(r["volume_m3"]) for r in api}
+    page = _get(client, keys["reader"], "/care/meters/M1")
+    table = page.split('<table class="days">')[1].split("</table>")[0]
+    shown = {cells[0]: cells[1:] for cells in map(_cells, table.split("<tbody>")[1].split("<tr")[1:])}
+    assert list(shown) == ["2026-03-03", "2026-03-02", "2026-03-01"]  # newest first, the span of the readings
+    for day in range(3):
+        start = T0 + timedelta(days=day)
+        used = register[start + timedelta(days=1)] - register[start]
+        volume, reads = shown[(start.date()).isoformat()]
+        assert Decimal(volume) == used, (start, volume, used)
+        assert reads == {0: "24 actual", 1: "1 estimated of 24 intervals", 2: "1 edited of 24 intervals"}[day]
+    assert re.findall(r'<rect class="actual"[^>]*><title>(\d{4}-\d\d-\d\d)', page) == ["2026-03-01"]
+    marked = re.findall(r'<rect class="not-actual"[^>]*><title>(\d{4}-\d\d-\d\d)', page)
+    assert marked == ["2026-03-02", "2026-03-03"]
+    highest = max(register[T0 + timedelta(days=d + 1)] - register[T0 + timedelta(days=d)] for d in range(3))
+    assert f"the highest day {fixed_point(highest)} m³" in page
+
+
+def test_the_alerts_show_active_first_with_their_enquiry_linked(meter) -> None:
+    client, conn, keys = meter
+    page = _get(client, keys["customer_care"], "/care/meters/M1")
+    items = _section(page, "Alerts").split("<li>")[1:]
+    api = client.get("/alerts?meter_id=M1", headers={"Authorization": f"Bearer {keys['reader']}"}).json()["items"]
+    assert [(a["kind"], a["status"]) for a in api] == [("burst", "open"), ("leak", "resolved")]
+    assert len(items) == 2 and "burst" in items[0] and "leak" in items[1]  # M2's burst is not M1's
+    (enquiry_id,) = conn.execute(
+        "SELECT enquiry_id FROM enquiries WHERE alert_id = %s", (api[0]["alert_id"],)
+    ).fetchone()
+    assert f'<a href="/care/enquiries/{enquiry_id}"' in items[0]
+    assert "about 186.0 L/h" in items[0] and "372.0 L so far" in items[0] and ">open<" in items[0]
+    assert "about 12.3 L/h" in items[1] and "110.3 L ·" in items[1] and ">resolved<" in items[1]
+
+
+def test_the_meters_page_the_care_desk_and_the_enquiry_link_to_the_meter_s_page(meter) -> None:
+    client, conn, keys = meter
+    key = keys["customer_care"]
+    assert '<a href="/care/meters/M1">M1</a>' in _get(client, key, "/")
+    assert "/meters/M1/readings" not in _get(client, key, "/")
+    assert 'meter <a href="/care/meters/M1">M1</a>' in _get(client, key, "/care/enquiries")
+    (enquiry_id,) = conn.execute("SELECT enquiry_id FROM enquiries WHERE meter_id = 'M1'").fetchone()
+    assert 'meter <a href="/care/meters/M1">M1</a>' in _get(client, key, f"/care/enquiries/{enquiry_id}")
+
+
+def test_a_meter_without_readings_says_so(meter) -> None:
+    client, _, keys = meter
+    page = _get(client, keys["reader"], "/care/meters/M2")
+    assert "No consumption stored yet" in page and "No readings yet" in page and "<svg" not in page
+
+
+def test_an_unknown_meter_is_the_404_page(meter) -> None:
+    client, _, keys = meter
+    response = client.get("/care/meters/NOPE", headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert (response.status_code, response.headers["content-type"]) == (404, "text/html; charset=utf-8")
+    assert '<p class="error">There is no meter &#39;NOPE&#39;.</p>' in response.text
+
+
+def test_a_readings_link_this_page_did_not_make_is_a_400_page(meter) -> None:
+    client, _, keys = meter
+    for before in ("yesterday", "2026-03-02T00:00:00"):  # no offset: not a link the page made
+        response = client.get(f"/care/meters/M1?before={before}", headers={"Authorization": f"Bearer {keys['reader']}"})
+        assert response.status_code == 400 and '<p class="error">That readings page' in response.text
+
+
+def test_a_key_without_a_meter_role_gets_the_sign_in_form_and_no_key_a_401(meter) -> None:
+    client, _, keys = meter
+    refused = client.get("/care/meters/M1", headers={"Authorization": f"Bearer {keys['billing']}"})
+    assert refused.status_code == 403 and 'action="/login"' in refused.text and "Sign out" in refused.text
+    assert "M1" not in refused.text.split("<main>")[1]
+    anonymous = client.get("/care/meters/M1")
+    assert anonymous.status_code == 401 and 'action="/login"' in anonymous.text
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    unknown = client.get("/care/meters/NOPE")  # whether a meter exists is not told before sign-in
+    assert unknown.status_code == 401
+
+
+def test_head_answers_as_get_without_a_body(meter) -> None:
+    client, _, keys = meter
+    response = client.head("/care/meters/M1", headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert response.status_code == 200 and response.content == b""
+
+
+def test_the_chart_s_days_are_the_utility_s(meter) -> None:
+    """With the utility's zone east of UTC, a day begins at its local midnight: the table's dates are
+    the local ones, as consumption_daily stores them."""
+    client, conn, keys = meter
+    conn.execute("SELECT set_utility_timezone('Australia/Sydney')")
+    page = _get(client, keys["reader"], "/care/meters/M1")
+    table = page.split('<table class="days">')[1].split("</table>")[0]
+    days = [date.fromisoformat(_cells(row)[0]) for row in table.split("<tbody>")[1].split("<tr")[1:]]
+    assert days == [date(2026, 3, 4), date(2026, 3, 3), date(2026, 3, 2), date(2026, 3, 1)]
+    assert "(Australia/Sydney)" in page
