@@ -142,14 +142,17 @@ def _raise_a_script(client: TestClient, keys: dict[str, str]) -> str:
 
 def _page_values(url: str, keys: dict[str, str], stored: dict[str, str]) -> dict[str, list[str]]:
     """Values the pages take, by parameter name: the fleet's ids, a page's link tokens (the stored
-    enquiry's place on the care desk, where a walk started), the stored enquiry's version as its form
-    carries it, the workflow's words, a note the workflow takes, every key."""
+    enquiry's place on the care desk, where a walk started, the meter's newest reading as the meter
+    page's older readings begin before it), the stored enquiry's version as its form carries it, the
+    workflow's words, a note the workflow takes, every key."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:  # the rows the server reads
         enquiry = conn.execute(
             "SELECT enquiry_id, status, priority, opened_at, updated_at FROM enquiries WHERE enquiry_id = %s",
             (int(stored["enquiry_id"]),),
         ).fetchone()
         assert enquiry is not None
+        meter = (stored["meter_id"],)
+        newest = conn.execute("SELECT max(ts) AS ts FROM readings WHERE meter_id = %s", meter).fetchone()
         pages = cast(psycopg.Connection, conn)  # the server's connections make dict rows too (server.db)
         since = desk.since_token(desk.walk_started(pages))
         categories = desk.categories(pages)
@@ -158,6 +161,7 @@ def _page_values(url: str, keys: dict[str, str], stored: dict[str, str]) -> dict
         "enquiry_id": [stored["enquiry_id"], stored["raised"], "9223372036854775807"],
         "after": [stored["meter_id"], desk.Position.of(enquiry).token()],
         "since": [since],
+        "before": [newest["ts"].isoformat()] if newest and newest["ts"] else [],  # the meter page's older readings
         "updated_at": [enquiry["updated_at"].isoformat()],
         "status": list(desk.STATUSES),
         "priority": list(desk.PRIORITIES),
