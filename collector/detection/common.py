@@ -101,6 +101,31 @@ def flows_at_same_time(
     return past, same_kind
 
 
+#: The meter's use at a time of day, as a density over its flows there on the days before: a
+#: Gaussian kernel on each (as wide as two register steps, or a quarter of the flow where that is
+#: more, unless the caller gives each time of day its own width), and beside them, with this weight,
+#: any flow up to 1,000 L/h alike (use the days before never showed at that time).
+_KERNEL_STEPS = 2.0
+_KERNEL_SHARE = 0.25
+_UNSEEN_USE = 0.3
+_UNSEEN_SPAN_L_H = 1000.0
+
+
+def use_density(
+    past: np.ndarray, flow_l_h: np.ndarray, step_flow_l_h: float, width_l_h: np.ndarray | None = None
+) -> np.ndarray:
+    """How likely the household drew each of ``flow_l_h`` (L/h) at a time of day where it drew
+    ``past`` (its flows there on earlier days, NaN unknown). The kernel is ``width_l_h`` wide where
+    given (one per flow, at least two register steps), else a quarter of the flow."""
+    wide = _KERNEL_SHARE * np.abs(flow_l_h) if width_l_h is None else width_l_h
+    width = np.maximum(_KERNEL_STEPS * step_flow_l_h, wide)[..., None]
+    z = (past - flow_l_h[..., None]) / width
+    seen = ~np.isnan(past)
+    kernel = np.where(seen, np.exp(-0.5 * np.where(seen, z, 0.0) ** 2) / width, 0.0)
+    density = kernel.sum(axis=-1) / np.maximum(seen.sum(axis=-1), 1) / np.sqrt(2.0 * np.pi)
+    return np.asarray((1.0 - _UNSEEN_USE) * density + _UNSEEN_USE / _UNSEEN_SPAN_L_H)
+
+
 def usual_flow_at_same_time(f: np.ndarray, spread: np.ndarray, span: np.ndarray, clock: Clock, days: int) -> np.ndarray:
     """(len(span),): one meter's median flow at each column's time of day over the ``days`` days
     before it (0 where nothing is known): a shop's busy afternoon, a household's quiet night."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.detection.alerts import Alert, AlertKind
-from collector.detection.common import Clock, confidence, flows_at_same_time, new_alert
+from collector.detection.common import Clock, confidence, flows_at_same_time, new_alert, use_density
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import DayLayout, Flows, first_crossings, interval_flows, rolling_sum
 from collector.detection.series import SeriesBlock
@@ -178,27 +178,8 @@ def _hidden_by_use(
     return bool(-f[first] >= whole and in_use(first - 1)), bool(-f[last_back] >= whole and in_use(last_back + 1))
 
 
-#: The meter's use at a time of day, as a density over its flows there on the days before: a
-#: Gaussian kernel on each (as wide as two register steps, or a quarter of the flow where that is
-#: more), and beside them, with this weight, any flow up to 1,000 L/h alike (use the days before
-#: never showed at that time).
-_KERNEL_STEPS = 2.0
-_KERNEL_SHARE = 0.25
-_UNSEEN_USE = 0.3
-_UNSEEN_SPAN_L_H = 1000.0
 #: The shares of an interval a flow may have taken, for its likelihood there (a uniform prior).
 _SHARES = np.linspace(0.05, 1.0, 20)
-
-
-def _use_density(past: np.ndarray, flow_l_h: np.ndarray, step_flow_l_h: float) -> np.ndarray:
-    """How likely the household drew each of ``flow_l_h`` (L/h) at a time of day where it drew
-    ``past`` (its flows there on earlier days, NaN unknown)."""
-    width = np.maximum(_KERNEL_STEPS * step_flow_l_h, _KERNEL_SHARE * np.abs(flow_l_h))[..., None]
-    z = (past - flow_l_h[..., None]) / width
-    seen = ~np.isnan(past)
-    kernel = np.where(seen, np.exp(-0.5 * np.where(seen, z, 0.0) ** 2) / width, 0.0)
-    density = kernel.sum(axis=-1) / np.maximum(seen.sum(axis=-1), 1) / np.sqrt(2.0 * np.pi)
-    return np.asarray((1.0 - _UNSEEN_USE) * density + _UNSEEN_USE / _UNSEEN_SPAN_L_H)
 
 
 def _ran_on_under_use(
@@ -213,11 +194,11 @@ def _ran_on_under_use(
     use. Two ways to explain the two intervals' use: none in the edge and the neighbour's as read,
     or the shortfall in the edge and the neighbour's flow plus some share of the rate (any share
     alike). The meter's own flows at those times of day on the ``days`` days before tell which is
-    likelier (:func:`_use_density`): a household idle at that hour ended its flow in the edge; one
-    that usually draws about the shortfall there hid the flow's edge under its use. Before, such an
-    edge was always where the flow began (ended), and a flow that ran on under the household's use
-    was read short (over seeds 21–44, 101 of the 350 such last intervals next to use had the flow
-    run on).
+    likelier (:func:`~collector.detection.common.use_density`): a household idle at that hour ended
+    its flow in the edge; one that usually draws about the shortfall there hid the flow's edge under
+    its use. Before, such an edge was always where the flow began (ended), and a flow that ran on
+    under the household's use was read short (over seeds 21–44, 101 of the 350 such last intervals
+    next to use had the flow run on).
     """
     neighbour = edge + side
     back = -float(f[edge])
@@ -229,9 +210,9 @@ def _ran_on_under_use(
     if past is None:
         return False
     seen = float(f[neighbour])
-    shortfall = _use_density(past[0], np.array([rate - back, 0.0]), step_flow_l_h)
-    ran_on = _use_density(np.broadcast_to(past[1], (_SHARES.size, past.shape[1])), seen + rate * _SHARES, step_flow_l_h)
-    as_read = _use_density(past[1], np.array(seen), step_flow_l_h)
+    shortfall = use_density(past[0], np.array([rate - back, 0.0]), step_flow_l_h)
+    ran_on = use_density(np.broadcast_to(past[1], (_SHARES.size, past.shape[1])), seen + rate * _SHARES, step_flow_l_h)
+    as_read = use_density(past[1], np.array(seen), step_flow_l_h)
     evidence = np.log(shortfall[0] / shortfall[1]) + np.log(ran_on.mean() / as_read)
     return bool(evidence > 0.0)
 
