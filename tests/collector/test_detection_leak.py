@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from collector.detection.alerts import AlertKind
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import detect
-from collector.detection.leak import floor_held, lowest_floor, weight_tables
+from collector.detection.leak import floor_held, floor_tolerance, lowest_floor, weight_tables
+from collector.detection.leak_onset import likeliest_onset
 from tests.collector.test_detection_households import (
     add_flow,
     at_hour,
@@ -439,3 +440,73 @@ def test_a_weekend_borrows_the_share_of_days_a_meter_was_below_a_level_where_it_
     assert weekend_weight(20, 20) == pytest.approx(borrowed(20, 20), rel=1e-5)
     assert weekend_weight(10, 20) == pytest.approx(-np.log1p(-config.leak_prior_p0), rel=1e-5)  # a mixed hour
     assert weekend_weight(0, 20) < weekend_weight(10, 20) / 10
+
+
+def test_leaks_begun_during_a_household_s_morning_use_are_mostly_dated_within_an_hour() -> None:
+    """200 households, each with a leak of 10–60 L/h begun at a random instant of day 16's
+    morning use (06:00–09:00): the hours around it carry the household's use too, so only its use
+    at those hours on the days before tells when. The likeliest start given that use
+    (``leak_onset.likeliest_onset``) dates 190 of them within an hour and 199 within two; the step
+    fitted to each hour's excess over its median dated 180 and 194 (a household's erratic hours
+    barely moved it from the last hour below the leak)."""
+    rng = np.random.default_rng(2026)
+    starts = {f"H{i:03d}": 16 * 24 + rng.uniform(6.0, 9.0) for i in range(200)}
+    uses = {m: add_flow(household(rng, DAYS), start_h, rng.uniform(10.0, 60.0)) for m, start_h in starts.items()}
+    errors_h = [
+        abs((leak.start - at_hour(starts[str(leak.meter_id)])).total_seconds()) / 3600
+        for leak in detect(block_of(uses))
+        if leak.kind is AlertKind.LEAK and leak.detected_at > at_hour(starts[str(leak.meter_id)])
+    ]
+    assert len(errors_h) == 200
+    assert np.mean(np.array(errors_h) <= 1.0) >= 0.93
+    assert np.mean(np.array(errors_h) <= 2.0) >= 0.99
+
+
+def test_leaks_begun_in_a_steady_shop_s_opening_hours_are_dated_within_a_quarter_hour() -> None:
+    """200 shops whose every open hour draws its own usual amount give or take 5% (closed on
+    Sundays), each with a leak of 120–240 L/h (below a burst's rate) from a random instant of a
+    Wednesday's opening hours. Read with the shop's own spread at each hour, on weekdays alone,
+    every start is within an hour and 95% within a quarter hour (all of them, 0.11 h at most).
+    With a kernel a quarter of the flow wide over all days (the rule first tried), 99 of 200 were
+    within a quarter hour and one 1.16 h off: onsets an hour apart weighed nearly alike, and the
+    Sundays' closed hours made an hour without use look likely."""
+    rng = np.random.default_rng(2026)
+    starts = {f"S{i:03d}": 16 * 24 + rng.uniform(8.0, 17.0) for i in range(200)}
+    uses = {m: add_flow(steady_shop(rng, DAYS), start_h, rng.uniform(120.0, 240.0)) for m, start_h in starts.items()}
+    errors_h = np.array(
+        [
+            abs((leak.start - at_hour(starts[str(leak.meter_id)])).total_seconds()) / 3600
+            for leak in _one_leak_on_each(uses)
+        ]
+    )
+    assert np.all(errors_h <= 1.0)
+    assert np.mean(errors_h <= 0.25) >= 0.95
+
+
+@given(
+    usual=st.lists(st.floats(min_value=30.0, max_value=150.0), min_size=8, max_size=8),
+    wander=st.floats(min_value=0.0, max_value=0.05),
+    rate=st.floats(min_value=120.0, max_value=240.0),
+    onset=st.floats(min_value=1.0, max_value=6.99),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_a_leak_among_steady_use_is_dated_to_a_fraction_of_an_hour(
+    usual: list[float], wander: float, rate: float, onset: float, seed: int
+) -> None:
+    """``likeliest_onset`` on eight busy hours (the first the last one below the leak), each
+    drawing its own usual level give or take ``wander`` (up to 5%) on 18 earlier weekdays and
+    nothing on 3 Sundays, with a leak of 120–240 L/h from ``onset`` hours into them (instants
+    count in intervals from the first one's end): its start is found within a fifth of an hour.
+    On 3,000 random draws: none more than 0.1 h off. With a kernel a quarter of the flow wide over
+    all days (the rule first tried), 1,715 were more than 0.2 h off and 21 more than an hour (up to
+    3.5 h); with each share of the first hour read as exact, a leak begun on a read was 0.23 h off
+    (the use it leaves sat between two shares, both unlikely against a spread of a few litres)."""
+    rng = np.random.default_rng(seed)
+    level = np.array(usual)
+    past = np.concatenate([level[:, None] * rng.uniform(1.0 - wander, 1.0 + wander, (8, 18)), np.zeros((8, 3))], axis=1)
+    same_kind = np.r_[np.ones(18, dtype=bool), np.zeros(3, dtype=bool)][None, :].repeat(8, axis=0)
+    edges = np.arange(9.0) - 1.0  # row 0 ends at 0: an instant is in intervals from its end
+    ran = np.clip(edges[1:] - np.maximum(edges[:-1], onset - 1.0), 0.0, 1.0)
+    seen = level * rng.uniform(1.0 - wander, 1.0 + wander, 8) + rate * ran
+    found = likeliest_onset(seen, past, same_kind, rate, 1.0, floor_tolerance(rate, 1.0, 0.1).item(), 1.0)
+    assert abs(found - (onset - 1.0)) <= 0.2
