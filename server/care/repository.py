@@ -23,6 +23,7 @@ def list_enquiries(
     dma: str | None,
     before: int | None,
     limit: int,
+    meter_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first (by id, which follows opening order), after the keyset cursor ``before``."""
     return conn.execute(  # type: ignore[return-value]
@@ -33,6 +34,7 @@ def list_enquiries(
           AND (%(category)s::text IS NULL OR category = %(category)s)
           AND (%(account)s::text IS NULL OR account_id = %(account)s)
           AND (%(dma)s::text IS NULL OR dma = %(dma)s)
+          AND (%(meter)s::text IS NULL OR meter_id = %(meter)s)
           AND (%(before)s::bigint IS NULL OR enquiry_id < %(before)s)
         ORDER BY enquiry_id DESC
         LIMIT %(limit)s
@@ -43,6 +45,7 @@ def list_enquiries(
             "category": category,
             "account": account_id,
             "dma": dma,
+            "meter": meter_id,
             "before": before,
             "limit": limit,
         },

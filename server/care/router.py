@@ -48,6 +48,7 @@ def list_enquiries(
     category: Annotated[str | None, Query(max_length=64)] = None,
     account: Annotated[str | None, Query(max_length=64)] = None,
     dma: Annotated[str | None, Query(max_length=64)] = None,
+    meter_id: Annotated[str | None, Query(max_length=64, description="the meter the enquiries name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="from the previous page's 'next'")] = None,
 ) -> EnquiryPage:
@@ -58,6 +59,7 @@ def list_enquiries(
         category=category,
         account_id=account,
         dma=dma,
+        meter_id=meter_id,
         before=cursor,
         limit=limit + 1,
     )

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
 from collector.alert_store import save_changes
 from collector.detection.alerts import AlertKind, AlertStatus
 from collector.detection.common import new_alert
@@ -230,3 +231,35 @@ def test_the_chart_s_days_are_the_utility_s(meter) -> None:
     days = [date.fromisoformat(_cells(row)[0]) for row in table.split("<tbody>")[1].split("<tr")[1:]]
     assert days == [date(2026, 3, 4), date(2026, 3, 3), date(2026, 3, 2), date(2026, 3, 1)]
     assert "(Australia/Sydney)" in page
+
+
+def _raise(conn: psycopg.Connection, meter_id: str, status: str, priority: str, opened_at: datetime) -> int:
+    """An enquiry a member of staff raised about the meter; its id."""
+    row = conn.execute(
+        "INSERT INTO enquiries (kind, category, source, status, priority, subject, meter_id, opened_at, closed_at)"
+        " VALUES ('complaint', 'water_quality', 'staff', %s, %s, 'brown water', %s, %s, %s) RETURNING enquiry_id",
+        (status, priority, meter_id, opened_at, opened_at if status == "closed" else None),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_enquiries_api_filtered_by_meter_id_pages_through_that_meter_s_alone(meter) -> None:
+    """``GET /enquiries?meter_id=`` lists every enquiry naming the meter, newest first, and no other
+    meter's. Before, the list had no such filter: ``meter_id`` was ignored, and every meter's came."""
+    client, conn, keys = meter
+    for n in range(12):
+        _raise(conn, "M1" if n % 3 else "M2", "open", "normal", T0 + timedelta(minutes=n))
+    named = {n for (n,) in conn.execute("SELECT enquiry_id FROM enquiries WHERE meter_id = 'M1'").fetchall()}
+    listed: list[int] = []
+    url: str | None = "/enquiries?meter_id=M1&limit=5"
+    while url:
+        answer = client.get(url, headers={"Authorization": f"Bearer {keys['reader']}"})
+        assert answer.status_code == 200, answer.text
+        assert {item["meter_id"] for item in answer.json()["items"]} <= {"M1"}
+        listed += [item["enquiry_id"] for item in answer.json()["items"]]
+        url = answer.json()["next"]
+    assert listed == sorted(named, reverse=True) and len(listed) == 10  # 8 of staff's, the burst's and the leak's
+    parameters = client.get("/openapi.json").json()["paths"]["/enquiries"]["get"]["parameters"]
+    (meter_id,) = [p for p in parameters if p["name"] == "meter_id"]
+    assert meter_id["in"] == "query" and meter_id["schema"]["anyOf"][0]["maxLength"] == IDENTIFIER_MAX_LENGTH
