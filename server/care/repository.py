@@ -139,6 +139,23 @@ def enquiries_for_alerts(conn: psycopg.Connection, alert_ids: list[str]) -> dict
     return {row["alert_id"]: row for row in rows}
 
 
+def enquiries_about_meter(conn: psycopg.Connection, meter_id: str, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` enquiries that name the meter (raised by its alerts, by staff, through Open311),
+    in the care desk's order (server.care.desk): the ones being worked first, urgent to low and the
+    newest opened first within each, then the closed ones, newest first. Read through
+    enquiries_meter_idx (server migration 0042) and sorted: the cost is that of the meter's own
+    enquiries, however many others there are."""
+    return conn.execute(  # type: ignore[return-value]
+        f"""
+        SELECT {ENQUIRY_COLUMNS} FROM enquiries
+        WHERE meter_id = %(meter)s
+        ORDER BY enquiry_care_rank(status, priority) DESC, opened_at DESC, enquiry_id DESC
+        LIMIT %(limit)s
+        """,
+        {"meter": meter_id, "limit": limit},
+    ).fetchall()
+
+
 def most_urgent_active_alert_ids(conn: psycopg.Connection, limit: int) -> list[str]:
     """Active alerts (open, ongoing), the most urgent enquiry first (urgent, high, normal, low, then
     none), then the newest detected, then by id: what a care desk must see first when there are more

@@ -2,12 +2,22 @@
 bulk, role, gateways, first seen, offline), its daily consumption over the last 30 stored days as a
 bar chart with a table beside it (estimated and edited days marked), its latest readings newest
 first (48 to a page, ``before`` the last one shown), and its alerts, the active ones first, each
-with its enquiry. Before, a meter's id on the meters page linked to ``/meters/{id}/readings``, the
+with its enquiry, and every enquiry that names the meter (its alerts', staff's, Open311's), in the
+care desk's order. Before, a meter's id on the meters page linked to ``/meters/{id}/readings``, the
 JSON API: a person clicking it got raw JSON.
 
+A meter no row of ``meters`` holds (removed from the network since) may still be named by enquiries
+and alerts, which link here: the page answers 404, says the meter is not on the network, and lists
+the enquiries and alerts that name it. Before, it was the bare 404 page.
+
+The "as JSON" links are the API's lists filtered by ``meter_id``, which takes an id of up to
+:data:`API_FILTER_MAX_LENGTH` characters (the contract's identifier length); an older id may be longer
+(``meters`` holds what was registered before the check), and the page leaves those links out rather
+than link to a 422.
+
 The address is under ``/care/`` as the care desk's pages are: ``/meters/{id}`` is the API's. Seen
-by the keys that read meters in the API (reader, meterization, customer care, and admin); an
-unknown meter is the 404 page. The page does not refresh itself: a reading page moved on under the
+by the keys that read meters in the API (reader, meterization, customer care, and admin): the same
+keys read enquiries and alerts. The page does not refresh itself: a reading page moved on under the
 reader would lose their place.
 """
 
@@ -22,6 +32,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.convertors import register_url_convertor
 
+from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
 from collector import alert_store
 from collector.detection.alerts import FLOW_KINDS
 from collector.utility_zone import utility_zone_name
@@ -44,6 +55,9 @@ DAYS_SHOWN = 30
 READINGS_PER_PAGE = 48
 ACTIVE_SHOWN = 25
 CLOSED_SHOWN = 10
+ENQUIRIES_SHOWN = 25
+#: The longest meter id ``GET /alerts`` and ``GET /enquiries`` take as their ``meter_id`` filter.
+API_FILTER_MAX_LENGTH = IDENTIFIER_MAX_LENGTH
 _ACTIVE = ("open", "ongoing")
 _CLOSED = ("resolved", "dismissed")
 
@@ -59,36 +73,52 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     if isinstance(principal, Response):
         return principal
     row = repository.get_meter(conn, meter_id)
-    if row is None:
-        return error_page(request, 404, f"there is no meter {meter_id!r}")
-    cursor = _before(before)
+    cursor = _before(before) if row is not None else None  # an unknown meter's page has no readings
     if isinstance(cursor, str):
         return error_page(request, 400, cursor)
-    rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1)
-    readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
     active = alert_store.list_alerts(conn, status=_ACTIVE, meter_id=meter_id, limit=ACTIVE_SHOWN + 1)
     closed = alert_store.list_alerts(conn, status=_CLOSED, meter_id=meter_id, limit=CLOSED_SHOWN)
     shown = active[:ACTIVE_SHOWN] + closed
+    about = care_repository.enquiries_about_meter(conn, meter_id, ENQUIRIES_SHOWN + 1)
     context: dict[str, Any] = {
         "who": principal.name,
+        "meter_id": meter_id,
+        "active": active[:ACTIVE_SHOWN],
+        "more_active": len(active) > ACTIVE_SHOWN,
+        "closed": closed,
+        "all_alerts": _as_json("/alerts", meter_id),
+        "enquiries": care_repository.enquiries_for_alerts(conn, [a.alert_id for a in shown]),
+        "about": about[:ENQUIRIES_SHOWN],
+        "more_about": len(about) > ENQUIRIES_SHOWN,
+        "all_about": _as_json("/enquiries", meter_id),
+        "api_filter_max_length": API_FILTER_MAX_LENGTH,
+        "flow_kinds": FLOW_KINDS,
+        "works_enquiries": may(principal, *WORKS_ENQUIRIES),
+        "first_page": meter_path(meter_id),
+    }
+    if row is None:
+        return templates.TemplateResponse(request, "meter.html", {**context, "meter": None}, status_code=404)
+    rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1)
+    readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
+    context |= {
         "meter": meter_from_row(row),
         "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN)),
         "days_shown": DAYS_SHOWN,
         "zone": utility_zone_name(conn),  # the days' calendar
         "readings": readings,
         "paged": cursor is not None,
-        "first_page": meter_path(meter_id),
         "older": _older(meter_id, readings[-1].ts) if len(rows) > READINGS_PER_PAGE else None,
         "readings_per_page": READINGS_PER_PAGE,
-        "active": active[:ACTIVE_SHOWN],
-        "more_active": len(active) > ACTIVE_SHOWN,
-        "closed": closed,
-        "all_alerts": f"/alerts?{urlencode({'meter_id': meter_id})}",
-        "enquiries": care_repository.enquiries_for_alerts(conn, [a.alert_id for a in shown]),
-        "flow_kinds": FLOW_KINDS,
-        "works_enquiries": may(principal, *WORKS_ENQUIRIES),
     }
     return templates.TemplateResponse(request, "meter.html", context)
+
+
+def _as_json(path: str, meter_id: str) -> str | None:
+    """The API's list at ``path`` filtered to the meter, or None for an id longer than the filter
+    takes (the API would answer 422)."""
+    if len(meter_id) > API_FILTER_MAX_LENGTH:
+        return None
+    return f"{path}?{urlencode({'meter_id': meter_id})}"
 
 
 def _before(text: str) -> datetime | str | None:

@@ -15,6 +15,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
 from collector.alert_store import save_changes
@@ -25,7 +27,7 @@ from server.app import create_app
 from server.auth import create_api_key
 from server.decimals import fixed_point
 from server.meters.repository import register_meters
-from server.web.meter_page import READINGS_PER_PAGE
+from server.web.meter_page import ACTIVE_SHOWN, API_FILTER_MAX_LENGTH, ENQUIRIES_SHOWN, READINGS_PER_PAGE
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 HOURS = 72  # readings at T0 and every hour after, to T0 + 72 h: three whole days of intervals
@@ -193,7 +195,116 @@ def test_an_unknown_meter_is_the_404_page(meter) -> None:
     client, _, keys = meter
     response = client.get("/care/meters/NOPE", headers={"Authorization": f"Bearer {keys['reader']}"})
     assert (response.status_code, response.headers["content-type"]) == (404, "text/html; charset=utf-8")
-    assert '<p class="error">There is no meter &#39;NOPE&#39;.</p>' in response.text
+    assert '<p class="error">There is no meter NOPE on the network' in response.text
+    assert "No enquiries name this meter." in response.text and "No alerts." in response.text
+    assert "<h2>Readings" not in response.text and "<title>Meter NOPE · not found · aquami</title>" in response.text
+
+
+def test_a_meter_not_on_the_network_still_lists_the_enquiries_and_alerts_that_name_it(meter) -> None:
+    """A meter removed from ``meters`` (or named by a member of staff) is still named by enquiries and
+    alerts, whose pages link here: the page is a 404 that says so and lists them. Before, the link
+    opened the bare 404 page, and nothing led from the meter to its enquiries."""
+    client, conn, keys = meter
+    at = T0 + timedelta(hours=HOURS)
+    ghost = new_alert(
+        AlertKind.BURST, "GONE", "D1", start=at, detected_at=at, last_seen=at, ended_at=None,
+        rate_l_h=40.0, volume_l=40.0, confidence=0.8, evidence=((at - timedelta(hours=1), at),),
+    ).replace(updated_at=at)  # fmt: skip
+    save_changes(conn, AlertChanges(opened=[ghost]))
+    staff = _raise(conn, "GONE", "open", "low", at)
+    (raised,) = conn.execute("SELECT enquiry_id FROM enquiries WHERE alert_id = %s", (ghost.alert_id,)).fetchone()
+    key = keys["customer_care"]
+    assert 'meter <a href="/care/meters/GONE">GONE</a>' in _get(client, key, f"/care/enquiries/{staff}")
+    response = client.get("/care/meters/GONE", headers={"Authorization": f"Bearer {key}"})
+    assert (response.status_code, response.headers["content-type"]) == (404, "text/html; charset=utf-8")
+    assert '<p class="error">There is no meter GONE on the network' in response.text
+    assert _listed(response.text) == [raised, staff]  # the burst's (urgent or high) before low, as on the desk
+    alerts = _section(response.text, "Alerts")
+    assert "burst" in alerts and f'<a href="/care/enquiries/{raised}"' in alerts
+    assert '<a href="/alerts?meter_id=GONE">as JSON</a>' in alerts
+    assert "<h2>Readings" not in response.text and "<svg" not in response.text
+
+
+def _listed(page: str) -> list[int]:
+    """The enquiries the meter page's Enquiries section lists, in its order."""
+    return [int(n) for n in re.findall(r'<li><a href="/care/enquiries/([0-9]+)"', _section(page, "Enquiries"))]
+
+
+def _desk_order(client: TestClient, key: str) -> list[int]:
+    """The enquiries on the care desk's first page, in its order."""
+    desk = _get(client, key, "/care/enquiries")
+    return [int(n) for n in re.findall(r'<tr>\s*<td><a href="/care/enquiries/([0-9]+)"', desk)]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    raised=st.lists(
+        st.tuples(
+            st.sampled_from(["open", "in_progress", "escalated", "closed"]),
+            st.sampled_from(["urgent", "high", "normal", "low"]),
+            st.integers(0, 3),  # days after T0: enquiries opened at the same instant too
+            st.sampled_from(["M1", "M2"]),
+        ),
+        max_size=10,
+    )
+)
+def test_every_enquiry_naming_the_meter_is_listed_in_the_care_desk_s_order(meter, raised) -> None:
+    """Staff's and detection's enquiries about M1, and none of M2's, each linked to its page, the ones
+    being worked first (urgent to low, the newest first), then the closed ones: the care desk's order.
+    Before, the page listed only the enquiries its alerts raised, beside each alert."""
+    client, conn, keys = meter
+    conn.execute("DELETE FROM enquiries WHERE source = 'staff'")  # the previous example's
+    for status, priority, day, meter_id in raised:
+        _raise(conn, meter_id, status, priority, T0 + timedelta(days=day))
+    key = keys["customer_care"]
+    named = {n for (n,) in conn.execute("SELECT enquiry_id FROM enquiries WHERE meter_id = 'M1'").fetchall()}
+    listed = _listed(_get(client, key, "/care/meters/M1"))
+    assert listed == [n for n in _desk_order(client, key) if n in named]
+    assert set(listed) == named and len(named) >= 2  # the burst's and the leak's, at the least
+
+
+def test_more_enquiries_than_shown_link_the_api_s_list_of_the_meter_s(meter) -> None:
+    """The page shows the first ENQUIRIES_SHOWN and links the API's list of the meter's."""
+    client, conn, keys = meter
+    for n in range(ENQUIRIES_SHOWN + 3):
+        _raise(conn, "M1", "open", "normal", T0 + timedelta(minutes=n))
+    page = _get(client, keys["reader"], "/care/meters/M1")
+    assert len(_listed(page)) == ENQUIRIES_SHOWN
+    section = _section(page, "Enquiries")
+    assert '<a href="/enquiries?meter_id=M1">all of them</a>, newest first' in section
+    assert '<a href="/enquiries?meter_id=M1">as JSON</a>' in section
+
+
+@pytest.mark.parametrize("length", [API_FILTER_MAX_LENGTH, API_FILTER_MAX_LENGTH + 1])
+def test_every_api_link_on_the_page_answers_for_a_meter_id_of_any_length(meter, length) -> None:
+    """A meter registered before ids were checked may have an id longer than the API's ``meter_id``
+    filter takes: the page links the API's lists where it answers and leaves them out where it would
+    refuse. Before, a 65-character id's "as JSON" link got a 422."""
+    client, conn, keys = meter
+    meter_id = "L" * length
+    register_meters(conn, [(meter_id, "D1", "customer")])
+    at = T0 + timedelta(hours=HOURS)
+    alerts = []
+    for n in range(ACTIVE_SHOWN + 1):
+        alert = new_alert(
+            AlertKind.BURST, meter_id, "D1", start=at, detected_at=at + timedelta(minutes=n), last_seen=at,
+            ended_at=None, rate_l_h=40.0, volume_l=40.0, confidence=0.8, evidence=((at - timedelta(hours=1), at),),
+        )  # fmt: skip
+        alerts.append(alert.replace(updated_at=at))
+    save_changes(conn, AlertChanges(opened=alerts))
+    for n in range(ENQUIRIES_SHOWN + 1):
+        _raise(conn, meter_id, "open", "low", T0 + timedelta(minutes=n))
+    page = _get(client, keys["reader"], f"/care/meters/{meter_id}")
+    links = {html.unescape(href) for href in re.findall(r'href="(/(?:alerts|enquiries)\?[^"]*)"', page)}
+    for link in links:
+        answer = client.get(link, headers={"Authorization": f"Bearer {keys['reader']}"})
+        assert answer.status_code == 200, f"{link}: {answer.status_code} {answer.text}"
+        assert answer.json()["items"] and {item["meter_id"] for item in answer.json()["items"]} == {meter_id}
+    assert "More active alerts than shown" in page and "More enquiries than shown" in page
+    if length <= API_FILTER_MAX_LENGTH:
+        assert len(links) == 2  # the alerts' and the enquiries'
+    else:
+        assert not links and page.count(f"takes meter ids of up to {API_FILTER_MAX_LENGTH} characters") == 2
 
 
 def test_a_readings_link_this_page_did_not_make_is_a_400_page(meter) -> None:
