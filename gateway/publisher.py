@@ -19,7 +19,9 @@ Reconnection waits grow exponentially with jitter (:class:`gateway.backoff.Backo
 ``protocol = "auto"`` the first attempt speaks MQTT 5; a broker that answers "unsupported protocol
 version" (CONNACK 0x84, or 3.1.1's return code 1), or that stays silent after the CONNECT, is spoken
 to in MQTT 3.1.1 from then on; unless it answers the 3.1.1 CONNECT as slowly, being only slow: then
-the next connection asks in MQTT 5 again, waiting as long as for any CONNACK. MQTT 5 matters: only
+the next connection asks in MQTT 5 again, waiting as long as for any CONNACK. Silence from a broker
+that has accepted an MQTT 5 CONNECT in this run is a dead link's, not a refusal: the CONNECT waits as
+long as any, and the gateway stays on MQTT 5 (``tests/gateway/test_dead_link.py``). MQTT 5 matters: only
 it lets a broker refuse a batch (an MQTT 3.1.1 broker acknowledges what its ACL drops) and announce
 the largest packet it takes.
 """
@@ -192,6 +194,10 @@ class Publisher:
         # connection asks in MQTT 5 again, and waits as long as for any other CONNACK
         self._fell_back_on_silence = False
         self._slow_broker = False
+        # this run's broker has accepted an MQTT 5 CONNECT: its silence since is a dead link (or a
+        # busy broker), not a 3.1.1 broker deaf to MQTT 5. Before, a link that died under a running
+        # gateway left the next CONNECT unanswered for 3 s, and the gateway spoke 3.1.1 until restarted.
+        self._answered_mqtt5 = False
         self._said_mqtt311_loses_refusals = False  # the warning, once: see _on_connect
         #: the MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it
         self.client_id = client_id(gateway_id)
@@ -383,7 +389,7 @@ class Publisher:
         all in time (some 3.1.1 brokers cannot parse MQTT 5 properties and say nothing). A hang-up is
         not taken as a refusal: a broker going down at that moment does the same."""
         if self._connack is None:
-            return self._connack_timed_out
+            return self._connack_timed_out and not self._answered_mqtt5
         return bool(getattr(self._connack, "value", 0) == _UNSUPPORTED_PROTOCOL)
 
     def _session(self, client: mqtt.Client) -> None:
@@ -397,7 +403,11 @@ class Publisher:
             return
         # Only a first try in MQTT 5 gives up on silence early, to fall back; otherwise a broker
         # slow to answer (busy, a slow link) gets a keepalive period, or it would never be reached.
-        may_fall_back = self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5 and not self._slow_broker
+        may_fall_back = (
+            self.options.protocol == "auto"
+            and self._protocol == mqtt.MQTTv5
+            and not (self._slow_broker or self._answered_mqtt5)
+        )
         patience = _CONNACK_TIMEOUT_S if may_fall_back else float(self.options.keepalive_s)
         while True:
             rc = client.loop(timeout=_LOOP_TICK_S)
@@ -446,6 +456,7 @@ class Publisher:
         self.connections += 1
         self.broker.recovered()
         self.protocol_in_use = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
+        self._answered_mqtt5 = self._answered_mqtt5 or self._protocol == mqtt.MQTTv5
         if self._fell_back_on_silence:  # this 3.1.1 CONNECT followed an MQTT 5 one left unanswered
             self._fell_back_on_silence = False
             self._slow_broker = time.monotonic() - self._connect_started > _CONNACK_TIMEOUT_S
