@@ -6,7 +6,9 @@ connection attempt gives up after ``CONNECT_TIMEOUT_S``; TCP keepalives find an 
 whose peer is gone within about 25 s, and ``tcp_user_timeout`` one whose sent data goes
 unacknowledged for 30 s; the server cancels a statement after ``STATEMENT_TIMEOUT_S``. A peer that
 still acknowledges but never answers (a frozen proxy or pooler in between) escapes all of those:
-:func:`deadline` cuts the connection's socket from a timer. Each ends in ``OperationalError``: the
+:func:`deadline` cuts the connection's socket from a timer, around a write and around a new
+connection's setup (before, a peer silent between accepting the connection and answering its first
+statement held the writer for ever: nothing stored, nothing said). Each ends in ``OperationalError``: the
 writer says "database unavailable" and tries again on a new connection. A URL's own settings
 (``?connect_timeout=3``) win over these.
 """
@@ -45,11 +47,25 @@ CONNECTION_DEFAULTS: dict[str, Any] = {
 
 
 def connect(database_url: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> psycopg.Connection:
-    """A connection with bounded waits and the session's ``statement_timeout`` set (committed)."""
+    """A connection with bounded waits and the session's ``statement_timeout`` set (committed).
+
+    The ``SET`` is under :func:`deadline` too (:func:`setup_bound`): a peer that accepted the
+    connection and went silent held the caller there for ever, as nothing else bounds that wait."""
     conn = psycopg.connect(**{**CONNECTION_DEFAULTS, **conninfo_to_dict(database_url)})
-    conn.execute(f"SET statement_timeout = {round(statement_timeout_s * 1000)}")
-    conn.commit()
+    try:
+        with deadline(conn, setup_bound(statement_timeout_s)):
+            conn.execute(f"SET statement_timeout = {round(statement_timeout_s * 1000)}")
+            conn.commit()
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def setup_bound(statement_timeout_s: float) -> float:
+    """How long a new connection's setup statements may wait for answers: as long as a write
+    (twice the statement timeout), or the connect timeout where statements have none (0)."""
+    return 2 * statement_timeout_s if statement_timeout_s > 0 else CONNECT_TIMEOUT_S
 
 
 @contextmanager

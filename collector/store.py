@@ -249,10 +249,12 @@ class ReadingStore:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.database_url, self.statement_timeout_s)
-            self._conn.execute(_STAGING)
-            self._conn.execute(_EVENTS_STAGING)
-            self._conn.commit()
+            self._conn = conn = db.connect(self.database_url, self.statement_timeout_s)
+            # bounded like a write: a peer silent here held the writer for ever (collector.db.connect)
+            with db.deadline(conn, db.setup_bound(self.statement_timeout_s)):
+                conn.execute(_STAGING)
+                conn.execute(_EVENTS_STAGING)
+                conn.commit()
         return self._conn
 
     def close(self) -> None:
