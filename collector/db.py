@@ -9,7 +9,9 @@ still acknowledges but never answers (a frozen proxy or pooler in between) escap
 :func:`deadline` cuts the connection's socket from a timer, around a write and around a new
 connection's setup (before, a peer silent between accepting the connection and answering its first
 statement held the writer for ever: nothing stored, nothing said). Each ends in ``OperationalError``: the
-writer says "database unavailable" and tries again on a new connection. A URL's own settings
+writer says "database unavailable" and tries again on a new connection; the server ends the old
+connection's transaction once it has been idle as long as a write may take
+(``idle_in_transaction_session_timeout``), or its rows would block the retry. A URL's own settings
 (``?connect_timeout=3``) win over these.
 """
 
@@ -55,6 +57,10 @@ def connect(database_url: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S)
     try:
         with deadline(conn, setup_bound(statement_timeout_s)):
             conn.execute(f"SET statement_timeout = {round(statement_timeout_s * 1000)}")
+            # A transaction whose client is gone (its COMMIT lost on a dead link, its connection cut
+            # by deadline) is ended by the server after as long as a whole write may take: before, it
+            # held the rows it had inserted, and every retry of the same messages waited on them.
+            conn.execute(f"SET idle_in_transaction_session_timeout = {round(2 * statement_timeout_s * 1000)}")
             conn.commit()
     except BaseException:
         conn.close()
