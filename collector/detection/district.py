@@ -152,9 +152,18 @@ def _level_and_noise(mean_w: np.ndarray, w: int, layout: DayLayout, days: int) -
     day's own where larger: the inflow's morning rise swings the balance far more than the night
     does, and measured against the whole day's noise, a short window with two of its three hours
     lifted by such swings was a main burst (seeds 11-19: 12 false main bursts, 6 with the hour's
-    own noise, none more missed; the 90th percentile time to detect rose by up to 0.9 h)."""
+    own noise, none more missed; the 90th percentile time to detect rose by up to 0.9 h).
+
+    The level is at least 0: it lifts the bar where the balance usually stands over its baseline
+    (a low quantile, so it usually does), never lowers it under the baseline itself. Under 0, it is
+    the level of days measured against a baseline since gone: bursts running since the data began
+    are the history's usual level, and once repaired, the days after stand far under their
+    baseline for as long as it holds them; once it has come back down, their median excess was
+    still far under 0, and the balance back at its own level stood over the bar for days, every
+    window of it a main burst measured at 0-115 L/h (seed 23's DMA015: 8 false main bursts; seed
+    28's DMA008: 4)."""
     past = previous_days(layout.to_days(mean_w, np.nan), days)
-    center = nanmedian_last(past.reshape(*past.shape[:2], -1))
+    center = np.maximum(nanmedian_last(past.reshape(*past.shape[:2], -1)), 0.0)  # NaN (no history) stays
     change = np.full_like(mean_w, np.nan)
     change[:, w:] = mean_w[:, w:] - mean_w[:, :-w]
     past_change = np.abs(previous_days(layout.to_days(change, np.nan), days))
