@@ -48,6 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -352,14 +353,21 @@ class SimulatorThread:
         self.stop()
 
 
-@pytest.fixture
-def chaos_broker() -> Iterator[MosquittoBroker]:
+@contextmanager
+def shipped_broker() -> Iterator[MosquittoBroker]:
+    """Mosquitto with persistence on and the shipped queue and autosave settings, closed after."""
     broker = MosquittoBroker(persistence=True, settings=shipped_broker_settings())
     broker.start()
     try:
         yield broker
     finally:
         broker.close()
+
+
+@pytest.fixture
+def chaos_broker() -> Iterator[MosquittoBroker]:
+    with shipped_broker() as broker:
+        yield broker
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -52,7 +52,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.services import MosquittoBroker
 from tests.tcp_cut_proxy import CutProxy
-from tests.test_chaos import CHAOS_S, Fault, Plant, inflict, run_chaos
+from tests.test_chaos import CHAOS_S, Fault, Plant, inflict, run_chaos, shipped_broker
 
 pytestmark = pytest.mark.services
 GATEWAY_KEEPALIVE_S = 5
@@ -177,14 +177,8 @@ def run_overlapping(plant: Plant, links: Links, faults: list[Overlapping], seed:
 
 @pytest.fixture
 def chaos_broker() -> Iterator[MosquittoBroker]:
-    from tests.test_chaos import shipped_broker_settings
-
-    broker = MosquittoBroker(persistence=True, settings=shipped_broker_settings())
-    broker.start()
-    try:
+    with shipped_broker() as broker:
         yield broker
-    finally:
-        broker.close()
 
 
 def through(proxy: CutProxy, database_url: str) -> str:

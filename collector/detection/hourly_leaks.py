@@ -32,18 +32,7 @@ def on_the_hour(block: SeriesBlock) -> SeriesBlock | None:
     keep = np.flatnonzero(seconds % HOUR_S == 0)
     if keep.size < 2:
         return None
-    return SeriesBlock(
-        meter_ids=block.meter_ids,
-        dma=block.dma,
-        role=block.role,
-        timestamps=block.timestamps[keep],
-        volume_m3=block.volume_m3[:, keep],
-        alarms={name: bits[:, keep] for name, bits in block.alarms.items()},
-        reverse_m3=None if block.reverse_m3 is None else block.reverse_m3[:, keep],
-        bulk=block.bulk,
-        installed=None if block.installed is None else block.installed[:, keep],
-        day_offset_s=block.day_offset_s,
-    )
+    return block.instants(keep)
 
 
 def leaks_seen_hourly(block: SeriesBlock, found: list[Alert], config: DetectionConfig) -> list[Alert]:

@@ -128,13 +128,14 @@ class SeriesBlock:
 
     def until(self, t: datetime) -> SeriesBlock:
         """The block as it was known at ``t``: instants after ``t`` dropped (for causality checks)."""
-        return self._instants(self.timestamps <= np.datetime64(to_naive_utc(t), "s"))
+        return self.instants(self.timestamps <= np.datetime64(to_naive_utc(t), "s"))
 
     def since(self, t: datetime) -> SeriesBlock:
         """The block from ``t`` on: instants before ``t`` dropped (a run's sliding window)."""
-        return self._instants(self.timestamps >= np.datetime64(to_naive_utc(t), "s"))
+        return self.instants(self.timestamps >= np.datetime64(to_naive_utc(t), "s"))
 
-    def _instants(self, keep: np.ndarray) -> SeriesBlock:
+    def instants(self, keep: np.ndarray) -> SeriesBlock:
+        """The block at the instants ``keep`` selects (a boolean mask or indices of its columns)."""
         return SeriesBlock(
             meter_ids=self.meter_ids,
             dma=self.dma,

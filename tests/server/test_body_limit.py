@@ -115,17 +115,11 @@ def test_the_middleware_stops_reading_an_endless_body_at_the_cap():
 
 def test_a_server_refuses_a_declared_300_mb_body_without_waiting_for_it(migrated_database_url):
     """Only the head is sent: the answer comes without the body (before, the server waited for it)."""
-    with running_server(migrated_database_url) as port, socket.create_connection(("127.0.0.1", port)) as link:
-        link.settimeout(60)  # generous: the answer needs no body, only a loaded machine's delay
-        link.sendall(
-            b"POST /meters/M1/readings HTTP/1.1\r\nHost: aquami\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 300000000\r\n\r\n"
-        )
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            data = link.recv(4096)
-            assert data, answer
-            answer += data
+    answer = _answer_to_head(
+        migrated_database_url,
+        b"POST /meters/M1/readings HTTP/1.1\r\nHost: aquami\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 300000000\r\n\r\n",
+    )
     assert answer.startswith(b"HTTP/1.1 413 "), answer
     assert b"content-type: application/problem+json" in answer.lower()
 
@@ -135,12 +129,19 @@ def test_a_request_of_a_method_without_a_body_declaring_one_over_the_cap_is_a_41
     """The cap is on every request, whatever its method (server.problem_docs declares its 413 on
     every operation): a GET may carry a body, and a server that waited for 300 MB of one would hold
     the connection and its memory as for a POST's."""
-    with running_server(migrated_database_url) as port, socket.create_connection(("127.0.0.1", port)) as link:
-        link.settimeout(60)
-        link.sendall(f"{method} /meters HTTP/1.1\r\nHost: aquami\r\nContent-Length: 300000000\r\n\r\n".encode())
+    head = f"{method} /meters HTTP/1.1\r\nHost: aquami\r\nContent-Length: 300000000\r\n\r\n"
+    answer = _answer_to_head(migrated_database_url, head.encode())
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+
+
+def _answer_to_head(database_url: str, head: bytes) -> bytes:
+    """The head of a running server's answer to a request of which only ``head`` is sent."""
+    with running_server(database_url) as port, socket.create_connection(("127.0.0.1", port)) as link:
+        link.settimeout(60)  # generous: the answer needs no body, only a loaded machine's delay
+        link.sendall(head)
         answer = b""
         while b"\r\n\r\n" not in answer:
             data = link.recv(4096)
             assert data, answer
             answer += data
-    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    return answer
