@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
 _CLIENT_ID_NOT_VALID = 133  # CONNACK reason 0x85; paho maps a 3.1.1 broker's return code 2 to it
+#: DISCONNECT reason 0x8E: another client connected with this client id (MQTT 5 only; Mosquitto sends
+#: it from 2.0.15 on, EMQX and HiveMQ too; Mosquitto 2.0.11 and any MQTT 3.1.1 broker just close)
+_SESSION_TAKEN_OVER = 142
 _LOOP_TICK_S = 0.05  # how long one network-loop turn may wait for the socket
 _REFUSED_MIN_S = 1.0  # the first wait before a refused batch goes again
 _CONNACK_TIMEOUT_S = 3.0  # an MQTT 5 CONNECT unanswered this long (protocol "auto"): try 3.1.1
@@ -171,6 +174,8 @@ class Publisher:
         self._backoff = Backoff(self.options.reconnect_min_s, self.options.reconnect_max_s)
         self._connected_at: float | None = None  # this session's CONNACK (time.monotonic)
         self.short_connections = 0  # dropped in a row before _STABLE_S
+        self.taken_over = 0  # of those, ended by the broker's "Session taken over" (MQTT 5)
+        self._session_taken_over = False  # this session's end: the broker's DISCONNECT 0x8E
         # a batch the broker refused (MQTT 5: not authorised, quota exceeded) is sent again after a
         # growing wait, not on the next loop turn: a refusal that lasts would have it resent 20 times
         # a second, each logged, for as long as the broker's rules stay as they are
@@ -350,15 +355,42 @@ class Publisher:
         if lasted >= _STABLE_S:
             self._backoff.reset()
             self.short_connections = 0
+            self.taken_over = 0
             return
         self.short_connections += 1
+        self.taken_over += self._session_taken_over
         if self.short_connections >= 3:
+            self._say_short_connections()
+
+    def _say_short_connections(self) -> None:
+        """Why connections keep ending soon after CONNACK, as far as the broker said. Only an MQTT 5
+        broker says that another client took the session over (two gateways on one gateway_id);
+        before, that was what the warning said of any run of short connections, a link that merely
+        kept dropping included, pointing the operator at a duplicate that did not exist."""
+        head = "%d connections in a row to %s ended within %.0f s of being accepted"
+        args: tuple[Any, ...] = (self.short_connections, self.endpoint.url, _STABLE_S)
+        if self.taken_over:
             log.warning(
-                "%d connections in a row to %s ended within %.0f s of being accepted: is another gateway "
-                "configured with gateway_id %r (the broker lets one client at a time use its client id)?",
-                self.short_connections,
-                self.endpoint.url,
-                _STABLE_S,
+                head + ", %d of them taken over by another client with the client id %r (the broker said "
+                '"Session taken over"): another gateway is configured with gateway_id %r',
+                *args,
+                self.taken_over,
+                self.client_id,
+                self.gateway_id,
+            )
+        elif self.protocol_in_use == "5":
+            log.warning(
+                head + " without a reason from the broker: the network or the broker keeps dropping the "
+                'connection (another client with this client id would have been said: "Session taken over", '
+                "from an MQTT 5 broker such as Mosquitto 2.0.15 on)",
+                *args,
+            )
+        else:
+            log.warning(
+                head + " (MQTT 3.1.1: the broker gives no reason): the network or the broker keeps dropping "
+                "the connection, or another gateway is configured with gateway_id %r (the broker lets one "
+                "client at a time use its client id)",
+                *args,
                 self.gateway_id,
             )
 
@@ -394,6 +426,7 @@ class Publisher:
 
     def _session(self, client: mqtt.Client) -> None:
         self._connack = None
+        self._session_taken_over = False
         self._connack_timed_out = False
         self._connect_started = time.monotonic()
         try:
@@ -490,6 +523,7 @@ class Publisher:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.connected.clear()
+        self._session_taken_over = flags.is_disconnect_packet_from_server and reason == _SESSION_TAKEN_OVER
         if not self._stop.is_set():
             self.broker.failed(f"connection lost: {reason}", _SPOOLING)
 
