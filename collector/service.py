@@ -33,6 +33,12 @@ from collector.store import ReadingStore, StoreResult
 log = logging.getLogger(__name__)
 Parsed = ParsedMessage | list[EventRow] | GatewayStatus | RejectedMessage
 
+#: The collector's MQTT keepalive, in seconds: MQTT's Keep Alive is two bytes (0 turns it off,
+#: which would leave a half-open link to the broker unnoticed for good, so 1 is the least)
+MQTT_KEEPALIVE_DEFAULT_S = 30
+MQTT_KEEPALIVE_MIN_S = 1
+MQTT_KEEPALIVE_MAX_S = 65535
+
 
 def _size(result: Parsed) -> int:
     if isinstance(result, ParsedMessage):
@@ -101,6 +107,15 @@ class CollectorConfig:
     ready_file: Path | None = None
     # hold each gateway to its meters (collector.meter_gateways): off only where every gateway is trusted
     check_meter_gateways: bool = True
+    # paho sends a PINGREQ after this long without traffic and gives the link up when no answer
+    # comes within as long again: a half-open link to the broker costs up to twice this
+    mqtt_keepalive_s: int = MQTT_KEEPALIVE_DEFAULT_S
+
+    def __post_init__(self) -> None:
+        if not MQTT_KEEPALIVE_MIN_S <= self.mqtt_keepalive_s <= MQTT_KEEPALIVE_MAX_S:
+            raise ValueError(
+                f"MQTT keepalive {self.mqtt_keepalive_s!r} s: give {MQTT_KEEPALIVE_MIN_S} to {MQTT_KEEPALIVE_MAX_S}"
+            )
 
     @property
     def subscription(self) -> str:
@@ -229,7 +244,7 @@ class Collector:
         if self._ready is not None:
             self._ready.check()
             self._ready.remove()  # a crashed run's: this one is not subscribed yet
-        self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=30)
+        self._client.connect_async(self.config.mqtt.host, self.config.mqtt.port, keepalive=self.config.mqtt_keepalive_s)
         self._client.loop_start()
         self._parser.start()
         self._writer.start()

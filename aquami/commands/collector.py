@@ -82,6 +82,14 @@ def register(app: typer.Typer) -> None:
             help="Write this file once the broker has granted the subscriptions (removed while the broker is "
             "away, and at stop): start gateways after it exists, or what they publish before goes to no one.",
         ),
+        mqtt_keepalive: int = typer.Option(  # collector.service.MQTT_KEEPALIVE_* (not imported: a slow import)
+            30,
+            min=1,
+            max=65535,
+            envvar="AQUAMI_MQTT_KEEPALIVE",
+            help="Seconds of silence after which the collector pings the broker; no answer within as long "
+            "again and it reconnects: a half-open link to the broker costs up to twice this (1 to 65535).",
+        ),
         trust_all_gateways: bool = typer.Option(
             False,
             envvar="AQUAMI_TRUST_ALL_GATEWAYS",
@@ -153,6 +161,7 @@ def register(app: typer.Typer) -> None:
                 max_delay_s=batch_wait,
                 ready_file=ready_file,
                 check_meter_gateways=not trust_all_gateways,
+                mqtt_keepalive_s=mqtt_keepalive,
             ),
             on_fatal=fatal,
         )
