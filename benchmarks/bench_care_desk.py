@@ -1,19 +1,23 @@
 """The care desk's pages (server.care.desk) on 150,000 enquiries, 45,000 of them being worked.
 
-Walks every page of the list, unfiltered, by status, by each priority (and by each priority among
-the closed), by source, and by each status being worked alone and with each priority, as the page's
-next links do, 50 to a page, and prints for each walk its pages, the median and the worst page's
-time in the database (``EXPLAIN ANALYZE``'s execution time, the best of three), and the most rows a
-page fetched from enquiries, kept or dropped. Then, in the same run, two baselines and the ratios of
-their median and worst pages to these: the walks by a status being worked as the desk read them
-before server migration 0058 (its index dropped, and ``priority = …`` asked beside the rank: on
-2026-12-06 a page of open urgent ones fetched 1,550 rows through a bitmap and a sort, of open ones
-201), and the walks filtered by priority with server migration 0055's index (the desk order within
-each priority) dropped, as the desk read them before it (the worst page of urgent fetched 40,709
-rows without it).
+Walks every page of the list by meter (a busy meter's 1,500 enquiries alone and with a status, a
+priority or both, or a source, and an ordinary meter's 10), then unfiltered, by status, by each
+priority (and by each priority among the closed), by source, and by each status being worked alone
+and with each priority, as the page's next links do, 50 to a page, and prints for each walk its
+pages, the median and the worst page's time in the database (``EXPLAIN ANALYZE``'s execution time,
+the best of three), and the most rows a page fetched from enquiries, kept or dropped. Then, in the
+same run, three baselines and the ratios of their median and worst pages to these: the walks by
+meter as the desk would have read them before server migration 0059 (its index, the desk's order
+within each meter, dropped, and 0042's index on the meter alone, which 0059 replaced, back), the
+walks by a status being worked as the desk read them before server migration 0058 (its index
+dropped, and ``priority = …`` asked beside the rank: on 2026-12-06 a page of open urgent ones fetched
+1,550 rows through a bitmap and a sort, of open ones 201), and the walks filtered by priority with
+server migration 0055's index (the desk order within each priority) dropped, as the desk read them
+before it (the worst page of urgent fetched 40,709 rows without it).
 
     python -m benchmarks.bench_care_desk                 # a fresh database on the test server
     python -m benchmarks.bench_care_desk --enquiries 20000
+    python -m benchmarks.bench_care_desk --meters-only   # the walks by meter and their baseline alone
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ WORKED = ("open", "in_progress", "escalated")
 
 def fill(conn: psycopg.Connection[Any], enquiries: int) -> None:
     """``enquiries`` over two years: 30% being worked (open, in progress, escalated), the rest
-    closed; 10% urgent, 20% high, 40% normal, 30% low; 2% raised by customers. Seeded."""
+    closed; 10% urgent, 20% high, 40% normal, 30% low; 2% raised by customers; 1% naming meter BUSY,
+    the rest 10 to a meter (M0 to M14998). Seeded."""
     conn.execute("SELECT setseed(0.17)")
     conn.execute(
         """
-        INSERT INTO enquiries (kind, category, source, status, priority, subject, opened_at, updated_at, closed_at)
-        SELECT 'enquiry', 'meter fault', source, status, priority, 'subject', opened, opened,
+        INSERT INTO enquiries (kind, category, source, status, priority, subject, meter_id, opened_at, updated_at,
+                               closed_at)
+        SELECT 'enquiry', 'meter fault', source, status, priority, 'subject', meter, opened, opened,
                CASE WHEN status = 'closed' THEN opened END
         FROM (
             SELECT CASE WHEN random() < 0.02 THEN 'customer' WHEN random() < 0.5 THEN 'staff' ELSE 'detection' END
@@ -52,7 +58,8 @@ def fill(conn: psycopg.Connection[Any], enquiries: int) -> None:
                         ELSE (ARRAY['open', 'in_progress', 'escalated'])[1 + floor(random() * 3)::int] END AS status,
                    (SELECT CASE WHEN p < 0.1 THEN 'urgent' WHEN p < 0.3 THEN 'high' WHEN p < 0.7 THEN 'normal'
                                 ELSE 'low' END FROM (SELECT random() + 0 * i AS p) x) AS priority,
-                   timestamptz '2024-12-01 00:00Z' + random() * interval '730 days' AS opened
+                   timestamptz '2024-12-01 00:00Z' + random() * interval '730 days' AS opened,
+                   CASE WHEN i %% 100 = 0 THEN 'BUSY' ELSE 'M' || i %% 14999 END AS meter
             FROM generate_series(1, %s) i
         ) e
         """,
@@ -87,7 +94,7 @@ def _explained(
 
 
 def vars_of(asked: desk.DeskFilter) -> dict[str, str | None]:
-    return {name: getattr(asked, name) for name in ("status", "priority", "category", "source")}
+    return {name: getattr(asked, name) for name in ("status", "priority", "category", "source", "meter")}
 
 
 def walk(conn: psycopg.Connection[Any], asked: desk.DeskFilter) -> tuple[float, float]:
@@ -122,9 +129,43 @@ def ratios(walks: list[desk.DeskFilter], now: list[tuple[float, float]], before:
         )
 
 
+#: The walks by meter: the busy meter's 1,500 enquiries, alone and with each other filter, and an
+#: ordinary meter's 10.
+BY_METER = [
+    desk.DeskFilter(meter="BUSY"),
+    desk.DeskFilter(meter="BUSY", status="closed"),
+    desk.DeskFilter(meter="BUSY", status="open"),
+    desk.DeskFilter(meter="BUSY", priority="urgent"),
+    desk.DeskFilter(meter="BUSY", status="open", priority="high"),
+    desk.DeskFilter(meter="BUSY", source="customer"),
+    desk.DeskFilter(meter="M42"),
+]
+
+
+def meter_walks(conn: psycopg.Connection[Any]) -> None:
+    """The walks by meter, then again as the desk would have read them before server migration 0059
+    (its index dropped, 0042's on the meter alone, which it replaced, back), and the ratios. Leaves the
+    indexes as they were."""
+    now = [walk(conn, asked) for asked in BY_METER]
+    print("baseline: the walks by meter without server migration 0059's index, with 0042's on the")
+    print("meter alone, which it replaced")
+    conn.execute("DROP INDEX enquiries_care_desk_by_meter_idx")
+    conn.execute("CREATE INDEX enquiries_meter_idx ON enquiries (meter_id)")
+    conn.execute("ANALYZE enquiries")
+    before = [walk(conn, asked) for asked in BY_METER]
+    ratios(BY_METER, now, before)
+    conn.execute("DROP INDEX enquiries_meter_idx")
+    conn.execute(
+        "CREATE INDEX enquiries_care_desk_by_meter_idx"
+        " ON enquiries (meter_id, enquiry_care_rank(status, priority), opened_at, enquiry_id)"
+    )
+    conn.execute("ANALYZE enquiries")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enquiries", type=int, default=150_000)
+    parser.add_argument("--meters-only", action="store_true", help="walk by meter only (and its baseline)")
     args = parser.parse_args()
     server = admin_url()
     url = create_database(server)
@@ -136,6 +177,9 @@ def main() -> None:
                 "SELECT count(*) AS n, count(*) FILTER (WHERE status <> 'closed') AS worked FROM enquiries"
             ).fetchone()
             print(f"{counts['n']:,} enquiries, {counts['worked']:,} being worked")  # type: ignore[index]
+            meter_walks(conn)
+            if args.meters_only:
+                return
             for status in (None, "closed"):  # the statuses being worked: below, beside their baseline
                 walk(conn, desk.DeskFilter(status=status))
             by_priority = [desk.DeskFilter(status=s, priority=p) for s in (None, "closed") for p in desk.PRIORITIES]

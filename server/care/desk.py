@@ -19,7 +19,9 @@ A filter on status or priority narrows the ranks the index is read over (closed:
 status: 1 to 4; a priority: its rank, and 0 unless a status other than closed is asked).
 A filter on source reads enquiries_care_desk_by_source_idx (server migration 0053), the same order
 within each source, so a page of one source reads none of the others'; a filter on priority,
-enquiries_care_desk_by_priority_idx (0055), the same order within each priority.
+enquiries_care_desk_by_priority_idx (0055), the same order within each priority; a filter on meter,
+enquiries_care_desk_by_meter_idx (0059), the same order within each meter, so a page of one meter's
+enquiries reads its own rows whatever else it is filtered by (a meter has few enquiries).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class DeskFilter:
     priority: str | None = None
     category: str | None = None
     source: str | None = None
+    meter: str | None = None
 
     def ranks(self) -> tuple[int, int]:
         """The lowest and highest enquiry_care_rank an enquiry it keeps can have."""
@@ -159,6 +162,8 @@ def _in_desk_order(
     for column in ("status", "priority", "category", "source"):
         if getattr(asked, column) is not None and not (column == "priority" and asked.rank_is_priority()):
             conditions.append(f"{column} = %({column})s")
+    if asked.meter is not None:
+        conditions.append("meter_id = %(meter)s")
     return conn.execute(  # type: ignore[return-value]
         f"""
         SELECT {ENQUIRY_COLUMNS}, coalesce(changed_xact >= %(since)s::text::xid8, false) AS changed
@@ -174,6 +179,7 @@ def _in_desk_order(
             "priority": asked.priority,
             "category": asked.category,
             "source": asked.source,
+            "meter": asked.meter,
             **keyset,
             "since": None,
             **values,

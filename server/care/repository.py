@@ -143,8 +143,9 @@ def enquiries_about_meter(conn: psycopg.Connection, meter_id: str, limit: int) -
     """Up to ``limit`` enquiries that name the meter (raised by its alerts, by staff, through Open311),
     in the care desk's order (server.care.desk): the ones being worked first, urgent to low and the
     newest opened first within each, then the closed ones, newest first. Read through
-    enquiries_meter_idx (server migration 0042) and sorted: the cost is that of the meter's own
-    enquiries, however many others there are."""
+    enquiries_care_desk_by_meter_idx (server migration 0059, the desk's order within each meter; it
+    replaced 0042's enquiries_meter_idx): the cost is that of the meter's own enquiries at most,
+    however many others there are."""
     return conn.execute(  # type: ignore[return-value]
         f"""
         SELECT {ENQUIRY_COLUMNS} FROM enquiries

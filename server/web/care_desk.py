@@ -1,8 +1,9 @@
 """The care desk: every enquiry on one list (/care/enquiries), the ones being worked first (urgent to
 low, the newest first within each), then the closed ones, newest first (server.care.desk), 50 to a
 page, each linking to its enquiry's page. Filters are plain query parameters (status, priority,
-category, source), set by a GET form or a link; the next page's link carries them and where this
-one ended (``after``). Before, the web page reached an enquiry only through the 25 alerts it shows.
+category, source, meter), set by a GET form or a link (a meter's page links its enquiries here); the
+next page's link carries them and where this one ended (``after``). Before, the web page reached an
+enquiry only through the 25 alerts it shows, and the desk could not be filtered by meter.
 
 A walk through the list carries where its first page read it (``since``: the oldest transaction that
 page could not see, server.care.desk.walk_started): each later page lists,
@@ -23,6 +24,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
 from server.care import desk
 from server.care.router import READS_ENQUIRIES
 from server.care.schemas import Enquiry
@@ -37,6 +39,8 @@ ENQUIRIES_PER_PAGE = 50
 MOVED_SHOWN = 20
 _CHOICES = {"status": desk.STATUSES, "priority": desk.PRIORITIES, "source": desk.SOURCES}
 _CATEGORY_LENGTH = 64  # as GET /enquiries takes
+#: The longest meter id the filter takes: GET /enquiries' ``meter_id``'s, the contract's identifier length.
+METER_LENGTH = IDENTIFIER_MAX_LENGTH
 
 
 @router.get(PATH, response_class=HTMLResponse)
@@ -47,14 +51,21 @@ def care_desk(
     priority: str = "",
     category: str = "",
     source: str = "",
+    meter: str = "",
     after: str = "",
     since: str = "",
 ) -> Response:
     principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
     if isinstance(principal, Response):
         return principal
-    asked = {"status": status, "priority": priority, "category": category, "source": source}
-    context: dict[str, Any] = {"who": principal.name, "asked": asked, "choices": _CHOICES, "enquiries": []}
+    asked = {"status": status, "priority": priority, "category": category, "source": source, "meter": meter}
+    context: dict[str, Any] = {
+        "who": principal.name,
+        "asked": asked,
+        "choices": _CHOICES,
+        "meter_length": METER_LENGTH,
+        "enquiries": [],
+    }
     context["categories"] = desk.categories(conn)
     wrong = _wrong(asked, after, since)
     if wrong is not None:
@@ -87,6 +98,8 @@ def _wrong(asked: dict[str, str], after: str, since: str) -> str | None:
             return f"There is no {name} {asked[name]!r}: choose one of {', '.join(allowed)}."
     if len(asked["category"]) > _CATEGORY_LENGTH:
         return f"A category is at most {_CATEGORY_LENGTH} characters."
+    if len(asked["meter"]) > METER_LENGTH:
+        return f"A meter id is at most {METER_LENGTH} characters."
     made = not after or (desk.Position.parse(after) is not None and desk.parse_since(since) is not None)
     if not made or (since and not after):
         return "That page's link is not one this list made: start again from the first page."

@@ -167,6 +167,7 @@ def _page_values(url: str, keys: dict[str, str], stored: dict[str, str]) -> dict
         "priority": list(desk.PRIORITIES),
         "source": list(desk.SOURCES),
         "category": categories,
+        "meter": [stored["meter_id"]],  # the care desk's meter filter
         "note": ["Called the customer: a dripping tap, fixed."],
         "key": list(keys.values()),
         "rest": ["services.xml", "requests.xml", "nothing"],  # one segment: "a/b" could name a route of the API
