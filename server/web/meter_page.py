@@ -10,10 +10,12 @@ A meter no row of ``meters`` holds (removed from the network since) may still be
 and alerts, which link here: the page answers 404, says the meter is not on the network, and lists
 the enquiries and alerts that name it. Before, it was the bare 404 page.
 
-The "as JSON" links are the API's lists filtered by ``meter_id``, which takes an id of up to
+The enquiries' "all of them" is the care desk filtered by the meter (``/care/enquiries?meter=``), the
+same order over every page; before, it was the API's JSON list, as the desk had no meter filter. The
+"as JSON" links are the API's lists filtered by ``meter_id``, which takes an id of up to
 :data:`API_FILTER_MAX_LENGTH` characters (the contract's identifier length); an older id may be longer
 (``meters`` holds what was registered before the check), and the page leaves those links out rather
-than link to a 422.
+than link to a 422 (and the desk's, which takes as long an id, rather than link to a 400).
 
 The address is under ``/care/`` as the care desk's pages are: ``/meters/{id}`` is the API's. Seen
 by the keys that read meters in the API (reader, meterization, customer care, and admin): the same
@@ -43,6 +45,7 @@ from server.db import get_connection
 from server.meters import repository
 from server.meters.paths import MeterIdConvertor
 from server.meters.schemas import Reading, meter_from_row
+from server.web import care_desk
 from server.web.daily_chart import chart
 from server.web.pages import error_page, signed_in, templates
 from server.web.router import PAGE_ROLES
@@ -91,6 +94,7 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
         "about": about[:ENQUIRIES_SHOWN],
         "more_about": len(about) > ENQUIRIES_SHOWN,
         "all_about": _as_json("/enquiries", meter_id),
+        "desk_about": _on_the_desk(meter_id),
         "api_filter_max_length": API_FILTER_MAX_LENGTH,
         "flow_kinds": FLOW_KINDS,
         "works_enquiries": may(principal, *WORKS_ENQUIRIES),
@@ -119,6 +123,14 @@ def _as_json(path: str, meter_id: str) -> str | None:
     if len(meter_id) > API_FILTER_MAX_LENGTH:
         return None
     return f"{path}?{urlencode({'meter_id': meter_id})}"
+
+
+def _on_the_desk(meter_id: str) -> str | None:
+    """The care desk filtered to the meter (its enquiries in the same order, every page), or None for
+    an id longer than the desk's filter takes (it would answer 400), as for the API's lists."""
+    if len(meter_id) > care_desk.METER_LENGTH:
+        return None
+    return f"{care_desk.PATH}?{urlencode({'meter': meter_id})}"
 
 
 def _before(text: str) -> datetime | str | None:

@@ -263,16 +263,23 @@ def test_every_enquiry_naming_the_meter_is_listed_in_the_care_desk_s_order(meter
     assert set(listed) == named and len(named) >= 2  # the burst's and the leak's, at the least
 
 
-def test_more_enquiries_than_shown_link_the_api_s_list_of_the_meter_s(meter) -> None:
-    """The page shows the first ENQUIRIES_SHOWN and links the API's list of the meter's."""
+def test_more_enquiries_than_shown_link_the_care_desk_filtered_by_the_meter(meter) -> None:
+    """The page shows the first ENQUIRIES_SHOWN and links "all of them" to the care desk filtered by
+    the meter, which lists every one, in the same order, and the API's list "as JSON". Before, "all of
+    them" was the API's JSON list, as the desk took no meter filter."""
     client, conn, keys = meter
     for n in range(ENQUIRIES_SHOWN + 3):
         _raise(conn, "M1", "open", "normal", T0 + timedelta(minutes=n))
+        _raise(conn, "M2", "open", "normal", T0 + timedelta(minutes=n))
     page = _get(client, keys["reader"], "/care/meters/M1")
     assert len(_listed(page)) == ENQUIRIES_SHOWN
     section = _section(page, "Enquiries")
-    assert '<a href="/enquiries?meter_id=M1">all of them</a>, newest first' in section
+    assert '<a href="/care/enquiries?meter=M1">all of them</a> on the care desk' in section
     assert '<a href="/enquiries?meter_id=M1">as JSON</a>' in section
+    desk = _get(client, keys["reader"], "/care/enquiries?meter=M1")
+    named = [n for (n,) in conn.execute("SELECT enquiry_id FROM enquiries WHERE meter_id = 'M1'").fetchall()]
+    on_the_desk = [int(n) for n in re.findall(r'<tr>\s*<td><a href="/care/enquiries/([0-9]+)"', desk)]
+    assert sorted(on_the_desk) == sorted(named) and on_the_desk[:ENQUIRIES_SHOWN] == _listed(page)
 
 
 @pytest.mark.parametrize("length", [API_FILTER_MAX_LENGTH, API_FILTER_MAX_LENGTH + 1])
@@ -296,14 +303,21 @@ def test_every_api_link_on_the_page_answers_for_a_meter_id_of_any_length(meter, 
         _raise(conn, meter_id, "open", "low", T0 + timedelta(minutes=n))
     page = _get(client, keys["reader"], f"/care/meters/{meter_id}")
     links = {html.unescape(href) for href in re.findall(r'href="(/(?:alerts|enquiries)\?[^"]*)"', page)}
+    on_the_desk = [html.unescape(href) for href in re.findall(r'href="(/care/enquiries\?meter=[^"]*)"', page)]
+    for link in on_the_desk:
+        desk = _get(client, keys["reader"], link)
+        rows = [int(n) for n in re.findall(r'<tr>\s*<td><a href="/care/enquiries/([0-9]+)"', desk)]
+        named = {n for (n,) in conn.execute("SELECT enquiry_id FROM enquiries WHERE meter_id = %s", (meter_id,))}
+        assert set(rows) <= named and len(rows) == min(len(named), 50), (rows, named)
     for link in links:
         answer = client.get(link, headers={"Authorization": f"Bearer {keys['reader']}"})
         assert answer.status_code == 200, f"{link}: {answer.status_code} {answer.text}"
         assert answer.json()["items"] and {item["meter_id"] for item in answer.json()["items"]} == {meter_id}
     assert "More active alerts than shown" in page and "More enquiries than shown" in page
     if length <= API_FILTER_MAX_LENGTH:
-        assert len(links) == 2  # the alerts' and the enquiries'
+        assert len(links) == 2 and len(set(on_the_desk)) == 1  # the alerts' and the enquiries'; the desk's
     else:
+        assert not on_the_desk
         assert not links and page.count(f"takes meter ids of up to {API_FILTER_MAX_LENGTH} characters") == 2
 
 
