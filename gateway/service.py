@@ -175,7 +175,7 @@ class Gateway:
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
                 "batches_resealed": self.publisher.resealed_batches,  # larger than the broker takes
                 "messages_too_large": self.publisher.messages_too_large,  # statuses, replies, events: not sent
-                "short_connections": self.publisher.short_connections,  # in a row: the same gateway_id twice?
+                "short_connections": self.publisher.short_connections,  # in a row: a flapping link, or an id twice
                 "mqtt_protocol": self.publisher.protocol_in_use,
             },
             state,

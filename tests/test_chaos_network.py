@@ -16,8 +16,8 @@ the collector is frozen. Faults:
   the held connections go on: a link back before either end gave up;
 * ``half-open LINK``: the same, but the held connections never come back, at either end: a NAT or
   modem that returned with an empty table. Only a keepalive finds that out: the gateway's MQTT
-  keepalive (``keepalive_s``, set to its minimum, 5 s, here), the collector's (30 s, fixed) and the
-  database writer's cut-off (twice its 30 s statement timeout) for the last two.
+  keepalive (``keepalive_s``, set to its minimum, 5 s, here), the collector's (``--mqtt-keepalive``,
+  left at its default, 30 s) and the database writer's cut-off (twice its 30 s statement timeout) for the last two.
 
 After every link fault the test measures how long, from the link's return, until the process
 made a new connection across it (when it needed one) and says so in its output (``-s``); past a
