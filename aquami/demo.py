@@ -96,6 +96,9 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
 
     They end at the newest hour at or before ``now``, the newest instant of detection's grid, and
     begin ``days`` before it: the first detection run sees a read at every instant of its window.
+    Their consumption (hourly, daily, per DMA) is worked out once they are stored, as a VEE round
+    does for the reads it passes: before, it waited for the first round, an hour after start, and a
+    meter's page showed no daily consumption for the whole of a demo's first hour.
     """
     last = grid_end(now, timedelta(hours=1))
     rows = []
@@ -107,6 +110,8 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
                  repr(reading.reverse_volume_m3), sorted(reading.alarms), "history", 0)
             )  # fmt: skip
     ReadingStore(database_url).write(rows)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT refresh_consumption(%s, %s)", (last - timedelta(days=days), last + timedelta(hours=1)))
     return len(rows)
 
 

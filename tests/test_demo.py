@@ -73,6 +73,11 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
             f"{url}/login", params={"key": key}, headers={"Sec-Fetch-Site": "none"}, follow_redirects=True, timeout=10
         )
         assert page.status_code == 200 and meters[0]["meter_id"] in page.text
+        # a meter's page charts its daily consumption from the history loaded at start (before, none
+        # was stored until the first VEE round, an hour in): a bar for each of the last 30 days
+        meter_page = httpx.get(f"{url}/care/meters/{meters[0]['meter_id']}", cookies={"aquami_key": key}, timeout=10)
+        assert meter_page.status_code == 200, meter_page.text
+        assert "No consumption stored yet" not in meter_page.text and '<svg class="daily"' in meter_page.text
         # Each demo meter is a household with an account, so billing has determinants to give: the
         # month so far, up to the oldest of the meters' latest reads (each has a read at or after its
         # end, without which a line is not complete), is complete; the whole month, not over yet, has
