@@ -96,9 +96,6 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
 
     They end at the newest hour at or before ``now``, the newest instant of detection's grid, and
     begin ``days`` before it: the first detection run sees a read at every instant of its window.
-    Their consumption (hourly, daily, per DMA) is worked out once they are stored, as a VEE round
-    does for the reads it passes: before, it waited for the first round, an hour after start, and a
-    meter's page showed no daily consumption for the whole of a demo's first hour.
     """
     last = grid_end(now, timedelta(hours=1))
     rows = []
@@ -110,9 +107,16 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
                  repr(reading.reverse_volume_m3), sorted(reading.alarms), "history", 0)
             )  # fmt: skip
     ReadingStore(database_url).write(rows)
+    return len(rows)
+
+
+def history_consumption(database_url: str, now: datetime, days: int) -> None:
+    """The consumption (hourly, daily, per DMA) of the history :func:`load_history` wrote, worked out
+    as a VEE round does for the reads it passes: before, it waited for the demo's first round, an hour
+    after start, and a meter's page showed no daily consumption for the whole of a demo's first hour."""
+    last = grid_end(now, timedelta(hours=1))
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT refresh_consumption(%s, %s)", (last - timedelta(days=days), last + timedelta(hours=1)))
-    return len(rows)
 
 
 def fleet_epoch(conn: psycopg.Connection[Any], now: datetime) -> datetime:
@@ -259,7 +263,9 @@ class Demo:
             self.say(f"· database ready ({len(applied)} migrations applied, {len(meters)} meters registered)")
             self._going_on()
             self.say(f"· loading {HISTORY_DAYS} days of hourly history …")
-            loaded = await asyncio.to_thread(load_history, self.database_url, meters, datetime.now(UTC), HISTORY_DAYS)
+            loaded_at = datetime.now(UTC)
+            loaded = await asyncio.to_thread(load_history, self.database_url, meters, loaded_at, HISTORY_DAYS)
+            await asyncio.to_thread(history_consumption, self.database_url, loaded_at, HISTORY_DAYS)
             self.say(f"· {loaded} historical readings loaded")
             self._going_on()
             if o.mqtt_url:
