@@ -50,7 +50,7 @@ from collector.detection.alerts import Alert
 from collector.detection.burst import window_intervals
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import run_detection
-from collector.detection.flows import DayLayout
+from collector.detection.flows import DayLayout, Flows, interval_flows
 from collector.detection.scoring import KindScore, interval_labels, leakdb_scores, match_alerts, score_kind
 from collector.detection.series import SeriesBlock
 from simulators.fleet import Fleet, FleetSpec, generate_fleet
@@ -200,16 +200,28 @@ def burst_deadline(fleet: Fleet, window: int = 1) -> Callable[[Any], datetime | 
     return deadline
 
 
+def customers_of(block: SeriesBlock) -> SeriesBlock:
+    """The block's customer meters (inlets left out)."""
+    return block.take(np.flatnonzero(block.role == "customer"))
+
+
+CustomerDetector = Callable[[SeriesBlock, Flows, DetectionConfig], list[Alert]]
+
+
+def in_chunks(customers: SeriesBlock, config: DetectionConfig, detect: CustomerDetector) -> list[Alert]:
+    """A customer detector (``detect``: a block, its flows, the config) over ``customers`` in the
+    engine's chunks of ``chunk_meters``, as the engine runs it, without the rest of the engine."""
+    alerts: list[Alert] = []
+    for lo in range(0, customers.n_meters, config.chunk_meters):
+        part = customers.take(np.arange(lo, min(lo + config.chunk_meters, customers.n_meters)))
+        alerts += detect(part, interval_flows(part, config), config)
+    return alerts
+
+
 def _stuck_alerts(block: SeriesBlock, config: DetectionConfig) -> list[Alert]:
-    from collector.detection.flows import interval_flows
     from collector.detection.register import detect_stuck
 
-    customers = np.flatnonzero(block.role == "customer")
-    alerts: list[Alert] = []
-    for lo in range(0, customers.size, config.chunk_meters):
-        part = block.take(customers[lo : lo + config.chunk_meters])
-        alerts += detect_stuck(part, interval_flows(part, config), config)
-    return alerts
+    return in_chunks(customers_of(block), config, detect_stuck)
 
 
 def district_leakdb(fleet: Fleet, alerts: list[Alert]) -> tuple[tuple[float, float], tuple[float, float]]:

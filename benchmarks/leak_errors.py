@@ -21,7 +21,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from benchmarks.bench_detection import GRACE, WARM_UP_DAYS, block_of, labelled_fleet_spec
+from benchmarks.bench_detection import GRACE, WARM_UP_DAYS, block_of, customers_of, in_chunks, labelled_fleet_spec
 from benchmarks.reverse_flow_errors import (
     SeedRun,
     fleet_arguments,
@@ -30,7 +30,6 @@ from benchmarks.reverse_flow_errors import (
     print_pooled,
     report_seeds,
 )
-from collector.detection.alerts import Alert
 from collector.detection.common import Clock, usual_flow_at_same_time
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import leaks_and_bursts
@@ -53,11 +52,8 @@ def run_seed(seed: int, *, meters: int, days: int, config: DetectionConfig) -> S
     and more begun after the warm-up and seen for 48 h."""
     fleet = generate_fleet(labelled_fleet_spec(meters, days, seed))
     block = block_of(fleet)
-    customers = block.take(np.flatnonzero(block.role == "customer"))
-    alerts: list[Alert] = []
-    for lo in range(0, customers.n_meters, config.chunk_meters):
-        part = customers.take(np.arange(lo, min(lo + config.chunk_meters, customers.n_meters)))
-        alerts += [a for a in leaks_and_bursts(part, interval_flows(part, config), config) if a.kind.value == KIND]
+    customers = customers_of(block)
+    alerts = [a for a in in_chunks(customers, config, leaks_and_bursts) if a.kind.value == KIND]
     warm = block.time(0) + timedelta(days=WARM_UP_DAYS)
     end = block.time(block.n_intervals - 1)
     matches, _ = match_alerts(alerts, fleet.ground_truth, KIND, end, GRACE)

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from benchmarks.bench_detection import GRACE, WARM_UP_DAYS, block_of, labelled_fleet_spec
+from benchmarks.bench_detection import GRACE, WARM_UP_DAYS, block_of, customers_of, in_chunks, labelled_fleet_spec
 from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import interval_flows
@@ -120,11 +120,8 @@ def run_seed(seed: int, *, meters: int, days: int, backward_registers: bool, con
     customer meters in the engine's chunks, matched to the fleet's reverse flows."""
     fleet = generate_fleet(labelled_fleet_spec(meters, days, seed))
     block = block_of(fleet, backward_registers=backward_registers)
-    customers = block.take(np.flatnonzero(block.role == "customer"))
-    alerts: list[Alert] = []
-    for lo in range(0, customers.n_meters, config.chunk_meters):
-        part = customers.take(np.arange(lo, min(lo + config.chunk_meters, customers.n_meters)))
-        alerts += detect_reverse_flow(part, interval_flows(part, config), config)
+    customers = customers_of(block)
+    alerts = in_chunks(customers, config, detect_reverse_flow)
     warm = block.time(0) + timedelta(days=WARM_UP_DAYS)
     end = block.time(block.n_intervals - 1)
     matches, _ = match_alerts(alerts, fleet.ground_truth, KIND, end, GRACE)
