@@ -18,7 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aquami.stored_times import StoredTimeError, stored_time
-from collector.detection.csvio import CsvFormatError, read_meters_csv, read_readings_csv
+from collector.detection.files.errors import CsvFormatError
+from collector.detection.files.meters import read_meters_csv
+from collector.detection.files.readings import read_readings_csv
 
 ANY_INSTANT = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(9998, 12, 31))
 

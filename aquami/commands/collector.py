@@ -317,7 +317,7 @@ def register(app: typer.Typer) -> None:
         import psycopg
 
         from collector.detection.alerts import Alert
-        from collector.detection.csvio import write_alerts_json
+        from collector.detection.files.alerts_json import write_alerts_json
         from collector.detection_job import BackRun, DetectionJobConfig, run_detection_once
 
         if out is not None and not out.resolve().parent.is_dir():

@@ -28,7 +28,7 @@ import typer
 if TYPE_CHECKING:  # NumPy is imported by the command alone: `aquami --help` stays quick
     import numpy as np
 
-    from collector.detection.csvio import Meters
+    from collector.detection.files.meters import Meters
 
 
 class _Progress:
@@ -76,15 +76,12 @@ def register(app: typer.Typer) -> None:
 
         from aquami import atomic_write
         from collector.detection.config import DetectionConfig
-        from collector.detection.csvio import (
-            CsvFormatError,
-            build_block,
-            read_meters_csv,
-            read_readings_csv,
-            unread_meters,
-            write_alerts_json,
-        )
         from collector.detection.engine import run_detection
+        from collector.detection.files.alerts_json import write_alerts_json
+        from collector.detection.files.errors import CsvFormatError
+        from collector.detection.files.grid import build_block, unread_meters
+        from collector.detection.files.meters import read_meters_csv
+        from collector.detection.files.readings import read_readings_csv
         from collector.utility_zone import day_offset_s
 
         try:

@@ -14,7 +14,7 @@ from aquami.cli_text import checked_host, checked_text
 from aquami.database_url import DATABASE_URL
 
 if TYPE_CHECKING:
-    from collector.detection.csvio import Meters
+    from collector.detection.files.meters import Meters
     from server.meters.repository import Installation
 
 
@@ -162,7 +162,8 @@ def register(app: typer.Typer) -> None:
         import psycopg
 
         from aquami.contracts.reads import is_identifier
-        from collector.detection.csvio import CsvFormatError, read_meters_csv
+        from collector.detection.files.errors import CsvFormatError
+        from collector.detection.files.meters import read_meters_csv
         from server.meters.repository import record_installations, register_meters
 
         try:
@@ -249,7 +250,7 @@ def _utc(moment: datetime) -> str:
 def _installations(table: Meters, path: Path) -> list[Installation]:
     """The rows that say where a meter was fitted, with their job cards' registers."""
     from aquami.contracts.reads import is_identifier
-    from collector.detection.csvio import CsvFormatError
+    from collector.detection.files.errors import CsvFormatError
     from server.meters.repository import Installation
 
     dated = {row: (since, until) for row, since, until in table.installations}
@@ -288,7 +289,7 @@ def _installations(table: Meters, path: Path) -> list[Installation]:
 def _register(text: str, column: str, where: str) -> Decimal | None:
     """A job card's register (m³, a decimal; empty: not read), within the reads contract's bounds."""
     from aquami.contracts.reads import VOLUME_MAX_M3
-    from collector.detection.csvio import CsvFormatError
+    from collector.detection.files.errors import CsvFormatError
 
     if not text:
         return None

@@ -9,7 +9,7 @@ One module per job: :mod:`.flows` (registers → flows per interval), :mod:`.lea
 :mod:`.register` (reverse flow, a still register), :mod:`.stuck` (a still register the DMA balance
 shows still drawing water), :mod:`.alarms` (the meters' own alarm bits),
 :mod:`.district` (DMA balance and main bursts), :mod:`.engine` (runs them all in chunks),
-:mod:`.alerts` and :mod:`.lifecycle` (the alert model and its life), :mod:`.csvio` (files for
+:mod:`.alerts` and :mod:`.lifecycle` (the alert model and its life), :mod:`.files` (files for
 ``aquami detect``), :mod:`.scoring` (against ground truth, for tests and benchmarks).
 """
 

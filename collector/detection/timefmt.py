@@ -1,4 +1,4 @@
-"""ISO 8601 UTC text for times (``Z`` suffix). Files' times are read by ``collector.detection.csvio``
+"""ISO 8601 UTC text for times (``Z`` suffix). Files' times are read by ``collector.detection.files.times``
 (``aquami.stored_times``' rules)."""
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
-from collector.detection.csvio import build_block, read_meters_csv, read_readings_csv, unread_meters
+from collector.detection.files.grid import build_block, unread_meters
+from collector.detection.files.meters import read_meters_csv
+from collector.detection.files.readings import read_readings_csv
 
 HOURS = np.datetime64("2026-01-05T00:00:00", "s") + np.arange(24 * 60) * np.timedelta64(3600, "s")
 

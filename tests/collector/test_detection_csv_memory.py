@@ -13,15 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.detection import csvio
-from collector.detection.csvio import CsvFormatError, Readings, read_readings_csv
+from collector.detection.files import grid as grid_module
+from collector.detection.files import readings as readings_module
+from collector.detection.files.errors import CsvFormatError
+from collector.detection.files.readings import Readings, read_readings_csv
 
 #: In a child process, after its imports: the address space it has then, plus the budget, is all
 #: it may map (RLIMIT_AS); then the file is parsed.
 _CHILD = """
 import resource, sys
 from pathlib import Path
-from collector.detection.csvio import read_readings_csv
+from collector.detection.files.readings import read_readings_csv
 with open("/proc/self/status") as status:
     vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
 limit = vm + int(sys.argv[2])
@@ -48,7 +50,9 @@ def _write_fleet(path: Path, meters: int, hours: int = 672) -> int:
 _CHILD_BLOCK = """
 import resource, sys
 from pathlib import Path
-from collector.detection.csvio import build_block, read_meters_csv, read_readings_csv
+from collector.detection.files.grid import build_block
+from collector.detection.files.meters import read_meters_csv
+from collector.detection.files.readings import read_readings_csv
 readings, meters = read_readings_csv(Path(sys.argv[1])), read_meters_csv(Path(sys.argv[3]))
 with open("/proc/self/status") as status:
     vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
@@ -154,9 +158,9 @@ def test_pieces_of_any_size_give_the_file_read_whole(
 ) -> None:
     path = tmp_path / "r.csv"
     path.write_bytes(file[0].encode())
-    monkeypatch.setattr(csvio, "_CHUNK_BYTES", 1 << 30)
+    monkeypatch.setattr(readings_module, "_CHUNK_BYTES", 1 << 30)
     whole = _parsed(path)
-    monkeypatch.setattr(csvio, "_CHUNK_BYTES", piece)
+    monkeypatch.setattr(readings_module, "_CHUNK_BYTES", piece)
     pieces = _parsed(path)
     if isinstance(whole, str) or isinstance(pieces, str):
         assert pieces == whole
@@ -187,9 +191,9 @@ def test_one_key_orders_the_reads_as_the_four_columns_did(
     ts = np.array([t0 + k * interval + round(f * interval) for _, k, f in rows], dtype=np.int64)
     readings = Readings(np.array(["A", "B", "C", "D", "E"]), meter_index, ts, np.zeros(ts.size))
     t0 = int(ts.min(initial=t0)) // interval * interval  # as build_block places the grid: no read before it
-    cols = np.ceil((ts - t0 - interval * csvio.LATE_READ_SHARE) / interval).astype(np.int64)
+    cols = np.ceil((ts - t0 - interval * grid_module.LATE_READ_SHARE) / interval).astype(np.int64)
     t = int(cols.max(initial=0)) + 1
-    order, key, radix = csvio._reads_in_order(readings, cols, t0, interval, t)
+    order, key, radix = grid_module._reads_in_order(readings, cols, t0, interval, t)
     off = np.abs(ts - (t0 + cols * interval))
     assert order.tolist() == np.lexsort((-ts, off, cols, meter_index)).tolist()
     assert (key // radix).tolist() == (meter_index[order] * t + cols[order]).tolist()

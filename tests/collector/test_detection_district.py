@@ -827,7 +827,9 @@ def test_a_second_inlet_as_large_as_the_first_raises_no_main_burst_of_no_flow(tm
     inlet carrying as much as the first: the inflow doubles. A step the nest measured at no flow
     above the level before it was raised as a main burst of 0.0 L/h and 0.0 L beside the real
     excess (1,106.5 L/h); every main burst raised now carries flow."""
-    from collector.detection.csvio import build_block, read_meters_csv, read_readings_csv
+    from collector.detection.files.grid import build_block
+    from collector.detection.files.meters import read_meters_csv
+    from collector.detection.files.readings import read_readings_csv
     from simulators.fleet import FleetSpec, generate_fleet
 
     spec = FleetSpec(meters=100, days=21, seed=3, meters_per_dma=50, leak_fraction=0.05, burst_fraction=0.02)

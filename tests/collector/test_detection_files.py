@@ -17,14 +17,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
-from collector.detection.csvio import (
-    GRID_MAX_INTERVALS,
-    SPAN_MAX_DAYS,
-    CsvFormatError,
-    build_block,
-    read_meters_csv,
-    read_readings_csv,
-)
+from collector.detection.files.errors import CsvFormatError
+from collector.detection.files.grid import GRID_MAX_INTERVALS, build_block
+from collector.detection.files.meters import read_meters_csv
+from collector.detection.files.readings import read_readings_csv
+from collector.detection.files.times import SPAN_MAX_DAYS
 from collector.detection.series import SeriesBlock
 from tests.collector.test_detection_households import add_flow, block_of, household
 from tests.damage import damaged_texts, parsed_or_refused
