@@ -16,14 +16,11 @@ judges nothing by arrival order (``tests/collector/test_ingest_replay.py``: any 
 repeats, gives the same table; detection takes up late arrivals by ``received_at``).
 
 Reconnection waits grow exponentially with jitter (:class:`gateway.backoff.Backoff`). With
-``protocol = "auto"`` the first attempt speaks MQTT 5; a broker that answers "unsupported protocol
-version" (CONNACK 0x84, or 3.1.1's return code 1), or that stays silent after the CONNECT, is spoken
-to in MQTT 3.1.1 from then on; unless it answers the 3.1.1 CONNECT as slowly, being only slow: then
-the next connection asks in MQTT 5 again, waiting as long as for any CONNACK. Silence from a broker
-that has accepted an MQTT 5 CONNECT in this run is a dead link's, not a refusal: the CONNECT waits as
-long as any, and the gateway stays on MQTT 5 (``tests/gateway/test_dead_link.py``). MQTT 5 matters: only
-it lets a broker refuse a batch (an MQTT 3.1.1 broker acknowledges what its ACL drops) and announce
-the largest packet it takes.
+``protocol = "auto"`` the first attempt speaks MQTT 5, and :class:`gateway.mqtt_version.VersionChoice`
+decides when to fall back to MQTT 3.1.1: at once for a broker that says "unsupported protocol
+version"; after silence only once a working link has shown it (a silent link is not a broker
+without MQTT 5). MQTT 5 matters: only it lets a broker refuse a batch (an MQTT 3.1.1 broker
+acknowledges what its ACL drops) and announce the largest packet it takes.
 """
 
 from __future__ import annotations
@@ -51,18 +48,17 @@ from aquami.outage import Outage
 from gateway.backoff import Backoff
 from gateway.config import MqttOptions
 from gateway.health import SavedMeter
+from gateway.mqtt_version import VersionChoice
 from gateway.spool import SealedBatch, Spool
 
 log = logging.getLogger(__name__)
 
-_UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
 _CLIENT_ID_NOT_VALID = 133  # CONNACK reason 0x85; paho maps a 3.1.1 broker's return code 2 to it
 #: DISCONNECT reason 0x8E: another client connected with this client id (MQTT 5 only; Mosquitto sends
 #: it from 2.0.15 on, EMQX and HiveMQ too; Mosquitto 2.0.11 and any MQTT 3.1.1 broker just close)
 _SESSION_TAKEN_OVER = 142
 _LOOP_TICK_S = 0.05  # how long one network-loop turn may wait for the socket
 _REFUSED_MIN_S = 1.0  # the first wait before a refused batch goes again
-_CONNACK_TIMEOUT_S = 3.0  # an MQTT 5 CONNECT unanswered this long (protocol "auto"): try 3.1.1
 #: A connection that lasted this long was a good one: the reconnection waits start again from the
 #: shortest. One dropped sooner (a broker that crash-loops, or another client taking over the same
 #: client id, i.e. gateway_id) leaves them growing: they were reset at every CONNACK, and the gateway
@@ -190,19 +186,11 @@ class Publisher:
         self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
         self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
         self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
-        self._protocol = mqtt.MQTTv311 if self.options.protocol == "3.1.1" else mqtt.MQTTv5
+        self._version = VersionChoice(self.options.protocol, endpoint.url, log)
         self._connack: Any = None  # this session's CONNACK reason, None until it arrives
         self._connack_timed_out = False  # this session's CONNECT got no answer in time
         self._connect_started = 0.0  # when this session's CONNECT went out (time.monotonic)
-        # protocol "auto" fell back to 3.1.1 because an MQTT 5 CONNECT went unanswered; if the 3.1.1
-        # one is answered just as slowly, the broker was slow, not deaf to MQTT 5: the next
-        # connection asks in MQTT 5 again, and waits as long as for any other CONNACK
-        self._fell_back_on_silence = False
-        self._slow_broker = False
-        # this run's broker has accepted an MQTT 5 CONNECT: its silence since is a dead link (or a
-        # busy broker), not a 3.1.1 broker deaf to MQTT 5. Before, a link that died under a running
-        # gateway left the next CONNECT unanswered for 3 s, and the gateway spoke 3.1.1 until restarted.
-        self._answered_mqtt5 = False
+        self._hang_up = False  # this session's CONNACK was taken, to ask in MQTT 5 again: end it unused
         self._said_mqtt311_loses_refusals = False  # the warning, once: see _on_connect
         #: the MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it
         self.client_id = client_id(gateway_id)
@@ -255,12 +243,13 @@ class Publisher:
 
     # the connection thread ------------------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
-        version = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
-        kwargs: dict[str, Any] = {"clean_session": True} if self._protocol == mqtt.MQTTv311 else {}
+        version = self._version.version
+        protocol = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
+        kwargs: dict[str, Any] = {"clean_session": True} if protocol == mqtt.MQTTv311 else {}
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=self._protocol,
+            protocol=protocol,
             **kwargs,
         )
         client.max_inflight_messages_set(self.window + 64)  # our window bounds batches; room for the rest
@@ -332,15 +321,9 @@ class Publisher:
             self._note_how_long_it_lasted()
             if self._client_id_refused():
                 continue
-            refused_v5 = self._v5_refused()
-            if refused_v5 and self.options.protocol == "auto" and self._protocol == mqtt.MQTTv5:
-                log.warning("%s does not speak MQTT 5; falling back to MQTT 3.1.1", self.endpoint.url)
-                self._protocol = mqtt.MQTTv311
-                self._fell_back_on_silence = self._connack is None
+            connack = None if self._connack is None else int(getattr(self._connack, "value", 0))
+            if self._version.ended(connack, self._connack_timed_out):
                 continue
-            if self._slow_broker and self._protocol == mqtt.MQTTv311 and self.options.protocol == "auto":
-                log.info("%s was slow, not without MQTT 5: asking in MQTT 5 again", self.endpoint.url)
-                self._protocol = mqtt.MQTTv5
             delay = self._backoff.next()
             log.debug("reconnecting to %s in %.1f s", self.endpoint.url, delay)
             self._stop.wait(delay)
@@ -416,32 +399,18 @@ class Publisher:
         self.client_id = compliant
         return True
 
-    def _v5_refused(self) -> bool:
-        """Did this session's broker refuse MQTT 5: "unsupported protocol version", or no CONNACK at
-        all in time (some 3.1.1 brokers cannot parse MQTT 5 properties and say nothing). A hang-up is
-        not taken as a refusal: a broker going down at that moment does the same."""
-        if self._connack is None:
-            return self._connack_timed_out and not self._answered_mqtt5
-        return bool(getattr(self._connack, "value", 0) == _UNSUPPORTED_PROTOCOL)
-
     def _session(self, client: mqtt.Client) -> None:
         self._connack = None
         self._session_taken_over = False
         self._connack_timed_out = False
+        self._hang_up = False
         self._connect_started = time.monotonic()
         try:
             client.connect(self.endpoint.host, self.endpoint.port, keepalive=self.options.keepalive_s)
         except (OSError, ssl.SSLError) as error:
             self.broker.failed(f"cannot connect: {error}", _SPOOLING)
             return
-        # Only a first try in MQTT 5 gives up on silence early, to fall back; otherwise a broker
-        # slow to answer (busy, a slow link) gets a keepalive period, or it would never be reached.
-        may_fall_back = (
-            self.options.protocol == "auto"
-            and self._protocol == mqtt.MQTTv5
-            and not (self._slow_broker or self._answered_mqtt5)
-        )
-        patience = _CONNACK_TIMEOUT_S if may_fall_back else float(self.options.keepalive_s)
+        patience = self._version.patience(float(self.options.keepalive_s))
         while True:
             rc = client.loop(timeout=_LOOP_TICK_S)
             self._settle_acks()
@@ -456,6 +425,9 @@ class Publisher:
                     return
                 continue
             if self._connack.is_failure:
+                return
+            if self._hang_up:  # nothing sent: paho writes the DISCONNECT at once (no loop thread)
+                client.disconnect()
                 return
             if self._stop.is_set():
                 self._say_goodbye(client)
@@ -486,13 +458,12 @@ class Publisher:
         if reason.is_failure:
             self.broker.failed(f"refused the connection: {reason}", _SPOOLING)
             return
+        if not self._version.answered(time.monotonic() - self._connect_started):
+            self._hang_up = True
+            return
         self.connections += 1
         self.broker.recovered()
-        self.protocol_in_use = "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
-        self._answered_mqtt5 = self._answered_mqtt5 or self._protocol == mqtt.MQTTv5
-        if self._fell_back_on_silence:  # this 3.1.1 CONNECT followed an MQTT 5 one left unanswered
-            self._fell_back_on_silence = False
-            self._slow_broker = time.monotonic() - self._connect_started > _CONNACK_TIMEOUT_S
+        self.protocol_in_use = self._version.version
         announced = getattr(properties, "MaximumPacketSize", None)
         self._max_packet = min((n for n in (announced, self.options.max_packet_size) if n), default=None)
         self._readings_per_batch = self.batch_size

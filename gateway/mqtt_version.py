@@ -1,0 +1,149 @@
+"""Which MQTT version the gateway's next CONNECT speaks, and how long it waits for the CONNACK.
+
+With ``protocol = "auto"`` the gateway asks in MQTT 5 and falls back to MQTT 3.1.1 for a broker
+that says "unsupported protocol version" (CONNACK 0x84, or 3.1.1's return code 1), or that says
+nothing for :data:`CONNACK_TIMEOUT_S` (some 3.1.1 brokers cannot parse MQTT 5 properties and stay
+silent). A broker's answer is final; silence is not. A link that accepts TCP and forwards nothing
+(a proxy or load balancer in front of a dead broker, a half-open NAT, a modem still attaching) is
+as silent to MQTT 5 as such a broker, so after a fallback on silence MQTT 3.1.1 must earn its place:
+
+* a 3.1.1 CONNECT that goes unanswered too (or cannot connect) says the silence was the link's or
+  the broker's, not MQTT 5's: the next CONNECT asks in MQTT 5 again, and so on in turn;
+* a 3.1.1 CONNECT answered at once shows a working link: the gateway hangs up at once, before
+  sending anything, and asks in MQTT 5 once more (the link may have come back just after the
+  MQTT 5 CONNECT went into it). Silent again, the broker is one without MQTT 5: MQTT 3.1.1 until
+  the gateway restarts, with no more 3 s spent at later reconnections;
+* a 3.1.1 CONNECT answered as slowly as the MQTT 5 one was not was a slow broker's: the next
+  connection asks in MQTT 5 again, waiting as long as for any CONNACK.
+
+Before, the first fallback on silence was for good: a gateway started behind a silent link spoke
+3.1.1 until restarted, and in 3.1.1 a publish the broker's ACL refuses is acknowledged (PUBACK),
+so the spool deleted readings the broker had dropped. A broker that has accepted an MQTT 5
+CONNECT in this run is not taken for one without it at all (``tests/gateway/test_dead_link.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+Version = Literal["5", "3.1.1"]
+
+#: an MQTT 5 CONNECT unanswered this long (protocol "auto", no MQTT 5 answer yet): try 3.1.1
+CONNACK_TIMEOUT_S = 3.0
+#: CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
+UNSUPPORTED_PROTOCOL = 132
+
+
+class VersionChoice:
+    """The MQTT version of the next CONNECT, told how each one went (:meth:`answered`, :meth:`ended`)."""
+
+    def __init__(self, configured: Literal["auto", "5", "3.1.1"], url: str, log: logging.Logger) -> None:
+        self.configured = configured
+        self.url = url
+        self._log = log
+        #: the version the next CONNECT speaks
+        self.version: Version = "3.1.1" if configured == "3.1.1" else "5"
+        self._answered_mqtt5 = False  # a broker accepted an MQTT 5 CONNECT in this run
+        self._on_silence = False  # on 3.1.1 after an unanswered MQTT 5 CONNECT, no 3.1.1 CONNACK since
+        self._doubted = False  # fell back on silence, and no MQTT 5 CONNACK since
+        self._slow = False  # a 3.1.1 CONNACK after a fallback took over CONNACK_TIMEOUT_S
+        self._settled = False  # 3.1.1 for good: the broker said 0x84, or was silent on a working link
+        self._recheck = False  # the session now ending was hung up to ask in MQTT 5 again
+        self._rechecking = False  # this MQTT 5 CONNECT follows a 3.1.1 one answered at once
+        self._quiet = False  # the silent spell's fallback and retry were said: the next at DEBUG
+
+    @property
+    def auto(self) -> bool:
+        return self.configured == "auto"
+
+    def patience(self, keepalive_s: float) -> float:
+        """How long this CONNECT waits for its CONNACK. Only an MQTT 5 one that may fall back gives up
+        early; otherwise a broker slow to answer (busy, a slow link) gets a keepalive period, or it
+        would never be reached."""
+        may_fall_back = self.auto and self.version == "5" and not (self._slow or self._answered_mqtt5)
+        return CONNACK_TIMEOUT_S if may_fall_back else keepalive_s
+
+    def answered(self, waited_s: float) -> bool:
+        """The broker accepted this CONNECT ``waited_s`` after it went out. False: hang up now, before
+        sending anything, and ask in MQTT 5 again (:meth:`ended` says so)."""
+        self._quiet = False
+        if self.version == "5":
+            self._answered_mqtt5 = True
+            self._rechecking = False
+            if self._doubted:
+                self._doubted = False
+                self._log.info("%s answered in MQTT 5: speaking MQTT 5 from now on", self.url)
+            return True
+        if not self._on_silence:
+            return True
+        self._on_silence = False
+        if waited_s > CONNACK_TIMEOUT_S:
+            self._slow = True
+            return True
+        if self._settled or not self.auto:
+            return True
+        self._recheck = True
+        self._log.info(
+            "%s answered in MQTT 3.1.1 at once: asking in MQTT 5 once more, now that the link carries an "
+            "answer (the MQTT 5 CONNECT's silence may have been the link's)",
+            self.url,
+        )
+        return False
+
+    def ended(self, connack: int | None, timed_out: bool) -> bool:
+        """A session ended: its CONNACK's reason code (None: none came), and whether that was for want
+        of one within :meth:`patience`. True: connect again at once, in :attr:`version`; False: after
+        the reconnection wait."""
+        if not self.auto:
+            return False
+        if self._recheck:
+            self._recheck = False
+            self._rechecking = True
+            self.version = "5"
+            return True
+        if self.version == "5":
+            return self._after_mqtt5(connack, timed_out)
+        if connack is None and self._on_silence and not self._settled:
+            self.version = "5"
+            self._on_silence = False
+            self._say(
+                "%s did not answer in MQTT 3.1.1 either: the link or the broker is silent, which says nothing of "
+                "MQTT 5; asking in MQTT 5 again",
+                logging.INFO,
+            )
+            self._quiet = True
+            return False
+        if self._slow:
+            self._log.info("%s was slow, not without MQTT 5: asking in MQTT 5 again", self.url)
+            self.version = "5"
+        return False
+
+    def _after_mqtt5(self, connack: int | None, timed_out: bool) -> bool:
+        rechecking, self._rechecking = self._rechecking, False
+        if connack == UNSUPPORTED_PROTOCOL:
+            self._log.warning("%s does not speak MQTT 5 (it said so); falling back to MQTT 3.1.1", self.url)
+            self.version, self._settled, self._doubted = "3.1.1", True, False
+            return True
+        if connack is not None or not timed_out or self._answered_mqtt5:
+            return False  # a hang-up, a refusal, or a dead link under a broker known to speak MQTT 5
+        self.version, self._on_silence = "3.1.1", True
+        if rechecking:
+            self._settled, self._doubted = True, False
+            self._log.warning(
+                "%s answers in MQTT 3.1.1 but not in MQTT 5: speaking MQTT 3.1.1 until the gateway restarts",
+                self.url,
+            )
+        else:
+            self._doubted = True
+            self._say(
+                "%s does not speak MQTT 5, or the link to it is silent (no CONNACK in %g s): trying MQTT 3.1.1",
+                logging.WARNING,
+                CONNACK_TIMEOUT_S,
+            )
+        return True
+
+    def _say(self, message: str, level: int, *args: object) -> None:
+        """Said once a silent spell (until a CONNACK), then at DEBUG: the fallback and the retry take
+        turns for as long as the link stays silent, and the broker's outage is said anyway."""
+        self._log.log(logging.DEBUG if self._quiet else level, message, self.url, *args)
