@@ -16,12 +16,13 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jsonschema.protocols import Validator
 
 from aquami.contracts import commands, events, reads, status
 from aquami.contracts.ecma_regex import UnsupportedPattern, python_pattern
+from aquami.contracts.schema_files import ContractValidator, breaches
 
 SCHEMAS = {
     "reads": (reads.reads_schema(), reads.reads_validator()),
@@ -37,6 +38,8 @@ def patterns_in(schema: Any) -> Iterator[str]:
             if key == "pattern" and isinstance(value, str):
                 yield value
             else:
+                if key == "patternProperties" and isinstance(value, dict):
+                    yield from value  # its keys are patterns too
                 yield from patterns_in(value)
     elif isinstance(schema, list):
         for item in schema:
@@ -134,12 +137,10 @@ def test_a_reply_error_ending_in_a_line_break_is_not_one_line() -> None:
     assert commands.reply_errors(None, {"ok": False, "error": "bad payload\n"})
 
 
-def test_the_contracts_use_no_pattern_the_translation_refuses_and_no_pattern_properties() -> None:
-    """``patternProperties`` would still be read by Python's ``re`` (the library's own code)."""
+def test_the_contracts_use_no_pattern_the_translation_refuses() -> None:
     assert PATTERNS
     for _, pattern in PATTERNS:
         python_pattern(pattern)
-    assert all("patternProperties" not in json.dumps(schema) for schema, _ in SCHEMAS.values())
 
 
 #: Pattern pieces for the translation's property. Not "\\b", "\\B" nor ".": jsonschema_rs reads the
@@ -240,3 +241,70 @@ def test_the_translation_reads_ecma_262s_meanings(pattern: str, text: str, taken
 def test_what_the_translation_does_not_read_as_ecma_262_is_refused(pattern: str) -> None:
     with pytest.raises(UnsupportedPattern):
         python_pattern(pattern)
+
+
+#: Schemas that read a pattern ``P`` as a property's name: as a ``patternProperties`` key (alone, and
+#: as ``additionalProperties`` and ``unevaluatedProperties``, through an applicator, read it), and in
+#: ``propertyNames``; with whether a message is valid when all its names match ``P`` (True) or none.
+NAME_SCHEMAS = [
+    ({"type": "object", "patternProperties": {"P": False}}, False),
+    ({"type": "object", "patternProperties": {"P": {"type": "integer"}}, "additionalProperties": False}, True),
+    ({"type": "object", "allOf": [{"patternProperties": {"P": True}}], "unevaluatedProperties": False}, True),
+    (
+        {
+            "$defs": {"named": {"patternProperties": {"P": True}}},
+            "$ref": "#/$defs/named",
+            "unevaluatedProperties": False,
+        },
+        True,
+    ),
+    ({"type": "object", "propertyNames": {"pattern": "P"}}, True),
+]
+
+
+@settings(max_examples=300)
+@given(
+    pattern=patterns,
+    names=st.lists(st.lists(st.sampled_from(SEEN), max_size=6).map("".join), min_size=1, max_size=3),
+    shape=st.sampled_from(NAME_SCHEMAS),
+)
+@example(pattern="\\d", names=["\u0662"], shape=NAME_SCHEMAS[0])  # a digit to Python's re
+@example(pattern="^a$", names=["a\n"], shape=NAME_SCHEMAS[1])  # Python's $ takes a last line break
+@example(pattern="^\\w$", names=["\u00e9"], shape=NAME_SCHEMAS[3])  # a word character to Python's re
+def test_the_contract_validator_reads_property_name_patterns_as_ecma_262_does(
+    pattern: str, names: list[str], shape: tuple[dict[str, Any], bool]
+) -> None:
+    """A ``patternProperties`` key is an ECMA-262 regular expression, as ``pattern`` is. Before, the
+    contracts' validator read only ``pattern`` as ECMA-262, and the library searched these keys with
+    Python's ``re``: ``{"patternProperties": {"^a$": false}}`` refused ``{"a\\n": 1}``, which ECMA-262
+    takes, and ``additionalProperties: false`` beside ``^\\d$`` took ``{"\u0662": 1}``. Each name is
+    read by the translation, which the tests above hold to ECMA-262 (jsonschema_rs 0.60, asked
+    here, would take "a" for ``a+a*a+``)."""
+    template, when_all_match = shape
+    schema = json.loads(json.dumps(template).replace('"P"', json.dumps(pattern)))
+    taken = [re.search(python_pattern(pattern), name) is not None for name in names]
+    expected = all(taken) if when_all_match else not any(taken)
+    assert ContractValidator(schema).is_valid({name: 1 for name in names}) == expected, (names, taken)
+
+
+@pytest.mark.parametrize(
+    ("schema", "message", "errors"),
+    [
+        ({"patternProperties": {"^a$": {"type": "string"}}}, {"a\n": 1}, []),
+        ({"patternProperties": {"^a$": {"type": "string"}}}, {"a": 1}, ["a: 1 is not of type 'string'"]),
+        (
+            {"patternProperties": {"^\\d$": True}, "additionalProperties": False},
+            {"\u0662": 1, "7": 1},
+            ["(root): '\u0662' does not match any of the regexes: '^\\\\d$'"],
+        ),
+        (
+            {"allOf": [{"patternProperties": {"^a$": True}}], "unevaluatedProperties": False},
+            {"a\n": 1, "a": 1},
+            ["(root): Unevaluated properties are not allowed ('a\\n' was unexpected)"],
+        ),
+    ],
+)
+def test_a_pattern_property_s_breach_is_said_as_the_library_says_it(
+    schema: dict[str, Any], message: dict[str, Any], errors: list[str]
+) -> None:
+    assert breaches(ContractValidator(schema), message) == errors
