@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.convertors import register_url_convertor
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
+from aquami.stored_times import aware_utc
 from collector import alert_store
 from collector.detection.alerts import FLOW_KINDS
 from collector.utility_zone import utility_zone_name
@@ -134,17 +135,16 @@ def _on_the_desk(meter_id: str) -> str | None:
 
 
 def _before(text: str) -> datetime | str | None:
-    """The readings page's cursor: the instant the previous page ended at, with its UTC offset
-    (None: the newest page), or what is wrong with it."""
+    """The readings page's cursor: the instant, in UTC, the previous page ended at (None: the newest
+    page), or what is wrong with it. Read as a stored time is (:func:`aware_utc`): with its UTC offset,
+    and refused where Python's ``fromisoformat`` would read it otherwise than ISO 8601 (12.5 as half a
+    second past 12:00, not 12:30) or outside the years 1 to 9999 in UTC."""
     if not text:
         return None
     try:
-        instant = datetime.fromisoformat(text)
-    except ValueError:
-        instant = None
-    if instant is None or instant.tzinfo is None:
+        return aware_utc(text)
+    except (ValueError, OverflowError):
         return "that readings page's link is not one this page made: start again from the newest readings"
-    return instant
 
 
 def _older(meter_id: str, last: datetime) -> str:

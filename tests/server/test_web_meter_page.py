@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import psycopg
 import pytest
@@ -321,11 +322,48 @@ def test_every_api_link_on_the_page_answers_for_a_meter_id_of_any_length(meter, 
         assert not links and page.count(f"takes meter ids of up to {API_FILTER_MAX_LENGTH} characters") == 2
 
 
-def test_a_readings_link_this_page_did_not_make_is_a_400_page(meter) -> None:
+@pytest.mark.parametrize(
+    "before",
+    [
+        "yesterday",
+        "2026-03-02T00:00:00",  # no offset: not a link the page made
+        "2026-03-02T12.5+00:00",  # ISO 8601's 12:30, which fromisoformat read as 12:00:00.5
+        "2026-03-02T12:30.5+00:00",  # 12:30:30, read as 12:30:00.5
+        "2026-03-02x12:00+00:00",  # fromisoformat took any character between the date and the time
+        "0001-01-01T00:00+01:00",  # in the year 0 in UTC
+        "9999-12-31T23:00-02:00",  # in the year 10000 in UTC
+    ],
+)
+def test_a_readings_link_this_page_did_not_make_is_a_400_page(meter, before: str) -> None:
+    """The cursor is read as the server reads every stored time (aquami.stored_times.aware_utc).
+    Before, Python's ``fromisoformat`` read it: a fraction of an hour or a minute was taken as one of
+    a second (a page that silently began half an hour off), any character passed between the date and
+    the time, and a time outside the years 1 to 9999 once in UTC was sent to the database."""
     client, _, keys = meter
-    for before in ("yesterday", "2026-03-02T00:00:00"):  # no offset: not a link the page made
-        response = client.get(f"/care/meters/M1?before={before}", headers={"Authorization": f"Bearer {keys['reader']}"})
-        assert response.status_code == 400 and '<p class="error">That readings page' in response.text
+    response = client.get(
+        f"/care/meters/M1?{urlencode({'before': before})}", headers={"Authorization": f"Bearer {keys['reader']}"}
+    )
+    assert response.status_code == 400, response.text
+    assert '<p class="error">That readings page' in response.text
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2026-03-03T14:00:00Z", "2026-03-03T14:00:00+00:00", "2026-03-03T19:30:00+05:30", "2026-03-03T06:00-08:00"],
+)
+def test_a_readings_cursor_with_any_utc_offset_names_the_same_instant(meter, written: str) -> None:
+    """A cursor with an offset other than UTC's is the instant it names (14:00 UTC here): the same
+    page as UTC's, whose "older readings" link is written in UTC."""
+    client, _, keys = meter
+    instant = T0 + timedelta(hours=HOURS - 10)
+    assert instant == datetime(2026, 3, 3, 14, tzinfo=UTC)
+    page = _get(client, keys["reader"], f"/care/meters/M1?{urlencode({'before': written})}")
+    rows = _section(page, "Readings").split("<tbody>")[1].split("<tr>")[1:]
+    shown = [datetime.strptime(_cells(row)[0], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) for row in rows]
+    assert shown[0] == instant - timedelta(hours=1) and shown == sorted(shown, reverse=True)
+    older = re.search(r'<a href="([^"]+)">older readings</a>', page)
+    assert older is not None
+    assert html.unescape(older[1]).endswith(urlencode({"before": shown[-1].isoformat()}))
 
 
 def test_a_key_without_a_meter_role_gets_the_sign_in_form_and_no_key_a_401(meter) -> None:
