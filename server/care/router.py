@@ -48,7 +48,7 @@ def list_enquiries(
     category: Annotated[str | None, Query(max_length=64)] = None,
     account: Annotated[str | None, Query(max_length=64)] = None,
     dma: Annotated[str | None, Query(max_length=64)] = None,
-    meter_id: Annotated[str | None, Query(max_length=64, description="the meter the enquiries name")] = None,
+    meter_id: Annotated[str | None, Query(description="the meter the enquiries name")] = None,  # any length, as alerts'
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="from the previous page's 'next'")] = None,
 ) -> EnquiryPage:

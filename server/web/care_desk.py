@@ -24,7 +24,6 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
 from server.care import desk
 from server.care.router import READS_ENQUIRIES
 from server.care.schemas import Enquiry
@@ -39,8 +38,6 @@ ENQUIRIES_PER_PAGE = 50
 MOVED_SHOWN = 20
 _CHOICES = {"status": desk.STATUSES, "priority": desk.PRIORITIES, "source": desk.SOURCES}
 _CATEGORY_LENGTH = 64  # as GET /enquiries takes
-#: The longest meter id the filter takes: GET /enquiries' ``meter_id``'s, the contract's identifier length.
-METER_LENGTH = IDENTIFIER_MAX_LENGTH
 
 
 @router.get(PATH, response_class=HTMLResponse)
@@ -63,7 +60,6 @@ def care_desk(
         "who": principal.name,
         "asked": asked,
         "choices": _CHOICES,
-        "meter_length": METER_LENGTH,
         "enquiries": [],
     }
     context["categories"] = desk.categories(conn)
@@ -98,8 +94,6 @@ def _wrong(asked: dict[str, str], after: str, since: str) -> str | None:
             return f"There is no {name} {asked[name]!r}: choose one of {', '.join(allowed)}."
     if len(asked["category"]) > _CATEGORY_LENGTH:
         return f"A category is at most {_CATEGORY_LENGTH} characters."
-    if len(asked["meter"]) > METER_LENGTH:
-        return f"A meter id is at most {METER_LENGTH} characters."
     made = not after or (desk.Position.parse(after) is not None and desk.parse_since(since) is not None)
     if not made or (since and not after):
         return "That page's link is not one this list made: start again from the first page."

@@ -12,10 +12,10 @@ the enquiries and alerts that name it. Before, it was the bare 404 page.
 
 The enquiries' "all of them" is the care desk filtered by the meter (``/care/enquiries?meter=``), the
 same order over every page; before, it was the API's JSON list, as the desk had no meter filter. The
-"as JSON" links are the API's lists filtered by ``meter_id``, which takes an id of up to
-:data:`API_FILTER_MAX_LENGTH` characters (the contract's identifier length); an older id may be longer
-(``meters`` holds what was registered before the check), and the page leaves those links out rather
-than link to a 422 (and the desk's, which takes as long an id, rather than link to a 400).
+"as JSON" links are the API's lists filtered by ``meter_id``. Every meter has them: the filters take
+an id of any length, as ``meters`` holds one (``text``, unchecked: register-meters took any id until
+it checked for the contract's 64 characters, and nothing shortened those stored before). Before, the
+filters took 64 characters at most, and the page left out a longer id's links, saying why.
 
 The address is under ``/care/`` as the care desk's pages are: ``/meters/{id}`` is the API's. Seen
 by the keys that read meters in the API (reader, meterization, customer care, and admin): the same
@@ -34,7 +34,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.convertors import register_url_convertor
 
-from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
 from aquami.stored_times import aware_utc
 from collector import alert_store
 from collector.detection.alerts import FLOW_KINDS
@@ -60,8 +59,6 @@ READINGS_PER_PAGE = 48
 ACTIVE_SHOWN = 25
 CLOSED_SHOWN = 10
 ENQUIRIES_SHOWN = 25
-#: The longest meter id ``GET /alerts`` and ``GET /enquiries`` take as their ``meter_id`` filter.
-API_FILTER_MAX_LENGTH = IDENTIFIER_MAX_LENGTH
 _ACTIVE = ("open", "ongoing")
 _CLOSED = ("resolved", "dismissed")
 
@@ -96,7 +93,6 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
         "more_about": len(about) > ENQUIRIES_SHOWN,
         "all_about": _as_json("/enquiries", meter_id),
         "desk_about": _on_the_desk(meter_id),
-        "api_filter_max_length": API_FILTER_MAX_LENGTH,
         "flow_kinds": FLOW_KINDS,
         "works_enquiries": may(principal, *WORKS_ENQUIRIES),
         "first_page": meter_path(meter_id),
@@ -118,19 +114,13 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     return templates.TemplateResponse(request, "meter.html", context)
 
 
-def _as_json(path: str, meter_id: str) -> str | None:
-    """The API's list at ``path`` filtered to the meter, or None for an id longer than the filter
-    takes (the API would answer 422)."""
-    if len(meter_id) > API_FILTER_MAX_LENGTH:
-        return None
+def _as_json(path: str, meter_id: str) -> str:
+    """The API's list at ``path`` filtered to the meter."""
     return f"{path}?{urlencode({'meter_id': meter_id})}"
 
 
-def _on_the_desk(meter_id: str) -> str | None:
-    """The care desk filtered to the meter (its enquiries in the same order, every page), or None for
-    an id longer than the desk's filter takes (it would answer 400), as for the API's lists."""
-    if len(meter_id) > care_desk.METER_LENGTH:
-        return None
+def _on_the_desk(meter_id: str) -> str:
+    """The care desk filtered to the meter (its enquiries in the same order, every page)."""
     return f"{care_desk.PATH}?{urlencode({'meter': meter_id})}"
 
 

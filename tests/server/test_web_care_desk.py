@@ -179,8 +179,6 @@ def test_the_desk_filters_by_links_and_a_get_form(site) -> None:
         ("priority=critical", "There is no priority &#39;critical&#39;"),
         ("source=app", "There is no source &#39;app&#39;"),
         ("category=" + "x" * 65, "A category is at most 64 characters."),
-        ("meter=" + "M" * 65, "A meter id is at most 64 characters."),
-        ("meter=" + "M" * 65 + "&status=open", "A meter id is at most 64 characters."),
         ("after=42", "That page&#39;s link is not one this list made"),
         ("after=urgent.999999999999999999.1", "That page&#39;s link is not one this list made"),
     ],
@@ -192,16 +190,18 @@ def test_a_parameter_the_desk_does_not_know_is_said_on_the_page(site, query: str
     assert answer.status_code == 400 and said in answer.text
 
 
-def test_a_meter_id_as_long_as_the_filter_takes_is_asked_and_shown(site) -> None:
+def test_a_meter_id_of_any_length_is_asked_and_shown(site) -> None:
+    """``meters`` holds ids longer than the contract's 64 characters (registered before they were
+    checked): the desk's filter takes them, as the API's does. Before, it answered 400 over 64."""
     client, conn, keys = site
-    longest = "M/?&" + "9" * (page_module.METER_LENGTH - 4)  # a path's and a query's characters too
+    longest = "M/?&" + "9" * 296  # a path's and a query's characters too
     (named,) = _insert(conn, [("open", "low", "staff", "billing", T0)])
     _insert(conn, [("open", "low", "staff", "billing", T0)])
     conn.execute("UPDATE enquiries SET meter_id = %s WHERE enquiry_id = %s", (longest, named))
     _sign_in(client, keys["customer_care"])
     page = client.get("/care/enquiries", params={"meter": longest})
     assert page.status_code == 200 and [int(n) for n in ROW_LINK.findall(page.text)] == [named]
-    assert f'<input name="meter" value="M/?&amp;{"9" * (page_module.METER_LENGTH - 4)}"' in page.text
+    assert f'<input name="meter" value="M/?&amp;{"9" * 296}"' in page.text
     assert '<a href="/care/meters/M%2F%3F%26' in page.text  # the meter's page, linked
     assert _listed(client, "/care/enquiries?meter=NONE+SUCH") == []
 
