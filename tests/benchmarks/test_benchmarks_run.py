@@ -90,6 +90,11 @@ SMOKE: dict[str, Smoke] = {
         rf"ratio gateway / bare paho +{NUMBER}",
         mosquitto=True,
     ),
+    "bench_head": Smoke(
+        ("--rounds", "1"),
+        rf"/meters/M1/readings\?limit=10000 +GET +{NUMBER} ms +HEAD +{NUMBER} ms +HEAD/GET +{NUMBER}",
+        database=True,
+    ),
     "bench_ingest": Smoke(
         (
             "--meters",
