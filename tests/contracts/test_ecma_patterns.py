@@ -56,8 +56,15 @@ def product_takes(name: str, pattern: str, text: str) -> bool:
     return validator.evolve(schema={"type": "string", "pattern": pattern}).is_valid(text)
 
 
+#: jsonschema_rs's default engine (fancy-regex) takes "a" for ``a+a*a+`` and ``a+b*a+``, and "b" for
+#: ``(?:a|b+a*b+)``: hypothesis met such a pattern now and then, and the property failed by chance.
+#: The ``regex`` crate's engine answers them right; the patterns here need no look-around it lacks.
+_ECMA_ENGINE = jsonschema_rs.RegexOptions()
+
+
 def ecma_takes(pattern: str, text: str) -> bool:
-    return jsonschema_rs.is_valid({"type": "string", "pattern": pattern}, text)
+    schema = {"type": "string", "pattern": pattern}
+    return jsonschema_rs.validator_for(schema, pattern_options=_ECMA_ENGINE).is_valid(text)
 
 
 @st.composite
@@ -201,6 +208,9 @@ patterns = st.tuples(st.sampled_from(["", "^"]), _sequence(pieces), st.sampled_f
 
 @settings(max_examples=300)
 @given(pattern=patterns, text=st.lists(st.sampled_from(SEEN), max_size=8).map("".join))
+@example(pattern="a+a*a+", text="a")  # what fancy-regex, jsonschema_rs's default engine, took
+@example(pattern="a+b*a+", text="a")
+@example(pattern="(?:a|b+a*b+)", text="b")
 def test_the_translation_matches_what_ecma_262_matches(pattern: str, text: str) -> None:
     assert (re.search(python_pattern(pattern), text) is not None) == ecma_takes(pattern, text)
 
