@@ -116,10 +116,13 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
         rate = reverse_rate(rates, float(step_flow[m, 0]), net_register=on_net)
         share = float(np.clip(back_l[m, first] / (rate * flows.interval_h), 0.0, 1.0))
         start = clock.at(first, -share * block.interval_s)
-        ended_at = None
-        if end < t:  # the last backward interval holds the flow's last minutes
+        # a read after the last backward interval shows the flow stopped in it (for now: the alert
+        # stays open until the window is quiet), so its last minutes are known
+        stopped = end < t or bool((~np.isnan(f[m, last_back + 1 :])).any())
+        flow_end = None
+        if stopped:
             tail = float(np.clip(back_l[m, last_back] / (rate * flows.interval_h), 0.0, 1.0))
-            ended_at = clock.at(last_back - 1, tail * block.interval_s) if last_back > first else clock.at(last_back)
+            flow_end = clock.at(last_back - 1, tail * block.interval_s) if last_back > first else clock.at(last_back)
         if on_net:
             step = float(step_flow[m, 0])
             f_row, spread_row = flows.flow_l_h[row], flows.spread[row]
@@ -131,8 +134,8 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
                 start = clock.at(first - 1, -0.5 * block.interval_s)
             if after:
                 last_back += 1
-                if ended_at is not None:
-                    ended_at = clock.at(last_back - 1, 0.5 * block.interval_s)
+                if flow_end is not None:
+                    flow_end = clock.at(last_back - 1, 0.5 * block.interval_s)
         detected_at = clock.at(int(found.known_idx[m, j]))
         alerts.append(
             new_alert(
@@ -142,11 +145,11 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
                 start=start,
                 detected_at=detected_at,
                 last_seen=clock.at(last_back),
-                ended_at=ended_at,
+                ended_at=flow_end if end < t else None,
                 rate_l_h=rate,
                 # the household's own use hides some of it from the register: the rate, not the
                 # backward movement, tells what went back
-                volume_l=rate * clock.hours(start, ended_at or clock.at(last_back)),
+                volume_l=rate * clock.hours(start, flow_end or clock.at(last_back)),
                 confidence=confidence(float(back_l[m, first : last_back + 1].sum()), float(need[m, 0])),
                 evidence=((clock.at(max(first - 1, 0)), clock.at(last_back)),),
             )

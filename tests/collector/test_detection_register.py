@@ -88,6 +88,35 @@ def test_reverse_flow_begun_and_ended_under_the_households_use_is_sized_on_the_n
     assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.1)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rate=st.floats(min_value=10.0, max_value=200.0),
+    ends=st.floats(min_value=0.05, max_value=0.95),
+    after=st.integers(min_value=1, max_value=20),
+    backward_register=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_an_open_reverse_flow_that_has_stopped_counts_only_the_minutes_of_its_last_hour(
+    rate: float, ends: float, after: int, backward_register: bool, seed: int
+) -> None:
+    """Water went back 01:00 to a share of 05:00–06:00, and the newest reads, up to 20 hours on,
+    show none: the alert is still open (the 24-hour window is not yet quiet), and its volume so
+    far is the water that went back. Before, an open alert ran its volume to the end of its last
+    backward hour, the whole of it, where a closed one took the share the flow filled: up to an
+    hour's flow too much (an alert on the benchmark's last day read 52% over)."""
+    day = 10 * 24
+    start_h, end_h = day + 1.0, day + 5 + ends
+    use = household(np.random.default_rng(seed), DAYS)[: day + 6 + after]
+    use[day:] = 0.0
+    back = add_flow(np.zeros_like(use), start_h, rate, end_h)
+    block = block_of({"BACK": use - back})
+    if backward_register:
+        block = dataclasses.replace(block, reverse_m3=_backward_register(use, back)[None, :])
+    (reverse,) = [a for a in detect(block) if a.kind is AlertKind.REVERSE_FLOW]
+    assert reverse.ended_at is None
+    assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.05, abs=2.0)
+
+
 def test_reverse_flow_whose_one_clear_hour_is_its_first_keeps_its_rate() -> None:
     """11.6 L/h goes back 20:35–00:45 while the household is up: 20:00 is hidden by its use, 21:00
     is clear (12 litres back), the hours after it lose 3 and 11 litres to use, and 00:00 holds the
