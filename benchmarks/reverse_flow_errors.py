@@ -8,17 +8,21 @@ warm-up week, ``match_alerts`` with the benchmark's grace: its figures are ``ben
 each seed's figures, the pooled row of README's "How far off the rest are" table, and with
 ``--events`` each event whose start is more than an hour off or volume more than 10%, with the net
 register's flows around it: what a change to the estimates must be judged on, since one seed has
-only about 40 such flows and a rule that moves two of them moves its share by 0.05.
+only about 40 such flows and a rule that moves two of them moves its share by 0.05. With ``--causes``
+it puts each volume miss down to its cause and says how much of the volume the hourly net register
+could have told at all (:mod:`benchmarks.reverse_flow_causes`).
 
     python -m benchmarks.reverse_flow_errors --seeds 11-16                 # the tuning seeds, pooled
     python -m benchmarks.reverse_flow_errors --seeds 19 --events           # what seed 19 gets wrong
     python -m benchmarks.reverse_flow_errors --seeds 11-19 --backward-registers
+    python -m benchmarks.reverse_flow_errors --seeds 11-16 --causes         # why volumes miss
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +31,7 @@ from typing import TypeVar
 import numpy as np
 
 from benchmarks.bench_detection import GRACE, WARM_UP_DAYS, block_of, customers_of, in_chunks, labelled_fleet_spec
+from benchmarks.reverse_flow_causes import cause, register_edges
 from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
 from collector.detection.flows import interval_flows
@@ -160,6 +165,64 @@ def event_lines(run: SeedRun, config: DetectionConfig) -> list[str]:
     return lines
 
 
+@dataclass
+class Causes:
+    """Found flows on the net register, pooled: how many the register pins within 10% whatever the
+    household drew (at the true rate), how many would be within 10% at the true rate on the alerts'
+    own starts and ends, or at the alerts' rates over the true spans, and the causes of the volume
+    misses (:func:`benchmarks.reverse_flow_causes.cause`)."""
+
+    found: int = 0
+    within: int = 0
+    pinned: int = 0
+    true_rate: int = 0
+    true_span: int = 0
+    misses: Counter[str] = field(default_factory=Counter)
+    pinned_misses: int = 0
+
+    def add(self, run: SeedRun, config: DetectionConfig) -> None:
+        found = [m for m in run.matches if m.alert is not None and m.volume_error is not None]
+        if not found:
+            return
+        row_of = {m: i for i, m in enumerate(run.customers.meter_ids.tolist())}
+        rows = np.array(sorted({row_of[str(m.event.meter_id)] for m in found}))
+        flows = interval_flows(run.customers.take(rows), config)
+        at = {int(r): i for i, r in enumerate(rows.tolist())}
+        ends_s = run.customers.timestamps.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+        data_end = float(ends_s[-1])
+        for m in found:
+            a, e = m.alert, m.event
+            assert a is not None and m.volume_error is not None
+            i = at[row_of[str(e.meter_id)]]
+            end = min(e.end.timestamp(), data_end) if e.end is not None else data_end
+            edges = register_edges(
+                flows.flow_l_h[i], ends_s, e.start.timestamp(), end, e.size, float(flows.step_flow_l_h[i, 0])
+            )
+            true_l = e.size * m.observed_h
+            span_h = ((a.ended_at or a.last_seen) - a.start).total_seconds() / 3600.0
+            self.found += 1
+            self.within += m.volume_error <= 0.10
+            self.pinned += edges is not None and edges.pinned(e.size, true_l)
+            self.true_rate += abs(e.size * span_h - true_l) <= 0.10 * true_l
+            self.true_span += abs(a.rate_l_h * m.observed_h - true_l) <= 0.10 * true_l
+            if m.volume_error > 0.10:
+                self.pinned_misses += edges is not None and edges.pinned(e.size, true_l)
+                self.misses["no backward interval in the flow" if edges is None else cause(m, edges, data_end)] += 1
+
+    def lines(self) -> list[str]:
+        n = max(self.found, 1)
+        lines = [
+            f"{self.found} flows found; volume within 10%: the detector {self.within / n:.3f}; pinned by the "
+            f"net register whatever the household drew (true rate) {self.pinned / n:.3f}; at the true rate on "
+            f"the alerts' starts and ends {self.true_rate / n:.3f}; at the alerts' rates over the true spans "
+            f"{self.true_span / n:.3f}",
+            f"volume misses ({sum(self.misses.values())}, {self.pinned_misses} of them pinned by the register), "
+            "by cause:",
+        ]
+        lines += [f"  {count:4d} {name}" for name, count in self.misses.most_common()]
+        return lines
+
+
 #: A seed's run: the events and alerts :func:`report_seeds` scores, and whatever its report lists beside them.
 Run = TypeVar("Run", bound=SeedRun)
 
@@ -198,20 +261,29 @@ def main() -> None:
     fleet_arguments(parser)
     parser.add_argument("--backward-registers", action="store_true", help="read the meters' backward registers")
     parser.add_argument("--events", action="store_true", help="list each event more than 1 h or 10%% off")
+    parser.add_argument("--causes", action="store_true", help="put each volume miss down to its cause (net register)")
     args = parser.parse_args()
+    if args.causes and args.backward_registers:
+        parser.error("--causes reads the net register: leave out --backward-registers")
     config = DetectionConfig()
+    causes = Causes()
+
+    def run_one(seed: int) -> SeedRun:
+        backward = args.backward_registers
+        run = run_seed(seed, meters=args.meters, days=args.days, backward_registers=backward, config=config)
+        if args.causes:
+            causes.add(run, config)
+        return run
+
     t0 = time.process_time()
-    pooled = report_seeds(
-        args.seeds,
-        lambda seed: run_seed(
-            seed, meters=args.meters, days=args.days, backward_registers=args.backward_registers, config=config
-        ),
-        (lambda run: event_lines(run, config)) if args.events else None,
-    )
+    pooled = report_seeds(args.seeds, run_one, (lambda run: event_lines(run, config)) if args.events else None)
     register = "backward register" if args.backward_registers else "net register"
     seeds = ", ".join(map(str, args.seeds))
     title = f"Reverse flow on the {register}, seeds {seeds} pooled ({time.process_time() - t0:.0f} s CPU):"
     print_pooled(title, f"reverse flow, {register}", pooled)
+    if args.causes:
+        print()
+        print("\n".join(causes.lines()))
 
 
 if __name__ == "__main__":

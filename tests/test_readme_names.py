@@ -52,6 +52,7 @@ OTHER_TOOLS_OPTIONS = {
     "--events": "a benchmark's",
     "--backward-registers": "a benchmark's",
     "--look-alikes": "a benchmark's (python -m benchmarks.burst_errors)",
+    "--causes": "a benchmark's (python -m benchmarks.reverse_flow_errors)",
     "--interval-minutes": "a benchmark's (python -m benchmarks.bench_detection)",
     "--meters-only": "a benchmark's (python -m benchmarks.bench_care_desk)",
     "--dist": "pytest-xdist's, in the Tests section",

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from benchmarks.bench_detection import block_of, labelled_fleet_spec, score_fleet
-from benchmarks.reverse_flow_errors import Errors, event_lines, parse_seeds, run_seed
+from benchmarks.reverse_flow_errors import Causes, Errors, event_lines, parse_seeds, run_seed
 from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import run_detection
@@ -46,6 +46,21 @@ def test_the_events_listed_are_those_off_target_or_missed() -> None:
     assert listed == [str(m.event.meter_id) for m in off]
     found = sum(m.alert is not None for m in off)
     assert sum(line.lstrip().startswith("net:") for line in lines) == found
+
+
+def test_every_volume_miss_is_put_down_to_one_cause() -> None:
+    config = DetectionConfig()
+    run = run_seed(SEED, meters=METERS, days=DAYS, backward_registers=False, config=config)
+    causes = Causes()
+    causes.add(run, config)
+    errors = Errors()
+    errors.add(run.matches)
+    volumes = errors.volume
+    assert causes.found == len(volumes) >= 3
+    assert causes.within == sum(v <= 0.10 for v in volumes)
+    assert sum(causes.misses.values()) == sum(v > 0.10 for v in volumes)
+    assert causes.pinned_misses <= causes.pinned <= causes.found
+    assert causes.lines()[1].startswith(f"volume misses ({sum(v > 0.10 for v in volumes)}, ")
 
 
 def test_seeds_are_read_as_ranges_and_lists() -> None:
