@@ -116,9 +116,9 @@ def detect_reverse_flow(block: SeriesBlock, flows: Flows, config: DetectionConfi
         rate = reverse_rate(rates, float(step_flow[m, 0]), net_register=on_net)
         share = float(np.clip(back_l[m, first] / (rate * flows.interval_h), 0.0, 1.0))
         start = clock.at(first, -share * block.interval_s)
-        # a read after the last backward interval shows the flow stopped in it (for now: the alert
-        # stays open until the window is quiet), so its last minutes are known
-        stopped = end < t or bool((~np.isnan(f[m, last_back + 1 :])).any())
+        # a read after the last backward interval that shows the flow stopped in it (for now: the
+        # alert stays open until the window is quiet) tells its last minutes
+        stopped = end < t or _stopped_after(flows.flow_l_h[row], f[m], last_back, float(step_flow[m, 0]), on_net)
         flow_end = None
         if stopped:
             tail = float(np.clip(back_l[m, last_back] / (rate * flows.interval_h), 0.0, 1.0))
@@ -321,3 +321,13 @@ def detect_stuck_rows(
             )
         )
     return alerts
+
+
+def _stopped_after(net: np.ndarray, back: np.ndarray, last_back: int, step_flow_l_h: float, on_net: bool) -> bool:
+    """Whether a read after the last backward interval shows the flow stopped: on a backward
+    register any read does (it counts the flow whatever the household draws); on the net register
+    only a still one, since an hour of use may hold the flow on under it."""
+    if not on_net:
+        return bool((~np.isnan(back[last_back + 1 :])).any())
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(net[last_back + 1 :]) < 0.5 * step_flow_l_h).any())

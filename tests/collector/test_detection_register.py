@@ -117,6 +117,24 @@ def test_an_open_reverse_flow_that_has_stopped_counts_only_the_minutes_of_its_la
     assert reverse.volume_l == pytest.approx(rate * (end_h - start_h), rel=0.05, abs=2.0)
 
 
+def test_an_open_reverse_flow_followed_by_use_alone_is_not_taken_to_have_stopped() -> None:
+    """40 L/h goes back from 01:00 to the newest read (08:00), the household drawing 20 litres in
+    05:00–06:00 and 80 an hour after it: the net register falls up to 06:00, by half the rate in
+    its last hour, then runs forwards. An hour of use is no sign the flow stopped (it may go on
+    under it), so the open alert counts its last backward hour whole, where an idle read after it
+    would have ended the flow at 05:30 (this household is idle at those hours on other days, so
+    the flow is not taken to run on into the use either)."""
+    day = 10 * 24
+    use = _routine_household(79, {5: 0.0, 6: 0.0, 7: 0.0})[: day + 8]
+    use[day:] = 0.0
+    use[day + 5], use[day + 6], use[day + 7] = 20.0, 80.0, 80.0
+    rate = 40.0
+    back = add_flow(np.zeros_like(use), day + 1.0, rate)
+    (reverse,) = [a for a in detect(block_of({"BACK": use - back})) if a.kind is AlertKind.REVERSE_FLOW]
+    assert reverse.ended_at is None
+    assert reverse.volume_l == pytest.approx(rate * 5.0, abs=2.0)
+
+
 def test_reverse_flow_whose_one_clear_hour_is_its_first_keeps_its_rate() -> None:
     """11.6 L/h goes back 20:35–00:45 while the household is up: 20:00 is hidden by its use, 21:00
     is clear (12 litres back), the hours after it lose 3 and 11 litres to use, and 00:00 holds the
