@@ -7,7 +7,8 @@ over it is averaged over several windows, and a window whose mean is ``dma_z`` t
 noise (at that time of day, where that is larger), and at least ``dma_min_fraction`` of the inlet's
 mean flow, raises the alert. Short windows catch large bursts within an interval, long windows small
 ones within a day. Once a burst of days is over, the days after are measured on the balance without
-its flow (:class:`_LongBursts`): it would lift their history for two weeks. A customer register that
+its flow (:class:`_LongBursts`): it would lift their history for two weeks; so are the days after
+the repair of one running since the data began (:func:`_since_the_start`). A customer register that
 stood still for hours may be hiding its customer's use from the balance (a shop's register stuck at
 closing time shows up the next morning as a step of the shop's use): where what one such register
 may hide is at least half a step, it is taken as explained
@@ -201,44 +202,68 @@ class _LongBursts:
     the balance alone, up to its end, so the hourly job's windows find it the same (read from the
     alerts, it came out differently from one window to the next, as the alerts of overlapping
     bursts do, and the job opened alerts dated days back). One not back at its usual level by the
-    data's end stays in: a lasting change of the level becomes the new usual, as before."""
+    data's end stays in: a lasting change of the level becomes the new usual, as before. A burst
+    running since the data began never stands over the bar; it is found by its repair instead
+    (:func:`_since_the_start`)."""
 
     flows: dict[int, list[tuple[int, np.ndarray]]]  # DMA row → (first day it counts for, its flow (T,)), in order
 
     @classmethod
-    def of(cls, balance: DmaBalance, bars: _Bars, layout: DayLayout, config: DetectionConfig) -> _LongBursts | None:
+    def of(
+        cls, balance: DmaBalance, bars: _Bars, layout: DayLayout, floor: np.ndarray, config: DetectionConfig
+    ) -> _LongBursts | None:
         window = max(bars.means)
         over = ~np.isnan(bars.means[window])
-        t = over.shape[1]
         long_cols = round(_LONG_H * 3600.0 / balance.interval_s)
         losses = balance.losses_l_h
         flows: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for d in np.flatnonzero(over.any(axis=1)).tolist():
-            taken = np.zeros(t)  # the flow of the bursts before, taken out of the next one's usual
-            covered_until = -1
-            for first, last in _stretches(over[d], _QUIET_RUN):
-                lo = max(first - window // 2, 0)
-                if last - first + 1 < long_cols or lo < covered_until:
-                    continue
-                day = layout.day_of(lo)
-                history = layout.to_days((losses[d] - taken)[None, :], np.nan)[
-                    0, max(day - config.dma_baseline_days, 0) : day
-                ]
-                # each slot's median over the days before (NaN: no history yet)
-                usual = nanmedian_last(history.T) if day else np.full(layout.per_day, np.nan)
-                if np.isnan(usual).all():
-                    continue
-                above = losses[d] - np.nan_to_num(usual)[(layout.offset + np.arange(t)) % layout.per_day]
-                end, known = _back_to_usual(above, lo, last - window // 2 + 1)
-                if known >= t:
-                    continue  # still on: a lasting change of the level becomes the new usual
-                flow = np.zeros(t)
-                flow[lo:end] = _smoothed(above[lo:end], max(1, round(_SMOOTH_H * 3600.0 / balance.interval_s)))
-                taken += flow
-                covered_until = known
-                if layout.day_of(known) + 1 < layout.n_days:
-                    flows.setdefault(d, []).append((layout.day_of(known) + 1, flow))
+        for d in range(losses.shape[0]):
+            mine = cls._over(balance, bars, layout, config, d, window, long_cols) if over[d].any() else []
+            mine += _since_the_start(losses[d], mine, layout, floor[d], balance.interval_s, config)
+            if mine:
+                flows[d] = sorted(mine, key=lambda item: item[0])
         return cls(flows) if flows else None
+
+    @staticmethod
+    def _over(
+        balance: DmaBalance,
+        bars: _Bars,
+        layout: DayLayout,
+        config: DetectionConfig,
+        d: int,
+        window: int,
+        long_cols: int,
+    ) -> list[tuple[int, np.ndarray]]:
+        """DMA ``d``'s bursts of days over the bar, each (first day it counts for, its flow (T,))."""
+        over = ~np.isnan(bars.means[window][d])
+        t = over.shape[0]
+        losses = balance.losses_l_h
+        mine: list[tuple[int, np.ndarray]] = []
+        taken = np.zeros(t)  # the flow of the bursts before, taken out of the next one's usual
+        covered_until = -1
+        for first, last in _stretches(over, _QUIET_RUN):
+            lo = max(first - window // 2, 0)
+            if last - first + 1 < long_cols or lo < covered_until:
+                continue
+            day = layout.day_of(lo)
+            history = layout.to_days((losses[d] - taken)[None, :], np.nan)[
+                0, max(day - config.dma_baseline_days, 0) : day
+            ]
+            # each slot's median over the days before (NaN: no history yet)
+            usual = nanmedian_last(history.T) if day else np.full(layout.per_day, np.nan)
+            if np.isnan(usual).all():
+                continue
+            above = losses[d] - np.nan_to_num(usual)[(layout.offset + np.arange(t)) % layout.per_day]
+            end, known = _back_to_usual(above, lo, last - window // 2 + 1)
+            if known >= t:
+                continue  # still on: a lasting change of the level becomes the new usual
+            flow = np.zeros(t)
+            flow[lo:end] = _smoothed(above[lo:end], max(1, round(_SMOOTH_H * 3600.0 / balance.interval_s)))
+            taken += flow
+            covered_until = known
+            if layout.day_of(known) + 1 < layout.n_days:
+                mine.append((layout.day_of(known) + 1, flow))
+        return mine
 
     def periods(self, n_days: int) -> list[tuple[int, slice, np.ndarray]]:
         """(DMA row, days, the flow taken out of their history): from the day each burst counts
@@ -252,6 +277,73 @@ class _LongBursts:
                 if until > day:
                     out.append((d, slice(day, until), total))
         return out
+
+
+#: Whole days after the repair of a burst running since the start that must stand below the level
+#: before it, and that give the level it is measured against.
+_SETTLED_DAYS = 2
+
+
+def _since_the_start(
+    losses: np.ndarray,
+    found: Sequence[tuple[int, np.ndarray]],
+    layout: DayLayout,
+    floor: np.ndarray,
+    interval_s: int,
+    config: DetectionConfig,
+) -> list[tuple[int, np.ndarray]]:
+    """(the first day it counts for, its flow (T,)) of each burst running since before the detector
+    could see a step (the data's first ``dma_min_history_days``). Such a burst never stands over
+    the bar: the history it is measured against holds it from the start. It shows only when it is
+    repaired, as a fall of the balance below its level (each slot's median over those first days,
+    later the level after the repair before): where the median of a quiet run falls below it by
+    the day's smallest main burst (``floor``), within ``dma_baseline_days`` (later, the history no
+    longer holds it). Its flow, up to that repair, is the balance's excess over its level on the
+    whole day after the repair was known (each slot's own), smoothed as a burst of days' is; it
+    counts from the day after those, measured without the flow of the bursts of days ``found`` that
+    count by then (each's (first day it counts for, flow)): a burst running on over those days is no
+    level. Left in, the fortnight after was measured against a
+    history lifted by it: after 3,500 L/h running from the data's first hours and 2,300 L/h more
+    from day 4 (seed 23's DMA015), a burst of 5% of the inflow beginning two to five days after the
+    last repair was missed, or raised 10-15 hours late as two to four bursts."""
+    t = losses.shape[0]
+    first_days = max(1, int(np.ceil(config.dma_min_history_days)))
+    slots = (layout.offset + np.arange(t)) % layout.per_day
+    within = min(t, layout.columns_of(slice(0, config.dma_baseline_days)).stop)
+    smooth = max(1, round(_SMOOTH_H * 3600.0 / interval_s))
+    rest = losses.copy()  # without the flow of those found so far
+    level = nanmedian_last(layout.to_days(rest[None, :], np.nan)[0, :first_days].T)  # each slot's
+    search_from = layout.columns_of(slice(0, first_days)).stop
+    out: list[tuple[int, np.ndarray]] = []
+    while search_from < within:
+        below = _rolling_median((rest - level[slots])[None, :], _QUIET_RUN)[0]
+        with np.errstate(invalid="ignore"):
+            dropped = np.flatnonzero(below[search_from:within] <= -floor[search_from:within])
+        if dropped.size == 0:
+            break
+        known = search_from + int(dropped[0])
+        end = max(known - _QUIET_RUN + 1, 0)
+        after_day = layout.day_of(known) + 1  # the whole days after the repair was known
+        counts_from = after_day + _SETTLED_DAYS
+        if counts_from >= layout.n_days:
+            break
+        # a burst of days is known from the day it counts for (its flow runs before it)
+        known_then = rest - sum((flow for day, flow in found if day <= counts_from), np.zeros(t))
+        by_day = layout.to_days(known_then[None, :], np.nan)[0, after_day:counts_from]
+        usual = nanmedian_last(by_day.T)
+        smallest = floor[layout.columns_of(slice(after_day, after_day + _SETTLED_DAYS))]
+        if not all(nan_median(level - day) >= nan_median(smallest) for day in by_day):  # NaN: unseen
+            # the balance came back: a dip, or its drift met a noisy level (the level of three
+            # days, slot by slot), not a repair; looked for again from the day after
+            search_from = layout.columns_of(slice(0, after_day + 1)).stop
+            continue
+        flow = np.zeros(t)
+        flow[:end] = _smoothed(known_then[:end] - np.nan_to_num(usual)[slots[:end]], smooth)
+        out.append((counts_from, flow))
+        rest -= flow
+        level = usual
+        search_from = layout.columns_of(slice(0, counts_from)).stop
+    return out
 
 
 def _back_to_usual(above: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
@@ -297,7 +389,7 @@ def detect_dma_bursts(balance: DmaBalance, config: DetectionConfig) -> list[Aler
     layout = DayLayout.of_grid(balance.timestamps, balance.interval_s, balance.day_offset_s)
     floor = smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, layout.day_of_columns()]
     bars = _Bars.of(balance, layout, floor, config)
-    long_bursts = _LongBursts.of(balance, bars, layout, config)
+    long_bursts = _LongBursts.of(balance, bars, layout, floor, config)
     if long_bursts is not None:
         bars = _Bars.of(balance, layout, floor, config, long_bursts.periods(layout.n_days))
     baseline_days, excess, means, sigmas = bars.baseline_days, bars.excess, bars.means, bars.sigmas
