@@ -316,9 +316,9 @@ def _since_the_start(
     search_from = layout.columns_of(slice(0, first_days)).stop
     out: list[tuple[int, np.ndarray]] = []
     while search_from < within:
-        below = _rolling_median((rest - level[slots])[None, :], _QUIET_RUN)[0]
+        below = _rolling_median((rest[:within] - level[slots[:within]])[None, :], _QUIET_RUN)[0]
         with np.errstate(invalid="ignore"):
-            dropped = np.flatnonzero(below[search_from:within] <= -floor[search_from:within])
+            dropped = np.flatnonzero(below[search_from:] <= -floor[search_from:within])
         if dropped.size == 0:
             break
         known = search_from + int(dropped[0])
