@@ -308,8 +308,8 @@ def _resumed_searches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     resumed: list[int] = []
     running_on = district._running_on
 
-    def counting(alerts: list, found: list, interval_s: int) -> list:
-        kept = running_on(alerts, found, interval_s)
+    def counting(alerts: list, found: list, after: np.ndarray, clock: Clock) -> list:
+        kept = running_on(alerts, found, after, clock)
         resumed.append(len(found) - len(kept))
         return kept
 
@@ -350,6 +350,29 @@ def test_a_main_burst_found_again_just_after_its_taken_end_is_the_same_alert_run
     assert first.rate_l_h == pytest.approx(400.0, rel=0.25)
     # found as a step inside the first's flow: dated within two hours (70 minutes late here)
     assert abs((second.start - at_hour(second_h)).total_seconds()) <= 2 * 3600
+
+
+@pytest.mark.parametrize("seed", [80, 81, 82])
+@pytest.mark.parametrize("gap_h", [4.3, 5.0])
+def test_a_main_burst_hours_after_another_s_repair_at_about_its_rate_is_raised_on_its_own(
+    seed: int, gap_h: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """460 L/h repaired, and 440 L/h beginning ``gap_h`` hours later (seed 27's DMA020). The longer
+    windows still held the first, so the second had no rise of its own; the search resumed after
+    the first found it, and it began within six hours of the first's end at about its rate: taken
+    for the first running on after a lull, one alert covered both (volume 164% over) and the
+    second was never raised. The balance between stood at its level before, not at a lull's:
+    two alerts, each with its own start, rate and end."""
+    resumed = _resumed_searches(monkeypatch)
+    first_h, first_end_h = (DAYS - 7) * 24 + 11.4, (DAYS - 5) * 24 + 5.9
+    second_h, second_end_h = first_end_h + gap_h, (DAYS - 1) * 24 + 5.1
+    losses = add_flow(_background(300.0), first_h, 460.0, first_end_h)
+    losses = add_flow(losses, second_h, 440.0, second_end_h)
+    alerts = [a for a in _dma_alerts(np.random.default_rng(seed), losses) if a.start > at_hour(first_h - 3)]
+    assert resumed  # the second was found where the search resumed after the first
+    first, second = alerts
+    _assert_its_own(first, first_h, first_end_h, 460.0)
+    _assert_its_own(second, second_h, second_end_h, 440.0)
 
 
 def test_a_later_main_burst_found_on_its_rising_edge_is_taken_at_its_own_rate() -> None:
