@@ -103,7 +103,7 @@ class _Bars:
         k = config.dma_baseline_days
         with np.errstate(divide="ignore", invalid="ignore"):  # no noise yet: z of a NaN window
             baseline_days = _slot_quantile(losses, layout, k, config.dma_baseline_quantile)
-            baseline_days = np.where(np.isnan(baseline_days), nan_median(losses), baseline_days)
+            baseline_days = np.where(np.isnan(baseline_days), _first_day_level(losses, layout), baseline_days)
             without: list[tuple[int, slice, np.ndarray]] = []  # (row, days, its excess without the flow)
             for d, days, flow in taken_out:
                 rest = losses[d : d + 1] - flow
@@ -137,6 +137,22 @@ class _Bars:
                 means[w] = np.where(hit, mean_w, np.nan)
                 sigmas[w] = sigma
         return cls(baseline_days, excess, means, sigmas, z_score)
+
+
+def _first_day_level(losses: np.ndarray, layout: DayLayout) -> np.ndarray:
+    """(D, 1, 1) each DMA's median balance over its first day with any reading (NaN: none), the
+    baseline where a slot has no history (the first day). Not the median of the whole block: that
+    looked ahead, and the typical level of the first fortnight, measured over that first day's
+    excess, moved with how much data came after, so an alert raised from the whole block was not
+    raised again from the data cut at its ``detected_at`` (seed 27's DMA003: 1,195 L/h since
+    01-06 07:00, raised 01-08 07:00, missing when the block ended then or a day later)."""
+    by_day = layout.to_days(losses, np.nan)
+    with np.errstate(all="ignore"):
+        seen = ~np.isnan(by_day).all(axis=2)  # (D, days)
+    first = np.argmax(seen, axis=1)
+    rows = by_day[np.arange(losses.shape[0]), first]  # (D, per_day): that day's slots (all NaN: none)
+    level = np.array([nan_median(row) for row in rows])
+    return level[:, None, None]
 
 
 def _slot_quantile(rows: np.ndarray, layout: DayLayout, days: int, q: float) -> np.ndarray:
