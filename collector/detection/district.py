@@ -270,7 +270,7 @@ class _LongBursts:
             if np.isnan(usual).all():
                 continue
             above = losses[d] - np.nan_to_num(usual)[(layout.offset + np.arange(t)) % layout.per_day]
-            end, known = _back_to_usual(above, lo, last - window // 2 + 1)
+            end, known = _back_to_usual(above, over, lo, first + long_cols - 1, window)
             if known >= t:
                 continue  # still on: a lasting change of the level becomes the new usual
             flow = np.zeros(t)
@@ -362,21 +362,30 @@ def _since_the_start(
     return out
 
 
-def _back_to_usual(above: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+def _back_to_usual(above: np.ndarray, over: np.ndarray, lo: int, long_at: int, window: int) -> tuple[int, int]:
     """(the column the balance came back to its usual level in, the column that is known at) for
-    a burst of days over ``lo`` … ``hi``: back where the median of a quiet run falls below half the
-    median over those columns (T, T where it has not). Not where the longest window came back under
-    the bar: a burst of a week lifts the history it is measured against within days, and the window
-    falls under the bar while it still runs."""
+    a burst of days from ``lo``, a stretch over the bar (``over``) long from column ``long_at``:
+    the first column from then where the median of a quiet run falls below half the median of
+    ``above`` from ``lo`` to half a window before the last column over the bar so far (T, T where
+    it has not). Not where the longest window came back under the bar: a burst of a week lifts the
+    history it is measured against within days, and the window falls under the bar while it still
+    runs. Each column is judged on the data up to it: measured up to the stretch's last column
+    over the bar, a stretch joined to a later burst's (less than a quiet run between them) had its
+    end searched from that one's, days after the balance came back (seed 24's DMA010: 2,400 L/h
+    from 01-17, a new burst at 01-23 08:00 raised an hour later than from the data up to then)."""
     t = above.shape[0]
-    half = 0.5 * nan_median(above[lo:hi])  # NaN: nothing seen
     quiet = _rolling_median(above[None, :], _QUIET_RUN)[0]
-    with np.errstate(invalid="ignore"):
-        back = np.flatnonzero(quiet[hi:] < half)
-    if back.size == 0 or not half > 0:
-        return t, t
-    known = hi + int(back[0])
-    return max(known - _QUIET_RUN + 1, lo), known
+    last_over = np.maximum.accumulate(np.where(over, np.arange(t), -1))
+    half = np.nan
+    hi = -1
+    for c in range(max(long_at, lo), t):
+        until = int(last_over[c]) - window // 2 + 1
+        if until != hi:
+            hi = until
+            half = 0.5 * nan_median(above[lo:hi])  # NaN: nothing seen
+        if half > 0 and quiet[c] < half:
+            return max(c - _QUIET_RUN + 1, lo), c
+    return t, t
 
 
 def _stretches(over: np.ndarray, bridge: int) -> list[tuple[int, int]]:

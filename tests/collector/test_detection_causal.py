@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_detection import block_of as fleet_block
+from collector.detection import district
 from collector.detection.alerts import AlertKind
 from collector.detection.balance import DmaBalance
 from collector.detection.config import DetectionConfig
-from collector.detection.district import detect_dma_bursts
+from collector.detection.district import detect_dma_bursts, smallest_main_burst_by_day
 from collector.detection.engine import detect
+from collector.detection.flows import DayLayout
 from collector.detection.series import SeriesBlock
 from simulators.fleet import FleetSpec, generate_fleet
 from tests.collector.test_detection_district import PRESSURE
@@ -188,3 +190,41 @@ def test_a_main_burst_in_the_first_days_is_raised_whatever_the_data_after_it(see
         assert abs((same.start - alert.start).total_seconds()) <= 3600
     first = [a for a in alerts if a.start < at_hour(2 * 24)]
     assert len(first) == 1 and first[0].detected_at == at_hour(3 * 24)  # as soon as there are 3 days
+
+
+def _long_burst_flows(balance: DmaBalance) -> list[tuple[int, np.ndarray]]:
+    """The bursts of days :class:`district._LongBursts` takes out of the DMA's history, each (the
+    first day it counts for, its flow)."""
+    config = DetectionConfig().with_dma_windows_for(balance.interval_s)
+    layout = DayLayout.of_grid(balance.timestamps, balance.interval_s, balance.day_offset_s)
+    floor = smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, layout.day_of_columns()]
+    bars = district._Bars.of(balance, layout, floor, config)
+    long_bursts = district._LongBursts.of(balance, bars, layout, floor, config)
+    return [] if long_bursts is None else long_bursts.flows.get(0, [])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("gap_h", [5.0, 9.0])
+def test_a_burst_of_days_is_over_where_the_data_up_to_then_say_so(seed: int, gap_h: float) -> None:
+    """2,400 L/h for five days, repaired, and 900 L/h from ``gap_h`` later, the longest window over
+    the bar in between (one stretch over both). The first burst is over, and taken out of the days
+    after, where the data up to then say so: the same from the data cut on the second burst's
+    second day. Its end was searched for from the last column of the stretch, the second burst's
+    own, so the whole data ended it days later, with the second's flow in it, and the days between
+    were measured against a history still holding it (seed 24's DMA010: a burst raised an hour
+    later from the whole data than from the data up to then)."""
+    days = 28
+    hours = np.arange(days * 24)
+    rng = np.random.default_rng(seed)
+    losses = 300.0 * np.tile(PRESSURE, days) + rng.normal(0.0, 20.0, hours.size)
+    first_end = 17 * 24 + 19.4
+    for start, end, rate in ((12 * 24 + 8.2, first_end, 2400.0), (first_end + gap_h, 22 * 24 + 15.3, 900.0)):
+        losses += rate * np.clip(np.minimum(hours + 1 - start, end - hours), 0.0, 1.0)
+    balance = _one_dma(losses, seed)
+    whole = _long_burst_flows(balance)
+    cut = _long_burst_flows(_cut(balance, at_hour(19 * 24)))
+    assert len(whole) == 1 and len(cut) == 1
+    (day, flow), (cut_day, cut_flow) = whole[0], cut[0]
+    assert (day, cut_day) == (18, 18)  # the day after its repair, from the whole data or the cut
+    assert np.array_equal(flow[: cut_flow.size], cut_flow)
+    assert not flow[int(first_end) + 12 :].any()  # the second burst's flow is none of it
