@@ -286,7 +286,7 @@ class Throughput:
 
 ROUNDS = 3
 #: Alerts read from the DMA balance. A DMA's balance is its own inlet's against its own customers',
-#: but where it has no history yet (its first day), district._Bars.of measures it against the
+#: but where it has no history yet (its first day), district_bars.Bars.of measures it against the
 #: median of every DMA's balance in the block, so a DMA detected alone can raise other main bursts
 #: (and so confirm other stuck registers): the loop's are compared with the full run's and the
 #: differences printed. Every other kind must be the same, alert for alert.

@@ -8,7 +8,8 @@ NumPy over whole arrays: no I/O, no clock.
 One module per job: :mod:`.flows` (registers → flows per interval), :mod:`.leak`, :mod:`.burst`,
 :mod:`.register` (reverse flow, a still register), :mod:`.stuck` (a still register the DMA balance
 shows still drawing water), :mod:`.alarms` (the meters' own alarm bits),
-:mod:`.district` (DMA balance and main bursts), :mod:`.engine` (runs them all in chunks),
+:mod:`.district` (main bursts in a DMA's balance; its parts :mod:`.district_bars`,
+:mod:`.district_long`, :mod:`.district_overlap` and :mod:`.district_steps`), :mod:`.engine` (runs them all in chunks),
 :mod:`.alerts` and :mod:`.lifecycle` (the alert model and its life), :mod:`.files` (files for
 ``aquami detect``), :mod:`.scoring` (against ground truth, for tests and benchmarks).
 """

@@ -24,7 +24,8 @@ from collector.detection.bulk import detect_bulk_leaks
 from collector.detection.burst import detect_bursts
 from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
-from collector.detection.district import detect_dma_bursts, smallest_main_burst_by_day
+from collector.detection.district import detect_dma_bursts
+from collector.detection.district_bars import smallest_main_burst_by_day
 from collector.detection.flows import DayLayout, Flows, interval_flows
 from collector.detection.hourly_leaks import leaks_seen_hourly
 from collector.detection.leak import detect_leaks

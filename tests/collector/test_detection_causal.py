@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_detection import block_of as fleet_block
-from collector.detection import district
+from collector.detection import district_bars, district_long
 from collector.detection.alerts import AlertKind
 from collector.detection.balance import DmaBalance
 from collector.detection.config import DetectionConfig
-from collector.detection.district import detect_dma_bursts, smallest_main_burst_by_day
+from collector.detection.district import detect_dma_bursts
+from collector.detection.district_bars import smallest_main_burst_by_day
 from collector.detection.engine import detect
 from collector.detection.flows import DayLayout
 from collector.detection.series import SeriesBlock
@@ -193,13 +194,13 @@ def test_a_main_burst_in_the_first_days_is_raised_whatever_the_data_after_it(see
 
 
 def _long_burst_flows(balance: DmaBalance) -> list[tuple[int, np.ndarray]]:
-    """The bursts of days :class:`district._LongBursts` takes out of the DMA's history, each (the
+    """The bursts of days :class:`district_long.LongBursts` takes out of the DMA's history, each (the
     first day it counts for, its flow)."""
     config = DetectionConfig().with_dma_windows_for(balance.interval_s)
     layout = DayLayout.of_grid(balance.timestamps, balance.interval_s, balance.day_offset_s)
     floor = smallest_main_burst_by_day(balance.inlet_l_h, layout, config)[:, layout.day_of_columns()]
-    bars = district._Bars.of(balance, layout, floor, config)
-    long_bursts = district._LongBursts.of(balance, bars, layout, floor, config)
+    bars = district_bars.Bars.of(balance, layout, floor, config)
+    long_bursts = district_long.LongBursts.of(balance, bars, layout, floor, config)
     return [] if long_bursts is None else long_bursts.flows.get(0, [])
 
 

@@ -15,7 +15,8 @@ from collector.detection.alerts import AlertKind
 from collector.detection.balance import DmaBalance, estimated_customer_flow
 from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
-from collector.detection.district import _LaterSteps, _Nest, _rolling_median, nanquantile_last
+from collector.detection.district_overlap import LaterSteps, Nest
+from collector.detection.district_steps import nanquantile_last, rolling_median
 from collector.detection.engine import run_detection
 from collector.detection.flows import interval_flows
 from collector.detection.series import SeriesBlock
@@ -395,12 +396,12 @@ def test_a_later_main_burst_found_on_its_rising_edge_is_taken_at_its_own_rate() 
         n_customers=np.array([100]), still_l_h=nothing,
     )  # fmt: skip
     config = DetectionConfig()
-    nest = _Nest(balance, 0, after, Clock(timestamps, 3600), config)
+    nest = Nest(balance, 0, after, Clock(timestamps, 3600), config)
     busy_until = nest.add(12, 9, 400.0, 1.0)
-    overall = _rolling_median(after[None, :], 6)[0]
+    overall = rolling_median(after[None, :], 6)[0]
     rose = np.full(t, np.nan)
     rose[6:] = overall[6:] - overall[:-6]
-    later = _LaterSteps(rose=rose, hidden=np.zeros(t), need=np.full(t, 150.0), window=6, not_before=13, quiet_from=0)
+    later = LaterSteps(rose=rose, hidden=np.zeros(t), need=np.full(t, 150.0), window=6, not_before=13, quiet_from=0)
     later.add_to(nest, 18, busy_until, config)
     assert len(nest.found) == 2
     j, start_col, rate, _ = nest.found[1]
