@@ -66,6 +66,8 @@ def held_flow(f: np.ndarray, w: int) -> np.ndarray:
     if w <= 1:
         return f
     out = np.full_like(f, np.nan)
+    if f.shape[1] < w:  # no window ends in the block (the slices below would wrap round its end)
+        return out
     total = f[:, w - 1 :].copy()
     for back in range(1, w):
         total += f[:, w - 1 - back : f.shape[1] - back]
