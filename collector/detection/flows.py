@@ -242,11 +242,19 @@ def prior_days_sum(by_day: np.ndarray, days: int, dtype: type = np.float32) -> n
 
 def prior_days_sum_by_type(by_day: np.ndarray, days: int, day_type: np.ndarray, dtype: type) -> np.ndarray:
     """Like :func:`prior_days_sum`, but each day sums only earlier days of its own type (weekdays,
-    weekends), over as many of them as ``days`` calendar days hold."""
+    weekends), over as many of them as ``days`` calendar days hold.
+
+    ``day_type`` is a function of the day of the week, so a type's share of the calendar is its share
+    of any whole week: of the block's first seven days (a shorter block: of its own days, where at the
+    defaults no window binds). It was the type's share of the whole block, which depends on how far
+    the data run on: weekdays held 18 of the 24 days of a fleet's data cut on a Wednesday (their
+    window 21 × 0.75 → 16 days) and 25 of its whole 35 (15 days), so a leak's evidence moved with readings after it and
+    leaks were raised from the whole data an hour or more after the cut data raised them (issue #6)."""
     out: np.ndarray = np.zeros(by_day.shape, dtype=dtype)
+    week = day_type[:7]
     for kind in np.unique(day_type).tolist():
         idx = np.flatnonzero(day_type == kind)
-        share = idx.size / max(day_type.size, 1)
+        share = np.count_nonzero(week == kind) / max(week.size, 1)
         window = max(1, round(days * max(share, 2 / 7)))
         out[:, idx] = prior_days_sum(by_day[:, idx], window, dtype)
     return out
