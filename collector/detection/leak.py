@@ -69,7 +69,7 @@ def leak_evidence(
         ends = (observed & ~above) | (flows.spread & ~above) | ~known if gaps else ~above | ~known
         if i == 0:
             step_ends = ends
-        rows = _rows_with_run(flowing, ends, shortest)  # most meters never flow that long at a level
+        rows = _rows_with_run(ends, shortest)  # most meters never flow that long at a level
         if rows.size == 0:
             continue
         low_seen = layout.to_days((observed[rows] & ~above[rows]).view(np.uint8))
@@ -133,9 +133,9 @@ def weight_tables(config: DetectionConfig) -> tuple[np.ndarray, np.ndarray, int,
     return table, codes, int(priors.size), most
 
 
-def _rows_with_run(flowing: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
-    """Rows of ``flowing`` with ``length`` intervals flowing in one run (no end between them): the
-    only rows whose evidence can reach the threshold. A gap's spread intervals neither flow nor end
+def _rows_with_run(ends: np.ndarray, length: int) -> np.ndarray:
+    """Rows with ``length`` intervals flowing in one run (no end between them): the only rows whose
+    evidence can reach the threshold. A gap's spread intervals neither flow nor end
     a run, so the flowing intervals of a run need not be consecutive. (Counting only consecutive
     ones, a meter whose leak was read around a gap was looked at only if it flowed ``length`` in a
     row somewhere else, later too: the data after a leak decided whether it was raised; issue #6.)
