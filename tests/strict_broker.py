@@ -9,6 +9,7 @@ import contextlib
 import re
 import socket
 import threading
+from typing import Self
 
 _COMPLIANT = re.compile(rb"[0-9A-Za-z]{1,23}")
 
@@ -54,27 +55,23 @@ def _connect_client_id(body: bytes) -> tuple[int, bytes]:
     return level, body[at + 2 : at + 2 + id_length]
 
 
-class StrictBroker:
+class ConnectProxy:
+    """A proxy in front of the Mosquitto on ``upstream_port`` that reads each client's CONNECT (its
+    protocol level and client id) before anything else passes: what it then does with the
+    connection is its subclass's :meth:`_connected`, which :meth:`_upstream` passes the CONNECT on
+    for. A connection that fails before that is closed."""
+
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
-        self.client_ids: list[tuple[bytes, bool]] = []  # every CONNECT's client id, and whether it was taken
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
-
-    def taken(self) -> list[bytes]:
-        with self._lock:
-            return [client_id for client_id, ok in self.client_ids if ok]
-
-    def refused(self) -> list[bytes]:
-        with self._lock:
-            return [client_id for client_id, ok in self.client_ids if not ok]
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -90,18 +87,52 @@ class StrictBroker:
             length, raw_length = _varint(client)
             body = _exactly(client, length)
             level, client_id = _connect_client_id(body)
-            ok = _COMPLIANT.fullmatch(client_id) is not None
-            with self._lock:
-                self.client_ids.append((client_id, ok))
-            if not ok:
-                client.sendall(b"\x20\x03\x00\x85\x00" if level == 5 else b"\x20\x02\x00\x02")
-                client.close()
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            upstream.sendall(head + raw_length + body)
+            self._connected(client, head + raw_length + body, level, client_id)
         except (OSError, ConnectionError, IndexError):
             client.close()
+
+    def _connected(self, client: socket.socket, connect: bytes, level: int, client_id: bytes) -> None:
+        raise NotImplementedError
+
+    def _upstream(self, connect: bytes) -> socket.socket:
+        """A connection to the broker, the client's CONNECT sent on it."""
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        upstream.sendall(connect)
+        return upstream
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StrictBroker(ConnectProxy):
+    def __init__(self, upstream_port: int):
+        self.client_ids: list[tuple[bytes, bool]] = []  # every CONNECT's client id, and whether it was taken
+        super().__init__(upstream_port)
+
+    def taken(self) -> list[bytes]:
+        with self._lock:
+            return [client_id for client_id, ok in self.client_ids if ok]
+
+    def refused(self) -> list[bytes]:
+        with self._lock:
+            return [client_id for client_id, ok in self.client_ids if not ok]
+
+    def _connected(self, client: socket.socket, connect: bytes, level: int, client_id: bytes) -> None:
+        ok = _COMPLIANT.fullmatch(client_id) is not None
+        with self._lock:
+            self.client_ids.append((client_id, ok))
+        if not ok:
+            client.sendall(b"\x20\x03\x00\x85\x00" if level == 5 else b"\x20\x02\x00\x02")
+            client.close()
             return
+        upstream = self._upstream(connect)
         for source, sink in ((client, upstream), (upstream, client)):
             threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
@@ -116,13 +147,3 @@ class StrictBroker:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._server.close()
-
-    def __enter__(self) -> StrictBroker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

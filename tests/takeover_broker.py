@@ -18,7 +18,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from tests.strict_broker import _connect_client_id, _exactly, _varint
+from tests.strict_broker import ConnectProxy, _exactly, _varint
 
 SESSION_TAKEN_OVER = b"\xe0\x01\x8e"  # DISCONNECT, remaining length 1, reason 0x8E (no properties)
 
@@ -32,53 +32,28 @@ class _Link:
     taken_over: bool = False
 
 
-class TakeoverBroker:
+class TakeoverBroker(ConnectProxy):
     """``url`` reaches Mosquitto on ``upstream_port`` through the proxy; ``taken_over`` counts the
     DISCONNECT 0x8E it sent."""
 
     def __init__(self, upstream_port: int):
-        self.upstream_port = upstream_port
         self.taken_over = 0
         self._links: list[_Link] = []
-        self._lock = threading.Lock()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream_port)
 
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        try:
-            head = _exactly(client, 1)
-            length, raw_length = _varint(client)
-            body = _exactly(client, length)
-            level, client_id = _connect_client_id(body)
-            link = _Link(client, client_id, level == 5)
-            with self._lock:
-                for old in self._links:
-                    if old.client_id == client_id and old.mqtt5 and not old.taken_over:
-                        with old.lock:
-                            old.taken_over = True
-                            self.taken_over += 1
-                            with contextlib.suppress(OSError):
-                                old.client.sendall(SESSION_TAKEN_OVER)
-                                old.client.shutdown(socket.SHUT_WR)
-                self._links.append(link)
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            upstream.sendall(head + raw_length + body)
-        except (OSError, ConnectionError, IndexError):
-            client.close()
-            return
+    def _connected(self, client: socket.socket, connect: bytes, level: int, client_id: bytes) -> None:
+        link = _Link(client, client_id, level == 5)
+        with self._lock:
+            for old in self._links:
+                if old.client_id == client_id and old.mqtt5 and not old.taken_over:
+                    with old.lock:
+                        old.taken_over = True
+                        self.taken_over += 1
+                        with contextlib.suppress(OSError):
+                            old.client.sendall(SESSION_TAKEN_OVER)
+                            old.client.shutdown(socket.SHUT_WR)
+            self._links.append(link)
+        upstream = self._upstream(connect)
         threading.Thread(target=self._to_broker, args=(client, upstream), daemon=True).start()
         threading.Thread(target=self._to_client, args=(link, upstream), daemon=True).start()
 
@@ -113,12 +88,3 @@ class TakeoverBroker:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
-
-    def close(self) -> None:
-        self._server.close()
-
-    def __enter__(self) -> TakeoverBroker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
