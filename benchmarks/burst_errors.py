@@ -43,7 +43,14 @@ from benchmarks.bench_detection import (
 )
 from benchmarks.reverse_flow_errors import fleet_arguments
 from collector.detection.alerts import Alert
-from collector.detection.burst import _history_max, _interval_before, _slot_thresholds, window_intervals
+from collector.detection.burst import (
+    _history_max,
+    _interval_before,
+    _RareRules,
+    _slot_thresholds,
+    held_flow,
+    window_intervals,
+)
 from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import leaks_and_bursts
@@ -182,7 +189,9 @@ def event_lines(run: BurstRun, config: DetectionConfig) -> list[str]:
         highest = float(np.nanmax(history)) if np.any(~np.isnan(history)) else float("nan")
         pairs = np.fmin(history[1:], history[:-1])
         highest_pair = float(np.nanmax(pairs)) if np.any(~np.isnan(pairs)) else float("nan")
-        z_first, z_whole = (_z(f, j, per_day, reach, k, config.burst_z_min_sd_l_h) for j in (whole - 1, whole))
+        z_first, z_whole = (
+            _z_above_time_of_day(one, flows.flow_l_h[0], f, j, config, reach) for j in (whole - 1, whole)
+        )
         lines.append(
             f"    highest hour of the {k} days before {highest:.0f} L/h, pair {highest_pair:.0f}; first whole "
             f"interval {f[whole]:.0f} = {f[whole] / highest if highest > 0 else float('inf'):.2f}× highest "
@@ -191,21 +200,19 @@ def event_lines(run: BurstRun, config: DetectionConfig) -> list[str]:
     return lines
 
 
-def _z(f: np.ndarray, j: int, per_day: int, reach: int, days: int, min_sd: float) -> float:
-    """How many standard deviations (at least ``min_sd``) interval ``j``'s flow is above the mean
-    at its time of day (± ``reach``) on the ``days`` days before, days without any flow left out
-    (as the burst rules' ``burst_z`` has it, near enough for a listing)."""
-    samples = []
-    for d in range(1, days + 1):
-        lo = j - d * per_day - reach
-        day = f[max(j - d * per_day - (j - d * per_day) % per_day, 0) : max(j - d * per_day, 0) + per_day]
-        if lo < 0 or not np.nanmax(day, initial=0.0) > 0:
-            continue
-        samples += [x for x in f[lo : j - d * per_day + reach + 1].tolist() if x == x]
-    if not samples:
-        return float("nan")
-    values = np.asarray(samples)
-    return float((f[j] - values.mean()) / max(float(values.std()), min_sd))
+def _z_above_time_of_day(
+    one: SeriesBlock, raw: np.ndarray, f: np.ndarray, j: int, config: DetectionConfig, reach: int
+) -> float:
+    """How many standard deviations interval ``j``'s flow is above the mean at its time of day on
+    the days before, as the burst rules' ``burst_z`` measures it (``_RareRules``, on the flows held
+    over the burst window; ``raw``: the meter's flows, ``f``: with its spread intervals unknown)."""
+    w = window_intervals(one.interval_s, config)
+    layout = DayLayout.of(one)
+    single_days = layout.to_days(held_flow(f[None, :], w), fill=np.nan)
+    current = layout.to_days(held_flow(raw[None, :], w), fill=np.nan)
+    rules = _RareRules(single_days, current, np.zeros(single_days.shape[:2], dtype=bool), config, reach, w)
+    day, slot = divmod(j + layout.offset, layout.per_day)
+    return float(rules._z(np.array([0]), np.array([day]), np.array([slot]))[0])
 
 
 def look_alike_lines(run: BurstRun, config: DetectionConfig) -> list[str]:
