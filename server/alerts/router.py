@@ -49,7 +49,7 @@ def list_alerts(
     status: Annotated[Literal["open", "ongoing", "resolved", "dismissed"] | None, Query()] = None,
     kind: Annotated[Kind | None, Query()] = None,
     meter_id: Annotated[str | None, Query()] = None,  # any length: meters holds ids longer than the contract's
-    dma: Annotated[str | None, Query(max_length=64)] = None,
+    dma: Annotated[str | None, Query(description="the district the alerts are in")] = None,  # any length, as meters'
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="alert_id to continue after")] = None,
 ) -> AlertPage:

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 
+from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
 from server.auth import Principal, may, require_role
 from server.care import repository
 from server.care.schemas import (
+    CATEGORY_MAX_LENGTH,
     Enquiry,
     EnquiryChange,
     EnquiryPage,
@@ -45,9 +47,9 @@ def list_enquiries(
     conn: Connection,
     status: Annotated[EnquiryStatus | None, Query()] = None,
     source: Annotated[EnquirySource | None, Query()] = None,
-    category: Annotated[str | None, Query(max_length=64)] = None,
-    account: Annotated[str | None, Query(max_length=64)] = None,
-    dma: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, Query(max_length=CATEGORY_MAX_LENGTH)] = None,
+    account: Annotated[str | None, Query(max_length=IDENTIFIER_MAX_LENGTH)] = None,  # as register-accounts takes
+    dma: Annotated[str | None, Query(description="the district the enquiries are in")] = None,  # any length
     meter_id: Annotated[str | None, Query(description="the meter the enquiries name")] = None,  # any length, as alerts'
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="from the previous page's 'next'")] = None,

@@ -17,6 +17,9 @@ from server.instants import UtcInstant
 _TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
 #: A form's own limit for a description ("POST Service Request": "limited to 4,000 characters").
 DESCRIPTION_MAX = 4000
+#: A request's service_code: longer than any the services list holds (people's services and
+#: detection's ``detected_`` ones, written by the server's migrations); a test holds them within it.
+SERVICE_CODE_MAX_LENGTH = 64
 #: What an attribute's answer may be (the account or meter reference, as printed on a bill or meter).
 ATTRIBUTE_MAX = 100
 
@@ -69,7 +72,7 @@ class RequestIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    service_code: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")
+    service_code: str = Field(min_length=1, max_length=SERVICE_CODE_MAX_LENGTH, pattern=r"^[^\x00]+$")
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX, pattern=_TEXT)
     lat: Coordinate | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     long: Coordinate | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)

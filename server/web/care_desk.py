@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from server.care import desk
 from server.care.router import READS_ENQUIRIES
-from server.care.schemas import Enquiry
+from server.care.schemas import CATEGORY_MAX_LENGTH, Enquiry
 from server.db import get_connection
 from server.web.pages import signed_in, templates
 
@@ -37,7 +37,6 @@ ENQUIRIES_PER_PAGE = 50
 #: A later page lists at most this many enquiries changed since the walk began and now above it.
 MOVED_SHOWN = 20
 _CHOICES = {"status": desk.STATUSES, "priority": desk.PRIORITIES, "source": desk.SOURCES}
-_CATEGORY_LENGTH = 64  # as GET /enquiries takes
 
 
 @router.get(PATH, response_class=HTMLResponse)
@@ -92,8 +91,8 @@ def _wrong(asked: dict[str, str], after: str, since: str) -> str | None:
     for name, allowed in _CHOICES.items():
         if asked[name] and asked[name] not in allowed:
             return f"There is no {name} {asked[name]!r}: choose one of {', '.join(allowed)}."
-    if len(asked["category"]) > _CATEGORY_LENGTH:
-        return f"A category is at most {_CATEGORY_LENGTH} characters."
+    if len(asked["category"]) > CATEGORY_MAX_LENGTH:
+        return f"A category is at most {CATEGORY_MAX_LENGTH} characters."
     made = not after or (desk.Position.parse(after) is not None and desk.parse_since(since) is not None)
     if not made or (since and not after):
         return "That page's link is not one this list made: start again from the first page."
