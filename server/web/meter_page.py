@@ -1,10 +1,15 @@
 """A meter's page (/care/meters/{meter_id}): what the meters API says of it (DMA, registered or new,
-bulk, role, gateways, first seen, offline), its daily consumption over the last 30 stored days as a
-bar chart with a table beside it (estimated and edited days marked), its latest readings newest
-first (48 to a page, ``before`` the last one shown), and its alerts, the active ones first, each
-with its enquiry, and every enquiry that names the meter (its alerts', staff's, Open311's), in the
-care desk's order. Before, a meter's id on the meters page linked to ``/meters/{id}/readings``, the
-JSON API: a person clicking it got raw JSON.
+bulk, role, gateways, offline), when it has been known and its first reading, its daily consumption
+over the last 30 stored days as a bar chart with a table beside it (estimated and edited days
+marked), its latest readings newest first (48 to a page, ``before`` the last one shown), and its
+alerts, the active ones first, each with its enquiry, and every enquiry that names the meter (its
+alerts', staff's, Open311's), in the care desk's order. Before, a meter's id on the meters page
+linked to ``/meters/{id}/readings``, the JSON API: a person clicking it got raw JSON.
+
+"Known since" is when the meter's row was made (``meters.first_seen``: registered by meterization, or
+first heard on the network, whichever came first) and "First reading" its oldest stored reading. Before,
+the page showed the first as "First seen", which a person reads as the first reading: a meter
+registered after years of its readings were loaded said it was first seen that day.
 
 A meter no row of ``meters`` holds (removed from the network since) may still be named by enquiries
 and alerts, which link here: the page answers 404, says the meter is not on the network, and lists
@@ -101,8 +106,11 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
         return templates.TemplateResponse(request, "meter.html", {**context, "meter": None}, status_code=404)
     rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1)
     readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
+    meter = meter_from_row(row)
+    first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none
     context |= {
-        "meter": meter_from_row(row),
+        "meter": meter,
+        "first_reading": None if first is None else Reading(**first),
         "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN)),
         "days_shown": DAYS_SHOWN,
         "zone": utility_zone_name(conn),  # the days' calendar

@@ -108,10 +108,29 @@ def test_the_meter_s_facts_are_the_api_s(meter) -> None:
     assert facts["Registered"].startswith("yes") and api["registered"]
     assert facts["Role"] == api["role"] == "customer"
     first_seen = datetime.fromisoformat(api["first_seen"]).strftime("%Y-%m-%d %H:%M:%S")
-    assert facts["First seen"] == f"{first_seen} UTC"
+    assert facts["Known since"] == f"{first_seen} UTC"
     latest = api["latest"]
     assert facts["Latest reading"] == f"{latest['volume_m3']} m³ at 2026-03-04 00:00:00 UTC, {latest['quality']}"
     assert "<title>Meter M1 · aquami</title>" in page
+
+
+def test_first_reading_is_the_oldest_reading_and_known_since_when_the_row_was_made(meter) -> None:
+    """A meter registered after its readings were loaded (M1: registered today, read since 1 March):
+    "Known since" is when its row was made, "First reading" its oldest reading; a meter with none says
+    so. Before, the page had only "First seen", the row's time, which reads as the first reading."""
+    client, conn, keys = meter
+    page = _get(client, keys["reader"], "/care/meters/M1")
+    facts = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>(.*?)</dd>", page.split("</dl>")[0], re.S))
+    (made,) = conn.execute("SELECT first_seen FROM meters WHERE meter_id = 'M1'").fetchone()
+    assert made > T0 + timedelta(hours=HOURS)  # the row is younger than every reading: the two differ
+    assert "First seen" not in facts
+    assert facts["Known since"] == f"{made.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    first = client.get("/meters/M1/readings", headers={"Authorization": f"Bearer {keys['reader']}"}).json()["items"][0]
+    assert first["ts"] == "2026-03-01T00:00:00Z"
+    assert facts["First reading"] == f"{first['volume_m3']} m³ at 2026-03-01 00:00:00 UTC, actual"
+    unread = _get(client, keys["reader"], "/care/meters/M2")
+    unread_facts = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>(.*?)</dd>", unread.split("</dl>")[0], re.S))
+    assert unread_facts["First reading"] == '<span class="muted">none yet</span>'
 
 
 def test_the_readings_are_the_api_s_newest_first_and_paged(meter) -> None:
