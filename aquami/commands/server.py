@@ -151,12 +151,13 @@ def register(app: typer.Typer) -> None:
         database_url: str = DATABASE_URL,
     ) -> None:
         """Record meters as installed, from the file ``aquami detect`` reads (what meterization does
-        when it fits them): each meter's DMA, its role (customer or inlet) and whether it is a bulk
-        meter (many premises behind it). A meter registered again takes the file's values. Rows
-        with ``service_point_id`` and ``installed_at`` (and ``removed_at`` once it was taken out)
-        record where the meter was fitted, with ``initial_register_m3``/``final_register_m3`` as read
-        on the job cards: billing reads across an exchange from them, and the DMA balance stops
-        estimating an exchanged meter's use. The file is recorded whole or not at all."""
+        when it fits them): each meter's DMA (a name of at most 500 characters), its role (customer
+        or inlet) and whether it is a bulk meter (many premises behind it). A meter registered again
+        takes the file's values. Rows with ``service_point_id`` and ``installed_at`` (and
+        ``removed_at`` once it was taken out) record where the meter was fitted, with
+        ``initial_register_m3``/``final_register_m3`` as read on the job cards: billing reads across
+        an exchange from them, and the DMA balance stops estimating an exchanged meter's use. The
+        file is recorded whole or not at all."""
         import json
 
         import psycopg
@@ -164,6 +165,7 @@ def register(app: typer.Typer) -> None:
         from aquami.contracts.reads import is_identifier
         from collector.detection.files.errors import CsvFormatError
         from collector.detection.files.meters import read_meters_csv
+        from server.meters.districts import dma_refusal
         from server.meters.repository import record_installations, register_meters
 
         try:
@@ -179,6 +181,10 @@ def register(app: typer.Typer) -> None:
                     "(letters, digits and . _ : -, at most 64)",
                     param_hint="METERS",
                 )
+        for row, dma in enumerate(table.dma.tolist(), start=2):  # before connecting: the file is stored whole or not
+            refused = dma_refusal(dma)
+            if refused:
+                raise typer.BadParameter(f"{meters}: row {row}: {refused}", param_hint="METERS")
         bulk = None if table.bulk is None else set(table.meter_ids[table.bulk].tolist())  # None: not in the file
         rows = [
             (m, dma or None, role) for m, dma, role in zip(ids, table.dma.tolist(), table.role.tolist(), strict=True)

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from server.care.placement import placing_enquiries_once
+from server.meters.districts import check_dmas
 
 # the meter's newest reading, looked for only where it has any (collector migration 0067): for one
 # without, the look probed every 7-day chunk of readings, newest first, to find nothing
@@ -134,7 +135,9 @@ def register_meters(
 ) -> None:
     """Record meters as installed (meter id, DMA, role): what meterization does when it fits one.
     The meters in ``bulk`` supply many premises (a block of flats); the others one. ``bulk=None``
-    says nothing about it: meters already recorded keep theirs (a file without the column)."""
+    says nothing about it: meters already recorded keep theirs (a file without the column). Raises
+    ValueError, writing nothing, for a DMA over ``DMA_MAX_LENGTH`` characters (server.meters.districts)."""
+    check_dmas((meter_id, dma) for meter_id, dma, _ in meters)
     keep = bulk is None
     with conn.cursor() as cur:
         cur.executemany(
@@ -223,7 +226,9 @@ def record_installations(
     fitted: recorded again, it takes the new service point, and the removal and registers among
     ``given`` (the others stay as recorded). A service point not yet known is added in the meter's
     DMA. Raises ValueError where a meter would be in two places at once, or two meters at one place
-    (the caller's transaction then stores nothing)."""
+    (the caller's transaction then stores nothing), and before writing for a DMA over
+    ``DMA_MAX_LENGTH`` characters."""
+    check_dmas((i.meter_id, i.dma) for i in installations)
     meters = sorted({i.meter_id for i in installations})
     # a removal recorded, then the fitting after it: the meters' enquiries are placed once both are
     # written, not told "no longer fitted anywhere" between the two

@@ -1,9 +1,10 @@
 """The list filters take every value their column can hold. ``GET /alerts?dma=`` and ``GET
-/enquiries?dma=`` take a district of any length, as register-meters writes one (its ``dma`` is free
-text, never checked for length; alerts and enquiries copy the meter's); before, they took 64
-characters at most and answered 422 for a longer district, whose alerts and enquiries no filter could
-then find. The account and category filters keep a limit, pinned here to what their writers can
-store: register-accounts takes an identifier (at most ``IDENTIFIER_MAX_LENGTH``), and categories are
+/enquiries?dma=`` take a district of any length, and so the longest register-meters writes (its
+``dma`` is free text of at most ``DMA_MAX_LENGTH`` characters; alerts and enquiries copy the
+meter's; a database from before it checked may hold longer ones); before, they took 64 characters at
+most and answered 422 for a longer district, whose alerts and enquiries no filter could then find.
+The account and category filters keep a limit, pinned here to what their writers can store:
+register-accounts takes an identifier (at most ``IDENTIFIER_MAX_LENGTH``), and categories are
 written only by the server's migrations."""
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ from collector.detection.lifecycle import AlertChanges
 from server.app import create_app
 from server.auth import create_api_key
 from server.care.schemas import CATEGORY_MAX_LENGTH
+from server.meters.districts import DMA_MAX_LENGTH
 from server.open311.schemas import SERVICE_CODE_MAX_LENGTH
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)
-#: districts of the contract's length, one over it, and far over it
-DMAS = {"D64": "D" * 64, "D65": "D" * 64 + "5", "D1000": "Hillside reservoir zone " + "x" * 976}
+#: districts of the contract's length, one over it, and the longest register-meters takes (4-byte characters)
+DMAS = {
+    "D64": "D" * 64,
+    "D65": "D" * 64 + "5",
+    "DMAX": "Hillside reservoir zone " + "\U0001f4a7" * (DMA_MAX_LENGTH - 24),
+}
 ACCOUNT = "A" * IDENTIFIER_MAX_LENGTH  # the longest register-accounts takes
 
 
