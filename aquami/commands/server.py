@@ -163,6 +163,7 @@ def register(app: typer.Typer) -> None:
         import psycopg
 
         from aquami.contracts.reads import is_identifier
+        from aquami.excerpt import quoted
         from collector.detection.files.errors import CsvFormatError
         from collector.detection.files.meters import read_meters_csv
         from server.meters.districts import dma_refusal
@@ -177,7 +178,7 @@ def register(app: typer.Typer) -> None:
         for row, meter_id in enumerate(ids, start=2):
             if not is_identifier(meter_id):
                 raise typer.BadParameter(
-                    f"{meters}: row {row}: meter_id {meter_id!r} is no name a gateway can send "
+                    f"{meters}: row {row}: meter_id {quoted(meter_id)} is no name a gateway can send "
                     "(letters, digits and . _ : -, at most 64)",
                     param_hint="METERS",
                 )
@@ -256,6 +257,7 @@ def _utc(moment: datetime) -> str:
 def _installations(table: Meters, path: Path) -> list[Installation]:
     """The rows that say where a meter was fitted, with their job cards' registers."""
     from aquami.contracts.reads import is_identifier
+    from aquami.excerpt import quoted
     from collector.detection.files.errors import CsvFormatError
     from server.meters.repository import Installation
 
@@ -270,8 +272,8 @@ def _installations(table: Meters, path: Path) -> list[Installation]:
             raise CsvFormatError(f"{where}: an installation needs its service_point_id")
         if point and not is_identifier(point):
             raise CsvFormatError(
-                f"{where}: service_point_id {point!r} is no identifier (letters, digits and . _ : -, at most 64): "
-                "NEM12 and the CSV exports could not carry it"
+                f"{where}: service_point_id {quoted(point)} is no identifier "
+                "(letters, digits and . _ : -, at most 64): NEM12 and the CSV exports could not carry it"
             )
         if point and since is None:
             raise CsvFormatError(f"{where}: service_point_id needs installed_at, when the meter was fitted")

@@ -52,3 +52,15 @@ def test_nem12_refuses_a_service_point_id_it_cannot_write(migrated_database_url)
         response = client.get("/billing/nem12?period=2026-02-01/2026-02-02", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 409, response.text
     assert "'12 High St, Flat 2' cannot be written in NEM12" in response.json()["detail"]
+
+
+def test_a_far_too_long_id_is_quoted_by_its_start_and_length(migrated_database_url, tmp_path):
+    """A meter id or service point id of 100,000 characters is refused by its row, quoted by its
+    first 32 characters and its length (aquami.excerpt), as a district is; before, the one error line
+    held the whole id."""
+    long_id = "M" * 100_000
+    for row in (f"{long_id},D1,customer,,", f"M1,D1,customer,{long_id},2025-01-01T00:00:00Z"):
+        result = _register(migrated_database_url, tmp_path / "meters.csv", HEADER + row + "\n")
+        assert result.exit_code == 2, result.output
+        assert "row 2: " in result.output and "… (100000 characters)" in result.output, result.output[:2000]
+        assert len(result.output) < 2_000, len(result.output)
