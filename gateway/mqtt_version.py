@@ -31,6 +31,13 @@ Version = Literal["5", "3.1.1"]
 
 #: an MQTT 5 CONNECT unanswered this long (protocol "auto", no MQTT 5 answer yet): try 3.1.1
 CONNACK_TIMEOUT_S = 3.0
+#: any other CONNECT unanswered this long (or a keepalive period, if shorter) is given up, and the
+#: next one goes after the reconnection wait. A CONNACK is one round trip after the TCP and TLS
+#: handshakes (done before the CONNECT goes out), plus the broker's check of the credentials: a
+#: round trip of up to 2 s on a GPRS or satellite link, TCP's resend of a lost CONNECT or CONNACK
+#: (1 s, then 2 s), and an authentication backend's few seconds fit well within 10 s; a broker
+#: slower than that to accept a connection is not serving it.
+CONNACK_WAIT_S = 10.0
 #: CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
 UNSUPPORTED_PROTOCOL = 132
 
@@ -58,11 +65,12 @@ class VersionChoice:
         return self.configured == "auto"
 
     def patience(self, keepalive_s: float) -> float:
-        """How long this CONNECT waits for its CONNACK. Only an MQTT 5 one that may fall back gives up
-        early; otherwise a broker slow to answer (busy, a slow link) gets a keepalive period, or it
-        would never be reached."""
+        """How long this CONNECT waits for its CONNACK: :data:`CONNACK_TIMEOUT_S` for an MQTT 5 one
+        that may fall back, :data:`CONNACK_WAIT_S` (or the keepalive, if shorter) for any other.
+        Before, any other waited a keepalive period (30 s by default): a CONNECT that went into a
+        silent link just before it came back held delivery up for that long."""
         may_fall_back = self.auto and self.version == "5" and not (self._slow or self._answered_mqtt5)
-        return CONNACK_TIMEOUT_S if may_fall_back else keepalive_s
+        return CONNACK_TIMEOUT_S if may_fall_back else min(keepalive_s, CONNACK_WAIT_S)
 
     def answered(self, waited_s: float) -> bool:
         """The broker accepted this CONNECT ``waited_s`` after it went out. False: hang up now, before

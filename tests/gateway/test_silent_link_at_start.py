@@ -21,6 +21,7 @@ import pytest
 from aquami.contracts.reads import events_topic
 from aquami.mqtt import MqttEndpoint
 from gateway.config import MqttOptions
+from gateway.mqtt_version import CONNACK_WAIT_S
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from tests.services import MosquittoBroker
@@ -152,3 +153,34 @@ def test_a_broker_silent_to_mqtt5_behind_a_link_silent_at_start_gets_its_reading
     assert (first, second) == ("3.1.1", "3.1.1"), said
     assert link.connections == before + 1, "asked in MQTT 5 again at the reconnection"
     assert said.count("answers in MQTT 3.1.1 but not in MQTT 5") == 1
+
+
+def test_a_connect_into_a_silent_spell_gives_up_soon_after_the_link_is_back(
+    tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default keepalive (30 s). The MQTT 5 CONNECT goes into the hole and gives up after 3 s;
+    the MQTT 3.1.1 CONNECT after it goes into the hole too, and the link comes back (that CONNECT
+    stays dead). Before, it waited a keepalive period (30 s) for its CONNACK: the readings were
+    delivered about 30 s after the link's return. Now any CONNECT gives up after
+    ``CONNACK_WAIT_S``, and the next one, in MQTT 5, is answered."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+    options = MqttOptions(protocol="auto", reconnect_min_s=0.2, reconnect_max_s=1.0)
+    assert options.keepalive_s == 30
+    with CutProxy(mosquitto.port, name="gateway-link") as link, caplog.at_level(logging.INFO, "gateway.publisher"):
+        link.black_hole()
+        endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{link.port}")
+        publisher = Publisher(spool, "gw-silent-spell", endpoint, options=options)
+        publisher.start()
+        try:
+            _wait(lambda: link.connections >= 2, 20, "MQTT 3.1.1 CONNECT after the fallback")
+            link.restore(stale=True)
+            back = time.monotonic()
+            _wait(lambda: spool.depth() == 0, 60, "delivery after the link's return")
+            back = time.monotonic() - back
+        finally:
+            publisher.stop()
+            spool.close()
+    assert publisher.protocol_in_use == "5", caplog.text
+    # the 3.1.1 CONNECT's wait, then a reconnection wait of at most 1 s and an answered CONNECT
+    assert back < CONNACK_WAIT_S + 3, f"delivered {back:.1f} s after the link's return:\n{caplog.text}"
