@@ -25,6 +25,7 @@ CONNECT in this run is not taken for one without it at all (``tests/gateway/test
 from __future__ import annotations
 
 import logging
+from enum import Enum, auto
 from typing import Literal
 
 Version = Literal["5", "3.1.1"]
@@ -42,6 +43,23 @@ CONNACK_WAIT_S = 10.0
 UNSUPPORTED_PROTOCOL = 132
 
 
+class Stage(Enum):
+    """Where the choice stands: the kind of CONNECT that goes (or went) out next, and so its version."""
+
+    FIRST = auto()  # MQTT 5, nothing heard yet in this run: silence tries 3.1.1
+    AGAIN = auto()  # MQTT 5 again, after a fallback that did not earn its place: silence tries 3.1.1
+    RECHECK = auto()  # MQTT 5 once more, after a 3.1.1 CONNECT answered at once: silence settles 3.1.1
+    MQTT5 = auto()  # a broker accepted MQTT 5 in this run (or configured): MQTT 5 whatever the silences
+    FELL_BACK = auto()  # 3.1.1 after an unanswered MQTT 5 CONNECT, not answered yet
+    HANG_UP = auto()  # that 3.1.1 CONNECT was answered at once: the session is hung up unused
+    SLOW = auto()  # that 3.1.1 CONNECT was answered slowly: a slow broker's, kept; then MQTT 5 again
+    MQTT311 = auto()  # 3.1.1 for good: the broker said 0x84, or was silent on a working link (or configured)
+
+    @property
+    def version(self) -> Version:
+        return "3.1.1" if self in (Stage.FELL_BACK, Stage.HANG_UP, Stage.SLOW, Stage.MQTT311) else "5"
+
+
 class VersionChoice:
     """The MQTT version of the next CONNECT, told how each one went (:meth:`answered`, :meth:`ended`)."""
 
@@ -49,27 +67,25 @@ class VersionChoice:
         self.configured = configured
         self.url = url
         self._log = log
-        #: the version the next CONNECT speaks
-        self.version: Version = "3.1.1" if configured == "3.1.1" else "5"
-        self._answered_mqtt5 = False  # a broker accepted an MQTT 5 CONNECT in this run
-        self._on_silence = False  # on 3.1.1 after an unanswered MQTT 5 CONNECT, no 3.1.1 CONNACK since
-        self._doubted = False  # fell back on silence, and no MQTT 5 CONNACK since
-        self._slow = False  # a 3.1.1 CONNACK after a fallback took over CONNACK_TIMEOUT_S
-        self._settled = False  # 3.1.1 for good: the broker said 0x84, or was silent on a working link
-        self._recheck = False  # the session now ending was hung up to ask in MQTT 5 again
-        self._rechecking = False  # this MQTT 5 CONNECT follows a 3.1.1 one answered at once
+        self.stage = {"auto": Stage.FIRST, "5": Stage.MQTT5, "3.1.1": Stage.MQTT311}[configured]
+        self._slow = False  # a 3.1.1 CONNACK after a fallback took over CONNACK_TIMEOUT_S: MQTT 5 waits longer
         self._quiet = False  # the silent spell's fallback and retry were said: the next at DEBUG
 
     @property
     def auto(self) -> bool:
         return self.configured == "auto"
 
+    @property
+    def version(self) -> Version:
+        """The version the next CONNECT speaks (the current one's, until :meth:`ended`)."""
+        return self.stage.version
+
     def patience(self, keepalive_s: float) -> float:
         """How long this CONNECT waits for its CONNACK: :data:`CONNACK_TIMEOUT_S` for an MQTT 5 one
         that may fall back, :data:`CONNACK_WAIT_S` (or the keepalive, if shorter) for any other.
         Before, any other waited a keepalive period (30 s by default): a CONNECT that went into a
         silent link just before it came back held delivery up for that long."""
-        may_fall_back = self.auto and self.version == "5" and not (self._slow or self._answered_mqtt5)
+        may_fall_back = self.stage in (Stage.FIRST, Stage.AGAIN, Stage.RECHECK) and not self._slow
         return CONNACK_TIMEOUT_S if may_fall_back else min(keepalive_s, CONNACK_WAIT_S)
 
     def answered(self, waited_s: float) -> bool:
@@ -77,21 +93,16 @@ class VersionChoice:
         sending anything, and ask in MQTT 5 again (:meth:`ended` says so)."""
         self._quiet = False
         if self.version == "5":
-            self._answered_mqtt5 = True
-            self._rechecking = False
-            if self._doubted:
-                self._doubted = False
+            if self.stage in (Stage.AGAIN, Stage.RECHECK):
                 self._log.info("%s answered in MQTT 5: speaking MQTT 5 from now on", self.url)
+            self.stage = Stage.MQTT5
             return True
-        if not self._on_silence:
+        if self.stage is not Stage.FELL_BACK:
             return True
-        self._on_silence = False
         if waited_s > CONNACK_TIMEOUT_S:
-            self._slow = True
+            self._slow, self.stage = True, Stage.SLOW
             return True
-        if self._settled or not self.auto:
-            return True
-        self._recheck = True
+        self.stage = Stage.HANG_UP
         self._log.info(
             "%s answered in MQTT 3.1.1 at once: asking in MQTT 5 once more, now that the link carries an "
             "answer (the MQTT 5 CONNECT's silence may have been the link's)",
@@ -105,45 +116,43 @@ class VersionChoice:
         the reconnection wait."""
         if not self.auto:
             return False
-        if self._recheck:
-            self._recheck = False
-            self._rechecking = True
-            self.version = "5"
+        stage = self.stage
+        if stage is Stage.HANG_UP:
+            self.stage = Stage.RECHECK
             return True
-        if self.version == "5":
+        if stage.version == "5":
             return self._after_mqtt5(connack, timed_out)
-        if connack is None and self._on_silence and not self._settled:
-            self.version = "5"
-            self._on_silence = False
+        if stage is Stage.FELL_BACK and connack is None:
+            self.stage = Stage.AGAIN
             self._say(
                 "%s did not answer in MQTT 3.1.1 either: the link or the broker is silent, which says nothing of "
                 "MQTT 5; asking in MQTT 5 again",
                 logging.INFO,
             )
             self._quiet = True
-            return False
-        if self._slow:
+        elif stage is Stage.SLOW or (self._slow and stage is Stage.FELL_BACK):
             self._log.info("%s was slow, not without MQTT 5: asking in MQTT 5 again", self.url)
-            self.version = "5"
+            self.stage = Stage.AGAIN
         return False
 
     def _after_mqtt5(self, connack: int | None, timed_out: bool) -> bool:
-        rechecking, self._rechecking = self._rechecking, False
+        rechecking = self.stage is Stage.RECHECK
         if connack == UNSUPPORTED_PROTOCOL:
             self._log.warning("%s does not speak MQTT 5 (it said so); falling back to MQTT 3.1.1", self.url)
-            self.version, self._settled, self._doubted = "3.1.1", True, False
+            self.stage = Stage.MQTT311
             return True
-        if connack is not None or not timed_out or self._answered_mqtt5:
+        if connack is not None or not timed_out or self.stage is Stage.MQTT5:
+            if rechecking:  # a hang-up or a refusal: no more a recheck than a first try
+                self.stage = Stage.AGAIN
             return False  # a hang-up, a refusal, or a dead link under a broker known to speak MQTT 5
-        self.version, self._on_silence = "3.1.1", True
         if rechecking:
-            self._settled, self._doubted = True, False
+            self.stage = Stage.MQTT311
             self._log.warning(
                 "%s answers in MQTT 3.1.1 but not in MQTT 5: speaking MQTT 3.1.1 until the gateway restarts",
                 self.url,
             )
         else:
-            self._doubted = True
+            self.stage = Stage.FELL_BACK
             self._say(
                 "%s does not speak MQTT 5, or the link to it is silent (no CONNACK in %g s): trying MQTT 3.1.1",
                 logging.WARNING,
