@@ -9,12 +9,17 @@ as silent to MQTT 5 as such a broker, so after a fallback on silence MQTT 3.1.1 
 
 * a 3.1.1 CONNECT that goes unanswered too (or cannot connect) says the silence was the link's or
   the broker's, not MQTT 5's: the next CONNECT asks in MQTT 5 again, and so on in turn;
-* a 3.1.1 CONNECT answered at once shows a working link: the gateway hangs up at once, before
-  sending anything, and asks in MQTT 5 once more (the link may have come back just after the
-  MQTT 5 CONNECT went into it). Silent again, the broker is one without MQTT 5: MQTT 3.1.1 until
-  the gateway restarts, with no more 3 s spent at later reconnections;
+* a 3.1.1 CONNECT answered at once shows a working link: the gateway holds that session, sending
+  nothing on it, and asks in MQTT 5 once more beside it (the link may have come back just after the
+  MQTT 5 CONNECT went into it; :mod:`gateway.mqtt_recheck`). Silent again while the held session
+  answers after that wait, the broker is one without MQTT 5: MQTT 3.1.1 on the held session and
+  until the gateway restarts, with no more 3 s spent at later reconnections. The held session
+  silent too, the link is: both end, and the next CONNECT asks in MQTT 5 (before, the 3.1.1
+  session was hung up first, and a link silent again within those 3 s settled 3.1.1);
 * a 3.1.1 CONNECT answered as slowly as the MQTT 5 one was not was a slow broker's: the next
-  connection asks in MQTT 5 again, waiting as long as for any CONNACK.
+  connection asks in MQTT 5 again, waiting as long as for any CONNACK (:data:`CONNACK_WAIT_S`).
+
+The stages are :class:`Stage`'s members, and :class:`VersionChoice` moves between them.
 
 Before, the first fallback on silence was for good: a gateway started behind a silent link spoke
 3.1.1 until restarted, and in 3.1.1 a publish the broker's ACL refuses is acknowledged (PUBACK),
@@ -48,20 +53,20 @@ class Stage(Enum):
 
     FIRST = auto()  # MQTT 5, nothing heard yet in this run: silence tries 3.1.1
     AGAIN = auto()  # MQTT 5 again, after a fallback that did not earn its place: silence tries 3.1.1
-    RECHECK = auto()  # MQTT 5 once more, after a 3.1.1 CONNECT answered at once: silence settles 3.1.1
     MQTT5 = auto()  # a broker accepted MQTT 5 in this run (or configured): MQTT 5 whatever the silences
     FELL_BACK = auto()  # 3.1.1 after an unanswered MQTT 5 CONNECT, not answered yet
-    HANG_UP = auto()  # that 3.1.1 CONNECT was answered at once: the session is hung up unused
+    HOLD = auto()  # that 3.1.1 CONNECT was answered at once: held unused, MQTT 5 asked beside it (:meth:`rechecked`)
     SLOW = auto()  # that 3.1.1 CONNECT was answered slowly: a slow broker's, kept; then MQTT 5 again
     MQTT311 = auto()  # 3.1.1 for good: the broker said 0x84, or was silent on a working link (or configured)
 
     @property
     def version(self) -> Version:
-        return "3.1.1" if self in (Stage.FELL_BACK, Stage.HANG_UP, Stage.SLOW, Stage.MQTT311) else "5"
+        return "3.1.1" if self in (Stage.FELL_BACK, Stage.HOLD, Stage.SLOW, Stage.MQTT311) else "5"
 
 
 class VersionChoice:
-    """The MQTT version of the next CONNECT, told how each one went (:meth:`answered`, :meth:`ended`)."""
+    """The MQTT version of the next CONNECT, told how each one went (:meth:`answered`,
+    :meth:`rechecked`, :meth:`ended`)."""
 
     def __init__(self, configured: Literal["auto", "5", "3.1.1"], url: str, log: logging.Logger) -> None:
         self.configured = configured
@@ -77,23 +82,25 @@ class VersionChoice:
 
     @property
     def version(self) -> Version:
-        """The version the next CONNECT speaks (the current one's, until :meth:`ended`)."""
+        """The version of the session under way, then (after :meth:`ended`) of the next CONNECT."""
         return self.stage.version
 
     def patience(self, keepalive_s: float) -> float:
         """How long this CONNECT waits for its CONNACK: :data:`CONNACK_TIMEOUT_S` for an MQTT 5 one
-        that may fall back, :data:`CONNACK_WAIT_S` (or the keepalive, if shorter) for any other.
-        Before, any other waited a keepalive period (30 s by default): a CONNECT that went into a
-        silent link just before it came back held delivery up for that long."""
-        may_fall_back = self.stage in (Stage.FIRST, Stage.AGAIN, Stage.RECHECK) and not self._slow
+        that may fall back (in :attr:`Stage.HOLD`, the one asked beside the held session), and
+        :data:`CONNACK_WAIT_S` (or the keepalive, if shorter) for any other. Before, any other waited
+        a keepalive period (30 s by default): a CONNECT that went into a silent link just before it
+        came back held delivery up for that long."""
+        may_fall_back = self.stage in (Stage.FIRST, Stage.AGAIN, Stage.HOLD) and not self._slow
         return CONNACK_TIMEOUT_S if may_fall_back else min(keepalive_s, CONNACK_WAIT_S)
 
     def answered(self, waited_s: float) -> bool:
-        """The broker accepted this CONNECT ``waited_s`` after it went out. False: hang up now, before
-        sending anything, and ask in MQTT 5 again (:meth:`ended` says so)."""
+        """The broker accepted this CONNECT ``waited_s`` after it went out. False: send nothing on this
+        session but hold it open, ask in MQTT 5 on a second connection beside it, and say how that
+        went (:meth:`rechecked`)."""
         self._quiet = False
         if self.version == "5":
-            if self.stage in (Stage.AGAIN, Stage.RECHECK):
+            if self.stage is Stage.AGAIN:
                 self._log.info("%s answered in MQTT 5: speaking MQTT 5 from now on", self.url)
             self.stage = Stage.MQTT5
             return True
@@ -102,13 +109,51 @@ class VersionChoice:
         if waited_s > CONNACK_TIMEOUT_S:
             self._slow, self.stage = True, Stage.SLOW
             return True
-        self.stage = Stage.HANG_UP
+        self.stage = Stage.HOLD
         self._log.info(
-            "%s answered in MQTT 3.1.1 at once: asking in MQTT 5 once more, now that the link carries an "
-            "answer (the MQTT 5 CONNECT's silence may have been the link's)",
+            "%s answered in MQTT 3.1.1 at once: asking in MQTT 5 once more, beside that session (held unused), "
+            "now that the link carries an answer (the MQTT 5 CONNECT's silence may have been the link's)",
             self.url,
         )
         return False
+
+    def rechecked(self, connack: int | None, timed_out: bool, held_answered: bool) -> Version | None:
+        """How the MQTT 5 CONNECT asked beside the held 3.1.1 session went: its CONNACK's reason code
+        (None: none came), whether that was for want of one within :meth:`patience`, and whether the
+        held session answered a request sent once that wait was over. The session to go on with:
+        "5" the new one, "3.1.1" the held one, None neither (both end; the next CONNECT, in MQTT 5,
+        after the reconnection wait).
+
+        MQTT 5 unanswered is the broker's doing only if the held session answered after it: the link
+        carried answers on both sides of the MQTT 5 CONNECT's wait, on a connection opened before it.
+        Before, the MQTT 5 CONNECT was asked after the 3.1.1 session was hung up, and its silence
+        alone settled 3.1.1 until the gateway restarted: a link that went silent again within those
+        3 s (flapping) left a broker with MQTT 5 spoken to in 3.1.1, its ACL's refusals acknowledged
+        and the refused readings deleted from the spool."""
+        if connack is not None and connack < 0x80:
+            self._log.info("%s answered in MQTT 5: speaking MQTT 5 from now on", self.url)
+            self.stage = Stage.MQTT5
+            return "5"
+        if connack == UNSUPPORTED_PROTOCOL:
+            self._log.warning("%s does not speak MQTT 5 (it said so); falling back to MQTT 3.1.1", self.url)
+            self.stage = Stage.MQTT311
+            return "3.1.1"
+        self.stage = Stage.AGAIN
+        if connack is not None or not timed_out:
+            return None  # refused in MQTT 5, or hung up on: an answer of sorts, not silence
+        if not held_answered:
+            self._say(
+                "%s went silent while asked in MQTT 5 once more (its MQTT 3.1.1 session too): the link is "
+                "silent, which says nothing of MQTT 5; asking in MQTT 5 again",
+                logging.INFO,
+            )
+            self._quiet = True
+            return None
+        self.stage = Stage.MQTT311
+        self._log.warning(
+            "%s answers in MQTT 3.1.1 but not in MQTT 5: speaking MQTT 3.1.1 until the gateway restarts", self.url
+        )
+        return "3.1.1"
 
     def ended(self, connack: int | None, timed_out: bool) -> bool:
         """A session ended: its CONNACK's reason code (None: none came), and whether that was for want
@@ -117,9 +162,9 @@ class VersionChoice:
         if not self.auto:
             return False
         stage = self.stage
-        if stage is Stage.HANG_UP:
-            self.stage = Stage.RECHECK
-            return True
+        if stage is Stage.HOLD:  # ended before MQTT 5 could be asked beside it (stopped, or failed)
+            self.stage = Stage.AGAIN
+            return False
         if stage.version == "5":
             return self._after_mqtt5(connack, timed_out)
         if stage is Stage.FELL_BACK and connack is None:
@@ -136,28 +181,18 @@ class VersionChoice:
         return False
 
     def _after_mqtt5(self, connack: int | None, timed_out: bool) -> bool:
-        rechecking = self.stage is Stage.RECHECK
         if connack == UNSUPPORTED_PROTOCOL:
             self._log.warning("%s does not speak MQTT 5 (it said so); falling back to MQTT 3.1.1", self.url)
             self.stage = Stage.MQTT311
             return True
         if connack is not None or not timed_out or self.stage is Stage.MQTT5:
-            if rechecking:  # a hang-up or a refusal: no more a recheck than a first try
-                self.stage = Stage.AGAIN
             return False  # a hang-up, a refusal, or a dead link under a broker known to speak MQTT 5
-        if rechecking:
-            self.stage = Stage.MQTT311
-            self._log.warning(
-                "%s answers in MQTT 3.1.1 but not in MQTT 5: speaking MQTT 3.1.1 until the gateway restarts",
-                self.url,
-            )
-        else:
-            self.stage = Stage.FELL_BACK
-            self._say(
-                "%s does not speak MQTT 5, or the link to it is silent (no CONNACK in %g s): trying MQTT 3.1.1",
-                logging.WARNING,
-                CONNACK_TIMEOUT_S,
-            )
+        self.stage = Stage.FELL_BACK
+        self._say(
+            "%s does not speak MQTT 5, or the link to it is silent (no CONNACK in %g s): trying MQTT 3.1.1",
+            logging.WARNING,
+            CONNACK_TIMEOUT_S,
+        )
         return True
 
     def _say(self, message: str, level: int, *args: object) -> None:

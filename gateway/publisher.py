@@ -48,7 +48,8 @@ from aquami.outage import Outage
 from gateway.backoff import Backoff
 from gateway.config import MqttOptions
 from gateway.health import SavedMeter
-from gateway.mqtt_version import VersionChoice
+from gateway.mqtt_recheck import ask_beside
+from gateway.mqtt_version import Version, VersionChoice
 from gateway.spool import SealedBatch, Spool
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,8 @@ class Publisher:
         self._connack: Any = None  # this session's CONNACK reason, None until it arrives
         self._connack_timed_out = False  # this session's CONNECT got no answer in time
         self._connect_started = 0.0  # when this session's CONNECT went out (time.monotonic)
-        self._hang_up = False  # this session's CONNACK was taken, to ask in MQTT 5 again: end it unused
+        self._hold = False  # this session's CONNACK was taken, to ask in MQTT 5 beside it: send nothing yet
+        self._client: mqtt.Client | None = None  # the session's client (after a recheck, the one kept)
         self._said_mqtt311_loses_refusals = False  # the warning, once: see _on_connect
         #: the MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it
         self.client_id = client_id(gateway_id)
@@ -242,8 +244,8 @@ class Publisher:
         return bool(self._messages_in_flight) or self.spool.messages_waiting() > 0
 
     # the connection thread ------------------------------------------------------------------------
-    def _new_client(self) -> mqtt.Client:
-        version = self._version.version
+    def _new_client(self, version: Version | None = None) -> mqtt.Client:
+        version = version or self._version.version
         protocol = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
         kwargs: dict[str, Any] = {"clean_session": True} if protocol == mqtt.MQTTv311 else {}
         client = mqtt.Client(
@@ -295,11 +297,13 @@ class Publisher:
                 log.exception("cannot set up an MQTT client for %s", self.endpoint.url)
                 self._stop.wait(self._backoff.next())
                 continue
+            self._client = client
             try:
                 self._session(client)
             except Exception:  # the thread must outlive any one bad moment; the spool keeps the data
                 log.exception("MQTT session failed")
             finally:
+                client = self._client or client
                 try:
                     self._settle_acks()
                 except Exception:  # a failing disk: what was acknowledged stays in the spool and goes again
@@ -309,13 +313,7 @@ class Publisher:
                 self._highest_sent = 0
                 self._messages_in_flight.clear()
                 self._highest_message_sent = 0
-                client.on_disconnect = None
-                if client.is_connected():
-                    client.disconnect()
-                else:
-                    sock = client.socket()  # a connection that never got its CONNACK: just close it
-                    if sock is not None:
-                        sock.close()
+                _close(client)
             if self._stop.is_set():
                 break
             self._note_how_long_it_lasted()
@@ -403,7 +401,7 @@ class Publisher:
         self._connack = None
         self._session_taken_over = False
         self._connack_timed_out = False
-        self._hang_up = False
+        self._hold = False
         self._connect_started = time.monotonic()
         try:
             client.connect(self.endpoint.host, self.endpoint.port, keepalive=self.options.keepalive_s)
@@ -426,9 +424,13 @@ class Publisher:
                 continue
             if self._connack.is_failure:
                 return
-            if self._hang_up:  # nothing sent: paho writes the DISCONNECT at once (no loop thread)
-                client.disconnect()
-                return
+            if self._hold:
+                self._hold = False
+                kept = self._ask_in_mqtt5_beside(client)
+                if kept is None:
+                    return
+                client = kept
+                continue
             if self._stop.is_set():
                 self._say_goodbye(client)
                 return
@@ -459,8 +461,40 @@ class Publisher:
             self.broker.failed(f"refused the connection: {reason}", _SPOOLING)
             return
         if not self._version.answered(time.monotonic() - self._connect_started):
-            self._hang_up = True
+            self._hold = True
             return
+        self._start_using(client, properties)
+
+    def _ask_in_mqtt5_beside(self, held: mqtt.Client) -> mqtt.Client | None:
+        """The 3.1.1 session was answered at once after an unanswered MQTT 5 CONNECT: hold it and ask in
+        MQTT 5 beside it (:mod:`gateway.mqtt_recheck`). The client to go on with, its session started;
+        None: neither (the other is closed here, the held one by :meth:`_run`)."""
+        asking = self._new_client("5")
+        keepalive = self.options.keepalive_s
+        patience = self._version.patience(float(keepalive))
+        try:
+            address = (self.endpoint.host, self.endpoint.port, keepalive)
+            recheck = ask_beside(held, asking, address, patience, self.command_topic, self._stop)
+            told = (recheck.connack, recheck.timed_out, recheck.held_answered)
+            kept = None if self._stop.is_set() else self._version.rechecked(*told)
+        except BaseException:
+            _close(asking)
+            raise
+        if kept == "5":
+            _close(held)
+            self._client, self._connack = asking, recheck.reason
+            client, properties = asking, recheck.properties
+        else:
+            _close(asking)
+            if kept is None:
+                return None
+            client, properties = held, None
+        client.on_disconnect = self._guard(self._on_disconnect)
+        self._start_using(client, properties)
+        return client
+
+    def _start_using(self, client: mqtt.Client, properties: Any) -> None:
+        """The broker accepted this session (``properties``: its CONNACK's), and it is the one to use."""
         self.connections += 1
         self.broker.recovered()
         self.protocol_in_use = self._version.version
@@ -628,3 +662,15 @@ class Publisher:
             self._in_flight[info.mid] = batch.batch_seq
             self._highest_sent = max(self._highest_sent, batch.batch_seq)
             self.published_batches += 1
+
+
+def _close(client: mqtt.Client) -> None:
+    """End a session's connection without a word to the publisher (its disconnect callback unset):
+    a DISCONNECT if the broker accepted it, else just the socket closed."""
+    client.on_disconnect = None
+    if client.is_connected():
+        client.disconnect()  # written at once: paho sends from this thread when there is no loop thread
+    else:
+        sock = client.socket()  # a connection that never got its CONNACK: just close it
+        if sock is not None:
+            sock.close()

@@ -17,6 +17,9 @@ it forwards bytes both ways until told otherwise:
   chunk its client sends that holds a marker, which is not forwarded: a peer gone silent at an
   exact point of a protocol (a database connection dead before its first statement's answer, or
   before its transaction's COMMIT).
+* :meth:`CutProxy.black_hole_at` makes the whole link a black hole (:meth:`black_hole`) as a client
+  sends a marker, which is not forwarded: a link that goes silent at an exact point of a protocol,
+  for every connection at once (the gateway's MQTT 5 CONNECT asked beside a held 3.1.1 session).
 
 The proxy runs its own event loop on a thread, so a test calls it from plain synchronous code.
 """
@@ -64,6 +67,7 @@ class CutProxy:
         self._links: set[_Link] = set()
         self._holding = False  # a black hole: new connections are held too
         self._dead_at: bytes | None = None  # go_dead_at's marker
+        self._hole_at: bytes | None = None  # black_hole_at's marker
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"cut-proxy-{name}", daemon=True)
         self._server: asyncio.Server | None = None
@@ -91,6 +95,10 @@ class CutProxy:
         """From now, a connection (open or new) goes half-open (:meth:`restore` with ``stale``) as
         its client sends ``marker``, which is not forwarded; ``None``: no more."""
         self._dead_at = marker
+
+    def black_hole_at(self, marker: bytes) -> None:
+        """Once: as a client sends ``marker`` (not forwarded), :meth:`black_hole`, all connections at once."""
+        self._hole_at = marker
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -195,6 +203,9 @@ class CutProxy:
                 data = await source.read(_CHUNK)
             except OSError:
                 data = b""
+            if from_client and self._hole_at is not None and self._hole_at in data:
+                self._hole_at = None
+                await self._black_hole()
             if from_client and self._dead_at is not None and self._dead_at in data:
                 link.stale = True
                 link.flowing.clear()

@@ -122,6 +122,37 @@ def test_a_link_back_just_after_the_first_connect_went_into_it_gets_mqtt5(
     assert (link.connections, publisher.connections) == (3, 1)
 
 
+def test_a_link_silent_again_while_mqtt5_is_asked_once_more_is_not_a_broker_without_it(
+    tmp_path: Path, acl_broker: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The race: the link comes back for the 3.1.1 CONNECT after the fallback, and goes silent again
+    (for every connection) as MQTT 5 is asked once more. Before, the 3.1.1 session was hung up first
+    and that MQTT 5 CONNECT's silence settled MQTT 3.1.1 until restarted: once the link was back, the
+    reading the broker's ACL refused was acknowledged and deleted. Now the held 3.1.1 session goes
+    silent too, which says the link's silence, and the gateway asks in MQTT 5 again."""
+    spool = Spool(tmp_path / "s.sqlite")
+    with CutProxy(acl_broker.port, name="gateway-link") as link, caplog.at_level(logging.INFO, "gateway.publisher"):
+        link.black_hole()
+        publisher = _publisher(spool, link.port)
+        publisher.start()
+        try:
+            _wait(lambda: link.connections >= 1, 10, "first CONNECT")
+            link.black_hole_at(MQTT5_CONNECT)  # the next MQTT 5 CONNECT: MQTT 5 asked once more
+            link.restore(stale=True)  # well within the first MQTT 5 CONNECT's 3 s
+            _wait(lambda: link.connections >= 3, 10, "MQTT 5 CONNECT beside the held 3.1.1 session")
+            _wait(lambda: link.connections >= 4, 15, "the CONNECT after the recheck")  # into the hole
+            link.restore(stale=True)
+            left, refused = _delivered_and_refused(publisher, spool, 30)
+        finally:
+            publisher.stop()
+            spool.close()
+    said = caplog.text
+    assert publisher.protocol_in_use == "5", f"spoke MQTT {publisher.protocol_in_use}:\n{said}"
+    assert (left, refused > 0) == (1, True), "the reading the broker refused left the spool"
+    assert "answers in MQTT 3.1.1 but not in MQTT 5" not in said
+    assert "went silent while asked in MQTT 5 once more" in said
+
+
 def test_a_broker_silent_to_mqtt5_behind_a_link_silent_at_start_gets_its_readings_in_mqtt311(
     tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
