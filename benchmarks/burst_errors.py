@@ -15,7 +15,8 @@ highest flow over those days and what the rules needed; and the false bursts. Wi
 ``--look-alikes`` it counts, for each burst raised late, the ordinary meter-days of the fleet (meters
 without any fault) with an hour as far above the meter's use as the burst's first whole interval and
 the hour before as far above its own: what a rule loose enough to raise that burst in time would
-raise besides (:func:`look_alike_lines`).
+raise besides (:func:`look_alike_lines`), by the ratios to the busiest flows and by the deviations
+above the time of day that the ``burst_z`` rules measure.
 
     python -m benchmarks.burst_errors --seeds 11-16              # the tuning seeds, pooled
     python -m benchmarks.burst_errors --seeds 12 --events        # what seed 12 raises late
@@ -240,6 +241,7 @@ def look_alike_lines(run: BurstRun, config: DetectionConfig) -> list[str]:
     ordinary_days = ordinary[:, None] & (np.arange(current.shape[1]) >= warm)[None, :]
     row_of = {m: i for i, m in enumerate(block.meter_ids.tolist())}
     clock = Clock.of(block)
+    deviations = _Deviations(block, flows.flow_l_h, f, ordinary_days, config, reach)
     lines = []
     for i in late(run):
         e = run.matches[i].event
@@ -255,13 +257,66 @@ def look_alike_lines(run: BurstRun, config: DetectionConfig) -> list[str]:
                 & (before >= p_slot * around_before)
             )
         days = int((alike.any(axis=2) & ordinary_days).sum())
+        z_whole, z_partial, by_z = deviations.alike(r, day, slot)
         lines.append(
             f"  {e.meter_id} {run.customer_class.get(str(e.meter_id), '?'):<16} {e.size:6.0f} L/h: first whole "
             f"interval {w:.0f} = {by_slot:.2f}× its time of day's busiest, {by_high:.2f}× the highest; the partial "
             f"one {p:.0f} = {p_slot:.2f}× its busiest | ordinary meter-days alike: {days} "
-            f"({days / run.meter_days * 10_000:.2f} per 10,000 meter-days)"
+            f"({days / run.meter_days * 10_000:.2f} per 10,000 meter-days); by deviations ({z_whole:.1f} sd above "
+            f"its time of day, the partial one {z_partial:.1f}): "
+            + (f"{by_z} ({by_z / run.meter_days * 10_000:.2f})" if by_z is not None else "n/a")
         )
     return lines
+
+
+class _Deviations:
+    """The deviations measure of the burst rules (``burst_z``, ``burst_pair_z``: :class:`_RareRules`)
+    on the fleet's ordinary meter-days: each interval above ``burst_min_l_h`` (no rule fires below
+    it), its deviations above its time of day and those of the burst window before it. A rule on
+    deviations loose enough to raise a burst in time raises every interval at least as far above its
+    time of day, its window before at least as far above its own, whatever it is to the meter's
+    highest flow: other meter-days than the ratios to the busiest flows count (seeds 21–26: a
+    household's burst 8.6 deviations up, none alike by ratios, 5 by deviations; a shop's 3.7 up, 1
+    and 45)."""
+
+    def __init__(
+        self,
+        block: SeriesBlock,
+        raw: np.ndarray,
+        f: np.ndarray,
+        ordinary_days: np.ndarray,
+        config: DetectionConfig,
+        reach: int,
+    ) -> None:
+        w = window_intervals(block.interval_s, config)
+        layout = DayLayout.of(block)
+        single_days = layout.to_days(held_flow(f, w), fill=np.nan)
+        current = layout.to_days(held_flow(raw, w), fill=np.nan)
+        no_history = np.zeros(current.shape[:2], dtype=bool)
+        self.rules = _RareRules(single_days, current, no_history, config, reach, w)
+        with np.errstate(invalid="ignore"):
+            rows, days, slots = np.nonzero(ordinary_days[:, :, None] & (current > config.burst_min_l_h))
+        self.rows, self.days, self.slots = rows, days, slots
+        self.z = self.rules._z(rows, days, slots)
+        self.z_before = self._before(rows, days, slots)
+
+    def _before(self, rows: np.ndarray, days: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """The deviations of the burst window before each interval (-inf before the block's first)."""
+        per_day = self.rules.shape[2]
+        flat = days * per_day + slots - self.rules.window
+        before_days, before_slots = np.divmod(np.maximum(flat, 0), per_day)
+        return np.where(flat >= 0, self.rules._z(rows, before_days, before_slots), -np.inf)
+
+    def alike(self, row: int, day: int, slot: int) -> tuple[float, float, int | None]:
+        """A burst's first whole interval (``row``, ``day``, ``slot``): its deviations, its partial
+        one's, and the ordinary meter-days with an interval as far up and the one before as far up
+        as the partial one (None where the burst's interval is unknown)."""
+        at = (np.array([row]), np.array([day]), np.array([slot]))
+        z_whole, z_partial = float(self.rules._z(*at)[0]), float(self._before(*at)[0])
+        if not np.isfinite(z_whole):  # a lost read: no measure of the burst to compare with
+            return z_whole, z_partial, None
+        hit = (self.z >= z_whole) & (self.z_before >= z_partial)
+        return z_whole, z_partial, int(np.unique(self.rows[hit] * self.rules.shape[1] + self.days[hit]).size)
 
 
 def false_lines(run: BurstRun) -> list[str]:

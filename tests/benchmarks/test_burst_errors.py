@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from benchmarks.bench_detection import block_of, labelled_fleet_spec, score_fleet
-from benchmarks.burst_errors import config_with, event_lines, late, look_alike_lines, run_seed
+from benchmarks.burst_errors import _Deviations, config_with, event_lines, late, look_alike_lines, run_seed
 from collector.detection.alerts import Alert
 from collector.detection.config import DetectionConfig
 from collector.detection.engine import run_detection
+from collector.detection.flows import DayLayout, interval_flows
 from simulators.fleet import generate_fleet
 
 SEED, METERS, DAYS = 12, 2_000, 16
@@ -45,4 +48,33 @@ def test_the_bursts_listed_are_those_raised_late_or_not_at_all() -> None:
     assert len(lines) == 4 * len(missed)
     alike = look_alike_lines(run, off)
     assert [line.split()[0] for line in alike] == [str(m.event.meter_id) for m in missed]
-    assert all("ordinary meter-days alike: " in line for line in alike)
+    assert all("ordinary meter-days alike: " in line and "; by deviations (" in line for line in alike)
+
+
+def test_an_ordinary_interval_is_alike_by_deviations_to_itself_and_to_no_fewer_than_one_further_up() -> None:
+    """The deviations look-alikes of an ordinary meter's interval above ``burst_min_l_h``, taken as a
+    burst's first whole interval: it counts itself, and one at least as far above its time of day,
+    its window before at least as far above its own, has no more of them."""
+    config = DetectionConfig()
+    run = run_seed(SEED, meters=METERS, days=DAYS, config=config)
+    block = run.customers
+    flows = interval_flows(block, config)
+    f = flows.flow_l_h.copy()
+    f[flows.spread] = np.nan
+    ordinary = np.array([m not in run.faulty for m in block.meter_ids.tolist()])
+    days = DayLayout.of(block).to_days(f, fill=np.nan).shape[1]
+    deviations = _Deviations(block, flows.flow_l_h, f, np.repeat(ordinary[:, None], days, axis=1), config, 1)
+    picked = [int(i) for i in np.argsort(deviations.z)[-20:] if np.isfinite(deviations.z_before[i])]
+    assert len(picked) >= 10, "too few ordinary intervals above the burst floor to compare"
+    measured = []
+    for i in picked:
+        z, z_before, alike = deviations.alike(
+            int(deviations.rows[i]), int(deviations.days[i]), int(deviations.slots[i])
+        )
+        assert (z, z_before) == (deviations.z[i], deviations.z_before[i])
+        assert alike is not None and alike >= 1  # itself
+        measured.append((z, z_before, alike))
+    for z, z_before, alike in measured:
+        for z2, z2_before, alike2 in measured:
+            if z2 >= z and z2_before >= z_before:
+                assert alike2 <= alike
