@@ -97,6 +97,36 @@ def save_changes(conn: psycopg.Connection[Any], changes: AlertChanges) -> None:
             )
 
 
+def save_what_fits(conn: psycopg.Connection[Any], changes: AlertChanges) -> tuple[AlertChanges, list[Alert]]:
+    """:func:`save_changes`, in a savepoint of the caller's transaction; should PostgreSQL refuse an
+    index row (``ProgramLimitExceeded``), each alert again in a savepoint of its own. Returns the
+    changes saved and the alerts refused.
+
+    A district's name is a key of the alerts' and enquiries' btree indexes, and inside a district
+    alert's id; PostgreSQL refuses an index row over 2,704 bytes. register-meters refuses a name
+    over 500 characters now, but a database from before it may hold one of about 2,650 bytes or
+    more: one such alert made the whole save fail, so no alert of the run was stored, in any
+    district, at every run. Only that index error is handled so; any other fault still fails the run."""
+    try:
+        with conn.transaction():
+            save_changes(conn, changes)
+        return changes, []
+    except psycopg.errors.ProgramLimitExceeded:
+        pass
+    saved = AlertChanges()
+    refused: list[Alert] = []
+    for part in ("opened", "updated", "resolved"):
+        for alert in getattr(changes, part):
+            try:
+                with conn.transaction():
+                    save_changes(conn, AlertChanges(**{part: [alert]}))
+            except psycopg.errors.ProgramLimitExceeded:
+                refused.append(alert)
+            else:
+                getattr(saved, part).append(alert)
+    return saved, refused
+
+
 def dismiss_alert(
     conn: psycopg.Connection[Any],
     alert_id: str,
