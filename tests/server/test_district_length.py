@@ -8,6 +8,7 @@ naming the row, the field and the limit (exit 2), storing none of it; the longes
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from collector.alert_store import save_changes
 from collector.detection.alerts import AlertKind
 from collector.detection.common import new_alert
 from collector.detection.lifecycle import AlertChanges
+from collector.migrate import migrate
 from server.app import create_app
 from server.auth import create_api_key
 from server.meters.districts import DMA_MAX_LENGTH, check_dmas
@@ -129,3 +131,37 @@ def test_the_longest_district_register_meters_takes_goes_through_every_index_it_
 def test_register_meters_help_states_the_limit() -> None:
     result = CliRunner().invoke(app, ["server", "register-meters", "--help"], env={"COLUMNS": "400"})
     assert f"a name of at most {DMA_MAX_LENGTH} characters" in " ".join(result.output.replace("│", " ").split())
+
+
+LONG_DISTRICTS_MIGRATION = "server/0060_districts_over_register_meters_limit.sql"
+
+
+def test_migrate_warns_once_in_one_line_about_meters_in_districts_over_the_limit(
+    migrated_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database from before register-meters bounded a district may hold longer ones (a name of
+    2,650 bytes or more stops detection storing its alerts): migrating it says how many meters and
+    districts, and what to do, once; a database without one migrates silently. Nothing is changed."""
+    url = migrated_database_url
+    names = [_district(DMA_MAX_LENGTH + 1), "x" * 2000, "Hillside"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE name = %s", (LONG_DISTRICTS_MIGRATION,))
+        with caplog.at_level(logging.WARNING, logger="collector.migrate"):
+            assert migrate(url) == [LONG_DISTRICTS_MIGRATION]
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []  # none over the limit
+        conn.execute("DELETE FROM schema_migrations WHERE name = %s", (LONG_DISTRICTS_MIGRATION,))
+        at_the_limit = _district(DMA_MAX_LENGTH)
+        rows = [("M1", names[0]), ("M2", names[0]), ("M3", names[1]), ("M4", names[2]), ("M5", at_the_limit)]
+        conn.cursor().executemany("INSERT INTO meters (meter_id, registered, dma) VALUES (%s, true, %s)", rows)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="collector.migrate"):
+        assert migrate(url) == [LONG_DISTRICTS_MIGRATION]
+        assert migrate(url) == []
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.startswith(f"3 meter(s) in 2 district(s) have a district name over {DMA_MAX_LENGTH} characters")
+    assert f"SELECT meter_id, length(dma) FROM meters WHERE length(dma) > {DMA_MAX_LENGTH}" in warning
+    assert "register them again with a shorter district (aquami server register-meters" in warning
+    assert "\n" not in warning
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT meter_id, dma FROM meters ORDER BY 1").fetchall() == sorted(rows)
