@@ -151,8 +151,8 @@ def register(app: typer.Typer) -> None:
         database_url: str = DATABASE_URL,
     ) -> None:
         """Record meters as installed, from the file ``aquami detect`` reads (what meterization does
-        when it fits them): each meter's DMA (a name of at most 500 characters), its role (customer
-        or inlet) and whether it is a bulk meter (many premises behind it). A meter registered again
+        when it fits them): each meter's DMA (a name of at most 500 characters, one line), its role
+        (customer or inlet) and whether it is a bulk meter (many premises behind it). A meter registered again
         takes the file's values. Rows with ``service_point_id`` and ``installed_at`` (and
         ``removed_at`` once it was taken out) record where the meter was fitted, with
         ``initial_register_m3``/``final_register_m3`` as read on the job cards: billing reads across

@@ -10,6 +10,11 @@ name of about 2,700 bytes stopped ``register-meters`` with a psycopg traceback. 
 :data:`DMA_MAX_LENGTH` characters a name is at most 2,000 bytes in UTF-8 (4 bytes a character at
 most), leaving room for the alert id's kind and time and the other columns of those indexes, and is
 still many times longer than any real district's name.
+
+A name with a line break is refused too, as an account's name is (server/accounts/register.py): a
+district is one line wherever it is shown (the web page, an alert's and its enquiry's district, a
+district alert's id ``dma_burst/dma:NAME/…``), and a quoted METERS.csv field over two lines is a
+broken file, not a name.
 """
 
 from __future__ import annotations
@@ -17,16 +22,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aquami.excerpt import quoted
+from aquami.stored_times import LINE_BREAKS
 
 #: The longest district name written to the database, in characters.
 DMA_MAX_LENGTH = 500
 
 
 def dma_refusal(dma: str) -> str | None:
-    """Why the district ``dma`` cannot be stored (one line, naming the limit), or None when it can."""
-    if len(dma) <= DMA_MAX_LENGTH:
-        return None
-    return f"dma {quoted(dma)}: a district's name is at most {DMA_MAX_LENGTH} characters, as the database indexes it"
+    """Why the district ``dma`` cannot be stored (one line, naming the limit or the line break), or
+    None when it can."""
+    if len(dma) > DMA_MAX_LENGTH:
+        return (
+            f"dma {quoted(dma)}: a district's name is at most {DMA_MAX_LENGTH} characters, as the database indexes it"
+        )
+    if LINE_BREAKS.intersection(dma):
+        return (
+            f"dma {quoted(dma)} has a line break: a district's name is one line "
+            "(a quoted field over two is a broken file)"
+        )
+    return None
 
 
 def check_dmas(named: Iterable[tuple[str, str | None]]) -> None:

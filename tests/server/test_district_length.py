@@ -165,3 +165,31 @@ def test_migrate_warns_once_in_one_line_about_meters_in_districts_over_the_limit
     assert "\n" not in warning
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT meter_id, dma FROM meters ORDER BY 1").fetchall() == sorted(rows)
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\u2028", "\x85"])
+def test_register_meters_refuses_a_district_with_a_line_break_naming_the_row(
+    tmp_path: Path, migrated_database_url: str, line_break: str
+) -> None:
+    """A quoted field over two lines (or one holding a Unicode line separator) is a broken file, not a
+    district, as it is no account's name (register-accounts): before, it was stored, and the
+    district, its alerts' and a district alert's id ran over two lines. Refused now, like a name too
+    long, naming the row, and nothing of the file is stored."""
+    url = migrated_database_url
+    meters = tmp_path / "meters.csv"
+    meters.write_text(
+        HEADER + "M1,Lowfield,customer,SP-1,2026-01-01T00:00:00Z\n"
+        f'M2,"Hill{line_break}side",customer,SP-2,2026-01-01T00:00:00Z\n',
+        encoding="utf-8",
+        newline="",
+    )
+    code, output = _register(meters, url)
+    assert code == 2, output
+    assert f"row 3: dma {'Hill' + line_break + 'side'!r} has a line break: a district's name is one line" in output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM meters").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM service_points").fetchone() == (0,)
+        with pytest.raises(ValueError, match=r"meter 'M2': dma 'Hill.*side' has a line break"):
+            register_meters(conn, [("M1", "Lowfield", "customer"), ("M2", f"Hill{line_break}side", "customer")])
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM meters").fetchone() == (0,)
