@@ -238,6 +238,10 @@ class DetectionConfig:
     dma_nested_share: float = 0.25
     #: A customer register still this long (days) is estimated in the balance as if unread.
     dma_stalled_days: float = 2.0
+    #: Main bursts' rates and volumes are measured again without the estimates of stalled registers
+    #: that have moved again since (households back home): see
+    #: :mod:`collector.detection.district_revised`.
+    dma_revise_back_home: bool = True
     #: A customer register still this long (hours), and not yet stalled, may explain a DMA step as
     #: large as it usually draws at that time (the largest such register of the DMA): see
     #: :func:`collector.detection.balance.still_register_flow`.

@@ -26,6 +26,12 @@ from collector.detection.common import Clock
 from collector.detection.config import DetectionConfig
 from collector.detection.district import detect_dma_bursts
 from collector.detection.district_bars import smallest_main_burst_by_day
+from collector.detection.district_revised import (
+    balance_without,
+    dmas_to_measure_again,
+    resumed_stalled_cells,
+    revised_volumes,
+)
 from collector.detection.flows import DayLayout, Flows, interval_flows
 from collector.detection.hourly_leaks import leaks_seen_hourly
 from collector.detection.leak import detect_leaks
@@ -64,6 +70,9 @@ def run_detection(
     # the registers as they are where the balance above estimated them, and when that was known
     raw_correction = np.zeros((n_dma, t))
     raw_known = np.zeros((n_dma, t), dtype=np.int64)
+    # the estimates of stalled registers that moved again (households back home), for main bursts'
+    # volumes measured again without them (see collector.detection.district_revised)
+    resumed = np.zeros((n_dma, t))
     runs: list[StillRuns] = []
     alerts: list[Alert] = []
     customer_rows = np.flatnonzero(block.role == CUSTOMER)
@@ -88,7 +97,7 @@ def run_detection(
     done = 0
     # chunks are independent; NumPy releases the GIL inside its loops, so threads share the cores
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
-        for rows, (found, filled, estimated, (back, back_known), still, still_flow) in zip(
+        for rows, (found, filled, estimated, (back, back_known), still, still_flow, back_home) in zip(
             chunks,
             pool.map(lambda rows: _customer_chunk(block.take(rows), config, smallest_step[dma_code[rows]]), chunks),
             strict=True,
@@ -105,6 +114,9 @@ def run_detection(
                 )
                 np.maximum.at(raw_known, where, back_known)
             runs.append(still.shifted(rows))
+            if back_home[0].size:
+                at = np.ravel_multi_index((dma_code[rows[back_home[0]]], back_home[1]), (n_dma, t))
+                resumed += np.bincount(at, back_home[2], n_dma * t).reshape(n_dma, t)
             done += rows.shape[0]
             if progress is not None:
                 progress("customer meters", done, customer_rows.shape[0])
@@ -141,7 +153,7 @@ def run_detection(
         unread=_unread_by_dma(block, dma_code, unread, unread_code, n_dma),
     )
     dma_alerts = detect_dma_bursts(balance, config) if inlet_rows.size and t > 1 else []
-    alerts += dma_alerts
+    alerts += _revised_for_households_back(dma_alerts, balance, resumed, config)
     known_at = np.maximum(known, raw_known)
     residual = balance.losses_l_h - raw_correction
     layout = DayLayout.of(block)
@@ -157,6 +169,24 @@ def run_detection(
         progress("district meter areas", n_dma, n_dma)
     alerts.sort(key=lambda a: (a.detected_at, a.kind.value, a.subject))
     return DetectionResult(alerts, balance)
+
+
+def _revised_for_households_back(
+    dma_alerts: list[Alert], balance: DmaBalance, resumed: np.ndarray, config: DetectionConfig
+) -> list[Alert]:
+    """The main bursts with their volumes measured again on the balance without the estimates of
+    stalled registers that have moved again since (:mod:`collector.detection.district_revised`);
+    detection itself stays on the balance as known at the time."""
+    if not dma_alerts or not config.dma_revise_back_home or not resumed.any():
+        return dma_alerts
+    dma_row = {str(d): i for i, d in enumerate(balance.dmas.tolist())}
+    rows = dmas_to_measure_again(dma_alerts, resumed, dma_row)
+    if rows.size == 0:
+        return dma_alerts
+    remeasured = detect_dma_bursts(balance_without(balance, rows, resumed), config)
+    clock = Clock(balance.timestamps, balance.interval_s, balance.day_offset_s)
+    per_day = DayLayout.of_grid(balance.timestamps, balance.interval_s, balance.day_offset_s).per_day
+    return revised_volumes(dma_alerts, remeasured, resumed, dma_row, clock, per_day, config)
 
 
 def detect(block: SeriesBlock, config: DetectionConfig | None = None, progress: Progress | None = None) -> list[Alert]:
@@ -188,6 +218,7 @@ ChunkResult = tuple[
     tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     StillRuns,
     tuple[np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray, np.ndarray],
 ]
 
 
@@ -202,7 +233,9 @@ def _customer_chunk(part: SeriesBlock, config: DetectionConfig, smallest_step: n
     # stuck registers are told from empty houses by the DMA balance, once all chunks are in
     back_known = flows.known_idx[back[0], back[1]]
     hiding = still_register_flow(part, flows, estimated, config, smallest_step, quiet, known_from)
-    return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config), hiding
+    none = np.zeros(0, dtype=np.int64)
+    back_home = resumed_stalled_cells(flows, quiet, estimated, config) if config.dma_revise_back_home else (none,) * 3
+    return alerts, filled, estimated, (back, back_known), still_runs(part, flows, config), hiding, back_home
 
 
 def leaks_and_bursts(part: SeriesBlock, flows: Flows, config: DetectionConfig) -> list[Alert]:
