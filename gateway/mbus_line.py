@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ import serial
 
 from gateway.config import MBusBusConfig
 from gateway.echo import echo_error
-from gateway.serial_port import open_exclusive
+from gateway.serial_port import open_exclusive, why_tcsetattr_failed
 from gateway.transport import LineUnusable, PollError, TransactionAborted
 
 ACK = 0xE5
@@ -58,9 +59,14 @@ class MBusLine:
                 port = open_exclusive(c.device, c.framing, 0)  # one user: a scan beside a run garbles both
             except (serial.SerialException, ValueError) as error:
                 raise LineUnusable(f"{c.name}: cannot open {c.device}: {error}") from error
+            except termios.error as error:  # no SerialException: pyserial lets tcsetattr's own through
+                raise LineUnusable(f"{c.name}: cannot open {c.device}: {self._refused(error)}") from None
             with self._port_lock:
                 self.port = port
         return self.port
+
+    def _refused(self, error: termios.error) -> str:
+        return why_tcsetattr_failed(error, self.config.framing)
 
     def close(self) -> None:
         """Close the port; the next transaction opens it again and is no longer aborted."""
@@ -87,7 +93,15 @@ class MBusLine:
     def _read(self, port: serial.Serial, count: int, timeout: float) -> bytes:
         if self._aborted.is_set():
             raise TransactionAborted("transaction aborted")
-        port.timeout = timeout
+        try:
+            port.timeout = timeout
+        except termios.error as error:
+            # pyserial applies a timeout with tcsetattr again whenever the settings it reads back
+            # differ from its own: a pty that took parity E at open but reads back none refuses it
+            # here, mid-exchange. The port is let go, so the next attempt opens it afresh.
+            self.close()
+            c = self.config
+            raise LineUnusable(f"{c.name}: cannot open {c.device}: {self._refused(error)}") from None
         data = bytes(port.read(count))
         if self._aborted.is_set():
             raise TransactionAborted("transaction aborted")

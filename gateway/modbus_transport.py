@@ -23,7 +23,6 @@ framing (:func:`gateway.serial_port.release_leaked_port`).
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import termios
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from gateway.echo import EchoWatch, begins_with_request
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
 from gateway.scan import PYMODBUS_LOGGER
-from gateway.serial_port import describe_framing, release_leaked_port, why_not_open
+from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
 from gateway.tcp_probe import why_no_connection
 from gateway.transport import LineUnusable, PollError
 
@@ -252,9 +251,7 @@ class ModbusRtuTransport(_ModbusTransport):
         except termios.error as error:
             release_leaked_port(error)
             await self.reset()
-            number, why = error.args if len(error.args) == 2 else (None, str(error) or "termios.error")
-            if number == errno.EINVAL:  # the settings, not the port (an unplugged converter: EIO)
-                why = f"the port refuses the configured framing {describe_framing(self.rtu.framing)} ({why})"
+            why = why_tcsetattr_failed(error, self.rtu.framing)
             raise LineUnusable(f"{self.config.name}: cannot open {self.rtu.device}: {why}") from None
 
     async def _why_not_open(self) -> str | None:

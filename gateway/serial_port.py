@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import termios
 
 import serial
 
@@ -66,6 +67,16 @@ def why_not_open(device: str, framing: SerialFraming) -> str | None:
 def describe_framing(framing: SerialFraming) -> str:
     """``9600 8E1``, as a technician reads a port's settings."""
     return f"{framing['baudrate']} {framing['bytesize']}{framing['parity']}{framing['stopbits']}"
+
+
+def why_tcsetattr_failed(error: termios.error, framing: SerialFraming) -> str:
+    """Why pyserial's ``tcsetattr`` failed, as a technician reads it: EINVAL is the settings, not the
+    port (a pty that takes no parity: ``the port refuses the configured framing 2400 8E1 (Invalid
+    argument)``); anything else (an unplugged converter: EIO) as the system says it."""
+    number, why = error.args if len(error.args) == 2 else (None, str(error) or "termios.error")
+    if number == errno.EINVAL:
+        return f"the port refuses the configured framing {describe_framing(framing)} ({why})"
+    return str(why)
 
 
 def release_leaked_port(error: BaseException) -> int:
