@@ -56,17 +56,19 @@ def _not_said_by_us(record: logging.LogRecord) -> bool:
     that failed, with its reason) are dropped: the failed attempt's :class:`LineUnusable` says it,
     naming the bus and the reason (a scan's error was two lines, and only pymodbus's said why).
 
-    So is its line for each request that got no answer, with the frames it sent, and its
-    ``Repeating....`` for the next one (the scheduler's warning of the failed poll says it: an offline
-    meter was three lines a poll), unless pymodbus's logger is at DEBUG (``--verbose``, of ``gateway
-    run`` or ``gateway scan``), where it is one of the frames' lines asked for."""
+    So is its line for each request that got no answer, with the frames it sent (the scheduler's
+    warning of the failed poll says it: an offline meter was three lines a poll), unless pymodbus's
+    logger is at DEBUG (``--verbose``, of ``gateway run`` or ``gateway scan``), where it is one of
+    the frames' lines asked for. pymodbus's ``Repeating....``, its stand-in for a line the same as
+    the one before, goes as that line goes: a bus of two meters whose device is not there logged it
+    alone, between the gateway's own lines, for the second meter's ``Failed to connect``."""
     message = record.getMessage()
+    if message.startswith(_REPEATING):  # the line it stands for is dropped or kept alike
+        message = str(Log.last_log_text)
     if any(said in message for said in _SAID_BY_LINE_UNUSABLE):
         return False
     if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
         return True
-    if message.startswith(_REPEATING):
-        return not str(Log.last_log_text).startswith(_SAID_BY_NO_ANSWER)
     return not message.startswith(_SAID_BY_NO_ANSWER)
 
 

@@ -71,3 +71,28 @@ def test_a_silent_meter_is_our_line_per_poll_and_no_pymodbus_line(tmp_path: Path
     assert len(ours) >= 3, log  # three polls, each said once by the gateway
     assert "no answer" in ours[0].lower() or "no response" in ours[0].lower(), ours[0]
     assert "pymodbus" not in log and ">>>>>" not in log, log  # (before: pymodbus's lines for each poll)
+
+
+def test_a_bus_that_will_not_open_is_our_lines_and_no_pymodbus_repeating(tmp_path: Path) -> None:
+    """Two meters on an RTU bus whose device is not there (the README's example gateway.toml, its
+    ``rtu-1`` on ``/dev/ttyUSB0``, run where no adapter is plugged in). pymodbus's ``Failed to
+    connect`` is dropped (the attempt's ``cannot open`` line says it), but pymodbus writes a line
+    the same as the one before it as ``Repeating....``, and that stand-in went through alone:
+    ``WARNING pymodbus.logging: Repeating....`` between the gateway's own lines."""
+    bus = {
+        "name": "rtu-1",
+        "protocol": "modbus-rtu",
+        "device": str(tmp_path / "ttyUSB0"),  # never there
+        "timeout_s": 0.2,
+        "poll_interval_s": 0.3,
+        "retries": 0,
+        "jitter": 0.0,
+    }
+    config = tmp_path / "gw.toml"
+    broker = f"mqtt://127.0.0.1:{free_port()}"  # none there: the readings wait in the spool
+    units = [{"meter_id": "DMA-7-INLET", "unit_id": 1}, {"meter_id": "PULSE-0001", "unit_id": 2}]
+    config.write_text(bus_config_text(broker, tmp_path / "s.sqlite", bus, units, gateway_id="gw-unplugged"))
+    failed = "on rtu-1: failed after 1 attempts, the last: rtu-1: cannot open "
+    log = _run_until(config, tmp_path / "gateway.log", lambda text: text.count(failed) >= 6, 60)
+    assert log.count(failed) >= 6, log  # each meter's polls, said by the gateway
+    assert "pymodbus" not in log and "Repeating" not in log, log
