@@ -27,7 +27,7 @@ import serial
 
 from gateway.config import MBusBusConfig
 from gateway.echo import echo_error
-from gateway.serial_port import open_exclusive, why_tcsetattr_failed
+from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_failed
 from gateway.transport import LineUnusable, PollError, TransactionAborted
 
 ACK = 0xE5
@@ -58,7 +58,7 @@ class MBusLine:
             try:
                 port = open_exclusive(c.device, c.framing, 0)  # one user: a scan beside a run garbles both
             except (serial.SerialException, ValueError) as error:
-                raise LineUnusable(f"{c.name}: cannot open {c.device}: {error}") from error
+                raise LineUnusable(f"{c.name}: cannot open {c.device}: {why_open_failed(error)}") from error
             except termios.error as error:  # no SerialException: pyserial lets tcsetattr's own through
                 raise LineUnusable(f"{c.name}: cannot open {c.device}: {self._refused(error)}") from None
             with self._port_lock:

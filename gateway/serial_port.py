@@ -56,12 +56,19 @@ def why_not_open(device: str, framing: SerialFraming) -> str | None:
     use is disturbed."""
     try:
         open_exclusive(device, framing, 0).close()
-    except PortInUse as error:
-        return str(error)
     except (serial.SerialException, OSError, ValueError) as error:
-        number = getattr(error, "errno", None)
-        return os.strerror(number) if isinstance(number, int) else str(error) or type(error).__name__
+        return why_open_failed(error)
     return None
+
+
+def why_open_failed(error: serial.SerialException | OSError | ValueError) -> str:
+    """The reason a port did not open, once: its lock held by another program, or the system's
+    words (``No such file or directory``), not pyserial's ``[Errno 2] could not open port
+    /dev/ttyUSB1: [Errno 2] No such file or directory: '/dev/ttyUSB1'``."""
+    if isinstance(error, PortInUse):
+        return str(error)
+    number = getattr(error, "errno", None)
+    return os.strerror(number) if isinstance(number, int) else str(error) or type(error).__name__
 
 
 def describe_framing(framing: SerialFraming) -> str:
