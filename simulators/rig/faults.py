@@ -208,13 +208,18 @@ def inject_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainB
     return model.inject(fault)
 
 
-def end_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst, now: datetime) -> None:
-    """End ``fault`` at ``now`` (if still going): its past stays, as the water already went through."""
+def end_meter_fault(model: MeterModel | InletMeterModel, fault: Fault | MainBurst, now: datetime) -> datetime | None:
+    """End ``fault`` at ``now`` (if still going): its past stays, as the water already went through.
+    Returns its end as the meter applies it (a fault that changes the water ends at the step after
+    ``now``), or None for a fault the meter does not hold."""
     if isinstance(model, InletMeterModel):
         if fault.end is not None and fault.end <= now:
-            return
+            return fault.end
         if fault in model.bursts and isinstance(fault, MainBurst):
-            model.bursts[model.bursts.index(fault)] = replace(fault, end=max(now, fault.start))
-        return
+            ended = replace(fault, end=max(now, fault.start))
+            model.bursts[model.bursts.index(fault)] = ended
+            return ended.end
+        return None
     if fault in model.faults and isinstance(fault, Fault):
-        model.end_fault(fault, now)  # the model's own, thread-safe: a transport may be reading it
+        return model.end_fault(fault, now).end  # the model's own, thread-safe: a transport may be reading it
+    return None

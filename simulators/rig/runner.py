@@ -75,7 +75,7 @@ class ActiveFault:
     meter_id: str
     spec: FaultSpec
     since: datetime
-    clear: Callable[[datetime], None]
+    clear: Callable[[datetime], datetime | None]  # ends it at the given time; returns its end as applied
     until: datetime | None = None
     record: FaultRecord | None = None  # what the state file keeps of it
 
@@ -304,9 +304,12 @@ class Rig:
             meter = self.meters[meter_id]
             rule = wire_rule(spec, meter.fault_address, since)
             handle = meter.plan.add(rule)
-            fault = ActiveFault(
-                record.fault_id, meter_id, spec, since, lambda _: meter.plan.remove(handle), rule.end, record
-            )
+
+            def remove(at: datetime) -> datetime:
+                meter.plan.remove(handle)
+                return at
+
+            fault = ActiveFault(record.fault_id, meter_id, spec, since, remove, rule.end, record)
         else:
             model = self._models[meter_id]
             event = inject_meter_fault(model, meter_fault(spec, since))
@@ -345,7 +348,9 @@ class Rig:
                 if (fault_id is None or f.fault_id == fault_id) and (meter_id is None or f.meter_id == meter_id)
             ]  # fmt: skip
             for f in chosen:
-                f.clear(now)
+                ended = f.clear(now)
+                if f.until is None or f.until > now:  # what is answered: a cleared fault shows its end
+                    f.until = ended or now
                 if f.record is not None:
                     f.record.cleared = now
                 del self._faults[f.fault_id]

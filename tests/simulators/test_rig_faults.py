@@ -435,3 +435,18 @@ def test_a_busy_control_port_is_named_and_the_transports_are_let_go() -> None:
             with pytest.raises(OSError, match=rf"rig\.control 127\.0\.0\.1:{port}: Address already in use"):
                 asyncio.run(serve(config, table=False, console=Console(file=io.StringIO())))
     assert len(stopped) == 1
+
+
+def test_a_cleared_fault_is_answered_with_its_end(control: tuple[Rig, str]) -> None:
+    """``aquami simulate fault M1 --clear`` prints the faults it cleared; before, each with ``"until":
+    null``, as if still going, though the state file had it cleared. A wire fault ends as it is
+    cleared; a leak, which changes the water, at the meter's next step, as it began at one."""
+    rig, url = control
+    assert _post(url, {"meter": "M1", "fault": "no_reply"})[0] == 201
+    status, leak = _post(url, {"meter": "M1", "fault": "leak", "rate_lph": 40})
+    assert status == 201 and leak["since"] > NOW.isoformat()  # from the next step on
+    cleared = CliRunner().invoke(app, ["simulate", "fault", "--rig", url, "M1", "--clear"])
+    assert cleared.exit_code == 0, cleared.output
+    ends = {f["kind"]: (f["since"], f["until"]) for f in json.loads(cleared.output)}
+    assert ends == {"no_reply": (NOW.isoformat(), NOW.isoformat()), "leak": (leak["since"], leak["since"])}
+    assert rig.active_faults() == []
