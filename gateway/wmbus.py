@@ -40,7 +40,7 @@ from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
 from gateway.mbus import reading_from_records
-from gateway.serial_port import open_exclusive
+from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_failed
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
 from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
@@ -134,6 +134,13 @@ class WMBusListener:
 
     def _new_parser(self) -> ReceiverStreamParser:
         return ReceiverStreamParser(require_fcs=self.config.require_fcs)
+
+    def _why_not_open(self, error: serial.SerialException | OSError | termios.error) -> str:
+        """The reason once, as an M-Bus or Modbus RTU bus says it (not pyserial's ``[Errno 2] could
+        not open port /dev/ttyUSB2: [Errno 2] No such file or directory: '/dev/ttyUSB2'``)."""
+        if isinstance(error, termios.error):
+            return why_tcsetattr_failed(error, self.config.framing)
+        return why_open_failed(error)
 
     def _open(self) -> serial.Serial:
         c = self.config
@@ -316,7 +323,7 @@ class WMBusListener:
                             "%s: cannot open %s: %s; trying again in %.1f s",
                             self.config.name,
                             self.config.device,
-                            error,
+                            self._why_not_open(error),
                             wait,
                         )
                         await pause(stop, wait)

@@ -669,3 +669,27 @@ def test_a_telegram_without_a_clock_or_counter_cannot_be_told_from_a_replay() ->
 
     asyncio.run(scenario())
     assert [r.volume_m3 for r in taken] == [100.0, 107.25, 100.0] and listener.replayed == 0
+
+
+def test_a_receiver_that_will_not_open_says_why_once(caplog: pytest.LogCaptureFixture) -> None:
+    """The README's example gateway.toml run with no stick plugged in warned `radio-1: cannot open
+    /dev/ttyUSB2: [Errno 2] could not open port /dev/ttyUSB2: [Errno 2] No such file or directory:
+    '/dev/ttyUSB2'` (pyserial's words); now the system's reason once, as the other buses say it."""
+    device = "/dev/ttyAQUAMI-UNPLUGGED"
+    bus = _radio(device)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        listener = WMBusListener(
+            bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda meter, ok, error=None: None
+        )
+        running = asyncio.ensure_future(listener.run(stop))
+        while not any(r.name == "gateway.wmbus" for r in caplog.records):
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(running, 10)
+
+    with caplog.at_level(logging.WARNING, logger="gateway.wmbus"):
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+    first = next(r.getMessage() for r in caplog.records if r.name == "gateway.wmbus")
+    assert first.startswith(f"radio: cannot open {device}: No such file or directory; trying again in "), first
