@@ -19,6 +19,11 @@ from gateway.config import MeterConfig
 from gateway.pulse import source_protocol
 from gateway.transport import NoAnswer, PollError
 
+#: Modbus exceptions 0Ah (gateway path unavailable) and 0Bh (gateway target device failed to respond):
+#: a Modbus TCP gateway's answer for a unit with nothing behind it. No device answered, so no answer:
+#: a scan passes over the unit as it does a silent one, not as "answered".
+_NOTHING_BEHIND_THE_GATEWAY = (0x0A, 0x0B)
+
 
 def within(value: float | None, low: float, high: float) -> float | None:
     """``value`` if the contract takes it, else None: an optional value it cannot take is left out
@@ -52,6 +57,8 @@ async def read_registers(client: ModbusBaseClient, meter: MeterConfig, profile: 
             failure = NoAnswer if no_answer(error) else PollError
             raise failure(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
         if response.isError():
+            if response.exception_code in _NOTHING_BEHIND_THE_GATEWAY:
+                raise NoAnswer(f"{meter.meter_id}: no answer from unit {meter.unit_id} (exception response {response})")
             raise PollError(f"{meter.meter_id}: exception response {response}")
         asked = 0x04 if profile.function == "input" else 0x03
         if response.function_code != asked:  # an answer to another request: not these registers

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -59,6 +60,18 @@ def _device(meter: RegisterSource, clock: Clock) -> SimDevice:
     )
 
 
+class _Units(dict[int, object]):
+    """pymodbus 3.16's SimCore keeps its devices in a dict and reads an absent unit as unit 0 (its
+    ``devices[0]``): with no unit 0 that was a ``KeyError``, logged with its whole traceback, and
+    answered with exception 04h (server device failure), which ``aquami gateway scan`` rightly took
+    for a device there. An absent unit now raises pymodbus's own ``NoSuchIdException``, which its
+    server answers with exception 0Bh (gateway target device failed to respond), as a Modbus TCP
+    gateway answers for a unit with nothing behind it. Tied to pymodbus 3.16 (pinned <3.17)."""
+
+    def __missing__(self, unit_id: int) -> object:
+        raise NoSuchIdException(f"no meter at unit {unit_id}")
+
+
 class ModbusTcpSimulator:
     """Serve ``meters`` on ``host:port`` (port 0 picks a free one; see :attr:`port` after start)."""
 
@@ -75,6 +88,8 @@ class ModbusTcpSimulator:
         self._requested_port = port
         self.port = port
         self._server = ModbusTcpServer([_device(m, clock) for m in meters], address=(host, port))
+        core = self._server.context
+        core.devices = _Units(core.devices)  # type: ignore[union-attr]
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -132,3 +132,29 @@ def test_a_unit_that_answers_but_gives_no_reading_is_one_line(tmp_path: Path, on
     assert len(lines) == 2 and lines[1] == "# 0 meters found on rtu-1 (units 1..4)", lines
     assert lines[0].startswith("# unit 1 answered: rtu-1-unit-1: exception response "), lines
     assert done.stdout.strip() == ""
+
+
+def test_a_scan_of_the_tcp_simulator_says_only_its_meters(tmp_path: Path) -> None:
+    """``aquami simulate modbus-tcp --meters 2``, scanned 1..4 as a technician would: before, units 3
+    and 4, where nothing is, each came out as ``# unit 3 answered: … exception_code=4`` (pymodbus's
+    simulator failed on them with a traceback and answered 'device failure'). They are answered 0Bh
+    (gateway target device failed to respond) now, and a scan passes over 0Ah and 0Bh as silence."""
+    port = free_port()
+    simulator = subprocess.Popen(
+        [AQUAMI, "simulate", "modbus-tcp", "--meters", "2", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert simulator.stdout is not None
+        assert "2 meters" in simulator.stdout.readline()  # listening
+        bus = {"name": "tcp-1", "protocol": "modbus-tcp", "host": "127.0.0.1", "port": port, "timeout_s": 1.0}
+        done = _scan(tmp_path, bus, "--first", "1", "--last", "4")
+    finally:
+        simulator.terminate()
+        _, simulator_err = simulator.communicate(timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["# 2 meters found on tcp-1 (units 1..4)"]
+    assert "unit_id = 1\n" in done.stdout and "unit_id = 2\n" in done.stdout
+    assert "Traceback" not in simulator_err, simulator_err

@@ -55,6 +55,35 @@ def test_the_other_table_coils_and_writes_are_an_illegal_function_and_the_meter_
         assert refused.isError() and refused.exception_code == 1, refused.function_code
 
 
+def test_an_absent_unit_is_answered_as_a_gateway_answers_for_nothing_behind_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pymodbus 3.16 read an absent unit as unit 0, of which there is none: a ``KeyError`` logged with
+    its traceback, answered 'device failure' (04), so ``aquami gateway scan`` of the simulator listed
+    every empty unit as a device that answered. Now 0Bh (gateway target device failed to respond),
+    with no traceback, and the meter's own unit still reads."""
+    household = ModelledMeter(1, load_profile("smart_water_meter"), MeterModel("H1", installed=INSTALLED, seed=1))
+
+    async def scenario() -> list[Any]:
+        simulator = ModbusTcpSimulator([household], clock=lambda: NOW)
+        await simulator.start()
+        client = AsyncModbusTcpClient("127.0.0.1", port=simulator.port, timeout=2, retries=0)
+        await client.connect()
+        try:
+            return [
+                await client.read_input_registers(0, count=8, device_id=7),
+                await client.read_input_registers(0, count=8, device_id=1),
+            ]
+        finally:
+            client.close()
+            await simulator.stop()
+
+    absent, present = asyncio.run(scenario())
+    assert absent.isError() and absent.exception_code == 0x0B
+    assert not present.isError()
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
 class _Captured(Exception):
     """Stops ``aquami simulate modbus-tcp`` at the point it would start serving."""
 
