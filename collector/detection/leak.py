@@ -235,24 +235,26 @@ def detect_leaks(block: SeriesBlock, flows: Flows, config: DetectionConfig) -> l
                 continue  # the run never settled on a floor: a busy stretch of the household's own use
             j = lo + held
         # the onset is looked for up to detection, against the flows of up to a day after it (as
-        # far as they are known: the alert is updated while the leak goes on)
-        k, floor = _leak_onset(f[m], flows.spread[m], run_start, j, min(run_end, j + per_day + 1), step)
+        # far as they are known: the alert is updated while the leak goes on) and the leak's floor:
+        # the lowest one its flows sat on, up to then
+        ahead = min(run_end, j + per_day + 1)
+        level = None
         if config.leak_floor_intervals > 1:
-            # no earlier than the last interval clearly below the leak's floor (the lowest one its
-            # flows sat on, up to a day on): the household's busy hours just before a leak may hold
-            # more than half its rate. And that floor, not the least flow after the onset, is the
-            # leak's: a repair by day leaves the household's evening use running the run on, and
-            # its least flow is no floor of the leak's (the leak would never end, at a mixed rate)
-            ahead = min(run_end, j + per_day + 1)
             window = np.where(flows.spread[m, lo:ahead], np.nan, f[m, lo:ahead])
             level = lowest_floor(window, step, config.leak_floor_tolerance, config.leak_floor_intervals)
-            if level is not None:
-                clear = level - float(floor_tolerance(level, step, config.leak_floor_tolerance))
-                with np.errstate(invalid="ignore"):
-                    below = np.flatnonzero(window[: j - lo + 1] < clear)
-                if below.size and lo + int(below[-1]) > k:
-                    k = lo + int(below[-1])
-                floor = max(floor, level)
+        k, floor = _leak_onset(f[m], flows.spread[m], run_start, j, ahead, step, level)
+        if level is not None:
+            # no earlier than the last interval clearly below the leak's floor: the household's
+            # busy hours just before a leak may hold more than half its rate. And that floor, not
+            # the least flow after the onset, is the leak's: a repair by day leaves the household's
+            # evening use running the run on, and its least flow is no floor of the leak's (the
+            # leak would never end, at a mixed rate)
+            clear = level - float(floor_tolerance(level, step, config.leak_floor_tolerance))
+            with np.errstate(invalid="ignore"):
+                below = np.flatnonzero(window[: j - lo + 1] < clear)
+            if below.size and lo + int(below[-1]) > k:
+                k = lo + int(below[-1])
+            floor = max(floor, level)
         # (the onset interval k is partial: the leak began inside it; none: before the run began)
         first = k + 1 if k >= run_start else run_start + (1 if j > run_start else 0)
         last = _leak_last(f[m], flows.spread[m], first, run_end, floor, step, config.leak_floor_tolerance)
@@ -348,7 +350,9 @@ def _floors(flows: np.ndarray, step: float, share: float) -> tuple[np.ndarray, n
 _ONSET_AFTER = 5
 
 
-def _leak_onset(f: np.ndarray, spread: np.ndarray, lo: int, j: int, hi: int, step: float) -> tuple[int, float]:
+def _leak_onset(
+    f: np.ndarray, spread: np.ndarray, lo: int, j: int, hi: int, step: float, level: float | None = None
+) -> tuple[int, float]:
     """(the interval, from ``lo`` to ``j``, the leak began in; the flow's floor from then on), from
     the flows of ``[lo, hi)``.
 
@@ -362,13 +366,19 @@ def _leak_onset(f: np.ndarray, spread: np.ndarray, lo: int, j: int, hi: int, ste
     two intervals after that onset may still be partial (more than half under the leak) or an
     hour of light use just before it: against the floor of the intervals from the third on, the
     onset moves to the last of them more than a register step below it. Gap averages are not
-    flows anyone saw: they count as nothing.
+    flows anyone saw: they count as nothing. The least flow after is taken no higher than the
+    leak's own ``level`` (its floor, where known): where the data end in hours of use, an hour of
+    the leak alone sat below half of them and was taken for the last before the leak (raised at
+    the end of an evening's use, a 2 L/h leak begun 62 h before was dated at its ``detected_at``).
     """
     seen = np.where(np.isnan(f[lo:hi]) | spread[lo:hi], np.inf, f[lo:hi])
     after = np.r_[np.minimum.accumulate(seen[::-1])[::-1][1:], -np.inf]  # the least flow after each
     later = np.r_[np.cumsum(np.isfinite(seen)[::-1])[::-1][1:], 0]  # how many flows after each
+    # no higher than the leak's own floor, where known: the flows after an interval may be hours of
+    # use alone (the data end in the evening's), which an interval of the leak alone is below
+    bar = after if level is None else np.minimum(after, level)
     with np.errstate(invalid="ignore"):  # inf - inf where nothing after is known: not below
-        below = np.flatnonzero((seen < after - np.maximum(1.5 * step, 0.5 * after)) & (later >= _ONSET_AFTER))
+        below = np.flatnonzero((seen < bar - np.maximum(1.5 * step, 0.5 * bar)) & (later >= _ONSET_AFTER))
     below = below[below <= j - lo]
     k = lo + int(below[-1]) if below.size else lo - 1
     # the two intervals after it may still be partial, or the household's light use just before
