@@ -64,8 +64,11 @@ def interval_flows(block: SeriesBlock, config: DetectionConfig) -> Flows:
     v_prev[:, 1:] = v[:, :-1]
     with np.errstate(invalid="ignore"):
         reset = (delta < 0) & ((delta <= -config.reset_drop_m3) | (v < config.reset_ratio * v_prev))
-    week = delta[:, : 7 * 86_400 // block.interval_s + 1]  # a week of steps shows the resolution
-    step_l = register_step_l(week, config)
+    # a week of steps shows the resolution; a backward move (not a reset) is as many steps as a
+    # forward one, and on a fleet's first hours it may be the finest move yet seen (causal: see
+    # register_step_l)
+    week = slice(0, 7 * 86_400 // block.interval_s + 1)
+    step_l = register_step_l(np.where(reset[:, week], np.nan, np.abs(delta[:, week])), config)
     flow = delta * (1000.0 / interval_h)
     spread = np.zeros((m, t), dtype=bool)
     known_idx: np.ndarray = np.broadcast_to(np.arange(t, dtype=np.int32), (m, t))
@@ -137,6 +140,13 @@ def register_step_l(delta: np.ndarray, config: DetectionConfig) -> np.ndarray:
     Not the smallest advance: a household that never draws less than 3 L between two reads has a
     1-litre register all the same, and a step read as 3 L would hide a 2 L/h leak from every rule
     that asks for "any flow at all" (half a step) and widen every tolerance of a step and a half.
+
+    ``delta`` holds the backward moves too (as sizes; resets left out): on a fleet's first hours a
+    meter may have moved forward only a few times (23 L; 7 L and 7 L), and its first backward move
+    (15 L; 13 L) is what shows a 1-litre register. From the forward moves alone the step was read
+    as 23 L or 7 L there, so the reverse-flow rule asked for two such steps backwards: a flow raised
+    from the whole data (whose week shows 1 L) was not raised from the data cut at its
+    ``detected_at`` (issue #6, seed 46's M008586 and M009196).
     """
     with np.errstate(invalid="ignore"):
         advance_ml = np.where(delta > 1e-9, np.rint(delta * 1e6), 0.0).astype(np.int64)

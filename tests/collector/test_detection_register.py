@@ -494,3 +494,28 @@ def test_a_meter_alarm_that_is_no_flow_claims_no_rate_and_no_water_lost(name: st
     by_kind = {a.kind.value: a for a in detect(alarmed) if a.source.value == "meter"}
     assert (by_kind[name].rate_l_h, by_kind[name].volume_l) == (0.0, 0.0)
     assert by_kind["leak"].rate_l_h >= 3.9 and by_kind["leak"].volume_l > 0
+
+
+@pytest.mark.parametrize(
+    ("draws", "rate"),
+    [({2: 23.0}, 40.0), ({5: 7.0, 7: 7.0}, 13.2), ({3: 12.0, 4: 6.0}, 17.0), ({1: 30.0}, 9.0)],
+)
+def test_reverse_flow_on_a_fleet_s_first_morning_is_raised_from_the_data_cut_at_it(
+    draws: dict[int, float], rate: float
+) -> None:
+    """Water goes back from 06:35 on the data's first morning, after a few forward draws
+    (``draws``: hour → litres) on a 1-litre register. The register's step was read from the
+    forward moves alone, so at 07:00 the data up to then read it as 23 L (7 L, 6 L, 30 L) and
+    asked for two such steps backwards: the flow was raised at 07:00 from the whole data (whose
+    week shows 1 L) and not from the data cut at 07:00 (seed 46's M008586 and M009196). The
+    backward move is a whole number of steps as well, and now counts."""
+    use = household(np.random.default_rng(5), DAYS)
+    use[:12] = 0.0
+    for hour, litres in draws.items():
+        use[hour] = litres
+    back = add_flow(np.zeros_like(use), 6 + 35 / 60, rate, 11.5)
+    block = block_of({"BACK": use - back})
+    (whole,) = [a for a in detect(block) if a.kind is AlertKind.REVERSE_FLOW]
+    cut = [a for a in detect(block.until(whole.detected_at)) if a.kind is AlertKind.REVERSE_FLOW]
+    assert [a.detected_at for a in cut] == [whole.detected_at]
+    assert abs((cut[0].start - whole.start).total_seconds()) <= 3600
