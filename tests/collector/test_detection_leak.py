@@ -531,3 +531,19 @@ def test_a_small_leak_raised_after_hours_of_use_is_dated_at_detection_as_later(s
     assert abs((again.start - leak.start).total_seconds()) <= 3600
     assert again.start <= at_hour(start_h + 1.0)
     assert again.rate_l_h == pytest.approx(rate, rel=0.25)
+
+
+def test_a_large_leak_begun_after_a_morning_of_light_use_is_dated_at_detection_as_later() -> None:
+    """192 L/h from 11:47 after a morning whose use sat three times on 9–10 L/h (seed 22's
+    M009857): that morning's floor is the household's, not the leak's, and does not hold the
+    onset back. The data cut at its ``detected_at`` date it as the whole data do (when the floor
+    that capped the onset was any the run held: from 06:00; M009857 from 05:00 at 10 L/h)."""
+    rng = np.random.default_rng(22)
+    use = household(rng, DAYS)
+    day = 14 * 24
+    use[day : day + 12] = [18.0, 20.0, 0.0, 0.0, 0.0, 0.0, 9.0, 12.0, 27.0, 10.0, 9.0, 43.0]
+    block = block_of({"L": add_flow(use, day + 11 + 47 / 60, 192.0)})
+    (leak,) = _leaks(detect(block), "L")
+    (again,) = [a for a in _leaks(detect(block.until(leak.detected_at)), "L") if a.detected_at == leak.detected_at]
+    assert abs((again.start - leak.start).total_seconds()) <= 3600
+    assert abs((again.start - at_hour(day + 11 + 47 / 60)).total_seconds()) <= 3600
