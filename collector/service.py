@@ -71,6 +71,12 @@ def _parse(received: Received) -> Parsed:
 
 @dataclass
 class CollectorCounters:
+    """What this collector did since it started (logged every 30 s by ``aquami collector run``).
+
+    ``new_meters`` is the ``meters`` rows its committed writes created, each once (the INSERT's own
+    row count: a meter another collector, an earlier run or meterization created is not counted);
+    it is no count of the table, which holds fewer only if rows were deleted since."""
+
     messages: int = 0
     readings_received: int = 0
     readings_stored: int = 0

@@ -173,7 +173,7 @@ def _late_since(oldest_ts: str | None) -> str | None:
 class StoreResult:
     received: int
     inserted: int
-    new_meters: int
+    new_meters: int  # rows of ``meters`` this write created (ON CONFLICT DO NOTHING's row count)
     conflicts: int = 0
     events_received: int = 0
     events_inserted: int = 0
