@@ -354,9 +354,14 @@ class ReadingStore:
                 if dead_letters:
                     cur.executemany(_DEAD_LETTER, [_dead_letter_row(letter) for letter in dead_letters])
             conn.commit()
-        except BaseException:
+        except BaseException as error:
             if not conn.closed:
                 conn.rollback()
+            if isinstance(error, psycopg.errors.ForeignKeyViolation):
+                # a meter this process knows is gone from ``meters`` (deleted, or the database emptied
+                # under a running collector): its claim refused the whole message; the caller's retry,
+                # message by message, registers every meter again
+                self._known_meters.clear()
             raise
         self._known_meters.update(unseen)
         return StoreResult(

@@ -109,3 +109,26 @@ def test_a_batch_refused_then_stored_message_by_message_counts_the_meters_it_cre
         publish(f"aquami/v1/{gw}/reads", reads(gw, 104, [("R-A", "2026-03-01T02:00:00Z", 2.0)]))
         wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'R-A'") == 3, 30, "R-A again")
         assert collector.counters.snapshot()["new_meters"] == 1  # gw-nr2's probe meter
+
+
+def test_meters_removed_under_a_running_collector_are_registered_again(migrated_database_url, mosquitto):
+    """``meters`` emptied while the collector runs (a database reset under it, or an operator
+    deleting meters): the meters it has heard are registered again when next heard, and their
+    readings stored. Before, it took them for registered; their claim broke the foreign key of
+    ``meter_gateways``, and each message with one was a dead letter, its new meters' readings too."""
+    url, gw = migrated_database_url, "gw-nx"
+    at = "2026-03-01T{:02d}:00:00Z"
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [(f"X{i}", at.format(0), 1.0) for i in range(3)]))
+        wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'X%'") == 3, 20, "X0-X2")
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("TRUNCATE readings, meters CASCADE")
+        publish(f"aquami/v1/{gw}/reads", reads(gw, 2, [(f"X{i}", at.format(1), 2.0) for i in range(5)]))
+        later = f"SELECT count(*) FROM readings WHERE ts = '{at.format(1)}'"
+        wait_for(lambda: count(url, later) == 5 or count(url, "SELECT count(*) FROM dead_letters"), 20, "message 2")
+        stored = count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'X%'")
+        letters = count(url, "SELECT count(*) FROM dead_letters")
+        counted = collector.counters.snapshot()["new_meters"]
+    assert (stored, letters, count(url, METERS)) == (5, 0, 5)
+    assert counted == 4 + 5  # the probe's and X0-X2 before, X0-X4 created again
