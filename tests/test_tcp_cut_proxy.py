@@ -92,3 +92,21 @@ def test_a_half_open_link_never_comes_back_nor_says_it_closed(proxy: CutProxy) -
     assert proxy.drop(reset=True) == 0, "a half-open connection was told of its end"
     assert _silent(sock, 0.2)
     _client(proxy).close()  # new connections work
+
+
+def test_a_black_hole_at_a_marker_holds_every_connection_from_that_chunk_on_once(proxy: CutProxy) -> None:
+    proxy.black_hole_at(b"MARK")
+    other = _client(proxy)  # the marker not sent yet: the link flows
+    sock = _client(proxy)
+    sock.sendall(b"xMARKx")
+    assert _silent(sock), "the chunk with the marker went through"
+    other.sendall(b"other")
+    assert _silent(other, 0.2), "another open connection still flows"
+    late = socket.create_connection((LOOPBACK, proxy.port), timeout=5)  # accepted, answered by nothing
+    late.sendall(b"late")
+    assert _silent(late, 0.2)
+    proxy.restore(stale=False)
+    assert other.recv(100) == b"other"
+    assert late.recv(100) == b"late"
+    late.sendall(b"MARK again")  # once: the marker holds nothing any more
+    assert late.recv(100) == b"MARK again"
