@@ -11,6 +11,7 @@ from typing import Any
 from gateway.mqtt_client import ClientFactory
 from gateway.mqtt_client_id import CLIENT_ID_NOT_VALID, COMPLIANT_CLIENT_ID_MAX, compliant_client_id
 from gateway.mqtt_session import close_client
+from gateway.mqtt_version import connack_code
 
 log = logging.getLogger("gateway.publisher")  # one logger for all the publisher's modules, as operators know it
 
@@ -54,8 +55,7 @@ class ConnectionThread(ClientFactory):
             self._note_how_long_it_lasted()
             if self._client_id_refused():
                 continue
-            connack = None if self._connack is None else int(getattr(self._connack, "value", 0))
-            if self._version.ended(connack, self._connack_timed_out):
+            if self._version.ended(connack_code(self._connack), self._connack_timed_out):
                 continue
             delay = self._backoff.next()
             log.debug("reconnecting to %s in %.1f s", self.endpoint.url, delay)
@@ -115,7 +115,7 @@ class ConnectionThread(ClientFactory):
         The first time, the next connection, at once, uses :func:`compliant_client_id`; before, the
         gateway reconnected for ever with an id the broker would never take ("refused the
         connection: Client identifier not valid", every 5 minutes), nothing delivered."""
-        if self._connack is None or getattr(self._connack, "value", 0) != CLIENT_ID_NOT_VALID:
+        if connack_code(self._connack) != CLIENT_ID_NOT_VALID:
             return False
         compliant = compliant_client_id(self.gateway_id)
         if self.client_id == compliant:

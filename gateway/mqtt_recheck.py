@@ -26,6 +26,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from gateway.mqtt_version import connack_code
+
 _TICK_S = 0.025  # how long each of the two network loops may wait for its socket, each turn
 
 
@@ -40,7 +42,7 @@ class Recheck:
 
     @property
     def connack(self) -> int | None:
-        return None if self.reason is None else int(getattr(self.reason, "value", 0))
+        return connack_code(self.reason)
 
 
 def ask_beside(

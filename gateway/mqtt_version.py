@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from enum import Enum, auto
-from typing import Literal
+from typing import Any, Literal
 
 Version = Literal["5", "3.1.1"]
 
@@ -46,6 +46,11 @@ CONNACK_TIMEOUT_S = 3.0
 CONNACK_WAIT_S = 10.0
 #: CONNACK reason 0x84; paho maps a 3.1.1 broker's return code 1 to it
 UNSUPPORTED_PROTOCOL = 132
+
+
+def connack_code(reason: Any) -> int | None:
+    """A CONNACK's reason (paho's ``ReasonCode``) as its number; None: no CONNACK came."""
+    return None if reason is None else int(getattr(reason, "value", 0))
 
 
 class Stage(Enum):
