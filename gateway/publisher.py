@@ -65,9 +65,6 @@ class Publisher(ConnectionThread):
     def start(self) -> None:
         self._thread.start()
 
-    def nudge(self) -> None:
-        """New readings are in the spool; the loop looks at it every tick anyway."""
-
     def send_durable(self, topic: str, payload: bytes, meter_health: Iterable[SavedMeter] = ()) -> None:
         """Queue a message (an event) in the spool's database: it survives restarts and is deleted
         on the broker's acknowledgement, like a batch; with the meter health it changes, stored in

@@ -116,10 +116,6 @@ class PublisherState(ABC):
     def command_topic(self) -> str:
         return f"{self.topic_root}/{self.gateway_id}/cmd/+"
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     def _fail(self, reason: str) -> None:
         """Stop the publisher for good: its loop ends after this turn (unacknowledged batches stay
         in the spool), and ``on_fatal`` hears why."""
