@@ -18,8 +18,9 @@ it forwards bytes both ways until told otherwise:
   exact point of a protocol (a database connection dead before its first statement's answer, or
   before its transaction's COMMIT).
 * :meth:`CutProxy.black_hole_at` makes the whole link a black hole (:meth:`black_hole`) as a client
-  sends a marker, which is not forwarded: a link that goes silent at an exact point of a protocol,
-  for every connection at once (the gateway's MQTT 5 CONNECT asked beside a held 3.1.1 session).
+  sends a marker, which is not forwarded (its connection stays half-open for good): a link that
+  goes silent at an exact point of a protocol, for every connection at once (the gateway's MQTT 5
+  CONNECT asked beside a held 3.1.1 session).
 
 The proxy runs its own event loop on a thread, so a test calls it from plain synchronous code.
 """
@@ -97,7 +98,9 @@ class CutProxy:
         self._dead_at = marker
 
     def black_hole_at(self, marker: bytes) -> None:
-        """Once: as a client sends ``marker`` (not forwarded), :meth:`black_hole`, all connections at once."""
+        """Once: as a client sends ``marker``, :meth:`black_hole`, all connections at once; the
+        marker's own connection is half-open for good (as :meth:`go_dead_at`'s), so the marker is not
+        forwarded even once the others are restored."""
         self._hole_at = marker
 
     def close(self) -> None:
@@ -205,6 +208,7 @@ class CutProxy:
                 data = b""
             if from_client and self._hole_at is not None and self._hole_at in data:
                 self._hole_at = None
+                link.stale = True  # the marker never goes through, the link restored or not
                 await self._black_hole()
             if from_client and self._dead_at is not None and self._dead_at in data:
                 link.stale = True

@@ -108,5 +108,6 @@ def test_a_black_hole_at_a_marker_holds_every_connection_from_that_chunk_on_once
     proxy.restore(stale=False)
     assert other.recv(100) == b"other"
     assert late.recv(100) == b"late"
+    assert _silent(sock, 0.2), "the marker went through once the link was back"
     late.sendall(b"MARK again")  # once: the marker holds nothing any more
     assert late.recv(100) == b"MARK again"
