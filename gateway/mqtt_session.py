@@ -96,7 +96,8 @@ class Session(InFlight):
     def _ask_in_mqtt5_beside(self, held: mqtt.Client) -> mqtt.Client | None:
         """The 3.1.1 session was answered at once after an unanswered MQTT 5 CONNECT: hold it and ask in
         MQTT 5 beside it (:mod:`gateway.mqtt_recheck`). The client to go on with, its session started;
-        None: neither (the other is closed here, the held one by :meth:`_run`)."""
+        None: neither (the other is closed here, the held one by
+        :meth:`gateway.connection_thread.ConnectionThread._run`)."""
         asking = self._new_client("5")
         keepalive = self.options.keepalive_s
         patience = self._version.patience(float(keepalive))

@@ -90,9 +90,9 @@ class PublisherState(ABC):
         self._refusals = Backoff(min(_REFUSED_MIN_S, self.options.reconnect_max_s), self.options.reconnect_max_s)
         self._hold_batches_until = 0.0
         # a broker disconnects a client whose packet is larger than it takes; a batch over that
-        # limit is resealed smaller (see _reseal), and later batches are sealed to fit
+        # limit is resealed smaller (see InFlight._reseal), and later batches are sealed to fit
         self.resealed_batches = 0
-        self._max_packet = self.options.max_packet_size  # this connection's: see _on_connect
+        self._max_packet = self.options.max_packet_size  # this connection's: see Session._start_using
         self._readings_per_batch = batch_size
         self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
         self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
@@ -103,7 +103,7 @@ class PublisherState(ABC):
         self._connect_started = 0.0  # when this session's CONNECT went out (time.monotonic)
         self._hold = False  # this session's CONNACK was taken, to ask in MQTT 5 beside it: send nothing yet
         self._client: mqtt.Client | None = None  # the session's client (after a recheck, the one kept)
-        self._said_mqtt311_loses_refusals = False  # the warning, once: see _on_connect
+        self._said_mqtt311_loses_refusals = False  # the warning, once: see Session._start_using
         #: the MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it
         self.client_id = client_id(gateway_id)
         self._thread = threading.Thread(target=self._run, name=f"publisher-{gateway_id}", daemon=True)
