@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+import serial
 
 from aquami.contracts.reads import Reading, schema_errors
 from firmware_protocols.modbus import MeterProfile, load_profile
@@ -219,6 +220,15 @@ def bus_config_text(
     for meter in meters:
         lines += toml_table("[[meters]]", {"meter_id": meter["meter_id"], "bus": bus["name"], **meter})
     return "\n".join(lines) + "\n"
+
+
+def port_free(port: str) -> bool:
+    """Whether another program could open (and lock) the serial port now: the gateway let it go."""
+    try:
+        serial.Serial(port, timeout=0, exclusive=True).close()
+    except serial.SerialException:
+        return False
+    return True
 
 
 def record_readings(gateway: Gateway, taken: list[Reading]) -> None:

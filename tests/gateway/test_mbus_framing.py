@@ -22,27 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import serial
 
 from gateway.buses import attempt_once
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.mbus import MBusLine, MBusTransport
 from gateway.transport import LineUnusable, PollError
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
-from tests.gateway.helpers import bus_config_text
+from tests.gateway.helpers import bus_config_text, port_free
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
 
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
 REFUSED = "the port refuses the configured framing 2400 8E1 (Invalid argument)"
-
-
-def _free(port: str) -> bool:
-    """Whether another program could open (and lock) the port now."""
-    try:
-        serial.Serial(port, timeout=0, exclusive=True).close()
-    except serial.SerialException:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -67,7 +57,7 @@ def test_a_port_that_refuses_the_framing_says_so_and_is_let_go(line: SerialLine)
                 with pytest.raises(PollError) as failed:
                     await attempt_once(transport, bus, meter)
                 assert str(failed.value) == f"MB000001: mbus-1: cannot open {line.port}: {REFUSED}"
-            assert _free(line.port)
+            assert port_free(line.port)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import serial
 
 from gateway.buses import attempt_once
 from gateway.config import MeterConfig, ModbusRtuBusConfig
@@ -26,19 +25,10 @@ from gateway.profiles import ProfileBook
 from gateway.transport import LineUnusable
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
-from tests.gateway.helpers import bus_config_text, meters
+from tests.gateway.helpers import bus_config_text, meters, port_free
 
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
 REFUSED = "the port refuses the configured framing 9600 8E1 (Invalid argument)"
-
-
-def _free(port: str) -> bool:
-    """Whether another program could open (and lock) the port now."""
-    try:
-        serial.Serial(port, timeout=0, exclusive=True).close()
-    except serial.SerialException:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -62,7 +52,7 @@ def test_a_port_that_refuses_the_framing_says_so_and_is_let_go(line: SerialLine)
                 with pytest.raises(LineUnusable) as failed:
                     await attempt_once(transport, bus, meter)
                 assert str(failed.value) == f"rtu-1: cannot open {line.port}: {REFUSED}"
-            assert _free(line.port)
+            assert port_free(line.port)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
