@@ -281,3 +281,30 @@ def test_a_leaks_evidence_read_around_a_gap_is_that_of_the_data_up_to_then(gap_a
         cut = block.until(block.time(j))
         alarm, _, _ = leak_evidence(cut, interval_flows(cut, config), config)
         np.testing.assert_array_equal(alarm[0], whole[0, : j + 1], err_msg=str(block.time(j)))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("blip_h", [1.0, 2.0, 3.0])
+def test_a_step_over_before_it_could_be_raised_is_no_main_burst(seed: int, blip_h: float) -> None:
+    """1,500 L/h for ``blip_h`` hours on the 16th night, and nothing more. An alert is raised an
+    interval after the step's hour (``dma_read_lag``, a customer's late read), by when the balance
+    is back at its level: the data up to then measure the step at no flow and raise nothing. The
+    whole data raised it, ended before its ``detected_at``, at its first hour's rate (the rate of an
+    episode with no whole interval is that at its trigger): seed 21's DMA017 on the benchmark fleet,
+    529 L/h from 01-11 03:00 ended 03:00, raised at 04:00 from the whole data and not from the data
+    cut then. Each alert raised must be raised again from the data cut at its ``detected_at``."""
+    days = 20
+    hours = np.arange(days * 24)
+    rng = np.random.default_rng(seed)
+    losses = 300.0 * np.tile(PRESSURE, days) + rng.normal(0.0, 20.0, hours.size)
+    start = 15 * 24 + 2.0
+    losses += 1500.0 * np.clip(np.minimum(hours + 1 - start, start + blip_h - hours), 0.0, 1.0)
+    balance = _one_dma(losses, seed)
+    config = DetectionConfig()
+    alerts = detect_dma_bursts(balance, config)
+    for alert in alerts:
+        again = detect_dma_bursts(_cut(balance, alert.detected_at), config)
+        assert any(
+            a.detected_at == alert.detected_at and abs((a.start - alert.start).total_seconds()) <= 3600 for a in again
+        ), alert
+        assert alert.ended_at is None or alert.ended_at >= alert.detected_at, alert
