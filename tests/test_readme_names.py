@@ -53,6 +53,7 @@ OTHER_TOOLS_OPTIONS = {
     "--backward-registers": "a benchmark's",
     "--look-alikes": "a benchmark's (python -m benchmarks.burst_errors)",
     "--causes": "a benchmark's (python -m benchmarks.reverse_flow_errors)",
+    "--kinds": "a benchmark's (python -m benchmarks.causal_check)",
     "--interval-minutes": "a benchmark's (python -m benchmarks.bench_detection)",
     "--meters-only": "a benchmark's (python -m benchmarks.bench_care_desk)",
     "--dist": "pytest-xdist's, in the Tests section",
