@@ -19,6 +19,7 @@ from aquami.contracts.reads import ALARMS, is_identifier
 from aquami.mqtt import MqttEndpoint
 from firmware_protocols.modbus import MeterProfile, load_profile
 from firmware_protocols.modbus.profile import ProfileError
+from gateway.mqtt_version import CONNACK_WAIT_S
 
 __all__ = [
     "BusConfig",
@@ -190,6 +191,10 @@ class MqttOptions:
     protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT 5, falling back to 3.1.1
     qos: int = 1
     keepalive_s: int = 30
+    #: A CONNECT unanswered this long (or a keepalive period, if shorter) is given up: see
+    #: :data:`gateway.mqtt_version.CONNACK_WAIT_S`. Raise it for a broker slow to accept connections
+    #: (an authentication backend under the reconnection storm after a broker restart).
+    connack_wait_s: float = CONNACK_WAIT_S
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
     ca_file: Path | None = None
@@ -297,6 +302,7 @@ def _mqtt(table: Table, base: Path | None) -> tuple[MqttEndpoint, MqttOptions, d
         protocol=table.choice("protocol", ("auto", "5", "3.1.1"), "auto"),
         qos=qos,
         keepalive_s=table.integer("keepalive_s", 30, low=5, high=65535),
+        connack_wait_s=table.number("connack_wait_s", CONNACK_WAIT_S, low=1.0, high=65535.0),
         reconnect_min_s=reconnect_min,
         reconnect_max_s=table.number("reconnect_max_s", max(60.0, reconnect_min), low=reconnect_min),
         ca_file=files["ca_file"],

@@ -45,7 +45,7 @@ class Session(InFlight):
         except (OSError, ssl.SSLError) as error:
             self.broker.failed(f"cannot connect: {error}", _SPOOLING)
             return
-        patience = self._version.patience(float(self.options.keepalive_s))
+        patience = self._version.patience(float(self.options.keepalive_s), self.options.connack_wait_s)
         while True:
             rc = client.loop(timeout=_LOOP_TICK_S)
             self._settle_acks()
@@ -100,7 +100,7 @@ class Session(InFlight):
         :meth:`gateway.connection_thread.ConnectionThread._run`)."""
         asking = self._new_client("5")
         keepalive = self.options.keepalive_s
-        patience = self._version.patience(float(keepalive))
+        patience = self._version.patience(float(keepalive), self.options.connack_wait_s)
         try:
             address = (self.endpoint.host, self.endpoint.port, keepalive)
             recheck = ask_beside(held, asking, address, patience, self.command_topic, self._stop)

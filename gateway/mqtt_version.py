@@ -90,14 +90,15 @@ class VersionChoice:
         """The version of the session under way, then (after :meth:`ended`) of the next CONNECT."""
         return self.stage.version
 
-    def patience(self, keepalive_s: float) -> float:
+    def patience(self, keepalive_s: float, wait_s: float = CONNACK_WAIT_S) -> float:
         """How long this CONNECT waits for its CONNACK: :data:`CONNACK_TIMEOUT_S` for an MQTT 5 one
         that may fall back (in :attr:`Stage.HOLD`, the one asked beside the held session), and
-        :data:`CONNACK_WAIT_S` (or the keepalive, if shorter) for any other. Before, any other waited
+        ``wait_s`` (``[mqtt] connack_wait_s``, :data:`CONNACK_WAIT_S` by default; or the keepalive, if
+        shorter) for any other. Before, any other waited
         a keepalive period (30 s by default): a CONNECT that went into a silent link just before it
         came back held delivery up for that long."""
         may_fall_back = self.stage in (Stage.FIRST, Stage.AGAIN, Stage.HOLD) and not self._slow
-        return CONNACK_TIMEOUT_S if may_fall_back else min(keepalive_s, CONNACK_WAIT_S)
+        return CONNACK_TIMEOUT_S if may_fall_back else min(keepalive_s, wait_s)
 
     def answered(self, waited_s: float) -> bool:
         """The broker accepted this CONNECT ``waited_s`` after it went out. False: send nothing on this

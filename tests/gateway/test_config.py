@@ -91,6 +91,9 @@ def test_a_good_file_gives_defaults() -> None:
     assert config.mqtt.port == 1883 and config.mqtt_options.protocol == "auto" and config.mqtt_options.qos == 1
     assert config.spool.policy == "drop_oldest"
     assert config.mqtt_options.max_packet_size is None  # the broker's own word (MQTT 5), or no limit
+    assert config.mqtt_options.connack_wait_s == 10.0
+    slow_broker = GOOD.replace("[mqtt]\n", "[mqtt]\nconnack_wait_s = 25\n", 1)
+    assert parse_config_text(slow_broker).mqtt_options.connack_wait_s == 25.0
     assert (
         parse_config_text(
             GOOD.replace("[mqtt]\n", "[mqtt]\nmax_packet_size = 131072\n", 1)
@@ -164,6 +167,7 @@ def test_duplicate_meter_id_names_both_lines() -> None:
             "max_packet_size",
             "mqtt.max_packet_size: 100 is outside 1024..268435460",
         ),
+        (("[mqtt]\n", "[mqtt]\nconnack_wait_s = 0.5\n"), "connack_wait_s", "mqtt.connack_wait_s: 0.5 is outside 1.0"),
     ],
 )
 def test_each_mistake_is_named_with_its_line(change: tuple[str, str], needle: str, expected: str) -> None:

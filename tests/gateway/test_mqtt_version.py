@@ -16,7 +16,7 @@ from typing import Literal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.mqtt_version import UNSUPPORTED_PROTOCOL, VersionChoice
+from gateway.mqtt_version import CONNACK_TIMEOUT_S, CONNACK_WAIT_S, UNSUPPORTED_PROTOCOL, VersionChoice
 
 Broker = Literal["mqtt5", "deaf to mqtt5", "says 0x84"]
 Spell = tuple[bool, int]  # the link up (or silent), for so many sessions
@@ -125,3 +125,17 @@ def test_a_broker_saying_0x84_is_asked_in_mqtt5_once(link: list[Spell]) -> None:
     run = _run("says 0x84", link)
     assert all(s.version == "3.1.1" for s in run.kept())
     assert sum(s.link_up and s.asked_mqtt5 for s in run.sessions) <= 1
+
+
+def test_a_connect_waits_the_configured_connack_wait_up_to_the_keepalive() -> None:
+    """``[mqtt] connack_wait_s`` is how long a CONNECT other than a first MQTT 5 one waits for its
+    CONNACK (a broker slow to accept connections after a restart needs longer than the 10 s
+    default), never longer than a keepalive period; the first MQTT 5 CONNECT keeps its 3 s."""
+    log = logging.getLogger("test.mqtt_version")
+    first = VersionChoice("auto", "mqtt://broker", log)
+    assert first.patience(30.0, 25.0) == CONNACK_TIMEOUT_S
+    configured = VersionChoice("5", "mqtt://broker", log)
+    assert configured.patience(30.0) == CONNACK_WAIT_S
+    assert configured.patience(30.0, 25.0) == 25.0
+    assert configured.patience(20.0, 25.0) == 20.0
+    assert VersionChoice("3.1.1", "mqtt://broker", log).patience(60.0, 45.0) == 45.0

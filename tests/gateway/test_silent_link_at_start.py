@@ -186,17 +186,18 @@ def test_a_broker_silent_to_mqtt5_behind_a_link_silent_at_start_gets_its_reading
     assert said.count("answers in MQTT 3.1.1 but not in MQTT 5") == 1
 
 
+@pytest.mark.parametrize("connack_wait_s", [CONNACK_WAIT_S, 4.0], ids=["default", "configured"])
 def test_a_connect_into_a_silent_spell_gives_up_soon_after_the_link_is_back(
-    tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture, connack_wait_s: float
 ) -> None:
     """The default keepalive (30 s). The MQTT 5 CONNECT goes into the hole and gives up after 3 s;
     the MQTT 3.1.1 CONNECT after it goes into the hole too, and the link comes back (that CONNECT
     stays dead). Before, it waited a keepalive period (30 s) for its CONNACK: the readings were
     delivered about 30 s after the link's return. Now any CONNECT gives up after
-    ``CONNACK_WAIT_S``, and the next one, in MQTT 5, is answered."""
+    ``[mqtt] connack_wait_s`` (``CONNACK_WAIT_S`` by default), and the next one, in MQTT 5, is answered."""
     spool = Spool(tmp_path / "s.sqlite")
     spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
-    options = MqttOptions(protocol="auto", reconnect_min_s=0.2, reconnect_max_s=1.0)
+    options = MqttOptions(protocol="auto", reconnect_min_s=0.2, reconnect_max_s=1.0, connack_wait_s=connack_wait_s)
     assert options.keepalive_s == 30
     with CutProxy(mosquitto.port, name="gateway-link") as link, caplog.at_level(logging.INFO, "gateway.publisher"):
         link.black_hole()
@@ -214,4 +215,4 @@ def test_a_connect_into_a_silent_spell_gives_up_soon_after_the_link_is_back(
             spool.close()
     assert publisher.protocol_in_use == "5", caplog.text
     # the 3.1.1 CONNECT's wait, then a reconnection wait of at most 1 s and an answered CONNECT
-    assert back < CONNACK_WAIT_S + 3, f"delivered {back:.1f} s after the link's return:\n{caplog.text}"
+    assert back < connack_wait_s + 3, f"delivered {back:.1f} s after the link's return:\n{caplog.text}"
