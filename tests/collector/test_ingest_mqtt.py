@@ -71,10 +71,10 @@ def count(url: str, sql: str) -> int:
 
 
 @contextmanager
-def running_collector(database_url: str, mqtt_url: str) -> Iterator[Collector]:
-    collector = Collector(
-        CollectorConfig(database_url, MqttEndpoint.parse(mqtt_url), client_id=f"test-col-{uuid.uuid4().hex[:8]}")
-    )
+def running_collector(database_url: str, mqtt_url: str, **config: Any) -> Iterator[Collector]:
+    """A collector of ``database_url`` and ``mqtt_url``, its other settings ``config``'s or the defaults."""
+    endpoint, client_id = MqttEndpoint.parse(mqtt_url), f"test-col-{uuid.uuid4().hex[:8]}"
+    collector = Collector(CollectorConfig(database_url, endpoint, client_id=client_id, **config))
     collector.start()
     try:
         yield collector

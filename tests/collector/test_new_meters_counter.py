@@ -13,9 +13,11 @@ import time
 import uuid
 
 import psycopg
+import pytest
 
 from aquami.mqtt import MqttEndpoint
 from collector.service import Collector, CollectorConfig
+from collector.store import ReadingStore
 from tests.collector.test_ingest_mqtt import (
     _ready,
     _refuse_writes,
@@ -111,14 +113,23 @@ def test_a_batch_refused_then_stored_message_by_message_counts_the_meters_it_cre
         assert collector.counters.snapshot()["new_meters"] == 1  # gw-nr2's probe meter
 
 
-def test_meters_removed_under_a_running_collector_are_registered_again(migrated_database_url, mosquitto):
+@pytest.mark.parametrize("trust_all_gateways", [False, True], ids=["gateways-checked", "trust-all-gateways"])
+def test_meters_removed_under_a_running_collector_are_registered_again(
+    migrated_database_url, mosquitto, trust_all_gateways
+):
     """``meters`` emptied while the collector runs (a database reset under it, or an operator
     deleting meters): the meters it has heard are registered again when next heard, and their
     readings stored. Before, it took them for registered; their claim broke the foreign key of
-    ``meter_gateways``, and each message with one was a dead letter, its new meters' readings too."""
+    ``meter_gateways``, and each message with one was a dead letter, its new meters' readings too.
+    With ``--trust-all-gateways`` nothing trips (no claim of a known meter): their readings were
+    stored with no ``meters`` row (3 of the 5 meters), until the collector restarted."""
     url, gw = migrated_database_url, "gw-nx"
     at = "2026-03-01T{:02d}:00:00Z"
-    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+    checked = not trust_all_gateways
+    with (
+        running_collector(url, mosquitto.url, check_meter_gateways=checked) as collector,
+        publisher(mosquitto.url) as publish,
+    ):
         _ready(publish, url, gw)
         publish(f"aquami/v1/{gw}/reads", reads(gw, 1, [(f"X{i}", at.format(0), 1.0) for i in range(3)]))
         wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'X%'") == 3, 20, "X0-X2")
@@ -130,5 +141,32 @@ def test_meters_removed_under_a_running_collector_are_registered_again(migrated_
         stored = count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'X%'")
         letters = count(url, "SELECT count(*) FROM dead_letters")
         counted = collector.counters.snapshot()["new_meters"]
-    assert (stored, letters, count(url, METERS)) == (5, 0, 5)
+    orphans = count(
+        url,
+        "SELECT count(DISTINCT meter_id) FROM readings r WHERE NOT EXISTS "
+        "(SELECT 1 FROM meters m WHERE m.meter_id = r.meter_id)",
+    )
+    assert (stored, letters, count(url, METERS), orphans) == (5, 0, 5, 0)
     assert counted == 4 + 5  # the probe's and X0-X2 before, X0-X4 created again
+    claimed = "SELECT count(*) FROM meter_gateways WHERE meter_id LIKE 'X%' AND gateway_id = 'gw-nx'"
+    assert count(url, claimed) == 5  # assigned as first heard, so the check can be turned on later
+
+
+def test_rows_stored_for_meters_removed_since_give_them_their_meters_rows_again(migrated_database_url):
+    """The same through :meth:`ReadingStore.write` (rows given as they are, not held to gateways):
+    a meter written before ``meters`` was emptied gets its row again with its next reading. Before,
+    the writer took it for registered and stored the reading alone."""
+    url = migrated_database_url
+    store = ReadingStore(url)
+    try:
+        store.write([("W1", "2026-03-01T00:00:00Z", "1", None, None, [], "gw-w", 1)])
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("TRUNCATE readings, meters CASCADE")
+        at = "2026-03-01T01:00:00Z"
+        outcome = store.write([(m, at, "2", None, None, [], "gw-w", 2) for m in ("W1", "W2")])
+    finally:
+        store.close()
+    assert (outcome.inserted, outcome.new_meters) == (2, 2)
+    with psycopg.connect(url) as conn:
+        meters = conn.execute("SELECT meter_id, has_readings FROM meters ORDER BY 1").fetchall()
+    assert meters == [("W1", True), ("W2", True)]
