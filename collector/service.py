@@ -38,6 +38,9 @@ Parsed = ParsedMessage | list[EventRow] | GatewayStatus | RejectedMessage
 MQTT_KEEPALIVE_DEFAULT_S = 30
 MQTT_KEEPALIVE_MIN_S = 1
 MQTT_KEEPALIVE_MAX_S = 65535
+#: How long the writer may sit idle before it checks its database connection, in seconds; the check
+#: waits as long again for the answer (collector.service.Collector._check_database).
+DATABASE_CHECK_DEFAULT_S = 10.0
 
 
 def _size(result: Parsed) -> int:
@@ -116,8 +119,13 @@ class CollectorConfig:
     # paho sends a PINGREQ after this long without traffic and gives the link up when no answer
     # comes within as long again: a half-open link to the broker costs up to twice this
     mqtt_keepalive_s: int = MQTT_KEEPALIVE_DEFAULT_S
+    # an idle writer asks the database for an answer after this long without one, and gives its
+    # connection up when none comes within as long again: a dead link is found within twice this
+    database_check_s: float = DATABASE_CHECK_DEFAULT_S
 
     def __post_init__(self) -> None:
+        if not 0 < self.database_check_s < float("inf"):
+            raise ValueError(f"database check every {self.database_check_s!r} s: give a positive number of seconds")
         if not MQTT_KEEPALIVE_MIN_S <= self.mqtt_keepalive_s <= MQTT_KEEPALIVE_MAX_S:
             raise ValueError(
                 f"MQTT keepalive {self.mqtt_keepalive_s!r} s: give {MQTT_KEEPALIVE_MIN_S} to {MQTT_KEEPALIVE_MAX_S}"
@@ -292,10 +300,14 @@ class Collector:
 
     def _write_loop(self) -> None:
         pending: list[tuple[Received, Parsed]] = []
+        answered = time.monotonic()  # when the database last answered the writer (or was asked)
         while not self._stop.is_set() or pending:
             if not pending:
                 pending = self._take_batch()
                 if not pending:
+                    if time.monotonic() - answered >= self.config.database_check_s and not self._stop.is_set():
+                        self._check_database()
+                        answered = time.monotonic()
                     continue
             try:
                 self._store_messages(pending)
@@ -321,6 +333,21 @@ class Collector:
             self._storing.recovered()
             self._acknowledge(pending)
             pending = []
+            answered = time.monotonic()
+
+    def _check_database(self) -> None:
+        """An idle writer's look at its database. Without it, a link that died while no message came
+        (the database host gone, a firewall or NAT that forgot the connection) was found only by the
+        next write, which then waited for it up to its deadline (60 s by default), and nothing said
+        the database was away meanwhile. Now said within twice ``database_check_s``, the connection
+        given up, and a new one tried at each check until the database answers again."""
+        try:
+            self._store.check(self.config.database_check_s)
+        except psycopg.Error as error:  # whatever it is, the next write starts on a new connection
+            self._store.close()
+            self._database.failed(error, "; no message waits")
+            return
+        self._database.recovered()
 
     def _acknowledge(self, stored: list[tuple[Received, Parsed]]) -> None:
         """PUBACK what came on the current connection. A message that came on an earlier one is

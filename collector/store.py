@@ -270,6 +270,15 @@ class ReadingStore:
         if self._conn is not None:
             self._conn.close()
 
+    def check(self, answer_within_s: float) -> None:
+        """Ask the database for an answer on the writer's connection (a new one if it has none):
+        ``OperationalError`` when none comes within ``answer_within_s``. An idle writer's look at a
+        link that may have died since its last write (collector.service.Collector)."""
+        conn = self._connection()
+        with db.deadline(conn, answer_within_s):
+            conn.execute("SELECT 1")
+            conn.rollback()  # no transaction left open: the server would end the session
+
     def write(
         self,
         rows: Sequence[ReadingRow],
