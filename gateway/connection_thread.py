@@ -4,16 +4,19 @@ after it was accepted, and why as far as the broker said)."""
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from gateway.mqtt_client import ClientFactory
-from gateway.mqtt_client_id import CLIENT_ID_NOT_VALID, COMPLIANT_CLIENT_ID_MAX, compliant_client_id
-from gateway.mqtt_session import close_client
-from gateway.mqtt_version import connack_code
+import paho.mqtt.client as mqtt
 
-log = logging.getLogger("gateway.publisher")  # one logger for all the publisher's modules, as operators know it
+from gateway.backoff import Backoff
+from gateway.broker_link import BrokerLink
+from gateway.inflight import InFlight
+from gateway.mqtt_client import ClientFactory
+from gateway.mqtt_session import Session, close_client
+from gateway.mqtt_version import VersionChoice, connack_code
+from gateway.publisher_state import PublisherState, log
 
 #: A connection that lasted this long was a good one: the reconnection waits start again from the
 #: shortest. One dropped sooner (a broker that crash-loops, or another client taking over the same
@@ -22,59 +25,75 @@ log = logging.getLogger("gateway.publisher")  # one logger for all the publisher
 _STABLE_S = 30.0
 
 
-class ConnectionThread(ClientFactory):
-    """Connects, runs a session, and connects again, until stopped."""
+class ConnectionThread:
+    """Connects, runs a session, and connects again, until stopped: :meth:`run` is the publisher's
+    thread. Its counts are read from any thread."""
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def __init__(
+        self,
+        state: PublisherState,
+        inflight: InFlight,
+        clients: ClientFactory,
+        version: VersionChoice,
+        link: BrokerLink,
+        new_session: Callable[[mqtt.Client], Session],
+    ) -> None:
+        self._state = state
+        self._inflight = inflight
+        self._clients = clients
+        self._version = version
+        self._link = link
+        self._new_session = new_session
+        self._backoff = Backoff(state.options.reconnect_min_s, state.options.reconnect_max_s)
+        self.short_connections = 0  # dropped in a row before _STABLE_S
+        self.taken_over = 0  # of those, ended by the broker's "Session taken over" (MQTT 5)
+
+    def run(self) -> None:
+        stop, url = self._state.stop, self._state.endpoint.url
+        while not stop.is_set():
             try:
-                client = self._new_client()
+                client = self._clients.new_client()
             except Exception:  # a TLS file that does not load (yet): say so, try again after a while
-                log.exception("cannot set up an MQTT client for %s", self.endpoint.url)
-                self._stop.wait(self._backoff.next())
+                log.exception("cannot set up an MQTT client for %s", url)
+                stop.wait(self._backoff.next())
                 continue
-            self._client = client
+            session = self._new_session(client)
             try:
-                self._session(client)
+                session.run()
             except Exception:  # the thread must outlive any one bad moment; the spool keeps the data
                 log.exception("MQTT session failed")
             finally:
-                client = self._client or client
                 try:
-                    self._settle_acks()
+                    self._inflight.settle_acks()
                 except Exception:  # a failing disk: what was acknowledged stays in the spool and goes again
                     log.exception("cannot delete acknowledged messages from the spool")
-                self.connected.clear()
-                self._in_flight.clear()
-                self._highest_sent = 0
-                self._messages_in_flight.clear()
-                self._highest_message_sent = 0
-                close_client(client)
-            if self._stop.is_set():
+                self._state.connected.clear()
+                self._inflight.end_session()
+                close_client(session.client)  # after a recheck, the client kept
+            if stop.is_set():
                 break
-            self._note_how_long_it_lasted()
-            if self._client_id_refused():
+            self._note_how_long_it_lasted(session)
+            if self._clients.id_refused(session.connack):
                 continue
-            if self._version.ended(connack_code(self._connack), self._connack_timed_out):
+            if self._version.ended(connack_code(session.connack), session.connack_timed_out):
                 continue
             delay = self._backoff.next()
-            log.debug("reconnecting to %s in %.1f s", self.endpoint.url, delay)
-            self._stop.wait(delay)
+            log.debug("reconnecting to %s in %.1f s", url, delay)
+            stop.wait(delay)
 
-    def _note_how_long_it_lasted(self) -> None:
+    def _note_how_long_it_lasted(self, session: Session) -> None:
         """After a session: a connection that lasted starts the reconnection waits afresh; one after
         another dropped soon after CONNACK are counted, and said."""
-        if self._connected_at is None:
+        if session.connected_at is None:
             return
-        lasted = time.monotonic() - self._connected_at
-        self._connected_at = None
+        lasted = time.monotonic() - session.connected_at
         if lasted >= _STABLE_S:
             self._backoff.reset()
             self.short_connections = 0
             self.taken_over = 0
             return
         self.short_connections += 1
-        self.taken_over += self._session_taken_over
+        self.taken_over += session.taken_over
         if self.short_connections >= 3:
             self._say_short_connections()
 
@@ -84,17 +103,18 @@ class ConnectionThread(ClientFactory):
         before, that was what the warning said of any run of short connections, a link that merely
         kept dropping included, pointing the operator at a duplicate that did not exist."""
         head = "%d connections in a row to %s ended within %.0f s of being accepted"
-        args: tuple[Any, ...] = (self.short_connections, self.endpoint.url, _STABLE_S)
+        gateway_id = self._state.gateway_id
+        args: tuple[Any, ...] = (self.short_connections, self._state.endpoint.url, _STABLE_S)
         if self.taken_over:
             log.warning(
                 head + ", %d of them taken over by another client with the client id %r (the broker said "
                 '"Session taken over"): another gateway is configured with gateway_id %r',
                 *args,
                 self.taken_over,
-                self.client_id,
-                self.gateway_id,
+                self._clients.client_id,
+                gateway_id,
             )
-        elif self.protocol_in_use == "5":
+        elif self._link.protocol_in_use == "5":
             log.warning(
                 head + " without a reason from the broker: the network or the broker keeps dropping the "
                 'connection (another client with this client id would have been said: "Session taken over", '
@@ -107,27 +127,5 @@ class ConnectionThread(ClientFactory):
                 "the connection, or another gateway is configured with gateway_id %r (the broker lets one "
                 "client at a time use its client id)",
                 *args,
-                self.gateway_id,
+                gateway_id,
             )
-
-    def _client_id_refused(self) -> bool:
-        """Did this session's broker refuse the client id (CONNACK 0x85, or 3.1.1's return code 2)?
-        The first time, the next connection, at once, uses :func:`compliant_client_id`; before, the
-        gateway reconnected for ever with an id the broker would never take ("refused the
-        connection: Client identifier not valid", every 5 minutes), nothing delivered."""
-        if connack_code(self._connack) != CLIENT_ID_NOT_VALID:
-            return False
-        compliant = compliant_client_id(self.gateway_id)
-        if self.client_id == compliant:
-            return False  # (refused too: said as the broker's refusal, and tried again after a wait)
-        log.warning(
-            "%s refused the client id %r (%d characters; MQTT brokers need take only 1 to %d letters and digits): "
-            "connecting as %r",
-            self.endpoint.url,
-            self.client_id,
-            len(self.client_id),
-            COMPLIANT_CLIENT_ID_MAX,
-            compliant,
-        )
-        self.client_id = compliant
-        return True

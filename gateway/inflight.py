@@ -4,34 +4,88 @@ PUBACKs settled into the spool after each loop turn."""
 
 from __future__ import annotations
 
-import logging
+import collections
 import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from aquami.contracts.reads import reads_topic
-from gateway.outgoing import encode_batch, packet_size
-from gateway.publisher_state import PublisherState
+from gateway.backoff import Backoff
+from gateway.outgoing import Outgoing, encode_batch, packet_size
+from gateway.publisher_state import PublisherState, log
 from gateway.spool import SealedBatch
 
-log = logging.getLogger("gateway.publisher")  # one logger for all the publisher's modules, as operators know it
+_REFUSED_MIN_S = 1.0  # the first wait before a refused batch goes again
 
 
-class InFlight(PublisherState):
-    """What goes out on a session, and what the broker acknowledged of it."""
+class InFlight:
+    """What goes out on a session, and what the broker acknowledged of it. Used on the publisher's
+    thread only, but for the outbox, which :meth:`gateway.publisher.Publisher.send` appends to from
+    any thread (a deque's append and popleft are atomic)."""
 
-    def _settle_acks(self) -> None:
+    def __init__(self, state: PublisherState, outbox: collections.deque[Outgoing]) -> None:
+        self._state = state
+        self._outbox = outbox
+        self.published_batches = 0
+        self.acknowledged_batches = 0
+        self._in_flight: dict[int, int] = {}  # message id -> batch_seq
+        self._acked: list[int] = []  # batches acknowledged during the current loop turn
+        self._messages_in_flight: dict[int, int] = {}  # message id -> spool message id (events)
+        self._messages_acked: list[int] = []
+        self._highest_message_sent = 0
+        self._highest_sent = 0
+        # a batch the broker refused (MQTT 5: not authorised, quota exceeded) is sent again after a
+        # growing wait, not on the next loop turn: a refusal that lasts would have it resent 20 times
+        # a second, each logged, for as long as the broker's rules stay as they are
+        self.refused_batches = 0
+        options = state.options
+        self._refusals = Backoff(min(_REFUSED_MIN_S, options.reconnect_max_s), options.reconnect_max_s)
+        self._hold_batches_until = 0.0
+        # a broker disconnects a client whose packet is larger than it takes; a batch over that
+        # limit is resealed smaller (see _reseal), and later batches are sealed to fit
+        self.resealed_batches = 0
+        self._max_packet = options.max_packet_size  # this connection's: see start_session
+        self._readings_per_batch = state.batch_size
+        self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
+        self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
+        self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
+
+    def start_session(self, properties: Any) -> None:
+        """The broker accepted a session (``properties``: its CONNACK's): size what goes to what it takes."""
+        announced = getattr(properties, "MaximumPacketSize", None)
+        self._max_packet = min((n for n in (announced, self._state.options.max_packet_size) if n), default=None)
+        self._readings_per_batch = self._state.batch_size
+        self._unsendable.clear()  # this broker may take them
+
+    def send(self, client: mqtt.Client) -> None:
+        """One loop turn's publishing: the outbox, then durable messages, then batches."""
+        self._drain_outbox(client)
+        self._send_durable_messages(client)
+        self._send_what_fits(client)
+
+    def end_session(self) -> None:
+        """The session ended: what was in flight on it goes again, from the spool, on the next one."""
+        self._in_flight.clear()
+        self._highest_sent = 0
+        self._messages_in_flight.clear()
+        self._highest_message_sent = 0
+
+    def messages_unacknowledged(self) -> bool:
+        """Durable messages sent on this session and not acknowledged yet (read from any thread)."""
+        return bool(self._messages_in_flight)
+
+    def settle_acks(self) -> None:
+        """After each loop turn, and at the session's end: what the broker acknowledged leaves the spool."""
         if self._messages_acked:
             acked_messages, self._messages_acked = self._messages_acked, []
-            self.spool.delete_messages(acked_messages)
+            self._state.spool.delete_messages(acked_messages)
         if self._acked:
             acked, self._acked = self._acked, []
-            self.spool.acknowledge_many(acked)
+            self._state.spool.acknowledge_many(acked)
             self.acknowledged_batches += len(acked)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+    def on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         message_id = self._messages_in_flight.pop(mid, None)
         if message_id is not None:
             if not reason.is_failure:
@@ -75,7 +129,7 @@ class InFlight(PublisherState):
         # readings differ in length: aim at 90% of the limit, and split again should a part still be over
         fits = max(1, min(n // 2, int(n * 0.9 * limit / size)))
         self._readings_per_batch = min(self._readings_per_batch, fits)
-        parts = self.spool.reseal(batch.batch_seq, fits)
+        parts = self._state.spool.reseal(batch.batch_seq, fits)
         self.resealed_batches += 1
         log.warning(
             "batch %s (%d readings, %d bytes) is more than the broker takes (%d bytes): sealed again as "
@@ -111,10 +165,10 @@ class InFlight(PublisherState):
                 return
 
     def _send_durable_messages(self, client: mqtt.Client) -> None:
-        room = self.window - len(self._messages_in_flight)
+        room = self._state.window - len(self._messages_in_flight)
         if room <= 0:
             return
-        for message_id, topic, payload in self.spool.messages_after(self._highest_message_sent, room):
+        for message_id, topic, payload in self._state.spool.messages_after(self._highest_message_sent, room):
             if not self._fits(topic, payload):
                 # it stays in the spool (nothing is deleted unacknowledged), passed over on this connection
                 self._highest_message_sent = message_id
@@ -132,21 +186,21 @@ class InFlight(PublisherState):
             self._highest_message_sent = message_id
 
     def _send_what_fits(self, client: mqtt.Client) -> None:
-        room = self.window - len(self._in_flight)
+        room = self._state.window - len(self._in_flight)
         if room <= 0 or time.monotonic() < self._hold_batches_until:
             return
-        batches = self.spool.sealed_batches(after_seq=self._highest_sent, limit=room)
+        batches = self._state.spool.sealed_batches(after_seq=self._highest_sent, limit=room)
         if len(batches) < room:
-            batches += self.spool.seal_many(self._readings_per_batch, room - len(batches))
-        topic = reads_topic(self.gateway_id, self.topic_root)
+            batches += self._state.spool.seal_many(self._readings_per_batch, room - len(batches))
+        topic = self._state.reads_topic
         for batch in batches:
             if not batch.bodies or batch.batch_seq in self._unsendable:
                 continue
-            payload = encode_batch(self.gateway_id, batch.batch_seq, batch.bodies)
+            payload = encode_batch(self._state.gateway_id, batch.batch_seq, batch.bodies)
             if not self._fits(topic, payload):
                 self._reseal(batch, packet_size(topic, payload))
                 continue  # its readings go in the new batches, on the next turn
-            info = client.publish(topic, payload, qos=self.options.qos)
+            info = client.publish(topic, payload, qos=self._state.options.qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("publish of batch %s failed (%s); it stays in the spool", batch.batch_seq, info.rc)
                 return

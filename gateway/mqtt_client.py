@@ -1,5 +1,5 @@
-"""The paho client each session connects with: MQTT version, client id, credentials, TLS, last
-will, and the publisher's callbacks, each guarded."""
+"""The paho client each session connects with (MQTT version, client id, credentials, TLS, last
+will; the session sets its callbacks), and which client id that is."""
 
 from __future__ import annotations
 
@@ -9,16 +9,21 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from gateway.mqtt_session import Session
-from gateway.mqtt_version import Version
+from gateway.mqtt_client_id import CLIENT_ID_NOT_VALID, COMPLIANT_CLIENT_ID_MAX, client_id, compliant_client_id
+from gateway.mqtt_version import Version, VersionChoice, connack_code
+from gateway.publisher_state import PublisherState, log
 
-log = logging.getLogger("gateway.publisher")  # one logger for all the publisher's modules, as operators know it
 
+class ClientFactory:
+    """Makes each session's client, in the version :class:`gateway.mqtt_version.VersionChoice` says."""
 
-class ClientFactory(Session):
-    """Makes each session's client."""
+    def __init__(self, state: PublisherState, version: VersionChoice) -> None:
+        self._state = state
+        self._version = version
+        #: the MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it
+        self.client_id = client_id(state.gateway_id)
 
-    def _new_client(self, version: Version | None = None) -> mqtt.Client:
+    def new_client(self, version: Version | None = None) -> mqtt.Client:
         version = version or self._version.version
         protocol = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
         kwargs: dict[str, Any] = {"clean_session": True} if protocol == mqtt.MQTTv311 else {}
@@ -28,27 +33,44 @@ class ClientFactory(Session):
             protocol=protocol,
             **kwargs,
         )
-        client.max_inflight_messages_set(self.window + 64)  # our window bounds batches; room for the rest
+        client.max_inflight_messages_set(self._state.window + 64)  # our window bounds batches; room for the rest
         client.max_queued_messages_set(0)
         client.connect_timeout = 10.0
-        if self.endpoint.username is not None:
-            client.username_pw_set(self.endpoint.username, self.endpoint.password)
-        if self.endpoint.tls:
-            o = self.options
+        endpoint = self._state.endpoint
+        if endpoint.username is not None:
+            client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls:
+            o = self._state.options
             client.tls_set(
                 ca_certs=str(o.ca_file) if o.ca_file else None,
                 certfile=str(o.cert_file) if o.cert_file else None,
                 keyfile=str(o.key_file) if o.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        client.will_set(self._state.status_topic, b"offline", qos=1, retain=True)
         client.enable_logger(logging.getLogger("paho"))
-        # An exception that leaves a callback ends the session, and the next one meets the same bug:
-        # reconnecting for ever, nothing delivered. Each is caught, logged, and stops the publisher.
-        guarded = self._guard
-        client.on_connect = guarded(self._on_connect)
-        client.on_disconnect = guarded(self._on_disconnect)
-        client.on_publish = guarded(self._on_publish)
-        client.on_message = guarded(self._on_message)
-        log.debug("new MQTT %s client for %s", version, self.endpoint.url)
+        log.debug("new MQTT %s client for %s", version, endpoint.url)
         return client
+
+    def id_refused(self, connack: Any) -> bool:
+        """Did this session's broker refuse the client id (``connack``: CONNACK 0x85, or 3.1.1's
+        return code 2)? The first time, the next connection, at once, uses
+        :func:`compliant_client_id`; before, the gateway reconnected for ever with an id the broker
+        would never take ("refused the connection: Client identifier not valid", every 5 minutes),
+        nothing delivered."""
+        if connack_code(connack) != CLIENT_ID_NOT_VALID:
+            return False
+        compliant = compliant_client_id(self._state.gateway_id)
+        if self.client_id == compliant:
+            return False  # (refused too: said as the broker's refusal, and tried again after a wait)
+        log.warning(
+            "%s refused the client id %r (%d characters; MQTT brokers need take only 1 to %d letters and digits): "
+            "connecting as %r",
+            self._state.endpoint.url,
+            self.client_id,
+            len(self.client_id),
+            COMPLIANT_CLIENT_ID_MAX,
+            compliant,
+        )
+        self.client_id = compliant
+        return True

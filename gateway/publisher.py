@@ -23,26 +23,44 @@ version"; after silence only once a working link has shown it (a silent link is 
 without MQTT 5). MQTT 5 matters: only it lets a broker refuse a batch (an MQTT 3.1.1 broker
 acknowledges what its ACL drops) and announce the largest packet it takes.
 
-:class:`Publisher` is the entry point; its parts, one job each, are its base classes, on one
-object and one thread: :mod:`gateway.connection_thread` (sessions one after another, the waits
-between them, what each said of the broker), :mod:`gateway.mqtt_client` (each session's paho
-client: version, client id from :mod:`gateway.mqtt_client_id`, TLS, callbacks),
-:mod:`gateway.mqtt_session` (CONNECT, CONNACK, the session's loop and end), :mod:`gateway.inflight`
-(publishing within the window, PUBACKs settled into the spool; messages as
-:mod:`gateway.outgoing` puts them on the wire) and :mod:`gateway.publisher_state` (the settings and
-state they share).
+:class:`Publisher` is the entry point. It owns its parts, one job each, and hands each what it needs:
+:class:`gateway.publisher_state.PublisherState` (what they all share: the settings, and the stop and
+connected signals), :class:`gateway.inflight.InFlight` (publishing within the window, PUBACKs
+settled into the spool; messages as :mod:`gateway.outgoing` puts them on the wire),
+:class:`gateway.mqtt_client.ClientFactory` (each session's paho client: version, client id from
+:mod:`gateway.mqtt_client_id`, TLS), :class:`gateway.broker_link.BrokerLink` (what lasts from one
+session to the next: the outage, connections, the version in use), :class:`gateway.mqtt_session.Session`
+(one per connection: CONNECT, CONNACK, its callbacks, its loop and end),
+:class:`gateway.connection_thread.ConnectionThread` (the thread: sessions one after another, the waits
+between them, what each said of the broker) and :class:`gateway.publisher_failure.Failure` (a callback
+that failed stops it all). Everything but the outbox, the two events and the counts read for health
+is used on the publisher's thread only.
 """
 
 from __future__ import annotations
 
+import collections
+import threading
 import time
 from collections.abc import Iterable
 
+import paho.mqtt.client as mqtt
+
+from aquami.mqtt import MqttEndpoint
+from aquami.outage import Outage
+from gateway.broker_link import BrokerLink
+from gateway.config import MqttOptions
 from gateway.connection_thread import ConnectionThread
 from gateway.health import SavedMeter
+from gateway.inflight import InFlight
+from gateway.mqtt_client import ClientFactory
 from gateway.mqtt_client_id import COMPLIANT_CLIENT_ID_MAX, client_id, compliant_client_id
+from gateway.mqtt_session import Session
+from gateway.mqtt_version import VersionChoice
 from gateway.outgoing import Outgoing, encode_batch
-from gateway.publisher_state import CommandHandler, FatalHandler
+from gateway.publisher_failure import Failure
+from gateway.publisher_state import CommandHandler, FatalHandler, PublisherState, log
+from gateway.spool import Spool
 
 __all__ = [
     "COMPLIANT_CLIENT_ID_MAX",
@@ -56,10 +74,50 @@ __all__ = [
 ]
 
 
-class Publisher(ConnectionThread):
+class Publisher:
     """``on_fatal`` is told why the publisher cannot go on (one of paho's callbacks failed: a bug);
     the publisher's thread then ends, and ``aquami gateway run`` stops and exits 1. Everything not
     acknowledged stays in the spool, for the restarted gateway."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        gateway_id: str,
+        endpoint: MqttEndpoint,
+        *,
+        batch_size: int = 500,
+        window: int = 8,
+        topic_root: str = "aquami/v1",
+        options: MqttOptions | None = None,
+        on_command: CommandHandler | None = None,
+        outbox_limit: int = 1000,
+        on_fatal: FatalHandler | None = None,
+    ):
+        options = options or MqttOptions()
+        self._state = PublisherState(spool, gateway_id, endpoint, options, batch_size, window, topic_root)
+        self.on_command = on_command  # given to each session
+        self._failure = Failure(self._state.stop, on_fatal)
+        self._outbox: collections.deque[Outgoing] = collections.deque(maxlen=outbox_limit)
+        self._inflight = InFlight(self._state, self._outbox)
+        self._version = VersionChoice(options.protocol, endpoint.url, log)
+        self._clients = ClientFactory(self._state, self._version)
+        self._link = BrokerLink(self._state)
+        self._connection = ConnectionThread(
+            self._state, self._inflight, self._clients, self._version, self._link, self._new_session
+        )
+        self._thread = threading.Thread(target=self._connection.run, name=f"publisher-{gateway_id}", daemon=True)
+
+    def _new_session(self, client: mqtt.Client) -> Session:
+        return Session(
+            client,
+            state=self._state,
+            inflight=self._inflight,
+            clients=self._clients,
+            version=self._version,
+            link=self._link,
+            guard=self._failure.guard,
+            on_command=self.on_command,
+        )
 
     # called from other threads ------------------------------------------------------------------
     def start(self) -> None:
@@ -83,10 +141,108 @@ class Publisher(ConnectionThread):
             if self.connected.is_set() and self.spool.depth() == 0 and not self._outbox and not self._waiting():
                 break
             time.sleep(0.05)
-        self._stop.set()
+        self._state.stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
     def _waiting(self) -> bool:
         """Durable messages not yet acknowledged."""
-        return bool(self._messages_in_flight) or self.spool.messages_waiting() > 0
+        return self._inflight.messages_unacknowledged() or self.spool.messages_waiting() > 0
+
+    # what the parts keep, as it was read before they were parts -------------------------------
+    @property
+    def spool(self) -> Spool:
+        return self._state.spool
+
+    @property
+    def gateway_id(self) -> str:
+        return self._state.gateway_id
+
+    @property
+    def endpoint(self) -> MqttEndpoint:
+        return self._state.endpoint
+
+    @property
+    def options(self) -> MqttOptions:
+        return self._state.options
+
+    @property
+    def batch_size(self) -> int:
+        return self._state.batch_size
+
+    @property
+    def window(self) -> int:
+        return self._state.window
+
+    @property
+    def topic_root(self) -> str:
+        return self._state.topic_root
+
+    @property
+    def status_topic(self) -> str:
+        return self._state.status_topic
+
+    @property
+    def command_topic(self) -> str:
+        return self._state.command_topic
+
+    @property
+    def connected(self) -> threading.Event:
+        return self._state.connected
+
+    @property
+    def failure(self) -> str | None:
+        """Why the publisher stopped on its own; None while it runs."""
+        return self._failure.reason
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it."""
+        return self._clients.client_id
+
+    @property
+    def broker(self) -> Outage:
+        return self._link.outage
+
+    @broker.setter
+    def broker(self, outage: Outage) -> None:  # a test's, to be reminded sooner
+        self._link.outage = outage
+
+    @property
+    def connections(self) -> int:
+        return self._link.connections
+
+    @property
+    def protocol_in_use(self) -> str | None:
+        return self._link.protocol_in_use
+
+    @property
+    def short_connections(self) -> int:
+        """Dropped in a row soon after CONNACK."""
+        return self._connection.short_connections
+
+    @property
+    def taken_over(self) -> int:
+        """Of those, ended by the broker's "Session taken over" (MQTT 5)."""
+        return self._connection.taken_over
+
+    @property
+    def published_batches(self) -> int:
+        return self._inflight.published_batches
+
+    @property
+    def acknowledged_batches(self) -> int:
+        return self._inflight.acknowledged_batches
+
+    @property
+    def refused_batches(self) -> int:
+        return self._inflight.refused_batches
+
+    @property
+    def resealed_batches(self) -> int:
+        return self._inflight.resealed_batches
+
+    @property
+    def messages_too_large(self) -> int:
+        """Statuses, replies and events over the broker's limit: not sent."""
+        return self._inflight.messages_too_large

@@ -24,6 +24,8 @@ from aquami.cli import app
 from aquami.mqtt import MqttEndpoint
 from aquami.ports import free_port
 from gateway.config import MqttOptions
+from gateway.inflight import InFlight
+from gateway.mqtt_session import Session
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from tests.gateway.helpers import config_text
@@ -51,9 +53,16 @@ def _send_command(broker: MosquittoBroker, topic: str) -> None:
     client.loop_stop()
 
 
-@pytest.mark.parametrize("callback", ["_on_connect", "_on_publish", "_on_message"])
+@pytest.mark.parametrize(
+    ("part", "callback"), [(Session, "on_connect"), (InFlight, "on_publish"), (Session, "on_message")]
+)
 def test_a_failing_callback_stops_the_publisher_and_says_why(
-    mosquitto: MosquittoBroker, tmp_path: Path, callback: str, caplog: pytest.LogCaptureFixture
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    part: type,
+    callback: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spool = Spool(tmp_path / "s.sqlite")
     spool.append([{"meter_id": f"WM-{n}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n)} for n in range(4)])
@@ -69,11 +78,11 @@ def test_a_failing_callback_stops_the_publisher_and_says_why(
     publisher = Publisher(
         spool, gateway_id, MqttEndpoint.parse(mosquitto.url), batch_size=2, window=2, options=options, on_fatal=fatal
     )
-    setattr(publisher, callback, _raising(callback))
+    monkeypatch.setattr(part, callback, _raising(callback))
     caplog.set_level(logging.INFO, logger="gateway.publisher")
     publisher.start()
     try:
-        if callback == "_on_message":
+        if callback == "on_message":
             assert publisher.connected.wait(5)
             time.sleep(0.3)  # its subscription granted
             _send_command(mosquitto, f"aquami/v1/{gateway_id}/cmd/ping")
@@ -82,15 +91,14 @@ def test_a_failing_callback_stops_the_publisher_and_says_why(
         assert not publisher._thread.is_alive(), "the publisher's thread runs on"
     finally:
         publisher.stop()
-    name = callback.lstrip("_")
-    assert failures == [f"the gateway's MQTT {name} failed (its traceback is logged above)"]
+    assert failures == [f"the gateway's MQTT {callback} failed (its traceback is logged above)"]
     assert publisher.failure == failures[0]
     assert publisher.connections <= 1
     # the publisher's own records: others (asyncio's, of an earlier test's proxy) are not its words
     own = [r for r in caplog.records if r.name == "gateway.publisher" and r.levelno >= logging.INFO]
     tracebacks = [r for r in own if r.exc_info]
-    assert [r.getMessage() for r in tracebacks] == [f"the gateway's MQTT {name} failed"], "one traceback, the first"
-    if callback != "_on_publish":  # (on_publish raised before the spool heard of any PUBACK)
+    assert [r.getMessage() for r in tracebacks] == [f"the gateway's MQTT {callback} failed"], "one traceback, the first"
+    if callback != "on_publish":  # (on_publish raised before the spool heard of any PUBACK)
         return
     assert spool.depth() == 4, "readings were lost"
     spool.close()
@@ -101,7 +109,7 @@ def test_gateway_run_exits_1_when_a_callback_fails(
 ) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(config_text(mosquitto.url, {"tcp-1": free_port()}, {"tcp-1": [1]}, str(tmp_path / "s.sqlite")))
-    monkeypatch.setattr(Publisher, "_on_connect", _raising("_on_connect"))
+    monkeypatch.setattr(Session, "on_connect", _raising("on_connect"))
     # a gateway that runs on is stopped as Ctrl-C would, after 15 s: it then exits 0
     interrupt = threading.Timer(15, os.kill, (os.getpid(), signal.SIGINT))
     interrupt.start()
