@@ -62,23 +62,18 @@ def raise_request(
             {"account": account, "meter": meter},
         ).fetchone()
         assert known is not None
-        row = conn.execute(
-            """
-            INSERT INTO enquiries (kind, category, source, priority, subject, account_id, meter_id, dma)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING enquiry_id
-            """,
-            (
-                service["kind"],
-                service["category"],
-                source,
-                service["priority"],
-                _subject(service["service_name"], known["account_id"], known["meter_id"]),  # type: ignore[call-overload]
-                known["account_id"],  # type: ignore[call-overload]
-                known["meter_id"],  # type: ignore[call-overload]
-                known["dma"],  # type: ignore[call-overload]
-            ),
-        ).fetchone()
-        enquiry_id: int = row["enquiry_id"]  # type: ignore[index, call-overload]
+        linked: dict[str, Any] = dict(known)
+        try:
+            with conn.transaction():  # a savepoint: the enquiry is stored without the meter if refused
+                enquiry_id = _new_enquiry(conn, service, source, linked)
+        except psycopg.errors.ProgramLimitExceeded:
+            # a meter stored before register-meters checked ids and districts, whose id or district
+            # meters' indexes hold but the enquiries' do not (over some 2,650 bytes that do not
+            # compress): before, a 503 ("the database connection was lost") and nothing stored
+            if linked["meter_id"] is None:
+                raise
+            linked |= {"meter_id": None, "dma": None, "unlinkable": True}
+            enquiry_id = _new_enquiry(conn, service, source, linked)
         conn.execute(
             """
             INSERT INTO open311_requests (enquiry_id, service_code, description, lat, long, address_string,
@@ -104,9 +99,30 @@ def raise_request(
         )
         conn.execute(
             "INSERT INTO enquiry_updates (enquiry_id, by, by_key_id, note) VALUES (%s, %s, %s, %s)",
-            (enquiry_id, by, by_key_id, _first_note(source, account, known["account_id"], meter, known["meter_id"])),  # type: ignore[call-overload]
+            (enquiry_id, by, by_key_id, _first_note(source, account, meter, linked)),
         )
     return Raised(enquiry_id, service["service_notice"])
+
+
+def _new_enquiry(conn: psycopg.Connection, service: dict[str, Any], source: str, linked: dict[str, Any]) -> int:
+    row = conn.execute(
+        """
+        INSERT INTO enquiries (kind, category, source, priority, subject, account_id, meter_id, dma)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING enquiry_id
+        """,
+        (
+            service["kind"],
+            service["category"],
+            source,
+            service["priority"],
+            _subject(service["service_name"], linked["account_id"], linked["meter_id"]),
+            linked["account_id"],
+            linked["meter_id"],
+            linked["dma"],
+        ),
+    ).fetchone()
+    assert row is not None
+    return int(row["enquiry_id"])  # type: ignore[call-overload]
 
 
 def _subject(service_name: str, account_id: str | None, meter_id: str | None) -> str:
@@ -116,15 +132,19 @@ def _subject(service_name: str, account_id: str | None, meter_id: str | None) ->
     return f"{service_name} ({', '.join(linked)})" if linked else service_name
 
 
-def _first_note(
-    source: str, account: str | None, account_id: str | None, meter: str | None, meter_id: str | None
-) -> str:
-    """Says a reference matched nothing, without quoting it: whatever was typed there is the
-    person's words (customer care sees it in what the request was raised with)."""
+def _first_note(source: str, account: str | None, meter: str | None, linked: dict[str, Any]) -> str:
+    """Says a reference matched nothing, or named a meter the enquiry could not be linked to,
+    without quoting it: whatever was typed there is the person's words (customer care sees it in
+    what the request was raised with)."""
     said = [f"raised through Open311 ({source})"]
-    if account is not None and account_id is None:
+    if account is not None and linked["account_id"] is None:
         said.append("an account reference was given that matches no account (see the request's details)")
-    if meter is not None and meter_id is None:
+    if linked.get("unlinkable"):
+        said.append(
+            "the meter named is not linked: its id or district is too long for the enquiries' indexes "
+            "(see the request's details)"
+        )
+    elif meter is not None and linked["meter_id"] is None:
         said.append("a meter reference was given that matches no meter (see the request's details)")
     return "; ".join(said)
 

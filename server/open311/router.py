@@ -30,6 +30,7 @@ from server.open311.schemas import (
     ServiceAttribute,
     ServiceDefinition,
     ServiceRequest,
+    answer_max,
 )
 from server.problem_docs import TOO_LARGE, key_problems, problems
 from server.problems import Problem, method_not_allowed
@@ -125,7 +126,7 @@ def post_request(request: Request, body: Annotated[Body, Depends(read_body)], co
 
 def _checked(body: Body) -> RequestIn:
     try:
-        return RequestIn.model_validate({**body.fields, "attribute": body.attributes})
+        given = RequestIn.model_validate({**body.fields, "attribute": body.attributes})
     except ValidationError as error:
         errors = [{"location": _where(e["loc"]), "message": e["msg"]} for e in error.errors()]
         raise Problem(
@@ -134,6 +135,11 @@ def _checked(body: Body) -> RequestIn:
             title="Invalid service request",
             errors=errors,
         ) from None
+    for code, answer in given.attribute.items():  # each code its own limit (the meter's: none)
+        limit = answer_max(code)
+        if limit is not None and len(answer) > limit:
+            raise bad_request(f"attribute[{code}]", f"String should have at most {limit} characters")
+    return given
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -20,8 +20,23 @@ DESCRIPTION_MAX = 4000
 #: A request's service_code: longer than any the services list holds (people's services and
 #: detection's ``detected_`` ones, written by the server's migrations); a test holds them within it.
 SERVICE_CODE_MAX_LENGTH = 64
-#: What an attribute's answer may be (the account or meter reference, as printed on a bill or meter).
+#: What an attribute's answer may be (the account reference, as printed on a bill): longer than any
+#: account id stored (register-accounts takes at most the contract's 64 characters, and nothing else
+#: but the demo writes accounts; a test holds it). A code :data:`ANSWER_MAX` lists has its own.
 ATTRIBUTE_MAX = 100
+#: The answers bounded otherwise, by code (None: by the request body's limit alone, server.body_limit).
+#: The meter reference takes any length, as the meter filters do: ``meters.meter_id`` is unchecked
+#: text, and a database from before register-meters checked ids (at most 64) may hold longer ones;
+#: at 100 characters such a meter could not be named.
+ANSWER_MAX: dict[str, int | None] = {"meter": None}
+#: address_id (GeoReport v2: "the internal address ID used by a jurisdiction's master address
+#: repository") names nothing aquami stores: it is kept as given, matched to no service point.
+ADDRESS_ID_MAX = 100
+
+
+def answer_max(code: str) -> int | None:
+    """The most characters attribute ``code``'s answer may have (None: no limit of its own)."""
+    return ANSWER_MAX.get(code, ATTRIBUTE_MAX)
 
 
 def _not_a_boolean(value: object) -> object:
@@ -77,13 +92,14 @@ class RequestIn(BaseModel):
     lat: Coordinate | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     long: Coordinate | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     address_string: str | None = Field(default=None, max_length=500, pattern=_TEXT)
-    address_id: str | None = Field(default=None, max_length=100, pattern=_TEXT)
+    address_id: str | None = Field(default=None, max_length=ADDRESS_ID_MAX, pattern=_TEXT)
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")
     first_name: str | None = Field(default=None, max_length=100, pattern=_TEXT)
     last_name: str | None = Field(default=None, max_length=100, pattern=_TEXT)
     phone: str | None = Field(default=None, max_length=40, pattern=r"^[0-9 +().\-]*[0-9][0-9 +().\-]*$")
     media_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s\x00]+$")
-    attribute: dict[str, Annotated[str, Field(max_length=ATTRIBUTE_MAX, pattern=_TEXT)]] = Field(default_factory=dict)
+    #: each answer's length is held by :func:`answer_max` (server.open311.router), which names its code
+    attribute: dict[str, Annotated[str, Field(pattern=_TEXT)]] = Field(default_factory=dict)
 
 
 class RequestCreated(BaseModel):
