@@ -166,7 +166,6 @@ def register(app: typer.Typer) -> None:
         from aquami.excerpt import quoted
         from collector.detection.files.errors import CsvFormatError
         from collector.detection.files.meters import read_meters_csv
-        from server.meters.districts import dma_refusal
         from server.meters.repository import record_installations, register_meters
 
         try:
@@ -182,10 +181,6 @@ def register(app: typer.Typer) -> None:
                     "(letters, digits and . _ : -, at most 64)",
                     param_hint="METERS",
                 )
-        for row, dma in enumerate(table.dma.tolist(), start=2):  # before connecting: the file is stored whole or not
-            refused = dma_refusal(dma)
-            if refused:
-                raise typer.BadParameter(f"{meters}: row {row}: {refused}", param_hint="METERS")
         bulk = None if table.bulk is None else set(table.meter_ids[table.bulk].tolist())  # None: not in the file
         rows = [
             (m, dma or None, role) for m, dma, role in zip(ids, table.dma.tolist(), table.role.tolist(), strict=True)

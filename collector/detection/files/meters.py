@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aquami.districts import dma_refusal
 from aquami.stored_times import StoredTimeError, stored_time
 from collector.detection.files.errors import CsvFormatError
 from collector.detection.series import CUSTOMER, INLET
@@ -40,7 +41,9 @@ _BULK = {"true": True, "false": False, "": False}
 def read_meters_csv(path: Path) -> Meters:
     """METERS.csv: every row with each of the header's fields (a row cut short, or one with a field
     too many, such as a register written with a decimal comma, would shift or lose values), no
-    column the format does not know (a misspelt ``removed_at`` would be ignored), no empty meter_id."""
+    column the format does not know (a misspelt ``removed_at`` would be ignored), no empty meter_id,
+    and no district register-meters would refuse (:mod:`aquami.districts`: over 500 characters, or
+    a line break; before, ``aquami detect`` took either, into ALERTS.json's districts)."""
     line = 1
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
@@ -66,9 +69,12 @@ def read_meters_csv(path: Path) -> Meters:
     except csv.Error as error:
         raise CsvFormatError(f"{path}: row {line + 1}: {error}") from None
     installations = []
-    for i, (meter_id, _, role, bulk, installed, removed, *_) in enumerate(rows):
+    for i, (meter_id, dma, role, bulk, installed, removed, *_) in enumerate(rows):
         if not meter_id:
             raise CsvFormatError(f"{path}: row {i + 2}: meter_id is empty")
+        refused = dma_refusal(dma)  # register-meters' rule: a file one takes, the other does too
+        if refused:
+            raise CsvFormatError(f"{path}: row {i + 2}: {refused}")
         if role not in (CUSTOMER, INLET):
             raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
         if bulk.lower() not in _BULK:
