@@ -153,8 +153,9 @@ def register(app: typer.Typer) -> None:
         """Record meters as installed, from the file ``aquami detect`` reads (what meterization does
         when it fits them): each meter's DMA (a name of at most 500 characters, one line), its role
         (customer or inlet) and whether it is a bulk meter (many premises behind it). A meter registered again
-        takes the file's values. Rows with ``service_point_id`` and ``installed_at`` (and
-        ``removed_at`` once it was taken out) record where the meter was fitted, with
+        takes the file's values, and the service point it is in place at takes its district. Rows with
+        ``service_point_id`` and ``installed_at`` (and ``removed_at`` once it was taken out) record where
+        the meter was fitted, with
         ``initial_register_m3``/``final_register_m3`` as read on the job cards: billing reads across
         an exchange from them, and the DMA balance stops estimating an exchanged meter's use. The
         file is recorded whole or not at all."""
@@ -166,7 +167,7 @@ def register(app: typer.Typer) -> None:
         from aquami.excerpt import quoted
         from collector.detection.files.errors import CsvFormatError
         from collector.detection.files.meters import read_meters_csv
-        from server.meters.repository import record_installations, register_meters
+        from server.meters.repository import place_service_points, record_installations, register_meters
 
         try:
             table = read_meters_csv(meters)
@@ -189,6 +190,7 @@ def register(app: typer.Typer) -> None:
             with psycopg.connect(database_url) as conn, conn.transaction():
                 register_meters(conn, rows, bulk=bulk)
                 record_installations(conn, installations, given=table.columns)
+                place_service_points(conn, ids)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="METERS") from error
         counts = {"registered": len(ids), "bulk": len(bulk or ()), "installations": len(installations)}

@@ -176,6 +176,16 @@ SELECT DISTINCT ON (point) point, dma FROM unnest(%(points)s::text[], %(dmas)s::
 ORDER BY point, dma
 ON CONFLICT DO NOTHING
 """
+#: A service point is in the district of the meter in place there (an installation not removed: the
+#: constraints allow one per meter and one per point), as the file names it: a premises moved to
+#: another DMA, or a district too long stored before register-meters refused them, kept the district
+#: the point was first added in. A meter given no district says nothing of its point's.
+_POINTS_FOLLOW_METERS = """
+UPDATE service_points p SET dma = m.dma
+FROM meter_installations i JOIN meters m USING (meter_id)
+WHERE i.service_point_id = p.service_point_id AND i.removed_at IS NULL
+  AND m.meter_id = ANY(%(meters)s::text[]) AND m.dma IS NOT NULL AND p.dma IS DISTINCT FROM m.dma
+"""
 #: The columns an installation recorded again takes from the file, where the file has them: a file
 #: without removals or job-card registers says nothing about them (recorded again, it wiped them).
 OPTIONAL_INSTALLATION_COLUMNS = ("removed_at", "initial_register_m3", "final_register_m3")
@@ -267,6 +277,14 @@ def record_installations(
             f"{_OVERLAP_RULE}: meter {meter} at {point} from {since.isoformat()} overlaps "
             f"meter {first_meter} at {first_point}"
         )
+
+
+def place_service_points(conn: psycopg.Connection, meter_ids: list[str]) -> None:
+    """Put the service points the given meters are in place at in those meters' districts, once
+    both the meters and their installations are recorded (register-meters): a meter registered
+    again in another district moves its point with it; one whose removal the file records leaves
+    its old point where it was."""
+    conn.execute(_POINTS_FOLLOW_METERS, {"meters": meter_ids})
 
 
 def get_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> dict[str, Any] | None:
