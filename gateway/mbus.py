@@ -216,6 +216,11 @@ class MBusTransport:
                         break
                 else:
                     raise PollError(f"more than {MAX_TELEGRAMS} telegrams")
+            except LineUnusable:
+                self._initialised.discard(meter.meter_id)
+                # the bus's failure, not the meter's: said as a Modbus RTU bus's is (``mbus-1: cannot
+                # open …``), and still a LineUnusable (before, ``MB000001: mbus-1: cannot open …``)
+                raise
             except PollError as error:
                 self._initialised.discard(meter.meter_id)  # SND_NKE again next time
                 raise PollError(f"{meter.meter_id}: {error}") from error

@@ -56,7 +56,7 @@ def test_a_port_that_refuses_the_framing_says_so_and_is_let_go(line: SerialLine)
             else:
                 with pytest.raises(PollError) as failed:
                     await attempt_once(transport, bus, meter)
-                assert str(failed.value) == f"MB000001: mbus-1: cannot open {line.port}: {REFUSED}"
+                assert str(failed.value) == f"mbus-1: cannot open {line.port}: {REFUSED}"
             assert port_free(line.port)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
