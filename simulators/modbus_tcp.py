@@ -16,6 +16,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from aquami.clock import Clock, utc_now
+from simulators.absent_units import AbsentUnits
 from simulators.modbus_unit import RegisterSource, register_addresses
 
 #: The read function of each register table a profile may use (input registers: 04, holding: 03).
@@ -66,17 +67,42 @@ class _Units(dict[int, object]):
     answered with exception 04h (server device failure), which ``aquami gateway scan`` rightly took
     for a device there. An absent unit now raises pymodbus's own ``NoSuchIdException``, which its
     server answers with exception 0Bh (gateway target device failed to respond), as a Modbus TCP
-    gateway answers for a unit with nothing behind it. Tied to pymodbus 3.16 (pinned <3.17)."""
+    gateway answers for a unit with nothing behind it; the request is counted in ``absent``, said
+    in one line with the others (pymodbus's ERROR for each is dropped: simulators.absent_units).
+    Tied to pymodbus 3.16 (pinned <3.17)."""
+
+    def __init__(self, devices: dict[int, object], absent: AbsentUnits):
+        super().__init__(devices)
+        self.absent = absent
+        self._asked = 0  # the unit last looked for and not found: pymodbus then looks up unit 0
+
+    def __contains__(self, unit_id: object) -> bool:
+        found = super().__contains__(unit_id)
+        if not found and isinstance(unit_id, int):
+            self._asked = unit_id
+        return found
 
     def __missing__(self, unit_id: int) -> object:
-        raise NoSuchIdException(f"no meter at unit {unit_id}")
+        self.absent.note(self._asked or unit_id)
+        raise NoSuchIdException(f"no meter at unit {self._asked or unit_id}")
 
 
 class ModbusTcpSimulator:
-    """Serve ``meters`` on ``host:port`` (port 0 picks a free one; see :attr:`port` after start)."""
+    """Serve ``meters`` on ``host:port`` (port 0 picks a free one; see :attr:`port` after start).
+
+    Requests for a unit with no meter are said in one warning line per sweep, under ``name``
+    (by default ``host:port``), once none has come for ``absent_quiet_s``
+    (:class:`~simulators.absent_units.AbsentUnits`)."""
 
     def __init__(
-        self, meters: Sequence[RegisterSource], host: str = "127.0.0.1", port: int = 0, clock: Clock = utc_now
+        self,
+        meters: Sequence[RegisterSource],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock = utc_now,
+        *,
+        name: str | None = None,
+        absent_quiet_s: float = 2.0,
     ):
         unit_ids = [m.unit_id for m in meters]
         if len(set(unit_ids)) != len(unit_ids):
@@ -88,8 +114,10 @@ class ModbusTcpSimulator:
         self._requested_port = port
         self.port = port
         self._server = ModbusTcpServer([_device(m, clock) for m in meters], address=(host, port))
+        self.absent = AbsentUnits(name or f"{host}:{port}", quiet_s=absent_quiet_s)
+        self._named = name is not None
         core = self._server.context
-        core.devices = _Units(core.devices)  # type: ignore[union-attr]
+        core.devices = _Units(core.devices, self.absent)  # type: ignore[union-attr,arg-type]
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -98,6 +126,8 @@ class ModbusTcpSimulator:
             transport = getattr(self._server, "transport", None)
             if transport is not None:
                 self.port = transport.sockets[0].getsockname()[1]
+                if not self._named:
+                    self.absent.where = f"{self.host}:{self.port}"
                 return
             if self._task.done():  # pymodbus says "Could not start listen" (a RuntimeError)
                 raise OSError(
@@ -108,6 +138,7 @@ class ModbusTcpSimulator:
         raise RuntimeError("Modbus TCP simulator did not start listening")
 
     async def stop(self) -> None:
+        self.absent.flush()
         await self._server.shutdown()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

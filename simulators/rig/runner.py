@@ -201,7 +201,7 @@ class Rig:
             units = {m.meter_id: self._modbus_unit(m) for m in members}
             watched = [u for u, _ in units.values()]
             if t.protocol == "modbus_tcp":
-                simulator = ModbusTcpSimulator(watched, host=t.host, port=0, clock=self.clock)
+                simulator = ModbusTcpSimulator(watched, host=t.host, port=0, clock=self.clock, name=t.name)
                 await simulator.start()
                 proxy = ModbusTcpFaultProxy(t.host, simulator.port, plan, host=t.host, port=t.port, clock=self.clock)
                 await proxy.start()
