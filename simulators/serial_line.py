@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -91,12 +92,16 @@ class LineDevice(Protocol):
     def handle(self, frame: bytes, now: datetime) -> Reply | None: ...
 
 
+@functools.cache
 def pty_accepts_parity() -> bool:
-    """Whether this kernel's ptys take a parity setting (Linux does; some sandboxes, e.g. gVisor, refuse).
+    """Whether this system's ptys take a parity setting.
 
     A pty has no UART, so the setting changes nothing on the wire: the line is timed from its own
-    :class:`LineSettings`. Where the pty refuses it, open the port with parity "N" (pyserial's
-    ``parity=serial.PARITY_NONE``); the timing stays that of the configured framing.
+    :class:`LineSettings`. Linux's pty driver drops the parity bit from any settings it is given
+    (``pty_set_termios`` clears PARENB); where the C library's ``tcsetattr`` reads them back (glibc
+    2.36 here: a raw TCSETS ioctl succeeds and drops it, ``tcsetattr`` says EINVAL), opening the
+    port 8E1 fails with ``Invalid argument``. There, open it with parity "N" (pyserial's
+    ``parity=serial.PARITY_NONE``): :func:`port_framing`. The answer is the system's: asked once.
     """
     master, slave = os.openpty()
     try:
@@ -109,6 +114,13 @@ def pty_accepts_parity() -> bool:
     finally:
         os.close(master)
         os.close(slave)
+
+
+def port_framing(settings: LineSettings) -> str:
+    """How a program opens the line's pty, as a technician writes it (``9600 8N1``): the line's own
+    framing where ptys take a parity, else the same without one (the line stays timed as its own)."""
+    parity = settings.parity if pty_accepts_parity() else "N"
+    return f"{settings.baudrate} {settings.bytesize}{parity}{settings.stopbits}"
 
 
 @dataclass(frozen=True)

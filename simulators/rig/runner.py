@@ -111,6 +111,7 @@ class Rig:
         self._tcp: list[tuple[ModbusTcpSimulator, ModbusTcpFaultProxy]] = []
         self._lines: list[ModbusRtuSimulator | MBusSimulator | WMBusReceiverSimulator] = []
         self.where: dict[str, str] = {}  # transport name -> where it listens
+        self.framing: dict[str, LineSettings] = {}  # serial transport name -> its line's framing and timing
         self._models = self._build_models()
 
     # ---- building -------------------------------------------------------------------------------
@@ -212,6 +213,7 @@ class Rig:
                 line = ModbusRtuSimulator(watched, settings, plan, self.clock).start()
                 self._lines.append(line)
                 self.where[t.name] = line.port
+                self.framing[t.name] = settings
             for m in members:
                 unit, register = units[m.meter_id]
                 assert m.address is not None
@@ -226,9 +228,11 @@ class Rig:
                 )
                 for m in members
             }
-            bus = MBusSimulator(list(slaves.values()), mbus_line(t.baudrate), plan, self.clock).start()
+            settings = mbus_line(t.baudrate)
+            bus = MBusSimulator(list(slaves.values()), settings, plan, self.clock).start()
             self._lines.append(bus)
             self.where[t.name] = bus.port
+            self.framing[t.name] = settings
             for m in members:
                 slave = slaves[m.meter_id]
                 self._add(
@@ -249,6 +253,7 @@ class Rig:
             receiver = WMBusReceiverSimulator(list(radios.values()), settings, plan, self.clock, self.config.seed)
             self._lines.append(receiver.start())
             self.where[t.name] = receiver.port
+            self.framing[t.name] = settings
             for m in members:
                 radio = radios[m.meter_id]
                 self._add(m, t, radio.address, plan, partial(getattr, radio, "last_sent"), self._volume(m.meter_id))

@@ -15,13 +15,22 @@ from simulators.rig.config import RigConfig
 from simulators.rig.control import ControlServer
 from simulators.rig.runner import Rig
 from simulators.rig.table import render
+from simulators.serial_line import port_framing
 
 
 def describe(rig: Rig, control_url: str) -> list[str]:
-    """What the technician needs to connect: each transport and meter, and the fault endpoint."""
+    """What the technician needs to connect: each transport (a serial one with the framing to open
+    its pty with) and meter, and the fault endpoint."""
     lines = []
     for transport in rig.config.transports:
-        lines.append(f"{transport.name} ({transport.protocol}): {rig.where.get(transport.name, '-')}")
+        line = f"{transport.name} ({transport.protocol}): {rig.where.get(transport.name, '-')}"
+        settings = rig.framing.get(transport.name)
+        if settings is not None:
+            opened, wire = port_framing(settings), f"{settings.bytesize}{settings.parity}{settings.stopbits}"
+            line += f" at {opened}"
+            if not opened.endswith(wire):  # a pty here takes no parity (simulators.serial_line)
+                line += f" (timed as the wire's {wire}: this system's ptys take no parity)"
+        lines.append(line)
     for meter_id, meter in rig.meters.items():
         lines.append(f"  {meter_id:<14} {meter.config.kind:<18} {meter.where}")
     lines.append(f"faults: {control_url}  (aquami simulate fault --rig {control_url} METER FAULT)")

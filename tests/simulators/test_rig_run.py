@@ -7,6 +7,8 @@ time; the technician's command (``aquami simulate fault``) calls the rig's HTTP 
 from __future__ import annotations
 
 import asyncio
+import re
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from simulators.rig.client import meters as rig_meters
 from simulators.rig.config import parse_rig_text
 from simulators.rig.control import ControlServer
 from simulators.rig.runner import Rig
+from simulators.rig.serve import describe
 from simulators.rig.table import render
 from tests.simulators.mbus_wire import PARITY, mbus
 
@@ -190,3 +193,30 @@ def test_live_table_shows_every_meter_and_its_last_request(running: Running) -> 
     text = console.export_text()
     for meter in running.rig.meters:
         assert meter in text
+
+
+def test_each_serial_transport_says_the_framing_its_pty_opens_with(running: Running) -> None:
+    """The rig's lines are 8E1 on the wire (Modbus RTU, M-Bus), but a pty takes no parity where the C
+    library reads the settings back (simulators.serial_line.pty_accepts_parity): opened 8E1, the
+    gateway's port failed with ``Invalid argument``, and nothing the rig printed said to open it 8N1.
+    Each serial transport's line now names the framing to open it with, and opened so it answers."""
+    said = {line.split(" ", 1)[0]: line for line in describe(running.rig, running.url)}
+    framings = {}
+    for transport in ("rs485-1", "mbus-1", "wmbus-usb"):
+        port = running.port(transport)
+        at = re.search(rf"{re.escape(port)} at (\d+) 8([NEO])1\b", said[transport])
+        assert at, said[transport]  # before: "rs485-1 (modbus_rtu): /dev/pts/0" and no more
+        framings[transport] = (int(at.group(1)), at.group(2))
+    assert framings == {
+        "rs485-1": (9600, PARITY),
+        "mbus-1": (2400, PARITY),
+        "wmbus-usb": (57600, "N"),
+    }
+    if PARITY == "N":  # the wire's 8E1 is what the pty refuses: said, with the timing the line keeps
+        assert said["mbus-1"].endswith("(timed as the wire's 8E1: this system's ptys take no parity)")
+        with pytest.raises(termios.error):
+            serial.Serial(running.port("mbus-1"), 2400, parity=serial.PARITY_EVEN, exclusive=True).close()
+    baudrate, parity = framings["mbus-1"]
+    with serial.Serial(running.port("mbus-1"), baudrate, parity=parity, exclusive=True):
+        pass  # opens as said
+    assert decode_frame(mbus(running.port("mbus-1"), build_req_ud2(1, fcb=True)))["id"] == "26000001"
