@@ -116,11 +116,15 @@ def pty_accepts_parity() -> bool:
         os.close(slave)
 
 
+def port_parity(settings: LineSettings) -> Parity:
+    """The parity a program opens the line's pty with: the line's own where ptys take a parity, else
+    none (the line stays timed as its own framing)."""
+    return settings.parity if pty_accepts_parity() else "N"
+
+
 def port_framing(settings: LineSettings) -> str:
-    """How a program opens the line's pty, as a technician writes it (``9600 8N1``): the line's own
-    framing where ptys take a parity, else the same without one (the line stays timed as its own)."""
-    parity = settings.parity if pty_accepts_parity() else "N"
-    return f"{settings.baudrate} {settings.bytesize}{parity}{settings.stopbits}"
+    """How a program opens the line's pty, as a technician writes it: ``9600 8N1`` (:func:`port_parity`)."""
+    return f"{settings.baudrate} {settings.bytesize}{port_parity(settings)}{settings.stopbits}"
 
 
 @dataclass(frozen=True)

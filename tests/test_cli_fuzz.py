@@ -92,6 +92,7 @@ OUTPUT_PATHS = {
     ("detect", "--out"),
     ("detect", "--balance"),
     ("gateway scan", "--output"),
+    ("simulate rig", "--gateway-config"),
 }
 #: Paths neither read as an input nor written as one file, so neither family of values applies.
 OTHER_PATHS = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from aquami.cli_text import checked_host, checked_http_url, checked_identifier, checked_text
+from aquami.cli_text import checked_host, checked_http_url, checked_identifier, checked_mqtt_url, checked_text
 
 
 def register(app: typer.Typer) -> None:
@@ -78,14 +78,37 @@ def register(app: typer.Typer) -> None:
             "--state",
             help="Where the rig keeps its faults across restarts (default: beside the rig file, rig.state.json).",
         ),
+        gateway_config: Path | None = typer.Option(
+            None,
+            "--gateway-config",
+            dir_okay=False,
+            help="Write a gateway configuration reading every meter where the rig listens now (its ptys change "
+            "at each start), for `aquami gateway run PATH`; rewritten at each start, never over a file the rig "
+            "did not write.",
+        ),
+        gateway_mqtt: str = typer.Option(
+            "mqtt://127.0.0.1:1883",
+            "--gateway-mqtt",
+            callback=checked_mqtt_url("--gateway-mqtt"),
+            help="The broker the --gateway-config gateway publishes to.",
+        ),
     ) -> None:
         """Run a technician's test rig: every configured meter on its wire, a live table, faults on demand."""
         import asyncio
 
+        from aquami.cli_params import check_output_folder
         from simulators.rig.config import ConfigError, load_rig
+        from simulators.rig.gateway_config import NotTheRigsFile, check_writable, write_gateway_config
+        from simulators.rig.runner import Rig
         from simulators.rig.serve import serve
         from simulators.rig.state import RigStateError, load_state, state_path_for
 
+        if gateway_config is not None:  # said before the rig starts, not once its ptys are open
+            check_output_folder(gateway_config, "--gateway-config")
+            try:
+                check_writable(gateway_config)
+            except NotTheRigsFile as error:
+                raise typer.BadParameter(str(error), param_hint="--gateway-config") from None
         state_path = state or state_path_for(config)
         try:
             loaded = load_rig(config)
@@ -98,8 +121,14 @@ def register(app: typer.Typer) -> None:
         if check:
             typer.echo(f"{config}: {len(loaded.meters)} meters on {len(loaded.transports)} transports: OK")
             return
+
+        def ready(rig: Rig) -> None:
+            if gateway_config is not None:
+                write_gateway_config(rig, gateway_config, gateway_mqtt)
+                typer.echo(f"gateway config: {gateway_config}  (aquami gateway run {gateway_config})")
+
         try:
-            asyncio.run(serve(loaded, table=table, state_path=state_path))
+            asyncio.run(serve(loaded, table=table, state_path=state_path, ready=ready))
         except RigStateError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None

@@ -1,0 +1,108 @@
+"""From the rig to a gateway, as a technician goes: ``aquami simulate rig --gateway-config gw.toml``,
+then ``aquami gateway run gw.toml``, and every meter of the rig is read and published.
+
+Before, there was no such option: the rig printed its pty paths (new at each start) and a technician
+wrote the gateway's file by hand, each run again, and found by trial that its 8E1 lines open only
+with ``parity = "N"`` here (tests/simulators/test_rig_run.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from simulators.rig.gateway_config import MARK
+from tests.gateway.helpers import Subscriber
+from tests.services import MosquittoBroker
+
+AQUAMI = str(Path(sys.executable).with_name("aquami"))
+EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
+
+
+def _rig_file(folder: Path) -> Path:
+    """The example rig on ports of its own (a free TCP port, a free control port), its radio meter
+    sending every second."""
+    text = EXAMPLE.read_text().replace("port = 5020", "port = 0").replace('"127.0.0.1:8470"', '"127.0.0.1:0"')
+    path = folder / "rig.toml"
+    path.write_text(text.replace("interval_s = 16", "interval_s = 1"))
+    return path
+
+
+@contextmanager
+def _running(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen([AQUAMI, *args], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def _wait_for(condition: object, timeout: float, what: str) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_the_rig_writes_a_gateway_config_that_reads_every_meter(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    rig_file, config = _rig_file(tmp_path), tmp_path / "gw.toml"
+    config.write_text(f"{MARK} at its start\ngateway_id = 'stale'\n")  # the last run's: written again
+    subscriber = Subscriber(mosquitto.url, ["aquami/v1/aquami-rig/reads"], client_id="rig-config-test")
+    rig_log, gateway_log = tmp_path / "rig.log", tmp_path / "gateway.log"
+    try:
+        rig_args = ["simulate", "rig", "--config", str(rig_file), "--no-table"]
+        with _running([*rig_args, "--gateway-config", str(config), "--gateway-mqtt", mosquitto.url], rig_log) as rig:
+            said = f"gateway config: {config}  (aquami gateway run {config})"
+            _wait_for(lambda: said in rig_log.read_text() or rig.poll() is not None, 60, "the rig's gateway config")
+            assert rig.poll() is None, rig_log.read_text()  # before: "No such option: --gateway-config", exit 2
+            text = config.read_text()
+            assert text.startswith(MARK) and "stale" not in text
+            for line in rig_log.read_text().splitlines():
+                if "(modbus_rtu)" in line or "(mbus)" in line:  # the device and parity the rig says
+                    device, parity = line.split()[2], line.split()[5][1]
+                    assert f'device = "{device}"' in text and f'parity = "{parity}"' in text, (line, text)
+            with _running(["gateway", "run", str(config)], gateway_log):
+                meters = {"M000001", "M000002", "P000001", "MB000001", "MB000002", "W000001", "DMA1-INLET"}
+
+                def read() -> set[str]:
+                    return {r["meter_id"] for batch in subscriber.payloads("/reads") for r in batch["readings"]}
+
+                deadline = time.monotonic() + 90
+                while not read() >= meters and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert read() >= meters, (sorted(read()), gateway_log.read_text())
+            assert "WARNING" not in gateway_log.read_text(), gateway_log.read_text()  # no failed poll
+        buses = {r["meter_id"]: r["source"]["bus"] for b in subscriber.batches() for r in b["readings"]}
+        assert buses["MB000002"] == "mbus-1" and buses["P000001"] == "rs485-1" and buses["W000001"] == "wmbus-usb"
+    finally:
+        subscriber.close()
+
+
+def test_a_file_the_rig_did_not_write_is_never_overwritten(tmp_path: Path) -> None:
+    rig_file, config = _rig_file(tmp_path), tmp_path / "gateway.toml"
+    own = 'gateway_id = "gw-north-1"  # the gateway\'s own configuration\n'
+    config.write_text(own)
+    done = subprocess.run(
+        [AQUAMI, "simulate", "rig", "--config", str(rig_file), "--no-table", "--gateway-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)  # refused before the rig starts
+    assert "was not written by a rig" in done.stderr and "not overwritten" in done.stderr, done.stderr
+    assert done.stdout == "" and config.read_text() == own
