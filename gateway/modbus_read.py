@@ -54,8 +54,12 @@ async def read_registers(client: ModbusBaseClient, meter: MeterConfig, profile: 
         try:
             response = await read(block.start, count=block.count, device_id=meter.unit_id)
         except (ModbusException, TimeoutError, ConnectionError, ValueError) as error:
-            failure = NoAnswer if no_answer(error) else PollError
-            raise failure(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
+            if no_answer(error):
+                # said as an M-Bus meter's silence is (``MB000001: no answer``), not in pymodbus's words
+                # (``ModbusIOException: Modbus Error: [Input/Output] No response received after 0
+                # retries, continue with next request``: the gateway's scheduler does the retrying)
+                raise NoAnswer(f"{meter.meter_id}: no answer from unit {meter.unit_id}") from error
+            raise PollError(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
         if response.isError():
             if response.exception_code in _NOTHING_BEHIND_THE_GATEWAY:
                 raise NoAnswer(f"{meter.meter_id}: no answer from unit {meter.unit_id} (exception response {response})")

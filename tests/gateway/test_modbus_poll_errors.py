@@ -56,7 +56,7 @@ class AnsweringCancelWithNoAnswer(StatelessTransport):
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
-            raise NoAnswer(f"{meter.meter_id}: ModbusIOException: No response received") from None
+            raise NoAnswer(f"{meter.meter_id}: no answer from unit {meter.unit_id}") from None
         raise AssertionError("not cancelled")
 
 

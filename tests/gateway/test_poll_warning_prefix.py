@@ -1,6 +1,7 @@
-"""A serial bus that will not open is warned in one form, whichever protocol it carries: the bus's
-name, then what is wrong with its port (``mbus-1: cannot open /dev/ttyUSB1: No such file or
-directory``), after the scheduler's ``METER on BUS: failed after N attempts, the last:``.
+"""A serial bus's failed poll is warned in one form, whichever protocol it carries. A bus that will
+not open: the bus's name, then what is wrong with its port (``mbus-1: cannot open /dev/ttyUSB1: No
+such file or directory``), after the scheduler's ``METER on BUS: failed after N attempts, the
+last:``; a meter that does not answer: ``METER: no answer``.
 
 Before, an M-Bus bus's warning put the meter's id in front of the bus's own failure (``MB000001:
 mbus-1: cannot open …``), where a Modbus RTU bus's said ``rs485-1: cannot open …``, and the M-Bus
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -21,6 +23,12 @@ from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusCo
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
 from gateway.transport import LineUnusable
+from simulators.modbus_rtu import ModbusRtuSimulator
+from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
+from tests.gateway.helpers import meters
+from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
+
+PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"  # a pty here may take no parity
 
 
 def _warning(bus: BusConfig, caplog: pytest.LogCaptureFixture) -> tuple[str, BaseException | None]:
@@ -68,3 +76,24 @@ def test_a_bus_that_will_not_open_is_warned_alike_on_m_bus_and_modbus_rtu(
         f"MB000001 on mbus-1: failed after 1 attempts, the last: mbus-1: cannot open {mbus_device}: {missing}"
     )  # before: "… the last: MB000001: mbus-1: cannot open …"
     assert isinstance(rtu_error, LineUnusable) and isinstance(mbus_error, LineUnusable), (rtu_error, mbus_error)
+
+
+def test_a_meter_that_does_not_answer_is_warned_alike_on_m_bus_and_modbus_rtu(caplog: pytest.LogCaptureFixture) -> None:
+    """Before, a Modbus meter's silence was in pymodbus's words, ``GHOST-RTU: ModbusIOException: Modbus
+    Error: [Input/Output] No response received after 0 retries, continue with next request``, beside an
+    M-Bus meter's ``GHOST-MB: no answer``."""
+    rtu_simulator = ModbusRtuSimulator(meters(1), LineSettings(baudrate=9600, parity="E")).start()
+    mbus_line = SerialLine(MBusSlaves([MBusSlave(1, "26000001", 12.5)]), LineSettings(baudrate=2400, parity="E"))
+    mbus_line.start()
+    try:
+        rtu = ModbusRtuBusConfig(
+            "rs485-1", rtu_simulator.port, (MeterConfig("GHOST-RTU", 9),), parity=PARITY, timeout_s=0.3, retries=0
+        )
+        mbus = MBusBusConfig("mbus-1", mbus_line.port, (MeterConfig("GHOST-MB", 9, "mbus"),), parity=PARITY, retries=0)
+        rtu_warning, _ = _warning(rtu, caplog)
+        mbus_warning, _ = _warning(mbus, caplog)
+    finally:
+        rtu_simulator.stop()
+        mbus_line.stop()
+    assert rtu_warning == "GHOST-RTU on rs485-1: failed after 1 attempts, the last: GHOST-RTU: no answer from unit 9"
+    assert mbus_warning == "GHOST-MB on mbus-1: failed after 1 attempts, the last: GHOST-MB: no answer"
