@@ -91,12 +91,13 @@ def release_leaked_port(error: BaseException) -> int:
 
     pymodbus 3.16's ``SerialTransport.__init__`` opens the port (``serial_for_url``, locked), then
     sets its ``timeout``, which pyserial applies with ``tcsetattr``: where that fails (a port that
-    refuses the framing: this sandbox's ptys refuse parity E) the ``termios.error`` leaves
-    ``__init__`` with the port open and no one holding the transport to close it, so the port stays
-    locked by this very program until the garbage collector finds it, and the next connect was
-    refused as "in use by another program". The port is found in the traceback's frames (the
-    ``self`` of the frame that opened it). Tied to pymodbus 3.16 (pyproject pins <3.17): a version
-    that closes its port on a failed ``__init__`` makes this find nothing open."""
+    refuses the framing: Linux's ptys drop the parity bit, and glibc's ``tcsetattr`` then fails on
+    parity E) the ``termios.error`` leaves ``__init__`` with the port open and no one holding the
+    transport to close it, so the port stays locked by this very program until the garbage
+    collector finds it, and the next connect was refused as "in use by another program". The port
+    is found in the traceback's frames (the ``self`` of the frame that opened it). Tied to pymodbus
+    3.16 (pyproject pins <3.17): a version that closes its port on a failed ``__init__`` makes this
+    find nothing open."""
     closed = 0
     trace = error.__traceback__
     while trace is not None:

@@ -1,7 +1,7 @@
-"""A wired M-Bus port that refuses the configured framing (``tcsetattr`` fails: this sandbox's ptys
-refuse parity E, as the rig's ``mbus-1`` line does) is a failed attempt that says so, in a
-polled bus's attempt and in ``aquami gateway scan`` alike, as a Modbus RTU port's is
-(tests/gateway/test_modbus_rtu_framing.py), and the port is let go.
+"""A wired M-Bus port that refuses the configured framing (``tcsetattr`` fails: Linux's ptys drop
+the parity bit and glibc then refuses parity E, as the rig's ``mbus-1`` line does) is a failed
+attempt that says so, in a polled bus's attempt and in ``aquami gateway scan`` alike, as a Modbus
+RTU port's is (tests/gateway/test_modbus_rtu_framing.py), and the port is let go.
 
 Before, ``termios.error`` is no ``SerialException``: the gateway's warning was the bare ``(22,
 'Invalid argument')``, and ``gateway scan --bus mbus-1`` on the rig's line ended in a 60-line

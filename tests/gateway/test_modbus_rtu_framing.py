@@ -1,5 +1,6 @@
-"""A Modbus RTU port that refuses the configured framing (``tcsetattr`` fails: this sandbox's ptys
-refuse parity E) is a :class:`LineUnusable` that says so, and the port is let go.
+"""A Modbus RTU port that refuses the configured framing (``tcsetattr`` fails: Linux's ptys drop
+the parity bit and glibc then refuses parity E) is a :class:`LineUnusable` that says so, and the
+port is let go.
 
 Before, pymodbus 3.16's ``SerialTransport.__init__`` raised a bare ``termios.error`` (22, 'Invalid
 argument') with the port left open and locked by the gateway itself: the failed attempt said
