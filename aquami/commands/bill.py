@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -14,6 +15,9 @@ from aquami import atomic_write
 from aquami.cli_params import check_database_text, check_output_folder
 from aquami.cli_text import checked_by, checked_text
 from aquami.database_url import DATABASE_URL
+
+if TYPE_CHECKING:
+    import psycopg
 
 PERIOD = typer.Option(
     ...,
@@ -48,6 +52,7 @@ def register(app: typer.Typer) -> None:
         with psycopg.connect(database_url) as conn:
             zone = utility_timezone(conn)
             start, end = _period(period, standard_time(zone))
+            _check_account(conn, account)
             try:  # every error found before the file is opened
                 export = prepare(conn, start, end, zone=zone, account=account, sender=sender, receiver=receiver)
             except ZoneNotExportable as error:  # no parameter is wrong: the database's zone
@@ -79,6 +84,7 @@ def register(app: typer.Typer) -> None:
         check_output_folder(out)
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             start, end = _period(period, repository.utility_timezone(conn))  # type: ignore[arg-type]
+            _check_account(conn, account)
             rows = repository.determinant_lines(conn, start, end, account, None, None)  # type: ignore[arg-type]
         items = service.determinants(rows)
         if csv:
@@ -120,6 +126,17 @@ def _is_period(period: str, zone: tzinfo) -> bool:
     except Problem:
         return False
     return True
+
+
+def _check_account(conn: psycopg.Connection[Any], account: str | None) -> None:
+    """Refuse an ``--account`` no account has, as the API's 404 does: before, the command wrote an
+    empty determinants file, or a NEM12 file of no meters, and exited 0, so a mistyped account read
+    as one that used no water."""
+    from aquami.excerpt import quoted
+    from server.billing.repository import account_exists
+
+    if account is not None and not account_exists(conn, account):
+        raise typer.BadParameter(f"no account {quoted(account)}", param_hint="--account")
 
 
 def _participant(option: str) -> Callable[[str], str]:

@@ -227,6 +227,28 @@ def test_the_command_line_gives_the_same_determinants_and_nem12(api, migrated_da
     assert bad.exit_code == 2 and "no month 13" in bad.output
 
 
+@pytest.mark.parametrize("command", ["determinants", "nem12"])
+def test_the_command_line_refuses_an_unknown_account_as_the_api_does(api, migrated_database_url, tmp_path, command):
+    """The API answers 404 for an account no account has; the command wrote an empty determinants
+    file (or a NEM12 file of no meters) and exited 0, a mistyped account read as one using no water."""
+    from typer.testing import CliRunner
+
+    from aquami.cli import app
+
+    client, keys = api
+    assert_problem(client.get(f"/billing/{command}?period=2026-02&account=A9", headers=auth(keys["billing"])), 404)
+    out = tmp_path / "file.csv"
+    env = {"AQUAMI_DATABASE_URL": migrated_database_url}
+    result = CliRunner().invoke(
+        app, ["bill", command, "--period", "2026-02", "--account", "A9", "--out", str(out)], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --account: no account 'A9'" in result.output
+    assert not out.exists()
+    known = CliRunner().invoke(app, ["bill", command, "--period", "2026-02", "--account", "A1"], env=env)
+    assert known.exit_code == 0, known.output
+
+
 def test_nem12_in_a_zone_whose_clocks_move_half_an_hour_is_refused(api, migrated_database_url):
     """Australia/Lord_Howe (+10:30, summer +11:00): the export gave every summer hour as null data
     (N, value 0) though each hour had an actual read; now the API answers 409 and the command says why."""
