@@ -226,6 +226,20 @@ def _refuse_overlaps_with_stored(conn: psycopg.Connection, agreements: Sequence[
                 )
 
 
+def _unknown_points(agreements: Sequence[Agreement], known: set[str]) -> str:
+    """What is said of service points no meter is fitted at: each named with the row it is first
+    given on, as every other refusal names its row (before, the points alone: in a file of
+    thousands of rows, the one mistyped had to be searched for)."""
+    first: dict[str, str] = {}
+    for index, a in enumerate(agreements):
+        if a.service_point_id not in known:
+            first.setdefault(a.service_point_id, _row(index, a))
+    (point, row), *others = first.items()
+    more = ", ".join(f"{other} at {where}" for other, where in others[:9])
+    more = f" (and {len(others)} more: {more}{', …' if len(others) > 9 else ''})" if others else ""
+    return f"{row}: unknown service point {point}{more}: register-meters records service points with their meters"
+
+
 def _running(end: datetime | None) -> str:
     return "still running" if end is None else f"until {_shown(end)}"
 
@@ -244,11 +258,8 @@ def record_accounts(conn: psycopg.Connection, agreements: Sequence[Agreement]) -
             "SELECT service_point_id FROM service_points WHERE service_point_id = ANY(%s)", (points,)
         )
     }
-    unknown = [p for p in points if p not in known]
-    if unknown:
-        raise AccountsFileError(
-            f"unknown service point(s) {', '.join(unknown[:10])}: register-meters records them with their meters"
-        )
+    if len(known) < len(points):
+        raise AccountsFileError(_unknown_points(agreements, known))
     _refuse_overlaps_with_stored(conn, agreements, points)
     latest = {a.account_id: a for a in agreements}  # an account listed again is alike (refuse_conflicts)
     # The agreements are written in several statements, a move-out before the move-in: the enquiries

@@ -243,7 +243,12 @@ def test_a_row_listed_twice_alike_is_one_agreement(tmp_path: Path, migrated_data
         ("account_id,name,service_point_id,start_at\n\nACC 1,N,SP-1,2026-01-01T00:00Z\n", "row 4: account_id 'ACC 1'"),
         (
             "account_id,name,service_point_id,start_at\nACC-1,N,SP-9,2026-01-01T00:00Z\n",
-            "unknown service point(s) SP-9",
+            "row 3: unknown service point SP-9: register-meters records service points with their meters",
+        ),
+        (  # each unknown one by the row it is first given on (before: the points alone, no row)
+            "account_id,name,service_point_id,start_at\nACC-1,N,SP-9,2026-01-01T00:00Z\n"
+            "ACC-1,N,SP-8,2026-01-01T00:00Z\nACC-1,N,SP-9,2026-01-01T00:00Z\nACC-3,N,SP-7,2026-01-01T00:00Z\n",
+            "row 3: unknown service point SP-9 (and 2 more: SP-8 at row 4, SP-7 at row 6): register-meters",
         ),
         (
             "account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00Z\nACC-2,M,SP-1,2026-06-01T00:00Z\n",
