@@ -22,7 +22,7 @@ from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_chunks
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage, RemovedRead
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
-from server.instants import UtcInstant
+from server.instants import UtcInstant, utc_text
 from server.problem_docs import problems
 from server.problems import Problem
 
@@ -113,7 +113,7 @@ def billing_reads(
             )
         text = service.to_csv(service.READ_COLUMNS, ([r[c] for c in service.READ_COLUMNS] for r in rows))
         response = _csv(text, f"reads-{account}-{service.period_label(start, end)}.csv")
-        response.headers["Aquami-Next-Changed-Since"] = csv_floor.isoformat()
+        response.headers["Aquami-Next-Changed-Since"] = utc_text(csv_floor)  # as the JSON gives it
         return response
     after, carried = _read_cursor(cursor)
     floor = carried or repository.changes_floor(conn, lag)  # a pull's first page: before its reads (changes_floor)

@@ -10,6 +10,7 @@ before the meter's 06:00 read came in (101.980 at 05:00), page 2 the re-estimate
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,6 +141,25 @@ def test_the_csv_says_the_next_changed_since_and_lists_a_removed_read_as_removed
     lines = text.strip().split("\r\n")
     assert lines[0].endswith(",vee_flags,received_at") and len(lines) == 2
     assert lines[1].startswith("2026-11-02T03:00:00Z,SP-M,M,,removed,")
+
+
+def test_the_csv_header_gives_next_changed_since_as_the_json_does_and_it_is_taken_as_written(api):
+    """The header said ``2026-12-06T18:36:10.032048+00:00`` where the JSON says ``…Z``: put into the
+    next pull's URL as written (a shell's ``changed_since=$SINCE``), its ``+`` read as a space and the
+    pull was a 422. Now the header is the JSON's text, which a URL carries as it is."""
+    client, headers, _ = api
+    first = client.get("/billing/reads", params=PULL, headers=headers).json()["next_changed_since"]
+    since = client.get("/billing/reads", params={**PULL, "format": "csv"}, headers=headers).headers[
+        "Aquami-Next-Changed-Since"
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", since) and since >= first
+    query = "&".join(f"{name}={value}" for name, value in {**PULL, "format": "csv", "changed_since": since}.items())
+    again = client.get(f"/billing/reads?{query}", headers=headers)
+    assert again.status_code == 200, again.text
+    assert (
+        again.text.strip()
+        == "ts,service_point_id,meter_id,volume_m3,quality,quality_by,quality_reason,vee_flags,received_at"
+    )
 
 
 @pytest.fixture
