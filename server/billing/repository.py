@@ -180,7 +180,8 @@ def account_reads(
     return conn.execute(  # type: ignore[return-value]
         f"""
         WITH w AS ({_WINDOWS})
-        SELECT r.ts, w.service_point_id, r.meter_id, r.volume_m3, r.quality, r.quality_by, r.quality_reason,
+        SELECT r.ts, w.service_point_id, r.meter_id, r.volume_m3, r.quality, r.quality_by, r.quality_by_key_id,
+               r.quality_reason,
                coalesce((SELECT array_agg(f.rule ORDER BY f.rule) FROM vee_flags f
                          WHERE f.meter_id = r.meter_id AND f.ts = r.ts), '{{}}') AS vee_flags,
                r.received_at

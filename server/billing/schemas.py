@@ -15,6 +15,9 @@ class BillingRead(BaseModel):
     volume_m3: ExactDecimal
     quality: str = Field(description="actual, estimated, substituted or edited")
     quality_by: str | None = None
+    quality_by_key_id: str | None = Field(
+        default=None, description="the id of the API key quality_by names, if a key's (a person's edit or supply)"
+    )
     quality_reason: str | None = None
     vee_flags: list[str] = Field(default_factory=list, description="validation rules this read broke")
     received_at: UtcInstant = Field(

@@ -202,3 +202,35 @@ def test_a_note_on_a_closed_duplicate_reaches_the_kept_enquiry_with_the_key(offi
         (kept, f"on enquiry {duplicate} %: customer says the pipe burst"),
     ).fetchall()
     assert forwarded == [("care desk", key_id_of(desk))]
+
+
+def test_billing_s_reads_name_the_key_of_a_correction(office: Office) -> None:
+    """The reads billing pulls said who corrected one by name alone ("billing clerk", whichever of
+    the three keys it was), so the billing system, the one that bills on it, could not tell a leaked
+    key's correction from the clerk's; the JSON now carries ``quality_by_key_id`` as the meters API does."""
+    ts = T0 - timedelta(days=3)
+    office.conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SP-KEY') ON CONFLICT DO NOTHING")
+    office.conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A-KEY', 'Ada') ON CONFLICT DO NOTHING")
+    office.conn.execute(
+        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-KEY', 'WM-1', %s)",
+        (ts - timedelta(days=1),),
+    )
+    office.conn.execute(
+        "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('A-KEY', 'SP-KEY', %s)",
+        (ts - timedelta(days=1),),
+    )
+    office.conn.execute(
+        "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('WM-1', %s, 1.5), ('WM-1', %s, 1.6)",
+        (ts, ts + timedelta(hours=1)),
+    )
+    body = {"volume_m3": "1.55", "reason": "meter photo shows a different register"}
+    leaked = office.clerks[2]
+    assert office.client.put(f"/meters/WM-1/readings/{ts.isoformat()}", json=body, headers=_bearer(leaked)).is_success
+    span = {"account": "A-KEY", "from": ts.isoformat(), "to": (ts + timedelta(hours=2)).isoformat()}
+    pulled = office.client.get("/billing/reads", params=span, headers=_bearer(office.clerks[0]))
+    assert pulled.status_code == 200, pulled.text
+    items = pulled.json()["items"]
+    assert [(i["quality"], i["quality_by"], i["quality_by_key_id"]) for i in items] == [
+        ("edited", "billing clerk", key_id_of(leaked)),
+        ("actual", None, None),
+    ]
