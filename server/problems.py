@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from server.accept import prefers_html
 from server.methods import allowed_methods, route_path
 from server.security_headers import security_headers
+from server.words import WORDS_PATTERN
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -147,11 +148,11 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [
-            {"location": "/".join(str(p) for p in error.get("loc", ())), "message": error.get("msg", "")}
+            {"location": "/".join(str(p) for p in error.get("loc", ())), "message": _message(error)}
             for error in exc.errors()
         ]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors) or "invalid request"
-        said = "; ".join(f"{_in_words(error.get('loc', ()))}: {error.get('msg', '')}" for error in exc.errors())
+        said = "; ".join(f"{_in_words(error.get('loc', ()))}: {_message(error)}" for error in exc.errors())
         return answer(request, 422, detail, said=said or None, title="Invalid request", errors=errors)
 
     @app.exception_handler(psycopg.OperationalError)
@@ -167,6 +168,18 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
         # the security headers are set here, or the 500 would go without them
         headers = security_headers(str(request.scope["path"]))
         return answer(request, 500, "an unexpected error occurred; it has been logged", headers)
+
+
+#: What a person's words (server.words) that are none are told, in place of pydantic's "String
+#: should match pattern '^[^\\x00]*[^\\W_][^\\x00]*$'", which a person cannot read.
+NO_WORDS = "needs a word (a letter or a digit), not only blanks, marks or invisible characters, and no NUL character"
+
+
+def _message(error: Any) -> str:
+    """pydantic's message for an invalid value, or the words one's in words."""
+    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == WORDS_PATTERN:
+        return NO_WORDS
+    return str(error.get("msg", ""))
 
 
 def _in_words(location: Any) -> str:

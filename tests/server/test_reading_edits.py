@@ -196,14 +196,18 @@ def test_a_reading_supplied_for_an_hour_from_now_is_stored(api):
     assert response.status_code == 201, response.text
 
 
-@pytest.mark.parametrize("reason", ["\u200b\u200b\u200b", "\u2060…\u2060", "!!!"])
+@pytest.mark.parametrize("reason", ["\u200b\u200b\u200b", "\u2060…\u2060", "!!!", "abc\x00"])
 def test_a_reading_supplied_with_a_reason_of_no_words_is_refused(api, migrated_database_url, reason):
+    """Said in words: before, "body/reason: String should match pattern '^[^\\x00]*[^\\W_][^\\x00]*$'"."""
     client, keys = api
     gap = (T0 + timedelta(hours=3)).isoformat()
     response = client.post("/meters/M1/readings", json={"ts": gap, "volume_m3": "101", "reason": reason},
                            headers=auth(keys["meterization"]))  # fmt: skip
     assert response.status_code == 422, response.text
-    assert "reason" in response.json()["detail"]
+    assert response.json()["detail"] == (
+        "body/reason: needs a word (a letter or a digit), not only blanks, marks or invisible characters, "
+        "and no NUL character"
+    )
     with psycopg.connect(migrated_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
 
