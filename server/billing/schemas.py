@@ -139,7 +139,9 @@ class Determinant(BaseModel):
     account_id: str
     consumption_m3: ExactDecimal | None = Field(description="sum of the lines; null if any line is unknown")
     complete: bool = Field(description="every line is complete (each line's ``issues`` say why not)")
-    quality: str = Field(description="the weakest of its lines' qualities")
+    quality: str = Field(
+        description="the weakest of its lines' qualities; missing in place of actual when its consumption is unknown"
+    )
     as_of: UtcInstant | None = Field(default=None, description="the latest of its lines' as_of")
     lines: list[DeterminantLine]
 
