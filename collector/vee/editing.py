@@ -20,6 +20,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from aquami.contracts.reads import utc_iso
+
 
 def _check(by: str, reason: str, volume_m3: Decimal, ts: datetime) -> None:
     if not by.strip():
@@ -51,7 +53,7 @@ def edit_reading(
         (volume_m3, by, by_key_id, reason, meter_id, ts),
     )
     if cur.rowcount == 0:
-        raise LookupError(f"no reading of {meter_id} at {ts.isoformat()}")
+        raise LookupError(f"no reading of {meter_id!r} at {utc_iso(ts)}")
     _note_for_vee(conn, ts)
     _refresh_consumption(conn, meter_id, ts)
 
@@ -86,7 +88,7 @@ def substitute_reading(
         {"m": meter_id, "ts": ts, "v": volume_m3, "by": by, "key": by_key_id, "why": reason},
     ).fetchone()
     if row is None:
-        raise ValueError(f"{meter_id} has a reading at {ts.isoformat()} already; edit it instead")
+        raise ValueError(f"{meter_id!r} has a reading at {utc_iso(ts)} already; edit it instead")
     # perhaps the meter's first: the meters API looks for its latest from now on (migration 0067)
     conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = %s AND NOT has_readings", (meter_id,))
     _note_for_vee(conn, ts)

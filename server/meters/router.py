@@ -9,6 +9,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import register_url_convertor
 
+from aquami.contracts.reads import utc_iso
 from collector.vee.editing import edit_reading, reading_history, substitute_reading
 from server.auth import Principal, require_role
 from server.db import get_connection
@@ -93,7 +94,7 @@ def list_readings(
 def _stored_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> Reading:
     row = repository.get_reading(conn, meter_id, ts)
     if row is None:
-        raise Problem(404, f"no reading of {meter_id!r} at {ts.isoformat()}", title="Unknown reading")
+        raise Problem(404, f"no reading of {meter_id!r} at {utc_iso(ts)}", title="Unknown reading")
     return Reading(**row)
 
 
@@ -154,7 +155,7 @@ def reading_versions(meter_id: str, ts: UtcInstant, _: Readers, conn: Connection
     current = repository.get_reading(conn, meter_id, ts)
     versions = reading_history(conn, meter_id, ts)
     if current is None and not versions:
-        raise Problem(404, f"no reading of {meter_id!r} at {ts.isoformat()}", title="Unknown reading")
+        raise Problem(404, f"no reading of {meter_id!r} at {utc_iso(ts)}", title="Unknown reading")
     return [ReadingVersion(**version) for version in versions]
 
 

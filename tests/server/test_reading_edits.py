@@ -219,3 +219,21 @@ def test_a_reason_with_a_word_in_any_script_is_taken(api, reason):
                           headers=auth(keys["meterization"]))  # fmt: skip
     assert response.status_code == 200, response.text
     assert response.json()["quality_reason"] == reason  # stored as given: only files make it inert
+
+
+def test_a_reading_not_found_or_in_the_way_is_named_by_its_meter_quoted_and_its_time_in_utc(api):
+    """Every other time the API writes is UTC with Z, every other meter id quoted; these said
+    ``no reading of M1 at 2026-11-01T08:30:00+02:00`` (the offset given, the id bare, as a correction
+    of an unknown reading) where the history of the same reading said it in UTC, quoted."""
+    client, keys = api
+    given = "2026-11-01T08:30:00+02:00"  # 06:30Z, between M1's two reads
+    body = {"volume_m3": "100.5", "reason": "misread digit"}
+    put = client.put(f"/meters/M1/readings/{given}", json=body, headers=auth(keys["meterization"]))
+    history = client.get(f"/meters/M1/readings/{given}/history", headers=auth(keys["reader"]))
+    for response in (put, history):
+        assert response.status_code == 404, response.text
+        assert response.json()["detail"] == "no reading of 'M1' at 2026-11-01T06:30:00Z"
+    clash = client.post("/meters/M1/readings", json={**body, "ts": "2026-11-01T08:00:00+02:00"},
+                        headers=auth(keys["meterization"]))  # fmt: skip
+    assert clash.status_code == 409, clash.text
+    assert clash.json()["detail"] == "'M1' has a reading at 2026-11-01T06:00:00Z already; edit it instead"
