@@ -372,7 +372,7 @@ class Demo:
         self.say(f"  or open: {self.web_url}/login?key={self.api_key}")
         self.say(f"  API:      curl -H 'Authorization: Bearer {self.api_key}' {self.web_url}/meters")
         self.say(f"  billing:  {self.web_url}/billing/determinants?period={datetime.now(UTC):%Y-%m}  (same key)")
-        self.say(f"  care:     {self.web_url}/enquiries  (enquiries raised by detection)")
+        self.say(f"  care:     {self.web_url}/care/enquiries  (the care desk: the enquiries detection raised)")
         self.say(f"  API docs: {self.web_url}/docs")
         self.say(
             "  Ctrl-C stops it." if self.options.duration_s is None else f"  stops after {self.options.duration_s:g} s."
