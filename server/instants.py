@@ -29,12 +29,6 @@ def in_utc(moment: datetime) -> datetime:
         raise ValueError("the time's UTC date must be within the years 1 to 9999") from None
 
 
-def utc_text(moment: datetime) -> str:
-    """The instant as the JSON answers write it (``2026-12-06T18:36:01.865890Z``): for a header,
-    where ``+00:00`` taken into a query string unencoded reads as a space, and is refused."""
-    return in_utc(moment).isoformat().replace("+00:00", "Z")
-
-
 def written_as_iso(value: object) -> object:
     """``value`` if it is no text, or text in a stored time's shape; refused otherwise (a number,
     which pydantic reads as seconds or milliseconds since 1970 by its size, is refused too)."""

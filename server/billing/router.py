@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg_pool import ConnectionPool
 
+from aquami.contracts.reads import utc_iso
 from aquami.stored_times import shape_problem
 from server.auth import Principal, require_role
 from server.billing import repository, service
@@ -22,7 +23,7 @@ from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_chunks
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage, RemovedRead
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
-from server.instants import UtcInstant, utc_text
+from server.instants import UtcInstant
 from server.problem_docs import problems
 from server.problems import Problem
 
@@ -113,7 +114,8 @@ def billing_reads(
             )
         text = service.to_csv(service.READ_COLUMNS, ([r[c] for c in service.READ_COLUMNS] for r in rows))
         response = _csv(text, f"reads-{account}-{service.period_label(start, end)}.csv")
-        response.headers["Aquami-Next-Changed-Since"] = utc_text(csv_floor)  # as the JSON gives it
+        # as the JSON gives it (…Z): "+00:00" taken into a query string unencoded reads as a space
+        response.headers["Aquami-Next-Changed-Since"] = utc_iso(csv_floor)
         return response
     after, carried = _read_cursor(cursor)
     floor = carried or repository.changes_floor(conn, lag)  # a pull's first page: before its reads (changes_floor)
