@@ -155,6 +155,20 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
         said = "; ".join(f"{_in_words(error.get('loc', ()))}: {_message(error)}" for error in exc.errors())
         return answer(request, 422, detail, said=said or None, title="Invalid request", errors=errors)
 
+    from server.too_long import indexed_text_columns, value_too_long  # it raises this module's Problem
+
+    @app.exception_handler(psycopg.errors.ProgramLimitExceeded)
+    def _too_long(request: Request, exc: psycopg.errors.ProgramLimitExceeded) -> Response:
+        # an OperationalError to psycopg, but no lost connection: a 503 had the client retry for ever.
+        # Not async: asking the index's columns waits on the database (Starlette runs it in a thread)
+        index = exc.diag.constraint_name
+        columns = (
+            [] if index is None else indexed_text_columns(getattr(app.state, "pool", None), exc.diag.schema_name, index)
+        )
+        problem = value_too_long(exc, columns)
+        log.warning("value too long for the database on %s: %s", request.url.path, exc.diag.message_primary)
+        return answer(request, problem.status, problem.detail, title=problem.title, **problem.extra)
+
     @app.exception_handler(psycopg.OperationalError)
     async def _database_away(request: Request, exc: psycopg.OperationalError) -> Response:
         # the connection was lost during the request (a restart, a failover)
