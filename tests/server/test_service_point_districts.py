@@ -11,11 +11,14 @@ removal recorded, or a meter given no district, leaves it as it was.
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from collector.migrate import migrate
 from server.meters.districts import DMA_MAX_LENGTH
 from tests.server.test_meters_api import _register
 
@@ -84,3 +87,40 @@ def test_a_removal_or_no_district_leaves_the_service_point_where_it_is(
     assert _points(url) == {"SP-7": "Hillside", "SP-3": "Hillside"}
     _recorded(url, path, HEADER + f"NEW-7,Lowfield,customer,SP-7,{exchange},\nM3,,customer,SP-3,{FITTED},\n")
     assert _points(url) == {"SP-7": "Lowfield", "SP-3": "Hillside"}
+
+
+LONG_POINT_DISTRICTS_MIGRATION = "server/0061_service_point_districts_over_register_meters_limit.sql"
+
+
+def test_migrate_warns_once_in_one_line_about_service_points_in_districts_over_the_limit(
+    migrated_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A point can hold a district over the limit that no meter holds (server migration 0060 counts
+    meters only, and said nothing of these: its meter registered again before points followed their
+    meter, or none in place there). Migrating says how many points and districts, and what to do,
+    once; a database without one migrates silently. Nothing is changed."""
+    url = migrated_database_url
+    rnd = random.Random(6)
+    long = "".join(chr(rnd.randrange(0x10000, 0x110000)) for _ in range(DMA_MAX_LENGTH + 1))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE name = %s", (LONG_POINT_DISTRICTS_MIGRATION,))
+        with caplog.at_level(logging.WARNING, logger="collector.migrate"):
+            assert migrate(url) == [LONG_POINT_DISTRICTS_MIGRATION]
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []  # none over the limit
+        conn.execute("DELETE FROM schema_migrations WHERE name = %s", (LONG_POINT_DISTRICTS_MIGRATION,))
+        points = [("SP-1", long), ("SP-2", long), ("SP-3", "x" * 2000), ("SP-4", "Hillside"), ("SP-5", "y" * 500)]
+        conn.cursor().executemany("INSERT INTO service_points (service_point_id, dma) VALUES (%s, %s)", points)
+        conn.execute("INSERT INTO meters (meter_id, registered, dma) VALUES ('M1', true, 'Hillside')")  # no meter's
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="collector.migrate"):
+        assert migrate(url) == [LONG_POINT_DISTRICTS_MIGRATION]
+        assert migrate(url) == []
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.startswith(
+        f"3 service point(s) in 2 district(s) have a district name over {DMA_MAX_LENGTH} characters"
+    ), warning
+    assert f"SELECT service_point_id, length(dma) FROM service_points WHERE length(dma) > {DMA_MAX_LENGTH}" in warning
+    assert "register the meter in place at each again with a shorter district (aquami server register-meters" in warning
+    assert "\n" not in warning
+    assert _points(url) == dict(points)
