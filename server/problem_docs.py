@@ -44,12 +44,21 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                 "properties": {"location": {"type": "string"}, "message": {"type": "string"}},
             },
         },
+        "table": {"type": "string", "description": "a value too long for an index (422): the index's table"},
+        "index": {"type": "string", "description": "a value too long for an index (422): the index"},
+        "columns": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "a value too long for an index (422): the index's text columns, one of them too long",
+        },
     },
 }
 _CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 NUL_TEXT = "a path or query value holds a NUL character"
 INVALID = "Invalid request: a problem document naming each invalid field"
+#: An operation using the database may meet a stored value too long for an index (server.too_long).
+INVALID_OR_TOO_LONG = f"{INVALID}; or a value too long for one of the database's indexes (table, index, columns)"
 NO_KEY = "No API key, or not a valid one (WWW-Authenticate: Bearer)"
 TOO_LARGE = f"The request body is over {MAX_BODY_BYTES // 1024} KiB"
 #: An operation taking no body still has its request's capped (BodyLimit, before routing): a GET
@@ -138,7 +147,8 @@ def generic_problems(route: RouteContext) -> dict[int, str]:
 def _merge(operation: dict[str, Any], route: RouteContext) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if "422" in responses:
-        responses["422"] = problem_response(INVALID)
+        uses_database = get_connection in dependencies(route.dependant)
+        responses["422"] = problem_response(INVALID_OR_TOO_LONG if uses_database else INVALID)
     for status, description in generic_problems(route).items():
         own = responses.get(str(status))
         if own is None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import jsonschema
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.auth import create_api_key
 from tests.server.test_open311_references import UNINDEXABLE_ID
+from tests.server.test_openapi_errors import _declared
 
 T0 = datetime(2026, 11, 1, 6, tzinfo=UTC)
 
@@ -53,6 +55,11 @@ def test_a_correction_an_index_cannot_hold_is_a_422_naming_it_and_stores_nothing
     assert problem["detail"].startswith("reading_history.meter_id is too long for the database's index "), problem
     assert "exceeds btree version 4 maximum 2704" in problem["detail"] and "nothing was stored" in problem["detail"]
     assert "\n" not in problem["detail"]
+    spec = client.get("/openapi.json").json()  # the answer is what the document declares
+    declared = _declared(spec, "/meters/{meter_id}/readings/{ts}", "put", "422", "application/problem+json")
+    jsonschema.validate(problem, declared)
+    description = spec["paths"]["/meters/{meter_id}/readings/{ts}"]["put"]["responses"]["422"]["description"]
+    assert description.endswith("or a value too long for one of the database's indexes (table, index, columns)")
     with psycopg.connect(url) as conn:  # the transaction rolled back: the reading as it was, no history
         assert conn.execute(
             "SELECT volume_m3, quality FROM readings WHERE meter_id = %s", (UNINDEXABLE_ID,)
