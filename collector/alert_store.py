@@ -106,7 +106,7 @@ def save_what_fits(conn: psycopg.Connection[Any], changes: AlertChanges) -> tupl
     inside an alert's id; PostgreSQL refuses an index row over 2,704 bytes. register-meters refuses
     a name over 500 characters and an id over 64 now, but a database from before it may hold one of
     about 2,650 bytes or more: one such alert made the whole save fail, so no alert of the run was
-    stored, in any district, at every run (:mod:`collector.unindexable_alerts` says which meter or
+    stored, in any district, at every run (:mod:`collector.unindexable` says which meter or
     district). Only that index error is handled so; any other fault still fails the run."""
     try:
         with conn.transaction():

@@ -32,7 +32,7 @@ from collector.detection.lifecycle import AlertChanges, merge_alerts, to_merge
 from collector.detection.series import LATE_READ_SHARE, SeriesBlock, installed_on_the_grid
 from collector.floor_lag import DEFAULT_LAG, FloorLagWatch
 from collector.schedule import PeriodicJob
-from collector.unindexable_alerts import UnindexableAlerts
+from collector.unindexable import Unindexable
 from collector.utility_zone import day_offset_s, utility_zone
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ _LOCK_KEY = 0x64657465  # "dete"
 #: Says, once per holder, that a transaction left open holds back where arrivals begin.
 _FLOOR_WATCH = FloorLagWatch(log, "detection")
 #: Says, once per meter or district, that its alerts are too long for the database's indexes.
-_UNINDEXABLE = UnindexableAlerts(log)
+_UNINDEXABLE = Unindexable(log)
 
 # Every reading in the window, one row per meter: its readings packed as records of PostgreSQL's own
 # binary forms (timestamptz_send: big-endian int64 microseconds since 2000-01-01; float8send), which
@@ -296,7 +296,7 @@ def run_detection_once(
             dry_run.update((a.alert_id, a) for a in changes.changed)
             return changes
         changes, refused = save_what_fits(conn, changes)
-        _UNINDEXABLE.refused(refused)
+        _UNINDEXABLE.alerts_refused(refused)
         window = (block.time(0), block.time(block.n_intervals - 1))
         record_run(conn, now, window, block.n_meters, changes, seen_at, arrivals_from)
     return changes
