@@ -1,47 +1,61 @@
 """Publishing on a session: the outbox, durable messages and spool batches within the window, each
 sized against the broker's largest packet (a batch over it resealed smaller), and the broker's
-PUBACKs settled into the spool after each loop turn."""
+PUBACKs settled into the spool after each loop turn.
+
+What an MQTT 5 broker refuses (a batch or an event) stays in the spool and goes again on the same
+connection after a growing wait (:class:`gateway.refusals.RefusalHold`), from just below it; what
+is still in flight from that window is passed over, not sent a second time."""
 
 from __future__ import annotations
 
 import collections
+import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from gateway.backoff import Backoff
 from gateway.outgoing import Outgoing, encode_batch, packet_size
 from gateway.publisher_state import PublisherState, log
+from gateway.refusals import RefusalHold
 from gateway.spool import SealedBatch
-
-_REFUSED_MIN_S = 1.0  # the first wait before a refused batch goes again
 
 
 class InFlight:
     """What goes out on a session, and what the broker acknowledged of it. Used on the publisher's
     thread only, but for the outbox, which :meth:`gateway.publisher.Publisher.send` appends to from
-    any thread (a deque's append and popleft are atomic)."""
+    any thread (a deque's append and popleft are atomic). ``clock`` and ``rng`` (the jitter of the
+    waits after a refusal): the real ones but in a model test."""
 
-    def __init__(self, state: PublisherState, outbox: collections.deque[Outgoing]) -> None:
+    def __init__(
+        self,
+        state: PublisherState,
+        outbox: collections.deque[Outgoing],
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         self._state = state
         self._outbox = outbox
         self.published_batches = 0
         self.acknowledged_batches = 0
         self._in_flight: dict[int, int] = {}  # message id -> batch_seq
         self._acked: list[int] = []  # batches acknowledged during the current loop turn
-        self._messages_in_flight: dict[int, int] = {}  # message id -> spool message id (events)
+        self._messages_in_flight: dict[int, tuple[int, str]] = {}  # message id -> spool id, topic (events)
         self._messages_acked: list[int] = []
         self._highest_message_sent = 0
         self._highest_sent = 0
-        # a batch the broker refused (MQTT 5: not authorised, quota exceeded) is sent again after a
-        # growing wait, not on the next loop turn: a refusal that lasts would have it resent 20 times
-        # a second, each logged, for as long as the broker's rules stay as they are
+        # a batch or event the broker refused (MQTT 5: not authorised, quota exceeded) is sent again
+        # after a growing wait (see gateway.refusals), not on the next loop turn
         self.refused_batches = 0
+        self.refused_events = 0
         options = state.options
-        self._refusals = Backoff(min(_REFUSED_MIN_S, options.reconnect_max_s), options.reconnect_max_s)
-        self._hold_batches_until = 0.0
+        self._batch_refusals = RefusalHold(options.reconnect_max_s, clock, rng)
+        self._event_refusals = RefusalHold(options.reconnect_max_s, clock, rng)
+        # topics of events refused since an event on them was last taken, and how many times: the
+        # first refusal is said, the next ones only counted, and the end of it said
+        self._refused_event_topics: dict[str, int] = {}
         # a broker disconnects a client whose packet is larger than it takes; a batch over that
         # limit is resealed smaller (see _reseal), and later batches are sealed to fit
         self.resealed_batches = 0
@@ -75,6 +89,14 @@ class InFlight:
         """Durable messages sent on this session and not acknowledged yet (read from any thread)."""
         return bool(self._messages_in_flight)
 
+    def held_after_refusal(self) -> tuple[bool, bool]:
+        """(batches, events): whether each kind waits after a refusal, none of it in flight. What the
+        spool then holds of it goes only once the wait is over, most likely to be refused again: a
+        drain at stop waits no longer for it (read from any thread)."""
+        batches = self._batch_refusals.holding() and not self._in_flight
+        events = self._event_refusals.holding() and not self._messages_in_flight
+        return batches, events
+
     def settle_acks(self) -> None:
         """After each loop turn, and at the session's end: what the broker acknowledged leaves the spool."""
         if self._messages_acked:
@@ -86,10 +108,9 @@ class InFlight:
             self.acknowledged_batches += len(acked)
 
     def on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        message_id = self._messages_in_flight.pop(mid, None)
-        if message_id is not None:
-            if not reason.is_failure:
-                self._messages_acked.append(message_id)
+        event = self._messages_in_flight.pop(mid, None)
+        if event is not None:
+            self._on_event_answer(*event, reason)
             return
         batch_seq = self._in_flight.pop(mid, None)
         if batch_seq is None:  # a status or a reply
@@ -97,17 +118,37 @@ class InFlight:
         if reason.is_failure:
             # The broker took the message but refused it (MQTT 5): it stays, and goes again later.
             self.refused_batches += 1
-            now = time.monotonic()
-            if now >= self._hold_batches_until:  # the others of the window, refused with it, wait as long
-                self._hold_batches_until = now + self._refusals.next()
-            wait = self._hold_batches_until - now
+            wait = self._batch_refusals.refused()
             log.warning(
                 "broker refused batch %s: %s; it stays in the spool, next try in %.1f s", batch_seq, reason, wait
             )
             self._highest_sent = min(self._highest_sent, batch_seq - 1)
             return
-        self._refusals.reset()
+        self._batch_refusals.accepted()
         self._acked.append(batch_seq)  # deleted after this loop turn, all in one transaction
+
+    def _on_event_answer(self, message_id: int, topic: str, reason: Any) -> None:
+        """An event's PUBACK. Refused (MQTT 5), it stays in the spool and goes again after a growing
+        wait, said once for as long as its topic is refused; before, it was dropped from the session
+        without a word, and sent again only after a reconnect."""
+        if reason.is_failure:
+            self.refused_events += 1
+            wait = self._event_refusals.refused()
+            self._highest_message_sent = min(self._highest_message_sent, message_id - 1)
+            refusals = self._refused_event_topics.get(topic, 0)
+            self._refused_event_topics[topic] = refusals + 1
+            if not refusals:
+                log.warning(
+                    "broker refused event %d on %s: %s (reason code %d); events stay in the spool and go again "
+                    "after a growing wait, next try in %.1f s (said again once the broker takes one)",
+                    message_id, topic, reason, reason.value, wait,
+                )  # fmt: skip
+            return
+        self._event_refusals.accepted()
+        refusals = self._refused_event_topics.pop(topic, 0)
+        if refusals:
+            log.info("broker took event %d on %s, after %d refusals", message_id, topic, refusals)
+        self._messages_acked.append(message_id)
 
     def _reseal(self, batch: SealedBatch, size: int) -> None:
         """Seal a batch the broker would not take (it would disconnect us, and the batch would go
@@ -166,9 +207,13 @@ class InFlight:
 
     def _send_durable_messages(self, client: mqtt.Client) -> None:
         room = self._state.window - len(self._messages_in_flight)
-        if room <= 0:
+        if room <= 0 or self._event_refusals.holding():
             return
+        in_flight = {message_id for message_id, _ in self._messages_in_flight.values()}
         for message_id, topic, payload in self._state.spool.messages_after(self._highest_message_sent, room):
+            if message_id in in_flight:  # sent before a refusal just below it: not twice
+                self._highest_message_sent = message_id
+                continue
             if not self._fits(topic, payload):
                 # it stays in the spool (nothing is deleted unacknowledged), passed over on this connection
                 self._highest_message_sent = message_id
@@ -182,18 +227,24 @@ class InFlight:
             info = client.publish(topic, payload, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
-            self._messages_in_flight[info.mid] = message_id
+            self._messages_in_flight[info.mid] = (message_id, topic)
             self._highest_message_sent = message_id
 
     def _send_what_fits(self, client: mqtt.Client) -> None:
         room = self._state.window - len(self._in_flight)
-        if room <= 0 or time.monotonic() < self._hold_batches_until:
+        if room <= 0 or self._batch_refusals.holding():
             return
         batches = self._state.spool.sealed_batches(after_seq=self._highest_sent, limit=room)
         if len(batches) < room:
             batches += self._state.spool.seal_many(self._readings_per_batch, room - len(batches))
         topic = self._state.reads_topic
+        in_flight = set(self._in_flight.values())
         for batch in batches:
+            if batch.batch_seq in in_flight:
+                # sent before a refusal just below it, and not acknowledged yet: sent again, it was
+                # delivered twice and counted twice in acknowledged_batches
+                self._highest_sent = max(self._highest_sent, batch.batch_seq)
+                continue
             if not batch.bodies or batch.batch_seq in self._unsendable:
                 continue
             payload = encode_batch(self._state.gateway_id, batch.batch_seq, batch.bodies)

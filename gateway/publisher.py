@@ -135,19 +135,24 @@ class Publisher:
         self._outbox.append(Outgoing(topic, payload, retain, smaller))
 
     def stop(self, drain_timeout: float = 0.0) -> None:
-        """Stop; with ``drain_timeout``, first give the publisher that long to empty the spool and outbox."""
+        """Stop; with ``drain_timeout``, first give the publisher that long to empty the spool and
+        outbox. What the broker refused, waiting for its next try, is not waited for: before, a
+        refused event had the drain wait its whole timeout."""
         deadline = time.monotonic() + drain_timeout
         while time.monotonic() < deadline:  # (re)connecting included: the broker may be just back
-            if self.connected.is_set() and self.spool.depth() == 0 and not self._outbox and not self._waiting():
+            if self.connected.is_set() and not self._outbox and self._drained():
                 break
             time.sleep(0.05)
         self._state.stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-    def _waiting(self) -> bool:
-        """Durable messages not yet acknowledged."""
-        return self._inflight.messages_unacknowledged() or self.spool.messages_waiting() > 0
+    def _drained(self) -> bool:
+        """Readings and durable messages all acknowledged, or each kind left waiting after a refusal."""
+        batches_held, events_held = self._inflight.held_after_refusal()
+        batches_done = batches_held or self.spool.depth() == 0
+        events_done = events_held or not (self._inflight.messages_unacknowledged() or self.spool.messages_waiting())
+        return batches_done and events_done
 
     # what the parts keep, as it was read before they were parts -------------------------------
     @property
@@ -237,6 +242,11 @@ class Publisher:
     @property
     def refused_batches(self) -> int:
         return self._inflight.refused_batches
+
+    @property
+    def refused_events(self) -> int:
+        """Failure PUBACKs for events (MQTT 5): each refused event stays in the spool and goes again."""
+        return self._inflight.refused_events
 
     @property
     def resealed_batches(self) -> int:

@@ -173,6 +173,7 @@ class Gateway:
                 "events_dropped": self.spool.messages_dropped_total,
                 "batches_acknowledged": self.publisher.acknowledged_batches,
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
+                "events_refused": self.publisher.refused_events,  # by the broker (MQTT 5): they wait too
                 "batches_resealed": self.publisher.resealed_batches,  # larger than the broker takes
                 "messages_too_large": self.publisher.messages_too_large,  # statuses, replies, events: not sent
                 "short_connections": self.publisher.short_connections,  # in a row: a flapping link, or an id twice

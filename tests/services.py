@@ -202,6 +202,15 @@ class MosquittoBroker:
         self.stop()
         self.start()
 
+    def reload_acl(self, acl: str | None) -> None:
+        """New ACL rules, taken by the running broker (SIGHUP: Mosquitto reads its ACL file again)
+        without dropping a connection; ``None``: allow everything (an ACL file that says so)."""
+        if self._acl is None:
+            raise ValueError("a broker started without an ACL file cannot be given one without a restart")
+        self._acl = acl if acl is not None else "topic readwrite #\n"
+        (self._dir / "acl").write_text(self._acl)
+        os.kill(self.pid, signal.SIGHUP)
+
     def close(self) -> None:
         """Stop and remove the temp directory."""
         self.stop()

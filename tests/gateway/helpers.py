@@ -438,6 +438,35 @@ class AckStallingLink(MqttLink):
             await writer.drain()
 
 
+class DelayingLink(MqttLink):
+    """A link that holds everything from the broker ``delay_s`` before passing it on, in order: a
+    long round trip (a cellular link), so a PUBACK comes back well after its PUBLISH went."""
+
+    def __init__(self, broker_port: int, delay_s: float) -> None:
+        super().__init__(broker_port)
+        self.delay_s = delay_s
+
+    async def down(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def later() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+
+        passing = asyncio.create_task(later())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + self.delay_s, data))
+                if passing.done():  # the gateway's side closed
+                    return
+        finally:
+            passing.cancel()
+
+
 class SlowConnackLink(MqttLink):
     """A link that holds each connection's first packet from the broker (its CONNACK) for
     ``delay_s``: a broker slow to accept (busy after a restart, or asking a slow authentication
