@@ -29,6 +29,7 @@ from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
 from server.problem_docs import document_problems, problems
 from server.problems import install_problem_handlers, refuse_nul_text
+from server.query_params import KnownQueryRoute
 from server.schema_check import SchemaCheck, not_migrated
 from server.security_docs import document_security
 from server.security_headers import SecurityHeaders
@@ -65,6 +66,7 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
         redoc_url=None,
         dependencies=[Depends(refuse_nul_text)],
     )
+    app.router.route_class = KnownQueryRoute  # /health's, as every router's of the API
     app.state.floor_lag_warning = floor_lag_warning
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
     app.add_middleware(SecurityHeaders)  # outside BodyLimit: its 413 carries them too

@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
+
+from server.query_params import KnownQueryRoute
 
 
 class _ExactJsonRequest(Request):
@@ -24,8 +25,9 @@ class _ExactJsonRequest(Request):
         return self._json
 
 
-class ExactJsonRoute(APIRoute):
-    """A route whose JSON body keeps its numbers' digits (FastAPI's custom route class pattern)."""
+class ExactJsonRoute(KnownQueryRoute):
+    """A route whose JSON body keeps its numbers' digits (FastAPI's custom route class pattern), and
+    whose query takes only the parameters it declares (:class:`KnownQueryRoute`)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

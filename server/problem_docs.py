@@ -2,7 +2,8 @@
 as the ``Problem`` it is, with a line saying when.
 
 Some come from what every route, or a route's dependencies, does: any query or path value is refused
-with a NUL character (400, ``refuse_nul_text``), a key is asked (401, 403: ``RoleRequired``), a
+with a NUL character (400, ``refuse_nul_text``), and a query parameter the operation does not take
+(400, :class:`server.query_params.QueryParameters`), a key is asked (401, 403: ``RoleRequired``), a
 connection is lent (503: ``get_connection``), a body is capped (413: ``BodyLimit``, on every request,
 a GET's as well) and validated (422), and any unexpected error is a 500. Those are found by walking
 each route's dependencies, so a new route gets them as it gets the dependency. What a route's own
@@ -24,6 +25,7 @@ from server.auth import RoleRequired
 from server.body_limit import MAX_BODY_BYTES
 from server.db import get_connection
 from server.problems import PROBLEM_JSON, refuse_nul_text
+from server.query_params import QueryParameters
 
 #: The problem document every error is (RFC 9457 members, and ``errors`` for a request's invalid fields).
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -56,6 +58,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 _CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 NUL_TEXT = "a path or query value holds a NUL character"
+UNKNOWN_QUERY = "a query parameter the operation does not take (the problem names those it takes)"
 INVALID = "Invalid request: a problem document naming each invalid field"
 #: An operation using the database may meet a stored value too long for an index (server.too_long).
 INVALID_OR_TOO_LONG = f"{INVALID}; or a value too long for one of the database's indexes (table, index, columns)"
@@ -133,8 +136,10 @@ def generic_problems(route: RouteContext) -> dict[int, str]:
     """The errors ``route`` answers by what it depends on, and by what every route is."""
     calls = list(dependencies(route.dependant))
     found: dict[int, str] = {500: UNEXPECTED}
-    if refuse_nul_text in calls:
-        found[400] = f"Bad request: {NUL_TEXT}"
+    said = [NUL_TEXT] if refuse_nul_text in calls else []
+    said += [UNKNOWN_QUERY] if any(isinstance(call, QueryParameters) for call in calls) else []
+    if said:
+        found[400] = f"Bad request: {'; or '.join(said)}"
     keyed = key_roles(calls)
     if keyed:
         found.update(key_problems(*keyed))
@@ -153,8 +158,8 @@ def _merge(operation: dict[str, Any], route: RouteContext) -> None:
         own = responses.get(str(status))
         if own is None:
             responses[str(status)] = problem_response(description, status)
-        elif status == 400 and NUL_TEXT not in own["description"]:  # its own 400s, and the NUL's
-            own["description"] = f"{own['description']}; or {NUL_TEXT}"
+        elif status == 400 and NUL_TEXT not in own["description"]:  # its own 400s, and the generic ones
+            own["description"] = f"{own['description']}; or {description.removeprefix('Bad request: ')}"
     operation["responses"] = dict(sorted(responses.items()))
 
 

@@ -5,7 +5,10 @@ they hold no one's data), "POST Service Request" (a customers' app or customer c
 Requests" and "GET Service Request" (customer care: requests hold customers' words, addresses and
 meters). "GET service_request_id from a token" is not served: every service is realtime. Errors are
 the API's problem+json, not the spec's list of code and description; a ``.xml`` URL is a 404 saying
-only JSON is served. ``jurisdiction_id`` is taken and ignored: one server is one utility.
+only JSON is served. ``jurisdiction_id`` is taken and ignored: one server is one utility. Any other
+query parameter than the spec's for the method is refused (server.query_params), but ``api_key``,
+which clients may add to any call's query: taken and ignored there (the key is the form's field or
+the header; a key in a query string would be logged).
 """
 
 from __future__ import annotations
@@ -34,10 +37,19 @@ from server.open311.schemas import (
 )
 from server.problem_docs import TOO_LARGE, key_problems, problems
 from server.problems import Problem, method_not_allowed
+from server.query_params import KnownQueryRoute
 from server.security_docs import HEADER_KEY, key_security
 
 PREFIX = "/open311/v2"
-router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
+
+
+class Open311Route(KnownQueryRoute):
+    """GeoReport v2 defines ``jurisdiction_id`` on every method; its clients send ``api_key`` too."""
+
+    also_takes = frozenset({"jurisdiction_id", "api_key"})
+
+
+router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"], route_class=Open311Route)
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 
 #: "GET Service Requests": "Default query limit is a span of 90 days or first 1000 requests

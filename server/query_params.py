@@ -1,0 +1,110 @@
+"""A query parameter an operation does not take is refused, not ignored.
+
+Before, FastAPI ignored every query parameter a route does not declare: ``GET /alerts?meter=WM-1``
+(the parameter is ``meter_id``) answered every alert, and ``GET /enquiries?priority=urgent`` (then
+no such filter) every enquiry; a billing system or a care agent with a mistyped filter acted on
+everything, unwarned. Every operation the OpenAPI document shows now answers such a request 400,
+naming the parameter, the ones the operation takes, and the one meant where a name is near.
+
+The check is a dependency added last to each route's endpoint (:class:`KnownQueryRoute`), so it is
+solved after the route's own dependencies: a keyed route still answers 401 without a key, whatever
+its query, as before. The pages (server.web) are not checked: a browser's address may carry what a
+link or a bookmark added, and their forms name their own filters.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, ClassVar
+
+from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from server.problems import Problem
+
+#: The keyword the check is passed to the endpoint's wrapper under (and dropped before the endpoint).
+_CHECK = "_query_parameters_known"
+UNKNOWN_TITLE = "Unknown query parameter"
+
+
+class QueryParameters:
+    """The dependency checking a request's query against the parameters its route takes
+    (:attr:`takes`, filled once the route has built its dependencies)."""
+
+    def __init__(self, also_takes: frozenset[str]) -> None:
+        self.also_takes = also_takes
+        self.takes: tuple[str, ...] = ()
+
+    def __call__(self, request: Request) -> None:
+        unknown = [name for name in dict.fromkeys(request.query_params) if name not in self.takes]
+        if unknown:
+            raise unknown_parameters(request, unknown, self.takes)
+
+
+def unknown_parameters(request: Request, unknown: list[str], takes: tuple[str, ...]) -> Problem:
+    """400 naming each parameter ``unknown``, the parameters taken, and a near one where there is."""
+    errors = [{"location": f"query/{name}", "message": _not_taken(name, takes)} for name in unknown]
+    listed = ", ".join(takes) if takes else "no query parameters"
+    path = getattr(request.scope.get("route"), "path_format", request.url.path)
+    detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
+    return Problem(400, f"{detail}; {request.method} {path} takes {listed}", title=UNKNOWN_TITLE, errors=errors)
+
+
+def _not_taken(name: str, takes: tuple[str, ...]) -> str:
+    said = "not a parameter of this operation"
+    near = difflib.get_close_matches(name, takes, n=1, cutoff=0.6)
+    return f"{said}; did you mean {near[0]}?" if near else said
+
+
+def query_names(dependant: Dependant) -> Iterator[str]:
+    """The query parameters ``dependant`` and its dependencies take, however deep."""
+    for field in dependant.query_params:
+        yield field.alias
+    for sub in dependant.dependencies:
+        yield from query_names(sub)
+
+
+def _checked(endpoint: Callable[..., Any], check: QueryParameters) -> Callable[..., Any]:
+    """``endpoint`` with ``check`` as its last dependency (a keyword FastAPI solves after the others)."""
+    try:
+        signature = inspect.signature(endpoint, eval_str=True)
+    except NameError:  # an annotation only a type checker imports: FastAPI resolves it as before
+        signature = inspect.signature(endpoint)
+    extra = inspect.Parameter(_CHECK, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[None, Depends(check)])
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def checked_async(*args: Any, **kwargs: Any) -> Any:
+            kwargs.pop(_CHECK, None)
+            return await endpoint(*args, **kwargs)
+
+        wrapper: Callable[..., Any] = checked_async
+    else:
+
+        @functools.wraps(endpoint)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            kwargs.pop(_CHECK, None)
+            return endpoint(*args, **kwargs)
+
+        wrapper = checked
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])  # type: ignore[attr-defined]
+    return wrapper
+
+
+class KnownQueryRoute(APIRoute):
+    """A route whose operation refuses a query parameter it does not take (400, :func:`unknown_parameters`);
+    one the document does not show (a catch-all, a page) is left as it was. A subclass names in
+    :attr:`also_takes` what its routes take without reading it (Open311's ``jurisdiction_id``)."""
+
+    also_takes: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        check = QueryParameters(self.also_takes)
+        if kwargs.get("include_in_schema", True):
+            endpoint = _checked(endpoint, check)
+        super().__init__(path, endpoint, **kwargs)
+        check.takes = tuple(dict.fromkeys([*query_names(self.dependant), *sorted(self.also_takes)]))
