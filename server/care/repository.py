@@ -24,12 +24,14 @@ def list_enquiries(
     before: int | None,
     limit: int,
     meter_id: str | None = None,
+    priority: str | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first (by id, which follows opening order), after the keyset cursor ``before``."""
     return conn.execute(  # type: ignore[return-value]
         f"""
         SELECT {ENQUIRY_COLUMNS} FROM enquiries
         WHERE (%(status)s::text IS NULL OR status = %(status)s)
+          AND (%(priority)s::text IS NULL OR priority = %(priority)s)
           AND (%(source)s::text IS NULL OR source = %(source)s)
           AND (%(category)s::text IS NULL OR category = %(category)s)
           AND (%(account)s::text IS NULL OR account_id = %(account)s)
@@ -41,6 +43,7 @@ def list_enquiries(
         """,
         {
             "status": status,
+            "priority": priority,
             "source": source,
             "category": category,
             "account": account_id,

@@ -15,6 +15,7 @@ from server.care.schemas import (
     Enquiry,
     EnquiryChange,
     EnquiryPage,
+    EnquiryPriority,
     EnquirySource,
     EnquiryStatus,
     EnquiryWithUpdates,
@@ -46,6 +47,7 @@ def list_enquiries(
     _: CareReaders,
     conn: Connection,
     status: Annotated[EnquiryStatus | None, Query()] = None,
+    priority: Annotated[EnquiryPriority | None, Query(description="as the care desk's filter")] = None,
     source: Annotated[EnquirySource | None, Query()] = None,
     category: Annotated[str | None, Query(max_length=CATEGORY_MAX_LENGTH)] = None,
     account: Annotated[str | None, Query(max_length=IDENTIFIER_MAX_LENGTH)] = None,  # as register-accounts takes
@@ -57,6 +59,7 @@ def list_enquiries(
     rows = repository.list_enquiries(
         conn,
         status=status,
+        priority=priority,
         source=source,
         category=category,
         account_id=account,
