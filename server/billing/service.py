@@ -16,7 +16,7 @@ from aquami.stored_times import NO_TIME, shape_problem
 from collector.vee.config import VeeConfig
 from server.billing.schemas import Determinant, DeterminantLine, LeakOnLine, RegisterRead
 from server.billing.spreadsheet import inert_text
-from server.decimals import fixed_point
+from server.decimals import fixed_point, volume_m3
 from server.problems import Problem
 
 # Weakest first: a determinant is as good as its weakest read.
@@ -216,9 +216,9 @@ def determinants(rows: Sequence[dict[str, Any]]) -> list[Determinant]:
                 else RegisterRead(ts=r["closing_ts"], volume_m3=r["closing_volume_m3"], quality=r["closing_quality"]),
                 opening_distance_s=_distance_s(r["opening_ts"], r["w_from"]),
                 closing_distance_s=_distance_s(r["closing_ts"], r["w_to"]),
-                consumption_m3=r["consumption_m3"],
-                estimated_m3=r.get("estimated_m3"),
-                actual_m3=r.get("actual_m3"),
+                consumption_m3=volume_m3(r["consumption_m3"]),
+                estimated_m3=volume_m3(r.get("estimated_m3")),
+                actual_m3=volume_m3(r.get("actual_m3")),
                 estimated_share=estimated_share(r),
                 quality=line_quality(r),
                 as_of=r["as_of"],

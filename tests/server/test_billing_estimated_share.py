@@ -25,6 +25,7 @@ from collector.vee.rounds import vee_round
 from server.app import create_app
 from server.auth import create_api_key
 from server.billing import repository, service
+from server.decimals import volume_m3
 from tests.server.test_billing_vee_issues import _setup
 
 START, STOP = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC)
@@ -166,3 +167,32 @@ def test_a_line_s_consumption_is_meter_consumption_between_its_reads(
         assert (row["estimated_m3"], row["actual_m3"]) == (None, None)
     else:
         assert row["estimated_m3"] + row["actual_m3"] == row["consumption_m3"]
+
+
+def test_no_estimated_water_is_written_to_the_litre_as_the_rest(migrated_database_url: str) -> None:
+    """A line without an estimate wrote ``estimated_m3`` ``"0"`` (SQL's 0) beside ``actual_m3``
+    ``"7.200"``, in the JSON and the CSV; it is ``"0.000"``, as every volume is to the litre."""
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "M", [(datetime(2026, 7, 1, tzinfo=UTC), None)])
+    day = datetime(2026, 10, 1, tzinfo=UTC)
+    _write(url, [(day + timedelta(hours=h), Decimal("100.000") + Decimal("0.300") * h) for h in range(26)], 1)
+    with TestClient(create_app(url)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        item = client.get("/billing/determinants?period=2026-10-01/2026-10-02", headers=headers).json()["items"][0]
+        csv = client.get("/billing/determinants?period=2026-10-01/2026-10-02&format=csv", headers=headers).text
+    (line,) = item["lines"]
+    assert (line["consumption_m3"], line["estimated_m3"], line["actual_m3"]) == ("7.200", "0.000", "7.200")
+    assert (item["consumption_m3"], line["quality"]) == ("7.200", "actual")
+    header, row = csv.strip().split("\r\n")
+    assert header.endswith(",estimated_m3,estimated_share,line_quality")
+    assert row.endswith(",0.000,0.000,actual"), row
+
+
+@given(st.decimals(min_value=0, max_value=10**9, allow_nan=False, allow_infinity=False, places=None))
+def test_a_volume_is_written_with_at_least_the_litre_and_never_rounded(value: Decimal) -> None:
+    written = volume_m3(value)
+    assert written is not None and written == value
+    exponent = written.as_tuple().exponent
+    assert isinstance(exponent, int) and exponent <= min(-3, int(value.as_tuple().exponent))
