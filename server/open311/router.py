@@ -27,6 +27,7 @@ from server.methods import allowed_methods
 from server.open311 import repository
 from server.open311.intake import FORM, RAISERS, READERS, Body, bad_request, read_body, signed_by, source_of
 from server.open311.schemas import (
+    PATTERN_WORDS,
     RequestCreated,
     RequestIn,
     Service,
@@ -140,7 +141,7 @@ def _checked(body: Body) -> RequestIn:
     try:
         given = RequestIn.model_validate({**body.fields, "attribute": body.attributes})
     except ValidationError as error:
-        errors = [{"location": _where(e["loc"]), "message": e["msg"]} for e in error.errors()]
+        errors = [{"location": _where(e["loc"]), "message": _message(e)} for e in error.errors()]
         raise Problem(
             400,
             "; ".join(f"{e['location']}: {e['message']}" for e in errors),
@@ -152,6 +153,14 @@ def _checked(body: Body) -> RequestIn:
         if limit is not None and len(answer) > limit:
             raise bad_request(f"attribute[{code}]", f"String should have at most {limit} characters")
     return given
+
+
+def _message(error: Any) -> str:
+    """pydantic's message, or a pattern's in words (:data:`PATTERN_WORDS`)."""
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if error["type"] == "string_pattern_mismatch" and pattern in PATTERN_WORDS:
+        return PATTERN_WORDS[pattern]
+    return str(error["msg"])
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

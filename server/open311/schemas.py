@@ -15,6 +15,20 @@ from server.instants import UtcInstant
 
 #: Text a person writes: no NUL (PostgreSQL's text cannot hold it), and more than blanks.
 _TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
+_NO_NUL = r"^[^\x00]+$"
+_EMAIL = r"^[^@\s\x00]+@[^@\s\x00]+$"
+_PHONE = r"^[0-9 +().\-]*[0-9][0-9 +().\-]*$"
+_MEDIA_URL = r"^https?://[^\s\x00]+$"
+#: What a field refused by its pattern is told, in place of pydantic's "String should match pattern
+#: '^https?://[^\s\x00]+$'", which the person behind a customers' app cannot read (as server.problems'
+#: NO_WORDS for a person's words).
+PATTERN_WORDS = {
+    _TEXT: "needs a character other than blanks, and no NUL character",
+    _NO_NUL: "no NUL character",
+    _EMAIL: "an email address: a name, one @ and a domain, without blanks",
+    _PHONE: "a phone number: digits, and spaces, +, (, ), . or - between them",
+    _MEDIA_URL: "an http:// or https:// address, without blanks",
+}
 #: A form's own limit for a description ("POST Service Request": "limited to 4,000 characters").
 DESCRIPTION_MAX = 4000
 #: A request's service_code: longer than any the services list holds (people's services and
@@ -87,17 +101,17 @@ class RequestIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    service_code: str = Field(min_length=1, max_length=SERVICE_CODE_MAX_LENGTH, pattern=r"^[^\x00]+$")
+    service_code: str = Field(min_length=1, max_length=SERVICE_CODE_MAX_LENGTH, pattern=_NO_NUL)
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX, pattern=_TEXT)
     lat: Coordinate | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     long: Coordinate | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
     address_string: str | None = Field(default=None, max_length=500, pattern=_TEXT)
     address_id: str | None = Field(default=None, max_length=ADDRESS_ID_MAX, pattern=_TEXT)
-    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")
+    email: str | None = Field(default=None, max_length=254, pattern=_EMAIL)
     first_name: str | None = Field(default=None, max_length=100, pattern=_TEXT)
     last_name: str | None = Field(default=None, max_length=100, pattern=_TEXT)
-    phone: str | None = Field(default=None, max_length=40, pattern=r"^[0-9 +().\-]*[0-9][0-9 +().\-]*$")
-    media_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s\x00]+$")
+    phone: str | None = Field(default=None, max_length=40, pattern=_PHONE)
+    media_url: str | None = Field(default=None, max_length=2048, pattern=_MEDIA_URL)
     #: each answer's length is held by :func:`answer_max` (server.open311.router), which names its code
     attribute: dict[str, Annotated[str, Field(pattern=_TEXT)]] = Field(default_factory=dict)
 

@@ -270,6 +270,25 @@ def test_bad_input_is_a_400_problem_naming_the_field_and_stores_nothing(
     assert _stored(desk) == (0, 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("media_url", "javascript:alert(1)", "an http:// or https:// address, without blanks"),
+        ("email", "not an email", "an email address: a name, one @ and a domain, without blanks"),
+        ("phone", "call me", "a phone number: digits, and spaces, +, (, ), . or - between them"),
+        ("first_name", "   ", "needs a character other than blanks, and no NUL character"),
+    ],
+)
+def test_a_field_refused_by_its_pattern_is_told_in_words(desk: Desk, field: str, value: str, said: str) -> None:
+    """Before, ``String should match pattern '^https?://[^\\s\\x00]+$'``: a regular expression, which
+    the person behind a customers' app cannot read."""
+    answer = desk.post_form({"service_code": "leak_street", "address_string": "x", field: value})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"] == [{"location": field, "message": said}]
+    assert answer.json()["detail"] == f"{field}: {said}"
+    assert _stored(desk) == (0, 0, 0)
+
+
 def test_a_field_given_twice_another_body_type_and_an_xml_url_are_refused(desk: Desk) -> None:
     twice = desk.client.post(
         f"{V2}/requests.json",
