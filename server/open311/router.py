@@ -102,6 +102,20 @@ def service_definition(service_code: str, conn: Connection) -> ServiceDefinition
     return ServiceDefinition(service_code=service_code, attributes=attributes)
 
 
+GivenBody = Annotated[Body, Depends(read_body)]
+
+
+def _raiser(request: Request, body: GivenBody, conn: Connection) -> Principal:
+    """The key of a request raising one (the body's ``api_key`` or the header's), checked as a
+    dependency, before the query is (server.query_params) and the body's problem said: without a valid
+    key, a 401 whatever was sent, as on every role-protected route. The body and the connection are
+    the handler's own (FastAPI solves a dependency once per request)."""
+    return signed_by(conn, request, body, *RAISERS)
+
+
+Raiser = Annotated[Principal, Depends(_raiser)]
+
+
 @router.post(
     "/requests.json",
     response_model=list[RequestCreated],
@@ -118,8 +132,7 @@ def service_definition(service_code: str, conn: Connection) -> ServiceDefinition
     "API's header (`Authorization: Bearer`, `X-API-Key`); never the web page's cookie.",
     openapi_extra=key_security(*RAISERS, schemes=HEADER_KEY),
 )
-def post_request(request: Request, body: Annotated[Body, Depends(read_body)], conn: Connection) -> list[RequestCreated]:
-    principal = signed_by(conn, request, body, *RAISERS)  # the key first, as on every role-protected route
+def post_request(principal: Raiser, body: GivenBody, conn: Connection) -> list[RequestCreated]:
     if body.problem is not None:
         raise body.problem
     given = _checked(body)

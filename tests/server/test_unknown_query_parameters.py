@@ -102,3 +102,14 @@ def test_open311_takes_the_parameters_its_spec_defines(api: tuple[TestClient, di
     mistyped = client.get("/open311/v2/services.json", params={"jurisdiction": "utility.example"})
     assert mistyped.status_code == 400
     assert mistyped.json()["errors"][0]["message"].endswith("did you mean jurisdiction_id?")
+
+
+def test_open311_s_post_checks_its_key_before_the_query(api: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    """Its key may be in the body, so it was checked in the handler, after the query: without a key,
+    an unknown parameter was a 400 where every role-protected route answers 401."""
+    client, headers = api
+    form = {"service_code": "leak_street", "address_string": "1 Main St"}
+    assert client.post("/open311/v2/requests.json?nonsense=1", data=form).status_code == 401
+    assert client.post("/open311/v2/requests.json?nonsense=1", data={**form, "api_key": "aqk_wrong"}).status_code == 401
+    keyed = client.post("/open311/v2/requests.json?nonsense=1", data=form, headers=headers["admin"])
+    assert keyed.status_code == 400 and keyed.json()["errors"][0]["location"] == "query/nonsense"
