@@ -4,7 +4,8 @@ PUBACKs settled into the spool after each loop turn.
 
 What an MQTT 5 broker refuses (a batch or an event) stays in the spool and goes again on the same
 connection after a growing wait (:class:`gateway.refusals.RefusalHold`), from just below it; what
-is still in flight from that window is passed over, not sent a second time."""
+is still in flight from that window is passed over, not sent a second time. Each refusal is
+counted; the log says it once per episode (gateway.refusals)."""
 
 from __future__ import annotations
 
@@ -51,11 +52,9 @@ class InFlight:
         self.refused_batches = 0
         self.refused_events = 0
         options = state.options
-        self._batch_refusals = RefusalHold(options.reconnect_max_s, clock, rng)
-        self._event_refusals = RefusalHold(options.reconnect_max_s, clock, rng)
-        # topics of events refused since an event on them was last taken, and how many times: the
-        # first refusal is said, the next ones only counted, and the end of it said
-        self._refused_event_topics: dict[str, int] = {}
+        # each said once per episode (the first refusal, then the broker taking one), each counted
+        self._batch_refusals = RefusalHold("batch", options.reconnect_max_s, clock, rng)
+        self._event_refusals = RefusalHold("event", options.reconnect_max_s, clock, rng)
         # a broker disconnects a client whose packet is larger than it takes; a batch over that
         # limit is resealed smaller (see _reseal), and later batches are sealed to fit
         self.resealed_batches = 0
@@ -117,14 +116,12 @@ class InFlight:
             return
         if reason.is_failure:
             # The broker took the message but refused it (MQTT 5): it stays, and goes again later.
+            # Each refusal counted; said once until the broker takes a batch (before: a warning each).
             self.refused_batches += 1
-            wait = self._batch_refusals.refused()
-            log.warning(
-                "broker refused batch %s: %s; it stays in the spool, next try in %.1f s", batch_seq, reason, wait
-            )
+            self._batch_refusals.refused(batch_seq, self._state.reads_topic, reason)
             self._highest_sent = min(self._highest_sent, batch_seq - 1)
             return
-        self._batch_refusals.accepted()
+        self._batch_refusals.accepted(batch_seq, self._state.reads_topic)
         self._acked.append(batch_seq)  # deleted after this loop turn, all in one transaction
 
     def _on_event_answer(self, message_id: int, topic: str, reason: Any) -> None:
@@ -133,21 +130,10 @@ class InFlight:
         without a word, and sent again only after a reconnect."""
         if reason.is_failure:
             self.refused_events += 1
-            wait = self._event_refusals.refused()
+            self._event_refusals.refused(message_id, topic, reason)
             self._highest_message_sent = min(self._highest_message_sent, message_id - 1)
-            refusals = self._refused_event_topics.get(topic, 0)
-            self._refused_event_topics[topic] = refusals + 1
-            if not refusals:
-                log.warning(
-                    "broker refused event %d on %s: %s (reason code %d); events stay in the spool and go again "
-                    "after a growing wait, next try in %.1f s (said again once the broker takes one)",
-                    message_id, topic, reason, reason.value, wait,
-                )  # fmt: skip
             return
-        self._event_refusals.accepted()
-        refusals = self._refused_event_topics.pop(topic, 0)
-        if refusals:
-            log.info("broker took event %d on %s, after %d refusals", message_id, topic, refusals)
+        self._event_refusals.accepted(message_id, topic)
         self._messages_acked.append(message_id)
 
     def _reseal(self, batch: SealedBatch, size: int) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -60,6 +62,23 @@ def _key(topic: str, payload: bytes) -> tuple[str, int]:
     return "event", int(json.loads(payload)["n"])
 
 
+class _Said(logging.Handler):
+    """The publisher's lines on refusals, as (level, "refused TOPIC" or "took TOPIC after N")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if refused := re.match(r"broker refused (?:batch|event) \d+ on (\S+): .*\(reason code 135\)", message):
+            self.lines.append((record.levelno, f"refused {refused[1]}"))
+        elif took := re.fullmatch(r"broker took (?:batch|event) \d+ on (\S+), after (\d+) refusals", message):
+            self.lines.append((record.levelno, f"took {took[1]} after {took[2]}"))
+        elif "refused" in message or "took" in message:
+            self.lines.append((record.levelno, message))  # a line of another shape: a failure to see
+
+
 class Delivery(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -77,8 +96,18 @@ class Delivery(RuleBasedStateMachine):
         self.acked_batches: set[int] = set()
         self.events_left: set[int] = set()  # events queued and not acknowledged
         self.refused_at: dict[str, float] = {}  # topic -> when its last refusal came, nothing taken since
+        # what the log should say: each episode's first refusal, and its end with its count
+        self.episodes: dict[str, int] = {}  # topic -> refusals since the broker last took one on it
+        self.should_say: list[tuple[int, str]] = []  # (level, "refused TOPIC" or "took TOPIC after N")
+        self.said = _Said()
+        self._logger = logging.getLogger("gateway.publisher")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(self.said)
 
     def teardown(self) -> None:
+        self._logger.removeHandler(self.said)
+        self._logger.setLevel(self._level)
         self.spool.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -115,8 +144,13 @@ class Delivery(RuleBasedStateMachine):
         kind, key = _key(topic, payload)
         if refused:
             self.refused_at[topic] = self.now
+            if not self.episodes.get(topic):
+                self.should_say.append((logging.WARNING, f"refused {topic}"))
+            self.episodes[topic] = self.episodes.get(topic, 0) + 1
         else:
             self.refused_at.pop(topic, None)
+            if refusals := self.episodes.pop(topic, 0):
+                self.should_say.append((logging.INFO, f"took {topic} after {refusals}"))
             if kind == "batch":
                 self.acked_batches.add(key)
             else:
@@ -144,6 +178,12 @@ class Delivery(RuleBasedStateMachine):
     def nothing_twice_on_the_wire(self) -> None:
         keys = [_key(topic, payload) for _, topic, payload in self.wire.waiting]
         assert len(keys) == len(set(keys)), f"sent again while its first send waits for an answer: {keys}"
+
+    @invariant()
+    def refusals_said_once_per_episode(self) -> None:
+        """A topic's first refusal said, the retries only counted, the broker taking one again said
+        with the episode's count: batches as events (before, a warning for each refused batch)."""
+        assert self.said.lines == self.should_say
 
     @invariant()
     def each_batch_counted_once(self) -> None:

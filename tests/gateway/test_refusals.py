@@ -149,3 +149,49 @@ def test_batches_in_flight_when_one_below_is_refused_are_not_sent_twice(tmp_path
         subscriber.close()
         spool.close()
         broker.close()
+
+
+def test_a_refused_batch_is_said_once_per_episode_and_its_end_said_with_the_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A window of 4 batches refused by the ACL, again and again (waits of 0.1-0.2 s here, 60 s at
+    most in the field): one warning naming the batch, topic, reason and code, every refusal counted
+    in ``refused_batches``; allowed by an ACL reloaded under the connection, delivered, and one INFO
+    line with the episode's count. Before, every refusal was a warning of its own."""
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    broker = MosquittoBroker(acl=NO_READS)
+    broker.start()
+    subscriber = Subscriber(broker.url, ["aquami/v1/gw-refused/reads"], client_id="reads-watcher")
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([_reading(n) for n in range(1, 9)])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.2)
+    publisher = Publisher(spool, "gw-refused", MqttEndpoint.parse(broker.url), batch_size=2, window=4, options=options)
+    publisher.start()
+    try:
+        _wait(lambda: publisher.refused_batches >= 12, 15)  # the window refused three times over
+        assert publisher.refused_batches >= 12, f"refused {publisher.refused_batches} times, not tried again"
+        assert spool.depth() == 8, "a refused batch left the spool"
+        assert subscriber.count("/reads") == 0
+        warned = [r for r in caplog.records if "refused batch" in r.getMessage()]
+        assert len(warned) == 1, f"{len(warned)} lines for {publisher.refused_batches} refusals, not one"
+        assert warned[0].levelno == logging.WARNING
+        said = warned[0].getMessage()
+        assert said.startswith("broker refused batch 1 on aquami/v1/gw-refused/reads: Not authorized"), said
+        assert "(reason code 135)" in said, said
+        broker.reload_acl(None)  # the broker's rules now allow the gateway's reads
+        _wait(lambda: spool.depth() == 0, 15)
+        assert spool.depth() == 0, "not delivered once allowed"
+        subscriber.wait_for(lambda: len(subscriber.batches()) >= 4, 10, "the four batches, once allowed")
+        assert sorted(b["batch_seq"] for b in subscriber.batches()) == [1, 2, 3, 4]
+        assert publisher.connections == 1, "delivered only after a reconnect"
+        assert publisher.acknowledged_batches == 4
+        took = [r for r in caplog.records if "broker took batch" in r.getMessage()]
+        assert [r.levelno for r in took] == [logging.INFO]
+        expected = f"on aquami/v1/gw-refused/reads, after {publisher.refused_batches} refusals"
+        assert took[0].getMessage().startswith("broker took batch ") and took[0].getMessage().endswith(expected)
+        assert len([r for r in caplog.records if "refused batch" in r.getMessage()]) == 1
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.close()
