@@ -4,30 +4,18 @@ no such filter and answered every priority (now the parameter would be refused a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from collector.alert_store import save_changes
-from collector.detection.alerts import Alert, AlertKind, make_alert_id
+from collector.detection.alerts import AlertKind
 from collector.detection.lifecycle import AlertChanges
 from server.app import create_app
 from server.auth import create_api_key
 from server.care.desk import PRIORITIES
-
-T0 = datetime(2026, 11, 20, 3, tzinfo=UTC)
-
-
-def _alert(kind: AlertKind, meter_id: str, hours: int) -> Alert:
-    detected = T0 + timedelta(hours=hours)
-    return Alert(
-        alert_id=make_alert_id(kind, meter_id, "D1", detected),
-        kind=kind, meter_id=meter_id, dma="D1", start=detected - timedelta(hours=5), detected_at=detected,
-        last_seen=detected, rate_l_h=12.5, volume_l=62.5, confidence=0.9,
-        evidence=((detected - timedelta(hours=5), detected),), updated_at=detected,
-    )  # fmt: skip
+from tests.server.test_alerts_api import alert  # an alert detected hours after T0, as the alerts API's tests make
 
 
 @pytest.fixture
@@ -36,7 +24,7 @@ def care(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, str
     stuck register (low), which detection's rules raise (server migration 0030)."""
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
         key = create_api_key(conn, "test reader", ["reader"])
-        opened = [_alert(AlertKind.BURST, "M1", 0), _alert(AlertKind.LEAK, "M2", 1), _alert(AlertKind.STUCK, "M3", 2)]
+        opened = [alert(AlertKind.BURST, "M1", 0), alert(AlertKind.LEAK, "M2", 1), alert(AlertKind.STUCK, "M3", 2)]
         with conn.transaction():
             save_changes(conn, AlertChanges(opened=opened))
     with TestClient(create_app(migrated_database_url)) as client:

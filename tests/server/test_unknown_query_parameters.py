@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from collector.alert_store import save_changes
-from collector.detection.alerts import Alert, AlertKind, make_alert_id
+from collector.detection.alerts import AlertKind
 from collector.detection.lifecycle import AlertChanges
 from server.app import create_app
 from server.auth import create_api_key
-
-T0 = datetime(2026, 11, 20, 3, tzinfo=UTC)
-
-
-def _alert(kind: AlertKind, meter_id: str, hours: int) -> Alert:
-    detected = T0 + timedelta(hours=hours)
-    return Alert(
-        alert_id=make_alert_id(kind, meter_id, "D1", detected),
-        kind=kind, meter_id=meter_id, dma="D1", start=detected - timedelta(hours=5), detected_at=detected,
-        last_seen=detected, rate_l_h=12.5, volume_l=62.5, confidence=0.9,
-        evidence=((detected - timedelta(hours=5), detected),), updated_at=detected,
-    )  # fmt: skip
+from tests.server.test_alerts_api import alert  # an alert detected hours after T0, as the alerts API's tests make
 
 
 @pytest.fixture
@@ -36,7 +24,7 @@ def api(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, dict
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
         keys = {role: create_api_key(conn, f"test {role}", [role]) for role in ("admin", "billing")}
         with conn.transaction():
-            save_changes(conn, AlertChanges(opened=[_alert(AlertKind.LEAK, "M1", 0), _alert(AlertKind.BURST, "M2", 1)]))
+            save_changes(conn, AlertChanges(opened=[alert(AlertKind.LEAK, "M1", 0), alert(AlertKind.BURST, "M2", 1)]))
     with TestClient(create_app(migrated_database_url)) as client:
         yield client, {role: {"Authorization": f"Bearer {key}"} for role, key in keys.items()}
 
