@@ -50,9 +50,9 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.schema_check = SchemaCheck()
+        _refuse_an_unmigrated_database(database_url, app.state.schema_check)
         app.state.pool = open_pool(database_url)
         try:
-            _refuse_an_unmigrated_database(app.state.pool, app.state.schema_check)
             yield
         finally:
             app.state.pool.close()
@@ -92,40 +92,42 @@ def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) ->
         tags=["operations"],
         responses=problems({503: "The database is not migrated for this aquami"}),
         summary="Liveness: the process answers (503 while its database is not migrated)",
+        description='`{"status": "ok"}`; with `"database": "unavailable"` while the server has not reached'
+        " its database yet (still 200: the process is alive, and restarting it would not bring the database).",
     )
     def health(request: Request) -> dict[str, str]:
-        _refuse_while_not_migrated(request.app.state.pool, request.app.state.schema_check)
-        return {"status": "ok"}
+        if _database_reached(request.app.state.pool, request.app.state.schema_check):
+            return {"status": "ok"}
+        return {"status": "ok", "database": "unavailable"}
 
     return app
 
 
-def _refuse_while_not_migrated(pool: ConnectionPool, schema: SchemaCheck) -> None:
-    """/health's answer on the database: 200 while it is away (the server serves it once it is back:
-    a host's boot order is not fatal), 503 once the server has found it not migrated, the state
-    start-up refuses; asked again here until a check passes, so /health recovers with the migration."""
+def _database_reached(pool: ConnectionPool, schema: SchemaCheck) -> bool:
+    """/health's view of the database. True: found migrated (now or before). False: not reachable
+    within HEALTH_WAIT_S, /health still 200 (the server serves it once it is back: a host's boot order
+    is not fatal), saying so. 503 raised once the server has found it not migrated, the state start-up
+    refuses; asked again here until a check passes, so /health recovers with the migration."""
     if schema.passed:  # the usual case: liveness costs no round trip to the database
-        return
+        return True
     try:
         with pool.connection(timeout=db.HEALTH_WAIT_S) as conn:
             schema.require(conn)
     except (PoolTimeout, psycopg.OperationalError):
         if schema.problem is not None:
             raise not_migrated(schema.problem) from None
+        return False
+    return True
 
 
-def _refuse_an_unmigrated_database(pool: ConnectionPool, schema: SchemaCheck) -> None:
+def _refuse_an_unmigrated_database(database_url: str, schema: SchemaCheck) -> None:
     """Start-up stops on a database the migrations have not been applied to: the server would answer
     500 to every keyed request (relation "api_keys" does not exist) while its /health said ok.
-    A database not reachable yet (within a second start-up wait) is let be: open_pool has said so,
-    requests are answered 503 until it is there, and a host's boot order is not fatal; the first
-    connection a request gets then asks (server.schema_check).
+    A database not reachable (refusing, or mute for db.STARTUP_WAIT_S) is let be, and the server
+    listens at once: requests are answered 503 until it is there, and a host's boot order is not
+    fatal; the first connection a request gets then asks (server.schema_check).
     docker-compose.yml starts the server only once its migrate service has finished."""
-    try:  # lent at once when open_pool reached the database; a slow one (a loaded host) is waited for
-        with pool.connection(timeout=db.STARTUP_WAIT_S) as conn:
-            problem = schema.ask(conn)
-    except PoolTimeout:
-        return
+    problem = db.ask_at_start(database_url, schema)
     if problem is not None:
         log.error(problem)
         raise RuntimeError(problem)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from fastapi import Request
@@ -21,9 +23,11 @@ CONNECTION_WAIT_S = 5.0
 #: How long /health waits for a connection to ask whether the database is migrated, while no one has
 #: found it so yet: a liveness probe's own timeout is short (Kubernetes: 1 s).
 HEALTH_WAIT_S = 0.5
-#: How long start-up waits for the database before it starts anyway (requests answered 503 until
-#: the pool reaches it: a server started before its database, a host's boot order, is not fatal).
-STARTUP_WAIT_S = 10.0
+#: How long start-up waits to reach the database, to ask whether it is migrated, before it serves
+#: anyway (requests answered 503 until the pool reaches it: a server started before its database, a
+#: host's boot order, is not fatal). A database that is down refuses at once, so this bounds only one
+#: that does not answer at all (a host gone); libpq's least connect_timeout is 2 s.
+STARTUP_WAIT_S = 2.0
 
 
 def open_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
@@ -38,12 +42,28 @@ def open_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
         configure=_in_utc,
         open=False,
     )
-    pool.open(wait=False)
-    try:  # not pool.wait(): it closes the pool when the time is up
-        pool.putconn(pool.getconn(timeout=STARTUP_WAIT_S))
-    except PoolTimeout:
-        log.warning("database not reachable yet; requests are answered 503 until it is")
+    pool.open(wait=False)  # not waited for: the server listens at once, its database there or not
     return pool
+
+
+def connect_at_start(database_url: str) -> psycopg.Connection[Any]:
+    """One connection for start-up's question (is the database migrated?), not the pool's: the pool
+    retries a refused connection until its timeout, so waiting on it held the server's listening
+    back by that timeout (twice 10 s, connections refused meanwhile) with the database away. This
+    says at once, OperationalError, when the database refuses; within STARTUP_WAIT_S when it is mute."""
+    wait = max(2, math.ceil(STARTUP_WAIT_S))  # libpq's connect_timeout: whole seconds; 0 is for ever
+    return psycopg.connect(database_url, autocommit=True, connect_timeout=wait)
+
+
+def ask_at_start(database_url: str, schema: SchemaCheck) -> str | None:
+    """What start-up finds between this code and the database (SchemaCheck.ask); None too when the
+    database is not reachable, which is said: requests then ask once it is."""
+    try:
+        with connect_at_start(database_url) as conn:
+            return schema.ask(conn)
+    except psycopg.OperationalError:
+        log.warning("database not reachable yet; requests are answered 503 until it is")
+        return None
 
 
 def _in_utc(conn: psycopg.Connection) -> None:

@@ -58,12 +58,13 @@ class _Link:
 
 
 class CutProxy:
-    """Forwards ``LOOPBACK:port`` to ``target_host:target_port``; see the module docstring."""
+    """Forwards ``LOOPBACK:port`` to ``target_host:target_port``; see the module docstring. ``port`` 0:
+    any free one; a given one: a server that comes up where a client was already told to look."""
 
-    def __init__(self, target_port: int, target_host: str = LOOPBACK, name: str = "proxy") -> None:
+    def __init__(self, target_port: int, target_host: str = LOOPBACK, name: str = "proxy", port: int = 0) -> None:
         self.target = (target_host, target_port)
         self.name = name
-        self.port = 0
+        self.port = port
         self.connections = 0  # accepted since the start
         self._links: set[_Link] = set()
         self._holding = False  # a black hole: new connections are held too
@@ -122,7 +123,7 @@ class CutProxy:
 
     # the proxy's loop -----------------------------------------------------------------------------
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0)
+        self._server = await asyncio.start_server(self._serve, LOOPBACK, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _drop(self, reset: bool) -> int:

@@ -228,20 +228,19 @@ def register(app: typer.Typer) -> None:
     app.add_typer(server_app, name="server")
 
 
-#: How long ``server run`` waits to reach the database to check its schema before it starts anyway.
-SCHEMA_CHECK_WAIT_S = 10
-
-
 def _schema_problem(database_url: str) -> str | None:
     """What stands between this code and the database (not migrated, a migration edited since, the
     database newer than the code); None when nothing does, or when the database cannot be reached
-    yet: the server then starts, answers 503 until it is there, and asks it then (server.schema_check)."""
+    yet: the server then starts, answers 503 until it is there, and asks it then (server.schema_check).
+    Waited for as the server's own start-up is (server.db.STARTUP_WAIT_S): before, 10 s here with
+    the database mute."""
     import psycopg
 
     from collector.migrate import schema_problem
+    from server.db import connect_at_start
 
     try:
-        with psycopg.connect(database_url, autocommit=True, connect_timeout=SCHEMA_CHECK_WAIT_S) as conn:
+        with connect_at_start(database_url) as conn:
             return schema_problem(conn)
     except psycopg.OperationalError:
         return None

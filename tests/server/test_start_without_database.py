@@ -1,0 +1,121 @@
+"""``aquami server run`` with its database away listens at once and answers as the README says.
+
+It listened only after about 20 s: start-up waited 10 s for the pool's first connection and 10 s more
+to ask the database whether it is migrated. Until then a service manager's probe (systemd, Kubernetes)
+had its connection refused, which reads as "crashed"; the 503s the README promises came only after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from email.message import Message
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from server.auth import create_api_key
+from tests.services import LOOPBACK, free_port
+from tests.tcp_cut_proxy import CutProxy
+
+#: The bound on listening with the database away: before, about 20 s by construction (two 10 s
+#: waits); now the process's own start (imports), a few seconds on a loaded machine.
+LISTENS_WITHIN_S = 8.0
+#: With a database host that neither accepts nor refuses: before, 31 s (three 10 s waits); now
+#: twice 2 s (server run's check, then the app's: db.STARTUP_WAIT_S) beside the process's own start.
+LISTENS_ON_A_MUTE_HOST_WITHIN_S = LISTENS_WITHIN_S + 2 * 2.0
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+    """Status, headers (their names in any case) and body, a 503 as a 200."""
+    request = urllib.request.Request(f"http://{LOOPBACK}:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _start(database_url: str) -> tuple[subprocess.Popen[bytes], int, float]:
+    """``aquami server run`` on ``database_url``: the process, its port, when it was started."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("aquami")), "server", "run", "--port", str(port)]
+    env = {**os.environ, "AQUAMI_DATABASE_URL": database_url}
+    started = time.monotonic()
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return server, port, started
+
+
+def _seconds_to_listen(server: subprocess.Popen[bytes], port: int, started: float) -> float:
+    while not _accepts(port):
+        assert server.poll() is None, f"the server exited {server.returncode}"
+        assert time.monotonic() - started < 60, "the server never listened"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_server_run_with_its_database_away_listens_at_once_answers_503_and_serves_once_it_is_there(
+    migrated_database_url: str,
+) -> None:
+    database_port = free_port()  # nothing listens there yet: the database is "away"
+    url = make_conninfo(migrated_database_url, host=LOOPBACK, port=str(database_port))
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        key = create_api_key(conn, "prober", ["reader"])
+    server, port, started = _start(url)
+    try:
+        listened = _seconds_to_listen(server, port, started)
+        assert listened < LISTENS_WITHIN_S, f"listening took {listened:.1f} s with the database away"
+
+        status, headers, body = _get(port, "/meters", {"Authorization": f"Bearer {key}"})
+        assert status == 503, body
+        assert headers["Content-Type"] == "application/problem+json"
+        assert headers["Retry-After"] == "5"
+        assert json.loads(body)["title"] == "Database unavailable"
+        status, _, body = _get(port, "/health")
+        assert status == 200, body  # liveness: the process is fine, restarting it would not help
+        assert json.loads(body) == {"status": "ok", "database": "unavailable"}
+
+        target = conninfo_to_dict(migrated_database_url)
+        with CutProxy(int(str(target.get("port", 5432))), str(target.get("host", LOOPBACK)), port=database_port):
+            deadline = time.monotonic() + 60
+            while (answer := _get(port, "/meters", {"Authorization": f"Bearer {key}"}))[0] == 503:
+                assert time.monotonic() < deadline, "the server never reached its database"
+                time.sleep(0.2)
+            assert answer[0] == 200, answer[2]
+            status, _, body = _get(port, "/health")
+            assert (status, json.loads(body)) == (200, {"status": "ok"})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_server_run_with_a_mute_database_host_listens_within_seconds() -> None:
+    """A host that takes the connection and never answers (a hung machine, a black-holing firewall
+    gives the same wait): each start-up question waits its connect_timeout, not 10 s."""
+    with socket.socket() as mute:
+        mute.bind((LOOPBACK, 0))
+        mute.listen(16)  # accepted by the kernel, never answered
+        server, port, started = _start(f"postgresql://aquami@{LOOPBACK}:{mute.getsockname()[1]}/aquami")
+        try:
+            listened = _seconds_to_listen(server, port, started)
+            assert listened < LISTENS_ON_A_MUTE_HOST_WITHIN_S, f"listening took {listened:.1f} s"
+            status, _, body = _get(port, "/health")
+            assert (status, json.loads(body)) == (200, {"status": "ok", "database": "unavailable"})
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
