@@ -348,6 +348,8 @@ class SimulatorThread:
             asyncio.run_coroutine_threadsafe(self.simulator.stop(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()  # else its self-pipe sockets wait for the garbage collector's warning
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

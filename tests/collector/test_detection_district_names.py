@@ -52,7 +52,7 @@ def test_detect_refuses_a_district_register_meters_refuses_naming_the_row(tmp_pa
     (tmp_path / "m.csv").write_text(out.getvalue(), encoding="utf-8", newline="")
     alerts = tmp_path / "alerts.json"
     args = ["detect", "--readings", str(tmp_path / "r.csv"), "--meters", str(tmp_path / "m.csv"), "--out", str(alerts)]
-    result = CliRunner().invoke(app, args, terminal_width=400)
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "1000"})  # rich wraps its error box at COLUMNS
     assert result.exit_code == 2, result.output
     said = _said(result.output)
     assert f"m.csv: row 3: dma {_said(quoted(dma))}" in said and says in said, said

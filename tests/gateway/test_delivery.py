@@ -609,6 +609,7 @@ def test_auto_keeps_mqtt311_for_a_broker_silent_to_mqtt5(tmp_path: Path, caplog:
         asyncio.run_coroutine_threadsafe(broker.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+        loop.close()
     assert (first, second) == ("3.1.1", "3.1.1")
     said = [r.getMessage() for r in caplog.records if r.name == "gateway.publisher"]  # not the broker's, paho's
     assert sum("does not speak MQTT 5" in message for message in said) == 1
