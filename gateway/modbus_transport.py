@@ -49,6 +49,9 @@ _SAID_BY_LINE_UNUSABLE = ("Could not exclusively lock port", "Failed to connect"
 # attempt's NoAnswer says it, in the scheduler's "failed after N attempts" line
 _SAID_BY_NO_ANSWER = "No response received after"
 _REPEATING = "Repeating...."  # pymodbus's stand-in for a line the same as the one before it
+# pymodbus 3.16's line for an answer that came once it had stopped waiting: after the attempt's
+# timeout (the failed poll is said by the scheduler), or for a read cancelled as the gateway stops
+_SAID_BY_LATE_ANSWER = "ERROR: received pdu without a corresponding request"
 
 
 def _not_said_by_us(record: logging.LogRecord) -> bool:
@@ -61,7 +64,10 @@ def _not_said_by_us(record: logging.LogRecord) -> bool:
     logger is at DEBUG (``--verbose``, of ``gateway run`` or ``gateway scan``), where it is one of
     the frames' lines asked for. pymodbus's ``Repeating....``, its stand-in for a line the same as
     the one before, goes as that line goes: a bus of two meters whose device is not there logged it
-    alone, between the gateway's own lines, for the second meter's ``Failed to connect``."""
+    alone, between the gateway's own lines, for the second meter's ``Failed to connect``. So does
+    its ERROR line for an answer that came after it stopped waiting: a late answer to a poll the
+    scheduler has already said failed, or to a read cancelled as the gateway stops (a stray ERROR
+    just before ``gateway_stopped``, now and then)."""
     message = record.getMessage()
     if message.startswith(_REPEATING):  # the line it stands for is dropped or kept alike
         message = str(Log.last_log_text)
@@ -69,7 +75,7 @@ def _not_said_by_us(record: logging.LogRecord) -> bool:
         return False
     if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
         return True
-    return not message.startswith(_SAID_BY_NO_ANSWER)
+    return not message.startswith((_SAID_BY_NO_ANSWER, _SAID_BY_LATE_ANSWER))
 
 
 logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_said_by_us)
