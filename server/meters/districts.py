@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aquami.districts import DMA_MAX_LENGTH, dma_refusal
+from aquami.districts import dma_refusal
 from aquami.excerpt import quoted
-
-__all__ = ["DMA_MAX_LENGTH", "check_dmas", "dma_refusal"]
 
 
 def check_dmas(named: Iterable[tuple[str, str | None]]) -> None:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from aquami.cli import app
+from aquami.districts import DMA_MAX_LENGTH
 from collector.alert_store import save_changes
 from collector.detection.alerts import AlertKind
 from collector.detection.common import new_alert
@@ -26,7 +27,7 @@ from collector.detection.lifecycle import AlertChanges
 from collector.migrate import migrate
 from server.app import create_app
 from server.auth import create_api_key
-from server.meters.districts import DMA_MAX_LENGTH, check_dmas
+from server.meters.districts import check_dmas
 from server.meters.repository import register_meters
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from aquami.cli import app
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH
+from aquami.districts import DMA_MAX_LENGTH
 from collector.alert_store import save_changes
 from collector.detection.alerts import AlertKind
 from collector.detection.common import new_alert
@@ -28,7 +29,6 @@ from collector.detection.lifecycle import AlertChanges
 from server.app import create_app
 from server.auth import create_api_key
 from server.care.schemas import CATEGORY_MAX_LENGTH
-from server.meters.districts import DMA_MAX_LENGTH
 from server.open311.schemas import SERVICE_CODE_MAX_LENGTH
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC)

@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from aquami.districts import DMA_MAX_LENGTH
 from collector.migrate import migrate
-from server.meters.districts import DMA_MAX_LENGTH
 from tests.server.test_meters_api import _register
 
 FITTED = "2026-01-01T00:00:00Z"
