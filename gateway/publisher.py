@@ -160,36 +160,8 @@ class Publisher:
         return self._state.spool
 
     @property
-    def gateway_id(self) -> str:
-        return self._state.gateway_id
-
-    @property
-    def endpoint(self) -> MqttEndpoint:
-        return self._state.endpoint
-
-    @property
-    def options(self) -> MqttOptions:
-        return self._state.options
-
-    @property
-    def batch_size(self) -> int:
-        return self._state.batch_size
-
-    @property
     def window(self) -> int:
         return self._state.window
-
-    @property
-    def topic_root(self) -> str:
-        return self._state.topic_root
-
-    @property
-    def status_topic(self) -> str:
-        return self._state.status_topic
-
-    @property
-    def command_topic(self) -> str:
-        return self._state.command_topic
 
     @property
     def connected(self) -> threading.Event:
@@ -199,11 +171,6 @@ class Publisher:
     def failure(self) -> str | None:
         """Why the publisher stopped on its own; None while it runs."""
         return self._failure.reason
-
-    @property
-    def client_id(self) -> str:
-        """The MQTT client id: :func:`client_id`, or :func:`compliant_client_id` once a broker refused it."""
-        return self._clients.client_id
 
     @property
     def broker(self) -> Outage:
