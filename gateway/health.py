@@ -5,7 +5,7 @@ however many retries it took); the transition raises one ``meter_offline`` event
 read after it one ``meter_online``. The status snapshot (uptime, per-bus success rate, per-meter last
 good read, consecutive failures and last error, spool depth) is published on
 ``{root}/{gateway_id}/status/health``. A meter's ``last_error`` is its last failed poll's reason and
-time (``{"ts": …, "message": …}``: "no answer", "cannot open /dev/ttyUSB0", "line never quiet"), null
+time (``{"ts": …, "message": …}``: "no answer from unit 5", "cannot open /dev/ttyUSB0", "line never quiet"), null
 once a poll succeeds (and for a wireless meter not heard, which has no reason to give).
 ``uptime_s`` is counted on the monotonic clock: a gateway without a battery-backed clock starts at
 1970 and NTP steps its wall clock later (56 years of uptime), or steps it back (a negative one);

@@ -32,7 +32,7 @@ from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_s
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
 from gateway.modbus_read import millisecond, within
-from gateway.transport import LineUnusable, PollError, TransactionAborted
+from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAborted
 
 __all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "reading_from_records"]
 
@@ -114,6 +114,15 @@ def reading_from_records(
         bus=bus,
         address=meter.address,
     )
+
+
+def addressed(meter: MeterConfig) -> str:
+    """How the meter is asked on the line, as a failed poll names it (``primary address 12``,
+    ``secondary address 26000002``): a Modbus meter's silence names its unit (``no answer from unit
+    5``); an M-Bus meter's said only "no answer", and the technician looked its address up."""
+    if meter.secondary_address is not None:
+        return f"secondary address {meter.secondary_address}"
+    return f"primary address {meter.unit_id}"
 
 
 class MBusTransport:
@@ -221,6 +230,9 @@ class MBusTransport:
                 # the bus's failure, not the meter's: said as a Modbus RTU bus's is (``mbus-1: cannot
                 # open …``), and still a LineUnusable (before, ``MB000001: mbus-1: cannot open …``)
                 raise
+            except NoAnswer as error:
+                self._initialised.discard(meter.meter_id)
+                raise NoAnswer(f"{meter.meter_id}: no answer from {addressed(meter)}") from error
             except PollError as error:
                 self._initialised.discard(meter.meter_id)  # SND_NKE again next time
                 raise PollError(f"{meter.meter_id}: {error}") from error
@@ -285,9 +297,9 @@ class MBusTransport:
             if self._closing.is_set():
                 raise PollError(closing) from error
             raise PollError(f"{self.config.name}: search stopped: {error} ({len(found)} found by then)") from error
-        except PollError as error:
-            if str(error) == "no answer":
-                return
+        except NoAnswer:
+            return
+        except PollError:
             answer = b""  # collision or garbage: more than one meter matches
         if answer == bytes([ACK]):
             try:

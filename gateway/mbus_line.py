@@ -28,7 +28,7 @@ import serial
 from gateway.config import MBusBusConfig
 from gateway.echo import echo_error
 from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_failed
-from gateway.transport import LineUnusable, PollError, TransactionAborted
+from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAborted
 
 ACK = 0xE5
 LONGEST_FRAME = 261  # EN 13757-2: 4 bytes of header, 255 of L, checksum and stop
@@ -145,7 +145,7 @@ class MBusLine:
         window_ends = self.monotonic() + wait
         first = self._read(port, 1, wait)
         if not first:
-            raise PollError("no answer")
+            raise NoAnswer("no answer")  # the meter's address is said by gateway.mbus, which knows it
         if first[0] == ACK:
             extra = self._read(port, 1, 3 * self.char_s + 0.01)
             if extra or (whole_window and self._more_within(port, window_ends)):

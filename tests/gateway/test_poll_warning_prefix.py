@@ -1,7 +1,8 @@
 """A serial bus's failed poll is warned in one form, whichever protocol it carries. A bus that will
 not open: the bus's name, then what is wrong with its port (``mbus-1: cannot open /dev/ttyUSB1: No
 such file or directory``), after the scheduler's ``METER on BUS: failed after N attempts, the
-last:``; a meter that does not answer: ``METER: no answer``.
+last:``; a meter that does not answer: ``METER: no answer from`` its address on the bus (``unit 9``,
+``primary address 9``, ``secondary address 26000009``).
 
 Before, an M-Bus bus's warning put the meter's id in front of the bus's own failure (``MB000001:
 mbus-1: cannot open …``), where a Modbus RTU bus's said ``rs485-1: cannot open …``, and the M-Bus
@@ -22,7 +23,7 @@ from gateway.buses import make_transport
 from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusConfig
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
-from gateway.transport import LineUnusable
+from gateway.transport import LineUnusable, NoAnswer
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
 from tests.gateway.helpers import meters
@@ -33,6 +34,13 @@ PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"  # a pty here m
 
 def _warning(bus: BusConfig, caplog: pytest.LogCaptureFixture) -> tuple[str, BaseException | None]:
     """The scheduler's warning for one failed poll of the bus's meter, and the attempt's error."""
+    warning, error, _ = _failed_poll(bus, caplog)
+    return warning, error
+
+
+def _failed_poll(bus: BusConfig, caplog: pytest.LogCaptureFixture) -> tuple[str, BaseException | None, str | None]:
+    """The scheduler's warning for one failed poll of the bus's meter, the attempt's error, and the
+    poll's reason as the meter's health takes it (its ``last_error``)."""
     transport = make_transport(bus, ProfileBook())
 
     async def taken(reading: Reading) -> None:
@@ -40,6 +48,7 @@ def _warning(bus: BusConfig, caplog: pytest.LogCaptureFixture) -> tuple[str, Bas
 
     scheduler = BusScheduler(bus, transport, on_reading=taken)
     failures: list[BaseException] = []
+    reasons: list[str | None] = []
 
     async def poll() -> None:
         meter = bus.meters[0]
@@ -47,7 +56,9 @@ def _warning(bus: BusConfig, caplog: pytest.LogCaptureFixture) -> tuple[str, Bas
             await scheduler.attempt(meter)
         except Exception as error:
             failures.append(error)
-        await scheduler.poll(meter)
+        reading, reason = await scheduler._poll(meter)
+        assert reading is None
+        reasons.append(reason)
         await transport.close()
 
     caplog.clear()
@@ -55,7 +66,7 @@ def _warning(bus: BusConfig, caplog: pytest.LogCaptureFixture) -> tuple[str, Bas
         asyncio.run(asyncio.wait_for(poll(), 30))
     warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.scheduler"]
     assert len(warnings) == 1, warnings
-    return warnings[0], failures[0] if failures else None
+    return warnings[0], failures[0] if failures else None, reasons[0]
 
 
 def test_a_bus_that_will_not_open_is_warned_alike_on_m_bus_and_modbus_rtu(
@@ -79,9 +90,11 @@ def test_a_bus_that_will_not_open_is_warned_alike_on_m_bus_and_modbus_rtu(
 
 
 def test_a_meter_that_does_not_answer_is_warned_alike_on_m_bus_and_modbus_rtu(caplog: pytest.LogCaptureFixture) -> None:
-    """Before, a Modbus meter's silence was in pymodbus's words, ``GHOST-RTU: ModbusIOException: Modbus
-    Error: [Input/Output] No response received after 0 retries, continue with next request``, beside an
-    M-Bus meter's ``GHOST-MB: no answer``."""
+    """Each names the address it was asked at, the Modbus meter its unit, the M-Bus meter its primary
+    or secondary address, in the warning and in the reason its health keeps (``last_error``). Before,
+    an M-Bus meter's was ``GHOST-MB: no answer`` alone (its address looked up by the technician);
+    before that, a Modbus meter's silence was in pymodbus's words, ``GHOST-RTU: ModbusIOException:
+    Modbus Error: [Input/Output] No response received after 0 retries, continue with next request``."""
     rtu_simulator = ModbusRtuSimulator(meters(1), LineSettings(baudrate=9600, parity="E")).start()
     mbus_line = SerialLine(MBusSlaves([MBusSlave(1, "26000001", 12.5)]), LineSettings(baudrate=2400, parity="E"))
     mbus_line.start()
@@ -90,10 +103,23 @@ def test_a_meter_that_does_not_answer_is_warned_alike_on_m_bus_and_modbus_rtu(ca
             "rs485-1", rtu_simulator.port, (MeterConfig("GHOST-RTU", 9),), parity=PARITY, timeout_s=0.3, retries=0
         )
         mbus = MBusBusConfig("mbus-1", mbus_line.port, (MeterConfig("GHOST-MB", 9, "mbus"),), parity=PARITY, retries=0)
-        rtu_warning, _ = _warning(rtu, caplog)
-        mbus_warning, _ = _warning(mbus, caplog)
+        by_secondary = MeterConfig("GHOST-SEC", 0xFD, "mbus", secondary_address="26000009")
+        mbus_secondary = MBusBusConfig("mbus-1", mbus_line.port, (by_secondary,), parity=PARITY, retries=0)
+        rtu_warning, rtu_error, rtu_reason = _failed_poll(rtu, caplog)
+        mbus_warning, mbus_error, mbus_reason = _failed_poll(mbus, caplog)
+        secondary_warning, secondary_error, secondary_reason = _failed_poll(mbus_secondary, caplog)
     finally:
         rtu_simulator.stop()
         mbus_line.stop()
     assert rtu_warning == "GHOST-RTU on rs485-1: failed after 1 attempts, the last: GHOST-RTU: no answer from unit 9"
-    assert mbus_warning == "GHOST-MB on mbus-1: failed after 1 attempts, the last: GHOST-MB: no answer"
+    assert mbus_warning == (
+        "GHOST-MB on mbus-1: failed after 1 attempts, the last: GHOST-MB: no answer from primary address 9"
+    )
+    assert secondary_warning == (
+        "GHOST-SEC on mbus-1: failed after 1 attempts, the last: GHOST-SEC: no answer from secondary address 26000009"
+    )
+    assert rtu_reason == "GHOST-RTU: no answer from unit 9"
+    assert mbus_reason == "GHOST-MB: no answer from primary address 9"
+    assert secondary_reason == "GHOST-SEC: no answer from secondary address 26000009"
+    for error in (rtu_error, mbus_error, secondary_error):  # silence, not an answer refused: a scan passes over it
+        assert isinstance(error, NoAnswer), error
