@@ -29,6 +29,7 @@ from typing import Any
 from aquami.config import toml_file
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
+from aquami.contracts.reads import is_identifier
 from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.meter_model import EARLIEST_INSTALLED
 from simulators.rig.faults import FaultSpec, parse_fault
@@ -88,8 +89,23 @@ class RigConfig:
         return next(t for t in self.transports if t.name == name)
 
 
+def _gateway_identifier(t: Table, key: str, what: str) -> str:
+    """A name the rig's gateway file (``--gateway-config``) carries: it must be one the gateway takes,
+    and the readings contract (:func:`aquami.contracts.reads.is_identifier`). Before, the rig took any
+    text: it served and printed a meter ``Zähler 1``, and the gateway refused the file written for it
+    (and a technician's copy of the id)."""
+    value = t.text(key)
+    if not is_identifier(value):
+        raise t.error(
+            key,
+            f"{value!r} is not a {what} a gateway takes (letters, digits and . _ : -, "
+            "the first a letter or digit, at most 64)",
+        )
+    return str(value)
+
+
 def _transport(t: Table) -> TransportConfig:
-    name = t.text("name")
+    name = _gateway_identifier(t, "name", "bus name")  # the transport's bus in the gateway file
     protocol = t.choice("protocol", PROTOCOLS)
     host = t.text("host", "127.0.0.1") if protocol == "modbus_tcp" else "127.0.0.1"
     port = t.integer("port", 0, low=0, high=65535) if protocol == "modbus_tcp" else 0
@@ -128,7 +144,7 @@ class RigTable(Table):
 
 
 def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
-    meter_id = t.text("id")
+    meter_id = _gateway_identifier(t, "id", "meter id")
     kind = t.choice("kind", tuple(KIND_PROTOCOLS))
     transport = t.text("transport")
     if transport not in transports:
