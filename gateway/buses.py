@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import termios
+from collections.abc import Callable
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
@@ -14,16 +15,19 @@ from gateway.profiles import ProfileBook
 from gateway.transport import NoAnswer, PollError, Transport
 
 
-def make_transport(bus: BusConfig, profiles: ProfileBook, clock: Clock = utc_now) -> Transport:
+def make_transport(
+    bus: BusConfig, profiles: ProfileBook, clock: Clock = utc_now, on_late: Callable[[int], None] | None = None
+) -> Transport:
     """The transport of a polled bus (a wireless M-Bus receiver is listened to: gateway.wmbus).
 
     ``clock`` timestamps the readings: the wall clock in the field, a simulated one in a test rig
-    that replays days in minutes.
+    that replays days in minutes. ``on_late`` is called with the unit of each Modbus answer heard
+    after its attempt gave up (gateway.late_answers).
     """
     if isinstance(bus, ModbusTcpBusConfig):
-        return ModbusTcpTransport(bus, profiles, clock)
+        return ModbusTcpTransport(bus, profiles, clock, on_late)
     if isinstance(bus, ModbusRtuBusConfig):
-        return ModbusRtuTransport(bus, profiles, clock)
+        return ModbusRtuTransport(bus, profiles, clock, on_late)
     if isinstance(bus, MBusBusConfig):
         return MBusTransport(bus, clock)
     raise ValueError(f"bus {bus.name}: a {bus.protocol} bus is not polled")

@@ -2,7 +2,8 @@
 
 A meter is ``offline`` after ``offline_after`` consecutive failed polls (each poll counting once,
 however many retries it took); the transition raises one ``meter_offline`` event, and the first good
-read after it one ``meter_online``. The status snapshot (uptime, per-bus success rate, per-meter last
+read after it one ``meter_online``. The status snapshot (uptime, per-bus success rate and Modbus
+answers heard after their attempt gave up (``late_answers``: gateway.late_answers), per-meter last
 good read, consecutive failures and last error, spool depth) is published on
 ``{root}/{gateway_id}/status/health``. A meter's ``last_error`` is its last failed poll's reason and
 time (``{"ts": …, "message": …}``: "no answer from unit 5", "cannot open /dev/ttyUSB0", "line never quiet"), null
@@ -65,6 +66,7 @@ class BusHealth:
     successes: int = 0
     polls_skipped: int = 0  # polls not made (spool full under stop_polling, or the bus fell behind)
     telegrams_replayed: int = 0  # wireless M-Bus: telegrams refused as replays (gateway.wmbus_replay)
+    late_answers: int = 0  # Modbus: answers heard after their attempt gave up (gateway.late_answers)
 
     @property
     def success_rate(self) -> float | None:
@@ -129,6 +131,9 @@ class Health:
 
     def replayed(self, bus: str) -> None:
         self.buses.setdefault(bus, BusHealth()).telegrams_replayed += 1
+
+    def late_answer(self, bus: str) -> None:
+        self.buses.setdefault(bus, BusHealth()).late_answers += 1
 
     def poll_done(
         self, meter_id: str, ok: bool, at: datetime | None = None, error: str | None = None
@@ -218,6 +223,7 @@ class Health:
                     "success_rate": None if b.success_rate is None else round(b.success_rate, 4),
                     "polls_skipped": b.polls_skipped,
                     "telegrams_replayed": b.telegrams_replayed,
+                    "late_answers": b.late_answers,
                 }
                 for name, b in self.buses.items()
             },

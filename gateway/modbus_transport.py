@@ -1,8 +1,10 @@
 """Modbus transports (TCP and RTU): one client per bus, one transaction at a time on it.
 
-After any failed attempt the client is closed and opened afresh for the next one: a reply that
-arrives after its timeout, or a partial frame still on a serial line, must not be taken as the
-answer to the next request.
+After any failed attempt the next one opens a client afresh: a reply that arrives after its
+timeout, or a partial frame still on a serial line, must not be taken as the answer to the next
+request. The failed attempt's client is kept listening until then (and closed then, or when the bus
+closes), so that an answer that comes late is heard and said (gateway.late_answers); before, it was
+closed at once, and a meter answering after the timeout every time looked like a silent one.
 
 An RS-485 adapter that echoes the request (``echo = true``): pymodbus drops the echo before the
 answer (``handle_local_echo``). Without the setting, a failed read whose answer began with the
@@ -37,6 +39,7 @@ from aquami.contracts.reads import Reading
 from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.echo import EchoWatch, begins_with_request
+from gateway.late_answers import LateAnswers, LateAnswerWatch
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
 from gateway.scan import PYMODBUS_LOGGER
@@ -49,9 +52,10 @@ _SAID_BY_LINE_UNUSABLE = ("Could not exclusively lock port", "Failed to connect"
 # attempt's NoAnswer says it, in the scheduler's "failed after N attempts" line
 _SAID_BY_NO_ANSWER = "No response received after"
 _REPEATING = "Repeating...."  # pymodbus's stand-in for a line the same as the one before it
-# pymodbus 3.16's line for an answer that came once it had stopped waiting: after the attempt's
-# timeout (the failed poll is said by the scheduler), or for a read cancelled as the gateway stops
-_SAID_BY_LATE_ANSWER = "ERROR: received pdu without a corresponding request"
+# pymodbus 3.16's lines for an answer that came once it had stopped waiting: after the attempt's
+# timeout (said by gateway.late_answers), or for a read cancelled as the gateway stops; and, on RTU,
+# for one that came during another unit's request (a late answer too)
+_SAID_BY_LATE_ANSWER = ("ERROR: received pdu without a corresponding request", "ERROR: request ask for id=")
 
 
 def _not_said_by_us(record: logging.LogRecord) -> bool:
@@ -67,7 +71,10 @@ def _not_said_by_us(record: logging.LogRecord) -> bool:
     alone, between the gateway's own lines, for the second meter's ``Failed to connect``. So does
     its ERROR line for an answer that came after it stopped waiting: a late answer to a poll the
     scheduler has already said failed, or to a read cancelled as the gateway stops (a stray ERROR
-    just before ``gateway_stopped``, now and then)."""
+    just before ``gateway_stopped``, now and then); and on RTU its ERROR line for an answer from
+    another unit than the one asked (``request ask for id=6 but got id=5, Skipping.``), a late
+    answer: :class:`gateway.late_answers.LateAnswers` says each episode of those, naming the meter
+    and the timeout."""
     message = record.getMessage()
     if message.startswith(_REPEATING):  # the line it stands for is dropped or kept alike
         message = str(Log.last_log_text)
@@ -75,7 +82,7 @@ def _not_said_by_us(record: logging.LogRecord) -> bool:
         return False
     if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
         return True
-    return not message.startswith((_SAID_BY_NO_ANSWER, _SAID_BY_LATE_ANSWER))
+    return not message.startswith((_SAID_BY_NO_ANSWER, *_SAID_BY_LATE_ANSWER))
 
 
 logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_said_by_us)
@@ -130,11 +137,20 @@ ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
 class _ModbusTransport:
     protocol: Literal["modbus-tcp", "modbus-rtu"]
 
-    def __init__(self, config: ModbusTcpBusConfig | ModbusRtuBusConfig, profiles: ProfileBook, clock: Clock = utc_now):
+    def __init__(
+        self,
+        config: ModbusTcpBusConfig | ModbusRtuBusConfig,
+        profiles: ProfileBook,
+        clock: Clock = utc_now,
+        on_late: Callable[[int], None] | None = None,
+    ):
         self.config = config
         self.profiles = profiles
         self.clock = clock
         self.client: ModbusClient | None = None
+        self.listening: ModbusClient | None = None  # a failed attempt's client, till the next attempt
+        self.late_answers = LateAnswers(config, on_late)
+        self.late = LateAnswerWatch("tcp" if self.protocol == "modbus-tcp" else "rtu", self.late_answers.heard)
 
     def _new_client(self) -> ModbusClient:
         raise NotImplementedError
@@ -154,6 +170,7 @@ class _ModbusTransport:
         return None
 
     async def read(self, meter: MeterConfig) -> Reading:
+        self._stop_listening()
         if self.client is None:
             self.client = self._new_client()
         if not self.client.connected and not await self._connect(self.client):
@@ -161,13 +178,19 @@ class _ModbusTransport:
             why = await self._why_not_open()
             raise LineUnusable(f"{self.config.name}: cannot open {self._where()}" + (f": {why}" if why else ""))
         profile = self.profiles.profile(meter)
+        self.late.waiting = True
         try:
             registers = await self._read_registers(self.client, meter, profile)
+        except asyncio.CancelledError:
+            self.late.mute()  # abandoned (the gateway stopping), not timed out: its answer is not late
+            raise
         except PollError as error:
             echo = self._echo_error()
             if echo is None:
                 raise
             raise PollError(f"{error}; {echo}") from error
+        finally:
+            self.late.waiting = False
         return to_reading(
             meter, profile, registers, self.clock(), self.protocol, self.config.name, self.profiles.volume_filter(meter)
         )
@@ -176,12 +199,26 @@ class _ModbusTransport:
         return await read_registers(client, meter, profile)
 
     async def reset(self) -> None:
+        """After a failed attempt: the next one opens a new client. This one, if connected, listens
+        until then, for an answer that comes late (:attr:`late_answers`)."""
+        self._stop_listening()
+        if self.client is not None:
+            if self.client.connected:
+                self.listening = self.client
+            else:
+                self.client.close()
+            self.client = None
+
+    def _stop_listening(self) -> None:
+        if self.listening is not None:
+            self.listening.close()
+            self.listening = None
+
+    async def close(self) -> None:
+        self._stop_listening()
         if self.client is not None:
             self.client.close()
             self.client = None
-
-    async def close(self) -> None:
-        await self.reset()
 
     def interrupt(self) -> None:
         pass  # a scan is one short attempt per unit id, each refused once the bus is closed
@@ -190,14 +227,22 @@ class _ModbusTransport:
 class ModbusTcpTransport(_ModbusTransport):
     protocol = "modbus-tcp"
 
-    def __init__(self, config: ModbusTcpBusConfig, profiles: ProfileBook, clock: Clock = utc_now):
-        super().__init__(config, profiles, clock)
+    def __init__(
+        self,
+        config: ModbusTcpBusConfig,
+        profiles: ProfileBook,
+        clock: Clock = utc_now,
+        on_late: Callable[[int], None] | None = None,
+    ):
+        super().__init__(config, profiles, clock, on_late)
         self.tcp = config
 
     def _new_client(self) -> ModbusClient:
         # reconnect_delay=0: no background reconnects; the scheduler decides when to try again.
         c = self.tcp
-        return AsyncModbusTcpClient(c.host, port=c.port, timeout=c.timeout_s, retries=0, reconnect_delay=0)
+        return AsyncModbusTcpClient(
+            c.host, port=c.port, timeout=c.timeout_s, retries=0, reconnect_delay=0, trace_packet=self.late
+        )
 
     def _where(self) -> str:
         return self.tcp.address
@@ -211,8 +256,14 @@ class ModbusTcpTransport(_ModbusTransport):
 class ModbusRtuTransport(_ModbusTransport):
     protocol = "modbus-rtu"
 
-    def __init__(self, config: ModbusRtuBusConfig, profiles: ProfileBook, clock: Clock = utc_now):
-        super().__init__(config, profiles, clock)
+    def __init__(
+        self,
+        config: ModbusRtuBusConfig,
+        profiles: ProfileBook,
+        clock: Clock = utc_now,
+        on_late: Callable[[int], None] | None = None,
+    ):
+        super().__init__(config, profiles, clock, on_late)
         self.rtu = config
         self.watch = EchoWatch()
         self.crc = CrcWatch(None if config.echo else self.watch)
@@ -220,6 +271,7 @@ class ModbusRtuTransport(_ModbusTransport):
     def _new_client(self) -> ModbusClient:
         c = self.rtu
         self.crc = CrcWatch(self.crc.then)  # its event on this client's event loop
+        self.late.then = self.crc
         return AsyncModbusSerialClient(
             c.device,
             **c.framing,
@@ -227,7 +279,7 @@ class ModbusRtuTransport(_ModbusTransport):
             retries=0,
             reconnect_delay=0,
             handle_local_echo=c.echo,
-            trace_packet=self.crc,
+            trace_packet=self.late,
         )
 
     async def _read_registers(self, client: ModbusClient, meter: MeterConfig, profile: MeterProfile) -> list[int]:

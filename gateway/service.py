@@ -242,7 +242,12 @@ class Gateway:
                 continue
             scheduler = BusScheduler(
                 bus,
-                make_transport(bus, self.profiles, self.clock),
+                make_transport(
+                    bus,
+                    self.profiles,
+                    self.clock,
+                    on_late=lambda _unit, name=name: self.health.late_answer(name),  # type: ignore[misc]
+                ),
                 on_reading=self.spool_reading,
                 on_poll=self._on_poll,
                 on_attempt=lambda ok, name=name: self.health.attempt(name, ok),  # type: ignore[misc]

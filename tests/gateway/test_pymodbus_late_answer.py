@@ -18,6 +18,8 @@ from gateway import modbus_transport
 from gateway.scan import PYMODBUS_LOGGER
 
 LATE = "ERROR: received pdu without a corresponding request, IGNORING"
+#: on an RTU line, a late answer that came during another unit's request (gateway.late_answers says it)
+LATE_DURING_ANOTHER = "ERROR: request ask for id=6 but got id=5, Skipping."
 
 
 @pytest.fixture
@@ -37,6 +39,8 @@ def test_a_late_answer_s_line_is_dropped_unless_the_frames_are_asked_for(pymodbu
     assert modbus_transport._not_said_by_us in pymodbus_level.filters
     pymodbus_level.setLevel(logging.INFO)
     assert not _kept(pymodbus_level, LATE)
+    assert not _kept(pymodbus_level, LATE_DURING_ANOTHER)
     assert _kept(pymodbus_level, "some other pymodbus warning")  # its other lines still show
     pymodbus_level.setLevel(logging.DEBUG)  # --verbose: every line of pymodbus's, this one too
     assert _kept(pymodbus_level, LATE)
+    assert _kept(pymodbus_level, LATE_DURING_ANOTHER)
