@@ -33,6 +33,23 @@ log = logging.getLogger(__name__)
 
 OVERFLOW_EVENT_EVERY_S = 10.0  # drops are reported at once, then summed into one event per this interval
 
+#: An event's fields its log line leaves out: the gateway's log names the gateway and dates the line.
+_SAID_BY_THE_LOG = ("gateway_id", "event", "meter_id", "ts")
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """An event as the gateway's log says it: its name, its meter if it has one, and its details
+    (``event gateway_stopped: reason="SIGTERM" spool_depth=0``), each value as JSON, so a reason's
+    spaces or line breaks keep to one line. Before, the details were left out: ``event
+    gateway_stopped`` said neither why nor what the spool held, ``event spool_overflow`` not how many
+    readings were dropped; they were in the events table alone, or in the spool while the broker was
+    away."""
+    name = " ".join(str(event[key]) for key in ("event", "meter_id") if key in event)
+    details = " ".join(
+        f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in event.items() if key not in _SAID_BY_THE_LOG
+    )
+    return f"event {name}: {details}" if details else f"event {name}"
+
 
 class Gateway:
     def __init__(self, config: GatewayConfig, config_path: Path | None = None, clock: Clock = utc_now):
@@ -146,7 +163,7 @@ class Gateway:
         """Spool ``event`` for the broker (the publisher sends it); a meter's event with the meter's
         changed health (:meth:`gateway.health.Health.take_unsaved`) in the same transaction, so after
         a restart the stored state says offline exactly when its ``meter_offline`` was spooled."""
-        log.info("event %s %s", event["event"], event.get("meter_id", ""))
+        log.info("%s", event_line(event))
         topic = events_topic(self.config.gateway_id, self.config.topic_root)
         meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
         try:
