@@ -255,7 +255,7 @@ class Spool:
             self._db.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")
             with self._lock:
                 self._db.executescript(_SCHEMA)
-                self._migrate()
+                self._migrate(new)
                 self._depth: int = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
                 self._convert_to_reclaim()
         except sqlite3.Error as error:  # not a database, damaged, or on a disk mounted read-only
@@ -269,9 +269,15 @@ class Spool:
             self._db.close()
             self._held.close()
 
-    def _migrate(self) -> None:
+    def _migrate(self, new: bool) -> None:
         """Bring an earlier version's spool to this schema, each migration with its user_version in
-        one transaction (a crash in between leaves the spool at one of them). Under ``_lock``."""
+        one transaction (a crash in between leaves the spool at one of them). Under ``_lock``.
+        A ``new`` spool, made by _SCHEMA as it is now, is only stamped with the latest version:
+        before, it logged every migration as applied ("schema migrated to version 1") right after
+        "none there, a new one created", as if an old spool had been found."""
+        if new:
+            self._db.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+            return
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         for number, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
             with self._transaction():
