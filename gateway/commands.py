@@ -149,9 +149,23 @@ class Commands:
         path = self.gateway.config_path
         if path is None:
             raise ValueError("this gateway was not started from a file; nothing to reload")
-        config = await asyncio.to_thread(load_config, path)
-        notes = await self.gateway.apply_config(config)
-        return {"buses": len(config.buses), "meters": len(config.meters), "notes": notes}
+        # said in the gateway's own log, as a restart is: before, a reload sent from the head-end,
+        # taken or refused, was in its reply alone, and the field box's log never showed its meters change
+        try:
+            config = await asyncio.to_thread(load_config, path)
+            notes = await self.gateway.apply_config(config)
+        except (ValueError, ConfigError) as error:
+            log.warning("reload: configuration not reloaded, the running one kept: %s", " ".join(str(error).split()))
+            raise
+        buses, meters = len(config.buses), len(config.meters)
+        log.info(
+            "reload: configuration read again from %s: %d buses, %d meters%s",
+            path,
+            buses,
+            meters,
+            "".join(f"; {note}" for note in notes),
+        )
+        return {"buses": buses, "meters": meters, "notes": notes}
 
     async def scan(self, request: dict[str, Any]) -> dict[str, Any]:
         bus = request.get("bus")
