@@ -1,5 +1,6 @@
 """The access log without secrets: the sign-in link carries an API key in its query string
-(``/login?key=…``, what the demo prints), and uvicorn logs every request line whole."""
+(``/login?key=…``, what the demo prints), an Open311 client may put its own there as GeoReport v2's
+``api_key`` (which the server ignores), and uvicorn logs every request line whole."""
 
 from __future__ import annotations
 
@@ -7,20 +8,33 @@ import logging
 import re
 from urllib.parse import unquote_plus
 
+from server.auth import KEY_PREFIX
+
 # a query parameter: its separator, its name as sent, "=", its value
 _PARAMETER = re.compile(r"([?&;])([^=&;#\s]*)=([^&;#\s]*)")
 
 
-def _hide_keys(request_line: str) -> str:
-    """The request line with the value of every parameter named ``key`` as ``***``. The name is
-    compared percent-decoded, as the server reads it: ``k%65y=`` is a key too."""
-    return _PARAMETER.sub(
-        lambda m: f"{m[1]}{m[2]}=***" if unquote_plus(m[2]).strip().lower() == "key" else m[0], request_line
+#: The parameters that carry a key: the sign-in link's, and Open311's (GeoReport v2 names it
+#: ``api_key``; taken and ignored in the query, it was logged whole: a customer app's key in the log).
+_KEY_PARAMETERS = frozenset({"key", "api_key"})
+
+
+def _is_a_key(name: str, value: str) -> bool:
+    """A parameter that holds a key: one named as keys are, or a value that is one, whatever its
+    name (``?token=aqk_…``). Both are compared percent-decoded, as the server reads them:
+    ``k%65y=`` is a key too."""
+    return unquote_plus(name).strip().lower() in _KEY_PARAMETERS or unquote_plus(value).strip().lower().startswith(
+        KEY_PREFIX
     )
 
 
+def _hide_keys(request_line: str) -> str:
+    """The request line with the value of every parameter holding a key as ``***``."""
+    return _PARAMETER.sub(lambda m: f"{m[1]}{m[2]}=***" if _is_a_key(m[2], m[3]) else m[0], request_line)
+
+
 class RedactKeys(logging.Filter):
-    """Replaces the value of a ``key`` query parameter in uvicorn's access-log records by ``***``."""
+    """Replaces the value of a query parameter holding a key in uvicorn's access-log records by ``***``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
