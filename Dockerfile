@@ -13,7 +13,9 @@
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-COPY pyproject.toml constraints.txt README.md ./
+# LICENSE goes into the installed package's metadata (aquami-*.dist-info/licenses/), so the image
+# carries the licence it is distributed under (Apache-2.0, section 4a); before, it did not.
+COPY pyproject.toml constraints.txt README.md LICENSE ./
 COPY aquami ./aquami
 COPY firmware_protocols ./firmware_protocols
 COPY gateway ./gateway
