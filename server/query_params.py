@@ -68,18 +68,22 @@ def query_names(dependant: Dependant) -> Iterator[str]:
         yield from query_names(sub)
 
 
-def _checked(endpoint: Callable[..., Any], check: QueryParameters) -> Callable[..., Any]:
-    """``endpoint`` with ``check`` as its last dependency (a keyword FastAPI solves after the others)."""
+def with_last_dependency(
+    endpoint: Callable[..., Any], check: Callable[..., Any], keyword: str = _CHECK
+) -> Callable[..., Any]:
+    """``endpoint`` with ``check`` as its last dependency (a keyword FastAPI solves after the others),
+    passed under ``keyword`` and dropped before the endpoint is called. server.exact_json checks the
+    body so, after the key too."""
     try:
         signature = inspect.signature(endpoint, eval_str=True)
     except NameError:  # an annotation only a type checker imports: FastAPI resolves it as before
         signature = inspect.signature(endpoint)
-    extra = inspect.Parameter(_CHECK, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[None, Depends(check)])
+    extra = inspect.Parameter(keyword, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[None, Depends(check)])
     if inspect.iscoroutinefunction(endpoint):
 
         @functools.wraps(endpoint)
         async def checked_async(*args: Any, **kwargs: Any) -> Any:
-            kwargs.pop(_CHECK, None)
+            kwargs.pop(keyword, None)
             return await endpoint(*args, **kwargs)
 
         wrapper: Callable[..., Any] = checked_async
@@ -87,7 +91,7 @@ def _checked(endpoint: Callable[..., Any], check: QueryParameters) -> Callable[.
 
         @functools.wraps(endpoint)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            kwargs.pop(_CHECK, None)
+            kwargs.pop(keyword, None)
             return endpoint(*args, **kwargs)
 
         wrapper = checked
@@ -105,6 +109,6 @@ class KnownQueryRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         check = QueryParameters(self.also_takes)
         if kwargs.get("include_in_schema", True):
-            endpoint = _checked(endpoint, check)
+            endpoint = with_last_dependency(endpoint, check)
         super().__init__(path, endpoint, **kwargs)
         check.takes = tuple(dict.fromkeys([*query_names(self.dependant), *sorted(self.also_takes)]))

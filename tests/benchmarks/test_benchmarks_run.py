@@ -123,6 +123,10 @@ SMOKE: dict[str, Smoke] = {
         ("--quick", "--meters", "500"),
         rf"Recorded against unrecorded: recall {NUMBER} against {NUMBER}",
     ),
+    "bench_request_json": Smoke(
+        ("--rounds", "1", "--number", "10"),
+        rf"64 KiB of small objects +{NUMBER} B +json.loads +{NUMBER} us +loads_exact +{NUMBER} us +ratio +{NUMBER}",
+    ),
     "bench_simulators": Smoke(
         ("--meters", "50", "--seconds", "0.5", "--clients", "2", "--reads", "2", "--paced-meters", "50"),
         rf"ratio simulator / baseline: {NUMBER}",
