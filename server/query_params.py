@@ -8,8 +8,8 @@ naming the parameter, the ones the operation takes, and the one meant where a na
 
 The check is a dependency added last to each route's endpoint (:class:`KnownQueryRoute`), so it is
 solved after the route's own dependencies: a keyed route still answers 401 without a key, whatever
-its query, as before. The pages (server.web) are not checked: a browser's address may carry what a
-link or a bookmark added, and their forms name their own filters.
+its query, as before. The pages (server.web) check theirs once signed in, and say it on the page
+(server.web.pages.address_not_taken).
 """
 
 from __future__ import annotations
@@ -56,8 +56,14 @@ def unknown_parameters(request: Request, unknown: list[str], takes: tuple[str, .
 
 def _not_taken(name: str, takes: tuple[str, ...]) -> str:
     said = "not a parameter of this operation"
+    near = meant(name, takes)
+    return f"{said}; did you mean {near}?" if near else said
+
+
+def meant(name: str, takes: tuple[str, ...]) -> str | None:
+    """The parameter of ``takes`` nearest ``name`` (difflib), if one is near: ``meter`` for ``meterid``."""
     near = difflib.get_close_matches(name, takes, n=1, cutoff=0.6)
-    return f"{said}; did you mean {near[0]}?" if near else said
+    return near[0] if near else None
 
 
 def query_names(dependant: Dependant) -> Iterator[str]:

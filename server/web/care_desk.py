@@ -1,9 +1,15 @@
 """The care desk: every enquiry on one list (/care/enquiries), the ones being worked first (urgent to
 low, the newest first within each), then the closed ones, newest first (server.care.desk), 50 to a
 page, each linking to its enquiry's page. Filters are plain query parameters (status, priority,
-category, source, meter), set by a GET form or a link (a meter's page links its enquiries here); the
+category, source, meter_id), set by a GET form or a link (a meter's page links its enquiries here); the
 next page's link carries them and where this one ended (``after``). Before, the web page reached an
 enquiry only through the 25 alerts it shows, and the desk could not be filtered by meter.
+
+The meter's filter is ``meter_id``, as the API's ``GET /enquiries`` names it, so a link works on both
+once its path is changed; ``meter``, its name before, is still taken (bookmarks, links made then).
+A parameter the desk does not take, or one given twice, is said on the page (400), the list left
+empty (server.web.pages.address_not_taken): before, it was ignored, and ``?meter_id=M1`` listed
+every enquiry under a page that looked filtered.
 
 A walk through the list carries where its first page read it (``since``: the oldest transaction that
 page could not see, server.care.desk.walk_started): each later page lists,
@@ -28,7 +34,7 @@ from server.care import desk
 from server.care.router import READS_ENQUIRIES
 from server.care.schemas import CATEGORY_MAX_LENGTH, Enquiry
 from server.db import get_connection
-from server.web.pages import signed_in, templates
+from server.web.pages import address_not_taken, signed_in, templates
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
@@ -47,14 +53,16 @@ def care_desk(
     priority: str = "",
     category: str = "",
     source: str = "",
-    meter: str = "",
+    meter_id: str = "",
+    meter: str = "",  # meter_id's name before: still taken
     after: str = "",
     since: str = "",
 ) -> Response:
     principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
     if isinstance(principal, Response):
         return principal
-    asked = {"status": status, "priority": priority, "category": category, "source": source, "meter": meter}
+    asked = {"status": status, "priority": priority, "category": category, "source": source}
+    asked["meter_id"] = meter_id or meter
     context: dict[str, Any] = {
         "who": principal.name,
         "asked": asked,
@@ -62,11 +70,17 @@ def care_desk(
         "enquiries": [],
     }
     context["categories"] = desk.categories(conn)
-    wrong = _wrong(asked, after, since)
+    wrong = _wrong(request, asked, after, since) or _two_meters(meter_id, meter)
     if wrong is not None:
         context["error"] = wrong
         return templates.TemplateResponse(request, "care_desk.html", context, status_code=400)
-    chosen = desk.DeskFilter(**{name: value or None for name, value in asked.items()})
+    chosen = desk.DeskFilter(
+        status=status or None,
+        priority=priority or None,
+        category=category or None,
+        source=source or None,
+        meter=asked["meter_id"] or None,
+    )
     position = desk.Position.parse(after) if after else None
     started = desk.parse_since(since) if since else desk.walk_started(conn)  # before this page's read
     assert started is not None  # _wrong said so otherwise
@@ -86,8 +100,11 @@ def care_desk(
     return templates.TemplateResponse(request, "care_desk.html", context)
 
 
-def _wrong(asked: dict[str, str], after: str, since: str) -> str | None:
+def _wrong(request: Request, asked: dict[str, str], after: str, since: str) -> str | None:
     """What is wrong with the parameters, said for the page; None when nothing is."""
+    not_taken = address_not_taken(request)
+    if not_taken is not None:
+        return f"{not_taken[:1].upper()}{not_taken[1:]}."
     for name, allowed in _CHOICES.items():
         if asked[name] and asked[name] not in allowed:
             return f"There is no {name} {asked[name]!r}: choose one of {', '.join(allowed)}."
@@ -96,6 +113,13 @@ def _wrong(asked: dict[str, str], after: str, since: str) -> str | None:
     made = not after or (desk.Position.parse(after) is not None and desk.parse_since(since) is not None)
     if not made or (since and not after):
         return "That page's link is not one this list made: start again from the first page."
+    return None
+
+
+def _two_meters(meter_id: str, meter: str) -> str | None:
+    """Said when the address's meter_id and meter (its older name) name two meters."""
+    if meter_id and meter and meter_id != meter:
+        return f"The address names two meters, meter_id {meter_id!r} and meter {meter!r}: give one, as meter_id."
     return None
 
 

@@ -34,7 +34,7 @@ from server.care.schemas import EnquiryChange
 from server.care.workflow import TRANSITIONS, TransitionRefused
 from server.db import get_connection
 from server.origins import from_another_site
-from server.web.pages import signed_in, templates
+from server.web.pages import address_not_taken, error_page, signed_in, templates
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
@@ -56,6 +56,9 @@ def enquiry_page(enquiry_id: str, request: Request, conn: Connection) -> Respons
     principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
     if isinstance(principal, Response):
         return principal
+    not_taken = address_not_taken(request)
+    if not_taken is not None:
+        return error_page(request, 400, not_taken)
     return _answer(request, conn, principal, enquiry_id)
 
 

@@ -15,7 +15,8 @@ A meter no row of ``meters`` holds (removed from the network since) may still be
 and alerts, which link here: the page answers 404, says the meter is not on the network, and lists
 the enquiries and alerts that name it. Before, it was the bare 404 page.
 
-The enquiries' "all of them" is the care desk filtered by the meter (``/care/enquiries?meter=``), the
+The enquiries' "all of them" is the care desk filtered by the meter (``/care/enquiries?meter_id=``, the
+API's name, where it was ``?meter=``), the
 same order over every page; before, it was the API's JSON list, as the desk had no meter filter. The
 "as JSON" links are the API's lists filtered by ``meter_id``. Every meter has them: the filters take
 an id of any length, as ``meters`` holds one (``text``, unchecked: register-meters took any id until
@@ -52,7 +53,7 @@ from server.meters.paths import MeterIdConvertor
 from server.meters.schemas import Reading, meter_from_row
 from server.web import care_desk
 from server.web.daily_chart import chart
-from server.web.pages import error_page, signed_in, templates
+from server.web.pages import address_not_taken, error_page, signed_in, templates
 from server.web.router import PAGE_ROLES
 
 register_url_convertor("meter_id", MeterIdConvertor())  # as the API's routes: an id with "/" is one segment
@@ -78,6 +79,9 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     principal = signed_in(request, conn, PAGE_ROLES, "see meters")
     if isinstance(principal, Response):
         return principal
+    not_taken = address_not_taken(request)  # ?days=90 was ignored: the page's 30 days, as if asked
+    if not_taken is not None:
+        return error_page(request, 400, not_taken)
     row = repository.get_meter(conn, meter_id)
     cursor = _before(before) if row is not None else None  # an unknown meter's page has no readings
     if isinstance(cursor, str):
@@ -129,7 +133,7 @@ def _as_json(path: str, meter_id: str) -> str:
 
 def _on_the_desk(meter_id: str) -> str:
     """The care desk filtered to the meter (its enquiries in the same order, every page)."""
-    return f"{care_desk.PATH}?{urlencode({'meter': meter_id})}"
+    return f"{care_desk.PATH}?{urlencode({'meter_id': meter_id})}"
 
 
 def _before(text: str) -> datetime | str | None:

@@ -1,8 +1,10 @@
-"""What every page shares: the templates, the headers each page is sent with, the sign-in form, and
-who the signed-in key is (the API's roles, by :func:`server.auth.may`)."""
+"""What every page shares: the templates, the headers each page is sent with, the sign-in form, who
+the signed-in key is (the API's roles, by :func:`server.auth.may`), and what a page says of an
+address whose query it does not take (:func:`address_not_taken`)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from http import HTTPStatus
 from pathlib import Path
@@ -16,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from collector.detection.alerts import AlertSource
 from server.auth import Principal, may, presented_key, refusal, verify_api_key
 from server.decimals import fixed_point
+from server.query_params import meant, query_names
 from server.web.rounding import rounded
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -64,3 +67,30 @@ def signed_in(request: Request, conn: psycopg.Connection, roles: tuple[str, ...]
         refused = refusal(principal, roles, what)
         return login_page(request, f"{refused[:1].upper()}{refused[1:]}.", 403, principal.name)
     return principal
+
+
+def address_not_taken(request: Request) -> str | None:
+    """What a signed-in page says of its address's query, when the page does not take one of its
+    parameters or is given one twice; None when it takes them all, once each. A page filtered by
+    what it does not take would list everything under its filters' look: before, ``/care/enquiries?
+    meter_id=M1`` (the API's name, where the desk then took ``meter``) listed every enquiry, 200, and
+    ``?status=open&status=closed`` the closed ones only. What a page takes is what its route reads
+    (its parameters), so a form's field, a link's or a bookmark's is taken as long as the page reads it."""
+    route = request.scope["route"]
+    takes = tuple(dict.fromkeys(query_names(route.dependant)))
+    given = [name for name, _ in request.query_params.multi_items()]
+    unknown = [name for name in dict.fromkeys(given) if name not in takes]
+    if unknown:
+        near = [f"{name} (did you mean {meant(name, takes)}?)" if meant(name, takes) else name for name in unknown]
+        listed = f"it takes {_listed(takes)}" if takes else "it takes none"
+        which = "which this page does not take" if len(unknown) == 1 else "which this page takes none of"
+        return f"the address asks for {_listed(near)}, {which}: {listed}"
+    twice = [name for name, count in Counter(given).items() if count > 1]
+    if twice:
+        return f"the address gives {_listed(twice)} more than once: give each once"
+    return None
+
+
+def _listed(names: list[str] | tuple[str, ...]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

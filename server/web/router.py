@@ -34,7 +34,7 @@ from server.db import get_connection
 from server.meters import repository
 from server.meters.schemas import meter_from_row
 from server.origins import from_another_site
-from server.web.pages import login_page, signed_in, templates
+from server.web.pages import address_not_taken, error_page, login_page, signed_in, templates
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
@@ -63,6 +63,9 @@ def meters_page(
     principal = signed_in(request, conn, PAGE_ROLES, "see meters")
     if isinstance(principal, Response):
         return principal
+    not_taken = address_not_taken(request)
+    if not_taken is not None:
+        return error_page(request, 400, not_taken)
     rows = repository.list_meters(conn, after, METERS_PER_PAGE + 1)
     meters = [meter_from_row(row) for row in rows[:METERS_PER_PAGE]]
     summary = repository.fleet_summary(conn)

@@ -201,7 +201,7 @@ def test_a_meter_id_of_any_length_is_asked_and_shown(site) -> None:
     _sign_in(client, keys["customer_care"])
     page = client.get("/care/enquiries", params={"meter": longest})
     assert page.status_code == 200 and [int(n) for n in ROW_LINK.findall(page.text)] == [named]
-    assert f'<input name="meter" value="M/?&amp;{"9" * 296}"' in page.text
+    assert f'<input name="meter_id" value="M/?&amp;{"9" * 296}"' in page.text
     assert '<a href="/care/meters/M%2F%3F%26' in page.text  # the meter's page, linked
     assert _listed(client, "/care/enquiries?meter=NONE+SUCH") == []
 

@@ -294,9 +294,9 @@ def test_more_enquiries_than_shown_link_the_care_desk_filtered_by_the_meter(mete
     page = _get(client, keys["reader"], "/care/meters/M1")
     assert len(_listed(page)) == ENQUIRIES_SHOWN
     section = _section(page, "Enquiries")
-    assert '<a href="/care/enquiries?meter=M1">all of them</a> on the care desk' in section
+    assert '<a href="/care/enquiries?meter_id=M1">all of them</a> on the care desk' in section
     assert '<a href="/enquiries?meter_id=M1">as JSON</a>' in section
-    desk = _get(client, keys["reader"], "/care/enquiries?meter=M1")
+    desk = _get(client, keys["reader"], "/care/enquiries?meter_id=M1")
     named = [n for (n,) in conn.execute("SELECT enquiry_id FROM enquiries WHERE meter_id = 'M1'").fetchall()]
     on_the_desk = [int(n) for n in re.findall(r'<tr>\s*<td><a href="/care/enquiries/([0-9]+)"', desk)]
     assert sorted(on_the_desk) == sorted(named) and on_the_desk[:ENQUIRIES_SHOWN] == _listed(page)
@@ -324,7 +324,7 @@ def test_every_api_link_on_the_page_answers_for_a_meter_id_of_any_length(meter, 
         _raise(conn, meter_id, "open", "low", T0 + timedelta(minutes=n))
     page = _get(client, keys["reader"], f"/care/meters/{meter_id}")
     links = {html.unescape(href) for href in re.findall(r'href="(/(?:alerts|enquiries)\?[^"]*)"', page)}
-    on_the_desk = [html.unescape(href) for href in re.findall(r'href="(/care/enquiries\?meter=[^"]*)"', page)]
+    on_the_desk = [html.unescape(href) for href in re.findall(r'href="(/care/enquiries\?meter_id=[^"]*)"', page)]
     for link in on_the_desk:
         desk = _get(client, keys["reader"], link)
         rows = [int(n) for n in re.findall(r'<tr>\s*<td><a href="/care/enquiries/([0-9]+)"', desk)]
