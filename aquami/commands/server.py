@@ -191,8 +191,8 @@ def register(app: typer.Typer) -> None:
                 register_meters(conn, rows, bulk=bulk)
                 record_installations(conn, installations, given=table.columns)
                 place_service_points(conn, ids)
-        except ValueError as error:
-            raise typer.BadParameter(str(error), param_hint="METERS") from error
+        except ValueError as error:  # what the database refuses of the file: named by it, as the file's rows are
+            raise typer.BadParameter(f"{meters}: {error}", param_hint="METERS") from error
         counts = {"registered": len(ids), "bulk": len(bulk or ()), "installations": len(installations)}
         typer.echo(json.dumps(counts))
 
@@ -218,11 +218,14 @@ def register(app: typer.Typer) -> None:
         from server.accounts.register import AccountsFileError, read_accounts_csv, record_accounts
 
         try:
-            agreements = read_accounts_csv(accounts)
-            with psycopg.connect(database_url) as conn, conn.transaction():
-                written, recorded = record_accounts(conn, agreements)
+            agreements = read_accounts_csv(accounts)  # its refusals name the file
         except AccountsFileError as error:
             raise typer.BadParameter(str(error), param_hint="ACCOUNTS") from error
+        try:
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                written, recorded = record_accounts(conn, agreements)
+        except AccountsFileError as error:  # a row against what is recorded (an unknown service point, an overlap)
+            raise typer.BadParameter(f"{accounts}: {error}", param_hint="ACCOUNTS") from error
         typer.echo(json.dumps({"accounts": written, "agreements": recorded}))
 
     app.add_typer(server_app, name="server")

@@ -38,7 +38,7 @@ ACC-3,A shop,SP-2,2026-01-01T00:00:00+01:00,,quarterly-A
 
 
 def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args), terminal_width=300)
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})  # rich's error box: a path on one line
     return result.exit_code, result.output
 
 
@@ -116,7 +116,7 @@ def test_an_agreement_overlapping_one_recorded_before_is_refused_naming_its_row(
     (tmp_path / "then.csv").write_text("account_id,name,service_point_id,start_at,end_at\n" + then)
     code, output = run("server", "register-accounts", str(tmp_path / "then.csv"), "--database-url", url)
     said = " ".join(output.replace("│", " ").split())
-    assert code == 2 and f"Invalid value for ACCOUNTS: {says}" in said, output
+    assert code == 2 and f"Invalid value for ACCOUNTS: {tmp_path / 'then.csv'}: {says}" in said, output
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT * FROM service_agreements ORDER BY 1").fetchall() == before
         assert conn.execute("SELECT account_id FROM accounts ORDER BY 1").fetchall() == [("ACC-0",), ("ACC-1",)]
@@ -620,3 +620,39 @@ def test_agreements_given_without_a_file_are_still_checked_against_each_other(mi
     assert isinstance(rows, tuple)
     with pytest.raises(AttributeError):
         rows.append(conflicting[1])  # type: ignore[attr-defined]
+
+
+def test_a_row_refused_against_what_is_recorded_names_the_file_as_register_meters_does(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    """A row the file alone cannot tell wrong (an unknown service point, an agreement overlapping one
+    recorded before) was said without the file ("row 2: unknown service point SP-9"), where the
+    file's own faults, and register-meters', say ``FILE: row N: …``; register-meters' own refusal by
+    the database (a place with two meters at once) named no file either. Each now names it, once."""
+    url = migrated_database_url
+    meters = tmp_path / "meters.csv"
+    meters.write_text(METERS)
+    assert run("server", "register-meters", str(meters), "--database-url", url)[0] == 0
+    first = tmp_path / "first.csv"
+    first.write_text("account_id,name,service_point_id,start_at\nACC-1,N,SP-1,2026-01-01T00:00Z\n")
+    assert run("server", "register-accounts", str(first), "--database-url", url)[0] == 0
+    refused = {
+        "unknown.csv": ("ACC-2,M,SP-9,2026-01-01T00:00Z", "row 2: unknown service point SP-9"),
+        "overlap.csv": ("ACC-2,M,SP-1,2026-06-01T00:00Z", "row 2: two agreements on one service point at once"),
+        "not_an_id.csv": ("ACC 2,M,SP-1,2026-06-01T00:00Z", "row 2: account_id 'ACC 2' is no identifier"),
+    }
+    for name, (row, says) in refused.items():
+        path = tmp_path / name
+        path.write_text(f"account_id,name,service_point_id,start_at\n{row}\n")
+        code, output = run("server", "register-accounts", str(path), "--database-url", url)
+        said = " ".join(output.replace("│", " ").split())
+        assert code == 2 and f"Invalid value for ACCOUNTS: {path}: {says}" in said, output
+        assert f"{path}: {path}" not in said, output
+    clash = tmp_path / "clash.csv"
+    clash.write_text("meter_id,dma,role,service_point_id,installed_at\nWM-3,D1,customer,SP-1,2026-02-01T00:00:00Z\n")
+    code, output = run("server", "register-meters", str(clash), "--database-url", url)
+    said = " ".join(output.replace("│", " ").split())
+    assert code == 2 and f"Invalid value for METERS: {clash}: a meter is in one place at a time" in said, output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT account_id FROM service_agreements").fetchall() == [("ACC-1",)]
+        assert conn.execute("SELECT count(*) FROM meters WHERE meter_id = 'WM-3'").fetchone() == (0,)
