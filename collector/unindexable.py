@@ -9,8 +9,9 @@ that do not compress is in ``meters`` and ``readings`` (their keys take it, with
 but not in an alert (its id is longer), a VEE flag (a rule's name beside the time) or a reading's
 history (an id beside the time). Detection saves every other alert of its run
 (:func:`collector.alert_store.save_what_fits`), VEE every other meter's work
-(:func:`collector.vee.runner.run_vee`), and each leaves that meter's or district's out. Each run
-would find them again; the log says so once per meter or district and process, not at every run
+(:func:`collector.vee.runner.run_vee`), and each leaves that meter's or district's out. Each
+detection run finds them again (VEE's rounds leave out up front the meters it found:
+:class:`RefusedMeters`); the log says so once per meter or district and process, not at every run
 (every 15 minutes, every hour), naming it by its start and length, as errors quote a long value
 (:mod:`aquami.excerpt`).
 
@@ -84,3 +85,28 @@ class Unindexable:
         """Say, unless said before, that VEE's work on the meter's reads was not saved."""
         if self._first(("reads", meter_id)):
             self._log.warning(_METER_READS, quoted(meter_id), len(meter_id.encode()))
+
+
+class RefusedMeters:
+    """The meters whose VEE work a database's indexes refused, per database, for the life of the
+    process: a round leaves them out up front, where it tried the whole batch again and halved it
+    down to the meter (some 12 failed writes a round for a batch of 2,000 meters, every round).
+
+    An index refuses the id itself (its bytes, as PostgreSQL compresses them, beside a time and a
+    rule's name), so it refuses it again at every round until the meter is registered under a
+    shorter id, which is another meter. Which ids are refused is not known before one is tried:
+    whether an entry fits depends on how PostgreSQL compresses it."""
+
+    def __init__(self) -> None:
+        self._by_database: dict[str, set[str]] = {}
+        self._lock = threading.Lock()  # several collectors' schedulers in one process (tests)
+
+    def add(self, database: str, meter_id: str) -> None:
+        """Remember that ``database``'s indexes refused the meter's work."""
+        with self._lock:
+            self._by_database.setdefault(database, set()).add(meter_id)
+
+    def of(self, database: str) -> frozenset[str]:
+        """The meters ``database``'s indexes refused in this process."""
+        with self._lock:
+            return frozenset(self._by_database.get(database, ()))

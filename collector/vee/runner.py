@@ -47,7 +47,7 @@ import numpy as np
 import psycopg
 
 from collector.store import SAY_WHO
-from collector.unindexable import Unindexable
+from collector.unindexable import RefusedMeters, Unindexable
 from collector.utility_zone import utility_zone
 from collector.vee.config import VeeConfig
 from collector.vee.estimation import Estimates, estimate
@@ -74,6 +74,8 @@ from collector.vee.series import F64, B, Series, load_series
 log = logging.getLogger(__name__)
 #: Says, once per meter, that VEE's work on its reads is too long for the database's indexes.
 _UNINDEXABLE = Unindexable(log)
+#: The meters whose work a database's indexes refused: later rounds leave them out without trying.
+_REFUSED = RefusedMeters()
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS vee_staging (
@@ -180,6 +182,10 @@ def run_vee(
         ids = [row[0] for row in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()]
     else:
         ids = sorted(set(meters))
+    database = _database(conn)
+    refused = _REFUSED.of(database)
+    if refused:  # (said when first refused; each would be refused again, after a batch's halving)
+        ids = [meter for meter in ids if meter not in refused]
     zone = utility_zone(conn)
     report = VeeReport(flags=dict.fromkeys((*RULES, "conflicting_duplicate"), 0))
     size = max(config.batch_meters, 1)
@@ -189,16 +195,27 @@ def run_vee(
             report,
             ids[first : first + size],
             lambda batch: _run_batch(conn, start, end, config, now_s, zone, batch, estimate_gaps),
+            lambda meter: _REFUSED.add(database, meter),
         )
     return report
 
 
+def _database(conn: psycopg.Connection) -> str:
+    """Which database ``conn`` is on, as :data:`_REFUSED` knows it: its server and name."""
+    return f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+
+
 def _run_what_fits(
-    conn: psycopg.Connection, report: VeeReport, meters: list[str], run: Callable[[list[str]], VeeReport]
+    conn: psycopg.Connection,
+    report: VeeReport,
+    meters: list[str],
+    run: Callable[[list[str]], VeeReport],
+    refused: Callable[[str], None],
 ) -> None:
     """``run`` the batch of ``meters`` into ``report``; should an index refuse a row of it
-    (``ProgramLimitExceeded``), each half again, down to the meter refused, which is left out and
-    said once (:class:`collector.unindexable.Unindexable`).
+    (``ProgramLimitExceeded``), each half again, down to the meter refused, which is left out, said
+    once (:class:`collector.unindexable.Unindexable`) and given to ``refused`` (remembered: later
+    rounds leave it out up front).
 
     A meter id of 2,680 bytes, stored before register-meters checked ids, is in ``readings`` but
     too long for ``vee_flags``' key (a rule's name beside the time) and ``reading_history``'s.
@@ -214,11 +231,12 @@ def _run_what_fits(
         if not conn.autocommit:
             conn.rollback()
     if len(meters) == 1:
+        refused(meters[0])
         _UNINDEXABLE.reads_refused(meters[0])
         return
     half = len(meters) // 2
-    _run_what_fits(conn, report, meters[:half], run)
-    _run_what_fits(conn, report, meters[half:], run)
+    _run_what_fits(conn, report, meters[:half], run, refused)
+    _run_what_fits(conn, report, meters[half:], run, refused)
 
 
 def _add(total: VeeReport, batch: VeeReport) -> None:
