@@ -39,8 +39,12 @@ MQTT_KEEPALIVE_DEFAULT_S = 30
 MQTT_KEEPALIVE_MIN_S = 1
 MQTT_KEEPALIVE_MAX_S = 65535
 #: How long the writer may sit idle before it checks its database connection, in seconds; the check
-#: waits as long again for the answer (collector.service.Collector._check_database).
+#: waits as long again for the answer (collector.service.Collector._check_database). Under a second
+#: a database busy for a moment (a checkpoint) would cost the writer its connection; over an hour
+#: the check is no check (``aquami collector run --database-check``).
 DATABASE_CHECK_DEFAULT_S = 10.0
+DATABASE_CHECK_MIN_S = 1.0
+DATABASE_CHECK_MAX_S = 3600.0
 
 
 def _size(result: Parsed) -> int:
@@ -124,8 +128,11 @@ class CollectorConfig:
     database_check_s: float = DATABASE_CHECK_DEFAULT_S
 
     def __post_init__(self) -> None:
-        if not 0 < self.database_check_s < float("inf"):
-            raise ValueError(f"database check every {self.database_check_s!r} s: give a positive number of seconds")
+        if not DATABASE_CHECK_MIN_S <= self.database_check_s <= DATABASE_CHECK_MAX_S:  # (nan too)
+            raise ValueError(
+                f"database check every {self.database_check_s!r} s: "
+                f"give {DATABASE_CHECK_MIN_S:g} to {DATABASE_CHECK_MAX_S:g} seconds"
+            )
         if not MQTT_KEEPALIVE_MIN_S <= self.mqtt_keepalive_s <= MQTT_KEEPALIVE_MAX_S:
             raise ValueError(
                 f"MQTT keepalive {self.mqtt_keepalive_s!r} s: give {MQTT_KEEPALIVE_MIN_S} to {MQTT_KEEPALIVE_MAX_S}"

@@ -90,6 +90,15 @@ def register(app: typer.Typer) -> None:
             help="Seconds of silence after which the collector pings the broker; no answer within as long "
             "again and it reconnects: a half-open link to the broker costs up to twice this (1 to 65535).",
         ),
+        database_check: float = typer.Option(  # collector.service.DATABASE_CHECK_* (not imported: a slow import)
+            10.0,
+            min=1.0,
+            max=3600.0,
+            envvar="AQUAMI_DATABASE_CHECK",
+            help="Seconds without a word from the database after which the idle collector asks it for one "
+            "(SELECT 1); no answer within as long again and it gives the connection up and tries a new one: "
+            "a link that dies while no message comes is found within twice this (1 to 3600).",
+        ),
         trust_all_gateways: bool = typer.Option(
             False,
             envvar="AQUAMI_TRUST_ALL_GATEWAYS",
@@ -162,6 +171,7 @@ def register(app: typer.Typer) -> None:
                 ready_file=ready_file,
                 check_meter_gateways=not trust_all_gateways,
                 mqtt_keepalive_s=mqtt_keepalive,
+                database_check_s=database_check,
             ),
             on_fatal=fatal,
         )

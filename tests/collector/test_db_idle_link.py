@@ -10,15 +10,25 @@ proxy's kernel still acknowledges, so TCP keepalives cannot see it), and a real 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typer.testing import CliRunner
 
+from aquami.cli import app
 from aquami.mqtt import MqttEndpoint
 from collector.service import CollectorConfig
 from tests.collector.test_ingest_mqtt import _ready, count, publisher, reads, running_collector, wait_for
-from tests.services import LOOPBACK
+from tests.services import LOOPBACK, MosquittoBroker
 from tests.tcp_cut_proxy import CutProxy
 
 CHECK_S = 1.0
@@ -67,11 +77,76 @@ def test_a_database_link_dead_while_idle_is_noticed_and_replaced_and_nothing_is_
     assert errors == 0
 
 
-@pytest.mark.parametrize("seconds", [0.0, -1.0, float("inf"), float("nan")])
-def test_the_database_check_takes_a_positive_finite_interval(seconds: float) -> None:
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.floats(min_value=0.0, max_value=4000.0))
+def test_the_config_takes_exactly_checks_of_1_to_3600_s(seconds: float) -> None:
     endpoint = MqttEndpoint.parse("mqtt://127.0.0.1:1")
-    with pytest.raises(ValueError, match=r"database check every \S+ s: give a positive number of seconds"):
-        CollectorConfig("postgresql://x", endpoint, database_check_s=seconds)
+    if 1.0 <= seconds <= 3600.0:
+        assert CollectorConfig("postgresql://x", endpoint, database_check_s=seconds).database_check_s == seconds
+    else:
+        with pytest.raises(ValueError, match=r"database check every \S+ s: give 1 to 3600 seconds"):
+            CollectorConfig("postgresql://x", endpoint, database_check_s=seconds)
+
+
+_RUN = ["collector", "run", "--database-url", "postgresql://127.0.0.1:1/x", "--mqtt-url", "mqtt://127.0.0.1:1"]
+#: a ready file that cannot be: were the check not refused first, the command would stop on it (exit 1)
+_NO_FOLDER = ["--ready-file", "/nonexistent-aquami-folder/ready"]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("0", "greater than or equal to 1"),
+        ("0.5", "greater than or equal to 1"),
+        ("-5", "greater than or equal to 1"),
+        ("3601", "less than or equal to 3600"),
+        ("inf", "less than or equal to 3600"),
+        ("1e309", "less than or equal to 3600"),
+        ("nan", "less than or equal to 3600"),
+        ("abc", "a valid number"),
+    ],
+)
+def test_a_database_check_out_of_range_is_refused_naming_the_option(value: str, says: str) -> None:
+    """``collector run --database-check`` (``AQUAMI_DATABASE_CHECK``): refused before the database or
+    the broker is tried (neither is there), exit 2, one message naming the option."""
+    by_option = [*_RUN, *_NO_FOLDER, "--database-check", value]
+    for args, env in ((by_option, None), ([*_RUN, *_NO_FOLDER], {"AQUAMI_DATABASE_CHECK": value})):
+        result = CliRunner().invoke(app, args, env=env, terminal_width=400)
+        said = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code == 2, said
+        assert "Invalid value for '--database-check'" in said and says in said, said
+        assert "Traceback" not in said
+
+
+@pytest.mark.services
+def test_collector_run_s_database_check_finds_a_link_dead_while_idle_within_twice_it(
+    tmp_path: Path, migrated_database_url: str, mosquitto: MosquittoBroker
+) -> None:
+    """``--database-check 1``: the link black-holed while the collector is idle is said within about
+    2 s, where the default 10 s takes up to 20 s; before, the command had no such option."""
+    ready, out = tmp_path / "ready", tmp_path / "collector.log"
+    params = conninfo_to_dict(migrated_database_url)
+    with CutProxy(int(str(params.get("port") or 5432)), str(params.get("host", LOOPBACK)), name="db-link") as link:
+        proxied = make_conninfo(migrated_database_url, host=LOOPBACK, port=link.port)
+        command = [sys.executable, "-m", "aquami", "collector", "run", "--mqtt-url", mosquitto.url]
+        command += ["--database-check", f"{CHECK_S:g}", "--client-id", f"dbc-{uuid.uuid4().hex[:8]}"]
+        command += ["--ready-file", str(ready), "--detect-every", "0", "--vee-every", "0"]
+        with open(out, "wb") as log_file:
+            process = subprocess.Popen(
+                command, env={**os.environ, "AQUAMI_DATABASE_URL": proxied}, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for(lambda: ready.exists() or process.poll() is not None, 60, "the collector subscribed")
+            assert process.poll() is None, f"the collector exited {process.returncode}: {out.read_text()}"
+            time.sleep(2.5 * CHECK_S)  # the writer's first check (after CHECK_S idle) answered: its link idle
+            link.black_hole()
+            start = time.monotonic()
+            wait_for(lambda: "database unavailable" in out.read_text(), 10 * CHECK_S, "the dead link said")
+            noticed = time.monotonic() - start
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    # a check after CHECK_S idle, cut after CHECK_S more; the writer looks every 0.2 s
+    assert noticed <= 2 * CHECK_S + 1.5, (noticed, out.read_text())
 
 
 def test_the_default_database_check_is_10_s() -> None:
