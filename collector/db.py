@@ -13,9 +13,9 @@ writer says "database unavailable" and tries again on a new connection; the serv
 connection's transaction once it has been idle as long as a write may take
 (``idle_in_transaction_session_timeout``), or its rows would block the retry. A URL's own settings
 (``?connect_timeout=3``) win over these. An idle connection is looked at only when used: the
-collector's writer asks for an answer after ``database_check_s`` of idleness
-(:meth:`collector.store.ReadingStore.check`), so a link that died meanwhile is said and replaced
-before a message has to wait on it.
+collector's writer asks for an answer after ``database_check_s`` of idleness, and before its first
+write after an idle spell (:meth:`collector.store.ReadingStore.check`), so a link that died meanwhile
+is said and replaced before a message has to wait on it for a write's deadline.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ MQTT_KEEPALIVE_DEFAULT_S = 30
 MQTT_KEEPALIVE_MIN_S = 1
 MQTT_KEEPALIVE_MAX_S = 65535
 #: How long the writer may sit idle before it checks its database connection, in seconds; the check
-#: waits as long again for the answer (collector.service.Collector._check_database). Under a second
+#: (and the one before the first write after an idle spell) waits as long again for the answer, at
+#: most a write's deadline (collector.service.Collector._check_database). Under a second
 #: a database busy for a moment (a checkpoint) would cost the writer its connection; over an hour
 #: the check is no check (``aquami collector run --database-check``).
 DATABASE_CHECK_DEFAULT_S = 10.0
@@ -308,14 +309,20 @@ class Collector:
     def _write_loop(self) -> None:
         pending: list[tuple[Received, Parsed]] = []
         answered = time.monotonic()  # when the database last answered the writer (or was asked)
+        idle = False  # the writer found nothing to write since its last write
         while not self._stop.is_set() or pending:
             if not pending:
                 pending = self._take_batch()
                 if not pending:
+                    idle = True
                     if time.monotonic() - answered >= self.config.database_check_s and not self._stop.is_set():
                         self._check_database()
                         answered = time.monotonic()
                     continue
+                if idle and self._store.connected:
+                    self._check_database(waiting=len(pending))
+                    answered = time.monotonic()
+                idle = False
             try:
                 self._store_messages(pending)
             except Exception as error:
@@ -342,19 +349,36 @@ class Collector:
             pending = []
             answered = time.monotonic()
 
-    def _check_database(self) -> None:
-        """An idle writer's look at its database. Without it, a link that died while no message came
-        (the database host gone, a firewall or NAT that forgot the connection) was found only by the
-        next write, which then waited for it up to its deadline (60 s by default), and nothing said
-        the database was away meanwhile. Now said within twice ``database_check_s``, the connection
-        given up, and a new one tried at each check until the database answers again."""
+    def _check_database(self, waiting: int = 0) -> None:
+        """An idle writer's look at its database, and its first write's after an idle spell, on the
+        connection it is about to use (``waiting``: the messages of that write).
+
+        Without the idle look, a link that died while no message came (the database host gone, a
+        firewall or NAT that forgot the connection) was found only by the next write, which then
+        waited for it up to its deadline (60 s by default), and nothing said the database was away
+        meanwhile. Now said within twice ``database_check_s``, the connection given up, and a new one
+        tried at each check until the database answers again. A link that died less than
+        ``database_check_s`` before a message came escaped it: the message waited 61 s (the write's
+        deadline, then a second before the retry on a new connection), where the write after the
+        look waits ``database_check_s`` at most (the write's deadline, if less) before its new
+        connection. The look costs a write after an idle spell a few round trips; writes back to back
+        (a busy collector) have none."""
         try:
-            self._store.check(self.config.database_check_s)
+            self._store.check(self._check_bound())
         except psycopg.Error as error:  # whatever it is, the next write starts on a new connection
             self._store.close()
-            self._database.failed(error, "; no message waits")
+            self._database.failed(
+                error, f"; {waiting} messages wait, unacknowledged" if waiting else "; no message waits"
+            )
             return
         self._database.recovered()
+
+    def _check_bound(self) -> float:
+        """How long a check waits for the answer: ``database_check_s``, at most a write's deadline
+        (twice the statement timeout, where there is one): a look before a write on a dead link
+        never holds its messages longer than the write would have."""
+        write_s = 2 * self.config.statement_timeout_s
+        return min(self.config.database_check_s, write_s) if write_s > 0 else self.config.database_check_s
 
     def _acknowledge(self, stored: list[tuple[Received, Parsed]]) -> None:
         """PUBACK what came on the current connection. A message that came on an earlier one is

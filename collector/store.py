@@ -266,6 +266,11 @@ class ReadingStore:
                 conn.commit()
         return self._conn
 
+    @property
+    def connected(self) -> bool:
+        """Whether a write would use a connection already open (one that may have died since)."""
+        return self._conn is not None and not self._conn.closed
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -96,8 +96,9 @@ def register(app: typer.Typer) -> None:
             max=3600.0,
             envvar="AQUAMI_DATABASE_CHECK",
             help="Seconds without a word from the database after which the idle collector asks it for one "
-            "(SELECT 1); no answer within as long again and it gives the connection up and tries a new one: "
-            "a link that dies while no message comes is found within twice this (1 to 3600).",
+            "(SELECT 1, asked too before the first write after an idle spell); no answer within as long again "
+            "and it gives the connection up and tries a new one: a link that dies while no message comes is "
+            "found within twice this, one that died just before a message within this (1 to 3600).",
         ),
         trust_all_gateways: bool = typer.Option(
             False,

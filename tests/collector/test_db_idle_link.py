@@ -77,6 +77,59 @@ def test_a_database_link_dead_while_idle_is_noticed_and_replaced_and_nothing_is_
     assert errors == 0
 
 
+#: longer than the test's steps between the writer's last answer and the message (well under 1 s):
+#: no idle check comes between the link's death and the message
+QUIET_CHECK_S = 3.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "bound_s"),
+    [
+        ({"database_check_s": QUIET_CHECK_S}, QUIET_CHECK_S),
+        # a check longer than a write's deadline (twice the statement timeout) waits the deadline only
+        ({"database_check_s": 5.0, "statement_timeout_s": 1.0}, 2.0),
+    ],
+)
+def test_a_message_just_after_the_link_died_waits_the_check_not_the_write_s_deadline(
+    migrated_database_url: str,
+    mosquitto,
+    caplog: pytest.LogCaptureFixture,
+    settings: dict[str, float],
+    bound_s: float,
+) -> None:
+    """The link dies (the old connection dead for good, new ones get through: a NAT that forgot the
+    connection) a moment before a message comes, under ``database_check_s``: no idle check has seen
+    it. Before, the write waited on the dead connection for its deadline (twice the 30 s statement
+    timeout), then a second, and the message was stored 61.2 s after it was sent (as with the
+    default 10 s check, the link dead 0.3 s or 5 s before it); now the writer's look before its first
+    write after an idle spell gives the connection up within ``database_check_s``, and the write
+    goes on a new one."""
+    caplog.set_level(logging.WARNING, logger="collector.service")
+    url, gw = migrated_database_url, "gw-died"
+    params = conninfo_to_dict(url)
+    with CutProxy(int(str(params.get("port") or 5432)), str(params.get("host", LOOPBACK)), name="db-link") as link:
+        proxied = make_conninfo(url, host=LOOPBACK, port=link.port)
+        with (
+            running_collector(proxied, mosquitto.url, **settings),
+            publisher(mosquitto.url) as publish,
+        ):
+            _ready(publish, url, gw)  # (a probe just written: the writer's last answer)
+            link.black_hole()
+            link.restore(stale=True)
+            time.sleep(0.3)
+            sent = time.monotonic()
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 500, [("I-late", "2026-03-01T00:00:00Z", 1.0)]))
+            wait_for(lambda: count(url, STORED) == 1, 90, "the reading")
+            stored = time.monotonic() - sent
+    # the look's bound, a new connection, the write; the test's count every 0.05 s
+    assert stored <= bound_s + 1.5, stored
+    said = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith("database unavailable") and m.endswith("; 1 messages wait, unacknowledged") for m in said
+    ), said
+    assert any(m.startswith("database available again") for m in said), said
+
+
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.floats(min_value=0.0, max_value=4000.0))
 def test_the_config_takes_exactly_checks_of_1_to_3600_s(seconds: float) -> None:
     endpoint = MqttEndpoint.parse("mqtt://127.0.0.1:1")
