@@ -25,6 +25,7 @@ from psycopg import sql
 
 from aquami.demo_folders import clear_left_overs, make_demo_folder
 from aquami.demo_keys import issue_demo_key, revoke_on_stop
+from aquami.demo_tally import let_collector_catch_up, tally
 from aquami.embedded import EmbeddedBroker, start_embedded_postgres
 from aquami.mqtt import MqttEndpoint, redacted
 from aquami.ports import free_port, port_is_free
@@ -329,7 +330,13 @@ class Demo:
             if detection is not None:
                 await asyncio.to_thread(detection.stop)
             if collector is not None:
+                if gateway is not None:
+                    await let_collector_catch_up(collector, gateway)
                 await asyncio.to_thread(collector.stop)
+                if gateway is not None:
+                    self.say(
+                        tally(collector, gateway).line(gateway.config.spool_path, spool_kept=o.data_dir is not None)
+                    )
             if simulator is not None:
                 await simulator.stop()
             if broker is not None:

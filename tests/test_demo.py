@@ -96,6 +96,12 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
         output.append(rest)
     assert process.returncode == 0, "".join(output)
     assert "stopped cleanly" in "".join(output)
+    # the last word on the readings, once the collector has stored what the gateway sent: every one
+    # polled is stored (the progress line printed as Ctrl-C came counted readings still on their way)
+    tally = re.search(r"at stop: (\d+) readings polled, (\d+) stored, (\d+) left", "".join(output))
+    assert tally is not None, "".join(output)
+    polled, stored, left = map(int, tally.groups())
+    assert polled > 0 and (stored, left) == (polled, 0), tally[0]
     # the embedded broker has no ACL: the MQTT 3.1.1 warning meant for a deployment's broker would
     # only alarm a new user (it was printed beside the banner)
     assert "acknowledged all the same" not in "".join(output)
