@@ -1,0 +1,95 @@
+"""A failure that lasts, said once per episode: its first failure, a reminder now and then, its end.
+
+A meter that does not answer, or a wireless M-Bus receiver that will not open, fails again at every
+poll or reopening for as long as it lasts: a warning each time filled a field box's log (and its SD
+card, and the syslog forwarder) with the same line, 36 a minute for a dead Modbus TCP bus of 3
+meters polled every 5 s. The caller says the first failure of an episode with its reason, as
+before; then only a reminder every :data:`REMIND_EVERY_S` (how many failed since when, the last
+reason); and the end of the episode once, with how long it lasted and how many failed. The counts
+of the health status (gateway.health) are the caller's, counted at every failure as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from aquami.clock import Clock, utc_now
+
+#: While an episode lasts, it is said again this often (seconds): an operator reading the log of the
+#: last hour sees what is still wrong.
+REMIND_EVERY_S = 3600.0
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+@dataclass(slots=True)
+class Episode:
+    """One episode so far: when it began (UTC, to say it; monotonic, to measure it) and how many
+    failures it has had."""
+
+    since: datetime
+    began: float
+    failures: int = 0
+    said_at: float = 0.0  # when it was last said (monotonic)
+
+    @property
+    def first(self) -> bool:
+        """Whether this is the episode's first failure (said whole), not a reminder."""
+        return self.failures == 1
+
+
+class Episodes(Generic[Key]):
+    """The episodes going on, one per key (a meter, a receiver). ``monotonic`` and ``clock``: the
+    real ones but in a test."""
+
+    def __init__(
+        self,
+        remind_every_s: float = REMIND_EVERY_S,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.remind_every_s = remind_every_s
+        self.monotonic = monotonic
+        self.clock = clock
+        self._going_on: dict[Key, Episode] = {}
+
+    def failed(self, key: Key) -> Episode | None:
+        """One more failure of ``key``: its episode when it is to be said now (its first failure, or a
+        reminder due), None when the log stays quiet."""
+        now = self.monotonic()
+        episode = self._going_on.get(key)
+        if episode is None:
+            episode = self._going_on[key] = Episode(self.clock(), now, said_at=now)
+            episode.failures = 1
+            return episode
+        episode.failures += 1
+        if now - episode.said_at >= self.remind_every_s:
+            episode.said_at = now
+            return episode
+        return None
+
+    def ended(self, key: Key) -> tuple[Episode, float] | None:
+        """``key`` works again: its episode and how long it lasted (seconds), if one was going on."""
+        episode = self._going_on.pop(key, None)
+        if episode is None:
+            return None
+        return episode, self.monotonic() - episode.began
+
+
+def lasted(seconds: float) -> str:
+    """A duration as an operator reads it: ``45 s``, ``12 min``, ``2 h 13 min``, ``3 d 4 h``."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes = whole // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

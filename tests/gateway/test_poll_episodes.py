@@ -1,0 +1,141 @@
+"""A meter's failed polls are said once per episode: the first with its reason, then a reminder every
+``remind_every_s`` (an hour in service), and its answering again once, with how many polls failed.
+
+Before, each failed poll was a warning: a dead Modbus TCP bus of 3 meters polled every 5 s wrote 36
+lines a minute into a field box's log, for as long as it stayed dead. The health status still counts
+every poll (``on_poll``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aquami.contracts.reads import Reading
+from aquami.ports import free_port
+from gateway.config import MeterConfig, ModbusTcpBusConfig
+from gateway.episodes import Episodes, lasted
+from gateway.modbus_transport import ModbusTcpTransport
+from gateway.profiles import ProfileBook
+from gateway.scheduler import BusScheduler
+from simulators.modbus_tcp import ModbusTcpSimulator
+from tests.gateway.helpers import meters
+
+DEAD_S = 2.0  # how long the bus stays dead
+REMIND_S = 0.8  # the reminders' interval in this test (an hour in service)
+
+
+def test_a_dead_bus_is_said_once_per_meter_then_reminded_then_its_recovery_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()  # nothing listens there: the bus is dead until the simulator starts
+    simulated = meters(3)
+    bus = ModbusTcpBusConfig(
+        "tcp-1",
+        "127.0.0.1",
+        port,
+        tuple(MeterConfig(m.meter_id, m.unit_id) for m in simulated),
+        poll_interval_s=0.05,
+        timeout_s=0.2,
+        retries=0,
+        jitter=0.0,
+    )
+    failed: Counter[str] = Counter()  # each meter's failed polls, as the health status counts them
+    failed_when_answered: dict[str, int] = {}
+
+    def on_poll(meter: MeterConfig, reading: Reading | None, error: str | None) -> None:
+        if reading is None:
+            failed[meter.meter_id] += 1
+        else:
+            failed_when_answered.setdefault(meter.meter_id, failed[meter.meter_id])
+
+    async def taken(reading: Reading) -> None:
+        pass
+
+    async def scenario() -> None:
+        scheduler = BusScheduler(
+            bus, ModbusTcpTransport(bus, ProfileBook()), on_reading=taken, on_poll=on_poll, remind_every_s=REMIND_S
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(scheduler.run(stop))
+        await asyncio.sleep(DEAD_S)
+        simulator = ModbusTcpSimulator(simulated, port=port)
+        await simulator.start()
+        try:
+            for _ in range(200):  # until each meter answered
+                if len(failed_when_answered) == len(simulated):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await running
+            await scheduler.close()
+            await simulator.stop()
+
+    with caplog.at_level(logging.INFO, logger="gateway.scheduler"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.scheduler"]
+    for meter in simulated:
+        mine = [(level, text) for level, text in said if text.startswith(f"{meter.meter_id} on tcp-1: ")]
+        polls = failed_when_answered[meter.meter_id]
+        assert polls >= 10, (polls, mine)  # every 50 ms for 2 s: tens of polls failed, each counted
+        first, *reminders, answered = mine
+        assert first[0] == logging.WARNING and "failed after 1 attempts, the last: " in first[1], first
+        assert first[1].endswith("(said again every 1 s while it fails, and once it answers)"), first
+        # before: one warning per failed poll (tens); now: the first, and one reminder per interval
+        assert len(reminders) <= DEAD_S / REMIND_S + 1, mine
+        assert reminders, mine  # the bus stayed dead longer than the reminders' interval
+        for level, text in reminders:
+            assert level == logging.WARNING and re.search(r"still failing, \d+ polls failed since 20\d\d-", text), text
+        assert answered[0] == logging.INFO, answered
+        recovered = rf"{meter.meter_id} on tcp-1: answers again after [23] s, {polls} polls failed"
+        assert re.fullmatch(recovered, answered[1]), answered
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 10_000)), max_size=60))
+def test_episodes_say_each_first_failure_each_due_reminder_and_count_every_failure(
+    events: list[tuple[bool, float]],
+) -> None:
+    """Any run of failures (True) and successes (False), each ``step`` seconds after the last: the
+    first failure after a success is said, a reminder only once ``remind_every_s`` passed since the
+    last said, and an episode's end counts every failure it had."""
+    now = [0.0]
+    episodes: Episodes[str] = Episodes(remind_every_s=3600.0, monotonic=lambda: now[0])
+    failures = 0
+    said_at: float | None = None
+    for failure, step in events:
+        now[0] += step
+        if failure:
+            failures += 1
+            episode = episodes.failed("WM-1")
+            due = said_at is None or now[0] - said_at >= 3600.0
+            assert (episode is not None) == due
+            assert episode is None or (episode.failures == failures and episode.first == (said_at is None))
+            if due:
+                said_at = now[0]
+        else:
+            ended = episodes.ended("WM-1")
+            assert (ended is None) == (failures == 0)
+            if ended is not None:
+                assert ended[0].failures == failures
+            failures, said_at = 0, None
+
+
+def test_durations_read_as_an_operator_says_them() -> None:
+    assert [lasted(s) for s in (0.4, 45, 60, 754, 3600, 7980, 86_400, 97_200)] == [
+        "0 s",
+        "45 s",
+        "1 min",
+        "12 min",
+        "1 h",
+        "2 h 13 min",
+        "1 d",
+        "1 d 3 h",
+    ]
