@@ -15,6 +15,11 @@ and sent again later is refused by its AFL message counter or the meter's clock
 Health works in intervals of the bus's ``poll_interval_s`` (the meters' send interval): a meter heard
 counts as a good poll; an interval without it as a failed one, so ``offline_after`` silent intervals
 raise ``meter_offline``, and the next telegram ``meter_online``.
+
+A receiver that will not open (unplugged) or fails its reads is tried again after a growing wait,
+up to 30 s, and said once per episode (gateway.episodes): its first failure with the reason, a
+reminder every hour while it goes on, and its working again (the first read after opening it) at
+INFO. Before, each try was a warning: 2,880 a day for a stick left out.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, Protocol
 import serial
 
 from aquami.clock import Clock, utc_now
-from aquami.contracts.reads import Reading
+from aquami.contracts.reads import Reading, utc_iso
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.decode import decode_telegram
@@ -39,6 +44,7 @@ from firmware_protocols.wmbus.receiver import ReceiverStreamParser
 from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
+from gateway.episodes import REMIND_EVERY_S, Episodes, lasted
 from gateway.mbus import reading_from_records
 from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_failed
 from gateway.spool import NotSpooled
@@ -101,6 +107,7 @@ class WMBusListener:
         on_skip: Callable[[], None] | None = None,
         freshness: FreshnessStore | None = None,
         on_replay: Callable[[], None] | None = None,
+        remind_every_s: float = REMIND_EVERY_S,
     ):
         self.config = config
         self.on_reading = on_reading
@@ -131,6 +138,7 @@ class WMBusListener:
         self._due: dict[str, float] = {}
         #: the receiver's port is open: what it sends from now on is heard (before, it goes nowhere)
         self.port_open = False
+        self._unusable: Episodes[str] = Episodes(remind_every_s)  # the receiver failing, said once an episode
 
     def _new_parser(self) -> ReceiverStreamParser:
         return ReceiverStreamParser(require_fcs=self.config.require_fcs)
@@ -302,13 +310,41 @@ class WMBusListener:
             if not stop.is_set():
                 self.check_silence()
 
+    def _say_unusable(self, why: str, then: str) -> None:
+        """The receiver failed (``why``): said whole with what comes ``then`` if it begins an
+        episode, as a reminder if one is due, else not."""
+        episode = self._unusable.failed(self.config.device)
+        if episode is None:
+            return
+        if episode.first:
+            log.warning(
+                "%s: %s; %s (said again every %s while it fails, and once it works)",
+                self.config.name, why, then, lasted(self._unusable.remind_every_s),
+            )  # fmt: skip
+        else:
+            log.warning(
+                "%s: receiver on %s still failing, %s tries failed since %s, the last: %s",
+                self.config.name, self.config.device, f"{episode.failures:,}", utc_iso(episode.since), why,
+            )  # fmt: skip
+
+    def _say_working(self) -> None:
+        """A read from the open receiver went through: the end of its episode of failures, if any."""
+        ended = self._unusable.ended(self.config.device)
+        if ended is not None:
+            episode, seconds = ended
+            log.info(
+                "%s: receiver on %s works again after %s, %s tries failed",
+                self.config.name, self.config.device, lasted(seconds), f"{episode.failures:,}",
+            )  # fmt: skip
+
     async def run(self, stop: asyncio.Event) -> None:
         watcher = asyncio.create_task(self._watch(stop))
         port: serial.Serial | None = None
         # a receiver that opens but fails every read (a USB stick in a bad state) is reopened after
         # a growing wait, not at once: that spun the loop, logging, as fast as it could fail; one
         # that will not open (unplugged) is tried again after the same growing wait, up to 30 s
-        # (a fixed 5 s logged 17,280 warnings a day for a stick left out)
+        # (a fixed 5 s logged 17,280 warnings a day for a stick left out; the 30 s cap, 2,880: now
+        # said once an episode, reminded hourly)
         reopen = Backoff(_REOPEN_MIN_S, _REOPEN_MAX_S)
         quiet_since = time.monotonic()
         try:
@@ -319,20 +355,15 @@ class WMBusListener:
                         self.port_open = True
                     except (serial.SerialException, OSError, termios.error) as error:  # termios.error: no OSError
                         wait = reopen.next()
-                        log.warning(
-                            "%s: cannot open %s: %s; trying again in %.1f s",
-                            self.config.name,
-                            self.config.device,
-                            self._why_not_open(error),
-                            wait,
-                        )
+                        why = f"cannot open {self.config.device}: {self._why_not_open(error)}"
+                        self._say_unusable(why, f"trying again in {wait:.1f} s")
                         await pause(stop, wait)
                         continue
                 try:
                     data = await asyncio.to_thread(port.read, 4096)
                 except (serial.SerialException, OSError, termios.error) as error:  # termios.error: no OSError
                     wait = reopen.next()
-                    log.warning("%s: receiver lost: %s; reopening in %.1f s", self.config.name, error, wait)
+                    self._say_unusable(f"receiver lost: {error}", f"reopening in {wait:.1f} s")
                     port.close()
                     port = None
                     self.port_open = False
@@ -340,6 +371,7 @@ class WMBusListener:
                     self.parser = self._new_parser()
                     await pause(stop, wait)
                     continue
+                self._say_working()
                 if data:
                     reopen.reset()
                     quiet_since = time.monotonic()
