@@ -159,10 +159,9 @@ class Commands:
             raise
         buses, meters = len(config.buses), len(config.meters)
         log.info(
-            "reload: configuration read again from %s: %d buses, %d meters%s",
+            "reload: configuration read again from %s: %s%s",
             path,
-            buses,
-            meters,
+            config.size(),
             "".join(f"; {note}" for note in notes),
         )
         return {"buses": buses, "meters": meters, "notes": notes}

@@ -243,6 +243,11 @@ class GatewayConfig:
     def meters(self) -> list[MeterConfig]:
         return [meter for bus in self.buses for meter in bus.meters]
 
+    def size(self) -> str:
+        """Its buses and meters as a person says them: ``1 bus, 3 meters`` (not ``1 buses``)."""
+        buses, meters = len(self.buses), len(self.meters)
+        return f"{buses:,} {'bus' if buses == 1 else 'buses'}, {meters:,} {'meter' if meters == 1 else 'meters'}"
+
 
 class _ProfileCache:
     """Profiles loaded once per (name, parameters): 2,000 meters usually share a handful."""

@@ -57,8 +57,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{'error' if strict else 'warning'}: {said}", err=True)
             if strict:
                 raise typer.Exit(1)
-        meters = sum(len(bus.meters) for bus in loaded.buses)
-        typer.echo(f"{config}: ok ({len(loaded.buses)} buses, {meters} meters)")
+        typer.echo(f"{config}: ok ({loaded.size()})")
 
     @gateway_app.command("run")
     def run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -269,7 +270,7 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     good.write_text(GOOD)
     done = subprocess.run([AQUAMI, "gateway", "check", str(good)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "ok (1 buses, 2 meters)" in done.stdout
+    assert "ok (1 bus, 2 meters)" in done.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace('"WM-2"', '"WM-1"'))
     for command in ("check", "run"):  # a misconfigured file stops the start, with no traceback
@@ -449,3 +450,15 @@ def test_a_configuration_with_values_of_the_wrong_kind_loads_or_is_a_config_erro
     config = parsed_or_refused(lambda: parse_config(document, "gw.toml", lines, EXAMPLE.parent), ConfigError, "gw.toml")
     if config is not None:
         _assert_consistent(config)
+
+
+def test_a_configuration_s_size_is_said_in_agreement_with_its_numbers(tmp_path: Path) -> None:
+    """``aquami gateway check`` and a reload's log line said ``1 buses, 1 meters``."""
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    loaded = load_config(good)
+    assert loaded.size() == "1 bus, 2 meters"
+    one = replace(loaded, buses=(replace(loaded.buses[0], meters=loaded.buses[0].meters[:1]),))
+    assert one.size() == "1 bus, 1 meter"
+    assert replace(loaded, buses=loaded.buses * 2).size() == "2 buses, 4 meters"
+    assert replace(loaded, buses=()).size() == "0 buses, 0 meters"

@@ -56,7 +56,7 @@ def test_a_reload_taken_or_refused_is_in_the_gateways_log(
     assert replies["taken"]["ok"] is True and replies["refused"]["ok"] is False
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "gateway.commands"]
     reloads = [(level, message) for level, message in said if message.startswith("reload: ")]
-    assert reloads[0] == ("INFO", f"reload: configuration read again from {config}: 1 buses, 3 meters"), said
+    assert reloads[0] == ("INFO", f"reload: configuration read again from {config}: 1 bus, 3 meters"), said
     level, refused = reloads[1]
     assert level == "WARNING" and refused.startswith("reload: configuration not reloaded, the running one kept: ")
     assert replies["refused"]["error"] in refused  # the reply's reason, on one line

@@ -87,7 +87,7 @@ def test_gateway_check_warns_of_a_missing_spool_folder_and_strict_makes_it_an_er
     warned = check()
     assert warned.returncode == 0, warned.stderr
     assert warned.stderr.splitlines() == [f"warning: {said}"]
-    assert warned.stdout.splitlines() == [f"{config}: ok (1 buses, 1 meters)"]
+    assert warned.stdout.splitlines() == [f"{config}: ok (1 bus, 1 meter)"]
     refused = check("--strict")
     assert refused.returncode == 1
     assert refused.stderr.splitlines() == [f"error: {said}"] and refused.stdout == ""
@@ -96,5 +96,5 @@ def test_gateway_check_warns_of_a_missing_spool_folder_and_strict_makes_it_an_er
     for options in ((), ("--strict",)):
         done = check(*options)
         assert (done.returncode, done.stderr) == (0, ""), options
-        assert done.stdout.splitlines() == [f"{config}: ok (1 buses, 1 meters)"]
+        assert done.stdout.splitlines() == [f"{config}: ok (1 bus, 1 meter)"]
     assert list(spool.parent.iterdir()) == []
