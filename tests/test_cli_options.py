@@ -81,6 +81,11 @@ def test_a_busy_port_and_a_missing_output_folder_are_said_plainly(tmp_path: Path
         busy = _aquami("simulate", "modbus-tcp", "--port", str(port))
     assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
     assert "Traceback" not in busy.stderr
+    # ours alone: pymodbus's own "Failed to start server [Errno 98] …" line came before it
+    assert busy.stderr.splitlines() == [
+        f"error: Modbus TCP simulator cannot listen on 127.0.0.1:{port}: the port is in use, or the address is "
+        "not this machine's"
+    ], busy.stderr
     (tmp_path / "r.csv").write_text("meter_id,ts,volume_m3\nM,2026-01-01T00:00:00Z,1\n")
     (tmp_path / "m.csv").write_text("meter_id,dma,role\nM,D,customer\n")
     (tmp_path / "latin.csv").write_bytes("meter_id,ts,volume_m3\nZÄHLER,2026-01-01T00:00:00Z,1\n".encode("cp1252"))
