@@ -57,6 +57,12 @@ OTHER_TOOLS_OPTIONS = {
     "--interval-minutes": "a benchmark's (python -m benchmarks.bench_detection)",
     "--meters-only": "a benchmark's (python -m benchmarks.bench_care_desk)",
     "--dist": "pytest-xdist's, in the Tests section",
+    "--system": "useradd's, in Running as a service",
+    "--home-dir": "useradd's, in Running as a service",
+    "--now": "systemctl's, in Running as a service",
+    "--wait": "systemd-run's, in Running as a service",
+    "--pipe": "systemd-run's, in Running as a service",
+    "--uid": "systemd-run's, in Running as a service",
 }
 
 
