@@ -7,6 +7,10 @@ meters polled every 5 s. The caller says the first failure of an episode with it
 before; then only a reminder every :data:`REMIND_EVERY_S` (how many failed since when, the last
 reason); and the end of the episode once, with how long it lasted and how many failed. The counts
 of the health status (gateway.health) are the caller's, counted at every failure as before.
+
+:class:`aquami.outage.Outage` does the same for one service (a database, a broker) in its own fixed
+words; here the episodes are many (one per meter) and each caller keeps its own words (a meter's
+first failure is the warning it always was), so only the counting is shared.
 """
 
 from __future__ import annotations
