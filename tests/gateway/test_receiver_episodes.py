@@ -87,4 +87,4 @@ def test_a_receiver_left_out_is_said_once_reminded_and_its_return_said_once(
             text,
         ), text
     assert back[0] == logging.INFO, back
-    assert re.fullmatch(rf"radio: receiver on {device} works again after \d s, {failed_opens} tries failed", back[1])
+    assert re.fullmatch(rf"radio: receiver on {device} works again after \d+ s, {failed_opens} tries failed", back[1])
