@@ -40,7 +40,7 @@ from tests.gateway.test_poll_log import AQUAMI
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_UNIT = ROOT / "gateway" / "examples" / "aquami-gateway.service"
 COLLECTOR_UNIT = ROOT / "collector" / "examples" / "aquami-collector.service"
-SERVER_UNIT = ROOT / "collector" / "examples" / "aquami-server.service"
+SERVER_UNIT = ROOT / "server" / "examples" / "aquami-server.service"
 UNITS = [GATEWAY_UNIT, COLLECTOR_UNIT, SERVER_UNIT]
 ENV_FILE = ROOT / "collector" / "examples" / "aquami.env"
 #: where the README installs the example configuration; the example itself is parsed in its place
