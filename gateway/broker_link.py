@@ -1,5 +1,5 @@
 """What the publisher knows of its broker from one session to the next: whether it is away (said as
-an outage), how many sessions it accepted, in which MQTT version, and the MQTT 3.1.1 warning said
+an outage), how many sessions it accepted, in which MQTT version, and the MQTT 3.1.1 warnings said
 once per run."""
 
 from __future__ import annotations
@@ -20,12 +20,40 @@ class BrokerLink:
         self.connections = 0
         self.protocol_in_use: str | None = None
         self._said_mqtt311_loses_refusals = False
+        self._said_mqtt311_loses_large = False
 
     def accepted(self, protocol: str) -> None:
         """The broker accepted a session, in MQTT ``protocol``."""
         self.connections += 1
         self.outage.recovered()
         self.protocol_in_use = protocol
+
+    def say_once_what_mqtt311_loses(self) -> None:
+        """At an MQTT 3.1.1 connection, what the broker may drop while acknowledging it: said once per run."""
+        self.say_once_if_mqtt311_loses_refusals()
+        self.say_once_if_mqtt311_loses_large_publishes()
+
+    def say_once_if_mqtt311_loses_large_publishes(self) -> None:
+        """Mosquitto's ``message_size_limit`` is announced to no client; MQTT 3.1.1 has no way to
+        refuse a publish, so Mosquitto acknowledges (PUBACK) a QoS 1 message over it and drops it,
+        and the spool deletes the batch as delivered. (MQTT 5: the connection ends, and the gateway
+        learns the limit, :mod:`gateway.size_limit`.) Only ``[mqtt] max_packet_size`` keeps batches
+        under it: said once per run, at the first MQTT 3.1.1 connection, where it is not set."""
+        options = self._state.options
+        if (
+            self.protocol_in_use != "3.1.1"
+            or not options.broker_acl  # the demo's embedded broker: no limit either
+            or options.max_packet_size is not None
+            or self._said_mqtt311_loses_large
+        ):
+            return
+        self._said_mqtt311_loses_large = True
+        log.warning(
+            "MQTT 3.1.1 with %s and no [mqtt] max_packet_size: a batch over a size limit the broker does not "
+            "announce (Mosquitto's message_size_limit) is dropped by the broker with a PUBACK, so the gateway deletes "
+            "it, and its readings are lost; set max_packet_size to the broker's limit, or use MQTT 5",
+            self._state.endpoint.url,
+        )
 
     def say_once_if_mqtt311_loses_refusals(self) -> None:
         """MQTT 3.1.1 has no way to refuse a publish: Mosquitto acknowledges (PUBACK) a QoS 1 message

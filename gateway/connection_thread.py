@@ -58,6 +58,7 @@ class ConnectionThread:
                 stop.wait(self._backoff.next())
                 continue
             session = self._new_session(client)
+            learned_size_limit = False
             try:
                 session.run()
             except Exception:  # the thread must outlive any one bad moment; the spool keeps the data
@@ -68,14 +69,23 @@ class ConnectionThread:
                 except Exception:  # a failing disk: what was acknowledged stays in the spool and goes again
                     log.exception("cannot delete acknowledged messages from the spool")
                 self._state.connected.clear()
-                self._inflight.end_session()
+                dropped = not stop.is_set() and session.connected_at is not None
+                learned_size_limit = self._inflight.end_session(dropped)
                 close_client(session.client)  # after a recheck, the client kept
             if stop.is_set():
                 break
-            self._note_how_long_it_lasted(session)
+            if learned_size_limit:
+                # the broker is there, and the batch it ended this one on will not go again: the short
+                # connections it ended are explained, and the next one goes at once (below)
+                self._backoff.reset()
+                self.short_connections = self.taken_over = 0
+            else:
+                self._note_how_long_it_lasted(session)
             if self._clients.id_refused(session.connack):
                 continue
             if self._version.ended(connack_code(session.connack), session.connack_timed_out):
+                continue
+            if learned_size_limit:
                 continue
             delay = self._backoff.next()
             log.debug("reconnecting to %s in %.1f s", url, delay)

@@ -1,6 +1,8 @@
 """Publishing on a session: the outbox, durable messages and spool batches within the window, each
 sized against the broker's largest packet (a batch over it resealed smaller), and the broker's
-PUBACKs settled into the spool after each loop turn.
+PUBACKs settled into the spool after each loop turn. The largest packet is the least of what the
+broker announced, ``[mqtt] max_packet_size``, and what was learned from connections the broker
+ended on a batch (:mod:`gateway.size_limit`).
 
 What an MQTT 5 broker refuses (a batch or an event) stays in the spool and goes again on the same
 connection after a growing wait (:class:`gateway.refusals.RefusalHold`), from just below it; what
@@ -10,6 +12,7 @@ counted; the log says it once per episode (gateway.refusals)."""
 from __future__ import annotations
 
 import collections
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from gateway.outgoing import Outgoing, encode_batch, packet_size
 from gateway.publisher_state import PublisherState, log
 from gateway.refusals import RefusalHold
+from gateway.size_limit import LearnedSizeLimit
 from gateway.spool import SealedBatch
 
 
@@ -42,6 +46,7 @@ class InFlight:
         self.published_batches = 0
         self.acknowledged_batches = 0
         self._in_flight: dict[int, int] = {}  # message id -> batch_seq
+        self._sizes: dict[int, int] = {}  # message id -> packet size, of the batches in flight
         self._acked: list[int] = []  # batches acknowledged during the current loop turn
         self._messages_in_flight: dict[int, tuple[int, str]] = {}  # message id -> spool id, topic (events)
         self._messages_acked: list[int] = []
@@ -61,15 +66,21 @@ class InFlight:
         self._max_packet = options.max_packet_size  # this connection's: see start_session
         self._readings_per_batch = state.batch_size
         self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
+        self._resealed_under: int | None = None  # the limit the last reseal was said under
+        # a limit the broker does not announce, learned from connections it ended on a batch
+        self.size_limit = LearnedSizeLimit()
         self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
         self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
 
     def start_session(self, properties: Any) -> None:
         """The broker accepted a session (``properties``: its CONNACK's): size what goes to what it takes."""
         announced = getattr(properties, "MaximumPacketSize", None)
-        self._max_packet = min((n for n in (announced, self._state.options.max_packet_size) if n), default=None)
-        self._readings_per_batch = self._state.batch_size
-        self._unsendable.clear()  # this broker may take them
+        limits = (announced, self._state.options.max_packet_size, self.size_limit.limit)
+        before, self._max_packet = self._max_packet, min((n for n in limits if n), default=None)
+        if self.size_limit.limit is None:  # else the batch size learned with it holds
+            self._readings_per_batch = self._state.batch_size
+        if self._max_packet is None or (before is not None and self._max_packet > before):
+            self._unsendable.clear()  # this broker takes more: they may go (else said once, not each session)
 
     def send(self, client: mqtt.Client) -> None:
         """One loop turn's publishing: the outbox, then durable messages, then batches."""
@@ -77,12 +88,20 @@ class InFlight:
         self._send_durable_messages(client)
         self._send_what_fits(client)
 
-    def end_session(self) -> None:
-        """The session ended: what was in flight on it goes again, from the spool, on the next one."""
+    def end_session(self, dropped: bool) -> bool:
+        """The session ended: what was in flight on it goes again, from the spool, on the next one.
+        ``dropped``: the gateway did not end it (the broker or the link did). True: a size limit was
+        learned from it (:mod:`gateway.size_limit`), and the next connection may go at once."""
+        learned = False
+        if dropped:
+            unacknowledged = {seq: self._sizes[mid] for mid, seq in self._in_flight.items() if mid in self._sizes}
+            learned = self.size_limit.connection_ended(unacknowledged)
         self._in_flight.clear()
+        self._sizes.clear()
         self._highest_sent = 0
         self._messages_in_flight.clear()
         self._highest_message_sent = 0
+        return learned
 
     def messages_unacknowledged(self) -> bool:
         """Durable messages sent on this session and not acknowledged yet (read from any thread)."""
@@ -112,6 +131,7 @@ class InFlight:
             self._on_event_answer(*event, reason)
             return
         batch_seq = self._in_flight.pop(mid, None)
+        size = self._sizes.pop(mid, 0)
         if batch_seq is None:  # a status or a reply
             return
         if reason.is_failure:
@@ -122,6 +142,7 @@ class InFlight:
             self._highest_sent = min(self._highest_sent, batch_seq - 1)
             return
         self._batch_refusals.accepted(batch_seq, self._state.reads_topic)
+        self.size_limit.taken(size)
         self._acked.append(batch_seq)  # deleted after this loop turn, all in one transaction
 
     def _on_event_answer(self, message_id: int, topic: str, reason: Any) -> None:
@@ -145,20 +166,33 @@ class InFlight:
         if n == 1:
             if batch.batch_seq not in self._unsendable:
                 self._unsendable.add(batch.batch_seq)
+                learned = self.size_limit.limit is not None and limit == self.size_limit.limit
                 log.error(
                     "batch %s holds one reading of %d bytes, more than the broker takes (%d): it stays in the "
-                    "spool until the broker takes more",
+                    "spool until the broker takes more%s",
                     batch.batch_seq,
                     size,
                     limit,
+                    " and the gateway restarts (the limit was learned from the connections the broker ended)"
+                    if learned
+                    else "",
                 )
             return
-        # readings differ in length: aim at 90% of the limit, and split again should a part still be over
-        fits = max(1, min(n // 2, int(n * 0.9 * limit / size)))
-        self._readings_per_batch = min(self._readings_per_batch, fits)
+        # readings differ in length: aim at 90% of the limit, and split again should a part still be
+        # over. Later batches are sealed with as many readings of the batch's median length as fit:
+        # before, its mean, and one reading much larger than the others (over the limit alone) had
+        # every later batch sealed with a single reading
+        lengths = sorted(len(body) + 1 for body in batch.bodies)  # each with its comma
+        overhead = size - sum(lengths)  # the topic, the header, the batch's own fields
+        typical = max(1, int((0.9 * limit - overhead) / lengths[(n - 1) // 2]))  # the lower median
+        fits = max(1, min(n // 2, typical))
+        self._readings_per_batch = min(self._readings_per_batch, typical)
         parts = self._state.spool.reseal(batch.batch_seq, fits)
         self.resealed_batches += 1
-        log.warning(
+        # the first batch resealed under a limit is a warning, the others under it INFO
+        said, self._resealed_under = self._resealed_under == limit, limit
+        log.log(
+            logging.INFO if said else logging.WARNING,
             "batch %s (%d readings, %d bytes) is more than the broker takes (%d bytes): sealed again as "
             "batches %s-%s; batches are now sealed with at most %d readings",
             batch.batch_seq,
@@ -234,13 +268,15 @@ class InFlight:
             if not batch.bodies or batch.batch_seq in self._unsendable:
                 continue
             payload = encode_batch(self._state.gateway_id, batch.batch_seq, batch.bodies)
-            if not self._fits(topic, payload):
-                self._reseal(batch, packet_size(topic, payload))
+            size = packet_size(topic, payload)
+            if self._max_packet is not None and size > self._max_packet:
+                self._reseal(batch, size)
                 continue  # its readings go in the new batches, on the next turn
             info = client.publish(topic, payload, qos=self._state.options.qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("publish of batch %s failed (%s); it stays in the spool", batch.batch_seq, info.rc)
                 return
             self._in_flight[info.mid] = batch.batch_seq
+            self._sizes[info.mid] = size
             self._highest_sent = max(self._highest_sent, batch.batch_seq)
             self.published_batches += 1

@@ -169,7 +169,7 @@ class Delivery(RuleBasedStateMachine):
     @rule()
     def a_reconnect(self) -> None:
         self.inflight.settle_acks()
-        self.inflight.end_session()
+        self.inflight.end_session(dropped=True)  # a reconnect the broker or the link caused
         self.wire = Wire()
         self.inflight.start_session(None)
         self._turn()

@@ -1,0 +1,104 @@
+"""Delivery through a broker with a message size limit it does not announce.
+
+Mosquitto's ``message_size_limit`` (or its ``max_packet_size``, which only MQTT 5 clients are told
+of in CONNACK) sets the largest publish it takes. A batch over it ends the connection: Mosquitto
+answers an MQTT 5 client with PUBACK 0x95 ("packet too large"), a reason code MQTT 5 does not allow
+in a PUBACK, which paho takes for a protocol error, and closes an MQTT 3.1.1 client's connection
+(``max_packet_size``). This measures, for each case, how many of the spool's readings the broker
+acknowledged within a time, how many connections that took, and how many lines the publisher
+logged at WARNING or above; beside it, the baseline: the same gateway told the limit
+(``[mqtt] max_packet_size``), as an operator who knew it would.
+
+Run ``python -m benchmarks.bench_broker_size_limit [--seconds 30] [--readings 1000]`` (Mosquitto
+must be installed: ``scripts/test-deps``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from aquami.mqtt import MqttEndpoint
+from gateway.config import MqttOptions
+from gateway.publisher import Publisher
+from gateway.spool import Spool
+from tests.services import MosquittoBroker
+
+LIMIT = 4096
+CASES = (("5", f"message_size_limit {LIMIT}"), ("3.1.1", f"max_packet_size {LIMIT}"))
+
+
+class _Count(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines += 1
+
+
+def run(
+    protocol: str, setting: str, readings: int, seconds: float, configured: int | None = None
+) -> tuple[int, int, int, float]:
+    """(readings acknowledged, connections, log lines at WARNING or above, seconds to deliver all);
+    ``configured``: the gateway's ``max_packet_size``."""
+    broker = MosquittoBroker(settings=[setting])
+    broker.start()
+    counter = _Count()
+    log = logging.getLogger("gateway.publisher")
+    log.addHandler(counter)
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.WARNING)
+    log.propagate = False  # counted, not printed
+    with tempfile.TemporaryDirectory() as folder:
+        spool = Spool(Path(folder) / "s.sqlite")
+        spool.append(
+            {"meter_id": f"WM-{n:05d}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n), "flow_m3h": 0.125}
+            for n in range(readings)
+        )
+        options = MqttOptions(
+            protocol=protocol,  # type: ignore[arg-type]
+            reconnect_min_s=1.0,
+            reconnect_max_s=60.0,
+            max_packet_size=configured,
+        )
+        publisher = Publisher(spool, "gw-bench", MqttEndpoint.parse(broker.url), batch_size=500, options=options)
+        started = time.monotonic()
+        publisher.start()
+        took = float("nan")
+        try:
+            while time.monotonic() - started < seconds:
+                if spool.depth() == 0:
+                    took = time.monotonic() - started
+                    break
+                time.sleep(0.05)
+            delivered = readings - spool.depth()
+            return delivered, publisher.connections, counter.lines, took
+        finally:
+            publisher.stop()
+            log.removeHandler(counter)
+            log.setLevel(level)
+            log.propagate = propagate
+            spool.close()
+            broker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--readings", type=int, default=1000)
+    args = parser.parse_args()
+    for protocol, setting in CASES:
+        for told, configured in (("not told", None), ("told (baseline)", LIMIT)):
+            delivered, connections, lines, took = run(protocol, setting, args.readings, args.seconds, configured)
+            print(
+                f"MQTT {protocol:5} {setting:24} {told:15}: delivered {delivered}/{args.readings} in "
+                f"{args.seconds:g} s (all after {took:.1f} s), {connections} connections, {lines} log lines at WARNING+"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""A broker's size limit it does not announce, through a real Mosquitto.
+
+Mosquitto's ``message_size_limit`` is told to no client: an MQTT 5 client's publish over it gets
+PUBACK 0x95, a reason code MQTT 5 does not allow in a PUBACK, which paho takes for a protocol error
+and closes the connection on; an MQTT 3.1.1 client's gets a plain PUBACK, the message dropped.
+Its ``max_packet_size`` is announced to MQTT 5 clients only (``test_delivery``), and closes an
+MQTT 3.1.1 client's connection. Before, the oldest batch went first after every reconnect, the
+connection ended again, and nothing was delivered for as long as the gateway ran."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from aquami.mqtt import MqttEndpoint
+from gateway.config import MqttOptions
+from gateway.publisher import Publisher
+from gateway.spool import Spool
+from tests.gateway.helpers import Subscriber
+from tests.services import MosquittoBroker
+
+pytestmark = pytest.mark.services
+
+LIMIT = 4096
+LEARNED = "the broker ended two connections in a row"
+ONE_READING = "holds one reading of"
+
+
+def _reading(n: int, note: str = "") -> dict[str, object]:
+    reading: dict[str, object] = {"meter_id": f"WM-{n:05d}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n)}
+    if note:
+        reading["note"] = note
+    return reading
+
+
+def _delivered(subscriber: Subscriber) -> set[str]:
+    return {r["meter_id"] for b in subscriber.payloads("/reads") for r in b["readings"]}
+
+
+def _said(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gateway.publisher" and text in r.getMessage()]
+
+
+def _wait(condition: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "setting"), [("5", f"message_size_limit {LIMIT}"), ("3.1.1", f"max_packet_size {LIMIT}")]
+)
+def test_batches_over_a_limit_the_broker_does_not_announce_are_delivered_smaller(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str, setting: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    broker = MosquittoBroker(settings=[setting])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append(_reading(n) for n in range(300))  # batches of 100: about 8 KB each
+    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
+    options = MqttOptions(protocol=protocol, reconnect_min_s=0.05, reconnect_max_s=0.5)  # type: ignore[arg-type]
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.start()
+    try:
+        _wait(lambda: spool.depth() == 0, 30, "the readings stayed in the spool: the broker kept ending the connection")
+        _wait(lambda: len(_delivered(subscriber)) == 300, 10, "readings acknowledged but not delivered")
+        assert all(len(p) <= LIMIT for t, p in subscriber.messages if t.endswith("/reads"))
+        connections = publisher.connections
+        assert connections <= 8, f"{connections} connections for 3 batches"
+        warned = [r for r in _said(caplog, LEARNED) if r.levelno == logging.WARNING]
+        assert len(warned) == 1, [r.getMessage() for r in _said(caplog, LEARNED)]
+        spool.append(_reading(n) for n in range(300, 600))  # later batches sealed to fit: no more ends
+        _wait(lambda: len(_delivered(subscriber)) == 600, 10, "later readings not delivered")
+        assert publisher.connections == connections
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
+
+
+def test_a_reading_the_broker_never_takes_is_said_once_and_kept_while_the_others_go(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([*(_reading(n) for n in range(40)), _reading(40, "x" * 6000), *(_reading(n) for n in range(41, 80))])
+    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.start()
+    try:
+        others = {f"WM-{n:05d}" for n in range(80) if n != 40}
+        _wait(lambda: _delivered(subscriber) == others, 30, "the other readings were held up by the one too large")
+        _wait(lambda: spool.depth() == 1, 5, "the other readings stayed in the spool")
+        (said,) = _said(caplog, ONE_READING)
+        assert said.levelno == logging.ERROR and "restarts" in said.getMessage()
+        connections = publisher.connections
+        broker.stop()  # a reconnection to the same broker: the reading is not sent again, nor said again
+        broker.start()
+        _wait(lambda: publisher.connections > connections and publisher.connected.is_set(), 20, "no reconnection")
+        acknowledged = publisher.acknowledged_batches
+        spool.append(_reading(n) for n in range(80, 110))
+        _wait(lambda: spool.depth() == 1, 10, "later readings not delivered")
+        # in batches of many readings: the one reading too large does not make every batch one reading
+        assert publisher.acknowledged_batches - acknowledged <= 2
+        assert len(_said(caplog, ONE_READING)) == 1
+        assert publisher.connections == connections + 1
+        (kept,) = spool.sealed_batches(0, 10)
+        assert [r["meter_id"] for r in kept.readings] == ["WM-00040"]
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize("max_packet_size", [None, LIMIT])
+def test_mqtt311_loses_what_is_over_message_size_limit_unless_max_packet_size_is_set_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, max_packet_size: int | None
+) -> None:
+    """In MQTT 3.1.1 Mosquitto acknowledges a publish over its message_size_limit and drops it: the
+    spool deletes it as delivered, and nothing can tell the gateway. Without ``max_packet_size`` it
+    says so, once; with it set to the limit, every reading is delivered and nothing is said."""
+    caplog.set_level(logging.WARNING, logger="gateway.publisher")
+    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append(_reading(n) for n in range(300))
+    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
+    options = MqttOptions(protocol="3.1.1", reconnect_min_s=0.05, reconnect_max_s=0.5, max_packet_size=max_packet_size)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.start()
+    try:
+        _wait(lambda: spool.depth() == 0, 30, "the readings stayed in the spool")
+        said = _said(caplog, "and no [mqtt] max_packet_size")
+        if max_packet_size is None:
+            assert len(said) == 1 and "message_size_limit" in said[0].getMessage()
+            spool.append([_reading(300)])  # a batch under the limit, after them on the same connection
+            _wait(lambda: "WM-00300" in _delivered(subscriber), 10, "a small batch not delivered")
+            assert _delivered(subscriber) == {"WM-00300"}, "the broker took a batch over its limit"
+        else:
+            assert said == []
+            _wait(lambda: len(_delivered(subscriber)) == 300, 10, "readings acknowledged but not delivered")
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
