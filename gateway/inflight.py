@@ -2,7 +2,7 @@
 sized against the broker's largest packet (a batch over it resealed smaller), and the broker's
 PUBACKs settled into the spool after each loop turn. The largest packet is the least of what the
 broker announced, ``[mqtt] max_packet_size``, and what was learned from connections the broker
-ended on a batch (:mod:`gateway.size_limit`).
+ended on a message too large (:mod:`gateway.size_limit`).
 
 What an MQTT 5 broker refuses (a batch or an event) stays in the spool and goes again on the same
 connection after a growing wait (:class:`gateway.refusals.RefusalHold`), from just below it; what
@@ -46,7 +46,7 @@ class InFlight:
         self.published_batches = 0
         self.acknowledged_batches = 0
         self._in_flight: dict[int, int] = {}  # message id -> batch_seq
-        self._sizes: dict[int, int] = {}  # message id -> packet size, of the batches in flight
+        self._sizes: dict[int, int] = {}  # message id -> packet size, of every message in flight
         self._acked: list[int] = []  # batches acknowledged during the current loop turn
         self._messages_in_flight: dict[int, tuple[int, str]] = {}  # message id -> spool id, topic (events)
         self._messages_acked: list[int] = []
@@ -67,7 +67,7 @@ class InFlight:
         self._readings_per_batch = state.batch_size
         self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
         self._resealed_under: int | None = None  # the limit the last reseal was said under
-        # a limit the broker does not announce, learned from connections it ended on a batch
+        # a limit the broker does not announce, learned from connections it ended on a message too large
         self.size_limit = LearnedSizeLimit()
         self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
         self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
@@ -94,8 +94,7 @@ class InFlight:
         learned from it (:mod:`gateway.size_limit`), and the next connection may go at once."""
         learned = False
         if dropped:
-            unacknowledged = {seq: self._sizes[mid] for mid, seq in self._in_flight.items() if mid in self._sizes}
-            learned = self.size_limit.connection_ended(unacknowledged)
+            learned = self.size_limit.connection_ended(list(self._sizes.values()))
         self._in_flight.clear()
         self._sizes.clear()
         self._highest_sent = 0
@@ -126,12 +125,14 @@ class InFlight:
             self.acknowledged_batches += len(acked)
 
     def on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        size = self._sizes.pop(mid, 0)
+        if not reason.is_failure:
+            self.size_limit.taken(size)
         event = self._messages_in_flight.pop(mid, None)
         if event is not None:
             self._on_event_answer(*event, reason)
             return
         batch_seq = self._in_flight.pop(mid, None)
-        size = self._sizes.pop(mid, 0)
         if batch_seq is None:  # a status or a reply
             return
         if reason.is_failure:
@@ -142,7 +143,6 @@ class InFlight:
             self._highest_sent = min(self._highest_sent, batch_seq - 1)
             return
         self._batch_refusals.accepted(batch_seq, self._state.reads_topic)
-        self.size_limit.taken(size)
         self._acked.append(batch_seq)  # deleted after this loop turn, all in one transaction
 
     def _on_event_answer(self, message_id: int, topic: str, reason: Any) -> None:
@@ -224,6 +224,7 @@ class InFlight:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._outbox.appendleft(message)
                 return
+            self._sizes[info.mid] = packet_size(message.topic, payload)
 
     def _send_durable_messages(self, client: mqtt.Client) -> None:
         room = self._state.window - len(self._messages_in_flight)
@@ -248,6 +249,7 @@ class InFlight:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             self._messages_in_flight[info.mid] = (message_id, topic)
+            self._sizes[info.mid] = packet_size(topic, payload)
             self._highest_message_sent = message_id
 
     def _send_what_fits(self, client: mqtt.Client) -> None:

@@ -9,19 +9,20 @@ takes it for a protocol error and closes the connection; its ``max_packet_size``
 reconnect, so the batch too large went first every time, the connection ended again, and nothing
 was delivered for good, with the readings held in the spool for as long as the gateway ran.
 
-Two connections in a row that the gateway did not end, each ended with a batch in flight larger
-than any batch the broker acknowledged in this run (the batches in flight at the first end go again
-first after the reconnect), make half the smaller of those two sizes the limit, as in a bisection:
-batches are kept to it from then on, until the gateway restarts (:class:`gateway.inflight.InFlight`
-reseals what is over it, and a single reading over it stays in the spool, said once); should the
-broker end two more, it is halved again. A link that drops now and then seldom ends two connections
-in a row with batches larger than any the broker took in flight, and never learns a limit below what
-the broker took (nor below :data:`SMALLEST_LEARNED`).
+Two connections in a row that the gateway did not end, each ended with a message in flight (a
+batch, mostly) larger than any the broker acknowledged in this run (what was in flight at the first
+end goes again first after the reconnect), make half the smaller of those two sizes the limit, as in
+a bisection: messages are kept to it from then on, until the gateway restarts
+(:class:`gateway.inflight.InFlight` reseals a batch over it, and a single reading or an event over
+it stays in the spool, said once); should the broker end two more, it is halved again. A link that
+drops now and then seldom ends two connections in a row with messages larger than any the broker
+took in flight, and never learns a limit below what the broker took (nor :data:`SMALLEST_LEARNED`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from gateway.publisher_state import log
 
@@ -35,22 +36,23 @@ class LearnedSizeLimit:
 
     def __init__(self) -> None:
         self.limit: int | None = None
-        self._largest_taken = 0  # the largest batch packet the broker acknowledged, in bytes
-        self._last_end: int | None = None  # the largest batch in flight, over that, at the last connection's end
+        self._largest_taken = 0  # the largest packet the broker acknowledged, in bytes
+        self._last_end: int | None = None  # the largest message in flight, over that, at the last connection's end
 
     def taken(self, size: int) -> None:
-        """The broker acknowledged a batch packet of ``size`` bytes: no limit is learned at or below it."""
+        """The broker acknowledged a packet of ``size`` bytes: no limit is learned at or below it."""
         self._largest_taken = max(self._largest_taken, size)
 
-    def connection_ended(self, unacknowledged: dict[int, int]) -> bool:
-        """A connection the gateway did not end has ended with these batches (batch_seq: packet
-        size) in flight. True: a limit was learned (or lowered) from it, and the next connection may
-        go at once: the broker is there, and what ended this one will not go again.
+    def connection_ended(self, unacknowledged: Iterable[int]) -> bool:
+        """A connection the gateway did not end has ended with messages of these packet sizes in
+        flight (batches, events, statuses). True: a limit was learned (or lowered) from it, and the
+        next connection may go at once: the broker is there, and what ended this one will not go
+        again (an event or a status over the limit is kept or sent smaller, as for an announced one).
 
-        The largest batch in flight, not the oldest: a broker that closes the connection on reading
-        a packet too large may not have sent the PUBACKs of those before it yet."""
+        The largest message in flight, not the oldest: a broker that closes the connection on
+        reading a packet too large may not have sent the PUBACKs of those before it yet."""
         floor = max(self._largest_taken, SMALLEST_LEARNED)
-        largest = max((size for size in unacknowledged.values() if size > floor), default=None)
+        largest = max((size for size in unacknowledged if size > floor), default=None)
         last, self._last_end = self._last_end, largest
         if largest is None or last is None or last <= floor:
             return False
@@ -63,7 +65,7 @@ class LearnedSizeLimit:
         self.limit = halved if self.limit is None else min(self.limit, halved)
         log.log(
             logging.WARNING if first else logging.INFO,  # said once; lowered after, at INFO
-            "the broker ended two connections in a row with batches of %d bytes and more in flight, larger than "
+            "the broker ended two connections in a row with messages of %d bytes and more in flight, larger than "
             "any it acknowledged, as a broker does on a message over a limit it does not announce (Mosquitto's "
             "message_size_limit): batches are kept to %d bytes until the gateway restarts; set [mqtt] "
             "max_packet_size to the broker's limit",

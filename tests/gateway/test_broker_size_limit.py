@@ -154,3 +154,35 @@ def test_mqtt311_loses_what_is_over_message_size_limit_unless_max_packet_size_is
         subscriber.close()
         spool.close()
         broker.stop()
+
+
+def test_an_event_the_broker_never_takes_is_kept_and_said_once_while_the_rest_goes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events go first at each connection: one over the limit ended every connection, with no
+    batch in flight to learn the limit from, and what came after it was held up for good."""
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    subscriber = Subscriber(broker.url, ["aquami/v1/#"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.send_durable("aquami/v1/gw-limit/events", b'{"big":"' + b"x" * 6000 + b'"}')
+    publisher.send_durable("aquami/v1/gw-limit/events", b'{"small":1}')
+    publisher.start()
+    try:
+        _wait(lambda: spool.messages_waiting() == 1, 30, "the small event held up by the large one")
+        assert all(p == {"small": 1} for p in subscriber.payloads("/events"))  # (again after a reconnection)
+        (said,) = _said(caplog, "is larger than the broker takes; it stays in the spool")
+        assert said.levelno == logging.ERROR
+        connections = publisher.connections
+        assert publisher.messages_too_large == 1 and connections <= 4
+        spool.append(_reading(n) for n in range(20))
+        _wait(lambda: spool.depth() == 0, 10, "readings held up by the event too large")
+        assert publisher.connections == connections and spool.messages_waiting() == 1
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gateway.size_limit import SMALLEST_LEARNED, LearnedSizeLimit
 
 sizes = st.integers(1, 200_000)
-in_flight = st.dictionaries(st.integers(1, 6), sizes, max_size=4)  # batch_seq: packet size
+in_flight = st.lists(sizes, max_size=4)  # the packet sizes of the messages in flight
 steps = st.lists(st.one_of(st.tuples(st.just("taken"), sizes), st.tuples(st.just("ended"), in_flight)), max_size=40)
 
 
@@ -36,10 +36,10 @@ def test_a_limit_is_learned_only_at_two_ends_in_a_row_with_large_batches_in_flig
             largest_taken = max(largest_taken, what)
             assert learned.limit == before
             continue
-        assert isinstance(what, dict)
-        what = {seq: _at_most(size, before) for seq, size in what.items()}
+        assert isinstance(what, list)
+        what = [_at_most(size, before) for size in what]
         floor = max(largest_taken, SMALLEST_LEARNED)
-        largest = max((size for size in what.values() if size > floor), default=None)
+        largest = max((size for size in what if size > floor), default=None)
         said = learned.connection_ended(what)
         if largest is not None and last_end is not None and last_end > floor:
             assert said, "two ends in a row with batches larger than any taken, nothing learned"
