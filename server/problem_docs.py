@@ -2,10 +2,11 @@
 as the ``Problem`` it is, with a line saying when.
 
 Some come from what every route, or a route's dependencies, does: any query or path value is refused
-with a NUL character (400, ``refuse_nul_text``), and a query parameter the operation does not take
-(400, :class:`server.query_params.QueryParameters`), a key is asked (401, 403: ``RoleRequired``), a
-connection is lent (503: ``get_connection``), a body is capped (413: ``BodyLimit``, on every request,
-a GET's as well) and validated (422), and any unexpected error is a 500. Those are found by walking
+with a NUL character (400, ``refuse_nul_text``), and a query parameter the operation does not take,
+or one of its own given more than once (400, :class:`server.query_params.QueryParameters`), a key is
+asked (401, 403: ``RoleRequired``), a connection is lent (503: ``get_connection``), a body is capped
+(413: ``BodyLimit``, on every request, a GET's as well) and validated (422), and any unexpected error
+is a 500. Those are found by walking
 each route's dependencies, so a new route gets them as it gets the dependency. What a route's own
 code raises (404 for an unknown id, 409 for a conflict, a 400 of its own) it declares itself, with
 :func:`problems`.
@@ -59,6 +60,8 @@ _CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 NUL_TEXT = "a path or query value holds a NUL character"
 UNKNOWN_QUERY = "a query parameter the operation does not take (the problem names those it takes)"
+#: Said where the operation takes a parameter of its own: one it reads one value of.
+REPEATED_QUERY = "one of its query parameters given more than once"
 INVALID = "Invalid request: a problem document naming each invalid field"
 #: An operation using the database may meet a stored value too long for an index (server.too_long).
 INVALID_OR_TOO_LONG = f"{INVALID}; or a value too long for one of the database's indexes (table, index, columns)"
@@ -137,7 +140,9 @@ def generic_problems(route: RouteContext) -> dict[int, str]:
     calls = list(dependencies(route.dependant))
     found: dict[int, str] = {500: UNEXPECTED}
     said = [NUL_TEXT] if refuse_nul_text in calls else []
-    said += [UNKNOWN_QUERY] if any(isinstance(call, QueryParameters) for call in calls) else []
+    for check in (call for call in calls if isinstance(call, QueryParameters)):
+        said.append(UNKNOWN_QUERY)
+        said += [REPEATED_QUERY] if any(name not in check.repeatable for name in check.takes) else []
     if said:
         found[400] = f"Bad request: {'; or '.join(said)}"
     keyed = key_roles(calls)

@@ -6,6 +6,12 @@ no such filter) every enquiry; a billing system or a care agent with a mistyped 
 everything, unwarned. Every operation the OpenAPI document shows now answers such a request 400,
 naming the parameter, the ones the operation takes, and the one meant where a name is near.
 
+A parameter given more than once was not refused either: FastAPI reads a scalar parameter's last
+value, so ``GET /alerts?meter_id=M1&meter_id=M2`` answered M2's alerts, 200, and ``limit=1&limit=50``
+a page of 50. It is a 400 naming it now (:func:`given_more_than_once`); a list-valued parameter
+(declared ``list[...]``, which FastAPI reads every value of) takes repeats, and so do the parameters a
+route takes and ignores (:attr:`KnownQueryRoute.also_takes`): no value of theirs is chosen.
+
 The check is a dependency added last to each route's endpoint (:class:`KnownQueryRoute`), so it is
 solved after the route's own dependencies: a keyed route still answers 401 without a key, whatever
 its query, as before. The pages (server.web) check theirs once signed in, and say it on the page
@@ -17,32 +23,42 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, Request
+from fastapi._compat import field_annotation_is_sequence
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import Json
 
 from server.problems import Problem
 
 #: The keyword the check is passed to the endpoint's wrapper under (and dropped before the endpoint).
 _CHECK = "_query_parameters_known"
 UNKNOWN_TITLE = "Unknown query parameter"
+REPEATED_TITLE = "Query parameter given more than once"
 
 
 class QueryParameters:
     """The dependency checking a request's query against the parameters its route takes
-    (:attr:`takes`, filled once the route has built its dependencies)."""
+    (:attr:`takes`) and those of them it takes more than one value of (:attr:`repeatable`), both
+    filled once the route has built its dependencies."""
 
     def __init__(self, also_takes: frozenset[str]) -> None:
         self.also_takes = also_takes
         self.takes: tuple[str, ...] = ()
+        self.repeatable: frozenset[str] = frozenset()
 
     def __call__(self, request: Request) -> None:
-        unknown = [name for name in dict.fromkeys(request.query_params) if name not in self.takes]
+        given = Counter(name for name, _ in request.query_params.multi_items())
+        unknown = [name for name in given if name not in self.takes]
         if unknown:
             raise unknown_parameters(request, unknown, self.takes)
+        repeated = {name: count for name, count in given.items() if count > 1 and name not in self.repeatable}
+        if repeated:
+            raise given_more_than_once(request, repeated, self.takes, self.repeatable)
 
 
 def unknown_parameters(request: Request, unknown: list[str], takes: tuple[str, ...]) -> Problem:
@@ -52,6 +68,29 @@ def unknown_parameters(request: Request, unknown: list[str], takes: tuple[str, .
     path = getattr(request.scope.get("route"), "path_format", request.url.path)
     detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
     return Problem(400, f"{detail}; {request.method} {path} takes {listed}", title=UNKNOWN_TITLE, errors=errors)
+
+
+def given_more_than_once(
+    request: Request, repeated: dict[str, int], takes: tuple[str, ...], repeatable: frozenset[str]
+) -> Problem:
+    """400 naming each parameter ``repeated`` (with how many times it was given) and what the
+    operation takes: one value of each, but of the ``repeatable`` ones."""
+    errors = [
+        {"location": f"query/{name}", "message": f"given {_times(count)}: give it once"}
+        for name, count in repeated.items()
+    ]
+    path = getattr(request.scope.get("route"), "path_format", request.url.path)
+    detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
+    several = [name for name in takes if name in repeatable]
+    listed = ", ".join(name for name in takes if name not in repeatable)
+    takes_said = f"takes one value of each of {listed}" + (
+        f", and any number of {', '.join(several)}" if several else ""
+    )
+    return Problem(400, f"{detail}; {request.method} {path} {takes_said}", title=REPEATED_TITLE, errors=errors)
+
+
+def _times(count: int) -> str:
+    return "twice" if count == 2 else f"{count} times"
 
 
 def _not_taken(name: str, takes: tuple[str, ...]) -> str:
@@ -72,6 +111,17 @@ def query_names(dependant: Dependant) -> Iterator[str]:
         yield field.alias
     for sub in dependant.dependencies:
         yield from query_names(sub)
+
+
+def repeatable_names(dependant: Dependant) -> Iterator[str]:
+    """The query parameters ``dependant`` and its dependencies take a list of, however deep: those
+    FastAPI reads every value of (a sequence, not parsed as JSON), where it reads a scalar's last."""
+    for field in dependant.query_params:
+        info = field.field_info
+        if field_annotation_is_sequence(info.annotation) and not any(type(m) is Json for m in info.metadata):
+            yield field.alias
+    for sub in dependant.dependencies:
+        yield from repeatable_names(sub)
 
 
 def with_last_dependency(
@@ -106,9 +156,10 @@ def with_last_dependency(
 
 
 class KnownQueryRoute(APIRoute):
-    """A route whose operation refuses a query parameter it does not take (400, :func:`unknown_parameters`);
-    one the document does not show (a catch-all, a page) is left as it was. A subclass names in
-    :attr:`also_takes` what its routes take without reading it (Open311's ``jurisdiction_id``)."""
+    """A route whose operation refuses a query parameter it does not take (400, :func:`unknown_parameters`),
+    and one of its own but a list given more than once (400, :func:`given_more_than_once`); one the
+    document does not show (a catch-all, a page) is left as it was. A subclass names in :attr:`also_takes`
+    what its routes take without reading it, given once or more (Open311's ``jurisdiction_id``)."""
 
     also_takes: ClassVar[frozenset[str]] = frozenset()
 
@@ -118,3 +169,4 @@ class KnownQueryRoute(APIRoute):
             endpoint = with_last_dependency(endpoint, check)
         super().__init__(path, endpoint, **kwargs)
         check.takes = tuple(dict.fromkeys([*query_names(self.dependant), *sorted(self.also_takes)]))
+        check.repeatable = frozenset([*repeatable_names(self.dependant), *self.also_takes])
