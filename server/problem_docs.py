@@ -5,8 +5,8 @@ Some come from what every route, or a route's dependencies, does: any query or p
 with a NUL character (400, ``refuse_nul_text``), and a query parameter the operation does not take,
 or one of its own given more than once (400, :class:`server.query_params.QueryParameters`), a key is
 asked (401, 403: ``RoleRequired``), a connection is lent (503: ``get_connection``), a body is capped
-(413: ``BodyLimit``, on every request, a GET's as well) and validated (422), and any unexpected error
-is a 500. Those are found by walking
+(413: ``BodyLimit``, on every request, a GET's as well) and validated (422; a JSON body read, too:
+server.exact_json), and any unexpected error is a 500. Those are found by walking
 each route's dependencies, so a new route gets them as it gets the dependency. What a route's own
 code raises (404 for an unknown id, 409 for a conflict, a 400 of its own) it declares itself, with
 :func:`problems`.
@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from server.auth import RoleRequired
 from server.body_limit import MAX_BODY_BYTES
 from server.db import get_connection
+from server.exact_json import ExactJsonRoute
 from server.problems import PROBLEM_JSON, refuse_nul_text
 from server.query_params import QueryParameters
 
@@ -63,8 +64,14 @@ UNKNOWN_QUERY = "a query parameter the operation does not take (the problem name
 #: Said where the operation takes a parameter of its own: one it reads one value of.
 REPEATED_QUERY = "one of its query parameters given more than once"
 INVALID = "Invalid request: a problem document naming each invalid field"
+#: An operation taking a JSON body (server.exact_json) also says why one cannot be read, at ``body``.
+INVALID_BODY = (
+    "Invalid request: a problem document naming each invalid field (as query/limit, body/reason), a member "
+    "an object names twice among them, or, at body, why the body cannot be read: not JSON, not UTF-8, "
+    "or sent as another type than JSON"
+)
 #: An operation using the database may meet a stored value too long for an index (server.too_long).
-INVALID_OR_TOO_LONG = f"{INVALID}; or a value too long for one of the database's indexes (table, index, columns)"
+TOO_LONG = "or a value too long for one of the database's indexes (table, index, columns)"
 NO_KEY = "No API key, or not a valid one (WWW-Authenticate: Bearer)"
 TOO_LARGE = f"The request body is over {MAX_BODY_BYTES // 1024} KiB"
 #: An operation taking no body still has its request's capped (BodyLimit, before routing): a GET
@@ -157,8 +164,10 @@ def generic_problems(route: RouteContext) -> dict[int, str]:
 def _merge(operation: dict[str, Any], route: RouteContext) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if "422" in responses:
+        reads_json = isinstance(route.original_route, ExactJsonRoute) and route.body_field is not None
         uses_database = get_connection in dependencies(route.dependant)
-        responses["422"] = problem_response(INVALID_OR_TOO_LONG if uses_database else INVALID)
+        invalid = INVALID_BODY if reads_json else INVALID
+        responses["422"] = problem_response(f"{invalid}; {TOO_LONG}" if uses_database else invalid)
     for status, description in generic_problems(route).items():
         own = responses.get(str(status))
         if own is None:

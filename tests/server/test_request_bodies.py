@@ -137,3 +137,28 @@ def test_a_body_that_is_not_the_operation_s_json_is_said_so_after_the_key(
     assert answer.json()["errors"] == [{"location": "body", "message": said}]
     assert answer.json()["detail"] == f"body: {said}"
     assert client.post(dismiss, content=body, headers=headers).status_code == 401
+
+
+def test_the_document_s_422_says_an_unreadable_body_is_located_at_body(api) -> None:
+    """Each operation reading a JSON body documents its 422 as the body's too, and answers a body
+    that is not JSON so (at ``body``, not a field); before, every 422 said "naming each invalid
+    field". An operation taking no JSON body does not say it."""
+    client, admin, _ = api
+    spec = client.get("/openapi.json").json()
+    readers = {(method, address) for method, address in _json_operations(client) if not address.startswith("/open311/")}
+    said_at_body = "or, at body, why the body cannot be read: not JSON, not UTF-8, or sent as another type than JSON"
+    documented = 0
+    for path, operations in spec["paths"].items():
+        address = re.sub(r"\{[^}]+\}", "2026-01-01T00:00:00Z", path)
+        for method, operation in operations.items():
+            if "422" not in operation["responses"]:
+                continue
+            description = operation["responses"]["422"]["description"]
+            assert (said_at_body in description) == ((method.upper(), address) in readers), f"{method} {path}"
+            documented += 1
+    assert documented == 17
+    for method, address in readers:
+        answer = client.request(method, address, content='{"note": ', headers={**admin, **JSON})
+        assert answer.status_code == 422, f"{method} {address}: {answer.text}"
+        assert [e["location"] for e in answer.json()["errors"]] == ["body"], f"{method} {address}"
+    assert len(readers) == 4
