@@ -288,6 +288,7 @@ def _installations(table: Meters, path: Path) -> list[Installation]:
                     until,
                     _register(initial, "initial_register_m3", where),
                     _register(final, "final_register_m3", where),
+                    row=row + 2,
                 )
             )
     return found

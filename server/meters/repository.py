@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -163,6 +164,7 @@ class Installation:
     removed_at: datetime | None = None
     initial_register_m3: Decimal | None = None
     final_register_m3: Decimal | None = None
+    row: int = 0  # the row it is on in its file, to name it in a refusal (0: not read from a file)
 
 
 # The file's installations as arrays, one statement each however many (one per row took 12 s for
@@ -212,19 +214,27 @@ _WITHIN_STORED_YEARS = "meter_installations_within_stored_years"
 #: exists). Two equality joins, not one on either column: that one could not be hashed, and compared
 #: every pair of a whole utility's installations.
 _OVERLAPS = """
-SELECT a.meter_id, a.service_point_id, b.meter_id, b.service_point_id, b.installed_at
+SELECT a.meter_id, a.service_point_id, a.installed_at, b.meter_id, b.service_point_id, b.installed_at
 FROM meter_installations a JOIN meter_installations b
   ON b.meter_id = a.meter_id AND a.installation_id < b.installation_id
  AND tstzrange(a.installed_at, a.removed_at) && tstzrange(b.installed_at, b.removed_at)
 WHERE a.meter_id IN (SELECT unnest(%(meters)s::text[]))
 UNION ALL
-SELECT a.meter_id, a.service_point_id, b.meter_id, b.service_point_id, b.installed_at
+SELECT a.meter_id, a.service_point_id, a.installed_at, b.meter_id, b.service_point_id, b.installed_at
 FROM meter_installations a JOIN meter_installations b
   ON b.service_point_id = a.service_point_id AND a.installation_id < b.installation_id
  AND tstzrange(a.installed_at, a.removed_at) && tstzrange(b.installed_at, b.removed_at)
 WHERE a.service_point_id IN (SELECT unnest(%(points)s::text[]))
 LIMIT 1
 """
+#: Where the database's constraints refused an overlap (naming no row), the file is recorded again
+#: into a copy of the installations it concerns, without them, and the overlap looked for there.
+_AS_RECORDED = "installations_as_recorded"
+_COPY_CONCERNED = (
+    f"CREATE TEMP TABLE {_AS_RECORDED} (LIKE meter_installations INCLUDING DEFAULTS)",
+    f"""INSERT INTO {_AS_RECORDED} SELECT * FROM meter_installations
+WHERE meter_id IN (SELECT unnest(%(meters)s::text[])) OR service_point_id IN (SELECT unnest(%(points)s::text[]))""",
+)
 
 
 def record_installations(
@@ -235,8 +245,9 @@ def record_installations(
     """Record where meters were fitted. An installation is known by its meter and when it was
     fitted: recorded again, it takes the new service point, and the removal and registers among
     ``given`` (the others stay as recorded). A service point not yet known is added in the meter's
-    DMA. Raises ValueError where a meter would be in two places at once, or two meters at one place
-    (the caller's transaction then stores nothing), and before writing for a DMA over
+    DMA. Raises ValueError where a meter would be in two places at once, or two meters at one place,
+    naming the installations' rows of the file (:attr:`Installation.row`; the caller's transaction
+    then stores nothing), and before writing for a DMA over
     ``DMA_MAX_LENGTH`` characters."""
     check_dmas((i.meter_id, i.dma) for i in installations)
     meters = sorted({i.meter_id for i in installations})
@@ -255,10 +266,14 @@ def record_installations(
         }
         cur.execute(_NEW_POINTS, arrays)
         try:  # removals first: a meter's replacement may start where its removal is recorded now
-            cur.execute(_RECORD_AGAIN, arrays)
-            cur.execute(_RECORD_NEW, arrays)
+            with conn.transaction():  # a savepoint: a refused overlap is looked for after it, to name its rows
+                cur.execute(_RECORD_AGAIN, arrays)
+                cur.execute(_RECORD_NEW, arrays)
         except psycopg.errors.ExclusionViolation as error:
-            raise ValueError(f"{_OVERLAP_RULE}: {error.diag.message_detail}") from None
+            found = _overlap_unconstrained(cur, arrays)
+            raise ValueError(
+                _overlap_said(found, installations) if found else f"{_OVERLAP_RULE}: {error.diag.message_detail}"
+            ) from None
         except psycopg.errors.CheckViolation as error:
             if error.diag.constraint_name != _WITHIN_STORED_YEARS:
                 raise
@@ -272,11 +287,52 @@ def record_installations(
         cur.execute("ANALYZE meter_installations")  # a large file changes the table: plan the check on it
         clash = cur.execute(_OVERLAPS, arrays).fetchone()
     if clash:
-        first_meter, first_point, meter, point, since = clash
-        raise ValueError(
-            f"{_OVERLAP_RULE}: meter {meter} at {point} from {since.isoformat()} overlaps "
-            f"meter {first_meter} at {first_point}"
-        )
+        raise ValueError(_overlap_said(clash, installations))
+
+
+def _overlap_unconstrained(cur: psycopg.Cursor[Any], arrays: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Two installations that overlap once the file is recorded (:data:`_OVERLAPS`' row), recorded
+    into a copy of the installations of its meters and service points without the constraints that
+    refused it; None if none (a writer in between). The caller's transaction then stores nothing."""
+    create, copy = _COPY_CONCERNED
+    cur.execute(create)
+    cur.execute(copy, arrays)
+    for statement in (_RECORD_AGAIN, _RECORD_NEW, _OVERLAPS):
+        cur.execute(statement.replace("meter_installations", _AS_RECORDED), arrays)
+    found = cur.fetchone()
+    cur.execute(f"DROP TABLE {_AS_RECORDED}")
+    return found
+
+
+def _overlap_said(clash: tuple[Any, ...], installations: list[Installation]) -> str:
+    """The overlap ``clash`` (:data:`_OVERLAPS`' row) in words, after the rows of the file it is
+    between: an installation recorded is the file's row with its meter and installation time (that
+    row recorded it, new or again); of a file, one of no row was recorded before."""
+    rows: dict[tuple[str, datetime], list[int]] = {}
+    for i in installations:
+        if i.row:
+            rows.setdefault((i.meter_id, i.installed_at), []).append(i.row)
+    sides = [(str(clash[0]), str(clash[1]), clash[2]), (str(clash[3]), str(clash[4]), clash[5])]
+    sides.sort(key=lambda side: min(rows.get((side[0], side[2]), [sys.maxsize])))  # the file's first
+    (meter, point, since), (other, other_point, other_since) = sides
+    named = sorted({*rows.get((meter, since), []), *rows.get((other, other_since), [])})
+    said = (
+        f"{_OVERLAP_RULE}: meter {meter} at {point} from {since.astimezone(UTC).isoformat()} overlaps "
+        f"meter {other} at {other_point} from {other_since.astimezone(UTC).isoformat()}"
+    )
+    if not rows:  # not read from a file
+        return said
+    if not named:
+        return f"{said}, both recorded before"
+    before = "" if rows.get((other, other_since)) else ", recorded before"
+    return f"{_rows(named)}: {said}{before}"
+
+
+def _rows(named: list[int]) -> str:
+    """``row 3``, ``rows 3 and 5``, ``rows 3, 4 and 5``."""
+    if len(named) == 1:
+        return f"row {named[0]}"
+    return f"rows {', '.join(map(str, named[:-1]))} and {named[-1]}"
 
 
 def place_service_points(conn: psycopg.Connection, meter_ids: list[str]) -> None:

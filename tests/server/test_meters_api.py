@@ -646,3 +646,37 @@ def test_the_earliest_and_latest_fitting_times_are_read_back_in_any_session_zone
             conn.execute(sql.SQL("SET TimeZone = {}").format(sql.Literal(zone)))
             rows = conn.execute("SELECT installed_at, removed_at FROM meter_installations").fetchall()
         assert rows == [(earliest, latest)], zone
+
+
+@pytest.mark.parametrize("constraints", ["kept", "dropped"])
+def test_a_meters_file_s_overlap_names_its_rows(migrated_database_url, tmp_path, constraints):
+    """The refusal named the file only (the database's constraints name no row; the repository's own
+    check, where they do not exist, the meters): in a file of thousands of meters, the row was to be
+    found by hand. It names the file's row(s) now, and says which side was recorded before."""
+    if constraints == "dropped":
+        with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+            for constraint in ("meter_installations_one_meter_per_point", "meter_installations_one_point_per_meter"):
+                conn.execute(f"ALTER TABLE meter_installations DROP CONSTRAINT IF EXISTS {constraint}")
+    header = "meter_id,dma,role,service_point_id,installed_at,removed_at\n"
+    first = header + "OLD-8,DMA5,customer,SP-8,2019-05-02T08:00:00Z,\n"
+    assert _register(migrated_database_url, tmp_path / "m.csv", first).exit_code == 0
+    rule = "a meter is in one place at a time, and a place has one meter at a time"
+    files = {
+        "recorded.csv": (
+            "A-1,DMA5,customer,SP-1,2026-01-01T00:00:00Z,\nNEW-8,DMA6,customer,SP-8,2026-10-14T10:30:00Z,\n",
+            f"row 3: {rule}: meter NEW-8 at SP-8 from 2026-10-14T10:30:00+00:00 overlaps "
+            "meter OLD-8 at SP-8 from 2019-05-02T08:00:00+00:00, recorded before",
+        ),
+        "among.csv": (
+            "X-2,DMA5,customer,SP-9,2026-02-01T00:00:00Z,\nA-1,DMA5,customer,SP-1,2026-01-01T00:00:00Z,\n"
+            "X-1,DMA5,customer,SP-9,2026-01-01T00:00:00Z,2026-03-01T00:00:00Z\n",
+            f"rows 2 and 4: {rule}: meter X-2 at SP-9 from 2026-02-01T00:00:00+00:00 overlaps "
+            "meter X-1 at SP-9 from 2026-01-01T00:00:00+00:00",
+        ),
+    }
+    for name, (rows, said) in files.items():
+        path = tmp_path / name
+        result = _register(migrated_database_url, path, header + rows)
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for METERS: {path}: {said}" in " ".join(result.output.replace("│", " ").split())
+        assert _installations(migrated_database_url) == [("OLD-8", "SP-8", FITTED, None)]

@@ -652,7 +652,7 @@ def test_a_row_refused_against_what_is_recorded_names_the_file_as_register_meter
     clash.write_text("meter_id,dma,role,service_point_id,installed_at\nWM-3,D1,customer,SP-1,2026-02-01T00:00:00Z\n")
     code, output = run("server", "register-meters", str(clash), "--database-url", url)
     said = " ".join(output.replace("│", " ").split())
-    assert code == 2 and f"Invalid value for METERS: {clash}: a meter is in one place at a time" in said, output
+    assert code == 2 and f"Invalid value for METERS: {clash}: row 2: a meter is in one place at a time" in said, output
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT account_id FROM service_agreements").fetchall() == [("ACC-1",)]
         assert conn.execute("SELECT count(*) FROM meters WHERE meter_id = 'WM-3'").fetchone() == (0,)
