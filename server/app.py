@@ -42,15 +42,21 @@ from server.web.router import router as web_router
 log = logging.getLogger(__name__)
 
 
-def create_app(database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG) -> FastAPI:
+def create_app(
+    database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG, asked: SchemaCheck | None = None
+) -> FastAPI:
     """The application on ``database_url``; a billing pull whose next_changed_since is more than
-    ``floor_lag_warning`` behind the database's clock warns, naming the transaction that holds it."""
+    ``floor_lag_warning`` behind the database's clock warns, naming the transaction that holds it.
+    ``asked``: what ``aquami server run`` found when it asked the database before starting the server
+    (server.db.ask_at_start), so start-up asks once; None: the app asks as it starts."""
     redact_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.schema_check = SchemaCheck()
-        _refuse_an_unmigrated_database(database_url, app.state.schema_check)
+        app.state.schema_check = asked if asked is not None else SchemaCheck()
+        if asked is None:
+            db.ask_at_start(database_url, app.state.schema_check)
+        _refuse_an_unmigrated_database(app.state.schema_check)
         app.state.pool = open_pool(database_url)
         try:
             yield
@@ -120,14 +126,13 @@ def _database_reached(pool: ConnectionPool, schema: SchemaCheck) -> bool:
     return True
 
 
-def _refuse_an_unmigrated_database(database_url: str, schema: SchemaCheck) -> None:
+def _refuse_an_unmigrated_database(schema: SchemaCheck) -> None:
     """Start-up stops on a database the migrations have not been applied to: the server would answer
     500 to every keyed request (relation "api_keys" does not exist) while its /health said ok.
     A database not reachable (refusing, or mute for db.STARTUP_WAIT_S) is let be, and the server
     listens at once: requests are answered 503 until it is there, and a host's boot order is not
     fatal; the first connection a request gets then asks (server.schema_check).
     docker-compose.yml starts the server only once its migrate service has finished."""
-    problem = db.ask_at_start(database_url, schema)
-    if problem is not None:
-        log.error(problem)
-        raise RuntimeError(problem)
+    if schema.problem is not None:
+        log.error(schema.problem)
+        raise RuntimeError(schema.problem)

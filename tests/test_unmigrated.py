@@ -96,7 +96,10 @@ def test_server_run_on_an_unmigrated_database_is_one_line_and_exit_1(database_ur
 
 
 def test_server_run_starts_on_a_database_not_reachable_yet() -> None:
-    """A host's boot order is not fatal: nothing to refuse until the database is there."""
-    from aquami.commands.server import _schema_problem
+    """A host's boot order is not fatal: nothing to refuse until the database is there, and the
+    requests ask it then (the answer server run hands the app has not passed)."""
+    from server.schema_check import SchemaCheck
 
-    assert _schema_problem("postgresql://postgres@127.0.0.1:1/none") is None
+    schema = SchemaCheck()
+    assert db.ask_at_start("postgresql://postgres@127.0.0.1:1/none", schema) is None
+    assert not schema.passed and schema.problem is None

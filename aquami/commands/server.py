@@ -32,16 +32,19 @@ def register(app: typer.Typer) -> None:
         to (one line, exit 1); on one not reachable yet, answering 503 until it is."""
         import uvicorn
 
+        from aquami.logging_setup import configure_logging, log_config
         from server.app import create_app
+        from server.db import ask_at_start
+        from server.schema_check import SchemaCheck
 
-        problem = _schema_problem(database_url)
+        configure_logging()  # "database not reachable yet" in the server's own format
+        schema = SchemaCheck()  # asked once, here, and handed to the app: its start-up asks no more
+        problem = ask_at_start(database_url, schema)
         if problem is not None:  # said here: refused inside uvicorn's start-up, it was a 46-line traceback, exit 3
             typer.echo(f"error: database: {problem}", err=True)
             raise typer.Exit(1)
-        from aquami.logging_setup import log_config
-
         uvicorn.run(
-            create_app(database_url, timedelta(seconds=floor_lag_warning)),
+            create_app(database_url, timedelta(seconds=floor_lag_warning), asked=schema),
             host=host,
             port=port,
             proxy_headers=True,
@@ -229,24 +232,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({"accounts": written, "agreements": recorded}))
 
     app.add_typer(server_app, name="server")
-
-
-def _schema_problem(database_url: str) -> str | None:
-    """What stands between this code and the database (not migrated, a migration edited since, the
-    database newer than the code); None when nothing does, or when the database cannot be reached
-    yet: the server then starts, answers 503 until it is there, and asks it then (server.schema_check).
-    Waited for as the server's own start-up is (server.db.STARTUP_WAIT_S): before, 10 s here with
-    the database mute."""
-    import psycopg
-
-    from collector.migrate import schema_problem
-    from server.db import connect_at_start
-
-    try:
-        with connect_at_start(database_url) as conn:
-            return schema_problem(conn)
-    except psycopg.OperationalError:
-        return None
 
 
 def _utc(moment: datetime) -> str:

@@ -127,6 +127,11 @@ SMOKE: dict[str, Smoke] = {
         ("--rounds", "1", "--number", "10"),
         rf"64 KiB of small objects +{NUMBER} B +json.loads +{NUMBER} us +loads_exact +{NUMBER} us +ratio +{NUMBER}",
     ),
+    "bench_server_start": Smoke(
+        ("--rounds", "1", "--parallel", "2", "--outage", "1"),
+        rf"listening, against the process's own imports \({NUMBER} s\): database present {NUMBER} s",
+        database=True,
+    ),
     "bench_simulators": Smoke(
         ("--meters", "50", "--seconds", "0.5", "--clients", "2", "--reads", "2", "--paced-meters", "50"),
         rf"ratio simulator / baseline: {NUMBER}",

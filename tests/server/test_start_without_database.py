@@ -28,9 +28,10 @@ from tests.tcp_cut_proxy import CutProxy
 #: The bound on listening with the database away: before, about 20 s by construction (two 10 s
 #: waits); now the process's own start (imports), a few seconds on a loaded machine.
 LISTENS_WITHIN_S = 8.0
-#: With a database host that neither accepts nor refuses: before, 31 s (three 10 s waits); now
-#: twice 2 s (server run's check, then the app's: db.STARTUP_WAIT_S) beside the process's own start.
-LISTENS_ON_A_MUTE_HOST_WITHIN_S = LISTENS_WITHIN_S + 2 * 2.0
+#: With a database host that neither accepts nor refuses: before, 31 s (three 10 s waits), then
+#: twice 2 s (server run's check, then the app's); now once db.STARTUP_WAIT_S (server run asks, the
+#: app is handed its answer) beside the process's own start.
+LISTENS_ON_A_MUTE_HOST_WITHIN_S = LISTENS_WITHIN_S + 2.0
 
 
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
@@ -106,7 +107,7 @@ def test_server_run_with_its_database_away_listens_at_once_answers_503_and_serve
 
 def test_server_run_with_a_mute_database_host_listens_within_seconds() -> None:
     """A host that takes the connection and never answers (a hung machine, a black-holing firewall
-    gives the same wait): each start-up question waits its connect_timeout, not 10 s."""
+    gives the same wait): start-up's one question waits its connect_timeout, not 10 s."""
     with socket.socket() as mute:
         mute.bind((LOOPBACK, 0))
         mute.listen(16)  # accepted by the kernel, never answered
