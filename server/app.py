@@ -21,6 +21,7 @@ from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
 from server.body_limit import BodyLimit
 from server.care.router import router as care_router
+from server.database_away import DatabaseAway
 from server.db import open_pool
 from server.docs import install_docs
 from server.gateways.router import router as gateways_router
@@ -57,7 +58,8 @@ def create_app(
         if asked is None:
             db.ask_at_start(database_url, app.state.schema_check)
         _refuse_an_unmigrated_database(app.state.schema_check)
-        app.state.pool = open_pool(database_url)
+        app.state.database_away = DatabaseAway()
+        app.state.pool = open_pool(database_url, app.state.database_away)
         try:
             yield
         finally:

@@ -12,14 +12,24 @@ from fastapi import Request
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from server.database_away import DatabaseAway, watched_connection_class
 from server.problems import database_unavailable
 from server.schema_check import SchemaCheck
 
 log = logging.getLogger(__name__)
 
-#: How long a request waits for a connection before it is answered 503 (the database away, or
-#: every connection busy): long enough for a pool to reconnect, short of a client's own timeout.
+#: How long a request waits for a connection before it is answered 503 (every connection busy, or
+#: the database gone and the pool not knowing it yet): long enough for a pool to reconnect, short of
+#: a client's own timeout.
 CONNECTION_WAIT_S = 5.0
+#: How long a request waits instead while the pool's last attempt to connect failed (server.database_away):
+#: enough for the connection the pool tries at once as the request finds it empty, should the database
+#: be back, to be made and lent (a few milliseconds on a LAN; a TLS handshake to another site, tens).
+AWAY_WAIT_S = 0.5
+#: How long the pool's attempts to connect back off before it gives up on a connection, and the next
+#: request that finds it empty starts anew from a 1 s delay. psycopg_pool's own, 300 s, doubled its
+#: delay up to 128 s: after a 70 s outage the first 200 came 50 s after the database was back.
+RECONNECT_WINDOW_S = 10.0
 #: How long /health waits for a connection to ask whether the database is migrated, while no one has
 #: found it so yet: a liveness probe's own timeout is short (Kubernetes: 1 s).
 HEALTH_WAIT_S = 0.5
@@ -30,16 +40,19 @@ HEALTH_WAIT_S = 0.5
 STARTUP_WAIT_S = 2.0
 
 
-def open_pool(database_url: str, max_size: int = 10) -> ConnectionPool:
+def open_pool(database_url: str, away: DatabaseAway, max_size: int = 10) -> ConnectionPool[Any]:
     """The pool checks each connection before it lends it (an empty query, one round trip): after
-    the database restarted, a request would otherwise fail on a connection it had already cut."""
+    the database restarted, a request would otherwise fail on a connection it had already cut.
+    Each of its attempts to connect is noted in ``away``."""
     pool = ConnectionPool(
         database_url,
+        connection_class=watched_connection_class(away),
         min_size=1,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "autocommit": True},
         check=ConnectionPool.check_connection,
         configure=_in_utc,
+        reconnect_timeout=RECONNECT_WINDOW_S,
         open=False,
     )
     pool.open(wait=False)  # not waited for: the server listens at once, its database there or not
@@ -66,23 +79,26 @@ def ask_at_start(database_url: str, schema: SchemaCheck) -> str | None:
         return None
 
 
-def _in_utc(conn: psycopg.Connection) -> None:
+def _in_utc(conn: psycopg.Connection[Any]) -> None:
     """Each connection's session in UTC: psycopg gives timestamps in the session's TimeZone, which is
     the database's or the host's (initdb copies the host's zone), and the pages and the API show UTC."""
     conn.execute("SET TIME ZONE 'UTC'")
 
 
 def get_connection(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection for the request; 503 (with Retry-After) when none comes in time, and 503
-    while the database is not migrated (asked here until it is: see server.schema_check)."""
+    """A pooled connection for the request; 503 (with Retry-After) when none comes in time, which is
+    short while the pool finds the database away (server.database_away), and 503 while the database
+    is not migrated (asked here until it is: see server.schema_check)."""
     pool: ConnectionPool = request.app.state.pool
     schema: SchemaCheck = request.app.state.schema_check
+    away: DatabaseAway = request.app.state.database_away
+    wait = CONNECTION_WAIT_S if away.since is None else AWAY_WAIT_S
     try:
-        conn = pool.getconn(timeout=CONNECTION_WAIT_S)
+        conn = pool.getconn(timeout=wait)
     except PoolTimeout:
-        raise database_unavailable(
-            f"no database connection within {CONNECTION_WAIT_S:g} s; try again shortly"
-        ) from None
+        said = "no database connection within" if away.since is None else "the database is not reachable: none within"
+        raise database_unavailable(f"{said} {wait:g} s; try again shortly") from None
+    away.reached()  # lent, its check passed: the database answers (a failed attempt was one too many clients)
     try:
         schema.require(conn)
         yield conn
