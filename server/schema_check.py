@@ -9,12 +9,16 @@ gets asks again, and every one after it until the answer is yes; from then on no
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import psycopg
 
 from collector.migrate import NOT_MIGRATED, schema_problem
 from server.problems import Problem
+
+log = logging.getLogger(__name__)
 
 
 class SchemaCheck:
@@ -25,6 +29,8 @@ class SchemaCheck:
         self.passed = False
         #: what the last check found wrong; None before the first check and once one passed
         self.problem: str | None = None
+        self._said: str | None = None  # the problem the log last said requests are refused for
+        self._saying = threading.Lock()
 
     def ask(self, conn: psycopg.Connection[Any]) -> str | None:
         """What stands between this code and the database (None: nothing), asked on ``conn`` unless
@@ -36,10 +42,22 @@ class SchemaCheck:
         return self.problem
 
     def require(self, conn: psycopg.Connection[Any]) -> None:
-        """Raise a 503 problem while the database is not migrated."""
+        """Raise a 503 problem while the database is not migrated. Said in the log once as requests
+        find it (not per request: each asks until it is migrated), and once more when it is."""
         problem = self.ask(conn)
+        self._say(problem)
         if problem is not None:
             raise not_migrated(problem)
+
+    def _say(self, problem: str | None) -> None:
+        with self._saying:
+            if problem == self._said:
+                return
+            if problem is not None:
+                log.error("%s (every request is answered 503 meanwhile)", problem)
+            else:
+                log.warning("the database is migrated now; requests are served")
+            self._said = problem
 
 
 def not_migrated(detail: str) -> Problem:

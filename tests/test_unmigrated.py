@@ -6,7 +6,9 @@ every keyed request while its /health said ok; neither said to run the migration
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,12 +19,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from collector.migrate import migrate
 from server import db
 from server.app import create_app
 from server.auth import create_api_key
-from tests.services import drop_database, with_database
+from tests.services import LOOPBACK, drop_database, with_database
+from tests.tcp_cut_proxy import CutProxy
 
 SAYS = "the database is not migrated: run `aquami collector migrate`"
 
@@ -103,3 +107,42 @@ def test_server_run_starts_on_a_database_not_reachable_yet() -> None:
     schema = SchemaCheck()
     assert db.ask_at_start("postgresql://postgres@127.0.0.1:1/none", schema) is None
     assert not schema.passed and schema.problem is None
+
+
+def test_a_database_mute_at_start_that_comes_back_unmigrated_is_refused_and_said_once_in_the_log(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Start-up's question timed out on a host that took the connection and never answered; the
+    database then came back unmigrated. Requests found it so (503 Database not migrated) but the
+    server's log said nothing: whoever ran it saw only clients' 503s. Now said once, however many
+    requests ask, and once more when it is migrated."""
+    target = conninfo_to_dict(database_url)
+    bearer = {"Authorization": "Bearer aqk_0000.nope"}
+    with contextlib.ExitStack() as running:
+        with socket.socket() as mute:
+            mute.bind((LOOPBACK, 0))
+            mute.listen(16)  # accepted by the kernel, never answered
+            port = mute.getsockname()[1]
+            url = make_conninfo(database_url, host=LOOPBACK, port=str(port))
+            client = running.enter_context(TestClient(create_app(url)))  # start-up waits out its connect timeout
+            assert client.get("/health").json() == {"status": "ok", "database": "unavailable"}
+        # the mute host gone (its held connections reset), the database back on its port, unmigrated
+        back = CutProxy(int(str(target.get("port", 5432))), str(target.get("host", LOOPBACK)), port=port)
+        running.enter_context(back)
+        deadline = time.monotonic() + 60
+        while (response := client.get("/meters", headers=bearer)).json()["title"] == "Database unavailable":
+            assert time.monotonic() < deadline, "the server never reached its database"
+            time.sleep(0.2)
+        answers = [response] + [client.get("/meters", headers=bearer) for _ in range(4)]
+        for answer in answers:
+            assert answer.status_code == 503 and answer.json()["title"] == "Database not migrated", answer.text
+            assert answer.json()["detail"] == SAYS and "retry-after" not in answer.headers
+        said = [r.getMessage() for r in caplog.records if r.name == "server.schema_check"]
+        assert said == [f"{SAYS} (every request is answered 503 meanwhile)"]
+        migrate(database_url)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            key = create_api_key(conn, "late reader", ["reader"])
+        for _ in range(3):
+            assert client.get("/meters", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        said = [r.getMessage() for r in caplog.records if r.name == "server.schema_check"]
+        assert said[1:] == ["the database is migrated now; requests are served"]
