@@ -9,9 +9,11 @@ from typing import Any
 
 import psycopg
 from fastapi import Request
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from collector.db import CONNECTION_DEFAULTS, deadline
 from server.database_away import DatabaseAway, watched_connection_class
 from server.problems import database_unavailable
 from server.schema_check import SchemaCheck
@@ -30,6 +32,14 @@ AWAY_WAIT_S = 0.5
 #: request that finds it empty starts anew from a 1 s delay. psycopg_pool's own, 300 s, doubled its
 #: delay up to 128 s: after a 70 s outage the first 200 came 50 s after the database was back.
 RECONNECT_WINDOW_S = 10.0
+#: How long one of the pool's attempts to connect may take (libpq's connect_timeout, whole seconds)
+#: before it counts as failed: no longer than a request waits for a connection. With psycopg's own
+#: (130 s), a database host that took connections and never answered was not known away for 130 s.
+CONNECT_TIMEOUT_S = 5
+#: How long the pool's check of a connection before lending it (an empty query) waits for its answer.
+#: On a link gone dead (the database host frozen, a firewall dropping its packets) a request waited on
+#: it for ever (still waiting after 40 s in the test), holding a worker and the pool's connection.
+CHECK_WAIT_S = 3.0
 #: How long /health waits for a connection to ask whether the database is migrated, while no one has
 #: found it so yet: a liveness probe's own timeout is short (Kubernetes: 1 s).
 HEALTH_WAIT_S = 0.5
@@ -49,14 +59,30 @@ def open_pool(database_url: str, away: DatabaseAway, max_size: int = 10) -> Conn
         connection_class=watched_connection_class(away),
         min_size=1,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "autocommit": True},
-        check=ConnectionPool.check_connection,
+        kwargs={**_bounded_waits(database_url), "row_factory": dict_row, "autocommit": True},
+        check=_check_within_its_wait,
         configure=_in_utc,
         reconnect_timeout=RECONNECT_WINDOW_S,
         open=False,
     )
     pool.open(wait=False)  # not waited for: the server listens at once, its database there or not
     return pool
+
+
+def _bounded_waits(database_url: str) -> dict[str, Any]:
+    """The pool's connection settings: the collector's bounds on a dead link (TCP keepalives, 30 s
+    for sent data to be acknowledged: collector.db.CONNECTION_DEFAULTS) and CONNECT_TIMEOUT_S, less
+    those the URL sets itself (``?connect_timeout=10`` wins)."""
+    own = conninfo_to_dict(database_url)
+    bounds = {**CONNECTION_DEFAULTS, "connect_timeout": CONNECT_TIMEOUT_S}
+    return {name: value for name, value in bounds.items() if name not in own}
+
+
+def _check_within_its_wait(conn: psycopg.Connection[Any]) -> None:
+    """psycopg_pool's check (an empty query), its connection cut after CHECK_WAIT_S without an answer:
+    the check fails (OperationalError) and the pool discards the connection and makes another."""
+    with deadline(conn, CHECK_WAIT_S):
+        ConnectionPool.check_connection(conn)
 
 
 def connect_at_start(database_url: str) -> psycopg.Connection[Any]:

@@ -11,6 +11,7 @@ comes back on the same port.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -111,3 +112,55 @@ def test_after_a_long_outage_the_server_serves_again_soon_after_the_database_is_
             )
             time.sleep(0.5)
         assert response.status_code == 200, response.text
+
+
+#: A request's bound on a dead link: the check's CHECK_WAIT_S (3 s), then its wait for another
+#: connection (5 s), with room for a loaded machine. Before, it waited on the check for ever.
+ANSWERED_ON_A_DEAD_LINK_WITHIN_S = 20.0
+
+
+def _get_within(client: TestClient, bearer: dict[str, str], seconds: float) -> tuple[int, str] | None:
+    """``GET /meters``'s status and detail, or None when it was not answered within ``seconds``."""
+    answered: list[tuple[int, str]] = []
+
+    def ask() -> None:
+        response = client.get("/meters", headers=bearer)
+        answered.append((response.status_code, response.text))
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(seconds)
+    return answered[0] if answered else None
+
+
+def test_with_the_database_host_hung_requests_are_answered_503_not_held(database: Database) -> None:
+    """A host that stops answering, its packets dropped (frozen, or a firewall): the pool's idle
+    connection looks alive, and its check before lending waited on it for ever."""
+    bearer = _bearer(database.url)
+    with TestClient(create_app(database.url)) as client:
+        assert client.get("/meters", headers=bearer).status_code == 200
+        database.proxy.black_hole()
+        try:
+            first = _get_within(client, bearer, ANSWERED_ON_A_DEAD_LINK_WITHIN_S)
+            assert first is not None, f"not answered within {ANSWERED_ON_A_DEAD_LINK_WITHIN_S:g} s"
+            assert first[0] == 503, first[1]
+            deadline = time.monotonic() + 30  # the pool's attempt to connect gives up (CONNECT_TIMEOUT_S)
+            while "the database is not reachable" not in (answer := _get_within(client, bearer, 30) or (0, ""))[1]:
+                assert answer[0] == 503 and time.monotonic() < deadline, answer
+        finally:
+            database.proxy.restore(stale=False)  # the link back: what it held goes on, new connections work
+        deadline = time.monotonic() + 30
+        while (response := client.get("/meters", headers=bearer)).status_code == 503:
+            assert time.monotonic() < deadline, "the server never reached its database again"
+            time.sleep(0.1)
+        assert response.status_code == 200, response.text
+
+
+def test_the_pools_bounds_on_a_dead_link_give_way_to_the_urls_own_settings() -> None:
+    from server.db import CONNECT_TIMEOUT_S, _bounded_waits
+
+    plain = _bounded_waits("postgresql://aquami@db.example/aquami")
+    assert plain["connect_timeout"] == CONNECT_TIMEOUT_S and plain["tcp_user_timeout"] == 30_000
+    assert plain["keepalives"] == 1
+    own = _bounded_waits("postgresql://aquami@db.example/aquami?connect_timeout=10&keepalives_idle=60")
+    assert "connect_timeout" not in own and "keepalives_idle" not in own and own["keepalives_count"] == 3
