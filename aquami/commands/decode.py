@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -73,6 +74,11 @@ def decode_lines(frames: Iterable[str], decode: Callable[[bytes], dict[str, Any]
     return 1 if failed else 0
 
 
+#: A wireless meter's identification as its telegrams carry it (EN 13757-4: 4 BCD bytes; a few
+#: manufacturers put hex digits in), the one name ``decode_telegram`` looks a key up by.
+_IDENTIFICATION = re.compile(r"[0-9A-Fa-f]{8}")
+
+
 def _meter_keys(items: list[str]) -> dict[str, bytes]:
     """Each ``--key METER_ID=HEX`` as the key its meter's telegrams are opened with. A key is a secret:
     an error names the meter, never the key's text. One meter given two different keys is refused
@@ -93,6 +99,12 @@ def _meter_keys(items: list[str]) -> dict[str, bytes]:
         if len(secret) != 16:  # refused once here, not again at every telegram of the meter
             raise typer.BadParameter(
                 f"meter {meter_id!r}: the key has {len(secret)} bytes; AES-128 takes 16 (32 hex digits)",
+                param_hint="--key",
+            )
+        if not _IDENTIFICATION.fullmatch(meter_id):  # never matched by a telegram: said, not a silent miss
+            raise typer.BadParameter(
+                f"meter {meter_id!r}: a key goes with the meter's identification, the 8 digits its "
+                "telegrams carry (a gateway file's `id`, such as 77000001), not its meter_id",
                 param_hint="--key",
             )
         earlier = given.setdefault(meter_id.upper(), (meter_id, secret))
@@ -122,7 +134,13 @@ def register(app: typer.Typer) -> None:
     def wmbus(
         frames: list[str] = typer.Argument(None, help="Wireless M-Bus telegrams as hex (default: stdin)."),
         key: list[str] = typer.Option(
-            [], "--key", callback=checked_text("--key"), help="METER_ID=HEX AES-128 key; repeat per meter."
+            [],
+            "--key",
+            callback=checked_text("--key"),
+            help=(
+                "METER_ID=HEX: a meter's identification (the 8 digits its telegrams carry, e.g. 77000001) "
+                "and its AES-128 key; repeat per meter."
+            ),
         ),
         crcs: bool | None = typer.Option(
             None,

@@ -108,3 +108,17 @@ def test_a_malformed_key_is_refused_without_echoing_it(option: str, says: str) -
     assert result.exit_code == 2, result.output
     assert says in result.output
     assert KEY.hex()[:20] not in result.output.lower()
+
+
+@pytest.mark.parametrize("name", ["W000001", "7700000", "770000011", "12-45678"])
+def test_a_key_under_anything_but_an_identification_is_refused(name: str) -> None:
+    """A technician gave the key under the meter's id in the gateway file (`W000001`), the name
+    every other command knows it by: the telegram, matched by its 8-digit identification, found no
+    key and said "no key was given for it", though one was. Now the key is refused up front, saying
+    what it goes with."""
+    result = CliRunner().invoke(
+        app, ["decode", "wmbus", "--no-crcs", "--key", f"{name}={KEY.hex()}", OMS_MODE5], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for --key: meter '{name}': a key goes with the meter's identification" in result.output
+    assert '"error"' not in result.output and KEY.hex() not in result.output.lower()
