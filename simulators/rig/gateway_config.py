@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from simulators.mbus_slave import ERROR_FLAG_BITS
 from simulators.rig.config import MeterConfig, TransportConfig
 from simulators.rig.runner import Rig
 from simulators.serial_line import port_parity
@@ -84,6 +85,10 @@ def _meter(m: MeterConfig) -> dict[str, object]:
         meter |= {"address": m.address} if m.address else {"secondary_address": m.secondary}
     else:
         meter |= {"id": m.secondary, "key": (m.key or b"").hex().upper(), "manufacturer": m.manufacturer}
+    if m.kind in ("mbus_water", "wmbus_oms"):
+        # the bits of the rig's meters' error flags record: without the map the gateway does not read
+        # the record, and their leak, burst, tamper, reverse flow and dry alarms reached no one
+        meter["error_flags"] = list(ERROR_FLAG_BITS)
     return meter
 
 

@@ -9,6 +9,7 @@ with ``parity = "N"`` here (tests/simulators/test_rig_run.py).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from simulators.rig.client import meters as rig_meters
 from simulators.rig.gateway_config import MARK
 from tests.gateway.helpers import Subscriber
 from tests.services import MosquittoBroker
@@ -106,3 +108,46 @@ def test_a_file_the_rig_did_not_write_is_never_overwritten(tmp_path: Path) -> No
     assert done.returncode == 2, (done.stdout, done.stderr)  # refused before the rig starts
     assert "was not written by a rig" in done.stderr and "not overwritten" in done.stderr, done.stderr
     assert done.stdout == "" and config.read_text() == own
+
+
+def test_the_rig_s_m_bus_and_radio_meters_alarms_reach_the_published_readings(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    """The rig's M-Bus and wM-Bus meters say their alarms in an error flags record, whose bits the
+    gateway reads only with the meter's `error_flags` map. The file the rig wrote had none: a reverse
+    flow or tamper the technician injected showed in the rig's table and reached no reading."""
+    rig_file, config = _rig_file(tmp_path), tmp_path / "gw.toml"
+    subscriber = Subscriber(mosquitto.url, ["aquami/v1/aquami-rig/reads"], client_id="rig-alarms-test")
+    rig_log, gateway_log = tmp_path / "rig.log", tmp_path / "gateway.log"
+    try:
+        rig_args = ["simulate", "rig", "--config", str(rig_file), "--no-table"]
+        with _running([*rig_args, "--gateway-config", str(config), "--gateway-mqtt", mosquitto.url], rig_log) as rig:
+            said = f"gateway config: {config}  (aquami gateway run {config})"
+            _wait_for(lambda: said in rig_log.read_text() or rig.poll() is not None, 60, "the rig's gateway config")
+            assert rig.poll() is None, rig_log.read_text()
+            (control,) = re.findall(r"^faults: (http://\S+)", rig_log.read_text(), re.MULTILINE)
+            for meter, kind in (("MB000001", "reverse_flow"), ("W000001", "tamper")):  # as a technician does
+                fault = [AQUAMI, "simulate", "fault", "--rig", control, meter, kind]
+                injected = subprocess.run(fault, capture_output=True, text=True, timeout=30)
+                assert injected.returncode == 0, injected.stderr
+
+            def raised() -> bool:  # from the meter model's next step, within a minute
+                return {(r["meter"], a) for r in rig_meters(control) for a in r["alarms"]} >= {
+                    ("MB000001", "reverse_flow"),
+                    ("W000001", "tamper"),
+                }
+
+            _wait_for(raised, 90, "the rig's meters to raise the alarms")
+            with _running(["gateway", "run", str(config)], gateway_log):
+
+                def alarms() -> dict[str, list[str]]:
+                    readings = (r for batch in subscriber.payloads("/reads") for r in batch["readings"])
+                    return {r["meter_id"]: r.get("alarms", []) for r in readings}
+
+                wanted = {"MB000001", "MB000002", "W000001"}
+                _wait_for(lambda: alarms().keys() >= wanted, 90, f"readings of {sorted(wanted)}")
+        seen = alarms()
+        assert "reverse_flow" in seen["MB000001"] and "tamper" in seen["W000001"], (seen, gateway_log.read_text())
+        assert seen["MB000002"] == []  # the other meter on the line says none
+    finally:
+        subscriber.close()
