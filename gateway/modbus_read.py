@@ -24,6 +24,33 @@ from gateway.transport import NoAnswer, PollError
 #: a scan passes over the unit as it does a silent one, not as "answered".
 _NOTHING_BEHIND_THE_GATEWAY = (0x0A, 0x0B)
 
+#: Modbus exception codes in the Modbus Application Protocol's words (v1.1b3, section 7).
+_EXCEPTIONS = {
+    0x01: "illegal function",
+    0x02: "illegal data address",
+    0x03: "illegal data value",
+    0x04: "server device failure",
+    0x05: "acknowledge",
+    0x06: "server device busy",
+    0x08: "memory parity error",
+    0x0A: "gateway path unavailable",
+    0x0B: "gateway target device failed to respond",
+}
+
+
+def exception_said(unit_id: int, profile: MeterProfile, start: int, count: int, code: int) -> str:
+    """A Modbus exception in a technician's words: what was asked, the code and its meaning, and for
+    01h-03h (the device does not have those registers or that function) the profile asked with.
+    Before, pymodbus's repr alone: ``exception response ExceptionResponse(dev_id=10,
+    function_code=132, exception_code=2)``, 132 being 84h, the error form of function 04h."""
+    kind = "input" if profile.function == "input" else "holding"
+    meaning = _EXCEPTIONS.get(code, "an exception code the standard does not define")
+    registers = f"{kind} registers {start}..{start + count - 1}"
+    said = f"exception response {code:02X}h ({meaning}) from unit {unit_id} to a read of {registers}"
+    if code in (0x01, 0x02, 0x03):
+        said += f": not a meter of profile {profile.name}?"
+    return said
+
 
 def within(value: float | None, low: float, high: float) -> float | None:
     """``value`` if the contract takes it, else None: an optional value it cannot take is left out
@@ -62,8 +89,10 @@ async def read_registers(client: ModbusBaseClient, meter: MeterConfig, profile: 
             raise PollError(f"{meter.meter_id}: {type(error).__name__}: {error}") from error
         if response.isError():
             if response.exception_code in _NOTHING_BEHIND_THE_GATEWAY:
-                raise NoAnswer(f"{meter.meter_id}: no answer from unit {meter.unit_id} (exception response {response})")
-            raise PollError(f"{meter.meter_id}: exception response {response}")
+                said = exception_said(meter.unit_id, profile, block.start, block.count, response.exception_code)
+                raise NoAnswer(f"{meter.meter_id}: no answer from unit {meter.unit_id} ({said})")
+            said = exception_said(meter.unit_id, profile, block.start, block.count, response.exception_code)
+            raise PollError(f"{meter.meter_id}: {said}")
         asked = 0x04 if profile.function == "input" else 0x03
         if response.function_code != asked:  # an answer to another request: not these registers
             raise PollError(

@@ -131,6 +131,12 @@ def test_a_unit_that_answers_but_gives_no_reading_is_one_line(tmp_path: Path, on
     lines = done.stderr.splitlines()
     assert len(lines) == 2 and lines[1] == "# 0 meters found on rtu-1 (units 1..4)", lines
     assert lines[0].startswith("# unit 1 answered: rtu-1-unit-1: exception response "), lines
+    # in words, what was asked and of which profile; before, pymodbus's repr: `exception response
+    # ExceptionResponse(dev_id=1, function_code=131, exception_code=1)`
+    assert lines[0].endswith(
+        "exception response 01h (illegal function) from unit 1 to a read of holding registers 4096..4106: "
+        "not a meter of profile electromagnetic_flow_meter?"
+    ), lines
     assert done.stdout.strip() == ""
 
 
