@@ -9,10 +9,12 @@ status), and the first of an episode is a warning naming the meter, its unit and
 A late answer is a whole Modbus answer to a read (function 03h or 04h, or its exception) that is
 not the answer to the request in flight: it came while none was (after the attempt gave up: the
 transport keeps the failed attempt's connection listening until the next attempt opens its own),
-or, on RTU, from another unit than the one asked, or, on TCP, with another transaction id. Its
-unit is in the frame. Not heard: an answer that comes once the bus is closed or its next attempt
-has begun on a new connection (TCP), and, on RTU, one that comes during the same unit's retry,
-which takes it as its own (RTU frames carry no transaction id).
+or, on RTU, from another unit than the one asked, or, on TCP, with the transaction id of an earlier
+request (one with an id never sent is a wrong answer, not a late one: a longer timeout does not
+cure it, and the warning said to raise it). Its unit is in the frame. Not heard: an answer that
+comes once the bus is closed or its next attempt has begun on a new connection (TCP), and, on RTU,
+one that comes during the same unit's retry, which takes it as its own (RTU frames carry no
+transaction id).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 EPISODE_QUIET_S = 3600.0
 _READ_ANSWERS = (0x03, 0x04)
 _MBAP_HEADER = 6  # transaction id, protocol id, length: the length counts the unit id and the PDU
+#: TCP: the transaction ids a watch remembers as asked (pymodbus counts them up, one a request): a
+#: late answer is to one of the last few, and 256 is minutes of requests on a slow bus
+_ASKED_KEPT = 256
 
 
 def _pdu_size(function: int, byte_count: int) -> int | None:
@@ -86,6 +91,8 @@ class LateAnswerWatch:
         self.sent = b""
         self._muted = False
         self._counted: set[bytes] = set()  # the late frames counted since the last request
+        # TCP: the transaction ids of the requests sent, the latest _ASKED_KEPT, oldest first
+        self._asked: dict[int, None] = {}
 
     def mute(self) -> None:
         """Count nothing until the next request: what comes is an answer to a read abandoned, not
@@ -97,6 +104,12 @@ class LateAnswerWatch:
             self.sent = data
             self._muted = False
             self._counted.clear()
+            if self.framing == "tcp" and len(data) >= 2:
+                transaction = int.from_bytes(data[:2], "big")
+                self._asked.pop(transaction, None)
+                self._asked[transaction] = None
+                if len(self._asked) > _ASKED_KEPT:
+                    del self._asked[next(iter(self._asked))]
         elif not self._muted:
             self._look(data)
         return data if self.then is None else self.then(sending, data)
@@ -113,7 +126,11 @@ class LateAnswerWatch:
             if tcp is None:
                 return
             transaction, unit, size = tcp
-            late = not self.waiting or len(self.sent) < 2 or transaction != int.from_bytes(self.sent[:2], "big")
+            awaited = self.waiting and len(self.sent) >= 2 and transaction == int.from_bytes(self.sent[:2], "big")
+            # an answer to a request of ours, not the one awaited: one with a transaction id never
+            # sent is no late answer but a wrong one (a corrupted header, a device or gateway that
+            # mangles ids), which a longer timeout_s does not cure; pymodbus's own line says it
+            late = not awaited and transaction in self._asked
         frame = heard[:size]
         if late and frame not in self._counted:
             self._counted.add(frame)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pymodbus.framer import FramerRTU
 
@@ -267,7 +267,7 @@ def test_a_frame_with_a_wrong_crc_or_not_an_answer_to_a_read_is_not_taken_for_on
     registers=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=60),
     exception=st.booleans(),
 )
-def test_a_modbus_tcp_answer_is_late_when_no_request_waits_or_it_answers_another_transaction(
+def test_a_modbus_tcp_answer_is_late_when_no_request_waits_or_it_answers_an_earlier_transaction(
     transaction: int, asked: int, unit: int, registers: list[int], exception: bool
 ) -> None:
     data = b"".join(r.to_bytes(2, "big") for r in registers)
@@ -275,17 +275,37 @@ def test_a_modbus_tcp_answer_is_late_when_no_request_waits_or_it_answers_another
     answer = _tcp_frame(transaction, unit, pdu)
     assert tcp_answer(answer) == (transaction, unit, len(answer))
     assert tcp_answer(answer[:-1]) is None  # not whole yet
+    request = bytes([0x04, 0, 0, 0, 8])
     watch, heard = _watch("tcp")
-    watch(True, _tcp_frame(asked, unit, bytes([0x04, 0, 0, 0, 8])))
+    watch(True, _tcp_frame(transaction, unit, request))  # an earlier request, the answer's
+    watch(True, _tcp_frame(asked, unit, request))
     watch.waiting = True
     watch(False, answer)
     assert heard == ([] if transaction == asked else [unit])
     heard.clear()
-    watch(True, _tcp_frame(asked, unit, bytes([0x04, 0, 0, 0, 8])))  # the next attempt's request
+    watch(True, _tcp_frame(asked, unit, request))  # the next attempt's request
     watch.waiting = False  # which gave up: what comes now is late, once
     watch(False, answer)
     watch(False, answer + b"\0")
     assert heard == [unit]
+
+
+@given(asked=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=20), transaction=st.integers(0, 0xFFFF))
+def test_a_modbus_tcp_answer_with_a_transaction_id_never_sent_is_not_late(asked: list[int], transaction: int) -> None:
+    """On the rig, `aquami simulate fault M000001 bad_checksum` (its answer's transaction id
+    inverted, as a corrupted header) had the gateway warn `M000001 on plant-tcp: unit 1 answered
+    after the bus's 2 s timeout, so its polls fail as 'no answer' though it answers: raise the bus's
+    timeout_s`: the answer came in time, and no timeout cures a wrong id. An answer is late only to
+    a request that was sent."""
+    assume(transaction not in asked)
+    answer = _tcp_frame(transaction, 1, bytes([0x04, 2, 0, 7]))
+    watch, heard = _watch("tcp")
+    for waiting in (True, False):
+        for sent in asked:
+            watch(True, _tcp_frame(sent, 1, bytes([0x04, 0, 0, 0, 1])))
+        watch.waiting = waiting
+        watch(False, answer)
+    assert heard == []
 
 
 def test_a_unit_s_late_answers_are_said_once_an_episode(caplog: pytest.LogCaptureFixture) -> None:
