@@ -71,6 +71,19 @@ class FaultSpec:
         return {"kind": self.kind, **{k: getattr(self, k) for k in sorted(relevant) if getattr(self, k) is not None}}
 
 
+def options_of(kind: str) -> set[str]:
+    """The options a fault of ``kind`` takes (every fault: ``duration_s``)."""
+    if kind in WIRE_KINDS:
+        return (
+            {"duration_s", "probability"}
+            | ({"delay_s"} if kind == "slow" else set())
+            | ({"flips"} if kind == "garbled" else set())
+        )
+    if kind in _FLOW_DEFAULTS:
+        return {"duration_s", "rate_lph"}
+    return {"duration_s", "registered_share"} if kind == "tamper" else {"duration_s"}
+
+
 def _number(d: Mapping[str, Any], key: str, default: float | None, low: float, high: float, unit: str = "") -> Any:
     """The option ``key`` as a float within ``low..high``; ValueError names the field (NaN and ∞ included)."""
     value = d.get(key, default)
@@ -89,8 +102,11 @@ def _plain(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
 
-def parse_fault(d: Any, meter_kind: str) -> FaultSpec:
-    """A fault request (TOML table or JSON object) for a meter of ``meter_kind``; ValueError names the field."""
+def parse_fault(d: Any, meter_kind: str, *, only_its_options: bool = True) -> FaultSpec:
+    """A fault request (TOML table or JSON object) for a meter of ``meter_kind``; ValueError names the field.
+
+    An option the kind does not take is refused, unless ``only_its_options`` is false: the state
+    file keeps every option of a fault (:mod:`simulators.rig.state`), as files written before did."""
     if not isinstance(d, Mapping):
         raise ValueError(f"expected a table with a kind, got {d!r}")
     unknown = set(d) - _OPTIONS
@@ -100,6 +116,11 @@ def parse_fault(d: Any, meter_kind: str) -> FaultSpec:
     allowed = WIRE_KINDS + (INLET_KINDS if meter_kind == "dma_inlet" else METER_KINDS)
     if kind not in allowed:
         raise ValueError(f"kind: {kind!r} is not a fault of a {meter_kind} meter ({', '.join(allowed)})")
+    idle = sorted(set(d) - {"kind"} - options_of(kind))
+    # taken and ignored before: `leak --set delay_s=2` injected a leak as if asked for one
+    if idle and only_its_options:
+        said = f"{', '.join(idle)} {'does' if len(idle) == 1 else 'do'} not apply to a {kind} fault"
+        raise ValueError(f"{said} (its options: {', '.join(sorted(options_of(kind)))})")
     flips = d.get("flips", 1)
     if isinstance(flips, bool) or not isinstance(flips, int) or flips < 1:
         raise ValueError(f"flips: {flips!r} must be a whole number ≥ 1")

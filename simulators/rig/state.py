@@ -104,7 +104,7 @@ def _record(item: dict[str, Any], meter_kinds: dict[str, str]) -> FaultRecord:
     kind = meter_kinds.get(meter_id)
     try:
         # a meter no longer on the rig: its spec as written (it is not applied, only kept)
-        spec = FaultSpec(**spec_json) if kind is None else parse_fault(spec_json, kind)
+        spec = FaultSpec(**spec_json) if kind is None else parse_fault(spec_json, kind, only_its_options=False)
     except ValueError as error:
         raise ValueError(f"fault {item['id']} of {meter_id}: {error}") from None
     index = item["config_index"]

@@ -28,7 +28,15 @@ from simulators.meter_model import MeterModel
 from simulators.rig.client import RigClientError, parse_options
 from simulators.rig.config import ConfigError, parse_rig_text
 from simulators.rig.control import ControlServer
-from simulators.rig.faults import FAULT_KINDS, MAX_DURATION_S, MAX_RATE_LPH, meter_fault, parse_fault, wire_rule
+from simulators.rig.faults import (
+    FAULT_KINDS,
+    INLET_KINDS,
+    MAX_DURATION_S,
+    MAX_RATE_LPH,
+    meter_fault,
+    parse_fault,
+    wire_rule,
+)
 from simulators.rig.runner import Rig
 from simulators.rig.serve import serve
 from tests.simulators.mbus_wire import mbus
@@ -450,3 +458,46 @@ def test_a_cleared_fault_is_answered_with_its_end(control: tuple[Rig, str]) -> N
     ends = {f["kind"]: (f["since"], f["until"]) for f in json.loads(cleared.output)}
     assert ends == {"no_reply": (NOW.isoformat(), NOW.isoformat()), "leak": (leak["since"], leak["since"])}
     assert rig.active_faults() == []
+
+
+#: What each fault takes, from simulators/rig/faults.py's docstring (every fault: duration_s).
+_TAKES = {
+    **{kind: {"duration_s", "probability"} for kind in ("no_reply", "bad_checksum", "truncated", "absent")},
+    "slow": {"duration_s", "probability", "delay_s"},
+    "garbled": {"duration_s", "probability", "flips"},
+    **{kind: {"duration_s", "rate_lph"} for kind in ("leak", "burst", "reverse_flow", "main_burst")},
+    "tamper": {"duration_s", "registered_share"},
+    **{kind: {"duration_s"} for kind in ("stuck", "dry", "low_battery", "meter_error")},
+}
+_OPTION_VALUES = {
+    "probability": 0.5,
+    "delay_s": 2,
+    "flips": 2,
+    "duration_s": 60,
+    "rate_lph": 40,
+    "registered_share": 0.5,
+}
+
+
+@given(kind=st.sampled_from(FAULT_KINDS), option=st.sampled_from(sorted(_OPTION_VALUES)))
+def test_an_option_a_fault_does_not_take_is_refused_naming_the_kind_s_own(kind: str, option: str) -> None:
+    """`aquami simulate fault M000001 leak --set delay_s=2` injected a 20 l/h leak and said nothing
+    of the delay, as if the technician had been given what they asked for. An option the kind does
+    not take is now refused, in the command (exit 2, before the rig is called), a rig file or the
+    endpoint alike, naming the options it takes; one it takes is used."""
+    meter_kind = "dma_inlet" if kind in INLET_KINDS else "smart_water_meter"
+    request = {"kind": kind, option: _OPTION_VALUES[option]}
+    result = CliRunner().invoke(
+        app,
+        ["simulate", "fault", "--rig", "http://127.0.0.1:9", "M1", kind, "--set", f"{option}={_OPTION_VALUES[option]}"],
+        env={"COLUMNS": "400"},
+    )
+    if option in _TAKES[kind]:
+        assert parse_fault(request, meter_kind).to_json()[option] == _OPTION_VALUES[option]
+        assert "cannot reach the rig" in result.output  # checked, then sent: no rig at port 9
+    else:
+        with pytest.raises(ValueError, match=f"^{option} does not apply to a {kind} fault \\(its options: "):
+            parse_fault(request, meter_kind)
+        assert result.exit_code == 2 and f"{option} does not apply to a {kind} fault" in result.output, result.output
+        # a state file keeps every option (as written by earlier rigs too): read back as it was
+        assert parse_fault(request, meter_kind, only_its_options=False).kind == kind
