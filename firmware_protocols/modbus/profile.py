@@ -9,6 +9,7 @@ drivers, each profile carries its own test vectors (``[[examples]]``): registers
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,7 +243,13 @@ def _scale(text: Any, parameters: Mapping[str, Any], where: str) -> tuple[Decima
         # in plain digits: pasted as Python writes it, 1e-05 made the scale '1e-05e-3'
         text = text.replace("${" + key + "}", format(number, "f"))
     if "${" in text:
-        raise ProfileError(f"{where}: scale {text!r} needs a parameter the meter's configuration does not give")
+        # named, and how to give it: `aquami decode modbus --profile pulse_counter` and `gateway
+        # scan` said only "needs a parameter the meter's configuration does not give"
+        missing = ", ".join(sorted(set(re.findall(r"\$\{([^}]*)\}", text)))) or text
+        raise ProfileError(
+            f"{where}: scale {text!r} needs a parameter, {missing}, not given (a meter's `parameters` "
+            f"in the gateway's configuration, or --param {missing.split(', ')[0]}=VALUE on the command line)"
+        )
     try:
         scale = Decimal(text)
     except InvalidOperation as error:

@@ -107,3 +107,17 @@ def test_a_profile_file_with_a_byte_order_mark_loads_and_one_not_utf8_is_refused
     assert lines(good.output)[0]["volume_m3"] == 12.34
     bad = CliRunner().invoke(app, [*args, str(latin1)], env={"COLUMNS": "400"})
     assert bad.exit_code == 2 and f"{latin1}: not UTF-8 (byte 0xe4): save it as UTF-8" in bad.output
+
+
+def test_a_profile_s_missing_parameter_is_named_with_how_to_give_it() -> None:
+    """`aquami decode modbus --profile pulse_counter REGISTERS` said the scale "needs a parameter the
+    meter's configuration does not give": which parameter, and that the command line gives it with
+    --param, was the technician's to find out."""
+    result = CliRunner().invoke(
+        app, ["decode", "modbus", "--profile", "pulse_counter", "00003f1d"], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "needs a parameter, litres_per_pulse, not given" in result.output
+    assert "--param litres_per_pulse=VALUE" in result.output
+    given = ["decode", "modbus", "--profile", "pulse_counter", "--param", "litres_per_pulse=10", "00003f1d"]
+    assert json.loads(CliRunner().invoke(app, given).stdout)["volume_m3"] == 161.57
