@@ -4,7 +4,7 @@ once per run."""
 
 from __future__ import annotations
 
-from aquami.outage import Outage
+from aquami.outage import SETTLE_S, Outage
 from gateway.publisher_state import PublisherState, log
 
 
@@ -15,8 +15,9 @@ class BrokerLink:
     def __init__(self, state: PublisherState) -> None:
         self._state = state
         # said when the broker goes (or cannot be reached, or refuses), every 5 minutes while it stays
-        # away, and when it is back: before, a warning at every reconnection attempt
-        self.outage = Outage(log, f"MQTT broker {state.endpoint.url}")
+        # away, and once it has stayed back SETTLE_S: before, a warning at every reconnection attempt,
+        # then a pair of warnings at every connection a flapping link dropped
+        self.outage = Outage(log, f"MQTT broker {state.endpoint.url}", settle_s=SETTLE_S)
         self.connections = 0
         self.protocol_in_use: str | None = None
         self._said_mqtt311_loses_refusals = False

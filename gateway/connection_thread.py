@@ -10,6 +10,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from aquami.outage import REMIND_EVERY_S
 from gateway.backoff import Backoff
 from gateway.broker_link import BrokerLink
 from gateway.inflight import InFlight
@@ -47,6 +48,7 @@ class ConnectionThread:
         self._backoff = Backoff(state.options.reconnect_min_s, state.options.reconnect_max_s)
         self.short_connections = 0  # dropped in a row before _STABLE_S
         self.taken_over = 0  # of those, ended by the broker's "Session taken over" (MQTT 5)
+        self._short_said_at = 0.0  # when a run of short connections was last said (monotonic)
 
     def run(self) -> None:
         stop, url = self._state.stop, self._state.endpoint.url
@@ -93,7 +95,9 @@ class ConnectionThread:
 
     def _note_how_long_it_lasted(self, session: Session) -> None:
         """After a session: a connection that lasted starts the reconnection waits afresh; one after
-        another dropped soon after CONNACK are counted, and said."""
+        another dropped soon after CONNACK are counted, and said at the third of a run, then every
+        REMIND_EVERY_S while it goes on (before, at each one: a warning a drop on a flapping link,
+        with the broker outage's reminders saying the drops meanwhile)."""
         if session.connected_at is None:
             return
         lasted = time.monotonic() - session.connected_at
@@ -104,7 +108,9 @@ class ConnectionThread:
             return
         self.short_connections += 1
         self.taken_over += session.taken_over
-        if self.short_connections >= 3:
+        now = time.monotonic()
+        if self.short_connections == 3 or (self.short_connections > 3 and now - self._short_said_at >= REMIND_EVERY_S):
+            self._short_said_at = now
             self._say_short_connections()
 
     def _say_short_connections(self) -> None:

@@ -8,9 +8,12 @@ before; then only a reminder every :data:`REMIND_EVERY_S` (how many failed since
 reason); and the end of the episode once, with how long it lasted and how many failed. The counts
 of the health status (gateway.health) are the caller's, counted at every failure as before.
 
-:class:`aquami.outage.Outage` does the same for one service (a database, a broker) in its own fixed
-words; here the episodes are many (one per meter) and each caller keeps its own words (a meter's
-first failure is the warning it always was), so only the counting is shared.
+:class:`aquami.outage.Outage` says one service's outage (a database, a broker) in its own fixed
+words, its end at INFO as here. It stays apart for what it does that these do not: a link that comes
+back and drops again is one outage, said back only once it has stayed up a while, by a timer (a
+link that stays up calls nothing more). Here the episodes are many (one per meter), each caller
+keeps its own words (a meter's first failure is the warning it always was), and the end is the next
+poll's answer, at once.
 """
 
 from __future__ import annotations

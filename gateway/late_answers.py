@@ -15,6 +15,10 @@ cure it, and the warning said to raise it). Its unit is in the frame. Not heard:
 comes once the bus is closed or its next attempt has begun on a new connection (TCP), and, on RTU,
 one that comes during the same unit's retry, which takes it as its own (RTU frames carry no
 transaction id).
+
+Its episodes are not :mod:`gateway.episodes`': nothing says that a meter has stopped answering late
+(an answer in time is not heard here), so an episode ends after :data:`EPISODE_QUIET_S` without a
+late answer, and nothing is said at its end; the counts say how many came.
 """
 
 from __future__ import annotations

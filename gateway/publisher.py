@@ -146,6 +146,7 @@ class Publisher:
         self._state.stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self._link.outage.stop()
 
     def _drained(self) -> bool:
         """Readings and durable messages all acknowledged, or each kind left waiting after a refusal."""

@@ -10,7 +10,11 @@ Said once per episode, batches as events: the first refusal on a topic is a warn
 was refused, the topic, the reason and its code; the retries are only counted (the caller's
 counters count each refusal); the broker taking one on that topic again is said at INFO with how
 many refusals the episode had. Before, each refused batch was a warning: a window of 8 refused for
-days at the 60 s maximum wait was about 8 warnings a minute, a field log flooded."""
+days at the 60 s maximum wait was about 8 warnings a minute, a field log flooded.
+
+No reminder while it lasts, unlike :mod:`gateway.episodes` and :class:`aquami.outage.Outage`: a
+refusal is the broker's rule, which stays until someone changes it, and the health status counts
+each one; the end is said at INFO as theirs is."""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ def test_a_failure_to_store_that_is_not_an_outage_is_one_traceback_not_one_a_sec
     own = [r for r in caplog.records if r.name == "collector.service" and r.levelno >= logging.WARNING]
     tracebacks = [r.getMessage() for r in own if r.exc_info]
     assert tracebacks == ["could not store 1 messages; they wait, unacknowledged"]
-    said = [r.getMessage() for r in own if "storing messages" in r.getMessage()]
+    said = [m for r in caplog.records if r.name == "collector.service" and "storing messages" in (m := r.getMessage())]
     assert len(said) == 2, said
     assert said[0].startswith("storing messages unavailable (RaiseException: no new meters today")
     assert said[1].startswith("storing messages available again after ") and "failures" in said[1]
+    assert [r.levelname for r in caplog.records if "storing messages" in r.getMessage()] == ["WARNING", "INFO"]

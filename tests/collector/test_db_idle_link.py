@@ -46,7 +46,7 @@ def test_a_database_link_dead_while_idle_is_noticed_and_replaced_and_nothing_is_
     not until a message came, then after the write's 60 s). Messages arriving meanwhile wait
     unacknowledged; the link back (the old connection dead for good), all are stored, and the
     database said available again."""
-    caplog.set_level(logging.WARNING, logger="collector.service")
+    caplog.set_level(logging.INFO, logger="collector.service")  # "available again" is INFO
     url, gw = migrated_database_url, "gw-idle"
     params = conninfo_to_dict(url)
     with CutProxy(int(str(params.get("port") or 5432)), str(params.get("host", LOOPBACK)), name="db-link") as link:
@@ -104,7 +104,7 @@ def test_a_message_just_after_the_link_died_waits_the_check_not_the_write_s_dead
     default 10 s check, the link dead 0.3 s or 5 s before it); now the writer's look before its first
     write after an idle spell gives the connection up within ``database_check_s``, and the write
     goes on a new one."""
-    caplog.set_level(logging.WARNING, logger="collector.service")
+    caplog.set_level(logging.INFO, logger="collector.service")  # "available again" is INFO
     url, gw = migrated_database_url, "gw-died"
     params = conninfo_to_dict(url)
     with CutProxy(int(str(params.get("port") or 5432)), str(params.get("host", LOOPBACK)), name="db-link") as link:

@@ -1,7 +1,8 @@
 """A broker outage in the gateway's log: one line when it goes, a reminder now and then, one when back.
 
 Before, each reconnection attempt said "cannot connect to …" (a warning) and "reconnecting to … in
-… s": with waits of 0.05-0.2 s, 2.5 s of a stopped broker gave some 20 of each.
+… s": with waits of 0.05-0.2 s, 2.5 s of a stopped broker gave some 20 of each. And a link that
+drops connection after connection (a NAT, a cell modem) was a pair of warnings per drop.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.config import MqttOptions
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from tests.services import MosquittoBroker
+from tests.tcp_cut_proxy import CutProxy
 
 pytestmark = pytest.mark.services
 
@@ -70,5 +72,47 @@ def test_a_broker_outage_is_said_once_reminded_and_its_end_said(
     # every 0.05-0.2 s, would be several times as many)
     assert 1 <= len(reminders) <= lasted, (lasted, said)
     assert len(back) == 1 and back[0].startswith(f"MQTT broker {endpoint.url} available again after"), said
+    levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "gateway.publisher"}
+    assert levels[back[0]] == logging.INFO, "a recovery pages no one: INFO, not WARNING"
     others = [m for m in said if m not in lost + reminders + back and not m.startswith("connected to")]
     assert others == [], said  # no line per attempt: neither "cannot connect" nor "reconnecting in"
+
+
+def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stays_up(
+    mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each connection accepted, then cut (a RST) half a second later, eight times: one warning at the
+    first drop, and "available again" once the link has stayed up ``settle_s`` (here 2 s, 90 s by
+    default), with the drops counted. Before: "unavailable" and "available again" at each drop."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append(_readings(0, 4))
+    options = MqttOptions(reconnect_min_s=0.05, reconnect_max_s=0.2)
+    with CutProxy(mosquitto.port, name="flapping") as proxy:
+        endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{proxy.port}")
+        publisher = Publisher(spool, "gw-flapping", endpoint, batch_size=2, window=2, options=options)
+        log = logging.getLogger("gateway.publisher")
+        publisher.broker = Outage(log, f"MQTT broker {endpoint.url}", remind_every_s=3600, settle_s=2.0)
+        caplog.set_level(logging.INFO, logger="gateway.publisher")
+        publisher.start()
+        try:
+            _wait(lambda: spool.depth() == 0, 10, "the first readings delivered")
+            for _ in range(8):
+                connections = publisher.connections
+                time.sleep(0.5)
+                assert proxy.drop() == 1
+                last_drop = time.monotonic()
+                _wait(lambda: publisher.connections > connections, 10, "the next connection")  # noqa: B023 (called at once)
+            back = f"MQTT broker {endpoint.url} available again after "
+            _wait(lambda: any(r.getMessage().startswith(back) for r in caplog.records), 15, "the link said back")
+            said_back = time.monotonic()
+        finally:
+            publisher.stop()
+            spool.close()
+    records = [r for r in caplog.records if r.name == "gateway.publisher" and "available" in r.getMessage()]
+    said = [r.getMessage() for r in records]
+    assert [r.levelno for r in records] == [logging.WARNING, logging.INFO], said
+    lost = "unavailable (connection lost: Unspecified error); readings wait in the spool"
+    assert said[0] == f"MQTT broker {endpoint.url} {lost}"
+    assert said_back - last_drop >= 2.0, "said back only once the link had stayed up 2 s"
+    counts = said[1].removeprefix(back).split(", ")
+    assert len(counts) == 3 and counts[2] == "7 drops", said  # the first drop began the outage; 7 more

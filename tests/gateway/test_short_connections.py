@@ -59,7 +59,9 @@ def test_a_link_that_keeps_dropping_is_not_called_a_duplicate_gateway(
             publisher.stop()
             spool.close()
     said = _warnings(caplog)
-    assert said, caplog.text
+    # said at the third of the run, not again at the fourth (before: a warning at each from the third
+    # on, one a drop on a link that keeps dropping; again after 5 minutes if the run goes on)
+    assert len(said) == 1, said
     if protocol == "5":  # the broker would have said "Session taken over"
         assert all(DUPLICATE not in message for message in said), said
         assert all("without a reason from the broker" in message for message in said), said
