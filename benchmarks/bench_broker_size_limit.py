@@ -7,10 +7,12 @@ in a PUBACK, which paho takes for a protocol error, and closes an MQTT 3.1.1 cli
 (``max_packet_size``). This measures, for each case, how many of the spool's readings the broker
 acknowledged within a time, how many connections that took, and how many lines the publisher
 logged at WARNING or above; beside it, the baseline: the same gateway told the limit
-(``[mqtt] max_packet_size``), as an operator who knew it would.
+(``[mqtt] max_packet_size``), as an operator who knew it would. With ``--stop``, how long
+``stop(drain_timeout)`` takes once all the spool holds is one reading (or one event) larger than the
+broker takes, its limit announced (``max_packet_size``) or learned (``message_size_limit``).
 
-Run ``python -m benchmarks.bench_broker_size_limit [--seconds 30] [--readings 1000]`` (Mosquitto
-must be installed: ``scripts/test-deps``).
+Run ``python -m benchmarks.bench_broker_size_limit [--seconds 30] [--readings 1000] [--stop]``
+(Mosquitto must be installed: ``scripts/test-deps``).
 """
 
 from __future__ import annotations
@@ -86,11 +88,53 @@ def run(
             broker.stop()
 
 
+def stop_time(setting: str, kept: str, drain_timeout: float) -> float:
+    """Seconds ``stop(drain_timeout)`` takes with one reading or event (``kept``) the broker never
+    takes left in the spool, everything else delivered."""
+    broker = MosquittoBroker(settings=[setting])
+    broker.start()
+    log = logging.getLogger("gateway.publisher")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # the reading too large is said at ERROR
+    with tempfile.TemporaryDirectory() as folder:
+        spool = Spool(Path(folder) / "s.sqlite")
+        big = {"meter_id": "WM-BIG", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0, "note": "x" * 6000}
+        small = ({"meter_id": f"WM-{n:05d}", "ts": "2026-01-01T00:00:00Z", "volume_m3": float(n)} for n in range(20))
+        spool.append([big, *small] if kept == "reading" else small)
+        options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+        publisher = Publisher(spool, "gw-bench", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+        if kept == "event":
+            publisher.send_durable("aquami/v1/gw-bench/events", b'{"big":"' + b"x" * 6000 + b'"}')
+        publisher.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not (publisher.connected.is_set() and spool.depth() == (kept == "reading")):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the readings that fit were not delivered in 30 s")
+                time.sleep(0.05)
+            time.sleep(0.5)  # the event passed over, or the reading said
+            started = time.monotonic()
+            publisher.stop(drain_timeout)
+            return time.monotonic() - started
+        finally:
+            publisher.stop()
+            log.setLevel(level)
+            spool.close()
+            broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--readings", type=int, default=1000)
+    parser.add_argument("--stop", action="store_true", help="time stop(drain_timeout=8) instead")
     args = parser.parse_args()
+    if args.stop:
+        for setting in (f"max_packet_size {LIMIT}", f"message_size_limit {LIMIT}"):
+            for kept in ("reading", "event"):
+                took = stop_time(setting, kept, 8.0)
+                print(f"MQTT 5 {setting:24} one {kept:7} too large left: stop(drain_timeout=8) took {took:.2f} s")
+        return
     for protocol, setting in CASES:
         for told, configured in (("not told", None), ("told (baseline)", LIMIT)):
             delivered, connections, lines, took = run(protocol, setting, args.readings, args.seconds, configured)

@@ -71,12 +71,14 @@ class InFlight:
         self.size_limit = LearnedSizeLimit()
         self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
         self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
+        self._too_large_here: set[int] = set()  # such events passed over on this connection
 
     def start_session(self, properties: Any) -> None:
         """The broker accepted a session (``properties``: its CONNACK's): size what goes to what it takes."""
         announced = getattr(properties, "MaximumPacketSize", None)
         limits = (announced, self._state.options.max_packet_size, self.size_limit.limit)
         before, self._max_packet = self._max_packet, min((n for n in limits if n), default=None)
+        self._too_large_here.clear()  # looked at again against this connection's limit
         if self.size_limit.limit is None:  # else the batch size learned with it holds
             self._readings_per_batch = self._state.batch_size
         if self._max_packet is None or (before is not None and self._max_packet > before):
@@ -112,6 +114,17 @@ class InFlight:
         drain at stop waits no longer for it (read from any thread)."""
         batches = self._batch_refusals.holding() and not self._in_flight
         events = self._event_refusals.holding() and not self._messages_in_flight
+        return batches, events
+
+    def only_too_large_left(self) -> tuple[bool, bool]:
+        """(batches, events): whether all the spool holds of each kind is what cannot go on this
+        connection (a reading or an event larger than the broker takes), none of it in flight. A
+        drain at stop waits no longer for it: before, a gateway holding one reading too large waited
+        its whole drain timeout at every stop (read from any thread: the sets copied first)."""
+        spool = self._state.spool
+        unsendable, too_large = frozenset(self._unsendable), frozenset(self._too_large_here)
+        batches = bool(unsendable) and not self._in_flight and spool.depth_besides(unsendable) == 0
+        events = bool(too_large) and not self._messages_in_flight and spool.messages_besides(too_large) == 0
         return batches, events
 
     def settle_acks(self) -> None:
@@ -238,6 +251,7 @@ class InFlight:
             if not self._fits(topic, payload):
                 # it stays in the spool (nothing is deleted unacknowledged), passed over on this connection
                 self._highest_message_sent = message_id
+                self._too_large_here.add(message_id)
                 if message_id not in self._oversized_messages:
                     self._oversized_messages.add(message_id)
                     self.messages_too_large += 1

@@ -136,8 +136,8 @@ class Publisher:
 
     def stop(self, drain_timeout: float = 0.0) -> None:
         """Stop; with ``drain_timeout``, first give the publisher that long to empty the spool and
-        outbox. What the broker refused, waiting for its next try, is not waited for: before, a
-        refused event had the drain wait its whole timeout."""
+        outbox. What the broker refused, waiting for its next try, is not waited for, nor a reading
+        or an event larger than the broker takes: before, each had the drain wait its whole timeout."""
         deadline = time.monotonic() + drain_timeout
         while time.monotonic() < deadline:  # (re)connecting included: the broker may be just back
             if self.connected.is_set() and not self._outbox and self._drained():
@@ -149,10 +149,16 @@ class Publisher:
         self._link.outage.stop()
 
     def _drained(self) -> bool:
-        """Readings and durable messages all acknowledged, or each kind left waiting after a refusal."""
+        """Readings and durable messages all acknowledged, or each kind left waiting after a refusal,
+        or all that is left of it too large for the broker."""
         batches_held, events_held = self._inflight.held_after_refusal()
-        batches_done = batches_held or self.spool.depth() == 0
-        events_done = events_held or not (self._inflight.messages_unacknowledged() or self.spool.messages_waiting())
+        batches_too_large, events_too_large = self._inflight.only_too_large_left()
+        batches_done = batches_held or batches_too_large or self.spool.depth() == 0
+        events_done = (
+            events_held
+            or events_too_large
+            or not (self._inflight.messages_unacknowledged() or self.spool.messages_waiting())
+        )
         return batches_done and events_done
 
     # what the parts keep, as it was read before they were parts -------------------------------

@@ -47,7 +47,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -475,6 +475,16 @@ class Spool:
         """Readings on disk not yet acknowledged (sealed or not): the spool-depth metric."""
         return self._depth
 
+    def depth_besides(self, batch_seqs: Collection[int]) -> int:
+        """Readings not yet acknowledged outside the batches ``batch_seqs`` (unsealed ones included)."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM readings "
+                "WHERE batch_seq IS NULL OR batch_seq NOT IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(batch_seqs)),),
+            ).fetchone()
+        return int(count)
+
     def next_batch_seq(self) -> int:
         with self._lock:
             (value,) = self._db.execute("SELECT value FROM counters WHERE name = 'next_batch_seq'").fetchone()
@@ -589,6 +599,15 @@ class Spool:
         if ids:
             with self._lock:
                 self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+
+    def messages_besides(self, ids: Collection[int]) -> int:
+        """Messages waiting other than ``ids``."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM messages WHERE id NOT IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(ids)),),
+            ).fetchone()
+        return int(count)
 
     def messages_waiting(self) -> int:
         with self._lock:

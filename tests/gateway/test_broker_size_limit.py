@@ -186,3 +186,68 @@ def test_an_event_the_broker_never_takes_is_kept_and_said_once_while_the_rest_go
         subscriber.close()
         spool.close()
         broker.stop()
+
+
+@pytest.mark.parametrize(
+    "setting", [f"message_size_limit {LIMIT}", f"max_packet_size {LIMIT}"], ids=["learned", "announced"]
+)
+def test_a_drain_at_stop_does_not_wait_for_a_reading_the_broker_never_takes_but_delivers_the_rest(
+    tmp_path: Path, setting: str
+) -> None:
+    """Before, the drain waited until the spool was empty: its whole timeout, at every stop, for a
+    reading that cannot go on this connection."""
+    broker = MosquittoBroker(settings=[setting])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([*(_reading(n) for n in range(10)), _reading(10, "x" * 6000), *(_reading(n) for n in range(11, 20))])
+    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.start()
+    try:
+        _wait(lambda: spool.depth() == 1 and publisher.connected.is_set(), 30, "the other readings not delivered")
+        spool.append(_reading(n) for n in range(20, 25))  # the drain still delivers what can go
+        started = time.monotonic()
+        publisher.stop(drain_timeout=8.0)
+        took = time.monotonic() - started
+        assert took < 3.0, f"the drain waited {took:.1f} s for a reading the broker never takes"
+        assert spool.depth() == 1, "the drain stopped before delivering the readings that fit"
+        (kept,) = spool.sealed_batches(0, 10)
+        assert [r["meter_id"] for r in kept.readings] == ["WM-00010"]
+        _wait(lambda: len(_delivered(subscriber)) == 24, 10, "readings acknowledged but not delivered")
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize(
+    "setting", [f"message_size_limit {LIMIT}", f"max_packet_size {LIMIT}"], ids=["learned", "announced"]
+)
+def test_a_drain_at_stop_does_not_wait_for_an_event_the_broker_never_takes_but_delivers_the_rest(
+    tmp_path: Path, setting: str
+) -> None:
+    broker = MosquittoBroker(settings=[setting])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    subscriber = Subscriber(broker.url, ["aquami/v1/#"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.send_durable("aquami/v1/gw-limit/events", b'{"big":"' + b"x" * 6000 + b'"}')
+    publisher.start()
+    try:
+        _wait(lambda: publisher.messages_too_large == 1 and publisher.connected.is_set(), 30, "not passed over")
+        publisher.send_durable("aquami/v1/gw-limit/events", b'{"small":1}')  # the drain still delivers it
+        spool.append(_reading(n) for n in range(5))
+        started = time.monotonic()
+        publisher.stop(drain_timeout=8.0)
+        took = time.monotonic() - started
+        assert took < 3.0, f"the drain waited {took:.1f} s for an event the broker never takes"
+        assert spool.messages_waiting() == 1 and spool.depth() == 0, "the drain stopped before delivering the rest"
+        _wait(lambda: subscriber.payloads("/events")[-1:] == [{"small": 1}], 10, "the small event not delivered")
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()

@@ -201,3 +201,38 @@ def test_the_events_limit_counts_the_events_waiting_not_those_since_delivered(tm
     assert spool.messages_dropped_total == 0
     assert [payload for _, _, payload in spool.messages_after(0, 10)] == [b"waiting"]
     spool.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    total=st.integers(0, 40),
+    size=st.integers(1, 10),
+    batches=st.integers(0, 6),
+    besides=st.sets(st.integers(0, 10), max_size=6),
+    events=st.integers(0, 8),
+    events_besides=st.sets(st.integers(0, 10), max_size=6),
+)
+def test_what_waits_besides_some_batches_or_events_is_counted_unsealed_readings_included(
+    tmp_path_factory,
+    total: int,
+    size: int,
+    batches: int,
+    besides: set[int],
+    events: int,
+    events_besides: set[int],
+) -> None:
+    """What a drain at stop still waits for, besides what cannot go (a reading or an event too large)."""
+    spool = Spool(tmp_path_factory.mktemp("spool") / "s.sqlite")
+    try:
+        spool.append([reading(n) for n in range(total)])
+        sealed = spool.seal_many(size, batches)
+        for _ in range(events):
+            spool.add_message("aquami/v1/gw/events", b"{}")
+        waiting = {message_id for message_id, _, _ in spool.messages_after(0, 100)}
+        outside = sum(len(b.bodies) for b in sealed if b.batch_seq not in besides)
+        assert spool.depth_besides(besides) == outside + total - sum(len(b.bodies) for b in sealed)
+        assert spool.depth_besides(()) == spool.depth() == total
+        assert spool.messages_besides(events_besides) == len(waiting - events_besides)
+        assert spool.messages_besides(()) == spool.messages_waiting() == events
+    finally:
+        spool.close()
