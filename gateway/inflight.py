@@ -72,6 +72,7 @@ class InFlight:
         self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
         self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
         self._too_large_here: set[int] = set()  # such events passed over on this connection
+        self._dropped_on: set[str] = set()  # topics whose last status or reply was too large: said once
 
     def start_session(self, properties: Any) -> None:
         """The broker accepted a session (``properties``: its CONNACK's): size what goes to what it takes."""
@@ -226,18 +227,29 @@ class InFlight:
             payload = message.payload
             if not self._fits(message.topic, payload):
                 if message.smaller is None or not self._fits(message.topic, message.smaller):
-                    self.messages_too_large += 1
-                    log.error(
-                        "message on %s not sent: %d bytes, more than the broker takes (%s)",
-                        message.topic, len(payload), self._max_packet,
-                    )  # fmt: skip
+                    self._drop_too_large(message)
                     continue
                 payload = message.smaller
             info = client.publish(message.topic, payload, qos=1, retain=message.retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._outbox.appendleft(message)
                 return
+            self._dropped_on.discard(message.topic)  # one goes there again: a later drop is said again
             self._sizes[info.mid] = packet_size(message.topic, payload)
+
+    def _drop_too_large(self, message: Outgoing) -> None:
+        """A status or reply larger than the broker takes, its smaller form too (or none): published,
+        the broker would end the connection. Counted each time; said once per topic until one goes on
+        it again: before, a status too large was an error at every status interval, for good."""
+        self.messages_too_large += 1
+        if message.topic in self._dropped_on:
+            return
+        self._dropped_on.add(message.topic)
+        log.error(
+            "message on %s not sent: %d bytes, more than the broker takes (%s); later ones on it too large "
+            "are only counted (health's messages_too_large)",
+            message.topic, len(message.payload), self._max_packet,
+        )  # fmt: skip
 
     def _send_durable_messages(self, client: mqtt.Client) -> None:
         room = self._state.window - len(self._messages_in_flight)

@@ -251,3 +251,73 @@ def test_a_drain_at_stop_does_not_wait_for_an_event_the_broker_never_takes_but_d
         subscriber.close()
         spool.close()
         broker.stop()
+
+
+STATUS = "aquami/v1/gw-limit/status/health"
+
+
+def _statuses(publisher: Publisher, subscriber: Subscriber, count: int, full: bytes, smaller: bytes) -> None:
+    """``count`` health statuses, as the gateway's reporter sends them (its interval shortened), each
+    with readings behind it."""
+    for n in range(count):
+        publisher.spool.append(_reading(1000 * n + k) for k in range(5))
+        publisher.send(STATUS, full, retain=True, smaller=smaller)
+        _wait(lambda: publisher.connected.is_set() and publisher.spool.depth() == 0, 20, "readings held up")
+        time.sleep(0.3)
+
+
+def test_a_status_over_a_limit_the_broker_does_not_announce_goes_smaller_once_learned(tmp_path: Path) -> None:
+    """Sent from memory, a status too large for the broker ends the connection it goes on, and is
+    gone with it: two of them in a row teach the limit, and the later ones go in their smaller form,
+    with no more connections ended, nor readings held up."""
+    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    subscriber = Subscriber(broker.url, [STATUS, "aquami/v1/+/reads"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.start()
+    full, smaller = b'{"meters":"' + b"x" * 6000 + b'"}', b'{"meters_omitted":1}'
+    try:
+        _wait(publisher.connected.is_set, 10, "no connection")
+        _statuses(publisher, subscriber, 8, full, smaller)
+        assert publisher.connections <= 3, f"{publisher.connections} connections for 8 statuses"
+        _wait(lambda: len(subscriber.payloads(STATUS)) >= 6, 10, "the statuses in their smaller form")
+        assert all(p == {"meters_omitted": 1} for p in subscriber.payloads(STATUS))
+        assert len(_delivered(subscriber)) == 40
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize(
+    "setting", [f"message_size_limit {LIMIT}", f"max_packet_size {LIMIT}"], ids=["learned", "announced"]
+)
+def test_a_status_too_large_even_in_its_smaller_form_is_said_once_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, setting: str
+) -> None:
+    """Before, each was an error: one every status interval, for as long as the gateway ran."""
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    broker = MosquittoBroker(settings=[setting])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    subscriber = Subscriber(broker.url, [STATUS, "aquami/v1/+/reads"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
+    publisher.start()
+    full, smaller = b'{"meters":"' + b"x" * 9000 + b'"}', b'{"meters":"' + b"x" * 6000 + b'"}'
+    try:
+        _wait(publisher.connected.is_set, 10, "no connection")
+        _statuses(publisher, subscriber, 8, full, smaller)
+        assert publisher.connections <= 3, f"{publisher.connections} connections for 8 statuses"
+        said = _said(caplog, f"message on {STATUS} not sent")
+        assert [r.levelno for r in said] == [logging.ERROR], [r.getMessage() for r in said]
+        assert publisher.messages_too_large >= 6  # each counted
+        assert subscriber.payloads(STATUS) == [] and len(_delivered(subscriber)) == 40
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
