@@ -294,12 +294,18 @@ class InFlight:
                 self._highest_sent = max(self._highest_sent, batch.batch_seq)
                 continue
             if not batch.bodies or batch.batch_seq in self._unsendable:
+                # passed over for this connection: before, not moved past, such batches (the oldest)
+                # were listed first at every turn, and as many as the window held up all the others
+                self._highest_sent = max(self._highest_sent, batch.batch_seq)
                 continue
             payload = encode_batch(self._state.gateway_id, batch.batch_seq, batch.bodies)
             size = packet_size(topic, payload)
             if self._max_packet is not None and size > self._max_packet:
                 self._reseal(batch, size)
-                continue  # its readings go in the new batches, on the next turn
+                # its readings go in the new batches (higher batch_seqs), on the next turn; one reading
+                # too large is passed over for this connection
+                self._highest_sent = max(self._highest_sent, batch.batch_seq)
+                continue
             info = client.publish(topic, payload, qos=self._state.options.qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("publish of batch %s failed (%s); it stays in the spool", batch.batch_seq, info.rc)

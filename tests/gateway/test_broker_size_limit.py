@@ -321,3 +321,27 @@ def test_a_status_too_large_even_in_its_smaller_form_is_said_once_and_counted(
         subscriber.close()
         spool.close()
         broker.stop()
+
+
+def test_readings_too_large_as_many_as_the_window_do_not_hold_up_the_others(tmp_path: Path) -> None:
+    """Passed over without moving on, the oldest batches, each one reading too large, filled every
+    turn's window: with as many of them as the window, nothing after them was ever sent."""
+    broker = MosquittoBroker(settings=[f"max_packet_size {LIMIT}"])
+    broker.start()
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([*(_reading(n, "x" * 6000) for n in range(3)), *(_reading(n) for n in range(3, 13))])
+    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
+    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
+    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=1, window=2, options=options)
+    publisher.start()
+    try:
+        _wait(lambda: spool.depth() == 3, 10, "the readings that fit were held up by those too large")
+        _wait(lambda: _delivered(subscriber) == {f"WM-{n:05d}" for n in range(3, 13)}, 10, "not delivered")
+        assert [r["meter_id"] for b in spool.sealed_batches(0, 10) for r in b.readings] == [
+            f"WM-{n:05d}" for n in range(3)
+        ]
+    finally:
+        publisher.stop()
+        subscriber.close()
+        spool.close()
+        broker.stop()
