@@ -56,6 +56,7 @@ OTHER_TOOLS_OPTIONS = {
     "--kinds": "a benchmark's (python -m benchmarks.causal_check)",
     "--interval-minutes": "a benchmark's (python -m benchmarks.bench_detection)",
     "--meters-only": "a benchmark's (python -m benchmarks.bench_care_desk)",
+    "--stop": "a benchmark's (python -m benchmarks.bench_broker_size_limit)",
     "--dist": "pytest-xdist's, in the Tests section",
     "--system": "useradd's, in Running as a service",
     "--home-dir": "useradd's, in Running as a service",
