@@ -190,9 +190,13 @@ NO_WORDS = "needs a word (a letter or a digit), not only blanks, marks or invisi
 
 
 def _message(error: Any) -> str:
-    """pydantic's message for an invalid value, or the words one's in words."""
-    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == WORDS_PATTERN:
+    """pydantic's message for an invalid value, the words one's in words, or a check's own words
+    without pydantic's "Value error, " before them (``'20261102' is no ISO 8601 time``)."""
+    context = error.get("ctx") or {}
+    if error.get("type") == "string_pattern_mismatch" and context.get("pattern") == WORDS_PATTERN:
         return NO_WORDS
+    if error.get("type") == "value_error" and "error" in context:
+        return str(context["error"])
     return str(error.get("msg", ""))
 
 

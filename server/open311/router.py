@@ -169,10 +169,13 @@ def _checked(body: Body) -> RequestIn:
 
 
 def _message(error: Any) -> str:
-    """pydantic's message, or a pattern's in words (:data:`PATTERN_WORDS`)."""
-    pattern = (error.get("ctx") or {}).get("pattern")
-    if error["type"] == "string_pattern_mismatch" and pattern in PATTERN_WORDS:
-        return PATTERN_WORDS[pattern]
+    """pydantic's message, a pattern's in words (:data:`PATTERN_WORDS`), or a check's own words
+    without pydantic's "Value error, " before them."""
+    context = error.get("ctx") or {}
+    if error["type"] == "string_pattern_mismatch" and context.get("pattern") in PATTERN_WORDS:
+        return PATTERN_WORDS[context["pattern"]]
+    if error["type"] == "value_error" and "error" in context:
+        return str(context["error"])
     return str(error["msg"])
 
 

@@ -7,6 +7,7 @@ detailed status, which the spec's open/closed cannot say).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -53,16 +54,23 @@ def answer_max(code: str) -> int | None:
     return ANSWER_MAX.get(code, ATTRIBUTE_MAX)
 
 
-def _not_a_boolean(value: object) -> object:
-    """JSON's true and false are no coordinates (pydantic would take them as 1.0 and 0.0); a number,
-    or the form's text of one, is."""
+def _a_coordinate(value: object) -> object:
+    """JSON's true and false are no coordinates (pydantic would take them as 1.0 and 0.0), nor is NaN
+    or an infinity (a form's ``lat=nan`` was told "Input should be greater than or equal to -90"); a
+    number, or the form's text of one, is. Text that is no number is left for pydantic to say so."""
     if isinstance(value, bool):
         raise ValueError("a coordinate is a number, not true or false")
+    try:
+        number = float(value) if isinstance(value, int | float | str) else None
+    except ValueError:
+        return value
+    if number is not None and not math.isfinite(number):
+        raise ValueError("a coordinate is a finite number, not NaN or infinity")
     return value
 
 
-#: A latitude or longitude: a number (JSON) or its text (a form), never a boolean.
-Coordinate = Annotated[float, BeforeValidator(_not_a_boolean)]
+#: A latitude or longitude: a finite number (JSON) or its text (a form), never a boolean.
+Coordinate = Annotated[float, BeforeValidator(_a_coordinate)]
 
 
 class Service(BaseModel):

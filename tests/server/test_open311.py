@@ -483,6 +483,55 @@ def test_json_s_true_and_false_are_no_coordinates(desk: Desk, lat: bool | float,
         assert answer.status_code == 200, answer.text
 
 
+NOT_FINITE = "a coordinate is a finite number, not NaN or infinity"
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.sampled_from(["lat", "long"]),
+    text=st.sampled_from(["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "-Infinity", " inf ", "1e400", "-1e999"]),
+)
+def test_a_coordinate_that_is_no_finite_number_is_told_so(desk: Desk, which: str, text: str) -> None:
+    """A form's ``lat=nan`` was told "Input should be greater than or equal to -90", which it is
+    not about: an app's developer looked for a sign error. Nothing is stored either way."""
+    fields = {"service_code": "leak_street", "lat": "1", "long": "2", which: text}
+    answer = desk.post_form(fields)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"] == [{"location": which, "message": NOT_FINITE}]
+    assert _stored(desk) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"service_code": "leak_street", "lat": NaN, "long": 2}', NOT_FINITE),
+        (b'{"service_code": "leak_street", "lat": 1, "long": -Infinity}', NOT_FINITE),
+        (b'{"service_code": "leak_street", "lat": true, "long": 2}', "a coordinate is a number, not true or false"),
+    ],
+)
+def test_a_json_coordinate_s_problem_is_said_in_its_own_words(desk: Desk, body: bytes, said: str) -> None:
+    """Before, ``Value error, a coordinate is a number, not true or false``: pydantic's prefix,
+    which names its own exception class, not the request's problem."""
+    headers = {**desk.header("customer_app"), "Content-Type": "application/json"}
+    answer = desk.client.post(f"{V2}/requests.json", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    (error,) = answer.json()["errors"]
+    assert error["message"] == said
+    assert answer.json()["detail"] == f"{error['location']}: {said}"
+    assert _stored(desk) == (0, 0, 0)
+
+
+def test_a_date_that_is_no_time_is_told_so_without_pydantic_s_prefix(desk: Desk) -> None:
+    """An Open311 client's ``start_date=2026-12-01`` (a date, where the spec asks a datetime) was told
+    ``Value error, '2026-12-01' is no ISO 8601 time``; the README quotes the words alone."""
+    headers = desk.header("customer_care")
+    answer = desk.client.get(f"{V2}/requests.json", params={"start_date": "2026-12-01"}, headers=headers)
+    assert answer.status_code == 422, answer.text
+    said = "'2026-12-01' is no ISO 8601 time"
+    assert answer.json()["errors"] == [{"location": "query/start_date", "message": said}]
+    assert answer.json()["detail"] == f"query/start_date: {said}"
+
+
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     query=st.fixed_dictionaries(
