@@ -183,7 +183,26 @@ def signed_by(conn: psycopg.Connection, request: Request, body: Body | None, *al
     """The principal of the key in the body (Open311's ``api_key``) or in the API's headers, never
     the cookie, when it has one of ``allowed`` (or admin): 401 without a valid key, 403 without such a role."""
     key = body.api_key.strip() if body is not None and body.api_key is not None else header_key(request)
-    return authorize(conn, key, *allowed, hint="the api_key field, or Authorization: Bearer <key>")
+    return authorize(conn, key, *allowed, hint=_where_a_key_goes(request, body))
+
+
+#: What a 401 adds when the key was sent where it is not read: before, a valid key put in the address,
+#: or in a multipart form (as clients attaching a photo post), was told only "a valid API key is
+#: required", and the app's developer went looking for a wrong key.
+_IN_THE_ADDRESS = "an api_key in the address is not read: addresses are logged"
+_IN_MULTIPART = f"a multipart/form-data body is not read: post the form as {FORM}, a photo as media_url"
+
+
+def _where_a_key_goes(request: Request, body: Body | None) -> str:
+    """Where the key is read (the form's field only for a request that has a body: a GET's is the
+    header's alone), and why the one sent was not, when it was sent where it is not read."""
+    said = ["the api_key field, or Authorization: Bearer <key>" if body is not None else "Authorization: Bearer <key>"]
+    if "api_key" in request.query_params:
+        said.append(_IN_THE_ADDRESS)
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if body is not None and media_type == "multipart/form-data":
+        said.append(_IN_MULTIPART)
+    return "; ".join(said)
 
 
 def source_of(principal: Principal) -> tuple[str, str]:

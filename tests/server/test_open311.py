@@ -563,6 +563,43 @@ def test_a_keyed_reader_s_bad_query_is_answered_as_before(desk: Desk) -> None:
         assert answer.status_code == status, answer.text
 
 
+NOT_READ_IN_THE_ADDRESS = "an api_key in the address is not read: addresses are logged"
+
+
+@pytest.mark.parametrize("role", ["customer_care", "admin"])
+def test_a_reader_s_valid_key_put_in_the_address_is_told_it_is_not_read_there(desk: Desk, role: str) -> None:
+    """Before, a 401 "a valid API key is required (the api_key field, or Authorization: Bearer <key>)"
+    for a valid key in ``?api_key=``: no word that the address is not read, and a GET has no field."""
+    for path in (f"{V2}/requests.json", f"{V2}/requests/1.json"):
+        answer = desk.client.get(path, params={"api_key": desk.keys[role]})
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["detail"] == (
+            f"a valid API key is required (Authorization: Bearer <key>; {NOT_READ_IN_THE_ADDRESS})"
+        )
+
+
+def test_an_app_s_valid_key_in_the_address_or_a_multipart_form_is_told_where_it_is_read(desk: Desk) -> None:
+    """Clients attaching a photo post multipart/form-data, and some put the key in the address: both
+    were told only "a valid API key is required", for a valid key; nothing is stored either way."""
+    fields = {"service_code": "leak_street", "lat": "1", "long": "2"}
+    in_the_address = desk.client.post(f"{V2}/requests.json", params={"api_key": desk.keys["customer_app"]}, data=fields)
+    assert in_the_address.status_code == 401, in_the_address.text
+    assert NOT_READ_IN_THE_ADDRESS in in_the_address.json()["detail"]
+    multipart = desk.client.post(
+        f"{V2}/requests.json",
+        data={**fields, "api_key": desk.keys["customer_app"]},
+        files={"media": ("leak.jpg", b"\xff\xd8\xff", "image/jpeg")},
+    )
+    assert multipart.status_code == 401, multipart.text
+    assert multipart.json()["detail"] == (
+        "a valid API key is required (the api_key field, or Authorization: Bearer <key>; a multipart/form-data "
+        "body is not read: post the form as application/x-www-form-urlencoded, a photo as media_url)"
+    )
+    assert _stored(desk) == (0, 0, 0)
+    without = desk.client.post(f"{V2}/requests.json", data=fields)  # a key nowhere: the plain words
+    assert without.json()["detail"] == "a valid API key is required (the api_key field, or Authorization: Bearer <key>)"
+
+
 #: Bodies a raise request cannot be made of: (Content-Type, body).
 BAD_BODIES = [
     ("application/json", b"{not json"),
