@@ -256,11 +256,22 @@ def list_requests(
 @router.get(
     "/requests/{service_request_id}.json",
     response_model=list[ServiceRequest],
-    responses=problems({**key_problems(*READERS), 404: "Unknown service request: no request of that id"}),
+    responses=problems(
+        {
+            400: "Several ids in the path: GET requests.json?service_request_id= reads several",
+            **key_problems(*READERS),
+            404: "Unknown service request: no request of that id",
+        }
+    ),
     summary="GET Service Request: one enquiry (a list of one, as the spec answers)",
     openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
 )
 def get_request(_: Reader, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
+    if "," in service_request_id:  # before: "at most 1 ids"
+        raise bad_request(
+            "service_request_id",
+            f"one id in the path; GET {PREFIX}/requests.json?service_request_id=1,2 reads several",
+        )
     (enquiry_id,) = _ids(service_request_id, where="service_request_id", at_most=1)
     row = repository.get_request(conn, enquiry_id)
     if row is None:

@@ -362,6 +362,18 @@ def test_requests_are_filtered_as_the_spec_says_and_detection_s_show_their_categ
         assert desk.client.get(f"{V2}/requests/{unknown}.json", headers=care).status_code == 404
 
 
+def test_several_ids_in_a_request_s_path_are_pointed_to_the_list_that_reads_several(desk: Desk) -> None:
+    """``GET requests/1,2.json`` was told "service_request_id: at most 1 ids"."""
+    answer = desk.client.get(f"{V2}/requests/1,2.json", headers=desk.header("customer_care"))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"] == [
+        {
+            "location": "service_request_id",
+            "message": f"one id in the path; GET {V2}/requests.json?service_request_id=1,2 reads several",
+        }
+    ]
+
+
 def test_at_most_1000_requests_are_answered(desk: Desk) -> None:
     with psycopg.connect(desk.url, autocommit=True) as conn:
         conn.execute(
