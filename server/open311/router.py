@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from server.auth import Principal
@@ -294,7 +295,21 @@ def not_served(request: Request, rest: str) -> None:
             f"aquami serves Open311 as JSON only: ask for {PREFIX}/{rest[:-4]}.json",
             title="Format not served",
         )
+    served = _as_json(rest)
+    if served is not None:  # before: "Open311 has no /open311/v2/services/no_water here"
+        raise Problem(404, f"Open311's resources end in .json: ask for {served}", title="Not Found")
     raise Problem(404, f"Open311 has no {PREFIX}/{rest} here", title="Not Found")
+
+
+def _as_json(rest: str) -> str | None:
+    """The path a resource is served at when ``rest`` names it without ``.json`` or with another
+    case of it (``services/no_water``, ``services.JSON``), else None."""
+    stem, dot, extension = rest.rpartition(".")
+    path = f"{PREFIX}/{stem if dot and extension.lower() == 'json' else rest}.json"
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is not not_served and route.path_regex.match(path):
+            return path
+    return None
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:

@@ -311,6 +311,31 @@ def test_a_field_given_twice_another_body_type_and_an_xml_url_are_refused(desk: 
     assert _stored(desk) == (0, 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("asked", "served"),
+    [
+        ("services", "services.json"),
+        ("services.JSON", "services.json"),
+        ("services/no_water", "services/no_water.json"),
+        ("services/no_water.Json", "services/no_water.json"),
+        ("requests", "requests.json"),
+        ("requests/1", "requests/1.json"),
+    ],
+)
+def test_a_resource_asked_without_its_json_ending_is_pointed_to_it(desk: Desk, asked: str, served: str) -> None:
+    """Before, ``Open311 has no /open311/v2/services/no_water here``: true, and no help."""
+    answer = desk.client.get(f"{V2}/{asked}")
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["detail"] == f"Open311's resources end in .json: ask for {V2}/{served}"
+
+
+def test_a_path_open311_does_not_serve_in_any_form_is_said_so(desk: Desk) -> None:
+    for asked in ("discovery.json", "tokens/abc.json", "services/no_water/extra", ""):
+        answer = desk.client.get(f"{V2}/{asked}")
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["detail"] == f"Open311 has no {V2}/{asked} here"
+
+
 def test_requests_are_filtered_as_the_spec_says_and_detection_s_show_their_category(desk: Desk) -> None:
     care = desk.header("customer_care")
     burst = _burst_enquiry(desk)
