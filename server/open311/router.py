@@ -227,7 +227,10 @@ Reader = Annotated[Principal, Depends(_reader)]
     "/requests.json",
     response_model=list[ServiceRequest],
     responses=problems(
-        {400: "Invalid ids, status, or dates (end before start, or over 90 days)", **key_problems(*READERS)}
+        {
+            400: "Invalid ids, status, a blank service code, or dates (end before start, or over 90 days)",
+            **key_problems(*READERS),
+        }
     ),
     summary="GET Service Requests: enquiries, newest first",
     openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
@@ -245,7 +248,7 @@ def list_requests(
     rows = repository.list_requests(
         conn,
         ids=_ids(service_request_id) if service_request_id is not None else None,
-        service_codes=_listed(service_code),
+        service_codes=_codes(service_code),
         statuses=_statuses(status),
         start=start,
         end=end,
@@ -343,6 +346,15 @@ def _ids(text: str, *, where: str = "service_request_id", at_most: int = MAX_REQ
             raise Problem(404, f"no service request {text}", title="Unknown service request")
         raise bad_request(where, "ids are whole numbers, comma-separated")
     return [int(part) for part in parts]
+
+
+def _codes(text: str | None) -> list[str] | None:
+    """The service codes asked, none blank: ``service_code=`` answered no request at all (200, []),
+    which reads as "there are none", where ``status=`` was a 400."""
+    codes = _listed(text)
+    if codes is not None and "" in codes:
+        raise bad_request("service_code", "service codes, comma-separated, none blank")
+    return codes
 
 
 def _statuses(text: str | None) -> list[str] | None:

@@ -387,6 +387,19 @@ def test_requests_are_filtered_as_the_spec_says_and_detection_s_show_their_categ
         assert desk.client.get(f"{V2}/requests/{unknown}.json", headers=care).status_code == 404
 
 
+@pytest.mark.parametrize("codes", ["", " ", "leak_street,", ",leak_street", "leak_street,,no_water", "leak_street, "])
+def test_a_blank_service_code_filter_is_refused_not_answered_with_no_request(desk: Desk, codes: str) -> None:
+    """``service_code=`` answered ``[]`` (200): customer care read that no request was raised."""
+    assert desk.post_form({"service_code": "leak_street", "lat": "1", "long": "2"}).status_code == 200
+    answer = desk.client.get(
+        f"{V2}/requests.json", params={"service_code": codes}, headers=desk.header("customer_care")
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"] == [
+        {"location": "service_code", "message": "service codes, comma-separated, none blank"}
+    ]
+
+
 def test_several_ids_in_a_request_s_path_are_pointed_to_the_list_that_reads_several(desk: Desk) -> None:
     """``GET requests/1,2.json`` was told "service_request_id: at most 1 ids"."""
     answer = desk.client.get(f"{V2}/requests/1,2.json", headers=desk.header("customer_care"))
