@@ -387,6 +387,24 @@ def test_requests_are_filtered_as_the_spec_says_and_detection_s_show_their_categ
         assert desk.client.get(f"{V2}/requests/{unknown}.json", headers=care).status_code == 404
 
 
+def test_an_attribute_a_service_requires_is_refused_missing_or_blank_and_nothing_stored(desk: Desk) -> None:
+    """No service aquami ships requires one, but a utility may (``open311_service_attributes.required``):
+    the definition says so, and a request without it, or with it blank, is a 400 naming it."""
+    with psycopg.connect(desk.url) as conn:
+        conn.execute(
+            "UPDATE open311_service_attributes SET required = true WHERE service_code = 'billing_query' "
+            "AND code = 'account'"
+        )
+    definition = desk.client.get(f"{V2}/services/billing_query.json").json()
+    assert [(a["code"], a["required"]) for a in definition["attributes"]] == [("account", True)]
+    for missing in ({}, {"attribute[account]": ""}):
+        answer = desk.post_form({"service_code": "billing_query", "address_string": "1 Main St", **missing})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errors"] == [{"location": "attribute[account]", "message": "required by this service"}]
+    assert _stored(desk) == (0, 0, 0)
+    assert desk.post_form({"service_code": "billing_query", "attribute[account]": "A-1"}).status_code == 200
+
+
 @pytest.mark.parametrize("codes", ["", " ", "leak_street,", ",leak_street", "leak_street,,no_water", "leak_street, "])
 def test_a_blank_service_code_filter_is_refused_not_answered_with_no_request(desk: Desk, codes: str) -> None:
     """``service_code=`` answered ``[]`` (200): customer care read that no request was raised."""
