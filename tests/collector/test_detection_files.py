@@ -305,6 +305,30 @@ def test_bad_readings_files_say_what_is_wrong(tmp_path: Path, content: str, matc
         read_readings_csv(bad)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.integers(1, 300),
+    bad_at=st.integers(0, 299),
+    extra=st.sampled_from([",x", ",0,5", ""]),
+    quoted=st.booleans(),
+)
+def test_a_row_cut_short_or_with_a_field_too_many_is_refused_with_its_row(
+    tmp_path: Path, rows: int, bad_at: int, extra: str, quoted: bool
+) -> None:
+    """A register written with a decimal comma (``1,250``), a stray column or a row cut short, one
+    row among many: the fast path refused the file without naming any row; now it names that row, as
+    the quoted (csv-module) path does."""
+    bad_at %= rows
+    lines = [f"M1,2026-01-05T{h // 60:02d}:{h % 60:02d}:00Z,{h}.000" for h in range(rows)]
+    lines[bad_at] = lines[bad_at] + extra if extra else lines[bad_at].rsplit(",", 1)[0]
+    if quoted:
+        lines[0] = '"' + lines[0].replace(",", '","') + '"'
+    path = tmp_path / "r.csv"
+    path.write_text("meter_id,ts,volume_m3\n" + "\n".join(lines) + "\n")
+    with pytest.raises(CsvFormatError, match=rf": row {bad_at + 2}: every row needs exactly 3 fields$"):
+        read_readings_csv(path)
+
+
 def _read_or_refusal(path: Path) -> tuple[list[int], str]:
     """The readings' epoch seconds, or the refusal's message without the path."""
     try:

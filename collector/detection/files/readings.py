@@ -180,11 +180,10 @@ def _parse_rows(
     body = max(int(bounds[0]), 0)
     commas = np.flatnonzero(data[body:] == ord(",")) + body
     k = len(names) - 1  # commas per row
-    if commas.size != k * starts.size:
-        raise CsvFormatError(f"{path}: every row needs exactly {len(names)} fields")
-    cuts = [commas[i::k] for i in range(k)]
-    if np.any(cuts[0] < starts) or np.any(cuts[-1] >= ends):
-        raise CsvFormatError(f"{path}: every row needs exactly {len(names)} fields")
+    cuts = [commas[i::k] for i in range(k)] if commas.size == k * starts.size else []
+    if not cuts or np.any(cuts[0] < starts) or np.any(cuts[-1] >= ends):
+        row = _first_row_without_fields(commas, starts, ends, k)
+        raise CsvFormatError(f"{path}: row {row0 + row + 2}: every row needs exactly {len(names)} fields")
     lefts, rights = [starts, *(c + 1 for c in cuts)], [*cuts, ends]
     span = {name: (lefts[i], rights[i]) for i, name in enumerate(names)}
     for name in REQUIRED_COLUMNS:
@@ -214,6 +213,13 @@ def _parse_rows(
         out["reverse"] = reverse
         out["reverse_given"] = span["reverse_volume_m3"][1] > span["reverse_volume_m3"][0]
     return out
+
+
+def _first_row_without_fields(commas: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int) -> int:
+    """The first row (of ``starts``, ``ends``) without ``k`` commas: a row cut short or with a field
+    too many (a decimal comma) was refused without its row, one among a million."""
+    per_row = np.searchsorted(commas, ends) - np.searchsorted(commas, starts)
+    return int(np.argmax(per_row != k))
 
 
 def _check_registers(values: np.ndarray, column: str, path: Path, rows: np.ndarray | None = None) -> None:
