@@ -329,6 +329,73 @@ def test_a_row_cut_short_or_with_a_field_too_many_is_refused_with_its_row(
         read_readings_csv(path)
 
 
+_BAD_READINGS = {  # a row's fault, and the words its refusal begins with after the row
+    "volume": ("M1,2026-01-05T09:00:00Z,1.5x", "volume_m3 '1.5x' is not a decimal number"),
+    "negative": ("M1,2026-01-05T09:00:00Z,-2", "volume_m3 -2.0 is no register"),
+    "time": ("M1,2026-01-05T25:00:00Z,1", "ts '2026-01-05T25:00:00Z'"),
+    "fields": ("M1,2026-01-05T09:00:00Z,1,2", "every row needs exactly 3 fields"),
+    "empty": ("M1,,1", "ts "),  # the quoted path: "ts '': is no ISO 8601 time"
+    "before 2000": ("M1,1999-01-05T09:00:00Z,1", "ts 1999-01-05T09:00:00Z is before"),
+}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    blanks=st.lists(st.integers(0, 40), max_size=12),
+    bad_at=st.integers(0, 39),
+    fault=st.sampled_from(sorted(_BAD_READINGS)),
+    crlf=st.booleans(),
+    quoted=st.booleans(),
+)
+def test_a_bad_reading_after_blank_lines_is_refused_with_the_file_s_line(
+    tmp_path: Path, blanks: list[int], bad_at: int, fault: str, crlf: bool, quoted: bool
+) -> None:
+    """Blank lines are skipped, but were not counted: a bad row after two of them was named as
+    `row 4` where an editor shows it on line 6, by the fast path and the quoted one alike."""
+    rows = [f"M1,2026-01-05T00:{m:02d}:00Z,{m}.000" for m in range(40)]
+    bad, says = _BAD_READINGS[fault]
+    rows[bad_at] = bad
+    if quoted:
+        good = 1 if bad_at == 0 else 0  # a quoted meter id sends the file to the csv module
+        rows[good] = rows[good].replace("M1,", '"M1",', 1)
+    lines = ["meter_id,ts,volume_m3"]
+    for i, row in enumerate(rows):
+        lines.extend([""] * blanks.count(i))
+        lines.append(row)
+    lines.extend([""] * blanks.count(40))
+    path = tmp_path / "r.csv"
+    path.write_bytes(("\r\n" if crlf else "\n").join(lines).encode() + b"\n")
+    line = lines.index(bad) + 1
+    with pytest.raises(CsvFormatError, match=rf"^{re.escape(str(path))}: row {line}: {re.escape(says)}"):
+        read_readings_csv(path)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    blanks=st.lists(st.integers(0, 9), max_size=8),
+    bad_at=st.integers(0, 9),
+    fault=st.sampled_from(["role", "fields", "installed_at"]),
+)
+def test_a_bad_meter_after_blank_lines_is_refused_with_the_file_s_line(
+    tmp_path: Path, blanks: list[int], bad_at: int, fault: str
+) -> None:
+    """METERS.csv's blank lines are counted too: its rows were numbered as if they were not there."""
+    rows = [f"M{i},DMA1,customer," for i in range(10)]
+    rows[bad_at] = {
+        "role": f"M{bad_at},DMA1,house,",
+        "fields": f"M{bad_at},DMA1,customer,,x",
+        "installed_at": f"M{bad_at},DMA1,customer,2026-13-01T00:00:00Z",
+    }[fault]
+    lines = ["meter_id,dma,role,installed_at"]
+    for i, row in enumerate(rows):
+        lines.extend([""] * blanks.count(i))
+        lines.append(row)
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CsvFormatError, match=rf"^{re.escape(str(path))}: row {lines.index(rows[bad_at]) + 1}: "):
+        read_meters_csv(path)
+
+
 def _read_or_refusal(path: Path) -> tuple[list[int], str]:
     """The readings' epoch seconds, or the refusal's message without the path."""
     try:

@@ -44,12 +44,12 @@ def read_meters_csv(path: Path) -> Meters:
     column the format does not know (a misspelt ``removed_at`` would be ignored), no empty meter_id,
     and no district register-meters would refuse (:mod:`aquami.districts`: over 500 characters, or
     a line break; before, ``aquami detect`` took either, into ALERTS.json's districts)."""
-    line = 1
+    line = last = 1  # the row being read, the last row read (the header's line is 1)
+    lines: list[int] = []  # each meter's row: the file's line it begins on, blank lines counted
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            header = [name.strip() for name in reader.fieldnames or []]
-            reader.fieldnames = header
+            reader = csv.reader(f)
+            header = [name.strip() for name in next(reader, [])]
             missing = {"meter_id", "dma", "role"} - set(header)
             if missing:
                 raise CsvFormatError(f"{path}: missing columns {sorted(missing)}")
@@ -58,34 +58,42 @@ def read_meters_csv(path: Path) -> Meters:
                 raise CsvFormatError(f"{path}: unknown columns {unknown}; the columns are {', '.join(_METER_COLUMNS)}")
             fields = set(header)
             rows = []
-            for line, r in enumerate(reader, start=2):
-                if None in r or any(value is None for value in r.values()):
+            while True:
+                line = reader.line_num + 1  # a quoted field over lines takes more than one
+                values = next(reader, None)
+                if values is None:
+                    break
+                if not values:  # a blank line: skipped, but the rows after it keep their lines
+                    continue
+                if len(values) != len(header):
                     raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(header)} fields")
-                if any("\x00" in value for value in r.values()):
+                r = dict(zip(header, values, strict=True))
+                if any("\x00" in value for value in values):
                     raise CsvFormatError(f"{path}: row {line}: a NUL character")
                 rows.append(tuple(_field(r, name) if name in fields else "" for name in _METER_COLUMNS))
+                lines.append(last := line)
     except UnicodeDecodeError as error:
-        raise CsvFormatError(f"{path}: after row {line}: not UTF-8 ({error.reason}): save the file as UTF-8") from None
+        raise CsvFormatError(f"{path}: after row {last}: not UTF-8 ({error.reason}): save the file as UTF-8") from None
     except csv.Error as error:
-        raise CsvFormatError(f"{path}: row {line + 1}: {error}") from None
+        raise CsvFormatError(f"{path}: row {line}: {error}") from None
     installations = []
     for i, (meter_id, dma, role, bulk, installed, removed, *_) in enumerate(rows):
         if not meter_id:
-            raise CsvFormatError(f"{path}: row {i + 2}: meter_id is empty")
+            raise CsvFormatError(f"{path}: row {lines[i]}: meter_id is empty")
         refused = dma_refusal(dma)  # register-meters' rule: a file one takes, the other does too
         if refused:
-            raise CsvFormatError(f"{path}: row {i + 2}: {refused}")
+            raise CsvFormatError(f"{path}: row {lines[i]}: {refused}")
         if role not in (CUSTOMER, INLET):
-            raise CsvFormatError(f"{path}: row {i + 2}: role must be customer or inlet, not {role!r}")
+            raise CsvFormatError(f"{path}: row {lines[i]}: role must be customer or inlet, not {role!r}")
         if bulk.lower() not in _BULK:
-            raise CsvFormatError(f"{path}: row {i + 2}: bulk must be true, false or empty, not {bulk!r}")
+            raise CsvFormatError(f"{path}: row {lines[i]}: bulk must be true, false or empty, not {bulk!r}")
         if _BULK[bulk.lower()] and role != CUSTOMER:
-            raise CsvFormatError(f"{path}: row {i + 2}: an inlet is no bulk meter (bulk is for customer meters)")
+            raise CsvFormatError(f"{path}: row {lines[i]}: an inlet is no bulk meter (bulk is for customer meters)")
         if installed or removed:
-            since = _meter_time(installed, "installed_at", path, i)
-            until = _meter_time(removed, "removed_at", path, i)
+            since = _meter_time(installed, "installed_at", path, lines[i])
+            until = _meter_time(removed, "removed_at", path, lines[i])
             if since is not None and until is not None and until <= since:
-                raise CsvFormatError(f"{path}: row {i + 2}: removed_at must be after installed_at")
+                raise CsvFormatError(f"{path}: row {lines[i]}: removed_at must be after installed_at")
             installations.append((i, since, until))
     ids = [r[0] for r in rows]
     if len(set(ids)) != len(ids):
@@ -123,7 +131,7 @@ def _field(row: dict[str, str], name: str) -> str:
 _TIME_COLUMNS = frozenset({"installed_at", "removed_at"})
 
 
-def _meter_time(text: str, column: str, path: Path, i: int) -> datetime | None:
+def _meter_time(text: str, column: str, path: Path, line: int) -> datetime | None:
     """A fitting's or removal's time, as ``register-meters`` stores it: within the years every
     database session can show (aquami.stored_times: year 1 was stored, and no session west of UTC
     could read it back), with no line break (a broken file: the line break was dropped)."""
@@ -132,4 +140,4 @@ def _meter_time(text: str, column: str, path: Path, i: int) -> datetime | None:
     try:
         return stored_time(text)
     except StoredTimeError as e:
-        raise CsvFormatError(f"{path}: row {i + 2}: {column}: {e}") from None
+        raise CsvFormatError(f"{path}: row {line}: {column}: {e}") from None

@@ -9,6 +9,7 @@ csv module, one row at a time (correct, slower). The columns are described in :m
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,13 +86,14 @@ def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
             f"{','.join(OPTIONAL_COLUMNS)}), not {','.join(names)}"
         )
     parts = _Parts()
+    lines = _LineNumbers()
     bounds = newlines  # the first piece's rows begin after the header
     done = 0
     try:
         while data is not None:
             if np.any(data == ord('"')):
                 return _read_slow(path, names)
-            parts.add(_parse_rows(data, bounds, names, path, parts.rows))
+            parts.add(_parse_rows(data, bounds, names, path, parts.rows, lines))
             done += data.size
             if progress is not None:
                 progress(done, total)
@@ -106,14 +108,14 @@ def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
         raise
     del data, bounds, newlines
     ts, volume = parts.joined("ts"), parts.joined("volume")
-    _check_registers(volume, "volume_m3", path)
+    _check_registers(volume, "volume_m3", path, lines)
     reverse = None
     if "reverse_volume_m3" in names:
         reverse = parts.joined("reverse")
         filled = np.flatnonzero(parts.joined("reverse_given"))  # empty: none
-        _check_registers(reverse[filled], "reverse_volume_m3", path, rows=filled)
+        _check_registers(reverse[filled], "reverse_volume_m3", path, lines, rows=filled)
         del filled
-    refuse_long_span(ts, path)
+    refuse_long_span(ts, path, lines.line)
     keys = parts.joined("keys")
     estimated = parts.joined("estimated") if "quality" in names else None
     if estimated is not None and estimated.any():
@@ -146,6 +148,25 @@ def _line_chunks(path: Path) -> Iterator[np.ndarray]:
             yield np.frombuffer(tail + b"\n", dtype=np.uint8)
 
 
+class _LineNumbers:
+    """The file's line of each row that is read (rows counted from 0, blank lines skipped): blank
+    lines were not counted, so a row after them was named by a line above it (`row 4` for line 6)."""
+
+    def __init__(self) -> None:
+        #: for each blank line, the rows read before it (sorted): few, unless the file is spaced
+        self.blanks: list[np.ndarray] = []
+        self.joined = np.zeros(0, dtype=np.int64)
+
+    def skip(self, rows_before: np.ndarray) -> None:
+        if rows_before.size:
+            self.blanks.append(rows_before.astype(np.int64))
+            self.joined = np.concatenate(self.blanks)
+
+    def line(self, row: int) -> int:
+        """The line of the file (the header is line 1) where row ``row`` is."""
+        return row + 2 + int(np.searchsorted(self.joined, row, side="right"))
+
+
 class _Parts:
     """The parsed columns of each piece of the file, joined at the end (see :func:`_parse_rows`)."""
 
@@ -167,15 +188,18 @@ class _Parts:
 
 
 def _parse_rows(
-    data: np.ndarray, bounds: np.ndarray, names: Sequence[str], path: Path, row0: int
+    data: np.ndarray, bounds: np.ndarray, names: Sequence[str], path: Path, row0: int, lines: _LineNumbers
 ) -> dict[str, np.ndarray]:
     """The rows of one piece of the file, without a Python loop per row: ``bounds`` the offsets of
     the newline before each row (-1 before the piece's first) and after the last; ``row0`` the rows
-    before the piece, for the rows errors name."""
+    before the piece, and ``lines`` (which takes the piece's blank lines) their lines, for the rows
+    errors name."""
     starts = bounds[:-1] + 1
     ends = bounds[1:].copy()
     ends -= data[ends - 1] == ord("\r")
     keep = ends > starts
+    if not keep.all():
+        lines.skip(row0 + np.cumsum(keep)[~keep])
     starts, ends = starts[keep], ends[keep]
     body = max(int(bounds[0]), 0)
     commas = np.flatnonzero(data[body:] == ord(",")) + body
@@ -183,18 +207,19 @@ def _parse_rows(
     cuts = [commas[i::k] for i in range(k)] if commas.size == k * starts.size else []
     if not cuts or np.any(cuts[0] < starts) or np.any(cuts[-1] >= ends):
         row = _first_row_without_fields(commas, starts, ends, k)
-        raise CsvFormatError(f"{path}: row {row0 + row + 2}: every row needs exactly {len(names)} fields")
+        raise CsvFormatError(f"{path}: row {lines.line(row0 + row)}: every row needs exactly {len(names)} fields")
     lefts, rights = [starts, *(c + 1 for c in cuts)], [*cuts, ends]
     span = {name: (lefts[i], rights[i]) for i, name in enumerate(names)}
     for name in REQUIRED_COLUMNS:
         empty = np.flatnonzero(span[name][1] <= span[name][0])
         if empty.size:
-            raise CsvFormatError(f"{path}: row {row0 + int(empty[0]) + 2}: {name} is empty")
+            raise CsvFormatError(f"{path}: row {lines.line(row0 + int(empty[0]))}: {name} is empty")
     n = starts.size
     out: dict[str, np.ndarray] = {}
     if "quality" in span:
         # a piece of blank lines alone has no field to look at
-        out["estimated"] = _estimated(data, *span["quality"], path, row0) if n else np.zeros(0, dtype=bool)
+        at_row = functools.partial(_piece_line, lines, row0)
+        out["estimated"] = _estimated(data, *span["quality"], path, at_row) if n else np.zeros(0, dtype=bool)
     meter_keys = []
     ts = np.empty(n, dtype=np.int64)
     volume = np.empty(n, dtype=np.float64)
@@ -203,10 +228,11 @@ def _parse_rows(
     for lo in range(0, n, _BLOCK_ROWS):
         hi = min(lo + _BLOCK_ROWS, n)
         meter_keys.append(fixed_width(data, span["meter_id"][0][lo:hi], span["meter_id"][1][lo:hi], id_width))
-        ts[lo:hi] = parse_timestamps(data, span["ts"][0][lo:hi], span["ts"][1][lo:hi], path, row0 + lo)
-        volume[lo:hi] = _decimal_column(data, span, "volume_m3", lo, hi, path, row0=row0)
+        line_of = functools.partial(_piece_line, lines, row0 + lo)
+        ts[lo:hi] = parse_timestamps(data, span["ts"][0][lo:hi], span["ts"][1][lo:hi], path, line_of)
+        volume[lo:hi] = _decimal_column(data, span, "volume_m3", lo, hi, path, line_of)
         if reverse is not None:
-            reverse[lo:hi] = _decimal_column(data, span, "reverse_volume_m3", lo, hi, path, optional=True, row0=row0)
+            reverse[lo:hi] = _decimal_column(data, span, "reverse_volume_m3", lo, hi, path, line_of, optional=True)
     out["keys"] = np.concatenate(meter_keys).view(f"S{id_width}").ravel() if n else np.array([], dtype="S1")
     out["ts"], out["volume"] = ts, volume
     if reverse is not None:
@@ -222,7 +248,14 @@ def _first_row_without_fields(commas: np.ndarray, starts: np.ndarray, ends: np.n
     return int(np.argmax(per_row != k))
 
 
-def _check_registers(values: np.ndarray, column: str, path: Path, rows: np.ndarray | None = None) -> None:
+def _piece_line(lines: _LineNumbers, first: int, i: int) -> int:
+    """The line of row ``i`` of rows that begin at row ``first`` of the file."""
+    return lines.line(first + i)
+
+
+def _check_registers(
+    values: np.ndarray, column: str, path: Path, lines: _LineNumbers, rows: np.ndarray | None = None
+) -> None:
     """Refuses the first value that is no register (``rows``: the values' rows, if not 0, 1, …):
     NaN, infinite, negative, or above the reads contract's :data:`VOLUME_MAX_M3` (the database's
     readings table takes none below 0 either). Taken in, a register of ``nan``
@@ -232,14 +265,16 @@ def _check_registers(values: np.ndarray, column: str, path: Path, rows: np.ndarr
     if bad.any():
         i = int(np.argmax(bad))
         row = int(rows[i]) if rows is not None else i
-        raise CsvFormatError(f"{path}: row {row + 2}: {column} {_register_error(float(values[i]))}")
+        raise CsvFormatError(f"{path}: row {lines.line(row)}: {column} {_register_error(float(values[i]))}")
 
 
 def _register_error(value: float) -> str:
     return f"{value!r} is no register: it must be a number of m³ from 0 to {VOLUME_MAX_M3:.0e}"
 
 
-def _estimated(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path, row0: int = 0) -> np.ndarray:
+def _estimated(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path, line_of: Callable[[int], int]
+) -> np.ndarray:
     """(N,) bool: the rows whose ``quality`` is ``estimated``; any value but :data:`QUALITIES` or
     empty is refused with its row."""
     width = max(len(q) for q in QUALITIES)
@@ -249,7 +284,7 @@ def _estimated(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Pat
     if not known.all():
         row = int(np.argmin(known))
         value = bytes(data[starts[row] : ends[row]]).decode("utf-8", "replace")
-        raise CsvFormatError(f"{path}: row {row0 + row + 2}: quality {value!r} is none of {', '.join(QUALITIES)}")
+        raise CsvFormatError(f"{path}: row {line_of(row)}: quality {value!r} is none of {', '.join(QUALITIES)}")
     return np.asarray(text == b"estimated")
 
 
@@ -260,17 +295,17 @@ def _decimal_column(
     lo: int,
     hi: int,
     path: Path,
+    line_of: Callable[[int], int],
     optional: bool = False,
-    row0: int = 0,
 ) -> np.ndarray:
     """Rows ``lo:hi`` of a column of decimals (NaN for empty fields if ``optional``); a field that
-    is no number is refused with its row (``row0``: the rows before ``data``'s first)."""
+    is no number is refused with its line (``line_of``: of the ``i``-th row from ``lo``)."""
     starts, ends = span[column][0][lo:hi], span[column][1][lo:hi]
     try:
         return parse_optional_decimals(data, starts, ends) if optional else parse_decimals(data, starts, ends)
     except NotADecimal as bad:
         raise CsvFormatError(
-            f"{path}: row {row0 + lo + bad.index + 2}: {column} {bad.text!r} is not a decimal number"
+            f"{path}: row {line_of(bad.index)}: {column} {bad.text!r} is not a decimal number"
         ) from None
 
 
@@ -281,17 +316,24 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     values: list[float] = []
     backward: list[float] = []
     every_time: list[int] = []  # estimated rows' too, for the span
+    every_line: list[int] = []  # their lines
     with_backward = "reverse_volume_m3" in names
     with_quality = "quality" in names
     line = 1  # the header
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            reader.fieldnames = list(names)  # as the header was checked: stripped of spaces around
-            next(reader.reader, None)  # the header itself
-            for line, row in enumerate(reader, start=2):
-                if None in row or any(row.get(name) is None for name in names):
+            reader = csv.reader(f)
+            next(reader, None)  # the header itself, checked already
+            while True:
+                line = reader.line_num + 1  # where the next row begins (a quoted field may take more)
+                fields = next(reader, None)
+                if fields is None:
+                    break
+                if not fields:  # a blank line, skipped but counted: the rows after it keep their lines
+                    continue
+                if len(fields) != len(names):
                     raise CsvFormatError(f"{path}: row {line}: every row needs exactly {len(names)} fields")
+                row = dict(zip(names, fields, strict=True))  # the header's names, stripped of spaces around
                 quality = row["quality"].strip() if with_quality else ""
                 if quality not in (*QUALITIES, ""):
                     raise CsvFormatError(f"{path}: row {line}: quality {quality!r} is none of {', '.join(QUALITIES)}")
@@ -302,6 +344,7 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
                 if instant < TS_MIN_S:
                     raise before_ts_min(path, line, instant)
                 every_time.append(instant)
+                every_line.append(line)
                 volume = _register(row["volume_m3"], "volume_m3")
                 text = row["reverse_volume_m3"].strip() if with_backward else ""
                 back = _register(text, "reverse_volume_m3") if text else float("nan")
@@ -316,7 +359,7 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
         if isinstance(error, CsvFormatError):
             raise
         raise CsvFormatError(f"{path}: row {line}: {error}") from None
-    refuse_long_span(np.array(every_time, dtype=np.int64), path)
+    refuse_long_span(np.array(every_time, dtype=np.int64), path, every_line.__getitem__)
     meter_names, meter_index = np.unique(np.array(ids, dtype=str), return_inverse=True)
     reverse = np.array(backward, dtype=np.float64) if with_backward else None
     return Readings(meter_names, meter_index, np.array(seconds, dtype=np.int64), np.array(values), reverse)

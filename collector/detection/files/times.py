@@ -9,6 +9,7 @@ stored time (:mod:`aquami.stored_times`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,8 +34,11 @@ TS_MIN_S = int(datetime.fromisoformat(TS_MIN).replace(tzinfo=UTC).timestamp())
 SPAN_MAX_DAYS = 3 * 366
 
 
-def parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path, row0: int) -> np.ndarray:
-    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or ``±HH:MM`` (and optional fraction)."""
+def parse_timestamps(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, path: Path, line_of: Callable[[int], int]
+) -> np.ndarray:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or ``±HH:MM`` (and optional fraction);
+    a time refused names the file's line of its row (``line_of(i)``: the ``i``-th given)."""
     lengths = ends - starts
     if lengths.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -56,7 +60,7 @@ def parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pat
     # with a trailing space, was read as UTC
     offset_s = _shared_offset(chars) if layout_ok else None
     if offset_s is None:
-        return _parse_timestamps_slow(chars, width, path, row0)
+        return _parse_timestamps_slow(chars, width, path, line_of)
     bad = np.zeros(starts.size, dtype=bool)
 
     def num(lo: int, hi: int) -> np.ndarray:
@@ -74,7 +78,7 @@ def parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pat
     if bad.any():
         i = int(np.argmax(bad))
         text = bytes(chars[i]).decode("ascii", "replace")
-        raise CsvFormatError(f"{path}: row {row0 + i + 2}: ts {text!r} is not an ISO 8601 time")
+        raise CsvFormatError(f"{path}: row {line_of(i)}: ts {text!r} is not an ISO 8601 time")
     beyond = day > _days_in_month(year, month)  # 2025-02-29 or 04-31 read as 1 March, 1 May
     seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s
     early = seconds < TS_MIN_S  # year 0000 too, which datetime cannot hold (the block's times crashed)
@@ -82,8 +86,8 @@ def parse_timestamps(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pat
         i = int(np.argmax(beyond | early))
         if beyond[i]:
             text = bytes(chars[i]).decode("ascii", "replace")  # as datetime says it:
-            raise CsvFormatError(f"{path}: row {row0 + i + 2}: ts {text!r}: day is out of range for month")
-        raise before_ts_min(path, row0 + i + 2, int(seconds[i]))
+            raise CsvFormatError(f"{path}: row {line_of(i)}: ts {text!r}: day is out of range for month")
+        raise before_ts_min(path, line_of(i), int(seconds[i]))
     return seconds
 
 
@@ -126,7 +130,7 @@ def _shared_offset(chars: np.ndarray) -> int | None:
         return None
 
 
-def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int) -> np.ndarray:
+def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, line_of: Callable[[int], int]) -> np.ndarray:
     text = np.ascontiguousarray(chars).view(f"S{width}").ravel()
     uniq, inverse = np.unique(text, return_inverse=True)
     seconds = np.empty(uniq.size, dtype=np.int64)
@@ -139,11 +143,11 @@ def _parse_timestamps_slow(chars: np.ndarray, width: int, path: Path, row0: int)
     if refused:  # the first row refused, as the csv-module path finds it
         first = int(np.argmax(np.isin(inverse, list(refused))))
         raw = uniq[inverse[first]].decode("ascii", "replace")
-        raise CsvFormatError(f"{path}: row {row0 + first + 2}: ts {raw!r}: {refused[int(inverse[first])]}")
+        raise CsvFormatError(f"{path}: row {line_of(first)}: ts {raw!r}: {refused[int(inverse[first])]}")
     early = seconds[inverse] < TS_MIN_S
     if early.any():
         i = int(np.argmax(early))
-        raise before_ts_min(path, row0 + i + 2, int(seconds[inverse[i]]))
+        raise before_ts_min(path, line_of(i), int(seconds[inverse[i]]))
     return seconds[inverse]
 
 
@@ -176,15 +180,16 @@ def before_ts_min(path: Path, row: int, seconds: int) -> CsvFormatError:
     )
 
 
-def refuse_long_span(seconds: np.ndarray, path: Path) -> None:
-    """``seconds``: every row's time, row 2 first (estimated rows too: their dates are as wrong)."""
+def refuse_long_span(seconds: np.ndarray, path: Path, line_of: Callable[[int], int]) -> None:
+    """``seconds``: every row's time, in the file's order (estimated rows too: their dates are as
+    wrong); ``line_of(i)`` the line of the ``i``-th."""
     if seconds.size == 0:
         return
     first, last = int(np.argmin(seconds)), int(np.argmax(seconds))
     if int(seconds[last]) - int(seconds[first]) > SPAN_MAX_DAYS * 86_400:
         raise CsvFormatError(
-            f"{path}: the readings span {utc_text(int(seconds[first]))} (row {first + 2}) to "
-            f"{utc_text(int(seconds[last]))} (row {last + 2}), more than {SPAN_MAX_DAYS:,} days: every meter is "
+            f"{path}: the readings span {utc_text(int(seconds[first]))} (row {line_of(first)}) to "
+            f"{utc_text(int(seconds[last]))} (row {line_of(last)}), more than {SPAN_MAX_DAYS:,} days: every meter is "
             "laid on one grid of intervals over the whole span; correct or remove a reading dated far off (a "
             "meter's clock set wrong?), or split the file by time"
         )
