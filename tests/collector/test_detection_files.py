@@ -396,6 +396,24 @@ def test_a_bad_meter_after_blank_lines_is_refused_with_the_file_s_line(
         read_meters_csv(path)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(meters=st.integers(2, 60), first=st.integers(0, 59), again=st.integers(0, 59))
+def test_a_meter_listed_twice_is_refused_naming_it_and_its_two_rows(
+    tmp_path: Path, meters: int, first: int, again: int
+) -> None:
+    """`a meter_id appears twice` named neither the meter nor its rows, in a file of thousands."""
+    first, again = sorted((first % meters, again % meters))
+    if first == again:
+        again = first + 1
+    ids = [f"M{i:03d}" for i in range(meters)]
+    ids.insert(again, ids[first])
+    path = tmp_path / "m.csv"
+    path.write_text("meter_id,dma,role\n" + "".join(f"{m},DMA1,customer\n" for m in ids))
+    says = rf": rows {first + 2} and {again + 2}: meter 'M{first:03d}' appears twice"
+    with pytest.raises(CsvFormatError, match=says):
+        read_meters_csv(path)
+
+
 def _read_or_refusal(path: Path) -> tuple[list[int], str]:
     """The readings' epoch seconds, or the refusal's message without the path."""
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from aquami.districts import dma_refusal
+from aquami.excerpt import quoted
 from aquami.stored_times import StoredTimeError, stored_time
 from collector.detection.files.errors import CsvFormatError
 from collector.detection.series import CUSTOMER, INLET
@@ -97,7 +98,7 @@ def read_meters_csv(path: Path) -> Meters:
             installations.append((i, since, until))
     ids = [r[0] for r in rows]
     if len(set(ids)) != len(ids):
-        raise CsvFormatError(f"{path}: a meter_id appears twice")
+        raise CsvFormatError(_twice(ids, lines, path))
     return Meters(
         np.array(ids, dtype=str),
         np.array([r[1] for r in rows], dtype=str),
@@ -108,6 +109,20 @@ def read_meters_csv(path: Path) -> Meters:
         tuple((r[7], r[8]) for r in rows) if fields & {"initial_register_m3", "final_register_m3"} else (),
         frozenset(fields),
     )
+
+
+def _twice(ids: list[str], lines: list[int], path: Path) -> str:
+    """The first meter listed twice, by its id and the rows: `a meter_id appears twice` left an
+    analyst to search a file of thousands of meters for it."""
+    first: dict[str, int] = {}
+    for meter, line in zip(ids, lines, strict=True):
+        if meter in first:
+            return (
+                f"{path}: rows {first[meter]} and {line}: meter {quoted(meter)} appears twice "
+                "(a meter is listed once, with its DMA and role)"
+            )
+        first[meter] = line
+    raise AssertionError("no meter_id appears twice")
 
 
 _METER_COLUMNS = (
