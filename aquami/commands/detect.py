@@ -101,6 +101,11 @@ def register(app: typer.Typer) -> None:
             meter_table = read_meters_csv(meters)
             progress.say(f"{meters}: {meter_table.meter_ids.size:,} meters")
             parsed = read_readings_csv(readings, lambda done, total: progress("readings parsed (bytes)", done, total))
+            if parsed.ts_s.size == 0:  # said as `no readings` alone, naming neither file nor why
+                raise CsvFormatError(
+                    f"{readings}: no readings to detect on: it has no row below its header, "
+                    "or every row is estimated (quality estimated: VEE's estimates are left out)"
+                )
             block, dropped = build_block(parsed, meter_table)
             unread = unread_meters(parsed, meter_table, block)
         except CsvFormatError as error:

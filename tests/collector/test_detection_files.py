@@ -1142,6 +1142,31 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path: Path, option: s
     assert sorted(p.name for p in out.iterdir()) == ["alerts.json", "balance.json"]
 
 
+@pytest.mark.parametrize(
+    "readings",
+    [
+        "meter_id,ts,volume_m3\n",
+        "meter_id,ts,volume_m3\n\n\n",
+        "meter_id,ts,volume_m3,quality\nM1,2026-01-05T00:00:00Z,1.000,estimated\n",
+    ],
+)
+def test_a_readings_file_with_nothing_to_detect_on_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readings: str
+) -> None:
+    """A READINGS.csv of its header alone, or of VEE's estimates alone: the command said `Invalid
+    value: no readings`, naming neither the file nor why. It names both, exit 2, nothing written."""
+    (tmp_path / "r.csv").write_text(readings)
+    (tmp_path / "m.csv").write_text("meter_id,dma,role\nM1,D1,customer\n")
+    monkeypatch.chdir(tmp_path)
+    args = ["detect", "--readings", "r.csv", "--meters", "m.csv", "--out", "alerts.json"]
+    result = CliRunner().invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2, result.output
+    assert "r.csv: no readings to detect on: it has no row below its header, or every row is estimated" in _said(
+        result.output
+    )
+    assert not (tmp_path / "alerts.json").exists()
+
+
 def test_readings_of_no_meter_in_the_meters_file_are_refused_not_reported_as_no_alerts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
