@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
         from collector.detection.files.grid import build_block, unread_meters
         from collector.detection.files.meters import read_meters_csv
         from collector.detection.files.readings import read_readings_csv
+        from collector.detection.lifecycle import as_raised
         from collector.utility_zone import day_offset_s
 
         try:
@@ -141,7 +142,8 @@ def register(app: typer.Typer) -> None:
                 f"{_count(len(by_dma), 'DMA')} ({_some(sorted(by_dma), 10)}) is incomplete, its figures null "
                 "(the balance's unread_meters name them)"
             )
-        write_alerts_json(result.alerts, out)
+        # resolved once their flow stopped, as the collector stores them: all were written `open`
+        write_alerts_json([as_raised(alert) for alert in result.alerts], out)
         if balance is not None:
             atomic_write.write_text(balance, json.dumps(result.balance.summary(), indent=1) + "\n")
         counts: dict[str, int] = {}

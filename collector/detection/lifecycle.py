@@ -75,6 +75,14 @@ _DISMISSED_GAP = timedelta(days=1)
 _FIGURES = ("kind", "dma", "start", "ended_at", "rate_l_h", "volume_l", "confidence", "evidence")
 
 
+def as_raised(found: Alert) -> Alert:
+    """A found alert as it is first stored: open, or resolved at its end when its flow has stopped
+    (``aquami detect`` writes its alerts so too, as the collector's dry run does)."""
+    if found.ended_at is None:
+        return found.replace(status=AlertStatus.OPEN, resolved_at=None)
+    return found.replace(status=AlertStatus.RESOLVED, resolved_at=found.ended_at)
+
+
 def _same_episode(stored: Alert, found: Alert) -> bool:
     if stored.alert_id == found.alert_id:
         return True
@@ -191,9 +199,7 @@ def merge_alerts(
                 and not _arrived_during(found, arrived or {})
             ):
                 continue
-            new = found.replace(status=AlertStatus.OPEN, resolved_at=None)
-            if found.ended_at is not None:
-                new = new.replace(status=AlertStatus.RESOLVED, resolved_at=found.ended_at)
+            new = as_raised(found)
             current[new.alert_id] = new
             by_key.setdefault(new.key, []).append(new.alert_id)
             touched[new.alert_id] = new

@@ -1057,6 +1057,32 @@ def test_the_detect_command_writes_alerts_json(tmp_path: Path) -> None:
     assert "alerts" in result.output  # the progress lines (stderr) end with a summary
 
 
+def test_the_detect_command_writes_an_alert_whose_flow_stopped_as_resolved(tmp_path: Path) -> None:
+    """A burst over by the file's end was written `"status": "open"` beside its `ended_at`, with no
+    `resolved_at`, where the collector stores (and its dry run writes) it resolved at its end: an
+    analyst listing the open alerts of ALERTS.json counted repaired bursts. The leak still running
+    stays open."""
+    rng = np.random.default_rng(61)
+    uses = {f"M{i:03d}": household(rng, 10) for i in range(8)}
+    uses["M-LEAK"] = add_flow(household(rng, 10), 4 * 24 + 2.5, 20.0)
+    uses["M-BURST"] = add_flow(household(rng, 10), 6 * 24 + 1.5, 900.0, end_h=6 * 24 + 9.5)
+    block = block_of(uses, inlet_extra_l=np.full(240, 50.0))
+    _write(block, tmp_path / "r.csv")
+    _meters(block, tmp_path / "m.csv")
+    out = tmp_path / "alerts.json"
+    args = ["detect", "--readings", str(tmp_path / "r.csv"), "--meters", str(tmp_path / "m.csv"), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    alerts = {(a["kind"], a["meter_id"]): a for a in json.loads(out.read_text())}
+    burst, leak = alerts[("burst", "M-BURST")], alerts[("leak", "M-LEAK")]
+    assert burst["ended_at"] is not None
+    assert (burst["status"], burst["resolved_at"]) == ("resolved", burst["ended_at"])
+    assert (leak["status"], leak["ended_at"], leak["resolved_at"]) == ("open", None, None)
+    for alert in alerts.values():  # every alert by the same rule
+        assert alert["status"] == ("open" if alert["ended_at"] is None else "resolved")
+        assert alert["resolved_at"] == alert["ended_at"]
+
+
 def test_the_detect_command_takes_the_utility_s_time_zone(tmp_path: Path) -> None:
     """``--timezone``: households keep the local clock. The same readings ten hours earlier by UTC
     (a utility in Brisbane, UTC+10 all year) with ``--timezone Australia/Brisbane`` give the same
