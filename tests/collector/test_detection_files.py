@@ -269,7 +269,12 @@ def test_quoted_fields_take_the_slow_path_and_give_the_same_result(tmp_path: Pat
     ("content", "match"),
     [
         ("meter,ts,volume\nA,2026-01-05T00:00:00Z,1\n", "header"),
-        ("m\reter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,1\n", "row 1, the header: new-line character"),
+        ("m\reter_id,ts,volume_m3\nA,2026-01-05T00:00:00Z,1\n", "row 1, the header: a carriage return inside"),
+        (  # lines ended by a carriage return alone: csv's hint was for a programmer
+            "meter_id,ts,volume_m3\rA,2026-01-05T00:00:00Z,1\rA,2026-01-05T01:00:00Z,2\r",
+            r"row 1, the header: a carriage return inside the line \(a file whose lines end in a carriage return "
+            r"alone, .* save it with LF or CRLF line ends\)",
+        ),
         ("meter_id,ts,volume_m3\nA,2026-13-05T00:00:00Z,1\n", "row 2"),
         ("meter_id,ts,volume_m3,reverse_volume_m3\nA,2026-01-05T00:00:00Z,1,x1\n", "reverse_volume_m3"),
         ("meter_id,ts,volume_m3,flow\nA,2026-01-05T00:00:00Z,1,2\n", "header"),

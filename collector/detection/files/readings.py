@@ -74,9 +74,16 @@ def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
     newlines = np.flatnonzero(data == ord("\n"))
     # by the csv module: a header written fully quoted ("meter_id","ts",..., as R's write.csv and
     # pandas' QUOTE_ALL write it) was refused; its quotes send the rows to the slow path below
+    first_line = bytes(data[: newlines[0]]).decode("utf-8-sig").strip()
+    if "\r" in first_line:  # csv said "new-line character seen in unquoted field - do you need to
+        # open the file in universal-newline mode?", a hint to a programmer
+        raise CsvFormatError(
+            f"{path}: row 1, the header: a carriage return inside the line (a file whose lines end in a "
+            "carriage return alone, as classic Mac OS wrote them, is one line: save it with LF or CRLF line ends)"
+        )
     try:
-        header = next(csv.reader([bytes(data[: newlines[0]]).decode("utf-8-sig").strip()]), [])
-    except csv.Error as error:  # a carriage return inside it, a NUL
+        header = next(csv.reader([first_line]), [])
+    except csv.Error as error:  # a NUL
         raise CsvFormatError(f"{path}: row 1, the header: {error}") from None
     names = [h.strip() for h in header]
     given = set(names)
