@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aquami.clock import Clock, utc_now
+from aquami.contracts.reads import utc_iso
 from firmware_protocols.modbus import load_profile
 from simulators.inlet_model import InletMeterModel
 from simulators.mbus_bus import MBusSimulator, mbus_line
@@ -52,6 +53,9 @@ from simulators.wmbus_receiver import WMBusReceiverSimulator
 
 log = logging.getLogger(__name__)
 
+#: said of a water fault cleared before the meter's next step, where it would have begun
+NEVER_TOOK_EFFECT = "cleared before the meter's next step (its since): it never took effect, the water did not change"
+
 
 class UnknownMeterError(KeyError):
     pass
@@ -79,14 +83,24 @@ class ActiveFault:
     until: datetime | None = None
     record: FaultRecord | None = None  # what the state file keeps of it
 
+    @property
+    def never_took_effect(self) -> bool:
+        """A water fault cleared before the meter's next step, where it would have begun: its
+        ``since`` and ``until`` are that step, and the water never changed."""
+        return not self.spec.is_wire and self.until is not None and self.until <= self.since
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The endpoint's answer for this fault, its times in UTC with a ``Z`` as everywhere else."""
+        answer: dict[str, Any] = {
             "id": self.fault_id,
             "meter": self.meter_id,
-            "since": self.since.isoformat(),
-            "until": None if self.until is None else self.until.isoformat(),
+            "since": utc_iso(self.since),
+            "until": None if self.until is None else utc_iso(self.until),
             **self.spec.to_json(),
         }
+        if self.never_took_effect:
+            answer["note"] = NEVER_TOOK_EFFECT
+        return answer
 
 
 @dataclass
@@ -392,7 +406,7 @@ class Rig:
                 "protocol": meter.protocol,
                 "where": meter.where,
                 **reading,
-                "last_request": None if last is None else last.isoformat(),
+                "last_request": None if last is None else utc_iso(last),
                 "last_request_age_s": None if last is None else round((now - last).total_seconds(), 1),
                 "faults": [f.spec.kind for f in active if f.meter_id == meter_id],
             })  # fmt: skip

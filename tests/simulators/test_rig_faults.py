@@ -37,7 +37,7 @@ from simulators.rig.faults import (
     parse_fault,
     wire_rule,
 )
-from simulators.rig.runner import Rig
+from simulators.rig.runner import NEVER_TOOK_EFFECT, Rig
 from simulators.rig.serve import serve
 from tests.simulators.mbus_wire import mbus
 
@@ -372,7 +372,7 @@ def test_a_meter_fault_shorter_than_a_step_shows_for_a_step_and_says_when() -> N
         step = datetime(2026, 2, 1, 12, 1, tzinfo=UTC)
         for fault in (tamper, burst):
             assert (fault.since, fault.until) == (step, step + timedelta(minutes=1))
-            assert fault.to_json()["since"] == step.isoformat()
+            assert fault.to_json()["since"] == "2026-02-01T12:01:00Z"
         m1, m2 = rig.meters["M1"].model, rig.meters["M2"].model
         assert "tamper" in m1.read(step + timedelta(seconds=30)).alarms
         assert "tamper" not in m1.read(step + timedelta(seconds=90)).alarms
@@ -448,16 +448,38 @@ def test_a_busy_control_port_is_named_and_the_transports_are_let_go() -> None:
 def test_a_cleared_fault_is_answered_with_its_end(control: tuple[Rig, str]) -> None:
     """``aquami simulate fault M1 --clear`` prints the faults it cleared; before, each with ``"until":
     null``, as if still going, though the state file had it cleared. A wire fault ends as it is
-    cleared; a leak, which changes the water, at the meter's next step, as it began at one."""
+    cleared; a leak, which changes the water, at the meter's next step, as it began at one: cleared
+    before that step, it never took effect, and the answer says so (before, only ``since`` equal to
+    ``until`` told it). Times are UTC with a ``Z``, as the product writes them (before, ``+00:00``)."""
     rig, url = control
     assert _post(url, {"meter": "M1", "fault": "no_reply"})[0] == 201
     status, leak = _post(url, {"meter": "M1", "fault": "leak", "rate_lph": 40})
-    assert status == 201 and leak["since"] > NOW.isoformat()  # from the next step on
+    next_step = "2026-02-01T12:01:00Z"
+    assert status == 201 and leak["since"] == next_step and "note" not in leak  # from the next step on
     cleared = CliRunner().invoke(app, ["simulate", "fault", "--rig", url, "M1", "--clear"])
     assert cleared.exit_code == 0, cleared.output
-    ends = {f["kind"]: (f["since"], f["until"]) for f in json.loads(cleared.output)}
-    assert ends == {"no_reply": (NOW.isoformat(), NOW.isoformat()), "leak": (leak["since"], leak["since"])}
+    answer = {f["kind"]: f for f in json.loads(cleared.output)}
+    ends = {kind: (f["since"], f["until"]) for kind, f in answer.items()}
+    now = "2026-02-01T12:00:30Z"
+    assert ends == {"no_reply": (now, now), "leak": (next_step, next_step)}
+    assert answer["leak"]["note"] == NEVER_TOOK_EFFECT and "never took effect" in NEVER_TOOK_EFFECT
+    assert "note" not in answer["no_reply"]  # on the wire from the moment it was injected
     assert rig.active_faults() == []
+
+
+def test_a_water_fault_cleared_after_its_first_step_is_answered_without_a_note() -> None:
+    clock = {"now": NOW}
+    rig = Rig(parse_rig_text(RIG, now=NOW), clock=lambda: clock["now"])
+    asyncio.run(rig.start())
+    try:
+        leak = rig.inject("M1", {"kind": "leak", "rate_lph": 40})
+        clock["now"] = NOW + timedelta(minutes=2)
+        [cleared] = rig.clear(meter_id="M1")
+        answer = cleared.to_json()
+        assert (answer["since"], answer["until"]) == ("2026-02-01T12:01:00Z", "2026-02-01T12:03:00Z")
+        assert leak is cleared and "note" not in answer
+    finally:
+        asyncio.run(rig.stop())
 
 
 #: What each fault takes, from simulators/rig/faults.py's docstring (every fault: duration_s).

@@ -186,6 +186,7 @@ def test_live_table_shows_every_meter_and_its_last_request(running: Running) -> 
         rows = rig_meters(running.url)
     assert {r["meter"] for r in rows} == set(running.rig.meters)
     polled = {r["meter"] for r in rows if r["last_request"] is not None}
+    assert all(r["last_request"].endswith("Z") for r in rows if r["last_request"])  # before, +00:00
     assert {"MB000001", "W000001"} <= polled
     assert "M000002" not in polled  # nobody asked it
     console = Console(width=160, record=True)
