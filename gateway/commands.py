@@ -178,8 +178,9 @@ class Commands:
             async with scheduler.lock:
                 if scheduler.closed:
                     raise ValueError(f"bus {bus!r} was reloaded; scan it again")
-                found_ids = await scheduler.transport.search()
-            return {"found": found_ids, "snippet": mbus_snippet(scheduler.config.name, found_ids)}
+                searched = await scheduler.transport.search()
+            found_ids = [f.identification for f in searched]
+            return {"found": found_ids, "snippet": mbus_snippet(scheduler.config.name, searched)}
         first, last = int(request.get("first", 1)), int(request.get("last", 247))
         if not 1 <= first <= last <= 247:
             raise ValueError("first and last are Modbus unit ids, 1 <= first <= last <= 247")

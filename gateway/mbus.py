@@ -32,6 +32,7 @@ from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_s
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
 from gateway.modbus_read import millisecond, within
+from gateway.scan import FoundMBus
 from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAborted
 
 __all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "reading_from_records"]
@@ -69,6 +70,24 @@ def flagged(flags: int, names: tuple[str, ...]) -> set[str]:
     return {name for bit, name in enumerate(names) if name and flags >> bit & 1}
 
 
+def _current(record: dict[str, Any]) -> bool:
+    """Storage 0, tariff 0, instantaneous, subunit 0: the meter's own value now."""
+    return (
+        record["storage"] == 0
+        and record["tariff"] == 0
+        and record.get("subunit", 0) == 0
+        and record["function"] == "instantaneous"
+    )
+
+
+def error_flags_record(telegrams: list[dict[str, Any]]) -> int | None:
+    """The value of the first current error flags record (VIF FDh 17h), if the meter sends one."""
+    for record in (r for t in telegrams for r in t.get("records", [])):
+        if record["quantity"] == "error_flags" and _current(record) and isinstance(record["value"], int):
+            return int(record["value"])
+    return None
+
+
 def reading_from_records(
     meter: MeterConfig, telegrams: list[dict[str, Any]], at: datetime, bus: str, protocol: Protocol = "mbus"
 ) -> Reading:
@@ -79,13 +98,7 @@ def reading_from_records(
     another device behind it: a second register, a sub-meter)."""
     volume = flow = backward = flags = None
     for record in (r for t in telegrams for r in t.get("records", [])):
-        current = (
-            record["storage"] == 0
-            and record["tariff"] == 0
-            and record.get("subunit", 0) == 0
-            and record["function"] == "instantaneous"
-        )
-        if not current or not isinstance(record["value"], int | float):
+        if not _current(record) or not isinstance(record["value"], int | float):
             continue
         if record["quantity"] == "volume" and record["unit"] == "m3" and volume is None:
             volume = float(record["value"])
@@ -273,18 +286,33 @@ class MBusTransport:
         self.line.abort()
 
     # secondary-address search (EN 13757-3 Annex E) ---------------------------------------------------
-    def search_blocking(self, prefix: str = "") -> list[str]:
-        """Every secondary identification on the line: wildcard selections narrowed digit by digit.
+    def search_blocking(self, prefix: str = "") -> list[FoundMBus]:
+        """Every meter on the line by its secondary identification: wildcard selections narrowed digit
+        by digit.
 
-        A selection answered by exactly one E5h holds one meter, read at FDh for its identification;
-        a garbled answer is a collision, narrowed by the next digit; silence means none.
+        A selection answered by exactly one E5h holds one meter, read at FDh for its identification
+        (and the reading and error flags its answer carries, which the scan's snippet says); a
+        garbled answer is a collision, narrowed by the next digit; silence means none.
         """
-        found: list[str] = []
+        found: list[FoundMBus] = []
         with self._line_held():
             self._search(prefix, found)
         return found
 
-    def _search(self, prefix: str, found: list[str]) -> None:
+    def _found(self, telegram: dict[str, Any]) -> FoundMBus:
+        """What a search says of the meter whose first telegram this is: the volume it reads (as a
+        poll would take it) or why there is none, and its error flags record's value, if it has one."""
+        identification = str(telegram["id"])
+        probe = MeterConfig(identification, NETWORK_LAYER, "mbus", secondary_address=identification)
+        try:
+            volume = reading_from_records(probe, [telegram], self.clock(), self.config.name).volume_m3
+        except (PollError, ValueError) as error:
+            return FoundMBus(
+                identification, None, str(error).removeprefix(f"{identification}: "), error_flags_record([telegram])
+            )
+        return FoundMBus(identification, volume, None, error_flags_record([telegram]))
+
+    def _search(self, prefix: str, found: list[FoundMBus]) -> None:
         closing = f"{self.config.name}: search stopped, the bus is closing ({len(found)} found by then)"
         if self._closing.is_set():
             raise PollError(closing)
@@ -304,7 +332,7 @@ class MBusTransport:
         if answer == bytes([ACK]):
             try:
                 telegram = decode_frame(self._exchange_with_all(build_req_ud2(NETWORK_LAYER, fcb=True)))
-                found.append(str(telegram["id"]))
+                found.append(self._found(telegram))
                 return
             except (PollError, DecodeError, KeyError):
                 pass  # read failed: narrow down as if two had answered
@@ -313,5 +341,5 @@ class MBusTransport:
         for digit in "0123456789":
             self._search(prefix + digit, found)
 
-    async def search(self) -> list[str]:
+    async def search(self) -> list[FoundMBus]:
         return await asyncio.to_thread(self.search_blocking)

@@ -140,12 +140,46 @@ def snippet(bus: str, found: Iterable[Found]) -> str:
     return "\n".join(parts)
 
 
-def mbus_snippet(bus: str, identifications: Iterable[str]) -> str:
-    """``[[meters]]`` tables for M-Bus meters found by a secondary-address search."""
-    return "\n".join(
-        "[[meters]]\n"
-        f'meter_id = "{placeholder_id(bus, ident)}"  # replace with the meter\'s id\n'
-        f'bus = "{bus}"\n'
-        f'secondary_address = "{ident}"\n'
-        for ident in identifications
+@dataclass(frozen=True)
+class FoundMBus:
+    """A meter an M-Bus secondary-address search found, and what its answer (the first telegram of
+    a read) said: the volume it reads, or why none (``problem``), and the value of its error flags
+    record (VIF FDh 17h), if it sends one."""
+
+    identification: str
+    volume_m3: float | None = None
+    problem: str | None = None
+    error_flags: int | None = None
+
+
+#: a map of an error flags record's bits, as README's "M-Bus alarms" gives it, to show the form
+ERROR_FLAGS_EXAMPLE = '["leak", "burst", "", "reverse_flow"]'
+
+
+def _error_flags_hint(flags: int) -> str:
+    """Comment lines for a meter that sends an error flags record: the gateway reads it only by a map
+    of its bits to alarms, which the standard leaves to the manufacturer (gateway.mbus.flagged)."""
+    bits = [bit for bit in range(flags.bit_length()) if flags >> bit & 1]
+    now = f"bit{'s' if len(bits) > 1 else ''} {', '.join(map(str, bits))} set" if bits else "no bit set"
+    return (
+        f"# it sends an error flags record (now {flags:#x}: {now}); its alarms are read only with a map of\n"
+        '# its bits from the meter\'s data sheet, bit 0 first, "" for a bit that is none, e.g.:\n'
+        f"# error_flags = {ERROR_FLAGS_EXAMPLE}\n"
     )
+
+
+def mbus_snippet(bus: str, found: Iterable[FoundMBus]) -> str:
+    """``[[meters]]`` tables for M-Bus meters found by a secondary-address search: each with the
+    reading it gave, as the Modbus snippet's (or why it gave none), and, for a meter that sends error
+    flags, the ``error_flags`` map it needs for its alarms to be read."""
+    parts = []
+    for f in found:
+        said = f"it read {f.volume_m3} m3" if f.volume_m3 is not None else f"it gave no reading: {f.problem}"
+        parts.append(
+            "[[meters]]\n"
+            f'meter_id = "{placeholder_id(bus, f.identification)}"  # replace with the meter\'s id; {said}\n'
+            f'bus = "{bus}"\n'
+            f'secondary_address = "{f.identification}"\n'
+            + ("" if f.error_flags is None else _error_flags_hint(f.error_flags))
+        )
+    return "\n".join(parts)

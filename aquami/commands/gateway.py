@@ -170,9 +170,9 @@ def register(app: typer.Typer) -> None:
 
             try:
                 if isinstance(transport, MBusTransport):
-                    identifications = await transport.search()
-                    typer.echo(f"# {len(identifications)} meters found on {chosen.name} (secondary search)", err=True)
-                    return mbus_snippet(chosen.name, identifications)
+                    found_mbus = await transport.search()
+                    typer.echo(f"# {len(found_mbus)} meters found on {chosen.name} (secondary search)", err=True)
+                    return mbus_snippet(chosen.name, found_mbus)
                 found = await scan_modbus(
                     attempt,
                     chosen.name,

@@ -545,7 +545,7 @@ def test_scan_reads_pulse_counters_with_their_parameter_and_the_snippet_keeps_it
 def test_scan_snippets_load_back_however_long_the_bus_name() -> None:
     """The placeholder meter ids were '{bus}-unit-{id}': with a bus name of 60 characters (names
     may have 64) the snippet did not load back as configuration."""
-    from gateway.scan import Found, mbus_snippet, snippet
+    from gateway.scan import Found, FoundMBus, mbus_snippet, snippet
 
     bus = "b" * 60
     head = 'gateway_id = "g"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n'
@@ -557,7 +557,7 @@ def test_scan_snippets_load_back_however_long_the_bus_name() -> None:
     mbus_head = head.replace(
         'protocol = "modbus-tcp"\nhost = "127.0.0.1"\nport = 502', 'protocol = "mbus"\ndevice = "/dev/ttyS0"'
     )
-    mbus = parse_config_text(mbus_head + mbus_snippet(bus, ["12345678"]))
+    mbus = parse_config_text(mbus_head + mbus_snippet(bus, [FoundMBus("12345678", 1.0)]))
     assert [m.secondary_address for m in mbus.meters] == ["12345678"]
 
 

@@ -13,7 +13,9 @@ import serial
 
 from gateway.config import MBusBusConfig, parse_config_text
 from gateway.mbus import MBusTransport
+from gateway.scan import FoundMBus, mbus_snippet
 from gateway.transport import PollError
+from simulators.mbus_slave import ERROR_FLAG_BITS
 from simulators.serial_line import LineSettings, SerialLine, pty_accepts_parity
 from tests.gateway.helpers import bus_config_text, run_config_until, running, until
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
@@ -123,8 +125,63 @@ def test_secondary_address_search_and_scan_command(tmp_path: Path) -> None:
     finally:
         line.stop()
     assert done.returncode == 0, done.stderr
-    combined = parse_config_text(config_file.read_text() + "\n" + (tmp_path / "found.toml").read_text())
+    snippet = (tmp_path / "found.toml").read_text()
+    combined = parse_config_text(config_file.read_text() + "\n" + snippet)
     assert sorted(m.secondary_address or "" for m in combined.meters) == sorted(identifications)
+    # each table says what the meter read, as the Modbus snippet does; these send no error flags record
+    assert snippet.count("it read 1.0 m3") == len(identifications) and "error_flags" not in snippet, snippet
+
+
+def test_a_search_says_each_meter_s_reading_and_the_error_flags_map_it_needs(tmp_path: Path) -> None:
+    """``gateway scan`` of an M-Bus line wrote only each meter's secondary address: nothing read, and
+    nothing said of a meter's error flags record, which the gateway reads only by a map of its bits
+    (``error_flags``), so a meter flagging a reverse flow was configured from the snippet and its
+    alarm reached no one. The simulated meters send the record; one of them flags a reverse flow."""
+    from datetime import UTC, datetime, timedelta
+
+    from simulators.events import ReverseFlow
+    from simulators.mbus_bus import MBusBus
+    from simulators.mbus_slave import MBusWaterMeter
+    from simulators.meter_model import MeterModel
+
+    now = datetime.now(UTC)
+    models = [MeterModel(f"H{n}", installed=now - timedelta(days=2), seed=n) for n in (1, 2)]
+    models[1].inject(ReverseFlow(start=now - timedelta(hours=1), end=None, rate_lph=60.0))
+    meters = [MBusWaterMeter(model, 0, f"1234000{n}") for n, model in enumerate(models, start=1)]
+    settings = LineSettings(baudrate=9600, parity="E")
+    line = SerialLine(MBusBus(meters, settings=settings), settings).start()
+    try:
+        text = bus_config_text(
+            "mqtt://127.0.0.1:1", tmp_path / "s.sqlite", mbus_bus("m", line.port, SEARCH_ANSWER_S), [], gateway_id="g"
+        )
+        bus = parse_config_text(text).buses[0]
+        assert isinstance(bus, MBusBusConfig)
+        transport = MBusTransport(bus)
+        found = sorted(transport.search_blocking("123400"), key=lambda f: f.identification)
+        transport.line.close()
+    finally:
+        line.stop()
+    read = [model.read(datetime.now(UTC)).volume_m3 for model in models]
+    assert [f.identification for f in found] == ["12340001", "12340002"]
+    for f, volume in zip(found, read, strict=True):
+        assert f.volume_m3 is not None and abs(f.volume_m3 - volume) <= 0.002, (f, volume)
+    assert [f.error_flags for f in found] == [0, 1 << ERROR_FLAG_BITS.index("reverse_flow")]
+    snippet = mbus_snippet("m", found)
+    tables = snippet.split("[[meters]]")[1:]
+    assert f"it read {found[0].volume_m3} m3" in tables[0] and f"it read {found[1].volume_m3} m3" in tables[1]
+    assert "error flags record (now 0x0: no bit set)" in tables[0], snippet
+    assert "error flags record (now 0x8: bit 3 set)" in tables[1], snippet
+    assert "# error_flags = [" in tables[1]
+    meters_back = parse_config_text(text + "\n" + snippet).meters  # the hints are comments: it loads back
+    assert [m.secondary_address for m in meters_back] == ["12340001", "12340002"]
+    assert all(m.error_flags == () for m in meters_back)  # the map is the technician's, from the data sheet
+    uncommented = snippet.replace("# error_flags = ", "error_flags = ")  # as the technician would, once checked
+    assert parse_config_text(text + "\n" + uncommented).meters[1].error_flags == ("leak", "burst", "", "reverse_flow")
+
+
+def test_a_meter_a_search_found_without_a_reading_is_said_with_why() -> None:
+    snippet = mbus_snippet("m", [FoundMBus("12340001", None, "no current volume record in its answer")])
+    assert "# replace with the meter's id; it gave no reading: no current volume record in its answer" in snippet
 
 
 def test_the_scan_command_on_an_m_bus_line_replies_as_its_schema_says(tmp_path: Path) -> None:
@@ -554,4 +611,4 @@ def test_a_search_finds_meters_whose_answers_come_far_apart_at_2400_baud(tmp_pat
         transport.line.close()
     finally:
         line.stop()
-    assert sorted(found) == ["12340001", "12340002"]
+    assert sorted(f.identification for f in found) == ["12340001", "12340002"]
