@@ -16,6 +16,10 @@ never sends: every such attempt held the bus for the whole ``timeout_s``, and a 
 for ``timeout_s`` × (retries + 1) a poll, delaying every other meter on the bus. No pymodbus setting
 changes it (``timeout`` shortens every wait, a good answer's too; ``retries`` adds waits).
 
+An answer that began and stopped short (pymodbus waits for its rest, then says what it says of
+silence) fails as ``answer cut short (7 of 21 bytes) from unit 5``, not ``no answer``
+(gateway.cut_answers): a device is there, and the line is to be looked at, not its address.
+
 A bus that will not open is a :class:`LineUnusable` whose one line says why (pymodbus 3.16 logs its
 reason only, in a second line, which is dropped): the serial port's lock held by another program,
 its device missing, the TCP peer refusing or not answering, a port that refuses the configured
@@ -38,6 +42,7 @@ from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
+from gateway.cut_answers import CutWatch
 from gateway.echo import EchoWatch, begins_with_request
 from gateway.late_answers import LateAnswers, LateAnswerWatch
 from gateway.modbus_read import read_registers, to_reading
@@ -45,7 +50,7 @@ from gateway.profiles import ProfileBook
 from gateway.scan import PYMODBUS_LOGGER
 from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
 from gateway.tcp_probe import why_no_connection
-from gateway.transport import LineUnusable, PollError
+from gateway.transport import LineUnusable, NoAnswer, PollError
 
 _SAID_BY_LINE_UNUSABLE = ("Could not exclusively lock port", "Failed to connect")
 # pymodbus 3.16's line for a request left unanswered (its frames appended: ">>>>> send: …"); the
@@ -150,7 +155,10 @@ class _ModbusTransport:
         self.client: ModbusClient | None = None
         self.listening: ModbusClient | None = None  # a failed attempt's client, till the next attempt
         self.late_answers = LateAnswers(config, on_late)
-        self.late = LateAnswerWatch("tcp" if self.protocol == "modbus-tcp" else "rtu", self.late_answers.heard)
+        framing: Literal["rtu", "tcp"] = "tcp" if self.protocol == "modbus-tcp" else "rtu"
+        self.late = LateAnswerWatch(framing, self.late_answers.heard)
+        self.cut = CutWatch(framing)  # an answer begun and stopped short (gateway.cut_answers)
+        self.late.then = self.cut
 
     def _new_client(self) -> ModbusClient:
         raise NotImplementedError
@@ -185,6 +193,9 @@ class _ModbusTransport:
             self.late.mute()  # abandoned (the gateway stopping), not timed out: its answer is not late
             raise
         except PollError as error:
+            cut = self.cut.cut_short(meter.unit_id) if isinstance(error, NoAnswer) else None
+            if cut is not None:  # bytes came: not silence, a frame cut short (gateway.cut_answers)
+                raise PollError(f"{meter.meter_id}: {cut}") from error
             echo = self._echo_error()
             if echo is None:
                 raise
@@ -266,7 +277,8 @@ class ModbusRtuTransport(_ModbusTransport):
         super().__init__(config, profiles, clock, on_late)
         self.rtu = config
         self.watch = EchoWatch()
-        self.crc = CrcWatch(None if config.echo else self.watch)
+        self.cut.then = None if config.echo else self.watch
+        self.crc = CrcWatch(self.cut)
 
     def _new_client(self) -> ModbusClient:
         c = self.rtu
