@@ -36,7 +36,6 @@ from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerRTU
-from pymodbus.logging import Log
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
@@ -63,7 +62,17 @@ _REPEATING = "Repeating...."  # pymodbus's stand-in for a line the same as the o
 _SAID_BY_LATE_ANSWER = ("ERROR: received pdu without a corresponding request", "ERROR: request ask for id=")
 
 
-def _not_said_by_us(record: logging.LogRecord) -> bool:
+def _said_by_us(message: str) -> bool:
+    """Whether pymodbus's line ``message`` (its frames appended, on an ERROR) is one the gateway says
+    in its own words (:class:`_NotSaidByUs`)."""
+    if any(said in message for said in _SAID_BY_LINE_UNUSABLE):
+        return True
+    if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
+        return False
+    return message.startswith((_SAID_BY_NO_ANSWER, *_SAID_BY_LATE_ANSWER))
+
+
+class _NotSaidByUs(logging.Filter):
     """pymodbus's own warnings of a bus that will not open (a port another program holds, a connect
     that failed, with its reason) are dropped: the failed attempt's :class:`LineUnusable` says it,
     naming the bus and the reason (a scan's error was two lines, and only pymodbus's said why).
@@ -71,26 +80,39 @@ def _not_said_by_us(record: logging.LogRecord) -> bool:
     So is its line for each request that got no answer, with the frames it sent (the scheduler's
     warning of the failed poll says it: an offline meter was three lines a poll), unless pymodbus's
     logger is at DEBUG (``--verbose``, of ``gateway run`` or ``gateway scan``), where it is one of
-    the frames' lines asked for. pymodbus's ``Repeating....``, its stand-in for a line the same as
-    the one before, goes as that line goes: a bus of two meters whose device is not there logged it
-    alone, between the gateway's own lines, for the second meter's ``Failed to connect``. So does
-    its ERROR line for an answer that came after it stopped waiting: a late answer to a poll the
-    scheduler has already said failed, or to a read cancelled as the gateway stops (a stray ERROR
-    just before ``gateway_stopped``, now and then); and on RTU its ERROR line for an answer from
-    another unit than the one asked (``request ask for id=6 but got id=5, Skipping.``), a late
-    answer: :class:`gateway.late_answers.LateAnswers` says each episode of those, naming the meter
-    and the timeout."""
-    message = record.getMessage()
-    if message.startswith(_REPEATING):  # the line it stands for is dropped or kept alike
-        message = str(Log.last_log_text)
-    if any(said in message for said in _SAID_BY_LINE_UNUSABLE):
-        return False
-    if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
-        return True
-    return not message.startswith((_SAID_BY_NO_ANSWER, *_SAID_BY_LATE_ANSWER))
+    the frames' lines asked for. So is its ERROR line for an answer that came after it stopped
+    waiting: a late answer to a poll the scheduler has already said failed, or to a read cancelled
+    as the gateway stops (a stray ERROR just before ``gateway_stopped``, now and then); and on RTU
+    its ERROR line for an answer from another unit than the one asked (``request ask for id=6 but
+    got id=5, Skipping.``), a late answer: :class:`gateway.late_answers.LateAnswers` says each
+    episode of those, naming the meter and the timeout.
+
+    pymodbus's ``Repeating....``, its stand-in for a line the same as the one before, goes as that
+    line went (:attr:`dropped_last`): a bus of two meters whose device is not there logged it alone,
+    between the gateway's own lines, for the second meter's ``Failed to connect``. It is judged by
+    the line before it on pymodbus's logger, as remembered here, not by pymodbus's
+    ``Log.last_log_text``: once pymodbus has appended its frames to an ERROR line, that is the text
+    of the last frame (``send: 0x5 0x4 …``), and the frames are of every bus (one history a
+    process). An RTU bus's silent meter's ``No response received``, the same as a TCP bus's line
+    just before it, came as ``Repeating....`` with the RTU frame, was judged by that frame, and
+    reached the log at ERROR, every poll."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped_last = False  # whether pymodbus's last line (not a Repeating) was dropped
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(_REPEATING):  # the line it stands for is dropped or kept alike
+            return not self.dropped_last
+        self.dropped_last = _said_by_us(message)
+        return not self.dropped_last
 
 
-logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_said_by_us)
+_not_said_by_us = _NotSaidByUs()
+# first on pymodbus's logger, so that it sees every line: behind a filter that drops one (a scan's),
+# it would judge that line's Repeating by the line before it
+logging.getLogger(PYMODBUS_LOGGER).filters.insert(0, _not_said_by_us)
 
 _READS = (0x03, 0x04)  # the function codes the gateway asks with: their answers carry a byte count at 2
 
