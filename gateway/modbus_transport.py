@@ -29,7 +29,6 @@ framing (:func:`gateway.serial_port.release_leaked_port`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import termios
 from collections.abc import Callable
 from typing import Literal
@@ -39,6 +38,7 @@ from pymodbus.framer import FramerRTU
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
+from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_verbose
 from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.cut_answers import CutWatch
@@ -46,7 +46,6 @@ from gateway.echo import EchoWatch, begins_with_request
 from gateway.late_answers import LateAnswers, LateAnswerWatch
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
-from gateway.scan import PYMODBUS_LOGGER
 from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
 from gateway.tcp_probe import why_no_connection
 from gateway.transport import LineUnusable, NoAnswer, PollError
@@ -55,7 +54,6 @@ _SAID_BY_LINE_UNUSABLE = ("Could not exclusively lock port", "Failed to connect"
 # pymodbus 3.16's line for a request left unanswered (its frames appended: ">>>>> send: …"); the
 # attempt's NoAnswer says it, in the scheduler's "failed after N attempts" line
 _SAID_BY_NO_ANSWER = "No response received after"
-_REPEATING = "Repeating...."  # pymodbus's stand-in for a line the same as the one before it
 # pymodbus 3.16's lines for an answer that came once it had stopped waiting: after the attempt's
 # timeout (said by gateway.late_answers), or for a read cancelled as the gateway stops; and, on RTU,
 # for one that came during another unit's request (a late answer too)
@@ -64,55 +62,28 @@ _SAID_BY_LATE_ANSWER = ("ERROR: received pdu without a corresponding request", "
 
 def _said_by_us(message: str) -> bool:
     """Whether pymodbus's line ``message`` (its frames appended, on an ERROR) is one the gateway says
-    in its own words (:class:`_NotSaidByUs`)."""
+    in its own words, and is dropped (aquami.pymodbus_lines, with its ``Repeating....``).
+
+    pymodbus's own warnings of a bus that will not open (a port another program holds, a connect
+    that failed, with its reason): the failed attempt's :class:`LineUnusable` says it, naming the bus
+    and the reason (a scan's error was two lines, and only pymodbus's said why). Unless pymodbus's
+    logger is at DEBUG (``--verbose``, of ``gateway run`` or ``gateway scan``), where each is one of
+    the frames' lines asked for, also: its line for each request that got no answer, with the frames
+    it sent (the scheduler's warning of the failed poll says it: an offline meter was three lines a
+    poll); its ERROR line for an answer that came after it stopped waiting (a late answer to a poll
+    the scheduler has already said failed, or to a read cancelled as the gateway stops: a stray ERROR
+    just before ``gateway_stopped``, now and then); and on RTU its ERROR line for an answer from
+    another unit than the one asked (``request ask for id=6 but got id=5, Skipping.``), a late answer:
+    :class:`gateway.late_answers.LateAnswers` says each episode of those, naming the meter and the
+    timeout."""
     if any(said in message for said in _SAID_BY_LINE_UNUSABLE):
         return True
-    if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
+    if pymodbus_verbose():
         return False
     return message.startswith((_SAID_BY_NO_ANSWER, *_SAID_BY_LATE_ANSWER))
 
 
-class _NotSaidByUs(logging.Filter):
-    """pymodbus's own warnings of a bus that will not open (a port another program holds, a connect
-    that failed, with its reason) are dropped: the failed attempt's :class:`LineUnusable` says it,
-    naming the bus and the reason (a scan's error was two lines, and only pymodbus's said why).
-
-    So is its line for each request that got no answer, with the frames it sent (the scheduler's
-    warning of the failed poll says it: an offline meter was three lines a poll), unless pymodbus's
-    logger is at DEBUG (``--verbose``, of ``gateway run`` or ``gateway scan``), where it is one of
-    the frames' lines asked for. So is its ERROR line for an answer that came after it stopped
-    waiting: a late answer to a poll the scheduler has already said failed, or to a read cancelled
-    as the gateway stops (a stray ERROR just before ``gateway_stopped``, now and then); and on RTU
-    its ERROR line for an answer from another unit than the one asked (``request ask for id=6 but
-    got id=5, Skipping.``), a late answer: :class:`gateway.late_answers.LateAnswers` says each
-    episode of those, naming the meter and the timeout.
-
-    pymodbus's ``Repeating....``, its stand-in for a line the same as the one before, goes as that
-    line went (:attr:`dropped_last`): a bus of two meters whose device is not there logged it alone,
-    between the gateway's own lines, for the second meter's ``Failed to connect``. It is judged by
-    the line before it on pymodbus's logger, as remembered here, not by pymodbus's
-    ``Log.last_log_text``: once pymodbus has appended its frames to an ERROR line, that is the text
-    of the last frame (``send: 0x5 0x4 …``), and the frames are of every bus (one history a
-    process). An RTU bus's silent meter's ``No response received``, the same as a TCP bus's line
-    just before it, came as ``Repeating....`` with the RTU frame, was judged by that frame, and
-    reached the log at ERROR, every poll."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dropped_last = False  # whether pymodbus's last line (not a Repeating) was dropped
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith(_REPEATING):  # the line it stands for is dropped or kept alike
-            return not self.dropped_last
-        self.dropped_last = _said_by_us(message)
-        return not self.dropped_last
-
-
-_not_said_by_us = _NotSaidByUs()
-# first on pymodbus's logger, so that it sees every line: behind a filter that drops one (a scan's),
-# it would judge that line's Repeating by the line before it
-logging.getLogger(PYMODBUS_LOGGER).filters.insert(0, _not_said_by_us)
+_not_said_by_us = drop_pymodbus_lines(_said_by_us)
 
 _READS = (0x03, 0x04)  # the function codes the gateway asks with: their answers carry a byte count at 2
 

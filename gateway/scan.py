@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
+from aquami.pymodbus_lines import PYMODBUS_LOGGER  # (callers import it from here too)
 from gateway.config import MeterConfig
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
-PYMODBUS_LOGGER = "pymodbus.logging"  # pymodbus 3.16 logs everything through this one logger
 _scanning: ContextVar[bool] = ContextVar("aquami_gateway_scanning", default=False)
 
 

@@ -16,26 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pymodbus.logging import Log
+from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_verbose
 
-PYMODBUS_LOGGER = "pymodbus.logging"
 NO_SUCH_UNIT = "requested device id does not exist"  # pymodbus 3.16's ServerRequestHandler.handle_request
 
 log = logging.getLogger(__name__)
 
 
-def _not_an_absent_unit(record: logging.LogRecord) -> bool:
-    """Drop pymodbus's record of a request for a unit with no device, and its stand-in for the same
-    record again (``Repeating....``, logged when the text is the last one's), unless at DEBUG."""
-    if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
-        return True
-    text = str(record.msg)
-    if text.startswith("Repeating...."):
-        text = Log.last_log_text  # the text repeated (pymodbus keeps it until another is logged)
-    return not text.startswith(NO_SUCH_UNIT)
+def _an_absent_unit(message: str) -> bool:
+    """pymodbus's record of a request for a unit with no device (its ``Repeating....`` goes with it:
+    aquami.pymodbus_lines), unless its logger is at DEBUG."""
+    return not pymodbus_verbose() and message.startswith(NO_SUCH_UNIT)
 
 
-logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_an_absent_unit)
+drop_pymodbus_lines(_an_absent_unit)
 
 
 def unit_ranges(units: list[int]) -> str:

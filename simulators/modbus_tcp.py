@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
@@ -17,22 +16,21 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from aquami.clock import Clock, utc_now
-from simulators.absent_units import PYMODBUS_LOGGER, AbsentUnits
+from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_verbose
+from simulators.absent_units import AbsentUnits
 from simulators.modbus_unit import RegisterSource, register_addresses
 
 #: pymodbus 3.16's own line for a server that cannot listen, said beside ours (pinned <3.17)
 _FAILED_TO_START = "Failed to start server "
 
 
-def _not_said_by_us(record: logging.LogRecord) -> bool:
-    """Drop pymodbus's ``Failed to start server [Errno 98] …`` (:meth:`ModbusTcpSimulator.start`'s
-    error says the port cannot be listened on), unless its logger is at DEBUG."""
-    if logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG):
-        return True
-    return not record.getMessage().startswith(_FAILED_TO_START)
+def _said_by_us(message: str) -> bool:
+    """pymodbus's ``Failed to start server [Errno 98] …`` (:meth:`ModbusTcpSimulator.start`'s error
+    says the port cannot be listened on), unless its logger is at DEBUG."""
+    return not pymodbus_verbose() and message.startswith(_FAILED_TO_START)
 
 
-logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_said_by_us)
+drop_pymodbus_lines(_said_by_us)
 
 #: The read function of each register table a profile may use (input registers: 04, holding: 03).
 _READ_FUNCTION = {"input": 0x04, "holding": 0x03}
