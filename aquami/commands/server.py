@@ -178,10 +178,10 @@ def register(app: typer.Typer) -> None:
         except CsvFormatError as error:
             raise typer.BadParameter(str(error), param_hint="METERS") from error
         ids = table.meter_ids.tolist()
-        for row, meter_id in enumerate(ids, start=2):
+        for line, meter_id in zip(table.lines, ids, strict=True):  # each row by its line in the file
             if not is_identifier(meter_id):
                 raise typer.BadParameter(
-                    f"{meters}: row {row}: meter_id {quoted(meter_id)} is no name a gateway can send "
+                    f"{meters}: row {line}: meter_id {quoted(meter_id)} is no name a gateway can send "
                     "(letters, digits and . _ : -, at most 64)",
                     param_hint="METERS",
                 )
@@ -239,7 +239,10 @@ def _utc(moment: datetime) -> str:
 
 
 def _installations(table: Meters, path: Path) -> list[Installation]:
-    """The rows that say where a meter was fitted, with their job cards' registers."""
+    """The rows that say where a meter was fitted, with their job cards' registers; each refusal
+    and installation names its row by the file's line (:attr:`Meters.lines`: blank lines and quoted
+    fields over lines counted, as ``aquami detect`` names them; counting the rows read named
+    another row, or a blank line, after the first blank line)."""
     from aquami.contracts.reads import is_identifier
     from aquami.excerpt import quoted
     from collector.detection.files.errors import CsvFormatError
@@ -251,7 +254,7 @@ def _installations(table: Meters, path: Path) -> list[Installation]:
         point = table.service_point_ids[row] if table.service_point_ids else ""
         since, until = dated.get(row, (None, None))
         initial, final = table.job_card_registers[row] if table.job_card_registers else ("", "")
-        where = f"{path}: row {row + 2}"
+        where = f"{path}: row {table.lines[row]}"
         if not point and (since or until or initial or final):
             raise CsvFormatError(f"{where}: an installation needs its service_point_id")
         if point and not is_identifier(point):
@@ -273,7 +276,7 @@ def _installations(table: Meters, path: Path) -> list[Installation]:
                     until,
                     _register(initial, "initial_register_m3", where),
                     _register(final, "final_register_m3", where),
-                    row=row + 2,
+                    row=table.lines[row],
                 )
             )
     return found

@@ -164,7 +164,7 @@ class Installation:
     removed_at: datetime | None = None
     initial_register_m3: Decimal | None = None
     final_register_m3: Decimal | None = None
-    row: int = 0  # the row it is on in its file, to name it in a refusal (0: not read from a file)
+    row: int = 0  # the file's line its row begins on, to name it in a refusal (0: not read from a file)
 
 
 # The file's installations as arrays, one statement each however many (one per row took 12 s for

@@ -34,6 +34,9 @@ class Meters:
     job_card_registers: tuple[tuple[str, str], ...] = ()
     #: the file's columns: a column it lacks says nothing (recording it again keeps what is stored)
     columns: frozenset[str] = frozenset()
+    #: each meter's row by the file's line it begins on, blank lines counted (a quoted field over
+    #: lines takes more than one): what ``aquami server register-meters`` names a row by
+    lines: tuple[int, ...] = ()
 
 
 _BULK = {"true": True, "false": False, "": False}
@@ -108,6 +111,7 @@ def read_meters_csv(path: Path) -> Meters:
         tuple(r[6] for r in rows) if "service_point_id" in fields else (),
         tuple((r[7], r[8]) for r in rows) if fields & {"initial_register_m3", "final_register_m3"} else (),
         frozenset(fields),
+        tuple(lines),
     )
 
 
