@@ -70,9 +70,14 @@ def read_accounts_csv(path: Path) -> CheckedAgreements:
     """The file's agreements; AccountsFileError for the first row that cannot be recorded, named by
     the line it starts on (a quoted field may run over several lines; blank lines count too)."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
+        data = path.read_bytes()
+    except OSError as error:
         raise AccountsFileError(f"{path}: {error}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:  # (before: Python's "'utf-8' codec can't decode byte 0xff in position 49")
+        line = data.count(b"\n", 0, error.start) + 1
+        raise AccountsFileError(f"{path}: row {line}: not UTF-8 ({error.reason}): save the file as UTF-8") from None
     # the csv module's own line ends (and quoted fields over several lines), not str.splitlines',
     # which split a quoted field's line break off (the reader joined "Ann<LF>Smith" as "AnnSmith")
     # and ended a row at any of Unicode's line separators (U+2028 in a name)

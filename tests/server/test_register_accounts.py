@@ -656,3 +656,16 @@ def test_a_row_refused_against_what_is_recorded_names_the_file_as_register_meter
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT account_id FROM service_agreements").fetchall() == [("ACC-1",)]
         assert conn.execute("SELECT count(*) FROM meters WHERE meter_id = 'WM-3'").fetchone() == (0,)
+
+
+def test_a_file_not_in_utf8_is_refused_naming_the_row_and_what_to_do(tmp_path: Path) -> None:
+    """Before, Python's own words and no row: ``'utf-8' codec can't decode byte 0xe9 in position 97``
+    (METERS.csv's reader says the row and to save the file as UTF-8)."""
+    path = tmp_path / "accounts.csv"
+    lines = ACCOUNTS.encode().splitlines()
+    path.write_bytes(
+        b"\n".join([*lines[:2], "A-9,Ren\u00e9e Caf\u00e9,SP-1,2026-01-01T00:00:00Z,,quarterly".encode("latin-1")])
+    )
+    with pytest.raises(AccountsFileError) as refused:
+        read_accounts_csv(path)
+    assert str(refused.value) == f"{path}: row 3: not UTF-8 (invalid continuation byte): save the file as UTF-8"
