@@ -320,6 +320,22 @@ def _known_median(values: np.ndarray, otherwise: float) -> float:
     return float(np.median(known)) if known.size else otherwise
 
 
+def _seen_until(balance: DmaBalance, d: int, start_col: int, end: int) -> int:
+    """The column after the last one at which an episode from ``start_col`` to ``end`` is seen:
+    ``end`` where it ended; open to the data's end, the last column from ``start_col`` on whose
+    balance is known (its inlet read: customers' missing reads are estimated, see
+    :func:`collector.detection.balance.estimated_customer_flow`). A run whose grid reaches past the
+    last inlet read (``aquami collector detect --at`` an hour or more on) has the balance unknown
+    there: taken as seen to the grid's end, an open burst's volume grew by an hour of water a run
+    with no reading to show it (seed 11's DMA001, 346 L/h: 9,688 L at its last read, 12,110 L at
+    ``--at`` seven hours on)."""
+    if end < balance.inlet_l_h.shape[1]:
+        return end
+    span = slice(start_col, end)
+    known = np.flatnonzero(~np.isnan(balance.inlet_l_h[d, span] - balance.customers_l_h[d, span]))
+    return start_col + int(known[-1]) + 1 if known.size else start_col + 1
+
+
 def _episode(
     balance: DmaBalance,
     d: int,
@@ -359,7 +375,7 @@ def _episode(
     if end < t:
         tail = float(np.clip(np.nan_to_num(after[end]) / rate, 0.0, 1.0))
         ended_at = clock.at(end - 1, tail * balance.interval_s)
-    last_seen = clock.at(end - 1)
+    last_seen = clock.at(_seen_until(balance, d, start_col, end) - 1)
     # customers' late reads are waited for ``dma_read_lag`` intervals (see estimated_customer_flow)
     detected_at = clock.at(min(max(int(balance.known_idx[d, j]), j + config.dma_read_lag), t - 1))
     alert = new_alert(
