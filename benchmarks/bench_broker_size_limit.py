@@ -136,12 +136,25 @@ def main() -> None:
                 print(f"MQTT 5 {setting:24} one {kept:7} too large left: stop(drain_timeout=8) took {took:.2f} s")
         return
     for protocol, setting in CASES:
+        took_by_case: dict[str, float] = {}
         for told, configured in (("not told", None), ("told (baseline)", LIMIT)):
             delivered, connections, lines, took = run(protocol, setting, args.readings, args.seconds, configured)
+            took_by_case[told] = took
             print(
                 f"MQTT {protocol:5} {setting:24} {told:15}: delivered {delivered}/{args.readings} in "
                 f"{args.seconds:g} s (all after {took:.1f} s), {connections} connections, {lines} log lines at WARNING+"
             )
+        ratio = _against_baseline(took_by_case["not told"], took_by_case["told (baseline)"])
+        print(f"MQTT {protocol:5} {setting:24} {ratio}")
+
+
+def _against_baseline(took: float, baseline: float) -> str:
+    """The time to deliver everything, not told the limit, as a ratio to the baseline's (told it)."""
+    if took != took or baseline != baseline:  # NaN: not everything was delivered in the time given
+        return "not told the limit: not all delivered in the time given (the baseline: " + (
+            "not all either)" if baseline != baseline else f"all after {baseline:.1f} s)"
+        )
+    return f"not told the limit: all delivered {took / max(baseline, 1e-3):.1f}x the baseline's time (told it)"
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ SMOKE: dict[str, Smoke] = {
         rf"the first page {NUMBER}x",
         database=True,
     ),
+    "bench_broker_size_limit": Smoke(
+        ("--seconds", "10", "--readings", "200"),
+        rf"MQTT 5 +message_size_limit 4096 +not told the limit: all delivered {NUMBER}x the baseline's time",
+        mosquitto=True,
+    ),
     "bench_bulk_leaks": Smoke(
         ("--blocks", "10"),
         rf"\| as households' meters \(continuous flow\), the baseline \| {NUMBER} \({NUMBER}/{NUMBER}\)",
