@@ -34,18 +34,10 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from server.auth import create_api_key
-from tests.services import LOOPBACK, admin_url, free_port, migrated_database
+from tests.services import LOOPBACK, accepts, admin_url, free_port, migrated_database
 from tests.tcp_cut_proxy import CutProxy
 
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _listening(database_url: str) -> tuple[subprocess.Popen[bytes], int, float]:
@@ -56,7 +48,7 @@ def _listening(database_url: str) -> tuple[subprocess.Popen[bytes], int, float]:
     server = subprocess.Popen(
         [AQUAMI, "server", "run", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    while not _accepts(port):
+    while not accepts(port):
         if server.poll() is not None or time.monotonic() - started > 120:
             raise SystemExit(f"the server exited {server.returncode} or never listened")
         time.sleep(0.02)

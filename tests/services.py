@@ -46,6 +46,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def accepts(port: int) -> bool:
+    """Whether something listens on loopback ``port`` (a TCP connect succeeds within a second)."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 # --- Mosquitto -----------------------------------------------------------------------------------
 
 # MQTT 3.1.1 CONNECT (clean session, keepalive 60 s, empty client id) and DISCONNECT: enough to

@@ -10,7 +10,6 @@ read here, on a database of the test's own that nothing else connects to.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.services import LOOPBACK, free_port
+from tests.services import accepts, free_port
 
 
 def _sessions(admin_url: str, dbname: str) -> tuple[int, int]:
@@ -32,14 +31,6 @@ def _sessions(admin_url: str, dbname: str) -> tuple[int, int]:
         ).fetchone()
     assert had is not None and open_now is not None
     return int(had[0]), int(open_now[0])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _until(condition_met: Callable[[], bool], what: str) -> None:
@@ -60,7 +51,7 @@ def test_server_run_on_a_migrated_database_opens_one_connection_to_ask_and_the_p
     env = {**os.environ, "AQUAMI_DATABASE_URL": migrated_database_url}
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _until(lambda: server.poll() is None and _accepts(port), "the server never listened")
+        _until(lambda: server.poll() is None and accepts(port), "the server never listened")
         _until(lambda: _sessions(timescale_admin_url, dbname)[1] == 1, "the pool never opened its connection")
     finally:
         server.terminate()

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from server.auth import create_api_key
-from tests.services import LOOPBACK, free_port
+from tests.services import LOOPBACK, accepts, free_port
 from tests.tcp_cut_proxy import CutProxy
 
 #: The bound on listening with the database away: before, about 20 s by construction (two 10 s
@@ -44,14 +44,6 @@ def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[i
         return error.code, error.headers, error.read()
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _start(database_url: str) -> tuple[subprocess.Popen[bytes], int, float]:
     """``aquami server run`` on ``database_url``: the process, its port, when it was started."""
     port = free_port()
@@ -63,7 +55,7 @@ def _start(database_url: str) -> tuple[subprocess.Popen[bytes], int, float]:
 
 
 def _seconds_to_listen(server: subprocess.Popen[bytes], port: int, started: float) -> float:
-    while not _accepts(port):
+    while not accepts(port):
         assert server.poll() is None, f"the server exited {server.returncode}"
         assert time.monotonic() - started < 60, "the server never listened"
         time.sleep(0.1)
