@@ -35,21 +35,32 @@ def register(app: typer.Typer) -> None:
         from aquami.logging_setup import configure_logging, log_config
         from server.app import create_app
         from server.db import ask_at_start
+        from server.listening import ServedOnBoundSocket, bound_socket, why_not
         from server.schema_check import SchemaCheck
 
-        configure_logging()  # "database not reachable yet" in the server's own format
-        schema = SchemaCheck()  # asked once, here, and handed to the app: its start-up asks no more
-        problem = ask_at_start(database_url, schema)
-        if problem is not None:  # said here: refused inside uvicorn's start-up, it was a 46-line traceback, exit 3
-            typer.echo(f"error: database: {problem}", err=True)
-            raise typer.Exit(1)
-        uvicorn.run(
-            create_app(database_url, timedelta(seconds=floor_lag_warning), asked=schema),
-            host=host,
-            port=port,
-            proxy_headers=True,
-            log_config=log_config(),
-        )
+        try:  # first: a port in use is said at once, in one line (server.listening)
+            sock = bound_socket(host, port)
+        except OSError as error:
+            typer.echo(f"error: cannot listen on {host}:{port}: {why_not(error)}", err=True)
+            raise typer.Exit(1) from None
+        with sock:
+            configure_logging()  # "database not reachable yet" in the server's own format
+            schema = SchemaCheck()  # asked once, here, and handed to the app: its start-up asks no more
+            problem = ask_at_start(database_url, schema)
+            if problem is not None:  # said here: refused inside uvicorn's start-up, it was a 46-line traceback, exit 3
+                typer.echo(f"error: database: {problem}", err=True)
+                raise typer.Exit(1)
+            config = uvicorn.Config(
+                create_app(database_url, timedelta(seconds=floor_lag_warning), asked=schema),
+                host=host,
+                port=port,
+                proxy_headers=True,
+                log_config=log_config(),
+            )
+            server = ServedOnBoundSocket(config)
+            server.run(sockets=[sock])
+            if not server.started:  # the app's start-up failed: said by uvicorn, exit 3 as uvicorn.run's
+                raise typer.Exit(3)
 
     @server_app.command("create-key")
     def create_key(
