@@ -25,7 +25,7 @@ PYMODBUS_LOGGER = "pymodbus.logging"  # pymodbus 3.16 logs everything through th
 REPEATING = "Repeating...."  # pymodbus's stand-in for a line the same as the one before it
 
 
-def pymodbus_verbose() -> bool:
+def pymodbus_at_debug() -> bool:
     """Whether pymodbus's logger is at DEBUG: every line of its is then asked for."""
     return logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG)
 

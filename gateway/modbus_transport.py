@@ -38,7 +38,7 @@ from pymodbus.framer import FramerRTU
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
-from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_verbose
+from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_at_debug
 from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.cut_answers import CutWatch
@@ -78,7 +78,7 @@ def _said_by_us(message: str) -> bool:
     timeout."""
     if any(said in message for said in _SAID_BY_LINE_UNUSABLE):
         return True
-    if pymodbus_verbose():
+    if pymodbus_at_debug():
         return False
     return message.startswith((_SAID_BY_NO_ANSWER, *_SAID_BY_LATE_ANSWER))
 

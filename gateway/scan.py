@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
-from aquami.pymodbus_lines import PYMODBUS_LOGGER  # (callers import it from here too)
+from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
@@ -37,7 +37,7 @@ _scanning: ContextVar[bool] = ContextVar("aquami_gateway_scanning", default=Fals
 def _not_during_a_scan(record: logging.LogRecord) -> bool:
     """pymodbus's records are dropped while a scan's own work logs them (an absent unit's "No
     response received …" and its frames, an answer refused), unless pymodbus's logger is at DEBUG."""
-    return not _scanning.get() or logging.getLogger(PYMODBUS_LOGGER).isEnabledFor(logging.DEBUG)
+    return not _scanning.get() or pymodbus_at_debug()
 
 
 logging.getLogger(PYMODBUS_LOGGER).addFilter(_not_during_a_scan)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_verbose
+from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_at_debug
 
 NO_SUCH_UNIT = "requested device id does not exist"  # pymodbus 3.16's ServerRequestHandler.handle_request
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def _an_absent_unit(message: str) -> bool:
     """pymodbus's record of a request for a unit with no device (its ``Repeating....`` goes with it:
     aquami.pymodbus_lines), unless its logger is at DEBUG."""
-    return not pymodbus_verbose() and message.startswith(NO_SUCH_UNIT)
+    return not pymodbus_at_debug() and message.startswith(NO_SUCH_UNIT)
 
 
 drop_pymodbus_lines(_an_absent_unit)

@@ -16,7 +16,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from aquami.clock import Clock, utc_now
-from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_verbose
+from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_at_debug
 from simulators.absent_units import AbsentUnits
 from simulators.modbus_unit import RegisterSource, register_addresses
 
@@ -27,7 +27,7 @@ _FAILED_TO_START = "Failed to start server "
 def _said_by_us(message: str) -> bool:
     """pymodbus's ``Failed to start server [Errno 98] …`` (:meth:`ModbusTcpSimulator.start`'s error
     says the port cannot be listened on), unless its logger is at DEBUG."""
-    return not pymodbus_verbose() and message.startswith(_FAILED_TO_START)
+    return not pymodbus_at_debug() and message.startswith(_FAILED_TO_START)
 
 
 drop_pymodbus_lines(_said_by_us)
