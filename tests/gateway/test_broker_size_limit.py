@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -44,6 +48,58 @@ def _said(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord
     return [r for r in caplog.records if r.name == "gateway.publisher" and text in r.getMessage()]
 
 
+@dataclass(frozen=True)
+class _Rig:
+    """A real Mosquitto with a size limit, a gateway's spool and publisher (not yet started: a test
+    fills the spool or the outbox first), and a subscriber to what reaches the broker."""
+
+    broker: MosquittoBroker
+    spool: Spool
+    subscriber: Subscriber
+    publisher: Publisher
+
+
+@contextmanager
+def _limited_broker(
+    tmp_path: Path,
+    setting: str,
+    topics: tuple[str, ...] = ("aquami/v1/+/reads",),
+    *,
+    protocol: Literal["5", "3.1.1"] = "5",
+    max_packet_size: int | None = None,
+    batch_size: int = 100,
+    window: int = 8,
+) -> Iterator[_Rig]:
+    """The rig every test here runs on, torn down in reverse whatever the test's outcome."""
+    broker = MosquittoBroker(settings=[setting])
+    broker.start()
+    try:
+        spool = Spool(tmp_path / "s.sqlite")
+        try:
+            subscriber = Subscriber(broker.url, list(topics))
+            try:
+                options = MqttOptions(
+                    protocol=protocol,
+                    reconnect_min_s=0.05,
+                    reconnect_max_s=0.5,
+                    max_packet_size=max_packet_size,
+                )
+                endpoint = MqttEndpoint.parse(broker.url)
+                publisher = Publisher(
+                    spool, "gw-limit", endpoint, batch_size=batch_size, window=window, options=options
+                )
+                try:
+                    yield _Rig(broker, spool, subscriber, publisher)
+                finally:
+                    publisher.stop()
+            finally:
+                subscriber.close()
+        finally:
+            spool.close()
+    finally:
+        broker.stop()
+
+
 def _wait(condition: object, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():  # type: ignore[operator]
@@ -55,56 +111,46 @@ def _wait(condition: object, seconds: float, what: str) -> None:
     ("protocol", "setting"), [("5", f"message_size_limit {LIMIT}"), ("3.1.1", f"max_packet_size {LIMIT}")]
 )
 def test_batches_over_a_limit_the_broker_does_not_announce_are_delivered_smaller(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str, setting: str
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: Literal["5", "3.1.1"], setting: str
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.publisher")
-    broker = MosquittoBroker(settings=[setting])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.append(_reading(n) for n in range(300))  # batches of 100: about 8 KB each
-    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
-    options = MqttOptions(protocol=protocol, reconnect_min_s=0.05, reconnect_max_s=0.5)  # type: ignore[arg-type]
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.start()
-    try:
-        _wait(lambda: spool.depth() == 0, 30, "the readings stayed in the spool: the broker kept ending the connection")
-        _wait(lambda: len(_delivered(subscriber)) == 300, 10, "readings acknowledged but not delivered")
-        assert all(len(p) <= LIMIT for t, p in subscriber.messages if t.endswith("/reads"))
-        connections = publisher.connections
+    with _limited_broker(tmp_path, setting, protocol=protocol) as rig:
+        rig.spool.append(_reading(n) for n in range(300))  # batches of 100: about 8 KB each
+        rig.publisher.start()
+        _wait(
+            lambda: rig.spool.depth() == 0,
+            30,
+            "the readings stayed in the spool: the broker kept ending the connection",
+        )
+        _wait(lambda: len(_delivered(rig.subscriber)) == 300, 10, "readings acknowledged but not delivered")
+        assert all(len(p) <= LIMIT for t, p in rig.subscriber.messages if t.endswith("/reads"))
+        connections = rig.publisher.connections
         assert connections <= 8, f"{connections} connections for 3 batches"
         warned = [r for r in _said(caplog, LEARNED) if r.levelno == logging.WARNING]
         assert len(warned) == 1, [r.getMessage() for r in _said(caplog, LEARNED)]
-        spool.append(_reading(n) for n in range(300, 600))  # later batches sealed to fit: no more ends
-        _wait(lambda: len(_delivered(subscriber)) == 600, 10, "later readings not delivered")
-        assert publisher.connections == connections
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
+        rig.spool.append(_reading(n) for n in range(300, 600))  # later batches sealed to fit: no more ends
+        _wait(lambda: len(_delivered(rig.subscriber)) == 600, 10, "later readings not delivered")
+        assert rig.publisher.connections == connections
 
 
 def test_a_reading_the_broker_never_takes_is_said_once_and_kept_while_the_others_go(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.publisher")
-    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.append([*(_reading(n) for n in range(40)), _reading(40, "x" * 6000), *(_reading(n) for n in range(41, 80))])
-    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
-    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.start()
-    try:
+    with _limited_broker(tmp_path, f"message_size_limit {LIMIT}") as rig:
+        spool, publisher = rig.spool, rig.publisher
+        spool.append(
+            [*(_reading(n) for n in range(40)), _reading(40, "x" * 6000), *(_reading(n) for n in range(41, 80))]
+        )
+        publisher.start()
         others = {f"WM-{n:05d}" for n in range(80) if n != 40}
-        _wait(lambda: _delivered(subscriber) == others, 30, "the other readings were held up by the one too large")
+        _wait(lambda: _delivered(rig.subscriber) == others, 30, "the other readings were held up by the one too large")
         _wait(lambda: spool.depth() == 1, 5, "the other readings stayed in the spool")
         (said,) = _said(caplog, ONE_READING)
         assert said.levelno == logging.ERROR and "restarts" in said.getMessage()
         connections = publisher.connections
-        broker.stop()  # a reconnection to the same broker: the reading is not sent again, nor said again
-        broker.start()
+        rig.broker.stop()  # a reconnection to the same broker: the reading is not sent again, nor said again
+        rig.broker.start()
         _wait(lambda: publisher.connections > connections and publisher.connected.is_set(), 20, "no reconnection")
         acknowledged = publisher.acknowledged_batches
         spool.append(_reading(n) for n in range(80, 110))
@@ -115,11 +161,6 @@ def test_a_reading_the_broker_never_takes_is_said_once_and_kept_while_the_others
         assert publisher.connections == connections + 1
         (kept,) = spool.sealed_batches(0, 10)
         assert [r["meter_id"] for r in kept.readings] == ["WM-00040"]
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
 
 
 @pytest.mark.parametrize("max_packet_size", [None, LIMIT])
@@ -130,30 +171,20 @@ def test_mqtt311_loses_what_is_over_message_size_limit_unless_max_packet_size_is
     spool deletes it as delivered, and nothing can tell the gateway. Without ``max_packet_size`` it
     says so, once; with it set to the limit, every reading is delivered and nothing is said."""
     caplog.set_level(logging.WARNING, logger="gateway.publisher")
-    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.append(_reading(n) for n in range(300))
-    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
-    options = MqttOptions(protocol="3.1.1", reconnect_min_s=0.05, reconnect_max_s=0.5, max_packet_size=max_packet_size)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.start()
-    try:
-        _wait(lambda: spool.depth() == 0, 30, "the readings stayed in the spool")
+    setting = f"message_size_limit {LIMIT}"
+    with _limited_broker(tmp_path, setting, protocol="3.1.1", max_packet_size=max_packet_size) as rig:
+        rig.spool.append(_reading(n) for n in range(300))
+        rig.publisher.start()
+        _wait(lambda: rig.spool.depth() == 0, 30, "the readings stayed in the spool")
         said = _said(caplog, "and no [mqtt] max_packet_size")
         if max_packet_size is None:
             assert len(said) == 1 and "message_size_limit" in said[0].getMessage()
-            spool.append([_reading(300)])  # a batch under the limit, after them on the same connection
-            _wait(lambda: "WM-00300" in _delivered(subscriber), 10, "a small batch not delivered")
-            assert _delivered(subscriber) == {"WM-00300"}, "the broker took a batch over its limit"
+            rig.spool.append([_reading(300)])  # a batch under the limit, after them on the same connection
+            _wait(lambda: "WM-00300" in _delivered(rig.subscriber), 10, "a small batch not delivered")
+            assert _delivered(rig.subscriber) == {"WM-00300"}, "the broker took a batch over its limit"
         else:
             assert said == []
-            _wait(lambda: len(_delivered(subscriber)) == 300, 10, "readings acknowledged but not delivered")
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
+            _wait(lambda: len(_delivered(rig.subscriber)) == 300, 10, "readings acknowledged but not delivered")
 
 
 def test_an_event_the_broker_never_takes_is_kept_and_said_once_while_the_rest_goes(
@@ -162,18 +193,13 @@ def test_an_event_the_broker_never_takes_is_kept_and_said_once_while_the_rest_go
     """Events go first at each connection: one over the limit ended every connection, with no
     batch in flight to learn the limit from, and what came after it was held up for good."""
     caplog.set_level(logging.INFO, logger="gateway.publisher")
-    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    subscriber = Subscriber(broker.url, ["aquami/v1/#"])
-    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.send_durable("aquami/v1/gw-limit/events", b'{"big":"' + b"x" * 6000 + b'"}')
-    publisher.send_durable("aquami/v1/gw-limit/events", b'{"small":1}')
-    publisher.start()
-    try:
+    with _limited_broker(tmp_path, f"message_size_limit {LIMIT}", ("aquami/v1/#",)) as rig:
+        spool, publisher = rig.spool, rig.publisher
+        publisher.send_durable("aquami/v1/gw-limit/events", b'{"big":"' + b"x" * 6000 + b'"}')
+        publisher.send_durable("aquami/v1/gw-limit/events", b'{"small":1}')
+        publisher.start()
         _wait(lambda: spool.messages_waiting() == 1, 30, "the small event held up by the large one")
-        assert all(p == {"small": 1} for p in subscriber.payloads("/events"))  # (again after a reconnection)
+        assert all(p == {"small": 1} for p in rig.subscriber.payloads("/events"))  # (again after a reconnection)
         (said,) = _said(caplog, "is larger than the broker takes; it stays in the spool")
         assert said.levelno == logging.ERROR
         connections = publisher.connections
@@ -181,11 +207,6 @@ def test_an_event_the_broker_never_takes_is_kept_and_said_once_while_the_rest_go
         spool.append(_reading(n) for n in range(20))
         _wait(lambda: spool.depth() == 0, 10, "readings held up by the event too large")
         assert publisher.connections == connections and spool.messages_waiting() == 1
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
 
 
 @pytest.mark.parametrize(
@@ -196,15 +217,12 @@ def test_a_drain_at_stop_does_not_wait_for_a_reading_the_broker_never_takes_but_
 ) -> None:
     """Before, the drain waited until the spool was empty: its whole timeout, at every stop, for a
     reading that cannot go on this connection."""
-    broker = MosquittoBroker(settings=[setting])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.append([*(_reading(n) for n in range(10)), _reading(10, "x" * 6000), *(_reading(n) for n in range(11, 20))])
-    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
-    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.start()
-    try:
+    with _limited_broker(tmp_path, setting) as rig:
+        spool, publisher = rig.spool, rig.publisher
+        spool.append(
+            [*(_reading(n) for n in range(10)), _reading(10, "x" * 6000), *(_reading(n) for n in range(11, 20))]
+        )
+        publisher.start()
         _wait(lambda: spool.depth() == 1 and publisher.connected.is_set(), 30, "the other readings not delivered")
         spool.append(_reading(n) for n in range(20, 25))  # the drain still delivers what can go
         started = time.monotonic()
@@ -214,12 +232,7 @@ def test_a_drain_at_stop_does_not_wait_for_a_reading_the_broker_never_takes_but_
         assert spool.depth() == 1, "the drain stopped before delivering the readings that fit"
         (kept,) = spool.sealed_batches(0, 10)
         assert [r["meter_id"] for r in kept.readings] == ["WM-00010"]
-        _wait(lambda: len(_delivered(subscriber)) == 24, 10, "readings acknowledged but not delivered")
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
+        _wait(lambda: len(_delivered(rig.subscriber)) == 24, 10, "readings acknowledged but not delivered")
 
 
 @pytest.mark.parametrize(
@@ -228,15 +241,10 @@ def test_a_drain_at_stop_does_not_wait_for_a_reading_the_broker_never_takes_but_
 def test_a_drain_at_stop_does_not_wait_for_an_event_the_broker_never_takes_but_delivers_the_rest(
     tmp_path: Path, setting: str
 ) -> None:
-    broker = MosquittoBroker(settings=[setting])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    subscriber = Subscriber(broker.url, ["aquami/v1/#"])
-    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.send_durable("aquami/v1/gw-limit/events", b'{"big":"' + b"x" * 6000 + b'"}')
-    publisher.start()
-    try:
+    with _limited_broker(tmp_path, setting, ("aquami/v1/#",)) as rig:
+        spool, publisher = rig.spool, rig.publisher
+        publisher.send_durable("aquami/v1/gw-limit/events", b'{"big":"' + b"x" * 6000 + b'"}')
+        publisher.start()
         _wait(lambda: publisher.messages_too_large == 1 and publisher.connected.is_set(), 30, "not passed over")
         publisher.send_durable("aquami/v1/gw-limit/events", b'{"small":1}')  # the drain still delivers it
         spool.append(_reading(n) for n in range(5))
@@ -245,18 +253,13 @@ def test_a_drain_at_stop_does_not_wait_for_an_event_the_broker_never_takes_but_d
         took = time.monotonic() - started
         assert took < 3.0, f"the drain waited {took:.1f} s for an event the broker never takes"
         assert spool.messages_waiting() == 1 and spool.depth() == 0, "the drain stopped before delivering the rest"
-        _wait(lambda: subscriber.payloads("/events")[-1:] == [{"small": 1}], 10, "the small event not delivered")
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
+        _wait(lambda: rig.subscriber.payloads("/events")[-1:] == [{"small": 1}], 10, "the small event not delivered")
 
 
 STATUS = "aquami/v1/gw-limit/status/health"
 
 
-def _statuses(publisher: Publisher, subscriber: Subscriber, count: int, full: bytes, smaller: bytes) -> None:
+def _statuses(publisher: Publisher, count: int, full: bytes, smaller: bytes) -> None:
     """``count`` health statuses, as the gateway's reporter sends them (its interval shortened), each
     with readings behind it."""
     for n in range(count):
@@ -270,26 +273,15 @@ def test_a_status_over_a_limit_the_broker_does_not_announce_goes_smaller_once_le
     """Sent from memory, a status too large for the broker ends the connection it goes on, and is
     gone with it: two of them in a row teach the limit, and the later ones go in their smaller form,
     with no more connections ended, nor readings held up."""
-    broker = MosquittoBroker(settings=[f"message_size_limit {LIMIT}"])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    subscriber = Subscriber(broker.url, [STATUS, "aquami/v1/+/reads"])
-    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.start()
     full, smaller = b'{"meters":"' + b"x" * 6000 + b'"}', b'{"meters_omitted":1}'
-    try:
-        _wait(publisher.connected.is_set, 10, "no connection")
-        _statuses(publisher, subscriber, 8, full, smaller)
-        assert publisher.connections <= 3, f"{publisher.connections} connections for 8 statuses"
-        _wait(lambda: len(subscriber.payloads(STATUS)) >= 6, 10, "the statuses in their smaller form")
-        assert all(p == {"meters_omitted": 1} for p in subscriber.payloads(STATUS))
-        assert len(_delivered(subscriber)) == 40
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
+    with _limited_broker(tmp_path, f"message_size_limit {LIMIT}", (STATUS, "aquami/v1/+/reads")) as rig:
+        rig.publisher.start()
+        _wait(rig.publisher.connected.is_set, 10, "no connection")
+        _statuses(rig.publisher, 8, full, smaller)
+        assert rig.publisher.connections <= 3, f"{rig.publisher.connections} connections for 8 statuses"
+        _wait(lambda: len(rig.subscriber.payloads(STATUS)) >= 6, 10, "the statuses in their smaller form")
+        assert all(p == {"meters_omitted": 1} for p in rig.subscriber.payloads(STATUS))
+        assert len(_delivered(rig.subscriber)) == 40
 
 
 @pytest.mark.parametrize(
@@ -300,48 +292,26 @@ def test_a_status_too_large_even_in_its_smaller_form_is_said_once_and_counted(
 ) -> None:
     """Before, each was an error: one every status interval, for as long as the gateway ran."""
     caplog.set_level(logging.INFO, logger="gateway.publisher")
-    broker = MosquittoBroker(settings=[setting])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    subscriber = Subscriber(broker.url, [STATUS, "aquami/v1/+/reads"])
-    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=100, options=options)
-    publisher.start()
     full, smaller = b'{"meters":"' + b"x" * 9000 + b'"}', b'{"meters":"' + b"x" * 6000 + b'"}'
-    try:
-        _wait(publisher.connected.is_set, 10, "no connection")
-        _statuses(publisher, subscriber, 8, full, smaller)
-        assert publisher.connections <= 3, f"{publisher.connections} connections for 8 statuses"
+    with _limited_broker(tmp_path, setting, (STATUS, "aquami/v1/+/reads")) as rig:
+        rig.publisher.start()
+        _wait(rig.publisher.connected.is_set, 10, "no connection")
+        _statuses(rig.publisher, 8, full, smaller)
+        assert rig.publisher.connections <= 3, f"{rig.publisher.connections} connections for 8 statuses"
         said = _said(caplog, f"message on {STATUS} not sent")
         assert [r.levelno for r in said] == [logging.ERROR], [r.getMessage() for r in said]
-        assert publisher.messages_too_large >= 6  # each counted
-        assert subscriber.payloads(STATUS) == [] and len(_delivered(subscriber)) == 40
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
+        assert rig.publisher.messages_too_large >= 6  # each counted
+        assert rig.subscriber.payloads(STATUS) == [] and len(_delivered(rig.subscriber)) == 40
 
 
 def test_readings_too_large_as_many_as_the_window_do_not_hold_up_the_others(tmp_path: Path) -> None:
     """Passed over without moving on, the oldest batches, each one reading too large, filled every
     turn's window: with as many of them as the window, nothing after them was ever sent."""
-    broker = MosquittoBroker(settings=[f"max_packet_size {LIMIT}"])
-    broker.start()
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.append([*(_reading(n, "x" * 6000) for n in range(3)), *(_reading(n) for n in range(3, 13))])
-    subscriber = Subscriber(broker.url, ["aquami/v1/+/reads"])
-    options = MqttOptions(protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.5)
-    publisher = Publisher(spool, "gw-limit", MqttEndpoint.parse(broker.url), batch_size=1, window=2, options=options)
-    publisher.start()
-    try:
-        _wait(lambda: spool.depth() == 3, 10, "the readings that fit were held up by those too large")
-        _wait(lambda: _delivered(subscriber) == {f"WM-{n:05d}" for n in range(3, 13)}, 10, "not delivered")
-        assert [r["meter_id"] for b in spool.sealed_batches(0, 10) for r in b.readings] == [
+    with _limited_broker(tmp_path, f"max_packet_size {LIMIT}", batch_size=1, window=2) as rig:
+        rig.spool.append([*(_reading(n, "x" * 6000) for n in range(3)), *(_reading(n) for n in range(3, 13))])
+        rig.publisher.start()
+        _wait(lambda: rig.spool.depth() == 3, 10, "the readings that fit were held up by those too large")
+        _wait(lambda: _delivered(rig.subscriber) == {f"WM-{n:05d}" for n in range(3, 13)}, 10, "not delivered")
+        assert [r["meter_id"] for b in rig.spool.sealed_batches(0, 10) for r in b.readings] == [
             f"WM-{n:05d}" for n in range(3)
         ]
-    finally:
-        publisher.stop()
-        subscriber.close()
-        spool.close()
-        broker.stop()
