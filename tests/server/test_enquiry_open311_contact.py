@@ -66,7 +66,12 @@ def desk(migrated_database_url: str) -> Iterator[Desk]:
         names = {"customer_care": "alice", "admin": "ada", "reader": "rita", "meterization": "mo"}
         keys = {role: create_api_key(conn, name, [role]) for role, name in names.items()}
         keys["customer_app"] = create_api_key(conn, "fixit app", ["customer_app"])
-        with TestClient(create_app(migrated_database_url)) as client:
+        app = create_app(migrated_database_url)
+        with TestClient(app) as client:
+            # The pool's first connection is made in the background, and psycopg_pool draws its
+            # lifetime from the global random: made during a hypothesis example, Hypothesis takes it
+            # for a strategy using random and warns.
+            app.state.pool.wait()
             yield Desk(client, conn, keys)
 
 
