@@ -21,15 +21,15 @@ def make_transport(
     """The transport of a polled bus (a wireless M-Bus receiver is listened to: gateway.wmbus).
 
     ``clock`` timestamps the readings: the wall clock in the field, a simulated one in a test rig
-    that replays days in minutes. ``on_late`` is called with the unit of each Modbus answer heard
-    after its attempt gave up (gateway.late_answers).
+    that replays days in minutes. ``on_late`` is called with the unit (M-Bus: the primary address) of
+    each answer heard after its attempt gave up (gateway.late_answers).
     """
     if isinstance(bus, ModbusTcpBusConfig):
         return ModbusTcpTransport(bus, profiles, clock, on_late)
     if isinstance(bus, ModbusRtuBusConfig):
         return ModbusRtuTransport(bus, profiles, clock, on_late)
     if isinstance(bus, MBusBusConfig):
-        return MBusTransport(bus, clock)
+        return MBusTransport(bus, clock, on_late)
     raise ValueError(f"bus {bus.name}: a {bus.protocol} bus is not polled")
 
 

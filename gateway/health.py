@@ -66,7 +66,7 @@ class BusHealth:
     successes: int = 0
     polls_skipped: int = 0  # polls not made (spool full under stop_polling, or the bus fell behind)
     telegrams_replayed: int = 0  # wireless M-Bus: telegrams refused as replays (gateway.wmbus_replay)
-    late_answers: int = 0  # Modbus: answers heard after their attempt gave up (gateway.late_answers)
+    late_answers: int = 0  # Modbus and M-Bus: answers heard after their attempt gave up (gateway.late_answers)
 
     @property
     def success_rate(self) -> float | None:

@@ -1,4 +1,4 @@
-"""Modbus answers that come after the gateway stopped waiting for them: counted, and said once an episode.
+"""Answers that come after the gateway stopped waiting for them: counted, and said once an episode.
 
 A meter that answers after the bus's ``timeout_s`` every time fails every poll as ``no answer from
 unit 5``, like a meter that is not there, while the line carries its answers: the cure is a longer
@@ -16,6 +16,15 @@ comes once the bus is closed or its next attempt has begun on a new connection (
 one that comes during the same unit's retry, which takes it as its own (RTU frames carry no
 transaction id).
 
+Wired M-Bus alike (gateway.mbus), where the window is the bus's ``answer_timeout_s``: a whole answer
+(an E5h, or a long frame whose checksum is right) that comes once a request went unanswered, heard
+before the next request (the port now stays open after an unanswered one, listening; before, it was
+closed, and a port no one has open hears nothing), or taken in a later exchange where it is not the
+answer asked for (an E5h to a REQ_UD2, an RSP_UD to a SND_NKE, an RSP_UD from another meter). A long
+frame names its meter (its identification, or its primary address); an E5h names none, and is
+counted for the meter whose request went unanswered. Not heard: an answer still arriving when the
+next request goes (cut short), or one taken as the answer of the same meter's retry.
+
 Its episodes are not :mod:`gateway.episodes`': nothing says that a meter has stopped answering late
 (an answer in time is not heard here), so an episode ends after :data:`EPISODE_QUIET_S` without a
 late answer, and nothing is said at its end; the counts say how many came.
@@ -30,7 +39,7 @@ from typing import Literal
 
 from pymodbus.framer import FramerRTU
 
-from gateway.config import ModbusRtuBusConfig, ModbusTcpBusConfig
+from gateway.config import MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,33 @@ def tcp_answer(heard: bytes) -> tuple[int, int, int] | None:
     if pdu is None or size != _MBAP_HEADER + 1 + pdu or len(heard) < size:
         return None
     return int.from_bytes(heard[0:2], "big"), heard[6], size
+
+
+def mbus_frames(heard: bytes) -> list[bytes]:
+    """The whole M-Bus answers ``heard`` begins with, in turn: an E5h, or a long frame whose length,
+    start, stop and checksum are right. What follows the first byte that begins neither (noise, a
+    frame cut short by the port's buffer or still arriving) is not looked at."""
+    frames = []
+    at = 0
+    while at < len(heard):
+        if heard[at] == 0xE5:
+            frames.append(heard[at : at + 1])
+            at += 1
+            continue
+        frame = heard[at : at + heard[at + 1] + 6] if at + 1 < len(heard) else b""
+        if (
+            len(frame) < 9
+            or frame[0] != 0x68
+            or frame[3] != 0x68
+            or frame[1] != frame[2]
+            or len(frame) != frame[1] + 6
+            or frame[-1] != 0x16
+            or sum(frame[4:-2]) & 0xFF != frame[-2]
+        ):
+            break
+        frames.append(frame)
+        at += len(frame)
+    return frames
 
 
 class LateAnswerWatch:
@@ -143,12 +179,14 @@ class LateAnswerWatch:
 
 class LateAnswers:
     """One bus's late answers: each is counted (:attr:`count`, and ``on_late`` with its unit, for the
-    health status), and the first of each unit's episode is a warning naming the meter, its unit and
-    the bus's timeout."""
+    health status), and the first of each meter's episode is a warning naming the meter, its unit or
+    address and the setting to raise: a Modbus bus's ``timeout_s`` (:meth:`heard`, from the unit in
+    the frame), an M-Bus bus's ``answer_timeout_s`` (:meth:`heard_from`: its transport knows the meter,
+    an E5h carries no address)."""
 
     def __init__(
         self,
-        bus: ModbusTcpBusConfig | ModbusRtuBusConfig,
+        bus: ModbusTcpBusConfig | ModbusRtuBusConfig | MBusBusConfig,
         on_late: Callable[[int], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         quiet_s: float = EPISODE_QUIET_S,
@@ -158,15 +196,23 @@ class LateAnswers:
         self.monotonic = monotonic
         self.quiet_s = quiet_s
         self.count = 0
-        self._last: dict[int, float] = {}  # each unit's last late answer, on the monotonic clock
+        self._last: dict[object, float] = {}  # each unit's (meter's) last late answer, on the monotonic clock
 
     def heard(self, unit: int) -> None:
+        """A Modbus answer from ``unit``, late."""
+        self._count(unit, unit, lambda: self.hint(unit))
+
+    def heard_from(self, meter: MeterConfig) -> None:
+        """An M-Bus answer from ``meter``, late."""
+        self._count(meter.meter_id, meter.unit_id, lambda: self.mbus_hint(meter))
+
+    def _count(self, key: object, unit: int, hint: Callable[[], str]) -> None:
         self.count += 1
         now = self.monotonic()
-        last = self._last.get(unit)
-        self._last[unit] = now
+        last = self._last.get(key)
+        self._last[key] = now
         if last is None or now - last > self.quiet_s:
-            log.warning("%s", self.hint(unit))
+            log.warning("%s", hint())
         if self.on_late is not None:
             self.on_late(unit)
 
@@ -177,3 +223,23 @@ class LateAnswers:
             f"{who}: unit {unit} answered after the bus's {self.bus.timeout_s:g} s timeout, so its polls "
             f"fail as 'no answer' though it answers: raise the bus's timeout_s"
         )
+
+    def mbus_hint(self, meter: MeterConfig) -> str:
+        """An M-Bus meter's answer must start within the bus's answer window (``answer_timeout_s``, by
+        default EN 13757-2's 330 bit times + 50 ms): that is the setting that makes it heard. A
+        ``timeout_s`` given must be at least as long (gateway.config refuses it otherwise)."""
+        assert isinstance(self.bus, MBusBusConfig)
+        return (
+            f"{meter.meter_id} on {self.bus.name}: {addressed(meter)} answered after the bus's "
+            f"{self.bus.answer_timeout_s:g} s answer window, so its polls fail as 'no answer' though it answers: "
+            "raise the bus's answer_timeout_s (and its timeout_s, if set, to at least as much)"
+        )
+
+
+def addressed(meter: MeterConfig) -> str:
+    """How an M-Bus meter is asked on the line, as a failed poll names it (``primary address 12``,
+    ``secondary address 26000002``): a Modbus meter's silence names its unit (``no answer from unit
+    5``); an M-Bus meter's said only "no answer", and the technician looked its address up."""
+    if meter.secondary_address is not None:
+        return f"secondary address {meter.secondary_address}"
+    return f"primary address {meter.unit_id}"

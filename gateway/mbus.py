@@ -13,14 +13,16 @@
 Serial I/O is blocking pyserial in a worker thread; the bus lock of the scheduler makes sure only one
 transaction is on the line at a time. A reset (after a failed or timed-out attempt) or a stop aborts
 the transaction under way rather than waiting for it: the thread's read returns at once, and the
-line is closed as soon as the thread lets go of it.
+line is closed as soon as the thread lets go of it. After an attempt that ended on a request
+unanswered, the line stays open instead, so that the answer, if it comes late, is heard and said
+(gateway.late_answers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -30,12 +32,13 @@ from aquami.contracts.reads import ALARMS, FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
 from gateway.config import MBusBusConfig, MeterConfig
+from gateway.late_answers import LateAnswers, addressed, mbus_frames
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
 from gateway.modbus_read import millisecond, within
 from gateway.scan import FoundMBus
 from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAborted
 
-__all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "reading_from_records"]
+__all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "addressed", "reading_from_records"]
 
 NETWORK_LAYER = 0xFD
 MAX_TELEGRAMS = 8  # a multi-telegram read longer than this is a meter gone wrong
@@ -129,20 +132,19 @@ def reading_from_records(
     )
 
 
-def addressed(meter: MeterConfig) -> str:
-    """How the meter is asked on the line, as a failed poll names it (``primary address 12``,
-    ``secondary address 26000002``): a Modbus meter's silence names its unit (``no answer from unit
-    5``); an M-Bus meter's said only "no answer", and the technician looked its address up."""
-    if meter.secondary_address is not None:
-        return f"secondary address {meter.secondary_address}"
-    return f"primary address {meter.unit_id}"
-
-
 class MBusTransport:
-    def __init__(self, config: MBusBusConfig, clock: Clock = utc_now):
+    """``on_late`` is called with the primary address (FDh for a meter read by secondary address) of
+    each late answer heard (gateway.late_answers: :meth:`_heard_pending`, :meth:`_late_within`)."""
+
+    def __init__(self, config: MBusBusConfig, clock: Clock = utc_now, on_late: Callable[[int], None] | None = None):
         self.config = config
         self.clock = clock
         self.line = MBusLine(config)
+        self.late_answers = LateAnswers(config, on_late)
+        self.line.on_pending = self._heard_pending
+        self._asking: MeterConfig | None = None  # the meter of the transaction under way (or the last)
+        self._unanswered: MeterConfig | None = None  # whose request last went unanswered: its answer may come
+        self._ended_silent = False  # the last transaction ended on silence: its line listens till the next
         self._initialised: set[str] = set()  # meters that have had their SND_NKE
         self._fcb: dict[str, bool] = {}
         self._lock = threading.Lock()  # the line: held by the thread of the transaction under way
@@ -165,7 +167,59 @@ class MBusTransport:
             self._lock.release()
 
     def _exchange(self, frame: bytes) -> bytes:
-        return self.line.exchange(frame)
+        answer = self.line.exchange(frame)
+        self._late_within(frame, answer)
+        return answer
+
+    # late answers (gateway.late_answers) ---------------------------------------------------------------
+    def _sender(self, frame: bytes) -> MeterConfig | None:
+        """The configured meter a whole answer came from: an E5h carries no address (the meter whose
+        request went unanswered, if any); a long frame its identification (a meter read by secondary
+        address) or its primary address."""
+        if frame == bytes([ACK]):
+            return self._unanswered
+        try:
+            telegram = decode_frame(frame)
+        except DecodeError:
+            return None
+        return self._meter_of(telegram)
+
+    def _meter_of(self, telegram: dict[str, Any]) -> MeterConfig | None:
+        meters = self.config.meters
+        by_id = [m for m in meters if m.secondary_address is not None and m.secondary_address == telegram.get("id")]
+        by_address = [m for m in meters if m.secondary_address is None and m.unit_id == telegram.get("a_field")]
+        found = by_id or by_address
+        return found[0] if found else None
+
+    def _heard_pending(self, pending: bytes) -> None:
+        """What came on the line since the last exchange (:attr:`MBusLine.on_pending`): each whole
+        answer in it is a late one (nothing was asked), counted for the meter it came from."""
+        for frame in mbus_frames(pending):
+            meter = self._sender(frame)
+            if meter is None:
+                continue
+            if meter is self._unanswered:
+                self._unanswered = None  # one answer a request: another E5h is no one's we know
+            self.late_answers.heard_from(meter)
+
+    def _late_within(self, request: bytes, answer: bytes) -> None:
+        """An answer taken in an exchange that is not of the kind asked for, or from another meter, is a
+        late answer to an earlier request: an E5h to a REQ_UD2 (the meter's answer to the SND_NKE or
+        selection before it), an RSP_UD to a SND_NKE or a selection, or an RSP_UD from another meter
+        than asked. It still fails the exchange, as before (its caller finds it is not the answer)."""
+        asks_for_data = request[0] == 0x10 and request[1] & 0x0F == 0x0B  # REQ_UD2
+        if answer == bytes([ACK]):
+            if asks_for_data and self._asking is not None:
+                self.late_answers.heard_from(self._asking)
+            return
+        try:
+            telegram = decode_frame(answer)
+        except DecodeError:
+            return
+        sender = self._meter_of(telegram)
+        if sender is None or (asks_for_data and self._asking is not None and sender.meter_id == self._asking.meter_id):
+            return
+        self.late_answers.heard_from(sender)
 
     def _exchange_with_all(self, frame: bytes) -> bytes:
         """An exchange several slaves may answer: every answer they may give is waited for."""
@@ -209,6 +263,7 @@ class MBusTransport:
 
     def read_blocking(self, meter: MeterConfig) -> Reading:
         with self._line_held():
+            self._asking, self._ended_silent = meter, False
             try:
                 self._initialise(meter)
                 if meter.secondary_address is not None:
@@ -245,6 +300,7 @@ class MBusTransport:
                 raise
             except NoAnswer as error:
                 self._initialised.discard(meter.meter_id)
+                self._unanswered, self._ended_silent = meter, True
                 raise NoAnswer(f"{meter.meter_id}: no answer from {addressed(meter)}") from error
             except PollError as error:
                 self._initialised.discard(meter.meter_id)  # SND_NKE again next time
@@ -259,7 +315,26 @@ class MBusTransport:
         be reading: a line that never goes quiet) and close the line, without waiting for that thread
         longer than it takes to see the abort. Every meter then has its SND_NKE on the reopened line
         (a port that failed mid-read, or an adapter plugged in again, leaves no knowledge of the
-        meters' FCB state)."""
+        meters' FCB state).
+
+        Not after an attempt that ended on silence (a meter that did not answer in the answer window,
+        the transaction over): the line stays open, listening until the next exchange, which hears
+        its late answer (:meth:`_heard_pending`). Closed, a port hears nothing: a meter answering
+        after the window every time looked like one that is not there."""
+        if self._listening():
+            return
+        await self._abort_and_close()
+
+    def _listening(self) -> bool:
+        """Whether the last transaction ended on silence, and is over (its thread let go of the line)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            return self._ended_silent
+        finally:
+            self._lock.release()
+
+    async def _abort_and_close(self) -> None:
         self.line.abort()
         await asyncio.to_thread(self._close_when_free)
 
@@ -276,9 +351,10 @@ class MBusTransport:
         self._stale.clear()
         self.line.close()
         self._initialised.clear()
+        self._unanswered, self._ended_silent = None, False
 
     async def close(self) -> None:
-        await self.reset()
+        await self._abort_and_close()
 
     def interrupt(self) -> None:
         """The bus is closing: stop a search under way, and abort the transaction on the line."""
@@ -296,6 +372,7 @@ class MBusTransport:
         """
         found: list[FoundMBus] = []
         with self._line_held():
+            self._asking, self._unanswered, self._ended_silent = None, None, False  # a search's silences are no one's
             self._search(prefix, found)
         return found
 

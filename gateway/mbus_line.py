@@ -51,6 +51,9 @@ class MBusLine:
         self.drain_limit_s = self.answer_s + LONGEST_FRAME * self.char_s * 1.5
         self._aborted = threading.Event()
         self._port_lock = threading.Lock()  # open, close and abort: never held during a read
+        #: told what came on the line since the last exchange (a late answer, on a port kept open
+        #: after an unanswered request: gateway.mbus), before it is dropped as ever
+        self.on_pending: Callable[[bytes], None] | None = None
 
     def open(self) -> serial.Serial:
         if self.port is None:
@@ -134,6 +137,7 @@ class MBusLine:
         port = self.open()
         if self._aborted.is_set():
             raise TransactionAborted("transaction aborted")
+        self._pending(port)
         port.reset_input_buffer()
         port.write(frame)
         port.flush()
@@ -171,6 +175,15 @@ class MBusLine:
             self._drain(port)
             raise PollError("collision (a second answer after a whole first one)")
         return head + rest
+
+    def _pending(self, port: serial.Serial) -> None:
+        """What came since the last exchange, to :attr:`on_pending` (the input buffer is then reset,
+        as before every request: nothing that came unasked is taken for the next answer)."""
+        if self.on_pending is None:
+            return
+        waiting = port.in_waiting
+        if waiting:
+            self.on_pending(self._read(port, waiting, 0))
 
     def _read_echo(self, port: serial.Serial, frame: bytes) -> None:
         """``echo = true``: the request comes back first, as it leaves; it is given an answer's time

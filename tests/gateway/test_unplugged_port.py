@@ -21,6 +21,10 @@ from tests.gateway.test_wmbus import _radio
 class UnpluggedPort:
     """What pyserial's port does once its tty has hung up."""
 
+    @property
+    def in_waiting(self) -> int:
+        raise OSError(5, "Input/output error")  # pyserial's TIOCINQ ioctl
+
     def reset_input_buffer(self) -> None:
         raise termios.error(5, "Input/output error")
 
