@@ -196,6 +196,8 @@ class LateAnswers:
         self.monotonic = monotonic
         self.quiet_s = quiet_s
         self.count = 0
+        #: False: counted, and ``on_late`` told, but no warning (a scan says late answers in its own words)
+        self.warn = True
         self._last: dict[object, float] = {}  # each unit's (meter's) last late answer, on the monotonic clock
 
     def heard(self, unit: int) -> None:
@@ -211,7 +213,7 @@ class LateAnswers:
         now = self.monotonic()
         last = self._last.get(key)
         self._last[key] = now
-        if last is None or now - last > self.quiet_s:
+        if self.warn and (last is None or now - last > self.quiet_s):
             log.warning("%s", hint())
         if self.on_late is not None:
             self.on_late(unit)

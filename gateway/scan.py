@@ -28,6 +28,7 @@ from typing import Any
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
+from gateway.late_answers import LateAnswers
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
@@ -117,6 +118,40 @@ async def _scan_modbus(
             continue
         found.append(Found(unit_id, profile, reading.volume_m3, given))
     return found
+
+
+class LateUnits:
+    """A scan's late answers, said once a unit (``on_late`` of the scanned bus's transport, and
+    :meth:`quieten` its own warning, which speaks of polls and the bus's ``timeout_s``).
+
+    A unit that answers after the scan's timeout is "no answer" to the scan, as an empty address is:
+    not said, and not in the snippet. A technician scanning a bus of slow meters found none, with no
+    hint that their answers came; now each such unit is one line, with the cure (``--timeout``).
+    Heard when the late answer comes while the scan still listens: on RTU during the next unit's
+    request (or before it), on TCP before the next unit's connection opens; not after the last unit.
+    """
+
+    def __init__(self, say: Callable[[str], None], timeout_s: float, setting: str = "timeout_s"):
+        self.say = say
+        self.timeout_s = timeout_s
+        self.setting = setting
+        self.units: list[int] = []
+
+    def __call__(self, unit: int) -> None:
+        if unit in self.units:
+            return
+        self.units.append(unit)
+        self.say(
+            f"# unit {unit} answered after the {self.timeout_s:g} s timeout, too late to be read: scan again "
+            f"with a longer --timeout (and raise the bus's {self.setting} for the gateway to read it)"
+        )
+
+    @staticmethod
+    def quieten(transport: object) -> None:
+        """The transport's late answers counted and told, but not warned of in its own words."""
+        late = getattr(transport, "late_answers", None)
+        if isinstance(late, LateAnswers):
+            late.warn = False
 
 
 def placeholder_id(bus: str, suffix: str) -> str:

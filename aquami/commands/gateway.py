@@ -123,6 +123,12 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(
             False, "--verbose", "-v", help="Log every Modbus frame sent and received (pymodbus's debug log)."
         ),
+        timeout: float | None = typer.Option(
+            None,
+            min=0.01,
+            max=60,
+            help="Seconds to wait for each answer (default: the bus's timeout_s; M-Bus: its answer_timeout_s).",
+        ),
     ) -> None:
         """Find the meters on one bus and write a config snippet (a serial bus a gateway polls is refused).
 
@@ -133,15 +139,16 @@ def register(app: typer.Typer) -> None:
         Exit 0 scanned (even 0 found), 1 not scannable (bus unusable or in use), 2 bad options."""
         import asyncio
         import logging
+        from dataclasses import replace
 
         from aquami.cli_params import profile_parameters
         from firmware_protocols.modbus import load_profile
         from firmware_protocols.modbus.profile import ProfileError
         from gateway.buses import attempt_once, make_transport
-        from gateway.config import MeterConfig, WMBusBusConfig
+        from gateway.config import MBusBusConfig, MeterConfig, WMBusBusConfig
         from gateway.mbus import MBusTransport
         from gateway.profiles import ProfileBook
-        from gateway.scan import mbus_snippet, pymodbus_quiet, scan_modbus, snippet
+        from gateway.scan import LateUnits, mbus_snippet, pymodbus_quiet, scan_modbus, snippet
         from gateway.transport import PollError
 
         parameters = profile_parameters(param)
@@ -161,9 +168,21 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: bus {bus!r} is a wM-Bus receiver: its meters send, nothing is scanned", err=True)
             raise typer.Exit(1)
 
+        if isinstance(chosen, MBusBusConfig):  # M-Bus: the answer window; its timeout_s follows (0: from it)
+            chosen = chosen if timeout is None else replace(chosen, answer_timeout_s=timeout, timeout_s=0.0)
+        elif timeout is not None:
+            chosen = replace(chosen, timeout_s=timeout)
+        window = chosen.answer_timeout_s if isinstance(chosen, MBusBusConfig) else chosen.timeout_s
+        late = LateUnits(
+            lambda line: typer.echo(line, err=True),
+            window,
+            "answer_timeout_s" if isinstance(chosen, MBusBusConfig) else "timeout_s",
+        )
+
         async def main() -> str:
             assert chosen is not None
-            transport = make_transport(chosen, ProfileBook())
+            transport = make_transport(chosen, ProfileBook(), on_late=late)
+            late.quieten(transport)
 
             async def attempt(meter: MeterConfig) -> Reading:
                 return await attempt_once(transport, chosen, meter)

@@ -30,6 +30,7 @@ from gateway.profiles import ProfileBook
 from gateway.transport import LineUnusable
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings, SerialLine
+from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import bus_config_text, meters
 from tests.gateway.test_modbus_rtu import PARITY
 
@@ -164,3 +165,28 @@ def test_a_scan_of_the_tcp_simulator_says_only_its_meters(tmp_path: Path) -> Non
     assert done.stderr.splitlines() == ["# 2 meters found on tcp-1 (units 1..4)"]
     assert "unit_id = 1\n" in done.stdout and "unit_id = 2\n" in done.stdout
     assert "Traceback" not in simulator_err, simulator_err
+
+
+def test_a_unit_that_answers_after_the_timeout_is_said_with_the_cure(tmp_path: Path) -> None:
+    """Unit 5 answers 0.7 s late on a bus with a 0.5 s timeout: the scan does not find it (its answer
+    comes during unit 6's request), and says it answered late, and what to do; with a longer
+    ``--timeout`` it is found. Before, the scan said only ``# 1 meters found``: the slow meter looked
+    absent, and nothing hinted that a longer timeout would find it."""
+    slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=5, delay_s=0.7)])
+    simulator = ModbusRtuSimulator(meters(2, first_unit=5), LineSettings(baudrate=9600, parity="E"), slow).start()
+    try:
+        bus = {**_rtu(simulator.port), "timeout_s": 0.5}
+        done = _scan(tmp_path, bus, "--first", "5", "--last", "6")
+        longer = _scan(tmp_path, bus, "--first", "5", "--last", "6", "--timeout", "2")
+    finally:
+        simulator.stop()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "# unit 5 answered after the 0.5 s timeout, too late to be read: scan again with a longer --timeout "
+        "(and raise the bus's timeout_s for the gateway to read it)",
+        "# 1 meters found on rtu-1 (units 5..6)",
+    ]
+    assert "unit_id = 5" not in done.stdout and "unit_id = 6\n" in done.stdout
+    assert longer.returncode == 0, longer.stderr
+    assert longer.stderr.splitlines() == ["# 2 meters found on rtu-1 (units 5..6)"]
+    assert "unit_id = 5\n" in longer.stdout
