@@ -166,7 +166,6 @@ class Session:
         client.publish(state.status_topic, b"online", qos=1, retain=True)
         client.subscribe(state.command_topic, qos=1)
         state.connected.set()
-        log.info("connected to %s (MQTT %s)", state.endpoint.url, self._link.protocol_in_use)
         self._link.say_once_what_mqtt311_loses()
 
     def on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:

@@ -74,7 +74,10 @@ def test_a_broker_outage_is_said_once_reminded_and_its_end_said(
     assert len(back) == 1 and back[0].startswith(f"MQTT broker {endpoint.url} available again after"), said
     levels = {r.getMessage(): r.levelno for r in caplog.records if r.name == "gateway.publisher"}
     assert levels[back[0]] == logging.INFO, "a recovery pages no one: INFO, not WARNING"
-    others = [m for m in said if m not in lost + reminders + back and not m.startswith("connected to")]
+    connected = [m for m in said if m.startswith("connected to")]
+    # the broker back is said at once, by the reconnection's line, as the outage's end waits settle_s
+    assert connected == [f"connected to {endpoint.url} (MQTT 5)"], said
+    others = [m for m in said if m not in lost + reminders + back + connected]
     assert others == [], said  # no line per attempt: neither "cannot connect" nor "reconnecting in"
 
 
@@ -83,7 +86,8 @@ def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stay
 ) -> None:
     """Each connection accepted, then cut (a RST) half a second later, eight times: one warning at the
     first drop, and "available again" once the link has stayed up ``settle_s`` (here 2 s, 90 s by
-    default), with the drops counted. Before: "unavailable" and "available again" at each drop."""
+    default), with the drops counted. Before: "unavailable" and "available again" at each drop, and
+    "connected to" at each connection."""
     spool = Spool(tmp_path / "s.sqlite")
     spool.append(_readings(0, 4))
     options = MqttOptions(reconnect_min_s=0.05, reconnect_max_s=0.2)
@@ -116,3 +120,8 @@ def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stay
     assert said_back - last_drop >= 2.0, "said back only once the link had stayed up 2 s"
     counts = said[1].removeprefix(back).split(", ")
     assert len(counts) == 3 and counts[2] == "7 drops", said  # the first drop began the outage; 7 more
+    # "connected to" at the first connection and at the outage's first reconnection (the broker back, as far
+    # as then known), not at the 7 after it, which the outage counts as drops: before, one a connection (9)
+    connected = [r for r in caplog.records if r.name == "gateway.publisher" and r.getMessage().startswith("connected")]
+    assert [r.getMessage() for r in connected] == [f"connected to {endpoint.url} (MQTT 5)"] * 2
+    assert {r.levelno for r in connected} == {logging.INFO}
