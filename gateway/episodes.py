@@ -12,8 +12,15 @@ of the health status (gateway.health) are the caller's, counted at every failure
 words, its end at INFO as here. It stays apart for what it does that these do not: a link that comes
 back and drops again is one outage, said back only once it has stayed up a while, by a timer (a
 link that stays up calls nothing more). Here the episodes are many (one per meter), each caller
-keeps its own words (a meter's first failure is the warning it always was), and the end is the next
-poll's answer, at once.
+keeps its own words (a meter's first failure is the warning it always was), and the end is said at
+a poll's answer, with no timer.
+
+``settle_s`` (0: none) is Outage's rule for a meter that answers now and then: once it answers, it is
+said back only at an answer ``settle_s`` or more after the first of that run of answers; a failure
+before that goes on with the same episode (counted in :attr:`Episode.answered_between`, said with
+its end), not a new one. Without it, a meter answering one poll in two (a marginal line, a weak
+radio link, a meter busy half the time) was a warning and an INFO line at every failure after an
+answer: an episode begun and ended each time, the flood the episodes were made to stop.
 """
 
 from __future__ import annotations
@@ -42,6 +49,13 @@ class Episode:
     began: float
     failures: int = 0
     said_at: float = 0.0  # when it was last said (monotonic)
+    back: float | None = None  # when it answered again, while not yet settled (monotonic)
+    answered_between: int = 0  # times it answered, then failed again before settling
+
+    @property
+    def lasted_s(self) -> float:
+        """From its first failure until it answered again (for good), in seconds."""
+        return (self.back if self.back is not None else self.began) - self.began
 
     @property
     def first(self) -> bool:
@@ -58,10 +72,12 @@ class Episodes(Generic[Key]):
         remind_every_s: float = REMIND_EVERY_S,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Clock = utc_now,
+        settle_s: float = 0.0,
     ) -> None:
         self.remind_every_s = remind_every_s
         self.monotonic = monotonic
         self.clock = clock
+        self.settle_s = settle_s
         self._going_on: dict[Key, Episode] = {}
 
     def failed(self, key: Key) -> Episode | None:
@@ -74,17 +90,27 @@ class Episodes(Generic[Key]):
             episode.failures = 1
             return episode
         episode.failures += 1
+        if episode.back is not None:  # it answered, and fails again before settling: the same episode
+            episode.back = None
+            episode.answered_between += 1
         if now - episode.said_at >= self.remind_every_s:
             episode.said_at = now
             return episode
         return None
 
     def ended(self, key: Key) -> tuple[Episode, float] | None:
-        """``key`` works again: its episode and how long it lasted (seconds), if one was going on."""
-        episode = self._going_on.pop(key, None)
+        """``key`` works again: its episode and how long it lasted (seconds, until it answered again),
+        if one was going on and has now settled (at once without ``settle_s``)."""
+        episode = self._going_on.get(key)
         if episode is None:
             return None
-        return episode, self.monotonic() - episode.began
+        now = self.monotonic()
+        if episode.back is None:
+            episode.back = now
+        if now - episode.back < self.settle_s:
+            return None
+        del self._going_on[key]
+        return episode, episode.lasted_s
 
 
 def lasted(seconds: float) -> str:

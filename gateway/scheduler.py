@@ -23,7 +23,9 @@ poll's task died with the error, never retrieved, and the meter's health never m
 
 A meter's failed polls are said once per episode (gateway.episodes): the first with its reason, a
 reminder every hour while it goes on (how many polls failed since when, the last reason), and its
-answering again at INFO (after how long, how many polls failed). Before, each failed poll was a
+answering again at INFO (after how long, how many polls failed), once it has answered for
+``settle_s`` (90 s, :data:`aquami.outage.SETTLE_S`: at its next answer after that; a failure before
+it goes on with the episode, and the end says how often it answered between failures). Before, each failed poll was a
 warning: a dead Modbus TCP bus of 3 meters polled every 5 s wrote 2,160 lines an hour. The health
 status (``on_poll``, ``on_attempt``) still counts every poll and attempt.
 """
@@ -42,6 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aquami.contracts.reads import Reading, utc_iso
+from aquami.outage import SETTLE_S
 from gateway.backoff import pause
 from gateway.buses import attempt_once
 from gateway.config import BusConfig, MeterConfig
@@ -81,6 +84,7 @@ class BusScheduler:
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
         remind_every_s: float = REMIND_EVERY_S,
+        settle_s: float = SETTLE_S,
     ):
         self.config = config
         self.transport = transport
@@ -96,7 +100,8 @@ class BusScheduler:
         self.closed = False  # closed (stopped, or replaced by a reload): no more transactions
         self.meters = {m.meter_id: m for m in config.meters}
         self._counter = itertools.count()
-        self._failing: Episodes[str] = Episodes(remind_every_s)  # meters whose polls fail, said once an episode
+        # meters whose polls fail, said once an episode; back once answering settle_s (gateway.episodes)
+        self._failing: Episodes[str] = Episodes(remind_every_s, settle_s=settle_s)
 
     def interval(self, meter: MeterConfig) -> float:
         return meter.poll_interval_s or self.config.poll_interval_s
@@ -175,10 +180,12 @@ class BusScheduler:
         if episode is None:
             return
         if episode.first:
+            settle = self._failing.settle_s
             log.warning(
                 "%s on %s: failed after %d attempts, the last: %s (said again every %s while it fails, and "
-                "once it answers)",
+                "once it answers%s)",
                 meter.meter_id, self.config.name, self.config.retries + 1, last, lasted(self._failing.remind_every_s),
+                f" for {settle:g} s" if settle else "",
             )  # fmt: skip
         else:
             log.warning(
@@ -191,9 +198,11 @@ class BusScheduler:
         ended = self._failing.ended(meter.meter_id)
         if ended is not None:
             episode, seconds = ended
+            between = episode.answered_between
             log.info(
-                "%s on %s: answers again after %s, %s polls failed",
+                "%s on %s: answers again after %s, %s polls failed%s",
                 meter.meter_id, self.config.name, lasted(seconds), f"{episode.failures:,}",
+                f", answering {between:,} times between them" if between else "",
             )  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -26,6 +26,8 @@ from gateway.modbus_transport import ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
 from simulators.modbus_tcp import ModbusTcpSimulator
+from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
+from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import meters
 
 DEAD_S = 2.0  # how long the bus stays dead
@@ -62,7 +64,12 @@ def test_a_dead_bus_is_said_once_per_meter_then_reminded_then_its_recovery_once(
 
     async def scenario() -> None:
         scheduler = BusScheduler(
-            bus, ModbusTcpTransport(bus, ProfileBook()), on_reading=taken, on_poll=on_poll, remind_every_s=REMIND_S
+            bus,
+            ModbusTcpTransport(bus, ProfileBook()),
+            on_reading=taken,
+            on_poll=on_poll,
+            remind_every_s=REMIND_S,
+            settle_s=0.0,  # said back at its first answer (the settle time: its own tests below)
         )
         stop = asyncio.Event()
         running = asyncio.create_task(scheduler.run(stop))
@@ -130,6 +137,91 @@ def test_episodes_say_each_first_failure_each_due_reminder_and_count_every_failu
             if ended is not None:
                 assert ended[0].failures == failures
             failures, said_at = 0, None
+
+
+SETTLE_S = 3.0  # the settle time of these tests (90 s in service)
+
+
+def test_a_meter_answering_now_and_then_is_one_episode_said_back_once_it_has_answered_settle_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Half its answers lost (seeded): while it answers one poll here and there, its failures are one
+    episode, one warning; once every answer comes, it is said back at its first answer ``settle_s``
+    after it came back, with how often it answered between failures. Before, each failure after an
+    answer began a new episode: a warning and an "answers again" line for each."""
+    lossy = WireFaultPlan([WireFault(WireFaultKind.NO_REPLY, probability=0.5)], seed=3)
+    outcomes: list[bool] = []
+
+    async def taken(reading: Reading) -> None:
+        pass
+
+    async def scenario() -> None:
+        simulator = ModbusTcpSimulator(meters(1))
+        await simulator.start()
+        proxy = ModbusTcpFaultProxy("127.0.0.1", simulator.port, lossy)
+        await proxy.start()
+        bus = ModbusTcpBusConfig(
+            "tcp-1", "127.0.0.1", proxy.port, (MeterConfig("WM-0001", 1),), timeout_s=0.2, retries=0
+        )
+        scheduler = BusScheduler(bus, ModbusTcpTransport(bus, ProfileBook()), on_reading=taken, settle_s=SETTLE_S)
+        try:
+            for _ in range(16):  # flapping: never answering SETTLE_S on end (a failure takes 0.2 s)
+                outcomes.append(await scheduler.poll(bus.meters[0]) is not None)
+            lossy.faults.clear()  # every answer comes from now on
+            deadline = time.monotonic() + 3 * SETTLE_S
+            while time.monotonic() < deadline and not any("answers again" in r.getMessage() for r in caplog.records):
+                await scheduler.poll(bus.meters[0])
+                await asyncio.sleep(0.25)
+        finally:
+            await scheduler.close()
+            await proxy.stop()
+            await simulator.stop()
+
+    with caplog.at_level(logging.INFO, logger="gateway.scheduler"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    runs = "".join("F" if not ok else "A" for ok in outcomes).lstrip("A")  # from its first failure
+    failure_runs = len([run for run in runs.split("A") if run])
+    assert failure_runs >= 3, outcomes  # the seed makes it flap: answers between failures
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.scheduler"]
+    assert [level for level, _ in said] == [logging.WARNING, logging.INFO], said  # before: a pair a run
+    assert said[0][1].endswith(f"(said again every 1 h while it fails, and once it answers for {SETTLE_S:g} s)")
+    back = rf"WM-0001 on tcp-1: answers again after \d+ s, {outcomes.count(False)} polls failed, "
+    assert re.fullmatch(back + f"answering {failure_runs - 1} times between them", said[1][1]), said
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 200)), max_size=60))
+def test_an_episode_ends_only_once_it_has_answered_settle_s(events: list[tuple[bool, float]]) -> None:
+    """Any run of failures (True) and answers (False), each ``step`` seconds after the last, with a
+    90 s settle time: an episode begins only at a failure with none going on; an answer ends it only
+    if it comes 90 s or more after the first answer since its last failure; its end counts every
+    failure it had, the answers between them, and lasted until that first answer."""
+    now = [0.0]
+    episodes: Episodes[str] = Episodes(remind_every_s=1e9, monotonic=lambda: now[0], settle_s=90.0)
+    going_on = False
+    began = 0.0
+    back: float | None = None  # the first answer since the last failure, in an episode
+    failures = between = 0
+    for failure, step in events:
+        now[0] += step
+        if failure:
+            episode = episodes.failed("WM-1")
+            assert (episode is not None and episode.first) == (not going_on)
+            if not going_on:
+                going_on, began, failures, between = True, now[0], 0, 0
+            elif back is not None:
+                between += 1
+            failures, back = failures + 1, None
+        else:
+            ended = episodes.ended("WM-1")
+            if going_on and back is None:
+                back = now[0]
+            settled = going_on and back is not None and now[0] - back >= 90.0
+            assert (ended is not None) == settled
+            if ended is not None and back is not None:
+                episode, seconds = ended
+                assert (episode.failures, episode.answered_between) == (failures, between)
+                assert seconds == back - began
+                going_on, back = False, None
 
 
 def test_durations_read_as_an_operator_says_them() -> None:

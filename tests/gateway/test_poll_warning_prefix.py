@@ -30,7 +30,7 @@ from tests.gateway.helpers import meters
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
 
 #: how the first failed poll of an episode ends (gateway.episodes: the next are said hourly)
-SAID_ONCE = " (said again every 1 h while it fails, and once it answers)"
+SAID_ONCE = " (said again every 1 h while it fails, and once it answers for 90 s)"
 PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"  # a pty here may take no parity
 
 
