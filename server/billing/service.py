@@ -280,6 +280,8 @@ READ_COLUMNS = (
     "quality_reason",
     "vee_flags",
     "received_at",
+    # last, where a column added later goes: an import that reads the columns by position reads on
+    "quality_by_key_id",
 )
 
 
@@ -298,6 +300,7 @@ def with_removed(rows: Sequence[dict[str, Any]], removed: Sequence[dict[str, Any
             "quality_reason": r["removed_reason"],
             "vee_flags": [],
             "received_at": r["removed_at"],
+            "quality_by_key_id": None,
         }
         for r in removed
     ]

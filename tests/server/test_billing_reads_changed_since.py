@@ -139,7 +139,7 @@ def test_the_csv_says_the_next_changed_since_and_lists_a_removed_read_as_removed
         conn.execute("DELETE FROM readings WHERE meter_id = 'M' AND ts = %s", (GAP_FROM + timedelta(hours=3),))
     text = client.get("/billing/reads", params={**PULL, "format": "csv", "changed_since": since}, headers=headers).text
     lines = text.strip().split("\r\n")
-    assert lines[0].endswith(",vee_flags,received_at") and len(lines) == 2
+    assert lines[0].endswith(",vee_flags,received_at,quality_by_key_id") and len(lines) == 2
     assert lines[1].startswith("2026-11-02T03:00:00Z,SP-M,M,,removed,")
 
 
@@ -158,7 +158,8 @@ def test_the_csv_header_gives_next_changed_since_as_the_json_does_and_it_is_take
     assert again.status_code == 200, again.text
     assert (
         again.text.strip()
-        == "ts,service_point_id,meter_id,volume_m3,quality,quality_by,quality_reason,vee_flags,received_at"
+        == "ts,service_point_id,meter_id,volume_m3,quality,quality_by,quality_reason,vee_flags,received_at,"
+        "quality_by_key_id"
     )
 
 

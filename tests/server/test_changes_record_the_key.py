@@ -238,3 +238,43 @@ def test_billing_s_reads_name_the_key_of_a_correction(office: Office) -> None:
         ("edited", "billing clerk", key_id_of(leaked)),
         ("actual", None, None),
     ]
+
+
+def test_billing_s_reads_csv_names_the_key_of_a_correction_as_the_json_does(office: Office) -> None:
+    """The CSV of the same reads had ``quality_by`` alone ("billing clerk"), where the JSON has the key's
+    id too: a billing system importing the CSV could not tell the leaked key's correction from the
+    clerk's. Its last column is now ``quality_by_key_id``, after the columns it had, so an import
+    reading them by position reads on."""
+    ts = T0 - timedelta(days=5)
+    office.conn.execute("INSERT INTO meters (meter_id) VALUES ('WM-CSV')")
+    office.conn.execute("INSERT INTO service_points (service_point_id) VALUES ('SP-CSV')")
+    office.conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A-CSV', 'Bo')")
+    office.conn.execute(
+        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-CSV', 'WM-CSV', %s)",
+        (ts - timedelta(days=1),),
+    )
+    office.conn.execute(
+        "INSERT INTO service_agreements (account_id, service_point_id, start_at) VALUES ('A-CSV', 'SP-CSV', %s)",
+        (ts - timedelta(days=1),),
+    )
+    office.conn.execute(
+        "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('WM-CSV', %s, 2.5), ('WM-CSV', %s, 2.6)",
+        (ts, ts + timedelta(hours=1)),
+    )
+    leaked, rightful = office.clerks[2], office.clerks[1]
+    for key, at, volume in ((leaked, ts, "2.45"), (rightful, ts + timedelta(hours=1), "2.65")):
+        body = {"volume_m3": volume, "reason": "meter photo shows a different register"}
+        edited = office.client.put(f"/meters/WM-CSV/readings/{at.isoformat()}", json=body, headers=_bearer(key))
+        assert edited.is_success, edited.text
+    span = {"account": "A-CSV", "from": ts.isoformat(), "to": (ts + timedelta(hours=2)).isoformat(), "format": "csv"}
+    pulled = office.client.get("/billing/reads", params=span, headers=_bearer(office.clerks[0]))
+    assert pulled.status_code == 200, pulled.text
+    header, *rows = [line.split(",") for line in pulled.text.strip().split("\r\n")]
+    assert header[-1] == "quality_by_key_id"
+    named = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [(r["volume_m3"], r["quality_by"], r["quality_by_key_id"]) for r in named] == [
+        ("2.45", "billing clerk", key_id_of(leaked)),
+        ("2.65", "billing clerk", key_id_of(rightful)),
+    ]
+    as_json = office.client.get("/billing/reads", params={**span, "format": "json"}, headers=_bearer(office.clerks[0]))
+    assert [i["quality_by_key_id"] for i in as_json.json()["items"]] == [r["quality_by_key_id"] for r in named]
