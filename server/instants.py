@@ -11,6 +11,7 @@ and ``from=1700000000`` 2023-11-14, with no error.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -29,11 +30,29 @@ def in_utc(moment: datetime) -> datetime:
         raise ValueError("the time's UTC date must be within the years 1 to 9999") from None
 
 
+#: A date-time whose UTC offset has a space for its sign: ``2026-12-07T11:00:00+11:00`` put into a URL's
+#: query as it is, whose ``+`` the server reads as a space (application/x-www-form-urlencoded).
+_OFFSET_SIGN_AS_SPACE = re.compile(
+    r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}[Tt ][0-9]{2}(:?[0-9]{2}(:?[0-9]{2}([.,][0-9]+)?)?)? [0-9]{2}(:?[0-9]{2})?"
+)
+PLUS_READ_AS_SPACE = (
+    "has a space where its UTC offset's + would be: a URL's query reads + as a space, so write it %2B "
+    "there (or give the time in UTC, ending Z)"
+)
+
+
+def offset_problem(text: str) -> str | None:
+    """:data:`PLUS_READ_AS_SPACE` when ``text`` is a date-time whose offset's ``+`` came as a space;
+    None otherwise. Before, pydantic said "unexpected extra characters at the end of the input" and a
+    billing period "is not a date or a date-time", neither naming the ``+``."""
+    return PLUS_READ_AS_SPACE if _OFFSET_SIGN_AS_SPACE.fullmatch(text) else None
+
+
 def written_as_iso(value: object) -> object:
     """``value`` if it is no text, or text in a stored time's shape; refused otherwise (a number,
     which pydantic reads as seconds or milliseconds since 1970 by its size, is refused too)."""
     if isinstance(value, str):
-        problem = shape_problem(value)
+        problem = shape_problem(value) or offset_problem(value)
         if problem is not None:
             raise ValueError(f"{value!r} {problem}")
     elif isinstance(value, int | float) and not isinstance(value, bool):

@@ -17,6 +17,7 @@ from collector.vee.config import VeeConfig
 from server.billing.schemas import Determinant, DeterminantLine, LeakOnLine, RegisterRead
 from server.billing.spreadsheet import inert_text
 from server.decimals import fixed_point, volume_m3
+from server.instants import offset_problem
 from server.problems import Problem
 
 # Weakest first: a determinant is as good as its weakest read.
@@ -33,8 +34,8 @@ def _moment(text: str, zone: tzinfo) -> datetime:
     try:
         if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
             return datetime.combine(date.fromisoformat(text), time(), zone).astimezone(UTC)
-        problem = shape_problem(text)  # as a stored time: T or a space after the date, a fraction on seconds
-        if problem == NO_TIME:
+        problem = shape_problem(text) or offset_problem(text)  # as a stored time: T or a space after the date,
+        if problem == NO_TIME:  # a fraction on the seconds; and a "+" the query string read as a space
             raise not_a_moment
         if problem is not None:  # "12.5", ISO 8601's 12:30, was read as half a second past 12:00
             raise Problem(400, f"{text!r} {problem}", title="Invalid period")

@@ -504,3 +504,22 @@ def test_a_meter_s_readings_asked_for_with_a_time_not_as_iso_8601_writes_it_are_
         assert f"'{written}' is no ISO 8601 time" in body["detail"], body["detail"]
     body = assert_problem(client.get("/meters/B1/readings/2026-02-14_22:00:00Z/history", headers=h), 422)
     assert "is no ISO 8601 time" in body["detail"]
+
+
+def test_a_time_ahead_of_utc_typed_into_the_url_with_its_plus_is_told_to_write_it_2b(api):
+    """A billing system east of UTC asks ``from=2026-02-01T11:00+11:00`` with the ``+`` as it is: the
+    query string makes it a space. The reads were a 422 "unexpected extra characters at the end of the
+    input" and the determinants a 400 "is not a date or a date-time"; now each says to write the ``+``
+    as %2B (or the time in UTC), and written so, the same query is answered."""
+    client, keys = api
+    h = auth(keys["billing"])
+    reads = "/billing/reads?account=A1&from=2026-02-01T11:00+11:00&to=2026-02-01T13:00+11:00"
+    body = assert_problem(client.get(reads, headers=h), 422)
+    assert [e["location"] for e in body["errors"]] == ["query/from", "query/to"]
+    assert all("write it %2B" in e["message"] for e in body["errors"]), body
+    answered = client.get(reads.replace("+", "%2B"), headers=h)
+    assert answered.status_code == 200, answered.text
+    assert [i["ts"] for i in answered.json()["items"]] == ["2026-02-01T00:00:00Z", "2026-02-01T01:00:00Z"]
+    period = "/billing/determinants?period=2026-02-01T11:00+11:00/2026-02-08T11:00+11:00"
+    assert "write it %2B" in assert_problem(client.get(period, headers=h), 400)["detail"]
+    assert client.get(period.replace("+", "%2B"), headers=h).status_code == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
@@ -101,3 +101,23 @@ def test_lord_howe_island_is_refused_with_its_half_hour() -> None:
         check_exportable(ZoneInfo("Australia/Lord_Howe"))
     for name in ("Australia/Adelaide", "Asia/Kolkata", "Australia/Sydney", "UTC"):  # half-hour offsets, whole-hour DST
         check_exportable(ZoneInfo(name))
+
+
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1)),
+    st.integers(1, 14 * 60),
+    st.sampled_from(ZONES),
+)
+def test_a_period_s_offset_whose_plus_a_url_read_as_a_space_is_named_with_what_to_write(
+    start: datetime, minutes: int, name: str
+) -> None:
+    """``period=2026-12-01T00:00+11:00/2026-12-08T00:00+11:00`` typed into a URL reaches the server
+    with spaces for the ``+``: it was "'2026-12-01T00:00 11:00' is not a date or a date-time", which
+    says nothing of the ``+``. The period written right is read as before."""
+    offset, start = timezone(timedelta(minutes=minutes)), start.replace(second=0, microsecond=0)
+    first, second = start.replace(tzinfo=offset), (start + timedelta(days=7)).replace(tzinfo=offset)
+    period = f"{first.isoformat(timespec='minutes')}/{second.isoformat(timespec='minutes')}"
+    assert parse_period(period, ZoneInfo(name)) == (first.astimezone(UTC), second.astimezone(UTC))
+    with pytest.raises(Problem, match="write it %2B") as refused:
+        parse_period(period.replace("+", " "), ZoneInfo(name))
+    assert refused.value.status == 400 and refused.value.detail.startswith(repr(period.split("/")[0].replace("+", " ")))

@@ -39,3 +39,23 @@ def test_a_bare_number_is_no_time(number: int) -> None:
             adapter.validate_python(str(number))
         with pytest.raises(ValidationError, match="is a number"):
             adapter.validate_python(number)
+
+
+ahead_of_utc = st.builds(
+    lambda t, minutes: t.replace(tzinfo=timezone(timedelta(minutes=minutes))),
+    st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(9998, 12, 30)),
+    st.integers(1, 14 * 60),
+)
+
+
+@given(ahead_of_utc, st.sampled_from(["seconds", "minutes", "microseconds"]))
+def test_an_offset_whose_plus_a_url_read_as_a_space_is_named_with_what_to_write(moment: datetime, spec: str) -> None:
+    """``from=2026-12-07T11:00:00+11:00`` put into a URL as it is reaches the server as
+    ``2026-12-07T11:00:00 11:00`` (a query string reads ``+`` as a space): pydantic said "unexpected
+    extra characters at the end of the input", which names neither the ``+`` nor what to write. Now
+    the refusal says to write it %2B, or to give the time in UTC; the time written right is read as
+    it was, its ``+`` kept or as %2B decoded."""
+    written = moment.isoformat(timespec=spec)
+    assert instants.validate_python(written) == datetime.fromisoformat(written)
+    with pytest.raises(ValidationError, match=r"UTC offset's \+ would be.*write it %2B"):
+        instants.validate_python(written.replace("+", " "))
