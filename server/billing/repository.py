@@ -166,6 +166,15 @@ def changes_floor(conn: psycopg.Connection, lag: timedelta = DEFAULT_LAG) -> dat
     return floor
 
 
+def database_clock(conn: psycopg.Connection) -> datetime:
+    """The database's clock, which dates every read's ``received_at`` (its transaction's start)."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    clock: datetime = row[0]
+    return clock
+
+
 def account_reads(
     conn: psycopg.Connection,
     account_id: str,

@@ -75,10 +75,32 @@ def _instant(text: str) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def _not_ahead_of_the_database(changed_since: datetime, clock: datetime) -> None:
+    """A changed_since later than the database's clock is not a pull's next_changed_since (which is
+    never ahead of it): a billing system's own clock, or a local time written as UTC. Answered, it
+    gave nothing, and each read written before it came in no pull after, never billed."""
+    if changed_since > clock:
+        raise Problem(
+            400,
+            f"changed_since {utc_iso(changed_since)} is later than the database's clock ({utc_iso(clock)}): "
+            "reads written before it would be in no pull; give the previous pull's next_changed_since "
+            "(or no changed_since, for every read)",
+            title="changed_since ahead of the database",
+        )
+
+
 @router.get(
     "/reads",
     response_model=BillingReadPage,
-    responses={**_CSV_RESPONSE, **problems({400: "Empty period, or a cursor not from a 'next'", 404: UNKNOWN})},
+    responses={
+        **_CSV_RESPONSE,
+        **problems(
+            {
+                400: "Empty period, a cursor not from a 'next', or a changed_since later than the database's clock",
+                404: UNKNOWN,
+            }
+        ),
+    },
     summary="An account's validated reads in [from, to), with their quality",
 )
 def billing_reads(
@@ -104,6 +126,8 @@ def billing_reads(
         raise Problem(400, "'to' must be after 'from'", title="Empty period")
     if not repository.account_exists(conn, account):
         raise Problem(404, f"no account {account!r}", title="Unknown account")
+    if changed_since is not None:
+        _not_ahead_of_the_database(changed_since, repository.database_clock(conn))
     lag = request.app.state.floor_lag_warning  # a floor further behind names what holds it (changes_floor)
     if _wants_csv(request, format):
         csv_floor = repository.changes_floor(conn, lag)  # before the reads: see changes_floor

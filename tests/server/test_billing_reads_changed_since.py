@@ -130,6 +130,30 @@ def test_a_read_removed_since_is_listed_by_its_key_and_a_transaction_open_during
     assert copy == {_key(i): i for i in _pull(client, headers)[0]}
 
 
+def test_a_changed_since_ahead_of_the_database_s_clock_is_refused_not_answered_with_nothing(api):
+    """A billing system that dates its pulls by its own clock, or writes its local time as UTC (11:00
+    in Sydney as ``11:00Z``, 11 hours ahead), asked with a changed_since later than any read can be
+    written: it was answered 200 with nothing, and the read the meter's 12:30 ingest wrote meanwhile
+    was in neither that pull nor the one after (its received_at is before the next changed_since it
+    would give), never billed. Now it is a 400 saying to give the previous pull's
+    next_changed_since, as JSON and as CSV; that one is answered as before."""
+    client, headers, url = api
+    _, _, since = _pull(client, headers)
+    with psycopg.connect(url) as conn:
+        clock = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert clock is not None
+    ahead = (clock[0] + timedelta(hours=11)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    for params in ({"changed_since": ahead}, {"changed_since": ahead, "format": "csv"}):
+        refused = client.get("/billing/reads", params={**PULL, **params}, headers=headers)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["title"] == "changed_since ahead of the database"
+        assert f"changed_since {ahead} is later than the database's clock" in refused.json()["detail"]
+        assert "give the previous pull's next_changed_since" in refused.json()["detail"]
+    _store(url, [(GAP_FROM + timedelta(hours=12, minutes=30), R0 + Decimal("0.125"))], seq0=700)
+    items, _, _ = _pull(client, headers, changed_since=since)
+    assert [i["ts"] for i in items] == ["2026-11-02T12:30:00Z"]
+
+
 def test_the_csv_says_the_next_changed_since_and_lists_a_removed_read_as_removed(api):
     client, headers, url = api
     since = client.get("/billing/reads", params={**PULL, "format": "csv"}, headers=headers).headers[
