@@ -54,11 +54,15 @@ def _csv(text: str, filename: str) -> Response:
 
 def _read_cursor(cursor: str | None) -> tuple[tuple[datetime, str] | None, datetime | None]:
     """The keyset position (ts, meter_id) and the pull's next_changed_since, from ``ts~meter~since``
-    (``ts~meter`` from before the pull carried it)."""
+    (``ts~meter`` from before the pull carried it). The meter is what lies between the first ``~``
+    and the last: an id registered before ids were checked may hold ``~`` (a time cannot), and cut at
+    its own ``~`` the page after it was a 400, the pull's later reads in no page."""
     if cursor is None:
         return None, None
     ts, sep, rest = cursor.partition("~")
-    meter, _, since = rest.partition("~")
+    meter, carried, since = rest.rpartition("~")
+    if not carried:
+        meter, since = rest, ""
     moments = [_instant(ts), _instant(since) if since else None]
     if not sep or moments[0] is None or (since and moments[1] is None):
         raise Problem(400, f"invalid cursor {cursor!r}; use the 'next' URL as given", title="Invalid cursor")
