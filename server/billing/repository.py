@@ -134,6 +134,17 @@ WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s AND h.ts >= %(fr
 """
 
 
+# When an agreement or a job card that may change whether the line's meter counts for its account
+# within the period was last recorded (server migration 0052's log): a move-out dated back, or a meter
+# exchange entered late, moves the line's start or end, and with it what the line bills, without a
+# read being written. Part of the line's as_of, as its reads' arrivals are.
+_MEMBERSHIP_RECORDED = """
+SELECT max(c.recorded_at) FROM account_membership_changes c
+WHERE c.account_id = spans.account_id AND c.meter_id = spans.meter_id
+  AND c.from_ts < %(to)s AND c.to_ts > %(from)s
+"""
+
+
 def account_exists(conn: psycopg.Connection, account_id: str) -> bool:
     return conn.execute("SELECT 1 FROM accounts WHERE account_id = %s", (account_id,)).fetchone() is not None
 
@@ -358,7 +369,9 @@ def determinant_lines(
     the 00:00 read in, closing at 00:00 with 8.040 m³; November opened at 00:00, so 0.61 m³ was
     billed to no one). ``as_of``: the latest ``received_at`` of the meter's reads from the opening
     read to the first read at or after the end (those the line's registers, consumption and
-    completeness rest on): a later ``as_of`` for the same line says it was revised.
+    completeness rest on), or when an agreement or job card changing whether the meter counts for the
+    account in the period was last recorded, if later (:data:`_MEMBERSHIP_RECORDED`): a later
+    ``as_of`` for the same line says it was revised.
     """
     return conn.execute(  # type: ignore[return-value]
         f"""
@@ -419,9 +432,12 @@ def determinant_lines(
                ({_LEAKS}) AS leaks, ({_VEE_ISSUES}) AS vee_issues,
                (SELECT m.read_interval_s FROM meters m WHERE m.meter_id = spans.meter_id) AS read_interval_s,
                closing_ts >= w_to OR after_end_ts IS NOT NULL AS read_after_end,
-               (SELECT max(r.received_at) FROM readings r
-                WHERE r.meter_id = spans.meter_id AND r.ts >= coalesce(opening_ts, w_from)
-                  AND r.ts <= greatest(coalesce(after_end_ts, w_to), closing_ts)) AS as_of,
+               greatest(
+                   (SELECT max(r.received_at) FROM readings r
+                    WHERE r.meter_id = spans.meter_id AND r.ts >= coalesce(opening_ts, w_from)
+                      AND r.ts <= greatest(coalesce(after_end_ts, w_to), closing_ts)),
+                   ({_MEMBERSHIP_RECORDED})
+               ) AS as_of,
                cards.m3 + CASE WHEN split.known THEN coalesce(split.estimated, 0) + coalesce(split.not_estimated, 0) END
                    AS consumption_m3,
                CASE WHEN cards.m3 IS NOT NULL AND split.known THEN coalesce(split.estimated, 0) END AS estimated_m3,

@@ -39,6 +39,13 @@ def _store(url: str, times: list[datetime], received: datetime | None = None) ->
         )
 
 
+def _recorded_before_the_reads(conn: psycopg.Connection) -> None:
+    """The agreement and the installation, recorded by the test now, dated as recorded in September,
+    before the reads (received in October and November here): a line's as_of takes when its
+    membership was last recorded too."""
+    conn.execute("UPDATE account_membership_changes SET recorded_at = '2026-09-01Z'")
+
+
 def _nem12_stamps(text: str) -> dict[str, str]:
     return {f[1]: f[29] for f in (line.split(",") for line in text.splitlines()) if f[0] == "300"}
 
@@ -52,6 +59,7 @@ def test_a_period_is_complete_once_a_read_at_or_after_its_end_is_in_and_as_of_sa
     with psycopg.connect(url, autocommit=True) as conn:
         key = create_api_key(conn, "billing", ["billing"])
         _setup(conn, "M", [(datetime(2026, 9, 1, tzinfo=UTC), None)])
+        _recorded_before_the_reads(conn)
     _store(url, [START + timedelta(hours=h) for h in range(int((NOV - START) / timedelta(hours=1)))])
     headers = {"Authorization": f"Bearer {key}"}
     with TestClient(create_app(url)) as client:
@@ -81,3 +89,31 @@ def test_a_period_is_complete_once_a_read_at_or_after_its_end_is_in_and_as_of_sa
     assert billed == _volume(NOV + timedelta(hours=2)) - _volume(datetime(2026, 10, 1, tzinfo=UTC))  # none lost
     assert file_before == {"20261031": "20261031230100"}  # the day's newest read, not the export's time
     assert file_after == {"20261031": "20261101020000"}
+
+
+def test_a_move_out_dated_back_after_billing_moves_the_line_s_as_of(migrated_database_url):
+    """October is billed on 5 November, the account's line whole: 8.040 m³. On 6 November the tenant's
+    move-out on 20 October is recorded: October's line now ends there, 4.560 m³. Before, its
+    as_of stayed at the newest read's arrival, so a billing system watching as_of for revisions
+    billed the whole month to the tenant who left, and the water after the move-out to no one's bill.
+    Now as_of is when the move-out was recorded, later than what was billed."""
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "M", [(datetime(2026, 9, 1, tzinfo=UTC), None)])
+        _recorded_before_the_reads(conn)
+    _store(url, [START + timedelta(hours=h) for h in range(int((NOV - START) / timedelta(hours=1)) + 1)])
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(url)) as client:
+        billed = client.get("/billing/determinants?period=2026-10", headers=headers).json()["items"][0]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE service_agreements SET end_at = '2026-10-20Z' WHERE account_id = 'A-M'")
+            row = conn.execute("SELECT max(recorded_at) FROM account_membership_changes").fetchone()
+        revised = client.get("/billing/determinants?period=2026-10", headers=headers).json()["items"][0]
+    assert (billed["consumption_m3"], billed["lines"][0]["end"]) == ("8.040", "2026-11-01T00:00:00Z")
+    assert (revised["consumption_m3"], revised["lines"][0]["end"]) == ("4.560", "2026-10-20T00:00:00Z")
+    assert billed["as_of"] == billed["lines"][0]["as_of"] == "2026-11-01T00:01:00Z"
+    assert row is not None
+    stamp = row[0].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert revised["as_of"] == revised["lines"][0]["as_of"] == stamp
+    assert revised["as_of"] > billed["as_of"]
