@@ -20,7 +20,8 @@ from server.db import get_connection
 from server.origins import from_another_site
 from server.problems import Problem
 
-#: ``customer_app``: an app customers use (a civic Open311 client), which may only raise enquiries.
+#: ``customer_app``: an app customers use (a civic Open311 client), which may only raise enquiries and
+#: follow those it raised.
 ROLES = (
     "admin",
     "reader",

@@ -30,8 +30,9 @@ MAX_FIELDS = 100
 #: customer care (``STAFF``), as staff.
 STAFF = "customer_care"
 RAISERS = ("customer_app", STAFF)
-#: Who may read requests (admin too): they hold customers' words, addresses and meters.
-READERS = (STAFF,)
+#: Who may read requests (admin too): customer care every one (they hold customers' words, addresses
+#: and meters); an app customers use, those raised through it (server.open311.router's ``_apps_own``).
+READERS = (STAFF, "customer_app")
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -35,24 +37,60 @@ def service_attributes(conn: psycopg.Connection, service_code: str) -> list[dict
     ).fetchall()
 
 
+#: How long a request the same key sends again, identical, is taken for a retry of the first (answered
+#: with its enquiry): a retry after a lost answer comes within seconds or minutes; the same report
+#: made again later ("still leaking") is a new one for customer care.
+SAME_REQUEST_WINDOW = timedelta(minutes=10)
+#: How long an Idempotency-Key is kept (as Stripe keeps its keys): an app that queues a report while
+#: offline and sends it again later is still answered with the first's enquiry.
+IDEMPOTENCY_KEY_KEPT = timedelta(hours=24)
+
+
 @dataclass(frozen=True, slots=True)
 class Raised:
     enquiry_id: int
     service_notice: str
 
 
+class IdempotencyKeyReused(Exception):
+    """The key's Idempotency-Key was given, within the time it is kept, with another request."""
+
+    def __init__(self, enquiry_id: int, received_at: datetime) -> None:
+        super().__init__(enquiry_id, received_at)
+        self.enquiry_id = enquiry_id
+        self.received_at = received_at
+
+
+def fingerprint(request: RequestIn) -> bytes:
+    """The SHA-256 of the request as checked: its fields and attributes, whether posted as a form or
+    as JSON (``lat=51.5`` and ``"lat": 51.5`` are one request)."""
+    checked = json.dumps(request.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(checked.encode()).digest()
+
+
 def raise_request(
-    conn: psycopg.Connection, request: RequestIn, service: dict[str, Any], *, source: str, by: str, by_key_id: str
+    conn: psycopg.Connection,
+    request: RequestIn,
+    service: dict[str, Any],
+    *,
+    source: str,
+    by: str,
+    by_key_id: str,
+    idempotency_key: str | None = None,
 ) -> Raised:
     """The enquiry, what was given with it and its first update (under ``by`` and ``by_key_id``: the
-    name and the id of the key that raised it), in one transaction. The account and meter
-    references given are linked when they name an account or a meter; kept as given, and said on
-    the update (without quoting it), when they do not. The enquiry's subject and first update hold
-    none of the person's words: readers see those, and the words are personal data (care keys see
-    them in ``given_with``)."""
+    name and the id of the key that raised it), in one transaction; or, for a retry, the enquiry the
+    first try raised (:func:`_claim`). The account and meter references given are linked when they
+    name an account or a meter; kept as given, and said on the update (without quoting it), when
+    they do not. The enquiry's subject and first update hold none of the person's words: readers see
+    those, and the words are personal data (care keys see them in ``given_with``).
+    IdempotencyKeyReused when ``idempotency_key`` came with another request."""
     account = request.attribute.get("account")
     meter = request.attribute.get("meter")
     with conn.transaction():
+        post_id, earlier = _claim(conn, by_key_id, idempotency_key, fingerprint(request))
+        if earlier is not None:
+            return Raised(earlier, service["service_notice"])  # a retry: nothing stored now
         known = conn.execute(
             """
             SELECT (SELECT account_id FROM accounts WHERE account_id = %(account)s) AS account_id,
@@ -101,7 +139,45 @@ def raise_request(
             "INSERT INTO enquiry_updates (enquiry_id, by, by_key_id, note) VALUES (%s, %s, %s, %s)",
             (enquiry_id, by, by_key_id, _first_note(source, account, meter, linked)),
         )
+        conn.execute("UPDATE open311_posts SET enquiry_id = %s WHERE post_id = %s", (enquiry_id, post_id))
     return Raised(enquiry_id, service["service_notice"])
+
+
+def _claim(
+    conn: psycopg.Connection, key_id: str, idempotency_key: str | None, digest: bytes
+) -> tuple[int | None, int | None]:
+    """The POST's row in open311_posts (server migration 0062), and None; or, when the key sent this
+    Idempotency-Key, or else this very request, within the time it is kept, None and the enquiry
+    that POST raised. Never a look before inserting: a retry arriving while the first try's transaction
+    is open waits on the unique index for it to end, then finds its row."""
+    if idempotency_key is not None:
+        arbiter, kept = "(key_id, idempotency_key) WHERE idempotency_key IS NOT NULL", IDEMPOTENCY_KEY_KEPT
+        same = "idempotency_key = %(idempotency_key)s"
+    else:
+        arbiter, kept = "(key_id, fingerprint) WHERE idempotency_key IS NULL", SAME_REQUEST_WINDOW
+        same = "idempotency_key IS NULL AND fingerprint = %(fingerprint)s"
+    given = {"key_id": key_id, "idempotency_key": idempotency_key, "fingerprint": digest, "kept": kept}
+    claimed = conn.execute(
+        f"""
+        INSERT INTO open311_posts AS p (key_id, idempotency_key, fingerprint)
+        VALUES (%(key_id)s, %(idempotency_key)s, %(fingerprint)s)
+        ON CONFLICT {arbiter} DO UPDATE
+            SET fingerprint = EXCLUDED.fingerprint, enquiry_id = NULL, received_at = EXCLUDED.received_at
+            WHERE p.received_at < now() - %(kept)s
+        RETURNING post_id
+        """,
+        given,
+    ).fetchone()
+    if claimed is not None:
+        return int(claimed["post_id"]), None  # type: ignore[call-overload]
+    earlier: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
+        f"SELECT enquiry_id, fingerprint, received_at FROM open311_posts WHERE key_id = %(key_id)s AND {same}",
+        given,
+    ).fetchone()
+    assert earlier is not None and earlier["enquiry_id"] is not None  # committed with its enquiry
+    if bytes(earlier["fingerprint"]) != digest:
+        raise IdempotencyKeyReused(int(earlier["enquiry_id"]), earlier["received_at"])
+    return None, int(earlier["enquiry_id"])
 
 
 def _new_enquiry(conn: psycopg.Connection, service: dict[str, Any], source: str, linked: dict[str, Any]) -> int:
@@ -165,21 +241,46 @@ def list_requests(
     start: datetime,
     end: datetime,
     limit: int,
+    raised_by: str | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first. ``ids``, when given, are the whole query (GeoReport v2: "This overrides all
     other arguments"); otherwise enquiries opened in ``[start, end]`` of the codes and open/closed
-    statuses given (all when None)."""
+    statuses given (all when None). With ``raised_by``, only those :func:`_raised_by` keeps."""
     where = "o.enquiry_id = ANY (%(ids)s)" if ids is not None else _WINDOW
     return conn.execute(  # type: ignore[return-value]
         f"""
         SELECT {_REQUEST_COLUMNS}
         FROM open311_enquiries o LEFT JOIN open311_service_list l USING (service_code)
-        WHERE {where}
+        WHERE {where} AND {_raised_by(raised_by)}
         ORDER BY o.opened_at DESC, o.enquiry_id DESC
         LIMIT %(limit)s
         """,
-        {"ids": ids, "codes": service_codes, "statuses": statuses, "start": start, "end": end, "limit": limit},
+        {
+            "ids": ids,
+            "codes": service_codes,
+            "statuses": statuses,
+            "start": start,
+            "end": end,
+            "limit": limit,
+            "raised_by": raised_by,
+        },
     ).fetchall()
+
+
+def _raised_by(raised_by: str | None) -> str:
+    """With a key's name as ``raised_by``, the condition keeping the requests a customers' app raised
+    under that name: through Open311, as the customer (a care agent's key of the same name raises as
+    staff, and its requests are not the app's). By name, not by key id: an app's rotated key carries
+    the old one's name, and still reads the requests its customers raised before. Asked as a set, in
+    a query of its own: an app's requests are few among the enquiries, and asked row by row (or
+    beside ``%(raised_by)s IS NULL``, which keeps the planner from the set) its newest 1,000 took
+    55-114 ms among 150,000 enquiries, 21-24 ms as a set, where customer care's took 11-19 ms
+    (python -m benchmarks.bench_open311_requests, a loaded machine)."""
+    if raised_by is None:
+        return "true"
+    return """o.enquiry_id IN (
+        SELECT r.enquiry_id FROM open311_requests r JOIN enquiries e USING (enquiry_id)
+        WHERE r.raised_by = %(raised_by)s AND e.source = 'customer')"""
 
 
 _WINDOW = """
@@ -190,15 +291,33 @@ _WINDOW = """
 """
 
 
-def get_request(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | None:
+def get_request(conn: psycopg.Connection, enquiry_id: int, *, raised_by: str | None = None) -> dict[str, Any] | None:
+    """The request of that id; with ``raised_by``, only one :func:`_raised_by` keeps (None for another)."""
     return conn.execute(  # type: ignore[return-value]
         f"""
         SELECT {_REQUEST_COLUMNS}
         FROM open311_enquiries o LEFT JOIN open311_service_list l USING (service_code)
-        WHERE o.enquiry_id = %s
+        WHERE o.enquiry_id = %(enquiry_id)s AND {_raised_by(raised_by)}
         """,
-        (enquiry_id,),
+        {"enquiry_id": enquiry_id, "raised_by": raised_by},
     ).fetchone()
+
+
+def unknown_service_codes(conn: psycopg.Connection, codes: list[str]) -> list[str]:
+    """Those of ``codes`` no service has, in their order: neither listed (services.json) nor a
+    detection category some enquiry is filed under (a rule removed since, whose enquiries keep
+    their code). Enquiries are searched only for a ``detected_`` code the list lacks."""
+    rows = conn.execute(
+        """
+        SELECT c.code FROM unnest(%s::text[]) WITH ORDINALITY AS c (code, n)
+        WHERE NOT EXISTS (SELECT FROM open311_service_list l WHERE l.service_code = c.code)
+          AND NOT (c.code LIKE 'detected\\_%%'
+                   AND EXISTS (SELECT FROM enquiries e WHERE open311_detected_code(e.category) = c.code))
+        ORDER BY c.n
+        """,
+        (codes,),
+    ).fetchall()
+    return [row["code"] for row in rows]  # type: ignore[call-overload]
 
 
 def given_with(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | None:

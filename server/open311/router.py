@@ -1,9 +1,11 @@
 """HTTP of Open311 GeoReport v2 at /open311/v2, JSON only (http://wiki.open311.org/GeoReport_v2).
 
 The spec's methods, by its section names: "GET Service List" and "GET Service Definition" (no key:
-they hold no one's data), "POST Service Request" (a customers' app or customer care), "GET Service
-Requests" and "GET Service Request" (customer care: requests hold customers' words, addresses and
-meters). "GET service_request_id from a token" is not served: every service is realtime. Errors are
+they hold no one's data), "POST Service Request" (a customers' app or customer care; a retry is
+answered with the first try's request: server.open311.repository), "GET Service Requests" and "GET
+Service Request" (customer care, every request; a customers' app, those its customers raised, without
+customer care's notes: requests hold customers' words, addresses and meters). "GET
+service_request_id from a token" is not served: every service is realtime. Errors are
 the API's problem+json, not the spec's list of code and description; a ``.xml`` URL is a 404 saying
 only JSON is served. ``jurisdiction_id`` is taken and ignored: one server is one utility. Any other
 query parameter than the spec's for the method is refused (server.query_params), but ``api_key``,
@@ -13,20 +15,31 @@ the header; a key in a query string would be logged).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from server.auth import Principal
+from server.auth import Principal, may
 from server.db import get_connection
 from server.instants import UtcInstant
 from server.methods import allowed_methods
 from server.open311 import repository
-from server.open311.intake import FORM, RAISERS, READERS, Body, bad_request, read_body, signed_by, source_of
+from server.open311.intake import (
+    FORM,
+    RAISERS,
+    READERS,
+    STAFF,
+    Body,
+    bad_request,
+    read_body,
+    signed_by,
+    source_of,
+)
 from server.open311.schemas import (
     PATTERN_WORDS,
     RequestCreated,
@@ -126,16 +139,34 @@ Raiser = Annotated[Principal, Depends(_raiser)]
             **key_problems(*RAISERS),
             413: TOO_LARGE,
             415: f"Unsupported Media Type: the body is neither {FORM} nor application/json",
+            422: "Idempotency-Key reused: the key's Idempotency-Key came, within 24 hours, with another request",
         }
     ),
     summary="POST Service Request: raise an enquiry",
     description="The key: the form's (or JSON object's) `api_key` field, as GeoReport v2 posts it, or the "
-    "API's header (`Authorization: Bearer`, `X-API-Key`); never the web page's cookie.",
+    "API's header (`Authorization: Bearer`, `X-API-Key`); never the web page's cookie. A retry raises no "
+    "second enquiry: a request sent again by the same key with the same `Idempotency-Key` (within 24 hours), "
+    "or without one the same request again (within 10 minutes), is answered with the first's "
+    "`service_request_id`.",
     openapi_extra=key_security(*RAISERS, schemes=HEADER_KEY),
 )
-def post_request(principal: Raiser, body: GivenBody, conn: Connection) -> list[RequestCreated]:
+def post_request(
+    principal: Raiser,
+    body: GivenBody,
+    conn: Connection,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="the app's own id for this report (a UUID), the same on every retry of it "
+            "(IETF draft-ietf-httpapi-idempotency-key-header): up to 255 printable ASCII characters, "
+            "bare or as a quoted string",
+        ),
+    ] = None,
+) -> list[RequestCreated]:
     if body.problem is not None:
         raise body.problem
+    retry_of = _idempotency_key(idempotency_key)
     given = _checked(body)
     service = repository.get_service(conn, given.service_code)
     if service is None:
@@ -147,8 +178,35 @@ def post_request(principal: Raiser, body: GivenBody, conn: Connection) -> list[R
     _check_attributes(given, repository.service_attributes(conn, given.service_code))
     _check_location(given)
     source, by = source_of(principal)
-    raised = repository.raise_request(conn, given, service, source=source, by=by, by_key_id=principal.key_id)
+    try:
+        raised = repository.raise_request(
+            conn, given, service, source=source, by=by, by_key_id=principal.key_id, idempotency_key=retry_of
+        )
+    except repository.IdempotencyKeyReused as reused:
+        raise Problem(
+            422,
+            f"Idempotency-Key {retry_of!r} came with another request at {reused.received_at:%Y-%m-%dT%H:%M:%SZ} "
+            f"(service request {reused.enquiry_id}): a new report needs a new Idempotency-Key",
+            title="Idempotency-Key reused",
+        ) from None
     return [RequestCreated(service_request_id=str(raised.enquiry_id), service_notice=raised.service_notice)]
+
+
+#: An Idempotency-Key: printable ASCII (a Structured Field string's characters), at most 255 of them.
+_IDEMPOTENCY_KEY_MAX = 255
+
+
+def _idempotency_key(header: str | None) -> str | None:
+    """The header's key: the draft's Structured Field string (``"8e03978e-…"``), or bare as Stripe's
+    clients send it; a 400 naming the header for one that is blank, too long or not printable ASCII."""
+    if header is None:
+        return None
+    key = header.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = re.sub(r'\\(["\\])', r"\1", key[1:-1])
+    if not 0 < len(key) <= _IDEMPOTENCY_KEY_MAX or not all(" " <= c <= "~" for c in key):
+        raise bad_request("Idempotency-Key", f"1 to {_IDEMPOTENCY_KEY_MAX} printable ASCII characters (a UUID is best)")
+    return key
 
 
 def _checked(body: Body) -> RequestIn:
@@ -222,21 +280,35 @@ def _reader(request: Request, conn: Connection) -> Principal:
 
 Reader = Annotated[Principal, Depends(_reader)]
 
+_WHO_READS = (
+    "A customer_care (or admin) key reads every request, with customer care's latest note as `status_notes`. "
+    "A customer_app key reads the requests its customers raised (by keys of its name: a rotated key still "
+    "reads them), with `status_notes` null: the notes are written for colleagues. No key reads a person's "
+    "contact details here."
+)
+
+
+def _apps_own(principal: Principal) -> str | None:
+    """The name whose requests a customers' app reads (see repository's ``_raised_by``); None for staff,
+    who read every request."""
+    return None if may(principal, STAFF) else principal.name
+
 
 @router.get(
     "/requests.json",
     response_model=list[ServiceRequest],
     responses=problems(
         {
-            400: "Invalid ids, status, a blank service code, or dates (end before start, or over 90 days)",
+            400: "Invalid ids, status, a blank or unknown service code, or dates (end before start, or over 90 days)",
             **key_problems(*READERS),
         }
     ),
     summary="GET Service Requests: enquiries, newest first",
+    description=_WHO_READS,
     openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
 )
 def list_requests(
-    _: Reader,
+    principal: Reader,
     conn: Connection,
     service_request_id: Annotated[str | None, Query(description="comma-separated; overrides the other filters")] = None,
     service_code: Annotated[str | None, Query(description="comma-separated")] = None,
@@ -248,13 +320,14 @@ def list_requests(
     rows = repository.list_requests(
         conn,
         ids=_ids(service_request_id) if service_request_id is not None else None,
-        service_codes=_codes(service_code),
+        service_codes=_known_codes(conn, _codes(service_code)),
         statuses=_statuses(status),
         start=start,
         end=end,
         limit=MAX_REQUESTS,
+        raised_by=_apps_own(principal),
     )
-    return [_as_request(row) for row in rows]
+    return [_as_request(row, for_staff=may(principal, STAFF)) for row in rows]
 
 
 @router.get(
@@ -268,19 +341,20 @@ def list_requests(
         }
     ),
     summary="GET Service Request: one enquiry (a list of one, as the spec answers)",
+    description=_WHO_READS,
     openapi_extra=key_security(*READERS, schemes=HEADER_KEY),
 )
-def get_request(_: Reader, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
+def get_request(principal: Reader, service_request_id: str, conn: Connection) -> list[ServiceRequest]:
     if "," in service_request_id:  # before: "at most 1 ids"
         raise bad_request(
             "service_request_id",
             f"one id in the path; GET {PREFIX}/requests.json?service_request_id=1,2 reads several",
         )
     (enquiry_id,) = _ids(service_request_id, where="service_request_id", at_most=1)
-    row = repository.get_request(conn, enquiry_id)
-    if row is None:
+    row = repository.get_request(conn, enquiry_id, raised_by=_apps_own(principal))
+    if row is None:  # another app's, or staff's, is answered as one that does not exist
         raise Problem(404, f"no service request {service_request_id}", title="Unknown service request")
-    return [_as_request(row)]
+    return [_as_request(row, for_staff=may(principal, STAFF))]
 
 
 #: Every method: the catch-all answers each one a resource above does not serve (405), or that none is (404).
@@ -357,6 +431,16 @@ def _codes(text: str | None) -> list[str] | None:
     return codes
 
 
+def _known_codes(conn: psycopg.Connection, codes: list[str] | None) -> list[str] | None:
+    """The codes asked, when every one is a service's: a typo (``service_code=leak_steet``) answered
+    ``[]``, which reads as "no such request", where POST requests.json refuses an unknown code."""
+    unknown = repository.unknown_service_codes(conn, codes) if codes else []
+    if unknown:
+        named = ", ".join(repr(code) for code in unknown)
+        raise bad_request("service_code", f"no service {named}; GET {PREFIX}/services.json lists them")
+    return codes
+
+
 def _statuses(text: str | None) -> list[str] | None:
     statuses = _listed(text)
     if statuses is not None and not set(statuses) <= {"open", "closed"}:
@@ -364,14 +448,15 @@ def _statuses(text: str | None) -> list[str] | None:
     return statuses
 
 
-def _as_request(row: dict[str, Any]) -> ServiceRequest:
+def _as_request(row: dict[str, Any], *, for_staff: bool) -> ServiceRequest:
     """An enquiry as GeoReport v2 shows a request: open until closed (in progress and escalated
-    are open to the customer; ``aquami_status`` says which), its latest update as the notes."""
+    are open to the customer; ``aquami_status`` says which), its latest update as the notes for
+    staff; none for a customers' app (care's notes are written for colleagues: names, calls made)."""
     return ServiceRequest(
         service_request_id=str(row["enquiry_id"]),
         status="closed" if row["status"] == "closed" else "open",
         aquami_status=row["status"],
-        status_notes=row["latest_note"],
+        status_notes=row["latest_note"] if for_staff else None,
         service_name=row["service_name"],
         service_code=row["service_code"],
         description=_description(row),

@@ -128,6 +128,11 @@ SMOKE: dict[str, Smoke] = {
         ("--quick", "--meters", "500"),
         rf"Recorded against unrecorded: recall {NUMBER} against {NUMBER}",
     ),
+    "bench_open311_requests": Smoke(
+        ("--enquiries", "2000", "--posts", "5"),
+        rf"an app's own newest 1,000 against customer care's: {NUMBER}x the time",
+        database=True,
+    ),
     "bench_request_json": Smoke(
         ("--rounds", "1", "--number", "10"),
         rf"64 KiB of small objects +{NUMBER} B +json.loads +{NUMBER} us +loads_exact +{NUMBER} us +ratio +{NUMBER}",

@@ -40,6 +40,10 @@ TEXT_KEYS = {
     "meter_gateways": {"gateway_id": IDENTIFIER, "meter_id": IDENTIFIER},
     "meter_installations": {"meter_id": IDENTIFIER, "service_point_id": IDENTIFIER},
     "meters": {"dma": DISTRICT, "meter_id": IDENTIFIER},
+    "open311_posts": {
+        "idempotency_key": "the Idempotency-Key header: 1 to 255 printable ASCII characters (server.open311.router)",
+        "key_id": OWN,
+    },
     "open311_service_attributes": {"code": OWN, "service_code": OWN},
     "open311_services": {"category": OWN, "service_code": OWN},
     "reading_conflicts": {"alarms": "the contract's alarm names, each once", "meter_id": IDENTIFIER},

@@ -84,7 +84,9 @@ def test_open311_takes_the_parameters_its_spec_defines(api: tuple[TestClient, di
     spec = {"jurisdiction_id": "utility.example", "api_key": "anything"}
     assert client.get("/open311/v2/services.json", params=spec).status_code == 200
     listed = client.get(
-        "/open311/v2/requests.json", params={**spec, "status": "open", "service_code": "leak"}, headers=headers["admin"]
+        "/open311/v2/requests.json",
+        params={**spec, "status": "open", "service_code": "leak_street"},
+        headers=headers["admin"],
     )
     assert listed.status_code == 200, listed.text
     mistyped = client.get("/open311/v2/services.json", params={"jurisdiction": "utility.example"})

@@ -100,7 +100,7 @@ def test_the_page_shows_the_alerts_the_enquiries_rank_first_in_that_order(desk, 
     enquiry removed, a resolved alert running again), the page lists the same alerts in the same
     order as ranking them from their enquiries at read time did."""
     client, key, conn = desk
-    conn.execute("TRUNCATE alerts, enquiries, enquiry_updates, open311_requests")
+    conn.execute("TRUNCATE alerts, enquiries, enquiry_updates, open311_requests, open311_posts")
     alerts = [_alert(n, kind, hour, status) for n, (kind, hour, status, _, _) in enumerate(specs)]
     save_changes(conn, AlertChanges(opened=alerts))
     for alert, (_, _, _, then, priority) in zip(alerts, specs, strict=True):
