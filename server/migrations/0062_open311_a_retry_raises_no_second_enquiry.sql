@@ -7,7 +7,10 @@
 -- indexes make two retries arriving together safe: the second's INSERT waits for the first's
 -- transaction, then finds its row (ON CONFLICT), where a look before inserting would have seen
 -- nothing in both. A row older than its window is claimed again by the next POST (ON CONFLICT DO
--- UPDATE … WHERE), so the table holds at most one row per key and Idempotency-Key or content.
+-- UPDATE … WHERE), so the table holds at most one row per key and Idempotency-Key or content; a row
+-- older than the longest window (24 hours) is deleted by the next POST's claim, by the index on
+-- received_at: the fingerprint is a hash of what a person wrote, contact details included, kept no
+-- longer than it serves.
 -- enquiry_id is null only inside the claiming transaction, which sets it before it commits.
 --
 -- 0043's comments say a civic app follows its request with GET requests.json, which a customer_app
@@ -26,3 +29,4 @@ CREATE UNIQUE INDEX open311_posts_by_idempotency_key ON open311_posts (key_id, i
     WHERE idempotency_key IS NOT NULL;
 CREATE UNIQUE INDEX open311_posts_by_content ON open311_posts (key_id, fingerprint)
     WHERE idempotency_key IS NULL;
+CREATE INDEX open311_posts_by_age ON open311_posts (received_at);

@@ -157,6 +157,9 @@ def _claim(
         arbiter, kept = "(key_id, fingerprint) WHERE idempotency_key IS NULL", SAME_REQUEST_WINDOW
         same = "idempotency_key IS NULL AND fingerprint = %(fingerprint)s"
     given = {"key_id": key_id, "idempotency_key": idempotency_key, "fingerprint": digest, "kept": kept}
+    # Rows past the longest window serve no claim: deleted, not kept (a hash of a person's words and
+    # contact details). The first POST after they age deletes them; the next finds none to wait on.
+    conn.execute("DELETE FROM open311_posts WHERE received_at < now() - %s", (IDEMPOTENCY_KEY_KEPT,))
     claimed = conn.execute(
         f"""
         INSERT INTO open311_posts AS p (key_id, idempotency_key, fingerprint)

@@ -122,6 +122,25 @@ def test_an_idempotency_key_tells_a_retry_from_a_new_report(desk: Desk) -> None:
     assert _enquiries(desk) == 4
 
 
+def test_a_claim_past_the_longest_window_is_deleted_by_the_next_post_not_kept(desk: Desk) -> None:
+    """Each row holds a hash of what a person wrote, contact details included: kept for ever before,
+    one row per distinct request."""
+    _id(_post_keyed(desk, LEAK, str(uuid.uuid4())))
+    _id(desk.post_form({**LEAK, "description": "A second leak", "email": "ana@example.org"}))
+    _id(desk.post_form({**LEAK, "description": "A third leak"}))
+    with psycopg.connect(desk.url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE open311_posts SET received_at = received_at - interval '24 hours 1 second'"
+            " WHERE idempotency_key IS NOT NULL OR fingerprint = (SELECT fingerprint FROM open311_posts"
+            " WHERE idempotency_key IS NULL ORDER BY post_id LIMIT 1)"
+        )
+    assert desk.rows("SELECT count(*) FROM open311_posts WHERE received_at < now() - interval '24 hours'") == [(2,)]
+    newest = _id(desk.post_form({**LEAK, "description": "A fourth leak"}))
+    kept = desk.rows("SELECT enquiry_id FROM open311_posts ORDER BY post_id")
+    assert [enquiry for (enquiry,) in kept] == [newest - 1, newest], "the claims past 24 hours were kept"
+    assert _enquiries(desk) == 4  # their enquiries are not touched
+
+
 @pytest.mark.parametrize("header", ["", "   ", '""', "é-key", "tab\tkey", "k" * 256, '"' + "k" * 256 + '"'])
 def test_an_idempotency_key_that_is_no_key_is_a_400_naming_the_header(desk: Desk, header: str) -> None:
     answer = desk.client.post(
