@@ -1,4 +1,5 @@
-"""The database URL, checked before anything connects: one line and exit 1 for one that is none.
+"""The database URL, checked before anything connects: one line and exit 1 for one that is none
+(78, ``EX_CONFIG``, from ``collector run`` and ``server run``: :data:`SERVICE_DATABASE_URL`).
 
 A malformed URL (``postgresql//aquami:S3cretDB@db/aquami``, its colon missing) was found out only
 by each connection: the server finished starting, /health answered 200 and every API call 503 "try
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import typer
 
+from aquami.exit_codes import CONFIG, FAILED
 from aquami.redact import hide_password, redacted
 
 
@@ -46,18 +48,33 @@ def check_database_url(url: str) -> str:
     return url
 
 
-def checked_option(url: str | None) -> str | None:
-    """An option's callback: the URL checked (None stays None), or one line and exit 1."""
+def _checked(url: str | None, refused: int) -> str | None:
+    """The URL checked (None stays None), or one line and exit ``refused``."""
     if url is None:
         return None
     try:
         return check_database_url(url)
     except BadDatabaseUrl as error:
         typer.echo(f"error: database: {error}", err=True)  # as cli.main says what the database refuses
-        raise typer.Exit(1) from None
+        raise typer.Exit(refused) from None
 
+
+def checked_option(url: str | None) -> str | None:
+    """An option's callback: the URL checked (None stays None), or one line and exit 1."""
+    return _checked(url, FAILED)
+
+
+def _checked_for_a_service(url: str | None) -> str | None:
+    """As :func:`checked_option`, exit :data:`~aquami.exit_codes.CONFIG`."""
+    return _checked(url, CONFIG)
+
+
+_HELP = "PostgreSQL/TimescaleDB URL."
 
 #: ``--database-url`` (``AQUAMI_DATABASE_URL``) of every command that uses the database.
-DATABASE_URL = typer.Option(
-    ..., envvar="AQUAMI_DATABASE_URL", help="PostgreSQL/TimescaleDB URL.", callback=checked_option
-)
+DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help=_HELP, callback=checked_option)
+
+#: The same, for ``collector run`` and ``server run``: a URL that is none exits
+#: :data:`~aquami.exit_codes.CONFIG`, which their service units do not restart on (the same
+#: environment file, the same refusal at every start); the one-shot commands exit 1, as before.
+SERVICE_DATABASE_URL = typer.Option(..., envvar="AQUAMI_DATABASE_URL", help=_HELP, callback=_checked_for_a_service)

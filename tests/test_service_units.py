@@ -8,6 +8,7 @@ collector.service and aquami-server.service) checked as far as they can be here,
   not killed by the signal) within the unit's ``TimeoutStopSec`` (after which systemd kills it), the
   gateway with no broker to deliver to (its drain waiting its whole timeout).
 - ``TimeoutStopSec`` covers the waits the program's stop may take by default.
+- ``RestartPreventExitStatus`` lists exactly the exit codes of a configuration refused.
 
 Before, the README had no unit: a field box ran the gateway however its installer guessed (no
 restart, no ``dialout``, a stop timeout shorter than the gateway's drain).
@@ -31,6 +32,7 @@ import pytest
 from typer.main import get_command
 
 from aquami.cli import app
+from aquami.exit_codes import FAILED, NOT_RESTARTED
 from aquami.ports import free_port
 from collector.schedule import PeriodicJob
 from gateway.service import Gateway
@@ -111,6 +113,17 @@ def test_a_unit_restarts_its_program_and_runs_it_as_aquami(path: Path) -> None:
     assert service["Restart"] == "on-failure"  # the programs exit 1 for their supervisor to start them again
     assert service["User"] == "aquami" and service["Group"] == "aquami"
     assert _kill_signal(_unit(path)) == signal.SIGTERM
+
+
+@pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
+def test_a_unit_does_not_restart_its_program_on_a_configuration_it_refuses(path: Path) -> None:
+    """Exactly the codes the programs exit with for a configuration they refuse (aquami/exit_codes.py,
+    tests/test_service_exit_codes.py): before, none, and a file refused was started again every 10 s
+    for ever, the unit "activating (auto-restart)", never "failed"."""
+    listed = _unit(path)["Service"].get("RestartPreventExitStatus", "")
+    codes = [int(code) for code in listed.split()]  # (systemd takes signal names too: none of ours)
+    assert sorted(codes) == sorted(NOT_RESTARTED) and len(set(codes)) == len(codes), listed
+    assert FAILED not in codes  # what may pass (a broker, a database, a card away) is started again
 
 
 def test_the_gateway_s_unit_has_the_serial_ports_and_the_spool_s_folder() -> None:

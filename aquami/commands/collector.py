@@ -12,7 +12,8 @@ import typer
 
 from aquami.cli_params import A_YEAR_S, floor_lag_warning_option, iso_datetime
 from aquami.cli_text import checked_identifier, checked_mqtt_url, checked_text
-from aquami.database_url import DATABASE_URL
+from aquami.database_url import DATABASE_URL, SERVICE_DATABASE_URL
+from aquami.exit_codes import FAILED
 from aquami.logging_setup import configure_logging
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
     @collector_app.command("run")
     def run(
-        database_url: str = DATABASE_URL,
+        database_url: str = SERVICE_DATABASE_URL,
         mqtt_url: str = typer.Option(
             ...,
             envvar="AQUAMI_MQTT_URL",
@@ -135,9 +136,9 @@ def register(app: typer.Typer) -> None:
         if ready_file is not None:  # said now, not once subscribed (the folder missing stopped all ingest)
             try:
                 ReadyFile(ready_file).check()
-            except ReadyFileUnusable as error:
+            except ReadyFileUnusable as error:  # exit 1, started again: its folder (a volume) may come
                 typer.echo(f"error: {error}", err=True)
-                raise typer.Exit(1) from None
+                raise typer.Exit(FAILED) from None
         configure_logging(logging.INFO)
         log = logging.getLogger("collector")
         stop = threading.Event()
@@ -198,7 +199,7 @@ def register(app: typer.Typer) -> None:
             schedule.stop()
         collector.stop()
         if failures:  # logged as it happened; exit 1, so a supervisor restarts the collector
-            raise typer.Exit(1)
+            raise typer.Exit(FAILED)
 
     @collector_app.command("assign-meters")
     def assign_meters_command(

@@ -10,6 +10,7 @@ import typer
 from aquami import atomic_write
 from aquami.cli_params import PARAM_OPTION, check_output_folder
 from aquami.cli_text import checked_identifier, checked_text
+from aquami.exit_codes import CONFIG, FAILED
 from aquami.logging_setup import configure_logging
 
 if TYPE_CHECKING:
@@ -17,14 +18,17 @@ if TYPE_CHECKING:
     from gateway.config import GatewayConfig
 
 
-def _load(config: Path) -> GatewayConfig:
+def _load(config: Path, refused: int = FAILED) -> GatewayConfig:
+    """The configuration, or its refusal in one line and exit ``refused``: 1 for ``check`` and
+    ``scan``, as they have always said it; ``run`` passes :data:`~aquami.exit_codes.CONFIG`, which its
+    service unit does not restart on (the same file is refused at every start)."""
     from gateway.config import ConfigError, load_config
 
     try:
         return load_config(config)
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(refused) from error
 
 
 def _config_argument(help: str) -> Any:
@@ -82,7 +86,7 @@ def register(app: typer.Typer) -> None:
         configure_logging(logging.INFO)
         if verbose:
             pymodbus_verbose()  # as a scan's --verbose, for as long as the gateway runs
-        loaded = _load(config)
+        loaded = _load(config, refused=CONFIG)
 
         async def main() -> str | None:
             stop = asyncio.Event()
@@ -102,10 +106,12 @@ def register(app: typer.Typer) -> None:
         try:
             failure = asyncio.run(main())
         except SpoolUnusable as error:  # one line that names the file, as for a bad configuration
+            # exit 1, started again: its folder on a card not mounted yet, another gateway holding it
+            # are cured without an edit of the configuration, and the readings wait on the card
             typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(1) from error
+            raise typer.Exit(FAILED) from error
         if failure is not None:  # logged as it happened; exit 1, so a supervisor restarts the gateway
-            raise typer.Exit(1)
+            raise typer.Exit(FAILED)
 
     @gateway_app.command("scan")
     def scan(

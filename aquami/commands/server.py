@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -11,7 +12,8 @@ import typer
 
 from aquami.cli_params import floor_lag_warning_option
 from aquami.cli_text import checked_host, checked_text
-from aquami.database_url import DATABASE_URL
+from aquami.database_url import DATABASE_URL, SERVICE_DATABASE_URL
+from aquami.exit_codes import CONFIG, FAILED
 
 if TYPE_CHECKING:
     from collector.detection.files.meters import Meters
@@ -23,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
     @server_app.command("run")
     def run(
-        database_url: str = DATABASE_URL,
+        database_url: str = SERVICE_DATABASE_URL,
         host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST", callback=checked_host("--host")),
         port: int = typer.Option(8000, min=0, max=65535, envvar="AQUAMI_PORT"),
         floor_lag_warning: float = floor_lag_warning_option("billing's next_changed_since"),
@@ -42,14 +44,18 @@ def register(app: typer.Typer) -> None:
             sock = bound_socket(host, port)
         except OSError as error:
             typer.echo(f"error: cannot listen on {host}:{port}: {why_not(error)}", err=True)
-            raise typer.Exit(1) from None
+            # a port below 1024 without the privilege stays so until the port or the unit is edited:
+            # EX_CONFIG, not restarted; one in use (its holder may go) or an address not up yet: exit 1
+            raise typer.Exit(CONFIG if error.errno == errno.EACCES else FAILED) from None
         with sock:
             configure_logging()  # "database not reachable yet" in the server's own format
             schema = SchemaCheck()  # asked once, here, and handed to the app: its start-up asks no more
             problem = ask_at_start(database_url, schema)
             if problem is not None:  # said here: refused inside uvicorn's start-up, it was a 46-line traceback, exit 3
+                # exit 1, started again: the collector migrates the database at its start, and the
+                # code upgraded is run by the next start
                 typer.echo(f"error: database: {problem}", err=True)
-                raise typer.Exit(1)
+                raise typer.Exit(FAILED)
             config = uvicorn.Config(
                 create_app(database_url, timedelta(seconds=floor_lag_warning), asked=schema),
                 host=host,

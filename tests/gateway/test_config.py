@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from aquami.cli import app
 from aquami.config.toml_lines import LineIndex
+from aquami.exit_codes import CONFIG
 from gateway.config import (
     ConfigError,
     GatewayConfig,
@@ -273,9 +274,9 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert "ok (1 bus, 2 meters)" in done.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace('"WM-2"', '"WM-1"'))
-    for command in ("check", "run"):  # a misconfigured file stops the start, with no traceback
+    for command, code in (("check", 1), ("run", CONFIG)):  # a misconfigured file stops the start, no traceback
         done = subprocess.run([AQUAMI, "gateway", command, str(bad)], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 1
+        assert done.returncode == code  # run: EX_CONFIG, which its unit does not start again on
         assert f"error: {bad}:{line_of(bad.read_text(), 'WM-1', 2)}: meters[1].meter_id: duplicate" in done.stderr
         assert "Traceback" not in done.stderr
 
