@@ -119,7 +119,7 @@ def _database_reached(pool: ConnectionPool, schema: SchemaCheck) -> bool:
     if schema.passed:  # the usual case: liveness costs no round trip to the database
         return True
     try:
-        with pool.connection(timeout=db.HEALTH_WAIT_S) as conn:
+        with db.lent(pool, db.HEALTH_WAIT_S) as conn:
             schema.require(conn)
     except (PoolTimeout, psycopg.OperationalError):
         if schema.problem is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -14,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from collector.db import CONNECTION_DEFAULTS, deadline
-from server.database_away import DatabaseAway, watched_connection_class
+from server.database_away import DatabaseAway, leave_out_the_pools_outage_lines, watched_connection_class
 from server.problems import database_unavailable
 from server.schema_check import SchemaCheck
 
@@ -28,15 +30,20 @@ CONNECTION_WAIT_S = 5.0
 #: enough for the connection the pool tries at once as the request finds it empty, should the database
 #: be back, to be made and lent (a few milliseconds on a LAN; a TLS handshake to another site, tens).
 AWAY_WAIT_S = 0.5
-#: How long the pool's attempts to connect back off before it gives up on a connection, and the next
-#: request that finds it empty starts anew from a 1 s delay. psycopg_pool's own, 300 s, doubled its
-#: delay up to 128 s: after a 70 s outage the first 200 came 50 s after the database was back.
-RECONNECT_WINDOW_S = 10.0
+#: How long the pool goes on trying to make a connection it failed to make: one attempt more, this
+#: long after (psycopg_pool's back-off, cut short), then it gives up, and the next request that finds
+#: the pool empty tries at once. So the pool tries while requests come, at most twice each this long
+#: (a refused attempt takes a millisecond), and a request that comes once the database is back finds
+#: an attempt within this, inside its AWAY_WAIT_S: served, not 503. psycopg_pool's own, 300 s, doubled
+#: its delay up to 128 s (after a 70 s outage, the first 200 came 50 s after the database was back);
+#: 10 s kept its delays of 1, 2 and 4 s, and requests that came in those gaps after the database was
+#: back were 503 (the first 200 up to 1.5 s after it, 2.3 s after a 5 s outage).
+RECONNECT_WINDOW_S = 0.25
 #: How long one of the pool's attempts to connect may take (libpq's connect_timeout, whole seconds)
 #: before it counts as failed: no longer than a request waits for a connection. With psycopg's own
 #: (130 s), a database host that took connections and never answered was not known away for 130 s.
 CONNECT_TIMEOUT_S = 5
-#: How long the pool's check of a connection before lending it (an empty query) waits for its answer.
+#: How long the check of a connection before lending it (an empty query: :func:`lend`) waits for its answer.
 #: On a link gone dead (the database host frozen, a firewall dropping its packets) a request waited on
 #: it for ever (still waiting after 40 s in the test), holding a worker and the pool's connection.
 CHECK_WAIT_S = 3.0
@@ -51,22 +58,55 @@ STARTUP_WAIT_S = 2.0
 
 
 def open_pool(database_url: str, away: DatabaseAway, max_size: int = 10) -> ConnectionPool[Any]:
-    """The pool checks each connection before it lends it (an empty query, one round trip): after
-    the database restarted, a request would otherwise fail on a connection it had already cut.
-    Each of its attempts to connect is noted in ``away``."""
+    """The server's pool, whose connections are lent by :func:`lend` (checked first). Each of its
+    attempts to connect is noted in ``away``, which says the outage in the log (psycopg_pool's own
+    line for each failed attempt left out)."""
+    leave_out_the_pools_outage_lines()
     pool = ConnectionPool(
         database_url,
         connection_class=watched_connection_class(away),
         min_size=1,
         max_size=max_size,
         kwargs={**_bounded_waits(database_url), "row_factory": dict_row, "autocommit": True},
-        check=_check_within_its_wait,
         configure=_in_utc,
         reconnect_timeout=RECONNECT_WINDOW_S,
         open=False,
     )
     pool.open(wait=False)  # not waited for: the server listens at once, its database there or not
     return pool
+
+
+def lend(pool: ConnectionPool[Any], wait: float) -> psycopg.Connection[Any]:
+    """A connection of ``pool`` that answered its check (an empty query, one round trip, at most
+    CHECK_WAIT_S), within ``wait`` seconds; PoolTimeout when none did. After the database restarted,
+    a request would otherwise fail on a connection it had already cut. One that fails its check is
+    closed and given back, the pool making another, and the next is tried at once: psycopg_pool's own
+    check (its ``check=``) slept 1, 2, then 4 s after each connection it found dead, so after a restart
+    cut six idle connections the first request was answered 503 after 5 s, the database back all along
+    (with three, 200 after 2.8 s)."""
+    deadline = time.monotonic() + wait
+    while True:
+        conn = pool.getconn(timeout=deadline - time.monotonic())  # PoolTimeout once the time is up
+        try:
+            _check_within_its_wait(conn)
+        except psycopg.Error:
+            conn.close()  # given back closed: the pool discards it and makes another
+            pool.putconn(conn)
+            continue
+        except BaseException:
+            pool.putconn(conn)
+            raise
+        return conn
+
+
+@contextmanager
+def lent(pool: ConnectionPool[Any], wait: float) -> Iterator[psycopg.Connection[Any]]:
+    """:func:`lend`'s connection for the block, given back after it."""
+    conn = lend(pool, wait)
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def _bounded_waits(database_url: str) -> dict[str, Any]:
@@ -80,7 +120,7 @@ def _bounded_waits(database_url: str) -> dict[str, Any]:
 
 def _check_within_its_wait(conn: psycopg.Connection[Any]) -> None:
     """psycopg_pool's check (an empty query), its connection cut after CHECK_WAIT_S without an answer:
-    the check fails (OperationalError) and the pool discards the connection and makes another."""
+    the check fails (OperationalError) and :func:`lend` gives the connection up for another."""
     with deadline(conn, CHECK_WAIT_S):
         ConnectionPool.check_connection(conn)
 
@@ -111,20 +151,28 @@ def _in_utc(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
 
 
-def get_connection(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection for the request; 503 (with Retry-After) when none comes in time, which is
-    short while the pool finds the database away (server.database_away), and 503 while the database
-    is not migrated (asked here until it is: see server.schema_check)."""
+def lend_to_request(request: Request) -> psycopg.Connection[Any]:
+    """A checked pooled connection (:func:`lend`) for the request, to give back to the app's pool;
+    503 (with Retry-After) when none comes in time, which is short while the pool finds the database
+    away (server.database_away)."""
     pool: ConnectionPool = request.app.state.pool
-    schema: SchemaCheck = request.app.state.schema_check
     away: DatabaseAway = request.app.state.database_away
     wait = CONNECTION_WAIT_S if away.since is None else AWAY_WAIT_S
     try:
-        conn = pool.getconn(timeout=wait)
+        conn = lend(pool, wait)
     except PoolTimeout:
         said = "no database connection within" if away.since is None else "the database is not reachable: none within"
         raise database_unavailable(f"{said} {wait:g} s; try again shortly") from None
     away.reached()  # lent, its check passed: the database answers (a failed attempt was one too many clients)
+    return conn
+
+
+def get_connection(request: Request) -> Iterator[psycopg.Connection]:
+    """A pooled connection for the request (:func:`lend_to_request`: 503 when none comes in time),
+    and 503 while the database is not migrated (asked here until it is: see server.schema_check)."""
+    pool: ConnectionPool = request.app.state.pool
+    schema: SchemaCheck = request.app.state.schema_check
+    conn = lend_to_request(request)
     try:
         schema.require(conn)
         yield conn

@@ -17,6 +17,7 @@ import logging
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from server.db import lent
 from server.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ def indexed_text_columns(pool: ConnectionPool | None, schema: str | None, index:
     if pool is None:
         return []
     try:
-        with pool.connection(timeout=COLUMNS_WAIT_S) as conn:
-            return [row["attname"] for row in conn.execute(_TEXT_COLUMNS, (index, schema)).fetchall()]  # type: ignore[call-overload]
+        with lent(pool, COLUMNS_WAIT_S) as conn:
+            return [row["attname"] for row in conn.execute(_TEXT_COLUMNS, (index, schema)).fetchall()]
     except Exception:  # the answer goes out naming the index alone
         log.warning("could not ask which columns index %s holds", index, exc_info=True)
         return []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from itertools import chain
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -21,7 +22,7 @@ from server.billing import repository, service
 from server.billing.downloads import attachment
 from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_chunks, prepare, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage, RemovedRead
-from server.db import get_connection
+from server.db import get_connection, lend_to_request
 from server.exact_json import ExactJsonRoute
 from server.instants import UtcInstant
 from server.problem_docs import problems
@@ -247,14 +248,24 @@ def billing_nem12(
     except ValueError as error:  # an id registered before ids were checked, that NEM12 cannot carry
         raise Problem(409, str(error), title="Not writable in NEM12") from None
     pool: ConnectionPool = request.app.state.pool
+    # Its own connection (the request's goes back to the pool with the handler), lent before the 200
+    # is sent with the request's waits and 503: taken as the body began, it waited the pool's 30 s
+    # with the database away, then cut the 200 short.
+    stream_conn = lend_to_request(request)
 
-    def body() -> Iterator[bytes]:  # its own connection: the request's goes back to the pool with the handler
-        with pool.connection() as stream_conn:
+    def body() -> Iterator[bytes]:
+        try:
             for chunk in nem12_chunks(stream_conn, export):
                 yield chunk.encode()
+        finally:
+            pool.putconn(stream_conn)
 
+    chunks = body()
+    # started here, so that the connection goes back to the pool however the response ends, even
+    # never sent (the client gone first): a generator ended unstarted runs no finally
+    first = next(chunks)
     return StreamingResponse(
-        body(),
+        chain([first], chunks),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": attachment(f"nem12-{service.period_label(start, end, standard)}.csv")},
     )
