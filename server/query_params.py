@@ -20,15 +20,17 @@ its query, as before. The pages (server.web) check theirs once signed in, and sa
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import difflib
 import functools
 import inspect
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from fastapi import Depends, Request
-from fastapi._compat import field_annotation_is_sequence
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import Json
@@ -118,10 +120,33 @@ def repeatable_names(dependant: Dependant) -> Iterator[str]:
     FastAPI reads every value of (a sequence, not parsed as JSON), where it reads a scalar's last."""
     for field in dependant.query_params:
         info = field.field_info
-        if field_annotation_is_sequence(info.annotation) and not any(type(m) is Json for m in info.metadata):
+        if takes_every_value(info.annotation) and not any(type(m) is Json for m in info.metadata):
             yield field.alias
     for sub in dependant.dependencies:
         yield from repeatable_names(sub)
+
+
+#: The containers FastAPI reads every value of a repeated query parameter into (a str, a Sequence
+#: too, is one value).
+_CONTAINERS = (list, tuple, set, frozenset, collections.deque, collections.abc.Sequence)
+
+
+def takes_every_value(annotation: object) -> bool:
+    """Whether FastAPI reads every value of a query parameter so annotated, not its last: a
+    container, alone, in ``Annotated`` or in a union (``list[str] | None``). FastAPI's own answer
+    (``field_annotation_is_sequence``) is in a private module (``fastapi._compat``), which any
+    release may move or change; tests/server/test_repeated_query_parameters.py asks FastAPI itself,
+    shape by shape, that this agrees with what it reads."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return takes_every_value(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(takes_every_value(arg) for arg in get_args(annotation))
+    return _is_a_container(annotation) or _is_a_container(origin)
+
+
+def _is_a_container(kind: object) -> bool:
+    return isinstance(kind, type) and issubclass(kind, _CONTAINERS) and not issubclass(kind, (str, bytes))
 
 
 def with_last_dependency(

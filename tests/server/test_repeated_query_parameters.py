@@ -4,10 +4,12 @@ of 50. A list-valued parameter takes repeats (server.query_params)."""
 
 from __future__ import annotations
 
+import ast
 import re
-from collections import Counter
-from collections.abc import Iterator
-from typing import Annotated
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, List, Literal, Optional  # noqa: UP035 (SHAPES has the old spellings)
 
 import psycopg
 import pytest
@@ -16,13 +18,14 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+import server
 from collector.alert_store import save_changes
 from collector.detection.alerts import AlertKind
 from collector.detection.lifecycle import AlertChanges
 from server.app import create_app
 from server.auth import create_api_key
 from server.problems import install_problem_handlers
-from server.query_params import KnownQueryRoute
+from server.query_params import KnownQueryRoute, takes_every_value
 from tests.server.test_alerts_api import alert
 
 Api = tuple[TestClient, dict[str, dict[str, str]]]
@@ -165,3 +168,59 @@ def test_a_list_valued_parameter_takes_repeats_and_a_scalar_does_not(query: list
         assert answer.status_code in (200, 422), answer.text  # limit="" is not a number: validated as before
         if answer.status_code == 200:
             assert answer.json()["tag"] == [value for name, value in query if name == "tag"]
+
+
+#: The shapes of query parameter an operation may declare: scalars, optional ones, containers alone,
+#: optional, in Annotated, and the old typing spellings.
+SHAPES: list[object] = [
+    str,
+    int,
+    str | None,
+    Optional[int],  # noqa: UP045 (the old spelling, as a route may still have it)
+    Literal["1", "2"],
+    list[str],
+    list[int] | None,
+    Optional[List[int]],  # noqa: UP006, UP045
+    Annotated[list[str] | None, "a note"],
+    tuple[str, ...],
+    set[str],
+    frozenset[int],
+    Sequence[str],
+    deque[str],
+]
+
+
+def _echo_app(shape: object) -> FastAPI:
+    """A plain FastAPI app (no check of its own) echoing what it read of ``x`` given as ``shape``."""
+    app = FastAPI()
+
+    def echo(x: Any) -> dict[str, object]:
+        return {"x": list(x) if isinstance(x, set | frozenset | deque | tuple) else x}
+
+    echo.__annotations__["x"] = Annotated[shape, Query()]  # an object: this module's annotations are text
+    app.get("/echo")(echo)
+    return app
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=repr)
+def test_a_parameter_is_taken_repeated_exactly_when_fastapi_reads_every_value(shape: object) -> None:
+    """server.query_params asks itself which parameters FastAPI reads every value of (before, it
+    asked fastapi._compat, a private module): here FastAPI, given ``x=1&x=2``, says by what it reads."""
+    answer = TestClient(_echo_app(shape)).get("/echo", params=[("x", "1"), ("x", "2")])
+    assert answer.status_code == 200, answer.text
+    read = answer.json()["x"]
+    reads_every_value = isinstance(read, list) and sorted(str(v) for v in read) == ["1", "2"]
+    assert reads_every_value or str(read) == "2", read  # a scalar: its last value
+    assert takes_every_value(shape) is reads_every_value
+
+
+def test_the_server_imports_no_private_module_of_fastapi_or_starlette() -> None:
+    """A private module (``fastapi._compat``) may change in any release, and a routine upgrade would
+    break the query checks at import, or worse, make them answer otherwise."""
+    private = []
+    for path in sorted(Path(server.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            private += [f"{path.name}: {name}" for name in names if re.match(r"(fastapi|starlette)(\.\w+)*\._", name)]
+    assert private == []
