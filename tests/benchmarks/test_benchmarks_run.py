@@ -119,6 +119,11 @@ SMOKE: dict[str, Smoke] = {
         database=True,
         mosquitto=True,
     ),
+    "bench_key_check": Smoke(
+        ("--calls", "50", "--rounds", "1"),
+        rf"unknown id against the baseline \(known id, wrong secret\): {NUMBER}x its time",
+        database=True,
+    ),
     "bench_mbus_decode": Smoke(
         ("--rounds", "1", "--seconds", "0.01"),
         rf"aquami, layouts seen before \(plans cached\) +{NUMBER} frames/s +{NUMBER}x "

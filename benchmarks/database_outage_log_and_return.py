@@ -13,8 +13,8 @@ server's (aquami.logging_setup), counted by logger and level (the test client's 
   each return, and how many requests started after the return were answered 503;
 * a restart with ``--idle`` connections idle in the pool: the first request's answer and time.
 
-    python -m benchmarks.bench_database_outage
-    python -m benchmarks.bench_database_outage --outage 20 --returns 3
+    python -m benchmarks.database_outage_log_and_return
+    python -m benchmarks.database_outage_log_and_return --outage 20 --returns 3
 """
 
 from __future__ import annotations
