@@ -117,7 +117,10 @@ def checked_http_url(option: str) -> Callable[[Value], Value]:
 def checked_host(option: str) -> Callable[[Value], Value]:
     """An option's callback for an address to listen on: one this machine can resolve (an IP
     address, ``localhost``, a name). Before, ``256.1.1.1`` or an empty host was found out only by
-    the bind, after the command had started its other parts (the demo its database and broker)."""
+    the bind, after the command had started its other parts (the demo its database and broker).
+    A name the resolver could not answer for just now (``EAI_AGAIN``: no network yet at boot) is
+    let through: refused, it was a usage error (exit 2), which a service unit does not start again
+    (aquami.exit_codes), and a server named by its host would have stayed down after a boot."""
 
     def problem_of(value: str) -> str | None:
         problem = text_problem(value, 253)  # the longest DNS name
@@ -125,7 +128,11 @@ def checked_host(option: str) -> Callable[[Value], Value]:
             return problem
         try:
             socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):  # socket.gaierror is an OSError; a label over 63 a UnicodeError
+        except socket.gaierror as error:
+            if error.errno == socket.EAI_AGAIN:  # the resolver did not answer (at boot, say): no fault of
+                return None  # the name's; the bind says so and exits 1, which a service unit starts again
+            return f"{value!r} is no address this machine can listen on (an IP address or a name)"
+        except (OSError, UnicodeError):  # a label over 63 characters is a UnicodeError
             return f"{value!r} is no address this machine can listen on (an IP address or a name)"
         return None
 

@@ -177,3 +177,29 @@ def test_a_collector_whose_database_is_away_runs_on_until_stopped(tmp_path: Path
                 collector.kill()
                 collector.wait()
     assert code == 0, log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("errno", "refused"), [(socket.EAI_AGAIN, False), (socket.EAI_NONAME, True), (socket.EAI_FAIL, True)]
+)
+def test_a_listen_host_the_resolver_cannot_answer_for_just_now_is_no_usage_error(
+    monkeypatch: pytest.MonkeyPatch, errno: int, refused: bool
+) -> None:
+    """A server unit naming its host by a name, started at boot before the resolver answers, was
+    refused as a usage error (exit 2), which its unit does not start again: down until someone
+    came. A temporary failure now goes on to the bind, whose failure exits 1 and is restarted.
+    (The resolver is replaced: no real one can be made to fail for a while here.)"""
+    import typer
+
+    from aquami import cli_text
+
+    def resolver(host: str, *args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(errno, "resolver says no")
+
+    monkeypatch.setattr(cli_text.socket, "getaddrinfo", resolver)
+    check = cli_text.checked_host("--host")
+    if refused:
+        with pytest.raises(typer.BadParameter, match="no address this machine can listen on"):
+            check("aquami-web.internal")
+    else:
+        assert check("aquami-web.internal") == "aquami-web.internal"
