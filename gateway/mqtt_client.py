@@ -3,12 +3,12 @@ will; the session sets its callbacks), and which client id that is."""
 
 from __future__ import annotations
 
-import logging
 import ssl
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from aquami.paho_log import pass_paho_log
 from gateway.mqtt_client_id import CLIENT_ID_NOT_VALID, COMPLIANT_CLIENT_ID_MAX, client_id, compliant_client_id
 from gateway.mqtt_version import Version, VersionChoice, connack_code
 from gateway.publisher_state import PublisherState, log
@@ -48,7 +48,7 @@ class ClientFactory:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         client.will_set(self._state.status_topic, b"offline", qos=1, retain=True)
-        client.enable_logger(logging.getLogger("paho"))
+        pass_paho_log(client)  # a dropped connection's own ERROR goes into the outage's words
         log.debug("new MQTT %s client for %s", version, endpoint.url)
         return client
 

@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from aquami.guarded import CallbackGuard
+from aquami.paho_log import lost_because
 from gateway.broker_link import BrokerLink
 from gateway.inflight import InFlight
 from gateway.mqtt_client import ClientFactory
@@ -172,7 +173,7 @@ class Session:
         self._state.connected.clear()
         self.taken_over = flags.is_disconnect_packet_from_server and reason == _SESSION_TAKEN_OVER
         if not self._state.stop.is_set():
-            self._link.outage.failed(f"connection lost: {reason}", _SPOOLING)
+            self._link.outage.failed(f"connection lost: {lost_because(reason, client)}", _SPOOLING)
 
     def on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         name = message.topic.rsplit("/", 1)[-1]

@@ -85,9 +85,11 @@ def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stay
     mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each connection accepted, then cut (a RST) half a second later, eight times: one warning at the
-    first drop, and "available again" once the link has stayed up ``settle_s`` (here 2 s, 90 s by
-    default), with the drops counted. Before: "unavailable" and "available again" at each drop, and
-    "connected to" at each connection."""
+    first drop, with the socket's error, and "available again" once the link has stayed up
+    ``settle_s`` (here 2 s, 90 s by default), with the drops counted. Before: "unavailable" and
+    "available again" at each drop, and "connected to" at each connection; then the outage said
+    "Unspecified error" while paho said "failed to receive on socket: [Errno 104] Connection reset by
+    peer" at ERROR at every drop (360 an hour for a link dropped every 10 s)."""
     spool = Spool(tmp_path / "s.sqlite")
     spool.append(_readings(0, 4))
     options = MqttOptions(reconnect_min_s=0.05, reconnect_max_s=0.2)
@@ -97,6 +99,7 @@ def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stay
         log = logging.getLogger("gateway.publisher")
         publisher.broker = Outage(log, f"MQTT broker {endpoint.url}", remind_every_s=3600, settle_s=2.0)
         caplog.set_level(logging.INFO, logger="gateway.publisher")
+        caplog.set_level(logging.DEBUG, logger="paho")
         publisher.start()
         try:
             _wait(lambda: spool.depth() == 0, 10, "the first readings delivered")
@@ -115,8 +118,18 @@ def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stay
     records = [r for r in caplog.records if r.name == "gateway.publisher" and "available" in r.getMessage()]
     said = [r.getMessage() for r in records]
     assert [r.levelno for r in records] == [logging.WARNING, logging.INFO], said
-    lost = "unavailable (connection lost: Unspecified error); readings wait in the spool"
+    lost = "unavailable (connection lost: [Errno 104] Connection reset by peer); readings wait in the spool"
     assert said[0] == f"MQTT broker {endpoint.url} {lost}"
+    # paho's own line for each drop is kept, at DEBUG: the outage says its reason
+    paho = [r for r in caplog.records if r.name == "paho"]
+    assert [r.getMessage() for r in paho if r.levelno >= logging.WARNING] == []
+    reset = "failed to receive on socket: [Errno 104] Connection reset by peer"
+    per_drop = [r for r in paho if r.getMessage() == reset]
+    assert len(per_drop) == 8 and {r.levelno for r in per_drop} == {logging.DEBUG}
+    # what pages an operator alerting on warnings, over the 8 drops: the outage's first line and the
+    # short connections' (at the third): before, 8 of paho's ERROR lines more, one a drop
+    alerting = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(alerting) == 2 and alerting[0] == said[0] and " connections in a row " in alerting[1], alerting
     assert said_back - last_drop >= 2.0, "said back only once the link had stayed up 2 s"
     counts = said[1].removeprefix(back).split(", ")
     assert len(counts) == 3 and counts[2] == "7 drops", said  # the first drop began the outage; 7 more
