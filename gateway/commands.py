@@ -41,6 +41,7 @@ from aquami.contracts.commands import request_problem, valid_request_id
 from firmware_protocols.modbus import available_profiles, load_profile
 from firmware_protocols.modbus.profile import ProfileError
 from gateway.config import ConfigError, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
+from gateway.late_answers import late_units_during
 from gateway.mbus import MBusTransport
 from gateway.scan import mbus_snippet, scan_modbus, snippet
 from gateway.spool import NotSpooled
@@ -201,10 +202,23 @@ class Commands:
         def on_problem(unit_id: int, error: PollError) -> None:
             problems.append({"unit_id": unit_id, "error": str(error)})
 
+        late: list[int] = []
+
+        def on_late(unit_id: int) -> None:  # (a meter polled meanwhile outside first..last: not this scan's)
+            if first <= unit_id <= last and unit_id not in late:
+                late.append(unit_id)
+
         units = range(first, last + 1)
-        found = await scan_modbus(scheduler.attempt, scheduler.config.name, units, profile, on_problem=on_problem)
-        return {
+        with late_units_during(scheduler.transport, on_late):
+            found = await scan_modbus(scheduler.attempt, scheduler.config.name, units, profile, on_problem=on_problem)
+        reply: dict[str, Any] = {
             "found": [f.unit_id for f in found],
             "problems": problems,
             "snippet": snippet(scheduler.config.name, found),
         }
+        # before, a unit answering after the bus's timeout_s was absent from the reply, as an empty
+        # address is, while the command line's scan said it with the cure (gateway.scan.LateUnits)
+        found_units = {f.unit_id for f in found}
+        if late_not_found := [u for u in late if u not in found_units]:
+            reply["late"] = late_not_found
+        return reply

@@ -32,9 +32,10 @@ late answer, and nothing is said at its end; the counts say how many came.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from pymodbus.framer import FramerRTU
@@ -199,6 +200,17 @@ class LateAnswers:
         #: False: counted, and ``on_late`` told, but no warning (a scan says late answers in its own words)
         self.warn = True
         self._last: dict[object, float] = {}  # each unit's (meter's) last late answer, on the monotonic clock
+        self._listeners: list[Callable[[int], None]] = []  # told too, for a while (:meth:`listening`)
+
+    @contextlib.contextmanager
+    def listening(self, listener: Callable[[int], None]) -> Iterator[None]:
+        """``listener`` told too of each late answer's unit while the block runs (a scan command's,
+        beside the health status's ``on_late``; scans that overlap each keep their own)."""
+        self._listeners.append(listener)
+        try:
+            yield
+        finally:
+            self._listeners.remove(listener)
 
     def heard(self, unit: int) -> None:
         """A Modbus answer from ``unit``, late."""
@@ -217,6 +229,8 @@ class LateAnswers:
             log.warning("%s", hint())
         if self.on_late is not None:
             self.on_late(unit)
+        for listener in list(self._listeners):
+            listener(unit)
 
     def hint(self, unit: int) -> str:
         meters = [m.meter_id for m in self.bus.meters if m.unit_id == unit]
@@ -245,3 +259,10 @@ def addressed(meter: MeterConfig) -> str:
     if meter.secondary_address is not None:
         return f"secondary address {meter.secondary_address}"
     return f"primary address {meter.unit_id}"
+
+
+def late_units_during(transport: object, listener: Callable[[int], None]) -> contextlib.AbstractContextManager[None]:
+    """:meth:`LateAnswers.listening` on ``transport``'s late answers; nothing for a transport that
+    hears none (a wireless receiver)."""
+    late = getattr(transport, "late_answers", None)
+    return late.listening(listener) if isinstance(late, LateAnswers) else contextlib.nullcontext()

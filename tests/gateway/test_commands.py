@@ -24,6 +24,7 @@ from gateway.transport import PollError
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_tcp import ModbusTcpSimulator
 from simulators.serial_line import LineSettings
+from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import (
     StatelessTransport,
     Subscriber,
@@ -633,3 +634,41 @@ def test_a_scan_quiets_only_its_own_pymodbus_records(caplog: pytest.LogCaptureFi
     asyncio.run(scenario())
     said = [r.getMessage() for r in caplog.records if r.name.startswith("pymodbus")]
     assert said == ["the other bus's"], said
+
+
+def test_a_scan_command_replies_the_units_that_answered_after_the_timeout(tmp_path: Path) -> None:
+    """Unit 5 answers 0.7 s late on a serial bus with a 0.5 s timeout (its answer comes during unit
+    6's request): the scan command's reply lists it in ``late``, as the command line's scan says it.
+    Before, the reply was ``found: [6]`` alone, unit 5 as absent as an empty address."""
+    slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=5, delay_s=0.7)])
+    simulator = ModbusRtuSimulator(meters(2, first_unit=5), LineSettings(baudrate=9600, parity="E"), slow).start()
+    bus = {"name": "rtu", "protocol": "modbus-rtu", "device": simulator.port, "parity": PARITY, "timeout_s": 0.5}
+    bus |= {"poll_interval_s": 3600, "retries": 0}
+    text = bus_config_text(
+        f"mqtt://127.0.0.1:{free_port()}",
+        tmp_path / "s.sqlite",
+        bus,
+        [{"meter_id": "WM-6", "unit_id": 6}],
+        gateway_id="gw-late-scan",
+    )
+    gateway = Gateway(parse_config_text(text))
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(gateway):
+            for _ in range(100):  # the buses and the command handler set up
+                if gateway._commands is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert gateway._commands is not None
+            await gateway._commands._run("scan", b'{"bus": "rtu", "first": 5, "last": 6, "request_id": "s1"}')
+            await gateway._commands._run("scan", b'{"bus": "rtu", "first": 6, "last": 6, "request_id": "s2"}')
+        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
+
+    try:
+        replies = asyncio.run(scenario())
+    finally:
+        simulator.stop()
+    assert [reply_errors("scan", reply) for reply in replies] == [[], []]
+    first, second = replies
+    assert (first["ok"], first["found"], first.get("late")) == (True, [6], [5]), first
+    assert (second["ok"], second["found"], "late" in second) == (True, [6], False), second  # none late: no field
