@@ -134,7 +134,7 @@ def reading_from_records(
 
 class MBusTransport:
     """``on_late`` is called with the primary address (FDh for a meter read by secondary address) of
-    each late answer heard (gateway.late_answers: :meth:`_heard_pending`, :meth:`_late_within`)."""
+    each late answer heard (gateway.late_answers: :meth:`_heard_pending`, :meth:`_passed_over`)."""
 
     def __init__(self, config: MBusBusConfig, clock: Clock = utc_now, on_late: Callable[[int], None] | None = None):
         self.config = config
@@ -167,9 +167,9 @@ class MBusTransport:
             self._lock.release()
 
     def _exchange(self, frame: bytes) -> bytes:
-        answer = self.line.exchange(frame)
-        self._late_within(frame, answer)
-        return answer
+        """``frame``'s own answer: a slow meter's late answer taken first is passed over, counted as
+        its sender's, and the line read on (:meth:`_passed_over`)."""
+        return self.line.exchange(frame, not_the_answer=lambda answer: self._passed_over(frame, answer))
 
     # late answers (gateway.late_answers) ---------------------------------------------------------------
     def _sender(self, frame: bytes) -> MeterConfig | None:
@@ -202,24 +202,50 @@ class MBusTransport:
                 self._unanswered = None  # one answer a request: another E5h is no one's we know
             self.late_answers.heard_from(meter)
 
-    def _late_within(self, request: bytes, answer: bytes) -> None:
-        """An answer taken in an exchange that is not of the kind asked for, or from another meter, is a
-        late answer to an earlier request: an E5h to a REQ_UD2 (the meter's answer to the SND_NKE or
-        selection before it), an RSP_UD to a SND_NKE or a selection, or an RSP_UD from another meter
-        than asked. It still fails the exchange, as before (its caller finds it is not the answer)."""
+    def _passed_over(self, request: bytes, answer: bytes) -> bool:
+        """Whether a whole ``answer`` taken in the exchange of ``request`` is provably not its answer,
+        but a late answer to an earlier request: counted as its sender's (gateway.late_answers), and
+        passed over (the exchange reads on, within the answer window, for its own). Provably: an
+        E5h to a REQ_UD2 (whose answer is an RSP_UD; counted for the meter asked, whose SND_NKE or
+        selection it answers late), a long frame to a SND_NKE or a selection (whose answer is an
+        E5h), a long frame to a REQ_UD2 from another meter than asked (another primary address, or
+        at FDh another identification than the selected meter's: EN 13757-2, a slave answers with
+        its own address). Before, each failed the exchange, and a slow meter's late answer failed the
+        next meter's poll too.
+
+        Not provably, and taken as the answer as before: a long frame that does not decode, and an
+        E5h to a SND_NKE or a selection. An E5h carries no address; only its timing could tell a
+        late one (started before this request could have been answered, 11 bit times after its
+        last byte) from this meter's own, and the gateway does not know when its request's last
+        byte left the converter (a USB adapter's flush returns before; a pty's has no wire), so it
+        cannot be proved. Taken, it lets this meter's exchange go on, and this meter's own E5h, if it
+        comes, is heard before the next request, or passed over in the REQ_UD2 that follows."""
         asks_for_data = request[0] == 0x10 and request[1] & 0x0F == 0x0B  # REQ_UD2
         if answer == bytes([ACK]):
-            if asks_for_data and self._asking is not None:
+            if not asks_for_data:
+                return False
+            if self._asking is not None:
                 self.late_answers.heard_from(self._asking)
-            return
+            return True
         try:
             telegram = decode_frame(answer)
         except DecodeError:
-            return
+            return False  # its caller fails it, as before
+        if asks_for_data and not self._from_another(request[2], telegram):
+            return False
         sender = self._meter_of(telegram)
-        if sender is None or (asks_for_data and self._asking is not None and sender.meter_id == self._asking.meter_id):
-            return
-        self.late_answers.heard_from(sender)
+        if sender is not None:
+            if sender is self._unanswered:
+                self._unanswered = None  # its answer came: another E5h is no one's we know
+            self.late_answers.heard_from(sender)
+        return True
+
+    def _from_another(self, address: int, telegram: dict[str, Any]) -> bool:
+        """Whether ``telegram`` came from another meter than the one a REQ_UD2 to ``address`` asks."""
+        if address != NETWORK_LAYER:
+            return bool(telegram.get("a_field") != address)
+        selected = self._asking.secondary_address if self._asking is not None else None
+        return selected is not None and telegram.get("id") != selected
 
     def _exchange_with_all(self, frame: bytes) -> bytes:
         """An exchange several slaves may answer: every answer they may give is waited for."""

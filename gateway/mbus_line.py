@@ -32,6 +32,9 @@ from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAbor
 
 ACK = 0xE5
 LONGEST_FRAME = 261  # EN 13757-2: 4 bytes of header, 255 of L, checksum and stop
+#: answers passed over in one exchange as not its own (:meth:`MBusLine.exchange`): one slow meter's
+#: is one; more in a row is a line that keeps talking, failed rather than read for ever
+MOST_PASSED_OVER = 3
 
 
 class LineNeverQuiet(PollError):
@@ -124,7 +127,9 @@ class MBusLine:
                     f"{dropped} bytes in {self.monotonic() - start:.1f} s"
                 )
 
-    def exchange(self, frame: bytes, *, whole_window: bool = False) -> bytes:
+    def exchange(
+        self, frame: bytes, *, whole_window: bool = False, not_the_answer: Callable[[bytes], bool] | None = None
+    ) -> bytes:
         """Send ``frame``; return the answer (E5h or a whole long frame), or raise PollError.
 
         ``whole_window``: the request may reach several slaves (a secondary-address search), so
@@ -133,6 +138,14 @@ class MBusLine:
         after the first at 2400 baud, long after the line looked quiet. Taken early, it was read as
         the answer to the next request, and every answer after it was one request late (a search
         found none of two meters answering at 11 and 330 bit times).
+
+        ``not_the_answer``: told of each whole answer taken (a right checksum: no collision), it says
+        whether that answer is provably another's (a slow meter's late answer, which came first):
+        if so, it is passed over and the line is read on, for the rest of the answer window (at
+        least a few characters' time, for an answer that starts as the passed-over one ends), for
+        this request's own answer. Before, a slow meter's late answer taken in the next meter's
+        window failed that meter's poll too (``SND_NKE not acknowledged``, ``answer from address 1,
+        not 2``), though its own answer came right after.
         """
         port = self.open()
         if self._aborted.is_set():
@@ -147,6 +160,19 @@ class MBusLine:
         else:
             wait = self.answer_s + len(frame) * self.char_s  # our own bytes leave first
         window_ends = self.monotonic() + wait
+        passed_over = 0
+        while True:
+            answer = self._answer(port, frame, wait, window_ends, whole_window)
+            if not_the_answer is None or not not_the_answer(answer):
+                return answer
+            passed_over += 1
+            if passed_over > MOST_PASSED_OVER:
+                self._drain(port)
+                raise PollError(f"{passed_over} answers in a row that were not to this request")
+            wait = max(window_ends - self.monotonic(), 4 * self.char_s + 0.01)
+
+    def _answer(self, port: serial.Serial, frame: bytes, wait: float, window_ends: float, whole_window: bool) -> bytes:
+        """The first answer that starts within ``wait``: see :meth:`exchange`."""
         first = self._read(port, 1, wait)
         if not first:
             raise NoAnswer("no answer")  # the meter's address is said by gateway.mbus, which knows it

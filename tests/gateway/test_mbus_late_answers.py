@@ -101,12 +101,14 @@ def test_answers_in_the_window_are_never_late(caplog: pytest.LogCaptureFixture) 
 
 @dataclass
 class _SlowData(MBusSlave):
-    """Acknowledges SND_NKE at once, but its RSP_UD leaves ``LATE_BY_S`` late."""
+    """Acknowledges SND_NKE at once, but its RSP_UD leaves ``late_by_s`` late."""
+
+    late_by_s: float = LATE_BY_S
 
     def slow(self, reply: Reply | None) -> Reply | None:
         if reply is None or reply.data == build_ack():
             return reply
-        return Reply(reply.data, reply.address, turnaround_s=LATE_BY_S)
+        return Reply(reply.data, reply.address, turnaround_s=self.late_by_s)
 
 
 class _Slaves(MBusSlaves):
@@ -154,3 +156,26 @@ def test_a_long_frame_with_a_wrong_checksum_is_no_answer() -> None:
     spoiled = frame[:-2] + bytes([frame[-2] ^ 0xFF]) + frame[-1:]
     assert mbus_frames(spoiled) == []
     assert mbus_frames(frame[:-1]) == []  # cut short
+
+
+def test_a_slow_meter_s_late_answer_in_the_next_meter_s_window_does_not_fail_that_meter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The slow meter's RSP_UD leaves 0.45 s late, in the middle of the next meter's answer window
+    (0.3 s), just before that meter's own answer: in the first round it is taken in FAST-2's SND_NKE,
+    in the second in FAST-2's REQ_UD2. Each is passed over as not FAST-2's (a long frame to a SND_NKE;
+    a long frame from address 1 to a request to 2), counted for SLOW-1, and FAST-2's own answer read
+    on in its window. Before, FAST-2's polls failed too: ``SND_NKE not acknowledged``, then ``answer
+    from address 1, not 2``."""
+    slaves = _Slaves([_SlowData(1, "11110001", 12.5, late_by_s=0.45), MBusSlave(2, "11110002", 40.0)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    try:
+        bus = _bus(line.port, MeterConfig("SLOW-1", 1), MeterConfig("FAST-2", 2))
+        with caplog.at_level(logging.INFO):
+            heard, results = asyncio.run(asyncio.wait_for(_poll_in_turn(bus, 2, 0.0), 60))
+    finally:
+        line.stop()
+    polls = [r.getMessage() for r in caplog.records if "FAST-2" in r.getMessage()]
+    assert results == [False, True, False, True], polls  # the slow meter's polls fail; the other's do not
+    assert heard == [1, 1]  # each of its late answers, counted for it
+    assert _warnings(caplog) == [HINT]
