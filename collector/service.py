@@ -24,6 +24,7 @@ import psycopg
 from aquami.guarded import CallbackGuard
 from aquami.mqtt import Client, MqttEndpoint, new_client
 from aquami.outage import Outage
+from aquami.paho_log import lost_because, pass_paho_log
 from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
 from collector.events_parser import EventRow, parse_events_message
 from collector.gateway_status import GatewayStatus, parse_status_message, status_gateway
@@ -190,6 +191,7 @@ class Collector:
             topic_root=config.topic_root,
         )
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
+        pass_paho_log(self._client)  # a reset connection's reason into the outage's words (aquami.paho_log)
         # An exception that leaves a callback kills paho's network thread: nothing more is received
         # while the process runs on. Each is caught, logged, and stops the collector.
         guarded = CallbackGuard("collector", self._fail, log)
@@ -227,7 +229,7 @@ class Collector:
         if self._ready is not None:
             self._ready.remove()
         if self._connected and not self._stop.is_set():
-            self._broker.failed(f"connection lost: {reason}")
+            self._broker.failed(f"connection lost: {lost_because(reason, client)}")
         self._connected = False
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:

@@ -19,6 +19,7 @@ from collector.service import Collector, CollectorConfig
 from tests.collector.test_ingest_mqtt import wait_for
 from tests.services import free_port
 from tests.strict_broker import StrictBroker
+from tests.tcp_cut_proxy import CutProxy
 
 
 def _said(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -67,6 +68,33 @@ def test_a_broker_outage_is_said_at_its_start_and_end_and_the_ready_file_goes_me
     (back,) = _said(caplog, "available again")
     assert back.startswith(f"MQTT broker {endpoint.url} available again after ")
     assert len(_said(caplog, "unavailable")) == 1
+
+
+def test_a_connection_reset_is_said_with_its_reason_and_paho_s_own_error_is_no_error(
+    migrated_database_url: str, mosquitto: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A NAT or a firewall resetting the connection: the outage said "connection lost: Unspecified
+    error" (all paho tells on_disconnect), the reason nowhere in the collector's log."""
+    caplog.set_level(logging.DEBUG)
+    ready = tmp_path / "ready"
+    with CutProxy(mosquitto.port, name="reset") as proxy:
+        endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{proxy.port}")
+        config = CollectorConfig(
+            migrated_database_url, endpoint, client_id=f"t-{uuid.uuid4().hex[:8]}", ready_file=ready
+        )
+        collector = Collector(config)
+        collector.start()
+        try:
+            wait_for(ready.exists, 30, "the ready file")
+            assert proxy.drop() == 1
+            wait_for(lambda: _said(caplog, "unavailable"), 10, "the outage said")
+        finally:
+            collector.stop()
+    assert _said(caplog, "unavailable") == [
+        f"MQTT broker {endpoint.url} unavailable (connection lost: [Errno 104] Connection reset by peer)"
+    ]
+    paho = [r for r in caplog.records if r.name == "paho" and "Connection reset by peer" in r.getMessage()]
+    assert paho and all(r.levelno == logging.DEBUG for r in paho)
 
 
 @pytest.mark.services
