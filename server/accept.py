@@ -1,5 +1,7 @@
-"""What a request's ``Accept`` header prefers (RFC 9110 §12.5.1), for the one choice the server makes
-on it: an address no route matches is answered an HTML page for a browser, problem+json otherwise.
+"""What a request's ``Accept`` header prefers (RFC 9110 §12.5.1), for the choices the server makes on
+it: an address no route matches is answered an HTML page for a browser, problem+json otherwise; and
+billing's reads and determinants are answered CSV where ``text/csv`` is preferred to JSON
+(:func:`preferred`).
 
 A media type's quality is that of the most specific range matching it (``text/html`` over ``text/*``
 over ``*/*``; among equally specific ones, the highest, so the ranges' order never matters); a type
@@ -11,6 +13,7 @@ narrower type than a bare one and is not taken for it. A malformed range or ``q`
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: RFC 9110 §5.6.2's token: a type, a subtype, a parameter's name.
@@ -78,15 +81,41 @@ def _parse_range(text: str) -> MediaRange | None:
     return MediaRange(kind, sub, q, others)
 
 
-def quality(ranges: list[MediaRange], media_type: str) -> int:
-    """``media_type``'s quality under ``ranges``, in thousandths: the most specific matching range's
-    (the highest of those equally specific), 0 when none matches."""
+def _match(ranges: list[MediaRange], media_type: str) -> tuple[int, int] | None:
+    """(specificity, q) of the range deciding ``media_type``'s quality: the most specific matching
+    one (the highest q of those equally specific); None when no range matches it."""
     best: tuple[int, int] | None = None
     for media_range in ranges:
         specificity = media_range.specificity(media_type)
         if specificity is not None and (best is None or (specificity, media_range.q) > best):
             best = (specificity, media_range.q)
-    return 0 if best is None else best[1]
+    return best
+
+
+def quality(ranges: list[MediaRange], media_type: str) -> int:
+    """``media_type``'s quality under ``ranges``, in thousandths: the most specific matching range's
+    (the highest of those equally specific), 0 when none matches."""
+    match = _match(ranges, media_type)
+    return 0 if match is None else match[1]
+
+
+def preferred(header: str | None, offered: Sequence[str]) -> str | None:
+    """Which of ``offered`` (the server's default first) ``Accept`` prefers: the highest quality; at
+    equal quality, the one a more specific range names (``text/csv`` named over ``application/json``
+    reached by ``*/*``), then the one offered first. The ranges' order in the header never decides (it
+    does not decide a quality either). None when every one has quality 0: ``q=0`` is "not acceptable".
+    """
+    ranges = parse_accept(header)
+    best: str | None = None
+    best_rank = (0, -1)  # (q, specificity): a type of q 0 is never chosen
+    for media_type in offered:
+        match = _match(ranges, media_type)
+        if match is None:
+            continue
+        specificity, q = match
+        if q > 0 and (q, specificity) > best_rank:
+            best, best_rank = media_type, (q, specificity)
+    return best
 
 
 def prefers_html(header: str | None) -> bool:

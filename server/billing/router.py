@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from aquami.contracts.reads import utc_iso
 from aquami.stored_times import shape_problem
+from server.accept import preferred
 from server.auth import Principal, require_role
 from server.billing import repository, service
 from server.billing.downloads import attachment
@@ -39,10 +40,18 @@ _CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: What the reads and determinants are answered in, the default first.
+_OFFERED = ("application/json", "text/csv")
+
+
 def _wants_csv(request: Request, format_: str | None) -> bool:
+    """``?format=`` decides; else ``Accept``, by q-value (server.accept.preferred): ``text/csv;q=0.1,
+    application/json`` is JSON (it was CSV, the header merely naming text/csv); at equal q the type
+    named exactly wins (``text/csv, */*`` is CSV), then JSON, the default (``text/csv,
+    application/json``, either alike, is JSON)."""
     if format_ is not None:
         return format_ == "csv"
-    return "text/csv" in request.headers.get("accept", "")
+    return preferred(request.headers.get("accept"), _OFFERED) == "text/csv"
 
 
 def _csv(text: str, filename: str) -> Response:

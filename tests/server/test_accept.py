@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from server.accept import HTML, JSON_TYPES, MediaRange, parse_accept, prefers_html, quality
+from server.accept import HTML, JSON_TYPES, MediaRange, parse_accept, preferred, prefers_html, quality
 
 TYPES = ["text/html", "application/json", "application/problem+json", "application/xml", "image/webp"]
 WILDCARDS = ["*/*", "text/*", "application/*", "image/*"]
@@ -155,3 +155,51 @@ def test_a_browser_s_header_prefers_html_when_html_ranks_above_the_rest(html: in
 )
 def test_the_headers_clients_send(header: str | None, html: bool) -> None:
     assert prefers_html(header) is html
+
+
+#: What billing answers its reads and determinants in, the default first (server.billing.router).
+OFFERED = ("application/json", "text/csv")
+CSV_RANGES = st.lists(
+    st.tuples(st.sampled_from(["text/csv", "application/json", "*/*", "text/*", "application/*", "text/html"]),
+              st.integers(0, 1000)),
+    max_size=6,
+)  # fmt: skip
+
+
+@given(st.data(), CSV_RANGES)
+def test_the_preferred_type_is_werkzeug_s_best_match(data: st.DataObject, chosen: list[tuple[str, int]]) -> None:
+    """The highest q wins, q 0 is never chosen, an equal q goes to the type named more specifically,
+    then to the default (JSON): as Werkzeug's best_match, a second reading."""
+    header = data.draw(headers(chosen))
+    theirs = parse_accept_header(header, MIMEAccept) if chosen else MIMEAccept([("*/*", 1)])
+    assert preferred(header, OFFERED) == theirs.best_match(OFFERED)
+
+
+@given(st.data(), st.integers(0, 1000), st.integers(0, 1000), st.booleans())
+def test_csv_is_preferred_exactly_when_its_q_is_above_json_s_whatever_their_order(
+    data: st.DataObject, csv_q: int, json_q: int, csv_first: bool
+) -> None:
+    chosen = [("text/csv", csv_q), ("application/json", json_q)]
+    header = data.draw(headers(chosen if csv_first else chosen[::-1]))
+    assert (preferred(header, OFFERED) == "text/csv") is (csv_q > json_q)
+
+
+@pytest.mark.parametrize(
+    ("header", "answer"),
+    [
+        ("text/csv;q=0.1, application/json", "application/json"),  # was CSV: the header named text/csv
+        ("text/csv", "text/csv"),
+        ("text/csv, */*;q=0.5", "text/csv"),
+        ("text/csv, */*", "text/csv"),  # equal q: the type named exactly
+        ("text/csv, application/json", "application/json"),  # either alike: the default
+        ("application/json;q=0.5, text/csv", "text/csv"),
+        ("text/csv;q=0, */*", "application/json"),  # q=0: not acceptable
+        ("text/*, application/json;q=0.9", "text/csv"),
+        ("text/csv;q=0, application/json;q=0", None),
+        ("*/*", "application/json"),
+        (None, "application/json"),
+        ("text/html", None),
+    ],
+)
+def test_what_billing_clients_send(header: str | None, answer: str | None) -> None:
+    assert preferred(header, OFFERED) == answer

@@ -127,6 +127,29 @@ def test_determinants_as_csv_by_accept_header_or_format(api):
     assert rows[0]["account_consumption_m3"] == "10.080" and rows[2]["closing_quality"] == "estimated"
 
 
+@pytest.mark.parametrize(
+    ("accept", "csv_wanted"),
+    [
+        ("text/csv;q=0.1, application/json", False),  # was CSV: the header merely named text/csv
+        ("text/csv;q=0, */*", False),
+        ("application/json;q=0.5, text/csv", True),
+        ("text/csv, */*;q=0.1", True),
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/billing/determinants?period=2026-02",
+        "/billing/reads?account=A1&from=2026-02-14T22:00:00Z&to=2026-02-15T02:00:00Z",
+    ],
+)
+def test_a_weighted_accept_header_gets_the_type_of_highest_q(api, accept, csv_wanted, path):
+    client, keys = api
+    response = client.get(path, headers=auth(keys["billing"], Accept=accept))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv" if csv_wanted else "application/json"), accept
+
+
 def test_reads_of_an_account_follow_its_meters_paged_and_as_csv(api):
     client, keys = api
     query = "/billing/reads?account=A1&from=2026-02-14T22:00:00Z&to=2026-02-15T02:00:00Z&limit=3"
