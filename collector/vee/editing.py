@@ -9,6 +9,11 @@ read closes an interval in (the read's own, and the next read's): NEM12 marks th
 person's flag (F16, S18) from the reads themselves, and showed the values from before the edit until
 the next VEE round; for reads older than a round's reach (35 days), for good. Only this meter's
 consumption is refreshed: the fleet's whole days were redone for one person's edit.
+
+A person's value that would put the register out of order with the meter's stored measured reads
+either side (collector.vee.register_order) is refused, :class:`OutOfSequence`, and nothing written,
+unless the caller says it is meant (``out_of_sequence_confirmed``): a typo of 1.000 for 480.937 was
+stored, and VEE and detection made a meter replacement and a burst of it.
 """
 
 from __future__ import annotations
@@ -18,9 +23,22 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from aquami.contracts.reads import utc_iso
+from collector.vee.register_order import Neighbour, OutOfSequence, check_in_order
+
+__all__ = ["OutOfSequence", "edit_reading", "reading_history", "substitute_reading"]
+
+#: pg_advisory_xact_lock's first key ("aqed") for a meter's edits, the second the meter id's hash:
+#: two people's values for neighbouring reads of one meter are each checked against the other's.
+_EDIT_LOCK = 0x61716564
+#: The measured read just before / after a time (VEE's estimates are estimated again around it).
+_NEIGHBOUR = """
+SELECT ts, volume_m3, quality FROM readings
+WHERE meter_id = %(m)s AND ts {op} %(ts)s AND quality <> 'estimated'
+ORDER BY ts {order} LIMIT 1
+"""
 
 
 def _check(by: str, reason: str, volume_m3: Decimal, ts: datetime) -> None:
@@ -34,6 +52,41 @@ def _check(by: str, reason: str, volume_m3: Decimal, ts: datetime) -> None:
         raise ValueError("naive datetime: aquami times are timezone-aware UTC")
 
 
+#: The qualities a supplied reading replaces; any other is edited instead.
+_GIVES_WAY = ["estimated", "substituted"]
+_ALREADY = "{meter_id!r} has a reading at {ts} already; edit it instead"
+
+
+def _stored_quality(conn: psycopg.Connection, meter_id: str, ts: datetime) -> str | None:
+    """The quality of the reading stored at ``ts`` (None: none), locked until the transaction ends."""
+    with conn.cursor(row_factory=tuple_row) as cur:  # (the server's connections answer dicts)
+        row = cur.execute(
+            "SELECT quality FROM readings WHERE meter_id = %s AND ts = %s FOR UPDATE", (meter_id, ts)
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _neighbours(conn: psycopg.Connection, meter_id: str, ts: datetime) -> tuple[Neighbour | None, Neighbour | None]:
+    found = []
+    with conn.cursor(row_factory=tuple_row) as cur:
+        for op, order in (("<", "DESC"), (">", "ASC")):
+            row = cur.execute(_NEIGHBOUR.format(op=op, order=order), {"m": meter_id, "ts": ts}).fetchone()
+            found.append(None if row is None else Neighbour(*row))
+    return found[0], found[1]
+
+
+def _take_turns(conn: psycopg.Connection, meter_id: str) -> None:
+    """Wait for the meter's other edits in progress, until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EDIT_LOCK, meter_id))
+
+
+def _check_order(conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, confirmed: bool) -> None:
+    """Raise :class:`OutOfSequence` if ``volume_m3`` at ``ts`` is out of order with the meter's
+    measured neighbours and not ``confirmed``."""
+    if not confirmed:
+        check_in_order(meter_id, ts, volume_m3, *_neighbours(conn, meter_id, ts))
+
+
 def edit_reading(
     conn: psycopg.Connection,
     meter_id: str,
@@ -43,17 +96,22 @@ def edit_reading(
     by: str,
     reason: str,
     by_key_id: str | None = None,
+    out_of_sequence_confirmed: bool = False,
 ) -> None:
-    """Correct a stored reading's register; it becomes ``edited``. LookupError if there is none.
+    """Correct a stored reading's register; it becomes ``edited``. LookupError if there is none;
+    :class:`OutOfSequence` (nothing written) if the value puts the register out of order with its
+    measured neighbours, unless ``out_of_sequence_confirmed``.
     ``by_key_id``: the id of the API key ``by`` names (two keys may carry one name)."""
     _check(by, reason, volume_m3, ts)
-    cur = conn.execute(
+    _take_turns(conn, meter_id)
+    if _stored_quality(conn, meter_id, ts) is None:
+        raise LookupError(f"no reading of {meter_id!r} at {utc_iso(ts)}")
+    _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
+    conn.execute(
         "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_by_key_id = %s, "
         "quality_reason = %s, received_at = now() WHERE meter_id = %s AND ts = %s",
         (volume_m3, by, by_key_id, reason, meter_id, ts),
     )
-    if cur.rowcount == 0:
-        raise LookupError(f"no reading of {meter_id!r} at {utc_iso(ts)}")
     _note_for_vee(conn, ts)
     _refresh_consumption(conn, meter_id, ts)
 
@@ -67,13 +125,19 @@ def substitute_reading(
     by: str,
     reason: str,
     by_key_id: str | None = None,
+    out_of_sequence_confirmed: bool = False,
 ) -> None:
     """Supply a reading a person obtained otherwise (a site visit, a photo): ``substituted``.
 
     Replaces an estimate at the same time (the estimate goes to history); refuses to hide an
-    actual or edited reading, which must be edited instead.
+    actual or edited reading, which must be edited instead. :class:`OutOfSequence` as
+    :func:`edit_reading`.
     """
     _check(by, reason, volume_m3, ts)
+    _take_turns(conn, meter_id)
+    if _stored_quality(conn, meter_id, ts) not in (None, *_GIVES_WAY):
+        raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
+    _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
     row = conn.execute(
         """
         INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_by_key_id, quality_reason)
@@ -82,13 +146,13 @@ def substitute_reading(
         SET volume_m3 = EXCLUDED.volume_m3, flow_m3h = NULL, reverse_volume_m3 = NULL,
             quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_by_key_id = EXCLUDED.quality_by_key_id,
             quality_reason = EXCLUDED.quality_reason, received_at = now()
-        WHERE readings.quality IN ('estimated', 'substituted')
+        WHERE readings.quality = ANY(%(gives_way)s)
         RETURNING 1
         """,
-        {"m": meter_id, "ts": ts, "v": volume_m3, "by": by, "key": by_key_id, "why": reason},
+        {"m": meter_id, "ts": ts, "v": volume_m3, "by": by, "key": by_key_id, "why": reason, "gives_way": _GIVES_WAY},
     ).fetchone()
-    if row is None:
-        raise ValueError(f"{meter_id!r} has a reading at {utc_iso(ts)} already; edit it instead")
+    if row is None:  # (written in between)
+        raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
     # perhaps the meter's first: the meters API looks for its latest from now on (migration 0067)
     conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = %s AND NOT has_readings", (meter_id,))
     _note_for_vee(conn, ts)

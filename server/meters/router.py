@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import register_url_convertor
 
 from aquami.contracts.reads import utc_iso
-from collector.vee.editing import edit_reading, reading_history, substitute_reading
+from collector.vee.editing import OutOfSequence, edit_reading, reading_history, substitute_reading
+from collector.vee.register_order import Neighbour
 from server.auth import Principal, require_role
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
@@ -39,6 +40,11 @@ Editors = Annotated[Principal, Depends(require_role("meterization", "billing"))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 UNKNOWN_METER = "Unknown meter: no meter of that id"
 UNKNOWN_READING = "Unknown reading: no reading of that meter at that time"
+OUT_OF_SEQUENCE = (
+    "Register out of sequence: the value is below the meter's measured reading before it or above the one "
+    'after it (named in before and after); send it with "out_of_sequence": "confirmed" if it is meant'
+)
+OUT_OF_SEQUENCE_TITLE = "Register out of sequence"
 
 
 def _next_url(request: Request, cursor: str) -> str:
@@ -91,6 +97,18 @@ def list_readings(
     return ReadingPage(meter_id=meter_id, items=items, next=next_url)
 
 
+def _neighbour(read: Neighbour | None) -> dict[str, str] | None:
+    return None if read is None else {"ts": utc_iso(read.ts), "volume_m3": str(read.volume_m3), "quality": read.quality}
+
+
+def _out_of_sequence(error: OutOfSequence) -> Problem:
+    """409: the person's value against the stored reads it is out of order with, named in
+    ``before`` and ``after`` (exact volumes as strings, as readings are answered)."""
+    return Problem(
+        409, str(error), title=OUT_OF_SEQUENCE_TITLE, before=_neighbour(error.before), after=_neighbour(error.after)
+    )
+
+
 def _stored_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> Reading:
     row = repository.get_reading(conn, meter_id, ts)
     if row is None:
@@ -101,7 +119,7 @@ def _stored_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> Re
 @router.put(
     "/{meter_id:meter_id}/readings/{ts}",
     response_model=Reading,
-    responses=problems({404: UNKNOWN_READING}),
+    responses=problems({404: UNKNOWN_READING, 409: OUT_OF_SEQUENCE}),
     summary="Correct a stored reading, with the reason",
 )
 def correct_reading(
@@ -111,10 +129,19 @@ def correct_reading(
     try:
         with conn.transaction():
             edit_reading(
-                conn, meter_id, ts, body.volume_m3, by=principal.name, by_key_id=principal.key_id, reason=body.reason
+                conn,
+                meter_id,
+                ts,
+                body.volume_m3,
+                by=principal.name,
+                by_key_id=principal.key_id,
+                reason=body.reason,
+                out_of_sequence_confirmed=body.out_of_sequence == "confirmed",
             )
     except LookupError as error:
         raise Problem(404, str(error), title="Unknown reading") from error
+    except OutOfSequence as error:
+        raise _out_of_sequence(error) from error
     return _stored_reading(conn, meter_id, ts)
 
 
@@ -122,7 +149,12 @@ def correct_reading(
     "/{meter_id:meter_id}/readings",
     response_model=Reading,
     status_code=201,
-    responses=problems({404: UNKNOWN_METER, 409: "A reading is already stored at that time, and not an estimate"}),
+    responses=problems(
+        {
+            404: UNKNOWN_METER,
+            409: f"A reading is already stored at that time, and not an estimate. {OUT_OF_SEQUENCE}",
+        }
+    ),
     summary="Supply a missing reading",
 )
 def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors, conn: Connection) -> Reading:
@@ -139,7 +171,10 @@ def supply_reading(meter_id: str, body: ReadingSubstitution, principal: Editors,
                 by=principal.name,
                 by_key_id=principal.key_id,
                 reason=body.reason,
+                out_of_sequence_confirmed=body.out_of_sequence == "confirmed",
             )
+    except OutOfSequence as error:
+        raise _out_of_sequence(error) from error
     except ValueError as error:
         raise Problem(409, str(error), title="A reading is already stored") from error
     return _stored_reading(conn, meter_id, body.ts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -86,6 +86,12 @@ class ReadingCorrection(BaseModel):
     volume_m3: Decimal = Field(ge=0, max_digits=18, decimal_places=6, description="the corrected register")
     reason: str = words_field(
         500, "why: words, not only blanks, marks or invisible characters (as an alert's dismissal); no NUL"
+    )
+    out_of_sequence: Literal["confirmed"] | None = Field(
+        default=None,
+        description="a register below the meter's measured reading before it, or above the one after it, is "
+        'refused (409) unless this says "confirmed": it is meant (a meter exchanged or rolled over, one of a run '
+        "of bad reads)",
     )
 
 

@@ -38,7 +38,10 @@ def test_the_meter_s_read_replaces_a_person_s_edit_of_an_estimate_and_the_edit_i
                  for i, t in enumerate(HOURS) if t != X])  # fmt: skip
     with psycopg.connect(url) as conn:
         run_vee(conn, HOURS[0], NOW, now=NOW)
-        edit_reading(conn, "E1", X, Decimal("100.150"), by="clerk", reason="customer phoned")
+        # below the read before it (100.190): a guess the clerk confirms (collector.vee.register_order)
+        edit_reading(
+            conn, "E1", X, Decimal("100.150"), by="clerk", reason="customer phoned", out_of_sequence_confirmed=True
+        )
         conn.commit()
     store.write([("E1", X.isoformat(), "100.200", None, None, [], "gw", 99)])  # the meter's real read
     store.close()
@@ -60,7 +63,10 @@ def test_the_meter_s_read_replacing_an_edit_keeps_no_key_and_the_history_keeps_t
                  for i, t in enumerate(HOURS) if t != X])  # fmt: skip
     with psycopg.connect(url) as conn:
         run_vee(conn, HOURS[0], NOW, now=NOW)
-        edit_reading(conn, "E1", X, Decimal("100.150"), by="clerk", by_key_id="k1", reason="customer phoned")
+        edit_reading(
+            conn, "E1", X, Decimal("100.150"), by="clerk", by_key_id="k1", reason="customer phoned",
+            out_of_sequence_confirmed=True,
+        )  # fmt: skip
         conn.commit()
     store.write([("E1", X.isoformat(), "100.200", None, None, [], "gw", 99)])
     store.close()
@@ -126,7 +132,10 @@ def test_a_meter_s_read_seconds_after_an_edited_estimate_replaces_the_edit(migra
     at = datetime(2026, 11, 2, 10, tzinfo=UTC)
     with psycopg.connect(url) as conn:
         run_vee(conn, T7, now, now=now)
-        edit_reading(conn, "S1", at, Decimal(edit), by="clerk", reason="customer phoned")
+        # 100.700 and 105.000 are out of order with the reads either side: the clerk confirms them
+        edit_reading(
+            conn, "S1", at, Decimal(edit), by="clerk", reason="customer phoned", out_of_sequence_confirmed=True
+        )
         conn.commit()
     store.write([_read(9, 59), _read(10, 60)])
     store.close()

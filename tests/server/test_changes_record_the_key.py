@@ -64,10 +64,14 @@ _instants = count()
 @given(editors=st.lists(st.integers(min_value=0, max_value=2), min_size=1, max_size=5))
 def test_each_version_of_a_reading_names_the_key_that_made_it(office: Office, editors: list[int]) -> None:
     """Before, the history said "billing clerk" for every one of these keys' corrections."""
-    ts = T0 + timedelta(hours=next(_instants))
-    office.conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('WM-1', %s, 1.5)", (ts,))
+    hour = next(_instants)
+    ts = T0 + timedelta(hours=hour)
+    # each example's read 100 m³ above the last one's, its corrections too: in order with each other
+    office.conn.execute(
+        "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('WM-1', %s, %s)", (ts, 100 * hour + 1.5)
+    )
     for n, editor in enumerate(editors):
-        body = {"volume_m3": f"{n + 2}.5", "reason": "meter photo shows a different register"}
+        body = {"volume_m3": f"{100 * hour + n + 2}.5", "reason": "meter photo shows a different register"}
         response = office.client.put(
             f"/meters/WM-1/readings/{ts.isoformat()}", json=body, headers=_bearer(office.clerks[editor])
         )

@@ -91,7 +91,15 @@ def test_each_meter_has_the_latest_reading_probing_every_chunk_finds(migrated_da
                     store.write([_row(meter, T0 - 6 * WEEK, 1)])
                 if substituted is not None:
                     at = T0 - substituted * WEEK + timedelta(minutes=30)
-                    substitute_reading(conn, meter, at, Decimal(7), by="tester", reason="site visit photo")
+                    substitute_reading(  # (7 m³ against reads of 94 to 100: out of order, and confirmed)
+                        conn,
+                        meter,
+                        at,
+                        Decimal(7),
+                        by="tester",
+                        reason="site visit photo",
+                        out_of_sequence_confirmed=True,
+                    )
                 if how == "registered after read":
                     register_meters(conn, [(meter, "DMA1", "customer")])
         finally:

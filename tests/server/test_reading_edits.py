@@ -53,7 +53,7 @@ def test_a_correction_is_stored_as_edited_and_the_original_kept_with_who_and_why
 def test_a_missing_reading_is_supplied_as_substituted_but_never_over_an_actual_one(api):
     client, keys = api
     gap = (T0 + timedelta(hours=3)).isoformat()
-    made = client.post("/meters/M1/readings", json={"ts": gap, "volume_m3": "101", "reason": "site visit"},
+    made = client.post("/meters/M1/readings", json={"ts": gap, "volume_m3": "901", "reason": "site visit"},
                        headers=auth(keys["meterization"]))  # fmt: skip
     assert made.status_code == 201, made.text
     assert made.json()["quality"] == "substituted"
@@ -123,7 +123,8 @@ def test_a_register_sent_as_a_json_number_is_stored_to_the_digit(api, migrated_d
     (12345678901.234567 was stored as 12345678901.234568, answered 200)."""
     client, keys = api
     ts = T0.isoformat()
-    body = f'{{"volume_m3": {format(volume, "f")}, "reason": "register photographed"}}'
+    # (confirmed: most values are out of order with the read after it, 900.000)
+    body = f'{{"volume_m3": {format(volume, "f")}, "reason": "register photographed", "out_of_sequence": "confirmed"}}'
     response = client.put(f"/meters/M1/readings/{ts}", content=body,
                           headers={**auth(keys["meterization"]), "content-type": "application/json"})  # fmt: skip
     assert response.status_code == 200, response.text

@@ -1,0 +1,84 @@
+"""Whether a register value a person gives keeps the meter's register in order with its neighbours.
+
+A meter's register only goes forward. A correction typed wrong (1.000 for 480.937, between reads of
+480.9 and 481.0) puts a step back and a step up into the series that VEE and detection then explain
+as best they can: VEE took the drop for a meter replacement (481.8 m³ of consumption), detection the
+rise for a burst of 480,040 L/h. So a person's value is refused when it adds a step back among its
+measured neighbours: the reads of the same meter just before and just after it that are not VEE's
+estimates (those are estimated again around a person's value, and may lean on the value it corrects).
+
+A step back the neighbours already have is no new one: a rollover (99,999.9 then 0.1), a meter
+replaced behind the same endpoint (481.0 then 0.01), a bad read being corrected (0 between 480.9 and
+481.0) keep their one step wherever the value between them falls, as long as it falls on one side of
+it; a value between them, below the one and above the other, would make it two. A run of bad reads
+is mostly corrected one read at a time without a word (a read whose neighbours are still wrong may
+have to wait for them). What a person means all the same (a meter exchanged with no reads to show it
+yet, a read of a run whose neighbours are still wrong) is confirmed in the request
+(``out_of_sequence: "confirmed"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from itertools import pairwise
+
+from aquami.contracts.reads import utc_iso
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """A stored measured reading next to the one a person gives."""
+
+    ts: datetime
+    volume_m3: Decimal
+    quality: str
+
+    def said(self) -> str:
+        return f"{self.volume_m3} m³ at {utc_iso(self.ts)}, {self.quality}"
+
+
+def steps_back(registers: Sequence[Decimal]) -> int:
+    """How many times the register goes down from one value to the next."""
+    return sum(1 for earlier, later in pairwise(registers) if later < earlier)
+
+
+def adds_a_step_back(before: Decimal | None, value: Decimal, after: Decimal | None) -> bool:
+    """Whether ``value`` between the registers ``before`` and ``after`` (None: no such neighbour) goes
+    back more often than the neighbours alone do."""
+    neighbours = [v for v in (before, after) if v is not None]
+    around = [v for v in (before, value, after) if v is not None]
+    return steps_back(around) > steps_back(neighbours)
+
+
+class OutOfSequence(ValueError):
+    """A person's register value would add a step back among the meter's stored measured reads."""
+
+    def __init__(
+        self, meter_id: str, ts: datetime, volume_m3: Decimal, before: Neighbour | None, after: Neighbour | None
+    ) -> None:
+        self.before, self.after = before, after
+        wrong = []  # (a value adding a step back is below the one or above the other, or both)
+        if before is not None and volume_m3 < before.volume_m3:
+            wrong.append("below the reading before it")
+        if after is not None and volume_m3 > after.volume_m3:
+            wrong.append("above the reading after it")
+        around = [f"{side} it: {read.said()}" for side, read in (("before", before), ("after", after)) if read]
+        super().__init__(
+            f"a register of {volume_m3} m³ for {meter_id!r} at {utc_iso(ts)} is {' and '.join(wrong)} "
+            f"({'; '.join(around)}). A meter's register only goes forward, and VEE and detection would count "
+            "the step as water (a meter replacement, a burst): check the value, and if it is meant (a meter "
+            'exchanged or rolled over, a run of bad reads), send it again with "out_of_sequence": "confirmed"'
+        )
+
+
+def check_in_order(
+    meter_id: str, ts: datetime, volume_m3: Decimal, before: Neighbour | None, after: Neighbour | None
+) -> None:
+    """Raise :class:`OutOfSequence` if ``volume_m3`` at ``ts`` adds a step back between its neighbours."""
+    if adds_a_step_back(
+        None if before is None else before.volume_m3, volume_m3, None if after is None else after.volume_m3
+    ):
+        raise OutOfSequence(meter_id, ts, volume_m3, before, after)
