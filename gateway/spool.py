@@ -25,10 +25,11 @@ on one spool (a supervisor's restart racing a manual run, two configurations nam
 ran, and both sent and deleted its batches. Reading the file needs no lock (``sqlite3 -readonly``:
 WAL gives a reader a consistent snapshot while the gateway writes).
 
-The spool's file is created if missing, its folder never: the folder is made at install, on the
-storage the spool is kept on (an SD card). Before, a missing folder was created, so a card that had
-not mounted left its readings on the card, and the gateway started a new, empty spool on the root
-filesystem (and filled it) without a word. A missing folder now stops the start, naming it.
+The spool's file is created if missing, owner-only (0600; an existing one readable by every user
+of the box is closed to them as it opens: :mod:`gateway.spool_access`), its folder never: the folder
+is made at install, on the storage the spool is kept on (an SD card). Before, a missing folder was
+created, so a card that had not mounted left its readings on the card, and the gateway started a
+new, empty spool on the root filesystem (and filled it) without a word. A missing folder now stops the start, naming it.
 
 The same database keeps what must outlive a restart beside the readings: pulse counters' state,
 wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since).
@@ -54,6 +55,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from gateway import spool_access
 from gateway.health import SavedMeter
 from gateway.pulse import PulseState
 
@@ -199,6 +201,24 @@ def _take_lock(spool: Path) -> IO[str]:
     return file
 
 
+def _close_to_others(spool: Path) -> None:
+    """Take every user's permissions off an existing spool's files, saying so (gateway.spool_access)."""
+    closed, still_open = spool_access.close_to_others(spool)
+    if closed:
+        names = ", ".join(str(p) for p in closed)
+        log.warning(
+            "spool %s: every user of this machine could read it; now only its owner and group may (%s)", spool, names
+        )
+    if still_open:
+        names = ", ".join(str(p) for p in still_open)
+        log.warning(
+            "spool %s: every user of this machine can read it, and its mode cannot be changed (%s): "
+            "the filesystem's mount options decide it (vfat: uid=aquami,fmask=0077,dmask=0077)",
+            spool,
+            names,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     stored: int
@@ -241,12 +261,16 @@ class Spool:
         self._held = _take_lock(self.path)  # before SQLite opens it: one process at a time, for its life
         try:
             new = not self.path.exists()
+            if new:  # owner-only before SQLite makes it, so its -wal and -shm are too (gateway.spool_access)
+                spool_access.create_owner_only(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as error:
             self._held.close()
             raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
         if new:  # in the log: a spool found new where one was kept says its storage was not there
             log.info("spool %s: none there, a new one created", self.path)
+        else:
+            _close_to_others(self.path)
         try:
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's; an older one's by _convert_to_reclaim
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -52,9 +52,12 @@ def register(app: typer.Typer) -> None:
 
         A spool folder missing on this machine (it may be checked on another than the one it runs
         on) is a warning, exit 0; with --strict an error, exit 1."""
+        from gateway.secret_files import secrets_open_to_every_user
         from gateway.spool import folder_missing
 
         loaded = _load(config)
+        for sentence in secrets_open_to_every_user(config, loaded):
+            typer.echo(f"warning: {sentence}", err=True)
         missing = folder_missing(loaded.spool_path)
         if missing is not None:
             said = f"the spool {loaded.spool_path}: {missing}; `aquami gateway run` refuses to start without it"
@@ -80,6 +83,7 @@ def register(app: typer.Typer) -> None:
         import signal
 
         from gateway.scan import pymodbus_verbose
+        from gateway.secret_files import log_secrets_open_to_every_user
         from gateway.service import Gateway
         from gateway.spool import SpoolUnusable
 
@@ -87,6 +91,7 @@ def register(app: typer.Typer) -> None:
         if verbose:
             pymodbus_verbose()  # as a scan's --verbose, for as long as the gateway runs
         loaded = _load(config, refused=CONFIG)
+        log_secrets_open_to_every_user(config, loaded)
 
         async def main() -> str | None:
             stop = asyncio.Event()
