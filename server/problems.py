@@ -180,7 +180,7 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
         log.exception("unhandled error on %s", request.url.path)
         # Starlette answers this from its ServerErrorMiddleware, outside every middleware of the app:
         # the security headers are set here, or the 500 would go without them
-        headers = security_headers(str(request.scope["path"]))
+        headers = security_headers(str(request.scope["path"]), request.url.scheme)
         return answer(request, 500, "an unexpected error occurred; it has been logged", headers)
 
 

@@ -13,6 +13,12 @@
 - ``Referrer-Policy: same-origin``: a ``/login?key=`` address is never sent to another site as a
   ``Referer``. Not ``no-referrer``: with it a browser sends a form's POST with ``Origin: null``, which
   the sign-in's check for another site (server.origins) refuses.
+- ``Strict-Transport-Security`` on a response over https (behind a TLS proxy the server believes,
+  ``X-Forwarded-Proto: https``): the browser then never asks this host over plain HTTP for a year,
+  so a network in the way cannot answer a typed ``http://`` address with its own sign-in form and
+  take the key typed into it. Before, a server behind TLS sent none, and the first request of each
+  visit could go out in the clear. Not over plain HTTP (RFC 6797 section 7.2), and without
+  ``includeSubDomains``: the utility's other hosts are not this server's to decide.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 
+#: A year: what the browser remembers that this host is asked over https only.
+STRICT_TRANSPORT = "max-age=31536000"
+
 _ALWAYS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -35,13 +44,15 @@ _ALWAYS = {
 }
 
 
-def security_headers(path: str) -> dict[str, str]:
-    """The headers a response to ``path`` carries (its own Content-Security-Policy, when it has one,
-    stays). One source for the middleware and for the 500 answer, which Starlette sends from outside
-    every middleware (server.problems)."""
+def security_headers(path: str, scheme: str) -> dict[str, str]:
+    """The headers a response to ``path`` over ``scheme`` carries (its own Content-Security-Policy,
+    when it has one, stays). One source for the middleware and for the 500 answer, which Starlette
+    sends from outside every middleware (server.problems)."""
     headers = {**_ALWAYS, "Content-Security-Policy": POLICY}
     if not path.startswith(PUBLIC_FILES):
         headers["Cache-Control"] = "no-store"
+    if scheme == "https":
+        headers["Strict-Transport-Security"] = STRICT_TRANSPORT
     return headers
 
 
@@ -55,7 +66,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        wanted = security_headers(str(scope["path"]))
+        wanted = security_headers(str(scope["path"]), str(scope.get("scheme", "http")))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
