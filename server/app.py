@@ -34,6 +34,7 @@ from server.query_params import KnownQueryRoute
 from server.schema_check import SchemaCheck, not_migrated
 from server.security_docs import document_security
 from server.security_headers import SecurityHeaders
+from server.web.alert_dismissal import router as web_alert_dismissal_router
 from server.web.care_desk import router as web_care_desk_router
 from server.web.enquiries import router as web_enquiries_router
 from server.web.meter_page import router as web_meter_router
@@ -89,6 +90,7 @@ def create_app(
     app.include_router(web_router)
     app.include_router(web_care_desk_router)
     app.include_router(web_enquiries_router)
+    app.include_router(web_alert_dismissal_router)
     app.include_router(web_meter_router)
     install_docs(app)
     document_problems(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -11,16 +10,16 @@ from pydantic import BaseModel
 
 from collector import alert_store
 from collector.detection.alerts import AlertStatus
-from server.auth import Principal, record_changes_under, require_role
+from server.alerts.dismissal import DISMISSES_ALERTS, Dismissal, dismiss_as
+from server.auth import Principal, require_role
 from server.db import get_connection
 from server.exact_json import ExactJsonRoute
 from server.problem_docs import problems
 from server.problems import Problem
-from server.words import words_field
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], route_class=ExactJsonRoute)
 Readers = Annotated[Principal, Depends(require_role("reader", "meterization", "customer_care", "billing"))]
-CustomerCare = Annotated[Principal, Depends(require_role("customer_care", "meterization"))]
+CustomerCare = Annotated[Principal, Depends(require_role(*DISMISSES_ALERTS))]
 Connection = Annotated[psycopg.Connection, Depends(get_connection)]
 Kind = Literal["leak", "burst", "reverse_flow", "stuck", "dma_burst", "tamper", "dry", "low_battery", "meter_error"]
 
@@ -28,12 +27,6 @@ Kind = Literal["leak", "burst", "reverse_flow", "stuck", "dma_burst", "tamper", 
 class AlertPage(BaseModel):
     items: list[dict[str, Any]]
     next: str | None
-
-
-class Dismissal(BaseModel):
-    reason: str = words_field(
-        500, "Why no action is needed: words, not only blanks, marks or invisible characters; no NUL"
-    )
 
 
 @router.get(
@@ -71,12 +64,7 @@ def list_alerts(
 )
 def dismiss(alert_id: str, body: Dismissal, principal: CustomerCare, conn: Connection) -> dict[str, Any]:
     try:
-        with conn.transaction():
-            now = datetime.now(UTC)
-            record_changes_under(conn, principal)  # the enquiry the dismissal closes is noted under the key too
-            alert = alert_store.dismiss_alert(
-                conn, alert_id, by=principal.name, by_key_id=principal.key_id, reason=body.reason, now=now
-            )
+        alert = dismiss_as(conn, principal, alert_id, body.reason)
     except ValueError as error:
         raise Problem(409, str(error), title="Alert cannot be dismissed") from error
     if alert is None:

@@ -27,6 +27,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from collector import alert_store
+from server.alerts.dismissal import DISMISSES_ALERTS
 from server.auth import Principal, may, refusal
 from server.care import repository
 from server.care.router import READS_ENQUIRIES, WORKS_ENQUIRIES, with_updates
@@ -59,7 +61,7 @@ def enquiry_page(enquiry_id: str, request: Request, conn: Connection) -> Respons
     not_taken = address_not_taken(request)
     if not_taken is not None:
         return error_page(request, 400, not_taken)
-    return _answer(request, conn, principal, enquiry_id)
+    return enquiry_answer(request, conn, principal, enquiry_id)
 
 
 @router.post(PATH)
@@ -76,17 +78,17 @@ def work_enquiry(
         return principal
     if from_another_site(request):  # nothing of that form is shown back
         refused = "Not saved: that form was sent from another site. Work enquiries on this page."
-        return _answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
+        return enquiry_answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
     form = {"status": status, "note": note}
     if not may(principal, *WORKS_ENQUIRIES):
         refused = f"Not saved: {refusal(principal, WORKS_ENQUIRIES, 'work enquiries')}."
-        return _answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
-    number = _number(enquiry_id)
+        return enquiry_answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
+    number = enquiry_number(enquiry_id)
     if number is None:
-        return _answer(request, conn, principal, enquiry_id, form=form)
+        return enquiry_answer(request, conn, principal, enquiry_id, form=form)
     change = _change(status, note)
     if isinstance(change, str):
-        return _answer(request, conn, principal, enquiry_id, error=change, status_code=422, form=form)
+        return enquiry_answer(request, conn, principal, enquiry_id, error=change, status_code=422, form=form)
     try:
         row = repository.change_enquiry(
             conn,
@@ -98,11 +100,13 @@ def work_enquiry(
             shown_updated_at=_shown(updated_at),
         )
     except TransitionRefused as refused:
-        return _answer(request, conn, principal, enquiry_id, error=f"Not saved: {refused}.", status_code=409, form=form)
+        return enquiry_answer(
+            request, conn, principal, enquiry_id, error=f"Not saved: {refused}.", status_code=409, form=form
+        )
     except repository.ChangedSince:
-        return _answer(request, conn, principal, enquiry_id, error=CHANGED_SINCE, status_code=409, form=form)
+        return enquiry_answer(request, conn, principal, enquiry_id, error=CHANGED_SINCE, status_code=409, form=form)
     if row is None:
-        return _answer(request, conn, principal, enquiry_id, form=form)
+        return enquiry_answer(request, conn, principal, enquiry_id, form=form)
     return RedirectResponse(enquiry_path(number), status_code=303)
 
 
@@ -116,7 +120,7 @@ def _shown(updated_at: str) -> datetime:
     return shown if shown.tzinfo is not None else NEVER
 
 
-def _number(enquiry_id: str) -> int | None:
+def enquiry_number(enquiry_id: str) -> int | None:
     return int(enquiry_id) if _ID.fullmatch(enquiry_id) else None
 
 
@@ -137,7 +141,7 @@ def _say(location: tuple[int | str, ...]) -> str:
     return "choose a new status, write a note, or both"
 
 
-def _answer(
+def enquiry_answer(
     request: Request,
     conn: psycopg.Connection,
     principal: Principal,
@@ -146,11 +150,15 @@ def _answer(
     error: str | None = None,
     status_code: int = 200,
     form: dict[str, str] | None = None,
+    dismiss_error: str | None = None,
 ) -> Response:
-    """The enquiry's page as it is now, with ``error`` said above its form; 404 for no such enquiry."""
-    number = _number(enquiry_id)
+    """The enquiry's page as it is now, with ``error`` said above its form (``dismiss_error`` by its
+    alert's); 404 for no such enquiry. Its alert is shown as it is now (open, resolved, or dismissed by
+    whom and why), with a form to dismiss it for a key that may."""
+    number = enquiry_number(enquiry_id)
     row = repository.get_enquiry(conn, number) if number is not None else None
     context: dict[str, Any] = {"who": principal.name, "error": error, "form": form or {}, "asked": enquiry_id}
+    context["dismiss_error"] = dismiss_error
     if row is None:  # a refusal (403) says why; otherwise that there is no such enquiry
         if status_code != 403:
             status_code, saved = 404, ": nothing was saved" if form else ""
@@ -159,4 +167,7 @@ def _answer(
     enquiry = with_updates(conn, row, principal)  # what it was raised with, for customer care's keys
     context["enquiry"] = enquiry
     context["moves"] = sorted(TRANSITIONS[enquiry.status]) if may(principal, *WORKS_ENQUIRIES) else None
+    alerts = alert_store.alerts_by_id(conn, [enquiry.alert_id]) if enquiry.alert_id is not None else []
+    context["alert"] = alerts[0] if alerts else None
+    context["dismisses"] = may(principal, *DISMISSES_ALERTS)
     return templates.TemplateResponse(request, "enquiry.html", context, status_code=status_code)
