@@ -159,7 +159,8 @@ def enquiry_answer(
     row = repository.get_enquiry(conn, number) if number is not None else None
     context: dict[str, Any] = {"who": principal.name, "error": error, "form": form or {}, "asked": enquiry_id}
     context["dismiss_error"] = dismiss_error
-    if row is None:  # a refusal (403) says why; otherwise that there is no such enquiry
+    if row is None:  # a refusal (403) says why, whichever form it refused; otherwise that there is no such enquiry
+        context["error"] = error or dismiss_error
         if status_code != 403:
             status_code, saved = 404, ": nothing was saved" if form else ""
             context["error"] = f"There is no enquiry {enquiry_id}{saved}."

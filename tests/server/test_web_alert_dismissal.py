@@ -189,3 +189,14 @@ def test_an_unknown_enquiry_is_a_404_that_says_nothing_was_saved(desk, enquiry_i
     _sign_in(client, keys["customer_care"])
     refused = client.post(f"/care/enquiries/{enquiry_id}/dismiss-alert", data={"reason": REASON}, headers=OWN)
     assert refused.status_code == 404 and f"There is no enquiry {enquiry_id}: nothing was saved." in refused.text
+
+
+def test_another_sites_form_for_an_unknown_enquiry_says_why_it_was_refused(desk) -> None:
+    """Found by tests/server/test_web_fuzz.py: the refusal was put where only a known enquiry's page shows it."""
+    client, _, keys, _, _ = desk
+    _sign_in(client, keys["customer_care"])
+    refused = _dismiss(client, 999999, REASON, headers={"Sec-Fetch-Site": "cross-site"})
+    assert (
+        refused.status_code == 403
+        and '<p class="error">Not dismissed: that form was sent from another site' in refused.text
+    )
