@@ -38,6 +38,7 @@ from server.web.alert_dismissal import router as web_alert_dismissal_router
 from server.web.care_desk import router as web_care_desk_router
 from server.web.enquiries import router as web_enquiries_router
 from server.web.meter_page import router as web_meter_router
+from server.web.meter_search import router as web_meter_search_router
 from server.web.pages import error_page
 from server.web.router import router as web_router
 
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(web_enquiries_router)
     app.include_router(web_alert_dismissal_router)
     app.include_router(web_meter_router)
+    app.include_router(web_meter_search_router)
     install_docs(app)
     document_problems(app)
     document_security(app)

@@ -1,0 +1,140 @@
+"""A care agent finds a customer's meter by its id, or part of it (/care/meters?meter_id=): an exact id
+opens the meter's page, otherwise the meters whose id contains the words typed (any case) are listed,
+linked. Before, /care/meters was the "no page at this address" 404, and the only ways to a meter were
+paging the meters list 500 at a time or typing its page's address."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.app import create_app
+from server.auth import create_api_key
+from server.meters.repository import register_meters
+from server.web.meter_search import MATCHES_SHOWN
+
+#: Ids with the characters a LIKE pattern gives a meaning to, which the search takes as themselves.
+METERS = ["WM-00003", "WM-00030", "WM-00317", "wm-00317-b", "A_B", "AXB", "50%", "50X", "C\\D", "K/L 2"]
+LINK = re.compile(r'<a href="/care/meters/([^"]+)">([^<]+)</a>')
+
+
+@pytest.fixture
+def fleet(migrated_database_url: str) -> Iterator[tuple[TestClient, psycopg.Connection, dict[str, str]]]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {role: create_api_key(conn, role, [role]) for role in ("customer_care", "reader", "billing")}
+        register_meters(conn, [(meter_id, "D1", "customer") for meter_id in METERS])
+        with TestClient(create_app(migrated_database_url)) as client:
+            yield client, conn, keys
+
+
+def _find(client: TestClient, key: str, typed: str) -> httpx.Response:
+    """The page's form, sent with ``typed``, its answer followed."""
+    return client.get("/care/meters", params={"meter_id": typed}, headers={"Authorization": f"Bearer {key}"})
+
+
+def _listed(text: str) -> list[str]:
+    return [html.unescape(shown) for _, shown in LINK.findall(text)]
+
+
+@pytest.mark.parametrize("typed", ["WM-00317", "  WM-00317 ", "K/L 2", "50%"])
+def test_an_exact_id_opens_the_meters_page(fleet, typed: str) -> None:
+    client, _, keys = fleet
+    found = client.get(
+        "/care/meters", params={"meter_id": typed}, headers={"Authorization": f"Bearer {keys['customer_care']}"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert found.status_code == 303
+    assert found.headers["location"] == "/care/meters/" + quote(typed.strip(), safe="")
+    opened = client.get(found.headers["location"], headers={"Authorization": f"Bearer {keys['customer_care']}"})
+    assert opened.status_code == 200 and f"Meter {html.escape(typed.strip())}" in opened.text
+
+
+def test_part_of_an_id_in_any_case_lists_the_meters_that_contain_it(fleet) -> None:
+    client, _, keys = fleet
+    found = _find(client, keys["reader"], "m-0031")
+    assert found.status_code == 200
+    assert _listed(found.text) == ["WM-00317", "wm-00317-b"]
+    assert "2 meters whose id contains “m-0031”" in found.text
+    assert '<a href="/care/meters/WM-00317">WM-00317</a>' in found.text
+
+
+@pytest.mark.parametrize(("typed", "listed"), [("_", ["A_B"]), ("%", ["50%"]), ("\\", ["C\\D"]), ("/", ["K/L 2"])])
+def test_the_characters_a_pattern_means_something_by_are_taken_as_themselves(
+    fleet, typed: str, listed: list[str]
+) -> None:
+    client, _, keys = fleet
+    found = _find(client, keys["reader"], typed)
+    assert _listed(found.text) == listed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(typed=st.text(alphabet="wWmM-0137_%\\bABXDK/ 2", min_size=1, max_size=6))
+def test_the_list_is_every_meter_whose_id_contains_what_was_typed(fleet, typed: str) -> None:
+    client, _, keys = fleet
+    headers = {"Authorization": f"Bearer {keys['reader']}"}
+    found = client.get("/care/meters", params={"meter_id": typed}, headers=headers, follow_redirects=False)
+    wanted = typed.strip()
+    if not wanted:
+        assert found.status_code == 200 and _listed(found.text) == []
+    elif wanted in METERS:
+        assert found.status_code == 303
+    else:
+        assert found.status_code == 200
+        assert _listed(found.text) == sorted(m for m in METERS if wanted.lower() in m.lower())
+
+
+def test_no_meter_found_says_so_and_what_to_check(fleet) -> None:
+    client, _, keys = fleet
+    found = _find(client, keys["reader"], "ZZ-9")
+    assert found.status_code == 200 and _listed(found.text) == []
+    assert "No meter's id is or contains “ZZ-9”. Check it against the meter or the bill" in found.text
+
+
+def test_more_matches_than_shown_are_said(fleet) -> None:
+    client, conn, keys = fleet
+    register_meters(conn, [(f"BLOCK-{n:03}", "D1", "customer") for n in range(MATCHES_SHOWN + 5)])
+    found = _find(client, keys["reader"], "block")
+    assert _listed(found.text) == [f"BLOCK-{n:03}" for n in range(MATCHES_SHOWN)]
+    assert (
+        f"The first {MATCHES_SHOWN} meters whose id contains “block” (there are more: type more of the id)"
+        in found.text
+    )
+
+
+def test_the_form_is_a_page_of_its_own_linked_from_the_meters_page_and_the_care_desk(fleet) -> None:
+    client, _, keys = fleet
+    headers = {"Authorization": f"Bearer {keys['customer_care']}"}
+    empty = client.get("/care/meters", headers=headers)
+    assert empty.status_code == 200 and _listed(empty.text) == []
+    assert re.search(r'<label for="meter-id">[^<]+<input id="meter-id" name="meter_id"', empty.text)  # labelled
+    assert 'http-equiv="refresh"' not in empty.text  # nothing wipes an id half typed
+    assert '<a href="/care/meters">' in client.get("/", headers=headers).text
+    assert '<a href="/care/meters">' in client.get("/care/enquiries", headers=headers).text
+
+
+def test_a_key_that_may_not_see_meters_gets_the_sign_in_form(fleet) -> None:
+    client, _, keys = fleet
+    assert client.get("/care/meters", params={"meter_id": "WM"}).status_code == 401
+    refused = _find(client, keys["billing"], "WM")
+    assert refused.status_code == 403 and "WM-00003" not in refused.text
+
+
+def test_an_address_the_page_does_not_take_is_said(fleet) -> None:
+    client, _, keys = fleet
+    said = client.get("/care/meters", params={"meter": "WM"}, headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert said.status_code == 400 and "did you mean meter_id?" in said.text
+
+
+def test_a_nul_is_said_not_searched(fleet) -> None:
+    client, _, keys = fleet
+    said = _find(client, keys["reader"], "WM\x00")
+    assert said.status_code == 400
