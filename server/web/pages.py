@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from collector.detection.alerts import AlertSource
 from server.auth import Principal, may, presented_key, refusal, verify_api_key
-from server.decimals import fixed_point
+from server.decimals import fixed_point, volume_m3
 from server.query_params import meant, query_names
 from server.web.rounding import rounded
 
@@ -29,7 +29,16 @@ def _fixed(value: Decimal | float) -> str:
     return fixed_point(value if isinstance(value, Decimal) else Decimal(repr(value)))
 
 
+def _volume(value: Decimal | float) -> str:
+    """A register's volume in m³ to the litre at least, as the register counts and the API's billing
+    writes it ("481.130", not "481.13" above "481.124" in the same column), never rounded."""
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    shown = volume_m3(exact)  # None only for None
+    return fixed_point(exact if shown is None else shown)
+
+
 templates.env.filters["fixed"] = _fixed
+templates.env.filters["volume"] = _volume
 templates.env.filters["rounded"] = rounded  # an alert's rate as its enquiry rounds it
 templates.env.filters["path_segment"] = lambda text: quote(text, safe="")  # "A?B" → "A%3FB", "/" too
 templates.env.globals["meter_source"] = AlertSource.METER
