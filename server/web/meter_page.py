@@ -1,5 +1,7 @@
 """A meter's page (/care/meters/{meter_id}): what the meters API says of it (DMA, registered or new,
-bulk, role, gateways, offline), when it has been known and its first reading, its daily consumption
+bulk, role, gateways, offline), where it is fitted now and the account it serves (server.care.fitted:
+before, a care agent on the meter's page could not see whose meter it was), when it has been known and
+its first reading, its daily consumption
 over the last 30 stored days as a bar chart with a table beside it (estimated and edited days
 marked), its latest readings newest first (48 to a page, ``before`` the last one shown), and its
 alerts, the active ones first, each with its enquiry, and every enquiry that names the meter (its
@@ -46,7 +48,8 @@ from collector.detection.alerts import FLOW_KINDS
 from collector.utility_zone import utility_zone_name
 from server.auth import may
 from server.care import repository as care_repository
-from server.care.router import WORKS_ENQUIRIES
+from server.care.fitted import fitted_now
+from server.care.router import SEES_CONTACTS, WORKS_ENQUIRIES
 from server.db import get_connection
 from server.meters import repository
 from server.meters.paths import MeterIdConvertor
@@ -114,6 +117,8 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none
     context |= {
         "meter": meter,
+        "fitted": fitted_now(conn, meter_id),
+        "sees_contacts": may(principal, *SEES_CONTACTS),
         "first_reading": None if first is None else Reading(**first),
         "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN)),
         "days_shown": DAYS_SHOWN,

@@ -1,0 +1,47 @@
+"""Where a meter is fitted now and whose account it serves (server migration 0010's installations and
+service agreements, as meterization and the customer system record them): what a care agent checks
+with a caller before talking about their water. A meter's page shows it; the account holder's name and
+the premises' address are personal data, shown to the keys that see contacts (server.care.router.
+SEES_CONTACTS), the ids to every key that reads meters, as enquiries show them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """The meter's installation now, and the agreement on its service point now (None: vacant)."""
+
+    service_point_id: str
+    address: str | None
+    premise_type: str
+    installed_at: datetime
+    account_id: str | None
+    account_name: str | None
+    account_since: datetime | None
+
+
+def fitted_now(conn: psycopg.Connection, meter_id: str) -> Fitted | None:
+    """The meter's installation at the database's ``now()`` and the account on its service point
+    then; None when it is fitted nowhere now (never recorded, or removed)."""
+    with conn.cursor(row_factory=class_row(Fitted)) as cur:
+        return cur.execute(
+            """
+            SELECT i.service_point_id, sp.address, sp.premise_type, i.installed_at,
+                   ag.account_id, a.name AS account_name, ag.start_at AS account_since
+            FROM meter_installations i
+            JOIN service_points sp ON sp.service_point_id = i.service_point_id
+            LEFT JOIN service_agreements ag ON ag.service_point_id = i.service_point_id
+                AND ag.start_at <= now() AND (ag.end_at IS NULL OR ag.end_at > now())
+            LEFT JOIN accounts a ON a.account_id = ag.account_id
+            WHERE i.meter_id = %s AND i.installed_at <= now() AND (i.removed_at IS NULL OR i.removed_at > now())
+            ORDER BY i.installed_at DESC, ag.start_at DESC
+            LIMIT 1
+            """,
+            (meter_id,),
+        ).fetchone()

@@ -1,0 +1,81 @@
+"""A meter's page says where the meter is fitted now and whose account it serves, so a care agent can
+check it with the caller: the service point and account ids to every key that reads meters, the
+premises' address and the account holder's name (personal data) to customer care and admin only.
+Before, the page said neither: a care agent who found the meter could not see whose it was."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.auth import create_api_key
+from server.meters.repository import register_meters
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+FITTED = NOW - timedelta(days=400)
+MOVED_IN = NOW - timedelta(days=30)
+
+
+@pytest.fixture
+def pages(migrated_database_url: str) -> Iterator[tuple[TestClient, psycopg.Connection, dict[str, str]]]:
+    """M1 fitted at SP1 (12 Mill Lane) 400 days ago, whose account moved from A-OLD to A-NEW 30 days
+    ago; M2 fitted at SP2, vacant; M3 removed from SP3 a day ago; M4 never fitted."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        keys = {role: create_api_key(conn, role, [role]) for role in ("customer_care", "reader", "admin")}
+        register_meters(conn, [(m, "D1", "customer") for m in ("M1", "M2", "M3", "M4")])
+        conn.execute(
+            "INSERT INTO service_points (service_point_id, address, dma) VALUES "
+            "('SP1', '12 Mill Lane', 'D1'), ('SP2', '14 Mill Lane', 'D1'), ('SP3', '16 Mill Lane', 'D1')"
+        )
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES ('A-OLD', 'Jo Former'), ('A-NEW', 'Sam Tenant')")
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) VALUES "
+            "('SP1', 'M1', %(f)s, NULL), ('SP2', 'M2', %(f)s, NULL), ('SP3', 'M3', %(f)s, %(r)s)",
+            {"f": FITTED, "r": NOW - timedelta(days=1)},
+        )
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) VALUES "
+            "('A-OLD', 'SP1', %(f)s, %(m)s), ('A-NEW', 'SP1', %(m)s, NULL)",
+            {"f": FITTED, "m": MOVED_IN},
+        )
+        with TestClient(create_app(migrated_database_url)) as client:
+            yield client, conn, keys
+
+
+def _page(client: TestClient, key: str, meter_id: str) -> str:
+    answer = client.get(f"/care/meters/{meter_id}", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200
+    return answer.text
+
+
+@pytest.mark.parametrize("role", ["customer_care", "admin"])
+def test_customer_care_sees_the_address_and_the_account_holder_now(pages, role: str) -> None:
+    client, _, keys = pages
+    page = _page(client, keys[role], "M1")
+    fitted = f"service point SP1, 12 Mill Lane (residential), since {FITTED:%Y-%m-%d %H:%M} UTC"
+    assert f"<dt>Fitted at</dt><dd>{fitted}</dd>" in page
+    assert f"<dt>Account</dt><dd>A-NEW, Sam Tenant, since {MOVED_IN:%Y-%m-%d %H:%M} UTC</dd>" in page
+    assert "A-OLD" not in page and "Jo Former" not in page  # moved out: not whose meter it is now
+
+
+def test_a_reader_sees_the_ids_without_the_personal_data(pages) -> None:
+    client, _, keys = pages
+    page = _page(client, keys["reader"], "M1")
+    assert f"<dt>Fitted at</dt><dd>service point SP1 (residential), since {FITTED:%Y-%m-%d %H:%M} UTC</dd>" in page
+    assert f"<dt>Account</dt><dd>A-NEW, since {MOVED_IN:%Y-%m-%d %H:%M} UTC</dd>" in page
+    assert "Mill Lane" not in page and "Sam Tenant" not in page
+
+
+def test_a_vacant_service_point_and_a_meter_fitted_nowhere_are_said(pages) -> None:
+    client, _, keys = pages
+    vacant = _page(client, keys["customer_care"], "M2")
+    assert "14 Mill Lane" in vacant and "none now: no service agreement holds the service point (vacant)" in vacant
+    for meter_id in ("M3", "M4"):  # removed yesterday; never fitted
+        page = _page(client, keys["customer_care"], meter_id)
+        assert "no service point now: meterization has recorded no installation of it in place" in page
+        assert "16 Mill Lane" not in page and "<dt>Account</dt>" not in page
