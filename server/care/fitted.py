@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, tuple_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +45,21 @@ def fitted_now(conn: psycopg.Connection, meter_id: str) -> Fitted | None:
             """,
             (meter_id,),
         ).fetchone()
+
+
+def meters_of_account_now(conn: psycopg.Connection, account_id: str) -> list[tuple[str, str, str | None]]:
+    """The meters fitted now at the service points the account holds now: (meter id, service point,
+    district), by meter id; none for an account that holds none (or no such account)."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return cur.execute(
+            """
+            SELECT i.meter_id, i.service_point_id, m.dma
+            FROM service_agreements ag
+            JOIN meter_installations i ON i.service_point_id = ag.service_point_id
+                AND i.installed_at <= now() AND (i.removed_at IS NULL OR i.removed_at > now())
+            JOIN meters m ON m.meter_id = i.meter_id
+            WHERE ag.account_id = %s AND ag.start_at <= now() AND (ag.end_at IS NULL OR ag.end_at > now())
+            ORDER BY i.meter_id
+            """,
+            (account_id,),
+        ).fetchall()

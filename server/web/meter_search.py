@@ -1,7 +1,9 @@
 """Finding a customer's meter (``/care/meters?meter_id=``): a care agent with a caller on the line
-types the meter's id, or part of it, as read off the meter or a bill ("00317", "wm-317"). An exact id
-opens the meter's page (303); otherwise the page lists the meters whose id contains the words typed,
-in any case, each linked to its page, the first 50 in id order, and says when there are more. Before,
+types the meter's id, or part of it, as read off the meter or a bill ("00317", "wm-317"), or the
+caller's account number. An exact meter id opens the meter's page (303); otherwise the page lists the
+meters fitted now at the service points of the account of that id (exactly, as the account is
+written), if there is one, and the meters whose id contains the words typed, in any case, each linked
+to its page, the first 50 in id order, saying when there are more. Before,
 the only ways to a meter were paging the meters list 500 at a time (at 20,000 meters, 40 pages) or
 typing its page's address.
 
@@ -19,6 +21,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from server.care.fitted import meters_of_account_now
 from server.db import get_connection
 from server.web.meter_page import meter_path
 from server.web.pages import address_not_taken, error_page, signed_in, templates
@@ -49,6 +52,7 @@ def find_meter(request: Request, conn: Connection, meter_id: str = "") -> Respon
         return RedirectResponse(meter_path(typed), status_code=303)
     matches = containing(conn, typed, MATCHES_SHOWN + 1)
     context |= {"matches": matches[:MATCHES_SHOWN], "more": len(matches) > MATCHES_SHOWN}
+    context["account_meters"] = meters_of_account_now(conn, typed)
     return templates.TemplateResponse(request, "find_meter.html", context)
 
 

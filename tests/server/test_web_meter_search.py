@@ -1,7 +1,8 @@
 """A care agent finds a customer's meter by its id, or part of it (/care/meters?meter_id=): an exact id
 opens the meter's page, otherwise the meters whose id contains the words typed (any case) are listed,
-linked. Before, /care/meters was the "no page at this address" 404, and the only ways to a meter were
-paging the meters list 500 at a time or typing its page's address."""
+linked, and an account number lists the meters fitted now at its service points. Before, /care/meters
+was the "no page at this address" 404, and the only ways to a meter were paging the meters list 500 at
+a time or typing its page's address."""
 
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ def test_no_meter_found_says_so_and_what_to_check(fleet) -> None:
     client, _, keys = fleet
     found = _find(client, keys["reader"], "ZZ-9")
     assert found.status_code == 200 and _listed(found.text) == []
-    assert "No meter's id is or contains “ZZ-9”. Check it against the meter or the bill" in found.text
+    said = "No meter's id is or contains “ZZ-9”, and no account of that number has a meter fitted now. Check it"
+    assert said in found.text
 
 
 def test_more_matches_than_shown_are_said(fleet) -> None:
@@ -138,3 +140,26 @@ def test_a_nul_is_said_not_searched(fleet) -> None:
     client, _, keys = fleet
     said = _find(client, keys["reader"], "WM\x00")
     assert said.status_code == 400
+
+
+def test_an_account_number_lists_the_meters_fitted_at_its_service_points_now(fleet) -> None:
+    """ACC-7 holds SP1 (WM-00003) and SP2 (WM-00030) now; it held SP3 (WM-00317) until last month."""
+    client, conn, keys = fleet
+    conn.execute(
+        "INSERT INTO service_points (service_point_id, dma) VALUES ('SP1', 'D1'), ('SP2', 'D1'), ('SP3', 'D1')"
+    )
+    conn.execute("INSERT INTO accounts (account_id, name) VALUES ('ACC-7', 'Sam Tenant')")
+    conn.execute(
+        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES "
+        "('SP1', 'WM-00003', now() - interval '1 year'), ('SP2', 'WM-00030', now() - interval '1 year'), "
+        "('SP3', 'WM-00317', now() - interval '1 year')"
+    )
+    conn.execute(
+        "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) VALUES "
+        "('ACC-7', 'SP1', now() - interval '1 year', NULL), ('ACC-7', 'SP2', now() - interval '1 day', NULL), "
+        "('ACC-7', 'SP3', now() - interval '1 year', now() - interval '1 month')"
+    )
+    found = _find(client, keys["customer_care"], " ACC-7 ")
+    assert found.status_code == 200 and "Account ACC-7's meters now (at the service points it holds)" in found.text
+    assert _listed(found.text) == ["WM-00003", "WM-00030"]
+    assert "No meter&#39;s id" not in found.text and "No meter's id" not in found.text
