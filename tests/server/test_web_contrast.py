@@ -103,3 +103,13 @@ def test_the_contrast_ratio_is_wcags() -> None:
     assert contrast("#000000", WHITE) == pytest.approx(21)
     assert contrast(WHITE, WHITE) == pytest.approx(1)
     assert contrast("#777777", WHITE) == pytest.approx(4.48, abs=0.01)  # the well-known just-failing grey
+
+
+def test_a_link_in_running_text_is_told_from_the_text_by_more_than_its_colour() -> None:
+    """WCAG 2.2 1.4.1 (G183): a link among words is underlined, or 3:1 from the text's colour. The
+    stylesheet's links were neither (no underline; the blue 3.42:1 from the ink before, 2.62:1 once
+    darkened for 1.4.3), so "meter WM-00003" in an enquiry's details read as words to some readers."""
+    declarations = dict(_rules())["a"]
+    ink = _colour(_variables()["--ink"]) or ""
+    link = _colour(declarations["color"]) or ""
+    assert "underline" in declarations.get("text-decoration", "") or contrast(link, ink) >= 3
