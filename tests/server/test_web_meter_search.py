@@ -163,3 +163,15 @@ def test_an_account_number_lists_the_meters_fitted_at_its_service_points_now(fle
     assert found.status_code == 200 and "Account ACC-7's meters now (at the service points it holds)" in found.text
     assert _listed(found.text) == ["WM-00003", "WM-00030"]
     assert "No meter&#39;s id" not in found.text and "No meter's id" not in found.text
+
+
+@pytest.mark.parametrize(("typed", "query"), [("WM-0031", "WM-0031"), ("K/L 3", "K/L%203"), ("50&x", "50%26x")])
+def test_an_unknown_meters_page_offers_to_find_one_like_it(fleet, typed: str, query: str) -> None:
+    """A mistyped address (or a meter removed since) answers 404 saying so, with a link to the search."""
+    client, _, keys = fleet
+    page = client.get(f"/care/meters/{quote(typed, safe='')}", headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert page.status_code == 404
+    link = f'<a href="/care/meters?meter_id={html.escape(query)}">'
+    assert f"{link}Find a meter whose id contains “{html.escape(typed)}”</a>" in page.text
+    found = client.get(f"/care/meters?meter_id={query}", headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert found.status_code == 200 and f"“{html.escape(typed)}”" in found.text
