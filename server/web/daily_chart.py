@@ -4,6 +4,10 @@ Each day is one bar, its height the day's volume over the highest day's; a day w
 include a reading that is not actual (estimated, substituted, edited) is marked (its own colour,
 and said in its title and the table beside the chart), as is a day with an interval of unknown
 consumption (not in the day's volume) and a day no interval closed (no bar: no data, not zero).
+
+The utility's day still running (``today``, in the utility's zone) is the water so far: its bar is
+drawn paler and it is said "so far" in its title, the table and the chart's heading. Before, today's
+few hours stood at the end of the chart as a day like the others, a day of almost no water.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Day:
     not_actual: int = 0
     unknown: int = 0
     qualities: Mapping[str, int] = field(default_factory=dict)  # intervals closed by each non-actual quality
+    partial: bool = False  # the utility's day still running: its water so far
     x: float = 0.0
     y: float = PLOT_BOTTOM
     width: float = 0.0
@@ -74,8 +79,9 @@ class Chart:
         return sum(1 for day in self.days if day.mark != "actual")
 
 
-def chart(rows: Sequence[Mapping[str, Any]]) -> Chart | None:
-    """The chart of ``rows`` (server.meters.repository.daily_consumption, oldest first); None for none."""
+def chart(rows: Sequence[Mapping[str, Any]], today: date | None = None) -> Chart | None:
+    """The chart of ``rows`` (server.meters.repository.daily_consumption, oldest first); None for none.
+    ``today``: the utility's day now, which is not over (a day at or after it is its water so far)."""
     if not rows:
         return None
     volumes = [row["consumption_m3"] for row in rows if row["consumption_m3"] is not None]
@@ -97,6 +103,7 @@ def chart(rows: Sequence[Mapping[str, Any]]) -> Chart | None:
                 not_actual=row["not_actual"] or 0,
                 unknown=row["unknown"] or 0,
                 qualities=row["qualities"] or {},
+                partial=today is not None and row["date"] >= today,
                 x=round(i * slot + slot * GAP / 2, 2),
                 y=round(PLOT_BOTTOM - height, 2),
                 width=round(slot * (1 - GAP), 2),

@@ -33,9 +33,10 @@ reader would lose their place.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi import APIRouter, Depends, Request
@@ -114,21 +115,27 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1)
     readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
     meter = meter_from_row(row)
+    zone = utility_zone_name(conn)
     first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none
     context |= {
         "meter": meter,
         "fitted": fitted_now(conn, meter_id),
         "sees_contacts": may(principal, *SEES_CONTACTS),
         "first_reading": None if first is None else Reading(**first),
-        "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN)),
+        "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN), _today(zone)),
         "days_shown": DAYS_SHOWN,
-        "zone": utility_zone_name(conn),  # the days' calendar
+        "zone": zone,  # the days' calendar
         "readings": readings,
         "paged": cursor is not None,
         "older": _older(meter_id, readings[-1].ts) if len(rows) > READINGS_PER_PAGE else None,
         "readings_per_page": READINGS_PER_PAGE,
     }
     return templates.TemplateResponse(request, "meter.html", context)
+
+
+def _today(zone: str) -> date:
+    """The utility's day now: its consumption so far is not the day's."""
+    return datetime.now(ZoneInfo(zone)).date()
 
 
 def _as_json(path: str, meter_id: str) -> str:
