@@ -99,10 +99,9 @@ def work_enquiry(
             note=change.note,
             shown_updated_at=_shown(updated_at),
         )
-    except TransitionRefused as refused:
-        return enquiry_answer(
-            request, conn, principal, enquiry_id, error=f"Not saved: {refused}.", status_code=409, form=form
-        )
+    except TransitionRefused as refused:  # in the page's words: "in progress", as its list of moves says it
+        said = f"Not saved: {str(refused).replace('_', ' ')}."
+        return enquiry_answer(request, conn, principal, enquiry_id, error=said, status_code=409, form=form)
     except repository.ChangedSince:
         return enquiry_answer(request, conn, principal, enquiry_id, error=CHANGED_SINCE, status_code=409, form=form)
     if row is None:

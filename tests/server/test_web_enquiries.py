@@ -249,7 +249,8 @@ def test_a_move_the_workflow_refuses_is_said_on_the_page_and_the_words_are_kept(
         headers=OWN,
     )
     assert sent.status_code == 409 and sent.headers["content-type"].startswith("text/html")
-    assert "Not saved: an enquiry escalated cannot become open; it can become closed, in_progress." in sent.text
+    # the statuses as the page's list of moves writes them (before, the API's "in_progress")
+    assert "Not saved: an enquiry escalated cannot become open; it can become closed, in progress." in sent.text
     assert ">back &lt;to&gt; the queue</textarea>" in sent.text and FORM in sent.text
     assert _state(conn, enquiry_id) == before
 
