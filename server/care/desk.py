@@ -94,6 +94,7 @@ class DeskFilter:
     category: str | None = None
     source: str | None = None
     meter: str | None = None
+    account: str | None = None
 
     def ranks(self) -> tuple[int, int]:
         """The lowest and highest enquiry_care_rank an enquiry it keeps can have."""
@@ -164,6 +165,8 @@ def _in_desk_order(
             conditions.append(f"{column} = %({column})s")
     if asked.meter is not None:
         conditions.append("meter_id = %(meter)s")
+    if asked.account is not None:  # an account has few enquiries: read through enquiries_account_idx
+        conditions.append("account_id = %(account)s")
     return conn.execute(  # type: ignore[return-value]
         f"""
         SELECT {ENQUIRY_COLUMNS}, coalesce(changed_xact >= %(since)s::text::xid8, false) AS changed
@@ -180,6 +183,7 @@ def _in_desk_order(
             "category": asked.category,
             "source": asked.source,
             "meter": asked.meter,
+            "account": asked.account,
             **keyset,
             "since": None,
             **values,

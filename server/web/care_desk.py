@@ -1,12 +1,14 @@
 """The care desk: every enquiry on one list (/care/enquiries), the ones being worked first (urgent to
 low, the newest first within each), then the closed ones, newest first (server.care.desk), 50 to a
 page, each linking to its enquiry's page. Filters are plain query parameters (status, priority,
-category, source, meter_id), set by a GET form or a link (a meter's page links its enquiries here); the
+category, source, meter_id, account), set by a GET form or a link (a meter's page links its enquiries here); the
 next page's link carries them and where this one ended (``after``). Before, the web page reached an
 enquiry only through the 25 alerts it shows, and the desk could not be filtered by meter.
 
 The meter's filter is ``meter_id``, as the API's ``GET /enquiries`` names it, so a link works on both
 once its path is changed; ``meter``, its name before, is still taken (bookmarks, links made then).
+``account`` (the API's name too) lists an account's enquiries, the ones raised about no meter (a bill)
+among them, for a caller who gives their account number: before, the desk could not be filtered by it.
 A parameter the desk does not take, or one given twice, is said on the page (400), the list left
 empty (server.web.pages.address_not_taken): before, it was ignored, and ``?meter_id=M1`` listed
 every enquiry under a page that looked filtered.
@@ -55,6 +57,7 @@ def care_desk(
     source: str = "",
     meter_id: str = "",
     meter: str = "",  # meter_id's name before: still taken
+    account: str = "",
     after: str = "",
     since: str = "",
 ) -> Response:
@@ -63,6 +66,7 @@ def care_desk(
         return principal
     asked = {"status": status, "priority": priority, "category": category, "source": source}
     asked["meter_id"] = meter_id or meter
+    asked["account"] = account
     context: dict[str, Any] = {
         "who": principal.name,
         "asked": asked,
@@ -80,6 +84,7 @@ def care_desk(
         category=category or None,
         source=source or None,
         meter=asked["meter_id"] or None,
+        account=account or None,
     )
     position = desk.Position.parse(after) if after else None
     started = desk.parse_since(since) if since else desk.walk_started(conn)  # before this page's read
