@@ -21,7 +21,7 @@ from server.auth import create_api_key
 from server.meters.repository import register_meters
 from tests.server.test_web_care_desk import ROW_LINK, T0, _insert
 
-DESK_TAKES = ("status", "priority", "category", "source", "meter_id", "meter", "after", "since")
+DESK_TAKES = ("status", "priority", "category", "source", "meter_id", "meter", "account", "after", "since")
 FORM = re.compile(r'<form class="filters" method="get" action="/care/enquiries">(.*?)</form>', re.S)
 
 
@@ -102,7 +102,7 @@ def test_the_desk_s_own_form_and_links_are_taken_blank_or_filled(site: Site) -> 
     form = FORM.search(client.get("/care/enquiries", headers=reader).text)
     assert form is not None
     fields = re.findall(r'<(?:select|input) name="([^"]+)"', form.group(1))
-    assert fields == ["status", "priority", "category", "source", "meter_id"]
+    assert fields == ["status", "priority", "category", "source", "meter_id", "account"]
     blank = client.get("/care/enquiries", params=dict.fromkeys(fields, ""), headers=reader)
     assert blank.status_code == 200 and len(_rows(blank.text)) == 50
     filled = client.get("/care/enquiries", params={**dict.fromkeys(fields, ""), "priority": "low"}, headers=reader)
