@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from server.care.workflow import check_transition, update_note
+from server.care.workflow import TransitionRefused, check_transition, update_note
 
 ENQUIRY_COLUMNS = """enquiry_id, kind, category, source, status, priority, subject, account_id, service_point_id,
               meter_id, dma, alert_id, opened_at, updated_at, closed_at, duplicate_of"""
@@ -94,6 +94,8 @@ def change_enquiry(
     note: str | None,
     by_key_id: str | None = None,
     shown_updated_at: datetime | None = None,
+    priority: str | None = None,
+    category: str | None = None,
 ) -> dict[str, Any] | None:
     """A person's update: the new ``status`` (checked against :mod:`server.care.workflow`) and/or a
     ``note``, written on the enquiry's updates with who (``by``, and ``by_key_id``: the id of the API key
@@ -103,12 +105,18 @@ def change_enquiry(
     it) is given and the enquiry has changed since: nothing is saved. Every change moves
     ``updated_at`` on, a note alone too, so the same form sent twice saves once.
 
+    A new ``priority`` or ``category`` refiles it, said on the update as a status change is ("priority
+    normal → high"); the category must be one of the care desk's (server migration 0043's
+    open311_service_list: UnknownCategory otherwise), and either set to what it is already is refused
+    (TransitionRefused), as a status is.
+
     The row is locked first: two people closing and escalating it at once, or an alert's trigger
     reopening it meanwhile (server migration 0033), take turns, each deciding on the status the
     other left."""
     with conn.transaction():
         row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
-            "SELECT status, updated_at FROM enquiries WHERE enquiry_id = %s FOR UPDATE", (enquiry_id,)
+            "SELECT status, priority, category, updated_at FROM enquiries WHERE enquiry_id = %s FOR UPDATE",
+            (enquiry_id,),
         ).fetchone()
         if row is None:
             return None
@@ -117,19 +125,25 @@ def change_enquiry(
         current = row["status"]
         if status is not None:
             check_transition(current, status)
+        refiled = _refiled(conn, row, priority, category)
         conn.execute(
             """
-            UPDATE enquiries SET status = %(status)s,
+            UPDATE enquiries SET status = %(status)s, priority = %(priority)s, category = %(category)s,
                 updated_at = greatest(now(), updated_at + interval '1 microsecond'),  -- never the same twice
                 closed_at = CASE WHEN %(status)s <> 'closed' THEN NULL WHEN status = 'closed' THEN closed_at
                                  ELSE now() END  -- a note on a closed enquiry leaves when it was closed
             WHERE enquiry_id = %(id)s
             """,
-            {"status": status or current, "id": enquiry_id},
+            {
+                "status": status or current,
+                "priority": priority or row["priority"],
+                "category": category or row["category"],
+                "id": enquiry_id,
+            },
         )
         conn.execute(
             "INSERT INTO enquiry_updates (enquiry_id, by, by_key_id, note) VALUES (%s, %s, %s, %s)",
-            (enquiry_id, by, by_key_id, update_note(current, status, note)),
+            (enquiry_id, by, by_key_id, update_note(current, status, note, refiled=refiled)),
         )
     return get_enquiry(conn, enquiry_id)
 
@@ -189,3 +203,28 @@ def count_active_alerts(conn: psycopg.Connection, up_to: int) -> int:
         (up_to + 1,),
     ).fetchone()
     return int(row["n"])  # type: ignore[index, call-overload]
+
+
+class UnknownCategory(ValueError):
+    """A category none of the care desk's lists (the API answers 422, the page says so)."""
+
+
+def _refiled(
+    conn: psycopg.Connection, row: dict[str, Any], priority: str | None, category: str | None
+) -> tuple[tuple[str, str, str], ...]:
+    """The fields a person changes, as (name, was, now); raises when one is set to what it is, or the
+    category is none of the desk's."""
+    changed = []
+    for name, new in (("priority", priority), ("category", category)):
+        if new is None:
+            continue
+        if new == row[name]:
+            raise TransitionRefused(f"the enquiry's {name} is already {new}")
+        changed.append((name, row[name], new))
+    if (
+        category is not None
+        and conn.execute("SELECT 1 FROM open311_service_list WHERE category = %s LIMIT 1", (category,)).fetchone()
+        is None
+    ):
+        raise UnknownCategory(f"there is no category {category!r}: choose one of the care desk's")
+    return tuple(changed)

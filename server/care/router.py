@@ -101,9 +101,14 @@ def get_enquiry(enquiry_id: int, principal: CareReaders, conn: Connection) -> En
     response_model=EnquiryWithUpdates,
     response_model_exclude_unset=True,
     responses=problems(
-        {404: UNKNOWN, 409: "The workflow does not allow that status, or the enquiry changed since the version given"}
+        {
+            404: UNKNOWN,
+            409: "The workflow does not allow that status (or the priority or category is that already), or the "
+            "enquiry changed since the version given",
+            422: "Unknown category: none of the care desk's",
+        }
     ),
-    summary="Work an enquiry: a new status and/or a note, recorded with who and when",
+    summary="Work an enquiry: a new status, priority or category and/or a note, recorded with who and when",
 )
 def change_enquiry(
     enquiry_id: int, body: EnquiryChange, principal: CustomerCare, conn: Connection
@@ -111,12 +116,14 @@ def change_enquiry(
     try:
         row = repository.change_enquiry(
             conn, enquiry_id, by=principal.name, by_key_id=principal.key_id, status=body.status, note=body.note,
-            shown_updated_at=body.expected_updated_at,
+            shown_updated_at=body.expected_updated_at, priority=body.priority, category=body.category,
         )  # fmt: skip
     except TransitionRefused as error:
         raise Problem(409, str(error), title="Enquiry cannot change so") from error
     except repository.ChangedSince as error:
         raise Problem(409, f"{error}; nothing was saved", title="Enquiry changed since") from error
+    except repository.UnknownCategory as error:
+        raise Problem(422, str(error), title="Unknown category") from error
     if row is None:
         raise Problem(404, f"no enquiry {enquiry_id}", title="Unknown enquiry")
     return with_updates(conn, row, principal)

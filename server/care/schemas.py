@@ -89,10 +89,20 @@ class EnquiryPage(BaseModel):
 
 
 class EnquiryChange(BaseModel):
-    """What a person did about an enquiry: a new status, a note, or both (one at least)."""
+    """What a person did about an enquiry: a new status, priority or category, a note, or several (one
+    at least)."""
 
     status: EnquiryStatus | None = Field(
         default=None, description="the new status (server.care.workflow: a closed one reopens as open or in_progress)"
+    )
+    priority: EnquiryPriority | None = Field(
+        default=None, description="the new priority (urgent, high, normal or low): a person's judgement of the work"
+    )
+    category: str | None = Field(
+        default=None,
+        max_length=CATEGORY_MAX_LENGTH,
+        description="the new category, one of the care desk's (Open311's services' and detection's): a person "
+        "refiling the enquiry; detection then keeps it there when its alert's kind changes",
     )
     note: str | None = words_field(
         2000, "what was done or found: words, not only blanks, marks or invisible characters; no NUL", default=None
@@ -105,6 +115,6 @@ class EnquiryChange(BaseModel):
 
     @model_validator(mode="after")
     def _says_something(self) -> Self:
-        if self.status is None and self.note is None:
-            raise ValueError("give a status, a note, or both")
+        if self.status is None and self.note is None and self.priority is None and self.category is None:
+            raise ValueError("give a status, a priority, a category or a note (one at least)")
         return self

@@ -36,7 +36,11 @@ def check_transition(current: str, new: str) -> None:
         raise TransitionRefused(f"an enquiry {current} cannot become {new}; it can become {', '.join(sorted(allowed))}")
 
 
-def update_note(current: str, new: str | None, note: str | None) -> str:
-    """The enquiry update's note: the status change, if any, then the person's words."""
+def update_note(
+    current: str, new: str | None, note: str | None, *, refiled: tuple[tuple[str, str, str], ...] = ()
+) -> str:
+    """The enquiry update's note: the status change, if any, then each other field a person changed
+    (``refiled``: its name, what it was, what it is now: priority, category), then the person's words."""
     change = f"status {current} → {new}" if new is not None else None
-    return "; ".join(part for part in (change, note) if part is not None)
+    fields = tuple(f"{name} {was} → {now}" for name, was, now in refiled)
+    return "; ".join(part for part in (change, *fields, note) if part is not None)

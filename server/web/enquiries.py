@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from collector import alert_store
 from server.alerts.dismissal import DISMISSES_ALERTS
 from server.auth import Principal, may, refusal
-from server.care import repository
+from server.care import desk, repository
 from server.care.router import READS_ENQUIRIES, WORKS_ENQUIRIES, with_updates
 from server.care.schemas import EnquiryChange
 from server.care.workflow import TRANSITIONS, TransitionRefused
@@ -72,6 +72,8 @@ def work_enquiry(
     status: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
     updated_at: Annotated[str, Form()] = "",
+    priority: Annotated[str, Form()] = "",
+    category: Annotated[str, Form()] = "",
 ) -> Response:
     principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
     if isinstance(principal, Response):
@@ -79,14 +81,14 @@ def work_enquiry(
     if from_another_site(request):  # nothing of that form is shown back
         refused = "Not saved: that form was sent from another site. Work enquiries on this page."
         return enquiry_answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
-    form = {"status": status, "note": note}
+    form = {"status": status, "note": note, "priority": priority, "category": category}
     if not may(principal, *WORKS_ENQUIRIES):
         refused = f"Not saved: {refusal(principal, WORKS_ENQUIRIES, 'work enquiries')}."
         return enquiry_answer(request, conn, principal, enquiry_id, error=refused, status_code=403)
     number = enquiry_number(enquiry_id)
     if number is None:
         return enquiry_answer(request, conn, principal, enquiry_id, form=form)
-    change = _change(status, note)
+    change = _change(form)
     if isinstance(change, str):
         return enquiry_answer(request, conn, principal, enquiry_id, error=change, status_code=422, form=form)
     try:
@@ -98,10 +100,15 @@ def work_enquiry(
             status=change.status,
             note=change.note,
             shown_updated_at=_shown(updated_at),
+            priority=change.priority,
+            category=change.category,
         )
     except TransitionRefused as refused:  # in the page's words: "in progress", as its list of moves says it
         said = f"Not saved: {str(refused).replace('_', ' ')}."
         return enquiry_answer(request, conn, principal, enquiry_id, error=said, status_code=409, form=form)
+    except repository.UnknownCategory:
+        said = "Not saved: choose the new category from the list."
+        return enquiry_answer(request, conn, principal, enquiry_id, error=said, status_code=422, form=form)
     except repository.ChangedSince:
         return enquiry_answer(request, conn, principal, enquiry_id, error=CHANGED_SINCE, status_code=409, form=form)
     if row is None:
@@ -123,11 +130,13 @@ def enquiry_number(enquiry_id: str) -> int | None:
     return int(enquiry_id) if _ID.fullmatch(enquiry_id) else None
 
 
-def _change(status: str, note: str) -> EnquiryChange | str:
-    """The form's fields as the API's body (a blank note is no note, a blank status no change), or
-    what is wrong with them."""
+def _change(form: dict[str, str]) -> EnquiryChange | str:
+    """The form's fields as the API's body (a blank note is no note, a blank status, priority or
+    category no change), or what is wrong with them."""
+    fields: dict[str, str | None] = {name: form[name] or None for name in ("status", "priority", "category")}
+    fields["note"] = form["note"] if form["note"].strip() else None
     try:
-        return EnquiryChange.model_validate({"status": status or None, "note": note if note.strip() else None})
+        return EnquiryChange.model_validate(fields)
     except ValidationError as error:
         return "Not saved: " + "; ".join(_say(detail["loc"]) for detail in error.errors()) + "."
 
@@ -135,9 +144,9 @@ def _change(status: str, note: str) -> EnquiryChange | str:
 def _say(location: tuple[int | str, ...]) -> str:
     if location == ("note",):
         return "a note is 3 to 2000 characters with a word in it (a letter or a digit), and no NUL"
-    if location == ("status",):
-        return "choose the new status from the list"
-    return "choose a new status, write a note, or both"
+    if location in (("status",), ("priority",), ("category",)):
+        return f"choose the new {location[0]} from the list"
+    return "choose a new status, priority or category, or write a note"
 
 
 def enquiry_answer(
@@ -167,6 +176,8 @@ def enquiry_answer(
     enquiry = with_updates(conn, row, principal)  # what it was raised with, for customer care's keys
     context["enquiry"] = enquiry
     context["moves"] = sorted(TRANSITIONS[enquiry.status]) if may(principal, *WORKS_ENQUIRIES) else None
+    context["priorities"] = desk.PRIORITIES
+    context["categories"] = desk.categories(conn) if context["moves"] is not None else []
     alerts = alert_store.alerts_by_id(conn, [enquiry.alert_id]) if enquiry.alert_id is not None else []
     context["alert"] = alerts[0] if alerts else None
     context["dismisses"] = may(principal, *DISMISSES_ALERTS)

@@ -69,6 +69,13 @@ def _shown(client: TestClient, enquiry_id: int) -> str:
     return found[1]
 
 
+def _select(page: str, name: str) -> str:
+    """The page's select of that name (the form has one for status, priority and category)."""
+    found = re.search(rf'<select name="{name}">(.*?)</select>', page, re.S)
+    assert found is not None
+    return found[1]
+
+
 def _state(conn: psycopg.Connection, enquiry_id: int) -> tuple[str, int]:
     row = conn.execute(
         "SELECT status, (SELECT count(*) FROM enquiry_updates u WHERE u.enquiry_id = e.enquiry_id) "
@@ -88,7 +95,7 @@ def test_care_staff_open_the_enquiry_from_the_page_change_it_and_see_its_updates
     opened = client.get(f"/care/enquiries/{enquiry_id}")
     assert opened.status_code == 200 and opened.headers["content-type"].startswith("text/html")
     assert FORM in opened.text and 'http-equiv="refresh"' not in opened.text  # nothing wipes the form
-    offered = re.findall(r'<option value="(\w*)"', opened.text)
+    offered = re.findall(r'<option value="(\w*)"', _select(opened.text, "status"))
     assert offered == ["", "closed", "escalated", "in_progress"]  # server.care.workflow's moves from open
     sent = client.post(
         f"/care/enquiries/{enquiry_id}",
@@ -116,7 +123,7 @@ def test_care_staff_open_the_enquiry_from_the_page_change_it_and_see_its_updates
     ]
     assert "in progress" in noted.text and "status open → in_progress; called the customer" in noted.text
     assert "customer thanked us" in noted.text and "alice" in noted.text
-    assert re.findall(r'<option value="(\w*)"', noted.text) == ["", "closed", "escalated", "open"]
+    assert re.findall(r'<option value="(\w*)"', _select(noted.text, "status")) == ["", "closed", "escalated", "open"]
 
 
 def test_the_page_that_refreshes_itself_holds_no_form_to_type_in(desk) -> None:
@@ -258,8 +265,8 @@ def test_a_move_the_workflow_refuses_is_said_on_the_page_and_the_words_are_kept(
 @pytest.mark.parametrize(
     ("data", "says"),
     [
-        ({"status": "", "note": ""}, "choose a new status, write a note, or both"),
-        ({"status": "", "note": "   "}, "choose a new status, write a note, or both"),
+        ({"status": "", "note": ""}, "choose a new status, priority or category, or write a note"),
+        ({"status": "", "note": "   "}, "choose a new status, priority or category, or write a note"),
         ({"status": "closed", "note": "!!"}, "a note is 3 to 2000 characters"),
         ({"status": "done", "note": "fixed it"}, "choose the new status from the list"),
         ({"note": "x" * 2001}, "a note is 3 to 2000 characters"),
