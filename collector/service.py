@@ -276,8 +276,11 @@ class Collector:
     def stop(self) -> None:
         self._stop.set()
         self._writer.join(timeout=10)
-        self._client.disconnect()
+        # The network thread first (it sends what is queued, the writer's acknowledgements, before it
+        # ends), then the DISCONNECT, written from here: the other way round, its last turn could
+        # find the socket closed, and paho said "Client is not connected" at ERROR at most stops.
         self._client.loop_stop()
+        self._client.disconnect()
         self._arrivals.put(None)
         self._parser.join(timeout=10)
         self._store.close()
