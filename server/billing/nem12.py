@@ -73,7 +73,10 @@ gave every summer hour as null data).
 Values come from ``consumption_hourly`` (collector: refresh_consumption); an hour's quality is the
 weakest among the reads that close it. A 300 record's UpdateDateTime is when the newest of the day's
 reads arrived (``received_at``; before, the export's time, so a day revised by a late read looked
-like any other), the export's time for a day without reads.
+like any other), or, if later, when a job card or agreement that may move the day's meter into or out
+of the file was recorded (server migration 0052's log, as a determinant's as_of: a move-out dated back
+or an exchange entered late revises a day without a read; before, the day kept its reads' time); the
+export's time for a day without reads.
 
 The file is streamed (:func:`prepare`, then :func:`nem12_chunks`): every error is found before
 its first byte, and the hours come through a server-side cursor, a service point's records at a time.
@@ -277,8 +280,26 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
     WHERE e.hour >= %(from)s AND e.hour < %(to)s
     GROUP BY 1, 2, 3, 4, 5
 )
+, recorded AS (
+    -- the days of the file a job card or an agreement recorded may have revised (server migration 0052's
+    -- log: a span in which the meter may have joined or left an account), each day the latest of them, as
+    -- a determinant line's as_of takes them (repository._MEMBERSHIP_RECORDED): with an account, that
+    -- account's; without, any account's at the service point. Days are 24 hours of standard time from
+    -- %(from)s (a fixed offset: '1 day' would follow the session's zone)
+    SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
+           %(from)s::timestamptz + interval '24 hours' * d AS day, max(c.recorded_at) AS recorded_at
+    FROM (SELECT DISTINCT service_point_id, meter_id, lo, hi FROM windows) w
+    JOIN account_membership_changes c
+      ON c.meter_id = w.meter_id AND c.service_point_id = w.service_point_id
+     AND (%(account)s::text IS NULL OR c.account_id = %(account)s)
+     AND c.from_ts < %(to)s AND c.to_ts > %(from)s
+    CROSS JOIN LATERAL generate_series(
+        floor(extract(epoch FROM greatest(c.from_ts, %(from)s) - %(from)s) / 86400)::int,
+        ceil(extract(epoch FROM least(c.to_ts, %(to)s) - %(from)s) / 86400)::int - 1) d
+    GROUP BY 1, 2, 3, 4, 5
+)
 SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
-       q.quality_reason, q.gap_from, q.received_at, NULL AS card
+       q.quality_reason, q.gap_from, q.received_at, NULL AS card, NULL::timestamptz AS recorded_at
 FROM splits s
 -- a meter's hours from the one its window starts in (when the window starts at its installation:
 -- a meter fitted at 10:30 measured the water of 10:30-11:00, the meter it replaced that of 10:00-10:30)
@@ -295,12 +316,15 @@ LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s
 LEFT JOIN quality q ON q.meter_id = c.meter_id AND q.hour = c.hour
 UNION ALL
 SELECT service_point_id, meter_id, lo, hi, hour, consumption_m3, (unknown > 0)::int, quality, quality_by,
-       quality_reason, gap_from, received_at, NULL
+       quality_reason, gap_from, received_at, NULL, NULL
 FROM edges
 UNION ALL
 SELECT service_point_id, meter_id, lo, hi, hour, m3, (m3 IS NULL)::int, 'substituted', NULL, card,
-       CASE WHEN closing - since > make_interval(secs => %(gap)s) THEN since END, NULL, card
+       CASE WHEN closing - since > make_interval(secs => %(gap)s) THEN since END, NULL, card, NULL
 FROM cards
+UNION ALL  -- a day's start in ``hour``, when a record that may have revised it was last recorded
+SELECT service_point_id, meter_id, lo, hi, day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, recorded_at
+FROM recorded
 ORDER BY 1, 2, 5
 """
 #: Rows per round trip of the export's server-side cursor: memory stays that of a few meters' month.
@@ -441,12 +465,16 @@ class _Meter:
     hours: dict[datetime, Cell]
     arrived: dict[datetime, datetime]  # an hour's newest read (either side of its intervals)
     cards: dict[datetime, Cell]  # the job cards' water (at its installation and removal) by hour
+    recorded: dict[datetime, datetime]  # by day's start: when a job card or agreement touching it was recorded
 
 
 def _meter(meter_id: str, rows: Iterable[dict[str, Any]]) -> _Meter:
-    meter = _Meter(meter_id, set(), {}, {}, {})
+    meter = _Meter(meter_id, set(), {}, {}, {}, {})
     for r in rows:
         meter.windows.add((r["lo"], r["hi"]))
+        if r["recorded_at"] is not None:  # a day's row of _HOURLY's ``recorded``: no hour's water
+            meter.recorded[r["hour"]] = r["recorded_at"]
+            continue
         if r["hour"] is None:
             continue
         if r["card"] is not None:  # from a job card's register: substituted from an alternate source
@@ -505,12 +533,15 @@ def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable
     cells: dict[datetime, list[Cell]] = {}
     carried: dict[datetime, set[str]] = {}  # the meters whose water each hour holds
     arrived: dict[datetime, datetime] = {}
+    recorded: dict[datetime, datetime] = {}  # a day's record holds every meter's water of the day: any's counts
     for meter in meters:
         for hour, cell in [*meter.hours.items(), *meter.cards.items()]:
             cells.setdefault(hour, []).append(cell)
             carried.setdefault(hour, set()).add(meter.meter_id)
         for hour, at in meter.arrived.items():
             arrived[hour] = max(at, arrived.get(hour, at))
+        for day, at in meter.recorded.items():
+            recorded[day] = max(at, recorded.get(day, at))
     hours = {hour: _merged(hour_cells) for hour, hour_cells in cells.items()}
     owner: dict[int, str] = {}  # each day of the file the service point has: the meter installed last that day
     for d in range(export.days):
@@ -537,7 +568,7 @@ def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable
                 f"200,{service_point},{configuration},{stream.register},{stream.suffix},{stream.data_stream},"
                 f"{meter.meter_id},KL,60,"
             )
-            yield from _day_records(export, days, hours, arrived, undeclared, stream)
+            yield from _day_records(export, days, hours, arrived, recorded, undeclared, stream)
 
 
 @dataclass(frozen=True)
@@ -567,16 +598,19 @@ def _day_records(
     days: Iterable[int],
     hours: dict[datetime, Cell],
     arrived: dict[datetime, datetime],
+    recorded: dict[datetime, datetime],
     undeclared: dict[datetime, list[str]],
     stream: Stream,
 ) -> Iterator[str]:
     """A stream's 300 (and 400) records, a day at a time: the days of the file (0 its first) given,
     those its meter has within its windows (before the meter or the tenant, or after, it has none).
-    ``undeclared``: the hours holding water of meters with no 200 record in the file (:func:`_declared`)."""
+    ``arrived``: each hour's newest read's arrival; ``recorded``: by day, when a job card or agreement
+    that may have revised it was last recorded (:func:`_updated`). ``undeclared``: the hours holding
+    water of meters with no 200 record in the file (:func:`_declared`)."""
     for d in days:
         day = export.day0 + timedelta(days=d)
         cells = [hours.get(day + timedelta(hours=h), _NO_DATA) for h in range(24)]
-        stamp = _updated(export, [arrived.get(day + timedelta(hours=h)) for h in range(24)])
+        stamp = _updated(export, [arrived.get(day + timedelta(hours=h)) for h in range(24)], recorded.get(day))
         methods = [(_method(quality, by), why) for _, quality, by, why in cells]
         marks = [
             _declared(method, why, undeclared.get(day + timedelta(hours=h), []))
@@ -614,12 +648,19 @@ def _declared(method: str, why: str | None, meters: list[str]) -> tuple[str, str
     return method, code, f"{text[: max(0, 238 - len(note))]}; {note}"[-240:]
 
 
-def _updated(export: Nem12Export, arrivals: list[datetime | None]) -> datetime:
+def _updated(export: Nem12Export, arrivals: list[datetime | None], recorded: datetime | None) -> datetime:
     """A day's UpdateDateTime: when the newest read its values rest on arrived (a late read, an edit
-    or VEE's estimates change it, so an MDM sees the day was revised), in the file's standard time;
-    the export's time for a day without reads."""
+    or VEE's estimates change it, so an MDM sees the day was revised), or, if later, when a job card or
+    agreement that may move the day's meter into or out of the file was last recorded (``recorded``: a
+    move-out dated back, an exchange entered late, which change the day without writing a read), as a
+    determinant line's as_of is; in the file's standard time. The export's time for a day without reads,
+    as before: a record alone does not stand for one (a day with no reads has no water either way)."""
     newest = max((a for a in arrivals if a is not None), default=None)
-    return export.stamp if newest is None else newest.astimezone(export.stamp.tzinfo)
+    if newest is None:
+        return export.stamp
+    if recorded is not None and recorded > newest:
+        newest = recorded
+    return newest.astimezone(export.stamp.tzinfo)
 
 
 def nem12_file(

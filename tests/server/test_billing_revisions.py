@@ -117,3 +117,75 @@ def test_a_move_out_dated_back_after_billing_moves_the_line_s_as_of(migrated_dat
     stamp = row[0].astimezone(UTC).isoformat().replace("+00:00", "Z")
     assert revised["as_of"] == revised["lines"][0]["as_of"] == stamp
     assert revised["as_of"] > billed["as_of"]
+
+
+def _last_recorded(conn: psycopg.Connection) -> str:
+    """When the newest record of the membership log was made, as a NEM12 UpdateDateTime (UTC here)."""
+    row = conn.execute("SELECT max(recorded_at) FROM account_membership_changes").fetchone()
+    assert row is not None and row[0] is not None
+    return f"{row[0].astimezone(UTC):%Y%m%d%H%M%S}"
+
+
+def test_a_move_out_dated_back_after_a_nem12_download_moves_its_day_s_update_date_time(migrated_database_url):
+    """The account's file for 19-21 October is downloaded; then the tenant's move-out at noon on
+    20 October is recorded. Its 20 October now holds the morning only, the afternoon null, and
+    21 October is in the file no more. Before, 20 October's UpdateDateTime stayed at its newest read's
+    arrival (00:01 the next day), so an MDM re-importing the days whose UpdateDateTime moved kept the
+    whole day billed to the tenant who left at noon. Now it is when the move-out was recorded."""
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "M", [(datetime(2026, 9, 1, tzinfo=UTC), None)])
+        _recorded_before_the_reads(conn)
+    _store(url, [START + timedelta(hours=h) for h in range(int((NOV - START) / timedelta(hours=1)) + 1)])
+    headers = {"Authorization": f"Bearer {key}"}
+    period = "/billing/nem12?period=2026-10-19/2026-10-22&account=A-M"
+    with TestClient(create_app(url)) as client:
+        billed = client.get(period, headers=headers)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE service_agreements SET end_at = '2026-10-20T12:00Z' WHERE account_id = 'A-M'")
+            recorded = _last_recorded(conn)
+        revised = client.get(period, headers=headers)
+    assert billed.status_code == revised.status_code == 200, (billed.text, revised.text)
+    # each day's newest read: the one at midnight after it, which closes its last hour
+    assert _nem12_stamps(billed.text) == {
+        "20261019": "20261020000100",
+        "20261020": "20261021000100",
+        "20261021": "20261022000100",
+    }
+    assert _nem12_stamps(revised.text) == {"20261019": "20261020000100", "20261020": recorded}
+    assert recorded > "20261022000100"  # later than any day the first file gave
+    day = next(line.split(",") for line in revised.text.splitlines() if line.startswith("300,20261020,"))
+    assert day[2:14] == ["0.01"] * 12 and day[14:26] == ["0"] * 12 and day[26] == "V"  # the afternoon null
+
+
+def test_a_meter_exchange_entered_late_moves_the_exchange_day_s_update_date_time(migrated_database_url):
+    """The service point's file (no account) for 19-20 October is downloaded; then the exchange of
+    its meter for N at noon on 19 October is entered. 19 October is now N's day, its afternoon null
+    (N has sent nothing yet), in N's 200 record and no longer M's. Before, 19 October's UpdateDateTime stayed
+    at M's newest read's arrival. Now it is when the exchange was entered."""
+    url = migrated_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "M", [(datetime(2026, 9, 1, tzinfo=UTC), None)])
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('N', true)")
+        _recorded_before_the_reads(conn)
+    _store(url, [START + timedelta(hours=h) for h in range(int((NOV - START) / timedelta(hours=1)) + 1)])
+    headers = {"Authorization": f"Bearer {key}"}
+    period = "/billing/nem12?period=2026-10-19/2026-10-21"
+    with TestClient(create_app(url)) as client:
+        before = client.get(period, headers=headers)
+        with psycopg.connect(url) as conn:  # one transaction, as register-meters records an exchange
+            conn.execute("UPDATE meter_installations SET removed_at = '2026-10-19T12:00Z' WHERE meter_id = 'M'")
+            conn.execute(
+                "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
+                "VALUES ('SP-M', 'N', '2026-10-19T12:00Z')"
+            )
+            recorded = _last_recorded(conn)
+        after = client.get(period, headers=headers)
+    assert before.status_code == after.status_code == 200, (before.text, after.text)
+    assert _nem12_stamps(before.text) == {"20261019": "20261020000100", "20261020": "20261021000100"}
+    assert [line.split(",")[6] for line in after.text.splitlines() if line.startswith("200,")] == ["N"]
+    stamps = _nem12_stamps(after.text)
+    assert stamps["20261019"] == recorded
+    assert stamps["20261020"] >= recorded  # a day without reads: the export's time, as before
