@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager, suppress
+from typing import Annotated, Any, TypeVar
 
 import psycopg
-from fastapi import Request
+from fastapi import Depends, Request
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -21,6 +21,7 @@ from server.problems import database_unavailable
 from server.schema_check import SchemaCheck
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How long a request waits for a connection before it is answered 503 (every connection busy, or
 #: the database gone and the pool not knowing it yet): long enough for a pool to reconnect, short of
@@ -178,3 +179,43 @@ def get_connection(request: Request) -> Iterator[psycopg.Connection]:
         yield conn
     finally:
         pool.putconn(conn)
+
+
+class StreamingConnection:
+    """The request's connection (:func:`get_connection`'s) for a response streamed as it is read.
+
+    FastAPI (0.118 on: pyproject's floor) ends a dependency after the response is sent, so a
+    ``StreamingResponse`` can read on the request's own connection: one pooled connection a
+    download, where taking a second one for the body held two (a pool of 10: five downloads at once
+    took every connection; a pool of one answered every download 503). A response cut short (the
+    client gone) leaves its body suspended, in its transaction and server-side cursor, to be closed
+    whenever it is garbage collected, by then on a connection the pool may have lent to another
+    request: each body taken through :meth:`stream` is closed before the connection goes back."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self._bodies: list[Iterator[Any]] = []
+
+    def stream(self, body: Iterator[T]) -> Iterator[T]:
+        """``body`` (a generator reading on :attr:`conn`), closed with the request."""
+        self._bodies.append(body)
+        return body
+
+    def close(self) -> None:
+        for body in self._bodies:
+            close = getattr(body, "close", None)
+            if close is not None:
+                with suppress(psycopg.Error):  # the connection cut: given back, the pool discards it
+                    close()
+
+
+def get_streaming_connection(
+    conn: Annotated[psycopg.Connection[Any], Depends(get_connection)],
+) -> Generator[StreamingConnection, None, None]:
+    """:class:`StreamingConnection` on the request's connection; its bodies closed as the request
+    ends, before :func:`get_connection` (which this depends on, so ends after it) gives it back."""
+    streaming = StreamingConnection(conn)
+    try:
+        yield streaming
+    finally:
+        streaming.close()

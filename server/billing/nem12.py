@@ -439,9 +439,9 @@ def nem12_chunks(conn: psycopg.Connection, export: Nem12Export) -> Iterator[str]
     """The file, a service point (its 200 records and their days) at a time: the hours come through a server-side
     cursor, :data:`FETCH_ROWS` a round trip, ordered by service point and meter, so memory holds a
     few meters' hours, never the whole fleet's (100,000 meters' month: killed past 9 GB)."""
-    yield f"100,NEM12,{export.stamp:%Y%m%d%H%M},{export.sender},{export.receiver}\r\n"
     with conn.transaction(), conn.cursor(name="nem12_export", row_factory=dict_row) as cur:
-        cur.execute(_HOURLY, _params(export))
+        cur.execute(_HOURLY, _params(export))  # declared (a round trip) before the first chunk: see the API's
+        yield f"100,NEM12,{export.stamp:%Y%m%d%H%M},{export.sender},{export.receiver}\r\n"
         for service_point, rows in groupby(_fetched(cur), key=lambda r: r["service_point_id"]):
             yield "".join(line + "\r\n" for line in _service_point_lines(export, service_point, rows))
     yield "900\r\n"

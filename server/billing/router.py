@@ -5,7 +5,6 @@ NEM12 is streamed as it is written, after every error it could meet has been che
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from itertools import chain
 from typing import Annotated, Any, Literal
@@ -13,7 +12,6 @@ from typing import Annotated, Any, Literal
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from psycopg_pool import ConnectionPool
 
 from aquami.contracts.reads import utc_iso
 from aquami.stored_times import shape_problem
@@ -23,7 +21,7 @@ from server.billing import repository, service
 from server.billing.downloads import attachment
 from server.billing.nem12 import PARTICIPANT_ID, ZoneNotExportable, nem12_chunks, prepare, standard_time
 from server.billing.schemas import BillingRead, BillingReadPage, DeterminantPage, RemovedRead
-from server.db import get_connection, lend_to_request
+from server.db import StreamingConnection, get_connection, get_streaming_connection
 from server.exact_json import ExactJsonRoute
 from server.instants import UtcInstant
 from server.problem_docs import problems
@@ -237,12 +235,13 @@ def billing_determinants(
 def billing_nem12(
     request: Request,
     _: Billing,
-    conn: Connection,
+    streaming: Annotated[StreamingConnection, Depends(get_streaming_connection)],
     period: Annotated[str, Query(description="YYYY-MM or START/END: whole days of the utility's standard time")],
     account: Annotated[str | None, Query(description="one account's meters only")] = None,
     sender: Annotated[str, Query(pattern=PARTICIPANT_ID, description="100 record: from participant")] = "AQUAMI",
     receiver: Annotated[str, Query(pattern=PARTICIPANT_ID, description="100 record: to participant")] = "BILLING",
 ) -> StreamingResponse:
+    conn = streaming.conn  # the request's: the file is read on it (one connection a download)
     zone = repository.utility_timezone(conn)
     standard = standard_time(zone)
     start, end = service.parse_period(period, standard)
@@ -256,22 +255,9 @@ def billing_nem12(
         raise Problem(409, str(error), title="No NEM12 in this time zone") from None
     except ValueError as error:  # an id registered before ids were checked, that NEM12 cannot carry
         raise Problem(409, str(error), title="Not writable in NEM12") from None
-    pool: ConnectionPool = request.app.state.pool
-    # Its own connection (the request's goes back to the pool with the handler), lent before the 200
-    # is sent with the request's waits and 503: taken as the body began, it waited the pool's 30 s
-    # with the database away, then cut the 200 short.
-    stream_conn = lend_to_request(request)
-
-    def body() -> Iterator[bytes]:
-        try:
-            for chunk in nem12_chunks(stream_conn, export):
-                yield chunk.encode()
-        finally:
-            pool.putconn(stream_conn)
-
-    chunks = body()
-    # started here, so that the connection goes back to the pool however the response ends, even
-    # never sent (the client gone first): a generator ended unstarted runs no finally
+    chunks = streaming.stream(nem12_chunks(conn, export))
+    # Its first chunk taken here, which declares the file's cursor: the database gone since the checks
+    # is a 503 (server.problems: a connection lost), not a 200 cut short.
     first = next(chunks)
     return StreamingResponse(
         chain([first], chunks),

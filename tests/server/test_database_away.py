@@ -240,10 +240,10 @@ def test_an_outage_is_said_once_and_its_end_once_not_a_warning_per_attempt(
 def test_nem12_with_the_database_gone_after_its_checks_is_answered_503_not_a_200_cut_short(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The file is streamed on a connection of its own. It was taken as the 200 began, with the pool's
-    own wait: the database gone after the request's checks, it waited 30 s, then cut the 200 short
-    (PoolTimeout). Now it is lent before the 200, with a request's waits and 503. Either way it goes
-    back to the pool."""
+    """The file is streamed on the request's connection, its cursor declared before the 200. A
+    connection of its own was taken as the 200 began, with the pool's own wait: the database gone
+    after the request's checks, it waited 30 s, then cut the 200 short (PoolTimeout). Now the
+    database gone is found before the 200: a 503. Either way the connection goes back to the pool."""
     from server.billing import router
 
     with psycopg.connect(database.url, autocommit=True) as conn:
