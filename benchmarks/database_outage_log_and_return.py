@@ -11,7 +11,9 @@ server's (aquami.logging_setup), counted by logger and level (the test client's 
   lines logged from the first failure to the database's return, per minute, WARNING and above;
 * ``--returns`` outages of 3 to 15 s (seeded), requests every 0.1 s: when the first 200 came after
   each return, and how many requests started after the return were answered 503;
-* a restart with ``--idle`` connections idle in the pool: the first request's answer and time.
+* a restart with ``--idle`` connections idle in the pool: the first request's answer and time;
+* the database gone, the pool's connections cut: the first request's answer and time, and the next's
+  (``--cuts`` times).
 
     python -m benchmarks.database_outage_log_and_return
     python -m benchmarks.database_outage_log_and_return --outage 20 --returns 3
@@ -136,12 +138,37 @@ def _restart(client: TestClient, db: Behind, bearer: dict[str, str], idle: int) 
     print(f"a restart with {idle} connections idle in the pool: the first request {status} in {took:.2f} s")
 
 
+def _first_after_a_cut(client: TestClient, db: Behind, bearer: dict[str, str], cuts: int) -> None:
+    firsts, nexts = [], []
+    for _ in range(cuts):
+        assert client.get("/meters", headers=bearer).status_code == 200
+        db.go_away()  # the pool's connections cut, new ones refused
+        answers = []
+        for _ in range(2):
+            started = time.monotonic()
+            status = client.get("/meters", headers=bearer).status_code
+            answers.append((status, time.monotonic() - started))
+        (first, first_s), (then, then_s) = answers
+        firsts.append(first_s)
+        nexts.append(then_s)
+        print(f"  the database gone: the first request {first} in {first_s:.2f} s, the next {then} in {then_s:.2f} s")
+        db.come_back()
+        while client.get("/meters", headers=bearer).status_code != 200:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    print(
+        f"{cuts} cuts: the first request after one answered in {statistics.median(firsts):.2f} s (median), "
+        f"{max(firsts):.2f} s (most); the next in {statistics.median(nexts):.2f} s (median)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outage", type=float, default=60.0, help="seconds away for the log count")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between requests meanwhile")
     parser.add_argument("--returns", type=int, default=8, help="outages whose return is timed")
     parser.add_argument("--idle", type=int, default=6, help="connections idle in the pool at a restart")
+    parser.add_argument("--cuts", type=int, default=3, help="times the database goes, the first request timed")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.INFO)  # the server's level (aquami.logging_setup.log_config)
@@ -153,6 +180,8 @@ def main() -> None:
             with TestClient(create_app(db.url)) as client:
                 assert client.get("/meters", headers=bearer).status_code == 200
                 _restart(client, db, bearer, args.idle)
+                time.sleep(1)
+                _first_after_a_cut(client, db, bearer, args.cuts)
                 time.sleep(1)
                 _returns(client, db, bearer, args.returns, args.seed)
                 _log_lines(client, db, bearer, args.outage, args.every)

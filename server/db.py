@@ -77,22 +77,38 @@ def open_pool(database_url: str, away: DatabaseAway, max_size: int = 10) -> Conn
     return pool
 
 
-def lend(pool: ConnectionPool[Any], wait: float) -> psycopg.Connection[Any]:
+def lend(pool: ConnectionPool[Any], wait: float, away: DatabaseAway | None = None) -> psycopg.Connection[Any]:
     """A connection of ``pool`` that answered its check (an empty query, one round trip, at most
     CHECK_WAIT_S), within ``wait`` seconds; PoolTimeout when none did. After the database restarted,
     a request would otherwise fail on a connection it had already cut. One that fails its check is
     closed and given back, the pool making another, and the next is tried at once: psycopg_pool's own
     check (its ``check=``) slept 1, 2, then 4 s after each connection it found dead, so after a restart
     cut six idle connections the first request was answered 503 after 5 s, the database back all along
-    (with three, 200 after 2.8 s)."""
+    (with three, 200 after 2.8 s).
+
+    With ``away`` (the pool's: server.database_away), the wait after a connection failed its check is
+    AWAY_WAIT_S while the pool's attempt to replace it fails: PoolTimeout then, the database away. The
+    first request after the database went away, its connection cut, waited the whole ``wait`` (5 s)
+    though the pool knew within milliseconds, the later ones AWAY_WAIT_S. A pool merely busy (its
+    attempt not failed) leaves the request the rest of ``wait``; requests that meet no cut connection
+    wait as before, in the pool's order."""
     deadline = time.monotonic() + wait
+    cut = False
     while True:
-        conn = pool.getconn(timeout=deadline - time.monotonic())  # PoolTimeout once the time is up
+        remaining = deadline - time.monotonic()
+        try:  # PoolTimeout once the time is up
+            conn = pool.getconn(timeout=min(remaining, AWAY_WAIT_S) if cut and away is not None else remaining)
+        except PoolTimeout:
+            if not cut or away is None or away.since is not None or time.monotonic() >= deadline:
+                raise
+            cut = False  # the pool's attempt did not fail: busy, not away; the rest of the wait
+            continue
         try:
             _check_within_its_wait(conn)
         except psycopg.Error:
             conn.close()  # given back closed: the pool discards it and makes another
             pool.putconn(conn)
+            cut = True
             continue
         except BaseException:
             pool.putconn(conn)
@@ -159,11 +175,13 @@ def lend_to_request(request: Request) -> psycopg.Connection[Any]:
     pool: ConnectionPool = request.app.state.pool
     away: DatabaseAway = request.app.state.database_away
     wait = CONNECTION_WAIT_S if away.since is None else AWAY_WAIT_S
+    started = time.monotonic()
     try:
-        conn = lend(pool, wait)
+        conn = lend(pool, wait, away)
     except PoolTimeout:
         said = "no database connection within" if away.since is None else "the database is not reachable: none within"
-        raise database_unavailable(f"{said} {wait:g} s; try again shortly") from None
+        waited = round(time.monotonic() - started, 1)  # ``wait``, or less: lend learned the database away
+        raise database_unavailable(f"{said} {waited:g} s; try again shortly") from None
     away.reached()  # lent, its check passed: the database answers (a failed attempt was one too many clients)
     return conn
 
