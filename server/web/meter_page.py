@@ -36,11 +36,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
-from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from psycopg.rows import tuple_row
 from starlette.convertors import register_url_convertor
 
 from aquami.stored_times import aware_utc
@@ -122,7 +122,7 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
         "fitted": fitted_now(conn, meter_id),
         "sees_contacts": may(principal, *SEES_CONTACTS),
         "first_reading": None if first is None else Reading(**first),
-        "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN), _today(zone)),
+        "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN), _today(conn)),
         "days_shown": DAYS_SHOWN,
         "zone": zone,  # the days' calendar
         "readings": readings,
@@ -133,9 +133,14 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     return templates.TemplateResponse(request, "meter.html", context)
 
 
-def _today(zone: str) -> date:
-    """The utility's day now: its consumption so far is not the day's."""
-    return datetime.now(ZoneInfo(zone)).date()
+def _today(conn: psycopg.Connection) -> date:
+    """The utility's day now: its consumption so far is not the day's. Asked of PostgreSQL, whose
+    calendar made the days: Python's ``ZoneInfo`` of the zone's name failed (a 500) where PostgreSQL
+    knows a name this Python's time zone data does not (``posixrules``, in pg_timezone_names and not
+    in the tzdata package a Python without the system's zone files reads, or a zone newer than it)."""
+    row = conn.cursor(row_factory=tuple_row).execute("SELECT (now() AT TIME ZONE utility_timezone())::date").fetchone()
+    assert row is not None  # a SELECT without FROM has its row
+    return row[0]
 
 
 def _as_json(path: str, meter_id: str) -> str:

@@ -5,6 +5,7 @@ today)."""
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -75,3 +76,44 @@ def test_only_days_from_today_on_are_partial_and_none_without_a_today() -> None:
     assert drawn is not None and [d.partial for d in drawn.days] == [False, False, False, True, True]
     undated = chart([_row(d) for d in days])
     assert undated is not None and not any(d.partial for d in undated.days)
+
+
+@pytest.fixture
+def python_without_system_zones() -> Iterator[None]:
+    """This Python as one without the system's zone files (Windows, a slim container): ZoneInfo reads
+    only the tzdata package, which has no ``posixrules``; PostgreSQL's pg_timezone_names has it."""
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        yield
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+
+
+def test_a_zone_postgresql_knows_and_python_does_not_still_shows_the_page(
+    migrated_database_url: str, python_without_system_zones: None
+) -> None:
+    """set_utility_timezone takes any name in pg_timezone_names; the page's today was Python's
+    ZoneInfo(name), a ZoneInfoNotFoundError and a 500 for a name Python's data lacks. Now PostgreSQL,
+    whose calendar made the days, says the day."""
+    with pytest.raises(zoneinfo.ZoneInfoNotFoundError):
+        zoneinfo.ZoneInfo("posixrules")  # the condition the page met
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("SELECT set_utility_timezone('posixrules')")  # New York's rules, by another name
+        key = create_api_key(conn, "care", ["customer_care"])
+        register_meters(conn, [("M1", "D1", "customer")])
+        conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = 'M1'")
+        now = datetime.now(ZoneInfo("UTC"))
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3, quality) VALUES ('M1', %s, 100, 'actual'), "
+            "('M1', %s, 100.5, 'actual')",
+            (now - timedelta(days=2), now - timedelta(minutes=1)),
+        )
+        conn.execute("SELECT refresh_consumption(%s, %s)", (now - timedelta(days=3), now))
+        row = conn.execute("SELECT (now() AT TIME ZONE 'posixrules')::date").fetchone()
+        assert row is not None
+        with TestClient(create_app(migrated_database_url), raise_server_exceptions=False) as client:
+            answer = client.get("/care/meters/M1", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200, answer.text
+    assert f"days to {row[0].isoformat()} (today, so far), the utility's days (posixrules)" in answer.text
