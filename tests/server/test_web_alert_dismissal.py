@@ -200,3 +200,29 @@ def test_another_sites_form_for_an_unknown_enquiry_says_why_it_was_refused(desk)
         refused.status_code == 403
         and '<p class="error">Not dismissed: that form was sent from another site' in refused.text
     )
+
+
+def test_a_resolved_alert_is_still_dismissible_and_the_form_says_what_that_changes(desk) -> None:
+    """A leak that ended is resolved, and billing's leak adjustment still counts its volume (only
+    dismissed alerts are left out): a false one must still be dismissible. The form said "Dismissing
+    closes the alert", which a resolved alert is already."""
+    client, conn, keys, enquiry_id, alert_id = desk
+    conn.execute(
+        "UPDATE alerts SET status = 'resolved', resolved_at = %s WHERE alert_id = %s",
+        (DETECTED + timedelta(hours=2), alert_id),
+    )
+    _sign_in(client, keys["customer_care"])
+    page = client.get(f"/care/enquiries/{enquiry_id}").text
+    form = page.split(DISMISS_FORM.format(enquiry_id))[1].split("</form>")[0]
+    assert "The alert has ended (resolved), but its water still counts for the customer's bill" in form
+    assert "leaves it out of that" in form and "closes the alert" not in form
+    assert _dismiss(client, enquiry_id, REASON, follow_redirects=False).status_code == 303
+    assert _alert(conn, alert_id)[:2] == ("dismissed", "alice")
+
+
+def test_an_active_alert_s_form_says_dismissing_closes_it(desk) -> None:
+    client, _, keys, enquiry_id, _ = desk
+    _sign_in(client, keys["customer_care"])
+    form = client.get(f"/care/enquiries/{enquiry_id}").text.split(DISMISS_FORM.format(enquiry_id))[1]
+    assert "Dismissing closes the alert as needing no action" in form.split("</form>")[0]
+    assert "has ended" not in form.split("</form>")[0]
