@@ -47,19 +47,23 @@ def fitted_now(conn: psycopg.Connection, meter_id: str) -> Fitted | None:
         ).fetchone()
 
 
-def meters_of_account_now(conn: psycopg.Connection, account_id: str) -> list[tuple[str, str, str | None]]:
-    """The meters fitted now at the service points the account holds now: (meter id, service point,
-    district), by meter id; none for an account that holds none (or no such account)."""
+def meters_of_account_now(conn: psycopg.Connection, account_id: str) -> list[tuple[str, str, str, str | None]]:
+    """The meters fitted now at the service points held now by the account so numbered, in any case
+    ("acc-7" finds ACC-7, as the meter search finds "wm-317"): (account as stored, meter id, service
+    point, district), by account then meter id; none for an account that holds none (or no such
+    account). Accounts are stored as the customer system writes them and compared exactly everywhere
+    else (billing, the enquiries' filter), so two whose numbers differ only in case are two accounts:
+    both are listed, each under its own number."""
     with conn.cursor(row_factory=tuple_row) as cur:
         return cur.execute(
             """
-            SELECT i.meter_id, i.service_point_id, m.dma
+            SELECT ag.account_id, i.meter_id, i.service_point_id, m.dma
             FROM service_agreements ag
             JOIN meter_installations i ON i.service_point_id = ag.service_point_id
                 AND i.installed_at <= now() AND (i.removed_at IS NULL OR i.removed_at > now())
             JOIN meters m ON m.meter_id = i.meter_id
-            WHERE ag.account_id = %s AND ag.start_at <= now() AND (ag.end_at IS NULL OR ag.end_at > now())
-            ORDER BY i.meter_id
+            WHERE lower(ag.account_id) = lower(%s) AND ag.start_at <= now() AND (ag.end_at IS NULL OR ag.end_at > now())
+            ORDER BY ag.account_id, i.meter_id
             """,
             (account_id,),
         ).fetchall()

@@ -1,16 +1,18 @@
 """Finding a customer's meter (``/care/meters?meter_id=``): a care agent with a caller on the line
 types the meter's id, or part of it, as read off the meter or a bill ("00317", "wm-317"), or the
 caller's account number. An exact meter id opens the meter's page (303); otherwise the page lists the
-meters fitted now at the service points of the account of that id (exactly, as the account is
-written), if there is one, and the meters whose id contains the words typed, in any case, each linked
-to its page, the first 50 in id order, saying when there are more. Before,
+meters fitted now at the service points of the account of that number, in any case as the meter ids
+are (before, exactly as written: "acc-7" found nothing for ACC-7), if there is one, and the meters
+whose id contains the words typed, in any case, each linked to its page, the first 50 in id order,
+saying when there are more. Before,
 the only ways to a meter were paging the meters list 500 at a time (at 20,000 meters, 40 pages) or
 typing its page's address.
 
 The form is its own page, linked from the meters page and the care desk: the meters page reloads itself
 every 10 s, which would wipe an id half typed there. A part of an id is looked for through every id
 (``ILIKE``, a scan of ``meters``: 2-7 ms for 20,000 meters, by EXPLAIN ANALYZE); an exact id is its
-primary key's look-up.
+primary key's look-up. An account's number in any case is a scan of ``service_agreements`` too (``lower()``
+on both sides): 1.8 ms median for 20,000 agreements, where the exact number's index look-up took 0.18 ms.
 """
 
 from __future__ import annotations

@@ -175,3 +175,43 @@ def test_an_unknown_meters_page_offers_to_find_one_like_it(fleet, typed: str, qu
     assert f"{link}Find a meter whose id contains “{html.escape(typed)}”</a>" in page.text
     found = client.get(f"/care/meters?meter_id={query}", headers={"Authorization": f"Bearer {keys['reader']}"})
     assert found.status_code == 200 and f"“{html.escape(typed)}”" in found.text
+
+
+def _accounts_holding(conn: psycopg.Connection, held: dict[str, str]) -> None:
+    """Each account of ``held`` holds, since a year ago, a service point where the meter given is fitted."""
+    for n, (account, meter_id) in enumerate(held.items()):
+        conn.execute("INSERT INTO service_points (service_point_id, dma) VALUES (%s, 'D1')", (f"SP{n}",))
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES (%s, 'Sam Tenant')", (account,))
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) "
+            "VALUES (%s, %s, now() - interval '1 year')",
+            (f"SP{n}", meter_id),
+        )
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) "
+            "VALUES (%s, %s, now() - interval '1 year')",
+            (account, f"SP{n}"),
+        )
+
+
+@pytest.mark.parametrize("typed", ["acc-7", "Acc-7", "ACC-7"])
+def test_an_account_number_is_found_in_any_case_as_a_meter_id_is(fleet, typed: str) -> None:
+    """ "wm-317" found WM-00317, but "acc-7" found nothing for ACC-7: a caller reading their number
+    out, an agent typing it in lower case, was told no account of that number had a meter."""
+    client, conn, keys = fleet
+    _accounts_holding(conn, {"ACC-7": "WM-00003"})
+    found = _find(client, keys["customer_care"], typed)
+    assert "Account ACC-7's meter now (at the service points it holds)" in found.text  # as stored
+    assert _listed(found.text) == ["WM-00003"]
+
+
+def test_two_accounts_differing_only_in_case_are_both_listed_each_under_its_number(fleet) -> None:
+    """Accounts are compared exactly elsewhere (billing, the enquiries' filter): a utility whose
+    numbers are case-significant has two accounts here, and the page says which meter is whose."""
+    client, conn, keys = fleet
+    _accounts_holding(conn, {"ab-1": "WM-00030", "AB-1": "WM-00003"})
+    found = _find(client, keys["customer_care"], "Ab-1")
+    said = re.search(r"Accounts (\S+) and (\S+): numbers that differ only in case, each its own account\.", found.text)
+    assert said is not None and {said[1], said[2]} == {"AB-1", "ab-1"}, found.text  # in the database's order
+    rows = re.findall(r'<tr><td>([^<]+)</td><td><a href="/care/meters/[^"]+">([^<]+)</a>', found.text)
+    assert sorted(rows) == [("AB-1", "WM-00003"), ("ab-1", "WM-00030")]
