@@ -19,6 +19,7 @@ from collector.detection.alerts import AlertSource
 from server.auth import Principal, may, presented_key, refusal, verify_api_key
 from server.decimals import fixed_point, volume_m3
 from server.query_params import meant, query_names
+from server.web.flow import flow_l_h
 from server.web.rounding import rounded
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -39,6 +40,7 @@ def _volume(value: Decimal | float) -> str:
 
 templates.env.filters["fixed"] = _fixed
 templates.env.filters["volume"] = _volume
+templates.env.filters["flow_l_h"] = flow_l_h  # a reading's flow on the meters page
 templates.env.filters["rounded"] = rounded  # an alert's rate as its enquiry rounds it
 templates.env.filters["path_segment"] = lambda text: quote(text, safe="")  # "A?B" → "A%3FB", "/" too
 templates.env.globals["meter_source"] = AlertSource.METER

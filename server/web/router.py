@@ -19,6 +19,7 @@ Otherwise (no such header on plain HTTP, or another origin of the same site or a
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import psycopg
@@ -49,8 +50,23 @@ ALERTS_COUNTED = 1000
 _OPENED_HERE = {"none", "same-origin"}
 
 
+#: How long a browser stays signed in: a shift. Without ``Max-Age`` the cookie lasted until the browser
+#: closed, which a care-desk PC left on never does, and for ever where the browser restores its last
+#: session. 12 hours covers a day shift or a night shift whole, so no one is signed out mid-call, and a
+#: PC left signed in overnight is not the next morning. The browser drops the cookie; the key itself
+#: stays valid until revoked (``aquami server revoke-key``), as it does for the API.
+SESSION_LIFETIME = timedelta(hours=12)
+
+
 def _sign_in(request: Request, response: Response, key: str) -> Response:
-    response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        SESSION_COOKIE,
+        key,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 

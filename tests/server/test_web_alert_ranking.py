@@ -177,16 +177,17 @@ def test_the_page_counts_the_active_alerts_only_when_there_are_more_and_only_so_
     counting = lambda text: "count(" in text and "alerts" in text  # noqa: E731
     conn.execute(insert, (1, ALERTS_SHOWN, T0))
     with queries_run(counting) as counted:
-        assert "most urgent of" not in _heading(client, key)
+        heading = _heading(client, key)
+        assert heading.endswith(f"open or ongoing: {ALERTS_SHOWN}") and "most urgent" not in heading
     assert counted == []
     conn.execute(insert, (ALERTS_SHOWN + 1, 40, T0))
-    assert "the 25 most urgent of 40;" in _heading(client, key)
+    assert "open or ongoing: 40 <small>the 25 most urgent shown;" in _heading(client, key)
     conn.execute(insert, (41, ALERTS_COUNTED, T0))
-    assert f"the 25 most urgent of {ALERTS_COUNTED};" in _heading(client, key)
+    assert f"open or ongoing: {ALERTS_COUNTED} <small>the 25 most urgent shown;" in _heading(client, key)
     conn.execute(insert, (ALERTS_COUNTED + 1, 2500, T0))
     conn.execute("ANALYZE alerts")
     with queries_run(counting) as counted:
-        assert f"the 25 most urgent of more than {ALERTS_COUNTED};" in _heading(client, key)
+        assert f"open or ongoing: more than {ALERTS_COUNTED} <small>the 25 most urgent shown;" in _heading(client, key)
     assert len(counted) == 1, counted
     nodes = explained_nodes(conn, *counted[0])
     read = [node for node in nodes if node.get("Relation Name") == "alerts"]

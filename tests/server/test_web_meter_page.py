@@ -28,6 +28,7 @@ from server.app import create_app
 from server.auth import create_api_key
 from server.decimals import fixed_point
 from server.meters.repository import register_meters
+from server.web.flow import flow_l_h
 from server.web.meter_page import ACTIVE_SHOWN, ENQUIRIES_SHOWN, READINGS_PER_PAGE
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -141,7 +142,7 @@ def test_the_readings_are_the_api_s_newest_first_and_paged(meter) -> None:
         [
             datetime.fromisoformat(r["ts"]).strftime("%Y-%m-%d %H:%M:%S"),
             r["volume_m3"],
-            fixed_point(Decimal(repr(r["flow_m3h"]))),
+            flow_l_h(r["flow_m3h"]),
             "—",
             " ".join(r["alarms"]),
             r["quality"] + (f" by {r['quality_by']}: {r['quality_reason']}" if r["quality_by"] else ""),

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from collector.alert_store import save_changes
-from collector.detection.alerts import Alert, AlertKind, AlertSource
+from collector.detection.alerts import Alert, AlertKind, AlertSource, AlertStatus
 from collector.detection.lifecycle import AlertChanges
 from server import auth
 from server.app import create_app
@@ -68,7 +68,7 @@ def test_an_urgent_burst_is_shown_before_newer_low_batteries_and_the_rest_are_co
     items = box.split("<li>")[1:]
     assert len(items) == ALERTS_SHOWN
     assert "burst" in items[0] and "M0" in items[0] and "urgent" in items[0]
-    assert f"the {ALERTS_SHOWN} most urgent of {len(alerts)}" in box
+    assert f"open or ongoing: {len(alerts)} <small>the {ALERTS_SHOWN} most urgent shown;" in box
     assert 'href="/alerts?status=open"' in box
 
 
@@ -131,7 +131,7 @@ def test_flows_read_as_the_alert_and_the_meter_give_them(desk) -> None:
     assert leak is not None and reverse is not None, page
     assert "flow not measured" in leak[1] and "L/h" not in leak[1] and "so far" not in leak[1]
     assert "about 0.5 L/h" in reverse[1] and "2.7 L so far" in reverse[1]
-    assert '<td class="num">0.00005</td>' in page
+    assert '<td class="num" title="0.00005 m³/h">0.1</td>' in page  # 50 mL/h, to 0.1 L/h: not "0.0"
 
 
 def test_a_rate_and_its_volume_read_as_the_alert_s_enquiry_rounds_them(desk) -> None:
@@ -346,3 +346,68 @@ def test_a_sign_in_with_a_key_not_known_is_refused_alike_whatever_is_wrong_with_
     hashed.clear()
     signed_in = client.get("/login", params={"key": key}, headers=opened, follow_redirects=False)
     assert signed_in.status_code == 303 and len(hashed) == 1
+
+
+def test_the_flow_column_is_litres_an_hour_to_one_decimal_and_a_small_reverse_flow_shows(desk) -> None:
+    """The column wrote the meters' m³/h digits as they came: "0.0", "0.025", "-0.04" in one column.
+    Now every flow is L/h to 0.1, the unit in the heading, the exact m³/h in the cell's title, and a
+    reverse flow too small for the step says so rather than "0.0"."""
+    client, key, conn = desk
+    flows = {"F1": 0.0, "F2": 0.025, "F3": -0.04, "F4": -0.00004, "F5": 1.23456}
+    for meter_id, flow in flows.items():
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES (%s, true)", (meter_id,))
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3, flow_m3h) VALUES (%s, %s, 1, %s)", (meter_id, T0, flow)
+        )
+    page = _page(client, key)
+    assert '<th class="num">Flow L/h</th>' in page and "Flow m³/h" not in page
+    cells = _flow_cells(page)
+    shown = {meter_id: text for meter_id, (_, text) in cells.items()}
+    assert shown == {"F1": "0.0", "F2": "25.0", "F3": "-40.0", "F4": "reverse, under 0.1", "F5": "1234.6"}, cells
+    assert cells["F4"][0] == "-0.00004 m³/h" and cells["F2"][0] == "0.025 m³/h"  # the exact figure, as the API's
+
+
+def _flow_cells(page: str) -> dict[str, tuple[str, str]]:
+    """Each meter row's flow cell: (its title, its text)."""
+    rows = re.findall(
+        r'<a href="/care/meters/([^"]+)">[^<]*</a>.*?<td class="num" title="([^"]+)">([^<]+)</td>', page, re.S
+    )
+    return {meter_id: (title, html.unescape(text)) for meter_id, title, text in rows}
+
+
+def test_the_alerts_heading_says_what_it_lists_and_counts_them_always(desk) -> None:
+    """It said "Open alerts" over open and ongoing ones, and counted them only beyond the 25 shown:
+    3 active alerts had no count at all."""
+    client, key, conn = desk
+    alerts = [_alert(1, AlertKind.LEAK, 12.0), _alert(2, AlertKind.LEAK, 8.0)]
+    alerts.append(replace(_alert(3, AlertKind.LOW_BATTERY, 0.0, AlertSource.METER), status=AlertStatus.ONGOING))
+    save_changes(conn, AlertChanges(opened=alerts))
+    heading = _page(client, key).split('<section class="alerts">')[1].split("</h2>")[0]
+    assert "<h2>Active alerts, open or ongoing: 3" in heading and "Open alerts" not in heading
+    assert "most urgent" not in heading  # all three are listed
+
+
+def test_the_sign_in_box_has_a_label_a_screen_reader_says(desk) -> None:
+    """The box had a placeholder only ("aqk_…"), which a screen reader may not say and which goes when
+    typing starts."""
+    client, _, _ = desk
+    form = client.get("/login").text.split('<form method="post" action="/login">')[1].split("</form>")[0]
+    label = re.search(r'<label for="([^"]+)">([^<]+)<input id="([^"]+)" name="key"', form)
+    assert label is not None, form
+    assert label[1] == label[3] and label[2].strip() == "API key"
+
+
+def test_a_sign_in_lasts_a_shift_and_sign_out_ends_it(desk) -> None:
+    """The cookie had no Max-Age: a care-desk PC left on stayed signed in until the browser closed, and
+    for ever where the browser restores its session. Now 12 hours, whichever way one signs in."""
+    client, key, _ = desk
+    posted = client.post("/login", data={"key": key}, headers={"Origin": "http://testserver"}, follow_redirects=False)
+    linked = client.get("/login", params={"key": key}, headers={"Sec-Fetch-Site": "none"}, follow_redirects=False)
+    for signed_in in (posted, linked):
+        cookie = signed_in.headers["set-cookie"]
+        assert signed_in.status_code == 303 and cookie.startswith(f"{SESSION_COOKIE}={key}")
+        assert "Max-Age=43200" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert client.get("/").status_code == 200  # the cookie signs the page in
+    signed_out = client.post("/logout", headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert signed_out.status_code == 303 and "Max-Age=0" in signed_out.headers["set-cookie"]
+    assert client.get("/").status_code == 401  # the browser dropped it: signed out
