@@ -92,7 +92,27 @@ def demo_fleet(count: int, seed: int, now: datetime) -> list[ModelledMeter]:
     return fleet
 
 
-def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, days: int) -> int:
+@dataclass(frozen=True)
+class HistoryLoaded:
+    """What :func:`load_history` did: ``read`` reads made from the meters' model, ``stored`` of them
+    new to the database (a read already stored, an earlier run's, is left as it is: readings are
+    unique by meter and instant)."""
+
+    read: int
+    stored: int
+
+    def line(self) -> str:
+        """The demo's line about it: on a database an earlier run filled, most or all of the history
+        is there already, and "10100 historical readings loaded" claimed what did not happen."""
+        kept = self.read - self.stored
+        if kept == 0:
+            return f"· {self.stored} historical readings loaded"
+        if self.stored == 0:
+            return f"· the {self.read} historical readings were stored already (an earlier run's): none loaded"
+        return f"· {self.stored} historical readings loaded ({kept} more were stored already, an earlier run's)"
+
+
+def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, days: int) -> HistoryLoaded:
     """The meters' hourly reads before the demo started, as a head-end migration would load them.
 
     They end at the newest hour at or before ``now``, the newest instant of detection's grid, and
@@ -107,8 +127,12 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
                 (unit.meter_id, reading.ts.isoformat(), repr(reading.volume_m3), reading.flow_m3h,
                  repr(reading.reverse_volume_m3), sorted(reading.alarms), "history", 0)
             )  # fmt: skip
-    ReadingStore(database_url).write(rows)
-    return len(rows)
+    store = ReadingStore(database_url)
+    try:
+        result = store.write(rows)
+    finally:
+        store.close()
+    return HistoryLoaded(read=result.received, stored=result.inserted)
 
 
 def history_consumption(database_url: str, now: datetime, days: int) -> None:
@@ -267,7 +291,7 @@ class Demo:
             loaded_at = datetime.now(UTC)
             loaded = await asyncio.to_thread(load_history, self.database_url, meters, loaded_at, HISTORY_DAYS)
             await asyncio.to_thread(history_consumption, self.database_url, loaded_at, HISTORY_DAYS)
-            self.say(f"· {loaded} historical readings loaded")
+            self.say(loaded.line())
             self._going_on()
             if o.mqtt_url:
                 mqtt_url = o.mqtt_url

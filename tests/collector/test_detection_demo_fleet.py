@@ -33,6 +33,7 @@ from collector.detection.engine import detect
 from collector.detection.lifecycle import merge_alerts
 from collector.detection.series import SeriesBlock
 from collector.detection_job import grid_end
+from collector.store import StoreResult
 
 NOW = datetime(2026, 11, 23, 8, 54, tzinfo=UTC)  # a Monday, as in the demo run
 HOUR = timedelta(hours=1)
@@ -48,8 +49,12 @@ class _Captured:
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
 
-    def write(self, rows: list[tuple[Any, ...]]) -> None:
+    def write(self, rows: list[tuple[Any, ...]]) -> StoreResult:
         _Captured.rows = list(rows)
+        return StoreResult(received=len(rows), inserted=len(rows), new_meters=0)
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +64,7 @@ def history() -> list[tuple[Any, ...]]:
         patch.setattr(demo, "ReadingStore", _Captured)
         fleet = demo.demo_fleet(20, 7, NOW)
         loaded = demo.load_history("postgresql://unused", fleet, NOW, demo.HISTORY_DAYS)
-    assert loaded == len(_Captured.rows)
+    assert loaded.read == loaded.stored == len(_Captured.rows)
     return _Captured.rows
 
 
