@@ -13,7 +13,10 @@ consumption is refreshed: the fleet's whole days were redone for one person's ed
 A person's value that would put the register out of order with the meter's stored measured reads
 either side (collector.vee.register_order) is refused, :class:`OutOfSequence`, and nothing written,
 unless the caller says it is meant (``out_of_sequence_confirmed``): a typo of 1.000 for 480.937 was
-stored, and VEE and detection made a meter replacement and a burst of it.
+stored, and VEE and detection made a meter replacement and a burst of it. A value with no measured
+read after it (the meter's newest) is refused the same way when the water since the read before it
+is more than the meter's maximum flow passes, as VEE judges ``over_max_flow``
+(:class:`FasterThanTheMeter`): 4809.37 for 480.937 is in order, and no later read shows it.
 """
 
 from __future__ import annotations
@@ -26,9 +29,21 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from aquami.contracts.reads import utc_iso
-from collector.vee.register_order import Neighbour, OutOfSequence, check_in_order
+from collector.vee.config import VeeConfig
+from collector.vee.register_order import (
+    FasterThanTheMeter,
+    MaxFlow,
+    Neighbour,
+    OutOfSequence,
+    check_in_order,
+    check_newest_within_max_flow,
+)
 
-__all__ = ["OutOfSequence", "edit_reading", "reading_history", "substitute_reading"]
+__all__ = ["FasterThanTheMeter", "OutOfSequence", "edit_reading", "reading_history", "substitute_reading"]
+
+#: The settings the collector's VEE rounds run with (collector.vee.rounds.VeeScheduler): the
+#: maximum flow a meter without its own is held to, and the slack over it.
+_VEE = VeeConfig()
 
 #: pg_advisory_xact_lock's first key ("aqed") for a meter's edits, the second the meter id's hash:
 #: two people's values for neighbouring reads of one meter are each checked against the other's.
@@ -80,11 +95,22 @@ def _take_turns(conn: psycopg.Connection, meter_id: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EDIT_LOCK, meter_id))
 
 
+def _max_flow(conn: psycopg.Connection, meter_id: str) -> MaxFlow:
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT max_flow_m3h FROM meters WHERE meter_id = %s", (meter_id,)).fetchone()
+    return MaxFlow.of(None if row is None else row[0], _VEE)
+
+
 def _check_order(conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, confirmed: bool) -> None:
     """Raise :class:`OutOfSequence` if ``volume_m3`` at ``ts`` is out of order with the meter's
-    measured neighbours and not ``confirmed``."""
-    if not confirmed:
-        check_in_order(meter_id, ts, volume_m3, *_neighbours(conn, meter_id, ts))
+    measured neighbours, or :class:`FasterThanTheMeter` if it is the newest and further above the
+    read before it than the meter's maximum flow allows; neither when ``confirmed``."""
+    if confirmed:
+        return
+    before, after = _neighbours(conn, meter_id, ts)
+    check_in_order(meter_id, ts, volume_m3, before, after)
+    if after is None:
+        check_newest_within_max_flow(meter_id, ts, volume_m3, before, _max_flow(conn, meter_id), _VEE)
 
 
 def edit_reading(

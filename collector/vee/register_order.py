@@ -15,6 +15,13 @@ is mostly corrected one read at a time without a word (a read whose neighbours a
 have to wait for them). What a person means all the same (a meter exchanged with no reads to show it
 yet, a read of a run whose neighbours are still wrong) is confirmed in the request
 (``out_of_sequence: "confirmed"``).
+
+A meter's newest read has no read after it to show a typo upward (4809.37 for 480.937): in order, it
+was stored, VEE flagged it ``over_max_flow`` and detection could raise a burst of it. So a person's
+value with no measured read after it is also refused when the water since the read before it is
+more than the meter could pass, as VEE's ``over_max_flow`` judges it (the meter's maximum flow, or
+VEE's default where the meter has none, with ``max_flow_slack``): :class:`FasterThanTheMeter`,
+confirmable the same way. Between two reads, a value in order cannot be faster than they are.
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
 
+import numpy as np
+
 from aquami.contracts.reads import utc_iso
+from collector.vee.config import VeeConfig
+from collector.vee.rules import allowance
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,8 @@ def adds_a_step_back(before: Decimal | None, value: Decimal, after: Decimal | No
 class OutOfSequence(ValueError):
     """A person's register value would add a step back among the meter's stored measured reads."""
 
+    title = "Register out of sequence"
+
     def __init__(
         self, meter_id: str, ts: datetime, volume_m3: Decimal, before: Neighbour | None, after: Neighbour | None
     ) -> None:
@@ -82,3 +95,67 @@ def check_in_order(
         None if before is None else before.volume_m3, volume_m3, None if after is None else after.volume_m3
     ):
         raise OutOfSequence(meter_id, ts, volume_m3, before, after)
+
+
+@dataclass(frozen=True, slots=True)
+class MaxFlow:
+    """The flow VEE holds a meter to: its own maximum (``meters.max_flow_m3h``), else VEE's default."""
+
+    m3h: float
+    recorded: bool  # the meter's own; False: VEE's default_max_flow_m3h
+
+    @classmethod
+    def of(cls, recorded_m3h: Decimal | None, config: VeeConfig) -> MaxFlow:
+        if recorded_m3h is None:
+            return cls(config.default_max_flow_m3h, recorded=False)
+        return cls(float(recorded_m3h), recorded=True)
+
+    def said(self) -> str:
+        return f"{self.m3h:g} m³/h" + ("" if self.recorded else " (VEE's default: none is recorded for the meter)")
+
+
+def faster_than_the_meter(
+    before: Neighbour, ts: datetime, volume_m3: Decimal, max_flow: MaxFlow, config: VeeConfig
+) -> bool:
+    """Whether the water from ``before`` to ``volume_m3`` at ``ts`` is more than the meter can pass,
+    exactly as VEE's ``over_max_flow`` rule judges an interval (collector.vee.rules.validate): the
+    registers' difference in floating point against :func:`collector.vee.rules.allowance`. For a
+    value at or above ``before``: one below it is out of order (:func:`check_in_order`), and VEE
+    would count its step back as a rollover's or a replacement's water instead."""
+    seconds = (ts - before.ts).total_seconds()
+    water = float(volume_m3) - float(before.volume_m3)
+    allowed = allowance(np.array([max_flow.m3h]), np.array([seconds]), config)
+    return bool(water > allowed[0])
+
+
+class FasterThanTheMeter(OutOfSequence):
+    """A person's value for a meter's newest read implies more water since the read before it than
+    the meter passes at its maximum flow: a typo upward (a decimal point in the wrong place) that no
+    read after it shows."""
+
+    title = "Register faster than the meter"
+
+    def __init__(self, meter_id: str, ts: datetime, volume_m3: Decimal, before: Neighbour, max_flow: MaxFlow) -> None:
+        self.before, self.after = before, None
+        self.max_flow = max_flow
+        water = volume_m3 - before.volume_m3
+        hours = (ts - before.ts).total_seconds() / 3600
+        self.flow_m3h = float(water) / hours
+        ValueError.__init__(
+            self,
+            f"a register of {volume_m3} m³ for {meter_id!r} at {utc_iso(ts)} is {water} m³ above the reading "
+            f"before it ({before.said()}): {self.flow_m3h:,.3f} m³/h over {hours:g} h, more than the meter's "
+            f"maximum flow of {max_flow.said()}. It is the meter's newest read, with no read after it to show "
+            "the step: VEE would flag it over_max_flow and detection could take it for a burst. Check the value "
+            '(a decimal point in the wrong place?), and if it is meant, send it again with "out_of_sequence": '
+            '"confirmed"',
+        )
+
+
+def check_newest_within_max_flow(
+    meter_id: str, ts: datetime, volume_m3: Decimal, before: Neighbour | None, max_flow: MaxFlow, config: VeeConfig
+) -> None:
+    """Raise :class:`FasterThanTheMeter` if ``volume_m3``, the meter's newest measured read, is
+    further above ``before`` than the meter's maximum flow allows."""
+    if before is not None and faster_than_the_meter(before, ts, volume_m3, max_flow, config):
+        raise FasterThanTheMeter(meter_id, ts, volume_m3, before, max_flow)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import register_url_convertor
 
 from aquami.contracts.reads import utc_iso
-from collector.vee.editing import OutOfSequence, edit_reading, reading_history, substitute_reading
+from collector.vee.editing import (
+    FasterThanTheMeter,
+    OutOfSequence,
+    edit_reading,
+    reading_history,
+    substitute_reading,
+)
 from collector.vee.register_order import Neighbour
 from server.auth import Principal, require_role
 from server.db import get_connection
@@ -42,9 +48,10 @@ UNKNOWN_METER = "Unknown meter: no meter of that id"
 UNKNOWN_READING = "Unknown reading: no reading of that meter at that time"
 OUT_OF_SEQUENCE = (
     "Register out of sequence: the value is below the meter's measured reading before it or above the one "
-    'after it (named in before and after); send it with "out_of_sequence": "confirmed" if it is meant'
+    "after it (named in before and after); or, with no reading after it, further above the one before than "
+    "the meter passes at its maximum flow (Register faster than the meter: flow_m3h against max_flow_m3h); "
+    'send it with "out_of_sequence": "confirmed" if it is meant'
 )
-OUT_OF_SEQUENCE_TITLE = "Register out of sequence"
 
 
 def _next_url(request: Request, cursor: str) -> str:
@@ -103,9 +110,13 @@ def _neighbour(read: Neighbour | None) -> dict[str, str] | None:
 
 def _out_of_sequence(error: OutOfSequence) -> Problem:
     """409: the person's value against the stored reads it is out of order with, named in
-    ``before`` and ``after`` (exact volumes as strings, as readings are answered)."""
+    ``before`` and ``after`` (exact volumes as strings, as readings are answered); a newest read
+    faster than the meter also gives the flow it implies and the meter's maximum (m³/h)."""
+    flow: dict[str, Any] = {}
+    if isinstance(error, FasterThanTheMeter):  # what the value implies, against what the meter passes
+        flow = {"flow_m3h": round(error.flow_m3h, 3), "max_flow_m3h": error.max_flow.m3h}
     return Problem(
-        409, str(error), title=OUT_OF_SEQUENCE_TITLE, before=_neighbour(error.before), after=_neighbour(error.after)
+        409, str(error), title=error.title, before=_neighbour(error.before), after=_neighbour(error.after), **flow
     )
 
 
