@@ -44,11 +44,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aquami.contracts.reads import Reading, utc_iso
+from aquami.durations import lasted
 from aquami.outage import SETTLE_S
 from gateway.backoff import pause
 from gateway.buses import attempt_once
 from gateway.config import BusConfig, MeterConfig
-from gateway.episodes import REMIND_EVERY_S, Episodes, lasted
+from gateway.episodes import REMIND_EVERY_S, Episodes
 from gateway.spool import NotSpooled
 from gateway.transport import PollError, Transport
 

@@ -37,6 +37,7 @@ import serial
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading, utc_iso
+from aquami.durations import lasted
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.decode import decode_telegram
@@ -44,7 +45,7 @@ from firmware_protocols.wmbus.receiver import ReceiverStreamParser
 from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
 from gateway.config import MeterConfig, WMBusBusConfig
-from gateway.episodes import REMIND_EVERY_S, Episodes, lasted
+from gateway.episodes import REMIND_EVERY_S, Episodes
 from gateway.mbus import reading_from_records
 from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_failed
 from gateway.spool import NotSpooled

@@ -35,6 +35,7 @@ from itertools import pairwise
 import numpy as np
 
 from aquami.contracts.reads import utc_iso
+from aquami.durations import lasted
 from collector.vee.config import VeeConfig
 from collector.vee.rules import allowance
 
@@ -139,12 +140,12 @@ class FasterThanTheMeter(OutOfSequence):
         self.before, self.after = before, None
         self.max_flow = max_flow
         water = volume_m3 - before.volume_m3
-        hours = (ts - before.ts).total_seconds() / 3600
-        self.flow_m3h = float(water) / hours
+        seconds = (ts - before.ts).total_seconds()
+        self.flow_m3h = float(water) / (seconds / 3600)
         ValueError.__init__(
             self,
             f"a register of {volume_m3} m³ for {meter_id!r} at {utc_iso(ts)} is {water} m³ above the reading "
-            f"before it ({before.said()}): {self.flow_m3h:,.3f} m³/h over {hours:g} h, more than the meter's "
+            f"before it ({before.said()}): {self.flow_m3h:,.3f} m³/h over {lasted(seconds)}, more than the meter's "
             f"maximum flow of {max_flow.said()}. It is the meter's newest read, with no read after it to show "
             "the step: VEE would flag it over_max_flow and detection could take it for a burst. Check the value "
             '(a decimal point in the wrong place?), and if it is meant, send it again with "out_of_sequence": '

@@ -80,6 +80,18 @@ def test_the_cases_a_person_meets(value, recorded, refused) -> None:
     assert faster_than_the_meter(before, AT, Decimal(value), limit, CONFIG) is refused
 
 
+@pytest.mark.parametrize(
+    ("gap", "said"),
+    [(timedelta(seconds=1), "over 1 s,"), (timedelta(minutes=15), "over 15 min,"), (HOUR, "over 1 h,"),
+     (timedelta(days=2, hours=3), "over 2 d 3 h,")],
+)  # fmt: skip
+def test_the_refusal_says_the_time_since_the_read_before_as_a_clerk_reads_it(gap: timedelta, said: str) -> None:
+    """A second's gap was said "over 0.000277778 h"."""
+    before = Neighbour(AT - gap, Decimal("480.900"), "actual")
+    refusal = FasterThanTheMeter("M-1", AT, Decimal("4809.370"), before, MaxFlow.of(None, CONFIG))
+    assert said in str(refusal), str(refusal)
+
+
 _meters = count()
 
 

@@ -19,9 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aquami.contracts.reads import Reading
+from aquami.durations import lasted
 from aquami.ports import free_port
 from gateway.config import MeterConfig, ModbusTcpBusConfig
-from gateway.episodes import Episodes, lasted
+from gateway.episodes import Episodes
 from gateway.modbus_transport import ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
