@@ -75,7 +75,8 @@ weakest among the reads that close it. A 300 record's UpdateDateTime is when the
 reads arrived (``received_at``; before, the export's time, so a day revised by a late read looked
 like any other), or, if later, when a job card or agreement that may move the day's meter into or out
 of the file was recorded (server migration 0052's log, as a determinant's as_of: a move-out dated back
-or an exchange entered late revises a day without a read; before, the day kept its reads' time); the
+or an exchange entered late revises a day without a read, as a job card's register corrected does, logged
+since server migration 0063; before, the day kept its reads' time); the
 export's time for a day without reads.
 
 The file is streamed (:func:`prepare`, then :func:`nem12_chunks`): every error is found before

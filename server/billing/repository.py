@@ -137,7 +137,8 @@ WHERE c.account_id = %(account)s AND c.recorded_at >= %(since)s AND h.ts >= %(fr
 # When an agreement or a job card that may change whether the line's meter counts for its account
 # within the period was last recorded (server migration 0052's log): a move-out dated back, or a meter
 # exchange entered late, moves the line's start or end, and with it what the line bills, without a
-# read being written. Part of the line's as_of, as its reads' arrivals are.
+# read being written; and (server migration 0063) a job card's register corrected, which changes the
+# water across an exchange without one. Part of the line's as_of, as its reads' arrivals are.
 _MEMBERSHIP_RECORDED = """
 SELECT max(c.recorded_at) FROM account_membership_changes c
 WHERE c.account_id = spans.account_id AND c.meter_id = spans.meter_id

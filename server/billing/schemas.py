@@ -124,8 +124,8 @@ class DeterminantLine(BaseModel):
         default=None,
         description="when the newest of the reads this line rests on arrived (opening read to the first read at "
         "or after its end; a person's edit counts as arriving when made), or an agreement or job card moving the "
-        "line's start or end was recorded, if later: a later as_of for the same line and period means the line "
-        "was revised since (its leaks are not in it)",
+        "line's start or end was recorded, or a job card's register its water rests on was corrected, if later: "
+        "a later as_of for the same line and period means the line was revised since (its leaks are not in it)",
     )
     leaks: list[LeakOnLine] = Field(default_factory=list, description="detected leaks and bursts in the line")
     leak_estimated_m3: ExactDecimal | None = Field(
