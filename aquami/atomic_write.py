@@ -19,9 +19,12 @@ from typing import TextIO
 
 
 @contextmanager
-def replacing(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
+def replacing(path: Path, *, newline: str | None = None, mode: int | None = None) -> Iterator[TextIO]:
     """A text file (UTF-8) to write ``path``'s new content to; it becomes ``path`` when the block
-    ends without an exception, and is removed when one is raised.
+    ends without an exception, and is removed when one is raised. Without ``mode`` a new file is
+    made as any would be (0666 less the umask) and a file replaced keeps its permissions; with it
+    (``0o600`` for a file holding secrets), the file has that mode less the umask either way, from
+    its first byte.
 
     A path that is no regular file (``--out /dev/stdout``, a named pipe) is written as it is: there is
     no file to keep, and a rename would have put a file where the device or pipe was. A symbolic link
@@ -32,11 +35,10 @@ def replacing(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
         return
     path = path.resolve()
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # created as a new file would be (0666 less the umask); a file replaced keeps its permissions
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as file:
-            if path.exists():
+            if mode is None and path.exists():
                 os.chmod(file.fileno(), stat.S_IMODE(path.stat().st_mode))
             yield file
             file.flush()
@@ -47,7 +49,7 @@ def replacing(path: Path, *, newline: str | None = None) -> Iterator[TextIO]:
         raise
 
 
-def write_text(path: Path, text: str) -> None:
-    """``path.write_text(text, encoding="utf-8")``, all or nothing."""
-    with replacing(path) as file:
+def write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """``path.write_text(text, encoding="utf-8")``, all or nothing (``mode``: see :func:`replacing`)."""
+    with replacing(path, mode=mode) as file:
         file.write(text)

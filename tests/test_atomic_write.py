@@ -60,3 +60,15 @@ def test_a_pipe_is_written_as_it_is_and_a_link_s_file_is_replaced_beside_it(tmp_
     atomic_write.write_text(link, "new\n")
     assert link.is_symlink() and (tmp_path / "real" / "alerts.json").read_text() == "new\n"
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["alerts.json"]
+
+
+def test_a_file_holding_secrets_is_its_owner_s_alone_new_or_replaced(tmp_path: Path) -> None:
+    """The rig's gateway file holds wireless meters' keys: written again over a last run's file
+    readable by all, it kept that file's 0644 (and the gateway warned of a key every user can read)."""
+    new, old = tmp_path / "new.toml", tmp_path / "old.toml"
+    old.write_text("last run's\n")
+    os.chmod(old, 0o644)
+    atomic_write.write_text(new, "key = 1\n", mode=0o600)
+    atomic_write.write_text(old, "key = 2\n", mode=0o600)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (new, old)] == [0o600, 0o600]
+    assert old.read_text() == "key = 2\n"

@@ -118,11 +118,13 @@ def gateway_config_text(rig: Rig, mqtt_url: str, spool: str) -> str:
 
 
 def write_gateway_config(rig: Rig, path: Path, mqtt_url: str) -> None:
-    """Write :func:`gateway_config_text` to ``path`` (whole or not at all), its spool beside it."""
+    """Write :func:`gateway_config_text` to ``path`` (whole or not at all), its spool beside it;
+    readable by its owner alone, the last run's file too, as it may hold wireless meters' keys (the
+    gateway warns of a file holding a key that every user can read: gateway.secret_files)."""
     from aquami import atomic_write
 
     text = gateway_config_text(rig, mqtt_url, f"{path.stem}-spool.sqlite")
     try:
-        atomic_write.write_text(path, text)
+        atomic_write.write_text(path, text, mode=0o600)
     except OSError as error:
         raise OSError(error.errno, f"--gateway-config {path}: {error.strerror}") from None
