@@ -39,7 +39,20 @@ from collector.vee.register_order import (
     check_newest_within_max_flow,
 )
 
-__all__ = ["FasterThanTheMeter", "OutOfSequence", "edit_reading", "reading_history", "substitute_reading"]
+__all__ = [
+    "FasterThanTheMeter",
+    "NoSuchReading",
+    "OutOfSequence",
+    "edit_reading",
+    "reading_history",
+    "substitute_reading",
+]
+
+
+class NoSuchReading(LookupError):
+    """The reading to correct is not stored. Its own class, so that the API answers it 404 and
+    nothing else: caught as LookupError, a KeyError from a bug was a 404 too (its detail the key)."""
+
 
 #: The settings the collector's VEE rounds run with (collector.vee.rounds.VeeScheduler): the
 #: maximum flow a meter without its own is held to, and the slack over it.
@@ -124,14 +137,14 @@ def edit_reading(
     by_key_id: str | None = None,
     out_of_sequence_confirmed: bool = False,
 ) -> None:
-    """Correct a stored reading's register; it becomes ``edited``. LookupError if there is none;
+    """Correct a stored reading's register; it becomes ``edited``. :class:`NoSuchReading` if there is none;
     :class:`OutOfSequence` (nothing written) if the value puts the register out of order with its
     measured neighbours, unless ``out_of_sequence_confirmed``.
     ``by_key_id``: the id of the API key ``by`` names (two keys may carry one name)."""
     _check(by, reason, volume_m3, ts)
     _take_turns(conn, meter_id)
     if _stored_quality(conn, meter_id, ts) is None:
-        raise LookupError(f"no reading of {meter_id!r} at {utc_iso(ts)}")
+        raise NoSuchReading(f"no reading of {meter_id!r} at {utc_iso(ts)}")
     _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
     conn.execute(
         "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_by_key_id = %s, "

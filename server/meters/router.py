@@ -12,6 +12,7 @@ from starlette.convertors import register_url_convertor
 from aquami.contracts.reads import utc_iso
 from collector.vee.editing import (
     FasterThanTheMeter,
+    NoSuchReading,
     OutOfSequence,
     edit_reading,
     reading_history,
@@ -149,7 +150,7 @@ def correct_reading(
                 reason=body.reason,
                 out_of_sequence_confirmed=body.out_of_sequence == "confirmed",
             )
-    except LookupError as error:
+    except NoSuchReading as error:
         raise Problem(404, str(error), title="Unknown reading") from error
     except OutOfSequence as error:
         raise _out_of_sequence(error) from error

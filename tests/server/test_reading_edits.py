@@ -238,3 +238,23 @@ def test_a_reading_not_found_or_in_the_way_is_named_by_its_meter_quoted_and_its_
                         headers=auth(keys["meterization"]))  # fmt: skip
     assert clash.status_code == 409, clash.text
     assert clash.json()["detail"] == "'M1' has a reading at 2026-11-01T06:00:00Z already; edit it instead"
+
+
+def test_a_bug_in_a_correction_is_a_500_not_an_unknown_reading(migrated_database_url, monkeypatch) -> None:
+    """A correction's 404 caught every LookupError: a KeyError from a bug (a dict's missing key) was
+    answered "Unknown reading", its detail the key ("0"), and nothing in the log. The fault is made
+    here by replacing the correction's code, as no real input reaches such a bug."""
+    import server.meters.router as meters_router
+
+    def faulty(*args: object, **kwargs: object) -> None:
+        raise KeyError(0)
+
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        key = create_api_key(conn, "Ann", ["meterization"])
+        conn.execute("INSERT INTO meters (meter_id, registered) VALUES ('M1', true)")
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M1', %s, 100.000)", (T0,))
+    monkeypatch.setattr(meters_router, "edit_reading", faulty)
+    with TestClient(create_app(migrated_database_url), raise_server_exceptions=False) as client:
+        answer = client.put(f"/meters/M1/readings/{T0.isoformat()}", json={"volume_m3": "100.5", "reason": "misread"},
+                            headers=auth(key))  # fmt: skip
+    assert answer.status_code == 500, answer.text
