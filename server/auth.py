@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from server.db import get_connection
 from server.origins import from_another_site
 from server.problems import Problem
+from server.visible import invisible, named, nothing_shown
 
 #: ``customer_app``: an app customers use (a civic Open311 client), which may only raise enquiries and
 #: follow those it raised.
@@ -62,8 +63,10 @@ def check_key_roles(roles: list[str]) -> None:
 
 def check_key_name(name: str) -> None:
     """ValueError unless ``name`` says who or what a new key is for, and is no name the system uses."""
-    if not name.strip() or "\x00" in name:  # the name is who edits, dismisses and pays: it must say someone
-        raise ValueError(f"a key needs a name saying who or what it is for, not {name!r}")
+    # the name is who edits, dismisses and pays: it must say someone. A name of invisible characters
+    # alone (U+200B, a Hangul filler) passed ``strip()`` and wrote changes by no one a person can read.
+    if nothing_shown(name) is not None or "\x00" in name:
+        raise ValueError(f"a key needs a name saying who or what it is for, not {name!r}{_unseen(name)}")
     if _is_system_name(name):
         raise ValueError(
             f"a key cannot be named {name!r}: {', '.join(sorted(SYSTEM_NAMES))} (and vee:…) are the names the "
@@ -84,10 +87,18 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
     return f"{KEY_PREFIX}{key_id}.{secret}"
 
 
+def _unseen(name: str) -> str:
+    """What a refused name holds that cannot be seen in its quoted form, named (``: U+3164 HANGUL
+    FILLER``), or nothing."""
+    unseen = next((c for c in name if invisible(c) and not c.isspace() and repr(c)[1:-1] == c), None)
+    return f" ({named(unseen)} shows nothing)" if unseen is not None else ""
+
+
 def _is_system_name(name: str) -> bool:
     """Whether ``name`` reads as one of :data:`SYSTEM_NAMES`, whatever its case or surrounding
-    spaces (a person reading "Detection" on a note would take it for the system as well)."""
-    folded = name.strip().casefold()
+    spaces or invisible characters (a person reading "Detection" on a note would take it for the system
+    as well, and "\u200bdetection" reads as "detection")."""
+    folded = "".join(c for c in name if not invisible(c)).casefold()
     return folded in SYSTEM_NAMES or folded.startswith("vee:")
 
 

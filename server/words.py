@@ -6,9 +6,17 @@ from typing import Any
 
 from pydantic import Field
 
-#: At least one word character, so that blanks, marks or invisible characters alone say nothing;
-#: no NUL anywhere (PostgreSQL's text cannot hold it).
-WORDS_PATTERN = r"^[^\x00]*[^\W_][^\x00]*$"
+from server.visible import INVISIBLE_LETTERS
+
+#: The letters that show nothing (the Hangul fillers), in the pattern's own notation.
+_NOT_A_WORD = "".join(f"\\x{{{ord(c):X}}}" for c in sorted(INVISIBLE_LETTERS))
+
+#: At least one letter or digit that shows (:data:`server.visible.INVISIBLE_LETTERS` are none), so
+#: that blanks, marks or invisible characters alone say nothing; no NUL anywhere (PostgreSQL's text
+#: cannot hold it). pydantic's regular expressions (Rust's ``regex``) read ``\p{L}`` and ``--``
+#: (a class less another). Before, ``[^\W_]``: a word character, which took combining marks alone
+#: and the Hangul fillers (U+3164) as a word.
+WORDS_PATTERN = rf"^[^\x00]*[[\p{{L}}\p{{N}}]--[{_NOT_A_WORD}]][^\x00]*$"
 
 
 def words_field(max_length: int, description: str, **kwargs: Any) -> Any:

@@ -8,12 +8,12 @@ detailed status, which the spec's open/closed cannot say).
 from __future__ import annotations
 
 import math
-import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from server.instants import UtcInstant
+from server.visible import shows_something
 
 #: Text a person writes: no NUL (PostgreSQL's text cannot hold it), and more than blanks.
 _TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
@@ -73,36 +73,6 @@ def _a_coordinate(value: object) -> object:
 #: A latitude or longitude: a finite number (JSON) or its text (a form), never a boolean.
 Coordinate = Annotated[float, BeforeValidator(_a_coordinate)]
 
-#: Characters that show nothing and are neither whitespace nor a control or format character
-#: (Unicode's Default_Ignorable_Code_Point among letters and marks: Hangul fillers, the combining
-#: grapheme joiner, variation selectors, Khmer's inherent vowels), and the blank Braille pattern,
-#: which renders as a space.
-_SHOWS_NOTHING = frozenset(
-    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u2800\u3164\uffa0"
-    + "".join(map(chr, range(0xFE00, 0xFE10)))
-    + "".join(map(chr, range(0xE0100, 0xE01F0)))
-)
-
-
-def _invisible(character: str) -> bool:
-    """Whether ``character`` shows nothing on its own: whitespace, a control or format character
-    (Cc, Cf: U+200B ZERO WIDTH SPACE, U+FEFF, the bidirectional marks), or one of :data:`_SHOWS_NOTHING`."""
-    return character.isspace() or unicodedata.category(character) in ("Cc", "Cf") or character in _SHOWS_NOTHING
-
-
-def _shows_something(text: str) -> str:
-    """Text a person writes, refused when it holds nothing to read: ``"\\u200b"`` passed the pattern
-    (more than blanks) and made an enquiry that says nothing. Kept exactly as written otherwise."""
-    if all(_invisible(c) for c in text):
-        shown = next((c for c in text if not c.isspace()), None)
-        example = f" ({_named(shown)})" if shown is not None else ""
-        raise ValueError(f"needs a visible character: blanks and invisible characters{example} alone say nothing")
-    return text
-
-
-def _named(character: str) -> str:
-    return f"U+{ord(character):04X} {unicodedata.name(character, '')}".rstrip()
-
 
 class Service(BaseModel):
     """One entry of "GET Service List"."""
@@ -152,7 +122,7 @@ class RequestIn(BaseModel):
     phone: str | None = Field(default=None, max_length=40, pattern=_PHONE)
     media_url: str | None = Field(default=None, max_length=2048, pattern=_MEDIA_URL)
     #: each answer's length is held by :func:`answer_max` (server.open311.router), which names its code
-    attribute: dict[str, Annotated[str, Field(pattern=_TEXT), AfterValidator(_shows_something)]] = Field(
+    attribute: dict[str, Annotated[str, Field(pattern=_TEXT), AfterValidator(shows_something)]] = Field(
         default_factory=dict
     )
 
@@ -160,7 +130,7 @@ class RequestIn(BaseModel):
     @classmethod
     def _written(cls, text: str | None) -> str | None:
         """A person's words hold something visible (after the field's length and pattern)."""
-        return None if text is None else _shows_something(text)
+        return None if text is None else shows_something(text)
 
 
 class RequestCreated(BaseModel):

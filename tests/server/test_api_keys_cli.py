@@ -92,3 +92,27 @@ def test_a_key_cannot_take_a_name_the_system_records_its_own_actions_under(migra
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
     assert _create(url, "detection desk (A. Clerk)", "customer_care").startswith("aqk_")
+
+
+def test_a_key_name_of_invisible_characters_alone_is_refused(migrated_database_url):
+    """A key named U+200B (a zero-width space) or a Hangul filler was created: every change it made
+    read as made by no one. Refused now, naming the character; a name with something visible in it,
+    invisible characters and all, is kept as given. A system name behind an invisible character is
+    the system's name still."""
+    url = migrated_database_url
+    for name, said in (
+        ("\u200b", "not '\\u200b'"),
+        ("\u3164", "(U+3164 HANGUL FILLER shows nothing)"),
+        ("\u115f\u1160 \uffa0", "(U+115F HANGUL CHOSEONG FILLER shows nothing)"),
+        ("\u2066\u2069", "not '\\u2066\\u2069'"),
+    ):
+        code, output = _aquami(url, "create-key", "--name", name, "--role", "customer_app")
+        assert code == 2, output
+        assert "a key needs a name saying who or what it is for" in output and said in output, output
+    code, output = _aquami(url, "create-key", "--name", "\u200bdetection", "--role", "customer_care")
+    assert code == 2 and "a key cannot be named '\\u200bdetection'" in output, output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+    _create(url, "fixit\u200b app \u3164", "customer_app")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT name FROM api_keys").fetchall() == [("fixit\u200b app \u3164",)]

@@ -197,7 +197,9 @@ def test_a_reading_supplied_for_an_hour_from_now_is_stored(api):
     assert response.status_code == 201, response.text
 
 
-@pytest.mark.parametrize("reason", ["\u200b\u200b\u200b", "\u2060…\u2060", "!!!", "abc\x00"])
+@pytest.mark.parametrize(
+    "reason", ["\u200b\u200b\u200b", "\u2060…\u2060", "!!!", "abc\x00", "\u3164\u3164\u3164", "\u0301\u0301\u0301"]
+)
 def test_a_reading_supplied_with_a_reason_of_no_words_is_refused(api, migrated_database_url, reason):
     """Said in words: before, "body/reason: String should match pattern '^[^\\x00]*[^\\W_][^\\x00]*$'"."""
     client, keys = api

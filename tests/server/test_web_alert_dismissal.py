@@ -158,7 +158,9 @@ def test_another_sites_form_dismisses_nothing(desk, headers: dict[str, str]) -> 
     assert _alert(conn, alert_id)[0] == "open"
 
 
-@pytest.mark.parametrize("reason", ["", "   ", "..", "\u200b\u200b\u200b", "a\x00bcd", "x" * 501])
+@pytest.mark.parametrize(
+    "reason", ["", "   ", "..", "\u200b\u200b\u200b", "\u3164\u3164\u3164", "\u115f\u1160\uffa0", "a\x00bcd", "x" * 501]
+)
 def test_a_reason_that_says_nothing_is_refused_and_the_words_are_kept(desk, reason: str) -> None:
     client, conn, keys, enquiry_id, alert_id = desk
     _sign_in(client, keys["customer_care"])
