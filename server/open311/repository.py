@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,11 +62,26 @@ class IdempotencyKeyReused(Exception):
         self.received_at = received_at
 
 
-def fingerprint(request: RequestIn) -> bytes:
+#: GeoReport v2's fields that tell who sent a request and that aquami does not keep: the device the
+#: report came from, and the person's account with the app. Not stored, but part of what makes a
+#: request the same one again (:func:`fingerprint`).
+SENDER_FIELDS = ("device_id", "account_id")
+
+
+def fingerprint(request: RequestIn, sender: Mapping[str, Any] | None = None) -> bytes:
     """The SHA-256 of the request as checked: its fields and attributes, whether posted as a form or
-    as JSON (``lat=51.5`` and ``"lat": 51.5`` are one request)."""
-    checked = json.dumps(request.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(checked.encode()).digest()
+    as JSON (``lat=51.5`` and ``"lat": 51.5`` are one request), and the :data:`SENDER_FIELDS` given
+    (``sender``: the body's fields). Before, those were left out, so two customers of one app
+    sending the very same words from the same place within 10 minutes were one enquiry even when
+    the app said they came from two devices. Left out when not given: the hash of a request without
+    them is what it was, so a retry across an upgrade is still recognised."""
+    checked: dict[str, Any] = request.model_dump(mode="json")
+    for name in SENDER_FIELDS:
+        value = (sender or {}).get(name)
+        if value is not None:  # a form's text and JSON's number of one id are one id
+            checked[f"sender:{name}"] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    text = json.dumps(checked, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).digest()
 
 
 def raise_request(
@@ -77,6 +93,7 @@ def raise_request(
     by: str,
     by_key_id: str,
     idempotency_key: str | None = None,
+    sender: Mapping[str, Any] | None = None,
 ) -> Raised:
     """The enquiry, what was given with it and its first update (under ``by`` and ``by_key_id``: the
     name and the id of the key that raised it), in one transaction; or, for a retry, the enquiry the
@@ -84,11 +101,12 @@ def raise_request(
     name an account or a meter; kept as given, and said on the update (without quoting it), when
     they do not. The enquiry's subject and first update hold none of the person's words: readers see
     those, and the words are personal data (care keys see them in ``given_with``).
+    ``sender``: the body's fields, whose :data:`SENDER_FIELDS` tell a retry from another person's report.
     IdempotencyKeyReused when ``idempotency_key`` came with another request."""
     account = request.attribute.get("account")
     meter = request.attribute.get("meter")
     with conn.transaction():
-        post_id, earlier = _claim(conn, by_key_id, idempotency_key, fingerprint(request))
+        post_id, earlier = _claim(conn, by_key_id, idempotency_key, fingerprint(request, sender))
         if earlier is not None:
             return Raised(earlier, service["service_notice"])  # a retry: nothing stored now
         known = conn.execute(

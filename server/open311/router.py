@@ -180,7 +180,14 @@ def post_request(
     source, by = source_of(principal)
     try:
         raised = repository.raise_request(
-            conn, given, service, source=source, by=by, by_key_id=principal.key_id, idempotency_key=retry_of
+            conn,
+            given,
+            service,
+            source=source,
+            by=by,
+            by_key_id=principal.key_id,
+            idempotency_key=retry_of,
+            sender=body.fields,
         )
     except repository.IdempotencyKeyReused as reused:
         raise Problem(

@@ -106,7 +106,8 @@ class ServiceDefinition(BaseModel):
 
 class RequestIn(BaseModel):
     """The fields of "POST Service Request" aquami keeps; others (``jurisdiction_id``, ``device_id``,
-    the app's own ``account_id``) are ignored. A blank field is taken as not given."""
+    the app's own ``account_id``) are not kept; ``device_id`` and ``account_id`` tell a retry from another
+    person's report (server.open311.repository's ``fingerprint``). A blank field is taken as not given."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -80,6 +80,29 @@ def test_the_same_request_sent_again_by_a_key_is_answered_with_the_first_s_enqui
     assert _enquiries(desk) == 3
 
 
+def test_two_customers_of_one_app_are_told_apart_by_their_device_or_account(desk: Desk) -> None:
+    """GeoReport v2's ``device_id`` and ``account_id`` (the person's device, their account with the app)
+    are not kept, and were not looked at: two customers of one app reporting the very same words from
+    the same place within 10 minutes were one enquiry, the second customer answered with the first's
+    id. They count now; a true retry (the same device, the same account) is still one enquiry."""
+    ana = _id(desk.post_form({**LEAK, "device_id": "phone-ana"}))
+    ben = _id(desk.post_form({**LEAK, "device_id": "phone-ben"}))
+    assert ben != ana
+    assert _id(desk.post_form({**LEAK, "device_id": "phone-ana"})) == ana  # Ana's retry
+    # the app's account of the person: a form's text and JSON's number of one account are one
+    cy = _id(desk.post_form({**LEAK, "account_id": "42"}))
+    assert cy not in (ana, ben)
+    as_json = {**LEAK, "lat": 51.5, "long": -0.1, "account_id": 42}
+    assert _id(desk.client.post(f"{V2}/requests.json", json=as_json, headers=desk.header("customer_app"))) == cy
+    assert _id(desk.post_form({**LEAK, "account_id": "43"})) not in (ana, ben, cy)
+    # without either, the same request is the same as before the change: one enquiry, retried
+    plain = _id(desk.post_form(LEAK))
+    assert plain not in (ana, ben, cy)
+    assert _id(desk.post_form(LEAK)) == plain
+    assert _enquiries(desk) == 5
+    assert desk.rows("SELECT count(*) FROM open311_requests") == [(5,)]
+
+
 def test_the_same_request_after_ten_minutes_is_a_new_report(desk: Desk) -> None:
     first = _id(desk.post_form(LEAK))
     with psycopg.connect(desk.url, autocommit=True) as conn:
