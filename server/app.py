@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
 from server.body_limit import BodyLimit
 from server.care.router import router as care_router
+from server.cors import Open311Cors
 from server.database_away import DatabaseAway
 from server.db import open_pool
 from server.docs import install_docs
@@ -46,12 +47,17 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    database_url: str, floor_lag_warning: timedelta = DEFAULT_LAG, asked: SchemaCheck | None = None
+    database_url: str,
+    floor_lag_warning: timedelta = DEFAULT_LAG,
+    asked: SchemaCheck | None = None,
+    *,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The application on ``database_url``; a billing pull whose next_changed_since is more than
     ``floor_lag_warning`` behind the database's clock warns, naming the transaction that holds it.
     ``asked``: what ``aquami server run`` found when it asked the database before starting the server
-    (server.db.ask_at_start), so start-up asks once; None: the app asks as it starts."""
+    (server.db.ask_at_start), so start-up asks once; None: the app asks as it starts.
+    ``cors_origins``: the other sites whose pages may call Open311 (server.cors; none: CORS is off)."""
     redact_access_log()
 
     @asynccontextmanager
@@ -79,7 +85,9 @@ def create_app(
     app.router.route_class = KnownQueryRoute  # /health's, as every router's of the API
     app.state.floor_lag_warning = floor_lag_warning
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
-    app.add_middleware(SecurityHeaders)  # outside BodyLimit: its 413 carries them too
+    if cors_origins:  # outside BodyLimit: a page of an allowed origin can read its 413 too
+        app.add_middleware(Open311Cors, origins=list(cors_origins))
+    app.add_middleware(SecurityHeaders)  # outside those: their answers (413, a preflight, 400) carry them too
     app.add_middleware(HeadAsGet)  # outside both: a HEAD's answer is its GET's, headers and all
     install_problem_handlers(app, error_page)
     app.include_router(meters_router)

@@ -37,6 +37,7 @@ ZONES = ["Mars/Olympus", "UTC+25"]
 HEX = ["abc", "zz"]  # odd length, not hex
 KEY_VALUES = ["=", "KEY", "=VALUE"]
 HOSTS = ["256.1.1.1"]
+ORIGINS = ["*", "app.example.org", "https://app.example.org/path", "https://app.example.org:99999"]
 
 #: (command, option) -> its kind's values. An option not named here gets TEXTS alone.
 KINDS: dict[tuple[str, str], list[str]] = {
@@ -56,6 +57,7 @@ KINDS: dict[tuple[str, str], list[str]] = {
     ("simulate fault", "--set"): [*KEY_VALUES, "rate=1=2"],
     ("demo", "--host"): HOSTS,
     ("server run", "--host"): HOSTS,
+    ("server run", "--cors-origin"): ORIGINS,
     ("simulate modbus-tcp", "--host"): HOSTS,
 }
 

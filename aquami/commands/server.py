@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import importlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from aquami.cli_params import floor_lag_warning_option
-from aquami.cli_text import checked_host, checked_text
+from aquami.cli_text import URL_MAX_LENGTH, checked_by, checked_host, checked_text, text_problem
 from aquami.database_url import DATABASE_URL, SERVICE_DATABASE_URL
 from aquami.exit_codes import CONFIG, FAILED
 
@@ -29,6 +31,14 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", envvar="AQUAMI_HOST", callback=checked_host("--host")),
         port: int = typer.Option(8000, min=0, max=65535, envvar="AQUAMI_PORT"),
         floor_lag_warning: float = floor_lag_warning_option("billing's next_changed_since"),
+        cors_origin: list[str] = typer.Option(
+            [],
+            "--cors-origin",
+            envvar="AQUAMI_CORS_ORIGINS",
+            callback=_checked_by_server("--cors-origin", "server.cors", "allowed_origin"),
+            help="An origin whose web pages may call Open311 from a browser (https://app.example.org); "
+            "once per origin. None: no CORS.",
+        ),
     ) -> None:
         """Serve the API and the web page: not on a database the migrations have not been applied
         to (one line, exit 1); on one not reachable yet, answering 503 until it is."""
@@ -57,7 +67,12 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: database: {problem}", err=True)
                 raise typer.Exit(FAILED)
             config = uvicorn.Config(
-                create_app(database_url, timedelta(seconds=floor_lag_warning), asked=schema),
+                create_app(
+                    database_url,
+                    timedelta(seconds=floor_lag_warning),
+                    asked=schema,
+                    cors_origins=cors_origin,
+                ),
                 host=host,
                 port=port,
                 proxy_headers=True,
@@ -249,6 +264,24 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({"accounts": written, "agreements": recorded}))
 
     app.add_typer(server_app, name="server")
+
+
+def _checked_by_server(option: str, module: str, check: str) -> Callable[[list[str]], list[str]]:
+    """An option's callback: each value's text checked (aquami.cli_text), then by the server's own
+    ``module.check``, which raises ValueError saying why the value is none (imported only when the
+    option is given: the other commands do not load the server)."""
+
+    def problem_of(text: str) -> str | None:
+        problem = text_problem(text, URL_MAX_LENGTH)
+        if problem is not None:
+            return problem
+        try:
+            getattr(importlib.import_module(module), check)(text)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    return checked_by(option, problem_of)
 
 
 def _utc(moment: datetime) -> str:
