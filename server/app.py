@@ -27,6 +27,7 @@ from server.db import open_pool
 from server.docs import install_docs
 from server.gateways.router import router as gateways_router
 from server.head import HeadAsGet
+from server.hosts import TrustedHostMiddleware, allowed_host
 from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
 from server.problem_docs import document_problems, problems
@@ -52,12 +53,14 @@ def create_app(
     asked: SchemaCheck | None = None,
     *,
     cors_origins: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
 ) -> FastAPI:
     """The application on ``database_url``; a billing pull whose next_changed_since is more than
     ``floor_lag_warning`` behind the database's clock warns, naming the transaction that holds it.
     ``asked``: what ``aquami server run`` found when it asked the database before starting the server
     (server.db.ask_at_start), so start-up asks once; None: the app asks as it starts.
-    ``cors_origins``: the other sites whose pages may call Open311 (server.cors; none: CORS is off)."""
+    ``cors_origins``: the other sites whose pages may call Open311 (server.cors; none: CORS is off).
+    ``allowed_hosts``: the names it answers for (server.hosts; none: any)."""
     redact_access_log()
 
     @asynccontextmanager
@@ -87,6 +90,9 @@ def create_app(
     app.add_middleware(BodyLimit)  # before any route reads a body, or the API key is checked
     if cors_origins:  # outside BodyLimit: a page of an allowed origin can read its 413 too
         app.add_middleware(Open311Cors, origins=list(cors_origins))
+    if allowed_hosts:  # outside both: a request for another host is refused before anything reads it
+        hosts = [allowed_host(host) for host in allowed_hosts]
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     app.add_middleware(SecurityHeaders)  # outside those: their answers (413, a preflight, 400) carry them too
     app.add_middleware(HeadAsGet)  # outside both: a HEAD's answer is its GET's, headers and all
     install_problem_handlers(app, error_page)

@@ -39,6 +39,14 @@ def register(app: typer.Typer) -> None:
             help="An origin whose web pages may call Open311 from a browser (https://app.example.org); "
             "once per origin. None: no CORS.",
         ),
+        allowed_host: list[str] = typer.Option(
+            [],
+            "--allowed-host",
+            envvar="AQUAMI_ALLOWED_HOSTS",
+            callback=_checked_by_server("--allowed-host", "server.hosts", "allowed_host"),
+            help="A host name the server answers for (water.example.org, *.example.org); once per name. "
+            "None: any. Set it behind a proxy.",
+        ),
     ) -> None:
         """Serve the API and the web page: not on a database the migrations have not been applied
         to (one line, exit 1); on one not reachable yet, answering 503 until it is."""
@@ -72,6 +80,7 @@ def register(app: typer.Typer) -> None:
                     timedelta(seconds=floor_lag_warning),
                     asked=schema,
                     cors_origins=cors_origin,
+                    allowed_hosts=allowed_host,
                 ),
                 host=host,
                 port=port,

@@ -1,0 +1,92 @@
+"""The host names the server answers for (server.hosts, ``aquami server run --allowed-host``). Before,
+a list's ``next`` link was built from whatever ``Host`` the request named: a client sending ``Host:
+evil.example`` got links to that site (``/meters``, ``/billing/reads``). Any host is still answered
+by default; with names given, a request for another is refused before any route runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from aquami.cli import app as cli
+from server.app import create_app
+from server.auth import create_api_key
+from server.hosts import allowed_host
+
+PUBLIC = "water.example.org"
+
+
+@pytest.fixture
+def reader(migrated_database_url: str) -> dict[str, str]:
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO meters (meter_id, dma, registered) VALUES ('M1', 'D1', true), ('M2', 'D1', true)")
+        return {"Authorization": f"Bearer {create_api_key(conn, 'rita', ['reader'])}"}
+
+
+@pytest.fixture
+def behind_a_proxy(migrated_database_url: str) -> Iterator[TestClient]:
+    app = create_app(migrated_database_url, allowed_hosts=[PUBLIC, "*.water.example.org", "127.0.0.1"])
+    with TestClient(app, base_url=f"https://{PUBLIC}") as client:
+        yield client
+
+
+def _next(client: TestClient, headers: dict[str, str], host: str) -> tuple[int, str | None]:
+    answer = client.get("/meters?limit=1", headers={**headers, "Host": host})
+    return answer.status_code, answer.json()["next"] if answer.status_code == 200 else answer.text
+
+
+def test_a_forged_host_gets_no_links_to_another_site(behind_a_proxy: TestClient, reader: dict[str, str]) -> None:
+    assert _next(behind_a_proxy, reader, PUBLIC) == (200, f"https://{PUBLIC}/meters?limit=1&cursor=M1")
+    assert _next(behind_a_proxy, reader, "evil.example") == (400, "Invalid host header")
+    assert _next(behind_a_proxy, reader, f"{PUBLIC}.evil.example")[0] == 400
+    assert _next(behind_a_proxy, reader, f"evil-{PUBLIC}")[0] == 400
+    # a name under the wildcard, another port, a local probe by address: answered
+    assert _next(behind_a_proxy, reader, f"care.{PUBLIC}")[0] == 200
+    assert _next(behind_a_proxy, reader, f"{PUBLIC}:8443")[0] == 200
+    health = behind_a_proxy.get("/health", headers={"Host": "127.0.0.1:8000"})
+    assert health.status_code == 200, health.text
+    refused = behind_a_proxy.get("/health", headers={"Host": "localhost"})
+    assert refused.status_code == 400 and refused.headers["x-content-type-options"] == "nosniff"
+
+
+def test_without_names_configured_any_host_is_answered(migrated_database_url: str, reader: dict[str, str]) -> None:
+    """The default, as before: a server on a LAN answers whatever name or address it is reached by."""
+    with TestClient(create_app(migrated_database_url)) as client:
+        assert _next(client, reader, "aquami.lan") == (200, "http://aquami.lan/meters?limit=1&cursor=M1")
+
+
+@pytest.mark.parametrize(
+    ("given", "host"),
+    [("Water.Example.org", PUBLIC), ("water.example.org.", PUBLIC), ("*.example.org", "*.example.org"),
+     ("10.0.0.7", "10.0.0.7"), ("localhost", "localhost")],
+)  # fmt: skip
+def test_a_host_name_is_written_as_it_is_compared(given: str, host: str) -> None:
+    assert allowed_host(given) == host
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("*", "leave --allowed-host out"),
+        ("https://water.example.org", "without a scheme"),
+        ("water.example.org:443", "without a port"),
+        ("::1", "no IPv6 address"),
+        ("water..example.org", "letters, digits, hyphens and dots"),
+        ("-water.example.org", "letters, digits, hyphens and dots"),
+        ("wa ter.example.org", "letters, digits, hyphens and dots"),
+    ],
+)
+def test_what_is_no_host_name_is_refused_by_the_command_before_it_starts(given: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        allowed_host(given)
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(
+        cli,
+        ["server", "run", "--database-url", "postgresql://127.0.0.1:1/none", "--allowed-host", given],
+        terminal_width=400,
+    )
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --allowed-host" in result.output and says in result.output
