@@ -94,7 +94,7 @@ def create_app(
         hosts = [allowed_host(host) for host in allowed_hosts]
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     app.add_middleware(SecurityHeaders)  # outside those: their answers (413, a preflight, 400) carry them too
-    app.add_middleware(HeadAsGet)  # outside both: a HEAD's answer is its GET's, headers and all
+    app.add_middleware(HeadAsGet)  # outside all: a HEAD's answer is its GET's, headers and all
     install_problem_handlers(app, error_page)
     app.include_router(meters_router)
     app.include_router(alerts_router)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from aquami.cli import app as cli
 from server.app import create_app
 from server.auth import create_api_key
+from server.body_limit import MAX_BODY_BYTES
 from server.cors import allowed_origin
 
 V2 = "/open311/v2"
@@ -88,6 +89,9 @@ def test_an_allowed_origin_s_page_raises_and_reads_a_request(
     # an error is readable too: the page can say what was wrong
     refused = allowing.post(f"{V2}/requests.json", json=LEAK, headers={"Origin": APP_ORIGIN})
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == APP_ORIGIN
+    too_large = {**LEAK, "description": "x" * (MAX_BODY_BYTES + 1)}
+    refused = allowing.post(f"{V2}/requests.json", json=too_large, headers=headers)
+    assert refused.status_code == 413 and refused.headers["access-control-allow-origin"] == APP_ORIGIN
     with psycopg.connect(migrated_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM enquiries").fetchone() == (1,)
     # the origin given with a default port, a trailing slash and capitals is the one browsers send
