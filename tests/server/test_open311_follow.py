@@ -99,8 +99,14 @@ def test_two_customers_of_one_app_are_told_apart_by_their_device_or_account(desk
     plain = _id(desk.post_form(LEAK))
     assert plain not in (ana, ben, cy)
     assert _id(desk.post_form(LEAK)) == plain
-    assert _enquiries(desk) == 5
-    assert desk.rows("SELECT count(*) FROM open311_requests") == [(5,)]
+    # the contact details and the place were part of it already: each tells two customers apart too
+    by_mail = [_id(desk.post_form({**LEAK, "email": f"{who}@example.org"})) for who in ("ana", "ben", "ana")]
+    assert by_mail[0] != by_mail[1] and by_mail[2] == by_mail[0]
+    by_name = [_id(desk.post_form({**LEAK, "first_name": who})) for who in ("Ana", "Ben")]
+    elsewhere = _id(desk.post_form({**LEAK, "lat": "51.6"}))
+    assert len({plain, *by_mail, *by_name, elsewhere}) == 6
+    assert _enquiries(desk) == 10
+    assert desk.rows("SELECT count(*) FROM open311_requests") == [(10,)]
 
 
 def test_the_same_request_after_ten_minutes_is_a_new_report(desk: Desk) -> None:
