@@ -72,7 +72,7 @@ class ConnectionThread:
                     log.exception("cannot delete acknowledged messages from the spool")
                 self._state.connected.clear()
                 dropped = not stop.is_set() and session.connected_at is not None
-                learned_size_limit = self._inflight.end_session(dropped)
+                learned_size_limit = self._inflight.end_session(dropped, session.too_large)
                 close_client(session.client)  # after a recheck, the client kept
             if stop.is_set():
                 break

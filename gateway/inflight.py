@@ -2,7 +2,8 @@
 sized against the broker's largest packet (a batch over it resealed smaller), and the broker's
 PUBACKs settled into the spool after each loop turn. The largest packet is the least of what the
 broker announced, ``[mqtt] max_packet_size``, and what was learned from connections the broker
-ended on a message too large (:mod:`gateway.size_limit`).
+ended on a message too large (:mod:`gateway.size_limit`); batches, which can be sealed at any size,
+are aimed lower than a learned limit until the broker takes them.
 
 What an MQTT 5 broker refuses (a batch or an event) stays in the spool and goes again on the same
 connection after a growing wait (:class:`gateway.refusals.RefusalHold`), from just below it; what
@@ -64,6 +65,7 @@ class InFlight:
         # limit is resealed smaller (see _reseal), and later batches are sealed to fit
         self.resealed_batches = 0
         self._max_packet = options.max_packet_size  # this connection's: see start_session
+        self._batch_max = options.max_packet_size  # the same, or lower while a limit is learned
         self._readings_per_batch = state.batch_size
         self._unsendable: set[int] = set()  # batches of one reading still too large: logged once
         self._resealed_under: int | None = None  # the limit the last reseal was said under
@@ -79,6 +81,7 @@ class InFlight:
         announced = getattr(properties, "MaximumPacketSize", None)
         limits = (announced, self._state.options.max_packet_size, self.size_limit.limit)
         before, self._max_packet = self._max_packet, min((n for n in limits if n), default=None)
+        self._batch_max = min((n for n in (self._max_packet, self.size_limit.batch_limit) if n), default=None)
         self._too_large_here.clear()  # looked at again against this connection's limit
         if self.size_limit.limit is None:  # else the batch size learned with it holds
             self._readings_per_batch = self._state.batch_size
@@ -91,13 +94,14 @@ class InFlight:
         self._send_durable_messages(client)
         self._send_what_fits(client)
 
-    def end_session(self, dropped: bool) -> bool:
+    def end_session(self, dropped: bool, too_large: bool = False) -> bool:
         """The session ended: what was in flight on it goes again, from the spool, on the next one.
-        ``dropped``: the gateway did not end it (the broker or the link did). True: a size limit was
-        learned from it (:mod:`gateway.size_limit`), and the next connection may go at once."""
+        ``dropped``: the gateway did not end it (the broker or the link did); ``too_large``: the
+        broker said a packet was too large (DISCONNECT 0x95). True: a size limit was learned from it
+        (:mod:`gateway.size_limit`), and the next connection may go at once."""
         learned = False
         if dropped:
-            learned = self.size_limit.connection_ended(list(self._sizes.values()))
+            learned = self.size_limit.connection_ended(list(self._sizes.values()), too_large)
         self._in_flight.clear()
         self._sizes.clear()
         self._highest_sent = 0
@@ -174,10 +178,11 @@ class InFlight:
     def _reseal(self, batch: SealedBatch, size: int) -> None:
         """Seal a batch the broker would not take (it would disconnect us, and the batch would go
         first again after every reconnect: nothing delivered for good) again as smaller batches,
-        and seal later ones that small from now on."""
-        limit = self._max_packet or size
+        and seal later ones that small from now on. A batch of one reading goes if it is under the
+        broker's limit (a learned limit's batches are aimed lower), else it stays, said once."""
         n = len(batch.bodies)
         if n == 1:
+            limit = self._max_packet or size
             if batch.batch_seq not in self._unsendable:
                 self._unsendable.add(batch.batch_seq)
                 learned = self.size_limit.limit is not None and limit == self.size_limit.limit
@@ -192,6 +197,7 @@ class InFlight:
                     else "",
                 )
             return
+        limit = self._batch_max or size
         # readings differ in length: aim at 90% of the limit, and split again should a part still be
         # over. Later batches are sealed with as many readings of the batch's median length as fit:
         # before, its mean, and one reading much larger than the others (over the limit alone) had
@@ -207,11 +213,12 @@ class InFlight:
         said, self._resealed_under = self._resealed_under == limit, limit
         log.log(
             logging.INFO if said else logging.WARNING,
-            "batch %s (%d readings, %d bytes) is more than the broker takes (%d bytes): sealed again as "
+            "batch %s (%d readings, %d bytes) is more than %s (%d bytes): sealed again as "
             "batches %s-%s; batches are now sealed with at most %d readings",
             batch.batch_seq,
             n,
             size,
+            "batches are sealed to while a limit is learned" if limit != self._max_packet else "the broker takes",
             limit,
             parts[0],
             parts[-1],
@@ -300,7 +307,8 @@ class InFlight:
                 continue
             payload = encode_batch(self._state.gateway_id, batch.batch_seq, batch.bodies)
             size = packet_size(topic, payload)
-            if self._max_packet is not None and size > self._max_packet:
+            over_batches = self._batch_max is not None and size > self._batch_max and len(batch.bodies) > 1
+            if over_batches or (self._max_packet is not None and size > self._max_packet):
                 self._reseal(batch, size)
                 # its readings go in the new batches (higher batch_seqs), on the next turn; one reading
                 # too large is passed over for this connection

@@ -20,6 +20,7 @@ from gateway.mqtt_client import ClientFactory
 from gateway.mqtt_recheck import ask_beside
 from gateway.mqtt_version import VersionChoice
 from gateway.publisher_state import CommandHandler, PublisherState, log
+from gateway.size_limit import PACKET_TOO_LARGE
 
 #: DISCONNECT reason 0x8E: another client connected with this client id (MQTT 5 only; Mosquitto sends
 #: it from 2.0.15 on, EMQX and HiveMQ too; Mosquitto 2.0.11 and any MQTT 3.1.1 broker just close)
@@ -31,7 +32,7 @@ _SPOOLING = "; readings wait in the spool"  # what a broker outage means here, s
 class Session:
     """One session, from its CONNECT to its end: a new one for each connection, on the client it is
     given. How it went (:attr:`connack`, :attr:`connack_timed_out`, :attr:`taken_over`,
-    :attr:`connected_at`) is read by the connection thread after it, which closes :attr:`client`."""
+    :attr:`too_large`, :attr:`connected_at`) is read by the connection thread after it, which closes :attr:`client`."""
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class Session:
         self.connack: Any = None  # the CONNACK's reason, None until it arrives
         self.connack_timed_out = False  # the CONNECT got no answer in time
         self.taken_over = False  # the session's end: the broker's DISCONNECT 0x8E
+        self.too_large = False  # the session's end: the broker's DISCONNECT 0x95, a packet too large
         self.connected_at: float | None = None  # the CONNACK taken (time.monotonic)
         self._connect_started = 0.0  # when the CONNECT went out (time.monotonic)
         self._hold = False  # the CONNACK was taken, to ask in MQTT 5 beside it: send nothing yet
@@ -171,7 +173,9 @@ class Session:
 
     def on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._state.connected.clear()
-        self.taken_over = flags.is_disconnect_packet_from_server and reason == _SESSION_TAKEN_OVER
+        from_server = flags.is_disconnect_packet_from_server
+        self.taken_over = from_server and reason == _SESSION_TAKEN_OVER
+        self.too_large = from_server and reason == PACKET_TOO_LARGE
         if not self._state.stop.is_set():
             self._link.outage.failed(f"connection lost: {lost_because(reason, client)}", _SPOOLING)
 

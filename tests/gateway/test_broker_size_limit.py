@@ -21,6 +21,8 @@ import pytest
 
 from aquami.mqtt import MqttEndpoint
 from gateway.config import MqttOptions
+from gateway.inflight import InFlight
+from gateway.outgoing import packet_size
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from tests.gateway.helpers import Subscriber
@@ -290,18 +292,22 @@ def test_a_status_over_a_limit_the_broker_does_not_announce_goes_smaller_once_le
 def test_a_status_too_large_even_in_its_smaller_form_is_said_once_and_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, setting: str
 ) -> None:
-    """Before, each was an error: one every status interval, for as long as the gateway ran."""
+    """Before, each was an error: one every status interval, for as long as the gateway ran. A limit
+    not announced is learned one byte under what ended two connections: the full form ends two, then
+    the smaller form two more, once (before, half the full form's size was learned at once, under the
+    broker's limit: what would have fit was kept)."""
     caplog.set_level(logging.INFO, logger="gateway.publisher")
     full, smaller = b'{"meters":"' + b"x" * 9000 + b'"}', b'{"meters":"' + b"x" * 6000 + b'"}'
     with _limited_broker(tmp_path, setting, (STATUS, "aquami/v1/+/reads")) as rig:
         rig.publisher.start()
         _wait(rig.publisher.connected.is_set, 10, "no connection")
-        _statuses(rig.publisher, 8, full, smaller)
-        assert rig.publisher.connections <= 3, f"{rig.publisher.connections} connections for 8 statuses"
+        _statuses(rig.publisher, 10, full, smaller)
+        most = 5 if setting.startswith("message_size_limit") else 1
+        assert rig.publisher.connections <= most, f"{rig.publisher.connections} connections for 10 statuses"
         said = _said(caplog, f"message on {STATUS} not sent")
         assert [r.levelno for r in said] == [logging.ERROR], [r.getMessage() for r in said]
         assert rig.publisher.messages_too_large >= 6  # each counted
-        assert rig.subscriber.payloads(STATUS) == [] and len(_delivered(rig.subscriber)) == 40
+        assert rig.subscriber.payloads(STATUS) == [] and len(_delivered(rig.subscriber)) == 50
 
 
 def test_readings_too_large_as_many_as_the_window_do_not_hold_up_the_others(tmp_path: Path) -> None:
@@ -315,3 +321,62 @@ def test_readings_too_large_as_many_as_the_window_do_not_hold_up_the_others(tmp_
         assert [r["meter_id"] for b in rig.spool.sealed_batches(0, 10) for r in b.readings] == [
             f"WM-{n:05d}" for n in range(3)
         ]
+
+
+EVENTS = "aquami/v1/gw-limit/events"
+FITS = b'{"fits":"' + b"y" * 3500 + b'"}'  # about 3,540 bytes on the wire: the broker takes it
+
+
+def _learned_limits(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in _said(caplog, "are kept or sent smaller, and batches sealed to")]
+
+
+def test_an_event_the_broker_takes_goes_after_a_limit_is_learned_from_a_larger_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A status of 6,000 bytes ended two connections of a broker taking 4,096: half of it, about
+    3,000 bytes, became the limit for everything, and an event of 3,540 bytes, which the broker
+    takes, stayed in the spool (said too large) until the gateway restarted. The limit learned is
+    now one byte under the size shown over it: the event goes."""
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    full, smaller = b'{"meters":"' + b"x" * 6000 + b'"}', b'{"meters_omitted":1}'
+    with _limited_broker(tmp_path, f"message_size_limit {LIMIT}", (STATUS, EVENTS)) as rig:
+        publisher = rig.publisher
+        publisher.start()
+        _wait(publisher.connected.is_set, 10, "no connection")
+        _statuses(publisher, 4, full, smaller)
+        assert len(_said(caplog, LEARNED)) == 1, "no limit learned from the statuses that ended two connections"
+        connections = publisher.connections
+        publisher.send_durable(EVENTS, FITS)
+        _wait(lambda: rig.spool.messages_waiting() == 0, 10, "an event the broker takes was kept as too large")
+        _wait(lambda: len(rig.subscriber.payloads("/events")) == 1, 10, "the event acknowledged but not delivered")
+        assert publisher.messages_too_large == 0 and publisher.connections == connections
+
+
+def test_a_broker_saying_a_packet_was_too_large_teaches_the_limit_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An MQTT 5 broker that ends a connection with DISCONNECT 0x95 ("Packet too large") says why:
+    the limit is learned from that one end, not the second. Played by a real Mosquitto over its
+    max_packet_size, its CONNACK's Maximum Packet Size not shown to the gateway, as from a broker
+    that does not announce it. Before, an event of 6,000 bytes ended a second connection, after a
+    reconnection wait, and half its size became the limit: an event of 3,540 bytes stayed in the
+    spool though the broker took it."""
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    start_session = InFlight.start_session
+    monkeypatch.setattr(InFlight, "start_session", lambda inflight, properties: start_session(inflight, None))
+    with _limited_broker(tmp_path, f"max_packet_size {LIMIT}", (EVENTS,)) as rig:
+        spool, publisher = rig.spool, rig.publisher
+        big = b'{"big":"' + b"x" * 6000 + b'"}'
+        publisher.send_durable(EVENTS, big)
+        publisher.start()
+        _wait(lambda: publisher.messages_too_large == 1 and publisher.connected.is_set(), 20, "the event not kept")
+        assert publisher.connections == 2, f"{publisher.connections} connections: learned from more than one end"
+        (learned,) = _learned_limits(caplog)
+        assert "DISCONNECT 0x95" in learned
+        assert f"messages of {packet_size(EVENTS, big)} bytes and more are kept" in learned  # not half of it
+        publisher.send_durable(EVENTS, FITS)
+        _wait(lambda: spool.messages_waiting() == 1, 10, "an event the broker takes was kept as too large")
+        _wait(lambda: len(rig.subscriber.payloads("/events")) == 1, 10, "the event acknowledged but not delivered")
+        assert len(_said(caplog, "is larger than the broker takes; it stays in the spool")) == 1  # said once
+        assert publisher.messages_too_large == 1 and publisher.connections == 2
