@@ -28,6 +28,10 @@ from gateway.refusals import RefusalHold
 from gateway.size_limit import LearnedSizeLimit
 from gateway.spool import SealedBatch
 
+#: the ids of events too large are checked against the spool once there are this many, then each
+#: time they have doubled since: at most twice as many as still wait, or this many
+_TRIM_OVERSIZED_FROM = 64
+
 
 class InFlight:
     """What goes out on a session, and what the broker acknowledged of it. Used on the publisher's
@@ -74,6 +78,9 @@ class InFlight:
         self.messages_too_large = 0  # statuses, replies and events over the broker's limit: not sent
         self._oversized_messages: set[int] = set()  # such events (they stay in the spool): logged once
         self._too_large_here: set[int] = set()  # such events passed over on this connection
+        # both trimmed to what the spool still holds (see _forget_events_gone): before, a gateway that
+        # ran for months kept the id of every event ever too large, in memory and in each drain's query
+        self._trim_oversized_at = _TRIM_OVERSIZED_FROM
         self._dropped_on: set[str] = set()  # topics whose last status or reply was too large: said once
 
     def start_session(self, properties: Any) -> None:
@@ -137,6 +144,12 @@ class InFlight:
         if self._messages_acked:
             acked_messages, self._messages_acked = self._messages_acked, []
             self._state.spool.delete_messages(acked_messages)
+            # one too large before (the broker takes more now): gone from the spool, it cannot come back
+            # (ids are never used again), so it is not said twice
+            self._oversized_messages.difference_update(acked_messages)
+            self._too_large_here.difference_update(acked_messages)
+            if self._oversized_messages:  # and those dropped meanwhile, now that events go again
+                self._forget_events_gone(at_once=True)
         if self._acked:
             acked, self._acked = self._acked, []
             self._state.spool.acknowledge_many(acked)
@@ -273,6 +286,7 @@ class InFlight:
                 self._too_large_here.add(message_id)
                 if message_id not in self._oversized_messages:
                     self._oversized_messages.add(message_id)
+                    self._forget_events_gone()
                     self.messages_too_large += 1
                     log.error(
                         "event %d on %s is larger than the broker takes; it stays in the spool", message_id, topic
@@ -284,6 +298,20 @@ class InFlight:
             self._messages_in_flight[info.mid] = (message_id, topic)
             self._sizes[info.mid] = packet_size(topic, payload)
             self._highest_message_sent = message_id
+
+    def _forget_events_gone(self, at_once: bool = False) -> None:
+        """Forget events too large that have left the spool: the oldest dropped beyond its limit
+        (:meth:`gateway.spool.Spool.add_message`, on another thread), the others acknowledged (see
+        :meth:`settle_acks`). Every id under the oldest still waiting is gone for good (the spool's
+        ids are never used again): no event is said twice. Checked once the ids have doubled, or
+        ``at_once``."""
+        if not at_once and len(self._oversized_messages) < self._trim_oversized_at:
+            return
+        oldest = self._state.spool.messages_after(0, 1)
+        first = oldest[0][0] if oldest else self._highest_message_sent + 1
+        self._oversized_messages = {i for i in self._oversized_messages if i >= first}
+        self._too_large_here = {i for i in self._too_large_here if i >= first}
+        self._trim_oversized_at = max(_TRIM_OVERSIZED_FROM, 2 * len(self._oversized_messages))
 
     def _send_what_fits(self, client: mqtt.Client) -> None:
         room = self._state.window - len(self._in_flight)

@@ -380,3 +380,34 @@ def test_a_broker_saying_a_packet_was_too_large_teaches_the_limit_at_once(
         _wait(lambda: len(rig.subscriber.payloads("/events")) == 1, 10, "the event acknowledged but not delivered")
         assert len(_said(caplog, "is larger than the broker takes; it stays in the spool")) == 1  # said once
         assert publisher.messages_too_large == 1 and publisher.connections == 2
+
+
+def test_events_too_large_are_forgotten_once_they_leave_the_spool_and_each_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each event too large for the broker was remembered, to be said once, for as long as the
+    gateway ran: 200 of them, of which the spool kept the 20 newest (the oldest dropped beyond its
+    limit), and then all taken by a broker that takes more, left 200 ids in memory, as many as
+    ever came. Now only those the spool still holds (at most twice as many, or 64), none once taken."""
+    caplog.set_level(logging.INFO, logger="gateway.publisher")
+    with _limited_broker(tmp_path, f"max_packet_size {LIMIT}", (EVENTS,)) as rig:
+        spool, publisher = rig.spool, rig.publisher
+        publisher.start()
+        _wait(publisher.connected.is_set, 10, "no connection")
+        remembered = []
+        for burst in range(20):
+            for n in range(10):
+                spool.add_message(EVENTS, b'{"n":%d,"big":"%s"}' % (10 * burst + n, b"x" * 6000), limit=20)
+            passed_over = 10 * (burst + 1)
+            _wait(lambda: publisher.messages_too_large == passed_over, 10, "events too large not passed over")  # noqa: B023
+            remembered.append(len(publisher._inflight._oversized_messages))  # the ids kept in memory
+        assert max(remembered) <= 64, f"ids of events too large kept: {remembered}"
+        said = [r.getMessage().split()[1] for r in _said(caplog, "is larger than the broker takes")]
+        assert len(said) == len(set(said)) == 200, "an event too large said twice, or not at all"
+        assert spool.messages_waiting() == 20
+        rig.broker.stop()  # back taking more: the 20 kept go, and are forgotten
+        rig.broker.settings = [f"max_packet_size {4 * LIMIT}"]
+        rig.broker.start()
+        _wait(lambda: spool.messages_waiting() == 0, 20, "the events kept did not go to a broker taking them")
+        _wait(lambda: not publisher._inflight._oversized_messages, 5, "events taken still remembered as too large")
+        assert len(_said(caplog, "is larger than the broker takes")) == 200
