@@ -8,11 +8,12 @@ if any failed.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import typer
@@ -115,6 +116,54 @@ def _meter_keys(items: list[str]) -> dict[str, bytes]:
     return keys
 
 
+class Receiver(enum.StrEnum):
+    """Where wM-Bus bytes were copied from, when not a telegram as on air (from its L-field)."""
+
+    IM871A = "im871a"
+
+
+#: What a refusal adds when the bytes decode as an iM871A's (the telegram without its L-field).
+_IM871A_HINT = (
+    "; these bytes decode as an iM871A receiver's, the telegram from its C-field on, without its "
+    "L-field: give --receiver im871a"
+)
+
+
+def _wmbus_decoder(
+    keys: Mapping[str, bytes], crcs: bool | None, receiver: Receiver | None
+) -> Callable[[bytes], dict[str, Any]]:
+    """How ``decode wmbus`` decodes each telegram's bytes. An iM871A leaves the L-field out of the
+    telegrams it passes on (its HCI message's payload starts at the C-field), and its CRCs: with
+    ``--receiver im871a`` such bytes, or the whole HCI message, decode; without it, bytes that fail
+    as a telegram but decode as an iM871A's are refused saying so. They are not taken silently: a
+    telegram whose L-field the radio garbled would decode as another telegram."""
+    from firmware_protocols.wmbus import decode_telegram
+    from firmware_protocols.wmbus.errors import DecodeError, KeyMissingError
+    from firmware_protocols.wmbus.receiver import indication_telegram, logged_telegram
+
+    if receiver is Receiver.IM871A:
+        return lambda data: decode_telegram(logged_telegram(data), keys, crcs=False)
+
+    def as_im871a(data: bytes) -> bool:
+        try:
+            decode_telegram(indication_telegram(data), keys, crcs=False)
+        except KeyMissingError:  # decoded up to its encryption: a key missing or wrong
+            return True
+        except DecodeError:
+            return False
+        return True
+
+    def decode(data: bytes) -> dict[str, Any]:
+        try:
+            return decode_telegram(data, keys, crcs=crcs)
+        except DecodeError as error:
+            if crcs is not True and as_im871a(data):
+                raise DecodeError(f"{error}{_IM871A_HINT}") from error
+            raise
+
+    return decode
+
+
 def _ordinal(number: int) -> str:
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
@@ -147,12 +196,23 @@ def register(app: typer.Typer) -> None:
             "--crcs/--no-crcs",
             help="Link-layer CRCs present or already removed (default: present, format from the length).",
         ),
+        receiver: Receiver | None = typer.Option(
+            None,
+            "--receiver",
+            help=(
+                "im871a: bytes copied from an IMST iM871A's log, the telegram from its C-field on (the "
+                "receiver leaves the L-field out and removes the CRCs), or its whole HCI message (A5 ...)."
+            ),
+        ),
     ) -> None:
         """Wireless M-Bus (EN 13757-4) with OMS security modes 5 and 7."""
-        from firmware_protocols.wmbus import decode_telegram
-
+        if receiver is not None and crcs:
+            raise typer.BadParameter(
+                f"an {receiver.value} removes the link-layer CRCs: --crcs does not go with --receiver",
+                param_hint="--crcs",
+            )
         keys = _meter_keys(key)
-        raise typer.Exit(decode_lines(_frames_from(frames or []), lambda data: decode_telegram(data, keys, crcs=crcs)))
+        raise typer.Exit(decode_lines(_frames_from(frames or []), _wmbus_decoder(keys, crcs, receiver)))
 
     @decode_app.command("modbus")
     def modbus(

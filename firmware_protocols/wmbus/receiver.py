@@ -11,8 +11,10 @@ The control bits say which optional fields follow the payload. The FCS is CRC-16
 reflected polynomial 0x1021, initial 0xFFFF, result inverted) over everything after the start byte.
 A received radio telegram arrives as ``RADIOLINK_MSG_WMBUSMSG_IND`` (endpoint 2, message 3); its payload
 is the telegram from the C-field on: the module checks and removes the link-layer CRCs and leaves the
-L-field out, which :class:`ReceiverStreamParser` puts back so the telegram decodes with
-``decode_telegram(..., crcs=False)``.
+L-field out, which :class:`ReceiverStreamParser` puts back (:func:`indication_telegram`) so the
+telegram decodes with ``decode_telegram(..., crcs=False)``. Bytes copied from an iM871A's log, a
+whole message or its payload, go through :func:`logged_telegram` (``aquami decode wmbus --receiver
+im871a``).
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ HciMessage = Struct(
     "fcs" / If(this.fields.value.control.crc16_attached, Checksum(Int16ul, crc16_x25, this.fields.data)),
 )
 
+# A telegram with its link-layer CRCs removed (EN 13757-4:2019 clause 12): the L-field, counting the
+# bytes after itself, then the telegram from its C-field on. RADIOLINK_MSG_WMBUSMSG_IND's payload
+# (HCI User Guide, radio link endpoint) is the telegram from its C-field on: this without its L-field.
+TelegramWithoutCrcs = Prefixed(Int8ul, GreedyBytes)
+
 
 @dataclass(frozen=True, slots=True)
 class ReceivedTelegram:
@@ -133,6 +140,30 @@ def build_indication(
     return build_message(
         RADIOLINK_ID, RADIOLINK_MSG_WMBUSMSG_IND, telegram[1:], rssi=rssi, timestamp=timestamp, crc=crc
     )
+
+
+def indication_telegram(payload: bytes) -> bytes:
+    """A ``WMBUSMSG_IND``'s payload (the telegram from its C-field on, CRCs removed) as the telegram
+    it carries, its L-field put back: what ``decode_telegram(..., crcs=False)`` takes."""
+    if len(payload) > 255:
+        raise DecodeError(f"iM871A telegram of {len(payload)} bytes after its L-field: an L-field counts at most 255")
+    return bytes(TelegramWithoutCrcs.build(payload))
+
+
+def logged_telegram(data: bytes) -> bytes:
+    """The telegram in bytes copied from an iM871A's log: a whole HCI message (from its start byte
+    A5, which no EN 13757-4 C-field is) that is a ``WMBUSMSG_IND``, or such a message's payload, the
+    telegram from its C-field on. Either way its L-field is put back (:func:`indication_telegram`)."""
+    if data[:1] != bytes([START_OF_FRAME]):
+        return indication_telegram(data)
+    fields = parse_message(data).fields.value
+    if (fields.control.endpoint, fields.message_id) != (RADIOLINK_ID, RADIOLINK_MSG_WMBUSMSG_IND):
+        raise DecodeError(
+            f"iM871A HCI message of endpoint {fields.control.endpoint} message {fields.message_id:#04x}: not a "
+            f"received telegram (RADIOLINK_MSG_WMBUSMSG_IND, endpoint {RADIOLINK_ID} message "
+            f"{RADIOLINK_MSG_WMBUSMSG_IND:#04x})"
+        )
+    return indication_telegram(bytes(fields.payload))
 
 
 def parse_message(data: bytes) -> Any:
@@ -228,8 +259,8 @@ class ReceiverStreamParser:
                 self.fcs_seen = True
             fields = message.fields.value
             if fields.control.endpoint == RADIOLINK_ID and fields.message_id == RADIOLINK_MSG_WMBUSMSG_IND:
-                payload = bytes(fields.payload)
-                received.append(ReceivedTelegram(bytes([len(payload)]) + payload, fields.rssi, fields.timestamp))
+                telegram = indication_telegram(bytes(fields.payload))
+                received.append(ReceivedTelegram(telegram, fields.rssi, fields.timestamp))
             else:
                 self.other_messages += 1
         return received

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from aquami.cli import app
 from firmware_protocols.wmbus import build_telegram
+from firmware_protocols.wmbus.receiver import DEVMGMT_ID, build_indication, build_message
 
 KEY = bytes.fromhex("0102030405060708090A0B0C0D0E0F11")
 # OMS Specification Vol. 2 security mode 5 example (see test_wmbus_vectors.py).
@@ -122,3 +123,50 @@ def test_a_key_under_anything_but_an_identification_is_refused(name: str) -> Non
     assert result.exit_code == 2, result.output
     assert f"Invalid value for --key: meter '{name}': a key goes with the meter's identification" in result.output
     assert '"error"' not in result.output and KEY.hex() not in result.output.lower()
+
+
+# A telegram as an iM871A logged it (test_wmbus_receiver.py's CAPTURED[1], a Kamstrup C1 telegram
+# with an encrypted ELL): the whole HCI message, and its payload, the telegram from its C-field on.
+IM871A_MESSAGE = "a5820321442d2c952742761b168d206d82c40222942c7a5414f7be5ea4411ebab435fe4995ff91"
+IM871A_PAYLOAD = IM871A_MESSAGE[8:-4]
+
+
+def test_bytes_from_an_im871a_log_decode_with_receiver_im871a_and_are_refused_saying_so_without() -> None:
+    """The iM871A passes a telegram on without its L-field (and its CRCs): pasted from its log, the
+    bytes were refused for a length their first byte, the C-field, did not announce, and nothing said
+    how to decode them. With --receiver im871a they decode up to the meter's key (none given here),
+    its whole HCI message too; without, the refusal says to give it."""
+    runner = CliRunner()
+    for given in (IM871A_PAYLOAD, IM871A_MESSAGE):
+        result = runner.invoke(app, ["decode", "wmbus", "--receiver", "im871a", given])
+        assert result.exit_code == 1, result.output
+        assert "no key" in json.loads(result.stdout)["error"] and "meter 76422795" in result.stdout
+    refused = runner.invoke(app, ["decode", "wmbus", IM871A_PAYLOAD])
+    assert refused.exit_code == 1
+    error = json.loads(refused.stdout)["error"]
+    assert error.startswith("telegram has 33 bytes, its L-field 0x44 announces") and "--receiver im871a" in error
+
+
+def test_receiver_im871a_decodes_what_the_receiver_passed_on_as_the_telegram_itself() -> None:
+    telegram = build_telegram(
+        bytes.fromhex("0413D2040000"), manufacturer="ABC", id="55555555", version=1, medium="water",
+        access_no=3, key=KEY, crcs=False,
+    )  # fmt: skip
+    key = f"55555555={KEY.hex()}"
+    expected = CliRunner().invoke(app, ["decode", "wmbus", "--no-crcs", "--key", key, telegram.hex()])
+    for given in (telegram[1:].hex(), build_indication(telegram, rssi=200).hex()):
+        result = CliRunner().invoke(app, ["decode", "wmbus", "--receiver", "im871a", "--key", key, given])
+        assert result.exit_code == expected.exit_code == 0, result.output
+        assert json.loads(result.stdout) == json.loads(expected.stdout)
+        assert json.loads(result.stdout)["records"][0]["value"] == 1.234
+
+
+def test_receiver_im871a_takes_no_crcs_and_no_other_message() -> None:
+    """The receiver removes the CRCs: --crcs with it is refused by name; an HCI message that is not a
+    received telegram (a ping's answer) says so."""
+    with_crcs = CliRunner().invoke(app, ["decode", "wmbus", "--receiver", "im871a", "--crcs", IM871A_PAYLOAD])
+    assert with_crcs.exit_code == 2 and "--crcs" in with_crcs.output
+    ping = build_message(DEVMGMT_ID, 0x02, b"").hex()
+    result = CliRunner().invoke(app, ["decode", "wmbus", "--receiver", "im871a", ping])
+    assert result.exit_code == 1
+    assert "not a received telegram (RADIOLINK_MSG_WMBUSMSG_IND" in json.loads(result.stdout)["error"]

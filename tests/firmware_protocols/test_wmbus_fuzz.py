@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aquami.commands.decode import Receiver, _wmbus_decoder
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.wmbus import build_telegram, decode_telegram
 
@@ -84,3 +85,16 @@ def mutated(draw: st.DrawFn) -> bytes:
 @given(mutated())
 def test_mutated_telegrams(data: bytes) -> None:
     _decode_or_decode_error(data)
+
+
+@pytest.mark.timeout(HANG_GUARD_S)
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300) | mutated().map(lambda data: data[1:]), st.sampled_from([None, Receiver.IM871A]))
+def test_decode_commands_decoder_random_and_l_field_less_bytes(data: bytes, receiver: Receiver | None) -> None:
+    """``aquami decode wmbus``'s decoding, with --receiver im871a or without (then trying the bytes
+    as an iM871A's for its refusal's hint): a decoded telegram or a DecodeError, nothing else."""
+    try:
+        result = _wmbus_decoder(KEYS, None, receiver)(data)
+    except DecodeError:
+        return
+    assert isinstance(result["records"], list)

@@ -19,6 +19,7 @@ from firmware_protocols.wmbus.receiver import (
     build_indication,
     build_message,
     crc16_x25,
+    logged_telegram,
     parse_message,
 )
 
@@ -225,3 +226,42 @@ def test_one_garbled_length_byte_loses_one_message_without_fcs() -> None:
         out += parser.feed(bytes(message))
     assert [r.telegram[1] for r in out] == list(range(1, 9))
     assert [r.telegram[1] for r in _drain(parser)] == [9]
+
+
+@given(received, st.booleans())
+def test_a_logged_telegram_is_the_telegram_the_receiver_passed_on(message: ReceivedTelegram, crc: bool) -> None:
+    """Bytes copied from an iM871A's log, its whole message or its payload (the telegram from the
+    C-field on), give the telegram back with its L-field; a payload starting A5 (no EN 13757-4 C-field)
+    is read as a whole message."""
+    telegram = message.telegram
+    whole = build_indication(telegram, rssi=message.rssi, timestamp=message.timestamp, crc=crc)
+    assert logged_telegram(whole) == telegram
+    if telegram[1] != 0xA5:
+        assert logged_telegram(telegram[1:]) == telegram
+
+
+def _logged_or_decode_error(data: bytes) -> None:
+    try:
+        telegram = logged_telegram(data)
+    except DecodeError:
+        return
+    assert telegram[0] == len(telegram) - 1 and telegram[1:] in data
+
+
+@pytest.mark.timeout(120)  # a hang guard for all the examples, not a speed test
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300) | st.binary(max_size=300).map(lambda rest: b"\xa5" + rest))
+def test_fuzz_logged_telegram(data: bytes) -> None:
+    _logged_or_decode_error(data)
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(CAPTURED), st.lists(st.tuples(st.integers(0, 100), st.integers(0, 255)), max_size=4))
+def test_fuzz_logged_telegram_mutated(hex_message: str, edits: list[tuple[int, int]]) -> None:
+    data = bytearray.fromhex(hex_message)
+    for position, value in edits:
+        if position < len(data):
+            data[position] = value
+    _logged_or_decode_error(bytes(data))
+    _logged_or_decode_error(bytes(data[4:-2]))
