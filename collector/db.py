@@ -15,7 +15,9 @@ connection's transaction once it has been idle as long as a write may take
 (``?connect_timeout=3``) win over these. An idle connection is looked at only when used: the
 collector's writer asks for an answer after ``database_check_s`` of idleness, and before its first
 write after an idle spell (:meth:`collector.store.ReadingStore.check`), so a link that died meanwhile
-is said and replaced before a message has to wait on it for a write's deadline.
+is said and replaced before a message has to wait on it for a write's deadline; a busy writer's
+write that has waited ``database_check_s`` has its session looked at from a second connection, and
+is cut at once where the database waits on it (:mod:`collector.dead_link_look`).
 """
 
 from __future__ import annotations
@@ -102,7 +104,13 @@ def job_connection(
 
 
 def _cut(conn: psycopg.Connection, seconds: float) -> None:
-    log.warning("the database has not answered for %.0f s: closing the connection", seconds)
+    cut(conn, f"the database has not answered for {seconds:.0f} s")
+
+
+def cut(conn: psycopg.Connection, why: str) -> None:
+    """Shut ``conn``'s socket (``why`` said at WARNING): what waits on it fails with
+    ``OperationalError``."""
+    log.warning("%s: closing the connection", why)
     try:
         # shutdown acts on the socket, which the duplicate shares; libpq's own descriptor stays open
         with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:

@@ -126,7 +126,9 @@ class CollectorConfig:
     # comes within as long again: a half-open link to the broker costs up to twice this
     mqtt_keepalive_s: int = MQTT_KEEPALIVE_DEFAULT_S
     # an idle writer asks the database for an answer after this long without one, and gives its
-    # connection up when none comes within as long again: a dead link is found within twice this
+    # connection up when none comes within as long again: a dead link is found within twice this;
+    # a busy writer's write that waited this long is cut where the database waits on it
+    # (collector.dead_link_look): found within 1.5 times this
     database_check_s: float = DATABASE_CHECK_DEFAULT_S
 
     def __post_init__(self) -> None:
@@ -189,6 +191,8 @@ class Collector:
             config.statement_timeout_s,
             check_gateways=config.check_meter_gateways,
             topic_root=config.topic_root,
+            # a busy writer is never idle: its write on a dead link is given up as an idle look's
+            look_after_s=config.database_check_s,
         )
         self._client = new_client(config.mqtt, client_id=config.client_id, manual_ack=True)
         pass_paho_log(self._client)  # a reset connection's reason into the outage's words (aquami.paho_log)
@@ -367,7 +371,8 @@ class Collector:
         deadline, then a second before the retry on a new connection), where the write after the
         look waits ``database_check_s`` at most (the write's deadline, if less) before its new
         connection. The look costs a write after an idle spell a few round trips; writes back to back
-        (a busy collector) have none."""
+        (a busy collector) have none: their link is watched while a write waits (the store's
+        ``look_after_s``, :mod:`collector.dead_link_look`)."""
         try:
             self._store.check(self._check_bound())
         except psycopg.Error as error:  # whatever it is, the next write starts on a new connection

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,7 +43,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from collector import db, meter_gateways
+from collector import db, dead_link_look, meter_gateways
 from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow, without_readings
 from collector.events_parser import EVENT_COLUMNS, EventRow
 from collector.gateway_status import GatewayStatus
@@ -239,6 +240,9 @@ class ReadingStore:
     Readings of parsed messages and meter events are held to their meters' gateways
     (:mod:`collector.meter_gateways`) unless ``check_gateways`` is off; rows given to :meth:`write`
     are the caller's and are not. ``topic_root`` names the topic of a dead letter this makes.
+    ``look_after_s``: a write that has waited this long has its session looked at from a second
+    connection, and its connection cut if the database waits on it (:mod:`collector.dead_link_look`);
+    None: only the write's deadline bounds it.
     """
 
     def __init__(
@@ -248,12 +252,15 @@ class ReadingStore:
         *,
         check_gateways: bool = True,
         topic_root: str = "aquami/v1",
+        look_after_s: float | None = None,
     ):
         self.database_url = database_url
         self.statement_timeout_s = statement_timeout_s
         self.check_gateways = check_gateways
         self.topic_root = topic_root
+        self.look_after_s = look_after_s
         self._conn: psycopg.Connection | None = None
+        self._session: dead_link_look.Session | None = None  # the connection's, on the server
         self._known_meters: set[str] = set()
 
     def _connection(self) -> psycopg.Connection:
@@ -263,6 +270,7 @@ class ReadingStore:
             with db.deadline(conn, db.setup_bound(self.statement_timeout_s)):
                 conn.execute(_STAGING)
                 conn.execute(_EVENTS_STAGING)
+                self._session = dead_link_look.session_of(conn) if self.look_after_s is not None else None
                 conn.commit()
         return self._conn
 
@@ -340,8 +348,22 @@ class ReadingStore:
             if event[0] is not None and event[0] not in self._known_meters:
                 unseen.setdefault(event[0], event[5])
         conn = self._connection()
-        with db.deadline(conn, 2 * self.statement_timeout_s):
+        with self._deadline(conn):
             return self._write_in(conn, reads, unseen, dead_letters, events, statuses, known or {})
+
+    def _deadline(self, conn: psycopg.Connection) -> AbstractContextManager[None]:
+        """A write's bound: its deadline (twice the statement timeout), and, with ``look_after_s``,
+        the look that cuts it sooner where the database waits on a dead link."""
+        session, look_after_s = self._session, self.look_after_s
+        if session is None or look_after_s is None:
+            return db.deadline(conn, 2 * self.statement_timeout_s)
+        url = self.database_url
+        return dead_link_look.deadline_looking(
+            conn,
+            2 * self.statement_timeout_s,
+            look_after_s,
+            lambda: dead_link_look.waits_on_a_dead_link(url, session, look_after_s),
+        )
 
     def _write_in(
         self,
