@@ -23,7 +23,7 @@ import psycopg
 
 from aquami.guarded import CallbackGuard
 from aquami.mqtt import Client, MqttEndpoint, new_client
-from aquami.outage import Outage
+from aquami.outage import SETTLE_S, Outage
 from aquami.paho_log import lost_because, pass_paho_log
 from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_message
 from collector.events_parser import EventRow, parse_events_message
@@ -178,8 +178,11 @@ class Collector:
         self._connection = 0  # counts successful connects: which connection a message came on
         self._connected = False
         # said when the broker goes (or cannot be reached, or refuses), now and then while it stays
-        # away, and when it is back: not a line before, for minutes
-        self._broker = Outage(log, f"MQTT broker {config.mqtt.url}")
+        # away, and once it has stayed back SETTLE_S (90 s), as the gateway says its broker: not a
+        # line before, for minutes; then, with no settling, a warning (and an "available again") at
+        # every drop of a link that drops each connection (a NAT or a modem): 20 for 20 drops.
+        # Replaceable before start (a test's shorter settle).
+        self.broker = Outage(log, f"MQTT broker {config.mqtt.url}", settle_s=SETTLE_S)
         # the writer's failed commits: a line when the database goes, now and then while it is away,
         # and when it is back (before, a two-line warning every second, and nothing at the end)
         self._database = Outage(log, "database")
@@ -216,16 +219,16 @@ class Collector:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            self._broker.failed(f"refused the connection: {reason}{_why_refused(reason, self.config.client_id)}")
+            self.broker.failed(f"refused the connection: {reason}{_why_refused(reason, self.config.client_id)}")
             return
         self._connected = True
-        self._broker.recovered()
+        self.broker.recovered()
         self._connection += 1
         client.subscribe([(topic, 1) for topic in self.config.subscriptions])
 
     def _on_connect_fail(self, client: Client, userdata: Any) -> None:
         error = client.last_connect_error
-        self._broker.failed(f"cannot connect: {error}" if error is not None else "cannot connect")
+        self.broker.failed(f"cannot connect: {error}" if error is not None else "cannot connect")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         """Not ready while not connected: the ready file goes until the subscriptions are granted
@@ -233,7 +236,7 @@ class Collector:
         if self._ready is not None:
             self._ready.remove()
         if self._connected and not self._stop.is_set():
-            self._broker.failed(f"connection lost: {lost_because(reason, client)}")
+            self.broker.failed(f"connection lost: {lost_because(reason, client)}")
         self._connected = False
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
@@ -250,9 +253,13 @@ class Collector:
         if refused:  # a broker whose rules let the collector read reads and events but not statuses
             said = ", ".join(f"{topic}: {reason}" for topic, reason in refused)
             log.warning("broker refused the gateways' status topics (%s): GET /gateways will not know them", said)
-        # said once the broker granted it (said when asked, it came before a refusal, or for nothing)
+        # said once the broker granted it (said when asked, it came before a refusal, or for nothing);
+        # at the run's first connection and the first reconnection of an outage, not at the ones
+        # after it of a link that keeps dropping, which the outage counts as drops (as the gateway's
+        # "connected to")
         granted = [topic for topic in self.config.subscriptions if topic not in dict(refused)]
-        log.info("subscribed to %s on %s", ", ".join(granted), self.config.mqtt.url)
+        if not self.broker.ongoing or self.broker.drops == 0:
+            log.info("subscribed to %s on %s", ", ".join(granted), self.config.mqtt.url)
         if self._ready is not None:
             try:
                 self._ready.write(f"subscribed to {', '.join(self.config.subscriptions)}\n")
@@ -279,6 +286,7 @@ class Collector:
 
     def stop(self) -> None:
         self._stop.set()
+        self.broker.stop()  # a link back but not settled is not said back after the collector stopped
         self._writer.join(timeout=10)
         # The network thread first (it sends what is queued, the writer's acknowledgements, before it
         # ends), then the DISCONNECT, written from here: the other way round, its last turn could

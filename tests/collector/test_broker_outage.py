@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from aquami.mqtt import MqttEndpoint
+from aquami.outage import Outage
 from collector.service import Collector, CollectorConfig
 from tests.collector.test_ingest_mqtt import wait_for
 from tests.services import free_port
@@ -52,6 +53,7 @@ def test_a_broker_outage_is_said_at_its_start_and_end_and_the_ready_file_goes_me
     endpoint = MqttEndpoint.parse(fresh_mosquitto.url)
     config = CollectorConfig(migrated_database_url, endpoint, client_id=f"t-{uuid.uuid4().hex[:8]}", ready_file=ready)
     collector = Collector(config)
+    collector.broker = _settling_in(endpoint, 1.0)  # 90 s by default
     collector.start()
     try:
         wait_for(ready.exists, 30, "the ready file")
@@ -63,11 +65,62 @@ def test_a_broker_outage_is_said_at_its_start_and_end_and_the_ready_file_goes_me
         ]
         fresh_mosquitto.start()
         wait_for(ready.exists, 40, "the ready file back with the broker")
+        wait_for(lambda: _said(caplog, "available again"), 10, "the broker said back once settled")
     finally:
         collector.stop()
     (back,) = _said(caplog, "available again")
     assert back.startswith(f"MQTT broker {endpoint.url} available again after ")
     assert len(_said(caplog, "unavailable")) == 1
+
+
+def _settling_in(endpoint: MqttEndpoint, settle_s: float) -> Outage:
+    """The collector's broker outage, said back once the link has stayed up ``settle_s``."""
+    return Outage(logging.getLogger("collector.service"), f"MQTT broker {endpoint.url}", settle_s=settle_s)
+
+
+def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stays_up(
+    migrated_database_url: str, mosquitto: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Each connection accepted, then cut (a RST) once subscribed, eight times: one warning, at the
+    first drop, and "available again" once the link has stayed up ``settle_s`` (here 2 s, 90 s by
+    default: what the gateway does of its broker), the drops counted. Before: "unavailable"
+    (WARNING) and "available again" at every drop, and "subscribed to" at every connection: for a
+    link dropped every 10 s, 360 warnings an hour (``benchmarks/collector_flapping_broker_log_lines.py``)."""
+    caplog.set_level(logging.INFO)
+    ready = tmp_path / "ready"
+    with CutProxy(mosquitto.port, name="flapping") as proxy:
+        endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{proxy.port}")
+        config = CollectorConfig(
+            migrated_database_url, endpoint, client_id=f"t-{uuid.uuid4().hex[:8]}", ready_file=ready
+        )
+        collector = Collector(config)
+        collector.broker = _settling_in(endpoint, 2.0)
+        collector.start()
+        try:
+            for _ in range(8):
+                wait_for(ready.exists, 30, "subscribed")
+                time.sleep(0.2)
+                assert proxy.drop() == 1
+                last_drop = time.monotonic()
+                wait_for(lambda: not ready.exists(), 10, "the drop seen")
+            wait_for(lambda: _said(caplog, "available again"), 20, "the link said back")
+            said_back = time.monotonic()
+        finally:
+            collector.stop()
+    records = [r for r in caplog.records if r.name == "collector.service" and "available" in r.getMessage()]
+    said = [r.getMessage() for r in records]
+    assert [r.levelno for r in records] == [logging.WARNING, logging.INFO], said
+    assert said[0] == f"MQTT broker {endpoint.url} unavailable (connection lost: [Errno 104] Connection reset by peer)"
+    assert said[1].startswith(f"MQTT broker {endpoint.url} available again after ") and said[1].endswith(
+        ", 8 failures, 7 drops"
+    ), said  # the first drop began the outage; 7 more
+    assert said_back - last_drop >= 2.0, "said back only once the link had stayed up 2 s"
+    alerting = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert alerting == [said[0]], alerting
+    # at the first connection and the outage's first reconnection (the broker back, as far as then
+    # known), not at the 7 after it: before, one a connection (9)
+    subscribed = [r for r in caplog.records if r.getMessage().startswith("subscribed to ")]
+    assert len(subscribed) == 2, [r.getMessage() for r in subscribed]
 
 
 def test_a_connection_reset_is_said_with_its_reason_and_paho_s_own_error_is_no_error(
