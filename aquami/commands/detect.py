@@ -3,8 +3,9 @@
     aquami detect --readings READINGS.csv --meters METERS.csv --out ALERTS.json
 
 READINGS.csv: ``meter_id,ts,volume_m3`` (ts ISO 8601 UTC, volume the cumulative register; any row
-order; missing reads allowed), optionally ``reverse_volume_m3`` and ``quality`` (rows ``estimated``
-are left out, as the collector's job leaves VEE's estimates out). METERS.csv: ``meter_id,dma,role``
+order; missing reads allowed: no row, or a row whose volume is empty, counted and said once),
+optionally ``reverse_volume_m3`` and ``quality`` (rows ``estimated`` are left out, as the
+collector's job leaves VEE's estimates out). METERS.csv: ``meter_id,dma,role``
 (role ``customer`` or ``inlet``), optionally ``bulk``, ``installed_at`` and ``removed_at`` (a meter
 exchanged for another: its silence after removal is no missing read to estimate).
 ALERTS.json: a JSON array of alerts (``meter_id``, ``dma``, ``kind``, ``start``, ``detected_at``,
@@ -105,7 +106,8 @@ def register(app: typer.Typer) -> None:
             if parsed.ts_s.size == 0:  # said as `no readings` alone, naming neither file nor why
                 raise CsvFormatError(
                     f"{readings}: no readings to detect on: it has no row below its header, "
-                    "or every row is estimated (quality estimated: VEE's estimates are left out)"
+                    "or every row is estimated (quality estimated: VEE's estimates are left out) "
+                    "or has no reading (volume_m3 empty)"
                 )
             block, dropped = build_block(parsed, meter_table)
             unread = unread_meters(parsed, meter_table, block)
@@ -150,6 +152,12 @@ def register(app: typer.Typer) -> None:
         for alert in result.alerts:
             counts[alert.kind.value] = counts.get(alert.kind.value, 0) + 1
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
+        if parsed.no_reading:  # a head-end export's row for a read it did not get: a missing read
+            n = parsed.no_reading
+            progress.say(
+                f"{n:,} {'row' if n == 1 else 'rows'} of {readings} had no reading (volume_m3 empty): "
+                "taken as missing reads"
+            )
         progress.say(f"{len(result.alerts)} alerts ({summary}) → {out}")
 
 

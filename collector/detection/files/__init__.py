@@ -3,8 +3,9 @@
 ``READINGS.csv`` has the columns ``meter_id,ts,volume_m3`` (any order, named in a header; ``ts`` ISO
 8601 in UTC, from 2000-01-01 as the collector takes them, all within ``SPAN_MAX_DAYS``, written as a
 stored time is (``aquami.stored_times.shape_problem``), any fraction of a second cut; ``volume_m3``
-the cumulative register, m³ from 0 to 10¹² as the reads contract has it), one row per reading, rows
-in any order; and optionally ``reverse_volume_m3``, the meter's backward register (empty for meters
+the cumulative register, m³ from 0 to 10¹² as the reads contract has it; empty, or blanks alone: a
+missing read, as a head-end export writes one, left out and counted), one row per reading, rows in
+any order; and optionally ``reverse_volume_m3``, the meter's backward register (empty for meters
 without one), and ``quality`` (``actual``, ``estimated``, ``substituted``, ``edited``, as the API gives readings; empty
 is ``actual``): rows ``estimated`` are left out, as the detection job leaves VEE's estimates out (a
 gap of missing reads is the detectors' to spread, and is no evidence of flow).

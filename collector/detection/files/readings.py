@@ -4,6 +4,11 @@ The file is read as bytes (read whole, its bytes and the offsets of its fields t
 memory per byte of the file, all alive together), and its fields are cut at the commas and
 newlines with NumPy (:mod:`.fields`, :mod:`.times`). A quoted field anywhere sends the file to the
 csv module, one row at a time (correct, slower). The columns are described in :mod:`collector.detection.files`.
+
+A row whose ``volume_m3`` is empty (or blanks alone) is a missing read, as a head-end export writes
+one for a read it did not get: left out and counted (:attr:`Readings.no_reading`), its meter id and
+time still checked; before, it refused the whole file. Any other value that is no number is refused
+with its row.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class Readings:
     ts_s: np.ndarray  # (N,) int64 epoch seconds
     volume_m3: np.ndarray  # (N,) float64
     reverse_m3: np.ndarray | None = None  # (N,) float64, NaN where empty; None: no such column
+    no_reading: int = 0  # rows left out as missing reads: their volume_m3 empty or blanks alone
 
 
 REQUIRED_COLUMNS = ("meter_id", "ts", "volume_m3")
@@ -115,7 +121,13 @@ def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
         raise
     del data, bounds, newlines
     ts, volume = parts.joined("ts"), parts.joined("volume")
-    _check_registers(volume, "volume_m3", path, lines)
+    missing = ~parts.joined("volume_given")
+    if missing.any():
+        read = np.flatnonzero(~missing)
+        _check_registers(volume[read], "volume_m3", path, lines, rows=read)
+        del read
+    else:  # (no copy of the column: the common case)
+        _check_registers(volume, "volume_m3", path, lines)
     reverse = None
     if "reverse_volume_m3" in names:
         reverse = parts.joined("reverse")
@@ -125,12 +137,14 @@ def _read_readings_csv(path: Path, progress: RowProgress | None) -> Readings:
     refuse_long_span(ts, path, lines.line)
     keys = parts.joined("keys")
     estimated = parts.joined("estimated") if "quality" in names else None
-    if estimated is not None and estimated.any():
-        measured = ~estimated
+    left_out = missing if estimated is None else missing | estimated
+    if left_out.any():
+        measured = ~left_out
         keys, ts, volume = keys[measured], ts[measured], volume[measured]
         reverse = reverse[measured] if reverse is not None else None
     meter_names, meter_index = factorize(keys)
-    return Readings(np.char.decode(meter_names, "utf-8").astype(str), meter_index, ts, volume, reverse)
+    names_read = np.char.decode(meter_names, "utf-8").astype(str)
+    return Readings(names_read, meter_index, ts, volume, reverse, no_reading=int(missing.sum()))
 
 
 #: READINGS.csv is read and parsed this many bytes at a time (whole lines): read whole, a file's
@@ -218,9 +232,17 @@ def _parse_rows(
     lefts, rights = [starts, *(c + 1 for c in cuts)], [*cuts, ends]
     span = {name: (lefts[i], rights[i]) for i, name in enumerate(names)}
     for name in REQUIRED_COLUMNS:
+        if name == "volume_m3":
+            continue  # empty: a missing read (NaN, left out by the caller)
         empty = np.flatnonzero(span[name][1] <= span[name][0])
         if empty.size:
             raise CsvFormatError(f"{path}: row {lines.line(row0 + int(empty[0]))}: {name} is empty")
+    for name in ("volume_m3", "reverse_volume_m3"):  # blanks alone: empty (no reading, no backward register)
+        if name in span:
+            left, right = span[name]
+            span[name] = (left, np.where(_blank(data, left, right), left, right))
+    volume_given = span["volume_m3"][1] > span["volume_m3"][0]
+    all_read = bool(volume_given.all())  # (the common case: no field to leave out, none copied)
     n = starts.size
     out: dict[str, np.ndarray] = {}
     if "quality" in span:
@@ -237,11 +259,12 @@ def _parse_rows(
         meter_keys.append(fixed_width(data, span["meter_id"][0][lo:hi], span["meter_id"][1][lo:hi], id_width))
         line_of = functools.partial(_piece_line, lines, row0 + lo)
         ts[lo:hi] = parse_timestamps(data, span["ts"][0][lo:hi], span["ts"][1][lo:hi], path, line_of)
-        volume[lo:hi] = _decimal_column(data, span, "volume_m3", lo, hi, path, line_of)
+        volume[lo:hi] = _decimal_column(data, span, "volume_m3", lo, hi, path, line_of, optional=not all_read)
         if reverse is not None:
             reverse[lo:hi] = _decimal_column(data, span, "reverse_volume_m3", lo, hi, path, line_of, optional=True)
     out["keys"] = np.concatenate(meter_keys).view(f"S{id_width}").ravel() if n else np.array([], dtype="S1")
     out["ts"], out["volume"] = ts, volume
+    out["volume_given"] = volume_given
     if reverse is not None:
         out["reverse"] = reverse
         out["reverse_given"] = span["reverse_volume_m3"][1] > span["reverse_volume_m3"][0]
@@ -316,6 +339,23 @@ def _decimal_column(
         ) from None
 
 
+def _blank(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(N,) bool: the fields that are spaces or tabs alone (not empty ones). Only fields that begin
+    with one are looked at whole: most begin with a digit."""
+    blank = np.zeros(starts.size, dtype=bool)
+    first = data[np.minimum(starts, data.size - 1)]
+    lead = np.flatnonzero(((first == _SPACE) | (first == _TAB)) & (ends > starts))
+    if lead.size:
+        s, e = starts[lead], ends[lead]
+        chars = fixed_width(data, s, e, int(np.max(e - s)))
+        inside = np.arange(chars.shape[1]) < (e - s)[:, None]
+        blank[lead] = np.all((chars == _SPACE) | (chars == _TAB) | ~inside, axis=1)
+    return blank
+
+
+_SPACE, _TAB = ord(" "), ord("\t")
+
+
 def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     """Quoted CSV: the csv module, one row at a time (correct, slower)."""
     ids: list[str] = []
@@ -324,6 +364,7 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     backward: list[float] = []
     every_time: list[int] = []  # estimated rows' too, for the span
     every_line: list[int] = []  # their lines
+    no_reading = 0
     with_backward = "reverse_volume_m3" in names
     with_quality = "quality" in names
     line = 1  # the header
@@ -352,9 +393,13 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
                     raise before_ts_min(path, line, instant)
                 every_time.append(instant)
                 every_line.append(line)
-                volume = _register(row["volume_m3"], "volume_m3")
-                text = row["reverse_volume_m3"].strip() if with_backward else ""
+                given = row["volume_m3"].strip(" \t")
+                volume = _register(given, "volume_m3") if given else float("nan")
+                text = row["reverse_volume_m3"].strip(" \t") if with_backward else ""
                 back = _register(text, "reverse_volume_m3") if text else float("nan")
+                if not given:  # a missing read
+                    no_reading += 1
+                    continue
                 if quality == "estimated":
                     continue
                 ids.append(row["meter_id"])
@@ -369,7 +414,8 @@ def _read_slow(path: Path, names: Sequence[str]) -> Readings:
     refuse_long_span(np.array(every_time, dtype=np.int64), path, every_line.__getitem__)
     meter_names, meter_index = np.unique(np.array(ids, dtype=str), return_inverse=True)
     reverse = np.array(backward, dtype=np.float64) if with_backward else None
-    return Readings(meter_names, meter_index, np.array(seconds, dtype=np.int64), np.array(values), reverse)
+    values_read = np.array(values, dtype=np.float64)
+    return Readings(meter_names, meter_index, np.array(seconds, dtype=np.int64), values_read, reverse, no_reading)
 
 
 def _register(text: str, column: str) -> float:
