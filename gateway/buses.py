@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import termios
-from collections.abc import Callable
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
+from gateway.late_answers import LateListener
 from gateway.mbus import MAX_TELEGRAMS, MBusTransport
 from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
 from gateway.profiles import ProfileBook
@@ -16,13 +16,13 @@ from gateway.transport import NoAnswer, PollError, Transport
 
 
 def make_transport(
-    bus: BusConfig, profiles: ProfileBook, clock: Clock = utc_now, on_late: Callable[[int], None] | None = None
+    bus: BusConfig, profiles: ProfileBook, clock: Clock = utc_now, on_late: LateListener | None = None
 ) -> Transport:
     """The transport of a polled bus (a wireless M-Bus receiver is listened to: gateway.wmbus).
 
     ``clock`` timestamps the readings: the wall clock in the field, a simulated one in a test rig
     that replays days in minutes. ``on_late`` is called with the unit (M-Bus: the primary address) of
-    each answer heard after its attempt gave up (gateway.late_answers).
+    each answer heard after its attempt gave up, or None where no one unit is known (gateway.late_answers).
     """
     if isinstance(bus, ModbusTcpBusConfig):
         return ModbusTcpTransport(bus, profiles, clock, on_late)

@@ -204,8 +204,8 @@ class Commands:
 
         late: list[int] = []
 
-        def on_late(unit_id: int) -> None:  # (a meter polled meanwhile outside first..last: not this scan's)
-            if first <= unit_id <= last and unit_id not in late:
+        def on_late(unit_id: int | None) -> None:  # (a meter polled meanwhile outside first..last: not this scan's)
+            if unit_id is not None and first <= unit_id <= last and unit_id not in late:
                 late.append(unit_id)
 
         units = range(first, last + 1)

@@ -21,9 +21,12 @@ Wired M-Bus alike (gateway.mbus), where the window is the bus's ``answer_timeout
 before the next request (the port now stays open after an unanswered one, listening; before, it was
 closed, and a port no one has open hears nothing), or taken in a later exchange where it is not the
 answer asked for (an E5h to a REQ_UD2, an RSP_UD to a SND_NKE, an RSP_UD from another meter). A long
-frame names its meter (its identification, or its primary address); an E5h names none, and is
-counted for the meter whose request went unanswered. Not heard: an answer still arriving when the
-next request goes (cut short), or one taken as the answer of the same meter's retry.
+frame names its meter (its identification, or its primary address); an E5h names none. It is
+charged to the meter whose SND_NKE or selection went unanswered, if one alone awaits its E5h; with
+several awaiting, to none of them, and said with their names (:meth:`LateAnswers.heard_unowned`:
+counted on the bus, its warning naming those it may be from); with none, to no meter either. Not
+heard: an answer still arriving when the next request goes (cut short), or one taken as the answer
+of the same meter's retry.
 
 Its episodes are not :mod:`gateway.episodes`': nothing says that a meter has stopped answering late
 (an answer in time is not heard here), so an episode ends after :data:`EPISODE_QUIET_S` without a
@@ -35,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 from pymodbus.framer import FramerRTU
@@ -44,6 +47,10 @@ from gateway.config import MBusBusConfig, MeterConfig, ModbusRtuBusConfig, Modbu
 
 log = logging.getLogger(__name__)
 
+#: told of each late answer heard, with its unit (an M-Bus meter's primary address, FDh for one read by
+#: secondary address), or None where no one unit is known (an E5h, which names no meter, with none or
+#: several meters awaiting one: :meth:`LateAnswers.heard_unowned`)
+LateListener = Callable[[int | None], None]
 #: A unit's late answers are one episode until none has come for this long; the next is said again.
 EPISODE_QUIET_S = 3600.0
 _READ_ANSWERS = (0x03, 0x04)
@@ -188,7 +195,7 @@ class LateAnswers:
     def __init__(
         self,
         bus: ModbusTcpBusConfig | ModbusRtuBusConfig | MBusBusConfig,
-        on_late: Callable[[int], None] | None = None,
+        on_late: LateListener | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         quiet_s: float = EPISODE_QUIET_S,
     ):
@@ -200,10 +207,10 @@ class LateAnswers:
         #: False: counted, and ``on_late`` told, but no warning (a scan says late answers in its own words)
         self.warn = True
         self._last: dict[object, float] = {}  # each unit's (meter's) last late answer, on the monotonic clock
-        self._listeners: list[Callable[[int], None]] = []  # told too, for a while (:meth:`listening`)
+        self._listeners: list[LateListener] = []  # told too, for a while (:meth:`listening`)
 
     @contextlib.contextmanager
-    def listening(self, listener: Callable[[int], None]) -> Iterator[None]:
+    def listening(self, listener: LateListener) -> Iterator[None]:
         """``listener`` told too of each late answer's unit while the block runs (a scan command's,
         beside the health status's ``on_late``; scans that overlap each keep their own)."""
         self._listeners.append(listener)
@@ -220,7 +227,16 @@ class LateAnswers:
         """An M-Bus answer from ``meter``, late."""
         self._count(meter.meter_id, meter.unit_id, lambda: self.mbus_hint(meter))
 
-    def _count(self, key: object, unit: int, hint: Callable[[], str]) -> None:
+    def heard_unowned(self, awaiting: Sequence[MeterConfig]) -> None:
+        """An M-Bus E5h, late, that cannot be charged to one meter: ``awaiting`` are the meters whose
+        SND_NKE or selection went unanswered, their E5h not heard since (several, or none). An E5h
+        names no meter, and which of them sent it is not known: it counts on the bus (the health
+        status's ``late_answers``), and is said with the names of those it may be from, charged to
+        none (a technician raises the answer window of the meter a warning names)."""
+        key = ("E5h", tuple(m.meter_id for m in awaiting))
+        self._count(key, None, lambda: self.unowned_hint(awaiting))
+
+    def _count(self, key: object, unit: int | None, hint: Callable[[], str]) -> None:
         self.count += 1
         now = self.monotonic()
         last = self._last.get(key)
@@ -251,6 +267,23 @@ class LateAnswers:
             "raise the bus's answer_timeout_s (and its timeout_s, if set, to at least as much)"
         )
 
+    def unowned_hint(self, awaiting: Sequence[MeterConfig]) -> str:
+        """What is known of a late E5h charged to no meter (:meth:`heard_unowned`)."""
+        assert isinstance(self.bus, MBusBusConfig)
+        came = f"{self.bus.name}: an acknowledgement (E5h) came after its request's answer window"
+        if not awaiting:
+            return (
+                f"{came}, with no meter's SND_NKE or selection left unanswered to be its own: charged to no meter "
+                "(an E5h names none; a device answering that is not configured on the bus, or a meter answering twice?)"
+            )
+        names = " or ".join(f"{m.meter_id} ({addressed(m)})" for m in awaiting)
+        return (
+            f"{came}, from {names}, whose SND_NKE or selection each went unanswered in the bus's "
+            f"{self.bus.answer_timeout_s:g} s answer window; an E5h names no meter, so which is not known and it is "
+            "charged to none: if their polls fail as 'no answer' though one answers, raise the bus's answer_timeout_s "
+            "(and its timeout_s, if set, to at least as much)"
+        )
+
 
 def addressed(meter: MeterConfig) -> str:
     """How an M-Bus meter is asked on the line, as a failed poll names it (``primary address 12``,
@@ -261,7 +294,7 @@ def addressed(meter: MeterConfig) -> str:
     return f"primary address {meter.unit_id}"
 
 
-def late_units_during(transport: object, listener: Callable[[int], None]) -> contextlib.AbstractContextManager[None]:
+def late_units_during(transport: object, listener: LateListener) -> contextlib.AbstractContextManager[None]:
     """:meth:`LateAnswers.listening` on ``transport``'s late answers; nothing for a transport that
     hears none (a wireless receiver)."""
     late = getattr(transport, "late_answers", None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -32,7 +32,7 @@ from aquami.contracts.reads import ALARMS, FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
 from gateway.config import MBusBusConfig, MeterConfig
-from gateway.late_answers import LateAnswers, addressed, mbus_frames
+from gateway.late_answers import LateAnswers, LateListener, addressed, mbus_frames
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
 from gateway.modbus_read import millisecond, within
 from gateway.scan import FoundMBus
@@ -52,6 +52,11 @@ _STATUS_ALARMS = ((0x04, "low_battery"), (0x08, "meter_error"), (0x10, "meter_er
 # a water meter's permanent flow). The reads contract has no name for either but meter_error; a
 # narrower one (leak for a permanent flow) would be a guess at the cause.
 _APPLICATION_ALARMS = {0b10: "meter_error", 0b11: "meter_error"}
+
+
+def _asks_for_data(request: bytes) -> bool:
+    """Whether ``request`` is a REQ_UD2 (answered by an RSP_UD; a SND_NKE or a selection by an E5h)."""
+    return request[0] == 0x10 and request[1] & 0x0F == 0x0B
 
 
 def status_alarms(telegrams: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -134,21 +139,24 @@ def reading_from_records(
 
 class MBusTransport:
     """``on_late`` is called with the primary address (FDh for a meter read by secondary address) of
-    each late answer heard (gateway.late_answers: :meth:`_heard_pending`, :meth:`_passed_over`)."""
+    each late answer heard, or None for an E5h no one meter can be charged with (gateway.late_answers:
+    :meth:`_heard_pending`, :meth:`_passed_over`, :meth:`_late_e5h`)."""
 
-    def __init__(self, config: MBusBusConfig, clock: Clock = utc_now, on_late: Callable[[int], None] | None = None):
+    def __init__(self, config: MBusBusConfig, clock: Clock = utc_now, on_late: LateListener | None = None):
         self.config = config
         self.clock = clock
         self.line = MBusLine(config)
         self.late_answers = LateAnswers(config, on_late)
         self.line.on_pending = self._heard_pending
         self._asking: MeterConfig | None = None  # the meter of the transaction under way (or the last)
-        self._unanswered: MeterConfig | None = None  # whose request last went unanswered: its answer may come
+        #: the meters whose SND_NKE or selection went unanswered, their E5h not heard since (by meter id)
+        self._awaiting_e5h: dict[str, MeterConfig] = {}
         self._ended_silent = False  # the last transaction ended on silence: its line listens till the next
         self._initialised: set[str] = set()  # meters that have had their SND_NKE
         self._fcb: dict[str, bool] = {}
         self._lock = threading.Lock()  # the line: held by the thread of the transaction under way
         self._closing = threading.Event()  # set once, by interrupt(): a search under way stops
+        self._searching = False  # a secondary-address search is on the line: its E5h answer selections
         self._stale = threading.Event()  # a reset did not get the line: whoever has it closes it
 
     @contextmanager
@@ -168,21 +176,49 @@ class MBusTransport:
 
     def _exchange(self, frame: bytes) -> bytes:
         """``frame``'s own answer: a slow meter's late answer taken first is passed over, counted as
-        its sender's, and the line read on (:meth:`_passed_over`)."""
-        return self.line.exchange(frame, not_the_answer=lambda answer: self._passed_over(frame, answer))
+        its sender's, and the line read on (:meth:`_passed_over`). A SND_NKE or a selection left
+        unanswered: its meter awaits its E5h (:meth:`_late_e5h`)."""
+        try:
+            return self.line.exchange(frame, not_the_answer=lambda answer: self._passed_over(frame, answer))
+        except NoAnswer:
+            if self._asking is not None and not _asks_for_data(frame):
+                self._awaiting_e5h[self._asking.meter_id] = self._asking
+            raise
 
     # late answers (gateway.late_answers) ---------------------------------------------------------------
     def _sender(self, frame: bytes) -> MeterConfig | None:
-        """The configured meter a whole answer came from: an E5h carries no address (the meter whose
-        request went unanswered, if any); a long frame its identification (a meter read by secondary
+        """The configured meter a long frame came from: its identification (a meter read by secondary
         address) or its primary address."""
-        if frame == bytes([ACK]):
-            return self._unanswered
         try:
             telegram = decode_frame(frame)
         except DecodeError:
             return None
         return self._meter_of(telegram)
+
+    def _late_e5h(self) -> None:
+        """An E5h heard late (before a request, or passed over in a REQ_UD2's exchange). It names no
+        meter. It is charged to the meter whose SND_NKE or selection went unanswered, if one alone
+        awaits its E5h: whichever E5h this is, that meter's came after its window (the E5h taken in
+        another meter's exchange meanwhile may have been its, this one that meter's own, queued
+        behind it). Before, one passed over in a REQ_UD2 was charged to the meter asked, and the
+        warning sent the technician to the wrong meter's answer window.
+
+        With several awaiting, which one answered is not known: it counts on the bus and is said
+        with their names, charged to none, and they go on awaiting (:meth:`LateAnswers.heard_unowned`).
+        With none, it is charged to no meter either."""
+        if self._searching:
+            return  # an answer to a selection with wildcards: no configured meter's
+        awaiting = list(self._awaiting_e5h.values())
+        if len(awaiting) == 1:
+            self._awaiting_e5h.clear()
+            self.late_answers.heard_from(awaiting[0])
+        else:
+            self.late_answers.heard_unowned(awaiting)
+
+    def _answered(self, meter: MeterConfig) -> None:
+        """A long frame from ``meter`` came: a meter answers its requests in turn, so an E5h it still
+        owed to an earlier one has come by now, or never will."""
+        self._awaiting_e5h.pop(meter.meter_id, None)
 
     def _meter_of(self, telegram: dict[str, Any]) -> MeterConfig | None:
         meters = self.config.meters
@@ -195,23 +231,24 @@ class MBusTransport:
         """What came on the line since the last exchange (:attr:`MBusLine.on_pending`): each whole
         answer in it is a late one (nothing was asked), counted for the meter it came from."""
         for frame in mbus_frames(pending):
+            if frame == bytes([ACK]):
+                self._late_e5h()
+                continue
             meter = self._sender(frame)
             if meter is None:
                 continue
-            if meter is self._unanswered:
-                self._unanswered = None  # one answer a request: another E5h is no one's we know
+            self._answered(meter)
             self.late_answers.heard_from(meter)
 
     def _passed_over(self, request: bytes, answer: bytes) -> bool:
         """Whether a whole ``answer`` taken in the exchange of ``request`` is provably not its answer,
         but a late answer to an earlier request: counted as its sender's (gateway.late_answers), and
         passed over (the exchange reads on, within the answer window, for its own). Provably: an
-        E5h to a REQ_UD2 (whose answer is an RSP_UD; counted for the meter asked, whose SND_NKE or
-        selection it answers late), a long frame to a SND_NKE or a selection (whose answer is an
-        E5h), a long frame to a REQ_UD2 from another meter than asked (another primary address, or
-        at FDh another identification than the selected meter's: EN 13757-2, a slave answers with
-        its own address). Before, each failed the exchange, and a slow meter's late answer failed the
-        next meter's poll too.
+        E5h to a REQ_UD2 (whose answer is an RSP_UD; charged as :meth:`_late_e5h` says), a long
+        frame to a SND_NKE or a selection (whose answer is an E5h), a long frame to a REQ_UD2 from
+        another meter than asked (another primary address, or at FDh another identification than the
+        selected meter's: EN 13757-2, a slave answers with its own address). Before, each failed the
+        exchange, and a slow meter's late answer failed the next meter's poll too.
 
         Not provably, and taken as the answer as before: a long frame that does not decode, and an
         E5h to a SND_NKE or a selection. An E5h carries no address; only its timing could tell a
@@ -219,13 +256,13 @@ class MBusTransport:
         last byte) from this meter's own, and the gateway does not know when its request's last
         byte left the converter (a USB adapter's flush returns before; a pty's has no wire), so it
         cannot be proved. Taken, it lets this meter's exchange go on, and this meter's own E5h, if it
-        comes, is heard before the next request, or passed over in the REQ_UD2 that follows."""
-        asks_for_data = request[0] == 0x10 and request[1] & 0x0F == 0x0B  # REQ_UD2
+        comes, is heard before the next request, or passed over in the REQ_UD2 that follows, and
+        charged to the meter whose window closed without one (:meth:`_late_e5h`)."""
+        asks_for_data = _asks_for_data(request)
         if answer == bytes([ACK]):
             if not asks_for_data:
                 return False
-            if self._asking is not None:
-                self.late_answers.heard_from(self._asking)
+            self._late_e5h()
             return True
         try:
             telegram = decode_frame(answer)
@@ -235,8 +272,7 @@ class MBusTransport:
             return False
         sender = self._meter_of(telegram)
         if sender is not None:
-            if sender is self._unanswered:
-                self._unanswered = None  # its answer came: another E5h is no one's we know
+            self._answered(sender)
             self.late_answers.heard_from(sender)
         return True
 
@@ -314,6 +350,7 @@ class MBusTransport:
                         # answers with its own address): not this meter's register
                         raise PollError(f"answer from address {telegram.get('a_field')}, not {meter.unit_id}")
                     self._fcb[meter.meter_id] = not fcb  # exchange complete: the next request toggles
+                    self._answered(meter)
                     telegrams.append(telegram)
                     if not telegram.get("more_records_follow"):
                         break
@@ -326,7 +363,7 @@ class MBusTransport:
                 raise
             except NoAnswer as error:
                 self._initialised.discard(meter.meter_id)
-                self._unanswered, self._ended_silent = meter, True
+                self._ended_silent = True
                 raise NoAnswer(f"{meter.meter_id}: no answer from {addressed(meter)}") from error
             except PollError as error:
                 self._initialised.discard(meter.meter_id)  # SND_NKE again next time
@@ -377,7 +414,8 @@ class MBusTransport:
         self._stale.clear()
         self.line.close()
         self._initialised.clear()
-        self._unanswered, self._ended_silent = None, False
+        self._awaiting_e5h.clear()
+        self._ended_silent = False
 
     async def close(self) -> None:
         await self._abort_and_close()
@@ -398,8 +436,13 @@ class MBusTransport:
         """
         found: list[FoundMBus] = []
         with self._line_held():
-            self._asking, self._unanswered, self._ended_silent = None, None, False  # a search's silences are no one's
-            self._search(prefix, found)
+            self._asking, self._ended_silent = None, False  # a search's silences are no one's
+            self._awaiting_e5h.clear()
+            self._searching = True
+            try:
+                self._search(prefix, found)
+            finally:
+                self._searching = False
         return found
 
     def _found(self, telegram: dict[str, Any]) -> FoundMBus:

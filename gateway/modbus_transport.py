@@ -43,7 +43,7 @@ from firmware_protocols.modbus import MeterProfile
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.cut_answers import CutWatch
 from gateway.echo import EchoWatch, begins_with_request
-from gateway.late_answers import LateAnswers, LateAnswerWatch
+from gateway.late_answers import LateAnswers, LateAnswerWatch, LateListener
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
 from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
@@ -140,7 +140,7 @@ class _ModbusTransport:
         config: ModbusTcpBusConfig | ModbusRtuBusConfig,
         profiles: ProfileBook,
         clock: Clock = utc_now,
-        on_late: Callable[[int], None] | None = None,
+        on_late: LateListener | None = None,
     ):
         self.config = config
         self.profiles = profiles
@@ -236,7 +236,7 @@ class ModbusTcpTransport(_ModbusTransport):
         config: ModbusTcpBusConfig,
         profiles: ProfileBook,
         clock: Clock = utc_now,
-        on_late: Callable[[int], None] | None = None,
+        on_late: LateListener | None = None,
     ):
         super().__init__(config, profiles, clock, on_late)
         self.tcp = config
@@ -265,7 +265,7 @@ class ModbusRtuTransport(_ModbusTransport):
         config: ModbusRtuBusConfig,
         profiles: ProfileBook,
         clock: Clock = utc_now,
-        on_late: Callable[[int], None] | None = None,
+        on_late: LateListener | None = None,
     ):
         super().__init__(config, profiles, clock, on_late)
         self.rtu = config

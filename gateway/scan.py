@@ -137,8 +137,8 @@ class LateUnits:
         self.setting = setting
         self.units: list[int] = []
 
-    def __call__(self, unit: int) -> None:
-        if unit in self.units:
+    def __call__(self, unit: int | None) -> None:
+        if unit is None or unit in self.units:  # None: an M-Bus E5h no one meter is charged with (a poll's)
             return
         self.units.append(unit)
         self.say(

@@ -72,10 +72,12 @@ def _warnings(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == name and r.levelno >= logging.WARNING]
 
 
-async def _poll_twice(bus: ModbusRtuBusConfig | ModbusTcpBusConfig, gap_s: float) -> tuple[list[int], list[bool]]:
+async def _poll_twice(
+    bus: ModbusRtuBusConfig | ModbusTcpBusConfig, gap_s: float
+) -> tuple[list[int | None], list[bool]]:
     """Each meter of ``bus`` polled twice in turn, ``gap_s`` after each poll: the units of the late
     answers heard, and each poll's success."""
-    heard: list[int] = []
+    heard: list[int | None] = []
     transport = make_transport(bus, ProfileBook(), on_late=heard.append)
 
     async def taken(_: object) -> None:
@@ -122,7 +124,7 @@ def test_a_meter_answering_after_the_timeout_behind_a_modbus_tcp_address_is_hear
 ) -> None:
     """Heard on the failed attempt's connection, kept open while the bus is idle."""
 
-    async def scenario() -> tuple[list[int], list[bool]]:
+    async def scenario() -> tuple[list[int | None], list[bool]]:
         simulator = ModbusTcpSimulator(meters(2, first_unit=5))
         await simulator.start()
         proxy = ModbusTcpFaultProxy("127.0.0.1", simulator.port, _slow_unit_5())
@@ -312,7 +314,7 @@ def test_a_unit_s_late_answers_are_said_once_an_episode(caplog: pytest.LogCaptur
     """Said again once an hour has passed without one from that unit; counted every time."""
     now = [0.0]
     bus = ModbusRtuBusConfig("rtu-1", "/dev/null", (MeterConfig("WM-0005", 5),), timeout_s=1.0)
-    counted: list[int] = []
+    counted: list[int | None] = []
     late = LateAnswers(bus, counted.append, monotonic=lambda: now[0])
     said: Callable[[], list[str]] = lambda: _warnings(caplog, "gateway.late_answers")  # noqa: E731
     with caplog.at_level(logging.INFO):

@@ -23,7 +23,7 @@ from firmware_protocols.mbus import build_ack, build_rsp_ud
 from firmware_protocols.records import DataRecord
 from gateway.buses import make_transport
 from gateway.config import MBusBusConfig, MeterConfig
-from gateway.late_answers import mbus_frames
+from gateway.late_answers import LateAnswers, mbus_frames
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
 from simulators.serial_line import LineSettings, Reply, SerialLine, pty_accepts_parity
@@ -43,10 +43,16 @@ def _bus(device: str, *meters: MeterConfig) -> MBusBusConfig:
     return MBusBusConfig("mbus-1", device, meters, baudrate=9600, parity=PARITY, answer_timeout_s=ANSWER_S, retries=0)
 
 
-async def _poll_in_turn(bus: MBusBusConfig, rounds: int, gap_s: float) -> tuple[list[int], list[bool]]:
+async def _poll_in_turn(bus: MBusBusConfig, rounds: int, gap_s: float) -> tuple[list[int | None], list[bool]]:
     """Each meter of ``bus`` polled ``rounds`` times in turn, ``gap_s`` after each poll: the addresses
     of the late answers heard, and each poll's success."""
-    heard: list[int] = []
+    return await _poll(bus, [(meter, gap_s) for _ in range(rounds) for meter in bus.meters])
+
+
+async def _poll(bus: MBusBusConfig, plan: list[tuple[MeterConfig, float]]) -> tuple[list[int | None], list[bool]]:
+    """Each meter of ``plan`` polled in turn, its pause after it: the addresses of the late answers
+    heard (None: no one meter known), and each poll's success."""
+    heard: list[int | None] = []
     transport = make_transport(bus, ProfileBook(), on_late=heard.append)
 
     async def taken(_: object) -> None:
@@ -54,10 +60,9 @@ async def _poll_in_turn(bus: MBusBusConfig, rounds: int, gap_s: float) -> tuple[
 
     scheduler = BusScheduler(bus, transport, on_reading=taken)
     results = []
-    for _ in range(rounds):
-        for meter in bus.meters:
-            results.append(await scheduler.poll(meter) is not None)
-            await asyncio.sleep(gap_s)
+    for meter, gap_s in plan:
+        results.append(await scheduler.poll(meter) is not None)
+        await asyncio.sleep(gap_s)
     await transport.close()
     return heard, results
 
@@ -179,3 +184,76 @@ def test_a_slow_meter_s_late_answer_in_the_next_meter_s_window_does_not_fail_tha
     assert results == [False, True, False, True], polls  # the slow meter's polls fail; the other's do not
     assert heard == [1, 1]  # each of its late answers, counted for it
     assert _warnings(caplog) == [HINT]
+
+
+def test_a_slow_meter_s_late_e5h_passed_over_in_the_next_meter_s_request_is_charged_to_the_slow_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SLOW-1 acknowledges its SND_NKE 0.45 s late, after its 0.3 s window; FAST-2 answers 0.2 s after
+    each request, within its own. SLOW-1's E5h comes in FAST-2's SND_NKE window first and is taken as
+    its acknowledgement (an E5h names no meter), and FAST-2's own E5h then comes in its REQ_UD2 window
+    (in the second round, SLOW-1's comes there): an E5h to a REQ_UD2, passed over. Whichever E5h it
+    is, the meter whose window closed without one is SLOW-1: it is charged to SLOW-1. Before, it was
+    charged to FAST-2, the meter asked, and the warning told the technician to raise FAST-2's window."""
+    slaves = MBusSlaves([MBusSlave(1, "11110001", 12.5), MBusSlave(2, "11110002", 40.0)])
+    faults = WireFaultPlan(
+        [WireFault(WireFaultKind.SLOW, address=1, delay_s=0.36), WireFault(WireFaultKind.SLOW, address=2, delay_s=0.12)]
+    )
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    try:
+        bus = _bus(line.port, MeterConfig("SLOW-1", 1), MeterConfig("FAST-2", 2))
+        with caplog.at_level(logging.INFO):
+            heard, results = asyncio.run(asyncio.wait_for(_poll_in_turn(bus, 2, 0.0), 60))
+    finally:
+        line.stop()
+    polls = [r.getMessage() for r in caplog.records if "FAST-2" in r.getMessage()]
+    assert results == [False, True, False, True], polls
+    assert heard == [1, 1]
+    assert _warnings(caplog) == [HINT]
+
+
+def test_a_late_e5h_two_meters_may_have_sent_is_charged_to_neither_and_said_with_both_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SLOW-1 and SLOW-3 each acknowledge their SND_NKE 0.9 s late; they are polled one after the
+    other, and both E5h are heard together before SLOW-1's next poll. An E5h names no meter: each is
+    counted on the bus (``on_late`` told None) and said once with both names, charged to neither.
+    Before, the first was charged to SLOW-3 (the meter whose request went unanswered last, though
+    SLOW-1's answer comes first), and the second was not counted at all."""
+    slaves = MBusSlaves([MBusSlave(1, "11110001", 12.5), MBusSlave(3, "11110003", 40.0)])
+    faults = WireFaultPlan(
+        [WireFault(WireFaultKind.SLOW, address=1, delay_s=0.9), WireFault(WireFaultKind.SLOW, address=3, delay_s=0.9)]
+    )
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    slow_1, slow_3 = MeterConfig("SLOW-1", 1), MeterConfig("SLOW-3", 3)
+    try:
+        bus = _bus(line.port, slow_1, slow_3)
+        with caplog.at_level(logging.INFO):
+            heard, results = asyncio.run(
+                asyncio.wait_for(_poll(bus, [(slow_1, 0.0), (slow_3, 1.5), (slow_1, 0.0)]), 60)
+            )
+    finally:
+        line.stop()
+    assert results == [False, False, False]
+    assert heard == [None, None]
+    assert _warnings(caplog) == [
+        "mbus-1: an acknowledgement (E5h) came after its request's answer window, from SLOW-1 (primary address 1) "
+        "or SLOW-3 (primary address 3), whose SND_NKE or selection each went unanswered in the bus's 0.3 s answer "
+        "window; an E5h names no meter, so which is not known and it is charged to none: if their polls fail as "
+        "'no answer' though one answers, raise the bus's answer_timeout_s (and its timeout_s, if set, to at least "
+        "as much)"
+    ]
+
+
+def test_a_late_e5h_no_meter_awaits_is_counted_on_the_bus_and_charged_to_none(caplog: pytest.LogCaptureFixture) -> None:
+    told: list[int | None] = []
+    late = LateAnswers(_bus("/dev/null", MeterConfig("M-1", 1)), told.append)
+    with caplog.at_level(logging.INFO):
+        late.heard_unowned([])
+        late.heard_unowned([])  # the same episode: said once
+    assert (late.count, told) == (2, [None, None])
+    assert _warnings(caplog) == [
+        "mbus-1: an acknowledgement (E5h) came after its request's answer window, with no meter's SND_NKE or "
+        "selection left unanswered to be its own: charged to no meter (an E5h names none; a device answering that "
+        "is not configured on the bus, or a meter answering twice?)"
+    ]
