@@ -190,7 +190,8 @@ class LateAnswers:
     health status), and the first of each meter's episode is a warning naming the meter, its unit or
     address and the setting to raise: a Modbus bus's ``timeout_s`` (:meth:`heard`, from the unit in
     the frame), an M-Bus bus's ``answer_timeout_s`` (:meth:`heard_from`: its transport knows the meter,
-    an E5h carries no address)."""
+    an E5h carries no address). An M-Bus E5h no one meter can be charged with is counted and said with
+    what is known (:meth:`heard_unowned`, :meth:`heard_in_search`), ``on_late`` told None."""
 
     def __init__(
         self,
@@ -235,6 +236,19 @@ class LateAnswers:
         none (a technician raises the answer window of the meter a warning names)."""
         key = ("E5h", tuple(m.meter_id for m in awaiting))
         self._count(key, None, lambda: self.unowned_hint(awaiting))
+
+    def heard_in_search(self, selections: Sequence[str]) -> None:
+        """An M-Bus E5h, late, in a secondary-address search: ``selections`` are those left unanswered
+        before it came (gateway.mbus: ``MBusTransport._late_in_search``)."""
+        self._count(("search",), None, lambda: self.search_hint(selections))
+
+    def search_hint(self, selections: Sequence[str]) -> str:
+        assert isinstance(self.bus, MBusBusConfig)
+        return (
+            f"{self.bus.name}: an acknowledgement (E5h) came after the bus's {self.bus.answer_timeout_s:g} s answer "
+            f"window in a secondary-address search, after {selections_unanswered(selections)}: a meter answering too "
+            "late to be found: raise the bus's answer_timeout_s and search again"
+        )
 
     def _count(self, key: object, unit: int | None, hint: Callable[[], str]) -> None:
         self.count += 1
@@ -283,6 +297,16 @@ class LateAnswers:
             "charged to none: if their polls fail as 'no answer' though one answers, raise the bus's answer_timeout_s "
             "(and its timeout_s, if set, to at least as much)"
         )
+
+
+def selections_unanswered(selections: Sequence[str]) -> str:
+    """A search's selections left unanswered, in words: ``the selection 1234FFFF (F: any digit) went
+    unanswered``."""
+    if not selections:
+        return "no selection left unanswered since the search's last answer"
+    if len(selections) == 1:
+        return f"the selection {selections[0]} (F: any digit) went unanswered"
+    return f"the selections {', '.join(selections)} (F: any digit) went unanswered"
 
 
 def addressed(meter: MeterConfig) -> str:

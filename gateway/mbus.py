@@ -157,6 +157,9 @@ class MBusTransport:
         self._lock = threading.Lock()  # the line: held by the thread of the transaction under way
         self._closing = threading.Event()  # set once, by interrupt(): a search under way stops
         self._searching = False  # a secondary-address search is on the line: its E5h answer selections
+        self._silent_selections: list[str] = []  # a search's selections unanswered since its last answer
+        #: the last search's late E5h, each as the selections left unanswered before it came
+        self.late_in_search: list[tuple[str, ...]] = []
         self._stale = threading.Event()  # a reset did not get the line: whoever has it closes it
 
     @contextmanager
@@ -207,13 +210,26 @@ class MBusTransport:
         with their names, charged to none, and they go on awaiting (:meth:`LateAnswers.heard_unowned`).
         With none, it is charged to no meter either."""
         if self._searching:
-            return  # an answer to a selection with wildcards: no configured meter's
+            self._late_in_search()
+            return
         awaiting = list(self._awaiting_e5h.values())
         if len(awaiting) == 1:
             self._awaiting_e5h.clear()
             self.late_answers.heard_from(awaiting[0])
         else:
             self.late_answers.heard_unowned(awaiting)
+
+    def _late_in_search(self) -> None:
+        """A late E5h in a secondary-address search: an answer to a selection, whose meter the search
+        cannot find (its window is over), and which no identification names. What is known is the
+        selections left unanswered since the search's last answer (the likeliest to be its own; a
+        meter selected beside one that answered in time could be too): counted on the bus, said
+        (:meth:`LateAnswers.heard_in_search`) and kept for the scan's words (:attr:`late_in_search`).
+        Before, it was dropped uncounted, and the search's last selection's was not heard at all."""
+        selections = tuple(self._silent_selections)
+        self._silent_selections.clear()
+        self.late_in_search.append(selections)
+        self.late_answers.heard_in_search(selections)
 
     def _answered(self, meter: MeterConfig) -> None:
         """A long frame from ``meter`` came: a meter answers its requests in turn, so an E5h it still
@@ -433,14 +449,23 @@ class MBusTransport:
         A selection answered by exactly one E5h holds one meter, read at FDh for its identification
         (and the reading and error flags its answer carries, which the scan's snippet says); a
         garbled answer is a collision, narrowed by the next digit; silence means none.
+
+        A selection answered after the window (:meth:`_late_in_search`): heard before the next one,
+        and after the last one, for which the line is listened to for as long again as the window
+        before the search ends (an empty-looking line's only selection is its last).
         """
         found: list[FoundMBus] = []
         with self._line_held():
+            self.line.listen(0)  # what came since the last poll is the polls' (a slow meter's E5h): theirs
             self._asking, self._ended_silent = None, False  # a search's silences are no one's
             self._awaiting_e5h.clear()
+            self._silent_selections.clear()
+            self.late_in_search = []
             self._searching = True
             try:
                 self._search(prefix, found)
+                if self._silent_selections:  # the last selection went unanswered: its answer may come
+                    self.line.listen(self.config.answer_timeout_s)
             finally:
                 self._searching = False
         return found
@@ -472,9 +497,11 @@ class MBusTransport:
                 raise PollError(closing) from error
             raise PollError(f"{self.config.name}: search stopped: {error} ({len(found)} found by then)") from error
         except NoAnswer:
+            self._silent_selections.append(pattern)
             return
         except PollError:
             answer = b""  # collision or garbage: more than one meter matches
+        self._silent_selections.clear()
         if answer == bytes([ACK]):
             try:
                 telegram = decode_frame(self._exchange_with_all(build_req_ud2(NETWORK_LAYER, fcb=True)))

@@ -211,6 +211,17 @@ class MBusLine:
         if waiting:
             self.on_pending(self._read(port, waiting, 0))
 
+    def listen(self, seconds: float) -> None:
+        """Read what comes on the line for ``seconds``, and tell :attr:`on_pending` of it: a late answer
+        to the last request, which no next request would hear (a search's last selection; closed, a
+        port hears nothing)."""
+        port = self.port
+        if port is None or self.on_pending is None:
+            return
+        heard = self._read(port, LONGEST_FRAME, seconds)
+        if heard:
+            self.on_pending(heard + self._read(port, port.in_waiting, 0))
+
     def _read_echo(self, port: serial.Serial, frame: bytes) -> None:
         """``echo = true``: the request comes back first, as it leaves; it is given an answer's time
         (flush need not wait for the request to leave: a pty's does not)."""

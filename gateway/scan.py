@@ -18,8 +18,9 @@ logged while it is set, unless the logger is at DEBUG.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
-from gateway.late_answers import LateAnswers
+from gateway.late_answers import LateAnswers, selections_unanswered
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
@@ -83,14 +84,24 @@ async def scan_modbus(
     profile: str = "smart_water_meter",
     parameters: dict[str, Any] | None = None,
     on_problem: Callable[[int, PollError], None] | None = None,
+    linger_s: float = 0.0,
 ) -> list[Found]:
     """``parameters``: what the profile's scale needs (a pulse counter's ``litres_per_pulse``).
     ``on_problem`` is told of each unit that answered but gave no reading (an exception response,
     a wrong CRC, registers the profile does not decode): a device is there, not a meter of this
-    profile, or not well. A unit that does not answer is no problem (an empty address)."""
+    profile, or not well. A unit that does not answer is no problem (an empty address).
+
+    ``linger_s``: when the last unit did not answer, the scan listens this long before it ends (the
+    failed attempt's port or connection stays open, listening: gateway.late_answers), so that its
+    late answer is heard as every other unit's is, during the next unit's request. Before, the bus
+    was closed at once after it, and its late answer was lost: a slow meter at the last address
+    looked absent, with no hint that a longer timeout would find it."""
     token = _scanning.set(True)
     try:
-        return await _scan_modbus(attempt, bus, unit_ids, profile, dict(parameters or {}), on_problem)
+        found, last_silent = await _scan_modbus(attempt, bus, unit_ids, profile, dict(parameters or {}), on_problem)
+        if last_silent and linger_s > 0:
+            await asyncio.sleep(linger_s)
+        return found
     finally:
         _scanning.reset(token)
 
@@ -102,22 +113,26 @@ async def _scan_modbus(
     profile: str,
     given: dict[str, Any],
     on_problem: Callable[[int, PollError], None] | None,
-) -> list[Found]:
+) -> tuple[list[Found], bool]:
+    """The units found, and whether the last one tried did not answer."""
     found = []
+    silent = False
     for unit_id in unit_ids:
         probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile, given)
+        silent = False
         try:
             reading = await attempt(probe)
         except LineUnusable:  # no unit answers on a bus that will not open: not "0 meters found"
             raise
         except NoAnswer:
+            silent = True
             continue
         except PollError as error:
             if on_problem is not None:
                 on_problem(unit_id, error)
             continue
         found.append(Found(unit_id, profile, reading.volume_m3, given))
-    return found
+    return found, silent
 
 
 class LateUnits:
@@ -128,7 +143,8 @@ class LateUnits:
     not said, and not in the snippet. A technician scanning a bus of slow meters found none, with no
     hint that their answers came; now each such unit is one line, with the cure (``--timeout``).
     Heard when the late answer comes while the scan still listens: on RTU during the next unit's
-    request (or before it), on TCP before the next unit's connection opens; not after the last unit.
+    request (or before it), on TCP before the next unit's connection opens; after the last unit, for
+    as long again as the scan's timeout (:func:`scan_modbus`'s ``linger_s``).
     """
 
     def __init__(self, say: Callable[[str], None], timeout_s: float, setting: str = "timeout_s"):
@@ -144,6 +160,15 @@ class LateUnits:
         self.say(
             f"# unit {unit} answered after the {self.timeout_s:g} s timeout, too late to be read: scan again "
             f"with a longer --timeout (and raise the bus's {self.setting} for the gateway to read it)"
+        )
+
+    def in_search(self, selections: Sequence[str]) -> None:
+        """An M-Bus search's late E5h, ``selections`` those left unanswered before it came (an E5h
+        names no meter: gateway.mbus). Before, it was not said: the scan said ``# 0 meters found``."""
+        self.say(
+            f"# an acknowledgement (E5h) came after the {self.timeout_s:g} s answer window, after "
+            f"{selections_unanswered(selections)}: a meter too late to be found; scan again with a longer "
+            f"--timeout (and raise the bus's {self.setting} for the gateway to read it)"
         )
 
     @staticmethod

@@ -201,6 +201,8 @@ def register(app: typer.Typer) -> None:
             try:
                 if isinstance(transport, MBusTransport):
                     found_mbus = await transport.search()
+                    for selections in transport.late_in_search:
+                        late.in_search(selections)
                     typer.echo(f"# {len(found_mbus)} meters found on {chosen.name} (secondary search)", err=True)
                     return mbus_snippet(chosen.name, found_mbus)
                 found = await scan_modbus(
@@ -210,6 +212,7 @@ def register(app: typer.Typer) -> None:
                     profile,
                     parameters,
                     on_problem=lambda unit_id, error: typer.echo(f"# unit {unit_id} answered: {error}", err=True),
+                    linger_s=window,  # the last unit's late answer: heard as the others' are
                 )
             finally:
                 await transport.close()

@@ -23,7 +23,7 @@ from gateway.service import Gateway
 from gateway.transport import PollError
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_tcp import ModbusTcpSimulator
-from simulators.serial_line import LineSettings
+from simulators.serial_line import LineSettings, SerialLine
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import (
     StatelessTransport,
@@ -639,7 +639,9 @@ def test_a_scan_quiets_only_its_own_pymodbus_records(caplog: pytest.LogCaptureFi
 def test_a_scan_command_replies_the_units_that_answered_after_the_timeout(tmp_path: Path) -> None:
     """Unit 5 answers 0.7 s late on a serial bus with a 0.5 s timeout (its answer comes during unit
     6's request): the scan command's reply lists it in ``late``, as the command line's scan says it.
-    Before, the reply was ``found: [6]`` alone, unit 5 as absent as an empty address."""
+    Before, the reply was ``found: [6]`` alone, unit 5 as absent as an empty address. Scanned last
+    (5..5), its late answer is heard too: the scan listens for the bus's timeout_s after a last unit
+    that did not answer (before, it was not heard, and the reply had no ``late``)."""
     slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=5, delay_s=0.7)])
     simulator = ModbusRtuSimulator(meters(2, first_unit=5), LineSettings(baudrate=9600, parity="E"), slow).start()
     bus = {"name": "rtu", "protocol": "modbus-rtu", "device": simulator.port, "parity": PARITY, "timeout_s": 0.5}
@@ -662,13 +664,47 @@ def test_a_scan_command_replies_the_units_that_answered_after_the_timeout(tmp_pa
             assert gateway._commands is not None
             await gateway._commands._run("scan", b'{"bus": "rtu", "first": 5, "last": 6, "request_id": "s1"}')
             await gateway._commands._run("scan", b'{"bus": "rtu", "first": 6, "last": 6, "request_id": "s2"}')
+            await gateway._commands._run("scan", b'{"bus": "rtu", "first": 5, "last": 5, "request_id": "s3"}')
         return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
 
     try:
         replies = asyncio.run(scenario())
     finally:
         simulator.stop()
-    assert [reply_errors("scan", reply) for reply in replies] == [[], []]
-    first, second = replies
+    assert [reply_errors("scan", reply) for reply in replies] == [[], [], []]
+    first, second, third = replies
     assert (first["ok"], first["found"], first.get("late")) == (True, [6], [5]), first
     assert (second["ok"], second["found"], "late" in second) == (True, [6], False), second  # none late: no field
+    assert (third["ok"], third["found"], third.get("late")) == (True, [], [5]), third
+
+
+def test_an_m_bus_scan_command_replies_the_selections_answered_after_the_window(tmp_path: Path) -> None:
+    """The line's one meter acknowledges its selection 0.45 s late, after the 0.3 s window: the
+    search's only selection (FFFFFFFF) is its last. The reply lists the selections left unanswered
+    before the late E5h came, ``late_selections``. Before, the search closed the port after it, and
+    the reply was ``found: []`` alone."""
+    from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
+
+    slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=0, delay_s=0.45)])
+    line = SerialLine(MBusSlaves([MBusSlave(0, "12340001", 1.0)]), LineSettings(9600, parity="E"), slow).start()
+    bus = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
+    bus |= {"answer_timeout_s": 0.3, "poll_interval_s": 3600}
+    text = bus_config_text(f"mqtt://127.0.0.1:{free_port()}", tmp_path / "s.sqlite", bus, [], gateway_id="gw-mbus")
+    gateway = Gateway(parse_config_text(text))
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(gateway):
+            for _ in range(100):  # the buses and the command handler set up
+                if gateway._commands is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert gateway._commands is not None
+            await gateway._commands._run("scan", b'{"bus": "m", "request_id": "s1"}')
+        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
+
+    try:
+        (reply,) = asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert reply_errors("scan", reply) == []
+    assert (reply["ok"], reply["found"], reply.get("late_selections")) == (True, [], [["FFFFFFFF"]]), reply

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given
@@ -24,12 +28,16 @@ from firmware_protocols.records import DataRecord
 from gateway.buses import make_transport
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.late_answers import LateAnswers, mbus_frames
+from gateway.mbus import MBusTransport
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
+from gateway.transport import NoAnswer
 from simulators.serial_line import LineSettings, Reply, SerialLine, pty_accepts_parity
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
+from tests.gateway.helpers import bus_config_text
 from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
 
+AQUAMI = str(Path(sys.executable).with_name("aquami"))
 PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"
 ANSWER_S = 0.3  # the bus's answer window here (the standard's is 84 ms at 9600 baud)
 LATE_BY_S = 0.6  # the slow meter's answers leave this long after they would have: after the window
@@ -257,3 +265,58 @@ def test_a_late_e5h_no_meter_awaits_is_counted_on_the_bus_and_charged_to_none(ca
         "selection left unanswered to be its own: charged to no meter (an E5h names none; a device answering that "
         "is not configured on the bus, or a meter answering twice?)"
     ]
+
+
+def _scan(line: SerialLine, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``aquami gateway scan`` of an M-Bus line (a secondary-address search) with a 0.3 s answer window."""
+    config = tmp_path / "gw.toml"
+    bus: dict[str, Any] = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600}
+    bus["parity"] = PARITY
+    bus["answer_timeout_s"] = ANSWER_S
+    config.write_text(bus_config_text("mqtt://127.0.0.1:1", tmp_path / "s.sqlite", bus, [], gateway_id="g"))
+    return subprocess.run(
+        [AQUAMI, "gateway", "scan", str(config), "--bus", "m"], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_search_s_last_selection_answered_late_is_heard_and_said_with_the_cure(tmp_path: Path) -> None:
+    """The line's one meter acknowledges its selection 0.45 s late, after the 0.3 s window: the
+    search's first selection (FFFFFFFF, any meter) is its last, as on any line that seems empty. The
+    search listens as long again before it closes the port, and says which selection was answered
+    late and the cure. Before, the port was closed at once, and the scan said ``# 0 meters found``
+    alone; and an E5h heard before a later selection was dropped uncounted (it names no meter)."""
+    slaves = MBusSlaves([MBusSlave(0, "12340001", 1.0)])
+    faults = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=0, delay_s=0.45)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    try:
+        done = _scan(line, tmp_path)
+    finally:
+        line.stop()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "# an acknowledgement (E5h) came after the 0.3 s answer window, after the selection FFFFFFFF (F: any "
+        "digit) went unanswered: a meter too late to be found; scan again with a longer --timeout (and raise the "
+        "bus's answer_timeout_s for the gateway to read it)",
+        "# 0 meters found on m (secondary search)",
+    ]
+
+
+def test_a_poll_s_late_e5h_heard_as_a_search_begins_is_the_poll_s_not_the_search_s() -> None:
+    """SLOW-1 acknowledges 0.45 s late, its SND_NKE and its selection alike. A poll of it goes
+    unanswered; its E5h has come by the time a search begins: it is charged to SLOW-1, and the
+    search's own late E5h (after its only selection) to the search. Taken at the search's first
+    selection, the poll's E5h was said as a search's, "a meter too late to be found"."""
+    slaves = MBusSlaves([MBusSlave(1, "11110001", 12.5)])
+    faults = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=1, delay_s=0.45)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("SLOW-1", 1)), on_late=heard.append)
+        with pytest.raises(NoAnswer):
+            transport.read_blocking(transport.config.meters[0])
+        time.sleep(1.0)
+        found = transport.search_blocking()
+        transport.line.close()
+    finally:
+        line.stop()
+    assert (found, heard, transport.late_in_search) == ([], [1, None], [("FFFFFFFF",)])

@@ -190,3 +190,23 @@ def test_a_unit_that_answers_after_the_timeout_is_said_with_the_cure(tmp_path: P
     assert longer.returncode == 0, longer.stderr
     assert longer.stderr.splitlines() == ["# 2 meters found on rtu-1 (units 5..6)"]
     assert "unit_id = 5\n" in longer.stdout
+
+
+def test_the_last_unit_s_late_answer_is_heard_and_said_with_the_cure(tmp_path: Path) -> None:
+    """Unit 5, the last one scanned, answers 0.7 s late on a bus with a 0.5 s timeout: no next unit's
+    request listens for it, so the scan listens as long again before it closes the port, and says it
+    as it says any other unit's. Before, the port was closed at once after it, its answer lost, and
+    the scan said ``# 1 meters found`` alone, unit 5 as absent as an empty address."""
+    slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=5, delay_s=0.7)])
+    simulator = ModbusRtuSimulator(meters(2, first_unit=4), LineSettings(baudrate=9600, parity="E"), slow).start()
+    try:
+        done = _scan(tmp_path, {**_rtu(simulator.port), "timeout_s": 0.5}, "--first", "4", "--last", "5")
+    finally:
+        simulator.stop()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "# unit 5 answered after the 0.5 s timeout, too late to be read: scan again with a longer --timeout "
+        "(and raise the bus's timeout_s for the gateway to read it)",
+        "# 1 meters found on rtu-1 (units 4..5)",
+    ]
+    assert "unit_id = 4\n" in done.stdout and "unit_id = 5" not in done.stdout
