@@ -13,6 +13,12 @@ those seconds left a broker with MQTT 5 spoken to in 3.1.1 until the gateway res
 
 Both connections use the gateway's client id: a broker that takes the MQTT 5 CONNECT ends the held
 session as taken over, which is what the gateway wants then anyway.
+
+A connection dropped meanwhile (a RST from a NAT, a modem, the broker) is said as on the normal link
+(:mod:`aquami.paho_log`): paho's per-drop ERROR at DEBUG, its socket error kept as the recheck's
+:attr:`Recheck.lost`, which the session gives the broker outage. Before, both clients' disconnect
+callbacks were unset while the recheck ran: paho said the drop at ERROR, the outage never heard of
+it, and a drop of the held session read as the link gone silent.
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from aquami.paho_log import lost_because
 from gateway.mqtt_version import connack_code
 
 _TICK_S = 0.025  # how long each of the two network loops may wait for its socket, each turn
+#: DISCONNECT reason 0x8D, which paho gives ``on_disconnect`` for a connection it closed itself, its
+#: keepalive passed without a byte from the broker: silence, which the recheck judges by its own waits
+_KEEPALIVE_TIMEOUT = 141
 
 
 @dataclass
@@ -39,6 +49,10 @@ class Recheck:
     properties: Any = None  # its CONNACK's properties
     timed_out: bool = False  # none came within the wait
     held_answered: bool = False  # the held session answered a request sent once that wait was over
+    #: why a connection (the held one or the asking one, the first to go) was lost meanwhile:
+    #: ``[Errno 104] Connection reset by peer`` (:func:`aquami.paho_log.lost_because`); None: neither
+    #: was, or only to paho's keepalive (a silent link: no drop)
+    lost: str | None = None
 
     @property
     def connack(self) -> int | None:
@@ -57,7 +71,7 @@ def ask_beside(
     ``held`` (connected, in MQTT 3.1.1); its CONNACK, or after ``patience_s`` without one, whether
     ``held`` answers an UNSUBSCRIBE of ``probe_topic`` within as long again. Both clients' callbacks
     for connect, disconnect and unsubscribe are this function's while it runs: the caller sets the
-    ones it needs on the client it goes on with."""
+    ones it needs on the client it goes on with (a connection lost meanwhile: :attr:`Recheck.lost`)."""
     result = Recheck()
     probe: list[int] = []  # the UNSUBSCRIBE's message id, once sent
     answered: list[int] = []
@@ -68,8 +82,16 @@ def ask_beside(
     def on_unsubscribe(client: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
         answered.append(mid)
 
-    asking.on_connect, asking.on_disconnect = on_connect, None
-    held.on_disconnect, held.on_unsubscribe = None, on_unsubscribe
+    down: list[mqtt.Client] = []  # the clients whose connection ended meanwhile: not looped again
+
+    def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        # set, paho says its per-drop line at DEBUG (aquami.paho_log), and the drop is said here
+        down.append(client)
+        if result.lost is None and getattr(reason, "value", None) != _KEEPALIVE_TIMEOUT:
+            result.lost = lost_because(reason, client)
+
+    asking.on_connect, asking.on_disconnect = on_connect, on_disconnect
+    held.on_disconnect, held.on_unsubscribe = on_disconnect, on_unsubscribe
     started = time.monotonic()
     host, port, keepalive = address
     try:
@@ -78,9 +100,11 @@ def ask_beside(
         return result  # no answer, and no silence either: as a hang-up
     held_up = asking_up = True
     while not stop.is_set():
+        # a client whose connection paho ended (its keepalive) is not looped again: paho said "Client
+        # is not connected" at ERROR for it
         if held_up:
-            held_up = held.loop(timeout=_TICK_S) == MQTTErrorCode.MQTT_ERR_SUCCESS
-        asking_up = asking.loop(timeout=_TICK_S) == MQTTErrorCode.MQTT_ERR_SUCCESS
+            held_up = held not in down and held.loop(timeout=_TICK_S) == MQTTErrorCode.MQTT_ERR_SUCCESS
+        asking_up = asking not in down and asking.loop(timeout=_TICK_S) == MQTTErrorCode.MQTT_ERR_SUCCESS
         if result.reason is not None or not asking_up:
             return result
         waited = time.monotonic() - started

@@ -142,7 +142,8 @@ class Session:
         try:
             address = (state.endpoint.host, state.endpoint.port, keepalive)
             recheck = ask_beside(held, asking, address, patience, state.command_topic, state.stop)
-            told = (recheck.connack, recheck.timed_out, recheck.held_answered)
+            # a connection dropped meanwhile is no silence: "hung up on", and said as the outage's below
+            told = (recheck.connack, recheck.timed_out and recheck.lost is None, recheck.held_answered)
             kept = None if state.stop.is_set() else self._version.rechecked(*told)
         except BaseException:
             close_client(asking)
@@ -154,6 +155,8 @@ class Session:
         else:
             close_client(asking)
             if kept is None:
+                if recheck.lost is not None and not state.stop.is_set():  # as on_disconnect says a drop
+                    self._link.outage.failed(f"connection lost: {recheck.lost}", _SPOOLING)
                 return None
             client, properties = held, None
         client.on_disconnect = self._guard(self.on_disconnect)

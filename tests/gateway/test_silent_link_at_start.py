@@ -20,6 +20,7 @@ import pytest
 
 from aquami.contracts.reads import events_topic
 from aquami.mqtt import MqttEndpoint
+from aquami.outage import Outage
 from gateway.config import MqttOptions
 from gateway.mqtt_version import CONNACK_WAIT_S
 from gateway.publisher import Publisher
@@ -151,6 +152,10 @@ def test_a_link_silent_again_while_mqtt5_is_asked_once_more_is_not_a_broker_with
     assert (left, refused > 0) == (1, True), "the reading the broker refused left the spool"
     assert "answers in MQTT 3.1.1 but not in MQTT 5" not in said
     assert "went silent while asked in MQTT 5 once more" in said
+    # the MQTT 5 connection paho ended at its keepalive (silence, not a drop: no "connection lost") is
+    # not looped again: before, paho said "Client is not connected. …" at ERROR for it
+    paho = [r.getMessage() for r in caplog.records if r.name == "paho" and r.levelno >= logging.WARNING]
+    assert paho == [] and "connection lost" not in said, paho
 
 
 def test_a_broker_silent_to_mqtt5_behind_a_link_silent_at_start_gets_its_readings_in_mqtt311(
@@ -216,3 +221,47 @@ def test_a_connect_into_a_silent_spell_gives_up_soon_after_the_link_is_back(
     assert publisher.protocol_in_use == "5", caplog.text
     # the 3.1.1 CONNECT's wait, then a reconnection wait of at most 1 s and an answered CONNECT
     assert back < connack_wait_s + 3, f"delivered {back:.1f} s after the link's return:\n{caplog.text}"
+
+
+def test_a_drop_while_mqtt5_is_asked_once_more_is_said_as_the_outage_s_not_as_paho_s_error(
+    tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MQTT 5 is asked beside the held 3.1.1 session (its CONNECT left unanswered: the proxy holds
+    every MQTT 5 CONNECT), and the link resets the held session's connection (a RST). As on the
+    normal link, paho's per-drop line ("failed to receive on socket: [Errno 104] …") is DEBUG, and
+    the drop is one of the broker outage's failures, with its reason (here every failure is said:
+    reminders every 0 s). Before, both clients' disconnect callbacks were unset while the recheck ran:
+    paho said the drop at ERROR, the outage never heard of it, and the recheck went on to say the
+    link "went silent", which it had not: it had dropped the connection."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append([{"meter_id": "WM-1", "ts": "2026-01-01T00:00:00Z", "volume_m3": 1.0}])
+    options = MqttOptions(protocol="auto", keepalive_s=KEEPALIVE_S, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    with CutProxy(mosquitto.port, name="gateway-link") as link:
+        link.black_hole()
+        endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{link.port}")
+        publisher = Publisher(spool, "gw-recheck-drop", endpoint, options=options)
+        log = logging.getLogger("gateway.publisher")
+        publisher.broker = Outage(log, f"MQTT broker {endpoint.url}", remind_every_s=0.0)
+        caplog.set_level(logging.INFO, logger="gateway.publisher")
+        caplog.set_level(logging.DEBUG, logger="paho")
+        publisher.start()
+        try:
+            _wait(lambda: link.connections >= 1, 10, "first CONNECT")
+            link.go_dead_at(MQTT5_CONNECT)  # MQTT 5 asked once more: left unanswered
+            link.restore(stale=True)  # the 3.1.1 CONNECT after the fallback: answered at once, held
+            _wait(lambda: link.connections >= 3, 10, "MQTT 5 CONNECT beside the held 3.1.1 session")
+            _wait(lambda: "asking in MQTT 5 once more" in caplog.text, 5, "the recheck")
+            time.sleep(0.5)
+            assert link.drop(reset=True) == 1  # the held session's (the MQTT 5 one is half-open: not dropped)
+            _wait(lambda: link.connections >= 4, 15, "the CONNECT after the recheck")
+        finally:
+            publisher.stop()
+            spool.close()
+    paho = [r for r in caplog.records if r.name == "paho"]
+    reset = "failed to receive on socket: [Errno 104] Connection reset by peer"
+    assert [r.levelno for r in paho if r.getMessage() == reset] == [logging.DEBUG], [r.getMessage() for r in paho]
+    assert [r.getMessage() for r in paho if r.levelno >= logging.WARNING] == []
+    said = [r.getMessage() for r in caplog.records if r.name == "gateway.publisher"]
+    dropped = [m for m in said if "(connection lost: [Errno 104] Connection reset by peer)" in m]
+    assert len(dropped) == 1 and dropped[0].startswith(f"MQTT broker {endpoint.url} still unavailable"), said
+    assert not [m for m in said if "went silent while asked in MQTT 5 once more" in m], said
