@@ -342,12 +342,23 @@ def _installations(table: Meters, path: Path) -> list[Installation]:
 
 
 def _register(text: str, column: str, where: str) -> Decimal | None:
-    """A job card's register (m³, a decimal; empty: not read), within the reads contract's bounds."""
+    """A job card's register (m³, a decimal; empty: not read), within the reads contract's bounds.
+
+    Spaces and tabs around it are the cell's padding (a spreadsheet's export), taken off by the
+    file's reader; anything else ``Decimal`` would take is refused: a line break (a quoted field
+    over two lines, a broken file), a plus sign, digits grouped with ``_``, digits of another script:
+    before, ``"12\n"``, ``"+12"``, ``"1_2"`` and Arabic-Indic ``"١٢"`` were each recorded as 12."""
+    import re
+
     from aquami.contracts.reads import VOLUME_MAX_M3
     from collector.detection.files.errors import CsvFormatError
 
     if not text:
         return None
+    if "\n" in text or "\r" in text:
+        raise CsvFormatError(f"{where}: {column} {text!r} has a line break: a register is one line")
+    if not re.fullmatch(_PLAIN_DECIMAL, text, re.ASCII):
+        raise CsvFormatError(f"{where}: {column} {text!r} is not a decimal number (digits 0-9 and a decimal point)")
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -358,6 +369,10 @@ def _register(text: str, column: str, where: str) -> Decimal | None:
         raise CsvFormatError(f"{where}: {column} {text!r} has more than {_REGISTER_DECIMALS} decimal places")
     return value
 
+
+#: A register as a utility's export writes one: ASCII digits with a decimal point, perhaps an exponent
+#: (a spreadsheet's 1.2E+05); no plus sign, no digit grouping (a minus is read, to be refused as below 0).
+_PLAIN_DECIMAL = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 
 #: A job card's register to the microlitre (nine decimals of m³) at most.
 _REGISTER_DECIMALS = 9

@@ -429,7 +429,7 @@ def test_a_meters_file_that_puts_two_meters_in_one_place_at_once_records_nothing
         ("A,DMA5,customer,,,,5,", "row 2: an installation needs its service_point_id"),
         ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,,7.5", "row 2: final_register_m3 is read at the removal"),
         ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,-1,", "row 2: initial_register_m3 '-1' is no register"),
-        ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,NaN,", "row 2: initial_register_m3 'NaN' is no register"),
+        ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,NaN,", "row 2: initial_register_m3 'NaN' is not a decimal number"),
         ("A,DMA5,customer,SP-1,2019-05-02T08:00:00Z,,12 m3,", "row 2: initial_register_m3 '12 m3' is not a decimal"),
     ],
 )

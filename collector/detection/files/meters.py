@@ -143,11 +143,13 @@ _METER_COLUMNS = (
 
 
 def _field(row: dict[str, str], name: str) -> str:
-    """A field less its outer blanks; a time's line breaks are kept, for stored_time to refuse."""
-    return row[name].strip(" \t") if name in _TIME_COLUMNS else row[name].strip()
+    """A field less its outer blanks; a time's or a register's line breaks are kept, for its reader
+    to refuse (a quoted field over two lines is a broken file)."""
+    return row[name].strip(" \t") if name in _KEEP_LINE_BREAKS else row[name].strip()
 
 
 _TIME_COLUMNS = frozenset({"installed_at", "removed_at"})
+_KEEP_LINE_BREAKS = _TIME_COLUMNS | {"initial_register_m3", "final_register_m3"}
 
 
 def _meter_time(text: str, column: str, path: Path, line: int) -> datetime | None:
