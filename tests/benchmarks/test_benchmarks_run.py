@@ -42,6 +42,11 @@ class Smoke:
 
 
 SMOKE: dict[str, Smoke] = {
+    "bench_account_search": Smoke(
+        ("--agreements", "2000"),
+        rf"account search with the index: median {NUMBER} ms against {NUMBER} ms without: {NUMBER}x faster",
+        database=True,
+    ),
     "bench_billing_move_out": Smoke(
         ("--units", "20", "--days", "3", "--pages", "2"),
         rf"changes_page against the baseline: pages after the first {NUMBER}x faster \(median\), "
