@@ -15,8 +15,9 @@ either side (collector.vee.register_order) is refused, :class:`OutOfSequence`, a
 unless the caller says it is meant (``out_of_sequence_confirmed``): a typo of 1.000 for 480.937 was
 stored, and VEE and detection made a meter replacement and a burst of it. A value with no measured
 read after it (the meter's newest) is refused the same way when the water since the read before it
-is more than the meter's maximum flow passes, as VEE judges ``over_max_flow``
-(:class:`FasterThanTheMeter`): 4809.37 for 480.937 is in order, and no later read shows it.
+is more than the meter's maximum flow passes, as VEE judges ``over_max_flow``, by the settings VEE
+last ran with (collector.vee.settings_in_use) (:class:`FasterThanTheMeter`): 4809.37 for 480.937
+is in order, and no later read shows it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from collector.vee.register_order import (
     check_in_order,
     check_newest_within_max_flow,
 )
+from collector.vee.settings_in_use import settings_in_use
 
 __all__ = [
     "FasterThanTheMeter",
@@ -53,10 +55,6 @@ class NoSuchReading(LookupError):
     """The reading to correct is not stored. Its own class, so that the API answers it 404 and
     nothing else: caught as LookupError, a KeyError from a bug was a 404 too (its detail the key)."""
 
-
-#: The settings the collector's VEE rounds run with (collector.vee.rounds.VeeScheduler): the
-#: maximum flow a meter without its own is held to, and the slack over it.
-_VEE = VeeConfig()
 
 #: pg_advisory_xact_lock's first key ("aqed") for a meter's edits, the second the meter id's hash:
 #: two people's values for neighbouring reads of one meter are each checked against the other's.
@@ -108,10 +106,10 @@ def _take_turns(conn: psycopg.Connection, meter_id: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EDIT_LOCK, meter_id))
 
 
-def _max_flow(conn: psycopg.Connection, meter_id: str) -> MaxFlow:
+def _max_flow(conn: psycopg.Connection, meter_id: str, vee: VeeConfig) -> MaxFlow:
     with conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute("SELECT max_flow_m3h FROM meters WHERE meter_id = %s", (meter_id,)).fetchone()
-    return MaxFlow.of(None if row is None else row[0], _VEE)
+    return MaxFlow.of(None if row is None else row[0], vee)
 
 
 def _check_order(conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, confirmed: bool) -> None:
@@ -122,8 +120,9 @@ def _check_order(conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m
         return
     before, after = _neighbours(conn, meter_id, ts)
     check_in_order(meter_id, ts, volume_m3, before, after)
-    if after is None:
-        check_newest_within_max_flow(meter_id, ts, volume_m3, before, _max_flow(conn, meter_id), _VEE)
+    if after is None:  # judged by the settings VEE itself runs with (the collector's, not VeeConfig's defaults)
+        vee = settings_in_use(conn)
+        check_newest_within_max_flow(meter_id, ts, volume_m3, before, _max_flow(conn, meter_id, vee), vee)
 
 
 def edit_reading(

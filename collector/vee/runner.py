@@ -70,6 +70,7 @@ from collector.vee.long_gaps import (
 )
 from collector.vee.rules import RULES, Validation, validate
 from collector.vee.series import F64, B, Series, load_series
+from collector.vee.settings_in_use import record_settings_in_use
 
 log = logging.getLogger(__name__)
 #: Says, once per meter, that VEE's work on its reads is too long for the database's indexes.
@@ -177,6 +178,9 @@ def run_vee(
     slots, and an interval found for the first time is not stored: stored, the next run took it as
     found before and never estimated the meter's gaps closing before its own period."""
     config = config or VeeConfig()
+    record_settings_in_use(conn, config)  # what a person's correction is judged by (settings_in_use)
+    if not conn.autocommit:  # as a batch's writes are: a batch rolled back below takes nothing else with it
+        conn.commit()
     now_s = (now or datetime.now(UTC)).timestamp()
     if meters is None:
         ids = [row[0] for row in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()]
