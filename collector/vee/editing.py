@@ -112,17 +112,25 @@ def _max_flow(conn: psycopg.Connection, meter_id: str, vee: VeeConfig) -> MaxFlo
     return MaxFlow.of(None if row is None else row[0], vee)
 
 
-def _check_order(conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, confirmed: bool) -> None:
+def _check_order(
+    conn: psycopg.Connection, meter_id: str, ts: datetime, volume_m3: Decimal, confirmed: bool
+) -> str | None:
     """Raise :class:`OutOfSequence` if ``volume_m3`` at ``ts`` is out of order with the meter's
     measured neighbours, or :class:`FasterThanTheMeter` if it is the newest and further above the
-    read before it than the meter's maximum flow allows; neither when ``confirmed``."""
-    if confirmed:
-        return
+    read before it than the meter's maximum flow allows; neither when ``confirmed``, which returns
+    the check the value overrides (its ``check``: what the reading records as ``quality_overrode``),
+    None when it passes them all (confirmed or not, it then overrides nothing)."""
     before, after = _neighbours(conn, meter_id, ts)
-    check_in_order(meter_id, ts, volume_m3, before, after)
-    if after is None:  # judged by the settings VEE itself runs with (the collector's, not VeeConfig's defaults)
-        vee = settings_in_use(conn)
-        check_newest_within_max_flow(meter_id, ts, volume_m3, before, _max_flow(conn, meter_id, vee), vee)
+    try:
+        check_in_order(meter_id, ts, volume_m3, before, after)
+        if after is None:  # judged by the settings VEE itself runs with (the collector's, not VeeConfig's defaults)
+            vee = settings_in_use(conn)
+            check_newest_within_max_flow(meter_id, ts, volume_m3, before, _max_flow(conn, meter_id, vee), vee)
+    except OutOfSequence as refused:
+        if not confirmed:
+            raise
+        return refused.check
+    return None
 
 
 def edit_reading(
@@ -138,17 +146,18 @@ def edit_reading(
 ) -> None:
     """Correct a stored reading's register; it becomes ``edited``. :class:`NoSuchReading` if there is none;
     :class:`OutOfSequence` (nothing written) if the value puts the register out of order with its
-    measured neighbours, unless ``out_of_sequence_confirmed``.
+    measured neighbours, unless ``out_of_sequence_confirmed``: then the reading records the check
+    overridden (``quality_overrode``) beside who (``quality_by``) and when (``received_at``).
     ``by_key_id``: the id of the API key ``by`` names (two keys may carry one name)."""
     _check(by, reason, volume_m3, ts)
     _take_turns(conn, meter_id)
     if _stored_quality(conn, meter_id, ts) is None:
         raise NoSuchReading(f"no reading of {meter_id!r} at {utc_iso(ts)}")
-    _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
+    overrode = _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
     conn.execute(
         "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_by_key_id = %s, "
-        "quality_reason = %s, received_at = now() WHERE meter_id = %s AND ts = %s",
-        (volume_m3, by, by_key_id, reason, meter_id, ts),
+        "quality_reason = %s, quality_overrode = %s, received_at = now() WHERE meter_id = %s AND ts = %s",
+        (volume_m3, by, by_key_id, reason, overrode, meter_id, ts),
     )
     _note_for_vee(conn, ts)
     _refresh_consumption(conn, meter_id, ts)
@@ -175,19 +184,29 @@ def substitute_reading(
     _take_turns(conn, meter_id)
     if _stored_quality(conn, meter_id, ts) not in (None, *_GIVES_WAY):
         raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
-    _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
+    overrode = _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
     row = conn.execute(
         """
-        INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_by_key_id, quality_reason)
-        VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(key)s, %(why)s)
+        INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_by_key_id, quality_reason,
+                              quality_overrode)
+        VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(key)s, %(why)s, %(overrode)s)
         ON CONFLICT (meter_id, ts) DO UPDATE
         SET volume_m3 = EXCLUDED.volume_m3, flow_m3h = NULL, reverse_volume_m3 = NULL,
             quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_by_key_id = EXCLUDED.quality_by_key_id,
-            quality_reason = EXCLUDED.quality_reason, received_at = now()
+            quality_reason = EXCLUDED.quality_reason, quality_overrode = EXCLUDED.quality_overrode, received_at = now()
         WHERE readings.quality = ANY(%(gives_way)s)
         RETURNING 1
         """,
-        {"m": meter_id, "ts": ts, "v": volume_m3, "by": by, "key": by_key_id, "why": reason, "gives_way": _GIVES_WAY},
+        {
+            "m": meter_id,
+            "ts": ts,
+            "v": volume_m3,
+            "by": by,
+            "key": by_key_id,
+            "why": reason,
+            "overrode": overrode,
+            "gives_way": _GIVES_WAY,
+        },
     ).fetchone()
     if row is None:  # (written in between)
         raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
@@ -222,7 +241,8 @@ def reading_history(conn: psycopg.Connection, meter_id: str, ts: datetime) -> li
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id, "
-            "quality_reason, superseded_at, superseded_by, superseded_by_key_id, superseded_reason, superseded_quality "
+            "quality_reason, quality_overrode, superseded_at, superseded_by, superseded_by_key_id, superseded_reason, "
+            "superseded_quality, superseded_overrode "
             "FROM reading_history WHERE meter_id = %s AND ts = %s ORDER BY id",
             (meter_id, ts),
         )

@@ -69,6 +69,8 @@ class OutOfSequence(ValueError):
     """A person's register value would add a step back among the meter's stored measured reads."""
 
     title = "Register out of sequence"
+    #: what a reading confirmed past it records as the check its person overrode (``quality_overrode``)
+    check = "out_of_sequence"
 
     def __init__(
         self, meter_id: str, ts: datetime, volume_m3: Decimal, before: Neighbour | None, after: Neighbour | None
@@ -135,6 +137,7 @@ class FasterThanTheMeter(OutOfSequence):
     read after it shows."""
 
     title = "Register faster than the meter"
+    check = "faster_than_the_meter"
 
     def __init__(self, meter_id: str, ts: datetime, volume_m3: Decimal, before: Neighbour, max_flow: MaxFlow) -> None:
         self.before, self.after = before, None

@@ -98,6 +98,10 @@ def meter_exists(conn: psycopg.Connection, meter_id: str) -> bool:
     return conn.execute("SELECT 1 FROM meters WHERE meter_id = %s", (meter_id,)).fetchone() is not None
 
 
+#: When a reading's person overrode a check (quality_overrode): the edit's, which sets received_at to now().
+OVERRODE_AT = "CASE WHEN quality_overrode IS NOT NULL THEN received_at END AS quality_overrode_at"
+
+
 def list_readings(
     conn: psycopg.Connection,
     meter_id: str,
@@ -108,9 +112,9 @@ def list_readings(
 ) -> list[dict[str, Any]]:
     """Readings in ``[start, end)``, oldest first, after the cursor ``after`` (keyset paging)."""
     return conn.execute(
-        """
+        f"""
         SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id,
-               quality_reason
+               quality_reason, quality_overrode, {OVERRODE_AT}
         FROM readings
         WHERE meter_id = %(meter_id)s
           AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s)
@@ -346,7 +350,7 @@ def place_service_points(conn: psycopg.Connection, meter_ids: list[str]) -> None
 def get_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> dict[str, Any] | None:
     return conn.execute(  # type: ignore[return-value]
         "SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id, "
-        "quality_reason FROM readings WHERE meter_id = %s AND ts = %s",
+        f"quality_reason, quality_overrode, {OVERRODE_AT} FROM readings WHERE meter_id = %s AND ts = %s",
         (meter_id, ts),
     ).fetchone()
 
@@ -357,9 +361,9 @@ def readings_newest_first(
     """The meter's readings newest first, before the cursor ``before`` (keyset paging): the meter
     page's latest readings, where :func:`list_readings` pages forward from the oldest."""
     return conn.execute(
-        """
+        f"""
         SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id,
-               quality_reason
+               quality_reason, quality_overrode, {OVERRODE_AT}
         FROM readings
         WHERE meter_id = %(meter_id)s AND (%(before)s::timestamptz IS NULL OR ts < %(before)s)
         ORDER BY ts DESC LIMIT %(limit)s

@@ -11,6 +11,14 @@ from server.decimals import ExactDecimal
 from server.instants import ReadingInstant, UtcInstant
 from server.words import words_field
 
+#: The check a person overrode by confirming a value it refused (collector.vee.register_order).
+Overridden = Literal["out_of_sequence", "faster_than_the_meter"]
+OVERRODE = (
+    'the check quality_by overrode, sending the value again with "out_of_sequence": "confirmed" after it was '
+    "refused: out_of_sequence (below the reading before or above the one after) or faster_than_the_meter (a "
+    "newest read further above the one before than the meter passes); null when the value overrode none"
+)
+
 
 class Reading(BaseModel):
     ts: UtcInstant
@@ -22,6 +30,10 @@ class Reading(BaseModel):
     quality_by: str | None = None
     quality_by_key_id: str | None = Field(default=None, description="the id of the API key quality_by names")
     quality_reason: str | None = None
+    quality_overrode: Overridden | None = Field(default=None, description=OVERRODE)
+    quality_overrode_at: UtcInstant | None = Field(
+        default=None, description="when quality_by overrode it (the edit's time); null when the value overrode none"
+    )
 
 
 class Meter(BaseModel):
@@ -112,8 +124,12 @@ class ReadingVersion(BaseModel):
     quality_by: str | None
     quality_by_key_id: str | None = Field(description="the id of the API key quality_by names, if a key's")
     quality_reason: str | None
+    quality_overrode: Overridden | None = Field(description=OVERRODE)
     superseded_at: UtcInstant
     superseded_by: str | None
     superseded_by_key_id: str | None = Field(description="the id of the API key superseded_by names, if a key's")
     superseded_reason: str | None
     superseded_quality: str | None
+    superseded_overrode: Overridden | None = Field(
+        description="the check superseded_by overrode with the version that replaced this one, as quality_overrode"
+    )
