@@ -47,6 +47,7 @@ from collector import db, dead_link_look, meter_gateways
 from collector.batch_parser import ROW_COLUMNS, ParsedMessage, ReadingRow, without_readings
 from collector.events_parser import EVENT_COLUMNS, EventRow
 from collector.gateway_status import GatewayStatus
+from collector.meter_turns import ingest_takes_turns
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
@@ -214,6 +215,15 @@ class _Reads:
         return chunks, count, oldest if self.oldest_ts is None else min(oldest, self.oldest_ts)
 
 
+def _meters_read(reads: _Reads, unseen: dict[str, str], known: dict[str, str] | None) -> set[str]:
+    """The meters a write's readings are of: its messages', and its rows' (all in ``unseen`` or
+    ``known``, as :meth:`ReadingStore.write` sorts them; a few more, of events, do no harm)."""
+    meters = set(unseen) | set(known or ())
+    for message in reads.messages:
+        meters |= message.meter_ids
+    return meters
+
+
 def _event_payload(event: EventRow) -> bytes:
     """An event row as its message again (the same fields; their order and spacing may differ)."""
     meter_id, ts, name, _, detail, gateway_id, _ = event
@@ -379,6 +389,8 @@ class ReadingStore:
         refused: list[DeadLetter] = []
         try:
             with conn.cursor() as cur:
+                if reads.count or reads.messages:  # a person's correction of these meters waits (meter_turns)
+                    ingest_takes_turns(cur, _meters_read(reads, unseen, known))
                 if known:
                     unseen = {**unseen, **self._gone(cur, known)}
                 if unseen:

@@ -30,6 +30,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from aquami.contracts.reads import utc_iso
+from collector.meter_turns import person_takes_turn
 from collector.vee.config import VeeConfig
 from collector.vee.register_order import (
     FasterThanTheMeter,
@@ -56,9 +57,6 @@ class NoSuchReading(LookupError):
     nothing else: caught as LookupError, a KeyError from a bug was a 404 too (its detail the key)."""
 
 
-#: pg_advisory_xact_lock's first key ("aqed") for a meter's edits, the second the meter id's hash:
-#: two people's values for neighbouring reads of one meter are each checked against the other's.
-_EDIT_LOCK = 0x61716564
 #: The measured read just before / after a time (VEE's estimates are estimated again around it).
 _NEIGHBOUR = """
 SELECT ts, volume_m3, quality FROM readings
@@ -102,8 +100,11 @@ def _neighbours(conn: psycopg.Connection, meter_id: str, ts: datetime) -> tuple[
 
 
 def _take_turns(conn: psycopg.Connection, meter_id: str) -> None:
-    """Wait for the meter's other edits in progress, until the transaction ends."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EDIT_LOCK, meter_id))
+    """Wait for the meter's other edits in progress, and for the collector's batches storing its
+    reads (collector.meter_turns), and hold them off until the transaction ends: two people's values
+    for neighbouring reads of one meter are each checked against the other's, and a read arriving
+    meanwhile is either seen by the check or stored after the value."""
+    person_takes_turn(conn, meter_id)
 
 
 def _max_flow(conn: psycopg.Connection, meter_id: str, vee: VeeConfig) -> MaxFlow:
