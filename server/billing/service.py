@@ -21,7 +21,9 @@ from server.instants import offset_problem
 from server.problems import Problem
 
 # Weakest first: a determinant is as good as its weakest read.
-QUALITY_ORDER = ("estimated", "substituted", "edited", "actual")
+#: Weakest first. ``missing``: a line with no read either side to bill from (a meter fitted and not
+#: read yet), weaker than any read; an account with such a line was a 500 (no quality weakest knew).
+QUALITY_ORDER = ("missing", "estimated", "substituted", "edited", "actual")
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # fullmatch, ASCII digits: "2026-11\n" named November too
 
 
