@@ -73,6 +73,7 @@ SERVICES = {"collector run", "demo", "gateway run", "server run", "simulate modb
 
 #: Files each command reads, by option (or argument) name.
 INPUT_PATHS = {
+    ("collector run", "--vee-config"),
     ("collector vee", "--config"),
     ("detect", "--readings"),
     ("detect", "--meters"),

@@ -101,6 +101,14 @@ def register(app: typer.Typer) -> None:
             "and it gives the connection up and tries a new one: a link that dies while no message comes is "
             "found within twice this, one that died just before a message within this (1 to 3600).",
         ),
+        vee_config: Path = typer.Option(
+            None,
+            "--vee-config",
+            exists=True,
+            dir_okay=False,
+            help="JSON file of VEE settings (collector/vee/config.py) the rounds run with, as `collector vee "
+            "--config`; a person's correction is judged by the same maximum flow (recorded by each round).",
+        ),
         trust_all_gateways: bool = typer.Option(
             False,
             envvar="AQUAMI_TRUST_ALL_GATEWAYS",
@@ -133,6 +141,7 @@ def register(app: typer.Typer) -> None:
             endpoint = MqttEndpoint.parse(mqtt_url)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--mqtt-url") from None
+        vee_settings = _vee_settings(vee_config, "--vee-config")  # refused before the database is waited for
         if ready_file is not None:  # said now, not once subscribed (the folder missing stopped all ingest)
             try:
                 ReadyFile(ready_file).check()
@@ -190,7 +199,7 @@ def register(app: typer.Typer) -> None:
                 )
             )
         if vee_every > 0:
-            schedules.append(VeeScheduler(database_url, timedelta(seconds=vee_every)))
+            schedules.append(VeeScheduler(database_url, timedelta(seconds=vee_every), vee_settings))
         for schedule in schedules:
             schedule.start()
         while not stop.wait(30.0):
@@ -443,7 +452,7 @@ def _period(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _vee_settings(config: Path | None) -> VeeConfig:
+def _vee_settings(config: Path | None, option: str = "--config") -> VeeConfig:
     """The settings of ``--config``, or the defaults; a file that is not a JSON object of known
     settings with numbers is refused with what is wrong, before the database is touched."""
     from collector.vee.config import VeeConfig
@@ -456,7 +465,7 @@ def _vee_settings(config: Path | None) -> VeeConfig:
             raise ValueError(f"a JSON object of settings, not {type(values).__name__}")
         return VeeConfig.from_mapping(values)
     except ValueError as error:  # bad JSON, not UTF-8, an unknown setting, not a number
-        raise typer.BadParameter(f"{config}: {error}", param_hint="--config") from None
+        raise typer.BadParameter(f"{config}: {error}", param_hint=option) from None
 
 
 def _vee_and_consumption(database_url: str, start: datetime, end: datetime, settings: VeeConfig) -> dict[str, Any]:
