@@ -27,7 +27,7 @@ from server.db import open_pool
 from server.docs import install_docs
 from server.gateways.router import router as gateways_router
 from server.head import HeadAsGet
-from server.hosts import TrustedHostMiddleware, allowed_host
+from server.hosts import AllowedHosts, allowed_host
 from server.meters.router import router as meters_router
 from server.open311.router import router as open311_router
 from server.problem_docs import document_problems, problems
@@ -92,7 +92,7 @@ def create_app(
         app.add_middleware(Open311Cors, origins=list(cors_origins))
     if allowed_hosts:  # outside both: a request for another host is refused before anything reads it
         hosts = [allowed_host(host) for host in allowed_hosts]
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+        app.add_middleware(AllowedHosts, allowed_hosts=hosts)
     app.add_middleware(SecurityHeaders)  # outside those: their answers (413, a preflight, 400) carry them too
     app.add_middleware(HeadAsGet)  # outside all: a HEAD's answer is its GET's, headers and all
     install_problem_handlers(app, error_page)

@@ -8,7 +8,9 @@ answer carries it, and a preflight is a 405. ``aquami server run --cors-origin h
 (one per origin) turns it on for those origins, on the Open311 paths only: the rest of the API and
 the web page stay same-origin (the care desk signs in with a cookie, which no other site may use).
 
-Starlette's ``CORSMiddleware`` does the work; :class:`Open311Cors` only scopes it to the paths.
+Starlette's ``CORSMiddleware`` does the work; :class:`Open311Cors` only scopes it to the paths, and
+a refused preflight is answered in problem+json (:class:`ProblemCors`) as every other error of the
+API, where Starlette answered plain text ``Disallowed CORS origin``.
 Credentials are never allowed: Open311 takes its key from the form's ``api_key`` or a header, never
 the cookie, so no ``Access-Control-Allow-Credentials`` is sent, and ``*`` is refused: each origin is
 named, so the server's configuration says which web apps call it.
@@ -19,8 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.problems import RefusedBeforeRouting
 
 #: The paths CORS is answered on (server.open311.router's PREFIX, and everything under it).
 OPEN311_PATHS = "/open311/"
@@ -70,13 +76,57 @@ def allowed_origin(text: str) -> str:
     return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
 
 
+#: How Starlette's plain-text refusal of a preflight begins, before the parts it refuses.
+_STARLETTE_REFUSAL = "Disallowed CORS "
+
+
+class ProblemCors(CORSMiddleware):
+    """Starlette's ``CORSMiddleware``, its refusal of a preflight (400) a problem document saying what
+    was refused (the origin, the method, a header) and what is allowed, with the headers Starlette
+    sends with it."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        text = bytes(answer.body).decode()
+        if answer.status_code != 400 or not text.startswith(_STARLETTE_REFUSAL):
+            return answer
+        refused = text.removeprefix(_STARLETTE_REFUSAL).split(", ")
+        detail = "; ".join(_refused(part, request_headers) for part in refused)
+        headers = {
+            name: value for name, value in answer.headers.items() if name not in ("content-length", "content-type")
+        }
+        return RefusedBeforeRouting(400, detail, title="Cross-origin request refused", headers=headers)
+
+
+def _refused(part: str, request_headers: Headers) -> str:
+    """What Starlette names refused (``origin``, ``method``, ``headers``, ``private-network``), in words."""
+    if part == "origin":
+        return (
+            f"the origin {request_headers.get('origin')!r} may not call Open311 from a browser: the origins "
+            "allowed are set by aquami server run --cors-origin (AQUAMI_CORS_ORIGINS)"
+        )
+    if part == "method":
+        return (
+            f"the method {request_headers.get('access-control-request-method')!r} is not one a page may send "
+            f"({', '.join(METHODS)})"
+        )
+    if part == "headers":
+        return (
+            f"the headers {request_headers.get('access-control-request-headers')!r} are not all ones a page may "
+            f"send ({', '.join(HEADERS)})"
+        )
+    if part == "private-network":
+        return "a page may not call the server as one on a private network (Access-Control-Request-Private-Network)"
+    return f"refused: {part}"
+
+
 class Open311Cors:
-    """Starlette's ``CORSMiddleware`` for the Open311 paths, the rest passed by untouched (pure ASGI:
+    """:class:`ProblemCors` for the Open311 paths, the rest passed by untouched (pure ASGI:
     a streamed body passes through as it comes)."""
 
     def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
         self.app = app
-        self.cors = CORSMiddleware(
+        self.cors = ProblemCors(
             app,
             allow_origins=[allowed_origin(origin) for origin in origins],
             allow_methods=METHODS,

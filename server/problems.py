@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from server.accept import prefers_html
 from server.methods import allowed_methods, route_path
@@ -67,6 +68,23 @@ def problem_response(
         **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class RefusedBeforeRouting(JSONResponse):
+    """A problem document a middleware answers with, before any route runs (a ``Host`` not served, a
+    CORS preflight refused): it has no :class:`Request` to build it with, so the ``instance`` (the
+    request's path) is filled in when it is sent. Before, those two answers were Starlette's plain
+    text, where every other error of the API is problem+json."""
+
+    def __init__(self, status: int, detail: str, *, title: str, headers: dict[str, str] | None = None) -> None:
+        self.problem = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+        self.given_headers = dict(headers or {})
+        super().__init__(self.problem, status_code=status, media_type=PROBLEM_JSON, headers=self.given_headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {**self.problem, "instance": str(scope.get("path", ""))}
+        answer = JSONResponse(body, status_code=self.status_code, media_type=PROBLEM_JSON, headers=self.given_headers)
+        await answer(scope, receive, send)
 
 
 def method_not_allowed(request: Request, allowed: list[str]) -> Problem:

@@ -41,7 +41,7 @@ def _next(client: TestClient, headers: dict[str, str], host: str) -> tuple[int, 
 
 def test_a_forged_host_gets_no_links_to_another_site(behind_a_proxy: TestClient, reader: dict[str, str]) -> None:
     assert _next(behind_a_proxy, reader, PUBLIC) == (200, f"https://{PUBLIC}/meters?limit=1&cursor=M1")
-    assert _next(behind_a_proxy, reader, "evil.example") == (400, "Invalid host header")
+    assert _next(behind_a_proxy, reader, "evil.example")[0] == 400
     assert _next(behind_a_proxy, reader, f"{PUBLIC}.evil.example")[0] == 400
     assert _next(behind_a_proxy, reader, f"evil-{PUBLIC}")[0] == 400
     # a name under the wildcard, another port, a local probe by address: answered
@@ -51,6 +51,28 @@ def test_a_forged_host_gets_no_links_to_another_site(behind_a_proxy: TestClient,
     assert health.status_code == 200, health.text
     refused = behind_a_proxy.get("/health", headers={"Host": "localhost"})
     assert refused.status_code == 400 and refused.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_host_not_served_is_refused_in_problem_json_saying_which_and_where_names_are_set(
+    behind_a_proxy: TestClient, reader: dict[str, str]
+) -> None:
+    """Before, Starlette's plain text ``Invalid host header``, where every other error of the API is
+    problem+json: a client was told neither the name refused nor how the names are set."""
+    refused = behind_a_proxy.get("/meters?limit=1", headers={**reader, "Host": "evil.example:8443"})
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json() == {
+        "type": "about:blank",
+        "title": "Host not served",
+        "status": 400,
+        "detail": "this server does not answer for the host 'evil.example:8443' (the request's Host header); "
+        "the names this server answers for are set by aquami server run --allowed-host (AQUAMI_ALLOWED_HOSTS)",
+        "instance": "/meters",
+    }
+    assert PUBLIC not in refused.text  # the names served are not told to a client naming another
+    for header in ("x-content-type-options", "x-frame-options", "cache-control"):
+        assert header in refused.headers, header
+    headless = behind_a_proxy.get("/health", headers={"Host": ""})
+    assert headless.status_code == 400 and headless.json()["detail"].startswith("the request names no host")
 
 
 def test_without_names_configured_any_host_is_answered(migrated_database_url: str, reader: dict[str, str]) -> None:

@@ -101,7 +101,7 @@ def test_an_allowed_origin_s_page_raises_and_reads_a_request(
 
 def test_another_origin_and_the_rest_of_the_api_are_not_opened(allowing: TestClient, keys: dict[str, str]) -> None:
     other = _preflight(allowing, f"{V2}/requests.json", origin="https://evil.example")
-    assert other.status_code == 400
+    assert other.status_code == 400 and other.headers["content-type"] == "application/problem+json"
     assert "access-control-allow-origin" not in other.headers
     services = allowing.get(f"{V2}/services.json", headers={"Origin": "https://evil.example"})
     assert services.status_code == 200 and "access-control-allow-origin" not in services.headers
@@ -114,6 +114,35 @@ def test_another_origin_and_the_rest_of_the_api_are_not_opened(allowing: TestCli
     assert meters.status_code == 200 and "access-control-allow-origin" not in meters.headers
     # the preflight's answer carries the security headers every answer does
     assert _preflight(allowing, f"{V2}/requests.json").headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_refused_preflight_is_a_problem_document_saying_what_was_refused(allowing: TestClient) -> None:
+    """Before, Starlette's plain text ``Disallowed CORS origin``, where every other error of the API is
+    problem+json; now it names the origin (or method, or header) refused and where origins are set."""
+    other = _preflight(allowing, f"{V2}/requests.json", origin="https://evil.example")
+    assert other.status_code == 400 and other.headers["content-type"] == "application/problem+json"
+    assert other.json() == {
+        "type": "about:blank",
+        "title": "Cross-origin request refused",
+        "status": 400,
+        "detail": "the origin 'https://evil.example' may not call Open311 from a browser: the origins allowed "
+        "are set by aquami server run --cors-origin (AQUAMI_CORS_ORIGINS)",
+        "instance": f"{V2}/requests.json",
+    }
+    assert other.headers["x-content-type-options"] == "nosniff" and "access-control-allow-origin" not in other.headers
+    assert "POST" in other.headers["access-control-allow-methods"]  # Starlette's preflight headers kept
+    both = allowing.options(
+        f"{V2}/requests.json",
+        headers={
+            "Origin": APP_ORIGIN,
+            "Access-Control-Request-Method": "DELETE",
+            "Access-Control-Request-Headers": "x-secret",
+        },
+    )
+    assert both.status_code == 400 and both.json()["detail"] == (
+        "the method 'DELETE' is not one a page may send (GET, HEAD, POST); the headers 'x-secret' are not all ones "
+        "a page may send (Authorization, X-API-Key, Idempotency-Key, Content-Type)"
+    )
 
 
 @pytest.mark.parametrize(
