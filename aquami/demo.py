@@ -36,7 +36,9 @@ from collector.store import ReadingStore
 from firmware_protocols.modbus import load_profile
 from gateway.config import GatewayConfig, MeterConfig, ModbusTcpBusConfig, MqttOptions
 from gateway.service import Gateway
+from server.auth import key_id_of
 from server.meters.repository import register_meters
+from server.sign_in_links import make_link
 from simulators.events import Leak, ReverseFlow, Tamper
 from simulators.meter_model import MeterModel
 from simulators.modbus_tcp import ModbusTcpSimulator
@@ -336,7 +338,8 @@ class Demo:
 
             web = await self._start_web()
             self._going_on()
-            self._banner()
+            sign_in = await asyncio.to_thread(self._sign_in_link)
+            self._banner(sign_in)
             await self._progress(collector, gateway, started)
         except _StoppedStarting:
             self.say("· stopped while starting")
@@ -396,11 +399,18 @@ class Demo:
         self.web_url = f"http://{self.options.host}:{port}"
         return server
 
-    def _banner(self) -> None:
+    def _sign_in_link(self) -> str:
+        """A one-time sign-in link for the demo's key (server.sign_in_links): the link printed before,
+        ``/login?key=``, left the admin key itself in the browser's history."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            link = make_link(conn, key_id_of(self.api_key))
+        return f"{self.web_url}/login?token={link.token}"
+
+    def _banner(self, sign_in: str) -> None:
         self.say("")
         self.say(f"  aquami demo is running: {self.web_url}/")
         self.say(f"  sign in with this API key (role admin): {self.api_key}")
-        self.say(f"  or open: {self.web_url}/login?key={self.api_key}")
+        self.say(f"  or open: {sign_in}  (signs in once, within 10 minutes)")
         self.say(f"  API:      curl -H 'Authorization: Bearer {self.api_key}' {self.web_url}/meters")
         self.say(f"  billing:  {self.web_url}/billing/determinants?period={datetime.now(UTC):%Y-%m}  (same key)")
         self.say(f"  care:     {self.web_url}/care/enquiries  (the care desk: the enquiries detection raised)")

@@ -1,5 +1,6 @@
-"""The access log without secrets: the sign-in link carries an API key in its query string
-(``/login?key=…``, what the demo prints), an Open311 client may put its own there as GeoReport v2's
+"""The access log without secrets: a one-time sign-in link carries its token in its query string
+(``/login?token=…``, what the demo prints; it signs in for 10 minutes), the old sign-in link an API
+key (``/login?key=…``), an Open311 client may put its own there as GeoReport v2's
 ``api_key`` (which the server ignores), and uvicorn logs every request line whole."""
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from server.auth import KEY_PREFIX
 _PARAMETER = re.compile(r"([?&;])([^=&;#\s]*)=([^&;#\s]*)")
 
 
-#: The parameters that carry a key: the sign-in link's, and Open311's (GeoReport v2 names it
-#: ``api_key``; taken and ignored in the query, it was logged whole: a customer app's key in the log).
-_KEY_PARAMETERS = frozenset({"key", "api_key"})
+#: The parameters that carry a key: the sign-in links' (a one-time link's token too), and Open311's
+#: (GeoReport v2 names it ``api_key``; taken and ignored in the query, it was logged whole: a customer
+#: app's key in the log).
+_KEY_PARAMETERS = frozenset({"key", "token", "api_key"})
 
 
 def _is_a_key(name: str, value: str) -> bool:

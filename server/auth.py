@@ -11,7 +11,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 from fastapi import Depends, Request
@@ -41,6 +41,16 @@ ROLES = (
 SYSTEM_NAMES = frozenset({"detection", "meterization", "ingest", "vee"})
 KEY_PREFIX = "aqk_"
 SESSION_COOKIE = "aquami_key"
+#: What a one-time sign-in link (server.sign_in_links) puts in the cookie: ``aqs_<secret>``, standing
+#: for its key (the server cannot put the key there: it stores only its hash).
+SESSION_PREFIX = "aqs_"
+#: How long a browser stays signed in: a shift. Without ``Max-Age`` the cookie lasted until the browser
+#: closed, which a care-desk PC left on never does, and for ever where the browser restores its last
+#: session. 12 hours covers a day shift or a night shift whole, so no one is signed out mid-call, and a
+#: PC left signed in overnight is not the next morning. The browser drops the cookie; a key signed in
+#: with the form stays valid until revoked (``aquami server revoke-key``), as it does for the API; a
+#: session a one-time link opened ends with the cookie, or with its key's revocation.
+SESSION_LIFETIME = timedelta(hours=12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,12 @@ class Principal:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_hash(secret: str) -> str:
+    """What is stored of a secret (a key's, a sign-in link's token, a session's): its SHA-256 in hex.
+    The secrets are 256-bit random, so a fast hash is enough (migration 0001)."""
+    return _hash(secret)
 
 
 def check_key_roles(roles: list[str]) -> None:
@@ -159,7 +175,10 @@ def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:
     of the right shape costs the same either way, one row from the database, its secret hashed and
     compared, so the time a refusal takes does not say whether its id exists: before, an unknown
     id was answered without a row and without hashing, 28 µs against 31-32 µs for a known id with a
-    wrong secret (benchmarks/bench_key_check.py)."""
+    wrong secret (benchmarks/bench_key_check.py). A session a one-time sign-in link opened
+    (``aqs_<secret>``, :data:`SESSION_PREFIX`) is its key's principal while it lasts."""
+    if key.startswith(SESSION_PREFIX):
+        return _session_principal(conn, key)
     if not key.startswith(KEY_PREFIX) or "." not in key or "\x00" in key:  # PostgreSQL text holds no NUL
         return None
     key_id, _, secret = key[len(KEY_PREFIX) :].partition(".")
@@ -169,6 +188,27 @@ def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:
     matches = hmac.compare_digest(stored_hash or _NO_HASH, _hash(secret))
     if stored_hash is None or not matches:
         return None
+    return Principal(key_id, name, frozenset(roles))
+
+
+#: The key a live session stands for, when the key is not revoked.
+_SESSION_ROW = """
+SELECT k.key_id, k.name, k.roles
+FROM sign_in_sessions s JOIN api_keys k ON k.key_id = s.key_id AND k.revoked_at IS NULL
+WHERE s.secret_hash = %s AND s.expires_at > now()
+"""
+
+
+def _session_principal(conn: psycopg.Connection, session: str) -> Principal | None:
+    """The principal of the key a session stands for; None for a session not known, ended, expired,
+    or whose key was revoked since. Looked up by the hash of its 256-bit random secret, so how long
+    the look-up takes says nothing of a secret one could guess."""
+    if "\x00" in session:
+        return None
+    row = conn.execute(_SESSION_ROW, (_hash(session[len(SESSION_PREFIX) :]),)).fetchone()
+    if row is None:
+        return None
+    key_id, name, roles = (row["key_id"], row["name"], row["roles"]) if isinstance(row, dict) else row
     return Principal(key_id, name, frozenset(roles))
 
 

@@ -62,6 +62,7 @@ MINIMAL: dict[str, list[str]] = {
     "server register-accounts": ["{tmp}/accounts.csv", "--database-url", NO_DATABASE],
     "server register-meters": ["{tmp}/m.csv", "--database-url", NO_DATABASE],
     "server revoke-key": ["aqk_0123456789ab", "--database-url", NO_DATABASE],
+    "server sign-in-link": ["--key-id", "0123456789ab", "--database-url", NO_DATABASE],
     "server run": ["--database-url", NO_DATABASE, "--port", "0"],
     "simulate fault": ["M1", "leak", "--rig", "http://127.0.0.1:1"],
     "simulate modbus-tcp": ["--port", "0"],

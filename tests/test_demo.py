@@ -37,9 +37,9 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
     assert process.stdout is not None
     output: list[str] = []
     try:
-        url = key = None
+        url = key = link = None
         deadline = time.monotonic() + 120
-        while (url is None or key is None) and time.monotonic() < deadline:
+        while (url is None or key is None or link is None) and time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
                 break
@@ -48,7 +48,11 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
                 url = match.group(1)
             if match := re.search(r"API key \(role admin\): (aqk_\S+)", line):
                 key = match.group(1)
-        assert url and key, "".join(output)
+            if match := re.search(r"or open: (http://\S+)", line):
+                link = match.group(1)
+        assert url and key and link, "".join(output)
+        # the printed link is a one-time one: no key in the address a browser keeps in its history
+        assert link.startswith(f"{url}/login?token=") and key not in link and key.split(".")[1] not in link
 
         readings: list[dict] = []
         meters: list[dict] = []
@@ -69,10 +73,10 @@ def test_the_demo_on_embedded_defaults_serves_readings_and_stops_cleanly():
         assert len(readings) >= 2 and float(readings[-1]["volume_m3"]) >= float(readings[0]["volume_m3"]) > 0
         # the printed link pasted into a browser's address bar: Sec-Fetch-Site "none" (127.0.0.1 is a
         # secure context, so the browser sends it over plain HTTP too)
-        page = httpx.get(
-            f"{url}/login", params={"key": key}, headers={"Sec-Fetch-Site": "none"}, follow_redirects=True, timeout=10
-        )
+        page = httpx.get(link, headers={"Sec-Fetch-Site": "none"}, follow_redirects=True, timeout=10)
         assert page.status_code == 200 and meters[0]["meter_id"] in page.text
+        again = httpx.get(link, headers={"Sec-Fetch-Site": "none"}, follow_redirects=True, timeout=10)
+        assert again.status_code == 410 and "already been used" in again.text  # it signs in once
         # a meter's page charts its daily consumption from the history loaded at start (before, none
         # was stored until the first VEE round, an hour in): a bar for each of the last 30 days
         meter_page = httpx.get(f"{url}/care/meters/{meters[0]['meter_id']}", cookies={"aquami_key": key}, timeout=10)

@@ -24,8 +24,8 @@ def banner(migrated_database_url: str) -> Iterator[tuple[TestClient, dict[str, s
         key = create_api_key(conn, "demo", ["admin"])
     out = io.StringIO()
     demo = Demo(DemoOptions(), out=out)
-    demo.api_key, demo.web_url = key, "http://testserver"
-    demo._banner()
+    demo.api_key, demo.web_url, demo.database_url = key, "http://testserver", migrated_database_url
+    demo._banner(demo._sign_in_link())
     lines = dict(re.findall(r"^  (\w[\w ]*):\s+(\S+)", out.getvalue(), flags=re.MULTILINE))
     with TestClient(create_app(migrated_database_url)) as client:
         yield client, lines, key
@@ -40,3 +40,16 @@ def test_the_care_line_opens_the_care_desk_in_the_browser(banner) -> None:
     assert page.status_code == 200, page.text
     assert page.headers["content-type"].startswith("text/html")
     assert "<title>Enquiries · aquami</title>" in page.text
+
+
+def test_the_sign_in_link_carries_no_key_and_signs_in_once(banner) -> None:
+    """It printed /login?key=<the admin key>, which a browser keeps in its history: on a shared PC
+    the next person signed in as admin from there. It is a one-time link now (server.sign_in_links)."""
+    client, lines, key = banner
+    link = lines["or open"]
+    assert link.startswith("http://testserver/login?token=") and key.split(".")[1] not in link
+    opened = client.get(link, headers={"Sec-Fetch-Site": "none"}, follow_redirects=False)
+    assert opened.status_code == 303 and opened.headers["set-cookie"].startswith("aquami_key=aqs_")
+    assert client.get("/", headers={"Accept": BROWSER}).status_code == 200
+    client.cookies.clear()
+    assert client.get(link, headers={"Sec-Fetch-Site": "none"}, follow_redirects=False).status_code == 410

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from aquami.cli_params import floor_lag_warning_option
-from aquami.cli_text import URL_MAX_LENGTH, checked_by, checked_host, checked_text, text_problem
+from aquami.cli_text import (
+    URL_MAX_LENGTH,
+    checked_by,
+    checked_host,
+    checked_http_url,
+    checked_text,
+    text_problem,
+)
 from aquami.database_url import DATABASE_URL, SERVICE_DATABASE_URL
 from aquami.exit_codes import CONFIG, FAILED
 
@@ -182,6 +189,41 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(error), param_hint="KEY_ID") from error
         when = _utc(revoked_at)
         typer.echo(f"revoked {key} at {when}" if now else f"{key} was revoked at {when}")
+
+    @server_app.command("sign-in-link")
+    def sign_in_link(
+        key_id: str = typer.Option(
+            ...,
+            "--key-id",
+            callback=checked_text("--key-id"),
+            help="The id of the key to sign in under (list-keys), or the key itself.",
+        ),
+        url: str = typer.Option(
+            "http://127.0.0.1:8000",
+            "--url",
+            envvar="AQUAMI_SERVER_URL",
+            callback=checked_http_url("--url"),
+            help="The server's address as the browser reaches it.",
+        ),
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Print a one-time sign-in link for the web page: it signs a browser in under the key once,
+        within 10 minutes, and leaves no key in the browser's history (a shared PC's); the browser
+        stays signed in for a shift (12 hours), until it signs out or the key is revoked."""
+        import psycopg
+
+        from aquami.cli_params import check_database_text
+        from server.auth import key_id_of
+        from server.sign_in_links import make_link
+
+        check_database_text(key_id, "--key-id")  # before connecting: said whatever the database
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                link = make_link(conn, key_id_of(key_id))
+        except LookupError as error:
+            raise typer.BadParameter(str(error), param_hint="--key-id") from error
+        typer.echo(f"{url.rstrip('/')}/login?token={link.token}")
+        typer.echo(f"(signs in once, until {_utc(link.expires_at)})", err=True)
 
     @server_app.command("register-meters")
     def register_meters_command(

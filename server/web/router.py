@@ -10,16 +10,22 @@ Browsers send ``Sec-Fetch-Site`` only to https and localhost origins, so for a s
 over plain HTTP the request's ``Origin`` (or, with neither, its ``Referer``) is checked too: from
 another origin than the server's own (scheme, host and port of the request), it is refused.
 
-The sign-in link (``GET /login?key=``) carries no ``Origin``, and a page can send it without a
-``Referer``: it signs in at once only when the browser says the address was opened directly
+A one-time sign-in link (``GET /login?token=``, server.sign_in_links: ``aquami server
+sign-in-link`` makes one, the demo prints one) carries no ``Origin``, and a page can send it without
+a ``Referer``: it signs in at once only when the browser says the address was opened directly
 (``Sec-Fetch-Site: none``, typed or pasted) or came from this server's own page (``same-origin``).
 Otherwise (no such header on plain HTTP, or another origin of the same site or another site) it asks
-"Sign in as <name>?", and the answer is the sign-in form's POST, whose ``Origin`` is checked.
+"Sign in as <name>?", leaving the link unused, and the answer is a POST of the server's own form,
+whose ``Origin`` is checked. A link is made only by an administrator's command, so another site
+cannot make one of its own to sign a member of staff in with; the question covers one sent to them.
+
+The link the demo printed before, ``GET /login?key=<API key>``, is still answered, the same way, so
+that one bookmarked or written in a runbook keeps working; it is no longer printed nor documented, as
+it leaves the key itself in the browser's history (the access log hides it: server.access_log).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 import psycopg
@@ -28,13 +34,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector import alert_store
 from collector.detection.alerts import FLOW_KINDS
-from server.auth import SESSION_COOKIE, may, verify_api_key
+from server import sign_in_links
+from server.auth import SESSION_COOKIE, SESSION_LIFETIME, SESSION_PREFIX, may, verify_api_key
 from server.care import repository as care_repository
 from server.care.router import WORKS_ENQUIRIES
-from server.db import get_connection
+from server.db import get_connection, lend_to_request
 from server.meters import repository
 from server.meters.schemas import meter_from_row
 from server.origins import from_another_site
+from server.problems import Problem
 from server.web.pages import address_not_taken, error_page, login_page, signed_in, templates
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
@@ -50,15 +58,9 @@ ALERTS_COUNTED = 1000
 _OPENED_HERE = {"none", "same-origin"}
 
 
-#: How long a browser stays signed in: a shift. Without ``Max-Age`` the cookie lasted until the browser
-#: closed, which a care-desk PC left on never does, and for ever where the browser restores its last
-#: session. 12 hours covers a day shift or a night shift whole, so no one is signed out mid-call, and a
-#: PC left signed in overnight is not the next morning. The browser drops the cookie; the key itself
-#: stays valid until revoked (``aquami server revoke-key``), as it does for the API.
-SESSION_LIFETIME = timedelta(hours=12)
-
-
 def _sign_in(request: Request, response: Response, key: str) -> Response:
+    """Set the cookie: the key the form was given, or the session a one-time link opened
+    (SESSION_LIFETIME: server.auth)."""
     response.set_cookie(
         SESSION_COOKIE,
         key,
@@ -116,10 +118,13 @@ def login_form(request: Request, conn: Connection, key: Annotated[str, Form()]) 
 
 
 @router.get("/login")
-def login_link(request: Request, conn: Connection, key: str | None = None) -> Response:
-    """The demo prints a sign-in link; opened directly, it sets the cookie and moves the key out of the
-    address bar; sent by any other page, it asks first (see above). Without a key (a bookmark) it is
-    the sign-in form."""
+def login_link(request: Request, conn: Connection, key: str | None = None, token: str | None = None) -> Response:
+    """A one-time sign-in link (``token``), or the old link carrying the key (``key``, kept for links
+    already bookmarked): opened directly, it signs in and moves the token or key out of the address
+    bar; sent by any other page, it asks first (see above). Without either (a bookmark) it is the
+    sign-in form."""
+    if token is not None:
+        return _one_time_link(request, conn, token)
     if key is None:
         return login_page(request, None, 200)
     principal = verify_api_key(conn, key)
@@ -127,13 +132,66 @@ def login_link(request: Request, conn: Connection, key: str | None = None) -> Re
         return login_page(request, "That key is not valid.", 401)
     if request.headers.get("sec-fetch-site", "").lower() in _OPENED_HERE:
         return _sign_in(request, RedirectResponse("/", status_code=303), key)
-    return templates.TemplateResponse(request, "confirm_sign_in.html", {"name": principal.name, "key": key})
+    context = {"name": principal.name, "field": "key", "value": key, "action": "/login"}
+    return templates.TemplateResponse(request, "confirm_sign_in.html", context)
+
+
+def _one_time_link(request: Request, conn: psycopg.Connection, token: str) -> Response:
+    if request.headers.get("sec-fetch-site", "").lower() not in _OPENED_HERE:
+        name = sign_in_links.link_key_name(conn, token)  # asked first: the link stays unused
+        if isinstance(name, sign_in_links.Refusal):
+            return _link_refused(request, name)
+        context = {"name": name, "field": "token", "value": token, "action": "/login/link"}
+        return templates.TemplateResponse(request, "confirm_sign_in.html", context)
+    return _redeem(request, conn, token)
+
+
+def _redeem(request: Request, conn: psycopg.Connection, token: str) -> Response:
+    redeemed = sign_in_links.redeem(conn, token)
+    if isinstance(redeemed, sign_in_links.Refusal):
+        return _link_refused(request, redeemed)
+    return _sign_in(request, RedirectResponse("/", status_code=303), redeemed.session)
+
+
+def _link_refused(request: Request, why: sign_in_links.Refusal) -> Response:
+    """The sign-in form, saying why the link signs no one in and how to get a new one: 410 for a link
+    that did sign in or could have (used, expired, its key revoked), 401 for one never made here."""
+    return login_page(request, why.said(), 401 if why is sign_in_links.Refusal.UNKNOWN else 410)
+
+
+@router.post("/login/link")
+def login_link_confirmed(request: Request, conn: Connection, token: Annotated[str, Form()]) -> Response:
+    """The answer to "Sign in as <name>?" for a one-time link not opened directly."""
+    if from_another_site(request):
+        return login_page(request, "Sign in here, not from another site's form.", 403)
+    return _redeem(request, conn, token)
 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
     if from_another_site(request):
         return RedirectResponse("/", status_code=303)  # signed in still
+    _end_session(request)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
+
+
+def _end_session(request: Request) -> None:
+    """End the session a one-time link opened, so that its cookie, copied before, signs in no more.
+    The cookie is deleted whatever the database says: signing out of a shared PC does not wait on it
+    (a session not ended expires with its cookie's lifetime)."""
+    session = request.cookies.get(SESSION_COOKIE, "")
+    if not session.startswith(SESSION_PREFIX):
+        return
+    pool = request.app.state.pool
+    try:
+        conn = lend_to_request(request)
+    except Problem:  # no connection in time: the database away
+        return
+    try:
+        sign_in_links.end_session(conn, session)
+    except psycopg.Error:
+        pass
+    finally:
+        pool.putconn(conn)
