@@ -207,10 +207,12 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
     GROUP BY 1, 2
 )
 , cards AS (
-    -- the job cards' water where a window starts at the installation or ends at the removal: from the
-    -- removal's last read to its register, in the hour the removal closes in (none if the meter was read
-    -- again after it in that hour), and from the installation's register to its first read, in the hour
-    -- that read closes in (none if the meter was read before it was fitted: that read's interval holds it)
+    -- the job cards' water: from the removal's last read to its register, in the hour the removal closes
+    -- in, where the window ends at the removal (none if the meter was read again after it in that hour),
+    -- and from the installation's register to its first read, in the hour that read closes in, where the
+    -- window holds that read and no read of the installation precedes its start (none if the meter was
+    -- read before it was fitted: that read's interval holds it). With an account, a tenant moving in
+    -- between the card and the read next to it has the card's water, as its determinant bills it
     SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
            date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text) AS hour,
            forward_difference(p.volume_m3, w.final_register_m3) AS m3, p.ts AS since, w.removed_at AS closing,
@@ -218,7 +220,7 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
     FROM windows w
     CROSS JOIN LATERAL (SELECT r.ts, r.volume_m3 FROM readings r
                         WHERE r.meter_id = w.meter_id AND r.ts < w.removed_at ORDER BY r.ts DESC LIMIT 1) p
-    WHERE w.hi = w.removed_at AND w.final_register_m3 IS NOT NULL AND p.ts >= w.lo
+    WHERE w.hi = w.removed_at AND w.final_register_m3 IS NOT NULL AND p.ts >= w.installed_at
       AND w.removed_at > %(from)s AND w.removed_at <= %(to)s
       AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts > w.removed_at
                       AND x.ts <= date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text)
@@ -231,7 +233,7 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
     FROM windows w
     CROSS JOIN LATERAL (SELECT r.ts, r.volume_m3 FROM readings r
                         WHERE r.meter_id = w.meter_id AND r.ts > w.installed_at ORDER BY r.ts LIMIT 1) f
-    WHERE w.lo = w.installed_at AND w.initial_register_m3 IS NOT NULL AND (w.hi IS NULL OR f.ts <= w.hi)
+    WHERE f.ts > w.lo AND w.initial_register_m3 IS NOT NULL AND (w.hi IS NULL OR f.ts <= w.hi)
       AND f.ts > %(from)s AND f.ts <= %(to)s
       AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts <= w.installed_at)
 )

@@ -346,9 +346,12 @@ def determinant_lines(
 ) -> list[dict[str, Any]]:
     """One line per (account, service point, meter) in the period, with opening and closing reads.
 
-    Opening: the last read at or before the window's start; for a meter installed at the window's
-    start, the register written on the installation job card (``initial_register_m3``) when it is
-    recorded and no later read precedes the start; otherwise the first read in the window. Closing,
+    Opening: the last read at or before the window's start; or the register written on the
+    installation job card (``initial_register_m3``) at ``installed_at``, when it is recorded and no
+    read of the installation lies between it and the window's start (as a meter silent for a month
+    opens the next period on its last read, however old: a card opens every period up to the one of
+    the fitted meter's first read, whose line then bills the water from the card to it); otherwise the
+    first read in the window. Closing,
     the same way round: the last read at or before the window's end, or the removal job card's
     ``final_register_m3`` at ``removed_at`` when the window ends at the removal. Job-card reads have
     the quality ``substituted`` (a read a person obtained otherwise). Without them, the water used
@@ -389,8 +392,11 @@ def determinant_lines(
                     (SELECT ts, volume_m3, quality, 0 AS pref FROM readings r
                      WHERE meter_id = w.meter_id AND ts <= w.w_from AND {_NOT_BAD} ORDER BY ts DESC LIMIT 1)
                     UNION ALL
+                    -- the installation card, the register known at the installation: it opens every
+                    -- window until the installation's first read, as a silent meter's last read does
+                    -- (a read after the installation and at or before the start is later, and wins)
                     SELECT w.installed_at, w.initial_register_m3, 'substituted', 1
-                    WHERE w.w_from = w.installed_at AND w.initial_register_m3 IS NOT NULL
+                    WHERE w.initial_register_m3 IS NOT NULL
                     UNION ALL
                     (SELECT ts, volume_m3, quality, 2 FROM readings r
                      WHERE meter_id = w.meter_id AND ts > w.w_from AND ts <= w.w_to AND {_NOT_BAD} ORDER BY ts LIMIT 1)

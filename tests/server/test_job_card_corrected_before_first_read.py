@@ -1,9 +1,11 @@
 """A job card's register corrected marks revised only the billing periods and NEM12 days that depend
-on it (server migration 0067): the installation card's period (its line opens on the card) and the
-day of the hour the fitted meter's first read closes (NEM12 carries the card's water there), the
-removal card's period and day. Before, 0063 logged the span from the installation to the first read,
-for ever while the new meter had none: a card corrected before the first read moved ``as_of`` of
-every later period, and UpdateDateTime of every later day, though none of them changed."""
+on it (server migrations 0067 and 0068): the installation card's periods (each line from the
+installation up to the one of the fitted meter's first read opens on the card) and the day of the
+hour that first read closes (NEM12 carries the card's water there), the removal card's period and
+day. Before 0067, 0063 moved UpdateDateTime of every day from the installation to the first read
+though only the ends' days hold the card's water; 0068 logs the installation card up to the first
+read again, as the determinants now open every period until then on it (a NEM12 day between holds
+no read of the meter's: its UpdateDateTime is the file's own time whatever the log says)."""
 
 from __future__ import annotations
 
@@ -96,17 +98,19 @@ def _correct(url: str, tmp_path: Path, card: str) -> datetime:
     return row[0]
 
 
-def test_an_installation_card_corrected_before_the_first_read_revises_the_installation_s_period_alone(
+def test_an_installation_card_corrected_before_the_first_read_revises_the_periods_that_open_on_it(
     exchange: tuple[str, TestClient, dict[str, str]], tmp_path: Path
 ) -> None:
+    """Every period up to the first read opens on the card (server migration 0068): October, and with
+    no read yet every later one; M's October line does not rest on N's card."""
     url, client, headers = exchange
     before = _as_of(client, headers)
     recorded = _correct(url, tmp_path, "initial")
     after = _as_of(client, headers)
-    assert datetime.fromisoformat(after[("2026-10", "N")]) == recorded  # its line opens on the card
     assert after[("2026-10", "M")] == before[("2026-10", "M")]
-    for period in PERIODS[1:]:  # N's later lines, no read yet: nothing in them rests on the card
-        assert after[(period, "N")] == before[(period, "N")] == "2026-09-01T00:00:00Z", period
+    for period in PERIODS:
+        assert before[(period, "N")] == "2026-09-01T00:00:00Z", period
+        assert datetime.fromisoformat(after[(period, "N")]) == recorded, period
 
 
 def test_an_installation_card_corrected_after_the_first_read_revises_its_period_and_the_first_read_s_day(
