@@ -3,7 +3,9 @@ bulk, role, gateways, offline), where it is fitted now and the account it serves
 before, a care agent on the meter's page could not see whose meter it was), when it has been known and
 its first reading, its daily consumption
 over the last 30 stored days as a bar chart with a table beside it (estimated and edited days
-marked), its latest readings newest first (48 to a page, ``before`` the last one shown), and its
+marked), its latest readings newest first (48 to a page, ``before`` the last one shown; a correction
+confirmed past a check says so, which check, who and when: "confirmed out of sequence by Bea on …",
+where before the page showed "edited by Bea" alone, as for a value the checks took), and its
 alerts, the active ones first, each with its enquiry, and every enquiry that names the meter (its
 alerts', staff's, Open311's), in the care desk's order. Before, a meter's id on the meters page
 linked to ``/meters/{id}/readings``, the JSON API: a person clicking it got raw JSON.
@@ -69,6 +71,15 @@ READINGS_PER_PAGE = 48
 ACTIVE_SHOWN = 25
 CLOSED_SHOWN = 10
 ENQUIRIES_SHOWN = 25
+#: A check a person overrode confirming a correction (readings.quality_overrode, server migration
+#: 0066), in a care agent's words: what the value was confirmed as, and what that check refuses.
+OVERRODE_SAID = {
+    "out_of_sequence": ("out of sequence", "below the reading before it or above the one after"),
+    "faster_than_the_meter": (
+        "faster than the meter",
+        "further above the reading before it than the meter can pass in the time between",
+    ),
+}
 _ACTIVE = ("open", "ongoing")
 _CLOSED = ("resolved", "dismissed")
 
@@ -129,6 +140,7 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
         "paged": cursor is not None,
         "older": _older(meter_id, readings[-1].ts) if len(rows) > READINGS_PER_PAGE else None,
         "readings_per_page": READINGS_PER_PAGE,
+        "overrode_said": OVERRODE_SAID,
     }
     return templates.TemplateResponse(request, "meter.html", context)
 
