@@ -5,7 +5,7 @@ prints one).
 The link the demo printed before, ``/login?key=<the API key>``, put the key itself in the address
 bar and the browser's history: on a shared care-office PC the next person could open it from the
 history and sign in under it for as long as the key lived. A token in the history signs in no one
-once used or 10 minutes old. Only its SHA-256 is stored (migration 0070); opening it marks it used in
+once used or 10 minutes old. Only its SHA-256 is stored (server migration 0069); opening it marks it used in
 the UPDATE that checks it is not, so of two browsers opening it together one signs in, the other is
 told it was used. The browser is then signed in with a session (``aqs_<secret>`` in the cookie,
 :data:`server.auth.SESSION_PREFIX`) standing for the key for a shift: the key itself is not known
