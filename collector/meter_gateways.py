@@ -75,13 +75,15 @@ def claim(cur: psycopg.Cursor[Any], first: Mapping[str, str]) -> Assignments:
     return _by_meter(cur.fetchall())
 
 
-def assignments(cur: psycopg.Cursor[Any], first: Mapping[str, str]) -> Assignments:
+def assignments(cur: psycopg.Cursor[Any], first: Mapping[str, str], *, claiming: bool = True) -> Assignments:
     """The gateways of every meter in ``first`` (its first gateway heard, in arrival order); a meter
-    no gateway has claimed yet is claimed by its first one."""
+    no gateway has claimed yet is claimed by its first one, unless not ``claiming`` (a collector
+    that takes only meters assigned ahead, ``collector run --assigned-meters-only``: a gateway with
+    the broker's credentials, rogue or misconfigured, could otherwise claim a meter not heard yet)."""
     cur.execute(_ASSIGNED, (list(first),))
     found = _by_meter(cur.fetchall())
     unclaimed = {m: g for m, g in first.items() if m not in found}
-    if unclaimed:
+    if unclaimed and claiming:
         found |= claim(cur, unclaimed)  # claimed by us, or by another collector first
     return found
 
@@ -118,6 +120,12 @@ def refusal(meter_id: str, gateway_id: str, assigned: Assignments) -> str:
     gateways = sorted(g for g, until in assigned.get(meter_id, {}).items() if until is None)
     until = assigned.get(meter_id, {}).get(gateway_id)
     since = f" (since {until.astimezone(UTC).isoformat().replace('+00:00', 'Z')})" if until is not None else ""
+    if meter_id not in assigned:  # never assigned: refused by a collector that claims none
+        return (
+            f"meter {meter_id} is assigned to no gateway and this collector stores only meters assigned ahead "
+            f"(--assigned-meters-only): if {gateway_id} is its gateway, "
+            f"aquami collector assign-meters {meter_id} --gateway {gateway_id} --replay stores this"
+        )
     if not gateways:
         return f"meter {meter_id} is assigned to no gateway, not {gateway_id}{since}"
     named = ", ".join(gateways[:NAMED_GATEWAYS_MAX]) + (" …" if len(gateways) > NAMED_GATEWAYS_MAX else "")

@@ -122,6 +122,9 @@ class CollectorConfig:
     ready_file: Path | None = None
     # hold each gateway to its meters (collector.meter_gateways): off only where every gateway is trusted
     check_meter_gateways: bool = True
+    # a meter no gateway is assigned to is not claimed by the first gateway heard: its readings are
+    # dead letters until assign-meters (--replay stores them); needs check_meter_gateways
+    assigned_meters_only: bool = False
     # paho sends a PINGREQ after this long without traffic and gives the link up when no answer
     # comes within as long again: a half-open link to the broker costs up to twice this
     mqtt_keepalive_s: int = MQTT_KEEPALIVE_DEFAULT_S
@@ -193,6 +196,7 @@ class Collector:
             config.database_url,
             config.statement_timeout_s,
             check_gateways=config.check_meter_gateways,
+            assigned_only=config.assigned_meters_only,
             topic_root=config.topic_root,
             # a busy writer is never idle: its write on a dead link is given up as an idle look's
             look_after_s=config.database_check_s,

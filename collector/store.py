@@ -249,7 +249,9 @@ class ReadingStore:
 
     Readings of parsed messages and meter events are held to their meters' gateways
     (:mod:`collector.meter_gateways`) unless ``check_gateways`` is off; rows given to :meth:`write`
-    are the caller's and are not. ``topic_root`` names the topic of a dead letter this makes.
+    are the caller's and are not. With ``assigned_only`` a meter no gateway is assigned to is not
+    claimed by the first gateway heard: its readings and events are dead letters, replayed once it is
+    assigned (``assign-meters --replay``). ``topic_root`` names the topic of a dead letter this makes.
     ``look_after_s``: a write that has waited this long has its session looked at from a second
     connection, and its connection cut if the database waits on it (:mod:`collector.dead_link_look`);
     None: only the write's deadline bounds it.
@@ -261,12 +263,16 @@ class ReadingStore:
         statement_timeout_s: float = db.STATEMENT_TIMEOUT_S,
         *,
         check_gateways: bool = True,
+        assigned_only: bool = False,
         topic_root: str = "aquami/v1",
         look_after_s: float | None = None,
     ):
+        if assigned_only and not check_gateways:
+            raise ValueError("assigned_only needs check_gateways: without the check every meter is taken")
         self.database_url = database_url
         self.statement_timeout_s = statement_timeout_s
         self.check_gateways = check_gateways
+        self.assigned_only = assigned_only
         self.topic_root = topic_root
         self.look_after_s = look_after_s
         self._conn: psycopg.Connection | None = None
@@ -452,7 +458,7 @@ class ReadingStore:
         if not heard:
             return reads, events, []
         first = meter_gateways.first_heard(heard)
-        assigned = meter_gateways.assignments(cur, first)
+        assigned = meter_gateways.assignments(cur, first, claiming=not self.assigned_only)
         now = datetime.now(UTC)
 
         def measured_after_move(meter_id: str, gateway: str, ts: str) -> bool:

@@ -116,6 +116,13 @@ def register(app: typer.Typer) -> None:
             "By default a gateway may report only the meters assigned to it (assign-meters); the others "
             "are dead letters.",
         ),
+        assigned_meters_only: bool = typer.Option(
+            False,
+            envvar="AQUAMI_ASSIGNED_METERS_ONLY",
+            help="Store only the readings of meters assigned ahead (assign-meters): one no gateway is assigned "
+            "to is not claimed by the first gateway heard, its readings are dead letters (assign-meters "
+            "--replay stores them). By default the first gateway heard reporting a meter becomes its gateway.",
+        ),
     ) -> None:
         """Subscribe to every gateway's reads and store them until stopped (Ctrl-C).
 
@@ -141,6 +148,11 @@ def register(app: typer.Typer) -> None:
             endpoint = MqttEndpoint.parse(mqtt_url)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--mqtt-url") from None
+        if assigned_meters_only and trust_all_gateways:
+            raise typer.BadParameter(
+                "--trust-all-gateways stores every meter's readings: give one of the two",
+                param_hint="--assigned-meters-only",
+            )
         vee_settings = _vee_settings(vee_config, "--vee-config")  # refused before the database is waited for
         if ready_file is not None:  # said now, not once subscribed (the folder missing stopped all ingest)
             try:
@@ -181,6 +193,7 @@ def register(app: typer.Typer) -> None:
                 max_delay_s=batch_wait,
                 ready_file=ready_file,
                 check_meter_gateways=not trust_all_gateways,
+                assigned_meters_only=assigned_meters_only,
                 mqtt_keepalive_s=mqtt_keepalive,
                 database_check_s=database_check,
             ),
@@ -235,9 +248,10 @@ def register(app: typer.Typer) -> None:
         """Assign meters to the gateways that may report them, or show theirs (JSON).
 
         A gateway's readings and events of a meter not assigned to it are dead letters. A meter is
-        assigned to the gateway first heard reporting it; this moves it (its gateways become exactly
-        these; those left still deliver what they measured before the move, for 35 days), or with
-        --add assigns another as well (a wM-Bus meter two receivers hear).
+        assigned to the gateway first heard reporting it (by no gateway with collector run
+        --assigned-meters-only: its readings are dead letters until assigned here); this moves it
+        (its gateways become exactly these; those left still deliver what they measured before the
+        move, for 35 days), or with --add assigns another as well (a wM-Bus meter two receivers hear).
         """
         import psycopg
 
