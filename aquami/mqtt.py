@@ -66,13 +66,19 @@ class Client(mqtt.Client):
             raise
 
 
-def new_client(endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False) -> Client:
-    """A paho 2.x client for ``endpoint`` speaking MQTT 3.1.1 (every broker has it; MQTT 5 is opt-in)."""
+def new_client(
+    endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False, clean_session: bool = False
+) -> Client:
+    """A paho 2.x client for ``endpoint`` speaking MQTT 3.1.1 (every broker has it; MQTT 5 is opt-in).
+
+    Its session persists (``clean_session`` false) unless ``clean_session``: a 3.1.1 broker then
+    discards the client id's session at CONNECT, and the new one at DISCONNECT (how
+    ``aquami collector leave-group`` ends a collector's session for good)."""
     client = Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv311,
-        clean_session=False,
+        clean_session=clean_session,
         manual_ack=manual_ack,
     )
     if endpoint.username is not None:

@@ -223,6 +223,88 @@ def register(app: typer.Typer) -> None:
         if failures:  # logged as it happened; exit 1, so a supervisor restarts the collector
             raise typer.Exit(FAILED)
 
+    @collector_app.command("leave-group")
+    def leave_group_command(
+        client_id: str = typer.Option(
+            ...,
+            callback=checked_text("--client-id"),
+            help="The MQTT client id of the collector that leaves (its persistent session on the broker).",
+        ),
+        shared_group: str = typer.Option(
+            ..., callback=checked_text("--shared-group"), help="The group it was in (its --shared-group)."
+        ),
+        mqtt_url: str = typer.Option(
+            ...,
+            envvar="AQUAMI_MQTT_URL",
+            callback=checked_mqtt_url("--mqtt-url"),
+            help="mqtt://host:port of the broker.",
+        ),
+        database_url: str = DATABASE_URL,
+        quiet: float = typer.Option(
+            3.0,
+            min=0.5,
+            max=600.0,
+            help="Seconds with no message (and every one stored) after which the session is taken as empty.",
+        ),
+        trust_all_gateways: bool = typer.Option(
+            False,
+            envvar="AQUAMI_TRUST_ALL_GATEWAYS",
+            help="As collector run's: store any gateway's readings of any meter.",
+        ),
+        assigned_meters_only: bool = typer.Option(
+            False,
+            envvar="AQUAMI_ASSIGNED_METERS_ONLY",
+            help="As collector run's: store only the readings of meters assigned ahead (assign-meters).",
+        ),
+    ) -> None:
+        """Take a stopped collector out of its shared group for good, its backlog stored (JSON).
+
+        Stop the collector first, for good. Connects under its client id, ends its subscriptions (the
+        group's new messages go to the collectors left), stores every message its session still holds
+        as the collector would (a repeat is a no-op, a bad one a dead letter), then ends the session.
+        A collector still running under the id is knocked off once and knocks this one off: then
+        nothing is ended, and it exits 1.
+        """
+        import logging
+        import signal
+        import threading
+
+        from aquami.mqtt import MqttEndpoint
+        from collector.leave_group import LeaveGroupFailed, leave_group
+        from collector.migrate import migrate
+        from collector.service import CollectorConfig
+
+        try:
+            endpoint = MqttEndpoint.parse(mqtt_url)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--mqtt-url") from None
+        if assigned_meters_only and trust_all_gateways:
+            raise typer.BadParameter(
+                "--trust-all-gateways stores every meter's readings: give one of the two",
+                param_hint="--assigned-meters-only",
+            )
+        configure_logging(logging.INFO)
+        migrate(database_url)
+        config = CollectorConfig(
+            database_url,
+            endpoint,
+            client_id=client_id,
+            shared_group=shared_group,
+            check_meter_gateways=not trust_all_gateways,
+            assigned_meters_only=assigned_meters_only,
+        )
+        stop = threading.Event()  # Ctrl-C: stop storing, leave the session as it is
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            result = leave_group(config, quiet_s=quiet, stop=stop)
+        except LeaveGroupFailed as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(FAILED) from None
+        from dataclasses import asdict
+
+        typer.echo(json.dumps(asdict(result)))
+
     @collector_app.command("assign-meters")
     def assign_meters_command(
         meter_ids: list[str] = typer.Argument(
