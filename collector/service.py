@@ -133,6 +133,10 @@ class CollectorConfig:
     # a busy writer's write that waited this long is cut where the database waits on it
     # (collector.dead_link_look): found within 1.5 times this
     database_check_s: float = DATABASE_CHECK_DEFAULT_S
+    # the database said back once it has answered this long without a failure (aquami.outage): a
+    # link that drops again and again (a proxy or firewall ending connections) is one outage, as the
+    # broker's; 0 says it back at its first answer (a test's)
+    database_settle_s: float = SETTLE_S
 
     def __post_init__(self) -> None:
         if not DATABASE_CHECK_MIN_S <= self.database_check_s <= DATABASE_CHECK_MAX_S:  # (nan too)
@@ -186,9 +190,11 @@ class Collector:
         # every drop of a link that drops each connection (a NAT or a modem): 20 for 20 drops.
         # Replaceable before start (a test's shorter settle).
         self.broker = Outage(log, f"MQTT broker {config.mqtt.url}", settle_s=SETTLE_S)
-        # the writer's failed commits: a line when the database goes, now and then while it is away,
-        # and when it is back (before, a two-line warning every second, and nothing at the end)
-        self._database = Outage(log, "database")
+        # the writer's failed commits and checks: a line when the database goes, now and then while
+        # it is away, and once it has stayed back database_settle_s (90 s), as the broker (before, a
+        # two-line warning every second, and nothing at the end; then, with no settling, a warning
+        # and an "available again" at every drop of a link that drops each connection: 20 for 20)
+        self.database = Outage(log, "database", settle_s=config.database_settle_s)
         # any other failure to store (a bug, a trigger that raises): before, a traceback a second
         self._storing = Outage(log, "storing messages")
         self._stop = threading.Event()
@@ -292,6 +298,7 @@ class Collector:
         self._stop.set()
         self.broker.stop()  # a link back but not settled is not said back after the collector stopped
         self._writer.join(timeout=10)
+        self.database.stop()  # (after the writer: nothing more it says)
         # The network thread first (it sends what is queued, the writer's acknowledgements, before it
         # ends), then the DISCONNECT, written from here: the other way round, its last turn could
         # find the socket closed, and paho said "Client is not connected" at ERROR at most stops.
@@ -356,7 +363,7 @@ class Collector:
                 self._store.close()
                 if isinstance(error, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)):
                     # (not a traceback: a failover's standby is no fault of ours)
-                    self._database.failed(error, f"; {len(pending)} messages wait, unacknowledged")
+                    self.database.failed(error, f"; {len(pending)} messages wait, unacknowledged")
                 else:  # a bug, or a trigger that raises: its traceback once, not every second
                     if not self._storing.ongoing:
                         log.exception("could not store %d messages; they wait, unacknowledged", len(pending))
@@ -364,7 +371,7 @@ class Collector:
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue
-            self._database.recovered()
+            self.database.recovered()
             self._storing.recovered()
             self._acknowledge(pending)
             pending = []
@@ -389,11 +396,11 @@ class Collector:
             self._store.check(self._check_bound())
         except psycopg.Error as error:  # whatever it is, the next write starts on a new connection
             self._store.close()
-            self._database.failed(
+            self.database.failed(
                 error, f"; {waiting} messages wait, unacknowledged" if waiting else "; no message waits"
             )
             return
-        self._database.recovered()
+        self.database.recovered()
 
     def _check_bound(self) -> float:
         """How long a check waits for the answer: ``database_check_s``, at most a write's deadline

@@ -62,7 +62,8 @@ def test_a_busy_writer_s_dead_database_link_is_given_up_within_twice_the_check_a
 
     with CutProxy(int(str(params.get("port") or 5432)), str(params.get("host", LOOPBACK)), name="db-link") as link:
         proxied = make_conninfo(url, host=LOOPBACK, port=link.port)
-        with running_collector(proxied, mosquitto.url, database_check_s=CHECK_S) as collector:
+        # the database said back as it answers again (by default once it stayed back 90 s)
+        with running_collector(proxied, mosquitto.url, database_check_s=CHECK_S, database_settle_s=0.0) as collector:
             with publisher(mosquitto.url) as publish:
                 _ready(publish, url, gw)
             steady = threading.Thread(target=publish_steadily, name="steady-publisher", daemon=True)

@@ -52,7 +52,8 @@ def test_a_database_link_dead_while_idle_is_noticed_and_replaced_and_nothing_is_
     with CutProxy(int(str(params.get("port") or 5432)), str(params.get("host", LOOPBACK)), name="db-link") as link:
         proxied = make_conninfo(url, host=LOOPBACK, port=link.port)
         with (
-            running_collector(proxied, mosquitto.url, database_check_s=CHECK_S) as collector,
+            # said back once it stayed back 1 s (90 s by default)
+            running_collector(proxied, mosquitto.url, database_check_s=CHECK_S, database_settle_s=1.0) as collector,
             publisher(mosquitto.url) as publish,
         ):
             _ready(publish, url, gw)
@@ -110,7 +111,7 @@ def test_a_message_just_after_the_link_died_waits_the_check_not_the_write_s_dead
     with CutProxy(int(str(params.get("port") or 5432)), str(params.get("host", LOOPBACK)), name="db-link") as link:
         proxied = make_conninfo(url, host=LOOPBACK, port=link.port)
         with (
-            running_collector(proxied, mosquitto.url, **settings),
+            running_collector(proxied, mosquitto.url, database_settle_s=0.0, **settings),  # back said at once
             publisher(mosquitto.url) as publish,
         ):
             _ready(publish, url, gw)  # (a probe just written: the writer's last answer)
