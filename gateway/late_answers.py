@@ -22,7 +22,8 @@ before the next request (the port now stays open after an unanswered one, listen
 closed, and a port no one has open hears nothing), or taken in a later exchange where it is not the
 answer asked for (an E5h to a REQ_UD2, an RSP_UD to a SND_NKE, an RSP_UD from another meter). A long
 frame names its meter (its identification, or its primary address); an E5h names none. It is
-charged to the meter whose SND_NKE or selection went unanswered, if one alone awaits its E5h; with
+charged to the meter whose SND_NKE or selection went unanswered, if one alone awaits its E5h (for
+the bus's ``timeout_s`` after its window, as far as the line shows: ``MBusTransport._still_awaiting``); with
 several awaiting, to none of them, and said with their names (:meth:`LateAnswers.heard_unowned`:
 counted on the bus, its warning naming those it may be from); with none, to no meter either. Not
 heard: an answer still arriving when the next request goes (cut short), or one taken as the answer

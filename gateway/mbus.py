@@ -149,8 +149,12 @@ class MBusTransport:
         self.late_answers = LateAnswers(config, on_late)
         self.line.on_pending = self._heard_pending
         self._asking: MeterConfig | None = None  # the meter of the transaction under way (or the last)
-        #: the meters whose SND_NKE or selection went unanswered, their E5h not heard since (by meter id)
-        self._awaiting_e5h: dict[str, MeterConfig] = {}
+        #: the meters whose SND_NKE or selection went unanswered, their E5h not heard since (by meter id),
+        #: each with when its answer window closed (the line's monotonic clock): :meth:`_late_e5h`
+        self._awaiting_e5h: dict[str, tuple[MeterConfig, float]] = {}
+        #: when the line was last read by an exchange (its end): whatever is pending came after it
+        self._last_read_at = float("-inf")
+        self._exchange_started = float("-inf")  # when the exchange under way (or the last) began
         self._ended_silent = False  # the last transaction ended on silence: its line listens till the next
         self._initialised: set[str] = set()  # meters that have had their SND_NKE
         self._fcb: dict[str, bool] = {}
@@ -181,12 +185,15 @@ class MBusTransport:
         """``frame``'s own answer: a slow meter's late answer taken first is passed over, counted as
         its sender's, and the line read on (:meth:`_passed_over`). A SND_NKE or a selection left
         unanswered: its meter awaits its E5h (:meth:`_late_e5h`)."""
+        self._exchange_started = self.line.monotonic()
         try:
             return self.line.exchange(frame, not_the_answer=lambda answer: self._passed_over(frame, answer))
         except NoAnswer:
             if self._asking is not None and not _asks_for_data(frame):
-                self._awaiting_e5h[self._asking.meter_id] = self._asking
+                self._awaiting_e5h[self._asking.meter_id] = (self._asking, self.line.monotonic())
             raise
+        finally:
+            self._last_read_at = self.line.monotonic()
 
     # late answers (gateway.late_answers) ---------------------------------------------------------------
     def _sender(self, frame: bytes) -> MeterConfig | None:
@@ -198,26 +205,47 @@ class MBusTransport:
             return None
         return self._meter_of(telegram)
 
-    def _late_e5h(self) -> None:
-        """An E5h heard late (before a request, or passed over in a REQ_UD2's exchange). It names no
-        meter. It is charged to the meter whose SND_NKE or selection went unanswered, if one alone
-        awaits its E5h: whichever E5h this is, that meter's came after its window (the E5h taken in
-        another meter's exchange meanwhile may have been its, this one that meter's own, queued
-        behind it). Before, one passed over in a REQ_UD2 was charged to the meter asked, and the
-        warning sent the technician to the wrong meter's answer window.
+    def _late_e5h(self, came_after: float) -> None:
+        """An E5h heard late (before a request, or passed over in a REQ_UD2's exchange), which came
+        after ``came_after`` (the line's monotonic clock: the end of the exchange before, or the start
+        of the one it was passed over in). It names no meter. It is charged to the meter whose
+        SND_NKE or selection went unanswered, if one alone awaits its E5h: whichever E5h this is, that
+        meter's came after its window (the E5h taken in another meter's exchange meanwhile may have
+        been its, this one that meter's own, queued behind it). Before, one passed over in a REQ_UD2
+        was charged to the meter asked, and the warning sent the technician to the wrong meter's
+        answer window.
 
         With several awaiting, which one answered is not known: it counts on the bus and is said
         with their names, charged to none, and they go on awaiting (:meth:`LateAnswers.heard_unowned`).
-        With none, it is charged to no meter either."""
+        With none, it is charged to no meter either.
+
+        A meter awaits its E5h for a bounded time (:meth:`_still_awaiting`): a dead meter's SND_NKE
+        left it on the list for as long as the line stayed open, and a slow neighbour's late E5h was
+        said as "DEAD-3 or SLOW-1", charged to neither, at every poll."""
         if self._searching:
             self._late_in_search()
             return
-        awaiting = list(self._awaiting_e5h.values())
+        awaiting = self._still_awaiting(came_after)
         if len(awaiting) == 1:
             self._awaiting_e5h.clear()
             self.late_answers.heard_from(awaiting[0])
         else:
             self.late_answers.heard_unowned(awaiting)
+
+    def _still_awaiting(self, came_after: float) -> list[MeterConfig]:
+        """The meters an E5h that came after ``came_after`` may be from; those it cannot be from no
+        longer await one. An E5h is a meter's only if it came within the bus's ``timeout_s`` after
+        that meter's window closed (an exchange's longest: the answer window and then the longest
+        frame; EN 13757-2 has a slave start within 330 bit times + 50 ms): a meter whose window closed
+        longer before the line was last heard silent (an exchange after it, with nothing from it) did
+        not send it. Its own next SND_NKE or selection, unanswered again, starts its wait afresh. A
+        meter later than that is not told from a dead one: its E5h, when it comes, is said with
+        what is known, as an E5h no one awaits."""
+        bound = self.config.timeout_s
+        for meter_id, (_, closed) in list(self._awaiting_e5h.items()):
+            if came_after - closed > bound:
+                del self._awaiting_e5h[meter_id]
+        return [meter for meter, _ in self._awaiting_e5h.values()]
 
     def _late_in_search(self) -> None:
         """A late E5h in a secondary-address search: an answer to a selection, whose meter the search
@@ -248,7 +276,7 @@ class MBusTransport:
         answer in it is a late one (nothing was asked), counted for the meter it came from."""
         for frame in mbus_frames(pending):
             if frame == bytes([ACK]):
-                self._late_e5h()
+                self._late_e5h(came_after=self._last_read_at)
                 continue
             meter = self._sender(frame)
             if meter is None:
@@ -278,7 +306,7 @@ class MBusTransport:
         if answer == bytes([ACK]):
             if not asks_for_data:
                 return False
-            self._late_e5h()
+            self._late_e5h(came_after=self._exchange_started)
             return True
         try:
             telegram = decode_frame(answer)
@@ -301,7 +329,10 @@ class MBusTransport:
 
     def _exchange_with_all(self, frame: bytes) -> bytes:
         """An exchange several slaves may answer: every answer they may give is waited for."""
-        return self.line.exchange(frame, whole_window=True)
+        try:
+            return self.line.exchange(frame, whole_window=True)
+        finally:
+            self._last_read_at = self.line.monotonic()
 
     def _request(self, frame: bytes, repeats: int) -> bytes:
         """Within a multi-telegram read, a lost answer is asked for again with the same FCB: the meter

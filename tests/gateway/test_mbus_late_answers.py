@@ -320,3 +320,29 @@ def test_a_poll_s_late_e5h_heard_as_a_search_begins_is_the_poll_s_not_the_search
     finally:
         line.stop()
     assert (found, heard, transport.late_in_search) == ([], [1, None], [("FFFFFFFF",)])
+
+
+@pytest.mark.parametrize("dead_first", [False, True], ids=["slow-then-dead", "dead-then-slow"])
+def test_a_dead_meter_no_longer_awaits_its_e5h_once_the_line_was_heard_silent_since(
+    dead_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SLOW-1 acknowledges 0.45 s late, after the 0.3 s window; DEAD-3 never answers. They are polled
+    in turn, three rounds, a second apart: each of SLOW-1's E5h is heard before the next request.
+    DEAD-3's SND_NKE went unanswered a round before, and the line has been heard silent for longer
+    than the bus's timeout_s (0.6 s) since: it is not DEAD-3's, but SLOW-1's, whose window closed
+    just before it. Before, DEAD-3 awaited its E5h for as long as the line stayed open, and each of
+    SLOW-1's E5h after the first was said as "SLOW-1 or DEAD-3", charged to neither."""
+    slaves = MBusSlaves([MBusSlave(1, "11110001", 12.5)])  # nothing answers at primary address 3
+    faults = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=1, delay_s=0.45)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    slow_1, dead_3 = MeterConfig("SLOW-1", 1), MeterConfig("DEAD-3", 3)
+    try:
+        bus = _bus(line.port, *((dead_3, slow_1) if dead_first else (slow_1, dead_3)))
+        with caplog.at_level(logging.INFO):
+            heard, results = asyncio.run(asyncio.wait_for(_poll_in_turn(bus, 3, 1.0), 60))
+    finally:
+        line.stop()
+    assert results == [False] * 6
+    # the last round's E5h comes after the port closed (slow-then-dead: before DEAD-3's last poll)
+    assert heard == ([1, 1] if dead_first else [1, 1, 1])
+    assert _warnings(caplog) == [HINT]
