@@ -183,11 +183,15 @@ class Commands:
                 # an E5h heard after the answer window names no meter: the selections left unanswered
                 # before each one came (gateway.mbus); before, it was not heard, or not said
                 late_selections = [list(selections) for selections in scheduler.transport.late_in_search]
+                late_reads = list(scheduler.transport.late_reads_in_search)
             found_ids = [f.identification for f in searched]
             snippet_text = mbus_snippet(scheduler.config.name, searched)
             searched_reply: dict[str, Any] = {"found": found_ids, "snippet": snippet_text}
             if late_selections:
                 searched_reply["late_selections"] = late_selections
+            # a read's late answer names its meter: before, it was read as a collision and not said
+            if late_found := [i for i in late_reads if i not in found_ids]:
+                searched_reply["late_identifications"] = late_found
             return searched_reply
         first, last = int(request.get("first", 1)), int(request.get("last", 247))
         if not 1 <= first <= last <= 247:

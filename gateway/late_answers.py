@@ -243,6 +243,22 @@ class LateAnswers:
         before it came (gateway.mbus: ``MBusTransport._late_in_search``)."""
         self._count(("search",), None, lambda: self.search_hint(selections))
 
+    def heard_late_read(self, identification: str, meter: MeterConfig | None) -> None:
+        """An M-Bus long frame, late, in a secondary-address search: the answer of the meter
+        ``identification`` to the search's read (``meter``: the configured meter it is, if any),
+        named by the identification it carries, not by a unit (gateway.mbus:
+        ``MBusTransport._late_read_in_search``)."""
+        self._count(("search read", identification), None, lambda: self.late_read_hint(identification, meter))
+
+    def late_read_hint(self, identification: str, meter: MeterConfig | None) -> str:
+        assert isinstance(self.bus, MBusBusConfig)
+        configured = f", configured as {meter.meter_id}," if meter is not None else ""
+        return (
+            f"{self.bus.name}: the meter with secondary address {identification}{configured} answered after the "
+            f"bus's {self.bus.answer_timeout_s:g} s answer window in a secondary-address search: too late to be "
+            "found: raise the bus's answer_timeout_s and search again"
+        )
+
     def search_hint(self, selections: Sequence[str]) -> str:
         assert isinstance(self.bus, MBusBusConfig)
         return (

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -164,6 +164,8 @@ class MBusTransport:
         self._silent_selections: list[str] = []  # a search's selections unanswered since its last answer
         #: the last search's late E5h, each as the selections left unanswered before it came
         self.late_in_search: list[tuple[str, ...]] = []
+        #: the identifications of the meters whose answer to the last search's read came late, each once
+        self.late_reads_in_search: list[str] = []
         self._stale = threading.Event()  # a reset did not get the line: whoever has it closes it
 
     @contextmanager
@@ -259,6 +261,27 @@ class MBusTransport:
         self.late_in_search.append(selections)
         self.late_answers.heard_in_search(selections)
 
+    def _late_read_in_search(self, frame: bytes) -> bool:
+        """Whether ``frame``, a whole answer heard in a secondary-address search, is a late answer to
+        the search's read (a long frame: a selection is answered by an E5h), said by the meter's
+        identification, which it carries: counted on the bus, said (:meth:`LateAnswers.heard_late_read`)
+        and kept for the scan's words (:attr:`late_reads_in_search`). Before, one taken in the next
+        selection's window was read as a collision (the search narrowed that selection down for
+        nothing, and said nothing of the meter), and one heard before a selection was charged to the
+        configured meter it named, the scan saying ``# unit 253 answered …`` for a meter read by
+        secondary address (FDh is the secondary addressing address, no unit)."""
+        if frame == bytes([ACK]):
+            return False
+        try:
+            telegram = decode_frame(frame)
+        except DecodeError:
+            return False  # not a whole telegram: a collision, as before
+        identification = str(telegram.get("id"))
+        if identification not in self.late_reads_in_search:
+            self.late_reads_in_search.append(identification)
+        self.late_answers.heard_late_read(identification, self._meter_of(telegram))
+        return True
+
     def _answered(self, meter: MeterConfig) -> None:
         """A long frame from ``meter`` came: a meter answers its requests in turn, so an E5h it still
         owed to an earlier one has come by now, or never will."""
@@ -277,6 +300,9 @@ class MBusTransport:
         for frame in mbus_frames(pending):
             if frame == bytes([ACK]):
                 self._late_e5h(came_after=self._last_read_at)
+                continue
+            if self._searching:
+                self._late_read_in_search(frame)
                 continue
             meter = self._sender(frame)
             if meter is None:
@@ -327,10 +353,10 @@ class MBusTransport:
         selected = self._asking.secondary_address if self._asking is not None else None
         return selected is not None and telegram.get("id") != selected
 
-    def _exchange_with_all(self, frame: bytes) -> bytes:
+    def _exchange_with_all(self, frame: bytes, not_the_answer: Callable[[bytes], bool] | None = None) -> bytes:
         """An exchange several slaves may answer: every answer they may give is waited for."""
         try:
-            return self.line.exchange(frame, whole_window=True)
+            return self.line.exchange(frame, whole_window=True, not_the_answer=not_the_answer)
         finally:
             self._last_read_at = self.line.monotonic()
 
@@ -492,6 +518,7 @@ class MBusTransport:
             self._awaiting_e5h.clear()
             self._silent_selections.clear()
             self.late_in_search = []
+            self.late_reads_in_search = []
             self._searching = True
             try:
                 self._search(prefix, found)
@@ -520,7 +547,8 @@ class MBusTransport:
             raise PollError(closing)
         pattern = prefix + "F" * (8 - len(prefix))
         try:
-            answer = self._exchange_with_all(build_snd_ud_select(pattern))
+            # a long frame is no selection's answer: a late one to the search's read, passed over
+            answer = self._exchange_with_all(build_snd_ud_select(pattern), not_the_answer=self._late_read_in_search)
         except (LineNeverQuiet, LineUnusable, TransactionAborted) as error:
             # not a collision: narrowing down would take 10^8 selections (a device that would not open
             # was taken for one, and searched at 100% CPU for good, deaf to Ctrl-C)

@@ -162,8 +162,8 @@ class MBusLine:
         window_ends = self.monotonic() + wait
         passed_over = 0
         while True:
-            answer = self._answer(port, frame, wait, window_ends, whole_window)
-            if not_the_answer is None or not not_the_answer(answer):
+            answer = self._answer(port, frame, wait, window_ends, whole_window, not_the_answer)
+            if answer is not None:
                 return answer
             passed_over += 1
             if passed_over > MOST_PASSED_OVER:
@@ -171,8 +171,19 @@ class MBusLine:
                 raise PollError(f"{passed_over} answers in a row that were not to this request")
             wait = max(window_ends - self.monotonic(), 4 * self.char_s + 0.01)
 
-    def _answer(self, port: serial.Serial, frame: bytes, wait: float, window_ends: float, whole_window: bool) -> bytes:
-        """The first answer that starts within ``wait``: see :meth:`exchange`."""
+    def _answer(
+        self,
+        port: serial.Serial,
+        frame: bytes,
+        wait: float,
+        window_ends: float,
+        whole_window: bool,
+        not_the_answer: Callable[[bytes], bool] | None,
+    ) -> bytes | None:
+        """The first answer that starts within ``wait``, or None for a whole one ``not_the_answer``
+        passed over: see :meth:`exchange`. A long frame is passed over before a second answer is
+        looked for (``whole_window``): in a search, a late RSP_UD taken in a selection's window is
+        no collision, and the selection's own E5h may follow it."""
         first = self._read(port, 1, wait)
         if not first:
             raise NoAnswer("no answer")  # the meter's address is said by gateway.mbus, which knows it
@@ -181,7 +192,7 @@ class MBusLine:
             if extra or (whole_window and self._more_within(port, window_ends)):
                 self._drain(port)  # more than one slave answered: a collision, in a secondary-address search
                 raise PollError("collision")
-            return first
+            return None if not_the_answer is not None and not_the_answer(first) else first
         if first[0] != 0x68:
             self._refuse_echo(port, frame, first)
             self._drain(port)
@@ -197,6 +208,8 @@ class MBusLine:
         if not self.config.echo and head + rest == frame:  # a long request (a selection), echoed
             self._drain(port)
             raise PollError(echo_error(frame))
+        if not_the_answer is not None and not_the_answer(head + rest):
+            return None
         if whole_window and self._more_within(port, window_ends):
             self._drain(port)
             raise PollError("collision (a second answer after a whole first one)")

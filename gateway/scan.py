@@ -171,6 +171,15 @@ class LateUnits:
             f"--timeout (and raise the bus's {self.setting} for the gateway to read it)"
         )
 
+    def read_in_search(self, identification: str) -> None:
+        """An M-Bus search's read answered after the window, by the meter ``identification`` (its
+        answer carries it: gateway.mbus). Before, it was not said, or said as ``# unit 253``."""
+        self.say(
+            f"# the meter with secondary address {identification} answered after the {self.timeout_s:g} s answer "
+            f"window, too late to be found: scan again with a longer --timeout (and raise the bus's {self.setting} "
+            "for the gateway to read it)"
+        )
+
     @staticmethod
     def quieten(transport: object) -> None:
         """The transport's late answers counted and told, but not warned of in its own words."""

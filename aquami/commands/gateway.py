@@ -203,6 +203,10 @@ def register(app: typer.Typer) -> None:
                     found_mbus = await transport.search()
                     for selections in transport.late_in_search:
                         late.in_search(selections)
+                    found_ids = {f.identification for f in found_mbus}
+                    for identification in transport.late_reads_in_search:
+                        if identification not in found_ids:
+                            late.read_in_search(identification)
                     typer.echo(f"# {len(found_mbus)} meters found on {chosen.name} (secondary search)", err=True)
                     return mbus_snippet(chosen.name, found_mbus)
                 found = await scan_modbus(

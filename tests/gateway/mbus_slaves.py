@@ -103,3 +103,17 @@ class MBusSlaves:
                 return None
             return Reply(slave.telegram(slave.current, address), slave.primary)
         return None
+
+
+class SlowReads(MBusSlaves):
+    """Every selection and SND_NKE acknowledged at once, every RSP_UD ``late_by_s`` after its request."""
+
+    def __init__(self, slaves: list[MBusSlave], late_by_s: float):
+        super().__init__(slaves)
+        self.late_by_s = late_by_s
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        reply = super().handle(frame, now)
+        if reply is None or reply.data == build_ack():
+            return reply
+        return Reply(reply.data, reply.address, turnaround_s=self.late_by_s)

@@ -708,3 +708,36 @@ def test_an_m_bus_scan_command_replies_the_selections_answered_after_the_window(
         line.stop()
     assert reply_errors("scan", reply) == []
     assert (reply["ok"], reply["found"], reply.get("late_selections")) == (True, [], [["FFFFFFFF"]]), reply
+
+
+def test_an_m_bus_scan_command_replies_the_meters_whose_read_came_late_by_their_identification(
+    tmp_path: Path,
+) -> None:
+    """The line's one meter acknowledges its selections at once, but its RSP_UD to the search's read
+    comes 0.3 s late, after the 0.2 s window, in the next selection's. The reply lists it by the
+    identification its answer carries, ``late_identifications``. Before, that answer was read as the
+    next selection's collision, and the reply was ``found: []`` alone."""
+    from tests.gateway.mbus_slaves import MBusSlave, SlowReads
+
+    line = SerialLine(SlowReads([MBusSlave(0, "12340001", 1.0)], 0.3), LineSettings(9600, parity="E")).start()
+    bus = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
+    bus |= {"answer_timeout_s": 0.2, "poll_interval_s": 3600}
+    text = bus_config_text(f"mqtt://127.0.0.1:{free_port()}", tmp_path / "s.sqlite", bus, [], gateway_id="gw-mbus")
+    gateway = Gateway(parse_config_text(text))
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(gateway):
+            for _ in range(100):  # the buses and the command handler set up
+                if gateway._commands is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert gateway._commands is not None
+            await gateway._commands._run("scan", b'{"bus": "m", "request_id": "s1"}')
+        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
+
+    try:
+        (reply,) = asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert reply_errors("scan", reply) == []
+    assert (reply["ok"], reply["found"], reply.get("late_identifications")) == (True, [], ["12340001"]), reply

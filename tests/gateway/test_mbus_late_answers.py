@@ -35,7 +35,7 @@ from gateway.transport import NoAnswer
 from simulators.serial_line import LineSettings, Reply, SerialLine, pty_accepts_parity
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import bus_config_text
-from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
+from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves, SlowReads
 
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
 PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"
@@ -346,3 +346,57 @@ def test_a_dead_meter_no_longer_awaits_its_e5h_once_the_line_was_heard_silent_si
     # the last round's E5h comes after the port closed (slow-then-dead: before DEAD-3's last poll)
     assert heard == ([1, 1] if dead_first else [1, 1, 1])
     assert _warnings(caplog) == [HINT]
+
+
+def test_a_search_s_late_read_is_said_by_the_meter_s_identification_not_as_unit_253_or_a_collision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SEC-1 (read by secondary address: unit FDh) acknowledges its selection at once, but its RSP_UD
+    to the search's read comes 0.45 s late, in the next selection's window (12340000 and then
+    12340002: nothing else answers them). It is passed over as no selection's answer (a selection is
+    answered by an E5h) and said by the identification it carries, counted on the bus with no unit.
+    Before, it was read as that selection's collision (narrowed down for nothing) and said nowhere;
+    heard before a selection, it was charged to SEC-1 with its unit, 253, which the command-line
+    scan said as ``# unit 253 answered …``."""
+    line = SerialLine(SlowReads([MBusSlave(0, "12340001", 1.0)], 0.45), LineSettings(9600, parity="E")).start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(
+            _bus(line.port, MeterConfig("SEC-1", 253, secondary_address="12340001")), on_late=heard.append
+        )
+        with caplog.at_level(logging.INFO):
+            found = transport.search_blocking("1234000")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert heard == [None, None]  # the read of 1234000F's, then of 12340001's: no unit
+    assert (found, transport.late_reads_in_search, transport.late_in_search) == ([], ["12340001"], [])
+    assert _warnings(caplog) == [
+        "mbus-1: the meter with secondary address 12340001, configured as SEC-1, answered after the bus's 0.3 s "
+        "answer window in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and "
+        "search again"
+    ]
+
+
+def test_the_command_line_scan_names_a_meter_whose_read_came_late_by_its_identification(tmp_path: Path) -> None:
+    """As above, through ``aquami gateway scan`` of the whole line (0.2 s window, reads 0.3 s late)."""
+    line = SerialLine(SlowReads([MBusSlave(0, "12340001", 1.0)], 0.3), LineSettings(9600, parity="E")).start()
+    config = tmp_path / "gw.toml"
+    bus: dict[str, Any] = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
+    meters = [{"meter_id": "SEC-1", "secondary_address": "12340001"}]
+    config.write_text(bus_config_text("mqtt://127.0.0.1:1", tmp_path / "s.sqlite", bus, meters, gateway_id="g"))
+    try:
+        done = subprocess.run(
+            [AQUAMI, "gateway", "scan", str(config), "--bus", "m", "--timeout", "0.2"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        line.stop()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "# the meter with secondary address 12340001 answered after the 0.2 s answer window, too late to be found: "
+        "scan again with a longer --timeout (and raise the bus's answer_timeout_s for the gateway to read it)",
+        "# 0 meters found on m (secondary search)",
+    ]
