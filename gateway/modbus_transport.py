@@ -24,6 +24,20 @@ A bus that will not open is a :class:`LineUnusable` whose one line says why (pym
 reason only, in a second line, which is dropped): the serial port's lock held by another program,
 its device missing, the TCP peer refusing or not answering, a port that refuses the configured
 framing (:func:`gateway.serial_port.release_leaked_port`).
+
+pymodbus keeps one record of the last frames sent and received a process (3.16's ``Log.frame_dump``,
+its last 20, of every client, kept while its logger is not at DEBUG), which it appends to its own
+ERROR and CRITICAL lines (``>>>>> send: 0x5 0x4 …``), and one last line's text (``Log.last_log_text``,
+for its ``Repeating....``). With two Modbus buses polled at once those frames may be another bus's.
+The transport decides nothing from either: every frame it judges (a late answer, an answer cut
+short, a wrong CRC, an echo) reaches it through its own client's ``trace_packet`` chain
+(:class:`gateway.late_answers.LateAnswerWatch`, :class:`gateway.cut_answers.CutWatch`,
+:class:`CrcWatch`, :class:`gateway.echo.EchoWatch`), which pymodbus calls with that client's bytes
+alone; the lines it drops are judged by pymodbus's own words at their start, not by the frames
+appended (:func:`_said_by_us`), and a ``Repeating....`` by the line it stands for
+(:mod:`aquami.pymodbus_lines`). So no frame or error is charged to another bus; what may show
+another bus's frames is only a pymodbus ERROR line the gateway lets through, where they are
+pymodbus's own words (``tests/gateway/test_late_answers.py``: two RTU buses polled at once).
 """
 
 from __future__ import annotations

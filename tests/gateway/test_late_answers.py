@@ -331,3 +331,28 @@ def test_a_unit_s_late_answers_are_said_once_an_episode(caplog: pytest.LogCaptur
         "answers: raise the bus's timeout_s",
     ]
     assert late.count == 6 and counted == [5, 5, 5, 5, 5, 9]
+
+
+def test_two_rtu_buses_polled_at_once_each_hear_only_their_own_late_answers_and_frames() -> None:
+    """pymodbus keeps one record of the last frames a process (``Log.frame_dump``, appended to its
+    own ERROR lines), of whichever bus; the transport decides nothing from it: each client has its
+    own ``trace_packet`` chain (late answers, cut answers, CRC, echo: gateway.modbus_transport).
+    Two RTU buses, unit 5 slow on one only, polled at the same time, two rounds: the slow bus's
+    late answers are counted on it alone, and the other bus's polls all read."""
+    slow = ModbusRtuSimulator(meters(2, first_unit=5), LineSettings(9600, parity="E"), _slow_unit_5()).start()
+    fast = ModbusRtuSimulator(meters(2, first_unit=5), LineSettings(9600, parity="E")).start()
+
+    def bus(name: str, device: str) -> ModbusRtuBusConfig:
+        units = (MeterConfig(f"{name}-5", 5), MeterConfig(f"{name}-6", 6))
+        return ModbusRtuBusConfig(name, device, units, parity=PARITY, timeout_s=TIMEOUT_S, retries=0)
+
+    async def both() -> tuple[tuple[list[int | None], list[bool]], tuple[list[int | None], list[bool]]]:
+        return await asyncio.gather(_poll_twice(bus("slow", slow.port), 0.0), _poll_twice(bus("fast", fast.port), 0.0))
+
+    try:
+        (slow_heard, slow_read), (fast_heard, fast_read) = asyncio.run(asyncio.wait_for(both(), 60))
+    finally:
+        slow.stop()
+        fast.stop()
+    assert (fast_heard, fast_read) == ([], [True] * 4)
+    assert slow_read == [False, True, False, True] and slow_heard == [5, 5]
