@@ -89,6 +89,9 @@ class Session:
             rc = client.loop(timeout=_LOOP_TICK_S)
             self._inflight.settle_acks()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # never looped again: paho (2.2) says "Client is not connected. …" at ERROR for a client
+                # whose connection ended; a keepalive close returns MQTT_ERR_CONN_LOST here, its drop
+                # said by on_disconnect (tests/gateway/test_keepalive_close_log.py)
                 return
             if self.connack is None:
                 if state.stop.is_set():  # stopped, or failed (see Failure.fail), before the CONNACK
