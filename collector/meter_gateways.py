@@ -75,19 +75,6 @@ def claim(cur: psycopg.Cursor[Any], first: Mapping[str, str]) -> Assignments:
     return _by_meter(cur.fetchall())
 
 
-def assignments(cur: psycopg.Cursor[Any], first: Mapping[str, str], *, claiming: bool = True) -> Assignments:
-    """The gateways of every meter in ``first`` (its first gateway heard, in arrival order); a meter
-    no gateway has claimed yet is claimed by its first one, unless not ``claiming`` (a collector
-    that takes only meters assigned ahead, ``collector run --assigned-meters-only``: a gateway with
-    the broker's credentials, rogue or misconfigured, could otherwise claim a meter not heard yet)."""
-    cur.execute(_ASSIGNED, (list(first),))
-    found = _by_meter(cur.fetchall())
-    unclaimed = {m: g for m, g in first.items() if m not in found}
-    if unclaimed and claiming:
-        found |= claim(cur, unclaimed)  # claimed by us, or by another collector first
-    return found
-
-
 def _by_meter(rows: Iterable[tuple[str, str, datetime | None]]) -> Assignments:
     found: Assignments = {}
     for meter_id, gateway_id, until in rows:

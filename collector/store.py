@@ -2,7 +2,8 @@
 
 A repeat of a reading already stored is a no-op (``ON CONFLICT DO NOTHING``), which turns the
 gateways' at-least-once delivery into exactly once in effect. Meters seen for the first time are
-recorded (``registered = false``) for the meterization team rather than rejected. A parsed message's
+recorded (``registered = false``) for the meterization team rather than rejected (with
+``assigned_only``, only meters assigned to a gateway: a made-up meter id is a dead letter, no row). A parsed message's
 readings and a meter event are held to the gateways their meter is assigned to
 (:mod:`collector.meter_gateways`, one query a batch): a gateway's others are dead letters.
 
@@ -399,13 +400,13 @@ class ReadingStore:
                     ingest_takes_turns(cur, _meters_read(reads, unseen, known))
                 if known:
                     unseen = {**unseen, **self._gone(cur, known)}
-                if unseen:
-                    new_meters = self._register_meters(cur, unseen)
                 if self.check_gateways:
-                    reads, events, refused = self._held_to_gateways(cur, reads, events)
+                    reads, events, refused, unseen, new_meters = self._held_to_gateways(cur, reads, events, unseen)
                     dead_letters = [*dead_letters, *refused]
-                elif unseen:  # not checked, but assigned: the check can be turned on later
-                    meter_gateways.claim(cur, unseen)
+                else:
+                    if unseen:
+                        new_meters = self._register_meters(cur, unseen)
+                        meter_gateways.claim(cur, unseen)  # not checked, but assigned: the check can be turned on later
                 chunks, count, oldest_ts = reads.chunks_count_oldest()
                 if count:
                     inserted, conflicts = self._write_readings(cur, chunks, count)
@@ -449,16 +450,29 @@ class ReadingStore:
         )
 
     def _held_to_gateways(
-        self, cur: psycopg.Cursor[Any], reads: _Reads, events: Sequence[EventRow]
-    ) -> tuple[_Reads, Sequence[EventRow], list[DeadLetter]]:
-        """The readings and events their gateways may report, and a dead letter for each meter of a
-        message (or each event) from a gateway the meter is not assigned to: one query a batch."""
+        self, cur: psycopg.Cursor[Any], reads: _Reads, events: Sequence[EventRow], unseen: dict[str, str]
+    ) -> tuple[_Reads, Sequence[EventRow], list[DeadLetter], dict[str, str], int]:
+        """The readings and events their gateways may report, a dead letter for each meter of a
+        message (or each event) from a gateway the meter is not assigned to (one query a batch), the
+        meters of ``unseen`` registered, and how many of them were new.
+
+        A meter is registered before its first gateway heard claims it (the claim's foreign key).
+        With ``assigned_only`` a meter no gateway is assigned to is neither claimed nor registered:
+        a gateway with the broker's credentials made up meter ids, each was a ``meters`` row (no
+        reading, no claim) that the care desk and billing list; its letter is all that is kept, and
+        ``assign-meters`` registers it."""
         heard: list[tuple[Iterable[str], str]] = [(m.meter_ids, m.gateway_id) for m in reads.messages]
         heard += [((e[0],), e[5]) for e in events if e[0] is not None]
-        if not heard:
-            return reads, events, []
         first = meter_gateways.first_heard(heard)
-        assigned = meter_gateways.assignments(cur, first, claiming=not self.assigned_only)
+        assigned = meter_gateways.current(cur, list(first)) if first else {}
+        unclaimed = {m: g for m, g in first.items() if m not in assigned}
+        if self.assigned_only:  # (meters of rows given to write() are not held: registered)
+            unseen = {m: g for m, g in unseen.items() if m not in unclaimed}
+        new_meters = self._register_meters(cur, unseen) if unseen else 0
+        if unclaimed and not self.assigned_only:
+            assigned |= meter_gateways.claim(cur, unclaimed)  # claimed by us, or by another collector first
+        if not heard:
+            return reads, events, [], unseen, new_meters
         now = datetime.now(UTC)
 
         def measured_after_move(meter_id: str, gateway: str, ts: str) -> bool:
@@ -497,8 +511,9 @@ class ReadingStore:
             reason = meter_gateways.refusal(meter, gateway, assigned)
             letters.append((f"{self.topic_root}/{gateway}/events", reason, _event_payload(event), meter, gateway))
         if not letters:
-            return reads, events, []
-        return _Reads(kept_messages, reads.chunks, reads.count, reads.oldest_ts), kept_events, letters
+            return reads, events, [], unseen, new_meters
+        kept_reads = _Reads(kept_messages, reads.chunks, reads.count, reads.oldest_ts)
+        return kept_reads, kept_events, letters, unseen, new_meters
 
     @staticmethod
     def _gone(cur: psycopg.Cursor[Any], known: dict[str, str]) -> dict[str, str]:

@@ -97,3 +97,53 @@ def test_assigned_meters_only_with_trust_all_gateways_is_refused():
     result = CliRunner().invoke(app, ["collector", "run", *given, "--assigned-meters-only", "--trust-all-gateways"])
     assert result.exit_code == 2
     assert "give one of the two" in result.output
+
+
+INVENTED = 40  # meter ids a rogue gateway makes up
+
+
+@pytest.mark.parametrize("assigned_only", [False, True], ids=["default-first-heard-registers", "assigned-only"])
+def test_a_rogue_gateway_s_invented_meters_are_not_registered_with_the_option(
+    migrated_database_url, mosquitto, assigned_only
+):
+    """A gateway with the broker's credentials reports readings and a meter event of meters nobody
+    assigned (ids it made up). By default the first gateway heard registers and claims them, as
+    before. With the option they are dead letters and nothing else: no ``meters`` row (before, one
+    each, which the care desk and billing list), not counted as new meters; assigned with
+    ``--replay``, a meter is registered and its reading stored."""
+    url = migrated_database_url
+    invented = [f"FAKE-{i:03d}" for i in range(INVENTED)]
+    fake_rows = "SELECT count(*) FROM meters WHERE meter_id LIKE 'FAKE-%'"
+    with (
+        running_collector(url, mosquitto.url, assigned_meters_only=assigned_only) as collector,
+        publisher(mosquitto.url) as publish,
+    ):
+        _assign(url, "gw-forger-probe", "--gateway", "gw-forger")  # its own probe: a known gateway
+        _ready(publish, url, "gw-forger")
+        before = collector.counters.snapshot()
+        publish("aquami/v1/gw-forger/reads", reads("gw-forger", 1, [(m, T0, 1.0 + i) for i, m in enumerate(invented)]))
+        event = {"gateway_id": "gw-forger", "event": "meter_offline", "ts": T0, "meter_id": "FAKE-EVENT", "bus": "b"}
+        publish(
+            "aquami/v1/gw-forger/events", json.dumps(event | {"consecutive_failures": 3, "last_good": None}).encode()
+        )
+        wait_for(lambda: collector.counters.snapshot()["messages"] >= before["messages"] + 2, 20, "both messages")
+        after = collector.counters.snapshot()
+    new_meters, letters = after["new_meters"] - before["new_meters"], after["dead_letters"] - before["dead_letters"]
+    stored = count(url, "SELECT count(*) FROM readings WHERE meter_id LIKE 'FAKE-%'")
+    claimed = count(url, "SELECT count(*) FROM meter_gateways WHERE meter_id LIKE 'FAKE-%'")
+    if not assigned_only:  # unchanged: the first gateway heard registers and claims them
+        assert (count(url, fake_rows), claimed, stored, new_meters, letters) == (
+            INVENTED + 1,
+            INVENTED + 1,
+            INVENTED,
+            INVENTED + 1,
+            0,
+        )
+        return
+    assert (count(url, fake_rows), claimed, stored, new_meters, letters) == (0, 0, 0, 0, INVENTED + 1)
+    assert count(url, "SELECT count(*) FROM dead_letters WHERE meter_id LIKE 'FAKE-%'") == INVENTED + 1
+    # nothing lost: one of them assigned after all, its reading is stored and it is registered once
+    replayed = _assign(url, "FAKE-007", "--gateway", "gw-forger", "--replay")["replayed"]
+    assert (replayed["letters"], replayed["readings_stored"]) == (1, 1)
+    assert _rows(url, "SELECT meter_id, has_readings FROM meters WHERE meter_id LIKE 'FAKE-%'") == [("FAKE-007", True)]
+    assert _rows(url, "SELECT volume_m3 FROM readings WHERE meter_id LIKE 'FAKE-%'") == [(Decimal("8.0"),)]
