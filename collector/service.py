@@ -82,6 +82,12 @@ def _parse(received: Received) -> Parsed:
 class CollectorCounters:
     """What this collector did since it started (logged every 30 s by ``aquami collector run``).
 
+    ``messages`` is the MQTT messages it took and is done with (stored, in whole or in part, or kept
+    as dead letters), each once: ``aquami collector leave-group`` takes it reaching the messages that
+    arrived for every one stored. ``dead_letters`` is the dead letters it wrote: a message may give
+    several (its untimely readings, one per meter its gateway may not report, itself when the
+    database refuses its rows), so it is no count of messages.
+
     ``new_meters`` is the ``meters`` rows its committed writes created, each once (the INSERT's own
     row count: a meter another collector, an earlier run or meterization created is not counted);
     it is no count of the table, which holds fewer only if rows were deleted since."""
@@ -446,7 +452,7 @@ class Collector:
         except (psycopg.DataError, psycopg.IntegrityError):
             # One message's rows upset the database: store message by message, so the bad one
             # becomes a dead letter and the others are kept.
-            self._store_one_by_one(parsed, dead)
+            self._store_one_by_one(parsed, dead, len(messages) - len(parsed))
             return
         self._count(len(messages), outcome, len(dead))
 
@@ -454,8 +460,13 @@ class Collector:
         self,
         parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow] | GatewayStatus]],
         dead: list[tuple[str, str, bytes]],
+        rejected: int,
     ) -> None:
-        self._count(len(dead), self._store.write([], dead), len(dead))
+        """``dead``: the batch's dead letters, of its ``rejected`` messages (refused whole by the
+        parser) and of the untimely readings of messages among ``parsed``. Each message is counted
+        once: a message whose untimely readings are a letter is counted with its other readings
+        (before, once more with the letters: 6 messages for 4)."""
+        self._count(rejected, self._store.write([], dead), len(dead))
         for message, result in parsed:
             try:
                 if isinstance(result, ParsedMessage):

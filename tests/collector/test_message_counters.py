@@ -1,0 +1,60 @@
+"""The collector's ``messages`` and ``dead_letters`` counters add up, whether a batch is stored at
+once or, refused by the database, message by message.
+
+``messages`` counts the MQTT messages the collector took and is done with (stored, in whole or in
+part, or kept as dead letters), each once; ``dead_letters`` the dead letters it wrote (a message may
+give more than one: its untimely readings, then itself if the database refuses its rows).
+``aquami collector leave-group`` takes ``messages`` reaching the messages that arrived for every one
+stored. Through a real Mosquitto and TimescaleDB."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.collector.test_ingest_mqtt import (
+    _ready,
+    _refuse_writes,
+    count,
+    publisher,
+    reads,
+    running_collector,
+    wait_for,
+)
+
+T0, UNTIMELY = "2026-03-01T00:00:00Z", "1999-12-31T00:00:00Z"  # before 2000: a dead letter of its own
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["stored-at-once", "stored-message-by-message"])
+def test_each_message_is_counted_once_and_each_dead_letter_once(migrated_database_url, mosquitto, refused):
+    """Four messages wait in one batch while the database takes no writes: two with an untimely
+    reading (each a dead letter) besides a good one, a message that is not JSON, and a good one.
+    With ``refused``, one of them has a reading the database refuses (a CHECK this test adds): the
+    batch is stored message by message and that message becomes a dead letter too. Before, a
+    message with untimely readings was counted as a message twice there (6 messages of 4)."""
+    url, gw = migrated_database_url, "gw-cc"
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        letters_before = count(url, "SELECT count(*) FROM dead_letters")
+        with psycopg.connect(url, autocommit=True) as admin:
+            if refused:
+                admin.execute("ALTER TABLE readings ADD CONSTRAINT no_13 CHECK (volume_m3 <> 13)")
+            _refuse_writes(admin, name)
+            before = collector.counters.snapshot()
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 101, [("C-A", T0, 1.0), ("C-A", UNTIMELY, 0.5)]))
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 102, [("C-B", T0, 13.0), ("C-B", UNTIMELY, 0.5)]))
+            publish(f"aquami/v1/{gw}/reads", b"not JSON")
+            publish(f"aquami/v1/{gw}/reads", reads(gw, 103, [("C-D", T0, 2.0)]))
+            wait_for(
+                lambda: collector.counters.snapshot()["database_errors"] > before["database_errors"], 30, "refused"
+            )
+            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        stored = "SELECT count(*) FROM readings WHERE meter_id LIKE 'C-%'"
+        wait_for(lambda: count(url, stored) == (2 if refused else 3), 30, "the readings")
+        letters = 4 if refused else 3
+        wait_for(lambda: count(url, "SELECT count(*) FROM dead_letters") - letters_before == letters, 30, "letters")
+        wait_for(lambda: collector.counters.snapshot()["messages"] - before["messages"] >= 4, 30, "4 messages")
+        after = collector.counters.snapshot()
+    counted = {k: after[k] - before[k] for k in ("messages", "dead_letters", "readings_stored")}
+    assert counted == {"messages": 4, "dead_letters": letters, "readings_stored": 2 if refused else 3}
