@@ -277,3 +277,38 @@ def test_the_handover_ends_35_days_after_the_move(migrated_database_url):
         store.close()
     assert [g for *_, g in _readings(url, "WM-X")] == ["gw-a"]
     assert [(m, g) for m, g, *_ in _rows(url, LETTERS)] == [("WM-X", "gw-a")]
+
+
+def test_a_replay_stores_the_letters_of_the_meter_s_gateways_now_not_of_those_it_moved_away_from(
+    migrated_database_url,
+):
+    """A meter moved by mistake and moved back, with dead letters from both gateways. The replay of
+    the move back stores the letters of the gateway the meter has now (what it measured while the
+    mistake stood) and leaves those of the gateway it moved away from as they are: its reading of
+    before the mistake, refused then since the meter was not its (before, stored: 9999 m3 in the
+    meter's readings), and what it measured after the move back (before, replayed again, refused
+    again and written anew: counted as "refused_again", the meter not having moved)."""
+    url = migrated_database_url
+    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+    letters = "SELECT id, gateway_id FROM dead_letters WHERE meter_id = 'WM-R' ORDER BY id"
+    store = ReadingStore(url)
+    try:
+        _write(store, "gw-a", 1, [("WM-R", T0, 10.0)])  # first heard: gw-a's
+        _write(store, "gw-b", 1, [("WM-R", T1, 9999.0)])  # not its gateway: a dead letter
+        _assign(url, "WM-R", "--gateway", "gw-b")  # a mistaken move (a mistyped meter id)
+        after_mistake = iso(datetime.now(UTC) + timedelta(minutes=1))
+        _write(store, "gw-a", 2, [("WM-R", after_mistake, 10.3)])  # measured after it: a dead letter
+        assert [g for _, g in _rows(url, letters)] == ["gw-b", "gw-a"]
+        corrected = _assign(url, "WM-R", "--gateway", "gw-a", "--replay")  # moved back
+        assert corrected["meters"] == {"WM-R": ["gw-a"]} and list(corrected["moved_from"]["WM-R"]) == ["gw-b"]
+        assert (corrected["replayed"]["letters"], corrected["replayed"]["readings_stored"]) == (1, 1)
+        after_correction = iso(datetime.now(UTC) + timedelta(minutes=2))
+        _write(store, "gw-b", 2, [("WM-R", after_correction, 9999.5)])  # gw-b's after the move back
+        kept = _rows(url, letters)
+        assert [g for _, g in kept] == ["gw-b", "gw-b"]
+        again = _assign(url, "WM-R", "--gateway", "gw-a", "--replay")["replayed"]
+    finally:
+        store.close()
+    assert again == {"letters": 0, "readings_stored": 0, "events_stored": 0, "refused_again": 0, "kept": 0}
+    assert _rows(url, letters) == kept  # left as they were, not written anew
+    assert [(v, g) for _, v, g in _readings(url, "WM-R")] == [(Decimal("10.0"), "gw-a"), (Decimal("10.3"), "gw-a")]
