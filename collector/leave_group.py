@@ -72,6 +72,13 @@ class _Leaver(Collector):
         self._arrival_lock = threading.Lock()
         self._client.on_unsubscribe = CallbackGuard("leave-group", self._fail, log)(self._on_unsubscribe)
 
+    def _fail(self, reason: str) -> None:
+        """Kept, not logged: :func:`leave_group` raises it as :class:`LeaveGroupFailed`, which its
+        caller says (the command's ``error: …`` line). The collector's "…: the collector stops" line
+        said it once more before, and named a collector that is not running."""
+        if self.failure is None:
+            self.failure = reason
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
             self._fail(f"the broker refused the connection as {self.config.client_id!r}: {reason}")

@@ -139,3 +139,26 @@ def test_leave_group_stops_on_request_and_leaves_the_session(migrated_database_u
     with pytest.raises(LeaveGroupFailed, match="it is not ended"):
         leave_group(member.config, stop=stop)
     assert _session_present(mqtt_url, member.config.client_id)
+
+
+def test_leave_group_says_why_it_failed_once(migrated_database_url, fresh_mosquitto, tmp_path):
+    """The command's failure (here: a collector running under the id) is said once, in its
+    ``error: …`` line. Before, the collector's own "…: the collector stops" line said it first."""
+    url, mqtt_url = migrated_database_url, fresh_mosquitto.url
+    running = _member(url, mqtt_url, f"twice-{uuid.uuid4().hex[:6]}", tmp_path / "twice.ready")
+    with _started(running):
+        env = {**os.environ, "AQUAMI_DATABASE_URL": url, "AQUAMI_MQTT_URL": mqtt_url}
+        aquami = os.path.join(os.path.dirname(sys.executable), "aquami")
+        done = subprocess.run(
+            [aquami, "collector", "leave-group", "--client-id", running.config.client_id, "--shared-group", GROUP],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        wait_for(running._client.is_connected, 20, "the running collector back")
+    said = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode == 1, said
+    assert said.count("another client connected under that id") == 1, said
+    assert "the collector stops" not in said
+    error_lines = [line for line in said.splitlines() if "another client connected under that id" in line]
+    assert error_lines[0].startswith("error: the broker ended the connection as "), said
