@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import psycopg
 from psycopg.rows import class_row, tuple_row
@@ -21,6 +22,7 @@ class Fitted:
     address: str | None
     premise_type: str
     installed_at: datetime
+    initial_register_m3: Decimal | None  # the installation job card's register (None: not read on it)
     account_id: str | None
     account_name: str | None
     account_since: datetime | None
@@ -32,7 +34,7 @@ def fitted_now(conn: psycopg.Connection, meter_id: str) -> Fitted | None:
     with conn.cursor(row_factory=class_row(Fitted)) as cur:
         return cur.execute(
             """
-            SELECT i.service_point_id, sp.address, sp.premise_type, i.installed_at,
+            SELECT i.service_point_id, sp.address, sp.premise_type, i.installed_at, i.initial_register_m3,
                    ag.account_id, a.name AS account_name, ag.start_at AS account_since
             FROM meter_installations i
             JOIN service_points sp ON sp.service_point_id = i.service_point_id
@@ -43,6 +45,27 @@ def fitted_now(conn: psycopg.Connection, meter_id: str) -> Fitted | None:
             ORDER BY i.installed_at DESC, ag.start_at DESC
             LIMIT 1
             """,
+            (meter_id,),
+        ).fetchone()
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """Where a meter fitted nowhere now was last taken out, with its removal job card's register."""
+
+    service_point_id: str
+    removed_at: datetime
+    final_register_m3: Decimal | None  # None: not read on the card
+
+
+def last_removal(conn: psycopg.Connection, meter_id: str) -> Removed | None:
+    """The meter's latest installation removed by the database's ``now()``; None when it has none
+    (never fitted). A meter's page shows it for a meter fitted nowhere now: "never fitted, or removed"
+    left a clerk to guess which, and where the billing of an exchange closes (the removal card)."""
+    with conn.cursor(row_factory=class_row(Removed)) as cur:
+        return cur.execute(
+            "SELECT service_point_id, removed_at, final_register_m3 FROM meter_installations "
+            "WHERE meter_id = %s AND removed_at <= now() ORDER BY removed_at DESC LIMIT 1",
             (meter_id,),
         ).fetchone()
 

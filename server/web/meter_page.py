@@ -51,7 +51,7 @@ from collector.detection.alerts import FLOW_KINDS
 from collector.utility_zone import utility_zone_name
 from server.auth import may
 from server.care import repository as care_repository
-from server.care.fitted import fitted_now
+from server.care.fitted import fitted_now, last_removal
 from server.care.router import SEES_CONTACTS, WORKS_ENQUIRIES
 from server.db import get_connection
 from server.meters import repository
@@ -128,9 +128,11 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     meter = meter_from_row(row)
     zone = utility_zone_name(conn)
     first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none
+    fitted = fitted_now(conn, meter_id)
     context |= {
         "meter": meter,
-        "fitted": fitted_now(conn, meter_id),
+        "fitted": fitted,
+        "removed": None if fitted is not None else last_removal(conn, meter_id),
         "sees_contacts": may(principal, *SEES_CONTACTS),
         "first_reading": None if first is None else Reading(**first),
         "chart": chart(repository.daily_consumption(conn, meter_id, DAYS_SHOWN), _today(conn)),

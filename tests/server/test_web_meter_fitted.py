@@ -77,5 +77,29 @@ def test_a_vacant_service_point_and_a_meter_fitted_nowhere_are_said(pages) -> No
     assert "14 Mill Lane" in vacant and "none now: no service agreement holds the service point (vacant)" in vacant
     for meter_id in ("M3", "M4"):  # removed yesterday; never fitted
         page = _page(client, keys["customer_care"], meter_id)
-        assert "no service point now: meterization has recorded no installation of it in place" in page
+        assert "no service point now: " in page
         assert "16 Mill Lane" not in page and "<dt>Account</dt>" not in page
+    assert "meterization has recorded no installation of it (never fitted)" in _page(client, keys["reader"], "M4")
+
+
+def test_a_removed_meter_says_where_and_when_it_was_taken_out_with_its_card(pages) -> None:
+    """An exchange's two job cards are what billing opens and closes on across it: the old meter's
+    page says where and when it was removed, and the register on its removal card; the new meter's,
+    the register on its installation card. Before, "never fitted, or removed" alone, and no card."""
+    client, conn, keys = pages
+    removed = NOW - timedelta(days=1)
+    page = _page(client, keys["reader"], "M3")
+    assert (
+        f"removed from service point SP3 on {removed:%Y-%m-%d %H:%M} UTC, no register on its removal job card" in page
+    )
+    conn.execute("UPDATE meter_installations SET final_register_m3 = 12.1 WHERE meter_id = 'M3'")
+    conn.execute(
+        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, initial_register_m3) "
+        "VALUES ('SP3', 'M4', %s, 0.4)",
+        (removed,),
+    )
+    page = _page(client, keys["reader"], "M3")
+    when = f"{removed:%Y-%m-%d %H:%M} UTC"
+    assert f"removed from service point SP3 on {when}, its removal job card's register 12.100 m³" in page
+    fitted = f"service point SP3 (residential), since {when}, its installation job card's register 0.400 m³"
+    assert f"<dt>Fitted at</dt><dd>{fitted}</dd>" in _page(client, keys["reader"], "M4")
