@@ -7,7 +7,10 @@ Columns: ``account_id,name,service_point_id,start_at`` and optionally ``end_at``
 ``billing_cycle``. Times are ISO 8601 with a UTC offset; periods are half-open, ``end_at`` empty for
 an agreement still running. A service point must be known (``register-meters`` records them with
 the meters fitted there). An agreement is known by its service point and start: recorded again, it
-takes the file's account and end. Two agreements on one service point may not overlap. A name or
+takes the file's account and end. A row whose start is not recorded but that overlaps one agreement
+recorded before of the same account at the same service point, which the file does not list, is that
+agreement with its start corrected (a move-in's date typed wrong: recorded as a new agreement, it was
+refused as an overlap, and no command could correct it). Two agreements on one service point may not overlap. A name or
 billing cycle with a line break is refused (a bill prints it on one line), as is a time with one (a
 broken file) or outside the years 1900 to 9998 in UTC (aquami.stored_times), and so are two rows that
 record one agreement or one account differently (refuse_conflicts). The file is recorded whole
@@ -19,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,12 +210,61 @@ LIMIT 1
 """
 
 
-def _refuse_overlaps_with_stored(conn: psycopg.Connection, agreements: Sequence[Agreement], points: list[str]) -> None:
+@dataclass(frozen=True)
+class StartCorrected:
+    """An agreement recorded before whose start the file corrects (:func:`_starts_corrected`)."""
+
+    agreement_id: int
+    start_at: datetime  # as recorded
+    end_at: datetime | None
+
+
+def _starts_corrected(
+    conn: psycopg.Connection, agreements: Sequence[Agreement], points: list[str]
+) -> dict[tuple[str, datetime], StartCorrected]:
+    """The file's agreements (by service point and start) that correct the start of one recorded
+    before: no agreement of that start is recorded at the point, and exactly one recorded there of
+    the same account, which the file does not list, overlaps the row. Only a row that would otherwise
+    be refused as an overlap is so taken: what was recorded before is unchanged."""
+    listed = {(a.service_point_id, a.start_at) for a in agreements}
+    stored: dict[str, list[tuple[int, str, datetime, datetime | None]]] = {}
+    for agreement_id, account_id, point, start, end in conn.execute(
+        "SELECT agreement_id, account_id, service_point_id, start_at, end_at FROM service_agreements "
+        "WHERE service_point_id = ANY(%s) ORDER BY service_point_id, start_at",
+        (points,),
+    ):
+        stored.setdefault(point, []).append((agreement_id, account_id, start, end))
+    recorded = {(point, start) for point, rows in stored.items() for _, _, start, _ in rows}
+    corrected: dict[tuple[str, datetime], StartCorrected] = {}
+    for a in agreements:
+        key = (a.service_point_id, a.start_at)
+        if key in recorded or key in corrected:
+            continue
+        same = [
+            StartCorrected(agreement_id, start, end)
+            for agreement_id, account_id, start, end in stored.get(a.service_point_id, ())
+            if account_id == a.account_id
+            and (a.service_point_id, start) not in listed
+            and (end is None or a.start_at < end)
+            and (a.end_at is None or start < a.end_at)
+        ]
+        if len(same) == 1 and all(c.agreement_id != same[0].agreement_id for c in corrected.values()):
+            corrected[key] = same[0]
+    return corrected
+
+
+def _refuse_overlaps_with_stored(
+    conn: psycopg.Connection,
+    agreements: Sequence[Agreement],
+    points: list[str],
+    corrected: Collection[tuple[str, datetime]] = (),
+) -> None:
     """AccountsFileError, naming the row, for an agreement of the file that would overlap one recorded
     before that the file does not list (one it lists takes the file's account and end, and the file's
-    rows were checked against each other: refuse_conflicts). Left to the database, the refusal named
-    the service point and both starts, but not the row."""
-    listed = {(a.service_point_id, a.start_at) for a in agreements}
+    rows were checked against each other: refuse_conflicts; one whose start it corrects, ``corrected``,
+    by service point and start as recorded, takes its start too). Left to the database, the refusal
+    named the service point and both starts, but not the row."""
+    listed = {(a.service_point_id, a.start_at) for a in agreements} | set(corrected)
     stored: dict[str, list[tuple[str, datetime, datetime | None]]] = {}
     for account_id, point, start, end in conn.execute(
         "SELECT account_id, service_point_id, start_at, end_at FROM service_agreements "
@@ -229,6 +281,29 @@ def _refuse_overlaps_with_stored(conn: psycopg.Connection, agreements: Sequence[
                     f"from {_shown(a.start_at)}, {_running(a.end_at)}, and, recorded before and not in the "
                     f"file, account {account_id}'s from {_shown(start)}, {_running(end)}"
                 )
+
+
+def _correct_starts(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    agreements: Sequence[Agreement],
+    corrected: dict[tuple[str, datetime], StartCorrected],
+    *,
+    widen: bool,
+) -> None:
+    """Move each corrected agreement to the file's account, start and end: with ``widen`` False, to
+    the part of its span the file's shares (a later start, an earlier end), else to the file's span."""
+    for a in agreements:
+        c = corrected.get((a.service_point_id, a.start_at))
+        if c is None:
+            continue
+        start, end = a.start_at, a.end_at
+        if not widen:
+            start = max(start, c.start_at)
+            end = c.end_at if end is None else end if c.end_at is None else min(end, c.end_at)
+        cur.execute(
+            "UPDATE service_agreements SET account_id = %s, start_at = %s, end_at = %s WHERE agreement_id = %s",
+            (a.account_id, start, end, c.agreement_id),
+        )
 
 
 def _unknown_points(agreements: Sequence[Agreement], known: set[str]) -> str:
@@ -265,7 +340,8 @@ def record_accounts(conn: psycopg.Connection, agreements: Sequence[Agreement]) -
     }
     if len(known) < len(points):
         raise AccountsFileError(_unknown_points(agreements, known))
-    _refuse_overlaps_with_stored(conn, agreements, points)
+    corrected = _starts_corrected(conn, agreements, points)
+    _refuse_overlaps_with_stored(conn, agreements, points, {(point, c.start_at) for (point, _), c in corrected.items()})
     latest = {a.account_id: a for a in agreements}  # an account listed again is alike (refuse_conflicts)
     # The agreements are written in several statements, a move-out before the move-in: the enquiries
     # of these service points are placed once the whole file is written, not after each statement,
@@ -277,6 +353,10 @@ def record_accounts(conn: psycopg.Connection, agreements: Sequence[Agreement]) -
             [(a.account_id, a.name, a.billing_cycle) for a in latest.values()],
         )
         try:
+            # a start corrected moves in two steps, its span first narrowed to what it shares with
+            # the file's, then widened to it once every other agreement has its end: no step
+            # overlaps another agreement whatever the order (the file's spans overlap none)
+            _correct_starts(cur, agreements, corrected, widen=False)
             # the agreements recorded before, in the file's order (a move-out's end before the next
             # tenant's start moves); then the new ones, in one statement (one each took 20 s for 50,000).
             # So a new tenant's agreement may be listed before the move-out it follows (refused while
@@ -291,8 +371,13 @@ def record_accounts(conn: psycopg.Connection, agreements: Sequence[Agreement]) -
                     (a.account_id, a.end_at, a.service_point_id, a.start_at),
                 ).rowcount
             ]
+            _correct_starts(cur, agreements, corrected, widen=True)
             # one listed twice is one agreement (alike: refuse_conflicts)
-            new = list({(a.service_point_id, a.start_at): a for a in unrecorded}.values())
+            new = [
+                a
+                for key, a in {(a.service_point_id, a.start_at): a for a in unrecorded}.items()
+                if key not in corrected
+            ]
             cur.execute(
                 "INSERT INTO service_agreements (account_id, service_point_id, start_at, end_at) "
                 "SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])",
