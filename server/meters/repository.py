@@ -248,7 +248,9 @@ def record_installations(
 ) -> None:
     """Record where meters were fitted. An installation is known by its meter and when it was
     fitted: recorded again, it takes the new service point, and the removal and registers among
-    ``given`` (the others stay as recorded). A service point not yet known is added in the meter's
+    ``given`` (the others stay as recorded); a row that overlaps one installation of its meter at its
+    service point recorded at another time, which the file does not list, corrects that one's time
+    (:func:`_installed_at_corrected`). A service point not yet known is added in the meter's
     DMA. Raises ValueError where a meter would be in two places at once, or two meters at one place,
     naming the installations' rows of the file (:attr:`Installation.row`; the caller's transaction
     then stores nothing), and before writing for a DMA over
@@ -269,12 +271,20 @@ def record_installations(
             "final": [i.final_register_m3 for i in installations],
         }
         cur.execute(_NEW_POINTS, arrays)
+        corrected = _installed_at_corrected(cur, installations, given)
         try:  # removals first: a meter's replacement may start where its removal is recorded now
             with conn.transaction():  # a savepoint: a refused overlap is looked for after it, to name its rows
+                # an installation time corrected moves in two steps, its span first narrowed to what it
+                # shares with the file's, then widened to it once the other rows have their removals: no
+                # step overlaps another installation (the constraints are checked row by row)
+                _move_corrected(cur, corrected, widen=False)
                 cur.execute(_RECORD_AGAIN, arrays)
+                if corrected:
+                    _move_corrected(cur, corrected, widen=True)
+                    cur.execute(_RECORD_AGAIN, arrays)  # the cards and removal of those moved
                 cur.execute(_RECORD_NEW, arrays)
         except psycopg.errors.ExclusionViolation as error:
-            found = _overlap_unconstrained(cur, arrays)
+            found = _overlap_unconstrained(cur, arrays, corrected)
             raise ValueError(
                 _overlap_said(found, installations) if found else f"{_OVERLAP_RULE}: {error.diag.message_detail}"
             ) from None
@@ -294,13 +304,81 @@ def record_installations(
         raise ValueError(_overlap_said(clash, installations))
 
 
-def _overlap_unconstrained(cur: psycopg.Cursor[Any], arrays: dict[str, Any]) -> tuple[Any, ...] | None:
+@dataclass(frozen=True)
+class _Corrected:
+    """An installation recorded before whose installation time a file's row corrects."""
+
+    installation_id: int
+    installed_at: datetime  # as recorded
+    removed_at: datetime | None  # as recorded
+    new_installed_at: datetime
+    new_removed_at: datetime | None  # the file's, or as recorded where the file has no removed_at
+
+
+def _installed_at_corrected(
+    cur: psycopg.Cursor[Any], installations: list[Installation], given: Collection[str]
+) -> list[_Corrected]:
+    """The installations recorded before whose ``installed_at`` the file corrects: a row whose meter
+    has no installation recorded at its time, but exactly one at the same service point, which the file
+    does not list, that the row overlaps (a job card's date typed wrong, corrected: recorded as a new
+    installation, it was refused as the meter in two places at once, and no command could correct
+    it). Only a row that would otherwise be refused as an overlap is so taken."""
+    meters = sorted({i.meter_id for i in installations})
+    recorded = cur.execute(
+        "SELECT installation_id, meter_id, service_point_id, installed_at, removed_at FROM meter_installations "
+        "WHERE meter_id = ANY(%s)",
+        (meters,),
+    ).fetchall()
+    known = {(row[1], row[3]) for row in recorded}
+    of_meter: dict[str, list[tuple[Any, ...]]] = {}  # by meter: a first load of 50,000 meters looks at none
+    for row in recorded:
+        of_meter.setdefault(row[1], []).append(row)
+    listed = {(i.meter_id, i.installed_at) for i in installations}
+    corrected: dict[int, _Corrected] = {}
+    for i in installations:
+        if (i.meter_id, i.installed_at) in known:
+            continue
+        found = []
+        for installation_id, meter_id, point, since, until in of_meter.get(i.meter_id, ()):
+            end = i.removed_at if "removed_at" in given else until
+            if (
+                point == i.service_point_id
+                and (meter_id, since) not in listed
+                and (until is None or i.installed_at < until)
+                and (end is None or since < end)
+            ):
+                found.append(_Corrected(installation_id, since, until, i.installed_at, end))
+        if len(found) == 1 and found[0].installation_id not in corrected:
+            corrected[found[0].installation_id] = found[0]
+    return list(corrected.values())
+
+
+def _move_corrected(
+    cur: psycopg.Cursor[Any], corrected: list[_Corrected], *, widen: bool, table: str = "meter_installations"
+) -> None:
+    """Move each corrected installation to the file's times: with ``widen`` False, to the part of its
+    span the file's shares (a later installation, an earlier removal), else to the file's span."""
+    for c in corrected:
+        since, until = c.new_installed_at, c.new_removed_at
+        if not widen:
+            since = max(since, c.installed_at)
+            until = c.removed_at if until is None else until if c.removed_at is None else min(until, c.removed_at)
+        cur.execute(
+            f"UPDATE {table} SET installed_at = %s, removed_at = %s WHERE installation_id = %s",
+            (since, until, c.installation_id),
+        )
+
+
+def _overlap_unconstrained(
+    cur: psycopg.Cursor[Any], arrays: dict[str, Any], corrected: list[_Corrected]
+) -> tuple[Any, ...] | None:
     """Two installations that overlap once the file is recorded (:data:`_OVERLAPS`' row), recorded
     into a copy of the installations of its meters and service points without the constraints that
     refused it; None if none (a writer in between). The caller's transaction then stores nothing."""
     create, copy = _COPY_CONCERNED
     cur.execute(create)
     cur.execute(copy, arrays)
+    _move_corrected(cur, corrected, widen=True, table=_AS_RECORDED)  # as recorded, the times corrected
     for statement in (_RECORD_AGAIN, _RECORD_NEW, _OVERLAPS):
         cur.execute(statement.replace("meter_installations", _AS_RECORDED), arrays)
     found = cur.fetchone()
