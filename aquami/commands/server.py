@@ -399,6 +399,12 @@ def _register(text: str, column: str, where: str) -> Decimal | None:
         return None
     if "\n" in text or "\r" in text:
         raise CsvFormatError(f"{where}: {column} {text!r} has a line break: a register is one line")
+    if re.fullmatch(_PLAIN_DECIMAL + _EXPONENT, text, re.ASCII):
+        raise CsvFormatError(
+            f"{where}: {column} {text!r} is in scientific notation, as a spreadsheet writes a number too wide "
+            "for its column, rounded to the digits shown: write the register's digits as read on the card "
+            "(format the column as a number with its decimals)"
+        )
     if not re.fullmatch(_PLAIN_DECIMAL, text, re.ASCII):
         raise CsvFormatError(f"{where}: {column} {text!r} is not a decimal number (digits 0-9 and a decimal point)")
     try:
@@ -412,9 +418,12 @@ def _register(text: str, column: str, where: str) -> Decimal | None:
     return value
 
 
-#: A register as a utility's export writes one: ASCII digits with a decimal point, perhaps an exponent
-#: (a spreadsheet's 1.2E+05); no plus sign, no digit grouping (a minus is read, to be refused as below 0).
-_PLAIN_DECIMAL = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+#: A register as a job card has one: ASCII digits with a decimal point; no plus sign, no digit
+#: grouping (a minus is read, to be refused as below 0).
+_PLAIN_DECIMAL = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+#: An exponent after it: a spreadsheet's 1.23457E+05, the number rounded to what its column showed
+#: (123456.789 m³ recorded as 123457), refused; before, it was taken as the register.
+_EXPONENT = r"[eE][+-]?[0-9]+"
 
 #: A job card's register to the microlitre (nine decimals of m³) at most.
 _REGISTER_DECIMALS = 9

@@ -543,7 +543,10 @@ def test_a_connection_lost_during_a_request_is_a_503_problem(api, migrated_datab
         ('meter_id,dma,role,service_point_id,installed_at\nM1,D1,customer,SP-1,"2019-05-02T08:00:00Z\n"\n',
          "row 2: installed_at: '2019-05-02T08:00:00Z\\n' has a line break"),
         ("meter_id,dma,role,service_point_id,installed_at,initial_register_m3\n"
-         "M1,D1,customer,SP-1,2019-05-02T08:00:00Z,1E-20000\n", "more than 9 decimal places"),
+         "M1,D1,customer,SP-1,2019-05-02T08:00:00Z,0.0000000001\n", "more than 9 decimal places"),
+        # (1E-20000, which once overflowed PostgreSQL's numeric, is an exponent: scientific notation)
+        ("meter_id,dma,role,service_point_id,installed_at,initial_register_m3\n"
+         "M1,D1,customer,SP-1,2019-05-02T08:00:00Z,1E-20000\n", "'1E-20000' is in scientific notation"),
     ],
 )  # fmt: skip
 def test_a_meters_file_that_would_shift_lose_or_break_values_is_refused_by_row(

@@ -1,7 +1,8 @@
 """A job card's register in METERS.csv (``initial_register_m3``, ``final_register_m3``) is a plain
 decimal: spaces and tabs around it are a spreadsheet's padding and are taken off, as around every
-field of the project's CSV files; a line break, a plus sign, digits grouped with ``_`` or digits of
-another script are refused, naming the row and the field. Before, ``Decimal`` took all of these
+field of the project's CSV files; a line break, a plus sign, digits grouped with ``_``, digits of
+another script or an exponent (a spreadsheet's rounded 1.23457E+05) are refused, naming the row and
+the field. Before, ``Decimal`` took all of these
 (``"12\\n"``, ``"+12"``, ``"1_2"``, ``"١٢"`` were each recorded as register 12)."""
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ NOT_A_REGISTER = [
     ("１２", "is not a decimal number"),  # fullwidth twelve
     ("12 m3", "is not a decimal number"),
     ("1 2", "is not a decimal number"),
+    # a spreadsheet's number too wide for its column, rounded to what it showed: 123456.789 m³ was
+    # recorded as 123457, 0.0004 as 0.0004 by luck; each is refused, the register's digits asked for
+    ("1.23457E+05", "is in scientific notation, as a spreadsheet writes a number too wide for its column"),
+    ("4E-04", "is in scientific notation"),
+    ("12e3", "is in scientific notation"),
 ]
 
 
