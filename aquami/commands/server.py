@@ -253,7 +253,14 @@ def register(app: typer.Typer) -> None:
         from aquami.excerpt import quoted
         from collector.detection.files.errors import CsvFormatError
         from collector.detection.files.meters import read_meters_csv
-        from server.meters.repository import place_service_points, record_installations, register_meters
+        from server.meters.repository import (
+            cards_against_reads,
+            cards_changed,
+            place_service_points,
+            record_installations,
+            recorded_cards,
+            register_meters,
+        )
 
         try:
             table = read_meters_csv(meters)
@@ -275,10 +282,14 @@ def register(app: typer.Typer) -> None:
         try:
             with psycopg.connect(database_url) as conn, conn.transaction():
                 register_meters(conn, rows, bulk=bulk)
+                cards_before = recorded_cards(conn, ids)
                 record_installations(conn, installations, given=table.columns)
                 place_service_points(conn, ids)
+                contradicted = cards_against_reads(conn, cards_changed(installations, cards_before))
         except ValueError as error:  # what the database refuses of the file: named by it, as the file's rows are
             raise typer.BadParameter(f"{meters}: {error}", param_hint="METERS") from error
+        for said in contradicted:  # recorded: a card may be right and its read wrong (README, METERS.csv)
+            typer.echo(f"warning: {meters}: {said}", err=True)
         counts = {"registered": len(ids), "bulk": len(bulk or ()), "installations": len(installations)}
         typer.echo(json.dumps(counts))
 

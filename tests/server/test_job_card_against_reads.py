@@ -1,0 +1,59 @@
+"""A job card whose register contradicts the meter's own reads next to it is recorded (the read may
+be the wrong one, and an installation card is entered before the first read comes) but said: billing
+cannot count the water between card and read, and the line's consumption is unknown until one of them
+is corrected. Before, register-meters recorded it without a word, and the clerk learnt of it from a
+bill marked consumption_unknown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+from typer.testing import CliRunner
+
+from aquami.cli import app
+
+HEADER = "meter_id,dma,role,service_point_id,installed_at,removed_at,initial_register_m3,final_register_m3\n"
+
+
+def register(path: Path, text: str, url: str) -> tuple[int, str, str]:
+    path.write_text(HEADER + text)
+    result = CliRunner().invoke(
+        app, ["server", "register-meters", str(path), "--database-url", url], env={"COLUMNS": "400"}
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cards_against_the_reads_next_to_them_are_recorded_and_said(tmp_path: Path, migrated_database_url: str) -> None:
+    url = migrated_database_url
+    exchange = (
+        "M-OLD,D1,customer,SP-1,2026-10-01T00:00Z,2026-11-10T10:30Z,10.000,{final}\n"
+        "M-NEW,D1,customer,SP-1,2026-11-10T10:30Z,,{initial},\n"
+    )
+    code, _, said = register(tmp_path / "m.csv", exchange.format(final="", initial=""), url)
+    assert code == 0 and said == ""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES "
+            "('M-OLD', '2026-11-10T10:00Z', 12.020), ('M-NEW', '2026-11-11T00:00Z', 0.550)"
+        )
+        conn.execute("UPDATE meters SET has_readings = true")
+    # cards that agree with the reads, one within the reads' tolerance (a card written to the litre)
+    code, out, said = register(tmp_path / "m.csv", exchange.format(final="12.100", initial="0.5504"), url)
+    assert code == 0 and json.loads(out)["installations"] == 2 and said == "", said
+    code, out, said = register(tmp_path / "m.csv", exchange.format(final="12.000", initial="0.900"), url)
+    assert code == 0 and json.loads(out)["installations"] == 2, out
+    assert said.splitlines() == [
+        f"warning: {tmp_path / 'm.csv'}: row 2: final_register_m3 12.000 is below M-OLD's last read before its "
+        "removal, 12.020 m³ at 2026-11-10T10:00:00Z: billing cannot count the water between them (the line's "
+        "consumption unknown) until the card or the read is corrected",
+        f"warning: {tmp_path / 'm.csv'}: row 3: initial_register_m3 0.900 is above M-NEW's first read after its "
+        "installation, 0.550 m³ at 2026-11-11T00:00:00Z: billing cannot count the water between them (the line's "
+        "consumption unknown) until the card or the read is corrected",
+    ]
+    with psycopg.connect(url) as conn:  # recorded all the same
+        cards = conn.execute(
+            "SELECT meter_id, initial_register_m3, final_register_m3 FROM meter_installations ORDER BY installed_at"
+        ).fetchall()
+    assert [(m, str(i), f and str(f)) for m, i, f in cards] == [("M-OLD", "10.000", "12.000"), ("M-NEW", "0.900", None)]
