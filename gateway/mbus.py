@@ -30,7 +30,13 @@ from typing import Any
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import ALARMS, FLOW_MAX_M3H, VOLUME_MAX_M3, Protocol, Reading
 from firmware_protocols.errors import DecodeError
-from firmware_protocols.mbus import build_req_ud2, build_snd_nke, build_snd_ud_select, decode_frame
+from firmware_protocols.mbus import (
+    build_req_ud2,
+    build_snd_nke,
+    build_snd_ud_select,
+    decode_frame,
+    secondary_address_matches,
+)
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.late_answers import LateAnswers, LateListener, addressed, mbus_frames
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
@@ -52,6 +58,29 @@ _STATUS_ALARMS = ((0x04, "low_battery"), (0x08, "meter_error"), (0x10, "meter_er
 # a water meter's permanent flow). The reads contract has no name for either but meter_error; a
 # narrower one (leak for a permanent flow) would be a guess at the cause.
 _APPLICATION_ALARMS = {0b10: "meter_error", 0b11: "meter_error"}
+
+
+def selected_by(
+    telegram: dict[str, Any],
+    identification: str,
+    manufacturer: str | None = None,
+    version: int | None = None,
+    medium: str | None = None,
+) -> bool:
+    """Whether the meter that sent ``telegram`` is one the selection of this secondary address (``F``
+    digits and None are wildcards, as :func:`build_snd_ud_select` takes them) selects: EN 13757-3
+    (secondary addressing) has a meter selected only if its identification, manufacturer, version
+    and medium match the selection's. A telegram with no 8-digit identification is no selected
+    meter's."""
+    sent = telegram.get("id")
+    if not isinstance(sent, str) or len(sent) != len(identification):
+        return False
+    selection = {"identification": identification, "manufacturer": manufacturer, "version": version, "medium": medium}
+    # None where a telegram does not carry it (a fixed-format one's manufacturer): matched by a wildcard only
+    sent_manufacturer: Any = telegram.get("manufacturer")
+    sent_version: Any = telegram.get("version")
+    sent_medium: Any = telegram.get("medium")
+    return secondary_address_matches(selection, sent, sent_manufacturer, sent_version, sent_medium)
 
 
 def _asks_for_data(request: bytes) -> bool:
@@ -282,6 +311,28 @@ class MBusTransport:
         self.late_answers.heard_late_read(identification, self._meter_of(telegram))
         return True
 
+    def _not_the_selected_meter_s(self, pattern: str, frame: bytes) -> bool:
+        """Whether ``frame``, a whole answer taken in the window of the search's read after the
+        selection ``pattern`` was acknowledged, is provably another meter's: a long frame whose
+        identification the selection does not match (:func:`selected_by`), a late answer to an
+        earlier read of the search, passed over and said by its identification
+        (:meth:`_late_read_in_search`); the read goes on, within its window, for the selected meter's
+        own. Before, the read took any long frame: a slow meter's late answer to its own read, come in
+        its neighbour's, had that neighbour "found" under the slow meter's identification (a
+        technician configured that address, and the neighbour was never polled).
+
+        An E5h, and a frame that does not decode, are taken as before (the read fails, and the
+        selection is narrowed down)."""
+        if frame == bytes([ACK]):
+            return False
+        try:
+            telegram = decode_frame(frame)
+        except DecodeError:
+            return False
+        if selected_by(telegram, pattern):
+            return False
+        return self._late_read_in_search(frame)
+
     def _answered(self, meter: MeterConfig) -> None:
         """A long frame from ``meter`` came: a meter answers its requests in turn, so an E5h it still
         owed to an earlier one has come by now, or never will."""
@@ -504,8 +555,10 @@ class MBusTransport:
         by digit.
 
         A selection answered by exactly one E5h holds one meter, read at FDh for its identification
-        (and the reading and error flags its answer carries, which the scan's snippet says); a
-        garbled answer is a collision, narrowed by the next digit; silence means none.
+        (and the reading and error flags its answer carries, which the scan's snippet says); the read
+        takes only an answer whose identification the selection matches (another's is a late one:
+        :meth:`_not_the_selected_meter_s`); a garbled answer is a collision, narrowed by the next
+        digit; silence means none.
 
         A selection answered after the window (:meth:`_late_in_search`): heard before the next one,
         and after the last one, for which the line is listened to for as long again as the window
@@ -563,7 +616,12 @@ class MBusTransport:
         self._silent_selections.clear()
         if answer == bytes([ACK]):
             try:
-                telegram = decode_frame(self._exchange_with_all(build_req_ud2(NETWORK_LAYER, fcb=True)))
+                # only the selected meter's answer: a slow one's late answer to its own read is passed over
+                read = self._exchange_with_all(
+                    build_req_ud2(NETWORK_LAYER, fcb=True),
+                    not_the_answer=lambda frame: self._not_the_selected_meter_s(pattern, frame),
+                )
+                telegram = decode_frame(read)
                 found.append(self._found(telegram))
                 return
             except (PollError, DecodeError, KeyError):

@@ -7,13 +7,14 @@ selection with E5h; two slaves selected at once collide, which garbles the line.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus import build_ack, build_rsp_ud, decode_master_frame, secondary_address_matches
 from firmware_protocols.records import DataRecord
-from simulators.serial_line import Reply
+from simulators.serial_line import Reply, SerialLine
 
 MANUFACTURER, VERSION, MEDIUM = "ELS", 7, "water"
 
@@ -117,3 +118,31 @@ class SlowReads(MBusSlaves):
         if reply is None or reply.data == build_ack():
             return reply
         return Reply(reply.data, reply.address, turnaround_s=self.late_by_s)
+
+
+class ReadsAnsweredLate(MBusSlaves):
+    """Every selection and SND_NKE acknowledged at once, every RSP_UD sent ``late_by_s`` after its
+    request, the line free meanwhile (as a slow meter's is: it says nothing until it answers). Set
+    :attr:`line` to the :class:`SerialLine` the slaves are on before the master talks."""
+
+    def __init__(self, slaves: list[MBusSlave], late_by_s: float):
+        super().__init__(slaves)
+        self.late_by_s = late_by_s
+        self.line: SerialLine | None = None
+        self._timers: list[threading.Timer] = []
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        reply = super().handle(frame, now)
+        if reply is None or reply.data[:1] != b"\x68":  # an E5h, or two colliding: at once
+            return reply
+        assert self.line is not None, "ReadsAnsweredLate.line is not set"
+        timer = threading.Timer(self.late_by_s, self.line.push, (reply.data, reply.address))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+        return None
+
+    def stop(self) -> None:
+        """No late answer is sent after this."""
+        for timer in self._timers:
+            timer.cancel()

@@ -35,7 +35,7 @@ from gateway.transport import NoAnswer
 from simulators.serial_line import LineSettings, Reply, SerialLine, pty_accepts_parity
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import bus_config_text
-from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves, SlowReads
+from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves, ReadsAnsweredLate, SlowReads
 
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
 PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"
@@ -399,4 +399,36 @@ def test_the_command_line_scan_names_a_meter_whose_read_came_late_by_its_identif
         "# the meter with secondary address 12340001 answered after the 0.2 s answer window, too late to be found: "
         "scan again with a longer --timeout (and raise the bus's answer_timeout_s for the gateway to read it)",
         "# 0 meters found on m (secondary search)",
+    ]
+
+
+def test_a_search_s_read_takes_no_other_meter_s_late_answer_as_the_selected_meter_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two slow meters side by side, 12340001 and 12340002, each acknowledging its selection at once
+    and answering the search's read 0.78 s late (a 0.3 s window), the line free meanwhile: 12340001's
+    answer to its own read comes in the window of 12340002's read, the selection after it. The
+    search's read takes only a frame whose identification matches the selection that selected its
+    meter (EN 13757-3, secondary addressing): 12340001's passes over as a late answer, said by its
+    identification, and nothing is found (both are too late to be found). Before, it was taken as
+    12340002's answer: a meter was "found" as 12340001 under the selection 12340002 (a technician
+    configures that address, and 12340002 is never polled), and 12340001's late answer was said
+    nowhere."""
+    slaves = ReadsAnsweredLate([MBusSlave(0, "12340001", 1.0), MBusSlave(0, "12340002", 2.0)], 0.78)
+    line = slaves.line = SerialLine(slaves, LineSettings(9600, parity="E"))
+    line.start()
+    try:
+        transport = MBusTransport(_bus(line.port))
+        with caplog.at_level(logging.INFO):
+            found = transport.search_blocking("1234000")
+        transport.line.close()
+    finally:
+        slaves.stop()
+        line.stop()
+    assert [meter.identification for meter in found] == []
+    assert transport.late_reads_in_search == ["12340001", "12340002"]
+    assert _warnings(caplog) == [
+        f"mbus-1: the meter with secondary address {identification} answered after the bus's 0.3 s answer window "
+        "in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and search again"
+        for identification in ("12340001", "12340002")
     ]
