@@ -189,7 +189,7 @@ class MBusLine:
             raise NoAnswer("no answer")  # the meter's address is said by gateway.mbus, which knows it
         if first[0] == ACK:
             extra = self._read(port, 1, 3 * self.char_s + 0.01)
-            if extra or (whole_window and self._more_within(port, window_ends)):
+            if extra or (whole_window and self._another_after_e5h(port, window_ends, not_the_answer)):
                 self._drain(port)  # more than one slave answered: a collision, in a secondary-address search
                 raise PollError("collision")
             return None if not_the_answer is not None and not_the_answer(first) else first
@@ -253,6 +253,29 @@ class MBusLine:
         if heard == frame:
             self._drain(port)
             raise PollError(echo_error(frame))
+
+    def _another_after_e5h(
+        self, port: serial.Serial, window_ends: float, not_the_answer: Callable[[bytes], bool] | None
+    ) -> bool:
+        """Whether another slave's answer follows an E5h within the answer window (a collision): a
+        whole long frame ``not_the_answer`` passes over is none (in a search, a slow meter's late
+        answer to an earlier read, which no selection is answered with), and the window is looked at
+        on. Before, it was a collision: the selection its E5h answered was narrowed down, and the
+        meter it held was never found."""
+        for _ in range(MOST_PASSED_OVER):
+            left = window_ends - self.monotonic()
+            start = self._read(port, 1, left + self.char_s + 0.01) if left > 0 else b""
+            if not start:
+                return False
+            if start[0] != 0x68 or not_the_answer is None:
+                return True
+            head = start + self._read(port, 3, 4 * self.char_s + 0.05)
+            if len(head) < 4 or head[3] != 0x68 or head[1] != head[2]:
+                return True
+            rest = self._read(port, head[1] + 2, (head[1] + 2) * self.char_s * 1.5 + 0.05)
+            if len(rest) != head[1] + 2 or not not_the_answer(head + rest):
+                return True
+        return True
 
     def _more_within(self, port: serial.Serial, window_ends: float) -> bool:
         """Whether another slave's answer starts before the answer window closes."""

@@ -432,3 +432,24 @@ def test_a_search_s_read_takes_no_other_meter_s_late_answer_as_the_selected_mete
         "in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and search again"
         for identification in ("12340001", "12340002")
     ]
+
+
+def test_a_late_read_answer_after_a_selection_s_e5h_is_no_collision() -> None:
+    """12340003, 12340004 and 12340006 answer the search's read 0.78 s late (a 0.3 s window):
+    12340004's answer comes in the window of the selection 12340006, after 12340006's E5h. A long
+    frame is no selection's answer: it is passed over as 12340004's late read, and 12340006's E5h
+    stands (its read is then too late as well). Before, E5h and frame were read as a collision: the
+    selection was narrowed down for nothing, 12340006 was never read, and the search said nothing of
+    it or of 12340004."""
+    meters = [MBusSlave(0, identification, 1.0) for identification in ("12340003", "12340004", "12340006")]
+    slaves = ReadsAnsweredLate(meters, 0.78)
+    line = slaves.line = SerialLine(slaves, LineSettings(9600, parity="E"))
+    line.start()
+    try:
+        transport = MBusTransport(_bus(line.port))
+        found = transport.search_blocking("1234000")
+        transport.line.close()
+    finally:
+        slaves.stop()
+        line.stop()
+    assert (found, transport.late_reads_in_search) == ([], ["12340003", "12340004", "12340006"])
