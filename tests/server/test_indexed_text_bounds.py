@@ -14,6 +14,7 @@ IDENTIFIER = "an identifier: the MQTT contract's schema, register-meters, regist
 DISTRICT = "a district: DMA_MAX_LENGTH, register-meters (alerts, enquiries and consumption copy the meter's)"
 ALERT_ID = "kind/meter id or dma:district/time[/source]: make_alert_id"
 OWN = "aquami's own: its code's words and generated ids, or its migrations' rows"
+HASH = "a SHA-256 in hex, held to 64 characters by its table's CHECK (server migration 0069)"
 TEXT_KEYS = {
     "account_membership_changes": {"account_id": IDENTIFIER, "meter_id": IDENTIFIER},
     "accounts": {"account_id": IDENTIFIER},
@@ -53,6 +54,8 @@ TEXT_KEYS = {
     "schema_migrations": {"name": OWN},
     "service_agreements": {"account_id": IDENTIFIER, "service_point_id": IDENTIFIER},
     "service_points": {"service_point_id": IDENTIFIER},
+    "sign_in_links": {"token_hash": HASH},
+    "sign_in_sessions": {"secret_hash": HASH},
     "storage_features": {"feature": OWN},
     "utility_settings": {"name": OWN},
     "vee_flags": {"meter_id": IDENTIFIER, "rule": OWN},
