@@ -148,11 +148,7 @@ def register(app: typer.Typer) -> None:
             endpoint = MqttEndpoint.parse(mqtt_url)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--mqtt-url") from None
-        if assigned_meters_only and trust_all_gateways:
-            raise typer.BadParameter(
-                "--trust-all-gateways stores every meter's readings: give one of the two",
-                param_hint="--assigned-meters-only",
-            )
+        _one_trust_option(assigned_meters_only, trust_all_gateways)
         vee_settings = _vee_settings(vee_config, "--vee-config")  # refused before the database is waited for
         if ready_file is not None:  # said now, not once subscribed (the folder missing stopped all ingest)
             try:
@@ -278,11 +274,7 @@ def register(app: typer.Typer) -> None:
             endpoint = MqttEndpoint.parse(mqtt_url)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--mqtt-url") from None
-        if assigned_meters_only and trust_all_gateways:
-            raise typer.BadParameter(
-                "--trust-all-gateways stores every meter's readings: give one of the two",
-                param_hint="--assigned-meters-only",
-            )
+        _one_trust_option(assigned_meters_only, trust_all_gateways)
         configure_logging(logging.INFO)
         migrate(database_url)
         config = CollectorConfig(
@@ -546,6 +538,16 @@ def _period(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     if end <= start:
         raise typer.BadParameter(f"{end.isoformat()} is not after --from {start.isoformat()}", param_hint="--to")
     return start, end
+
+
+def _one_trust_option(assigned_meters_only: bool, trust_all_gateways: bool) -> None:
+    """``collector run``'s and ``leave-group``'s refusal of both trust options at once: one stores
+    only meters assigned ahead, the other every gateway's readings of every meter."""
+    if assigned_meters_only and trust_all_gateways:
+        raise typer.BadParameter(
+            "--trust-all-gateways stores every meter's readings: give one of the two",
+            param_hint="--assigned-meters-only",
+        )
 
 
 def _vee_settings(config: Path | None, option: str = "--config") -> VeeConfig:

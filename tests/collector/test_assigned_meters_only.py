@@ -91,10 +91,11 @@ def test_a_rogue_gateway_claims_an_unassigned_meter_only_without_the_option(
         assert count(url, f"SELECT count(*) FROM dead_letters WHERE id > {letters_before}") == 2
 
 
-def test_assigned_meters_only_with_trust_all_gateways_is_refused():
+@pytest.mark.parametrize("command", [["run"], ["leave-group", "--client-id", "gone", "--shared-group", "g"]])
+def test_assigned_meters_only_with_trust_all_gateways_is_refused(command: list[str]) -> None:
     """Before any database or broker is reached (neither is there)."""
     given = ["--mqtt-url", "mqtt://127.0.0.1:1", "--database-url", "postgresql://127.0.0.1:1/none"]
-    result = CliRunner().invoke(app, ["collector", "run", *given, "--assigned-meters-only", "--trust-all-gateways"])
+    result = CliRunner().invoke(app, ["collector", *command, *given, "--assigned-meters-only", "--trust-all-gateways"])
     assert result.exit_code == 2
     assert "give one of the two" in result.output
 
