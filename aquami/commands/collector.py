@@ -329,7 +329,7 @@ def register(app: typer.Typer) -> None:
         """
         import psycopg
 
-        from aquami.contracts.reads import is_identifier
+        from aquami.contracts.reads import is_identifier, utc_iso
         from collector import meter_gateways
         from collector.dead_letter_replay import replay as replay_letters
 
@@ -363,7 +363,7 @@ def register(app: typer.Typer) -> None:
             "meters": {m: sorted(g for g, until in found.get(m, {}).items() if until is None) for m in meters},
             # the gateways each meter moved away from, and when: what they measured before is still taken
             "moved_from": {
-                m: {g: until.isoformat() for g, until in sorted(found[m].items()) if until is not None}
+                m: {g: utc_iso(until) for g, until in sorted(found[m].items()) if until is not None}
                 for m in meters
                 if any(until is not None for until in found.get(m, {}).values())
             },

@@ -28,7 +28,7 @@ def _rows(url: str, sql: str) -> list[tuple]:
 def _assign(url: str, *args: str) -> dict:
     result = CliRunner().invoke(app, ["collector", "assign-meters", *args, "--database-url", url])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def _gateways(url: str, meter_id: str) -> list[str]:

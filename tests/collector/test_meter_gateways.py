@@ -44,7 +44,7 @@ def _rows(url: str, sql: str) -> list[tuple]:
 def _assign(url: str, *args: str) -> dict:
     result = CliRunner().invoke(app, ["collector", "assign-meters", *args, "--database-url", url])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def _write(store: ReadingStore, gateway: str, seq: int, readings: list[tuple[str, str, float]]) -> None:
