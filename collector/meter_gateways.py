@@ -148,6 +148,18 @@ def assign(
         return current(cur, meter_ids)
 
 
+def unknown(conn: psycopg.Connection, meter_ids: Sequence[str]) -> list[str]:
+    """The meters among ``meter_ids`` that meterization has not registered (register-meters) and no
+    gateway has delivered a reading of: a typo as likely as a meter assigned ahead of its fitting."""
+    rows = conn.execute(
+        "SELECT m FROM unnest(%s::text[]) WITH ORDINALITY AS given(m, n) "
+        "WHERE NOT EXISTS (SELECT 1 FROM meters WHERE meter_id = m AND registered) "
+        "AND NOT EXISTS (SELECT 1 FROM readings WHERE meter_id = m) ORDER BY n",
+        (list(meter_ids),),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def current(cur: psycopg.Cursor[Any], meter_ids: Sequence[str]) -> Assignments:
     """The meters' gateways, those it moved away from with the moment (a meter with none is left out)."""
     cur.execute(_ASSIGNED, (list(meter_ids),))

@@ -354,6 +354,13 @@ def register(app: typer.Typer) -> None:
             if not meters:
                 raise typer.BadParameter(f"{from_gateway!r} has no meters", param_hint="--from-gateway")
             if gateways:
+                for meter_id in meter_gateways.unknown(conn, meters):
+                    typer.echo(
+                        f"warning: meter {meter_id} is not registered (register-meters) and no gateway has "
+                        "reported it: assigned all the same, as a meter assigned ahead of its fitting; if the id "
+                        "is a typo, the meter meant is still not assigned",
+                        err=True,
+                    )
                 found = meter_gateways.assign(conn, meters, gateways, "aquami collector assign-meters", add=add)
                 conn.commit()
             else:
