@@ -442,6 +442,16 @@ CROSS JOIN LATERAL (
     ORDER BY ts DESC LIMIT 1
 ) r
 WHERE f.final IS NOT NULL AND forward_difference(r.volume_m3, f.final) IS NULL
+UNION ALL
+-- a card pair contradicting itself, the removal's register below the installation's with no read
+-- between (with one, the two looks above say which card the reads contradict)
+SELECT f.row, f.meter_id, 'final_register_m3', f.final, NULL, f.initial
+FROM unnest(%(rows)s::int[], %(meters)s::text[], %(installed)s::timestamptz[], %(removed)s::timestamptz[],
+            %(initial)s::numeric[], %(final)s::numeric[]) AS f(row, meter_id, installed_at, removed_at, initial, final)
+WHERE f.initial IS NOT NULL AND f.final IS NOT NULL AND forward_difference(f.initial, f.final) IS NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM readings WHERE meter_id = f.meter_id AND ts >= f.installed_at AND ts <= f.removed_at
+  )
 ORDER BY 1, 3 DESC
 """
 
@@ -475,7 +485,8 @@ def cards_changed(
 
 def cards_against_reads(conn: psycopg.Connection, installations: list[Installation]) -> list[str]:
     """What a clerk is told of the job cards given that contradict the meter's reads next to them,
-    one line each (none: all agree, or no read is there yet). They are recorded all the same (the
+    or, with no read between, each other (a removal register below the installation's), one line each
+    (none: all agree, or no read is there yet). They are recorded all the same (the
     read may be the wrong one, and a card is entered before the new meter's first read comes), but
     billing cannot count the water between card and read: the line's consumption is unknown until one
     of them is corrected. Before, the file was recorded without a word and the bill said it later."""
@@ -493,6 +504,13 @@ def cards_against_reads(conn: psycopg.Connection, installations: list[Installati
     said = []
     for row, meter_id, column, card, ts, volume in found:
         where = f"row {row}: " if row else ""
+        if ts is None:  # the pair: no read between the cards
+            said.append(
+                f"{where}final_register_m3 {card} is below the card's initial_register_m3 {volume}, with no read "
+                f"of {meter_id} between: a register does not go backwards, billing cannot count the meter's water "
+                "(the line's consumption unknown) until a card is corrected"
+            )
+            continue
         side = (
             f"above {meter_id}'s first read after its installation"
             if column == "initial_register_m3"

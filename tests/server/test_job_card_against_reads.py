@@ -57,3 +57,43 @@ def test_cards_against_the_reads_next_to_them_are_recorded_and_said(tmp_path: Pa
             "SELECT meter_id, initial_register_m3, final_register_m3 FROM meter_installations ORDER BY installed_at"
         ).fetchall()
     assert [(m, str(i), f and str(f)) for m, i, f in cards] == [("M-OLD", "10.000", "12.000"), ("M-NEW", "0.900", None)]
+
+
+def test_a_card_pair_whose_removal_register_is_below_its_installation_s_is_recorded_and_said(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    """A meter fitted with 3.000 and removed with 2.000, no read between: the pair contradicts itself
+    and billing cannot count the line (before, recorded without a word). Pairs that go forward, or back
+    within the reads' tolerance, say nothing; with a read between, the reads' own warnings say it once."""
+    url = migrated_database_url
+    text = (
+        "M-BACK,D1,customer,SP-1,2026-10-01T00:00Z,2026-10-20T00:00Z,3.000,2.000\n"
+        "M-FWD,D1,customer,SP-2,2026-10-01T00:00Z,2026-10-20T00:00Z,3.000,5.000\n"
+        "M-TOL,D1,customer,SP-3,2026-10-01T00:00Z,2026-10-20T00:00Z,3.0004,3.000\n"
+        "M-READ,D1,customer,SP-4,2026-10-01T00:00Z,2026-10-20T00:00Z,3.000,2.000\n"
+    )
+    no_cards = "".join(line.rsplit(",", 2)[0] + ",,\n" for line in text.splitlines())
+    code, _, said = register(tmp_path / "m.csv", no_cards, url)  # the meters first, as a rollout does
+    assert code == 0 and said == "", said
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M-READ', '2026-10-10T00:00Z', 2.500)")
+        conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = 'M-READ'")
+    code, out, said = register(tmp_path / "m.csv", text, url)
+    assert code == 0 and json.loads(out)["installations"] == 4, out
+    name = tmp_path / "m.csv"
+    assert said.splitlines() == [
+        f"warning: {name}: row 2: final_register_m3 2.000 is below the card's initial_register_m3 3.000, with no read "
+        "of M-BACK between: a register does not go backwards, billing cannot count the meter's water (the line's "
+        "consumption unknown) until a card is corrected",
+        f"warning: {name}: row 5: initial_register_m3 3.000 is above M-READ's first read after its installation, "
+        "2.500 m³ at 2026-10-10T00:00:00Z: billing cannot count the water between them (the line's consumption "
+        "unknown) until the card or the read is corrected",
+        f"warning: {name}: row 5: final_register_m3 2.000 is below M-READ's last read before its removal, 2.500 m³ "
+        "at 2026-10-10T00:00:00Z: billing cannot count the water between them (the line's consumption unknown) "
+        "until the card or the read is corrected",
+    ]
+    with psycopg.connect(url) as conn:  # recorded all the same
+        card = conn.execute(
+            "SELECT initial_register_m3, final_register_m3 FROM meter_installations WHERE meter_id = 'M-BACK'"
+        ).fetchone()
+    assert card is not None and (str(card[0]), str(card[1])) == ("3.000", "2.000")
