@@ -562,11 +562,30 @@ def readings_newest_first(
 # up to its newest stored day (fewer when its oldest stored day is later), every day listed (NULL
 # columns: no interval closed that day), with the intervals each non-actual quality closed that day
 # (an interval belongs to the day of its closing read less 1 µs, as consumption_hourly counts it).
-# A day is the utility's (utility_timezone()).
+# A day is the utility's (utility_timezone()). The day of a new meter's first read also holds the
+# water from its installation job card's initial_register_m3 to that read (card_m3), as billing bills
+# it and NEM12 places it (in the first read's hour: server.billing.nem12): no interval of two reads
+# holds it, so the page showed a new meter's first day that much short of the bill. Only a meter with
+# no read at or before its installation (one fitted again after reads has its interval across it).
 _DAILY = """
 WITH zone AS (SELECT utility_timezone() AS z),
+cards AS (
+    SELECT date_trunc('day', r.ts - interval '1 microsecond', zone.z) AS day,
+           sum(forward_difference(i.initial_register_m3, r.volume_m3)) AS card_m3
+    FROM zone, meter_installations i
+    CROSS JOIN LATERAL (
+        SELECT ts, volume_m3 FROM readings
+        WHERE meter_id = i.meter_id AND ts > i.installed_at AND ts < coalesce(i.removed_at, 'infinity')
+        ORDER BY ts LIMIT 1
+    ) r
+    WHERE i.meter_id = %(meter_id)s AND i.initial_register_m3 IS NOT NULL
+      AND forward_difference(i.initial_register_m3, r.volume_m3) IS NOT NULL  -- else billing's unknown too
+      AND NOT EXISTS (SELECT 1 FROM readings p WHERE p.meter_id = i.meter_id AND p.ts <= i.installed_at)
+    GROUP BY 1
+),
 newest AS (
-    SELECT max(day) AS day, min(day) AS oldest FROM consumption_daily WHERE meter_id = %(meter_id)s
+    SELECT max(day) AS day, min(day) AS oldest
+    FROM (SELECT day FROM consumption_daily WHERE meter_id = %(meter_id)s UNION ALL SELECT day FROM cards) d
 ),
 days AS (
     SELECT d::date AS date, (d::date)::timestamp AT TIME ZONE zone.z AS day,
@@ -583,9 +602,13 @@ qualities AS (
       AND r.ts > (SELECT min(day) FROM days) AND r.ts <= (SELECT max(next_day) FROM days)
     GROUP BY 1, 2
 )
-SELECT days.date, days.day, c.consumption_m3, c.intervals, c.not_actual, c.unknown,
+SELECT days.date, days.day,
+       CASE WHEN cards.card_m3 IS NULL THEN c.consumption_m3 ELSE coalesce(c.consumption_m3, 0) + cards.card_m3 END
+           AS consumption_m3,
+       cards.card_m3, c.intervals, c.not_actual, c.unknown,
        coalesce((SELECT jsonb_object_agg(q.quality, q.n) FROM qualities q WHERE q.day = days.day), '{}') AS qualities
 FROM days LEFT JOIN consumption_daily c ON c.meter_id = %(meter_id)s AND c.day = days.day
+LEFT JOIN cards ON cards.day = days.day
 ORDER BY days.date
 """
 
@@ -594,6 +617,8 @@ def daily_consumption(conn: psycopg.Connection, meter_id: str, days: int) -> lis
     """The meter's stored daily consumption, oldest day first, over the ``days`` days up to its newest
     stored day, or from its oldest (none: no consumption stored yet): ``date`` (the utility's day),
     ``consumption_m3`` and the counts ``intervals``, ``not_actual`` and ``unknown`` as
-    consumption_daily has them (None on a day no interval closed), and ``qualities``: intervals
+    consumption_daily has them (None on a day no interval closed), the consumption with ``card_m3``,
+    the installation job card's water to a new meter's first read, on that read's day (else None),
+    as billing bills it, and ``qualities``: intervals
     closed by a reading of each quality other than actual (estimated, substituted, edited)."""
     return conn.execute(_DAILY, {"meter_id": meter_id, "days": days}).fetchall()  # type: ignore[return-value]
