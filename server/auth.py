@@ -41,15 +41,22 @@ ROLES = (
 SYSTEM_NAMES = frozenset({"detection", "meterization", "ingest", "vee"})
 KEY_PREFIX = "aqk_"
 SESSION_COOKIE = "aquami_key"
-#: What a one-time sign-in link (server.sign_in_links) puts in the cookie: ``aqs_<secret>``, standing
-#: for its key (the server cannot put the key there: it stores only its hash).
+#: What a sign-in (the form, a one-time link: server.sign_in_links) puts in the cookie: ``aqs_<secret>``,
+#: a session standing for its key, never the key itself: a cookie goes where a browser profile is
+#: copied or a cookie store is read, and a key lives for months. Taken from the cookie only: an API
+#: client presenting one is told it needs a key (:data:`SESSION_NOT_A_KEY`).
 SESSION_PREFIX = "aqs_"
+#: The 401's words for a session presented as ``Authorization: Bearer`` or ``X-API-Key``.
+SESSION_NOT_A_KEY = (
+    "a sign-in session is for the web page (its cookie), not an API client: an API client needs an "
+    "API key (aqk_…, aquami server create-key)"
+)
 #: How long a browser stays signed in: a shift. Without ``Max-Age`` the cookie lasted until the browser
 #: closed, which a care-desk PC left on never does, and for ever where the browser restores its last
 #: session. 12 hours covers a day shift or a night shift whole, so no one is signed out mid-call, and a
-#: PC left signed in overnight is not the next morning. The browser drops the cookie; a key signed in
-#: with the form stays valid until revoked (``aquami server revoke-key``), as it does for the API; a
-#: session a one-time link opened ends with the cookie, or with its key's revocation.
+#: PC left signed in overnight is not the next morning. The session ends then (the browser drops the
+#: cookie, the server refuses it past ``expires_at``), at sign-out, or with its key's revocation; the
+#: key itself stays valid until revoked (``aquami server revoke-key``), as it does for the API.
 SESSION_LIFETIME = timedelta(hours=12)
 
 
@@ -175,10 +182,8 @@ def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:
     of the right shape costs the same either way, one row from the database, its secret hashed and
     compared, so the time a refusal takes does not say whether its id exists: before, an unknown
     id was answered without a row and without hashing, 28 µs against 31-32 µs for a known id with a
-    wrong secret (benchmarks/bench_key_check.py). A session a one-time sign-in link opened
-    (``aqs_<secret>``, :data:`SESSION_PREFIX`) is its key's principal while it lasts."""
-    if key.startswith(SESSION_PREFIX):
-        return _session_principal(conn, key)
+    wrong secret (benchmarks/bench_key_check.py). A sign-in session (``aqs_…``) is no key: None
+    (:func:`verify_session` takes it, from the web page's cookie only)."""
     if not key.startswith(KEY_PREFIX) or "." not in key or "\x00" in key:  # PostgreSQL text holds no NUL
         return None
     key_id, _, secret = key[len(KEY_PREFIX) :].partition(".")
@@ -199,11 +204,11 @@ WHERE s.secret_hash = %s AND s.expires_at > now()
 """
 
 
-def _session_principal(conn: psycopg.Connection, session: str) -> Principal | None:
-    """The principal of the key a session stands for; None for a session not known, ended, expired,
-    or whose key was revoked since. Looked up by the hash of its 256-bit random secret, so how long
-    the look-up takes says nothing of a secret one could guess."""
-    if "\x00" in session:
+def verify_session(conn: psycopg.Connection, session: str) -> Principal | None:
+    """The principal of the key a sign-in session (``aqs_<secret>``) stands for; None for one not a
+    session, not known, ended, expired, or whose key was revoked since. Looked up by the hash of its
+    256-bit random secret, so how long the look-up takes says nothing of a secret one could guess."""
+    if not session.startswith(SESSION_PREFIX) or "\x00" in session:
         return None
     row = conn.execute(_SESSION_ROW, (_hash(session[len(SESSION_PREFIX) :]),)).fetchone()
     if row is None:
@@ -231,25 +236,50 @@ def header_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def presented_key(request: Request) -> str | None:
-    """The key in the API's headers, else the web page's cookie."""
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """What a request signs in with, and where it came from: the API's headers (a key only) or the
+    web page's cookie (a session; or a key, put there by a sign-in before sessions)."""
+
+    value: str
+    from_cookie: bool
+
+
+def presented_key(request: Request) -> Presented | None:
+    """The key in the API's headers, else the web page's cookie; None for neither."""
     key = header_key(request)
-    return request.cookies.get(SESSION_COOKIE) if key is None else key
+    if key is not None:
+        return Presented(key, from_cookie=False)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return Presented(cookie, from_cookie=True) if cookie else None
+
+
+def is_session_as_key(presented: Presented) -> bool:
+    """A sign-in session given where a key goes (a header, an Open311 body): refused, saying
+    :data:`SESSION_NOT_A_KEY`."""
+    return not presented.from_cookie and presented.value.startswith(SESSION_PREFIX)
+
+
+def verify_presented(conn: psycopg.Connection, presented: Presented) -> Principal | None:
+    """The principal of what the request signs in with: from the cookie, a session (or a key a sign-in
+    put there before sessions, kept working until the cookie expires or signs out); from a header, a
+    key only (a session there is None: :func:`is_session_as_key` says why)."""
+    if presented.from_cookie and presented.value.startswith(SESSION_PREFIX):
+        return verify_session(conn, presented.value)
+    return verify_api_key(conn, presented.value)
 
 
 #: Methods that only read: a link or an image on another site may send them with the cookie, to no effect.
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _signed_by_cookie_from_another_site(request: Request, key: str) -> bool:
+def _signed_by_cookie_from_another_site(request: Request, presented: Presented) -> bool:
     """A write signed in only by the web page's cookie, started by another site. The cookie is
     SameSite=Strict, and the API takes JSON bodies only, which a cross-site form cannot send: two
     defences that hold today. This one holds without them (a browser that sends the cookie, a
     route that takes a form): the same check the page's own sign-in has (server.origins)."""
-    if request.method in _SAFE_METHODS or key != request.cookies.get(SESSION_COOKIE):
-        return False
-    if request.headers.get("authorization") or request.headers.get("x-api-key"):
-        return False  # the key came with the request itself: no browser adds it cross-site
+    if request.method in _SAFE_METHODS or not presented.from_cookie:
+        return False  # a key in a header came with the request itself: no browser adds it cross-site
     return from_another_site(request)
 
 
@@ -267,15 +297,20 @@ def refusal(principal: Principal, allowed: Iterable[str], what: str) -> str:
 
 
 def authorize(
-    conn: psycopg.Connection, key: str | None, *allowed: str, hint: str = "Authorization: Bearer <key>"
+    conn: psycopg.Connection,
+    key: str | Presented | None,
+    *allowed: str,
+    hint: str = "Authorization: Bearer <key>",
 ) -> Principal:
     """The key's principal when it has one of ``allowed`` (or ``admin``): 401 without a valid key
-    (saying where one goes: ``hint``), 403 without such a role."""
-    principal = verify_api_key(conn, key) if key else None
+    (saying where one goes: ``hint``; a sign-in session given as a key, saying it is for the web
+    page), 403 without such a role. A ``str`` is a key given with the request (a header, a body)."""
+    presented = Presented(key, from_cookie=False) if isinstance(key, str) else key
+    if presented is not None and is_session_as_key(presented):
+        raise _unauthorized(f"{SESSION_NOT_A_KEY} ({hint})")
+    principal = verify_presented(conn, presented) if presented is not None and presented.value else None
     if principal is None:
-        problem = Problem(401, f"a valid API key is required ({hint})")
-        problem.headers = {"WWW-Authenticate": "Bearer"}
-        raise problem
+        raise _unauthorized(f"a valid API key is required ({hint})")
     if not may(principal, *allowed):
         raise Problem(
             403,
@@ -283,6 +318,12 @@ def authorize(
             f"needs one of {', '.join(sorted({*allowed, 'admin'}))}",
         )
     return principal
+
+
+def _unauthorized(detail: str) -> Problem:
+    problem = Problem(401, detail)
+    problem.headers = {"WWW-Authenticate": "Bearer"}
+    return problem
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,11 @@ and which operations need one, as each operation's ``security`` (with the roles 
 
 A route depending on :class:`server.auth.RoleRequired` takes the key wherever
 :func:`server.auth.presented_key` finds it: ``Authorization: Bearer``, ``X-API-Key``, or the web page's
-cookie. Open311's keyed routes check the key in their handlers, in the headers only (and, for a
-POST, the form's ``api_key`` field, which OpenAPI cannot name as a scheme): they declare it with
-:func:`key_security` as their ``openapi_extra``. Every other operation is declared public
-(``security: []``). Without this, a client generated from the document (the billing system's) did
-not know to send a key at all.
+cookie (a sign-in session there, and only there). Open311's keyed routes check the key in their
+handlers, in the headers only (and, for a POST, the form's ``api_key`` field, which OpenAPI cannot
+name as a scheme): they declare it with :func:`key_security` as their ``openapi_extra``. Every other
+operation is declared public (``security: []``). Without this, a client generated from the document
+(the billing system's) did not know to send a key at all.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ SCHEMES: dict[str, dict[str, Any]] = {
         "type": "apiKey",
         "in": "cookie",
         "name": SESSION_COOKIE,
-        "description": "The web page's sign-in cookie: a write signed by it alone must come from the web page",
+        "description": (
+            "The web page's sign-in cookie, a session (aqs_…, set by signing in at /login; refused as a Bearer "
+            "key or X-API-Key): a write signed by it alone must come from the web page"
+        ),
     },
 }
 #: Where a route of :class:`RoleRequired` finds the key (any one of them).

@@ -9,7 +9,8 @@ once used or 10 minutes old. Only its SHA-256 is stored (server migration 0069);
 the UPDATE that checks it is not, so of two browsers opening it together one signs in, the other is
 told it was used. The browser is then signed in with a session (``aqs_<secret>`` in the cookie,
 :data:`server.auth.SESSION_PREFIX`) standing for the key for a shift: the key itself is not known
-to the server, only its hash.
+to the server, only its hash. The sign-in form signs in with a session too (:func:`session_for_key`):
+a cookie holding the key would leak it wherever the cookie went.
 """
 
 from __future__ import annotations
@@ -121,12 +122,28 @@ def redeem(conn: psycopg.Connection, token: str) -> SignedIn | Refusal:
         if row is None:
             return _why_not(conn, token_hash)
         key_id, name, roles = (row["key_id"], row["name"], row["roles"]) if isinstance(row, dict) else row
-        secret = secrets.token_urlsafe(32)
-        conn.execute(
-            "INSERT INTO sign_in_sessions (secret_hash, key_id, expires_at) VALUES (%s, %s, now() + %s)",
-            (secret_hash(secret), key_id, SESSION_LIFETIME),
-        )
-    return SignedIn(Principal(key_id, name, frozenset(roles)), f"{SESSION_PREFIX}{secret}")
+        session = _open_session(conn, key_id)
+    return SignedIn(Principal(key_id, name, frozenset(roles)), session)
+
+
+def _open_session(conn: psycopg.Connection, key_id: str) -> str:
+    """A new session for the key ``key_id``, for the cookie: ``aqs_<secret>``, only its hash stored."""
+    secret = secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO sign_in_sessions (secret_hash, key_id, expires_at) VALUES (%s, %s, now() + %s)",
+        (secret_hash(secret), key_id, SESSION_LIFETIME),
+    )
+    return f"{SESSION_PREFIX}{secret}"
+
+
+def session_for_key(conn: psycopg.Connection, principal: Principal) -> str:
+    """A session for a key the sign-in form (or the old ``/login?key=`` link) was given and found
+    valid: the cookie holds it, not the key, so the key (valid for months) never sits in a cookie
+    store. It ends as a link's does: after :data:`server.auth.SESSION_LIFETIME`, at sign-out, or with
+    the key's revocation."""
+    with conn.transaction():
+        purge(conn)
+        return _open_session(conn, principal.key_id)
 
 
 def _why_not(conn: psycopg.Connection, token_hash: str) -> Refusal:

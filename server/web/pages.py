@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from collector.detection.alerts import AlertSource
-from server.auth import Principal, may, presented_key, refusal, verify_api_key
+from server.auth import SESSION_NOT_A_KEY, Principal, is_session_as_key, may, presented_key, refusal, verify_presented
 from server.decimals import fixed_point, volume_m3
 from server.query_params import meant, query_names
 from server.web.flow import flow_l_h
@@ -71,8 +71,10 @@ def signed_in(request: Request, conn: psycopg.Connection, roles: tuple[str, ...]
     """The signed-in key when it has one of ``roles`` (or admin); otherwise the sign-in form to
     answer with: a 401 without a valid key, a 403 saying it may not ``what`` for another key."""
     key = presented_key(request)
-    principal = verify_api_key(conn, key) if key else None
-    if principal is None:  # no key, or one not valid (revoked since it was put in the cookie)
+    if key is not None and is_session_as_key(key):
+        return login_page(request, f"{SESSION_NOT_A_KEY[:1].upper()}{SESSION_NOT_A_KEY[1:]}.", 401)
+    principal = verify_presented(conn, key) if key is not None and key.value else None
+    if principal is None:  # none, or not valid (a session ended, a key revoked since)
         return login_page(request, None, 401)
     if not may(principal, *roles):  # a valid key (billing's) that the API too answers 403
         refused = refusal(principal, roles, what)

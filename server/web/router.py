@@ -1,5 +1,6 @@
-"""Pages. A browser signs in once with an API key, kept in an HttpOnly cookie; the API's own
-role checks apply to every page.
+"""Pages. A browser signs in once with an API key (or a one-time link), and is given a session in an
+HttpOnly cookie (``aqs_<secret>``, server.sign_in_links), never the key itself; the API's own role
+checks apply to every page.
 
 Every page is sent ``no-store`` (a shared care-desk PC must not show a signed-in page from its
 history after sign-out) and may not be framed by another site: server.security_headers, for every
@@ -19,9 +20,15 @@ Otherwise (no such header on plain HTTP, or another origin of the same site or a
 whose ``Origin`` is checked. A link is made only by an administrator's command, so another site
 cannot make one of its own to sign a member of staff in with; the question covers one sent to them.
 
-The link the demo printed before, ``GET /login?key=<API key>``, is still answered, the same way, so
-that one bookmarked or written in a runbook keeps working; it is no longer printed nor documented, as
-it leaves the key itself in the browser's history (the access log hides it: server.access_log).
+The link the demo printed before, ``GET /login?key=<API key>``, is still answered, the same way (and
+with a session in the cookie, as the form), so that one bookmarked or written in a runbook keeps
+working; it is no longer printed nor documented, as it leaves the key itself in the browser's history
+(the access log hides it: server.access_log).
+
+A browser signed in before sessions holds the key in its cookie: that cookie keeps working until it
+expires (12 hours after its sign-in: SESSION_LIFETIME) or signs out, so no desk is signed out mid-shift by an
+upgrade; refusing it would not take the key out of a cookie store already copied, and the key works
+as a Bearer key on the API anyway. No new cookie holds a key.
 """
 
 from __future__ import annotations
@@ -58,12 +65,12 @@ ALERTS_COUNTED = 1000
 _OPENED_HERE = {"none", "same-origin"}
 
 
-def _sign_in(request: Request, response: Response, key: str) -> Response:
-    """Set the cookie: the key the form was given, or the session a one-time link opened
-    (SESSION_LIFETIME: server.auth)."""
+def _sign_in(request: Request, response: Response, session: str) -> Response:
+    """Set the cookie: a session (``aqs_<secret>``) the form, a one-time link or the old key link
+    opened, never a key (SESSION_LIFETIME: server.auth)."""
     response.set_cookie(
         SESSION_COOKIE,
-        key,
+        session,
         max_age=int(SESSION_LIFETIME.total_seconds()),
         httponly=True,
         samesite="strict",
@@ -112,9 +119,11 @@ def meters_page(
 def login_form(request: Request, conn: Connection, key: Annotated[str, Form()]) -> Response:
     if from_another_site(request):
         return login_page(request, "Sign in here, not from another site's form.", 403)
-    if verify_api_key(conn, key.strip()) is None:
+    principal = verify_api_key(conn, key.strip())
+    if principal is None:
         return login_page(request, "That key is not valid.", 401)
-    return _sign_in(request, RedirectResponse("/", status_code=303), key.strip())
+    session = sign_in_links.session_for_key(conn, principal)
+    return _sign_in(request, RedirectResponse("/", status_code=303), session)
 
 
 @router.get("/login")
@@ -131,7 +140,8 @@ def login_link(request: Request, conn: Connection, key: str | None = None, token
     if principal is None:
         return login_page(request, "That key is not valid.", 401)
     if request.headers.get("sec-fetch-site", "").lower() in _OPENED_HERE:
-        return _sign_in(request, RedirectResponse("/", status_code=303), key)
+        session = sign_in_links.session_for_key(conn, principal)
+        return _sign_in(request, RedirectResponse("/", status_code=303), session)
     context = {"name": principal.name, "field": "key", "value": key, "action": "/login"}
     return templates.TemplateResponse(request, "confirm_sign_in.html", context)
 
@@ -178,7 +188,7 @@ def logout(request: Request) -> Response:
 
 
 def _end_session(request: Request) -> None:
-    """End the session a one-time link opened, so that its cookie, copied before, signs in no more.
+    """End the session the cookie holds, so that the cookie, copied before, signs in no more.
     The cookie is deleted whatever the database says: signing out of a shared PC does not wait on it
     (a session not ended expires with its cookie's lifetime)."""
     session = request.cookies.get(SESSION_COOKIE, "")

@@ -19,7 +19,7 @@ from collector.detection.alerts import Alert, AlertKind, AlertSource, AlertStatu
 from collector.detection.lifecycle import AlertChanges
 from server import auth
 from server.app import create_app
-from server.auth import SESSION_COOKIE, create_api_key
+from server.auth import SESSION_COOKIE, SESSION_PREFIX, create_api_key
 from server.web.router import ALERTS_SHOWN, METERS_PER_PAGE
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -263,7 +263,7 @@ def test_another_site_s_form_is_refused_where_the_browser_sends_no_sec_fetch_sit
 def test_the_server_s_own_sign_in_form_still_signs_in_and_out(desk, headers) -> None:
     client, key, _ = desk
     posted = client.post("/login", data={"key": key}, headers=headers, follow_redirects=False)
-    assert posted.status_code == 303 and posted.headers["set-cookie"].startswith(f"{SESSION_COOKIE}=aqk_")
+    assert posted.status_code == 303 and posted.headers["set-cookie"].startswith(f"{SESSION_COOKIE}={SESSION_PREFIX}")
     signed_out = client.post("/logout", headers=headers, follow_redirects=False)
     assert signed_out.status_code == 303 and signed_out.headers["set-cookie"].startswith(f'{SESSION_COOKIE}=""')
 
@@ -294,7 +294,9 @@ def test_a_sign_in_link_not_opened_directly_asks_before_signing_in(desk, headers
     answered = client.post(
         "/login", data={"key": form[1]}, headers={"Origin": "http://testserver"}, follow_redirects=False
     )
-    assert answered.status_code == 303 and answered.headers["set-cookie"].startswith(f"{SESSION_COOKIE}={key}")
+    cookie = answered.headers["set-cookie"]
+    assert answered.status_code == 303 and cookie.startswith(f"{SESSION_COOKIE}={SESSION_PREFIX}")
+    assert key.split(".", 1)[1] not in answered.headers["set-cookie"]
 
 
 @pytest.mark.parametrize("fetch_site", ["none", "same-origin"])  # typed or pasted; a link on the server's own page
@@ -302,7 +304,8 @@ def test_a_sign_in_link_opened_directly_signs_in(desk, fetch_site) -> None:
     client, key, _ = desk
     opened = client.get("/login", params={"key": key}, headers={"Sec-Fetch-Site": fetch_site}, follow_redirects=False)
     assert opened.status_code == 303 and opened.headers["location"] == "/"
-    assert opened.headers["set-cookie"].startswith(f"{SESSION_COOKIE}={key}")
+    assert opened.headers["set-cookie"].startswith(f"{SESSION_COOKIE}={SESSION_PREFIX}")
+    assert key.split(".", 1)[1] not in opened.headers["set-cookie"]
 
 
 @pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "none"}, {"Sec-Fetch-Site": "cross-site"}])
@@ -345,7 +348,8 @@ def test_a_sign_in_with_a_key_not_known_is_refused_alike_whatever_is_wrong_with_
     assert "That key is not valid." in pages["unknown id"] and key_id[4:] not in pages["unknown id"]
     hashed.clear()
     signed_in = client.get("/login", params={"key": key}, headers=opened, follow_redirects=False)
-    assert signed_in.status_code == 303 and len(hashed) == 1
+    # the key's secret hashed once, as a refused one's; then the new session's secret, stored hashed
+    assert signed_in.status_code == 303 and hashed[:1] == [secret] and len(hashed) == 2
 
 
 def test_the_flow_column_is_litres_an_hour_to_one_decimal_and_a_small_reverse_flow_shows(desk) -> None:
@@ -405,7 +409,7 @@ def test_a_sign_in_lasts_a_shift_and_sign_out_ends_it(desk) -> None:
     linked = client.get("/login", params={"key": key}, headers={"Sec-Fetch-Site": "none"}, follow_redirects=False)
     for signed_in in (posted, linked):
         cookie = signed_in.headers["set-cookie"]
-        assert signed_in.status_code == 303 and cookie.startswith(f"{SESSION_COOKIE}={key}")
+        assert signed_in.status_code == 303 and cookie.startswith(f"{SESSION_COOKIE}={SESSION_PREFIX}")
         assert "Max-Age=43200" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert client.get("/").status_code == 200  # the cookie signs the page in
     signed_out = client.post("/logout", headers={"Origin": "http://testserver"}, follow_redirects=False)
