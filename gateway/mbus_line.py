@@ -189,7 +189,7 @@ class MBusLine:
             raise NoAnswer("no answer")  # the meter's address is said by gateway.mbus, which knows it
         if first[0] == ACK:
             extra = self._read(port, 1, 3 * self.char_s + 0.01)
-            if extra or (whole_window and self._another_after_e5h(port, window_ends, not_the_answer)):
+            if extra or (whole_window and self._another_within(port, window_ends, not_the_answer)):
                 self._drain(port)  # more than one slave answered: a collision, in a secondary-address search
                 raise PollError("collision")
             return None if not_the_answer is not None and not_the_answer(first) else first
@@ -210,7 +210,7 @@ class MBusLine:
             raise PollError(echo_error(frame))
         if not_the_answer is not None and not_the_answer(head + rest):
             return None
-        if whole_window and self._more_within(port, window_ends):
+        if whole_window and self._another_within(port, window_ends, not_the_answer):
             self._drain(port)
             raise PollError("collision (a second answer after a whole first one)")
         return head + rest
@@ -254,14 +254,17 @@ class MBusLine:
             self._drain(port)
             raise PollError(echo_error(frame))
 
-    def _another_after_e5h(
+    def _another_within(
         self, port: serial.Serial, window_ends: float, not_the_answer: Callable[[bytes], bool] | None
     ) -> bool:
-        """Whether another slave's answer follows an E5h within the answer window (a collision): a
-        whole long frame ``not_the_answer`` passes over is none (in a search, a slow meter's late
-        answer to an earlier read, which no selection is answered with), and the window is looked at
-        on. Before, it was a collision: the selection its E5h answered was narrowed down, and the
-        meter it held was never found."""
+        """Whether another slave's answer follows the answer taken (an E5h, or a whole long frame)
+        within the answer window: a collision. A whole long frame ``not_the_answer`` passes over is
+        none (in a search, a slow meter's late answer to an earlier read, said by its identification),
+        and the window is looked at on (at most :data:`MOST_PASSED_OVER` such frames); any other byte
+        is one (two slaves at once garble the line: no whole frame). Before, anything after the answer
+        taken was a collision: a late read answer after a selection's E5h, or after the selected
+        meter's own answer to the search's read, had that selection narrowed down for nothing, and at
+        the last digit the meter it held was never found."""
         for _ in range(MOST_PASSED_OVER):
             left = window_ends - self.monotonic()
             start = self._read(port, 1, left + self.char_s + 0.01) if left > 0 else b""
@@ -276,8 +279,3 @@ class MBusLine:
             if len(rest) != head[1] + 2 or not not_the_answer(head + rest):
                 return True
         return True
-
-    def _more_within(self, port: serial.Serial, window_ends: float) -> bool:
-        """Whether another slave's answer starts before the answer window closes."""
-        left = window_ends - self.monotonic()
-        return left > 0 and bool(self._read(port, 1, left + self.char_s + 0.01))

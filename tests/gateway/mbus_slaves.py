@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from firmware_protocols.errors import DecodeError
-from firmware_protocols.mbus import build_ack, build_rsp_ud, decode_master_frame, secondary_address_matches
+from firmware_protocols.mbus import (
+    build_ack,
+    build_rsp_ud,
+    decode_frame,
+    decode_master_frame,
+    secondary_address_matches,
+)
 from firmware_protocols.records import DataRecord
 from simulators.serial_line import Reply, SerialLine
 
@@ -121,19 +127,23 @@ class SlowReads(MBusSlaves):
 
 
 class ReadsAnsweredLate(MBusSlaves):
-    """Every selection and SND_NKE acknowledged at once, every RSP_UD sent ``late_by_s`` after its
-    request, the line free meanwhile (as a slow meter's is: it says nothing until it answers). Set
-    :attr:`line` to the :class:`SerialLine` the slaves are on before the master talks."""
+    """Every selection and SND_NKE acknowledged at once, every RSP_UD of the meters in ``slow`` (by
+    identification; all of them when None) sent ``late_by_s`` after its request, the line free
+    meanwhile (as a slow meter's is: it says nothing until it answers); the other meters' RSP_UD at
+    once. Set :attr:`line` to the :class:`SerialLine` the slaves are on before the master talks."""
 
-    def __init__(self, slaves: list[MBusSlave], late_by_s: float):
+    def __init__(self, slaves: list[MBusSlave], late_by_s: float, slow: set[str] | None = None):
         super().__init__(slaves)
         self.late_by_s = late_by_s
+        self.slow = {slave.identification for slave in slaves} if slow is None else slow
         self.line: SerialLine | None = None
         self._timers: list[threading.Timer] = []
 
     def handle(self, frame: bytes, now: datetime) -> Reply | None:
         reply = super().handle(frame, now)
         if reply is None or reply.data[:1] != b"\x68":  # an E5h, or two colliding: at once
+            return reply
+        if decode_frame(reply.data)["id"] not in self.slow:
             return reply
         assert self.line is not None, "ReadsAnsweredLate.line is not set"
         timer = threading.Timer(self.late_by_s, self.line.push, (reply.data, reply.address))

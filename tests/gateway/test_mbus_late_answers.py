@@ -14,7 +14,7 @@ import logging
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_protocols.mbus import build_ack, build_rsp_ud
+from firmware_protocols.mbus import build_ack, build_req_ud2, build_rsp_ud
 from firmware_protocols.records import DataRecord
 from gateway.buses import make_transport
 from gateway.config import MBusBusConfig, MeterConfig
@@ -31,7 +31,7 @@ from gateway.late_answers import LateAnswers, mbus_frames
 from gateway.mbus import MBusTransport
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
-from gateway.transport import NoAnswer
+from gateway.transport import NoAnswer, PollError
 from simulators.serial_line import LineSettings, Reply, SerialLine, pty_accepts_parity
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import bus_config_text
@@ -453,3 +453,92 @@ def test_a_late_read_answer_after_a_selection_s_e5h_is_no_collision() -> None:
         slaves.stop()
         line.stop()
     assert (found, transport.late_reads_in_search) == ([], ["12340003", "12340004", "12340006"])
+
+
+def test_the_selected_meter_s_answer_followed_by_another_s_late_read_answer_is_read_not_a_collision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """12340001 answers the search's read 1.5 s late (a 0.6 s window), 12340002 at once: 12340001's
+    answer to its own read comes in the window of 12340002's, after 12340002's own answer (the
+    selection 12340002's window, then the read's: its answer lands mid-window, 0.3 s from either
+    end). The selected meter's answer is taken, the late one passed over and said by its
+    identification. Before, the two were read as a collision: the selection, at its last digit, had
+    nothing more to narrow, and 12340002 was not found (a meter answering in time, lost beside a slow
+    one), nor 12340001's late answer said."""
+    meters = [MBusSlave(0, "12340001", 1.0), MBusSlave(0, "12340002", 2.0)]
+    slaves = ReadsAnsweredLate(meters, 1.5, slow={"12340001"})
+    line = slaves.line = SerialLine(slaves, LineSettings(9600, parity="E"))
+    line.start()
+    try:
+        transport = MBusTransport(replace(_bus(line.port), answer_timeout_s=0.6))
+        with caplog.at_level(logging.INFO):
+            found = transport.search_blocking("1234000")
+        transport.line.close()
+    finally:
+        slaves.stop()
+        line.stop()
+    assert [(meter.identification, meter.volume_m3) for meter in found] == [("12340002", 2.0)]
+    assert transport.late_reads_in_search == ["12340001"]
+    assert _warnings(caplog) == [
+        "mbus-1: the meter with secondary address 12340001 answered after the bus's 0.6 s answer window "
+        "in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and search again"
+    ]
+
+
+_LATE = build_rsp_ud(0xFD, "12340001", "ELS", 7, "water", 0, 0, [(DataRecord("volume", "m3", 1.0), "bcd8")])
+_OWN = build_rsp_ud(0xFD, "12340002", "ELS", 7, "water", 0, 0, [(DataRecord("volume", "m3", 2.0), "bcd8")])
+
+
+@dataclass
+class _AnswerThenMore:
+    """Answers any request with ``_OWN`` at once and, 0.2 s after it ends, ``more`` (within a 1.0 s
+    window, whatever a loaded machine's scheduling delays)."""
+
+    more: bytes
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        char_s = LineSettings(9600, parity="E").char_time_s
+        own = tuple(i * char_s for i in range(len(_OWN)))
+        after = tuple(len(_OWN) * char_s + 0.2 + i * char_s for i in range(len(self.more)))
+        return Reply(_OWN + self.more, char_starts_s=own + after)
+
+
+@pytest.mark.parametrize(
+    ("more", "taken"),
+    [
+        (_LATE, True),  # a whole frame passed over as another's: the answer stands
+        (_LATE + _LATE, True),  # twice (a line's late answers are few; MOST_PASSED_OVER bounds them)
+        (bytes([0xC5, 0xFD]), False),  # garbage: two slaves at once
+        (_LATE[:-3] + bytes([0xE5, 0xE5, 0xE5]), False),  # a frame that garbles: not whole
+        (_LATE[:8], False),  # cut short
+        (_OWN, False),  # a whole frame not passed over: a second answer
+        (bytes([0xE5]), False),  # an E5h: no frame passed over
+        (_LATE + bytes([0xC5, 0xFD]), False),  # a late answer, then garbage
+    ],
+    ids=["late", "late-twice", "garbage", "garbled-frame", "cut-short", "second-own", "e5h", "late-then-garbage"],
+)
+def test_after_the_answer_taken_only_whole_frames_passed_over_are_no_collision(more: bytes, taken: bool) -> None:
+    """The exchange of a search (``whole_window``) after a whole first answer: what follows within
+    the window is a collision unless it makes whole frames that ``not_the_answer`` passes over (here
+    12340001's, as the search's read passes over the answer of a meter its selection does not match)."""
+    passed_over: list[bytes] = []
+
+    def not_the_answer(frame: bytes) -> bool:
+        if frame == _LATE:
+            passed_over.append(frame)
+            return True
+        return False
+
+    line = SerialLine(_AnswerThenMore(more), LineSettings(9600, parity="E")).start()
+    try:
+        transport = MBusTransport(replace(_bus(line.port), answer_timeout_s=1.0))
+        request = build_req_ud2(0xFD, fcb=True)
+        if taken:
+            assert transport.line.exchange(request, whole_window=True, not_the_answer=not_the_answer) == _OWN
+            assert passed_over == [_LATE] * more.count(_LATE)
+        else:
+            with pytest.raises(PollError, match="collision"):
+                transport.line.exchange(request, whole_window=True, not_the_answer=not_the_answer)
+        transport.line.close()
+    finally:
+        line.stop()
