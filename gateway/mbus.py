@@ -88,6 +88,17 @@ def _asks_for_data(request: bytes) -> bool:
     return request[0] == 0x10 and request[1] & 0x0F == 0x0B
 
 
+def _long_frame(frame: bytes) -> dict[str, Any] | None:
+    """``frame`` decoded, when it is a long frame that decodes; None for an E5h (no address, no
+    identification) or bytes that do not decode."""
+    if frame == bytes([ACK]):
+        return None
+    try:
+        return decode_frame(frame)
+    except DecodeError:
+        return None
+
+
 def status_alarms(telegrams: list[dict[str, Any]]) -> tuple[str, ...]:
     """The alarms of every telegram's status byte (a multi-telegram read: a meter may set a bit in
     any of them), each named once."""
@@ -230,11 +241,8 @@ class MBusTransport:
     def _sender(self, frame: bytes) -> MeterConfig | None:
         """The configured meter a long frame came from: its identification (a meter read by secondary
         address) or its primary address."""
-        try:
-            telegram = decode_frame(frame)
-        except DecodeError:
-            return None
-        return self._meter_of(telegram)
+        telegram = _long_frame(frame)
+        return None if telegram is None else self._meter_of(telegram)
 
     def _late_e5h(self, came_after: float) -> None:
         """An E5h heard late (before a request, or passed over in a REQ_UD2's exchange), which came
@@ -299,12 +307,13 @@ class MBusTransport:
         nothing, and said nothing of the meter), and one heard before a selection was charged to the
         configured meter it named, the scan saying ``# unit 253 answered …`` for a meter read by
         secondary address (FDh is the secondary addressing address, no unit)."""
-        if frame == bytes([ACK]):
+        telegram = _long_frame(frame)
+        if telegram is None:  # an E5h, or not a whole telegram: a collision, as before
             return False
-        try:
-            telegram = decode_frame(frame)
-        except DecodeError:
-            return False  # not a whole telegram: a collision, as before
+        return self._said_late_read(telegram)
+
+    def _said_late_read(self, telegram: dict[str, Any]) -> bool:
+        """A search's late read answer, ``telegram``, counted and said by its identification."""
         identification = str(telegram.get("id"))
         if identification not in self.late_reads_in_search:
             self.late_reads_in_search.append(identification)
@@ -323,15 +332,10 @@ class MBusTransport:
 
         An E5h, and a frame that does not decode, are taken as before (the read fails, and the
         selection is narrowed down)."""
-        if frame == bytes([ACK]):
+        telegram = _long_frame(frame)
+        if telegram is None or selected_by(telegram, pattern):
             return False
-        try:
-            telegram = decode_frame(frame)
-        except DecodeError:
-            return False
-        if selected_by(telegram, pattern):
-            return False
-        return self._late_read_in_search(frame)
+        return self._said_late_read(telegram)  # decoded once
 
     def _answered(self, meter: MeterConfig) -> None:
         """A long frame from ``meter`` came: a meter answers its requests in turn, so an E5h it still
