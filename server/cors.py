@@ -26,6 +26,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.origins import DEFAULT_PORTS
 from server.problems import RefusedBeforeRouting
 
 #: The paths CORS is answered on (server.open311.router's PREFIX, and everything under it).
@@ -36,8 +37,6 @@ METHODS = ("GET", "HEAD", "POST")
 HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "Content-Type")
 #: How long a browser may keep a preflight's answer (seconds): Starlette's default.
 PREFLIGHT_MAX_AGE = 600
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def allowed_origin(text: str) -> str:
@@ -56,7 +55,7 @@ def allowed_origin(text: str) -> str:
     except ValueError:
         raise ValueError(f"{text!r} has no valid port") from None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ValueError(
             f"{text!r} is no origin: an http:// or https:// address of the app's pages, as https://app.example.org"
         )
@@ -73,7 +72,7 @@ def allowed_origin(text: str) -> str:
     host = parts.hostname.lower()
     if ":" in host:  # an IPv6 address, written in brackets in an origin
         host = f"[{host}]"
-    return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}" if port is None or port == DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
 
 
 #: How Starlette's plain-text refusal of a preflight begins, before the parts it refuses.

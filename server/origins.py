@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: The port an origin without one has, by scheme (RFC 6454: an origin is scheme, host and port).
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
@@ -24,7 +25,7 @@ def _origin(url: str) -> tuple[str, str, int | None] | None:
     scheme = parts.scheme.lower()
     if not scheme or not parts.hostname:
         return None
-    return scheme, parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+    return scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS.get(scheme)
 
 
 def from_another_site(request: Request) -> bool:

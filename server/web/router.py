@@ -65,9 +65,10 @@ ALERTS_COUNTED = 1000
 _OPENED_HERE = {"none", "same-origin"}
 
 
-def _sign_in(request: Request, response: Response, session: str) -> Response:
-    """Set the cookie: a session (``aqs_<secret>``) the form, a one-time link or the old key link
-    opened, never a key (SESSION_LIFETIME: server.auth)."""
+def _sign_in(request: Request, session: str) -> Response:
+    """To the meters page, with the cookie set: a session (``aqs_<secret>``) the form, a one-time link
+    or the old key link opened, never a key (SESSION_LIFETIME: server.auth)."""
+    response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         session,
@@ -123,7 +124,7 @@ def login_form(request: Request, conn: Connection, key: Annotated[str, Form()]) 
     if principal is None:
         return login_page(request, "That key is not valid.", 401)
     session = sign_in_links.session_for_key(conn, principal)
-    return _sign_in(request, RedirectResponse("/", status_code=303), session)
+    return _sign_in(request, session)
 
 
 @router.get("/login")
@@ -141,7 +142,7 @@ def login_link(request: Request, conn: Connection, key: str | None = None, token
         return login_page(request, "That key is not valid.", 401)
     if request.headers.get("sec-fetch-site", "").lower() in _OPENED_HERE:
         session = sign_in_links.session_for_key(conn, principal)
-        return _sign_in(request, RedirectResponse("/", status_code=303), session)
+        return _sign_in(request, session)
     context = {"name": principal.name, "field": "key", "value": key, "action": "/login"}
     return templates.TemplateResponse(request, "confirm_sign_in.html", context)
 
@@ -160,7 +161,7 @@ def _redeem(request: Request, conn: psycopg.Connection, token: str) -> Response:
     redeemed = sign_in_links.redeem(conn, token)
     if isinstance(redeemed, sign_in_links.Refusal):
         return _link_refused(request, redeemed)
-    return _sign_in(request, RedirectResponse("/", status_code=303), redeemed.session)
+    return _sign_in(request, redeemed.session)
 
 
 def _link_refused(request: Request, why: sign_in_links.Refusal) -> Response:
