@@ -33,6 +33,7 @@ from aquami.contracts.reads import is_identifier
 from aquami.stored_times import LINE_BREAKS as LINE_BREAKS  # a name, billing cycle or time with one is refused
 from aquami.stored_times import StoredTimeError, stored_time
 from server.care.placement import placing_enquiries_once
+from server.corrected_spans import span_step
 
 REQUIRED = ("account_id", "name", "service_point_id", "start_at")
 OPTIONAL = ("end_at", "billing_cycle")
@@ -290,16 +291,13 @@ def _correct_starts(
     *,
     widen: bool,
 ) -> None:
-    """Move each corrected agreement to the file's account, start and end: with ``widen`` False, to
-    the part of its span the file's shares (a later start, an earlier end), else to the file's span."""
+    """Move each corrected agreement to the file's account, start and end, one step of two
+    (server.corrected_spans)."""
     for a in agreements:
         c = corrected.get((a.service_point_id, a.start_at))
         if c is None:
             continue
-        start, end = a.start_at, a.end_at
-        if not widen:
-            start = max(start, c.start_at)
-            end = c.end_at if end is None else end if c.end_at is None else min(end, c.end_at)
+        start, end = span_step((c.start_at, c.end_at), (a.start_at, a.end_at), widen=widen)
         cur.execute(
             "UPDATE service_agreements SET account_id = %s, start_at = %s, end_at = %s WHERE agreement_id = %s",
             (a.account_id, start, end, c.agreement_id),

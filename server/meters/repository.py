@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from server.care.placement import placing_enquiries_once
+from server.corrected_spans import span_step
 from server.meters.districts import check_dmas
 
 # the meter's newest reading, looked for only where it has any (collector migration 0067): for one
@@ -356,13 +357,9 @@ def _installed_at_corrected(
 def _move_corrected(
     cur: psycopg.Cursor[Any], corrected: list[_Corrected], *, widen: bool, table: str = "meter_installations"
 ) -> None:
-    """Move each corrected installation to the file's times: with ``widen`` False, to the part of its
-    span the file's shares (a later installation, an earlier removal), else to the file's span."""
+    """Move each corrected installation to the file's times, one step of two (server.corrected_spans)."""
     for c in corrected:
-        since, until = c.new_installed_at, c.new_removed_at
-        if not widen:
-            since = max(since, c.installed_at)
-            until = c.removed_at if until is None else until if c.removed_at is None else min(until, c.removed_at)
+        since, until = span_step((c.installed_at, c.removed_at), (c.new_installed_at, c.new_removed_at), widen=widen)
         cur.execute(
             f"UPDATE {table} SET installed_at = %s, removed_at = %s WHERE installation_id = %s",
             (since, until, c.installation_id),
