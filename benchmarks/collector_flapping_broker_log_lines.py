@@ -24,11 +24,10 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from aquami.mqtt import MqttEndpoint
+from benchmarks.log_kinds import OUTAGE_KINDS, LinesByKind, wait_until, warnings_an_hour
 from collector.service import Collector, CollectorConfig
 from tests.services import MosquittoBroker
 from tests.tcp_cut_proxy import CutProxy
@@ -38,42 +37,15 @@ SCALE = 5.0  # (paho's first reconnection comes 1 s after a drop)
 DROPS = 20
 
 
-class _ByKind(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.kinds: Counter[str] = Counter()
-        self.warning_or_above: Counter[str] = Counter()  # of those kinds, lines at WARNING or above
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if record.name.startswith("paho"):
-            kind = f"paho's {logging.getLevelName(record.levelno)}"
-        elif message.startswith("subscribed to "):
-            kind = "subscribed to"
-        elif " still unavailable " in message:
-            kind = "still unavailable"
-        elif " unavailable (" in message:
-            kind = "unavailable"
-        elif " available again " in message:
-            kind = "available again"
-        else:
-            kind = f"other ({logging.getLevelName(record.levelno)})"
-        self.kinds[kind] += 1
-        if record.levelno >= logging.WARNING:
-            self.warning_or_above[kind] += 1
+#: What the collector says of its broker link.
+KINDS = (("subscribed to", lambda message: message.startswith("subscribed to ")), *OUTAGE_KINDS)
 
 
-def _wait(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def run() -> _ByKind:
+def run() -> LinesByKind:
     """The collector's lines counted by kind over ``DROPS`` drops."""
     broker = MosquittoBroker()
     broker.start()
-    counting = _ByKind()
+    counting = LinesByKind(KINDS)
     loggers = [logging.getLogger("collector"), logging.getLogger("paho")]
     kept = [(log.level, log.propagate) for log in loggers]
     for log in loggers:
@@ -95,11 +67,11 @@ def run() -> _ByKind:
             collector.start()
             try:
                 for _ in range(DROPS):
-                    _wait(ready.exists, 10)  # subscribed
+                    wait_until(ready.exists, 10)  # subscribed
                     time.sleep(DROP_EVERY_S / SCALE)
                     proxy.drop()
-                    _wait(lambda: not ready.exists(), 10)
-                _wait(ready.exists, 10)
+                    wait_until(lambda: not ready.exists(), 10)
+                wait_until(ready.exists, 10)
             finally:
                 collector.stop()
     finally:
@@ -111,14 +83,6 @@ def run() -> _ByKind:
     return counting
 
 
-def warnings_an_hour(warning_or_above: Counter[str]) -> int:
-    """Lines at WARNING or above in an hour of the link, from a run's: a kind said at half the drops
-    or more scaled to the hour, the others once, the reminder every 5 minutes 12 times."""
-    per_hour = 3600 / DROP_EVERY_S
-    counts = [n for kind, n in warning_or_above.items() if kind != "still unavailable"]
-    return round(sum(n * per_hour / DROPS if n >= DROPS / 2 else n for n in counts)) + 12
-
-
 def main() -> None:
     counted = run()
     print(
@@ -127,7 +91,8 @@ def main() -> None:
     )
     for kind, lines in sorted(counted.kinds.items()):
         print(f"  {kind:<20} {lines:4d} lines, {counted.warning_or_above[kind]:4d} at WARNING or above")
-    print(f"at WARNING or above, an hour of such a link: ~{warnings_an_hour(counted.warning_or_above)} lines")
+    hourly = warnings_an_hour(counted.warning_or_above, DROPS, DROP_EVERY_S, {"still unavailable"})
+    print(f"at WARNING or above, an hour of such a link: ~{hourly} lines")
 
 
 if __name__ == "__main__":

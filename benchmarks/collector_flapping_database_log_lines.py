@@ -24,11 +24,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections import Counter
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aquami.mqtt import MqttEndpoint
+from benchmarks.log_kinds import OUTAGE_KINDS, LinesByKind, warnings_an_hour
 from collector.service import Collector, CollectorConfig
 from tests.services import LOOPBACK, MosquittoBroker, admin_url, migrated_database
 from tests.tcp_cut_proxy import CutProxy
@@ -38,30 +38,9 @@ SCALE = 2.5  # 4 s: a failed look (within the 1 s check) and the next on a new c
 CHECK_S = 1.0
 
 
-class _ByKind(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.kinds: Counter[str] = Counter()
-        self.warning_or_above: Counter[str] = Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if " still unavailable " in message:
-            kind = "still unavailable"
-        elif " unavailable (" in message:
-            kind = "unavailable"
-        elif " available again " in message:
-            kind = "available again"
-        else:
-            kind = f"other ({logging.getLevelName(record.levelno)})"
-        self.kinds[kind] += 1
-        if record.levelno >= logging.WARNING:
-            self.warning_or_above[kind] += 1
-
-
-def run(database_url: str, broker: MosquittoBroker, drops: int, settle_s: float | None) -> _ByKind:
+def run(database_url: str, broker: MosquittoBroker, drops: int, settle_s: float | None) -> LinesByKind:
     """The collector's lines counted by kind over ``drops`` cuts; ``settle_s`` None: the default."""
-    counting = _ByKind()
+    counting = LinesByKind(OUTAGE_KINDS)
     log = logging.getLogger("collector.service")
     kept = log.level, log.propagate
     log.addHandler(counting)
@@ -94,14 +73,6 @@ def run(database_url: str, broker: MosquittoBroker, drops: int, settle_s: float 
     return counting
 
 
-def warnings_an_hour(warning_or_above: Counter[str], drops: int) -> int:
-    """Lines at WARNING or above in an hour of the link, from a run's: a kind said at half the drops
-    or more scaled to the hour, the others once, the reminder every 5 minutes 12 times."""
-    per_hour = 3600 / DROP_EVERY_S
-    counts = [n for kind, n in warning_or_above.items() if kind != "still unavailable"]
-    return round(sum(n * per_hour / drops if n >= drops / 2 else n for n in counts)) + 12
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--drops", type=int, default=20)
@@ -119,7 +90,7 @@ def main() -> None:
                 print(f"{name}:")
                 for kind, lines in sorted(counted.kinds.items()):
                     print(f"  {kind:<20} {lines:4d} lines, {counted.warning_or_above[kind]:4d} at WARNING or above")
-                hourly = warnings_an_hour(counted.warning_or_above, args.drops)
+                hourly = warnings_an_hour(counted.warning_or_above, args.drops, DROP_EVERY_S, {"still unavailable"})
                 print(f"  at WARNING or above, an hour of such a link: ~{hourly} lines")
     finally:
         broker.stop()

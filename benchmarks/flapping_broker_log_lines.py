@@ -29,11 +29,10 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from aquami.mqtt import MqttEndpoint
+from benchmarks.log_kinds import OUTAGE_KINDS, LinesByKind, wait_until, warnings_an_hour
 from gateway.config import MqttOptions
 from gateway.publisher import Publisher
 from gateway.spool import Spool
@@ -45,40 +44,30 @@ SCALE = 10.0
 DROPS = 20
 
 
-class _ByKind(logging.Handler):
+#: What the gateway's publisher says of its broker link.
+KINDS = (
+    ("connected to", lambda message: message.startswith("connected to ")),
+    ("connections ended", lambda message: " connections in a row " in message),  # the third, then every 5 min
+    *OUTAGE_KINDS,
+)
+
+
+#: Its lines said every 5 minutes of real time, at most: not scaled with the drops.
+EVERY_5_MINUTES = {"still unavailable", "connections ended"}
+
+
+class _ByKind(LinesByKind):
+    """The lines by kind, and the outage's first line, to show it."""
+
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.kinds: Counter[str] = Counter()
-        self.warning_or_above: Counter[str] = Counter()  # of those kinds, lines at WARNING or above
+        super().__init__(KINDS)
         self.first_unavailable = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if " unavailable (" in message and not self.first_unavailable:
             self.first_unavailable = message
-        if record.name.startswith("paho"):
-            kind = f"paho's {logging.getLevelName(record.levelno)}"
-        elif message.startswith("connected to "):
-            kind = "connected to"
-        elif " connections in a row " in message:
-            kind = "connections ended"  # at the third short connection, then every 5 minutes
-        elif " still unavailable " in message:
-            kind = "still unavailable"
-        elif " unavailable (" in message:
-            kind = "unavailable"
-        elif " available again " in message:
-            kind = "available again"
-        else:
-            kind = f"other ({logging.getLevelName(record.levelno)})"
-        self.kinds[kind] += 1
-        if record.levelno >= logging.WARNING:
-            self.warning_or_above[kind] += 1
-
-
-def _wait(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
+        super().emit(record)
 
 
 def run() -> tuple[_ByKind, int]:
@@ -100,12 +89,12 @@ def run() -> tuple[_ByKind, int]:
             publisher = Publisher(spool, "gw-flapping", endpoint, options=options)
             publisher.start()
             try:
-                _wait(lambda: publisher.connections >= 1, 10)
+                wait_until(lambda: publisher.connections >= 1, 10)
                 for _ in range(DROPS):
                     connections = publisher.connections
                     time.sleep(DROP_EVERY_S / SCALE)
                     proxy.drop()
-                    _wait(lambda: publisher.connections > connections, 10)  # noqa: B023 (called at once)
+                    wait_until(lambda: publisher.connections > connections, 10)  # noqa: B023 (called at once)
                 made = publisher.connections
             finally:
                 publisher.stop()
@@ -119,15 +108,6 @@ def run() -> tuple[_ByKind, int]:
     return counting, made
 
 
-def warnings_an_hour(warning_or_above: Counter[str]) -> int:
-    """Lines at WARNING or above in an hour of the link, from a run's (see the module's words)."""
-    per_hour = 3600 / DROP_EVERY_S
-    every_5_minutes = {"still unavailable", "connections ended"}
-    counts = [n for kind, n in warning_or_above.items() if kind not in every_5_minutes]
-    scaled = sum(n * per_hour / DROPS if n >= DROPS / 2 else n for n in counts)
-    return round(scaled) + 12 * len(every_5_minutes)
-
-
 def main() -> None:
     counted, connections = run()
     kinds = counted.kinds
@@ -137,7 +117,8 @@ def main() -> None:
     )
     for kind, lines in sorted(kinds.items()):
         print(f"  {kind:<20} {lines:4d} lines")
-    print(f"at WARNING or above, an hour of such a link: ~{warnings_an_hour(counted.warning_or_above)} lines")
+    hourly = warnings_an_hour(counted.warning_or_above, DROPS, DROP_EVERY_S, EVERY_5_MINUTES)
+    print(f"at WARNING or above, an hour of such a link: ~{hourly} lines")
     print(f"the outage's first line: {counted.first_unavailable}")
 
 
