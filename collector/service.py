@@ -143,6 +143,8 @@ class CollectorConfig:
     # link that drops again and again (a proxy or firewall ending connections) is one outage, as the
     # broker's; 0 says it back at its first answer (a test's)
     database_settle_s: float = SETTLE_S
+    # the broker said back the same way, once its link has stayed up this long (as the gateway's)
+    broker_settle_s: float = SETTLE_S
 
     def __post_init__(self) -> None:
         if not DATABASE_CHECK_MIN_S <= self.database_check_s <= DATABASE_CHECK_MAX_S:  # (nan too)
@@ -191,11 +193,10 @@ class Collector:
         self._connection = 0  # counts successful connects: which connection a message came on
         self._connected = False
         # said when the broker goes (or cannot be reached, or refuses), now and then while it stays
-        # away, and once it has stayed back SETTLE_S (90 s), as the gateway says its broker: not a
-        # line before, for minutes; then, with no settling, a warning (and an "available again") at
+        # away, and once it has stayed back broker_settle_s (90 s), as the gateway says its broker: not
+        # a line before, for minutes; then, with no settling, a warning (and an "available again") at
         # every drop of a link that drops each connection (a NAT or a modem): 20 for 20 drops.
-        # Replaceable before start (a test's shorter settle).
-        self.broker = Outage(log, f"MQTT broker {config.mqtt.url}", settle_s=SETTLE_S)
+        self.broker = Outage(log, f"MQTT broker {config.mqtt.url}", settle_s=config.broker_settle_s)
         # the writer's failed commits and checks: a line when the database goes, now and then while
         # it is away, and once it has stayed back database_settle_s (90 s), as the broker (before, a
         # two-line warning every second, and nothing at the end; then, with no settling, a warning

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from aquami.mqtt import MqttEndpoint
-from aquami.outage import Outage
 from collector.service import Collector, CollectorConfig
 from tests.collector.test_ingest_mqtt import wait_for
 from tests.services import free_port
@@ -51,9 +50,14 @@ def test_a_broker_outage_is_said_at_its_start_and_end_and_the_ready_file_goes_me
     caplog.set_level(logging.INFO)
     ready = tmp_path / "ready"
     endpoint = MqttEndpoint.parse(fresh_mosquitto.url)
-    config = CollectorConfig(migrated_database_url, endpoint, client_id=f"t-{uuid.uuid4().hex[:8]}", ready_file=ready)
+    config = CollectorConfig(
+        migrated_database_url,
+        endpoint,
+        client_id=f"t-{uuid.uuid4().hex[:8]}",
+        ready_file=ready,
+        broker_settle_s=1.0,  # 90 s by default
+    )
     collector = Collector(config)
-    collector.broker = _settling_in(endpoint, 1.0)  # 90 s by default
     collector.start()
     try:
         wait_for(ready.exists, 30, "the ready file")
@@ -73,11 +77,6 @@ def test_a_broker_outage_is_said_at_its_start_and_end_and_the_ready_file_goes_me
     assert len(_said(caplog, "unavailable")) == 1
 
 
-def _settling_in(endpoint: MqttEndpoint, settle_s: float) -> Outage:
-    """The collector's broker outage, said back once the link has stayed up ``settle_s``."""
-    return Outage(logging.getLogger("collector.service"), f"MQTT broker {endpoint.url}", settle_s=settle_s)
-
-
 def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stays_up(
     migrated_database_url: str, mosquitto: Any, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -91,10 +90,13 @@ def test_a_link_that_drops_every_connection_is_one_outage_said_back_once_it_stay
     with CutProxy(mosquitto.port, name="flapping") as proxy:
         endpoint = MqttEndpoint.parse(f"mqtt://127.0.0.1:{proxy.port}")
         config = CollectorConfig(
-            migrated_database_url, endpoint, client_id=f"t-{uuid.uuid4().hex[:8]}", ready_file=ready
+            migrated_database_url,
+            endpoint,
+            client_id=f"t-{uuid.uuid4().hex[:8]}",
+            ready_file=ready,
+            broker_settle_s=2.0,
         )
         collector = Collector(config)
-        collector.broker = _settling_in(endpoint, 2.0)
         collector.start()
         try:
             for _ in range(8):
