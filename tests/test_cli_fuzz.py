@@ -74,6 +74,14 @@ MINIMAL: dict[str, list[str]] = {
     "server revoke-key": ["aqk_0123456789ab", "--database-url", NO_DATABASE],
     "server sign-in-link": ["--key-id", "0123456789ab", "--database-url", NO_DATABASE],
     "server run": ["--database-url", NO_DATABASE, "--port", "0"],
+    "server withdraw-agreement": [
+        *("--service-point-id", "SP-1", "--start-at", "2026-01-01", "--reason", "typed wrong", "--by", "me"),
+        *("--database-url", NO_DATABASE),
+    ],
+    "server withdraw-installation": [
+        *("--meter-id", "M1", "--installed-at", "2026-01-01", "--reason", "typed wrong", "--by", "me"),
+        *("--database-url", NO_DATABASE),
+    ],
     "simulate fault": ["M1", "leak", "--rig", "http://127.0.0.1:1"],
     "simulate modbus-tcp": ["--port", "0"],
     "simulate rig": ["--config", "{tmp}/rig.toml", "--no-table"],

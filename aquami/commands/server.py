@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from aquami.cli_params import floor_lag_warning_option
+from aquami.cli_params import floor_lag_warning_option, iso_datetime
 from aquami.cli_text import (
     URL_MAX_LENGTH,
     checked_by,
     checked_host,
     checked_http_url,
+    checked_identifier,
     checked_text,
     text_problem,
 )
@@ -234,6 +235,11 @@ def register(app: typer.Typer) -> None:
             help="METERS.csv: meter_id,dma,role[,bulk][,service_point_id,installed_at[,removed_at]]"
             "[,initial_register_m3][,final_register_m3]",
         ),
+        reinstate_withdrawn: bool = typer.Option(
+            False,
+            "--reinstate-withdrawn",
+            help="Record again the file's withdrawn rows (withdraw-installation); without it they are refused.",
+        ),
         database_url: str = DATABASE_URL,
     ) -> None:
         """Record meters as installed, from the file ``aquami detect`` reads (what meterization does
@@ -243,7 +249,9 @@ def register(app: typer.Typer) -> None:
         ``service_point_id`` and ``installed_at`` (and ``removed_at`` once it was taken out) record where
         the meter was fitted, with
         ``initial_register_m3``/``final_register_m3`` as read on the job cards: billing reads across
-        an exchange from them, and the DMA balance stops estimating an exchanged meter's use. The
+        an exchange from them, and the DMA balance stops estimating an exchanged meter's use. A row
+        that records a withdrawn installation again (``withdraw-installation``: same meter, service
+        point and installation time) is refused unless ``--reinstate-withdrawn`` says it is meant. The
         file is recorded whole or not at all."""
         import json
 
@@ -261,6 +269,7 @@ def register(app: typer.Typer) -> None:
             recorded_cards,
             register_meters,
         )
+        from server.meters.withdrawals import refuse_withdrawn
 
         try:
             table = read_meters_csv(meters)
@@ -282,6 +291,7 @@ def register(app: typer.Typer) -> None:
         try:
             with psycopg.connect(database_url) as conn, conn.transaction():
                 register_meters(conn, rows, bulk=bulk)
+                reinstated = refuse_withdrawn(conn, installations, "", reinstate=reinstate_withdrawn)
                 cards_before = recorded_cards(conn, ids)
                 record_installations(conn, installations, given=table.columns)
                 place_service_points(conn, ids)
@@ -291,6 +301,8 @@ def register(app: typer.Typer) -> None:
         for said in contradicted:  # recorded: a card may be right and its read wrong (README, METERS.csv)
             typer.echo(f"warning: {meters}: {said}", err=True)
         counts = {"registered": len(ids), "bulk": len(bulk or ()), "installations": len(installations)}
+        if reinstate_withdrawn:
+            counts["reinstated"] = reinstated
         typer.echo(json.dumps(counts))
 
     @server_app.command("register-accounts")
@@ -301,18 +313,27 @@ def register(app: typer.Typer) -> None:
             dir_okay=False,
             help="ACCOUNTS.csv: account_id,name,service_point_id,start_at[,end_at][,billing_cycle]",
         ),
+        reinstate_withdrawn: bool = typer.Option(
+            False,
+            "--reinstate-withdrawn",
+            help="Record again the file's rows that were withdrawn (withdraw-agreement); without it they are refused.",
+        ),
         database_url: str = DATABASE_URL,
     ) -> None:
         """Record accounts and their service agreements (which account pays for which service point,
         from when until when), from the utility's customer system: billing's determinants are per
         account. Service points must be registered first (``register-meters``); an agreement recorded
-        again (same service point and start) takes the file's account and end. The file is recorded
-        whole or not at all."""
+        again (same service point and start) takes the file's account and end. A row that records a
+        withdrawn agreement again (``withdraw-agreement``: same account, service point and start) is
+        refused unless ``--reinstate-withdrawn`` says it is meant. The file is recorded whole or not
+        at all."""
         import json
 
         import psycopg
 
         from server.accounts.register import AccountsFileError, read_accounts_csv, record_accounts
+        from server.accounts.withdrawals import refuse_withdrawn
+        from server.withdrawal import WithdrawnAgain
 
         try:
             agreements = read_accounts_csv(accounts)  # its refusals name the file
@@ -320,12 +341,125 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(error), param_hint="ACCOUNTS") from error
         try:
             with psycopg.connect(database_url) as conn, conn.transaction():
+                reinstated = refuse_withdrawn(conn, agreements, "", reinstate=reinstate_withdrawn)
                 written, recorded = record_accounts(conn, agreements)
-        except AccountsFileError as error:  # a row against what is recorded (an unknown service point, an overlap)
+        # a row against what is recorded (an unknown service point, an overlap, a withdrawn agreement)
+        except (AccountsFileError, WithdrawnAgain) as error:
             raise typer.BadParameter(f"{accounts}: {error}", param_hint="ACCOUNTS") from error
-        typer.echo(json.dumps({"accounts": written, "agreements": recorded}))
+        counts = {"accounts": written, "agreements": recorded}
+        if reinstate_withdrawn:
+            counts["reinstated"] = reinstated
+        typer.echo(json.dumps(counts))
+
+    @server_app.command("withdraw-installation")
+    def withdraw_installation_command(
+        meter_id: str = typer.Option(..., callback=checked_identifier("--meter-id"), help="The meter, as recorded."),
+        installed_at: datetime = typer.Option(
+            ..., parser=iso_datetime, help="When it was recorded as fitted (its row's installed_at), ISO 8601 UTC."
+        ),
+        reason: str = REASON,
+        by: str = BY,
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Withdraw an installation recorded in error (a job card keyed against the wrong service point
+        or meter): it leaves the installations, so it bills no one and no longer blocks the right one
+        as an overlap, and is kept as withdrawn with who, when and why. The billing periods it touched
+        are revised (their as_of moves), as a correction's are. The meter's reads stay stored. A file
+        that records it again is refused unless given ``--reinstate-withdrawn``."""
+        import json
+
+        import psycopg
+
+        from server.meters.withdrawals import withdraw_installation
+        from server.withdrawal import Withdrawal, WithdrawalRefused, shown
+
+        try:
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                done = withdraw_installation(conn, meter_id, installed_at, Withdrawal(by, reason))
+        except WithdrawalRefused as error:
+            raise typer.BadParameter(str(error), param_hint="--meter-id/--installed-at") from error
+        if done.reads_in_span:
+            typer.echo(
+                f"note: meter {meter_id}'s {done.reads_in_span} read(s) from {shown(done.installed_at)} to "
+                f"{shown(done.removed_at)} are kept, and count for no account until its right installation is "
+                "recorded (register-meters)",
+                err=True,
+            )
+        said = {
+            "withdrawn": "installation",
+            "withdrawal_id": done.withdrawal_id,
+            "meter_id": done.meter_id,
+            "service_point_id": done.service_point_id,
+            "installed_at": shown(done.installed_at),
+            "removed_at": done.removed_at and shown(done.removed_at),
+        }
+        typer.echo(json.dumps(said))
+
+    @server_app.command("withdraw-agreement")
+    def withdraw_agreement_command(
+        service_point_id: str = typer.Option(
+            ..., callback=checked_identifier("--service-point-id"), help="The agreement's service point."
+        ),
+        start_at: datetime = typer.Option(
+            ..., parser=iso_datetime, help="The agreement's start as recorded (its row's start_at), ISO 8601 UTC."
+        ),
+        reason: str = REASON,
+        by: str = BY,
+        database_url: str = DATABASE_URL,
+    ) -> None:
+        """Withdraw a service agreement recorded in error (for the wrong account or service point): it
+        leaves the agreements, so the account is no longer billed for the point and the right agreement
+        is no longer refused as an overlap, and is kept as withdrawn with who, when and why. The
+        account's billing periods it touched are revised (their as_of moves), as a correction's are. A
+        file that records it again is refused unless given ``--reinstate-withdrawn``."""
+        import json
+
+        import psycopg
+
+        from server.accounts.withdrawals import withdraw_agreement
+        from server.withdrawal import Withdrawal, WithdrawalRefused, shown
+
+        try:
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                done = withdraw_agreement(conn, service_point_id, start_at, Withdrawal(by, reason))
+        except WithdrawalRefused as error:
+            raise typer.BadParameter(str(error), param_hint="--service-point-id/--start-at") from error
+        said = {
+            "withdrawn": "agreement",
+            "withdrawal_id": done.withdrawal_id,
+            "account_id": done.account_id,
+            "service_point_id": done.service_point_id,
+            "start_at": shown(done.start_at),
+            "end_at": done.end_at and shown(done.end_at),
+        }
+        typer.echo(json.dumps(said))
 
     app.add_typer(server_app, name="server")
+
+
+def _reason_problem(text: str) -> str | None:
+    """Why ``text`` is no withdrawal's reason: one line (aquami.cli_text), and words as an alert's
+    dismissal takes them (server.words, imported only when a reason is given)."""
+    from server.withdrawal import REASON_MAX_LENGTH
+    from server.words import words_problem
+
+    return text_problem(text, REASON_MAX_LENGTH) or words_problem(text, REASON_MAX_LENGTH)
+
+
+#: A withdrawal's reason, in words (kept with what was withdrawn).
+REASON = typer.Option(
+    ...,
+    "--reason",
+    callback=checked_by("--reason", _reason_problem),
+    help='Why the row is withdrawn, in words (e.g. "keyed against SP-12, fitted at SP-21"); kept with it.',
+)
+#: Who withdraws a row: the command connects to the database without a key, so the person says who.
+BY = typer.Option(
+    ...,
+    "--by",
+    callback=checked_text("--by", needs="a withdrawal needs the name of who makes it"),
+    help="Who withdraws it (your name, as the record should show).",
+)
 
 
 def _checked_by_server(option: str, module: str, check: str) -> Callable[[list[str]], list[str]]:

@@ -59,6 +59,9 @@ TEXT_KEYS = {
     "storage_features": {"feature": OWN},
     "utility_settings": {"name": OWN},
     "vee_flags": {"meter_id": IDENTIFIER, "rule": OWN},
+    # copied from the row withdrawn (service_agreements', meter_installations'), as it was recorded
+    "withdrawn_agreements": {"service_point_id": IDENTIFIER},
+    "withdrawn_installations": {"meter_id": IDENTIFIER},
 }
 
 
