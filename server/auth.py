@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from server.db import get_connection
 from server.origins import from_another_site
 from server.problems import Problem
+from server.tuple_rows import all_rows, one_row
 from server.visible import invisible, named, nothing_shown
 
 #: ``customer_app``: an app customers use (a civic Open311 client), which may only raise enquiries and
@@ -138,10 +139,13 @@ class KeyRecord:
 
 def list_api_keys(conn: psycopg.Connection) -> list[KeyRecord]:
     """Every key, revoked ones too, oldest first."""
-    rows = conn.execute(
-        "SELECT key_id, name, roles, created_at, revoked_at FROM api_keys ORDER BY created_at, key_id"
-    ).fetchall()
-    return [KeyRecord(*(row.values() if isinstance(row, dict) else row)) for row in rows]
+    rows = all_rows(
+        conn, "SELECT key_id, name, roles, created_at, revoked_at FROM api_keys ORDER BY created_at, key_id"
+    )
+    return [
+        KeyRecord(key_id, name, tuple(roles), created_at, revoked_at)
+        for key_id, name, roles, created_at, revoked_at in rows
+    ]
 
 
 def key_id_of(text: str) -> str:
@@ -154,16 +158,17 @@ def key_id_of(text: str) -> str:
 def revoke_api_key(conn: psycopg.Connection, key_id: str) -> tuple[datetime, bool]:
     """Revoke a key from now on: when it was revoked, and whether by this call (False: it was
     already, and stays revoked since then). LookupError for no such key."""
-    row = conn.execute(
+    row = one_row(
+        conn,
         "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL RETURNING revoked_at",
         (key_id,),
-    ).fetchone()
+    )
     if row is not None:
-        return (row["revoked_at"] if isinstance(row, dict) else row[0]), True
-    row = conn.execute("SELECT revoked_at FROM api_keys WHERE key_id = %s", (key_id,)).fetchone()
+        return row[0], True
+    row = one_row(conn, "SELECT revoked_at FROM api_keys WHERE key_id = %s", (key_id,))
     if row is None:
         raise LookupError(f"no API key {key_id!r} (aquami server list-keys lists them)")
-    return (row["revoked_at"] if isinstance(row, dict) else row[0]), False
+    return row[0], False
 
 
 #: One row whether the key id is known (and not revoked) or not: nulls for one that is not.
@@ -187,9 +192,9 @@ def verify_api_key(conn: psycopg.Connection, key: str) -> Principal | None:
     if not key.startswith(KEY_PREFIX) or "." not in key or "\x00" in key:  # PostgreSQL text holds no NUL
         return None
     key_id, _, secret = key[len(KEY_PREFIX) :].partition(".")
-    row = conn.execute(_KEY_ROW, (key_id,)).fetchone()
+    row = one_row(conn, _KEY_ROW, (key_id,))
     assert row is not None  # the LEFT JOIN's one row
-    stored_hash, name, roles = (row["secret_hash"], row["name"], row["roles"]) if isinstance(row, dict) else row
+    stored_hash, name, roles = row
     matches = hmac.compare_digest(stored_hash or _NO_HASH, _hash(secret))
     if stored_hash is None or not matches:
         return None
@@ -210,10 +215,10 @@ def verify_session(conn: psycopg.Connection, session: str) -> Principal | None:
     256-bit random secret, so how long the look-up takes says nothing of a secret one could guess."""
     if not session.startswith(SESSION_PREFIX) or "\x00" in session:
         return None
-    row = conn.execute(_SESSION_ROW, (_hash(session[len(SESSION_PREFIX) :]),)).fetchone()
+    row = one_row(conn, _SESSION_ROW, (_hash(session[len(SESSION_PREFIX) :]),))
     if row is None:
         return None
-    key_id, name, roles = (row["key_id"], row["name"], row["roles"]) if isinstance(row, dict) else row
+    key_id, name, roles = row
     return Principal(key_id, name, frozenset(roles))
 
 

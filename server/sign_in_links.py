@@ -23,6 +23,7 @@ from enum import Enum
 import psycopg
 
 from server.auth import SESSION_LIFETIME, SESSION_PREFIX, Principal, secret_hash
+from server.tuple_rows import one_row
 
 #: How long a link signs in: long enough to open it from the terminal or a message, short enough that
 #: one found in a history or a chat later signs in no one.
@@ -75,22 +76,23 @@ def purge(conn: psycopg.Connection) -> None:
 def make_link(conn: psycopg.Connection, key_id: str) -> Link:
     """A new one-time link's token for the key ``key_id``; LookupError saying so for no such key, or
     a revoked one (its link would sign no one in)."""
-    row = conn.execute("SELECT revoked_at FROM api_keys WHERE key_id = %s", (key_id,)).fetchone()
+    row = one_row(conn, "SELECT revoked_at FROM api_keys WHERE key_id = %s", (key_id,))
     if row is None:
         raise LookupError(f"no API key {key_id!r} (aquami server list-keys lists them)")
-    revoked_at = row["revoked_at"] if isinstance(row, dict) else row[0]
+    (revoked_at,) = row
     if revoked_at is not None:
         raise LookupError(
             f"the API key {key_id!r} was revoked at {revoked_at:%Y-%m-%dT%H:%M:%SZ}: its link would sign no one in"
         )
     purge(conn)
     token = secrets.token_urlsafe(32)
-    made = conn.execute(
+    made = one_row(
+        conn,
         "INSERT INTO sign_in_links (token_hash, key_id, expires_at) VALUES (%s, %s, now() + %s) RETURNING expires_at",
         (secret_hash(token), key_id, LINK_LIFETIME),
-    ).fetchone()
+    )
     assert made is not None
-    return Link(token, made["expires_at"] if isinstance(made, dict) else made[0])
+    return Link(token, made[0])
 
 
 #: Marks the link used when it is not yet, has not expired and its key is not revoked. Under READ
@@ -118,10 +120,10 @@ def redeem(conn: psycopg.Connection, token: str) -> SignedIn | Refusal:
     token_hash = secret_hash(token)
     with conn.transaction():
         purge(conn)
-        row = conn.execute(_REDEEM, (token_hash,)).fetchone()
+        row = one_row(conn, _REDEEM, (token_hash,))
         if row is None:
             return _why_not(conn, token_hash)
-        key_id, name, roles = (row["key_id"], row["name"], row["roles"]) if isinstance(row, dict) else row
+        key_id, name, roles = row
         session = _open_session(conn, key_id)
     return SignedIn(Principal(key_id, name, frozenset(roles)), session)
 
@@ -147,10 +149,10 @@ def session_for_key(conn: psycopg.Connection, principal: Principal) -> str:
 
 
 def _why_not(conn: psycopg.Connection, token_hash: str) -> Refusal:
-    row = conn.execute(_WHY_NOT, (token_hash,)).fetchone()
+    row = one_row(conn, _WHY_NOT, (token_hash,))
     if row is None:
         return Refusal.UNKNOWN
-    used, expired, revoked = (row["used"], row["expired"], row["revoked"]) if isinstance(row, dict) else row
+    used, expired, revoked = row
     if revoked:
         return Refusal.REVOKED
     return Refusal.USED if used else Refusal.EXPIRED if expired else Refusal.UNKNOWN
@@ -161,16 +163,17 @@ def link_key_name(conn: psycopg.Connection, token: str) -> str | Refusal:
     redeeming it); or why it would not. Reads only: the link stays unused."""
     if "\x00" in token:
         return Refusal.UNKNOWN
-    row = conn.execute(
+    row = one_row(
+        conn,
         """
         SELECT k.name FROM sign_in_links l JOIN api_keys k ON k.key_id = l.key_id AND k.revoked_at IS NULL
         WHERE l.token_hash = %s AND l.used_at IS NULL AND l.expires_at > now()
         """,
         (secret_hash(token),),
-    ).fetchone()
+    )
     if row is None:
         return _why_not(conn, secret_hash(token))
-    return str(row["name"] if isinstance(row, dict) else row[0])
+    return str(row[0])
 
 
 def end_session(conn: psycopg.Connection, session: str) -> None:
