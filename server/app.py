@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 import aquami
 from collector.floor_lag import DEFAULT_LAG
-from server import db
+from server import db, sign_in_purge
 from server.access_log import redact_access_log
 from server.alerts.router import router as alerts_router
 from server.billing.router import router as billing_router
@@ -71,9 +72,14 @@ def create_app(
         _refuse_an_unmigrated_database(app.state.schema_check)
         app.state.database_away = DatabaseAway()
         app.state.pool = open_pool(database_url, app.state.database_away)
+        # ended sign-in sessions and old links go on a clock too, not only as someone signs in
+        purging = asyncio.create_task(
+            sign_in_purge.purging(app.state.pool, sign_in_purge.FIRST_PURGE_AFTER, sign_in_purge.PURGE_EVERY)
+        )
         try:
             yield
         finally:
+            purging.cancel()
             app.state.pool.close()
 
     app = FastAPI(
