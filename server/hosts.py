@@ -13,6 +13,13 @@ Starlette's ``TrustedHostMiddleware`` does the work; :class:`AllowedHosts` answe
 problem+json, as every other error of the API (before, Starlette's plain text ``Invalid host header``,
 which said neither the name refused nor where the names are set), and this module checks the names
 given to it.
+
+An IPv6 address is listed as itself (``::1``, ``[2001:db8::1]``) and kept bracketed, as a ``Host``
+header carries it (``Host: [2001:db8::1]:8000``, RFC 3986 §3.2.2, RFC 9110 §7.2), which is the form
+Starlette compares: before, every name with a colon was refused as one with a port, so a server
+reached by its IPv6 address could not list it. The address is compared in its one canonical spelling
+(RFC 5952: lowercase, zeros compressed), in the list and in the header alike, so ``[2001:DB8:0::1]``
+is the same host as ``[2001:db8::1]``.
 """
 
 from __future__ import annotations
@@ -58,8 +65,9 @@ class AllowedHosts:
         if scope["type"] != "http":
             await self.plain(scope, receive, send)
             return
-        await self.check(scope, receive, _unsent)
-        if scope.pop(_PASSED, False):
+        asked = _with_canonical_ipv6_host(scope)
+        await self.check(asked, receive, _unsent)
+        if asked.pop(_PASSED, False):
             await self.app(scope, receive, send)
             return
         host = Headers(scope=scope).get("host")
@@ -71,23 +79,81 @@ class AllowedHosts:
         await RefusedBeforeRouting(400, detail, title="Host not served")(scope, receive, send)
 
 
+def _with_canonical_ipv6_host(scope: Scope) -> Scope:
+    """``scope`` for the check: its ``Host`` header's IPv6 address (``[2001:DB8:0::1]:8000``) spelled
+    canonically (``[2001:db8::1]:8000``), as :func:`allowed_host` writes the listed ones; a copy, the
+    request's own header left as sent. Any other ``Host`` (a name, IPv4, a malformed one) as it is:
+    Starlette judges it."""
+    headers = scope.get("headers", [])
+    for index, (name, value) in enumerate(headers):
+        if name == b"host":
+            canonical = _canonical_ipv6_authority(value.decode("latin-1"))
+            if canonical is None:
+                return scope
+            changed = list(headers)
+            changed[index] = (name, canonical.encode("latin-1"))
+            return {**scope, "headers": changed}
+    return scope
+
+
+#: A ``Host`` header naming an IPv6 address: the bracketed address, then perhaps a port.
+_IPV6_AUTHORITY = re.compile(r"\[([0-9A-Fa-f:.]+)\](:[0-9]*)?")
+
+
+def _canonical_ipv6_authority(host: str) -> str | None:
+    """``host`` with its IPv6 address spelled canonically; None when it names no IPv6 address."""
+    match = _IPV6_AUTHORITY.fullmatch(host)
+    if match is None:
+        return None
+    try:
+        address = ipaddress.IPv6Address(match[1])
+    except ValueError:
+        return None
+    return f"[{address.compressed}]{match[2] or ''}"
+
+
+def _ipv6_host(text: str) -> str | None:
+    """``text`` (``::1``, ``[::1]``) as the host of a ``Host`` header naming that IPv6 address
+    (``[::1]``, canonically spelled); None when it is no IPv6 address; ValueError for one with a port
+    or a zone (``%eth0``: a browser sends none in a ``Host`` header)."""
+    bracketed = text.startswith("[")
+    address = text[1:].partition("]")[0] if bracketed else text
+    if bracketed and not text.endswith("]"):
+        if _canonical_ipv6_authority(text) is not None:
+            raise ValueError(f"{text!r} is no host name: the address alone, without a port (the port is not checked)")
+        raise ValueError(f"{text!r} is no host name: an IPv6 address is written [2001:db8::1] or 2001:db8::1")
+    try:
+        parsed = ipaddress.IPv6Address(address)
+    except ValueError:
+        if bracketed:
+            raise ValueError(f"{text!r} is no IPv6 address (between the brackets: 2001:db8::1)") from None
+        return None
+    if parsed.scope_id is not None:
+        raise ValueError(f"{text!r}: a zone (%{parsed.scope_id}) is not part of a Host header; give the address alone")
+    return f"[{parsed.compressed}]"
+
+
 #: A DNS name's label: letters, digits and hyphens, not starting or ending with a hyphen.
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
 def allowed_host(text: str) -> str:
     """``text`` as a name the server answers for: a host name (lowercased), ``*.`` and a domain for
-    every name under it, or an IPv4 address; ValueError saying why it is none (a port, a scheme,
-    ``*`` alone, an IPv6 address)."""
+    every name under it, an IPv4 address, or an IPv6 address (``::1``, ``[2001:db8::1]``), bracketed
+    and canonically spelled as a ``Host`` header names it (``[2001:db8::1]``); ValueError saying why
+    it is none (a port, a scheme, ``*`` alone)."""
     given = text.strip().lower().rstrip(".")
     if given == "*":
         raise ValueError("'*' is every host: leave --allowed-host out to answer any name")
     if "://" in given or "/" in given:
         raise ValueError(f"{text!r} is no host name: the name alone (water.example.org), without a scheme or path")
     if ":" in given:
+        ipv6 = _ipv6_host(given)
+        if ipv6 is not None:
+            return ipv6
         raise ValueError(
-            f"{text!r} is no host name: the name alone, without a port (the port is not checked), "
-            "and no IPv6 address (give the name it is reached by)"
+            f"{text!r} is no host name: the name alone, without a port (the port is not checked); "
+            "an IPv6 address alone (2001:db8::1 or [2001:db8::1])"
         )
     try:
         ipaddress.IPv4Address(given)

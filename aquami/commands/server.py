@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
             "--allowed-host",
             envvar="AQUAMI_ALLOWED_HOSTS",
             callback=_checked_by_server("--allowed-host", "server.hosts", "allowed_host"),
-            help="A host name the server answers for (water.example.org, *.example.org); once per name. "
-            "None: any. Set it behind a proxy.",
+            help="A host name the server answers for (water.example.org, *.example.org, 10.0.0.7, ::1); once "
+            "per name. None: any. Set it behind a proxy.",
         ),
     ) -> None:
         """Serve the API and the web page: not on a database the migrations have not been applied

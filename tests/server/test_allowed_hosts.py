@@ -84,7 +84,10 @@ def test_without_names_configured_any_host_is_answered(migrated_database_url: st
 @pytest.mark.parametrize(
     ("given", "host"),
     [("Water.Example.org", PUBLIC), ("water.example.org.", PUBLIC), ("*.example.org", "*.example.org"),
-     ("10.0.0.7", "10.0.0.7"), ("localhost", "localhost")],
+     ("10.0.0.7", "10.0.0.7"), ("localhost", "localhost"),
+     # an IPv6 address as a Host header carries it: bracketed, in its one canonical spelling (RFC 5952)
+     ("::1", "[::1]"), ("[::1]", "[::1]"), ("2001:DB8:0:0::1", "[2001:db8::1]"), ("[2001:db8::1]", "[2001:db8::1]"),
+     ("::ffff:10.0.0.7", "[::ffff:a00:7]")],
 )  # fmt: skip
 def test_a_host_name_is_written_as_it_is_compared(given: str, host: str) -> None:
     assert allowed_host(given) == host
@@ -96,7 +99,11 @@ def test_a_host_name_is_written_as_it_is_compared(given: str, host: str) -> None
         ("*", "leave --allowed-host out"),
         ("https://water.example.org", "without a scheme"),
         ("water.example.org:443", "without a port"),
-        ("::1", "no IPv6 address"),
+        ("[::1]:8000", "without a port"),
+        ("fe80::1%eth0", "is not part of a Host header"),
+        ("[::1", "an IPv6 address is written"),
+        ("[fe80::zz]", "is no IPv6 address"),
+        ("1:2:3", "without a port"),
         ("water..example.org", "letters, digits, hyphens and dots"),
         ("-water.example.org", "letters, digits, hyphens and dots"),
         ("wa ter.example.org", "letters, digits, hyphens and dots"),
@@ -112,3 +119,44 @@ def test_what_is_no_host_name_is_refused_by_the_command_before_it_starts(given: 
     )
     assert result.exit_code == 2, result.output
     assert "Invalid value for --allowed-host" in result.output and says in result.output
+
+
+@pytest.fixture
+def on_ipv6(migrated_database_url: str) -> Iterator[TestClient]:
+    app = create_app(migrated_database_url, allowed_hosts=[PUBLIC, "::1", "[2001:DB8::1]"])
+    with TestClient(app, base_url=f"https://{PUBLIC}") as client:
+        yield client
+
+
+def test_a_server_reached_by_its_ipv6_address_answers_for_it_listed(
+    on_ipv6: TestClient, reader: dict[str, str]
+) -> None:
+    """Before, ``--allowed-host ::1`` (or ``[2001:db8::1]``) was refused as a name with a port, so a
+    server reached by an IPv6 address could not list it. A ``Host`` header brackets the address
+    (RFC 3986 §3.2.2), with or without a port; its spelling does not matter, its address does."""
+    assert _next(on_ipv6, reader, "[::1]") == (200, "https://[::1]/meters?limit=1&cursor=M1")
+    assert _next(on_ipv6, reader, "[::1]:8000") == (200, "https://[::1]:8000/meters?limit=1&cursor=M1")
+    assert _next(on_ipv6, reader, "[2001:db8::1]:8000")[0] == 200
+    assert _next(on_ipv6, reader, "[2001:DB8:0:0:0::1]:8443")[0] == 200  # the same address spelled long
+    assert _next(on_ipv6, reader, "[0:0:0:0:0:0:0:1]")[0] == 200
+    assert _next(on_ipv6, reader, PUBLIC)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[2001:db8::2]:8000",  # another address
+        "[::2]",
+        "::1",  # not bracketed: no Host header names an IPv6 address so
+        "[::1]x",
+        "[::1]:80:80",
+        "[fe80::1%25eth0]",
+        "[::1",
+        "127.0.0.1",  # the IPv4 loopback is not listed, only the IPv6 one
+    ],
+)
+def test_another_ipv6_host_is_refused_in_problem_json(on_ipv6: TestClient, reader: dict[str, str], host: str) -> None:
+    refused = on_ipv6.get("/meters?limit=1", headers={**reader, "Host": host})
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["title"] == "Host not served"
+    assert refused.json()["detail"].startswith(f"this server does not answer for the host {host!r}")
