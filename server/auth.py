@@ -20,7 +20,7 @@ from server.db import get_connection
 from server.origins import from_another_site
 from server.problems import Problem
 from server.tuple_rows import all_rows, one_row
-from server.visible import invisible, named, nothing_shown
+from server.visible import invisible, named, nothing_shown, unseen
 
 #: ``customer_app``: an app customers use (a civic Open311 client), which may only raise enquiries and
 #: follow those it raised.
@@ -109,6 +109,28 @@ def create_api_key(conn: psycopg.Connection, name: str, roles: list[str]) -> str
         (key_id, _hash(secret), name, sorted(set(roles))),
     )
     return f"{KEY_PREFIX}{key_id}.{secret}"
+
+
+#: What an administrator does about a key whose name misleads: there is no renaming a key (its name is
+#: recorded beside every change it made), so a new key is made for its user, and it is revoked.
+_REPLACE_IT = "give whoever uses it a key with a readable name (create-key), then revoke this one (revoke-key)"
+
+
+def key_name_problem(name: str) -> str | None:
+    """What is wrong with an existing key's name, in words for ``list-keys``; None for a name that
+    reads as it is. A key named before :func:`check_key_name` refused such names keeps its name: it
+    shows nothing (its changes are written by no one a person can read), it reads as a system name,
+    or it holds characters that show nothing (``alice\u200b`` reads as ``alice``, another key's
+    name perhaps)."""
+    if nothing_shown(name) is not None:
+        return f"this name shows nothing: its changes read as made by no one; {_REPLACE_IT}"
+    if _is_system_name(name):
+        return f"this name reads as one the system records its own actions under; {_REPLACE_IT}"
+    hidden = next((c for c in name if unseen(c)), None)
+    if hidden is not None:
+        shown = "".join(c for c in name if not unseen(c))
+        return f"this name holds {named(hidden)}, which shows nothing: it reads as {shown!r}; {_REPLACE_IT}"
+    return None
 
 
 def _unseen(name: str) -> str:

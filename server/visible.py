@@ -52,3 +52,28 @@ def shows_something(text: str) -> str:
     if problem is not None:
         raise ValueError(problem)
     return text
+
+
+def escaped(text: str) -> str:
+    """``text`` with what shows nothing written out (``alice\\u200b``, ``\\u3164``), so a reader sees
+    it; every visible character as it is (``José``, an ordinary space). Backslashes are doubled when
+    anything is written out, so ``\\u200b`` typed is told from U+200B; a text with nothing to write
+    out is returned unchanged."""
+    if not any(map(unseen, text)):
+        return text
+    return "".join(_escaped_character(c) for c in text)
+
+
+def unseen(character: str) -> bool:
+    """Whether ``character`` cannot be seen where it stands: :func:`invisible` or not printable, but
+    for the ordinary space, which a reader sees between words."""
+    return character != " " and (invisible(character) or not character.isprintable())
+
+
+def _escaped_character(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    if unseen(c):
+        code = ord(c)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return c

@@ -138,12 +138,16 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="One JSON object a line, for scripts."),
         database_url: str = DATABASE_URL,
     ) -> None:
-        """List API keys (id, created, revoked, roles, name), revoked ones too; never a secret."""
+        """List API keys (id, created, revoked, roles, name), revoked ones too; never a secret. A name
+        that shows nothing, reads as the system's, or holds characters that show nothing (a key named
+        before such names were refused) is shown with those characters written out (\\u200b) and a
+        line under it saying so and what to do."""
         import json
 
         import psycopg
 
-        from server.auth import list_api_keys
+        from server.auth import key_name_problem, list_api_keys
+        from server.visible import escaped
 
         with psycopg.connect(database_url, autocommit=True) as conn:
             keys = list_api_keys(conn)
@@ -152,6 +156,7 @@ def register(app: typer.Typer) -> None:
                 record = {
                     "key_id": key.key_id,
                     "name": key.name,
+                    "name_problem": key_name_problem(key.name),
                     "roles": list(key.roles),
                     "created_at": _utc(key.created_at),
                     "revoked_at": key.revoked_at and _utc(key.revoked_at),
@@ -161,10 +166,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{'KEY_ID':<12}  {'CREATED':<20}  {'REVOKED':<20}  {'ROLES':<24}  NAME")
         for key in keys:
             revoked = _utc(key.revoked_at) if key.revoked_at else "-"
-            name = key.name.encode("unicode_escape").decode("ascii") if not key.name.isprintable() else key.name
             typer.echo(
-                f"{key.key_id:<12}  {_utc(key.created_at):<20}  {revoked:<20}  {','.join(key.roles):<24}  {name}"
+                f"{key.key_id:<12}  {_utc(key.created_at):<20}  {revoked:<20}  {','.join(key.roles):<24}  "
+                f"{escaped(key.name)}"
             )
+            problem = key_name_problem(key.name)
+            if problem is not None and key.revoked_at is None:
+                typer.echo(f"{'':<12}  ! {key.key_id}: {problem}")
 
     @server_app.command("revoke-key")
     def revoke_key(

@@ -53,7 +53,8 @@ def test_keys_are_listed_without_their_secrets_and_a_revoked_key_is_refused(migr
 
     code, listing = _aquami(url, "list-keys", "--json")
     records = {record["key_id"]: record for record in map(json.loads, listing.splitlines())}
-    assert set(records[old_id]) == {"key_id", "name", "roles", "created_at", "revoked_at"}
+    assert set(records[old_id]) == {"key_id", "name", "name_problem", "roles", "created_at", "revoked_at"}
+    assert records[old_id]["name_problem"] is None
     assert records[old_id]["revoked_at"] is not None and records[new_id]["revoked_at"] is None
     assert records[new_id]["roles"] == ["billing", "reader"] and records[new_id]["name"] == "billing export"
 
@@ -116,3 +117,58 @@ def test_a_key_name_of_invisible_characters_alone_is_refused(migrated_database_u
     _create(url, "fixit\u200b app \u3164", "customer_app")
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT name FROM api_keys").fetchall() == [("fixit\u200b app \u3164",)]
+
+
+def test_keys_named_before_such_names_were_refused_are_listed_written_out_with_what_to_do(
+    migrated_database_url: str,
+) -> None:
+    """Keys created before create-key refused a name of invisible characters, or a system name, keep
+    it: list-keys showed U+3164 as a blank and ``alice\\u200b`` as ``alice``, with nothing to say so.
+    Now what shows nothing is written out, and a line under a live key says what is wrong and what to
+    do; a readable name (an accent, a backslash typed) is shown as it is, with no line."""
+    url = migrated_database_url
+    names = {
+        "0000000000a1": "\u3164",
+        "0000000000a2": "alice\u200b",
+        "0000000000a3": "Detection",
+        "0000000000a4": "José \\u200b desk",
+        "0000000000a5": "\u2066\u2069",  # revoked: written out, nothing to do
+        "0000000000a6": "back\\slash\u00ad",
+    }
+    with psycopg.connect(url, autocommit=True) as conn:
+        for number, (key_id, name) in enumerate(names.items()):
+            conn.execute(
+                "INSERT INTO api_keys (key_id, secret_hash, name, roles, created_at) "
+                "VALUES (%s, repeat('0', 64), %s, '{reader}', now() + %s * interval '1 second')",
+                (key_id, name, number),
+            )
+        conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = '0000000000a5'")
+
+    code, listing = _aquami(url, "list-keys")
+    assert code == 0, listing
+    lines = listing.splitlines()[1:]
+    rows = {line.split()[0]: line for line in lines if not line.lstrip().startswith("!")}
+    notes = {line.split()[1].rstrip(":"): line for line in lines if line.lstrip().startswith("!")}
+    assert rows["0000000000a1"].endswith("  \\u3164")
+    assert rows["0000000000a2"].endswith("  alice\\u200b")
+    assert rows["0000000000a3"].endswith("  Detection")
+    assert rows["0000000000a4"].endswith("  José \\u200b desk")  # typed as six characters: readable
+    assert rows["0000000000a5"].endswith("  \\u2066\\u2069")
+    assert rows["0000000000a6"].endswith("  back\\\\slash\\xad")  # the typed backslash told from an escape
+    assert set(notes) == {"0000000000a1", "0000000000a2", "0000000000a3", "0000000000a6"}
+    assert "this name shows nothing: its changes read as made by no one" in notes["0000000000a1"]
+    assert "holds U+200B ZERO WIDTH SPACE, which shows nothing: it reads as 'alice'" in notes["0000000000a2"]
+    assert "reads as one the system records its own actions under" in notes["0000000000a3"]
+    assert "holds U+00AD SOFT HYPHEN" in notes["0000000000a6"]
+    for note in notes.values():
+        assert note.endswith("(create-key), then revoke this one (revoke-key)"), note
+    # each note follows its key's row
+    for key_id in notes:
+        assert lines[lines.index(rows[key_id]) + 1] == notes[key_id]
+
+    code, listing = _aquami(url, "list-keys", "--json")
+    records = {record["key_id"]: record for record in map(json.loads, listing.splitlines())}
+    assert {key_id: record["name"] for key_id, record in records.items()} == names  # exact, for scripts
+    assert records["0000000000a4"]["name_problem"] is None
+    assert records["0000000000a5"]["name_problem"].startswith("this name shows nothing")
+    assert records["0000000000a2"]["name_problem"] == notes["0000000000a2"].split(": ", 1)[1]
