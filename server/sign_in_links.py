@@ -29,8 +29,8 @@ from server.tuple_rows import one_row
 #: one found in a history or a chat later signs in no one.
 LINK_LIFETIME = timedelta(minutes=10)
 #: How long a link is kept after it expired: until then, opened again, it is said to be used or
-#: expired rather than unknown; then the next link made or opened deletes it (as Open311's claims
-#: are deleted after 24 hours: server.open311.repository).
+#: expired rather than unknown; then the next link made or opened deletes it, or the server's hourly
+#: purge (server.sign_in_purge), as Open311's claims are deleted after 24 hours (server.open311.repository).
 EXPIRED_LINKS_KEPT = timedelta(hours=24)
 #: How to get a new link, said on every page refusing one.
 NEW_LINK = (
