@@ -8,6 +8,11 @@
   answer delay, then the longest frame with half again as margin: 2.0 s at 2400 baud): a line that
   never goes quiet (a short circuit, which a master reads as endless zero bytes, or a meter that
   keeps transmitting) fails the exchange instead of holding the bus.
+- A request is sent into a quiet line only: what is still arriving when it is due (a slow meter's late
+  answer, half-way through) is read on until the line has been quiet for :attr:`MBusLine.quiet_s`, and
+  handed whole to :attr:`MBusLine.on_pending`; a line that does not go quiet within the drain's bound
+  fails the exchange, the request not sent. Before, the request went out at once: the late frame's
+  head was handed over as a garbled fragment and its tail read as the next meter's answer.
 - A level converter that echoes the request (``echo = true``): the request is read back and checked
   before the answer is waited for. Without the setting, an answer that is the request fails with a
   hint to set it (gateway.echo).
@@ -52,6 +57,10 @@ class MBusLine:
         self.answer_s = config.answer_timeout_s  # by default clause 5.4's 330 bit times + 50 ms
         #: the longest a drain reads: any answer, even a colliding one started later, is over by then
         self.drain_limit_s = self.answer_s + LONGEST_FRAME * self.char_s * 1.5
+        #: silence that says the line is quiet (an answer is over): four characters' time, for the
+        #: standard's 11 to 33 bit times between frames, and 10 ms for a USB adapter's and the system's
+        #: latency in handing bytes over (an FTDI adapter's latency timer, for one)
+        self.quiet_s = 4 * self.char_s + 0.01
         self._aborted = threading.Event()
         self._port_lock = threading.Lock()  # open, close and abort: never held during a read
         #: told what came on the line since the last exchange (a late answer, on a port kept open
@@ -117,14 +126,19 @@ class MBusLine:
         """Read and drop what is still arriving until the line is quiet, so the rest of a garbled
         answer is not taken for the start of the next one; a line not quiet within
         :attr:`drain_limit_s` is :class:`LineNeverQuiet`."""
+        self._until_quiet(port, bytearray())
+
+    def _until_quiet(self, port: serial.Serial, heard: bytearray) -> None:
+        """Read what is still arriving into ``heard`` until the line has been quiet for
+        :attr:`quiet_s`; a line not quiet within :attr:`drain_limit_s` is :class:`LineNeverQuiet`
+        (``heard`` then holds what came)."""
         start = self.monotonic()
-        dropped = 0
-        while chunk := self._read(port, 256, 4 * self.char_s + 0.01):
-            dropped += len(chunk)
+        while chunk := self._read(port, 256, self.quiet_s):
+            heard += chunk
             if self.monotonic() - start > self.drain_limit_s:
                 raise LineNeverQuiet(
                     "line never quiet (short circuit, or a meter that keeps transmitting?): "
-                    f"{dropped} bytes in {self.monotonic() - start:.1f} s"
+                    f"{len(heard)} bytes in {self.monotonic() - start:.1f} s"
                 )
 
     def exchange(
@@ -217,23 +231,42 @@ class MBusLine:
 
     def _pending(self, port: serial.Serial) -> None:
         """What came since the last exchange, to :attr:`on_pending` (the input buffer is then reset,
-        as before every request: nothing that came unasked is taken for the next answer)."""
-        if self.on_pending is None:
+        as before every request: nothing that came unasked is taken for the next answer).
+
+        Bytes waiting may be the head of an answer still arriving (a slow meter's late frame, which
+        lasts 0.9 s at 2400 baud if it is 200 bytes long): the line is read on until it has been
+        quiet for :attr:`quiet_s`, as a master waits for a quiet line before it talks, and the whole
+        of what came is handed over. A line that never goes quiet is :class:`LineNeverQuiet`, within
+        :attr:`drain_limit_s`, and the request is not sent. Before, the head alone was handed over (no
+        whole answer: not counted) and the request sent at once, the tail then read as the next
+        meter's answer: ``garbled answer``, that meter's poll failed too."""
+        if not port.in_waiting:
             return
-        waiting = port.in_waiting
-        if waiting:
-            self.on_pending(self._read(port, waiting, 0))
+        heard = bytearray()
+        try:
+            self._until_quiet(port, heard)
+        finally:
+            if self.on_pending is not None:
+                self.on_pending(bytes(heard))
 
     def listen(self, seconds: float) -> None:
         """Read what comes on the line for ``seconds``, and tell :attr:`on_pending` of it: a late answer
         to the last request, which no next request would hear (a search's last selection; closed, a
-        port hears nothing)."""
+        port hears nothing). An answer still arriving when ``seconds`` are over is read to its end
+        (up to a quiet line, as before a request: :meth:`_pending`); a line that never goes quiet is
+        left to the next exchange to fail."""
         port = self.port
         if port is None or self.on_pending is None:
             return
-        heard = self._read(port, LONGEST_FRAME, seconds)
-        if heard:
-            self.on_pending(heard + self._read(port, port.in_waiting, 0))
+        heard = bytearray(self._read(port, LONGEST_FRAME, seconds))
+        if not heard:
+            return
+        try:
+            self._until_quiet(port, heard)
+        except LineNeverQuiet:
+            pass  # what came is handed over all the same; the next request's exchange says the line's state
+        finally:
+            self.on_pending(bytes(heard))
 
     def _read_echo(self, port: serial.Serial, frame: bytes) -> None:
         """``echo = true``: the request comes back first, as it leaves; it is given an answer's time

@@ -97,6 +97,10 @@ class ReadBackWithoutParity:
     def timeout(self, value: float) -> None:
         raise termios.error(errno.EINVAL, "Invalid argument")
 
+    @property
+    def in_waiting(self) -> int:
+        return 0  # nothing came since the last exchange: the request is due at once
+
     def reset_input_buffer(self) -> None: ...
 
     def write(self, data: bytes) -> int:

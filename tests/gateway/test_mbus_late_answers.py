@@ -13,6 +13,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,6 +30,7 @@ from gateway.buses import make_transport
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.late_answers import LateAnswers, mbus_frames
 from gateway.mbus import MBusTransport
+from gateway.mbus_line import LineNeverQuiet
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
 from gateway.transport import NoAnswer, PollError
@@ -542,3 +544,81 @@ def test_after_the_answer_taken_only_whole_frames_passed_over_are_no_collision(m
         transport.line.close()
     finally:
         line.stop()
+
+
+def test_a_late_frame_still_arriving_when_the_next_meter_is_asked_is_read_whole_and_spoils_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """2400 baud, the standard's 0.19 s answer window: SLOW-1 sends its 200-byte RSP_UD (0.92 s on
+    the wire) 0.3 s after its REQ_UD2, after the window; FAST-2 is polled 0.5 s after SLOW-1's poll
+    failed, half-way through that frame. The line is read on until it is quiet before FAST-2's
+    request goes: the frame is heard whole, counted for SLOW-1, and FAST-2's poll succeeds. Before,
+    the frame's head was handed over as a fragment (not counted) and its tail read as FAST-2's
+    answer: ``FAST-2: garbled answer``."""
+    slow = MBusSlave(1, "11110001", 500.0, history=24)
+    slaves = ReadsAnsweredLate([slow, MBusSlave(2, "11110002", 40.0)], 0.3, slow={"11110001"})
+    line = slaves.line = SerialLine(slaves, LineSettings(2400, parity="E"))
+    line.start()
+    slow_1, fast_2 = MeterConfig("SLOW-1", 1), MeterConfig("FAST-2", 2)
+    try:
+        bus = MBusBusConfig("mbus-1", line.port, (slow_1, fast_2), baudrate=2400, parity=PARITY, retries=0)
+        with caplog.at_level(logging.INFO):
+            heard, results = asyncio.run(asyncio.wait_for(_poll(bus, [(slow_1, 0.5), (fast_2, 0.0)]), 60))
+    finally:
+        slaves.stop()
+        line.stop()
+    polls = [r.getMessage() for r in caplog.records if "FAST-2" in r.getMessage()]
+    assert results == [False, True], polls
+    assert heard == [1]  # the whole frame: it names its sender
+    assert _warnings(caplog) == [HINT.replace("0.3 s", "0.1875 s")]
+
+
+class _Babbling:
+    """A line that never goes quiet: a device sends 30 bytes of zeros every 20 ms (30 ms on the wire
+    at 9600 baud), and counts the requests it gets."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.line = SerialLine(self, LineSettings(9600, parity="E"))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._babble, daemon=True)
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        self.requests += 1
+        return None
+
+    def _babble(self) -> None:
+        while not self._stop.wait(0.02):
+            self.line.push(bytes(30))
+
+    def start(self) -> None:
+        self.line.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.line.stop()
+
+
+def test_no_request_is_sent_into_a_line_that_never_goes_quiet() -> None:
+    """Bytes waiting before a request, and more behind them without a pause: the line is read for at
+    most the drain's bound (0.75 s at 9600 baud with a 0.3 s window), then the exchange fails as
+    ``line never quiet``, its request not sent. Before, the request was sent into the babble (which
+    garbles it on a real bus), and the exchange failed the same way only after it."""
+    babbling = _Babbling()
+    babbling.start()
+    try:
+        transport = MBusTransport(_bus(babbling.line.port, MeterConfig("M-1", 1)))
+        transport.line.open()
+        time.sleep(0.2)  # the babble comes in
+        started = time.monotonic()
+        with pytest.raises(LineNeverQuiet, match="line never quiet"):
+            transport.line.exchange(build_req_ud2(1, fcb=True))
+        took = time.monotonic() - started
+        transport.line.close()
+        time.sleep(0.2)  # a request sent would have been handled by now
+    finally:
+        babbling.stop()
+    assert babbling.requests == 0
+    assert took < transport.line.drain_limit_s + 0.5

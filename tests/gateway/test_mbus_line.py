@@ -48,6 +48,12 @@ class BabblingPort:
         self.bytes_read += arrived
         return bytes([self.fill]) * arrived
 
+    @property
+    def in_waiting(self) -> int:
+        """A line that never goes quiet always has bytes waiting (the exchange now reads them before
+        it sends: gateway.mbus_line ``_pending``)."""
+        return 1
+
     def reset_input_buffer(self) -> None: ...
 
     def write(self, data: bytes) -> int:
