@@ -192,6 +192,9 @@ class MBusTransport:
         #: the meters whose SND_NKE or selection went unanswered, their E5h not heard since (by meter id),
         #: each with when its answer window closed (the line's monotonic clock): :meth:`_late_e5h`
         self._awaiting_e5h: dict[str, tuple[MeterConfig, float]] = {}
+        #: the meters whose poll's REQ_UD2 went unanswered, their RSP_UD not heard since (by meter id):
+        #: a late long frame from one, heard in a search, is that poll's (:meth:`_said_late_read`)
+        self._awaiting_data: dict[str, MeterConfig] = {}
         #: when the line was last read by an exchange (its end): whatever is pending came after it
         self._last_read_at = float("-inf")
         self._exchange_started = float("-inf")  # when the exchange under way (or the last) began
@@ -202,6 +205,7 @@ class MBusTransport:
         self._closing = threading.Event()  # set once, by interrupt(): a search under way stops
         self._searching = False  # a secondary-address search is on the line: its E5h answer selections
         self._silent_selections: list[str] = []  # a search's selections unanswered since its last answer
+        self._read_selections: list[str] = []  # the selections the search under way (or the last) read after
         #: the last search's late E5h, each as the selections left unanswered before it came
         self.late_in_search: list[tuple[str, ...]] = []
         #: the identifications of the meters whose answer to the last search's read came late, each once
@@ -233,6 +237,8 @@ class MBusTransport:
         except NoAnswer:
             if self._asking is not None and not _asks_for_data(frame):
                 self._awaiting_e5h[self._asking.meter_id] = (self._asking, self.line.monotonic())
+            elif self._asking is not None:
+                self._awaiting_data[self._asking.meter_id] = self._asking
             raise
         finally:
             self._last_read_at = self.line.monotonic()
@@ -300,20 +306,42 @@ class MBusTransport:
 
     def _late_read_in_search(self, frame: bytes) -> bool:
         """Whether ``frame``, a whole answer heard in a secondary-address search, is a late answer to
-        the search's read (a long frame: a selection is answered by an E5h), said by the meter's
-        identification, which it carries: counted on the bus, said (:meth:`LateAnswers.heard_late_read`)
-        and kept for the scan's words (:attr:`late_reads_in_search`). Before, one taken in the next
-        selection's window was read as a collision (the search narrowed that selection down for
-        nothing, and said nothing of the meter), and one heard before a selection was charged to the
-        configured meter it named, the scan saying ``# unit 253 answered …`` for a meter read by
-        secondary address (FDh is the secondary addressing address, no unit)."""
+        the search's read (a long frame: a selection is answered by an E5h; or to a poll's, as
+        :meth:`_said_late_read` tells), said by the meter's identification, which it carries: counted
+        on the bus, said (:meth:`LateAnswers.heard_late_read`) and kept for the scan's words
+        (:attr:`late_reads_in_search`). Before, one taken in the next selection's window was read as
+        a collision (the search narrowed that selection down for nothing, and said nothing of the
+        meter), and one heard before a selection was charged to the configured meter it named, the
+        scan saying ``# unit 253 answered …`` for a meter read by secondary address (FDh is the
+        secondary addressing address, no unit)."""
         telegram = _long_frame(frame)
         if telegram is None:  # an E5h, or not a whole telegram: a collision, as before
             return False
         return self._said_late_read(telegram)
 
     def _said_late_read(self, telegram: dict[str, Any]) -> bool:
-        """A search's late read answer, ``telegram``, counted and said by its identification."""
+        """A late long frame heard in a search, ``telegram``, counted and said as the answer to the
+        request it answers, as far as is known:
+
+        - a poll's, if it is from a configured meter whose poll's REQ_UD2 went unanswered, its answer
+          not heard since: said as that meter's late answer (:meth:`LateAnswers.heard_from`), as
+          outside a search. A meter answers its requests in turn: were the search's read of it left
+          unanswered too, the poll's answer comes first;
+        - the search's read's, if a selection the search read after selects it (:func:`selected_by`):
+          said by its identification (:meth:`LateAnswers.heard_late_read`);
+        - else, from a configured meter, a poll's all the same (the search never asked it); from a
+          meter that is not, a search's (only a search asks such a meter: an earlier one).
+
+        Before, each was said as the search's, "too late to be found" by a search that never selected
+        it: a slow meter's late answer to its poll, come as a search began, sent the technician to
+        search again rather than to raise the bus's answer window for that meter's polls."""
+        sender = self._meter_of(telegram)
+        polled = sender is not None and sender.meter_id in self._awaiting_data
+        searched = any(selected_by(telegram, pattern) for pattern in self._read_selections)
+        if sender is not None and (polled or not searched):
+            self._answered(sender)
+            self.late_answers.heard_from(sender)
+            return True
         identification = str(telegram.get("id"))
         if identification not in self.late_reads_in_search:
             self.late_reads_in_search.append(identification)
@@ -339,8 +367,10 @@ class MBusTransport:
 
     def _answered(self, meter: MeterConfig) -> None:
         """A long frame from ``meter`` came: a meter answers its requests in turn, so an E5h it still
-        owed to an earlier one has come by now, or never will."""
+        owed to an earlier one has come by now, or never will; and a long frame it owed to a poll's
+        REQ_UD2 is this one, or came before it."""
         self._awaiting_e5h.pop(meter.meter_id, None)
+        self._awaiting_data.pop(meter.meter_id, None)
 
     def _meter_of(self, telegram: dict[str, Any]) -> MeterConfig | None:
         meters = self.config.meters
@@ -543,6 +573,7 @@ class MBusTransport:
         self.line.close()
         self._initialised.clear()
         self._awaiting_e5h.clear()
+        self._awaiting_data.clear()
         self._ended_silent = False
 
     async def close(self) -> None:
@@ -574,6 +605,7 @@ class MBusTransport:
             self._asking, self._ended_silent = None, False  # a search's silences are no one's
             self._awaiting_e5h.clear()
             self._silent_selections.clear()
+            self._read_selections.clear()
             self.late_in_search = []
             self.late_reads_in_search = []
             self._searching = True
@@ -619,6 +651,7 @@ class MBusTransport:
             answer = b""  # collision or garbage: more than one meter matches
         self._silent_selections.clear()
         if answer == bytes([ACK]):
+            self._read_selections.append(pattern)
             try:
                 # only the selected meter's answer: a slow one's late answer to its own read is passed over
                 read = self._exchange_with_all(

@@ -622,3 +622,68 @@ def test_no_request_is_sent_into_a_line_that_never_goes_quiet() -> None:
         babbling.stop()
     assert babbling.requests == 0
     assert took < transport.line.drain_limit_s + 0.5
+
+
+@pytest.mark.parametrize("late_by_s", [0.5, 0.8], ids=["in-a-selection-s-window", "as-the-search-listens"])
+def test_a_poll_s_late_rsp_ud_heard_in_a_search_is_the_poll_s_not_the_search_s(
+    late_by_s: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SLOW-1's RSP_UD comes 0.5 s (0.8 s) after its poll's REQ_UD2, after the 0.3 s window; a search
+    of 2222000F (which selects no meter) begins at once: the frame comes in the selection's window
+    (as the search listens after it). The search never selected SLOW-1: the frame is its poll's late
+    answer, counted for SLOW-1 with its address and said with the setting that cures its polls.
+    Before, it was said as the search's: "the meter with secondary address 11110001, configured as
+    SLOW-1, answered after the bus's 0.3 s answer window in a secondary-address search: too late to
+    be found", counted with no unit."""
+    slaves = ReadsAnsweredLate([MBusSlave(1, "11110001", 12.5)], late_by_s)
+    line = slaves.line = SerialLine(slaves, LineSettings(9600, parity="E"))
+    line.start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("SLOW-1", 1)), on_late=heard.append)
+        with caplog.at_level(logging.INFO):
+            with pytest.raises(NoAnswer):
+                transport.read_blocking(transport.config.meters[0])
+            found = transport.search_blocking("2222000")
+        transport.line.close()
+    finally:
+        slaves.stop()
+        line.stop()
+    assert (found, heard, transport.late_reads_in_search) == ([], [1], [])
+    assert _warnings(caplog) == [HINT]
+
+
+def test_a_slow_meter_s_late_answers_to_a_poll_and_to_the_search_s_read_are_each_said_as_their_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SEC-1 (read by secondary address 12340001) answers every read 0.45 s late, after the 0.3 s
+    window. Its poll goes unanswered; a search of 1234000F selects it and reads it, unanswered too
+    (and again at 12340001, narrowed down); three late frames from it then come. A meter answers its
+    requests in turn: the first is the poll's (counted for SEC-1, said with its poll's cure), the
+    others the search's (said by its identification, too late to be found: one episode)."""
+    slaves = ReadsAnsweredLate([MBusSlave(0, "12340001", 1.0)], 0.45)
+    line = slaves.line = SerialLine(slaves, LineSettings(9600, parity="E"))
+    line.start()
+    heard: list[int | None] = []
+    sec_1 = MeterConfig("SEC-1", 253, secondary_address="12340001")
+    try:
+        transport = MBusTransport(_bus(line.port, sec_1), on_late=heard.append)
+        with caplog.at_level(logging.INFO):
+            with pytest.raises(NoAnswer):
+                transport.read_blocking(sec_1)
+            found = transport.search_blocking("1234000")
+            transport.line.listen(1.0)  # what is still to come, as the next request would hear it
+        transport.line.close()
+    finally:
+        slaves.stop()
+        line.stop()
+    assert (found, transport.late_reads_in_search) == ([], ["12340001"])
+    assert heard == [253, None, None]
+    assert _warnings(caplog) == [
+        "SEC-1 on mbus-1: secondary address 12340001 answered after the bus's 0.3 s answer window, so its polls "
+        "fail as 'no answer' though it answers: raise the bus's answer_timeout_s (and its timeout_s, if set, to at "
+        "least as much)",
+        "mbus-1: the meter with secondary address 12340001, configured as SEC-1, answered after the bus's 0.3 s "
+        "answer window in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and "
+        "search again",
+    ]
