@@ -416,20 +416,26 @@ def _rows(named: list[int]) -> str:
 
 #: The file's job cards that contradict the meter's own reads next to them (server migration 0054's
 #: forward_difference: a register below the one before it by more than VEE's tolerance): an
-#: installation card above the fitted meter's first read, a removal card below its last read.
+#: installation card above the fitted meter's first read, a removal card below its last read. An
+#: installation's reads are those from its installed_at to its removed_at, both included, as billing
+#: counts them (server.billing.repository.determinant_lines, where a read at either instant takes the
+#: card's place): the installation card's look took the first read after installed_at, so a read at
+#: that instant counted for the removal card's look and the pair's, and not for it (a card pair going
+#: backwards with a read at the installation's instant was said by none). ``at_instant``: the read is at
+#: the card's own instant.
 _CARDS_AGAINST_READS = """
-SELECT f.row, f.meter_id, 'initial_register_m3', f.initial, r.ts, r.volume_m3
+SELECT f.row, f.meter_id, 'initial_register_m3', f.initial, r.ts, r.volume_m3, r.ts = f.installed_at
 FROM unnest(%(rows)s::int[], %(meters)s::text[], %(installed)s::timestamptz[], %(removed)s::timestamptz[],
             %(initial)s::numeric[]) AS f(row, meter_id, installed_at, removed_at, initial)
 JOIN meters m ON m.meter_id = f.meter_id AND m.has_readings  -- (a first load's meters have none: no look)
 CROSS JOIN LATERAL (
     SELECT ts, volume_m3 FROM readings
-    WHERE meter_id = f.meter_id AND ts > f.installed_at AND ts < coalesce(f.removed_at, 'infinity')
+    WHERE meter_id = f.meter_id AND ts >= f.installed_at AND ts <= coalesce(f.removed_at, 'infinity')
     ORDER BY ts LIMIT 1
 ) r
 WHERE f.initial IS NOT NULL AND forward_difference(f.initial, r.volume_m3) IS NULL
 UNION ALL
-SELECT f.row, f.meter_id, 'final_register_m3', f.final, r.ts, r.volume_m3
+SELECT f.row, f.meter_id, 'final_register_m3', f.final, r.ts, r.volume_m3, r.ts = f.removed_at
 FROM unnest(%(rows)s::int[], %(meters)s::text[], %(installed)s::timestamptz[], %(removed)s::timestamptz[],
             %(final)s::numeric[]) AS f(row, meter_id, installed_at, removed_at, final)
 JOIN meters m ON m.meter_id = f.meter_id AND m.has_readings
@@ -442,7 +448,7 @@ WHERE f.final IS NOT NULL AND forward_difference(r.volume_m3, f.final) IS NULL
 UNION ALL
 -- a card pair contradicting itself, the removal's register below the installation's with no read
 -- between (with one, the two looks above say which card the reads contradict)
-SELECT f.row, f.meter_id, 'final_register_m3', f.final, NULL, f.initial
+SELECT f.row, f.meter_id, 'final_register_m3', f.final, NULL, f.initial, false
 FROM unnest(%(rows)s::int[], %(meters)s::text[], %(installed)s::timestamptz[], %(removed)s::timestamptz[],
             %(initial)s::numeric[], %(final)s::numeric[]) AS f(row, meter_id, installed_at, removed_at, initial, final)
 WHERE f.initial IS NOT NULL AND f.final IS NOT NULL AND forward_difference(f.initial, f.final) IS NULL
@@ -486,7 +492,9 @@ def cards_against_reads(conn: psycopg.Connection, installations: list[Installati
     (none: all agree, or no read is there yet). They are recorded all the same (the
     read may be the wrong one, and a card is entered before the new meter's first read comes), but
     billing cannot count the water between card and read: the line's consumption is unknown until one
-    of them is corrected. Before, the file was recorded without a word and the bill said it later."""
+    of them is corrected. A read at the card's own instant is said as such: billing takes that read in
+    the card's place, so it counts, but one of the two is wrong. Before, the file was recorded without
+    a word and the bill said it later."""
     found = conn.execute(
         _CARDS_AGAINST_READS,
         {
@@ -499,7 +507,7 @@ def cards_against_reads(conn: psycopg.Connection, installations: list[Installati
         },
     ).fetchall()
     said = []
-    for row, meter_id, column, card, ts, volume in found:
+    for row, meter_id, column, card, ts, volume, at_instant in found:
         where = f"row {row}: " if row else ""
         if ts is None:  # the pair: no read between the cards
             said.append(
@@ -508,12 +516,23 @@ def cards_against_reads(conn: psycopg.Connection, installations: list[Installati
                 "(the line's consumption unknown) until a card is corrected"
             )
             continue
+        when = ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if at_instant:  # billing takes the read at the card's instant, not the card: it counts, one is wrong
+            side, end = (
+                (f"above {meter_id}'s read at its installation", "opens")
+                if column == "initial_register_m3"
+                else (f"below {meter_id}'s read at its removal", "closes")
+            )
+            said.append(
+                f"{where}{column} {card} is {side}, {volume} m³ at {when}, the same instant: billing {end} the "
+                "installation on the read, not the card; correct whichever is wrong"
+            )
+            continue
         side = (
             f"above {meter_id}'s first read after its installation"
             if column == "initial_register_m3"
             else f"below {meter_id}'s last read before its removal"
         )
-        when = ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
         said.append(
             f"{where}{column} {card} is {side}, {volume} m³ at {when}: "
             "billing cannot count the water between them (the line's consumption unknown) until the card or the read "

@@ -97,3 +97,40 @@ def test_a_card_pair_whose_removal_register_is_below_its_installation_s_is_recor
             "SELECT initial_register_m3, final_register_m3 FROM meter_installations WHERE meter_id = 'M-BACK'"
         ).fetchone()
     assert card is not None and (str(card[0]), str(card[1])) == ("3.000", "2.000")
+
+
+def test_a_read_at_the_installation_s_instant_is_the_installation_s_for_every_card_look(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    """An installation's reads are those from its installed_at to its removed_at, both included, as
+    billing counts them (a read at the installation's instant opens its line in the card's place). The
+    removal card's look and the pair's took a read at installed_at as the installation's, the
+    installation card's look did not: M-AT fitted with 3.000 at 00:00, read 1.500 at 00:00, removed with
+    2.000 was said by none (the pair's look saw a read between, the installation card's saw no read
+    after, and 2.000 is above 1.500). Now the installation card is said against that read, and a removal
+    card against a read at its own instant likewise."""
+    url = migrated_database_url
+    text = (
+        "M-AT,D1,customer,SP-1,2026-10-01T00:00Z,2026-10-20T00:00Z,3.000,2.000\n"
+        "M-END,D1,customer,SP-2,2026-10-01T00:00Z,2026-10-20T00:00Z,1.000,4.000\n"
+    )
+    no_cards = "".join(line.rsplit(",", 2)[0] + ",,\n" for line in text.splitlines())
+    code, _, said = register(tmp_path / "m.csv", no_cards, url)
+    assert code == 0 and said == "", said
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M-AT', '2026-10-01T00:00Z', 1.500), "
+            "('M-END', '2026-10-10T00:00Z', 4.200), ('M-END', '2026-10-20T00:00Z', 4.500)"
+        )
+        conn.execute("UPDATE meters SET has_readings = true")
+    code, out, said = register(tmp_path / "m.csv", text, url)
+    assert code == 0 and json.loads(out)["installations"] == 2, out
+    name = tmp_path / "m.csv"
+    assert said.splitlines() == [
+        f"warning: {name}: row 2: initial_register_m3 3.000 is above M-AT's read at its installation, 1.500 m³ at "
+        "2026-10-01T00:00:00Z, the same instant: billing opens the installation on the read, not the card; correct "
+        "whichever is wrong",
+        f"warning: {name}: row 3: final_register_m3 4.000 is below M-END's read at its removal, 4.500 m³ at "
+        "2026-10-20T00:00:00Z, the same instant: billing closes the installation on the read, not the card; correct "
+        "whichever is wrong",
+    ]
