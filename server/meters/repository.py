@@ -578,30 +578,91 @@ def readings_newest_first(
 # up to its newest stored day (fewer when its oldest stored day is later), every day listed (NULL
 # columns: no interval closed that day), with the intervals each non-actual quality closed that day
 # (an interval belongs to the day of its closing read less 1 µs, as consumption_hourly counts it).
-# A day is the utility's (utility_timezone()). The day of a new meter's first read also holds the
-# water from its installation job card's initial_register_m3 to that read (card_m3), as billing bills
-# it and NEM12 places it (in the first read's hour: server.billing.nem12): no interval of two reads
-# holds it, so the page showed a new meter's first day that much short of the bill. Only a meter with
-# no read at or before its installation (one fitted again after reads has its interval across it).
+# A day is the utility's (utility_timezone()).
+#
+# The days hold the meter's job cards as billing bills them (server.billing.repository.
+# determinant_lines), so they add up to the bills: an installation's reads are those from its
+# installed_at to its removed_at, both included, a read at either instant taking the card's place.
+# - ``opening``: an installation card with no read at its instant opens the installation: the water
+#   from its initial_register_m3 to the installation's first read, on that read's day (NEM12 places it
+#   in that read's hour). A meter read before (fitted again, or read before it was fitted) has an
+#   interval from that read to the first one across the installation, which billing does not bill: it
+#   is taken out of that day, the card's water in its stead. So is the interval closing at a read at
+#   the installed_at of a meter read before it (billing opens on that read), unless an installation
+#   the meter leaves at that instant bills it.
+# - ``closing``: a removal card with no read at its instant closes the installation: the water from
+#   the installation's last read (none: its installation card; none either: the meter's read before,
+#   as billing opens on it) to its final_register_m3, on the removal's day.
+# A card above the read after it (forward_difference NULL) adds nothing: billing cannot count it either.
 _DAILY = """
 WITH zone AS (SELECT utility_timezone() AS z),
-cards AS (
-    SELECT date_trunc('day', r.ts - interval '1 microsecond', zone.z) AS day,
-           sum(forward_difference(i.initial_register_m3, r.volume_m3)) AS card_m3
-    FROM zone, meter_installations i
+installations AS (
+    SELECT i.installed_at, i.removed_at, i.initial_register_m3, i.final_register_m3,
+           EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = i.meter_id AND x.ts = i.installed_at) AS read_at_start,
+           EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = i.meter_id AND x.ts = i.removed_at) AS read_at_end
+    FROM meter_installations i WHERE i.meter_id = %(meter_id)s
+),
+opening AS (  -- each installation's first read, and the read before it when that is before the installation
+    SELECT i.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3, f.quality AS first_quality,
+           p.ts AS before_ts,
+           interval_consumption(f.volume_m3, p.volume_m3, dc.ts IS NOT NULL, dc.consumption_m3) AS across_m3
+    FROM installations i
     CROSS JOIN LATERAL (
-        SELECT ts, volume_m3 FROM readings
-        WHERE meter_id = i.meter_id AND ts > i.installed_at AND ts < coalesce(i.removed_at, 'infinity')
+        SELECT ts, volume_m3, quality FROM readings
+        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts <= coalesce(i.removed_at, 'infinity')
         ORDER BY ts LIMIT 1
-    ) r
-    WHERE i.meter_id = %(meter_id)s AND i.initial_register_m3 IS NOT NULL
-      AND forward_difference(i.initial_register_m3, r.volume_m3) IS NOT NULL  -- else billing's unknown too
-      AND NOT EXISTS (SELECT 1 FROM readings p WHERE p.meter_id = i.meter_id AND p.ts <= i.installed_at)
-    GROUP BY 1
+    ) f
+    LEFT JOIN LATERAL (
+        SELECT ts, volume_m3 FROM readings
+        WHERE meter_id = %(meter_id)s AND ts < i.installed_at ORDER BY ts DESC LIMIT 1
+    ) p ON true
+    LEFT JOIN register_discontinuities dc ON dc.meter_id = %(meter_id)s AND dc.ts = f.ts
+),
+changes AS (
+    -- the installation card's water to the first read, the interval across the installation out
+    SELECT o.first_ts AS closing,
+           CASE WHEN o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start
+                THEN forward_difference(o.initial_register_m3, o.first_volume_m3) END AS card_m3,
+           CASE WHEN o.before_ts IS NOT NULL THEN coalesce(o.across_m3, 0) ELSE 0 END AS out_m3,
+           (o.before_ts IS NOT NULL AND o.across_m3 IS NULL)::int AS out_unknown,
+           -- the read at the installation's instant closes no interval billed: it is one fewer
+           (o.before_ts IS NOT NULL AND o.read_at_start)::int AS out_intervals,
+           (o.before_ts IS NOT NULL AND o.read_at_start AND o.first_quality <> 'actual')::int AS out_not_actual
+    FROM opening o
+    WHERE (o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start
+           AND forward_difference(o.initial_register_m3, o.first_volume_m3) IS NOT NULL)  -- else billing's unknown
+       OR (o.read_at_start AND o.before_ts IS NOT NULL
+           AND NOT EXISTS (  -- an installation the meter leaves at that instant bills the interval
+               SELECT 1 FROM installations j
+               WHERE j.installed_at < o.first_ts AND j.removed_at >= o.first_ts
+                 AND (j.installed_at <= o.before_ts OR j.initial_register_m3 IS NULL)))
+    UNION ALL
+    -- the removal card's water from the installation's last read (or its installation card, or the read
+    -- before it) to its register
+    SELECT i.removed_at,
+           forward_difference(coalesce(l.volume_m3, i.initial_register_m3, p.volume_m3), i.final_register_m3),
+           0, 0, 0, 0
+    FROM installations i
+    LEFT JOIN LATERAL (
+        SELECT volume_m3 FROM readings
+        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts < i.removed_at ORDER BY ts DESC LIMIT 1
+    ) l ON true
+    LEFT JOIN LATERAL (
+        SELECT volume_m3 FROM readings WHERE meter_id = %(meter_id)s AND ts < i.installed_at ORDER BY ts DESC LIMIT 1
+    ) p ON true
+    WHERE i.final_register_m3 IS NOT NULL AND NOT i.read_at_end
+      AND forward_difference(coalesce(l.volume_m3, i.initial_register_m3, p.volume_m3), i.final_register_m3) IS NOT NULL
+),
+cards AS (
+    SELECT date_trunc('day', closing - interval '1 microsecond', zone.z) AS day, sum(card_m3) AS card_m3,
+           sum(out_m3) AS out_m3, sum(out_unknown) AS out_unknown, sum(out_intervals) AS out_intervals,
+           sum(out_not_actual) AS out_not_actual
+    FROM zone, changes GROUP BY 1
 ),
 newest AS (
     SELECT max(day) AS day, min(day) AS oldest
-    FROM (SELECT day FROM consumption_daily WHERE meter_id = %(meter_id)s UNION ALL SELECT day FROM cards) d
+    FROM (SELECT day FROM consumption_daily WHERE meter_id = %(meter_id)s
+          UNION ALL SELECT day FROM cards WHERE card_m3 IS NOT NULL) d
 ),
 days AS (
     SELECT d::date AS date, (d::date)::timestamp AT TIME ZONE zone.z AS day,
@@ -617,15 +678,23 @@ qualities AS (
     WHERE r.meter_id = %(meter_id)s AND r.quality <> 'actual'
       AND r.ts > (SELECT min(day) FROM days) AND r.ts <= (SELECT max(next_day) FROM days)
     GROUP BY 1, 2
+),
+shown AS (
+    SELECT days.date, days.day, cards.card_m3,
+           c.consumption_m3 - coalesce(cards.out_m3, 0) + coalesce(cards.card_m3, 0) AS with_cards,
+           c.intervals - coalesce(cards.out_intervals, 0) AS intervals,
+           c.not_actual - coalesce(cards.out_not_actual, 0) AS not_actual,
+           c.unknown - coalesce(cards.out_unknown, 0) AS unknown
+    FROM days LEFT JOIN consumption_daily c ON c.meter_id = %(meter_id)s AND c.day = days.day
+    LEFT JOIN cards ON cards.day = days.day
 )
-SELECT days.date, days.day,
-       CASE WHEN cards.card_m3 IS NULL THEN c.consumption_m3 ELSE coalesce(c.consumption_m3, 0) + cards.card_m3 END
-           AS consumption_m3,
-       cards.card_m3, c.intervals, c.not_actual, c.unknown,
-       coalesce((SELECT jsonb_object_agg(q.quality, q.n) FROM qualities q WHERE q.day = days.day), '{}') AS qualities
-FROM days LEFT JOIN consumption_daily c ON c.meter_id = %(meter_id)s AND c.day = days.day
-LEFT JOIN cards ON cards.day = days.day
-ORDER BY days.date
+SELECT shown.date, shown.day,
+       CASE WHEN shown.card_m3 IS NOT NULL THEN coalesce(shown.with_cards, shown.card_m3)
+            WHEN shown.intervals > 0 THEN shown.with_cards END AS consumption_m3,
+       shown.card_m3, shown.intervals, shown.not_actual, shown.unknown,
+       coalesce((SELECT jsonb_object_agg(q.quality, q.n) FROM qualities q WHERE q.day = shown.day), '{}') AS qualities
+FROM shown
+ORDER BY shown.date
 """
 
 
@@ -633,8 +702,9 @@ def daily_consumption(conn: psycopg.Connection, meter_id: str, days: int) -> lis
     """The meter's stored daily consumption, oldest day first, over the ``days`` days up to its newest
     stored day, or from its oldest (none: no consumption stored yet): ``date`` (the utility's day),
     ``consumption_m3`` and the counts ``intervals``, ``not_actual`` and ``unknown`` as
-    consumption_daily has them (None on a day no interval closed), the consumption with ``card_m3``,
-    the installation job card's water to a new meter's first read, on that read's day (else None),
-    as billing bills it, and ``qualities``: intervals
+    consumption_daily has them (None on a day no interval closed), with the job cards' water as billing
+    bills it (:data:`_DAILY`: an installation card's to the installation's first read, on that read's day,
+    in place of an interval across the installation; a removal card's from the last read, on the
+    removal's day): ``card_m3`` that water on its day (else None), and ``qualities``: intervals
     closed by a reading of each quality other than actual (estimated, substituted, edited)."""
     return conn.execute(_DAILY, {"meter_id": meter_id, "days": days}).fetchall()  # type: ignore[return-value]

@@ -36,6 +36,7 @@ class Day:
     not_actual: int = 0
     unknown: int = 0
     qualities: Mapping[str, int] = field(default_factory=dict)  # intervals closed by each non-actual quality
+    card_m3: Decimal | None = None  # of the volume, a job card's water (billing's: repository.daily_consumption)
     partial: bool = False  # the utility's day still running: its water so far
     x: float = 0.0
     y: float = PLOT_BOTTOM
@@ -62,7 +63,14 @@ class Day:
             parts = [f"{self.not_actual} not actual"]
         if self.unknown:
             parts.append(f"{self.unknown} unknown (not counted)")
-        return f"{', '.join(parts)} of {self.intervals} intervals" if parts else ""
+        said = f"{', '.join(parts)} of {self.intervals} intervals" if parts else ""
+        if self.card_m3 is None:
+            return said
+        # a day of a job card's water alone was "0 actual", though it shows water
+        card = f"{self.card_m3} m³ from a job card"
+        if not said and self.intervals:
+            said = f"{self.intervals} actual"
+        return f"{said}; {card}" if said else card
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ def chart(rows: Sequence[Mapping[str, Any]], today: date | None = None) -> Chart
                 not_actual=row["not_actual"] or 0,
                 unknown=row["unknown"] or 0,
                 qualities=row["qualities"] or {},
+                card_m3=row.get("card_m3"),
                 partial=today is not None and row["date"] >= today,
                 x=round(i * slot + slot * GAP / 2, 2),
                 y=round(PLOT_BOTTOM - height, 2),
