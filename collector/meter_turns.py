@@ -11,6 +11,14 @@ until it commits, and a batch of arriving reads holds its meters' shared from be
 until it commits (batches do not wait for each other). A correction waits for the batches under
 way, and sees their reads; a batch waits for a correction under way, and its reads arrive after it.
 
+VEE's batches take the same turns, shared like arriving reads', from before a batch loads its
+meters' reads until it commits its flags, estimates and deletions: a VEE batch and a correction of
+one of its meters took no turns, so VEE estimated a gap from reads loaded before a person's value
+in it committed, and wrote estimates around that value that it had never seen (an estimate above
+the value after it: the register stepping back). Now a correction under way holds VEE's batch off
+until it commits, and the batch sees its value; a correction arriving while a batch is under way
+waits for the batch to commit, and is judged against its estimates.
+
 The lock is a meter's bucket of :data:`BUCKETS` (by ``hashtext``), not the meter itself: a batch of
 thousands of meters would take thousands of locks, each an entry of the server's shared lock table
 (``max_locks_per_transaction`` x connections, 6,400 by default), which a few such batches at once
@@ -45,3 +53,12 @@ def ingest_takes_turns(cur: psycopg.Cursor[Any], meter_ids: Iterable[str]) -> No
         "(SELECT DISTINCT hashtext(m) & %s AS bucket FROM unnest(%s::text[]) m ORDER BY bucket) b",
         (KEY, BUCKETS - 1, list(meter_ids)),
     )
+
+
+def vee_takes_turns(conn: psycopg.Connection[Any], meter_ids: Iterable[str]) -> None:
+    """A VEE batch's turn: the buckets of ``meter_ids`` held as arriving reads hold them (shared, in
+    bucket order, until the transaction ends), taken before the batch loads its meters' reads, so
+    what it writes is judged from reads no correction changes meanwhile. Never waits for arriving
+    reads, nor they for it; a correction waits for it, and it for a correction."""
+    with conn.cursor() as cur:
+        ingest_takes_turns(cur, meter_ids)

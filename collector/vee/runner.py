@@ -46,6 +46,7 @@ from typing import Literal
 import numpy as np
 import psycopg
 
+from collector.meter_turns import vee_takes_turns
 from collector.store import SAY_WHO
 from collector.unindexable import RefusedMeters, Unindexable
 from collector.utility_zone import utility_zone
@@ -264,7 +265,27 @@ def _run_batch(
     meters: list[str],
     estimate_gaps: bool,
 ) -> VeeReport:
-    """One batch of meters: load, validate, estimate and write, in one transaction."""
+    """One batch of meters: load, validate, estimate and write, in one transaction, which holds the
+    meters' turns (:func:`collector.meter_turns.vee_takes_turns`) from before the load until it
+    commits: a person's correction of one of them waits for it, or it for the correction. On a
+    connection in autocommit, the transaction is the batch's own."""
+    if not conn.autocommit:
+        return _run_batch_in_turn(conn, start, end, config, now_s, zone, meters, estimate_gaps)
+    with conn.transaction():
+        return _run_batch_in_turn(conn, start, end, config, now_s, zone, meters, estimate_gaps)
+
+
+def _run_batch_in_turn(
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    config: VeeConfig,
+    now_s: float,
+    zone: tzinfo,
+    meters: list[str],
+    estimate_gaps: bool,
+) -> VeeReport:
+    vee_takes_turns(conn, meters)
     load_from = start - timedelta(days=config.profile_lookback_days)
     series = load_series(conn, load_from, end, config, meters)
     alone_before: dict[str, float] = {}
