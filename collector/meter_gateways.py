@@ -127,7 +127,9 @@ def assign(
     records them. Returns the meters' gateways after; the caller commits."""
     with conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO meters (meter_id, last_gateway_id) SELECT m, %s FROM unnest(%s::text[]) m "
+            # (no reading yet: has_readings false, as register-meters records one, collector migration 0067)
+            "INSERT INTO meters (meter_id, last_gateway_id, has_readings) "
+            "SELECT m, %s, false FROM unnest(%s::text[]) m "
             "ON CONFLICT (meter_id) DO NOTHING",
             (gateway_ids[0], list(meter_ids)),
         )

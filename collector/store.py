@@ -57,9 +57,11 @@ CREATE TEMP TABLE IF NOT EXISTS readings_staging (
 ) ON COMMIT DELETE ROWS
 """
 
+# (a meter first heard through an event has no reading: has_readings false, collector migration 0067)
 _EVENTS_NEW_METERS = """
-INSERT INTO meters (meter_id, last_gateway_id)
-SELECT DISTINCT ON (meter_id) meter_id, gateway_id FROM events_staging WHERE meter_id IS NOT NULL ORDER BY meter_id
+INSERT INTO meters (meter_id, last_gateway_id, has_readings)
+SELECT DISTINCT ON (meter_id) meter_id, gateway_id, false FROM events_staging WHERE meter_id IS NOT NULL
+ORDER BY meter_id
 ON CONFLICT (meter_id) DO NOTHING
 """
 
@@ -200,12 +202,21 @@ class StoreResult:
 @dataclass(frozen=True, slots=True)
 class _Reads:
     """A write's readings: parsed messages (held to their gateways), and COPY text of rows given as
-    they are (``count`` readings, the oldest at ``oldest_ts``)."""
+    they are (``count`` readings of the meters ``row_meters``, the oldest at ``oldest_ts``)."""
 
     messages: Sequence[ParsedMessage]
     chunks: list[bytes] = field(default_factory=list)
     count: int = 0
     oldest_ts: str | None = None
+    row_meters: frozenset[str] = frozenset()
+
+    def meter_ids(self) -> set[str]:
+        """The meters these readings are of (after :meth:`ReadingStore._held_to_gateways`: the
+        meters of the readings kept)."""
+        meters = set(self.row_meters)
+        for message in self.messages:
+            meters |= message.meter_ids
+        return meters
 
     def chunks_count_oldest(self) -> tuple[list[bytes], int, str | None]:
         if not self.messages:
@@ -279,6 +290,8 @@ class ReadingStore:
         self._conn: psycopg.Connection | None = None
         self._session: dead_link_look.Session | None = None  # the connection's, on the server
         self._known_meters: set[str] = set()
+        # meters whose ``has_readings`` this process's committed writes set (or found) true
+        self._read_meters: set[str] = set()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -323,7 +336,8 @@ class ReadingStore:
             (known if row[0] in self._known_meters else unseen).setdefault(row[0], row[6])
         oldest = min((row[1][:19] for row in rows), default=None)
         chunks = [copy_text(rows)] if rows else []
-        return self._write(_Reads([], chunks, len(rows), oldest), unseen, dead_letters, events, statuses, known)
+        reads = _Reads([], chunks, len(rows), oldest, frozenset(unseen) | frozenset(known))
+        return self._write(reads, unseen, dead_letters, events, statuses, known)
 
     def write_messages(
         self,
@@ -394,6 +408,7 @@ class ReadingStore:
     ) -> StoreResult:
         inserted = new_meters = conflicts = events_inserted = 0
         refused: list[DeadLetter] = []
+        read: set[str] = set()
         try:
             with conn.cursor() as cur:
                 if reads.count or reads.messages:  # a person's correction of these meters waits (meter_turns)
@@ -410,6 +425,7 @@ class ReadingStore:
                 chunks, count, oldest_ts = reads.chunks_count_oldest()
                 if count:
                     inserted, conflicts = self._write_readings(cur, chunks, count)
+                    read = self._mark_read(cur, reads.meter_ids(), unseen)
                     since = _late_since(oldest_ts) if inserted else None  # a redelivery changed nothing
                     if since is not None:
                         cur.execute("INSERT INTO late_readings (since) VALUES (%s::timestamptz)", (since,))
@@ -437,8 +453,10 @@ class ReadingStore:
                 # under a running collector): its claim refused the whole message; the caller's retry,
                 # message by message, registers every meter again
                 self._known_meters.clear()
+                self._read_meters.clear()
             raise
         self._known_meters.update(unseen)
+        self._read_meters.update(read)
         return StoreResult(
             received=count,
             inserted=inserted,
@@ -529,21 +547,35 @@ class ReadingStore:
         return {meter_id: known[meter_id] for (meter_id,) in cur.fetchall()}
 
     def _register_meters(self, cur: psycopg.Cursor[Any], unseen: dict[str, str]) -> int:
-        """Record meters this process has not seen (unknown ones as unregistered), as having readings
-        (their first may be in this batch); how many were new. ``last_gateway_id`` is the gateway a
-        meter was first heard from, never updated here (an UPDATE per meter per batch, and the last
-        to arrive is not the latest read): the meters API names the latest reading's gateway."""
+        """Record meters this process has not seen (unknown ones as unregistered), as having no
+        readings yet (:meth:`_mark_read` marks those whose readings are stored); how many were new.
+        ``last_gateway_id`` is the gateway a meter was first heard from, never updated here (an
+        UPDATE per meter per batch, and the last to arrive is not the latest read): the meters API
+        names the latest reading's gateway."""
         cur.execute(
-            "INSERT INTO meters (meter_id, last_gateway_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
+            "INSERT INTO meters (meter_id, last_gateway_id, has_readings) "
+            "SELECT m, g, false FROM unnest(%s::text[], %s::text[]) AS u(m, g) "
             "ON CONFLICT (meter_id) DO NOTHING",
             (list(unseen), list(unseen.values())),
         )
-        new = cur.rowcount
-        # a registered meter's first reading: the meters API looks for its latest from now on (migration 0067)
-        cur.execute(
-            "UPDATE meters SET has_readings = true WHERE meter_id = ANY(%s) AND NOT has_readings", (list(unseen),)
-        )
-        return new
+        return cur.rowcount
+
+    def _mark_read(self, cur: psycopg.Cursor[Any], stored: set[str], unseen: dict[str, str]) -> set[str]:
+        """Set ``has_readings`` of the meters of the readings just written (``stored``: each now has
+        one in ``readings``, new or the same key's), where this process has not already: the meters
+        API and VEE look for a meter's reads only where it is set (collector migration 0067). The
+        meters it was set for, to remember once committed.
+
+        Only these: before, every meter a write registered was marked, its readings stored or not
+        (all refused for their gateway, a neighbour's meter overheard), and so was a meter
+        registered before it was heard. ``unseen`` are registered again by this write (perhaps
+        deleted since this process marked them): looked at again."""
+        mark = {m for m in stored if m not in self._read_meters} | (stored & unseen.keys())
+        if mark:
+            cur.execute(
+                "UPDATE meters SET has_readings = true WHERE meter_id = ANY(%s) AND NOT has_readings", (list(mark),)
+            )
+        return mark
 
     def _write_readings(self, cur: psycopg.Cursor[Any], chunks: list[bytes], count: int) -> tuple[int, int]:
         """(inserted, conflicts): the fast path, or the careful one when a key is already stored."""
