@@ -134,7 +134,7 @@ def load_history(database_url: str, fleet: list[ModelledMeter], now: datetime, d
         result = store.write(rows)
     finally:
         store.close()
-    return HistoryLoaded(read=result.received, stored=result.inserted)
+    return HistoryLoaded(read=result.written, stored=result.inserted)
 
 
 def history_consumption(database_url: str, now: datetime, days: int) -> None:

@@ -34,6 +34,7 @@ class ParsedMessage:
     oldest_ts: str  # the earliest reading's time to the second, "YYYY-MM-DDTHH:MM:SS" (UTC)
     # the message's readings dated out of bounds, as a dead letter: (reason, their message as JSON)
     untimely: tuple[str, bytes] | None = None
+    untimely_count: int = 0  # how many readings ``untimely`` holds
 
     @property
     def gateway_id(self) -> str:
@@ -41,7 +42,18 @@ class ParsedMessage:
 
     @property
     def count(self) -> int:
+        """The readings to store (the untimely left out)."""
         return len(self.message.readings)
+
+    @property
+    def arrived(self) -> int:
+        """The readings the message came with, the untimely included."""
+        return self.count + self.untimely_count
+
+    def timely_payload(self) -> bytes:
+        """The message as JSON with only the readings to store: what a dead letter of it holds when
+        its untimely readings are already one of their own (the same fields; order and spacing may differ)."""
+        return msgspec.json.encode(self.message)
 
     @property
     def rows(self) -> list[ReadingRow]:
@@ -64,6 +76,9 @@ class ParsedMessage:
 @dataclass(frozen=True, slots=True)
 class RejectedMessage:
     reason: str
+    # the readings of a ``reads`` message that keeps to the contract, refused all the same (every one
+    # dated out of bounds); 0 for one that breaks it, whose readings are not counted as readings
+    readings: int = 0
 
 
 #: A reading dated before this, or more than ``FUTURE_MAX`` after the collector received it, is a
@@ -129,12 +144,13 @@ def _without_untimely(message: ReadsMessage, untimely: set[str], received: datet
     more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
     reason = f"{len(refused)} of {len(message.readings)} readings refused: " + "; ".join(reasons) + more
     if not kept:
-        return RejectedMessage(reason)
+        return RejectedMessage(reason, readings=len(refused))
     letter = (reason, msgspec.json.encode(msgspec.structs.replace(message, readings=[r for _, r in refused])))
     message = msgspec.structs.replace(message, readings=kept)
     timestamps = {r.ts for r in kept}
     meter_ids = {r.meter_id for r in kept}
-    return ParsedMessage(message, meter_ids, _copy_data(message), min(ts[:19] for ts in timestamps), letter)
+    oldest = min(ts[:19] for ts in timestamps)
+    return ParsedMessage(message, meter_ids, _copy_data(message), oldest, letter, len(refused))
 
 
 def without_readings(

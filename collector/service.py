@@ -55,6 +55,15 @@ def _size(result: Parsed) -> int:
     return len(result) if isinstance(result, list) else 1
 
 
+def _readings_in(result: Parsed) -> int:
+    """The readings a ``reads`` message came with, those refused included (its untimely ones, or all
+    of a message whose every reading was untimely); 0 for any other message, and for one that
+    breaks the contract (a dead letter whole: its readings are no readings to count)."""
+    if isinstance(result, ParsedMessage):
+        return result.arrived
+    return result.readings if isinstance(result, RejectedMessage) else 0
+
+
 @dataclass(frozen=True, slots=True)
 class Received:
     """A message as it arrived, and on which of the collector's connections to the broker (the
@@ -90,7 +99,13 @@ class CollectorCounters:
 
     ``new_meters`` is the ``meters`` rows its committed writes created, each once (the INSERT's own
     row count: a meter another collector, an earlier run or meterization created is not counted);
-    it is no count of the table, which holds fewer only if rows were deleted since."""
+    it is no count of the table, which holds fewer only if rows were deleted since.
+
+    ``readings_received`` is the readings of the ``reads`` messages it took that keep to the contract,
+    those it refused included (untimely, of a meter their gateway may not report, or of a message
+    the database refused); ``readings_stored`` the new ones it stored, and ``duplicates`` those it
+    wrote whose key was stored already (a repeat, or a conflict). Before, ``readings_received``
+    counted only the readings written, so refused ones showed nowhere but as dead letters."""
 
     messages: int = 0
     readings_received: int = 0
@@ -453,21 +468,23 @@ class Collector:
         except (psycopg.DataError, psycopg.IntegrityError):
             # One message's rows upset the database: store message by message, so the bad one
             # becomes a dead letter and the others are kept.
-            self._store_one_by_one(parsed, dead, len(messages) - len(parsed))
+            rejected = [result for _, result in messages if isinstance(result, RejectedMessage)]
+            self._store_one_by_one(parsed, dead, rejected)
             return
-        self._count(len(messages), outcome, len(dead))
+        self._count(len(messages), outcome, len(dead), sum(_readings_in(result) for _, result in messages))
 
     def _store_one_by_one(
         self,
         parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow] | GatewayStatus]],
         dead: list[tuple[str, str, bytes]],
-        rejected: int,
+        rejected: list[RejectedMessage],
     ) -> None:
         """``dead``: the batch's dead letters, of its ``rejected`` messages (refused whole by the
         parser) and of the untimely readings of messages among ``parsed``. Each message is counted
         once: a message whose untimely readings are a letter is counted with its other readings
         (before, once more with the letters: 6 messages for 4)."""
-        self._count(rejected, self._store.write([], dead), len(dead))
+        received = sum(_readings_in(result) for result in rejected)
+        self._count(len(rejected), self._store.write([], dead), len(dead), received)
         for message, result in parsed:
             try:
                 if isinstance(result, ParsedMessage):
@@ -476,16 +493,23 @@ class Collector:
                     outcome = self._store.write([], (), (), [result])
                 else:
                     outcome = self._store.write([], (), result)
-                self._count(1, outcome, 0)
+                self._count(1, outcome, 0, _readings_in(result))
             except (psycopg.DataError, psycopg.IntegrityError) as error:
                 reason = f"database refused the rows: {error}".strip()
-                self._count(1, self._store.write([], [(message.topic, reason, bytes(message.payload))]), 1)
+                payload = bytes(message.payload)
+                if isinstance(result, ParsedMessage) and result.untimely is not None:
+                    # its untimely readings are a letter already: before, they were in this one too
+                    reason += f" (its {result.untimely_count} untimely readings are a dead letter of their own)"
+                    payload = result.timely_payload()
+                letter = (message.topic, reason, payload)
+                self._count(1, self._store.write([], [letter]), 1, _readings_in(result))
 
-    def _count(self, messages: int, outcome: StoreResult, dead: int) -> None:
+    def _count(self, messages: int, outcome: StoreResult, dead: int, readings_received: int) -> None:
+        """``readings_received``: the readings the ``messages`` came with (:func:`_readings_in`)."""
         with self.counters.lock:
             c = self.counters
             c.messages += messages
-            c.readings_received += outcome.received
+            c.readings_received += readings_received
             c.readings_stored += outcome.inserted
             c.duplicates += outcome.duplicates
             c.conflicts += outcome.conflicts

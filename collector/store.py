@@ -185,8 +185,9 @@ def _late_since(oldest_ts: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class StoreResult:
-    received: int
-    inserted: int
+    # readings the write sent to ``readings`` (not those it refused for their gateway: dead letters)
+    written: int
+    inserted: int  # new ones among them (a repeat is not; an actual replacing VEE's estimate is)
     new_meters: int  # rows of ``meters`` this write created (ON CONFLICT DO NOTHING's row count)
     conflicts: int = 0
     events_received: int = 0
@@ -196,7 +197,8 @@ class StoreResult:
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.inserted
+        """Readings written whose key was stored already: repeats, and conflicts."""
+        return self.written - self.inserted
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,7 +460,7 @@ class ReadingStore:
         self._known_meters.update(unseen)
         self._read_meters.update(read)
         return StoreResult(
-            received=count,
+            written=count,
             inserted=inserted,
             new_meters=new_meters,
             conflicts=conflicts,

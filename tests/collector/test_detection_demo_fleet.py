@@ -51,7 +51,7 @@ class _Captured:
 
     def write(self, rows: list[tuple[Any, ...]]) -> StoreResult:
         _Captured.rows = list(rows)
-        return StoreResult(received=len(rows), inserted=len(rows), new_meters=0)
+        return StoreResult(written=len(rows), inserted=len(rows), new_meters=0)
 
     def close(self) -> None:
         pass

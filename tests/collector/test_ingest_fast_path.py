@@ -340,5 +340,6 @@ def test_a_message_whose_every_reading_is_untimely_is_refused():
     refused = parse_reads_message("aquami/v1/gw/reads", message, datetime(2026, 3, 2, tzinfo=UTC))
     assert refused == RejectedMessage(
         "1 of 1 readings refused: readings/0/ts: '9999-12-31T23:59:59Z' is more than a day after the collector "
-        "received it (2026-03-02T00:00:00Z)"
+        "received it (2026-03-02T00:00:00Z)",
+        readings=1,  # a valid message's reading, refused: counted as received (collector.service)
     )

@@ -9,9 +9,12 @@ stored. Through a real Mosquitto and TimescaleDB."""
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
+from collector import meter_gateways
 from tests.collector.test_ingest_mqtt import (
     _ready,
     _refuse_writes,
@@ -56,5 +59,31 @@ def test_each_message_is_counted_once_and_each_dead_letter_once(migrated_databas
         wait_for(lambda: count(url, "SELECT count(*) FROM dead_letters") - letters_before == letters, 30, "letters")
         wait_for(lambda: collector.counters.snapshot()["messages"] - before["messages"] >= 4, 30, "4 messages")
         after = collector.counters.snapshot()
-    counted = {k: after[k] - before[k] for k in ("messages", "dead_letters", "readings_stored")}
-    assert counted == {"messages": 4, "dead_letters": letters, "readings_stored": 2 if refused else 3}
+    counted = {k: after[k] - before[k] for k in ("messages", "dead_letters", "readings_received", "readings_stored")}
+    # received: every reading of the three valid messages, the untimely and the refused included
+    # (before: only those written, 3 at once and 2 message by message)
+    expected = {"messages": 4, "dead_letters": letters, "readings_received": 5, "readings_stored": 2 if refused else 3}
+    assert counted == expected
+    # each refused reading is in one dead letter: the one the database refused is its message less the
+    # untimely reading, which is a letter of its own (before, in both)
+    with psycopg.connect(url) as conn:
+        payloads = [bytes(row[0]) for row in conn.execute("SELECT payload FROM dead_letters WHERE payload LIKE '%C-%'")]
+    lettered = sorted((r["meter_id"], r["volume_m3"]) for p in payloads for r in json.loads(p)["readings"])
+    assert lettered == sorted([("C-A", 0.5), ("C-B", 0.5), *([("C-B", 13.0)] if refused else [])])
+
+
+def test_readings_refused_for_their_gateway_are_counted_as_received(migrated_database_url, mosquitto):
+    """A gateway overhearing another's meter: its reading of it is a dead letter, counted as received
+    and not stored. Before, ``readings_received`` counted only the reading written (1 of 2)."""
+    url, gw = migrated_database_url, "gw-cr"
+    with psycopg.connect(url) as conn:
+        meter_gateways.assign(conn, ["CR-THEIRS"], ["gw-other"], "test", add=False)
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        before = collector.counters.snapshot()
+        publish(f"aquami/v1/{gw}/reads", reads(gw, 201, [("CR-OWN", T0, 1.0), ("CR-THEIRS", T0, 2.0)]))
+        wait_for(lambda: collector.counters.snapshot()["messages"] > before["messages"], 30, "the message")
+        after = collector.counters.snapshot()
+    keys = ("messages", "readings_received", "readings_stored", "duplicates", "dead_letters")
+    counted = {k: after[k] - before[k] for k in keys}
+    assert counted == {"messages": 1, "readings_received": 2, "readings_stored": 1, "duplicates": 0, "dead_letters": 1}
