@@ -7,6 +7,7 @@ service never silently skips.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from typing import NoReturn
@@ -15,7 +16,15 @@ import pytest
 from hypothesis import settings
 
 from aquami.logging_setup import UtcFormatter
-from tests.services import MosquittoBroker, ServiceUnavailable, admin_url, create_database, drop_database
+from tests.services import (
+    MosquittoBroker,
+    ServiceUnavailable,
+    admin_url,
+    create_database,
+    create_migrated_template,
+    drop_database,
+    drop_template,
+)
 
 # Every @given test runs without Hypothesis's per-example deadline (200 ms by default): on a loaded
 # 2-core machine an example took 285 ms for reasons of load alone and the test failed with
@@ -99,9 +108,37 @@ def database_url(timescale_admin_url: str) -> Iterator[str]:
         drop_database(timescale_admin_url, url)
 
 
+@pytest.fixture(scope="session")
+def migrated_template(timescale_admin_url: str) -> Iterator[str]:
+    """This worker's template database: every migration applied once, copied for each test's
+    ``migrated_database_url`` (tests/services.py says why), dropped when the session ends."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    try:
+        template = create_migrated_template(timescale_admin_url, worker)
+    except ServiceUnavailable as e:
+        _unavailable(e)
+    try:
+        yield template
+    finally:
+        drop_template(timescale_admin_url, template)
+
+
 @pytest.fixture
-def migrated_database_url(database_url: str) -> str:
-    """A fresh database with every migration applied (``collector.migrate.migrate``)."""
+def migrated_database_url(timescale_admin_url: str, migrated_template: str) -> Iterator[str]:
+    """A fresh database with every migration applied: a copy of the worker's migrated template,
+    the same as running ``collector.migrate.migrate`` into an empty one (tests/test_migrated_template.py),
+    dropped after the test. The tests of migrating itself override it to migrate for real."""
+    url = create_database(timescale_admin_url, migrated_template)
+    try:
+        yield url
+    finally:
+        drop_database(timescale_admin_url, url)
+
+
+@pytest.fixture
+def freshly_migrated_database_url(database_url: str) -> str:
+    """A fresh database into which every migration is run now (``collector.migrate.migrate``), for
+    the tests of migrating itself."""
     from collector.migrate import migrate
 
     migrate(database_url)

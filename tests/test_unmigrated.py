@@ -31,6 +31,12 @@ from tests.tcp_cut_proxy import CutProxy
 SAYS = "the database is not migrated: run `aquami collector migrate`"
 
 
+@pytest.fixture
+def migrated_database_url(freshly_migrated_database_url: str) -> str:
+    """Migrated for real here, not copied from the worker's template: these are tests of migrating."""
+    return freshly_migrated_database_url
+
+
 def test_the_server_does_not_start_on_an_unmigrated_database(database_url: str) -> None:
     app = create_app(database_url)
     with pytest.raises(RuntimeError, match="not migrated: run `aquami collector migrate`"), TestClient(app):

@@ -156,6 +156,12 @@ SMOKE: dict[str, Smoke] = {
         ("--meters", "50", "--seconds", "0.5", "--clients", "2", "--reads", "2", "--paced-meters", "50"),
         rf"ratio simulator / baseline: {NUMBER}",
     ),
+    "bench_test_database": Smoke(
+        ("--databases", "2", "--rounds", "1"),
+        rf"copied from the template: median {NUMBER} ms against {NUMBER} ms migrating \(the baseline\): "
+        rf"{NUMBER}x faster",
+        database=True,
+    ),
     "bench_vee": Smoke(
         ("--meters", "50", "--repeat", "1"),
         rf"the query before {NUMBER} s: load_series is {NUMBER}× faster",

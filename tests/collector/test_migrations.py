@@ -18,6 +18,12 @@ from collector.migrate import SchemaMismatch, migrate, migration_files, schema_p
 from tests.services import create_database, drop_database
 
 
+@pytest.fixture
+def migrated_database_url(freshly_migrated_database_url: str) -> str:
+    """Migrated for real here, not copied from the worker's template: these are tests of migrating."""
+    return freshly_migrated_database_url
+
+
 def test_migrations_apply_once_in_order_and_rerun_is_a_no_op(database_url):
     names = [name for name, _ in migration_files()]
     assert names == sorted(names, key=lambda n: (["collector", "server"].index(n.split("/")[0]), n))

@@ -48,8 +48,10 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @pytest.fixture(scope="module")
-def fuzzed(timescale_admin_url: str) -> Iterator[tuple[FastAPI, dict[str, str], dict[str, str], str]]:
-    with migrated_database(timescale_admin_url) as url:
+def fuzzed(
+    timescale_admin_url: str, migrated_template: str
+) -> Iterator[tuple[FastAPI, dict[str, str], dict[str, str], str]]:
+    with migrated_database(timescale_admin_url, migrated_template) as url:
         keys, stored = load_fleet(url)
         app = create_app(url)
         with TestClient(app):  # runs the lifespan: the pool the routes take connections from

@@ -21,10 +21,10 @@ UNROUTED = ["/care/nothing", "/meterz", "/enquiries-x", "/a/b/c?d=e", "/%3Cscrip
 
 
 @pytest.fixture(scope="module")
-def client(timescale_admin_url: str) -> Iterator[TestClient]:
+def client(timescale_admin_url: str, migrated_template: str) -> Iterator[TestClient]:
     from tests.services import migrated_database
 
-    with migrated_database(timescale_admin_url) as url, TestClient(create_app(url)) as client:
+    with migrated_database(timescale_admin_url, migrated_template) as url, TestClient(create_app(url)) as client:
         yield client
 
 

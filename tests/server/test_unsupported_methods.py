@@ -22,10 +22,10 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @pytest.fixture(scope="module")
-def client(timescale_admin_url: str) -> Iterator[TestClient]:
+def client(timescale_admin_url: str, migrated_template: str) -> Iterator[TestClient]:
     from tests.services import migrated_database
 
-    with migrated_database(timescale_admin_url) as url, TestClient(create_app(url)) as client:
+    with migrated_database(timescale_admin_url, migrated_template) as url, TestClient(create_app(url)) as client:
         yield client
 
 

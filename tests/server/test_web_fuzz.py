@@ -109,8 +109,10 @@ def test_every_page_the_app_serves_is_fuzzed() -> None:
 
 
 @pytest.fixture(scope="module")
-def fuzzed(timescale_admin_url: str) -> Iterator[tuple[FastAPI, dict[str, str], dict[str, str], str]]:
-    with migrated_database(timescale_admin_url) as url:
+def fuzzed(
+    timescale_admin_url: str, migrated_template: str
+) -> Iterator[tuple[FastAPI, dict[str, str], dict[str, str], str]]:
+    with migrated_database(timescale_admin_url, migrated_template) as url:
         keys, stored = load_fleet(url)
         app = create_app(url)
         with TestClient(app) as client:  # runs the lifespan: the pool the routes take connections from
