@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Any
+from functools import cache
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
 from server.visible import INVISIBLE_LETTERS
 
@@ -28,12 +28,21 @@ def words_field(max_length: int, description: str, **kwargs: Any) -> Any:
 def words_problem(text: str, max_length: int) -> str | None:
     """Why ``text`` is no person's words as :func:`words_field` takes them (3 to ``max_length``
     characters, a letter or digit that shows, no NUL), or None: the same rule for a command's
-    ``--reason`` (``aquami server withdraw-installation``), which no request model checks. Unicode's
-    letters and digits (categories L and N) are what :data:`WORDS_PATTERN`'s ``\\p{L}``/``\\p{N}`` take."""
+    ``--reason`` (``aquami server withdraw-installation``), which no request model checks. Whether
+    it holds a letter or digit is asked of :data:`WORDS_PATTERN` itself, in pydantic's engine: its
+    Unicode tables are newer than Python's ``unicodedata`` (3.11's is Unicode 14), which took
+    ``::`` and U+31350, a CJK letter of Unicode 15, for no words where a request's field takes it."""
     if "\x00" in text:
         return "contains a NUL character, which the database stores in no text"
     if not 3 <= len(text) <= max_length:
         return f"has {len(text)} characters; 3 to {max_length}"
-    if not any(unicodedata.category(c)[0] in "LN" and c not in INVISIBLE_LETTERS for c in text):
+    try:
+        _held_to_words_pattern().validate_python(text)
+    except ValidationError:
         return "says nothing: words are needed, not only blanks, marks or invisible characters"
     return None
+
+
+@cache
+def _held_to_words_pattern() -> TypeAdapter[str]:
+    return TypeAdapter(Annotated[str, StringConstraints(pattern=WORDS_PATTERN)])
