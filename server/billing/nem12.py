@@ -19,8 +19,15 @@ installation when that is more than 1.5 hours before; a card above the read next
 VEE's backwards tolerance, 0.0005 m³: server migration 0054) leaves its hour null (``N``), as it
 leaves the determinant's consumption unknown: the card or the read is wrong, so the water between
 them is unknown, and an hour's value with a part unknown is unknown, as for an interval unknown (the
-other meter's part of an exchange's hour with it). A card is left out where the meter was read again
-in its removal's hour, or read before it was fitted (that read's interval already holds the water).
+other meter's part of an exchange's hour with it). A card is left out where the meter was read at
+or after its removal in the removal's hour, or read at its installation (that read's interval already
+holds the water, and the determinant closes or opens on that read). A meter read before it was fitted
+(a refurbished meter re-fitted at another service point, its reads from there) has the installation's
+water from its first read at or after the installation, as the determinant opens on it: the interval
+from the earlier installation's last read to it is no installation's. Before, the installation card was
+left out whenever the meter had a read before its installation, and that interval was in the new
+installation's hours (a re-fit with a card of 9.900 m³ and a first read of 10.000, the meter at 150 m³
+where it was before: that hour null, the NMI 0.100 m³ below its determinant).
 
 With ``account=``, a change of tenant splits as the determinants split it (repository.determinant_lines):
 at the last read at or before the change, the outgoing tenant's closing read and the incoming one's
@@ -153,15 +160,29 @@ ORDER BY 1, 2
 # a bad read is none). ``split_lo`` / ``split_hi``: those reads (the agreement's own instant without one),
 # NULL where the window's end is the installation's. An hour the split falls inside of is the two sides'
 # (:data:`_HOURLY`'s ``edges``); the others are whole hours of one side.
+#
+# A meter read before its installation (a reused meter, read at its earlier service point) opens the
+# installation's water on its first read at or after ``installed_at``, as the determinants do: ``split_lo``
+# is that read (infinity without one in the installation), so the interval from the earlier
+# installation's last read to it, and the earlier installation's reads in the hour it was fitted in,
+# are not this window's (:data:`_HOURLY`'s ``edges`` splits the hour it falls inside of).
 _SPLITS = """
 splits AS (
     SELECT w.*,
-           CASE WHEN %(account)s::text IS NOT NULL AND w.lo > w.installed_at THEN coalesce(
-               (SELECT max(r.ts) FROM readings r
-                WHERE r.meter_id = w.meter_id AND r.ts <= w.lo AND r.ts > w.installed_at
-                  AND NOT EXISTS (SELECT 1 FROM register_discontinuities b
-                                  WHERE b.meter_id = r.meter_id AND b.ts = r.ts AND b.kind = 'bad_read')),
-               w.lo) END AS split_lo,
+           greatest(
+               CASE WHEN %(account)s::text IS NOT NULL AND w.lo > w.installed_at THEN coalesce(
+                   (SELECT max(r.ts) FROM readings r
+                    WHERE r.meter_id = w.meter_id AND r.ts <= w.lo AND r.ts > w.installed_at
+                      AND NOT EXISTS (SELECT 1 FROM register_discontinuities b
+                                      WHERE b.meter_id = r.meter_id AND b.ts = r.ts AND b.kind = 'bad_read')),
+                   w.lo) END,
+               CASE WHEN EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = w.meter_id AND r.ts < w.installed_at)
+               THEN coalesce(
+                   (SELECT min(r.ts) FROM readings r
+                    WHERE r.meter_id = w.meter_id AND r.ts >= w.installed_at
+                      AND r.ts <= coalesce(w.removed_at, 'infinity')),
+                   'infinity') END
+           ) AS split_lo,
            CASE WHEN %(account)s::text IS NOT NULL AND w.hi < coalesce(w.removed_at, 'infinity') THEN coalesce(
                (SELECT max(r.ts) FROM readings r WHERE r.meter_id = w.meter_id AND r.ts <= w.hi AND r.ts >= w.lo
                   AND NOT EXISTS (SELECT 1 FROM register_discontinuities b
@@ -208,10 +229,11 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
 )
 , cards AS (
     -- the job cards' water: from the removal's last read to its register, in the hour the removal closes
-    -- in, where the window ends at the removal (none if the meter was read again after it in that hour),
-    -- and from the installation's register to its first read, in the hour that read closes in, where the
-    -- window holds that read and no read of the installation precedes its start (none if the meter was
-    -- read before it was fitted: that read's interval holds it). With an account, a tenant moving in
+    -- in, where the window ends at the removal (none if the meter was read at or after it in that hour:
+    -- a read at the removal closes the determinant), and from the installation's register to its first
+    -- read, in the hour that read closes in, where the window holds that read and no read of the
+    -- installation precedes its start (none if the meter was read at its installation: that read opens
+    -- the determinant; a read before it is an earlier installation's). With an account, a tenant moving in
     -- between the card and the read next to it has the card's water, as its determinant bills it
     SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
            date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text) AS hour,
@@ -222,7 +244,7 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
                         WHERE r.meter_id = w.meter_id AND r.ts < w.removed_at ORDER BY r.ts DESC LIMIT 1) p
     WHERE w.hi = w.removed_at AND w.final_register_m3 IS NOT NULL AND p.ts >= w.installed_at
       AND w.removed_at > %(from)s AND w.removed_at <= %(to)s
-      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts > w.removed_at
+      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts >= w.removed_at
                       AND x.ts <= date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text)
                                   + interval '1 hour')
     UNION ALL
@@ -235,7 +257,7 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
                         WHERE r.meter_id = w.meter_id AND r.ts > w.installed_at ORDER BY r.ts LIMIT 1) f
     WHERE f.ts > w.lo AND w.initial_register_m3 IS NOT NULL AND (w.hi IS NULL OR f.ts <= w.hi)
       AND f.ts > %(from)s AND f.ts <= %(to)s
-      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts <= w.installed_at)
+      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts = w.installed_at)
 )
 , edges AS (
     -- an hour an agreement's split read falls inside of (a move-out at 10:30 with a read at 10:30: the

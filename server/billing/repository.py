@@ -346,12 +346,17 @@ def determinant_lines(
 ) -> list[dict[str, Any]]:
     """One line per (account, service point, meter) in the period, with opening and closing reads.
 
-    Opening: the last read at or before the window's start; or the register written on the
-    installation job card (``initial_register_m3``) at ``installed_at``, when it is recorded and no
-    read of the installation lies between it and the window's start (as a meter silent for a month
-    opens the next period on its last read, however old: a card opens every period up to the one of
-    the fitted meter's first read, whose line then bills the water from the card to it); otherwise the
-    first read in the window. Closing,
+    Opening: the last read of the installation at or before the window's start (at or after
+    ``installed_at``: a read exactly at the installation is its register then, and wins over the card);
+    or the register written on the installation job card (``initial_register_m3``) at ``installed_at``,
+    when it is recorded and no read of the installation lies between it and the window's start (as a
+    meter silent for a month opens the next period on its last read, however old: a card opens every
+    period up to the one of the fitted meter's first read, whose line then bills the water from the
+    card to it); otherwise the first read in the window (``opening_distance_s`` says how far from the
+    start, ``opening_read_far`` when beyond the meter's read interval). A read from before the
+    installation never opens a line: a refurbished meter re-fitted elsewhere took it at its earlier
+    service point, and the new customer was billed from it (its earlier register, 150 m³, against 10
+    after the refurbishment). Closing,
     the same way round: the last read at or before the window's end, or the removal job card's
     ``final_register_m3`` at ``removed_at`` when the window ends at the removal. Job-card reads have
     the quality ``substituted`` (a read a person obtained otherwise). Without them, the water used
@@ -389,8 +394,11 @@ def determinant_lines(
             FROM w JOIN accounts_page USING (account_id)
             LEFT JOIN LATERAL (
                 SELECT * FROM (
+                    -- a read of this installation only: one before it was fitted was taken where
+                    -- the meter was before (a reused meter's earlier service point and customer)
                     (SELECT ts, volume_m3, quality, 0 AS pref FROM readings r
-                     WHERE meter_id = w.meter_id AND ts <= w.w_from AND {_NOT_BAD} ORDER BY ts DESC LIMIT 1)
+                     WHERE meter_id = w.meter_id AND ts <= w.w_from AND ts >= w.installed_at AND {_NOT_BAD}
+                     ORDER BY ts DESC LIMIT 1)
                     UNION ALL
                     -- the installation card, the register known at the installation: it opens every
                     -- window until the installation's first read, as a silent meter's last read does
