@@ -19,9 +19,11 @@ installation when that is more than 1.5 hours before; a card above the read next
 VEE's backwards tolerance, 0.0005 m³: server migration 0054) leaves its hour null (``N``), as it
 leaves the determinant's consumption unknown: the card or the read is wrong, so the water between
 them is unknown, and an hour's value with a part unknown is unknown, as for an interval unknown (the
-other meter's part of an exchange's hour with it). A card is left out where the meter was read at
-or after its removal in the removal's hour, or read at its installation (that read's interval already
-holds the water, and the determinant closes or opens on that read). A meter read before it was fitted
+other meter's part of an exchange's hour with it). A meter fitted and removed without a read in
+between has the two cards' difference in the hour its removal closes in, as its determinant bills it
+(before, no hour held it). A card is left out where the meter was read at or after its removal in the
+removal's hour, or read at its installation (that read's interval already holds the water, and the
+determinant closes or opens on that read). A meter read before it was fitted
 (a refurbished meter re-fitted at another service point, its reads from there) has the installation's
 water from its first read at or after the installation, as the determinant opens on it: the interval
 from the earlier installation's last read to it is no installation's. Before, the installation card was
@@ -258,6 +260,18 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
     WHERE f.ts > w.lo AND w.initial_register_m3 IS NOT NULL AND (w.hi IS NULL OR f.ts <= w.hi)
       AND f.ts > %(from)s AND f.ts <= %(to)s
       AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts = w.installed_at)
+    UNION ALL
+    -- an installation never read: from the installation's register to the removal's, in the hour the
+    -- removal closes in, where the window ends at the removal, as its determinant bills the two cards
+    SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
+           date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text),
+           forward_difference(w.initial_register_m3, w.final_register_m3), w.installed_at, w.removed_at,
+           'the installation and removal job cards'' registers (no read between)'
+    FROM windows w
+    WHERE w.hi = w.removed_at AND w.initial_register_m3 IS NOT NULL AND w.final_register_m3 IS NOT NULL
+      AND w.removed_at > %(from)s AND w.removed_at <= %(to)s
+      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id
+                      AND x.ts >= w.installed_at AND x.ts <= w.removed_at)
 )
 , edges AS (
     -- an hour an agreement's split read falls inside of (a move-out at 10:30 with a read at 10:30: the

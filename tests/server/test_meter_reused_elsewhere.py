@@ -192,11 +192,19 @@ def layouts(draw: st.DrawFn) -> list[Installation]:
     """Meter M fitted two or three times, at SP-A, SP-B and back at SP-A: each installation read at
     least twice (the first read at its installation or up to 90 minutes after), its register anywhere
     (a refurbished meter's lower or higher than before), each removal at its last read or up to 90
-    minutes after, the next installation at least two hours later, with or without job cards."""
+    minutes after, the next installation at least two hours later, with or without job cards; or, but
+    the last, never read and removed up to 10 hours later, both job cards written."""
     installations: list[Installation] = []
     fitted = DAY0 + timedelta(minutes=draw(st.integers(0, 59)))
     count = draw(st.integers(2, 3))
     for i in range(count):
+        if i < count - 1 and draw(st.integers(0, 3)) == 0:  # fitted and removed unread: the cards' water only
+            initial, unread_until = draw(registers), fitted + timedelta(minutes=draw(st.integers(1, 600)))
+            installations.append(
+                Installation(SERVICE_POINTS[i % 2], fitted, unread_until, {}, initial, initial + draw(steps))
+            )
+            fitted = unread_until + timedelta(minutes=draw(st.integers(120, 600)))
+            continue
         ts = fitted + timedelta(minutes=draw(st.sampled_from([0, draw(st.integers(1, 90))])))
         volume = draw(registers)
         reads = {ts: volume}
@@ -227,6 +235,9 @@ def layouts(draw: st.DrawFn) -> list[Installation]:
 def _measured(fitted: Installation) -> Decimal:
     """The installation's water: from its card (unless a read at the installation opens it), else its
     first read, to its removal card (unless a read at the removal closes it), else its last read."""
+    if not fitted.reads:
+        assert fitted.initial is not None and fitted.final is not None
+        return fitted.final - fitted.initial
     first, last = min(fitted.reads), max(fitted.reads)
     opening = fitted.initial if fitted.initial is not None and first > fitted.installed_at else fitted.reads[first]
     card_closes = fitted.final is not None and fitted.removed_at is not None and last < fitted.removed_at
