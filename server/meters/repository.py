@@ -587,12 +587,15 @@ def readings_newest_first(
 #   from its initial_register_m3 to the installation's first read, on that read's day (NEM12 places it
 #   in that read's hour). A meter read before (fitted again, or read before it was fitted) has an
 #   interval from that read to the first one across the installation, which billing does not bill: it
-#   is taken out of that day, the card's water in its stead. So is the interval closing at a read at
+#   is taken out of that day, the card's water in its stead; with no card, billing opens on the first
+#   read (a reused meter's earlier reads are another installation's), and the interval is taken out
+#   with nothing in its stead. So is the interval closing at a read at
 #   the installed_at of a meter read before it (billing opens on that read), unless an installation
 #   the meter leaves at that instant bills it.
 # - ``closing``: a removal card with no read at its instant closes the installation: the water from
-#   the installation's last read (none: its installation card; none either: the meter's read before,
-#   as billing opens on it) to its final_register_m3, on the removal's day.
+#   the installation's last read (none: its installation card; none either: nothing, as billing opens
+#   on no read before the installation, another installation's) to its final_register_m3, on the
+#   removal's day.
 # A card above the read after it (forward_difference NULL) adds nothing: billing cannot count it either.
 _DAILY = """
 WITH zone AS (SELECT utility_timezone() AS z),
@@ -625,33 +628,33 @@ changes AS (
                 THEN forward_difference(o.initial_register_m3, o.first_volume_m3) END AS card_m3,
            CASE WHEN o.before_ts IS NOT NULL THEN coalesce(o.across_m3, 0) ELSE 0 END AS out_m3,
            (o.before_ts IS NOT NULL AND o.across_m3 IS NULL)::int AS out_unknown,
-           -- the read at the installation's instant closes no interval billed: it is one fewer
-           (o.before_ts IS NOT NULL AND o.read_at_start)::int AS out_intervals,
-           (o.before_ts IS NOT NULL AND o.read_at_start AND o.first_quality <> 'actual')::int AS out_not_actual
+           -- the read at the installation's instant, or the first read of an installation with no card,
+           -- closes no interval billed: it is one fewer
+           (o.before_ts IS NOT NULL AND (o.read_at_start OR o.initial_register_m3 IS NULL))::int AS out_intervals,
+           (o.before_ts IS NOT NULL AND (o.read_at_start OR o.initial_register_m3 IS NULL)
+            AND o.first_quality <> 'actual')::int AS out_not_actual
     FROM opening o
     WHERE (o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start
            AND forward_difference(o.initial_register_m3, o.first_volume_m3) IS NOT NULL)  -- else billing's unknown
+       OR (o.initial_register_m3 IS NULL AND NOT o.read_at_start AND o.before_ts IS NOT NULL)  -- opens on a read
        OR (o.read_at_start AND o.before_ts IS NOT NULL
            AND NOT EXISTS (  -- an installation the meter leaves at that instant bills the interval
                SELECT 1 FROM installations j
                WHERE j.installed_at < o.first_ts AND j.removed_at >= o.first_ts
                  AND (j.installed_at <= o.before_ts OR j.initial_register_m3 IS NULL)))
     UNION ALL
-    -- the removal card's water from the installation's last read (or its installation card, or the read
-    -- before it) to its register
+    -- the removal card's water from the installation's last read (or its installation card) to its
+    -- register: a read before the installation is another's, as billing opens on none
     SELECT i.removed_at,
-           forward_difference(coalesce(l.volume_m3, i.initial_register_m3, p.volume_m3), i.final_register_m3),
+           forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3),
            0, 0, 0, 0
     FROM installations i
     LEFT JOIN LATERAL (
         SELECT volume_m3 FROM readings
         WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts < i.removed_at ORDER BY ts DESC LIMIT 1
     ) l ON true
-    LEFT JOIN LATERAL (
-        SELECT volume_m3 FROM readings WHERE meter_id = %(meter_id)s AND ts < i.installed_at ORDER BY ts DESC LIMIT 1
-    ) p ON true
     WHERE i.final_register_m3 IS NOT NULL AND NOT i.read_at_end
-      AND forward_difference(coalesce(l.volume_m3, i.initial_register_m3, p.volume_m3), i.final_register_m3) IS NOT NULL
+      AND forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3) IS NOT NULL
 ),
 cards AS (
     SELECT date_trunc('day', closing - interval '1 microsecond', zone.z) AS day, sum(card_m3) AS card_m3,

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import psycopg
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
@@ -188,6 +188,26 @@ def _meter_lives(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(life=_meter_lives())
+# fitted again with no cards: billing opens on the first read there, not on the read before, another
+# installation's, so the interval across the two is the page's no more than billing's
+@example(
+    life=(
+        [(T0, T0 + timedelta(hours=1), None, None), (T0 + timedelta(hours=3), None, None, None)],
+        [(T0 + timedelta(hours=h), Decimal(v)) for h, v in ((0, "1.000"), (1, "1.100"), (4, "1.200"), (5, "1.300"))],
+    )
+)
+# a removal card with neither a read nor an installation card in its installation: billing bills nothing,
+# as the read before (10.000, the earlier installation's) is no opening of it
+@example(
+    life=(
+        [
+            (T0, T0 + timedelta(hours=1), None, None),
+            (T0 + timedelta(hours=2), T0 + timedelta(hours=3), None, None),
+            (T0 + timedelta(hours=4), T0 + timedelta(hours=5), None, Decimal("10.001")),
+        ],
+        [(T0 + timedelta(hours=2), Decimal("10.000"))],
+    )
+)
 def test_the_page_s_days_sum_to_the_bills_wherever_cards_and_reads_fall(
     migrated_database_url: str,
     life: tuple[list[Fitting], Reads],
