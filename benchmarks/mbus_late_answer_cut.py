@@ -8,10 +8,10 @@ first request goes out at points spread over SLOW-1's late frame (33 bytes, 0.14
 200 bytes, 0.92 s): before it starts, while it is arriving, after it ended.
 
 Counted: FAST-2's polls that failed (spoiled), and what the gateway made of SLOW-1's late frames:
-those handed over whole before a request (with the identification they decode to), those handed over
-as a fragment (a head, no whole frame in it: not counted), and the late answers counted in all
-(``on_late``: the one taken in FAST-2's window too). No baseline runs beside it: run it on the code
-before a change for the figure to compare with.
+those handed over whole before a request or right behind an E5h (with the identification they
+decode to), those handed over as a fragment (a head, no whole frame in it: not counted), and the late
+answers counted in all (``on_late``: the one taken in FAST-2's window too). No baseline runs beside
+it: run it on the code before a change for the figure to compare with.
 
     .venv/bin/python -m benchmarks.mbus_late_answer_cut [--polls 20] [--history 0]
 """
@@ -116,7 +116,10 @@ def main() -> None:
     for why, count in sorted(outcome.errors.items(), key=lambda item: -item[1]):
         print(f"  {count} x {why}")
     whole = ", ".join(f"{identification} x {count}" for identification, count in outcome.whole.items()) or "none"
-    print(f"late frames handed over whole before a request: {whole}; as a fragment (not counted): {outcome.fragments}")
+    print(
+        f"late frames handed over whole (before a request, or right behind an E5h): {whole}; "
+        f"as a fragment (not counted): {outcome.fragments}"
+    )
     print(f"late answers counted: {len(outcome.counted)} ({outcome.counted.count(1)} for SLOW-1's address 1)")
 
 

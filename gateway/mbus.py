@@ -39,7 +39,7 @@ from firmware_protocols.mbus import (
 )
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.late_answers import LateAnswers, LateListener, addressed, mbus_frames
-from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine
+from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine, asks_for_data
 from gateway.modbus_read import millisecond, within
 from gateway.scan import FoundMBus
 from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAborted
@@ -81,11 +81,6 @@ def selected_by(
     sent_version: Any = telegram.get("version")
     sent_medium: Any = telegram.get("medium")
     return secondary_address_matches(selection, sent, sent_manufacturer, sent_version, sent_medium)
-
-
-def _asks_for_data(request: bytes) -> bool:
-    """Whether ``request`` is a REQ_UD2 (answered by an RSP_UD; a SND_NKE or a selection by an E5h)."""
-    return request[0] == 0x10 and request[1] & 0x0F == 0x0B
 
 
 def _long_frame(frame: bytes) -> dict[str, Any] | None:
@@ -235,7 +230,7 @@ class MBusTransport:
         try:
             return self.line.exchange(frame, not_the_answer=lambda answer: self._passed_over(frame, answer))
         except NoAnswer:
-            if self._asking is not None and not _asks_for_data(frame):
+            if self._asking is not None and not asks_for_data(frame):
                 self._awaiting_e5h[self._asking.meter_id] = (self._asking, self.line.monotonic())
             elif self._asking is not None:
                 self._awaiting_data[self._asking.meter_id] = self._asking
@@ -413,9 +408,9 @@ class MBusTransport:
         cannot be proved. Taken, it lets this meter's exchange go on, and this meter's own E5h, if it
         comes, is heard before the next request, or passed over in the REQ_UD2 that follows, and
         charged to the meter whose window closed without one (:meth:`_late_e5h`)."""
-        asks_for_data = _asks_for_data(request)
+        data_asked = asks_for_data(request)
         if answer == bytes([ACK]):
-            if not asks_for_data:
+            if not data_asked:
                 return False
             self._late_e5h(came_after=self._exchange_started)
             return True
@@ -423,7 +418,7 @@ class MBusTransport:
             telegram = decode_frame(answer)
         except DecodeError:
             return False  # its caller fails it, as before
-        if asks_for_data and not self._from_another(request[2], telegram):
+        if data_asked and not self._from_another(request[2], telegram):
             return False
         sender = self._meter_of(telegram)
         if sender is not None:

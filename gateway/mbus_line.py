@@ -13,6 +13,10 @@
   handed whole to :attr:`MBusLine.on_pending`; a line that does not go quiet within the drain's bound
   fails the exchange, the request not sent. Before, the request went out at once: the late frame's
   head was handed over as a garbled fragment and its tail read as the next meter's answer.
+- An E5h with bytes right behind it (within three characters) is a collision (two slaves answering),
+  unless an E5h is what the request asks for (a SND_NKE, a selection) and the bytes make a whole long
+  frame: a slow meter's late answer begun as this meter acknowledged, handed to
+  :attr:`MBusLine.on_pending`, the E5h taken (:meth:`MBusLine._late_frame_behind`).
 - A level converter that echoes the request (``echo = true``): the request is read back and checked
   before the answer is waited for. Without the setting, an answer that is the request fails with a
   hint to set it (gateway.echo).
@@ -32,6 +36,7 @@ import serial
 
 from gateway.config import MBusBusConfig
 from gateway.echo import echo_error
+from gateway.late_answers import mbus_frames
 from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_failed
 from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAborted
 
@@ -40,6 +45,11 @@ LONGEST_FRAME = 261  # EN 13757-2: 4 bytes of header, 255 of L, checksum and sto
 #: answers passed over in one exchange as not its own (:meth:`MBusLine.exchange`): one slow meter's
 #: is one; more in a row is a line that keeps talking, failed rather than read for ever
 MOST_PASSED_OVER = 3
+
+
+def asks_for_data(request: bytes) -> bool:
+    """Whether ``request`` is a REQ_UD2 (answered by an RSP_UD; a SND_NKE or a selection by an E5h)."""
+    return request[0] == 0x10 and request[1] & 0x0F == 0x0B
 
 
 class LineNeverQuiet(PollError):
@@ -203,7 +213,8 @@ class MBusLine:
             raise NoAnswer("no answer")  # the meter's address is said by gateway.mbus, which knows it
         if first[0] == ACK:
             extra = self._read(port, 1, 3 * self.char_s + 0.01)
-            if extra or (whole_window and self._another_within(port, window_ends, not_the_answer)):
+            collided = bool(extra) and not self._late_frame_behind(port, frame, extra)
+            if collided or (whole_window and self._another_within(port, window_ends, not_the_answer)):
                 self._drain(port)  # more than one slave answered: a collision, in a secondary-address search
                 raise PollError("collision")
             return None if not_the_answer is not None and not_the_answer(first) else first
@@ -228,6 +239,29 @@ class MBusLine:
             self._drain(port)
             raise PollError("collision (a second answer after a whole first one)")
         return head + rest
+
+    def _late_frame_behind(self, port: serial.Serial, request: bytes, start: bytes) -> bool:
+        """Whether what follows an E5h within three characters (``start``, its first byte) is a slow
+        meter's late long frame, not a second answer to ``request``: only when an E5h is what
+        ``request`` asks for (a SND_NKE, a selection: :func:`asks_for_data`), and what comes, read
+        to a quiet line, begins with a whole long frame (68h L L 68h …, its checksum right). Then it
+        is handed to :attr:`on_pending` (a late answer, counted as its sender's, as one heard before
+        a request is) and the E5h stands as the answer. Anything else (bytes that make no whole long
+        frame: two slaves answering at once) is a collision, as before. Before, any byte within three
+        characters of an E5h was a collision: a meter's acknowledgement with a neighbour's late
+        RSP_UD right behind it failed that meter's poll, and the late frame was drained uncounted."""
+        if start[0] != 0x68 or asks_for_data(request):
+            return False
+        heard = bytearray(start + self._read(port, 3, 4 * self.char_s + 0.05))
+        if len(heard) < 4 or heard[3] != 0x68 or heard[1] != heard[2]:
+            return False
+        self._until_quiet(port, heard)
+        frames = mbus_frames(bytes(heard))
+        if not frames or len(frames[0]) == 1:
+            return False
+        if self.on_pending is not None:
+            self.on_pending(bytes(heard))
+        return True
 
     def _pending(self, port: serial.Serial) -> None:
         """What came since the last exchange, to :attr:`on_pending` (the input buffer is then reset,

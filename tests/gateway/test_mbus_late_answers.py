@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_protocols.mbus import build_ack, build_req_ud2, build_rsp_ud
+from firmware_protocols.mbus import build_ack, build_req_ud2, build_rsp_ud, build_snd_nke
 from firmware_protocols.records import DataRecord
 from gateway.buses import make_transport
 from gateway.config import MBusBusConfig, MeterConfig
@@ -687,3 +687,95 @@ def test_a_slow_meter_s_late_answers_to_a_poll_and_to_the_search_s_read_are_each
         "answer window in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and "
         "search again",
     ]
+
+
+_SLOW_1_LATE = build_rsp_ud(1, "11110001", "ELS", 7, "water", 0, 0, [(DataRecord("volume", "m3", 12.5), "bcd8")])
+
+
+class _AcknowledgedThenMore(MBusSlaves):
+    """FAST-2 (primary address 2) on a line where every E5h it sends has ``behind`` right after it,
+    ``gap_chars`` characters' time after the E5h ends (within the three that tell a collision): a
+    slow neighbour's late answer (or garbage) that begins as FAST-2 acknowledges."""
+
+    def __init__(self, behind: bytes, gap_chars: int):
+        super().__init__([MBusSlave(2, "11110002", 40.0)])
+        self.behind = behind
+        self.gap_chars = gap_chars
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        reply = super().handle(frame, now)
+        if reply is None or reply.data != build_ack():
+            return reply
+        char_s = LineSettings(9600, parity="E").char_time_s
+        behind = tuple((1 + self.gap_chars + i) * char_s for i in range(len(self.behind)))
+        return Reply(reply.data + self.behind, reply.address, char_starts_s=(0.0, *behind))
+
+
+@pytest.mark.parametrize("gap_chars", [0, 1, 2])
+def test_an_e5h_with_a_slow_meter_s_late_frame_right_behind_it_is_the_answer_not_a_collision(
+    gap_chars: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FAST-2 acknowledges its SND_NKE at once, and SLOW-1's late RSP_UD (to a poll whose window
+    closed) begins 0 to 2 characters after that E5h. An E5h is what a SND_NKE asks for, and what
+    follows is a whole long frame, no second E5h: FAST-2's E5h is its answer (its poll succeeds),
+    and the frame SLOW-1's late answer, counted for it. Before, any byte within three characters of
+    an E5h was a collision: FAST-2's poll failed (``SND_NKE not acknowledged``: a collision), and
+    SLOW-1's frame was drained uncounted."""
+    line = SerialLine(_AcknowledgedThenMore(_SLOW_1_LATE, gap_chars), LineSettings(9600, parity="E")).start()
+    heard: list[int | None] = []
+    fast_2 = MeterConfig("FAST-2", 2)
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("SLOW-1", 1), fast_2), on_late=heard.append)
+        with caplog.at_level(logging.INFO):
+            reading = transport.read_blocking(fast_2)
+        transport.line.close()
+    finally:
+        line.stop()
+    assert (reading.meter_id, reading.volume_m3, heard) == ("FAST-2", 40.0, [1])
+    assert _warnings(caplog) == [HINT]
+
+
+@pytest.mark.parametrize(
+    "behind",
+    [
+        bytes([0xE5]),  # a second E5h: two meters acknowledging
+        bytes([0xC5, 0xFD]),  # two answers at once: garbage
+        _SLOW_1_LATE[:4] + bytes([0xC5, 0xFD]),  # a long frame's head, then garbage: no whole frame
+        _SLOW_1_LATE[:-2] + bytes([_SLOW_1_LATE[-2] ^ 0xFF, 0x16]),  # a long frame, its checksum wrong
+    ],
+    ids=["e5h", "garbage", "head-then-garbage", "bad-checksum"],
+)
+def test_an_e5h_with_bytes_behind_it_that_make_no_whole_long_frame_is_still_a_collision(behind: bytes) -> None:
+    line = SerialLine(_AcknowledgedThenMore(behind, 1), LineSettings(9600, parity="E")).start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("FAST-2", 2)), on_late=heard.append)
+        with pytest.raises(PollError, match="collision"):
+            transport.line.exchange(build_snd_nke(2))
+        transport.line.close()
+    finally:
+        line.stop()
+    assert heard == []
+
+
+@dataclass
+class _E5hThenFrame:
+    """Answers any request with an E5h and, a character's time after it, SLOW-1's late RSP_UD."""
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        char_s = LineSettings(9600, parity="E").char_time_s
+        behind = tuple((2 + i) * char_s for i in range(len(_SLOW_1_LATE)))
+        return Reply(build_ack() + _SLOW_1_LATE, char_starts_s=(0.0, *behind))
+
+
+def test_an_e5h_to_a_req_ud2_with_a_long_frame_behind_it_is_still_a_collision() -> None:
+    """A REQ_UD2 asks for an RSP_UD, not an E5h: an E5h with a long frame right behind it is not
+    told from two answers at once (the frame may be the meter's own), and stays a collision."""
+    line = SerialLine(_E5hThenFrame(), LineSettings(9600, parity="E")).start()
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("FAST-2", 2)))
+        with pytest.raises(PollError, match="collision"):
+            transport.line.exchange(build_req_ud2(2, fcb=True))
+        transport.line.close()
+    finally:
+        line.stop()
