@@ -187,9 +187,10 @@ class MBusTransport:
         #: the meters whose SND_NKE or selection went unanswered, their E5h not heard since (by meter id),
         #: each with when its answer window closed (the line's monotonic clock): :meth:`_late_e5h`
         self._awaiting_e5h: dict[str, tuple[MeterConfig, float]] = {}
-        #: the meters whose poll's REQ_UD2 went unanswered, their RSP_UD not heard since (by meter id):
-        #: a late long frame from one, heard in a search, is that poll's (:meth:`_said_late_read`)
-        self._awaiting_data: dict[str, MeterConfig] = {}
+        #: the meters whose poll's REQ_UD2 went unanswered, their RSP_UD not heard since (by meter id),
+        #: each with when its answer window closed: a late long frame from one, heard in a search, is
+        #: that poll's (:meth:`_said_late_read`), for as long as :meth:`_still_awaited` says
+        self._awaiting_data: dict[str, tuple[MeterConfig, float]] = {}
         #: when the line was last read by an exchange (its end): whatever is pending came after it
         self._last_read_at = float("-inf")
         self._exchange_started = float("-inf")  # when the exchange under way (or the last) began
@@ -233,7 +234,7 @@ class MBusTransport:
             if self._asking is not None and not asks_for_data(frame):
                 self._awaiting_e5h[self._asking.meter_id] = (self._asking, self.line.monotonic())
             elif self._asking is not None:
-                self._awaiting_data[self._asking.meter_id] = self._asking
+                self._awaiting_data[self._asking.meter_id] = (self._asking, self.line.monotonic())
             raise
         finally:
             self._last_read_at = self.line.monotonic()
@@ -281,11 +282,17 @@ class MBusTransport:
         not send it. Its own next SND_NKE or selection, unanswered again, starts its wait afresh. A
         meter later than that is not told from a dead one: its E5h, when it comes, is said with
         what is known, as an E5h no one awaits."""
-        bound = self.config.timeout_s
-        for meter_id, (_, closed) in list(self._awaiting_e5h.items()):
-            if came_after - closed > bound:
-                del self._awaiting_e5h[meter_id]
-        return [meter for meter, _ in self._awaiting_e5h.values()]
+        return self._still_awaited(self._awaiting_e5h, came_after)
+
+    def _still_awaited(self, awaiting: dict[str, tuple[MeterConfig, float]], came_after: float) -> list[MeterConfig]:
+        """The meters of ``awaiting`` (an E5h's or an RSP_UD's list, each meter with when its answer
+        window closed) an answer that came after ``came_after`` may be from: those whose window
+        closed more than the bus's ``timeout_s`` before are dropped from it (:meth:`_still_awaiting`
+        says why)."""
+        for meter_id, (_, closed) in list(awaiting.items()):
+            if came_after - closed > self.config.timeout_s:
+                del awaiting[meter_id]
+        return [meter for meter, _ in awaiting.values()]
 
     def _late_in_search(self) -> None:
         """A late E5h in a secondary-address search: an answer to a selection, whose meter the search
@@ -299,7 +306,7 @@ class MBusTransport:
         self.late_in_search.append(selections)
         self.late_answers.heard_in_search(selections)
 
-    def _late_read_in_search(self, frame: bytes) -> bool:
+    def _late_read_in_search(self, frame: bytes, came_after: float) -> bool:
         """Whether ``frame``, a whole answer heard in a secondary-address search, is a late answer to
         the search's read (a long frame: a selection is answered by an E5h; or to a poll's, as
         :meth:`_said_late_read` tells), said by the meter's identification, which it carries: counted
@@ -312,16 +319,21 @@ class MBusTransport:
         telegram = _long_frame(frame)
         if telegram is None:  # an E5h, or not a whole telegram: a collision, as before
             return False
-        return self._said_late_read(telegram)
+        return self._said_late_read(telegram, came_after)
 
-    def _said_late_read(self, telegram: dict[str, Any]) -> bool:
-        """A late long frame heard in a search, ``telegram``, counted and said as the answer to the
-        request it answers, as far as is known:
+    def _said_late_read(self, telegram: dict[str, Any], came_after: float) -> bool:
+        """A late long frame heard in a search, ``telegram``, which came after ``came_after`` (as
+        :meth:`_late_e5h` takes it), counted and said as the answer to the request it answers, as far
+        as is known:
 
         - a poll's, if it is from a configured meter whose poll's REQ_UD2 went unanswered, its answer
-          not heard since: said as that meter's late answer (:meth:`LateAnswers.heard_from`), as
-          outside a search. A meter answers its requests in turn: were the search's read of it left
-          unanswered too, the poll's answer comes first;
+          not heard since, within the bus's ``timeout_s`` after its window as far as the line shows
+          (:meth:`_still_awaited`, as an E5h is awaited): said as that meter's late answer
+          (:meth:`LateAnswers.heard_from`), as outside a search. A meter answers its requests in
+          turn: were the search's read of it left unanswered too, the poll's answer comes first.
+          Before, a poll's REQ_UD2 left unanswered had its meter await its RSP_UD for as long as the
+          port stayed open: a meter silent to a poll an hour before, selected and read by a search
+          and answering it late, had that answer said as the hour-old poll's;
         - the search's read's, if a selection the search read after selects it (:func:`selected_by`):
           said by its identification (:meth:`LateAnswers.heard_late_read`);
         - else, from a configured meter, a poll's all the same (the search never asked it); from a
@@ -331,7 +343,7 @@ class MBusTransport:
         it: a slow meter's late answer to its poll, come as a search began, sent the technician to
         search again rather than to raise the bus's answer window for that meter's polls."""
         sender = self._meter_of(telegram)
-        polled = sender is not None and sender.meter_id in self._awaiting_data
+        polled = sender is not None and sender in self._still_awaited(self._awaiting_data, came_after)
         searched = any(selected_by(telegram, pattern) for pattern in self._read_selections)
         if sender is not None and (polled or not searched):
             self._answered(sender)
@@ -358,7 +370,7 @@ class MBusTransport:
         telegram = _long_frame(frame)
         if telegram is None or selected_by(telegram, pattern):
             return False
-        return self._said_late_read(telegram)  # decoded once
+        return self._said_late_read(telegram, self._exchange_started)  # decoded once
 
     def _answered(self, meter: MeterConfig) -> None:
         """A long frame from ``meter`` came: a meter answers its requests in turn, so an E5h it still
@@ -382,7 +394,7 @@ class MBusTransport:
                 self._late_e5h(came_after=self._last_read_at)
                 continue
             if self._searching:
-                self._late_read_in_search(frame)
+                self._late_read_in_search(frame, came_after=self._last_read_at)
                 continue
             meter = self._sender(frame)
             if meter is None:
@@ -435,6 +447,7 @@ class MBusTransport:
 
     def _exchange_with_all(self, frame: bytes, not_the_answer: Callable[[bytes], bool] | None = None) -> bytes:
         """An exchange several slaves may answer: every answer they may give is waited for."""
+        self._exchange_started = self.line.monotonic()
         try:
             return self.line.exchange(frame, whole_window=True, not_the_answer=not_the_answer)
         finally:
@@ -632,7 +645,10 @@ class MBusTransport:
         pattern = prefix + "F" * (8 - len(prefix))
         try:
             # a long frame is no selection's answer: a late one to the search's read, passed over
-            answer = self._exchange_with_all(build_snd_ud_select(pattern), not_the_answer=self._late_read_in_search)
+            answer = self._exchange_with_all(
+                build_snd_ud_select(pattern),
+                not_the_answer=lambda frame: self._late_read_in_search(frame, self._exchange_started),
+            )
         except (LineNeverQuiet, LineUnusable, TransactionAborted) as error:
             # not a collision: narrowing down would take 10^8 selections (a device that would not open
             # was taken for one, and searched at 100% CPU for good, deaf to Ctrl-C)

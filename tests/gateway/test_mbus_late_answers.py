@@ -779,3 +779,41 @@ def test_an_e5h_to_a_req_ud2_with_a_long_frame_behind_it_is_still_a_collision() 
         transport.line.close()
     finally:
         line.stop()
+
+
+def test_a_poll_left_unanswered_long_before_a_search_does_not_take_the_search_s_late_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SEC-1 (read by secondary address 12340001) says nothing to its poll's REQ_UD2 (that answer
+    never comes), and answers the search's reads 0.45 s late, after the 0.3 s window. The search
+    begins a second after the poll, longer than the bus's timeout_s (0.6 s) after its window closed,
+    the line heard silent meanwhile: the poll no longer awaits its answer, and SEC-1's late frames
+    are the search's read's, said by its identification (too late to be found: one episode). Before,
+    a poll's REQ_UD2 left unanswered had its meter await its RSP_UD for as long as the port stayed
+    open: the first of them was said as that poll's answer (``SEC-1 … so its polls fail as 'no
+    answer' though it answers``), counted for unit 253, and the search said nothing of the meter's
+    read until its second late frame."""
+    slaves = ReadsAnsweredLate([MBusSlave(0, "12340001", 1.0, drop_once_at=0)], 0.45)
+    line = slaves.line = SerialLine(slaves, LineSettings(9600, parity="E"))
+    line.start()
+    heard: list[int | None] = []
+    sec_1 = MeterConfig("SEC-1", 253, secondary_address="12340001")
+    try:
+        transport = MBusTransport(_bus(line.port, sec_1), on_late=heard.append)
+        with caplog.at_level(logging.INFO):
+            with pytest.raises(NoAnswer):
+                transport.read_blocking(sec_1)
+            time.sleep(1.0)
+            found = transport.search_blocking("1234000")
+            transport.line.listen(1.0)  # what is still to come, as the next request would hear it
+        transport.line.close()
+    finally:
+        slaves.stop()
+        line.stop()
+    assert (found, transport.late_reads_in_search) == ([], ["12340001"])
+    assert heard == [None, None]
+    assert _warnings(caplog) == [
+        "mbus-1: the meter with secondary address 12340001, configured as SEC-1, answered after the bus's 0.3 s "
+        "answer window in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and "
+        "search again"
+    ]
