@@ -25,9 +25,12 @@ frame names its meter (its identification, or its primary address); an E5h names
 charged to the meter whose SND_NKE or selection went unanswered, if one alone awaits its E5h (for
 the bus's ``timeout_s`` after its window, as far as the line shows: ``MBusTransport._still_awaiting``); with
 several awaiting, to none of them, and said with their names (:meth:`LateAnswers.heard_unowned`:
-counted on the bus, its warning naming those it may be from); with none, to no meter either. Not
-heard: an answer still arriving when the next request goes (cut short), or one taken as the answer
-of the same meter's retry.
+counted on the bus, its warning naming those it may be from); with none, to no meter either. In a
+secondary-address search, a selection left unanswered may have sent it too: with a poll's meter
+awaiting one as well, it is said with both, charged to none (:meth:`LateAnswers.heard_in_search`). An
+answer still arriving when the next request is due is read to its end first, and a long frame right
+behind a SND_NKE's or a selection's E5h is heard too (gateway.mbus_line). Not heard: one taken as the
+answer of the same meter's retry.
 
 Its episodes are not :mod:`gateway.episodes`': nothing says that a meter has stopped answering late
 (an answer in time is not heard here), so an episode ends after :data:`EPISODE_QUIET_S` without a
@@ -238,10 +241,13 @@ class LateAnswers:
         key = ("E5h", tuple(m.meter_id for m in awaiting))
         self._count(key, None, lambda: self.unowned_hint(awaiting))
 
-    def heard_in_search(self, selections: Sequence[str]) -> None:
+    def heard_in_search(self, selections: Sequence[str], awaiting: Sequence[MeterConfig] = ()) -> None:
         """An M-Bus E5h, late, in a secondary-address search: ``selections`` are those left unanswered
-        before it came (gateway.mbus: ``MBusTransport._late_in_search``)."""
-        self._count(("search",), None, lambda: self.search_hint(selections))
+        before it came (gateway.mbus: ``MBusTransport._late_in_search``), ``awaiting`` the meters
+        whose poll's SND_NKE or selection went unanswered just before, which may have sent it too
+        (then it is said with both, charged to none)."""
+        key = ("search", tuple(m.meter_id for m in awaiting))
+        self._count(key, None, lambda: self.search_hint(selections, awaiting))
 
     def heard_late_read(self, identification: str, meter: MeterConfig | None) -> None:
         """An M-Bus long frame, late, in a secondary-address search: the answer of the meter
@@ -259,8 +265,17 @@ class LateAnswers:
             "found: raise the bus's answer_timeout_s and search again"
         )
 
-    def search_hint(self, selections: Sequence[str]) -> str:
+    def search_hint(self, selections: Sequence[str], awaiting: Sequence[MeterConfig] = ()) -> str:
         assert isinstance(self.bus, MBusBusConfig)
+        if awaiting:
+            names = " or ".join(f"{m.meter_id} ({addressed(m)})" for m in awaiting)
+            return (
+                f"{self.bus.name}: an acknowledgement (E5h) came after the bus's {self.bus.answer_timeout_s:g} s "
+                f"answer window in a secondary-address search, after {selections_unanswered(selections)}, or from "
+                f"{names}, whose poll's SND_NKE or selection went unanswered just before; an E5h names no meter, so "
+                "which is not known and it is charged to none: raise the bus's answer_timeout_s (and its timeout_s, "
+                "if set, to at least as much), and search again"
+            )
         return (
             f"{self.bus.name}: an acknowledgement (E5h) came after the bus's {self.bus.answer_timeout_s:g} s answer "
             f"window in a secondary-address search, after {selections_unanswered(selections)}: a meter answering too "

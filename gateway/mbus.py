@@ -262,11 +262,21 @@ class MBusTransport:
 
         A meter awaits its E5h for a bounded time (:meth:`_still_awaiting`): a dead meter's SND_NKE
         left it on the list for as long as the line stayed open, and a slow neighbour's late E5h was
-        said as "DEAD-3 or SLOW-1", charged to neither, at every poll."""
-        if self._searching:
+        said as "DEAD-3 or SLOW-1", charged to neither, at every poll.
+
+        In a secondary-address search (:meth:`_late_in_search`), the polls' meters still awaiting
+        one are looked at first, as outside a search, and the search's selections left unanswered
+        since its last answer then: with both, which answered is not known, and it is said with
+        both, charged to none (:meth:`_late_e5h_poll_or_search`). Before, a search forgot the polls'
+        list as it began, and a poll's late E5h heard during it was said as the search's, "a meter
+        too late to be found", sending the technician to search again rather than to the meter."""
+        awaiting = self._still_awaiting(came_after)
+        if self._searching and self._silent_selections and awaiting:
+            self._late_e5h_poll_or_search(awaiting)
+            return
+        if self._searching and not awaiting:
             self._late_in_search()
             return
-        awaiting = self._still_awaiting(came_after)
         if len(awaiting) == 1:
             self._awaiting_e5h.clear()
             self.late_answers.heard_from(awaiting[0])
@@ -305,6 +315,16 @@ class MBusTransport:
         self._silent_selections.clear()
         self.late_in_search.append(selections)
         self.late_answers.heard_in_search(selections)
+
+    def _late_e5h_poll_or_search(self, awaiting: list[MeterConfig]) -> None:
+        """A late E5h in a search that a poll's meter (``awaiting``, its SND_NKE or selection left
+        unanswered within the bus's ``timeout_s``) or one of the search's selections left unanswered
+        may have sent: counted on the bus and said with both, charged to none
+        (:meth:`LateAnswers.heard_in_search`), kept for the scan's words (:attr:`late_in_search`: it
+        may be a meter too late to be found). Both go on awaiting: the next E5h is as unknown."""
+        selections = tuple(self._silent_selections)
+        self.late_in_search.append(selections)
+        self.late_answers.heard_in_search(selections, awaiting)
 
     def _late_read_in_search(self, frame: bytes, came_after: float) -> bool:
         """Whether ``frame``, a whole answer heard in a secondary-address search, is a late answer to
@@ -610,8 +630,8 @@ class MBusTransport:
         found: list[FoundMBus] = []
         with self._line_held():
             self.line.listen(0)  # what came since the last poll is the polls' (a slow meter's E5h): theirs
-            self._asking, self._ended_silent = None, False  # a search's silences are no one's
-            self._awaiting_e5h.clear()
+            # a search's silences are no one's; the polls' E5h still awaited stay so (:meth:`_late_e5h`)
+            self._asking, self._ended_silent = None, False
             self._silent_selections.clear()
             self._read_selections.clear()
             self.late_in_search = []
@@ -621,6 +641,7 @@ class MBusTransport:
                 self._search(prefix, found)
                 if self._silent_selections:  # the last selection went unanswered: its answer may come
                     self.line.listen(self.config.answer_timeout_s)
+                    self._last_read_at = self.line.monotonic()  # heard till now: what comes next came after
             finally:
                 self._searching = False
         return found

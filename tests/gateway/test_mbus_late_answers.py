@@ -817,3 +817,73 @@ def test_a_poll_left_unanswered_long_before_a_search_does_not_take_the_search_s_
         "answer window in a secondary-address search: too late to be found: raise the bus's answer_timeout_s and "
         "search again"
     ]
+
+
+def test_a_poll_s_late_e5h_heard_as_a_search_listens_is_said_as_the_poll_s_or_the_search_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SLOW-1 acknowledges its SND_NKE 0.78 s late, after the 0.3 s window. Its poll goes unanswered,
+    and a search of 2222000F (which selects no meter) begins at once: SLOW-1's E5h comes as the
+    search listens after that selection, 0.47 s after SLOW-1's window closed (within the bus's
+    timeout_s, 0.6 s). An E5h names no meter, and it may be the poll's or the selection's: it is
+    counted on the bus, charged to none, and said with both. Before, the search forgot the polls'
+    E5h awaited as it began, and it was said as the search's alone, "a meter answering too late to
+    be found: … search again": the technician searched again, and SLOW-1's polls went on failing."""
+    slaves = MBusSlaves([MBusSlave(1, "11110001", 12.5)])
+    faults = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=1, delay_s=0.78)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("SLOW-1", 1)), on_late=heard.append)
+        with caplog.at_level(logging.INFO):
+            with pytest.raises(NoAnswer):
+                transport.read_blocking(transport.config.meters[0])
+            found = transport.search_blocking("2222000")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert (found, heard, transport.late_in_search) == ([], [None], [("2222000F",)])
+    assert _warnings(caplog) == [
+        "mbus-1: an acknowledgement (E5h) came after the bus's 0.3 s answer window in a secondary-address search, "
+        "after the selection 2222000F (F: any digit) went unanswered, or from SLOW-1 (primary address 1), whose "
+        "poll's SND_NKE or selection went unanswered just before; an E5h names no meter, so which is not known and "
+        "it is charged to none: raise the bus's answer_timeout_s (and its timeout_s, if set, to at least as much), "
+        "and search again"
+    ]
+
+
+@pytest.mark.parametrize("pause_s", [0.0, 1.0], ids=["poll-just-before", "poll-long-before"])
+def test_a_search_s_late_e5h_is_said_with_a_silent_poll_only_within_the_bus_s_timeout(
+    pause_s: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DEAD-3 never answers; the meter 22220001 acknowledges its selection 0.45 s late, after the
+    0.3 s window, and its E5h comes as the search of 2222000F listens after that selection. DEAD-3's
+    SND_NKE, left unanswered just before the search, may have been answered by it too: it is said
+    with both, charged to none. A second before (longer than the bus's timeout_s, 0.6 s, the line
+    heard silent since), DEAD-3 no longer awaits an E5h: it is said as the search's alone."""
+    slaves = MBusSlaves([MBusSlave(5, "22220001", 1.0)])  # nothing answers at primary address 3
+    faults = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=5, delay_s=0.45)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    dead_3 = MeterConfig("DEAD-3", 3)
+    try:
+        transport = MBusTransport(_bus(line.port, dead_3))
+        with caplog.at_level(logging.INFO):
+            with pytest.raises(NoAnswer):
+                transport.read_blocking(dead_3)
+            time.sleep(pause_s)
+            found = transport.search_blocking("2222000")
+        transport.line.close()
+    finally:
+        line.stop()
+    came = "mbus-1: an acknowledgement (E5h) came after the bus's 0.3 s answer window in a secondary-address search"
+    selection = "after the selection 2222000F (F: any digit) went unanswered"
+    said = (
+        f"{came}, {selection}, or from DEAD-3 (primary address 3), whose poll's SND_NKE or selection went "
+        "unanswered just before; an E5h names no meter, so which is not known and it is charged to none: raise "
+        "the bus's answer_timeout_s (and its timeout_s, if set, to at least as much), and search again"
+        if pause_s == 0.0
+        else f"{came}, {selection}: a meter answering too late to be found: raise the bus's answer_timeout_s and "
+        "search again"
+    )
+    assert (found, transport.late_in_search) == ([], [("2222000F",)])
+    assert _warnings(caplog) == [said]
