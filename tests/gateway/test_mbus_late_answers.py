@@ -887,3 +887,24 @@ def test_a_search_s_late_e5h_is_said_with_a_silent_poll_only_within_the_bus_s_ti
     )
     assert (found, transport.late_in_search) == ([], [("2222000F",)])
     assert _warnings(caplog) == [said]
+
+
+def test_a_selection_s_e5h_with_a_late_frame_right_behind_it_holds_its_meter_which_is_found() -> None:
+    """In a search of 2222000F: the meter 22220002 acknowledges its selection at once, and SLOW-1's
+    late RSP_UD begins a character after that E5h. The E5h is the selection's answer, the frame a
+    late one (heard, counted for SLOW-1, a configured meter the search never selected), and 22220002
+    is read and found. Before, E5h and frame were a collision: the selection was narrowed down, the
+    same happened at 22220002, and the meter was never found."""
+    slaves = _AcknowledgedThenMore(_SLOW_1_LATE, 1)
+    slaves.slaves = [MBusSlave(2, "22220002", 40.0)]
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("SLOW-1", 1)), on_late=heard.append)
+        found = transport.search_blocking("2222000")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert [(meter.identification, meter.volume_m3) for meter in found] == [("22220002", 40.0)]
+    assert heard == [1]
+    assert transport.late_reads_in_search == []
