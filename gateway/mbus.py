@@ -641,7 +641,6 @@ class MBusTransport:
                 self._search(prefix, found)
                 if self._silent_selections:  # the last selection went unanswered: its answer may come
                     self.line.listen(self.config.answer_timeout_s)
-                    self._last_read_at = self.line.monotonic()  # heard till now: what comes next came after
             finally:
                 self._searching = False
         return found
