@@ -218,6 +218,8 @@ class MqttOptions:
 class SpoolOptions:
     max_readings: int = 1_000_000
     policy: Literal["drop_oldest", "stop_polling"] = "drop_oldest"
+    #: a damaged spool file: set aside and salvaged into a new one (gateway.spool_salvage), or stop
+    on_damage: Literal["set_aside", "stop"] = "set_aside"
 
 
 @dataclass(frozen=True)
@@ -504,6 +506,7 @@ def parse_config(
     spool = SpoolOptions(
         max_readings=spool_table.integer("max_readings", 1_000_000, low=1),
         policy=spool_table.choice("policy", ("drop_oldest", "stop_polling"), "drop_oldest"),
+        on_damage=spool_table.choice("on_damage", ("set_aside", "stop"), "set_aside"),
     )
     spool_table.no_unknown_keys()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aquami.clock import Clock, utc_now
-from aquami.contracts.reads import Reading, events_topic
+from aquami.contracts.reads import Reading, events_topic, utc_iso
 from gateway.backoff import pause
 from gateway.buses import make_transport
 from gateway.commands import Commands
@@ -56,7 +56,14 @@ class Gateway:
         self.config = config
         self.config_path = config_path
         self.clock = clock
-        self.spool = Spool(config.spool_path, config.spool.max_readings, config.spool.policy == "drop_oldest")
+        self.spool = Spool(
+            config.spool_path,
+            config.spool.max_readings,
+            config.spool.policy == "drop_oldest",
+            on_damage=config.spool.on_damage,
+            clock=clock,
+        )
+        self._damage_said: object = None  # the spool's damage (Spool.damage) its spool_damaged event said
         self.health = Health(config.gateway_id, config.health.offline_after, clock, store=self.spool)
         self.profiles = ProfileBook(self.spool)
         self.publisher = Publisher(
@@ -172,6 +179,26 @@ class Gateway:
             log.exception("event %s not spooled", event["event"])
             self.health.unsaved_again(meter_health)
 
+    def _say_damage(self) -> None:
+        """The ``spool_damaged`` event, once for each damage the spool found (as it opened, or while
+        running) and set aside: spooled, so the head-end hears it after any restart too, where the
+        health status's ``spool_damaged`` says it only until this gateway stops."""
+        damage = self.spool.damage
+        if damage is None or damage is self._damage_said:
+            return
+        self._damage_said = damage
+        self.emit(self.health.gateway_event("spool_damaged", **damage.status()))
+
+    def _damage_found(self, reason: str) -> None:
+        """Called by the spool on the thread that met damage while running: with ``on_damage =
+        "set_aside"`` it is salvaged already, and said here; with ``"stop"`` the gateway stops (exit 1)."""
+        if self._loop is None:
+            return
+        if self.config.spool.on_damage == "set_aside":
+            self._loop.call_soon_threadsafe(self._say_damage)
+        else:
+            self._loop.call_soon_threadsafe(self._publisher_failed, f"the spool is damaged: {reason}")
+
     def save_health(self) -> None:
         """Store the meters' health changed since last stored (their last good read, above all)."""
         try:
@@ -195,6 +222,10 @@ class Gateway:
                 "messages_too_large": self.publisher.messages_too_large,  # statuses, replies, events: not sent
                 "short_connections": self.publisher.short_connections,  # in a row: a flapping link, or an id twice
                 "mqtt_protocol": self.publisher.protocol_in_use,
+                # the damaged spool file set aside since this gateway started, and what it gave; else null
+                "spool_damaged": None
+                if self.spool.damage is None
+                else {"found_at": utc_iso(self.spool.damage.at), **self.spool.damage.status()},
             },
             state,
         )
@@ -331,6 +362,8 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         self._stop_event = stop
         self._commands = Commands(self)
+        self.spool.on_damage_found = self._damage_found
+        self._say_damage()  # found as the spool opened
         self.publisher.start()
         writer_stop = asyncio.Event()
         writer = asyncio.create_task(self._writer(writer_stop))

@@ -43,21 +43,28 @@ without ``count_m3``, and every poll of every pulse counter failed on it ("no su
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Concatenate, Literal, ParamSpec, TypeVar
 
+from aquami.clock import Clock, utc_now
 from gateway import spool_access
 from gateway.health import SavedMeter
 from gateway.pulse import PulseState
+from gateway.spool_salvage import Salvage, is_damage, salvage_into, set_aside
+
+#: What a spool found damaged as it opens does: set aside and salvaged (gateway.spool_salvage), or
+#: the gateway stops (SpoolUnusable), as before.
+OnDamage = Literal["set_aside", "stop"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -151,6 +158,15 @@ class SpoolUnusable(Exception):
     """The spool's file cannot be opened as a spool (the message names it, and SQLite's reason)."""
 
 
+class SpoolDamaged(SpoolUnusable):
+    """The spool's file is damaged (SQLite: ``database disk image is malformed``, ``file is not a
+    database``, or its ``quick_check`` finds a fault): :attr:`reason` says how."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class SpoolInUse(SpoolUnusable):
     """Another process has the spool open: its lock file is locked (the message names the spool, and
     the holder's pid when the lock file says it)."""
@@ -235,6 +251,32 @@ class SealedBatch:
         return [json.loads(body) for body in self.bodies]
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _mends_damage(method: Callable[Concatenate[Spool, _P], _R]) -> Callable[Concatenate[Spool, _P], _R]:
+    """A spool method that meets a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB) has it mended
+    (:meth:`Spool._mend`), then runs once more on the new spool (``set_aside``) or raises (``stop``).
+    Before, each such call failed, for ever: polls failed as "cannot write to the spool", and a batch
+    on a damaged page ended every MQTT session the publisher opened."""
+
+    @functools.wraps(method)
+    def mended(self: Spool, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        generation = self._generation
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as error:
+            if not is_damage(error):
+                raise
+            self._mend(error, generation)
+            if self.on_damage != "set_aside":
+                raise
+        return method(self, *args, **kwargs)
+
+    return mended
+
+
 class Spool:
     """A thread-safe durable queue of readings (the MQTT client acknowledges from its own thread)."""
 
@@ -245,6 +287,8 @@ class Spool:
         drop_oldest: bool = True,
         reserve_bytes: int = RESERVE_BYTES,
         reclaim_bytes: int = RECLAIM_BYTES,
+        on_damage: OnDamage = "set_aside",
+        clock: Clock = utc_now,
     ):
         self.path = Path(path)
         self.max_readings = max_readings
@@ -255,23 +299,54 @@ class Spool:
         self._refused_bytes = 0  # what the last append wanted to store
         self.dropped_total = 0
         self.messages_dropped_total = 0  # events beyond add_message's limit, the oldest first
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by _mend, which reopens under it
         if (missing := folder_missing(self.path)) is not None:  # never made here: see the module's docstring
             raise SpoolUnusable(f"cannot open the spool {self.path}: {missing}")
         self._held = _take_lock(self.path)  # before SQLite opens it: one process at a time, for its life
+        self.on_damage = on_damage
+        self._clock = clock
+        #: the last damage found (as it opened, or while running) and what it gave (gateway.spool_salvage)
+        self.damage: Salvage | None = None
+        #: told the reason when damage is found while running (after its salvage, with ``set_aside``);
+        #: on the thread that found it
+        self.on_damage_found: Callable[[str], None] | None = None
+        self._generation = 0  # the connections opened: a damage already mended by another thread is not mended twice
+        try:
+            self._open()
+        except SpoolDamaged as damaged:
+            if on_damage != "set_aside":
+                self._held.close()
+                raise
+            try:
+                self._salvage(damaged.reason)
+            except BaseException:
+                self._held.close()
+                raise
+        except BaseException:
+            self._held.close()
+            raise
+
+    def _open(self) -> None:
+        """Open (or make) the database at ``self.path``, its lock held; :class:`SpoolUnusable` if it
+        cannot be (its cause SQLite's error), the connection closed."""
         try:
             new = not self.path.exists()
             if new:  # owner-only before SQLite makes it, so its -wal and -shm are too (gateway.spool_access)
                 spool_access.create_owner_only(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as error:
-            self._held.close()
             raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
         if new:  # in the log: a spool found new where one was kept says its storage was not there
             log.info("spool %s: none there, a new one created", self.path)
         else:
             _close_to_others(self.path)
         try:
+            # every page read once, before anything is written to it (a damaged file is set aside as it
+            # was found): damage in a page nothing reads at a start was met only when a batch on it
+            # was sent, and the publisher then failed on it at every connection, for ever
+            (fault,) = ("ok",) if new else self._db.execute("PRAGMA quick_check(1)").fetchone()
+            if fault != "ok":
+                raise SpoolDamaged(f"cannot open the spool {self.path}: it is damaged: {fault}", fault)
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's; an older one's by _convert_to_reclaim
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -284,8 +359,46 @@ class Spool:
                 self._convert_to_reclaim()
         except sqlite3.Error as error:  # not a database, damaged, or on a disk mounted read-only
             self._db.close()
-            self._held.close()
+            if is_damage(error):
+                raise SpoolDamaged(f"cannot open the spool {self.path}: it is damaged: {error}", str(error)) from error
             raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
+        except SpoolDamaged:
+            self._db.close()
+            raise
+        self._generation += 1
+
+    def _salvage(self, reason: str, found: str = "as it opened") -> None:
+        """The file is damaged (its connection closed): set it aside, open a new spool in its place and
+        copy into it what the old one still gives (gateway.spool_salvage), saying so in one ERROR
+        line. A new spool that cannot be made (the disk full) raises :class:`SpoolUnusable`."""
+        at = self._clock()
+        try:
+            aside = set_aside(self.path, at)
+        except OSError as error:
+            said = f"cannot open the spool {self.path}: it is damaged ({reason}), and cannot be set aside: {error}"
+            raise SpoolUnusable(said) from error
+        self._open()
+        with self._lock, self._transaction():
+            readings, lost, events = salvage_into(aside, self._db)
+        self._depth = readings
+        self.damage = Salvage(reason, aside, at, readings, lost, events)
+        log.error("spool %s is damaged (found %s: %s): %s", self.path, found, reason, self.damage.sentence())
+
+    def _mend(self, error: sqlite3.DatabaseError, generation: int) -> None:
+        """Damage met while running (an insert, a read): with ``set_aside``, the file is set aside and
+        salvaged as at a start, unless another thread has done it since ``generation``; with
+        ``stop``, only said to ``on_damage_found``."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if self.on_damage == "set_aside":
+                try:
+                    self._db.close()  # its WAL checkpointed into the file set aside: the same rows
+                except sqlite3.Error as closing:
+                    log.warning("spool %s: closing the damaged file: %s", self.path, closing)
+                self._salvage(str(error), "while running")
+        if self.on_damage_found is not None:
+            self.on_damage_found(str(error))
 
     def close(self) -> None:
         """Close the database, then give its lock up (another process may take the spool)."""
@@ -383,6 +496,7 @@ class Spool:
         except sqlite3.Error as error:
             log.warning("spool %s: freed space not given back (%s)", self.path, error)
 
+    @_mends_damage
     def append(self, readings: Iterable[dict[str, Any]]) -> Appended:
         """Store readings durably (one transaction); at the limit, drop the oldest if so configured.
         Raises :class:`SpoolFull`, storing none of them, when they would leave less room than the
@@ -410,6 +524,7 @@ class Spool:
             self.dropped_total += dropped
         return Appended(len(rows), dropped)
 
+    @_mends_damage
     def is_full(self) -> bool:
         """At ``max_readings``, or short of room: the last append was refused, and a fresh look
         finds no more room. Looked at afresh each time while short: under ``stop_polling`` nothing
@@ -420,6 +535,7 @@ class Spool:
                 self._short_of_room = self._room() - self._refused_bytes < self.reserve_bytes
         return self._short_of_room or (self.max_readings is not None and self._depth >= self.max_readings)
 
+    @_mends_damage
     def sealed_batches(self, after_seq: int = 0, limit: int = 100) -> list[SealedBatch]:
         """Sealed, unacknowledged batches with ``batch_seq > after_seq``, oldest first."""
         with self._lock:
@@ -441,6 +557,7 @@ class Spool:
         sealed = self.seal_many(max_readings, 1)
         return sealed[0] if sealed else None
 
+    @_mends_damage
     def seal_many(self, max_readings: int, batches: int) -> list[SealedBatch]:
         """Seal up to ``batches`` batches of at most ``max_readings`` each, in one transaction."""
         with self._lock:
@@ -454,6 +571,7 @@ class Spool:
                 seqs = self._number(ids, max_readings, None)
             return [self._load(seq) for seq in seqs]
 
+    @_mends_damage
     def reseal(self, batch_seq: int, max_readings: int) -> range:
         """Seal a sealed, unacknowledged batch's readings again as batches of at most
         ``max_readings`` (a batch larger than the broker takes), in one transaction. They take the
@@ -484,6 +602,7 @@ class Spool:
         """The broker has the batch: delete it. Returns how many readings left the spool."""
         return self.acknowledge_many([batch_seq])
 
+    @_mends_damage
     def acknowledge_many(self, batch_seqs: list[int]) -> int:
         """Delete several acknowledged batches in one transaction (one fsync)."""
         if not batch_seqs:
@@ -499,6 +618,7 @@ class Spool:
         """Readings on disk not yet acknowledged (sealed or not): the spool-depth metric."""
         return self._depth
 
+    @_mends_damage
     def depth_besides(self, batch_seqs: Collection[int]) -> int:
         """Readings not yet acknowledged outside the batches ``batch_seqs`` (unsealed ones included)."""
         with self._lock:
@@ -509,12 +629,14 @@ class Spool:
             ).fetchone()
         return int(count)
 
+    @_mends_damage
     def next_batch_seq(self) -> int:
         with self._lock:
             (value,) = self._db.execute("SELECT value FROM counters WHERE name = 'next_batch_seq'").fetchone()
             return int(value)
 
     # pulse counters' wrap state as an earlier version kept it (gateway.pulse.WrapStore): read, no longer written
+    @_mends_damage
     def load_wrap(self, meter_id: str) -> tuple[float | None, int]:
         with self._lock:
             row = self._db.execute("SELECT last_m3, wraps FROM pulse_wraps WHERE meter_id = ?", (meter_id,)).fetchone()
@@ -523,6 +645,7 @@ class Spool:
     # pulse counters' state since the wrap or restart is judged by time (gateway.pulse.WrapStore);
     # pulse_wraps above is an earlier version's, read when a meter has no row here yet
     # (count_m3 None: a row kept by 65273a0, which did not store it)
+    @_mends_damage
     def load_pulse(self, meter_id: str) -> PulseState | None:
         with self._lock:
             row = self._db.execute(
@@ -536,6 +659,7 @@ class Spool:
         count = None if row[3] is None else float(row[3])
         return PulseState(float(row[0]), float(row[1]), datetime.fromisoformat(row[2]), count, before)
 
+    @_mends_damage
     def save_pulse(
         self,
         meter_id: str,
@@ -557,6 +681,7 @@ class Spool:
             )
 
     # wireless M-Bus meters' last accepted message counter and clock (gateway.wmbus_replay.FreshnessStore)
+    @_mends_damage
     def load_freshness(self, meter_id: str, device: str) -> tuple[int | None, str | None]:
         with self._lock:
             row = self._db.execute(
@@ -565,6 +690,7 @@ class Spool:
             ).fetchone()
         return (None, None) if row is None else (row[0], row[1])
 
+    @_mends_damage
     def save_freshness(self, meter_id: str, device: str, message_counter: int | None, meter_time: str | None) -> None:
         with self._lock:
             self._db.execute(
@@ -575,6 +701,7 @@ class Spool:
             )
 
     # meters' health (gateway.health.MeterHealthStore): what the offline and online events depend on
+    @_mends_damage
     def load_meter_health(self, meter_id: str) -> tuple[str | None, str | None, int] | None:
         with self._lock:
             row = self._db.execute(
@@ -583,12 +710,14 @@ class Spool:
             ).fetchone()
         return None if row is None else (row[0], row[1], int(row[2]))
 
+    @_mends_damage
     def save_meter_health(self, rows: Iterable[SavedMeter]) -> None:
         """Store meters' health, all in one transaction (one fsync)."""
         with self._lock, self._transaction():
             self._db.executemany(_SAVE_METER_HEALTH, list(rows))
 
     # other durable messages (events): kept like readings until the broker acknowledges them
+    @_mends_damage
     def add_message(
         self, topic: str, payload: bytes, limit: int = 10_000, meter_health: Iterable[SavedMeter] = ()
     ) -> int:
@@ -612,6 +741,7 @@ class Spool:
             log.warning("%d events waiting for the broker: the oldest are dropped (%d so far)", limit, before + dropped)
         return dropped
 
+    @_mends_damage
     def messages_after(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]:
         with self._lock:
             rows = self._db.execute(
@@ -619,11 +749,13 @@ class Spool:
             ).fetchall()
         return [(int(i), str(t), bytes(p)) for i, t, p in rows]
 
+    @_mends_damage
     def delete_messages(self, ids: list[int]) -> None:
         if ids:
             with self._lock:
                 self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
 
+    @_mends_damage
     def messages_besides(self, ids: Collection[int]) -> int:
         """Messages waiting other than ``ids``."""
         with self._lock:
@@ -633,6 +765,7 @@ class Spool:
             ).fetchone()
         return int(count)
 
+    @_mends_damage
     def messages_waiting(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])

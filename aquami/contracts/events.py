@@ -20,7 +20,7 @@ from aquami.contracts.reads import events_topic
 from aquami.contracts.schema_files import ContractValidator, breaches, load_schema
 
 METER_EVENTS = ("meter_offline", "meter_online")
-GATEWAY_EVENTS = ("spool_overflow", "spool_full", "spool_resumed", "gateway_stopped")
+GATEWAY_EVENTS = ("spool_overflow", "spool_full", "spool_resumed", "gateway_stopped", "spool_damaged")
 EVENT_NAMES = METER_EVENTS + GATEWAY_EVENTS
 # The envelope; every other field of an event is its detail.
 ENVELOPE_FIELDS = ("gateway_id", "event", "ts", "meter_id")

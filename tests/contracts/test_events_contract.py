@@ -84,7 +84,7 @@ def _published(gateway: Gateway) -> list[tuple[str, bytes]]:
 def gateway_messages(tmp_path: Path) -> list[tuple[str, bytes]]:
     """Every kind of event, published through ``Gateway.emit``: a meter going quiet and coming back,
     readings dropped at the spool's limit (drop_oldest), polling stopped and resumed (stop_polling),
-    the gateway stopped."""
+    the gateway stopped, a damaged spool file set aside."""
     messages: list[tuple[str, bytes]] = []
 
     dropping = _gateway(tmp_path, "gw-drop", 'max_readings = 3\npolicy = "drop_oldest"\n')
@@ -129,6 +129,13 @@ def gateway_messages(tmp_path: Path) -> list[tuple[str, bytes]]:
     again = _gateway(tmp_path, "gw-stopped", "")  # (run closed the spool)
     messages += _published(again)
     again.spool.close()
+
+    damaged_file = tmp_path / "gw-damaged.sqlite"
+    damaged_file.write_bytes(b"this is no SQLite database, a card's garbage" * 100)
+    damaged = _gateway(tmp_path, "gw-damaged", "")  # set aside and salvaged as it opens (spool_salvage)
+    damaged._say_damage()  # as run says it at its start
+    messages += _published(damaged)
+    damaged.spool.close()
     return messages
 
 
@@ -280,6 +287,14 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
             event["offline_since"] = draw(times)
     elif name == "gateway_stopped":
         event |= {"reason": draw(st.text(max_size=500)), "spool_depth": draw(counts)}
+    elif name == "spool_damaged":
+        event |= {
+            "reason": draw(st.text(max_size=500)),
+            "set_aside": draw(st.text()),
+            "readings_salvaged": draw(counts),
+            "readings_lost_at_most": draw(st.none() | counts),
+            "events_salvaged": draw(counts),
+        }
     elif name == "spool_overflow":
         event |= {"dropped": draw(st.integers(1, 10**9)), "spool_depth": draw(counts), "policy": "drop_oldest"}
     else:

@@ -294,14 +294,16 @@ def test_a_config_not_there_is_a_bad_argument_exit_2_naming_it(tmp_path: Path, c
 
 def test_a_spool_that_cannot_be_opened_stops_the_start_naming_the_file(tmp_path: Path) -> None:
     """A damaged spool file (or one on a disk mounted read-only) stopped ``gateway run`` with a
-    traceback that did not name the file ("file is not a database"): now one line names it."""
+    traceback that did not name the file ("file is not a database"): now one line names it. (A
+    damaged one stops the start only with ``on_damage = "stop"``: by default it is set aside and
+    salvaged, tests/gateway/test_spool_damage.py.)"""
     config = tmp_path / "gw.toml"
-    config.write_text(GOOD)
+    config.write_text(GOOD + '\n[spool]\non_damage = "stop"\n')
     spool = tmp_path / "gw-1-spool.sqlite"  # the default path: beside the configuration
     spool.write_bytes(b"not a database at all" * 100)
     done = subprocess.run([AQUAMI, "gateway", "run", str(config)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert f"error: cannot open the spool {spool}: file is not a database" in done.stderr
+    assert f"error: cannot open the spool {spool}: it is damaged: file is not a database" in done.stderr
     assert "Traceback" not in done.stderr
 
 

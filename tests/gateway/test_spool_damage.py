@@ -1,0 +1,200 @@
+"""A damaged spool file (bad pages, cut short, its header spoilt) no longer stops the gateway for ever:
+it is set aside, kept, every reading still readable is salvaged into a new spool with its identity,
+and the gateway says so (gateway.spool_salvage). Before, ``Spool`` raised ``SpoolUnusable`` at each
+start (``aquami gateway run`` exit 1, started again, for ever), or, for damage in pages the start
+did not read, opened it and failed on it later, at every poll or every MQTT session."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from gateway.spool import Spool, SpoolDamaged, SpoolInUse
+from tests.gateway.spool_damage import (
+    overwrite_pages,
+    page_size,
+    readable_ids,
+    readings,
+    rows,
+    table_pages,
+    write_spool,
+)
+
+AT = "20"  # every set-aside name begins NAME.damaged-20…: the year
+
+
+def set_aside_files(folder: Path, name: str) -> list[Path]:
+    """The damaged files set aside (their -wal and -shm beside them, if any, not listed)."""
+    return sorted(p for p in folder.glob(f"{name}.damaged-{AT}*") if not p.name.endswith(("-wal", "-shm")))
+
+
+def leaf_pages(path: Path) -> list[int]:
+    return sorted(p for p, where in table_pages(path, "readings").items() if where != "/")
+
+
+def test_damaged_pages_are_set_aside_kept_and_every_readable_reading_salvaged_with_its_identity(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=6)
+    original = rows(path)
+    (next_seq,) = sqlite3.connect(path).execute("SELECT value FROM counters").fetchone()
+    bad = leaf_pages(path)[3]
+    expected = {row for row in original if row[0] in readable_ids(path, [bad])}
+    overwrite_pages(path, [bad], b"\xde\xad")
+    damaged_bytes = path.read_bytes()
+
+    with caplog.at_level(logging.INFO):
+        spool = Spool(path)
+    try:
+        assert spool.damage is not None
+        assert len(expected) < len(original)  # the page held readings: some are lost
+        assert spool.damage.readings_salvaged == len(expected)
+        assert spool.damage.readings_lost_at_most == len(original) - len(expected)
+        assert spool.depth() == len(expected)
+        assert spool.next_batch_seq() == next_seq  # sealed batches keep their numbers, new ones go on after
+        sealed = spool.sealed_batches()
+    finally:
+        spool.close()
+    assert rows(path) == expected  # ids, bodies and batch_seqs as they were
+    assert {b for batch in sealed for b in batch.bodies} == {body for _, body, seq in expected if seq is not None}
+
+    (aside,) = set_aside_files(tmp_path, "gw.sqlite")
+    assert aside == spool.damage.set_aside
+    assert aside.read_bytes() == damaged_bytes  # kept as it was found, nothing written to it
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    said = errors[0].getMessage()
+    assert f"spool {path} is damaged" in said and aside.name in said
+    assert f"{len(expected)} readings and 0 events salvaged" in said
+    assert f"at most {len(original) - len(expected)} readings lost" in said
+
+
+def test_a_spoilt_header_is_set_aside_and_a_new_spool_takes_readings(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(200))
+    with path.open("r+b") as file:
+        file.write(b"not SQLite at all")  # over "SQLite format 3\0"
+    spool = Spool(path)
+    try:
+        assert spool.damage is not None
+        assert "not a database" in spool.damage.reason
+        assert (spool.damage.readings_salvaged, spool.damage.readings_lost_at_most) == (0, None)  # not known
+        spool.append(readings(3))
+        assert spool.depth() == 3
+    finally:
+        spool.close()
+    (aside,) = set_aside_files(tmp_path, "gw.sqlite")
+    assert aside.read_bytes().startswith(b"not SQLite at all")
+
+
+def test_a_file_cut_short_gives_the_readings_on_its_remaining_pages(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(2000), sealed_batches=2)
+    original = rows(path)
+    size = page_size(path)
+    pages = os.path.getsize(path) // size
+    cut_from = pages - pages // 3  # the last third gone: a write the card never finished
+    expected = {r for r in original if r[0] in readable_ids(path, range(cut_from + 1, pages + 1))}
+    with path.open("r+b") as file:
+        file.truncate(cut_from * size)
+    spool = Spool(path)
+    try:
+        assert spool.damage is not None
+        assert 0 < spool.damage.readings_salvaged == len(expected) < len(original)
+    finally:
+        spool.close()
+    assert rows(path) == expected
+
+
+def test_with_on_damage_stop_the_damaged_spool_stops_the_start_and_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(800))
+    overwrite_pages(path, [leaf_pages(path)[2]], b"\x00")
+    before = path.read_bytes()
+    with pytest.raises(SpoolDamaged, match=r"cannot open the spool .*gw\.sqlite: it is damaged"):
+        Spool(path, on_damage="stop")
+    assert path.read_bytes() == before
+    assert set_aside_files(tmp_path, "gw.sqlite") == []
+
+
+def test_a_spool_in_use_is_not_taken_for_damaged(tmp_path: Path) -> None:
+    """(Kept as it was: a spool held by another gateway is no damage, and is not set aside.)"""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(10))
+    holder = Spool(path)
+    try:
+        with pytest.raises(SpoolInUse):
+            Spool(path)
+    finally:
+        holder.close()
+    assert set_aside_files(tmp_path, "gw.sqlite") == []
+
+
+def test_damage_met_while_running_is_set_aside_and_salvaged_and_the_call_goes_on(tmp_path: Path) -> None:
+    """A page damaged after the spool opened (the card failing under it): the first read that meets
+    it sets the file aside and salvages it, then gives its answer from the new spool. Before, every
+    such call failed, for ever."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=30)
+    original = rows(path)
+    bad = leaf_pages(path)[1]  # in the first sealed batches, which the publisher reads first
+    expected = {row for row in original if row[0] in readable_ids(path, [bad])}
+    said: list[str] = []
+    spool = Spool(path)
+    try:
+        assert spool.damage is None
+        spool.on_damage_found = said.append
+        spool._db.execute("PRAGMA cache_size = 1")  # (a long-running gateway's memory no longer holds the page)
+        overwrite_pages(path, [bad], b"\xff")
+        batches = spool.sealed_batches(limit=1000)
+        assert spool.damage is not None and len(said) == 1 and "malformed" in said[0]
+        assert spool.damage.readings_salvaged == len(expected)
+        assert {b for batch in batches for b in batch.bodies} == {body for _, body, seq in expected if seq}
+        spool.append(readings(1600)[1500:])  # the new spool takes readings
+        assert spool.depth() == len(expected) + 100
+    finally:
+        spool.close()
+    assert len(set_aside_files(tmp_path, "gw.sqlite")) == 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.integers(1, 1200),
+    sealed=st.integers(0, 10),
+    damaged=st.sets(st.integers(2, 60), min_size=1, max_size=6),
+    fill=st.sampled_from([b"\x00", b"\xff", b"\x0d", b"\x05\x00", b"garbage"]),
+)
+def test_any_damaged_pages_give_every_readable_reading_and_nothing_else(
+    tmp_path_factory: pytest.TempPathFactory, count: int, sealed: int, damaged: set[int], fill: bytes
+) -> None:
+    """Whichever pages are damaged (page 1, the schema and header, aside: a spoilt header is above),
+    the new spool holds exactly the readings whose own pages are intact, each as it was stored."""
+    folder = tmp_path_factory.mktemp("damage")
+    path = folder / "gw.sqlite"
+    write_spool(path, readings(count), sealed_batches=sealed, batch_size=40)
+    original = rows(path)
+    pages = os.path.getsize(path) // page_size(path)
+    damaged = {p for p in damaged if p <= pages}
+    assume(damaged)
+    expected = {row for row in original if row[0] in readable_ids(path, damaged)}
+    overwrite_pages(path, damaged, fill)
+    spool = Spool(path)
+    try:
+        salvage = spool.damage
+    finally:
+        spool.close()
+    salvaged = rows(path)
+    assert salvaged <= original  # nothing invented
+    if salvage is None:  # the damage was in pages no reading needs (an index, free pages): all of them there
+        assert salvaged == original
+        return
+    assert salvaged == expected  # every readable one
+    assert salvage.readings_salvaged == len(expected)
+    assert salvage.readings_lost_at_most is None or salvage.readings_lost_at_most >= len(original) - len(expected)
