@@ -6,16 +6,23 @@ did not read, opened it and failed on it later, at every poll or every MQTT sess
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from aquami.contracts.status import schema_errors as status_errors
+from gateway.config import parse_config_text
+from gateway.service import Gateway
 from gateway.spool import Spool, SpoolDamaged, SpoolInUse
+from tests.gateway.helpers import config_text, until
 from tests.gateway.spool_damage import (
     overwrite_pages,
     page_size,
@@ -198,3 +205,67 @@ def test_any_damaged_pages_give_every_readable_reading_and_nothing_else(
     assert salvaged == expected  # every readable one
     assert salvage.readings_salvaged == len(expected)
     assert salvage.readings_lost_at_most is None or salvage.readings_lost_at_most >= len(original) - len(expected)
+
+
+def _gateway_on(path: Path, on_damage: str) -> Gateway:
+    text = config_text(
+        "mqtt://127.0.0.1:1",  # never connected: what it would publish waits in the spool
+        {"b": 1},
+        {"b": [1]},
+        str(path),
+        gateway_id="gw-dmg",
+        extra_spool="" if on_damage == "set_aside" else f'on_damage = "{on_damage}"',  # (the default said by none)
+    )
+    return Gateway(parse_config_text(text))
+
+
+def _damage_under_running_gateway(
+    path: Path, on_damage: str
+) -> tuple[Gateway, BaseException | None, dict[str, Any] | None]:
+    """Run a gateway on ``path``, damage a page of its spool under it, and have the spool read it as
+    the publisher does: the gateway, what the read raised, and its status after (None: it stopped)."""
+    write_spool(path, readings(1500), sealed_batches=30)
+    bad = leaf_pages(path)[1]
+    gateway = _gateway_on(path, on_damage)
+
+    async def scenario() -> tuple[BaseException | None, dict[str, Any] | None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop, drain_timeout=0))
+        await asyncio.sleep(0.2)
+        gateway.spool._db.execute("PRAGMA cache_size = 1")  # (a long-running gateway's memory no longer holds it)
+        overwrite_pages(path, [bad], b"\xff")
+        raised = None
+        try:
+            await asyncio.to_thread(gateway.spool.sealed_batches, 0, 1000)  # as the publisher reads them
+        except sqlite3.DatabaseError as error:
+            raised = error
+        await until(lambda: stop.is_set() or gateway.spool.messages_waiting() > 0, 5)
+        status = None if stop.is_set() else gateway.status()
+        stop.set()
+        await task
+        return raised, status
+
+    return gateway, *asyncio.run(scenario())
+
+
+def test_damage_met_by_a_running_gateway_is_said_in_its_status_and_an_event(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite"
+    gateway, raised, status = _damage_under_running_gateway(path, "set_aside")
+    assert raised is None and gateway.failure is None and status is not None
+    assert status["spool_damaged"]["set_aside"] == set_aside_files(tmp_path, "gw.sqlite")[0].name
+    assert status_errors(status) == []
+    again = Spool(path)  # (run closed it)
+    try:
+        events = [json.loads(payload) for _, _, payload in again.messages_after(0, 100)]
+    finally:
+        again.close()
+    (event,) = [e for e in events if e["event"] == "spool_damaged"]
+    assert event["readings_salvaged"] == status["spool_damaged"]["readings_salvaged"] > 0
+
+
+def test_with_on_damage_stop_damage_met_while_running_stops_the_gateway(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite"
+    gateway, raised, _ = _damage_under_running_gateway(path, "stop")
+    assert raised is not None and "malformed" in str(raised)
+    assert gateway.failure is not None and gateway.failure.startswith("the spool is damaged: ")
+    assert set_aside_files(tmp_path, "gw.sqlite") == []
