@@ -112,7 +112,8 @@ def register(app: typer.Typer) -> None:
             failure = asyncio.run(main())
         except SpoolUnusable as error:  # one line that names the file, as for a bad configuration
             # exit 1, started again: its folder on a card not mounted yet, another gateway holding it
-            # are cured without an edit of the configuration, and the readings wait on the card
+            # are cured without an edit of the configuration, and the readings wait on the card (a
+            # damaged file is set aside and salvaged as the spool opens: here only with on_damage = "stop")
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(FAILED) from error
         if failure is not None:  # logged as it happened; exit 1, so a supervisor restarts the gateway
