@@ -8,7 +8,9 @@ know. Now (``[spool] on_damage = "set_aside"``, the default) the file, its ``-wa
 are renamed ``NAME.damaged-YYYYMMDDTHHMMSSZ`` (``-wal``, ``-shm``: SQLite still opens the three as
 one database), a new spool is made, and what can still be read from the old one is copied into it:
 each table row by row, a range of rows at a time, a range that fails halved until the rows it
-cannot read are alone (one bad page loses its own rows, not the rest). A salvaged reading keeps its
+cannot read are alone (one bad page loses its own rows, not the rest); readings the b-tree no
+longer leads to (a damaged root or interior page, a spoilt header) are read from their own pages
+(:mod:`gateway.spool_pages`). A salvaged reading keeps its
 body as it was stored (the collector keys a reading by ``(meter_id, ts)``, so one delivered before
 is stored once), its id and its ``batch_seq``, and the batch counter goes on from the old one's, so
 sealed batches are sent again as after any restart. The gateway says it in one ERROR line, in its
@@ -34,6 +36,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from gateway.spool_pages import readings_on_pages
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +213,12 @@ def _open_read_only(damaged: Path) -> sqlite3.Connection:
     ``writable_schema`` (nothing can be written: ``mode=ro``) makes SQLite read a file shorter than its
     header says, as far as it goes, where it refused the whole file as malformed."""
     db = sqlite3.connect(f"file:{quote(str(damaged))}?mode=ro", uri=True, isolation_level=None)
-    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute("PRAGMA writable_schema = ON")
+    except sqlite3.DatabaseError as error:  # its header spoilt: its pages may still be read (spool_pages)
+        if not is_damage(error):
+            db.close()
+            raise
     return db
 
 
@@ -229,25 +238,39 @@ def salvage_into(damaged: Path, spool: sqlite3.Connection) -> tuple[int, int | N
     """Copy what the set-aside file ``damaged`` still gives into the new ``spool`` (just made, its
     schema in place), in the caller's transaction. Returns (readings salvaged, readings lost at most
     (None: not known), events salvaged)."""
+    wal = damaged.with_name(damaged.name + "-wal")
+    on_pages = None if wal.exists() and wal.stat().st_size else readings_on_pages(damaged.read_bytes())
     try:
         source = _open_read_only(damaged)
     except sqlite3.Error as error:
         log.error("spool %s: not opened to salvage it (%s)", damaged, error)
         return 0, None, 0
     try:
-        return _copy(source, spool)
+        return _copy(source, spool, on_pages or {})
     finally:
         source.close()
 
 
-def _copy(source: sqlite3.Connection, spool: sqlite3.Connection) -> tuple[int, int | None, int]:
+def _copy(
+    source: sqlite3.Connection, spool: sqlite3.Connection, on_pages: dict[int, tuple[str, int | None]]
+) -> tuple[int, int | None, int]:
+    """``on_pages``: the readings found on the file's pages (gateway.spool_pages), taken for those
+    the b-tree no longer leads to."""
     readings = events = 0
     lost: int | None = None
     for table in _TABLES:
         found = _rows_of(source, table)
+        if found is None and table == "readings":
+            found = _TABLES["readings"], _TableRead([], None)
         if found is None:
             continue
         columns, read = found
+        from_pages = 0
+        if table == "readings" and on_pages:
+            through_tree = {row[0] for row in read.rows}
+            more = [(i, body, seq) for i, (body, seq) in sorted(on_pages.items()) if i not in through_tree]
+            read.rows += more
+            from_pages = len(more)
         insert = f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         kept = 0
         for row in read.rows:
@@ -264,7 +287,7 @@ def _copy(source: sqlite3.Connection, spool: sqlite3.Connection) -> tuple[int, i
             if total is not None:
                 lost = max(total - kept, 0)
             elif read.unreadable is not None:
-                lost = read.unreadable + len(read.rows) - kept
+                lost = max(read.unreadable + len(read.rows) - from_pages - kept, 0)
         elif table == "messages":
             events = kept
     # AUTOINCREMENT goes on above the old file's ids (and batch_seq above its batches, by counters)

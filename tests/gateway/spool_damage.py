@@ -2,8 +2,8 @@
 spoilt; and reading, independently of the salvage, which readings' pages a damage left intact.
 
 Which rows a page holds is read from the page itself (SQLite's table b-tree leaf format: the cell
-pointer array, then each cell's payload size and rowid as varints), and which pages a table's rows
-pass through from SQLite's ``dbstat`` (each page's path from the table's root, ``/``, ``/000/``…).
+pointer array, then each cell's payload size and rowid as varints), and which pages are a table's
+from SQLite's ``dbstat`` (each page's path from the table's root, ``/``, ``/000/``…).
 """
 
 from __future__ import annotations
@@ -93,18 +93,16 @@ def leaf_rowids(data: bytes, size: int, page: int) -> list[int]:
 
 
 def readable_ids(path: Path, damaged: Iterable[int]) -> set[int]:
-    """The readings' ids whose pages a damage to pages ``damaged`` leaves intact: their leaf page and
-    every page above it up to the table's root (the file read before it is damaged)."""
+    """The readings' ids on table leaf pages that a damage to pages ``damaged`` leaves intact (the
+    file read before it is damaged): all the salvage may lose is what was on a damaged page (the
+    pages above a leaf, which SQLite's b-tree goes through, are not needed: gateway.spool_pages)."""
     bad = set(damaged)
-    pages = table_pages(path, "readings")
-    bad_paths = {where for page, where in pages.items() if page in bad}
     data = path.read_bytes()
     size = page_size(path)
     ids: set[int] = set()
-    for page, where in pages.items():
-        if any(where.startswith(bad_path) for bad_path in bad_paths):
-            continue  # itself or a page above it damaged (dbstat's paths: a child's begins with its parent's)
-        ids.update(leaf_rowids(data, size, page))
+    for page in table_pages(path, "readings"):
+        if page not in bad:
+            ids.update(leaf_rowids(data, size, page))
     return ids
 
 

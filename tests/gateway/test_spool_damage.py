@@ -83,20 +83,26 @@ def test_damaged_pages_are_set_aside_kept_and_every_readable_reading_salvaged_wi
     assert f"at most {len(original) - len(expected)} readings lost" in said
 
 
-def test_a_spoilt_header_is_set_aside_and_a_new_spool_takes_readings(tmp_path: Path) -> None:
+def test_a_spoilt_header_is_set_aside_its_readings_read_from_their_pages_and_a_new_spool_takes_more(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "gw.sqlite"
     write_spool(path, readings(200))
+    original = rows(path)
     with path.open("r+b") as file:
         file.write(b"not SQLite at all")  # over "SQLite format 3\0"
     spool = Spool(path)
     try:
         assert spool.damage is not None
         assert "not a database" in spool.damage.reason
-        assert (spool.damage.readings_salvaged, spool.damage.readings_lost_at_most) == (0, None)  # not known
+        # SQLite reads none of it: every reading is read from its page (gateway.spool_pages); how many
+        # were there, SQLite cannot say
+        assert (spool.damage.readings_salvaged, spool.damage.readings_lost_at_most) == (200, None)
         spool.append(readings(3))
-        assert spool.depth() == 3
+        assert spool.depth() == 203
     finally:
         spool.close()
+    assert original <= rows(path)
     (aside,) = set_aside_files(tmp_path, "gw.sqlite")
     assert aside.read_bytes().startswith(b"not SQLite at all")
 
@@ -269,3 +275,19 @@ def test_with_on_damage_stop_damage_met_while_running_stops_the_gateway(tmp_path
     assert raised is not None and "malformed" in str(raised)
     assert gateway.failure is not None and gateway.failure.startswith("the spool is damaged: ")
     assert set_aside_files(tmp_path, "gw.sqlite") == []
+
+
+def test_a_damaged_root_page_loses_only_its_own_rows(tmp_path: Path) -> None:
+    """The readings table's root page damaged: SQLite's b-tree leads to none of its rows, yet each
+    leaf page is sound, and every reading on them is read from its page (gateway.spool_pages)."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(3000), sealed_batches=10)
+    original = rows(path)
+    (root,) = [p for p, where in table_pages(path, "readings").items() if where == "/"]
+    overwrite_pages(path, [root], b"\x00")
+    spool = Spool(path)
+    try:
+        assert spool.damage is not None and spool.damage.readings_salvaged == len(original)
+    finally:
+        spool.close()
+    assert rows(path) == original
