@@ -3,7 +3,7 @@
 An installation or a service agreement recorded in error (a clerk's typo: the wrong service point,
 the wrong meter, the wrong account) is withdrawn, not deleted: its row leaves the live table, so it
 bills no one and blocks no right row as an overlap, and a record keeps what it was, who withdrew it,
-when and why (server migrations 0082 and 0083). Its removal is logged by server migration 0052's
+when and why (server migrations 0080 and 0081). Its removal is logged by server migration 0052's
 trigger as any correction's, under the withdrawer's name, so the billing periods it touched are
 revised (their as_of moves) as a correction's are.
 """

@@ -3,7 +3,7 @@ that would record it again refused (``register-accounts``) unless reinstated on 
 
 An agreement is known by its service point and start, as register-accounts knows it. Its row leaves
 service_agreements (the service point's period is free for the right account) and server migration
-0083's withdrawn_agreements keeps it whole, with who, when and why.
+0081's withdrawn_agreements keeps it whole, with who, when and why.
 """
 
 from __future__ import annotations

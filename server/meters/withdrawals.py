@@ -3,7 +3,7 @@ that would record it again refused (``register-meters``) unless reinstated on pu
 
 An installation is known by its meter and when it was fitted, as register-meters knows it. Its row
 leaves meter_installations (its service point is free for the right meter, and the meter for its
-right place) and server migration 0082's withdrawn_installations keeps it whole, with who, when and
+right place) and server migration 0080's withdrawn_installations keeps it whole, with who, when and
 why. The meter's reads stay stored; in the withdrawn span they count for no account until the
 meter's right installation is recorded.
 """

@@ -1,7 +1,7 @@
 -- A service agreement recorded in error (for the wrong service point, or the wrong account) could be
 -- corrected in its end (and, by register-accounts, its account and start) but not taken back.
 -- `aquami server withdraw-agreement` now takes it out of service_agreements and keeps here what it was,
--- who withdrew it, when and why, as 0082 does for installations; 0052's trigger logs its removal as
+-- who withdrew it, when and why, as 0080 does for installations; 0052's trigger logs its removal as
 -- any correction's (the account's billing periods it touched revised). register-accounts refuses a
 -- row that records a withdrawn agreement again (same account, service point and start) unless given
 -- --reinstate-withdrawn.
