@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
             loaded = load_rig(config)
             if check:
                 kinds = {m.meter_id: m.kind for m in loaded.meters}
-                load_state(state_path, loaded.seed, loaded.installed, kinds)
+                load_state(state_path, loaded.seed, loaded.installed, kinds, loaded.step_s)
         except (ConfigError, RigStateError) as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None

@@ -5,10 +5,11 @@ reader the gateway's configuration uses (:mod:`aquami.config.reader`)::
 
     rig.toml:31: meter[2].litres_per_pulse: 0.0 must be at least 0.001
 
-A file has ``[rig]`` (seed, installation time, the control endpoint), ``[[transport]]`` (each a
-name and a protocol: ``modbus_tcp``, ``modbus_rtu``, ``mbus``, ``wmbus``) and ``[[meter]]`` (each an
-id, a kind and the transport it sits on); the faults the rig applies are kept in a state file beside
-it (:mod:`simulators.rig.state`), so a restarted rig reads on where it was. Kinds and the protocols they speak:
+A file has ``[rig]`` (seed, installation time, the control endpoint, the meter models' ``step_s``),
+``[[transport]]`` (each a name and a protocol: ``modbus_tcp``, ``modbus_rtu``, ``mbus``, ``wmbus``) and
+``[[meter]]`` (each an id, a kind and the transport it sits on); the faults the rig applies are kept
+in a state file beside it (:mod:`simulators.rig.state`), so a restarted rig reads on where it was.
+Kinds and the protocols they speak:
 
 - ``smart_water_meter``: Modbus (TCP or RTU), profile ``smart_water_meter``;
 - ``pulse_counter``: a mechanical meter's pulse output on a pulse-counter module, Modbus profile
@@ -84,6 +85,7 @@ class RigConfig:
     control_port: int
     transports: tuple[TransportConfig, ...]
     meters: tuple[MeterConfig, ...] = field(default=())
+    step_s: int = 60  # the meter models' step: a fault in the water starts at the next one
 
     def transport(self, name: str) -> TransportConfig:
         return next(t for t in self.transports if t.name == name)
@@ -226,6 +228,9 @@ def parse_rig(
     port_ok = port_text.isascii() and port_text.isdigit() and 0 <= int(port_text) <= 65535
     if host not in ("127.0.0.1", "localhost") or not port_ok:
         raise rig.error("control", f"{control!r}: 127.0.0.1:PORT (the fault endpoint listens on loopback only)")
+    step_s = rig.integer("step_s", 60, low=1, high=3600)
+    if 3600 % step_s:  # the consumption model's steps never span an hour boundary
+        raise rig.error("step_s", f"{step_s} does not divide an hour (3600 s), as 1, 10 or 60 do")
     rig.no_unknown_keys()
 
     transports: dict[str, TransportConfig] = {}
@@ -256,7 +261,7 @@ def parse_rig(
     if not meters:
         raise doc.error(("meter",), "no [[meter]]: a rig needs at least one meter")
     top.no_unknown_keys()
-    return RigConfig(seed, installed, host, int(port_text), tuple(transports.values()), tuple(meters))
+    return RigConfig(seed, installed, host, int(port_text), tuple(transports.values()), tuple(meters), step_s)
 
 
 def parse_rig_text(text: str, source: str = "rig.toml", now: datetime | None = None) -> RigConfig:

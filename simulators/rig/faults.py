@@ -12,9 +12,10 @@ Options are finite numbers; ``duration_s`` is at most 365 days and ``rate_lph`` 
 
 Clearing a meter fault ends it now (the water that went through stays on the register, as it would
 on a real meter); clearing a wire fault removes its rule. A meter fault that changes the water starts
-at the meter model's next step (within a minute) and lasts ``duration_s`` rounded up to whole steps
-(the answer's ``since`` and ``until`` say when); cleared, it ends at the next step. So a register
-already read never goes back, and a fault shorter than a step still shows for one step.
+at the meter model's next step (within a minute: the rig file's ``[rig] step_s``, 60 s unless it says)
+and lasts ``duration_s`` rounded up to whole steps (the answer's ``since`` and ``until`` say when);
+cleared, it ends at the next step. So a register already read never goes back, and a fault shorter
+than a step still shows for one step.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class Rig:
         kinds = {m.meter_id: m.kind for m in self.config.meters}
         loaded = []
         if self.state_path is not None:
-            loaded = load_state(self.state_path, self.config.seed, self.config.installed, kinds)
+            loaded = load_state(self.state_path, self.config.seed, self.config.installed, kinds, self.config.step_s)
         self._records: dict[int, FaultRecord] = {r.fault_id: r for r in loaded}
         self._ids = itertools.count(max(self._records, default=0) + 1)
         self._plans = {t.name: LivePlan(seed=self.config.seed, stream=t.name) for t in self.config.transports}
@@ -136,8 +136,9 @@ class Rig:
         for m in cfg.meters:
             if m.kind != "dma_inlet":
                 models[m.meter_id] = MeterModel(
-                    m.meter_id, installed=cfg.installed, seed=cfg.seed, initial_m3=m.initial_m3, dma="RIG"
-                )
+                    m.meter_id, installed=cfg.installed, seed=cfg.seed, initial_m3=m.initial_m3, dma="RIG",
+                    step_s=cfg.step_s,
+                )  # fmt: skip
         for m in cfg.meters:
             if m.kind == "dma_inlet":
                 customers = [models[c] for c in m.customers]
@@ -353,7 +354,8 @@ class Rig:
         if self.state_path is None:
             return
         try:
-            save_state(self.state_path, self.config.seed, self.config.installed, list(self._records.values()))
+            records = list(self._records.values())
+            save_state(self.state_path, self.config.seed, self.config.installed, records, self.config.step_s)
         except OSError as error:
             detail = f"state file {self.state_path}: {error.strerror}: the faults will not outlive a restart"
             raise OSError(error.errno, detail) from None

@@ -8,7 +8,9 @@ replays them all; a meter fault's water stays on the register long after the fau
 
 The file is JSON, rewritten whole (to a temporary file, then renamed) after every inject and clear,
 so a rig killed at any moment leaves either the old or the new file, never half of one. It belongs to
-one world: a file written for another seed or installation date is refused, not applied to other water.
+one world: a file written for another seed, installation date or meter step (``[rig] step_s``: the
+water is drawn step by step) is refused, not applied to other water. A file with no ``step_s`` was
+written before the rig had one: at 60 s, the only step it had.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.rig.faults import FaultSpec, parse_fault
 
 FORMAT = 1
+#: The meters' step of a state file that does not say it: written before ``[rig] step_s``, at the only step then.
+STEP_S_BEFORE = 60
 
 
 class RigStateError(ValueError):
@@ -57,18 +61,22 @@ def state_path_for(config: Path) -> Path:
     return config.with_suffix(".state.json")
 
 
-def save_state(path: Path, seed: int, installed: datetime, records: list[FaultRecord]) -> None:
+def save_state(path: Path, seed: int, installed: datetime, records: list[FaultRecord], step_s: int) -> None:
     document = {
         "format": FORMAT,
         "seed": seed,
         "installed": iso_utc(installed),
+        "step_s": step_s,
         "faults": [r.to_json() for r in sorted(records, key=lambda r: r.fault_id)],
     }
     atomic_write.write_text(path, json.dumps(document, indent=1) + "\n")
 
 
-def load_state(path: Path, seed: int, installed: datetime, meter_kinds: dict[str, str]) -> list[FaultRecord]:
-    """The records in ``path`` (none if there is no file yet); ``meter_kinds`` maps meter id to kind.
+def load_state(
+    path: Path, seed: int, installed: datetime, meter_kinds: dict[str, str], step_s: int
+) -> list[FaultRecord]:
+    """The records in ``path`` (none if there is no file yet); ``meter_kinds`` maps meter id to kind,
+    ``step_s`` is the rig's meter step (``[rig] step_s``).
 
     A record of a meter no longer on the rig is kept as it is (the rig writes it back untouched): the
     meter may come back, and its history with it.
@@ -90,6 +98,12 @@ def load_state(path: Path, seed: int, installed: datetime, meter_kinds: dict[str
                 f"{path}: written for seed {document['seed']} and meters installed {document['installed']}, "
                 f"but the rig has seed {seed} and {iso_utc(installed)}: its faults belong to other water. "
                 "Move the file away to start afresh, or set seed and installed back"
+            )
+        written_step_s = document.get("step_s", STEP_S_BEFORE)
+        if written_step_s != step_s:
+            raise RigStateError(
+                f"{path}: written for meters stepping every {written_step_s} s, but the rig's step_s is {step_s}: "
+                "its faults belong to other water. Move the file away to start afresh, or set step_s back"
             )
         return [_record(item, meter_kinds) for item in document["faults"]]
     except RigStateError:

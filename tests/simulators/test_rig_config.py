@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +16,7 @@ from aquami.cli import app
 from aquami.config.toml_lines import LineIndex
 from simulators.meter_model import MeterModel
 from simulators.rig.config import KIND_PROTOCOLS, ConfigError, RigConfig, load_rig, parse_rig, parse_rig_text
-from simulators.rig.runner import Rig
+from simulators.rig.runner import ActiveFault, Rig
 from tests.damage import damaged_documents, damaged_texts, parsed_or_refused
 
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"
@@ -179,3 +181,43 @@ def test_a_rig_file_with_values_of_the_wrong_kind_loads_or_is_a_config_error(doc
     config = parsed_or_refused(lambda: parse_rig(document, "rig.toml", lines, NOW), ConfigError, "rig.toml")
     if config is not None:
         _assert_consistent(config)
+
+
+def test_the_rig_file_s_step_s_is_when_a_fault_in_the_water_starts() -> None:
+    """``[rig] step_s`` is the meter models' step, so a leak injected at 03:30:00.5 is in the water from
+    03:30:02 at ``step_s = 2`` (from 03:31:00 at the default 60 s): a test need not wait out a minute.
+    Before, the rig had no such field and always stepped every minute."""
+    at = NOW + timedelta(seconds=0.5)
+    for text, step_s, since in (
+        (BASE, 60, NOW + timedelta(minutes=1)),
+        (BASE.replace("[rig]", "[rig]\nstep_s = 2"), 2, NOW + timedelta(seconds=2)),
+    ):
+        rig = Rig(parse_rig_text(text, now=NOW), clock=lambda: at)
+        leak = asyncio.run(_injected_on_a_running_rig(rig, "M1", {"kind": "leak", "rate_lph": 3600}))  # 1 l/s
+        assert rig.config.step_s == step_s and leak.since == since
+        model = rig.meters["M1"].model
+        assert isinstance(model, MeterModel) and model.step_s == step_s
+        # the leak's litre a second on top of the use: at least 2 l in the 2 s from its start
+        assert model.true_volume_m3(since + timedelta(seconds=2)) - model.true_volume_m3(since) >= 0.002 - 1e-9
+
+
+async def _injected_on_a_running_rig(rig: Rig, meter_id: str, request: dict[str, Any]) -> ActiveFault:
+    await rig.start()
+    try:
+        return rig.inject(meter_id, request)
+    finally:
+        await rig.stop()
+
+
+@pytest.mark.parametrize(
+    ("step_s", "message"),
+    [
+        (0, r"0 is outside 1\.\.3600"),
+        (3601, r"3601 is outside 1\.\.3600"),
+        (7, r"7 does not divide an hour \(3600 s\)"),  # a step would span two hours of the consumption model
+        (35, r"35 does not divide an hour"),
+    ],
+)
+def test_a_step_that_does_not_divide_an_hour_is_refused_by_line_and_field(step_s: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"rig\.toml:3: rig\.step_s: {message}"):
+        parse_rig_text(BASE.replace("[rig]", f"[rig]\nstep_s = {step_s}"), now=NOW)

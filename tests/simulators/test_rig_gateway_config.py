@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from simulators.rig.client import meters as rig_meters
@@ -117,6 +118,11 @@ def test_the_rig_s_m_bus_and_radio_meters_alarms_reach_the_published_readings(
     gateway reads only with the meter's `error_flags` map. The file the rig wrote had none: a reverse
     flow or tamper the technician injected showed in the rig's table and reached no reading."""
     rig_file, config = _rig_file(tmp_path), tmp_path / "gw.toml"
+    # The meters step every second: the faults take effect within one, not at the default minute's
+    # step (up to 60 s waited). Installed two days ago (a reverse flow alarm looks back a day), not on
+    # the example's 1 January, so the rig does not draw the year's water second by second at its start.
+    installed = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT00:00:00Z")
+    rig_file.write_text(rig_file.read_text().replace("[rig]\n", f'[rig]\nstep_s = 1\ninstalled = "{installed}"\n', 1))
     subscriber = Subscriber(mosquitto.url, ["aquami/v1/aquami-rig/reads"], client_id="rig-alarms-test")
     rig_log, gateway_log = tmp_path / "rig.log", tmp_path / "gateway.log"
     try:
@@ -131,7 +137,7 @@ def test_the_rig_s_m_bus_and_radio_meters_alarms_reach_the_published_readings(
                 injected = subprocess.run(fault, capture_output=True, text=True, timeout=30)
                 assert injected.returncode == 0, injected.stderr
 
-            def raised() -> bool:  # from the meter model's next step, within a minute
+            def raised() -> bool:  # from the meter model's next step, within a second
                 return {(r["meter"], a) for r in rig_meters(control) for a in r["alarms"]} >= {
                     ("MB000001", "reverse_flow"),
                     ("W000001", "tamper"),

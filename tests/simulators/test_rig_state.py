@@ -143,6 +143,28 @@ def test_a_state_file_of_other_water_is_refused(tmp_path: Path) -> None:
     assert state_path_for(Path("simulators/examples/rig.toml")) == Path("simulators/examples/rig.state.json")
 
 
+def test_a_state_file_of_another_meter_step_is_refused_and_one_from_before_step_s_is_60_s(tmp_path: Path) -> None:
+    """The water is drawn step by step: the faults of a rig stepping every 60 s replayed on one stepping
+    every second would be other water, as another seed's are."""
+    state = tmp_path / "rig.state.json"
+    _stop(_started(RIG, Clock(T0), state))
+    before = state.read_text()
+    assert json.loads(before)["step_s"] == 60
+    fast = RIG.replace("[rig]", "[rig]\nstep_s = 1")
+    refused = r"rig\.state\.json: written for meters stepping every 60 s, but the rig's step_s is 1"
+    with pytest.raises(RigStateError, match=refused):
+        Rig(parse_rig_text(fast, now=T0), state_path=state)
+    assert state.read_text() == before  # left as it was by the refusal
+    document = json.loads(before)
+    del document["step_s"]  # as written before the rig had a step_s: at its only step, 60 s
+    state.write_text(json.dumps(document))
+    again = _started(RIG, Clock(T0 + timedelta(minutes=1)), state)  # taken, at 60 s
+    _stop(again)
+    assert {f.spec.kind for f in again.active_faults()} == {"burst", "no_reply"}
+    with pytest.raises(RigStateError, match=r"every 60 s, but the rig's step_s is 1"):
+        Rig(parse_rig_text(fast, now=T0), state_path=state)
+
+
 def test_a_meter_taken_off_the_rig_keeps_its_faults_in_the_file(tmp_path: Path) -> None:
     state = tmp_path / "rig.state.json"
     clock = Clock(T0)
