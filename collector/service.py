@@ -64,6 +64,13 @@ def _readings_in(result: Parsed) -> int:
     return result.readings if isinstance(result, RejectedMessage) else 0
 
 
+def _events_in(result: Parsed) -> int:
+    """The meter events an ``events`` message came with, those refused included (of a meter its
+    gateway may not report, or of a message the database refused); 0 for any other message, and for
+    one that breaks the contract (a dead letter whole)."""
+    return len(result) if isinstance(result, list) else 0
+
+
 @dataclass(frozen=True, slots=True)
 class Received:
     """A message as it arrived, and on which of the collector's connections to the broker (the
@@ -105,7 +112,10 @@ class CollectorCounters:
     those it refused included (untimely, of a meter their gateway may not report, or of a message
     the database refused); ``readings_stored`` the new ones it stored, and ``duplicates`` those it
     wrote whose key was stored already (a repeat, or a conflict). Before, ``readings_received``
-    counted only the readings written, so refused ones showed nowhere but as dead letters."""
+    counted only the readings written, so refused ones showed nowhere but as dead letters.
+    ``events_received`` and ``events_stored`` are the same for meter events: every event of the
+    ``events`` messages that keep to the contract, those refused for their gateway or with their
+    message by the database included (before, only those written), and the new ones stored."""
 
     messages: int = 0
     readings_received: int = 0
@@ -471,7 +481,8 @@ class Collector:
             rejected = [result for _, result in messages if isinstance(result, RejectedMessage)]
             self._store_one_by_one(parsed, dead, rejected)
             return
-        self._count(len(messages), outcome, len(dead), sum(_readings_in(result) for _, result in messages))
+        results = [result for _, result in messages]
+        self._count(len(messages), outcome, len(dead), sum(map(_readings_in, results)), sum(map(_events_in, results)))
 
     def _store_one_by_one(
         self,
@@ -484,7 +495,7 @@ class Collector:
         once: a message whose untimely readings are a letter is counted with its other readings
         (before, once more with the letters: 6 messages for 4)."""
         received = sum(_readings_in(result) for result in rejected)
-        self._count(len(rejected), self._store.write([], dead), len(dead), received)
+        self._count(len(rejected), self._store.write([], dead), len(dead), received, 0)
         for message, result in parsed:
             try:
                 if isinstance(result, ParsedMessage):
@@ -493,7 +504,7 @@ class Collector:
                     outcome = self._store.write([], (), (), [result])
                 else:
                     outcome = self._store.write([], (), result)
-                self._count(1, outcome, 0, _readings_in(result))
+                self._count(1, outcome, 0, _readings_in(result), _events_in(result))
             except (psycopg.DataError, psycopg.IntegrityError) as error:
                 reason = f"database refused the rows: {error}".strip()
                 payload = bytes(message.payload)
@@ -502,10 +513,13 @@ class Collector:
                     reason += f" (its {result.untimely_count} untimely readings are a dead letter of their own)"
                     payload = result.timely_payload()
                 letter = (message.topic, reason, payload)
-                self._count(1, self._store.write([], [letter]), 1, _readings_in(result))
+                self._count(1, self._store.write([], [letter]), 1, _readings_in(result), _events_in(result))
 
-    def _count(self, messages: int, outcome: StoreResult, dead: int, readings_received: int) -> None:
-        """``readings_received``: the readings the ``messages`` came with (:func:`_readings_in`)."""
+    def _count(
+        self, messages: int, outcome: StoreResult, dead: int, readings_received: int, events_received: int
+    ) -> None:
+        """``readings_received`` and ``events_received``: the readings and meter events the
+        ``messages`` came with (:func:`_readings_in`, :func:`_events_in`)."""
         with self.counters.lock:
             c = self.counters
             c.messages += messages
@@ -514,7 +528,7 @@ class Collector:
             c.duplicates += outcome.duplicates
             c.conflicts += outcome.conflicts
             c.new_meters += outcome.new_meters
-            c.events_received += outcome.events_received
+            c.events_received += events_received
             c.events_stored += outcome.events_inserted
             c.dead_letters += dead + len(outcome.refused)
         _log_refused(outcome.refused)

@@ -190,8 +190,7 @@ class StoreResult:
     inserted: int  # new ones among them (a repeat is not; an actual replacing VEE's estimate is)
     new_meters: int  # rows of ``meters`` this write created (ON CONFLICT DO NOTHING's row count)
     conflicts: int = 0
-    events_received: int = 0
-    events_inserted: int = 0
+    events_inserted: int = 0  # new ones among the events it wrote (not those refused for their gateway)
     # dead letters of readings and events from a gateway their meter is not assigned to: (topic, reason)
     refused: tuple[tuple[str, str], ...] = ()
 
@@ -464,7 +463,6 @@ class ReadingStore:
             inserted=inserted,
             new_meters=new_meters,
             conflicts=conflicts,
-            events_received=len(events),
             events_inserted=events_inserted,
             refused=tuple((letter[0], letter[1]) for letter in refused),
         )

@@ -87,3 +87,28 @@ def test_readings_refused_for_their_gateway_are_counted_as_received(migrated_dat
     keys = ("messages", "readings_received", "readings_stored", "duplicates", "dead_letters")
     counted = {k: after[k] - before[k] for k in keys}
     assert counted == {"messages": 1, "readings_received": 2, "readings_stored": 1, "duplicates": 0, "dead_letters": 1}
+
+
+def test_events_refused_for_their_gateway_are_counted_as_received(migrated_database_url, mosquitto):
+    """A gateway's meter_offline of another gateway's meter is a dead letter, counted as received and
+    not stored; its own meter's event is both. Before, ``events_received`` counted only the events
+    written (1 of 2), as ``readings_received`` did readings."""
+    url, gw = migrated_database_url, "gw-ce"
+    with psycopg.connect(url) as conn:
+        meter_gateways.assign(conn, ["CE-THEIRS"], ["gw-other"], "test", add=False)
+
+    def offline(meter_id: str) -> bytes:
+        event = {"gateway_id": gw, "event": "meter_offline", "ts": T0, "meter_id": meter_id, "bus": "rs485-1"}
+        return json.dumps(event | {"consecutive_failures": 3, "last_good": None}).encode()
+
+    with running_collector(url, mosquitto.url) as collector, publisher(mosquitto.url) as publish:
+        _ready(publish, url, gw)
+        before = collector.counters.snapshot()
+        publish(f"aquami/v1/{gw}/events", offline("CE-OWN"))
+        publish(f"aquami/v1/{gw}/events", offline("CE-THEIRS"))
+        wait_for(lambda: collector.counters.snapshot()["messages"] - before["messages"] >= 2, 30, "the messages")
+        after = collector.counters.snapshot()
+    keys = ("messages", "events_received", "events_stored", "dead_letters")
+    counted = {k: after[k] - before[k] for k in keys}
+    assert counted == {"messages": 2, "events_received": 2, "events_stored": 1, "dead_letters": 1}
+    assert count(url, "SELECT count(*) FROM events WHERE meter_id LIKE 'CE-%'") == 1
