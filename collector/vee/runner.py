@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -357,34 +357,33 @@ def _run_batch_in_turn(
     _add(report, VeeReport(changed_from=alone_before))
     with conn.transaction():
         conn.execute(_STAGING)
-        _delete_estimates(
+        _delete_estimates_all(
             conn,
-            edit_keys,
-            "vee:actual-read",
-            "the meter's own read of this slot came: the edited estimate gives way",
-            quality="edited",
-        )
-        _delete_estimates(
-            conn, stale_keys, "vee:re-estimate", "a measured read came into its gap: the gap is estimated again"
-        )
-        _delete_estimates(
-            conn,
-            outside_keys,
-            "vee:no-gap",
-            "the step between the measured reads either side is no gap at the meter's interval then",
-        )
-        _delete_estimates(conn, at_read_keys, "vee:read-slot", "a measured read beside it stands for the same slot")
-        _delete_estimates(
-            conn,
-            alone_keys,
-            "vee:no-estimate",
-            LEFT_ALONE_REASON.format(days=config.max_estimated_gap_s / 86400),
-        )
-        _delete_estimates(
-            conn,
-            off_slots_keys,
-            "vee:re-slot",
-            "its gap's estimates are not the meter's slots at its interval then: the gap is estimated again",
+            [
+                Deletion(
+                    edit_keys,
+                    "vee:actual-read",
+                    "the meter's own read of this slot came: the edited estimate gives way",
+                    quality="edited",
+                ),
+                Deletion(
+                    stale_keys, "vee:re-estimate", "a measured read came into its gap: the gap is estimated again"
+                ),
+                Deletion(
+                    outside_keys,
+                    "vee:no-gap",
+                    "the step between the measured reads either side is no gap at the meter's interval then",
+                ),
+                Deletion(at_read_keys, "vee:read-slot", "a measured read beside it stands for the same slot"),
+                Deletion(
+                    alone_keys, "vee:no-estimate", LEFT_ALONE_REASON.format(days=config.max_estimated_gap_s / 86400)
+                ),
+                Deletion(
+                    off_slots_keys,
+                    "vee:re-slot",
+                    "its gap's estimates are not the meter's slots at its interval then: the gap is estimated again",
+                ),
+            ],
         )
         scope = "ts >= %(start)s AND ts < %(end)s AND (%(meters)s::text[] IS NULL OR meter_id = ANY (%(meters)s))"
         params = {"start": start, "end": end, "meters": meters}
@@ -453,23 +452,27 @@ def _run_batch_in_turn(
     return report
 
 
-def _delete_estimates(
-    conn: psycopg.Connection,
-    keys: tuple[list[str], list[float]],
-    by: str,
-    reason: str,
-    *,
-    quality: Literal["estimated", "edited"] = "estimated",
-) -> None:
-    """Delete the estimates at ``keys`` (meter ids, epoch seconds), the history noting who and why:
-    VEE's own (``quality`` estimated), or a person's edits of them (edited)."""
-    if keys[0]:
-        conn.execute(SAY_WHO, (by, reason))
-        conn.execute(
-            "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
-            "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = %s",
-            (*keys, quality),
-        )
+@dataclass(frozen=True)
+class Deletion:
+    """Estimates to delete at ``keys`` (meter ids, epoch seconds), the history noting who (``by``) and
+    why: VEE's own (``quality`` estimated), or a person's edits of them (edited)."""
+
+    keys: tuple[list[str], list[float]]
+    by: str
+    reason: str
+    quality: Literal["estimated", "edited"] = "estimated"
+
+
+def _delete_estimates_all(conn: psycopg.Connection, deletions: Sequence[Deletion]) -> None:
+    """A batch's deletions of estimates, each with its own who and why."""
+    for deletion in deletions:
+        if deletion.keys[0]:
+            conn.execute(SAY_WHO, (deletion.by, deletion.reason))
+            conn.execute(
+                "DELETE FROM readings r USING unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch) "
+                "WHERE r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch) AND r.quality = %s",
+                (*deletion.keys, deletion.quality),
+            )
 
 
 def _changed_from(
