@@ -79,6 +79,22 @@ SELECT {", ".join(ROW_COLUMNS)} FROM readings_staging
 ON CONFLICT (meter_id, ts) DO NOTHING
 """
 
+# The estimates and edits among the staged keys (those _REPLACE_ESTIMATES may replace), locked in
+# (meter, time) order before the merge, as VEE locks the estimates it deletes
+# (collector/vee/runner.py, _delete_estimates_all): taken in the UPDATE's plan order, ingest could
+# hold one estimate and wait for another VEE held, while VEE waited for the first (a deadlock, one
+# side failed). Locked before the merge, an estimate the merge passes over as stored cannot be
+# deleted by VEE before the UPDATE replaces it: its actual read is stored, not skipped as a repeat.
+_LOCK_ESTIMATES = """
+SELECT count(*) FROM (
+    SELECT 1 FROM readings r JOIN (SELECT DISTINCT meter_id, ts FROM readings_staging) s
+        ON r.meter_id = s.meter_id AND r.ts = s.ts
+    WHERE r.quality IN ('estimated', 'edited')
+    ORDER BY r.meter_id, r.ts
+    FOR NO KEY UPDATE OF r
+) locked
+"""
+
 # An actual reading arriving for a key VEE estimated: the actual wins, over a person's edit of the
 # estimate too (an edited row whose history holds no actual: the person corrected a guess, not the
 # meter); before, the edit beat the meter's own read for good, which waited in reading_conflicts.
@@ -591,6 +607,7 @@ class ReadingStore:
         with cur.copy(f"COPY readings_staging ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
             for chunk in chunks:
                 copy.write(chunk)
+        cur.execute(_LOCK_ESTIMATES)
         cur.execute(_MERGE)
         inserted = cur.rowcount
         conflicts = 0

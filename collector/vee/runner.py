@@ -463,8 +463,33 @@ class Deletion:
     quality: Literal["estimated", "edited"] = "estimated"
 
 
+# The rows a batch deletes, locked at once in (meter, time) order, as ingest locks the estimates
+# it replaces with actual reads (collector/store.py, _LOCK_ESTIMATES).
+_LOCK_ESTIMATES = """
+SELECT count(*) FROM (
+    SELECT 1 FROM readings r JOIN unnest(%s::text[], %s::float8[]) AS s(meter_id, ts_epoch)
+        ON r.meter_id = s.meter_id AND r.ts = to_timestamp(s.ts_epoch)
+    WHERE r.quality IN ('estimated', 'edited')
+    ORDER BY r.meter_id, r.ts
+    FOR UPDATE OF r
+) locked
+"""
+
+
 def _delete_estimates_all(conn: psycopg.Connection, deletions: Sequence[Deletion]) -> None:
-    """A batch's deletions of estimates, each with its own who and why."""
+    """A batch's deletions of estimates, each with its own who and why, their rows locked first, all
+    at once in (meter, time) order.
+
+    Before, each deletion took its rows as it came (a reason's, then the next's), and ingest
+    replacing estimates with the meter's actual reads took them in its plan's order: VEE holding the
+    02:00 estimate and waiting for the 01:00 one, which ingest held while waiting for 02:00. One
+    side failed on the deadlock: ingest's batch as though the database were away (its messages
+    redelivered a second later), or VEE's round, its remaining batches left until the next round.
+    Now whichever comes second waits for the other, holding nothing it needs; an estimate ingest
+    replaced meanwhile is an actual read, which no deletion touches."""
+    meter_ids = [meter for deletion in deletions for meter in deletion.keys[0]]
+    if meter_ids:
+        conn.execute(_LOCK_ESTIMATES, (meter_ids, [ts for deletion in deletions for ts in deletion.keys[1]]))
     for deletion in deletions:
         if deletion.keys[0]:
             conn.execute(SAY_WHO, (deletion.by, deletion.reason))
