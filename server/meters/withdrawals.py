@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import psycopg
+from psycopg.rows import class_row
 
 from server.meters.repository import Installation
 from server.withdrawal import Withdrawal, WithdrawalRefused, WithdrawnAgain, record_changes_as, said_of, shown
@@ -32,6 +33,30 @@ class WithdrawnInstallation:
     initial_register_m3: Decimal | None
     final_register_m3: Decimal | None
     reads_in_span: int  # the meter's stored reads the installation covered: now in no account's
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A withdrawn installation of a meter as its page shows it: where and when the meter was said to
+    be fitted, who withdrew it, when and why, and when it was reinstated (recorded again on purpose)."""
+
+    service_point_id: str
+    installed_at: datetime
+    removed_at: datetime | None
+    withdrawn_at: datetime
+    withdrawn_by: str
+    reason: str
+    reinstated_at: datetime | None
+
+
+def withdrawn_of_meter(conn: psycopg.Connection, meter_id: str, limit: int) -> list[Withdrawn]:
+    """The meter's withdrawn installations, the latest withdrawn first, at most ``limit``."""
+    with conn.cursor(row_factory=class_row(Withdrawn)) as cur:  # (the server's connections give dicts)
+        return cur.execute(
+            "SELECT service_point_id, installed_at, removed_at, withdrawn_at, withdrawn_by, reason, reinstated_at "
+            "FROM withdrawn_installations WHERE meter_id = %s ORDER BY withdrawn_at DESC, withdrawal_id DESC LIMIT %s",
+            (meter_id, limit),
+        ).fetchall()
 
 
 def withdraw_installation(

@@ -10,6 +10,11 @@ alerts, the active ones first, each with its enquiry, and every enquiry that nam
 alerts', staff's, Open311's), in the care desk's order. Before, a meter's id on the meters page
 linked to ``/meters/{id}/readings``, the JSON API: a person clicking it got raw JSON.
 
+Beside where the meter is fitted, its withdrawn installations (``aquami server withdraw-installation``:
+recorded in error), the latest withdrawn first, up to ten: the service point and dates they said,
+who withdrew each, when and why, and whether it was reinstated. Before, the page did not show them:
+an agent looking at a meter whose installation had been taken back saw no trace of it.
+
 "Known since" is when the meter's row was made (``meters.first_seen``: registered by meterization, or
 first heard on the network, whichever came first) and "First reading" its oldest stored reading. Before,
 the page showed the first as "First seen", which a person reads as the first reading: a meter
@@ -57,6 +62,7 @@ from server.db import get_connection
 from server.meters import repository
 from server.meters.paths import MeterIdConvertor
 from server.meters.schemas import Reading, meter_from_row
+from server.meters.withdrawals import withdrawn_of_meter
 from server.web import care_desk
 from server.web.daily_chart import chart
 from server.web.pages import address_not_taken, error_page, signed_in, templates
@@ -71,6 +77,7 @@ READINGS_PER_PAGE = 48
 ACTIVE_SHOWN = 25
 CLOSED_SHOWN = 10
 ENQUIRIES_SHOWN = 25
+WITHDRAWN_SHOWN = 10
 #: A check a person overrode confirming a correction (readings.quality_overrode, server migration
 #: 0066), in a care agent's words: what the value was confirmed as, and what that check refuses.
 OVERRODE_SAID = {
@@ -129,7 +136,10 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     zone = utility_zone_name(conn)
     first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none
     fitted = fitted_now(conn, meter_id)
+    withdrawn = withdrawn_of_meter(conn, meter_id, WITHDRAWN_SHOWN + 1)
     context |= {
+        "withdrawn": withdrawn[:WITHDRAWN_SHOWN],
+        "more_withdrawn": len(withdrawn) > WITHDRAWN_SHOWN,
         "meter": meter,
         "fitted": fitted,
         "removed": None if fitted is not None else last_removal(conn, meter_id),

@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.auth import create_api_key
 from server.meters.repository import register_meters
+from server.meters.withdrawals import withdraw_installation
+from server.withdrawal import Withdrawal
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 FITTED = NOW - timedelta(days=400)
@@ -103,3 +105,36 @@ def test_a_removed_meter_says_where_and_when_it_was_taken_out_with_its_card(page
     assert f"removed from service point SP3 on {when}, its removal job card's register 12.100 m³" in page
     fitted = f"service point SP3 (residential), since {when}, its installation job card's register 0.400 m³"
     assert f"<dt>Fitted at</dt><dd>{fitted}</dd>" in _page(client, keys["reader"], "M4")
+
+
+def test_a_meter_s_withdrawn_installations_are_shown_with_who_when_and_why(pages) -> None:
+    """M2's installation at SP2 withdrawn (recorded in error), then M3's at SP3, which the clerk
+    reinstated: the page lists both, the latest withdrawn first, with the dates they said, who, when
+    and why (a person's words, escaped). Before, the page showed no trace of a withdrawal."""
+    client, conn, keys = pages
+    with conn.transaction():
+        withdraw_installation(conn, "M2", FITTED, Withdrawal("Bea", "keyed against <SP2> & not SP4"))
+    conn.execute(
+        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP2', 'M2', %s)",
+        (MOVED_IN,),
+    )
+    with conn.transaction():
+        withdraw_installation(conn, "M2", MOVED_IN, Withdrawal("Cal", "the wrong meter's serial on the job card"))
+    conn.execute("UPDATE withdrawn_installations SET reinstated_at = withdrawn_at WHERE reason LIKE 'the wrong%'")
+    stamps = conn.execute(
+        "SELECT withdrawn_at FROM withdrawn_installations WHERE meter_id = 'M2' ORDER BY withdrawal_id"
+    ).fetchall()
+    first, second = (stamp.astimezone(UTC) for (stamp,) in stamps)
+    page = _page(client, keys["reader"], "M2")
+    latest = (
+        f"<li>service point SP2 from {MOVED_IN:%Y-%m-%d %H:%M} UTC (not removed): withdrawn by Cal on "
+        f"{second:%Y-%m-%d %H:%M} UTC, “the wrong meter&#39;s serial on the job card”; reinstated on "
+        f"{second:%Y-%m-%d %H:%M} UTC</li>"
+    )
+    earlier = (
+        f"<li>service point SP2 from {FITTED:%Y-%m-%d %H:%M} UTC (not removed): withdrawn by Bea on "
+        f"{first:%Y-%m-%d %H:%M} UTC, “keyed against &lt;SP2&gt; &amp; not SP4”</li>"
+    )
+    assert f'<dt>Withdrawn installations</dt><dd><ul class="withdrawn">{latest}{earlier}</ul></dd>' in page
+    for meter_id in ("M1", "M4"):  # none withdrawn: nothing said
+        assert "Withdrawn installations" not in _page(client, keys["reader"], meter_id)
