@@ -65,21 +65,17 @@ def test_the_wait_ends_once_every_delivered_reading_is_taken_refused_ones_includ
     collector = started(url, mosquitto.url, "catch-up-collector", tmp_path)
     try:
 
-        async def stop_as_the_demo_does() -> tuple[Gateway, bool, float]:
+        async def stop_as_the_demo_does() -> tuple[Gateway, bool]:
             gateway = await _polled_and_delivered(mosquitto.url, tmp_path / "spool.sqlite")
-            loop = asyncio.get_running_loop()
-            began = loop.time()
-            caught_up = await let_collector_catch_up(collector, gateway, timeout_s=TIMEOUT_S)
-            return gateway, caught_up, loop.time() - began
+            return gateway, await let_collector_catch_up(collector, gateway, timeout_s=TIMEOUT_S)
 
-        gateway, caught_up, waited_s = asyncio.run(stop_as_the_demo_does())
+        gateway, caught_up = asyncio.run(stop_as_the_demo_does())
         counts = collector.counters.snapshot()
     finally:
         collector.stop()
     delivered = gateway.readings_spooled - gateway.spool.depth()
     assert delivered >= 6
-    assert waited_s < TIMEOUT_S  # it did not wait out its deadline
-    assert caught_up is True
+    assert caught_up is True  # it did not wait out its deadline
     assert counts["readings_received"] >= delivered
     # the other gateway's meter's readings were refused: stored and duplicates never reach delivered
     assert counts["readings_stored"] + counts["duplicates"] < delivered
