@@ -641,6 +641,8 @@ class MBusTransport:
                 self._search(prefix, found)
                 if self._silent_selections:  # the last selection went unanswered: its answer may come
                     self.line.listen(self.config.answer_timeout_s)
+                    # heard till now: what comes next came after the listen (gateway.late_answers' bound)
+                    self._last_read_at = self.line.monotonic()
             finally:
                 self._searching = False
         return found

@@ -908,3 +908,37 @@ def test_a_selection_s_e5h_with_a_late_frame_right_behind_it_holds_its_meter_whi
     assert [(meter.identification, meter.volume_m3) for meter in found] == [("22220002", 40.0)]
     assert heard == [1]
     assert transport.late_reads_in_search == []
+
+
+def test_an_e5h_heard_after_a_search_s_final_listen_is_bounded_from_the_listen_s_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DEAD-3 never answers; the meter 22220001 acknowledges its selection 0.8 s late, after the
+    0.3 s window and after the search's final listen (as long again). DEAD-3's SND_NKE went unanswered
+    just before the search; the bus's timeout_s is 0.45 s. The E5h comes after the listen, and the
+    line was heard silent until the listen's end, more than 0.45 s after DEAD-3's window closed: it is
+    not DEAD-3's (:meth:`MBusTransport._still_awaiting`), and is charged to no meter. Bounded from the
+    last selection's end instead (0.3 s after DEAD-3's window), it was charged to DEAD-3, a dead meter,
+    and the warning sent the technician to raise DEAD-3's answer window."""
+    slaves = MBusSlaves([MBusSlave(5, "22220001", 1.0)])  # nothing answers at primary address 3
+    faults = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=5, delay_s=0.8)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E"), faults).start()
+    dead_3 = MeterConfig("DEAD-3", 3)
+    heard: list[int | None] = []
+    try:
+        bus = replace(_bus(line.port, dead_3), timeout_s=0.45)
+        transport = MBusTransport(bus, on_late=heard.append)
+        with caplog.at_level(logging.INFO):
+            with pytest.raises(NoAnswer):
+                transport.read_blocking(dead_3)
+            found = transport.search_blocking("2222000")
+            transport.line.listen(1.0)  # what comes after the search, as the next request would hear it
+        transport.line.close()
+    finally:
+        line.stop()
+    assert (found, transport.late_in_search, heard) == ([], [], [None])
+    assert _warnings(caplog) == [
+        "mbus-1: an acknowledgement (E5h) came after its request's answer window, with no meter's SND_NKE or "
+        "selection left unanswered to be its own: charged to no meter (an E5h names none; a device answering "
+        "that is not configured on the bus, or a meter answering twice?)"
+    ]
