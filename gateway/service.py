@@ -206,7 +206,12 @@ class Gateway:
         except Exception:  # a full disk: kept in memory, and stored at the next try
             log.exception("meter health not saved")
 
-    def status(self, state: LinkState = "online") -> dict[str, Any]:
+    def status(self, state: LinkState | None = None) -> dict[str, Any]:
+        """The health status: ``state`` "online" while :meth:`run` runs, "offline" once it has
+        stopped, unless given. Asked after the stop (a test's or a caller's look at how it ended), it
+        says what the spool held as it closed: before, it raised "Cannot operate on a closed database"."""
+        if state is None:
+            state = "offline" if self.spool.closed else "online"
         return self.health.snapshot(
             self.spool.depth(),
             {

@@ -311,6 +311,8 @@ class Spool:
         #: on the thread that found it
         self.on_damage_found: Callable[[str], None] | None = None
         self._generation = 0  # the connections opened: a damage already mended by another thread is not mended twice
+        self._closed = False
+        self._messages_counted = 0  # events waiting as last counted (set as it opens): messages_waiting once closed
         try:
             self._open()
         except SpoolDamaged as damaged:
@@ -356,6 +358,7 @@ class Spool:
                 self._db.executescript(_SCHEMA)
                 self._migrate(new)
                 self._depth: int = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
+                self._messages_counted = int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
                 self._convert_to_reclaim()
         except sqlite3.Error as error:  # not a database, damaged, or on a disk mounted read-only
             self._db.close()
@@ -401,10 +404,29 @@ class Spool:
             self.on_damage_found(str(error))
 
     def close(self) -> None:
-        """Close the database, then give its lock up (another process may take the spool)."""
+        """Close the database, then give its lock up (another process may take the spool). What it
+        held is still told (:meth:`depth`, :meth:`messages_waiting`: as it was at the close): a
+        gateway's status asked after it stopped raised "Cannot operate on a closed database"."""
         with self._lock:
+            if self._closed:
+                return
+            try:
+                self._count_messages()
+            except sqlite3.Error as error:  # a failing disk: the last count stands, and the log says so
+                log.warning(
+                    "spool %s: events waiting not counted as it closes (%s): %d, as last counted",
+                    self.path,
+                    error,
+                    self._messages_counted,
+                )
+            self._closed = True
             self._db.close()
             self._held.close()
+
+    @property
+    def closed(self) -> bool:
+        """Closed (:meth:`close`): nothing more is stored or read."""
+        return self._closed
 
     def _migrate(self, new: bool) -> None:
         """Bring an earlier version's spool to this schema, each migration with its user_version in
@@ -765,7 +787,14 @@ class Spool:
             ).fetchone()
         return int(count)
 
-    @_mends_damage
     def messages_waiting(self) -> int:
+        """Events waiting for the broker; once closed, as many as waited as it closed (the last
+        count, if a failing disk kept it from counting them then)."""
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
+            return self._messages_counted if self._closed else self._count_messages()
+
+    @_mends_damage
+    def _count_messages(self) -> int:
+        with self._lock:
+            self._messages_counted = int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
+            return self._messages_counted
