@@ -199,6 +199,13 @@ class Gateway:
         else:
             self._loop.call_soon_threadsafe(self._publisher_failed, f"the spool is damaged: {reason}")
 
+    def _spool_unusable(self, reason: str) -> None:
+        """Called by the spool on the thread that met damage while running, when its salvage failed (no
+        new spool can be made: a full disk): nothing can be stored any more, so the gateway stops, exit 1,
+        for its supervisor to start it again; that start salvages the damaged file, left in place."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._publisher_failed, reason)
+
     def save_health(self) -> None:
         """Store the meters' health changed since last stored (their last good read, above all)."""
         try:
@@ -368,6 +375,7 @@ class Gateway:
         self._stop_event = stop
         self._commands = Commands(self)
         self.spool.on_damage_found = self._damage_found
+        self.spool.on_unusable = self._spool_unusable
         self._say_damage()  # found as the spool opened
         self.publisher.start()
         writer_stop = asyncio.Event()

@@ -60,7 +60,7 @@ from aquami.clock import Clock, utc_now
 from gateway import spool_access
 from gateway.health import SavedMeter
 from gateway.pulse import PulseState
-from gateway.spool_salvage import Salvage, is_damage, salvage_into, set_aside
+from gateway.spool_salvage import Salvage, is_damage, put_back, salvage_into, set_aside
 
 #: What a spool found damaged as it opens does: set aside and salvaged (gateway.spool_salvage), or
 #: the gateway stops (SpoolUnusable), as before.
@@ -263,6 +263,8 @@ def _mends_damage(method: Callable[Concatenate[Spool, _P], _R]) -> Callable[Conc
 
     @functools.wraps(method)
     def mended(self: Spool, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self.unusable is not None:  # a salvage failed: no file is open (Spool._mend)
+            raise SpoolUnusable(self.unusable)
         generation = self._generation
         try:
             return method(self, *args, **kwargs)
@@ -312,6 +314,12 @@ class Spool:
         self.on_damage_found: Callable[[str], None] | None = None
         self._generation = 0  # the connections opened: a damage already mended by another thread is not mended twice
         self._closed = False
+        #: why the spool can no longer be used (a salvage while running failed: its damaged file is left in
+        #: place, no file open), else None; every call then raises SpoolUnusable saying it
+        self.unusable: str | None = None
+        #: told ``unusable`` when it is found (on the thread that found it): the gateway stops (exit 1), and
+        #: its next start salvages the damaged file, as at any start
+        self.on_unusable: Callable[[str], None] | None = None
         self._messages_counted = 0  # events waiting as last counted (set as it opens): messages_waiting once closed
         try:
             self._open()
@@ -380,12 +388,34 @@ class Spool:
         except OSError as error:
             said = f"cannot open the spool {self.path}: it is damaged ({reason}), and cannot be set aside: {error}"
             raise SpoolUnusable(said) from error
-        self._open()
-        with self._lock, self._transaction():
-            readings, lost, events = salvage_into(aside, self._db)
+        try:
+            self._open()
+            with self._lock, self._transaction():
+                readings, lost, events = salvage_into(aside, self._db)
+        except (SpoolUnusable, OSError, sqlite3.Error) as error:
+            # the new spool cannot be made or filled (a full disk): the damaged file goes back in its
+            # place, so the next start finds it and salvages it; set aside, a start made a new, empty spool
+            # beside it and its readings waited there for someone who knew
+            self._unmake_new_spool()
+            put_back(aside, self.path)
+            said = (
+                f"cannot open the spool {self.path}: it is damaged ({reason}), and no new spool can be made to "
+                f"salvage it into: {error}; it is left in place, salvaged at the next start"
+            )
+            raise SpoolUnusable(said) from error
         self._depth = readings
         self.damage = Salvage(reason, aside, at, readings, lost, events)
         log.error("spool %s is damaged (found %s: %s): %s", self.path, found, reason, self.damage.sentence())
+
+    def _unmake_new_spool(self) -> None:
+        """The new spool a salvage began (its file just made, nothing in it but what the failed salvage
+        rolled back): closed, and its files removed, so the damaged one can go back in its place."""
+        try:
+            self._db.close()
+        except sqlite3.Error as error:
+            log.warning("spool %s: closing the new spool: %s", self.path, error)
+        for suffix in ("-wal", "-shm", ""):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
 
     def _mend(self, error: sqlite3.DatabaseError, generation: int) -> None:
         """Damage met while running (an insert, a read): with ``set_aside``, the file is set aside and
@@ -399,7 +429,16 @@ class Spool:
                     self._db.close()  # its WAL checkpointed into the file set aside: the same rows
                 except sqlite3.Error as closing:
                     log.warning("spool %s: closing the damaged file: %s", self.path, closing)
-                self._salvage(str(error), "while running")
+                try:
+                    self._salvage(str(error), "while running")
+                except SpoolUnusable as failed:
+                    # no file open: each call would fail on the closed database, for ever; each now says
+                    # why, and the owner stops (the next start salvages the file left in place)
+                    self.unusable = str(failed)
+                    log.error("%s", failed)
+                    if self.on_unusable is not None:
+                        self.on_unusable(self.unusable)
+                    raise
         if self.on_damage_found is not None:
             self.on_damage_found(str(error))
 
@@ -410,9 +449,13 @@ class Spool:
         with self._lock:
             if self._closed:
                 return
+            if self.unusable is not None:  # no file open: the last count stands
+                self._closed = True
+                self._held.close()
+                return
             try:
                 self._count_messages()
-            except sqlite3.Error as error:  # a failing disk: the last count stands, and the log says so
+            except (sqlite3.Error, SpoolUnusable) as error:  # a failing disk: the last count stands, said
                 log.warning(
                     "spool %s: events waiting not counted as it closes (%s): %d, as last counted",
                     self.path,
@@ -425,8 +468,8 @@ class Spool:
 
     @property
     def closed(self) -> bool:
-        """Closed (:meth:`close`): nothing more is stored or read."""
-        return self._closed
+        """Closed (:meth:`close`), or no longer usable (:attr:`unusable`): nothing more is stored or read."""
+        return self._closed or self.unusable is not None
 
     def _migrate(self, new: bool) -> None:
         """Bring an earlier version's spool to this schema, each migration with its user_version in
@@ -791,7 +834,7 @@ class Spool:
         """Events waiting for the broker; once closed, as many as waited as it closed (the last
         count, if a failing disk kept it from counting them then)."""
         with self._lock:
-            return self._messages_counted if self._closed else self._count_messages()
+            return self._messages_counted if self.closed else self._count_messages()
 
     @_mends_damage
     def _count_messages(self) -> int:

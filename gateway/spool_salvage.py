@@ -19,6 +19,8 @@ health status (``spool_damaged``) and in a ``spool_damaged`` event, then polls.
 A spool that cannot be opened for another reason (a disk mounted read-only, permissions, a full
 disk, another gateway holding it) is not damaged: it is left as it is, and the gateway stops as
 before (:class:`gateway.spool.SpoolUnusable`), as those pass by themselves or by a hand that knows.
+A damaged file whose new spool cannot be made (a full disk) is put back (:func:`put_back`) and the
+gateway stops alike: the start that finds room salvages it.
 
 SQLite keeps no checksum of a row: a byte changed inside a reading's text, in a page whose structure
 is intact, is not seen. A salvaged body must still be a JSON object naming its ``meter_id`` and
@@ -117,11 +119,27 @@ def set_aside(spool: Path, at: datetime) -> Path:
         number += 1
         name = f"{stem}-{number}"
     aside = spool.with_name(name)
-    for suffix in ("-wal", "-shm", ""):
-        here = spool.with_name(spool.name + suffix)
-        if here.exists():
-            os.rename(here, aside.with_name(aside.name + suffix))
+    moved: list[str] = []
+    try:
+        for suffix in ("-wal", "-shm", ""):
+            here = spool.with_name(spool.name + suffix)
+            if here.exists():
+                os.rename(here, aside.with_name(aside.name + suffix))
+                moved.append(suffix)
+    except OSError:  # those moved go back: the file stays whole, where it was
+        for suffix in moved:
+            os.rename(aside.with_name(aside.name + suffix), spool.with_name(spool.name + suffix))
+        raise
     return aside
+
+
+def put_back(aside: Path, spool: Path) -> None:
+    """Undo :func:`set_aside`: the damaged file back at ``spool``, then its ``-wal`` and ``-shm`` (a
+    crash in between leaves its WAL aside, never beside a new spool), for the next start to salvage it."""
+    for suffix in ("", "-wal", "-shm"):
+        there = aside.with_name(aside.name + suffix)
+        if there.exists():
+            os.rename(there, spool.with_name(spool.name + suffix))
 
 
 def _columns(damaged: sqlite3.Connection, table: str) -> tuple[str, ...]:
