@@ -143,7 +143,11 @@ class InFlight:
         """After each loop turn, and at the session's end: what the broker acknowledged leaves the spool."""
         if self._messages_acked:
             acked_messages, self._messages_acked = self._messages_acked, []
-            self._state.spool.delete_messages(acked_messages)
+            try:
+                self._state.spool.delete_messages(acked_messages)
+            except BaseException:  # a failing spool (gateway.publisher_spool): deleted at the next try
+                self._messages_acked = acked_messages + self._messages_acked
+                raise
             # one too large before (the broker takes more now): gone from the spool, it cannot come back
             # (ids are never used again), so it is not said twice
             self._oversized_messages.difference_update(acked_messages)
@@ -152,7 +156,11 @@ class InFlight:
                 self._forget_events_gone(at_once=True)
         if self._acked:
             acked, self._acked = self._acked, []
-            self._state.spool.acknowledge_many(acked)
+            try:
+                self._state.spool.acknowledge_many(acked)
+            except BaseException:  # a failing spool (gateway.publisher_spool): deleted at the next try
+                self._acked = acked + self._acked
+                raise
             self.acknowledged_batches += len(acked)
 
     def on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:

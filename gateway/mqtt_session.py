@@ -5,8 +5,10 @@ connection closed without a word to the publisher where one of two is given up."
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,6 +21,7 @@ from gateway.inflight import InFlight
 from gateway.mqtt_client import ClientFactory
 from gateway.mqtt_recheck import ask_beside
 from gateway.mqtt_version import VersionChoice
+from gateway.publisher_spool import SPOOL_ERRORS, PublisherSpool
 from gateway.publisher_state import CommandHandler, PublisherState, log
 from gateway.size_limit import PACKET_TOO_LARGE
 
@@ -45,8 +48,10 @@ class Session:
         link: BrokerLink,
         guard: CallbackGuard,
         on_command: CommandHandler | None,
+        spool: PublisherSpool,
     ) -> None:
         self._state = state
+        self._spool = spool
         self._inflight = inflight
         self._clients = clients
         self._version = version
@@ -87,7 +92,7 @@ class Session:
         patience = self._version.patience(float(state.options.keepalive_s), state.options.connack_wait_s)
         while True:
             rc = client.loop(timeout=_LOOP_TICK_S)
-            self._inflight.settle_acks()
+            self._with_spool(self._inflight.settle_acks)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 # never looped again: paho (2.2) says "Client is not connected. …" at ERROR for a client
                 # whose connection ended; a keepalive close returns MQTT_ERR_CONN_LOST here, its drop
@@ -113,7 +118,22 @@ class Session:
             if state.stop.is_set():
                 self._say_goodbye(client)
                 return
-            self._inflight.send(client)
+            if self._with_spool(functools.partial(self._inflight.send, client)):
+                self._spool.worked()
+
+    def _with_spool(self, work: Callable[[], None]) -> bool:
+        """``work`` (the turn's spool work), unless the spool failed within its retry wait: whether it
+        ran and the spool answered. A spool's error is the spool's (gateway.publisher_spool), said as
+        such: the session, whose broker is fine, goes on. Before, it ended the session, and the
+        gateway reconnected to the broker for as long as the disk failed."""
+        if not self._spool.may_try():
+            return False
+        try:
+            work()
+        except SPOOL_ERRORS as error:
+            self._spool.failed(error)
+            return False
+        return True
 
     def _say_goodbye(self, client: mqtt.Client) -> None:
         info = client.publish(self._state.status_topic, b"offline", qos=1, retain=True)

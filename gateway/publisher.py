@@ -32,9 +32,10 @@ settled into the spool; messages as :mod:`gateway.outgoing` puts them on the wir
 session to the next: the outage, connections, the version in use), :class:`gateway.mqtt_session.Session`
 (one per connection: CONNECT, CONNACK, its callbacks, its loop and end),
 :class:`gateway.connection_thread.ConnectionThread` (the thread: sessions one after another, the waits
-between them, what each said of the broker) and :class:`gateway.publisher_failure.Failure` (a callback
-that failed stops it all). Everything but the outbox, the two events and the counts read for health
-is used on the publisher's thread only.
+between them, what each said of the broker), :class:`gateway.publisher_spool.PublisherSpool` (the spool
+failing under it, said apart from the broker, the session kept) and
+:class:`gateway.publisher_failure.Failure` (a callback that failed stops it all). Everything but the
+outbox, the two events and the counts read for health is used on the publisher's thread only.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from gateway.mqtt_session import Session
 from gateway.mqtt_version import VersionChoice
 from gateway.outgoing import Outgoing, encode_batch
 from gateway.publisher_failure import Failure
+from gateway.publisher_spool import PublisherSpool
 from gateway.publisher_state import CommandHandler, FatalHandler, PublisherState, log
 from gateway.spool import Spool
 
@@ -102,6 +104,7 @@ class Publisher:
         self._version = VersionChoice(options.protocol, endpoint.url, log)
         self._clients = ClientFactory(self._state, self._version)
         self._link = BrokerLink(self._state)
+        self._spool_trouble = PublisherSpool(spool.path)  # the spool failing under it: said apart from the broker
         self._connection = ConnectionThread(
             self._state, self._inflight, self._clients, self._version, self._link, self._new_session
         )
@@ -117,6 +120,7 @@ class Publisher:
             link=self._link,
             guard=self._failure.guard,
             on_command=self.on_command,
+            spool=self._spool_trouble,
         )
 
     # called from other threads ------------------------------------------------------------------

@@ -293,8 +293,9 @@ def test_a_failing_disk_does_not_end_the_publisher(tmp_path: Path, mosquitto) ->
     publisher.start()
     try:
         deadline = time.monotonic() + 10
-        while publisher.connections < 5 and time.monotonic() < deadline:
+        while publisher._spool_trouble.failures < 5 and time.monotonic() < deadline:  # tried each second
             time.sleep(0.05)
+        assert publisher._spool_trouble.failures >= 5
         spool.failing = False  # the disk is back
         deadline = time.monotonic() + 10
         while (spool.depth() or spool.messages_waiting()) and time.monotonic() < deadline:

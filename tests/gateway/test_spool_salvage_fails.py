@@ -13,32 +13,17 @@ The disk refusing the new file is real, not mocked: the process's largest file s
 
 from __future__ import annotations
 
-import resource
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from gateway.spool import Spool, SpoolUnusable
+from tests.gateway.file_size_limit import no_file_grows_past
 from tests.gateway.spool_damage import overwrite_pages, readable_ids, readings, rows, table_pages, write_spool
 
 _T = TypeVar("_T")
-
-
-@contextmanager
-def no_file_grows_past(size: int) -> Iterator[None]:
-    """Writes past ``size`` bytes of any file refused by the kernel (EFBIG) while the block runs."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    before = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # refused with EFBIG, not killed
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, before)
 
 
 def raised_by(call: Callable[[], _T]) -> BaseException:
