@@ -13,14 +13,18 @@ The disk refusing the new file is real, not mocked: the process's largest file s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
+from gateway.config import parse_config_text
+from gateway.service import Gateway
 from gateway.spool import Spool, SpoolUnusable
 from tests.gateway.file_size_limit import no_file_grows_past
+from tests.gateway.helpers import config_text
 from tests.gateway.spool_damage import overwrite_pages, readable_ids, readings, rows, table_pages, write_spool
 
 _T = TypeVar("_T")
@@ -60,3 +64,38 @@ def test_a_salvage_that_cannot_make_a_new_spool_leaves_the_file_in_place_for_the
     finally:
         again.close()
     assert rows(path) == expected
+
+
+def test_a_running_gateway_whose_salvage_fails_stops_with_its_reason(tmp_path: Path) -> None:
+    """The gateway running on it: the spool's damage met (as the publisher reads batches), no new spool
+    can be made, and the gateway stops on its own (``aquami gateway run`` exits 1, and its unit starts
+    it again) with the spool's reason; its status after the stop is still told."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=30)
+    bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
+    text = config_text("mqtt://127.0.0.1:1", {"b": 1}, {"b": [1]}, str(path), gateway_id="gw-full")
+    gateway = Gateway(parse_config_text(text))
+
+    async def scenario() -> BaseException | None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop, drain_timeout=0))
+        await asyncio.sleep(0.2)
+        gateway.spool._db.execute("PRAGMA cache_size = 1")
+        overwrite_pages(path, [bad], b"\xff")
+        try:
+            with no_file_grows_past(1024):
+                await asyncio.to_thread(gateway.spool.sealed_batches, 0, 1000)  # as the publisher reads them
+                await asyncio.wait_for(stop.wait(), 5)
+        except SpoolUnusable as error:
+            raised: BaseException | None = error
+        else:
+            raised = None
+        await asyncio.wait_for(stop.wait(), 5)
+        await task
+        return raised
+
+    raised = asyncio.run(scenario())
+    assert raised is not None and gateway.failure == str(raised)
+    assert "no new spool can be made" in gateway.failure
+    assert gateway.status()["state"] == "offline"
+    assert [p.name for p in tmp_path.iterdir() if "damaged" in p.name] == []
