@@ -38,7 +38,7 @@ HEX = ["abc", "zz"]  # odd length, not hex
 KEY_VALUES = ["=", "KEY", "=VALUE"]
 HOSTS = ["256.1.1.1"]
 ORIGINS = ["*", "app.example.org", "https://app.example.org/path", "https://app.example.org:99999"]
-HOST_NAMES = ["*", "water.example.org:443", "https://water.example.org", "::1", "a..b"]
+HOST_NAMES = ["*", "water.example.org:443", "https://water.example.org", "[::1]:8000", "fe80::1%eth0", "a..b"]
 
 #: (command, option) -> its kind's values. An option not named here gets TEXTS alone.
 KINDS: dict[tuple[str, str], list[str]] = {
