@@ -21,12 +21,16 @@ leaves the determinant's consumption unknown: the card or the read is wrong, so 
 them is unknown, and an hour's value with a part unknown is unknown, as for an interval unknown (the
 other meter's part of an exchange's hour with it). A meter fitted and removed without a read in
 between has the two cards' difference in the hour its removal closes in, as its determinant bills it
-(before, no hour held it). A card is left out where the meter was read at or after its removal in the
-removal's hour, or read at its installation (that read's interval already holds the water, and the
-determinant closes or opens on that read). A meter read before it was fitted
-(a refurbished meter re-fitted at another service point, its reads from there) has the installation's
-water from its first read at or after the installation, as the determinant opens on it: the interval
-from the earlier installation's last read to it is no installation's. Before, the installation card was
+(before, no hour held it). A card is left out where the meter was read at its removal, or at its
+installation (that read's interval already holds the water, and the determinant closes or opens on
+that read). A meter read before it was fitted (a refurbished meter re-fitted at another service point,
+its reads from there) has the installation's water from its first read at or after the installation,
+as the determinant opens on it: the interval from the earlier installation's last read to it is no
+installation's. Each installation's water ends at its removal and begins at its installation, whatever
+hour they fall in: a re-fit within the removal's hour leaves the new installation's reads of that hour,
+and the interval across the re-fit, out of the earlier one's (before, its whole last hour was its, and
+a read after the removal in that hour left the removal card out). A bad read opens and closes nothing,
+as in billing (before, a bad read at the installation opened it). Before, the installation card was
 left out whenever the meter had a read before its installation, and that interval was in the new
 installation's hours (a re-fit with a card of 9.900 m³ and a first read of 10.000, the meter at 150 m³
 where it was before: that hour null, the NMI 0.100 m³ below its determinant).
@@ -156,6 +160,12 @@ WHERE NOT (service_point_id ~ %(pattern)s AND length(service_point_id) <= %(leng
            AND meter_id ~ %(pattern)s AND length(meter_id) <= %(length)s)
 ORDER BY 1, 2
 """
+# A read VEE found to be a bad read (collector/vee/rules.py) is no register to open or close on, as in
+# billing (repository._NOT_BAD): ``r`` a read.
+_GOOD = (
+    "NOT EXISTS (SELECT 1 FROM register_discontinuities b "
+    "WHERE b.meter_id = r.meter_id AND b.ts = r.ts AND b.kind = 'bad_read')"
+)
 # A window's ends that are an agreement's (a tenant moving in or out, not a meter fitted or removed):
 # the account's water there is what its determinant bills, the intervals closing after the last read at
 # or before the agreement's start, up to the last read at or before its end (repository.determinant_lines;
@@ -167,29 +177,46 @@ ORDER BY 1, 2
 # installation's water on its first read at or after ``installed_at``, as the determinants do: ``split_lo``
 # is that read (infinity without one in the installation), so the interval from the earlier
 # installation's last read to it, and the earlier installation's reads in the hour it was fitted in,
-# are not this window's (:data:`_HOURLY`'s ``edges`` splits the hour it falls inside of).
-_SPLITS = """
+# are not this window's (:data:`_HOURLY`'s ``edges`` splits the hour it falls inside of). So does an
+# installation whose first read at or after ``installed_at`` is a bad read: its first good read opens it.
+#
+# A window ending at a removal with a read after it in the removal's hour (the meter re-fitted within
+# that hour) or a bad read as its last read closes on its last good read at or before the removal:
+# ``split_hi`` is that read, so the next installation's reads in that hour, and the interval across the
+# re-fit, are not this window's (before, its whole last hour was).
+_SPLITS = f"""
 splits AS (
     SELECT w.*,
            greatest(
                CASE WHEN %(account)s::text IS NOT NULL AND w.lo > w.installed_at THEN coalesce(
                    (SELECT max(r.ts) FROM readings r
-                    WHERE r.meter_id = w.meter_id AND r.ts <= w.lo AND r.ts > w.installed_at
-                      AND NOT EXISTS (SELECT 1 FROM register_discontinuities b
-                                      WHERE b.meter_id = r.meter_id AND b.ts = r.ts AND b.kind = 'bad_read')),
+                    WHERE r.meter_id = w.meter_id AND r.ts <= w.lo AND r.ts > w.installed_at AND {_GOOD}),
                    w.lo) END,
                CASE WHEN EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = w.meter_id AND r.ts < w.installed_at)
+                         OR NOT coalesce((SELECT {_GOOD} FROM readings r
+                                          WHERE r.meter_id = w.meter_id AND r.ts >= w.installed_at
+                                          ORDER BY r.ts LIMIT 1), true)
                THEN coalesce(
                    (SELECT min(r.ts) FROM readings r
                     WHERE r.meter_id = w.meter_id AND r.ts >= w.installed_at
-                      AND r.ts <= coalesce(w.removed_at, 'infinity')),
+                      AND r.ts <= coalesce(w.removed_at, 'infinity') AND {_GOOD}),
                    'infinity') END
            ) AS split_lo,
            CASE WHEN %(account)s::text IS NOT NULL AND w.hi < coalesce(w.removed_at, 'infinity') THEN coalesce(
                (SELECT max(r.ts) FROM readings r WHERE r.meter_id = w.meter_id AND r.ts <= w.hi AND r.ts >= w.lo
-                  AND NOT EXISTS (SELECT 1 FROM register_discontinuities b
-                                  WHERE b.meter_id = r.meter_id AND b.ts = r.ts AND b.kind = 'bad_read')),
-               w.hi) END AS split_hi
+                  AND {_GOOD}),
+               w.hi)
+                WHEN w.hi = w.removed_at AND (
+                    EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = w.meter_id AND r.ts > w.removed_at
+                              AND r.ts <= date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text)
+                                          + interval '1 hour')
+                    OR NOT coalesce((SELECT {_GOOD} FROM readings r
+                                     WHERE r.meter_id = w.meter_id AND r.ts <= w.removed_at AND r.ts >= w.lo
+                                     ORDER BY r.ts DESC LIMIT 1), true))
+                THEN coalesce(
+               (SELECT max(r.ts) FROM readings r WHERE r.meter_id = w.meter_id AND r.ts <= w.hi AND r.ts >= w.lo
+                  AND {_GOOD}),
+               w.lo) END AS split_hi
     FROM windows w
 )"""
 _HOURLY = f"""
@@ -231,11 +258,13 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
 )
 , cards AS (
     -- the job cards' water: from the removal's last read to its register, in the hour the removal closes
-    -- in, where the window ends at the removal (none if the meter was read at or after it in that hour:
-    -- a read at the removal closes the determinant), and from the installation's register to its first
+    -- in, where the window ends at the removal (none if the meter was read at the removal: that read
+    -- closes the determinant; a read after it, in the same hour or not, is the next installation's, whose
+    -- intervals ``split_hi`` keeps out of this window), and from the installation's register to its first
     -- read, in the hour that read closes in, where the window holds that read and no read of the
     -- installation precedes its start (none if the meter was read at its installation: that read opens
-    -- the determinant; a read before it is an earlier installation's). With an account, a tenant moving in
+    -- the determinant; a read before it is an earlier installation's). A bad read is no register to
+    -- open or close on, as in billing: the cards reach past it. With an account, a tenant moving in
     -- between the card and the read next to it has the card's water, as its determinant bills it
     SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
            date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text) AS hour,
@@ -243,12 +272,11 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
            'the removal job card''s register' AS card
     FROM windows w
     CROSS JOIN LATERAL (SELECT r.ts, r.volume_m3 FROM readings r
-                        WHERE r.meter_id = w.meter_id AND r.ts < w.removed_at ORDER BY r.ts DESC LIMIT 1) p
+                        WHERE r.meter_id = w.meter_id AND r.ts < w.removed_at AND {_GOOD}
+                        ORDER BY r.ts DESC LIMIT 1) p
     WHERE w.hi = w.removed_at AND w.final_register_m3 IS NOT NULL AND p.ts >= w.installed_at
       AND w.removed_at > %(from)s AND w.removed_at <= %(to)s
-      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts >= w.removed_at
-                      AND x.ts <= date_trunc('hour', w.removed_at - interval '1 microsecond', %(zone)s::text)
-                                  + interval '1 hour')
+      AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = w.meter_id AND r.ts = w.removed_at AND {_GOOD})
     UNION ALL
     SELECT w.service_point_id, w.meter_id, w.lo, w.hi,
            date_trunc('hour', f.ts - interval '1 microsecond', %(zone)s::text),
@@ -256,10 +284,10 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
            'the installation job card''s register'
     FROM windows w
     CROSS JOIN LATERAL (SELECT r.ts, r.volume_m3 FROM readings r
-                        WHERE r.meter_id = w.meter_id AND r.ts > w.installed_at ORDER BY r.ts LIMIT 1) f
+                        WHERE r.meter_id = w.meter_id AND r.ts > w.installed_at AND {_GOOD} ORDER BY r.ts LIMIT 1) f
     WHERE f.ts > w.lo AND w.initial_register_m3 IS NOT NULL AND (w.hi IS NULL OR f.ts <= w.hi)
       AND f.ts > %(from)s AND f.ts <= %(to)s
-      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id AND x.ts = w.installed_at)
+      AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = w.meter_id AND r.ts = w.installed_at AND {_GOOD})
     UNION ALL
     -- an installation never read: from the installation's register to the removal's, in the hour the
     -- removal closes in, where the window ends at the removal, as its determinant bills the two cards
@@ -270,8 +298,8 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
     FROM windows w
     WHERE w.hi = w.removed_at AND w.initial_register_m3 IS NOT NULL AND w.final_register_m3 IS NOT NULL
       AND w.removed_at > %(from)s AND w.removed_at <= %(to)s
-      AND NOT EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = w.meter_id
-                      AND x.ts >= w.installed_at AND x.ts <= w.removed_at)
+      AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = w.meter_id
+                      AND r.ts >= w.installed_at AND r.ts <= w.removed_at AND {_GOOD})
 )
 , edges AS (
     -- an hour an agreement's split read falls inside of (a move-out at 10:30 with a read at 10:30: the
@@ -525,18 +553,24 @@ def _meter(meter_id: str, rows: Iterable[dict[str, Any]]) -> _Meter:
             continue
         if r["received_at"] is not None:
             meter.arrived[r["hour"]] = r["received_at"]
-        if r["unknown"]:  # an interval of the hour unknown: null data, its value 0, not the part known
-            meter.hours[r["hour"]] = _NO_DATA
-            continue
-        quality = r["quality"] or "actual"
-        if r["gap_from"] is not None and quality not in ("edited", "substituted"):  # a gap's water, summed
-            why = f"accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}; the hours before are null"
-            if quality == "estimated":  # a less-than-hourly meter's missing read, which VEE estimated
-                why = f"estimated ({r['quality_by']}); {why}"
-            meter.hours[r["hour"]] = (r["consumption_m3"], ACCUMULATED, None, why)
-            continue
-        meter.hours[r["hour"]] = (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
+        cell = _hour_cell(r)
+        # two windows of the meter here may share an hour (removed at 00:15, fitted back at 00:18):
+        # each holds its own intervals of it, summed as an exchange's hour is
+        meter.hours[r["hour"]] = _merged([meter.hours[r["hour"]], cell]) if r["hour"] in meter.hours else cell
     return meter
+
+
+def _hour_cell(r: dict[str, Any]) -> Cell:
+    """A window's part of an hour, from its row of :data:`_HOURLY`."""
+    if r["unknown"]:  # an interval of the hour unknown: null data, its value 0, not the part known
+        return _NO_DATA
+    quality = r["quality"] or "actual"
+    if r["gap_from"] is not None and quality not in ("edited", "substituted"):  # a gap's water, summed
+        why = f"accumulated since {r['gap_from'].astimezone(UTC):%Y-%m-%dT%H:%MZ}; the hours before are null"
+        if quality == "estimated":  # a less-than-hourly meter's missing read, which VEE estimated
+            why = f"estimated ({r['quality_by']}); {why}"
+        return (r["consumption_m3"], ACCUMULATED, None, why)
+    return (r["consumption_m3"], quality, r["quality_by"], r["quality_reason"])
 
 
 #: Which of two meters' flags an hour both measured (a meter exchange's) takes: the weakest.

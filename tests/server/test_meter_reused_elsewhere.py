@@ -18,10 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from collector.vee.runner import run_vee
 from server.billing import repository, service
 from server.billing.nem12 import nem12_file
 
@@ -184,6 +186,8 @@ def test_nem12_holds_the_installation_card_of_a_meter_read_at_its_earlier_servic
 
 registers = st.decimals(min_value=0, max_value=Decimal("500"), places=3)
 steps = st.decimals(min_value=0, max_value=Decimal("0.5"), places=3)
+#: Minutes from a removal to the next installation: often within the removal's hour.
+refits = st.one_of(st.integers(1, 59), st.integers(1, 600))
 card_gaps = st.one_of(st.none(), st.decimals(min_value=0, max_value=Decimal("0.2"), places=3))
 
 
@@ -192,8 +196,9 @@ def layouts(draw: st.DrawFn) -> list[Installation]:
     """Meter M fitted two or three times, at SP-A, SP-B and back at SP-A: each installation read at
     least twice (the first read at its installation or up to 90 minutes after), its register anywhere
     (a refurbished meter's lower or higher than before), each removal at its last read or up to 90
-    minutes after, the next installation at least two hours later, with or without job cards; or, but
-    the last, never read and removed up to 10 hours later, both job cards written."""
+    minutes after, the next installation a minute to 10 hours later (often within the removal's hour),
+    with or without job cards; or, but the last, never read and removed up to 10 hours later, both job
+    cards written."""
     installations: list[Installation] = []
     fitted = DAY0 + timedelta(minutes=draw(st.integers(0, 59)))
     count = draw(st.integers(2, 3))
@@ -203,7 +208,7 @@ def layouts(draw: st.DrawFn) -> list[Installation]:
             installations.append(
                 Installation(SERVICE_POINTS[i % 2], fitted, unread_until, {}, initial, initial + draw(steps))
             )
-            fitted = unread_until + timedelta(minutes=draw(st.integers(120, 600)))
+            fitted = unread_until + timedelta(minutes=draw(refits))
             continue
         ts = fitted + timedelta(minutes=draw(st.sampled_from([0, draw(st.integers(1, 90))])))
         volume = draw(registers)
@@ -228,7 +233,7 @@ def layouts(draw: st.DrawFn) -> list[Installation]:
             )
         )
         if removed is not None:
-            fitted = removed + timedelta(minutes=draw(st.integers(120, 600)))
+            fitted = removed + timedelta(minutes=draw(refits))
     return installations
 
 
@@ -269,3 +274,63 @@ def test_nem12_and_the_determinants_hold_the_same_water_per_service_point_of_a_r
         for account, water in _billed(conn, by="account_id").items():
             if water is not None:  # a tenant's line with one read or none bills nothing yet (unknown)
                 assert sum(_exported(conn, account).values(), Decimal(0)) == water, account
+
+
+def test_a_meter_refitted_elsewhere_within_its_removal_s_hour_is_counted_once(migrated_database_url: str) -> None:
+    """M removed from SP-A at 10:20 (its removal card 0.050 m³ above its 10:00 read) and fitted at
+    SP-B at 10:40 (card 20.000 m³, read 20.010 at 10:50): SP-A's NEM12 ends at 10:20, SP-B's begins
+    at 10:40. Before, SP-A's 10:00 hour held every interval closing in it, SP-B's 10:50 read's too
+    (the register's drop from 110 to 20 m³: the hour null), and its removal card was left out for that
+    read; SP-A's NMI was 0.050 m³ below its determinant."""
+    removed, refitted = DAY0 + timedelta(hours=10, minutes=20), DAY0 + timedelta(hours=10, minutes=40)
+    sp_a = {DAY0 + timedelta(hours=h): Decimal("100.000") + Decimal("1.000") * h for h in range(11)}
+    sp_b = {refitted + timedelta(minutes=10 + 60 * h): Decimal("20.010") + Decimal("0.100") * h for h in range(5)}
+    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+        _store(
+            conn,
+            [
+                Installation("SP-A", DAY0, removed, sp_a, Decimal("100.000"), Decimal("110.050")),
+                Installation("SP-B", refitted, None, sp_b, Decimal("20.000")),
+            ],
+        )
+        expected = {"SP-A": Decimal("10.050"), "SP-B": Decimal("0.010") + Decimal("0.400")}
+        assert _billed(conn) == expected
+        assert _exported(conn) == expected
+        text = nem12_file(conn, FROM, TO, account="ACC-SP-A")  # type: ignore[arg-type]
+    (day,) = [line for line in text.splitlines() if line.startswith(f"300,{DAY0:%Y%m%d},")]
+    assert day.split(",")[2 + 10] == "0.05"  # 10:00-11:00: the removal card's water, not SP-B's
+
+
+@pytest.mark.parametrize(("initial", "sp_b_water"), [(Decimal("150.050"), Decimal("0.150")), (None, Decimal(0))])
+def test_a_bad_read_at_the_installation_opens_nothing_in_nem12_as_in_billing(
+    migrated_database_url: str, initial: Decimal | None, sp_b_water: Decimal
+) -> None:
+    """M re-fitted at SP-B without refurbishment (its register 150.000 m³ where SP-A left it), read
+    0.000 at its installation at 09:30 (a glitch VEE finds a bad read), then 150.200 at 10:00. Billing
+    opens on the installation card (150.050), or without one on the 10:00 read, not on the bad read;
+    NEM12 now too. Before, the bad read opened SP-B's NEM12 water and left the card out: the 10:00
+    read's interval, counted by VEE from SP-A's last read (0.200 m³, 0.150 of it before the re-fit),
+    was SP-B's, 0.150 m³ above its determinant with the card and 0.200 without."""
+    sp_a = {SP_A_FITTED + timedelta(hours=h): Decimal("100.000") + Decimal("2.000") * h for h in range(26)}
+    sp_b = {SP_B_FITTED: Decimal("0.000")}
+    sp_b |= {SP_B_FITTED + timedelta(minutes=30 + 60 * h): Decimal("150.200") + Decimal("0.250") * h for h in range(5)}
+    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+        _store(
+            conn,
+            [
+                Installation("SP-A", SP_A_FITTED, SP_A_REMOVED, sp_a),
+                Installation("SP-B", SP_B_FITTED, None, sp_b, initial),
+            ],
+        )
+        conn.commit()
+        with psycopg.connect(migrated_database_url) as vee:
+            run_vee(vee, FROM - timedelta(days=1), TO, now=TO, meters=["M"], estimate_gaps=False)
+        conn.execute("SELECT refresh_consumption(%s, %s)", (FROM - timedelta(days=1), TO + timedelta(days=1)))
+        kinds = conn.execute("SELECT ts, kind FROM register_discontinuities WHERE meter_id = 'M' ORDER BY ts")
+        assert [(r["ts"], r["kind"]) for r in kinds] == [
+            (SP_B_FITTED, "bad_read"),
+            (SP_B_FITTED + timedelta(minutes=30), "after_bad_read"),
+        ]
+        expected = {"SP-A": Decimal("50.000"), "SP-B": sp_b_water + Decimal("0.250") * 4}
+        assert _billed(conn) == expected
+        assert _exported(conn) == expected, initial
