@@ -597,42 +597,35 @@ def readings_newest_first(
 #   on no read before the installation, another installation's) to its final_register_m3, on the
 #   removal's day.
 # A card above the read after it (forward_difference NULL) adds nothing: billing cannot count it either.
+# A bad read (VEE's) opens and closes nothing, as in billing: an installation read bad at its installed_at
+# opens on its card, or on its first good read, the intervals from the read before the installation to
+# that read taken out, each on its day (before, the bad read opened it and the card was left out: the
+# next read's interval, counted by VEE from the read before the glitch, was on the page and not billed).
 _DAILY = """
 WITH zone AS (SELECT utility_timezone() AS z),
 installations AS (
     SELECT i.installed_at, i.removed_at, i.initial_register_m3, i.final_register_m3,
-           EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = i.meter_id AND x.ts = i.installed_at) AS read_at_start,
-           EXISTS (SELECT 1 FROM readings x WHERE x.meter_id = i.meter_id AND x.ts = i.removed_at) AS read_at_end
+           EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = i.meter_id AND r.ts = i.installed_at AND {good})
+               AS read_at_start,
+           EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = i.meter_id AND r.ts = i.removed_at AND {good})
+               AS read_at_end
     FROM meter_installations i WHERE i.meter_id = %(meter_id)s
 ),
-opening AS (  -- each installation's first read, and the read before it when that is before the installation
-    SELECT i.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3, f.quality AS first_quality,
-           p.ts AS before_ts,
-           interval_consumption(f.volume_m3, p.volume_m3, dc.ts IS NOT NULL, dc.consumption_m3) AS across_m3
+opening AS (  -- each installation's first good read, and the read before the installation
+    SELECT i.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3, p.ts AS before_ts
     FROM installations i
     CROSS JOIN LATERAL (
-        SELECT ts, volume_m3, quality FROM readings
-        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts <= coalesce(i.removed_at, 'infinity')
+        SELECT ts, volume_m3 FROM readings r
+        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts <= coalesce(i.removed_at, 'infinity') AND {good}
         ORDER BY ts LIMIT 1
     ) f
     LEFT JOIN LATERAL (
-        SELECT ts, volume_m3 FROM readings
+        SELECT ts FROM readings
         WHERE meter_id = %(meter_id)s AND ts < i.installed_at ORDER BY ts DESC LIMIT 1
     ) p ON true
-    LEFT JOIN register_discontinuities dc ON dc.meter_id = %(meter_id)s AND dc.ts = f.ts
 ),
-changes AS (
-    -- the installation card's water to the first read, the interval across the installation out
-    SELECT o.first_ts AS closing,
-           CASE WHEN o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start
-                THEN forward_difference(o.initial_register_m3, o.first_volume_m3) END AS card_m3,
-           CASE WHEN o.before_ts IS NOT NULL THEN coalesce(o.across_m3, 0) ELSE 0 END AS out_m3,
-           (o.before_ts IS NOT NULL AND o.across_m3 IS NULL)::int AS out_unknown,
-           -- the read at the installation's instant, or the first read of an installation with no card,
-           -- closes no interval billed: it is one fewer
-           (o.before_ts IS NOT NULL AND (o.read_at_start OR o.initial_register_m3 IS NULL))::int AS out_intervals,
-           (o.before_ts IS NOT NULL AND (o.read_at_start OR o.initial_register_m3 IS NULL)
-            AND o.first_quality <> 'actual')::int AS out_not_actual
+opened AS (  -- the installations whose opening the page changes, and whether the card's water comes in
+    SELECT o.*, o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start AS by_card
     FROM opening o
     WHERE (o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start
            AND forward_difference(o.initial_register_m3, o.first_volume_m3) IS NOT NULL)  -- else billing's unknown
@@ -642,16 +635,38 @@ changes AS (
                SELECT 1 FROM installations j
                WHERE j.installed_at < o.first_ts AND j.removed_at >= o.first_ts
                  AND (j.installed_at <= o.before_ts OR j.initial_register_m3 IS NULL)))
+),
+changes AS (
+    -- the installation card's water to the first good read
+    SELECT first_ts AS closing, forward_difference(initial_register_m3, first_volume_m3) AS card_m3,
+           0 AS out_m3, 0 AS out_unknown, 0 AS out_intervals, 0 AS out_not_actual
+    FROM opened WHERE by_card
     UNION ALL
-    -- the removal card's water from the installation's last read (or its installation card) to its
+    -- the intervals from the read before the installation to the first good read, out, each on its own
+    -- day (a bad read between: two of them); the last stays in the count where the card takes its place
+    SELECT x.ts, NULL, coalesce(x.c, 0), (x.c IS NULL)::int,
+           CASE WHEN o.by_card AND x.ts = o.first_ts THEN 0 ELSE 1 END,
+           CASE WHEN o.by_card AND x.ts = o.first_ts THEN 0 ELSE (x.quality <> 'actual')::int END
+    FROM opened o
+    CROSS JOIN LATERAL (
+        SELECT r.ts, r.quality, lag(r.ts) OVER w AS prev_ts,
+               interval_consumption(r.volume_m3, lag(r.volume_m3) OVER w, dc.ts IS NOT NULL, dc.consumption_m3) AS c
+        FROM readings r LEFT JOIN register_discontinuities dc ON dc.meter_id = r.meter_id AND dc.ts = r.ts
+        WHERE r.meter_id = %(meter_id)s AND r.ts >= o.before_ts AND r.ts <= o.first_ts
+        WINDOW w AS (ORDER BY r.ts)
+    ) x
+    WHERE o.before_ts IS NOT NULL AND x.prev_ts IS NOT NULL
+    UNION ALL
+    -- the removal card's water from the installation's last good read (or its installation card) to its
     -- register: a read before the installation is another's, as billing opens on none
     SELECT i.removed_at,
            forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3),
            0, 0, 0, 0
     FROM installations i
     LEFT JOIN LATERAL (
-        SELECT volume_m3 FROM readings
-        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts < i.removed_at ORDER BY ts DESC LIMIT 1
+        SELECT volume_m3 FROM readings r
+        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts < i.removed_at AND {good}
+        ORDER BY ts DESC LIMIT 1
     ) l ON true
     WHERE i.final_register_m3 IS NOT NULL AND NOT i.read_at_end
       AND forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3) IS NOT NULL
@@ -698,7 +713,11 @@ SELECT shown.date, shown.day,
        coalesce((SELECT jsonb_object_agg(q.quality, q.n) FROM qualities q WHERE q.day = shown.day), '{}') AS qualities
 FROM shown
 ORDER BY shown.date
-"""
+""".replace(
+    "{good}",
+    "NOT EXISTS (SELECT 1 FROM register_discontinuities b WHERE b.meter_id = r.meter_id AND b.ts = r.ts "
+    "AND b.kind = 'bad_read')",
+)
 
 
 def daily_consumption(conn: psycopg.Connection, meter_id: str, days: int) -> list[dict[str, Any]]:

@@ -16,11 +16,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from collector.vee.runner import run_vee
 from server.billing.repository import determinant_lines
 from server.meters.repository import daily_consumption
 from server.web.daily_chart import chart
@@ -144,6 +146,42 @@ def test_a_meter_fitted_again_has_its_new_installation_card_s_water(migrated_dat
     said = {day.date: day.said for day in shown.days}
     assert said[date(2026, 10, 3)] == "0.050 m³ from a job card"
     assert said[date(2026, 10, 2)] == "1 actual; 0.100 m³ from a job card"
+
+
+@pytest.mark.parametrize(("initial", "shown_10th"), [(Decimal("1.250"), Decimal("0.050")), (None, None)])
+def test_a_bad_read_at_the_installation_opens_nothing_on_the_page(
+    migrated_database_url: str, initial: Decimal | None, shown_10th: Decimal | None
+) -> None:
+    """X at SP-1 from 1 October (card 1.000), read 2 October (1.100, 1.200), removed 3 October; fitted at
+    SP-2 on 10 October, its register as it was (card 1.250, or none), read 0.000 at the installation (a
+    glitch VEE finds a bad read), 1.300 at 06:00 and 1.400 on 11 October. Billing opens SP-2 on the card,
+    or on the 06:00 read, not on the bad read: 0.150 (0.100) at SP-2. Before, the page opened on the bad
+    read, kept the interval VEE counts from the read before it (1.200 on 2 October, 0.100 m³, the water
+    before the re-fit too) and left the card out: 0.400 against 0.350 billed, 0.300 without a card."""
+    url = migrated_database_url
+    at = lambda day, hour: datetime(2026, 10, day, hour, tzinfo=UTC)  # noqa: E731
+    _record(
+        url,
+        [(at(1, 0), at(3, 6), Decimal("1.000"), None), (at(10, 0), None, initial, None)],
+        [
+            (at(2, 6), Decimal("1.100")),
+            (at(2, 18), Decimal("1.200")),
+            (at(10, 0), Decimal("0.000")),
+            (at(10, 6), Decimal("1.300")),
+            (at(11, 6), Decimal("1.400")),
+        ],
+    )
+    with psycopg.connect(url) as conn:
+        run_vee(conn, MONTHS[0], MONTHS[-1], now=MONTHS[-1], meters=["X"], estimate_gaps=False)
+        kinds = conn.execute("SELECT ts, kind FROM register_discontinuities WHERE meter_id = 'X' ORDER BY ts")
+        assert kinds.fetchall() == [(at(10, 0), "bad_read"), (at(10, 6), "after_bad_read")]
+        conn.execute("SELECT refresh_consumption(%s, %s)", (MONTHS[0], MONTHS[-1]))
+    billed = _billed(url, "X")
+    assert billed == Decimal("0.200") + (shown_10th or 0) + Decimal("0.100")
+    total, days = _shown(url, "X")
+    assert total == billed
+    by_day = {row["date"]: row["consumption_m3"] for row in days}
+    assert by_day[date(2026, 10, 10)] == shown_10th  # the card's water to 06:00, or nothing billed
 
 
 @st.composite
