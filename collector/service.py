@@ -29,9 +29,13 @@ from collector.batch_parser import ParsedMessage, RejectedMessage, parse_reads_m
 from collector.events_parser import EventRow, parse_events_message
 from collector.gateway_status import GatewayStatus, parse_status_message, status_gateway
 from collector.ready_file import ReadyFile
-from collector.store import ReadingStore, StoreResult
+from collector.store import TRANSACTION_CONFLICTS, ReadingStore, StoreResult
 
 log = logging.getLogger(__name__)
+
+# How many times a write that conflicted with another transaction (a deadlock, a serialization
+# failure: rolled back whole) is tried again at once before it is handled as any other failure.
+_CONFLICT_RETRIES = 3
 Parsed = ParsedMessage | list[EventRow] | GatewayStatus | RejectedMessage
 
 #: The collector's MQTT keepalive, in seconds: MQTT's Keep Alive is two bytes (0 turns it off,
@@ -124,6 +128,7 @@ class CollectorCounters:
     dead_letters: int = 0
     new_meters: int = 0
     database_errors: int = 0
+    write_conflicts: int = 0
     conflicts: int = 0
     events_received: int = 0
     events_stored: int = 0
@@ -229,6 +234,7 @@ class Collector:
         self.database = Outage(log, "database", settle_s=config.database_settle_s)
         # any other failure to store (a bug, a trigger that raises): before, a traceback a second
         self._storing = Outage(log, "storing messages")
+        self._conflicting = False  # the last write conflicted with another transaction: said already
         self._stop = threading.Event()
         self._store = ReadingStore(
             config.database_url,
@@ -384,7 +390,7 @@ class Collector:
                     answered = time.monotonic()
                 idle = False
             try:
-                self._store_messages(pending)
+                self._store_retrying_conflicts(pending)
             except Exception as error:
                 # The database away (OperationalError), or not taking writes (a standby after a
                 # failover: ReadOnlySqlTransaction), or any other failure that is not one message's
@@ -408,6 +414,35 @@ class Collector:
             self._acknowledge(pending)
             pending = []
             answered = time.monotonic()
+
+    def _store_retrying_conflicts(self, pending: list[tuple[Received, Parsed]]) -> None:
+        """Store ``pending``, trying again at once, on the same connection, a write another
+        transaction's conflicted with (a deadlock or a serialization failure, which PostgreSQL
+        resolves by rolling one side back: nothing of it was written).
+
+        Before, such a conflict was taken for the database away (it is an ``OperationalError``):
+        ``database_errors`` counted, the connection closed, "database unavailable" logged and the
+        batch tried again a second later. Now counted in ``write_conflicts`` and said once an
+        episode; after ``_CONFLICT_RETRIES`` retries that conflicted again, the last conflict goes to
+        the caller's handling of any other failure."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                self._store_messages(pending)
+            except TRANSACTION_CONFLICTS as conflict:
+                if attempt == _CONFLICT_RETRIES:
+                    raise
+                with self.counters.lock:
+                    self.counters.write_conflicts += 1
+                if not self._conflicting:
+                    self._conflicting = True
+                    log.warning(
+                        "a write of %d messages conflicted with another transaction (%s); tried again at once",
+                        len(pending),
+                        str(conflict).splitlines()[0] if str(conflict) else type(conflict).__name__,
+                    )
+                continue
+            self._conflicting = False
+            return
 
     def _check_database(self, waiting: int = 0) -> None:
         """An idle writer's look at its database, and its first write's after an idle spell, on the

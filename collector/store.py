@@ -50,6 +50,16 @@ from collector.events_parser import EVENT_COLUMNS, EventRow
 from collector.gateway_status import GatewayStatus
 from collector.meter_turns import ingest_takes_turns
 
+# A transaction PostgreSQL rolled back for its conflict with another (SQLSTATE class 40): a deadlock,
+# a serialization failure. Transient, nothing of it written: to be tried again, not taken for the
+# database away. (psycopg's DeadlockDetected and SerializationFailure are OperationalErrors, not
+# subclasses of its TransactionRollback: all three are named.)
+TRANSACTION_CONFLICTS: tuple[type[psycopg.Error], ...] = (
+    psycopg.errors.TransactionRollback,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
+
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
     meter_id text, ts timestamptz, volume_m3 numeric, flow_m3h double precision,
