@@ -47,7 +47,7 @@ import numpy as np
 import psycopg
 
 from collector.meter_turns import vee_takes_turns
-from collector.store import SAY_WHO
+from collector.store import SAY_WHO, TRANSACTION_CONFLICTS
 from collector.unindexable import RefusedMeters, Unindexable
 from collector.utility_zone import utility_zone
 from collector.vee.config import VeeConfig
@@ -78,6 +78,10 @@ log = logging.getLogger(__name__)
 _UNINDEXABLE = Unindexable(log)
 #: The meters whose work a database's indexes refused: later rounds leave them out without trying.
 _REFUSED = RefusedMeters()
+
+# How many times a batch PostgreSQL rolled back for a conflict with another transaction (a deadlock
+# with the collector's writer or a person's correction) is run again before it is left for the next round.
+_CONFLICT_RETRIES = 2
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS vee_staging (
@@ -228,7 +232,7 @@ def _run_what_fits(
     meters), nor the round's consumption refresh for any meter. Halving costs some 2 log2(n)
     batches more (22 for 2,000 meters, some 4,000 meters in all), where one meter at a time took n."""
     try:
-        _add(report, run(meters))
+        _add(report, _run_retrying_conflicts(conn, meters, run))
         return
     except psycopg.errors.ProgramLimitExceeded:
         # the batch's writes are rolled back (a savepoint), and the transaction its load opened: the
@@ -242,6 +246,36 @@ def _run_what_fits(
     half = len(meters) // 2
     _run_what_fits(conn, report, meters[:half], run, refused)
     _run_what_fits(conn, report, meters[half:], run, refused)
+
+
+def _run_retrying_conflicts(
+    conn: psycopg.Connection, meters: list[str], run: Callable[[list[str]], VeeReport]
+) -> VeeReport:
+    """``run`` the batch of ``meters``, again at once should PostgreSQL roll it back for a conflict
+    with another transaction (its writes rolled back whole: nothing half written), up to
+    ``_CONFLICT_RETRIES`` times; then the batch is left for the next round, said at WARNING, and
+    an empty report returned: the round goes on with its other batches.
+
+    Before, a deadlock ended the round there (``run_vee`` raised): the batches after it, the round's
+    consumption refresh and its late_readings notes waited for the next round, an hour later."""
+    for attempt in range(_CONFLICT_RETRIES + 1):
+        try:
+            return run(meters)
+        except TRANSACTION_CONFLICTS as conflict:
+            if not conn.autocommit:
+                conn.rollback()  # (as for ProgramLimitExceeded: the batches before it are committed)
+            reason = str(conflict).splitlines()[0] if str(conflict) else type(conflict).__name__
+            if attempt < _CONFLICT_RETRIES:
+                log.info("vee batch of %d meters (%s…) conflicted (%s); run again", len(meters), meters[0], reason)
+                continue
+            log.warning(
+                "vee batch of %d meters (%s…) conflicted %d times (%s); left for the next round",
+                len(meters),
+                meters[0],
+                attempt + 1,
+                reason,
+            )
+    return VeeReport()
 
 
 def _add(total: VeeReport, batch: VeeReport) -> None:
