@@ -204,6 +204,9 @@ class MBusTransport:
         self._read_selections: list[str] = []  # the selections the search under way (or the last) read after
         #: the last search's late E5h, each as the selections left unanswered before it came
         self.late_in_search: list[tuple[str, ...]] = []
+        #: beside each of :attr:`late_in_search`, the meters (by id) whose poll's SND_NKE or selection went
+        #: unanswered just before, which may have sent that E5h instead (empty: none; :meth:`_late_e5h`)
+        self.late_in_search_polls: list[tuple[str, ...]] = []
         #: the identifications of the meters whose answer to the last search's read came late, each once
         self.late_reads_in_search: list[str] = []
         self._stale = threading.Event()  # a reset did not get the line: whoever has it closes it
@@ -314,6 +317,7 @@ class MBusTransport:
         selections = tuple(self._silent_selections)
         self._silent_selections.clear()
         self.late_in_search.append(selections)
+        self.late_in_search_polls.append(())
         self.late_answers.heard_in_search(selections)
 
     def _late_e5h_poll_or_search(self, awaiting: list[MeterConfig]) -> None:
@@ -321,9 +325,11 @@ class MBusTransport:
         unanswered within the bus's ``timeout_s``) or one of the search's selections left unanswered
         may have sent: counted on the bus and said with both, charged to none
         (:meth:`LateAnswers.heard_in_search`), kept for the scan's words (:attr:`late_in_search`: it
-        may be a meter too late to be found). Both go on awaiting: the next E5h is as unknown."""
+        may be a meter too late to be found, and :attr:`late_in_search_polls`: or those meters' poll's,
+        which the scan's reply says beside it). Both go on awaiting: the next E5h is as unknown."""
         selections = tuple(self._silent_selections)
         self.late_in_search.append(selections)
+        self.late_in_search_polls.append(tuple(m.meter_id for m in awaiting))
         self.late_answers.heard_in_search(selections, awaiting)
 
     def _late_read_in_search(self, frame: bytes, came_after: float) -> bool:
@@ -635,6 +641,7 @@ class MBusTransport:
             self._silent_selections.clear()
             self._read_selections.clear()
             self.late_in_search = []
+            self.late_in_search_polls = []
             self.late_reads_in_search = []
             self._searching = True
             try:

@@ -741,3 +741,73 @@ def test_an_m_bus_scan_command_replies_the_meters_whose_read_came_late_by_their_
         line.stop()
     assert reply_errors("scan", reply) == []
     assert (reply["ok"], reply["found"], reply.get("late_identifications")) == (True, [], ["12340001"]), reply
+
+
+def test_an_m_bus_scan_command_says_a_late_e5h_a_poll_s_meter_may_have_sent_with_that_meter(
+    tmp_path: Path, mosquitto
+) -> None:
+    """DEAD-3 never answers; the meter 22220001 (not configured) acknowledges its selection 0.45 s
+    late, after the 0.3 s window. A read-now of DEAD-3 leaves its SND_NKE unanswered, and a scan sent
+    right after it hears the E5h as the search listens after its only selection: DEAD-3 may have sent
+    it as well as 22220001 (an E5h names no meter), and the gateway's log says it with both. The
+    reply says so too: ``late_selections_may_be_polls`` has DEAD-3 beside the entry. Before, the reply
+    had ``late_selections`` alone, the E5h said as the search's "a meter too late to be found". A
+    scan sent longer than the bus's timeout_s after the poll has DEAD-3 no longer awaiting: no field."""
+    from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
+
+    root = "aquami/v1/gw-mbus-polls"
+    subscriber = Subscriber(mosquitto.url, [f"{root}/cmd/+/reply"], client_id="cmd-mbus-polls")
+    slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=5, delay_s=0.45)])
+    line = SerialLine(MBusSlaves([MBusSlave(5, "22220001", 1.0)]), LineSettings(9600, parity="E"), slow).start()
+    bus = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
+    # timeout_s: the poll's E5h is awaited this long after its window, wide enough for the commands' round trip
+    bus |= {"answer_timeout_s": 0.3, "timeout_s": 2.0, "retries": 0, "poll_interval_s": 3600}
+    text = bus_config_text(
+        mosquitto.url, tmp_path / "s.sqlite", bus, [{"meter_id": "DEAD-3", "address": 3}], gateway_id="gw-mbus-polls"
+    )
+    gateway = Gateway(parse_config_text(text))
+    replies: dict[str, dict[str, Any]] = {}
+
+    async def ask(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        request_id = f"{name}-{len(replies)}"
+        subscriber.client.publish(f"{root}/cmd/{name}", json.dumps({**body, "request_id": request_id}), qos=1)
+
+        def replied() -> list[dict[str, Any]]:
+            return [r for r in subscriber.payloads(f"/cmd/{name}/reply") if r.get("request_id") == request_id]
+
+        await asyncio.to_thread(subscriber.wait_for, lambda: bool(replied()), 20, f"a reply to {name}")
+        return replied()[0]
+
+    async def scenario() -> None:
+        async with running(gateway):
+            await asyncio.to_thread(gateway.publisher.connected.wait, 10)
+            await listening(subscriber, root=root)
+            replies["read"] = await ask("read-now", {"meter_id": "DEAD-3"})
+            replies["scan"] = await ask("scan", {"bus": "m"})
+            await asyncio.sleep(2.2)  # longer than the bus's timeout_s: DEAD-3 awaits its E5h no longer
+            replies["later"] = await ask("scan", {"bus": "m"})
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        line.stop()
+        subscriber.close()
+    read, scan, later = replies["read"], replies["scan"], replies["later"]
+    assert [reply_errors(name, reply) for name, reply in (("read-now", read), ("scan", scan), ("scan", later))] == [
+        [],
+        [],
+        [],
+    ]
+    no_answer = "DEAD-3: no reading after 1 attempt: DEAD-3: no answer from primary address 3"
+    assert (read["ok"], read["error"]) == (False, no_answer), read
+    assert (scan["ok"], scan["found"], scan.get("late_selections"), scan.get("late_selections_may_be_polls")) == (
+        True,
+        [],
+        [["FFFFFFFF"]],
+        [["DEAD-3"]],
+    ), scan
+    assert (later["ok"], later.get("late_selections"), "late_selections_may_be_polls" in later) == (
+        True,
+        [["FFFFFFFF"]],
+        False,
+    ), later
