@@ -29,7 +29,8 @@ counted on the bus, its warning naming those it may be from); with none, to no m
 secondary-address search, a selection left unanswered may have sent it too: with a poll's meter
 awaiting one as well, it is said with both, charged to none (:meth:`LateAnswers.heard_in_search`). An
 answer still arriving when the next request is due is read to its end first, and a long frame right
-behind a SND_NKE's or a selection's E5h is heard too (gateway.mbus_line). Not heard: one taken as the
+behind a SND_NKE's or a selection's E5h is heard too, and so is a lone E5h right behind the RSP_UD
+to a search's read (gateway.mbus_line). Not heard: one taken as the
 answer of the same meter's retry.
 
 Its episodes are not :mod:`gateway.episodes`': nothing says that a meter has stopped answering late

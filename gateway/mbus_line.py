@@ -13,6 +13,9 @@
   handed whole to :attr:`MBusLine.on_pending`; a line that does not go quiet within the drain's bound
   fails the exchange, the request not sent. Before, the request went out at once: the late frame's
   head was handed over as a garbled fragment and its tail read as the next meter's answer.
+- In a search, a lone E5h (a quiet line behind it) after a whole RSP_UD to the search's read is a slow
+  meter's late acknowledgement, handed to :attr:`MBusLine.on_pending`, the RSP_UD taken; any other
+  bytes there are a collision (:meth:`MBusLine._another_within`).
 - An E5h with bytes right behind it (within three characters) is a collision (two slaves answering),
   unless an E5h is what the request asks for (a SND_NKE, a selection) and the bytes make a whole long
   frame: a slow meter's late answer begun as this meter acknowledged, handed to
@@ -235,7 +238,9 @@ class MBusLine:
             raise PollError(echo_error(frame))
         if not_the_answer is not None and not_the_answer(head + rest):
             return None
-        if whole_window and self._another_within(port, window_ends, not_the_answer):
+        # a whole RSP_UD to a REQ_UD2 (its checksum right): a lone E5h behind it is a late acknowledgement
+        late_ack_possible = asks_for_data(frame) and mbus_frames(head + rest) == [head + rest]
+        if whole_window and self._another_within(port, window_ends, not_the_answer, late_ack_possible):
             self._drain(port)
             raise PollError("collision (a second answer after a whole first one)")
         return head + rest
@@ -322,7 +327,11 @@ class MBusLine:
             raise PollError(echo_error(frame))
 
     def _another_within(
-        self, port: serial.Serial, window_ends: float, not_the_answer: Callable[[bytes], bool] | None
+        self,
+        port: serial.Serial,
+        window_ends: float,
+        not_the_answer: Callable[[bytes], bool] | None,
+        late_ack_possible: bool = False,
     ) -> bool:
         """Whether another slave's answer follows the answer taken (an E5h, or a whole long frame)
         within the answer window: a collision. A whole long frame ``not_the_answer`` passes over is
@@ -331,12 +340,27 @@ class MBusLine:
         is one (two slaves at once garble the line: no whole frame). Before, anything after the answer
         taken was a collision: a late read answer after a selection's E5h, or after the selected
         meter's own answer to the search's read, had that selection narrowed down for nothing, and at
-        the last digit the meter it held was never found."""
+        the last digit the meter it held was never found.
+
+        ``late_ack_possible`` (the answer taken is a whole RSP_UD to a REQ_UD2): a lone E5h behind it
+        (one byte E5h, then a line quiet for :attr:`quiet_s`) is no second answer to the read (an
+        RSP_UD is what a REQ_UD2 asks for; two slaves at once garble the line) but a slow meter's late
+        acknowledgement (a poll's SND_NKE or selection left unanswered, a selection's): handed to
+        :attr:`on_pending`, as one heard before a request is, and the window looked at on. An E5h with
+        any byte behind it stays a collision. Before, any E5h there was a collision: the selection
+        was narrowed down for nothing, the E5h drained uncounted, and at the last digit the meter it
+        held was never found."""
         for _ in range(MOST_PASSED_OVER):
             left = window_ends - self.monotonic()
             start = self._read(port, 1, left + self.char_s + 0.01) if left > 0 else b""
             if not start:
                 return False
+            if start[0] == ACK and late_ack_possible:
+                if self._read(port, 1, self.quiet_s):
+                    return True  # an E5h with bytes behind it: two slaves, or noise
+                if self.on_pending is not None:
+                    self.on_pending(start)
+                continue
             if start[0] != 0x68 or not_the_answer is None:
                 return True
             head = start + self._read(port, 3, 4 * self.char_s + 0.05)

@@ -514,15 +514,28 @@ class _AnswerThenMore:
         (_LATE[:-3] + bytes([0xE5, 0xE5, 0xE5]), False),  # a frame that garbles: not whole
         (_LATE[:8], False),  # cut short
         (_OWN, False),  # a whole frame not passed over: a second answer
-        (bytes([0xE5]), False),  # an E5h: no frame passed over
+        (bytes([0xE5]), True),  # a lone E5h after an RSP_UD to a REQ_UD2: a late acknowledgement, heard
+        (bytes([0xE5, 0xC5]), False),  # an E5h with a byte behind it: no lone one
         (_LATE + bytes([0xC5, 0xFD]), False),  # a late answer, then garbage
     ],
-    ids=["late", "late-twice", "garbage", "garbled-frame", "cut-short", "second-own", "e5h", "late-then-garbage"],
+    ids=[
+        "late",
+        "late-twice",
+        "garbage",
+        "garbled-frame",
+        "cut-short",
+        "second-own",
+        "lone-e5h",
+        "e5h-then-garbage",
+        "late-then-garbage",
+    ],
 )
 def test_after_the_answer_taken_only_whole_frames_passed_over_are_no_collision(more: bytes, taken: bool) -> None:
     """The exchange of a search (``whole_window``) after a whole first answer: what follows within
     the window is a collision unless it makes whole frames that ``not_the_answer`` passes over (here
-    12340001's, as the search's read passes over the answer of a meter its selection does not match)."""
+    12340001's, as the search's read passes over the answer of a meter its selection does not match),
+    or is a lone E5h (a late acknowledgement: the request is a REQ_UD2, whose answer is an RSP_UD),
+    counted as a late answer. Before 2026-12-07 the lone E5h was a collision too."""
     passed_over: list[bytes] = []
 
     def not_the_answer(frame: bytes) -> bool:
@@ -538,6 +551,7 @@ def test_after_the_answer_taken_only_whole_frames_passed_over_are_no_collision(m
         if taken:
             assert transport.line.exchange(request, whole_window=True, not_the_answer=not_the_answer) == _OWN
             assert passed_over == [_LATE] * more.count(_LATE)
+            assert transport.late_answers.count == (1 if more == bytes([0xE5]) else 0)
         else:
             with pytest.raises(PollError, match="collision"):
                 transport.line.exchange(request, whole_window=True, not_the_answer=not_the_answer)
@@ -942,3 +956,99 @@ def test_an_e5h_heard_after_a_search_s_final_listen_is_bounded_from_the_listen_s
         "selection left unanswered to be its own: charged to no meter (an E5h names none; a device answering "
         "that is not configured on the bus, or a meter answering twice?)"
     ]
+
+
+class AckedLate(MBusSlaves):
+    """The SND_NKE of the meters at the primary addresses ``slow`` acknowledged ``late_by_s`` after it,
+    the line free meanwhile (as a slow meter's is: the other meters answer in between); every other
+    answer at once. Set :attr:`line` before the master talks."""
+
+    def __init__(self, slaves: list[MBusSlave], slow: set[int], late_by_s: float):
+        super().__init__(slaves)
+        self.slow, self.late_by_s = slow, late_by_s
+        self.line: SerialLine | None = None
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        reply = super().handle(frame, now)
+        if reply is None or reply.data != build_ack() or frame[:2] != b"\x10\x40" or frame[2] not in self.slow:
+            return reply
+        assert self.line is not None, "AckedLate.line is not set"
+        timer = threading.Timer(self.late_by_s, self.line.push, (reply.data, reply.address))
+        timer.daemon = True
+        timer.start()
+        return None
+
+
+def test_a_poll_s_late_e5h_right_after_the_search_s_read_answer_is_no_collision() -> None:
+    """SLOW-1 acknowledges its SND_NKE 0.82 s late, after the 0.3 s window; its poll goes unanswered,
+    and a search of 2222000F begins at once. The meter 22220001 acknowledges the selection and answers
+    the search's read at once, and SLOW-1's E5h comes right after that RSP_UD, within the read's
+    window: a lone E5h (a quiet line behind it) after a whole RSP_UD is no second answer to a REQ_UD2
+    but a late acknowledgement, charged to SLOW-1 (the one meter awaiting one), and 22220001 is found
+    at the selection it answered. Before, it was a collision: the E5h drained uncounted and the
+    selection narrowed down for nothing (ten selections more, nine of them silent)."""
+    slaves = AckedLate([MBusSlave(1, "11110001", 12.5), MBusSlave(5, "22220001", 1.0)], {1}, 0.82)
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    slaves.line = line
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port, MeterConfig("SLOW-1", 1)), on_late=heard.append)
+        with pytest.raises(NoAnswer):
+            transport.read_blocking(transport.config.meters[0])
+        frames_before = slaves.frames
+        found = transport.search_blocking("2222000")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert ([f.identification for f in found], heard) == (["22220001"], [1])
+    assert slaves.frames - frames_before == 2  # the selection and its read: none narrowed down
+    assert (transport.late_in_search, transport.late_reads_in_search) == ([], [])
+
+
+class TrailingRead(MBusSlaves):
+    """Every RSP_UD followed, ``gap_s`` after its last byte, by ``trailing``: what a second slave (or
+    noise) puts on the line right after the search's read is answered (9600 baud 8E1: 11 bits a
+    character)."""
+
+    def __init__(self, slaves: list[MBusSlave], trailing: bytes, gap_s: float = 0.03):
+        super().__init__(slaves)
+        self.trailing, self.gap_s = trailing, gap_s
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        reply = super().handle(frame, now)
+        if reply is None or reply.data[:1] != b"\x68":
+            return reply
+        char_s = 11 / 9600
+        starts = [i * char_s for i in range(len(reply.data))]
+        behind = starts[-1] + char_s + self.gap_s
+        starts += [behind + i * char_s for i in range(len(self.trailing))]
+        return Reply(reply.data + self.trailing, reply.address, char_starts_s=tuple(starts))
+
+
+@pytest.mark.parametrize(
+    ("trailing", "found_ids"),
+    [
+        (b"\xe5", ["22220001"]),  # a lone E5h: a late acknowledgement, the RSP_UD taken
+        (b"\xe5\x55", []),  # an E5h with a byte behind it: a collision, as before
+        (b"\xe5\xe5", []),  # two E5h: a collision
+        (b"\x55", []),  # noise: a collision
+    ],
+    ids=["lone-e5h", "e5h-and-noise", "two-e5h", "noise"],
+)
+def test_only_a_lone_e5h_after_the_search_s_read_answer_is_a_late_acknowledgement(
+    trailing: bytes, found_ids: list[str]
+) -> None:
+    """The meter 22220001 answers the search's read with a whole RSP_UD, then ``trailing`` comes
+    30 ms later, every time. A lone E5h is a late acknowledgement (counted, said as the search's, the
+    meter found); anything else behind the RSP_UD stays a collision: narrowed down to the last digit,
+    where it collides again, and the meter is not found. Before, the lone E5h was a collision too."""
+    line = SerialLine(TrailingRead([MBusSlave(5, "22220001", 1.0)], trailing), LineSettings(9600, parity="E")).start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port), on_late=heard.append)
+        found = transport.search_blocking("2222000")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert [f.identification for f in found] == found_ids
+    assert (heard, transport.late_answers.count) == (([None], 1) if found_ids else ([], 0))
