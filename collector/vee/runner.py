@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -303,9 +304,7 @@ def _run_batch(
     meters' turns (:func:`collector.meter_turns.vee_takes_turns`) from before the load until it
     commits: a person's correction of one of them waits for it, or it for the correction. On a
     connection in autocommit, the transaction is the batch's own."""
-    if not conn.autocommit:
-        return _run_batch_in_turn(conn, start, end, config, now_s, zone, meters, estimate_gaps)
-    with conn.transaction():
+    with conn.transaction() if conn.autocommit else nullcontext():
         return _run_batch_in_turn(conn, start, end, config, now_s, zone, meters, estimate_gaps)
 
 
