@@ -322,17 +322,13 @@ class Spool:
         self.on_unusable: Callable[[str], None] | None = None
         self._messages_counted = 0  # events waiting as last counted (set as it opens): messages_waiting once closed
         try:
-            self._open()
-        except SpoolDamaged as damaged:
-            if on_damage != "set_aside":
-                self._held.close()
-                raise
             try:
+                self._open()
+            except SpoolDamaged as damaged:
+                if on_damage != "set_aside":
+                    raise
                 self._salvage(damaged.reason)
-            except BaseException:
-                self._held.close()
-                raise
-        except BaseException:
+        except BaseException:  # whatever stops the spool opening gives its lock up
             self._held.close()
             raise
 
