@@ -35,7 +35,7 @@ class Day:
     intervals: int = 0
     not_actual: int = 0
     unknown: int = 0
-    qualities: Mapping[str, int] = field(default_factory=dict)  # intervals closed by each non-actual quality
+    qualities: Mapping[str, int] = field(default_factory=dict)  # reads of each non-actual quality closing one
     card_m3: Decimal | None = None  # of the volume, a job card's water (billing's: repository.daily_consumption)
     partial: bool = False  # the utility's day still running: its water so far
     x: float = 0.0
@@ -58,9 +58,7 @@ class Day:
         """What is marked about the day, in words ("" for a day of actual reads only)."""
         if self.volume_m3 is None:
             return "no reads"
-        parts = [f"{n} {quality}" for quality, n in sorted(self.qualities.items())]
-        if self.not_actual and not parts:  # the reads were changed since consumption was stored
-            parts = [f"{self.not_actual} not actual"]
+        parts = self._not_actual_said()
         if self.unknown:
             parts.append(f"{self.unknown} unknown (not counted)")
         said = f"{', '.join(parts)} of {self.intervals} intervals" if parts else ""
@@ -71,6 +69,27 @@ class Day:
         if not said and self.intervals:
             said = f"{self.intervals} actual"
         return f"{said}; {card}" if said else card
+
+    def _not_actual_said(self) -> list[str]:
+        """The day's intervals closed by a read other than actual, as many as the day counts
+        (``not_actual``), by their read's quality where the day's reads tell it: ``["1 estimated"]``.
+
+        ``qualities`` counts the reads that closed an interval that day as they are stored now, with
+        those whose interval the day leaves out (across an installation boundary of a meter fitted
+        again, which billing bills to no account). Where they add up to ``not_actual`` they are the
+        counted intervals' reads; where they are more, and all of one quality, the counted ones are of
+        that quality; else the count is said with the qualities it is among. Before, every such read was
+        counted: a day of actual intervals only, drawn as one, said "1 estimated"."""
+        if not self.not_actual:
+            return []
+        read = {quality: n for quality, n in self.qualities.items() if n > 0}
+        if sum(read.values()) == self.not_actual:
+            return [f"{n} {quality}" for quality, n in sorted(read.items())]
+        if sum(read.values()) < self.not_actual:  # the reads were changed since consumption was stored
+            return [f"{self.not_actual} not actual"]
+        if len(read) == 1:
+            return [f"{self.not_actual} {next(iter(read))}"]
+        return [f"{self.not_actual} not actual ({' or '.join(sorted(read))})"]
 
 
 @dataclass(frozen=True)
