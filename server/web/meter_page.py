@@ -22,7 +22,9 @@ registered after years of its readings were loaded said it was first seen that d
 
 A meter no row of ``meters`` holds (removed from the network since) may still be named by enquiries
 and alerts, which link here: the page answers 404, says the meter is not on the network, and lists
-the enquiries and alerts that name it. Before, it was the bare 404 page.
+the enquiries and alerts that name it. Before, it was the bare 404 page. Its withdrawn installations
+(kept in ``withdrawn_installations`` when its row goes) are listed there too: before, the 404 page
+left them out, and nothing showed a clerk that installation of the id had been withdrawn.
 
 The enquiries' "all of them" is the care desk filtered by the meter (``/care/enquiries?meter_id=``, the
 API's name, where it was ``?meter=``), the
@@ -112,6 +114,7 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     closed = alert_store.list_alerts(conn, status=_CLOSED, meter_id=meter_id, limit=CLOSED_SHOWN)
     shown = active[:ACTIVE_SHOWN] + closed
     about = care_repository.enquiries_about_meter(conn, meter_id, ENQUIRIES_SHOWN + 1)
+    withdrawn = withdrawn_of_meter(conn, meter_id, WITHDRAWN_SHOWN + 1)  # kept when the meter's row is gone
     context: dict[str, Any] = {
         "who": principal.name,
         "meter_id": meter_id,
@@ -127,6 +130,8 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
         "flow_kinds": FLOW_KINDS,
         "works_enquiries": may(principal, *WORKS_ENQUIRIES),
         "first_page": meter_path(meter_id),
+        "withdrawn": withdrawn[:WITHDRAWN_SHOWN],
+        "more_withdrawn": len(withdrawn) > WITHDRAWN_SHOWN,
     }
     if row is None:
         return templates.TemplateResponse(request, "meter.html", {**context, "meter": None}, status_code=404)
@@ -136,10 +141,7 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     zone = utility_zone_name(conn)
     first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none
     fitted = fitted_now(conn, meter_id)
-    withdrawn = withdrawn_of_meter(conn, meter_id, WITHDRAWN_SHOWN + 1)
     context |= {
-        "withdrawn": withdrawn[:WITHDRAWN_SHOWN],
-        "more_withdrawn": len(withdrawn) > WITHDRAWN_SHOWN,
         "meter": meter,
         "fitted": fitted,
         "removed": None if fitted is not None else last_removal(conn, meter_id),

@@ -138,3 +138,25 @@ def test_a_meter_s_withdrawn_installations_are_shown_with_who_when_and_why(pages
     assert f'<dt>Withdrawn installations</dt><dd><ul class="withdrawn">{latest}{earlier}</ul></dd>' in page
     for meter_id in ("M1", "M4"):  # none withdrawn: nothing said
         assert "Withdrawn installations" not in _page(client, keys["reader"], meter_id)
+
+
+def test_a_meter_gone_from_the_network_still_lists_its_withdrawn_installations(pages) -> None:
+    """M2's installation at SP2 withdrawn, then its row taken out of ``meters`` (removed from the network):
+    its page is the 404 that says so, and lists the withdrawal, which ``withdrawn_installations`` keeps.
+    Before, the 404 page listed enquiries and alerts only: the withdrawal was nowhere a clerk could see."""
+    client, conn, keys = pages
+    with conn.transaction():
+        withdraw_installation(conn, "M2", FITTED, Withdrawal("Bea", "keyed against SP2, not SP4"))
+    conn.execute("DELETE FROM meters WHERE meter_id = 'M2'")
+    (stamp,) = conn.execute("SELECT withdrawn_at FROM withdrawn_installations WHERE meter_id = 'M2'").fetchone()
+    answer = client.get("/care/meters/M2", headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert answer.status_code == 404
+    assert "There is no meter M2 on the network" in answer.text
+    assert "The installations of it withdrawn as recorded in error, the enquiries and alerts" in answer.text
+    withdrawn = (
+        f'<ul class="withdrawn"><li>service point SP2 from {FITTED:%Y-%m-%d %H:%M} UTC (not removed): withdrawn by '
+        f"Bea on {stamp.astimezone(UTC):%Y-%m-%d %H:%M} UTC, “keyed against SP2, not SP4”</li></ul>"
+    )
+    assert "<h2>Withdrawn installations" in answer.text and withdrawn in answer.text
+    gone = client.get("/care/meters/M9", headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert gone.status_code == 404 and "Withdrawn installations" not in gone.text  # none withdrawn: nothing said
