@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.problems import RefusedBeforeRouting
 
-__all__ = ["AllowedHosts", "allowed_host"]
+__all__ = ["AllowedHosts", "allowed_host", "ipv6_host"]
 
 #: Set in a request's scope when Starlette's check lets it through.
 _PASSED = "aquami.host_allowed"
@@ -112,10 +112,11 @@ def _canonical_ipv6_authority(host: str) -> str | None:
     return f"[{address.compressed}]{match[2] or ''}"
 
 
-def _ipv6_host(text: str) -> str | None:
+def ipv6_host(text: str) -> str | None:
     """``text`` (``::1``, ``[::1]``) as the host of a ``Host`` header naming that IPv6 address
     (``[::1]``, canonically spelled); None when it is no IPv6 address; ValueError for one with a port
-    or a zone (``%eth0``: a browser sends none in a ``Host`` header)."""
+    or a zone (``%eth0``: a browser sends none in a ``Host`` header). server.origins compares an
+    ``Origin`` with the request's own address in this spelling too."""
     bracketed = text.startswith("[")
     address = text[1:].partition("]")[0] if bracketed else text
     if bracketed and not text.endswith("]"):
@@ -148,7 +149,7 @@ def allowed_host(text: str) -> str:
     if "://" in given or "/" in given:
         raise ValueError(f"{text!r} is no host name: the name alone (water.example.org), without a scheme or path")
     if ":" in given:
-        ipv6 = _ipv6_host(given)
+        ipv6 = ipv6_host(given)
         if ipv6 is not None:
             return ipv6
         raise ValueError(

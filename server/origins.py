@@ -7,16 +7,21 @@ over plain HTTP the request's ``Origin`` (or, with neither, its ``Referer``) is 
 
 from __future__ import annotations
 
+from contextlib import suppress
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
+
+from server.hosts import ipv6_host
 
 #: The port an origin without one has, by scheme (RFC 6454: an origin is scheme, host and port).
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """Scheme, host and port of a URL, the default port filled in; None for no URL or "null"."""
+    """Scheme, host and port of a URL, the default port filled in and an IPv6 address in its one
+    canonical spelling (RFC 5952, as ``--allowed-host`` compares it: server.hosts.ipv6_host); None for
+    no URL or "null"."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -25,7 +30,13 @@ def _origin(url: str) -> tuple[str, str, int | None] | None:
     scheme = parts.scheme.lower()
     if not scheme or not parts.hostname:
         return None
-    return scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS.get(scheme)
+    host = parts.hostname.lower()
+    # [0:0:0:0:0:0:0:1] and [::1] are one host: the Host a client or proxy passes and the Origin a
+    # browser writes may spell it differently (before, a post from the same IPv6 host was refused).
+    # An address with a zone (%eth0), which no browser sends, is compared as written.
+    with suppress(ValueError):
+        host = ipv6_host(host) or host
+    return scheme, host, port if port is not None else DEFAULT_PORTS.get(scheme)
 
 
 def from_another_site(request: Request) -> bool:
