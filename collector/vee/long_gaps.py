@@ -64,6 +64,26 @@ ORDER BY s.n
 """
 
 
+# The estimates of gaps (meter, opened, closed), strictly between their reads.
+_GAPS = "unnest(%s::text[], %s::float8[], %s::float8[]) AS g(meter_id, opened, closed)"
+_IN_GAPS = (
+    "r.meter_id = g.meter_id AND r.ts > to_timestamp(g.opened) AND r.ts < to_timestamp(g.closed) "
+    "AND r.quality = 'estimated'"
+)
+
+# The gaps' estimates locked at once in (meter, time) order before they are deleted, as ingest locks
+# the estimates it replaces with the meter's reads (collector/store.py, _LOCK_ESTIMATES): the DELETE
+# alone takes them in its plan's order (a chunk's physical order, a hash join's), and could hold a
+# later estimate while waiting for an earlier one ingest held, ingest waiting for the later one.
+_LOCK_GAPS_ESTIMATES = f"""
+SELECT count(*) FROM (
+    SELECT 1 FROM readings r JOIN {_GAPS} ON {_IN_GAPS}
+    ORDER BY r.meter_id, r.ts
+    FOR UPDATE OF r
+) locked
+"""
+
+
 def unloaded_openings(series: Series, in_period: B) -> B:
     """The measured reads in the period whose previous reading (loaded) is an estimate with no
     measured read of the meter loaded before it: gaps VEE filled, opening before the load."""
@@ -119,14 +139,11 @@ def delete_unloaded_left_alone(
     if not len(idx):
         return {}
     meters = [series.meter_ids[m] for m in series.meter[idx].tolist()]
+    gaps = (meters, opened.tolist(), series.ts[idx].tolist())
     with conn.transaction():  # (who and why hold for the transaction: one, on an autocommit connection too)
+        conn.execute(_LOCK_GAPS_ESTIMATES, gaps)
         conn.execute(SAY_WHO, ("vee:no-estimate", LEFT_ALONE_REASON.format(days=config.max_estimated_gap_s / 86400)))
-        conn.execute(
-            "DELETE FROM readings r USING unnest(%s::text[], %s::float8[], %s::float8[]) "
-            "AS g(meter_id, opened, closed) WHERE r.meter_id = g.meter_id AND r.ts > to_timestamp(g.opened) "
-            "AND r.ts < to_timestamp(g.closed) AND r.quality = 'estimated'",
-            (meters, opened.tolist(), series.ts[idx].tolist()),
-        )
+        conn.execute(f"DELETE FROM readings r USING {_GAPS} WHERE {_IN_GAPS}", gaps)
     changed: dict[str, float] = {}
     for meter, since in zip(meters, opened.tolist(), strict=True):
         changed[meter] = min(since, changed.get(meter, since))

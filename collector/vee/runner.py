@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -199,14 +199,17 @@ def run_vee(
     zone = utility_zone(conn)
     report = VeeReport(flags=dict.fromkeys((*RULES, "conflicting_duplicate"), 0))
     size = max(config.batch_meters, 1)
+    # the long gaps' estimates batches deleted, committed whatever becomes of the rest of their batch
+    long_gaps: dict[str, float] = {}
     for first in range(0, len(ids), size):
         _run_what_fits(
             conn,
             report,
             ids[first : first + size],
-            lambda batch: _run_batch(conn, start, end, config, now_s, zone, batch, estimate_gaps),
+            lambda batch: _run_batch(conn, start, end, config, now_s, zone, batch, estimate_gaps, long_gaps),
             lambda meter: _REFUSED.add(database, meter),
         )
+    _add(report, VeeReport(changed_from=long_gaps))
     return report
 
 
@@ -299,13 +302,49 @@ def _run_batch(
     zone: tzinfo,
     meters: list[str],
     estimate_gaps: bool,
+    long_gaps: dict[str, float],
 ) -> VeeReport:
     """One batch of meters: load, validate, estimate and write, in one transaction, which holds the
     meters' turns (:func:`collector.meter_turns.vee_takes_turns`) from before the load until it
     commits: a person's correction of one of them waits for it, or it for the correction. On a
-    connection in autocommit, the transaction is the batch's own."""
-    with conn.transaction() if conn.autocommit else nullcontext():
-        return _run_batch_in_turn(conn, start, end, config, now_s, zone, meters, estimate_gaps)
+    connection in autocommit, the transaction is the batch's own.
+
+    A gap whose estimates reach back before the load, which the rules leave for a person, has them
+    deleted (:func:`collector.vee.long_gaps.delete_unloaded_left_alone`) and committed first, before
+    the batch loads its meters again, in a transaction of its own, and taking its turns again: their
+    consumption changed from the opening read on, whatever becomes of the rest of the batch, goes into
+    ``long_gaps``. Kept to the end of the batch, those rows were locked while the batch went on to
+    lock the other estimates it deletes, of meters before theirs: ingest replacing both meters'
+    estimates with the meters' reads (in (meter, time) order) held the earlier meter's and waited for
+    the later one's, a deadlock. (One more commit, only for a batch that deletes such a gap.)"""
+    load_from = start - timedelta(days=config.profile_lookback_days)
+    with _transaction_of_its_own(conn):
+        vee_takes_turns(conn, meters)
+        series = load_series(conn, load_from, end, config, meters)
+        deleted: dict[str, float] = {}
+        if estimate_gaps:  # (a gap whose estimates reach back before the load: deleted in the database)
+            deleted = delete_unloaded_left_alone(conn, series, config, series.ts >= start.timestamp(), now_s)
+        if not deleted:
+            return _run_batch_in_turn(conn, start, end, config, now_s, zone, meters, series, estimate_gaps)
+    for meter, since in deleted.items():
+        long_gaps[meter] = min(since, long_gaps.get(meter, since))
+    with _transaction_of_its_own(conn):
+        vee_takes_turns(conn, meters)
+        series = load_series(conn, load_from, end, config, meters)
+        return _run_batch_in_turn(conn, start, end, config, now_s, zone, meters, series, estimate_gaps)
+
+
+@contextmanager
+def _transaction_of_its_own(conn: psycopg.Connection) -> Iterator[None]:
+    """The block in a transaction of its own, committed at its end: on a connection in autocommit,
+    one opened for it; otherwise the connection's, whose work before was committed (``run_vee``
+    commits before its first batch, and each batch at its end)."""
+    if conn.autocommit:
+        with conn.transaction():
+            yield
+        return
+    yield
+    conn.commit()
 
 
 def _run_batch_in_turn(
@@ -316,16 +355,10 @@ def _run_batch_in_turn(
     now_s: float,
     zone: tzinfo,
     meters: list[str],
+    series: Series,
     estimate_gaps: bool,
 ) -> VeeReport:
-    vee_takes_turns(conn, meters)
-    load_from = start - timedelta(days=config.profile_lookback_days)
-    series = load_series(conn, load_from, end, config, meters)
-    alone_before: dict[str, float] = {}
-    if estimate_gaps:  # (a gap whose estimates reach back before the load: deleted in the database)
-        alone_before = delete_unloaded_left_alone(conn, series, config, series.ts >= start.timestamp(), now_s)
-        if alone_before:
-            series = load_series(conn, load_from, end, config, meters)
+    """The batch of ``meters``, their reads ``series``, loaded in the turn the transaction holds."""
     stored = _stored_intervals(conn, series)
     giving_way = edits_giving_way(series, np.where(np.isfinite(stored), stored, float(config.expected_interval_s)))
     giving_way &= series.ts >= start.timestamp()
@@ -387,7 +420,6 @@ def _run_batch_in_turn(
     gone = (edit_keys, stale_keys, outside_keys, at_read_keys, alone_keys, off_slots_keys)
     deleted: tuple[list[str], list[float]] = ([m for k in gone for m in k[0]], [t for k in gone for t in k[1]])
     report = VeeReport(readings=int(in_period.sum()), changed_from=_changed_from(series, deleted, estimates))
-    _add(report, VeeReport(changed_from=alone_before))
     with conn.transaction():
         conn.execute(_STAGING)
         _delete_estimates_all(
@@ -480,8 +512,6 @@ def _run_batch_in_turn(
         if estimates is not None:
             report.estimates = _write_estimates(conn, series, estimates)
             report.gaps_not_estimated = len(not_estimated)
-    if not conn.autocommit:
-        conn.commit()  # the load opened a transaction, in which the block above was a savepoint
     return report
 
 
