@@ -374,6 +374,8 @@ class Collector:
 
     def _write_loop(self) -> None:
         pending: list[tuple[Received, Parsed]] = []
+        # positions in ``pending`` already committed by a try stored message by message: not again
+        done: set[int] = set()
         answered = time.monotonic()  # when the database last answered the writer (or was asked)
         idle = False  # the writer found nothing to write since its last write
         while not self._stop.is_set() or pending:
@@ -390,7 +392,7 @@ class Collector:
                     answered = time.monotonic()
                 idle = False
             try:
-                self._store_retrying_conflicts(pending)
+                self._store_retrying_conflicts(pending, done)
             except Exception as error:
                 # The database away (OperationalError), or not taking writes (a standby after a
                 # failover: ReadOnlySqlTransaction), or any other failure that is not one message's
@@ -413,12 +415,14 @@ class Collector:
             self._storing.recovered()
             self._acknowledge(pending)
             pending = []
+            done.clear()
             answered = time.monotonic()
 
-    def _store_retrying_conflicts(self, pending: list[tuple[Received, Parsed]]) -> None:
-        """Store ``pending``, trying again at once, on the same connection, a write another
-        transaction's conflicted with (a deadlock or a serialization failure, which PostgreSQL
-        resolves by rolling one side back: nothing of it was written).
+    def _store_retrying_conflicts(self, pending: list[tuple[Received, Parsed]], done: set[int]) -> None:
+        """Store ``pending`` (those at positions in ``done`` committed already: :meth:`_store_messages`),
+        trying again at once, on the same connection, a write another transaction's conflicted with
+        (a deadlock or a serialization failure, which PostgreSQL resolves by rolling one side back:
+        nothing of it was written).
 
         Before, such a conflict was taken for the database away (it is an ``OperationalError``):
         ``database_errors`` counted, the connection closed, "database unavailable" logged and the
@@ -427,7 +431,7 @@ class Collector:
         the caller's handling of any other failure."""
         for attempt in range(_CONFLICT_RETRIES + 1):
             try:
-                self._store_messages(pending)
+                self._store_messages(pending, done)
             except TRANSACTION_CONFLICTS as conflict:
                 if attempt == _CONFLICT_RETRIES:
                     raise
@@ -486,69 +490,80 @@ class Collector:
             if received.connection == current:
                 self._client.ack(received.message.mid, received.message.qos)
 
-    def _store_messages(self, messages: list[tuple[Received, Parsed]]) -> None:
+    def _store_messages(self, messages: list[tuple[Received, Parsed]], done: set[int]) -> None:
+        """Store ``messages`` in one transaction, those at positions in ``done`` left out; should the
+        database refuse one message's rows, message by message (:meth:`_store_one_by_one`), each
+        position added to ``done`` once its message is committed and counted."""
+        todo = [(i, received, result) for i, (received, result) in enumerate(messages) if i not in done]
         reads: list[ParsedMessage] = []
         events: list[EventRow] = []
         statuses: list[GatewayStatus] = []
         dead: list[tuple[str, str, bytes]] = []
-        parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow] | GatewayStatus]] = []
-        for received, result in messages:
-            message = received.message
-            if isinstance(result, RejectedMessage):
-                log.warning("dead letter from %s: %s", message.topic, result.reason)
-                dead.append((message.topic, result.reason, bytes(message.payload)))
-                continue
+        for _, received, result in todo:
+            letters = _letters_of(received, result)
+            for topic, reason, _payload in letters:
+                log.warning("dead letter from %s: %s", topic, reason)
+            dead += letters
             if isinstance(result, ParsedMessage):
                 reads.append(result)
-                if result.untimely is not None:
-                    log.warning("dead letter from %s: %s", message.topic, result.untimely[0])
-                    dead.append((message.topic, *result.untimely))
             elif isinstance(result, GatewayStatus):
                 statuses.append(result)
-            else:
+            elif isinstance(result, list):
                 events.extend(result)
-            parsed.append((message, result))
         try:
             outcome = self._store.write_messages(reads, dead, events, statuses)
         except (psycopg.DataError, psycopg.IntegrityError):
             # One message's rows upset the database: store message by message, so the bad one
             # becomes a dead letter and the others are kept.
-            rejected = [result for _, result in messages if isinstance(result, RejectedMessage)]
-            self._store_one_by_one(parsed, dead, rejected)
+            self._store_one_by_one(todo, done)
             return
-        results = [result for _, result in messages]
-        self._count(len(messages), outcome, len(dead), sum(map(_readings_in, results)), sum(map(_events_in, results)))
+        results = [result for _, _, result in todo]
+        self._count(len(todo), outcome, len(dead), sum(map(_readings_in, results)), sum(map(_events_in, results)))
 
-    def _store_one_by_one(
-        self,
-        parsed: list[tuple[mqtt.MQTTMessage, ParsedMessage | list[EventRow] | GatewayStatus]],
-        dead: list[tuple[str, str, bytes]],
-        rejected: list[RejectedMessage],
-    ) -> None:
-        """``dead``: the batch's dead letters, of its ``rejected`` messages (refused whole by the
-        parser) and of the untimely readings of messages among ``parsed``. Each message is counted
-        once: a message whose untimely readings are a letter is counted with its other readings
-        (before, once more with the letters: 6 messages for 4)."""
-        received = sum(_readings_in(result) for result in rejected)
-        self._count(len(rejected), self._store.write([], dead), len(dead), received, 0)
-        for message, result in parsed:
+    def _store_one_by_one(self, todo: list[tuple[int, Received, Parsed]], done: set[int]) -> None:
+        """Each message of ``todo`` (its position in the batch, as received, parsed) in a transaction
+        of its own, with its dead letters, and counted: the messages the parser refused whole first,
+        together; then each other, with the letter of its untimely readings, or, should the database
+        refuse its rows, as a letter of its own beside that one. Each message counted once (before,
+        a message whose untimely readings are a letter was counted once more with the letters: 6
+        messages for 4).
+
+        The position of each message committed is added to ``done``: a later message's write that
+        fails (rolled back for a conflict with another transaction, and tried again at once; the
+        database away, and tried again later) leaves the batch's next try the messages not committed.
+        Before, the next try stored the whole batch again: the messages committed before the failure
+        were counted again (as received, their readings as duplicates), and their dead letters
+        written again (two rows for one refused message)."""
+        rejected = [(i, received, result) for i, received, result in todo if isinstance(result, RejectedMessage)]
+        if rejected:
+            letters = [letter for _, received, result in rejected for letter in _letters_of(received, result)]
+            outcome = self._store.write([], letters)
+            self._count(len(rejected), outcome, len(letters), sum(_readings_in(r) for _, _, r in rejected), 0)
+            done.update(i for i, _, _ in rejected)
+        for i, received, result in todo:
+            if isinstance(result, RejectedMessage):
+                continue
+            untimely = _letters_of(received, result)
             try:
                 if isinstance(result, ParsedMessage):
-                    outcome = self._store.write_messages([result])
+                    outcome = self._store.write_messages([result], untimely)
                 elif isinstance(result, GatewayStatus):
-                    outcome = self._store.write([], (), (), [result])
+                    outcome = self._store.write([], untimely, (), [result])
                 else:
-                    outcome = self._store.write([], (), result)
-                self._count(1, outcome, 0, _readings_in(result), _events_in(result))
+                    outcome = self._store.write([], untimely, result)
+                self._count(1, outcome, len(untimely), _readings_in(result), _events_in(result))
             except (psycopg.DataError, psycopg.IntegrityError) as error:
+                message = received.message
                 reason = f"database refused the rows: {error}".strip()
                 payload = bytes(message.payload)
                 if isinstance(result, ParsedMessage) and result.untimely is not None:
                     # its untimely readings are a letter already: before, they were in this one too
                     reason += f" (its {result.untimely_count} untimely readings are a dead letter of their own)"
                     payload = result.timely_payload()
-                letter = (message.topic, reason, payload)
-                self._count(1, self._store.write([], [letter]), 1, _readings_in(result), _events_in(result))
+                letters = [*untimely, (message.topic, reason, payload)]
+                outcome = self._store.write([], letters)
+                self._count(1, outcome, len(letters), _readings_in(result), _events_in(result))
+            done.add(i)
 
     def _count(
         self, messages: int, outcome: StoreResult, dead: int, readings_received: int, events_received: int
@@ -567,6 +582,17 @@ class Collector:
             c.events_stored += outcome.events_inserted
             c.dead_letters += dead + len(outcome.refused)
         _log_refused(outcome.refused)
+
+
+def _letters_of(received: Received, result: Parsed) -> list[tuple[str, str, bytes]]:
+    """The dead letters a message is before it is written: itself, refused whole by the parser, or
+    its untimely readings (a letter of their own, the message's other readings stored)."""
+    topic = received.message.topic
+    if isinstance(result, RejectedMessage):
+        return [(topic, result.reason, bytes(received.message.payload))]
+    if isinstance(result, ParsedMessage) and result.untimely is not None:
+        return [(topic, *result.untimely)]
+    return []
 
 
 def _log_refused(refused: tuple[tuple[str, str], ...]) -> None:
