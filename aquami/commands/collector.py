@@ -390,10 +390,20 @@ def register(app: typer.Typer) -> None:
             None, exists=True, dir_okay=False, help="JSON file of VEE settings (collector/vee/config.py)."
         ),
     ) -> None:
-        """Validate and estimate readings in [from, to), then refresh consumption; prints a JSON report."""
+        """Validate and estimate readings in [from, to), then refresh consumption; prints a JSON report
+        (exit 1 when batches of meters conflicted with other transactions and were left undone)."""
         start, end = _period(start, end)
         settings = _vee_settings(config)
-        typer.echo(json.dumps(_vee_and_consumption(database_url, start, end, settings)))
+        done = _vee_and_consumption(database_url, start, end, settings)
+        typer.echo(json.dumps(done))
+        if done["batches_left"]:  # (the rest is done: its report printed, then the run said incomplete)
+            typer.echo(
+                f"error: {done['batches_left']} batches of meters ({done['meters_left']} meters) were rolled back "
+                "for a conflict with another transaction at each of their 3 runs and left undone: "
+                "run the same command again",
+                err=True,
+            )
+            raise typer.Exit(1)
 
     @collector_app.command("detect")
     def detect_command(

@@ -90,7 +90,10 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
             )
             start = reach
         done = vee_and_consumption(conn, start, end, config or VeeConfig(), now=now)
-        conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))
+        # the notes covered, unless a batch was left undone (rolled back for conflicts): the next
+        # round reaches back to them again, the left batch's meters' late reads with it
+        if not done["batches_left"]:
+            conn.execute("DELETE FROM late_readings WHERE id = ANY (%s)", ([note_id for note_id, _ in late],))
         conn.commit()
     return done
 

@@ -98,6 +98,11 @@ class VeeReport:
     discontinuities: int = 0
     estimates: int = 0
     gaps_not_estimated: int = 0
+    #: batches rolled back for a conflict with another transaction (a deadlock, a serialization
+    #: failure) at each of their runs, and how many meters they held: left undone by this run, for
+    #: the next round (or the same back-run again); before, said only in the log
+    batches_left: int = 0
+    meters_left: int = 0
     #: per meter, the earliest instant (epoch seconds) whose consumption the run changed: the opening
     #: read of each gap it estimated, or 1 µs before each estimate it deleted; the round refreshes
     #: consumption from there (it may be weeks before the round's own period)
@@ -258,7 +263,8 @@ def _run_retrying_conflicts(
     """``run`` the batch of ``meters``, again at once should PostgreSQL roll it back for a conflict
     with another transaction (its writes rolled back whole: nothing half written), up to
     ``_CONFLICT_RETRIES`` times; then the batch is left for the next round, said at WARNING, and
-    an empty report returned: the round goes on with its other batches.
+    a report of it left (``batches_left``, ``meters_left``: nothing else) returned: the round goes
+    on with its other batches.
 
     Before, a deadlock ended the round there (``run_vee`` raised): the batches after it, the round's
     consumption refresh and its late_readings notes waited for the next round, an hour later."""
@@ -279,7 +285,7 @@ def _run_retrying_conflicts(
                 attempt + 1,
                 reason,
             )
-    return VeeReport()
+    return VeeReport(batches_left=1, meters_left=len(meters))
 
 
 def _add(total: VeeReport, batch: VeeReport) -> None:
@@ -289,6 +295,8 @@ def _add(total: VeeReport, batch: VeeReport) -> None:
     total.discontinuities += batch.discontinuities
     total.estimates += batch.estimates
     total.gaps_not_estimated += batch.gaps_not_estimated
+    total.batches_left += batch.batches_left
+    total.meters_left += batch.meters_left
     for meter, since in batch.changed_from.items():
         total.changed_from[meter] = min(since, total.changed_from.get(meter, since))
 
