@@ -600,6 +600,18 @@ def _write_intervals(conn: psycopg.Connection, series: Series, validation: Valid
 
 
 def _write_estimates(conn: psycopg.Connection, series: Series, estimates: Estimates) -> int:
+    """Insert ``estimates`` (those whose key is stored meanwhile left out); how many were inserted.
+
+    They go in ``vee_staging``'s scan order, which is the order they are copied in, (meter, time): a
+    temporary table just truncated, read by one plain scan (never a parallel or synchronized one)
+    in the order its rows were written, and meter codes are numbered in meter_id order. An
+    ``ORDER BY meter_id, ts_epoch`` would guarantee that order but make no lock cycle impossible:
+    the transaction this insert may wait for is ingest's storing the meter's reads of the same
+    slots, which inserts them in the order they arrived (its COPY, or its merge from staging), not
+    in (meter, time) order. Reproduced (ad hoc, the real database: ingest copying B, C, A while
+    VEE inserted A then B): a deadlock, VEE's batch rolled back and run again
+    (:func:`_run_retrying_conflicts`), ingest's reads stored, nothing lost; the same with the
+    ORDER BY, which costs nothing measurable (73,180 estimates: 436 ms against 448 ms, best of 5)."""
     if not len(estimates):
         return 0
     conn.execute("TRUNCATE vee_staging")
