@@ -398,9 +398,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps(done))
         if done["batches_left"]:  # (the rest is done: its report printed, then the run said incomplete)
             typer.echo(
-                f"error: {done['batches_left']} batches of meters ({done['meters_left']} meters) were rolled back "
-                "for a conflict with another transaction at each of their 3 runs and left undone: "
-                "run the same command again",
+                f"error: VEE left {done['batches_left']} of its batches undone ({done['meters_left']} meters), "
+                "each rolled back for a conflict with another transaction at its 3 runs: run the same command again",
                 err=True,
             )
             raise typer.Exit(1)

@@ -73,8 +73,8 @@ def test_the_command_reports_the_batch_left_and_exits_1(migrated_database_url: s
     report = json.loads(result.stdout)
     assert (report["batches_left"], report["meters_left"], report["readings"]) == (1, 1, 48)
     assert result.exit_code == 1
-    assert "1 batches of meters (1 meters) were rolled back" in result.stderr
-    assert "run the same command again" in result.stderr
+    assert result.stderr.startswith("error: VEE left 1 of its batches undone (1 meters), each rolled back")
+    assert result.stderr.rstrip().endswith("run the same command again")
 
 
 def test_a_round_reports_the_batch_left_and_keeps_its_late_notes(
