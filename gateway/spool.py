@@ -172,6 +172,14 @@ class SpoolInUse(SpoolUnusable):
     the holder's pid when the lock file says it)."""
 
 
+def _one_line(fault: str) -> str:
+    """``PRAGMA quick_check``'s finding in one line: it says ``*** in database main ***`` on a line of
+    its own before the fault, which broke the gateway's one-line error (and its log line) in two."""
+    lines = [line.strip() for line in fault.splitlines()]
+    said = "; ".join(line for line in lines if line and not (line.startswith("***") and line.endswith("***")))
+    return said or " ".join(fault.split())
+
+
 def folder_missing(spool: Path) -> str | None:
     """Why a spool at ``spool`` cannot be opened on this machine for want of its folder (which the
     gateway never makes), or None: what ``gateway run`` refuses to start on, and ``gateway check``
@@ -332,9 +340,11 @@ class Spool:
             self._held.close()
             raise
 
-    def _open(self) -> None:
+    def _open(self, for_salvage: bool = False) -> None:
         """Open (or make) the database at ``self.path``, its lock held; :class:`SpoolUnusable` if it
-        cannot be (its cause SQLite's error), the connection closed."""
+        cannot be (its cause SQLite's error), the connection closed. ``for_salvage``: the new spool a
+        salvage makes, said by the salvage's own line (its "none there, a new one created" was false:
+        the damaged file was there, set aside a moment before)."""
         try:
             new = not self.path.exists()
             if new:  # owner-only before SQLite makes it, so its -wal and -shm are too (gateway.spool_access)
@@ -342,7 +352,7 @@ class Spool:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as error:
             raise SpoolUnusable(f"cannot open the spool {self.path}: {error}") from error
-        if new:  # in the log: a spool found new where one was kept says its storage was not there
+        if new and not for_salvage:  # in the log: a spool found new where one was kept says its storage was not there
             log.info("spool %s: none there, a new one created", self.path)
         else:
             _close_to_others(self.path)
@@ -352,6 +362,7 @@ class Spool:
             # was sent, and the publisher then failed on it at every connection, for ever
             (fault,) = ("ok",) if new else self._db.execute("PRAGMA quick_check(1)").fetchone()
             if fault != "ok":
+                fault = _one_line(fault)
                 raise SpoolDamaged(f"cannot open the spool {self.path}: it is damaged: {fault}", fault)
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's; an older one's by _convert_to_reclaim
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -385,7 +396,7 @@ class Spool:
             said = f"cannot open the spool {self.path}: it is damaged ({reason}), and cannot be set aside: {error}"
             raise SpoolUnusable(said) from error
         try:
-            self._open()
+            self._open(for_salvage=True)
             with self._lock, self._transaction():
                 readings, lost, events = salvage_into(aside, self._db)
         except (SpoolUnusable, OSError, sqlite3.Error) as error:
@@ -394,9 +405,10 @@ class Spool:
             # beside it and its readings waited there for someone who knew
             self._unmake_new_spool()
             put_back(aside, self.path)
+            why = str(error).removeprefix(f"cannot open the spool {self.path}: ")  # (the line names it once)
             said = (
                 f"cannot open the spool {self.path}: it is damaged ({reason}), and no new spool can be made to "
-                f"salvage it into: {error}; it is left in place, salvaged at the next start"
+                f"salvage it into: {why}; it is left in place, salvaged at the next start that has room"
             )
             raise SpoolUnusable(said) from error
         self._depth = readings

@@ -14,6 +14,9 @@ The disk refusing the new file is real, not mocked: the process's largest file s
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -23,11 +26,14 @@ import pytest
 from gateway.config import parse_config_text
 from gateway.service import Gateway
 from gateway.spool import Spool, SpoolUnusable
-from tests.gateway.file_size_limit import no_file_grows_past
+from tests.gateway.file_size_limit import limit_file_size, no_file_grows_past
 from tests.gateway.helpers import config_text
 from tests.gateway.spool_damage import overwrite_pages, readable_ids, readings, rows, table_pages, write_spool
+from tests.services import free_port
 
 _T = TypeVar("_T")
+
+AQUAMI = str(Path(sys.executable).with_name("aquami"))
 
 
 def raised_by(call: Callable[[], _T]) -> BaseException:
@@ -99,3 +105,47 @@ def test_a_running_gateway_whose_salvage_fails_stops_with_its_reason(tmp_path: P
     assert "no new spool can be made" in gateway.failure
     assert gateway.status()["state"] == "offline"
     assert [p.name for p in tmp_path.iterdir() if "damaged" in p.name] == []
+
+
+def test_gateway_run_whose_salvage_fails_at_its_start_exits_1_in_one_line_the_file_put_back(tmp_path: Path) -> None:
+    """``aquami gateway run`` on a damaged spool, its disk with room to open it (its ``-shm``) but not for
+    the new spool the salvage fills: exit 1 (its unit starts it again) with one line that says the file
+    is damaged, why it was not salvaged, and that it is left in place; the file is back under its own
+    name, byte for byte, and the start that has room salvages it.
+
+    Before: the same exit, but quick_check's finding broke the line in two (``(*** in database main
+    ***`` on its own line), and the log said ``spool …: none there, a new one created`` first, of the
+    salvage's new spool, removed a moment later."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=30)
+    bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
+    expected = {row for row in rows(path) if row[0] in readable_ids(path, [bad])}
+    overwrite_pages(path, [bad], b"\xff")
+    damaged = path.read_bytes()
+    config = tmp_path / "gw.toml"
+    config.write_text(config_text(f"mqtt://127.0.0.1:{free_port()}", {"b": free_port()}, {"b": [1]}, str(path)))
+    done = subprocess.run(
+        [AQUAMI, "gateway", "run", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit_file_size(64 * 1024),  # the damaged file's -shm (32 KiB) fits, 1500 readings do not
+    )
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    said = re.fullmatch(
+        rf"error: cannot open the spool {re.escape(str(path))}: it is damaged \((Page {bad}: .+)\), and no new "
+        r"spool can be made to salvage it into: disk I/O error; it is left in place, salvaged at the next start "
+        r"that has room",
+        line,
+    )
+    assert said is not None, line
+    assert "\n" not in said[1] and "***" not in said[1]  # SQLite's finding: btreeInitPage() returns error code 11
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite.lock", "gw.toml"]
+    assert path.read_bytes() == damaged
+    again = Spool(path)  # the next start, with room
+    try:
+        assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
+    finally:
+        again.close()
+    assert rows(path) == expected
