@@ -404,13 +404,16 @@ class Spool:
             # place, so the next start finds it and salvages it; set aside, a start made a new, empty spool
             # beside it and its readings waited there for someone who knew
             self._unmake_new_spool()
-            put_back(aside, self.path)
             why = str(error).removeprefix(f"cannot open the spool {self.path}: ")  # (the line names it once)
             said = (
                 f"cannot open the spool {self.path}: it is damaged ({reason}), and no new spool can be made to "
-                f"salvage it into: {why}; it is left in place, salvaged at the next start that has room"
+                f"salvage it into: {why}"
             )
-            raise SpoolUnusable(said) from error
+            try:
+                put_back(aside, self.path)
+            except OSError as stranded:  # said as the spool's: the file left aside, and the hand it needs
+                raise SpoolUnusable(f"{said}; {stranded}") from stranded
+            raise SpoolUnusable(f"{said}; it is left in place, salvaged at the next start that has room") from error
         self._depth = readings
         self.damage = Salvage(reason, aside, at, readings, lost, events)
         log.error("spool %s is damaged (found %s: %s): %s", self.path, found, reason, self.damage.sentence())

@@ -135,11 +135,27 @@ def set_aside(spool: Path, at: datetime) -> Path:
 
 def put_back(aside: Path, spool: Path) -> None:
     """Undo :func:`set_aside`: the damaged file back at ``spool``, then its ``-wal`` and ``-shm`` (a
-    crash in between leaves its WAL aside, never beside a new spool), for the next start to salvage it."""
-    for suffix in ("", "-wal", "-shm"):
-        there = aside.with_name(aside.name + suffix)
-        if there.exists():
-            os.rename(there, spool.with_name(spool.name + suffix))
+    crash in between leaves its WAL aside, never beside a new spool), for the next start to salvage it.
+
+    A rename refused raises :class:`OSError` saying which files are left aside and what the operator
+    must do: rename them back by hand before the gateway starts again, which would otherwise find no
+    spool, make a new, empty one, and never salvage them. Before, the bare rename's error said
+    neither that the file was the damaged spool's nor that a hand was needed."""
+    left = [
+        (aside.with_name(aside.name + suffix), spool.with_name(spool.name + suffix))
+        for suffix in ("", "-wal", "-shm")
+        if aside.with_name(aside.name + suffix).exists()
+    ]
+    for done, (there, here) in enumerate(left):
+        try:
+            os.rename(there, here)
+        except OSError as error:
+            renames = ", ".join(f"{file.name} to {name.name}" for file, name in left[done:])
+            raise OSError(
+                f"the damaged spool file {there} cannot be put back as {here} ({error.strerror or error}): "
+                f"rename {renames} in {spool.parent} by hand before the gateway starts again, else that start "
+                "makes a new, empty spool and does not salvage it"
+            ) from error
 
 
 def _columns(damaged: sqlite3.Connection, table: str) -> tuple[str, ...]:

@@ -23,9 +23,11 @@ from typing import TypeVar
 
 import pytest
 
+import gateway.spool
 from gateway.config import parse_config_text
 from gateway.service import Gateway
 from gateway.spool import Spool, SpoolUnusable
+from gateway.spool_salvage import put_back
 from tests.gateway.file_size_limit import limit_file_size, no_file_grows_past
 from tests.gateway.helpers import config_text
 from tests.gateway.spool_damage import overwrite_pages, readable_ids, readings, rows, table_pages, write_spool
@@ -149,3 +151,92 @@ def test_gateway_run_whose_salvage_fails_at_its_start_exits_1_in_one_line_the_fi
     finally:
         again.close()
     assert rows(path) == expected
+
+
+def _aside_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".damaged-" in p.name)
+
+
+def test_a_put_back_refused_names_the_files_left_aside_and_the_hand_they_need(tmp_path: Path) -> None:
+    """The kernel refusing the rename (the spool's name taken by a folder): the error names the damaged
+    file, where it was to go, and the renames an operator must make before the next start (which would
+    otherwise make a new, empty spool and never salvage it). Before: the bare rename's
+    ``[Errno 21] Is a directory: '…damaged-…' -> '…gw.sqlite'``, with nothing of a spool or a hand."""
+    spool, aside = tmp_path / "gw.sqlite", tmp_path / "gw.sqlite.damaged-20261207T101500Z"
+    aside.write_bytes(b"the damaged file")
+    aside.with_name(aside.name + "-wal").write_bytes(b"its WAL")
+    spool.mkdir()
+    (spool / "something").write_bytes(b"")  # a folder that is not empty: no file can take its name
+    with pytest.raises(OSError) as refused:
+        put_back(aside, spool)
+    assert str(refused.value) == (
+        f"the damaged spool file {aside} cannot be put back as {spool} (Is a directory): rename "
+        "gw.sqlite.damaged-20261207T101500Z to gw.sqlite, gw.sqlite.damaged-20261207T101500Z-wal to gw.sqlite-wal "
+        f"in {tmp_path} by hand before the gateway starts again, else that start makes a new, empty spool and "
+        "does not salvage it"
+    )
+    assert aside.read_bytes() == b"the damaged file" and _aside_files(tmp_path) == [aside.name, aside.name + "-wal"]
+
+
+def _name_taken_before_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder made at the spool's name as the salvage puts the damaged file back: the rename is then
+    refused by the kernel (EISDIR). The put-back itself runs as it is."""
+
+    def taken_then_put_back(aside: Path, spool: Path) -> None:
+        spool.mkdir()
+        (spool / "something").write_bytes(b"")
+        put_back(aside, spool)
+
+    monkeypatch.setattr(gateway.spool, "put_back", taken_then_put_back)
+
+
+def test_a_salvage_at_a_start_whose_put_back_fails_is_the_spools_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a start (``gateway run`` says a SpoolUnusable in one ``error:`` line, exit 1): before, the
+    rename's OSError went out of Spool() as it was, a traceback."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=30)
+    bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
+    overwrite_pages(path, [bad], b"\xff")
+    _name_taken_before_put_back(monkeypatch)
+    with no_file_grows_past(64 * 1024):  # room to open the damaged file, none for the salvage's 1500 readings
+        refused = raised_by(lambda: Spool(path))
+    (aside,) = _aside_files(tmp_path)
+    assert isinstance(refused, SpoolUnusable)
+    said = str(refused)
+    assert said.startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
+    assert "no new spool can be made to salvage it into: disk I/O error; " in said
+    assert said.endswith(
+        f"the damaged spool file {tmp_path / aside} cannot be put back as {path} (Is a directory): rename {aside} "
+        f"to gw.sqlite in {tmp_path} by hand before the gateway starts again, else that start makes a new, empty "
+        "spool and does not salvage it"
+    )
+    assert "\n" not in said
+
+
+def test_a_running_salvage_whose_put_back_fails_leaves_the_spool_unusable_and_its_owner_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While running: the spool is unusable (every call says why, naming the file left aside) and its
+    owner is told once (the gateway stops, exit 1). Before, the rename's OSError went to the caller,
+    the owner was not told, and every later call failed on "Cannot operate on a closed database"."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=30)
+    bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
+    told: list[str] = []
+    spool = Spool(path)
+    try:
+        spool.on_unusable = told.append
+        spool._db.execute("PRAGMA cache_size = 1")
+        overwrite_pages(path, [bad], b"\xff")
+        _name_taken_before_put_back(monkeypatch)
+        with no_file_grows_past(1024):
+            first = raised_by(lambda: spool.sealed_batches(limit=1000))
+        later = raised_by(lambda: spool.append(readings(1)))
+    finally:
+        spool.close()
+    aside = _aside_files(tmp_path)[0]  # (its -wal and -shm beside it, left aside too)
+    assert isinstance(first, SpoolUnusable) and isinstance(later, SpoolUnusable)
+    assert str(later) == str(first) and told == [str(first)]
+    assert f"the damaged spool file {tmp_path / aside} cannot be put back as {path} (Is a directory)" in str(first)
