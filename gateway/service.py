@@ -26,7 +26,7 @@ from gateway.health import Health, LinkState
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.scheduler import BusScheduler
-from gateway.spool import Spool, SpoolFull
+from gateway.spool import Spool, SpoolFull, SpoolUnusable
 from gateway.wmbus import WMBusListener
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class Gateway:
         self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
         self.spool_full = False
         self._refusing = False  # the spool is refusing readings (short of room): said once, not per commit
+        self._unusable_said = False  # the spool no longer usable, said by the writer (once: the gateway stops)
         self._overflow_unreported = 0
         self._overflow_reported_at = -OVERFLOW_EVENT_EVERY_S
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -119,11 +120,7 @@ class Gateway:
                 try:
                     appended = await asyncio.to_thread(self.spool.append, [body for body, _ in batch])
                 except Exception as error:  # a full disk: the polls fail, and say why
-                    if not isinstance(error, SpoolFull):
-                        log.exception("cannot write to the spool")
-                    elif not self._refusing:
-                        log.error("%s", error)
-                    self._refusing = isinstance(error, SpoolFull)
+                    self._say_not_written(error)
                     self.readings_not_spooled += len(batch)
                     for _, done in batch:
                         if not done.done():
@@ -143,6 +140,22 @@ class Gateway:
                         self._report_overflow()
             if stop.is_set() and not self._pending:
                 return
+
+    def _say_not_written(self, error: Exception) -> None:
+        """Why the writer's batch was not stored: the spool refusing readings (short of room), once
+        while it refuses; the spool no longer usable (a salvage failed: the gateway stops on it), once,
+        in a line and no traceback, where each batch until the stop landed logged one; anything else
+        with its traceback."""
+        if isinstance(error, SpoolFull):
+            if not self._refusing:
+                log.error("%s", error)
+        elif isinstance(error, SpoolUnusable):
+            if not self._unusable_said:
+                self._unusable_said = True
+                log.error("readings are not stored from now on, the gateway stops: %s", error)
+        else:
+            log.exception("cannot write to the spool")
+        self._refusing = isinstance(error, SpoolFull)
 
     def _report_overflow(self) -> None:
         """One ``spool_overflow`` event for the drops since the last one (at most one per interval)."""
