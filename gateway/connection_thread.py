@@ -17,6 +17,7 @@ from gateway.inflight import InFlight
 from gateway.mqtt_client import ClientFactory
 from gateway.mqtt_session import Session, close_client
 from gateway.mqtt_version import VersionChoice, connack_code
+from gateway.publisher_spool import PublisherSpool
 from gateway.publisher_state import PublisherState, log
 
 #: A connection that lasted this long was a good one: the reconnection waits start again from the
@@ -38,6 +39,7 @@ class ConnectionThread:
         version: VersionChoice,
         link: BrokerLink,
         new_session: Callable[[mqtt.Client], Session],
+        spool: PublisherSpool,
     ) -> None:
         self._state = state
         self._inflight = inflight
@@ -45,6 +47,7 @@ class ConnectionThread:
         self._version = version
         self._link = link
         self._new_session = new_session
+        self._spool = spool  # the spool failing under the publisher, said apart (its sessions' too)
         self._backoff = Backoff(state.options.reconnect_min_s, state.options.reconnect_max_s)
         self.short_connections = 0  # dropped in a row before _STABLE_S
         self.taken_over = 0  # of those, ended by the broker's "Session taken over" (MQTT 5)
@@ -66,9 +69,11 @@ class ConnectionThread:
             except Exception:  # the thread must outlive any one bad moment; the spool keeps the data
                 log.exception("MQTT session failed")
             finally:
+                # a failing spool: what was acknowledged is kept for the next try (InFlight.settle_acks),
+                # said as the spool's episode, once (before: a traceback at each session's end)
                 try:
-                    self._inflight.settle_acks()
-                except Exception:  # a failing disk: what was acknowledged stays in the spool and goes again
+                    self._spool.attempt(self._inflight.settle_acks)
+                except Exception:  # not the spool's (a bug): said, and the thread goes on
                     log.exception("cannot delete acknowledged messages from the spool")
                 self._state.connected.clear()
                 dropped = not stop.is_set() and session.connected_at is not None

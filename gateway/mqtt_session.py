@@ -21,7 +21,7 @@ from gateway.inflight import InFlight
 from gateway.mqtt_client import ClientFactory
 from gateway.mqtt_recheck import ask_beside
 from gateway.mqtt_version import VersionChoice
-from gateway.publisher_spool import SPOOL_ERRORS, PublisherSpool
+from gateway.publisher_spool import PublisherSpool
 from gateway.publisher_state import CommandHandler, PublisherState, log
 from gateway.size_limit import PACKET_TOO_LARGE
 
@@ -126,14 +126,7 @@ class Session:
         ran and the spool answered. A spool's error is the spool's (gateway.publisher_spool), said as
         such: the session, whose broker is fine, goes on. Before, it ended the session, and the
         gateway reconnected to the broker for as long as the disk failed."""
-        if not self._spool.may_try():
-            return False
-        try:
-            work()
-        except SPOOL_ERRORS as error:
-            self._spool.failed(error)
-            return False
-        return True
+        return self._spool.attempt(work)
 
     def _say_goodbye(self, client: mqtt.Client) -> None:
         info = client.publish(self._state.status_topic, b"offline", qos=1, retain=True)

@@ -106,7 +106,13 @@ class Publisher:
         self._link = BrokerLink(self._state)
         self._spool_trouble = PublisherSpool(spool.path)  # the spool failing under it: said apart from the broker
         self._connection = ConnectionThread(
-            self._state, self._inflight, self._clients, self._version, self._link, self._new_session
+            self._state,
+            self._inflight,
+            self._clients,
+            self._version,
+            self._link,
+            self._new_session,
+            self._spool_trouble,
         )
         self._thread = threading.Thread(target=self._connection.run, name=f"publisher-{gateway_id}", daemon=True)
 

@@ -57,6 +57,18 @@ class PublisherSpool:
         """Whether the spool is to be used on this turn: not within ``retry_s`` of its last failure."""
         return self.monotonic() >= self._retry_at
 
+    def attempt(self, work: Callable[[], None]) -> bool:
+        """``work`` (spool work of the publisher's), unless the spool failed within ``retry_s``: whether
+        it ran and the spool answered. The spool's error is said by :meth:`failed`, once an episode."""
+        if not self.may_try():
+            return False
+        try:
+            work()
+        except SPOOL_ERRORS as error:
+            self.failed(error)
+            return False
+        return True
+
     def failed(self, error: BaseException) -> None:
         """The spool failed a call: left alone for ``retry_s``; said if it begins an episode, or a
         reminder is due."""
