@@ -97,7 +97,7 @@ class InFlight:
 
     def send(self, client: mqtt.Client) -> None:
         """One loop turn's publishing: the outbox, then durable messages, then batches."""
-        self._drain_outbox(client)
+        self.send_outbox(client)
         self._send_durable_messages(client)
         self._send_what_fits(client)
 
@@ -249,7 +249,8 @@ class InFlight:
     def _fits(self, topic: str, payload: bytes) -> bool:
         return self._max_packet is None or packet_size(topic, payload) <= self._max_packet
 
-    def _drain_outbox(self, client: mqtt.Client) -> None:
+    def send_outbox(self, client: mqtt.Client) -> None:
+        """Statuses and replies, from memory: no spool needed (sent each turn, the spool failing or not)."""
         while self._outbox:
             message = self._outbox.popleft()
             payload = message.payload

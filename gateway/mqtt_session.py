@@ -118,6 +118,9 @@ class Session:
             if state.stop.is_set():
                 self._say_goodbye(client)
                 return
+            # statuses and replies need no spool: before, a spool failing to delete what the broker had
+            # acknowledged kept them from going, for as long as it failed
+            self._inflight.send_outbox(client)
             if self._with_spool(functools.partial(self._inflight.send, client)):
                 self._spool.worked()
 
