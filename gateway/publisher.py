@@ -60,7 +60,7 @@ from gateway.mqtt_session import Session
 from gateway.mqtt_version import VersionChoice
 from gateway.outgoing import Outgoing, encode_batch
 from gateway.publisher_failure import Failure
-from gateway.publisher_spool import PublisherSpool
+from gateway.publisher_spool import SPOOL_ERRORS, PublisherSpool
 from gateway.publisher_state import CommandHandler, FatalHandler, PublisherState, log
 from gateway.spool import Spool
 
@@ -147,16 +147,24 @@ class Publisher:
     def stop(self, drain_timeout: float = 0.0) -> None:
         """Stop; with ``drain_timeout``, first give the publisher that long to empty the spool and
         outbox. What the broker refused, waiting for its next try, is not waited for, nor a reading
-        or an event larger than the broker takes: before, each had the drain wait its whole timeout."""
+        or an event larger than the broker takes: before, each had the drain wait its whole timeout.
+        A spool that fails as the drain asks what it holds ends the drain, said in one line and kept as
+        :attr:`failure` (the gateway exits 1); the stop goes on."""
+        try:
+            self._drain(drain_timeout)
+        except SPOOL_ERRORS as error:  # before, raised to the caller, the publisher's thread left running
+            self._failure.at_stop(self._spool_trouble.failed_at_stop(error))
+        self._state.stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._link.outage.stop()
+
+    def _drain(self, drain_timeout: float) -> None:
         deadline = time.monotonic() + drain_timeout
         while time.monotonic() < deadline:  # (re)connecting included: the broker may be just back
             if self.connected.is_set() and not self._outbox and self._drained():
                 break
             time.sleep(0.05)
-        self._state.stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._link.outage.stop()
 
     def _drained(self) -> bool:
         """Readings and durable messages all acknowledged, or each kind left waiting after a refusal,
@@ -186,7 +194,8 @@ class Publisher:
 
     @property
     def failure(self) -> str | None:
-        """Why the publisher stopped on its own; None while it runs."""
+        """Why the publisher stopped on its own, or why its stop did not end well (its spool failing
+        as it drained); None while it runs, and after a stop that went well."""
         return self._failure.reason
 
     @property

@@ -1,4 +1,5 @@
-"""The publisher stopped on its own: one of paho's callbacks failed (a bug)."""
+"""The publisher stopped on its own: one of paho's callbacks failed (a bug); or its stop met a failure
+(its spool failing as it drained)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,10 @@ class Failure:
             self._stop.set()
             if self._on_fatal is not None:
                 self._on_fatal(reason)
+
+    def at_stop(self, reason: str) -> None:
+        """A failure met as the publisher is told to stop (the spool failing during the drain): said in
+        one line and kept as :attr:`reason` (a failure before it stays the reason), the stop going on."""
+        log.error("%s", reason)
+        if self.reason is None:
+            self.reason = reason

@@ -89,6 +89,14 @@ class PublisherSpool:
                 self.path, f"{episode.failures:,}", utc_iso(episode.since), error,
             )  # fmt: skip
 
+    def failed_at_stop(self, error: BaseException) -> str:
+        """The spool failed as the publisher's stop asked what it holds: the words for it, one line."""
+        self.failures += 1
+        return (
+            f"spool {self.path} fails as the publisher stops: {error}; the drain ends here, and what the spool "
+            "holds waits for the gateway's next start"
+        )
+
     def worked(self) -> None:
         """The spool answered the publisher's calls of a turn: an episode going on ends, said."""
         ended = self._episodes.ended("spool")

@@ -25,6 +25,7 @@ from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
 from gateway.health import Health, LinkState
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
+from gateway.publisher_spool import SPOOL_ERRORS
 from gateway.scheduler import BusScheduler
 from gateway.spool import Spool, SpoolFull, SpoolUnusable
 from gateway.wmbus import WMBusListener
@@ -188,8 +189,11 @@ class Gateway:
         meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
         try:
             self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode(), meter_health)
-        except Exception:  # a full disk: this event is lost, not the writer, bus or poll that raised it
-            log.exception("event %s not spooled", event["event"])
+        except Exception as error:  # a full disk: this event is lost, not the writer, bus or poll that raised it
+            if isinstance(error, SPOOL_ERRORS):  # the spool's, in a line (before: a traceback for each event)
+                log.error("event %s not spooled: %s", event["event"], error)
+            else:
+                log.exception("event %s not spooled", event["event"])
             self.health.unsaved_again(meter_health)
 
     def _say_damage(self) -> None:
@@ -238,7 +242,7 @@ class Gateway:
                 "readings_spooled": self.readings_spooled,
                 "readings_dropped": self.readings_dropped,
                 "readings_not_spooled": self.readings_not_spooled,  # the spool refused them: a full disk
-                "events_waiting": self.spool.messages_waiting(),
+                "events_waiting": self._events_waiting(),
                 "events_dropped": self.spool.messages_dropped_total,
                 "batches_acknowledged": self.publisher.acknowledged_batches,
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
@@ -254,6 +258,14 @@ class Gateway:
             },
             state,
         )
+
+    def _events_waiting(self) -> int:
+        """The events the spool holds; as last counted while it fails to count them: before, the status
+        failed on it, and with it the gateway's stop (its offline status is made as it stops)."""
+        try:
+            return self.spool.messages_waiting()
+        except SPOOL_ERRORS:
+            return self.spool.messages_last_counted
 
     def publish_status(self, state: LinkState = "online") -> None:
         """The retained health status. With thousands of meters it can be larger than a broker takes
@@ -410,4 +422,7 @@ class Gateway:
             self._say_stopped()
             self.publish_status("offline")  # before the publisher's goodbye, which sets status offline
             await asyncio.to_thread(self.publisher.stop, drain_timeout)
+            # its spool failing as it drained: exit 1, as for the spool's other failures (before, the
+            # stop raised it, and the gateway stopped on a traceback, its spool not closed)
+            self.failure = self.failure or self.publisher.failure
             self.spool.close()

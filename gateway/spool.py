@@ -847,6 +847,12 @@ class Spool:
         with self._lock:
             return self._messages_counted if self.closed else self._count_messages()
 
+    @property
+    def messages_last_counted(self) -> int:
+        """Events waiting as last counted (as it opened, or by :meth:`messages_waiting`): what a
+        caller says while the spool fails to count them."""
+        return self._messages_counted
+
     @_mends_damage
     def _count_messages(self) -> int:
         with self._lock:
