@@ -170,10 +170,11 @@ class Health:
         """``rows`` (from :meth:`take_unsaved`) could not be stored: take them again next time."""
         self._unsaved.update(meter_id for meter_id, *_ in rows if meter_id in self.meters)
 
-    def save(self) -> None:
-        """Store every meter's unsaved state (one transaction), if there is a store."""
+    def save(self) -> int:
+        """Store every meter's unsaved state (one transaction), if there is a store: how many meters'
+        states were stored (0: none to store, and the store not asked)."""
         if self.store is None:
-            return
+            return 0
         rows = self.take_unsaved()
         if rows:
             try:
@@ -181,6 +182,7 @@ class Health:
             except BaseException:
                 self.unsaved_again(rows)
                 raise
+        return len(rows)
 
     def _saved(self, meter_id: str) -> SavedMeter:
         meter = self.meters[meter_id]

@@ -28,11 +28,15 @@ from gateway.publisher import Publisher
 from gateway.publisher_spool import SPOOL_ERRORS
 from gateway.scheduler import BusScheduler
 from gateway.spool import Spool, SpoolFull, SpoolUnusable
+from gateway.spool_writes import SpoolWrites
 from gateway.wmbus import WMBusListener
 
 log = logging.getLogger(__name__)
 
 OVERFLOW_EVENT_EVERY_S = 10.0  # drops are reported at once, then summed into one event per this interval
+
+#: What becomes of the events a failing spool does not store (said with its first failure).
+_EVENTS_MEANWHILE = "the events meanwhile are in this log alone (each its `event …` line), not sent to the broker"
 
 #: An event's fields its log line leaves out: the gateway's log names the gateway and dates the line.
 _SAID_BY_THE_LOG = ("gateway_id", "event", "meter_id", "ts")
@@ -64,6 +68,8 @@ class Gateway:
             on_damage=config.spool.on_damage,
             clock=clock,
         )
+        #: the gateway's own writes to the spool failing (meters' health, events, readings): said once an episode
+        self._spool_writes = SpoolWrites(self.spool.path, log)
         self._damage_said: object = None  # the spool's damage (Spool.damage) its spool_damaged event said
         self.health = Health(config.gateway_id, config.health.offline_after, clock, store=self.spool)
         self.profiles = ProfileBook(self.spool)
@@ -190,11 +196,11 @@ class Gateway:
         try:
             self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode(), meter_health)
         except Exception as error:  # a full disk: this event is lost, not the writer, bus or poll that raised it
-            if isinstance(error, SPOOL_ERRORS):  # the spool's, in a line (before: a traceback for each event)
-                log.error("event %s not spooled: %s", event["event"], error)
-            else:
-                log.exception("event %s not spooled", event["event"])
+            # said once an episode (before: a line for each event, a traceback for an error not the spool's)
+            self._spool_writes.failed("events", error, _EVENTS_MEANWHILE)
             self.health.unsaved_again(meter_health)
+        else:
+            self._spool_writes.worked("events")
 
     def _say_damage(self) -> None:
         """The ``spool_damaged`` event, once for each damage the spool found (as it opened, or while
@@ -224,11 +230,16 @@ class Gateway:
             self._loop.call_soon_threadsafe(self._publisher_failed, reason)
 
     def save_health(self) -> None:
-        """Store the meters' health changed since last stored (their last good read, above all)."""
+        """Store the meters' health changed since last stored (their last good read, above all). A spool
+        that fails to store it is said once an episode (:mod:`gateway.spool_writes`): before, a traceback
+        at every status interval for as long as the disk refused writes."""
         try:
-            self.health.save()
-        except Exception:  # a full disk: kept in memory, and stored at the next try
-            log.exception("meter health not saved")
+            stored = self.health.save()
+        except Exception as error:  # a full disk: kept in memory, and stored at the next try
+            self._spool_writes.failed("meters' health", error, "kept in memory, tried again at each status")
+        else:
+            if stored:
+                self._spool_writes.worked("meters' health")
 
     def status(self, state: LinkState | None = None) -> dict[str, Any]:
         """The health status: ``state`` "online" while :meth:`run` runs, "offline" once it has

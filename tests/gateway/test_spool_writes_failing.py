@@ -1,0 +1,116 @@
+"""The gateway's own writes to a spool whose disk refuses them (the meters' health at each status,
+events) are said once an episode: the first failure with its reason, a reminder every hour, the end
+once stored again. Nothing is lost that the spool could keep: the health is stored once it can be,
+each event is in the log's ``event …`` line.
+
+Before, the meters' health logged "meter health not saved" with a full traceback at every status
+interval, and each event an ERROR line "event … not spooled: …", for as long as the disk refused.
+
+The disk is real: the kernel refuses the spool's writes (tests/gateway/file_size_limit.py)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from gateway.config import parse_config_text
+from gateway.service import Gateway, log
+from gateway.spool_writes import SpoolWrites
+from tests.gateway.file_size_limit import no_file_grows_past
+from tests.gateway.helpers import config_text
+
+INTERVALS = 5  # status intervals (or events) while the disk refuses writes
+
+
+class Monotonic:
+    """A monotonic clock a test moves on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _gateway(path: Path) -> Gateway:
+    text = config_text("mqtt://127.0.0.1:1", {"b": 1}, {"b": [1, 2]}, str(path), gateway_id="gw-writes")
+    Gateway(parse_config_text(text)).spool.close()  # made; opened again as a gateway starts on it
+    gateway = Gateway(parse_config_text(text))
+    for bus in gateway.config.buses:
+        gateway.health.track(bus.name, (m.meter_id for m in bus.meters))
+    return gateway
+
+
+def _said(caplog: pytest.LogCaptureFixture, level: int) -> list[tuple[str, bool]]:
+    return [
+        (r.getMessage(), r.exc_info is not None)
+        for r in caplog.records
+        if r.name == "gateway.service" and r.levelno == level
+    ]
+
+
+def test_meters_health_a_failing_spool_cannot_store_is_said_once_an_episode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "gw.sqlite"
+    gateway = _gateway(path)
+    clock = Monotonic()
+    gateway._spool_writes = SpoolWrites(path, log, remind_every_s=3600, monotonic=clock)
+    meters = [m.meter_id for m in gateway.config.meters]
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.service"), no_file_grows_past(1024):
+            for _ in range(INTERVALS):
+                for meter in meters:
+                    gateway.health.poll_done(meter, False, error="no answer")
+                gateway.save_health()
+                clock.now += 60
+            clock.now += 3600  # an hour on: a reminder
+            gateway.save_health()
+        with caplog.at_level(logging.INFO, logger="gateway.service"):
+            clock.now += 60
+            gateway.save_health()  # the disk takes writes again
+        stored = [gateway.spool.load_meter_health(meter) for meter in meters]
+    finally:
+        gateway.spool.close()
+    errors = _said(caplog, logging.ERROR)
+    first = (
+        f"meters' health not stored in the spool {path}: disk I/O error; kept in memory, tried again at each "
+        "status (said again every 1 h while it lasts, and once stored again)"
+    )
+    assert errors[0] == (first, False)  # before: "meter health not saved" and a traceback, at each interval
+    assert len(errors) == 2 and errors[1][1] is False
+    assert errors[1][0].startswith(f"meters' health still not stored in the spool {path}, 6 tries failed since ")
+    assert errors[1][0].endswith(", the last: disk I/O error")
+    assert f"meters' health stored in the spool {path} again after 1 h 6 min, 6 tries failed" in [
+        message for message, _ in _said(caplog, logging.INFO)
+    ]
+    assert [s is not None and s[2] for s in stored] == [INTERVALS, INTERVALS]  # nothing lost: stored once it could be
+
+
+def test_events_a_failing_spool_cannot_store_are_said_once_an_episode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "gw.sqlite"
+    gateway = _gateway(path)
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.service"), no_file_grows_past(1024):
+            for n in range(INTERVALS):
+                gateway.emit(gateway.health.gateway_event("spool_resumed", spool_depth=n, policy="stop_polling"))
+        with caplog.at_level(logging.INFO, logger="gateway.service"):
+            gateway.emit(gateway.health.gateway_event("spool_resumed", spool_depth=9, policy="stop_polling"))
+        waiting = gateway.spool.messages_waiting()
+    finally:
+        gateway.spool.close()
+    first = (
+        f"events not stored in the spool {path}: disk I/O error; the events meanwhile are in this log alone (each "
+        "its `event …` line), not sent to the broker (said again every 1 h while it lasts, and once stored again)"
+    )
+    assert _said(caplog, logging.ERROR) == [(first, False)]  # before: "event spool_resumed not spooled: …" 5 times
+    infos = [message for message, _ in _said(caplog, logging.INFO)]
+    assert [m for m in infos if m.startswith("event spool_resumed")] == [
+        f'event spool_resumed: spool_depth={n} policy="stop_polling"' for n in [*range(INTERVALS), 9]
+    ]  # each event still in the log
+    assert f"events stored in the spool {path} again after 0 s, {INTERVALS} tries failed" in infos
+    assert waiting == 1
