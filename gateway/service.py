@@ -38,6 +38,9 @@ OVERFLOW_EVENT_EVERY_S = 10.0  # drops are reported at once, then summed into on
 #: What becomes of the events a failing spool does not store (said with its first failure).
 _EVENTS_MEANWHILE = "the events meanwhile are in this log alone (each its `event …` line), not sent to the broker"
 
+#: What becomes of the readings a failing spool does not store (said with its first failure).
+_READINGS_MEANWHILE = "each poll meanwhile fails with it, its reading lost and counted in readings_not_spooled"
+
 #: An event's fields its log line leaves out: the gateway's log names the gateway and dates the line.
 _SAID_BY_THE_LOG = ("gateway_id", "event", "meter_id", "ts")
 
@@ -136,6 +139,7 @@ class Gateway:
                 if self._refusing:
                     self._refusing = False
                     log.warning("the spool takes readings again (depth %d)", self.spool.depth())
+                self._spool_writes.worked("readings")
                 self.readings_spooled += appended.stored
                 for _, done in batch:
                     if not done.done():
@@ -152,7 +156,8 @@ class Gateway:
         """Why the writer's batch was not stored: the spool refusing readings (short of room), once
         while it refuses; the spool no longer usable (a salvage failed: the gateway stops on it), once,
         in a line and no traceback, where each batch until the stop landed logged one; anything else
-        with its traceback."""
+        (a disk I/O error) once an episode (:mod:`gateway.spool_writes`), where each batch logged
+        "cannot write to the spool" with a traceback for as long as it lasted."""
         if isinstance(error, SpoolFull):
             if not self._refusing:
                 log.error("%s", error)
@@ -161,7 +166,7 @@ class Gateway:
                 self._unusable_said = True
                 log.error("readings are not stored from now on, the gateway stops: %s", error)
         else:
-            log.exception("cannot write to the spool")
+            self._spool_writes.failed("readings", error, _READINGS_MEANWHILE)
         self._refusing = isinstance(error, SpoolFull)
 
     def _report_overflow(self) -> None:

@@ -1,25 +1,31 @@
 """The gateway's own writes to a spool whose disk refuses them (the meters' health at each status,
-events) are said once an episode: the first failure with its reason, a reminder every hour, the end
-once stored again. Nothing is lost that the spool could keep: the health is stored once it can be,
-each event is in the log's ``event …`` line.
+events, the polls' readings) are said once an episode: the first failure with its reason, a reminder
+every hour, the end once stored again. Nothing is lost that the spool could keep, nor left uncounted:
+the health is stored once it can be, each event is in the log's ``event …`` line, each reading not
+stored counted in ``readings_not_spooled`` (and its poll failed).
 
 Before, the meters' health logged "meter health not saved" with a full traceback at every status
-interval, and each event an ERROR line "event … not spooled: …", for as long as the disk refused.
+interval, each event an ERROR line "event … not spooled: …", and each batch of readings "cannot write
+to the spool" with a traceback, for as long as the disk refused.
 
 The disk is real: the kernel refuses the spool's writes (tests/gateway/file_size_limit.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from aquami.contracts.reads import Reading
 from gateway.config import parse_config_text
 from gateway.service import Gateway, log
 from gateway.spool_writes import SpoolWrites
 from tests.gateway.file_size_limit import no_file_grows_past
 from tests.gateway.helpers import config_text
+from tests.gateway.spool_damage import T0
 
 INTERVALS = 5  # status intervals (or events) while the disk refuses writes
 
@@ -114,3 +120,43 @@ def test_events_a_failing_spool_cannot_store_are_said_once_an_episode(
     ]  # each event still in the log
     assert f"events stored in the spool {path} again after 0 s, {INTERVALS} tries failed" in infos
     assert waiting == 1
+
+
+def test_readings_a_failing_spool_cannot_store_are_said_once_an_episode_each_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer, fed as polls feed it, one reading after another (a batch each)."""
+    path = tmp_path / "gw.sqlite"
+    gateway = _gateway(path)
+
+    async def polls() -> list[BaseException]:
+        stop = asyncio.Event()
+        writer = asyncio.create_task(gateway._writer(stop))
+        refused: list[BaseException] = []
+        with no_file_grows_past(1024):
+            for n in range(INTERVALS):
+                try:
+                    await gateway.spool_reading(Reading(f"WM-{n}", T0, 1.0 + n))
+                except sqlite3.Error as error:  # the poll fails with it
+                    refused.append(error)
+        await gateway.spool_reading(Reading("WM-again", T0, 9.0))  # the disk takes writes again
+        stop.set()
+        gateway._wake_writer.set()
+        await writer
+        return refused
+
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.service"):
+            refused = asyncio.run(polls())
+        depth = gateway.spool.depth()
+    finally:
+        gateway.spool.close()
+    assert len(refused) == INTERVALS and gateway.readings_not_spooled == INTERVALS  # each counted
+    assert gateway.readings_spooled == 1 and depth == 1
+    first = (
+        f"readings not stored in the spool {path}: disk I/O error; each poll meanwhile fails with it, its reading "
+        "lost and counted in readings_not_spooled (said again every 1 h while it lasts, and once stored again)"
+    )
+    assert _said(caplog, logging.ERROR) == [(first, False)]  # before: a traceback for each of the 5 batches
+    infos = [message for message, _ in _said(caplog, logging.INFO)]
+    assert f"readings stored in the spool {path} again after 0 s, {INTERVALS} tries failed" in infos
