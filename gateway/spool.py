@@ -259,6 +259,38 @@ class SealedBatch:
         return [json.loads(body) for body in self.bodies]
 
 
+@dataclass(frozen=True, slots=True)
+class _NotRemoved:
+    """A file of a failed salvage's new spool that could not be removed, and why."""
+
+    file: Path
+    identity: tuple[int, int] | None  # (device, inode) as it was refused: the damaged file put back over it is not it
+    why: str
+
+
+def _identity(file: Path) -> tuple[int, int] | None:
+    try:
+        found = file.lstat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _still_there(not_removed: list[_NotRemoved]) -> str:
+    """The words for the new spool's files still where the damaged file's must be (none put back over
+    them): they are to be removed by hand, as SQLite would take them for the damaged file's own
+    (a WAL applied to a file it is not from). "" when there are none."""
+    still = [n for n in not_removed if n.identity is not None and _identity(n.file) == n.identity]
+    if not still:
+        return ""
+    names = ", ".join(f"{n.file.name} ({n.why})" for n in still)
+    files, them = ("file", "it") if len(still) == 1 else ("files", "them")
+    return (
+        f"; the salvage's new spool {files} {names} cannot be removed: remove {them} from {still[0].file.parent} "
+        f"by hand before the gateway starts again, else that start takes {them} for the damaged file's own"
+    )
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -403,30 +435,41 @@ class Spool:
             # the new spool cannot be made or filled (a full disk): the damaged file goes back in its
             # place, so the next start finds it and salvages it; set aside, a start made a new, empty spool
             # beside it and its readings waited there for someone who knew
-            self._unmake_new_spool()
+            not_removed = self._unmake_new_spool()
             why = str(error).removeprefix(f"cannot open the spool {self.path}: ")  # (the line names it once)
             said = (
                 f"cannot open the spool {self.path}: it is damaged ({reason}), and no new spool can be made to "
                 f"salvage it into: {why}"
             )
-            try:
+            try:  # even with the new spool's files not all removed: the damaged file back is what matters
                 put_back(aside, self.path)
             except OSError as stranded:  # said as the spool's: the file left aside, and the hand it needs
-                raise SpoolUnusable(f"{said}; {stranded}") from stranded
+                raise SpoolUnusable(f"{said}{_still_there(not_removed)}; {stranded}") from stranded
+            if still := _still_there(not_removed):
+                raise SpoolUnusable(f"{said}{still}; the damaged file is back in its place") from error
             raise SpoolUnusable(f"{said}; it is left in place, salvaged at the next start that has room") from error
         self._depth = readings
         self.damage = Salvage(reason, aside, at, readings, lost, events)
         log.error("spool %s is damaged (found %s: %s): %s", self.path, found, reason, self.damage.sentence())
 
-    def _unmake_new_spool(self) -> None:
+    def _unmake_new_spool(self) -> list[_NotRemoved]:
         """The new spool a salvage began (its file just made, nothing in it but what the failed salvage
-        rolled back): closed, and its files removed, so the damaged one can go back in its place."""
+        rolled back): closed, and its files removed, so the damaged one can go back in its place.
+        Returns those that could not be removed (each tried): before, the first refused went out as the
+        bare OSError, and the damaged file was never put back (left aside, the next start making a new,
+        empty spool beside it)."""
         try:
             self._db.close()
         except sqlite3.Error as error:
             log.warning("spool %s: closing the new spool: %s", self.path, error)
+        not_removed = []
         for suffix in ("-wal", "-shm", ""):
-            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+            file = self.path.with_name(self.path.name + suffix)
+            try:
+                file.unlink(missing_ok=True)
+            except OSError as error:
+                not_removed.append(_NotRemoved(file, _identity(file), error.strerror or str(error)))
+        return not_removed
 
     def _mend(self, error: sqlite3.DatabaseError, generation: int) -> None:
         """Damage met while running (an insert, a read): with ``set_aside``, the file is set aside and

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -240,3 +241,44 @@ def test_a_running_salvage_whose_put_back_fails_leaves_the_spool_unusable_and_it
     assert isinstance(first, SpoolUnusable) and isinstance(later, SpoolUnusable)
     assert str(later) == str(first) and told == [str(first)]
     assert f"the damaged spool file {tmp_path / aside} cannot be put back as {path} (Is a directory)" in str(first)
+
+
+def test_a_new_spool_file_the_failed_salvage_cannot_remove_still_has_the_damaged_file_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The salvage's new spool cannot be filled (the disk refusing it) and one of its files cannot be
+    removed (its ``-wal``'s name taken by a folder as the salvage runs: the kernel refuses the unlink,
+    EISDIR). The damaged file still goes back in its place, and the spool's error names the file an
+    operator must remove, with the renames the put-back left (its own ``-wal`` cannot go over the
+    folder). Before: the unlink's bare IsADirectoryError went out of Spool(), a traceback, and the
+    damaged file stayed aside, for the next start to make a new, empty spool beside it."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=30)
+    bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
+    overwrite_pages(path, [bad], b"\xff")
+    damaged = path.read_bytes()
+    salvage = gateway.spool.salvage_into
+    new_wal = path.with_name("gw.sqlite-wal")
+
+    def wal_name_taken_then_salvage(aside: Path, spool: sqlite3.Connection) -> tuple[int, int | None, int]:
+        new_wal.unlink()  # (the new spool's connection keeps its WAL open: SQLite does not see it)
+        new_wal.mkdir()
+        return salvage(aside, spool)
+
+    monkeypatch.setattr(gateway.spool, "salvage_into", wal_name_taken_then_salvage)
+    with no_file_grows_past(160 * 1024):  # the new spool made (its schema), not filled with 1500 readings
+        refused = raised_by(lambda: Spool(path))
+    assert isinstance(refused, SpoolUnusable), refused  # before: IsADirectoryError, the put-back never run
+    assert path.read_bytes() == damaged  # put back, byte for byte
+    (aside,) = [name for name in _aside_files(tmp_path) if name.endswith("-wal")]  # its WAL: its name taken
+    said = str(refused)
+    assert said.startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
+    assert said.endswith(
+        "no new spool can be made to salvage it into: disk I/O error; the salvage's new spool file gw.sqlite-wal "
+        f"(Is a directory) cannot be removed: remove it from {tmp_path} by hand before the gateway starts again, "
+        f"else that start takes it for the damaged file's own; the damaged spool file {tmp_path / aside} cannot be "
+        f"put back as {new_wal} (Is a directory): rename {aside} to gw.sqlite-wal, "
+        f"{aside.removesuffix('-wal')}-shm to gw.sqlite-shm in {tmp_path} by hand before the gateway starts "
+        "again, else that start makes a new, empty spool and does not salvage it"
+    )
+    assert "\n" not in said
