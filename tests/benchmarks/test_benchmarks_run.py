@@ -138,6 +138,11 @@ SMOKE: dict[str, Smoke] = {
         ("--quick", "--meters", "500"),
         rf"Recorded against unrecorded: recall {NUMBER} against {NUMBER}",
     ),
+    "bench_nem12": Smoke(
+        ("--meters", "20", "--days", "2", "--repeat", "1"),
+        rf"NEM12 export against the baselines: {NUMBER}x the naive export's time, {NUMBER}x the raw COPY's",
+        database=True,
+    ),
     "bench_open311_requests": Smoke(
         ("--enquiries", "2000", "--posts", "5"),
         rf"an app's own newest 1,000 against customer care's: {NUMBER}x the time",
