@@ -172,7 +172,10 @@ _GOOD = (
 # or before the agreement's start, up to the last read at or before its end (repository.determinant_lines;
 # a bad read is none). ``split_lo`` / ``split_hi``: those reads (the agreement's own instant without one),
 # NULL where the window's end is the installation's. An hour the split falls inside of is the two sides'
-# (:data:`_HOURLY`'s ``edges``); the others are whole hours of one side.
+# (:data:`_HOURLY`'s ``edges``); the others are whole hours of one side. A read at ``installed_at`` itself
+# is the installation's, and opens a tenant's water as billing's opening read does (``ts >= installed_at``;
+# before, ``>``, which fell back to the agreement's instant: no read lies between the two, so each side had
+# the same intervals either way, tests/server/test_nem12_split_as_billed.py).
 #
 # A meter read before its installation (a reused meter, read at its earlier service point) opens the
 # installation's water on its first read at or after ``installed_at``, as the determinants do: ``split_lo``
@@ -191,7 +194,7 @@ splits AS (
            greatest(
                CASE WHEN %(account)s::text IS NOT NULL AND w.lo > w.installed_at THEN coalesce(
                    (SELECT max(r.ts) FROM readings r
-                    WHERE r.meter_id = w.meter_id AND r.ts <= w.lo AND r.ts > w.installed_at AND {_GOOD}),
+                    WHERE r.meter_id = w.meter_id AND r.ts <= w.lo AND r.ts >= w.installed_at AND {_GOOD}),
                    w.lo) END,
                CASE WHEN EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = w.meter_id AND r.ts < w.installed_at)
                          OR NOT coalesce((SELECT {_GOOD} FROM readings r
