@@ -742,7 +742,7 @@ _DAY_HOURS = [timedelta(hours=h) for h in range(24)]
 @lru_cache(maxsize=4096)
 def _mark(quality: str, quality_by: str | None, why: str | None, meters: tuple[str, ...]) -> tuple[str, str, str]:
     """An hour's method, reason code and description (:func:`_declared`), remembered: a file's hours
-    repeat a few flags and reasons, and working each out again was a third of the export's Python time."""
+    repeat a few flags and reasons, each now worked out once rather than for every hour it flags."""
     return _declared(_method(quality, quality_by), why, list(meters))
 
 
