@@ -22,7 +22,8 @@ from gateway.backoff import pause
 from gateway.buses import make_transport
 from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
-from gateway.health import Health, LinkState
+from gateway.event_json import EventNotJson, event_json, logged_value
+from gateway.health import Health, LinkState, SavedMeter
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.publisher_spool import SPOOL_ERRORS
@@ -36,7 +37,16 @@ log = logging.getLogger(__name__)
 OVERFLOW_EVENT_EVERY_S = 10.0  # drops are reported at once, then summed into one event per this interval
 
 #: What becomes of the events a failing spool does not store (said with its first failure).
-_EVENTS_MEANWHILE = "the events meanwhile are in this log alone (each its `event …` line), not sent to the broker"
+_EVENTS_MEANWHILE = (
+    "the events meanwhile are in this log alone (each its `event …` line), not sent to the broker, "
+    "and counted in events_not_spooled"
+)
+
+#: What becomes of an event with a value JSON cannot write (a bug: said with its first failure).
+_UNWRITABLE_MEANWHILE = (
+    "such an event is in this log alone (its `event …` line), not sent to the broker, and counted in "
+    "events_not_spooled; polling goes on"
+)
 
 #: What becomes of the readings a failing spool does not store (said with its first failure).
 _READINGS_MEANWHILE = "each poll meanwhile fails with it, its reading lost and counted in readings_not_spooled"
@@ -51,11 +61,10 @@ def event_line(event: dict[str, Any]) -> str:
     spaces or line breaks keep to one line. Before, the details were left out: ``event
     gateway_stopped`` said neither why nor what the spool held, ``event spool_overflow`` not how many
     readings were dropped; they were in the events table alone, or in the spool while the broker was
-    away."""
+    away. A value with no JSON form is said by its ``repr`` (:func:`gateway.event_json.logged_value`):
+    before, the line raised, and with it :meth:`Gateway.emit` into whatever raised the event."""
     name = " ".join(str(event[key]) for key in ("event", "meter_id") if key in event)
-    details = " ".join(
-        f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in event.items() if key not in _SAID_BY_THE_LOG
-    )
+    details = " ".join(f"{key}={logged_value(value)}" for key, value in event.items() if key not in _SAID_BY_THE_LOG)
     return f"event {name}: {details}" if details else f"event {name}"
 
 
@@ -97,6 +106,7 @@ class Gateway:
         self.readings_spooled = 0
         self.readings_dropped = 0
         self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
+        self.events_not_spooled = 0  # refused by the spool (a full disk), or no JSON (a bug): in the log alone
         self.spool_full = False
         self._refusing = False  # the spool is refusing readings (short of room): said once, not per commit
         self._unusable_said = False  # the spool no longer usable, said by the writer (once: the gateway stops)
@@ -194,14 +204,29 @@ class Gateway:
     def emit(self, event: dict[str, Any]) -> None:
         """Spool ``event`` for the broker (the publisher sends it); a meter's event with the meter's
         changed health (:meth:`gateway.health.Health.take_unsaved`) in the same transaction, so after
-        a restart the stored state says offline exactly when its ``meter_offline`` was spooled."""
+        a restart the stored state says offline exactly when its ``meter_offline`` was spooled.
+
+        Never raises into its caller (a poll's callback, a bus's loop, the spool's writer): an event
+        the spool refuses (a full disk) or with a value that has no JSON form (:mod:`gateway.event_json`)
+        is in the log's ``event …`` line alone, counted in ``events_not_spooled``, and said once an
+        episode (:mod:`gateway.spool_writes`). Before, a value JSON could not write raised out of the
+        log line, before anything could catch it: a poll's task died with it, or the spool's writer
+        (a ``spool_overflow``), after which no reading was stored at all."""
         log.info("%s", event_line(event))
-        topic = events_topic(self.config.gateway_id, self.config.topic_root)
-        meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
         try:
-            self.publisher.send_durable(topic, json.dumps(event, separators=(",", ":")).encode(), meter_health)
+            payload = event_json(event)
+        except EventNotJson as error:  # a bug where the event was made: this event is lost, nothing else
+            self.events_not_spooled += 1
+            self._spool_writes.failed("events", error, _UNWRITABLE_MEANWHILE)
+            return  # (a meter's changed health stays unsaved: stored at the next status)
+        topic = events_topic(self.config.gateway_id, self.config.topic_root)
+        meter_health: list[SavedMeter] = []
+        try:
+            meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
+            self.publisher.send_durable(topic, payload, meter_health)
         except Exception as error:  # a full disk: this event is lost, not the writer, bus or poll that raised it
             # said once an episode (before: a line for each event, a traceback for an error not the spool's)
+            self.events_not_spooled += 1
             self._spool_writes.failed("events", error, _EVENTS_MEANWHILE)
             self.health.unsaved_again(meter_health)
         else:
@@ -258,6 +283,7 @@ class Gateway:
                 "readings_spooled": self.readings_spooled,
                 "readings_dropped": self.readings_dropped,
                 "readings_not_spooled": self.readings_not_spooled,  # the spool refused them: a full disk
+                "events_not_spooled": self.events_not_spooled,  # a full disk, or no JSON: in the log alone
                 "events_waiting": self._events_waiting(),
                 "events_dropped": self.spool.messages_dropped_total,
                 "batches_acknowledged": self.publisher.acknowledged_batches,

@@ -86,6 +86,7 @@ def test_a_gateway_s_link_and_health_are_kept_and_listed(tmp_path: Path, migrate
     assert listed.status_code == 200, listed.text
     mine = next(g for g in listed.json() if g["gateway_id"] == gw)
     assert mine["online"] is False and mine["health"]["meters_total"] == 2 and "meters" not in mine
+    assert health["events_not_spooled"] == 0 and mine["health"]["events_not_spooled"] == 0  # passed through
 
 
 def test_a_gateway_lost_by_the_broker_is_offline_by_its_last_will(migrated_database_url: str, mosquitto):

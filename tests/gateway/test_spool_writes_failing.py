@@ -1,8 +1,8 @@
 """The gateway's own writes to a spool whose disk refuses them (the meters' health at each status,
 events, the polls' readings) are said once an episode: the first failure with its reason, a reminder
 every hour, the end once stored again. Nothing is lost that the spool could keep, nor left uncounted:
-the health is stored once it can be, each event is in the log's ``event …`` line, each reading not
-stored counted in ``readings_not_spooled`` (and its poll failed).
+the health is stored once it can be, each event is in the log's ``event …`` line and counted in
+``events_not_spooled``, each reading not stored counted in ``readings_not_spooled`` (and its poll failed).
 
 Before, the meters' health logged "meter health not saved" with a full traceback at every status
 interval, each event an ERROR line "event … not spooled: …", and each batch of readings "cannot write
@@ -107,11 +107,13 @@ def test_events_a_failing_spool_cannot_store_are_said_once_an_episode(
         with caplog.at_level(logging.INFO, logger="gateway.service"):
             gateway.emit(gateway.health.gateway_event("spool_resumed", spool_depth=9, policy="stop_polling"))
         waiting = gateway.spool.messages_waiting()
+        not_spooled = gateway.status()["events_not_spooled"]
     finally:
         gateway.spool.close()
     first = (
         f"events not stored in the spool {path}: disk I/O error; the events meanwhile are in this log alone (each "
-        "its `event …` line), not sent to the broker (said again every 1 h while it lasts, and once stored again)"
+        "its `event …` line), not sent to the broker, and counted in events_not_spooled (said again every 1 h while "
+        "it lasts, and once stored again)"
     )
     assert _said(caplog, logging.ERROR) == [(first, False)]  # before: "event spool_resumed not spooled: …" 5 times
     infos = [message for message, _ in _said(caplog, logging.INFO)]
@@ -120,6 +122,7 @@ def test_events_a_failing_spool_cannot_store_are_said_once_an_episode(
     ]  # each event still in the log
     assert f"events stored in the spool {path} again after 0 s, {INTERVALS} tries failed" in infos
     assert waiting == 1
+    assert not_spooled == INTERVALS  # each event the disk refused counted (before: in the log alone)
 
 
 def test_readings_a_failing_spool_cannot_store_are_said_once_an_episode_each_counted(

@@ -1,0 +1,70 @@
+"""An event as JSON: the bytes the spool stores and the broker gets, and each value as the gateway's
+log line says it.
+
+An event's values are JSON's own (strings, integers, null, lists, objects), and two of the project's
+types have a spelling: a ``Decimal`` (a volume, money) as its digits in a string (``"1.50"``), never a
+float's rounding; a timezone-aware ``datetime`` as ISO 8601 UTC (``utc_iso``). Anything else has no
+JSON form (bytes from a decoded frame, a set, a naive datetime, NaN, which ``json`` would write as
+``NaN``, no JSON at all): :class:`EventNotJson` names the event, the field and why, so the gateway can
+say the event in its log and count it lost instead of raising into the poll or the spool's writer that
+emitted it. Before, an event's log line was made before anything could catch its error: a ``TypeError``
+went up through the poll's callback, the bus's loop or the writer that had raised the event.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from aquami.contracts.reads import utc_iso
+
+
+class EventNotJson(ValueError):
+    """An event holding a value with no JSON form; the message names the event, its field and why."""
+
+
+def json_form(value: object) -> object:
+    """``json.dumps``'s ``default``: a ``Decimal`` or an aware ``datetime`` as a string; else refused."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"Decimal {value} is no number JSON can write")
+        return str(value)  # its digits, exactly ("12.340"; "1E+2"): no float's rounding
+    if isinstance(value, datetime):
+        return utc_iso(value)  # a naive one refused: never UTC by accident
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def value_json(value: object, **options: Any) -> str:
+    """``value`` as JSON (``options``: ``json.dumps``'s); raises ``TypeError``, ``ValueError``
+    (``RecursionError``: nested too deep) for a value with no JSON form."""
+    return json.dumps(value, allow_nan=False, default=json_form, **options)
+
+
+def event_json(event: dict[str, Any]) -> bytes:
+    """``event`` as the spool stores it; :class:`EventNotJson` if a value has no JSON form."""
+    try:
+        return value_json(event, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError) as error:
+        raise EventNotJson(f"event {event.get('event')!s}: {_why_not(event, error)}") from error
+
+
+def logged_value(value: object) -> str:
+    """``value`` as an event's log line says it: its JSON, or its ``repr`` if it has none (the log
+    line must say the event whatever it holds: it is all that is left of one that cannot be stored)."""
+    try:
+        return value_json(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+
+
+def _why_not(event: dict[str, Any], error: BaseException) -> str:
+    """The first field whose value has no JSON form, and why; else the whole event's error (a field's
+    name that is no string)."""
+    for key, value in event.items():
+        try:
+            value_json(value)
+        except (TypeError, ValueError, RecursionError) as why:
+            return f"field {key}={logged_value(value)}: {why}"
+    return str(error)
