@@ -15,10 +15,12 @@
   listing those (before, any path: the gateway opened whatever ``.toml`` a sender named, and its
   error said whether the file was there). ``first``, ``last`` and ``profile`` sent for an M-Bus
   line are refused (before, ignored: the whole line searched). An M-Bus search's late E5h are
-  ``late_selections``, each the selections left unanswered before it came; one a poll's meter may
-  have sent instead (its SND_NKE or selection left unanswered just before) has that meter beside it
-  in ``late_selections_may_be_polls`` (one entry each, in the same order), as the gateway's log says it
-  (gateway.late_answers ``heard_in_search``).
+  ``late_selections``, each the selections left unanswered before it came, or, with none since the
+  search's last answer, the selection that answer was to (a second meter it selects, acknowledging
+  late), which ``late_selections_answered`` marks true (one entry each, in the same order); one a poll's
+  meter may have sent instead (its SND_NKE or selection left unanswered just before) has that meter
+  beside it in ``late_selections_may_be_polls`` (one entry each, in the same order), as the gateway's
+  log says it (gateway.late_answers ``heard_in_search``).
 
 A bus that fails during a command (a Modbus bus that will not open, an M-Bus search stopped by a
 reload or a device that is not there) is a :class:`PollError`: answered ``{"ok": false}`` with its
@@ -187,6 +189,7 @@ class Commands:
                 # an E5h heard after the answer window names no meter: the selections left unanswered
                 # before each one came (gateway.mbus); before, it was not heard, or not said
                 late_selections = [list(selections) for selections in scheduler.transport.late_in_search]
+                late_answered = list(scheduler.transport.late_in_search_answered)
                 late_polls = [list(meters) for meters in scheduler.transport.late_in_search_polls]
                 late_reads = list(scheduler.transport.late_reads_in_search)
             found_ids = [f.identification for f in searched]
@@ -194,6 +197,10 @@ class Commands:
             searched_reply: dict[str, Any] = {"found": found_ids, "snippet": snippet_text}
             if late_selections:
                 searched_reply["late_selections"] = late_selections
+            # an entry that is the selection answered last, none left unanswered since: before, the entry was
+            # empty, naming nothing
+            if any(late_answered):
+                searched_reply["late_selections_answered"] = late_answered
             # an entry a poll's meter may have sent instead (its SND_NKE or selection left unanswered just
             # before): said as the gateway's log says it; before, the reply said it as the search's alone
             if any(late_polls):

@@ -242,13 +242,17 @@ class LateAnswers:
         key = ("E5h", tuple(m.meter_id for m in awaiting))
         self._count(key, None, lambda: self.unowned_hint(awaiting))
 
-    def heard_in_search(self, selections: Sequence[str], awaiting: Sequence[MeterConfig] = ()) -> None:
+    def heard_in_search(
+        self, selections: Sequence[str], awaiting: Sequence[MeterConfig] = (), *, answered: bool = False
+    ) -> None:
         """An M-Bus E5h, late, in a secondary-address search: ``selections`` are those left unanswered
-        before it came (gateway.mbus: ``MBusTransport._late_in_search``), ``awaiting`` the meters
-        whose poll's SND_NKE or selection went unanswered just before, which may have sent it too
-        (then it is said with both, charged to none)."""
+        before it came (gateway.mbus: ``MBusTransport._late_in_search``), or, ``answered``, with none
+        left unanswered since the search's last answer, the selection that answer was to (a second
+        meter it selects, acknowledging late); ``awaiting`` the meters whose poll's SND_NKE or
+        selection went unanswered just before, which may have sent it too (then it is said with both,
+        charged to none)."""
         key = ("search", tuple(m.meter_id for m in awaiting))
-        self._count(key, None, lambda: self.search_hint(selections, awaiting))
+        self._count(key, None, lambda: self.search_hint(selections, awaiting, answered=answered))
 
     def heard_late_read(self, identification: str, meter: MeterConfig | None) -> None:
         """An M-Bus long frame, late, in a secondary-address search: the answer of the meter
@@ -266,8 +270,16 @@ class LateAnswers:
             "found: raise the bus's answer_timeout_s and search again"
         )
 
-    def search_hint(self, selections: Sequence[str], awaiting: Sequence[MeterConfig] = ()) -> str:
+    def search_hint(
+        self, selections: Sequence[str], awaiting: Sequence[MeterConfig] = (), *, answered: bool = False
+    ) -> str:
         assert isinstance(self.bus, MBusBusConfig)
+        if answered:
+            return (
+                f"{self.bus.name}: an acknowledgement (E5h) came after the bus's {self.bus.answer_timeout_s:g} s "
+                f"answer window in a secondary-address search, after {selection_answered(selections)}: a meter "
+                "answering too late to be found: raise the bus's answer_timeout_s and search again"
+            )
         if awaiting:
             names = " or ".join(f"{m.meter_id} ({addressed(m)})" for m in awaiting)
             return (
@@ -340,6 +352,16 @@ def selections_unanswered(selections: Sequence[str]) -> str:
     if len(selections) == 1:
         return f"the selection {selections[0]} (F: any digit) went unanswered"
     return f"the selections {', '.join(selections)} (F: any digit) went unanswered"
+
+
+def selection_answered(selections: Sequence[str]) -> str:
+    """A search's selection answered last, with none left unanswered since, as a late E5h's likeliest
+    own, in words: ``the selection 2222000F (F: any digit) was answered in time, none left unanswered
+    since (a second meter it selects, acknowledging late?)``."""
+    return (
+        f"the selection {', '.join(selections)} (F: any digit) was answered in time, none left unanswered since "
+        "(a second meter it selects, acknowledging late?)"
+    )
 
 
 def addressed(meter: MeterConfig) -> str:

@@ -201,9 +201,17 @@ class MBusTransport:
         self._closing = threading.Event()  # set once, by interrupt(): a search under way stops
         self._searching = False  # a secondary-address search is on the line: its E5h answer selections
         self._silent_selections: list[str] = []  # a search's selections unanswered since its last answer
+        #: the search's selection answered last (an E5h, or a collision): with none left unanswered since,
+        #: the one a late E5h likeliest answers (:meth:`_late_in_search`)
+        self._answered_selection: str | None = None
         self._read_selections: list[str] = []  # the selections the search under way (or the last) read after
-        #: the last search's late E5h, each as the selections left unanswered before it came
+        #: the last search's late E5h, each as the selections it likeliest answers: those left unanswered
+        #: before it came, or, with none since the search's last answer, the selection that answer was to
+        #: (:attr:`late_in_search_answered` says which)
         self.late_in_search: list[tuple[str, ...]] = []
+        #: beside each of :attr:`late_in_search`, whether its selection is the one answered last (no
+        #: selection was left unanswered since): a second meter it selects, acknowledging late
+        self.late_in_search_answered: list[bool] = []
         #: beside each of :attr:`late_in_search`, the meters (by id) whose poll's SND_NKE or selection went
         #: unanswered just before, which may have sent that E5h instead (empty: none; :meth:`_late_e5h`)
         self.late_in_search_polls: list[tuple[str, ...]] = []
@@ -310,15 +318,24 @@ class MBusTransport:
     def _late_in_search(self) -> None:
         """A late E5h in a secondary-address search: an answer to a selection, whose meter the search
         cannot find (its window is over), and which no identification names. What is known is the
-        selections left unanswered since the search's last answer (the likeliest to be its own; a
-        meter selected beside one that answered in time could be too): counted on the bus, said
-        (:meth:`LateAnswers.heard_in_search`) and kept for the scan's words (:attr:`late_in_search`).
-        Before, it was dropped uncounted, and the search's last selection's was not heard at all."""
-        selections = tuple(self._silent_selections)
+        selections left unanswered since the search's last answer (the likeliest to be its own):
+        counted on the bus, said (:meth:`LateAnswers.heard_in_search`) and kept for the scan's words
+        (:attr:`late_in_search`). Before, it was dropped uncounted, and the search's last selection's
+        was not heard at all.
+
+        With none left unanswered since (a lone E5h right after the answer to the search's read, or
+        before the next selection), the selection answered last is the likeliest: a second meter it
+        selects, acknowledging after the window, beside the one (or those) that answered in time. It is
+        said as such (:attr:`late_in_search_answered`). Before, it was said with an empty list, "after no
+        selection left unanswered since the search's last answer", naming nothing to look at."""
+        selections, answered = tuple(self._silent_selections), False
+        if not selections and self._answered_selection is not None:
+            selections, answered = (self._answered_selection,), True
         self._silent_selections.clear()
         self.late_in_search.append(selections)
+        self.late_in_search_answered.append(answered)
         self.late_in_search_polls.append(())
-        self.late_answers.heard_in_search(selections)
+        self.late_answers.heard_in_search(selections, answered=answered)
 
     def _late_e5h_poll_or_search(self, awaiting: list[MeterConfig]) -> None:
         """A late E5h in a search that a poll's meter (``awaiting``, its SND_NKE or selection left
@@ -329,6 +346,7 @@ class MBusTransport:
         which the scan's reply says beside it). Both go on awaiting: the next E5h is as unknown."""
         selections = tuple(self._silent_selections)
         self.late_in_search.append(selections)
+        self.late_in_search_answered.append(False)
         self.late_in_search_polls.append(tuple(m.meter_id for m in awaiting))
         self.late_answers.heard_in_search(selections, awaiting)
 
@@ -639,8 +657,10 @@ class MBusTransport:
             # a search's silences are no one's; the polls' E5h still awaited stay so (:meth:`_late_e5h`)
             self._asking, self._ended_silent = None, False
             self._silent_selections.clear()
+            self._answered_selection = None
             self._read_selections.clear()
             self.late_in_search = []
+            self.late_in_search_answered = []
             self.late_in_search_polls = []
             self.late_reads_in_search = []
             self._searching = True
@@ -690,6 +710,7 @@ class MBusTransport:
         except PollError:
             answer = b""  # collision or garbage: more than one meter matches
         self._silent_selections.clear()
+        self._answered_selection = pattern
         if answer == bytes([ACK]):
             self._read_selections.append(pattern)
             try:

@@ -29,7 +29,7 @@ from typing import Any
 from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
-from gateway.late_answers import LateAnswers, selections_unanswered
+from gateway.late_answers import LateAnswers, selection_answered, selections_unanswered
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
@@ -162,12 +162,14 @@ class LateUnits:
             f"with a longer --timeout (and raise the bus's {self.setting} for the gateway to read it)"
         )
 
-    def in_search(self, selections: Sequence[str]) -> None:
-        """An M-Bus search's late E5h, ``selections`` those left unanswered before it came (an E5h
-        names no meter: gateway.mbus). Before, it was not said: the scan said ``# 0 meters found``."""
+    def in_search(self, selections: Sequence[str], answered: bool = False) -> None:
+        """An M-Bus search's late E5h, ``selections`` those left unanswered before it came, or,
+        ``answered``, the selection answered last, none left unanswered since (an E5h names no meter:
+        gateway.mbus). Before, it was not said: the scan said ``# 0 meters found``."""
+        after = selection_answered(selections) if answered else selections_unanswered(selections)
         self.say(
             f"# an acknowledgement (E5h) came after the {self.timeout_s:g} s answer window, after "
-            f"{selections_unanswered(selections)}: a meter too late to be found; scan again with a longer "
+            f"{after}: a meter too late to be found; scan again with a longer "
             f"--timeout (and raise the bus's {self.setting} for the gateway to read it)"
         )
 

@@ -202,8 +202,10 @@ def register(app: typer.Typer) -> None:
             try:
                 if isinstance(transport, MBusTransport):
                     found_mbus = await transport.search()
-                    for selections in transport.late_in_search:
-                        late.in_search(selections)
+                    for selections, answered in zip(
+                        transport.late_in_search, transport.late_in_search_answered, strict=True
+                    ):
+                        late.in_search(selections, answered)
                     found_ids = {f.identification for f in found_mbus}
                     for identification in transport.late_reads_in_search:
                         if identification not in found_ids:

@@ -710,6 +710,43 @@ def test_an_m_bus_scan_command_replies_the_selections_answered_after_the_window(
     assert (reply["ok"], reply["found"], reply.get("late_selections")) == (True, [], [["FFFFFFFF"]]), reply
 
 
+def test_an_m_bus_scan_command_replies_a_lone_e5h_after_a_read_answer_with_the_selection_answered(
+    tmp_path: Path,
+) -> None:
+    """The line's one meter, 22220001, acknowledges the search's first selection (FFFFFFFF) and
+    answers its read in time, and a lone E5h comes 30 ms after its RSP_UD: a late acknowledgement
+    with no selection left unanswered since. The reply lists it with the selection answered,
+    ``late_selections: [["FFFFFFFF"]]``, marked so by ``late_selections_answered: [true]``. Before,
+    the entry was empty, ``[[]]``: nothing to look at."""
+    from tests.gateway.mbus_slaves import MBusSlave
+    from tests.gateway.test_mbus_late_answers import TrailingRead
+
+    slaves = TrailingRead([MBusSlave(5, "22220001", 1.0)], b"\xe5")
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    bus = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
+    bus |= {"answer_timeout_s": 0.3, "poll_interval_s": 3600}
+    text = bus_config_text(f"mqtt://127.0.0.1:{free_port()}", tmp_path / "s.sqlite", bus, [], gateway_id="gw-mbus")
+    gateway = Gateway(parse_config_text(text))
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(gateway):
+            for _ in range(100):  # the buses and the command handler set up
+                if gateway._commands is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert gateway._commands is not None
+            await gateway._commands._run("scan", b'{"bus": "m", "request_id": "s1"}')
+        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
+
+    try:
+        (reply,) = asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert reply_errors("scan", reply) == []
+    late = (reply.get("late_selections"), reply.get("late_selections_answered"))
+    assert (reply["ok"], reply["found"], late) == (True, ["22220001"], ([["FFFFFFFF"]], [True])), reply
+
+
 def test_an_m_bus_scan_command_replies_the_meters_whose_read_came_late_by_their_identification(
     tmp_path: Path,
 ) -> None:

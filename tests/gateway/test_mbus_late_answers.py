@@ -1052,3 +1052,53 @@ def test_only_a_lone_e5h_after_the_search_s_read_answer_is_a_late_acknowledgemen
         line.stop()
     assert [f.identification for f in found] == found_ids
     assert (heard, transport.late_answers.count) == (([None], 1) if found_ids else ([], 0))
+
+
+def test_a_lone_e5h_after_the_search_s_read_answer_is_said_with_the_selection_that_read_followed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The meter 22220001 acknowledges the selection 2222000F and answers the search's read in time,
+    and a lone E5h comes 30 ms after its RSP_UD, no poll's meter awaiting one: a late acknowledgement
+    (a second meter that selection selects, answering after the window). The search's selections left
+    unanswered were cleared as 2222000F was acknowledged, so it is said with the selection it likeliest
+    answers, 2222000F, marked as the one answered. Before, it was kept as ``()`` and said "after no
+    selection left unanswered since the search's last answer": nothing to look at."""
+    line = SerialLine(TrailingRead([MBusSlave(5, "22220001", 1.0)], b"\xe5"), LineSettings(9600, parity="E")).start()
+    heard: list[int | None] = []
+    try:
+        transport = MBusTransport(_bus(line.port), on_late=heard.append)
+        with caplog.at_level(logging.WARNING, logger="gateway"):
+            found = transport.search_blocking("2222000")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert ([f.identification for f in found], heard) == (["22220001"], [None])
+    assert (transport.late_in_search, transport.late_in_search_answered) == ([("2222000F",)], [True])
+    assert _warnings(caplog) == [
+        "mbus-1: an acknowledgement (E5h) came after the bus's 0.3 s answer window in a secondary-address search, "
+        "after the selection 2222000F (F: any digit) was answered in time, none left unanswered since (a second "
+        "meter it selects, acknowledging late?): a meter answering too late to be found: raise the bus's "
+        "answer_timeout_s and search again"
+    ]
+
+
+def test_the_command_line_scan_says_a_lone_e5h_after_a_read_answer_with_the_selection_answered(
+    tmp_path: Path,
+) -> None:
+    """``aquami gateway scan`` of a line whose one meter's RSP_UD has a lone E5h 30 ms behind it: the
+    meter is found at the search's first selection, FFFFFFFF, and the E5h is said with it, as the
+    selection answered. Before, "after no selection left unanswered since the search's last answer"."""
+    line = SerialLine(TrailingRead([MBusSlave(5, "22220001", 1.0)], b"\xe5"), LineSettings(9600, parity="E")).start()
+    try:
+        done = _scan(line, tmp_path)
+    finally:
+        line.stop()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "# an acknowledgement (E5h) came after the 0.3 s answer window, after the selection FFFFFFFF (F: any "
+        "digit) was answered in time, none left unanswered since (a second meter it selects, acknowledging "
+        "late?): a meter too late to be found; scan again with a longer --timeout (and raise the bus's "
+        "answer_timeout_s for the gateway to read it)",
+        "# 1 meters found on m (secondary search)",
+    ]
+    assert "22220001" in done.stdout
