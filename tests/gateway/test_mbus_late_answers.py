@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_protocols.mbus import build_ack, build_req_ud2, build_rsp_ud, build_snd_nke
+from firmware_protocols.mbus import build_ack, build_req_ud2, build_rsp_ud, build_snd_nke, decode_frame
 from firmware_protocols.records import DataRecord
 from gateway.buses import make_transport
 from gateway.config import MBusBusConfig, MeterConfig
@@ -1102,3 +1102,71 @@ def test_the_command_line_scan_says_a_lone_e5h_after_a_read_answer_with_the_sele
         "# 1 meters found on m (secondary search)",
     ]
     assert "22220001" in done.stdout
+
+
+class LateFrameFirst(MBusSlaves):
+    """Every RSP_UD of the meter ``first_before`` answers preceded, 20 ms before it, by ``late``: another
+    meter's answer to an earlier read arriving just as this one is asked (9600 baud 8E1: 11 bits a
+    character), both whole."""
+
+    def __init__(self, slaves: list[MBusSlave], first_before: str, late: bytes):
+        super().__init__(slaves)
+        self.first_before, self.late = first_before, late
+
+    def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        reply = super().handle(frame, now)
+        if reply is None or reply.data[:1] != b"\x68" or decode_frame(reply.data)["id"] != self.first_before:
+            return reply
+        char_s = 11 / 9600
+        starts = [i * char_s for i in range(len(self.late))]
+        own_starts = starts[-1] + char_s + 0.02
+        starts += [own_starts + i * char_s for i in range(len(reply.data))]
+        return Reply(self.late + reply.data, reply.address, char_starts_s=tuple(starts))
+
+
+#: the answer of a meter a wildcard selection 1234000F matches too, sent at FDh as a selected meter's
+_WILDCARD_NEIGHBOUR = build_rsp_ud(
+    0xFD, "12340009", "ELS", 7, "water", 0, 0, [(DataRecord("volume", "m3", 99.0), "bcd8")]
+)
+
+
+def test_a_poll_by_secondary_address_never_takes_another_meter_s_late_frame_as_its_reading() -> None:
+    """A guard (it passes before and after: the poll checks the identification): SEC-1 (secondary
+    address 12340001) is polled, and a late RSP_UD from 12340009 (a meter the wildcard selection
+    1234000F would select too, volume 99 m3) comes right before SEC-1's own answer, in its REQ_UD2's
+    window. The poll's reading is SEC-1's own (1 m3), the late frame passed over and counted as
+    SEC-9's (configured as 12340009; on_late FDh, the unit of a meter read by secondary address): no
+    reading of one meter is published under another's id."""
+    slaves = LateFrameFirst([MBusSlave(0, "12340001", 1.0)], "12340001", _WILDCARD_NEIGHBOUR)
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    heard: list[int | None] = []
+    try:
+        sec_1 = MeterConfig("SEC-1", 253, secondary_address="12340001")
+        sec_9 = MeterConfig("SEC-9", 253, secondary_address="12340009")
+        transport = MBusTransport(_bus(line.port, sec_1, sec_9), on_late=heard.append)
+        reading = transport.read_blocking(sec_1)
+        transport.line.close()
+    finally:
+        line.stop()
+    assert (reading.meter_id, reading.volume_m3, heard) == ("SEC-1", 1.0, [253])
+
+
+def test_a_search_never_finds_a_meter_under_another_s_identification_from_a_late_frame() -> None:
+    """A guard (it passes before and after): the meter 12340001 acknowledges the selection 1234000F,
+    and every answer of its to the search's read comes right behind a late RSP_UD from 12340009,
+    which that wildcard selection matches too (a slow meter's answer to an earlier read). At
+    1234000F the search's read takes 12340009's frame (the selection matches it), then 12340001's
+    own comes within the window: a collision, narrowed down; at 12340001, 12340009's frame is passed
+    over (the selection does not match it) and 12340001 found with its own volume. Every meter said
+    is said with the data its own frame carries: 12340009 only as a late answer, never found with
+    12340001's volume, nor 12340001 with 12340009's."""
+    slaves = LateFrameFirst([MBusSlave(0, "12340001", 1.0)], "12340001", _WILDCARD_NEIGHBOUR)
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    try:
+        transport = MBusTransport(_bus(line.port))
+        found = transport.search_blocking("1234000")
+        transport.line.close()
+    finally:
+        line.stop()
+    assert [(meter.identification, meter.volume_m3) for meter in found] == [("12340001", 1.0)]
+    assert transport.late_reads_in_search == ["12340009"]
