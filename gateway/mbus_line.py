@@ -12,7 +12,9 @@
   answer, half-way through) is read on until the line has been quiet for :attr:`MBusLine.quiet_s`, and
   handed whole to :attr:`MBusLine.on_pending`; a line that does not go quiet within the drain's bound
   fails the exchange, the request not sent. Before, the request went out at once: the late frame's
-  head was handed over as a garbled fragment and its tail read as the next meter's answer.
+  head was handed over as a garbled fragment and its tail read as the next meter's answer. A late
+  frame that begins as the request goes out (its first byte not yet received when the line is looked
+  at) is not seen in time, and collides with the answer asked for: physical, left to the bus's retries.
 - In a search, a lone E5h (a quiet line behind it) after a whole RSP_UD to the search's read is a slow
   meter's late acknowledgement, handed to :attr:`MBusLine.on_pending`, the RSP_UD taken; any other
   bytes there are a collision (:meth:`MBusLine._another_within`).
@@ -177,6 +179,13 @@ class MBusLine:
         port = self.open()
         if self._aborted.is_set():
             raise TransactionAborted("transaction aborted")
+        # Left open, as it must be on a real bus: a late frame whose first byte is still on its way
+        # (a character's time, and a USB adapter's latency) when the line is looked at, or that begins
+        # while the request goes out, is not heard before it; the meter asked then answers over it (a
+        # physical collision: `garbled answer`, or `no answer` once the late frame is passed over), and
+        # the bus's retries read it again. Listening for a quiet line before every request only moves
+        # that blind spot, for quiet_s more a request (measured with benchmarks.mbus_late_answer_cut
+        # --history 24: 4 -> 6 of 160 polls spoiled; the README's wired M-Bus late answers passage).
         self._pending(port)
         port.reset_input_buffer()
         port.write(frame)
