@@ -40,7 +40,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -606,7 +606,9 @@ class ReadingStore:
             letters.append((f"{self.topic_root}/{gateway}/events", reason, _event_payload(event), meter, gateway))
         if not letters:
             return reads, events, [], unseen, new_meters
-        kept_reads = _Reads(kept_messages, reads.chunks, reads.count, reads.oldest_ts)
+        # only the messages are held to gateways: the rows given to write(), and their meters (to be
+        # marked as read), are kept as they are
+        kept_reads = replace(reads, messages=kept_messages)
         return kept_reads, kept_events, letters, unseen, new_meters
 
     @staticmethod

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from aquami.contracts.events import events_topic
 from collector import meter_gateways
-from collector.batch_parser import ParsedMessage, parse_reads_message
+from collector.batch_parser import ParsedMessage, ReadingRow, parse_reads_message
 from collector.events_parser import parse_events_message
 from collector.store import ReadingStore
 from tests.collector.test_ingest_mqtt import reads
@@ -115,3 +115,32 @@ def test_has_readings_says_whether_a_meter_has_a_reading_stored(
     flags, stored = _flags(url), _stored(url)
     assert stored <= set(flags)
     assert {meter for meter, flag in flags.items() if flag} == stored
+
+
+def test_rows_written_with_an_event_refused_for_its_gateway_mark_their_meters(migrated_database_url: str) -> None:
+    """Rows given to ``write`` (a head-end's history, the demo's catch-up: not held to gateways) in
+    the same write as a meter event from a gateway its meter is not assigned to (gw-b's report of
+    gw-a's WM-A): the event is a dead letter, and the rows' meters, whose readings are stored, are
+    marked as read. Before, holding the write to its gateways rebuilt its readings without the rows'
+    meters: WM-H and WM-A's readings were stored, and both stayed false (the meters API showed no
+    latest reading, VEE never looked at them)."""
+    url = migrated_database_url
+    with psycopg.connect(url) as conn:
+        meter_gateways.assign(conn, ["WM-A"], ["gw-a"], "test", add=False)
+    event = {"gateway_id": "gw-b", "event": "meter_offline", "ts": T0, "meter_id": "WM-A", "bus": "b"}
+    payload = json.dumps(event | {"consecutive_failures": 3, "last_good": None}).encode()
+    events = parse_events_message(events_topic("gw-b"), payload, datetime(2026, 3, 1, 1, tzinfo=UTC))
+    assert isinstance(events, list)
+    rows: list[ReadingRow] = [
+        (meter, f"2026-03-01T0{hour}:00:00Z", f"{10 + hour}.5", None, None, [], "history", 0)
+        for meter in ("WM-H", "WM-A")
+        for hour in range(3)
+    ]
+    store = ReadingStore(url)
+    try:
+        outcome = store.write(rows, events=events)
+    finally:
+        store.close()
+    assert (outcome.inserted, outcome.events_inserted, len(outcome.refused)) == (6, 0, 1)
+    assert _stored(url) == {"WM-H", "WM-A"}
+    assert _flags(url) == {"WM-A": True, "WM-H": True}
