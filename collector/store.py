@@ -160,9 +160,14 @@ CREATE TEMP TABLE IF NOT EXISTS events_staging (
 """
 
 
+# In one order whoever writes (as readings: meter ids byte by byte, then time; then the rest of
+# events_key, a total order of it): two collectors sharing a subscription, or a collector and a
+# dead-letter replay, inserting the same events in their arrival orders each waited at events_key
+# for a key the other had inserted (a deadlock, one write rolled back). A gateway's own events last.
 _EVENTS_MERGE = f"""
 INSERT INTO events ({", ".join(EVENT_COLUMNS)})
 SELECT {", ".join(EVENT_COLUMNS)} FROM events_staging
+ORDER BY meter_id COLLATE "C", ts, gateway_id COLLATE "C", event COLLATE "C", state COLLATE "C"
 ON CONFLICT DO NOTHING
 """
 
