@@ -4,9 +4,11 @@ Each telegram's sender is read first, without decrypting anything
 (:func:`firmware_protocols.wmbus.telegram.telegram_address`): telegrams of configured meters are
 decoded (and decrypted with the meter's key) by :func:`firmware_protocols.wmbus.decode.decode_telegram`;
 others, a neighbour's encrypted meters among them, are counted as unknown meters and ignored, neither
-a failed attempt of the bus nor a warning. A telegram carrying a configured meter's identification is
-its meter's only if it comes from a water meter and, where the meter's ``manufacturer`` is
-configured, from that manufacturer. One telegram
+a failed attempt of the bus nor a warning. A configured meter's telegram that cannot be opened (a
+wrong or missing key, a garbled telegram) is a failed attempt, said once per episode naming the meter
+and what to do, and the reason its meter's health gives for the interval. A telegram carrying a
+configured meter's identification is its meter's only if it comes from a water meter and, where the
+meter's ``manufacturer`` is configured, from that manufacturer. One telegram
 can be heard twice (directly and through a repeater, or by two receivers): a telegram whose meter,
 access number and records were already taken within ``duplicate_window_s`` is dropped. One recorded
 and sent again later is refused by its AFL message counter or the meter's clock
@@ -41,6 +43,7 @@ from aquami.durations import lasted
 from firmware_protocols.errors import DecodeError
 from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.decode import decode_telegram
+from firmware_protocols.wmbus.errors import KeyMissingError, WrongKeyError
 from firmware_protocols.wmbus.receiver import ReceiverStreamParser
 from firmware_protocols.wmbus.telegram import MeterAddress, telegram_address
 from gateway.backoff import Backoff, pause
@@ -67,6 +70,22 @@ def _was_encrypted(decoded: dict[str, Any]) -> bool:
         return True
     configuration = decoded.get("configuration") or {}
     return bool(decoded.get("security_mode")) and configuration.get("encrypted_blocks", 1) > 0
+
+
+def _why_not_decoded(meter: MeterConfig, device: str, error: DecodeError) -> str:
+    """Why ``meter``'s telegram was not taken, and what the technician does about it."""
+    who = f"{meter.meter_id} (id {device})"
+    if isinstance(error, WrongKeyError):
+        return (
+            f"{who}: its telegram does not decrypt with the key configured for it ({error}): nothing taken; "
+            f"check the meter's key in the gateway's file against its key sheet"
+        )
+    if isinstance(error, KeyMissingError):
+        return (
+            f"{who} sends encrypted telegrams and the gateway's file gives it no key ({error}): nothing taken; "
+            f'add key = "…" (the 32 hex digits of its key sheet) to its [[meters]] entry'
+        )
+    return f"{who}: telegram not decoded: {error}"
 
 
 class DuplicateFilter:
@@ -140,6 +159,8 @@ class WMBusListener:
         #: the receiver's port is open: what it sends from now on is heard (before, it goes nowhere)
         self.port_open = False
         self._unusable: Episodes[str] = Episodes(remind_every_s)  # the receiver failing, said once an episode
+        self._undecoded: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams not decoding, likewise
+        self._last_error: dict[str, str] = {}  # why a meter's telegram failed in its current interval
 
     def _new_parser(self) -> ReceiverStreamParser:
         return ReceiverStreamParser(require_fcs=self.config.require_fcs)
@@ -171,12 +192,13 @@ class WMBusListener:
         try:
             decoded = decode_telegram(telegram, self.keys, crcs=False)
         except DecodeError as error:
-            self._failed(f"telegram not decoded: {error}")
+            self._not_decoded(meter, address.id, error)
             return None
         ident = (decoded.get("meter") or {}).get("id") or decoded["id"]
         if ident != address.id:  # an ELL encrypted with AES-CTR hid a long TPL header naming another
             self.unknown_meters += 1
             return None
+        self._decoded_again(meter)
         if self.on_attempt:
             self.on_attempt(True)
         if meter.key is not None and not _was_encrypted(decoded):
@@ -281,6 +303,41 @@ class WMBusListener:
             )
         return {**decoded, "records": records[:kept]}
 
+    def _not_decoded(self, meter: MeterConfig, device: str, error: DecodeError) -> None:
+        """A configured meter's telegram that cannot be opened (a wrong or missing key, a garbled
+        telegram): a failed attempt of the bus, the reason its meter's health gives at the end of
+        its interval, and a warning once per episode that names the meter and what to do. Before,
+        each telegram logged ``radio-1: telegram not decoded: meter 77000001: … the key is wrong``,
+        the gateway's meter unnamed, every send interval, and the meter's health said no reason."""
+        self.undecodable += 1
+        if self.on_attempt:
+            self.on_attempt(False)
+        why = _why_not_decoded(meter, device, error)
+        self._last_error[meter.meter_id] = why
+        episode = self._undecoded.failed(meter.meter_id)
+        if episode is None:
+            return
+        if episode.first:
+            log.warning(
+                "%s: %s (said again every %s while it lasts, and once its telegrams decode)",
+                self.config.name, why, lasted(self._undecoded.remind_every_s),
+            )  # fmt: skip
+        else:
+            log.warning(
+                "%s: %s's telegrams still not decoded, %s since %s, the last: %s",
+                self.config.name, meter.meter_id, f"{episode.failures:,}", utc_iso(episode.since), why,
+            )  # fmt: skip
+
+    def _decoded_again(self, meter: MeterConfig) -> None:
+        """A telegram of ``meter`` decoded: the end of its episode of undecodable ones, if any."""
+        ended = self._undecoded.ended(meter.meter_id)
+        if ended is not None:
+            episode, seconds = ended
+            log.info(
+                "%s: %s's telegrams decode again after %s, %s not decoded",
+                self.config.name, meter.meter_id, lasted(seconds), f"{episode.failures:,}",
+            )  # fmt: skip
+
     def _failed(self, why: str) -> None:
         """A telegram that cannot be read (its headers garbled), or a configured meter's that cannot
         be opened: a failed attempt of the bus, logged."""
@@ -298,8 +355,9 @@ class WMBusListener:
             due = self._due.setdefault(meter.meter_id, now + self._interval[meter.meter_id])
             if now < due:
                 continue
+            why = self._last_error.pop(meter.meter_id, None)
             if meter.meter_id not in self.heard_since_check:
-                self.on_heard(meter, False)
+                self.on_heard(meter, False, why)  # a telegram that failed in the interval says why
             self.heard_since_check.discard(meter.meter_id)
             self._due[meter.meter_id] = now + self._interval[meter.meter_id]
 

@@ -693,3 +693,78 @@ def test_a_receiver_that_will_not_open_says_why_once(caplog: pytest.LogCaptureFi
         asyncio.run(asyncio.wait_for(scenario(), 10))
     first = next(r.getMessage() for r in caplog.records if r.name == "gateway.wmbus")
     assert first.startswith(f"radio: cannot open {device}: No such file or directory; trying again in "), first
+
+
+def _volume_telegram(volume: float, access_no: int, key: bytes | None) -> bytes:
+    records = build_user_data([(DataRecord("volume", "m3", volume), "bcd8")])
+    return build_telegram(
+        records, manufacturer="KAM", id="12345678", version=1, medium="water", access_no=access_no, key=key, crcs=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("configured", "sent_with", "words"),
+    [
+        (WRONG, KEY, "does not decrypt with the key configured for it"),  # a key typed wrong
+        (None, KEY, "the gateway's file gives it no key"),  # a key left out
+    ],
+    ids=["wrong key", "no key"],
+)
+def test_a_meter_whose_telegrams_cannot_be_opened_is_named_once_and_its_health_says_why(
+    configured: bytes | None, sent_with: bytes, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong or missing key: each telegram logged `radio: telegram not decoded: meter 12345678: …`,
+    every send interval, without the gateway's meter id or what to do, and the meter went offline
+    with no reason in its health. Now nothing is taken, one warning names the meter and what to do,
+    and the meter's failed interval carries the reason."""
+    meter = MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=configured)
+    bus = WMBusBusConfig("radio", "/dev/null", (meter,), poll_interval_s=60)
+    taken: list[Reading] = []
+    told: list[tuple[str, bool, str | None]] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+        told.append((meter.meter_id, ok, error))
+
+    async def scenario() -> WMBusListener:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=on_heard)
+        listener.check_silence(now=0.0)  # the meter's interval starts
+        for n in range(3):
+            await listener.handle(_volume_telegram(10.0 + n, n, sent_with))
+        listener.check_silence(now=60.0)  # its interval ends, nothing taken
+        return listener
+
+    with caplog.at_level(logging.WARNING, logger="gateway.wmbus"):
+        listener = asyncio.run(scenario())
+    assert taken == [] and listener.undecodable == 3
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "gateway.wmbus"]
+    assert warning.startswith("radio: FLAT-1 (id 12345678)") and words in warning, warning
+    assert "nothing taken" in warning and "key" in warning.split("nothing taken; ")[1]
+    [(meter_id, ok, why)] = told
+    assert (meter_id, ok) == ("FLAT-1", False) and why is not None and words in why
+
+
+def test_a_meter_whose_key_is_corrected_is_said_to_decode_again(caplog: pytest.LogCaptureFixture) -> None:
+    """The meter's telegrams fail (the key the meter was sent with is not the one configured), then
+    decode: one warning, then one INFO line saying they decode again, and the reading is taken."""
+    meter = MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="12345678", key=KEY)
+    bus = WMBusBusConfig("radio", "/dev/null", (meter,), poll_interval_s=60)
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    async def scenario() -> None:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None)
+        for n in range(2):
+            await listener.handle(_volume_telegram(10.0 + n, n, WRONG))
+        await listener.handle(_volume_telegram(12.5, 2, KEY))
+
+    with caplog.at_level(logging.INFO, logger="gateway.wmbus"):
+        asyncio.run(scenario())
+    assert [r.volume_m3 for r in taken] == [12.5]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "gateway.wmbus"]
+    assert [level for level, _ in said] == ["WARNING", "INFO"], said
+    assert said[1][1].startswith("radio: FLAT-1's telegrams decode again after ") and "2 not decoded" in said[1][1]
