@@ -19,6 +19,7 @@ from aquami.contracts.reads import ALARMS, is_identifier
 from aquami.mqtt import MqttEndpoint
 from firmware_protocols.modbus import MeterProfile, load_profile
 from firmware_protocols.modbus.profile import ProfileError
+from firmware_protocols.wmbus.keys import aes_key
 from gateway.mqtt_version import CONNACK_WAIT_S
 
 __all__ = [
@@ -379,12 +380,9 @@ def _hex_key(table: Table) -> bytes | None:
     if text is None:
         return None
     try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) != 16:
-        raise table.error("key", "an AES-128 key is 32 hexadecimal digits")
-    return key
+        return aes_key(text)
+    except ValueError as error:
+        raise table.error("key", str(error)) from None
 
 
 def _flag_code(table: Table) -> str | None:

@@ -31,6 +31,7 @@ from aquami.config import toml_file
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
 from aquami.contracts.reads import is_identifier
+from firmware_protocols.wmbus.keys import aes_key
 from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.meter_model import EARLIEST_INSTALLED
 from simulators.rig.faults import FaultSpec, parse_fault
@@ -181,12 +182,9 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
     if kind == "wmbus_oms":
         text = t.text("key")
         try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = b""
-        if len(key) != 16:
-            raise t.error("key", "32 hex digits (an AES-128 key)")
-        values["key"] = key
+            values["key"] = aes_key(text)
+        except ValueError as error:
+            raise t.error("key", str(error)) from None
         values["interval_s"] = t.number("interval_s", 16.0, low=0.1, high=86_400.0)
     faults = []
     for index, item in enumerate(t.items("faults")):

@@ -344,6 +344,14 @@ key = "000102030405060708090a0b0c0d0e0f"
         (('"12345678"', '"1234567X"'), "1234567X", "meters[1].secondary_address: '1234567X' is not an 8-digit"),
         (("address = 5", "address = 251"), "address = 251", "meters[0].address: 251 is outside 0..250"),
         (('key = "0001', 'key = "01'), 'key = "01', "meters[2].key: an AES-128 key is 32 hexadecimal digits"),
+        *(  # a key copied from a key sheet the wrong way: said what is wrong, where it said only the rule
+            (('key = "', f'key = "{prefix}'), "key = ", f"meters[2].key: an AES-128 key is 32 hexadecimal digits{said}")
+            for prefix, said in [
+                ("0x", ", written without 0x before them"),
+                ("0", ": this one has 33"),
+                (":", " (0-9, A-F) and nothing else: this one has ':' in it; write the digits alone"),
+            ]
+        ),
         (('id = "87654321"', "id = 87654321"), "id = 87654321", "meters[2].id: expected string, got integer"),
         (("address = 5", "unit_id = 5"), "[[meters]]", "meters[0]: an M-Bus meter has either"),
         *(

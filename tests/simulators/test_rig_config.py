@@ -82,7 +82,8 @@ def test_the_example_has_every_meter_kind_on_every_transport() -> None:
         ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\n'
          'faults = [{ kind = "main_burst" }]\n', r"meter\[1\].faults\[0\]: kind: 'main_burst' is not a fault"),
         ('\n[[transport]]\nname = "radio"\nprotocol = "wmbus"\n[[meter]]\nid = "W1"\nkind = "wmbus_oms"\n'
-         'transport = "radio"\nsecondary = "77000001"\nkey = "0011"\n', r"meter\[1\].key: 32 hex digits"),
+         'transport = "radio"\nsecondary = "77000001"\nkey = "0011"\n',
+         r"meter\[1\].key: an AES-128 key is 32 hexadecimal digits: this one has 4$"),
         ('\n[[transport]]\nname = "far"\nprotocol = "modbus_tcp"\nhost = "10.0.0.1"\n',
          r"transport\[2\].host: '10.0.0.1': the rig listens on loopback only"),
     ],
