@@ -16,7 +16,8 @@ and sent again later is refused by its AFL message counter or the meter's clock
 
 Health works in intervals of the bus's ``poll_interval_s`` (the meters' send interval): a meter heard
 counts as a good poll; an interval without it as a failed one, so ``offline_after`` silent intervals
-raise ``meter_offline``, and the next telegram ``meter_online``.
+raise ``meter_offline``, and the next telegram ``meter_online``. A silent interval's failure says
+why it may have been silent: the receiver failing, or bytes from it dropped as garbled meanwhile.
 
 A receiver that will not open (unplugged) or fails its reads is tried again after a growing wait,
 up to 30 s, and said once per episode (gateway.episodes): its first failure with the reason, a
@@ -161,6 +162,9 @@ class WMBusListener:
         self._unusable: Episodes[str] = Episodes(remind_every_s)  # the receiver failing, said once an episode
         self._undecoded: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams not decoding, likewise
         self._last_error: dict[str, str] = {}  # why a meter's telegram failed in its current interval
+        self._receiver_failing: str | None = None  # why the receiver cannot be read, while it cannot
+        self._noise_before = 0  # bytes dropped as noise by parsers since replaced (a reopened receiver)
+        self._noise_at: dict[str, int] = {}  # noise_bytes when each meter's interval began
 
     def _new_parser(self) -> ReceiverStreamParser:
         return ReceiverStreamParser(require_fcs=self.config.require_fcs)
@@ -356,10 +360,34 @@ class WMBusListener:
             if now < due:
                 continue
             why = self._last_error.pop(meter.meter_id, None)
+            dropped = self.noise_bytes - self._noise_at.get(meter.meter_id, 0)
+            self._noise_at[meter.meter_id] = self.noise_bytes
             if meter.meter_id not in self.heard_since_check:
-                self.on_heard(meter, False, why)  # a telegram that failed in the interval says why
+                # a telegram that failed in the interval says why; else the silence, and what the
+                # receiver's line shows of it
+                self.on_heard(meter, False, why or self._why_silent(meter, dropped))
             self.heard_since_check.discard(meter.meter_id)
             self._due[meter.meter_id] = now + self._interval[meter.meter_id]
+
+    @property
+    def noise_bytes(self) -> int:
+        """Bytes from the receiver dropped as no message whole and intact (a garbled or cut-off
+        message, line noise), since the listener started."""
+        return self._noise_before + self.parser.discarded_bytes
+
+    def _why_silent(self, meter: MeterConfig, dropped: int) -> str:
+        """Why a meter's interval ended unheard, as its health's ``last_error``: before, ``null``,
+        whether the receiver was unplugged, its line garbled the telegram, or the meter was silent."""
+        interval = lasted(self._interval[meter.meter_id])
+        why = f"no telegram heard from it in its send interval ({interval})"
+        if self._receiver_failing is not None:
+            return f"{why}: the receiver on {self.config.device} fails ({self._receiver_failing})"
+        if dropped:
+            return (
+                f"{why}; {dropped:,} bytes of garbled or cut-off messages from the receiver were dropped "
+                "meanwhile (its telegram may be among them: check the receiver's cable and port)"
+            )
+        return why
 
     async def _watch(self, stop: asyncio.Event) -> None:
         self.check_silence()  # each meter's first interval starts now
@@ -372,6 +400,7 @@ class WMBusListener:
     def _say_unusable(self, why: str, then: str) -> None:
         """The receiver failed (``why``): said whole with what comes ``then`` if it begins an
         episode, as a reminder if one is due, else not."""
+        self._receiver_failing = why
         episode = self._unusable.failed(self.config.device)
         if episode is None:
             return
@@ -388,6 +417,7 @@ class WMBusListener:
 
     def _say_working(self) -> None:
         """A read from the open receiver went through: the end of its episode of failures, if any."""
+        self._receiver_failing = None
         ended = self._unusable.ended(self.config.device)
         if ended is not None:
             episode, seconds = ended
@@ -427,6 +457,7 @@ class WMBusListener:
                     port = None
                     self.port_open = False
                     # a message cut off by the stick's going is not continued by the next one
+                    self._noise_before += self.parser.discarded_bytes
                     self.parser = self._new_parser()
                     await pause(stop, wait)
                     continue

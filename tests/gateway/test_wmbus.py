@@ -768,3 +768,55 @@ def test_a_meter_whose_key_is_corrected_is_said_to_decode_again(caplog: pytest.L
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "gateway.wmbus"]
     assert [level for level, _ in said] == ["WARNING", "INFO"], said
     assert said[1][1].startswith("radio: FLAT-1's telegrams decode again after ") and "2 not decoded" in said[1][1]
+
+
+def test_a_silent_interval_says_what_the_receiver_s_line_showed() -> None:
+    """A meter whose telegrams the receiver's line garbled (the rig's `garbled` fault) went offline
+    with `last_error: null`, as a meter that sent nothing did: the message's FCS failed and it was
+    dropped, said nowhere. The interval's failure now says it was silent, and how many bytes were
+    dropped as garbled meanwhile; nothing is taken from the garbled message."""
+    bus = WMBusBusConfig("radio", "/dev/null", _radio("/dev/null").meters, poll_interval_s=60)
+    told: list[tuple[str, bool, str | None]] = []
+
+    def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+        told.append((meter.meter_id, ok, error))
+
+    listener = WMBusListener(bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=on_heard)
+    listener.check_silence(now=0.0)
+    listener.check_silence(now=60.0)  # nothing at all
+    garbled = bytearray(indication("12345678", 10.5, 1))
+    garbled[12] ^= 0x10  # a bit flipped on the line: the FCS fails
+    assert listener.parser.feed(bytes(garbled)) == []
+    listener.check_silence(now=120.0)
+    listener.check_silence(now=180.0)  # silent again, nothing garbled this time
+    assert [(m, ok) for m, ok, _ in told] == [("FLAT-1", False)] * 3
+    quiet, noisy, quiet_again = (why for _, _, why in told)
+    assert quiet == quiet_again == "no telegram heard from it in its send interval (1 min)"
+    assert noisy == (
+        f"no telegram heard from it in its send interval (1 min); {len(garbled)} bytes of garbled or cut-off "
+        "messages from the receiver were dropped meanwhile (its telegram may be among them: check the "
+        "receiver's cable and port)"
+    )
+
+
+def test_a_silent_interval_while_the_receiver_is_unplugged_says_so() -> None:
+    """A receiver unplugged: its meters went offline with `last_error: null`; now each silent interval
+    says the receiver fails and why."""
+    bus = WMBusBusConfig("radio", "/dev/ttyAQUAMI-UNPLUGGED", _radio("/dev/null").meters, poll_interval_s=0.3)
+    told: list[str | None] = []
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+
+        def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+            told.append(error)
+            stop.set()
+
+        listener = WMBusListener(bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=on_heard)
+        await asyncio.wait_for(listener.run(stop), 10)
+
+    asyncio.run(scenario())
+    assert told[0] == (
+        "no telegram heard from it in its send interval (0 s): the receiver on /dev/ttyAQUAMI-UNPLUGGED fails "
+        "(cannot open /dev/ttyAQUAMI-UNPLUGGED: No such file or directory)"
+    ), told
