@@ -95,8 +95,11 @@ def _meter_keys(items: list[str]) -> dict[str, bytes]:
             )
         try:
             secret = _hex_to_bytes(hex_key)
-        except ValueError as error:
-            raise typer.BadParameter(f"meter {meter_id!r}: the key is not hex ({error})", param_hint="--key") from None
+        except ValueError:  # said as a gateway's file says it, not Python's "fromhex() arg at position 1"
+            from firmware_protocols.wmbus.keys import why_not_an_aes_key  # the CLI starts without construct
+
+            why = why_not_an_aes_key(hex_key)
+            raise typer.BadParameter(f"meter {meter_id!r}: the key is not hex: {why}", param_hint="--key") from None
         if len(secret) != 16:  # refused once here, not again at every telegram of the meter
             raise typer.BadParameter(
                 f"meter {meter_id!r}: the key has {len(secret)} bytes; AES-128 takes 16 (32 hex digits)",

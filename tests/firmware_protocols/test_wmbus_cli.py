@@ -96,6 +96,17 @@ def test_one_meter_given_the_same_key_twice_decodes() -> None:
     [
         (f"12345678={KEY.hex()[:-2]}ZZ", "Invalid value for --key: meter '12345678': the key is not hex"),
         (KEY.hex(), "Invalid value for --key: the 1st --key is not METER_ID=HEX"),  # the meter's id forgotten
+        # as a key sheet may print it: said what is wrong, where it said Python's words, "non-hexadecimal
+        # number found in fromhex() arg at position 1"
+        (
+            f"12345678=0x{KEY.hex()}",
+            "meter '12345678': the key is not hex: an AES-128 key is 32 hexadecimal digits, written without 0x",
+        ),
+        (
+            f"12345678={KEY.hex(':')}",
+            "the key is not hex: an AES-128 key is 32 hexadecimal digits (0-9, A-F) and nothing else: "
+            "this one has ':' in it",
+        ),
         (f"={KEY.hex()}", "Invalid value for --key: the 1st --key is not METER_ID=HEX"),
     ],
 )
