@@ -8,6 +8,9 @@
   missing answer keeps the same FCB, so the meter resends the same telegram rather than the next.
 - A meter with a secondary address is selected first (SND_UD to FDh, CI 52h, E5h back) and then read
   at FDh.
+- A secondary-address search reads each meter it finds with FCB = 1, outside the polls' FCB
+  tracking: a configured meter it reads (every meter, after a read of the search that failed) gets
+  SND_NKE again before its next poll, which would otherwise be taken as a repeat of the search's read.
 - The line's timing (clause 5.4), and a line that never goes quiet: :mod:`gateway.mbus_line`.
 
 Serial I/O is blocking pyserial in a worker thread; the bus lock of the scheduler makes sure only one
@@ -719,15 +722,34 @@ class MBusTransport:
                     build_req_ud2(NETWORK_LAYER, fcb=True),
                     not_the_answer=lambda frame: self._not_the_selected_meter_s(pattern, frame),
                 )
-                telegram = decode_frame(read)
-                found.append(self._found(telegram))
-                return
-            except (PollError, DecodeError, KeyError):
-                pass  # read failed: narrow down as if two had answered
+            except PollError:
+                self._initialised.clear()  # which meter took the read is not known: every one's SND_NKE again
+            else:
+                try:
+                    telegram = decode_frame(read)
+                    self._read_by_search(telegram)
+                    found.append(self._found(telegram))
+                    return
+                except (PollError, DecodeError, KeyError):
+                    self._initialised.clear()
+            # read failed: narrow down as if two had answered
         if len(prefix) == 8:
             return
         for digit in "0123456789":
             self._search(prefix + digit, found)
+
+    def _read_by_search(self, telegram: dict[str, Any]) -> None:
+        """The meter that sent ``telegram``, read by the search with FCB = 1 outside its polls' FCB
+        tracking, gets SND_NKE before its next poll (:meth:`_initialise`). EN 13757-2 (FCB/FCV): a meter
+        takes a REQ_UD2 with FCV set and the same FCB as the last one it answered as a repeat, and
+        sends its last telegram again. Before, a configured meter whose next poll carried FCB = 1 (a
+        two-telegram read ends on FCB = 0) answered that poll with the search's telegram, its volume
+        at the search stamped with the poll's time; and a meter with more telegrams was left in the
+        middle of its sequence (the search reads only the first). A read that failed may have been
+        taken by any meter the selection holds: the search's caller clears every meter's link state."""
+        sender = self._meter_of(telegram)
+        if sender is not None:
+            self._initialised.discard(sender.meter_id)
 
     async def search(self) -> list[FoundMBus]:
         return await asyncio.to_thread(self.search_blocking)

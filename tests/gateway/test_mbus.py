@@ -4,7 +4,7 @@ secondary addressing, and the secondary-address search behind ``aquami gateway s
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -612,3 +612,82 @@ def test_a_search_finds_meters_whose_answers_come_far_apart_at_2400_baud(tmp_pat
     finally:
         line.stop()
     assert sorted(f.identification for f in found) == ["12340001", "12340002"]
+
+
+@dataclass
+class PolledAfterSearch:
+    """A meter polled, searched for an hour later, then polled again an hour after that."""
+
+    found: list[FoundMBus]
+    fresh_telegrams: int  # the meter's own count (its access number) over the second poll
+    polled_m3: float  # the second poll's volume
+    at_search_m3: float  # the meter's register at the search, and at the second poll
+    at_poll_m3: float
+
+
+def poll_search_poll(tmp_path: Path, addressing: str, read_spoilt: bool = False) -> PolledAfterSearch:
+    """On the product's simulated meter, which honours FCB (EN 13757-2, FCB/FCV), reads its volume at
+    the bus clock's time and answers in two telegrams (so a poll ends on FCB = 0, the next poll's
+    first request is FCB = 1, as the search's read is). ``read_spoilt``: its answer to the search's
+    read reaches the gateway with a wrong checksum (it took the read all the same)."""
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.config import MeterConfig
+    from simulators.mbus_bus import MBusBus
+    from simulators.mbus_slave import MBusWaterMeter
+    from simulators.meter_model import MeterModel
+    from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
+
+    start = datetime(2026, 6, 1, 17, 0, tzinfo=UTC)  # the evening: water used each hour
+    searched, polled = start + timedelta(hours=1), start + timedelta(hours=2)
+    now = [start]
+    model = MeterModel("HOUSE-9", installed=datetime(2026, 1, 1, tzinfo=UTC), seed=9, initial_m3=42.0)
+    primary = 5 if addressing == "primary" else 0
+    water = MBusWaterMeter(model, primary, "26009999")
+    spoilt = WireFault(WireFaultKind.BAD_CHECKSUM, address=26009999, start=searched, end=polled)
+    faults = WireFaultPlan([spoilt]) if read_spoilt else None
+    settings = LineSettings(baudrate=9600, parity="E")
+    line = SerialLine(MBusBus([water], settings=settings, faults=faults), settings, None, lambda: now[0]).start()
+    meter = MeterConfig("HOUSE-9", primary, "mbus", secondary_address="26009999" if addressing == "secondary" else None)
+    try:
+        text = bus_config_text(
+            "mqtt://127.0.0.1:1", tmp_path / "s.sqlite", mbus_bus("m", line.port, WIDE_ANSWER_S), [], gateway_id="g"
+        )
+        bus_config = parse_config_text(text).buses[0]
+        assert isinstance(bus_config, MBusBusConfig)
+        transport = MBusTransport(replace(bus_config, meters=(meter,)), clock=lambda: now[0])
+        transport.read_blocking(meter)  # two telegrams: FCB 1, then 0; the next poll's is 1
+        now[0] = searched
+        found = transport.search_blocking("26009999")
+        now[0] = polled
+        fresh_before = water.access_no
+        reading = transport.read_blocking(meter)
+        transport.line.close()
+    finally:
+        line.stop()
+    at_search, at_poll = round(model.volume_m3(searched), 3), round(model.volume_m3(polled), 3)
+    assert at_poll != at_search, "the meter used no water between search and poll"
+    return PolledAfterSearch(found, water.access_no - fresh_before, reading.volume_m3, at_search, at_poll)
+
+
+@pytest.mark.parametrize("addressing", ["primary", "secondary"])
+def test_a_meter_a_search_read_answers_its_next_poll_with_a_fresh_telegram(tmp_path: Path, addressing: str) -> None:
+    """A secondary-address search reads each meter it finds with FCB = 1 (the gateway cannot know an
+    unknown meter's link state). A configured meter the polls had left expecting FCB = 1 next (after
+    a two-telegram read: FCB 1, then 0) took the search's read as new, then the next poll's FCB = 1
+    as a repeat of it (EN 13757-2, FCB/FCV), and answered the poll with the search's telegram: its
+    volume at the search, stamped with the poll's time an hour later. Now a meter a search read gets
+    SND_NKE before its next poll."""
+    run = poll_search_poll(tmp_path, addressing)
+    assert [f.identification for f in run.found] == ["26009999"] and run.found[0].volume_m3 == run.at_search_m3
+    assert run.fresh_telegrams == 2, "a telegram of the poll was the search's, sent again"
+    assert run.polled_m3 == run.at_poll_m3, run
+
+
+def test_a_meter_whose_answer_to_a_search_s_read_was_spoilt_answers_its_next_poll_fresh(tmp_path: Path) -> None:
+    """The meter took the search's read, but its answer came with a wrong checksum: the gateway does
+    not know which meter took it, and gives every meter SND_NKE before its next poll."""
+    run = poll_search_poll(tmp_path, "primary", read_spoilt=True)
+    assert run.found == []
+    assert run.fresh_telegrams == 2, "a telegram of the poll was the search's, sent again"
+    assert run.polled_m3 == run.at_poll_m3, run
