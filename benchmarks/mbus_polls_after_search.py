@@ -12,7 +12,11 @@ meter it finds with FCB = 1), then polls every meter again an hour after that, c
   is the register's at the search, stamped with the poll's time;
 - failed: a poll that gave no reading (a meter left in the middle of its telegram sequence by the
   search answers the poll's first request with its history, no current volume);
-- the link-layer requests those polls sent (SND_NKE is the cost of a fix that resets the meters).
+- the link-layer requests those polls sent (SND_NKE is the cost of a fix that resets the meters);
+- the search's own reads answered with a telegram sent before (the meter's access number did not
+  move in the search): a meter whose last request carried FCB = 1 takes the search's FCB = 1 as a
+  repeat, and the scan says its volume at that request (no reading is stored from a search); and the
+  searches' requests (a read again with FCB = 0 is the cost of the fix).
 
 No baseline runs beside it: run it on the code before a change for the figure to compare with.
 
@@ -65,6 +69,9 @@ class Outcome:
     stale: int = 0
     failed: int = 0
     requests: Counter[str] = field(default_factory=Counter)
+    search_reads: int = 0  # the meters the searches found (read)
+    search_stale: int = 0  # of them, those whose meter sent no fresh telegram in the search
+    search_requests: Counter[str] = field(default_factory=Counter)
 
 
 def run(rounds: int) -> Outcome:
@@ -80,21 +87,25 @@ def run(rounds: int) -> Outcome:
         for w in waters
     ]
     now = [START]
+    outcome = Outcome()
     settings = LineSettings(BAUDRATE, parity="E")
-    counting = Counting(MBusBus(waters, settings=settings))
+    counting = Counting(MBusBus(waters, settings=settings), requests=outcome.requests)
     line = SerialLine(counting, settings, None, lambda: now[0]).start()
     parity: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"
     config = MBusBusConfig(
         "m", line.port, tuple(meters), baudrate=BAUDRATE, parity=parity, answer_timeout_s=ANSWER_WINDOW_S
     )
     transport = MBusTransport(config, clock=lambda: now[0])
-    outcome = Outcome()
     try:
         for _ in range(rounds):
             for meter in meters:
                 transport.read_blocking(meter)
             now[0] += timedelta(hours=1)
-            transport.search_blocking("2600000")
+            searched_before = [water.access_no for water in waters]
+            counting.requests, counting.on = outcome.search_requests, True
+            outcome.search_reads += len(transport.search_blocking("2600000"))
+            counting.requests, counting.on = outcome.requests, False
+            outcome.search_stale += sum(w.access_no == n for w, n in zip(waters, searched_before, strict=True))
             now[0] += timedelta(hours=1)
             counting.on = True
             for meter, water in zip(meters, waters, strict=True):
@@ -111,7 +122,6 @@ def run(rounds: int) -> Outcome:
     finally:
         transport.line.close()
         line.stop()
-    outcome.requests = counting.requests
     return outcome
 
 
@@ -124,6 +134,8 @@ def main() -> None:
     print(f"  answered with a stale telegram: {outcome.stale}")
     print(f"  failed: {outcome.failed}")
     print("  requests they sent: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.requests.items())))
+    print(f"the searches' reads: {outcome.search_reads}, answered with a stale telegram: {outcome.search_stale}")
+    print("  the searches' requests: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.search_requests.items())))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
   at FDh.
 - A secondary-address search reads each meter it finds with FCB = 1, outside the polls' FCB
   tracking: a configured meter it reads (every meter, after a read of the search that failed) gets
-  SND_NKE again before its next poll, which would otherwise be taken as a repeat of the search's read.
+  SND_NKE again before its next poll, which would otherwise be taken as a repeat of the search's read;
+  a search's answer that is a telegram already taken from that meter (its access number) is read
+  again with FCB = 0, which the meter takes as new.
 - The line's timing (clause 5.4), and a line that never goes quiet: :mod:`gateway.mbus_line`.
 
 Serial I/O is blocking pyserial in a worker thread; the bus lock of the scheduler makes sure only one
@@ -200,6 +202,9 @@ class MBusTransport:
         self._ended_silent = False  # the last transaction ended on silence: its line listens till the next
         self._initialised: set[str] = set()  # meters that have had their SND_NKE
         self._fcb: dict[str, bool] = {}
+        #: the access number of the last telegram taken from each meter (by identification and
+        #: manufacturer), polled or searched: :meth:`_sent_before`
+        self._access_seen: dict[tuple[Any, Any], int] = {}
         self._lock = threading.Lock()  # the line: held by the thread of the transaction under way
         self._closing = threading.Event()  # set once, by interrupt(): a search under way stops
         self._searching = False  # a secondary-address search is on the line: its E5h answer selections
@@ -564,6 +569,7 @@ class MBusTransport:
                         raise PollError(f"answer from address {telegram.get('a_field')}, not {meter.unit_id}")
                     self._fcb[meter.meter_id] = not fcb  # exchange complete: the next request toggles
                     self._answered(meter)
+                    self._remember_access(telegram)
                     telegrams.append(telegram)
                     if not telegram.get("more_records_follow"):
                         break
@@ -727,6 +733,8 @@ class MBusTransport:
             else:
                 try:
                     telegram = decode_frame(read)
+                    if self._sent_before(telegram):
+                        telegram = self._read_again(pattern)
                     self._read_by_search(telegram)
                     found.append(self._found(telegram))
                     return
@@ -747,9 +755,38 @@ class MBusTransport:
         at the search stamped with the poll's time; and a meter with more telegrams was left in the
         middle of its sequence (the search reads only the first). A read that failed may have been
         taken by any meter the selection holds: the search's caller clears every meter's link state."""
+        self._remember_access(telegram)
         sender = self._meter_of(telegram)
         if sender is not None:
             self._initialised.discard(sender.meter_id)
+
+    def _remember_access(self, telegram: dict[str, Any]) -> None:
+        if isinstance(access := telegram.get("access_no"), int):
+            self._access_seen[telegram.get("id"), telegram.get("manufacturer")] = access
+
+    def _sent_before(self, telegram: dict[str, Any]) -> bool:
+        """Whether ``telegram``, the answer to the search's read, is the last one this gateway took from
+        its meter, sent again: the same access number (EN 13757-3, counted on by one with each new
+        RSP_UD; a repeat is the same telegram). The search reads with FCB = 1 and cannot reset the meter
+        first (an SND_NKE at FDh deselects it, EN 13757-3 Annex E): a meter whose last request, a poll's
+        or an earlier search's, carried FCB = 1 took the read as a repeat (EN 13757-2, FCB/FCV). Before,
+        the scan said that telegram's volume, the meter's at that request, as what it read now. A
+        meter this gateway never read is not known so (its last request may be a hand-held reader's)."""
+        access = telegram.get("access_no")
+        seen = self._access_seen.get((telegram.get("id"), telegram.get("manufacturer")))
+        return isinstance(access, int) and seen == access
+
+    def _read_again(self, pattern: str) -> dict[str, Any]:
+        """The selected meter read again with FCB = 0: after its answer to FCB = 1, a new request
+        whatever its state, so a fresh telegram: the first of its sequence if the one repeated said no
+        more records follow (a read that ended), else the next (with no current volume, the scan says
+        so: not a stale volume). One exchange more, only for a meter that sent a telegram again; an
+        access number that comes round again after 256 telegrams costs one more read, still fresh."""
+        read = self._exchange_with_all(
+            build_req_ud2(NETWORK_LAYER, fcb=False),
+            not_the_answer=lambda frame: self._not_the_selected_meter_s(pattern, frame),
+        )
+        return decode_frame(read)
 
     async def search(self) -> list[FoundMBus]:
         return await asyncio.to_thread(self.search_blocking)

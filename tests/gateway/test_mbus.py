@@ -691,3 +691,42 @@ def test_a_meter_whose_answer_to_a_search_s_read_was_spoilt_answers_its_next_pol
     assert run.found == []
     assert run.fresh_telegrams == 2, "a telegram of the poll was the search's, sent again"
     assert run.polled_m3 == run.at_poll_m3, run
+
+
+def test_a_search_s_read_answered_with_the_meter_s_earlier_telegram_is_read_again(tmp_path: Path) -> None:
+    """The search reads with FCB = 1 and cannot reset a meter first (an SND_NKE at FDh deselects it):
+    a meter whose last request carried FCB = 1 (a one-telegram poll's, or an earlier search's) took it
+    as a repeat (EN 13757-2, FCB/FCV) and sent that telegram again, and the scan said the meter's
+    volume at that request as what it read. A telegram with the access number of the last one taken
+    from that meter is now read again with FCB = 0, which the meter takes as new."""
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.config import MeterConfig
+    from simulators.mbus_bus import MBusBus
+    from simulators.mbus_slave import MBusWaterMeter
+    from simulators.meter_model import MeterModel
+
+    now = [datetime(2026, 6, 1, 17, 0, tzinfo=UTC)]  # the evening: water used each hour
+    model = MeterModel("HOUSE-9", installed=datetime(2026, 1, 1, tzinfo=UTC), seed=9, initial_m3=42.0)
+    water = MBusWaterMeter(model, 5, "26009999", history_months=0)  # one telegram: a poll is FCB = 1 alone
+    settings = LineSettings(baudrate=9600, parity="E")
+    line = SerialLine(MBusBus([water], settings=settings), settings, None, lambda: now[0]).start()
+    meter = MeterConfig("HOUSE-9", 5, "mbus")
+    volumes: list[tuple[float | None, float]] = []  # what each search said, the register then
+    try:
+        text = bus_config_text(
+            "mqtt://127.0.0.1:1", tmp_path / "s.sqlite", mbus_bus("m", line.port, WIDE_ANSWER_S), [], gateway_id="g"
+        )
+        bus_config = parse_config_text(text).buses[0]
+        assert isinstance(bus_config, MBusBusConfig)
+        transport = MBusTransport(replace(bus_config, meters=(meter,)), clock=lambda: now[0])
+        transport.read_blocking(meter)
+        for _ in range(2):  # after the poll, then after the search
+            now[0] += timedelta(hours=1)
+            (found,) = transport.search_blocking("26009999")
+            volumes.append((found.volume_m3, round(model.volume_m3(now[0]), 3)))
+        transport.line.close()
+    finally:
+        line.stop()
+    assert len({register for _, register in volumes} | {round(model.volume_m3(now[0] - timedelta(hours=2)), 3)}) == 3
+    assert [said for said, _ in volumes] == [register for _, register in volumes]
