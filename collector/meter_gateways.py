@@ -128,8 +128,11 @@ def assign(
     with conn.cursor() as cur:
         cur.execute(
             # (no reading yet: has_readings false, as register-meters records one, collector migration 0067)
+            # in the collector's order, byte by byte (collector.store._REGISTER_METERS): in the order
+            # given, it deadlocked with a collector registering the same new meters
             "INSERT INTO meters (meter_id, last_gateway_id, has_readings) "
             "SELECT m, %s, false FROM unnest(%s::text[]) m "
+            'ORDER BY m COLLATE "C" '
             "ON CONFLICT (meter_id) DO NOTHING",
             (gateway_ids[0], list(meter_ids)),
         )

@@ -70,11 +70,23 @@ CREATE TEMP TABLE IF NOT EXISTS readings_staging (
 ) ON COMMIT DELETE ROWS
 """
 
+# New meters are inserted in one order whoever writes (as readings: meter ids byte by byte): two
+# collectors sharing a subscription, a collector and a dead-letter replay, or the loader and a
+# collector, registering the same new meters in their arrival orders each waited at ``meters``'
+# primary key for a meter the other had inserted (a deadlock, one write rolled back). Also
+# _EVENTS_NEW_METERS, and ``assign-meters`` (collector.meter_gateways.assign).
+_REGISTER_METERS = """
+INSERT INTO meters (meter_id, last_gateway_id, has_readings)
+SELECT m, g, false FROM unnest(%s::text[], %s::text[]) AS u(m, g)
+ORDER BY m COLLATE "C"
+ON CONFLICT (meter_id) DO NOTHING
+"""
+
 # (a meter first heard through an event has no reading: has_readings false, collector migration 0067)
 _EVENTS_NEW_METERS = """
 INSERT INTO meters (meter_id, last_gateway_id, has_readings)
-SELECT DISTINCT ON (meter_id) meter_id, gateway_id, false FROM events_staging WHERE meter_id IS NOT NULL
-ORDER BY meter_id
+SELECT DISTINCT ON (meter_id COLLATE "C") meter_id, gateway_id, false FROM events_staging WHERE meter_id IS NOT NULL
+ORDER BY meter_id COLLATE "C"
 ON CONFLICT (meter_id) DO NOTHING
 """
 
@@ -634,13 +646,8 @@ class ReadingStore:
         readings yet (:meth:`_mark_read` marks those whose readings are stored); how many were new.
         ``last_gateway_id`` is the gateway a meter was first heard from, never updated here (an
         UPDATE per meter per batch, and the last to arrive is not the latest read): the meters API
-        names the latest reading's gateway."""
-        cur.execute(
-            "INSERT INTO meters (meter_id, last_gateway_id, has_readings) "
-            "SELECT m, g, false FROM unnest(%s::text[], %s::text[]) AS u(m, g) "
-            "ON CONFLICT (meter_id) DO NOTHING",
-            (list(unseen), list(unseen.values())),
-        )
+        names the latest reading's gateway. In byte order of meter ids (:data:`_REGISTER_METERS`)."""
+        cur.execute(_REGISTER_METERS, (list(unseen), list(unseen.values())))
         return cur.rowcount
 
     def _mark_read(self, cur: psycopg.Cursor[Any], stored: set[str], unseen: dict[str, str]) -> set[str]:
