@@ -571,14 +571,16 @@ class ReadingStore:
         With ``assigned_only`` a meter no gateway is assigned to is neither claimed nor registered:
         a gateway with the broker's credentials made up meter ids, each was a ``meters`` row (no
         reading, no claim) that the care desk and billing list; its letter is all that is kept, and
-        ``assign-meters`` registers it."""
+        ``assign-meters`` registers it. A meter of rows given to :meth:`write` is registered (not
+        claimed) all the same: its readings are stored, and before, an event of it refused in the
+        same write left them of a meter ``meters`` did not hold."""
         heard: list[tuple[Iterable[str], str]] = [(m.meter_ids, m.gateway_id) for m in reads.messages]
         heard += [((e[0],), e[5]) for e in events if e[0] is not None]
         first = meter_gateways.first_heard(heard)
         assigned = meter_gateways.current(cur, list(first)) if first else {}
         unclaimed = {m: g for m, g in first.items() if m not in assigned}
-        if self.assigned_only:  # (meters of rows given to write() are not held: registered)
-            unseen = {m: g for m, g in unseen.items() if m not in unclaimed}
+        if self.assigned_only:  # the meters of rows given to write() are not held: registered
+            unseen = {m: g for m, g in unseen.items() if m not in unclaimed or m in reads.row_meters}
         new_meters = self._register_meters(cur, unseen) if unseen else 0
         if unclaimed and not self.assigned_only:
             assigned |= meter_gateways.claim(cur, unclaimed)  # claimed by us, or by another collector first

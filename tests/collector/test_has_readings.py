@@ -144,3 +144,37 @@ def test_rows_written_with_an_event_refused_for_its_gateway_mark_their_meters(mi
     assert (outcome.inserted, outcome.events_inserted, len(outcome.refused)) == (6, 0, 1)
     assert _stored(url) == {"WM-H", "WM-A"}
     assert _flags(url) == {"WM-A": True, "WM-H": True}
+
+
+def test_rows_of_a_meter_no_gateway_is_assigned_register_it_with_an_event_refused_for_it(
+    migrated_database_url: str,
+) -> None:
+    """A collector storing only meters assigned ahead (``assigned_only``) is given rows of WM-U (the
+    loader's history, the demo's catch-up: not held to gateways) in the same write as gw-b's meter
+    event of WM-U, which no gateway is assigned to. The event is a dead letter; the rows are stored
+    as given, and WM-U is registered (unregistered, as any meter first heard) and marked as read.
+    Before, the refused event took WM-U off the meters to register: its three readings were stored
+    of a meter ``meters`` does not hold (no foreign key refuses them), which the meters API, VEE and
+    billing never list."""
+    url = migrated_database_url
+    event = {"gateway_id": "gw-b", "event": "meter_offline", "ts": T0, "meter_id": "WM-U", "bus": "b"}
+    payload = json.dumps(event | {"consecutive_failures": 3, "last_good": None}).encode()
+    events = parse_events_message(events_topic("gw-b"), payload, datetime(2026, 3, 1, 1, tzinfo=UTC))
+    assert isinstance(events, list)
+    rows: list[ReadingRow] = [
+        ("WM-U", f"2026-03-01T0{hour}:00:00Z", f"{10 + hour}.5", None, None, [], "history", 0) for hour in range(3)
+    ]
+    store = ReadingStore(url, assigned_only=True)
+    try:
+        outcome = store.write(rows, events=events)
+    finally:
+        store.close()
+    assert (outcome.inserted, outcome.events_inserted, len(outcome.refused)) == (3, 0, 1)
+    assert outcome.new_meters == 1
+    assert _stored(url) == {"WM-U"}
+    assert _flags(url) == {"WM-U": True}
+    with psycopg.connect(url) as conn:
+        letters = conn.execute("SELECT meter_id, gateway_id FROM dead_letters").fetchall()
+        registered = conn.execute("SELECT registered, last_gateway_id FROM meters").fetchall()
+    assert letters == [("WM-U", "gw-b")]
+    assert registered == [(False, "history")]
