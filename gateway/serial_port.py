@@ -61,13 +61,22 @@ def why_not_open(device: str, framing: SerialFraming) -> str | None:
     return None
 
 
+#: What a port that is not there most often means, and where the technician looks: a USB converter or
+#: receiver unplugged, or named otherwise after being plugged in again (ttyUSB1 became ttyUSB2);
+#: ``/dev/serial/by-id/`` names each by its make and serial, which does not change.
+NO_SUCH_PORT_HINT = "unplugged, or another device name? ls /dev/serial/by-id/"
+
+
 def why_open_failed(error: serial.SerialException | OSError | ValueError) -> str:
     """The reason a port did not open, once: its lock held by another program, or the system's
     words (``No such file or directory``), not pyserial's ``[Errno 2] could not open port
-    /dev/ttyUSB1: [Errno 2] No such file or directory: '/dev/ttyUSB1'``."""
+    /dev/ttyUSB1: [Errno 2] No such file or directory: '/dev/ttyUSB1'``. A port that is not there
+    says what to check (:data:`NO_SUCH_PORT_HINT`): the system's words alone gave no hint."""
     if isinstance(error, PortInUse):
         return str(error)
     number = getattr(error, "errno", None)
+    if number == errno.ENOENT:
+        return f"{os.strerror(number)} ({NO_SUCH_PORT_HINT})"
     return os.strerror(number) if isinstance(number, int) else str(error) or type(error).__name__
 
 

@@ -81,7 +81,7 @@ def test_a_bus_that_will_not_open_is_warned_alike_on_m_bus_and_modbus_rtu(
     rtu_warning, rtu_error = _warning(rtu, caplog)
     mbus_warning, mbus_error = _warning(mbus, caplog)
 
-    missing = "No such file or directory"
+    missing = "No such file or directory (unplugged, or another device name? ls /dev/serial/by-id/)"
     assert rtu_warning == (
         f"M000002 on rs485-1: failed after 1 attempts, the last: rs485-1: cannot open {rtu_device}: {missing}"
         f"{SAID_ONCE}"

@@ -74,7 +74,10 @@ def test_a_receiver_left_out_is_said_once_reminded_and_its_return_said_once(
     said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.wmbus"]
     first, *reminders, back = said
     assert first[0] == logging.WARNING, first
-    assert first[1].startswith(f"radio: cannot open {device}: No such file or directory; trying again in "), first
+    assert first[1].startswith(
+        f"radio: cannot open {device}: No such file or directory "
+        "(unplugged, or another device name? ls /dev/serial/by-id/); trying again in "
+    ), first
     assert first[1].endswith(" s (said again every 1 s while it fails, and once it works)"), first
     # before: a warning for each of the failed tries; now the first, and one reminder per interval at most
     assert len(reminders) < failed_opens - 1, said
@@ -83,7 +86,7 @@ def test_a_receiver_left_out_is_said_once_reminded_and_its_return_said_once(
         assert level == logging.WARNING, text
         assert re.fullmatch(
             rf"radio: receiver on {device} still failing, \d+ tries failed since 20\S+Z, the last: cannot open "
-            rf"{device}: No such file or directory",
+            rf"{device}: No such file or directory \(unplugged, or another device name\? ls /dev/serial/by-id/\)",
             text,
         ), text
     assert back[0] == logging.INFO, back

@@ -104,7 +104,10 @@ def test_a_missing_serial_device_says_so_in_one_line(tmp_path: Path) -> None:
     missing = "/dev/ttyAQUAMI-not-plugged-in"
     done = _scan(tmp_path, _rtu(missing), "--first", "1", "--last", "3")
     assert done.returncode == 1
-    assert done.stderr.splitlines() == [f"error: rtu-1: cannot open {missing}: No such file or directory"]
+    assert done.stderr.splitlines() == [
+        f"error: rtu-1: cannot open {missing}: No such file or directory "
+        "(unplugged, or another device name? ls /dev/serial/by-id/)"
+    ]
 
 
 def test_a_polled_bus_that_will_not_open_says_why_once(caplog: pytest.LogCaptureFixture) -> None:

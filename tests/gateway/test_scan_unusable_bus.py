@@ -47,11 +47,13 @@ def _scan(tmp_path: Path, bus: dict[str, Any], *options: str) -> tuple[subproces
         # open port /dev/…: [Errno 2] No such file or directory: '/dev/…'")
         (
             {"name": "m", "protocol": "mbus", "device": MISSING},
-            f"m: search stopped: m: cannot open {MISSING}: No such file or directory (0 found by then)",
+            f"m: search stopped: m: cannot open {MISSING}: No such file or directory "
+            "(unplugged, or another device name? ls /dev/serial/by-id/) (0 found by then)",
         ),
         (
             {"name": "r", "protocol": "modbus-rtu", "device": MISSING},
-            f"r: cannot open {MISSING}: No such file or directory",
+            f"r: cannot open {MISSING}: No such file or directory "
+            "(unplugged, or another device name? ls /dev/serial/by-id/)",
         ),
         ({"name": "t", "protocol": "modbus-tcp", "host": "127.0.0.1", "port": "FREE"}, "t: cannot open 127.0.0.1:"),
     ],

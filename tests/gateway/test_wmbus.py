@@ -674,7 +674,8 @@ def test_a_telegram_without_a_clock_or_counter_cannot_be_told_from_a_replay() ->
 def test_a_receiver_that_will_not_open_says_why_once(caplog: pytest.LogCaptureFixture) -> None:
     """The README's example gateway.toml run with no stick plugged in warned `radio-1: cannot open
     /dev/ttyUSB2: [Errno 2] could not open port /dev/ttyUSB2: [Errno 2] No such file or directory:
-    '/dev/ttyUSB2'` (pyserial's words); now the system's reason once, as the other buses say it."""
+    '/dev/ttyUSB2'` (pyserial's words); now the system's reason once, as the other buses say it, with
+    what to check (the system's `No such file or directory` alone gave no hint)."""
     device = "/dev/ttyAQUAMI-UNPLUGGED"
     bus = _radio(device)
 
@@ -692,7 +693,10 @@ def test_a_receiver_that_will_not_open_says_why_once(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.WARNING, logger="gateway.wmbus"):
         asyncio.run(asyncio.wait_for(scenario(), 10))
     first = next(r.getMessage() for r in caplog.records if r.name == "gateway.wmbus")
-    assert first.startswith(f"radio: cannot open {device}: No such file or directory; trying again in "), first
+    assert first.startswith(
+        f"radio: cannot open {device}: No such file or directory "
+        "(unplugged, or another device name? ls /dev/serial/by-id/); trying again in "
+    ), first
 
 
 def _volume_telegram(volume: float, access_no: int, key: bytes | None) -> bytes:
@@ -818,5 +822,6 @@ def test_a_silent_interval_while_the_receiver_is_unplugged_says_so() -> None:
     asyncio.run(scenario())
     assert told[0] == (
         "no telegram heard from it in its send interval (0 s): the receiver on /dev/ttyAQUAMI-UNPLUGGED fails "
-        "(cannot open /dev/ttyAQUAMI-UNPLUGGED: No such file or directory)"
+        "(cannot open /dev/ttyAQUAMI-UNPLUGGED: No such file or directory "
+        "(unplugged, or another device name? ls /dev/serial/by-id/))"
     ), told
