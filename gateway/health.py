@@ -67,6 +67,9 @@ class BusHealth:
     polls_skipped: int = 0  # polls not made (spool full under stop_polling, or the bus fell behind)
     telegrams_replayed: int = 0  # wireless M-Bus: telegrams refused as replays (gateway.wmbus_replay)
     late_answers: int = 0  # Modbus and M-Bus: answers heard after their attempt gave up (gateway.late_answers)
+    #: wireless M-Bus: distinct senders heard that no meter is configured with (neighbours' meters, or a
+    #: configured meter's id typed wrong), up to gateway.wmbus_unconfigured.MAX_REMEMBERED; None on other buses
+    unconfigured_ids_heard: int | None = None
 
     @property
     def success_rate(self) -> float | None:
@@ -131,6 +134,9 @@ class Health:
 
     def replayed(self, bus: str) -> None:
         self.buses.setdefault(bus, BusHealth()).telegrams_replayed += 1
+
+    def unconfigured_heard(self, bus: str, count: int) -> None:
+        self.buses.setdefault(bus, BusHealth()).unconfigured_ids_heard = count
 
     def late_answer(self, bus: str) -> None:
         self.buses.setdefault(bus, BusHealth()).late_answers += 1
@@ -226,6 +232,9 @@ class Health:
                     "polls_skipped": b.polls_skipped,
                     "telegrams_replayed": b.telegrams_replayed,
                     "late_answers": b.late_answers,
+                    **(
+                        {} if b.unconfigured_ids_heard is None else {"unconfigured_ids_heard": b.unconfigured_ids_heard}
+                    ),
                 }
                 for name, b in self.buses.items()
             },

@@ -365,7 +365,9 @@ class Gateway:
                     on_skip=lambda name=name: self.health.skipped(name),  # type: ignore[misc]
                     freshness=self.spool,
                     on_replay=lambda name=name: self.health.replayed(name),  # type: ignore[misc]
+                    on_unconfigured=lambda count, name=name: self.health.unconfigured_heard(name, count),  # type: ignore[misc]
                 )
+                self.health.unconfigured_heard(name, 0)  # a new listener has heard no one yet
                 continue
             scheduler = BusScheduler(
                 bus,

@@ -4,7 +4,9 @@ Each telegram's sender is read first, without decrypting anything
 (:func:`firmware_protocols.wmbus.telegram.telegram_address`): telegrams of configured meters are
 decoded (and decrypted with the meter's key) by :func:`firmware_protocols.wmbus.decode.decode_telegram`;
 others, a neighbour's encrypted meters among them, are counted as unknown meters and ignored, neither
-a failed attempt of the bus nor a warning. A configured meter's telegram that cannot be opened (a
+a failed attempt of the bus nor a warning; they are remembered (a bounded number), so that a silent
+meter whose id looks typed wrong, one the receiver hears close to it, says so
+(:mod:`gateway.wmbus_unconfigured`). A configured meter's telegram that cannot be opened (a
 wrong or missing key, a garbled telegram) is a failed attempt, said once per episode naming the meter
 and what to do, and the reason its meter's health gives for the interval. A telegram carrying a
 configured meter's identification is its meter's only if it comes from a water meter and, where the
@@ -55,6 +57,7 @@ from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_f
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
 from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
+from gateway.wmbus_unconfigured import UnconfiguredSenders, mistyped_hint
 
 log = logging.getLogger(__name__)
 _REOPEN_MIN_S, _REOPEN_MAX_S = 0.5, 30.0  # waits before reopening a receiver that failed, or opening one
@@ -129,6 +132,7 @@ class WMBusListener:
         freshness: FreshnessStore | None = None,
         on_replay: Callable[[], None] | None = None,
         remind_every_s: float = REMIND_EVERY_S,
+        on_unconfigured: Callable[[int], None] | None = None,
     ):
         self.config = config
         self.on_reading = on_reading
@@ -137,6 +141,7 @@ class WMBusListener:
         self.may_take = may_take  # the stop_polling policy: no readings while the spool is full
         self.on_skip = on_skip
         self.on_replay = on_replay  # the bus's health counts replayed telegrams
+        self.on_unconfigured = on_unconfigured  # the bus's health shows how many unconfigured senders it hears
         self.replay_guard = ReplayGuard(freshness)  # the spool keeps what was last accepted per meter
         self.clock = clock
         self.meters = {m.wmbus_id: m for m in config.meters if m.wmbus_id}
@@ -165,6 +170,9 @@ class WMBusListener:
         self._receiver_failing: str | None = None  # why the receiver cannot be read, while it cannot
         self._noise_before = 0  # bytes dropped as noise by parsers since replaced (a reopened receiver)
         self._noise_at: dict[str, int] = {}  # noise_bytes when each meter's interval began
+        self.unconfigured = UnconfiguredSenders()  # who else the receiver hears, for a mistyped id's hint
+        self._telegrams_at: dict[str, int] = {}  # telegrams when each meter's interval began
+        self._mistyped: Episodes[str] = Episodes(remind_every_s)  # a silent meter with ids close to its own
 
     def _new_parser(self) -> ReceiverStreamParser:
         return ReceiverStreamParser(require_fcs=self.config.require_fcs)
@@ -192,6 +200,7 @@ class WMBusListener:
         meter = self.meters.get(address.id)
         if meter is None or not self._is_meter(meter, address):
             self.unknown_meters += 1
+            self._heard_unconfigured(address)
             return None
         try:
             decoded = decode_telegram(telegram, self.keys, crcs=False)
@@ -237,7 +246,40 @@ class WMBusListener:
         if heard is not None:
             await asyncio.to_thread(self.replay_guard.accept, meter.meter_id, address.id, heard)
         self.on_heard(meter, True)
+        self._heard_again(meter)
         return reading
+
+    def _heard_unconfigured(self, address: MeterAddress) -> None:
+        """A sender no meter is configured with (or not of the configured make or medium): remembered
+        as the listener's latest telegram, never taken."""
+        before = len(self.unconfigured)
+        self.unconfigured.heard(address, self.telegrams)
+        if self.on_unconfigured and len(self.unconfigured) != before:
+            self.on_unconfigured(len(self.unconfigured))
+
+    def _heard_again(self, meter: MeterConfig) -> None:
+        """``meter``'s reading taken: the end of its episode of silence with ids close to its own."""
+        ended = self._mistyped.ended(meter.meter_id)
+        if ended is not None:
+            name, ident = meter.meter_id, meter.wmbus_id
+            log.info("%s: %s (id %s) heard again after %s", self.config.name, name, ident, lasted(ended[1]))
+
+    def _say_mistyped(self, meter: MeterConfig, why: str) -> None:
+        """A silent interval of ``meter`` while ids close to its own were heard: said once an
+        episode, reminded while it lasts."""
+        episode = self._mistyped.failed(meter.meter_id)
+        if episode is None:
+            return
+        if episode.first:
+            log.warning(
+                "%s: %s (id %s): %s (said again every %s while it lasts)",
+                self.config.name, meter.meter_id, meter.wmbus_id, why, lasted(self._mistyped.remind_every_s),
+            )  # fmt: skip
+        else:
+            log.warning(
+                "%s: %s (id %s) still silent, %s intervals since %s, the last: %s",
+                self.config.name, meter.meter_id, meter.wmbus_id, f"{episode.failures:,}", utc_iso(episode.since), why,
+            )  # fmt: skip
 
     def _replayed(self, meter: MeterConfig, device: str, heard: Freshness) -> bool:
         """Whether the telegram is older than one already taken from the meter: counted as replayed
@@ -362,10 +404,18 @@ class WMBusListener:
             why = self._last_error.pop(meter.meter_id, None)
             dropped = self.noise_bytes - self._noise_at.get(meter.meter_id, 0)
             self._noise_at[meter.meter_id] = self.noise_bytes
+            since = self._telegrams_at.get(meter.meter_id, 0)
+            self._telegrams_at[meter.meter_id] = self.telegrams
             if meter.meter_id not in self.heard_since_check:
-                # a telegram that failed in the interval says why; else the silence, and what the
-                # receiver's line shows of it
-                self.on_heard(meter, False, why or self._why_silent(meter, dropped))
+                # a telegram that failed in the interval says why; else the silence, what the
+                # receiver's line shows of it, and the ids heard meanwhile close to the meter's
+                if why is None:
+                    why = self._why_silent(meter, dropped)
+                    close = self.unconfigured.close_to(meter, since)
+                    if close:
+                        why = f"{why}; {mistyped_hint(meter, close)}"
+                        self._say_mistyped(meter, why)
+                self.on_heard(meter, False, why)
             self.heard_since_check.discard(meter.meter_id)
             self._due[meter.meter_id] = now + self._interval[meter.meter_id]
 

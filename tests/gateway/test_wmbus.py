@@ -124,6 +124,8 @@ def test_receiver_stream(tmp_path: Path, mosquitto) -> None:
     assert taken[0].to_json()["source"] == {"protocol": "wmbus", "bus": "radio", "address": "12345678"}
     listener = gateway.listeners["radio"]
     assert (listener.duplicates_dropped, listener.undecodable, listener.unknown_meters) == (1, 1, 1)
+    # the one neighbour heard, in the bus's health status (before, counted nowhere it showed)
+    assert gateway.health.snapshot(0)["buses"]["radio"]["unconfigured_ids_heard"] == 1
     names = [(e["event"], e.get("meter_id")) for e in events]
     assert names.count(("meter_offline", "FLAT-3")) == 1 and names.count(("meter_online", "FLAT-3")) == 1
     assert not [n for n in names if n[1] in ("FLAT-1", "FLAT-2")]

@@ -1,0 +1,108 @@
+"""The unconfigured senders a wireless M-Bus receiver hears, and those that look like a configured
+meter's identification typed wrong.
+
+A neighbour's meter in range is ignored, rightly. But a meter whose id was typed wrong in the
+gateway's file (77000001 for 77000010) went offline saying only that nothing was heard from it in its
+send interval, while the receiver heard the real meter's telegrams under an id no meter is configured
+with; the only sign was a count of unknown meters, shown nowhere. The listener remembers who it heard
+(a bounded number: a city street has hundreds of neighbours' meters) and, for a silent meter, names
+the water meters heard meanwhile whose id is one digit off its own, or two neighbouring digits
+swapped, of its manufacturer where one is configured, or its very id from another manufacturer than
+the one configured. Nothing is taken from them: they are only named as a hint.
+"""
+
+from __future__ import annotations
+
+from firmware_protocols.mbus.header import WATER_METER_TYPES
+from firmware_protocols.wmbus.telegram import MeterAddress
+from gateway.config import MeterConfig
+
+#: Senders remembered at most, the least recently heard forgotten first.
+MAX_REMEMBERED = 1024
+#: Close ids named in one hint at most.
+MAX_NAMED = 3
+
+
+def mistypings(ident: str) -> set[str]:
+    """Every id :func:`looks_mistyped` takes for ``ident`` typed wrong (79 for 8 digits): looked up,
+    not searched for among the senders remembered (1.8 ms a silent meter over 1,024 senders)."""
+    found = {ident[:at] + digit + ident[at + 1 :] for at in range(len(ident)) for digit in "0123456789"}
+    found |= {ident[:at] + ident[at + 1] + ident[at] + ident[at + 2 :] for at in range(len(ident) - 1)}
+    found.discard(ident)
+    return found
+
+
+def looks_mistyped(configured: str, heard: str) -> bool:
+    """Whether ``heard`` is ``configured`` with one digit different or two neighbouring digits
+    swapped (the two slips of a technician typing an 8-digit id); not the same id."""
+    if len(configured) != len(heard) or configured == heard:
+        return False
+    differ = [i for i, (a, b) in enumerate(zip(configured, heard, strict=True)) if a != b]
+    if len(differ) == 1:
+        return True
+    if len(differ) != 2 or differ[1] != differ[0] + 1:
+        return False
+    first, second = differ
+    return configured[first] == heard[second] and configured[second] == heard[first]
+
+
+class UnconfiguredSenders:
+    """The unconfigured senders heard, each with when it was last heard (the listener's telegram
+    count then), at most ``limit`` of them, the least recently heard forgotten first."""
+
+    def __init__(self, limit: int = MAX_REMEMBERED):
+        self.limit = limit
+        self._heard: dict[tuple[str, str], tuple[MeterAddress, int]] = {}  # (id, manufacturer): least recent first
+        self._makes: dict[str, set[str]] = {}  # each id remembered: the manufacturers heard with it
+
+    def __len__(self) -> int:
+        return len(self._heard)
+
+    def heard(self, address: MeterAddress, at: int) -> None:
+        """``address`` sent a telegram, the listener's ``at``-th."""
+        key = (address.id, address.manufacturer)
+        self._heard.pop(key, None)
+        self._heard[key] = (address, at)
+        self._makes.setdefault(address.id, set()).add(address.manufacturer)
+        while len(self._heard) > self.limit:
+            ident, make = next(iter(self._heard))
+            del self._heard[ident, make]
+            self._makes[ident].discard(make)
+            if not self._makes[ident]:
+                del self._makes[ident]
+
+    def close_to(self, meter: MeterConfig, since: int) -> list[MeterAddress]:
+        """The water meters heard after the listener's ``since``-th telegram whose id looks like
+        ``meter``'s typed wrong (of its manufacturer, where one is configured), or that carry its id
+        from another manufacturer than the one configured; most recently heard first."""
+        ident = meter.wmbus_id
+        if ident is None:
+            return []
+        heard = [self._heard[i, make] for i in {ident} | mistypings(ident) for make in self._makes.get(i, ())]
+        found = []
+        for address, at in sorted(heard, key=lambda entry: entry[1], reverse=True):
+            if at <= since or address.device_type not in WATER_METER_TYPES:
+                continue
+            other_make = meter.manufacturer not in (None, address.manufacturer)
+            if (address.id == ident and other_make) or (not other_make and address.id != ident):
+                found.append(address)
+        return found
+
+
+def mistyped_hint(meter: MeterConfig, close: list[MeterAddress]) -> str:
+    """What a silent meter's health adds when the receiver hears ids close to its own:
+    ``the receiver hears 77000010 (KAM), not configured: is the id 77000001 mistyped?``."""
+    same_id = [a for a in close if a.id == meter.wmbus_id]
+    other_ids = [a for a in close if a.id != meter.wmbus_id]
+    hints = []
+    if other_ids:
+        named = ", ".join(f"{a.id} ({a.manufacturer})" for a in other_ids[:MAX_NAMED])
+        more = f" and {len(other_ids) - MAX_NAMED:,} more" if len(other_ids) > MAX_NAMED else ""
+        hints.append(f"the receiver hears {named}{more}, not configured: is the id {meter.wmbus_id} mistyped?")
+    if same_id:
+        makes = ", ".join(a.manufacturer for a in same_id[:MAX_NAMED])
+        hints.append(
+            f"the receiver hears its id {meter.wmbus_id} from a water meter of {makes}, not of {meter.manufacturer} "
+            "as configured: is the manufacturer mistyped?"
+        )
+    return "; ".join(hints)

@@ -1,0 +1,230 @@
+"""A wireless meter whose id was typed wrong: it went offline with "no telegram heard from it in its send
+interval" while the receiver heard the real meter's telegrams under an id no meter is configured with,
+said nowhere. Its silent interval now names the close ids heard, nothing is taken from them, and the
+bus's status counts the unconfigured senders it hears (a bounded number)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aquami.contracts.reads import Reading
+from aquami.contracts.schema_files import ContractValidator, breaches
+from aquami.contracts.status import status_schema
+from firmware_protocols.mbus.build import build_user_data
+from firmware_protocols.records import DataRecord
+from firmware_protocols.wmbus.build import build_telegram
+from firmware_protocols.wmbus.receiver import build_indication
+from firmware_protocols.wmbus.telegram import MeterAddress
+from gateway.config import MeterConfig, WMBusBusConfig
+from gateway.health import Health
+from gateway.wmbus import WMBusListener
+from gateway.wmbus_unconfigured import UnconfiguredSenders, looks_mistyped, mistypings
+from simulators.serial_line import LineSettings, SerialLine
+from tests.gateway.test_wmbus import Receiver, _listening
+
+CONFIGURED = "77000001"
+IDS = st.text(alphabet="0123456789", min_size=8, max_size=8)
+
+
+def _telegram(ident: str, access_no: int, manufacturer: str = "KAM", medium: str = "water") -> bytes:
+    records = build_user_data([(DataRecord("volume", "m3", 12.5), "bcd8")])
+    return build_telegram(
+        records, manufacturer=manufacturer, id=ident, version=1, medium=medium, access_no=access_no, crcs=False
+    )
+
+
+def _silent_intervals(meter: MeterConfig, heard: list[bytes]) -> tuple[list[str | None], list[Reading]]:
+    """The meter's interval starts, ``heard`` arrive, it ends: what its health was told, what was taken."""
+    bus = WMBusBusConfig("radio", "/dev/null", (meter,), poll_interval_s=60)
+    told: list[str | None] = []
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+        told.append(error if not ok else "heard")
+
+    async def scenario() -> None:
+        listener = WMBusListener(bus, on_reading=on_reading, on_heard=on_heard)
+        listener.check_silence(now=0.0)
+        for telegram in heard:
+            await listener.handle(telegram)
+        listener.check_silence(now=60.0)
+
+    asyncio.run(scenario())
+    return told, taken
+
+
+@pytest.mark.services
+def test_a_mistyped_id_on_the_simulated_receiver_says_the_close_id_heard(caplog: pytest.LogCaptureFixture) -> None:
+    """The receiver hears the meter under 77000010 (two digits swapped in the file) and a neighbour's
+    99990000: each silent interval names 77000010 (not the neighbour), one warning for the episode,
+    nothing taken, and the bus's status counts the two unconfigured senders."""
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    meter = MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id=CONFIGURED)
+    bus = WMBusBusConfig("radio", line.port, (meter,), poll_interval_s=0.5)
+    health = Health("gw", offline_after=2)
+    health.track("radio", ["FLAT-1"])
+    told: list[str | None] = []
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+        told.append(error)
+        health.poll_done(meter.meter_id, ok, error=error)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        listener = WMBusListener(
+            bus, on_reading=on_reading, on_heard=on_heard,
+            on_unconfigured=lambda count: health.unconfigured_heard("radio", count),
+        )  # fmt: skip
+        task = asyncio.create_task(listener.run(stop))
+        await _listening(listener)
+        for n in range(8):
+            line.push(build_indication(_telegram("77000010", n), rssi=0x40))
+            line.push(build_indication(_telegram("99990000", n), rssi=0x40))
+            await asyncio.sleep(0.25)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.wmbus"):
+            asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert taken == []
+    hinted = [why for why in told if why is not None and "77000010" in why]
+    assert len(hinted) >= 2, told
+    assert hinted[0] == (
+        "no telegram heard from it in its send interval (0 s); the receiver hears 77000010 (KAM), not "
+        "configured: is the id 77000001 mistyped?"
+    )
+    assert not [why for why in told if why is not None and "99990000" in why]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.wmbus"]
+    assert len(warnings) == 1 and warnings[0].startswith("radio: FLAT-1 (id 77000001): no telegram heard"), warnings
+    status = health.snapshot(0)
+    assert status["buses"]["radio"]["unconfigured_ids_heard"] == 2
+    assert status["meters"]["FLAT-1"]["last_error"]["message"] == told[-1]
+    bus_contract = {"$defs": status_schema()["$defs"], **status_schema()["properties"]["buses"]}
+    assert breaches(ContractValidator(bus_contract), status["buses"]) == []
+
+
+@pytest.mark.parametrize(
+    ("manufacturer", "sender", "hint"),
+    [
+        (
+            None,
+            _telegram("77000011", 1),
+            "the receiver hears 77000011 (KAM), not configured: is the id 77000001 mistyped?",
+        ),
+        (None, _telegram("77000002", 1, "ZRI"), "the receiver hears 77000002 (ZRI), not configured"),
+        ("KAM", _telegram("77000002", 1, "ZRI"), None),  # another make's meter: a neighbour's
+        ("KAM", _telegram("77000002", 1, "KAM"), "the receiver hears 77000002 (KAM), not configured"),
+        (
+            "KAM",
+            _telegram(CONFIGURED, 1, "ZRI"),
+            "the receiver hears its id 77000001 from a water meter of ZRI, not of KAM as configured: "
+            "is the manufacturer mistyped?",
+        ),
+        (None, _telegram("77000002", 1, medium="heat"), None),  # a heat meter is no water meter typed wrong
+        (None, _telegram("77000022", 1), None),  # two digits different
+        (None, _telegram("17000007", 1), None),  # two digits swapped, not neighbours
+    ],
+    ids=[
+        "one digit off",
+        "another make, none configured",
+        "another make than configured",
+        "one digit off, its make",
+        "its id, another make than configured",
+        "a heat meter",
+        "two digits off",
+        "a swap of digits apart",
+    ],
+)
+def test_only_a_close_water_meter_of_the_configured_make_is_named(
+    manufacturer: str | None, sender: bytes, hint: str | None
+) -> None:
+    told, taken = _silent_intervals(
+        MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id=CONFIGURED, manufacturer=manufacturer), [sender]
+    )
+    assert taken == []
+    [why] = told
+    assert why is not None and why.startswith("no telegram heard from it in its send interval (1 min)")
+    if hint is None:
+        assert why == "no telegram heard from it in its send interval (1 min)"
+    else:
+        assert hint in why, why
+
+
+def test_a_close_id_is_named_only_for_the_interval_it_was_heard_in() -> None:
+    """Heard in one interval, not in the next: the next silent interval does not name it."""
+    meter = MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id=CONFIGURED)
+    bus = WMBusBusConfig("radio", "/dev/null", (meter,), poll_interval_s=60)
+    told: list[str | None] = []
+
+    async def scenario() -> None:
+        listener = WMBusListener(
+            bus, on_reading=lambda reading: asyncio.sleep(0), on_heard=lambda m, ok, error=None: told.append(error)
+        )
+        listener.check_silence(now=0.0)
+        await listener.handle(_telegram("77000010", 1))
+        listener.check_silence(now=60.0)
+        listener.check_silence(now=120.0)
+
+    asyncio.run(scenario())
+    assert told[0] is not None and "77000010" in told[0]
+    assert told[1] == "no telegram heard from it in its send interval (1 min)"
+
+
+def test_the_senders_remembered_are_bounded() -> None:
+    """A street of neighbours' meters: no more than the limit remembered, the least recently heard
+    forgotten first."""
+    senders = UnconfiguredSenders(limit=100)
+    for n in range(1000):
+        senders.heard(MeterAddress("KAM", f"{n:08d}", 1, "water"), n + 1)
+    senders.heard(MeterAddress("KAM", "00000950", 1, "water"), 1001)  # heard again: the most recent
+    assert len(senders) == 100
+    meter = MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id="00000959")
+    assert [a.id for a in senders.close_to(meter, 0)] == [
+        "00000950", "00000999", "00000995", "00000989", "00000979", "00000969", "00000958", "00000957", "00000956",
+        "00000955", "00000954", "00000953", "00000952", "00000951", "00000949", "00000939", "00000929", "00000919",
+        "00000909",
+    ]  # fmt: skip
+    forgotten_close = MeterConfig("FLAT-2", 0, "wmbus", {}, None, wmbus_id="00001500")  # 00000500, heard long ago
+    assert senders.close_to(forgotten_close, 0) == []
+
+
+@given(IDS, st.integers(0, 7), st.sampled_from("0123456789"))
+def test_one_digit_different_looks_mistyped(ident: str, at: int, digit: str) -> None:
+    heard = ident[:at] + digit + ident[at + 1 :]
+    assert looks_mistyped(ident, heard) == (heard != ident)
+
+
+@given(IDS, st.integers(0, 6))
+def test_two_neighbouring_digits_swapped_look_mistyped(ident: str, at: int) -> None:
+    heard = ident[:at] + ident[at + 1] + ident[at] + ident[at + 2 :]
+    assert looks_mistyped(ident, heard) == (heard != ident)
+
+
+@given(IDS, IDS)
+def test_looks_mistyped_is_symmetric_and_needs_one_or_two_digits_off(configured: str, heard: str) -> None:
+    off = sum(a != b for a, b in zip(configured, heard, strict=True))
+    assert looks_mistyped(configured, heard) == looks_mistyped(heard, configured)
+    if looks_mistyped(configured, heard):
+        assert off == 1 or (off == 2 and sorted(configured) == sorted(heard))
+    else:
+        assert off != 1
+
+
+@given(IDS, IDS)
+def test_the_mistypings_looked_up_are_those_that_look_mistyped(configured: str, heard: str) -> None:
+    assert (heard in mistypings(configured)) == looks_mistyped(configured, heard)
