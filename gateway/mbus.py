@@ -712,7 +712,7 @@ class MBusTransport:
             # was taken for one, and searched at 100% CPU for good, deaf to Ctrl-C)
             if self._closing.is_set():
                 raise PollError(closing) from error
-            raise PollError(f"{self.config.name}: search stopped: {error} ({len(found)} found by then)") from error
+            raise PollError(f"{self.config.name}: search stopped, {len(found)} found by then: {error}") from error
         except NoAnswer:
             self._silent_selections.append(pattern)
             return

@@ -78,7 +78,7 @@ def test_a_scan_of_a_port_that_refuses_the_framing_is_one_line(tmp_path: Path, l
     else:
         assert done.returncode == 1, (done.stdout, done.stderr)
         refused = f"mbus-1: cannot open {line.port}: {REFUSED}"
-        assert done.stderr.splitlines() == [f"error: mbus-1: search stopped: {refused} (0 found by then)"]
+        assert done.stderr.splitlines() == [f"error: mbus-1: search stopped, 0 found by then: {refused}"]
         assert done.stdout == ""
 
 

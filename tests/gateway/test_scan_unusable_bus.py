@@ -47,8 +47,8 @@ def _scan(tmp_path: Path, bus: dict[str, Any], *options: str) -> tuple[subproces
         # open port /dev/…: [Errno 2] No such file or directory: '/dev/…'")
         (
             {"name": "m", "protocol": "mbus", "device": MISSING},
-            f"m: search stopped: m: cannot open {MISSING}: No such file or directory "
-            "(unplugged, or another device name? ls /dev/serial/by-id/) (0 found by then)",
+            f"m: search stopped, 0 found by then: m: cannot open {MISSING}: No such file or directory "
+            "(unplugged, or another device name? ls /dev/serial/by-id/)",
         ),
         (
             {"name": "r", "protocol": "modbus-rtu", "device": MISSING},

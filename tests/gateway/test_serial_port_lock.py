@@ -121,7 +121,7 @@ def test_a_scan_beside_a_running_gateway_is_refused_naming_the_port(
     assert refused.stdout == ""
     said = f"{bus['name']}: cannot open {line.port}: {IN_USE}"
     if protocol == "mbus":  # a secondary-address search: stopped, as for a device that will not open
-        said = f"{bus['name']}: search stopped: {said} (0 found by then)"
+        said = f"{bus['name']}: search stopped, 0 found by then: {said}"
     assert refused.stderr.splitlines() == [f"error: {said}"]
     assert gateway.returncode == 0, (tmp_path / "gateway.log").read_text()
     # the gateway gone, its lock went with it: the same scan finds the meter
