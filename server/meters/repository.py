@@ -145,6 +145,10 @@ def register_meters(
     ValueError, writing nothing, for a DMA over ``DMA_MAX_LENGTH`` characters (server.meters.districts)."""
     check_dmas((meter_id, dma) for meter_id, dma, _ in meters)
     keep = bulk is None
+    # In the collector's order, byte by byte (collector.store._REGISTER_METERS): in the file's, it
+    # deadlocked with a collector recording the same new meters. A stable sort: a meter listed twice
+    # still takes its last row.
+    in_byte_order = sorted(meters, key=lambda meter: meter[0].encode())
     with conn.cursor() as cur:
         cur.executemany(
             # a meter recorded now has no readings yet (collector migration 0067); one recorded before keeps its own
@@ -152,7 +156,7 @@ def register_meters(
             "VALUES (%s, true, %s, %s, %s, false) "
             "ON CONFLICT (meter_id) DO UPDATE SET registered = true, dma = EXCLUDED.dma, role = EXCLUDED.role, "
             f"bulk = {'meters.bulk' if keep else 'EXCLUDED.bulk'}",
-            [(meter_id, dma, role, not keep and meter_id in (bulk or ())) for meter_id, dma, role in meters],
+            [(meter_id, dma, role, not keep and meter_id in (bulk or ())) for meter_id, dma, role in in_byte_order],
         )
 
 
