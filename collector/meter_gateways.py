@@ -14,7 +14,9 @@ is refused. Before, the move refused it all.
 
 The check costs one query per batch (the batch's meters' assignments), and for meters nobody has
 claimed yet one more, under a lock that makes the first gateway heard the only one (two collectors
-of a shared group hearing a new meter from two gateways at once assign it once).
+of a shared group hearing a new meter from two gateways at once assign it once). An operator's
+assignment takes the same lock, after recording the meters as the collector does: the writers of
+``meter_gateways`` take turns, and cannot wait on each other's rows in a cycle.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 
 import psycopg
 
-#: pg_advisory_xact_lock key under which unclaimed meters are claimed: "aqmg".
+#: pg_advisory_xact_lock key under which unclaimed meters are claimed, and meters assigned
+#: (:func:`assign`), so that writers of ``meter_gateways`` take turns: "aqmg".
 CLAIM_LOCK = 0x61716D67
 #: How many of a meter's gateways a refusal names.
 NAMED_GATEWAYS_MAX = 5
@@ -124,7 +127,8 @@ def assign(
 ) -> Assignments:
     """Assign the meters to the gateways: to exactly these (a move), or these as well (``add``: a
     second receiver). Meters not heard yet are recorded, unregistered, as a gateway's first reading
-    records them. Returns the meters' gateways after; the caller commits."""
+    records them. Waits for a collector claiming meters (:data:`CLAIM_LOCK`, held to its commit).
+    Returns the meters' gateways after; the caller commits."""
     with conn.cursor() as cur:
         cur.execute(
             # (no reading yet: has_readings false, as register-meters records one, collector migration 0067)
@@ -136,6 +140,10 @@ def assign(
             "ON CONFLICT (meter_id) DO NOTHING",
             (gateway_ids[0], list(meter_ids)),
         )
+        # the meters' gateways are written under the claims' lock, taken after the meters as a
+        # collector takes it: without it, this and a claim (or another assign) inserting the same
+        # meters' rows in other orders deadlocked at meter_gateways' primary key
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
         if not add:  # the gateways left keep what they measured before the move (HANDOVER)
             cur.execute(
                 "UPDATE meter_gateways SET until = now() "
