@@ -587,24 +587,20 @@ def readings_newest_first(
 # The days hold the meter's job cards as billing bills them (server.billing.repository.
 # determinant_lines), so they add up to the bills: an installation's reads are those from its
 # installed_at to its removed_at, both included, a read at either instant taking the card's place.
+# The stored days leave out the intervals billing bills to no one (collector migration 0076): the one
+# from a meter's read before an installation (fitted again, or read before it was fitted) to its first
+# read in it, the one from its last read in an installation to the next, and those to and from a bad
+# read that begins or ends an installation. Before, the stored days held them and the page took them
+# out itself; the DMA balance and anything else reading the tables counted them.
 # - ``opening``: an installation card with no read at its instant opens the installation: the water
-#   from its initial_register_m3 to the installation's first read, on that read's day (NEM12 places it
-#   in that read's hour). A meter read before (fitted again, or read before it was fitted) has an
-#   interval from that read to the first one across the installation, which billing does not bill: it
-#   is taken out of that day, the card's water in its stead; with no card, billing opens on the first
-#   read (a reused meter's earlier reads are another installation's), and the interval is taken out
-#   with nothing in its stead. So is the interval closing at a read at
-#   the installed_at of a meter read before it (billing opens on that read), unless an installation
-#   the meter leaves at that instant bills it.
+#   from its initial_register_m3 to the installation's first good read, on that read's day (NEM12
+#   places it in that read's hour).
 # - ``closing``: a removal card with no read at its instant closes the installation: the water from
 #   the installation's last read (none: its installation card; none either: nothing, as billing opens
 #   on no read before the installation, another installation's) to its final_register_m3, on the
 #   removal's day.
 # A card above the read after it (forward_difference NULL) adds nothing: billing cannot count it either.
-# A bad read (VEE's) opens and closes nothing, as in billing: an installation read bad at its installed_at
-# opens on its card, or on its first good read, the intervals from the read before the installation to
-# that read taken out, each on its day (before, the bad read opened it and the card was left out: the
-# next read's interval, counted by VEE from the read before the glitch, was on the page and not billed).
+# A bad read (VEE's) opens and closes nothing, as in billing.
 _DAILY = """
 WITH zone AS (SELECT utility_timezone() AS z),
 installations AS (
@@ -615,57 +611,22 @@ installations AS (
                AS read_at_end
     FROM meter_installations i WHERE i.meter_id = %(meter_id)s
 ),
-opening AS (  -- each installation's first good read, and the read before the installation
-    SELECT i.*, f.ts AS first_ts, f.volume_m3 AS first_volume_m3, p.ts AS before_ts
+changes AS (
+    -- the installation card's water to the first good read
+    SELECT f.ts AS closing, forward_difference(i.initial_register_m3, f.volume_m3) AS card_m3
     FROM installations i
     CROSS JOIN LATERAL (
         SELECT ts, volume_m3 FROM readings r
         WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts <= coalesce(i.removed_at, 'infinity') AND {good}
         ORDER BY ts LIMIT 1
     ) f
-    LEFT JOIN LATERAL (
-        SELECT ts FROM readings
-        WHERE meter_id = %(meter_id)s AND ts < i.installed_at ORDER BY ts DESC LIMIT 1
-    ) p ON true
-),
-opened AS (  -- the installations whose opening the page changes, and whether the card's water comes in
-    SELECT o.*, o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start AS by_card
-    FROM opening o
-    WHERE (o.initial_register_m3 IS NOT NULL AND NOT o.read_at_start
-           AND forward_difference(o.initial_register_m3, o.first_volume_m3) IS NOT NULL)  -- else billing's unknown
-       OR (o.initial_register_m3 IS NULL AND NOT o.read_at_start AND o.before_ts IS NOT NULL)  -- opens on a read
-       OR (o.read_at_start AND o.before_ts IS NOT NULL
-           AND NOT EXISTS (  -- an installation the meter leaves at that instant bills the interval
-               SELECT 1 FROM installations j
-               WHERE j.installed_at < o.first_ts AND j.removed_at >= o.first_ts
-                 AND (j.installed_at <= o.before_ts OR j.initial_register_m3 IS NULL)))
-),
-changes AS (
-    -- the installation card's water to the first good read
-    SELECT first_ts AS closing, forward_difference(initial_register_m3, first_volume_m3) AS card_m3,
-           0 AS out_m3, 0 AS out_unknown, 0 AS out_intervals, 0 AS out_not_actual
-    FROM opened WHERE by_card
-    UNION ALL
-    -- the intervals from the read before the installation to the first good read, out, each on its own
-    -- day (a bad read between: two of them); the last stays in the count where the card takes its place
-    SELECT x.ts, NULL, coalesce(x.c, 0), (x.c IS NULL)::int,
-           CASE WHEN o.by_card AND x.ts = o.first_ts THEN 0 ELSE 1 END,
-           CASE WHEN o.by_card AND x.ts = o.first_ts THEN 0 ELSE (x.quality <> 'actual')::int END
-    FROM opened o
-    CROSS JOIN LATERAL (
-        SELECT r.ts, r.quality, lag(r.ts) OVER w AS prev_ts,
-               interval_consumption(r.volume_m3, lag(r.volume_m3) OVER w, dc.ts IS NOT NULL, dc.consumption_m3) AS c
-        FROM readings r LEFT JOIN register_discontinuities dc ON dc.meter_id = r.meter_id AND dc.ts = r.ts
-        WHERE r.meter_id = %(meter_id)s AND r.ts >= o.before_ts AND r.ts <= o.first_ts
-        WINDOW w AS (ORDER BY r.ts)
-    ) x
-    WHERE o.before_ts IS NOT NULL AND x.prev_ts IS NOT NULL
+    WHERE i.initial_register_m3 IS NOT NULL AND NOT i.read_at_start
+      AND forward_difference(i.initial_register_m3, f.volume_m3) IS NOT NULL  -- else billing's unknown
     UNION ALL
     -- the removal card's water from the installation's last good read (or its installation card) to its
     -- register: a read before the installation is another's, as billing opens on none
     SELECT i.removed_at,
-           forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3),
-           0, 0, 0, 0
+           forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3)
     FROM installations i
     LEFT JOIN LATERAL (
         SELECT volume_m3 FROM readings r
@@ -676,15 +637,13 @@ changes AS (
       AND forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3) IS NOT NULL
 ),
 cards AS (
-    SELECT date_trunc('day', closing - interval '1 microsecond', zone.z) AS day, sum(card_m3) AS card_m3,
-           sum(out_m3) AS out_m3, sum(out_unknown) AS out_unknown, sum(out_intervals) AS out_intervals,
-           sum(out_not_actual) AS out_not_actual
+    SELECT date_trunc('day', closing - interval '1 microsecond', zone.z) AS day, sum(card_m3) AS card_m3
     FROM zone, changes GROUP BY 1
 ),
 newest AS (
     SELECT max(day) AS day, min(day) AS oldest
     FROM (SELECT day FROM consumption_daily WHERE meter_id = %(meter_id)s
-          UNION ALL SELECT day FROM cards WHERE card_m3 IS NOT NULL) d
+          UNION ALL SELECT day FROM cards) d
 ),
 days AS (
     SELECT d::date AS date, (d::date)::timestamp AT TIME ZONE zone.z AS day,
@@ -700,23 +659,15 @@ qualities AS (
     WHERE r.meter_id = %(meter_id)s AND r.quality <> 'actual'
       AND r.ts > (SELECT min(day) FROM days) AND r.ts <= (SELECT max(next_day) FROM days)
     GROUP BY 1, 2
-),
-shown AS (
-    SELECT days.date, days.day, cards.card_m3,
-           c.consumption_m3 - coalesce(cards.out_m3, 0) + coalesce(cards.card_m3, 0) AS with_cards,
-           c.intervals - coalesce(cards.out_intervals, 0) AS intervals,
-           c.not_actual - coalesce(cards.out_not_actual, 0) AS not_actual,
-           c.unknown - coalesce(cards.out_unknown, 0) AS unknown
-    FROM days LEFT JOIN consumption_daily c ON c.meter_id = %(meter_id)s AND c.day = days.day
-    LEFT JOIN cards ON cards.day = days.day
 )
-SELECT shown.date, shown.day,
-       CASE WHEN shown.card_m3 IS NOT NULL THEN coalesce(shown.with_cards, shown.card_m3)
-            WHEN shown.intervals > 0 THEN shown.with_cards END AS consumption_m3,
-       shown.card_m3, shown.intervals, shown.not_actual, shown.unknown,
-       coalesce((SELECT jsonb_object_agg(q.quality, q.n) FROM qualities q WHERE q.day = shown.day), '{}') AS qualities
-FROM shown
-ORDER BY shown.date
+SELECT days.date, days.day,
+       CASE WHEN cards.card_m3 IS NOT NULL THEN coalesce(c.consumption_m3 + cards.card_m3, cards.card_m3)
+            WHEN c.intervals > 0 THEN c.consumption_m3 END AS consumption_m3,
+       cards.card_m3, c.intervals, c.not_actual, c.unknown,
+       coalesce((SELECT jsonb_object_agg(q.quality, q.n) FROM qualities q WHERE q.day = days.day), '{}') AS qualities
+FROM days LEFT JOIN consumption_daily c ON c.meter_id = %(meter_id)s AND c.day = days.day
+LEFT JOIN cards ON cards.day = days.day
+ORDER BY days.date
 """.replace(
     "{good}",
     "NOT EXISTS (SELECT 1 FROM register_discontinuities b WHERE b.meter_id = r.meter_id AND b.ts = r.ts "
@@ -729,8 +680,9 @@ def daily_consumption(conn: psycopg.Connection, meter_id: str, days: int) -> lis
     stored day, or from its oldest (none: no consumption stored yet): ``date`` (the utility's day),
     ``consumption_m3`` and the counts ``intervals``, ``not_actual`` and ``unknown`` as
     consumption_daily has them (None on a day no interval closed), with the job cards' water as billing
-    bills it (:data:`_DAILY`: an installation card's to the installation's first read, on that read's day,
-    in place of an interval across the installation; a removal card's from the last read, on the
-    removal's day): ``card_m3`` that water on its day (else None), and ``qualities``: intervals
-    closed by a reading of each quality other than actual (estimated, substituted, edited)."""
+    bills it (:data:`_DAILY`: an installation card's to the installation's first read, on that read's day;
+    a removal card's from the last read, on the removal's day; the interval across an installation is
+    none of the stored days', collector migration 0076): ``card_m3`` that water on its day (else None),
+    and ``qualities``: intervals closed by a reading of each quality other than actual (estimated,
+    substituted, edited)."""
     return conn.execute(_DAILY, {"meter_id": meter_id, "days": days}).fetchall()  # type: ignore[return-value]
