@@ -14,39 +14,43 @@
 -- with no read before the instant and a good read first after it (a new meter fitted before its reads,
 -- the job cards of a fleet recorded before it is read): a job card costs a few index lookups there.
 
--- The meter's consumption around each (meter, instant) given, as above; the hourly rows written.
+-- The meter's consumption around each (meter, instant) given, as above; the hourly rows written. Every
+-- window in one refresh (collector migration 0076's refresh_meter_consumption_windows): a statement of
+-- thousands of job cards, or this migration's catch-up, recomputes each DMA's hours once.
 CREATE FUNCTION refresh_consumption_around(p_meters text[], p_instants timestamptz[])
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-    b       record;
-    v_from  timestamptz;
-    v_to    timestamptz;
-    written bigint := 0;
+    v_meters text[];
+    v_from   timestamptz[];
+    v_to     timestamptz[];
 BEGIN
-    FOR b IN
-        SELECT DISTINCT u.meter_id, u.instant FROM unnest(p_meters, p_instants) AS u(meter_id, instant)
-        WHERE u.meter_id IS NOT NULL AND u.instant IS NOT NULL AND u.instant <> 'infinity'
-    LOOP
-        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = b.meter_id AND r.ts < b.instant)
-                  AND coalesce((SELECT NOT EXISTS (SELECT 1 FROM register_discontinuities d
-                                                   WHERE d.meter_id = r.meter_id AND d.ts = r.ts AND d.kind = 'bad_read')
-                                FROM readings r WHERE r.meter_id = b.meter_id AND r.ts >= b.instant
-                                ORDER BY r.ts LIMIT 1), true);
-        v_from := coalesce(
-            (SELECT max(r.ts) FROM readings r WHERE r.meter_id = b.meter_id AND r.ts < b.instant
-               AND NOT EXISTS (SELECT 1 FROM register_discontinuities d
-                               WHERE d.meter_id = r.meter_id AND d.ts = r.ts AND d.kind = 'bad_read')),
-            (SELECT min(r.ts) FROM readings r WHERE r.meter_id = b.meter_id),
-            b.instant);
-        v_to := coalesce(
-            (SELECT min(r.ts) FROM readings r WHERE r.meter_id = b.meter_id AND r.ts > b.instant
-               AND NOT EXISTS (SELECT 1 FROM register_discontinuities d
-                               WHERE d.meter_id = r.meter_id AND d.ts = r.ts AND d.kind = 'bad_read')),
-            (SELECT max(r.ts) FROM readings r WHERE r.meter_id = b.meter_id),
-            b.instant) + interval '1 microsecond';
-        written := written + refresh_meter_consumption(ARRAY[b.meter_id], ARRAY[v_from], v_to);
-    END LOOP;
-    RETURN written;
+    SELECT array_agg(w.meter_id), array_agg(w.since), array_agg(w.until) INTO v_meters, v_from, v_to
+    FROM (SELECT DISTINCT u.meter_id, u.instant FROM unnest(p_meters, p_instants) AS u(meter_id, instant)
+          WHERE u.meter_id IS NOT NULL AND u.instant IS NOT NULL AND u.instant <> 'infinity') b
+    CROSS JOIN LATERAL (
+        SELECT b.meter_id,
+               coalesce(
+                   (SELECT max(r.ts) FROM readings r WHERE r.meter_id = b.meter_id AND r.ts < b.instant
+                      AND NOT EXISTS (SELECT 1 FROM register_discontinuities d
+                                      WHERE d.meter_id = r.meter_id AND d.ts = r.ts AND d.kind = 'bad_read')),
+                   (SELECT min(r.ts) FROM readings r WHERE r.meter_id = b.meter_id),
+                   b.instant) AS since,
+               coalesce(
+                   (SELECT min(r.ts) FROM readings r WHERE r.meter_id = b.meter_id AND r.ts > b.instant
+                      AND NOT EXISTS (SELECT 1 FROM register_discontinuities d
+                                      WHERE d.meter_id = r.meter_id AND d.ts = r.ts AND d.kind = 'bad_read')),
+                   (SELECT max(r.ts) FROM readings r WHERE r.meter_id = b.meter_id),
+                   b.instant) + interval '1 microsecond' AS until
+    ) w
+    WHERE EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = b.meter_id AND r.ts < b.instant)
+       OR NOT coalesce((SELECT NOT EXISTS (SELECT 1 FROM register_discontinuities d
+                                           WHERE d.meter_id = r.meter_id AND d.ts = r.ts AND d.kind = 'bad_read')
+                        FROM readings r WHERE r.meter_id = b.meter_id AND r.ts >= b.instant
+                        ORDER BY r.ts LIMIT 1), true);
+    IF v_meters IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN refresh_meter_consumption_windows(v_meters, v_from, v_to);
 END
 $$;
 COMMENT ON FUNCTION refresh_consumption_around(text[], timestamptz[]) IS
