@@ -3,7 +3,14 @@
 Each transmission is one SND_NR telegram (C-field 44h), frame format A, with the short transport
 header (CI 7Ah) and OMS security mode 5 (AES-128-CBC with the meter's key, IV from the link
 address and access number; EN 13757-7, OMS Vol. 2): the access number counts up with every
-telegram and the encrypted part starts with 2F 2F. The records are the ones OMS water meters
+telegram and the encrypted part starts with 2F 2F. With ``security_mode=7`` (OMS Specification
+Vol. 2, security profile B; EN 13757-7:2018 clauses 6 and 9) the telegram carries an AFL (CI 90h)
+with a message counter and an AES-CMAC truncated to 8 bytes, and is encrypted and authenticated
+with the session keys Kenc and Kmac that KDF-A derives from the meter's key and that counter. The
+counter rises with every telegram and never goes back across a restart of the simulator: it is at
+least the whole seconds since the meter's installation (as a real meter keeps its counter through a
+battery change), so a gateway that remembers the last counter it accepted (gateway.wmbus_replay)
+takes a restarted rig's telegrams. The records are the ones OMS water meters
 commonly send (EN 13757-3 clause 6):
 
 - volume (storage 0, DIF 04h VIF 13h: 32-bit binary litres), backward volume (VIFE 3Ch), flow
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from firmware_protocols.mbus import RecordSpec, encode_record
 from firmware_protocols.mbus.build import build_user_data
@@ -27,6 +35,9 @@ from firmware_protocols.wmbus import build_telegram
 from simulators.mbus_slave import ERROR_FLAG_BITS, MBusWaterMeter, RegisterMeter, last_due_date
 
 KEY_BYTES = 16
+#: The AFL message counter's width (EN 13757-7:2018 6.3.5, AFL.MCR: 32 bits).
+MESSAGE_COUNTER_MODULUS = 1 << 32
+SECURITY_MODES = (5, 7)
 
 
 @dataclass
@@ -35,14 +46,16 @@ class WMBusMeter:
 
     meter: RegisterMeter
     identification: str  # 8 decimal digits
-    key: bytes  # AES-128 key (mode 5)
+    key: bytes  # AES-128 key (mode 5: the key itself; mode 7: the master key KDF-A derives from)
     manufacturer: str = "AQM"
     version: int = 1
     medium: str = "water"
     interval_s: float = 16.0  # OMS T1 meters send every few seconds to minutes
     due_month: int = 1
     due_day: int = 1
+    security_mode: Literal[5, 7] = 5
     access_no: int = field(default=0, init=False)
+    message_counter: int = field(default=0, init=False)  # the AFL's, mode 7: the last one sent
     last_sent: datetime | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +65,8 @@ class WMBusMeter:
             raise ValueError(f"key: {len(self.key)} bytes, AES-128 needs 16")
         if self.interval_s <= 0:
             raise ValueError("interval_s must be positive")
+        if self.security_mode not in SECURITY_MODES:
+            raise ValueError(f"security_mode {self.security_mode!r}: 5 or 7 (OMS Vol. 2 security profiles A and B)")
 
     @property
     def meter_id(self) -> str:
@@ -91,13 +106,27 @@ class WMBusMeter:
             access_no=self.access_no,
             status=MBusWaterMeter.status(self.meter.read(at)),
             key=self.key,
-            security_mode=5,
+            security_mode=self.security_mode,
+            message_counter=self.message_counter,
             crcs=crcs,
         )
 
+    def next_message_counter(self, at: datetime) -> int:
+        """Mode 7's next AFL message counter: one above the last sent, and at least the whole seconds
+        since installation, so a simulator started again goes on above what it sent before (for send
+        intervals of a second or more). A gateway refuses a counter not above the last it accepted."""
+        since_installed = int((at - self.meter.installed).total_seconds())
+        counter = max(self.message_counter + 1, since_installed)
+        if counter >= MESSAGE_COUNTER_MODULUS:  # 136 years of seconds: no meter lives so long
+            raise ValueError(f"meter {self.meter_id}: the AFL message counter would pass 2**32 - 1")
+        return counter
+
     def telegram(self, at: datetime) -> bytes:
-        """The next transmission, as a receiver hands it on (no link-layer CRCs); counts the access number."""
+        """The next transmission, as a receiver hands it on (no link-layer CRCs); counts the access
+        number, and in mode 7 the AFL message counter."""
         self.access_no = (self.access_no + 1) & 0xFF
+        if self.security_mode == 7:
+            self.message_counter = self.next_message_counter(at)
         self.last_sent = at
         return self._build(at, crcs=False)
 

@@ -17,7 +17,9 @@ Kinds and the protocols they speak:
 - ``dma_inlet``: a district's bulk inlet meter, Modbus profile ``electromagnetic_flow_meter``; its flow
   is what the ``customers`` (other meters of the rig) really draw, plus background ``leakage_m3h``;
 - ``mbus_water``: a wired M-Bus water meter (primary ``address``, ``secondary`` identification);
-- ``wmbus_oms``: a wireless M-Bus OMS water meter (``secondary`` identification, AES ``key``, mode 5).
+- ``wmbus_oms``: a wireless M-Bus OMS water meter (``secondary`` identification, AES ``key``,
+  ``security_mode`` 5, the default, or 7: OMS security profile B, an AFL with a message counter and
+  AES-CMAC, session keys derived from ``key`` by KDF-A).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from firmware_protocols.wmbus.keys import aes_key
 from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.meter_model import EARLIEST_INSTALLED
 from simulators.rig.faults import FaultSpec, parse_fault
+from simulators.wmbus_meter import SECURITY_MODES
 
 __all__ = ["ConfigError", "MeterConfig", "RigConfig", "TransportConfig", "load_rig", "parse_rig_text"]
 
@@ -75,6 +78,7 @@ class MeterConfig:
     leakage_m3h: float = 0.05
     key: bytes | None = None
     interval_s: float = 16.0
+    security_mode: int = 5  # wmbus_oms: OMS security mode 5 or 7
     faults: tuple[FaultSpec, ...] = ()
 
 
@@ -186,6 +190,14 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
         except ValueError as error:
             raise t.error("key", str(error)) from None
         values["interval_s"] = t.number("interval_s", 16.0, low=0.1, high=86_400.0)
+        mode = t.integer("security_mode", 5)
+        if mode not in SECURITY_MODES:
+            raise t.error(
+                "security_mode",
+                f"{mode}: 5 (AES-CBC, OMS security profile A) or 7 (AFL with message counter and AES-CMAC, "
+                "KDF-A session keys, profile B)",
+            )
+        values["security_mode"] = mode
     faults = []
     for index, item in enumerate(t.items("faults")):
         try:

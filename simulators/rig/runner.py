@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import utc_iso
@@ -261,6 +261,7 @@ class Rig:
                     m.key or b"",
                     manufacturer=m.manufacturer,
                     interval_s=m.interval_s,
+                    security_mode=cast(Literal[5, 7], m.security_mode),
                 )
                 for m in members
             }

@@ -50,7 +50,7 @@ def test_the_example_has_every_meter_kind_on_every_transport() -> None:
     assert set(inlet.customers) == {m.meter_id for m in config.meters if m.kind != "dma_inlet"}
     result = CliRunner().invoke(app, ["simulate", "rig", "--config", str(EXAMPLE), "--check"])
     assert result.exit_code == 0, result.output
-    assert "7 meters on 4 transports: OK" in result.output
+    assert "8 meters on 4 transports: OK" in result.output
 
 
 @pytest.mark.parametrize(
