@@ -164,6 +164,22 @@ BEGIN
 END
 $$;
 
+-- The windows [from, to) given, each key's (a meter's, a DMA's) that meet or overlap merged into one:
+-- a window beginning after every earlier one of its key ends begins an island. Empty windows dropped.
+CREATE FUNCTION merged_windows(p_keys text[], p_from timestamptz[], p_to timestamptz[])
+RETURNS TABLE (key text, v_from timestamptz, v_to timestamptz) LANGUAGE sql IMMUTABLE AS $$
+    WITH starts AS (
+        SELECT u.*, u.since > max(u.until) OVER (PARTITION BY u.k ORDER BY u.since, u.until
+                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                    IS NOT FALSE AS begins
+        FROM unnest(p_keys, p_from, p_to) AS u(k, since, until) WHERE u.since < u.until
+    ), islands AS (
+        SELECT s.*, count(*) FILTER (WHERE s.begins) OVER (PARTITION BY s.k ORDER BY s.since, s.until) AS island
+        FROM starts s
+    )
+    SELECT k, min(since), max(until) FROM islands GROUP BY k, island
+$$;
+
 -- 0065's refresh_meter_consumption, leaving those intervals out, for windows of days of their own: each
 -- (meter, from, to) given refreshes the meter's local days from the one holding `from` to the one
 -- holding the last instant before `to`. A meter's windows that meet or overlap are refreshed as one; a
@@ -190,16 +206,9 @@ BEGIN
                local_next_day_start(u.until - interval '1 microsecond', zone) AS v_to
         FROM unnest(p_meters, p_from, p_to) AS u(meter_id, since, until)
         WHERE u.meter_id IS NOT NULL AND u.since IS NOT NULL AND u.until IS NOT NULL
-    ), starts AS (  -- a window beginning after every earlier one of its meter ends begins an island
-        SELECT d.*, d.v_from > max(d.v_to) OVER (PARTITION BY d.meter_id ORDER BY d.v_from, d.v_to
-                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-                    IS NOT FALSE AS begins
-        FROM days d WHERE d.v_from < d.v_to
-    ), islands AS (
-        SELECT s.*, count(*) FILTER (WHERE s.begins) OVER (PARTITION BY s.meter_id ORDER BY s.v_from, s.v_to) AS island
-        FROM starts s
     )
-    SELECT meter_id, min(v_from), max(v_to) FROM islands GROUP BY meter_id, island;
+    SELECT w.* FROM (SELECT array_agg(meter_id) AS k, array_agg(v_from) AS f, array_agg(v_to) AS t FROM days) a
+    CROSS JOIN LATERAL merged_windows(a.k, a.f, a.t) w;
     SELECT min(v_from), max(v_to) INTO v_lo, v_hi FROM refresh_meter_windows;
 
     DELETE FROM consumption_hourly c USING refresh_meter_windows s
@@ -301,16 +310,9 @@ BEGIN
     WITH days AS (
         SELECT DISTINCT m.dma, s.v_from, s.v_to FROM refresh_meter_windows s JOIN meters m USING (meter_id)
         WHERE m.dma IS NOT NULL AND m.role = 'customer'
-    ), starts AS (
-        SELECT d.*, d.v_from > max(d.v_to) OVER (PARTITION BY d.dma ORDER BY d.v_from, d.v_to
-                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-                    IS NOT FALSE AS begins
-        FROM days d
-    ), islands AS (
-        SELECT s.*, count(*) FILTER (WHERE s.begins) OVER (PARTITION BY s.dma ORDER BY s.v_from, s.v_to) AS island
-        FROM starts s
     )
-    SELECT dma, min(v_from), max(v_to) FROM islands GROUP BY dma, island;
+    SELECT w.* FROM (SELECT array_agg(dma) AS k, array_agg(v_from) AS f, array_agg(v_to) AS t FROM days) a
+    CROSS JOIN LATERAL merged_windows(a.k, a.f, a.t) w;
     DELETE FROM dma_consumption_hourly h USING refresh_dma_windows a
     WHERE h.dma = a.dma AND h.hour >= a.v_from AND h.hour < a.v_to AND h.hour >= v_lo AND h.hour < v_hi;
     INSERT INTO dma_consumption_hourly (dma, hour, consumption_m3, meters, not_actual, unknown)
