@@ -23,7 +23,7 @@ from gateway.service import Gateway
 from gateway.transport import PollError
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_tcp import ModbusTcpSimulator
-from simulators.serial_line import LineSettings, SerialLine
+from simulators.serial_line import LineDevice, LineSettings, SerialLine
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import (
     StatelessTransport,
@@ -680,17 +680,14 @@ def test_a_scan_command_replies_the_units_that_answered_after_the_timeout(tmp_pa
     assert (third["ok"], third["found"], third.get("late")) == (True, [], [5]), third
 
 
-def test_an_m_bus_scan_command_replies_the_selections_answered_after_the_window(tmp_path: Path) -> None:
-    """The line's one meter acknowledges its selection 0.45 s late, after the 0.3 s window: the
-    search's only selection (FFFFFFFF) is its last. The reply lists the selections left unanswered
-    before the late E5h came, ``late_selections``. Before, the search closed the port after it, and
-    the reply was ``found: []`` alone."""
-    from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
-
-    slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=0, delay_s=0.45)])
-    line = SerialLine(MBusSlaves([MBusSlave(0, "12340001", 1.0)]), LineSettings(9600, parity="E"), slow).start()
+def _m_bus_scan_reply(
+    tmp_path: Path, device: LineDevice, answer_timeout_s: float, faults: WireFaultPlan | None = None
+) -> dict[str, Any]:
+    """The reply of a ``scan`` command on a gateway whose one M-Bus bus is ``device`` on a simulated
+    line (9600 8E1, ``faults``), checked against the commands' contract."""
+    line = SerialLine(device, LineSettings(9600, parity="E"), faults).start()
     bus = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
-    bus |= {"answer_timeout_s": 0.3, "poll_interval_s": 3600}
+    bus |= {"answer_timeout_s": answer_timeout_s, "poll_interval_s": 3600}
     text = bus_config_text(f"mqtt://127.0.0.1:{free_port()}", tmp_path / "s.sqlite", bus, [], gateway_id="gw-mbus")
     gateway = Gateway(parse_config_text(text))
 
@@ -709,6 +706,18 @@ def test_an_m_bus_scan_command_replies_the_selections_answered_after_the_window(
     finally:
         line.stop()
     assert reply_errors("scan", reply) == []
+    return reply
+
+
+def test_an_m_bus_scan_command_replies_the_selections_answered_after_the_window(tmp_path: Path) -> None:
+    """The line's one meter acknowledges its selection 0.45 s late, after the 0.3 s window: the
+    search's only selection (FFFFFFFF) is its last. The reply lists the selections left unanswered
+    before the late E5h came, ``late_selections``. Before, the search closed the port after it, and
+    the reply was ``found: []`` alone."""
+    from tests.gateway.mbus_slaves import MBusSlave, MBusSlaves
+
+    slow = WireFaultPlan([WireFault(WireFaultKind.SLOW, address=0, delay_s=0.45)])
+    reply = _m_bus_scan_reply(tmp_path, MBusSlaves([MBusSlave(0, "12340001", 1.0)]), 0.3, slow)
     assert (reply["ok"], reply["found"], reply.get("late_selections")) == (True, [], [["FFFFFFFF"]]), reply
 
 
@@ -724,27 +733,7 @@ def test_an_m_bus_scan_command_replies_a_lone_e5h_after_a_read_answer_with_the_s
     from tests.gateway.test_mbus_late_answers import TrailingRead
 
     slaves = TrailingRead([MBusSlave(5, "22220001", 1.0)], b"\xe5")
-    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
-    bus = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
-    bus |= {"answer_timeout_s": 0.3, "poll_interval_s": 3600}
-    text = bus_config_text(f"mqtt://127.0.0.1:{free_port()}", tmp_path / "s.sqlite", bus, [], gateway_id="gw-mbus")
-    gateway = Gateway(parse_config_text(text))
-
-    async def scenario() -> list[dict[str, Any]]:
-        async with running(gateway):
-            for _ in range(100):  # the buses and the command handler set up
-                if gateway._commands is not None:
-                    break
-                await asyncio.sleep(0.05)
-            assert gateway._commands is not None
-            await gateway._commands._run("scan", b'{"bus": "m", "request_id": "s1"}')
-        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
-
-    try:
-        (reply,) = asyncio.run(scenario())
-    finally:
-        line.stop()
-    assert reply_errors("scan", reply) == []
+    reply = _m_bus_scan_reply(tmp_path, slaves, 0.3)
     late = (reply.get("late_selections"), reply.get("late_selections_answered"))
     assert (reply["ok"], reply["found"], late) == (True, ["22220001"], ([["FFFFFFFF"]], [True])), reply
 
@@ -758,27 +747,7 @@ def test_an_m_bus_scan_command_replies_the_meters_whose_read_came_late_by_their_
     next selection's collision, and the reply was ``found: []`` alone."""
     from tests.gateway.mbus_slaves import MBusSlave, SlowReads
 
-    line = SerialLine(SlowReads([MBusSlave(0, "12340001", 1.0)], 0.3), LineSettings(9600, parity="E")).start()
-    bus = {"name": "m", "protocol": "mbus", "device": line.port, "baudrate": 9600, "parity": PARITY}
-    bus |= {"answer_timeout_s": 0.2, "poll_interval_s": 3600}
-    text = bus_config_text(f"mqtt://127.0.0.1:{free_port()}", tmp_path / "s.sqlite", bus, [], gateway_id="gw-mbus")
-    gateway = Gateway(parse_config_text(text))
-
-    async def scenario() -> list[dict[str, Any]]:
-        async with running(gateway):
-            for _ in range(100):  # the buses and the command handler set up
-                if gateway._commands is not None:
-                    break
-                await asyncio.sleep(0.05)
-            assert gateway._commands is not None
-            await gateway._commands._run("scan", b'{"bus": "m", "request_id": "s1"}')
-        return [json.loads(m.payload) for m in gateway.publisher._outbox if m.topic.endswith("/reply")]
-
-    try:
-        (reply,) = asyncio.run(scenario())
-    finally:
-        line.stop()
-    assert reply_errors("scan", reply) == []
+    reply = _m_bus_scan_reply(tmp_path, SlowReads([MBusSlave(0, "12340001", 1.0)], 0.3), 0.2)
     assert (reply["ok"], reply["found"], reply.get("late_identifications")) == (True, [], ["12340001"]), reply
 
 
