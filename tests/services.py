@@ -32,6 +32,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from aquami import ports
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO_ROOT / "scripts"
 LOOPBACK = "127.0.0.1"
@@ -43,10 +45,9 @@ class ServiceUnavailable(RuntimeError):
 
 
 def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nobody listens on right now, outside the range outgoing connections
+    take theirs from (see :mod:`aquami.ports`)."""
+    return ports.free_port(LOOPBACK)
 
 
 def accepts(port: int) -> bool:

@@ -47,8 +47,8 @@ def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[i
 
 def _listening(database_url: str) -> tuple[subprocess.Popen[bytes], int, float]:
     """``aquami server run`` on ``database_url``, once it listens: the process, its port, and the
-    seconds it took. A port taken between free_port() and the server's bind (a parallel test's
-    outgoing connection can get it) is the harness's race, not the server's: tried again."""
+    seconds it took. A port taken between free_port() and the server's bind (by a parallel test's
+    listener picking the same one) is the harness's race, not the server's: tried again."""
     for _ in range(3):
         port = free_port()
         command = [str(Path(sys.executable).with_name("aquami")), "server", "run", "--port", str(port)]
