@@ -282,3 +282,53 @@ def test_a_new_spool_file_the_failed_salvage_cannot_remove_still_has_the_damaged
         "again, else that start makes a new, empty spool and does not salvage it"
     )
     assert "\n" not in said
+
+
+def test_a_new_spool_file_left_behind_by_a_failed_salvage_is_named_and_the_damaged_file_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool damaged while the gateway was stopped (its last close checkpointed it: no ``-wal`` or
+    ``-shm`` beside it), at a start whose disk has room to open it but not to make the new spool the
+    salvage fills; one of that new spool's files cannot be removed (its ``-wal``'s name taken by a
+    folder as the salvage removes it: the kernel refuses the unlink, EISDIR). The damaged file still
+    goes back in its place, byte for byte: the error says so, and names the file an operator must
+    remove first; once removed, the next start salvages the file."""
+    path = tmp_path / "gw.sqlite"
+    write_spool(path, readings(1500), sealed_batches=30)
+    bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
+    expected = {row for row in rows(path) if row[0] in readable_ids(path, [bad])}
+    sound = sqlite3.connect(path)  # (the read-only looks above left a -wal and -shm: a clean close takes them)
+    sound.execute("PRAGMA user_version").fetchone()
+    sound.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite.lock"]
+    overwrite_pages(path, [bad], b"\xff")
+    damaged = path.read_bytes()
+    new_wal = path.with_name("gw.sqlite-wal")
+    unmake = Spool._unmake_new_spool
+
+    def wal_name_taken_then_unmake(spool: Spool) -> list[gateway.spool._NotRemoved]:
+        new_wal.unlink(missing_ok=True)
+        new_wal.mkdir()
+        return unmake(spool)
+
+    monkeypatch.setattr(Spool, "_unmake_new_spool", wal_name_taken_then_unmake)
+    with no_file_grows_past(64 * 1024):  # room to open the damaged file (its -shm), none for a new spool
+        refused = raised_by(lambda: Spool(path))
+    assert isinstance(refused, SpoolUnusable), refused
+    said = str(refused)
+    assert said.startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
+    assert said.endswith(
+        "no new spool can be made to salvage it into: disk I/O error; the salvage's new spool file gw.sqlite-wal "
+        f"(Is a directory) cannot be removed: remove it from {tmp_path} by hand before the gateway starts again, "
+        "else that start takes it for the damaged file's own; the damaged file is back in its place"
+    )
+    assert "\n" not in said
+    assert path.read_bytes() == damaged and _aside_files(tmp_path) == []  # back, nothing left aside
+    monkeypatch.undo()
+    new_wal.rmdir()  # the operator's hand, as the error asks
+    again = Spool(path)  # the next start, with room
+    try:
+        assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
+    finally:
+        again.close()
+    assert rows(path) == expected
