@@ -2,8 +2,9 @@
 log line says it.
 
 An event's values are JSON's own (strings, integers, null, lists, objects), and two of the project's
-types have a spelling: a ``Decimal`` (a volume, money) as its digits in a string (``"1.50"``), never a
-float's rounding; a timezone-aware ``datetime`` as ISO 8601 UTC (``utc_iso``). Anything else has no
+types have a spelling: a ``Decimal`` (a volume, money) as its plain digits in a string (``"1.50"``,
+``"100"``), never a float's rounding nor an exponent (``"1E+2"``, which a utility's tools
+may take for text, not a number); a timezone-aware ``datetime`` as ISO 8601 UTC (``utc_iso``). Anything else has no
 JSON form (bytes from a decoded frame, a set, a naive datetime, NaN, which ``json`` would write as
 ``NaN``, no JSON at all): :class:`EventNotJson` names the event, the field and why, so the gateway can
 say the event in its log and count it lost instead of raising into the poll or the spool's writer that
@@ -20,6 +21,11 @@ from typing import Any
 
 from aquami.contracts.reads import utc_iso
 
+#: A ``Decimal`` whose first digit stands more than this many places from the decimal point (beyond
+#: 10**1000, below 10**-1000) is refused: no meter's or bill's value is, and its plain digits would be
+#: a string that long (``Decimal("1E+999999999")``: a gigabyte, where ``str`` wrote 12 characters).
+PLAIN_PLACES_MAX = 1000
+
 
 class EventNotJson(ValueError):
     """An event holding a value with no JSON form; the message names the event, its field and why."""
@@ -30,7 +36,12 @@ def json_form(value: object) -> object:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"Decimal {value} is no number JSON can write")
-        return str(value)  # its digits, exactly ("12.340"; "1E+2"): no float's rounding
+        if abs(value.adjusted()) > PLAIN_PLACES_MAX:
+            raise ValueError(
+                f"Decimal {value} is too large or too small to write in plain digits "
+                f"(its first digit more than {PLAIN_PLACES_MAX} places from the point)"
+            )
+        return format(value, "f")  # its digits, exactly, no exponent ("12.340"; "1E+2": "100"): no float's rounding
     if isinstance(value, datetime):
         return utc_iso(value)  # a naive one refused: never UTC by accident
     raise TypeError(f"{type(value).__name__} has no JSON form")

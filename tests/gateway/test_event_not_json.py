@@ -19,6 +19,7 @@ import gc
 import json
 import logging
 import math
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,7 @@ from hypothesis import strategies as st
 from aquami.contracts.reads import utc_iso
 from aquami.contracts.status import schema_errors as status_errors
 from gateway.config import parse_config_text
-from gateway.event_json import EventNotJson, event_json
+from gateway.event_json import PLAIN_PLACES_MAX, EventNotJson, event_json
 from gateway.health import Health
 from gateway.service import Gateway, event_line
 from gateway.spool import Spool
@@ -89,6 +90,38 @@ def test_a_decimal_is_its_digits_and_a_datetime_utc_iso_in_the_stored_event(deta
     line = event_line(event)
     for key in details:  # its log line says each as stored
         assert f"{key}={json.dumps(stored[key], ensure_ascii=False)}" in line
+
+
+#: Finite Decimals of any exponent: hypothesis's own, and any digits at any exponent either side of the
+#: refused beyond (gateway.event_json.PLAIN_PLACES_MAX), zeros and negative zeros among them.
+any_exponent = decimals | st.builds(
+    lambda sign, digits, exponent: Decimal((sign, tuple(digits), exponent)),
+    st.integers(0, 1),
+    st.lists(st.integers(0, 9), min_size=1, max_size=30),
+    st.integers(-PLAIN_PLACES_MAX - 40, PLAIN_PLACES_MAX + 10),
+)
+
+
+@given(value=any_exponent)
+def test_a_decimal_is_written_in_plain_digits_that_read_back_as_the_same_number(value: Decimal) -> None:
+    """``Decimal("1E+2")`` was written ``"1E+2"``: a utility's tools read plain digits (``"100"``)."""
+    event = {"gateway_id": "gw-1", "event": "meter_online", "ts": "2026-12-07T10:00:00Z", "volume_m3": value}
+    if abs(value.adjusted()) > PLAIN_PLACES_MAX:  # its plain digits longer than any meter's or bill's value
+        with pytest.raises(EventNotJson, match=r"^event meter_online: field volume_m3=.* plain digits"):
+            event_json(event)
+        return
+    written = json.loads(event_json(event))["volume_m3"]
+    assert re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", written), written  # no exponent, nothing but digits
+    assert Decimal(written) == value and Decimal(written).is_signed() == value.is_signed()
+
+
+def test_a_decimal_with_an_exponent_is_written_as_the_digits_it_stands_for() -> None:
+    event = {"gateway_id": "gw-1", "event": "meter_online", "ts": "2026-12-07T10:00:00Z"}
+    values = {"a": Decimal("1E+2"), "b": Decimal("1.50"), "c": Decimal("1.2E-5"), "d": Decimal("-0E+3")}
+    assert json.loads(event_json({**event, **values})) == {
+        **event,
+        **{"a": "100", "b": "1.50", "c": "0.000012", "d": "-0"},
+    }
 
 
 unwritable = st.one_of(
