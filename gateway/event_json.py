@@ -28,7 +28,13 @@ PLAIN_PLACES_MAX = 1000
 
 
 class EventNotJson(ValueError):
-    """An event holding a value with no JSON form; the message names the event, its field and why."""
+    """An event holding a value with no JSON form; the message names the event, its field and why:
+    :attr:`kind` (the event's name, ``meter_offline``) and :attr:`why` (its field and why)."""
+
+    def __init__(self, kind: str, why: str) -> None:
+        super().__init__(f"event {kind}: {why}")
+        self.kind = kind
+        self.why = why
 
 
 def json_form(value: object) -> object:
@@ -58,7 +64,7 @@ def event_json(event: dict[str, Any]) -> bytes:
     try:
         return value_json(event, separators=(",", ":")).encode()
     except (TypeError, ValueError, RecursionError) as error:
-        raise EventNotJson(f"event {event.get('event')!s}: {_why_not(event, error)}") from error
+        raise EventNotJson(str(event.get("event")), _why_not(event, error)) from error
 
 
 def logged_value(value: object) -> str:

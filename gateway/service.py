@@ -30,6 +30,7 @@ from gateway.publisher_spool import SPOOL_ERRORS
 from gateway.scheduler import BusScheduler
 from gateway.spool import Spool, SpoolFull, SpoolUnusable
 from gateway.spool_writes import SpoolWrites
+from gateway.unwritable_events import UnwritableEvents
 from gateway.wmbus import WMBusListener
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,6 @@ OVERFLOW_EVENT_EVERY_S = 10.0  # drops are reported at once, then summed into on
 _EVENTS_MEANWHILE = (
     "the events meanwhile are in this log alone (each its `event …` line), not sent to the broker, "
     "and counted in events_not_spooled"
-)
-
-#: What becomes of an event with a value JSON cannot write (a bug: said with its first failure).
-_UNWRITABLE_MEANWHILE = (
-    "such an event is in this log alone (its `event …` line), not sent to the broker, and counted in "
-    "events_not_spooled; polling goes on"
 )
 
 #: What becomes of the readings a failing spool does not store (said with its first failure).
@@ -82,6 +77,8 @@ class Gateway:
         )
         #: the gateway's own writes to the spool failing (meters' health, events, readings): said once an episode
         self._spool_writes = SpoolWrites(self.spool.path, log)
+        #: events of a kind the gateway cannot write as JSON (a bug): said once an episode, apart from the spool's
+        self._unwritable_events = UnwritableEvents(log)
         self._damage_said: object = None  # the spool's damage (Spool.damage) its spool_damaged event said
         self.health = Health(config.gateway_id, config.health.offline_after, clock, store=self.spool)
         self.profiles = ProfileBook(self.spool)
@@ -108,7 +105,6 @@ class Gateway:
         self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
         self.events_not_spooled = 0  # refused by the spool (a full disk), or no JSON (a bug): in the log alone
         self.spool_full = False
-        self._refusing = False  # the spool is refusing readings (short of room): said once, not per commit
         self._unusable_said = False  # the spool no longer usable, said by the writer (once: the gateway stops)
         self._overflow_unreported = 0
         self._overflow_reported_at = -OVERFLOW_EVENT_EVERY_S
@@ -146,9 +142,7 @@ class Gateway:
                         if not done.done():
                             done.set_exception(error)
                     continue
-                if self._refusing:
-                    self._refusing = False
-                    log.warning("the spool takes readings again (depth %d)", self.spool.depth())
+                self._spool_writes.takes_readings(self.spool.depth())
                 self._spool_writes.worked("readings")
                 self.readings_spooled += appended.stored
                 for _, done in batch:
@@ -163,21 +157,20 @@ class Gateway:
                 return
 
     def _say_not_written(self, error: Exception) -> None:
-        """Why the writer's batch was not stored: the spool refusing readings (short of room), once
-        while it refuses; the spool no longer usable (a salvage failed: the gateway stops on it), once,
-        in a line and no traceback, where each batch until the stop landed logged one; anything else
+        """Why the writer's batch was not stored: the spool refusing readings (short of room), once an
+        episode (before: once however long it lasted, with no reminder); the spool no longer usable (a
+        salvage failed: the gateway stops on it), once, in a line and no traceback, where each batch
+        until the stop landed logged one; anything else
         (a disk I/O error) once an episode (:mod:`gateway.spool_writes`), where each batch logged
         "cannot write to the spool" with a traceback for as long as it lasted."""
         if isinstance(error, SpoolFull):
-            if not self._refusing:
-                log.error("%s", error)
+            self._spool_writes.full(error)
         elif isinstance(error, SpoolUnusable):
             if not self._unusable_said:
                 self._unusable_said = True
                 log.error("readings are not stored from now on, the gateway stops: %s", error)
         else:
             self._spool_writes.failed("readings", error, _READINGS_MEANWHILE)
-        self._refusing = isinstance(error, SpoolFull)
 
     def _report_overflow(self) -> None:
         """One ``spool_overflow`` event for the drops since the last one (at most one per interval)."""
@@ -209,16 +202,19 @@ class Gateway:
         Never raises into its caller (a poll's callback, a bus's loop, the spool's writer): an event
         the spool refuses (a full disk) or with a value that has no JSON form (:mod:`gateway.event_json`)
         is in the log's ``event …`` line alone, counted in ``events_not_spooled``, and said once an
-        episode (:mod:`gateway.spool_writes`). Before, a value JSON could not write raised out of the
-        log line, before anything could catch it: a poll's task died with it, or the spool's writer
-        (a ``spool_overflow``), after which no reading was stored at all."""
+        episode: the spool's (:mod:`gateway.spool_writes`), apart from those of events of a kind that
+        cannot be written (:mod:`gateway.unwritable_events`), so that neither hides the other. Before,
+        a value JSON could not write raised out of the log line, before anything could catch it: a
+        poll's task died with it, or the spool's writer (a ``spool_overflow``), after which no reading
+        was stored at all."""
         log.info("%s", event_line(event))
         try:
             payload = event_json(event)
         except EventNotJson as error:  # a bug where the event was made: this event is lost, nothing else
             self.events_not_spooled += 1
-            self._spool_writes.failed("events", error, _UNWRITABLE_MEANWHILE)
+            self._unwritable_events.failed(error)
             return  # (a meter's changed health stays unsaved: stored at the next status)
+        self._unwritable_events.written(str(event.get("event")))
         topic = events_topic(self.config.gateway_id, self.config.topic_root)
         meter_health: list[SavedMeter] = []
         try:

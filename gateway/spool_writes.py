@@ -7,6 +7,12 @@ an ERROR line of its own, for hours on end. Now each kind of write says its firs
 reason and what happens meanwhile, a reminder every :data:`gateway.episodes.REMIND_EVERY_S` (how many
 tries failed since when, the last reason), and its end once it is stored again (:mod:`gateway.episodes`).
 An error that is not the spool's (a bug) keeps its traceback, once an episode too.
+
+A spool refusing readings for want of room (:class:`gateway.spool.SpoolFull`: less left than its
+reserve for delivery) is an episode of its own, said in its own words: its first refusal, a reminder
+every hour, and an INFO line once it takes readings again. Before, it kept its own flag: said once
+however long it lasted (an operator reading the last hour's log saw nothing of a spool full since the
+day before), and its end was a WARNING, though nothing was then wrong.
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ from aquami.contracts.reads import utc_iso
 from aquami.durations import lasted
 from gateway.episodes import REMIND_EVERY_S, Episodes
 from gateway.publisher_spool import SPOOL_ERRORS
+from gateway.spool import SpoolFull
 
 #: What the gateway writes to the spool itself (the publisher's work is said by gateway.publisher_spool).
 Written = Literal["readings", "events", "meters' health"]
+
+#: The episode of the spool refusing readings for want of room, apart from its failures to write them.
+_FULL: Literal["full"] = "full"
 
 
 class SpoolWrites:
@@ -39,7 +49,7 @@ class SpoolWrites:
     ) -> None:
         self.path = path
         self.log = log
-        self._episodes: Episodes[Written] = Episodes(remind_every_s, monotonic)
+        self._episodes: Episodes[Written | Literal["full"]] = Episodes(remind_every_s, monotonic)
 
     def failed(self, written: Written, error: BaseException, meanwhile: str) -> None:
         """``written`` was not stored for ``error``: said if it begins an episode (with ``meanwhile``:
@@ -57,6 +67,33 @@ class SpoolWrites:
             self.log.error(
                 "%s still not stored in the spool %s, %s tries failed since %s, the last: %s",
                 written, self.path, f"{episode.failures:,}", utc_iso(episode.since), error, exc_info=traceback,
+            )  # fmt: skip
+
+    def full(self, refused: SpoolFull) -> None:
+        """The spool refused readings, short of room (``refused`` says how much is left and how many
+        readings went): said if it begins an episode, or a reminder is due."""
+        episode = self._episodes.failed(_FULL)
+        if episode is None:
+            return
+        if episode.first:
+            self.log.error(
+                "%s (said again every %s while it lasts, and once it takes readings again)",
+                refused, lasted(self._episodes.remind_every_s),
+            )  # fmt: skip
+        else:
+            self.log.error(
+                "spool %s still full, %s tries refused since %s, the last: %s",
+                self.path, f"{episode.failures:,}", utc_iso(episode.since), refused,
+            )  # fmt: skip
+
+    def takes_readings(self, depth: int) -> None:
+        """The spool took readings (it holds ``depth``): a full spool's episode going on ends, said."""
+        ended = self._episodes.ended(_FULL)
+        if ended is not None:
+            episode, seconds = ended
+            self.log.info(
+                "the spool %s takes readings again after %s, %s tries refused (depth %d)",
+                self.path, lasted(seconds), f"{episode.failures:,}", depth,
             )  # fmt: skip
 
     def worked(self, written: Written) -> None:

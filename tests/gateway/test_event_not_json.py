@@ -36,6 +36,7 @@ from gateway.event_json import PLAIN_PLACES_MAX, EventNotJson, event_json
 from gateway.health import Health
 from gateway.service import Gateway, event_line
 from gateway.spool import Spool
+from gateway.unwritable_events import UnwritableEvents
 from simulators.modbus_tcp import ModbusTcpSimulator
 from tests.gateway.helpers import config_text, meters, running, until
 from tests.services import free_port
@@ -184,7 +185,7 @@ def test_a_meter_event_json_cannot_write_leaves_the_polls_going_said_and_counted
         return gateway
 
     with caplog.at_level(logging.INFO, logger="gateway.service"):
-        gateway = asyncio.run(scenario())
+        asyncio.run(scenario())
     status = seen["status"]
     assert not [message for message in loop_errors if "never retrieved" in message], loop_errors
     assert status["readings_spooled"] >= seen["at_event"] + 10  # the other meters' polls went on
@@ -195,10 +196,11 @@ def test_a_meter_event_json_cannot_write_leaves_the_polls_going_said_and_counted
     assert offline == [f'event meter_offline WM-0003: bus="b" consecutive_failures=1 last_good=null frame={FRAME!r}']
     errors = [m for level, m in said if level == logging.ERROR]
     assert errors == [
-        f"events not stored in the spool {gateway.spool.path}: event meter_offline: field frame={FRAME!r}: bytes "
-        "has no JSON form; such an event is in this log alone (its `event …` line), not sent to the broker, and "
-        "counted in events_not_spooled; polling goes on (said again every 1 h while it lasts, and once stored again)"
+        f"event meter_offline cannot be written as JSON: field frame={FRAME!r}: bytes has no JSON form; such an "
+        "event is in this log alone (its `event …` line), not sent to the broker, and counted in events_not_spooled; "
+        "polling goes on (said again every 1 h while meter_offline events fail so, and once they are written again)"
     ]
+    assert not [r for r in caplog.records if r.exc_info], "a bad event's line says it all: no traceback"
     events = [json.loads(p)["event"] for _, _, p in _spooled_events(tmp_path / "s.sqlite")]
     assert "meter_offline" not in events and events[-1] == "gateway_stopped"  # the stop's event, stored after it
     stored = _stored_health(tmp_path / "s.sqlite", "WM-0003")  # its offline state kept, stored at the stop
@@ -290,3 +292,36 @@ def _stored_health(path: Path, meter_id: str) -> tuple[str | None, str | None, i
         return spool.load_meter_health(meter_id)
     finally:
         spool.close()
+
+
+def test_a_kind_of_event_that_cannot_be_written_is_reminded_hourly_and_ended_once_written_for_an_hour(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A kind that fails for some of its events and not others (a field only some meters fill) is one
+    episode: an event of it written does not end it until they have been written for an hour, so the
+    log is not an ERROR and an INFO line at each of its events."""
+    now = [1000.0]
+    said = UnwritableEvents(logging.getLogger("test.unwritable"), remind_every_s=3600, monotonic=lambda: now[0])
+    refused = EventNotJson("meter_offline", f"field frame={FRAME!r}: bytes has no JSON form")
+    with caplog.at_level(logging.INFO, logger="test.unwritable"):
+        for _ in range(3):  # failing, written, failing…: one episode
+            said.failed(refused)
+            now[0] += 60
+            said.written("meter_offline")
+            now[0] += 60
+        now[0] += 3600
+        said.failed(refused)  # an hour on: a reminder
+        now[0] += 60
+        said.written("meter_offline")
+        now[0] += 3600
+        said.written("meter_offline")  # written for an hour: its end
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == [logging.ERROR, logging.ERROR, logging.INFO]
+    assert lines[0][1].startswith(f"event meter_offline cannot be written as JSON: field frame={FRAME!r}: ")
+    assert re.fullmatch(
+        r"meter_offline events still cannot be written as JSON, 4 failed since \S+Z, the last: "
+        + re.escape(f"field frame={FRAME!r}: bytes has no JSON form"),
+        lines[1][1],
+    ), lines[1][1]
+    assert lines[2][1] == "meter_offline events written as JSON again after 1 h 7 min, 4 could not be"
+    assert not [r for r in caplog.records if r.exc_info]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 from aquami.contracts.reads import Reading
 from gateway.config import parse_config_text
 from gateway.service import Gateway, log
+from gateway.spool import SpoolFull
 from gateway.spool_writes import SpoolWrites
 from tests.gateway.file_size_limit import no_file_grows_past
 from tests.gateway.helpers import config_text
@@ -163,3 +165,116 @@ def test_readings_a_failing_spool_cannot_store_are_said_once_an_episode_each_cou
     assert _said(caplog, logging.ERROR) == [(first, False)]  # before: a traceback for each of the 5 batches
     infos = [message for message, _ in _said(caplog, logging.INFO)]
     assert f"readings stored in the spool {path} again after 0 s, {INTERVALS} tries failed" in infos
+
+
+def _page_limit(gateway: Gateway, pages_beyond: int) -> None:
+    """SQLite's page limit for the spool (``max_page_count``, which the spool counts as its room, as it
+    counts a filesystem's free space): ``pages_beyond`` its pages now, its free pages aside."""
+    with gateway.spool._lock:
+        db = gateway.spool._db
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        db.execute(f"PRAGMA max_page_count = {pages + pages_beyond}")
+    assert free == 0, free  # (else those would be room too)
+
+
+def test_a_full_spool_is_said_once_an_episode_and_its_end_at_info(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The spool short of room (SQLite's page limit reached, less left than the reserve kept for
+    delivery) refuses each poll's reading: said when it begins, reminded an hour on, and its end at
+    INFO once it takes readings again (the limit raised: an operator clearing the disk). Before: said
+    once however long it lasted, and its end a WARNING, "the spool takes readings again"."""
+    path = tmp_path / "gw.sqlite"
+    gateway = _gateway(path)
+    clock = Monotonic()
+    gateway._spool_writes = SpoolWrites(path, log, remind_every_s=3600, monotonic=clock)
+    gateway.spool.reserve_bytes = 8 * 4096
+
+    async def polls() -> list[BaseException]:
+        stop = asyncio.Event()
+        writer = asyncio.create_task(gateway._writer(stop))
+        refused: list[BaseException] = []
+        _page_limit(gateway, 0)  # full: no page beyond those it has
+        for n in range(INTERVALS + 1):
+            if n == INTERVALS:
+                clock.now += 3600  # an hour on: a reminder
+            try:
+                await gateway.spool_reading(Reading(f"WM-{n}", T0, 1.0 + n))
+            except SpoolFull as error:  # the poll fails with it
+                refused.append(error)
+            clock.now += 60
+        _page_limit(gateway, 1000)  # room again
+        await gateway.spool_reading(Reading("WM-again", T0, 9.0))
+        stop.set()
+        gateway._wake_writer.set()
+        await writer
+        return refused
+
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.service"):
+            refused = asyncio.run(polls())
+        depth = gateway.spool.depth()
+    finally:
+        gateway.spool.close()
+    assert len(refused) == INTERVALS + 1 and gateway.readings_not_spooled == INTERVALS + 1  # each counted
+    assert gateway.readings_spooled == 1 and depth == 1
+    errors = _said(caplog, logging.ERROR)  # (message, traceback?)
+    assert errors[0] == (f"{refused[0]} (said again every 1 h while it lasts, and once it takes readings again)", False)
+    assert len(errors) == 2 and errors[1][1] is False
+    reminder = re.escape(f"spool {path} still full, 6 tries refused since ") + r"\S+Z, the last: "
+    assert re.fullmatch(reminder + re.escape(str(refused[-1])), errors[1][0]), errors[1][0]
+    assert str(refused[0]).startswith(f"spool full: 0.0 MiB left for {path}, less than the 0.0 MiB kept to deliver")
+    assert _said(caplog, logging.WARNING) == []  # before: "the spool takes readings again (depth 1)"
+    infos = [message for message, _ in _said(caplog, logging.INFO)]
+    assert f"the spool {path} takes readings again after 1 h 6 min, 6 tries refused (depth 1)" in infos
+
+
+def test_a_bad_event_and_a_disk_refusing_events_are_each_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An event the gateway cannot write as JSON (a bug) and the disk refusing events are two
+    episodes, each said: before, they shared one ("events not stored in the spool …"), so the disk
+    failing after a bad event was not said, nor a bad event while the disk failed, and the bad event's
+    line carried a traceback."""
+    path = tmp_path / "gw.sqlite"
+    gateway = _gateway(path)
+
+    def bad(name: str) -> dict[str, object]:  # a frame's bytes: no JSON form
+        return gateway.health.gateway_event(name, spool_depth=1, policy="stop_polling", frame=b"\x68\x08")
+
+    def good(depth: int) -> dict[str, object]:
+        return gateway.health.gateway_event("spool_resumed", spool_depth=depth, policy="stop_polling")
+
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.service"):
+            gateway.emit(bad("spool_full"))
+            with no_file_grows_past(1024):
+                gateway.emit(good(2))  # the disk refuses it
+                gateway.emit(bad("spool_full"))  # its kind's episode goes on: not said again
+                gateway.emit(bad("spool_resumed"))  # another kind's begins
+                gateway.emit(good(3))
+            gateway.emit(good(4))  # the disk takes it: the disk's episode ends
+        not_spooled = gateway.status()["events_not_spooled"]
+    finally:
+        gateway.spool.close()
+
+    def unwritable(name: str) -> str:
+        return (
+            f"event {name} cannot be written as JSON: field frame=b'h\\x08': bytes has no JSON form; such an "
+            "event is in this log alone (its `event …` line), not sent to the broker, and counted in "
+            f"events_not_spooled; polling goes on (said again every 1 h while {name} events fail so, and once "
+            "they are written again)"
+        )
+
+    assert _said(caplog, logging.ERROR) == [
+        (unwritable("spool_full"), False),
+        (
+            f"events not stored in the spool {path}: disk I/O error; the events meanwhile are in this log alone "
+            "(each its `event …` line), not sent to the broker, and counted in events_not_spooled (said again "
+            "every 1 h while it lasts, and once stored again)",
+            False,
+        ),
+        (unwritable("spool_resumed"), False),
+    ]
+    infos = [message for message, _ in _said(caplog, logging.INFO)]
+    assert f"events stored in the spool {path} again after 0 s, 2 tries failed" in infos
+    assert not_spooled == 5
