@@ -586,6 +586,7 @@ def _vee_and_consumption(database_url: str, start: datetime, end: datetime, sett
     import psycopg
 
     from collector.vee.rounds import round_lock, vee_and_consumption
+    from collector.vee.runner import LEFT_FOR_A_RUN_AGAIN
 
     def say_waiting() -> None:
         typer.echo("waiting for the VEE round under way (a collector's, or another run's) to finish", err=True)
@@ -595,6 +596,6 @@ def _vee_and_consumption(database_url: str, start: datetime, end: datetime, sett
     # holds it, rounds are skipped, as for another collector's round.
     with psycopg.connect(database_url, autocommit=True) as conn, round_lock(conn, wait=say_waiting):
         conn.autocommit = False
-        done = vee_and_consumption(conn, start, end, settings)
+        done = vee_and_consumption(conn, start, end, settings, left_for=LEFT_FOR_A_RUN_AGAIN)
         conn.commit()
     return done

@@ -24,7 +24,7 @@ import psycopg
 from collector import db
 from collector.schedule import PeriodicJob
 from collector.vee.config import VeeConfig
-from collector.vee.runner import VeeReport, run_vee
+from collector.vee.runner import LEFT_FOR_THE_NEXT_ROUND, VeeReport, run_vee
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +99,19 @@ def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None)
 
 
 def vee_and_consumption(
-    conn: psycopg.Connection, start: datetime, end: datetime, config: VeeConfig, now: datetime | None = None
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    config: VeeConfig,
+    now: datetime | None = None,
+    *,
+    left_for: str = LEFT_FOR_THE_NEXT_ROUND,
 ) -> dict[str, Any]:
-    """VEE over [start, end) (:func:`collector.vee.runner.run_vee`), then consumption over the same
-    period and each meter's from the earliest read the run changed before it; not committed. What
-    it did: the run's counts and ``consumption_hourly_rows``."""
-    report = run_vee(conn, start, end, config, now=now)
+    """VEE over [start, end) (:func:`collector.vee.runner.run_vee`, ``left_for`` its wording of a
+    batch left undone), then consumption over the same period and each meter's from the earliest
+    read the run changed before it; not committed. What it did: the run's counts and
+    ``consumption_hourly_rows``."""
+    report = run_vee(conn, start, end, config, now=now, left_for=left_for)
     refreshed = conn.execute("SELECT refresh_consumption(%s, %s)", (start, end)).fetchone()
     earlier = refresh_changed_before(conn, report, start)
     return {**report.counts(), "consumption_hourly_rows": (refreshed[0] if refreshed else 0) + earlier}

@@ -81,8 +81,14 @@ _UNINDEXABLE = Unindexable(log)
 _REFUSED = RefusedMeters()
 
 # How many times a batch PostgreSQL rolled back for a conflict with another transaction (a deadlock
-# with the collector's writer or a person's correction) is run again before it is left for the next round.
+# with the collector's writer or a person's correction) is run again before it is left undone.
 _CONFLICT_RETRIES = 2
+
+#: What becomes of a batch left undone, as the warning saying it ends, by who ran VEE: a round's is
+#: taken by the next round (collector/vee/rounds.py); a back-run (``aquami collector vee --from …
+#: --to …``) has no next round: it exits 1, and a person runs it again.
+LEFT_FOR_THE_NEXT_ROUND = "left for the next round"
+LEFT_FOR_A_RUN_AGAIN = "left undone: this run exits 1, run the same command again"
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS vee_staging (
@@ -179,11 +185,13 @@ def run_vee(
     now: datetime | None = None,
     meters: list[str] | None = None,
     estimate_gaps: bool = True,
+    left_for: str = LEFT_FOR_THE_NEXT_ROUND,
 ) -> VeeReport:
     """Validate (and estimate) readings in [start, end) of ``meters`` (every meter when None), in
     batches of ``config.batch_meters`` meters by meter_id, each loaded, validated, estimated and
     written (one transaction) before the next; the results are those of one batch, as every rule
-    looks at one meter's reads only.
+    looks at one meter's reads only. ``left_for``: what the warning of a batch left after its
+    conflicts says becomes of it (:data:`LEFT_FOR_THE_NEXT_ROUND`, :data:`LEFT_FOR_A_RUN_AGAIN`).
 
     ``estimate_gaps`` False: no gap is estimated, no gap's estimates are replaced for being off its
     slots, and an interval found for the first time is not stored: stored, the next run took it as
@@ -213,6 +221,7 @@ def run_vee(
             ids[first : first + size],
             lambda batch: _run_batch(conn, start, end, config, now_s, zone, batch, estimate_gaps, long_gaps),
             lambda meter: _REFUSED.add(database, meter),
+            left_for,
         )
     _add(report, VeeReport(changed_from=long_gaps))
     return report
@@ -229,11 +238,12 @@ def _run_what_fits(
     meters: list[str],
     run: Callable[[list[str]], VeeReport],
     refused: Callable[[str], None],
+    left_for: str = LEFT_FOR_THE_NEXT_ROUND,
 ) -> None:
     """``run`` the batch of ``meters`` into ``report``; should an index refuse a row of it
     (``ProgramLimitExceeded``), each half again, down to the meter refused, which is left out, said
     once (:class:`collector.unindexable.Unindexable`) and given to ``refused`` (remembered: later
-    rounds leave it out up front).
+    rounds leave it out up front). ``left_for``: as :func:`_run_retrying_conflicts` takes it.
 
     A meter id of 2,680 bytes, stored before register-meters checked ids, is in ``readings`` but
     too long for ``vee_flags``' key (a rule's name beside the time) and ``reading_history``'s.
@@ -241,7 +251,7 @@ def _run_what_fits(
     meters), nor the round's consumption refresh for any meter. Halving costs some 2 log2(n)
     batches more (22 for 2,000 meters, some 4,000 meters in all), where one meter at a time took n."""
     try:
-        _add(report, _run_retrying_conflicts(conn, meters, run))
+        _add(report, _run_retrying_conflicts(conn, meters, run, left_for))
         return
     except psycopg.errors.ProgramLimitExceeded:
         # the batch's writes are rolled back (a savepoint), and the transaction its load opened: the
@@ -253,21 +263,26 @@ def _run_what_fits(
         _UNINDEXABLE.reads_refused(meters[0])
         return
     half = len(meters) // 2
-    _run_what_fits(conn, report, meters[:half], run, refused)
-    _run_what_fits(conn, report, meters[half:], run, refused)
+    _run_what_fits(conn, report, meters[:half], run, refused, left_for)
+    _run_what_fits(conn, report, meters[half:], run, refused, left_for)
 
 
 def _run_retrying_conflicts(
-    conn: psycopg.Connection, meters: list[str], run: Callable[[list[str]], VeeReport]
+    conn: psycopg.Connection,
+    meters: list[str],
+    run: Callable[[list[str]], VeeReport],
+    left_for: str = LEFT_FOR_THE_NEXT_ROUND,
 ) -> VeeReport:
     """``run`` the batch of ``meters``, again at once should PostgreSQL roll it back for a conflict
     with another transaction (its writes rolled back whole: nothing half written), up to
-    ``_CONFLICT_RETRIES`` times; then the batch is left for the next round, said at WARNING, and
-    a report of it left (``batches_left``, ``meters_left``: nothing else) returned: the round goes
-    on with its other batches.
+    ``_CONFLICT_RETRIES`` times; then the batch is left undone, said at WARNING, ending with what
+    becomes of it (``left_for``: the next round's, or the back-run run again), and a report of it
+    left (``batches_left``, ``meters_left``: nothing else) returned: the run goes on with its other
+    batches.
 
     Before, a deadlock ended the round there (``run_vee`` raised): the batches after it, the round's
-    consumption refresh and its late_readings notes waited for the next round, an hour later."""
+    consumption refresh and its late_readings notes waited for the next round, an hour later. And a
+    back-run's warning said its batch was left for the next round, which a back-run has none of."""
     for attempt in range(_CONFLICT_RETRIES + 1):
         try:
             return run(meters)
@@ -279,11 +294,12 @@ def _run_retrying_conflicts(
                 log.info("vee batch of %d meters (%s…) conflicted (%s); run again", len(meters), meters[0], reason)
                 continue
             log.warning(
-                "vee batch of %d meters (%s…) conflicted %d times (%s); left for the next round",
+                "vee batch of %d meters (%s…) conflicted %d times (%s); %s",
                 len(meters),
                 meters[0],
                 attempt + 1,
                 reason,
+                left_for,
             )
     return VeeReport(batches_left=1, meters_left=len(meters))
 

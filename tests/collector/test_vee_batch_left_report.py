@@ -58,8 +58,13 @@ def _seed(url: str) -> None:
         )
 
 
-def test_the_command_reports_the_batch_left_and_exits_1(migrated_database_url: str, tmp_path: Path) -> None:
-    """Batches of one meter: VL-B's conflicts at its 3 runs and is left; VL-A's and VL-C's are done."""
+def test_the_command_reports_the_batch_left_and_exits_1(
+    migrated_database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches of one meter: VL-B's conflicts at its 3 runs and is left; VL-A's and VL-C's are done.
+    Its warning says what the command's error says: run it again (before, "left for the next
+    round", which a back-run has none of)."""
+    caplog.set_level(logging.WARNING, logger="collector.vee.runner")
     url = migrated_database_url
     _seed(url)
     config = tmp_path / "vee.json"
@@ -75,6 +80,9 @@ def test_the_command_reports_the_batch_left_and_exits_1(migrated_database_url: s
     assert result.exit_code == 1
     assert result.stderr.startswith("error: VEE left 1 of its batches undone (1 meters), each rolled back")
     assert result.stderr.rstrip().endswith("run the same command again")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "VL-B" in warned[0], warned
+    assert warned[0].endswith("; left undone: this run exits 1, run the same command again"), warned
 
 
 def test_a_round_reports_the_batch_left_and_keeps_its_late_notes(
@@ -94,4 +102,4 @@ def test_a_round_reports_the_batch_left_and_keeps_its_late_notes(
         notes = conn.execute("SELECT count(*) FROM late_readings").fetchone()
     assert notes == (1,)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 1 and "VL-B" in warned[0] and "left for the next round" in warned[0]
+    assert len(warned) == 1 and "VL-B" in warned[0] and warned[0].endswith("; left for the next round")
