@@ -394,6 +394,7 @@ class Collector:
             try:
                 self._store_retrying_conflicts(pending, done)
             except Exception as error:
+                waiting = _still_waiting(pending, done)
                 # The database away (OperationalError), or not taking writes (a standby after a
                 # failover: ReadOnlySqlTransaction), or any other failure that is not one message's
                 # data (those become dead letters in _store_messages): the messages wait,
@@ -403,11 +404,11 @@ class Collector:
                 self._store.close()
                 if isinstance(error, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)):
                     # (not a traceback: a failover's standby is no fault of ours)
-                    self.database.failed(error, f"; {len(pending)} messages wait, unacknowledged")
+                    self.database.failed(error, f"; {waiting} messages wait, unacknowledged")
                 else:  # a bug, or a trigger that raises: its traceback once, not every second
                     if not self._storing.ongoing:
-                        log.exception("could not store %d messages; they wait, unacknowledged", len(pending))
-                    self._storing.failed(f"{type(error).__name__}: {error}", f"; {len(pending)} messages wait")
+                        log.exception("could not store %d messages; they wait, unacknowledged", waiting)
+                    self._storing.failed(f"{type(error).__name__}: {error}", f"; {waiting} messages wait")
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue
@@ -441,7 +442,7 @@ class Collector:
                     self._conflicting = True
                     log.warning(
                         "a write of %d messages conflicted with another transaction (%s); tried again at once",
-                        len(pending),
+                        _still_waiting(pending, done),
                         str(conflict).splitlines()[0] if str(conflict) else type(conflict).__name__,
                     )
                 continue
@@ -582,6 +583,16 @@ class Collector:
             c.events_stored += outcome.events_inserted
             c.dead_letters += dead + len(outcome.refused)
         _log_refused(outcome.refused)
+
+
+def _still_waiting(pending: list[tuple[Received, Parsed]], done: set[int]) -> int:
+    """How many messages of ``pending`` a failed write leaves waiting to be stored: those not at a
+    position in ``done`` (committed by a try message by message before the failure, acknowledged
+    with the rest once they are stored).
+
+    Before, the writer's lines said all of ``pending``: a batch of 3 whose first 2 were committed,
+    one by one, before the third failed was "3 messages wait" where 1 did."""
+    return len(pending) - len(done)
 
 
 def _letters_of(received: Received, result: Parsed) -> list[tuple[str, str, bytes]]:

@@ -10,10 +10,12 @@ were written again (two rows for one refused message)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.collector.test_ingest_mqtt import _ready, count, publisher, reads, running_collector, wait_for
 from tests.collector.test_vee_ingest_deadlock import _waiting_on_rows
@@ -26,7 +28,7 @@ COUNTERS = ("messages", "readings_received", "readings_stored", "duplicates", "d
 
 
 def test_messages_stored_before_a_conflict_are_not_counted_nor_lettered_again(
-    migrated_database_url: str, mosquitto: Any
+    migrated_database_url: str, mosquitto: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One batch of four messages (the writer waits 2 s for company): a good reading of GOOD beside
     an untimely one, a message that is not JSON, a reading of a new meter the database refuses to
@@ -34,7 +36,9 @@ def test_messages_stored_before_a_conflict_are_not_counted_nor_lettered_again(
     replacing its 01:00 and 02:00 estimates. Another session holds the 02:00 estimate; the writer,
     replacing them, locks 01:00 and waits for it, and the other then asks for 01:00: the writer is
     rolled back (a deadlock) after the first three messages were committed. Each message counted
-    once, each dead letter written and counted once."""
+    once, each dead letter written and counted once; the conflict's warning says the 1 message tried
+    again (before, the batch's 4)."""
+    caplog.set_level(logging.WARNING, logger="collector.service")
     url, gw = migrated_database_url, "gw-obo"
     with running_collector(url, mosquitto.url, max_delay_s=2.0) as collector, publisher(mosquitto.url) as publish:
         _ready(publish, url, gw)
@@ -81,3 +85,5 @@ def test_messages_stored_before_a_conflict_are_not_counted_nor_lettered_again(
     }
     # the letters: GOOD's untimely read, "not JSON", REFUSED's message, each once; GOOD's 2 reads
     assert (counted, letters, stored) == (expected, 3, 2)
+    conflicted = [m for r in caplog.records if " conflicted with another transaction" in (m := r.getMessage())]
+    assert len(conflicted) == 1 and conflicted[0].startswith("a write of 1 messages conflicted"), conflicted
