@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
             3600,
             min=0,
             max=A_YEAR_S,
-            help="Every so many seconds, run VEE and refresh consumption over the last two days, in one "
-            "collector at a time (0: never).",
+            help="Every so many seconds, run VEE and refresh consumption over the last two days (rounds more "
+            "than 23 h apart: the interval and a day), in one collector at a time (0: never).",
         ),
         detect_every: float = typer.Option(
             900,

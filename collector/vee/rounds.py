@@ -24,6 +24,7 @@ import psycopg
 
 from collector import db
 from collector.schedule import PeriodicJob
+from collector.store import LATE_AFTER
 from collector.vee.config import VeeConfig
 from collector.vee.runner import LEFT_FOR_THE_NEXT_ROUND, VeeReport, run_vee
 
@@ -67,12 +68,30 @@ def round_lock(conn: psycopg.Connection, wait: Callable[[], None] | None = None)
             conn.commit()
 
 
-def vee_round(database_url: str, now: datetime, config: VeeConfig | None = None) -> dict[str, Any] | None:
-    """VEE over the last :data:`ROUND_DAYS` up to ``now`` (and the hour after it, for clocks a little
-    ahead), then the consumption over the same period; what it did, or None if another collector's
-    round was under way."""
+def round_window(every: timedelta | None) -> timedelta:
+    """How far back a round run every ``every`` looks: :data:`ROUND_DAYS`, or longer for rounds more
+    than about a day apart, to reach back to the rounds before's and a day (a read stored less than
+    :data:`collector.store.LATE_AFTER` after its time is noted nowhere: the next round must reach it
+    by its own window).
+
+    Before, every round looked back two days whatever ``--vee-every``: with rounds more than 23 h
+    apart, a read stored a little under a day late could fall between two rounds' windows, and with
+    rounds more than 47 h apart reads on time did, never validated (a gap they closed never flagged
+    nor estimated)."""
+    usual = timedelta(days=ROUND_DAYS)
+    if every is None:
+        return usual
+    return max(usual, every + LATE_AFTER + timedelta(hours=1))
+
+
+def vee_round(
+    database_url: str, now: datetime, config: VeeConfig | None = None, every: timedelta | None = None
+) -> dict[str, Any] | None:
+    """VEE over the last :data:`ROUND_DAYS` (:func:`round_window` for rounds run every ``every``) up
+    to ``now`` (and the hour after it, for clocks a little ahead), then the consumption over the same
+    period; what it did, or None if another collector's round was under way."""
     end = now + timedelta(hours=1)
-    start = end - timedelta(days=ROUND_DAYS)
+    start = end - round_window(every)
     with db.job_connection(database_url) as conn, round_lock(conn) as taken:
         if not taken:
             return None
@@ -165,7 +184,7 @@ class VeeScheduler(PeriodicJob):
         self.last_report: dict[str, Any] | None = None
 
     def work(self) -> None:
-        self.last_report = vee_round(self.database_url, datetime.now(UTC), self.config)
+        self.last_report = vee_round(self.database_url, datetime.now(UTC), self.config, every=self.every)
         if self.last_report is None:
             log.info("vee skipped: another collector's round is under way")
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,12 @@ def test_the_collector_s_rounds_run_with_the_vee_settings_given_and_record_them(
     real_round = collector.vee.rounds.vee_round
     given: list[VeeConfig | None] = []
 
-    def one_round_then_stop(database_url: str, now: datetime, config: VeeConfig | None = None) -> Any:
+    def one_round_then_stop(
+        database_url: str, now: datetime, config: VeeConfig | None = None, every: timedelta | None = None
+    ) -> Any:
         given.append(config)
         try:
-            return real_round(database_url, now, config)
+            return real_round(database_url, now, config, every)
         finally:  # what Ctrl-C does: the collector stops (sent to the process, as a terminal does)
             os.kill(os.getpid(), signal.SIGINT)
 

@@ -41,11 +41,11 @@ def _read(conn: psycopg.Connection, ts: datetime, received: datetime) -> None:
     )
 
 
-def _seed(url: str, gap_closing: datetime) -> None:
+def _seed(url: str, gap_closing: datetime, conflict: bool = True) -> None:
     """An hourly meter (its interval found by earlier rounds), reading on time up to 5 h
     before ``gap_closing``; its reads from ``gap_closing`` on came together, SPOOLED_FOR after it,
     those of the 4 h before it lost for good. A flag in every round's window that a trigger refuses
-    to delete (SQLSTATE 40001), as a conflict with another transaction would."""
+    to delete (SQLSTATE 40001), as a conflict with another transaction would (unless not ``conflict``)."""
     with psycopg.connect(url) as conn:
         conn.execute("INSERT INTO meters (meter_id, registered, read_interval_s) VALUES (%s, true, 3600)", (METER,))
         ts = FIRST
@@ -57,6 +57,8 @@ def _seed(url: str, gap_closing: datetime) -> None:
         while ts <= spooled:
             _read(conn, ts, spooled)
             ts += HOUR
+        if not conflict:
+            return
         conn.execute(
             "INSERT INTO vee_flags (meter_id, ts, rule, detail) VALUES (%s, %s, 'stuck_register', 'an old flag')",
             (METER, NOW - 2 * HOUR),
@@ -72,8 +74,8 @@ def _seed(url: str, gap_closing: datetime) -> None:
         )
 
 
-def _round(url: str, at: datetime) -> dict[str, object]:
-    """The reads the meter sent on time up to ``at``, then a round at ``at``."""
+def _round(url: str, at: datetime, every: timedelta | None = None) -> dict[str, object]:
+    """The reads the meter sent on time up to ``at``, then a round at ``at`` (of rounds run every ``every``)."""
     with psycopg.connect(url) as conn:
         newest = conn.execute("SELECT max(ts) FROM readings WHERE meter_id = %s", (METER,)).fetchone()
         assert newest is not None and newest[0] is not None
@@ -81,7 +83,7 @@ def _round(url: str, at: datetime) -> dict[str, object]:
         while ts <= at:
             _read(conn, ts, ts)
             ts += HOUR
-    report = vee_round(url, at, VeeConfig())
+    report = vee_round(url, at, VeeConfig(), every=every)
     assert report is not None
     return report
 
@@ -126,3 +128,34 @@ def test_the_hours_a_left_round_began_with_are_validated_by_the_next_round(
     assert flag == ("5.0 h since the previous read; estimated",)
     assert [ts for (ts,) in estimated] == [gap_closing - k * HOUR for k in (4, 3, 2, 1)]
     assert notes == (0,)  # the round that left nothing deleted the notes it covered
+
+
+def _gap_estimated(url: str, gap_closing: datetime) -> tuple[object, list[datetime]]:
+    """The gap flag on the read at ``gap_closing``, and the meter's estimated reads' times."""
+    with psycopg.connect(url) as conn:
+        flag = conn.execute(
+            "SELECT detail FROM vee_flags WHERE meter_id = %s AND ts = %s AND rule = 'gap'", (METER, gap_closing)
+        ).fetchone()
+        estimated = conn.execute(
+            "SELECT ts FROM readings WHERE meter_id = %s AND quality = 'estimated' ORDER BY ts", (METER,)
+        ).fetchall()
+    return flag, [ts for (ts,) in estimated]
+
+
+def test_rounds_more_than_a_day_apart_reach_the_reads_stored_between_them(migrated_database_url: str) -> None:
+    """``--vee-every`` 36 h (the option takes up to a year): the spooled reads are stored 23 h 45 min
+    late, between two rounds, and noted nowhere (not a day late). Before, the next round looked back
+    its two days only, which end 11 h after the first spooled read: the gap it closes was never
+    flagged nor estimated. Now a round reaches back over the interval since the round before and a
+    day."""
+    url, every = migrated_database_url, timedelta(hours=36)
+    gap_closing = NOW - timedelta(hours=20, minutes=30)
+    _seed(url, gap_closing, conflict=False)
+    assert NOW < gap_closing + SPOOLED_FOR < NOW + every  # stored between the two rounds
+    assert _round(url, NOW - timedelta(hours=24), every)["batches_left"] == 0  # the round before (no spooled read yet)
+    assert _round(url, NOW + every, every)["batches_left"] == 0
+    assert NOW + every + HOUR - timedelta(days=2) > gap_closing  # outside a two-day window
+    assert _gap_estimated(url, gap_closing) == (
+        ("5.0 h since the previous read; estimated",),
+        [gap_closing - k * HOUR for k in (4, 3, 2, 1)],
+    )
