@@ -242,11 +242,26 @@ def _is_reading(body: Any) -> bool:
     return isinstance(reading, dict) and isinstance(reading.get("meter_id"), str) and isinstance(reading.get("ts"), str)
 
 
+def _has_wal(damaged: Path) -> bool:
+    """Whether the set-aside file has a ``-wal`` that may hold committed pages (one not empty)."""
+    wal = damaged.with_name(damaged.name + "-wal")
+    return wal.exists() and wal.stat().st_size > 0
+
+
 def _open_read_only(damaged: Path) -> sqlite3.Connection:
-    """The set-aside file, read-only (its ``-wal`` read with it, by its name: nothing written to either).
-    ``writable_schema`` (nothing can be written: ``mode=ro``) makes SQLite read a file shorter than its
+    """The set-aside file, read-only, nothing written to it or its ``-wal``. With no ``-wal`` (or an
+    empty one) it is opened ``immutable``, and nothing is made beside it. Before, ``mode=ro`` alone
+    made SQLite create an empty ``-wal`` and a 32 KiB ``-shm`` beside the file (a spool is in WAL
+    mode): a salvage that then failed put them back beside the spool as the damaged file's own
+    (:func:`put_back`), and where the new spool's ``-wal`` could not be removed, that ``-wal`` stopped
+    the put-back, and an operator was asked to rename the files by hand. With a ``-wal`` that holds
+    pages, ``mode=ro`` reads its committed frames (``immutable`` ignores the ``-wal``: readings
+    committed only there would be lost); SQLite then makes a ``-shm`` if there was none, which
+    :func:`_remove_made` removes once the file is read.
+    ``writable_schema`` (nothing can be written: read-only) makes SQLite read a file shorter than its
     header says, as far as it goes, where it refused the whole file as malformed."""
-    db = sqlite3.connect(f"file:{quote(str(damaged))}?mode=ro", uri=True, isolation_level=None)
+    immutable = "" if _has_wal(damaged) else "&immutable=1"
+    db = sqlite3.connect(f"file:{quote(str(damaged))}?mode=ro{immutable}", uri=True, isolation_level=None)
     try:
         db.execute("PRAGMA writable_schema = ON")
     except sqlite3.DatabaseError as error:  # its header spoilt: its pages may still be read (spool_pages)
@@ -254,6 +269,21 @@ def _open_read_only(damaged: Path) -> sqlite3.Connection:
             db.close()
             raise
     return db
+
+
+def _beside(damaged: Path) -> set[Path]:
+    """The set-aside file's ``-wal`` and ``-shm`` that are there now."""
+    return {file for suffix in ("-wal", "-shm") if (file := damaged.with_name(damaged.name + suffix)).exists()}
+
+
+def _remove_made(damaged: Path, there: set[Path]) -> None:
+    """Remove the ``-wal`` or ``-shm`` a read made beside the set-aside file (those not in ``there``):
+    the file is left with exactly the companions it was set aside with."""
+    for file in _beside(damaged) - there:
+        try:
+            file.unlink()
+        except OSError as error:  # said, not raised: what the salvage read is read
+            log.warning("spool %s: its %s, made by reading it, not removed (%s)", damaged, file.name, error)
 
 
 def _rows_of(damaged: sqlite3.Connection, table: str) -> tuple[tuple[str, ...], _TableRead] | None:
@@ -272,17 +302,19 @@ def salvage_into(damaged: Path, spool: sqlite3.Connection) -> tuple[int, int | N
     """Copy what the set-aside file ``damaged`` still gives into the new ``spool`` (just made, its
     schema in place), in the caller's transaction. Returns (readings salvaged, readings lost at most
     (None: not known), events salvaged)."""
-    wal = damaged.with_name(damaged.name + "-wal")
-    on_pages = None if wal.exists() and wal.stat().st_size else readings_on_pages(damaged.read_bytes())
+    on_pages = None if _has_wal(damaged) else readings_on_pages(damaged.read_bytes())
+    there = _beside(damaged)
     try:
         source = _open_read_only(damaged)
     except sqlite3.Error as error:
+        _remove_made(damaged, there)
         log.error("spool %s: not opened to salvage it (%s)", damaged, error)
         return 0, None, 0
     try:
         return _copy(source, spool, on_pages or {})
     finally:
         source.close()
+        _remove_made(damaged, there)
 
 
 def _copy(

@@ -113,3 +113,11 @@ def overwrite_pages(path: Path, pages: Iterable[int], fill: bytes) -> None:
         for page in pages:
             file.seek((page - 1) * size)
             file.write((fill * (size // len(fill) + 1))[:size])
+
+
+def wal_pages(wal: Path) -> set[int]:
+    """The page numbers a WAL file holds frames of (its 32-byte header, then each frame's 24-byte header,
+    the page number first, and the page)."""
+    data = wal.read_bytes()
+    size = int.from_bytes(data[8:12], "big")
+    return {int.from_bytes(data[at : at + 4], "big") for at in range(32, len(data) - size + 1, 24 + size)}

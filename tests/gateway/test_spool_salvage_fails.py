@@ -243,19 +243,59 @@ def test_a_running_salvage_whose_put_back_fails_leaves_the_spool_unusable_and_it
     assert f"the damaged spool file {tmp_path / aside} cannot be put back as {path} (Is a directory)" in str(first)
 
 
-def test_a_new_spool_file_the_failed_salvage_cannot_remove_still_has_the_damaged_file_put_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The salvage's new spool cannot be filled (the disk refusing it) and one of its files cannot be
-    removed (its ``-wal``'s name taken by a folder as the salvage runs: the kernel refuses the unlink,
-    EISDIR). The damaged file still goes back in its place, and the spool's error names the file an
-    operator must remove, with the renames the put-back left (its own ``-wal`` cannot go over the
-    folder). Before: the unlink's bare IsADirectoryError went out of Spool(), a traceback, and the
-    damaged file stayed aside, for the next start to make a new, empty spool beside it."""
-    path = tmp_path / "gw.sqlite"
+def _damaged_with_no_wal(path: Path) -> tuple[int, set[tuple[int, str, int | None]]]:
+    """A spool of 1500 readings damaged while the gateway was stopped (its last close checkpointed it:
+    no ``-wal`` or ``-shm`` beside it), one of its readings' pages overwritten: that page's number, and
+    the readings a salvage can give."""
     write_spool(path, readings(1500), sealed_batches=30)
     bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
+    expected = {row for row in rows(path) if row[0] in readable_ids(path, [bad])}
+    sound = sqlite3.connect(path)  # (the read-only looks above left a -wal and -shm: a clean close takes them)
+    sound.execute("PRAGMA user_version").fetchone()
+    sound.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["gw.sqlite", "gw.sqlite.lock"]
     overwrite_pages(path, [bad], b"\xff")
+    return bad, expected
+
+
+def test_a_salvage_that_read_the_damaged_file_and_failed_leaves_nothing_beside_it(tmp_path: Path) -> None:
+    """The salvage reads the damaged file (its new spool made), then the disk refuses the new spool
+    its readings: the damaged file goes back in its place with nothing beside it that was not there.
+    Before: reading it (``mode=ro``) made an empty ``-wal`` and a 32 KiB ``-shm`` beside it, put back
+    with it as its own."""
+    path = tmp_path / "gw.sqlite"
+    bad, expected = _damaged_with_no_wal(path)
+    damaged = path.read_bytes()
+    with no_file_grows_past(160 * 1024):  # the new spool made (its schema), not filled with 1500 readings
+        refused = raised_by(lambda: Spool(path))
+    assert isinstance(refused, SpoolUnusable), refused
+    assert str(refused).startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
+    assert str(refused).endswith("it is left in place, salvaged at the next start that has room")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite.lock"]  # before: -wal, -shm too
+    assert path.read_bytes() == damaged
+    again = Spool(path)  # the next start, with room
+    try:
+        assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
+    finally:
+        again.close()
+    assert rows(path) == expected
+
+
+def test_a_failed_salvage_puts_the_damaged_file_back_by_itself_beside_a_new_spool_file_it_cannot_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The salvage has read the damaged file (its new spool made), the disk refuses the new spool its
+    readings, and one of that new spool's files cannot be removed (its ``-wal``'s name taken by a
+    folder as the salvage runs: the kernel refuses the unlink, EISDIR). The damaged file, which had no
+    ``-wal``, goes back in its place by itself: the error names only the file an operator must remove,
+    and once it is removed the next start salvages the damaged file.
+
+    Before: reading the damaged file (``mode=ro``) made a ``-wal`` beside it, which the put-back could
+    not rename over the folder: the error said the damaged file "cannot be put back" and asked an
+    operator to rename its ``-wal`` and ``-shm`` by hand, left aside. (And before that, the unlink's
+    bare IsADirectoryError went out of Spool(), a traceback, the damaged file left aside.)"""
+    path = tmp_path / "gw.sqlite"
+    bad, expected = _damaged_with_no_wal(path)
     damaged = path.read_bytes()
     salvage = gateway.spool.salvage_into
     new_wal = path.with_name("gw.sqlite-wal")
@@ -269,19 +309,24 @@ def test_a_new_spool_file_the_failed_salvage_cannot_remove_still_has_the_damaged
     with no_file_grows_past(160 * 1024):  # the new spool made (its schema), not filled with 1500 readings
         refused = raised_by(lambda: Spool(path))
     assert isinstance(refused, SpoolUnusable), refused  # before: IsADirectoryError, the put-back never run
-    assert path.read_bytes() == damaged  # put back, byte for byte
-    (aside,) = [name for name in _aside_files(tmp_path) if name.endswith("-wal")]  # its WAL: its name taken
     said = str(refused)
     assert said.startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
     assert said.endswith(
         "no new spool can be made to salvage it into: disk I/O error; the salvage's new spool file gw.sqlite-wal "
         f"(Is a directory) cannot be removed: remove it from {tmp_path} by hand before the gateway starts again, "
-        f"else that start takes it for the damaged file's own; the damaged spool file {tmp_path / aside} cannot be "
-        f"put back as {new_wal} (Is a directory): rename {aside} to gw.sqlite-wal, "
-        f"{aside.removesuffix('-wal')}-shm to gw.sqlite-shm in {tmp_path} by hand before the gateway starts "
-        "again, else that start makes a new, empty spool and does not salvage it"
+        "else that start takes it for the damaged file's own; the damaged file is back in its place"
     )
     assert "\n" not in said
+    assert path.read_bytes() == damaged and _aside_files(tmp_path) == []  # back, by itself, nothing left aside
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite-wal", "gw.sqlite.lock"]
+    monkeypatch.undo()
+    new_wal.rmdir()  # the operator's hand, as the error asks
+    again = Spool(path)  # the next start, with room
+    try:
+        assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
+    finally:
+        again.close()
+    assert rows(path) == expected
 
 
 def test_a_new_spool_file_left_behind_by_a_failed_salvage_is_named_and_the_damaged_file_is_back(
@@ -294,14 +339,7 @@ def test_a_new_spool_file_left_behind_by_a_failed_salvage_is_named_and_the_damag
     goes back in its place, byte for byte: the error says so, and names the file an operator must
     remove first; once removed, the next start salvages the file."""
     path = tmp_path / "gw.sqlite"
-    write_spool(path, readings(1500), sealed_batches=30)
-    bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
-    expected = {row for row in rows(path) if row[0] in readable_ids(path, [bad])}
-    sound = sqlite3.connect(path)  # (the read-only looks above left a -wal and -shm: a clean close takes them)
-    sound.execute("PRAGMA user_version").fetchone()
-    sound.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite.lock"]
-    overwrite_pages(path, [bad], b"\xff")
+    bad, expected = _damaged_with_no_wal(path)
     damaged = path.read_bytes()
     new_wal = path.with_name("gw.sqlite-wal")
     unmake = Spool._unmake_new_spool
