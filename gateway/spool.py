@@ -56,6 +56,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Concatenate, Literal, ParamSpec, TypeVar
 
+from aquami.byte_sizes import size_in_words
 from aquami.clock import Clock, utc_now
 from gateway import spool_access
 from gateway.health import SavedMeter
@@ -627,10 +628,11 @@ class Spool:
             room = self._room() - self._refused_bytes
             self._short_of_room = room < self.reserve_bytes
             if self._short_of_room:
+                refused = f"{len(rows)} reading" if len(rows) == 1 else f"{len(rows)} readings"
                 raise SpoolFull(
-                    f"spool full: {max(room, 0) / 2**20:.1f} MiB left for {self.path}, less than the "
-                    f"{self.reserve_bytes / 2**20:.1f} MiB kept to deliver what it holds; "
-                    f"{len(rows)} readings refused until the broker has taken some"
+                    f"spool full: {size_in_words(max(room, 0))} left for {self.path}, less than the "
+                    f"{size_in_words(self.reserve_bytes)} kept to deliver what it holds; "
+                    f"{refused} refused until the broker has taken some"
                 )
             with self._transaction():
                 self._db.executemany("INSERT INTO readings (body) VALUES (?)", rows)

@@ -138,6 +138,39 @@ def test_acknowledging_several_batches_is_one_transaction(tmp_path: Path) -> Non
     spool.close()
 
 
+def _refused(spool: Spool, readings: list[dict[str, object]]) -> str:
+    with pytest.raises(SpoolFull) as refused:
+        spool.append(readings)
+    return str(refused.value)
+
+
+def test_a_full_spool_says_small_sizes_in_bytes_or_kib_and_one_reading_in_the_singular(tmp_path: Path) -> None:
+    """The room left and the reserve said in the unit that reads them (SQLite's page limit is the disk
+    here: ``max_page_count``), and the readings refused counted right. Before: "0.0 MiB left …, less
+    than the 0.0 MiB kept …; 1 readings refused" of a 32 KiB reserve."""
+    path = tmp_path / "s.sqlite"
+    spool = Spool(path, reserve_bytes=8 * 4096)
+    try:
+        (pages,) = spool._db.execute("PRAGMA page_count").fetchone()
+        (page_size,) = spool._db.execute("PRAGMA page_size").fetchone()
+        spool._db.execute(f"PRAGMA max_page_count = {pages}")  # no page beyond those it has
+        tail = "kept to deliver what it holds; {} refused until the broker has taken some"
+        assert _refused(spool, [reading(1)]) == (
+            f"spool full: 0 bytes left for {path}, less than the 32.0 KiB " + tail.format("1 reading")
+        )
+        spool._db.execute(f"PRAGMA max_page_count = {pages + 4}")  # 4 pages of room, less the readings'
+        wanted = len('{"meter_id":"WM-1","ts":"2026-01-01T00:00:01Z","volume_m3":1.0}') * 2
+        left = (4 * page_size - wanted) / 1024
+        assert _refused(spool, [reading(1), reading(1)]) == (
+            f"spool full: {left:.1f} KiB left for {path}, less than the 32.0 KiB " + tail.format("2 readings")
+        )
+        spool.reserve_bytes = 16 * 2**20
+        assert _refused(spool, [reading(1)]).endswith("less than the 16.0 MiB " + tail.format("1 reading"))
+        assert spool.depth() == 0
+    finally:
+        spool.close()
+
+
 def test_short_of_room_the_spool_refuses_readings_says_full_and_takes_them_again_once_batches_leave(
     tmp_path: Path,
 ) -> None:

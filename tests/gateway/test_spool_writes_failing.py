@@ -224,7 +224,7 @@ def test_a_full_spool_is_said_once_an_episode_and_its_end_at_info(
     assert len(errors) == 2 and errors[1][1] is False
     reminder = re.escape(f"spool {path} still full, 6 tries refused since ") + r"\S+Z, the last: "
     assert re.fullmatch(reminder + re.escape(str(refused[-1])), errors[1][0]), errors[1][0]
-    assert str(refused[0]).startswith(f"spool full: 0.0 MiB left for {path}, less than the 0.0 MiB kept to deliver")
+    assert str(refused[0]).startswith(f"spool full: 0 bytes left for {path}, less than the 32.0 KiB kept to deliver")
     assert _said(caplog, logging.WARNING) == []  # before: "the spool takes readings again (depth 1)"
     infos = [message for message, _ in _said(caplog, logging.INFO)]
     assert f"the spool {path} takes readings again after 1 h 6 min, 6 tries refused (depth 1)" in infos
