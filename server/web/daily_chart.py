@@ -35,7 +35,7 @@ class Day:
     intervals: int = 0
     not_actual: int = 0
     unknown: int = 0
-    qualities: Mapping[str, int] = field(default_factory=dict)  # reads of each non-actual quality closing one
+    qualities: Mapping[str, int] = field(default_factory=dict)  # of the counted intervals, by closing read's quality
     card_m3: Decimal | None = None  # of the volume, a job card's water (billing's: repository.daily_consumption)
     partial: bool = False  # the utility's day still running: its water so far
     x: float = 0.0
@@ -74,12 +74,14 @@ class Day:
         """The day's intervals closed by a read other than actual, as many as the day counts
         (``not_actual``), by their read's quality where the day's reads tell it: ``["1 estimated"]``.
 
-        ``qualities`` counts the reads that closed an interval that day as they are stored now, with
-        those whose interval the day leaves out (across an installation boundary of a meter fitted
-        again, which billing bills to no account). Where they add up to ``not_actual`` they are the
-        counted intervals' reads; where they are more, and all of one quality, the counted ones are of
-        that quality; else the count is said with the qualities it is among. Before, every such read was
-        counted: a day of actual intervals only, drawn as one, said "1 estimated"."""
+        ``qualities`` counts the reads, by their quality now, that closed the intervals the day counts
+        (repository.daily_consumption: not those whose interval the day leaves out, across an
+        installation boundary of a meter fitted again, which billing bills to no account), so they add
+        up to ``not_actual``. They differ only where a read's quality changed after the day was stored:
+        more, and all of one quality, the counted ones are of that quality; more, of several, the count
+        is said with the qualities it is among ("2 not actual (edited or estimated)"); fewer, the count
+        alone. Before, the days' query counted every read that closed an interval that day: a day of
+        actual intervals only, drawn as one, said "1 estimated"."""
         if not self.not_actual:
             return []
         read = {quality: n for quality, n in self.qualities.items() if n > 0}
