@@ -49,6 +49,9 @@ class MeterConfig:
     parameters: dict[str, Any] = field(default_factory=dict)
     poll_interval_s: float | None = None  # None: the bus's
     secondary_address: str | None = None  # M-Bus: 8 identification digits (then unit_id is FDh)
+    #: wired M-Bus, a meter on a primary address: the 8-digit identification its answers must carry; None:
+    #: the one its first answer carried is expected from then on (gateway.mbus_identity)
+    identification: str | None = None
     wmbus_id: str | None = None  # wireless M-Bus: the meter's 8-digit identification
     key: bytes | None = None  # wireless M-Bus: its AES-128 key, if its telegrams are encrypted
     manufacturer: str | None = None  # wireless M-Bus: its 3-letter FLAG code; given, telegrams must carry it
@@ -449,8 +452,16 @@ def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> Me
             raise table.error(None, "an M-Bus meter has either a primary address or a secondary_address")
         if table.has("address"):
             address = table.integer("address", low=0, high=250)
+            identification = _eight_digits(table, "identification") if table.has("identification") else None
             table.no_unknown_keys()
-            return MeterConfig(meter_id, address, "mbus", {}, poll_interval, error_flags=flags)
+            return MeterConfig(
+                meter_id, address, "mbus", {}, poll_interval, error_flags=flags, identification=identification
+            )
+        if table.has("identification"):
+            raise table.error(
+                "identification",
+                "is for a meter on a primary address: a meter's secondary_address is its identification already",
+            )
         secondary = _eight_digits(table, "secondary_address")
         table.no_unknown_keys()
         return MeterConfig(meter_id, 0xFD, "mbus", {}, poll_interval, secondary_address=secondary, error_flags=flags)
@@ -542,8 +553,14 @@ def parse_config(
         if (bus, meter.address) in unit_places:
             other = unit_places[bus, meter.address]
             raise table.error(key, f"{key.replace('_', ' ')} {meter.address} on bus {bus!r} is already meter {other!r}")
+        if meter.identification is not None and (bus, meter.identification) in unit_places:
+            # two meters expecting one identification: one of them would fail every poll
+            other = unit_places[bus, meter.identification]
+            raise table.error("identification", f"{meter.identification} on bus {bus!r} is already meter {other!r}")
         meter_places[meter.meter_id] = table
         unit_places[bus, meter.address] = meter.meter_id
+        if meter.identification is not None:
+            unit_places[bus, meter.identification] = meter.meter_id
         meters[bus].append(meter)
 
     nested: list[tuple[Table, str]] = []

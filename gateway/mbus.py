@@ -8,6 +8,9 @@
   missing answer keeps the same FCB, so the meter resends the same telegram rather than the next.
 - A meter with a secondary address is selected first (SND_UD to FDh, CI 52h, E5h back) and then read
   at FDh.
+- A meter on a primary address must answer with its identification: its configured one, else its
+  first answer's (a meter exchanged, or addresses swapped, is refused, not read as this meter:
+  :mod:`gateway.mbus_identity`).
 - A secondary-address search reads each meter it finds with FCB = 1, outside the polls' FCB
   tracking: a configured meter it reads (every meter, after a read of the search that failed) gets
   SND_NKE again before its next poll, which would otherwise be taken as a repeat of the search's read;
@@ -44,6 +47,7 @@ from firmware_protocols.mbus import (
 )
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.late_answers import LateAnswers, LateListener, addressed, mbus_frames
+from gateway.mbus_identity import MeterIdentities
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine, asks_for_data
 from gateway.modbus_read import millisecond, within
 from gateway.scan import FoundMBus
@@ -180,11 +184,22 @@ def reading_from_records(
 class MBusTransport:
     """``on_late`` is called with the primary address (FDh for a meter read by secondary address) of
     each late answer heard, or None for an E5h no one meter can be charged with (gateway.late_answers:
-    :meth:`_heard_pending`, :meth:`_passed_over`, :meth:`_late_e5h`)."""
+    :meth:`_heard_pending`, :meth:`_passed_over`, :meth:`_late_e5h`).
 
-    def __init__(self, config: MBusBusConfig, clock: Clock = utc_now, on_late: LateListener | None = None):
+    ``identities``: the identification each meter on a primary address answered with first
+    (gateway.mbus_identity), the gateway's, so that a reload, which makes its buses anew, keeps it;
+    a transport of its own by default (a scan's)."""
+
+    def __init__(
+        self,
+        config: MBusBusConfig,
+        clock: Clock = utc_now,
+        on_late: LateListener | None = None,
+        identities: MeterIdentities | None = None,
+    ):
         self.config = config
         self.clock = clock
+        self.identities = MeterIdentities() if identities is None else identities
         self.line = MBusLine(config)
         self.late_answers = LateAnswers(config, on_late)
         self.line.on_pending = self._heard_pending
@@ -567,6 +582,10 @@ class MBusTransport:
                         # a slow meter's late answer to the request before (EN 13757-2: a slave
                         # answers with its own address): not this meter's register
                         raise PollError(f"answer from address {telegram.get('a_field')}, not {meter.unit_id}")
+                    if meter.secondary_address is None:
+                        # the meter at this address, but is it this meter? (a meter exchanged, or
+                        # addresses swapped: its register is not this meter's)
+                        self.identities.check(meter, telegram, self.clock(), self.config.meters)
                     self._fcb[meter.meter_id] = not fcb  # exchange complete: the next request toggles
                     self._answered(meter)
                     self._remember_access(telegram)

@@ -24,6 +24,7 @@ from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
 from gateway.event_json import EventNotJson, event_json, logged_value
 from gateway.health import Health, LinkState, SavedMeter
+from gateway.mbus_identity import MeterIdentities
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.publisher_spool import SPOOL_ERRORS
@@ -100,6 +101,9 @@ class Gateway:
         self._stop_event: asyncio.Event | None = None
         self.schedulers: dict[str, BusScheduler] = {}
         self.listeners: dict[str, WMBusListener] = {}
+        #: each wired M-Bus meter's first answer's identification, kept in the spool across restarts, and
+        #: across reloads, which make the buses anew (gateway.mbus_identity)
+        self.mbus_identities = MeterIdentities(self.spool)
         self.readings_spooled = 0
         self.readings_dropped = 0
         self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
@@ -372,6 +376,7 @@ class Gateway:
                     self.profiles,
                     self.clock,
                     on_late=lambda _unit, name=name: self.health.late_answer(name),  # type: ignore[misc]
+                    identities=self.mbus_identities,
                 ),
                 on_reading=self.spool_reading,
                 on_poll=self._on_poll,

@@ -32,7 +32,8 @@ created, so a card that had not mounted left its readings on the card, and the g
 new, empty spool on the root filesystem (and filled it) without a word. A missing folder now stops the start, naming it.
 
 The same database keeps what must outlive a restart beside the readings: pulse counters' state,
-wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since).
+wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since),
+the identification each wired M-Bus meter on a primary address answered with first.
 A spool file from an earlier version opens with its readings, batches and events: tables it lacks
 are created as the spool opens (``CREATE TABLE IF NOT EXISTS``), and a column a table gained since
 is added by the migrations numbered in ``PRAGMA user_version`` (:data:`_MIGRATIONS`). A table that
@@ -92,6 +93,9 @@ CREATE TABLE IF NOT EXISTS wmbus_freshness (
 );
 CREATE TABLE IF NOT EXISTS meter_health (
     meter_id TEXT PRIMARY KEY, last_good TEXT, offline_since TEXT, consecutive_failures INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mbus_identities (
+    meter_id TEXT PRIMARY KEY, identification TEXT NOT NULL, first_at TEXT NOT NULL
 );
 """
 
@@ -819,6 +823,25 @@ class Spool:
                 "ON CONFLICT (meter_id, device) DO UPDATE SET "
                 "message_counter = excluded.message_counter, meter_time = excluded.meter_time",
                 (meter_id, device, message_counter, meter_time),
+            )
+
+    # wired M-Bus meters' first answer's identification (gateway.mbus_identity.IdentityStore)
+    @_mends_damage
+    def load_mbus_identity(self, meter_id: str) -> tuple[str, str] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT identification, first_at FROM mbus_identities WHERE meter_id = ?", (meter_id,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    @_mends_damage
+    def save_mbus_identity(self, meter_id: str, identification: str, first_at: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO mbus_identities (meter_id, identification, first_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (meter_id) DO UPDATE SET identification = excluded.identification, "
+                "first_at = excluded.first_at",
+                (meter_id, identification, first_at),
             )
 
     # meters' health (gateway.health.MeterHealthStore): what the offline and online events depend on

@@ -21,11 +21,18 @@ once per request for each meter the request reaches, with the rule's probability
 logged: an absent meter hears nothing (and does not change state). The other faults spoil that
 meter's answer before it meets the others' on the wire. ``bad_checksum`` corrupts the checksum byte
 (E5h, which has none, is sent as is).
+
+What a technician does to a bus, for a master to cope with: :meth:`MBusBus.exchange` takes a meter
+off the bus and puts a new one in its place at its primary address (a meter exchange), and
+:meth:`MBusBus.swap_primary_addresses` has two meters answer at each other's (addresses set anew by
+hand): a master that polls by primary address gets the other meter's answer, its identification the
+only sign.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,6 +107,11 @@ class MBusBus:
     faults: WireFaultPlan | None = None
 
     def __post_init__(self) -> None:
+        self.meters = list(self.meters)  # (a meter exchange replaces one)
+        self._lock = threading.Lock()  # a request handled, or the meters changed by a technician: one at a time
+        self._check_addresses()
+
+    def _check_addresses(self) -> None:
         addresses = [m.primary_address for m in self.meters if m.primary_address != link.ADDRESS_UNCONFIGURED]
         if len(set(addresses)) != len(addresses):
             raise ValueError("two meters share a primary address on one M-Bus")
@@ -125,7 +137,38 @@ class MBusBus:
             return [(m, "broadcast") for m in self._present(self.meters, now)]
         return [(m, "primary") for m in self._present([m for m in self.meters if m.primary_address == address], now)]
 
+    def _by_identification(self, identification: str) -> MBusWaterMeter:
+        for meter in self.meters:
+            if meter.identification == identification:
+                return meter
+        raise ValueError(f"no meter with identification {identification} on this M-Bus")
+
+    def exchange(self, identification: str, new: MBusWaterMeter) -> MBusWaterMeter:
+        """The meter ``identification`` taken off the bus and ``new`` put in its place, at its primary
+        address (a meter exchange: the new one set to the old one's address); returns the old one."""
+        with self._lock:
+            old = self._by_identification(identification)
+            new.primary_address = old.primary_address
+            meters = [new if meter is old else meter for meter in self.meters]
+            before, self.meters = self.meters, meters
+            try:
+                self._check_addresses()
+            except ValueError:
+                self.meters = before
+                raise
+            return old
+
+    def swap_primary_addresses(self, first: str, second: str) -> None:
+        """The meters ``first`` and ``second`` (by identification) each set to the other's primary address."""
+        with self._lock:
+            one, other = self._by_identification(first), self._by_identification(second)
+            one.primary_address, other.primary_address = other.primary_address, one.primary_address
+
     def handle(self, frame: bytes, now: datetime) -> Reply | None:
+        with self._lock:
+            return self._handle(frame, now)
+
+    def _handle(self, frame: bytes, now: datetime) -> Reply | None:
         try:
             request = decode_master_frame(frame)
         except DecodeError:
@@ -183,6 +226,14 @@ class MBusSimulator:
         # The bus applies the wire faults per meter (collisions need each answer before they meet).
         self.line = SerialLine(self.bus, self.settings, None, self.clock)
         self.port = self.line.port
+
+    def exchange(self, identification: str, new: MBusWaterMeter) -> MBusWaterMeter:
+        """:meth:`MBusBus.exchange` on this segment."""
+        return self.bus.exchange(identification, new)
+
+    def swap_primary_addresses(self, first: str, second: str) -> None:
+        """:meth:`MBusBus.swap_primary_addresses` on this segment."""
+        self.bus.swap_primary_addresses(first, second)
 
     def start(self) -> MBusSimulator:
         self.line.start()

@@ -83,6 +83,8 @@ def _meter(m: MeterConfig) -> dict[str, object]:
             meter["parameters"] = {"litres_per_pulse": m.litres_per_pulse}
     elif m.kind == "mbus_water":  # a primary address of 0 is an unconfigured meter: its secondary one
         meter |= {"address": m.address} if m.address else {"secondary_address": m.secondary}
+        if m.address and m.secondary:  # its answers checked: another meter at its address is refused
+            meter["identification"] = m.secondary
     else:
         meter |= {"id": m.secondary, "key": (m.key or b"").hex().upper(), "manufacturer": m.manufacturer}
     if m.kind in ("mbus_water", "wmbus_oms"):

@@ -389,7 +389,9 @@ def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path
     """The scan goes on with the bus as it was before the reload; the reloaded bus must not talk on
     the same line at the same time."""
     line = Line()
-    monkeypatch.setattr("gateway.service.make_transport", lambda bus, profiles, clock, on_late: LineTransport(line))
+    monkeypatch.setattr(
+        "gateway.service.make_transport", lambda bus, profiles, clock, on_late, identities: LineTransport(line)
+    )
     text = bus_config_text(
         f"mqtt://127.0.0.1:{free_port()}",
         tmp_path / "s.sqlite",
@@ -417,7 +419,7 @@ def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path
 
 
 def _gateway_on_line(tmp_path: Path, monkeypatch, transport: Any) -> Gateway:
-    monkeypatch.setattr("gateway.service.make_transport", lambda bus, profiles, clock, on_late: transport)
+    monkeypatch.setattr("gateway.service.make_transport", lambda bus, profiles, clock, on_late, identities: transport)
     text = bus_config_text(
         f"mqtt://127.0.0.1:{free_port()}",
         tmp_path / "s.sqlite",
