@@ -21,7 +21,9 @@ Wired M-Bus alike (gateway.mbus), where the window is the bus's ``answer_timeout
 before the next request (the port now stays open after an unanswered one, listening; before, it was
 closed, and a port no one has open hears nothing), or taken in a later exchange where it is not the
 answer asked for (an E5h to a REQ_UD2, an RSP_UD to a SND_NKE, an RSP_UD from another meter). A long
-frame names its meter (its identification, or its primary address); an E5h names none. It is
+frame names its meter (its identification, or its primary address), or, naming none configured, a
+device that is not (said by its address and identification: :meth:`LateAnswers.heard_unconfigured`,
+before 2026-12-07 dropped uncounted); an E5h names none. It is
 charged to the meter whose SND_NKE or selection went unanswered, if one alone awaits its E5h (for
 the bus's ``timeout_s`` after its window, as far as the line shows: ``MBusTransport._still_awaiting``); with
 several awaiting, to none of them, and said with their names (:meth:`LateAnswers.heard_unowned`:
@@ -260,6 +262,33 @@ class LateAnswers:
         named by the identification it carries, not by a unit (gateway.mbus:
         ``MBusTransport._late_read_in_search``)."""
         self._count(("search read", identification), None, lambda: self.late_read_hint(identification, meter))
+
+    def heard_unconfigured(self, address: int | None, identification: str | None) -> None:
+        """An M-Bus long frame, late, from a device no meter of the bus is configured with: neither its
+        primary address (``address``, its A-field) is a meter's read by primary address, nor its
+        ``identification`` a meter's read by secondary address (gateway.mbus:
+        ``MBusTransport._heard_late``). Counted on the bus as any late answer, ``on_late`` told its
+        address, and said by what it carries, once an episode of that device's."""
+        key = ("unconfigured", address, identification)
+        self._count(key, address, lambda: self.unconfigured_hint(address, identification))
+
+    def unconfigured_hint(self, address: int | None, identification: str | None) -> str:
+        assert isinstance(self.bus, MBusBusConfig)
+        carries = " and ".join(
+            said
+            for said in (
+                None if address is None else f"primary address {address}",
+                None if identification is None else f"identification {identification}",
+            )
+            if said
+        )
+        return (
+            f"{self.bus.name}: an answer from a device no meter on the bus is configured with came late (after its "
+            f"request's answer window, or in another request's), carrying {carries or 'no address'}: a device that "
+            "answers with another address than it is asked at (its meter's polls then fail as 'no answer'), or a "
+            "meter on the line left out of the configuration? `aquami gateway scan` lists the bus's meters by "
+            "identification"
+        )
 
     def late_read_hint(self, identification: str, meter: MeterConfig | None) -> str:
         assert isinstance(self.bus, MBusBusConfig)

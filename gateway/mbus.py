@@ -274,12 +274,6 @@ class MBusTransport:
             self._last_read_at = self.line.monotonic()
 
     # late answers (gateway.late_answers) ---------------------------------------------------------------
-    def _sender(self, frame: bytes) -> MeterConfig | None:
-        """The configured meter a long frame came from: its identification (a meter read by secondary
-        address) or its primary address."""
-        telegram = _long_frame(frame)
-        return None if telegram is None else self._meter_of(telegram)
-
     def _late_e5h(self, came_after: float) -> None:
         """An E5h heard late (before a request, or passed over in a REQ_UD2's exchange), which came
         after ``came_after`` (the line's monotonic clock: the end of the exchange before, or the start
@@ -463,11 +457,10 @@ class MBusTransport:
             if self._searching:
                 self._late_read_in_search(frame, came_after=self._last_read_at)
                 continue
-            meter = self._sender(frame)
-            if meter is None:
+            telegram = _long_frame(frame)
+            if telegram is None:  # a whole frame by its checksum that does not decode: no one's to say
                 continue
-            self._answered(meter)
-            self.late_answers.heard_from(meter)
+            self._heard_late(telegram)
 
     def _passed_over(self, request: bytes, answer: bytes) -> bool:
         """Whether a whole ``answer`` taken in the exchange of ``request`` is provably not its answer,
@@ -499,11 +492,25 @@ class MBusTransport:
             return False  # its caller fails it, as before
         if data_asked and not self._from_another(request[2], telegram):
             return False
-        sender = self._meter_of(telegram)
-        if sender is not None:
-            self._answered(sender)
-            self.late_answers.heard_from(sender)
+        self._heard_late(telegram)
         return True
+
+    def _heard_late(self, telegram: dict[str, Any]) -> None:
+        """A late long frame outside a search, counted and said as its sender's: a configured meter's
+        (:meth:`LateAnswers.heard_from`), or a device's no meter of the bus is configured with, said by
+        the address and identification it carries (:meth:`LateAnswers.heard_unconfigured`). Before,
+        the latter was dropped uncounted: a device answering with another address than it is asked at
+        failed its meter's polls as "no answer", its answers on the line, and nothing said so."""
+        sender = self._meter_of(telegram)
+        if sender is None:
+            a_field, identification = telegram.get("a_field"), telegram.get("id")
+            self.late_answers.heard_unconfigured(
+                a_field if isinstance(a_field, int) else None,
+                identification if isinstance(identification, str) else None,
+            )
+            return
+        self._answered(sender)
+        self.late_answers.heard_from(sender)
 
     def _from_another(self, address: int, telegram: dict[str, Any]) -> bool:
         """Whether ``telegram`` came from another meter than the one a REQ_UD2 to ``address`` asks."""

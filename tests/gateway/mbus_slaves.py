@@ -40,6 +40,9 @@ class MBusSlave:
     #: stored volumes sent after a one-telegram answer's own records (storage 1, 2, …): a long frame,
     #: as a meter that sends its month-end history does (24 of them: a 200-byte frame, 0.92 s at 2400 baud)
     history: int = 0
+    #: the A-field of its RSP_UD, where it is not the address it was asked at (None): a device answering
+    #: with another address than its own, which no configured meter's is
+    answers_as: int | None = None
 
     def telegram(self, index: int, address: int) -> bytes:
         """The last telegram has the current volume; earlier ones flow and a stored (historic) volume."""
@@ -115,7 +118,8 @@ class MBusSlaves:
             if slave.drop_once_at == slave.current:
                 slave.drop_once_at = None
                 return None
-            return Reply(slave.telegram(slave.current, address), slave.primary)
+            answering_as = address if slave.answers_as is None else slave.answers_as
+            return Reply(slave.telegram(slave.current, answering_as), slave.primary)
         return None
 
 

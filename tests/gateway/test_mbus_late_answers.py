@@ -1170,3 +1170,53 @@ def test_a_search_never_finds_a_meter_under_another_s_identification_from_a_late
         line.stop()
     assert [(meter.identification, meter.volume_m3) for meter in found] == [("12340001", 1.0)]
     assert transport.late_reads_in_search == ["12340009"]
+
+
+# ---- a device no meter is configured with -----------------------------------------------------------------
+
+UNCONFIGURED_HINT = (
+    "mbus-1: an answer from a device no meter on the bus is configured with came late (after its request's answer "
+    "window, or in another request's), carrying primary address 9 and identification 11110001: a device that "
+    "answers with another address than it is asked at (its meter's polls then fail as 'no answer'), or a meter on "
+    "the line left out of the configuration? `aquami gateway scan` lists the bus's meters by identification"
+)
+
+
+def test_an_answer_from_an_unconfigured_address_in_a_meter_s_window_counts_as_late(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The device at primary address 1 answers at once, but its frames say address 9: not M-1's answer
+    (passed over, the poll fails as 'no answer'), and now counted on the bus and said once an episode;
+    before, dropped uncounted."""
+    slaves = MBusSlaves([MBusSlave(1, "11110001", 12.5, answers_as=9)])
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    try:
+        bus = _bus(line.port, MeterConfig("M-1", 1))
+        with caplog.at_level(logging.INFO):
+            heard, results = asyncio.run(asyncio.wait_for(_poll_in_turn(bus, 2, 0.0), 60))
+    finally:
+        line.stop()
+    assert results == [False, False]
+    assert heard == [9, 9]  # each counted (the health status's late_answers), on_late told its address
+    assert _warnings(caplog) == [UNCONFIGURED_HINT]  # one episode: said once
+
+
+def test_a_late_answer_from_an_unconfigured_address_heard_before_the_next_request_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same device answering after the window: heard on the line kept open, before the next
+    request; before, dropped uncounted there too."""
+    slaves = SlowReads([MBusSlave(1, "11110001", 12.5, answers_as=9)], late_by_s=LATE_BY_S)
+    line = SerialLine(slaves, LineSettings(9600, parity="E")).start()
+    try:
+        meter = MeterConfig("M-1", 1)
+        bus = _bus(line.port, meter)
+        with caplog.at_level(logging.INFO):
+            heard, results = asyncio.run(asyncio.wait_for(_poll(bus, [(meter, 1.0), (meter, 0.0)]), 60))
+    finally:
+        line.stop()
+    assert results == [False, False]
+    # the first poll's answer, heard before the second's SND_NKE (the second's, if the transport's close
+    # comes after it on a loaded machine)
+    assert heard in ([9], [9, 9])
+    assert _warnings(caplog) == [UNCONFIGURED_HINT]
