@@ -190,7 +190,7 @@ _GOOD = (
 # ``split_hi`` is that read, so the next installation's reads in that hour, and the interval across the
 # re-fit, are not this window's (before, its whole last hour was).
 _SPLITS = f"""
-splits AS (
+splits AS MATERIALIZED (  -- worked out once a window, not once an hour of it
     SELECT w.*,
            greatest(
                CASE WHEN %(account)s::text IS NOT NULL AND w.lo > w.installed_at THEN coalesce(
@@ -224,51 +224,50 @@ splits AS (
                w.lo) END AS split_hi
     FROM windows w
 )"""
-_HOURLY = f"""
-WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's last one before it
-    SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason, r.received_at
-    FROM readings r
-    WHERE r.meter_id IN (SELECT meter_id FROM windows) AND r.ts > %(from)s AND r.ts <= %(to)s
-    UNION ALL
-    SELECT b.* FROM (SELECT DISTINCT meter_id FROM windows) w
-    CROSS JOIN LATERAL (SELECT r.meter_id, r.ts, r.quality, r.quality_by, r.quality_reason, r.received_at
-                        FROM readings r
-                        WHERE r.meter_id = w.meter_id AND r.ts <= %(from)s ORDER BY r.ts DESC LIMIT 1) b
-), weighed AS (
-    SELECT r.*,
-           CASE quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END AS weakness
-    FROM reads r
-), sides AS (
-    -- an hour's value is each read closing in it less the read before: both decide its quality (the
-    -- hour after an estimated gap, closed by an actual read, holds the estimate too); a read closing
-    -- a gap longer than %(gap)s seconds (VEE's) says where the gap began. One row an interval, its two
-    -- reads side by side from one pass (before, a row for each read on each side of it: twice the rows
-    -- sorted and grouped, half the export's time in the database)
-    SELECT meter_id, ts AS closing, quality, quality_by, quality_reason, received_at, weakness,
-           CASE WHEN ts - lag(ts) OVER w > make_interval(secs => %(gap)s) THEN lag(ts) OVER w END AS gap_from,
-           lag(weakness) OVER w AS p_weakness, lag(quality) OVER w AS p_quality, lag(quality_by) OVER w AS p_quality_by,
-           lag(quality_reason) OVER w AS p_quality_reason, lag(received_at) OVER w AS p_received_at
-    FROM weighed WINDOW w AS (PARTITION BY meter_id ORDER BY ts)
-), ranked AS (
+# A meter's hours' flags (``s`` its window in :data:`_HOURLY`): each hour's weakest interval, from the
+# period's reads and the meter's last one before it. An hour's value is each read closing in it less the
+# read before: both decide its quality (the hour after an estimated gap, closed by an actual read, holds
+# the estimate too); a read closing a gap longer than %(gap)s seconds (VEE's) says where the gap began.
+# One row an interval, its two reads side by side from one pass (before, a row for each read on each
+# side of it: twice the rows sorted and grouped, half the export's time in the database). Worked out
+# for one meter at a time, beside its ``consumption_hourly`` rows, all in memory: before, the whole
+# fleet's at once, its 1.44 million hours (2,000 meters' month) grouped where the planner expected a
+# few thousand, so their join spilled to disk in 16 batches and the fleet's sorts in 130 and 70 MB.
+_METER_QUALITY = """
+SELECT DISTINCT ON (hour) hour, quality, quality_by, quality_reason,  -- the hour's weakest interval (its first
+       min(gap_from) OVER hour AS gap_from, max(received_at) OVER hour AS received_at  -- when as weak)
+FROM (
     -- the utility's zone as a parameter, read once (utility_timezone() here ran once per row: 2-3x slower);
     -- each interval's weaker read (the closing one when as strong)
-    SELECT meter_id, date_trunc('hour', closing - interval '1 microsecond', %(zone)s::text) AS hour, closing,
+    SELECT date_trunc('hour', closing - interval '1 microsecond', %(zone)s::text) AS hour, closing,
            gap_from, greatest(received_at, p_received_at) AS received_at, least(weakness, p_weakness) AS weakness,
            CASE WHEN p_weakness < weakness THEN p_quality ELSE quality END AS quality,
            CASE WHEN p_weakness < weakness THEN p_quality_by ELSE quality_by END AS quality_by,
            CASE WHEN p_weakness < weakness THEN p_quality_reason ELSE quality_reason END AS quality_reason
-    FROM sides WHERE closing > %(from)s AND closing <= %(to)s
-), quality AS (
-    -- the weakest of the hour's intervals (the first of them when as weak)
-    SELECT meter_id, hour,
-           (array_agg(quality ORDER BY weakness, closing))[1] AS quality,
-           (array_agg(quality_by ORDER BY weakness, closing))[1] AS quality_by,
-           (array_agg(quality_reason ORDER BY weakness, closing))[1] AS quality_reason,
-           min(gap_from) AS gap_from, max(received_at) AS received_at
-    FROM ranked
-    GROUP BY 1, 2
-)
-, cards AS (
+    FROM (
+        SELECT ts AS closing, quality, quality_by, quality_reason, received_at, weakness,
+               CASE WHEN ts - lag(ts) OVER w > make_interval(secs => %(gap)s) THEN lag(ts) OVER w END AS gap_from,
+               lag(weakness) OVER w AS p_weakness, lag(quality) OVER w AS p_quality,
+               lag(quality_by) OVER w AS p_quality_by, lag(quality_reason) OVER w AS p_quality_reason,
+               lag(received_at) OVER w AS p_received_at
+        FROM (  -- the period's reads, and the meter's last one before it: one scan, in order
+            SELECT r.ts, r.quality, r.quality_by, r.quality_reason, r.received_at,
+                   CASE r.quality WHEN 'estimated' THEN 0 WHEN 'substituted' THEN 1 WHEN 'edited' THEN 2 ELSE 3 END
+                       AS weakness
+            FROM readings r
+            WHERE r.meter_id = s.meter_id AND r.ts <= %(to)s
+              AND r.ts >= coalesce((SELECT max(p.ts) FROM readings p WHERE p.meter_id = s.meter_id
+                                                                       AND p.ts <= %(from)s), %(from)s)
+        ) weighed
+        WINDOW w AS (ORDER BY ts)
+    ) sides
+    WHERE closing > %(from)s AND closing <= %(to)s
+) ranked
+WINDOW hour AS (PARTITION BY hour)
+ORDER BY hour, weakness, closing
+"""
+_HOURLY = f"""
+WITH {_STREAMS}, {_SPLITS}, cards AS (
     -- the job cards' water: from the removal's last read to its register, in the hour the removal closes
     -- in, where the window ends at the removal (none if the meter was read at the removal: that read
     -- closes the determinant; a read after it, in the same hour or not, is the next installation's, whose
@@ -377,33 +376,60 @@ WITH {_STREAMS}, {_SPLITS}, reads AS (  -- the period's reads, and each meter's 
         ceil(extract(epoch FROM least(c.to_ts, %(to)s) - %(from)s) / 86400)::int - 1) d
     GROUP BY 1, 2, 3, 4, 5
 )
-SELECT s.service_point_id, s.meter_id, s.lo, s.hi, c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by,
-       q.quality_reason, q.gap_from, q.received_at, NULL AS card, NULL::timestamptz AS recorded_at
-FROM splits s
--- a meter's hours from the one its window starts in (when the window starts at its installation:
--- a meter fitted at 10:30 measured the water of 10:30-11:00, the meter it replaced that of 10:00-10:30)
--- up to the one its window ends in; at an agreement's end, the whole hours of its side of the split
--- read (an hour the split falls inside of is in ``edges``)
-LEFT JOIN consumption_hourly c ON c.meter_id = s.meter_id AND c.hour >= %(from)s AND c.hour < %(to)s
-                              AND CASE WHEN s.split_lo IS NOT NULL THEN c.hour >= s.split_lo
-                                       ELSE c.hour >= s.lo
-                                            OR (s.lo = s.installed_at AND c.hour > s.lo - interval '1 hour')
-                                  END
-                              AND CASE WHEN s.split_hi IS NOT NULL THEN c.hour + interval '1 hour' <= s.split_hi
-                                       ELSE s.hi IS NULL OR c.hour < s.hi
-                                  END
-LEFT JOIN quality q ON q.meter_id = c.meter_id AND q.hour = c.hour
-UNION ALL
-SELECT service_point_id, meter_id, lo, hi, hour, consumption_m3, (unknown > 0)::int, quality, quality_by,
-       quality_reason, gap_from, received_at, NULL, NULL
-FROM edges
-UNION ALL
-SELECT service_point_id, meter_id, lo, hi, hour, m3, (m3 IS NULL)::int, 'substituted', NULL, card,
-       CASE WHEN closing - since > make_interval(secs => %(gap)s) THEN since END, NULL, card, NULL
-FROM cards
-UNION ALL  -- a day's start in ``hour``, when a record that may have revised it was last recorded
-SELECT service_point_id, meter_id, lo, hi, day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, recorded_at
-FROM recorded
+, extras AS (  -- the rows beside a window's hours: an hour a split read falls inside of, a job card's water,
+               -- a day a record may have revised; few, gathered a window at a time, each column an array
+    SELECT service_point_id, meter_id, lo, hi, hour, consumption_m3, (unknown > 0)::int AS unknown, quality,
+           quality_by, quality_reason, gap_from, received_at, NULL::text AS card, NULL::timestamptz AS recorded_at
+    FROM edges
+    UNION ALL
+    SELECT service_point_id, meter_id, lo, hi, hour, m3, (m3 IS NULL)::int, 'substituted'::text, NULL::text, card,
+           CASE WHEN closing - since > make_interval(secs => %(gap)s) THEN since END, NULL::timestamptz, card,
+           NULL::timestamptz
+    FROM cards
+    UNION ALL  -- a day's start in ``hour``, when a record that may have revised it was last recorded
+    SELECT service_point_id, meter_id, lo, hi, day, NULL::numeric, NULL::int, NULL::text, NULL::text, NULL::text,
+           NULL::timestamptz, NULL::timestamptz, NULL::text, recorded_at
+    FROM recorded
+), extra AS (
+    SELECT service_point_id, meter_id, lo, hi, array_agg(hour) AS hours, array_agg(consumption_m3) AS m3s,
+           array_agg(unknown) AS unknowns, array_agg(quality) AS qualities, array_agg(quality_by) AS bys,
+           array_agg(quality_reason) AS reasons, array_agg(gap_from) AS gaps, array_agg(received_at) AS arrivals,
+           array_agg(card) AS cards, array_agg(recorded_at) AS records
+    FROM extras
+    GROUP BY 1, 2, 3, 4
+)
+-- instants as whole seconds (an hour's start) or microseconds (the window, a read's arrival) since 1970: see Row
+SELECT s.service_point_id, s.meter_id, (extract(epoch FROM s.lo) * 1000000)::bigint AS lo,
+       (extract(epoch FROM s.hi) * 1000000)::bigint AS hi, extract(epoch FROM h.hour)::bigint AS hour,
+       h.consumption_m3, h.unknown, h.quality, h.quality_by, h.quality_reason, h.gap_from,
+       (extract(epoch FROM h.received_at) * 1000000)::bigint AS received_at, h.card, h.recorded_at
+-- the windows in the file's order, so that only each meter's hours are sorted (before, the whole fleet's at
+-- once, 130 MB on disk for 2,000 meters' month); a window is one (service point, meter, lo, hi)
+FROM (SELECT s.*, x.hours, x.m3s, x.unknowns, x.qualities, x.bys, x.reasons, x.gaps, x.arrivals, x.cards, x.records
+      FROM splits s
+      LEFT JOIN extra x ON x.service_point_id = s.service_point_id AND x.meter_id = s.meter_id AND x.lo = s.lo
+                       AND x.hi IS NOT DISTINCT FROM s.hi
+      ORDER BY s.service_point_id, s.meter_id) s
+LEFT JOIN LATERAL (
+    -- a meter's hours from the one its window starts in (when the window starts at its installation:
+    -- a meter fitted at 10:30 measured the water of 10:30-11:00, the meter it replaced that of 10:00-10:30)
+    -- up to the one its window ends in; at an agreement's end, the whole hours of its side of the split
+    -- read (an hour the split falls inside of is in ``edges``)
+    SELECT c.hour, c.consumption_m3, c.unknown, q.quality, q.quality_by, q.quality_reason, q.gap_from,
+           q.received_at, NULL::text AS card, NULL::timestamptz AS recorded_at
+    FROM consumption_hourly c
+    LEFT JOIN ({_METER_QUALITY}) q ON q.hour = c.hour
+    WHERE c.meter_id = s.meter_id AND c.hour >= %(from)s AND c.hour < %(to)s
+      AND CASE WHEN s.split_lo IS NOT NULL THEN c.hour >= s.split_lo
+               ELSE c.hour >= s.lo OR (s.lo = s.installed_at AND c.hour > s.lo - interval '1 hour')
+          END
+      AND CASE WHEN s.split_hi IS NOT NULL THEN c.hour + interval '1 hour' <= s.split_hi
+               ELSE s.hi IS NULL OR c.hour < s.hi
+          END
+    UNION ALL
+    SELECT * FROM unnest(s.hours, s.m3s, s.unknowns, s.qualities, s.bys, s.reasons, s.gaps, s.arrivals, s.cards,
+                         s.records)
+) h ON true
 ORDER BY 1, 2, 5
 """
 #: Rows per round trip of the export's server-side cursor: memory stays that of a few meters' month.
@@ -523,6 +549,11 @@ def nem12_chunks(conn: psycopg.Connection, export: Nem12Export) -> Iterator[str]
     cursor, :data:`FETCH_ROWS` a round trip, ordered by service point and meter, so memory holds a
     few meters' hours, never the whole fleet's (100,000 meters' month: killed past 9 GB)."""
     with conn.transaction(), conn.cursor(name="nem12_export", row_factory=tuple_row) as cur:
+        # no JIT for this query: its cost is counted a window at a time (2,000 meters' month: 1.8 million), so
+        # PostgreSQL compiled it with inlining and optimisation, 2 s before its first row; each window's work
+        # is small, which compiled code does not speed up (measured: benchmarks/bench_nem12.py). This
+        # transaction's only (SET LOCAL), and no other setting: the query sorts one meter's hours at a time.
+        conn.execute("SET LOCAL jit = off")
         cur.execute(_HOURLY, _params(export))  # declared (a round trip) before the first chunk: see the API's
         yield f"100,NEM12,{export.stamp:%Y%m%d%H%M},{export.sender},{export.receiver}\r\n"
         for service_point, rows in groupby(_fetched(cur), key=_SERVICE_POINT):
@@ -537,12 +568,17 @@ def _fetched(cur: psycopg.ServerCursor[Row]) -> Iterator[Row]:
 
 #: A row of :data:`_HOURLY`, as fetched (tuples: a dict a row made the export about a tenth slower):
 #: service point, meter, window (lo, hi), hour, consumption_m3, unknown, quality, quality_by,
-#: quality_reason, gap_from, received_at, card, recorded_at.
+#: quality_reason, gap_from, received_at, card, recorded_at. The hour (a day's start in a ``recorded`` row)
+#: is its start in seconds since 1970, an int: the keys of the hours a service point's days are looked up
+#: in (48 a day) compare as ints, where instants of two time zones (the session's, the file's standard
+#: time) compared through their UTC offsets, two fifths of the export's time in Python. The window's ends
+#: and the read's arrival, on every row, are microseconds since 1970, ints: a timestamp read from its
+#: text on every row took more than the rest of its row (only a day's newest arrival becomes one again).
 Row = tuple[Any, ...]
 _SERVICE_POINT = itemgetter(0)
 _METER = itemgetter(1)
 Cell = tuple[Decimal, str, str | None, str | None]  # an hour's value, quality, quality_by and reason
-Window = tuple[datetime, datetime | None]
+Window = tuple[int, int | None]  # lo, hi: microseconds since 1970 (:data:`Row`)
 
 
 @dataclass
@@ -551,16 +587,20 @@ class _Meter:
 
     meter_id: str
     windows: set[Window]
-    hours: dict[datetime, Cell]
-    arrived: dict[datetime, datetime]  # an hour's newest read (either side of its intervals)
-    cards: dict[datetime, Cell]  # the job cards' water (at its installation and removal) by hour
-    recorded: dict[datetime, datetime]  # by day's start: when a job card or agreement touching it was recorded
+    hours: dict[int, Cell]  # by hour's start, as seconds since 1970 (:data:`Row`)
+    arrived: dict[int, int]  # an hour's newest read's arrival (either side of its intervals), in microseconds
+    cards: dict[int, Cell]  # the job cards' water (at its installation and removal) by hour
+    recorded: dict[int, datetime]  # by day's start: when a job card or agreement touching it was recorded
 
 
 def _meter(meter_id: str, rows: Iterable[Row]) -> _Meter:
     meter = _Meter(meter_id, set(), {}, {}, {}, {})
+    hours, arrived = meter.hours, meter.arrived
+    window = None
     for _, _, lo, hi, hour, m3, unknown, quality, quality_by, reason, gap_from, received_at, card, recorded_at in rows:
-        meter.windows.add((lo, hi))
+        if window is None or lo != window[0] or hi != window[1]:  # a window's rows come together: added once
+            window = (lo, hi)
+            meter.windows.add(window)
         if recorded_at is not None:  # a day's row of _HOURLY's ``recorded``: no hour's water
             meter.recorded[hour] = recorded_at
             continue
@@ -574,11 +614,14 @@ def _meter(meter_id: str, rows: Iterable[Row]) -> _Meter:
             meter.cards[hour] = _merged([meter.cards[hour], water]) if hour in meter.cards else water
             continue
         if received_at is not None:
-            meter.arrived[hour] = received_at
-        cell = _hour_cell(m3, unknown, quality, quality_by, reason, gap_from)
+            arrived[hour] = received_at
+        if unknown or gap_from is not None or quality is None:
+            cell = _hour_cell(m3, unknown, quality, quality_by, reason, gap_from)
+        else:  # most hours: _hour_cell's, without the call
+            cell = (m3, quality, quality_by, reason)
         # two windows of the meter here may share an hour (removed at 00:15, fitted back at 00:18):
         # each holds its own intervals of it, summed as an exchange's hour is
-        meter.hours[hour] = _merged([meter.hours[hour], cell]) if hour in meter.hours else cell
+        hours[hour] = _merged([hours[hour], cell]) if hour in hours else cell
     return meter
 
 
@@ -632,12 +675,15 @@ def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable
     for meter in meters:
         _check_ids(service_point, meter.meter_id)  # checked before the file began (prepare); renamed since?
     meters.sort(key=lambda m: (min(lo for lo, _ in m.windows), m.meter_id))
-    hours: dict[datetime, Cell] = {}
-    shared: dict[datetime, list[Cell]] = {}  # the hours more than one cell holds (an exchange's, a card's)
-    arrived: dict[datetime, datetime] = {}
-    recorded: dict[datetime, datetime] = {}  # a day's record holds every meter's water of the day: any's counts
+    hours: dict[int, Cell] = {}
+    shared: dict[int, list[Cell]] = {}  # the hours more than one cell holds (an exchange's, a card's)
+    arrived: dict[int, int] = {}
+    recorded: dict[int, datetime] = {}  # a day's record holds every meter's water of the day: any's counts
     for meter in meters:
         for part in (meter.hours, meter.cards):
+            if not hours:  # (the first meter's hours: none shared yet)
+                hours.update(part)
+                continue
             for hour, cell in part.items():
                 if hour in hours:
                     shared.setdefault(hour, [hours[hour]]).append(cell)
@@ -648,29 +694,25 @@ def _service_point_lines(export: Nem12Export, service_point: str, rows: Iterable
         else:
             for hour, at in meter.arrived.items():
                 arrived[hour] = max(at, arrived.get(hour, at))
-        for day, at in meter.recorded.items():
-            recorded[day] = max(at, recorded.get(day, at))
+        for day_start, when in meter.recorded.items():
+            recorded[day_start] = max(when, recorded.get(day_start, when))
     for hour, hour_cells in shared.items():
         hours[hour] = _merged(hour_cells)
     owner: dict[int, str] = {}  # each day of the file the service point has: the meter installed last that day
     for d in range(export.days):
-        day = export.day0 + timedelta(days=d)
-        fitted = [
-            (lo, m.meter_id)
-            for m in meters
-            for lo, hi in m.windows
-            if lo < day + timedelta(days=1) and (hi is None or hi > day)
-        ]
+        start = _seconds(export.day0 + timedelta(days=d)) * 1_000_000  # microseconds, as the windows are
+        end = start + 86_400_000_000
+        fitted = [(lo, m.meter_id) for m in meters for lo, hi in m.windows if lo < end and (hi is None or hi > start)]
         if fitted:
             owner[d] = max(fitted)[1]
     declared = set(owner.values())  # the serials of the file's 200 records at this NMI
-    carried: dict[datetime, set[str]] = {}  # the hours holding water of a meter with no 200 record here
+    carried: dict[int, set[str]] = {}  # the hours holding water of a meter with no 200 record here
     for meter in meters:
         if meter.meter_id not in declared:
             for hour in (*meter.hours, *meter.cards):
                 carried.setdefault(hour, set()).add(meter.meter_id)
     undeclared = {hour: sorted(ids) for hour, ids in carried.items()}
-    backflow = any(value < 0 for value, *_ in hours.values())
+    backflow = any(cell[0] < 0 for cell in hours.values())
     streams = (FORWARD, REVERSE) if backflow else (FORWARD,)
     configuration = "".join(stream.suffix for stream in streams)
     for meter in meters:
@@ -709,13 +751,25 @@ FORWARD = Stream("E1", "1", "N1", +1)
 REVERSE = Stream("B1", "2", "N2", -1)
 
 
+@lru_cache(maxsize=65536)
+def _forward_text(net: Decimal) -> str:
+    """An hour's net water as the E1 stream writes it (:meth:`Stream.value`, :func:`_value`), remembered."""
+    return _value(FORWARD.value(net))
+
+
+@lru_cache(maxsize=65536)
+def _reverse_text(net: Decimal) -> str:
+    """An hour's net water as the B1 stream writes it, remembered."""
+    return _value(REVERSE.value(net))
+
+
 def _day_records(
     export: Nem12Export,
     days: Iterable[int],
-    hours: dict[datetime, Cell],
-    arrived: dict[datetime, datetime],
-    recorded: dict[datetime, datetime],
-    undeclared: dict[datetime, list[str]],
+    hours: dict[int, Cell],
+    arrived: dict[int, int],
+    recorded: dict[int, datetime],
+    undeclared: dict[int, list[str]],
     stream: Stream,
 ) -> Iterator[str]:
     """A stream's 300 (and 400) records, a day at a time: the days of the file (0 its first) given,
@@ -723,11 +777,13 @@ def _day_records(
     ``arrived``: each hour's newest read's arrival; ``recorded``: by day, when a job card or agreement
     that may have revised it was last recorded (:func:`_updated`). ``undeclared``: the hours holding
     water of meters with no 200 record in the file (:func:`_declared`)."""
+    written = _forward_text if stream.sign > 0 else _reverse_text
     for d in days:
         day = export.day0 + timedelta(days=d)
-        keys = [day + offset for offset in _DAY_HOURS]
+        start = _seconds(day)
+        keys = range(start, start + 86400, 3600)
         cells = [hours.get(key, _NO_DATA) for key in keys]
-        stamp = _updated(export, [arrived.get(key) for key in keys], recorded.get(day))
+        stamp = _updated(export, [arrived.get(key) for key in keys], recorded.get(start))
         if undeclared:
             marks = [
                 _mark(quality, by, why, tuple(undeclared.get(key, ())))
@@ -735,7 +791,7 @@ def _day_records(
             ]
         else:  # (most service points: every meter has its 200 record)
             marks = [_mark(quality, by, why, ()) for _, quality, by, why in cells]
-        values = ",".join(_value(stream.value(cell[0])) for cell in cells)
+        values = ",".join([written(cell[0]) for cell in cells])
         if len(set(marks)) == 1:
             method, code, text = marks[0]
             yield f"300,{day:%Y%m%d},{values},{method},{code},{text},{stamp:%Y%m%d%H%M%S},"
@@ -749,8 +805,12 @@ def _day_records(
                 run_start = h
 
 
-#: A day's hours from its start: the keys of its 24 values.
-_DAY_HOURS = [timedelta(hours=h) for h in range(24)]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _seconds(instant: datetime) -> int:
+    """An instant as the file's rows give their hours (:data:`Row`): whole seconds since 1970."""
+    return int(instant.timestamp())
 
 
 @lru_cache(maxsize=4096)
@@ -778,16 +838,17 @@ def _declared(method: str, why: str | None, meters: list[str]) -> tuple[str, str
     return method, code, f"{text[: max(0, 238 - len(note))]}; {note}"[-240:]
 
 
-def _updated(export: Nem12Export, arrivals: list[datetime | None], recorded: datetime | None) -> datetime:
+def _updated(export: Nem12Export, arrivals: list[int | None], recorded: datetime | None) -> datetime:
     """A day's UpdateDateTime: when the newest read its values rest on arrived (a late read, an edit
     or VEE's estimates change it, so an MDM sees the day was revised), or, if later, when a job card or
     agreement that may move the day's meter into or out of the file was last recorded (``recorded``: a
     move-out dated back, an exchange entered late, which change the day without writing a read), as a
     determinant line's as_of is; in the file's standard time. The export's time for a day without reads,
     as before: a record alone does not stand for one (a day with no reads has no water either way)."""
-    newest = max((a for a in arrivals if a is not None), default=None)
-    if newest is None:
+    latest = max((a for a in arrivals if a is not None), default=None)  # microseconds since 1970
+    if latest is None:
         return export.stamp
+    newest = _EPOCH + timedelta(microseconds=latest)
     if recorded is not None and recorded > newest:
         newest = recorded
     return newest.astimezone(export.stamp.tzinfo)
