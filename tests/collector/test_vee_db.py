@@ -366,7 +366,7 @@ def test_a_vee_round_that_fails_leaves_the_collector_running_and_the_next_round_
 
     calls: list[datetime] = []
 
-    def failing_then_stopping(database_url: str, now: datetime, config=None) -> dict | None:
+    def failing_then_stopping(database_url: str, now: datetime, config=None, every=None) -> dict | None:
         calls.append(now)
         if len(calls) == 1:
             raise RuntimeError("a fault in VEE itself")
