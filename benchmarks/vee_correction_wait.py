@@ -12,10 +12,20 @@ Here a round runs over a labelled fleet (``simulators.fleet``, 1 % of reads miss
 go-live round; the correction of one meter's read (its value kept, confirmed) starts the moment the
 round's first batch holds the turns, the worst case, and is timed to its commit. Beside it: the same
 correction with no round under way, and the round's batches' mean time (the round's time over its
-batches; its consumption refresh after them included). Needs TimescaleDB, started as the test
-fixtures start it (tests/services.py; ``AQUAMI_TEST_DATABASE_URL`` points at another).
+batches; its consumption refresh after them included).
 
-    python -m benchmarks.vee_correction_wait [--meters 2000] [--tries 3]
+And the collector's ingest queued behind the correction: once the correction waits (for the batch's
+turns, or for the round's consumption refresh to commit, holding its meter's turn meanwhile), one
+message of the next reads of ``--ingest-meters`` meters is stored through the collector's writer
+(:class:`collector.store.ReadingStore`) and timed to its commit. Its meters fall in every one of
+the 64 buckets (:mod:`collector.meter_turns`), so it waits for the correction's, and the correction
+for the batch: PostgreSQL grants no shared turn while an exclusive request is queued before it.
+Beside it: the same message stored with no round under way, and stored while a batch holds the
+turns with no correction queued (the batch's shared turns do not hold ingest's back). Needs
+TimescaleDB, started as the test fixtures start it (tests/services.py; ``AQUAMI_TEST_DATABASE_URL``
+points at another).
+
+    python -m benchmarks.vee_correction_wait [--meters 2000] [--tries 3] [--ingest-meters 1000]
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ from typing import NamedTuple
 import psycopg
 
 from benchmarks.bench_detection_fetch import fleet_database
+from collector.batch_parser import ReadingRow
 from collector.meter_turns import KEY, person_takes_turn
+from collector.store import ReadingStore
 from collector.vee.config import VeeConfig
 from collector.vee.editing import edit_reading
 from collector.vee.rounds import ROUND_DAYS, vee_round
@@ -45,6 +57,8 @@ _REFRESHING = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
     "AND query LIKE 'SELECT refresh_consumption(%%'"
 )
+#: a session waiting for an advisory lock: the correction, for its meter's turn or the refreshes' turn
+_WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
 
 
 class Wait(NamedTuple):
@@ -88,13 +102,45 @@ def _wait_until(db: str, query: str, params: tuple[object, ...], what: str, time
             time.sleep(0.005)
 
 
+def _ingest(store: ReadingStore, rows: list[ReadingRow]) -> float:
+    """Seconds the collector's writer takes to store ``rows`` (one message) and commit."""
+    started = time.perf_counter()
+    store.write(rows)
+    return time.perf_counter() - started
+
+
+def _next_reads(conn: psycopg.Connection, meters: int, newest: datetime, at: datetime) -> list[ReadingRow]:
+    """A message of the first ``meters`` meters' reads at ``at``, each its register at ``newest``."""
+    rows = conn.execute(
+        "SELECT meter_id, volume_m3::text FROM readings WHERE ts = %s ORDER BY meter_id LIMIT %s", (newest, meters)
+    ).fetchall()
+    return [(meter_id, at.isoformat(), volume, None, None, [], "GW-BENCH", 1) for meter_id, volume in rows]
+
+
+class During(NamedTuple):
+    """A correction started during a round: its wait, the round's seconds, and the seconds of a
+    message ingested once the correction waits (None: none stored)."""
+
+    wait: Wait
+    round_s: float
+    ingest_s: float | None
+
+
 def _during_a_round(
-    db: str, at: datetime, config: VeeConfig, when: str, meter_id: str, ts: datetime
-) -> tuple[Wait, float]:
+    db: str,
+    at: datetime,
+    config: VeeConfig,
+    when: str,
+    meter_id: str,
+    ts: datetime,
+    ingest: tuple[ReadingStore, list[ReadingRow]] | None = None,
+) -> During:
     """A round at ``at`` in a thread, and the correction started ``when`` it comes to "a batch" (its
-    first batch holds the turns) or "the refresh" (its consumption refresh): the correction's wait
-    and the round's seconds."""
+    first batch holds the turns) or "the refresh" (its consumption refresh), in another; with
+    ``ingest``, its message stored once the correction waits. With ``meter_id`` empty, no correction:
+    the message is stored as soon as the round comes there."""
     laps: list[float] = []
+    waits: list[Wait] = []
 
     def run_round() -> None:
         started = time.perf_counter()
@@ -103,15 +149,24 @@ def _during_a_round(
 
     round_thread = threading.Thread(target=run_round)
     round_thread.start()
+    correction = threading.Thread(target=lambda: waits.append(_correct(db, meter_id, ts))) if meter_id else None
+    ingest_s = None
     try:
         if when == "a batch":
             _wait_until(db, _TURNS_HELD, (KEY,), "its first batch")
         else:
             _wait_until(db, _REFRESHING, (), "its consumption refresh")
-        wait = _correct(db, meter_id, ts)
+        if correction is not None:
+            correction.start()
+            if ingest is not None:
+                _wait_until(db, _WAITING, (), "a correction waiting")
+        if ingest is not None:
+            ingest_s = _ingest(*ingest)
     finally:
+        if correction is not None and correction.ident is not None:
+            correction.join()
         round_thread.join()
-    return wait, laps[0]
+    return During(waits[0] if waits else Wait(0.0, 0.0), laps[0], ingest_s)
 
 
 def main() -> None:
@@ -119,6 +174,7 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--tries", type=int, default=3, help="rounds, each with a correction; median")
+    parser.add_argument("--ingest-meters", type=int, default=1_000, help="meters in the message ingested")
     args = parser.parse_args()
 
     config = VeeConfig()
@@ -137,25 +193,63 @@ def main() -> None:
         vee_round(db, now, config)  # the go-live round: every meter new
         print(f"{meters:,} meters, {batches} batches; the go-live round {time.perf_counter() - started:.1f} s")
         alone = [_correct(db, meter_id, newest - timedelta(hours=2 * k + 40)).total for k in range(args.tries)]
-        waits: dict[str, list[Wait]] = {"a batch": [], "the refresh": []}
-        rounds: list[float] = []
-        for k in range(args.tries):
-            for j, when in enumerate(waits):
-                at, ts = now + timedelta(hours=1 + 2 * k + j), newest - timedelta(hours=4 * k + 2 * j + 5)
-                wait, round_s = _during_a_round(db, at, config, when, meter_id, ts)
-                waits[when].append(wait)
-                rounds.append(round_s)
-                print(
-                    f"[{k + 1}] a correction starting as a round comes to {when}: {wait.total:.2f} s (its turn "
-                    f"{wait.turn:.2f} s, the rest {wait.rest:.2f} s); the round {round_s:.2f} s",
-                    flush=True,
+        store = ReadingStore(db, check_gateways=False)
+        message = 0
+
+        def next_message() -> tuple[ReadingStore, list[ReadingRow]]:
+            """The writer and a message of reads at a minute of their own after the fleet's newest."""
+            nonlocal message
+            message += 1
+            with psycopg.connect(db) as conn:
+                return store, _next_reads(conn, args.ingest_meters, newest, newest + timedelta(minutes=message))
+
+        try:
+            _ingest(*next_message())  # (the writer's connection and its meters looked up: not timed)
+            ingest_alone = [_ingest(*next_message()) for _ in range(args.tries)]
+            waits: dict[str, list[Wait]] = {"a batch": [], "the refresh": []}
+            ingested: dict[str, list[float]] = {"a batch": [], "the refresh": []}
+            ingest_beside_batch: list[float] = []
+            rounds: list[float] = []
+            for k in range(args.tries):
+                for j, when in enumerate(waits):
+                    at, ts = now + timedelta(hours=1 + 3 * k + j), newest - timedelta(hours=4 * k + 2 * j + 5)
+                    during = _during_a_round(db, at, config, when, meter_id, ts, next_message())
+                    waits[when].append(during.wait)
+                    ingested[when].append(during.ingest_s or 0.0)
+                    rounds.append(during.round_s)
+                    print(
+                        f"[{k + 1}] a correction starting as a round comes to {when}: {during.wait.total:.2f} s (its "
+                        f"turn {during.wait.turn:.2f} s, the rest {during.wait.rest:.2f} s); a message ingested "
+                        f"behind it {during.ingest_s or 0.0:.2f} s; the round {during.round_s:.2f} s",
+                        flush=True,
+                    )
+                beside = _during_a_round(
+                    db, now + timedelta(hours=3 + 3 * k), config, "a batch", "", ts, next_message()
                 )
+                ingest_beside_batch.append(beside.ingest_s or 0.0)
+                rounds.append(beside.round_s)
+                beside_ms = (beside.ingest_s or 0.0) * 1000
+                print(f"[{k + 1}] a message ingested during a batch, no correction: {beside_ms:.0f} ms")
+        finally:
+            store.close()
     print(f"a correction alone: {statistics.median(alone) * 1000:.0f} ms (median of {args.tries})")
     print(f"a round: {statistics.median(rounds):.2f} s for {batches} batches of up to {config.batch_meters:,} meters")
     for when, seconds in waits.items():
         print(
             f"a correction starting as the round comes to {when}: {statistics.median(w.total for w in seconds):.2f} s, "
             f"its turn {statistics.median(w.turn for w in seconds):.2f} s (median of {args.tries})"
+        )
+    alone_ms, beside_ms = statistics.median(ingest_alone) * 1000, statistics.median(ingest_beside_batch) * 1000
+    print(
+        f"a message of {args.ingest_meters:,} meters' reads ingested: alone {alone_ms:.0f} ms; "
+        f"during a VEE batch, no correction, {beside_ms:.0f} ms (median of {args.tries})"
+    )
+    for when, seconds_ in ingested.items():
+        behind = "a VEE batch" if when == "a batch" else "the round's refresh"
+        each = ", ".join(f"{s:.2f}" for s in seconds_)
+        print(
+            f"a message ingested behind a correction waiting for {behind}: "
+            f"{statistics.median(seconds_):.2f} s (median of {args.tries}; each {each} s)"
         )
 
 
