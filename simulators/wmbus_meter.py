@@ -7,10 +7,13 @@ telegram and the encrypted part starts with 2F 2F. With ``security_mode=7`` (OMS
 Vol. 2, security profile B; EN 13757-7:2018 clauses 6 and 9) the telegram carries an AFL (CI 90h)
 with a message counter and an AES-CMAC truncated to 8 bytes, and is encrypted and authenticated
 with the session keys Kenc and Kmac that KDF-A derives from the meter's key and that counter. The
-counter rises with every telegram and never goes back across a restart of the simulator: it is at
-least the whole seconds since the meter's installation (as a real meter keeps its counter through a
-battery change), so a gateway that remembers the last counter it accepted (gateway.wmbus_replay)
-takes a restarted rig's telegrams. The records are the ones OMS water meters
+counter rises with every telegram and never goes back across a restart of the simulator (as a real
+meter keeps its counter through a battery change), so a gateway that remembers the last counter it
+accepted (gateway.wmbus_replay) takes a restarted rig's telegrams: it is at least the whole seconds
+since 1970 (UTC), whatever the meter's installation date, and a meter given ``reserve`` (the rig,
+which keeps what it returns in its state file) starts from the last counter reserved and reserves
+ahead before it sends past it, so a meter sending more often than once a second, whose counter runs
+ahead of the clock, goes on above what it sent too. The records are the ones OMS water meters
 commonly send (EN 13757-3 clause 6):
 
 - volume (storage 0, DIF 04h VIF 13h: 32-bit binary litres), backward volume (VIFE 3Ch), flow
@@ -24,6 +27,7 @@ layer's CRCs checked and removed), :meth:`WMBusMeter.radio_telegram` as it goes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -37,6 +41,10 @@ from simulators.mbus_slave import ERROR_FLAG_BITS, MBusWaterMeter, RegisterMeter
 KEY_BYTES = 16
 #: The AFL message counter's width (EN 13757-7:2018 6.3.5, AFL.MCR: 32 bits).
 MESSAGE_COUNTER_MODULUS = 1 << 32
+#: The clock the message counter never falls below: whole seconds since this instant (2**32 s of it
+#: end in 2106). Not the meter's installation: a rig file whose ``installed`` is moved later, its
+#: meters counting from nearer, sent counters below those the gateway had taken and was refused.
+COUNTER_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECURITY_MODES = (5, 7)
 
 
@@ -55,7 +63,12 @@ class WMBusMeter:
     due_day: int = 1
     security_mode: Literal[5, 7] = 5
     access_no: int = field(default=0, init=False)
-    message_counter: int = field(default=0, init=False)  # the AFL's, mode 7: the last one sent
+    #: the AFL's, mode 7: the last one sent (a restarted rig's meter: the last it had reserved)
+    message_counter: int = 0
+    #: mode 7: called with a counter about to be sent past the last reserved; returns the new
+    #: reservation, a counter at least as high, kept where a restart finds it (the rig's state file)
+    reserve: Callable[[int], int] | None = None
+    _reserved: int = field(default=0, init=False, repr=False)
     last_sent: datetime | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +80,7 @@ class WMBusMeter:
             raise ValueError("interval_s must be positive")
         if self.security_mode not in SECURITY_MODES:
             raise ValueError(f"security_mode {self.security_mode!r}: 5 or 7 (OMS Vol. 2 security profiles A and B)")
+        self._reserved = self.message_counter  # sent at most this far before a restart
 
     @property
     def meter_id(self) -> str:
@@ -113,11 +127,12 @@ class WMBusMeter:
 
     def next_message_counter(self, at: datetime) -> int:
         """Mode 7's next AFL message counter: one above the last sent, and at least the whole seconds
-        since installation, so a simulator started again goes on above what it sent before (for send
-        intervals of a second or more). A gateway refuses a counter not above the last it accepted."""
-        since_installed = int((at - self.meter.installed).total_seconds())
-        counter = max(self.message_counter + 1, since_installed)
-        if counter >= MESSAGE_COUNTER_MODULUS:  # 136 years of seconds: no meter lives so long
+        since :data:`COUNTER_EPOCH`, so a simulator started again without its reservation goes on
+        above what it sent before (for send intervals of a second or more; with its reservation, for
+        any). A gateway refuses a counter not above the last it accepted."""
+        clock = int((at - COUNTER_EPOCH).total_seconds())
+        counter = max(self.message_counter + 1, clock)
+        if counter >= MESSAGE_COUNTER_MODULUS:  # 2106: no meter lives so long
             raise ValueError(f"meter {self.meter_id}: the AFL message counter would pass 2**32 - 1")
         return counter
 
@@ -126,7 +141,10 @@ class WMBusMeter:
         number, and in mode 7 the AFL message counter."""
         self.access_no = (self.access_no + 1) & 0xFF
         if self.security_mode == 7:
-            self.message_counter = self.next_message_counter(at)
+            counter = self.next_message_counter(at)
+            if self.reserve is not None and counter > self._reserved:
+                self._reserved = self.reserve(counter)
+            self.message_counter = counter
         self.last_sent = at
         return self._build(at, crcs=False)
 

@@ -45,13 +45,16 @@ from simulators.rig.faults import (
     wire_rule,
 )
 from simulators.rig.meters import PulseCounter, Watched
-from simulators.rig.state import FaultRecord, load_state, save_state
+from simulators.rig.state import FaultRecord, load_state_and_counters, save_state
 from simulators.serial_line import LineSettings
 from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
-from simulators.wmbus_meter import WMBusMeter
+from simulators.wmbus_meter import MESSAGE_COUNTER_MODULUS, WMBusMeter
 from simulators.wmbus_receiver import WMBusReceiverSimulator
 
 log = logging.getLogger(__name__)
+#: Message counters a mode 7 radio meter reserves at a time, written to the state file before it
+#: sends the first: one write per 256 telegrams (every 68 min at the rig's 16 s).
+COUNTER_RESERVE = 256
 
 #: said of a water fault cleared before the meter's next step, where it would have begun
 NEVER_TOOK_EFFECT = "cleared before the meter's next step (its since): it never took effect, the water did not change"
@@ -116,9 +119,13 @@ class Rig:
         self._lock = threading.Lock()
         self._faults: dict[int, ActiveFault] = {}
         kinds = {m.meter_id: m.kind for m in self.config.meters}
-        loaded = []
+        loaded: list[FaultRecord] = []
+        #: each mode 7 radio meter's message counter reserved: none sent above it (simulators.rig.state)
+        self._counters: dict[str, int] = {}
         if self.state_path is not None:
-            loaded = load_state(self.state_path, self.config.seed, self.config.installed, kinds, self.config.step_s)
+            loaded, self._counters = load_state_and_counters(
+                self.state_path, self.config.seed, self.config.installed, kinds, self.config.step_s
+            )
         self._records: dict[int, FaultRecord] = {r.fault_id: r for r in loaded}
         self._ids = itertools.count(max(self._records, default=0) + 1)
         self._plans = {t.name: LivePlan(seed=self.config.seed, stream=t.name) for t in self.config.transports}
@@ -262,6 +269,8 @@ class Rig:
                     manufacturer=m.manufacturer,
                     interval_s=m.interval_s,
                     security_mode=cast(Literal[5, 7], m.security_mode),
+                    message_counter=self._counters.get(m.meter_id, 0),
+                    reserve=partial(self._reserve_counter, m.meter_id),
                 )
                 for m in members
             }
@@ -350,13 +359,30 @@ class Rig:
         self._faults[fault.fault_id] = fault
         return fault
 
+    def _reserve_counter(self, meter_id: str, counter: int) -> int:
+        """A mode 7 meter is about to send ``counter``, past its reservation: reserve
+        :data:`COUNTER_RESERVE` more and write it to the state file before it goes out (without a
+        state file, the counter's clock floor alone holds it up across a restart)."""
+        reserved = min(counter + COUNTER_RESERVE, MESSAGE_COUNTER_MODULUS - 1)
+        with self._lock:
+            self._counters[meter_id] = reserved
+            if self.state_path is None:
+                return reserved
+            try:
+                self._save()
+            except OSError as error:  # sent all the same: a meter does not stop for its gateway's sake
+                log.warning("%s: message counter %s not kept: %s", meter_id, counter, error)
+        return reserved
+
     def _save(self) -> None:
         """Write every fault's record to the state file (if any). Call with the lock held."""
         if self.state_path is None:
             return
         try:
             records = list(self._records.values())
-            save_state(self.state_path, self.config.seed, self.config.installed, records, self.config.step_s)
+            save_state(
+                self.state_path, self.config.seed, self.config.installed, records, self.config.step_s, self._counters
+            )
         except OSError as error:
             detail = f"state file {self.state_path}: {error.strerror}: the faults will not outlive a restart"
             raise OSError(error.errno, detail) from None

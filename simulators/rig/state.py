@@ -11,6 +11,12 @@ so a rig killed at any moment leaves either the old or the new file, never half 
 one world: a file written for another seed, installation date or meter step (``[rig] step_s``: the
 water is drawn step by step) is refused, not applied to other water. A file with no ``step_s`` was
 written before the rig had one: at 60 s, the only step it had.
+
+It also keeps each mode 7 radio meter's AFL message counter reserved (``message_counters``, meter id
+to counter): the meter sends no counter above it before a higher one is written, and a restarted
+rig's meter counts on from it, so a gateway, which refuses a counter that does not rise
+(gateway.wmbus_replay), keeps reading a meter sending more often than once a second. A file with no
+``message_counters`` was written before the rig kept them: none reserved.
 """
 
 from __future__ import annotations
@@ -61,13 +67,21 @@ def state_path_for(config: Path) -> Path:
     return config.with_suffix(".state.json")
 
 
-def save_state(path: Path, seed: int, installed: datetime, records: list[FaultRecord], step_s: int) -> None:
+def save_state(
+    path: Path,
+    seed: int,
+    installed: datetime,
+    records: list[FaultRecord],
+    step_s: int,
+    message_counters: dict[str, int] | None = None,
+) -> None:
     document = {
         "format": FORMAT,
         "seed": seed,
         "installed": iso_utc(installed),
         "step_s": step_s,
         "faults": [r.to_json() for r in sorted(records, key=lambda r: r.fault_id)],
+        "message_counters": dict(sorted((message_counters or {}).items())),
     }
     atomic_write.write_text(path, json.dumps(document, indent=1) + "\n")
 
@@ -81,10 +95,18 @@ def load_state(
     A record of a meter no longer on the rig is kept as it is (the rig writes it back untouched): the
     meter may come back, and its history with it.
     """
+    return load_state_and_counters(path, seed, installed, meter_kinds, step_s)[0]
+
+
+def load_state_and_counters(
+    path: Path, seed: int, installed: datetime, meter_kinds: dict[str, str], step_s: int
+) -> tuple[list[FaultRecord], dict[str, int]]:
+    """:func:`load_state`'s records, and the message counters reserved per meter id (those of meters
+    no longer on the rig kept too)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return []
+        return [], {}
     except OSError as error:
         raise RigStateError(f"{path}: cannot read: {error.strerror}") from None
     except UnicodeDecodeError:  # the rig writes UTF-8 JSON: this is some other file, or a damaged one
@@ -105,11 +127,21 @@ def load_state(
                 f"{path}: written for meters stepping every {written_step_s} s, but the rig's step_s is {step_s}: "
                 "its faults belong to other water. Move the file away to start afresh, or set step_s back"
             )
-        return [_record(item, meter_kinds) for item in document["faults"]]
+        records = [_record(item, meter_kinds) for item in document["faults"]]
+        return records, _counters(document.get("message_counters", {}))
     except RigStateError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:  # (a time past year 9999 in UTC)
         raise RigStateError(f"{path}: not a rig state file: {error}") from None
+
+
+def _counters(items: dict[str, Any]) -> dict[str, int]:
+    counters = {}
+    for meter_id, counter in items.items():
+        if isinstance(counter, bool) or not isinstance(counter, int) or not 0 <= counter < 1 << 32:
+            raise ValueError(f"message counter of {meter_id}: {counter!r}, not a 32-bit count")
+        counters[str(meter_id)] = counter
+    return counters
 
 
 def _record(item: dict[str, Any], meter_kinds: dict[str, str]) -> FaultRecord:
