@@ -33,6 +33,7 @@ from gateway.spool import Spool, SpoolFull, SpoolUnusable
 from gateway.spool_writes import SpoolWrites
 from gateway.unwritable_events import UnwritableEvents
 from gateway.wmbus import WMBusListener
+from gateway.wmbus_unconfigured import ReceiverMemory
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ class Gateway:
         #: each wired M-Bus meter's first answer's identification, kept in the spool across restarts, and
         #: across reloads, which make the buses anew (gateway.mbus_identity)
         self.mbus_identities = MeterIdentities(self.spool)
+        #: what each wireless M-Bus receiver (by device) heard, kept across reloads likewise: a silent
+        #: meter's hint after a reload names the close ids heard before it (gateway.wmbus_unconfigured)
+        self.wmbus_memories: dict[str, ReceiverMemory] = {}
         self.readings_spooled = 0
         self.readings_dropped = 0
         self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
@@ -351,6 +355,8 @@ class Gateway:
         self._bus_stop = asyncio.Event()
         self.schedulers = {}
         self.listeners = {}
+        receivers = {bus.device for bus in self.config.buses if isinstance(bus, WMBusBusConfig)}
+        self.wmbus_memories = {device: m for device, m in self.wmbus_memories.items() if device in receivers}
         for bus in self.config.buses:
             self.health.track(bus.name, (m.meter_id for m in bus.meters))
             name = bus.name
@@ -366,8 +372,10 @@ class Gateway:
                     freshness=self.spool,
                     on_replay=lambda name=name: self.health.replayed(name),  # type: ignore[misc]
                     on_unconfigured=lambda count, name=name: self.health.unconfigured_heard(name, count),  # type: ignore[misc]
+                    memory=self.wmbus_memories.setdefault(bus.device, ReceiverMemory()),
                 )
-                self.health.unconfigured_heard(name, 0)  # a new listener has heard no one yet
+                # those its receiver heard before a reload, less those configured now
+                self.health.unconfigured_heard(name, len(self.listeners[name].unconfigured))
                 continue
             scheduler = BusScheduler(
                 bus,

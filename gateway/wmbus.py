@@ -57,7 +57,7 @@ from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_f
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
 from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
-from gateway.wmbus_unconfigured import UnconfiguredSenders, mistyped_hint
+from gateway.wmbus_unconfigured import ReceiverMemory, mistyped_hint
 
 log = logging.getLogger(__name__)
 _REOPEN_MIN_S, _REOPEN_MAX_S = 0.5, 30.0  # waits before reopening a receiver that failed, or opening one
@@ -133,6 +133,7 @@ class WMBusListener:
         on_replay: Callable[[], None] | None = None,
         remind_every_s: float = REMIND_EVERY_S,
         on_unconfigured: Callable[[int], None] | None = None,
+        memory: ReceiverMemory | None = None,
     ):
         self.config = config
         self.on_reading = on_reading
@@ -170,8 +171,12 @@ class WMBusListener:
         self._receiver_failing: str | None = None  # why the receiver cannot be read, while it cannot
         self._noise_before = 0  # bytes dropped as noise by parsers since replaced (a reopened receiver)
         self._noise_at: dict[str, int] = {}  # noise_bytes when each meter's interval began
-        self.unconfigured = UnconfiguredSenders()  # who else the receiver hears, for a mistyped id's hint
-        self._telegrams_at: dict[str, int] = {}  # telegrams when each meter's interval began
+        #: who else the receiver hears, for a mistyped id's hint, and when each meter's interval began
+        #: (the receiver's telegrams then): the gateway's, kept across reloads (gateway.wmbus_unconfigured)
+        self.memory = ReceiverMemory() if memory is None else memory
+        self.memory.listened_to(config.meters)
+        self.unconfigured = self.memory.senders
+        self._telegrams_at = self.memory.interval_began
         self._mistyped: Episodes[str] = Episodes(remind_every_s)  # a silent meter with ids close to its own
 
     def _new_parser(self) -> ReceiverStreamParser:
@@ -191,6 +196,7 @@ class WMBusListener:
     async def handle(self, telegram: bytes) -> Reading | None:
         """One telegram from the receiver: a reading, or None (unknown meter, duplicate, undecodable)."""
         self.telegrams += 1
+        self.memory.telegrams += 1
         at = self.clock()
         try:  # whose telegram, before any decryption: a neighbour's is none of this bus's business
             address = telegram_address(telegram, crcs=False)
@@ -253,7 +259,7 @@ class WMBusListener:
         """A sender no meter is configured with (or not of the configured make or medium): remembered
         as the listener's latest telegram, never taken."""
         before = len(self.unconfigured)
-        self.unconfigured.heard(address, self.telegrams)
+        self.unconfigured.heard(address, self.memory.telegrams)
         if self.on_unconfigured and len(self.unconfigured) != before:
             self.on_unconfigured(len(self.unconfigured))
 
@@ -398,14 +404,16 @@ class WMBusListener:
         every 5 went offline and online again every quarter of an hour)."""
         now = time.monotonic() if now is None else now
         for meter in self.config.meters:
+            if meter.meter_id not in self._due:  # its first interval here: it carries on one a reload cut short
+                self._telegrams_at.setdefault(meter.meter_id, self.memory.telegrams)
             due = self._due.setdefault(meter.meter_id, now + self._interval[meter.meter_id])
             if now < due:
                 continue
             why = self._last_error.pop(meter.meter_id, None)
             dropped = self.noise_bytes - self._noise_at.get(meter.meter_id, 0)
             self._noise_at[meter.meter_id] = self.noise_bytes
-            since = self._telegrams_at.get(meter.meter_id, 0)
-            self._telegrams_at[meter.meter_id] = self.telegrams
+            since = self._telegrams_at[meter.meter_id]
+            self._telegrams_at[meter.meter_id] = self.memory.telegrams
             if meter.meter_id not in self.heard_since_check:
                 # a telegram that failed in the interval says why; else the silence, what the
                 # receiver's line shows of it, and the ids heard meanwhile close to the meter's

@@ -9,9 +9,17 @@ with; the only sign was a count of unknown meters, shown nowhere. The listener r
 the water meters heard meanwhile whose id is one digit off its own, or two neighbouring digits
 swapped, of its manufacturer where one is configured, or its very id from another manufacturer than
 the one configured. Nothing is taken from them: they are only named as a hint.
+
+What the receiver heard outlives its listener (:class:`ReceiverMemory`, held by the gateway per
+receiver device): a reload of the gateway's configuration makes the buses anew, and before, it
+forgot every sender heard, so the silent interval after it named none of those heard before it
+(the interval the reload cut short among them), and ``unconfigured_ids_heard`` fell to 0.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.telegram import MeterAddress
@@ -65,11 +73,23 @@ class UnconfiguredSenders:
         self._heard[key] = (address, at)
         self._makes.setdefault(address.id, set()).add(address.manufacturer)
         while len(self._heard) > self.limit:
-            ident, make = next(iter(self._heard))
-            del self._heard[ident, make]
-            self._makes[ident].discard(make)
-            if not self._makes[ident]:
-                del self._makes[ident]
+            self._forget(*next(iter(self._heard)))
+
+    def forget_configured(self, meters: Iterable[MeterConfig]) -> None:
+        """Forget the senders that are now ``meters``' own (their id, from a water meter of their
+        ``manufacturer`` where one is configured): an id corrected at a reload is no longer unconfigured."""
+        for meter in meters:
+            ident = meter.wmbus_id
+            for make in list(self._makes.get(ident or "", ())):
+                address, _ = self._heard[ident, make]  # type: ignore[index]
+                if address.device_type in WATER_METER_TYPES and meter.manufacturer in (None, make):
+                    self._forget(address.id, make)
+
+    def _forget(self, ident: str, make: str) -> None:
+        del self._heard[ident, make]
+        self._makes[ident].discard(make)
+        if not self._makes[ident]:
+            del self._makes[ident]
 
     def close_to(self, meter: MeterConfig, since: int) -> list[MeterAddress]:
         """The water meters heard after the listener's ``since``-th telegram whose id looks like
@@ -87,6 +107,27 @@ class UnconfiguredSenders:
             if (address.id == ident and other_make) or (not other_make and address.id != ident):
                 found.append(address)
         return found
+
+
+@dataclass
+class ReceiverMemory:
+    """What a receiver heard, kept across the listeners a reload makes anew: the unconfigured senders,
+    the telegrams it handed on (the clock :class:`UnconfiguredSenders` marks them with), and each
+    meter's mark when its current send interval began, so the first interval after a reload names
+    the close ids heard since the last interval ended before it."""
+
+    senders: UnconfiguredSenders = field(default_factory=UnconfiguredSenders)
+    telegrams: int = 0
+    interval_began: dict[str, int] = field(default_factory=dict)  # meter id: ``telegrams`` then
+
+    def listened_to(self, meters: Iterable[MeterConfig]) -> None:
+        """A listener for ``meters`` starts: forget the senders now configured and the marks of
+        meters no longer on the bus (one configured again later starts its interval afresh)."""
+        meters = list(meters)
+        self.senders.forget_configured(meters)
+        configured = {m.meter_id for m in meters}
+        for meter_id in [m for m in self.interval_began if m not in configured]:
+            del self.interval_began[meter_id]
 
 
 def mistyped_hint(meter: MeterConfig, close: list[MeterAddress]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -20,12 +21,15 @@ from firmware_protocols.records import DataRecord
 from firmware_protocols.wmbus.build import build_telegram
 from firmware_protocols.wmbus.receiver import build_indication
 from firmware_protocols.wmbus.telegram import MeterAddress
-from gateway.config import MeterConfig, WMBusBusConfig
+from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
 from gateway.health import Health
+from gateway.service import Gateway
 from gateway.wmbus import WMBusListener
-from gateway.wmbus_unconfigured import UnconfiguredSenders, looks_mistyped, mistypings
+from gateway.wmbus_unconfigured import ReceiverMemory, UnconfiguredSenders, looks_mistyped, mistypings
 from simulators.serial_line import LineSettings, SerialLine
+from tests.gateway.helpers import bus_config_text, running, until
 from tests.gateway.test_wmbus import Receiver, _listening
+from tests.services import MosquittoBroker
 
 CONFIGURED = "77000001"
 IDS = st.text(alphabet="0123456789", min_size=8, max_size=8)
@@ -228,3 +232,103 @@ def test_looks_mistyped_is_symmetric_and_needs_one_or_two_digits_off(configured:
 @given(IDS, IDS)
 def test_the_mistypings_looked_up_are_those_that_look_mistyped(configured: str, heard: str) -> None:
     assert (heard in mistypings(configured)) == looks_mistyped(configured, heard)
+
+
+def _radio_file(
+    mosquitto_url: str, tmp_path: Path, device: str, meters: list[dict[str, str]], interval_s: float
+) -> str:
+    return bus_config_text(
+        mosquitto_url,
+        tmp_path / "s.sqlite",
+        {"name": "radio", "protocol": "wmbus", "device": device, "poll_interval_s": interval_s},
+        meters,
+        gateway_id="gw-heard",
+    )
+
+
+def _last_error(gateway: Gateway, meter_id: str) -> str | None:
+    error = gateway.health.snapshot(0)["meters"][meter_id]["last_error"]
+    return None if error is None else str(error["message"])
+
+
+@pytest.mark.services
+def test_what_the_receiver_heard_outlives_a_reload(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    """The receiver hears 77000010 (FLAT-1 configured as 77000001, digits swapped), then the gateway's
+    file is reloaded (a meter added). Before, the reload forgot every sender heard: FLAT-1's first
+    silent interval after it said only "no telegram heard" and ``unconfigured_ids_heard`` fell to 0.
+    Now the interval the reload cut short is carried into the next one, which names 77000010; the
+    count stays 1; and once FLAT-1's id is corrected and reloaded, 77000010 is no longer counted."""
+    line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    flat_1 = {"meter_id": "FLAT-1", "id": CONFIGURED}
+    flat_2 = {"meter_id": "FLAT-2", "id": "88880000"}
+    before = parse_config_text(_radio_file(mosquitto.url, tmp_path, line.port, [flat_1], 3.0))
+    added = parse_config_text(_radio_file(mosquitto.url, tmp_path, line.port, [flat_1, flat_2], 3.0))
+    corrected = parse_config_text(
+        _radio_file(mosquitto.url, tmp_path, line.port, [{**flat_1, "id": "77000010"}, flat_2], 3.0)
+    )
+    seen: dict[str, object] = {}
+
+    def unconfigured(gateway: Gateway) -> int:
+        return int(gateway.health.snapshot(0)["buses"]["radio"]["unconfigured_ids_heard"])
+
+    async def scenario() -> None:
+        gateway = Gateway(before)
+        async with running(gateway, drain_timeout=0.1):
+            await _listening(lambda: gateway.listeners.get("radio"))
+            first = gateway.listeners["radio"]
+            line.push(build_indication(_telegram("77000010", 1), rssi=0x40))
+            await until(lambda: first.unknown_meters == 1, 5)
+            await gateway.apply_config(added)  # within FLAT-1's first interval of 3 s
+            seen["silent_before_reload"] = _last_error(gateway, "FLAT-1")
+            seen["count_after_reload"] = unconfigured(gateway)
+            await until(lambda: _last_error(gateway, "FLAT-1") is not None, 10)
+            seen["hint"] = _last_error(gateway, "FLAT-1")
+            await gateway.apply_config(corrected)
+            seen["count_corrected"] = unconfigured(gateway)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        line.stop()
+    assert seen["silent_before_reload"] is None  # the reload came before the interval's end
+    assert seen["hint"] == (
+        "no telegram heard from it in its send interval (3 s); the receiver hears 77000010 (KAM), not "
+        "configured: is the id 77000001 mistyped?"
+    )
+    assert seen["count_after_reload"] == 1
+    assert seen["count_corrected"] == 0  # now FLAT-1's own: not an unconfigured sender
+
+
+def test_a_meter_s_first_interval_after_a_reload_names_only_what_was_heard_since_its_last_one_ended() -> None:
+    """The memory kept across a reload: FLAT-1's interval ended after 77000010 was heard (it was
+    named then), so the next listener's first interval does not name it again; FLAT-2, new on the
+    bus, names nothing heard before it came."""
+    flat_1 = MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id=CONFIGURED)
+    flat_2 = MeterConfig("FLAT-2", 0, "wmbus", {}, None, wmbus_id="77000011")
+    memory = ReceiverMemory()
+    told: list[tuple[str, str | None]] = []
+
+    def listener(*meters: MeterConfig) -> WMBusListener:
+        bus = WMBusBusConfig("radio", "/dev/null", meters, poll_interval_s=60)
+        return WMBusListener(
+            bus,
+            on_reading=lambda reading: asyncio.sleep(0),
+            on_heard=lambda meter, ok, error=None: told.append((meter.meter_id, error)),
+            memory=memory,
+        )
+
+    async def scenario() -> None:
+        first = listener(flat_1)
+        first.check_silence(now=0.0)
+        await first.handle(_telegram("77000010", 1))
+        first.check_silence(now=60.0)  # named
+        second = listener(flat_1, flat_2)  # the reload
+        second.check_silence(now=100.0)
+        second.check_silence(now=160.0)
+
+    asyncio.run(scenario())
+    assert told[0][0] == "FLAT-1" and told[0][1] is not None and "77000010" in told[0][1]
+    assert told[1:] == [
+        ("FLAT-1", "no telegram heard from it in its send interval (1 min)"),
+        ("FLAT-2", "no telegram heard from it in its send interval (1 min)"),
+    ]
