@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -332,3 +333,78 @@ def test_a_meter_s_first_interval_after_a_reload_names_only_what_was_heard_since
         ("FLAT-1", "no telegram heard from it in its send interval (1 min)"),
         ("FLAT-2", "no telegram heard from it in its send interval (1 min)"),
     ]
+
+
+@pytest.mark.services
+def test_the_hint_around_a_failing_receiver_and_the_meter_heard_again_through_a_gateway(
+    tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """End to end, a gateway and a simulated receiver on a pty behind a stable device path, FLAT-1
+    configured as 77000001 while its telegrams come as 77000010:
+
+    1. the receiver is plugged in a second into FLAT-1's first interval: the interval names 77000010,
+       once warned;
+    2. heard again, then the receiver unplugged before the interval ends: it says the receiver fails,
+       and names 77000010 still;
+    3. plugged in again and the meter heard under its configured id: its reading is taken and the
+       episode's end is said once, at INFO, ``heard again after …``."""
+    device = tmp_path / "ttyRADIO"  # a stable path, as udev's /dev/serial/by-id/...: nothing behind it yet
+    first_line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    second_line = SerialLine(Receiver(), LineSettings(baudrate=57600, parity="N")).start()
+    config = parse_config_text(
+        _radio_file(mosquitto.url, tmp_path, str(device), [{"meter_id": "FLAT-1", "id": CONFIGURED}], 4.0)
+    )
+    told: list[str | None] = []
+    taken: list[Reading] = []
+
+    def said(text: str) -> bool:
+        return any(text in r.getMessage() for r in caplog.records if r.name == "gateway.wmbus")
+
+    async def scenario() -> None:
+        gateway = Gateway(config)
+        on_heard, spool_reading = gateway._on_heard, gateway.spool_reading
+
+        def record_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+            told.append("heard" if ok else error)
+            on_heard(meter, ok, error)
+
+        async def record_reading(reading: Reading) -> None:
+            taken.append(reading)
+            await spool_reading(reading)
+
+        gateway._on_heard = record_heard  # type: ignore[method-assign]
+        gateway.spool_reading = record_reading  # type: ignore[method-assign]
+        async with running(gateway, drain_timeout=0.1):
+            await until(lambda: said(f"cannot open {device}"), 10)
+            device.symlink_to(first_line.port)  # plugged in
+            await _listening(lambda: gateway.listeners.get("radio"))
+            first_line.push(build_indication(_telegram("77000010", 1), rssi=0x40))
+            await until(lambda: bool(told), 10)  # the first interval's end
+            first_line.push(build_indication(_telegram("77000010", 2), rssi=0x40))
+            listener = gateway.listeners["radio"]
+            await until(lambda: listener.unknown_meters == 2, 5)
+            device.unlink()  # unplugged: the port's other end goes, and the path with it
+            first_line.stop()
+            await until(lambda: len(told) >= 2, 10)
+            device.symlink_to(second_line.port)  # plugged in again
+            await until(lambda: listener.port_open, 40)
+            second_line.push(build_indication(_telegram(CONFIGURED, 3), rssi=0x40))
+            await until(lambda: bool(taken), 10)
+
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.wmbus"):
+            asyncio.run(scenario())
+    finally:
+        first_line.stop()
+        second_line.stop()
+    hint = "the receiver hears 77000010 (KAM), not configured: is the id 77000001 mistyped?"
+    assert told[0] == f"no telegram heard from it in its send interval (4 s); {hint}", told
+    failing = f"no telegram heard from it in its send interval (4 s): the receiver on {device} fails ("
+    assert told[1] is not None and told[1].startswith(failing) and told[1].endswith(f"); {hint}"), told
+    assert [r.volume_m3 for r in taken] == [12.5] and told[-1] == "heard", told
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.wmbus"]
+    mistyped = [text for level, text in messages if "mistyped" in text]
+    assert mistyped == [f"radio: FLAT-1 (id 77000001): {told[0]} (said again every 1 h while it lasts)"], messages
+    heard_again = [(level, text) for level, text in messages if "heard again" in text]
+    assert len(heard_again) == 1 and heard_again[0][0] == logging.INFO, messages
+    assert re.fullmatch(r"radio: FLAT-1 \(id 77000001\) heard again after \d+ s", heard_again[0][1]), heard_again
