@@ -10,7 +10,9 @@ meter whose id looks typed wrong, one the receiver hears close to it, says so
 wrong or missing key, a garbled telegram) is a failed attempt, said once per episode naming the meter
 and what to do, and the reason its meter's health gives for the interval. A telegram carrying a
 configured meter's identification is its meter's only if it comes from a water meter and, where the
-meter's ``manufacturer`` is configured, from that manufacturer. One telegram
+meter's ``manufacturer`` is configured, from that manufacturer; one that opens with the meter's key
+but whose encrypted transport header names another meter is not its reading (a failed attempt, said,
+and its interval's reason: :meth:`WMBusListener._names_another`). One telegram
 can be heard twice (directly and through a repeater, or by two receivers): a telegram whose meter,
 access number and records were already taken within ``duplicate_window_s`` is dropped. One recorded
 and sent again later is refused by its AFL message counter or the meter's clock
@@ -155,6 +157,8 @@ class WMBusListener:
         self.unknown_meters = 0
         self.undecodable = 0
         self.unencrypted_refused = 0  # telegrams in the clear from a meter given a key: forged, or misconfigured
+        #: telegrams opened with a meter's key whose encrypted header names another meter (_names_another)
+        self.naming_another = 0
         self._other_senders_logged: set[str] = set()  # meters whose id came from another make or medium
         self.clear_records_dropped = 0  # records a keyed meter's mode 5 telegram carried in the clear
         self.replayed = 0  # telegrams older than one already taken from their meter (gateway.wmbus_replay)
@@ -167,6 +171,7 @@ class WMBusListener:
         self.port_open = False
         self._unusable: Episodes[str] = Episodes(remind_every_s)  # the receiver failing, said once an episode
         self._undecoded: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams not decoding, likewise
+        self._naming_another: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams naming another
         self._last_error: dict[str, str] = {}  # why a meter's telegram failed in its current interval
         self._receiver_failing: str | None = None  # why the receiver cannot be read, while it cannot
         self._noise_before = 0  # bytes dropped as noise by parsers since replaced (a reopened receiver)
@@ -213,11 +218,12 @@ class WMBusListener:
         except DecodeError as error:
             self._not_decoded(meter, address.id, error)
             return None
+        self._decoded_again(meter)
         ident = (decoded.get("meter") or {}).get("id") or decoded["id"]
         if ident != address.id:  # an ELL encrypted with AES-CTR hid a long TPL header naming another
-            self.unknown_meters += 1
+            self._names_another(meter, address.id, decoded)
             return None
-        self._decoded_again(meter)
+        self._names_itself_again(meter)
         if self.on_attempt:
             self.on_attempt(True)
         if meter.key is not None and not _was_encrypted(decoded):
@@ -378,6 +384,54 @@ class WMBusListener:
             log.warning(
                 "%s: %s's telegrams still not decoded, %s since %s, the last: %s",
                 self.config.name, meter.meter_id, f"{episode.failures:,}", utc_iso(episode.since), why,
+            )  # fmt: skip
+
+    def _names_another(self, meter: MeterConfig, device: str, decoded: dict[str, Any]) -> None:
+        """``meter``'s telegram, opened with its key (an extended link layer encrypted with AES-CTR,
+        under the link address ``device``), whose long transport header inside names another meter.
+
+        The records are that meter's (EN 13757-7:2018 7.4: the long header names the meter, the link
+        address may be a radio module's), or the telegram was altered on the air (AES-CTR lets bits
+        be flipped without the key, its payload CRC mended). Either way none is ``meter``'s reading:
+        a failed attempt, the reason its health gives for the interval (it said "no telegram heard"),
+        said once an episode. The id inside is not remembered as an unconfigured sender heard: the
+        receiver does not hear it, only ``meter``'s key shows it, and "is the id … mistyped?" would
+        send the technician to configure an id the gateway still cannot read (it looks a telegram up
+        by the link address, the only one readable before decrypting)."""
+        self.naming_another += 1
+        if self.on_attempt:
+            self.on_attempt(False)
+        inner = decoded.get("meter") or {}
+        why = (
+            f"{meter.meter_id} (id {device}): its telegram opens with its key, but the transport header "
+            f"encrypted in it names meter {inner.get('id')} ({inner.get('manufacturer')}, {inner.get('medium')}): "
+            f"nothing taken (a radio module sending that meter's records under the id {device}, which the "
+            "gateway cannot take as this meter's, or a telegram altered on the air, which the extended link "
+            "layer's AES-CTR does not prevent)"
+        )
+        self._last_error[meter.meter_id] = why
+        episode = self._naming_another.failed(meter.meter_id)
+        if episode is None:
+            return
+        if episode.first:
+            log.warning(
+                "%s: %s (said again every %s while it lasts, and once its telegrams name it)",
+                self.config.name, why, lasted(self._naming_another.remind_every_s),
+            )  # fmt: skip
+        else:
+            log.warning(
+                "%s: %s's telegrams still name another meter, %s since %s, the last: %s",
+                self.config.name, meter.meter_id, f"{episode.failures:,}", utc_iso(episode.since), why,
+            )  # fmt: skip
+
+    def _names_itself_again(self, meter: MeterConfig) -> None:
+        """A telegram of ``meter`` naming it: the end of its episode of telegrams naming another, if any."""
+        ended = self._naming_another.ended(meter.meter_id)
+        if ended is not None:
+            episode, seconds = ended
+            log.info(
+                "%s: %s's telegrams name it again after %s, %s named another meter",
+                self.config.name, meter.meter_id, lasted(seconds), f"{episode.failures:,}",
             )  # fmt: skip
 
     def _decoded_again(self, meter: MeterConfig) -> None:

@@ -6,11 +6,13 @@ bus's status counts the unconfigured senders it hears (a bounded number)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from pathlib import Path
 
 import pytest
+from construct import Container
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +21,7 @@ from aquami.contracts.schema_files import ContractValidator, breaches
 from aquami.contracts.status import status_schema
 from firmware_protocols.mbus.build import build_user_data
 from firmware_protocols.records import DataRecord
+from firmware_protocols.wmbus import encode_telegram, make_telegram
 from firmware_protocols.wmbus.build import build_telegram
 from firmware_protocols.wmbus.receiver import build_indication
 from firmware_protocols.wmbus.telegram import MeterAddress
@@ -29,7 +32,7 @@ from gateway.wmbus import WMBusListener
 from gateway.wmbus_unconfigured import ReceiverMemory, UnconfiguredSenders, looks_mistyped, mistypings
 from simulators.serial_line import LineSettings, SerialLine
 from tests.gateway.helpers import bus_config_text, running, until
-from tests.gateway.test_wmbus import Receiver, _listening
+from tests.gateway.test_wmbus import KEY, Receiver, _listening
 from tests.services import MosquittoBroker
 
 CONFIGURED = "77000001"
@@ -408,3 +411,70 @@ def test_the_hint_around_a_failing_receiver_and_the_meter_heard_again_through_a_
     heard_again = [(level, text) for level, text in messages if "heard again" in text]
     assert len(heard_again) == 1 and heard_again[0][0] == logging.INFO, messages
     assert re.fullmatch(r"radio: FLAT-1 \(id 77000001\) heard again after \d+ s", heard_again[0][1]), heard_again
+
+
+def _behind_link(inner_id: str, link_id: str, volume: float, access_no: int) -> bytes:
+    """A telegram whose extended link layer, under ``link_id``, is encrypted with AES-CTR (under
+    ``KEY``) and hides a long transport header naming ``inner_id``."""
+    records = build_user_data([(DataRecord("volume", "m3", volume), "bcd8")])
+    telegram = make_telegram(
+        records, manufacturer="KAM", id=inner_id, version=1, medium="water", access_no=access_no,
+        header="long", ell="aes_ctr", crcs=False,
+    )  # fmt: skip
+    link = Container({**telegram.link, "id": link_id})
+    return encode_telegram(dataclasses.replace(telegram, link=link), KEY)
+
+
+def test_a_meter_s_telegram_naming_another_meter_inside_says_so_in_its_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """FLAT-1 (77000001, its key) sends telegrams whose encrypted header names 77000010. Before, each
+    was counted as an unknown meter and said nowhere: FLAT-1's interval said "no telegram heard from
+    it", though its telegrams were heard and opened with its key. Now the interval says what was heard
+    (a failed attempt, warned once while it lasts), and the id inside is no "is the id mistyped?" hint
+    for FLAT-2 (77000011, one digit off it): configured so, it would still not be read, as the gateway
+    looks a telegram up by its link address. A telegram naming FLAT-1 again is taken, and said."""
+    flat_1 = MeterConfig("FLAT-1", 0, "wmbus", {}, None, wmbus_id=CONFIGURED, key=KEY)
+    flat_2 = MeterConfig("FLAT-2", 0, "wmbus", {}, None, wmbus_id="77000011")
+    bus = WMBusBusConfig("radio", "/dev/null", (flat_1, flat_2), poll_interval_s=60)
+    told: list[tuple[str, str | None]] = []
+    attempts: list[bool] = []
+    taken: list[Reading] = []
+
+    async def on_reading(reading: Reading) -> None:
+        taken.append(reading)
+
+    async def scenario() -> WMBusListener:
+        listener = WMBusListener(
+            bus, on_reading=on_reading, on_attempt=attempts.append,
+            on_heard=lambda meter, ok, error=None: told.append((meter.meter_id, "heard" if ok else error)),
+        )  # fmt: skip
+        listener.check_silence(now=0.0)
+        for n in range(3):
+            assert await listener.handle(_behind_link("77000010", CONFIGURED, 12.5, n)) is None
+        listener.check_silence(now=60.0)
+        assert await listener.handle(_behind_link(CONFIGURED, CONFIGURED, 12.75, 4)) is not None
+        return listener
+
+    with caplog.at_level(logging.INFO, logger="gateway.wmbus"):
+        listener = asyncio.run(scenario())
+    why = (
+        "FLAT-1 (id 77000001): its telegram opens with its key, but the transport header encrypted in it names "
+        "meter 77000010 (KAM, water): nothing taken (a radio module sending that meter's records under the id "
+        "77000001, which the gateway cannot take as this meter's, or a telegram altered on the air, which the "
+        "extended link layer's AES-CTR does not prevent)"
+    )
+    assert told == [
+        ("FLAT-1", why),
+        ("FLAT-2", "no telegram heard from it in its send interval (1 min)"),  # no hint of 77000010
+        ("FLAT-1", "heard"),
+    ]
+    assert attempts == [False, False, False, True] and [r.volume_m3 for r in taken] == [12.75]
+    assert (listener.naming_another, listener.unknown_meters, len(listener.unconfigured)) == (3, 0, 0)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.wmbus"]
+    assert said[0] == (
+        logging.WARNING,
+        f"radio: {why} (said again every 1 h while it lasts, and once its telegrams name it)",
+    )
+    assert len(said) == 2 and said[1][0] == logging.INFO, said
+    assert re.fullmatch(r"radio: FLAT-1's telegrams name it again after \d+ s, 3 named another meter", said[1][1])
