@@ -58,6 +58,7 @@ OTHER_TOOLS_OPTIONS = {
     "--meters-only": "a benchmark's (python -m benchmarks.bench_care_desk)",
     "--stop": "a benchmark's (python -m benchmarks.bench_broker_size_limit)",
     "--history": "a benchmark's (python -m benchmarks.mbus_late_answer_cut)",
+    "--jit-above-cost": "a benchmark's (python -m benchmarks.server_queries_jit)",
     "--dist": "pytest-xdist's, in the Tests section",
     "--system": "useradd's, in Running as a service",
     "--home-dir": "useradd's, in Running as a service",
