@@ -372,19 +372,7 @@ class WMBusListener:
             self.on_attempt(False)
         why = _why_not_decoded(meter, device, error)
         self._last_error[meter.meter_id] = why
-        episode = self._undecoded.failed(meter.meter_id)
-        if episode is None:
-            return
-        if episode.first:
-            log.warning(
-                "%s: %s (said again every %s while it lasts, and once its telegrams decode)",
-                self.config.name, why, lasted(self._undecoded.remind_every_s),
-            )  # fmt: skip
-        else:
-            log.warning(
-                "%s: %s's telegrams still not decoded, %s since %s, the last: %s",
-                self.config.name, meter.meter_id, f"{episode.failures:,}", utc_iso(episode.since), why,
-            )  # fmt: skip
+        self._warn_once_an_episode(self._undecoded, meter, why, "its telegrams decode", "not decoded")
 
     def _names_another(self, meter: MeterConfig, device: str, decoded: dict[str, Any]) -> None:
         """``meter``'s telegram, opened with its key (an extended link layer encrypted with AES-CTR,
@@ -410,18 +398,25 @@ class WMBusListener:
             "layer's AES-CTR does not prevent)"
         )
         self._last_error[meter.meter_id] = why
-        episode = self._naming_another.failed(meter.meter_id)
+        self._warn_once_an_episode(self._naming_another, meter, why, "its telegrams name it", "name another meter")
+
+    def _warn_once_an_episode(
+        self, episodes: Episodes[str], meter: MeterConfig, why: str, until: str, still: str
+    ) -> None:
+        """A failure of ``meter`` in ``episodes`` (by meter id) warned if it begins an episode (``why``,
+        and that it is said again until ``until``), or a reminder is due (its telegrams ``still``…)."""
+        episode = episodes.failed(meter.meter_id)
         if episode is None:
             return
         if episode.first:
             log.warning(
-                "%s: %s (said again every %s while it lasts, and once its telegrams name it)",
-                self.config.name, why, lasted(self._naming_another.remind_every_s),
+                "%s: %s (said again every %s while it lasts, and once %s)",
+                self.config.name, why, lasted(episodes.remind_every_s), until,
             )  # fmt: skip
         else:
             log.warning(
-                "%s: %s's telegrams still name another meter, %s since %s, the last: %s",
-                self.config.name, meter.meter_id, f"{episode.failures:,}", utc_iso(episode.since), why,
+                "%s: %s's telegrams still %s, %s since %s, the last: %s",
+                self.config.name, meter.meter_id, still, f"{episode.failures:,}", utc_iso(episode.since), why,
             )  # fmt: skip
 
     def _names_itself_again(self, meter: MeterConfig) -> None:
