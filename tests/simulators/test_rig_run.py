@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from aquami.cli import app
 from firmware_protocols.mbus import build_req_ud2, build_snd_ud_select, decode_frame
 from firmware_protocols.modbus import load_profile
-from firmware_protocols.wmbus import decode_telegram
+from firmware_protocols.wmbus import decode_telegram, telegram_address
 from firmware_protocols.wmbus.receiver import ReceivedTelegram, ReceiverStreamParser
 from simulators.rig.client import meters as rig_meters
 from simulators.rig.config import parse_rig_text
@@ -132,15 +132,23 @@ def test_mbus_primary_and_secondary(running: Running) -> None:
 
 
 def test_wmbus_receiver_stream(running: Running) -> None:
+    """The receiver streams W000001's telegrams (77000001, mode 5). Its first telegram heard may be
+    W000002's (77000002, mode 7, its own key): the meters' sends are spread over their interval."""
     parser = ReceiverStreamParser(require_fcs=True)
     received: list[ReceivedTelegram] = []
     with serial.Serial(running.port("wmbus-usb"), 57600, timeout=0.1) as s:
-        deadline = time.monotonic() + 20  # its first telegram (every few hundred ms; a loaded machine may hold it)
-        while time.monotonic() < deadline and not received:
+        deadline = time.monotonic() + 30  # its first telegram (every few hundred ms; a loaded machine may hold it)
+        while time.monotonic() < deadline and not _from(received, "77000001"):
             received += parser.feed(s.read(1024))
-    assert received
-    decoded = decode_telegram(received[0].telegram, {"77000001": KEY}, crcs=False)
+    heard = _from(received, "77000001")
+    assert heard, [telegram_address(r.telegram, crcs=False).id for r in received]
+    decoded = decode_telegram(heard[0].telegram, {"77000001": KEY}, crcs=False)
     assert decoded["id"] == "77000001" and decoded["security_mode"] == 5
+
+
+def _from(received: list[ReceivedTelegram], meter_id: str) -> list[ReceivedTelegram]:
+    """The telegrams of ``received`` that meter ``meter_id`` sent, by their address (read without a key)."""
+    return [r for r in received if telegram_address(r.telegram, crcs=False).id == meter_id]
 
 
 def test_faults_injected_and_cleared_while_running(running: Running) -> None:
