@@ -51,7 +51,7 @@ from gateway.mbus_identity import MeterIdentities
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine, asks_for_data
 from gateway.modbus_read import millisecond, within
 from gateway.scan import FoundMBus
-from gateway.transport import LineUnusable, NoAnswer, PollError, TransactionAborted
+from gateway.transport import LineUnusable, NoAnswer, PollError, PollRefused, TransactionAborted
 
 __all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "addressed", "reading_from_records"]
 
@@ -215,6 +215,8 @@ class MBusTransport:
         self._last_read_at = float("-inf")
         self._exchange_started = float("-inf")  # when the exchange under way (or the last) began
         self._ended_silent = False  # the last transaction ended on silence: its line listens till the next
+        #: the last transaction ended on a refusal (:class:`PollRefused`): a whole answer, the line in step
+        self._ended_refused = False
         self._initialised: set[str] = set()  # meters that have had their SND_NKE
         self._fcb: dict[str, bool] = {}
         #: the access number of the last telegram taken from each meter (by identification and
@@ -565,7 +567,7 @@ class MBusTransport:
 
     def read_blocking(self, meter: MeterConfig) -> Reading:
         with self._line_held():
-            self._asking, self._ended_silent = meter, False
+            self._asking, self._ended_silent, self._ended_refused = meter, False, False
             try:
                 self._initialise(meter)
                 if meter.secondary_address is not None:
@@ -612,7 +614,10 @@ class MBusTransport:
                 raise NoAnswer(f"{meter.meter_id}: no answer from {addressed(meter)}") from error
             except PollError as error:
                 self._initialised.discard(meter.meter_id)  # SND_NKE again next time
-                raise PollError(f"{meter.meter_id}: {error}") from error
+                self._ended_refused = isinstance(error, PollRefused)
+                # a refusal stays one (an IdentificationMismatch), so the scheduler does not ask again
+                failure = type(error) if isinstance(error, PollRefused) else PollError
+                raise failure(f"{meter.meter_id}: {error}") from error
             return reading_from_records(meter, telegrams, self.clock(), self.config.name)
 
     async def read(self, meter: MeterConfig) -> Reading:
@@ -628,17 +633,23 @@ class MBusTransport:
         Not after an attempt that ended on silence (a meter that did not answer in the answer window,
         the transaction over): the line stays open, listening until the next exchange, which hears
         its late answer (:meth:`_heard_pending`). Closed, a port hears nothing: a meter answering
-        after the window every time looked like one that is not there."""
+        after the window every time looked like one that is not there.
+
+        Nor after a refused answer (:class:`PollRefused`, another meter's at this meter's address):
+        it came whole, the transaction is over, and the other meters' link layers are as they were.
+        Closed, every meter of the bus had its SND_NKE again at its next poll, a request more each of
+        the slow bus's time at every poll interval for as long as one meter is refused."""
         if self._listening():
             return
         await self._abort_and_close()
 
     def _listening(self) -> bool:
-        """Whether the last transaction ended on silence, and is over (its thread let go of the line)."""
+        """Whether the last transaction ended on silence or on a refused answer, and is over (its
+        thread let go of the line): the line is in step, and stays open."""
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            return self._ended_silent
+            return self._ended_silent or self._ended_refused
         finally:
             self._lock.release()
 
@@ -661,7 +672,7 @@ class MBusTransport:
         self._initialised.clear()
         self._awaiting_e5h.clear()
         self._awaiting_data.clear()
-        self._ended_silent = False
+        self._ended_silent = self._ended_refused = False
 
     async def close(self) -> None:
         await self._abort_and_close()
@@ -690,7 +701,7 @@ class MBusTransport:
         with self._line_held():
             self.line.listen(0)  # what came since the last poll is the polls' (a slow meter's E5h): theirs
             # a search's silences are no one's; the polls' E5h still awaited stay so (:meth:`_late_e5h`)
-            self._asking, self._ended_silent = None, False
+            self._asking, self._ended_silent, self._ended_refused = None, False, False
             self._silent_selections.clear()
             self._answered_selection = None
             self._read_selections.clear()

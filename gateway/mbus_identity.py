@@ -18,7 +18,8 @@ so each answer's is checked:
   remembered for it).
 
 An answer from another meter is refused for that poll (:class:`IdentificationMismatch`, a
-:class:`PollError`: said once an episode by the scheduler, in the meter's health ``last_error``),
+:class:`PollRefused`: not retried within the poll, a single exchange where the bus's ``retries``
+each made another; said once an episode by the scheduler, in the meter's health ``last_error``),
 its words saying which identification answered, which was expected, at which address, and what to
 do. A meter read by secondary address is selected by its identification, and checked against it
 (gateway.mbus).
@@ -34,13 +35,14 @@ from typing import Any, Protocol
 
 from aquami.contracts.reads import utc_iso
 from gateway.config import MeterConfig
-from gateway.transport import PollError
+from gateway.transport import PollError, PollRefused
 
 log = logging.getLogger(__name__)
 
 
-class IdentificationMismatch(PollError):
-    """A meter on a primary address answered with another identification than expected."""
+class IdentificationMismatch(PollRefused):
+    """A meter on a primary address answered with another identification than expected: not retried
+    within the poll (the same meter answers at that address however often it is asked)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ from gateway.buses import attempt_once
 from gateway.config import BusConfig, MeterConfig
 from gateway.episodes import REMIND_EVERY_S, Episodes
 from gateway.spool import NotSpooled
-from gateway.transport import PollError, Transport
+from gateway.transport import PollError, PollRefused, Transport
 
 log = logging.getLogger(__name__)
 
@@ -154,28 +154,34 @@ class BusScheduler:
             await self.transport.close()
 
     async def poll(self, meter: MeterConfig) -> Reading | None:
-        """One poll: the first attempt and up to ``retries`` more, with growing backoff between."""
+        """One poll: the first attempt and up to ``retries`` more, with growing backoff between (none
+        after a :class:`PollRefused`, an answer no retry mends)."""
         reading, _ = await self._poll(meter)
         return reading
 
     async def _poll(self, meter: MeterConfig) -> tuple[Reading | None, str | None]:
         """The reading, or None and the last attempt's error (logged with the poll's warning)."""
-        last = ""
+        last, made = "", 0
         for attempt in range(self.config.retries + 1):
+            made = attempt + 1
             try:
                 reading = await self.attempt(meter)
+            except PollRefused as error:  # the same answer however often asked: the next poll asks again
+                last = str(error)
+                log.debug("%s attempt %d refused, not retried: %s", meter.meter_id, made, error)
+                break
             except PollError as error:
                 last = str(error)
-                log.debug("%s attempt %d failed: %s", meter.meter_id, attempt + 1, error)
+                log.debug("%s attempt %d failed: %s", meter.meter_id, made, error)
                 if attempt < self.config.retries:
                     await asyncio.sleep(self.config.retry_backoff_s * 2**attempt * self.rng.uniform(0.5, 1.0))
             else:
                 self._say_answered(meter)
                 return reading, None
-        self._say_failed(meter, last)
+        self._say_failed(meter, last, made)
         return None, last
 
-    def _say_failed(self, meter: MeterConfig, last: str) -> None:
+    def _say_failed(self, meter: MeterConfig, last: str, attempts: int) -> None:
         """A failed poll: said whole if it begins an episode, as a reminder if one is due, else not."""
         episode = self._failing.failed(meter.meter_id)
         if episode is None:
@@ -185,7 +191,7 @@ class BusScheduler:
             log.warning(
                 "%s on %s: failed after %d attempts, the last: %s (said again every %s while it fails, and "
                 "once it answers%s)",
-                meter.meter_id, self.config.name, self.config.retries + 1, last, lasted(self._failing.remind_every_s),
+                meter.meter_id, self.config.name, attempts, last, lasted(self._failing.remind_every_s),
                 f" for {settle:g} s" if settle else "",
             )  # fmt: skip
         else:

@@ -12,6 +12,14 @@ class PollError(Exception):
     """A meter did not give a usable answer this time (no answer, garbled, an exception response)."""
 
 
+class PollRefused(PollError):
+    """An answer that came whole and is provably not this meter's to take (another meter's, at its
+    primary address): asked again within the same poll, the same meter gives the same answer, so the
+    scheduler does not retry it. Each retry was a SND_NKE and a whole read, bus time taken from the
+    other meters of a slow line at every poll interval; the next poll asks again. A failure a retry
+    can mend (noise, a collision, a late answer to the request before) stays a plain PollError."""
+
+
 class NoAnswer(PollError):
     """Nothing came back from the unit asked: a scan passes over it without a word (an empty
     address), where a unit that answered unusably is said."""

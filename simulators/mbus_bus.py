@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -109,6 +110,8 @@ class MBusBus:
     def __post_init__(self) -> None:
         self.meters = list(self.meters)  # (a meter exchange replaces one)
         self._lock = threading.Lock()  # a request handled, or the meters changed by a technician: one at a time
+        #: the requests heard whole, counted by (function, A-field): what the polls cost the bus
+        self.requests: Counter[tuple[str, int]] = Counter()
         self._check_addresses()
 
     def _check_addresses(self) -> None:
@@ -173,6 +176,7 @@ class MBusBus:
             request = decode_master_frame(frame)
         except DecodeError:
             return None  # a transmission error: every slave ignores the frame
+        self.requests[request["function"], request["a_field"]] += 1
         answers: list[tuple[int, bytes, MBusWaterMeter]] = []
         for meter, addressing in self._reached(request, now):
             answer = meter.receive(request, addressing, now)

@@ -163,6 +163,53 @@ def test_a_meter_exchanged_at_its_primary_address_is_refused_until_its_identific
     assert taken[0][0].meter_id == "FLAT-5"
 
 
+def test_an_exchanged_meter_costs_its_poll_one_exchange_while_a_meter_that_does_not_answer_is_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With ``retries = 2``: the other meter's answer at FLAT-5's address comes again however often it
+    is asked, so it is not asked again within the poll (one SND_NKE and one REQ_UD2). Before, each
+    retry made both again: 3 exchanges of the slow bus's time at every poll interval, the same refusal
+    each time. A meter that does not answer (a failure a retry can mend) is still asked 3 times."""
+    with MBusSimulator([_water_meter("11111111", 5, 1234.0)], mbus_line(9600), clock=lambda: NOW) as sim:
+        sim.exchange("11111111", _water_meter("33333333", 0, 0.0))
+        bus = replace(
+            _bus(
+                sim.port, MeterConfig("FLAT-5", 5, "mbus", identification="11111111"), MeterConfig("GONE-9", 9, "mbus")
+            ),
+            retries=2,
+            retry_backoff_s=0.01,
+        )
+        with caplog.at_level(logging.WARNING):
+            results = Polls(bus).run("FLAT-5", "GONE-9")
+        heard = dict(sim.bus.requests)
+    assert [reading for reading, _ in results] == [None, None]
+    assert (
+        results[0][1] is not None and "the meter with identification 33333333 answered, not 11111111" in results[0][1]
+    )
+    assert {request: n for request, n in heard.items() if request[1] == 5} == {("SND_NKE", 5): 1, ("REQ_UD2", 5): 1}
+    assert {request: n for request, n in heard.items() if request[1] == 9} == {("SND_NKE", 9): 3}
+    warnings = _scheduler_warnings(caplog)
+    assert warnings[0].startswith("FLAT-5 on mbus-1: failed after 1 attempts, the last: FLAT-5: at primary address 5")
+    assert warnings[1].startswith("GONE-9 on mbus-1: failed after 3 attempts, the last: GONE-9: no answer")
+
+
+def test_a_refused_answer_leaves_the_line_open_and_the_other_meters_initialised() -> None:
+    """A refused answer came whole: the line is in step. Before, the transport closed the line after
+    it as after any failure, and every other meter of the bus had a SND_NKE again at its next poll
+    (FLAT-6 here: 2 where 1 is needed), a request more each at every poll interval."""
+    meters = [_water_meter("11111111", 5, 1234.0), _water_meter("22222222", 6, 300.0)]
+    with MBusSimulator(meters, mbus_line(9600), clock=lambda: NOW) as sim:
+        sim.exchange("11111111", _water_meter("33333333", 0, 0.0))
+        bus = _bus(
+            sim.port, MeterConfig("FLAT-5", 5, "mbus", identification="11111111"), MeterConfig("FLAT-6", 6, "mbus")
+        )
+        results = Polls(bus).run("FLAT-6", "FLAT-5", "FLAT-6", "FLAT-5", "FLAT-6")
+        heard = dict(sim.bus.requests)
+    assert [reading is not None for reading, _ in results] == [True, False, True, False, True], results
+    assert heard[("SND_NKE", 6)] == 1
+    assert heard[("SND_NKE", 5)] == 2  # the refused meter's link layer is reset at each poll, as after any failure
+
+
 def test_the_simulator_s_exchange_keeps_the_address_and_refuses_an_identification_already_on_the_bus() -> None:
     bus_meters = [_water_meter("11111111", 5, 1.0), _water_meter("22222222", 6, 2.0)]
     with MBusSimulator(bus_meters, mbus_line(9600), clock=lambda: NOW) as sim:
