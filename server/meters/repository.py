@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row, tuple_row
 
 from server.care.placement import placing_enquiries_once
 from server.corrected_spans import span_step
@@ -578,69 +579,45 @@ def readings_newest_first(
     ).fetchall()  # type: ignore[return-value]
 
 
-# The meter's stored daily consumption (collector: refresh_consumption) over the ``days`` local days
-# up to its newest stored day (fewer when its oldest stored day is later), every day listed (NULL
-# columns: no interval the day counts closed that day), with, for each quality other than actual, how
-# many of the day's counted intervals (those in `intervals`, as the refresh chose them) a reading of
-# that quality closed, so that they add up to `not_actual` (an interval belongs to the day of its
-# closing read less 1 µs, as consumption_hourly counts it). A day is the utility's (utility_timezone()).
-#
-# The days hold the meter's job cards as billing bills them (server.billing.repository.
-# determinant_lines), so they add up to the bills: an installation's reads are those from its
-# installed_at to its removed_at, both included, a read at either instant taking the card's place.
-# The stored days leave out the intervals billing bills to no one (collector migration 0076): the one
-# from a meter's read before an installation (fitted again, or read before it was fitted) to its first
-# read in it, the one from its last read in an installation to the next, and those to and from a bad
-# read that begins or ends an installation. Before, the stored days held them and the page took them
-# out itself; the DMA balance and anything else reading the tables counted them.
-# - ``opening``: an installation card with no read at its instant opens the installation: the water
-#   from its initial_register_m3 to the installation's first good read, on that read's day (NEM12
-#   places it in that read's hour).
-# - ``closing``: a removal card with no read at its instant closes the installation: the water from
-#   the installation's last read (none: its installation card; none either: nothing, as billing opens
-#   on no read before the installation, another installation's) to its final_register_m3, on the
-#   removal's day.
-# A card above the read after it (forward_difference NULL) adds nothing: billing cannot count it either.
-# A bad read (VEE's) opens and closes nothing, as in billing.
-_DAILY = """
-WITH zone AS (SELECT utility_timezone() AS z),
-installations AS (
-    SELECT i.installed_at, i.removed_at, i.initial_register_m3, i.final_register_m3,
-           EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = i.meter_id AND r.ts = i.installed_at AND {good})
-               AS read_at_start,
-           EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = i.meter_id AND r.ts = i.removed_at AND {good})
-               AS read_at_end
-    FROM meter_installations i WHERE i.meter_id = %(meter_id)s
-),
+# Each read the page needs is looked for between bounds known before its query is planned, so that
+# TimescaleDB plans only the chunks (7 days of readings each) those bounds reach: bounds the query
+# works out itself (a subquery, a lateral join's installed_at) are not known when it is planned, and
+# the planner then laid out every chunk of readings for each of the query's six looks at them (1,257
+# chunk scans in a database holding three years of reads, 49 ms a page against 3.5 ms in one holding
+# a month, whatever the meter's own history). Hence :func:`daily_consumption` asks in steps: the
+# installations' reads that their job cards' water runs from or to (:func:`_card_changes`), the days
+# shown (_DAILY_DAYS), the read before them (:func:`_nearest_read`), then the days (_DAILY). Each is
+# run unprepared (psycopg prepares a query run five times on a connection, as the server's pooled ones
+# are): PostgreSQL may then plan it once for any bounds, every chunk laid out again (1.6 ms against 0.2
+# for the read before the days, in the benchmark: benchmarks/bench_meter_page_days.py).
+_GOOD = (
+    "NOT EXISTS (SELECT 1 FROM register_discontinuities b WHERE b.meter_id = r.meter_id AND b.ts = r.ts "
+    "AND b.kind = 'bad_read')"
+)
+
+#: How far from the end it starts at a look for the nearest read first reaches (then, found none, the
+#: whole range): a chunk's span, so that the look plans one or two chunks, a meter read hourly or daily.
+_NEAR = timedelta(days=7)
+
+# The job cards' water as the parameters give it (:func:`_card_changes`): each card's instant closing
+# it, and the registers between which forward_difference counts it.
+_CARDS = """
+zone AS (SELECT utility_timezone() AS z),
 changes AS (
-    -- the installation card's water to the first good read
-    SELECT f.ts AS closing, forward_difference(i.initial_register_m3, f.volume_m3) AS card_m3
-    FROM installations i
-    CROSS JOIN LATERAL (
-        SELECT ts, volume_m3 FROM readings r
-        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts <= coalesce(i.removed_at, 'infinity') AND {good}
-        ORDER BY ts LIMIT 1
-    ) f
-    WHERE i.initial_register_m3 IS NOT NULL AND NOT i.read_at_start
-      AND forward_difference(i.initial_register_m3, f.volume_m3) IS NOT NULL  -- else billing's unknown
-    UNION ALL
-    -- the removal card's water from the installation's last good read (or its installation card) to its
-    -- register: a read before the installation is another's, as billing opens on none
-    SELECT i.removed_at,
-           forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3)
-    FROM installations i
-    LEFT JOIN LATERAL (
-        SELECT volume_m3 FROM readings r
-        WHERE meter_id = %(meter_id)s AND ts >= i.installed_at AND ts < i.removed_at AND {good}
-        ORDER BY ts DESC LIMIT 1
-    ) l ON true
-    WHERE i.final_register_m3 IS NOT NULL AND NOT i.read_at_end
-      AND forward_difference(coalesce(l.volume_m3, i.initial_register_m3), i.final_register_m3) IS NOT NULL
+    SELECT c.closing, forward_difference(c.from_m3, c.to_m3) AS card_m3
+    FROM unnest(%(closings)s::timestamptz[], %(froms)s::numeric[], %(tos)s::numeric[]) AS c(closing, from_m3, to_m3)
+    WHERE forward_difference(c.from_m3, c.to_m3) IS NOT NULL  -- else billing's unknown
 ),
 cards AS (
     SELECT date_trunc('day', closing - interval '1 microsecond', zone.z) AS day, sum(card_m3) AS card_m3
     FROM zone, changes GROUP BY 1
-),
+)"""
+
+# The days the page shows: the ``days`` local days up to the meter's newest stored day or card's day
+# (fewer when its oldest is later); none when it has neither. ``first_day`` and ``after_last_day`` are
+# the instants they begin and end at.
+_DAILY_DAYS = f"""
+WITH {_CARDS},
 newest AS (
     SELECT max(day) AS day, min(day) AS oldest
     FROM (SELECT day FROM consumption_daily WHERE meter_id = %(meter_id)s
@@ -653,9 +630,37 @@ days AS (
         SELECT ((newest.day AT TIME ZONE zone.z)::date)::timestamp AS last,
                ((newest.oldest AT TIME ZONE zone.z)::date)::timestamp AS first
     ) l, generate_series(greatest(l.last - (%(days)s - 1) * interval '1 day', l.first), l.last, interval '1 day') d
+)
+SELECT min(date) AS first_date, max(date) AS last_date, min(day) AS first_day, max(next_day) AS after_last_day
+FROM days
+"""
+
+# The meter's stored daily consumption (collector: refresh_consumption) over the days _DAILY_DAYS gives
+# (``first_date`` to ``last_date``), every day listed (NULL columns: no interval the day counts closed
+# that day), with, for each quality other than actual, how many of the day's counted intervals (those in
+# `intervals`, as the refresh chose them) a reading of that quality closed, so that they add up to
+# `not_actual` (an interval belongs to the day of its closing read less 1 µs, as consumption_hourly
+# counts it). A day is the utility's (utility_timezone()). ``before`` is the meter's last read at or
+# before the first day's start (none: that start).
+#
+# The days hold the meter's job cards as billing bills them (server.billing.repository.
+# determinant_lines), so they add up to the bills: an installation's reads are those from its
+# installed_at to its removed_at, both included, a read at either instant taking the card's place.
+# The stored days leave out the intervals billing bills to no one (collector migration 0076): the one
+# from a meter's read before an installation (fitted again, or read before it was fitted) to its first
+# read in it, the one from its last read in an installation to the next, and those to and from a bad
+# read that begins or ends an installation. Before, the stored days held them and the page took them
+# out itself; the DMA balance and anything else reading the tables counted them. The cards' water is
+# :func:`_card_changes`'.
+_DAILY = f"""
+WITH {_CARDS},
+days AS (
+    SELECT d::date AS date, (d::date)::timestamp AT TIME ZONE zone.z AS day,
+           (d::date + 1)::timestamp AT TIME ZONE zone.z AS next_day
+    FROM zone, generate_series(%(first_date)s::date::timestamp, %(last_date)s::date::timestamp, interval '1 day') d
 ),
 spans AS (  -- as the refresh gives them to left_out_between_installations (collector migration 0076)
-    SELECT coalesce(array_agg(tstzrange(s.installed_at, s.removed_at, '[]')), '{}') AS spans
+    SELECT coalesce(array_agg(tstzrange(s.installed_at, s.removed_at, '[]')), '{{}}') AS spans
     FROM installation_spans(ARRAY[%(meter_id)s]) s
 ),
 closing AS (  -- the days' reads and the one before them, each with the read before it, as the refresh pairs them
@@ -663,9 +668,7 @@ closing AS (  -- the days' reads and the one before them, each with the read bef
            lag(r.ts) OVER w AS prev_ts, lag(b.ts IS NOT NULL) OVER w AS prev_bad
     FROM readings r
     LEFT JOIN register_discontinuities b ON b.meter_id = r.meter_id AND b.ts = r.ts AND b.kind = 'bad_read'
-    WHERE r.meter_id = %(meter_id)s AND r.ts <= (SELECT max(next_day) FROM days)
-      AND r.ts >= coalesce((SELECT max(p.ts) FROM readings p
-                            WHERE p.meter_id = %(meter_id)s AND p.ts <= (SELECT min(day) FROM days)), '-infinity')
+    WHERE r.meter_id = %(meter_id)s AND r.ts <= %(after_last_day)s AND r.ts >= %(before)s
     WINDOW w AS (ORDER BY r.ts)
 ),
 qualities AS (
@@ -673,7 +676,7 @@ qualities AS (
     -- its interval not one an installation reaches and none holds whole
     SELECT date_trunc('day', r.ts - interval '1 microsecond', zone.z) AS day, r.quality, count(*) AS n
     FROM zone, spans, closing r
-    WHERE r.quality <> 'actual' AND r.prev_ts IS NOT NULL AND r.ts > (SELECT min(day) FROM days)
+    WHERE r.quality <> 'actual' AND r.prev_ts IS NOT NULL AND r.ts > %(first_day)s
       -- asked only of an interval no installation holds whole, or with a bad read at an end: no other can
       -- be left out, and asking it of each of a month's hourly reads cost 0.2 ms a read
       AND NOT ((r.bad OR r.prev_bad OR NOT EXISTS (SELECT 1 FROM unnest(spans.spans) s
@@ -688,16 +691,107 @@ SELECT days.date, days.day,
        CASE WHEN cards.card_m3 IS NOT NULL THEN coalesce(c.consumption_m3 + cards.card_m3, cards.card_m3)
             WHEN c.intervals > 0 THEN c.consumption_m3 END AS consumption_m3,
        cards.card_m3, c.intervals, c.not_actual, c.unknown,
-       coalesce(q.qualities, '{}') AS qualities
+       coalesce(q.qualities, '{{}}') AS qualities
 FROM days LEFT JOIN consumption_daily c ON c.meter_id = %(meter_id)s AND c.day = days.day
 LEFT JOIN cards ON cards.day = days.day
 LEFT JOIN day_qualities q ON q.day = days.day
 ORDER BY days.date
-""".replace(
-    "{good}",
-    "NOT EXISTS (SELECT 1 FROM register_discontinuities b WHERE b.meter_id = r.meter_id AND b.ts = r.ts "
-    "AND b.kind = 'bad_read')",
-)
+"""
+
+
+def _nearest_read(
+    conn: psycopg.Connection,
+    meter_id: str,
+    after: datetime | None,
+    before: datetime | None,
+    *,
+    newest: bool,
+    before_included: bool = True,
+    good: bool = True,
+) -> tuple[datetime, Decimal] | None:
+    """The meter's read (its instant and register) nearest ``before`` (``newest``) or ``after`` among
+    those from ``after`` (None: the first) to ``before`` (None: the last; included or not), only good
+    ones (no bad_read discontinuity: VEE's) when ``good``. Looked for first within _NEAR of that end,
+    then over the whole range: the bounds are parameters, known when the query is planned, so that
+    TimescaleDB plans only the chunks they reach (see _DAILY_DAYS)."""
+
+    def look(low: datetime | None, high: datetime | None) -> tuple[datetime, Decimal] | None:
+        where = ["meter_id = %(meter_id)s"]
+        if low is not None:
+            where.append("ts >= %(low)s")
+        if high is not None:
+            where.append("ts <= %(high)s" if before_included else "ts < %(high)s")
+        if good:
+            where.append(_GOOD)
+        query = (
+            f"SELECT ts, volume_m3 FROM readings r WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {'DESC' if newest else 'ASC'} LIMIT 1"
+        )
+        params = {"meter_id": meter_id, "low": low, "high": high}
+        row = conn.cursor(row_factory=tuple_row).execute(query, params, prepare=False).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    near: tuple[datetime | None, datetime | None] | None = None
+    if newest and before is not None:
+        near = (before - _NEAR if after is None else max(before - _NEAR, after), before)
+    elif not newest and after is not None:
+        near = (after, after + _NEAR if before is None else min(after + _NEAR, before))
+    if near is not None:
+        found = look(*near)
+        if found is not None or near == (after, before):
+            return found
+    return look(after, before)
+
+
+def _has_good_read_at(conn: psycopg.Connection, meter_id: str, ts: datetime | None) -> bool:
+    """Whether the meter has a good read (no bad_read discontinuity) at ``ts`` (None: no)."""
+    if ts is None:
+        return False
+    query = f"SELECT 1 FROM readings r WHERE meter_id = %(meter_id)s AND ts = %(ts)s AND {_GOOD}"
+    return conn.execute(query, {"meter_id": meter_id, "ts": ts}, prepare=False).fetchone() is not None
+
+
+def _card_changes(
+    conn: psycopg.Connection, meter_id: str
+) -> tuple[list[datetime], list[Decimal | None], list[Decimal | None]]:
+    """The meter's job cards' water, as billing bills it, as three lists: the instant closing each card's
+    interval, and the registers its water runs from and to (forward_difference counts it; _CARDS).
+
+    - An installation card with no good read at its instant opens the installation: the water from its
+      initial_register_m3 to the installation's first good read, on that read's day (NEM12 places it in
+      that read's hour).
+    - A removal card with no good read at its instant closes the installation: the water from the
+      installation's last good read (none: its installation card; none either: nothing, as billing opens
+      on no read before the installation, another installation's) to its final_register_m3, on the
+      removal's day.
+
+    A card above the read after it (forward_difference NULL) adds nothing: billing cannot count it either.
+    A bad read (VEE's) opens and closes nothing, as in billing."""
+    installations = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            "SELECT installed_at, removed_at, initial_register_m3, final_register_m3"
+            " FROM meter_installations WHERE meter_id = %s",
+            (meter_id,),
+        )
+        .fetchall()
+    )
+    closings: list[datetime] = []
+    froms: list[Decimal | None] = []
+    tos: list[Decimal | None] = []
+    for installed_at, removed_at, initial, final in installations:
+        if initial is not None and not _has_good_read_at(conn, meter_id, installed_at):
+            first = _nearest_read(conn, meter_id, installed_at, removed_at, newest=False)
+            if first is not None:
+                closings.append(first[0])
+                froms.append(initial)
+                tos.append(first[1])
+        if final is not None and removed_at is not None and not _has_good_read_at(conn, meter_id, removed_at):
+            last = _nearest_read(conn, meter_id, installed_at, removed_at, newest=True, before_included=False)
+            closings.append(removed_at)
+            froms.append(initial if last is None else last[1])
+            tos.append(final)
+    return closings, froms, tos
 
 
 def daily_consumption(conn: psycopg.Connection, meter_id: str, days: int) -> list[dict[str, Any]]:
@@ -705,11 +799,20 @@ def daily_consumption(conn: psycopg.Connection, meter_id: str, days: int) -> lis
     stored day, or from its oldest (none: no consumption stored yet): ``date`` (the utility's day),
     ``consumption_m3``, and the counts of intervals ``intervals``, ``not_actual`` (those closed by a
     reading other than actual) and ``unknown`` as consumption_daily has them (None on a day no interval
-    it counts closed), with the job cards' water as billing bills it (:data:`_DAILY`: an installation
-    card's to the installation's first read, on that read's day; a removal card's from the last read, on
-    the removal's day; the interval across an installation is none of the stored days', collector
-    migration 0076): ``card_m3`` that water on its day (else None), and ``qualities``: for each quality
-    other than actual (estimated, substituted, edited), how many of the intervals in ``intervals`` a
-    reading of that quality closed (``{"edited": 2}``), a reading whose interval the day leaves out not
-    among them; they add up to ``not_actual`` unless a reading's quality changed after the day was stored."""
-    return conn.execute(_DAILY, {"meter_id": meter_id, "days": days}).fetchall()  # type: ignore[return-value]
+    it counts closed), with the job cards' water as billing bills it (:func:`_card_changes`: an
+    installation card's to the installation's first read, on that read's day; a removal card's from the
+    last read, on the removal's day; the interval across an installation is none of the stored days',
+    collector migration 0076): ``card_m3`` that water on its day (else None), and ``qualities``: for each
+    quality other than actual (estimated, substituted, edited), how many of the intervals in
+    ``intervals`` a reading of that quality closed (``{"edited": 2}``), a reading whose interval the day
+    leaves out not among them; they add up to ``not_actual`` unless a reading's quality changed after the
+    day was stored. Asked in steps, each read between bounds known before its query is planned (_DAILY_DAYS)."""
+    closings, froms, tos = _card_changes(conn, meter_id)
+    cards = {"meter_id": meter_id, "closings": closings, "froms": froms, "tos": tos}
+    bounds = conn.cursor(row_factory=dict_row).execute(_DAILY_DAYS, {**cards, "days": days}, prepare=False).fetchone()
+    if bounds is None or bounds["first_date"] is None:
+        return []  # no day stored yet
+    first_day = bounds["first_day"]
+    before = _nearest_read(conn, meter_id, None, first_day, newest=True, good=False)
+    params = {**cards, **bounds, "before": first_day if before is None else before[0]}
+    return conn.execute(_DAILY, params, prepare=False).fetchall()  # type: ignore[return-value]

@@ -129,6 +129,11 @@ SMOKE: dict[str, Smoke] = {
         rf"unknown id against the baseline \(known id, wrong secret\): {NUMBER}x its time",
         database=True,
     ),
+    "bench_meter_page_days": Smoke(
+        ("--meters", "1", "--days", "60", "--repeat", "3"),
+        rf"meter page's days with 60 days of history: median {NUMBER} ms against {NUMBER} ms with 30: {NUMBER}x",
+        database=True,
+    ),
     "bench_mbus_decode": Smoke(
         ("--rounds", "1", "--seconds", "0.01"),
         rf"aquami, layouts seen before \(plans cached\) +{NUMBER} frames/s +{NUMBER}x "
