@@ -146,12 +146,7 @@ def test_gateway_run_whose_salvage_fails_at_its_start_exits_1_in_one_line_the_fi
     assert "\n" not in said[1] and "***" not in said[1]  # SQLite's finding: btreeInitPage() returns error code 11
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite.lock", "gw.toml"]
     assert path.read_bytes() == damaged
-    again = Spool(path)  # the next start, with room
-    try:
-        assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
-    finally:
-        again.close()
-    assert rows(path) == expected
+    _the_next_start_salvages(path, expected)  # the next start, with room
 
 
 def _aside_files(folder: Path) -> list[str]:
@@ -273,12 +268,7 @@ def test_a_salvage_that_read_the_damaged_file_and_failed_leaves_nothing_beside_i
     assert str(refused).endswith("it is left in place, salvaged at the next start that has room")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite.lock"]  # before: -wal, -shm too
     assert path.read_bytes() == damaged
-    again = Spool(path)  # the next start, with room
-    try:
-        assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
-    finally:
-        again.close()
-    assert rows(path) == expected
+    _the_next_start_salvages(path, expected)  # the next start, with room
 
 
 def test_a_failed_salvage_puts_the_damaged_file_back_by_itself_beside_a_new_spool_file_it_cannot_remove(
@@ -321,12 +311,7 @@ def test_a_failed_salvage_puts_the_damaged_file_back_by_itself_beside_a_new_spoo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite-wal", "gw.sqlite.lock"]
     monkeypatch.undo()
     new_wal.rmdir()  # the operator's hand, as the error asks
-    again = Spool(path)  # the next start, with room
-    try:
-        assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
-    finally:
-        again.close()
-    assert rows(path) == expected
+    _the_next_start_salvages(path, expected)  # the next start, with room
 
 
 def test_a_new_spool_file_left_behind_by_a_failed_salvage_is_named_and_the_damaged_file_is_back(
@@ -364,7 +349,13 @@ def test_a_new_spool_file_left_behind_by_a_failed_salvage_is_named_and_the_damag
     assert path.read_bytes() == damaged and _aside_files(tmp_path) == []  # back, nothing left aside
     monkeypatch.undo()
     new_wal.rmdir()  # the operator's hand, as the error asks
-    again = Spool(path)  # the next start, with room
+    _the_next_start_salvages(path, expected)  # the next start, with room
+
+
+def _the_next_start_salvages(path: Path, expected: set[tuple[int, str, int | None]]) -> None:
+    """A start with room (no file-size limit) salvages the damaged file at ``path``: every reading
+    ``expected`` (the readable ones) is in the new spool."""
+    again = Spool(path)
     try:
         assert again.damage is not None and again.damage.readings_salvaged == len(expected) > 0
     finally:
