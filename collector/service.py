@@ -21,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
+from aquami.counted import counted, waits
 from aquami.guarded import CallbackGuard
 from aquami.mqtt import Client, MqttEndpoint, new_client
 from aquami.outage import SETTLE_S, Outage
@@ -404,11 +405,14 @@ class Collector:
                 self._store.close()
                 if isinstance(error, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)):
                     # (not a traceback: a failover's standby is no fault of ours)
-                    self.database.failed(error, f"; {waiting} messages wait, unacknowledged")
+                    self.database.failed(error, f"; {waits(waiting)}, unacknowledged")
                 else:  # a bug, or a trigger that raises: its traceback once, not every second
                     if not self._storing.ongoing:
-                        log.exception("could not store %d messages; they wait, unacknowledged", waiting)
-                    self._storing.failed(f"{type(error).__name__}: {error}", f"; {waiting} messages wait")
+                        log.exception(
+                            "could not store %s; %s, unacknowledged",
+                            counted(waiting, "message"), "it waits" if waiting == 1 else "they wait",
+                        )  # fmt: skip
+                    self._storing.failed(f"{type(error).__name__}: {error}", f"; {waits(waiting)}")
                 if self._stop.wait(1.0):
                     return  # unacknowledged: the broker delivers them again to the next collector
                 continue
@@ -441,8 +445,8 @@ class Collector:
                 if not self._conflicting:
                     self._conflicting = True
                     log.warning(
-                        "a write of %d messages conflicted with another transaction (%s); tried again at once",
-                        _still_waiting(pending, done),
+                        "a write of %s conflicted with another transaction (%s); tried again at once",
+                        counted(_still_waiting(pending, done), "message"),
                         str(conflict).splitlines()[0] if str(conflict) else type(conflict).__name__,
                     )
                 continue
@@ -468,9 +472,7 @@ class Collector:
             self._store.check(self._check_bound())
         except psycopg.Error as error:  # whatever it is, the next write starts on a new connection
             self._store.close()
-            self.database.failed(
-                error, f"; {waiting} messages wait, unacknowledged" if waiting else "; no message waits"
-            )
+            self.database.failed(error, f"; {waits(waiting)}, unacknowledged" if waiting else "; no message waits")
             return
         self.database.recovered()
 

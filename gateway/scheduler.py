@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aquami.contracts.reads import Reading, utc_iso
+from aquami.counted import counted
 from aquami.durations import lasted
 from aquami.outage import SETTLE_S
 from gateway.backoff import pause
@@ -189,9 +190,10 @@ class BusScheduler:
         if episode.first:
             settle = self._failing.settle_s
             log.warning(
-                "%s on %s: failed after %d attempts, the last: %s (said again every %s while it fails, and "
+                "%s on %s: failed after %s, the last: %s (said again every %s while it fails, and "
                 "once it answers%s)",
-                meter.meter_id, self.config.name, attempts, last, lasted(self._failing.remind_every_s),
+                meter.meter_id, self.config.name, counted(attempts, "attempt"), last,
+                lasted(self._failing.remind_every_s),
                 f" for {settle:g} s" if settle else "",
             )  # fmt: skip
         else:

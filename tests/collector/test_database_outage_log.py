@@ -49,7 +49,7 @@ def test_a_database_outage_is_one_line_at_its_start_and_one_at_its_end(
         wait_for(lambda: not collector.database.ongoing, 10, "the database said back, 1 s after")
     said = [r.getMessage() for r in caplog.records if r.name == "collector.service" and "database" in r.getMessage()]
     assert len(said) == 2, said
-    assert said[0].startswith("database unavailable (") and said[0].endswith("; 1 messages wait, unacknowledged")
+    assert said[0].startswith("database unavailable (") and said[0].endswith("; 1 message waits, unacknowledged")
     assert said[1].startswith("database available again after ") and "failures" in said[1]
     assert all("\n" not in line for line in said)
 
@@ -96,7 +96,7 @@ def test_a_failure_to_store_that_is_not_an_outage_is_one_traceback_not_one_a_sec
         wait_for(lambda: count(url, "SELECT count(*) FROM readings WHERE meter_id = 'F1'") == 1, 30, "the read")
     own = [r for r in caplog.records if r.name == "collector.service" and r.levelno >= logging.WARNING]
     tracebacks = [r.getMessage() for r in own if r.exc_info]
-    assert tracebacks == ["could not store 1 messages; they wait, unacknowledged"]
+    assert tracebacks == ["could not store 1 message; it waits, unacknowledged"]
     said = [m for r in caplog.records if r.name == "collector.service" and "storing messages" in (m := r.getMessage())]
     assert len(said) == 2, said
     assert said[0].startswith("storing messages unavailable (RaiseException: no new meters today")

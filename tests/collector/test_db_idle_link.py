@@ -126,7 +126,7 @@ def test_a_message_just_after_the_link_died_waits_the_check_not_the_write_s_dead
     assert stored <= bound_s + 1.5, stored
     said = [r.getMessage() for r in caplog.records]
     assert any(
-        m.startswith("database unavailable") and m.endswith("; 1 messages wait, unacknowledged") for m in said
+        m.startswith("database unavailable") and m.endswith("; 1 message waits, unacknowledged") for m in said
     ), said
     assert any(m.startswith("database available again") for m in said), said
 

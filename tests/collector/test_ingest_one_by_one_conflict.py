@@ -86,4 +86,4 @@ def test_messages_stored_before_a_conflict_are_not_counted_nor_lettered_again(
     # the letters: GOOD's untimely read, "not JSON", REFUSED's message, each once; GOOD's 2 reads
     assert (counted, letters, stored) == (expected, 3, 2)
     conflicted = [m for r in caplog.records if " conflicted with another transaction" in (m := r.getMessage())]
-    assert len(conflicted) == 1 and conflicted[0].startswith("a write of 1 messages conflicted"), conflicted
+    assert len(conflicted) == 1 and conflicted[0].startswith("a write of 1 message conflicted"), conflicted

@@ -49,7 +49,7 @@ def test_a_failure_after_messages_committed_one_by_one_counts_only_those_still_w
             admin.execute("DROP TRIGGER refuse_reading ON readings")
         wait_for(lambda: count(url, f"SELECT count(*) FROM readings WHERE meter_id = '{WAITING}'") == 1, 30, "it")
     own = [r for r in caplog.records if r.name == "collector.service"]
-    assert [r.getMessage() for r in own if r.exc_info] == ["could not store 1 messages; they wait, unacknowledged"]
+    assert [r.getMessage() for r in own if r.exc_info] == ["could not store 1 message; it waits, unacknowledged"]
     said = [m for r in own if (m := r.getMessage()).startswith("storing messages unavailable")]
-    assert len(said) == 1 and said[0].endswith("; 1 messages wait"), said
+    assert len(said) == 1 and said[0].endswith("; 1 message waits"), said
     assert count(url, f"SELECT count(*) FROM readings WHERE meter_id = '{GOOD}'") == 1

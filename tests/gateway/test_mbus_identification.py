@@ -132,8 +132,8 @@ def test_two_meters_whose_primary_addresses_were_swapped_are_refused_not_read_as
     # once an episode, as any failing poll: each meter's first failure said, the second not
     warnings = _scheduler_warnings(caplog)
     assert len(warnings) == 2, warnings
-    assert "FLAT-5 on mbus-1: failed after 1 attempts, the last: " + five_error in warnings[0]
-    assert "FLAT-6 on mbus-1: failed after 1 attempts, the last: " + six_error in warnings[1]
+    assert "FLAT-5 on mbus-1: failed after 1 attempt, the last: " + five_error in warnings[0]
+    assert "FLAT-6 on mbus-1: failed after 1 attempt, the last: " + six_error in warnings[1]
 
 
 def test_a_meter_exchanged_at_its_primary_address_is_refused_until_its_identification_is_pinned() -> None:
@@ -189,7 +189,7 @@ def test_an_exchanged_meter_costs_its_poll_one_exchange_while_a_meter_that_does_
     assert {request: n for request, n in heard.items() if request[1] == 5} == {("SND_NKE", 5): 1, ("REQ_UD2", 5): 1}
     assert {request: n for request, n in heard.items() if request[1] == 9} == {("SND_NKE", 9): 3}
     warnings = _scheduler_warnings(caplog)
-    assert warnings[0].startswith("FLAT-5 on mbus-1: failed after 1 attempts, the last: FLAT-5: at primary address 5")
+    assert warnings[0].startswith("FLAT-5 on mbus-1: failed after 1 attempt, the last: FLAT-5: at primary address 5")
     assert warnings[1].startswith("GONE-9 on mbus-1: failed after 3 attempts, the last: GONE-9: no answer")
 
 

@@ -99,7 +99,7 @@ def test_a_dead_bus_is_said_once_per_meter_then_reminded_then_its_recovery_once(
         polls = failed_when_answered[meter.meter_id]
         assert polls >= 10, (polls, mine)  # every 50 ms for 2 s: tens of polls failed, each counted
         first, *reminders, answered = mine
-        assert first[0] == logging.WARNING and "failed after 1 attempts, the last: " in first[1], first
+        assert first[0] == logging.WARNING and "failed after 1 attempt, the last: " in first[1], first
         assert first[1].endswith("(said again every 1 s while it fails, and once it answers)"), first
         # before: one warning per failed poll (tens); now: the first, and one reminder per interval
         assert len(reminders) <= dead[0] / REMIND_S + 1, mine

@@ -3,7 +3,7 @@ per episode (gateway.episodes), not pymodbus's besides.
 
 Before, pymodbus 3.16 logged every request left unanswered (``No response received after 0 retries,
 continue with next request``, with the frame it sent, ``>>>>> send: 0x5 0x4 …``) beside the
-scheduler's ``… failed after 1 attempts, the last: …`` line, which already says it: an offline meter
+scheduler's ``… failed after 1 attempt, the last: …`` line, which already says it: an offline meter
 polled every minute wrote pymodbus's internals into the log every minute.
 """
 
@@ -67,7 +67,7 @@ def test_a_silent_meter_is_our_line_once_and_no_pymodbus_line(tmp_path: Path, on
     broker = f"mqtt://127.0.0.1:{free_port()}"  # none there: the readings wait in the spool
     silent = {"meter_id": "WM-0005", "unit_id": 5}  # no meter at unit 5
     config.write_text(bus_config_text(broker, tmp_path / "s.sqlite", bus, [silent], gateway_id="gw-quiet"))
-    failed = "WM-0005 on rtu-1: failed after 1 attempts, the last: "
+    failed = "WM-0005 on rtu-1: failed after 1 attempt, the last: "
     # polled every 0.3 s: about 5 more polls fail after the first
     log = _run_until(config, tmp_path / "gateway.log", lambda text: failed in text, 60, linger_s=1.5)
     ours = [line for line in log.splitlines() if failed in line]
@@ -95,7 +95,7 @@ def test_a_bus_that_will_not_open_is_our_lines_and_no_pymodbus_repeating(tmp_pat
     broker = f"mqtt://127.0.0.1:{free_port()}"  # none there: the readings wait in the spool
     units = [{"meter_id": "DMA-7-INLET", "unit_id": 1}, {"meter_id": "PULSE-0001", "unit_id": 2}]
     config.write_text(bus_config_text(broker, tmp_path / "s.sqlite", bus, units, gateway_id="gw-unplugged"))
-    failed = "on rtu-1: failed after 1 attempts, the last: rtu-1: cannot open "
+    failed = "on rtu-1: failed after 1 attempt, the last: rtu-1: cannot open "
     log = _run_until(config, tmp_path / "gateway.log", lambda text: text.count(failed) >= 2, 60, linger_s=1.5)
     assert log.count(failed) == 2, log  # each meter's first failed poll, said by the gateway, once
     assert "pymodbus" not in log and "Repeating" not in log, log

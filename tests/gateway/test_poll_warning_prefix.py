@@ -83,11 +83,11 @@ def test_a_bus_that_will_not_open_is_warned_alike_on_m_bus_and_modbus_rtu(
 
     missing = "No such file or directory (unplugged, or another device name? ls /dev/serial/by-id/)"
     assert rtu_warning == (
-        f"M000002 on rs485-1: failed after 1 attempts, the last: rs485-1: cannot open {rtu_device}: {missing}"
+        f"M000002 on rs485-1: failed after 1 attempt, the last: rs485-1: cannot open {rtu_device}: {missing}"
         f"{SAID_ONCE}"
     )
     assert mbus_warning == (
-        f"MB000001 on mbus-1: failed after 1 attempts, the last: mbus-1: cannot open {mbus_device}: {missing}"
+        f"MB000001 on mbus-1: failed after 1 attempt, the last: mbus-1: cannot open {mbus_device}: {missing}"
         f"{SAID_ONCE}"
     )  # before: "… the last: MB000001: mbus-1: cannot open …"
     assert isinstance(rtu_error, LineUnusable) and isinstance(mbus_error, LineUnusable), (rtu_error, mbus_error)
@@ -116,13 +116,13 @@ def test_a_meter_that_does_not_answer_is_warned_alike_on_m_bus_and_modbus_rtu(ca
         rtu_simulator.stop()
         mbus_line.stop()
     assert rtu_warning == (
-        f"GHOST-RTU on rs485-1: failed after 1 attempts, the last: GHOST-RTU: no answer from unit 9{SAID_ONCE}"
+        f"GHOST-RTU on rs485-1: failed after 1 attempt, the last: GHOST-RTU: no answer from unit 9{SAID_ONCE}"
     )
     assert mbus_warning == (
-        f"GHOST-MB on mbus-1: failed after 1 attempts, the last: GHOST-MB: no answer from primary address 9{SAID_ONCE}"
+        f"GHOST-MB on mbus-1: failed after 1 attempt, the last: GHOST-MB: no answer from primary address 9{SAID_ONCE}"
     )
     assert secondary_warning == (
-        f"GHOST-SEC on mbus-1: failed after 1 attempts, the last: GHOST-SEC: no answer from secondary address 26000009"
+        f"GHOST-SEC on mbus-1: failed after 1 attempt, the last: GHOST-SEC: no answer from secondary address 26000009"
         f"{SAID_ONCE}"
     )
     assert rtu_reason == "GHOST-RTU: no answer from unit 9"

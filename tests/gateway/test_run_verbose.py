@@ -21,7 +21,7 @@ from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 from tests.gateway.helpers import config_text, meters
 from tests.gateway.test_poll_log import AQUAMI
 
-FAILED = "WM-0002 on tcp-1: failed after 1 attempts, the last: "
+FAILED = "WM-0002 on tcp-1: failed after 1 attempt, the last: "
 NO_ANSWER = " pymodbus.logging: No response received after 0 retries"
 
 
