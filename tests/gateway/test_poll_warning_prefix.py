@@ -83,12 +83,10 @@ def test_a_bus_that_will_not_open_is_warned_alike_on_m_bus_and_modbus_rtu(
 
     missing = "No such file or directory (unplugged, or another device name? ls /dev/serial/by-id/)"
     assert rtu_warning == (
-        f"M000002 on rs485-1: failed after 1 attempt, the last: rs485-1: cannot open {rtu_device}: {missing}"
-        f"{SAID_ONCE}"
+        f"M000002 on rs485-1: failed after 1 attempt, the last: rs485-1: cannot open {rtu_device}: {missing}{SAID_ONCE}"
     )
     assert mbus_warning == (
-        f"MB000001 on mbus-1: failed after 1 attempt, the last: mbus-1: cannot open {mbus_device}: {missing}"
-        f"{SAID_ONCE}"
+        f"MB000001 on mbus-1: failed after 1 attempt, the last: mbus-1: cannot open {mbus_device}: {missing}{SAID_ONCE}"
     )  # before: "… the last: MB000001: mbus-1: cannot open …"
     assert isinstance(rtu_error, LineUnusable) and isinstance(mbus_error, LineUnusable), (rtu_error, mbus_error)
 
