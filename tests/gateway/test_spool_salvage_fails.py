@@ -299,14 +299,7 @@ def test_a_failed_salvage_puts_the_damaged_file_back_by_itself_beside_a_new_spoo
     with no_file_grows_past(160 * 1024):  # the new spool made (its schema), not filled with 1500 readings
         refused = raised_by(lambda: Spool(path))
     assert isinstance(refused, SpoolUnusable), refused  # before: IsADirectoryError, the put-back never run
-    said = str(refused)
-    assert said.startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
-    assert said.endswith(
-        "no new spool can be made to salvage it into: disk I/O error; the salvage's new spool file gw.sqlite-wal "
-        f"(Is a directory) cannot be removed: remove it from {tmp_path} by hand before the gateway starts again, "
-        "else that start takes it for the damaged file's own; the damaged file is back in its place"
-    )
-    assert "\n" not in said
+    _says_the_new_wal_is_left_and_the_damaged_file_back(refused, path, bad)
     assert path.read_bytes() == damaged and _aside_files(tmp_path) == []  # back, by itself, nothing left aside
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gw.sqlite", "gw.sqlite-wal", "gw.sqlite.lock"]
     monkeypatch.undo()
@@ -338,14 +331,7 @@ def test_a_new_spool_file_left_behind_by_a_failed_salvage_is_named_and_the_damag
     with no_file_grows_past(64 * 1024):  # room to open the damaged file (its -shm), none for a new spool
         refused = raised_by(lambda: Spool(path))
     assert isinstance(refused, SpoolUnusable), refused
-    said = str(refused)
-    assert said.startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
-    assert said.endswith(
-        "no new spool can be made to salvage it into: disk I/O error; the salvage's new spool file gw.sqlite-wal "
-        f"(Is a directory) cannot be removed: remove it from {tmp_path} by hand before the gateway starts again, "
-        "else that start takes it for the damaged file's own; the damaged file is back in its place"
-    )
-    assert "\n" not in said
+    _says_the_new_wal_is_left_and_the_damaged_file_back(refused, path, bad)
     assert path.read_bytes() == damaged and _aside_files(tmp_path) == []  # back, nothing left aside
     monkeypatch.undo()
     new_wal.rmdir()  # the operator's hand, as the error asks
@@ -361,3 +347,16 @@ def _the_next_start_salvages(path: Path, expected: set[tuple[int, str, int | Non
     finally:
         again.close()
     assert rows(path) == expected
+
+
+def _says_the_new_wal_is_left_and_the_damaged_file_back(refused: SpoolUnusable, path: Path, bad: int) -> None:
+    """``refused`` (one line) names the damaged page, the new spool's ``-wal`` an operator must remove
+    from ``path``'s folder, and that the damaged file is back in its place."""
+    said = str(refused)
+    assert said.startswith(f"cannot open the spool {path}: it is damaged (Page {bad}: ")
+    assert said.endswith(
+        "no new spool can be made to salvage it into: disk I/O error; the salvage's new spool file gw.sqlite-wal "
+        f"(Is a directory) cannot be removed: remove it from {path.parent} by hand before the gateway starts "
+        "again, else that start takes it for the damaged file's own; the damaged file is back in its place"
+    )
+    assert "\n" not in said
