@@ -139,12 +139,13 @@ class WMBusMeter:
     def telegram(self, at: datetime) -> bytes:
         """The next transmission, as a receiver hands it on (no link-layer CRCs); counts the access
         number, and in mode 7 the AFL message counter."""
-        self.access_no = (self.access_no + 1) & 0xFF
         if self.security_mode == 7:
             counter = self.next_message_counter(at)
             if self.reserve is not None and counter > self._reserved:
                 self._reserved = self.reserve(counter)
             self.message_counter = counter
+        # counted last, so one who sees the access number move sees the counter it goes with
+        self.access_no = (self.access_no + 1) & 0xFF
         self.last_sent = at
         return self._build(at, crcs=False)
 

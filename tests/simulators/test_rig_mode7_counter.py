@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from simulators.meter_model import MeterModel
 from simulators.rig.config import parse_rig_text
 from simulators.rig.runner import Rig
-from simulators.wmbus_meter import WMBusMeter
+from simulators.wmbus_meter import COUNTER_EPOCH, WMBusMeter
 from simulators.wmbus_receiver import WMBusReceiverSimulator
 
 T0 = datetime(2026, 2, 1, 12, 0, 20, tzinfo=UTC)
@@ -127,3 +127,22 @@ def test_a_meter_counts_on_whatever_installed_says_at_a_second_or_more(
     after = WMBusMeter(MeterModel("W1", installed=installed_after, seed=1), "77000002", bytes(16), security_mode=7)
     after.telegram(at + timedelta(seconds=restart_after_s))
     assert after.message_counter > before.message_counter
+
+
+def test_the_access_number_moves_only_once_the_counter_it_goes_with_is_set() -> None:
+    """The rig's threads and its tests take a moved access number for a telegram sent, and read its
+    counter. Before, the access number moved first and the counter only after its reservation was
+    written to the state file: one who looked between saw a telegram sent with counter 0 (CI saw
+    ``0 > 1769947221`` fail). The reservation is where that window was widest."""
+    seen: list[tuple[int, int]] = []
+    model = MeterModel("W1", installed=datetime(2026, 1, 1, tzinfo=UTC), seed=1)
+    meter = WMBusMeter(model, "77000002", bytes(16), security_mode=7)
+
+    def reserve(counter: int) -> int:
+        seen.append((meter.access_no, meter.message_counter))
+        return counter + 256
+
+    meter.reserve = reserve
+    meter.telegram(T0)
+    assert seen == [(0, 0)], "the access number moved before the counter was set"
+    assert (meter.access_no, meter.message_counter) == (1, int((T0 - COUNTER_EPOCH).total_seconds()))
