@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from gateway.config import MqttOptions
 from gateway.inflight import InFlight
 from gateway.outgoing import packet_size
 from gateway.publisher import Publisher
+from gateway.size_limit import LearnedSizeLimit
 from gateway.spool import Spool
 from tests.gateway.helpers import Subscriber
 from tests.services import MosquittoBroker
@@ -361,17 +362,33 @@ def test_a_broker_saying_a_packet_was_too_large_teaches_the_limit_at_once(
     max_packet_size, its CONNACK's Maximum Packet Size not shown to the gateway, as from a broker
     that does not announce it. Before, an event of 6,000 bytes ended a second connection, after a
     reconnection wait, and half its size became the limit: an event of 3,540 bytes stayed in the
-    spool though the broker took it."""
+    spool though the broker took it.
+
+    Mosquitto closes the socket with the rest of the publish unread, so the connection may end in a
+    reset before paho reads the DISCONNECT (CI saw it): such an end says nothing, and the test counts
+    the ends that said 0x95, not the connections."""
     caplog.set_level(logging.INFO, logger="gateway.publisher")
     start_session = InFlight.start_session
     monkeypatch.setattr(InFlight, "start_session", lambda inflight, properties: start_session(inflight, None))
+    ends: list[tuple[bool, bool]] = []  # (said 0x95, a limit learned from it), each end in turn
+    connection_ended = LearnedSizeLimit.connection_ended
+
+    def recorded(limit: LearnedSizeLimit, unacknowledged: Iterable[int], too_large: bool = False) -> bool:
+        learned = connection_ended(limit, unacknowledged, too_large)
+        ends.append((too_large, learned))
+        return learned
+
+    monkeypatch.setattr(LearnedSizeLimit, "connection_ended", recorded)
     with _limited_broker(tmp_path, f"max_packet_size {LIMIT}", (EVENTS,)) as rig:
         spool, publisher = rig.spool, rig.publisher
         big = b'{"big":"' + b"x" * 6000 + b'"}'
         publisher.send_durable(EVENTS, big)
         publisher.start()
         _wait(lambda: publisher.messages_too_large == 1 and publisher.connected.is_set(), 20, "the event not kept")
-        assert publisher.connections == 2, f"{publisher.connections} connections: learned from more than one end"
+        said_why = [learned for too_large, learned in ends if too_large]
+        assert said_why == [True], f"ends saying 0x95, and whether each taught the limit: {said_why}"
+        assert ends[-1] == (True, True) and publisher.connections == len(ends) + 1
+        connections = publisher.connections
         (learned,) = _learned_limits(caplog)
         assert "DISCONNECT 0x95" in learned
         assert f"messages of {packet_size(EVENTS, big)} bytes and more are kept" in learned  # not half of it
@@ -379,7 +396,7 @@ def test_a_broker_saying_a_packet_was_too_large_teaches_the_limit_at_once(
         _wait(lambda: spool.messages_waiting() == 1, 10, "an event the broker takes was kept as too large")
         _wait(lambda: len(rig.subscriber.payloads("/events")) == 1, 10, "the event acknowledged but not delivered")
         assert len(_said(caplog, "is larger than the broker takes; it stays in the spool")) == 1  # said once
-        assert publisher.messages_too_large == 1 and publisher.connections == 2
+        assert publisher.messages_too_large == 1 and publisher.connections == connections
 
 
 def test_events_too_large_are_forgotten_once_they_leave_the_spool_and_each_is_said_once(
