@@ -613,7 +613,8 @@ def _meter(meter_id: str, rows: Iterable[Row]) -> _Meter:
             water: Cell = _NO_DATA if unknown else (m3, "substituted", None, why)
             meter.cards[hour] = _merged([meter.cards[hour], water]) if hour in meter.cards else water
             continue
-        if received_at is not None:
+        # two windows sharing an hour: the newer of their arrivals (microseconds since 1970, so 0 is none)
+        if received_at is not None and received_at > arrived.get(hour, 0):
             arrived[hour] = received_at
         if unknown or gap_from is not None or quality is None:
             cell = _hour_cell(m3, unknown, quality, quality_by, reason, gap_from)

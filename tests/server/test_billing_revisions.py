@@ -189,3 +189,31 @@ def test_a_meter_exchange_entered_late_moves_the_exchange_day_s_update_date_time
     stamps = _nem12_stamps(after.text)
     assert stamps["20261019"] == recorded
     assert stamps["20261020"] >= recorded  # a day without reads: the export's time, as before
+
+
+def test_a_day_s_update_date_time_is_its_newest_read_s_arrival_when_two_windows_share_an_hour(
+    migrated_database_url,
+):
+    """The meter removed at 12:15 on 19 October and fitted back at 12:18 (a technician's check): its
+    two windows share the noon hour, each with that hour's newest read's arrival on its side. A read
+    at 12:14, in the first window, arrived the next day at 02:00, the newest of the day's reads.
+    Before, the hour kept the arrival of whichever window's row came last (the second's, 13:01), so
+    the day's UpdateDateTime said 00:01 the next day and an MDM re-importing revised days missed it."""
+    url = migrated_database_url
+    noon = datetime(2026, 10, 19, 12, tzinfo=UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        key = create_api_key(conn, "billing", ["billing"])
+        _setup(conn, "M", [(datetime(2026, 9, 1, tzinfo=UTC), noon + timedelta(minutes=15))])
+        conn.execute(
+            "INSERT INTO meter_installations (service_point_id, meter_id, installed_at) VALUES ('SP-M', 'M', %s)",
+            (noon + timedelta(minutes=18),),
+        )
+        _recorded_before_the_reads(conn)
+    hourly = [START + timedelta(hours=h) for h in range(int((NOV - START) / timedelta(hours=1)) + 1)]
+    _store(url, sorted([*hourly, noon + timedelta(minutes=20)]))
+    late = datetime(2026, 10, 20, 2, tzinfo=UTC)
+    _store(url, [noon + timedelta(minutes=14)], received=late)
+    with TestClient(create_app(url)) as client:
+        got = client.get("/billing/nem12?period=2026-10-19/2026-10-20", headers={"Authorization": f"Bearer {key}"})
+    assert got.status_code == 200, got.text
+    assert _nem12_stamps(got.text) == {"20261019": f"{late:%Y%m%d%H%M%S}"}
