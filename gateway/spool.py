@@ -600,7 +600,13 @@ class Spool:
         except sqlite3.Error as error:
             log.warning("spool %s: not rewritten to give freed space back (%s); tried again later", self.path, error)
             return
-        log.info("spool %s: rewritten to give freed space back (%.1f MiB)", self.path, pages * page_size / 2**20)
+        after_page_size, after_pages, _ = self._pages()
+        log.info(
+            "spool %s: rewritten to give freed space back (%s, was %s)",
+            self.path,
+            size_in_words(after_pages * after_page_size),
+            size_in_words(pages * page_size),
+        )
 
     def _give_back_room(self) -> None:
         """After acknowledgements: freed pages beyond ``reclaim_bytes`` go back to the filesystem, as

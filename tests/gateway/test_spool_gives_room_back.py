@@ -4,7 +4,9 @@ same after a restart, and a gateway whose disk the outage filled stayed full for
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -83,11 +85,16 @@ def _old_spool(path: Path, readings: int, delivered: int) -> None:
     db.close()
 
 
-def test_an_older_spool_file_is_rewritten_as_it_opens_keeping_what_it_holds(tmp_path: Path) -> None:
+def test_an_older_spool_file_is_rewritten_as_it_opens_keeping_what_it_holds(tmp_path: Path, caplog) -> None:
+    """The rewrite is said with the file's size after it and before (before, only the size before, as
+    "(5.2 MiB)", which read as what was given back)."""
+    caplog.set_level(logging.INFO, logger="gateway.spool")
     path = tmp_path / "spool.sqlite"
     _old_spool(path, readings=20_000, delivered=19_000)
     before = _files(path)
     spool = Spool(path)
+    (said,) = [r.getMessage() for r in caplog.records if "rewritten to give freed space back" in r.getMessage()]
+    assert re.search(r"\(\d+\.\d (KiB|MiB), was \d+\.\d MiB\)$", said), said
     assert spool._db.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
     assert spool.depth() == 1000 and spool.next_batch_seq() == 2
     assert [b.batch_seq for b in spool.sealed_batches()] == [1]
