@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from server.care.workflow import TransitionRefused, check_transition, update_note
+from server.snapshot import one_moment
 
 ENQUIRY_COLUMNS = """enquiry_id, kind, category, source, status, priority, subject, account_id, service_point_id,
               meter_id, dma, alert_id, opened_at, updated_at, closed_at, duplicate_of"""
@@ -59,8 +60,7 @@ def get_enquiry(conn: psycopg.Connection, enquiry_id: int) -> dict[str, Any] | N
     """The enquiry, its updates and the enquiries folded into it as its duplicates, as of one moment:
     read in one snapshot, so its status and its history never disagree (an alert's trigger may
     reopen it between two reads)."""
-    with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    with one_moment(conn):  # or the moment of the page it is read for (server.web.enquiries)
         row: dict[str, Any] | None = conn.execute(  # type: ignore[assignment]
             f"SELECT {ENQUIRY_COLUMNS} FROM enquiries WHERE enquiry_id = %s", (enquiry_id,)
         ).fetchone()

@@ -36,6 +36,7 @@ from server.care.schemas import EnquiryChange
 from server.care.workflow import TRANSITIONS, TransitionRefused
 from server.db import get_connection
 from server.origins import from_another_site
+from server.snapshot import one_moment
 from server.web.pages import address_not_taken, error_page, signed_in, templates
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
@@ -162,7 +163,22 @@ def enquiry_answer(
 ) -> Response:
     """The enquiry's page as it is now, with ``error`` said above its form (``dismiss_error`` by its
     alert's); 404 for no such enquiry. Its alert is shown as it is now (open, resolved, or dismissed by
-    whom and why), with a form to dismiss it for a key that may."""
+    whom and why), with a form to dismiss it for a key that may. The enquiry, its updates and its alert
+    are read as of one moment (server.snapshot): an alert dismissed meanwhile shows with its note."""
+    with one_moment(conn):
+        return _enquiry_answer(request, conn, principal, enquiry_id, error, status_code, form, dismiss_error)
+
+
+def _enquiry_answer(
+    request: Request,
+    conn: psycopg.Connection,
+    principal: Principal,
+    enquiry_id: str,
+    error: str | None,
+    status_code: int,
+    form: dict[str, str] | None,
+    dismiss_error: str | None,
+) -> Response:
     number = enquiry_number(enquiry_id)
     row = repository.get_enquiry(conn, number) if number is not None else None
     context: dict[str, Any] = {"who": principal.name, "error": error, "form": form or {}, "asked": enquiry_id}

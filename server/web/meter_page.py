@@ -34,6 +34,12 @@ an id of any length, as ``meters`` holds one (``text``, unchecked: register-mete
 it checked for the contract's 64 characters, and nothing shortened those stored before). Before, the
 filters took 64 characters at most, and the page left out a longer id's links, saying why.
 
+The page is read as of one moment (server.snapshot: one read-only REPEATABLE READ transaction, after
+signing in): a reading delivered, or a consumption refresh committed, while it is read shows in every
+part (the latest reading, the readings, the chart) or in none. Before, each query saw the database as
+it began: a reading delivered between the readings and the chart was counted in the chart's newest day
+and missing from the readings.
+
 The address is under ``/care/`` as the care desk's pages are: ``/meters/{id}`` is the API's. Seen
 by the keys that read meters in the API (reader, meterization, customer care, and admin): the same
 keys read enquiries and alerts. The page does not refresh itself: a reading page moved on under the
@@ -56,7 +62,7 @@ from aquami.stored_times import aware_utc
 from collector import alert_store
 from collector.detection.alerts import FLOW_KINDS
 from collector.utility_zone import utility_zone_name
-from server.auth import may
+from server.auth import Principal, may
 from server.care import repository as care_repository
 from server.care.fitted import fitted_now, last_removal
 from server.care.router import SEES_CONTACTS, WORKS_ENQUIRIES
@@ -65,6 +71,7 @@ from server.meters import repository
 from server.meters.paths import MeterIdConvertor
 from server.meters.schemas import Reading, meter_from_row
 from server.meters.withdrawals import withdrawn_of_meter
+from server.snapshot import one_moment
 from server.web import care_desk
 from server.web.daily_chart import chart
 from server.web.pages import address_not_taken, error_page, signed_in, templates
@@ -106,6 +113,12 @@ def meter_page(meter_id: str, request: Request, conn: Connection, before: str = 
     not_taken = address_not_taken(request)  # ?days=90 was ignored: the page's 30 days, as if asked
     if not_taken is not None:
         return error_page(request, 400, not_taken)
+    with one_moment(conn):  # every part as of one moment (server.snapshot): signing in, above, reads only
+        return _page(request, conn, principal, meter_id, before)
+
+
+def _page(request: Request, conn: psycopg.Connection, principal: Principal, meter_id: str, before: str) -> Response:
+    """The page of the meter (404 without its row), its readings ``before`` the cursor."""
     row = repository.get_meter(conn, meter_id)
     cursor = _before(before) if row is not None else None  # an unknown meter's page has no readings
     if isinstance(cursor, str):

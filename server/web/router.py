@@ -42,7 +42,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from collector import alert_store
 from collector.detection.alerts import FLOW_KINDS
 from server import sign_in_links
-from server.auth import SESSION_COOKIE, SESSION_LIFETIME, SESSION_PREFIX, may, verify_api_key
+from server.auth import SESSION_COOKIE, SESSION_LIFETIME, SESSION_PREFIX, Principal, may, verify_api_key
 from server.care import repository as care_repository
 from server.care.router import WORKS_ENQUIRIES
 from server.db import get_connection, lend_to_request
@@ -50,6 +50,7 @@ from server.meters import repository
 from server.meters.schemas import meter_from_row
 from server.origins import from_another_site
 from server.problems import Problem
+from server.snapshot import one_moment
 from server.web.pages import address_not_taken, error_page, login_page, signed_in, templates
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
@@ -92,6 +93,12 @@ def meters_page(
     not_taken = address_not_taken(request)
     if not_taken is not None:
         return error_page(request, 400, not_taken)
+    with one_moment(conn):  # the alerts listed as of the moment they were ranked (server.snapshot)
+        return _meters_answer(request, conn, principal, after)
+
+
+def _meters_answer(request: Request, conn: psycopg.Connection, principal: Principal, after: str | None) -> Response:
+    """The meters page after the meter ``after``, with the most urgent active alerts."""
     rows = repository.list_meters(conn, after, METERS_PER_PAGE + 1)
     meters = [meter_from_row(row) for row in rows[:METERS_PER_PAGE]]
     summary = repository.fleet_summary(conn)

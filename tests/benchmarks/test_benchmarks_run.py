@@ -134,6 +134,11 @@ SMOKE: dict[str, Smoke] = {
         rf"meter page's days with 60 days of history: median {NUMBER} ms against {NUMBER} ms with 30: {NUMBER}x",
         database=True,
     ),
+    "bench_meter_page_one_moment": Smoke(
+        ("--meters", "1", "--days", "7", "--repeat", "3"),
+        rf"meter page in one moment: median {NUMBER} ms against {NUMBER} ms query by query: {NUMBER}x",
+        database=True,
+    ),
     "bench_mbus_decode": Smoke(
         ("--rounds", "1", "--seconds", "0.01"),
         rf"aquami, layouts seen before \(plans cached\) +{NUMBER} frames/s +{NUMBER}x "
