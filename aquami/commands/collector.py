@@ -527,6 +527,9 @@ def register(app: typer.Typer) -> None:
                 row = conn.execute("SELECT set_utility_timezone(%s)", (zone,)).fetchone()
             except psycopg.errors.InvalidParameterValue as error:
                 raise typer.BadParameter(str(error.diag.message_primary), param_hint="ZONE") from None
+            except psycopg.errors.ObjectNotInPrerequisiteState as error:  # consumption it cannot recompute (0078)
+                typer.echo(f"error: {error.diag.message_primary}; {error.diag.message_hint}", err=True)
+                raise typer.Exit(1) from None
         typer.echo(json.dumps({"timezone": zone, "hourly_rows": row[0] if row else 0}))
 
     app.add_typer(collector_app, name="collector")

@@ -14,6 +14,11 @@ offsets (Kolkata +05:30, St John's −03:30 and −02:30) and changes of the clo
 Angeles's daylight saving time ending; St John's too).
 
 A change A → B and back to A leaves what A had before the change.
+
+Readings can be gone while the consumption they gave stays (old chunks dropped by hand, ``drop_chunks``):
+the change deleted that consumption and could not compute it again, silently. It is refused now,
+everything left as it was, until the readings are restored or that consumption is given up (collector
+migration 0078); then it gives what the zone from the start gives over the readings left.
 """
 
 from __future__ import annotations
@@ -292,3 +297,78 @@ def test_the_command_changes_the_zone_as_the_function_does(two_databases: tuple[
     with psycopg.connect(two_databases[1]) as changed:
         got = tables(changed)
     assert got == expected, first_difference(got, expected)
+
+
+def _dropped(fleet: Fleet, cut: datetime) -> Fleet:
+    """The fleet as if its reads before ``cut`` had never been taken."""
+    return Fleet(
+        reads=[r for r in fleet.reads if r[1] >= cut],
+        steps=fleet.steps,
+        installations=fleet.installations,
+        cards_keyed_at=fleet.cards_keyed_at,
+        round_every=fleet.round_every,
+    )
+
+
+#: A fleet's reads before this far after its first were dropped (drop_chunks by hand, after a copy).
+DROPPED_AFTER = timedelta(days=1)
+#: What the hint says to run to give up the consumption of the reads dropped (collector migration 0078).
+GIVE_UP = (
+    "DELETE FROM consumption_hourly c "
+    "WHERE hour < coalesce((SELECT min(ts) FROM readings r WHERE r.meter_id = c.meter_id), 'infinity')"
+)
+
+
+def test_a_change_that_would_lose_the_consumption_of_readings_dropped_is_refused(
+    two_databases: tuple[str, str],
+) -> None:
+    """Before 0078 the change went through and left 61 hourly rows fewer than the zone from the start
+    (3.786 m³ of 6.530), the days and DMA hours of the reads dropped with them; now it is refused, in
+    words, and the change done once that consumption is given up as its hint says gives what the
+    zone from the start gives the reads left."""
+    fleet = build_fleet(random.Random(3), ANCHORS["Asia/Kolkata"])
+    cut = min(r[1] for r in fleet.reads) + DROPPED_AFTER
+    env = {"AQUAMI_DATABASE_URL": two_databases[1]}
+    with psycopg.connect(two_databases[1], autocommit=True) as changed:
+        ingest(changed, fleet)
+        changed.execute("DELETE FROM readings WHERE ts < %s", (cut,))
+        kept = tables(changed)
+        readings = changed.execute("SELECT count(*) FROM readings").fetchone()
+    refused = CliRunner().invoke(app, ["collector", "timezone", "Asia/Kolkata"], env=env)
+    assert refused.exit_code == 1, refused.output
+    assert "counts reads no longer stored (dropped?)" in refused.output
+    assert "changing the zone would lose it" in refused.output and "restore the readings dropped" in refused.output
+    assert "Traceback" not in refused.output
+    with psycopg.connect(two_databases[1], autocommit=True) as changed:
+        assert changed.execute("SELECT utility_timezone()").fetchone() == ("UTC",)
+        assert tables(changed) == kept
+        assert changed.execute("SELECT count(*) FROM readings").fetchone() == readings
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match=r"meter '[A-Z0-9]+' in the hour from"):
+            changed.execute("SELECT set_utility_timezone('Asia/Kolkata')")
+        assert tables(changed) == kept
+        changed.execute(GIVE_UP)
+    done = CliRunner().invoke(app, ["collector", "timezone", "Asia/Kolkata"], env=env)
+    assert done.exit_code == 0, done.output
+    with psycopg.connect(two_databases[0], autocommit=True) as zone_first:
+        set_zone(zone_first, "Asia/Kolkata")
+        ingest(zone_first, _dropped(fleet, cut))
+        expected = tables(zone_first)
+    with psycopg.connect(two_databases[1]) as changed:
+        got = tables(changed)
+    assert got == expected, first_difference(got, expected)
+
+
+def test_a_change_with_consumption_and_no_readings_left_is_refused(two_databases: tuple[str, str]) -> None:
+    """Every reading dropped: the zone changed and the stored hours stayed laid out in the old zone's."""
+    with psycopg.connect(two_databases[0], autocommit=True) as conn:
+        ingest(conn, build_fleet(random.Random(5), ANCHORS["Asia/Tokyo"]))
+        conn.execute("DELETE FROM readings")
+        kept = tables(conn)
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="changing the zone would lose it"):
+            conn.execute("SELECT set_utility_timezone('Asia/Tokyo')")
+        assert conn.execute("SELECT utility_timezone()").fetchone() == ("UTC",)
+        assert tables(conn) == kept and kept["consumption_hourly"]
+        conn.execute(GIVE_UP)
+        assert conn.execute("SELECT set_utility_timezone('Asia/Tokyo')").fetchone() == (0,)
+        assert conn.execute("SELECT utility_timezone()").fetchone() == ("Asia/Tokyo",)
+        assert tables(conn) == {name: [] for name in TABLES}  # no day nor DMA hour left in UTC's layout
