@@ -504,7 +504,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show or set the utility's time zone: it decides local hours, billing days and months.
 
-        Setting it recomputes every stored hour and day of consumption in the new zone.
+        Setting it recomputes every stored hour and day of consumption in the new zone (refused if its reads are gone).
         """
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
