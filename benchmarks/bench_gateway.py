@@ -194,7 +194,8 @@ async def _bench_polling(seconds: float = 4.0, interval: float = POLL_INTERVAL_S
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         meter = meters[bare % len(meters)]
-        response = await client.read_input_registers(0, count=8, device_id=meter.unit_id)
+        block = profile.blocks[0]  # the gateway's one request a poll
+        response = await client.read_input_registers(block.start, count=block.count, device_id=meter.unit_id)
         profile.decode_registers(response.registers)
         bare += 1
     client.close()

@@ -10,7 +10,7 @@ from aquami.contracts.reads import Reading
 from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.late_answers import LateListener
 from gateway.mbus import MAX_TELEGRAMS, MBusTransport
-from gateway.mbus_identity import MeterIdentities
+from gateway.meter_identity import MeterIdentities
 from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.transport import NoAnswer, PollError, Transport
@@ -28,13 +28,14 @@ def make_transport(
     ``clock`` timestamps the readings: the wall clock in the field, a simulated one in a test rig
     that replays days in minutes. ``on_late`` is called with the unit (M-Bus: the primary address) of
     each answer heard after its attempt gave up, or None where no one unit is known (gateway.late_answers).
-    ``identities``: a wired M-Bus bus's meters' first answers' identifications (gateway.mbus_identity),
-    the gateway's across reloads; the transport's own when None.
+    ``identities``: the meters' first answers' identities (a wired M-Bus meter's identification, a
+    Modbus meter's serial number: gateway.meter_identity), the gateway's across reloads; the
+    transport's own when None.
     """
     if isinstance(bus, ModbusTcpBusConfig):
-        return ModbusTcpTransport(bus, profiles, clock, on_late)
+        return ModbusTcpTransport(bus, profiles, clock, on_late, identities)
     if isinstance(bus, ModbusRtuBusConfig):
-        return ModbusRtuTransport(bus, profiles, clock, on_late)
+        return ModbusRtuTransport(bus, profiles, clock, on_late, identities)
     if isinstance(bus, MBusBusConfig):
         return MBusTransport(bus, clock, on_late, identities)
     raise ValueError(f"bus {bus.name}: a {bus.protocol} bus is not polled")

@@ -18,7 +18,7 @@ from aquami.config.toml_lines import LineIndex
 from aquami.contracts.reads import ALARMS, is_identifier
 from aquami.mqtt import MqttEndpoint
 from firmware_protocols.modbus import MeterProfile, load_profile
-from firmware_protocols.modbus.profile import ProfileError
+from firmware_protocols.modbus.profile import ProfileError, serial_value
 from firmware_protocols.wmbus.keys import aes_key
 from gateway.mqtt_version import CONNACK_WAIT_S
 
@@ -52,6 +52,9 @@ class MeterConfig:
     #: wired M-Bus, a meter on a primary address: the 8-digit identification its answers must carry; None:
     #: the one its first answer carried is expected from then on (gateway.mbus_identity)
     identification: str | None = None
+    #: Modbus, a meter whose profile has a ``serial_number`` field: the serial number its answers must
+    #: carry (decimal digits, no leading zeros); None: its first answer's (gateway.modbus_identity)
+    serial_number: str | None = None
     wmbus_id: str | None = None  # wireless M-Bus: the meter's 8-digit identification
     key: bytes | None = None  # wireless M-Bus: its AES-128 key, if its telegrams are encrypted
     manufacturer: str | None = None  # wireless M-Bus: its 3-letter FLAG code; given, telegrams must carry it
@@ -407,6 +410,22 @@ def _eight_digits(table: Table, key: str) -> str:
     return value
 
 
+def _serial_number(table: Table, profile: MeterProfile, name: str) -> str:
+    """A Modbus meter's ``serial_number``: its digits as the profile's field decodes them (a number:
+    ``"0040012345"`` is 40012345, as the register holds it)."""
+    field = profile.serial_field
+    if field is None:
+        raise table.error(
+            "serial_number",
+            f"profile {name!r} reads no serial number (no field named 'serial_number'): nothing to check it against",
+        )
+    text: str = table.text("serial_number")
+    try:
+        return str(serial_value(text, field.type))
+    except ValueError as error:
+        raise table.error("serial_number", str(error)) from None
+
+
 def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> MeterConfig:
     meter_id = _identifier(table, "meter_id")
     table.text("bus", bus)
@@ -444,8 +463,9 @@ def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> Me
                     f"{profile!r}: field {f.name!r} names alarm(s) {', '.join(map(repr, unknown))}; "
                     f"the reads contract has {', '.join(ALARMS)}",
                 )
+        serial_number = _serial_number(table, loaded, profile) if table.has("serial_number") else None
         table.no_unknown_keys()
-        return MeterConfig(meter_id, unit_id, profile, parameters, poll_interval)
+        return MeterConfig(meter_id, unit_id, profile, parameters, poll_interval, serial_number=serial_number)
     flags = _error_flags(table)
     if protocol == "mbus":
         if table.has("address") == table.has("secondary_address"):
@@ -530,7 +550,7 @@ def parse_config(
     buses: dict[str, tuple[str, dict[str, Any], Table]] = {}
     meters: dict[str, list[MeterConfig]] = {}
     meter_places: dict[str, Table] = {}
-    unit_places: dict[tuple[str, str | int], str] = {}
+    unit_places: dict[tuple[str, str | int] | tuple[str, str, str], str] = {}
 
     def add_meter(table: Table, bus_name: str | None) -> None:
         bus = bus_name if bus_name is not None else table.text("bus")
@@ -557,10 +577,15 @@ def parse_config(
             # two meters expecting one identification: one of them would fail every poll
             other = unit_places[bus, meter.identification]
             raise table.error("identification", f"{meter.identification} on bus {bus!r} is already meter {other!r}")
+        if meter.serial_number is not None and (bus, "serial", meter.serial_number) in unit_places:
+            other = unit_places[bus, "serial", meter.serial_number]
+            raise table.error("serial_number", f"{meter.serial_number} on bus {bus!r} is already meter {other!r}")
         meter_places[meter.meter_id] = table
         unit_places[bus, meter.address] = meter.meter_id
         if meter.identification is not None:
             unit_places[bus, meter.identification] = meter.meter_id
+        if meter.serial_number is not None:
+            unit_places[bus, "serial", meter.serial_number] = meter.meter_id
         meters[bus].append(meter)
 
     nested: list[tuple[Table, str]] = []

@@ -47,8 +47,9 @@ from firmware_protocols.mbus import (
 )
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.late_answers import LateAnswers, LateListener, addressed, mbus_frames
-from gateway.mbus_identity import MeterIdentities
+from gateway.mbus_identity import check_identification
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine, asks_for_data
+from gateway.meter_identity import MeterIdentities
 from gateway.modbus_read import millisecond, within
 from gateway.scan import FoundMBus
 from gateway.transport import LineUnusable, NoAnswer, PollError, PollRefused, TransactionAborted
@@ -187,8 +188,8 @@ class MBusTransport:
     :meth:`_heard_pending`, :meth:`_passed_over`, :meth:`_late_e5h`).
 
     ``identities``: the identification each meter on a primary address answered with first
-    (gateway.mbus_identity), the gateway's, so that a reload, which makes its buses anew, keeps it;
-    a transport of its own by default (a scan's)."""
+    (gateway.mbus_identity, gateway.meter_identity), the gateway's, so that a reload, which makes its
+    buses anew, keeps it; a transport of its own by default (a scan's)."""
 
     def __init__(
         self,
@@ -594,7 +595,7 @@ class MBusTransport:
                     if meter.secondary_address is None:
                         # the meter at this address, but is it this meter? (a meter exchanged, or
                         # addresses swapped: its register is not this meter's)
-                        self.identities.check(meter, telegram, self.clock(), self.config.meters)
+                        check_identification(self.identities, meter, telegram, self.clock(), self.config.meters)
                     self._fcb[meter.meter_id] = not fcb  # exchange complete: the next request toggles
                     self._answered(meter)
                     self._remember_access(telegram)

@@ -6,8 +6,9 @@ backoff, so every attempt is counted. A reply that does not decode is a failure 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
@@ -112,12 +113,17 @@ def to_reading(
     protocol: Protocol,
     bus: str,
     volume_m3: Callable[[float, datetime], float] | None = None,
+    check: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Reading:
-    """The reading in ``registers``; ``protocol`` is the bus's, "pulse" for a pulse counter's count."""
+    """The reading in ``registers``; ``protocol`` is the bus's, "pulse" for a pulse counter's count.
+    ``check`` sees the decoded fields first, and refuses them by raising (another meter's serial
+    number: gateway.modbus_identity), before anything is taken from them (a pulse counter's wrap)."""
     try:
         fields = profile.decode_registers(registers)
     except DecodeError as error:
         raise PollError(f"{meter.meter_id}: {error}") from error
+    if check is not None:
+        check(fields)
     volume = fields.get("volume_m3")
     if not isinstance(volume, int | float) or volume < 0:
         raise PollError(f"{meter.meter_id}: profile {profile.name} gave no usable volume ({volume!r})")

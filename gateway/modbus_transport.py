@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import termios
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerRTU
@@ -58,6 +58,8 @@ from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.cut_answers import CutWatch
 from gateway.echo import EchoWatch, begins_with_request
 from gateway.late_answers import LateAnswers, LateAnswerWatch, LateListener
+from gateway.meter_identity import MeterIdentities
+from gateway.modbus_identity import check_serial_number
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
 from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
@@ -155,10 +157,14 @@ class _ModbusTransport:
         profiles: ProfileBook,
         clock: Clock = utc_now,
         on_late: LateListener | None = None,
+        identities: MeterIdentities | None = None,
     ):
         self.config = config
         self.profiles = profiles
         self.clock = clock
+        #: each meter's first answer's serial number (gateway.modbus_identity), the gateway's, so that a
+        #: reload, which makes its buses anew, keeps it; a transport of its own by default (a scan's)
+        self.identities = MeterIdentities() if identities is None else identities
         self.client: ModbusClient | None = None
         self.listening: ModbusClient | None = None  # a failed attempt's client, till the next attempt
         self.late_answers = LateAnswers(config, on_late)
@@ -209,9 +215,13 @@ class _ModbusTransport:
             raise PollError(f"{error}; {echo}") from error
         finally:
             self.late.waiting = False
-        return to_reading(
-            meter, profile, registers, self.clock(), self.protocol, self.config.name, self.profiles.volume_filter(meter)
-        )
+        at = self.clock()
+
+        def same_meter(fields: Mapping[str, Any]) -> None:  # another meter's serial number is refused
+            check_serial_number(self.identities, meter, fields, at, self.config)
+
+        volume_filter = self.profiles.volume_filter(meter)
+        return to_reading(meter, profile, registers, at, self.protocol, self.config.name, volume_filter, same_meter)
 
     async def _read_registers(self, client: ModbusClient, meter: MeterConfig, profile: MeterProfile) -> list[int]:
         return await read_registers(client, meter, profile)
@@ -251,8 +261,9 @@ class ModbusTcpTransport(_ModbusTransport):
         profiles: ProfileBook,
         clock: Clock = utc_now,
         on_late: LateListener | None = None,
+        identities: MeterIdentities | None = None,
     ):
-        super().__init__(config, profiles, clock, on_late)
+        super().__init__(config, profiles, clock, on_late, identities)
         self.tcp = config
 
     def _new_client(self) -> ModbusClient:
@@ -280,8 +291,9 @@ class ModbusRtuTransport(_ModbusTransport):
         profiles: ProfileBook,
         clock: Clock = utc_now,
         on_late: LateListener | None = None,
+        identities: MeterIdentities | None = None,
     ):
-        super().__init__(config, profiles, clock, on_late)
+        super().__init__(config, profiles, clock, on_late, identities)
         self.rtu = config
         self.watch = EchoWatch()
         self.cut.then = None if config.echo else self.watch

@@ -24,7 +24,7 @@ from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
 from gateway.event_json import EventNotJson, event_json, logged_value
 from gateway.health import Health, LinkState, SavedMeter
-from gateway.mbus_identity import MeterIdentities
+from gateway.meter_identity import MeterIdentities
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.publisher_spool import SPOOL_ERRORS
@@ -102,9 +102,10 @@ class Gateway:
         self._stop_event: asyncio.Event | None = None
         self.schedulers: dict[str, BusScheduler] = {}
         self.listeners: dict[str, WMBusListener] = {}
-        #: each wired M-Bus meter's first answer's identification, kept in the spool across restarts, and
-        #: across reloads, which make the buses anew (gateway.mbus_identity)
-        self.mbus_identities = MeterIdentities(self.spool)
+        #: each meter's first answer's identity (a wired M-Bus meter's identification, a Modbus meter's
+        #: serial number), kept in the spool across restarts, and across reloads, which make the buses
+        #: anew (gateway.meter_identity)
+        self.identities = MeterIdentities(self.spool)
         #: what each wireless M-Bus receiver (by device) heard, kept across reloads likewise: a silent
         #: meter's hint after a reload names the close ids heard before it (gateway.wmbus_unconfigured)
         self.wmbus_memories: dict[str, ReceiverMemory] = {}
@@ -384,7 +385,7 @@ class Gateway:
                     self.profiles,
                     self.clock,
                     on_late=lambda _unit, name=name: self.health.late_answer(name),  # type: ignore[misc]
-                    identities=self.mbus_identities,
+                    identities=self.identities,
                 ),
                 on_reading=self.spool_reading,
                 on_poll=self._on_poll,

@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS wmbus_freshness (
 CREATE TABLE IF NOT EXISTS meter_health (
     meter_id TEXT PRIMARY KEY, last_good TEXT, offline_since TEXT, consecutive_failures INTEGER NOT NULL
 );
+-- each meter's first answer's identity, whatever its protocol (named when M-Bus alone had one)
 CREATE TABLE IF NOT EXISTS mbus_identities (
     meter_id TEXT PRIMARY KEY, identification TEXT NOT NULL, first_at TEXT NOT NULL
 );
@@ -831,9 +832,11 @@ class Spool:
                 (meter_id, device, message_counter, meter_time),
             )
 
-    # wired M-Bus meters' first answer's identification (gateway.mbus_identity.IdentityStore)
+    # meters' first answer's identity (gateway.meter_identity.IdentityStore): a wired M-Bus meter's
+    # identification, a Modbus meter's serial number, one row per meter id. The table keeps the name
+    # it had when only M-Bus meters were checked: a spool of before reads on, salvage copies it.
     @_mends_damage
-    def load_mbus_identity(self, meter_id: str) -> tuple[str, str] | None:
+    def load_identity(self, meter_id: str) -> tuple[str, str] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT identification, first_at FROM mbus_identities WHERE meter_id = ?", (meter_id,)
@@ -841,7 +844,7 @@ class Spool:
         return None if row is None else (str(row[0]), str(row[1]))
 
     @_mends_damage
-    def save_mbus_identity(self, meter_id: str, identification: str, first_at: str) -> None:
+    def save_identity(self, meter_id: str, identification: str, first_at: str) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT INTO mbus_identities (meter_id, identification, first_at) VALUES (?, ?, ?) "

@@ -9,6 +9,10 @@ Implemented (Modbus Application Protocol v1.1b3): 0x03 Read Holding Registers an
 Registers, answering from the table the profile names; exception 0x01 for any other function or the
 other table, 0x02 for addresses outside the profile's blocks, 0x03 for a quantity outside 1..125.
 Frames with a bad CRC or for another unit are ignored (silence), and broadcasts (unit 0) get no reply.
+
+A technician's work on a running line: :meth:`ModbusRtuSlaves.exchange` puts another meter at a unit
+id (a meter exchanged for a new one set to the same unit id), :meth:`ModbusRtuSlaves.swap_unit_ids`
+gives two meters each other's unit id. Each meter keeps its registers (its serial number with them).
 """
 
 from __future__ import annotations
@@ -83,6 +87,21 @@ class ModbusRtuSlaves:
         if any(not 1 <= i <= 247 for i in ids):
             raise ValueError("Modbus unit ids are 1..247")
         self._by_id = {u.unit_id: u for u in self.units}
+
+    def exchange(self, unit_id: int, new: RegisterSource) -> RegisterSource:
+        """Put ``new`` at ``unit_id`` in place of the meter there (returned); ``new`` answers at that
+        unit id whatever its own ``unit_id`` says (a new meter set to the old one's)."""
+        if unit_id not in self._by_id:
+            raise ValueError(f"no meter at unit {unit_id} to exchange")
+        old, self._by_id[unit_id] = self._by_id[unit_id], new
+        return old
+
+    def swap_unit_ids(self, first: int, second: int) -> None:
+        """The meters at ``first`` and ``second`` answer each at the other's unit id from now on."""
+        missing = [u for u in (first, second) if u not in self._by_id]
+        if missing:
+            raise ValueError(f"no meter at unit {missing[0]} to swap")
+        self._by_id[first], self._by_id[second] = self._by_id[second], self._by_id[first]
 
     def handle(self, frame: bytes, now: datetime) -> Reply | None:
         if len(frame) < 4 or crc(frame[:-2]) != frame[-2:]:

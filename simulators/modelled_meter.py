@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from firmware_protocols.modbus import MeterProfile
 from simulators.meter_model import MeterReading
+from simulators.modbus_unit import serial_number_for
 
 
 class LiveMeter(Protocol):
@@ -26,6 +27,11 @@ class ModelledMeter:
     meter: LiveMeter
     battery_percent: int = 87
     low_battery_percent: int = 9
+    serial_number: str = ""  # its profile's ``serial_number`` register; "": derived from its meter's id
+
+    def __post_init__(self) -> None:
+        if not self.serial_number:
+            self.serial_number = serial_number_for(self.meter.meter_id)
 
     @property
     def meter_id(self) -> str:
@@ -37,6 +43,7 @@ class ModelledMeter:
         fields = reading.fields()
         low = "low_battery" in reading.alarms
         fields["battery_percent"] = self.low_battery_percent if low else self.battery_percent
+        fields["serial_number"] = self.serial_number
         return fields
 
     def registers_at(self, at: datetime) -> list[int]:

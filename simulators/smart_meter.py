@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from firmware_protocols.modbus import MeterProfile
 from simulators.inlet_model import InletMeterModel
 from simulators.meter_model import MeterModel
+from simulators.modbus_unit import serial_number_for
 
 
 class FlowModel(Protocol):
@@ -52,6 +53,13 @@ class SmartMeter:
     model: FlowModel
     resolution_m3: float = 0.001
     alarms: set[str] = field(default_factory=set)
+    #: the serial number its profile's ``serial_number`` register holds; "": derived from ``meter_id``.
+    #: Another meter at the same unit id (exchanged, or unit ids swapped) is one with another.
+    serial_number: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.serial_number:
+            self.serial_number = serial_number_for(self.meter_id)
 
     def reading_at(self, at: datetime) -> dict[str, Any]:
         if isinstance(self.model, MeterModel | InletMeterModel):
@@ -70,6 +78,7 @@ class SmartMeter:
             "reverse_volume_m3": 0,
             "alarms": sorted(alarms),
             "battery_percent": 100,
+            "serial_number": self.serial_number,
         }
 
     def _modelled_reading(self, at: datetime, model: MeterModel | InletMeterModel) -> dict[str, Any]:
@@ -81,6 +90,7 @@ class SmartMeter:
             "reverse_volume_m3": reading.reverse_volume_m3,
             "alarms": sorted(alarms),
             "battery_percent": 9 if "low_battery" in alarms else 100,
+            "serial_number": self.serial_number,
         }
 
     def registers_at(self, at: datetime) -> list[int]:

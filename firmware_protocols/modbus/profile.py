@@ -4,6 +4,11 @@ A profile is a TOML file (see ``profiles/``) naming register blocks, value types
 order, a decimal scale, and the reading field each value fills (``volume_m3``, ``flow_m3h``,
 ``reverse_volume_m3``, ``alarms`` as bit names, or anything else, reported as is). Like wmbusmeters'
 drivers, each profile carries its own test vectors (``[[examples]]``): registers and what they mean.
+
+A field named ``serial_number`` is the meter's serial number (an unsigned integer register, u16, u32
+or u64, no scale), decoded as its decimal digits (a ``str``): a unit id is a setting of the device,
+not the device, so the gateway checks at each poll that the serial number is the meter's
+(gateway.modbus_identity).
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from firmware_protocols.modbus.types import Order, ValueType, register_count, va
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 READING_FIELDS = ("volume_m3", "flow_m3h", "reverse_volume_m3")
+#: The field holding the meter's serial number, and the types it may have (an unsigned integer, as
+#: meters give it: two registers as one decimal number is the most common)
+SERIAL_FIELD = "serial_number"
+_SERIAL_TYPES = ("u16", "u32", "u64")
 _VALUE_TYPES = ("u16", "s16", "u32", "s32", "f32", "u64")
 _ORDERS = ("big", "little")
 
@@ -78,6 +87,11 @@ class MeterProfile:
         return next((f for f in self.fields if f.name == name), None)
 
     @property
+    def serial_field(self) -> RegisterField | None:
+        """The field holding the meter's serial number, if the profile names one."""
+        return self.field_named(SERIAL_FIELD)
+
+    @property
     def register_total(self) -> int:
         return sum(block.count for block in self.blocks)
 
@@ -127,6 +141,9 @@ class MeterProfile:
             if f.bits:
                 alarms.extend(name for bit, name in sorted(f.bits.items()) if value >> bit & 1)
                 continue
+            if f.name == SERIAL_FIELD:  # an identity, not a quantity: its digits, as on the meter's label
+                result[f.name] = str(value)
+                continue
             if isinstance(value, float) and not math.isfinite(value):
                 # NaN or an infinity (IEEE 754): the meter's "no value" (a flow sensor not ready, an
                 # overflowed or unset register). None, not an error: the rest of the block still reads.
@@ -143,6 +160,8 @@ class MeterProfile:
             if f.bits:
                 active = set(values.get("alarms", ()))
                 fields_raw[f.name] = sum(1 << bit for bit, name in f.bits.items() if name in active)
+            elif f.name == SERIAL_FIELD:
+                fields_raw[f.name] = serial_value(values.get(f.name, "0"), f.type)
             elif f.type == "f32":
                 fields_raw[f.name] = float(Decimal(str(values.get(f.name, 0))) / f.scale)
             else:
@@ -154,6 +173,19 @@ class MeterProfile:
             encoded = value_construct(f.type, f.word_order, f.byte_order).build(fields_raw[f.name])
             data[offset : offset + len(encoded)] = encoded
         return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def serial_value(serial: Any, value_type: ValueType) -> int:
+    """The register value of a serial number given as its decimal digits (``"40012345"``); a
+    ValueError, in words, for one that is not digits or does not fit ``value_type``."""
+    text = str(serial).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"serial number {serial!r} is not decimal digits 0-9")
+    value = int(text)
+    largest = (1 << 16 * register_count(value_type)) - 1
+    if value > largest:
+        raise ValueError(f"serial number {text} does not fit a {value_type} register (at most {largest})")
+    return value
 
 
 def _scaled(value: int | float, scale: Decimal) -> int | float:
@@ -315,6 +347,11 @@ def parse_profile(document: Mapping[str, Any], source: str, parameters: Mapping[
         if word_order not in _ORDERS or byte_order not in _ORDERS:
             raise ProfileError(f"{where}: word_order and byte_order are 'big' or 'little'")
         bits = _bits(table.get("bits", {}), value_type, where)
+        if field_name == SERIAL_FIELD and (value_type not in _SERIAL_TYPES or "scale" in table or bits):
+            raise ProfileError(
+                f"{where}: {SERIAL_FIELD!r} is the meter's serial number: an unsigned integer "
+                f"({', '.join(_SERIAL_TYPES)}) read as its decimal digits, with no scale and no bits"
+            )
         if bits and "scale" in table:  # (it was ignored)
             raise ProfileError(f"{where}: a field of status bits has no scale")
         scale, scale_parameters = _scale(table.get("scale", "1"), parameters, where)

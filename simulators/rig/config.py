@@ -11,11 +11,14 @@ A file has ``[rig]`` (seed, installation time, the control endpoint, the meter m
 in a state file beside it (:mod:`simulators.rig.state`), so a restarted rig reads on where it was.
 Kinds and the protocols they speak:
 
-- ``smart_water_meter``: Modbus (TCP or RTU), profile ``smart_water_meter``;
+- ``smart_water_meter``: Modbus (TCP or RTU), profile ``smart_water_meter``; its ``serial_number``
+  (decimal digits, its profile's register) is derived from its id unless given (a meter exchanged:
+  give another; two unit ids swapped: swap the ``address`` es, the serial numbers stay with the meters);
 - ``pulse_counter``: a mechanical meter's pulse output on a pulse-counter module, Modbus profile
   ``pulse_counter`` (``litres_per_pulse``);
 - ``dma_inlet``: a district's bulk inlet meter, Modbus profile ``electromagnetic_flow_meter``; its flow
   is what the ``customers`` (other meters of the rig) really draw, plus background ``leakage_m3h``;
+  a ``serial_number`` as the smart water meter's;
 - ``mbus_water``: a wired M-Bus water meter (primary ``address``, ``secondary`` identification);
 - ``wmbus_oms``: a wireless M-Bus OMS water meter (``secondary`` identification, AES ``key``,
   ``security_mode`` 5, the default, or 7: OMS security profile B, an AFL with a message counter and
@@ -33,9 +36,11 @@ from aquami.config import toml_file
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
 from aquami.contracts.reads import is_identifier
+from firmware_protocols.modbus.profile import serial_value
 from firmware_protocols.wmbus.keys import aes_key
 from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.meter_model import EARLIEST_INSTALLED
+from simulators.modbus_unit import serial_number_for
 from simulators.rig.faults import FaultSpec, parse_fault
 from simulators.wmbus_meter import SECURITY_MODES
 
@@ -49,6 +54,8 @@ KIND_PROTOCOLS: dict[str, tuple[str, ...]] = {
     "mbus_water": ("mbus",),
     "wmbus_oms": ("wmbus",),
 }
+#: The kinds whose profile reads a serial number (a pulse counter is a counter, not a meter: none)
+SERIAL_KINDS = ("smart_water_meter", "dma_inlet")
 DEFAULT_BAUD = {"modbus_rtu": 9600, "mbus": 2400, "wmbus": 57600}
 #: When the meters were installed unless ``installed`` says: a fixed date, so a rig restarted (on any
 #: day) reads on where it left off; one relative to the start moved every register back at a restart.
@@ -71,6 +78,7 @@ class MeterConfig:
     transport: str
     address: int | None = None  # Modbus unit id or M-Bus primary address
     secondary: str | None = None  # M-Bus / wM-Bus identification (8 digits)
+    serial_number: str | None = None  # a Modbus meter's (not a pulse counter's); None: derived from its id
     manufacturer: str = "AQM"
     initial_m3: float = 0.0
     litres_per_pulse: float = 10.0
@@ -175,6 +183,11 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
         ):
             raise t.error("manufacturer", f"{manufacturer!r}: three letters A-Z (EN 13757-3 clause 5.6)")
         values["manufacturer"] = manufacturer
+    if kind in SERIAL_KINDS and t.has("serial_number"):
+        try:
+            values["serial_number"] = str(serial_value(t.text("serial_number"), "u32"))
+        except ValueError as error:
+            raise t.error("serial_number", str(error)) from None
     if kind == "pulse_counter":
         values["litres_per_pulse"] = t.number("litres_per_pulse", low=0.001)
     if kind == "dma_inlet":
@@ -206,6 +219,14 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
             raise t.document.error((*t.path, "faults", index), str(error)) from None
     t.no_unknown_keys()
     return MeterConfig(meter_id, kind, transport, faults=tuple(faults), **values)
+
+
+def serial_number(meter: MeterConfig) -> str | None:
+    """The serial number the rig's Modbus meter serves: its own, else derived from its id; None for
+    a kind that has none."""
+    if meter.kind not in SERIAL_KINDS:
+        return None
+    return meter.serial_number or serial_number_for(meter.meter_id)
 
 
 def parse_rig(
@@ -256,7 +277,11 @@ def parse_rig(
         meter = _meter(t, transports)
         if any(m.meter_id == meter.meter_id for m in meters):
             raise t.error("id", f"{meter.meter_id!r} is used by another meter")
-        for key, value in (("address", meter.address), ("secondary", meter.secondary)):
+        for key, value in (
+            ("address", meter.address),
+            ("secondary", meter.secondary),
+            ("serial_number", serial_number(meter)),
+        ):
             if value is None or (key == "address" and meter.kind == "mbus_water" and value == 0):
                 continue
             other = seen_addresses.setdefault((meter.transport, key, value), meter.meter_id)

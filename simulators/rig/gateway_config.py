@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from simulators.mbus_slave import ERROR_FLAG_BITS
-from simulators.rig.config import MeterConfig, TransportConfig
+from simulators.rig.config import MeterConfig, TransportConfig, serial_number
 from simulators.rig.runner import Rig
 from simulators.serial_line import port_parity
 
@@ -79,6 +79,9 @@ def _meter(m: MeterConfig) -> dict[str, object]:
     meter: dict[str, object] = {"meter_id": m.meter_id, "bus": m.transport}
     if m.kind in PROFILE:
         meter |= {"unit_id": m.address, "profile": PROFILE[m.kind]}
+        serial = serial_number(m)
+        if serial is not None:  # its answers checked: another meter at its unit id is refused
+            meter["serial_number"] = serial
         if m.kind == "pulse_counter":
             meter["parameters"] = {"litres_per_pulse": m.litres_per_pulse}
     elif m.kind == "mbus_water":  # a primary address of 0 is an unconfigured meter: its secondary one

@@ -34,7 +34,7 @@ from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_tcp import ModbusTcpSimulator
 from simulators.modbus_unit import RegisterSource
 from simulators.modelled_meter import ModelledMeter
-from simulators.rig.config import MeterConfig, RigConfig, TransportConfig
+from simulators.rig.config import MeterConfig, RigConfig, TransportConfig, serial_number
 from simulators.rig.faults import (
     FaultSpec,
     LivePlan,
@@ -165,7 +165,7 @@ class Rig:
             source = counter
             return Watched(source), lambda at: f"{counter.pulses(at)} pulses"
         profile = load_profile("electromagnetic_flow_meter" if m.kind == "dma_inlet" else "smart_water_meter")
-        source = ModelledMeter(m.address, profile, model)
+        source = ModelledMeter(m.address, profile, model, serial_number=serial_number(m) or "")
         return Watched(source), lambda at: f"{model.read(at).volume_m3:.3f} m3"
 
     def _volume(self, meter_id: str) -> Callable[[datetime], str]:

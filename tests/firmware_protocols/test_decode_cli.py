@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from aquami.cli import app
 
-SMART_METER_REGISTERS = "0001e240 000001f4 0005 0000000c 0050"
+SMART_METER_REGISTERS = "0001e240 000001f4 0005 0000000c 0050 02628a39"
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "libmbus" / "test-frames"
 
 
@@ -25,7 +25,8 @@ def test_modbus_registers_as_arguments_decode_in_order_and_a_bad_one_fails_alone
     assert result.exit_code == 1
     good, short, not_hex = lines(result.output)
     assert (good["volume_m3"], good["flow_m3h"], good["alarms"]) == (123.456, 0.5, ["leak", "tamper"])
-    assert "expected 16 bytes" in short["error"]
+    assert good["serial_number"] == "40012345"  # its decimal digits, as on the meter's label
+    assert "expected 20 bytes" in short["error"]
     assert "error" in not_hex and not_hex["input"] == "zz"
 
 

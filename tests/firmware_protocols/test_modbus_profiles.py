@@ -50,6 +50,9 @@ def test_encode_then_decode_gives_the_same_reading(name, data):
         bits = {"u16": 16, "s16": 16, "u32": 32, "s32": 32, "u64": 64}[field.type]
         low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if field.type.startswith("s") else (0, 2**bits - 1)
         raw = data.draw(st.integers(low, high))
+        if field.name == "serial_number":  # an identity: its decimal digits, not a quantity
+            values[field.name] = str(raw)
+            continue
         values[field.name] = raw if field.scale == 1 else float(Decimal(raw) * field.scale)
     values["alarms"] = sorted(data.draw(st.sets(st.sampled_from(alarm_names))) if alarm_names else [])
     decoded = profile.decode_registers(profile.encode(values))
@@ -128,12 +131,17 @@ def test_register_bytes_of_the_profile_s_length_always_decode_to_every_field(nam
     assert profile.decode_registers(words) == decoded
     named = [bit_name for f in profile.fields for bit_name in f.bits.values()]
     assert len(set(decoded["alarms"])) == len(decoded["alarms"]) and set(decoded["alarms"]) <= set(named)
-    values = {f.name: decoded[f.name] for f in profile.fields if not f.bits}
+    serial = decoded.pop("serial_number", None)  # an identity: its digits, whatever the register holds
+    assert serial is None or (serial.isdigit() and str(int(serial)) == serial)
+    values = {f.name: decoded[f.name] for f in profile.fields if not f.bits and f.name != "serial_number"}
     for field, value in values.items():
         assert value is None or (isinstance(value, int | float) and math.isfinite(value)), (field, value)
     if None not in values.values():  # what was decoded, sent again, reads the same
-        again = profile.decode_registers(profile.encode(decoded))
+        again = profile.decode_registers(
+            profile.encode(decoded | ({} if serial is None else {"serial_number": serial}))
+        )
         assert again["alarms"] == decoded["alarms"]
+        assert again.get("serial_number") == serial
         for field, value in values.items():
             assert math.isclose(again[field], value, rel_tol=1e-12), (field, again[field], value)
 
@@ -191,7 +199,7 @@ def test_blocks_out_of_address_order_decode_each_field_from_its_own_registers():
 
 def test_wrong_register_count_is_a_clear_error():
     profile = load_profile("smart_water_meter")
-    with pytest.raises(DecodeError, match="expected 8 registers, got 3"):
+    with pytest.raises(DecodeError, match="expected 10 registers, got 3"):
         profile.decode_registers([1, 2, 3])
 
 
@@ -393,3 +401,84 @@ def test_the_reviewers_typo_profile_is_refused_when_it_loads(tmp_path):
     )
     with pytest.raises(ProfileError, match=f"{profile}: unknown key 'wordorder'"):
         load_profile(profile)
+
+
+# ---- the serial number field ----------------------------------------------------------------------
+
+
+def _serial_profile(value_type: str, word_order: str = "big", **extra: object) -> MeterProfile:
+    count = {"u16": 1, "u32": 2, "u64": 4}.get(value_type, 2)
+    document = {
+        "name": "with_serial",
+        "word_order": word_order,
+        "blocks": [{"start": 0, "count": 2 + count}],
+        "fields": [
+            {"name": "volume_m3", "register": 0, "type": "u32", "scale": "0.001"},
+            {"name": "serial_number", "register": 2, "type": value_type, **extra},
+        ],
+    }
+    return parse_profile(document, "with_serial.toml", {})
+
+
+SERIAL_TYPES = st.sampled_from(["u16", "u32", "u64"])
+
+
+@given(SERIAL_TYPES, st.sampled_from(["big", "little"]), st.data())
+def test_a_serial_number_round_trips_as_its_decimal_digits(value_type: str, word_order: str, data) -> None:
+    """Any serial number the register holds comes back as its digits, whichever word order; the
+    builder (the simulators' side) writes the number the digits say."""
+    bits = {"u16": 16, "u32": 32, "u64": 64}[value_type]
+    number = data.draw(st.integers(0, 2**bits - 1))
+    profile = _serial_profile(value_type, word_order)
+    words = profile.encode({"volume_m3": 1.5, "serial_number": str(number)})
+    decoded = profile.decode_registers(words)
+    assert decoded["serial_number"] == str(number)
+    assert decoded["volume_m3"] == 1.5
+    serial_words = words[2:]
+    if word_order == "little":
+        serial_words = serial_words[::-1]
+    assert int.from_bytes(b"".join(w.to_bytes(2, "big") for w in serial_words), "big") == number
+
+
+@given(SERIAL_TYPES, st.integers(min_value=0))
+def test_a_serial_number_too_big_for_its_register_is_refused_in_words(value_type: str, number: int) -> None:
+    bits = {"u16": 16, "u32": 32, "u64": 64}[value_type]
+    profile = _serial_profile(value_type)
+    if number < 2**bits:
+        assert profile.decode_registers(profile.encode({"serial_number": str(number)}))["serial_number"] == str(number)
+    else:
+        with pytest.raises(ValueError, match=f"does not fit a {value_type} register"):
+            profile.encode({"serial_number": str(number)})
+
+
+@pytest.mark.parametrize(
+    ("value_type", "extra"),
+    [("f32", {}), ("s32", {}), ("u32", {"scale": "0.1"}), ("u16", {"bits": {"0": "leak"}})],
+)
+def test_a_serial_number_field_is_an_unsigned_integer_without_scale_or_bits(value_type: str, extra: dict) -> None:
+    with pytest.raises(ProfileError, match="'serial_number' is the meter's serial number: an unsigned integer"):
+        _serial_profile(value_type, **extra)
+
+
+def test_the_shipped_meters_read_their_serial_number_in_their_one_request() -> None:
+    """The smart water meter and the mag meter read their serial number in the block that holds
+    their register: a poll stays one request. The pulse counter is a counter: it has none."""
+    for name, register in (("smart_water_meter", 8), ("electromagnetic_flow_meter", 4107)):
+        profile = load_profile(name)
+        assert len(profile.blocks) == 1
+        field = profile.serial_field
+        assert field is not None and field.register == register and field.type == "u32"
+    assert load_profile("pulse_counter", {"litres_per_pulse": 1}).serial_field is None
+
+
+def test_an_example_s_serial_number_is_checked_when_the_profile_loads(tmp_path) -> None:
+    """A profile whose example says another serial number than its registers give is refused."""
+    text = (
+        (PROFILE_DIR / "smart_water_meter.toml")
+        .read_text()
+        .replace('serial_number = "40012345"', 'serial_number = "40012346"')
+    )
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match="serial_number decodes as '40012345', the example says '40012346'"):
+        load_profile(path)

@@ -1,4 +1,4 @@
-"""A Modbus answer cut short on the wire is said as such (``answer cut short (7 of 21 bytes) from unit
+"""A Modbus answer cut short on the wire is said as such (``answer cut short (7 of 25 bytes) from unit
 5``), where it was ``no answer from unit 5``, the words of a meter that is not there: a technician
 then checked the wiring and the address, where a cut frame is noise, baud rate or timing.
 
@@ -30,8 +30,8 @@ from tests.gateway.helpers import meters
 
 PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"
 CUT = re.compile(r"answer cut short \((\d+) of (at least )?(\d+) bytes\) from unit (\d+) \((.+)\)")
-#: the smart_water_meter profile's one read, 8 input registers: the answer's length on each framing
-WHOLE = {"rtu": 5 + 16, "tcp": 6 + 3 + 16}
+#: the smart_water_meter profile's one read, 10 input registers: the answer's length on each framing
+WHOLE = {"rtu": 5 + 20, "tcp": 6 + 3 + 20}
 
 
 def _rtu(unit: int, pdu: bytes) -> bytes:

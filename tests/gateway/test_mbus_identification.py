@@ -22,7 +22,8 @@ from aquami.config.reader import ConfigError
 from aquami.contracts.reads import Reading
 from gateway.config import MBusBusConfig, MeterConfig, parse_config_text
 from gateway.mbus import MBusTransport
-from gateway.mbus_identity import IdentificationMismatch, MeterIdentities
+from gateway.mbus_identity import IdentificationMismatch, check_identification, expected_identification
+from gateway.meter_identity import MeterIdentities
 from gateway.scheduler import BusScheduler
 from gateway.service import Gateway
 from gateway.spool import Spool
@@ -240,21 +241,22 @@ def test_only_answers_with_the_expected_identification_are_taken(answers: list[s
     for n, identification in enumerate(answers):
         at = NOW + timedelta(seconds=n)
         if identification == expected:
-            identities.check(meter, _telegram(identification), at, [meter])
+            check_identification(identities, meter, _telegram(identification), at, [meter])
         else:
             with pytest.raises(
                 IdentificationMismatch, match=f"identification {identification} answered, not {expected}"
             ):
-                identities.check(meter, _telegram(identification), at, [meter])
-    assert identities.expected(meter) == expected
+                check_identification(identities, meter, _telegram(identification), at, [meter])
+    assert expected_identification(identities, meter) == expected
 
 
 def test_an_answer_without_identification_is_refused_only_for_a_pinned_meter() -> None:
     identities = MeterIdentities()
-    identities.check(MeterConfig("FLAT-5", 5, "mbus"), _telegram(None), NOW, [])
-    assert identities.expected(MeterConfig("FLAT-5", 5, "mbus")) is None  # nothing to remember
+    check_identification(identities, MeterConfig("FLAT-5", 5, "mbus"), _telegram(None), NOW, [])
+    assert expected_identification(identities, MeterConfig("FLAT-5", 5, "mbus")) is None  # nothing to remember
     with pytest.raises(IdentificationMismatch, match="carries no identification to check against"):
-        identities.check(MeterConfig("FLAT-5", 5, "mbus", identification="11111111"), _telegram(None), NOW, [])
+        pinned = MeterConfig("FLAT-5", 5, "mbus", identification="11111111")
+        check_identification(identities, pinned, _telegram(None), NOW, [])
 
 
 def test_the_first_answer_s_identification_is_kept_in_the_spool_and_its_failures_said(
@@ -265,23 +267,23 @@ def test_the_first_answer_s_identification_is_kept_in_the_spool_and_its_failures
     the poll fails, saying so, rather than trust whichever meter answers."""
     meter = MeterConfig("FLAT-5", 5, "mbus")
     spool = Spool(tmp_path / "s.sqlite")
-    MeterIdentities(spool).check(meter, _telegram("11111111"), NOW, [meter])
+    check_identification(MeterIdentities(spool), meter, _telegram("11111111"), NOW, [meter])
     restarted = MeterIdentities(spool)
-    assert restarted.expected(meter) == "11111111"
+    assert expected_identification(restarted, meter) == "11111111"
     with pytest.raises(
         IdentificationMismatch,
         match=r"not 11111111, the identification of this meter's first answer, at 2026-06-04T03:30:00",
     ):
-        restarted.check(meter, _telegram("22222222"), NOW, [meter])
+        check_identification(restarted, meter, _telegram("22222222"), NOW, [meter])
 
     other = MeterConfig("FLAT-6", 6, "mbus")
     unstored = MeterIdentities(spool)
-    assert unstored.expected(other) is None  # (looked up while the spool could answer)
+    assert expected_identification(unstored, other) is None  # (looked up while the spool could answer)
     spool.close()
-    with caplog.at_level(logging.WARNING, logger="gateway.mbus_identity"):
-        unstored.check(other, _telegram("22222222"), NOW, [other])
-    assert unstored.expected(other) == "22222222"
-    assert [r.getMessage() for r in caplog.records if r.name == "gateway.mbus_identity"] == [
+    with caplog.at_level(logging.WARNING, logger="gateway.meter_identity"):
+        check_identification(unstored, other, _telegram("22222222"), NOW, [other])
+    assert expected_identification(unstored, other) == "22222222"
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.meter_identity"] == [
         "FLAT-6: its identification 22222222 is checked until the gateway stops, but cannot be kept in the spool "
         "for after a restart: Cannot operate on a closed database."
     ]
@@ -290,7 +292,7 @@ def test_the_first_answer_s_identification_is_kept_in_the_spool_and_its_failures
         match=r"the identification of its first answer cannot be read from the spool "
         r"\(Cannot operate on a closed database.\): its answer is not taken unchecked",
     ):
-        MeterIdentities(spool).check(meter, _telegram("11111111"), NOW, [meter])
+        check_identification(MeterIdentities(spool), meter, _telegram("11111111"), NOW, [meter])
 
 
 # ---- the configuration ----------------------------------------------------------------------------------

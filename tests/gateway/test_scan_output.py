@@ -78,7 +78,7 @@ def test_verbose_shows_the_frames(tmp_path: Path, one_meter: SerialLine) -> None
     sent = [line for line in lines if " DEBUG pymodbus.logging: send: " in line]
     assert [line.split("send: ")[1].split()[0] for line in sent] == ["0x1", "0x2"]  # each unit's request
     # unit 1's answer (as the bytes came: in one read or several, each read's buffer is logged whole)
-    assert any(" DEBUG pymodbus.logging: Processing: 0x1 0x4 0x10 " in line for line in lines)
+    assert any(" DEBUG pymodbus.logging: Processing: 0x1 0x4 0x14 " in line for line in lines)
 
 
 def test_a_refused_tcp_peer_is_said_in_our_one_line(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_a_unit_that_answers_but_gives_no_reading_is_one_line(tmp_path: Path, on
     # in words, what was asked and of which profile; before, pymodbus's repr: `exception response
     # ExceptionResponse(dev_id=1, function_code=131, exception_code=1)`
     assert lines[0].endswith(
-        "exception response 01h (illegal function) from unit 1 to a read of holding registers 4096..4106: "
+        "exception response 01h (illegal function) from unit 1 to a read of holding registers 4096..4108: "
         "not a meter of profile electromagnetic_flow_meter?"
     ), lines
     assert done.stdout.strip() == ""

@@ -54,7 +54,7 @@ def test_reads_every_unit_as_the_meter_model_says(rtu: tuple[ModbusRtuSimulator,
     profile = load_profile("smart_water_meter")
     for unit in sim.units:
         assert isinstance(unit, ModelledMeter)
-        rr = c.read_input_registers(0, count=8, device_id=unit.unit_id)
+        rr = c.read_input_registers(0, count=10, device_id=unit.unit_id)
         assert not rr.isError()
         decoded = profile.decode_registers(rr.registers)
         truth = unit.meter.read(NOW)
@@ -62,17 +62,17 @@ def test_reads_every_unit_as_the_meter_model_says(rtu: tuple[ModbusRtuSimulator,
         assert decoded["flow_m3h"] == pytest.approx(round(truth.flow_m3h, 3), abs=1e-9)
         assert decoded["reverse_volume_m3"] == pytest.approx(truth.reverse_volume_m3, abs=1e-9)
         assert set(decoded["alarms"]) == set(truth.alarms)
-    leaky = profile.decode_registers(c.read_input_registers(0, count=8, device_id=2).registers)
+    leaky = profile.decode_registers(c.read_input_registers(0, count=10, device_id=2).registers)
     assert {"leak", "tamper"} <= set(leaky["alarms"])
-    backwards = profile.decode_registers(c.read_input_registers(0, count=8, device_id=17).registers)
+    backwards = profile.decode_registers(c.read_input_registers(0, count=10, device_id=17).registers)
     assert "reverse_flow" in backwards["alarms"] and backwards["flow_m3h"] < 0
 
 
 def test_partial_reads_exceptions_and_unknown_units(rtu: tuple[ModbusRtuSimulator, ModbusSerialClient]) -> None:
     _, c = rtu
-    whole = c.read_input_registers(0, count=8, device_id=1).registers
+    whole = c.read_input_registers(0, count=10, device_id=1).registers
     assert c.read_input_registers(5, count=3, device_id=1).registers == whole[5:8]
-    beyond = c.read_input_registers(6, count=4, device_id=1)
+    beyond = c.read_input_registers(8, count=4, device_id=1)  # the profile's block ends at 9
     assert beyond.isError() and beyond.exception_code == 2
     wrong_table = c.read_holding_registers(0, count=8, device_id=1)
     assert wrong_table.isError() and wrong_table.exception_code == 1
@@ -115,7 +115,7 @@ def test_an_inlet_meter_on_the_electromagnetic_profile() -> None:
     with ModbusRtuSimulator([inlet], settings=LineSettings(19200, 8, "E", 1), clock=lambda: NOW) as sim:
         c = client(sim.port, sim.settings)
         try:
-            rr = c.read_holding_registers(4096, count=11, device_id=40)
+            rr = c.read_holding_registers(4096, count=13, device_id=40)
         finally:
             c.close()
     decoded = profile.decode_registers(rr.registers)

@@ -37,10 +37,10 @@ def test_the_other_table_coils_and_writes_are_an_illegal_function_and_the_meter_
         await client.connect()
         try:
             return [
-                await client.read_input_registers(0, count=8, device_id=1),
+                await client.read_input_registers(0, count=10, device_id=1),
                 await client.read_holding_registers(0, count=8, device_id=1),
                 await client.read_coils(0, count=1, device_id=1),
-                await client.read_holding_registers(4096, count=11, device_id=40),
+                await client.read_holding_registers(4096, count=13, device_id=40),
                 await client.write_register(4098, 7, device_id=40),
             ]
         finally:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from aquami.cli import app
 from aquami.config.toml_lines import LineIndex
 from simulators.meter_model import MeterModel
+from simulators.modbus_unit import serial_number_for
 from simulators.rig.config import KIND_PROTOCOLS, ConfigError, RigConfig, load_rig, parse_rig, parse_rig_text
 from simulators.rig.runner import ActiveFault, Rig
 from tests.damage import damaged_documents, damaged_texts, parsed_or_refused
@@ -86,6 +87,16 @@ def test_the_example_has_every_meter_kind_on_every_transport() -> None:
          r"meter\[1\].key: an AES-128 key is 32 hexadecimal digits: this one has 4$"),
         ('\n[[transport]]\nname = "far"\nprotocol = "modbus_tcp"\nhost = "10.0.0.1"\n',
          r"transport\[2\].host: '10.0.0.1': the rig listens on loopback only"),
+        ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\nserial_number = "12AB"\n',
+         r"meter\[1\].serial_number: serial number '12AB' is not decimal digits 0-9"),
+        ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\n'
+         'serial_number = "4294967296"\n', r"meter\[1\].serial_number: serial number 4294967296 does not fit a u32"),
+        # two meters of one line with one serial number: one of them the gateway would refuse at every poll
+        ('\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\n'
+         f'serial_number = "{serial_number_for("M1")}"\n',
+         rf"meter\[1\].serial_number: '{serial_number_for('M1')}' is M1's on transport 'tcp'"),
+        ('\n[[meter]]\nid = "M2"\nkind = "pulse_counter"\ntransport = "tcp"\naddress = 2\nlitres_per_pulse = 1\n'
+         'serial_number = "40012345"\n', r"meter\[1\].serial_number: unknown field 'serial_number'"),
     ],
 )  # fmt: skip
 def test_mistakes_are_named_by_field(extra: str, message: str) -> None:

@@ -184,3 +184,34 @@ def test_the_rig_s_m_bus_meters_on_a_primary_address_have_their_identification_c
         m.meter_id: (m.unit_id, m.secondary_address, m.identification) for m in config.meters if m.profile == "mbus"
     }
     assert m_bus == {"MB000001": (1, None, "26000001"), "MB000002": (0xFD, "26000002", None)}
+
+
+def test_the_rig_s_modbus_meters_have_their_serial_number_checked(tmp_path: Path) -> None:
+    """The file names each Modbus meter whose profile reads a serial number with the one the rig
+    serves (the rig file's, else derived from its id): another meter at its unit id is refused by the
+    gateway (gateway.modbus_identity). A pulse counter has none."""
+    import asyncio
+
+    from gateway.config import parse_config_text
+    from simulators.modbus_unit import serial_number_for
+    from simulators.rig.config import parse_rig_text
+    from simulators.rig.gateway_config import gateway_config_text
+    from simulators.rig.runner import Rig
+
+    rig = Rig(parse_rig_text(_rig_file(tmp_path).read_text()))
+
+    async def written() -> str:
+        await rig.start()
+        try:
+            return gateway_config_text(rig, "mqtt://127.0.0.1:1", "spool.sqlite")
+        finally:
+            await rig.stop()
+
+    config = parse_config_text(asyncio.run(written()))
+    modbus = {m.meter_id: m.serial_number for m in config.meters if m.profile not in ("mbus", "wmbus")}
+    assert modbus == {
+        "M000001": serial_number_for("M000001"),
+        "M000002": "40012345",  # the rig file's
+        "P000001": None,
+        "DMA1-INLET": serial_number_for("DMA1-INLET"),
+    }

@@ -28,6 +28,7 @@ from firmware_protocols.mbus import build_req_ud2, build_snd_ud_select, decode_f
 from firmware_protocols.modbus import load_profile
 from firmware_protocols.wmbus import decode_telegram, telegram_address
 from firmware_protocols.wmbus.receiver import ReceivedTelegram, ReceiverStreamParser
+from simulators.modbus_unit import serial_number_for
 from simulators.rig.client import meters as rig_meters
 from simulators.rig.config import parse_rig_text
 from simulators.rig.control import ControlServer
@@ -92,14 +93,17 @@ def test_modbus_tcp_smart_meter_and_dma_inlet(running: Running) -> None:
     assert client.connect()
     try:
         smart = load_profile("smart_water_meter")
-        rr = client.read_input_registers(0, count=8, device_id=1)
+        rr = client.read_input_registers(0, count=10, device_id=1)
         assert not rr.isError()
         truth = running.rig.meters["M000001"].model.read(NOW)
-        assert smart.decode_registers(rr.registers)["volume_m3"] == pytest.approx(truth.volume_m3, abs=1e-9)
+        smart_reading = smart.decode_registers(rr.registers)
+        assert smart_reading["volume_m3"] == pytest.approx(truth.volume_m3, abs=1e-9)
+        assert smart_reading["serial_number"] == serial_number_for("M000001")  # its own, derived from its id
         mag = load_profile("electromagnetic_flow_meter")
-        rr = client.read_holding_registers(4096, count=11, device_id=10)
+        rr = client.read_holding_registers(4096, count=13, device_id=10)
         assert not rr.isError()
         inlet = mag.decode_registers(rr.registers)
+        assert inlet["serial_number"] == serial_number_for("DMA1-INLET")
         inlet_truth = running.rig.meters["DMA1-INLET"].model.read(NOW)
         assert inlet["volume_m3"] == pytest.approx(inlet_truth.volume_m3, abs=1e-9)
         customers = sum(running.rig.meters[c].model.read(NOW).flow_m3h for c in ("M000001", "M000002"))
@@ -166,7 +170,7 @@ def test_faults_injected_and_cleared_while_running(running: Running) -> None:
     assert client.connect()
     try:
         reading = load_profile("smart_water_meter").decode_registers(
-            client.read_input_registers(0, count=8, device_id=1).registers
+            client.read_input_registers(0, count=10, device_id=1).registers
         )
         assert reading["flow_m3h"] >= 0.4  # the leak's 400 l/h go through the meter on top of any use
         fault(running, "M000001", "absent")
