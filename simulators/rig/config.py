@@ -13,7 +13,7 @@ Kinds and the protocols they speak:
 
 - ``smart_water_meter``: Modbus (TCP or RTU), profile ``smart_water_meter``; its ``serial_number``
   (decimal digits, its profile's register) is derived from its id unless given (a meter exchanged:
-  give another; two unit ids swapped: swap the ``address`` es, the serial numbers stay with the meters);
+  give another; two unit ids swapped: swap their ``address``, the serial numbers stay with the meters);
 - ``pulse_counter``: a mechanical meter's pulse output on a pulse-counter module, Modbus profile
   ``pulse_counter`` (``litres_per_pulse``);
 - ``dma_inlet``: a district's bulk inlet meter, Modbus profile ``electromagnetic_flow_meter``; its flow
