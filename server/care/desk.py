@@ -13,7 +13,8 @@ key, which would drop the desk's order, a walk carries where it started (:func:`
 oldest transaction its first page could not see), and each later page lists what transactions since
 then changed and is now above it (:func:`moved_above`), and marks its own rows they changed: every
 enquiry the filters keep when a walk ends was on one of its pages after its last change, or was
-listed so.
+listed so. A page reads its rows, that list and where the walk began as of one moment
+(server.snapshot, server.web.care_desk), so an enquiry changed while the page is read is on it once.
 
 A filter on status or priority narrows the ranks the index is read over (closed: 0; any other
 status: 1 to 4; a priority: its rank, and 0 unless a status other than closed is asked).
@@ -198,8 +199,14 @@ def walk_started(conn: psycopg.Connection) -> int:
     to come when none runs. Each enquiry records the transaction that last wrote it (``changed_xact``,
     server migration 0056, by trigger, whoever writes), and a change this first page does not see was
     written by a transaction at or after that one: one still running then, or one that had not yet
-    written (its id is given at its first write, after every running one's). Asked before the page's
-    read. Any role may ask it: before, the walk began at the start of the oldest transaction open in
+    written (its id is given at its first write, after every running one's). Asked in the page's
+    moment (server.snapshot: a REPEATABLE READ transaction, whose ``pg_current_snapshot()`` is the one
+    all its queries read), it is the oldest transaction the page itself cannot see: the changes counted
+    since are exactly those the page does not show. Asked on its own before the page's read (as it was
+    before the desk read in one moment), a change committed between the two was shown on the first
+    page and counted since too: listed again on the next as changed since, which it was not.
+
+    Any role may ask it: before, the walk began at the start of the oldest transaction open in
     pg_stat_activity, and a role sees other roles' there only as superuser or pg_read_all_stats
     (a server on its own role missed detection's changes, as updated_at is its transaction's start)."""
     with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes (the pages': dicts)

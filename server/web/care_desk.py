@@ -18,6 +18,11 @@ page could not see, server.care.desk.walk_started): each later page lists,
 above its rows, the enquiries changed or raised since then that are now above it (an enquiry
 re-prioritised, reopened or raised while the person paged on, which the pages to come would not
 show), and marks its own rows changed since (one closed meanwhile may have been on an earlier page).
+A page's queries (its rows, that list, the categories, where the walk began) are read as of one moment
+(server.snapshot): before, each saw the database as its own query began, and an enquiry raised to
+urgent between the page's rows and that list was shown in both, one lowered from above the page into
+it in neither, and an enquiry changed between where the walk began and the first page's rows was shown
+on it as changed and listed again on the next as changed since.
 
 Seen by the keys that read enquiries (the API's GET /enquiries roles, and admin). The list does not
 refresh itself: a page that moved under the reader's eyes would shift the row being clicked.
@@ -36,6 +41,7 @@ from server.care import desk
 from server.care.router import READS_ENQUIRIES
 from server.care.schemas import CATEGORY_MAX_LENGTH, Enquiry
 from server.db import get_connection
+from server.snapshot import one_moment
 from server.web.pages import address_not_taken, signed_in, templates
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)  # pages
@@ -64,45 +70,46 @@ def care_desk(
     principal = signed_in(request, conn, READS_ENQUIRIES, "see enquiries")
     if isinstance(principal, Response):
         return principal
-    asked = {"status": status, "priority": priority, "category": category, "source": source}
-    asked["meter_id"] = meter_id or meter
-    asked["account"] = account
-    context: dict[str, Any] = {
-        "who": principal.name,
-        "asked": asked,
-        "choices": _CHOICES,
-        "enquiries": [],
-    }
-    context["categories"] = desk.categories(conn)
-    wrong = _wrong(request, asked, after, since) or _two_meters(meter_id, meter)
-    if wrong is not None:
-        context["error"] = wrong
-        return templates.TemplateResponse(request, "care_desk.html", context, status_code=400)
-    chosen = desk.DeskFilter(
-        status=status or None,
-        priority=priority or None,
-        category=category or None,
-        source=source or None,
-        meter=asked["meter_id"] or None,
-        account=account or None,
-    )
-    position = desk.Position.parse(after) if after else None
-    started = desk.parse_since(since) if since else desk.walk_started(conn)  # before this page's read
-    assert started is not None  # _wrong said so otherwise
-    rows = desk.desk_page(conn, chosen, position, ENQUIRIES_PER_PAGE + 1, started if position else None)
-    context["enquiries"] = [Enquiry(**row) for row in rows[:ENQUIRIES_PER_PAGE]]
-    context["paged"] = position is not None
-    context["changed"] = {row["enquiry_id"] for row in rows[:ENQUIRIES_PER_PAGE] if row["changed"]}
-    if position is not None:
-        moved = desk.moved_above(conn, chosen, position, started, MOVED_SHOWN + 1)
-        context["moved"] = [Enquiry(**row) for row in moved[:MOVED_SHOWN]]
-        context["more_moved"] = len(moved) > MOVED_SHOWN
-    filters = {name: value for name, value in asked.items() if value}
-    context["first_page"] = _link(filters)
-    if len(rows) > ENQUIRIES_PER_PAGE:
-        last = desk.Position.of(rows[ENQUIRIES_PER_PAGE - 1])
-        context["next_page"] = _link({**filters, "after": last.token(), "since": desk.since_token(started)})
-    return templates.TemplateResponse(request, "care_desk.html", context)
+    with one_moment(conn):  # the rows, what moved above them, the walk's start: one moment (server.snapshot)
+        asked = {"status": status, "priority": priority, "category": category, "source": source}
+        asked["meter_id"] = meter_id or meter
+        asked["account"] = account
+        context: dict[str, Any] = {
+            "who": principal.name,
+            "asked": asked,
+            "choices": _CHOICES,
+            "enquiries": [],
+        }
+        context["categories"] = desk.categories(conn)
+        wrong = _wrong(request, asked, after, since) or _two_meters(meter_id, meter)
+        if wrong is not None:
+            context["error"] = wrong
+            return templates.TemplateResponse(request, "care_desk.html", context, status_code=400)
+        chosen = desk.DeskFilter(
+            status=status or None,
+            priority=priority or None,
+            category=category or None,
+            source=source or None,
+            meter=asked["meter_id"] or None,
+            account=account or None,
+        )
+        position = desk.Position.parse(after) if after else None
+        started = desk.parse_since(since) if since else desk.walk_started(conn)  # this page's moment
+        assert started is not None  # _wrong said so otherwise
+        rows = desk.desk_page(conn, chosen, position, ENQUIRIES_PER_PAGE + 1, started if position else None)
+        context["enquiries"] = [Enquiry(**row) for row in rows[:ENQUIRIES_PER_PAGE]]
+        context["paged"] = position is not None
+        context["changed"] = {row["enquiry_id"] for row in rows[:ENQUIRIES_PER_PAGE] if row["changed"]}
+        if position is not None:
+            moved = desk.moved_above(conn, chosen, position, started, MOVED_SHOWN + 1)
+            context["moved"] = [Enquiry(**row) for row in moved[:MOVED_SHOWN]]
+            context["more_moved"] = len(moved) > MOVED_SHOWN
+        filters = {name: value for name, value in asked.items() if value}
+        context["first_page"] = _link(filters)
+        if len(rows) > ENQUIRIES_PER_PAGE:
+            last = desk.Position.of(rows[ENQUIRIES_PER_PAGE - 1])
+            context["next_page"] = _link({**filters, "after": last.token(), "since": desk.since_token(started)})
+        return templates.TemplateResponse(request, "care_desk.html", context)
 
 
 def _wrong(request: Request, asked: dict[str, str], after: str, since: str) -> str | None:

@@ -67,6 +67,11 @@ SMOKE: dict[str, Smoke] = {
         rf"priority=urgent +with the index: median +{NUMBER}x, worst page +{NUMBER}x faster than without",
         database=True,
     ),
+    "bench_care_desk_one_moment": Smoke(
+        ("--enquiries", "300", "--pages", "2", "--repeat", "2"),
+        rf"care desk page in one moment: median {NUMBER} ms against {NUMBER} ms query by query: {NUMBER}x",
+        database=True,
+    ),
     "bench_detection": Smoke(
         ("--quick", "--meters", "500", "--meter-days", "3000", "--loop-dmas", "1"),
         rf"Ratio loop / all at once: {NUMBER}× wall-clock, {NUMBER}× CPU time",
