@@ -22,6 +22,8 @@ Health works in intervals of the bus's ``poll_interval_s`` (the meters' send int
 counts as a good poll; an interval without it as a failed one, so ``offline_after`` silent intervals
 raise ``meter_offline``, and the next telegram ``meter_online``. A silent interval's failure says
 why it may have been silent: the receiver failing, or bytes from it dropped as garbled meanwhile.
+Each meter's interval under way is the receiver's memory's, not the listener's, so a reload of the
+configuration carries it on rather than beginning it again (:mod:`gateway.wmbus_intervals`).
 
 A receiver that will not open (unplugged) or fails its reads is tried again after a growing wait,
 up to 30 s, and said once per episode (gateway.episodes): its first failure with the reason, a
@@ -151,7 +153,6 @@ class WMBusListener:
         self.keys = {ident: m.key for ident, m in self.meters.items() if m.key is not None}
         self.parser = self._new_parser()
         self.duplicates = DuplicateFilter(config.duplicate_window_s)
-        self.heard_since_check: set[str] = set()
         self.telegrams = 0
         self.duplicates_dropped = 0
         self.unknown_meters = 0
@@ -164,24 +165,21 @@ class WMBusListener:
         self.replayed = 0  # telegrams older than one already taken from their meter (gateway.wmbus_replay)
         self._replay_logged: set[str] = set()
         self._clear_records_logged: set[str] = set()
-        # each meter's send interval (its own, or the bus's) and when its next one ends (monotonic)
+        # each meter's send interval (its own, or the bus's); when its current one ends is the memory's
         self._interval = {m.meter_id: m.poll_interval_s or config.poll_interval_s for m in config.meters}
-        self._due: dict[str, float] = {}
         #: the receiver's port is open: what it sends from now on is heard (before, it goes nowhere)
         self.port_open = False
         self._unusable: Episodes[str] = Episodes(remind_every_s)  # the receiver failing, said once an episode
         self._undecoded: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams not decoding, likewise
         self._naming_another: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams naming another
-        self._last_error: dict[str, str] = {}  # why a meter's telegram failed in its current interval
         self._receiver_failing: str | None = None  # why the receiver cannot be read, while it cannot
-        self._noise_before = 0  # bytes dropped as noise by parsers since replaced (a reopened receiver)
-        self._noise_at: dict[str, int] = {}  # noise_bytes when each meter's interval began
-        #: who else the receiver hears, for a mistyped id's hint, and when each meter's interval began
-        #: (the receiver's telegrams then): the gateway's, kept across reloads (gateway.wmbus_unconfigured)
+        #: who else the receiver hears, for a mistyped id's hint, the noise it dropped, and each meter's
+        #: current send interval: the gateway's, kept across reloads (gateway.wmbus_unconfigured,
+        #: gateway.wmbus_intervals), so a reload does not begin a meter's interval again
         self.memory = ReceiverMemory() if memory is None else memory
-        self.memory.listened_to(config.meters)
+        self.memory.listened_to(config.meters, self._interval)
         self.unconfigured = self.memory.senders
-        self._telegrams_at = self.memory.interval_began
+        self.intervals = self.memory.intervals
         self._mistyped: Episodes[str] = Episodes(remind_every_s)  # a silent meter with ids close to its own
 
     def _new_parser(self) -> ReceiverStreamParser:
@@ -239,7 +237,7 @@ class WMBusListener:
         if heard is not None and self._replayed(meter, address.id, heard):
             return None
         if not self.may_take():  # like a skipped poll: the meter's next telegram carries its register
-            self.heard_since_check.add(meter.meter_id)
+            self.intervals.heard.add(meter.meter_id)
             if self.on_skip:
                 self.on_skip()
             return None
@@ -249,7 +247,7 @@ class WMBusListener:
             self.undecodable += 1
             log.warning("%s: telegram gives no reading: %s", self.config.name, error)
             return None
-        self.heard_since_check.add(meter.meter_id)  # heard: its interval's outcome is told here
+        self.intervals.heard.add(meter.meter_id)  # heard: its interval's outcome is told here
         try:
             await self.on_reading(reading)
         except Exception as refused:  # a full disk: heard, but its reading will not be delivered
@@ -371,7 +369,7 @@ class WMBusListener:
         if self.on_attempt:
             self.on_attempt(False)
         why = _why_not_decoded(meter, device, error)
-        self._last_error[meter.meter_id] = why
+        self.intervals.failed[meter.meter_id] = why
         self._warn_once_an_episode(self._undecoded, meter, why, "its telegrams decode", "not decoded")
 
     def _names_another(self, meter: MeterConfig, device: str, decoded: dict[str, Any]) -> None:
@@ -397,7 +395,7 @@ class WMBusListener:
             "gateway cannot take as this meter's, or a telegram altered on the air, which the extended link "
             "layer's AES-CTR does not prevent)"
         )
-        self._last_error[meter.meter_id] = why
+        self.intervals.failed[meter.meter_id] = why
         self._warn_once_an_episode(self._naming_another, meter, why, "its telegrams name it", "name another meter")
 
     def _warn_once_an_episode(
@@ -450,37 +448,42 @@ class WMBusListener:
     def check_silence(self, now: float | None = None) -> None:
         """Each meter whose send interval (its own ``poll_interval_s``, or the bus's) has ended
         without a telegram counts a failed poll (a meter sending every 15 minutes on a bus checked
-        every 5 went offline and online again every quarter of an hour)."""
+        every 5 went offline and online again every quarter of an hour). A meter's first interval
+        begins at the first check of the first listener that has it; a reload's listener carries on
+        the interval under way (gateway.wmbus_intervals)."""
         now = time.monotonic() if now is None else now
         for meter in self.config.meters:
-            if meter.meter_id not in self._due:  # its first interval here: it carries on one a reload cut short
-                self._telegrams_at.setdefault(meter.meter_id, self.memory.telegrams)
-            due = self._due.setdefault(meter.meter_id, now + self._interval[meter.meter_id])
-            if now < due:
+            length_s = self._interval[meter.meter_id]
+            interval = self.intervals.current.get(meter.meter_id)
+            if interval is None:
+                self.intervals.begin(meter.meter_id, now, length_s, self.memory.telegrams, self.noise_bytes)
                 continue
-            why = self._last_error.pop(meter.meter_id, None)
-            dropped = self.noise_bytes - self._noise_at.get(meter.meter_id, 0)
-            self._noise_at[meter.meter_id] = self.noise_bytes
-            since = self._telegrams_at[meter.meter_id]
-            self._telegrams_at[meter.meter_id] = self.memory.telegrams
-            if meter.meter_id not in self.heard_since_check:
+            if now < interval.ends:
+                continue
+            heard, why = self.intervals.outcome(meter.meter_id)
+            if not heard:
                 # a telegram that failed in the interval says why; else the silence, what the
                 # receiver's line shows of it, and the ids heard meanwhile close to the meter's
                 if why is None:
-                    why = self._why_silent(meter, dropped)
-                    close = self.unconfigured.close_to(meter, since)
+                    why = self._why_silent(meter, self.noise_bytes - interval.noise_at)
+                    close = self.unconfigured.close_to(meter, interval.telegrams_at)
                     if close:
                         why = f"{why}; {mistyped_hint(meter, close)}"
                         self._say_mistyped(meter, why)
                 self.on_heard(meter, False, why)
-            self.heard_since_check.discard(meter.meter_id)
-            self._due[meter.meter_id] = now + self._interval[meter.meter_id]
+            self.intervals.begin(meter.meter_id, now, length_s, self.memory.telegrams, self.noise_bytes)
 
     @property
     def noise_bytes(self) -> int:
         """Bytes from the receiver dropped as no message whole and intact (a garbled or cut-off
-        message, line noise), since the listener started."""
-        return self._noise_before + self.parser.discarded_bytes
+        message, line noise), since the gateway started (its listeners before a reload's among them)."""
+        return self.memory.noise_bytes + self.parser.discarded_bytes
+
+    def _retire_parser(self) -> None:
+        """The parser reads no more (the receiver lost, or the listener stopping): its noise is kept
+        in the receiver's memory, and a new parser begins clean (a message cut off is not continued)."""
+        self.memory.noise_bytes += self.parser.discarded_bytes
+        self.parser = self._new_parser()
 
     def _why_silent(self, meter: MeterConfig, dropped: int) -> str:
         """Why a meter's interval ended unheard, as its health's ``last_error``: before, ``null``,
@@ -564,8 +567,7 @@ class WMBusListener:
                     port = None
                     self.port_open = False
                     # a message cut off by the stick's going is not continued by the next one
-                    self._noise_before += self.parser.discarded_bytes
-                    self.parser = self._new_parser()
+                    self._retire_parser()
                     await pause(stop, wait)
                     continue
                 self._say_working()
@@ -587,6 +589,7 @@ class WMBusListener:
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+            self._retire_parser()  # its noise counts in the intervals a reload's listener carries on
             if port is not None:
                 port.close()
             self.port_open = False

@@ -13,17 +13,20 @@ the one configured. Nothing is taken from them: they are only named as a hint.
 What the receiver heard outlives its listener (:class:`ReceiverMemory`, held by the gateway per
 receiver device): a reload of the gateway's configuration makes the buses anew, and before, it
 forgot every sender heard, so the silent interval after it named none of those heard before it
-(the interval the reload cut short among them), and ``unconfigured_ids_heard`` fell to 0.
+(the interval the reload cut short among them), and ``unconfigured_ids_heard`` fell to 0. Each
+meter's send interval under way is kept there too, so a reload no longer cuts it short
+(:mod:`gateway.wmbus_intervals`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.telegram import MeterAddress
 from gateway.config import MeterConfig
+from gateway.wmbus_intervals import SendIntervals
 
 #: Senders remembered at most, the least recently heard forgotten first.
 MAX_REMEMBERED = 1024
@@ -112,22 +115,25 @@ class UnconfiguredSenders:
 @dataclass
 class ReceiverMemory:
     """What a receiver heard, kept across the listeners a reload makes anew: the unconfigured senders,
-    the telegrams it handed on (the clock :class:`UnconfiguredSenders` marks them with), and each
-    meter's mark when its current send interval began, so the first interval after a reload names
-    the close ids heard since the last interval ended before it."""
+    the telegrams it handed on (the clock :class:`UnconfiguredSenders` marks them with), the bytes
+    its listeners dropped as noise, and each meter's current send interval
+    (:mod:`gateway.wmbus_intervals`): a reload neither begins a meter's interval again nor forgets
+    what it holds, and the first interval after a reload names the close ids heard since the last
+    interval ended before it."""
 
     senders: UnconfiguredSenders = field(default_factory=UnconfiguredSenders)
     telegrams: int = 0
-    interval_began: dict[str, int] = field(default_factory=dict)  # meter id: ``telegrams`` then
+    #: bytes dropped as noise by the receiver's parsers no longer reading (listeners before a reload,
+    #: a parser replaced as the receiver was reopened): a listener's count carries on from it
+    noise_bytes: int = 0
+    intervals: SendIntervals = field(default_factory=SendIntervals)
 
-    def listened_to(self, meters: Iterable[MeterConfig]) -> None:
-        """A listener for ``meters`` starts: forget the senders now configured and the marks of
-        meters no longer on the bus (one configured again later starts its interval afresh)."""
-        meters = list(meters)
-        self.senders.forget_configured(meters)
-        configured = {m.meter_id for m in meters}
-        for meter_id in [m for m in self.interval_began if m not in configured]:
-            del self.interval_began[meter_id]
+    def listened_to(self, meters: Iterable[MeterConfig], interval_s: Mapping[str, float]) -> None:
+        """A listener for ``meters``, each sending every ``interval_s[meter id]`` seconds, starts:
+        forget the senders now configured, and the intervals of meters no longer on the receiver
+        (one configured again later starts its interval afresh); one whose length changed takes it."""
+        self.senders.forget_configured(list(meters))
+        self.intervals.configured(interval_s)
 
 
 def mistyped_hint(meter: MeterConfig, close: list[MeterAddress]) -> str:
