@@ -6,7 +6,7 @@ silence, ``No response received``: a poll whose answer was cut was ``no answer f
 technician checked the meter's wiring and address, where a cut frame is noise, a wrong baud rate or
 timing on the line (on TCP, a device or Modbus gateway that stops mid-answer). The bytes came, and
 :class:`CutWatch`, on pymodbus's ``trace_packet`` hook, keeps them: after a read that got no answer,
-:meth:`CutWatch.cut_short` says ``answer cut short (7 of 21 bytes) from unit 5`` if an answer of
+:meth:`CutWatch.cut_short` says ``answer cut short (7 of 25 bytes) from unit 5`` if an answer of
 that unit (RTU) or that transaction (TCP) began, and how long it said it would be.
 """
 

@@ -17,7 +17,7 @@ for ``timeout_s`` × (retries + 1) a poll, delaying every other meter on the bus
 changes it (``timeout`` shortens every wait, a good answer's too; ``retries`` adds waits).
 
 An answer that began and stopped short (pymodbus waits for its rest, then says what it says of
-silence) fails as ``answer cut short (7 of 21 bytes) from unit 5``, not ``no answer``
+silence) fails as ``answer cut short (7 of 25 bytes) from unit 5``, not ``no answer``
 (gateway.cut_answers): a device is there, and the line is to be looked at, not its address.
 
 A bus that will not open is a :class:`LineUnusable` whose one line says why (pymodbus 3.16 logs its
