@@ -6,10 +6,12 @@
 - ``reload``: re-read the configuration file and swap buses and meters; the spool is untouched.
 - ``scan`` ``{"bus": ..., "first": 1, "last": 247, "profile": ...}``: try unit ids on a Modbus bus, or
   search an M-Bus line for secondary addresses; the reply lists what answered and a ``[[meters]]``
-  snippet for the configuration. A Modbus scan's ``problems`` are the units that answered but gave
-  no reading (``{"unit_id": 1, "error": "...exception response..."}``: a device not of the profile
-  asked with, or not well), as ``aquami gateway scan`` says them; a unit that does not answer is an
-  empty address, not said, and pymodbus's lines for it are kept out of the gateway's log
+  snippet for the configuration. A Modbus scan's ``serial_numbers`` are its units' (a profile that
+  reads one), each with the bus's meter known by it, if one is: configured with it or remembered
+  with it (the gateway's identities), so a swap is seen in a scan. Its ``problems`` are the units
+  that answered but gave no reading (``{"unit_id": 1, "error": "...exception response..."}``: a
+  device not of the profile asked with, or not well), as ``aquami gateway scan`` says them; a unit
+  that does not answer is an empty address, not said, and pymodbus's lines for it are kept out of the gateway's log
   (gateway.scan). ``profile`` is a shipped profile's name or one the gateway's Modbus meters are
   configured with, by the name or path the configuration gives; any other is refused, the error
   listing those (before, any path: the gateway opened whatever ``.toml`` a sender named, and its
@@ -49,7 +51,7 @@ from firmware_protocols.modbus.profile import ProfileError
 from gateway.config import ConfigError, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
 from gateway.late_answers import late_units_during
 from gateway.mbus import MBusTransport
-from gateway.scan import mbus_snippet, scan_modbus, snippet
+from gateway.scan import Found, mbus_snippet, scan_modbus, serial_numbers_heard, serial_owners, snippet
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
 
@@ -244,15 +246,30 @@ class Commands:
                 profile,
                 on_problem=on_problem,
                 linger_s=scheduler.config.timeout_s,  # the last unit's late answer: heard as the others' are
+                heard=serial_numbers_heard(scheduler.transport),
+                # pinned, or remembered by this gateway: a swap or a moved meter is seen in the reply
+                owners=serial_owners(scheduler.config.meters, self.gateway.identities),
             )
         reply: dict[str, Any] = {
             "found": [f.unit_id for f in found],
             "problems": problems,
             "snippet": snippet(scheduler.config.name, found),
         }
+        # before, no serial number: a technician pinning meters, or looking for a swap, read labels
+        if serials := [_serial_number_entry(f) for f in found if f.serial_number is not None]:
+            reply["serial_numbers"] = serials
         # before, a unit answering after the bus's timeout_s was absent from the reply, as an empty
         # address is, while the command line's scan said it with the cure (gateway.scan.LateUnits)
         found_units = {f.unit_id for f in found}
         if late_not_found := [u for u in late if u not in found_units]:
             reply["late"] = late_not_found
         return reply
+
+
+def _serial_number_entry(found: Found) -> dict[str, Any]:
+    """``{"unit_id": 6, "serial_number": "40000005"}``, with ``meter_id``, ``meter_unit_id`` and
+    ``pinned`` when a meter of the bus is known by that serial number (gateway.scan.SerialOwner)."""
+    entry: dict[str, Any] = {"unit_id": found.unit_id, "serial_number": found.serial_number}
+    if found.owner is not None:
+        entry.update(meter_id=found.owner.meter_id, meter_unit_id=found.owner.unit_id, pinned=found.owner.pinned)
+    return entry

@@ -77,10 +77,10 @@ def _mismatch(
         came += f", the serial number of this meter's first answer, at {utc_iso(first.at)}"
     came += f"{_whose(identities, meter, sent, bus)}: its reading is not taken. "
     came += "A meter exchanged, or unit ids set anew by a technician? "
-    came += "The serial number is on each meter's label; "
+    came += "`aquami gateway scan` lists the bus's meters by serial number (it is on each meter's label too); "
     if meter.serial_number is not None:
         return came + (
-            f"set this meter's unit_id to where {expected} answers, or, for a new meter, "
+            f"then set this meter's unit_id to where {expected} answers, or, for a new meter, "
             f'serial_number = "{sent}", and reload'
         )
     return came + (

@@ -54,6 +54,7 @@ from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from aquami.pymodbus_lines import drop_pymodbus_lines, pymodbus_at_debug
 from firmware_protocols.modbus import MeterProfile
+from firmware_protocols.modbus.profile import SERIAL_FIELD
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.cut_answers import CutWatch
 from gateway.echo import EchoWatch, begins_with_request
@@ -165,6 +166,9 @@ class _ModbusTransport:
         #: each meter's first answer's serial number (gateway.modbus_identity), the gateway's, so that a
         #: reload, which makes its buses anew, keeps it; a transport of its own by default (a scan's)
         self.identities = MeterIdentities() if identities is None else identities
+        #: the serial number the last answer at each unit id carried, whichever meter it was read for:
+        #: a scan shows it (gateway.scan), its probes being none of the bus's meters
+        self.serial_numbers_heard: dict[int, str] = {}
         self.client: ModbusClient | None = None
         self.listening: ModbusClient | None = None  # a failed attempt's client, till the next attempt
         self.late_answers = LateAnswers(config, on_late)
@@ -218,6 +222,8 @@ class _ModbusTransport:
         at = self.clock()
 
         def same_meter(fields: Mapping[str, Any]) -> None:  # another meter's serial number is refused
+            if isinstance(serial_number := fields.get(SERIAL_FIELD), str):
+                self.serial_numbers_heard[meter.unit_id] = serial_number
             check_serial_number(self.identities, meter, fields, at, self.config)
 
         volume_filter = self.profiles.volume_filter(meter)

@@ -2,7 +2,10 @@
 
 For Modbus (TCP and RTU) this tries unit ids with one read of the given profile's registers; a unit
 that answers and decodes is a meter. The snippet is ``[[meters]]`` tables ready to paste into the
-gateway's TOML file, with placeholder meter ids to be replaced by the utility's own.
+gateway's TOML file, with placeholder meter ids to be replaced by the utility's own, and each unit's
+``serial_number`` where its profile reads one (heard by the transport: gateway.modbus_transport), so
+that a pasted table pins its meter (gateway.modbus_identity); a serial number a meter of the bus is
+known by (configured, or remembered by a running gateway) is said with that meter: a swap seen in a scan.
 
 pymodbus logs every request that is not answered, with the frame sent (``No response received after
 0 retries, continue with next request`` and ``>>>>> send: 0x1 0x4 …``): two lines for each unit
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
 from gateway.late_answers import LateAnswers, selection_answered, selections_unanswered
+from gateway.meter_identity import MeterIdentities
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
@@ -70,11 +74,61 @@ def pymodbus_quiet(verbose: bool = False) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class SerialOwner:
+    """A meter of the scanned bus known by a serial number: configured with it (``pinned``), or
+    remembered with it, its first answer's (gateway.meter_identity)."""
+
+    meter_id: str
+    unit_id: int
+    pinned: bool
+
+    def said(self, unit_id: int) -> str:
+        """``FLAT-5's (configured with it, at unit 5): unit ids swapped, or the meter moved?``, for
+        the unit ``unit_id`` that answered with it."""
+        how = "configured with it" if self.pinned else "its first answer's"
+        if self.unit_id == unit_id:
+            return f"{self.meter_id}'s ({how}, at this unit: configured already)"
+        return f"{self.meter_id}'s ({how}, at unit {self.unit_id}): unit ids swapped, or the meter moved?"
+
+
+def serial_owners(meters: Iterable[MeterConfig], identities: MeterIdentities | None = None) -> dict[str, SerialOwner]:
+    """The meters of a bus by the serial number each is known by: its configured ``serial_number``,
+    else (with ``identities``, the gateway's) the one its first answer carried. A spool that cannot be
+    read leaves out the remembered ones, not the scan."""
+    owners: dict[str, SerialOwner] = {}
+    for meter in meters:
+        if meter.serial_number is not None:
+            owners[meter.serial_number] = SerialOwner(meter.meter_id, meter.unit_id, pinned=True)
+            continue
+        if identities is None:
+            continue
+        try:
+            first = identities.first(meter.meter_id)
+        except PollError:  # (the spool's failure, said by it)
+            continue
+        if first is not None:
+            owners.setdefault(first.identification, SerialOwner(meter.meter_id, meter.unit_id, pinned=False))
+    return owners
+
+
+def serial_numbers_heard(transport: object) -> MutableMapping[int, str] | None:
+    """A Modbus transport's serial number heard last at each unit id (gateway.modbus_transport), None
+    for another transport."""
+    heard = getattr(transport, "serial_numbers_heard", None)
+    return heard if isinstance(heard, dict) else None
+
+
+@dataclass(frozen=True)
 class Found:
+    """A unit that answered a scan: what it read, with which profile, and, if the profile reads one,
+    its serial number, and the bus's meter known by it (a swap or a moved meter seen in a scan)."""
+
     unit_id: int
     profile: str
     volume_m3: float
     parameters: dict[str, Any] = field(default_factory=dict)
+    serial_number: str | None = None
+    owner: SerialOwner | None = None
 
 
 async def scan_modbus(
@@ -85,6 +139,8 @@ async def scan_modbus(
     parameters: dict[str, Any] | None = None,
     on_problem: Callable[[int, PollError], None] | None = None,
     linger_s: float = 0.0,
+    heard: MutableMapping[int, str] | None = None,
+    owners: Mapping[str, SerialOwner] | None = None,
 ) -> list[Found]:
     """``parameters``: what the profile's scale needs (a pulse counter's ``litres_per_pulse``).
     ``on_problem`` is told of each unit that answered but gave no reading (an exception response,
@@ -95,10 +151,18 @@ async def scan_modbus(
     failed attempt's port or connection stays open, listening: gateway.late_answers), so that its
     late answer is heard as every other unit's is, during the next unit's request. Before, the bus
     was closed at once after it, and its late answer was lost: a slow meter at the last address
-    looked absent, with no hint that a longer timeout would find it."""
+    looked absent, with no hint that a longer timeout would find it.
+
+    ``heard``: the serial number each unit's answer carried (a Modbus transport's
+    ``serial_numbers_heard``: :func:`serial_numbers_heard`), for a profile that reads one; ``owners``
+    the bus's meters by serial number (:func:`serial_owners`). Each unit found has its serial number,
+    and the meter known by it: before, a scan showed no serial number, and a technician pinning meters
+    or looking for a swap read labels in a pit."""
     token = _scanning.set(True)
     try:
-        found, last_silent = await _scan_modbus(attempt, bus, unit_ids, profile, dict(parameters or {}), on_problem)
+        found, last_silent = await _scan_modbus(
+            attempt, bus, unit_ids, profile, dict(parameters or {}), on_problem, heard, owners or {}
+        )
         if last_silent and linger_s > 0:
             await asyncio.sleep(linger_s)
         return found
@@ -113,6 +177,8 @@ async def _scan_modbus(
     profile: str,
     given: dict[str, Any],
     on_problem: Callable[[int, PollError], None] | None,
+    heard: MutableMapping[int, str] | None,
+    owners: Mapping[str, SerialOwner],
 ) -> tuple[list[Found], bool]:
     """The units found, and whether the last one tried did not answer."""
     found = []
@@ -120,6 +186,8 @@ async def _scan_modbus(
     for unit_id in unit_ids:
         probe = MeterConfig(f"{bus}-unit-{unit_id}", unit_id, profile, given)
         silent = False
+        if heard is not None:
+            heard.pop(unit_id, None)  # (this answer's, not one heard before: a profile may read none)
         try:
             reading = await attempt(probe)
         except LineUnusable:  # no unit answers on a bus that will not open: not "0 meters found"
@@ -131,7 +199,9 @@ async def _scan_modbus(
             if on_problem is not None:
                 on_problem(unit_id, error)
             continue
-        found.append(Found(unit_id, profile, reading.volume_m3, given))
+        serial_number = None if heard is None else heard.get(unit_id)
+        owner = None if serial_number is None else owners.get(serial_number)
+        found.append(Found(unit_id, profile, reading.volume_m3, given, serial_number, owner))
     return found, silent
 
 
@@ -196,8 +266,31 @@ def placeholder_id(bus: str, suffix: str) -> str:
     return f"{bus[: IDENTIFIER_MAX_LENGTH - len(suffix) - 1]}-{suffix}"
 
 
+def _serial_number_line(found: Found) -> str:
+    """``serial_number = "40000005"``, so that a pasted table pins its meter from the start, with
+    the bus's meter known by it, if one is (a pinned one's table is refused by the configuration:
+    one serial number, one meter of a bus)."""
+    if found.serial_number is None:
+        return ""
+    line = f'serial_number = "{found.serial_number}"'
+    if found.owner is not None:
+        line += f"  # {found.owner.said(found.unit_id)}"
+    return line + "\n"
+
+
+def owner_lines(found: Iterable[Found]) -> list[str]:
+    """A line for each unit that answered with the serial number of a meter of the bus configured at
+    another unit id: a swap, or a meter moved, seen in the scan's count (``gateway scan``'s stderr)."""
+    return [
+        f"# unit {f.unit_id} answered with serial number {f.serial_number}, {f.owner.said(f.unit_id)}"
+        for f in found
+        if f.owner is not None and f.owner.unit_id != f.unit_id
+    ]
+
+
 def snippet(bus: str, found: Iterable[Found]) -> str:
-    """``[[meters]]`` tables for the units found (meter ids to be replaced by the utility's own)."""
+    """``[[meters]]`` tables for the units found (meter ids to be replaced by the utility's own),
+    each with its ``serial_number``, if its profile reads one."""
     parts = []
     for f in found:
         meter_id = placeholder_id(bus, f"unit-{f.unit_id}")
@@ -206,7 +299,9 @@ def snippet(bus: str, found: Iterable[Found]) -> str:
             f'meter_id = "{meter_id}"  # replace with the meter\'s id; it read {f.volume_m3} m3\n'
             f'bus = "{bus}"\n'
             f"unit_id = {f.unit_id}\n"
-            f'profile = "{f.profile}"\n' + ("".join(f"parameters.{k} = {v!r}\n" for k, v in f.parameters.items()))
+            f'profile = "{f.profile}"\n'
+            + "".join(f"parameters.{k} = {v!r}\n" for k, v in f.parameters.items())
+            + _serial_number_line(f)
         )
     return "\n".join(parts)
 

@@ -144,9 +144,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find the meters on one bus and write a config snippet (a serial bus a gateway polls is refused).
 
-        Modbus: tries unit ids FIRST..LAST. M-Bus: a secondary-address (wildcard) search. A unit that
-        answered but gave no reading is one line on stderr; one that does not answer is not said
-        (--verbose shows the frames).
+        Modbus: tries unit ids FIRST..LAST, each meter's serial_number in its table (a profile that
+        reads one). M-Bus: a secondary-address (wildcard) search. A unit that answered but gave no
+        reading is one line on stderr, as is one whose serial number is a meter's configured at
+        another unit id; one that does not answer is not said (--verbose shows the frames).
 
         Exit 0 scanned (even 0 found), 1 not scannable (bus unusable or in use), 2 bad options."""
         import asyncio
@@ -160,7 +161,16 @@ def register(app: typer.Typer) -> None:
         from gateway.config import MBusBusConfig, MeterConfig, WMBusBusConfig
         from gateway.mbus import MBusTransport
         from gateway.profiles import ProfileBook
-        from gateway.scan import LateUnits, mbus_snippet, pymodbus_quiet, scan_modbus, snippet
+        from gateway.scan import (
+            LateUnits,
+            mbus_snippet,
+            owner_lines,
+            pymodbus_quiet,
+            scan_modbus,
+            serial_numbers_heard,
+            serial_owners,
+            snippet,
+        )
         from gateway.transport import PollError
 
         parameters = profile_parameters(param)
@@ -220,9 +230,13 @@ def register(app: typer.Typer) -> None:
                     parameters,
                     on_problem=lambda unit_id, error: typer.echo(f"# unit {unit_id} answered: {error}", err=True),
                     linger_s=window,  # the last unit's late answer: heard as the others' are
+                    heard=serial_numbers_heard(transport),
+                    owners=serial_owners(chosen.meters),  # (pinned ones: the spool is the gateway's)
                 )
             finally:
                 await transport.close()
+            for line in owner_lines(found):
+                typer.echo(line, err=True)
             typer.echo(f"# {len(found)} meters found on {chosen.name} (units {first}..{last})", err=True)
             return snippet(chosen.name, found)
 

@@ -115,9 +115,9 @@ def test_two_meters_whose_unit_ids_were_swapped_on_an_rtu_line_are_refused_not_r
     assert five_error == (
         f"FLAT-5: at unit 5 of bus rtu-1 ({sim.port}) the meter with serial number 40000006 answered, not 40000005, "
         "the serial number this meter is configured with (40000006 is FLAT-6's, at unit 6): its reading is not "
-        "taken. A meter exchanged, or unit ids set anew by a technician? The serial number is on each meter's "
-        'label; set this meter\'s unit_id to where 40000005 answers, or, for a new meter, serial_number = "40000006", '
-        "and reload"
+        "taken. A meter exchanged, or unit ids set anew by a technician? `aquami gateway scan` lists the bus's "
+        "meters by serial number (it is on each meter's label too); then set this meter's unit_id to where 40000005 "
+        'answers, or, for a new meter, serial_number = "40000006", and reload'
     )
     assert six_error is not None and six_error.startswith(
         f"FLAT-6: at unit 6 of bus rtu-1 ({sim.port}) the meter with serial number 40000005 answered, not 40000006, "
@@ -125,7 +125,8 @@ def test_two_meters_whose_unit_ids_were_swapped_on_an_rtu_line_are_refused_not_r
     )
     assert six_error.endswith(
         "(40000005 is FLAT-5's, at unit 5): its reading is not taken. A meter exchanged, or unit ids set anew by a "
-        "technician? The serial number is on each meter's label; once the meter at unit 6 is checked, pin it: "
+        "technician? `aquami gateway scan` lists the bus's meters by serial number (it is on each meter's label "
+        "too); once the meter at unit 6 is checked, pin it: "
         'serial_number = "40000005" in this meter\'s configuration (or set its unit_id to where its own meter '
         "answers), and reload"
     )
