@@ -143,7 +143,8 @@ def register(app: typer.Typer) -> None:
             "",
             callback=checked_text("KIND", empty_ok=True),
             help="no_reply, bad_checksum, truncated, garbled, slow, absent, leak, burst, reverse_flow, tamper, "
-            "stuck, dry, low_battery, meter_error, main_burst (empty with --clear).",
+            "stuck, dry, low_battery, meter_error, main_burst, swap_address (--set with_meter=ID), exchange "
+            "(empty with --clear).",
         ),
         rig_url: str = typer.Option(
             "http://127.0.0.1:8470", "--rig", callback=checked_http_url("--rig"), help="The rig's fault endpoint."
@@ -189,6 +190,11 @@ def _check_fault(kind: str, options: dict[str, Any]) -> None:
     if "kind" in options:  # it took KIND's place: `leak --set kind=burst` injected a burst
         raise typer.BadParameter("kind: the fault is the KIND argument, not an option", param_hint="--set")
     try:  # the request as the rig's endpoint builds it, for a meter that takes this kind
-        parse_fault({"kind": kind, **options}, "dma_inlet" if kind in INLET_KINDS else "smart_water_meter")
+        # an exchange's new identification is an M-Bus meter's (a Modbus meter's: its serial_number)
+        mbus = kind == "exchange" and "identification" in options
+        parse_fault(
+            {"kind": kind, **options},
+            "dma_inlet" if kind in INLET_KINDS else "mbus_water" if mbus else "smart_water_meter",
+        )
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--set") from None

@@ -214,9 +214,25 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
     faults = []
     for index, item in enumerate(t.items("faults")):
         try:
-            faults.append(parse_fault(item, kind))
+            spec = parse_fault(item, kind)
         except ValueError as error:
             raise t.document.error((*t.path, "faults", index), str(error)) from None
+        if spec.is_work:  # a rig file says where each meter is: its address, its identification
+            instead = (
+                "give the two meters each other's address"
+                if spec.kind == "swap_address"
+                else (
+                    "give the meter another secondary"
+                    if kind == "mbus_water"
+                    else "give the meter another serial_number"
+                )
+            )
+            raise t.document.error(
+                (*t.path, "faults", index),
+                f"a {spec.kind} is a technician's work on a running rig (aquami simulate fault); "
+                f"in a rig file, {instead}",
+            )
+        faults.append(spec)
     t.no_unknown_keys()
     return MeterConfig(meter_id, kind, transport, faults=tuple(faults), **values)
 

@@ -4,9 +4,11 @@
 - ``GET /faults``: the faults in force, each with its ``id``.
 - ``POST /faults`` with ``{"meter": "M000001", "fault": "no_reply", ...options}``: inject (201, the
   fault with its id). Options as in :mod:`simulators.rig.faults` (``probability``, ``delay_s``,
-  ``duration_s``, ``rate_lph``, ...).
+  ``duration_s``, ``rate_lph``, ...). A technician's work (``swap_address`` with ``with_meter``,
+  ``exchange``) is answered with ``done``: what the rig did, in words.
 - ``DELETE /faults/{id}``, or ``DELETE /faults?meter=M000001`` for all of a meter's: clear (200, what
-  was cleared). ``DELETE /faults/{id}?meter=M000001`` clears fault ``id`` only if it is that meter's;
+  was cleared; a swap's ``done``: the two swapped back, an exchange's: the old meter back). A swap is
+  both its meters'. ``DELETE /faults/{id}?meter=M000001`` clears fault ``id`` only if it is that meter's;
   a meter not on the rig, or a fault not found (on that meter), is 404.
 
 Errors are ``application/problem+json`` (RFC 9457) with a ``detail`` naming the field.

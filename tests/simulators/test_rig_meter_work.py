@@ -1,0 +1,456 @@
+"""A technician's work on a running rig (``swap_address``, ``exchange``), rehearsed against a real gateway.
+
+The rig runs its transports and its fault endpoint; the gateway's own transports read it, configured
+by the file the rig writes for it (``--gateway-config``: each M-Bus meter's identification, each Modbus
+meter's serial number). A swap or an exchange injected with ``aquami simulate fault`` is refused by
+the gateway (no reading stored under the wrong meter's id), and cleared, the readings resume. Before,
+the rig knew neither: ``'swap_address' is no fault``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from aquami.cli import app
+from aquami.contracts.reads import Reading
+from gateway.config import GatewayConfig, MBusBusConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, parse_config_text
+from gateway.mbus import MBusTransport
+from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
+from gateway.profiles import ProfileBook
+from gateway.scheduler import BusScheduler
+from simulators.rig.config import ConfigError, parse_rig_text
+from simulators.rig.control import ControlServer
+from simulators.rig.faults import parse_fault
+from simulators.rig.gateway_config import gateway_config_text
+from simulators.rig.runner import Rig
+
+NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
+
+RIG = """
+[rig]
+seed = 7
+installed = "2026-01-01T00:00:00Z"
+control = "127.0.0.1:0"
+
+[[transport]]
+name = "mb"
+protocol = "mbus"
+baudrate = 9600
+
+[[transport]]
+name = "rtu"
+protocol = "modbus_rtu"
+baudrate = 19200
+
+[[transport]]
+name = "tcp"
+protocol = "modbus_tcp"
+port = 0
+
+[[meter]]
+id = "MB1"
+kind = "mbus_water"
+transport = "mb"
+address = 1
+secondary = "26000001"
+initial_m3 = 1234
+
+[[meter]]
+id = "MB2"
+kind = "mbus_water"
+transport = "mb"
+address = 2
+secondary = "26000002"
+initial_m3 = 300
+
+[[meter]]
+id = "M1"
+kind = "smart_water_meter"
+transport = "rtu"
+address = 1
+initial_m3 = 1234
+serial_number = "40000001"
+
+[[meter]]
+id = "M2"
+kind = "smart_water_meter"
+transport = "rtu"
+address = 2
+initial_m3 = 300
+serial_number = "40000002"
+
+[[meter]]
+id = "P1"
+kind = "pulse_counter"
+transport = "rtu"
+address = 5
+litres_per_pulse = 10
+
+[[meter]]
+id = "T1"
+kind = "smart_water_meter"
+transport = "tcp"
+address = 1
+serial_number = "40000011"
+
+[[meter]]
+id = "T2"
+kind = "smart_water_meter"
+transport = "tcp"
+address = 2
+initial_m3 = 77
+serial_number = "40000012"
+
+[[meter]]
+id = "INLET"
+kind = "dma_inlet"
+transport = "tcp"
+address = 10
+customers = ["T1", "T2"]
+"""
+
+
+@dataclass
+class Running:
+    rig: Rig
+    url: str
+    clock: dict[str, datetime]
+    gateway: GatewayConfig
+
+    def volume(self, meter_id: str) -> float:
+        return self.rig.meters[meter_id].model.read(self.clock["now"]).volume_m3
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    clock = {"now": NOW}
+    rig = Rig(parse_rig_text(RIG, now=NOW), clock=lambda: clock["now"])
+    ready, stop = threading.Event(), threading.Event()
+    holder: dict[str, ControlServer] = {}
+
+    async def main() -> None:
+        await rig.start()
+        holder["control"] = ControlServer(rig, port=0).start()
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        holder["control"].stop()
+        await rig.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    gateway = parse_config_text(gateway_config_text(rig, "mqtt://127.0.0.1:1", "s.sqlite"))  # the rig's file
+    yield Running(rig, holder["control"].url, clock, gateway)
+    stop.set()
+    thread.join(10)
+
+
+@pytest.fixture(autouse=True)
+def _clean(running: Running) -> Iterator[None]:
+    """Each test from the rig as configured: its clock at NOW, no fault in force."""
+    yield
+    running.rig.clear()
+    running.clock["now"] = NOW
+
+
+Bus = MBusBusConfig | ModbusRtuBusConfig | ModbusTcpBusConfig
+#: a step of :func:`polls`: a meter polled (its id), or something done meanwhile
+Step = str | Callable[[], object]
+
+
+def _bus(running: Running, name: str, **pins: str) -> Bus:
+    """The rig's gateway file's bus ``name``, quick to give up on a silent meter; ``pins`` give a
+    meter id another identification (M-Bus) or serial number (Modbus), as a technician would."""
+    bus = next(b for b in running.gateway.buses if b.name == name)
+    if isinstance(bus, MBusBusConfig):
+        meters = tuple(replace(m, identification=pins[m.meter_id]) if m.meter_id in pins else m for m in bus.meters)
+        return replace(bus, meters=meters, answer_timeout_s=0.5, retries=0)
+    assert isinstance(bus, ModbusRtuBusConfig | ModbusTcpBusConfig)
+    meters = tuple(replace(m, serial_number=pins[m.meter_id]) if m.meter_id in pins else m for m in bus.meters)
+    return replace(bus, meters=meters, timeout_s=1.0, retries=0)
+
+
+def polls(bus: Bus, *steps: Step) -> tuple[list[tuple[Reading | None, str | None]], list[Reading]]:
+    """The gateway's scheduler over its real transport: each poll's reading (or None and its error),
+    and every reading it stored."""
+    stored: list[Reading] = []
+    transport: MBusTransport | ModbusRtuTransport | ModbusTcpTransport
+    if isinstance(bus, MBusBusConfig):
+        transport = MBusTransport(bus)
+    elif isinstance(bus, ModbusRtuBusConfig):
+        transport = ModbusRtuTransport(bus, ProfileBook())
+    else:
+        transport = ModbusTcpTransport(bus, ProfileBook())
+
+    async def store(reading: Reading) -> None:
+        stored.append(reading)
+
+    scheduler = BusScheduler(bus, transport, on_reading=store)
+
+    async def run() -> list[tuple[Reading | None, str | None]]:
+        results = []
+        try:
+            for step in steps:
+                if isinstance(step, str):
+                    results.append(await scheduler.read_now(step))
+                else:
+                    step()
+            return results
+        finally:
+            await transport.close()
+
+    return asyncio.run(asyncio.wait_for(run(), 60)), stored
+
+
+def fault(running: Running, *args: str) -> Any:
+    """``aquami simulate fault`` on the rig: its JSON answer."""
+    result = CliRunner().invoke(app, ["simulate", "fault", "--rig", running.url, *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def refused(running: Running, *args: str) -> str:
+    """What ``aquami simulate fault`` says of a request it (or the rig) refuses, on one line."""
+    result = CliRunner().invoke(app, ["simulate", "fault", "--rig", running.url, *args], env={"COLUMNS": "400"})
+    assert result.exit_code != 0, result.output
+    return result.output
+
+
+def _volumes(stored: list[Reading]) -> list[tuple[str, float]]:
+    return [(r.meter_id, r.volume_m3) for r in stored]
+
+
+# ---- M-Bus ------------------------------------------------------------------------------------------
+
+
+def test_mbus_swapped_addresses_are_refused_by_the_gateway_then_read_again_once_cleared(running: Running) -> None:
+    bus = _bus(running, "mb")
+    swapped = fault(running, "MB1", "swap_address", "--set", "with_meter=MB2")
+    assert swapped["kind"] == "swap_address" and swapped["with_meter"] == "MB2"
+    assert swapped["done"] == (
+        "addresses swapped: MB1 answers at primary address 2 of mb and MB2 at primary address 1 of mb"
+    )
+    rows = {r["meter"]: r for r in running.rig.rows()}
+    assert rows["MB1"]["faults"] == rows["MB2"]["faults"] == ["swap_address"]
+    assert rows["MB1"]["where"].endswith("primary 2 secondary 26000001")
+    during, stored = polls(bus, "MB1", "MB2", "MB1", "MB2")
+    assert [reading for reading, _ in during] == [None] * 4
+    assert stored == []  # 0 readings stored under the wrong meter's id
+    one, two = during[0][1], during[1][1]
+    assert "at primary address 1 the meter with identification 26000002 answered, not 26000001" in (one or "")
+    assert "at primary address 2 the meter with identification 26000001 answered, not 26000002" in (two or "")
+
+    cleared = fault(running, "MB2", "--clear")  # the other meter's clear swaps them back too
+    assert [f["kind"] for f in cleared] == ["swap_address"]
+    assert cleared[0]["done"].startswith("swapped back: MB1 answers at primary address 1 of mb")
+    assert "note" not in cleared[0]  # not a fault in the water: none "never took effect", cleared at once
+    after, stored = polls(bus, "MB1", "MB2")
+    assert [reading is not None for reading, _ in after] == [True, True], after
+    assert _volumes(stored) == [
+        ("MB1", pytest.approx(running.volume("MB1"), abs=0.001)),
+        ("MB2", pytest.approx(running.volume("MB2"), abs=0.001)),
+    ]
+
+
+def test_an_mbus_meter_exchanged_is_refused_naming_the_new_identification_and_put_back_when_cleared(
+    running: Running,
+) -> None:
+    exchanged = fault(running, "MB1", "exchange", "--set", "identification=00012345", "--set", "volume_m3=5")
+    assert (exchanged["identification"], exchanged["volume_m3"]) == ("00012345", 5.0)  # its leading zeros kept
+    assert exchanged["done"] == (
+        "exchanged: the meter with identification 00012345 answers at primary address 1 of mb in place of the one "
+        "with identification 26000001, its register from 5 m3 at 2026-03-04T03:30:00Z"
+    )
+    at_exchange = running.volume("MB1")
+    running.clock["now"] = NOW + timedelta(hours=2)  # the connection's water goes on, through the new meter
+    results, stored = polls(_bus(running, "mb"), "MB1", "MB2")
+    assert results[0][0] is None and stored == [r for r, _ in results[1:]]  # MB2 read, MB1 not
+    error = results[0][1]
+    assert error is not None and "the meter with identification 00012345 answered, not 26000001" in error
+    assert 'identification = "00012345"' in error  # the new meter named, for the technician to pin
+    _, stored = polls(_bus(running, "mb", MB1="00012345"), "MB1")
+    assert _volumes(stored) == [("MB1", pytest.approx(5 + running.volume("MB1") - at_exchange, abs=0.001))]
+
+    [cleared] = fault(running, "MB1", "--clear")
+    assert cleared["done"].startswith("the old meter, identification 26000001, back at primary address 1 of mb")
+    _, stored = polls(_bus(running, "mb"), "MB1")
+    assert _volumes(stored) == [("MB1", pytest.approx(running.volume("MB1"), abs=0.001))]  # as if never off
+
+
+# ---- Modbus -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("transport", "one", "two"), [("rtu", "M1", "M2"), ("tcp", "T1", "T2")])
+def test_modbus_swapped_unit_ids_are_refused_by_the_gateway_then_read_again_once_cleared(
+    running: Running, transport: str, one: str, two: str
+) -> None:
+    bus = _bus(running, transport)
+    swapped = fault(running, one, "swap_address", "--set", f"with_meter={two}")
+    assert swapped["done"] == (
+        f"addresses swapped: {one} answers at unit 2 of {transport} and {two} at unit 1 of {transport}"
+    )
+    during, stored = polls(bus, one, two)
+    assert [reading for reading, _ in during] == [None, None] and stored == []
+    serial = {"M1": "40000001", "M2": "40000002", "T1": "40000011", "T2": "40000012"}
+    assert f"at unit 1 of bus {transport}" in (during[0][1] or "")
+    assert f"the meter with serial number {serial[two]} answered, not {serial[one]}" in (during[0][1] or "")
+    assert f"the meter with serial number {serial[one]} answered, not {serial[two]}" in (during[1][1] or "")
+
+    [cleared] = fault(running, one, "--clear")
+    assert cleared["done"] == f"swapped back: {one} answers at unit 1 of {transport} and {two} at unit 2 of {transport}"
+    _, stored = polls(bus, one, two)
+    assert _volumes(stored) == [
+        (one, pytest.approx(running.volume(one), abs=0.001)),
+        (two, pytest.approx(running.volume(two), abs=0.001)),
+    ]
+
+
+def test_a_modbus_meter_exchanged_is_refused_naming_the_new_serial_number(running: Running) -> None:
+    exchanged = fault(running, "M1", "exchange", "--set", "serial_number=0040000099")
+    assert exchanged["serial_number"] == "40000099" and exchanged["volume_m3"] == 0.0
+    results, stored = polls(_bus(running, "rtu"), "M1", "M2")
+    assert results[0][0] is None and _volumes(stored) == [("M2", pytest.approx(running.volume("M2"), abs=0.001))]
+    assert "the meter with serial number 40000099 answered, not 40000001" in (results[0][1] or "")
+    _, stored = polls(_bus(running, "rtu", M1="40000099"), "M1")
+    assert _volumes(stored) == [("M1", 0.0)]  # a new meter: from 0, and no water yet on the rig's clock
+    fault(running, "M1", "--clear")
+    _, stored = polls(_bus(running, "rtu"), "M1")
+    assert _volumes(stored) == [("M1", pytest.approx(running.volume("M1"), abs=0.001))]
+
+
+def test_an_exchange_without_a_serial_number_gets_one_the_answer_names(running: Running) -> None:
+    exchanged = fault(running, "T2", "exchange")
+    serial = exchanged["serial_number"]
+    assert serial.isdigit() and serial not in ("40000011", "40000012")
+    results, stored = polls(_bus(running, "tcp"), "T2")
+    assert stored == [] and f"serial number {serial} answered, not 40000012" in (results[0][1] or "")
+
+
+# ---- refused, in words --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["P1", "swap_address", "--set", "with_meter=M1"], "swap_address is not a fault of a pulse_counter meter"),
+        (["M1", "swap_address", "--set", "with_meter=P1"], "with_meter: P1: swap_address is not a fault of a pulse"),
+        (["P1", "exchange"], "exchange is not a fault of a pulse_counter meter"),
+        (["M1", "swap_address", "--set", "with_meter=T1"], "M1 is on transport 'rtu' and T1 on 'tcp': a swap_address"),
+        (["MB1", "swap_address", "--set", "with_meter=M2"], "MB1 is on transport 'mb' and M2 on 'rtu'"),
+        (["M1", "swap_address", "--set", "with_meter=M1"], "M1 swaps its address with another meter, not itself"),
+        (["M1", "swap_address", "--set", "with_meter=NOPE"], "with_meter: 'NOPE' is not on this rig"),
+        (["T1", "swap_address", "--set", "with_meter=INLET"], "T1 is a smart_water_meter and INLET a dma_inlet"),
+        (["M1", "swap_address"], "with_meter: expected the id of the meter to swap addresses with, got None"),
+        (["M1", "exchange", "--set", "serial_number=40000002"], "serial_number: 40000002 is M2's on transport 'rtu'"),
+        (["M1", "exchange", "--set", "serial_number=40000001"], "40000001 is the meter's own: the new meter has"),
+        (["MB1", "exchange", "--set", "identification=26000002"], "identification: 26000002 is MB2's on transport"),
+        (["MB1", "exchange", "--set", "serial_number=1"], "serial_number does not apply to an exchange fault on a"),
+        (["M1", "exchange", "--set", "identification=12345678"], "identification does not apply to an exchange fault"),
+        (["M1", "exchange", "--set", "duration_s=60"], "duration_s does not apply to an exchange fault"),
+        (["M1", "exchange", "--set", "volume_m3=-1"], "volume_m3: -1 is outside 0..99999 m3"),
+    ],
+)
+def test_work_that_makes_no_sense_is_refused_in_words(running: Running, args: list[str], said: str) -> None:
+    assert said in refused(running, *args).replace("\n", " ")
+    assert running.rig.active_faults() == []
+
+
+def test_one_swap_or_exchange_at_a_time_on_a_meter(running: Running) -> None:
+    fault(running, "M1", "swap_address", "--set", "with_meter=M2")
+    for args in (["M2", "exchange"], ["M1", "exchange"], ["M2", "swap_address", "--set", "with_meter=M1"]):
+        output = refused(running, *args).replace("\n", " ")
+        assert "swap_address (fault" in output and "is in force: clear it first" in output, output
+    assert [f.spec.kind for f in running.rig.active_faults()] == ["swap_address"]
+
+
+def test_a_radio_meter_and_a_rig_file_refuse_the_work() -> None:
+    with pytest.raises(ValueError, match="exchange is not a fault of a wmbus_oms meter: a radio meter has no address"):
+        parse_fault({"kind": "exchange"}, "wmbus_oms")
+    with pytest.raises(ValueError, match="swap_address is not a fault of a wmbus_oms meter"):
+        parse_fault({"kind": "swap_address", "with_meter": "W2"}, "wmbus_oms")
+    text = RIG.replace('serial_number = "40000001"\n', 'serial_number = "40000001"\nfaults = [{ kind = "exchange" }]\n')
+    with pytest.raises(ConfigError, match=r"meter\[2\]\.faults\[0\]: a exchange is a technician's work on a running"):
+        parse_rig_text(text, now=NOW)
+
+
+# ---- the options, on their own ------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=0, max_value=10**8 - 1))
+def test_an_identification_given_as_a_number_keeps_its_8_digits(number: int) -> None:
+    """``--set identification=00012345`` arrives as the number 12345: it is the identification 00012345."""
+    spec = parse_fault({"kind": "exchange", "identification": number}, "mbus_water")
+    assert spec.identification == f"{number:08d}" and int(spec.identification) == number
+    assert parse_fault({"kind": "exchange", "identification": spec.identification}, "mbus_water") == spec
+
+
+@given(st.one_of(st.integers(max_value=-1), st.integers(min_value=10**8), st.text(max_size=10)))
+def test_an_identification_that_is_not_8_digits_is_refused(value: int | str) -> None:
+    if isinstance(value, str) and len(value) == 8 and value.isascii() and value.isdigit():
+        return  # (one that is)
+    with pytest.raises(ValueError, match=r"^identification: .* is not 8 decimal digits 0-9$"):
+        parse_fault({"kind": "exchange", "identification": value}, "mbus_water")
+
+
+@given(st.integers(min_value=-(2**40), max_value=2**40), st.floats(allow_nan=True) | st.integers(-(10**6), 10**6))
+def test_an_exchange_accepted_is_one_the_state_file_reads_back(serial: int, volume: float) -> None:
+    """Refused (ValueError) or a spec within range that a state file (every option, as written) reads back."""
+    try:
+        spec = parse_fault({"kind": "exchange", "serial_number": serial, "volume_m3": volume}, "smart_water_meter")
+    except ValueError:
+        assert not (0 <= serial < 2**32) or not (0 <= volume <= 99_999.0)  # (a rig file's initial_m3 too)
+        return
+    assert spec.serial_number == str(serial) and spec.volume_m3 == float(volume)
+    assert parse_fault(asdict(spec), "smart_water_meter", only_its_options=False) == spec
+
+
+def test_an_exchange_outlives_a_restart_of_the_rig(tmp_path: Path) -> None:
+    """The state file keeps it, its new meter's identification with it: a restarted rig's exchanged
+    meter answers with the same identification and register, and clearing it puts the old one back."""
+    config = parse_rig_text(RIG, now=NOW)
+    state = tmp_path / "rig.state.json"
+    clock = {"now": NOW}
+
+    def run(action: Callable[[Rig], dict[str, Any]]) -> dict[str, Any]:
+        """``action`` on a rig started from the state file (its TCP server on the loop it starts on)."""
+
+        async def lifetime() -> dict[str, Any]:
+            rig = Rig(config, clock=lambda: clock["now"], state_path=state)
+            await rig.start()
+            try:
+                return action(rig)
+            finally:
+                await rig.stop()
+
+        return asyncio.run(lifetime())
+
+    made = run(lambda rig: rig.inject("MB1", {"kind": "exchange", "volume_m3": 2.5}).to_json())
+    clock["now"] = NOW + timedelta(hours=1)
+
+    def restarted(rig: Rig) -> dict[str, Any]:
+        model = rig.meters["MB1"].model
+        through = model.read(clock["now"]).volume_m3 - model.read(NOW).volume_m3
+        seen = {"faults": [f.to_json() for f in rig.active_faults()], "during": rig.rows(), "register": 2.5 + through}
+        rig.clear(meter_id="MB1")
+        return seen | {"after": rig.rows()}
+
+    seen = run(restarted)
+    assert [(f["kind"], f["identification"]) for f in seen["faults"]] == [("exchange", made["identification"])]
+    during = next(r for r in seen["during"] if r["meter"] == "MB1")
+    assert during["where"].endswith(f"primary 1 secondary {made['identification']}")
+    assert during["register"] == f"{seen['register']:.3f} m3"
+    after = next(r for r in seen["after"] if r["meter"] == "MB1")
+    assert after["where"].endswith("primary 1 secondary 26000001")
