@@ -8,12 +8,8 @@ are rules for its address there (Modbus unit id; on the M-Bus and the wM-Bus its
 which, unlike an M-Bus primary address, is the meter's alone and does not change).
 
 A technician's work at the meters (``swap_address``, ``exchange``: :mod:`simulators.rig.faults`) is
-done on the transports: on an M-Bus with the bus's own :meth:`~simulators.mbus_bus.MBusSimulator.exchange`
-and :meth:`~simulators.mbus_bus.MBusSimulator.swap_primary_addresses`; on Modbus (RTU and TCP alike)
-by changing which meter stands behind a unit id's :class:`~simulators.rig.meters.Watched` (the TCP
-server's units are fixed when it starts; what answers behind each is not). A wire fault acts where it
-was injected: on Modbus at the unit id, on M-Bus on the meter of that identification; one injected
-after the work, on the meter now there (the exchanged meter's new one, on M-Bus).
+injected and cleared like a fault; :class:`~simulators.rig.meter_work.MeterWork` checks it and does
+it on the transports.
 
 Given a state file (:mod:`simulators.rig.state`), the rig keeps every fault it applies there and
 replays them at start-up: a restarted rig's registers read what they would have without the restart.
@@ -24,9 +20,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -41,10 +36,9 @@ from simulators.mbus_slave import MBusWaterMeter
 from simulators.meter_model import MeterModel
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_tcp import ModbusTcpSimulator
-from simulators.modbus_unit import RegisterSource, serial_number_for
+from simulators.modbus_unit import RegisterSource
 from simulators.modelled_meter import ModelledMeter
 from simulators.rig.config import MeterConfig, RigConfig, TransportConfig, serial_number
-from simulators.rig.exchanged_meter import ExchangedMeter
 from simulators.rig.faults import (
     FaultSpec,
     LivePlan,
@@ -52,9 +46,9 @@ from simulators.rig.faults import (
     inject_meter_fault,
     meter_fault,
     parse_fault,
-    refuse_work,
     wire_rule,
 )
+from simulators.rig.meter_work import MeterWork
 from simulators.rig.meters import PulseCounter, Watched
 from simulators.rig.state import FaultRecord, load_state_and_counters, save_state
 from simulators.serial_line import LineSettings
@@ -152,10 +146,8 @@ class Rig:
         self._lines: list[ModbusRtuSimulator | MBusSimulator | WMBusReceiverSimulator] = []
         self.where: dict[str, str] = {}  # transport name -> where it listens
         self.framing: dict[str, LineSettings] = {}  # serial transport name -> its line's framing and timing
-        self._buses: dict[str, MBusSimulator] = {}  # M-Bus transport name -> its bus
-        self._slaves: dict[str, MBusWaterMeter] = {}  # M-Bus meter id -> the meter on the bus in its place
-        self._units: dict[str, Watched] = {}  # Modbus meter id -> the unit id's slot its meter stands in
         self._models = self._build_models()
+        self._work = MeterWork(self.meters, self._models, self.where)  # swaps and exchanges
 
     # ---- building -------------------------------------------------------------------------------
 
@@ -266,7 +258,7 @@ class Rig:
             for m in members:
                 unit, register = units[m.meter_id]
                 assert m.address is not None
-                self._units[m.meter_id] = unit
+                self._work.add_unit(m.meter_id, unit)
                 self._add(m, t, m.address, plan, partial(getattr, unit, "last_request"), register)
         elif t.protocol == "mbus":
             slaves = {
@@ -281,8 +273,7 @@ class Rig:
             settings = mbus_line(t.baudrate)
             bus = MBusSimulator(list(slaves.values()), settings, plan, self.clock).start()
             self._lines.append(bus)
-            self._buses[t.name] = bus
-            self._slaves.update(slaves)
+            self._work.add_bus(t.name, bus, slaves)
             self.where[t.name] = bus.port
             self.framing[t.name] = settings
             for m in members:
@@ -350,7 +341,7 @@ class Rig:
         with self._lock:
             fault_id = next(self._ids)
             if spec.is_work:
-                spec = self._check_work(meter_id, spec, fault_id)
+                spec = self._work.check(meter_id, spec, fault_id, self._faults.values())
             record = FaultRecord(fault_id, meter_id, spec, self.clock())
             fault = self._apply(record)
             self._records[record.fault_id] = record
@@ -394,195 +385,18 @@ class Rig:
         self._faults[fault.fault_id] = fault
         return fault
 
-    # ---- a technician's work at the meters ----------------------------------------------------
-
-    def _check_work(self, meter_id: str, spec: FaultSpec, fault_id: int) -> FaultSpec:
-        """``spec`` for ``meter_id`` checked against the rig (ValueError in words), an exchange's new
-        identification or serial number given (derived from the meter and ``fault_id``) unless it has
-        one. Call with the lock held."""
-        meter = self.meters[meter_id]
-        busy = [f for f in self._faults.values() if f.spec.is_work and f.involves(meter_id)]
-        if spec.kind == "swap_address":
-            other_id = spec.with_meter or ""
-            if other_id == meter_id:
-                raise ValueError(f"with_meter: {meter_id} swaps its address with another meter, not itself")
-            other = self.meters.get(other_id)
-            if other is None:
-                raise ValueError(f"with_meter: {other_id!r} is not on this rig")
-            try:
-                refuse_work(spec.kind, other.config.kind)
-            except ValueError as error:
-                raise ValueError(f"with_meter: {other_id}: {str(error).removeprefix('kind: ')}") from None
-            if other.config.transport != meter.config.transport:
-                raise ValueError(
-                    f"with_meter: {meter_id} is on transport {meter.config.transport!r} and {other_id} on "
-                    f"{other.config.transport!r}: a swap_address is between two meters of one transport"
-                )
-            if meter.protocol.startswith("modbus") and other.config.kind != meter.config.kind:
-                raise ValueError(
-                    f"with_meter: {meter_id} is a {meter.config.kind} and {other_id} a {other.config.kind}: their "
-                    "register maps differ; swap the addresses of two meters of one kind"
-                )
-            if meter.protocol == "mbus" and self._slaves[meter_id].primary_address == 0 == (
-                self._slaves[other_id].primary_address
-            ):
-                raise ValueError(
-                    f"with_meter: {meter_id} and {other_id} are both at primary address 0 (reached by their "
-                    "secondary address): a swap would change nothing"
-                )
-            busy += [f for f in self._faults.values() if f.spec.is_work and f.involves(other_id)]
-        if busy:
-            f = busy[0]
-            raise ValueError(
-                f"kind: {f.spec.kind} (fault {f.fault_id}, of {f.meter_id}) is in force: clear it first "
-                "(one swap_address or exchange at a time on a meter)"
-            )
-        if spec.kind == "exchange":
-            seed = f"{meter_id} exchange {fault_id}".encode()
-            if meter.protocol == "mbus":
-                spec = replace(spec, identification=spec.identification or f"{zlib.crc32(seed) % 10**8:08d}")
-                taken = {m: s.identification for m, s in self._slaves.items() if m in self._on(meter)}
-                self._refuse_taken("identification", spec.identification or "", meter_id, taken)
-            else:
-                spec = replace(spec, serial_number=spec.serial_number or serial_number_for(seed.decode()))
-                taken = {m: self._serial(m) for m in self._on(meter) if self._serial(m)}
-                self._refuse_taken("serial_number", spec.serial_number or "", meter_id, taken)
-        return spec
-
-    def _on(self, meter: RigMeter) -> list[str]:
-        """The ids of the meters on ``meter``'s transport."""
-        return [m for m, rm in self.meters.items() if rm.config.transport == meter.config.transport]
-
-    def _serial(self, meter_id: str) -> str:
-        """The serial number the meter at ``meter_id``'s place serves now ("" for none)."""
-        source = self._units[meter_id].source
-        return source.serial_number if isinstance(source, ModelledMeter) else ""
-
-    def _refuse_taken(self, what: str, value: str, meter_id: str, taken: dict[str, str]) -> None:
-        for other, its in taken.items():
-            if its == value:
-                whose = "the meter's own: the new meter has another" if other == meter_id else f"{other}'s"
-                transport = self.meters[meter_id].config.transport
-                raise ValueError(f"{what}: {value} is {whose} on transport {transport!r}; give another")
+    # ---- a technician's work at the meters (simulators.rig.meter_work) -------------------------
 
     def _do_work(self, record: FaultRecord) -> ActiveFault:
         """Do ``record``'s work on the transports; the fault's clear puts things back. Call with the lock held."""
-        meter_id, spec = record.meter_id, record.spec
-        if spec.kind == "swap_address":
-            assert spec.with_meter is not None
-            undo, done = self._swap(meter_id, spec.with_meter)
-        else:
-            undo, done = self._exchange(meter_id, spec, record.since)
+        undo, done = self._work.do(record.meter_id, record.spec, record.since)
 
         def clear(at: datetime) -> datetime:
             fault.done = undo()
             return at
 
-        fault = ActiveFault(record.fault_id, meter_id, spec, record.since, clear, None, record, done)
+        fault = ActiveFault(record.fault_id, record.meter_id, record.spec, record.since, clear, None, record, done)
         return fault
-
-    def _swap(self, first: str, second: str) -> tuple[Callable[[], str], str]:
-        """Swap the two meters' addresses; returns the undoing (which says what it did) and what was done."""
-        one, other = self.meters[first], self.meters[second]
-        if one.protocol == "mbus":
-            bus = self._buses[one.config.transport]
-
-            def swap() -> None:
-                bus.swap_primary_addresses(self._slaves[first].identification, self._slaves[second].identification)
-        else:
-            slot, other_slot = self._units[first], self._units[second]
-
-            def swap() -> None:
-                slot.source, other_slot.source = other_slot.source, slot.source
-                one.last_request, other.last_request = other.last_request, one.last_request
-
-        def said() -> str:
-            return f"{first} answers at {self._address(first)} and {second} at {self._address(second)}"
-
-        def undo() -> str:
-            swap()
-            self._place(first)
-            self._place(second)
-            return f"swapped back: {said()}"
-
-        swap()
-        self._place(first)
-        self._place(second)
-        return undo, f"addresses swapped: {said()}"
-
-    def _exchange(self, meter_id: str, spec: FaultSpec, since: datetime) -> tuple[Callable[[], str], str]:
-        """Put a new meter in ``meter_id``'s place; returns the undoing and what was done."""
-        meter = self.meters[meter_id]
-        fitted = ExchangedMeter(self._models[meter_id], since, spec.volume_m3 or 0.0)
-        kept = (meter.last_request, meter.register, meter.fault_address)
-        if meter.protocol == "mbus":
-            bus = self._buses[meter.config.transport]
-            old = self._slaves[meter_id]
-            identification = spec.identification or ""
-            new = MBusWaterMeter(fitted, 0, identification, manufacturer=meter.config.manufacturer)
-            bus.exchange(old.identification, new)
-            self._slaves[meter_id] = new
-            meter.last_request = partial(getattr, new, "last_request")
-            meter.fault_address = new.fault_address
-            who, its = f"identification {identification}", f"identification {old.identification}"
-
-            def put_back() -> None:
-                bus.exchange(new.identification, old)
-                self._slaves[meter_id] = old
-        else:
-            slot = self._units[meter_id]
-            previous = slot.source
-            assert isinstance(previous, ModelledMeter)
-            serial = spec.serial_number or ""
-            slot.source = ModelledMeter(previous.unit_id, previous.profile, fitted, serial_number=serial)
-            who, its = f"serial number {serial}", f"serial number {previous.serial_number}"
-
-            def put_back() -> None:
-                slot.source = previous
-
-        meter.register = lambda at: f"{fitted.volume_m3(at):.3f} m3"
-        self._place(meter_id)
-        start = f"{spec.volume_m3 or 0.0:g}"
-
-        def undo() -> str:
-            put_back()
-            meter.last_request, meter.register, meter.fault_address = kept
-            self._place(meter_id)
-            return f"the old meter, {its}, back at {self._address(meter_id)}, its register as if never taken off"
-
-        done = (
-            f"exchanged: the meter with {who} answers at {self._address(meter_id)} in place of the one with "
-            f"{its}, its register from {start} m3 at {utc_iso(since)}"
-        )
-        return undo, done
-
-    def _address(self, meter_id: str) -> str:
-        """Where the meter in ``meter_id``'s place answers now, in words."""
-        meter = self.meters[meter_id]
-        transport = meter.config.transport
-        if meter.protocol == "mbus":
-            return f"primary address {self._slaves[meter_id].primary_address} of {transport}"
-        return f"unit {self._unit_of(meter_id)} of {transport}"
-
-    def _unit_of(self, meter_id: str) -> int:
-        """The unit id the meter ``meter_id`` answers at: the slot it stands in now."""
-        model = self._models[meter_id]
-        for other, slot in self._units.items():
-            source = slot.source
-            if isinstance(source, ModelledMeter) and _model_of(source) is model:
-                return self.meters[other].fault_address
-        return self.meters[meter_id].fault_address
-
-    def _place(self, meter_id: str) -> None:
-        """The meter's ``where`` (the live table's), after a technician's work moved it."""
-        meter = self.meters[meter_id]
-        transport = meter.config.transport
-        if meter.protocol == "mbus":
-            slave = self._slaves[meter_id]
-            at = f"primary {slave.primary_address} secondary {slave.identification}"
-            meter.where = f"{self.where[transport]} {at}"
-        else:
-            meter.where = f"{self.where[transport]} unit {self._unit_of(meter_id)}"
 
     def _reserve_counter(self, meter_id: str, counter: int) -> int:
         """A mode 7 meter is about to send ``counter``, past its reservation: reserve
@@ -674,9 +488,3 @@ class Rig:
             "flow_m3h": round(reading.flow_m3h, 3),
             "alarms": sorted(reading.alarms),
         }
-
-
-def _model_of(source: ModelledMeter) -> object:
-    """The meter model behind a Modbus meter (an exchanged meter's: the connection's)."""
-    meter = source.meter
-    return meter.meter if isinstance(meter, ExchangedMeter) else meter
