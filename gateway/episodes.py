@@ -26,7 +26,7 @@ answer: an episode begun and ended each time, the flood the episodes were made t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -111,3 +111,9 @@ class Episodes(Generic[Key]):
             return None
         del self._going_on[key]
         return episode, episode.lasted_s
+
+    def keep_only(self, keys: Iterable[Key]) -> None:
+        """Forget the episodes of every key but ``keys`` (meters no longer configured): unsaid, as
+        nothing more will be heard of them."""
+        kept = set(keys)
+        self._going_on = {key: episode for key, episode in self._going_on.items() if key in kept}

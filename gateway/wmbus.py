@@ -14,7 +14,8 @@ meter's ``manufacturer`` is configured, from that manufacturer; one that opens w
 but whose encrypted transport header names another meter is not its reading (a failed attempt, said,
 and its interval's reason: :meth:`WMBusListener._names_another`). One telegram
 can be heard twice (directly and through a repeater, or by two receivers): a telegram whose meter,
-access number and records were already taken within ``duplicate_window_s`` is dropped. One recorded
+access number and records were already taken within ``duplicate_window_s`` is dropped, a reload of
+the configuration in between or not (:mod:`gateway.wmbus_duplicates`). One recorded
 and sent again later is refused by its AFL message counter or the meter's clock
 (:mod:`gateway.wmbus_replay`).
 
@@ -23,7 +24,9 @@ counts as a good poll; an interval without it as a failed one, so ``offline_afte
 raise ``meter_offline``, and the next telegram ``meter_online``. A silent interval's failure says
 why it may have been silent: the receiver failing, or bytes from it dropped as garbled meanwhile.
 Each meter's interval under way is the receiver's memory's, not the listener's, so a reload of the
-configuration carries it on rather than beginning it again (:mod:`gateway.wmbus_intervals`).
+configuration carries it on rather than beginning it again (:mod:`gateway.wmbus_intervals`). So are
+the episodes said once while they last and the lines said once per meter (:mod:`gateway.wmbus_said`):
+a reload neither says a warning again nor ends an episode unsaid.
 
 A receiver that will not open (unplugged) or fails its reads is tried again after a growing wait,
 up to 30 s, and said once per episode (gateway.episodes): its first failure with the reason, a
@@ -34,8 +37,6 @@ INFO. Before, each try was a warning: 2,880 a day for a stick left out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import termios
 import time
@@ -60,6 +61,7 @@ from gateway.mbus import reading_from_records
 from gateway.serial_port import open_exclusive, why_open_failed, why_tcsetattr_failed
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
+from gateway.wmbus_duplicates import DuplicateFilter
 from gateway.wmbus_replay import Freshness, FreshnessStore, ReplayGuard, freshness_of
 from gateway.wmbus_unconfigured import ReceiverMemory, mistyped_hint
 
@@ -94,27 +96,6 @@ def _why_not_decoded(meter: MeterConfig, device: str, error: DecodeError) -> str
             f'add key = "…" (the 32 hex digits of its key sheet) to its [[meters]] entry'
         )
     return f"{who}: telegram not decoded: {error}"
-
-
-class DuplicateFilter:
-    """Remembers what was taken for ``window_s`` seconds (monotonic time)."""
-
-    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic):
-        self.window_s = window_s
-        self.clock = clock
-        self._seen: dict[tuple[str, int, str], float] = {}
-
-    def first_time(self, meter_id: str, access_no: int, records: Any) -> bool:
-        now = self.clock()
-        if len(self._seen) > 10_000 or (self._seen and next(iter(self._seen.values())) < now - self.window_s):
-            self._seen = {k: t for k, t in self._seen.items() if t >= now - self.window_s}
-        digest = hashlib.blake2b(json.dumps(records, sort_keys=True).encode(), digest_size=8).hexdigest()
-        key = (meter_id, access_no, digest)
-        seen_at = self._seen.get(key)
-        if seen_at is not None and now - seen_at <= self.window_s:
-            return False
-        self._seen[key] = now
-        return True
 
 
 class OnHeard(Protocol):
@@ -152,7 +133,6 @@ class WMBusListener:
         self.meters = {m.wmbus_id: m for m in config.meters if m.wmbus_id}
         self.keys = {ident: m.key for ident, m in self.meters.items() if m.key is not None}
         self.parser = self._new_parser()
-        self.duplicates = DuplicateFilter(config.duplicate_window_s)
         self.telegrams = 0
         self.duplicates_dropped = 0
         self.unknown_meters = 0
@@ -160,27 +140,27 @@ class WMBusListener:
         self.unencrypted_refused = 0  # telegrams in the clear from a meter given a key: forged, or misconfigured
         #: telegrams opened with a meter's key whose encrypted header names another meter (_names_another)
         self.naming_another = 0
-        self._other_senders_logged: set[str] = set()  # meters whose id came from another make or medium
         self.clear_records_dropped = 0  # records a keyed meter's mode 5 telegram carried in the clear
         self.replayed = 0  # telegrams older than one already taken from their meter (gateway.wmbus_replay)
-        self._replay_logged: set[str] = set()
-        self._clear_records_logged: set[str] = set()
         # each meter's send interval (its own, or the bus's); when its current one ends is the memory's
         self._interval = {m.meter_id: m.poll_interval_s or config.poll_interval_s for m in config.meters}
         #: the receiver's port is open: what it sends from now on is heard (before, it goes nowhere)
         self.port_open = False
-        self._unusable: Episodes[str] = Episodes(remind_every_s)  # the receiver failing, said once an episode
-        self._undecoded: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams not decoding, likewise
-        self._naming_another: Episodes[str] = Episodes(remind_every_s)  # a meter's telegrams naming another
-        self._receiver_failing: str | None = None  # why the receiver cannot be read, while it cannot
-        #: who else the receiver hears, for a mistyped id's hint, the noise it dropped, and each meter's
-        #: current send interval: the gateway's, kept across reloads (gateway.wmbus_unconfigured,
-        #: gateway.wmbus_intervals), so a reload does not begin a meter's interval again
+        #: who else the receiver hears, for a mistyped id's hint, the noise it dropped, each meter's
+        #: current send interval, the episodes said once while they last (the receiver failing, a
+        #: meter's telegrams not decoding, naming another, a silent meter with ids close to its own),
+        #: the lines said once per meter, and the telegrams taken lately (a repeater's copy dropped):
+        #: the gateway's, kept across reloads (gateway.wmbus_unconfigured, gateway.wmbus_intervals,
+        #: gateway.wmbus_said, gateway.wmbus_duplicates), so a reload neither begins a meter's interval
+        #: again, nor says a warning again, nor takes a repeater's copy as a second reading
         self.memory = ReceiverMemory() if memory is None else memory
         self.memory.listened_to(config.meters, self._interval)
         self.unconfigured = self.memory.senders
         self.intervals = self.memory.intervals
-        self._mistyped: Episodes[str] = Episodes(remind_every_s)  # a silent meter with ids close to its own
+        self.said = self.memory.said
+        self.said.remind_every(remind_every_s)
+        self.duplicates: DuplicateFilter = self.memory.duplicates
+        self.duplicates.window_s = config.duplicate_window_s  # a reload's change applies to what it holds
 
     def _new_parser(self) -> ReceiverStreamParser:
         return ReceiverStreamParser(require_fcs=self.config.require_fcs)
@@ -269,7 +249,7 @@ class WMBusListener:
 
     def _heard_again(self, meter: MeterConfig) -> None:
         """``meter``'s reading taken: the end of its episode of silence with ids close to its own."""
-        ended = self._mistyped.ended(meter.meter_id)
+        ended = self.said.mistyped.ended(meter.meter_id)
         if ended is not None:
             name, ident = meter.meter_id, meter.wmbus_id
             log.info("%s: %s (id %s) heard again after %s", self.config.name, name, ident, lasted(ended[1]))
@@ -277,13 +257,13 @@ class WMBusListener:
     def _say_mistyped(self, meter: MeterConfig, why: str) -> None:
         """A silent interval of ``meter`` while ids close to its own were heard: said once an
         episode, reminded while it lasts."""
-        episode = self._mistyped.failed(meter.meter_id)
+        episode = self.said.mistyped.failed(meter.meter_id)
         if episode is None:
             return
         if episode.first:
             log.warning(
                 "%s: %s (id %s): %s (said again every %s while it lasts)",
-                self.config.name, meter.meter_id, meter.wmbus_id, why, lasted(self._mistyped.remind_every_s),
+                self.config.name, meter.meter_id, meter.wmbus_id, why, lasted(self.said.mistyped.remind_every_s),
             )  # fmt: skip
         else:
             log.warning(
@@ -300,8 +280,8 @@ class WMBusListener:
         self.replayed += 1
         if self.on_replay:
             self.on_replay()
-        if meter.meter_id not in self._replay_logged:
-            self._replay_logged.add(meter.meter_id)
+        if meter.meter_id not in self.said.replay_logged:
+            self.said.replay_logged.add(meter.meter_id)
             log.warning(
                 "%s: %s (id %s) sent a telegram whose %s: refused as a replay (logged once per meter)",
                 self.config.name,
@@ -318,8 +298,8 @@ class WMBusListener:
         is configured, from that manufacturer. Another (a neighbour's heat meter with the same
         serial) is logged once per meter and counted as an unknown meter."""
         ours = address.device_type in WATER_METER_TYPES and meter.manufacturer in (None, address.manufacturer)
-        if not ours and meter.meter_id not in self._other_senders_logged:
-            self._other_senders_logged.add(meter.meter_id)
+        if not ours and meter.meter_id not in self.said.other_senders_logged:
+            self.said.other_senders_logged.add(meter.meter_id)
             expected = f"{meter.manufacturer or 'any manufacturer'}'s water meter"
             log.warning(
                 "%s: a telegram with %s's id %s comes from %s %s (device type %02Xh), not %s: not taken "
@@ -347,8 +327,8 @@ class WMBusListener:
         if kept == len(records):
             return decoded
         self.clear_records_dropped += len(records) - kept
-        if meter.meter_id not in self._clear_records_logged:
-            self._clear_records_logged.add(meter.meter_id)
+        if meter.meter_id not in self.said.clear_records_logged:
+            self.said.clear_records_logged.add(meter.meter_id)
             log.warning(
                 "%s: %s sent %d of %d records after its encrypted blocks, in the clear (security mode 5): "
                 "dropped, as anyone could have written them (logged once per meter)",
@@ -370,7 +350,7 @@ class WMBusListener:
             self.on_attempt(False)
         why = _why_not_decoded(meter, device, error)
         self.intervals.failed[meter.meter_id] = why
-        self._warn_once_an_episode(self._undecoded, meter, why, "its telegrams decode", "not decoded")
+        self._warn_once_an_episode(self.said.undecoded, meter, why, "its telegrams decode", "not decoded")
 
     def _names_another(self, meter: MeterConfig, device: str, decoded: dict[str, Any]) -> None:
         """``meter``'s telegram, opened with its key (an extended link layer encrypted with AES-CTR,
@@ -396,7 +376,7 @@ class WMBusListener:
             "layer's AES-CTR does not prevent)"
         )
         self.intervals.failed[meter.meter_id] = why
-        self._warn_once_an_episode(self._naming_another, meter, why, "its telegrams name it", "name another meter")
+        self._warn_once_an_episode(self.said.naming_another, meter, why, "its telegrams name it", "name another meter")
 
     def _warn_once_an_episode(
         self, episodes: Episodes[str], meter: MeterConfig, why: str, until: str, still: str
@@ -419,7 +399,7 @@ class WMBusListener:
 
     def _names_itself_again(self, meter: MeterConfig) -> None:
         """A telegram of ``meter`` naming it: the end of its episode of telegrams naming another, if any."""
-        ended = self._naming_another.ended(meter.meter_id)
+        ended = self.said.naming_another.ended(meter.meter_id)
         if ended is not None:
             episode, seconds = ended
             log.info(
@@ -429,7 +409,7 @@ class WMBusListener:
 
     def _decoded_again(self, meter: MeterConfig) -> None:
         """A telegram of ``meter`` decoded: the end of its episode of undecodable ones, if any."""
-        ended = self._undecoded.ended(meter.meter_id)
+        ended = self.said.undecoded.ended(meter.meter_id)
         if ended is not None:
             episode, seconds = ended
             log.info(
@@ -490,8 +470,8 @@ class WMBusListener:
         whether the receiver was unplugged, its line garbled the telegram, or the meter was silent."""
         interval = lasted(self._interval[meter.meter_id])
         why = f"no telegram heard from it in its send interval ({interval})"
-        if self._receiver_failing is not None:
-            return f"{why}: the receiver on {self.config.device} fails ({self._receiver_failing})"
+        if self.said.receiver_failing is not None:
+            return f"{why}: the receiver on {self.config.device} fails ({self.said.receiver_failing})"
         if dropped:
             return (
                 f"{why}; {dropped:,} bytes of garbled or cut-off messages from the receiver were dropped "
@@ -510,14 +490,14 @@ class WMBusListener:
     def _say_unusable(self, why: str, then: str) -> None:
         """The receiver failed (``why``): said whole with what comes ``then`` if it begins an
         episode, as a reminder if one is due, else not."""
-        self._receiver_failing = why
-        episode = self._unusable.failed(self.config.device)
+        self.said.receiver_failing = why
+        episode = self.said.unusable.failed(self.config.device)
         if episode is None:
             return
         if episode.first:
             log.warning(
                 "%s: %s; %s (said again every %s while it fails, and once it works)",
-                self.config.name, why, then, lasted(self._unusable.remind_every_s),
+                self.config.name, why, then, lasted(self.said.unusable.remind_every_s),
             )  # fmt: skip
         else:
             log.warning(
@@ -527,8 +507,8 @@ class WMBusListener:
 
     def _say_working(self) -> None:
         """A read from the open receiver went through: the end of its episode of failures, if any."""
-        self._receiver_failing = None
-        ended = self._unusable.ended(self.config.device)
+        self.said.receiver_failing = None
+        ended = self.said.unusable.ended(self.config.device)
         if ended is not None:
             episode, seconds = ended
             log.info(

@@ -15,7 +15,9 @@ receiver device): a reload of the gateway's configuration makes the buses anew, 
 forgot every sender heard, so the silent interval after it named none of those heard before it
 (the interval the reload cut short among them), and ``unconfigured_ids_heard`` fell to 0. Each
 meter's send interval under way is kept there too, so a reload no longer cuts it short
-(:mod:`gateway.wmbus_intervals`).
+(:mod:`gateway.wmbus_intervals`), and so are the episodes said once while they last and the lines
+said once per meter (:mod:`gateway.wmbus_said`), and the telegrams taken lately, so a repeater's copy
+heard just after a reload is still a duplicate (:mod:`gateway.wmbus_duplicates`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from dataclasses import dataclass, field
 from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.telegram import MeterAddress
 from gateway.config import MeterConfig
+from gateway.wmbus_duplicates import DuplicateFilter
 from gateway.wmbus_intervals import SendIntervals
+from gateway.wmbus_said import ReceiverSayings
 
 #: Senders remembered at most, the least recently heard forgotten first.
 MAX_REMEMBERED = 1024
@@ -116,10 +120,12 @@ class UnconfiguredSenders:
 class ReceiverMemory:
     """What a receiver heard, kept across the listeners a reload makes anew: the unconfigured senders,
     the telegrams it handed on (the clock :class:`UnconfiguredSenders` marks them with), the bytes
-    its listeners dropped as noise, and each meter's current send interval
-    (:mod:`gateway.wmbus_intervals`): a reload neither begins a meter's interval again nor forgets
-    what it holds, and the first interval after a reload names the close ids heard since the last
-    interval ended before it."""
+    its listeners dropped as noise, each meter's current send interval
+    (:mod:`gateway.wmbus_intervals`), what its listeners said once (:mod:`gateway.wmbus_said`) and
+    the telegrams they took lately (:mod:`gateway.wmbus_duplicates`): a reload neither begins a
+    meter's interval again nor forgets what it holds, the first interval after a reload names the
+    close ids heard since the last interval ended before it, a warning said before a reload is not
+    said again after it, and a repeater's copy of a telegram taken before it is dropped after it."""
 
     senders: UnconfiguredSenders = field(default_factory=UnconfiguredSenders)
     telegrams: int = 0
@@ -127,13 +133,20 @@ class ReceiverMemory:
     #: a parser replaced as the receiver was reopened): a listener's count carries on from it
     noise_bytes: int = 0
     intervals: SendIntervals = field(default_factory=SendIntervals)
+    said: ReceiverSayings = field(default_factory=ReceiverSayings)
+    #: its window is the bus's ``duplicate_window_s``, set by each listener (a reload's change applies)
+    duplicates: DuplicateFilter = field(default_factory=lambda: DuplicateFilter(0.0))
 
     def listened_to(self, meters: Iterable[MeterConfig], interval_s: Mapping[str, float]) -> None:
         """A listener for ``meters``, each sending every ``interval_s[meter id]`` seconds, starts:
         forget the senders now configured, and the intervals of meters no longer on the receiver
-        (one configured again later starts its interval afresh); one whose length changed takes it."""
-        self.senders.forget_configured(list(meters))
+        (one configured again later starts its interval afresh); one whose length changed takes it.
+        What was said of a meter no longer configured, or said once of one whose id, manufacturer or
+        key changed, is forgotten, with the telegrams taken from it (:mod:`gateway.wmbus_said`)."""
+        meters = list(meters)
+        self.senders.forget_configured(meters)
         self.intervals.configured(interval_s)
+        self.duplicates.forget(self.said.listened_to(meters))
 
 
 def mistyped_hint(meter: MeterConfig, close: list[MeterAddress]) -> str:

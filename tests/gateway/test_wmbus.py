@@ -27,7 +27,8 @@ from gateway.config import MeterConfig, WMBusBusConfig, parse_config_text
 from gateway.health import Health
 from gateway.service import Gateway
 from gateway.spool import NotSpooled, Spool
-from gateway.wmbus import DuplicateFilter, WMBusListener
+from gateway.wmbus import WMBusListener
+from gateway.wmbus_duplicates import DuplicateFilter
 from simulators.serial_line import LineSettings, Reply, SerialLine
 from tests.gateway.helpers import bus_config_text, record_readings, running, until
 
