@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from html import unescape
-from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
 
 from benchmarks.bench_care_desk import fill
+from benchmarks.pages_in_turn import ONE_MOMENT, QUERY_BY_QUERY, medians_in_turn
 from collector.migrate import migrate
 from server.app import create_app
 from server.auth import create_api_key
@@ -51,11 +48,6 @@ def walk_ms(client: TestClient, key: str, pages: int) -> list[float]:
     return times
 
 
-def query_by_query(_conn: psycopg.Connection[Any]) -> AbstractContextManager[None]:
-    """The baseline: no snapshot, each of the page's queries on its own as before."""
-    return nullcontext()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enquiries", type=int, default=20000)
@@ -69,19 +61,9 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             fill(conn, args.enquiries)
             key = create_api_key(conn, "care", ["customer_care"])
-        snapshot: Callable[[psycopg.Connection[Any]], AbstractContextManager[None]] = care_desk.one_moment
-        ways = {"one moment": snapshot, "query by query": query_by_query}
-        times: dict[str, list[float]] = {way: [] for way in ways}
         with TestClient(create_app(url)) as client:
-            for moment in ways.values():  # a first walk each, unmeasured: the pool's connection made
-                care_desk.one_moment = moment  # type: ignore[assignment]
-                walk_ms(client, key, args.pages)
-            for _ in range(args.repeat):  # in turn, so that the machine's load falls on both alike
-                for way, moment in ways.items():
-                    care_desk.one_moment = moment  # type: ignore[assignment]
-                    times[way] += walk_ms(client, key, args.pages)
-        care_desk.one_moment = snapshot  # type: ignore[assignment]
-        one, each = statistics.median(times["one moment"]), statistics.median(times["query by query"])
+            medians = medians_in_turn(care_desk, lambda: walk_ms(client, key, args.pages), args.repeat)
+        one, each = medians[ONE_MOMENT], medians[QUERY_BY_QUERY]
         print(f"{args.enquiries} enquiries; the desk's first {args.pages} pages, {args.repeat} walks each way")
         said = f"median {one:.2f} ms against {each:.2f} ms query by query: {one / each:.2f}x"
         print(f"care desk page in one moment: {said}")

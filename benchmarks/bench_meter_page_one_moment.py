@@ -11,16 +11,13 @@ printed: each way's median and their ratio (1: the snapshot costs the page nothi
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
 
 from benchmarks.bench_meter_page_days import fill
+from benchmarks.pages_in_turn import ONE_MOMENT, QUERY_BY_QUERY, medians_in_turn
 from collector.migrate import migrate
 from server.app import create_app
 from server.auth import create_api_key
@@ -37,11 +34,6 @@ def page_ms(client: TestClient, key: str, meter_id: str) -> float:
     return elapsed
 
 
-def query_by_query(_conn: psycopg.Connection[Any]) -> AbstractContextManager[None]:
-    """The baseline: no snapshot, each of the page's queries on its own as before."""
-    return nullcontext()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=3)
@@ -56,19 +48,9 @@ def main() -> None:
             fill(conn, args.meters, args.days)
             key = create_api_key(conn, "care", ["customer_care"])
         meter = f"M-{(args.meters + 1) // 2}"
-        snapshot: Callable[[psycopg.Connection[Any]], AbstractContextManager[None]] = meter_page.one_moment
-        ways = {"one moment": snapshot, "query by query": query_by_query}
-        times: dict[str, list[float]] = {way: [] for way in ways}
         with TestClient(create_app(url)) as client:
-            for moment in ways.values():  # a first view each, unmeasured: the pool's connection made
-                meter_page.one_moment = moment  # type: ignore[assignment]
-                page_ms(client, key, meter)
-            for _ in range(args.repeat):  # in turn, so that the machine's load falls on both alike
-                for way, moment in ways.items():
-                    meter_page.one_moment = moment  # type: ignore[assignment]
-                    times[way].append(page_ms(client, key, meter))
-        meter_page.one_moment = snapshot  # type: ignore[assignment]
-        one, each = statistics.median(times["one moment"]), statistics.median(times["query by query"])
+            medians = medians_in_turn(meter_page, lambda: [page_ms(client, key, meter)], args.repeat)
+        one, each = medians[ONE_MOMENT], medians[QUERY_BY_QUERY]
         print(f"{args.meters} meters read hourly for {args.days} days; {meter}'s page, {args.repeat} times each way")
         print(f"meter page in one moment: median {one:.2f} ms against {each:.2f} ms query by query: {one / each:.2f}x")
     finally:
