@@ -25,6 +25,7 @@ answer: an episode begun and ended each time, the flood the episodes were made t
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -111,6 +112,13 @@ class Episodes(Generic[Key]):
             return None
         del self._going_on[key]
         return episode, episode.lasted_s
+
+    def say_next_failure(self, key: Key) -> None:
+        """Have ``key``'s next failure said (as a reminder), whenever the last was: what it fails on
+        may have changed (its address corrected at a reload)."""
+        episode = self._going_on.get(key)
+        if episode is not None:
+            episode.said_at = -math.inf
 
     def keep_only(self, keys: Iterable[Key]) -> None:
         """Forget the episodes of every key but ``keys`` (meters no longer configured): unsaid, as

@@ -27,7 +27,9 @@ answering again at INFO (after how long, how many polls failed), once it has ans
 ``settle_s`` (90 s, :data:`aquami.outage.SETTLE_S`: at its next answer after that; a failure before
 it goes on with the episode, and the end says how often it answered between failures). Before, each failed poll was a
 warning: a dead Modbus TCP bus of 3 meters polled every 5 s wrote 2,160 lines an hour. The health
-status (``on_poll``, ``on_attempt``) still counts every poll and attempt.
+status (``on_poll``, ``on_attempt``) still counts every poll and attempt. The episodes are the
+gateway's (``failing``, :mod:`gateway.poll_episodes`): they go on across the schedulers a reload makes
+anew.
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ class _Due:
     meter: MeterConfig
 
 
+class BusClosed(PollError):
+    """The scheduler's bus is closed (stopped, or replaced by a reload): no meter failed, and asking
+    again gives the same answer. Before, a command still holding a closed scheduler (a read-now
+    during a reload) retried it with backoff, seconds spent waiting for nothing, and the meter was
+    warned of, "failed after 3 attempts, the last: bus closed", and counted as failing."""
+
+
 def next_slot(after: float, interval: float, lead: float) -> float:
     """The first slot (``k × interval - lead``, epoch seconds) strictly after ``after``."""
     return (math.floor((after + lead) / interval) + 1) * interval - lead
@@ -87,6 +96,7 @@ class BusScheduler:
         wall_clock: Callable[[], float] = time.time,
         remind_every_s: float = REMIND_EVERY_S,
         settle_s: float = SETTLE_S,
+        failing: Episodes[str] | None = None,
     ):
         self.config = config
         self.transport = transport
@@ -102,8 +112,11 @@ class BusScheduler:
         self.closed = False  # closed (stopped, or replaced by a reload): no more transactions
         self.meters = {m.meter_id: m for m in config.meters}
         self._counter = itertools.count()
-        # meters whose polls fail, said once an episode; back once answering settle_s (gateway.episodes)
-        self._failing: Episodes[str] = Episodes(remind_every_s, settle_s=settle_s)
+        # meters whose polls fail, said once an episode; back once answering settle_s (gateway.episodes);
+        # the gateway's ``failing`` goes on from the scheduler a reload replaced (gateway.poll_episodes)
+        self._failing: Episodes[str] = failing if failing is not None else Episodes()
+        self._failing.remind_every_s = remind_every_s
+        self._failing.settle_s = settle_s
 
     def interval(self, meter: MeterConfig) -> float:
         return meter.poll_interval_s or self.config.poll_interval_s
@@ -130,7 +143,7 @@ class BusScheduler:
         """One transaction with the bus to itself; failures reset the transport."""
         async with self.lock:
             if self.closed:  # a command still holding this scheduler after a reload: the line is another's
-                raise PollError(f"{self.config.name}: bus closed")
+                raise BusClosed(f"{self.config.name}: bus closed")
             try:
                 reading = await attempt_once(self.transport, self.config, meter)
             except Exception as error:
@@ -157,16 +170,22 @@ class BusScheduler:
     async def poll(self, meter: MeterConfig) -> Reading | None:
         """One poll: the first attempt and up to ``retries`` more, with growing backoff between (none
         after a :class:`PollRefused`, an answer no retry mends)."""
-        reading, _ = await self._poll(meter)
+        try:
+            reading, _ = await self._poll(meter)
+        except BusClosed:
+            return None
         return reading
 
     async def _poll(self, meter: MeterConfig) -> tuple[Reading | None, str | None]:
-        """The reading, or None and the last attempt's error (logged with the poll's warning)."""
+        """The reading, or None and the last attempt's error (logged with the poll's warning);
+        :class:`BusClosed`, at once, when the bus closed (not the meter's failure: not retried)."""
         last, made = "", 0
         for attempt in range(self.config.retries + 1):
             made = attempt + 1
             try:
                 reading = await self.attempt(meter)
+            except BusClosed:
+                raise
             except PollRefused as error:  # the same answer however often asked: the next poll asks again
                 last = str(error)
                 log.debug("%s attempt %d refused, not retried: %s", meter.meter_id, made, error)
@@ -266,8 +285,13 @@ class BusScheduler:
 
     async def _poll_and_report(self, meter: MeterConfig) -> tuple[Reading | None, str | None]:
         """One poll, its reading spooled, and its outcome to ``on_poll``: the reading, or None and the
-        last attempt's error; :class:`NotSpooled` when the spool refused the reading."""
-        reading, error = await self._poll(meter)
+        last attempt's error; :class:`NotSpooled` when the spool refused the reading. A bus closed
+        (by a reload, while a command held this scheduler) is None and why, not told to ``on_poll``:
+        the meter did not fail, its new bus polls it."""
+        try:
+            reading, error = await self._poll(meter)
+        except BusClosed as closed:
+            return None, str(closed)
         if reading is not None:
             try:
                 await self.on_reading(reading)

@@ -25,6 +25,7 @@ from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
 from gateway.event_json import EventNotJson, event_json, logged_value
 from gateway.health import Health, LinkState, SavedMeter
 from gateway.meter_identity import MeterIdentities
+from gateway.poll_episodes import PolledEpisodes
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.publisher_spool import SPOOL_ERRORS
@@ -109,6 +110,9 @@ class Gateway:
         #: what each wireless M-Bus receiver (by device) heard, kept across reloads likewise: a silent
         #: meter's hint after a reload names the close ids heard before it (gateway.wmbus_unconfigured)
         self.wmbus_memories: dict[str, ReceiverMemory] = {}
+        #: each polled meter's failure episode (said once while it lasts), kept across reloads likewise:
+        #: a dead meter is not warned of again at every reload (gateway.poll_episodes)
+        self.poll_episodes = PolledEpisodes()
         self.readings_spooled = 0
         self.readings_dropped = 0
         self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
@@ -358,6 +362,7 @@ class Gateway:
         self.listeners = {}
         receivers = {bus.device for bus in self.config.buses if isinstance(bus, WMBusBusConfig)}
         self.wmbus_memories = {device: m for device, m in self.wmbus_memories.items() if device in receivers}
+        self.poll_episodes.configured(self.config.buses)
         for bus in self.config.buses:
             self.health.track(bus.name, (m.meter_id for m in bus.meters))
             name = bus.name
@@ -392,6 +397,7 @@ class Gateway:
                 on_attempt=lambda ok, name=name: self.health.attempt(name, ok),  # type: ignore[misc]
                 may_poll=self._may_poll,
                 on_skip=lambda name=name: self.health.skipped(name),  # type: ignore[misc]
+                failing=self.poll_episodes.of_bus(name),
             )
             self.schedulers[bus.name] = scheduler
         runs = [s.run(self._bus_stop) for s in self.schedulers.values()]
