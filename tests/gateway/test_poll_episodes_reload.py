@@ -16,8 +16,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aquami.contracts.reads import Reading
 from gateway.config import MeterConfig, ModbusTcpBusConfig, parse_config_text
@@ -194,3 +197,56 @@ def test_a_bus_closed_by_a_reload_ends_a_commands_poll_at_once_and_is_no_meters_
     assert scheduler.made == 1  # before: 3
     assert polls == []  # before: ["tcp-1: bus closed"], a failure in the meter's health
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
+
+
+_PLACES = st.tuples(st.sampled_from(["a", "b"]), st.integers(1, 2)) | st.none()  # (bus, unit), or not configured
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["fails", "fails", "answers"]), st.sampled_from(["M1", "M2"])),
+        st.tuples(st.just("reload"), st.fixed_dictionaries({m: _PLACES for m in ("M1", "M2")})),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=500)  # a unit changed between two failures is one run in a few dozen
+@given(_STEPS)
+def test_an_episode_lasts_while_its_meter_stays_on_its_bus_and_a_change_has_its_next_failure_said(
+    steps: list[tuple[str, Any]],
+) -> None:
+    """Any run of reloads (each meter on bus a or b at unit 1 or 2, or not configured), failures and
+    answers of configured meters, with no time passing: a failure begins an episode, said whole,
+    exactly when none went on since the meter was last configured anew on its bus; a failure in an
+    episode is said (a reminder) exactly when it is the first since the meter's unit changed."""
+    memory = PolledEpisodes(monotonic=lambda: 0.0)
+    places: dict[str, tuple[str, int]] = {}
+    going_on: set[tuple[str, str]] = set()
+    changed: set[tuple[str, str]] = set()
+    for step, what in steps:
+        if step == "reload":
+            now = {meter: place for meter, place in what.items() if place is not None}
+            entries = {name: tuple(MeterConfig(m, u) for m, (b, u) in now.items() if b == name) for name in "ab"}
+            memory.configured(ModbusTcpBusConfig(name, "127.0.0.1", 1, meters) for name, meters in entries.items())
+            going_on = {(b, m) for b, m in going_on if now.get(m, ("", 0))[0] == b}
+            changed = {(b, m) for b, m in going_on if now[m] != places[m]} | (changed & going_on)
+            places = now
+            continue
+        if what not in places:
+            continue
+        key = (places[what][0], what)
+        episodes = memory.of_bus(key[0])
+        if step == "answers":
+            ended = episodes.ended(what)
+            assert (ended is not None) == (key in going_on)
+            going_on.discard(key)
+            changed.discard(key)
+            continue
+        said = episodes.failed(what)
+        if key not in going_on:
+            assert said is not None and said.first
+            going_on.add(key)
+        elif key in changed:
+            assert said is not None and not said.first
+            changed.discard(key)
+        else:
+            assert said is None
