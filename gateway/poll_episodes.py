@@ -5,7 +5,7 @@ A meter's failed polls are said once an episode (:mod:`gateway.episodes`): the f
 reason, a reminder every hour, its answering again with how long it lasted. The episodes lived in
 the bus's scheduler, which a reload of the gateway's configuration makes anew: with an operator's
 automation pushing the file every 10 minutes, a dead meter's first warning was said again every
-10 minutes (13 in 2 hours in place of one and a reminder), and its end ("answers again after …,
+10 minutes (12 in 2 hours in place of one and a reminder), and its end ("answers again after …,
 … polls failed") told only the time since the last reload. The gateway now holds them here, per
 bus name and meter id, as it holds a wireless M-Bus receiver's (:mod:`gateway.wmbus_said`):
 

@@ -2,7 +2,7 @@
 not a meter's failure.
 
 Before, each reload made the buses' schedulers anew, and with them each meter's episode: a dead
-meter was warned of again at every reload (an operator's automation reloading every 10 minutes: 13
+meter was warned of again at every reload (an operator's automation reloading every 10 minutes: 12
 warnings in 2 hours in place of one and a reminder), and its "answers again after …" line told only
 the time since the last reload. And a command still holding a scheduler the reload closed retried
 "bus closed" with backoff and warned of the meter as failed.
