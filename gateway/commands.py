@@ -8,7 +8,10 @@
   search an M-Bus line for secondary addresses; the reply lists what answered and a ``[[meters]]``
   snippet for the configuration. A Modbus scan's ``serial_numbers`` are its units' (a profile that
   reads one), each with the bus's meter known by it, if one is: configured with it or remembered
-  with it (the gateway's identities), so a swap is seen in a scan. Its ``problems`` are the units
+  with it (the gateway's identities), so a swap is seen in a scan; its ``configured_meters`` say what
+  answered at each configured meter's unit in first..last (an M-Bus search's: at each meter's primary
+  address, or whether its secondary address was found): its own serial number or identification,
+  another meter's, one no meter has (the meter exchanged?), or nothing. Its ``problems`` are the units
   that answered but gave no reading (``{"unit_id": 1, "error": "...exception response..."}``: a
   device not of the profile asked with, or not well), as ``aquami gateway scan`` says them; a unit
   that does not answer is an empty address, not said, and pymodbus's lines for it are kept out of the gateway's log
@@ -52,6 +55,7 @@ from gateway.config import ConfigError, ModbusRtuBusConfig, ModbusTcpBusConfig, 
 from gateway.late_answers import late_units_during
 from gateway.mbus import MBusTransport
 from gateway.scan import Found, mbus_snippet, scan_modbus, serial_numbers_heard, serial_owners, snippet
+from gateway.scan_configured import mbus_configured_answers, modbus_configured
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
 
@@ -194,9 +198,14 @@ class Commands:
                 late_answered = list(scheduler.transport.late_in_search_answered)
                 late_polls = [list(meters) for meters in scheduler.transport.late_in_search_polls]
                 late_reads = list(scheduler.transport.late_reads_in_search)
+            name, meters = scheduler.config.name, scheduler.config.meters
+            owners = serial_owners(meters, self.gateway.identities)
+            configured, searched = mbus_configured_answers(name, meters, owners, searched, late_reads)
             found_ids = [f.identification for f in searched]
-            snippet_text = mbus_snippet(scheduler.config.name, searched)
+            snippet_text = mbus_snippet(name, searched)
             searched_reply: dict[str, Any] = {"found": found_ids, "snippet": snippet_text}
+            if configured:  # before, a meter exchanged or not found was not said
+                searched_reply["configured_meters"] = [a.to_json() for a in configured]
             if late_selections:
                 searched_reply["late_selections"] = late_selections
             # an entry that is the selection answered last, none left unanswered since: before, the entry was
@@ -227,6 +236,8 @@ class Commands:
                 ) from None
             raise ValueError(f"profile: {error}") from None
         problems: list[dict[str, Any]] = []
+        # pinned, or remembered by this gateway: a swap or a moved meter is seen in the reply
+        owners = serial_owners(scheduler.config.meters, self.gateway.identities)
 
         def on_problem(unit_id: int, error: PollError) -> None:
             problems.append({"unit_id": unit_id, "error": str(error)})
@@ -247,9 +258,12 @@ class Commands:
                 on_problem=on_problem,
                 linger_s=scheduler.config.timeout_s,  # the last unit's late answer: heard as the others' are
                 heard=serial_numbers_heard(scheduler.transport),
-                # pinned, or remembered by this gateway: a swap or a moved meter is seen in the reply
-                owners=serial_owners(scheduler.config.meters, self.gateway.identities),
+                owners=owners,
             )
+        problem_units = {p["unit_id"] for p in problems}
+        configured, found = modbus_configured(
+            scheduler.config.name, scheduler.config.meters, owners, found, units, problem_units, late
+        )
         reply: dict[str, Any] = {
             "found": [f.unit_id for f in found],
             "problems": problems,
@@ -258,6 +272,10 @@ class Commands:
         # before, no serial number: a technician pinning meters, or looking for a swap, read labels
         if serials := [_serial_number_entry(f) for f in found if f.serial_number is not None]:
             reply["serial_numbers"] = serials
+        # before, a configured meter's unit answering with a serial number no meter has (exchanged?) or
+        # not answering was not said
+        if configured:
+            reply["configured_meters"] = [a.to_json() for a in configured]
         # before, a unit answering after the bus's timeout_s was absent from the reply, as an empty
         # address is, while the command line's scan said it with the cure (gateway.scan.LateUnits)
         found_units = {f.unit_id for f in found}

@@ -57,6 +57,7 @@ from gateway.transport import LineUnusable, NoAnswer, PollError, PollRefused, Tr
 __all__ = ["MAX_TELEGRAMS", "MBusLine", "MBusTransport", "addressed", "reading_from_records"]
 
 NETWORK_LAYER = 0xFD
+MAX_PRIMARY_ADDRESS = 250  # 251..255: none (FDh the network layer's, FEh and FFh broadcasts)
 MAX_TELEGRAMS = 8  # a multi-telegram read longer than this is a meter gone wrong
 RESET_WAIT_S = 1.0  # how long a reset waits for an aborted transaction's thread to let go of the line
 
@@ -725,14 +726,20 @@ class MBusTransport:
         """What a search says of the meter whose first telegram this is: the volume it reads (as a
         poll would take it) or why there is none, and its error flags record's value, if it has one."""
         identification = str(telegram["id"])
+        address = telegram.get("a_field")  # the meter's primary address, as its answers carry it
+        primary = address if isinstance(address, int) and address <= MAX_PRIMARY_ADDRESS else None
         probe = MeterConfig(identification, NETWORK_LAYER, "mbus", secondary_address=identification)
         try:
             volume = reading_from_records(probe, [telegram], self.clock(), self.config.name).volume_m3
         except (PollError, ValueError) as error:
             return FoundMBus(
-                identification, None, str(error).removeprefix(f"{identification}: "), error_flags_record([telegram])
+                identification,
+                None,
+                str(error).removeprefix(f"{identification}: "),
+                error_flags_record([telegram]),
+                primary,
             )
-        return FoundMBus(identification, volume, None, error_flags_record([telegram]))
+        return FoundMBus(identification, volume, None, error_flags_record([telegram]), primary)
 
     def _search(self, prefix: str, found: list[FoundMBus]) -> None:
         closing = f"{self.config.name}: search stopped, the bus is closing ({len(found)} found by then)"

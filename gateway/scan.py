@@ -6,6 +6,8 @@ gateway's TOML file, with placeholder meter ids to be replaced by the utility's 
 ``serial_number`` where its profile reads one (heard by the transport: gateway.modbus_transport), so
 that a pasted table pins its meter (gateway.modbus_identity); a serial number a meter of the bus is
 known by (configured, or remembered by a running gateway) is said with that meter: a swap seen in a scan.
+What answered at each configured meter's address (its own, another's, one no meter has: exchanged?,
+or nothing) is gateway.scan_configured's.
 
 pymodbus logs every request that is not answered, with the frame sent (``No response received after
 0 retries, continue with next request`` and ``>>>>> send: 0x1 0x4 …``): two lines for each unit
@@ -74,6 +76,22 @@ def pymodbus_quiet(verbose: bool = False) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class Words:
+    """How a protocol's scan names an address and the identity its answers carry."""
+
+    address: str  # ``unit 5``, ``primary address 5``
+    identity: str  # ``serial number 40000005``, ``identification 11111111``
+    identity_key: str  # the meter table's key that pins it
+    address_key: str  # the meter table's key of its address
+    swapped: str  # two meters' addresses exchanged by hand
+
+
+MODBUS_WORDS = Words("unit", "serial number", "serial_number", "unit_id", "unit ids swapped")
+MBUS_WORDS = Words("primary address", "identification", "identification", "address", "addresses swapped")
+SECONDARY = 0xFD  # an M-Bus meter configured by its secondary address: its unit_id (no primary address)
+
+
+@dataclass(frozen=True)
 class SerialOwner:
     """A meter of the scanned bus known by a serial number: configured with it (``pinned``), or
     remembered with it, its first answer's (gateway.meter_identity)."""
@@ -82,23 +100,27 @@ class SerialOwner:
     unit_id: int
     pinned: bool
 
-    def said(self, unit_id: int) -> str:
+    def said(self, unit_id: int, words: Words = MODBUS_WORDS) -> str:
         """``FLAT-5's (configured with it, at unit 5): unit ids swapped, or the meter moved?``, for
-        the unit ``unit_id`` that answered with it."""
+        the unit ``unit_id`` that answered with it (an M-Bus meter: at a primary address)."""
         how = "configured with it" if self.pinned else "its first answer's"
+        if words is MBUS_WORDS and SECONDARY in (self.unit_id, unit_id):  # by secondary address, or not placed
+            return f"{self.meter_id}'s ({how}: configured already)"
         if self.unit_id == unit_id:
-            return f"{self.meter_id}'s ({how}, at this unit: configured already)"
-        return f"{self.meter_id}'s ({how}, at unit {self.unit_id}): unit ids swapped, or the meter moved?"
+            return f"{self.meter_id}'s ({how}, at this {words.address}: configured already)"
+        return f"{self.meter_id}'s ({how}, at {words.address} {self.unit_id}): {words.swapped}, or the meter moved?"
 
 
 def serial_owners(meters: Iterable[MeterConfig], identities: MeterIdentities | None = None) -> dict[str, SerialOwner]:
-    """The meters of a bus by the serial number each is known by: its configured ``serial_number``,
-    else (with ``identities``, the gateway's) the one its first answer carried. A spool that cannot be
-    read leaves out the remembered ones, not the scan."""
+    """The meters of a bus by the serial number each is known by: its configured ``serial_number``
+    (an M-Bus meter: its ``identification``, or its ``secondary_address``), else (with ``identities``,
+    the gateway's) the one its first answer carried. A spool that cannot be read leaves out the
+    remembered ones, not the scan."""
     owners: dict[str, SerialOwner] = {}
     for meter in meters:
-        if meter.serial_number is not None:
-            owners[meter.serial_number] = SerialOwner(meter.meter_id, meter.unit_id, pinned=True)
+        pinned = meter.serial_number or meter.identification or meter.secondary_address
+        if pinned is not None:
+            owners[pinned] = SerialOwner(meter.meter_id, meter.unit_id, pinned=True)
             continue
         if identities is None:
             continue
@@ -129,6 +151,7 @@ class Found:
     parameters: dict[str, Any] = field(default_factory=dict)
     serial_number: str | None = None
     owner: SerialOwner | None = None
+    note: str | None = None  # without an owner: a configured meter's unit answering with another serial number
 
 
 async def scan_modbus(
@@ -275,6 +298,8 @@ def _serial_number_line(found: Found) -> str:
     line = f'serial_number = "{found.serial_number}"'
     if found.owner is not None:
         line += f"  # {found.owner.said(found.unit_id)}"
+    elif found.note is not None:
+        line += f"  # {found.note}"
     return line + "\n"
 
 
@@ -286,6 +311,21 @@ def owner_lines(found: Iterable[Found]) -> list[str]:
         for f in found
         if f.owner is not None and f.owner.unit_id != f.unit_id
     ]
+
+
+def mbus_owner_lines(found: Iterable[FoundMBus], owners: Mapping[str, SerialOwner]) -> list[str]:
+    """:func:`owner_lines` for an M-Bus search: a meter found at a primary address (its answer's
+    A-field) that is not the one the meter of the bus known by its identification is configured at."""
+    lines = []
+    for f in found:
+        owner = owners.get(f.identification)
+        if owner is None or f.primary_address is None or owner.unit_id in (SECONDARY, f.primary_address):
+            continue
+        lines.append(
+            f"# primary address {f.primary_address} answered with identification {f.identification}, "
+            f"{owner.said(f.primary_address, MBUS_WORDS)}"
+        )
+    return lines
 
 
 def snippet(bus: str, found: Iterable[Found]) -> str:
@@ -316,6 +356,9 @@ class FoundMBus:
     volume_m3: float | None = None
     problem: str | None = None
     error_flags: int | None = None
+    #: the primary address its answer's A-field carries (0..250), None for another (FDh: not said)
+    primary_address: int | None = None
+    note: str | None = None  # what a meter of the bus has to do with it (gateway.scan_configured)
 
 
 #: a map of an error flags record's bits, as README's "M-Bus alarms" gives it, to show the form
@@ -345,7 +388,9 @@ def mbus_snippet(bus: str, found: Iterable[FoundMBus]) -> str:
             "[[meters]]\n"
             f'meter_id = "{placeholder_id(bus, f.identification)}"  # replace with the meter\'s id; {said}\n'
             f'bus = "{bus}"\n'
-            f'secondary_address = "{f.identification}"\n'
+            f'secondary_address = "{f.identification}"'
+            + ("" if f.note is None else f"  # {f.note}")
+            + "\n"
             + ("" if f.error_flags is None else _error_flags_hint(f.error_flags))
         )
     return "\n".join(parts)

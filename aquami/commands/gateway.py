@@ -147,7 +147,9 @@ def register(app: typer.Typer) -> None:
         Modbus: tries unit ids FIRST..LAST, each meter's serial_number in its table (a profile that
         reads one). M-Bus: a secondary-address (wildcard) search. A unit that answered but gave no
         reading is one line on stderr, as is one whose serial number is a meter's configured at
-        another unit id; one that does not answer is not said (--verbose shows the frames).
+        another unit id, or one no meter has where a meter is configured with another (exchanged?);
+        one that does not answer is said only where a meter is configured (--verbose shows the
+        frames). M-Bus likewise, by identification, a meter placed at its answer's primary address.
 
         Exit 0 scanned (even 0 found), 1 not scannable (bus unusable or in use), 2 bad options."""
         import asyncio
@@ -162,7 +164,9 @@ def register(app: typer.Typer) -> None:
         from gateway.mbus import MBusTransport
         from gateway.profiles import ProfileBook
         from gateway.scan import (
+            MBUS_WORDS,
             LateUnits,
+            mbus_owner_lines,
             mbus_snippet,
             owner_lines,
             pymodbus_quiet,
@@ -171,6 +175,7 @@ def register(app: typer.Typer) -> None:
             serial_owners,
             snippet,
         )
+        from gateway.scan_configured import lines, mbus_configured_answers, modbus_configured
         from gateway.transport import PollError
 
         parameters = profile_parameters(param)
@@ -220,22 +225,37 @@ def register(app: typer.Typer) -> None:
                     for identification in transport.late_reads_in_search:
                         if identification not in found_ids:
                             late.read_in_search(identification)
+                    owners = serial_owners(chosen.meters)
+                    said_mbus, found_mbus = mbus_configured_answers(
+                        chosen.name, chosen.meters, owners, found_mbus, transport.late_reads_in_search
+                    )
+                    for line in mbus_owner_lines(found_mbus, owners) + lines(chosen.name, said_mbus, MBUS_WORDS):
+                        typer.echo(line, err=True)
                     typer.echo(f"# {len(found_mbus)} meters found on {chosen.name} (secondary search)", err=True)
                     return mbus_snippet(chosen.name, found_mbus)
+                problems: list[int] = []
+
+                def on_problem(unit_id: int, error: PollError) -> None:
+                    problems.append(unit_id)
+                    typer.echo(f"# unit {unit_id} answered: {error}", err=True)
+
+                owners = serial_owners(chosen.meters)  # (pinned ones: the spool is the gateway's)
                 found = await scan_modbus(
                     attempt,
                     chosen.name,
                     range(first, last + 1),
                     profile,
                     parameters,
-                    on_problem=lambda unit_id, error: typer.echo(f"# unit {unit_id} answered: {error}", err=True),
+                    on_problem=on_problem,
                     linger_s=window,  # the last unit's late answer: heard as the others' are
                     heard=serial_numbers_heard(transport),
-                    owners=serial_owners(chosen.meters),  # (pinned ones: the spool is the gateway's)
+                    owners=owners,
                 )
             finally:
                 await transport.close()
-            for line in owner_lines(found):
+            scanned = range(first, last + 1)
+            said, found = modbus_configured(chosen.name, chosen.meters, owners, found, scanned, problems, late.units)
+            for line in owner_lines(found) + lines(chosen.name, said):
                 typer.echo(line, err=True)
             typer.echo(f"# {len(found)} meters found on {chosen.name} (units {first}..{last})", err=True)
             return snippet(chosen.name, found)
