@@ -1,7 +1,8 @@
 """Log lines counted by kind, for the measurements of what a link that keeps dropping makes a part
 say (``flapping_broker_log_lines``, ``collector_flapping_broker_log_lines``,
 ``collector_flapping_database_log_lines``): each script names the kinds its part says, the outage's
-three (:data:`OUTAGE_KINDS`, :mod:`aquami.outage`) among them."""
+three (:data:`OUTAGE_KINDS`, :mod:`aquami.outage`) among them; and log lines kept as they were said,
+for the measurements that read them whole (:class:`LinesSaid`)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,15 @@ def warnings_an_hour(
     counts = [n for kind, n in warning_or_above.items() if kind not in every_5_minutes]
     scaled = sum(n * per_hour / drops if n >= drops / 2 else n for n in counts)
     return round(scaled) + 12 * len(every_5_minutes)
+
+
+class LinesSaid(logging.Handler):
+    """Every line at INFO or above, with its level, in the order said (``wmbus_reload_log_lines``,
+    ``polled_reload_log_lines``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelno, record.getMessage()))

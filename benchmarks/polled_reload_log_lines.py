@@ -18,15 +18,17 @@ from datetime import UTC, datetime
 
 from aquami.contracts.reads import Reading
 from aquami.counted import counted
+from benchmarks.log_kinds import LinesSaid
 from gateway.config import MeterConfig, ModbusTcpBusConfig
 from gateway.poll_episodes import PolledEpisodes
 from gateway.scheduler import BusScheduler
 from gateway.transport import NoAnswer
+from tests.gateway.helpers import StatelessTransport
 
 HOURS, POLL_EVERY_S, RELOAD_EVERY_S = 2, 60, 600
 
 
-class _Meter:
+class _Meter(StatelessTransport):
     """WM-0001, silent until ``answering``."""
 
     answering = False
@@ -35,24 +37,6 @@ class _Meter:
         if not self.answering:
             raise NoAnswer(f"{meter.meter_id}: no answer from unit {meter.unit_id}")
         return Reading(meter.meter_id, datetime.now(UTC), 1.0, protocol="modbus-tcp", bus="tcp-1", address=1)
-
-    async def reset(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
-
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelno, record.getMessage()))
 
 
 def _run(kept: bool) -> tuple[int, int, str, int]:
@@ -70,7 +54,7 @@ def _run(kept: bool) -> tuple[int, int, str, int]:
         memory.configured([bus])
         return BusScheduler(bus, meter, on_reading=lambda r: asyncio.sleep(0), failing=memory.of_bus("tcp-1"))
 
-    handler = _Lines()
+    handler = LinesSaid()
     logger = logging.getLogger("gateway.scheduler")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

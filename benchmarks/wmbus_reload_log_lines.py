@@ -17,6 +17,8 @@ import asyncio
 import logging
 
 from aquami.contracts.reads import Reading
+from aquami.counted import counted
+from benchmarks.log_kinds import LinesSaid
 from firmware_protocols.mbus.build import build_user_data
 from firmware_protocols.records import DataRecord
 from firmware_protocols.wmbus.build import build_telegram
@@ -39,15 +41,6 @@ def _telegram(ident: str, access_no: int, key: bytes | None) -> bytes:
     )  # fmt: skip
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelno, record.getMessage()))
-
-
 def main() -> None:
     now = [0.0]
     memory = ReceiverMemory(
@@ -66,7 +59,7 @@ def main() -> None:
         bus = WMBusBusConfig("radio-1", "/dev/null", meters)
         return WMBusListener(bus, on_reading=on_reading, on_heard=lambda m, ok, error=None: None, memory=memory)
 
-    handler = _Lines()
+    handler = LinesSaid()
     logger = logging.getLogger("gateway.wmbus")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -94,7 +87,8 @@ def main() -> None:
     ended = [line for level, line in about_1 if level == logging.INFO]
     readings_2 = sum(r.meter_id == "W000002" for r in taken)
     print(f"{HOURS} h, file reloaded {reloads} times (every {RELOAD_EVERY_S // 60} min)")
-    print(f"W000001 undecodable telegrams: {len(firsts)} warnings + {len(warnings) - len(firsts)} reminders")
+    reminders = len(warnings) - len(firsts)
+    print(f"W000001 undecodable telegrams: {counted(len(firsts), 'warning')} + {counted(reminders, 'reminder')}")
     print(f"W000001 key corrected: {ended[0] if ended else 'episode ended unsaid'}")
     print(f"W000002: {sent_2} telegrams sent (each heard twice), {readings_2} readings taken")
 
