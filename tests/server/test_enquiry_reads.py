@@ -31,6 +31,9 @@ class _CommitsBetweenStatements:
     def transaction(self) -> Any:
         return self._conn.transaction()
 
+    def __getattr__(self, name: str) -> Any:  # the rest as the connection has it (server.snapshot reads autocommit)
+        return getattr(self._conn, name)
+
 
 def test_an_enquiry_closed_while_it_is_read_is_read_whole_before_or_after(migrated_database_url: str) -> None:
     with psycopg.connect(migrated_database_url, autocommit=True) as setup:

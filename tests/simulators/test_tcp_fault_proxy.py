@@ -18,11 +18,13 @@ from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
 from simulators.wire_faults import WireFault, WireFaultKind, WireFaultPlan
 
 NOW = datetime(2026, 6, 4, 3, 30, tzinfo=UTC)
+#: the smart water meter's one block, as the gateway reads it (its serial number included since 2026-12-07)
+(BLOCK,) = load_profile("smart_water_meter").blocks
 
 
 async def _read(client: AsyncModbusTcpClient, unit: int) -> list[int] | None:
     try:
-        rr = await client.read_input_registers(0, count=8, device_id=unit)
+        rr = await client.read_input_registers(BLOCK.start, count=BLOCK.count, device_id=unit)
     except ModbusIOException:
         return None
     return None if rr.isError() else list(rr.registers)
