@@ -21,7 +21,7 @@ import serial
 
 from aquami.contracts.reads import Reading, schema_errors
 from firmware_protocols.modbus import MeterProfile, load_profile
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, load_config
 from gateway.service import Gateway
 from simulators.smart_meter import SmartMeter, SteadyFlow
 from tests.services import MosquittoBroker
@@ -282,6 +282,31 @@ async def until(condition: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
+
+
+def scan_command_after(
+    config: Path,
+    read_first: Iterable[str],
+    change: Callable[[], None],
+    request: dict[str, Any],
+    timeout_s: float = 60,
+) -> dict[str, Any]:
+    """Through a gateway started from ``config``: each meter of ``read_first`` read once (so its first
+    answer's identification or serial number is remembered), then ``change`` (a simulator's swap or
+    exchange), then the ``scan`` command's reply to ``request``."""
+
+    async def scenario() -> dict[str, Any]:
+        gateway = Gateway(load_config(config), config_path=config)
+        async with running(gateway):
+            await until(lambda: gateway._commands is not None, 10)  # (made as the gateway starts)
+            commands = gateway._commands
+            assert commands is not None
+            for meter_id in read_first:
+                assert (await commands.read_now({"meter_id": meter_id}))["ok"]
+            change()
+            return await commands.scan(request)
+
+    return asyncio.run(asyncio.wait_for(scenario(), timeout_s))
 
 
 @contextmanager

@@ -9,7 +9,6 @@ did not answer was not said, and an M-Bus search said none of it, nor a swap.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 from datetime import UTC, datetime
@@ -21,15 +20,14 @@ from hypothesis import strategies as st
 
 from aquami.contracts.commands import reply_errors
 from aquami.ports import free_port
-from gateway.config import MeterConfig, load_config, parse_config_text
+from gateway.config import MeterConfig, parse_config_text
 from gateway.scan import FoundMBus, mbus_snippet, serial_owners
 from gateway.scan_configured import configured_answers, mbus_configured_answers
-from gateway.service import Gateway
 from simulators.mbus_bus import MBusSimulator, mbus_line
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings
 from simulators.smart_meter import SteadyFlow
-from tests.gateway.helpers import CountingMeter, bus_config_text, running, until
+from tests.gateway.helpers import CountingMeter, bus_config_text, scan_command_after
 from tests.gateway.test_mbus_identification import NOW, PARITY, WINDOW_S, _water_meter
 from tests.gateway.test_scan_serial_numbers import AQUAMI, PROFILE, _config, _meters, _scan
 
@@ -81,17 +79,10 @@ def test_the_scan_command_says_each_configured_meter_s_answer_and_holds_to_the_c
     with ModbusRtuSimulator(_meters(), LineSettings(baudrate=9600, parity="E")) as sim:
         config = _config(tmp_path, sim.port, meters)
 
-        async def scenario() -> dict[str, Any]:
-            gateway = Gateway(load_config(config), config_path=config)
-            async with running(gateway):
-                await until(lambda: gateway._commands is not None, 10)
-                commands = gateway._commands
-                assert commands is not None
-                assert (await commands.read_now({"meter_id": "FLAT-5"}))["ok"]
-                sim.slaves.exchange(5, _new_meter())
-                return await commands.scan({"bus": "rtu-1", "first": 4, "last": 8})
+        def exchange() -> None:
+            sim.slaves.exchange(5, _new_meter())
 
-        reply = asyncio.run(asyncio.wait_for(scenario(), 60))
+        reply = scan_command_after(config, ["FLAT-5"], exchange, {"bus": "rtu-1", "first": 4, "last": 8})
     assert reply["configured_meters"] == [
         {
             "meter_id": "FLAT-5",
@@ -187,18 +178,11 @@ def test_the_search_command_names_swapped_and_exchanged_m_bus_meters_and_holds_t
     with MBusSimulator(bus_meters, mbus_line(9600), clock=lambda: NOW) as sim:
         config = _mbus_config(tmp_path, sim.port, meters)
 
-        async def scenario() -> dict[str, Any]:
-            gateway = Gateway(load_config(config), config_path=config)
-            async with running(gateway):
-                await until(lambda: gateway._commands is not None, 10)
-                commands = gateway._commands
-                assert commands is not None
-                assert (await commands.read_now({"meter_id": "FLAT-8"}))["ok"]
-                sim.swap_primary_addresses("11111111", "22222222")
-                sim.exchange("88888888", _water_meter("44444444", 0, 0.0))
-                return await commands.scan({"bus": "mbus-1"})
+        def swap_and_exchange() -> None:
+            sim.swap_primary_addresses("11111111", "22222222")
+            sim.exchange("88888888", _water_meter("44444444", 0, 0.0))
 
-        reply = asyncio.run(asyncio.wait_for(scenario(), 90))
+        reply = scan_command_after(config, ["FLAT-8"], swap_and_exchange, {"bus": "mbus-1"}, timeout_s=90)
     assert reply["configured_meters"] == [
         {"meter_id": "FLAT-9", "address": "99999999", "answer": "silent", "known_by": "99999999", "pinned": True},
         {

@@ -23,16 +23,15 @@ from hypothesis import strategies as st
 from aquami.contracts.commands import reply_errors
 from aquami.ports import free_port
 from firmware_protocols.modbus import load_profile
-from gateway.config import ModbusRtuBusConfig, load_config, parse_config_text
+from gateway.config import ModbusRtuBusConfig, parse_config_text
 from gateway.modbus_identity import SerialNumberMismatch
 from gateway.modbus_transport import ModbusRtuTransport
 from gateway.profiles import ProfileBook
 from gateway.scan import Found, SerialOwner, snippet
-from gateway.service import Gateway
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings
 from simulators.smart_meter import SteadyFlow
-from tests.gateway.helpers import CountingMeter, bus_config_text, running, until
+from tests.gateway.helpers import CountingMeter, bus_config_text, scan_command_after
 from tests.gateway.test_modbus_rtu import PARITY
 
 AQUAMI = str(Path(sys.executable).with_name("aquami"))
@@ -142,18 +141,10 @@ def test_the_scan_command_names_meters_by_the_serial_number_pinned_or_remembered
     with ModbusRtuSimulator(_meters(), LineSettings(baudrate=9600, parity="E")) as sim:
         config = _config(tmp_path, sim.port, meters)
 
-        async def scenario() -> dict[str, Any]:
-            gateway = Gateway(load_config(config), config_path=config)
-            async with running(gateway):
-                await until(lambda: gateway._commands is not None, 10)  # (made as the gateway starts)
-                commands = gateway._commands
-                assert commands is not None
-                for meter_id in ("FLAT-5", "FLAT-6"):
-                    assert (await commands.read_now({"meter_id": meter_id}))["ok"]
-                sim.slaves.swap_unit_ids(5, 6)
-                return await commands.scan({"bus": "rtu-1", "first": 4, "last": 8})
+        def swap() -> None:
+            sim.slaves.swap_unit_ids(5, 6)
 
-        reply = asyncio.run(asyncio.wait_for(scenario(), 60))
+        reply = scan_command_after(config, ["FLAT-5", "FLAT-6"], swap, {"bus": "rtu-1", "first": 4, "last": 8})
     assert reply["found"] == [5, 6, 7]
     assert reply["serial_numbers"] == [
         {"unit_id": 5, "serial_number": "40000006", "meter_id": "FLAT-6", "meter_unit_id": 6, "pinned": True},
