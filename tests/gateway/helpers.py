@@ -21,7 +21,7 @@ import serial
 
 from aquami.contracts.reads import Reading, schema_errors
 from firmware_protocols.modbus import MeterProfile, load_profile
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config, parse_config_text
 from gateway.service import Gateway
 from simulators.smart_meter import SmartMeter, SteadyFlow
 from tests.services import MosquittoBroker
@@ -307,6 +307,45 @@ def scan_command_after(
             return await commands.scan(request)
 
     return asyncio.run(asyncio.wait_for(scenario(), timeout_s))
+
+
+def exchanged_across(
+    text: str, between: str, exchange: Callable[[], None], meter_id: str
+) -> tuple[Gateway, list[Reading], list[Reading]]:
+    """A gateway from config ``text`` reads ``meter_id`` once; then ``exchange`` (a simulator's
+    exchange of its meter) happens just before a reload (``between == "reload"``, which makes the
+    buses anew) or while the gateway is stopped (else, a second gateway from the same file and spool
+    starting after it); run until the meter's polls have failed twice. The gateway that ran last, the
+    readings taken before the exchange, and those taken after it."""
+    first = Gateway(parse_config_text(text))
+    before: list[Reading] = []
+    after: list[Reading] = []
+    record_readings(first, before)
+
+    async def refused(gateway: Gateway) -> None:
+        def failing() -> bool:
+            health = gateway.health.meters.get(meter_id)  # (tracked once its buses start)
+            return health is not None and health.consecutive_failures >= 2
+
+        await until(failing, 20)
+
+    async def scenario() -> Gateway:
+        async with running(first):
+            await until(lambda: len(before) >= 1, 20)
+            if between == "reload":
+                exchange()
+                record_readings(first, after)
+                await first.apply_config(parse_config_text(text))
+                await refused(first)
+                return first
+        exchange()  # the gateway stopped meanwhile
+        second = Gateway(parse_config_text(text))
+        record_readings(second, after)
+        async with running(second):
+            await refused(second)
+        return second
+
+    return asyncio.run(scenario()), before, after
 
 
 @contextmanager

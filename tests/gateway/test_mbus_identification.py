@@ -25,14 +25,13 @@ from gateway.mbus import MBusTransport
 from gateway.mbus_identity import IdentificationMismatch, check_identification, expected_identification
 from gateway.meter_identity import MeterIdentities
 from gateway.scheduler import BusScheduler
-from gateway.service import Gateway
 from gateway.spool import Spool
 from gateway.transport import PollError
 from simulators.mbus_bus import MBusSimulator, mbus_line
 from simulators.mbus_slave import MBusWaterMeter
 from simulators.meter_model import MeterModel
 from simulators.serial_line import pty_accepts_parity
-from tests.gateway.helpers import bus_config_text, record_readings, running, until
+from tests.gateway.helpers import bus_config_text, exchanged_across
 from tests.services import free_port
 
 PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"
@@ -368,38 +367,11 @@ def test_a_reload_or_a_restart_keeps_the_identification_a_meter_answered_with_fi
             [{"meter_id": "FLAT-5", "address": 5}],
             gateway_id="gw-exchange",
         )
-        first = Gateway(parse_config_text(text))
-        before: list[Reading] = []
-        after: list[Reading] = []
-        record_readings(first, before)
 
         def exchange() -> None:
             sim.exchange("11111111", _water_meter("33333333", 0, 0.0))
 
-        async def refused(gateway: Gateway) -> None:
-            def failing() -> bool:
-                health = gateway.health.meters.get("FLAT-5")  # (tracked once its buses start)
-                return health is not None and health.consecutive_failures >= 2
-
-            await until(failing, 20)
-
-        async def scenario() -> Gateway:
-            async with running(first):
-                await until(lambda: len(before) >= 1, 20)
-                if between == "reload":
-                    exchange()
-                    record_readings(first, after)
-                    await first.apply_config(parse_config_text(text))
-                    await refused(first)
-                    return first
-            exchange()  # the gateway stopped meanwhile
-            second = Gateway(parse_config_text(text))
-            record_readings(second, after)
-            async with running(second):
-                await refused(second)
-            return second
-
-        last = asyncio.run(scenario())
+        last, before, after = exchanged_across(text, between, exchange, "FLAT-5")
     assert before and before[0].volume_m3 == pytest.approx(old.meter.volume_m3(NOW))
     assert after == []  # the new meter's register never stored as FLAT-5's
     last_error = last.health.meters["FLAT-5"].last_error

@@ -27,13 +27,12 @@ from gateway.modbus_identity import SerialNumberMismatch, check_serial_number, e
 from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
-from gateway.service import Gateway
 from gateway.spool import Spool
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modbus_tcp import ModbusTcpSimulator
 from simulators.serial_line import LineSettings, pty_accepts_parity
 from simulators.smart_meter import SmartMeter, SteadyFlow
-from tests.gateway.helpers import CountingMeter, bus_config_text, record_readings, running, until
+from tests.gateway.helpers import CountingMeter, bus_config_text, exchanged_across
 from tests.services import free_port
 
 PARITY: Literal["E", "N"] = "E" if pty_accepts_parity() else "N"
@@ -350,38 +349,11 @@ def test_a_reload_or_a_restart_keeps_the_serial_number_a_meter_answered_with_fir
             [{"meter_id": "FLAT-5", "unit_id": 5}],
             gateway_id="gw-exchange",
         )
-        first = Gateway(parse_config_text(text))
-        before: list[Reading] = []
-        after: list[Reading] = []
-        record_readings(first, before)
 
         def exchange() -> None:
             sim.slaves.exchange(5, _meter("NEW", 5, 0.0, "40000099"))
 
-        async def refused(gateway: Gateway) -> None:
-            def failing() -> bool:
-                health = gateway.health.meters.get("FLAT-5")  # (tracked once its buses start)
-                return health is not None and health.consecutive_failures >= 2
-
-            await until(failing, 20)
-
-        async def scenario() -> Gateway:
-            async with running(first):
-                await until(lambda: len(before) >= 1, 20)
-                if between == "reload":
-                    exchange()
-                    record_readings(first, after)
-                    await first.apply_config(parse_config_text(text))
-                    await refused(first)
-                    return first
-            exchange()  # the gateway stopped meanwhile
-            second = Gateway(parse_config_text(text))
-            record_readings(second, after)
-            async with running(second):
-                await refused(second)
-            return second
-
-        last = asyncio.run(scenario())
+        last, before, after = exchanged_across(text, between, exchange, "FLAT-5")
     assert before and before[0].volume_m3 == pytest.approx(old.model.volume_m3(NOW))
     assert after == []  # the new meter's register never stored as FLAT-5's
     last_error = last.health.meters["FLAT-5"].last_error
