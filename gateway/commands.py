@@ -46,15 +46,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aquami.contracts.commands import request_problem, valid_request_id
 from firmware_protocols.modbus import available_profiles, load_profile
 from firmware_protocols.modbus.profile import ProfileError
-from gateway.config import ConfigError, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
+from gateway.config import ConfigError, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
 from gateway.late_answers import late_units_during
 from gateway.mbus import MBusTransport
-from gateway.scan import Found, mbus_snippet, scan_modbus, serial_numbers_heard, serial_owners, snippet
+from gateway.scan import (
+    Found,
+    SerialOwner,
+    mbus_snippet,
+    scan_modbus,
+    serial_numbers_heard,
+    serial_owners,
+    snippet,
+    unpinned,
+)
 from gateway.scan_configured import mbus_configured_answers, modbus_configured
 from gateway.spool import NotSpooled
 from gateway.transport import PollError
@@ -121,6 +131,13 @@ class Commands:
             reply.update(ok=False, error=f"internal error: {type(error).__name__}: {error}")
         self.handled += 1
         self._reply(name, reply)
+
+    async def _owners(self, meters: Sequence[MeterConfig]) -> dict[str, SerialOwner]:
+        """The bus's meters by serial number (identification), pinned or remembered by this gateway,
+        the remembered ones not known yet read from the spool in a thread, not on the event loop
+        (gateway.meter_identity.MeterIdentities.read_ahead)."""
+        remembered = await self.gateway.identities.read_ahead(unpinned(meters))
+        return serial_owners(meters, {meter_id: first.identification for meter_id, first in remembered.items()})
 
     def _with_buses(self, problem: str) -> str:
         """A scan's problem with its ``bus``, said with the buses there are."""
@@ -199,7 +216,7 @@ class Commands:
                 late_polls = [list(meters) for meters in scheduler.transport.late_in_search_polls]
                 late_reads = list(scheduler.transport.late_reads_in_search)
             name, meters = scheduler.config.name, scheduler.config.meters
-            owners = serial_owners(meters, self.gateway.identities)
+            owners = await self._owners(meters)
             configured, searched = mbus_configured_answers(name, meters, owners, searched, late_reads)
             found_ids = [f.identification for f in searched]
             snippet_text = mbus_snippet(name, searched)
@@ -237,7 +254,7 @@ class Commands:
             raise ValueError(f"profile: {error}") from None
         problems: list[dict[str, Any]] = []
         # pinned, or remembered by this gateway: a swap or a moved meter is seen in the reply
-        owners = serial_owners(scheduler.config.meters, self.gateway.identities)
+        owners = await self._owners(scheduler.config.meters)
 
         def on_problem(unit_id: int, error: PollError) -> None:
             problems.append({"unit_id": unit_id, "error": str(error)})

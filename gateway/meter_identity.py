@@ -22,7 +22,10 @@ telegram's identification), gateway.modbus_identity (a Modbus meter's serial num
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -107,3 +110,27 @@ class MeterIdentities:
                 "for after a restart: %s",
                 meter_id, what, identification, error,
             )  # fmt: skip
+
+    async def read_ahead(self, meter_ids: Iterable[str]) -> dict[str, FirstAnswer]:
+        """The first answer of each of ``meter_ids`` that has one, those not known here yet read from
+        the store at once, in a thread. Before, a scan command read them one by one on the event loop
+        (:meth:`first`), which SQLite's reads block, and with it the gateway's MQTT keepalives and
+        every bus's polls. A read is kept as :meth:`first` keeps it (one remembered meanwhile by a
+        poll wins); one that cannot be read is left out (its store says why: a scan does without it)."""
+        wanted = list(dict.fromkeys(meter_ids))
+        unknown = [meter_id for meter_id in wanted if meter_id not in self._first]
+        if unknown and self.store is not None:
+            for meter_id, first in (await asyncio.to_thread(_read, self.store, unknown)).items():
+                self._first.setdefault(meter_id, first)
+        return {meter_id: first for meter_id in wanted if (first := self._first.get(meter_id)) is not None}
+
+
+def _read(store: IdentityStore, meter_ids: list[str]) -> dict[str, FirstAnswer | None]:
+    """Each of ``meter_ids``' first answer that ``store`` can give (None: none stored), through a
+    :class:`MeterIdentities` of the thread's own: nothing the event loop uses is touched from it."""
+    own = MeterIdentities(store)
+    read: dict[str, FirstAnswer | None] = {}
+    for meter_id in meter_ids:
+        with contextlib.suppress(PollError):  # (the store's failure: said by it)
+            read[meter_id] = own.first(meter_id)
+    return read

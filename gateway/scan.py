@@ -35,7 +35,6 @@ from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
 from gateway.late_answers import LateAnswers, selection_answered, selections_unanswered
-from gateway.meter_identity import MeterIdentities
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
@@ -111,26 +110,30 @@ class SerialOwner:
         return f"{self.meter_id}'s ({how}, at {words.address} {self.unit_id}): {words.swapped}, or the meter moved?"
 
 
-def serial_owners(meters: Iterable[MeterConfig], identities: MeterIdentities | None = None) -> dict[str, SerialOwner]:
+def serial_owners(meters: Iterable[MeterConfig], remembered: Mapping[str, str] | None = None) -> dict[str, SerialOwner]:
     """The meters of a bus by the serial number each is known by: its configured ``serial_number``
-    (an M-Bus meter: its ``identification``, or its ``secondary_address``), else (with ``identities``,
-    the gateway's) the one its first answer carried. A spool that cannot be read leaves out the
-    remembered ones, not the scan."""
+    (an M-Bus meter: its ``identification``, or its ``secondary_address``), else the one its first
+    answer carried, by meter id in ``remembered`` (a running gateway's :meth:`MeterIdentities.read_ahead
+    <gateway.meter_identity.MeterIdentities.read_ahead>`). A meter it lacks is known by none."""
     owners: dict[str, SerialOwner] = {}
     for meter in meters:
-        pinned = meter.serial_number or meter.identification or meter.secondary_address
-        if pinned is not None:
+        if (pinned := _pinned_by(meter)) is not None:
             owners[pinned] = SerialOwner(meter.meter_id, meter.unit_id, pinned=True)
-            continue
-        if identities is None:
-            continue
-        try:
-            first = identities.first(meter.meter_id)
-        except PollError:  # (the spool's failure, said by it)
-            continue
-        if first is not None:
-            owners.setdefault(first.identification, SerialOwner(meter.meter_id, meter.unit_id, pinned=False))
+        elif remembered is not None and (first := remembered.get(meter.meter_id)) is not None:
+            owners.setdefault(first, SerialOwner(meter.meter_id, meter.unit_id, pinned=False))
     return owners
+
+
+def unpinned(meters: Iterable[MeterConfig]) -> list[str]:
+    """The meter ids of ``meters`` configured with no identity (a serial number, an identification or
+    a secondary address): those a scan knows by their first answer's, if one is remembered."""
+    return [meter.meter_id for meter in meters if _pinned_by(meter) is None]
+
+
+def _pinned_by(meter: MeterConfig) -> str | None:
+    """The identity ``meter`` is configured with: its serial number (Modbus), else its identification
+    or secondary address (M-Bus), else None."""
+    return meter.serial_number or meter.identification or meter.secondary_address
 
 
 def serial_numbers_heard(transport: object) -> MutableMapping[int, str] | None:
