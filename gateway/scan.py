@@ -5,7 +5,7 @@ that answers and decodes is a meter. The snippet is ``[[meters]]`` tables ready 
 gateway's TOML file, with placeholder meter ids to be replaced by the utility's own, and each unit's
 ``serial_number`` where its profile reads one (heard by the transport: gateway.modbus_transport), so
 that a pasted table pins its meter (gateway.modbus_identity); a serial number a meter of the bus is
-known by (configured, or remembered by a running gateway) is said with that meter: a swap seen in a scan.
+known by (configured, or remembered by the gateway, in its spool) is said with that meter: a swap seen in a scan.
 What answered at each configured meter's address (its own, another's, one no meter has: exchanged?,
 or nothing) is gateway.scan_configured's.
 
@@ -114,7 +114,8 @@ def serial_owners(meters: Iterable[MeterConfig], remembered: Mapping[str, str] |
     """The meters of a bus by the serial number each is known by: its configured ``serial_number``
     (an M-Bus meter: its ``identification``, or its ``secondary_address``), else the one its first
     answer carried, by meter id in ``remembered`` (a running gateway's :meth:`MeterIdentities.read_ahead
-    <gateway.meter_identity.MeterIdentities.read_ahead>`). A meter it lacks is known by none."""
+    <gateway.meter_identity.MeterIdentities.read_ahead>`; the command line's, read from its spool:
+    gateway.spool_reader). A meter it lacks is known by none."""
     owners: dict[str, SerialOwner] = {}
     for meter in meters:
         if (pinned := _pinned_by(meter)) is not None:

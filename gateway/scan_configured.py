@@ -2,9 +2,10 @@
 meter of the bus has (the meter exchanged?), or nothing.
 
 A meter is known by an identity: a Modbus meter by its serial number, an M-Bus meter by its
-identification (configured with it, pinned; or, for a running gateway, remembered from its first
-answer: gateway.meter_identity). Before, a scan said a unit answering with ANOTHER configured meter's
-serial number (a swap: gateway.scan.owner_lines), but not a unit answering with a serial number no
+identification (configured with it, pinned; or remembered from its first answer by the gateway:
+gateway.meter_identity, read by the command line's scan from its spool: gateway.spool_reader).
+Before, a scan said a unit answering with ANOTHER configured meter's serial number (a swap:
+gateway.scan.owner_lines), but not a unit answering with a serial number no
 meter of the bus has where a meter is configured with another one: the meter there was exchanged,
 and nothing told the technician; nor a configured meter's address left silent; and an M-Bus search
 said neither, nor an identification configured but not found on the line.

@@ -31,6 +31,12 @@ def _load(config: Path, refused: int = FAILED) -> GatewayConfig:
         raise typer.Exit(refused) from error
 
 
+def _some(names: list[str], shown: int = 5) -> str:
+    """``FLAT-5, FLAT-7``, or ``FLAT-1, FLAT-2, FLAT-3, FLAT-4, FLAT-5 and 12 more``: meters named in one line."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def _config_argument(help: str) -> Any:
     """CONFIG, the gateway's TOML file: one that is not there (or a folder, or unreadable) is a bad
     argument, exit 2 naming it, as every other command's file; before, it was exit 1, ``error: PATH:
@@ -165,6 +171,7 @@ def register(app: typer.Typer) -> None:
         from gateway.profiles import ProfileBook
         from gateway.scan import (
             MBUS_WORDS,
+            MODBUS_WORDS,
             LateUnits,
             mbus_owner_lines,
             mbus_snippet,
@@ -174,8 +181,10 @@ def register(app: typer.Typer) -> None:
             serial_numbers_heard,
             serial_owners,
             snippet,
+            unpinned,
         )
         from gateway.scan_configured import lines, mbus_configured_answers, modbus_configured
+        from gateway.spool_reader import remembered_in_spool
         from gateway.transport import PollError
 
         parameters = profile_parameters(param)
@@ -206,6 +215,17 @@ def register(app: typer.Typer) -> None:
             "answer_timeout_s" if isinstance(chosen, MBusBusConfig) else "timeout_s",
         )
 
+        # the meters not pinned known by their first answer's, as the gateway's spool remembers it (read-only)
+        words = MBUS_WORDS if isinstance(chosen, MBusBusConfig) else MODBUS_WORDS
+        remembered = remembered_in_spool(loaded.spool_path, unpinned(chosen.meters))
+        if remembered.unread:
+            typer.echo(
+                f"# the spool {loaded.spool_path} could not be read ({remembered.why}): "
+                f"{_some(remembered.unread)} (configured without a{'n' if words is MBUS_WORDS else ''} "
+                f"{words.identity}): known by none in this scan",
+                err=True,
+            )
+
         async def main() -> str:
             assert chosen is not None
             transport = make_transport(chosen, ProfileBook(), on_late=late)
@@ -225,7 +245,7 @@ def register(app: typer.Typer) -> None:
                     for identification in transport.late_reads_in_search:
                         if identification not in found_ids:
                             late.read_in_search(identification)
-                    owners = serial_owners(chosen.meters)
+                    owners = serial_owners(chosen.meters, remembered.identities)
                     said_mbus, found_mbus = mbus_configured_answers(
                         chosen.name, chosen.meters, owners, found_mbus, transport.late_reads_in_search
                     )
@@ -239,7 +259,7 @@ def register(app: typer.Typer) -> None:
                     problems.append(unit_id)
                     typer.echo(f"# unit {unit_id} answered: {error}", err=True)
 
-                owners = serial_owners(chosen.meters)  # (pinned ones: the spool is the gateway's)
+                owners = serial_owners(chosen.meters, remembered.identities)
                 found = await scan_modbus(
                     attempt,
                     chosen.name,
