@@ -55,6 +55,7 @@ from firmware_protocols.modbus.profile import ProfileError
 from gateway.config import ConfigError, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
 from gateway.late_answers import late_units_during
 from gateway.mbus import MBusTransport
+from gateway.modbus_identity import NOT_SET
 from gateway.scan import (
     Found,
     SerialOwner,
@@ -304,7 +305,8 @@ class Commands:
 def _serial_number_entry(found: Found) -> dict[str, Any]:
     """``{"unit_id": 6, "serial_number": "40000005"}``, with ``meter_id``, ``meter_unit_id`` and
     ``pinned`` when a meter of the bus is known by that serial number (gateway.scan.SerialOwner)."""
-    entry: dict[str, Any] = {"unit_id": found.unit_id, "serial_number": found.serial_number}
+    serial_number = None if found.serial_number == NOT_SET else found.serial_number  # (null: never set)
+    entry: dict[str, Any] = {"unit_id": found.unit_id, "serial_number": serial_number}
     if found.owner is not None:
         entry.update(meter_id=found.owner.meter_id, meter_unit_id=found.owner.unit_id, pinned=found.owner.pinned)
     return entry

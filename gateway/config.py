@@ -18,7 +18,7 @@ from aquami.config.toml_lines import LineIndex
 from aquami.contracts.reads import ALARMS, is_identifier
 from aquami.mqtt import MqttEndpoint
 from firmware_protocols.modbus import MeterProfile, load_profile
-from firmware_protocols.modbus.profile import ProfileError, serial_value
+from firmware_protocols.modbus.profile import ProfileError, serial_unset, serial_value
 from firmware_protocols.wmbus.keys import aes_key
 from gateway.mqtt_version import CONNACK_WAIT_S
 
@@ -421,9 +421,16 @@ def _serial_number(table: Table, profile: MeterProfile, name: str) -> str:
         )
     text: str = table.text("serial_number")
     try:
-        return str(serial_value(text, field.type))
+        value = serial_value(text, field.type)
     except ValueError as error:
         raise table.error("serial_number", str(error)) from None
+    if serial_unset(value, field.type):  # every meter never given a serial number answers with it
+        raise table.error(
+            "serial_number",
+            f"{value} is the register of a meter whose serial number was never set (0, or all ones): it "
+            "tells no meter from another; take serial_number out, or set the meter's own serial number first",
+        )
+    return str(value)
 
 
 def _meter(table: Table, profiles: _ProfileCache, bus: str, protocol: str) -> MeterConfig:

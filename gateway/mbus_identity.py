@@ -37,7 +37,7 @@ class IdentificationMismatch(PollRefused):
 def expected_identification(identities: MeterIdentities, meter: MeterConfig) -> str | None:
     """The identification ``meter``'s answers must carry: its configured one, else its first
     answer's, else None (no answer yet: the next one is taken, and remembered)."""
-    return identities.expected(meter.meter_id, meter.identification)
+    return identities.expected(meter.meter_id, meter.identification, "identification")
 
 
 def check_identification(

@@ -18,6 +18,13 @@ it is checked at each poll:
 
 What is checked, and the words of a refusal, are each protocol's: gateway.mbus_identity (an M-Bus
 telegram's identification), gateway.modbus_identity (a Modbus meter's serial number).
+
+The identity remembered is kept with its kind (``identification``, ``serial number``): an M-Bus
+identification and a Modbus serial number are different numbers, never compared. A meter id moved
+from one protocol to the other has its remembered identity of the other kind set aside (said once),
+and its first answer of the new kind taken afresh. Before, it was compared as any other, and every
+poll of the moved meter refused until its identity was configured. A row of an earlier version has
+no kind: it is compared as before, and given its kind the first time an answer matches it.
 """
 
 from __future__ import annotations
@@ -38,10 +45,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class FirstAnswer:
-    """The identity a meter's first answer carried, and when it came (UTC)."""
+    """The identity a meter's first answer carried, and when it came (UTC); ``kind`` what it is
+    (``identification``, ``serial number``), None for an earlier version's row (not said)."""
 
     identification: str
     at: datetime
+    kind: str | None = None
+
+
+#: the protocol each kind of identity is read by, to say which one a meter moved from
+PROTOCOL_OF = {"identification": "M-Bus", "serial number": "Modbus"}
 
 
 class IdentityStore(Protocol):
@@ -49,7 +62,11 @@ class IdentityStore(Protocol):
 
     def load_identity(self, meter_id: str) -> tuple[str, str] | None: ...
 
-    def save_identity(self, meter_id: str, identification: str, first_at: str) -> None: ...
+    def save_identity(self, meter_id: str, identification: str, first_at: str, kind: str | None = None) -> None: ...
+
+    def load_identity_kind(self, meter_id: str) -> tuple[str, str, str | None] | None:
+        """:meth:`load_identity`, with the identity's kind (None: an earlier version's row)."""
+        ...
 
 
 class MeterIdentities:
@@ -59,6 +76,7 @@ class MeterIdentities:
     def __init__(self, store: IdentityStore | None = None) -> None:
         self.store = store
         self._first: dict[str, FirstAnswer | None] = {}  # (None: none stored)
+        self._said: set[tuple[str, ...]] = set()  # what was said once about a meter (:meth:`once`)
 
     def first(self, meter_id: str) -> FirstAnswer | None:
         """``meter_id``'s first answer's identity, if it has answered (in this run, or before). A
@@ -66,8 +84,8 @@ class MeterIdentities:
         the answer then would trust whichever meter answers."""
         if meter_id not in self._first:
             try:
-                stored = None if self.store is None else self.store.load_identity(meter_id)
-                first = None if stored is None else FirstAnswer(stored[0], datetime.fromisoformat(stored[1]))
+                stored = None if self.store is None else self.store.load_identity_kind(meter_id)
+                first = None if stored is None else FirstAnswer(stored[0], datetime.fromisoformat(stored[1]), stored[2])
             except Exception as error:  # the spool's own failure (said by it too), or a row spoilt
                 raise PollError(
                     f"the identification of its first answer cannot be read from the spool ({error}): "
@@ -76,34 +94,69 @@ class MeterIdentities:
             self._first[meter_id] = first
         return self._first[meter_id]
 
-    def expected(self, meter_id: str, configured: str | None) -> str | None:
-        """The identity ``meter_id``'s answers must carry: ``configured``, else its first answer's,
-        else None (no answer yet: the next one is taken, and remembered)."""
+    def expected(self, meter_id: str, configured: str | None, what: str | None = None) -> str | None:
+        """The identity ``meter_id``'s answers must carry: ``configured``, else its first answer's
+        (of the kind ``what``, if given: an identity of another kind is none), else None (no answer
+        yet: the next one is taken, and remembered)."""
         if configured is not None:
             return configured
         first = self.first(meter_id)
-        return None if first is None else first.identification
+        if first is None or (what is not None and first.kind not in (None, what)):
+            return None
+        return first.identification
 
     def take(self, meter_id: str, sent: str, configured: str | None, at: datetime, what: str) -> str | None:
         """None if ``sent`` is ``meter_id``'s identity (remembered if it is the first answer, or the
         configured one: a pin taken out later still expects the meter checked), else the identity
-        expected. ``what`` names it in a warning (``identification``, ``serial number``)."""
-        expected = self.expected(meter_id, configured)
+        expected. ``what`` is its kind, and names it in a warning (``identification``, ``serial
+        number``): a remembered identity of another kind is set aside (said once), not compared."""
+        first = self.first(meter_id)
+        if first is not None and first.kind not in (None, what):
+            self._set_aside_as_moved(meter_id, first, what)
+            first = None
+        expected = self.expected(meter_id, configured, what)
         if expected is not None and sent != expected:
             return expected
-        first = self.first(meter_id)
         if first is None or first.identification != sent:
             self._remember(meter_id, sent, at, what)
+        elif first.kind is None:  # an earlier version's row: given its kind, its first answer's time kept
+            self._remember(meter_id, sent, first.at, what)
         return None
+
+    def set_aside(self, meter_id: str) -> None:
+        """``meter_id``'s remembered identity no longer expected in this run (one that is no identity:
+        a Modbus serial number never set, remembered by an earlier version); the next answer that
+        carries one is taken, and remembered in its place."""
+        self._first[meter_id] = None
+
+    def once(self, meter_id: str, *about: str) -> bool:
+        """True the first time it is asked for ``meter_id`` and ``about`` in this gateway's run (a
+        reload keeps it): what is said of a meter once, not at every poll."""
+        key = (meter_id, *about)
+        if key in self._said:
+            return False
+        self._said.add(key)
+        return True
+
+    def _set_aside_as_moved(self, meter_id: str, first: FirstAnswer, what: str) -> None:
+        assert first.kind is not None
+        if self.once(meter_id, "moved", first.kind, first.identification, what):
+            log.warning(
+                "%s: its remembered %s %s %s (its first answer's, at %s) is set aside: the meter is now read by "
+                "%s, whose %s cannot be compared with it; its %s is checked from now on (its configured one, "
+                "else its first %s answer's, remembered then)",
+                meter_id, PROTOCOL_OF.get(first.kind, ""), first.kind, first.identification, utc_iso(first.at),
+                PROTOCOL_OF.get(what, ""), what, what, PROTOCOL_OF.get(what, ""),
+            )  # fmt: skip
 
     def _remember(self, meter_id: str, identification: str, at: datetime, what: str) -> None:
         """Kept in memory, and in the store: one that fails is said, the reading taken all the same
         (this run still checks the meter; after a restart its next answer is trusted)."""
-        self._first[meter_id] = FirstAnswer(identification, at)
+        self._first[meter_id] = FirstAnswer(identification, at, what)
         if self.store is None:
             return
         try:
-            self.store.save_identity(meter_id, identification, utc_iso(at))
+            self.store.save_identity(meter_id, identification, utc_iso(at), what)
         except Exception as error:  # the spool's own failure, said by it too
             log.warning(
                 "%s: its %s %s is checked until the gateway stops, but cannot be kept in the spool "

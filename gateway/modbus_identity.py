@@ -11,6 +11,14 @@ as a wired M-Bus meter's identification is (gateway.meter_identity, which says w
 while the gateway was down is refused too). A profile without one (a pulse counter: a counter, not a
 meter) is not checked.
 
+A serial number never set (its register reads 0, or all ones: firmware_protocols.modbus.profile
+decodes it to None) is no identity: every such meter answers with it. Such a meter is read as one
+without a serial number, as a pulse counter is: nothing remembered, nothing checked, said once a run
+(a warning naming the meter, its unit and bus, and what to do). Before, "0" was remembered as its
+serial number, and checked: two such meters swapped were never told apart, and the check looked
+real. A meter configured with a serial number, or with a real one remembered, that now answers
+with none set is refused: another meter answered (a new one, never given its serial number).
+
 An answer from another meter is refused for that poll (:class:`SerialNumberMismatch`, a
 :class:`PollRefused`: not retried within the poll; said once an episode by the scheduler, in the
 meter's health ``last_error``), its words saying which serial number answered, which was expected,
@@ -20,15 +28,23 @@ serial number.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from aquami.contracts.reads import utc_iso
-from firmware_protocols.modbus.profile import SERIAL_FIELD
+from firmware_protocols.modbus.profile import SERIAL_FIELD, MeterProfile, serial_unset
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.meter_identity import MeterIdentities
 from gateway.transport import PollRefused
+
+log = logging.getLogger(__name__)
+
+#: the kind of identity a Modbus meter is known by (gateway.meter_identity)
+SERIAL_NUMBER = "serial number"
+#: what a scan shows for a unit whose serial number register was never set (gateway.scan)
+NOT_SET = "not set"
 
 
 class SerialNumberMismatch(PollRefused):
@@ -39,7 +55,7 @@ class SerialNumberMismatch(PollRefused):
 def expected_serial_number(identities: MeterIdentities, meter: MeterConfig) -> str | None:
     """The serial number ``meter``'s answers must carry: its configured one, else its first
     answer's, else None (no answer yet, or a profile with no serial number)."""
-    return identities.expected(meter.meter_id, meter.serial_number)
+    return identities.expected(meter.meter_id, meter.serial_number, SERIAL_NUMBER)
 
 
 def check_serial_number(
@@ -48,16 +64,80 @@ def check_serial_number(
     fields: Mapping[str, Any],
     at: datetime,
     bus: ModbusTcpBusConfig | ModbusRtuBusConfig,
+    profile: MeterProfile | None = None,
 ) -> None:
     """Refuse ``fields`` (an answer at ``meter``'s unit id, decoded by its profile) if another meter
     sent it; remember its serial number if it is ``meter``'s first answer. Nothing to check for a
-    profile that reads no serial number, or for a unit that is none of the bus's meters (a scan's)."""
-    sent = fields.get(SERIAL_FIELD)
-    if not isinstance(sent, str) or meter not in bus.meters:
+    profile that reads no serial number, or for a unit that is none of the bus's meters (a scan's).
+    A serial number never set (None) is no identity: said once, the reading taken unchecked, unless
+    the meter is known by one (refused). ``profile``, the meter's: a serial number never set that an
+    earlier version remembered ("0") is set aside."""
+    if SERIAL_FIELD not in fields or meter not in bus.meters:
         return
-    expected = identities.take(meter.meter_id, sent, meter.serial_number, at, "serial number")
+    sent = fields[SERIAL_FIELD]
+    if profile is not None:
+        _set_aside_if_unset(identities, meter, profile)
+    if sent is None:
+        expected = expected_serial_number(identities, meter)
+        if expected is not None:
+            raise SerialNumberMismatch(_unset_refused(identities, meter, expected, bus))
+        if identities.once(meter.meter_id, "serial number not set"):
+            log.warning("%s", _unset_said(meter, bus))
+        return
+    if not isinstance(sent, str):
+        return
+    expected = identities.take(meter.meter_id, sent, meter.serial_number, at, SERIAL_NUMBER)
     if expected is not None:
         raise SerialNumberMismatch(_mismatch(identities, meter, sent, expected, bus))
+
+
+def _set_aside_if_unset(identities: MeterIdentities, meter: MeterConfig, profile: MeterProfile) -> None:
+    """A remembered serial number that is the register's unset value (remembered before it was known
+    as such) is no identity: not expected, replaced by the first real one."""
+    field = profile.serial_field
+    first = identities.first(meter.meter_id)
+    if field is None or first is None or first.kind not in (None, SERIAL_NUMBER):
+        return
+    if first.identification.isdigit() and serial_unset(int(first.identification), field.type):
+        identities.set_aside(meter.meter_id)
+
+
+def _unit(meter: MeterConfig, bus: ModbusTcpBusConfig | ModbusRtuBusConfig) -> str:
+    return f"unit {meter.unit_id} of bus {bus.name} ({bus.address})"
+
+
+def _unset_said(meter: MeterConfig, bus: ModbusTcpBusConfig | ModbusRtuBusConfig) -> str:
+    return (
+        f"{meter.meter_id}: the meter at {_unit(meter, bus)} answers with no serial number set (its register "
+        "reads 0, or all ones): it is read unchecked, as a meter without one, and a meter exchanged or unit ids "
+        "swapped there would be taken as this one; its serial_number cannot be configured. Set the meter's own "
+        "serial number (the one on its label, with the manufacturer's tool), and it is checked from its next "
+        "answer on; until then, only its unit_id says which meter it is: check it at the meter"
+    )
+
+
+def _unset_refused(
+    identities: MeterIdentities, meter: MeterConfig, expected: str, bus: ModbusTcpBusConfig | ModbusRtuBusConfig
+) -> str:
+    came = f"{meter.meter_id}: at {_unit(meter, bus)} a meter with no serial number set (0, or all ones) answered, "
+    came += f"not {expected}, {_known_by(identities, meter)}: its reading is not taken. A meter exchanged for one "
+    came += "never given its serial number, or unit ids set anew by a technician? `aquami gateway scan` lists the "
+    came += "bus's meters by serial number; set the new meter's serial number (the one on its label, with the "
+    came += "manufacturer's tool), or, "
+    if meter.serial_number is not None:
+        came += "to read it unchecked, take serial_number out of this meter's configuration, "
+    else:
+        came += "to read it unchecked, "
+    return came + "give it a meter_id of its own, and reload"
+
+
+def _known_by(identities: MeterIdentities, meter: MeterConfig) -> str:
+    """How ``meter`` is known by the serial number expected: configured, or its first answer's."""
+    if meter.serial_number is not None:
+        return "the serial number this meter is configured with"
+    first = identities.first(meter.meter_id)
+    assert first is not None  # (expected came from it)
+    return f"the serial number of this meter's first answer, at {utc_iso(first.at)}"
 
 
 def _mismatch(
@@ -67,15 +147,8 @@ def _mismatch(
     expected: str,
     bus: ModbusTcpBusConfig | ModbusRtuBusConfig,
 ) -> str:
-    unit = f"unit {meter.unit_id} of bus {bus.name} ({bus.address})"
-    came = f"{meter.meter_id}: at {unit} the meter with serial number {sent} answered, not {expected}"
-    if meter.serial_number is not None:
-        came += ", the serial number this meter is configured with"
-    else:
-        first = identities.first(meter.meter_id)
-        assert first is not None  # (expected came from it)
-        came += f", the serial number of this meter's first answer, at {utc_iso(first.at)}"
-    came += f"{_whose(identities, meter, sent, bus)}: its reading is not taken. "
+    came = f"{meter.meter_id}: at {_unit(meter, bus)} the meter with serial number {sent} answered, not {expected}"
+    came += f", {_known_by(identities, meter)}{_whose(identities, meter, sent, bus)}: its reading is not taken. "
     came += "A meter exchanged, or unit ids set anew by a technician? "
     came += "`aquami gateway scan` lists the bus's meters by serial number (it is on each meter's label too); "
     if meter.serial_number is not None:

@@ -60,7 +60,7 @@ from gateway.cut_answers import CutWatch
 from gateway.echo import EchoWatch, begins_with_request
 from gateway.late_answers import LateAnswers, LateAnswerWatch, LateListener
 from gateway.meter_identity import MeterIdentities
-from gateway.modbus_identity import check_serial_number
+from gateway.modbus_identity import NOT_SET, check_serial_number
 from gateway.modbus_read import read_registers, to_reading
 from gateway.profiles import ProfileBook
 from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
@@ -167,7 +167,8 @@ class _ModbusTransport:
         #: reload, which makes its buses anew, keeps it; a transport of its own by default (a scan's)
         self.identities = MeterIdentities() if identities is None else identities
         #: the serial number the last answer at each unit id carried, whichever meter it was read for:
-        #: a scan shows it (gateway.scan), its probes being none of the bus's meters
+        #: a scan shows it (gateway.scan), its probes being none of the bus's meters; NOT_SET for a
+        #: serial number never set
         self.serial_numbers_heard: dict[int, str] = {}
         self.client: ModbusClient | None = None
         self.listening: ModbusClient | None = None  # a failed attempt's client, till the next attempt
@@ -222,9 +223,10 @@ class _ModbusTransport:
         at = self.clock()
 
         def same_meter(fields: Mapping[str, Any]) -> None:  # another meter's serial number is refused
-            if isinstance(serial_number := fields.get(SERIAL_FIELD), str):
-                self.serial_numbers_heard[meter.unit_id] = serial_number
-            check_serial_number(self.identities, meter, fields, at, self.config)
+            if SERIAL_FIELD in fields:  # (None: a serial number never set, shown as such by a scan)
+                serial_number = fields[SERIAL_FIELD]
+                self.serial_numbers_heard[meter.unit_id] = NOT_SET if serial_number is None else str(serial_number)
+            check_serial_number(self.identities, meter, fields, at, self.config, profile)
 
         volume_filter = self.profiles.volume_filter(meter)
         return to_reading(meter, profile, registers, at, self.protocol, self.config.name, volume_filter, same_meter)

@@ -6,6 +6,8 @@ gateway's TOML file, with placeholder meter ids to be replaced by the utility's 
 ``serial_number`` where its profile reads one (heard by the transport: gateway.modbus_transport), so
 that a pasted table pins its meter (gateway.modbus_identity); a serial number a meter of the bus is
 known by (configured, or remembered by the gateway, in its spool) is said with that meter: a swap seen in a scan.
+A unit whose serial number was never set (its register reads 0, or all ones) is said so, in a comment
+where its ``serial_number`` would be: before, the snippet pinned it with ``serial_number = "0"``.
 What answered at each configured meter's address (its own, another's, one no meter has: exchanged?,
 or nothing) is gateway.scan_configured's.
 
@@ -35,6 +37,7 @@ from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
 from gateway.late_answers import LateAnswers, selection_answered, selections_unanswered
+from gateway.modbus_identity import NOT_SET
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
 Attempt = Callable[[MeterConfig], Awaitable[Reading]]
@@ -299,6 +302,11 @@ def _serial_number_line(found: Found) -> str:
     one serial number, one meter of a bus)."""
     if found.serial_number is None:
         return ""
+    if found.serial_number == NOT_SET:  # every such meter answers with it: it pins none
+        return (
+            "# serial number not set (its register reads 0, or all ones): it cannot be checked, nor pinned by\n"
+            "# serial_number; set the meter's own (the one on its label, with the manufacturer's tool)\n"
+        )
     line = f'serial_number = "{found.serial_number}"'
     if found.owner is not None:
         line += f"  # {found.owner.said(found.unit_id)}"

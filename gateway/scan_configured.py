@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from gateway.config import MeterConfig
+from gateway.modbus_identity import NOT_SET
 from gateway.scan import MBUS_WORDS, MODBUS_WORDS, SECONDARY, Found, FoundMBus, SerialOwner, Words
 
 F = TypeVar("F", Found, FoundMBus)
@@ -48,14 +49,21 @@ class ConfiguredAnswer:
         entry: dict[str, Any] = {"meter_id": self.meter_id, "address": self.address, "answer": self.answer}
         if self.known_by is not None:
             entry.update(known_by=self.known_by, pinned=self.pinned)
-        if self.answered_with is not None:
-            entry["answered_with"] = self.answered_with
+        if self.answered_with is not None:  # (null: a serial number never set)
+            entry["answered_with"] = None if self.answered_with == NOT_SET else self.answered_with
         return entry
 
     def line(self, bus: str, words: Words) -> str | None:
         """The scan's line for this meter (``gateway scan``'s stderr), None where there is nothing
         new to say (its own identity, a swap said already, a problem said already)."""
         how = "configured with it" if self.pinned else "its first answer's"
+        if self.answer == "exchanged" and self.answered_with == NOT_SET:
+            return (
+                f"# {words.address} {self.address} answered with no {words.identity} set (0, or all ones); "
+                f"{self.meter_id} is configured there with {self.known_by} ({how}): the meter exchanged for one "
+                f"never given its {words.identity}? set the new meter's own, or set {self.meter_id}'s "
+                f"{words.address_key}"
+            )
         if self.answer == "exchanged":
             return (
                 f"# {words.address} {self.address} answered with {words.identity} {self.answered_with}, no meter's "

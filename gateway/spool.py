@@ -33,7 +33,8 @@ new, empty spool on the root filesystem (and filled it) without a word. A missin
 
 The same database keeps what must outlive a restart beside the readings: pulse counters' state,
 wireless M-Bus freshness, each meter's health (last good read, consecutive failures, offline since),
-the identification each wired M-Bus meter on a primary address answered with first.
+the identity each meter answered with first (a wired M-Bus meter's identification, a Modbus
+meter's serial number), with its kind.
 A spool file from an earlier version opens with its readings, batches and events: tables it lacks
 are created as the spool opens (``CREATE TABLE IF NOT EXISTS``), and a column a table gained since
 is added by the migrations numbered in ``PRAGMA user_version`` (:data:`_MIGRATIONS`). A table that
@@ -96,7 +97,8 @@ CREATE TABLE IF NOT EXISTS meter_health (
 );
 -- each meter's first answer's identity, whatever its protocol (named when M-Bus alone had one)
 CREATE TABLE IF NOT EXISTS mbus_identities (
-    meter_id TEXT PRIMARY KEY, identification TEXT NOT NULL, first_at TEXT NOT NULL
+    meter_id TEXT PRIMARY KEY, identification TEXT NOT NULL, first_at TEXT NOT NULL,
+    kind TEXT  -- 'identification' (M-Bus), 'serial number' (Modbus); NULL: an earlier version's row
 );
 """
 
@@ -119,10 +121,19 @@ def _add_pulse_before_restart(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE pulse_state ADD COLUMN {column} REAL")
 
 
+def _add_identity_kind(db: sqlite3.Connection) -> None:
+    """``mbus_identities`` gains each identity's kind (gateway.meter_identity: an M-Bus identification
+    and a Modbus serial number are not compared). Its rows get NULL: compared as before, and given
+    their kind the first time an answer matches them."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(mbus_identities)")}
+    if "kind" not in columns:  # (a spool that has it: created by _SCHEMA since)
+        db.execute("ALTER TABLE mbus_identities ADD COLUMN kind TEXT")
+
+
 #: The spool's schema changes since user_version was kept, in order: migration n takes a spool of
 #: user_version n - 1 (0: any spool written before) to n. Each is safe to run on a spool that has the
 #: change already: a spool of user_version 0 may be of any earlier version, or new.
-_MIGRATIONS = (_add_pulse_count_m3, _add_pulse_before_restart)
+_MIGRATIONS = (_add_pulse_count_m3, _add_pulse_before_restart, _add_identity_kind)
 
 _SAVE_METER_HEALTH = (
     "INSERT INTO meter_health (meter_id, last_good, offline_since, consecutive_failures) VALUES (?, ?, ?, ?) "
@@ -833,8 +844,9 @@ class Spool:
             )
 
     # meters' first answer's identity (gateway.meter_identity.IdentityStore): a wired M-Bus meter's
-    # identification, a Modbus meter's serial number, one row per meter id. The table keeps the name
-    # it had when only M-Bus meters were checked: a spool of before reads on, salvage copies it.
+    # identification, a Modbus meter's serial number (its ``kind``), one row per meter id. The table
+    # keeps the name it had when only M-Bus meters were checked: a spool of before reads on, salvage
+    # copies it.
     @_mends_damage
     def load_identity(self, meter_id: str) -> tuple[str, str] | None:
         with self._lock:
@@ -844,13 +856,21 @@ class Spool:
         return None if row is None else (str(row[0]), str(row[1]))
 
     @_mends_damage
-    def save_identity(self, meter_id: str, identification: str, first_at: str) -> None:
+    def load_identity_kind(self, meter_id: str) -> tuple[str, str, str | None] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT identification, first_at, kind FROM mbus_identities WHERE meter_id = ?", (meter_id,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), None if row[2] is None else str(row[2]))
+
+    @_mends_damage
+    def save_identity(self, meter_id: str, identification: str, first_at: str, kind: str | None = None) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO mbus_identities (meter_id, identification, first_at) VALUES (?, ?, ?) "
+                "INSERT INTO mbus_identities (meter_id, identification, first_at, kind) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (meter_id) DO UPDATE SET identification = excluded.identification, "
-                "first_at = excluded.first_at",
-                (meter_id, identification, first_at),
+                "first_at = excluded.first_at, kind = excluded.kind",
+                (meter_id, identification, first_at, kind),
             )
 
     # meters' health (gateway.health.MeterHealthStore): what the offline and online events depend on

@@ -67,7 +67,7 @@ _TABLES: dict[str, tuple[str, ...]] = {
     ),
     "wmbus_freshness": ("meter_id", "device", "message_counter", "meter_time"),
     "meter_health": ("meter_id", "last_good", "offline_since", "consecutive_failures"),
-    "mbus_identities": ("meter_id", "identification", "first_at"),
+    "mbus_identities": ("meter_id", "identification", "first_at", "kind"),
 }
 
 

@@ -8,7 +8,10 @@ drivers, each profile carries its own test vectors (``[[examples]]``): registers
 A field named ``serial_number`` is the meter's serial number (an unsigned integer register, u16, u32
 or u64, no scale), decoded as its decimal digits (a ``str``): a unit id is a setting of the device,
 not the device, so the gateway checks at each poll that the serial number is the meter's
-(gateway.modbus_identity).
+(gateway.modbus_identity). A register that reads 0 or all ones (0xFFFF..., the erased value) is a
+serial number never set, by the factory or the installer: it decodes to None, "no serial number", as
+an unset float register does (:func:`serial_unset`). Before, it decoded to "0" like any number, and
+was taken as the meter's identity: every such meter alike, two of them swapped never told apart.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ class MeterProfile:
                 alarms.extend(name for bit, name in sorted(f.bits.items()) if value >> bit & 1)
                 continue
             if f.name == SERIAL_FIELD:  # an identity, not a quantity: its digits, as on the meter's label
-                result[f.name] = str(value)
+                result[f.name] = None if serial_unset(int(value), f.type) else str(value)
                 continue
             if isinstance(value, float) and not math.isfinite(value):
                 # NaN or an infinity (IEEE 754): the meter's "no value" (a flow sensor not ready, an
@@ -186,6 +189,12 @@ def serial_value(serial: Any, value_type: ValueType) -> int:
     if value > largest:
         raise ValueError(f"serial number {text} does not fit a {value_type} register (at most {largest})")
     return value
+
+
+def serial_unset(value: int, value_type: ValueType) -> bool:
+    """Whether a serial number register holding ``value`` was never set: 0 (a meter's registers
+    start at 0) or all ones (``0xFFFF``..., erased flash), values no meter's label carries."""
+    return value in (0, (1 << 16 * register_count(value_type)) - 1)
 
 
 def _scaled(value: int | float, scale: Decimal) -> int | float:

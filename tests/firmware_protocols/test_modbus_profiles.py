@@ -40,6 +40,7 @@ def test_encode_then_decode_gives_the_same_reading(name, data):
     profile = load_profile(name, {"litres_per_pulse": 10})
     values: dict[str, object] = {}
     alarm_names: list[str] = []
+    never_set: tuple[str, ...] = ()
     for field in profile.fields:
         if field.bits:
             alarm_names.extend(field.bits.values())
@@ -52,6 +53,7 @@ def test_encode_then_decode_gives_the_same_reading(name, data):
         raw = data.draw(st.integers(low, high))
         if field.name == "serial_number":  # an identity: its decimal digits, not a quantity
             values[field.name] = str(raw)
+            never_set = ("0", str(high))  # 0 and all ones
             continue
         values[field.name] = raw if field.scale == 1 else float(Decimal(raw) * field.scale)
     values["alarms"] = sorted(data.draw(st.sets(st.sampled_from(alarm_names))) if alarm_names else [])
@@ -59,6 +61,8 @@ def test_encode_then_decode_gives_the_same_reading(name, data):
     for key, value in values.items():
         if key == "alarms":
             assert sorted(decoded["alarms"]) == value
+        elif key == "serial_number" and value in never_set:
+            assert decoded[key] is None  # no serial number (test_a_serial_number_never_set_decodes_to_none…)
         else:
             assert decoded[key] == value
 
@@ -428,7 +432,7 @@ def test_a_serial_number_round_trips_as_its_decimal_digits(value_type: str, word
     """Any serial number the register holds comes back as its digits, whichever word order; the
     builder (the simulators' side) writes the number the digits say."""
     bits = {"u16": 16, "u32": 32, "u64": 64}[value_type]
-    number = data.draw(st.integers(0, 2**bits - 1))
+    number = data.draw(st.integers(1, 2**bits - 2))  # (0 and all ones: never set, the test below)
     profile = _serial_profile(value_type, word_order)
     words = profile.encode({"volume_m3": 1.5, "serial_number": str(number)})
     decoded = profile.decode_registers(words)
@@ -444,11 +448,30 @@ def test_a_serial_number_round_trips_as_its_decimal_digits(value_type: str, word
 def test_a_serial_number_too_big_for_its_register_is_refused_in_words(value_type: str, number: int) -> None:
     bits = {"u16": 16, "u32": 32, "u64": 64}[value_type]
     profile = _serial_profile(value_type)
-    if number < 2**bits:
+    if 0 < number < 2**bits - 1:
         assert profile.decode_registers(profile.encode({"serial_number": str(number)}))["serial_number"] == str(number)
+    elif number < 2**bits:
+        assert profile.decode_registers(profile.encode({"serial_number": str(number)}))["serial_number"] is None
     else:
         with pytest.raises(ValueError, match=f"does not fit a {value_type} register"):
             profile.encode({"serial_number": str(number)})
+
+
+@given(SERIAL_TYPES, st.sampled_from(["big", "little"]), st.booleans())
+def test_a_serial_number_never_set_decodes_to_none_not_to_a_number(
+    value_type: str, word_order: str, all_ones: bool
+) -> None:
+    """A serial number register that reads 0 (registers start at 0) or all ones (erased flash) was
+    never set: no meter's label carries it, and every such meter answers with it. It decodes to None,
+    no serial number, as an unset float register does; before, to "0", taken as the meter's identity
+    (gateway.modbus_identity). One above 0 or below all ones is a serial number as any other."""
+    bits = {"u16": 16, "u32": 32, "u64": 64}[value_type]
+    unset = 2**bits - 1 if all_ones else 0
+    near = 2**bits - 2 if all_ones else 1
+    profile = _serial_profile(value_type, word_order)
+    decoded = profile.decode_registers(profile.encode({"volume_m3": 1.5, "serial_number": str(unset)}))
+    assert decoded["serial_number"] is None and decoded["volume_m3"] == 1.5
+    assert profile.decode_registers(profile.encode({"serial_number": str(near)}))["serial_number"] == str(near)
 
 
 @pytest.mark.parametrize(

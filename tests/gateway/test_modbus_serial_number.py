@@ -298,6 +298,15 @@ def test_serial_number_is_read_for_a_modbus_meter_whose_profile_has_one() -> Non
     [
         ([{"meter_id": "F", "unit_id": 5, "serial_number": "4001-2345"}], "'4001-2345' is not decimal digits 0-9"),
         (
+            [{"meter_id": "F", "unit_id": 5, "serial_number": "0000"}],
+            "0 is the register of a meter whose serial number was never set (0, or all ones): it tells no meter "
+            "from another; take serial_number out, or set the meter's own serial number first",
+        ),
+        (
+            [{"meter_id": "F", "unit_id": 5, "serial_number": "4294967295"}],
+            "4294967295 is the register of a meter whose serial number was never set",
+        ),
+        (
             [{"meter_id": "F", "unit_id": 5, "serial_number": "4294967296"}],
             "serial number 4294967296 does not fit a u32 register (at most 4294967295)",
         ),
@@ -360,3 +369,142 @@ def test_a_reload_or_a_restart_keeps_the_serial_number_a_meter_answered_with_fir
     assert last_error is not None
     assert "at unit 5 of bus rtu-1" in last_error[1]
     assert "the meter with serial number 40000099 answered, not 40000005" in last_error[1]
+
+
+# ---- a serial number never set ---------------------------------------------------------------------
+
+
+def _said(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("never_set", ["0", "4294967295"])  # the smart water meter's u32: 0, all ones
+def test_a_meter_whose_serial_number_was_never_set_is_read_unchecked_not_remembered_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, never_set: str
+) -> None:
+    """Its register reads 0 (or all ones): no identity, every such meter answers with it. Before,
+    "0" was remembered as its serial number and checked, two such meters swapped never told apart.
+    Now it is read as a meter without one: its readings taken, nothing remembered (in memory or in
+    the spool), and one warning for the run, naming the meter, its unit and bus, and what to do."""
+    unset = _meter("UNSET", 5, 1234.0, never_set)
+    spool = Spool(tmp_path / "s.sqlite")
+    identities = MeterIdentities(spool)
+    meter = MeterConfig("FLAT-5", 5)
+    with ModbusRtuSimulator([unset], LineSettings(baudrate=19200, parity="E"), clock=lambda: NOW) as sim:
+        polls = Polls(_rtu_bus(sim.port, meter), identities)
+        with caplog.at_level(logging.WARNING):
+            results = polls.run("FLAT-5", "FLAT-5", "FLAT-5")
+    try:
+        assert [error for _, error in results] == [None, None, None]
+        assert [r.volume_m3 for r in polls.spooled] == [pytest.approx(unset.model.volume_m3(NOW))] * 3
+        assert expected_serial_number(identities, meter) is None
+        assert spool.load_identity("FLAT-5") is None
+    finally:
+        spool.close()
+    assert _said(caplog, "gateway.modbus_identity") == [
+        f"FLAT-5: the meter at unit 5 of bus rtu-1 ({sim.port}) answers with no serial number set (its register "
+        "reads 0, or all ones): it is read unchecked, as a meter without one, and a meter exchanged or unit ids "
+        "swapped there would be taken as this one; its serial_number cannot be configured. Set the meter's own "
+        "serial number (the one on its label, with the manufacturer's tool), and it is checked from its next "
+        "answer on; until then, only its unit_id says which meter it is: check it at the meter"
+    ]
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_a_meter_known_by_its_serial_number_exchanged_for_one_never_given_one_is_refused(pinned: bool) -> None:
+    """Configured with its serial number, or with its first answer's remembered: a meter answering
+    with none set is another meter (a new one, never given its serial number), refused as any other.
+    Before, it was refused as "the meter with serial number 0", a number no label carries."""
+    old = _meter("OLD", 5, 1234.0, "40000005")
+    meter = MeterConfig("FLAT-5", 5, serial_number="40000005" if pinned else None)
+    with ModbusRtuSimulator([old], LineSettings(baudrate=19200, parity="E"), clock=lambda: NOW) as sim:
+        polls = Polls(_rtu_bus(sim.port, meter))
+        first = polls.run("FLAT-5")
+        sim.slaves.exchange(5, _meter("NEW", 5, 0.0, "0"))
+        refused_polls = Polls(_rtu_bus(sim.port, meter), polls.transport.identities)
+        refused = refused_polls.run("FLAT-5", "FLAT-5")
+    assert first[0][0] is not None and first[0][0].volume_m3 == pytest.approx(old.model.volume_m3(NOW))
+    assert [reading for reading, _ in refused] == [None, None] and refused_polls.spooled == []
+    error = refused[0][1]
+    known = (
+        "the serial number this meter is configured with"
+        if pinned
+        else "the serial number of this meter's first answer, at 2026-06-04T03:30:00Z"
+    )
+    assert error == (
+        f"FLAT-5: at unit 5 of bus rtu-1 ({sim.port}) a meter with no serial number set (0, or all ones) answered, "
+        f"not 40000005, {known}: its reading is not taken. A meter exchanged for one never given its serial "
+        "number, or unit ids set anew by a technician? `aquami gateway scan` lists the bus's meters by serial "
+        "number; set the new meter's serial number (the one on its label, with the manufacturer's tool), or, to "
+        "read it unchecked, "
+        + ("take serial_number out of this meter's configuration, " if pinned else "")
+        + "give it a meter_id of its own, and reload"
+    )
+    assert expected_serial_number(polls.transport.identities, meter) == "40000005"
+
+
+def test_a_serial_number_never_set_remembered_by_an_earlier_version_is_set_aside(tmp_path: Path) -> None:
+    """An earlier version remembered "0" as a meter's serial number: the meter is read on (not refused
+    for answering with none set), and its first real serial number is taken in its place."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.save_identity("FLAT-5", "0", "2026-06-01T00:00:00.000Z")  # (an earlier version's row: no kind)
+    identities = MeterIdentities(spool)
+    meter = MeterConfig("FLAT-5", 5)
+    unset = _meter("UNSET", 5, 1234.0, "0")
+    try:
+        with ModbusRtuSimulator([unset], LineSettings(baudrate=19200, parity="E"), clock=lambda: NOW) as sim:
+            polls = Polls(_rtu_bus(sim.port, meter), identities)
+            unchecked = polls.run("FLAT-5")
+            sim.slaves.exchange(5, _meter("SET", 5, 1234.0, "40000005"))  # its serial number set at last
+            taken = Polls(_rtu_bus(sim.port, meter), identities).run("FLAT-5")
+        assert unchecked[0][1] is None and taken[0][1] is None
+        assert expected_serial_number(identities, meter) == "40000005"
+        assert spool.load_identity_kind("FLAT-5") == ("40000005", "2026-06-04T03:30:00Z", "serial number")
+    finally:
+        spool.close()
+
+
+# ---- a meter id moved from M-Bus to Modbus, or back ------------------------------------------------------
+
+
+def test_a_meter_remembered_over_mbus_then_configured_on_modbus_is_read_and_its_serial_number_remembered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An M-Bus identification and a Modbus serial number are different numbers, not compared. Before,
+    the remembered identification was expected of the Modbus meter, and every poll refused until its
+    serial_number was configured. Now the identification is set aside (said once), the first Modbus
+    answer's serial number taken and remembered, and checked from then on, after a restart too; moved
+    back to M-Bus, its first identification is taken afresh likewise."""
+    from gateway.mbus_identity import check_identification, expected_identification
+
+    on_mbus = MeterConfig("FLAT-5", 5)
+    spool = Spool(tmp_path / "s.sqlite")
+    check_identification(MeterIdentities(spool), on_mbus, {"id": "11111111"}, NOW - timedelta(days=30), [on_mbus])
+    spool.close()
+    spool = Spool(tmp_path / "s.sqlite")  # a restart, the configuration now a Modbus meter's
+    identities = MeterIdentities(spool)
+    meter = MeterConfig("FLAT-5", 5)
+    smart = _meter("SMART", 5, 1234.0, "40000005")
+    try:
+        with ModbusRtuSimulator([smart], LineSettings(baudrate=19200, parity="E"), clock=lambda: NOW) as sim:
+            polls = Polls(_rtu_bus(sim.port, meter), identities)
+            with caplog.at_level(logging.WARNING):
+                results = polls.run("FLAT-5", "FLAT-5")
+            sim.slaves.exchange(5, _meter("OTHER", 5, 0.0, "40000099"))
+            refused = Polls(_rtu_bus(sim.port, meter), identities).run("FLAT-5")
+        assert [error for _, error in results] == [None, None]
+        assert [r.volume_m3 for r in polls.spooled] == [pytest.approx(smart.model.volume_m3(NOW))] * 2
+        assert spool.load_identity_kind("FLAT-5") == ("40000005", "2026-06-04T03:30:00Z", "serial number")
+        assert refused[0][0] is None and "serial number 40000099 answered, not 40000005" in str(refused[0][1])
+        assert _said(caplog, "gateway.meter_identity") == [
+            "FLAT-5: its remembered M-Bus identification 11111111 (its first answer's, at 2026-05-05T03:30:00Z) "
+            "is set aside: the meter is now read by Modbus, whose serial number cannot be compared with it; its "
+            "serial number is checked from now on (its configured one, else its first Modbus answer's, remembered "
+            "then)"
+        ]
+        # and back to M-Bus: its serial number set aside, its first identification taken
+        check_identification(identities, on_mbus, {"id": "22222222"}, NOW + timedelta(days=1), [on_mbus])
+        assert expected_identification(identities, on_mbus) == "22222222"
+        assert expected_serial_number(identities, meter) is None
+    finally:
+        spool.close()

@@ -68,6 +68,37 @@ def test_the_command_line_scan_names_an_exchanged_meter_with_both_serial_numbers
     )
 
 
+def test_a_scan_shows_a_unit_whose_serial_number_was_never_set_as_such_not_as_0(tmp_path: Path) -> None:
+    """FLAT-5 pinned with 40000005 at unit 5, whose meter is exchanged for one never given its serial
+    number (its register reads 0). Before, the scan showed it as serial number 0: the snippet pinned
+    it with ``serial_number = "0"``, which every such meter answers with, and the line told to pin
+    FLAT-5 with it. Now it is said as not set, and the snippet, with no serial_number, loads back."""
+    unset = CountingMeter("UNSET", 5, PROFILE, SteadyFlow(datetime.now(UTC), 0.0, 0.5), serial_number="0")
+    with ModbusRtuSimulator(_meters(), LineSettings(baudrate=9600, parity="E")) as sim:
+        sim.slaves.exchange(5, unset)
+        config = _config(tmp_path, sim.port, [{"meter_id": "FLAT-5", "unit_id": 5, "serial_number": "40000005"}])
+        done = _scan(config)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "# unit 5 answered with no serial number set (0, or all ones); FLAT-5 is configured there with 40000005 "
+        "(configured with it): the meter exchanged for one never given its serial number? set the new meter's "
+        "own, or set FLAT-5's unit_id",
+        "# 3 meters found on rtu-1 (units 4..8)",
+    ]
+    assert (
+        'unit_id = 5\nprofile = "smart_water_meter"\n# serial number not set (its register reads 0, or all ones): '
+        "it cannot be checked, nor pinned by\n# serial_number; set the meter's own (the one on its label, with the "
+        "manufacturer's tool)\n" in done.stdout
+    )
+    pasted = done.stdout.replace('meter_id = "rtu-1-unit-5"', 'meter_id = "NEW-5"')
+    loaded = parse_config_text(config.read_text().replace("unit_id = 5", "unit_id = 15") + "\n" + pasted)
+    assert [(m.unit_id, m.serial_number) for m in loaded.meters if m.meter_id != "FLAT-5"] == [
+        (5, None),
+        (6, "40000006"),
+        (7, "1234567890"),
+    ]
+
+
 def test_the_scan_command_says_each_configured_meter_s_answer_and_holds_to_the_contract(tmp_path: Path) -> None:
     """Through the gateway: FLAT-5 unpinned, known by its first answer's serial number (remembered),
     its meter then exchanged; FLAT-6 answers with its own pinned one; FLAT-8 pinned, silent."""
@@ -106,6 +137,36 @@ def test_the_scan_command_says_each_configured_meter_s_answer_and_holds_to_the_c
         "# no meter of rtu-1 has it; FLAT-5 here is known by 40000005 (its first answer's): exchanged?"
         in (reply["snippet"])
     )
+    assert reply_errors("scan", {**reply, "request_id": "r", "ok": True}) == []
+
+
+def test_the_scan_command_gives_a_serial_number_never_set_as_null_within_the_contract(tmp_path: Path) -> None:
+    """FLAT-5, known by its first answer's serial number, exchanged for a meter never given one: its
+    ``answered_with`` and the unit's ``serial_numbers`` entry are null (before, "0", a serial number
+    like any other, which the snippet pinned it with)."""
+    unset = CountingMeter("UNSET", 5, PROFILE, SteadyFlow(datetime.now(UTC), 0.0, 0.5), serial_number="0")
+    with ModbusRtuSimulator(_meters(), LineSettings(baudrate=9600, parity="E")) as sim:
+        config = _config(tmp_path, sim.port, [{"meter_id": "FLAT-5", "unit_id": 5}])
+
+        def exchange() -> None:
+            sim.slaves.exchange(5, unset)
+
+        reply = scan_command_after(config, ["FLAT-5"], exchange, {"bus": "rtu-1", "first": 5, "last": 6})
+    assert reply["configured_meters"] == [
+        {
+            "meter_id": "FLAT-5",
+            "address": 5,
+            "answer": "exchanged",
+            "known_by": "40000005",
+            "pinned": False,
+            "answered_with": None,
+        }
+    ]
+    assert reply["serial_numbers"] == [
+        {"unit_id": 5, "serial_number": None},
+        {"unit_id": 6, "serial_number": "40000006"},
+    ]
+    assert 'serial_number = "0"' not in reply["snippet"] and "# serial number not set" in reply["snippet"]
     assert reply_errors("scan", {**reply, "request_id": "r", "ok": True}) == []
 
 

@@ -32,8 +32,12 @@ class _ReadsOnThreads:
         self.reads.append((meter_id, threading.current_thread()))
         return self.spool.load_identity(meter_id)
 
-    def save_identity(self, meter_id: str, identification: str, first_at: str) -> None:
-        self.spool.save_identity(meter_id, identification, first_at)
+    def load_identity_kind(self, meter_id: str) -> tuple[str, str, str | None] | None:
+        self.reads.append((meter_id, threading.current_thread()))
+        return self.spool.load_identity_kind(meter_id)
+
+    def save_identity(self, meter_id: str, identification: str, first_at: str, kind: str | None = None) -> None:
+        self.spool.save_identity(meter_id, identification, first_at, kind)
 
 
 def test_the_scan_command_reads_the_spool_off_the_event_loop(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from aquami.contracts.commands import reply_errors
 from aquami.ports import free_port
 from firmware_protocols.modbus import load_profile
 from gateway.config import ModbusRtuBusConfig, parse_config_text
-from gateway.modbus_identity import SerialNumberMismatch
+from gateway.modbus_identity import NOT_SET, SerialNumberMismatch
 from gateway.modbus_transport import ModbusRtuTransport
 from gateway.profiles import ProfileBook
 from gateway.scan import Found, SerialOwner, snippet
@@ -162,9 +162,11 @@ def test_the_scan_command_names_meters_by_the_serial_number_pinned_or_remembered
 )
 def test_a_snippet_loads_back_with_each_unit_s_serial_number(units: list[tuple[int, int, bool]]) -> None:
     """Whatever the serial numbers (a u32 register's), and with or without a meter named beside
-    them, the tables load back as the same units with the same serial numbers."""
+    them, the tables load back as the same units with the same serial numbers; a register never set
+    (0, all ones: the transport hears NOT_SET) as units without one."""
+    heard = {serial: NOT_SET if serial in (0, 2**32 - 1) else str(serial) for _, serial, _ in units}
     found = [
-        Found(unit, "smart_water_meter", 1.5, {}, str(serial), SerialOwner("OTHER-1", 1, True) if named else None)
+        Found(unit, "smart_water_meter", 1.5, {}, heard[serial], SerialOwner("OTHER-1", 1, True) if named else None)
         for unit, serial, named in units
     ]
     head = bus_config_text(
@@ -172,4 +174,5 @@ def test_a_snippet_loads_back_with_each_unit_s_serial_number(units: list[tuple[i
         gateway_id="g",
     )  # fmt: skip
     loaded = parse_config_text(head + "\n" + snippet("b", found))
-    assert [(m.unit_id, m.serial_number) for m in loaded.meters] == [(u, str(s)) for u, s, _ in units]
+    expected = [(u, None if heard[s] == NOT_SET else str(s)) for u, s, _ in units]
+    assert [(m.unit_id, m.serial_number) for m in loaded.meters] == expected
