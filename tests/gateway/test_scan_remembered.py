@@ -8,13 +8,16 @@ named by the MQTT ``scan`` command (run inside the gateway) and not by the comma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
 from gateway.config import load_config
 from gateway.service import Gateway
 from gateway.spool import Spool
+from gateway.spool_reader import ReadOnlyIdentities, Remembered, remembered_in_spool
 from simulators.mbus_bus import MBusSimulator, mbus_line
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings
@@ -115,3 +118,22 @@ def test_the_command_line_search_names_an_exchanged_m_bus_meter_known_by_its_fir
         '= "44444444") or set FLAT-8\'s address',
         "# 1 meters found on mbus-1 (secondary search)",
     ]
+
+
+def test_a_spool_of_an_earlier_version_is_read_without_its_kinds(tmp_path: Path) -> None:
+    """A spool whose identities table predates the identity's kind (no gateway of this version has
+    opened it yet, and the scan, reading only, adds no column) is read all the same: its rows have no
+    kind, as the gateway takes such rows. Before the read-only store asked for the kind, it failed
+    with "no such column: kind" and the scan named no remembered meter."""
+    spool = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(spool)) as db:
+        db.execute("CREATE TABLE mbus_identities (meter_id TEXT PRIMARY KEY, identification TEXT, first_at TEXT)")
+        db.execute("INSERT INTO mbus_identities VALUES ('FLAT-5', '40000005', '2026-12-06T00:00:00+00:00')")
+        db.commit()
+    store = ReadOnlyIdentities(spool)
+    try:
+        assert store.load_identity_kind("FLAT-5") == ("40000005", "2026-12-06T00:00:00+00:00", None)
+        assert store.load_identity_kind("FLAT-6") is None
+    finally:
+        store.close()
+    assert remembered_in_spool(spool, ["FLAT-5", "FLAT-6"]) == Remembered({"FLAT-5": "40000005"}, [], None)
