@@ -1,4 +1,5 @@
-"""Warnings about a dead polled meter whose gateway file is reloaded every 10 minutes.
+"""Warnings about a dead polled meter, and about one answering late, whose gateway file is reloaded
+every 10 minutes.
 
 A Modbus meter polled every minute does not answer for two hours; an operator's automation reloads
 the file every 10 minutes, each reload making the bus's scheduler anew, as the gateway does. Then it
@@ -6,6 +7,12 @@ answers again. Counted on the episodes' clock (no waiting): its warnings (the fi
 and the hourly reminders), and the line that says it answers again. Measured twice in the same run:
 with the gateway's memory of the episodes kept across reloads (now), and with a fresh one at each
 reload (before 2026-12-07, when each scheduler had its own).
+
+Then a Modbus meter that answers after the bus's timeout at every poll for two hours, the file
+reloaded as often, each reload making the bus's transport, and with it its late answers' count and
+warnings (gateway.late_answers), anew: its warnings, with the gateway's memory of the late answers'
+episodes kept across reloads (now, gateway.late_episodes), and with a fresh one at each reload
+(before, when each transport had its own).
 
     .venv/bin/python -m benchmarks.polled_reload_log_lines
 """
@@ -20,6 +27,8 @@ from aquami.contracts.reads import Reading
 from aquami.counted import counted
 from benchmarks.log_kinds import LinesSaid
 from gateway.config import MeterConfig, ModbusTcpBusConfig
+from gateway.late_answers import LateAnswers
+from gateway.late_episodes import LateEpisodes
 from gateway.poll_episodes import PolledEpisodes
 from gateway.scheduler import BusScheduler
 from gateway.transport import NoAnswer
@@ -74,12 +83,47 @@ def _run(kept: bool) -> tuple[int, int, str, int]:
     return firsts, len(warnings) - firsts, back[0] if back else "none", reloads
 
 
+def _late_run(kept: bool) -> tuple[int, int, int]:
+    """Warnings, late answers counted and reloads, for a meter answering late at every poll, the
+    late answers' episodes ``kept`` across reloads or made anew at each."""
+    now = [0.0]
+    memory = LateEpisodes()
+    bus = ModbusTcpBusConfig("tcp-1", "127.0.0.1", 502, (MeterConfig("WM-0005", 5),), timeout_s=0.5, retries=0)
+    counts: list[int | None] = []  # the health status's late_answers, told by each transport
+
+    def reload() -> LateAnswers:
+        nonlocal memory
+        if not kept:
+            memory = LateEpisodes()
+        memory.configured([bus])
+        return LateAnswers(bus, counts.append, monotonic=lambda: now[0], episodes=memory.of_bus("tcp-1"))
+
+    handler = LinesSaid()
+    logger = logging.getLogger("gateway.late_answers")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    late, reloads = reload(), 0
+    try:
+        for second in range(0, HOURS * 3600, POLL_EVERY_S):
+            now[0] = float(second)
+            if second and second % RELOAD_EVERY_S == 0:
+                late, reloads = reload(), reloads + 1
+            late.heard(5)  # its answer to this poll, after the timeout
+    finally:
+        logger.removeHandler(handler)
+    return sum(level == logging.WARNING for level, _ in handler.lines), len(counts), reloads
+
+
 def main() -> None:
     before, after = _run(kept=False), _run(kept=True)
     every = f"every {RELOAD_EVERY_S // 60} min"
     print(f"{HOURS} h dead, polled every {POLL_EVERY_S} s, file reloaded {after[3]} times ({every})")
     for name, (firsts, reminders, back, _) in (("before (anew at each reload)", before), ("now (kept)", after)):
         print(f"{name}: {counted(firsts, 'warning')} + {counted(reminders, 'reminder')}; then: {back}")
+    late_before, late_after = _late_run(kept=False), _late_run(kept=True)
+    print(f"{HOURS} h answering late, polled every {POLL_EVERY_S} s, file reloaded {late_after[2]} times ({every})")
+    for name, (warnings, heard, _) in (("before (anew at each reload)", late_before), ("now (kept)", late_after)):
+        print(f"{name}: {counted(warnings, 'warning')}, {counted(heard, 'late answer')} counted")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from aquami.clock import Clock, utc_now
 from aquami.contracts.reads import Reading
 from gateway.config import BusConfig, MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.late_answers import LateListener
+from gateway.late_episodes import BusLateEpisodes
 from gateway.mbus import MAX_TELEGRAMS, MBusTransport
 from gateway.meter_identity import MeterIdentities
 from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
@@ -22,6 +23,7 @@ def make_transport(
     clock: Clock = utc_now,
     on_late: LateListener | None = None,
     identities: MeterIdentities | None = None,
+    late_episodes: BusLateEpisodes | None = None,
 ) -> Transport:
     """The transport of a polled bus (a wireless M-Bus receiver is listened to: gateway.wmbus).
 
@@ -30,14 +32,15 @@ def make_transport(
     each answer heard after its attempt gave up, or None where no one unit is known (gateway.late_answers).
     ``identities``: the meters' first answers' identities (a wired M-Bus meter's identification, a
     Modbus meter's serial number: gateway.meter_identity), the gateway's across reloads; the
-    transport's own when None.
+    transport's own when None. ``late_episodes``: its late answers' episodes (gateway.late_episodes),
+    the gateway's across reloads likewise.
     """
     if isinstance(bus, ModbusTcpBusConfig):
-        return ModbusTcpTransport(bus, profiles, clock, on_late, identities)
+        return ModbusTcpTransport(bus, profiles, clock, on_late, identities, late_episodes)
     if isinstance(bus, ModbusRtuBusConfig):
-        return ModbusRtuTransport(bus, profiles, clock, on_late, identities)
+        return ModbusRtuTransport(bus, profiles, clock, on_late, identities, late_episodes)
     if isinstance(bus, MBusBusConfig):
-        return MBusTransport(bus, clock, on_late, identities)
+        return MBusTransport(bus, clock, on_late, identities, late_episodes)
     raise ValueError(f"bus {bus.name}: a {bus.protocol} bus is not polled")
 
 

@@ -37,7 +37,9 @@ answer of the same meter's retry.
 
 Its episodes are not :mod:`gateway.episodes`': nothing says that a meter has stopped answering late
 (an answer in time is not heard here), so an episode ends after :data:`EPISODE_QUIET_S` without a
-late answer, and nothing is said at its end; the counts say how many came.
+late answer, and nothing is said at its end; the counts say how many came. They are the gateway's,
+kept across the transports a reload makes anew (gateway.late_episodes: before 2026-12-07 each
+transport had its own, and a meter answering late was warned of again at every reload).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from typing import Literal
 from pymodbus.framer import FramerRTU
 
 from gateway.config import MBusBusConfig, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
+from gateway.late_episodes import BusLateEpisodes
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +209,7 @@ class LateAnswers:
         on_late: LateListener | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         quiet_s: float = EPISODE_QUIET_S,
+        episodes: BusLateEpisodes | None = None,
     ):
         self.bus = bus
         self.on_late = on_late
@@ -214,7 +218,9 @@ class LateAnswers:
         self.count = 0
         #: False: counted, and ``on_late`` told, but no warning (a scan says late answers in its own words)
         self.warn = True
-        self._last: dict[object, float] = {}  # each unit's (meter's) last late answer, on the monotonic clock
+        #: each unit's (meter's) episode: the gateway's, so that a reload, which makes its buses anew,
+        #: keeps it (gateway.late_episodes); the transport's own by default (a scan's)
+        self.episodes = BusLateEpisodes() if episodes is None else episodes
         self._listeners: list[LateListener] = []  # told too, for a while (:meth:`listening`)
 
     @contextlib.contextmanager
@@ -229,11 +235,12 @@ class LateAnswers:
 
     def heard(self, unit: int) -> None:
         """A Modbus answer from ``unit``, late."""
-        self._count(unit, unit, lambda: self.hint(unit))
+        named = [m for m in self.bus.meters if m.unit_id == unit]
+        self._count(unit, unit, lambda: self.hint(unit), named, at_unit=unit)
 
     def heard_from(self, meter: MeterConfig) -> None:
         """An M-Bus answer from ``meter``, late."""
-        self._count(meter.meter_id, meter.unit_id, lambda: self.mbus_hint(meter))
+        self._count(meter.meter_id, meter.unit_id, lambda: self.mbus_hint(meter), [meter])
 
     def heard_unowned(self, awaiting: Sequence[MeterConfig]) -> None:
         """An M-Bus E5h, late, that cannot be charged to one meter: ``awaiting`` are the meters whose
@@ -242,7 +249,7 @@ class LateAnswers:
         status's ``late_answers``), and is said with the names of those it may be from, charged to
         none (a technician raises the answer window of the meter a warning names)."""
         key = ("E5h", tuple(m.meter_id for m in awaiting))
-        self._count(key, None, lambda: self.unowned_hint(awaiting))
+        self._count(key, None, lambda: self.unowned_hint(awaiting), awaiting)
 
     def heard_in_search(
         self, selections: Sequence[str], awaiting: Sequence[MeterConfig] = (), *, answered: bool = False
@@ -254,14 +261,15 @@ class LateAnswers:
         selection went unanswered just before, which may have sent it too (then it is said with both,
         charged to none)."""
         key = ("search", tuple(m.meter_id for m in awaiting))
-        self._count(key, None, lambda: self.search_hint(selections, awaiting, answered=answered))
+        self._count(key, None, lambda: self.search_hint(selections, awaiting, answered=answered), awaiting)
 
     def heard_late_read(self, identification: str, meter: MeterConfig | None) -> None:
         """An M-Bus long frame, late, in a secondary-address search: the answer of the meter
         ``identification`` to the search's read (``meter``: the configured meter it is, if any),
         named by the identification it carries, not by a unit (gateway.mbus:
         ``MBusTransport._late_read_in_search``)."""
-        self._count(("search read", identification), None, lambda: self.late_read_hint(identification, meter))
+        named = [] if meter is None else [meter]
+        self._count(("search read", identification), None, lambda: self.late_read_hint(identification, meter), named)
 
     def heard_unconfigured(self, address: int | None, identification: str | None) -> None:
         """An M-Bus long frame, late, from a device no meter of the bus is configured with: neither its
@@ -270,7 +278,7 @@ class LateAnswers:
         ``MBusTransport._heard_late``). Counted on the bus as any late answer, ``on_late`` told its
         address, and said by what it carries, once an episode of that device's."""
         key = ("unconfigured", address, identification)
-        self._count(key, address, lambda: self.unconfigured_hint(address, identification))
+        self._count(key, address, lambda: self.unconfigured_hint(address, identification), [])
 
     def unconfigured_hint(self, address: int | None, identification: str | None) -> str:
         assert isinstance(self.bus, MBusBusConfig)
@@ -324,11 +332,20 @@ class LateAnswers:
             "late to be found: raise the bus's answer_timeout_s and search again"
         )
 
-    def _count(self, key: object, unit: int | None, hint: Callable[[], str]) -> None:
+    def _count(
+        self,
+        key: object,
+        unit: int | None,
+        hint: Callable[[], str],
+        named: Sequence[MeterConfig],
+        at_unit: int | None = None,
+    ) -> None:
+        """One late answer of ``key``'s (its ``unit`` told to the listeners), warned of in ``hint``'s
+        words if it begins an episode; ``named``: the meters the warning names (those at the Modbus
+        unit ``at_unit``), whose entries changed at a reload begin it afresh (gateway.late_episodes)."""
         self.count += 1
         now = self.monotonic()
-        last = self._last.get(key)
-        self._last[key] = now
+        last = self.episodes.heard(key, now, named, at_unit)
         if self.warn and (last is None or now - last > self.quiet_s):
             log.warning("%s", hint())
         if self.on_late is not None:

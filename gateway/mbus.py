@@ -47,6 +47,7 @@ from firmware_protocols.mbus import (
 )
 from gateway.config import MBusBusConfig, MeterConfig
 from gateway.late_answers import LateAnswers, LateListener, addressed, mbus_frames
+from gateway.late_episodes import BusLateEpisodes
 from gateway.mbus_identity import check_identification
 from gateway.mbus_line import ACK, LineNeverQuiet, MBusLine, asks_for_data
 from gateway.meter_identity import MeterIdentities
@@ -190,7 +191,8 @@ class MBusTransport:
 
     ``identities``: the identification each meter on a primary address answered with first
     (gateway.mbus_identity, gateway.meter_identity), the gateway's, so that a reload, which makes its
-    buses anew, keeps it; a transport of its own by default (a scan's)."""
+    buses anew, keeps it; a transport of its own by default (a scan's). ``late_episodes``: its late
+    answers' episodes, the gateway's across reloads likewise (gateway.late_episodes)."""
 
     def __init__(
         self,
@@ -198,12 +200,13 @@ class MBusTransport:
         clock: Clock = utc_now,
         on_late: LateListener | None = None,
         identities: MeterIdentities | None = None,
+        late_episodes: BusLateEpisodes | None = None,
     ):
         self.config = config
         self.clock = clock
         self.identities = MeterIdentities() if identities is None else identities
         self.line = MBusLine(config)
-        self.late_answers = LateAnswers(config, on_late)
+        self.late_answers = LateAnswers(config, on_late, episodes=late_episodes)
         self.line.on_pending = self._heard_pending
         self._asking: MeterConfig | None = None  # the meter of the transaction under way (or the last)
         #: the meters whose SND_NKE or selection went unanswered, their E5h not heard since (by meter id),

@@ -59,6 +59,7 @@ from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
 from gateway.cut_answers import CutWatch
 from gateway.echo import EchoWatch, begins_with_request
 from gateway.late_answers import LateAnswers, LateAnswerWatch, LateListener
+from gateway.late_episodes import BusLateEpisodes
 from gateway.meter_identity import MeterIdentities
 from gateway.modbus_identity import NOT_SET, check_serial_number
 from gateway.modbus_read import read_registers, to_reading
@@ -159,6 +160,7 @@ class _ModbusTransport:
         clock: Clock = utc_now,
         on_late: LateListener | None = None,
         identities: MeterIdentities | None = None,
+        late_episodes: BusLateEpisodes | None = None,
     ):
         self.config = config
         self.profiles = profiles
@@ -172,7 +174,9 @@ class _ModbusTransport:
         self.serial_numbers_heard: dict[int, str] = {}
         self.client: ModbusClient | None = None
         self.listening: ModbusClient | None = None  # a failed attempt's client, till the next attempt
-        self.late_answers = LateAnswers(config, on_late)
+        #: the late answers' episodes are the gateway's, kept across reloads (gateway.late_episodes); a
+        #: transport's own by default (a scan's)
+        self.late_answers = LateAnswers(config, on_late, episodes=late_episodes)
         framing: Literal["rtu", "tcp"] = "tcp" if self.protocol == "modbus-tcp" else "rtu"
         self.late = LateAnswerWatch(framing, self.late_answers.heard)
         self.cut = CutWatch(framing)  # an answer begun and stopped short (gateway.cut_answers)
@@ -270,8 +274,9 @@ class ModbusTcpTransport(_ModbusTransport):
         clock: Clock = utc_now,
         on_late: LateListener | None = None,
         identities: MeterIdentities | None = None,
+        late_episodes: BusLateEpisodes | None = None,
     ):
-        super().__init__(config, profiles, clock, on_late, identities)
+        super().__init__(config, profiles, clock, on_late, identities, late_episodes)
         self.tcp = config
 
     def _new_client(self) -> ModbusClient:
@@ -300,8 +305,9 @@ class ModbusRtuTransport(_ModbusTransport):
         clock: Clock = utc_now,
         on_late: LateListener | None = None,
         identities: MeterIdentities | None = None,
+        late_episodes: BusLateEpisodes | None = None,
     ):
-        super().__init__(config, profiles, clock, on_late, identities)
+        super().__init__(config, profiles, clock, on_late, identities, late_episodes)
         self.rtu = config
         self.watch = EchoWatch()
         self.cut.then = None if config.echo else self.watch

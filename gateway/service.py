@@ -24,6 +24,7 @@ from gateway.commands import Commands
 from gateway.config import GatewayConfig, MeterConfig, WMBusBusConfig
 from gateway.event_json import EventNotJson, event_json, logged_value
 from gateway.health import Health, LinkState, SavedMeter
+from gateway.late_episodes import LateEpisodes
 from gateway.meter_identity import MeterIdentities
 from gateway.poll_episodes import PolledEpisodes
 from gateway.profiles import ProfileBook
@@ -113,6 +114,9 @@ class Gateway:
         #: each polled meter's failure episode (said once while it lasts), kept across reloads likewise:
         #: a dead meter is not warned of again at every reload (gateway.poll_episodes)
         self.poll_episodes = PolledEpisodes()
+        #: each polled bus's late answers' episodes (each warned of once while it lasts), kept across
+        #: reloads likewise: a meter answering late is not warned of again at every reload (gateway.late_episodes)
+        self.late_episodes = LateEpisodes()
         self.readings_spooled = 0
         self.readings_dropped = 0
         self.readings_not_spooled = 0  # read, but refused by the spool (a full disk): lost
@@ -363,6 +367,7 @@ class Gateway:
         receivers = {bus.device for bus in self.config.buses if isinstance(bus, WMBusBusConfig)}
         self.wmbus_memories = {device: m for device, m in self.wmbus_memories.items() if device in receivers}
         self.poll_episodes.configured(self.config.buses)
+        self.late_episodes.configured(self.config.buses)
         for bus in self.config.buses:
             self.health.track(bus.name, (m.meter_id for m in bus.meters))
             name = bus.name
@@ -391,6 +396,7 @@ class Gateway:
                     self.clock,
                     on_late=lambda _unit, name=name: self.health.late_answer(name),  # type: ignore[misc]
                     identities=self.identities,
+                    late_episodes=self.late_episodes.of_bus(name),
                 ),
                 on_reading=self.spool_reading,
                 on_poll=self._on_poll,

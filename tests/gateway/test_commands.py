@@ -390,7 +390,8 @@ def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path
     the same line at the same time."""
     line = Line()
     monkeypatch.setattr(
-        "gateway.service.make_transport", lambda bus, profiles, clock, on_late, identities: LineTransport(line)
+        "gateway.service.make_transport",
+        lambda bus, profiles, clock, on_late, identities, late_episodes: LineTransport(line),
     )
     text = bus_config_text(
         f"mqtt://127.0.0.1:{free_port()}",
@@ -419,7 +420,9 @@ def test_a_reload_during_a_scan_keeps_one_transaction_on_the_line(tmp_path: Path
 
 
 def _gateway_on_line(tmp_path: Path, monkeypatch, transport: Any) -> Gateway:
-    monkeypatch.setattr("gateway.service.make_transport", lambda bus, profiles, clock, on_late, identities: transport)
+    monkeypatch.setattr(
+        "gateway.service.make_transport", lambda bus, profiles, clock, on_late, identities, late_episodes: transport
+    )
     text = bus_config_text(
         f"mqtt://127.0.0.1:{free_port()}",
         tmp_path / "s.sqlite",
