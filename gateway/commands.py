@@ -50,6 +50,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aquami.contracts.commands import request_problem, valid_request_id
+from aquami.counted import counted
 from firmware_protocols.modbus import available_profiles, load_profile
 from firmware_protocols.modbus.profile import ProfileError
 from gateway.config import ConfigError, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
@@ -165,10 +166,12 @@ class Commands:
         meter_id = request["meter_id"]  # a string: request_problem has checked the request
         for scheduler in self.gateway.schedulers.values():
             if meter_id in scheduler.meters:
-                reading, why = await scheduler.read_now(str(meter_id))
+                reading, why, attempts = await scheduler.read_now(str(meter_id))
                 if reading is None:  # before: "no answer" alone, the reason only in the gateway's log
-                    attempts = scheduler.config.retries + 1
-                    error = f"{meter_id}: no reading after {attempts} attempt{'s' if attempts > 1 else ''}: {why}"
+                    # the attempts made: a refused answer is asked once, a bus closed by a reload not
+                    # again (before, retries + 1 was said whatever was made)
+                    made = f"after {counted(attempts, 'attempt')}" if attempts else "(no attempt made)"
+                    error = f"{meter_id}: no reading {made}: {why}"
                     return {"ok": False, "error": error, "meter_id": meter_id}
                 return {"ok": True, "meter_id": meter_id, "reading": reading.to_json()}
         for listener in self.gateway.listeners.values():

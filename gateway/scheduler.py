@@ -44,6 +44,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aquami.contracts.reads import Reading, utc_iso
 from aquami.counted import counted
@@ -74,6 +75,20 @@ class BusClosed(PollError):
     again gives the same answer. Before, a command still holding a closed scheduler (a read-now
     during a reload) retried it with backoff, seconds spent waiting for nothing, and the meter was
     warned of, "failed after 3 attempts, the last: bus closed", and counted as failing."""
+
+    #: the attempts its poll made on the bus before it found it closed
+    attempts = 0
+
+
+class Polled(NamedTuple):
+    """A poll's outcome: its reading, or None and why (its last attempt's error), and the attempts it
+    made on the bus: ``retries`` + 1 when each failed, fewer when one was answered, refused (a
+    :class:`PollRefused` is not retried) or found the bus closed (0 when the first did). Before, a
+    read-now's reply said ``no reading after 3 attempts`` for a refused answer asked once."""
+
+    reading: Reading | None
+    why: str | None
+    attempts: int
 
 
 def next_slot(after: float, interval: float, lead: float) -> float:
@@ -171,35 +186,37 @@ class BusScheduler:
         """One poll: the first attempt and up to ``retries`` more, with growing backoff between (none
         after a :class:`PollRefused`, an answer no retry mends)."""
         try:
-            reading, _ = await self._poll(meter)
+            return (await self._poll(meter)).reading
         except BusClosed:
             return None
-        return reading
 
-    async def _poll(self, meter: MeterConfig) -> tuple[Reading | None, str | None]:
-        """The reading, or None and the last attempt's error (logged with the poll's warning);
-        :class:`BusClosed`, at once, when the bus closed (not the meter's failure: not retried)."""
+    async def _poll(self, meter: MeterConfig) -> Polled:
+        """The reading, or None and the last attempt's error (logged with the poll's warning), and
+        the attempts made; :class:`BusClosed`, at once, when the bus closed (not the meter's failure:
+        not retried), with the attempts made before."""
         last, made = "", 0
         for attempt in range(self.config.retries + 1):
-            made = attempt + 1
             try:
                 reading = await self.attempt(meter)
-            except BusClosed:
+            except BusClosed as closed:  # this attempt asked nothing: those before it were made
+                closed.attempts = made
                 raise
             except PollRefused as error:  # the same answer however often asked: the next poll asks again
+                made = attempt + 1
                 last = str(error)
                 log.debug("%s attempt %d refused, not retried: %s", meter.meter_id, made, error)
                 break
             except PollError as error:
+                made = attempt + 1
                 last = str(error)
                 log.debug("%s attempt %d failed: %s", meter.meter_id, made, error)
                 if attempt < self.config.retries:
                     await asyncio.sleep(self.config.retry_backoff_s * 2**attempt * self.rng.uniform(0.5, 1.0))
             else:
                 self._say_answered(meter)
-                return reading, None
+                return Polled(reading, None, attempt + 1)
         self._say_failed(meter, last, made)
-        return None, last
+        return Polled(None, last, made)
 
     def _say_failed(self, meter: MeterConfig, last: str, attempts: int) -> None:
         """A failed poll: said whole if it begins an episode, as a reminder if one is due, else not."""
@@ -283,15 +300,16 @@ class BusScheduler:
         with contextlib.suppress(NotSpooled):
             await self._poll_and_report(meter)
 
-    async def _poll_and_report(self, meter: MeterConfig) -> tuple[Reading | None, str | None]:
+    async def _poll_and_report(self, meter: MeterConfig) -> Polled:
         """One poll, its reading spooled, and its outcome to ``on_poll``: the reading, or None and the
-        last attempt's error; :class:`NotSpooled` when the spool refused the reading. A bus closed
-        (by a reload, while a command held this scheduler) is None and why, not told to ``on_poll``:
-        the meter did not fail, its new bus polls it."""
+        last attempt's error, and the attempts made; :class:`NotSpooled` when the spool refused the
+        reading. A bus closed (by a reload, while a command held this scheduler) is None and why, not
+        told to ``on_poll``: the meter did not fail, its new bus polls it."""
         try:
-            reading, error = await self._poll(meter)
+            polled = await self._poll(meter)
         except BusClosed as closed:
-            return None, str(closed)
+            return Polled(None, str(closed), closed.attempts)
+        reading, error, _ = polled
         if reading is not None:
             try:
                 await self.on_reading(reading)
@@ -301,11 +319,12 @@ class BusScheduler:
                 raise NotSpooled(f"{meter.meter_id}: read, but not spooled: {refused}") from refused
         if self.on_poll:
             self.on_poll(meter, reading, error)
-        return reading, error
+        return polled
 
-    async def read_now(self, meter_id: str) -> tuple[Reading | None, str | None]:
+    async def read_now(self, meter_id: str) -> Polled:
         """Poll one meter now, outside its schedule (``cmd/read-now``); the reading is spooled too.
-        The reading, or None and the last attempt's error (why: a bus that will not open says so)."""
+        The reading, or None and the last attempt's error (why: a bus that will not open says so),
+        and the attempts made (the reply says how many)."""
         meter = self.meters.get(meter_id)
         if meter is None:
             raise KeyError(meter_id)

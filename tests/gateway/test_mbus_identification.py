@@ -74,7 +74,7 @@ class Polls:
             try:
                 for step in steps:
                     if isinstance(step, str):
-                        results.append(await self.scheduler.read_now(step))
+                        results.append((await self.scheduler.read_now(step))[:2])
                     elif isinstance(step, float):
                         await asyncio.sleep(step)
                     else:

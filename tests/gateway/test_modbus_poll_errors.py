@@ -36,7 +36,7 @@ def test_an_unexpected_exception_in_a_read_is_a_failed_poll_with_its_error() -> 
         on_poll=lambda m, reading, error: polls.append((m.meter_id, reading, error)),
         on_attempt=attempts.append,
     )
-    reading, why = asyncio.run(scheduler.read_now("WM-1"))
+    reading, why, _ = asyncio.run(scheduler.read_now("WM-1"))
     assert reading is None and why is not None and "unexpected ArithmeticError" in why
     assert attempts == [False, False]
     [(meter_id, reading, error)] = polls

@@ -72,7 +72,7 @@ class Polls:
         try:
             for step in steps:
                 if isinstance(step, str):
-                    results.append(await self.scheduler.read_now(step))
+                    results.append((await self.scheduler.read_now(step))[:2])
                 else:
                     step()
             return results

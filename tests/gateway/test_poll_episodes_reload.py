@@ -26,7 +26,7 @@ from aquami.contracts.reads import Reading
 from gateway.config import MeterConfig, ModbusTcpBusConfig, parse_config_text
 from gateway.episodes import REMIND_EVERY_S
 from gateway.poll_episodes import PolledEpisodes
-from gateway.scheduler import BusScheduler
+from gateway.scheduler import BusScheduler, Polled
 from gateway.service import Gateway
 from gateway.transport import NoAnswer
 from simulators.modbus_tcp import ModbusTcpSimulator
@@ -187,13 +187,14 @@ def test_a_bus_closed_by_a_reload_ends_a_commands_poll_at_once_and_is_no_meters_
         bus, Wired(), on_reading=lambda r: asyncio.sleep(0), on_poll=lambda m, reading, error: polls.append(error)
     )
 
-    async def scenario() -> tuple[Reading | None, str | None]:
+    async def scenario() -> Polled:
         await scheduler.close()
         return await scheduler.read_now("WM-1")
 
     with caplog.at_level(logging.DEBUG, logger="gateway.scheduler"):
-        reading, why = asyncio.run(scenario())
+        reading, why, attempts = asyncio.run(scenario())
     assert reading is None and why == "tcp-1: bus closed"
+    assert attempts == 0  # the bus asked nothing: the read-now's reply says no attempt was made
     assert scheduler.made == 1  # before: 3
     assert polls == []  # before: ["tcp-1: bus closed"], a failure in the meter's health
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records

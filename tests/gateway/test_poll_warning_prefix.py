@@ -58,7 +58,7 @@ def _failed_poll(bus: BusConfig, caplog: pytest.LogCaptureFixture) -> tuple[str,
             await scheduler.attempt(meter)
         except Exception as error:
             failures.append(error)
-        reading, reason = await scheduler._poll(meter)
+        reading, reason, _ = await scheduler._poll(meter)
         assert reading is None
         reasons.append(reason)
         await transport.close()

@@ -205,7 +205,7 @@ def polls(bus: Bus, *steps: Step) -> tuple[list[tuple[Reading | None, str | None
         try:
             for step in steps:
                 if isinstance(step, str):
-                    results.append(await scheduler.read_now(step))
+                    results.append((await scheduler.read_now(step))[:2])
                 else:
                     step()
             return results
