@@ -120,3 +120,25 @@ def test_what_a_reload_changed_begins_a_late_answer_episode_afresh(caplog: pytes
     episodes.configured([mbus])  # tcp-1 no longer configured: forgotten
     with caplog.at_level(logging.INFO, logger="gateway.late_answers"):
         assert _said(caplog, episodes, replace(bus, meters=(replace(slow, unit_id=7),), timeout_s=0.8), 7) == 1
+
+
+def test_an_m_bus_meter_s_late_answer_episode_goes_on_across_reloads_until_its_address_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Charged to the meter (its E5h or long frame: gateway.mbus), kept while its entry is the same;
+    its primary address corrected, or its bus's answer window raised, begins it afresh."""
+    slow = MeterConfig("SLOW-1", 1)
+    bus = MBusBusConfig("mbus-1", "/dev/null", (slow,), answer_timeout_s=0.3)
+    episodes = LateEpisodes()
+
+    def said(bus: MBusBusConfig) -> int:
+        episodes.configured([bus])
+        before = len(_warnings(caplog))
+        LateAnswers(bus, monotonic=lambda: 10.0, episodes=episodes.of_bus(bus.name)).heard_from(bus.meters[0])
+        return len(_warnings(caplog)) - before
+
+    moved = replace(bus, meters=(replace(slow, unit_id=2),))
+    with caplog.at_level(logging.INFO, logger="gateway.late_answers"):
+        counts = [said(bus), said(bus), said(moved), said(moved), said(replace(moved, answer_timeout_s=0.5))]
+    assert counts == [1, 0, 1, 0, 1], _warnings(caplog)
+    assert "primary address 2 answered after the bus's 0.5 s answer window" in _warnings(caplog)[-1]
