@@ -28,9 +28,9 @@ SHOWN_DAYS = 30
 MONTH = 30
 
 
-def fill(conn: psycopg.Connection[Any], meters: int, days: int) -> None:
-    """``meters`` customer meters M-1 … fitted since 2020, read hourly for ``days`` days up to END (one
-    read in fifty estimated, for the days' badges), and their daily consumption."""
+def fill(conn: psycopg.Connection[Any], meters: int, days: int, end: datetime = END) -> None:
+    """``meters`` customer meters M-1 … fitted since 2020, read hourly for ``days`` days up to ``end``
+    (one read in fifty estimated, for the days' badges), and their daily consumption."""
     conn.execute(
         "INSERT INTO meters (meter_id, registered, dma, role, has_readings)"
         " SELECT 'M-' || i, true, 'D1', 'customer', true FROM generate_series(1, %s) i;",
@@ -53,9 +53,9 @@ def fill(conn: psycopg.Connection[Any], meters: int, days: int) -> None:
         FROM generate_series(1, %s) i, generate_series(0, %s) h,
              LATERAL (SELECT %s::timestamptz + h * interval '1 hour' AS ts) x
         """,
-        (meters, days * 24, END - timedelta(days=days)),
+        (meters, days * 24, end - timedelta(days=days)),
     )
-    conn.execute("SELECT refresh_consumption(%s, %s)", (END - timedelta(days=days + 1), END + timedelta(days=1)))
+    conn.execute("SELECT refresh_consumption(%s, %s)", (end - timedelta(days=days + 1), end + timedelta(days=1)))
     conn.execute("VACUUM ANALYZE")
 
 

@@ -43,3 +43,21 @@ def queries_run(matches: Callable[[str], bool]) -> Iterator[list[tuple[str, Any]
         yield recorded
     finally:
         setattr(psycopg.Connection, "execute", execute)  # noqa: B010
+
+
+@contextmanager
+def statements_run() -> Iterator[list[tuple[str, Any]]]:
+    """Every statement (text, parameters) any cursor runs inside the block, a connection's ``execute``
+    (which runs its cursor's) and a cursor's own alike: :func:`queries_run` sees the first only."""
+    recorded: list[tuple[str, Any]] = []
+    execute = psycopg.Cursor.execute
+
+    def recording(self: psycopg.Cursor[Any], query: Any, params: Any = None, **kwargs: Any) -> Any:
+        recorded.append((query if isinstance(query, str) else query.as_string(self), params))
+        return execute(self, query, params, **kwargs)
+
+    setattr(psycopg.Cursor, "execute", recording)  # noqa: B010 (mypy: a method is not assignable)
+    try:
+        yield recorded
+    finally:
+        setattr(psycopg.Cursor, "execute", execute)  # noqa: B010

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 import psycopg
@@ -16,14 +17,23 @@ from server.care.placement import placing_enquiries_once
 from server.corrected_spans import span_step
 from server.meters.districts import check_dmas
 
-# the meter's newest reading, looked for only where it has any (collector migration 0067): for one
-# without, the look probed every 7-day chunk of readings, newest first, to find nothing
-_LATEST = """
+#: The columns of a meter's latest reading (``latest.*`` in _METER_COLUMNS).
+_LATEST_COLUMNS = "ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, gateway_id"
+
+
+def _latest_join(bound: str = "") -> str:
+    """The meter's newest reading (``bound``: a further condition on its ``r.ts``), looked for only where
+    it has any (collector migration 0067): for one without, the look probed every 7-day chunk of
+    readings, newest first, to find nothing."""
+    return f"""
 LEFT JOIN LATERAL (
-    SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, gateway_id
-    FROM readings r WHERE m.has_readings AND r.meter_id = m.meter_id ORDER BY ts DESC LIMIT 1
+    SELECT {_LATEST_COLUMNS}
+    FROM readings r WHERE m.has_readings AND r.meter_id = m.meter_id {bound} ORDER BY ts DESC LIMIT 1
 ) latest ON true
 """
+
+
+_LATEST = _latest_join()
 
 # the gateways the meter is assigned to now (collector.meter_gateways), the latest assigned first
 _ASSIGNED = """
@@ -72,28 +82,61 @@ def list_meters(
 
 
 def get_meter(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | None:
-    return conn.execute(  # type: ignore[return-value]
-        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_ASSIGNED} {_LINK} WHERE m.meter_id = %s", (meter_id,)
-    ).fetchone()
+    """The meter as the meters API has it (None: no row), its latest reading looked for within _NEAR
+    of now first, in the same query, then further back in spans (:func:`_spans_back`), each between
+    bounds known when its query is planned (see :func:`_read_in_spans`). Before, the one look with no
+    bound planned every chunk of readings: 3.7-4.0 ms of planning against 0.2-0.4 ms of running on
+    three years of hourly reads (157 chunks), for a meter read this week as for any."""
+    now = datetime.now(UTC)
+    since = now - _NEAR  # the first span of _spans_back(now, None)
+    row: dict[str, Any] | None = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            f"SELECT {_METER_COLUMNS}, m.has_readings AS _has_readings FROM meters m "
+            f"{_latest_join('AND r.ts >= %(since)s')} {_ASSIGNED} {_LINK} WHERE m.meter_id = %(meter_id)s",
+            {"meter_id": meter_id, "since": since},
+            prepare=False,
+        )
+        .fetchone()
+    )
+    if row is None:
+        return None
+    if row.pop("_has_readings") and row["latest_ts"] is None:  # not read this week: further back
+        older = _read_in_spans(conn, meter_id, _LATEST_COLUMNS, islice(_spans_back(now, None), 1, None), 1)
+        if older:
+            latest = older[0]
+            row |= {f"latest_{column}": latest[column] for column in latest if column != "gateway_id"}
+            if latest["gateway_id"] is not None:  # as _METER_COLUMNS' coalesce has it
+                row["last_gateway_id"] = latest["gateway_id"]
+    return row
 
 
 def first_reading(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | None:
-    """The meter's oldest stored reading (None: it has none). ``meters.first_seen`` is when its row
-    was made (registered, or first heard on the network), not this: a meter registered after its
-    readings were loaded, or ahead of its first one, has the two far apart. Read off each chunk's
-    (meter_id, ts) primary key index, oldest chunk first, stopping at the first that holds the meter,
-    and looked for only where it has readings, as ``_LATEST`` is: on 157 weekly chunks, 1.6-3.5 ms
-    (median) against 4.5-6.6 ms asked of ``readings`` alone, whose planning dominated."""
-    return conn.execute(  # type: ignore[return-value]
-        """
-        SELECT first.* FROM meters m CROSS JOIN LATERAL (
-            SELECT ts, volume_m3, quality FROM readings r
-            WHERE m.has_readings AND r.meter_id = m.meter_id ORDER BY ts LIMIT 1
-        ) first
-        WHERE m.meter_id = %s
-        """,
-        (meter_id,),
-    ).fetchone()
+    """The meter's oldest stored reading (None: it has none, or no row of ``meters``). ``meters.first_seen``
+    is when its row was made (registered, or first heard on the network), not this: a meter registered
+    after its readings were loaded, or ahead of its first one, has the two far apart.
+
+    Looked for only where it has readings, as ``_LATEST`` is, in spans from the oldest instant on
+    (:func:`_spans_forward`), each between bounds known when its query is planned: the first ends a
+    little after the day of the meter's first stored consumption (its first interval's closing read
+    is on that day, the reading before it earlier; without any, after ``first_seen``), so that only the
+    chunks of readings up to there are planned. Nothing records where a meter's readings begin: a
+    meter whose history begins late in the database still plans every chunk before its beginning,
+    where the one look with no bound planned every chunk of all (3.7-4.0 ms on 157 weekly chunks,
+    against 0.2-0.4 ms of running)."""
+    found = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            "SELECT m.has_readings, coalesce((SELECT min(c.day) FROM consumption_daily c"
+            " WHERE c.meter_id = m.meter_id), m.first_seen) FROM meters m WHERE m.meter_id = %s",
+            (meter_id,),
+        )
+        .fetchone()
+    )
+    if found is None or not found[0]:
+        return None
+    first = _read_in_spans(conn, meter_id, "ts, volume_m3, quality", _spans_forward(found[1]), 1, oldest=True)
+    return first[0] if first else None
 
 
 def meter_exists(conn: psycopg.Connection, meter_id: str) -> bool:
@@ -563,20 +606,95 @@ def get_reading(conn: psycopg.Connection, meter_id: str, ts: datetime) -> dict[s
 
 
 def readings_newest_first(
-    conn: psycopg.Connection, meter_id: str, before: datetime | None, limit: int
+    conn: psycopg.Connection, meter_id: str, before: datetime | None, limit: int, newest: datetime | None = None
 ) -> list[dict[str, Any]]:
     """The meter's readings newest first, before the cursor ``before`` (keyset paging): the meter
-    page's latest readings, where :func:`list_readings` pages forward from the oldest."""
-    return conn.execute(
-        f"""
-        SELECT ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id,
-               quality_reason, quality_overrode, {OVERRODE_AT}
-        FROM readings
-        WHERE meter_id = %(meter_id)s AND (%(before)s::timestamptz IS NULL OR ts < %(before)s)
-        ORDER BY ts DESC LIMIT %(limit)s
-        """,
-        {"meter_id": meter_id, "before": before, "limit": limit},
-    ).fetchall()  # type: ignore[return-value]
+    page's latest readings, where :func:`list_readings` pages forward from the oldest. ``newest`` is
+    where the newest are expected (the meter's latest reading, as the page has it; None: now): a hint
+    only, the readings are the same whatever it is. Looked for in spans back from there
+    (:func:`_spans_back`), each between bounds known when its query is planned: before, the one look
+    with no bound on the newest page planned every chunk of readings (3.7-4.0 ms on 157 weekly chunks,
+    against 0.2-0.4 ms of running)."""
+    start = before if before is not None else newest if newest is not None else datetime.now(UTC)
+    columns = (
+        "ts, volume_m3, flow_m3h, reverse_volume_m3, alarms, quality, quality_by, quality_by_key_id,"
+        f" quality_reason, quality_overrode, {OVERRODE_AT}"
+    )
+    return _read_in_spans(conn, meter_id, columns, _spans_back(start, before), limit)
+
+
+#: A look in spans (:func:`_spans_back`, :func:`_spans_forward`) takes each twice the last, from _NEAR,
+#: up to this one; past it, all the rest at once. About five years in nine looks: a meter silent for
+#: years costs a few more queries than one look, each planning its own chunks.
+_WIDEST = timedelta(days=7 * 2**8)
+
+
+def _edges(start: datetime, *, back: bool) -> Iterator[datetime]:
+    """Instants further and further from ``start`` (``back``: before it; else after), _NEAR from it
+    first, then each step twice the last, up to _WIDEST or the calendar's end (Python's years 1 to 9999)."""
+    step, edge = _NEAR, start
+    while step <= _WIDEST:
+        try:
+            edge = edge - step if back else edge + step
+        except OverflowError:
+            return
+        yield edge
+        step *= 2
+
+
+def _spans_back(start: datetime, high: datetime | None) -> Iterator[tuple[datetime | None, datetime | None]]:
+    """``[low, high)`` spans (None: unbounded) newest first that together hold every instant before
+    ``high`` (None: every instant): from _NEAR before ``start`` (not after ``high``) to ``high``, then
+    each further back (:func:`_edges`), the last unbounded below."""
+    for edge in _edges(start, back=True):
+        yield edge, high
+        high = edge
+    yield None, high
+
+
+def _spans_forward(start: datetime) -> Iterator[tuple[datetime | None, datetime | None]]:
+    """``[low, high)`` spans (None: unbounded) oldest first that together hold every instant: up to
+    _NEAR after ``start``, then each further on (:func:`_edges`), the last unbounded above."""
+    low: datetime | None = None
+    for edge in _edges(start, back=False):
+        yield low, edge
+        low = edge
+    yield low, None
+
+
+def _read_in_spans(
+    conn: psycopg.Connection,
+    meter_id: str,
+    columns: str,
+    spans: Iterable[tuple[datetime | None, datetime | None]],
+    limit: int,
+    *,
+    oldest: bool = False,
+) -> list[dict[str, Any]]:
+    """The meter's first ``limit`` readings (``columns``) newest first (``oldest``: oldest first), asked
+    of each span in turn (given in that order, together holding every instant the look may find) until
+    ``limit`` are found: the same readings as one look at them all. Each span's bounds are parameters,
+    known when its query is planned, so that TimescaleDB plans only the chunks of readings (7 days
+    each) they reach; a bound the query worked out itself, or none, laid out every chunk (see
+    _DAILY_DAYS). Unprepared, as daily_consumption's looks are: a prepared query's generic plan lays
+    them all out again."""
+    found: list[dict[str, Any]] = []
+    cursor = conn.cursor(row_factory=dict_row)
+    for low, high in spans:
+        where = ["meter_id = %(meter_id)s"]
+        if low is not None:
+            where.append("ts >= %(low)s")
+        if high is not None:
+            where.append("ts < %(high)s")
+        query = (
+            f"SELECT {columns} FROM readings WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {'ASC' if oldest else 'DESC'} LIMIT %(limit)s"
+        )
+        params = {"meter_id": meter_id, "low": low, "high": high, "limit": limit - len(found)}
+        found += cursor.execute(query, params, prepare=False).fetchall()
+        if len(found) >= limit:
+            break
+    return found
 
 
 # Each read the page needs is looked for between bounds known before its query is planned, so that

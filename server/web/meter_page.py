@@ -148,9 +148,10 @@ def _page(request: Request, conn: psycopg.Connection, principal: Principal, mete
     }
     if row is None:
         return templates.TemplateResponse(request, "meter.html", {**context, "meter": None}, status_code=404)
-    rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1)
-    readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
     meter = meter_from_row(row)
+    newest = None if meter.latest is None else meter.latest.ts  # where its readings' look starts
+    rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1, newest)
+    readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
     zone = utility_zone_name(conn)
     first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none
     fitted = fitted_now(conn, meter_id)

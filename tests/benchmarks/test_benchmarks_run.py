@@ -139,6 +139,11 @@ SMOKE: dict[str, Smoke] = {
         rf"meter page's days with 60 days of history: median {NUMBER} ms against {NUMBER} ms with 30: {NUMBER}x",
         database=True,
     ),
+    "bench_meter_page_plans": Smoke(
+        ("--meters", "1", "--days", "60", "--repeat", "3"),
+        rf"meter page with bounded reads: median {NUMBER} ms against {NUMBER} ms unbounded: {NUMBER}x",
+        database=True,
+    ),
     "bench_meter_page_one_moment": Smoke(
         ("--meters", "1", "--days", "7", "--repeat", "3"),
         rf"meter page in one moment: median {NUMBER} ms against {NUMBER} ms query by query: {NUMBER}x",
