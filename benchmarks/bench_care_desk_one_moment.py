@@ -1,7 +1,7 @@
 """The care desk's pages (/care/enquiries: server.web.care_desk) read in one moment (server.snapshot:
 the rows, the list of what changed since the walk began above them, the categories and where the walk
 began, in one read-only REPEATABLE READ transaction) against the same pages read query by query, each
-on its own (autocommit, as before): what the snapshot's BEGIN, SET TRANSACTION and COMMIT cost a page.
+on its own (autocommit, as before): what the snapshot's BEGIN and COMMIT cost a page.
 One fresh database with ``--enquiries`` enquiries (benchmarks.bench_care_desk's fill); the first
 ``--pages`` pages of the unfiltered walk asked through the real app (a TestClient), following the
 next-page links, the two ways in turn, ``--repeat`` times each; printed: each way's median page and

@@ -1,6 +1,6 @@
 """The meter page (/care/meters/{id}) read in one moment (server.snapshot: its queries in one read-only
 REPEATABLE READ transaction) against the same page read query by query, each on its own (autocommit,
-as before): what the snapshot's BEGIN, SET TRANSACTION and COMMIT cost a page. One fresh database with
+as before): what the snapshot's BEGIN and COMMIT cost a page. One fresh database with
 ``--meters`` meters read hourly for ``--days`` days (benchmarks.bench_meter_page_days' fill); the page
 of one meter asked through the real app (a TestClient), the two ways in turn, ``--repeat`` times each;
 printed: each way's median and their ratio (1: the snapshot costs the page nothing).

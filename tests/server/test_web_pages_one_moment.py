@@ -200,3 +200,41 @@ def test_one_moment_refuses_a_connection_in_a_transaction_and_a_block_within_one
             with one_moment(conn):
                 assert conn.execute("SELECT count(*) FROM readings").fetchone() == before == (0,)
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
+
+
+def _statements_received(conn: psycopg.Connection) -> list[str]:
+    """The statements the server receives from ``conn`` from now on, as its own log says them
+    (``log_statement``, its lines sent to this connection), appended as they come."""
+    said: list[str] = []
+    conn.add_notice_handler(lambda notice: said.append((notice.message_primary or "").removeprefix("statement: ")))
+    conn.execute("SET log_statement = 'all'")
+    conn.execute("SET client_min_messages = log")
+    said.clear()  # (the second SET's own line)
+    return said
+
+
+def test_one_moment_opens_its_transaction_in_one_statement(migrated_database_url: str) -> None:
+    """A block's moment costs the page two statements, its first query's round trip opening it:
+    before, psycopg's BEGIN, then SET TRANSACTION to choose the isolation level and read-only."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        said = _statements_received(conn)
+        with one_moment(conn):
+            conn.execute("SELECT 1")
+        assert said == ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "SELECT 1", "COMMIT"]
+        assert conn.execute("SHOW transaction_isolation").fetchone() == ("read committed",)
+
+
+def test_a_block_that_fails_leaves_the_connection_as_it_was_lent(migrated_database_url: str) -> None:
+    """A write in the block is refused (read only) and the block's transaction rolled back: the
+    connection is autocommit, outside a transaction, read-write again, and the next block has its own moment."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), one_moment(conn):
+            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M9', now(), 1)")
+        assert conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+        conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M9', now(), 1)")
+        with one_moment(conn):
+            assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
+        with pytest.raises(ZeroDivisionError), one_moment(conn):
+            conn.execute("SELECT 1")
+            raise ZeroDivisionError  # not the database's: the transaction still open is rolled back
+        assert conn.info.transaction_status == TransactionStatus.IDLE
