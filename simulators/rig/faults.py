@@ -6,7 +6,7 @@
 - Meter faults (:mod:`simulators.events`), from now on: ``leak``, ``burst``, ``reverse_flow``
   (``rate_lph``), ``tamper`` (``registered_share``), ``stuck``, ``dry``, ``low_battery``,
   ``meter_error``; on a ``dma_inlet``: ``main_burst`` (``rate_lph``). ``duration_s`` ends it by itself.
-- A technician's work at the meters (:data:`WORK_KINDS`), until cleared: ``swap_address``
+- A technician's work at the meters (:data:`WORK_KINDS`), until cleared or for ``duration_s``: ``swap_address``
   (``with_meter``: another meter of the same transport) sets the two meters each to the other's
   address (M-Bus primary address, Modbus unit id), so each answers the other's polls;
   ``exchange`` takes the meter off and puts a new one in its place at its address, with a new
@@ -14,7 +14,8 @@
   fault's unless given) and its register from ``volume_m3`` (0 unless given) at the exchange, counting
   the connection's water from then on. For meters that carry who they are in their answers: M-Bus
   water meters, smart water meters and DMA inlets on Modbus; refused for wM-Bus radio meters and
-  pulse counters (:func:`refuse_work`). They take no ``duration_s``: the work stays until cleared.
+  pulse counters (:func:`refuse_work`). With ``duration_s`` the work is undone by itself at its end, as
+  a clear undoes it (the rig checks every :data:`~simulators.rig.runner.WORK_CHECK_S`).
 
 Options are finite numbers; ``duration_s`` is at most 365 days and ``rate_lph`` at most 1,000,000 l/h
 (a fault's end must stay a date, and its flow fit the registers).
@@ -55,7 +56,10 @@ INLET_KINDS = ("main_burst",)
 WORK_KINDS = ("swap_address", "exchange")
 FAULT_KINDS = WIRE_KINDS + METER_KINDS + INLET_KINDS + WORK_KINDS
 _FLOW_DEFAULTS = {"leak": 20.0, "burst": 1500.0, "reverse_flow": 60.0, "main_burst": 5000.0}
-_WORK_OPTIONS = {"swap_address": {"with_meter"}, "exchange": {"identification", "serial_number", "volume_m3"}}
+_WORK_OPTIONS = {
+    "swap_address": {"with_meter", "duration_s"},
+    "exchange": {"identification", "serial_number", "volume_m3", "duration_s"},
+}
 _OPTIONS = {
     "kind", "probability", "delay_s", "flips", "duration_s", "rate_lph", "registered_share",
     "with_meter", "identification", "serial_number", "volume_m3",
@@ -108,10 +112,10 @@ class FaultSpec:
 
 
 def options_of(kind: str, meter_kind: str | None = None) -> set[str]:
-    """The options a fault of ``kind`` takes (every fault but a technician's work: ``duration_s``);
-    an ``exchange`` on a ``meter_kind``: ``identification`` (M-Bus) or ``serial_number`` (Modbus)."""
+    """The options a fault of ``kind`` takes (every fault: ``duration_s``); an ``exchange`` on a
+    ``meter_kind``: ``identification`` (M-Bus) or ``serial_number`` (Modbus)."""
     if kind == "exchange" and meter_kind is not None:
-        return {"identification" if meter_kind == "mbus_water" else "serial_number", "volume_m3"}
+        return {"identification" if meter_kind == "mbus_water" else "serial_number", "volume_m3", "duration_s"}
     if kind in WORK_KINDS:
         return set(_WORK_OPTIONS[kind])
     if kind in WIRE_KINDS:
@@ -172,7 +176,7 @@ def parse_fault(d: Any, meter_kind: str, *, only_its_options: bool = True) -> Fa
         probability=_number(d, "probability", 1.0, 0.0, 1.0),
         delay_s=_number(d, "delay_s", 0.5, 0.0, 60.0),
         flips=flips,
-        duration_s=_number(d, "duration_s", None, 0.001, MAX_DURATION_S, " s (365 days; leave it out for no end)"),
+        duration_s=_duration(d),
         rate_lph=_number(d, "rate_lph", _FLOW_DEFAULTS.get(kind), 0.0, MAX_RATE_LPH, " l/h"),
         registered_share=_number(d, "registered_share", 0.0, 0.0, 1.0),
     )
@@ -205,19 +209,29 @@ def _parse_work(d: Mapping[str, Any], kind: str, meter_kind: str, only_its_optio
         article = "an" if kind == "exchange" else "a"
         said = f"{', '.join(idle)} {'does' if len(idle) == 1 else 'do'} not apply to {article} {kind} fault"
         on = f" on a {meter_kind} meter" if kind == "exchange" else ""
-        raise ValueError(f"{said}{on} (its options: {', '.join(sorted(takes))}; it stays until cleared)")
+        raise ValueError(f"{said}{on} (its options: {', '.join(sorted(takes))})")
+    duration = _duration(d)
     if kind == "swap_address":
         other = d.get("with_meter")
         if not isinstance(other, str) or not other:
             raise ValueError(f"with_meter: expected the id of the meter to swap addresses with, got {other!r}")
-        return FaultSpec(kind=kind, with_meter=other)
+        return FaultSpec(kind=kind, with_meter=other, duration_s=duration)
     identification = serial = None
     if "identification" in takes and _present(d, "identification"):
         identification = _identification(d["identification"])
     if "serial_number" in takes and _present(d, "serial_number"):
         serial = _serial_number(d["serial_number"])
     volume = _number(d, "volume_m3", 0.0, 0.0, MAX_VOLUME_M3, " m3")
-    return FaultSpec(kind=kind, identification=identification, serial_number=serial, volume_m3=volume)
+    return FaultSpec(
+        kind=kind, identification=identification, serial_number=serial, volume_m3=volume, duration_s=duration
+    )
+
+
+def _duration(d: Mapping[str, Any]) -> float | None:
+    """The fault's ``duration_s``, None for none (it stays until cleared)."""
+    unit = " s (365 days; leave it out for no end)"
+    duration: float | None = _number(d, "duration_s", None, 0.001, MAX_DURATION_S, unit)
+    return duration
 
 
 def _identification(value: Any) -> str:

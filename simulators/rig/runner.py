@@ -9,7 +9,10 @@ which, unlike an M-Bus primary address, is the meter's alone and does not change
 
 A technician's work at the meters (``swap_address``, ``exchange``: :mod:`simulators.rig.faults`) is
 injected and cleared like a fault; :class:`~simulators.rig.meter_work.MeterWork` checks it and does
-it on the transports.
+it on the transports. Work with a ``duration_s`` is undone at its end as a clear undoes it: by the
+first of the rig's checks every :data:`WORK_CHECK_S` (on its loop) and its answers (``GET /faults``,
+``GET /meters``, an inject or a clear) to come after it. A gateway's polls meanwhile go to the
+transports alone, so they see the work undone within :data:`WORK_CHECK_S` of its end.
 
 Given a state file (:mod:`simulators.rig.state`), the rig keeps every fault it applies there and
 replays them at start-up: a restarted rig's registers read what they would have without the restart.
@@ -17,12 +20,14 @@ replays them at start-up: a restarted rig's registers read what they would have 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -60,6 +65,9 @@ log = logging.getLogger(__name__)
 #: Message counters a mode 7 radio meter reserves at a time, written to the state file before it
 #: sends the first: one write per 256 telegrams (every 68 min at the rig's 16 s).
 COUNTER_RESERVE = 256
+
+#: How often the running rig looks for a technician's work whose ``duration_s`` is over, to undo it
+WORK_CHECK_S = 0.1
 
 #: said of a water fault cleared before the meter's next step, where it would have begun
 NEVER_TOOK_EFFECT = "cleared before the meter's next step (its since): it never took effect, the water did not change"
@@ -148,6 +156,7 @@ class Rig:
         self.framing: dict[str, LineSettings] = {}  # serial transport name -> its line's framing and timing
         self._models = self._build_models()
         self._work = MeterWork(self.meters, self._models, self.where)  # swaps and exchanges
+        self._work_check: asyncio.Task[None] | None = None  # undoes work whose duration_s is over
 
     # ---- building -------------------------------------------------------------------------------
 
@@ -202,7 +211,7 @@ class Rig:
             await self._start_transport(transport, members)
         with self._lock:
             for record in records:
-                end = wire_rule(record.spec, 0, record.since).end if record.spec.is_wire else None
+                end = _end(record) if record.spec.is_wire or record.spec.is_work else None
                 on_transports = record.spec.is_wire or record.spec.is_work
                 if on_transports and record.cleared is None and (end is None or end > now):
                     try:
@@ -211,6 +220,15 @@ class Rig:
                         log.warning("fault %s of %s not done again: %s", record.fault_id, record.meter_id, error)
                         record.cleared = now
             self._save()
+        self._work_check = asyncio.create_task(self._undo_work_when_over())
+
+    async def _undo_work_when_over(self) -> None:
+        """Every :data:`WORK_CHECK_S`, undo the work whose ``duration_s`` is over (the gateway's polls
+        reach the transports, not the rig: nothing else would)."""
+        while True:
+            await asyncio.sleep(WORK_CHECK_S)
+            with self._lock:
+                self._undo_work_over(self.clock())
 
     def _records_at_start(self, now: datetime) -> list[FaultRecord]:
         """The faults to apply at start, oldest first: the state file's, then the config's it has not.
@@ -324,6 +342,10 @@ class Rig:
         )
 
     async def stop(self) -> None:
+        if self._work_check is not None:
+            self._work_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._work_check
         for line in self._lines:
             line.stop()
         for simulator, proxy in self._tcp:
@@ -339,6 +361,7 @@ class Rig:
             raise UnknownMeterError(meter_id)
         spec = parse_fault(request, meter.config.kind)
         with self._lock:
+            self._undo_work_over(self.clock())  # its meters free for the next
             fault_id = next(self._ids)
             if spec.is_work:
                 spec = self._work.check(meter_id, spec, fault_id, self._faults.values())
@@ -395,8 +418,19 @@ class Rig:
             fault.done = undo()
             return at
 
-        fault = ActiveFault(record.fault_id, record.meter_id, record.spec, record.since, clear, None, record, done)
+        until = _end(record)
+        fault = ActiveFault(record.fault_id, record.meter_id, record.spec, record.since, clear, until, record, done)
         return fault
+
+    def _undo_work_over(self, now: datetime) -> None:
+        """Undo the work whose ``duration_s`` is over by ``now``, as a clear undoes it; its record is
+        left as a timed wire fault's is (not cleared: it ended at its ``until``). Call with the lock held."""
+        over = [f for f in self._faults.values() if f.spec.is_work and f.until is not None and f.until <= now]
+        for f in over:
+            assert f.until is not None
+            f.clear(f.until)
+            del self._faults[f.fault_id]
+            log.info("fault %s of %s over at %s: %s", f.fault_id, f.meter_id, utc_iso(f.until), f.done)
 
     def _reserve_counter(self, meter_id: str, counter: int) -> int:
         """A mode 7 meter is about to send ``counter``, past its reservation: reserve
@@ -430,6 +464,7 @@ class Rig:
         """Clear one fault by id, or every fault of a meter; returns what was cleared."""
         now = self.clock()
         with self._lock:
+            self._undo_work_over(now)  # over already: not cleared now
             chosen = [
                 f for f in self._faults.values()
                 if (fault_id is None or f.fault_id == fault_id) and (meter_id is None or f.involves(meter_id))
@@ -448,6 +483,7 @@ class Rig:
     def active_faults(self) -> list[ActiveFault]:
         now = self.clock()
         with self._lock:
+            self._undo_work_over(now)
             return [f for f in self._faults.values() if f.until is None or f.until > now]
 
     # ---- state ----------------------------------------------------------------------------------
@@ -488,3 +524,10 @@ class Rig:
             "flow_m3h": round(reading.flow_m3h, 3),
             "alarms": sorted(reading.alarms),
         }
+
+
+def _end(record: FaultRecord) -> datetime | None:
+    """When ``record``'s fault ends by itself: its ``duration_s`` after its ``since`` (a water fault's
+    as the meter applies it may be later: the next step), or None for none."""
+    duration = record.spec.duration_s
+    return None if duration is None else record.since + timedelta(seconds=duration)

@@ -490,9 +490,9 @@ _TAKES = {
     **{kind: {"duration_s", "rate_lph"} for kind in ("leak", "burst", "reverse_flow", "main_burst")},
     "tamper": {"duration_s", "registered_share"},
     **{kind: {"duration_s"} for kind in ("stuck", "dry", "low_battery", "meter_error")},
-    # a technician's work stays until cleared (tests/simulators/test_rig_meter_work.py)
-    "swap_address": {"with_meter"},
-    "exchange": {"serial_number", "volume_m3"},
+    # a technician's work, until cleared or for duration_s (tests/simulators/test_rig_meter_work.py)
+    "swap_address": {"duration_s", "with_meter"},
+    "exchange": {"duration_s", "serial_number", "volume_m3"},
 }
 _OPTION_VALUES = {
     "probability": 0.5,
@@ -511,11 +511,11 @@ def test_an_option_a_fault_does_not_take_is_refused_naming_the_kind_s_own(kind: 
     not take is now refused, in the command (exit 2, before the rig is called), a rig file or the
     endpoint alike, naming the options it takes; one it takes is used."""
     meter_kind = "dma_inlet" if kind in INLET_KINDS else "smart_water_meter"
-    request = {"kind": kind, option: _OPTION_VALUES[option]}
+    other = {"with_meter": "M2"} if kind == "swap_address" else {}  # (what a swap needs besides)
+    request = {"kind": kind, option: _OPTION_VALUES[option], **other}
+    sets = [f"--set={name}={value}" for name, value in request.items() if name != "kind"]
     result = CliRunner().invoke(
-        app,
-        ["simulate", "fault", "--rig", "http://127.0.0.1:9", "M1", kind, "--set", f"{option}={_OPTION_VALUES[option]}"],
-        env={"COLUMNS": "400"},
+        app, ["simulate", "fault", "--rig", "http://127.0.0.1:9", "M1", kind, *sets], env={"COLUMNS": "400"}
     )
     if option in _TAKES[kind]:
         assert parse_fault(request, meter_kind).to_json()[option] == _OPTION_VALUES[option]
@@ -529,5 +529,4 @@ def test_an_option_a_fault_does_not_take_is_refused_naming_the_kind_s_own(kind: 
             result.output
         )
         # a state file keeps every option (as written by earlier rigs too): read back as it was
-        kept = request | ({"with_meter": "M2"} if kind == "swap_address" else {})
-        assert parse_fault(kept, meter_kind, only_its_options=False).kind == kind
+        assert parse_fault(request, meter_kind, only_its_options=False).kind == kind

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -30,11 +31,12 @@ from gateway.mbus import MBusTransport
 from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
+from simulators.rig.client import meters
 from simulators.rig.config import ConfigError, parse_rig_text
 from simulators.rig.control import ControlServer
 from simulators.rig.faults import parse_fault
 from simulators.rig.gateway_config import gateway_config_text
-from simulators.rig.runner import Rig
+from simulators.rig.runner import WORK_CHECK_S, Rig
 
 NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
 
@@ -339,6 +341,62 @@ def test_an_exchange_without_a_serial_number_gets_one_the_answer_names(running: 
     assert stored == [] and f"serial number {serial} answered, not 40000012" in (results[0][1] or "")
 
 
+# ---- for a while: duration_s ------------------------------------------------------------------------
+
+
+def _rows(running: Running) -> dict[str, dict[str, Any]]:
+    """``GET /meters`` on the rig's endpoint, by meter id."""
+    return {row["meter"]: row for row in meters(running.url)}
+
+
+@pytest.mark.parametrize(("transport", "one", "two"), [("rtu", "M1", "M2"), ("tcp", "T1", "T2")])
+def test_a_modbus_swap_for_a_while_is_swapped_back_at_its_end_as_a_clear_swaps_it_back(
+    running: Running, transport: str, one: str, two: str
+) -> None:
+    """Before, ``duration_s does not apply to a swap_address fault``: the work stayed until cleared."""
+    bus = _bus(running, transport)
+    swapped = fault(running, one, "swap_address", "--set", f"with_meter={two}", "--set", "duration_s=90")
+    assert (swapped["duration_s"], swapped["until"]) == (90.0, "2026-03-04T03:31:30Z")
+    running.clock["now"] = NOW + timedelta(seconds=89)
+    _, stored = polls(bus, one, two)
+    assert stored == [] and _rows(running)[one]["faults"] == ["swap_address"]  # not over yet
+
+    running.clock["now"] = NOW + timedelta(seconds=90)
+    rows = _rows(running)
+    assert rows[one]["faults"] == rows[two]["faults"] == []
+    assert rows[one]["where"].endswith(" unit 1") and rows[two]["where"].endswith(" unit 2")
+    _, stored = polls(bus, one, two)
+    assert _volumes(stored) == [
+        (one, pytest.approx(running.volume(one), abs=0.001)),
+        (two, pytest.approx(running.volume(two), abs=0.001)),
+    ]
+    assert fault(running, one, "--clear") == []  # over, and undone once: nothing left to clear
+
+
+def test_the_gateway_alone_sees_a_swap_for_a_while_undone_at_its_end(running: Running) -> None:
+    """No one asks the rig anything: its own check (every WORK_CHECK_S) swaps the meters back, and
+    the gateway's polls, which reach the transport alone, read both again."""
+    bus = _bus(running, "rtu")
+    fault(running, "M1", "swap_address", "--set", "with_meter=M2", "--set", "duration_s=1")
+    running.clock["now"] = NOW + timedelta(seconds=1)
+    deadline = time.monotonic() + 100 * WORK_CHECK_S
+    stored: list[Reading] = []
+    while not stored and time.monotonic() < deadline:  # each poll a real request on the pty
+        _, stored = polls(bus, "M1")
+    assert _volumes(stored) == [("M1", pytest.approx(running.volume("M1"), abs=0.001))]
+
+
+def test_an_mbus_exchange_for_a_while_puts_the_old_meter_back_at_its_end(running: Running) -> None:
+    exchanged = fault(running, "MB1", "exchange", "--set", "identification=00012345", "--set", "duration_s=3600")
+    assert (exchanged["duration_s"], exchanged["until"]) == (3600.0, "2026-03-04T04:30:00Z")
+    assert _rows(running)["MB1"]["where"].endswith("secondary 00012345")
+    running.clock["now"] = NOW + timedelta(hours=2)
+    row = _rows(running)["MB1"]
+    assert row["faults"] == [] and row["where"].endswith("primary 1 secondary 26000001")
+    _, stored = polls(_bus(running, "mb"), "MB1")
+    assert _volumes(stored) == [("MB1", pytest.approx(running.volume("MB1"), abs=0.001))]  # as if never off
+
+
 # ---- refused, in words --------------------------------------------------------------------------------
 
 
@@ -359,7 +417,8 @@ def test_an_exchange_without_a_serial_number_gets_one_the_answer_names(running: 
         (["MB1", "exchange", "--set", "identification=26000002"], "identification: 26000002 is MB2's on transport"),
         (["MB1", "exchange", "--set", "serial_number=1"], "serial_number does not apply to an exchange fault on a"),
         (["M1", "exchange", "--set", "identification=12345678"], "identification does not apply to an exchange fault"),
-        (["M1", "exchange", "--set", "duration_s=60"], "duration_s does not apply to an exchange fault"),
+        (["M1", "exchange", "--set", "duration_s=0"], "duration_s: 0 is outside 0.001..31536000 s"),
+        (["M1", "swap_address", "--set", "with_meter=M2", "--set", "duration_s=-5"], "duration_s: -5 is outside"),
         (["M1", "exchange", "--set", "volume_m3=-1"], "volume_m3: -1 is outside 0..99999 m3"),
     ],
 )
@@ -454,3 +513,51 @@ def test_an_exchange_outlives_a_restart_of_the_rig(tmp_path: Path) -> None:
     assert during["register"] == f"{seen['register']:.3f} m3"
     after = next(r for r in seen["after"] if r["meter"] == "MB1")
     assert after["where"].endswith("primary 1 secondary 26000001")
+
+
+@pytest.mark.parametrize(
+    ("meter", "work", "moved"),
+    [
+        ("MB1", {"kind": "exchange", "identification": "00012345"}, "primary 1 secondary 00012345"),
+        ("M1", {"kind": "swap_address", "with_meter": "M2"}, " unit 2"),
+    ],
+)
+def test_work_for_a_while_outlives_a_restart_until_its_end(
+    tmp_path: Path, meter: str, work: dict[str, Any], moved: str
+) -> None:
+    """A restarted rig does the work again until its ``until`` (from its first ``since``), and not after."""
+    config = parse_rig_text(RIG, now=NOW)
+    state = tmp_path / "rig.state.json"
+    clock = {"now": NOW}
+
+    def run() -> dict[str, Any]:
+        """The faults in force and the meter's row of a rig started from the state file, at the clock."""
+
+        async def lifetime() -> dict[str, Any]:
+            rig = Rig(config, clock=lambda: clock["now"], state_path=state)
+            await rig.start()
+            try:
+                row = next(r for r in rig.rows() if r["meter"] == meter)
+                return {"faults": [f.to_json() for f in rig.active_faults()], "where": row["where"]}
+            finally:
+                await rig.stop()
+
+        return asyncio.run(lifetime())
+
+    async def inject() -> dict[str, Any]:
+        rig = Rig(config, clock=lambda: clock["now"], state_path=state)
+        await rig.start()
+        try:
+            return rig.inject(meter, {**work, "duration_s": 7200}).to_json()
+        finally:
+            await rig.stop()
+
+    made = asyncio.run(inject())
+    assert made["until"] == "2026-03-04T05:30:00Z"
+    clock["now"] = NOW + timedelta(hours=1)
+    during = run()
+    assert [(f["id"], f["until"]) for f in during["faults"]] == [(made["id"], made["until"])]
+    assert during["where"].endswith(moved)
+    clock["now"] = NOW + timedelta(hours=3)
+    after = run()
+    assert after["faults"] == [] and not after["where"].endswith(moved)
