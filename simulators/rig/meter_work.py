@@ -21,7 +21,6 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
 
 from aquami.contracts.reads import utc_iso
 from simulators.inlet_model import InletMeterModel
@@ -33,9 +32,7 @@ from simulators.modelled_meter import ModelledMeter
 from simulators.rig.exchanged_meter import ExchangedMeter
 from simulators.rig.faults import FaultSpec, refuse_work
 from simulators.rig.meters import Watched
-
-if TYPE_CHECKING:  # the rig's own records; the rig imports this module
-    from simulators.rig.runner import ActiveFault, RigMeter
+from simulators.rig.running import ActiveFault, RigMeter
 
 
 @dataclass

@@ -45,7 +45,6 @@ from simulators.modbus_unit import RegisterSource
 from simulators.modelled_meter import ModelledMeter
 from simulators.rig.config import MeterConfig, RigConfig, TransportConfig, serial_number
 from simulators.rig.faults import (
-    FaultSpec,
     LivePlan,
     end_meter_fault,
     inject_meter_fault,
@@ -55,6 +54,7 @@ from simulators.rig.faults import (
 )
 from simulators.rig.meter_work import MeterWork
 from simulators.rig.meters import PulseCounter, Watched
+from simulators.rig.running import ActiveFault, RigMeter
 from simulators.rig.state import FaultRecord, load_state_and_counters, save_state
 from simulators.serial_line import LineSettings
 from simulators.tcp_fault_proxy import ModbusTcpFaultProxy
@@ -69,62 +69,9 @@ COUNTER_RESERVE = 256
 #: How often the running rig looks for a technician's work whose ``duration_s`` is over, to undo it
 WORK_CHECK_S = 0.1
 
-#: said of a water fault cleared before the meter's next step, where it would have begun
-NEVER_TOOK_EFFECT = "cleared before the meter's next step (its since): it never took effect, the water did not change"
-
 
 class UnknownMeterError(KeyError):
     pass
-
-
-@dataclass
-class RigMeter:
-    config: MeterConfig
-    protocol: str
-    model: MeterModel | InletMeterModel
-    fault_address: int
-    plan: LivePlan
-    last_request: Callable[[], datetime | None]
-    register: Callable[[datetime], str]
-    where: str = ""
-
-
-@dataclass
-class ActiveFault:
-    fault_id: int
-    meter_id: str
-    spec: FaultSpec
-    since: datetime
-    clear: Callable[[datetime], datetime | None]  # ends it at the given time; returns its end as applied
-    until: datetime | None = None
-    record: FaultRecord | None = None  # what the state file keeps of it
-    done: str = ""  # a technician's work: what the rig did (put back, once cleared)
-
-    def involves(self, meter_id: str) -> bool:
-        """Whether the fault is ``meter_id``'s: its own, or the other meter of a swap."""
-        return meter_id in (self.meter_id, self.spec.with_meter)
-
-    @property
-    def never_took_effect(self) -> bool:
-        """A water fault cleared before the meter's next step, where it would have begun: its
-        ``since`` and ``until`` are that step, and the water never changed."""
-        in_the_water = not (self.spec.is_wire or self.spec.is_work)
-        return in_the_water and self.until is not None and self.until <= self.since
-
-    def to_json(self) -> dict[str, Any]:
-        """The endpoint's answer for this fault, its times in UTC with a ``Z`` as everywhere else."""
-        answer: dict[str, Any] = {
-            "id": self.fault_id,
-            "meter": self.meter_id,
-            "since": utc_iso(self.since),
-            "until": None if self.until is None else utc_iso(self.until),
-            **self.spec.to_json(),
-        }
-        if self.never_took_effect:
-            answer["note"] = NEVER_TOOK_EFFECT
-        if self.done:
-            answer["done"] = self.done
-        return answer
 
 
 @dataclass

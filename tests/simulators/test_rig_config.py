@@ -17,7 +17,8 @@ from aquami.config.toml_lines import LineIndex
 from simulators.meter_model import MeterModel
 from simulators.modbus_unit import serial_number_for
 from simulators.rig.config import KIND_PROTOCOLS, ConfigError, RigConfig, load_rig, parse_rig, parse_rig_text
-from simulators.rig.runner import ActiveFault, Rig
+from simulators.rig.runner import Rig
+from simulators.rig.running import ActiveFault
 from tests.damage import damaged_documents, damaged_texts, parsed_or_refused
 
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "examples" / "rig.toml"

@@ -37,7 +37,8 @@ from simulators.rig.faults import (
     parse_fault,
     wire_rule,
 )
-from simulators.rig.runner import NEVER_TOOK_EFFECT, Rig
+from simulators.rig.runner import Rig
+from simulators.rig.running import NEVER_TOOK_EFFECT
 from simulators.rig.serve import serve
 from tests.simulators.mbus_wire import mbus
 
