@@ -13,6 +13,8 @@ Frames with a bad CRC or for another unit are ignored (silence), and broadcasts 
 A technician's work on a running line: :meth:`ModbusRtuSlaves.exchange` puts another meter at a unit
 id (a meter exchanged for a new one set to the same unit id), :meth:`ModbusRtuSlaves.swap_unit_ids`
 gives two meters each other's unit id. Each meter keeps its registers (its serial number with them).
+Each replaces the unit id → meter mapping in one assignment: a request finds the old mapping or the
+new one, never one meter at both unit ids of a swap.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ class ModbusRtuSlaves:
         unit id whatever its own ``unit_id`` says (a new meter set to the old one's)."""
         if unit_id not in self._by_id:
             raise ValueError(f"no meter at unit {unit_id} to exchange")
-        old, self._by_id[unit_id] = self._by_id[unit_id], new
+        old = self._by_id[unit_id]
+        self._by_id = {**self._by_id, unit_id: new}
         return old
 
     def swap_unit_ids(self, first: int, second: int) -> None:
@@ -101,7 +104,8 @@ class ModbusRtuSlaves:
         missing = [u for u in (first, second) if u not in self._by_id]
         if missing:
             raise ValueError(f"no meter at unit {missing[0]} to swap")
-        self._by_id[first], self._by_id[second] = self._by_id[second], self._by_id[first]
+        by_id = self._by_id
+        self._by_id = {**by_id, first: by_id[second], second: by_id[first]}  # one step for a request
 
     def handle(self, frame: bytes, now: datetime) -> Reply | None:
         if len(frame) < 4 or crc(frame[:-2]) != frame[-2:]:

@@ -150,9 +150,11 @@ class MeterWork:
                 bus.swap_primary_addresses(self.slaves[first].identification, self.slaves[second].identification)
         else:
             slot, other_slot = self.units[first], self.units[second]
+            assert slot.lock is other_slot.lock  # one transport's
 
             def swap() -> None:
-                slot.source, other_slot.source = other_slot.source, slot.source
+                with slot.lock:  # one step for a request: none finds one meter at both unit ids
+                    slot.source, other_slot.source = other_slot.source, slot.source
                 one.last_request, other.last_request = other.last_request, one.last_request
 
         def said() -> str:

@@ -6,12 +6,16 @@
   only rises: the meter's output is taken to pulse on forward movement only (as direction-sensing
   outputs do), so water running back gives no pulses and takes none away, and the meter's own
   register rolling over changes nothing.
-- :class:`Watched`: any Modbus register source, noting when it was last asked (for the live table).
+- :class:`Watched`: any Modbus register source, noting when it was last asked (for the live table);
+  the slot of a unit id, whose source a technician's work changes (:mod:`simulators.rig.meter_work`)
+  under the ``lock`` its transport's slots share, which a request takes to find the source: a swap of
+  two slots' sources is one step as a request sees it.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -53,10 +57,12 @@ class PulseCounter:
 
 @dataclass
 class Watched:
-    """A register source that remembers when it was last read."""
+    """A register source that remembers when it was last read. ``lock``: one for all the slots of a
+    transport, so that two slots' sources swapped under it change at once for a request."""
 
     source: RegisterSource
     last_request: datetime | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def unit_id(self) -> int:
@@ -67,5 +73,7 @@ class Watched:
         return self.source.profile
 
     def registers_at(self, at: datetime) -> list[int]:
-        self.last_request = at
-        return self.source.registers_at(at)
+        with self.lock:  # not between the two stores of a swap
+            self.last_request = at
+            source = self.source
+        return source.registers_at(at)

@@ -125,7 +125,8 @@ class Rig:
                 )  # fmt: skip
         return models
 
-    def _modbus_unit(self, m: MeterConfig) -> tuple[Watched, Callable[[datetime], str]]:
+    def _modbus_unit(self, m: MeterConfig, lock: threading.Lock) -> tuple[Watched, Callable[[datetime], str]]:
+        """``m``'s unit id's slot (``lock``: its transport's slots', see :class:`Watched`) and its register in words."""
         model = self._models[m.meter_id]
         assert m.address is not None
         source: RegisterSource
@@ -133,10 +134,10 @@ class Rig:
             assert isinstance(model, MeterModel)
             counter = PulseCounter(m.address, model, m.litres_per_pulse, self.config.installed)
             source = counter
-            return Watched(source), lambda at: f"{counter.pulses(at)} pulses"
+            return Watched(source, lock=lock), lambda at: f"{counter.pulses(at)} pulses"
         profile = load_profile("electromagnetic_flow_meter" if m.kind == "dma_inlet" else "smart_water_meter")
         source = ModelledMeter(m.address, profile, model, serial_number=serial_number(m) or "")
-        return Watched(source), lambda at: f"{model.read(at).volume_m3:.3f} m3"
+        return Watched(source, lock=lock), lambda at: f"{model.read(at).volume_m3:.3f} m3"
 
     def _volume(self, meter_id: str) -> Callable[[datetime], str]:
         model = self._models[meter_id]
@@ -205,7 +206,8 @@ class Rig:
     async def _start_transport(self, t: TransportConfig, members: Sequence[MeterConfig]) -> None:
         plan = self._plans[t.name]
         if t.protocol in ("modbus_tcp", "modbus_rtu"):
-            units = {m.meter_id: self._modbus_unit(m) for m in members}
+            lock = threading.Lock()  # the transport's slots': a swap under it is one step for a request
+            units = {m.meter_id: self._modbus_unit(m, lock) for m in members}
             watched = [u for u, _ in units.values()]
             if t.protocol == "modbus_tcp":
                 simulator = ModbusTcpSimulator(watched, host=t.host, port=0, clock=self.clock, name=t.name)
