@@ -98,10 +98,11 @@ def pty_accepts_parity() -> bool:
 
     A pty has no UART, so the setting changes nothing on the wire: the line is timed from its own
     :class:`LineSettings`. Linux's pty driver drops the parity bit from any settings it is given
-    (``pty_set_termios`` clears PARENB); where the C library's ``tcsetattr`` reads them back (glibc
-    2.36 here: a raw TCSETS ioctl succeeds and drops it, ``tcsetattr`` says EINVAL), opening the
-    port 8E1 fails with ``Invalid argument``. There, open it with parity "N" (pyserial's
-    ``parity=serial.PARITY_NONE``): :func:`port_framing`. The answer is the system's: asked once.
+    (``pty_set_termios`` clears PARENB); some systems then refuse the settings (``tcsetattr`` says
+    EINVAL: opening the port 8E1 fails with ``Invalid argument``), others take them and drop the
+    parity (Linux 6.18 with glibc 2.36 takes pyserial's 8E1 and refuses a bare PARENB). Either way,
+    open it with parity "N" (pyserial's ``parity=serial.PARITY_NONE``): :func:`port_framing`. The
+    answer is the system's: asked once.
     """
     master, slave = os.openpty()
     try:
