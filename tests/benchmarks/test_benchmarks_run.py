@@ -72,6 +72,11 @@ SMOKE: dict[str, Smoke] = {
         rf"care desk page in one moment: median {NUMBER} ms against {NUMBER} ms query by query: {NUMBER}x",
         database=True,
     ),
+    "bench_determinants": Smoke(
+        ("--accounts", "40", "--repeat", "1"),
+        rf"determinants in one scan against the baseline: query {NUMBER}x faster, request {NUMBER}x \(median\)",
+        database=True,
+    ),
     "bench_detection": Smoke(
         ("--quick", "--meters", "500", "--meter-days", "3000", "--loop-dmas", "1"),
         rf"Ratio loop / all at once: {NUMBER}× wall-clock, {NUMBER}× CPU time",
