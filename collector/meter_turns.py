@@ -23,25 +23,76 @@ The lock is a meter's bucket of :data:`BUCKETS` (by ``hashtext``), not the meter
 thousands of meters would take thousands of locks, each an entry of the server's shared lock table
 (``max_locks_per_transaction`` x connections, 6,400 by default), which a few such batches at once
 would fill. Corrections of two meters in one bucket take turns too; they are a person's, and short.
+
+A correction refreshes its meter's consumption before it commits, and a refresh takes the refreshes'
+turn (collector migration 0061, 'cons'), which a VEE round's refresh of the whole fleet holds for
+seconds. A correction that came to it holding its meter's turn waited there with the turn held, and
+every batch of arriving reads with a meter of its bucket (a message of 1,000 meters has one of every
+bucket) queued behind it: the collector's writer stalled for the rest of the round's refresh (up to
+14.8 s measured, 0.47 s now: benchmarks/ingest_beside_a_refresh.py). Taking the refreshes' turn first
+is no way out: a correction would hold it while waiting for its meter's turn, held by a VEE batch
+that may wait for a row a job card holds while the job card waits for the refreshes' turn, a
+deadlock (tests/collector/test_consumption_refreshes_take_turns.py). So a correction only tries the
+refreshes' turn once its write is done (:func:`person_takes_turns`); when a refresh holds it, the
+correction rolls back to before its meter's turn, waits for the refresh holding nothing, and does it
+all again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import tuple_row
 
 #: pg_advisory_xact_lock's first key ("aqed"; the key a meter's corrections took turns by before).
 KEY = 0x61716564
 #: How many buckets the meters fall into: a batch takes at most this many locks.
 BUCKETS = 64
+#: The consumption refreshes' turn: pg_advisory_xact_lock's key ('cons', collector migration 0061).
+REFRESHES_KEY = 1668247155
+#: How many times a correction gives way to a refresh under way (:func:`person_takes_turns`) before it
+#: waits for the next one holding its meter's turn, as all did before: a correction is not put off for
+#: ever by refreshes that keep coming (job cards, other people's corrections).
+GIVE_WAY_TIMES = 3
+
+T = TypeVar("T")
 
 
 def person_takes_turn(conn: psycopg.Connection[Any], meter_id: str) -> None:
     """Hold ``meter_id``'s bucket exclusively until the transaction ends: the collector's batches
     with reads of its meters in it finish first, and the next wait."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s) & %s)", (KEY, meter_id, BUCKETS - 1))
+
+
+def person_takes_turns(conn: psycopg.Connection[Any], meter_id: str, write: Callable[[], T]) -> T:
+    """``write`` (a correction's check and write of ``meter_id``'s reads) in the meter's turn
+    (:func:`person_takes_turn`), and the refreshes' turn then held too, so that the correction's
+    refresh of its consumption waits for nothing: what ``write`` returned. Both held until the
+    transaction ends, which must be open.
+
+    The refreshes' turn is tried, not waited for, with the meter's held: a refresh holding it has
+    the work rolled back (a savepoint: the meter's turn and the rows written let go, arriving reads
+    stored meanwhile), waited for holding neither turn, and the work done again from the meter's
+    turn, judged against what arrived meanwhile. After :data:`GIVE_WAY_TIMES` the refreshes' turn is
+    waited for with the meter's held (by the caller's refresh). An exception from ``write`` leaves
+    the savepoint to the caller's rollback."""
+    for _ in range(GIVE_WAY_TIMES):
+        conn.execute("SAVEPOINT person_takes_turns")
+        person_takes_turn(conn, meter_id)
+        written = write()
+        with conn.cursor(row_factory=tuple_row) as cur:  # (the server's connections give dicts)
+            got = cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (REFRESHES_KEY,)).fetchone()
+        if got is not None and got[0]:
+            conn.execute("RELEASE SAVEPOINT person_takes_turns")
+            return written
+        conn.execute("ROLLBACK TO SAVEPOINT person_takes_turns")  # the meter's turn and the write let go
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESHES_KEY,))  # the refresh under way waited for
+        conn.execute("ROLLBACK TO SAVEPOINT person_takes_turns")  # and its turn let go: none held
+        conn.execute("RELEASE SAVEPOINT person_takes_turns")
+    person_takes_turn(conn, meter_id)
+    return write()
 
 
 def ingest_takes_turns(cur: psycopg.Cursor[Any], meter_ids: Iterable[str]) -> None:

@@ -22,15 +22,16 @@ is in order, and no later read shows it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from aquami.contracts.reads import utc_iso
-from collector.meter_turns import person_takes_turn
+from collector.meter_turns import person_takes_turns
 from collector.vee.config import VeeConfig
 from collector.vee.register_order import (
     FasterThanTheMeter,
@@ -41,6 +42,8 @@ from collector.vee.register_order import (
     check_newest_within_max_flow,
 )
 from collector.vee.settings_in_use import settings_in_use
+
+T = TypeVar("T")
 
 __all__ = [
     "FasterThanTheMeter",
@@ -99,12 +102,15 @@ def _neighbours(conn: psycopg.Connection, meter_id: str, ts: datetime) -> tuple[
     return found[0], found[1]
 
 
-def _take_turns(conn: psycopg.Connection, meter_id: str) -> None:
-    """Wait for the meter's other edits in progress, and for the collector's batches storing its
-    reads (collector.meter_turns), and hold them off until the transaction ends: two people's values
-    for neighbouring reads of one meter are each checked against the other's, and a read arriving
-    meanwhile is either seen by the check or stored after the value."""
-    person_takes_turn(conn, meter_id)
+def _in_turns(conn: psycopg.Connection, meter_id: str, write: Callable[[], T]) -> T:
+    """``write`` once the meter's other edits in progress and the collector's batches storing its
+    reads are done (collector.meter_turns), holding them off until the transaction ends: two people's
+    values for neighbouring reads of one meter are each checked against the other's, and a read
+    arriving meanwhile is either seen by the check or stored after the value. The consumption
+    refreshes' turn is held too on return, taken without holding arriving reads back while a VEE
+    round's refresh holds it (:func:`collector.meter_turns.person_takes_turns`): ``write`` may run
+    more than once, each time from the start, and must write nothing outside the transaction."""
+    return person_takes_turns(conn, meter_id, write)
 
 
 def _max_flow(conn: psycopg.Connection, meter_id: str, vee: VeeConfig) -> MaxFlow:
@@ -151,17 +157,35 @@ def edit_reading(
     overridden (``quality_overrode``) beside who (``quality_by``) and when (``received_at``).
     ``by_key_id``: the id of the API key ``by`` names (two keys may carry one name)."""
     _check(by, reason, volume_m3, ts)
-    _take_turns(conn, meter_id)
-    if _stored_quality(conn, meter_id, ts) is None:
-        raise NoSuchReading(f"no reading of {meter_id!r} at {utc_iso(ts)}")
-    overrode = _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
-    conn.execute(
-        "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_by_key_id = %s, "
-        "quality_reason = %s, quality_overrode = %s, received_at = now() WHERE meter_id = %s AND ts = %s",
-        (volume_m3, by, by_key_id, reason, overrode, meter_id, ts),
-    )
-    _note_for_vee(conn, ts)
+
+    def write() -> None:
+        if _stored_quality(conn, meter_id, ts) is None:
+            raise NoSuchReading(f"no reading of {meter_id!r} at {utc_iso(ts)}")
+        overrode = _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
+        conn.execute(
+            "UPDATE readings SET volume_m3 = %s, quality = 'edited', quality_by = %s, quality_by_key_id = %s, "
+            "quality_reason = %s, quality_overrode = %s, received_at = now() WHERE meter_id = %s AND ts = %s",
+            (volume_m3, by, by_key_id, reason, overrode, meter_id, ts),
+        )
+        _note_for_vee(conn, ts)
+
+    _in_turns(conn, meter_id, write)
     _refresh_consumption(conn, meter_id, ts)
+
+
+# A person's read, in a gap or in place of a reading that gives way to it (_GIVES_WAY: an estimate, or a
+# person's read supplied before).
+_SUBSTITUTE = """
+INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_by_key_id, quality_reason,
+                      quality_overrode)
+VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(key)s, %(why)s, %(overrode)s)
+ON CONFLICT (meter_id, ts) DO UPDATE
+SET volume_m3 = EXCLUDED.volume_m3, flow_m3h = NULL, reverse_volume_m3 = NULL,
+    quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_by_key_id = EXCLUDED.quality_by_key_id,
+    quality_reason = EXCLUDED.quality_reason, quality_overrode = EXCLUDED.quality_overrode, received_at = now()
+WHERE readings.quality = ANY(%(gives_way)s)
+RETURNING 1
+"""
 
 
 def substitute_reading(
@@ -182,38 +206,31 @@ def substitute_reading(
     :func:`edit_reading`.
     """
     _check(by, reason, volume_m3, ts)
-    _take_turns(conn, meter_id)
-    if _stored_quality(conn, meter_id, ts) not in (None, *_GIVES_WAY):
-        raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
-    overrode = _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
-    row = conn.execute(
-        """
-        INSERT INTO readings (meter_id, ts, volume_m3, quality, quality_by, quality_by_key_id, quality_reason,
-                              quality_overrode)
-        VALUES (%(m)s, %(ts)s, %(v)s, 'substituted', %(by)s, %(key)s, %(why)s, %(overrode)s)
-        ON CONFLICT (meter_id, ts) DO UPDATE
-        SET volume_m3 = EXCLUDED.volume_m3, flow_m3h = NULL, reverse_volume_m3 = NULL,
-            quality = 'substituted', quality_by = EXCLUDED.quality_by, quality_by_key_id = EXCLUDED.quality_by_key_id,
-            quality_reason = EXCLUDED.quality_reason, quality_overrode = EXCLUDED.quality_overrode, received_at = now()
-        WHERE readings.quality = ANY(%(gives_way)s)
-        RETURNING 1
-        """,
-        {
-            "m": meter_id,
-            "ts": ts,
-            "v": volume_m3,
-            "by": by,
-            "key": by_key_id,
-            "why": reason,
-            "overrode": overrode,
-            "gives_way": _GIVES_WAY,
-        },
-    ).fetchone()
-    if row is None:  # (written in between)
-        raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
-    # perhaps the meter's first: the meters API looks for its latest from now on (migration 0067)
-    conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = %s AND NOT has_readings", (meter_id,))
-    _note_for_vee(conn, ts)
+
+    def write() -> None:
+        if _stored_quality(conn, meter_id, ts) not in (None, *_GIVES_WAY):
+            raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
+        overrode = _check_order(conn, meter_id, ts, volume_m3, out_of_sequence_confirmed)
+        row = conn.execute(
+            _SUBSTITUTE,
+            {
+                "m": meter_id,
+                "ts": ts,
+                "v": volume_m3,
+                "by": by,
+                "key": by_key_id,
+                "why": reason,
+                "overrode": overrode,
+                "gives_way": _GIVES_WAY,
+            },
+        ).fetchone()
+        if row is None:  # (written in between)
+            raise ValueError(_ALREADY.format(meter_id=meter_id, ts=utc_iso(ts)))
+        # perhaps the meter's first: the meters API looks for its latest from now on (migration 0067)
+        conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = %s AND NOT has_readings", (meter_id,))
+        _note_for_vee(conn, ts)
+
+    _in_turns(conn, meter_id, write)
     _refresh_consumption(conn, meter_id, ts)
 
 

@@ -14,7 +14,13 @@ hour and day first and took the turn only after, in its refresh: a correction's 
 refresh that had taken the turn meanwhile came to a row the command had deleted and waited for it,
 while the command waited for the turn. PostgreSQL rolled one back: the person's correction failed with
 "deadlock detected" (or the round's refresh, or the command). It now takes the turn first (collector
-migration 0077)."""
+migration 0077).
+
+A correction waiting for the turn (a VEE round's refresh of the whole fleet holds it for seconds) held
+its meter's turn meanwhile (collector.meter_turns), and the collector's writer, storing a message with
+a read of any meter of that bucket, waited behind it for the rest of the refresh (up to 14.8 s
+measured, benchmarks/ingest_beside_a_refresh.py). A correction now gives way to a refresh under way
+holding neither turn, and its read is judged again once the refresh is done."""
 
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from collector.batch_parser import ReadingRow
+from collector.store import ReadingStore
 from collector.vee.editing import edit_reading, substitute_reading
 from collector.vee.rounds import vee_round
 from server.meters.repository import Installation, place_service_points, record_installations, register_meters
@@ -286,3 +294,67 @@ def test_a_correction_waits_for_its_meter_s_turn_before_the_refreshes_turn(
     assert batches_run_again() == []
     stored, recomputed = _as_recomputed(fleet)
     assert stored == recomputed
+
+
+def _ingested_or_waiting(url: str, thread: Any) -> bool:
+    """Whether ``thread`` (the collector's writer) ends before a session of this database comes to
+    wait for a lock other than the refreshes' turn (the writer waits): False as soon as one does."""
+    with psycopg.connect(url, autocommit=True) as monitor:
+        for _ in range(400):
+            if not thread.is_alive():
+                return True
+            other = monitor.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE NOT l.granted AND a.datname = current_database() "
+                "AND NOT (l.locktype = 'advisory' AND l.classid = 0 AND l.objid = %s)",
+                (TURN,),
+            ).fetchone()
+            if other != (0,):
+                return False
+            time.sleep(0.025)
+    raise AssertionError("the writer neither finished nor came to wait")
+
+
+@pytest.mark.parametrize("writer", ["a correction of M1", "a read of M2 supplied"])
+def test_arriving_reads_are_stored_while_a_correction_waits_for_a_round_s_refresh(fleet: str, writer: str) -> None:
+    """A round's refresh holds the turn (its transaction open, its rows written); a person's correction
+    of M1 (or a read of M2 supplied) comes to wait for it; the collector's writer stores the next reads
+    of M1 and M2 meanwhile. Before, the correction waited holding its meter's turn, and the writer
+    waited for the correction, so for the refresh. Now the reads are committed while the refresh still
+    holds the turn; then it commits, the correction lands after it, and the next round counts the new
+    reads once: what a refresh of every day from scratch makes."""
+    arriving: list[ReadingRow] = [
+        (meter, (T0 + timedelta(hours=49)).isoformat(), "100.490", None, None, [], "GW-1", 1) for meter in METERS
+    ]
+    store = ReadingStore(fleet)
+    try:
+        with psycopg.connect(fleet) as refresh:
+            refresh.execute("SELECT refresh_consumption(%s, %s)", (T0, T0 + timedelta(days=2)))
+            correction, corrected = _in_thread(WRITERS[writer](fleet))
+            _waiting_for_the_turn(fleet, 1)
+            ingest, ingested = _in_thread(lambda: store.write(arriving))
+            stored_meanwhile = _ingested_or_waiting(fleet, ingest)
+            refresh.commit()
+        ingest.join(60)
+        correction.join(60)
+    finally:
+        store.close()
+    assert stored_meanwhile, "the collector's writer waited for the correction waiting for the refresh"
+    assert not ingest.is_alive() and not correction.is_alive()
+    assert ingested.get("error") is None and ingested["result"].inserted == 2
+    assert corrected.get("error") is None
+    vee_round(fleet, T0 + timedelta(hours=50))
+    stored, recomputed = _as_recomputed(fleet)
+    assert stored == recomputed
+    with psycopg.connect(fleet) as conn:
+        qualities = conn.execute(
+            "SELECT meter_id, ts, quality FROM readings WHERE quality <> 'actual' OR ts = %s ORDER BY 1, 2",
+            (T0 + timedelta(hours=49),),
+        ).fetchall()
+        newest_hour = conn.execute(
+            "SELECT meter_id, intervals FROM consumption_hourly WHERE hour = %s ORDER BY 1", (T0 + timedelta(hours=48),)
+        ).fetchall()
+    person = ("M1", T0 + timedelta(hours=10), "edited") if writer == "a correction of M1" else (
+        "M2", T0 + timedelta(hours=14, minutes=30), "substituted")  # fmt: skip
+    assert qualities == sorted([person, *((meter, T0 + timedelta(hours=49), "actual") for meter in METERS)])
+    assert newest_hour == [("M1", 1), ("M2", 1)]  # the arriving read's interval, counted once

@@ -7,6 +7,11 @@ written, its read not committed and so not seen: a value of 101.000 half an hour
 the same moment, an unconfirmed step back no one was asked about. Now the correction waits for the
 batch, sees its read and refuses the value (nothing stored); and a batch arriving while a correction
 is under way waits for it to commit.
+
+A correction refreshes its meter's consumption before it commits, and waits there for a refresh under
+way (a VEE round's, seconds long). It no longer waits holding its meter's turn (the collector's writer
+stalled behind it): it gives way, and is judged again once the refresh is done, against the reads
+stored meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import psycopg
 import pytest
 
 from collector.batch_parser import ReadingRow
+from collector.meter_turns import REFRESHES_KEY
 from collector.store import ReadingStore
 from collector.vee.editing import OutOfSequence, substitute_reading
 from server.meters.repository import register_meters
@@ -139,3 +145,25 @@ def test_a_batch_waits_for_a_correction_under_way(meter: str) -> None:
     assert "error" not in judged and "error" not in stored, (judged, stored)
     assert waited, "the batch did not wait for the correction"
     assert _stored(meter) == [(SUPPLIED, Decimal("101.000"), "substituted"), (ARRIVING, Decimal("100.600"), "actual")]
+
+
+def test_a_correction_that_gave_way_to_a_refresh_is_judged_against_the_read_stored_meanwhile(meter: str) -> None:
+    """A refresh holds the consumption refreshes' turn; a person supplies 101.000 half an hour after
+    the newest read (in order then: no read after it) and comes to wait for the turn; the batch storing
+    the 100.600 read an hour after the newest commits meanwhile. The refresh commits: the correction is
+    judged again, against 100.600, and refused; nothing of it is stored."""
+    with psycopg.connect(meter) as refresh:
+        refresh.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESHES_KEY,))
+        correction, judged = _in_thread(_supply(meter))
+        assert _until(meter, "advisory", correction), judged  # waits for the refresh
+        batch, stored = _in_thread(_arriving_batch(meter))
+        batch.join(10)
+        stored_meanwhile = not batch.is_alive()
+        refresh.rollback()
+    correction.join(10)
+    batch.join(10)
+    assert stored_meanwhile, "the batch waited for the correction waiting for the refresh"
+    assert "error" not in stored, stored
+    assert isinstance(judged.get("error"), OutOfSequence), judged
+    assert "100.600 m³" in str(judged["error"])
+    assert _stored(meter) == [(ARRIVING, Decimal("100.600"), "actual")]
