@@ -118,12 +118,30 @@ def to_reading(
     """The reading in ``registers``; ``protocol`` is the bus's, "pulse" for a pulse counter's count.
     ``check`` sees the decoded fields first, and refuses them by raising (another meter's serial
     number: gateway.modbus_identity), before anything is taken from them (a pulse counter's wrap)."""
-    try:
-        fields = profile.decode_registers(registers)
-    except DecodeError as error:
-        raise PollError(f"{meter.meter_id}: {error}") from error
+    fields = decoded(meter, profile, registers)
     if check is not None:
         check(fields)
+    return reading_of(meter, profile, fields, at, protocol, bus, volume_m3)
+
+
+def decoded(meter: MeterConfig, profile: MeterProfile, registers: list[int]) -> Mapping[str, Any]:
+    """The fields of ``registers`` as ``profile`` decodes them; registers it cannot decode fail the poll."""
+    try:
+        return profile.decode_registers(registers)
+    except DecodeError as error:
+        raise PollError(f"{meter.meter_id}: {error}") from error
+
+
+def reading_of(
+    meter: MeterConfig,
+    profile: MeterProfile,
+    fields: Mapping[str, Any],
+    at: datetime,
+    protocol: Protocol,
+    bus: str,
+    volume_m3: Callable[[float, datetime], float] | None = None,
+) -> Reading:
+    """The reading in ``fields`` (decoded, and checked: :func:`to_reading`)."""
     volume = fields.get("volume_m3")
     if not isinstance(volume, int | float) or volume < 0:
         raise PollError(f"{meter.meter_id}: profile {profile.name} gave no usable volume ({volume!r})")

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import termios
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -62,7 +63,7 @@ from gateway.late_answers import LateAnswers, LateAnswerWatch, LateListener
 from gateway.late_episodes import BusLateEpisodes
 from gateway.meter_identity import MeterIdentities
 from gateway.modbus_identity import NOT_SET, check_serial_number
-from gateway.modbus_read import read_registers, to_reading
+from gateway.modbus_read import decoded, read_registers, reading_of
 from gateway.profiles import ProfileBook
 from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
 from gateway.tcp_probe import why_no_connection
@@ -225,15 +226,25 @@ class _ModbusTransport:
         finally:
             self.late.waiting = False
         at = self.clock()
-
-        def same_meter(fields: Mapping[str, Any]) -> None:  # another meter's serial number is refused
-            if SERIAL_FIELD in fields:  # (None: a serial number never set, shown as such by a scan)
-                serial_number = fields[SERIAL_FIELD]
-                self.serial_numbers_heard[meter.unit_id] = NOT_SET if serial_number is None else str(serial_number)
-            check_serial_number(self.identities, meter, fields, at, self.config, profile)
-
+        fields = decoded(meter, profile, registers)
+        if SERIAL_FIELD in fields:  # (None: a serial number never set, shown as such by a scan)
+            serial_number = fields[SERIAL_FIELD]
+            self.serial_numbers_heard[meter.unit_id] = NOT_SET if serial_number is None else str(serial_number)
+            await self._check_serial_number(meter, fields, at, profile)
         volume_filter = self.profiles.volume_filter(meter)
-        return to_reading(meter, profile, registers, at, self.protocol, self.config.name, volume_filter, same_meter)
+        return reading_of(meter, profile, fields, at, self.protocol, self.config.name, volume_filter)
+
+    async def _check_serial_number(
+        self, meter: MeterConfig, fields: Mapping[str, Any], at: datetime, profile: MeterProfile
+    ) -> None:
+        """Another meter's serial number is refused (gateway.modbus_identity), in a thread: the check
+        reads the meter's first answer from the spool the first time it is asked for it, and writes
+        it there when it is taken (SQLite, on an SD card tens of ms or more, behind the spool's lock
+        if another write holds it). Before, both ran on the event loop, and the gateway's MQTT
+        keepalives and every bus's polls waited on them. As an M-Bus meter's check runs in its
+        reading thread (gateway.mbus), with the gateway's :class:`MeterIdentities`: a refusal, or a
+        spool that cannot be read, raises here as it did there."""
+        await asyncio.to_thread(check_serial_number, self.identities, meter, fields, at, self.config, profile)
 
     async def _read_registers(self, client: ModbusClient, meter: MeterConfig, profile: MeterProfile) -> list[int]:
         return await read_registers(client, meter, profile)

@@ -22,11 +22,12 @@ from tests.gateway.test_scan_serial_numbers import _config, _meters
 
 
 class _ReadsOnThreads:
-    """The gateway's spool, as its identity store, each read recording the thread it ran on."""
+    """The gateway's spool, as its identity store, each read and write recording the thread it ran on."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.reads: list[tuple[str, threading.Thread]] = []
+        self.saves: list[tuple[str, threading.Thread]] = []
 
     def load_identity(self, meter_id: str) -> tuple[str, str] | None:
         self.reads.append((meter_id, threading.current_thread()))
@@ -37,6 +38,7 @@ class _ReadsOnThreads:
         return self.spool.load_identity_kind(meter_id)
 
     def save_identity(self, meter_id: str, identification: str, first_at: str, kind: str | None = None) -> None:
+        self.saves.append((meter_id, threading.current_thread()))
         self.spool.save_identity(meter_id, identification, first_at, kind)
 
 
