@@ -196,12 +196,13 @@ class LateAnswerWatch:
 
 
 class LateAnswers:
-    """One bus's late answers: each is counted (:attr:`count`, and ``on_late`` with its unit, for the
-    health status), and the first of each meter's episode is a warning naming the meter, its unit or
-    address and the setting to raise: a Modbus bus's ``timeout_s`` (:meth:`heard`, from the unit in
-    the frame), an M-Bus bus's ``answer_timeout_s`` (:meth:`heard_from`: its transport knows the meter,
-    an E5h carries no address). An M-Bus E5h no one meter can be charged with is counted and said with
-    what is known (:meth:`heard_unowned`, :meth:`heard_in_search`), ``on_late`` told None."""
+    """One bus's late answers: each is counted (``on_late`` told its unit: the health status, which a
+    reload keeps; no count is kept here, where it would start at 0 with each transport a reload makes),
+    and the first of each meter's episode is a warning naming the meter, its unit or address and the
+    setting to raise: a Modbus bus's ``timeout_s`` (:meth:`heard`, from the unit in the frame), an M-Bus
+    bus's ``answer_timeout_s`` (:meth:`heard_from`: its transport knows the meter, an E5h carries no
+    address). An M-Bus E5h no one meter can be charged with is counted and said with what is known
+    (:meth:`heard_unowned`, :meth:`heard_in_search`), ``on_late`` told None."""
 
     def __init__(
         self,
@@ -215,7 +216,6 @@ class LateAnswers:
         self.on_late = on_late
         self.monotonic = monotonic
         self.quiet_s = quiet_s
-        self.count = 0
         #: False: counted, and ``on_late`` told, but no warning (a scan says late answers in its own words)
         self.warn = True
         #: each unit's (meter's) episode: the gateway's, so that a reload, which makes its buses anew,
@@ -343,7 +343,6 @@ class LateAnswers:
         """One late answer of ``key``'s (its ``unit`` told to the listeners), warned of in ``hint``'s
         words if it begins an episode; ``named``: the meters the warning names (those at the Modbus
         unit ``at_unit``), whose entries changed at a reload begin it afresh (gateway.late_episodes)."""
-        self.count += 1
         now = self.monotonic()
         last = self.episodes.heard(key, now, named, at_unit)
         if self.warn and (last is None or now - last > self.quiet_s):
