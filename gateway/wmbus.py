@@ -154,7 +154,7 @@ class WMBusListener:
         #: gateway.wmbus_said, gateway.wmbus_duplicates), so a reload neither begins a meter's interval
         #: again, nor says a warning again, nor takes a repeater's copy as a second reading
         self.memory = ReceiverMemory() if memory is None else memory
-        self.memory.listened_to(config.meters, self._interval)
+        self.memory.listened_to(config.meters, self._interval, self.clock())
         self.unconfigured = self.memory.senders
         self.intervals = self.memory.intervals
         self.said = self.memory.said
@@ -349,7 +349,7 @@ class WMBusListener:
         if self.on_attempt:
             self.on_attempt(False)
         why = _why_not_decoded(meter, device, error)
-        self.intervals.failed[meter.meter_id] = why
+        self.intervals.fail(meter.meter_id, why)
         self._warn_once_an_episode(self.said.undecoded, meter, why, "its telegrams decode", "not decoded")
 
     def _names_another(self, meter: MeterConfig, device: str, decoded: dict[str, Any]) -> None:
@@ -375,7 +375,7 @@ class WMBusListener:
             "gateway cannot take as this meter's, or a telegram altered on the air, which the extended link "
             "layer's AES-CTR does not prevent)"
         )
-        self.intervals.failed[meter.meter_id] = why
+        self.intervals.fail(meter.meter_id, why)
         self._warn_once_an_episode(self.said.naming_another, meter, why, "its telegrams name it", "name another meter")
 
     def _warn_once_an_episode(

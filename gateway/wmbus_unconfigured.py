@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from firmware_protocols.mbus.header import WATER_METER_TYPES
 from firmware_protocols.wmbus.telegram import MeterAddress
@@ -137,16 +138,19 @@ class ReceiverMemory:
     #: its window is the bus's ``duplicate_window_s``, set by each listener (a reload's change applies)
     duplicates: DuplicateFilter = field(default_factory=lambda: DuplicateFilter(0.0))
 
-    def listened_to(self, meters: Iterable[MeterConfig], interval_s: Mapping[str, float]) -> None:
-        """A listener for ``meters``, each sending every ``interval_s[meter id]`` seconds, starts:
-        forget the senders now configured, and the intervals of meters no longer on the receiver
-        (one configured again later starts its interval afresh); one whose length changed takes it.
-        What was said of a meter no longer configured, or said once of one whose id, manufacturer or
-        key changed, is forgotten, with the telegrams taken from it (:mod:`gateway.wmbus_said`)."""
+    def listened_to(self, meters: Iterable[MeterConfig], interval_s: Mapping[str, float], at: datetime) -> None:
+        """A listener for ``meters``, each sending every ``interval_s[meter id]`` seconds, starts at
+        ``at`` (UTC): forget the senders now configured, and the intervals of meters no longer on the
+        receiver (one configured again later starts its interval afresh); one whose length changed
+        takes it. What was said of a meter no longer configured, or said once of one whose id,
+        manufacturer or key changed, is forgotten, with the telegrams taken from it
+        (:mod:`gateway.wmbus_said`); why a telegram of the latter failed in its current interval is
+        said as from before this reload (:func:`gateway.wmbus_intervals.failed_before`)."""
         meters = list(meters)
         self.senders.forget_configured(meters)
-        self.intervals.configured(interval_s)
-        self.duplicates.forget(self.said.listened_to(meters))
+        anew = self.said.listened_to(meters)
+        self.intervals.configured(interval_s, anew, at)
+        self.duplicates.forget(anew)
 
 
 def mistyped_hint(meter: MeterConfig, close: list[MeterAddress]) -> str:

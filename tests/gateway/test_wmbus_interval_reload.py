@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,9 @@ from gateway.wmbus_unconfigured import ReceiverMemory
 from simulators.serial_line import LineSettings, SerialLine
 from tests.gateway.helpers import bus_config_text, running, until
 from tests.gateway.test_wmbus import Receiver, _listening
+from tests.gateway.test_wmbus_said_reload import KEY, START, WRONG_KEY
+from tests.gateway.test_wmbus_said_reload import _meter as _keyed_meter
+from tests.gateway.test_wmbus_said_reload import _telegram as _encrypted
 from tests.services import MosquittoBroker
 
 IDENT = "77000001"
@@ -54,7 +58,8 @@ def _meter(interval_s: float | None = QUARTER, meter_id: str = "FLAT-1", ident: 
 @dataclass
 class ReloadedReceiver:
     """One receiver's memory, the listener a reload makes anew on it, and what its meters' health was
-    told: ``(second, meter id, "heard" or the reason it was not)``."""
+    told: ``(second, meter id, "heard" or the reason it was not)``; the listener's UTC clock is
+    ``START`` plus the test's seconds."""
 
     memory: ReceiverMemory = field(default_factory=ReceiverMemory)
     told: list[tuple[float, str, str | None]] = field(default_factory=list)
@@ -72,7 +77,10 @@ class ReloadedReceiver:
         async def on_reading(reading: object) -> None:
             pass
 
-        self.listener = WMBusListener(bus, on_reading=on_reading, on_heard=on_heard, memory=self.memory)
+        self.listener = WMBusListener(
+            bus, on_reading=on_reading, on_heard=on_heard, memory=self.memory,
+            clock=lambda: START + timedelta(seconds=self.now),
+        )  # fmt: skip
         self.listener.check_silence(now=self.now)
         return self.listener
 
@@ -81,11 +89,12 @@ class ReloadedReceiver:
         assert self.listener is not None
         self.listener.check_silence(now=at)
 
-    def hear(self, at: float) -> None:
+    def hear(self, at: float, telegram: bytes | None = None) -> None:
+        """The meter's next telegram (in the clear), or ``telegram``, at ``at``."""
         self.now = at
         self.sent += 1
         assert self.listener is not None
-        asyncio.run(self.listener.handle(_telegram(self.sent)))
+        asyncio.run(self.listener.handle(_telegram(self.sent) if telegram is None else telegram))
 
     def silent(self) -> list[tuple[float, str]]:
         """When each meter was said silent (told a failure), and which."""
@@ -227,6 +236,42 @@ def test_a_meter_removed_is_forgotten_and_one_added_begins_afresh() -> None:
     for second in range(1260, 2941, 60):
         receiver.check(float(second))
     assert receiver.silent() == [(1500.0, "FLAT-2"), (2100.0, "FLAT-1"), (2400.0, "FLAT-2")]
+
+
+_NOT_DECRYPTED = "FLAT-1 (id 77000001): its telegram does not decrypt with the key configured for it"
+
+
+@pytest.mark.parametrize("after", ["nothing heard", "heard", "failed again", "same file"])
+def test_a_reason_from_before_a_reload_that_changed_the_key_is_said_as_such(after: str) -> None:
+    """FLAT-1's key is typed wrong: its telegram at 100 s does not decrypt. At 300 s a reload corrects
+    the key (or, ``same file``, reloads it unchanged). Nothing heard since: its interval's end, at
+    15 min, says so, the reason kept as from before the reload, with the entry then (before: the old
+    reason alone, as if the key just corrected were still wrong). A telegram that decrypts meanwhile:
+    heard. One that fails after the reload (another wrong key): its own reason. The same file: the
+    reason stands as it was. The next interval, silent, says its silence as any other."""
+    other_wrong = bytes(15) + b"\x01"
+    receiver = ReloadedReceiver()
+    receiver.reload(_keyed_meter(WRONG_KEY, interval_s=QUARTER))
+    receiver.hear(100.0, _encrypted(1))
+    receiver.now = 300.0
+    receiver.reload(
+        _keyed_meter({"same file": WRONG_KEY, "failed again": other_wrong}.get(after, KEY), interval_s=QUARTER)
+    )
+    if after in ("heard", "failed again"):
+        receiver.hear(400.0, _encrypted(2))
+    for second in range(360, 1801, 60):
+        receiver.check(float(second))
+    (at, meter_id, said), (next_at, _, next_said) = receiver.told
+    assert (at, meter_id, next_at) == (400.0 if after == "heard" else 900.0, "FLAT-1", 1800.0)
+    assert next_said == "no telegram heard from it in its send interval (15 min)"
+    if after == "nothing heard":
+        before = "no telegram heard from it since the reload at 2026-12-07T06:05:00Z, which changed its id, "
+        before += f"manufacturer or key; before it, with the entry then: {_NOT_DECRYPTED}"
+        assert said is not None and said.startswith(before), said
+    elif after == "heard":
+        assert said == "heard"
+    else:
+        assert said is not None and said.startswith(_NOT_DECRYPTED), said
 
 
 def _radio_file(mosquitto_url: str, tmp_path: Path, device: str, interval_s: float) -> str:
