@@ -14,6 +14,8 @@ Kinds and the protocols they speak:
 - ``smart_water_meter``: Modbus (TCP or RTU), profile ``smart_water_meter``; its ``serial_number``
   (decimal digits, its profile's register) is derived from its id unless given (a meter exchanged:
   give another; two unit ids swapped: swap their ``address``, the serial numbers stay with the meters);
+  ``"0"`` (or all ones, ``"4294967295"``) is a serial number never set, as many meters leave the
+  factory: served as such, to rehearse what the gateway does with one (:func:`serial_never_set`);
 - ``pulse_counter``: a mechanical meter's pulse output on a pulse-counter module, Modbus profile
   ``pulse_counter`` (``litres_per_pulse``);
 - ``dma_inlet``: a district's bulk inlet meter, Modbus profile ``electromagnetic_flow_meter``; its flow
@@ -36,7 +38,8 @@ from aquami.config import toml_file
 from aquami.config.reader import ConfigError, Document, Table
 from aquami.config.toml_lines import LineIndex
 from aquami.contracts.reads import is_identifier
-from firmware_protocols.modbus.profile import serial_value
+from firmware_protocols.modbus.profile import serial_unset, serial_value
+from firmware_protocols.modbus.types import ValueType
 from firmware_protocols.wmbus.keys import aes_key
 from simulators.ground_truth import iso_utc, parse_iso_utc
 from simulators.meter_model import EARLIEST_INSTALLED
@@ -56,6 +59,8 @@ KIND_PROTOCOLS: dict[str, tuple[str, ...]] = {
 }
 #: The kinds whose profile reads a serial number (a pulse counter is a counter, not a meter: none)
 SERIAL_KINDS = ("smart_water_meter", "dma_inlet")
+#: Their profiles' serial number register (smart_water_meter, electromagnetic_flow_meter)
+SERIAL_TYPE: ValueType = "u32"
 DEFAULT_BAUD = {"modbus_rtu": 9600, "mbus": 2400, "wmbus": 57600}
 #: When the meters were installed unless ``installed`` says: a fixed date, so a rig restarted (on any
 #: day) reads on where it left off; one relative to the start moved every register back at a restart.
@@ -185,7 +190,7 @@ def _meter(t: RigTable, transports: dict[str, TransportConfig]) -> MeterConfig:
         values["manufacturer"] = manufacturer
     if kind in SERIAL_KINDS and t.has("serial_number"):
         try:
-            values["serial_number"] = str(serial_value(t.text("serial_number"), "u32"))
+            values["serial_number"] = str(serial_value(t.text("serial_number"), SERIAL_TYPE))
         except ValueError as error:
             raise t.error("serial_number", str(error)) from None
     if kind == "pulse_counter":
@@ -245,6 +250,13 @@ def serial_number(meter: MeterConfig) -> str | None:
     return meter.serial_number or serial_number_for(meter.meter_id)
 
 
+def serial_never_set(serial: str) -> bool:
+    """Whether the rig's meter serving ``serial`` has a serial number never set: its register reads 0
+    or all ones (firmware_protocols.modbus.profile.serial_unset), as every such meter's does. The rig
+    serves it, to rehearse one; it is no identity, so no other meter's alike."""
+    return serial_unset(int(serial), SERIAL_TYPE)
+
+
 def parse_rig(
     document: dict[str, Any], source: str = "rig.toml", lines: LineIndex | None = None, now: datetime | None = None
 ) -> RigConfig:
@@ -299,6 +311,8 @@ def parse_rig(
             ("serial_number", serial_number(meter)),
         ):
             if value is None or (key == "address" and meter.kind == "mbus_water" and value == 0):
+                continue
+            if key == "serial_number" and serial_never_set(str(value)):  # every such meter's alike
                 continue
             other = seen_addresses.setdefault((meter.transport, key, value), meter.meter_id)
             if other != meter.meter_id:

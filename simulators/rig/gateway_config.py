@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from simulators.mbus_slave import ERROR_FLAG_BITS
-from simulators.rig.config import MeterConfig, TransportConfig, serial_number
+from simulators.rig.config import MeterConfig, TransportConfig, serial_never_set, serial_number
 from simulators.rig.runner import Rig
 from simulators.serial_line import port_parity
 
@@ -80,7 +80,11 @@ def _meter(m: MeterConfig) -> dict[str, object]:
     if m.kind in PROFILE:
         meter |= {"unit_id": m.address, "profile": PROFILE[m.kind]}
         serial = serial_number(m)
-        if serial is not None:  # its answers checked: another meter at its unit id is refused
+        # its answers checked: another meter at its unit id is refused. One never set (0, or all
+        # ones: a rig file's, to rehearse a meter as it leaves the factory) tells no meter from
+        # another: the gateway refuses it configured (gateway.config) and reads such a meter
+        # unchecked, with a warning. Before, the file named it, and the gateway refused the file.
+        if serial is not None and not serial_never_set(serial):
             meter["serial_number"] = serial
         if m.kind == "pulse_counter":
             meter["parameters"] = {"litres_per_pulse": m.litres_per_pulse}

@@ -105,6 +105,18 @@ def test_mistakes_are_named_by_field(extra: str, message: str) -> None:
         parse_rig_text(BASE + extra, now=NOW)
 
 
+@pytest.mark.parametrize("unset", ["0", "0000", "4294967295"])
+def test_meters_whose_serial_number_was_never_set_may_share_it_on_one_transport(unset: str) -> None:
+    """Every meter never given its serial number answers with 0 (or all ones): two of them on one
+    line are what the gateway meets (and never tells apart), so the rig serves them. Before,
+    ``'0' is M1's on transport 'tcp'``, a serial number taken as an identity."""
+    second = '\n[[meter]]\nid = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 2\n'
+    two = BASE.replace("address = 1\n", f'address = 1\nserial_number = "{unset}"\n') + second
+    two += f'serial_number = "{unset}"\n'
+    config = parse_rig_text(two, now=NOW)
+    assert [(m.meter_id, m.serial_number) for m in config.meters] == [("M1", str(int(unset))), ("M2", str(int(unset)))]
+
+
 def test_rig_table_mistakes() -> None:
     with pytest.raises(ConfigError, match=r"rig.installed: 2027-01-01T00:00:00Z: in the future"):
         parse_rig_text(BASE.replace("2026-01-01", "2027-01-01"), now=NOW)

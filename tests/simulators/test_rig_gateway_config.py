@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aquami.contracts.reads import Reading
 from simulators.rig.client import meters as rig_meters
 from simulators.rig.gateway_config import MARK
 from tests.gateway.helpers import Subscriber
@@ -215,3 +216,81 @@ def test_the_rig_s_modbus_meters_have_their_serial_number_checked(tmp_path: Path
         "P000001": None,
         "DMA1-INLET": serial_number_for("DMA1-INLET"),
     }
+
+
+UNSET_RIG = """
+[rig]
+control = "127.0.0.1:0"
+
+[[transport]]
+name = "plant-tcp"
+protocol = "modbus_tcp"
+port = 0
+
+[[meter]]
+id = "NEVER-SET"
+kind = "smart_water_meter"
+transport = "plant-tcp"
+address = 1
+serial_number = "0"
+
+[[meter]]
+id = "ERASED"
+kind = "smart_water_meter"
+transport = "plant-tcp"
+address = 2
+serial_number = "4294967295"
+
+[[meter]]
+id = "LABELLED"
+kind = "smart_water_meter"
+transport = "plant-tcp"
+address = 3
+serial_number = "40000003"
+"""
+
+
+def test_a_rig_meter_whose_serial_number_was_never_set_is_read_from_the_file_the_rig_writes(tmp_path: Path) -> None:
+    """A rig meter given ``serial_number = "0"`` (or all ones), as a meter leaves the factory, is
+    served so, and the gateway file names no serial number for it: the gateway refuses one never set
+    in its configuration (one that tells no meter from another) and reads such a meter unchecked.
+    Before, the file named it (``serial_number = "0"``) and the gateway refused to load the file."""
+    import asyncio
+
+    from gateway.config import ModbusTcpBusConfig, load_config
+    from gateway.modbus_transport import ModbusTcpTransport
+    from gateway.profiles import ProfileBook
+    from gateway.scheduler import BusScheduler
+
+    rig_file, config = tmp_path / "rig.toml", tmp_path / "gw.toml"
+    rig_file.write_text(UNSET_RIG)
+    args = ["simulate", "rig", "--config", str(rig_file), "--no-table", "--gateway-config", str(config)]
+    rig_log = tmp_path / "rig.log"
+    with _running(args, rig_log) as rig:
+        said = f"gateway config: {config}"
+        _wait_for(lambda: said in rig_log.read_text() or rig.poll() is not None, 60, "the rig's gateway config")
+        assert rig.poll() is None, rig_log.read_text()
+        gateway = load_config(config)  # before: ConfigError, meters[0].serial_number: 0 is the register of …
+        assert {m.meter_id: m.serial_number for m in gateway.meters} == {
+            "NEVER-SET": None,
+            "ERASED": None,
+            "LABELLED": "40000003",
+        }
+        (bus,) = gateway.buses
+        assert isinstance(bus, ModbusTcpBusConfig)
+        transport = ModbusTcpTransport(bus, ProfileBook())
+        stored: list[str] = []
+
+        async def store(reading: Reading) -> None:
+            stored.append(reading.meter_id)
+
+        scheduler = BusScheduler(bus, transport, on_reading=store)
+
+        async def poll_each() -> list[str | None]:
+            try:
+                return [(await scheduler.read_now(m))[1] for m in ("NEVER-SET", "ERASED", "LABELLED")]
+            finally:
+                await transport.close()
+
+        errors = asyncio.run(asyncio.wait_for(poll_each(), 60))
+    assert errors == [None, None, None] and stored == ["NEVER-SET", "ERASED", "LABELLED"]
