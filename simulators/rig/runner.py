@@ -313,7 +313,8 @@ class Rig:
             self._undo_work_over(self.clock())  # its meters free for the next
             fault_id = next(self._ids)
             if spec.is_work:
-                spec = self._work.check(meter_id, spec, fault_id, self._faults.values())
+                in_force = [f for f in self._faults.values() if not f.over]
+                spec = self._work.check(meter_id, spec, fault_id, in_force)
             record = FaultRecord(fault_id, meter_id, spec, self.clock())
             fault = self._apply(record)
             self._records[record.fault_id] = record
@@ -372,14 +373,16 @@ class Rig:
         return fault
 
     def _undo_work_over(self, now: datetime) -> None:
-        """Undo the work whose ``duration_s`` is over by ``now``, as a clear undoes it; its record is
-        left as a timed wire fault's is (not cleared: it ended at its ``until``). Call with the lock held."""
-        over = [f for f in self._faults.values() if f.spec.is_work and f.until is not None and f.until <= now]
-        for f in over:
-            assert f.until is not None
-            f.clear(f.until)
-            del self._faults[f.fault_id]
-            log.info("fault %s of %s over at %s: %s", f.fault_id, f.meter_id, utc_iso(f.until), f.done)
+        """Undo the work whose ``duration_s`` is over by ``now``, as a clear undoes it, once. The fault
+        and its record are left as a timed wire or water fault's are (not cleared: it ended at its
+        ``until``), for a clear to answer it as over (:attr:`ActiveFault.over`). Before, it was
+        dropped: its clear by id was ``404: no fault 7``, the meter's ``[]``, where a wire fault's
+        answered it. Call with the lock held."""
+        for f in self._faults.values():
+            if f.spec.is_work and not f.over and f.until is not None and f.until <= now:
+                f.clear(f.until)
+                f.over = True
+                log.info("fault %s of %s over at %s: %s", f.fault_id, f.meter_id, utc_iso(f.until), f.done)
 
     def _reserve_counter(self, meter_id: str, counter: int) -> int:
         """A mode 7 meter is about to send ``counter``, past its reservation: reserve
@@ -413,15 +416,17 @@ class Rig:
         """Clear one fault by id, or every fault of a meter; returns what was cleared."""
         now = self.clock()
         with self._lock:
-            self._undo_work_over(now)  # over already: not cleared now
+            self._undo_work_over(now)  # over already: undone at its until, not now
             chosen = [
                 f for f in self._faults.values()
                 if (fault_id is None or f.fault_id == fault_id) and (meter_id is None or f.involves(meter_id))
             ]  # fmt: skip
             for f in chosen:
-                ended = f.clear(now)
+                ended = None if f.over else f.clear(now)  # (work over: undone once, at its until)
                 if f.until is None or f.until > now:  # what is answered: a cleared fault shows its end
                     f.until = ended or now
+                else:  # ended by itself, whatever its kind: answered with its until and a note saying so
+                    f.over = True
                 if f.record is not None:
                     f.record.cleared = now
                 del self._faults[f.fault_id]

@@ -20,6 +20,8 @@ from simulators.rig.state import FaultRecord
 
 #: said of a water fault cleared before the meter's next step, where it would have begun
 NEVER_TOOK_EFFECT = "cleared before the meter's next step (its since): it never took effect, the water did not change"
+#: said of a fault cleared after its ``duration_s`` ended it (a technician's work: undone then)
+OVER_BY_ITSELF = "over by itself at its until (its duration_s): nothing was left to clear"
 
 
 @dataclass
@@ -49,6 +51,9 @@ class ActiveFault:
     until: datetime | None = None
     record: FaultRecord | None = None  # what the state file keeps of it
     done: str = ""  # a technician's work: what the rig did (put back, once cleared)
+    #: ended by itself at its ``until`` before any clear (a technician's work: undone then, once);
+    #: kept until cleared, as every fault is, so that its clear answers it as over, not "no fault"
+    over: bool = False
 
     def involves(self, meter_id: str) -> bool:
         """Whether the fault is ``meter_id``'s: its own, or the other meter of a swap."""
@@ -72,6 +77,8 @@ class ActiveFault:
         }
         if self.never_took_effect:
             answer["note"] = NEVER_TOOK_EFFECT
+        elif self.over:
+            answer["note"] = OVER_BY_ITSELF
         if self.done:
             answer["done"] = self.done
         return answer

@@ -37,6 +37,7 @@ from simulators.rig.control import ControlServer
 from simulators.rig.faults import parse_fault
 from simulators.rig.gateway_config import gateway_config_text
 from simulators.rig.runner import WORK_CHECK_S, Rig
+from simulators.rig.running import OVER_BY_ITSELF
 
 NOW = datetime(2026, 3, 4, 3, 30, tzinfo=UTC)
 
@@ -370,7 +371,10 @@ def test_a_modbus_swap_for_a_while_is_swapped_back_at_its_end_as_a_clear_swaps_i
         (one, pytest.approx(running.volume(one), abs=0.001)),
         (two, pytest.approx(running.volume(two), abs=0.001)),
     ]
-    assert fault(running, one, "--clear") == []  # over, and undone once: nothing left to clear
+    [over] = fault(running, one, "--clear")  # over, and undone once: answered as over, not undone again
+    assert over["id"] == swapped["id"] and over["note"] == OVER_BY_ITSELF
+    assert over["done"] == f"swapped back: {one} answers at unit 1 of {transport} and {two} at unit 2 of {transport}"
+    assert fault(running, one, "--clear") == []
 
 
 def test_the_gateway_alone_sees_a_swap_for_a_while_undone_at_its_end(running: Running) -> None:
@@ -395,6 +399,41 @@ def test_an_mbus_exchange_for_a_while_puts_the_old_meter_back_at_its_end(running
     assert row["faults"] == [] and row["where"].endswith("primary 1 secondary 26000001")
     _, stored = polls(_bus(running, "mb"), "MB1")
     assert _volumes(stored) == [("MB1", pytest.approx(running.volume("MB1"), abs=0.001))]  # as if never off
+
+
+@pytest.mark.parametrize("by_id", [True, False], ids=["DELETE /faults/ID", "DELETE /faults?meter="])
+@pytest.mark.parametrize(
+    ("meter", "args"),
+    [
+        ("M1", ["slow"]),  # on the wire: a guard, already so
+        ("M1", ["leak"]),  # in the water: a guard, already so
+        ("M1", ["swap_address", "--set", "with_meter=M2"]),
+        ("T2", ["exchange"]),
+        ("MB1", ["exchange"]),
+    ],
+    ids=["wire", "water", "modbus swap", "modbus exchange", "mbus exchange"],
+)
+def test_a_fault_over_by_itself_is_answered_by_its_clear_as_over_whatever_its_kind(
+    running: Running, meter: str, args: list[str], by_id: bool
+) -> None:
+    """A fault whose ``duration_s`` is over is no longer in force (``GET /faults``); a clear after it,
+    of it or of its meter's faults, answers it with its ``until`` and a note saying it was over by
+    itself, once, and does nothing more (a technician's work is not undone again). Before, a wire or
+    water fault was answered so (without the note), but a technician's work was dropped at its end:
+    its clear by id was ``404: no fault 7``, the meter's ``[]``."""
+    where = {m: row["where"] for m, row in _rows(running).items()}
+    injected = fault(running, meter, *args, "--set", "duration_s=90")
+    running.clock["now"] = NOW + timedelta(hours=2)
+    assert running.rig.active_faults() == [] and {m: row["where"] for m, row in _rows(running).items()} == where
+
+    cleared = fault(running, meter, *([str(injected["id"])] if by_id else []), "--clear")
+    assert [(f["id"], f["kind"], f["until"], f["note"]) for f in cleared] == [
+        (injected["id"], injected["kind"], injected["until"], OVER_BY_ITSELF)
+    ]
+    if "done" in injected:  # undone at its until, once: the meters where they were
+        assert cleared[0]["done"].startswith(("swapped back: ", "the old meter, "))
+    assert {m: row["where"] for m, row in _rows(running).items()} == where
+    assert fault(running, meter, "--clear") == []  # cleared now: nothing more
 
 
 # ---- refused, in words --------------------------------------------------------------------------------
