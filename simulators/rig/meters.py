@@ -8,8 +8,8 @@
   register rolling over changes nothing.
 - :class:`Watched`: any Modbus register source, noting when it was last asked (for the live table);
   the slot of a unit id, whose source a technician's work changes (:mod:`simulators.rig.meter_work`)
-  under the ``lock`` its transport's slots share, which a request takes to find the source: a swap of
-  two slots' sources is one step as a request sees it.
+  under the ``lock`` its transport's slots share, which a request takes to find the source (and its
+  profile): a swap of two slots' sources is one step as a request sees it.
 """
 
 from __future__ import annotations
@@ -66,11 +66,15 @@ class Watched:
 
     @property
     def unit_id(self) -> int:
+        # Read at start-up only, without the lock: the transports fix their units as they start
+        # (ModbusRtuSlaves, ModbusTcpSimulator), before any swap; a request finds its slot by the
+        # unit id it came to, never by this (after a swap it is the other unit's meter's own).
         return self.source.unit_id
 
     @property
     def profile(self) -> MeterProfile:
-        return self.source.profile
+        with self.lock:  # read at each request (the RTU line's answer, the TCP server's hook): not mid-swap
+            return self.source.profile
 
     def registers_at(self, at: datetime) -> list[int]:
         with self.lock:  # not between the two stores of a swap

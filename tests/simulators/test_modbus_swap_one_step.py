@@ -7,7 +7,8 @@ calls and backward jumps), so each swap was one step by accident of the interpre
 switch there (a build without the GIL; a slot whose ``source`` became a property) let a request
 find the first unit id changed and the second not. These tests put such a switch there (a store
 that yields after it) and poll both units through the line's request handling while the swaps go
-back and forth. Guard tests: without the yield, they pass on the code before as after.
+back and forth. Guard tests: without the yield, they pass on the code before as after. The last
+test is no guard: a request reads its slot's profile under the same lock (before, without it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from firmware_protocols.modbus import load_profile
+from firmware_protocols.modbus import MeterProfile, load_profile
 from simulators.meter_model import MeterModel
 from simulators.modbus_rtu import ModbusRtuSimulator, ModbusRtuSlaves, with_crc
 from simulators.modelled_meter import ModelledMeter
@@ -156,3 +157,34 @@ def test_no_request_finds_one_meter_at_both_unit_ids_while_the_rtu_slaves_swap_t
     slaves = ModbusRtuSlaves(meters)
     slaves._by_id = _YieldingUnits(slaves._by_id)
     assert one_meter_at_both(_serial_at(slaves), lambda: slaves.swap_unit_ids(1, 2)) == []
+
+
+class _LockWitness:
+    """A meter that notes, each time its profile is read, whether its slot's lock was held then."""
+
+    def __init__(self, meter: ModelledMeter, lock: threading.Lock) -> None:
+        self.meter, self.lock, self.held = meter, lock, list[bool]()
+
+    @property
+    def unit_id(self) -> int:
+        return self.meter.unit_id
+
+    @property
+    def profile(self) -> MeterProfile:
+        self.held.append(self.lock.locked())  # one thread here: held only by the read itself
+        return self.meter.profile
+
+    def registers_at(self, at: datetime) -> list[int]:
+        return self.meter.registers_at(at)
+
+
+def test_a_request_reads_its_slot_s_profile_under_the_lock_a_swap_takes() -> None:
+    """The RTU line's answer reads the slot's profile (its function, its register addresses) at each
+    request, as the TCP server's hook does: under the lock a swap of the transport's slots takes, so
+    that no request reads it between a swap's two stores. Before, it read it without the lock."""
+    lock = threading.Lock()
+    meter = ModelledMeter(1, PROFILE, MeterModel("M1", installed=NOW, seed=1), serial_number=str(SERIALS[1]))
+    witness = _LockWitness(meter, lock)
+    slaves = ModbusRtuSlaves([Watched(witness, lock=lock)])
+    assert _serial_at(slaves)(1) == SERIALS[1]  # a real request through the line's handling
+    assert witness.held and all(witness.held), witness.held  # before: [False, False]
