@@ -29,6 +29,7 @@ from simulators.mbus_slave import MBusWaterMeter
 from simulators.meter_model import MeterModel
 from simulators.modbus_unit import serial_number_for
 from simulators.modelled_meter import ModelledMeter
+from simulators.rig.config import serial_never_set
 from simulators.rig.exchanged_meter import ExchangedMeter
 from simulators.rig.faults import FaultSpec, refuse_work
 from simulators.rig.meters import Watched
@@ -112,7 +113,9 @@ class MeterWork:
                 self._refuse_taken("identification", spec.identification or "", meter_id, taken)
             else:
                 spec = replace(spec, serial_number=spec.serial_number or serial_number_for(seed.decode()))
+                # one never set (0, all ones) is every such meter's: a new meter as it leaves the factory
                 taken = {m: self._serial(m) for m in self._on(meter) if self._serial(m)}
+                taken = {m: s for m, s in taken.items() if not serial_never_set(s)}
                 self._refuse_taken("serial_number", spec.serial_number or "", meter_id, taken)
         return spec
 

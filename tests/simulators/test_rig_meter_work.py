@@ -334,6 +334,20 @@ def test_a_modbus_meter_exchanged_is_refused_naming_the_new_serial_number(runnin
     assert _volumes(stored) == [("M1", pytest.approx(running.volume("M1"), abs=0.001))]
 
 
+def test_meters_exchanged_for_new_ones_whose_serial_number_was_never_set_are_refused_by_the_gateway(
+    running: Running,
+) -> None:
+    """Two meters exchanged each for a new one as it leaves the factory, its serial number never set
+    (0): the rig does both, as every such meter answers with 0, and the gateway refuses each in its
+    own words. Before, the second was refused by the rig: ``serial_number: 0 is M1's on transport``."""
+    assert fault(running, "M1", "exchange", "--set", "serial_number=0")["serial_number"] == "0"
+    assert fault(running, "M2", "exchange", "--set", "serial_number=0")["serial_number"] == "0"
+    results, stored = polls(_bus(running, "rtu"), "M1", "M2")
+    assert stored == [], stored
+    for (_, error), serial in zip(results, ("40000001", "40000002"), strict=True):
+        assert f"a meter with no serial number set (0, or all ones) answered, not {serial}" in (error or "")
+
+
 def test_an_exchange_without_a_serial_number_gets_one_the_answer_names(running: Running) -> None:
     exchanged = fault(running, "T2", "exchange")
     serial = exchanged["serial_number"]
