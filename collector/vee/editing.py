@@ -22,7 +22,8 @@ is in order, and no later read shows it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -102,6 +103,19 @@ def _neighbours(conn: psycopg.Connection, meter_id: str, ts: datetime) -> tuple[
     return found[0], found[1]
 
 
+@contextlib.contextmanager
+def _a_transaction(conn: psycopg.Connection) -> Iterator[None]:
+    """The caller's transaction, or, on an autocommit connection outside one, one of the edit's own:
+    its turns are held until the transaction ends (:func:`_in_turns`), and its savepoint needs one.
+    Not psycopg's ``transaction()`` on a connection that is not autocommit: that commits, where the
+    caller's transaction is the caller's to commit or roll back."""
+    if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        with conn.transaction():
+            yield
+    else:
+        yield
+
+
 def _in_turns(conn: psycopg.Connection, meter_id: str, write: Callable[[], T]) -> T:
     """``write`` once the meter's other edits in progress and the collector's batches storing its
     reads are done (collector.meter_turns), holding them off until the transaction ends: two people's
@@ -169,8 +183,9 @@ def edit_reading(
         )
         _note_for_vee(conn, ts)
 
-    _in_turns(conn, meter_id, write)
-    _refresh_consumption(conn, meter_id, ts)
+    with _a_transaction(conn):
+        _in_turns(conn, meter_id, write)
+        _refresh_consumption(conn, meter_id, ts)
 
 
 # A person's read, in a gap or in place of a reading that gives way to it (_GIVES_WAY: an estimate, or a
@@ -230,8 +245,9 @@ def substitute_reading(
         conn.execute("UPDATE meters SET has_readings = true WHERE meter_id = %s AND NOT has_readings", (meter_id,))
         _note_for_vee(conn, ts)
 
-    _in_turns(conn, meter_id, write)
-    _refresh_consumption(conn, meter_id, ts)
+    with _a_transaction(conn):
+        _in_turns(conn, meter_id, write)
+        _refresh_consumption(conn, meter_id, ts)
 
 
 def _note_for_vee(conn: psycopg.Connection, ts: datetime) -> None:
