@@ -39,7 +39,7 @@ from tests.services import admin_url, create_database, drop_database
 def unbounded_get_meter(conn: psycopg.Connection[Any], meter_id: str) -> dict[str, Any] | None:
     """get_meter as it was: its latest reading in one look with no bound on time."""
     return conn.execute(
-        f"SELECT {repository._METER_COLUMNS} FROM meters m {repository._LATEST} {repository._ASSIGNED} "
+        f"SELECT {repository._METER_COLUMNS} FROM meters m {repository._latest_join()} {repository._ASSIGNED} "
         f"{repository._LINK} WHERE m.meter_id = %s",
         (meter_id,),
     ).fetchone()

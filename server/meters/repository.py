@@ -7,7 +7,6 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import islice
 from typing import Any
 
 import psycopg
@@ -32,8 +31,6 @@ LEFT JOIN LATERAL (
 ) latest ON true
 """
 
-
-_LATEST = _latest_join()
 
 # the gateways the meter is assigned to now (collector.meter_gateways), the latest assigned first
 _ASSIGNED = """
@@ -71,30 +68,101 @@ def list_meters(
     conn: psycopg.Connection, after: str | None, limit: int, not_read_since: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Meters by id after ``after``; with ``not_read_since``, only those with no reading at or
-    after it (none at all, or their latest earlier): the meters that stopped communicating."""
-    return conn.execute(
-        f"SELECT {_METER_COLUMNS} FROM meters m {_LATEST} {_ASSIGNED} {_LINK} "
-        "WHERE (%(after)s::text IS NULL OR m.meter_id > %(after)s) "
-        "AND (%(since)s::timestamptz IS NULL OR latest.ts IS NULL OR latest.ts < %(since)s) "
-        "ORDER BY m.meter_id LIMIT %(limit)s",
-        {"after": after, "limit": limit, "since": not_read_since},
-    ).fetchall()  # type: ignore[return-value]
+    after it (none at all, or their latest earlier): the meters that stopped communicating.
+
+    Each meter's latest reading is looked for within _NEAR of now in the same query as the page's rows,
+    then, for the listed meters that have readings and none there, further back in spans
+    (:func:`_latest_in_spans`), all of them in each span's one query. ``not_read_since`` older than that
+    first span is asked of the readings between it and there, in the same query. Every bound is a
+    parameter, known when its query is planned, so that TimescaleDB plans only the chunks of readings
+    (7 days each) it reaches: before, the one look with no bound planned every chunk of readings, once
+    per list, and the list's cost grew with the database's history (benchmarks/bench_meters_list_plans.py)."""
+    near = datetime.now(UTC) - _NEAR
+    joins, where = [_latest_join("AND r.ts >= %(near)s"), _ASSIGNED, _LINK], []
+    if after is not None:
+        where.append("m.meter_id > %(after)s")
+    if not_read_since is not None:
+        where.append("(latest.ts IS NULL OR latest.ts < %(since)s)")  # its latest, if within _NEAR
+        if not_read_since < near:  # or read between then and _NEAR ago
+            joins.append(_READ_BETWEEN)
+            where.append("read_between.found IS NULL")
+    rows: list[dict[str, Any]] = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            f"SELECT {_METER_COLUMNS}, m.has_readings AS _has_readings FROM meters m {' '.join(joins)} "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY m.meter_id LIMIT %(limit)s",
+            {"after": after, "limit": limit, "since": not_read_since, "near": near},
+            prepare=False,
+        )
+        .fetchall()
+    )
+    further = {row["meter_id"]: row for row in rows if row.pop("_has_readings") and row["latest_ts"] is None}
+    if further:  # none within _NEAR (nor, listed as not read since, after ``not_read_since``): further back
+        start = near if not_read_since is None else min(near, not_read_since)
+        for meter_id, latest in _latest_in_spans(conn, further, _spans_back(start, start)).items():
+            _take_latest(further[meter_id], latest)
+    return rows
+
+
+# Whether the meter has a reading in [since, near): with _latest_join's look at the readings since
+# ``near``, whether it has any since ``since`` (list_meters' ``not_read_since``), between bounds known
+# when the query is planned.
+_READ_BETWEEN = """
+LEFT JOIN LATERAL (
+    SELECT true AS found FROM readings r
+    WHERE m.has_readings AND r.meter_id = m.meter_id AND r.ts >= %(since)s AND r.ts < %(near)s LIMIT 1
+) read_between ON true
+"""
+
+
+def _latest_in_spans(
+    conn: psycopg.Connection, meter_ids: Iterable[str], spans: Iterable[tuple[datetime | None, datetime | None]]
+) -> dict[str, dict[str, Any]]:
+    """Each meter's latest reading (_LATEST_COLUMNS) in the first span (given newest first, ``[low, high)``,
+    None: unbounded) holding any of its readings; a meter without any in them is left out. One query a
+    span for all the meters not yet found, its bounds parameters, known when it is planned, so that it
+    plans only the chunks of readings the span reaches; unprepared, as :func:`_read_in_spans`' are."""
+    left, found = list(meter_ids), dict[str, dict[str, Any]]()
+    cursor = conn.cursor(row_factory=dict_row)
+    for low, high in spans:
+        if not left:
+            break
+        bounds = "".join(
+            [" AND r.ts >= %(low)s" if low is not None else "", " AND r.ts < %(high)s" if high is not None else ""]
+        )
+        rows = cursor.execute(
+            f"SELECT u.meter_id AS _meter_id, latest.* FROM unnest(%(meters)s::text[]) u(meter_id) "
+            f"CROSS JOIN LATERAL (SELECT {_LATEST_COLUMNS} FROM readings r WHERE r.meter_id = u.meter_id{bounds} "
+            "ORDER BY r.ts DESC LIMIT 1) latest",
+            {"meters": left, "low": low, "high": high},
+            prepare=False,
+        ).fetchall()
+        found |= {row.pop("_meter_id"): row for row in rows}
+        left = [meter_id for meter_id in left if meter_id not in found]
+    return found
+
+
+def _take_latest(row: dict[str, Any], latest: dict[str, Any]) -> None:
+    """The meter's ``row`` (_METER_COLUMNS) given its latest reading, found after its query:
+    last_gateway_id the reading's gateway where it has one, as _METER_COLUMNS' coalesce has it."""
+    row |= {f"latest_{column}": latest[column] for column in latest if column != "gateway_id"}
+    if latest["gateway_id"] is not None:
+        row["last_gateway_id"] = latest["gateway_id"]
 
 
 def get_meter(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | None:
     """The meter as the meters API has it (None: no row), its latest reading looked for within _NEAR
-    of now first, in the same query, then further back in spans (:func:`_spans_back`), each between
-    bounds known when its query is planned (see :func:`_read_in_spans`). Before, the one look with no
-    bound planned every chunk of readings: 3.7-4.0 ms of planning against 0.2-0.4 ms of running on
-    three years of hourly reads (157 chunks), for a meter read this week as for any."""
-    now = datetime.now(UTC)
-    since = now - _NEAR  # the first span of _spans_back(now, None)
+    of now first, in the same query, then further back in spans (:func:`_latest_in_spans`), each between
+    bounds known when its query is planned. Before, the one look with no bound planned every chunk of
+    readings: 3.7-4.0 ms of planning against 0.2-0.4 ms of running on three years of hourly reads (157
+    chunks), for a meter read this week as for any."""
+    near = datetime.now(UTC) - _NEAR
     row: dict[str, Any] | None = (
         conn.cursor(row_factory=dict_row)
         .execute(
             f"SELECT {_METER_COLUMNS}, m.has_readings AS _has_readings FROM meters m "
-            f"{_latest_join('AND r.ts >= %(since)s')} {_ASSIGNED} {_LINK} WHERE m.meter_id = %(meter_id)s",
-            {"meter_id": meter_id, "since": since},
+            f"{_latest_join('AND r.ts >= %(near)s')} {_ASSIGNED} {_LINK} WHERE m.meter_id = %(meter_id)s",
+            {"meter_id": meter_id, "near": near},
             prepare=False,
         )
         .fetchone()
@@ -102,12 +170,9 @@ def get_meter(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | None:
     if row is None:
         return None
     if row.pop("_has_readings") and row["latest_ts"] is None:  # not read this week: further back
-        older = _read_in_spans(conn, meter_id, _LATEST_COLUMNS, islice(_spans_back(now, None), 1, None), 1)
+        older = _latest_in_spans(conn, [meter_id], _spans_back(near, near))
         if older:
-            latest = older[0]
-            row |= {f"latest_{column}": latest[column] for column in latest if column != "gateway_id"}
-            if latest["gateway_id"] is not None:  # as _METER_COLUMNS' coalesce has it
-                row["last_gateway_id"] = latest["gateway_id"]
+            _take_latest(row, older[meter_id])
     return row
 
 
@@ -116,11 +181,11 @@ def first_reading(conn: psycopg.Connection, meter_id: str) -> dict[str, Any] | N
     is when its row was made (registered, or first heard on the network), not this: a meter registered
     after its readings were loaded, or ahead of its first one, has the two far apart.
 
-    Looked for only where it has readings, as ``_LATEST`` is, in spans from the oldest instant on
-    (:func:`_spans_forward`), each between bounds known when its query is planned: the first ends a
-    little after the day of the meter's first stored consumption (its first interval's closing read
-    is on that day, the reading before it earlier; without any, after ``first_seen``), so that only the
-    chunks of readings up to there are planned. Nothing records where a meter's readings begin: a
+    Looked for only where it has readings, as the latest is (:func:`_latest_join`), in spans from the
+    oldest instant on (:func:`_spans_forward`), each between bounds known when its query is planned: the
+    first ends a little after the day of the meter's first stored consumption (its first interval's
+    closing read is on that day, the reading before it earlier; without any, after ``first_seen``), so
+    that only the chunks of readings up to there are planned. Nothing records where a meter's readings begin: a
     meter whose history begins late in the database still plans every chunk before its beginning,
     where the one look with no bound planned every chunk of all (3.7-4.0 ms on 157 weekly chunks,
     against 0.2-0.4 ms of running)."""

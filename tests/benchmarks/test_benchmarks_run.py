@@ -149,6 +149,11 @@ SMOKE: dict[str, Smoke] = {
         rf"meter page with bounded reads: median {NUMBER} ms against {NUMBER} ms unbounded: {NUMBER}x",
         database=True,
     ),
+    "bench_meters_list_plans": Smoke(
+        ("--meters", "2", "--days", "60", "--repeat", "3"),
+        rf"meters list with bounded reads: median {NUMBER} ms against {NUMBER} ms unbounded: {NUMBER}x",
+        database=True,
+    ),
     "bench_meter_page_one_moment": Smoke(
         ("--meters", "1", "--days", "7", "--repeat", "3"),
         rf"meter page in one moment: median {NUMBER} ms against {NUMBER} ms query by query: {NUMBER}x",

@@ -24,7 +24,7 @@ from collector.vee.editing import substitute_reading
 from server.app import create_app
 from server.auth import create_api_key
 from server.meters.repository import get_meter, list_meters, register_meters
-from tests.query_plans import explained_nodes, queries_run
+from tests.query_plans import explained_nodes, statements_run
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -115,40 +115,47 @@ def test_each_meter_has_the_latest_reading_probing_every_chunk_finds(migrated_da
             assert _latest(list_meters(conn, None, 100, since)) == silent
 
 
-def _probes_of_readings(conn: psycopg.Connection[Any], query: str, params: Any) -> int:
-    """How many times the query's plan looked into readings (each chunk's scan counts per loop)."""
+def _probes_of_readings(conn: psycopg.Connection[Any], query: str, params: Any) -> list[int]:
+    """How many times the query's plan looked into readings: each chunk's scan's loops."""
     nodes = explained_nodes(conn, query, params)
     scans = [  # the scans themselves, each chunk's (TimescaleDB's ChunkAppend above them counts not)
         n for n in nodes if str(n.get("Relation Name", "")).startswith(("_hyper_", "readings")) and not n.get("Plans")
     ]
-    assert scans, nodes
-    return sum(int(n["Actual Loops"]) for n in scans)
+    return [int(n["Actual Loops"]) for n in scans]
 
 
 def test_the_list_and_the_page_do_not_look_into_readings_for_meters_without_any(conn) -> None:
     """No timing here: the plans of GET /meters' and the web page's queries, on 40 meters over eight
-    weekly chunks, 20 of them read this week and 20 registered but never read. Before, each unread
-    meter's look probed all eight chunks: 20 + 20 x 8 = 180 probes; now only the read meters' 20."""
+    weekly chunks up to this hour, 20 of them read this week and 20 registered but never read. Before
+    (one statement a list), each unread meter's look probed all eight chunks: 20 + 20 x 8 = 180
+    probes. Now each chunk is probed by the read meters only (20 times) or not at all, and only in the
+    list's first statement, whose look for the latest is bounded to the last week (one or two chunks,
+    and not-read-since's look between then and there, which the latest rules out first): it finds
+    every read meter's there, so that none is looked for further back in another statement. Not read
+    since three weeks ago: the read meters' latest this week rules them out, the unread ones are in."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     register_meters(conn, [(f"M{n:02d}", "DMA1", "customer") for n in range(40)])
     store = ReadingStore(conn.info.dsn)
     try:
-        store.write([_row(f"M{n:02d}", T0 - w * WEEK, 100 - w) for n in range(0, 40, 2) for w in range(8)])
+        store.write([_row(f"M{n:02d}", now - w * WEEK, 100 - w) for n in range(0, 40, 2) for w in range(8)])
     finally:
         store.close()
     conn.execute("ANALYZE readings")
     conn.execute("ANALYZE meters")
     key = create_api_key(conn, "desk", ["admin"])
-    with (
-        queries_run(lambda text: "FROM meters m" in text and "LATERAL" in text) as listing,
-        TestClient(create_app(conn.info.dsn)) as client,
-    ):
-        headers = {"Authorization": f"Bearer {key}"}
-        for path in ("/meters?limit=100", "/meters?limit=100&not_read_since=2026-03-01T00:00:00Z", "/"):
-            response = client.get(path, headers=headers)
+    since = (now - 3 * WEEK).strftime("%Y-%m-%dT%H:%M:%SZ")
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(conn.info.dsn)) as client:
+        for path, listed in (("/meters?limit=100", 40), (f"/meters?limit=100&not_read_since={since}", 20), ("/", 40)):
+            with statements_run() as statements:
+                response = client.get(path, headers=headers)
             assert response.status_code == 200, response.text
-    assert len(listing) == 3, listing
-    for query, params in listing:
-        assert _probes_of_readings(conn, query, params) == 20, query
+            if path != "/":
+                assert len(response.json()["items"]) == listed, response.text
+            of_readings = [(q, p) for q, p in statements if "readings r" in q]
+            assert len(of_readings) == 1, statements  # the list's: none further back
+            probes = _probes_of_readings(conn, *of_readings[0])
+            assert set(probes) - {0} == {20} and sum(probes) <= 2 * 20, probes
 
 
 def test_a_database_upgraded_knows_which_meters_have_readings(database_url, monkeypatch) -> None:
