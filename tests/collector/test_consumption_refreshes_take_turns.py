@@ -39,6 +39,7 @@ from collector.store import ReadingStore
 from collector.vee.editing import edit_reading, substitute_reading
 from collector.vee.rounds import vee_round
 from server.meters.repository import Installation, place_service_points, record_installations, register_meters
+from tests.lock_waits import lock_waits, waiting_for_advisory
 from tests.server.test_correction_and_ingest_take_turns import _in_thread
 
 #: The refreshes' turn: pg_advisory_xact_lock's key ('cons', collector migration 0061).
@@ -140,15 +141,13 @@ WRITERS: dict[str, Callable[[str], Callable[[], Any]]] = {
 
 
 def _waiting_for_the_turn(url: str, sessions: int, for_the_turn: int = 1) -> list[int]:
-    """Until ``sessions`` sessions wait for a lock, ``for_the_turn`` of them for the turn (the others
+    """Until ``sessions`` sessions of this database wait for a lock, ``for_the_turn`` of them for the turn (the others
     for a meter's turn or row held by one waiting for it: the round's batch waits for a job card's
     meter): the pids waiting for the turn."""
     with psycopg.connect(url, autocommit=True) as monitor:
         for _ in range(400):
-            waiting = monitor.execute(
-                "SELECT pid, locktype = 'advisory' AND objid = %s FROM pg_locks WHERE NOT granted", (TURN,)
-            ).fetchall()
-            turn = [pid for pid, waits_for_the_turn in waiting if waits_for_the_turn]
+            waiting = lock_waits(monitor)  # this database's: not another pytest worker's (tests/lock_waits.py)
+            turn = waiting_for_advisory(monitor, TURN)
             if len(waiting) >= sessions and len(turn) >= for_the_turn:
                 return turn
             time.sleep(0.025)

@@ -168,7 +168,7 @@ def test_a_collector_killed_between_receiving_and_committing_loses_nothing(migra
                         count(
                             url,
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                            "AND query ~ '^\\s*(INSERT INTO|COPY) readings'",
+                            "AND datname = current_database() AND query ~ '^\\s*(INSERT INTO|COPY) readings'",
                         )
                         >= 1
                     ),

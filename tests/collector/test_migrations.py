@@ -119,7 +119,8 @@ def test_the_received_at_index_is_built_chunk_by_chunk_while_readings_are_writte
         upgrade = pool.submit(migrate_module.migrate, database_url)
         with psycopg.connect(database_url, autocommit=True) as watcher:
             watcher_waits = (
-                "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = %s::regclass AND mode = 'ShareLock'"
+                "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = %s::regclass AND mode = 'ShareLock' "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
             deadline = time.monotonic() + 30
             while not watcher.execute(watcher_waits, (oldest_chunk[0],)).fetchone():

@@ -14,16 +14,14 @@ from typer.testing import CliRunner
 
 from aquami.cli import app
 from collector.vee.rounds import ROUND_LOCK_KEY
+from tests.lock_waits import waiting_for_advisory
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 
 
 def _waiting_for_the_lock(conn: psycopg.Connection) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
-        (ROUND_LOCK_KEY,),
-    ).fetchone()
-    return bool(row and row[0])
+    """Whether a session of this database (not another pytest worker's) waits for the rounds' lock."""
+    return bool(waiting_for_advisory(conn, ROUND_LOCK_KEY))
 
 
 def test_the_vee_command_waits_for_a_round_under_way_and_then_runs(migrated_database_url):

@@ -31,6 +31,7 @@ from collector.meter_turns import REFRESHES_KEY
 from collector.store import ReadingStore
 from collector.vee.editing import OutOfSequence, substitute_reading
 from server.meters.repository import register_meters
+from tests.lock_waits import lock_waits
 
 METER = "WM-TURNS"
 NEWEST = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -65,12 +66,12 @@ def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any
 
 
 def _until(url: str, waiting_on: str, thread: threading.Thread) -> bool:
-    """Whether a session comes to wait for a lock of ``waiting_on`` (``advisory``, ``relation``)
-    within 10 s; False as soon as ``thread`` ends instead."""
+    """Whether a session of this database (not another pytest worker's: tests/lock_waits.py) comes to
+    wait for a lock of ``waiting_on`` (``advisory``, ``relation``) within 10 s; False as soon as
+    ``thread`` ends instead."""
     with psycopg.connect(url, autocommit=True) as monitor:
         for _ in range(200):
-            row = monitor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = %s", (waiting_on,))
-            if row.fetchone() != (0,):
+            if any(locktype == waiting_on for _, locktype, _, _ in lock_waits(monitor)):
                 return True
             if not thread.is_alive():
                 return False

@@ -1,0 +1,37 @@
+"""The lock waits of a test's own database, for the tests that wait until a session comes to wait.
+
+``pg_locks`` and ``pg_stat_activity`` show every database of the server, and CI runs the tests in two
+workers (``-n 2``), each with databases of its own on one server: a helper that counted the waits of
+the whole server returned as soon as the other worker's test waited for a lock, before its own
+session had come to wait, and the test went on to let go or to look too early (a flaky pass or
+failure). These look at the sessions of the connection's own database only.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+#: The locks not granted to sessions of this database: pid, lock type, and an advisory lock's two keys
+#: (``classid``, ``objid``; NULL for other types).
+_WAITS = """
+SELECT l.pid, l.locktype, l.classid::bigint, l.objid::bigint
+FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+WHERE NOT l.granted AND a.datname = current_database()
+ORDER BY l.pid
+"""
+
+
+def lock_waits(monitor: psycopg.Connection) -> list[tuple[int, str, int | None, int | None]]:
+    """The locks sessions of ``monitor``'s database wait for: (pid, locktype, classid, objid)."""
+    with monitor.cursor() as cur:
+        return [(pid, locktype, classid, objid) for pid, locktype, classid, objid in cur.execute(_WAITS)]
+
+
+def waiting_for_advisory(monitor: psycopg.Connection, key: int) -> list[int]:
+    """The pids of this database's sessions waiting for the one-key advisory lock ``key``
+    (``pg_advisory_lock(key)``: ``classid`` 0 for a key below 2³², ``objid`` its low 32 bits)."""
+    return [
+        pid
+        for pid, locktype, classid, objid in lock_waits(monitor)
+        if locktype == "advisory" and classid == key >> 32 and objid == key & 0xFFFFFFFF
+    ]
