@@ -14,12 +14,22 @@ round's first batch holds the turns, the worst case, and is timed to its commit.
 correction with no round under way, and the round's batches' mean time (the round's time over its
 batches; its consumption refresh after them included).
 
+The correction is :func:`collector.vee.editing.edit_reading` as it is, in its own transaction; a
+sampler notes how long its session waits for its meter's turn (a bucket's advisory lock of
+:data:`collector.meter_turns.KEY`) and how long for the refreshes' turn ('cons'). Since it gives way to
+a refresh under way (:func:`collector.meter_turns.person_takes_turns`), a correction starting during
+the round's consumption refresh waits for that refresh holding no turn, and is done once it commits.
+(Before, this benchmark took the meter's turn itself before ``edit_reading``, so the turn stayed held
+through that give-way: it measured the correction as it was before, waiting for the refresh holding
+its meter's turn, 1.9 s, and the message behind it as long.)
+
 And the collector's ingest queued behind the correction: once the correction waits (for the batch's
-turns, or for the round's consumption refresh to commit, holding its meter's turn meanwhile), one
+turns, or for the round's consumption refresh to commit, holding no turn now), one
 message of the next reads of ``--ingest-meters`` meters is stored through the collector's writer
 (:class:`collector.store.ReadingStore`) and timed to its commit. Its meters fall in every one of
 the 64 buckets (:mod:`collector.meter_turns`), so it waits for the correction's, and the correction
-for the batch: PostgreSQL grants no shared turn while an exclusive request is queued before it.
+for the batch: PostgreSQL grants no shared turn while an exclusive request is queued before it. A
+correction waiting for the round's refresh holds no turn, and the message is not held back.
 Beside it: the same message stored with no round under way, and stored while a batch holds the
 turns with no correction queued (the batch's shared turns do not hold ingest's back). Needs
 TimescaleDB, started as the test fixtures start it (tests/services.py; ``AQUAMI_TEST_DATABASE_URL``
@@ -43,7 +53,7 @@ import psycopg
 
 from benchmarks.bench_detection_fetch import fleet_database
 from collector.batch_parser import ReadingRow
-from collector.meter_turns import KEY, person_takes_turn
+from collector.meter_turns import KEY, REFRESHES_KEY
 from collector.store import ReadingStore
 from collector.vee.config import VeeConfig
 from collector.vee.editing import edit_reading
@@ -51,44 +61,85 @@ from collector.vee.rounds import ROUND_DAYS, vee_round
 from simulators.fleet import FleetSpec, generate_fleet
 
 _TURNS_HELD = (
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND mode = 'ShareLock' AND granted"
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.datname = current_database() "
+    "AND l.locktype = 'advisory' AND l.classid = %s AND l.mode = 'ShareLock' AND l.granted"
 )
 _REFRESHING = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
     "AND query LIKE 'SELECT refresh_consumption(%%'"
 )
-#: a session waiting for an advisory lock: the correction, for its meter's turn or the refreshes' turn
-_WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+#: a session of this database waiting for an advisory lock: the correction, for its meter's turn or the
+#: refreshes' turn (another database's, a test's on the same server, is not this benchmark's)
+_WAITING = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+    "WHERE a.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted"
+)
+#: which turn the session ``pid`` waits for, if any: its meter's (classid KEY) or the refreshes' (0, 'cons')
+_WAITS_FOR = (
+    "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND NOT granted"
+)
 
 
 class Wait(NamedTuple):
-    """A correction's seconds: waiting for its meter's turn, then the rest to its commit (its write and
-    its consumption refresh, which waits for a round's refresh that wrote the meter's rows first)."""
+    """A correction's seconds to its commit, and of them the seconds its session was seen waiting for
+    its meter's turn, and for the refreshes' turn (a round's refresh under way, waited for holding no
+    turn; or, after its give-ways, its own refresh waiting with its meter's turn held)."""
 
+    total: float
     turn: float
-    rest: float
+    refresh: float
 
-    @property
-    def total(self) -> float:
-        return self.turn + self.rest
+
+class _Watch(threading.Thread):
+    """What the session ``pid`` waits for, looked at every 5 ms: seconds seen waiting for a meter's turn
+    and for the refreshes' turn."""
+
+    def __init__(self, db: str, pid: int):
+        super().__init__(daemon=True)
+        self.db, self.pid = db, pid
+        self.turn = self.refresh = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.db, autocommit=True) as conn:
+            last = time.perf_counter()
+            while not self.stop.wait(0.005):
+                waits = conn.execute(_WAITS_FOR, (self.pid,)).fetchall()
+                now = time.perf_counter()
+                if any(classid == KEY for classid, _ in waits):
+                    self.turn += now - last
+                elif (0, REFRESHES_KEY) in waits:
+                    self.refresh += now - last
+                last = now
 
 
 def _correct(db: str, meter_id: str, ts: datetime) -> Wait:
     """A person's correction of ``meter_id``'s read at ``ts`` (its stored value, confirmed), in its own
-    transaction; its turn taken first, as :func:`edit_reading` takes it (taken again there: held)."""
+    transaction, as :func:`edit_reading` makes it."""
     with psycopg.connect(db) as conn:
         row = conn.execute("SELECT volume_m3 FROM readings WHERE meter_id = %s AND ts = %s", (meter_id, ts)).fetchone()
         assert row is not None, (meter_id, ts)
         volume = Decimal(row[0])
         conn.commit()
+        watch = _Watch(db, conn.info.backend_pid)
+        watch.start()
         started = time.perf_counter()
-        with conn.transaction():
-            person_takes_turn(conn, meter_id)
-            turn = time.perf_counter()
-            edit_reading(
-                conn, meter_id, ts, volume, by="measurement", reason="a wait measured", out_of_sequence_confirmed=True
-            )
-        return Wait(turn - started, time.perf_counter() - turn)
+        try:
+            with conn.transaction():
+                edit_reading(
+                    conn,
+                    meter_id,
+                    ts,
+                    volume,
+                    by="measurement",
+                    reason="a wait measured",
+                    out_of_sequence_confirmed=True,
+                )
+            total = time.perf_counter() - started
+        finally:
+            watch.stop.set()
+            watch.join()
+        return Wait(total, watch.turn, watch.refresh)
 
 
 def _wait_until(db: str, query: str, params: tuple[object, ...], what: str, timeout_s: float = 300.0) -> None:
@@ -166,7 +217,7 @@ def _during_a_round(
         if correction is not None and correction.ident is not None:
             correction.join()
         round_thread.join()
-    return During(waits[0] if waits else Wait(0.0, 0.0), laps[0], ingest_s)
+    return During(waits[0] if waits else Wait(0.0, 0.0, 0.0), laps[0], ingest_s)
 
 
 def main() -> None:
@@ -219,7 +270,8 @@ def main() -> None:
                     rounds.append(during.round_s)
                     print(
                         f"[{k + 1}] a correction starting as a round comes to {when}: {during.wait.total:.2f} s (its "
-                        f"turn {during.wait.turn:.2f} s, the rest {during.wait.rest:.2f} s); a message ingested "
+                        f"turn {during.wait.turn:.2f} s, the refreshes' turn {during.wait.refresh:.2f} s); a message "
+                        "ingested "
                         f"behind it {during.ingest_s or 0.0:.2f} s; the round {during.round_s:.2f} s",
                         flush=True,
                     )
@@ -237,7 +289,8 @@ def main() -> None:
     for when, seconds in waits.items():
         print(
             f"a correction starting as the round comes to {when}: {statistics.median(w.total for w in seconds):.2f} s, "
-            f"its turn {statistics.median(w.turn for w in seconds):.2f} s (median of {args.tries})"
+            f"its turn {statistics.median(w.turn for w in seconds):.2f} s, the refreshes' turn "
+            f"{statistics.median(w.refresh for w in seconds):.2f} s (median of {args.tries})"
         )
     alone_ms, beside_ms = statistics.median(ingest_alone) * 1000, statistics.median(ingest_beside_batch) * 1000
     print(
