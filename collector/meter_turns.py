@@ -36,6 +36,13 @@ deadlock (tests/collector/test_consumption_refreshes_take_turns.py). So a correc
 refreshes' turn once its write is done (:func:`person_takes_turns`); when a refresh holds it, the
 correction rolls back to before its meter's turn, waits for the refresh holding nothing, and does it
 all again.
+
+A job card (``aquami server register-meters``) wrote its meters' rows of ``meters``, then waited for
+the refreshes' turn at its first installation (server migration 0083) with them held; the collector's
+writer registering one of those meters (a meter fitted and heard before the clerk's file committed, or
+any meter of a collector just started: ``INSERT … ON CONFLICT DO NOTHING`` waits for the row's writer)
+stalled behind it for the rest of a round's refresh. It gives way the same way
+(:func:`giving_way_to_a_refresh`; server.meters.meters_file).
 """
 
 from __future__ import annotations
@@ -52,9 +59,10 @@ KEY = 0x61716564
 BUCKETS = 64
 #: The consumption refreshes' turn: pg_advisory_xact_lock's key ('cons', collector migration 0061).
 REFRESHES_KEY = 1668247155
-#: How many times a correction gives way to a refresh under way (:func:`person_takes_turns`) before it
-#: waits for the next one holding its meter's turn, as all did before: a correction is not put off for
-#: ever by refreshes that keep coming (job cards, other people's corrections).
+#: How many times a correction (or a job card) gives way to a refresh under way
+#: (:func:`giving_way_to_a_refresh`) before it waits for the next one holding its meter's turn (its
+#: rows), as all did before: it is not put off for ever by refreshes that keep coming (job cards,
+#: other people's corrections).
 GIVE_WAY_TIMES = 3
 
 T = TypeVar("T")
@@ -64,6 +72,30 @@ def person_takes_turn(conn: psycopg.Connection[Any], meter_id: str) -> None:
     """Hold ``meter_id``'s bucket exclusively until the transaction ends: the collector's batches
     with reads of its meters in it finish first, and the next wait."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s) & %s)", (KEY, meter_id, BUCKETS - 1))
+
+
+def giving_way_to_a_refresh(conn: psycopg.Connection[Any], write: Callable[[], T]) -> T:
+    """``write``, then the refreshes' turn held too: what ``write`` returned. The turn is tried, not
+    waited for, with what ``write`` holds: a refresh holding it has ``write`` rolled back (a savepoint:
+    its rows and locks let go), waited for holding nothing, and ``write`` done again, judged against
+    what was committed meanwhile. After :data:`GIVE_WAY_TIMES` ``write`` is done once more and the
+    turn left to the caller, who waits for it holding what ``write`` holds, as all did before. The
+    transaction must be open; ``write`` may run more than once, each time from the start, and must
+    write nothing outside the transaction. An exception from ``write`` leaves the savepoint to the
+    caller's rollback."""
+    for _ in range(GIVE_WAY_TIMES):
+        conn.execute("SAVEPOINT giving_way_to_a_refresh")
+        written = write()
+        with conn.cursor(row_factory=tuple_row) as cur:  # (the server's connections give dicts)
+            got = cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (REFRESHES_KEY,)).fetchone()
+        if got is not None and got[0]:
+            conn.execute("RELEASE SAVEPOINT giving_way_to_a_refresh")
+            return written
+        conn.execute("ROLLBACK TO SAVEPOINT giving_way_to_a_refresh")  # what write held let go
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESHES_KEY,))  # the refresh under way waited for
+        conn.execute("ROLLBACK TO SAVEPOINT giving_way_to_a_refresh")  # and its turn let go: none held
+        conn.execute("RELEASE SAVEPOINT giving_way_to_a_refresh")
+    return write()
 
 
 def person_takes_turns(conn: psycopg.Connection[Any], meter_id: str, write: Callable[[], T]) -> T:
@@ -78,21 +110,12 @@ def person_takes_turns(conn: psycopg.Connection[Any], meter_id: str, write: Call
     turn, judged against what arrived meanwhile. After :data:`GIVE_WAY_TIMES` the refreshes' turn is
     waited for with the meter's held (by the caller's refresh). An exception from ``write`` leaves
     the savepoint to the caller's rollback."""
-    for _ in range(GIVE_WAY_TIMES):
-        conn.execute("SAVEPOINT person_takes_turns")
+
+    def in_its_turn() -> T:
         person_takes_turn(conn, meter_id)
-        written = write()
-        with conn.cursor(row_factory=tuple_row) as cur:  # (the server's connections give dicts)
-            got = cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (REFRESHES_KEY,)).fetchone()
-        if got is not None and got[0]:
-            conn.execute("RELEASE SAVEPOINT person_takes_turns")
-            return written
-        conn.execute("ROLLBACK TO SAVEPOINT person_takes_turns")  # the meter's turn and the write let go
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESHES_KEY,))  # the refresh under way waited for
-        conn.execute("ROLLBACK TO SAVEPOINT person_takes_turns")  # and its turn let go: none held
-        conn.execute("RELEASE SAVEPOINT person_takes_turns")
-    person_takes_turn(conn, meter_id)
-    return write()
+        return write()
+
+    return giving_way_to_a_refresh(conn, in_its_turn)
 
 
 def ingest_takes_turns(cur: psycopg.Cursor[Any], meter_ids: Iterable[str]) -> None:

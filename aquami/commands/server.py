@@ -269,15 +269,7 @@ def register(app: typer.Typer) -> None:
         from aquami.excerpt import quoted
         from collector.detection.files.errors import CsvFormatError
         from collector.detection.files.meters import read_meters_csv
-        from server.meters.repository import (
-            cards_against_reads,
-            cards_changed,
-            place_service_points,
-            record_installations,
-            recorded_cards,
-            register_meters,
-        )
-        from server.meters.withdrawals import refuse_withdrawn
+        from server.meters.meters_file import record_meters_file
 
         try:
             table = read_meters_csv(meters)
@@ -298,19 +290,16 @@ def register(app: typer.Typer) -> None:
         ]
         try:
             with psycopg.connect(database_url) as conn, conn.transaction():
-                register_meters(conn, rows, bulk=bulk)
-                reinstated = refuse_withdrawn(conn, installations, "", reinstate=reinstate_withdrawn)
-                cards_before = recorded_cards(conn, ids)
-                record_installations(conn, installations, given=table.columns)
-                place_service_points(conn, ids)
-                contradicted = cards_against_reads(conn, cards_changed(installations, cards_before))
+                recorded = record_meters_file(
+                    conn, rows, bulk, installations, table.columns, reinstate_withdrawn=reinstate_withdrawn
+                )
         except ValueError as error:  # what the database refuses of the file: named by it, as the file's rows are
             raise typer.BadParameter(f"{meters}: {error}", param_hint="METERS") from error
-        for said in contradicted:  # recorded: a card may be right and its read wrong (README, METERS.csv)
+        for said in recorded.contradicted:  # recorded: a card may be right and its read wrong (README, METERS.csv)
             typer.echo(f"warning: {meters}: {said}", err=True)
         counts = {"registered": len(ids), "bulk": len(bulk or ()), "installations": len(installations)}
         if reinstate_withdrawn:
-            counts["reinstated"] = reinstated
+            counts["reinstated"] = recorded.reinstated
         typer.echo(json.dumps(counts))
 
     @server_app.command("register-accounts")

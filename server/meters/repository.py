@@ -355,6 +355,15 @@ WHERE meter_id IN (SELECT unnest(%(meters)s::text[])) OR service_point_id IN (SE
 )
 
 
+def add_service_points(conn: psycopg.Connection, installations: list[Installation]) -> None:
+    """Add the service points of ``installations`` not known yet, each in its installation's DMA, as
+    :func:`record_installations` adds them first (done before it, it adds none again): a job card
+    gives way to a refresh with them written (server.meters.meters_file)."""
+    conn.execute(
+        _NEW_POINTS, {"points": [i.service_point_id for i in installations], "dmas": [i.dma for i in installations]}
+    )
+
+
 def record_installations(
     conn: psycopg.Connection,
     installations: list[Installation],

@@ -20,7 +20,12 @@ A correction waiting for the turn (a VEE round's refresh of the whole fleet hold
 its meter's turn meanwhile (collector.meter_turns), and the collector's writer, storing a message with
 a read of any meter of that bucket, waited behind it for the rest of the refresh (up to 14.8 s
 measured, benchmarks/ingest_beside_a_refresh.py). A correction now gives way to a refresh under way
-holding neither turn, and its read is judged again once the refresh is done."""
+holding neither turn, and its read is judged again once the refresh is done.
+
+A job card (register-meters) waited for the turn at its first installation holding its meters' rows of
+``meters``, and the collector's writer registering one of them (a new meter heard before the file
+committed, or any meter of a collector just started) waited behind it for the rest of the refresh. It
+now gives way the same way (server.meters.meters_file)."""
 
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ from collector.batch_parser import ReadingRow
 from collector.store import ReadingStore
 from collector.vee.editing import edit_reading, substitute_reading
 from collector.vee.rounds import vee_round
-from server.meters.repository import Installation, place_service_points, record_installations, register_meters
+from server.meters.meters_file import record_meters_file
+from server.meters.repository import Installation, register_meters
 from tests.lock_waits import lock_waits, waiting_for_advisory
 from tests.server.test_correction_and_ingest_take_turns import _in_thread
 
@@ -107,10 +113,11 @@ def _job_card(url: str, meter: str) -> Callable[[], Any]:
     (the command's transaction: the meter, its installation, then its point's district)."""
 
     def run() -> None:
+        installation = Installation(meter, f"SP-{meter}-2", "D1", T0 + timedelta(hours=20))
         with psycopg.connect(url) as conn, conn.transaction():
-            register_meters(conn, [(meter, "D1", "customer")], bulk=None)
-            record_installations(conn, [Installation(meter, f"SP-{meter}-2", "D1", T0 + timedelta(hours=20))])
-            place_service_points(conn, [meter])
+            record_meters_file(
+                conn, [(meter, "D1", "customer")], None, [installation], ("removed_at",), reinstate_withdrawn=False
+            )
 
     return run
 
@@ -135,6 +142,7 @@ WRITERS: dict[str, Callable[[str], Callable[[], Any]]] = {
     "a correction of M2": lambda url: _correction(url, "M2"),
     "a read of M2 supplied": lambda url: _supplied(url, "M2"),
     "a job card of M1": lambda url: _job_card(url, "M1"),
+    "a job card of M3, a new meter": lambda url: _job_card(url, "M3"),
     "the round": _round,
     "the time zone changed": _timezone,
 }
@@ -357,3 +365,56 @@ def test_arriving_reads_are_stored_while_a_correction_waits_for_a_round_s_refres
         "M2", T0 + timedelta(hours=14, minutes=30), "substituted")  # fmt: skip
     assert qualities == sorted([person, *((meter, T0 + timedelta(hours=49), "actual") for meter in METERS)])
     assert newest_hour == [("M1", 1), ("M2", 1)]  # the arriving read's interval, counted once
+
+
+@pytest.mark.parametrize("card", ["a job card of M1", "a job card of M3, a new meter"])
+def test_arriving_reads_are_stored_while_a_job_card_waits_for_a_round_s_refresh(fleet: str, card: str) -> None:
+    """A round's refresh holds the turn; register-meters of a file re-fitting M1 (or fitting M3, a new
+    meter) comes to wait for it; a collector just started (every meter new to it: it registers them,
+    ``INSERT … ON CONFLICT DO NOTHING``) stores the next reads of M1, M2 and M3 meanwhile. Before, the
+    job card waited holding its meter's row of ``meters``, and the writer's insert of that meter waited
+    for it, so for the refresh. Now the reads are committed while the refresh still holds the turn; then
+    it commits, the job card lands after it (its meter registered and fitted as the file says), and the
+    next round counts the new reads once: what a refresh of every day from scratch makes."""
+    meter = "M1" if card == "a job card of M1" else "M3"
+    arriving: list[ReadingRow] = [
+        (m, (T0 + timedelta(hours=49)).isoformat(), "100.490", None, None, [], "GW-1", 1) for m in (*METERS, "M3")
+    ]
+    store = ReadingStore(fleet)
+    try:
+        with psycopg.connect(fleet) as refresh:
+            refresh.execute("SELECT refresh_consumption(%s, %s)", (T0, T0 + timedelta(days=2)))
+            job_card, carded = _in_thread(WRITERS[card](fleet))
+            _waiting_for_the_turn(fleet, 1)
+            ingest, ingested = _in_thread(lambda: store.write(arriving))
+            stored_meanwhile = _ingested_or_waiting(fleet, ingest)
+            refresh.commit()
+        ingest.join(60)
+        job_card.join(60)
+    finally:
+        store.close()
+    assert stored_meanwhile, "the collector's writer waited for the job card waiting for the refresh"
+    assert not ingest.is_alive() and not job_card.is_alive()
+    assert ingested.get("error") is None and ingested["result"].inserted == 3
+    assert carded.get("error") is None
+    vee_round(fleet, T0 + timedelta(hours=50))
+    stored, recomputed = _as_recomputed(fleet)
+    assert stored == recomputed
+    with psycopg.connect(fleet) as conn:
+        registered = conn.execute(
+            "SELECT meter_id, registered, dma, has_readings FROM meters ORDER BY meter_id"
+        ).fetchall()
+        fitted = conn.execute(
+            "SELECT service_point_id, installed_at FROM meter_installations WHERE meter_id = %s ORDER BY 2", (meter,)
+        ).fetchall()
+        newest_hour = conn.execute(
+            "SELECT meter_id, intervals FROM consumption_hourly WHERE hour = %s ORDER BY 1", (T0 + timedelta(hours=48),)
+        ).fetchall()
+    # M3 heard first is registered by the writer (no district), then by the file (D1)
+    assert registered == [
+        ("M1", True, "D1", True),
+        ("M2", True, "D1", True),
+        ("M3", meter == "M3", "D1" if meter == "M3" else None, True),
+    ]
+    assert fitted[-1] == (f"SP-{meter}-2", T0 + timedelta(hours=20))
+    assert newest_hour == [("M1", 1), ("M2", 1)]  # the arriving read's interval, counted once (M3 has one read)
