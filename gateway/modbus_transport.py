@@ -65,6 +65,7 @@ from gateway.meter_identity import MeterIdentities
 from gateway.modbus_identity import NOT_SET, check_serial_number
 from gateway.modbus_read import decoded, read_registers, reading_of
 from gateway.profiles import ProfileBook
+from gateway.pulse import is_pulse_counter
 from gateway.serial_port import release_leaked_port, why_not_open, why_tcsetattr_failed
 from gateway.tcp_probe import why_no_connection
 from gateway.transport import LineUnusable, NoAnswer, PollError
@@ -231,8 +232,33 @@ class _ModbusTransport:
             serial_number = fields[SERIAL_FIELD]
             self.serial_numbers_heard[meter.unit_id] = NOT_SET if serial_number is None else str(serial_number)
             await self._check_serial_number(meter, fields, at, profile)
-        volume_filter = self.profiles.volume_filter(meter)
-        return reading_of(meter, profile, fields, at, self.protocol, self.config.name, volume_filter)
+        if is_pulse_counter(profile):
+            return await self._pulse_reading(meter, profile, fields, at)
+        return reading_of(meter, profile, fields, at, self.protocol, self.config.name)
+
+    async def _pulse_reading(
+        self, meter: MeterConfig, profile: MeterProfile, fields: Mapping[str, Any], at: datetime
+    ) -> Reading:
+        """A pulse counter's reading, its count unwrapped (gateway.pulse) in a thread: the wrap reads
+        the meter's kept state from the spool when it is first built, and each count writes it there
+        (SQLite, on an SD card tens of ms or more, behind the spool's lock if another write holds it).
+        Before, both ran on the event loop, and the gateway's MQTT keepalives and every bus's polls
+        waited on them. An attempt cancelled meanwhile (its time limit, the gateway stopping) waits for
+        the count to be judged and kept, as it did on the loop, so that the next attempt, under the
+        bus's lock, judges its count against it, never beside it: nothing counted twice."""
+
+        def reading() -> Reading:
+            volume_filter = self.profiles.volume_filter(meter)
+            return reading_of(meter, profile, fields, at, self.protocol, self.config.name, volume_filter)
+
+        taken = asyncio.ensure_future(asyncio.to_thread(reading))
+        try:
+            return await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            await asyncio.wait([taken])
+            if not taken.cancelled():
+                taken.exception()  # (the attempt is cancelled: its failure, if any, is not its outcome)
+            raise
 
     async def _check_serial_number(
         self, meter: MeterConfig, fields: Mapping[str, Any], at: datetime, profile: MeterProfile

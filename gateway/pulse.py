@@ -127,6 +127,9 @@ class WrapStore(Protocol):
 
 
 class PulseWrap:
+    """One pulse counter's published register. Built, and each count unwrapped, off the event loop
+    (gateway.modbus_transport runs both in a thread): it reads and writes its state in the spool."""
+
     def __init__(
         self,
         meter_id: str,
