@@ -214,6 +214,12 @@ class WMBusListener:
             self.duplicates_dropped += 1  # a repeater's copy: heard twice within the window
             return None
         heard = freshness_of(decoded) if meter.key is not None else None  # a plain one anyone can forge
+        if heard is not None and not self.replay_guard.known(meter.meter_id, address.id):
+            # the meter's first telegram in this run: what was last accepted from it is read from the
+            # spool (SQLite, on an SD card tens of ms or more, behind the spool's lock if another write
+            # holds it), in a thread, as its write is below. Before, on the event loop: the gateway's
+            # MQTT keepalives and every bus's polls waited on it.
+            await asyncio.to_thread(self.replay_guard.last, meter.meter_id, address.id)
         if heard is not None and self._replayed(meter, address.id, heard):
             return None
         if not self.may_take():  # like a skipped poll: the meter's next telegram carries its register

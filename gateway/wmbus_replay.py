@@ -93,6 +93,11 @@ class ReplayGuard:
             self._last[key] = Freshness(*loaded)
         return self._last[key]
 
+    def known(self, meter_id: str, device: str) -> bool:
+        """Whether what was last accepted from the meter is in memory: else :meth:`last` reads the
+        spool (the listener asks for it in a thread, off the event loop)."""
+        return (meter_id, device) in self._last
+
     def why_replayed(self, meter_id: str, device: str, heard: Freshness) -> str | None:
         """Why a telegram heard now is a replay, or None if it may be new."""
         last = self.last(meter_id, device)
