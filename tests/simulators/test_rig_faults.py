@@ -91,12 +91,16 @@ def test_non_finite_and_huge_options_are_refused_by_name(option: str, value: flo
     value=st.floats() | st.integers(min_value=-(10**400), max_value=10**400),
 )
 def test_an_accepted_fault_can_always_be_applied(kind: str, option: str, value: float) -> None:
-    """Whatever number a request carries, it is refused (ValueError) or it makes a fault the rig can run."""
+    """Whatever number a request carries, it is refused (ValueError) or it makes a fault the rig can run
+    (a technician's work, done on the transports, not the water, runs for a finite duration_s, if any)."""
     try:
         spec = parse_fault({"kind": kind, option: value}, "smart_water_meter")
     except ValueError:
         return
     assert all(math.isfinite(v) for v in (spec.probability, spec.delay_s, spec.duration_s or 0, spec.rate_lph or 0))
+    if spec.is_work:
+        assert spec.duration_s is None or 0 < spec.duration_s <= MAX_DURATION_S
+        return
     fault = wire_rule(spec, 1, NOW) if spec.is_wire else meter_fault(spec, NOW)
     assert fault.end is None or fault.end <= NOW + timedelta(seconds=MAX_DURATION_S)
     assert (spec.rate_lph or 0.0) <= MAX_RATE_LPH
