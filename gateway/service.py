@@ -2,6 +2,8 @@
 
 Readings go to the spool through one writer task that commits whatever has arrived since its last
 commit in one transaction (group commit), and a poll counts as done only once its reading is on disk.
+Events go through another writer task, in the order emitted, each with the meter health it changes;
+both writers store in a thread, so SQLite's writes and fsyncs never hold up the event loop.
 The MQTT side runs on the publisher's own thread; commands from the broker are handed to this event
 loop (:mod:`gateway.commands`).
 """
@@ -12,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from gateway.publisher import Publisher
 from gateway.publisher_spool import SPOOL_ERRORS
 from gateway.scheduler import BusScheduler
 from gateway.spool import Spool, SpoolFull, SpoolUnusable
-from gateway.spool_writes import SpoolWrites
+from gateway.spool_writes import SpoolWrites, Written
 from gateway.unwritable_events import UnwritableEvents
 from gateway.wmbus import WMBusListener
 from gateway.wmbus_unconfigured import ReceiverMemory
@@ -52,6 +54,15 @@ _READINGS_MEANWHILE = "each poll meanwhile fails with it, its reading lost and c
 
 #: An event's fields its log line leaves out: the gateway's log names the gateway and dates the line.
 _SAID_BY_THE_LOG = ("gateway_id", "event", "meter_id", "ts")
+
+
+@dataclass(frozen=True)
+class _EventWrite:
+    """An event (or, with no topic, meters' health alone) waiting for the event writer's thread."""
+
+    topic: str | None
+    payload: bytes
+    meter_health: list[SavedMeter]
 
 
 def event_line(event: dict[str, Any]) -> str:
@@ -127,6 +138,13 @@ class Gateway:
         self._overflow_reported_at = -OVERFLOW_EVENT_EVERY_S
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._wake_writer = asyncio.Event()
+        #: events (and health saved behind them) for the event writer, in the order emitted; while it
+        #: runs (:meth:`_event_writer`), SQLite's writes and fsyncs happen in its thread, off the loop
+        self._event_writes: list[_EventWrite] = []
+        self._event_writes_busy = False  # a batch in the writer's thread
+        self._wake_event_writer = asyncio.Event()
+        self._event_writer_task: asyncio.Task[None] | None = None
+        self._event_writer_closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bus_tasks: list[asyncio.Task[None]] = []
         self._bus_stop = asyncio.Event()
@@ -233,17 +251,75 @@ class Gateway:
             return  # (a meter's changed health stays unsaved: stored at the next status)
         self._unwritable_events.written(str(event.get("event")))
         topic = events_topic(self.config.gateway_id, self.config.topic_root)
-        meter_health: list[SavedMeter] = []
-        try:
-            meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
-            self.publisher.send_durable(topic, payload, meter_health)
-        except Exception as error:  # a full disk: this event is lost, not the writer, bus or poll that raised it
-            # said once an episode (before: a line for each event, a traceback for an error not the spool's)
+        meter_health = self.health.take_unsaved([event["meter_id"]]) if "meter_id" in event else []
+        write = _EventWrite(topic, payload, meter_health)
+        if self._event_writer_task is not None:  # the gateway runs: its writer's thread stores it, in order
+            self._event_writes.append(write)
+            self._wake_event_writer.set()
+        else:  # (not running: a caller's own, stored at once as before)
+            self._event_written(write, self._store_event_writes([write])[0])
+
+    def _store_event_writes(self, writes: list[_EventWrite]) -> list[Exception | None]:
+        """Store ``writes`` one after another (on the event writer's thread while the gateway runs):
+        for each, the error that refused it, or None."""
+        errors: list[Exception | None] = []
+        for write in writes:
+            try:
+                if write.topic is None:
+                    self.spool.save_meter_health(write.meter_health)
+                else:
+                    self.publisher.send_durable(write.topic, write.payload, write.meter_health)
+            except Exception as error:  # a full disk: this one is lost, not those after it
+                errors.append(error)
+            else:
+                errors.append(None)
+        return errors
+
+    def _event_written(self, write: _EventWrite, error: Exception | None) -> None:
+        """Count and say how ``write`` went, on the loop. A refused event is lost, not the writer, bus
+        or poll that raised it; said once an episode (before: a line for each event, a traceback for an
+        error not the spool's); its meter's health is stored at the next try."""
+        kind: Written = "meters' health" if write.topic is None else "events"
+        if error is None:
+            self._spool_writes.worked(kind)
+            return
+        if write.topic is not None:
             self.events_not_spooled += 1
-            self._spool_writes.failed("events", error, _EVENTS_MEANWHILE)
-            self.health.unsaved_again(meter_health)
-        else:
-            self._spool_writes.worked("events")
+        meanwhile = "kept in memory, tried again at each status" if write.topic is None else _EVENTS_MEANWHILE
+        self._spool_writes.failed(kind, error, meanwhile)
+        self.health.unsaved_again(write.meter_health)
+
+    async def _event_writer(self) -> None:
+        """Store the events emitted since its last turn, in their order, in a thread: a bus dying takes
+        its meters offline within a poll round, and each ``meter_offline`` is a SQLite write and fsync
+        (tens of ms on an SD card, longer behind the spool's lock), which on the loop held up the MQTT
+        keepalives and every other bus's polls. Ends once closing and nothing is left."""
+        while True:
+            await self._wake_event_writer.wait()
+            self._wake_event_writer.clear()
+            writes, self._event_writes = self._event_writes, []
+            if writes:
+                self._event_writes_busy = True
+                try:
+                    errors = await asyncio.to_thread(self._store_event_writes, writes)
+                finally:
+                    self._event_writes_busy = False
+                for write, error in zip(writes, errors, strict=True):
+                    self._event_written(write, error)
+            if self._event_writer_closing and not self._event_writes:
+                return
+
+    async def _close_event_writer(self) -> None:
+        """Wait until every event emitted so far is stored; events after it are stored at once."""
+        task = self._event_writer_task
+        if task is None:
+            return
+        self._event_writer_closing = True
+        self._wake_event_writer.set()
+        try:
+            await task
+        finally:
+            self._event_writer_task = None
 
     def _say_damage(self) -> None:
         """The ``spool_damaged`` event, once for each damage the spool found (as it opened, or while
@@ -276,6 +352,14 @@ class Gateway:
         """Store the meters' health changed since last stored (their last good read, above all). A spool
         that fails to store it is said once an episode (:mod:`gateway.spool_writes`): before, a traceback
         at every status interval for as long as the disk refused writes."""
+        if self._event_writes or self._event_writes_busy:
+            # behind events still to be stored: queued after them, so no older state of a meter,
+            # taken with its event, is stored over this newer one
+            rows = self.health.take_unsaved()
+            if rows:
+                self._event_writes.append(_EventWrite(None, b"", rows))
+                self._wake_event_writer.set()
+            return
         try:
             stored = self.health.save()
         except Exception as error:  # a full disk: kept in memory, and stored at the next try
@@ -471,6 +555,8 @@ class Gateway:
         self.publisher.start()
         writer_stop = asyncio.Event()
         writer = asyncio.create_task(self._writer(writer_stop))
+        self._event_writer_closing = False
+        self._event_writer_task = asyncio.create_task(self._event_writer())
         reporter = asyncio.create_task(self._reporter(stop))
         try:
             self._start_buses()
@@ -486,6 +572,7 @@ class Gateway:
             await asyncio.gather(writer, reporter, return_exceptions=True)
             self._report_overflow()
             self._say_stopped()
+            await self._close_event_writer()  # every event stored, gateway_stopped last, before the drain
             self.publish_status("offline")  # before the publisher's goodbye, which sets status offline
             await asyncio.to_thread(self.publisher.stop, drain_timeout)
             # its spool failing as it drained: exit 1, as for the spool's other failures (before, the
