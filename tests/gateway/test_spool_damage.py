@@ -53,7 +53,8 @@ def test_damaged_pages_are_set_aside_kept_and_every_readable_reading_salvaged_wi
     original = rows(path)
     (next_seq,) = sqlite3.connect(path).execute("SELECT value FROM counters").fetchone()
     bad = leaf_pages(path)[3]
-    expected = {row for row in original if row[0] in readable_ids(path, [bad])}
+    readable = readable_ids(path, [bad])  # once: the file is read whole for it
+    expected = {row for row in original if row[0] in readable}
     overwrite_pages(path, [bad], b"\xde\xad")
     damaged_bytes = path.read_bytes()
 
@@ -114,7 +115,8 @@ def test_a_file_cut_short_gives_the_readings_on_its_remaining_pages(tmp_path: Pa
     size = page_size(path)
     pages = os.path.getsize(path) // size
     cut_from = pages - pages // 3  # the last third gone: a write the card never finished
-    expected = {r for r in original if r[0] in readable_ids(path, range(cut_from + 1, pages + 1))}
+    readable = readable_ids(path, range(cut_from + 1, pages + 1))  # once: the file is read whole for it
+    expected = {r for r in original if r[0] in readable}
     with path.open("r+b") as file:
         file.truncate(cut_from * size)
     spool = Spool(path)
@@ -158,7 +160,8 @@ def test_damage_met_while_running_is_set_aside_and_salvaged_and_the_call_goes_on
     write_spool(path, readings(1500), sealed_batches=30)
     original = rows(path)
     bad = leaf_pages(path)[1]  # in the first sealed batches, which the publisher reads first
-    expected = {row for row in original if row[0] in readable_ids(path, [bad])}
+    readable = readable_ids(path, [bad])  # once: the file is read whole for it
+    expected = {row for row in original if row[0] in readable}
     said: list[str] = []
     spool = Spool(path)
     try:
@@ -196,7 +199,8 @@ def test_any_damaged_pages_give_every_readable_reading_and_nothing_else(
     pages = os.path.getsize(path) // page_size(path)
     damaged = {p for p in damaged if p <= pages}
     assume(damaged)
-    expected = {row for row in original if row[0] in readable_ids(path, damaged)}
+    readable = readable_ids(path, damaged)  # once: the file is read whole for it
+    expected = {row for row in original if row[0] in readable}
     overwrite_pages(path, damaged, fill)
     spool = Spool(path)
     try:

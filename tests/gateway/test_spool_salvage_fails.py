@@ -50,7 +50,8 @@ def test_a_salvage_that_cannot_make_a_new_spool_leaves_the_file_in_place_for_the
     write_spool(path, readings(1500), sealed_batches=30)
     original = rows(path)
     bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
-    expected = {row for row in original if row[0] in readable_ids(path, [bad])}
+    readable = readable_ids(path, [bad])  # once: the file is read whole for it
+    expected = {row for row in original if row[0] in readable}
     told: list[str] = []
     spool = Spool(path)
     try:
@@ -122,7 +123,8 @@ def test_gateway_run_whose_salvage_fails_at_its_start_exits_1_in_one_line_the_fi
     path = tmp_path / "gw.sqlite"
     write_spool(path, readings(1500), sealed_batches=30)
     bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
-    expected = {row for row in rows(path) if row[0] in readable_ids(path, [bad])}
+    readable = readable_ids(path, [bad])  # once: the file is read whole for it
+    expected = {row for row in rows(path) if row[0] in readable}
     overwrite_pages(path, [bad], b"\xff")
     damaged = path.read_bytes()
     config = tmp_path / "gw.toml"
@@ -244,7 +246,8 @@ def _damaged_with_no_wal(path: Path) -> tuple[int, set[tuple[int, str, int | Non
     the readings a salvage can give."""
     write_spool(path, readings(1500), sealed_batches=30)
     bad = sorted(p for p, where in table_pages(path, "readings").items() if where != "/")[1]
-    expected = {row for row in rows(path) if row[0] in readable_ids(path, [bad])}
+    readable = readable_ids(path, [bad])  # once: the file is read whole for it
+    expected = {row for row in rows(path) if row[0] in readable}
     sound = sqlite3.connect(path)  # (the read-only looks above left a -wal and -shm: a clean close takes them)
     sound.execute("PRAGMA user_version").fetchone()
     sound.close()
