@@ -60,13 +60,12 @@ PROTOCOL_OF = {"identification": "M-Bus", "serial number": "Modbus"}
 class IdentityStore(Protocol):
     """Where the first answers' identities outlive a restart (the spool's database)."""
 
-    def load_identity(self, meter_id: str) -> tuple[str, str] | None: ...
+    def load_identity(self, meter_id: str) -> tuple[str, str, str | None] | None:
+        """The identity, its first answer's time (ISO 8601) and its kind (None: an earlier version's
+        row), or None: none remembered."""
+        ...
 
     def save_identity(self, meter_id: str, identification: str, first_at: str, kind: str | None = None) -> None: ...
-
-    def load_identity_kind(self, meter_id: str) -> tuple[str, str, str | None] | None:
-        """:meth:`load_identity`, with the identity's kind (None: an earlier version's row)."""
-        ...
 
 
 class MeterIdentities:
@@ -84,7 +83,7 @@ class MeterIdentities:
         the answer then would trust whichever meter answers."""
         if meter_id not in self._first:
             try:
-                stored = None if self.store is None else self.store.load_identity_kind(meter_id)
+                stored = None if self.store is None else self.store.load_identity(meter_id)
                 first = None if stored is None else FirstAnswer(stored[0], datetime.fromisoformat(stored[1]), stored[2])
             except Exception as error:  # the spool's own failure (said by it too), or a row spoilt
                 raise PollError(

@@ -848,15 +848,7 @@ class Spool:
     # keeps the name it had when only M-Bus meters were checked: a spool of before reads on, salvage
     # copies it.
     @_mends_damage
-    def load_identity(self, meter_id: str) -> tuple[str, str] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT identification, first_at FROM mbus_identities WHERE meter_id = ?", (meter_id,)
-            ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    @_mends_damage
-    def load_identity_kind(self, meter_id: str) -> tuple[str, str, str | None] | None:
+    def load_identity(self, meter_id: str) -> tuple[str, str, str | None] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT identification, first_at, kind FROM mbus_identities WHERE meter_id = ?", (meter_id,)

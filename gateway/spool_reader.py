@@ -25,8 +25,9 @@ from pathlib import Path
 from gateway.meter_identity import MeterIdentities
 from gateway.transport import PollError
 
-_ROWS = "SELECT identification, first_at FROM mbus_identities WHERE meter_id = ?"  # (gateway.spool's table)
-_ROWS_WITH_KIND = "SELECT identification, first_at, kind FROM mbus_identities WHERE meter_id = ?"
+#: (gateway.spool's table) a spool of an earlier version, not yet opened by a gateway that adds the
+#: ``kind`` column (not here: the file is read only), has rows with no kind
+_ROWS = "SELECT identification, first_at, {kind} FROM mbus_identities WHERE meter_id = ?"
 
 
 class ReadOnlyIdentities:
@@ -38,24 +39,16 @@ class ReadOnlyIdentities:
         self.spool = spool
         self._db = sqlite3.connect(f"{spool.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         try:
-            self._db.execute(_ROWS, ("",)).fetchone()  # (SQLite opens the file lazily: its faults are said now)
+            # (SQLite opens the file lazily: its faults are said now)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(mbus_identities)")}
+            self._rows = _ROWS.format(kind="kind" if "kind" in columns else "NULL")
+            self._db.execute(self._rows, ("",)).fetchone()
         except BaseException:
             self._db.close()
             raise
-        #: False for a spool of an earlier version, not yet opened by a gateway that adds the column (not
-        #: here: the file is read only), whose rows have no kind
-        self.has_kind = "kind" in columns
 
-    def load_identity(self, meter_id: str) -> tuple[str, str] | None:
-        row = self._db.execute(_ROWS, (meter_id,)).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    def load_identity_kind(self, meter_id: str) -> tuple[str, str, str | None] | None:
-        if not self.has_kind:
-            loaded = self.load_identity(meter_id)
-            return None if loaded is None else (*loaded, None)
-        row = self._db.execute(_ROWS_WITH_KIND, (meter_id,)).fetchone()
+    def load_identity(self, meter_id: str) -> tuple[str, str, str | None] | None:
+        row = self._db.execute(self._rows, (meter_id,)).fetchone()
         return None if row is None else (str(row[0]), str(row[1]), None if row[2] is None else str(row[2]))
 
     def save_identity(self, meter_id: str, identification: str, first_at: str, kind: str | None = None) -> None:

@@ -54,7 +54,7 @@ def test_modbus_polls_read_and_write_the_spool_off_the_event_loop(tmp_path: Path
     assert [meter_id for meter_id, thread in store.reads + store.saves if thread is loop_thread] == []
     after = Spool(tmp_path / "s.sqlite")
     try:
-        kept = {unit: after.load_identity_kind(f"FLAT-{unit}") for unit in (5, 6, 7)}
+        kept = {unit: after.load_identity(f"FLAT-{unit}") for unit in (5, 6, 7)}
     finally:
         after.close()
     assert kept[5] is not None and kept[5][0] == "40000005" and kept[5][2] == "serial number"

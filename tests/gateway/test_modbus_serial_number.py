@@ -459,7 +459,7 @@ def test_a_serial_number_never_set_remembered_by_an_earlier_version_is_set_aside
             taken = Polls(_rtu_bus(sim.port, meter), identities).run("FLAT-5")
         assert unchecked[0][1] is None and taken[0][1] is None
         assert expected_serial_number(identities, meter) == "40000005"
-        assert spool.load_identity_kind("FLAT-5") == ("40000005", "2026-06-04T03:30:00Z", "serial number")
+        assert spool.load_identity("FLAT-5") == ("40000005", "2026-06-04T03:30:00Z", "serial number")
     finally:
         spool.close()
 
@@ -494,7 +494,7 @@ def test_a_meter_remembered_over_mbus_then_configured_on_modbus_is_read_and_its_
             refused = Polls(_rtu_bus(sim.port, meter), identities).run("FLAT-5")
         assert [error for _, error in results] == [None, None]
         assert [r.volume_m3 for r in polls.spooled] == [pytest.approx(smart.model.volume_m3(NOW))] * 2
-        assert spool.load_identity_kind("FLAT-5") == ("40000005", "2026-06-04T03:30:00Z", "serial number")
+        assert spool.load_identity("FLAT-5") == ("40000005", "2026-06-04T03:30:00Z", "serial number")
         assert refused[0][0] is None and "serial number 40000099 answered, not 40000005" in str(refused[0][1])
         assert _said(caplog, "gateway.meter_identity") == [
             "FLAT-5: its remembered M-Bus identification 11111111 (its first answer's, at 2026-05-05T03:30:00Z) "

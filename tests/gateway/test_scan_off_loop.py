@@ -29,13 +29,9 @@ class _ReadsOnThreads:
         self.reads: list[tuple[str, threading.Thread]] = []
         self.saves: list[tuple[str, threading.Thread]] = []
 
-    def load_identity(self, meter_id: str) -> tuple[str, str] | None:
+    def load_identity(self, meter_id: str) -> tuple[str, str, str | None] | None:
         self.reads.append((meter_id, threading.current_thread()))
         return self.spool.load_identity(meter_id)
-
-    def load_identity_kind(self, meter_id: str) -> tuple[str, str, str | None] | None:
-        self.reads.append((meter_id, threading.current_thread()))
-        return self.spool.load_identity_kind(meter_id)
 
     def save_identity(self, meter_id: str, identification: str, first_at: str, kind: str | None = None) -> None:
         self.saves.append((meter_id, threading.current_thread()))

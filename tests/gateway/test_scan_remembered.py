@@ -63,7 +63,7 @@ def test_the_command_line_scan_names_a_swap_of_meters_known_by_their_first_answe
         try:
             done = _scan(config)
             held.save_identity("FLAT-7", "1234567890", "2026-12-07T00:00:00Z")  # still the gateway's to write
-            assert held.load_identity("FLAT-7") == ("1234567890", "2026-12-07T00:00:00Z")
+            assert held.load_identity("FLAT-7") == ("1234567890", "2026-12-07T00:00:00Z", None)
         finally:
             held.close()
     assert done.returncode == 0, done.stderr
@@ -132,8 +132,8 @@ def test_a_spool_of_an_earlier_version_is_read_without_its_kinds(tmp_path: Path)
         db.commit()
     store = ReadOnlyIdentities(spool)
     try:
-        assert store.load_identity_kind("FLAT-5") == ("40000005", "2026-12-06T00:00:00+00:00", None)
-        assert store.load_identity_kind("FLAT-6") is None
+        assert store.load_identity("FLAT-5") == ("40000005", "2026-12-06T00:00:00+00:00", None)
+        assert store.load_identity("FLAT-6") is None
     finally:
         store.close()
     assert remembered_in_spool(spool, ["FLAT-5", "FLAT-6"]) == Remembered({"FLAT-5": "40000005"}, [], None)

@@ -27,15 +27,14 @@ def test_an_earlier_versions_identities_are_read_on_without_a_kind_and_take_one(
     old.close()
     spool = Spool(path)
     try:
-        assert spool.load_identity_kind("FLAT-5") == ("11111111", FIRST_AT, None)
-        assert spool.load_identity("FLAT-5") == ("11111111", FIRST_AT)
+        assert spool.load_identity("FLAT-5") == ("11111111", FIRST_AT, None)
         spool.save_identity("FLAT-6", "40000006", FIRST_AT, "serial number")
     finally:
         spool.close()
     reopened = Spool(path)
     try:
-        assert reopened.load_identity_kind("FLAT-6") == ("40000006", FIRST_AT, "serial number")
-        assert reopened.load_identity_kind("FLAT-5") == ("11111111", FIRST_AT, None)
+        assert reopened.load_identity("FLAT-6") == ("40000006", FIRST_AT, "serial number")
+        assert reopened.load_identity("FLAT-5") == ("11111111", FIRST_AT, None)
     finally:
         reopened.close()
 
@@ -52,7 +51,7 @@ def test_a_damaged_spool_s_salvage_keeps_each_identity_s_kind(tmp_path: Path) ->
     salvaged = Spool(path)
     try:
         assert salvaged.damage is not None
-        assert salvaged.load_identity_kind("FLAT-5") == ("11111111", FIRST_AT, "identification")
-        assert salvaged.load_identity_kind("FLAT-6") == ("40000006", FIRST_AT, "serial number")
+        assert salvaged.load_identity("FLAT-5") == ("11111111", FIRST_AT, "identification")
+        assert salvaged.load_identity("FLAT-6") == ("40000006", FIRST_AT, "serial number")
     finally:
         salvaged.close()
