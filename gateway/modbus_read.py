@@ -113,15 +113,11 @@ def to_reading(
     protocol: Protocol,
     bus: str,
     volume_m3: Callable[[float, datetime], float] | None = None,
-    check: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Reading:
     """The reading in ``registers``; ``protocol`` is the bus's, "pulse" for a pulse counter's count.
-    ``check`` sees the decoded fields first, and refuses them by raising (another meter's serial
-    number: gateway.modbus_identity), before anything is taken from them (a pulse counter's wrap)."""
-    fields = decoded(meter, profile, registers)
-    if check is not None:
-        check(fields)
-    return reading_of(meter, profile, fields, at, protocol, bus, volume_m3)
+    (A poll decodes, checks the serial number and then makes the reading in steps of its own:
+    gateway.modbus_transport.)"""
+    return reading_of(meter, profile, decoded(meter, profile, registers), at, protocol, bus, volume_m3)
 
 
 def decoded(meter: MeterConfig, profile: MeterProfile, registers: list[int]) -> Mapping[str, Any]:
@@ -141,7 +137,7 @@ def reading_of(
     bus: str,
     volume_m3: Callable[[float, datetime], float] | None = None,
 ) -> Reading:
-    """The reading in ``fields`` (decoded, and checked: :func:`to_reading`)."""
+    """The reading in ``fields`` (:func:`decoded`, and checked: gateway.modbus_identity)."""
     volume = fields.get("volume_m3")
     if not isinstance(volume, int | float) or volume < 0:
         raise PollError(f"{meter.meter_id}: profile {profile.name} gave no usable volume ({volume!r})")
