@@ -322,6 +322,33 @@ def _ingested_or_waiting(url: str, thread: Any) -> bool:
     raise AssertionError("the writer neither finished nor came to wait")
 
 
+def _stored_beside_a_refresh(fleet: str, person: Callable[[], Any], arriving: list[ReadingRow]) -> tuple[bool, int]:
+    """A round's refresh holds the turn (its transaction open, its rows written); ``person`` (a
+    correction, a job card) comes to wait for it in a thread; the collector's writer stores
+    ``arriving`` meanwhile; then the refresh commits, both end without an error, the next round runs,
+    and the consumption tables are what a refresh of every day from scratch makes. Whether the writer
+    stored its reads while the refresh still held the turn, and how many it inserted."""
+    store = ReadingStore(fleet)
+    try:
+        with psycopg.connect(fleet) as refresh:
+            refresh.execute("SELECT refresh_consumption(%s, %s)", (T0, T0 + timedelta(days=2)))
+            waiting, waited = _in_thread(person)
+            _waiting_for_the_turn(fleet, 1)
+            ingest, ingested = _in_thread(lambda: store.write(arriving))
+            stored_meanwhile = _ingested_or_waiting(fleet, ingest)
+            refresh.commit()
+        ingest.join(60)
+        waiting.join(60)
+    finally:
+        store.close()
+    assert not ingest.is_alive() and not waiting.is_alive()
+    assert ingested.get("error") is None and waited.get("error") is None
+    vee_round(fleet, T0 + timedelta(hours=50))
+    stored, recomputed = _as_recomputed(fleet)
+    assert stored == recomputed
+    return stored_meanwhile, int(ingested["result"].inserted)
+
+
 @pytest.mark.parametrize("writer", ["a correction of M1", "a read of M2 supplied"])
 def test_arriving_reads_are_stored_while_a_correction_waits_for_a_round_s_refresh(fleet: str, writer: str) -> None:
     """A round's refresh holds the turn (its transaction open, its rows written); a person's correction
@@ -333,26 +360,9 @@ def test_arriving_reads_are_stored_while_a_correction_waits_for_a_round_s_refres
     arriving: list[ReadingRow] = [
         (meter, (T0 + timedelta(hours=49)).isoformat(), "100.490", None, None, [], "GW-1", 1) for meter in METERS
     ]
-    store = ReadingStore(fleet)
-    try:
-        with psycopg.connect(fleet) as refresh:
-            refresh.execute("SELECT refresh_consumption(%s, %s)", (T0, T0 + timedelta(days=2)))
-            correction, corrected = _in_thread(WRITERS[writer](fleet))
-            _waiting_for_the_turn(fleet, 1)
-            ingest, ingested = _in_thread(lambda: store.write(arriving))
-            stored_meanwhile = _ingested_or_waiting(fleet, ingest)
-            refresh.commit()
-        ingest.join(60)
-        correction.join(60)
-    finally:
-        store.close()
+    stored_meanwhile, inserted = _stored_beside_a_refresh(fleet, WRITERS[writer](fleet), arriving)
     assert stored_meanwhile, "the collector's writer waited for the correction waiting for the refresh"
-    assert not ingest.is_alive() and not correction.is_alive()
-    assert ingested.get("error") is None and ingested["result"].inserted == 2
-    assert corrected.get("error") is None
-    vee_round(fleet, T0 + timedelta(hours=50))
-    stored, recomputed = _as_recomputed(fleet)
-    assert stored == recomputed
+    assert inserted == 2
     with psycopg.connect(fleet) as conn:
         qualities = conn.execute(
             "SELECT meter_id, ts, quality FROM readings WHERE quality <> 'actual' OR ts = %s ORDER BY 1, 2",
@@ -380,26 +390,9 @@ def test_arriving_reads_are_stored_while_a_job_card_waits_for_a_round_s_refresh(
     arriving: list[ReadingRow] = [
         (m, (T0 + timedelta(hours=49)).isoformat(), "100.490", None, None, [], "GW-1", 1) for m in (*METERS, "M3")
     ]
-    store = ReadingStore(fleet)
-    try:
-        with psycopg.connect(fleet) as refresh:
-            refresh.execute("SELECT refresh_consumption(%s, %s)", (T0, T0 + timedelta(days=2)))
-            job_card, carded = _in_thread(WRITERS[card](fleet))
-            _waiting_for_the_turn(fleet, 1)
-            ingest, ingested = _in_thread(lambda: store.write(arriving))
-            stored_meanwhile = _ingested_or_waiting(fleet, ingest)
-            refresh.commit()
-        ingest.join(60)
-        job_card.join(60)
-    finally:
-        store.close()
+    stored_meanwhile, inserted = _stored_beside_a_refresh(fleet, WRITERS[card](fleet), arriving)
     assert stored_meanwhile, "the collector's writer waited for the job card waiting for the refresh"
-    assert not ingest.is_alive() and not job_card.is_alive()
-    assert ingested.get("error") is None and ingested["result"].inserted == 3
-    assert carded.get("error") is None
-    vee_round(fleet, T0 + timedelta(hours=50))
-    stored, recomputed = _as_recomputed(fleet)
-    assert stored == recomputed
+    assert inserted == 3
     with psycopg.connect(fleet) as conn:
         registered = conn.execute(
             "SELECT meter_id, registered, dma, has_readings FROM meters ORDER BY meter_id"
