@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
 from benchmarks.bench_meter_page_days import fill
+from benchmarks.pages_in_turn import medians_in_turn_of
 from collector.migrate import migrate
 from server.app import create_app
 from server.auth import create_api_key
@@ -154,24 +154,19 @@ def main() -> None:
                 "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
             ).fetchone()
         meter = f"M-{(args.meters + 1) // 2}"
-        pages: dict[str, list[float]] = {way: [] for way in WAYS}
         with TestClient(create_app(url)) as client:
-            for way in WAYS:  # a first view each, unmeasured (the pool's connection is made then)
+
+            def viewed(way: str) -> list[float]:
                 with reads_as(way):
-                    page_ms(client, key, meter)
-            for _ in range(args.repeat):  # in turn, so that the machine's load falls on both alike
-                for way in WAYS:
-                    with reads_as(way):
-                        pages[way].append(page_ms(client, key, meter))
-        plans: dict[str, list[float]] = {way: [] for way in WAYS}
-        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            conn.execute("SET jit = off")  # as the server's pool has it
-            assert page_reads(conn, NEW, meter)[1:] != []  # (the new way runs more than one statement)
-            for _ in range(args.repeat):
-                for way in WAYS:
-                    plans[way].append(planning_ms(conn, page_reads(conn, way, meter)))
-        page = {way: statistics.median(taken) for way, taken in pages.items()}
-        plan = {way: statistics.median(taken) for way, taken in plans.items()}
+                    return [page_ms(client, key, meter)]
+
+            page = medians_in_turn_of(WAYS, viewed, args.repeat)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as planner:
+            planner.execute("SET jit = off")  # as the server's pool has it
+            assert page_reads(planner, NEW, meter)[1:] != []  # (the new way runs more than one statement)
+            plan = medians_in_turn_of(
+                WAYS, lambda way: [planning_ms(planner, page_reads(planner, way, meter))], args.repeat, warm_up=False
+            )
         print(
             f"{args.meters} meters read hourly for {args.days} days ({chunks[0] if chunks else '?'} chunks of "
             f"readings); {meter}'s page, {args.repeat} times each way, in turn"

@@ -15,7 +15,6 @@ median answer time and planning time, and their ratios (new against old).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from psycopg.rows import dict_row
 
 from benchmarks.bench_meter_page_days import fill
 from benchmarks.bench_meter_page_plans import planning_ms
+from benchmarks.pages_in_turn import medians_in_turn_of
 from collector.migrate import migrate
 from server.app import create_app
 from server.auth import create_api_key
@@ -107,23 +107,21 @@ def main() -> None:
             chunks = conn.execute(
                 "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
             ).fetchone()
-        answers: dict[str, list[float]] = {way: [] for way in WAYS}
         with TestClient(create_app(url)) as client:
-            for way in WAYS:  # a first list each, unmeasured (the pool's connection is made then)
+
+            def listed(way: str) -> list[float]:
                 with listing_as(way):
-                    list_ms(client, key, limit)
-            for _ in range(args.repeat):  # in turn, so that the machine's load falls on both alike
-                for way in WAYS:
-                    with listing_as(way):
-                        answers[way].append(list_ms(client, key, limit))
-        plans: dict[str, list[float]] = {way: [] for way in WAYS}
-        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            conn.execute("SET jit = off")  # as the server's pool has it
-            for _ in range(args.repeat):
-                for way in WAYS:
-                    plans[way].append(planning_ms(conn, list_statements(conn, way, limit)))
-        answer = {way: statistics.median(taken) for way, taken in answers.items()}
-        plan = {way: statistics.median(taken) for way, taken in plans.items()}
+                    return [list_ms(client, key, limit)]
+
+            answer = medians_in_turn_of(WAYS, listed, args.repeat)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as planner:
+            planner.execute("SET jit = off")  # as the server's pool has it
+            plan = medians_in_turn_of(
+                WAYS,
+                lambda way: [planning_ms(planner, list_statements(planner, way, limit))],
+                args.repeat,
+                warm_up=False,
+            )
         print(
             f"{args.meters} meters read hourly for {args.days} days ({chunks[0] if chunks else '?'} chunks of "
             f"readings); GET /meters?limit={limit}, {args.repeat} times each way, in turn"
