@@ -19,6 +19,24 @@ the value after it: the register stepping back). Now a correction under way hold
 until it commits, and the batch sees its value; a correction arriving while a batch is under way
 waits for the batch to commit, and is judged against its estimates.
 
+A correction waited for a VEE batch by asking for its meter's turn, exclusively, while the batch held
+it shared, and PostgreSQL grants no shared lock while an exclusive request waits before it: every
+batch of arriving reads with a meter of its bucket (a message of 1,000 meters has one of every
+bucket) queued behind the correction, and the collector's writer stalled for the rest of the VEE
+batch (a message stored 10.9 s after it arrived, 35 ms now: benchmarks/vee_correction_wait.py). So
+VEE's batches hold a second turn of each of their buckets, :data:`VEE_KEY`, shared, taken before
+their meters' (:func:`vee_takes_turns`), and a correction waits for VEE there first, exclusively,
+then takes its meter's turn (:func:`person_takes_turn`), where it waits only for the batches of
+arriving reads under way: arriving reads never ask for VEE's turn, so a correction waiting for it
+holds none of theirs back. The order opens no cycle: a VEE batch asks for its meters' turns only once it holds
+VEE's turn of every bucket of them, so no correction holds one of those meters' turns then (it would
+hold VEE's turn first), and the batch never waits for a correction there (the other way round, a
+batch holding a meter's turn shared, waiting for VEE's behind a correction, and the correction
+waiting for the meter's turn behind the batch, would be a deadlock); a correction waiting for VEE's
+turn holds no turn of its own; and a VEE batch waiting for a correction's VEE turn holds only VEE's
+turns of buckets before it, which only corrections ask for, holding nothing then either. A VEE batch
+takes 128 locks, not 64.
+
 The lock is a meter's bucket of :data:`BUCKETS` (by ``hashtext``), not the meter itself: a batch of
 thousands of meters would take thousands of locks, each an entry of the server's shared lock table
 (``max_locks_per_transaction`` x connections, 6,400 by default), which a few such batches at once
@@ -55,6 +73,9 @@ from psycopg.rows import tuple_row
 
 #: pg_advisory_xact_lock's first key ("aqed"; the key a meter's corrections took turns by before).
 KEY = 0x61716564
+#: VEE's turn of a bucket: pg_advisory_xact_lock's first key ("aqvb"), held shared by VEE's batches and
+#: exclusively by a correction, never taken by arriving reads.
+VEE_KEY = 0x61717662
 #: How many buckets the meters fall into: a batch takes at most this many locks.
 BUCKETS = 64
 #: The consumption refreshes' turn: pg_advisory_xact_lock's key ('cons', collector migration 0061).
@@ -69,8 +90,12 @@ T = TypeVar("T")
 
 
 def person_takes_turn(conn: psycopg.Connection[Any], meter_id: str) -> None:
-    """Hold ``meter_id``'s bucket exclusively until the transaction ends: the collector's batches
-    with reads of its meters in it finish first, and the next wait."""
+    """Hold ``meter_id``'s bucket exclusively until the transaction ends: the VEE batches and the
+    collector's batches with reads of its meters in it finish first, and the next wait. VEE's are
+    waited for on VEE's turn of the bucket (:data:`VEE_KEY`), which arriving reads do not take, before
+    the meter's turn is asked for: arriving reads wait for the correction, not for a VEE batch behind
+    it. Once VEE's turn is held, the meter's turn waits only for batches of arriving reads under way."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s) & %s)", (VEE_KEY, meter_id, BUCKETS - 1))
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s) & %s)", (KEY, meter_id, BUCKETS - 1))
 
 
@@ -122,17 +147,25 @@ def ingest_takes_turns(cur: psycopg.Cursor[Any], meter_ids: Iterable[str]) -> No
     """Hold the buckets of ``meter_ids`` shared until the transaction ends, in bucket order; taken
     before the batch writes anything (a row a correction waits for must not be held by a batch
     waiting for the correction)."""
-    cur.execute(
-        "SELECT count(pg_advisory_xact_lock_shared(%s, bucket)) FROM "
-        "(SELECT DISTINCT hashtext(m) & %s AS bucket FROM unnest(%s::text[]) m ORDER BY bucket) b",
-        (KEY, BUCKETS - 1, list(meter_ids)),
-    )
+    _buckets_shared(cur, KEY, list(meter_ids))
 
 
 def vee_takes_turns(conn: psycopg.Connection[Any], meter_ids: Iterable[str]) -> None:
-    """A VEE batch's turn: the buckets of ``meter_ids`` held as arriving reads hold them (shared, in
-    bucket order, until the transaction ends), taken before the batch loads its meters' reads, so
-    what it writes is judged from reads no correction changes meanwhile. Never waits for arriving
-    reads, nor they for it; a correction waits for it, and it for a correction."""
+    """A VEE batch's turn: VEE's turns of the buckets of ``meter_ids`` (:data:`VEE_KEY`), then their
+    turns as arriving reads hold them, each shared, in bucket order, until the transaction ends, taken
+    before the batch loads its meters' reads, so what it writes is judged from reads no correction
+    changes meanwhile. Never waits for arriving reads, nor they for it; a correction waits for it (on
+    VEE's turn), and it for a correction."""
+    meters = list(meter_ids)
     with conn.cursor() as cur:
-        ingest_takes_turns(cur, meter_ids)
+        _buckets_shared(cur, VEE_KEY, meters)
+        _buckets_shared(cur, KEY, meters)
+
+
+def _buckets_shared(cur: psycopg.Cursor[Any], key: int, meter_ids: list[str]) -> None:
+    """The advisory locks (``key``, bucket) of the buckets of ``meter_ids``, shared, in bucket order."""
+    cur.execute(
+        "SELECT count(pg_advisory_xact_lock_shared(%s, bucket)) FROM "
+        "(SELECT DISTINCT hashtext(m) & %s AS bucket FROM unnest(%s::text[]) m ORDER BY bucket) b",
+        (key, BUCKETS - 1, meter_ids),
+    )
