@@ -7,9 +7,10 @@
   outputs do), so water running back gives no pulses and takes none away, and the meter's own
   register rolling over changes nothing.
 - :class:`Watched`: any Modbus register source, noting when it was last asked (for the live table);
-  the slot of a unit id, whose source a technician's work changes (:mod:`simulators.rig.meter_work`)
-  under the ``lock`` its transport's slots share, which a request takes to find the source (and its
-  profile): a swap of two slots' sources is one step as a request sees it.
+  the slot of a unit id (its ``unit_id``, which stays), whose source a technician's work changes
+  (:mod:`simulators.rig.meter_work`) under the ``lock`` its transport's slots share, which a request
+  takes to find the source (and its profile): a swap of two slots' sources is one step as a request
+  sees it.
 """
 
 from __future__ import annotations
@@ -58,18 +59,22 @@ class PulseCounter:
 @dataclass
 class Watched:
     """A register source that remembers when it was last read. ``lock``: one for all the slots of a
-    transport, so that two slots' sources swapped under it change at once for a request."""
+    transport, so that two slots' sources swapped under it change at once for a request.
+
+    ``unit_id`` is the slot's, taken from its first source: the unit id it answers at, whichever
+    meter stands in it. A swap changes the meter, not the slot's place: before, it was the source's
+    own, so after a swap the slot of unit 1 said 2 (the unit its new meter had left). The transports
+    fix their units as they start (ModbusRtuSlaves, ModbusTcpSimulator) and a request finds its slot
+    by the unit id it came to, so nothing answered wrong; whatever asked a slot where it answers did.
+    """
 
     source: RegisterSource
     last_request: datetime | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    unit_id: int = field(init=False)
 
-    @property
-    def unit_id(self) -> int:
-        # Read at start-up only, without the lock: the transports fix their units as they start
-        # (ModbusRtuSlaves, ModbusTcpSimulator), before any swap; a request finds its slot by the
-        # unit id it came to, never by this (after a swap it is the other unit's meter's own).
-        return self.source.unit_id
+    def __post_init__(self) -> None:
+        self.unit_id = self.source.unit_id
 
     @property
     def profile(self) -> MeterProfile:

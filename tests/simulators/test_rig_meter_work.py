@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -31,11 +31,14 @@ from gateway.mbus import MBusTransport
 from gateway.modbus_transport import ModbusRtuTransport, ModbusTcpTransport
 from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
+from simulators.modbus_rtu import ModbusRtuSimulator
+from simulators.modelled_meter import ModelledMeter
 from simulators.rig.client import meters
 from simulators.rig.config import ConfigError, parse_rig_text
 from simulators.rig.control import ControlServer
 from simulators.rig.faults import parse_fault
 from simulators.rig.gateway_config import gateway_config_text
+from simulators.rig.meters import Watched
 from simulators.rig.runner import WORK_CHECK_S, Rig
 from simulators.rig.running import OVER_BY_ITSELF
 
@@ -614,3 +617,39 @@ def test_work_for_a_while_outlives_a_restart_until_its_end(
     clock["now"] = NOW + timedelta(hours=3)
     after = run()
     assert after["faults"] == [] and not after["where"].endswith(moved)
+
+
+# ---- a Modbus unit id's slot ------------------------------------------------------------------------------
+
+
+def _slots(rig: Rig, transport: str) -> list[Watched]:
+    """The unit ids' slots of the rig's Modbus ``transport`` (the rig's ``rtu`` or ``tcp``)."""
+    if transport == "rtu":
+        (line,) = [line for line in rig._lines if isinstance(line, ModbusRtuSimulator)]
+        return [cast(Watched, unit) for unit in line.slaves.units]
+    ((simulator, _),) = rig._tcp
+    return [cast(Watched, unit) for unit in simulator.meters]
+
+
+@pytest.mark.parametrize(("transport", "one", "two"), [("rtu", "M1", "M2"), ("tcp", "T1", "T2")])
+def test_a_modbus_slot_s_unit_id_is_where_it_answers_whichever_meter_stands_in_it(
+    running: Running, transport: str, one: str, two: str
+) -> None:
+    """After a swap, a gateway polling each meter at its slot's ``unit_id`` reads every one: a slot's
+    unit id is where it answers. Before, ``Watched.unit_id`` was its meter's own, the unit the meter
+    had left: the gateway polled each swapped meter where the other answered, and refused both."""
+    fault(running, one, "swap_address", "--set", f"with_meter={two}")
+    bus = _bus(running, transport)
+    configured = {m.meter_id: m for m in bus.meters}
+    standing = [(slot.unit_id, slot.source) for slot in _slots(running.rig, transport)]
+    meters = tuple(
+        replace(configured[source.meter_id], unit_id=unit_id)
+        for unit_id, source in standing
+        if isinstance(source, ModelledMeter)
+    )
+    assert {m.meter_id: m.unit_id for m in meters if m.meter_id in (one, two)} == {one: 2, two: 1}
+    _, stored = polls(replace(bus, meters=meters), one, two)
+    assert _volumes(stored) == [
+        (one, pytest.approx(running.volume(one), abs=0.001)),
+        (two, pytest.approx(running.volume(two), abs=0.001)),
+    ]
