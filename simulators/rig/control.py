@@ -11,7 +11,8 @@
   both its meters'. ``DELETE /faults/{id}?meter=M000001`` clears fault ``id`` only if it is that meter's;
   a meter not on the rig, or a fault not found (on that meter), is 404. A fault its ``duration_s``
   ended (a technician's work: undone then) is answered until cleared, with its ``until`` and a
-  ``note`` saying it was over by itself (:data:`~simulators.rig.running.OVER_BY_ITSELF`).
+  ``note`` saying it was over by itself (:data:`~simulators.rig.running.OVER_BY_ITSELF`), across
+  a restart of the rig too.
 
 Errors are ``application/problem+json`` (RFC 9457) with a ``detail`` naming the field.
 """

@@ -135,6 +135,17 @@ class MeterWork:
                 transport = self.meters[meter_id].config.transport
                 raise ValueError(f"{what}: {value} is {whose} on transport {transport!r}; give another")
 
+    def undone(self, meter_id: str, spec: FaultSpec) -> str:
+        """What undoing ``spec``'s work on ``meter_id`` says, with the meters where they stand now,
+        doing nothing: the words of work over before the rig started, undone at its ``until`` by the
+        rig that ran it (its restart has nothing to do again, nor to undo). "" if a meter of it is
+        no longer on the rig."""
+        if spec.kind == "swap_address":
+            if spec.with_meter not in self.meters:
+                return ""
+            return f"swapped back: {self._both_at(meter_id, spec.with_meter or '')}"
+        return self._put_back(meter_id, self._who(meter_id))
+
     def do(self, meter_id: str, spec: FaultSpec, since: datetime) -> tuple[Callable[[], str], str]:
         """Do the work of ``spec`` on ``meter_id`` as of ``since`` on the transports; returns the
         undoing (which puts things back and says what it did) and what was done."""
@@ -160,25 +171,27 @@ class MeterWork:
                     slot.source, other_slot.source = other_slot.source, slot.source
                 one.last_request, other.last_request = other.last_request, one.last_request
 
-        def said() -> str:
-            return f"{first} answers at {self._address(first)} and {second} at {self._address(second)}"
-
         def undo() -> str:
             swap()
             self._place(first)
             self._place(second)
-            return f"swapped back: {said()}"
+            return f"swapped back: {self._both_at(first, second)}"
 
         swap()
         self._place(first)
         self._place(second)
-        return undo, f"addresses swapped: {said()}"
+        return undo, f"addresses swapped: {self._both_at(first, second)}"
+
+    def _both_at(self, first: str, second: str) -> str:
+        """Where two meters answer now, in words (a swap's, and its undoing's)."""
+        return f"{first} answers at {self._address(first)} and {second} at {self._address(second)}"
 
     def _exchange(self, meter_id: str, spec: FaultSpec, since: datetime) -> tuple[Callable[[], str], str]:
         """Put a new meter in ``meter_id``'s place; returns the undoing and what was done."""
         meter = self.meters[meter_id]
         fitted = ExchangedMeter(self.models[meter_id], since, spec.volume_m3 or 0.0)
         kept = (meter.last_request, meter.register, meter.fault_address)
+        its = self._who(meter_id)  # the old meter's identification or serial number
         if meter.protocol == "mbus":
             bus = self.buses[meter.config.transport]
             old = self.slaves[meter_id]
@@ -188,7 +201,7 @@ class MeterWork:
             self.slaves[meter_id] = new
             meter.last_request = partial(getattr, new, "last_request")
             meter.fault_address = new.fault_address
-            who, its = f"identification {identification}", f"identification {old.identification}"
+            who = f"identification {identification}"
 
             def put_back() -> None:
                 bus.exchange(new.identification, old)
@@ -199,7 +212,7 @@ class MeterWork:
             assert isinstance(previous, ModelledMeter)
             serial = spec.serial_number or ""
             slot.source = ModelledMeter(previous.unit_id, previous.profile, fitted, serial_number=serial)
-            who, its = f"serial number {serial}", f"serial number {previous.serial_number}"
+            who = f"serial number {serial}"
 
             def put_back() -> None:
                 slot.source = previous
@@ -212,13 +225,23 @@ class MeterWork:
             put_back()
             meter.last_request, meter.register, meter.fault_address = kept
             self._place(meter_id)
-            return f"the old meter, {its}, back at {self._address(meter_id)}, its register as if never taken off"
+            return self._put_back(meter_id, its)
 
         done = (
             f"exchanged: the meter with {who} answers at {self._address(meter_id)} in place of the one with "
             f"{its}, its register from {start} m3 at {utc_iso(since)}"
         )
         return undo, done
+
+    def _put_back(self, meter_id: str, its: str) -> str:
+        """An exchange's undoing, in words: the old meter (``its`` identification or serial number) back."""
+        return f"the old meter, {its}, back at {self._address(meter_id)}, its register as if never taken off"
+
+    def _who(self, meter_id: str) -> str:
+        """The meter in ``meter_id``'s place now, in words: its identification (M-Bus) or serial number."""
+        if self.meters[meter_id].protocol == "mbus":
+            return f"identification {self.slaves[meter_id].identification}"
+        return f"serial number {self._serial(meter_id)}"
 
     def _address(self, meter_id: str) -> str:
         """Where the meter in ``meter_id``'s place answers now, in words."""

@@ -15,7 +15,8 @@ first of the rig's checks every :data:`WORK_CHECK_S` (on its loop) and its answe
 transports alone, so they see the work undone within :data:`WORK_CHECK_S` of its end.
 
 Given a state file (:mod:`simulators.rig.state`), the rig keeps every fault it applies there and
-replays them at start-up: a restarted rig's registers read what they would have without the restart.
+replays them at start-up: a restarted rig's registers read what they would have without the restart,
+and a fault over by itself before it, not cleared, is answered by its clear as over, whatever its kind.
 """
 
 from __future__ import annotations
@@ -159,16 +160,32 @@ class Rig:
             await self._start_transport(transport, members)
         with self._lock:
             for record in records:
-                end = _end(record) if record.spec.is_wire or record.spec.is_work else None
-                on_transports = record.spec.is_wire or record.spec.is_work
-                if on_transports and record.cleared is None and (end is None or end > now):
-                    try:
-                        self._apply(record)  # a wire fault over by now has nothing to replay
-                    except ValueError as error:  # work on a meter the rig file no longer has as it was
-                        log.warning("fault %s of %s not done again: %s", record.fault_id, record.meter_id, error)
-                        record.cleared = now
+                if not (record.spec.is_wire or record.spec.is_work) or record.cleared is not None:
+                    continue
+                end = _end(record)
+                if end is not None and end <= now:
+                    self._over_before_start(record, end)
+                    continue
+                try:
+                    self._apply(record)
+                except ValueError as error:  # work on a meter the rig file no longer has as it was
+                    log.warning("fault %s of %s not done again: %s", record.fault_id, record.meter_id, error)
+                    record.cleared = now
             self._save()
         self._work_check = asyncio.create_task(self._undo_work_when_over())
+
+    def _over_before_start(self, record: FaultRecord, end: datetime) -> None:
+        """Know ``record``'s wire fault or work, over by itself at ``end`` before the rig started and
+        not cleared, as a water fault over is known (its history replayed): its clear answers it as
+        over (:attr:`ActiveFault.over`), with the ``done`` of the work's undoing, as the rig that ran
+        it would. Nothing is replayed: a wire rule past its end acts on nothing, and work over was
+        undone at its end, its meters where they were. Before, it was left out at start-up: its
+        clear by id was ``404: no fault 7``, its meter's ``[]``. Call with the lock held."""
+        done = self._work.undone(record.meter_id, record.spec) if record.spec.is_work else ""
+        fault = ActiveFault(
+            record.fault_id, record.meter_id, record.spec, record.since, lambda at: end, end, record, done, over=True
+        )
+        self._faults[fault.fault_id] = fault
 
     async def _undo_work_when_over(self) -> None:
         """Every :data:`WORK_CHECK_S`, undo the work whose ``duration_s`` is over (the gateway's polls

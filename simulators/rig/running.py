@@ -52,7 +52,8 @@ class ActiveFault:
     record: FaultRecord | None = None  # what the state file keeps of it
     done: str = ""  # a technician's work: what the rig did (put back, once cleared)
     #: ended by itself at its ``until`` before any clear (a technician's work: undone then, once);
-    #: kept until cleared, as every fault is, so that its clear answers it as over, not "no fault"
+    #: kept until cleared, as every fault is (across a restart too), so that its clear answers it
+    #: as over, not "no fault"
     over: bool = False
 
     def involves(self, meter_id: str) -> bool:

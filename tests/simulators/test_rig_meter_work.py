@@ -10,6 +10,7 @@ the rig knew neither: ``'swap_address' is no fault``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -33,7 +34,7 @@ from gateway.profiles import ProfileBook
 from gateway.scheduler import BusScheduler
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.modelled_meter import ModelledMeter
-from simulators.rig.client import meters
+from simulators.rig.client import meters, parse_options
 from simulators.rig.config import ConfigError, parse_rig_text
 from simulators.rig.control import ControlServer
 from simulators.rig.faults import parse_fault
@@ -223,7 +224,12 @@ def polls(bus: Bus, *steps: Step) -> tuple[list[tuple[Reading | None, str | None
 
 def fault(running: Running, *args: str) -> Any:
     """``aquami simulate fault`` on the rig: its JSON answer."""
-    result = CliRunner().invoke(app, ["simulate", "fault", "--rig", running.url, *args])
+    return fault_at(running.url, *args)
+
+
+def fault_at(url: str, *args: str) -> Any:
+    """``aquami simulate fault`` on the rig whose endpoint is at ``url``: its JSON answer."""
+    result = CliRunner().invoke(app, ["simulate", "fault", "--rig", url, *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -418,18 +424,21 @@ def test_an_mbus_exchange_for_a_while_puts_the_old_meter_back_at_its_end(running
     assert _volumes(stored) == [("MB1", pytest.approx(running.volume("MB1"), abs=0.001))]  # as if never off
 
 
-@pytest.mark.parametrize("by_id", [True, False], ids=["DELETE /faults/ID", "DELETE /faults?meter="])
-@pytest.mark.parametrize(
-    ("meter", "args"),
-    [
-        ("M1", ["slow"]),  # on the wire: a guard, already so
-        ("M1", ["leak"]),  # in the water: a guard, already so
-        ("M1", ["swap_address", "--set", "with_meter=M2"]),
-        ("T2", ["exchange"]),
-        ("MB1", ["exchange"]),
-    ],
-    ids=["wire", "water", "modbus swap", "modbus exchange", "mbus exchange"],
-)
+#: a fault of each kind, with the options for ``aquami simulate fault``: on the wire, in the water, a
+#: technician's work (a new meter's identification or serial number given, the same in every rig)
+EVERY_KIND = [
+    ("M1", ["slow"]),
+    ("M1", ["leak"]),
+    ("M1", ["swap_address", "--set", "with_meter=M2"]),
+    ("T2", ["exchange", "--set", "serial_number=40000099"]),
+    ("MB1", ["exchange", "--set", "identification=00012345"]),
+]
+EVERY_KIND_IDS = ["wire", "water", "modbus swap", "modbus exchange", "mbus exchange"]
+CLEARED_BY = pytest.mark.parametrize("by_id", [True, False], ids=["DELETE /faults/ID", "DELETE /faults?meter="])
+
+
+@CLEARED_BY
+@pytest.mark.parametrize(("meter", "args"), EVERY_KIND, ids=EVERY_KIND_IDS)  # wire, water: guards, already so
 def test_a_fault_over_by_itself_is_answered_by_its_clear_as_over_whatever_its_kind(
     running: Running, meter: str, args: list[str], by_id: bool
 ) -> None:
@@ -617,6 +626,78 @@ def test_work_for_a_while_outlives_a_restart_until_its_end(
     clock["now"] = NOW + timedelta(hours=3)
     after = run()
     assert after["faults"] == [] and not after["where"].endswith(moved)
+
+
+# ---- over by itself, across a restart -------------------------------------------------------------------
+
+
+def in_a_rig(state: Path, clock: dict[str, datetime], action: Callable[[Rig], Any]) -> Any:
+    """``action`` on a rig started from the state file ``state``, then stopped: each call a run of
+    the rig, and the next a restart."""
+
+    async def lifetime() -> Any:
+        rig = Rig(parse_rig_text(RIG, now=NOW), clock=lambda: clock["now"], state_path=state)
+        await rig.start()
+        try:
+            return action(rig)
+        finally:
+            await rig.stop()
+
+    return asyncio.run(lifetime())
+
+
+@contextlib.contextmanager
+def endpoint(rig: Rig) -> Iterator[str]:
+    """The rig's fault endpoint, its URL, for as long as the ``with``."""
+    control = ControlServer(rig, port=0).start()
+    try:
+        yield control.url
+    finally:
+        control.stop()
+
+
+def _where(rig: Rig) -> dict[str, str]:
+    """Where each meter answers on its transport (``GET /meters``' ``where`` after the transport's
+    port or pty, new at each start)."""
+    listening = {meter_id: rig.where[meter.config.transport] for meter_id, meter in rig.meters.items()}
+    return {row["meter"]: row["where"].removeprefix(listening[row["meter"]]) for row in rig.rows()}
+
+
+def _inject(rig: Rig, meter: str, args: list[str], duration_s: float) -> dict[str, Any]:
+    """``aquami simulate fault METER ARGS --set duration_s=…``'s injection, on the rig itself."""
+    request = {"kind": args[0], **parse_options([*args[2::2], f"duration_s={duration_s}"])}
+    return rig.inject(meter, request).to_json()
+
+
+@CLEARED_BY
+@pytest.mark.parametrize(("meter", "args"), EVERY_KIND, ids=EVERY_KIND_IDS)
+def test_a_fault_over_by_itself_before_a_restart_is_answered_by_its_clear_as_the_rig_that_ran_it_answers(
+    running: Running, tmp_path: Path, meter: str, args: list[str], by_id: bool
+) -> None:
+    """The state file keeps a fault over by itself and not cleared: a restarted rig knows it, not in
+    force, its meters where they were, and its clear answers it as the rig that ran it (never
+    stopped: ``running``) answers it, over, once. Before, a water fault was (its history replayed),
+    but a timed wire fault or a technician's work over before the restart was dropped at start-up:
+    ``404: no fault 1`` by its id, ``[]`` by its meter's."""
+    state, clock = tmp_path / "rig.state.json", {"now": NOW}
+    home, injected = in_a_rig(state, clock, lambda rig: (_where(rig), _inject(rig, meter, args, 90)))
+    reference = fault(running, meter, *args, "--set", "duration_s=90")
+    clock["now"] = running.clock["now"] = NOW + timedelta(hours=2)
+    [expected] = fault(running, meter, *([str(reference["id"])] if by_id else []), "--clear")
+
+    def restarted(rig: Rig) -> tuple[list[Any], dict[str, str], dict[str, str], list[Any]]:
+        before = _where(rig)
+        assert rig.active_faults() == []
+        with endpoint(rig) as url:
+            cleared = fault_at(url, meter, *([str(injected["id"])] if by_id else []), "--clear")
+            return cleared, before, _where(rig), fault_at(url, meter, "--clear")
+
+    cleared, before, after, again = in_a_rig(state, clock, restarted)
+    assert before == after == home  # nothing done again at the restart, nor undone by the clear
+    assert [f["id"] for f in cleared] == [injected["id"]] and expected["note"] == OVER_BY_ITSELF
+    assert [f | {"id": expected["id"]} for f in cleared] == [expected]  # its until, note and done
+    assert again == []  # cleared now: nothing more
+    assert in_a_rig(state, clock, lambda rig: rig.clear(meter_id=meter)) == []  # nor after a restart
 
 
 # ---- a Modbus unit id's slot ------------------------------------------------------------------------------
