@@ -442,10 +442,12 @@ class Rig:
                 ended = None if f.over else f.clear(now)  # (work over: undone once, at its until)
                 if f.until is None or f.until > now:  # what is answered: a cleared fault shows its end
                     f.until = ended or now
+                    cleared = now
                 else:  # ended by itself, whatever its kind: answered with its until and a note saying so
                     f.over = True
+                    cleared = f.until  # kept as its end (before, the clear's time: as if the clear ended it)
                 if f.record is not None:
-                    f.record.cleared = now
+                    f.record.cleared = cleared
                 del self._faults[f.fault_id]
             if chosen:
                 self._save()

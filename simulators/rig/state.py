@@ -3,9 +3,11 @@
 The meters' water is a pure function of time, the seed, the installation date and the faults, so a
 restarted rig reads on from where it was only if it applies the same faults from the same instants.
 The state file keeps one record per fault (from the config or the endpoint): its meter, its options
-as parsed, the instant it was injected and the instant it was cleared (or none). At start-up the rig
-replays them all; a meter fault's water stays on the register long after the fault has ended. One
-over by itself and not cleared is known as such, whatever its kind, for its clear to answer it as over.
+as parsed, the instant it was injected and the instant it was cleared (or none; one over by itself at
+its ``duration_s``'s end before its clear: that end, as it ended then, not the clear's time). At
+start-up the rig replays them all; a meter fault's water stays on the register long after the fault
+has ended. One over by itself and not cleared is known as such, whatever its kind, for its clear to
+answer it as over.
 
 The file is JSON, rewritten whole (to a temporary file, then renamed) after every inject and clear,
 so a rig killed at any moment leaves either the old or the new file, never half of one. It belongs to

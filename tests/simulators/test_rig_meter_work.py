@@ -700,6 +700,35 @@ def test_a_fault_over_by_itself_before_a_restart_is_answered_by_its_clear_as_the
     assert in_a_rig(state, clock, lambda rig: rig.clear(meter_id=meter)) == []  # nor after a restart
 
 
+@pytest.mark.parametrize(("meter", "args"), EVERY_KIND, ids=EVERY_KIND_IDS)
+def test_a_clear_after_a_fault_ended_by_itself_keeps_its_end_not_the_clear_s_time(
+    tmp_path: Path, meter: str, args: list[str]
+) -> None:
+    """The state file's ``cleared`` of a fault over by itself before its clear is its end (its
+    ``until``), as the answer says with its note; one cleared before its end keeps the clear's time,
+    answered without a note; a restarted rig's water is the same. Before, both kept the clear's
+    time: the file said a technician ended a fault that had ended by itself two hours before."""
+    state, clock = tmp_path / "rig.state.json", {"now": NOW}
+    later = NOW + timedelta(days=1)
+
+    def run(rig: Rig) -> tuple[Any, Any, Any, Any, float]:
+        over = _inject(rig, meter, args, 90)
+        clock["now"] = NOW + timedelta(hours=2)
+        [over_cleared] = rig.clear(meter_id=meter)
+        cut_short = _inject(rig, meter, args, 7200)
+        clock["now"] = NOW + timedelta(hours=2, minutes=10)
+        [cut_short_cleared] = rig.clear(meter_id=meter)
+        register = rig.meters[meter].model.read(later).volume_m3
+        return over, over_cleared.to_json(), cut_short, cut_short_cleared.to_json(), register
+
+    over, over_cleared, cut_short, cut_short_cleared, register = in_a_rig(state, clock, run)
+    assert (over_cleared["until"], over_cleared["note"]) == (over["until"], OVER_BY_ITSELF)
+    assert cut_short_cleared["until"] == "2026-03-04T05:40:00Z" and "note" not in cut_short_cleared
+    kept = {f["id"]: f["cleared"] for f in json.loads(state.read_text())["faults"]}
+    assert kept == {over["id"]: over["until"], cut_short["id"]: "2026-03-04T05:40:00Z"}
+    assert in_a_rig(state, clock, lambda rig: rig.meters[meter].model.read(later).volume_m3) == register
+
+
 # ---- a Modbus unit id's slot ------------------------------------------------------------------------------
 
 
