@@ -167,6 +167,9 @@ class Rig:
                     self._over_before_start(record, end)
                     continue
                 try:
+                    if record.spec.is_work:  # checked as when injected: the rig file may have changed since
+                        in_force = [f for f in self._faults.values() if not f.over]
+                        self._work.check(record.meter_id, record.spec, record.fault_id, in_force)
                     self._apply(record)
                 except ValueError as error:  # work on a meter the rig file no longer has as it was
                     log.warning("fault %s of %s not done again: %s", record.fault_id, record.meter_id, error)

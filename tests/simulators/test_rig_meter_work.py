@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -631,12 +632,12 @@ def test_work_for_a_while_outlives_a_restart_until_its_end(
 # ---- over by itself, across a restart -------------------------------------------------------------------
 
 
-def in_a_rig(state: Path, clock: dict[str, datetime], action: Callable[[Rig], Any]) -> Any:
-    """``action`` on a rig started from the state file ``state``, then stopped: each call a run of
-    the rig, and the next a restart."""
+def in_a_rig(state: Path, clock: dict[str, datetime], action: Callable[[Rig], Any], text: str = RIG) -> Any:
+    """``action`` on a rig of the rig file ``text`` started from the state file ``state``, then
+    stopped: each call a run of the rig, and the next a restart."""
 
     async def lifetime() -> Any:
-        rig = Rig(parse_rig_text(RIG, now=NOW), clock=lambda: clock["now"], state_path=state)
+        rig = Rig(parse_rig_text(text, now=NOW), clock=lambda: clock["now"], state_path=state)
         await rig.start()
         try:
             return action(rig)
@@ -727,6 +728,41 @@ def test_a_clear_after_a_fault_ended_by_itself_keeps_its_end_not_the_clear_s_tim
     kept = {f["id"]: f["cleared"] for f in json.loads(state.read_text())["faults"]}
     assert kept == {over["id"]: over["until"], cut_short["id"]: "2026-03-04T05:40:00Z"}
     assert in_a_rig(state, clock, lambda rig: rig.meters[meter].model.read(later).volume_m3) == register
+
+
+M2 = 'id = "M2"\nkind = "smart_water_meter"\ntransport = "rtu"\naddress = 2\n'
+M2_REMOVED = RIG.replace(f'[[meter]]\n{M2}initial_m3 = 300\nserial_number = "40000002"\n', "")
+M2_MOVED = RIG.replace(M2, 'id = "M2"\nkind = "smart_water_meter"\ntransport = "tcp"\naddress = 3\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (M2_REMOVED, "with_meter: 'M2' is not on this rig"),
+        (
+            M2_MOVED,
+            "with_meter: M1 is on transport 'rtu' and M2 on 'tcp': a swap_address is between two meters of one "
+            "transport",
+        ),
+    ],
+    ids=["removed", "moved to another transport"],
+)
+def test_a_swap_whose_other_meter_the_rig_file_no_longer_has_there_is_not_done_again_at_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, said: str
+) -> None:
+    """The restarted rig starts, its meter at its own unit id, says why in its log, and keeps the
+    swap as cleared at the restart, as for any work the rig file no longer allows. Before, it did
+    not start: ``KeyError: 'M2'`` (removed), a bare ``AssertionError`` (moved: not one transport's)."""
+    assert M2_REMOVED != RIG and M2_MOVED != RIG
+    state, clock = tmp_path / "rig.state.json", {"now": NOW}
+    swap = in_a_rig(state, clock, lambda rig: _inject(rig, "M1", ["swap_address", "--set", "with_meter=M2"], 7200))
+    clock["now"] = NOW + timedelta(hours=1)
+    with caplog.at_level(logging.WARNING, logger="simulators.rig.runner"):
+        faults, where = in_a_rig(state, clock, lambda rig: (rig.active_faults(), _where(rig)), text)
+    assert faults == [] and where["M1"] == " unit 1"
+    assert f"fault {swap['id']} of M1 not done again: {said}" in caplog.messages
+    kept = {f["id"]: f["cleared"] for f in json.loads(state.read_text())["faults"]}
+    assert kept == {swap["id"]: "2026-03-04T04:30:00Z"}
 
 
 # ---- a Modbus unit id's slot ------------------------------------------------------------------------------
