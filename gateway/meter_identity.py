@@ -25,6 +25,16 @@ from one protocol to the other has its remembered identity of the other kind set
 and its first answer of the new kind taken afresh. Before, it was compared as any other, and every
 poll of the moved meter refused until its identity was configured. A row of an earlier version has
 no kind: it is compared as before, and given its kind the first time an answer matches it.
+
+One :class:`MeterIdentities` is used from several threads at once: each Modbus and M-Bus poll's
+check runs in a worker thread (gateway.modbus_transport, gateway.mbus), and the event loop reads it
+too (:meth:`MeterIdentities.read_ahead` for a scan command). Before, it held no lock, and was safe
+only because each meter is polled by one bus: a read of the store that came back after another
+thread had remembered the meter's first answer put its older "none" back over it, and the next
+answer, another meter's, was taken as the first. Now its state is behind one lock, held for a look-up
+or a change only, never across the store's reads and writes (the event loop takes it), and a take,
+its read, comparison and write, is one step per meter (a lock of the meter's own): of two answers
+checked at once for one meter, one is taken first and the other checked against it.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,22 +87,29 @@ class MeterIdentities:
         self.store = store
         self._first: dict[str, FirstAnswer | None] = {}  # (None: none stored)
         self._said: set[tuple[str, ...]] = set()  # what was said once about a meter (:meth:`once`)
+        #: each meter's lock, held across a take (a read, a comparison, a write of the store)
+        self._taking: dict[str, threading.RLock] = {}
+        #: guards the three above: held for a look-up or a change, never across the store's reads and
+        #: writes, so that the event loop's short holds never wait on an SD card
+        self._lock = threading.Lock()
 
     def first(self, meter_id: str) -> FirstAnswer | None:
         """``meter_id``'s first answer's identity, if it has answered (in this run, or before). A
         store that cannot be read fails the poll (a :class:`PollError`, said once an episode): taking
         the answer then would trust whichever meter answers."""
-        if meter_id not in self._first:
-            try:
-                stored = None if self.store is None else self.store.load_identity(meter_id)
-                first = None if stored is None else FirstAnswer(stored[0], datetime.fromisoformat(stored[1]), stored[2])
-            except Exception as error:  # the spool's own failure (said by it too), or a row spoilt
-                raise PollError(
-                    f"the identification of its first answer cannot be read from the spool ({error}): "
-                    "its answer is not taken unchecked"
-                ) from error
-            self._first[meter_id] = first
-        return self._first[meter_id]
+        with self._lock:
+            if meter_id in self._first:
+                return self._first[meter_id]
+        try:
+            stored = None if self.store is None else self.store.load_identity(meter_id)
+            first = None if stored is None else FirstAnswer(stored[0], datetime.fromisoformat(stored[1]), stored[2])
+        except Exception as error:  # the spool's own failure (said by it too), or a row spoilt
+            raise PollError(
+                f"the identification of its first answer cannot be read from the spool ({error}): "
+                "its answer is not taken unchecked"
+            ) from error
+        with self._lock:  # one remembered or set aside meanwhile, by another thread, is newer than this read
+            return self._first.setdefault(meter_id, first)
 
     def expected(self, meter_id: str, configured: str | None, what: str | None = None) -> str | None:
         """The identity ``meter_id``'s answers must carry: ``configured``, else its first answer's
@@ -108,34 +126,45 @@ class MeterIdentities:
         """None if ``sent`` is ``meter_id``'s identity (remembered if it is the first answer, or the
         configured one: a pin taken out later still expects the meter checked), else the identity
         expected. ``what`` is its kind, and names it in a warning (``identification``, ``serial
-        number``): a remembered identity of another kind is set aside (said once), not compared."""
-        first = self.first(meter_id)
-        if first is not None and first.kind not in (None, what):
-            self._set_aside_as_moved(meter_id, first, what)
-            first = None
-        expected = self.expected(meter_id, configured, what)
-        if expected is not None and sent != expected:
-            return expected
-        if first is None or first.identification != sent:
-            self._remember(meter_id, sent, at, what)
-        elif first.kind is None:  # an earlier version's row: given its kind, its first answer's time kept
-            self._remember(meter_id, sent, first.at, what)
-        return None
+        number``): a remembered identity of another kind is set aside (said once), not compared.
+        One step for the meter: another thread's take of it waits for this one's to end."""
+        with self._meter_lock(meter_id):
+            first = self.first(meter_id)
+            if first is not None and first.kind not in (None, what):
+                self._set_aside_as_moved(meter_id, first, what)
+                first = None
+            expected = self.expected(meter_id, configured, what)
+            if expected is not None and sent != expected:
+                return expected
+            if first is None or first.identification != sent:
+                self._remember(meter_id, sent, at, what)
+            elif first.kind is None:  # an earlier version's row: given its kind, its first answer's time kept
+                self._remember(meter_id, sent, first.at, what)
+            return None
 
-    def set_aside(self, meter_id: str) -> None:
-        """``meter_id``'s remembered identity no longer expected in this run (one that is no identity:
-        a Modbus serial number never set, remembered by an earlier version); the next answer that
-        carries one is taken, and remembered in its place."""
-        self._first[meter_id] = None
+    def set_aside(self, meter_id: str, seen: FirstAnswer) -> None:
+        """``meter_id``'s remembered identity ``seen`` no longer expected in this run (one that is no
+        identity: a Modbus serial number never set, remembered by an earlier version); the next answer
+        that carries one is taken, and remembered in its place. Only ``seen``: one another thread has
+        remembered since it was looked at is kept."""
+        with self._meter_lock(meter_id), self._lock:
+            if self._first.get(meter_id) is seen:
+                self._first[meter_id] = None
 
     def once(self, meter_id: str, *about: str) -> bool:
         """True the first time it is asked for ``meter_id`` and ``about`` in this gateway's run (a
         reload keeps it): what is said of a meter once, not at every poll."""
         key = (meter_id, *about)
-        if key in self._said:
-            return False
-        self._said.add(key)
-        return True
+        with self._lock:
+            if key in self._said:
+                return False
+            self._said.add(key)
+            return True
+
+    def _meter_lock(self, meter_id: str) -> threading.RLock:
+        """``meter_id``'s own lock (re-entered by a take's own steps)."""
+        with self._lock:
+            return self._taking.setdefault(meter_id, threading.RLock())
 
     def _set_aside_as_moved(self, meter_id: str, first: FirstAnswer, what: str) -> None:
         assert first.kind is not None
@@ -151,7 +180,8 @@ class MeterIdentities:
     def _remember(self, meter_id: str, identification: str, at: datetime, what: str) -> None:
         """Kept in memory, and in the store: one that fails is said, the reading taken all the same
         (this run still checks the meter; after a restart its next answer is trusted)."""
-        self._first[meter_id] = FirstAnswer(identification, at, what)
+        with self._lock:
+            self._first[meter_id] = FirstAnswer(identification, at, what)
         if self.store is None:
             return
         try:
@@ -170,11 +200,15 @@ class MeterIdentities:
         every bus's polls. A read is kept as :meth:`first` keeps it (one remembered meanwhile by a
         poll wins); one that cannot be read is left out (its store says why: a scan does without it)."""
         wanted = list(dict.fromkeys(meter_ids))
-        unknown = [meter_id for meter_id in wanted if meter_id not in self._first]
+        with self._lock:
+            unknown = [meter_id for meter_id in wanted if meter_id not in self._first]
         if unknown and self.store is not None:
-            for meter_id, first in (await asyncio.to_thread(_read, self.store, unknown)).items():
-                self._first.setdefault(meter_id, first)
-        return {meter_id: first for meter_id in wanted if (first := self._first.get(meter_id)) is not None}
+            read = await asyncio.to_thread(_read, self.store, unknown)
+            with self._lock:
+                for meter_id, first in read.items():
+                    self._first.setdefault(meter_id, first)
+        with self._lock:
+            return {meter_id: first for meter_id in wanted if (first := self._first.get(meter_id)) is not None}
 
 
 def _read(store: IdentityStore, meter_ids: list[str]) -> dict[str, FirstAnswer | None]:

@@ -99,7 +99,7 @@ def _set_aside_if_unset(identities: MeterIdentities, meter: MeterConfig, profile
     if field is None or first is None or first.kind not in (None, SERIAL_NUMBER):
         return
     if first.identification.isdigit() and serial_unset(int(first.identification), field.type):
-        identities.set_aside(meter.meter_id)
+        identities.set_aside(meter.meter_id, first)
 
 
 def _unit(meter: MeterConfig, bus: ModbusTcpBusConfig | ModbusRtuBusConfig) -> str:
