@@ -142,6 +142,17 @@ class MeterIdentities:
                 self._remember(meter_id, sent, first.at, what)
             return None
 
+    def known(self, meter_id: str, sent: str, configured: str | None, what: str) -> bool:
+        """True if :meth:`take` would take ``sent`` from memory alone, reading and writing nothing:
+        ``meter_id``'s identity known in this run is ``sent``, of the kind ``what`` (not an earlier
+        version's row, given its kind when taken), and ``configured`` is none or ``sent`` (a configured
+        identity other than the one remembered is remembered in its place when it answers). False
+        says nothing: the answer is :meth:`take`'s to check. Holds no lock but the short one: the event
+        loop asks it, so that a known meter's poll takes no thread for its check."""
+        with self._lock:
+            first = self._first.get(meter_id)
+        return first is not None and first.kind == what and first.identification == sent and configured in (None, sent)
+
     def set_aside(self, meter_id: str, seen: FirstAnswer) -> None:
         """``meter_id``'s remembered identity ``seen`` no longer expected in this run (one that is no
         identity: a Modbus serial number never set, remembered by an earlier version); the next answer

@@ -91,6 +91,25 @@ def check_serial_number(
         raise SerialNumberMismatch(_mismatch(identities, meter, sent, expected, bus))
 
 
+def taken_from_memory(
+    identities: MeterIdentities,
+    meter: MeterConfig,
+    fields: Mapping[str, Any],
+    bus: ModbusTcpBusConfig | ModbusRtuBusConfig,
+) -> bool:
+    """True where :func:`check_serial_number` would take ``fields`` and read, write and say nothing:
+    no serial number to check, a unit that is none of the bus's meters (a scan's), or the serial
+    number ``meter`` is known by in this run (:meth:`MeterIdentities.known`). A Modbus poll then skips
+    the thread the check runs in (gateway.modbus_transport); before, every poll took one, a known
+    meter's too. Only a real serial number: None (never set) is said once, or refused for a meter
+    known by one; and one decoded by the meter's profile is not the register's unset value, which
+    :func:`_set_aside_if_unset` would set aside."""
+    if SERIAL_FIELD not in fields or meter not in bus.meters:
+        return True
+    sent = fields[SERIAL_FIELD]
+    return isinstance(sent, str) and identities.known(meter.meter_id, sent, meter.serial_number, SERIAL_NUMBER)
+
+
 def _set_aside_if_unset(identities: MeterIdentities, meter: MeterConfig, profile: MeterProfile) -> None:
     """A remembered serial number that is the register's unset value (remembered before it was known
     as such) is no identity: not expected, replaced by the first real one."""

@@ -62,7 +62,7 @@ from gateway.echo import EchoWatch, begins_with_request
 from gateway.late_answers import LateAnswers, LateAnswerWatch, LateListener
 from gateway.late_episodes import BusLateEpisodes
 from gateway.meter_identity import MeterIdentities
-from gateway.modbus_identity import NOT_SET, check_serial_number
+from gateway.modbus_identity import NOT_SET, check_serial_number, taken_from_memory
 from gateway.modbus_read import decoded, read_registers, reading_of
 from gateway.profiles import ProfileBook
 from gateway.pulse import is_pulse_counter
@@ -269,7 +269,11 @@ class _ModbusTransport:
         if another write holds it). Before, both ran on the event loop, and the gateway's MQTT
         keepalives and every bus's polls waited on them. As an M-Bus meter's check runs in its
         reading thread (gateway.mbus), with the gateway's :class:`MeterIdentities`: a refusal, or a
-        spool that cannot be read, raises here as it did there."""
+        spool that cannot be read, raises here as it did there. A meter known in this run by the serial
+        number it answered with (and not configured with another) is taken without a thread: nothing
+        to read, write, refuse or say (gateway.modbus_identity.taken_from_memory)."""
+        if taken_from_memory(self.identities, meter, fields, self.config):
+            return
         await asyncio.to_thread(check_serial_number, self.identities, meter, fields, at, self.config, profile)
 
     async def _read_registers(self, client: ModbusClient, meter: MeterConfig, profile: MeterProfile) -> list[int]:
