@@ -56,6 +56,7 @@ from firmware_protocols.modbus.profile import ProfileError
 from gateway.config import ConfigError, MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, load_config
 from gateway.late_answers import late_units_during
 from gateway.mbus import MBusTransport
+from gateway.meter_identity import IDENTIFICATION, SERIAL_NUMBER
 from gateway.modbus_identity import NOT_SET
 from gateway.scan import (
     Found,
@@ -134,12 +135,12 @@ class Commands:
         self.handled += 1
         self._reply(name, reply)
 
-    async def _owners(self, meters: Sequence[MeterConfig]) -> dict[str, SerialOwner]:
-        """The bus's meters by serial number (identification), pinned or remembered by this gateway,
-        the remembered ones not known yet read from the spool in a thread, not on the event loop
-        (gateway.meter_identity.MeterIdentities.read_ahead)."""
+    async def _owners(self, meters: Sequence[MeterConfig], kind: str) -> dict[str, SerialOwner]:
+        """The bus's meters by serial number (identification: ``kind``), pinned or remembered by this
+        gateway, the remembered ones not known yet read from the spool in a thread, not on the event
+        loop (gateway.meter_identity.MeterIdentities.read_ahead)."""
         remembered = await self.gateway.identities.read_ahead(unpinned(meters))
-        return serial_owners(meters, {meter_id: first.identification for meter_id, first in remembered.items()})
+        return serial_owners(meters, kind, remembered)
 
     def _with_buses(self, problem: str) -> str:
         """A scan's problem with its ``bus``, said with the buses there are."""
@@ -220,7 +221,7 @@ class Commands:
                 late_polls = [list(meters) for meters in scheduler.transport.late_in_search_polls]
                 late_reads = list(scheduler.transport.late_reads_in_search)
             name, meters = scheduler.config.name, scheduler.config.meters
-            owners = await self._owners(meters)
+            owners = await self._owners(meters, IDENTIFICATION)
             configured, searched = mbus_configured_answers(name, meters, owners, searched, late_reads)
             found_ids = [f.identification for f in searched]
             snippet_text = mbus_snippet(name, searched)
@@ -258,7 +259,7 @@ class Commands:
             raise ValueError(f"profile: {error}") from None
         problems: list[dict[str, Any]] = []
         # pinned, or remembered by this gateway: a swap or a moved meter is seen in the reply
-        owners = await self._owners(scheduler.config.meters)
+        owners = await self._owners(scheduler.config.meters, SERIAL_NUMBER)
 
         def on_problem(unit_id: int, error: PollError) -> None:
             problems.append({"unit_id": unit_id, "error": str(error)})

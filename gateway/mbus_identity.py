@@ -25,7 +25,7 @@ from typing import Any
 
 from aquami.contracts.reads import utc_iso
 from gateway.config import MeterConfig
-from gateway.meter_identity import MeterIdentities
+from gateway.meter_identity import IDENTIFICATION, MeterIdentities
 from gateway.transport import PollRefused
 
 
@@ -37,7 +37,7 @@ class IdentificationMismatch(PollRefused):
 def expected_identification(identities: MeterIdentities, meter: MeterConfig) -> str | None:
     """The identification ``meter``'s answers must carry: its configured one, else its first
     answer's, else None (no answer yet: the next one is taken, and remembered)."""
-    return identities.expected(meter.meter_id, meter.identification, "identification")
+    return identities.expected(meter.meter_id, meter.identification, IDENTIFICATION)
 
 
 def check_identification(
@@ -56,7 +56,7 @@ def check_identification(
                 "take identification out of this meter's configuration if it never sends one"
             )
         return
-    expected = identities.take(meter.meter_id, sent, meter.identification, at, "identification")
+    expected = identities.take(meter.meter_id, sent, meter.identification, at, IDENTIFICATION)
     if expected is not None:
         raise IdentificationMismatch(_mismatch(identities, meter, sent, expected, bus))
 

@@ -64,8 +64,11 @@ class FirstAnswer:
     kind: str | None = None
 
 
+#: the kinds of identity (:attr:`FirstAnswer.kind`): a wired M-Bus meter's, a Modbus meter's
+IDENTIFICATION = "identification"
+SERIAL_NUMBER = "serial number"
 #: the protocol each kind of identity is read by, to say which one a meter moved from
-PROTOCOL_OF = {"identification": "M-Bus", "serial number": "Modbus"}
+PROTOCOL_OF = {IDENTIFICATION: "M-Bus", SERIAL_NUMBER: "Modbus"}
 
 
 class IdentityStore(Protocol):

@@ -36,13 +36,11 @@ from typing import Any
 from aquami.contracts.reads import utc_iso
 from firmware_protocols.modbus.profile import SERIAL_FIELD, MeterProfile, serial_unset
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
-from gateway.meter_identity import MeterIdentities
+from gateway.meter_identity import SERIAL_NUMBER, MeterIdentities
 from gateway.transport import PollRefused
 
 log = logging.getLogger(__name__)
 
-#: the kind of identity a Modbus meter is known by (gateway.meter_identity)
-SERIAL_NUMBER = "serial number"
 #: what a scan shows for a unit whose serial number register was never set (gateway.scan)
 NOT_SET = "not set"
 

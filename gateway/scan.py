@@ -37,6 +37,7 @@ from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
 from gateway.late_answers import LateAnswers, selection_answered, selections_unanswered
+from gateway.meter_identity import FirstAnswer
 from gateway.modbus_identity import NOT_SET
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
@@ -113,18 +114,25 @@ class SerialOwner:
         return f"{self.meter_id}'s ({how}, at {words.address} {self.unit_id}): {words.swapped}, or the meter moved?"
 
 
-def serial_owners(meters: Iterable[MeterConfig], remembered: Mapping[str, str] | None = None) -> dict[str, SerialOwner]:
+def serial_owners(
+    meters: Iterable[MeterConfig], kind: str, remembered: Mapping[str, FirstAnswer] | None = None
+) -> dict[str, SerialOwner]:
     """The meters of a bus by the serial number each is known by: its configured ``serial_number``
     (an M-Bus meter: its ``identification``, or its ``secondary_address``), else the one its first
     answer carried, by meter id in ``remembered`` (a running gateway's :meth:`MeterIdentities.read_ahead
     <gateway.meter_identity.MeterIdentities.read_ahead>`; the command line's, read from its spool:
-    gateway.spool_reader). A meter it lacks is known by none."""
+    gateway.spool_reader), if it is of the ``kind`` the bus's answers carry (``serial number``,
+    ``identification``: gateway.meter_identity). A meter it lacks is known by none, and so is one
+    remembered with an identity of the other kind (a meter id moved from M-Bus to Modbus, or back):
+    the gateway sets it aside at the meter's next answer, never compared. Before, an M-Bus
+    identification equal to a unit's serial number named its meter as that unit's."""
     owners: dict[str, SerialOwner] = {}
     for meter in meters:
+        first = None if remembered is None else remembered.get(meter.meter_id)
         if (pinned := _pinned_by(meter)) is not None:
             owners[pinned] = SerialOwner(meter.meter_id, meter.unit_id, pinned=True)
-        elif remembered is not None and (first := remembered.get(meter.meter_id)) is not None:
-            owners.setdefault(first, SerialOwner(meter.meter_id, meter.unit_id, pinned=False))
+        elif first is not None and first.kind in (None, kind):  # (None: an earlier version's row, compared)
+            owners.setdefault(first.identification, SerialOwner(meter.meter_id, meter.unit_id, pinned=False))
     return owners
 
 

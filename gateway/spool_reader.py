@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.meter_identity import MeterIdentities
+from gateway.meter_identity import FirstAnswer, MeterIdentities
 from gateway.transport import PollError
 
 #: (gateway.spool's table) a spool of an earlier version, not yet opened by a gateway that adds the
@@ -60,10 +60,10 @@ class ReadOnlyIdentities:
 
 @dataclass(frozen=True)
 class Remembered:
-    """What a spool remembers of some meters: each one's first answer's identity (by meter id, those
-    it has), and the meters it could not be read for, with why (the first reason)."""
+    """What a spool remembers of some meters: each one's first answer's identity, with its kind (by
+    meter id, those it has), and the meters it could not be read for, with why (the first reason)."""
 
-    identities: dict[str, str] = field(default_factory=dict)
+    identities: dict[str, FirstAnswer] = field(default_factory=dict)
     unread: list[str] = field(default_factory=list)
     why: str | None = None
 
@@ -78,7 +78,7 @@ def remembered_in_spool(spool: Path, meter_ids: Iterable[str]) -> Remembered:
         store = ReadOnlyIdentities(spool)
     except (sqlite3.Error, OSError) as error:
         return Remembered(unread=wanted, why=" ".join(str(error).split()) or type(error).__name__)
-    identities: dict[str, str] = {}
+    identities: dict[str, FirstAnswer] = {}
     unread: list[str] = []
     why = None
     try:
@@ -91,7 +91,7 @@ def remembered_in_spool(spool: Path, meter_ids: Iterable[str]) -> Remembered:
                 why = why or f"{meter_id}'s row: {' '.join(str(error.__cause__ or error).split())}"
                 continue
             if first is not None:
-                identities[meter_id] = first.identification
+                identities[meter_id] = first
     finally:
         store.close()
     return Remembered(identities, unread, why)

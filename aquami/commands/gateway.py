@@ -168,6 +168,7 @@ def register(app: typer.Typer) -> None:
         from gateway.buses import attempt_once, make_transport
         from gateway.config import MBusBusConfig, MeterConfig, WMBusBusConfig
         from gateway.mbus import MBusTransport
+        from gateway.meter_identity import IDENTIFICATION, SERIAL_NUMBER
         from gateway.profiles import ProfileBook
         from gateway.scan import (
             MBUS_WORDS,
@@ -217,6 +218,7 @@ def register(app: typer.Typer) -> None:
 
         # the meters not pinned known by their first answer's, as the gateway's spool remembers it (read-only)
         words = MBUS_WORDS if isinstance(chosen, MBusBusConfig) else MODBUS_WORDS
+        kind = IDENTIFICATION if isinstance(chosen, MBusBusConfig) else SERIAL_NUMBER  # (what its answers carry)
         remembered = remembered_in_spool(loaded.spool_path, unpinned(chosen.meters))
         if remembered.unread:
             typer.echo(
@@ -245,7 +247,7 @@ def register(app: typer.Typer) -> None:
                     for identification in transport.late_reads_in_search:
                         if identification not in found_ids:
                             late.read_in_search(identification)
-                    owners = serial_owners(chosen.meters, remembered.identities)
+                    owners = serial_owners(chosen.meters, kind, remembered.identities)
                     said_mbus, found_mbus = mbus_configured_answers(
                         chosen.name, chosen.meters, owners, found_mbus, transport.late_reads_in_search
                     )
@@ -259,7 +261,7 @@ def register(app: typer.Typer) -> None:
                     problems.append(unit_id)
                     typer.echo(f"# unit {unit_id} answered: {error}", err=True)
 
-                owners = serial_owners(chosen.meters, remembered.identities)
+                owners = serial_owners(chosen.meters, kind, remembered.identities)
                 found = await scan_modbus(
                     attempt,
                     chosen.name,

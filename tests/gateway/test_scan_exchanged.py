@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from aquami.contracts.commands import reply_errors
 from aquami.ports import free_port
 from gateway.config import MeterConfig, parse_config_text
+from gateway.meter_identity import IDENTIFICATION, SERIAL_NUMBER
 from gateway.scan import FoundMBus, mbus_snippet, serial_owners
 from gateway.scan_configured import configured_answers, mbus_configured_answers
 from simulators.mbus_bus import MBusSimulator, mbus_line
@@ -308,7 +309,7 @@ def test_each_configured_meter_of_the_range_is_said_once_with_what_answered_at_i
         for unit, (_, heard, unread) in units.items()
         if heard is not None or unread
     }
-    said = configured_answers(meters, serial_owners(meters), answered, scanned, late=late)
+    said = configured_answers(meters, serial_owners(meters, SERIAL_NUMBER), answered, scanned, late=late)
     assert [a.meter_id for a in said] == [m.meter_id for m in meters if m.unit_id in scanned]
     for meter, entry in zip([m for m in meters if m.unit_id in scanned], said, strict=True):
         heard = answered.get(meter.unit_id)
@@ -331,7 +332,7 @@ def test_an_m_bus_snippet_with_its_comments_loads_back(identifications: list[int
     an exchanged meter's primary address), the tables load back as the same secondary addresses."""
     found = [FoundMBus(f"{i:08d}", 1.0, primary_address=n) for n, i in enumerate(identifications)]
     meters = [MeterConfig("OLD-0", 0, "mbus", identification="99999999")] if exchanged else []
-    owners = serial_owners(meters)
+    owners = serial_owners(meters, IDENTIFICATION)
     _, noted = mbus_configured_answers("b", meters, owners, found)
     if exchanged and found and found[0].identification != "99999999":
         assert noted[0].note is not None and "exchanged?" in noted[0].note

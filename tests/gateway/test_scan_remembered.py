@@ -12,16 +12,18 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.config import load_config
+from gateway.meter_identity import FirstAnswer
 from gateway.service import Gateway
 from gateway.spool import Spool
 from gateway.spool_reader import ReadOnlyIdentities, Remembered, remembered_in_spool
 from simulators.mbus_bus import MBusSimulator, mbus_line
 from simulators.modbus_rtu import ModbusRtuSimulator
 from simulators.serial_line import LineSettings
-from tests.gateway.helpers import running, until
+from tests.gateway.helpers import running, scan_command_after, until
 from tests.gateway.test_mbus_identification import NOW, _water_meter
 from tests.gateway.test_scan_exchanged import _mbus_config
 from tests.gateway.test_scan_serial_numbers import AQUAMI, _config, _meters, _scan
@@ -136,4 +138,33 @@ def test_a_spool_of_an_earlier_version_is_read_without_its_kinds(tmp_path: Path)
         assert store.load_identity("FLAT-6") is None
     finally:
         store.close()
-    assert remembered_in_spool(spool, ["FLAT-5", "FLAT-6"]) == Remembered({"FLAT-5": "40000005"}, [], None)
+    first = FirstAnswer("40000005", datetime(2026, 12, 6, tzinfo=UTC))  # (kind None)
+    assert remembered_in_spool(spool, ["FLAT-5", "FLAT-6"]) == Remembered({"FLAT-5": first}, [], None)
+
+
+def test_a_meter_remembered_by_its_m_bus_identification_is_no_owner_of_an_equal_serial_number(tmp_path: Path) -> None:
+    """FLAT-8, moved from an M-Bus line to unit 8 of a Modbus bus, is remembered by its M-Bus
+    identification 40000006; the meter at unit 6 answers with serial number 40000006. An
+    identification and a serial number are different numbers (the gateway sets FLAT-8's aside at its
+    next answer): neither the command line's scan nor the MQTT ``scan`` command names FLAT-8 as the
+    owner of unit 6's serial number, nor says it known by it. Before, both did: "unit ids swapped, or
+    the meter moved?"."""
+    earlier = Spool(tmp_path / "s.sqlite")
+    earlier.save_identity("FLAT-8", "40000006", "2026-12-06T00:00:00Z", "identification")
+    earlier.close()
+    meters = [{"meter_id": "FLAT-6", "unit_id": 6}, {"meter_id": "FLAT-8", "unit_id": 8}]
+    with ModbusRtuSimulator(_meters(), LineSettings(baudrate=9600, parity="E")) as sim:
+        config = _config(tmp_path, sim.port, meters)
+        done = _scan(config)
+        reply = scan_command_after(config, [], lambda: None, {"bus": "rtu-1", "first": 4, "last": 8})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "# unit 8 did not answer: FLAT-8 is configured there",
+        "# 3 meters found on rtu-1 (units 4..8)",
+    ]
+    assert 'serial_number = "40000006"\n' in done.stdout
+    assert reply["serial_numbers"][1] == {"unit_id": 6, "serial_number": "40000006"}
+    assert reply["configured_meters"] == [
+        {"meter_id": "FLAT-6", "address": 6, "answer": "unchecked", "answered_with": "40000006"},
+        {"meter_id": "FLAT-8", "address": 8, "answer": "silent"},
+    ]
