@@ -24,7 +24,13 @@ identification and a Modbus serial number are different numbers, never compared.
 from one protocol to the other has its remembered identity of the other kind set aside (said once),
 and its first answer of the new kind taken afresh. Before, it was compared as any other, and every
 poll of the moved meter refused until its identity was configured. A row of an earlier version has
-no kind: it is compared as before, and given its kind the first time an answer matches it.
+no kind: its kind is the one its shape proves (:func:`kind_of`: a value no M-Bus identification can
+be is a Modbus serial number, one no Modbus serial number can be an M-Bus identification), and it is
+set aside as any identity of the other kind; a value either can be (8 decimal digits, the first not
+0) is compared as before, a meter id moved with it refused until its identity is configured (setting
+it aside could take another meter's answer where it was this meter's). Any such row is given its kind
+the first time an answer matches it. Before, every kind-less row was compared: a meter id moved with
+one was refused until its identity was configured, though no answer could ever match it.
 
 One :class:`MeterIdentities` is used from several threads at once: each Modbus and M-Bus poll's
 check runs in a worker thread (gateway.modbus_transport, gateway.mbus), and the event loop reads it
@@ -69,6 +75,26 @@ IDENTIFICATION = "identification"
 SERIAL_NUMBER = "serial number"
 #: the protocol each kind of identity is read by, to say which one a meter moved from
 PROTOCOL_OF = {IDENTIFICATION: "M-Bus", SERIAL_NUMBER: "Modbus"}
+#: the digits of an M-Bus identification, as a telegram carries it (upper case)
+_HEX_DIGITS = frozenset("0123456789ABCDEF")
+
+
+def kind_of(first: FirstAnswer) -> str | None:
+    """``first``'s kind: the one kept, else (an earlier version's row) the one its identity's shape
+    proves, else None (either: compared as any). An M-Bus identification is as the telegram carries
+    it, 8 hex digits, upper case (8 BCD digits, A-F kept for a wildcard or a broken meter:
+    firmware_protocols.mbus.header); a Modbus serial number is an unsigned integer's decimal digits,
+    without a leading 0 (firmware_protocols.modbus.profile; "0" too, remembered by an earlier version
+    for a serial number never set). So a value that is not 8 hex digits is a serial number, and one of
+    8 with a letter or a leading 0 an identification."""
+    if first.kind is not None:
+        return first.kind
+    value = first.identification
+    if len(value) != 8 or any(c not in _HEX_DIGITS for c in value):
+        return SERIAL_NUMBER
+    if value[0] == "0" or not value.isdigit():
+        return IDENTIFICATION
+    return None
 
 
 class IdentityStore(Protocol):
@@ -121,7 +147,7 @@ class MeterIdentities:
         if configured is not None:
             return configured
         first = self.first(meter_id)
-        if first is None or (what is not None and first.kind not in (None, what)):
+        if first is None or (what is not None and kind_of(first) not in (None, what)):
             return None
         return first.identification
 
@@ -133,8 +159,8 @@ class MeterIdentities:
         One step for the meter: another thread's take of it waits for this one's to end."""
         with self._meter_lock(meter_id):
             first = self.first(meter_id)
-            if first is not None and first.kind not in (None, what):
-                self._set_aside_as_moved(meter_id, first, what)
+            if first is not None and (kind := kind_of(first)) not in (None, what):
+                self._set_aside_as_moved(meter_id, first, kind, what)
                 first = None
             expected = self.expected(meter_id, configured, what)
             if expected is not None and sent != expected:
@@ -180,14 +206,14 @@ class MeterIdentities:
         with self._lock:
             return self._taking.setdefault(meter_id, threading.RLock())
 
-    def _set_aside_as_moved(self, meter_id: str, first: FirstAnswer, what: str) -> None:
-        assert first.kind is not None
-        if self.once(meter_id, "moved", first.kind, first.identification, what):
+    def _set_aside_as_moved(self, meter_id: str, first: FirstAnswer, kind: str, what: str) -> None:
+        """``first``, of the kind ``kind`` (kept, or told by its shape), is not ``what``: said once."""
+        if self.once(meter_id, "moved", kind, first.identification, what):
             log.warning(
                 "%s: its remembered %s %s %s (its first answer's, at %s) is set aside: the meter is now read by "
                 "%s, whose %s cannot be compared with it; its %s is checked from now on (its configured one, "
                 "else its first %s answer's, remembered then)",
-                meter_id, PROTOCOL_OF.get(first.kind, ""), first.kind, first.identification, utc_iso(first.at),
+                meter_id, PROTOCOL_OF.get(kind, ""), kind, first.identification, utc_iso(first.at),
                 PROTOCOL_OF.get(what, ""), what, what, PROTOCOL_OF.get(what, ""),
             )  # fmt: skip
 

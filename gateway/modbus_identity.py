@@ -36,7 +36,7 @@ from typing import Any
 from aquami.contracts.reads import utc_iso
 from firmware_protocols.modbus.profile import SERIAL_FIELD, MeterProfile, serial_unset
 from gateway.config import MeterConfig, ModbusRtuBusConfig, ModbusTcpBusConfig
-from gateway.meter_identity import SERIAL_NUMBER, MeterIdentities
+from gateway.meter_identity import SERIAL_NUMBER, MeterIdentities, kind_of
 from gateway.transport import PollRefused
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def _set_aside_if_unset(identities: MeterIdentities, meter: MeterConfig, profile
     as such) is no identity: not expected, replaced by the first real one."""
     field = profile.serial_field
     first = identities.first(meter.meter_id)
-    if field is None or first is None or first.kind not in (None, SERIAL_NUMBER):
+    if field is None or first is None or kind_of(first) not in (None, SERIAL_NUMBER):
         return
     if first.identification.isdigit() and serial_unset(int(first.identification), field.type):
         identities.set_aside(meter.meter_id, first)

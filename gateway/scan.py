@@ -37,7 +37,7 @@ from aquami.contracts.reads import IDENTIFIER_MAX_LENGTH, Reading
 from aquami.pymodbus_lines import PYMODBUS_LOGGER, pymodbus_at_debug  # (callers import PYMODBUS_LOGGER from here too)
 from gateway.config import MeterConfig
 from gateway.late_answers import LateAnswers, selection_answered, selections_unanswered
-from gateway.meter_identity import FirstAnswer
+from gateway.meter_identity import FirstAnswer, kind_of
 from gateway.modbus_identity import NOT_SET
 from gateway.transport import LineUnusable, NoAnswer, PollError
 
@@ -123,7 +123,8 @@ def serial_owners(
     <gateway.meter_identity.MeterIdentities.read_ahead>`; the command line's, read from its spool:
     gateway.spool_reader), if it is of the ``kind`` the bus's answers carry (``serial number``,
     ``identification``: gateway.meter_identity). A meter it lacks is known by none, and so is one
-    remembered with an identity of the other kind (a meter id moved from M-Bus to Modbus, or back):
+    remembered with an identity of the other kind (a meter id moved from M-Bus to Modbus, or back;
+    an earlier version's row by the kind its shape proves, :func:`~gateway.meter_identity.kind_of`):
     the gateway sets it aside at the meter's next answer, never compared. Before, an M-Bus
     identification equal to a unit's serial number named its meter as that unit's."""
     owners: dict[str, SerialOwner] = {}
@@ -131,7 +132,7 @@ def serial_owners(
         first = None if remembered is None else remembered.get(meter.meter_id)
         if (pinned := _pinned_by(meter)) is not None:
             owners[pinned] = SerialOwner(meter.meter_id, meter.unit_id, pinned=True)
-        elif first is not None and first.kind in (None, kind):  # (None: an earlier version's row, compared)
+        elif first is not None and kind_of(first) in (None, kind):  # (None: an earlier version's row either can be)
             owners.setdefault(first.identification, SerialOwner(meter.meter_id, meter.unit_id, pinned=False))
     return owners
 
