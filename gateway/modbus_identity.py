@@ -101,11 +101,14 @@ def taken_from_memory(
     the thread the check runs in (gateway.modbus_transport); before, every poll took one, a known
     meter's too. Only a real serial number: None (never set) is said once, or refused for a meter
     known by one; and one decoded by the meter's profile is not the register's unset value, which
-    :func:`_set_aside_if_unset` would set aside."""
-    if SERIAL_FIELD not in fields or meter not in bus.meters:
+    :func:`_set_aside_if_unset` would set aside. (The bus's meters are looked through last: a known
+    meter's poll does not go through a bus of 247 on the event loop.)"""
+    if SERIAL_FIELD not in fields:
         return True
     sent = fields[SERIAL_FIELD]
-    return isinstance(sent, str) and identities.known(meter.meter_id, sent, meter.serial_number, SERIAL_NUMBER)
+    if isinstance(sent, str) and identities.known(meter.meter_id, sent, meter.serial_number, SERIAL_NUMBER):
+        return True  # (one of the bus's meters: taken; or none of them: not checked, as below)
+    return meter not in bus.meters
 
 
 def _set_aside_if_unset(identities: MeterIdentities, meter: MeterConfig, profile: MeterProfile) -> None:
