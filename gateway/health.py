@@ -27,7 +27,7 @@ Meters no longer configured keep their stored state but are never tracked, so it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -41,10 +41,12 @@ LinkState = Literal["online", "offline"]
 # A meter's state that outlives a restart, as stored: meter_id, last_good and offline_since (ISO 8601
 # UTC, or None), consecutive_failures.
 SavedMeter = tuple[str, str | None, str | None, int]
+# The same, as loaded for one meter: last_good, offline_since, consecutive_failures.
+StoredMeter = tuple[str | None, str | None, int]
 
 
 class MeterHealthStore(Protocol):
-    def load_meter_health(self, meter_id: str) -> tuple[str | None, str | None, int] | None: ...
+    def load_meter_health(self, meter_id: str) -> StoredMeter | None: ...
 
     def save_meter_health(self, rows: Iterable[SavedMeter]) -> None: ...
 
@@ -96,17 +98,35 @@ class Health:
         self.buses: dict[str, BusHealth] = {}
         self._unsaved: set[str] = set()  # meters whose stored state is behind
 
-    def track(self, bus: str, meter_ids: Iterable[str]) -> None:
+    def track(self, bus: str, meter_ids: Iterable[str], stored: Mapping[str, StoredMeter | None] | None = None) -> None:
+        """Track the bus and its meters; a meter not tracked yet is loaded from ``stored`` (read ahead
+        by :meth:`read_stored`) if it is there, else from the store."""
         self.buses.setdefault(bus, BusHealth())
         for meter_id in meter_ids:
-            self._meter(meter_id, bus)
+            self._meter(meter_id, bus, stored or {})
 
-    def _meter(self, meter_id: str, bus: str) -> MeterHealth:
-        """The meter's health, loaded from the store the first time (a restart's)."""
+    def untracked(self, meter_ids: Iterable[str]) -> list[str]:
+        """Those of ``meter_ids`` not tracked yet: the ones :meth:`track` would load from the store."""
+        return [meter_id for meter_id in meter_ids if meter_id not in self.meters]
+
+    def read_stored(self, meter_ids: Iterable[str]) -> dict[str, StoredMeter | None]:
+        """The meters' states as stored, for :meth:`track`. Reads the store and nothing else of this
+        object, so that it can run in a thread (the gateway's: SQLite, off its event loop) while the
+        loop goes on with the meters tracked."""
+        return {
+            meter_id: None if self.store is None else self.store.load_meter_health(meter_id) for meter_id in meter_ids
+        }
+
+    def _meter(self, meter_id: str, bus: str, read: Mapping[str, StoredMeter | None] | None = None) -> MeterHealth:
+        """The meter's health, loaded the first time (a restart's): from ``read`` if it holds the
+        meter, else from the store."""
         meter = self.meters.get(meter_id)
         if meter is None:
             meter = self.meters[meter_id] = MeterHealth(bus)
-            stored = None if self.store is None else self.store.load_meter_health(meter_id)
+            if read is not None and meter_id in read:
+                stored = read[meter_id]
+            else:
+                stored = None if self.store is None else self.store.load_meter_health(meter_id)
             if stored is not None:
                 last_good, offline_since, meter.consecutive_failures = stored
                 meter.last_good = None if last_good is None else datetime.fromisoformat(last_good)

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,13 @@ _SAID_BY_THE_LOG = ("gateway_id", "event", "meter_id", "ts")
 
 @dataclass(frozen=True)
 class _EventWrite:
-    """An event (or, with no topic, meters' health alone) waiting for the event writer's thread."""
+    """An event (or, with no topic, meters' health alone) waiting for the event writer's thread;
+    ``stored``, if given, is done once the writer has stored it (or said why not)."""
 
     topic: str | None
     payload: bytes
     meter_health: list[SavedMeter]
+    stored: asyncio.Future[None] | None = field(default=None, compare=False)
 
 
 def event_line(event: dict[str, Any]) -> str:
@@ -145,6 +147,8 @@ class Gateway:
         self._wake_event_writer = asyncio.Event()
         self._event_writer_task: asyncio.Task[None] | None = None
         self._event_writer_closing = False
+        #: under ``stop_polling`` while the spool is short of room: the look for room come back, in a thread
+        self._room_look: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bus_tasks: list[asyncio.Task[None]] = []
         self._bus_stop = asyncio.Event()
@@ -218,15 +222,43 @@ class Gateway:
             )
 
     def _may_poll(self) -> bool:
-        """The ``stop_polling`` policy: no polls while the spool is at its limit."""
+        """The ``stop_polling`` policy: no polls while the spool is at its limit.
+
+        While the spool is short of room, each poll falling due has it look again (the room may come
+        back by other means than its deliveries: :meth:`gateway.spool.Spool.is_full`). That look reads
+        the database, behind the spool's lock: while the gateway runs it is made in a thread
+        (:meth:`_look_at_room`, one at a time) and the poll waits for the next, so the poll due as
+        room comes back is skipped; the look says ``spool_full`` or ``spool_resumed``. Before, each
+        look held up the event loop (the MQTT keepalives, every bus's polls) while the disk was full."""
         if self.config.spool.policy != "stop_polling":
             return True
-        full = self.spool.is_full()
+        if self._event_writer_task is None:  # not running: a caller's own look, made here as before
+            full = self.spool.is_full()
+        elif self.spool.short_of_room:
+            if self._room_look is None:
+                self._room_look = asyncio.create_task(self._look_at_room())
+            return False
+        else:  # its limit of readings: counted in memory
+            full = self.spool.full_as_last_seen()
+        self._fullness_seen(full)
+        return not full
+
+    async def _look_at_room(self) -> None:
+        """Look at the spool's room in a thread, then say whether it is full."""
+        try:
+            await asyncio.to_thread(self.spool.is_full)
+        except Exception as error:  # a failing disk: the polls wait for a look that finds room
+            log.warning("spool %s: its room not looked at (%s); polls wait for the next look", self.spool.path, error)
+        finally:
+            self._room_look = None
+        self._fullness_seen(self.spool.full_as_last_seen())
+
+    def _fullness_seen(self, full: bool) -> None:
+        """``spool_full`` or ``spool_resumed`` when the spool's fullness changed since last seen."""
         if full != self.spool_full:
             self.spool_full = full
             name = "spool_full" if full else "spool_resumed"
             self.emit(self.health.gateway_event(name, spool_depth=self.spool.depth(), policy="stop_polling"))
-        return not full
 
     # events and health ------------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
@@ -266,7 +298,8 @@ class Gateway:
         for write in writes:
             try:
                 if write.topic is None:
-                    self.spool.save_meter_health(write.meter_health)
+                    if write.meter_health:
+                        self.spool.save_meter_health(write.meter_health)
                 else:
                     self.publisher.send_durable(write.topic, write.payload, write.meter_health)
             except Exception as error:  # a full disk: this one is lost, not those after it
@@ -279,6 +312,10 @@ class Gateway:
         """Count and say how ``write`` went, on the loop. A refused event is lost, not the writer, bus
         or poll that raised it; said once an episode (before: a line for each event, a traceback for an
         error not the spool's); its meter's health is stored at the next try."""
+        if write.stored is not None and not write.stored.done():
+            write.stored.set_result(None)
+        if write.topic is None and not write.meter_health:  # nothing stored: only waited for
+            return
         kind: Written = "meters' health" if write.topic is None else "events"
         if error is None:
             self._spool_writes.worked(kind)
@@ -302,6 +339,11 @@ class Gateway:
                 self._event_writes_busy = True
                 try:
                     errors = await asyncio.to_thread(self._store_event_writes, writes)
+                except BaseException:  # (the writer cancelled: whoever waits for a write is not left waiting)
+                    for write in writes:
+                        if write.stored is not None and not write.stored.done():
+                            write.stored.set_exception(RuntimeError("the event writer stopped"))
+                    raise
                 finally:
                     self._event_writes_busy = False
                 for write, error in zip(writes, errors, strict=True):
@@ -351,10 +393,13 @@ class Gateway:
     def save_health(self) -> None:
         """Store the meters' health changed since last stored (their last good read, above all). A spool
         that fails to store it is said once an episode (:mod:`gateway.spool_writes`): before, a traceback
-        at every status interval for as long as the disk refused writes."""
-        if self._event_writes or self._event_writes_busy:
-            # behind events still to be stored: queued after them, so no older state of a meter,
-            # taken with its event, is stored over this newer one
+        at every status interval for as long as the disk refused writes.
+
+        While the gateway runs, it is queued for the event writer's thread (stored there, off the event
+        loop: before, with no event waiting, it was stored on the loop, a SQLite write and fsync at each
+        status interval), behind the events queued before it, so no older state of a meter, taken with
+        its event, is stored over this newer one. :meth:`save_health_stored` waits until it is stored."""
+        if self._event_writer_task is not None:
             rows = self.health.take_unsaved()
             if rows:
                 self._event_writes.append(_EventWrite(None, b"", rows))
@@ -368,10 +413,26 @@ class Gateway:
             if stored:
                 self._spool_writes.worked("meters' health")
 
-    def status(self, state: LinkState | None = None) -> dict[str, Any]:
+    async def save_health_stored(self) -> None:
+        """:meth:`save_health`, returning once the meters' health is stored (or its failure said), and
+        every event queued before it: what the caller does next may read it back from the spool."""
+        task = self._event_writer_task
+        if task is None or task.done():
+            self.save_health()
+            return
+        stored = asyncio.get_running_loop().create_future()
+        self._event_writes.append(_EventWrite(None, b"", self.health.take_unsaved(), stored))
+        self._wake_event_writer.set()
+        await stored
+
+    def status(self, state: LinkState | None = None, events_waiting: int | None = None) -> dict[str, Any]:
         """The health status: ``state`` "online" while :meth:`run` runs, "offline" once it has
         stopped, unless given. Asked after the stop (a test's or a caller's look at how it ended), it
-        says what the spool held as it closed: before, it raised "Cannot operate on a closed database"."""
+        says what the spool held as it closed: before, it raised "Cannot operate on a closed database".
+
+        ``events_waiting``: the events the spool holds, counted by the caller (:meth:`events_waiting`,
+        in a thread, as the gateway's own statuses are); if not given, counted here, in the spool's
+        database."""
         if state is None:
             state = "offline" if self.spool.closed else "online"
         return self.health.snapshot(
@@ -381,7 +442,7 @@ class Gateway:
                 "readings_dropped": self.readings_dropped,
                 "readings_not_spooled": self.readings_not_spooled,  # the spool refused them: a full disk
                 "events_not_spooled": self.events_not_spooled,  # a full disk, or no JSON: in the log alone
-                "events_waiting": self._events_waiting(),
+                "events_waiting": self.events_waiting() if events_waiting is None else events_waiting,
                 "events_dropped": self.spool.messages_dropped_total,
                 "batches_acknowledged": self.publisher.acknowledged_batches,
                 "batches_refused": self.publisher.refused_batches,  # by the broker (MQTT 5): they wait
@@ -398,21 +459,23 @@ class Gateway:
             state,
         )
 
-    def _events_waiting(self) -> int:
+    def events_waiting(self) -> int:
         """The events the spool holds; as last counted while it fails to count them: before, the status
-        failed on it, and with it the gateway's stop (its offline status is made as it stops)."""
+        failed on it, and with it the gateway's stop (its offline status is made as it stops). A count
+        in the spool's database: the gateway runs it in a thread, off its event loop."""
         try:
             return self.spool.messages_waiting()
         except SPOOL_ERRORS:
             return self.spool.messages_last_counted
 
-    def publish_status(self, state: LinkState = "online") -> None:
+    def publish_status(self, state: LinkState = "online", events_waiting: int | None = None) -> None:
         """The retained health status. With thousands of meters it can be larger than a broker takes
         (AWS IoT Core: 128 KB, about 1,200 meters): then it goes with only the meters that fail. The
         last, at a clean stop, says ``"state": "offline"``, as ``status`` then does: the retained
-        health said "online" for good after the gateway had stopped."""
+        health said "online" for good after the gateway had stopped. ``events_waiting``: as for
+        :meth:`status`."""
         topic = f"{self.config.topic_root}/{self.config.gateway_id}/status/health"
-        status = self.status(state)
+        status = self.status(state, events_waiting)
         full = json.dumps(status, separators=(",", ":")).encode()
         failing = {k: m for k, m in status["meters"].items() if m["offline"] or m["consecutive_failures"]}
         summary = {**status, "meters": failing, "meters_omitted": len(status["meters"]) - len(failing)}
@@ -431,7 +494,7 @@ class Gateway:
     async def _reporter(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._report_overflow()
-            self.publish_status()
+            self.publish_status(events_waiting=await asyncio.to_thread(self.events_waiting))
             self.save_health()
             await pause(stop, self.config.health.status_interval_s)
 
@@ -444,7 +507,12 @@ class Gateway:
         if event is not None:
             self.emit(event)
 
-    def _start_buses(self) -> None:
+    async def _start_buses(self) -> None:
+        """Make and start the configured buses. The health stored of the meters not tracked yet is
+        read first, in a thread (one SQLite read each, at the start and for those a reload adds:
+        before, on the event loop)."""
+        meter_ids = self.health.untracked(m.meter_id for m in self.config.meters)
+        stored = await asyncio.to_thread(self.health.read_stored, meter_ids) if meter_ids else {}
         self._bus_stop = asyncio.Event()
         self.schedulers = {}
         self.listeners = {}
@@ -453,7 +521,7 @@ class Gateway:
         self.poll_episodes.configured(self.config.buses)
         self.late_episodes.configured(self.config.buses)
         for bus in self.config.buses:
-            self.health.track(bus.name, (m.meter_id for m in bus.meters))
+            self.health.track(bus.name, (m.meter_id for m in bus.meters), stored)
             name = bus.name
             if isinstance(bus, WMBusBusConfig):
                 self.listeners[name] = WMBusListener(
@@ -522,12 +590,13 @@ class Gateway:
                 kept = replace(self.config, buses=config.buses, health=config.health)
             self.config = kept
             self.health.offline_after = kept.health.offline_after
-            self.save_health()  # (a meter dropped now and configured again is loaded from the spool)
+            # stored before the meters dropped now are forgotten: one configured again is loaded from the spool
+            await self.save_health_stored()
             self.health.forget_missing({m.meter_id for m in kept.meters}, {b.name for b in kept.buses})
             # profiles read afresh: a profile file fixed before the reload (or a pulse counter's new
             # litres_per_pulse) took effect only on a restart. The pulse counters' state is the spool's.
             self.profiles = ProfileBook(self.spool)
-            self._start_buses()
+            await self._start_buses()
         return notes
 
     # commands from the broker -----------------------------------------------------------------------
@@ -559,12 +628,14 @@ class Gateway:
         self._event_writer_task = asyncio.create_task(self._event_writer())
         reporter = asyncio.create_task(self._reporter(stop))
         try:
-            self._start_buses()
+            await self._start_buses()
             await stop.wait()
         finally:
             self._stopping = True
             async with self._buses_lock:  # (after a reload under way: its buses are stopped too)
                 await self._stop_buses()
+            if self._room_look is not None:  # (its thread reads the spool: done before the spool closes)
+                await asyncio.gather(self._room_look, return_exceptions=True)
             self.save_health()
             await self._commands.close()
             writer_stop.set()
@@ -573,9 +644,10 @@ class Gateway:
             self._report_overflow()
             self._say_stopped()
             await self._close_event_writer()  # every event stored, gateway_stopped last, before the drain
-            self.publish_status("offline")  # before the publisher's goodbye, which sets status offline
+            # before the publisher's goodbye, which sets status offline
+            self.publish_status("offline", await asyncio.to_thread(self.events_waiting))
             await asyncio.to_thread(self.publisher.stop, drain_timeout)
             # its spool failing as it drained: exit 1, as for the spool's other failures (before, the
             # stop raised it, and the gateway stopped on a traceback, its spool not closed)
             self.failure = self.failure or self.publisher.failure
-            self.spool.close()
+            await asyncio.to_thread(self.spool.close)  # (it counts the events left, for the status after it)

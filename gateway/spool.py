@@ -676,6 +676,15 @@ class Spool:
         if self._short_of_room:  # room again for what was refused
             with self._lock:
                 self._short_of_room = self._room() - self._refused_bytes < self.reserve_bytes
+        return self.full_as_last_seen()
+
+    @property
+    def short_of_room(self) -> bool:
+        """The last append was refused, and no look since (:meth:`is_full`) found room again."""
+        return self._short_of_room
+
+    def full_as_last_seen(self) -> bool:
+        """:meth:`is_full` without a fresh look at the room: no database read, for the event loop."""
         return self._short_of_room or (self.max_readings is not None and self._depth >= self.max_readings)
 
     @_mends_damage
