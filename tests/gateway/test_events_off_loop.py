@@ -120,7 +120,9 @@ def test_health_saved_while_an_event_is_being_stored_is_not_stored_over_by_the_e
             {"b": [1]},
             str(tmp_path / "s.sqlite"),
             gateway_id="gw-health",
-            poll_interval_s=86400,  # its first poll at the start (no jitter), its next one at midnight UTC
+            # its first poll at the start (no jitter); its next at the first midnight UTC at least half an
+            # interval (12 h) after it (gateway.scheduler, BusScheduler._following): one poll, whenever it runs
+            poll_interval_s=86400,
             retries=0,
             extra_bus="jitter = 0\n",
             extra_top="[health]\noffline_after = 1\n",
