@@ -43,11 +43,16 @@ def _spool_with_events(path: Path, on_damage: OnDamage = "stop") -> Spool:
 
 def _damage_events(spool: Spool) -> None:
     """The events' page overwritten on the card (the WAL's copy checkpointed into the file first, the
-    spool's memory holding no page)."""
-    spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    spool._db.execute("PRAGMA cache_size = 1")
-    (page,) = table_pages(spool.path, "messages")
-    overwrite_pages(spool.path, [page], b"\xff")
+    spool's memory holding no page). Under the spool's lock: a running gateway's threads use its
+    connection too, and a checkpoint meeting one of their reads is left undone (busy), the WAL's newer
+    copy of the page then read over the damage (the gateway stopped as if nothing had happened, now
+    and then under load)."""
+    with spool._lock:
+        (busy, _, _) = spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, "the checkpoint was left undone: the damage would be read over"
+        spool._db.execute("PRAGMA cache_size = 1")
+        (page,) = table_pages(spool.path, "messages")
+        overwrite_pages(spool.path, [page], b"\xff")
 
 
 def _drop_events(spool: Spool) -> None:
