@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aquami.cli import app
+from tests.server_session import as_the_server
 from tests.services import create_database, drop_database
 
 #: (meter, DMA, role): two DMAs, an inlet (not counted in its DMA's customers), a meter in no DMA.
@@ -180,12 +181,13 @@ def ingest(conn: psycopg.Connection, fleet: Fleet) -> None:
                         (meter, ts, *steps[meter, ts]),
                     )
         if cards_pending and fleet.cards_keyed_at <= now:
-            for meter, point, fitted, removed in fleet.installations:
-                conn.execute(
-                    "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) "
-                    "VALUES (%s, %s, %s, %s)",
-                    (point, meter, fitted, removed),
-                )
+            with as_the_server(conn):  # keyed through the server, whose sessions run without JIT
+                for meter, point, fitted, removed in fleet.installations:
+                    conn.execute(
+                        "INSERT INTO meter_installations (service_point_id, meter_id, installed_at, removed_at) "
+                        "VALUES (%s, %s, %s, %s)",
+                        (point, meter, fitted, removed),
+                    )
             cards_pending = False
         end = now + timedelta(hours=1)
         start = min([end - timedelta(days=2), *(r[1] - timedelta(microseconds=1) for r in arrived)])

@@ -28,6 +28,7 @@ from server.meters.repository import daily_consumption
 from server.web.daily_chart import chart
 from tests.server.test_installation_card_opens_until_first_read import M_LAST, _lines
 from tests.server.test_job_card_corrected_before_first_read import CARDS, EXCHANGE, exchange
+from tests.server_session import as_the_server, set_as_the_server
 
 __all__ = ["exchange"]  # the fixture, imported for the test below
 
@@ -40,7 +41,7 @@ MONTHS = [datetime(2026, m, 1, tzinfo=UTC) for m in (9, 10, 11, 12)] + [datetime
 
 def _shown(url: str, meter_id: str) -> tuple[Decimal, list[dict]]:
     """The page's days of the meter (a year of them) and their sum."""
-    with psycopg.connect(url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(url, row_factory=dict_row)) as conn:
         days = daily_consumption(conn, meter_id, 400)  # type: ignore[arg-type]  # dict rows, as the page reads them
     return sum((row["consumption_m3"] or Decimal(0) for row in days), Decimal(0)), days
 
@@ -49,7 +50,7 @@ def _billed(url: str, meter_id: str) -> Decimal:
     """What billing bills the meter, month by month from September 2026 to December, over every account.
     A line without a consumption is one without a closing (no read yet in its month), never an unknown."""
     total = Decimal(0)
-    with psycopg.connect(url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(url, row_factory=dict_row)) as conn:
         for start, end in itertools.pairwise(MONTHS):
             for line in determinant_lines(conn, start, end, None, None, None):  # type: ignore[arg-type]  # dict rows
                 if line["meter_id"] != meter_id:
@@ -85,31 +86,38 @@ def _record(
 ) -> None:
     """Meter X fitted at SP-1, SP-2, ... in turn (each point an account's since 2025), read at ``reads``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DELETE FROM meter_installations")
-        conn.execute("DELETE FROM readings")
-        conn.execute(
-            "INSERT INTO meters (meter_id, registered, has_readings) VALUES ('X', true, true) ON CONFLICT DO NOTHING"
-        )
-        for n, (since, until, initial, final) in enumerate(installations, start=1):
-            point, account = f"SP-{n}", f"A-{n}"
-            conn.execute("INSERT INTO accounts (account_id, name) VALUES (%s, 'x') ON CONFLICT DO NOTHING", (account,))
-            conn.execute("INSERT INTO service_points (service_point_id) VALUES (%s) ON CONFLICT DO NOTHING", (point,))
-            conn.execute(
-                "INSERT INTO service_agreements (account_id, service_point_id, start_at) "
-                "SELECT %s, %s, '2025-01-01Z' "
-                "WHERE NOT EXISTS (SELECT 1 FROM service_agreements WHERE account_id = %s)",
-                (account, point, account),
-            )
-            conn.execute(
-                "INSERT INTO meter_installations "
-                "(service_point_id, meter_id, installed_at, removed_at, initial_register_m3, final_register_m3) "
-                "VALUES (%s, 'X', %s, %s, %s, %s)",
-                (point, since, until, initial, final),
-            )
+        with as_the_server(conn):  # the installations, accounts and agreements, recorded through the server
+            _record_installations(conn, installations)
         with conn.cursor().copy("COPY readings (meter_id, ts, volume_m3, received_at) FROM STDIN") as copy:
             for ts, volume in reads:
                 copy.write_row(("X", ts, volume, ts + timedelta(minutes=1)))
         conn.execute("SELECT refresh_consumption(%s, %s)", (MONTHS[0], MONTHS[-1]))
+
+
+def _record_installations(conn: psycopg.Connection, installations: Sequence[Fitting]) -> None:
+    """Meter X's installations at SP-1, SP-2, ... in turn, each point an account's since 2025, in
+    place of any before; its readings gone."""
+    conn.execute("DELETE FROM meter_installations")
+    conn.execute("DELETE FROM readings")
+    conn.execute(
+        "INSERT INTO meters (meter_id, registered, has_readings) VALUES ('X', true, true) ON CONFLICT DO NOTHING"
+    )
+    for n, (since, until, initial, final) in enumerate(installations, start=1):
+        point, account = f"SP-{n}", f"A-{n}"
+        conn.execute("INSERT INTO accounts (account_id, name) VALUES (%s, 'x') ON CONFLICT DO NOTHING", (account,))
+        conn.execute("INSERT INTO service_points (service_point_id) VALUES (%s) ON CONFLICT DO NOTHING", (point,))
+        conn.execute(
+            "INSERT INTO service_agreements (account_id, service_point_id, start_at) "
+            "SELECT %s, %s, '2025-01-01Z' "
+            "WHERE NOT EXISTS (SELECT 1 FROM service_agreements WHERE account_id = %s)",
+            (account, point, account),
+        )
+        conn.execute(
+            "INSERT INTO meter_installations "
+            "(service_point_id, meter_id, installed_at, removed_at, initial_register_m3, final_register_m3) "
+            "VALUES (%s, 'X', %s, %s, %s, %s)",
+            (point, since, until, initial, final),
+        )
 
 
 def test_a_meter_fitted_again_has_its_new_installation_card_s_water(migrated_database_url: str) -> None:

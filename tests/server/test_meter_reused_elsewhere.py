@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from collector.vee.runner import run_vee
 from server.billing import repository, service
 from server.billing.nem12 import nem12_file
+from tests.server_session import set_as_the_server
 
 DAY0 = datetime(2026, 11, 2, tzinfo=UTC)
 DAYS = 6
@@ -70,8 +71,8 @@ def _store(conn: psycopg.Connection[Any], installations: list[Installation], mov
             "initial_register_m3, final_register_m3) VALUES (%s, 'M', %s, %s, %s, %s)",
             (fitted.service_point, fitted.installed_at, fitted.removed_at, fitted.initial, fitted.final),
         )
-        for ts, volume in fitted.reads.items():
-            conn.execute("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M', %s, %s)", (ts, volume))
+        with conn.cursor() as cur:  # one round trip (a pipeline), each read its own INSERT as before
+            cur.executemany("INSERT INTO readings (meter_id, ts, volume_m3) VALUES ('M', %s, %s)", fitted.reads.items())
     conn.execute("SELECT refresh_consumption(%s, %s)", (FROM - timedelta(days=1), TO + timedelta(days=1)))
 
 
@@ -130,7 +131,7 @@ def _refitted(conn: psycopg.Connection[Any], initial: Decimal | None = None) -> 
 def test_a_meter_refitted_elsewhere_without_a_card_bills_only_the_water_of_its_new_installation(
     migrated_database_url: str,
 ) -> None:
-    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn:
         _refitted(conn)
         lines = repository.determinant_lines(conn, FROM, TO, "ACC-SP-B", None, None)  # type: ignore[arg-type]
     (line,) = lines
@@ -142,7 +143,7 @@ def test_a_meter_refitted_elsewhere_without_a_card_bills_only_the_water_of_its_n
     (shown,) = determinant.lines  # its closing is far from the file's end: SP-B was read for 19 hours
     assert (shown.opening_distance_s, shown.issues) == (1800, ["closing_read_far", "no_read_after_end"])
     # SP-A's account is billed its own water, the register from 100 to 150
-    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn:
         (sp_a,) = repository.determinant_lines(conn, FROM, TO, "ACC-SP-A", None, None)  # type: ignore[arg-type]
     assert sp_a["consumption_m3"] == Decimal("50.000")
 
@@ -150,7 +151,7 @@ def test_a_meter_refitted_elsewhere_without_a_card_bills_only_the_water_of_its_n
 def test_a_period_of_a_refitted_meter_opens_on_its_new_installation_s_read(migrated_database_url: str) -> None:
     """A period starting after the re-fit opens on SP-B's last read before it, not SP-A's; a period
     holding the re-fit but no read of SP-B has no opening: nothing to bill yet, not SP-A's register."""
-    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn:
         _refitted(conn)
         later = SP_B_FITTED + timedelta(hours=5)
         (line,) = repository.determinant_lines(conn, later, TO, "ACC-SP-B", None, None)  # type: ignore[arg-type]
@@ -173,7 +174,7 @@ def test_nem12_holds_the_installation_card_of_a_meter_read_at_its_earlier_servic
     """SP-B's installation card (9.900 m³) holds the water from the re-fit to SP-B's first read, as
     the determinant bills it: before, NEM12 left the card out because the meter had reads before its
     installation (SP-A's), and SP-B's NMI held 0.100 m³ less than its determinant."""
-    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn:
         _refitted(conn, initial=Decimal("9.900"))
         sp_b = Decimal("0.100") + Decimal("0.250") * 19
         assert _exported(conn) == {"SP-A": Decimal("50.000"), "SP-B": sp_b} == _billed(conn)
@@ -266,7 +267,10 @@ def test_nem12_and_the_determinants_hold_the_same_water_per_service_point_of_a_r
     measured: dict[str, Decimal] = {}
     for fitted in layout:
         measured[fitted.service_point] = measured.get(fitted.service_point, Decimal(0)) + _measured(fitted)
-    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn, conn.transaction(force_rollback=True):
+    with (
+        set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn,
+        conn.transaction(force_rollback=True),
+    ):
         _store(conn, layout, move)
         assert _exported(conn) == measured
         if move is None:
@@ -285,7 +289,7 @@ def test_a_meter_refitted_elsewhere_within_its_removal_s_hour_is_counted_once(mi
     removed, refitted = DAY0 + timedelta(hours=10, minutes=20), DAY0 + timedelta(hours=10, minutes=40)
     sp_a = {DAY0 + timedelta(hours=h): Decimal("100.000") + Decimal("1.000") * h for h in range(11)}
     sp_b = {refitted + timedelta(minutes=10 + 60 * h): Decimal("20.010") + Decimal("0.100") * h for h in range(5)}
-    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn:
         _store(
             conn,
             [
@@ -314,7 +318,7 @@ def test_a_bad_read_at_the_installation_opens_nothing_in_nem12_as_in_billing(
     sp_a = {SP_A_FITTED + timedelta(hours=h): Decimal("100.000") + Decimal("2.000") * h for h in range(26)}
     sp_b = {SP_B_FITTED: Decimal("0.000")}
     sp_b |= {SP_B_FITTED + timedelta(minutes=30 + 60 * h): Decimal("150.200") + Decimal("0.250") * h for h in range(5)}
-    with psycopg.connect(migrated_database_url, row_factory=dict_row) as conn:
+    with set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn:
         _store(
             conn,
             [
