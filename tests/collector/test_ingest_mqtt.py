@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from psycopg import sql
 
 from aquami.mqtt import MqttEndpoint
 from collector.service import Collector, CollectorConfig
+from tests.lock_waits import lock_waits
 from tests.services import MosquittoBroker, drop_database, with_database
 
 
@@ -48,8 +50,11 @@ def publisher(url: str) -> Iterator[Callable[[str, bytes], None]]:
     try:
         yield publish
     finally:
-        client.loop_stop()
+        # DISCONNECT first: it wakes the network thread, which then ends. Stopped first, the thread
+        # ended only at its select's next timeout, up to a second after every ``with publisher``.
+        # Nothing is lost: each publish waited for the broker's PUBACK.
         client.disconnect()
+        client.loop_stop()
 
 
 def reads(gateway: str, seq: int, readings: list[tuple[str, str, float]]) -> bytes:
@@ -429,31 +434,40 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
     messages are acknowledged."""
     url, gw, client_id = migrated_database_url, "gw", f"col-{uuid.uuid4().hex[:8]}"
     name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    # Every batch of the writer's here is closed by its size, never by its wait: five messages make
+    # the readings that close a batch at once (CollectorConfig.min_batch_readings), four do not. The
+    # five OLD messages must be one held batch (the writer retries that batch alone; one left out of
+    # it, with the 0.1 s wait of the default, joined the new session's batches, held up by the locker
+    # below, and OLD was never stored: 1 run in 9 on a loaded machine), and they are: the batch
+    # closes as the fifth arrives, and the wait (30 s) is there only should one be late.
+    per_message = -(-_batch_closing_readings() // 5)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def batch(meter: str, seq: int, readings: int) -> bytes:
+        at = [start + timedelta(minutes=seq * readings + k) for k in range(readings)]
+        return reads(gw, seq, [(meter, f"{ts:%Y-%m-%dT%H:%M:%SZ}", seq + k / 1000) for k, ts in enumerate(at)])
 
     def batches(meter: str) -> list[bytes]:
-        return [reads(gw, h, [(meter, f"2026-03-01T{h:02d}:00:00Z", h + 0.5)]) for h in range(1, 6)]
+        return [batch(meter, seq, per_message) for seq in range(1, 6)]
 
     def stored(meter: str) -> int:
         return count(url, f"SELECT count(*) FROM readings WHERE meter_id = '{meter}'")
 
-    # The five OLD messages must be one held batch: the writer takes what arrives within its batch
-    # wait and retries that batch alone; one left out of it (published later than 0.1 s, the
-    # default, after the first: 1 run in 9 on a loaded machine) joined the new session's batches,
-    # held up by the locker below, and OLD was never stored.
     ready = tmp_path / "collector.subscribed"
-    options = ("--vee-every", "0", "--detect-every", "0", "--batch-wait", "3", "--ready-file", str(ready))
+    options = ("--vee-every", "0", "--detect-every", "0", "--batch-wait", "30", "--ready-file", str(ready))
     log = tmp_path / "collector.log"
     process = _collector_process(url, fresh_mosquitto.url, client_id, *options, log=log)
     admin = psycopg.connect(url, autocommit=True)
     locker = psycopg.connect(url)
     try:
+        # subscribed (the ready file), then one probe stored, a batch of its own: the writer's
+        # connection is up and nothing is left in its batch when the database is cut (a probe
+        # published before the subscription was lost, and one after the one seen stored waited in
+        # the writer's batch, where it joined the five OLD messages: "6 messages wait")
+        wait_for(ready.exists, 30, "the collector's subscriptions")
         with publisher(fresh_mosquitto.url) as publish:
-            _ready(publish, url, gw)
-        # no probe left in the writer's batch when the database is cut: one published after the one
-        # _ready saw stored waits out the 3 s batch wait, and it joined the five OLD messages ("6
-        # messages wait", seen once in a clean-clone CI run). Probes published before the collector
-        # subscribed are lost, so "all stored" cannot be waited for: the batch wait can.
-        time.sleep(3.5)
+            publish(f"aquami/v1/{gw}/reads", batch(f"{gw}-probe", 0, _batch_closing_readings()))
+        wait_for(lambda: stored(f"{gw}-probe") == _batch_closing_readings(), 30, "the probe")
         admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -464,8 +478,8 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
         process.send_signal(signal.SIGSTOP)
         try:
             with publisher(fresh_mosquitto.url) as publish:
-                for batch in batches("OLD"):
-                    publish(f"aquami/v1/{gw}/reads", batch)  # acknowledged by the broker: queued to the collector
+                for old in batches("OLD"):
+                    publish(f"aquami/v1/{gw}/reads", old)  # acknowledged by the broker: queued to the collector
         finally:
             process.send_signal(signal.SIGCONT)
         held = re.compile(r"(\d+) messages wait, unacknowledged")
@@ -481,21 +495,25 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
         locker = psycopg.connect(url)
         locker.execute("SET transaction_read_only = off")
         locker.execute("INSERT INTO meters (meter_id) VALUES ('NEW')")  # holds NEW's write
+        # each acknowledged by the broker once queued to the collector's new session, with its packet
+        # id (mosquitto gives the id as it queues, before its PUBACK): the ids OLD's would acknowledge
         with publisher(fresh_mosquitto.url) as publish:
-            for batch in batches("NEW"):
-                publish(f"aquami/v1/{gw}/reads", batch)
-        time.sleep(1)
+            for new in batches("NEW"):
+                publish(f"aquami/v1/{gw}/reads", new)
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute("SET default_transaction_read_only = off")
             admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
-        wait_for(lambda: stored("OLD") == 5, 30, "the old session's batches")
-        time.sleep(2)  # their acknowledgements reach the broker
+        wait_for(lambda: stored("OLD") == 5 * per_message, 30, "the old session's batches")
+        # the writer acknowledges a batch once it is committed, before it takes the next: once its
+        # write of NEW waits on the locker, OLD's acknowledgements (none now) were given
+        with psycopg.connect(url, autocommit=True) as monitor:
+            wait_for(lambda: lock_waits(monitor), 30, "the collector's write of NEW to wait on the locker")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         locker.rollback()
         assert stored("NEW") == 0
         process = _collector_process(url, fresh_mosquitto.url, client_id, *options)  # same session
-        wait_for(lambda: stored("NEW") == 5, 30, "the new session's batches, sent again")
+        wait_for(lambda: stored("NEW") == 5 * per_message, 30, "the new session's batches, sent again")
     finally:
         locker.close()
         process.send_signal(signal.SIGTERM)
@@ -503,6 +521,11 @@ def test_messages_of_a_lost_broker_session_do_not_acknowledge_the_new_session_s_
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _batch_closing_readings() -> int:
+    """The readings at which the collector's writer closes a batch without waiting for more."""
+    return CollectorConfig("", MqttEndpoint.parse("mqtt://127.0.0.1")).min_batch_readings
 
 
 def test_untimely_readings_and_large_payloads_make_bounded_dead_letters(migrated_database_url, mosquitto):
