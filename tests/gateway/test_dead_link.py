@@ -19,12 +19,16 @@ import pytest
 
 from aquami.mqtt import MqttEndpoint
 from gateway.config import MqttOptions
+from gateway.mqtt_version import CONNACK_TIMEOUT_S
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from tests.services import MosquittoBroker
 from tests.tcp_cut_proxy import CutProxy
 
 KEEPALIVE_S = 5
+#: How long each CONNECT into the hole waits for its CONNACK (else the keepalive, 5 s): a second past
+#: the wait after which an MQTT 5 CONNECT that may fall back gives up, so a fallback on silence shows.
+CONNACK_WAIT_S = CONNACK_TIMEOUT_S + 1
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -45,7 +49,13 @@ def test_a_gateway_that_spoke_mqtt5_keeps_it_across_a_dead_link(
 ) -> None:
     spool = Spool(tmp_path / "s.sqlite")
     spool.append([_reading(1)])
-    options = MqttOptions(protocol="auto", keepalive_s=KEEPALIVE_S, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    options = MqttOptions(
+        protocol="auto",
+        keepalive_s=KEEPALIVE_S,
+        connack_wait_s=CONNACK_WAIT_S,
+        reconnect_min_s=0.2,
+        reconnect_max_s=1.0,
+    )
     with CutProxy(mosquitto.port, name="gateway-link") as link, caplog.at_level(logging.INFO, "gateway.publisher"):
         publisher = Publisher(
             spool, "gw-dead-link", MqttEndpoint.parse(f"mqtt://127.0.0.1:{link.port}"), options=options
@@ -56,7 +66,7 @@ def test_a_gateway_that_spoke_mqtt5_keeps_it_across_a_dead_link(
             assert publisher.protocol_in_use == "5"
             link.black_hole()
             noticed = _wait(lambda: not publisher.connected.is_set(), 4 * KEEPALIVE_S, "keepalive noticing")
-            # the CONNECTs after it go into the hole too, long enough for a fallback (3 s) and more
+            # the CONNECTs after it go into the hole too, each long enough for a fallback (3 s) and more
             _wait(lambda: link.connections >= 3, 4 * KEEPALIVE_S, "second CONNECT into the hole")
             spool.append([_reading(2)])
             link.restore(stale=True)
