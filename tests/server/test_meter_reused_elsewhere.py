@@ -12,6 +12,7 @@ SP-B's installation card whenever the meter had any read before the installation
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -251,13 +252,22 @@ def _measured(fitted: Installation) -> Decimal:
     return closing - opening
 
 
+@pytest.fixture
+def server_session(migrated_database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """One connection, set as the server's, for every example of a test, each example rolled back:
+    a new one for each cost a new backend, which planned the job-card triggers' queries and compiled
+    their functions again (a third of the property's time, 9.2 s against 6.4 s for 40 examples)."""
+    with set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn:
+        yield conn
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     layout=layouts(),
     move=st.one_of(st.none(), st.integers(1, DAYS * 24 * 60 - 1).map(lambda m: FROM + timedelta(minutes=m))),
 )
 def test_nem12_and_the_determinants_hold_the_same_water_per_service_point_of_a_reused_meter(
-    migrated_database_url: str, layout: list[Installation], move: datetime | None
+    server_session: psycopg.Connection[dict[str, Any]], layout: list[Installation], move: datetime | None
 ) -> None:
     """For any layout of a reused meter's installations, reads and job cards, each service point's NEM12
     water is what its determinants bill, which is the water measured there: each installation's
@@ -267,10 +277,8 @@ def test_nem12_and_the_determinants_hold_the_same_water_per_service_point_of_a_r
     measured: dict[str, Decimal] = {}
     for fitted in layout:
         measured[fitted.service_point] = measured.get(fitted.service_point, Decimal(0)) + _measured(fitted)
-    with (
-        set_as_the_server(psycopg.connect(migrated_database_url, row_factory=dict_row)) as conn,
-        conn.transaction(force_rollback=True),
-    ):
+    conn = server_session
+    with conn.transaction(force_rollback=True):
         _store(conn, layout, move)
         assert _exported(conn) == measured
         if move is None:
