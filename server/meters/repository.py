@@ -78,8 +78,31 @@ def list_meters(
     first span is asked of the readings between it and there, in the same query. Every bound is a
     parameter, known when its query is planned, so that TimescaleDB plans only the chunks of readings
     (7 days each) it reaches: before, the one look with no bound planned every chunk of readings, once
-    per list, and the list's cost grew with the database's history (benchmarks/bench_meters_list_plans.py)."""
+    per list, and the list's cost grew with the database's history (benchmarks/bench_meters_list_plans.py).
+
+    The answer is one moment's, as :func:`get_meter`'s: a page with a meter not read within _NEAR is asked
+    again, its rows and the spans, in one read-only REPEATABLE READ transaction (server.snapshot); on a
+    connection in a transaction, or not autocommit, in the caller's (the meters page's one moment).
+    Before, the spans ran each in its own moment after the rows': a delivery stored between them (a
+    reading this hour with the days a gateway's spool held back) listed a latest reading from those days,
+    the latest at no moment. A page whose meters were all read within _NEAR (or have no readings) is
+    answered by its first query alone, as before, with no transaction to open and end."""
     near = datetime.now(UTC) - _NEAR
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        return _meters_with_latest(conn, after, limit, not_read_since, near)  # in the caller's moment
+    rows, further = _meters_read_near(conn, after, limit, not_read_since, near)  # its own moment, alone
+    if not further:
+        return rows
+    with one_moment(conn):
+        return _meters_with_latest(conn, after, limit, not_read_since, near)
+
+
+def _meters_read_near(
+    conn: psycopg.Connection, after: str | None, limit: int, not_read_since: datetime | None, near: datetime
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The page's rows (_METER_COLUMNS) with their latest readings at or after ``near``, in one query, and
+    those of them whose latest may be older, by meter id: they have readings (``meters.has_readings``),
+    none there."""
     joins, where = [_latest_join("AND r.ts >= %(near)s"), _ASSIGNED, _LINK], []
     if after is not None:
         where.append("m.meter_id > %(after)s")
@@ -99,6 +122,16 @@ def list_meters(
         .fetchall()
     )
     further = {row["meter_id"]: row for row in rows if row.pop("_has_readings") and row["latest_ts"] is None}
+    return rows, further
+
+
+def _meters_with_latest(
+    conn: psycopg.Connection, after: str | None, limit: int, not_read_since: datetime | None, near: datetime
+) -> list[dict[str, Any]]:
+    """The page's rows with their latest readings wherever they are: at or after ``near``
+    (:func:`_meters_read_near`), else further back in spans. Its queries see one moment only in a
+    transaction that gives one (REPEATABLE READ)."""
+    rows, further = _meters_read_near(conn, after, limit, not_read_since, near)
     if further:  # none within _NEAR (nor, listed as not read since, after ``not_read_since``): further back
         start = near if not_read_since is None else min(near, not_read_since)
         for meter_id, latest in _latest_in_spans(conn, further, _spans_back(start, start)).items():
