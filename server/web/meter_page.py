@@ -149,8 +149,13 @@ def _page(request: Request, conn: psycopg.Connection, principal: Principal, mete
     if row is None:
         return templates.TemplateResponse(request, "meter.html", {**context, "meter": None}, status_code=404)
     meter = meter_from_row(row)
-    newest = None if meter.latest is None else meter.latest.ts  # where its readings' look starts
-    rows = repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1, newest)
+    # where its readings' look starts; none (within the page's one moment, no latest reading is no
+    # reading at all): not looked for, where the look ran its ~10 spans back to the calendar's start
+    rows = (
+        []
+        if meter.latest is None
+        else repository.readings_newest_first(conn, meter_id, cursor, READINGS_PER_PAGE + 1, meter.latest.ts)
+    )
     readings = [Reading(**reading) for reading in rows[:READINGS_PER_PAGE]]
     zone = utility_zone_name(conn)
     first = repository.first_reading(conn, meter_id) if meter.latest is not None else None  # None: has none

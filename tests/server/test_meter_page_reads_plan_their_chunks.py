@@ -32,6 +32,7 @@ from benchmarks.bench_meter_page_plans import UNBOUNDED
 from server.app import create_app
 from server.auth import create_api_key
 from server.meters import repository
+from server.snapshot import one_moment
 from tests.query_plans import statements_run
 from tests.services import create_database, drop_database
 
@@ -168,3 +169,33 @@ def test_the_page_of_a_meter_read_for_two_years_plans_a_few_chunks_of_readings(
         planned.append(sum(1 for name in names if name in chunks))
     assert len(planned) >= 3, statements
     assert max(planned) <= 8 and sum(planned) <= 24, planned
+
+
+def _reads_of_readings(statements: list[tuple[str, Any]]) -> list[str]:
+    """The statements among ``statements`` that read the readings table."""
+    return [query for query, _ in statements if re.search(r"\bFROM readings\b", query)]
+
+
+@pytest.mark.parametrize("meter_id", ["NEVER", "UNKNOWN"])
+@pytest.mark.parametrize("before", ["", (NOW - WEEK).isoformat()], ids=["newest", "a cursor"])
+def test_the_page_of_a_meter_without_readings_looks_for_none_but_its_latest(
+    readings_url: str, conn: psycopg.Connection[Any], meter_id: str, before: str
+) -> None:
+    """The page of a meter without a latest reading (never read, or recorded as maybe having readings
+    that has none) reads the readings table for get_meter's look at its latest only: within the page's
+    one moment, no latest reading is no reading, and its readings (newest first) are not looked for.
+    Before, they were, in 10 spans back to the calendar's start, each finding nothing."""
+    with one_moment(conn), statements_run() as statements:
+        meter = repository.get_meter(conn, meter_id)
+    assert meter is not None and meter["latest_ts"] is None
+    latest_look = _reads_of_readings(statements)
+    key = create_api_key(conn, "care", ["customer_care"])
+    with TestClient(create_app(readings_url)) as client, statements_run() as statements:
+        answer = client.get(
+            f"/care/meters/{meter_id}",
+            params={"before": before} if before else None,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert UNBOUNDED["readings_newest_first"](conn, meter_id, None, 1) == []
+    assert _reads_of_readings(statements) == latest_look, statements
