@@ -1,5 +1,4 @@
-"""GET /meters/{id}'s meter (server.meters.repository.get_meter) is the truth of one moment, and a meter
-flagged as having readings that has none is not looked for before the oldest chunk of readings.
+"""GET /meters/{id}'s meter (server.meters.repository.get_meter) is the truth of one moment.
 
 A meter not read within 7 days has its latest reading looked for further back, in spans, a query each
 (server.meters.repository: bounds known when each is planned). Before, those queries ran each in its
@@ -7,11 +6,7 @@ own moment after the meter's row's: a gateway's spool delivering a reading of th
 days it held back, stored between them, answered a latest reading from those days, the latest at no
 moment. Now they run in one read-only REPEATABLE READ transaction (server.snapshot), or in the caller's
 (the meter page's one moment). The oracle is the old one look at all of a meter's readings
-(benchmarks.bench_meter_page_plans.UNBOUNDED), asked before and after the delivery.
-
-A meter ``meters.has_readings`` says may have readings (the flag is never set back: readings withdrawn,
-or dropped with old chunks, leave it true) that has none was looked for in every span back to the
-calendar's start: 11 queries, those wholly before the oldest chunk of readings for nothing."""
+(benchmarks.bench_meter_page_plans.UNBOUNDED), asked before and after the delivery."""
 
 from __future__ import annotations
 
@@ -38,23 +33,20 @@ DELIVERED = [(NOW - 10 * DAY, 7, "GW2"), (NOW - timedelta(hours=1), 8, "GW3")]
 
 @pytest.fixture(scope="module")
 def url(timescale_admin_url: str, migrated_template: str) -> Iterator[str]:
-    """READ read daily for 60 days up to now (the oldest chunk of readings), SILENT read last 30 days
-    ago (through GW1), and EMPTIED, read 20 days ago, its readings since taken away (withdrawn)."""
+    """READ read daily for 60 days up to now, and SILENT read last 30 days ago (through GW1)."""
     url = create_database(timescale_admin_url, migrated_template)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO meters (meter_id, registered, has_readings)"
-                " VALUES ('READ', true, true), ('SILENT', true, true), ('EMPTIED', true, true)"
+                " VALUES ('READ', true, true), ('SILENT', true, true)"
             )
             conn.execute(
                 "INSERT INTO readings (meter_id, ts, volume_m3, gateway_id)"
                 " SELECT 'READ', %(now)s - d * interval '1 day', 100 - d, 'GW1' FROM generate_series(0, 59) d"
-                " UNION ALL SELECT 'SILENT', %(now)s - interval '30 days', 5, 'GW1'"
-                " UNION ALL SELECT 'EMPTIED', %(now)s - interval '20 days', 3, 'GW1'",
+                " UNION ALL SELECT 'SILENT', %(now)s - interval '30 days', 5, 'GW1'",
                 {"now": NOW},
             )
-            conn.execute("DELETE FROM readings WHERE meter_id = 'EMPTIED'")
             conn.execute("ANALYZE")
         yield url
     finally:
@@ -119,7 +111,6 @@ def test_a_delivery_stored_while_the_meter_is_read_shows_wholly_or_not_at_all(
         assert (before["latest_ts"], after["latest_ts"]) == (NOW - 30 * DAY, DELIVERED[-1][0])
         n = 1
         while True:
-            moment = one_moment(conn) if within != "alone" else nullcontext()
             moment = one_moment(conn) if within != "alone" else nullcontext()
             with after_statement(conn, n, lambda: deliver(writer)) as run, moment:
                 found = repository.get_meter(conn, "SILENT")
