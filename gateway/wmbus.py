@@ -20,7 +20,8 @@ and sent again later is refused by its AFL message counter or the meter's clock
 (:mod:`gateway.wmbus_replay`).
 
 Health works in intervals of the bus's ``poll_interval_s`` (the meters' send interval): a meter heard
-counts as a good poll; an interval without it as a failed one, so ``offline_after`` silent intervals
+counts as a good poll; an interval without it as a failed one (each interval from the meter's last
+telegram, and a quarter of it more for its send times' jitter), so ``offline_after`` silent intervals
 raise ``meter_offline``, and the next telegram ``meter_online``. A silent interval's failure says
 why it may have been silent: the receiver failing, or bytes from it dropped as garbled meanwhile.
 Each meter's interval under way is the receiver's memory's, not the listener's, so a reload of the
@@ -119,6 +120,7 @@ class WMBusListener:
         remind_every_s: float = REMIND_EVERY_S,
         on_unconfigured: Callable[[int], None] | None = None,
         memory: ReceiverMemory | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.config = config
         self.on_reading = on_reading
@@ -130,6 +132,7 @@ class WMBusListener:
         self.on_unconfigured = on_unconfigured  # the bus's health shows how many unconfigured senders it hears
         self.replay_guard = ReplayGuard(freshness)  # the spool keeps what was last accepted per meter
         self.clock = clock
+        self.monotonic = monotonic  # when a telegram is heard, and the checks' time: a meter's interval
         self.meters = {m.wmbus_id: m for m in config.meters if m.wmbus_id}
         self.keys = {ident: m.key for ident, m in self.meters.items() if m.key is not None}
         self.parser = self._new_parser()
@@ -181,6 +184,7 @@ class WMBusListener:
         self.telegrams += 1
         self.memory.telegrams += 1
         at = self.clock()
+        heard_at = self.monotonic()  # its meter's next interval begins here if it is taken
         try:  # whose telegram, before any decryption: a neighbour's is none of this bus's business
             address = telegram_address(telegram, crcs=False)
         except DecodeError as error:
@@ -223,7 +227,7 @@ class WMBusListener:
         if heard is not None and self._replayed(meter, address.id, heard):
             return None
         if not self.may_take():  # like a skipped poll: the meter's next telegram carries its register
-            self.intervals.heard.add(meter.meter_id)
+            self._heard_at(meter, heard_at)
             if self.on_skip:
                 self.on_skip()
             return None
@@ -233,7 +237,7 @@ class WMBusListener:
             self.undecodable += 1
             log.warning("%s: telegram gives no reading: %s", self.config.name, error)
             return None
-        self.intervals.heard.add(meter.meter_id)  # heard: its interval's outcome is told here
+        self._heard_at(meter, heard_at)  # heard: its interval's outcome is told here
         try:
             await self.on_reading(reading)
         except Exception as refused:  # a full disk: heard, but its reading will not be delivered
@@ -244,6 +248,12 @@ class WMBusListener:
         self.on_heard(meter, True)
         self._heard_again(meter)
         return reading
+
+    def _heard_at(self, meter: MeterConfig, at: float) -> None:
+        """``meter`` heard at ``at`` (monotonic): its next send interval begins then
+        (:meth:`gateway.wmbus_intervals.SendIntervals.heard`)."""
+        length_s = self._interval[meter.meter_id]
+        self.intervals.heard(meter.meter_id, at, length_s, self.memory.telegrams, self.noise_bytes)
 
     def _heard_unconfigured(self, address: MeterAddress) -> None:
         """A sender no meter is configured with (or not of the configured make or medium): remembered
@@ -434,10 +444,14 @@ class WMBusListener:
     def check_silence(self, now: float | None = None) -> None:
         """Each meter whose send interval (its own ``poll_interval_s``, or the bus's) has ended
         without a telegram counts a failed poll (a meter sending every 15 minutes on a bus checked
-        every 5 went offline and online again every quarter of an hour). A meter's first interval
-        begins at the first check of the first listener that has it; a reload's listener carries on
-        the interval under way (gateway.wmbus_intervals)."""
-        now = time.monotonic() if now is None else now
+        every 5 went offline and online again every quarter of an hour). A meter's interval begins at
+        its last telegram heard and ends a grace after its length; unheard, the next begins where
+        it ended, not at this check (gateway.wmbus_intervals: before, the boundaries drifted through
+        the meter's send times, and an interval with no telegram in it was a failed poll of a meter
+        sending every interval). A meter's first interval begins at the first check of the first
+        listener that has it, or at its first telegram if that comes sooner; a reload's listener
+        carries on the interval under way."""
+        now = self.monotonic() if now is None else now
         for meter in self.config.meters:
             length_s = self._interval[meter.meter_id]
             interval = self.intervals.current.get(meter.meter_id)
@@ -446,18 +460,17 @@ class WMBusListener:
                 continue
             if now < interval.ends:
                 continue
-            heard, why = self.intervals.outcome(meter.meter_id)
-            if not heard:
-                # a telegram that failed in the interval says why; else the silence, what the
-                # receiver's line shows of it, and the ids heard meanwhile close to the meter's
-                if why is None:
-                    why = self._why_silent(meter, self.noise_bytes - interval.noise_at)
-                    close = self.unconfigured.close_to(meter, interval.telegrams_at)
-                    if close:
-                        why = f"{why}; {mistyped_hint(meter, close)}"
-                        self._say_mistyped(meter, why)
-                self.on_heard(meter, False, why)
-            self.intervals.begin(meter.meter_id, now, length_s, self.memory.telegrams, self.noise_bytes)
+            # a telegram that failed in the interval says why; else the silence, what the receiver's
+            # line shows of it, and the ids heard meanwhile close to the meter's
+            why = self.intervals.outcome(meter.meter_id)
+            if why is None:
+                why = self._why_silent(meter, self.noise_bytes - interval.noise_at)
+                close = self.unconfigured.close_to(meter, interval.telegrams_at)
+                if close:
+                    why = f"{why}; {mistyped_hint(meter, close)}"
+                    self._say_mistyped(meter, why)
+            self.on_heard(meter, False, why)
+            self.intervals.next_after(meter.meter_id, now, self.memory.telegrams, self.noise_bytes)
 
     @property
     def noise_bytes(self) -> int:

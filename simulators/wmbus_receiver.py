@@ -50,6 +50,16 @@ SET_CONFIG_REQ, SET_CONFIG_RSP = 0x03, 0x04
 GET_DEVICEINFO_REQ, GET_DEVICEINFO_RSP = 0x0F, 0x10
 MODULE_TYPE_IM871A = 0x33
 STATUS_OK = 0x00
+#: How far each send of a meter strays from its interval, as a share of it (OMS asks meters to vary
+#: their send times, so that two do not collide on every transmission).
+SEND_JITTER = 0.02
+
+
+def next_send(due: float, interval_s: float, rng: random.Random) -> float:
+    """When a meter that was due at ``due`` sends next: its interval, give or take :data:`SEND_JITTER`.
+    Each send strays from the last, not from a fixed grid, so the meter's phase wanders (a random
+    walk), as a meter's own clock would."""
+    return due + interval_s * rng.uniform(1 - SEND_JITTER, 1 + SEND_JITTER)
 
 
 def rssi_byte(meter: WMBusMeter) -> int:
@@ -151,4 +161,4 @@ class WMBusReceiverSimulator:
                 self.transmit(meter)
             except Exception:  # a meter bug must not silence the others
                 log.exception("wM-Bus meter %s failed to send", meter.meter_id)
-            due[i] += meter.interval_s * rng.uniform(0.98, 1.02)
+            due[i] = next_send(due[i], meter.interval_s, rng)

@@ -79,7 +79,7 @@ class ReloadedReceiver:
 
         self.listener = WMBusListener(
             bus, on_reading=on_reading, on_heard=on_heard, memory=self.memory,
-            clock=lambda: START + timedelta(seconds=self.now),
+            clock=lambda: START + timedelta(seconds=self.now), monotonic=lambda: self.now,
         )  # fmt: skip
         self.listener.check_silence(now=self.now)
         return self.listener
@@ -127,19 +127,21 @@ def test_a_meter_silent_two_hours_on_a_gateway_reloaded_every_10_minutes_is_said
     """The meter sends every 15 minutes, is heard a second into its first interval, and then not for
     the two hours after it; the file is reloaded every 10 minutes. Before, each reload began its
     interval again: 0 intervals said silent in the two hours, the meter never offline. Now each
-    quarter's end says it: 8."""
+    quarter says it: 8, the first at the check after its interval from the telegram and its grace
+    (1 s + 1.25 × 15 min), each next one a quarter after it."""
     receiver = _run(900 + 7200, 600, heard_at=[1])
     why = "no telegram heard from it in its send interval (15 min)"
     assert receiver.told[0] == (1.0, "FLAT-1", "heard")
-    assert receiver.silent() == [(900.0 * n, "FLAT-1") for n in range(2, 10)]
+    assert receiver.silent() == [(1140.0 + 900.0 * n, "FLAT-1") for n in range(8)]
     assert {reason for _, _, reason in receiver.told[1:]} == {why}
 
 
 def test_reloads_at_six_tenths_of_the_interval_do_not_delay_the_first_silent_interval() -> None:
     """Reloads every 0.6 × the interval (9 minutes): the meter, heard in its first interval only, is
-    said silent at the end of its second, the first without a telegram (before: never)."""
+    said silent when its interval from the telegram and its grace ends (1 s + 1.25 × 15 min: the
+    check at 1,140 s), the first without a telegram (before: never)."""
     receiver = _run(1800, 0.6 * QUARTER, heard_at=[1])
-    assert receiver.silent() == [(2 * QUARTER, "FLAT-1")]
+    assert receiver.silent() == [(1140.0, "FLAT-1")]
 
 
 def test_a_meter_that_sends_is_not_made_to_look_silent_by_reloads() -> None:
@@ -248,7 +250,8 @@ def test_a_reason_from_before_a_reload_that_changed_the_key_is_said_as_such(afte
     15 min, says so, the reason kept as from before the reload, with the entry then (before: the old
     reason alone, as if the key just corrected were still wrong). A telegram that decrypts meanwhile:
     heard. One that fails after the reload (another wrong key): its own reason. The same file: the
-    reason stands as it was. The next interval, silent, says its silence as any other."""
+    reason stands as it was. The next interval, silent, says its silence as any other (after the
+    telegram heard, at the check after its interval and grace: 400 s + 1.25 × 15 min)."""
     other_wrong = bytes(15) + b"\x01"
     receiver = ReloadedReceiver()
     receiver.reload(_keyed_meter(WRONG_KEY, interval_s=QUARTER))
@@ -262,7 +265,11 @@ def test_a_reason_from_before_a_reload_that_changed_the_key_is_said_as_such(afte
     for second in range(360, 1801, 60):
         receiver.check(float(second))
     (at, meter_id, said), (next_at, _, next_said) = receiver.told
-    assert (at, meter_id, next_at) == (400.0 if after == "heard" else 900.0, "FLAT-1", 1800.0)
+    assert (at, meter_id, next_at) == (
+        400.0 if after == "heard" else 900.0,
+        "FLAT-1",
+        1560.0 if after == "heard" else 1800.0,
+    )
     assert next_said == "no telegram heard from it in its send interval (15 min)"
     if after == "nothing heard":
         before = "no telegram heard from it since the reload at 2026-12-07T06:05:00Z, which changed its id, "

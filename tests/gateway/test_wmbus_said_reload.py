@@ -101,7 +101,7 @@ class Receiver:
 
         self.listener = WMBusListener(
             bus, on_reading=on_reading, on_heard=lambda meter, ok, error=None: None, memory=self.memory,
-            remind_every_s=HOUR,
+            remind_every_s=HOUR, monotonic=lambda: self.now[0],
         )  # fmt: skip
         return self.listener
 
