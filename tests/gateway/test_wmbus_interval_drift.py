@@ -6,59 +6,20 @@ it to: the simulator's ±2 % a send, its phase a random walk) had an interval ho
 failed poll, whenever a boundary crossed one (8 in 1,000 intervals, checks each interval;
 ``benchmarks/wmbus_interval_drift.py``). Now each interval begins at the meter's last telegram and
 ends a grace (a quarter interval) after its length. The listener is driven on a monotonic clock the
-test moves: its telegrams handed to it at their send times, its checks at theirs.
+test moves: its telegrams handed to it at their send times, its checks at theirs (the benchmark's
+``listener_rule``, so the two measure the same listener).
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aquami.contracts.reads import Reading
-from firmware_protocols.mbus.build import build_user_data
-from firmware_protocols.records import DataRecord
-from firmware_protocols.wmbus.build import build_telegram
-from gateway.config import MeterConfig, WMBusBusConfig
-from gateway.wmbus import WMBusListener
+from benchmarks.wmbus_interval_drift import INTERVAL_S, listener_rule
 from gateway.wmbus_intervals import GRACE
 from simulators.wmbus_receiver import SEND_JITTER, next_send
-
-INTERVAL_S = 900.0
-IDENT = "77000001"
-
-
-def _failed_polls(sends: Sequence[float], checks: Sequence[float]) -> list[float]:
-    """When the listener counted the meter's failed polls, its telegrams heard at ``sends`` and its
-    checks at ``checks`` (the first check begins the meter's first interval)."""
-    now = [0.0]
-    failed: list[float] = []
-
-    def on_heard(meter: MeterConfig, ok: bool, error: str | None = None) -> None:
-        if not ok:
-            failed.append(now[0])
-
-    async def on_reading(reading: Reading) -> None:
-        pass
-
-    meter = MeterConfig("FLAT-1", 0, "wmbus", {}, INTERVAL_S, wmbus_id=IDENT)
-    bus = WMBusBusConfig("radio", "/dev/null", (meter,), poll_interval_s=INTERVAL_S)
-    listener = WMBusListener(bus, on_reading=on_reading, on_heard=on_heard, monotonic=lambda: now[0])
-    events = sorted([(at, True) for at in sends] + [(at, False) for at in checks])
-    for n, (at, is_send) in enumerate(events):
-        now[0] = at
-        if is_send:
-            records = build_user_data([(DataRecord("volume", "m3", round(10.0 + n / 1000, 3)), "bcd8")])
-            telegram = build_telegram(
-                records, manufacturer="KAM", id=IDENT, version=1, medium="water", access_no=n % 256, crcs=False
-            )
-            asyncio.run(listener.handle(telegram))
-        else:
-            listener.check_silence(now=at)
-    return failed
 
 
 def _checks(every_s: float, until: float, late_s: float = 0.0) -> list[float]:
@@ -75,7 +36,7 @@ def test_a_meter_sending_as_the_simulator_does_is_never_counted_silent() -> None
     sends = [rng.uniform(0.0, INTERVAL_S)]
     while sends[-1] < 1000 * INTERVAL_S:
         sends.append(next_send(sends[-1], INTERVAL_S, rng))
-    assert _failed_polls(sends, _checks(INTERVAL_S, sends[-1], late_s=0.001)) == []
+    assert listener_rule(sends, _checks(INTERVAL_S, sends[-1], late_s=0.001)) == []
 
 
 @settings(max_examples=60, deadline=None)
@@ -93,7 +54,7 @@ def test_a_meter_sending_once_per_interval_late_by_less_than_the_grace_is_never_
     sends = [phase]
     for gap in gaps:
         sends.append(sends[-1] + gap)
-    assert _failed_polls(sends, _checks(every_s, sends[-1])) == []
+    assert listener_rule(sends, _checks(every_s, sends[-1])) == []
 
 
 @settings(max_examples=60, deadline=None)
@@ -112,7 +73,7 @@ def test_a_meter_that_stops_is_counted_silent_within_an_interval_and_a_check_of_
     for gap in gaps:
         sends.append(sends[-1] + gap)
     last = sends[-1]
-    failed = _failed_polls(sends, _checks(every_s, last + 6 * INTERVAL_S))
+    failed = listener_rule(sends, _checks(every_s, last + 6 * INTERVAL_S))
     due = last + INTERVAL_S
     assert failed and failed[0] <= due + INTERVAL_S + every_s
     assert all(at > last for at in failed)
