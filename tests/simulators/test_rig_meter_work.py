@@ -542,27 +542,27 @@ def test_an_exchange_accepted_is_one_the_state_file_reads_back(serial: int, volu
     assert parse_fault(asdict(spec), "smart_water_meter", only_its_options=False) == spec
 
 
+def in_a_rig(state: Path, clock: dict[str, datetime], action: Callable[[Rig], Any], text: str = RIG) -> Any:
+    """``action`` on a rig of the rig file ``text`` started from the state file ``state``, then
+    stopped: each call a run of the rig, and the next a restart."""
+
+    async def lifetime() -> Any:
+        rig = Rig(parse_rig_text(text, now=NOW), clock=lambda: clock["now"], state_path=state)
+        await rig.start()
+        try:
+            return action(rig)
+        finally:
+            await rig.stop()
+
+    return asyncio.run(lifetime())
+
+
 def test_an_exchange_outlives_a_restart_of_the_rig(tmp_path: Path) -> None:
     """The state file keeps it, its new meter's identification with it: a restarted rig's exchanged
     meter answers with the same identification and register, and clearing it puts the old one back."""
-    config = parse_rig_text(RIG, now=NOW)
     state = tmp_path / "rig.state.json"
     clock = {"now": NOW}
-
-    def run(action: Callable[[Rig], dict[str, Any]]) -> dict[str, Any]:
-        """``action`` on a rig started from the state file (its TCP server on the loop it starts on)."""
-
-        async def lifetime() -> dict[str, Any]:
-            rig = Rig(config, clock=lambda: clock["now"], state_path=state)
-            await rig.start()
-            try:
-                return action(rig)
-            finally:
-                await rig.stop()
-
-        return asyncio.run(lifetime())
-
-    made = run(lambda rig: rig.inject("MB1", {"kind": "exchange", "volume_m3": 2.5}).to_json())
+    made = in_a_rig(state, clock, lambda rig: rig.inject("MB1", {"kind": "exchange", "volume_m3": 2.5}).to_json())
     clock["now"] = NOW + timedelta(hours=1)
 
     def restarted(rig: Rig) -> dict[str, Any]:
@@ -572,7 +572,7 @@ def test_an_exchange_outlives_a_restart_of_the_rig(tmp_path: Path) -> None:
         rig.clear(meter_id="MB1")
         return seen | {"after": rig.rows()}
 
-    seen = run(restarted)
+    seen = in_a_rig(state, clock, restarted)
     assert [(f["kind"], f["identification"]) for f in seen["faults"]] == [("exchange", made["identification"])]
     during = next(r for r in seen["during"] if r["meter"] == "MB1")
     assert during["where"].endswith(f"primary 1 secondary {made['identification']}")
@@ -592,33 +592,19 @@ def test_work_for_a_while_outlives_a_restart_until_its_end(
     tmp_path: Path, meter: str, work: dict[str, Any], moved: str
 ) -> None:
     """A restarted rig does the work again until its ``until`` (from its first ``since``), and not after."""
-    config = parse_rig_text(RIG, now=NOW)
     state = tmp_path / "rig.state.json"
     clock = {"now": NOW}
 
     def run() -> dict[str, Any]:
         """The faults in force and the meter's row of a rig started from the state file, at the clock."""
 
-        async def lifetime() -> dict[str, Any]:
-            rig = Rig(config, clock=lambda: clock["now"], state_path=state)
-            await rig.start()
-            try:
-                row = next(r for r in rig.rows() if r["meter"] == meter)
-                return {"faults": [f.to_json() for f in rig.active_faults()], "where": row["where"]}
-            finally:
-                await rig.stop()
+        def seen(rig: Rig) -> dict[str, Any]:
+            row = next(r for r in rig.rows() if r["meter"] == meter)
+            return {"faults": [f.to_json() for f in rig.active_faults()], "where": row["where"]}
 
-        return asyncio.run(lifetime())
+        return in_a_rig(state, clock, seen)
 
-    async def inject() -> dict[str, Any]:
-        rig = Rig(config, clock=lambda: clock["now"], state_path=state)
-        await rig.start()
-        try:
-            return rig.inject(meter, {**work, "duration_s": 7200}).to_json()
-        finally:
-            await rig.stop()
-
-    made = asyncio.run(inject())
+    made = in_a_rig(state, clock, lambda rig: rig.inject(meter, {**work, "duration_s": 7200}).to_json())
     assert made["until"] == "2026-03-04T05:30:00Z"
     clock["now"] = NOW + timedelta(hours=1)
     during = run()
@@ -630,21 +616,6 @@ def test_work_for_a_while_outlives_a_restart_until_its_end(
 
 
 # ---- over by itself, across a restart -------------------------------------------------------------------
-
-
-def in_a_rig(state: Path, clock: dict[str, datetime], action: Callable[[Rig], Any], text: str = RIG) -> Any:
-    """``action`` on a rig of the rig file ``text`` started from the state file ``state``, then
-    stopped: each call a run of the rig, and the next a restart."""
-
-    async def lifetime() -> Any:
-        rig = Rig(parse_rig_text(text, now=NOW), clock=lambda: clock["now"], state_path=state)
-        await rig.start()
-        try:
-            return action(rig)
-        finally:
-            await rig.stop()
-
-    return asyncio.run(lifetime())
 
 
 @contextlib.contextmanager
