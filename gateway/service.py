@@ -32,6 +32,7 @@ from gateway.poll_episodes import PolledEpisodes
 from gateway.profiles import ProfileBook
 from gateway.publisher import Publisher
 from gateway.publisher_spool import SPOOL_ERRORS
+from gateway.room_looks import RoomLooks
 from gateway.scheduler import BusScheduler
 from gateway.spool import Spool, SpoolFull, SpoolUnusable
 from gateway.spool_writes import SpoolWrites, Written
@@ -149,6 +150,8 @@ class Gateway:
         self._event_writer_closing = False
         #: under ``stop_polling`` while the spool is short of room: the look for room come back, in a thread
         self._room_look: asyncio.Task[None] | None = None
+        #: those looks failing (a disk I/O error): said once an episode, not at each poll falling due
+        self._room_looks = RoomLooks(self.spool.path, log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bus_tasks: list[asyncio.Task[None]] = []
         self._bus_stop = asyncio.Event()
@@ -244,11 +247,15 @@ class Gateway:
         return not full
 
     async def _look_at_room(self) -> None:
-        """Look at the spool's room in a thread, then say whether it is full."""
+        """Look at the spool's room in a thread, then say whether it is full. A look that fails (a
+        failing disk) is said once an episode (:mod:`gateway.room_looks`): before, a warning at each
+        poll falling due while it lasted."""
         try:
             await asyncio.to_thread(self.spool.is_full)
         except Exception as error:  # a failing disk: the polls wait for a look that finds room
-            log.warning("spool %s: its room not looked at (%s); polls wait for the next look", self.spool.path, error)
+            self._room_looks.failed(error)
+        else:
+            self._room_looks.worked()
         finally:
             self._room_look = None
         self._fullness_seen(self.spool.full_as_last_seen())
