@@ -164,7 +164,11 @@ class Health:
     def poll_done(
         self, meter_id: str, ok: bool, at: datetime | None = None, error: str | None = None
     ) -> dict[str, Any] | None:
-        """Record one poll's outcome (``error``: why it failed); returns the event it raises, if any."""
+        """Record one poll's outcome (``error``: why it failed); returns the event it raises, if any.
+        A meter not tracked is tracked here (bus ""), its stored state loaded from the store in the
+        caller's thread: the gateway never asks it of one (:meth:`gateway.service.Gateway._on_heard`
+        leaves out the outcome of a meter a reload dropped while it was polled), so it never reads
+        the spool on its event loop here."""
         at = at or self.clock()
         meter = self._meter(meter_id, bus="")
         self._unsaved.add(meter_id)

@@ -510,6 +510,14 @@ class Gateway:
         self._on_heard(meter, reading is not None, error)
 
     def _on_heard(self, meter: MeterConfig, ok: bool, error: str | None = None) -> None:
+        """A poll's (or a wireless telegram's) outcome to the meter's health, and its event if any.
+        A meter not tracked is one a reload dropped while its poll was under way (a read-now answered,
+        its reading being spooled as the reload ran): its outcome is left out, as the reload forgot it.
+        Before, the health tracked it again (bus "", in the status until the next reload) and loaded
+        its stored state on the event loop."""
+        if meter.meter_id not in self.health.meters:
+            log.debug("%s: a poll's outcome after a reload dropped the meter, left out of its health", meter.meter_id)
+            return
         event = self.health.poll_done(meter.meter_id, ok, error=error)
         if event is not None:
             self.emit(event)
