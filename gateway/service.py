@@ -156,7 +156,7 @@ class Gateway:
         self._bus_tasks: list[asyncio.Task[None]] = []
         self._bus_stop = asyncio.Event()
         # one swap of the buses at a time: a reload awaits while the buses stop, and a second reload
-        # (or the gateway's own stop) running in between would start a set whose stop event is lost
+        # (or the gateway's own start or stop) running in between would start a set whose stop event is lost
         self._buses_lock = asyncio.Lock()
         self._stopping = False
         self._commands: Commands | None = None
@@ -643,7 +643,11 @@ class Gateway:
         self._event_writer_task = asyncio.create_task(self._event_writer())
         reporter = asyncio.create_task(self._reporter(stop))
         try:
-            await self._start_buses()
+            # under the lock a reload takes: the start reads the meters' stored health in a thread, and a
+            # reload come meanwhile (a command waiting in a persistent session comes as the gateway
+            # connects) started its own buses too, one set's stop event lost, its polls never stopped
+            async with self._buses_lock:
+                await self._start_buses()
             await stop.wait()
         finally:
             self._stopping = True

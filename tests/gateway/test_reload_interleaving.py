@@ -5,6 +5,9 @@ thread as its bus starts, the health saved by the reload awaited), those are thr
 - A read-now of a meter whose reading is being spooled while a reload drops that meter: its outcome
   came to the health after the meter was forgotten, which tracked it again (bus "") and loaded its
   stored health on the event loop; it stayed in the health status, no longer configured.
+- A reload taken while the gateway starts (a command waiting in a persistent session comes as it
+  connects): the start's buses and the reload's were both started, one set's stop event lost, its
+  scheduler polling on after the gateway stopped.
 """
 
 from __future__ import annotations
@@ -87,3 +90,57 @@ def test_a_read_now_answered_after_a_reload_dropped_its_meter_leaves_it_forgotte
     assert reply["ok"] is True and reply["reading"]["meter_id"] == "WM-0001"  # read, and spooled
     assert sorted(status["meters"]) == ["WM-0002"]
     assert loaded_on_loop == []
+
+
+def test_a_reload_taken_as_the_gateway_starts_leaves_one_set_of_buses_and_stops_it(tmp_path: Path) -> None:
+    """The gateway starts, reading its meters' stored health in a thread (held until the test lets it
+    go); a reload to WM-0002 alone comes meanwhile. One set of buses runs, with WM-0002 alone, and
+    once the gateway has stopped no bus's scheduler runs on. Before: the reload started its buses
+    while the start's were still to come (or the other way round), both ran, and one set's stop event
+    was lost: its scheduler ran on after the gateway stopped."""
+    let_go = threading.Event()
+    entered = threading.Event()
+
+    def schedulers_running() -> list[asyncio.Task[Any]]:
+        return [
+            task
+            for task in asyncio.all_tasks()
+            if not task.done() and getattr(task.get_coro(), "__qualname__", "") == "BusScheduler.run"
+        ]
+
+    async def scenario() -> tuple[int, list[str], int]:
+        simulator = ModbusTcpSimulator(meters(2))
+        await simulator.start()
+        path = tmp_path / "s.sqlite"
+        gateway = Gateway(parse_config_text(_config(simulator.port, [1, 2], path, 0.2)))
+        read_stored = gateway.health.read_stored
+        first = [True]
+
+        def held(meter_ids: Iterable[str]) -> dict[str, StoredMeter | None]:
+            if first[0]:  # the start's read
+                first[0] = False
+                entered.set()
+                let_go.wait(30)
+            return read_stored(meter_ids)
+
+        gateway.health.read_stored = held  # type: ignore[method-assign]
+        try:
+            async with running(gateway, drain_timeout=0.1):
+                assert await asyncio.to_thread(entered.wait, 30)  # the gateway starting
+                reload = asyncio.create_task(
+                    gateway.apply_config(parse_config_text(_config(simulator.port, [2], path, 0.2)))
+                )
+                await asyncio.sleep(0)  # the reload begun: up to its first wait
+                let_go.set()
+                await reload
+                await until(lambda: len(schedulers_running()) >= 1, 10)
+                running_meanwhile = len(schedulers_running())
+                polled = sorted(m for s in gateway.schedulers.values() for m in s.meters)
+        finally:
+            let_go.set()
+            await simulator.stop()
+        return running_meanwhile, polled, len(schedulers_running())
+
+    running_meanwhile, polled, running_after = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert polled == ["WM-0002"]
+    assert (running_meanwhile, running_after) == (1, 0)
