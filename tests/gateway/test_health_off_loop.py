@@ -81,6 +81,7 @@ def _config(port: int, units: range, spool: Path) -> str:
         retries=0,
         extra_top="[health]\nstatus_interval_s = 0.2\noffline_after = 2\n",
         extra_spool='policy = "stop_polling"\n',
+        extra_bus="jitter = 0\n",  # both first polls under way before the first is refused
     )
 
 
