@@ -61,3 +61,25 @@ def statements_run() -> Iterator[list[tuple[str, Any]]]:
         yield recorded
     finally:
         setattr(psycopg.Cursor, "execute", execute)  # noqa: B010
+
+
+@contextmanager
+def after_statement(conn: psycopg.Connection[Any], n: int, then: Callable[[], None]) -> Iterator[list[int]]:
+    """``then()`` run once the ``n``-th statement ``conn`` runs inside the block has its answer; yields
+    the statements' count so far."""
+    execute = psycopg.Cursor.execute
+    run = [0]
+
+    def counting(self: psycopg.Cursor[Any], query: Any, params: Any = None, **kwargs: Any) -> Any:
+        result = execute(self, query, params, **kwargs)
+        if self.connection is conn:
+            run[0] += 1
+            if run[0] == n:
+                then()
+        return result
+
+    setattr(psycopg.Cursor, "execute", counting)  # noqa: B010 (mypy: a method is not assignable)
+    try:
+        yield run
+    finally:
+        setattr(psycopg.Cursor, "execute", execute)  # noqa: B010

@@ -10,9 +10,8 @@ moment. Now they run in one read-only REPEATABLE READ transaction (server.snapsh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import psycopg
@@ -22,35 +21,15 @@ from psycopg.rows import dict_row
 from benchmarks.bench_meter_page_plans import UNBOUNDED
 from server.meters import repository
 from server.snapshot import one_moment
-from tests.services import create_database, drop_database
-
-NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-DAY = timedelta(days=1)
-WEEK = timedelta(days=7)
-#: The delivery stored while SILENT is looked for: a reading of this hour, and one from the days it held back.
-DELIVERED = [(NOW - 10 * DAY, 7, "GW2"), (NOW - timedelta(hours=1), 8, "GW3")]
+from tests.query_plans import after_statement
+from tests.server.delivery_between_statements import DAY, DELIVERED, NOW, deliver, silent_meter_database, undeliver
 
 
 @pytest.fixture(scope="module")
 def url(timescale_admin_url: str, migrated_template: str) -> Iterator[str]:
-    """READ read daily for 60 days up to now, and SILENT read last 30 days ago (through GW1)."""
-    url = create_database(timescale_admin_url, migrated_template)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO meters (meter_id, registered, has_readings)"
-                " VALUES ('READ', true, true), ('SILENT', true, true)"
-            )
-            conn.execute(
-                "INSERT INTO readings (meter_id, ts, volume_m3, gateway_id)"
-                " SELECT 'READ', %(now)s - d * interval '1 day', 100 - d, 'GW1' FROM generate_series(0, 59) d"
-                " UNION ALL SELECT 'SILENT', %(now)s - interval '30 days', 5, 'GW1'",
-                {"now": NOW},
-            )
-            conn.execute("ANALYZE")
+    """READ and SILENT, as in the scenario (tests/server/delivery_between_statements.py)."""
+    with silent_meter_database(timescale_admin_url, migrated_template) as url:
         yield url
-    finally:
-        drop_database(timescale_admin_url, url)
 
 
 @pytest.fixture
@@ -58,42 +37,6 @@ def conn(url: str) -> Iterator[psycopg.Connection[Any]]:
     """Autocommit, rows as dicts, as the server's pool lends them."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as connection:
         yield connection
-
-
-def deliver(writer: psycopg.Connection[Any]) -> None:
-    """SILENT's delivery, in one transaction, as the collector stores a batch."""
-    with writer.transaction():
-        for ts, volume, gateway in DELIVERED:
-            writer.execute(
-                "INSERT INTO readings (meter_id, ts, volume_m3, gateway_id) VALUES ('SILENT', %s, %s, %s)",
-                (ts, volume, gateway),
-            )
-
-
-def undeliver(writer: psycopg.Connection[Any]) -> None:
-    writer.execute("DELETE FROM readings WHERE meter_id = 'SILENT' AND ts > %s", (NOW - 20 * DAY,))
-
-
-@contextmanager
-def after_statement(conn: psycopg.Connection[Any], n: int, then: Callable[[], None]) -> Iterator[list[int]]:
-    """``then()`` run once the ``n``-th statement ``conn`` runs inside the block has its answer; yields
-    the statements' count so far."""
-    execute = psycopg.Cursor.execute
-    run = [0]
-
-    def counting(self: psycopg.Cursor[Any], query: Any, params: Any = None, **kwargs: Any) -> Any:
-        result = execute(self, query, params, **kwargs)
-        if self.connection is conn:
-            run[0] += 1
-            if run[0] == n:
-                then()
-        return result
-
-    setattr(psycopg.Cursor, "execute", counting)  # noqa: B010 (mypy: a method is not assignable)
-    try:
-        yield run
-    finally:
-        setattr(psycopg.Cursor, "execute", execute)  # noqa: B010
 
 
 @pytest.mark.parametrize("within", ["alone", "a page's moment"])

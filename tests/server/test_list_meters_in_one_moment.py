@@ -5,16 +5,16 @@ each for all such meters (server.meters.repository: bounds known when each is pl
 queries ran each in its own moment after the list's rows': a gateway's spool delivering a reading of this
 hour with ones of the days it held back, stored between them, listed a latest reading from those days, the
 latest at no moment. Now they run in one read-only REPEATABLE READ transaction (server.snapshot), or in
-the caller's (the meters page's one moment), as get_meter's do (tests/server/test_get_meter_in_one_moment.py,
-whose way of storing the delivery after each statement in turn this reuses). The oracle is the old one look
-at all of each meter's readings (benchmarks.bench_meters_list_plans.unbounded_list_meters), asked before
-and after the delivery."""
+the caller's (the meters page's one moment), as get_meter's do (tests/server/test_get_meter_in_one_moment.py;
+the database and the delivery are both tests', tests/server/delivery_between_statements.py). The oracle
+is the old one look at all of each meter's readings (benchmarks.bench_meters_list_plans.unbounded_list_meters),
+asked before and after the delivery."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -24,37 +24,15 @@ from psycopg.rows import dict_row
 from benchmarks.bench_meters_list_plans import unbounded_list_meters
 from server.meters import repository
 from server.snapshot import one_moment
-from tests.query_plans import statements_run
-from tests.server.test_get_meter_in_one_moment import after_statement
-from tests.services import create_database, drop_database
-
-NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-DAY = timedelta(days=1)
-#: The delivery stored while SILENT is looked for: a reading of this hour, and one from the days it held back.
-DELIVERED = [(NOW - 10 * DAY, 7, "GW2"), (NOW - timedelta(hours=1), 8, "GW3")]
+from tests.query_plans import after_statement, statements_run
+from tests.server.delivery_between_statements import DAY, DELIVERED, NOW, deliver, silent_meter_database, undeliver
 
 
 @pytest.fixture(scope="module")
 def url(timescale_admin_url: str, migrated_template: str) -> Iterator[str]:
-    """NEVER registered and never read, READ read daily for 60 days up to now, and SILENT read last 30
-    days ago (through GW1): listed in that order."""
-    url = create_database(timescale_admin_url, migrated_template)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO meters (meter_id, registered, has_readings)"
-                " VALUES ('NEVER', true, false), ('READ', true, true), ('SILENT', true, true)"
-            )
-            conn.execute(
-                "INSERT INTO readings (meter_id, ts, volume_m3, gateway_id)"
-                " SELECT 'READ', %(now)s - d * interval '1 day', 100 - d, 'GW1' FROM generate_series(0, 59) d"
-                " UNION ALL SELECT 'SILENT', %(now)s - interval '30 days', 5, 'GW1'",
-                {"now": NOW},
-            )
-            conn.execute("ANALYZE")
+    """NEVER registered and never read, READ and SILENT as in the scenario: listed in that order."""
+    with silent_meter_database(timescale_admin_url, migrated_template, never_read=True) as url:
         yield url
-    finally:
-        drop_database(timescale_admin_url, url)
 
 
 @pytest.fixture
@@ -62,20 +40,6 @@ def conn(url: str) -> Iterator[psycopg.Connection[Any]]:
     """Autocommit, rows as dicts, as the server's pool lends them."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as connection:
         yield connection
-
-
-def deliver(writer: psycopg.Connection[Any]) -> None:
-    """SILENT's delivery, in one transaction, as the collector stores a batch."""
-    with writer.transaction():
-        for ts, volume, gateway in DELIVERED:
-            writer.execute(
-                "INSERT INTO readings (meter_id, ts, volume_m3, gateway_id) VALUES ('SILENT', %s, %s, %s)",
-                (ts, volume, gateway),
-            )
-
-
-def undeliver(writer: psycopg.Connection[Any]) -> None:
-    writer.execute("DELETE FROM readings WHERE meter_id = 'SILENT' AND ts > %s", (NOW - 20 * DAY,))
 
 
 @pytest.mark.parametrize("not_read_since", [None, NOW - 3 * DAY], ids=["all", "not read for 3 days"])
