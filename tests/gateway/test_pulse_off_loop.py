@@ -137,20 +137,14 @@ def test_pulse_counter_polls_read_and_write_the_spool_off_the_event_loop(tmp_pat
         assert round(state.offset_m3 + state.last_m3, 9) == volumes[meter_id]
 
 
-class _HeldSave:
+class _HeldSave(_PulseStateOnThreads):
     """A pulse store whose writes wait for ``release``: a count being kept when its attempt is cancelled."""
 
     def __init__(self, spool: Spool) -> None:
-        self.spool = spool
+        super().__init__(spool)
         self.entered = threading.Event()
         self.release = threading.Event()
         self.saved = threading.Event()
-
-    def load_pulse(self, meter_id: str) -> PulseState | None:
-        return self.spool.load_pulse(meter_id)
-
-    def load_wrap(self, meter_id: str) -> tuple[float | None, int]:
-        return self.spool.load_wrap(meter_id)
 
     def save_pulse(
         self,
@@ -163,7 +157,7 @@ class _HeldSave:
     ) -> None:
         self.entered.set()
         self.release.wait(30)
-        self.spool.save_pulse(meter_id, last_m3, offset_m3, at, count_m3, before_restart)
+        super().save_pulse(meter_id, last_m3, offset_m3, at, count_m3, before_restart)
         self.saved.set()
 
 
