@@ -641,13 +641,17 @@ class Gateway:
         writer = asyncio.create_task(self._writer(writer_stop))
         self._event_writer_closing = False
         self._event_writer_task = asyncio.create_task(self._event_writer())
-        reporter = asyncio.create_task(self._reporter(stop))
+        reporter: asyncio.Task[None] | None = None
         try:
             # under the lock a reload takes: the start reads the meters' stored health in a thread, and a
             # reload come meanwhile (a command waiting in a persistent session comes as the gateway
             # connects) started its own buses too, one set's stop event lost, its polls never stopped
             async with self._buses_lock:
                 await self._start_buses()
+            # the health status once the meters are tracked: started before, while the start read their
+            # stored health in a thread, its first status could list none of them (retained, as if the
+            # gateway had no meter)
+            reporter = asyncio.create_task(self._reporter(stop))
             await stop.wait()
         finally:
             self._stopping = True
@@ -659,7 +663,7 @@ class Gateway:
             await self._commands.close()
             writer_stop.set()
             self._wake_writer.set()
-            await asyncio.gather(writer, reporter, return_exceptions=True)
+            await asyncio.gather(writer, *([reporter] if reporter is not None else []), return_exceptions=True)
             self._report_overflow()
             self._say_stopped()
             await self._close_event_writer()  # every event stored, gateway_stopped last, before the drain

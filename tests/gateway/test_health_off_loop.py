@@ -205,3 +205,43 @@ def test_a_reload_returns_once_the_health_it_saves_is_stored_behind_an_event_bei
     finally:
         spool.close()
     assert kept is not None and kept[1] is not None and kept[2] == 2
+
+
+def test_the_first_health_status_lists_every_configured_meter_however_slow_their_stored_health_is_to_read(
+    tmp_path: Path,
+) -> None:
+    """The gateway's start reads the meters' stored health in a thread (a slow SD card here: 0.5 s);
+    the health status it publishes first lists every configured meter. Before, the status reporter
+    started before the buses, so its first status (retained by the broker) could list none of them
+    (seen once in a loaded CI: KeyError 'WM-0004' in tests/gateway/test_health.py)."""
+    text = config_text(
+        f"mqtt://127.0.0.1:{free_port()}",
+        {"b": free_port()},
+        {"b": [1, 2]},
+        str(tmp_path / "s.sqlite"),
+        gateway_id="gw-first-status",
+        poll_interval_s=86400,
+        retries=0,
+        extra_top="[health]\nstatus_interval_s = 0.2\n",
+    )
+    gateway = Gateway(parse_config_text(text))
+    read_stored, publish_status = gateway.health.read_stored, gateway.publish_status
+    listed: list[list[str]] = []
+
+    def slow_read(meter_ids: Any) -> Any:
+        threading.Event().wait(0.5)  # (a slow card, in the start's thread)
+        return read_stored(meter_ids)
+
+    def recording(state: Any = "online", events_waiting: int | None = None) -> None:
+        listed.append(sorted(gateway.status(state, events_waiting)["meters"]))
+        publish_status(state, events_waiting)
+
+    gateway.health.read_stored = slow_read  # type: ignore[method-assign]
+    gateway.publish_status = recording  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        async with running(gateway):
+            await until(lambda: len(listed) >= 2, 10)
+
+    asyncio.run(scenario())
+    assert listed and all(meter_ids == ["WM-0001", "WM-0002"] for meter_ids in listed), listed
